@@ -30,8 +30,19 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(PY) demos/run.py
 
-bench: $(STAMP)
-	$(PY) benchmarks/run.py
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/requirements.txt -e '.[speedups]'
+	touch $(BENCH_STAMP)
+
+# wrk generates the load; install it from Debian's packages when it is missing.
+bench: $(BENCH_STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-bench build *.egg-info .coverage .mypy_cache .ruff_cache

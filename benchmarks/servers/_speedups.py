@@ -1,0 +1,20 @@
+"""Event-loop choice shared by the benchmark servers.
+
+Squall's "speedups" contender runs on uvloop (part of squall[speedups]); the
+pure contender sets SQUALL_NO_SPEEDUPS=1 and runs on asyncio's own loop. Peers
+run on asyncio's loop unless SQUALL_BENCH_UVLOOP=1 asks for uvloop, so that the
+table can show them both ways.
+"""
+
+import asyncio
+import os
+
+
+def choose_loop(squall: bool) -> None:
+    wanted = (squall and not os.environ.get("SQUALL_NO_SPEEDUPS")) or os.environ.get(
+        "SQUALL_BENCH_UVLOOP"
+    )
+    if wanted:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -1,0 +1,110 @@
+"""The layering rule of DESIGN.md: a module imports (at import time) only from its
+own layer or the layers below it, and the sans-I/O cores import no I/O at all."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "squall"
+
+LAYERS: dict[str, int] = {}
+for level, names in enumerate(
+    [
+        ["_h1", "_ws", "_h2"],
+        ["util", "escape", "log", "options"],
+        ["concurrent", "ioloop", "gen", "locks", "queues", "platform"],
+        ["iostream", "netutil", "tcpserver", "tcpclient", "process"],
+        ["httputil", "http1connection", "httpserver", "httpclient", "simple_httpclient"],
+        ["web", "routing", "template", "locale", "websocket"],
+        ["auth", "wsgi", "autoreload", "testing", "compat", "asgi", "cli"],
+    ]
+):
+    for name in names:
+        LAYERS[name] = level
+
+IO_MODULES = {"asyncio", "socket", "ssl", "time", "selectors", "select", "threading"}
+
+
+def modules() -> Iterator[Path]:
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] != "__init__.py" and not rel.parts[0].startswith("__"):
+            yield path
+
+
+def top_name(path: Path) -> str:
+    return path.relative_to(ROOT).parts[0].removesuffix(".py")
+
+
+def import_time_imports(path: Path) -> Iterator[tuple[int, str]]:
+    """Absolute names imported at module level (not inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = ".".join(("squall",) + path.relative_to(ROOT).with_suffix("").parts[:-1])
+
+    def visit(nodes: list[ast.stmt]) -> Iterator[tuple[int, str]]:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield node.lineno, alias.name
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - node.level + 1]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                yield node.lineno, mod
+                for alias in node.names:
+                    yield node.lineno, f"{mod}.{alias.name}"
+            elif isinstance(node, (ast.If, ast.Try)):
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+                    continue
+                yield from visit(node.body)
+                yield from visit(node.orelse)
+                if isinstance(node, ast.Try):
+                    for handler in node.handlers:
+                        yield from visit(handler.body)
+                    yield from visit(node.finalbody)
+
+    yield from visit(tree.body)
+
+
+CASES = [p for p in modules() if top_name(p) in LAYERS]
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_only_from_lower_layers(path: Path) -> None:
+    own = LAYERS[top_name(path)]
+    bad = []
+    for lineno, name in import_time_imports(path):
+        parts = name.split(".")
+        if parts[0] != "squall" or len(parts) < 2 or parts[1] not in LAYERS:
+            continue
+        if LAYERS[parts[1]] > own:
+            bad.append(f"line {lineno}: {name}")
+    assert not bad, f"{path.name} imports from a higher layer: {bad}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in CASES if LAYERS[top_name(p)] == 0],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_sans_io_cores_import_no_io(path: Path) -> None:
+    names = [(n, name) for n, name in import_time_imports(path)]
+    bad = [f"line {n}: {name}" for n, name in names if name.split(".")[0] in IO_MODULES]
+    squall = [
+        f"line {n}: {name}"
+        for n, name in names
+        if name.startswith("squall.") and LAYERS.get(name.split(".")[1], 0) != 0
+    ]
+    assert not bad and not squall, f"{path.name} must stay sans-I/O: {bad + squall}"
+
+
+def test_every_top_level_module_has_a_layer() -> None:
+    unknown = sorted({top_name(p) for p in modules()} - set(LAYERS) - {"_certs"})
+    assert not unknown, f"add these to LAYERS in {__file__}: {unknown}"

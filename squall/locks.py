@@ -1,0 +1,430 @@
+"""Coroutine-aware synchronization primitives: Condition, Event, Semaphore and Lock.
+
+These mirror the classes of :mod:`asyncio` but follow Tornado's API: waiting
+methods return a :class:`~asyncio.Future` at once (so they can be called from
+plain callbacks as well as awaited), and accept an optional ``timeout`` that is
+either an absolute deadline in :meth:`IOLoop.time() <squall.ioloop.IOLoop.time>`
+units or a :class:`datetime.timedelta` relative to now.
+
+None of these classes is thread-safe: use them from the thread that runs the
+event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import numbers
+import types
+from collections.abc import Callable
+from typing import Any, Union
+
+__all__ = ["Condition", "Event", "Semaphore", "BoundedSemaphore", "Lock"]
+
+_Timeout = Union[float, datetime.timedelta]
+
+# A sweep of timed-out waiters runs once more than this many have timed out
+# and they make up at least half of the waiter queue, so each sweep costs
+# O(1) per timeout it clears and dead waiters never outnumber live ones by
+# more than this constant.
+_SWEEP_THRESHOLD = 100
+
+
+def _schedule_timeout(
+    loop: asyncio.AbstractEventLoop, timeout: _Timeout, callback: Callable[[], None]
+) -> asyncio.TimerHandle:
+    """Arranges for ``callback`` to run on ``loop`` when ``timeout`` expires.
+
+    A number is a deadline on the loop's clock (which is ``IOLoop.time()``); a
+    timedelta is relative to now.
+    """
+    if isinstance(timeout, datetime.timedelta):
+        return loop.call_later(timeout.total_seconds(), callback)
+    if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
+        return loop.call_at(float(timeout), callback)
+    raise TypeError(f"timeout must be a deadline (float) or a datetime.timedelta, not {timeout!r}")
+
+
+def _cancel_on_done(future: asyncio.Future[Any], handle: asyncio.TimerHandle) -> None:
+    """Cancels the timer ``handle`` as soon as ``future`` resolves."""
+    future.add_done_callback(lambda _: handle.cancel())
+
+
+class _TimeoutGarbageCollector:
+    """Base for primitives that keep a FIFO of waiter futures.
+
+    A waiter that times out stays in the deque until it reaches the front (the
+    release paths skip finished waiters) or until enough of them accumulate to
+    make a sweep worthwhile; see ``_SWEEP_THRESHOLD``.
+    """
+
+    __slots__ = ("_waiters", "_timeouts")
+
+    def __init__(self) -> None:
+        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._timeouts = 0
+
+    def _garbage_collect(self) -> None:
+        # Called once per waiter that timed out.
+        self._timeouts += 1
+        if self._timeouts > _SWEEP_THRESHOLD and 2 * self._timeouts >= len(self._waiters):
+            self._timeouts = 0
+            self._waiters = collections.deque(w for w in self._waiters if not w.done())
+
+
+class Condition(_TimeoutGarbageCollector):
+    """A condition lets coroutines wait until another one notifies them.
+
+    Unlike :class:`threading.Condition` there is no underlying lock to hold
+    around :meth:`wait` and :meth:`notify`.
+
+    Example::
+
+        condition = Condition()
+
+        async def waiter():
+            await condition.wait()
+            print("notified")
+
+        async def notifier():
+            condition.notify()
+    """
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def __repr__(self) -> str:
+        if self._waiters:
+            return f"<{type(self).__name__} waiters[{len(self._waiters)}]>"
+        return f"<{type(self).__name__}>"
+
+    def wait(self, timeout: _Timeout | None = None) -> asyncio.Future[bool]:
+        """Waits for :meth:`notify`.
+
+        Args:
+            timeout: a deadline (``IOLoop.time()`` units) or a timedelta.
+
+        Returns:
+            A future that resolves to True when notified, or to False if the
+            timeout expired first.
+        """
+        waiter: asyncio.Future[bool] = asyncio.Future()
+        self._waiters.append(waiter)
+        if timeout is not None:
+
+            def on_timeout() -> None:
+                if not waiter.done():
+                    waiter.set_result(False)
+                    self._garbage_collect()
+
+            _cancel_on_done(waiter, _schedule_timeout(waiter.get_loop(), timeout, on_timeout))
+        return waiter
+
+    def notify(self, n: int = 1) -> None:
+        """Wakes up to ``n`` waiters, oldest first."""
+        woken: list[asyncio.Future[Any]] = []
+        waiters = self._waiters
+        while n > 0 and waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # skip those that timed out or were cancelled
+                n -= 1
+                woken.append(waiter)
+        # Resolve only after the selection so that a waiter's callback that
+        # re-enters notify() sees a consistent deque.
+        for waiter in woken:
+            waiter.set_result(True)
+
+    def notify_all(self) -> None:
+        """Wakes every waiter."""
+        self.notify(len(self._waiters))
+
+
+class Event:
+    """A flag that coroutines can wait on until it is set.
+
+    The event starts clear. :meth:`set` wakes every waiter and makes later
+    :meth:`wait` calls return at once, until :meth:`clear` is called.
+    """
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'set' if self._value else 'clear'}>"
+
+    def is_set(self) -> bool:
+        """Returns True if the flag is set."""
+        return self._value
+
+    def set(self) -> None:
+        """Sets the flag and wakes every waiter."""
+        if self._value:
+            return
+        self._value = True
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        """Clears the flag, so that later :meth:`wait` calls block."""
+        self._value = False
+
+    def wait(self, timeout: _Timeout | None = None) -> asyncio.Future[None]:
+        """Waits until the flag is set.
+
+        Args:
+            timeout: a deadline (``IOLoop.time()`` units) or a timedelta.
+
+        Returns:
+            A future that resolves once the flag is set.
+
+        Raises:
+            TimeoutError: (through the future) if the timeout expires first.
+        """
+        waiter: asyncio.Future[None] = asyncio.Future()
+        if self._value:
+            waiter.set_result(None)
+            return waiter
+        waiters = self._waiters
+        waiters.add(waiter)
+        if timeout is None:
+            # Forget a waiter its owner cancelled.
+            waiter.add_done_callback(self._forget)
+            return waiter
+
+        def on_timeout() -> None:
+            if not waiter.done():
+                waiter.set_exception(TimeoutError())
+
+        handle = _schedule_timeout(waiter.get_loop(), timeout, on_timeout)
+
+        def on_done(_: asyncio.Future[None]) -> None:
+            handle.cancel()
+            self._waiters.discard(waiter)
+
+        waiter.add_done_callback(on_done)
+        return waiter
+
+    def _forget(self, waiter: asyncio.Future[None]) -> None:
+        self._waiters.discard(waiter)
+
+
+class _ReleasingContextManager:
+    """What a successful acquire resolves to: ``with`` releases the semaphore."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Semaphore) -> None:
+        self._obj = obj
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: types.TracebackType | None,
+    ) -> None:
+        self._obj.release()
+
+
+class Semaphore(_TimeoutGarbageCollector):
+    """A counter of permits that coroutines acquire and release.
+
+    :meth:`acquire` takes a permit, waiting while none is left; :meth:`release`
+    gives one back and wakes the oldest waiter. Use it as ``async with sem:``,
+    or as ``with (yield sem.acquire()):`` in a ``gen.coroutine``.
+
+    Args:
+        value: the initial number of permits (not negative).
+
+    Raises:
+        ValueError: if ``value`` is negative.
+    """
+
+    __slots__ = ("_value", "_releaser")
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__()
+        if value < 0:
+            raise ValueError(f"semaphore initial value must be >= 0, not {value!r}")
+        self._value = value
+        # Stateless, so one instance serves every acquire.
+        self._releaser = _ReleasingContextManager(self)
+
+    def __repr__(self) -> str:
+        state = "locked" if self._value == 0 else f"unlocked,value:{self._value}"
+        if self._waiters:
+            state += f",waiters:{len(self._waiters)}"
+        return f"<{type(self).__module__}.{type(self).__name__} [{state}]>"
+
+    def release(self) -> None:
+        """Gives a permit back, waking the oldest waiter if there is one."""
+        self._value += 1
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # skip those that timed out or were cancelled
+                self._value -= 1
+                waiter.set_result(self._releaser)
+                return
+
+    def acquire(self, timeout: _Timeout | None = None) -> asyncio.Future[_ReleasingContextManager]:
+        """Takes a permit, waiting until one is free.
+
+        Args:
+            timeout: a deadline (``IOLoop.time()`` units) or a timedelta.
+
+        Returns:
+            A future that resolves, once a permit is taken, to an object whose
+            ``with`` block releases it.
+
+        Raises:
+            TimeoutError: (through the future) if the timeout expires first;
+                no permit is taken then.
+        """
+        waiter: asyncio.Future[_ReleasingContextManager] = asyncio.Future()
+        if self._value > 0:
+            self._value -= 1
+            waiter.set_result(self._releaser)
+            return waiter
+        self._waiters.append(waiter)
+        if timeout is not None:
+
+            def on_timeout() -> None:
+                if not waiter.done():
+                    waiter.set_exception(TimeoutError())
+                    self._garbage_collect()
+
+            _cancel_on_done(waiter, _schedule_timeout(waiter.get_loop(), timeout, on_timeout))
+        return waiter
+
+    def __enter__(self) -> None:
+        raise RuntimeError(
+            f"use 'async with' or 'with (yield x.acquire())' for {type(self).__name__}, "
+            "not a plain 'with'"
+        )
+
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> None:
+        self.__enter__()
+
+    async def __aenter__(self) -> None:
+        waiter = self.acquire()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # The permit may have been granted in the same loop iteration the
+            # task was cancelled; give it back or it would be lost.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release()
+            raise
+
+    async def __aexit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class BoundedSemaphore(Semaphore):
+    """A :class:`Semaphore` that refuses to be released above its initial value.
+
+    Raises:
+        ValueError: from :meth:`release`, when it would exceed the initial value.
+    """
+
+    __slots__ = ("_initial_value",)
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value=value)
+        self._initial_value = value
+
+    def release(self) -> None:
+        """Gives a permit back; raises ValueError if none is taken."""
+        if self._value >= self._initial_value:
+            raise ValueError(
+                f"{type(self).__name__} released more times than acquired "
+                f"(initial value {self._initial_value})"
+            )
+        super().release()
+
+
+class Lock:
+    """A mutual-exclusion lock for coroutines.
+
+    Acquire it with ``async with lock:`` (or ``with (yield lock.acquire()):``
+    in a ``gen.coroutine``). Waiters get the lock in the order they asked.
+    """
+
+    __slots__ = ("_block",)
+
+    def __init__(self) -> None:
+        self._block = BoundedSemaphore(value=1)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} _block={self._block!r}>"
+
+    def acquire(self, timeout: _Timeout | None = None) -> asyncio.Future[_ReleasingContextManager]:
+        """Takes the lock, waiting until it is free.
+
+        Args:
+            timeout: a deadline (``IOLoop.time()`` units) or a timedelta.
+
+        Returns:
+            A future that resolves, once the lock is held, to an object whose
+            ``with`` block releases it.
+
+        Raises:
+            TimeoutError: (through the future) if the timeout expires first.
+        """
+        return self._block.acquire(timeout)
+
+    def release(self) -> None:
+        """Releases the lock, handing it to the oldest waiter if there is one.
+
+        Raises:
+            RuntimeError: if the lock is not held.
+        """
+        try:
+            self._block.release()
+        except ValueError:
+            raise RuntimeError("release unlocked lock") from None
+
+    def __enter__(self) -> None:
+        raise RuntimeError(
+            "use 'async with lock' or 'with (yield lock.acquire())' for Lock, not a plain 'with'"
+        )
+
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.__enter__()
+
+    async def __aenter__(self) -> None:
+        await self._block.__aenter__()
+
+    async def __aexit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.release()

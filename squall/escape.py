@@ -1,0 +1,397 @@
+"""Escaping and unescaping for HTML, URLs and JSON, plus str/bytes helpers.
+
+Everything here runs in time and memory linear in its input: these functions
+are routinely handed whole request bodies, so a quadratic corner is a
+denial-of-service hole.
+"""
+
+from __future__ import annotations
+
+import html.entities
+import json
+import re
+import urllib.parse
+from collections.abc import Callable, Iterable
+from typing import Any, Optional, Union, overload
+
+__all__ = [
+    "json_decode",
+    "json_encode",
+    "linkify",
+    "native_str",
+    "parse_qs_bytes",
+    "recursive_unicode",
+    "squeeze",
+    "to_basestring",
+    "to_unicode",
+    "url_escape",
+    "url_unescape",
+    "utf8",
+    "xhtml_escape",
+    "xhtml_unescape",
+]
+
+
+# --- str / bytes conversion -------------------------------------------------
+
+_UTF8_TYPES = (bytes, type(None))
+_TO_UNICODE_TYPES = (str, type(None))
+
+
+@overload
+def utf8(value: bytes) -> bytes: ...
+@overload
+def utf8(value: str) -> bytes: ...
+@overload
+def utf8(value: None) -> None: ...
+def utf8(value: Union[None, str, bytes]) -> Optional[bytes]:
+    """Encode ``value`` as UTF-8 bytes; bytes and None pass through unchanged.
+
+    Raises:
+        TypeError: if ``value`` is neither str, bytes nor None.
+    """
+    if isinstance(value, _UTF8_TYPES):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"Expected bytes, unicode, or None; got {type(value)!r}")
+    return value.encode("utf-8")
+
+
+@overload
+def to_unicode(value: str) -> str: ...
+@overload
+def to_unicode(value: bytes) -> str: ...
+@overload
+def to_unicode(value: None) -> None: ...
+def to_unicode(value: Union[None, str, bytes]) -> Optional[str]:
+    """Decode ``value`` from UTF-8; str and None pass through unchanged.
+
+    Raises:
+        TypeError: if ``value`` is neither str, bytes nor None.
+    """
+    if isinstance(value, _TO_UNICODE_TYPES):
+        return value
+    if not isinstance(value, bytes):
+        raise TypeError(f"Expected bytes, unicode, or None; got {type(value)!r}")
+    return value.decode("utf-8")
+
+
+# On Python 3 the "native" string type is str, so both historical names are
+# plain aliases.
+native_str = to_unicode
+to_basestring = to_unicode
+
+
+def recursive_unicode(obj: Any) -> Any:
+    """Decode every bytes object found in nested dicts, lists and tuples."""
+    if isinstance(obj, dict):
+        return {recursive_unicode(k): recursive_unicode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [recursive_unicode(item) for item in obj]
+    if isinstance(obj, tuple):
+        return tuple(recursive_unicode(item) for item in obj)
+    if isinstance(obj, bytes):
+        return to_unicode(obj)
+    return obj
+
+
+# --- HTML -------------------------------------------------------------------
+
+
+def xhtml_escape(value: Union[str, bytes]) -> str:
+    """Escape ``value`` for use in HTML or XML text and attribute values.
+
+    Replaces ``&``, ``<``, ``>``, ``"`` and ``'``.
+    """
+    text = to_unicode(value)
+    # "&" first, or the entities introduced below would be escaped again.
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
+
+
+_ENTITY_RE = re.compile(r"&(#?)(\w+);")
+_NAMED_ENTITIES: dict[str, str] = {
+    name: chr(code) for name, code in html.entities.name2codepoint.items()
+}
+
+
+def _replace_entity(match: re.Match[str]) -> str:
+    numeric, body = match.groups()
+    if not numeric:
+        return _NAMED_ENTITIES.get(body, match.group(0))
+    try:
+        if body[0] in "xX":
+            return chr(int(body[1:], 16))
+        return chr(int(body, 10))
+    except (ValueError, OverflowError):
+        # Not a number, or not a code point: leave the text as it was.
+        return match.group(0)
+
+
+def xhtml_unescape(value: Union[str, bytes]) -> str:
+    """Replace HTML character references in ``value`` with the characters.
+
+    Handles named references (``&amp;``) and decimal or hexadecimal numeric
+    ones (``&#32;``, ``&#x20;``); anything unrecognised is left as it is.
+    """
+    return _ENTITY_RE.sub(_replace_entity, to_unicode(value))
+
+
+# --- URLs -------------------------------------------------------------------
+
+
+def url_escape(value: Union[str, bytes], plus: bool = True) -> str:
+    """Percent-encode ``value`` for use in a URL.
+
+    Args:
+        value: text (encoded as UTF-8 first) or bytes.
+        plus: encode spaces as ``+`` (form encoding, for query strings); when
+            False spaces become ``%20`` and ``/`` is kept (for paths).
+    """
+    if plus:
+        return urllib.parse.quote_plus(utf8(value))
+    return urllib.parse.quote(utf8(value))
+
+
+def _build_hex_table() -> dict[bytes, int]:
+    digits = "0123456789abcdefABCDEF"
+    return {(a + b).encode("ascii"): int(a + b, 16) for a in digits for b in digits}
+
+
+_HEX_PAIRS = _build_hex_table()
+
+
+def _unquote_to_bytes(data: Union[str, bytes]) -> bytes:
+    """Decode ``%XX`` escapes; a ``%`` not followed by two hex digits stays.
+
+    Unlike the standard library, this allocates no object per escape that
+    outlives its loop iteration, so memory stays proportional to the input.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    first = data.find(b"%")
+    if first < 0:
+        return bytes(data)
+    out = bytearray(data[:first])
+    copied = first  # data[:copied] is accounted for in out
+    pos = first
+    while pos >= 0:
+        byte = _HEX_PAIRS.get(data[pos + 1 : pos + 3])
+        if byte is None:
+            pos = data.find(b"%", pos + 1)
+            continue
+        out += data[copied:pos]
+        out.append(byte)
+        copied = pos + 3
+        pos = data.find(b"%", copied)
+    out += data[copied:]
+    return bytes(out)
+
+
+@overload
+def url_unescape(value: Union[str, bytes], encoding: None, plus: bool = True) -> bytes: ...
+@overload
+def url_unescape(value: Union[str, bytes], encoding: str = "utf-8", plus: bool = True) -> str: ...
+def url_unescape(
+    value: Union[str, bytes], encoding: Optional[str] = "utf-8", plus: bool = True
+) -> Union[str, bytes]:
+    """Decode a percent-encoded URL component.
+
+    Args:
+        value: the encoded text (str or bytes).
+        encoding: how to decode the result; None returns bytes. Undecodable
+            bytes become U+FFFD.
+        plus: treat ``+`` as a space (form encoding); False for URL paths.
+    """
+    if isinstance(value, str):
+        if not value.isascii():
+            # Raw non-ASCII text is kept as text (as the standard library
+            # does), not reinterpreted as bytes in ``encoding``.
+            if plus:
+                value = value.replace("+", " ")
+            if encoding is None:
+                return urllib.parse.unquote_to_bytes(value)
+            return urllib.parse.unquote(value, encoding=encoding)
+        raw = value.encode("ascii")
+    else:
+        raw = value
+    if plus:
+        raw = raw.replace(b"+", b" ")
+    decoded = _unquote_to_bytes(raw)
+    if encoding is None:
+        return decoded
+    return decoded.decode(encoding, "replace")
+
+
+def parse_qs_bytes(
+    qs: Union[str, bytes],
+    keep_blank_values: bool = False,
+    strict_parsing: bool = False,
+    *,
+    max_num_fields: Optional[int] = None,
+) -> dict[str, list[bytes]]:
+    """Parse a query string, keeping the values as bytes.
+
+    Names are decoded as latin-1 (so any byte maps to one character); values
+    stay bytes because their encoding is up to the application.
+
+    Args:
+        qs: the query string, without the ``?``. A str is taken as latin-1.
+        keep_blank_values: keep ``a=`` and ``a`` as empty values.
+        strict_parsing: raise ValueError for a field with no ``=``.
+        max_num_fields: raise ValueError if there are more fields than this.
+
+    Raises:
+        ValueError: for a malformed field under ``strict_parsing``, or too many
+            fields.
+    """
+    raw = qs.encode("latin1") if isinstance(qs, str) else qs
+    if max_num_fields is not None:
+        num_fields = raw.count(b"&") + 1
+        if num_fields > max_num_fields:
+            raise ValueError(f"Max number of fields exceeded: {num_fields} > {max_num_fields}")
+    result: dict[str, list[bytes]] = {}
+    for field in raw.split(b"&"):
+        if not field and not strict_parsing:
+            continue
+        name, eq, value = field.partition(b"=")
+        if not eq:
+            if strict_parsing:
+                raise ValueError(f"bad query field: {field!r}")
+            if not keep_blank_values:
+                continue
+        if not value and not keep_blank_values:
+            continue
+        key = _unquote_to_bytes(name.replace(b"+", b" ")).decode("latin1")
+        result.setdefault(key, []).append(_unquote_to_bytes(value.replace(b"+", b" ")))
+    return result
+
+
+# --- JSON -------------------------------------------------------------------
+
+
+def json_encode(value: Any) -> str:
+    """Serialize ``value`` as JSON that is safe to embed in an HTML ``<script>``.
+
+    ``</`` is written as ``<\\/`` (same meaning in JSON) so that a string
+    holding ``</script>`` cannot end the script element.
+    """
+    return json.dumps(value).replace("</", "<\\/")
+
+
+def json_decode(value: Union[str, bytes]) -> Any:
+    """Parse JSON from str or UTF-8 bytes."""
+    return json.loads(to_unicode(value))
+
+
+# --- text -------------------------------------------------------------------
+
+_WHITESPACE_RUN_RE = re.compile(r"[\x00-\x20]+")
+
+
+def squeeze(value: str) -> str:
+    """Collapse each run of whitespace (and control characters) into one space."""
+    return _WHITESPACE_RUN_RE.sub(" ", value).strip()
+
+
+# A link starts with "scheme:" plus one to three slashes, or with "www.".
+# The scheme is only tried where a run of word characters and hyphens begins
+# (the look-behind), so a long run is scanned once rather than once per
+# position. The body is a sequence of pieces, each either a run of URL
+# characters ending in a character that is not punctuation (so "foo.com/."
+# or "(see foo.com)" keep their trailing punctuation outside the link), or a
+# parenthesised run with no nested parentheses (Wikipedia-style URLs). The
+# text is already HTML-escaped, so "&" may only appear as &amp; or &quot;.
+_URL_PUNCT = r"""(?:[!"#$%'*+,.:;<=>?@\[\]^`{|}~]|&amp;|&quot;)"""
+_URL_WORD = r"""[^\s!"#$%&'()*+,.:;<=>?@\[\]^`{|}~]"""
+_URL_ANY = r"(?:[^\s&()]++|&amp;|&quot;)"
+# Every quantifier in the body is possessive and the pieces it chooses
+# between start with disjoint characters, so the engine never backtracks.
+_LINK_RE = re.compile(
+    r"(?:(?<![\w-])-*(\w[\w-]*):(/{1,3})|\bwww\.)"
+    rf"(?:{_URL_PUNCT}*+{_URL_WORD}++|\({_URL_ANY}*+\))+"
+)
+_SHORTEN_TO = 30
+
+
+def _shorten(url: str, prefix_len: int) -> str:
+    """The text shown for a long link: host, a hint of the path, and "..."."""
+    host, slash, path = url[prefix_len:].partition("/")
+    short = url
+    if slash:
+        # Enough of the first path segment to hint at it; its extension and
+        # query are noise once the rest is cut.
+        hint = path.split("/", 1)[0][:8].split("?", 1)[0].split(".", 1)[0]
+        short = url[:prefix_len] + host + "/" + hint
+    if len(short) > _SHORTEN_TO * 3 // 2:
+        short = short[:_SHORTEN_TO]
+    if short == url:
+        return url
+    # Never leave half an entity such as "&am" at the cut.
+    amp = short.rfind("&")
+    if amp > _SHORTEN_TO - 5:
+        short = short[:amp]
+    short += "..."
+    return url if len(short) >= len(url) else short
+
+
+def linkify(
+    text: Union[str, bytes],
+    shorten: bool = False,
+    extra_params: Union[str, Callable[[str], str]] = "",
+    require_protocol: bool = False,
+    permitted_protocols: Iterable[str] = ["http", "https"],  # noqa: B006
+) -> str:
+    """Turn URLs in plain text into HTML links; the rest of the text is escaped.
+
+    Args:
+        text: plain text (not HTML).
+        shorten: show long URLs shortened, with the full URL as the title.
+        extra_params: attributes added to each ``<a>`` tag, or a callable
+            taking the link's href and returning them.
+        require_protocol: only link URLs with a scheme (so not ``www.x.com``).
+        permitted_protocols: schemes that may be linked. Never include
+            ``javascript`` or ``data``.
+
+    Returns:
+        HTML.
+    """
+    permitted = {p.lower() for p in permitted_protocols}
+    fixed_params = ""
+    if extra_params and not callable(extra_params):
+        fixed_params = " " + extra_params.strip()
+
+    def make_link(match: re.Match[str]) -> str:
+        url = match.group(0)
+        scheme = match.group(1)
+        if scheme is not None:
+            # The look-behind lets leading hyphens into the match; they are
+            # not part of the link.
+            start = match.start(1) - match.start(0)
+            lead, url = url[:start], url[start:]
+            if scheme.lower() not in permitted:
+                return lead + url
+        else:
+            lead = ""
+            if require_protocol:
+                return url
+        href = url if scheme is not None else "http://" + url
+        if callable(extra_params):
+            params = extra_params(href).strip()
+            params = " " + params if params else ""
+        else:
+            params = fixed_params
+        shown = url
+        if shorten:
+            prefix_len = len(scheme) + 1 + len(match.group(2)) if scheme is not None else 0
+            shown = _shorten(url, prefix_len)
+            if shown != url:
+                params += f' title="{href}"'
+        return f'{lead}<a href="{href}"{params}>{shown}</a>'
+
+    return _LINK_RE.sub(make_link, xhtml_escape(text))

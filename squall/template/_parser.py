@@ -143,10 +143,13 @@ class _Parser:
         if keyword in ("import", "from"):
             required("statement")
             return Statement(contents, line)
-        if keyword == "extends":
-            return Extends(_unquote(required("file path")), line)
-        if keyword == "include":
-            return Include(_unquote(required("file path")), line, self._template.name)
+        if keyword in ("extends", "include"):
+            path = _unquote(rest)
+            if not path:
+                raise self._error(f"{keyword} missing file path", line)
+            if keyword == "extends":
+                return Extends(path, line)
+            return Include(path, line, self._template.name)
         if keyword == "raw":
             return Expression(required("expression"), line, raw=True)
         if keyword == "module":

@@ -1,0 +1,599 @@
+"""Tests for squall.template."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import squall.template
+from squall.template import (
+    BaseLoader,
+    DictLoader,
+    Loader,
+    ParseError,
+    Template,
+    filter_whitespace,
+)
+from squall.util import ObjectDict
+
+DATA = Path(__file__).parent / "data" / "templates"
+
+
+def render(source: str, **kwargs: Any) -> bytes:
+    return Template(source).generate(**kwargs)
+
+
+def render_all(templates: dict[str, str], name: str, **kwargs: Any) -> bytes:
+    return DictLoader(templates).load(name).generate(**kwargs)
+
+
+def failure_trace(generate: Callable[[], bytes]) -> str:
+    with pytest.raises(ZeroDivisionError) as info:
+        generate()
+    return "".join(traceback.format_exception(info.value))
+
+
+# --- expressions and text ----------------------------------------------------
+
+
+def test_expression_text_and_bytes_values() -> None:
+    assert render("Hi {{ name }}!", name="Ann") == b"Hi Ann!"
+    assert render("Hi {{ name }}!", name=b"Ann") == b"Hi Ann!"
+    assert render("{{ 6 * 7 }} {{ [1] }} {{ None }}") == b"42 [1] None"
+
+
+def test_generate_returns_utf8_bytes_for_unicode_source_and_values() -> None:
+    assert Template("é".encode()).generate() == "é".encode()
+    assert Template('{{ "é" }}'.encode()).generate() == "é".encode()
+    assert render("{{ x }}", x="ü") == "ü".encode()
+
+
+def test_comments_are_dropped() -> None:
+    assert render("a{# hidden {{ x }} #}b") == b"ab"
+    assert render("a{% comment anything at all %}b") == b"ab"
+
+
+def test_escaped_delimiters_are_literal() -> None:
+    assert render("{{!") == b"{{"
+    assert render("{%!") == b"{%"
+    assert render("{#!") == b"{#"
+    assert render("{{ 'x' }} {{!raw expr}}") == b"x {{raw expr}}"
+    assert render("{%! if %}") == b"{% if %}"
+
+
+def test_lone_braces_and_brace_runs() -> None:
+    assert render("a { b } c {") == b"a { b } c {"
+    # In a run of braces the innermost two open the tag.
+    assert render("{{{ x }}}", x=1) == b"{1}"
+    assert render("\\frac{{{{ n }}}}{2}", n=3) == b"\\frac{{3}}{2}"
+
+
+def test_expression_may_end_with_a_python_comment() -> None:
+    assert render("{{ 5 # five }}!") == b"5!"
+
+
+def test_multiline_tags() -> None:
+    source = "{% for i in items\n  %}{% if i > 0 %}, {% end %}{#\n  #}{{i\n  }}{% end\n%}"
+    assert Template(source, name="x.txt").generate(items=range(4)) == b"0, 1, 2, 3"
+    assert render("{% if\nflag %}yes{% end %}", flag=True) == b"yes"
+
+
+# --- autoescape ----------------------------------------------------------------
+
+
+def test_default_autoescape_is_xhtml() -> None:
+    assert (
+        render("{{ x }}", x="<a href='b'>&</a>") == b"&lt;a href=&#x27;b&#x27;&gt;&amp;&lt;/a&gt;"
+    )
+
+
+def test_autoescape_argument_and_directive() -> None:
+    assert Template("{{ x }}", autoescape=None).generate(x="<b>") == b"<b>"
+    assert render("{% autoescape None %}{{ x }}", x="<b>") == b"<b>"
+    # The directive applies to the whole template, wherever it appears.
+    assert render("{{ x }}{% autoescape None %}", x="<b>") == b"<b>"
+    assert Template("{% autoescape xhtml_escape %}{{ x }}", autoescape=None).generate(x="<") == (
+        b"&lt;"
+    )
+
+
+def test_raw_skips_autoescape() -> None:
+    assert render("{{ x }} {% raw x %}", x="<&>") == b"&lt;&amp;&gt; <&>"
+    assert render("{% raw 7 %}") == b"7"
+
+
+def test_custom_escape_receives_bytes() -> None:
+    seen: list[object] = []
+
+    def shout(value: bytes) -> str:
+        seen.append(value)
+        return value.decode().upper()
+
+    out = render("{% autoescape shout %}{{ x }} {{ 3 }}", shout=shout, x="hi")
+    assert out == b"HI 3"
+    assert seen == [b"hi", b"3"]
+
+
+def test_loader_autoescape_default_and_per_template_override() -> None:
+    templates = {
+        "plain.html": "{{ x }}",
+        "escaped.html": "{% autoescape xhtml_escape %}{{ x }}",
+        "unescaped.html": "{% autoescape None %}{{ x }}",
+        "all.html": "{% include 'plain.html' %} {% include 'escaped.html' %} "
+        "{% include 'unescaped.html' %}",
+    }
+    off = DictLoader(templates, autoescape=None)
+    on = DictLoader(templates)
+    assert off.load("all.html").generate(x="<") == b"< &lt; <"
+    assert on.load("all.html").generate(x="<") == b"&lt; &lt; <"
+
+
+def test_blocks_keep_the_autoescape_of_the_template_defining_them() -> None:
+    templates = {
+        "esc_base.html": "{% autoescape xhtml_escape %}{% block b %}base {{ x }}{% end %}",
+        "raw_base.html": "{% autoescape None %}{% block b %}base {{ x }}{% end %}",
+        "esc_inherits.html": "{% autoescape xhtml_escape %}{% extends 'raw_base.html' %}",
+        "esc_overrides.html": "{% autoescape xhtml_escape %}{% extends 'raw_base.html' %}"
+        "{% block b %}child {{ x }}{% end %}",
+        "raw_inherits.html": "{% autoescape None %}{% extends 'esc_base.html' %}",
+        "raw_overrides.html": "{% autoescape None %}{% extends 'esc_base.html' %}"
+        "{% block b %}child {{ x }}{% end %}",
+    }
+    loader = DictLoader(templates)
+
+    def out(name: str) -> bytes:
+        return loader.load(name).generate(x="<s>")
+
+    assert out("esc_base.html") == b"base &lt;s&gt;"
+    assert out("raw_base.html") == b"base <s>"
+    assert out("esc_inherits.html") == b"base <s>"
+    assert out("esc_overrides.html") == b"child &lt;s&gt;"
+    assert out("raw_inherits.html") == b"base &lt;s&gt;"
+    assert out("raw_overrides.html") == b"child <s>"
+
+
+# --- control flow --------------------------------------------------------------
+
+
+def test_if_elif_else() -> None:
+    t = Template("{% if x > 4 %}big{% elif x > 2 %}mid{% else %}small{% end %}")
+    assert [t.generate(x=x) for x in (5, 3, 1)] == [b"big", b"mid", b"small"]
+
+
+def test_empty_bodies_are_valid() -> None:
+    assert render("{% if True %}{% else %}{% end %}") == b""
+    assert render("{% for i in [1] %}{% end %}") == b""
+    assert render("{% if True %}{# nothing #}{% end %}") == b""
+
+
+def test_for_else_and_while() -> None:
+    # As in Python, the else clause runs unless the loop was left by break.
+    t = Template(
+        "{% for i in items %}{{ i }}{% if i > 2 %}{% break %}{% end %}{% else %}+{% end %}"
+    )
+    assert t.generate(items=[1, 2]) == b"12+"
+    assert t.generate(items=[3, 4]) == b"3"
+    assert t.generate(items=[]) == b"+"
+    assert render("{% set n = 3 %}{% while n %}{{ n }}{% set n -= 1 %}{% end %}") == b"321"
+
+
+def test_try_except_else_finally() -> None:
+    t = Template(
+        "{% try %}[{% set y = 1 / x %}{% except ZeroDivisionError %}except"
+        "{% else %}else{% finally %}]{% end %}"
+    )
+    assert t.generate(x=1) == b"[else]"
+    assert t.generate(x=0) == b"[except]"
+
+
+def test_break_and_continue() -> None:
+    source = (
+        "{% for i in range(10) %}{% if i == 2 %}{% continue %}{% end %}"
+        "{{ i }}{% if i == 5 %}{% break %}{% end %}{% end %}"
+    )
+    assert render(source) == b"01345"
+    assert render("{% while True %}x{% break %}{% end %}") == b"x"
+
+
+def test_break_in_loop_else_refers_to_outer_loop() -> None:
+    source = "{% for a in 'ab' %}{{ a }}{% for b in [] %}{% else %}{% break %}{% end %}{% end %}"
+    assert render(source) == b"a"
+    with pytest.raises(ParseError, match="break outside for/while block"):
+        Template("{% for b in [] %}{% else %}{% break %}{% end %}")
+
+
+def test_set_import_and_from() -> None:
+    assert render("{% set x = 2 %}{{ x * 3 }}") == b"6"
+    assert render("{% import math %}{{ math.floor(2.5) }}") == b"2"
+    assert render("{% from math import ceil %}{{ ceil(2.5) }}") == b"3"
+
+
+def test_apply_with_text_and_bytes_results() -> None:
+    def upper(s: bytes) -> str:
+        return s.decode().upper()
+
+    def upper_bytes(s: bytes) -> bytes:
+        return s.decode().upper().encode()
+
+    assert render("{% apply f %}foo é{% end %}", f=upper) == "FOO É".encode()
+    assert render("{% apply f %}foo é{% end %}", f=upper_bytes) == "FOO É".encode()
+    nested = "{% apply f %}a{% apply g %}b{% end %}c{% end %}"
+    assert render(nested, f=upper, g=lambda s: s + b"!") == b"AB!C"
+
+
+def test_module_directive_uses_tt_modules() -> None:
+    modules = ObjectDict(Box=lambda text: f"<box>{text}</box>")
+    assert render("{% module Box('<x>') %}", _tt_modules=modules) == b"<box><x></box>"
+
+
+# --- namespace -----------------------------------------------------------------
+
+
+def test_builtin_namespace() -> None:
+    out = Template(
+        "{{ escape('<') }}|{{ xhtml_escape('&') }}|{% raw url_escape('a b') %}|"
+        "{% raw json_encode([1]) %}|{{ squeeze(' a  b ') }}|{% raw linkify('http://x.y') %}|"
+        "{{ datetime.date(2020, 1, 2).isoformat() }}|{{ __name__ }}",
+        name="n.v.html",
+        autoescape=None,
+    ).generate()
+    assert out == (
+        b'&lt;|&amp;|a+b|[1]|a b|<a href="http://x.y">http://x.y</a>|2020-01-02|n_v_html'
+    )
+
+
+def test_loader_namespace_and_kwargs_precedence() -> None:
+    loader = DictLoader(
+        {"t.html": "{{ inc(n) }} {{ squeeze }}"}, namespace={"inc": lambda x: x + 1, "n": 1}
+    )
+    template = loader.load("t.html")
+    assert template.generate(squeeze="s") == b"2 s"
+    assert template.generate(n=5, squeeze="s") == b"6 s"
+
+
+# --- include and extends -------------------------------------------------------
+
+
+def test_include_renders_other_template_with_same_variables() -> None:
+    templates = {"index.html": '{% include "header.html" %}\nbody', "header.html": "hi {{ x }}"}
+    assert render_all(templates, "index.html", x=1) == b"hi 1\nbody"
+
+
+def test_relative_paths_in_dict_loader() -> None:
+    templates = {
+        "a/1.html": "{% include '2.html' %}",
+        "a/2.html": "{% include '../b/3.html' %}",
+        "b/3.html": "{% include '/c.html' %}",
+        "/c.html": "ok",
+    }
+    assert render_all(templates, "a/1.html") == b"ok"
+
+
+def test_extends_replaces_blocks() -> None:
+    templates = {
+        "base.html": "<t>{% block title %}default{% end %}</t><b>{% block body %}body{% end %}</b>",
+        "page.html": "{% extends 'base.html' %}ignored{% block title %}{{ t }}{% end %}",
+    }
+    assert render_all(templates, "page.html", t="T") == b"<t>T</t><b>body</b>"
+
+
+def test_multi_level_extends_and_nested_blocks() -> None:
+    templates = {
+        "root.html": "[{% block outer %}R{% block inner %}r{% end %}{% end %}]",
+        "mid.html": "{% extends 'root.html' %}{% block inner %}m{% end %}",
+        "leaf.html": "{% extends 'mid.html' %}{% block outer %}L{% block inner %}l"
+        "{% end %}{% end %}",
+        "leaf2.html": '{% extends "mid.html" %}',
+    }
+    assert render_all(templates, "mid.html") == b"[Rm]"
+    assert render_all(templates, "leaf.html") == b"[Ll]"
+    assert render_all(templates, "leaf2.html") == b"[Rm]"
+
+
+def test_blocks_defined_in_included_templates_can_be_overridden() -> None:
+    templates = {
+        "base.html": "<{% include 'nav.html' %}>",
+        "nav.html": "{% block nav %}default{% end %}",
+        "page.html": "{% extends 'base.html' %}{% block nav %}custom{% end %}",
+    }
+    assert render_all(templates, "page.html") == b"<custom>"
+
+
+def test_include_and_extends_need_a_loader() -> None:
+    with pytest.raises(ParseError, match="include") as info:
+        Template("x\n{% include 'a.html' %}", name="t.html")
+    assert (info.value.filename, info.value.lineno) == ("t.html", 2)
+    with pytest.raises(ParseError, match="no template loader") as info:
+        Template("{% extends 'a.html' %}")
+    assert info.value.lineno == 1
+
+
+def test_more_than_one_extends_is_rejected() -> None:
+    templates = {"a.html": "a", "b.html": "b", "c.html": "{% extends a.html %}{% extends b.html %}"}
+    with pytest.raises(ParseError, match="more than one"):
+        render_all(templates, "c.html")
+
+
+@pytest.mark.parametrize(
+    "templates",
+    [
+        {"a.html": "{% include 'a.html' %}"},
+        {"a.html": "{% include 'b.html' %}", "b.html": "{% include 'a.html' %}"},
+        {"a.html": "{% extends 'b.html' %}", "b.html": "{% extends 'a.html' %}"},
+    ],
+)
+def test_circular_references_are_parse_errors(templates: dict[str, str]) -> None:
+    loader = DictLoader(templates)
+    with pytest.raises(ParseError, match="includes or extends itself: a.html -> .*a.html"):
+        loader.load("a.html")
+    # The failed load leaves the loader usable.
+    with pytest.raises(ParseError):
+        loader.load("a.html")
+
+
+# --- errors: parse errors ---------------------------------------------------------
+
+
+def test_parse_error_details() -> None:
+    loader = DictLoader({"foo.html": "\n\n{{"})
+    with pytest.raises(ParseError) as info:
+        loader.load("foo.html")
+    assert str(info.value) == "Missing end expression }} at foo.html:3"
+    assert info.value.filename == "foo.html"
+    assert info.value.lineno == 3
+    assert str(ParseError("asdf")) == "asdf at None:0"
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "line"),
+    [
+        ("{{", "Missing end expression }}", 1),
+        ("a\n{%", "Missing end block %}", 2),
+        ("{# x", "Missing end comment #}", 1),
+        ("{{ }}", "Empty expression", 1),
+        ("{%  %}", "Empty block tag ({% %})", 1),
+        ("{% end %}", "Extra {% end %} block", 1),
+        ("{% if x %}\n", "Missing {% end %} block for if", 1),
+        ("{% frobnicate %}", "unknown operator: 'frobnicate'", 1),
+        ("{% else %}", "else outside for/if/try/while block", 1),
+        ("{% for x in y %}{% elif z %}{% end %}", "elif block cannot be attached to for block", 1),
+        ("{% if x %}{% except %}{% end %}", "except block cannot be attached to if block", 1),
+        ("{% block b %}{% else %}{% end %}", "else block cannot be attached to block block", 1),
+        ("{% if a %}{% else %}{% elif b %}{% end %}", "elif cannot follow else in if block", 1),
+        ("{% try %}{% else %}{% end %}", "else cannot follow try in try block", 1),
+        ("{% for a in b %}{% else %}\n{% else %}{% end %}", "else cannot follow else", 2),
+        ("{% break %}", "break outside for/while block", 1),
+        ("{% continue %}", "continue outside for/while block", 1),
+        ("{% for i in [] %}{% apply f %}{% break %}{% end %}{% end %}", "break outside", 1),
+        ("{% if %}{% end %}", "if missing condition", 1),
+        ("{% extends %}", "extends missing file path", 1),
+        ("{% include '' %}", "include missing file path", 1),
+        ("{% set %}", "set missing statement", 1),
+        ("{% import %}", "import missing statement", 1),
+        ("{% apply %}{% end %}", "apply missing method name", 1),
+        ("{% block %}{% end %}", "block missing name", 1),
+        ("{% raw %}", "raw missing expression", 1),
+        ("{% module %}", "module missing expression", 1),
+        ("{% autoescape %}", "autoescape missing function name", 1),
+        ("{% whitespace %}", "whitespace missing mode", 1),
+        ("\n{% whitespace tight %}", "invalid whitespace mode 'tight'", 2),
+    ],
+)
+def test_parse_errors(source: str, message: str, line: int) -> None:
+    with pytest.raises(ParseError) as info:
+        Template(source, name="t.txt")
+    assert info.value.message.startswith(message)
+    assert (info.value.filename, info.value.lineno) == ("t.txt", line)
+
+
+def test_invalid_python_logs_the_generated_code(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="squall.application"):
+        with pytest.raises(SyntaxError):
+            Template("{{ 1 + }}", name="bad.html")
+    assert len(caplog.records) == 1
+    assert "bad.html code:" in caplog.records[0].getMessage()
+    assert "_tt_tmp = 1 +  # bad.html:1" in caplog.records[0].getMessage()
+
+
+# --- errors: tracebacks point at template lines ---------------------------------
+
+
+def test_traceback_names_line_of_expression_and_directive() -> None:
+    expr = DictLoader({"t.html": "one\ntwo{{1/0}}\nthree"}).load("t.html")
+    assert "# t.html:2" in failure_trace(expr.generate)
+    directive = DictLoader({"t.html": "one\ntwo{%if 1/0%}\nthree{%end%}"}).load("t.html")
+    assert "# t.html:2" in failure_trace(directive.generate)
+
+
+def test_traceback_through_includes_lists_the_chain() -> None:
+    loader = DictLoader(
+        {
+            "a.html": "{% include 'b.html' %}",
+            "b.html": "\n{% include 'c.html' %}",
+            "c.html": "{{1/0}}",
+        }
+    )
+    assert "# c.html:1 (via b.html:2, a.html:1)" in failure_trace(loader.load("a.html").generate)
+
+
+def test_traceback_through_extends() -> None:
+    loader = DictLoader(
+        {
+            "base.html": "{{ 1/x }}{% block b %}{% end %}",
+            "sub.html": "{% extends 'base.html' %}\n{% block b %}\n{{ 1/0 }}\n{% end %}",
+        }
+    )
+    sub = loader.load("sub.html")
+    assert "# base.html:1" in failure_trace(lambda: sub.generate(x=0))
+    assert "# sub.html:3 (via base.html:1)" in failure_trace(lambda: sub.generate(x=1))
+
+
+def test_traceback_through_modules_shows_both_templates() -> None:
+    modules = ObjectDict()
+    loader = DictLoader(
+        {"base.html": "{% module Template('sub.html') %}", "sub.html": "{{1/0}}"},
+        namespace={"_tt_modules": modules},
+    )
+    modules.Template = lambda name: loader.load(name).generate()
+    trace = failure_trace(loader.load("base.html").generate)
+    assert "# base.html:1" in trace and "# sub.html:1" in trace
+
+
+def test_traceback_shows_the_right_source_for_same_named_templates() -> None:
+    first = Template("{{ 1/0 }}", name="same.html")
+    second = Template("\n\n{{ 2/0 }}", name="same.html")
+    assert "# same.html:1" in failure_trace(first.generate)
+    assert "# same.html:3" in failure_trace(second.generate)
+
+
+# --- whitespace --------------------------------------------------------------------
+
+
+def test_filter_whitespace_modes() -> None:
+    text = " \t a \n\n  b\t\t"
+    assert filter_whitespace("all", text) == text
+    assert filter_whitespace("single", text) == " a\nb "
+    assert filter_whitespace("oneline", text) == " a b "
+    with pytest.raises(ValueError, match="invalid whitespace mode 'some'"):
+        filter_whitespace("some", "x")
+
+
+def test_whitespace_default_depends_on_file_name() -> None:
+    templates = {
+        "foo.html": "   \n\t\n asdf\t   ",
+        "bar.js": " \n\n\n\t qwer     ",
+        "baz.txt": "\t    zxcv\n\n",
+        "include.html": "  {% include baz.txt %} \n ",
+        "include.txt": "\t\t{% include foo.html %}    ",
+    }
+    loader = DictLoader(templates)
+    assert loader.load("foo.html").generate() == b"\nasdf "
+    assert loader.load("bar.js").generate() == b"\nqwer "
+    assert loader.load("baz.txt").generate() == b"\t    zxcv\n\n"
+    assert loader.load("include.html").generate() == b" \t    zxcv\n\n\n"
+    assert loader.load("include.txt").generate() == b"\t\t\nasdf     "
+
+
+@pytest.mark.parametrize(
+    ("mode", "html", "txt"),
+    [
+        ("all", b"\t\tfoo\n\n", b"\t\tbar\n\n"),
+        ("single", b" foo\n", b" bar\n"),
+        ("oneline", b" foo ", b" bar "),
+    ],
+)
+def test_whitespace_from_loader(mode: str, html: bytes, txt: bytes) -> None:
+    loader = DictLoader({"foo.html": "\t\tfoo\n\n", "bar.txt": "\t\tbar\n\n"}, whitespace=mode)
+    assert loader.load("foo.html").generate() == html
+    assert loader.load("bar.txt").generate() == txt
+
+
+def test_whitespace_directive_applies_to_following_text() -> None:
+    source = (
+        "{% whitespace oneline %}\n    {% for i in range(3) %}\n        {{ i }}\n    {% end %}\n"
+        "{% whitespace all %}\n    pre\tformatted\n"
+    )
+    assert render(source) == b"  0  1  2  \n    pre\tformatted\n"
+
+
+def test_whitespace_argument_and_deprecated_compress_whitespace() -> None:
+    source = "a  \n\n  b"
+    assert Template(source, whitespace="oneline").generate() == b"a b"
+    assert Template(source, compress_whitespace=True).generate() == b"a\nb"
+    assert Template(source, name="x.html", compress_whitespace=False).generate() == source.encode()
+    with pytest.raises(ValueError, match="both"):
+        Template(source, whitespace="all", compress_whitespace=True)
+    with pytest.raises(ValueError, match="invalid whitespace mode 'tabs'"):
+        Template(source, whitespace="tabs")
+
+
+def test_text_with_pre_tag_keeps_its_whitespace() -> None:
+    assert Template("<pre>\n  a\n</pre>", name="p.html").generate() == b"<pre>\n  a\n</pre>"
+
+
+# --- compiled code and loaders ---------------------------------------------------
+
+
+def test_template_attributes_and_compiled_code() -> None:
+    template = Template("{{ x }}", name="t.html")
+    assert template.name == "t.html"
+    assert template.autoescape == "xhtml_escape"
+    assert template.loader is None and template.namespace == {}
+    assert template.code.startswith("def _tt_execute():  # t.html:0\n")
+    compiled = template.compiled
+    assert template.generate(x=1) == b"1" and template.generate(x=2) == b"2"
+    assert template.compiled is compiled
+    assert Template("x", name=b"b.html").name == "b.html"  # type: ignore[arg-type]
+
+
+def test_public_names() -> None:
+    assert set(squall.template.__all__) == {
+        "BaseLoader",
+        "DictLoader",
+        "Loader",
+        "ParseError",
+        "Template",
+        "filter_whitespace",
+    }
+    assert Template.__module__ == "squall.template"
+
+
+def test_dict_loader_caches_until_reset() -> None:
+    sources = {"t.html": "one", "tést.html": "two"}
+    loader = DictLoader(sources)
+    first = loader.load("t.html")
+    assert loader.load("t.html") is first
+    sources["t.html"] = "changed"
+    assert loader.load("t.html").generate() == b"one"
+    loader.reset()
+    assert loader.load("t.html").generate() == b"changed"
+    assert loader.load("tést.html").generate() == b"two"
+    with pytest.raises(KeyError):
+        loader.load("missing.html")
+
+
+def test_base_loader_is_abstract() -> None:
+    loader = BaseLoader()
+    assert loader.autoescape == "xhtml_escape" and loader.namespace == {}
+    with pytest.raises(NotImplementedError):
+        loader.load("x")
+    with pytest.raises(NotImplementedError):
+        loader._create_template("x")
+
+
+def test_file_loader_reads_utf8_and_resolves_relative_paths() -> None:
+    loader = Loader(str(DATA))
+    assert loader.load("greeting.html").generate(name="<x>") == "Grüße &lt;x&gt;\n".encode()
+    page = loader.load("sub/page.html").generate(name="n")
+    assert page == "<b>n</b>|Grüße n\n".encode()
+    assert loader.load("sub/child.txt").generate(name="c") == b"[child c]\n"
+    assert loader.resolve_path("part.html", "sub/page.html") == os.path.join("sub", "part.html")
+    # Names leading out of the root, absolute names and "<string>" parents are kept.
+    assert loader.resolve_path("../../x.html", "sub/page.html") == "../../x.html"
+    assert loader.resolve_path("/abs.html", "sub/page.html") == "/abs.html"
+    assert loader.resolve_path("x.html", "<string>") == "x.html"
+    assert loader.resolve_path("x.html") == "x.html"
+
+
+def test_file_loader_reset_rereads_files(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("v1", encoding="utf-8")
+    loader = Loader(str(tmp_path), autoescape=None, whitespace="oneline")
+    assert loader.load("t.txt").generate() == b"v1"
+    path.write_text("v2", encoding="utf-8")
+    assert loader.load("t.txt").generate() == b"v1"
+    loader.reset()
+    assert loader.load("t.txt").generate() == b"v2"
+    with pytest.raises(FileNotFoundError):
+        loader.load("nope.txt")
+
+
+def test_datetime_is_the_module() -> None:
+    assert render("{{ datetime is mod }}", mod=datetime) == b"True"

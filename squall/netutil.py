@@ -1,0 +1,555 @@
+"""Network helpers: listening sockets, accept loops, name resolution and TLS contexts.
+
+- :func:`bind_sockets` / :func:`bind_unix_socket` create non-blocking
+  listening sockets; :func:`add_accept_handler` accepts on one from the IOLoop.
+- :class:`Resolver` turns a host name into addresses without blocking the
+  loop. It is :class:`~squall.util.Configurable`: ``Resolver.configure(...)``
+  picks the implementation every ``Resolver()`` creates. The default,
+  :class:`DefaultLoopResolver`, uses the event loop's ``getaddrinfo``.
+- :func:`ssl_options_to_context` / :func:`ssl_wrap_socket` turn Tornado-style
+  ``ssl_options`` dicts into :class:`ssl.SSLContext` objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import ipaddress
+import os
+import socket
+import ssl
+import stat
+import sys
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional, Union
+
+from squall.concurrent import Future, chain_future, dummy_executor
+from squall.ioloop import IOLoop
+from squall.util import Configurable, errno_from_exception
+
+__all__ = [
+    "bind_sockets",
+    "bind_unix_socket",
+    "add_accept_handler",
+    "is_valid_ip",
+    "Resolver",
+    "DefaultExecutorResolver",
+    "DefaultLoopResolver",
+    "ExecutorResolver",
+    "BlockingResolver",
+    "ThreadedResolver",
+    "OverrideResolver",
+    "ssl_options_to_context",
+    "ssl_wrap_socket",
+]
+
+# The listen() backlog when none is given. Also the most connections one
+# readiness event of a listening socket accepts, so that a flood of clients
+# cannot keep the loop from running other callbacks.
+_DEFAULT_BACKLOG = 128
+
+# The keys an ssl_options dict may have.
+_SSL_CONTEXT_KEYWORDS = frozenset(
+    ["ssl_version", "certfile", "keyfile", "cert_reqs", "ca_certs", "ciphers"]
+)
+
+_AddrInfo = list[tuple[int, Any]]
+
+
+def bind_sockets(
+    port: int,
+    address: Optional[str] = None,
+    family: socket.AddressFamily = socket.AF_UNSPEC,
+    backlog: int = _DEFAULT_BACKLOG,
+    flags: Optional[int] = None,
+    reuse_port: bool = False,
+) -> list[socket.socket]:
+    """Creates non-blocking listening TCP sockets bound to a port and address.
+
+    One socket is returned per address the host resolves to: typically one
+    IPv4 and one IPv6 socket for a name like ``localhost`` or for all
+    interfaces. With ``port`` 0, the first socket gets a free port from the
+    system and the others are bound to the same port.
+
+    Args:
+        port: the port; 0 for any free one.
+        address: an IP address or host name; None or "" for every interface.
+        family: ``AF_INET`` or ``AF_INET6`` to keep to one family; by default
+            both are used if available.
+        backlog: the ``listen()`` backlog.
+        flags: ``AI_*`` flags for ``getaddrinfo`` (default ``AI_PASSIVE``).
+        reuse_port: set ``SO_REUSEPORT`` on every socket.
+
+    Returns:
+        The listening sockets.
+
+    Raises:
+        ValueError: if ``reuse_port`` is set on a platform without SO_REUSEPORT.
+        OSError: if the address cannot be resolved or bound.
+    """
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("reuse_port=True needs SO_REUSEPORT, which this platform lacks")
+    if address == "":
+        address = None
+    if not socket.has_ipv6 and family == socket.AF_UNSPEC:
+        # getaddrinfo may list IPv6 addresses even when Python cannot use them.
+        family = socket.AF_INET
+    if flags is None:
+        flags = socket.AI_PASSIVE
+
+    sockets: list[socket.socket] = []
+    bound_port: Optional[int] = None
+    seen: set[tuple[Any, ...]] = set()
+    infos = socket.getaddrinfo(address, port, family, socket.SOCK_STREAM, 0, flags)
+    # Sorting by family puts IPv4 first, so that with port 0 the port is
+    # picked where it is most likely to be free on both families.
+    for af, socktype, proto, _canonname, sockaddr in sorted(infos, key=lambda info: info[0]):
+        if (af, sockaddr) in seen:
+            continue
+        seen.add((af, sockaddr))
+        if (
+            sys.platform == "darwin"
+            and address == "localhost"
+            and af == socket.AF_INET6
+            and sockaddr[3] != 0
+        ):
+            # macOS also lists a link-local fe80::1%lo0 for localhost, which
+            # cannot share the port; the ::1 entry is enough.
+            continue
+        try:
+            sock = socket.socket(af, socktype, proto)
+        except OSError as exc:
+            if errno_from_exception(exc) == errno.EAFNOSUPPORT:
+                continue
+            raise
+        try:
+            _configure_listener(sock, af, reuse_port)
+            host, requested_port = sockaddr[:2]
+            if requested_port == 0 and bound_port is not None:
+                sockaddr = (host, bound_port, *sockaddr[2:])
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                if (
+                    errno_from_exception(exc) == errno.EADDRNOTAVAIL
+                    and address == "localhost"
+                    and sockaddr[0] == "::1"
+                ):
+                    # IPv6 is compiled in but not configured on this host.
+                    sock.close()
+                    continue
+                raise
+            bound_port = sock.getsockname()[1]
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            for other in sockets:
+                other.close()
+            raise
+        sockets.append(sock)
+    return sockets
+
+
+def _configure_listener(sock: socket.socket, af: int, reuse_port: bool) -> None:
+    if os.name != "nt":
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        except OSError as exc:
+            # Some socket types (e.g. under WSL or sandboxes) refuse it.
+            if errno_from_exception(exc) != errno.EINVAL:
+                raise
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if af == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+        # One socket per family: keep the IPv6 socket from also taking the
+        # IPv4 port (the Linux default), which would clash with the IPv4 one.
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.setblocking(False)
+
+
+if hasattr(socket, "AF_UNIX"):
+
+    def bind_unix_socket(
+        file: str, mode: int = 0o600, backlog: int = _DEFAULT_BACKLOG
+    ) -> socket.socket:
+        """Creates a non-blocking listening Unix-domain stream socket.
+
+        A stale socket file at ``file`` is removed first. A name that starts
+        with a NUL character is in Linux's abstract namespace: no file is
+        made and ``mode`` does not apply.
+
+        Args:
+            file: the socket path.
+            mode: the permission bits of the socket file.
+            backlog: the ``listen()`` backlog.
+
+        Raises:
+            ValueError: if ``file`` exists and is not a socket.
+            OSError: if it cannot be bound.
+        """
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            except OSError as exc:
+                if errno_from_exception(exc) != errno.EINVAL:
+                    raise
+            sock.setblocking(False)
+            abstract = file.startswith("\0")
+            if not abstract:
+                try:
+                    st = os.stat(file)
+                except FileNotFoundError:
+                    pass
+                else:
+                    if not stat.S_ISSOCK(st.st_mode):
+                        raise ValueError(f"{file!r} exists and is not a socket")
+                    os.remove(file)
+            sock.bind(file)
+            if not abstract:
+                os.chmod(file, mode)
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+def add_accept_handler(
+    sock: socket.socket, callback: Callable[[socket.socket, Any], None]
+) -> Callable[[], None]:
+    """Accepts connections on a listening socket from the current IOLoop.
+
+    ``callback(connection, address)`` runs for each accepted connection.
+    Each readiness event accepts at most ``_DEFAULT_BACKLOG`` connections
+    before yielding to the loop.
+
+    Args:
+        sock: a non-blocking listening socket.
+        callback: called with each new connection and its peer address.
+
+    Returns:
+        A function that stops accepting (it does not close ``sock``).
+    """
+    io_loop = IOLoop.current()
+    removed = False
+
+    def accept_handler(fd: Any, events: int) -> None:
+        for _ in range(_DEFAULT_BACKLOG):
+            # The callback may have called the remove function.
+            if removed:
+                return
+            try:
+                connection, address = sock.accept()
+            except BlockingIOError:
+                return  # nothing more to accept now
+            except ConnectionAbortedError:
+                # The peer gave up before we accepted: nothing to hand over.
+                continue
+            callback(connection, address)
+
+    def remove_handler() -> None:
+        nonlocal removed
+        io_loop.remove_handler(sock)
+        removed = True
+
+    io_loop.add_handler(sock, accept_handler, IOLoop.READ)
+    return remove_handler
+
+
+def is_valid_ip(ip: str) -> bool:
+    """Returns True if ``ip`` is an IPv4 or IPv6 address literal.
+
+    An IPv6 address may carry a zone (``fe80::1%eth0``). Host names,
+    surrounding whitespace and other text are not addresses.
+    """
+    if not ip or "\x00" in ip:
+        return False
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return True
+
+
+class Resolver(Configurable):
+    """Resolves host names to socket addresses without blocking the IOLoop.
+
+    ``Resolver()`` creates the configured implementation (see
+    :meth:`~squall.util.Configurable.configure`); the default is
+    :class:`DefaultLoopResolver`. Others: :class:`DefaultExecutorResolver`,
+    :class:`ThreadedResolver`, :class:`BlockingResolver`,
+    :class:`OverrideResolver`.
+    """
+
+    @classmethod
+    def configurable_base(cls) -> type[Resolver]:
+        return Resolver
+
+    @classmethod
+    def configurable_default(cls) -> type[Resolver]:
+        return DefaultLoopResolver
+
+    def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> Awaitable[_AddrInfo]:
+        """Resolves a host and port to a list of addresses.
+
+        Args:
+            host: a host name or address literal.
+            port: the port.
+            family: ``AF_INET``/``AF_INET6`` to keep to one family.
+
+        Returns:
+            An awaitable of ``(family, address)`` pairs, where ``address`` is
+            a tuple to pass to ``socket.connect``.
+
+        Raises:
+            OSError: (through the awaitable) if the name cannot be resolved.
+        """
+        raise NotImplementedError()
+
+    def close(self) -> None:
+        """Releases the resolver's resources (threads, connections)."""
+
+
+def _resolve_addr(
+    host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+) -> _AddrInfo:
+    # Looked up on the module at each call so that tests can replace it.
+    infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    return [(fam, address) for fam, _type, _proto, _canon, address in infos]
+
+
+class DefaultExecutorResolver(Resolver):
+    """Runs the blocking ``getaddrinfo`` on the event loop's default executor."""
+
+    async def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> _AddrInfo:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, _resolve_addr, host, port, family)
+
+
+class DefaultLoopResolver(Resolver):
+    """Resolves with the event loop's own ``getaddrinfo`` (the default)."""
+
+    async def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> _AddrInfo:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, family=family, type=socket.SOCK_STREAM
+        )
+        return [(fam, address) for fam, _type, _proto, _canon, address in infos]
+
+
+class ExecutorResolver(Resolver):
+    """Runs the blocking ``getaddrinfo`` on a :class:`concurrent.futures.Executor`.
+
+    Args (to the constructor):
+        executor: the executor; by default one that runs each call at once,
+            blocking the loop.
+        close_executor: whether :meth:`close` shuts ``executor`` down.
+
+    .. deprecated:: 5.0
+        The default :class:`Resolver` uses the event loop's ``getaddrinfo``;
+        use it instead.
+    """
+
+    def initialize(
+        self,
+        executor: Optional[concurrent.futures.Executor] = None,
+        close_executor: bool = True,
+    ) -> None:
+        if executor is None:
+            self.executor: Optional[concurrent.futures.Executor] = dummy_executor
+            self.close_executor = False
+        else:
+            self.executor = executor
+            self.close_executor = close_executor
+
+    def close(self) -> None:
+        if self.close_executor and self.executor is not None:
+            self.executor.shutdown()
+        self.executor = None
+
+    def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> Awaitable[_AddrInfo]:
+        if self.executor is None:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        result: Future[_AddrInfo] = Future()
+        chain_future(self.executor.submit(_resolve_addr, host, port, family), result)
+        return result
+
+
+class BlockingResolver(ExecutorResolver):
+    """Calls ``getaddrinfo`` directly on the IOLoop's thread, blocking it.
+
+    .. deprecated:: 5.0
+        The default :class:`Resolver` uses the event loop's ``getaddrinfo``;
+        use it instead.
+    """
+
+    def initialize(self) -> None:  # type: ignore[override]
+        super().initialize()
+
+
+class ThreadedResolver(ExecutorResolver):
+    """Runs ``getaddrinfo`` on a thread pool shared by all instances.
+
+    Args (to the constructor):
+        num_threads: the size of the pool, fixed by the first instance
+            created in a process.
+
+    .. deprecated:: 5.0
+        The default :class:`Resolver` uses the event loop's ``getaddrinfo``
+        on its executor; use it instead.
+    """
+
+    _threadpool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+    _threadpool_pid: Optional[int] = None
+
+    def initialize(self, num_threads: int = 10) -> None:  # type: ignore[override]
+        threadpool = ThreadedResolver._create_threadpool(num_threads)
+        super().initialize(executor=threadpool, close_executor=False)
+
+    @classmethod
+    def _create_threadpool(cls, num_threads: int) -> concurrent.futures.ThreadPoolExecutor:
+        pid = os.getpid()
+        if cls._threadpool_pid != pid:
+            # A pool inherited through fork() has no threads in this process.
+            cls._threadpool = None
+        if cls._threadpool is None:
+            cls._threadpool = concurrent.futures.ThreadPoolExecutor(num_threads)
+            cls._threadpool_pid = pid
+        return cls._threadpool
+
+
+class OverrideResolver(Resolver):
+    """Wraps another resolver, redirecting some lookups.
+
+    Args (to the constructor):
+        resolver: the resolver that does the lookups.
+        mapping: maps ``(host, port, family)``, ``(host, port)`` or ``host``
+            to a replacement ``(host, port)`` pair (or, for a bare host key,
+            a host), tried in that order. For example::
+
+                {
+                    "example.com": "127.0.1.1",
+                    ("login.example.com", 443): ("localhost", 1443),
+                    ("login.example.com", 443, socket.AF_INET6): ("::1", 1443),
+                }
+    """
+
+    def initialize(self, resolver: Resolver, mapping: dict[Any, Any]) -> None:
+        self.resolver = resolver
+        self.mapping = mapping
+
+    def close(self) -> None:
+        self.resolver.close()
+
+    def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> Awaitable[_AddrInfo]:
+        mapping = self.mapping
+        if (host, port, family) in mapping:
+            host, port = mapping[(host, port, family)]
+        elif (host, port) in mapping:
+            host, port = mapping[(host, port)]
+        elif host in mapping:
+            host = mapping[host]
+        return self.resolver.resolve(host, port, family)
+
+
+def ssl_options_to_context(
+    ssl_options: Union[dict[str, Any], ssl.SSLContext], server_side: Optional[bool] = None
+) -> ssl.SSLContext:
+    """Turns an ``ssl_options`` dict into an :class:`ssl.SSLContext`.
+
+    A context is returned as it is. A dict may have the keys
+    ``ssl_version``, ``certfile``, ``keyfile``, ``cert_reqs``, ``ca_certs``
+    and ``ciphers``, with the meaning of the old ``ssl.wrap_socket``
+    arguments.
+
+    Args:
+        ssl_options: the dict or context.
+        server_side: True for a server context, False for a client one;
+            None gives a context usable for either, with no certificate
+            verification unless ``cert_reqs`` asks for it.
+
+    Raises:
+        ValueError: if the dict has an unknown key.
+        OSError, ssl.SSLError: if a certificate or key cannot be loaded.
+    """
+    if isinstance(ssl_options, ssl.SSLContext):
+        return ssl_options
+    if not isinstance(ssl_options, dict):
+        raise TypeError(
+            f"ssl_options must be a dict or an ssl.SSLContext, not {type(ssl_options).__name__}"
+        )
+    unknown = set(ssl_options) - _SSL_CONTEXT_KEYWORDS
+    if unknown:
+        raise ValueError(
+            f"unknown ssl_options keys {sorted(unknown)}; allowed: {sorted(_SSL_CONTEXT_KEYWORDS)}"
+        )
+    if "ssl_version" in ssl_options:
+        protocol = ssl_options["ssl_version"]
+    elif server_side:
+        protocol = ssl.PROTOCOL_TLS_SERVER
+    elif server_side is not None:
+        protocol = ssl.PROTOCOL_TLS_CLIENT
+    else:
+        protocol = None
+    if protocol is None or protocol == ssl.PROTOCOL_TLS:
+        # Only the generic protocol serves both sides; Python deprecates it,
+        # but a caller that did not say which side it is needs it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS)
+    else:
+        context = ssl.SSLContext(protocol)
+    if "certfile" in ssl_options:
+        context.load_cert_chain(ssl_options["certfile"], ssl_options.get("keyfile"))
+    if "cert_reqs" in ssl_options:
+        if ssl_options["cert_reqs"] == ssl.CERT_NONE:
+            # A client context checks host names by default, which is not
+            # allowed together with CERT_NONE.
+            context.check_hostname = False
+        context.verify_mode = ssl_options["cert_reqs"]
+    if "ca_certs" in ssl_options:
+        context.load_verify_locations(ssl_options["ca_certs"])
+    if "ciphers" in ssl_options:
+        context.set_ciphers(ssl_options["ciphers"])
+    # TLS compression enables the CRIME attack.
+    context.options |= ssl.OP_NO_COMPRESSION
+    return context
+
+
+def ssl_wrap_socket(
+    socket: socket.socket,
+    ssl_options: Union[dict[str, Any], ssl.SSLContext],
+    server_hostname: Optional[str] = None,
+    server_side: Optional[bool] = None,
+    **kwargs: Any,
+) -> ssl.SSLSocket:
+    """Wraps a socket in TLS according to ``ssl_options``.
+
+    Args:
+        socket: the connected (or listening) socket.
+        ssl_options: a dict (see :func:`ssl_options_to_context`) or context.
+        server_hostname: the name to send with SNI and check the
+            certificate against (client side).
+        server_side: True for the server end; None means client.
+        **kwargs: passed to :meth:`ssl.SSLContext.wrap_socket`
+            (e.g. ``do_handshake_on_connect``).
+
+    Returns:
+        The :class:`ssl.SSLSocket`.
+    """
+    context = ssl_options_to_context(ssl_options, server_side=server_side)
+    return context.wrap_socket(
+        socket, server_hostname=server_hostname, server_side=bool(server_side), **kwargs
+    )

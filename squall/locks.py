@@ -20,6 +20,8 @@ import types
 from collections.abc import Callable
 from typing import Any, Union
 
+from squall.ioloop import IOLoop
+
 __all__ = ["Condition", "Event", "Semaphore", "BoundedSemaphore", "Lock"]
 
 _Timeout = Union[float, datetime.timedelta]
@@ -36,13 +38,14 @@ def _schedule_timeout(
 ) -> asyncio.TimerHandle:
     """Arranges for ``callback`` to run on ``loop`` when ``timeout`` expires.
 
-    A number is a deadline on the loop's clock (which is ``IOLoop.time()``); a
-    timedelta is relative to now.
+    A timedelta is relative to now; a number is a deadline on the
+    ``IOLoop.time()`` clock (wall-clock time), which is not the asyncio
+    loop's own monotonic clock, so it is turned into a delay.
     """
     if isinstance(timeout, datetime.timedelta):
         return loop.call_later(timeout.total_seconds(), callback)
     if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
-        return loop.call_at(float(timeout), callback)
+        return loop.call_later(float(timeout) - IOLoop.current().time(), callback)
     raise TypeError(f"timeout must be a deadline (float) or a datetime.timedelta, not {timeout!r}")
 
 

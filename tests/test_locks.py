@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import pytest
 
 from squall import locks
+from squall.ioloop import IOLoop
 
 _T = TypeVar("_T")
 
@@ -22,8 +23,8 @@ def run(test: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
 
 
 def past(loop: asyncio.AbstractEventLoop) -> float:
-    """A deadline that has already passed: the timer fires on the next iteration."""
-    return loop.time() - 1
+    """A deadline (IOLoop clock) that has passed: the timer fires on the next iteration."""
+    return IOLoop.current().time() - 1
 
 
 async def spin(n: int = 3) -> None:
@@ -42,9 +43,20 @@ def test_timeout_accepts_timedelta_float_and_int() -> None:
         results = await asyncio.gather(
             c.wait(datetime.timedelta(seconds=0)),
             c.wait(past(loop)),
-            c.wait(int(loop.time()) - 1),
+            c.wait(int(IOLoop.current().time()) - 1),
         )
         assert results == [False, False, False]
+
+    run(main)
+
+
+def test_float_deadline_is_on_the_ioloop_clock() -> None:
+    async def main() -> None:
+        c = locks.Condition()
+        w = c.wait(IOLoop.current().time() + 0.05)
+        await spin()
+        assert not w.done()
+        assert await w is False
 
     run(main)
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import pytest
 
 from squall import queues
+from squall.ioloop import IOLoop
 
 _T = TypeVar("_T")
 
@@ -21,7 +22,8 @@ def run(test: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
 
 
 def past(loop: asyncio.AbstractEventLoop) -> float:
-    return loop.time() - 1
+    """A deadline (IOLoop clock) that has passed: the timer fires on the next iteration."""
+    return IOLoop.current().time() - 1
 
 
 async def spin(n: int = 3) -> None:

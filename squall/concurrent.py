@@ -30,9 +30,9 @@ __all__ = [
     "run_on_executor",
 ]
 
-# The same object as squall.log.app_log; looked up by name so that this layer
-# does not depend on the logging module's import order.
-app_log = logging.getLogger("squall.application")
+# The same object as squall.log.app_log, looked up by name (private here so
+# that it is not part of this module's public API).
+_app_log = logging.getLogger("squall.application")
 
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -56,7 +56,9 @@ def is_future(x: Any) -> bool:
 class DummyExecutor(futures.Executor):
     """An executor that runs each function at once, in the calling thread."""
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> futures.Future[_T]:
+    def submit(  # type: ignore[override]
+        self, fn: Callable[..., _T], *args: Any, **kwargs: Any
+    ) -> futures.Future[_T]:
         """Run ``fn(*args, **kwargs)`` now; return a future holding its outcome."""
         future: futures.Future[_T] = futures.Future()
         try:
@@ -65,7 +67,7 @@ class DummyExecutor(futures.Executor):
             future.set_exception(exc)
         return future
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Do nothing: there are no workers to stop."""
 
 
@@ -158,7 +160,7 @@ def future_set_exception_unless_cancelled(future: _AnyFuture, exc: BaseException
     if not future.cancelled():
         future.set_exception(exc)
     else:
-        app_log.error("Exception after Future was cancelled", exc_info=exc)
+        _app_log.error("Exception after Future was cancelled", exc_info=exc)
 
 
 def future_set_exc_info(

@@ -1,0 +1,1 @@
+"""Integration of Squall's event loop with the platform's event loops."""

@@ -239,6 +239,10 @@ def get_supported_locales() -> frozenset[str]:
 _RTL_LANGUAGES = ("fa", "ar", "he")
 
 
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 class Locale:
     """A locale: translations and conventions for one language (and region).
 
@@ -370,7 +374,7 @@ class Locale:
             date = date.replace(tzinfo=datetime.UTC)
         else:
             date = date.astimezone(datetime.UTC)
-        now = datetime.datetime.now(datetime.UTC)
+        now = _utcnow()
         if date > now:
             # A moment in the near future is most likely clock skew.
             if relative and (date - now).total_seconds() < 60:

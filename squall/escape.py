@@ -334,7 +334,7 @@ def _shorten(url: str, prefix_len: int) -> str:
         return url
     # Never leave half an entity such as "&am" at the cut.
     amp = short.rfind("&")
-    if amp > _SHORTEN_TO - 5:
+    if amp >= 0 and ";" not in short[amp:]:
         short = short[:amp]
     short += "..."
     return url if len(short) >= len(url) else short

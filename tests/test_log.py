@@ -1,0 +1,366 @@
+"""Tests for squall.log."""
+
+from __future__ import annotations
+
+import io
+import logging
+import logging.handlers
+import re
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import squall.log
+import squall.options
+from squall.log import (
+    LogFormatter,
+    access_log,
+    app_log,
+    define_logging_options,
+    enable_pretty_logging,
+    gen_log,
+)
+from squall.options import Error, OptionParser
+
+PREFIX_RE = r"\[(?P<level>[DIWEC]) \d{6} \d\d:\d\d:\d\d test_log:\d+\]"
+
+
+def make_record(
+    msg: Any = "hello", level: int = logging.ERROR, args: Any = None, **kwargs: Any
+) -> logging.LogRecord:
+    record = logging.LogRecord("t", level, __file__, 10, msg, args, None, func="f")
+    for key, value in kwargs.items():
+        setattr(record, key, value)
+    return record
+
+
+class FakeCurses(types.ModuleType):
+    """Enough of curses for colour detection, with no terminal involved."""
+
+    def __init__(self, colors: int = 8) -> None:
+        super().__init__("curses")
+        self.colors = colors
+
+    def setupterm(self) -> None:
+        pass
+
+    def tigetnum(self, name: str) -> int:
+        assert name == "colors"
+        return self.colors
+
+    def tigetstr(self, name: str) -> bytes | None:
+        return {"setaf": b"<fg%d>", "sgr0": b"<reset>"}.get(name)
+
+    def tparm(self, template: bytes, number: int) -> bytes:
+        return template % number
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    logger = logging.Logger("squall-test-log")
+    logger.propagate = False
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LogFormatter(color=False))
+    logger.addHandler(handler)
+    yield logger, stream
+    handler.close()
+
+
+def test_logger_names() -> None:
+    assert access_log.name == "squall.access"
+    assert app_log.name == "squall.application"
+    assert gen_log.name == "squall.general"
+
+
+def test_default_format(capture: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = capture
+    logger.warning("x=%d", 5)
+    logger.error("\u00e9t\u00e9")
+    lines = stream.getvalue().splitlines()
+    assert re.fullmatch(PREFIX_RE + " x=5", lines[0])
+    assert re.fullmatch(PREFIX_RE + " \u00e9t\u00e9", lines[1])
+
+
+def test_bytes_message_is_shown_as_its_repr(capture: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = capture
+    logger.error(b"\xe9")  # type: ignore[arg-type]
+    assert stream.getvalue().rstrip().endswith("b'\\xe9'")
+
+
+def test_traceback_lines_are_indented(capture: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = capture
+    try:
+        raise KeyError("boom")
+    except KeyError:
+        logger.exception("failed\nsecond line")
+    first, *rest = stream.getvalue().rstrip("\n").split("\n")
+    assert re.fullmatch(PREFIX_RE + " failed", first)
+    assert rest[0] == "    second line"
+    assert rest[1] == "    Traceback (most recent call last):"
+    assert all(line.startswith("    ") for line in rest)
+    assert rest[-1] == "    KeyError: 'boom'"
+
+
+def test_stack_info_is_included(capture: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = capture
+    logger.error("here", stack_info=True)
+    output = stream.getvalue()
+    assert "\n    Stack (most recent call last):" in output
+    assert "test_stack_info_is_included" in output
+
+
+def test_bad_message_arguments_are_reported_not_raised() -> None:
+    formatter = LogFormatter(color=False)
+    output = formatter.format(make_record("%d items", args=("many",)))
+    assert "Bad message (TypeError(" in output
+    assert "%d items" in output
+
+
+def test_precomputed_exc_text_is_used() -> None:
+    formatter = LogFormatter(color=False)
+    output = formatter.format(make_record(exc_text="Earlier\ntrace"))
+    assert output.endswith("] hello\n    Earlier\n    trace")
+
+
+def test_brace_and_dollar_styles() -> None:
+    brace = LogFormatter(fmt="{color}{levelname}{end_color}: {message}", style="{", color=False)
+    assert brace.format(make_record()) == "ERROR: hello"
+    dollar = LogFormatter(fmt="$levelname $message", style="$", color=False)
+    assert dollar.format(make_record(level=logging.INFO)) == "INFO hello"
+
+
+def test_unknown_style_is_rejected() -> None:
+    with pytest.raises(ValueError, match="style"):
+        LogFormatter(style="#")
+
+
+def test_custom_date_format() -> None:
+    formatter = LogFormatter(fmt="%(asctime)s", datefmt="%Y", color=False)
+    assert re.fullmatch(r"\d{4}", formatter.format(make_record()))
+
+
+def test_no_color_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    formatter = LogFormatter(fmt="%(color)s%(message)s%(end_color)s")
+    assert formatter.format(make_record()) == "hello"
+
+
+def test_curses_colors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", TTY())
+    monkeypatch.setattr(squall.log, "curses", FakeCurses())
+    formatter = LogFormatter(fmt="%(color)s%(levelname)s%(end_color)s %(message)s")
+    assert formatter.format(make_record()) == "<fg1>ERROR<reset> hello"
+    assert formatter.format(make_record(level=logging.DEBUG)) == "<fg4>DEBUG<reset> hello"
+    # Levels without a colour get none.
+    assert formatter.format(make_record(level=25)) == "Level 25 hello"
+
+
+def test_custom_colors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", TTY())
+    monkeypatch.setattr(squall.log, "curses", FakeCurses())
+    formatter = LogFormatter(fmt="%(color)s%(message)s", colors={logging.ERROR: 6})
+    assert formatter.format(make_record()) == "<fg6>hello"
+    assert formatter.format(make_record(level=logging.INFO)) == "hello"
+
+
+def test_terminal_without_colors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", TTY())
+    monkeypatch.setattr(squall.log, "curses", FakeCurses(colors=-1))
+    formatter = LogFormatter(fmt="%(color)s%(message)s%(end_color)s")
+    assert formatter.format(make_record()) == "hello"
+
+
+def test_broken_terminal_database_means_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = FakeCurses()
+
+    def setupterm() -> None:
+        raise RuntimeError("no terminfo")
+
+    broken.setupterm = setupterm  # type: ignore[method-assign]
+    monkeypatch.setattr(sys, "stderr", TTY())
+    monkeypatch.setattr(squall.log, "curses", broken)
+    formatter = LogFormatter(fmt="%(color)s%(message)s%(end_color)s")
+    assert formatter.format(make_record()) == "hello"
+
+
+def test_ansi_colors_through_colorama(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = TTY()
+    colorama = types.ModuleType("colorama")
+    colorama.initialise = types.SimpleNamespace(wrapped_stderr=stream)  # type: ignore[attr-defined]
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr(squall.log, "curses", None)
+    monkeypatch.setattr(squall.log, "colorama", colorama)
+    formatter = LogFormatter(fmt="%(color)s%(message)s%(end_color)s")
+    assert formatter.format(make_record()) == "\033[2;31mhello\033[0m"
+    # A stream colorama did not wrap gets no colour.
+    monkeypatch.setattr(sys, "stderr", TTY())
+    formatter = LogFormatter(fmt="%(color)s%(message)s%(end_color)s")
+    assert formatter.format(make_record()) == "hello"
+
+
+def test_no_color_support_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", TTY())
+    monkeypatch.setattr(squall.log, "curses", None)
+    monkeypatch.setattr(squall.log, "colorama", None)
+    formatter = LogFormatter(fmt="%(color)s%(message)s%(end_color)s")
+    assert formatter.format(make_record()) == "hello"
+
+
+# --- enable_pretty_logging / define_logging_options ---------------------------
+
+
+@pytest.fixture
+def parser() -> OptionParser:
+    options = OptionParser()
+    define_logging_options(options)
+    return options
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    logger = logging.Logger("squall-test-pretty")
+    logger.propagate = False
+    yield logger
+    for handler in logger.handlers:
+        handler.close()
+
+
+def test_define_logging_options_defaults(parser: OptionParser) -> None:
+    assert parser.logging == "info"
+    assert parser.log_to_stderr is None
+    assert parser.log_file_prefix is None
+    assert parser.log_file_max_size == 100 * 1000 * 1000
+    assert parser.log_file_num_backups == 10
+    assert parser.log_rotate_when == "midnight"
+    assert parser.log_rotate_interval == 1
+    assert parser.log_rotate_mode == "size"
+
+
+def test_global_options_already_have_logging_options() -> None:
+    assert "log_file_prefix" in squall.options.options
+    with pytest.raises(Error, match="already defined"):
+        define_logging_options()
+
+
+@pytest.mark.parametrize("value", [None, "none", "None"])
+def test_logging_none_leaves_the_logger_alone(
+    parser: OptionParser, logger: logging.Logger, value: str | None
+) -> None:
+    parser.logging = value
+    enable_pretty_logging(parser, logger)
+    assert logger.level == logging.NOTSET
+    assert logger.handlers == []
+
+
+def test_stderr_handler_when_logger_has_none(parser: OptionParser, logger: logging.Logger) -> None:
+    parser.logging = "warning"
+    enable_pretty_logging(parser, logger)
+    assert logger.level == logging.WARNING
+    [handler] = logger.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    assert isinstance(handler.formatter, LogFormatter)
+
+
+def test_no_stderr_handler_when_logger_has_one(
+    parser: OptionParser, logger: logging.Logger
+) -> None:
+    existing = logging.NullHandler()
+    logger.addHandler(existing)
+    enable_pretty_logging(parser, logger)
+    assert logger.handlers == [existing]
+    parser.log_to_stderr = True
+    enable_pretty_logging(parser, logger)
+    assert len(logger.handlers) == 2
+
+
+def test_log_to_stderr_false(parser: OptionParser, logger: logging.Logger) -> None:
+    parser.log_to_stderr = False
+    enable_pretty_logging(parser, logger)
+    assert logger.handlers == []
+    assert logger.level == logging.INFO
+
+
+def test_unknown_level_is_rejected(parser: OptionParser, logger: logging.Logger) -> None:
+    parser.logging = "chatty"
+    with pytest.raises(ValueError, match="chatty"):
+        enable_pretty_logging(parser, logger)
+
+
+def test_size_rotated_log_file(
+    parser: OptionParser, logger: logging.Logger, tmp_path: Path
+) -> None:
+    parser.log_file_prefix = str(tmp_path / "app.log")
+    parser.log_file_max_size = 1234
+    parser.log_file_num_backups = 3
+    enable_pretty_logging(parser, logger)
+    [handler] = logger.handlers
+    assert isinstance(handler, logging.handlers.RotatingFileHandler)
+    assert handler.maxBytes == 1234
+    assert handler.backupCount == 3
+    logger.error("written \u00e9")
+    handler.flush()
+    text = (tmp_path / "app.log").read_text(encoding="utf-8")
+    assert re.fullmatch(r"\[E \d{6} \d\d:\d\d:\d\d test_log:\d+\] written \u00e9\n", text)
+
+
+def test_time_rotated_log_file(
+    parser: OptionParser, logger: logging.Logger, tmp_path: Path
+) -> None:
+    parser.log_file_prefix = str(tmp_path / "app.log")
+    parser.log_rotate_mode = "time"
+    parser.log_rotate_when = "H"
+    parser.log_rotate_interval = 2
+    enable_pretty_logging(parser, logger)
+    [handler] = logger.handlers
+    assert isinstance(handler, logging.handlers.TimedRotatingFileHandler)
+    assert handler.when == "H"
+    assert handler.interval == 2 * 3600
+
+
+def test_bad_rotate_mode(parser: OptionParser, logger: logging.Logger, tmp_path: Path) -> None:
+    parser.log_file_prefix = str(tmp_path / "app.log")
+    parser.log_rotate_mode = "daily"
+    with pytest.raises(ValueError, match="'daily'"):
+        enable_pretty_logging(parser, logger)
+    assert not (tmp_path / "app.log").exists()
+
+
+def test_final_parse_applies_the_logging_options(
+    parser: OptionParser, logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(
+        squall.log,
+        "enable_pretty_logging",
+        lambda options, logger=None: calls.append((options, logger)),
+    )
+    parser.parse_command_line(["prog", "--logging=debug"], final=False)
+    assert calls == []
+    parser.parse_command_line(["prog"])
+    assert calls == [(parser, None)]
+
+
+def test_defaults_to_the_global_options_and_root_logger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    with monkeypatch.context() as m:
+        m.setattr(squall.options.options.mockable(), "logging", "error")
+        m.setattr(squall.options.options.mockable(), "log_to_stderr", False)
+        try:
+            enable_pretty_logging()
+            assert root.level == logging.ERROR
+            assert root.handlers == handlers
+        finally:
+            root.setLevel(level)

@@ -19,11 +19,12 @@ import codecs
 import csv
 import datetime
 import gettext
-import logging
 import os
 import re
 from collections.abc import Sequence
 from typing import Any, Optional, Union
+
+from squall.log import gen_log
 
 __all__ = [
     "CONTEXT_SEPARATOR",
@@ -37,8 +38,6 @@ __all__ = [
     "load_translations",
     "set_default_locale",
 ]
-
-_gen_log = logging.getLogger("squall.general")
 
 # gettext's separator between a message's context and the message (msgctxt).
 CONTEXT_SEPARATOR = "\x04"
@@ -164,7 +163,7 @@ def _read_csv_translations(path: str, encoding: str) -> dict[str, dict[str, str]
             cells = [cell.strip() for cell in row]
             kind = (cells[2] if len(cells) > 2 else "") or "unknown"
             if kind not in _PLURAL_KINDS:
-                _gen_log.error(
+                gen_log.error(
                     "Unrecognized plural indicator %r in %s line %d (expected one of %s)",
                     kind,
                     path,
@@ -198,7 +197,7 @@ def load_translations(directory: str, encoding: Optional[str] = None) -> None:
             continue
         path = os.path.join(directory, filename)
         if not _CSV_LOCALE_NAME.fullmatch(code):
-            _gen_log.error(
+            gen_log.error(
                 "Unrecognized locale %r (path: %s): expected a name like es or es_GT", code, path
             )
             continue
@@ -206,7 +205,7 @@ def load_translations(directory: str, encoding: Optional[str] = None) -> None:
     _translations = translations
     _supported_locales = frozenset([*_translations, _default_locale])
     _use_gettext = False
-    _gen_log.debug("Supported locales: %s", sorted(_supported_locales))
+    gen_log.debug("Supported locales: %s", sorted(_supported_locales))
 
 
 def load_gettext_translations(directory: str, domain: str) -> None:
@@ -224,11 +223,11 @@ def load_gettext_translations(directory: str, domain: str) -> None:
         try:
             translations[code] = gettext.translation(domain, directory, languages=[code])
         except Exception as e:
-            _gen_log.error("Cannot load translation for '%s': %s", code, e)
+            gen_log.error("Cannot load translation for '%s': %s", code, e)
     _translations = translations
     _supported_locales = frozenset([*_translations, _default_locale])
     _use_gettext = True
-    _gen_log.debug("Supported locales: %s", sorted(_supported_locales))
+    gen_log.debug("Supported locales: %s", sorted(_supported_locales))
 
 
 def get_supported_locales() -> frozenset[str]:
@@ -504,7 +503,7 @@ class CSVLocale(Locale):
     ) -> str:
         """Translate ignoring ``context``: CSV translations have no contexts."""
         if self.translations:
-            _gen_log.warning("pgettext is not supported by CSVLocale")
+            gen_log.warning("pgettext is not supported by CSVLocale")
         return self.translate(message, plural_message, count)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import enum
 import linecache
-import logging
 import os.path
 import posixpath
 import threading
@@ -13,13 +12,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Optional, Union
 
 from squall import escape
+from squall.log import app_log
 from squall.template._nodes import ENTRY_POINT, Block, CodeWriter, Extends
 from squall.template._parser import parse
 from squall.template._syntax import WHITESPACE_MODES, ParseError
 
 __all__ = ["BaseLoader", "DictLoader", "Loader", "Template"]
-
-_app_log = logging.getLogger("squall.application")
 
 _DEFAULT_AUTOESCAPE = "xhtml_escape"
 
@@ -140,7 +138,7 @@ class Template:
             # dont_inherit: this module's compiler flags are not the template's.
             self.compiled = compile(self.code, self._filename, "exec", dont_inherit=True)
         except Exception:
-            _app_log.error("%s code:\n%s", self.name, _numbered(self.code))
+            app_log.error("%s code:\n%s", self.name, _numbered(self.code))
             raise
 
     def _lineage(self) -> list[Template]:

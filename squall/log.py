@@ -19,7 +19,7 @@ import logging
 import logging.handlers
 import sys
 import types
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
 
 from squall.escape import to_unicode
 
@@ -124,7 +124,14 @@ class LogFormatter(logging.Formatter):
         """
         if style not in ("%", "{", "$"):
             raise ValueError(f"style must be one of '%', '{{' or '$', not {style!r}")
-        super().__init__(fmt=fmt, datefmt=datefmt, style=style)  # type: ignore[arg-type]
+        # A "%" format needs no field at all (plain text is a valid format),
+        # so only the other styles are checked up front.
+        super().__init__(
+            fmt=fmt,
+            datefmt=datefmt,
+            style=cast(Literal["%", "{", "$"], style),
+            validate=style != "%",
+        )
         self._colors: dict[int, str] = {}
         self._normal = ""
         if color and _stderr_supports_color():

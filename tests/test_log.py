@@ -144,6 +144,12 @@ def test_unknown_style_is_rejected() -> None:
         LogFormatter(style="#")
 
 
+def test_format_without_fields() -> None:
+    assert LogFormatter(fmt="-- marker --", color=False).format(make_record()) == "-- marker --"
+    with pytest.raises(ValueError):
+        LogFormatter(fmt="no fields", style="{")
+
+
 def test_custom_date_format() -> None:
     formatter = LogFormatter(fmt="%(asctime)s", datefmt="%Y", color=False)
     assert re.fullmatch(r"\d{4}", formatter.format(make_record()))

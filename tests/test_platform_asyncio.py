@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import socket
 import threading
@@ -227,6 +228,7 @@ def test_selector_thread_close_idempotent_and_stops_thread() -> None:
     selector = SelectorThread(aloop)
     a, b = socket.socketpair()
     try:
+        aloop.run_until_complete(asyncio.sleep(0))  # starts the thread
         selector.add_reader(a, lambda: None)
         thread = selector._thread
         assert thread is not None and thread.is_alive()
@@ -240,6 +242,41 @@ def test_selector_thread_close_idempotent_and_stops_thread() -> None:
         a.close()
         b.close()
         aloop.close()
+
+
+def test_selector_thread_stopped_by_shutdown_asyncgens() -> None:
+    aloop = asyncio.new_event_loop()
+    selector = SelectorThread(aloop)
+    aloop.run_until_complete(asyncio.sleep(0))
+    thread = selector._thread
+    assert thread is not None and thread.is_alive()
+    aloop.run_until_complete(aloop.shutdown_asyncgens())
+    assert not thread.is_alive()
+    assert selector not in platform_asyncio._selector_loops
+    aloop.close()
+
+
+def test_selector_thread_closed_before_start(caplog: pytest.LogCaptureFixture) -> None:
+    aloop = asyncio.new_event_loop()
+    selector = SelectorThread(aloop)
+    aloop.call_soon(aloop.stop)
+    aloop.run_forever()
+    task = selector._thread_manager_task
+    assert task is not None and not task.done()
+    selector.close()
+    aloop.close()
+    del task, selector
+    gc.collect()
+    assert caplog.records == []
+
+
+def test_selector_thread_not_started_after_close() -> None:
+    aloop = asyncio.new_event_loop()
+    selector = SelectorThread(aloop)
+    selector.close()
+    aloop.run_until_complete(asyncio.sleep(0))
+    assert selector._thread is None and selector._thread_manager_task is None
+    aloop.close()
 
 
 def test_selector_thread_closed_fd_reports_ready() -> None:
@@ -270,11 +307,12 @@ def test_selector_thread_real_loop_closed() -> None:
     selector = SelectorThread(aloop)
     a, b = socket.socketpair()
     try:
-        aloop.close()
-        selector.add_writer(a, lambda: None)
+        aloop.run_until_complete(asyncio.sleep(0))
         thread = selector._thread
         assert thread is not None
-        thread.join(5)  # call_soon_threadsafe fails: the thread exits
+        aloop.close()
+        selector.add_writer(a, lambda: None)
+        thread.join(5)  # handing over to the closed loop fails: the thread exits
         assert not thread.is_alive()
     finally:
         selector.close()

@@ -23,7 +23,7 @@ import select
 import socket
 import threading
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Optional, TypeVar
 
 from squall.ioloop import IOLoop, _app_log, _as_future
@@ -374,11 +374,26 @@ class SelectorThread:
         self._dispatched = threading.Event()
         self._thread: Optional[threading.Thread] = None
         _selector_loops.add(self)
+        # The thread is started from the loop, by an async generator: when
+        # the loop shuts its async generators down (asyncio.run does), the
+        # generator's cleanup stops the thread.
+        self._thread_manager_task: Optional[asyncio.Future[None]] = None
+        real_loop.call_soon(self._start_thread_manager)
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None and not self._closed:
-            self._thread = threading.Thread(target=self._run, name="squall selector", daemon=True)
-            self._thread.start()
+    def _start_thread_manager(self) -> None:
+        if self._closed:
+            return
+        self._thread_manager_task = asyncio.ensure_future(
+            self._thread_manager().__anext__(), loop=self._real_loop
+        )
+
+    async def _thread_manager(self) -> AsyncIterator[None]:
+        self._thread = threading.Thread(target=self._run, name="squall selector", daemon=True)
+        self._thread.start()
+        try:
+            yield
+        finally:
+            self.close()
 
     def _wake(self) -> None:
         try:
@@ -420,6 +435,11 @@ class SelectorThread:
             if not ready_r and not ready_w:
                 continue
             self._dispatched.clear()
+            with self._lock:
+                # Checked after clear(): close() sets the event after
+                # setting _closed, so the wait below cannot miss it.
+                if self._closed:
+                    return
             try:
                 self._real_loop.call_soon_threadsafe(self._dispatch, ready_r, ready_w)
             except RuntimeError:
@@ -449,14 +469,12 @@ class SelectorThread:
         """Call ``callback(*args)`` when ``fd`` is readable."""
         with self._lock:
             self._readers[_fileno(fd)] = functools.partial(callback, *args)
-        self._ensure_thread()
         self._wake()
 
     def add_writer(self, fd: Any, callback: Callable[..., None], *args: Any) -> None:
         """Call ``callback(*args)`` when ``fd`` is writable."""
         with self._lock:
             self._writers[_fileno(fd)] = functools.partial(callback, *args)
-        self._ensure_thread()
         self._wake()
 
     def remove_reader(self, fd: Any) -> bool:
@@ -481,6 +499,12 @@ class SelectorThread:
             self._closed = True
             self._readers.clear()
             self._writers.clear()
+        task = self._thread_manager_task
+        if task is not None and not task.done():
+            # Scheduled but never run (the loop stopped first): it never
+            # will, so it must not be reported as destroyed while pending.
+            task.cancel()
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
         self._wake()
         # Release a thread waiting for a dispatch that will never run.
         self._dispatched.set()

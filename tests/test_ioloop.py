@@ -187,13 +187,15 @@ def test_add_callback_from_thread(loop: IOLoop) -> None:
     done = threading.Event()
 
     def target() -> None:
-        loop.add_callback(loop.stop)
         done.set()
+        loop.add_callback(loop.stop)
 
-    loop.add_callback(threading.Thread(target=target).start)
+    thread = threading.Thread(target=target)
+    loop.add_callback(thread.start)
     stop_after(loop)
     start = time.monotonic()
     loop.start()
+    thread.join()
     assert done.is_set()
     assert time.monotonic() - start < 1
 

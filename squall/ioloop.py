@@ -70,6 +70,25 @@ def _as_future(value: Any) -> Optional[asyncio.Future[Any]]:
     return None
 
 
+def _peek_event_loop() -> Optional[asyncio.AbstractEventLoop]:
+    """Return the thread's current event loop without creating one."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    policy = asyncio.get_event_loop_policy()
+    local = getattr(policy, "_local", None)
+    if local is not None and hasattr(local, "_loop"):
+        # The default policies would create a loop on get_event_loop() in
+        # the main thread; reading the slot avoids leaking one.
+        loop: Optional[asyncio.AbstractEventLoop] = local._loop
+        return loop
+    try:
+        return policy.get_event_loop()
+    except RuntimeError:
+        return None
+
+
 def _bad_yield(value: Any) -> Exception:
     message = f"yielded unknown object {value!r}"
     try:
@@ -156,18 +175,19 @@ class IOLoop(Configurable):
         The running loop is used if there is one, else the thread's current
         loop. If that loop has no `IOLoop` yet, one is created, unless
         ``instance`` is False, in which case None is returned. With
-        ``instance`` True, a thread with no event loop gets a new one.
+        ``instance`` True, a thread with no event loop gets a new one, set
+        as its current loop (no loop is created implicitly otherwise).
         """
         try:
             loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
         except RuntimeError:
-            try:
-                loop = asyncio.get_event_loop()
-            except RuntimeError:
+            current = _peek_event_loop()
+            if current is None:
                 if not instance:
                     return None
-                loop = asyncio.new_event_loop()
-                asyncio.set_event_loop(loop)
+                current = asyncio.new_event_loop()
+                asyncio.set_event_loop(current)
+            loop = current
         existing: Optional[IOLoop] = IOLoop._ioloop_for_asyncio.get(loop)
         if existing is not None or not instance:
             return existing

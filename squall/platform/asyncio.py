@@ -26,7 +26,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Optional, TypeVar
 
-from squall.ioloop import IOLoop, _app_log, _as_future
+from squall.ioloop import IOLoop, _app_log, _as_future, _peek_event_loop
 
 __all__ = [
     "AddThreadSelectorEventLoop",
@@ -46,25 +46,6 @@ def _needs_selector_thread(loop: asyncio.AbstractEventLoop) -> bool:
     # method, which raises NotImplementedError.
     add_reader = getattr(type(loop), "add_reader", None)
     return add_reader is None or add_reader is asyncio.AbstractEventLoop.add_reader
-
-
-def _peek_event_loop() -> Optional[asyncio.AbstractEventLoop]:
-    """Return the thread's current event loop without creating one."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    policy = asyncio.get_event_loop_policy()
-    local = getattr(policy, "_local", None)
-    if local is not None and hasattr(local, "_loop"):
-        # The default policies would create a loop on get_event_loop() in
-        # the main thread; reading the slot avoids leaking one.
-        loop: Optional[asyncio.AbstractEventLoop] = local._loop
-        return loop
-    try:
-        return policy.get_event_loop()
-    except RuntimeError:
-        return None
 
 
 class BaseAsyncIOLoop(IOLoop):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import gc
 import logging
 import socket
@@ -197,6 +198,29 @@ def test_selector_thread_reader_and_writer(wrapped: AddThreadSelectorEventLoop) 
         assert events == ["w", "r:hi"]
         assert not wrapped.remove_reader(a)
         assert not wrapped.remove_writer(a)
+    finally:
+        a.close()
+        b.close()
+
+
+_CTX: contextvars.ContextVar[str] = contextvars.ContextVar("_CTX", default="default")
+
+
+def test_selector_thread_keeps_registration_context(wrapped: AddThreadSelectorEventLoop) -> None:
+    a, b = socket.socketpair()
+    try:
+        seen: asyncio.Future[str] = wrapped.create_future()
+
+        def on_write() -> None:
+            wrapped.remove_writer(a)
+            seen.set_result(_CTX.get())
+
+        token = _CTX.set("registered")
+        try:
+            wrapped.add_writer(a, on_write)
+        finally:
+            _CTX.reset(token)
+        assert wrapped.run_until_complete(asyncio.wait_for(seen, 5)) == "registered"
     finally:
         a.close()
         b.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextvars
 import errno
 import functools
 import select
@@ -449,13 +450,13 @@ class SelectorThread:
     def add_reader(self, fd: Any, callback: Callable[..., None], *args: Any) -> None:
         """Call ``callback(*args)`` when ``fd`` is readable."""
         with self._lock:
-            self._readers[_fileno(fd)] = functools.partial(callback, *args)
+            self._readers[_fileno(fd)] = _in_caller_context(callback, args)
         self._wake()
 
     def add_writer(self, fd: Any, callback: Callable[..., None], *args: Any) -> None:
         """Call ``callback(*args)`` when ``fd`` is writable."""
         with self._lock:
-            self._writers[_fileno(fd)] = functools.partial(callback, *args)
+            self._writers[_fileno(fd)] = _in_caller_context(callback, args)
         self._wake()
 
     def remove_reader(self, fd: Any) -> bool:
@@ -494,6 +495,13 @@ class SelectorThread:
         self._waker_r.close()
         self._waker_w.close()
         _selector_loops.discard(self)
+
+
+def _in_caller_context(callback: Callable[..., Any], args: tuple[Any, ...]) -> Callable[[], None]:
+    # Like the loop's own add_reader, run the callback in the context of
+    # the code that registered it, not in the selector thread's.
+    context = contextvars.copy_context()
+    return functools.partial(context.run, callback, *args)
 
 
 def _fileno(fd: Any) -> int:

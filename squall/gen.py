@@ -409,8 +409,7 @@ class Runner:
         self.future = _null_future
         result_future = self.result_future
         self.result_future = None
-        if result_future is None:
-            return
+        assert result_future is not None
         result_future.remove_done_callback(self._keep_alive)
         if exc is not None:
             _settle_failure(result_future, exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import unquote_to_bytes
 
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
@@ -27,6 +27,26 @@ __all__ = [
 ]
 
 
+class _Key:
+    # Reads one key of a dict subclass as an attribute. A non-data
+    # descriptor: writes still go through ObjectDict.__setattr__.
+    __slots__ = ("name",)
+
+    def __init__(self) -> None:
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Optional[dict[str, Any]], owner: Optional[type] = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+
 class HTTPFile(ObjectDict):
     """A file uploaded in a ``multipart/form-data`` body.
 
@@ -37,12 +57,17 @@ class HTTPFile(ObjectDict):
     * ``content_type``: the part's ``Content-Type`` (``application/unknown`` if absent)
     """
 
-    filename: str
-    body: bytes
-    content_type: str
+    if TYPE_CHECKING:
+        filename: str
+        body: bytes
+        content_type: str
+    else:
+        filename = _Key()
+        body = _Key()
+        content_type = _Key()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class ParseMultipartConfig:
     """Limits applied when parsing ``multipart/form-data`` bodies.
 
@@ -57,7 +82,7 @@ class ParseMultipartConfig:
     max_part_header_size: int = 10 * 1024
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class ParseUrlEncodedConfig:
     """Limits applied when parsing urlencoded data (form bodies and query strings).
 
@@ -68,7 +93,7 @@ class ParseUrlEncodedConfig:
     max_arguments: int = 1000
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class ParseBodyConfig:
     """All the limits used when parsing request bodies; see `set_parse_body_config`."""
 

@@ -106,6 +106,14 @@ def _normalize_header(name: str) -> str:
     return norm
 
 
+def _cache_name(name: str) -> str:
+    # For names already validated elsewhere (the server's parser).
+    norm = _canonical(name)
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[name] = norm
+    return norm
+
+
 def _lookup_key(name: str) -> str:
     # For reads: never raises, so a lookup of an invalid name is just a miss.
     norm = _NAME_CACHE.get(name)
@@ -172,16 +180,11 @@ class HTTPHeaders(MutableMapping[str, str]):
         as_list: dict[str, list[str]] = {}
         cache_get = _NAME_CACHE.get
         for name, value in pairs:
-            norm = cache_get(name)
-            if norm is None:
-                norm = _canonical(name)
-                if len(_NAME_CACHE) < _NAME_CACHE_MAX:
-                    _NAME_CACHE[name] = norm
-            values = as_list.get(norm)
-            if values is None:
-                as_list[norm] = [value]
+            norm = cache_get(name) or _cache_name(name)
+            if norm in as_list:
+                as_list[norm].append(value)
             else:
-                values.append(value)
+                as_list[norm] = [value]
         self._as_list = as_list
         return self
 

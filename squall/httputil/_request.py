@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar, Union
 
 from squall.httputil import _forms
 from squall.httputil._forms import HTTPFile, _latin1_or_utf8, _parse_qs_bytes, parse_cookie
@@ -22,6 +22,30 @@ __all__ = [
     "HTTPServerConnectionDelegate",
     "HTTPServerRequest",
 ]
+
+
+_T = TypeVar("_T")
+
+
+class _LazyAttribute(Generic[_T]):
+    # Computes an attribute on first read and stores it in the instance
+    # dict, where later reads find it before this (non-data) descriptor;
+    # assigning the attribute simply stores the new value there.
+    __slots__ = ("compute", "name")
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self.compute = compute
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
+        if obj is None:
+            return self
+        value = self.compute(obj)
+        obj.__dict__[self.name] = value
+        return value
 
 
 class HTTPServerConnectionDelegate:
@@ -169,8 +193,6 @@ class HTTPServerRequest:
         "server_connection",
         "path",
         "query",
-        "query_arguments",
-        "arguments",
         "body_arguments",
         "_start_time",
         "_finish_time",
@@ -193,8 +215,6 @@ class HTTPServerRequest:
     server_connection: Optional[object]
     path: str
     query: str
-    query_arguments: dict[str, list[bytes]]
-    arguments: dict[str, list[bytes]]
     body_arguments: dict[str, list[bytes]]
 
     def __init__(
@@ -262,21 +282,21 @@ class HTTPServerRequest:
                     f"Invalid query string: Max number of fields exceeded (the limit is {limit})"
                 )
 
-    if not TYPE_CHECKING:
+    def _parse_query_arguments(self) -> dict[str, list[bytes]]:
+        return _parse_qs_bytes(_latin1_or_utf8(self.query), None)
 
-        def __getattr__(self, name: str) -> Any:
-            # Reached only while a lazy slot is still empty.
-            if name == "query_arguments":
-                parsed = _parse_qs_bytes(_latin1_or_utf8(self.query), None)
-                self.query_arguments = parsed
-                return parsed
-            if name == "arguments":
-                merged = {key: list(values) for key, values in self.query_arguments.items()}
-                for key, values in self.body_arguments.items():
-                    merged.setdefault(key, []).extend(values)
-                self.arguments = merged
-                return merged
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    def _merge_arguments(self) -> dict[str, list[bytes]]:
+        merged = {key: list(values) for key, values in self.query_arguments.items()}
+        for key, values in self.body_arguments.items():
+            merged.setdefault(key, []).extend(values)
+        return merged
+
+    if TYPE_CHECKING:
+        query_arguments: dict[str, list[bytes]]
+        arguments: dict[str, list[bytes]]
+    else:
+        query_arguments = _LazyAttribute(_parse_query_arguments)
+        arguments = _LazyAttribute(_merge_arguments)
 
     @property
     def cookies(self) -> http.cookies.SimpleCookie:
@@ -346,12 +366,9 @@ class HTTPServerRequest:
             self.files,
             self.headers,
         )
-        try:
-            # object.__getattribute__ does not fall back to __getattr__, so
-            # this tells whether `arguments` was already built (or assigned).
-            arguments = object.__getattribute__(self, "arguments")
-        except AttributeError:
-            return  # built lazily later, body arguments included
+        arguments = vars(self).get("arguments")
+        if arguments is None:
+            return  # not built yet: it will include the body arguments
         for key, values in self.body_arguments.items():
             arguments.setdefault(key, []).extend(values)
 

@@ -1,0 +1,103 @@
+"""The write buffer: a queue of pending output that never copies large pieces.
+
+Small writes are joined into a growing ``bytearray`` so that a burst of tiny
+writes leaves as one large send; a write above the threshold is queued by
+reference (as a byte-cast ``memoryview``) and never copied. Views of the
+caller's objects are released as soon as they are consumed, so a caller's
+``bytearray`` becomes resizable again once its bytes are sent.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Union
+
+__all__ = ["_StreamBuffer"]
+
+_Piece = Union[bytearray, memoryview]
+
+# A piece larger than this is queued by reference; smaller pieces are joined.
+_DEFAULT_LARGE_BUF_THRESHOLD = 64 * 1024
+
+
+class _StreamBuffer:
+    """A FIFO of bytes built from appended pieces, consumed from the front."""
+
+    __slots__ = ("_buffers", "_first_pos", "_size", "_large_buf_threshold")
+
+    def __init__(self) -> None:
+        self._buffers: collections.deque[_Piece] = collections.deque()
+        # Bytes of the first piece already consumed.
+        self._first_pos = 0
+        self._size = 0
+        self._large_buf_threshold = _DEFAULT_LARGE_BUF_THRESHOLD
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Queue ``data``; large pieces by reference, small ones by copy."""
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        if size > self._large_buf_threshold:
+            view = memoryview(data)
+            if view.format != "B" or view.ndim != 1:
+                flat = view.cast("B")
+                view.release()
+                view = flat
+            self._buffers.append(view)
+        elif size:
+            buffers = self._buffers
+            last = buffers[-1] if buffers else None
+            if isinstance(last, bytearray) and len(last) < self._large_buf_threshold:
+                last += data
+            else:
+                buffers.append(bytearray(data))
+        self._size += size
+
+    @contextmanager
+    def peek(self, size: int) -> Iterator[memoryview]:
+        """Yield a view of up to ``size`` bytes from the front.
+
+        The view is non-empty while the buffer is, and is released when the
+        ``with`` block ends; the buffer must not be changed before that.
+        """
+        if not self._buffers:
+            view = memoryview(b"")
+        else:
+            first = self._buffers[0]
+            start = self._first_pos
+            with memoryview(first) as whole:
+                view = whole[start : start + size]
+        try:
+            yield view
+        finally:
+            view.release()
+
+    def advance(self, size: int) -> None:
+        """Drop ``size`` bytes from the front."""
+        if size > self._size or size < 0:
+            raise ValueError(f"cannot advance {size} bytes in a buffer of {self._size}")
+        self._size -= size
+        buffers = self._buffers
+        pos = self._first_pos + size
+        while buffers:
+            first = buffers[0]
+            length = len(first) if isinstance(first, bytearray) else first.nbytes
+            if pos < length:
+                break
+            buffers.popleft()
+            if isinstance(first, memoryview):
+                first.release()
+            pos -= length
+        self._first_pos = pos if buffers else 0
+
+    def clear(self) -> None:
+        """Drop everything, releasing the views of the callers' objects."""
+        for piece in self._buffers:
+            if isinstance(piece, memoryview):
+                piece.release()
+        self._buffers.clear()
+        self._first_pos = 0
+        self._size = 0

@@ -558,6 +558,107 @@ def test_http_test_case_api_without_the_http_layer() -> None:
     assert secure.get_httpserver_options() == {"ssl_options": secure.get_ssl_options()}
 
 
+class FakeServer:
+    """Stands in for squall.httpserver.HTTPServer: accepts nothing, records calls."""
+
+    def __init__(self, app: Any, **options: Any) -> None:
+        self.app = app
+        self.options = options
+        self.sockets: list[socket.socket] = []
+        self.calls: list[str] = []
+
+    def add_sockets(self, sockets: list[socket.socket]) -> None:
+        self.sockets.extend(sockets)
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+        for sock in self.sockets:
+            sock.close()
+
+    async def close_all_connections(self) -> None:
+        self.calls.append("close_all_connections")
+
+
+class FakeClient:
+    """Stands in for squall.httpclient.AsyncHTTPClient: answers with its arguments."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.closed = False
+
+    async def fetch(self, url: str, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+        return url, kwargs
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    server_module = types.ModuleType("squall.httpserver")
+    server_module.HTTPServer = FakeServer  # type: ignore[attr-defined]
+    client_module = types.ModuleType("squall.httpclient")
+    client_module.AsyncHTTPClient = FakeClient  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "squall.httpserver", server_module)
+    monkeypatch.setitem(sys.modules, "squall.httpclient", client_module)
+
+
+@pytest.mark.usefixtures("fake_http")
+def test_http_test_case_lifecycle() -> None:
+    app = object()
+    seen: dict[str, Any] = {}
+
+    class Case(AsyncHTTPTestCase):
+        def get_app(self) -> Any:
+            return app
+
+        def get_httpserver_options(self) -> dict[str, Any]:
+            return {"xheaders": True}
+
+        def test(self) -> None:
+            server = self.http_server
+            seen["server"] = server
+            seen["client"] = self.http_client
+            assert server.app is app and server.options == {"xheaders": True}
+            port = server.sockets[0].getsockname()[1]
+            assert self.get_http_port() == port
+            assert self.fetch("/a", method="POST") == (
+                f"http://127.0.0.1:{port}/a",
+                {"raise_error": False, "method": "POST"},
+            )
+            url, kwargs = self.fetch("HTTPS://example.com/", raise_error=True)
+            assert url == "HTTPS://example.com/" and kwargs == {"raise_error": True}
+
+    case = Case("test")
+    result = run_case(case)
+    assert result.wasSuccessful(), errors_of(result)
+    assert seen["server"].calls == ["stop", "close_all_connections"]
+    assert seen["client"].closed and seen["client"].kwargs == {}
+    assert not hasattr(case, "http_server") and not hasattr(case, "_app")
+
+
+@pytest.mark.usefixtures("fake_http")
+def test_https_test_case_client_and_server_options() -> None:
+    class Case(AsyncHTTPSTestCase):
+        def get_app(self) -> Any:
+            return None
+
+        def test(self) -> None:
+            assert self.http_client.kwargs == {
+                "force_instance": True,
+                "defaults": {"validate_cert": False},
+            }
+            assert self.http_server.options == {
+                "ssl_options": AsyncHTTPSTestCase.default_ssl_options()
+            }
+            assert self.get_url("/x").startswith("https://127.0.0.1:")
+
+    result = run_case(Case("test"))
+    assert result.wasSuccessful(), errors_of(result)
+
+
 def test_default_ssl_options_load_a_localhost_certificate() -> None:
     options = AsyncHTTPSTestCase.default_ssl_options()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

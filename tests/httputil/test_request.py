@@ -1,0 +1,299 @@
+"""HTTPServerRequest and the delegate interfaces of squall.httputil."""
+
+from __future__ import annotations
+
+import http.cookies
+import ssl
+import time
+import weakref
+from typing import Any
+
+import pytest
+
+import squall.httputil
+from squall.httputil import (
+    HTTPConnection,
+    HTTPFile,
+    HTTPHeaders,
+    HTTPInputError,
+    HTTPMessageDelegate,
+    HTTPServerConnectionDelegate,
+    HTTPServerRequest,
+    ParseBodyConfig,
+    ParseUrlEncodedConfig,
+    RequestStartLine,
+    ResponseStartLine,
+    set_parse_body_config,
+)
+
+
+def make(
+    uri: str = "/", method: str = "GET", headers: HTTPHeaders | None = None, **kwargs: Any
+) -> HTTPServerRequest:
+    return HTTPServerRequest(
+        start_line=RequestStartLine(method, uri, "HTTP/1.1"), headers=headers, **kwargs
+    )
+
+
+class Context:
+    remote_ip = "10.1.2.3"
+    protocol = "https"
+
+
+class Connection(HTTPConnection):
+    context = Context()
+
+
+class TestConstruction:
+    def test_minimal(self) -> None:
+        req = make()
+        assert (req.method, req.uri, req.version) == ("GET", "/", "HTTP/1.1")
+        assert req.body == b"" and isinstance(req.body, bytes)
+        assert isinstance(req.headers, HTTPHeaders) and len(req.headers) == 0
+        assert req.files == {} and req.body_arguments == {}
+        assert req.host == "127.0.0.1" and req.host_name == "127.0.0.1"
+        assert req.remote_ip is None and req.protocol == "http"
+        assert req.connection is None and req.server_connection is None
+
+    def test_path_query_host(self) -> None:
+        req = make("/a/b?x=1&y", headers=HTTPHeaders({"Host": "Example.COM:8080"}))
+        assert (req.path, req.query) == ("/a/b", "x=1&y")
+        assert req.host == "Example.COM:8080"
+        assert req.host_name == "example.com"
+
+    def test_context_from_connection(self) -> None:
+        marker = object()
+        req = make(connection=Connection(), server_connection=marker)
+        assert req.remote_ip == "10.1.2.3" and req.protocol == "https"
+        assert req.server_connection is marker
+        assert req.full_url() == "https://127.0.0.1/"
+
+    def test_given_body_files_headers_kept(self) -> None:
+        headers = HTTPHeaders()
+        files = {"f": [HTTPFile(filename="a", body=b"x", content_type="text/plain")]}
+        req = make(headers=headers, body=b"data", files=files)
+        assert req.headers is headers and req.files is files and req.body == b"data"
+
+    def test_legacy_arguments_warn(self) -> None:
+        with pytest.warns(DeprecationWarning, match="start_line"):
+            req = HTTPServerRequest(method="POST", uri="/x?a=1")
+        assert (req.method, req.uri, req.version) == ("POST", "/x?a=1", "HTTP/1.0")
+        with pytest.warns(DeprecationWarning, match="host argument"):
+            req = make(host="other:81")
+        assert req.host == "other:81" and req.host_name == "other"
+
+    @pytest.mark.parametrize("kwargs", [{}, {"method": "GET"}, {"uri": "/"}])
+    def test_needs_start_line_or_method_and_uri(self, kwargs: dict[str, str]) -> None:
+        with pytest.raises(ValueError, match="start_line"):
+            HTTPServerRequest(**kwargs)  # type: ignore[arg-type]
+
+    def test_query_field_limit(self) -> None:
+        limit = squall.httputil._DEFAULT_PARSE_BODY_CONFIG.urlencoded.max_arguments
+        req = make("/?" + "&".join(f"a={i}" for i in range(limit)))
+        assert len(req.arguments["a"]) == limit
+        with pytest.raises(HTTPInputError, match="Max number of fields exceeded"):
+            make("/?" + "&".join(f"a={i}" for i in range(limit + 1)))
+
+    def test_query_limit_follows_config(self) -> None:
+        saved = squall.httputil._DEFAULT_PARSE_BODY_CONFIG
+        set_parse_body_config(ParseBodyConfig(urlencoded=ParseUrlEncodedConfig(max_arguments=1)))
+        try:
+            make("/?a=1")
+            with pytest.raises(HTTPInputError):
+                make("/?a=1&b=2")
+        finally:
+            set_parse_body_config(saved)
+
+    def test_repr_hides_headers(self) -> None:
+        req = make("/r", headers=HTTPHeaders({"Canary": "secret", "Host": "h"}))
+        text = repr(req)
+        assert text == (
+            "HTTPServerRequest(protocol='http', host='h', method='GET', uri='/r',"
+            " version='HTTP/1.1', remote_ip=None)"
+        )
+        assert "secret" not in text
+
+
+class TestArguments:
+    def test_query_arguments(self) -> None:
+        req = make("/?a=1&b=%41+B&a=&c")
+        assert req.query_arguments == {"a": [b"1", b""], "b": [b"A B"], "c": [b""]}
+        assert req.arguments == req.query_arguments
+        assert req.arguments["a"] is not req.query_arguments["a"]
+
+    def test_latin1_query(self) -> None:
+        assert make("/?k\xe9=v\xe9").query_arguments == {"k\xe9": [b"v\xe9"]}
+        assert make("/?k=日").query_arguments == {"k": ["日".encode()]}
+
+    def test_lazy(self) -> None:
+        req = make("/?a=1")
+        assert "arguments" not in vars(req) and "query_arguments" not in vars(req)
+        assert req.arguments == {"a": [b"1"]}
+        assert req.arguments is req.arguments
+        assert "query_arguments" in vars(req)
+
+    def test_assignable(self) -> None:
+        req = make("/?a=1")
+        req.arguments = {"z": [b"9"]}
+        req.query_arguments = {}
+        assert req.arguments == {"z": [b"9"]} and req.query_arguments == {}
+
+    def test_class_attribute_is_the_descriptor(self) -> None:
+        assert HTTPServerRequest.arguments is not None
+        assert not isinstance(HTTPServerRequest.__dict__["arguments"], property)
+
+    def urlencoded(self, uri: str = "/?a=1", body: bytes = b"a=2&b=3") -> HTTPServerRequest:
+        headers = HTTPHeaders({"Content-Type": "application/x-www-form-urlencoded"})
+        return make(uri, "POST", headers=headers, body=body)
+
+    def test_parse_body_before_arguments_are_read(self) -> None:
+        req = self.urlencoded()
+        req._parse_body()
+        assert req.body_arguments == {"a": [b"2"], "b": [b"3"]}
+        assert req.query_arguments == {"a": [b"1"]}
+        assert req.arguments == {"a": [b"1", b"2"], "b": [b"3"]}
+
+    def test_parse_body_after_arguments_were_read(self) -> None:
+        req = self.urlencoded()
+        assert req.arguments == {"a": [b"1"]}
+        req._parse_body()
+        assert req.arguments == {"a": [b"1", b"2"], "b": [b"3"]}
+        assert req.query_arguments == {"a": [b"1"]}
+
+    def test_parse_body_multipart_files(self) -> None:
+        body = (
+            b'--b\r\nContent-Disposition: form-data; name="up"; filename="f.txt"\r\n\r\n'
+            b"hello\r\n--b--\r\n"
+        )
+        headers = HTTPHeaders({"Content-Type": "multipart/form-data; boundary=b"})
+        req = make("/", "POST", headers=headers, body=body)
+        req._parse_body()
+        assert req.files["up"][0].body == b"hello"
+        assert req.arguments == {}
+
+    def test_parse_body_errors(self) -> None:
+        headers = HTTPHeaders(
+            {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "br"}
+        )
+        req = make("/", "POST", headers=headers, body=b"a=1")
+        with pytest.raises(HTTPInputError, match="Unsupported Content-Encoding: br"):
+            req._parse_body()
+
+
+class TestCookies:
+    def test_parsed_once_into_simple_cookie(self) -> None:
+        req = make(headers=HTTPHeaders({"Cookie": 'a=1; b="x y"; bad name=3'}))
+        jar = req.cookies
+        assert isinstance(jar, http.cookies.SimpleCookie)
+        assert {k: m.value for k, m in jar.items()} == {"a": "1", "b": "x y"}
+        assert req.cookies is jar
+
+    def test_no_header(self) -> None:
+        assert len(make().cookies) == 0
+
+    def test_several_cookie_fields(self) -> None:
+        headers = HTTPHeaders()
+        headers.add("Cookie", "a=1")
+        headers.add("Cookie", "b=2")
+        assert sorted(make(headers=headers).cookies) == ["a", "b"]
+
+    def test_is_a_property(self) -> None:
+        assert isinstance(HTTPServerRequest.__dict__["cookies"], property)
+
+
+class TestMisc:
+    def test_request_time(self) -> None:
+        req = make()
+        assert 0 <= req.request_time() < 5
+        req._start_time = 100.0
+        req._finish_time = 102.5
+        assert req.request_time() == 2.5
+
+    def test_user_attributes_and_weakrefs(self) -> None:
+        req = make()
+        req.custom = "mine"  # type: ignore[attr-defined]
+        assert req.custom == "mine"  # type: ignore[attr-defined]
+        assert weakref.ref(req)() is req
+        with pytest.raises(AttributeError, match="nothing_here"):
+            req.nothing_here  # type: ignore[attr-defined]  # noqa: B018
+
+    def test_hot_fields_are_slots(self) -> None:
+        for name in ("method", "uri", "headers", "body", "path", "query"):
+            assert name in HTTPServerRequest.__slots__
+
+
+class FakeSocket:
+    def __init__(self, error: bool = False) -> None:
+        self.error = error
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        if self.error:
+            raise ssl.SSLError("handshake not done")
+        return b"DER" if binary_form else {"subject": ()}
+
+
+class StreamConnection(HTTPConnection):
+    def __init__(self, sock: Any) -> None:
+        self.stream = type("Stream", (), {"socket": sock})()
+
+
+class TransportConnection(HTTPConnection):
+    def __init__(self, ssl_object: Any) -> None:
+        self.transport = type("T", (), {"get_extra_info": lambda _self, key: ssl_object})()
+
+
+class TestSSLCertificate:
+    def test_no_connection(self) -> None:
+        assert make().get_ssl_certificate() is None
+
+    def test_stream_socket(self) -> None:
+        req = make(connection=StreamConnection(FakeSocket()))
+        assert req.get_ssl_certificate() == {"subject": ()}
+        assert req.get_ssl_certificate(binary_form=True) == b"DER"
+
+    def test_ssl_error(self) -> None:
+        assert (
+            make(connection=StreamConnection(FakeSocket(error=True))).get_ssl_certificate() is None
+        )
+
+    def test_transport(self) -> None:
+        req = make(connection=TransportConnection(FakeSocket()))
+        assert req.get_ssl_certificate(True) == b"DER"
+        assert make(connection=TransportConnection(None)).get_ssl_certificate() is None
+
+    def test_plain_connection(self) -> None:
+        assert make(connection=HTTPConnection()).get_ssl_certificate() is None
+
+
+class TestDelegates:
+    def test_server_connection_delegate(self) -> None:
+        delegate = HTTPServerConnectionDelegate()
+        with pytest.raises(NotImplementedError):
+            delegate.start_request(object(), HTTPConnection())
+        assert delegate.on_close(object()) is None
+
+    def test_message_delegate_defaults(self) -> None:
+        delegate = HTTPMessageDelegate()
+        start = ResponseStartLine("HTTP/1.1", 200, "OK")
+        assert delegate.headers_received(start, HTTPHeaders()) is None
+        assert delegate.data_received(b"x") is None
+        assert delegate.finish() is None
+        assert delegate.on_connection_close() is None
+
+    def test_connection_is_abstract(self) -> None:
+        conn = HTTPConnection()
+        with pytest.raises(NotImplementedError):
+            conn.write_headers(RequestStartLine("GET", "/", "HTTP/1.1"), HTTPHeaders())
+        with pytest.raises(NotImplementedError):
+            conn.write(b"x")
+        with pytest.raises(NotImplementedError):
+            conn.finish()
+
+
+def test_construction_is_cheap() -> None:
+    # A regression guard, not a benchmark: 2,000 requests in well under a second.
+    headers = HTTPHeaders._from_pairs([("Host", "h"), ("Cookie", "a=1")])
+    start = time.perf_counter()
+    for _ in range(2000):
+        HTTPServerRequest(start_line=RequestStartLine("GET", "/x?y=1", "HTTP/1.1"), headers=headers)
+    assert time.perf_counter() - start < 0.5

@@ -3,8 +3,9 @@
 import asyncio
 import sys
 
-from _speedups import choose_loop
 from aiohttp import web
+
+from _speedups import choose_loop
 
 
 async def handler(request: web.BaseRequest) -> web.Response:

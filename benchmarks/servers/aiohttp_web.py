@@ -2,8 +2,9 @@
 
 import sys
 
-from _speedups import choose_loop
 from aiohttp import web
+
+from _speedups import choose_loop
 
 
 async def hello(request: web.Request) -> web.Response:

@@ -2,10 +2,11 @@
 
 import sys
 
-from _speedups import choose_loop
 from squall.httpserver import HTTPServer
 from squall.httputil import HTTPHeaders, HTTPServerRequest, ResponseStartLine
 from squall.ioloop import IOLoop
+
+from _speedups import choose_loop
 
 BODY = b"Hello, world"
 

@@ -4,6 +4,7 @@ import sys
 
 import squall.ioloop
 import squall.web
+
 from _speedups import choose_loop
 
 

@@ -2,10 +2,11 @@
 
 import sys
 
-from _speedups import choose_loop
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, ResponseStartLine
 from tornado.ioloop import IOLoop
+
+from _speedups import choose_loop
 
 BODY = b"Hello, world"
 

@@ -4,6 +4,7 @@ import sys
 
 import tornado.ioloop
 import tornado.web
+
 from _speedups import choose_loop
 
 

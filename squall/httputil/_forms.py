@@ -231,27 +231,30 @@ def _decode_extended(sections: list[tuple[int, bool, str]]) -> Optional[str]:
         return data.decode("utf-8", "replace")
 
 
-def _parse_header(line: str) -> tuple[str, dict[str, str]]:
+def _parse_header(line: str) -> tuple[str, dict[str, Optional[str]]]:
     r"""Splits a header value such as Content-Disposition into its main value and parameters.
 
-    Parameter names are lowercased; quoted values are unquoted; RFC 2231/8187
-    extended parameters (``filename*=UTF-8''...``) are decoded and take the
-    place of the plain parameter of the same name.
+    Parameter names are lowercased; quoted values are unquoted; a bare name
+    (``client_no_context_takeover`` in RFC 7692) maps to ``None``; RFC
+    2231/8187 extended parameters (``filename*=UTF-8''...``) are decoded and
+    take the place of the plain parameter of the same name.
 
-    >>> _parse_header('attachment; FILENAME="a \\"b\\".txt"; size=3')
-    ('attachment', {'filename': 'a "b".txt', 'size': '3'})
+    >>> _parse_header('attachment; FILENAME="a \\"b\\".txt"; size=3; inline')
+    ('attachment', {'filename': 'a "b".txt', 'size': '3', 'inline': None})
     >>> _parse_header("form-data; name=f; filename*=UTF-8''%E2%82%AC.txt")[1]["filename"]
     '€.txt'
     """
     pieces = _split_params(line)
     key = pieces[0].strip()
-    params: dict[str, str] = {}
+    params: dict[str, Optional[str]] = {}
     extended: dict[str, list[tuple[int, bool, str]]] = {}
     for i in range(1, len(pieces)):
         name, eq, value = pieces[i].partition("=")
-        if not eq:
-            continue
         name = name.strip().lower()
+        if not eq:
+            if name:
+                params[name] = None
+            continue
         value = value.strip()
         if "*" in name:
             base, _, suffix = name.partition("*")

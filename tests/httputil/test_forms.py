@@ -202,6 +202,13 @@ value
         body = crlf('--b\nContent-Disposition: form-data; name="f"; filename="x"\n\ndata\n--b--')
         assert self.parse(body, b"b")[1]["f"][0].content_type == "application/unknown"
 
+    def test_bare_name_or_filename(self) -> None:
+        body = crlf("--b\nContent-Disposition: form-data; name=f; filename\n\nv\n--b--")
+        assert self.parse(body, b"b") == ({"f": [b"v"]}, {})
+        body = crlf("--b\nContent-Disposition: form-data; name\n\nv\n--b--")
+        with pytest.raises(HTTPInputError, match="missing name"):
+            self.parse(body, b"b")
+
     def test_empty_filename_is_a_field(self) -> None:
         body = crlf('--b\nContent-Disposition: form-data; name="f"; filename=""\n\n\n--b--')
         assert self.parse(body, b"b") == ({"f": [b""]}, {})
@@ -358,7 +365,7 @@ class TestHeaderParameters:
     def test_params(self) -> None:
         assert _parse_header(' form-data ; NAME = "a b" ; flag ; x=1 ') == (
             "form-data",
-            {"name": "a b", "x": "1"},
+            {"name": "a b", "flag": None, "x": "1"},
         )
 
     def test_semicolons_and_escapes_inside_quotes(self) -> None:
@@ -367,7 +374,7 @@ class TestHeaderParameters:
         assert params == {"a": 'x;y";z', "b": r"c:\temp\d", "c": ";"}
 
     def test_backslash_outside_quotes_is_literal(self) -> None:
-        assert _parse_header(r"a; b=c\;d") == ("a", {"b": "c\\"})
+        assert _parse_header(r"a; b=c\;d") == ("a", {"b": "c\\", "d": None})
         assert _parse_header(r"a; b=c\d")[1] == {"b": r"c\d"}
 
     def test_extended_value(self) -> None:
@@ -397,6 +404,13 @@ class TestHeaderParameters:
         params = _parse_header('form-data; x="' + ";" * 200_000 + '"; name=f')[1]
         assert params["name"] == "f"
         assert len(params["x"]) == 200_000
+
+    def test_bare_names_round_trip(self) -> None:
+        text = "permessage-deflate; client_max_window_bits; server_max_window_bits=10"
+        key, params = _parse_header(text)
+        assert params == {"client_max_window_bits": None, "server_max_window_bits": "10"}
+        assert _encode_header(key, params) == text
+        assert _parse_header("a; ; =x")[1] == {"": "x"}
 
     def test_encode(self) -> None:
         assert _encode_header("text/html", {}) == "text/html"

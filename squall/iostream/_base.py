@@ -222,8 +222,9 @@ class BaseIOStream:
             max_bytes: if the match does not end within this many bytes, the
                 stream is closed (logged at INFO) and the read fails.
         """
+        compiled = re.compile(regex)
         future = self._start_read(_REGEX)
-        self._read_regex = re.compile(regex)
+        self._read_regex = compiled
         self._read_max_bytes = max_bytes
         return self._run_delimited_read(future)
 
@@ -276,12 +277,16 @@ class BaseIOStream:
             buf: a writable buffer (``bytearray``, writable ``memoryview``, ...).
             partial: resolve as soon as any bytes have been read.
         """
-        future = self._start_read(_INTO)
         view = memoryview(buf)
         if view.format != "B" or view.ndim != 1:
             flat = view.cast("B")
             view.release()
             view = flat
+        try:
+            future = self._start_read(_INTO)
+        except BaseException:
+            view.release()
+            raise
         self._read_into = view
         self._read_partial = partial
         # Bytes already buffered go into the caller's buffer at once.

@@ -1,0 +1,112 @@
+"""Connected stream pairs for the iostream tests, over TCP, TLS and pipes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from squall.iostream import BaseIOStream, IOStream, PipeIOStream, SSLIOStream
+
+_T = TypeVar("_T")
+
+CERTS = Path(__file__).resolve().parents[2] / "squall" / "_certs"
+CERTFILE = str(CERTS / "test.crt")
+KEYFILE = str(CERTS / "test.key")
+
+# Every wait is bounded so that a bug fails the test instead of hanging it.
+LIMIT = 5.0
+
+KINDS = ["tcp", "ssl", "pipe"]
+
+
+def run(test: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run ``test`` in a fresh event loop, failing it after LIMIT seconds."""
+    return asyncio.run(asyncio.wait_for(test(), LIMIT))
+
+
+def server_context() -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(CERTFILE, KEYFILE)
+    return context
+
+
+def client_context(verify: bool = False) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if verify:
+        context.load_verify_locations(CERTFILE)
+    else:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def listener() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)
+    return sock
+
+
+async def accept(sock: socket.socket) -> socket.socket:
+    conn, _ = await asyncio.get_running_loop().sock_accept(sock)
+    return conn
+
+
+async def tcp_pair(**kwargs: Any) -> tuple[IOStream, IOStream]:
+    """A connected (server, client) pair of plain streams."""
+    with listener() as lsock:
+        client = IOStream(socket.socket(), **kwargs)
+        connected = client.connect(lsock.getsockname())
+        conn = await accept(lsock)
+        await connected
+    return IOStream(conn, **kwargs), client
+
+
+async def ssl_pair(**kwargs: Any) -> tuple[SSLIOStream, SSLIOStream]:
+    """A connected (server, client) pair of TLS streams, handshakes done."""
+    with listener() as lsock:
+        client = SSLIOStream(socket.socket(), ssl_options=client_context(), **kwargs)
+        connected = client.connect(lsock.getsockname())
+        conn = await accept(lsock)
+        wrapped = server_context().wrap_socket(
+            conn, server_side=True, do_handshake_on_connect=False
+        )
+        server = SSLIOStream(wrapped, **kwargs)
+        await asyncio.gather(connected, server.wait_for_handshake())
+    return server, client
+
+
+async def pipe_pair(**kwargs: Any) -> tuple[PipeIOStream, PipeIOStream]:
+    """A (read end, write end) pair over a pipe."""
+    r, w = os.pipe()
+    return PipeIOStream(r, **kwargs), PipeIOStream(w, **kwargs)
+
+
+PairFactory = Callable[..., Awaitable[tuple[BaseIOStream, BaseIOStream]]]
+
+FACTORIES: dict[str, PairFactory] = {"tcp": tcp_pair, "ssl": ssl_pair, "pipe": pipe_pair}
+
+
+@pytest.fixture(params=KINDS)
+def make_pair(request: pytest.FixtureRequest) -> PairFactory:
+    """Makes a (reader, writer) pair of the parametrized kind; data flows writer -> reader."""
+    factory: PairFactory = FACTORIES[request.param]
+    return factory
+
+
+async def until(condition: Callable[[], bool], limit: float = 2.0) -> None:
+    """Let the loop run until ``condition()`` holds (polling each iteration)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0)

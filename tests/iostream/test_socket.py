@@ -1,0 +1,365 @@
+"""IOStream on sockets: connecting, errors, options, and switching to TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import ssl
+from unittest import mock
+
+import pytest
+
+from squall.iostream import IOStream, SSLIOStream, StreamClosedError
+from tests.iostream.conftest import (
+    CERTFILE,
+    KEYFILE,
+    accept,
+    client_context,
+    listener,
+    run,
+    server_context,
+    tcp_pair,
+    until,
+)
+
+
+def refusing_address() -> tuple[str, int]:
+    """An address nothing listens on (the port of a live client socket)."""
+    with listener() as lsock:
+        return lsock.getsockname()  # type: ignore[no-any-return]
+
+
+def test_connect_resolves_to_the_stream() -> None:
+    async def main() -> None:
+        with listener() as lsock:
+            stream = IOStream(socket.socket())
+            assert stream.fileno() is stream.socket
+            result = await asyncio.gather(stream.connect(lsock.getsockname()), accept(lsock))
+            assert result[0] is stream
+            result[1].close()
+            stream.close()
+
+    run(main)
+
+
+def test_write_while_connecting_is_sent_after_connect() -> None:
+    async def main() -> None:
+        with listener() as lsock:
+            stream = IOStream(socket.socket())
+            order: list[str] = []
+            connected = stream.connect(lsock.getsockname())
+            written = stream.write(b"early")
+            assert not connected.done()
+            connected.add_done_callback(lambda _: order.append("connect"))
+            written.add_done_callback(lambda _: order.append("write"))
+            conn = await accept(lsock)
+            server = IOStream(conn)
+            assert await server.read_bytes(5) == b"early"
+            await written
+            assert order == ["connect", "write"]
+            server.close()
+            stream.close()
+
+    run(main)
+
+
+def test_read_before_connect_completes() -> None:
+    async def main() -> None:
+        with listener() as lsock:
+            stream = IOStream(socket.socket())
+            connected = stream.connect(lsock.getsockname())
+            fut = stream.read_bytes(3)
+            server = IOStream(await accept(lsock))
+            await connected
+            server.write(b"abc")
+            assert await fut == b"abc"
+            server.close()
+            stream.close()
+
+    run(main)
+
+
+def test_connection_refused() -> None:
+    async def main() -> None:
+        stream = IOStream(socket.socket())
+        closed = asyncio.Event()
+        stream.set_close_callback(closed.set)
+        with pytest.raises(StreamClosedError) as info:
+            await stream.connect(refusing_address())
+        assert isinstance(stream.error, ConnectionRefusedError)
+        assert info.value.real_error is stream.error
+        await closed.wait()
+
+    run(main)
+
+
+def test_connect_error_raised_synchronously_by_the_socket() -> None:
+    async def main() -> None:
+        stream = IOStream(socket.socket())
+        with mock.patch("socket.socket.connect", side_effect=socket.gaierror(errno.EIO, "boom")):
+            with pytest.raises(StreamClosedError):
+                await stream.connect(("localhost", 80))
+        assert isinstance(stream.error, socket.gaierror)
+
+    run(main)
+
+
+def test_connect_with_a_bad_address_type_raises() -> None:
+    async def main() -> None:
+        stream = IOStream(socket.socket())
+        with mock.patch("socket.socket.connect", side_effect=TypeError("bad address")):
+            with pytest.raises(TypeError):
+                stream.connect(("localhost", 80))
+        assert not stream.closed()
+        stream.close()
+
+    run(main)
+
+
+def test_peer_reset_counts_as_a_clean_close() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        real = rs.read_from_fd
+
+        def read_from_fd(buf: bytearray | memoryview) -> int | None:
+            n = real(buf)
+            if n == 0:
+                raise ConnectionResetError(errno.ECONNRESET, "reset")
+            return n
+
+        rs.read_from_fd = read_from_fd  # type: ignore[method-assign]
+        ws.write(b"1234")
+        assert await rs.read_bytes(1) == b"1"
+        ws.close()
+        assert await rs.read_until_close() == b"234"
+        assert isinstance(rs.error, ConnectionResetError)
+
+    run(main)
+
+
+def test_inline_read_error_is_raised(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        os.close(rs.socket.fileno())
+        with pytest.raises(OSError):
+            rs.read_bytes(1)
+        assert rs.closed()
+        ws.close()
+
+    run(main)
+    assert "error on read" not in caplog.text
+
+
+def test_async_read_error_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        closed = asyncio.Event()
+        rs.set_close_callback(closed.set)
+        fut = rs.read_bytes(1)
+
+        def broken(buf: bytearray | memoryview) -> int:
+            raise OSError(errno.EIO, "disk on fire")
+
+        rs.read_from_fd = broken  # type: ignore[method-assign]
+        ws.write(b"a")
+        await closed.wait()
+        with pytest.raises(StreamClosedError) as info:
+            fut.result()
+        assert isinstance(info.value.real_error, OSError)
+        ws.close()
+
+    run(main)
+    assert caplog.text.count("error on read") == 1
+
+
+def test_unexpected_write_error_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+
+        def broken(data: memoryview) -> int:
+            raise OSError(errno.EIO, "disk on fire")
+
+        ws.write_to_fd = broken  # type: ignore[method-assign]
+        with pytest.raises(StreamClosedError):
+            await ws.write(b"x")
+        rs.close()
+
+    run(main)
+    assert "Write error" in caplog.text
+
+
+def test_handler_bug_is_logged_and_closes(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        fut = rs.read_bytes(1)
+
+        def boom() -> None:
+            raise RuntimeError("bug")
+
+        rs._handle_read = boom  # type: ignore[method-assign]
+        ws.write(b"a")
+        with pytest.raises(StreamClosedError):
+            await fut
+        ws.close()
+
+    run(main)
+    assert "Uncaught exception" in caplog.text
+
+
+def test_error_event_closes_with_the_fd_error() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        fut = rs.read_bytes(1)
+        rs._handle_events(rs.fileno(), 0x018)
+        with pytest.raises(StreamClosedError):
+            await fut
+        ws.close()
+
+    run(main)
+
+
+def test_get_fd_error_is_none_on_a_healthy_socket() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        assert rs.get_fd_error() is None
+        rs.close()
+        ws.close()
+
+    run(main)
+
+
+def test_set_nodelay() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        ws.set_nodelay(True)
+        assert ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        ws.set_nodelay(False)
+        assert not ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        ws.close()
+        ws.set_nodelay(True)  # no-op once closed
+        rs.close()
+
+    run(main)
+
+
+def test_set_nodelay_ignores_unix_sockets() -> None:
+    async def main() -> None:
+        a, b = socket.socketpair()
+        stream = IOStream(a)
+        stream.set_nodelay(True)
+        other = IOStream(b)
+        stream.write(b"ping")
+        assert await other.read_bytes(4) == b"ping"
+        stream.close()
+        other.close()
+
+    run(main)
+
+
+# -- start_tls -------------------------------------------------------------------------
+
+
+def server_options() -> dict[str, str]:
+    return {"certfile": CERTFILE, "keyfile": KEYFILE}
+
+
+def test_start_tls_after_plain_talk() -> None:
+    async def main() -> None:
+        server, client = await tcp_pair()
+        closed = asyncio.Event()
+        client.set_close_callback(closed.set)
+        server.write(b"220 ready\r\n")
+        assert await client.read_until(b"\r\n") == b"220 ready\r\n"
+        client.write(b"STARTTLS\r\n")
+        assert await server.read_until(b"\r\n") == b"STARTTLS\r\n"
+        client_tls, server_tls = await asyncio.gather(
+            client.start_tls(False, {"cert_reqs": ssl.CERT_NONE}),
+            server.start_tls(True, server_options()),
+        )
+        assert isinstance(client_tls, SSLIOStream) and isinstance(server_tls, SSLIOStream)
+        assert client.closed() and server.closed()
+        client_tls.write(b"EHLO\r\n")
+        assert await server_tls.read_until(b"\r\n") == b"EHLO\r\n"
+        typed = memoryview(bytes(80)).cast("L")
+        await server_tls.write(typed)
+        assert await client_tls.read_bytes(typed.nbytes) == bytes(80)
+        server_tls.close()
+        # The plain stream's close callback moved to the TLS stream.
+        await closed.wait()
+        client_tls.close()
+
+    run(main)
+
+
+def test_start_tls_requires_an_idle_stream() -> None:
+    async def main() -> None:
+        server, client = await tcp_pair()
+        fut = client.read_bytes(1)
+        with pytest.raises(ValueError, match="not idle"):
+            client.start_tls(False)
+        server.write(b"x")
+        await fut
+        client.close()
+        with pytest.raises(ValueError, match="not idle"):
+            client.start_tls(False)
+        server.close()
+
+    run(main)
+
+
+def test_start_tls_verifies_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        server, client = await tcp_pair()
+        server_future = server.start_tls(True, server_options())
+        client_future = client.start_tls(False, server_hostname="localhost")
+        with pytest.raises(ssl.SSLError):
+            await client_future
+        with pytest.raises((ssl.SSLError, OSError)):
+            await server_future
+
+    with caplog.at_level(logging.WARNING):
+        run(main)
+    assert "SSL Error" in caplog.text
+
+
+def test_start_tls_with_hostname_check() -> None:
+    async def main() -> None:
+        server, client = await tcp_pair()
+        server_future = server.start_tls(True, server_context())
+        client_future = client.start_tls(False, client_context(verify=True), "localhost")
+        client_tls, server_tls = await asyncio.gather(client_future, server_future)
+        assert client_tls.socket.getpeercert()["subject"]  # type: ignore[attr-defined]
+        client_tls.close()
+        server_tls.close()
+
+    run(main)
+
+
+def test_cancelling_start_tls_closes_the_connection() -> None:
+    async def main() -> None:
+        server, client = await tcp_pair()
+        fut = client.start_tls(False, {"cert_reqs": ssl.CERT_NONE})
+        fut.cancel()
+        assert fut.cancelled()
+        # Only completes once the client's socket is closed.
+        await server.read_until_close()
+        server.close()
+
+    run(main)
+
+
+def test_close_of_an_already_closed_fd_is_reported() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        os.close(rs.socket.fileno())
+        with pytest.raises(OSError):
+            rs.close()
+        assert rs.closed()
+        assert isinstance(rs.error, OSError)
+        ws.close()
+        await until(ws.closed)
+
+    run(main)

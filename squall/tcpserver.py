@@ -1,0 +1,283 @@
+"""A non-blocking TCP server that hands each connection to `TCPServer.handle_stream`.
+
+Three ways to start one, as in Tornado:
+
+1. `TCPServer.listen` in a running event loop (one process).
+2. `bind_sockets`, `fork_processes`, then `TCPServer.add_sockets` in each
+   worker's event loop (several processes sharing the listening sockets).
+3. `TCPServer.bind` then `TCPServer.start` (deprecated: it forks after the
+   server object exists, which is easy to get wrong).
+
+With ``ssl_options`` the server speaks TLS: each accepted socket is wrapped
+and handed over as an `SSLIOStream` whose handshake runs on its own; a
+handshake failure is logged by the stream ("SSL Error", as a warning, with
+no traceback) and closes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Optional, Union
+
+from squall import gen
+from squall.ioloop import IOLoop
+from squall.iostream import IOStream, SSLIOStream
+from squall.log import app_log
+from squall.netutil import (
+    _DEFAULT_BACKLOG,
+    add_accept_handler,
+    bind_sockets,
+    ssl_options_to_context,
+)
+from squall.process import fork_processes
+
+__all__ = ["TCPServer"]
+
+# Errors wrapping an accepted socket in TLS that only mean the client left
+# already (EINVAL is how macOS says it).
+_GONE_ERRNOS = frozenset({errno.ECONNABORTED, errno.ECONNRESET, errno.ENOTCONN, errno.EINVAL})
+
+
+def _server_context(ssl_options: Union[dict[str, Any], ssl.SSLContext]) -> ssl.SSLContext:
+    """Checks a Tornado-style ``ssl_options`` and makes the server's context from it.
+
+    The files are checked by name first so that a typo gets a message that
+    names the file, at construction rather than at the first connection.
+    """
+    if isinstance(ssl_options, dict):
+        if "certfile" not in ssl_options:
+            raise KeyError('ssl_options needs a "certfile" (which may hold the key too)')
+        for key in ("certfile", "keyfile"):
+            path = ssl_options.get(key)
+            if path is not None and not os.path.exists(path):
+                raise ValueError(f'ssl_options {key} "{path}" does not exist')
+    return ssl_options_to_context(ssl_options, server_side=True)
+
+
+class TCPServer:
+    """A non-blocking, single-threaded TCP server.
+
+    Subclass it and override `handle_stream`, which gets an `IOStream` (an
+    `SSLIOStream` with ``ssl_options``) for each accepted connection::
+
+        class EchoServer(TCPServer):
+            async def handle_stream(self, stream, address):
+                while True:
+                    try:
+                        line = await stream.read_until(b"\\n")
+                    except StreamClosedError:
+                        break
+                    await stream.write(line)
+
+    Args:
+        ssl_options: an `ssl.SSLContext`, or a dict of the old
+            ``ssl.wrap_socket`` arguments (``certfile`` required, plus
+            ``keyfile``, ``cert_reqs``, ``ca_certs``, ``ciphers``,
+            ``ssl_version``), to serve TLS. A dict is turned into a context
+            once, here.
+        max_buffer_size: passed to each stream.
+        read_chunk_size: passed to each stream.
+
+    Raises:
+        KeyError: if an ``ssl_options`` dict has no ``certfile``.
+        ValueError: if its ``certfile`` or ``keyfile`` does not exist.
+        OSError, ssl.SSLError: if the certificate or key cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        ssl_options: Union[dict[str, Any], ssl.SSLContext, None] = None,
+        max_buffer_size: Optional[int] = None,
+        read_chunk_size: Optional[int] = None,
+    ) -> None:
+        self.ssl_options = ssl_options
+        self._ssl_context = _server_context(ssl_options) if ssl_options is not None else None
+        self.max_buffer_size = max_buffer_size
+        self.read_chunk_size = read_chunk_size
+        # Listening sockets by file descriptor, with the function that stops
+        # accepting on each.
+        self._sockets: dict[int, socket.socket] = {}
+        self._handlers: dict[int, Callable[[], None]] = {}
+        # Bound by bind() and waiting for start().
+        self._pending_sockets: list[socket.socket] = []
+        self._started = False
+
+    def listen(
+        self,
+        port: int,
+        address: Optional[str] = None,
+        family: socket.AddressFamily = socket.AF_UNSPEC,
+        backlog: int = _DEFAULT_BACKLOG,
+        flags: Optional[int] = None,
+        reuse_port: bool = False,
+    ) -> None:
+        """Starts accepting connections on ``port``, in the current IOLoop.
+
+        The arguments are those of `squall.netutil.bind_sockets`; by default
+        the server listens on every interface, IPv4 and IPv6.
+        """
+        sockets = bind_sockets(
+            port,
+            address=address,
+            family=family,
+            backlog=backlog,
+            flags=flags,
+            reuse_port=reuse_port,
+        )
+        self.add_sockets(sockets)
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        """Starts accepting connections on listening sockets, in the current IOLoop.
+
+        Use with `squall.netutil.bind_sockets` and
+        `squall.process.fork_processes` to control how sockets are made and
+        shared between processes.
+        """
+        for sock in sockets:
+            fd = sock.fileno()
+            self._sockets[fd] = sock
+            self._handlers[fd] = add_accept_handler(sock, self._handle_connection)
+
+    def add_socket(self, socket: socket.socket) -> None:
+        """Starts accepting connections on one listening socket; see `add_sockets`."""
+        self.add_sockets([socket])
+
+    def bind(
+        self,
+        port: int,
+        address: Optional[str] = None,
+        family: socket.AddressFamily = socket.AF_UNSPEC,
+        backlog: int = _DEFAULT_BACKLOG,
+        flags: Optional[int] = None,
+        reuse_port: bool = False,
+    ) -> None:
+        """Binds listening sockets now, to be served once `start` is called.
+
+        The arguments are those of `listen`. May be called several times
+        before `start` to listen on several addresses.
+
+        .. deprecated:: 6.3
+            Use `listen`, or `bind_sockets`, `fork_processes` and
+            `add_sockets`.
+        """
+        warnings.warn(
+            "TCPServer.bind() is deprecated; use listen(), or bind_sockets(), "
+            "fork_processes() and add_sockets()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        sockets = bind_sockets(
+            port,
+            address=address,
+            family=family,
+            backlog=backlog,
+            flags=flags,
+            reuse_port=reuse_port,
+        )
+        if self._started:
+            self.add_sockets(sockets)
+        else:
+            self._pending_sockets.extend(sockets)
+
+    def start(self, num_processes: Optional[int] = 1, max_restarts: Optional[int] = None) -> None:
+        """Serves the sockets of `bind`, after forking workers if asked.
+
+        With ``num_processes`` other than 1, `fork_processes` runs first (see
+        there: None or <= 0 means one per CPU), and the sockets are served in
+        each worker; the parent never returns. Only then may the IOLoop be
+        created, so do not touch it before calling this.
+
+        Args:
+            num_processes: how many processes serve.
+            max_restarts: passed to `fork_processes`.
+
+        Raises:
+            RuntimeError: if called twice.
+
+        .. deprecated:: 6.3
+            Use `listen`, or `bind_sockets`, `fork_processes` and
+            `add_sockets`.
+        """
+        warnings.warn(
+            "TCPServer.start() is deprecated; use listen(), or bind_sockets(), "
+            "fork_processes() and add_sockets()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if self._started:
+            raise RuntimeError("TCPServer.start() was already called")
+        self._started = True
+        if num_processes != 1:
+            fork_processes(num_processes, max_restarts)
+        sockets, self._pending_sockets = self._pending_sockets, []
+        self.add_sockets(sockets)
+
+    def stop(self) -> None:
+        """Stops accepting connections and closes the listening sockets.
+
+        Connections already accepted stay open. Calling it again does nothing;
+        it may be called from `handle_stream`.
+        """
+        for fd, sock in list(self._sockets.items()):
+            self._handlers.pop(fd)()
+            sock.close()
+        self._sockets.clear()
+        for sock in self._pending_sockets:
+            sock.close()
+        self._pending_sockets = []
+
+    def handle_stream(self, stream: IOStream, address: Any) -> Optional[Awaitable[None]]:
+        """Handles a new connection; override this.
+
+        May be a coroutine: an exception it ends with is logged (to
+        ``squall.application``), not raised.
+
+        Args:
+            stream: the connection; an `SSLIOStream` if the server has
+                ``ssl_options`` (its handshake may not be done yet).
+            address: the peer's address, as ``socket.accept`` gives it.
+        """
+        raise NotImplementedError()
+
+    def _handle_connection(self, connection: socket.socket, address: Any) -> None:
+        context = self._ssl_context
+        if context is not None:
+            try:
+                connection = context.wrap_socket(
+                    connection, server_side=True, do_handshake_on_connect=False
+                )
+            except (ssl.SSLError, OSError) as e:
+                connection.close()
+                gone = isinstance(e, ssl.SSLEOFError) or e.errno in _GONE_ERRNOS
+                if not gone:
+                    app_log.error("Cannot start TLS with %s", address, exc_info=True)
+                return
+        try:
+            stream: IOStream
+            if context is not None:
+                stream = SSLIOStream(
+                    connection,
+                    max_buffer_size=self.max_buffer_size,
+                    read_chunk_size=self.read_chunk_size,
+                )
+            else:
+                stream = IOStream(
+                    connection,
+                    max_buffer_size=self.max_buffer_size,
+                    read_chunk_size=self.read_chunk_size,
+                )
+            handled = self.handle_stream(stream, address)
+            if handled is not None:
+                IOLoop.current().add_future(gen.convert_yielded(handled), _raise_outcome)
+        except Exception:
+            app_log.error("Error in connection callback", exc_info=True)
+
+
+def _raise_outcome(future: Any) -> None:
+    # Run by the IOLoop, which logs the exception as "Exception in callback".
+    future.result()

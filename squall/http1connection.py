@@ -1,0 +1,681 @@
+"""HTTP/1.1 over an `IOStream`, for clients and for code that drives a stream itself.
+
+`HTTP1Connection` implements `.HTTPConnection` for both roles: a client
+writes a request with `~HTTP1Connection.write_headers` / `write` / `finish`
+and reads the response with `~HTTP1Connection.read_response`; a server (see
+`HTTP1ServerConnection`) reads requests and writes responses. It is a thin
+driver over the sans-I/O core `squall._h1`: bytes read from the stream are
+fed to an `H1Connection`, its events go to the `.HTTPMessageDelegate`, and
+what we send is serialized by the same core. `.HTTPServer` serves listening
+sockets through a faster protocol-based driver (see `squall.httpserver`)
+built from the same pieces.
+
+Parser choice: the httptools backend of `_h1` is used when importable,
+unless the environment variable ``SQUALL_NO_SPEEDUPS=1`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Optional, Union
+
+from squall import gen
+from squall._h1 import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    H1Connection,
+    H1Limits,
+    InformationalResponse,
+    LocalProtocolError,
+    ProtocolError,
+    Request,
+    Response,
+)
+from squall.concurrent import Future, future_set_result_unless_cancelled
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPInputError,
+    HTTPMessageDelegate,
+    HTTPOutputError,
+    RequestStartLine,
+    ResponseStartLine,
+    responses,
+)
+from squall.httputil._headers import _ABNF
+from squall.iostream import IOStream, StreamClosedError
+from squall.util import GzipDecompressor
+
+__all__ = ["HTTP1Connection", "HTTP1ConnectionParameters", "HTTP1ServerConnection"]
+
+gen_log = logging.getLogger("squall.general")
+app_log = logging.getLogger("squall.application")
+
+#: Most interim (1xx) responses a client accepts before the final one.
+_MAX_1XX_RESPONSES = 10
+_DEFAULT_CHUNK_SIZE = 64 * 1024
+_DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+_DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
+
+
+def _parser_choice() -> str:
+    """``"python"`` when ``SQUALL_NO_SPEEDUPS=1``, else httptools if importable."""
+    return "python" if os.environ.get("SQUALL_NO_SPEEDUPS") == "1" else "auto"
+
+
+class HTTP1ConnectionParameters:
+    """Settings shared by the connections of one server or client.
+
+    Args:
+        no_keep_alive: close the connection after each request (server).
+        chunk_size: largest body piece passed to ``data_received`` (64 KB).
+        max_header_size: largest message head in bytes (64 KB).
+        header_timeout: seconds to wait for a complete head (server).
+        max_body_size: largest body in bytes (100 MB); for a gzip request body
+            with ``decompress``, measured after decompression.
+        body_timeout: seconds to wait for a complete body (server).
+        decompress: decode ``Content-Encoding: gzip`` bodies.
+    """
+
+    __slots__ = (
+        "no_keep_alive",
+        "chunk_size",
+        "max_header_size",
+        "header_timeout",
+        "max_body_size",
+        "body_timeout",
+        "decompress",
+    )
+
+    def __init__(
+        self,
+        no_keep_alive: bool = False,
+        chunk_size: Optional[int] = None,
+        max_header_size: Optional[int] = None,
+        header_timeout: Optional[float] = None,
+        max_body_size: Optional[int] = None,
+        body_timeout: Optional[float] = None,
+        decompress: bool = False,
+    ) -> None:
+        self.no_keep_alive = no_keep_alive
+        self.chunk_size = chunk_size or _DEFAULT_CHUNK_SIZE
+        self.max_header_size = max_header_size or _DEFAULT_MAX_HEADER_SIZE
+        self.header_timeout = header_timeout
+        self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
+        self.decompress = decompress
+
+
+def _limits(params: HTTP1ConnectionParameters) -> H1Limits:
+    size = params.max_header_size
+    return H1Limits(
+        max_start_line=min(size, 16 * 1024),
+        max_header_size=size,
+        max_body_size=params.max_body_size or _DEFAULT_MAX_BODY_SIZE,
+        max_data_event=params.chunk_size,
+        max_informational=_MAX_1XX_RESPONSES,
+    )
+
+
+def _new_h1(role: str, params: HTTP1ConnectionParameters) -> H1Connection:
+    # Tornado accepts a bare LF as a line ending in heads; so do we.
+    return H1Connection(role, limits=_limits(params), parser=_parser_choice(), allow_bare_lf=True)
+
+
+def _check_host(headers: HTTPHeaders) -> None:
+    """RFC 9112 §3.2: one Host field at most, with a valid uri-host[:port]."""
+    hosts = headers.get_list("Host")
+    if hosts:
+        if len(hosts) > 1:
+            raise HTTPInputError("Multiple Host headers")
+        if _ABNF.host.fullmatch(hosts[0]) is None:
+            raise HTTPInputError(f"Invalid Host header: {hosts[0][:100]!r}")
+
+
+def _error_message(exc: ProtocolError, headers: Optional[HTTPHeaders], client: bool) -> str:
+    text = str(exc)
+    if (
+        client
+        and exc.status_hint == 413
+        and headers is not None
+        and "Content-Length" not in headers
+        and "Transfer-Encoding" not in headers
+    ):
+        # A body read until close has no Content-Length to be "too long".
+        return "Body too long"
+    return text
+
+
+def _error_response(status_hint: int) -> bytes:
+    """The bare response a server sends for a malformed request before closing.
+
+    Tornado answers every malformed request, an oversized body included,
+    with a 400; header and request-line limits get their own codes.
+    """
+    status = status_hint if status_hint in (414, 431, 505) else 400
+    return b"HTTP/1.1 %d %s\r\n\r\n" % (status, responses.get(status, "Bad Request").encode())
+
+
+def _response_head(
+    h1: H1Connection,
+    start_line: ResponseStartLine,
+    headers: HTTPHeaders,
+    no_keep_alive: bool,
+) -> bytes:
+    """Serialize a response head, turning misuse into `HTTPOutputError`."""
+    pairs: Iterable[tuple[str, str]] = headers.get_all()
+    if no_keep_alive and "Connection" not in headers:
+        pairs = [*pairs, ("Connection", "close")]
+    try:
+        return h1.send_response_head(start_line.code, start_line.reason, pairs)
+    except LocalProtocolError as exc:
+        raise HTTPOutputError(str(exc)) from None
+
+
+def _body(h1: H1Connection, chunk: bytes) -> bytes:
+    try:
+        return h1.send_data(chunk)
+    except LocalProtocolError as exc:
+        raise HTTPOutputError(str(exc)) from None
+
+
+def _end(h1: H1Connection) -> bytes:
+    try:
+        return h1.send_end()
+    except LocalProtocolError as exc:
+        raise HTTPOutputError(str(exc)) from None
+
+
+class _GzipMessageDelegate(HTTPMessageDelegate):
+    """Decodes a ``Content-Encoding: gzip`` body before passing it on.
+
+    Output pieces are at most ``chunk_size`` long and their total at most
+    ``max_body_size`` (a small gzip body must not expand without bound).
+    """
+
+    __slots__ = ("_delegate", "_chunk_size", "_max_body_size", "_decompressor", "_total")
+
+    def __init__(self, delegate: HTTPMessageDelegate, chunk_size: int, max_body_size: int) -> None:
+        self._delegate = delegate
+        self._chunk_size = chunk_size
+        self._max_body_size = max_body_size
+        self._decompressor: Optional[GzipDecompressor] = None
+        self._total = 0
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        if headers.get("Content-Encoding", "").lower() == "gzip":
+            self._decompressor = GzipDecompressor()
+            # The application can still see how the body was sent.
+            headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
+            del headers["Content-Encoding"]
+        return self._delegate.headers_received(start_line, headers)
+
+    async def _decode(self, chunk: bytes) -> None:
+        decompressor = self._decompressor
+        assert decompressor is not None
+        while chunk:
+            try:
+                out = decompressor.decompress(chunk, self._chunk_size)
+            except zlib.error as exc:
+                raise HTTPInputError("invalid gzip data") from exc
+            chunk = decompressor.unconsumed_tail
+            if out:
+                self._total += len(out)
+                if self._total > self._max_body_size:
+                    raise HTTPInputError("decompressed body too large")
+                ret = self._delegate.data_received(out)
+                if ret is not None:
+                    await ret
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        if self._decompressor is None:
+            return self._delegate.data_received(chunk)
+        return self._decode(chunk)
+
+    def finish(self) -> None:
+        if self._decompressor is not None:
+            try:
+                tail = self._decompressor.flush()
+            except zlib.error as exc:
+                raise HTTPInputError("invalid gzip data") from exc
+            if tail:  # pragma: no cover - flush only ever raises or returns b""
+                self._delegate.data_received(tail)
+        self._delegate.finish()
+
+    def on_connection_close(self) -> None:
+        self._delegate.on_connection_close()
+
+
+def _unread(stream: IOStream, data: bytes) -> None:
+    """Put bytes the parser read ahead back in front of the stream's buffer,
+    so that whoever takes the stream over (`HTTP1Connection.detach`) sees them."""
+    rbuf: Optional[bytearray] = getattr(stream, "_rbuf", None)
+    if rbuf is None or not data:
+        return
+    del rbuf[: stream._rpos]
+    rbuf[0:0] = data
+    stream._rpos = 0
+
+
+class HTTP1Connection(HTTPConnection):
+    """One HTTP/1.x message exchange over an `.IOStream`, client or server side.
+
+    Args:
+        stream: the connected stream.
+        is_client: True to send requests and read responses.
+        params: the `HTTP1ConnectionParameters` (defaults if None).
+        context: an object describing the peer; servers pass one with
+            ``remote_ip`` and ``protocol``, which end up on the request.
+    """
+
+    def __init__(
+        self,
+        stream: IOStream,
+        is_client: bool,
+        params: Optional[HTTP1ConnectionParameters] = None,
+        context: Optional[object] = None,
+        _h1: Optional[H1Connection] = None,
+    ) -> None:
+        self.is_client = is_client
+        self.stream: Optional[IOStream] = stream
+        self.params = params if params is not None else HTTP1ConnectionParameters()
+        self.context = context
+        self._h1 = (
+            _h1 if _h1 is not None else _new_h1("client" if is_client else "server", self.params)
+        )
+        self._body_timeout = self.params.body_timeout
+        self._max_body_size: Optional[int] = None
+        self._close_callback: Optional[Callable[[], None]] = None
+        self._request_start_line: Optional[RequestStartLine] = None
+        self._response_headers: Optional[HTTPHeaders] = None
+        self._read_finished = False
+        self._write_finished = False
+        self._headers_written = False
+        self._pending_write: Optional[Future[None]] = None
+        self._finish_future: Future[None] = Future()
+        stream.set_close_callback(self._on_connection_close)
+
+    # -- reading --------------------------------------------------------------
+
+    def read_response(self, delegate: HTTPMessageDelegate) -> Awaitable[bool]:
+        """Read one message (a response on a client, a request on a server).
+
+        Returns:
+            An awaitable resolving to True if the message was read and the
+            connection may carry another exchange, False if it was closed.
+        """
+        if self.params.decompress:
+            delegate = _GzipMessageDelegate(
+                delegate,
+                self.params.chunk_size,
+                self.params.max_body_size or _DEFAULT_MAX_BODY_SIZE,
+            )
+        return self._read_message(delegate)
+
+    async def _fill(self, deadline: Optional[float]) -> None:
+        """Read one piece from the stream into the parser (EOF on close)."""
+        stream = self.stream
+        if stream is None:
+            raise StreamClosedError()
+        try:
+            future = stream.read_bytes(self.params.chunk_size, partial=True)
+            if deadline is None:
+                data = await future
+            else:
+                data = await gen.with_timeout(
+                    deadline, future, quiet_exceptions=(StreamClosedError,)
+                )
+        except StreamClosedError:
+            data = b""
+        self._h1.receive_data(data)
+
+    async def _read_message(self, delegate: HTTPMessageDelegate) -> bool:
+        h1 = self._h1
+        client = self.is_client
+        need_close = False
+        head_seen = False
+        headers: Optional[HTTPHeaders] = None
+        deadline: Optional[float] = None
+        timeout_label = ""
+        if not client and self.params.header_timeout is not None:
+            deadline = self._now() + self.params.header_timeout
+            timeout_label = "header"
+        try:
+            while True:
+                event = h1.next_event()
+                if event is NEED_DATA:
+                    await self._fill(deadline)
+                    continue
+                if event is PAUSED:
+                    # Server: our response is not finished yet; client: the
+                    # connection was switched or must close.
+                    break
+                kind = type(event)
+                if kind is Data:
+                    assert isinstance(event, Data)
+                    data = event.data
+                    size = self.params.chunk_size
+                    for i in range(0, len(data), size):
+                        ret = delegate.data_received(
+                            data[i : i + size] if len(data) > size else data
+                        )
+                        if ret is not None:
+                            await ret
+                    continue
+                if kind is EndOfMessage:
+                    self._read_finished = True
+                    need_close = False
+                    delegate.finish()
+                    break
+                if kind is ConnectionClosed:
+                    assert isinstance(event, ConnectionClosed)
+                    if not head_seen:
+                        self.close()
+                        return False
+                    raise StreamClosedError()
+                # A head.
+                if kind is Request:
+                    assert isinstance(event, Request)
+                    request_line = RequestStartLine(event.method, event.target, event.version)
+                    start_line: Union[RequestStartLine, ResponseStartLine] = request_line
+                    headers = HTTPHeaders._from_pairs(event.headers)
+                    _check_host(headers)
+                    self._request_start_line = request_line
+                else:
+                    assert isinstance(event, Response)
+                    start_line = ResponseStartLine(event.version, event.status, event.reason)
+                    headers = HTTPHeaders._from_pairs(event.headers)
+                    self._response_headers = headers
+                head_seen = True
+                need_close = True
+                ret = delegate.headers_received(start_line, headers)
+                if ret is not None:
+                    await ret
+                if kind is InformationalResponse:
+                    # The final response follows; the delegate sees both heads.
+                    continue
+                if self.stream is None:
+                    # The delegate detached the stream.
+                    return False
+                if self._max_body_size is not None:
+                    h1.set_max_body_size(self._max_body_size)
+                if not client:
+                    if h1.expects_continue and not self._headers_written:
+                        # RFC 9110 §10.1.1: the delegate is ready for the body.
+                        self.stream.write(h1.send_informational(100, "(Continue)"))
+                    deadline = None
+                    if self._body_timeout is not None:
+                        deadline = self._now() + self._body_timeout
+                        timeout_label = "body"
+            if client:
+                if self.stream is None:
+                    return False
+                if not h1.keep_alive:
+                    self.close()
+                return True
+            if not self._write_finished:
+                await self._finish_future
+            return self.stream is not None and not self.stream.closed()
+        except gen.TimeoutError:
+            if timeout_label == "body":
+                gen_log.info("Timeout reading body from %s", self.context)
+            self.close()
+            return False
+        except ProtocolError as exc:
+            gen_log.info(
+                "Malformed HTTP message from %s: %s",
+                self.context,
+                _error_message(exc, self._response_headers, client),
+            )
+            self._reject(exc.status_hint)
+            return False
+        except HTTPInputError as exc:
+            gen_log.info("Malformed HTTP message from %s: %s", self.context, exc)
+            self._reject(400)
+            return False
+        except StreamClosedError:
+            self.close()
+            return False
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self.close()
+            return False
+        finally:
+            if need_close:
+                try:
+                    delegate.on_connection_close()
+                except Exception:
+                    app_log.error("Uncaught exception in on_connection_close", exc_info=True)
+
+    def _reject(self, status_hint: int) -> None:
+        stream = self.stream
+        if not self.is_client and stream is not None and not stream.closed():
+            if not self._headers_written:
+                try:
+                    stream.write(_error_response(status_hint))
+                except StreamClosedError:
+                    pass
+        self.close()
+
+    def _now(self) -> float:
+        stream = self.stream
+        assert stream is not None
+        return stream.io_loop.time()
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Limit the time to read the body of the message in progress (seconds)."""
+        self._body_timeout = timeout
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Limit the size of the body of the message in progress (bytes)."""
+        self._max_body_size = max_body_size
+        self._h1.set_max_body_size(max_body_size)
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the connection may carry another exchange after this one
+        (both sides said so; a pool may reuse it once the exchange is over)."""
+        return self._h1.keep_alive and not self.params.no_keep_alive and self.stream is not None
+
+    # -- writing --------------------------------------------------------------
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> Future[None]:
+        """Write the start line and headers, and optionally the first body chunk.
+
+        A request without Content-Length sent by POST, PUT or PATCH uses the
+        chunked coding; a response without one uses chunked (HTTP/1.1) or is
+        ended by closing (HTTP/1.0).
+
+        Raises:
+            HTTPOutputError: invalid headers, or a head already written.
+        """
+        h1 = self._h1
+        if self.is_client:
+            assert isinstance(start_line, RequestStartLine)
+            self._request_start_line = start_line
+            self._read_finished = False
+            self._write_finished = False
+            self._finish_future = Future()
+            try:
+                data = h1.send_request_head(
+                    start_line.method, start_line.path, headers.get_all(), start_line.version
+                )
+            except LocalProtocolError as exc:
+                raise HTTPOutputError(str(exc)) from None
+        else:
+            assert isinstance(start_line, ResponseStartLine)
+            data = _response_head(h1, start_line, headers, self.params.no_keep_alive)
+        self._headers_written = True
+        if chunk:
+            data += _body(h1, chunk)
+        return self._write(data)
+
+    def _write(self, data: bytes) -> Future[None]:
+        stream = self.stream
+        if stream is None or stream.closed():
+            future: Future[None] = Future()
+            future.set_exception(StreamClosedError())
+            future.exception()  # a write to a closed connection is not "unretrieved"
+            return future
+        future = self._pending_write = stream.write(data)
+        return future
+
+    def write(self, chunk: bytes) -> Future[None]:
+        """Write a piece of the body (raw bytes if no head was written).
+
+        Raises:
+            HTTPOutputError: more bytes than the Content-Length allows.
+        """
+        if not self._headers_written:
+            # Tornado's legacy interface: the application writes the whole
+            # response itself; the connection closes after it.
+            return self._write(chunk)
+        try:
+            data = _body(self._h1, chunk)
+        except HTTPOutputError:
+            self.close()
+            raise
+        return self._write(data)
+
+    def finish(self) -> None:
+        """Finish the message being written.
+
+        Raises:
+            HTTPOutputError: fewer bytes written than the Content-Length.
+        """
+        if not self._headers_written:
+            self._write_finished = True
+            self._close_after_write()
+            return
+        try:
+            data = _end(self._h1)
+        except HTTPOutputError:
+            self.close()
+            raise
+        self._write_finished = True
+        if data:
+            self._write(data)
+        stream = self.stream
+        if stream is not None and not stream.closed():
+            stream.set_nodelay(True)
+        if self.is_client:
+            return
+        if not self._h1.keep_alive:
+            self._close_after_write()
+        elif self._read_finished:
+            self._resolve_finish()
+
+    def _close_after_write(self) -> None:
+        future = self._pending_write
+        if future is None or future.done():
+            self.close()
+        else:
+            future.add_done_callback(lambda f: self.close())
+
+    def _resolve_finish(self) -> None:
+        future_set_result_unless_cancelled(self._finish_future, None)
+
+    # -- connection -----------------------------------------------------------
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` if the connection closes before the exchange is done."""
+        self._close_callback = callback
+
+    def _on_connection_close(self) -> None:
+        callback = self._close_callback
+        self._close_callback = None
+        if callback is not None:
+            callback()
+        self._resolve_finish()
+
+    def close(self) -> None:
+        """Close the stream."""
+        stream = self.stream
+        if stream is not None:
+            stream.close()
+        self._resolve_finish()
+
+    def detach(self) -> IOStream:
+        """Take the stream over; the connection no longer uses it.
+
+        Bytes already read but not parsed are put back in the stream.
+        """
+        stream = self.stream
+        if stream is None:
+            raise RuntimeError("the stream was already detached")
+        self._close_callback = None
+        stream.set_close_callback(None)
+        _unread(stream, self._h1.detach())
+        self.stream = None
+        self._resolve_finish()
+        return stream
+
+
+class HTTP1ServerConnection:
+    """Serves the requests of one connection over an `.IOStream`, one at a time.
+
+    Args:
+        stream: the accepted connection.
+        params: the `HTTP1ConnectionParameters`.
+        context: the peer description put on each `HTTP1Connection`.
+    """
+
+    def __init__(
+        self,
+        stream: IOStream,
+        params: Optional[HTTP1ConnectionParameters] = None,
+        context: Optional[object] = None,
+    ) -> None:
+        self.stream = stream
+        self.params = params if params is not None else HTTP1ConnectionParameters()
+        self.context = context
+        self._serving_future: Optional[Future[None]] = None
+        self._h1 = _new_h1("server", self.params)
+
+    def start_serving(self, delegate: Any) -> None:
+        """Read requests and pass each to ``delegate.start_request(self, connection)``.
+
+        Args:
+            delegate: an `.HTTPServerConnectionDelegate`.
+        """
+        self._serving_future = gen.convert_yielded(self._server_request_loop(delegate))
+        # Errors are handled inside the loop; keep the loop from being collected.
+        self.stream.io_loop.add_future(self._serving_future, lambda f: f.result())
+
+    async def close(self) -> None:
+        """Close the connection and wait for the request loop to end."""
+        self.stream.close()
+        if self._serving_future is not None:
+            try:
+                await self._serving_future
+            except Exception:  # pragma: no cover - the loop handles its errors
+                pass
+
+    async def _server_request_loop(self, delegate: Any) -> None:
+        try:
+            while True:
+                conn = HTTP1Connection(self.stream, False, self.params, self.context, _h1=self._h1)
+                request_delegate = delegate.start_request(self, conn)
+                try:
+                    ok = await conn.read_response(request_delegate)
+                except Exception:  # pragma: no cover - read_response handles its errors
+                    app_log.error("Uncaught exception", exc_info=True)
+                    ok = False
+                if not ok:
+                    return
+                await gen.moment
+        finally:
+            delegate.on_close(self)

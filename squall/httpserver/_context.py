@@ -1,0 +1,178 @@
+"""Per-connection context (peer address, scheme, X- headers) and the
+delegates `HTTPServer` puts between a connection and the application."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional, Union
+
+from squall import netutil
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPServerRequest,
+    RequestStartLine,
+    ResponseStartLine,
+)
+
+__all__ = ["_CallableAdapter", "_HTTPRequestContext", "_ProxyAdapter"]
+
+_IP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+class _HTTPRequestContext:
+    """What a request knows about its connection: ``remote_ip``, ``protocol``.
+
+    Args:
+        family: the socket's address family.
+        address: the peer address (a tuple for IP, a path or "" for Unix).
+        protocol: a forced scheme (HTTPServer's ``protocol``), or None.
+        trusted_downstream: proxy addresses skipped in X-Forwarded-For.
+        tls: whether the connection is TLS (the scheme is then https).
+    """
+
+    __slots__ = (
+        "address",
+        "address_family",
+        "remote_ip",
+        "protocol",
+        "trusted_downstream",
+        "_orig_remote_ip",
+        "_orig_protocol",
+    )
+
+    def __init__(
+        self,
+        family: int,
+        address: Any,
+        protocol: Optional[str],
+        trusted_downstream: Optional[Any] = None,
+        tls: bool = False,
+    ) -> None:
+        self.address = address
+        self.address_family = family
+        if family in _IP_FAMILIES and address is not None:
+            self.remote_ip: str = address[0]
+        else:
+            # Unix sockets have no peer address; Tornado reports this one.
+            self.remote_ip = "0.0.0.0"
+        if protocol:
+            self.protocol = protocol
+        else:
+            self.protocol = "https" if tls else "http"
+        self._orig_remote_ip = self.remote_ip
+        self._orig_protocol = self.protocol
+        self.trusted_downstream = set(trusted_downstream or ())
+
+    def __str__(self) -> str:
+        if self.address_family in _IP_FAMILIES:
+            return self.remote_ip
+        if isinstance(self.address, bytes):
+            return self.address.decode("latin-1")
+        return str(self.address)
+
+    def _apply_xheaders(self, headers: HTTPHeaders) -> None:
+        """Take the client's address and scheme from a proxy's headers."""
+        ip = headers.get("X-Forwarded-For", self.remote_ip)
+        # The last address not added by a trusted proxy is the client's.
+        for candidate in reversed(ip.split(",")):
+            ip = candidate.strip()
+            if ip not in self.trusted_downstream:
+                break
+        ip = headers.get("X-Real-Ip", ip)
+        if netutil.is_valid_ip(ip):
+            self.remote_ip = ip
+        scheme = headers.get("X-Scheme", headers.get("X-Forwarded-Proto", self.protocol))
+        if scheme:
+            scheme = scheme.split(",")[-1].strip()
+        if scheme in ("http", "https"):
+            self.protocol = scheme
+
+    def _unapply_xheaders(self) -> None:
+        """Back to the connection's own values (for the next request)."""
+        self.remote_ip = self._orig_remote_ip
+        self.protocol = self._orig_protocol
+
+
+class _CallableAdapter(HTTPMessageDelegate):
+    """Collects a request and calls a plain ``callback(request)`` with it."""
+
+    __slots__ = ("connection", "server_conn", "callback", "request", "_chunks")
+
+    def __init__(
+        self,
+        callback: Callable[[HTTPServerRequest], Any],
+        server_conn: object,
+        connection: HTTPConnection,
+    ) -> None:
+        self.connection = connection
+        self.server_conn = server_conn
+        self.callback = callback
+        self.request: Optional[HTTPServerRequest] = None
+        self._chunks: list[bytes] = []
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        assert isinstance(start_line, RequestStartLine)
+        self.request = HTTPServerRequest(
+            connection=self.connection,
+            server_connection=self.server_conn,
+            start_line=start_line,
+            headers=headers,
+        )
+        return None
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        self._chunks.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        request = self.request
+        assert request is not None
+        chunks = self._chunks
+        if chunks:
+            request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            request._parse_body()
+        self.callback(request)
+
+    def on_connection_close(self) -> None:
+        self._chunks = []
+
+
+class _ProxyAdapter(HTTPMessageDelegate):
+    """Applies X-Real-Ip / X-Forwarded-For / X-Scheme to the context for one request."""
+
+    __slots__ = ("delegate", "context")
+
+    def __init__(self, delegate: HTTPMessageDelegate, context: Optional[_HTTPRequestContext]):
+        self.delegate = delegate
+        self.context = context
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        if self.context is not None:
+            self.context._apply_xheaders(headers)
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        return self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        try:
+            self.delegate.finish()
+        finally:
+            self._cleanup()
+
+    def on_connection_close(self) -> None:
+        try:
+            self.delegate.on_connection_close()
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self.context is not None:
+            self.context._unapply_xheaders()

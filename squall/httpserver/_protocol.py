@@ -1,0 +1,729 @@
+"""The server's hot path: one `asyncio.Protocol` per connection over `squall._h1`.
+
+``data_received`` feeds the parser and hands every complete event to the
+request's delegate at once: no Future or Task per read. Pipelined requests
+are answered in order (the parser releases a request once the previous
+response is complete) and the output of one batch goes out in one
+``transport.write``. A delegate that returns an awaitable from
+``headers_received`` or ``data_received`` pauses reading until it is done.
+
+Policy: a malformed request gets a bare 400 (414, 431) and a close, logged
+at INFO on ``squall.general``; an exception from the application is logged
+on ``squall.application`` and closes the connection; nothing is raised out
+of the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Optional, Union
+
+from squall import gen
+from squall._h1 import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    H1Connection,
+    RemoteProtocolError,
+    Request,
+)
+from squall.http1connection import (
+    HTTP1ConnectionParameters,
+    _body,
+    _check_host,
+    _end,
+    _error_response,
+    _GzipMessageDelegate,
+    _new_h1,
+    _response_head,
+)
+from squall.httpserver._context import _HTTPRequestContext
+from squall.httpserver._stream import _TransportStream
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPInputError,
+    HTTPMessageDelegate,
+    HTTPOutputError,
+    RequestStartLine,
+    ResponseStartLine,
+)
+from squall.iostream import StreamClosedError
+
+if TYPE_CHECKING:
+    from squall.httpserver._server import HTTPServer
+
+__all__ = ["_HTTPProtocol", "_RequestConnection"]
+
+gen_log = logging.getLogger("squall.general")
+app_log = logging.getLogger("squall.application")
+
+# Pipelined bytes held while a response is in progress before reading pauses.
+_PIPELINE_HIGH_WATER = 256 * 1024
+
+
+def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    future: asyncio.Future[None] = loop.create_future()
+    future.set_exception(StreamClosedError())
+    future.exception()  # nobody has to look at a write to a closed connection
+    return future
+
+
+class _RequestConnection(HTTPConnection):
+    """`request.connection` for one request on the protocol path."""
+
+    __slots__ = (
+        "_proto",
+        "context",
+        "_close_callback",
+        "_headers_written",
+        "_finished",
+        "_body_timeout",
+    )
+
+    def __init__(self, proto: _HTTPProtocol) -> None:
+        self._proto = proto
+        self.context = proto.context
+        self._close_callback: Optional[Callable[[], None]] = None
+        self._headers_written = False
+        self._finished = False
+        self._body_timeout: Optional[float] = None
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> asyncio.Future[None]:
+        """Write the status line and headers, and optionally the first body chunk.
+
+        Raises:
+            HTTPOutputError: invalid headers, or a response already started.
+        """
+        p = self._proto
+        if p._req is not self or p._stopped:
+            return _closed_future(p._loop)
+        assert isinstance(start_line, ResponseStartLine)
+        data = _response_head(p._h1, start_line, headers, p._params.no_keep_alive)
+        self._headers_written = True
+        if chunk:
+            data += _body(p._h1, chunk)
+        return p._send(data)
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        """Write a piece of the body (the raw response, if no head was written).
+
+        Raises:
+            HTTPOutputError: more bytes than the Content-Length.
+        """
+        p = self._proto
+        if p._req is not self or p._stopped:
+            return _closed_future(p._loop)
+        if not self._headers_written:
+            # Tornado's legacy interface: the application writes the whole
+            # response itself; we close after it.
+            return p._send(chunk)
+        try:
+            data = _body(p._h1, chunk)
+        except HTTPOutputError:
+            p._abort()
+            raise
+        return p._send(data)
+
+    def finish(self) -> None:
+        """Finish the response.
+
+        Raises:
+            HTTPOutputError: fewer bytes written than the Content-Length.
+        """
+        p = self._proto
+        if p._req is not self or p._stopped or self._finished:
+            return
+        if not self._headers_written:
+            self._finished = True
+            p._close_after_flush = True
+            p._stopped = True
+            if not p._in_feed:
+                p._flush()
+            return
+        try:
+            data = _end(p._h1)
+        except HTTPOutputError:
+            p._abort()
+            raise
+        self._finished = True
+        if data:
+            p._out.append(data)
+        if not p._h1.keep_alive:
+            p._close_after_flush = True
+            p._stopped = True
+        if not p._in_feed:
+            p._flush()
+        if p._read_done:
+            p._end_exchange()
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` if the connection closes before the response is finished."""
+        self._close_callback = callback
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Limit the time to receive this request's body (seconds)."""
+        self._body_timeout = timeout
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Limit the size of this request's body (bytes)."""
+        p = self._proto
+        if p._req is self:
+            p._h1.set_max_body_size(max_body_size)
+
+    @property
+    def transport(self) -> Optional[asyncio.BaseTransport]:
+        """The asyncio transport of the connection."""
+        return self._proto.transport
+
+    @property
+    def stream(self) -> _TransportStream:
+        """An `IOStream` over the connection, for raw writes; see `detach`."""
+        return self._proto._get_stream()
+
+    def detach(self) -> _TransportStream:
+        """Take the connection over as an `IOStream`; HTTP processing stops.
+
+        Bytes received after the request are readable from the stream.
+        """
+        return self._proto._detach()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._proto._abort()
+
+
+class _HTTPProtocol(asyncio.Protocol):
+    """One accepted connection, served by `HTTPServer`."""
+
+    __slots__ = (
+        "_server",
+        "_params",
+        "_ssl",
+        "_loop",
+        "_h1",
+        "transport",
+        "context",
+        "_req",
+        "_delegate",
+        "_read_done",
+        "_after_head",
+        "_leftover",
+        "_out",
+        "_in_feed",
+        "_flush_handle",
+        "_blocked",
+        "_stopped",
+        "_close_after_flush",
+        "_closed",
+        "_read_paused",
+        "_write_paused",
+        "_drain_waiters",
+        "_done_future",
+        "_stream",
+        "_detached",
+        "_idle_since",
+        "_idle_timer",
+        "_body_timer",
+        "_closed_event",
+        "_tls_task",
+    )
+
+    def __init__(
+        self,
+        server: HTTPServer,
+        params: HTTP1ConnectionParameters,
+        ssl_context: Optional[ssl.SSLContext],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._server = server
+        self._params = params
+        self._ssl = ssl_context
+        self._loop = loop
+        self._h1: H1Connection = _new_h1("server", params)
+        self.transport: Optional[asyncio.Transport] = None
+        self.context: Optional[_HTTPRequestContext] = None
+        self._req: Optional[_RequestConnection] = None
+        self._delegate: Optional[HTTPMessageDelegate] = None
+        self._read_done = False
+        self._after_head = False
+        self._leftover: Optional[bytes] = None
+        self._out: list[bytes] = []
+        self._in_feed = False
+        self._flush_handle: Optional[asyncio.Handle] = None
+        self._blocked = False
+        # No more HTTP processing: closing, or detached.
+        self._stopped = False
+        self._close_after_flush = False
+        self._closed = False
+        self._read_paused = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._done_future: Optional[asyncio.Future[None]] = None
+        self._stream: Optional[_TransportStream] = None
+        self._detached = False
+        self._idle_since = 0.0
+        self._idle_timer: Optional[asyncio.TimerHandle] = None
+        self._body_timer: Optional[asyncio.TimerHandle] = None
+        self._closed_event: Optional[asyncio.Future[None]] = None
+        self._tls_task: Optional[asyncio.Task[None]] = None
+
+    # -- asyncio callbacks -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        first = self.transport is None
+        self.transport = transport
+        if first:
+            self._server._connections.add(self)
+            sock = transport.get_extra_info("socket")
+            family = sock.family if sock is not None else socket.AF_UNSPEC
+            self.context = _HTTPRequestContext(
+                family,
+                transport.get_extra_info("peername"),
+                self._server.protocol,
+                self._server.trusted_downstream,
+                self._ssl is not None,
+            )
+            if self._ssl is not None:
+                # The handshake runs in a task so that its failure can be
+                # logged our way; reading resumes under TLS.
+                transport.pause_reading()
+                self._tls_task = self._loop.create_task(self._start_tls(transport))
+                return
+        self._start_idle_timer()
+
+    async def _start_tls(self, transport: asyncio.Transport) -> None:
+        assert self._ssl is not None
+        try:
+            await self._loop.start_tls(transport, self, self._ssl, server_side=True)
+        except (TimeoutError, ssl.SSLError, OSError) as exc:
+            if isinstance(exc, ssl.SSLError):
+                gen_log.warning("SSL Error on %s %s: %s", self.context, "handshake", exc)
+            transport.abort()
+            self._on_lost(None)
+        except asyncio.CancelledError:
+            transport.abort()
+            self._on_lost(None)
+            raise
+
+    def data_received(self, data: bytes) -> None:
+        if self._detached:
+            stream = self._stream
+            assert stream is not None
+            stream._feed(data)
+            return
+        if self._stopped:
+            return
+        self._h1.receive_data(data)
+        if not self._blocked:
+            self._process()
+
+    def eof_received(self) -> Optional[bool]:
+        if self._detached:
+            stream = self._stream
+            assert stream is not None
+            stream._feed_eof()
+            return None
+        if not self._stopped:
+            self._h1.receive_data(b"")
+            if not self._blocked:
+                self._process()
+        return None
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiters = self._drain_waiters
+        self._drain_waiters = []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        stream = self._stream
+        if stream is not None:
+            stream._writable()
+        if not self._detached:
+            self._resume_reading()
+
+    # -- the request cycle -----------------------------------------------------------
+
+    def _process(self) -> None:
+        """Hand every complete event to the delegate until the parser needs
+        more bytes, a delegate blocks, or processing stops."""
+        if self._in_feed:
+            return
+        self._in_feed = True
+        h1 = self._h1
+        try:
+            if self._after_head:
+                self._after_head = False
+                self._head_done()
+            leftover = self._leftover
+            if leftover is not None:
+                self._leftover = None
+                self._deliver(leftover)
+            while not self._blocked and not self._stopped:
+                event = h1.next_event()
+                kind = type(event)
+                if kind is Request:
+                    assert isinstance(event, Request)
+                    self._on_request(event)
+                elif kind is Data:
+                    assert isinstance(event, Data)
+                    self._deliver(event.data)
+                elif kind is EndOfMessage:
+                    self._on_end()
+                elif event is NEED_DATA:
+                    break
+                elif event is PAUSED:
+                    if h1.buffered > _PIPELINE_HIGH_WATER:
+                        self._pause_reading()
+                    break
+                else:
+                    assert isinstance(event, ConnectionClosed)
+                    self._stopped = True
+                    self._close_after_flush = True
+                    break
+        except RemoteProtocolError as exc:
+            self._reject(exc.status_hint, str(exc))
+        except HTTPInputError as exc:
+            self._reject(400, str(exc))
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self._abort()
+        finally:
+            self._in_feed = False
+            if self._out or self._close_after_flush:
+                self._flush()
+
+    def _on_request(self, event: Request) -> None:
+        start_line = RequestStartLine(event.method, event.target, event.version)
+        headers = HTTPHeaders._from_pairs(event.headers)
+        if "Host" in headers:
+            _check_host(headers)
+        req = self._req = _RequestConnection(self)
+        self._read_done = False
+        delegate = self._server.start_request(self, req)
+        if self._params.decompress:
+            delegate = _GzipMessageDelegate(
+                delegate, self._params.chunk_size, self._h1.limits.max_body_size
+            )
+        self._delegate = delegate
+        ret = delegate.headers_received(start_line, headers)
+        if ret is not None:
+            self._after_head = True
+            self._block(ret)
+            return
+        self._head_done()
+
+    def _head_done(self) -> None:
+        """The delegate has taken the head: ask for the body, start its clock."""
+        h1 = self._h1
+        req = self._req
+        if req is None or self._stopped:
+            return
+        if h1.expects_continue and not req._headers_written:
+            # RFC 9110 §10.1.1: the delegate is ready to read the body.
+            self._out.append(h1.send_informational(100, "(Continue)"))
+        timeout = req._body_timeout
+        if timeout is None:
+            timeout = self._params.body_timeout
+        if timeout is not None and h1.their_state == "BODY":
+            self._body_timer = self._loop.call_later(timeout, self._body_timed_out)
+
+    def _deliver(self, data: bytes) -> None:
+        delegate = self._delegate
+        assert delegate is not None
+        size = self._params.chunk_size
+        if len(data) <= size:
+            ret = delegate.data_received(data)
+            if ret is not None:
+                self._block(ret)
+            return
+        for i in range(0, len(data), size):
+            ret = delegate.data_received(data[i : i + size])
+            if ret is not None:
+                rest = data[i + size :]
+                if rest:
+                    self._leftover = rest
+                self._block(ret)
+                return
+
+    def _on_end(self) -> None:
+        timer = self._body_timer
+        if timer is not None:
+            timer.cancel()
+            self._body_timer = None
+        self._read_done = True
+        delegate = self._delegate
+        assert delegate is not None
+        delegate.finish()
+        req = self._req
+        if req is not None and req._finished and self._req is req:
+            self._end_exchange()
+
+    def _end_exchange(self) -> None:
+        """Both the request and its response are complete."""
+        self._req = None
+        self._delegate = None
+        self._read_done = False
+        if self._params.header_timeout is not None:
+            self._idle_since = self._loop.time()
+        if not self._in_feed and not self._stopped:
+            self._resume_reading()
+            self._process()
+
+    def _block(self, awaitable: Awaitable[None]) -> None:
+        self._blocked = True
+        self._pause_reading()
+        future = gen.convert_yielded(awaitable)
+        future.add_done_callback(self._unblock)
+
+    def _unblock(self, future: asyncio.Future[None]) -> None:
+        self._blocked = False
+        if future.cancelled():
+            exc: Optional[BaseException] = asyncio.CancelledError()
+        else:
+            exc = future.exception()
+        if self._stopped:
+            return
+        if exc is not None:
+            if isinstance(exc, HTTPInputError):
+                self._reject(400, str(exc))
+            else:
+                app_log.error("Uncaught exception", exc_info=exc)
+                self._abort()
+            self._flush()
+            return
+        self._resume_reading()
+        self._process()
+
+    # -- errors and timeouts ---------------------------------------------------------
+
+    def _reject(self, status_hint: int, message: str) -> None:
+        gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
+        req = self._req
+        if req is None or not req._headers_written:
+            self._out.append(_error_response(status_hint))
+        self._stopped = True
+        self._close_after_flush = True
+
+    def _abort(self) -> None:
+        """Stop and close, sending only what was already queued."""
+        self._stopped = True
+        self._close_after_flush = True
+        if not self._in_feed:
+            self._flush()
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self._stopped:
+            return
+        gen_log.info("Timeout reading body from %s", self.context)
+        self._stopped = True
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+
+    def _start_idle_timer(self) -> None:
+        timeout = self._params.header_timeout
+        if timeout is not None:
+            self._idle_since = now = self._loop.time()
+            self._idle_timer = self._loop.call_at(now + timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """A client must send a complete head within ``header_timeout`` of the
+        connection opening or the previous exchange ending."""
+        self._idle_timer = None
+        if self._stopped or self._closed:
+            return
+        timeout = self._params.header_timeout
+        assert timeout is not None
+        now = self._loop.time()
+        if self._req is not None:
+            when = now + timeout
+        else:
+            when = self._idle_since + timeout
+            if now >= when - 0.001:
+                self._stopped = True
+                transport = self.transport
+                if transport is not None:
+                    transport.close()
+                return
+        self._idle_timer = self._loop.call_at(when, self._check_idle)
+
+    # -- output ----------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> asyncio.Future[None]:
+        self._out.append(data)
+        if not self._in_feed and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        if self._write_paused:
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            return waiter
+        done = self._done_future
+        if done is None:
+            done = self._done_future = self._loop.create_future()
+            done.set_result(None)
+        return done
+
+    def _flush(self) -> None:
+        handle = self._flush_handle
+        if handle is not None:
+            self._flush_handle = None
+            handle.cancel()
+        transport = self.transport
+        out = self._out
+        if transport is None or self._closed:
+            out.clear()
+            return
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            transport.write(data)
+        if self._close_after_flush:
+            self._close_after_flush = False
+            transport.close()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None and not self._closed:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and not self._blocked and not self._write_paused:
+            self._read_paused = False
+            if self.transport is not None and not self._closed:
+                self.transport.resume_reading()
+
+    def _set_stream_reading(self, reading: bool) -> None:
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        if reading and self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+        elif not reading and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
+
+    # -- taking over and closing -----------------------------------------------------
+
+    def _get_stream(self) -> _TransportStream:
+        stream = self._stream
+        if stream is None:
+            assert self.transport is not None
+            stream = self._stream = _TransportStream(
+                self,
+                self.transport,
+                self._server.max_buffer_size,
+                self._server.read_chunk_size,
+            )
+            if self._closed:
+                stream._lost(None)
+        return stream
+
+    def _detach(self) -> _TransportStream:
+        if self._detached:
+            raise RuntimeError("the connection was already detached")
+        self._flush()
+        stream = self._get_stream()
+        self._detached = True
+        self._stopped = True
+        self._req = None
+        self._delegate = None
+        self._cancel_timers()
+        leftover = self._h1.detach()
+        if leftover:
+            stream._inbox += leftover
+        # The stream decides from now on when to read.
+        self._blocked = False
+        self._set_stream_reading(True)
+        self._forget()
+        return stream
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._idle_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle_timer = None
+        self._body_timer = None
+
+    def _forget(self) -> None:
+        server = self._server
+        if self in server._connections:
+            server._connections.discard(self)
+            server.on_close(self)
+
+    def _on_lost(self, exc: Optional[BaseException]) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopped = True
+        self._cancel_timers()
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self._flush_handle = None
+        self._out.clear()
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_exception(StreamClosedError(real_error=exc))
+                waiter.exception()
+        self._drain_waiters = []
+        stream = self._stream
+        if stream is not None:
+            stream._lost(exc)
+        req = self._req
+        delegate = self._delegate
+        self._req = None
+        self._delegate = None
+        if req is not None and not self._detached:
+            if delegate is not None and not self._read_done:
+                try:
+                    delegate.on_connection_close()
+                except Exception:
+                    app_log.error("Uncaught exception in on_connection_close", exc_info=True)
+            callback = req._close_callback
+            req._close_callback = None
+            if callback is not None and not req._finished:
+                try:
+                    callback()
+                except Exception:
+                    app_log.error("Uncaught exception in close callback", exc_info=True)
+        self._forget()
+        event = self._closed_event
+        if event is not None and not event.done():
+            event.set_result(None)
+
+    async def close(self) -> None:
+        """Close the connection and wait until it is closed."""
+        if self._closed:
+            return
+        if self._closed_event is None:
+            self._closed_event = self._loop.create_future()
+        event = self._closed_event
+        self._stopped = True
+        if self._tls_task is not None and not self._tls_task.done():
+            self._tls_task.cancel()
+        elif self.transport is not None:
+            self.transport.close()
+        await event

@@ -1,0 +1,136 @@
+"""`_TransportStream`: the `BaseIOStream` API over an asyncio transport.
+
+The server reads connections through an `asyncio.Protocol`, not an
+`IOStream`; code that takes a connection over (`HTTPConnection.detach`,
+WebSocket) still expects an `IOStream`. This one keeps the base class's
+buffering and Futures and replaces the fd with the protocol: bytes the
+protocol receives land in an inbox that ``read_from_fd`` drains; writes go
+to ``transport.write``; interest in READ pauses and resumes the transport.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from squall.ioloop import IOLoop
+from squall.iostream import BaseIOStream
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from squall.httpserver._protocol import _HTTPProtocol
+
+__all__ = ["_TransportStream"]
+
+_READ = IOLoop.READ
+_WRITE = IOLoop.WRITE
+
+
+class _TransportStream(BaseIOStream):
+    """An IOStream over the transport of one server connection.
+
+    Reads see nothing until the connection is detached from the HTTP
+    driver; writes go out at once (after any HTTP output queued before).
+    """
+
+    __slots__ = ("_proto", "_transport", "_inbox", "_eof")
+
+    def __init__(
+        self,
+        proto: _HTTPProtocol,
+        transport: asyncio.Transport,
+        max_buffer_size: Optional[int] = None,
+        read_chunk_size: Optional[int] = None,
+    ) -> None:
+        super().__init__(max_buffer_size, read_chunk_size)
+        self._proto = proto
+        self._transport = transport
+        self._inbox = bytearray()
+        self._eof = False
+
+    @property
+    def socket(self) -> Any:
+        """The connection's socket (as asyncio exposes it), or None."""
+        return self._transport.get_extra_info("socket")
+
+    def fileno(self) -> Any:
+        """The socket, for logs; the stream never registers it with the IOLoop."""
+        return self.socket
+
+    def close_fd(self) -> None:
+        """Close the transport (after the data already written goes out)."""
+        self._transport.close()
+
+    def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
+        """Move bytes the protocol received into ``buf``."""
+        inbox = self._inbox
+        if not inbox:
+            return 0 if self._eof else None
+        n = min(len(buf), len(inbox))
+        buf[:n] = inbox[:n]
+        del inbox[:n]
+        return n
+
+    def write_to_fd(self, data: memoryview) -> int:
+        """Hand ``data`` to the transport; 0 while the transport is over its high-water mark."""
+        transport = self._transport
+        if transport.is_closing():
+            raise BrokenPipeError("the connection is closed")
+        proto = self._proto
+        if proto._write_paused:
+            return 0
+        proto._flush()
+        n = len(data)
+        transport.write(bytes(data))
+        return n
+
+    def set_nodelay(self, value: bool) -> None:
+        """Set TCP_NODELAY on the socket, if it is a TCP socket."""
+        sock = self.socket
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)
+            except OSError:
+                pass  # the connection is already gone
+
+    def _set_state(self, state: int) -> None:
+        # No fd registration: READ interest maps to the transport's reading.
+        if self._closed:
+            return
+        self._state = state
+        proto = self._proto
+        if proto._detached:
+            proto._set_stream_reading(bool(state & _READ))
+
+    def close(self, exc_info: Any = False) -> None:
+        """Close the stream and its transport."""
+        # Nothing is registered with the IOLoop; keep the base class from trying.
+        self._state = None
+        super().close(exc_info)
+
+    # -- called by the protocol ----------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        self._inbox += data
+        if not self._closed:
+            self._handle_events(None, _READ)
+
+    def _feed_eof(self) -> None:
+        self._eof = True
+        if not self._closed:
+            self._handle_events(None, _READ)
+
+    def _writable(self) -> None:
+        if not self._closed and len(self._write_buffer):
+            self._handle_events(None, _WRITE)
+
+    def _lost(self, exc: Optional[BaseException]) -> None:
+        if self._closed:
+            return
+        # What arrived before the close stays readable after it.
+        if self._inbox:
+            self._rbuf += self._inbox
+            self._inbox.clear()
+        self._eof = True
+        self.close(exc_info=exc if exc is not None else False)

@@ -56,6 +56,14 @@ class _StreamBuffer:
                 buffers.append(bytearray(data))
         self._size += size
 
+    def front(self, size: int) -> memoryview:
+        """Return a view of up to ``size`` bytes from the front; the caller releases it."""
+        if not self._buffers:
+            return memoryview(b"")
+        start = self._first_pos
+        with memoryview(self._buffers[0]) as whole:
+            return whole[start : start + size]
+
     @contextmanager
     def peek(self, size: int) -> Iterator[memoryview]:
         """Yield a view of up to ``size`` bytes from the front.
@@ -63,13 +71,7 @@ class _StreamBuffer:
         The view is non-empty while the buffer is, and is released when the
         ``with`` block ends; the buffer must not be changed before that.
         """
-        if not self._buffers:
-            view = memoryview(b"")
-        else:
-            first = self._buffers[0]
-            start = self._first_pos
-            with memoryview(first) as whole:
-                view = whole[start : start + size]
+        view = self.front(size)
         try:
             yield view
         finally:

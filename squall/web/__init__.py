@@ -1,0 +1,118 @@
+"""The web framework: `RequestHandler`, `Application` and their companions.
+
+The public names of ``tornado.web``, gathered from the modules of this package:
+
+* ``handler``: `RequestHandler`
+* ``application``: `Application`
+* ``errors``: `HTTPError`, `Finish`, `MissingArgumentError`
+* ``decorators``: `stream_request_body`, `authenticated`, `removeslash`, `addslash`
+* ``handlers``: `ErrorHandler`, `RedirectHandler`, `FallbackHandler`
+* ``cookies``, ``signing``: cookies, signed values and XSRF protection
+* ``rendering``, ``ui``: templates and UI modules
+* ``static``: `StaticFileHandler`
+* ``transforms``: `OutputTransform`, `GZipContentEncoding`
+
+Routes are `squall.routing` objects; `URLSpec` and `url` are re-exported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from squall.routing import URLSpec, url
+from squall.web.application import Application, _ApplicationRouter, _HandlerDelegate
+from squall.web.decorators import (
+    _has_stream_request_body,
+    addslash,
+    authenticated,
+    removeslash,
+    stream_request_body,
+)
+from squall.web.errors import Finish, HTTPError, MissingArgumentError
+from squall.web.handler import _ARG_DEFAULT, RequestHandler, _UIModuleNamespace
+from squall.web.handlers import ErrorHandler, FallbackHandler, RedirectHandler
+from squall.web.signing import (
+    DEFAULT_SIGNED_VALUE_MIN_VERSION,
+    DEFAULT_SIGNED_VALUE_VERSION,
+    _create_signature_v1,
+    _create_signature_v2,
+    create_signed_value,
+    decode_signed_value,
+    get_signature_key_version,
+)
+
+# Names from the modules of the web extras that may land after this package.
+_LATER = {
+    "StaticFileHandler": "squall.web.static",
+    "UIModule": "squall.web.ui",
+    "TemplateModule": "squall.web.ui",
+    "_linkify": "squall.web.ui",
+    "_xsrf_form_html": "squall.web.ui",
+    "OutputTransform": "squall.web.transforms",
+    "GZipContentEncoding": "squall.web.transforms",
+    "MIN_SUPPORTED_SIGNED_VALUE_VERSION": "squall.web.signing",
+    "MAX_SUPPORTED_SIGNED_VALUE_VERSION": "squall.web.signing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LATER.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+for _obj in (
+    Application,
+    RequestHandler,
+    HTTPError,
+    Finish,
+    MissingArgumentError,
+    ErrorHandler,
+    FallbackHandler,
+    RedirectHandler,
+    addslash,
+    authenticated,
+    removeslash,
+    stream_request_body,
+    create_signed_value,
+    decode_signed_value,
+    get_signature_key_version,
+):
+    _obj.__module__ = __name__
+del _obj
+
+__all__ = [
+    "DEFAULT_SIGNED_VALUE_MIN_VERSION",
+    "DEFAULT_SIGNED_VALUE_VERSION",
+    "Application",
+    "ErrorHandler",
+    "FallbackHandler",
+    "Finish",
+    "HTTPError",
+    "MissingArgumentError",
+    "RedirectHandler",
+    "RequestHandler",
+    "URLSpec",
+    "addslash",
+    "authenticated",
+    "create_signed_value",
+    "decode_signed_value",
+    "get_signature_key_version",
+    "removeslash",
+    "stream_request_body",
+    "url",
+]
+
+_PRIVATE = (
+    _ARG_DEFAULT,
+    _ApplicationRouter,
+    _HandlerDelegate,
+    _UIModuleNamespace,
+    _create_signature_v1,
+    _create_signature_v2,
+    _has_stream_request_body,
+)

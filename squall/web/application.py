@@ -1,0 +1,411 @@
+"""`Application`: the routes and settings of a web application, and its request delegate."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import types
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from squall import httputil
+from squall.concurrent import Future, future_set_result_unless_cancelled
+from squall.log import access_log
+from squall.routing import (
+    AnyMatches,
+    DefaultHostMatches,
+    HostMatches,
+    ReversibleRouter,
+    ReversibleRuleRouter,
+    Rule,
+    _RoutingDelegate,
+    _RuleLike,
+)
+from squall.web.handler import RequestHandler
+
+if TYPE_CHECKING:
+    from squall.httpserver import HTTPServer  # type: ignore[import-not-found, unused-ignore]
+    from squall.web.transforms import (  # type: ignore[import-not-found, unused-ignore]
+        OutputTransform,
+    )
+
+__all__ = ["Application"]
+
+_ACCESS_INFO = 20
+_ACCESS_WARNING = 30
+_ACCESS_ERROR = 40
+
+
+class _ApplicationRouter(ReversibleRuleRouter):
+    # A rule router whose RequestHandler targets become handler delegates of
+    # the application, and whose list targets become nested routers.
+
+    def __init__(self, application: Application, rules: Optional[list[_RuleLike]] = None) -> None:
+        self.application = application
+        super().__init__(rules)
+
+    def process_rule(self, rule: Rule) -> Rule:
+        rule = super().process_rule(rule)
+        if isinstance(rule.target, (list, tuple)):
+            rule.target = _ApplicationRouter(self.application, list(rule.target))
+        return rule
+
+    def get_target_delegate(
+        self, target: Any, request: httputil.HTTPServerRequest, **target_params: Any
+    ) -> Optional[httputil.HTTPMessageDelegate]:
+        if isinstance(target, type) and issubclass(target, RequestHandler):
+            return self.application.get_handler_delegate(request, target, **target_params)
+        return super().get_target_delegate(target, request, **target_params)
+
+
+class Application(ReversibleRouter):
+    """A collection of request handlers that make up a web application.
+
+    Pass it to an `.HTTPServer` (or call `listen`). Each route is a `.Rule`,
+    a `.URLSpec` or a tuple ``(pattern, handler[, kwargs[, name]])``; the
+    first that matches the request handles it.
+
+    Args:
+        handlers: the routes of every host (add host-specific ones with
+            `add_handlers`).
+        default_host: the host whose routes `.DefaultHostMatches` serves to
+            requests without ``X-Real-Ip``.
+        transforms: output transforms (classes); by default gzip when the
+            ``compress_response`` setting is on.
+        settings: ``debug``, ``template_path``, ``static_path``,
+            ``cookie_secret``, ``login_url``, ``xsrf_cookies``, and the rest
+            described in the documentation; kept in `settings`.
+    """
+
+    def __init__(
+        self,
+        handlers: Optional[list[_RuleLike]] = None,
+        default_host: Optional[str] = None,
+        transforms: Optional[list[type[OutputTransform]]] = None,
+        **settings: Any,
+    ) -> None:
+        if transforms is None:
+            self.transforms: list[type[OutputTransform]] = []
+            if settings.get("compress_response") or settings.get("gzip"):
+                from squall.web.transforms import GZipContentEncoding
+
+                self.transforms.append(GZipContentEncoding)
+        else:
+            self.transforms = transforms
+        self.default_host = default_host
+        self.settings = settings
+        self.ui_modules: dict[str, Any] = {}
+        self.ui_methods: dict[str, Any] = {}
+        self._load_default_ui_modules()
+        self._load_ui_modules(settings.get("ui_modules", {}))
+        self._load_ui_methods(settings.get("ui_methods", {}))
+        if settings.get("static_path"):
+            handlers = list(handlers or [])
+            static_url_prefix = settings.get("static_url_prefix", "/static/")
+            static_handler_class = settings.get("static_handler_class")
+            if static_handler_class is None:
+                from squall.web.static import (  # type: ignore[import-not-found, unused-ignore]
+                    StaticFileHandler,
+                )
+
+                static_handler_class = StaticFileHandler
+            static_handler_args = dict(settings.get("static_handler_args", {}))
+            static_handler_args["path"] = settings["static_path"]
+            for pattern in (
+                re.escape(static_url_prefix) + r"(.*)",
+                r"/(favicon\.ico)",
+                r"/(robots\.txt)",
+            ):
+                handlers.insert(0, (pattern, static_handler_class, static_handler_args))
+        if self.settings.get("debug"):
+            self.settings.setdefault("autoreload", True)
+            self.settings.setdefault("compiled_template_cache", False)
+            self.settings.setdefault("static_hash_cache", False)
+            self.settings.setdefault("serve_traceback", True)
+        self.wildcard_router = _ApplicationRouter(self, handlers)
+        self.default_router = _ApplicationRouter(self, [Rule(AnyMatches(), self.wildcard_router)])
+        if self.settings.get("autoreload"):
+            self._start_autoreload()
+
+    def _start_autoreload(self) -> None:
+        # squall.autoreload may not exist yet in every build; debug mode
+        # still works without it.
+        if importlib.util.find_spec("squall.autoreload") is None:
+            return
+        autoreload = importlib.import_module("squall.autoreload")
+        autoreload.start()
+
+    def listen(
+        self,
+        port: int,
+        address: Optional[str] = None,
+        *,
+        family: Any = None,
+        backlog: Optional[int] = None,
+        flags: Optional[int] = None,
+        reuse_port: bool = False,
+        **kwargs: Any,
+    ) -> HTTPServer:
+        """Starts an `.HTTPServer` for this application on ``port``.
+
+        Args:
+            port: the port (0 for any free one).
+            address: the address to bind; all interfaces by default.
+            family, backlog, flags, reuse_port: as for `.netutil.bind_sockets`.
+            kwargs: `.HTTPServer` options (``xheaders``, ``ssl_options``, ...).
+
+        Returns:
+            The server, already listening; the IOLoop must be started to serve.
+        """
+        from squall.httpserver import HTTPServer
+
+        server = HTTPServer(self, **kwargs)
+        listen_kwargs: dict[str, Any] = {"reuse_port": reuse_port}
+        if family is not None:
+            listen_kwargs["family"] = family
+        if backlog is not None:
+            listen_kwargs["backlog"] = backlog
+        if flags is not None:
+            listen_kwargs["flags"] = flags
+        server.listen(port, address=address or "", **listen_kwargs)
+        return server
+
+    def add_handlers(self, host_pattern: str, host_handlers: list[_RuleLike]) -> None:
+        """Adds routes for hosts matching ``host_pattern`` (a regex).
+
+        They are tried before the routes given to the constructor, and in the
+        order the calls were made.
+        """
+        host_matcher = HostMatches(host_pattern)
+        rule = Rule(host_matcher, _ApplicationRouter(self, host_handlers))
+        self.default_router.rules.insert(-1, rule)
+        if self.default_host is not None:
+            self.wildcard_router.add_rules(
+                [(DefaultHostMatches(self, host_matcher.host_pattern), host_handlers)]
+            )
+
+    def add_transform(self, transform_class: type[OutputTransform]) -> None:
+        """Adds an output transform (a class, instantiated for each request)."""
+        self.transforms.append(transform_class)
+
+    def _load_default_ui_modules(self) -> None:
+        try:
+            from squall.web import ui
+        except ImportError:  # pragma: no cover - ui.py lands with the web extras
+            return
+        for name in ("linkify", "xsrf_form_html", "Template"):
+            attr = {"linkify": "_linkify", "xsrf_form_html": "_xsrf_form_html"}.get(
+                name, "TemplateModule"
+            )
+            module = getattr(ui, attr, None)
+            if module is not None:
+                self.ui_modules[name] = module
+
+    def _load_ui_methods(self, methods: Any) -> None:
+        if isinstance(methods, types.ModuleType):
+            self._load_ui_methods({n: getattr(methods, n) for n in dir(methods)})
+        elif isinstance(methods, list):
+            for item in methods:
+                self._load_ui_methods(item)
+        else:
+            for name, method in methods.items():
+                if not name.startswith("_") and callable(method) and name[0].lower() == name[0]:
+                    self.ui_methods[name] = method
+
+    def _load_ui_modules(self, modules: Any) -> None:
+        if isinstance(modules, types.ModuleType):
+            self._load_ui_modules({n: getattr(modules, n) for n in dir(modules)})
+        elif isinstance(modules, list):
+            for item in modules:
+                self._load_ui_modules(item)
+        else:
+            from squall.web.ui import UIModule
+
+            for name, cls in modules.items():
+                if isinstance(cls, type) and issubclass(cls, UIModule):
+                    self.ui_modules[name] = cls
+
+    def __call__(self, request: httputil.HTTPServerRequest) -> Optional[Awaitable[None]]:
+        """Handles a complete request (the old ``request_callback`` interface)."""
+        dispatcher = self.find_handler(request)
+        return dispatcher.execute()
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        return _RoutingDelegate(self, server_conn, request_conn)
+
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
+        default_router = self.default_router
+        if len(default_router.rules) == 1:
+            # No host-specific routes: skip the AnyMatches layer.
+            delegate = self.wildcard_router.find_handler(request)
+        else:
+            delegate = default_router.find_handler(request)
+        if delegate is not None:
+            return delegate  # type: ignore[return-value]
+        if self.settings.get("default_handler_class"):
+            return self.get_handler_delegate(
+                request,
+                self.settings["default_handler_class"],
+                self.settings.get("default_handler_args", {}),
+            )
+        from squall.web.handlers import ErrorHandler
+
+        return self.get_handler_delegate(request, ErrorHandler, {"status_code": 404})
+
+    def get_handler_delegate(
+        self,
+        request: httputil.HTTPServerRequest,
+        target_class: type[RequestHandler],
+        target_kwargs: Optional[dict[str, Any]] = None,
+        path_args: Optional[list[bytes]] = None,
+        path_kwargs: Optional[dict[str, bytes]] = None,
+    ) -> _HandlerDelegate:
+        """The delegate that runs ``target_class`` for ``request``.
+
+        Args:
+            request: the request.
+            target_class: the `RequestHandler` subclass.
+            target_kwargs: arguments for its ``initialize``.
+            path_args: positional arguments for its HTTP method.
+            path_kwargs: keyword arguments for its HTTP method.
+        """
+        return _HandlerDelegate(self, request, target_class, target_kwargs, path_args, path_kwargs)
+
+    def reverse_url(self, name: str, *args: Any) -> str:
+        """The path of the route named ``name``, its groups filled with ``args``.
+
+        Raises:
+            KeyError: if no route has that name.
+        """
+        reversed_url = self.default_router.reverse_url(name, *args)
+        if reversed_url is not None:
+            return reversed_url
+        raise KeyError(f"{name} not found in named urls")
+
+    def log_request(self, handler: RequestHandler) -> None:
+        """Logs a finished request to ``squall.access`` (or calls the ``log_function`` setting).
+
+        Below 400 at INFO, 4xx at WARNING, 5xx at ERROR, as
+        ``"<status> <method> <uri> (<ip>) <time>ms"``.
+        """
+        log_function = self.settings.get("log_function")
+        if log_function is not None:
+            log_function(handler)
+            return
+        status = handler.get_status()
+        if status < 400:
+            level = _ACCESS_INFO
+        elif status < 500:
+            level = _ACCESS_WARNING
+        else:
+            level = _ACCESS_ERROR
+        if access_log.isEnabledFor(level):
+            request_time = 1000.0 * handler.request.request_time()
+            access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
+
+
+class _HandlerDelegate(httputil.HTTPMessageDelegate):
+    # Receives one request for a RequestHandler class: buffers the body (or
+    # streams it to the handler) and runs the handler.
+    __slots__ = (
+        "application",
+        "connection",
+        "request",
+        "handler_class",
+        "handler_kwargs",
+        "path_args",
+        "path_kwargs",
+        "chunks",
+        "stream_request_body",
+        "handler",
+    )
+
+    def __init__(
+        self,
+        application: Application,
+        request: httputil.HTTPServerRequest,
+        handler_class: type[RequestHandler],
+        handler_kwargs: Optional[dict[str, Any]],
+        path_args: Optional[list[bytes]],
+        path_kwargs: Optional[dict[str, bytes]],
+    ) -> None:
+        self.application = application
+        self.connection = request.connection
+        self.request = request
+        self.handler_class = handler_class
+        self.handler_kwargs = handler_kwargs or {}
+        self.path_args = path_args or []
+        self.path_kwargs = path_kwargs or {}
+        self.chunks: list[bytes] = []
+        self.stream_request_body = handler_class._stream_request_body
+        self.handler: Optional[RequestHandler] = None
+
+    def headers_received(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+    ) -> Optional[Awaitable[None]]:
+        if self.stream_request_body:
+            self.request._body_future = Future()  # type: ignore[attr-defined]
+            return self.execute()
+        return None
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        if self.stream_request_body:
+            assert self.handler is not None
+            return self.handler.data_received(chunk)
+        self.chunks.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        if self.stream_request_body:
+            future_set_result_unless_cancelled(self.request._body_future, None)  # type: ignore[attr-defined]
+            return
+        chunks = self.chunks
+        if chunks:
+            self.request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.execute()
+
+    def on_connection_close(self) -> None:
+        if self.stream_request_body:
+            if self.handler is not None:
+                self.handler.on_connection_close()
+        else:
+            self.chunks = []
+
+    def execute(self) -> Optional[Awaitable[None]]:
+        settings = self.application.settings
+        if settings:
+            if not settings.get("compiled_template_cache", True):
+                _clear_template_loaders()
+            if settings.get("static_hash_cache", True) is False:
+                from squall.web.static import StaticFileHandler
+
+                StaticFileHandler.reset()
+        handler = self.handler_class(self.application, self.request, **self.handler_kwargs)
+        self.handler = handler
+        transforms = self.application.transforms
+        if self.stream_request_body:
+            handler._prepared_future = Future()
+        handler._execute(
+            [t(self.request) for t in transforms] if transforms else [],
+            *self.path_args,
+            **self.path_kwargs,
+        )
+        # For flow control: no body is read until prepare() has finished.
+        return handler._prepared_future
+
+
+def _clear_template_loaders() -> None:
+    # Debug mode re-reads templates on every request.
+    loaders = getattr(RequestHandler, "_template_loaders", None)
+    lock = getattr(RequestHandler, "_template_loader_lock", None)
+    if loaders is None:
+        return
+    if lock is not None:
+        with lock:
+            loaders.clear()
+    else:
+        loaders.clear()

@@ -1,0 +1,915 @@
+"""`RequestHandler`: the base class of the handlers an `.Application` routes to.
+
+The request cycle lives here: arguments, the response status and headers,
+writing and finishing, errors and their pages, and the user and locale. The
+cookie and XSRF methods come from `.CookieMixin` (``cookies.py``) and the
+template methods from `.RenderMixin` (``rendering.py``).
+
+A handler whose methods are plain functions runs start to finish inside the
+server's callback: no Task or Future is made for it. Only when ``prepare`` or
+the HTTP method returns an awaitable (an ``async def`` method, a
+``gen.coroutine``), or the handler streams its request body, does the rest of
+the request run in a Task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import numbers
+import re
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from squall import escape
+from squall import locale as locale_module
+from squall.concurrent import Future, future_set_result_unless_cancelled
+from squall.escape import to_unicode, utf8
+from squall.httputil import HTTPHeaders, ResponseStartLine, format_timestamp, responses
+from squall.httputil._headers import _ABNF
+from squall.log import app_log, gen_log
+from squall.util import ObjectDict
+from squall.web.cookies import CookieMixin
+from squall.web.errors import Finish, HTTPError, MissingArgumentError
+from squall.web.rendering import RenderMixin
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from squall.httputil import HTTPServerRequest
+    from squall.web.application import Application
+    from squall.web.transforms import (  # type: ignore[import-not-found, unused-ignore]
+        OutputTransform,
+    )
+
+__all__ = ["RequestHandler"]
+
+
+class _ArgDefaultMarker:
+    pass
+
+
+_ARG_DEFAULT: Any = _ArgDefaultMarker()
+
+# RFC 9110 section 5.5: a field value may hold HTAB but no other control.
+_UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Controls other than whitespace are replaced in decoded arguments.
+_ARGUMENT_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")
+_ETAG_TOKEN = re.compile(rb'\*|(?:W/)?"[^"]*"')
+
+_SERVER_HEADER = "SquallServer/" + __import__("squall").version
+_SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+
+# The Date header, formatted once per second.
+_date_cache: list[Any] = [0, ""]
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0] = now
+        _date_cache[1] = format_timestamp(now)
+    value: str = _date_cache[1]
+    return value
+
+
+def _new_headers() -> HTTPHeaders:
+    # Built without going through validation: the values are our own.
+    headers = HTTPHeaders.__new__(HTTPHeaders)
+    headers._as_list = {
+        "Server": [_SERVER_HEADER],
+        "Content-Type": ["text/html; charset=UTF-8"],
+        "Date": [_http_date()],
+    }
+    return headers
+
+
+class _UIModuleNamespace:
+    # ``handler.ui.modules``: each UI module bound to the handler on first use.
+    __slots__ = ("handler", "ui_modules")
+
+    def __init__(self, handler: RequestHandler, ui_modules: dict[str, Any]) -> None:
+        self.handler = handler
+        self.ui_modules = ui_modules
+
+    def __getitem__(self, key: str) -> Any:
+        return self.handler._ui_module(key, self.ui_modules[key])
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from exc
+
+
+class RequestHandler(CookieMixin, RenderMixin):
+    """Base class for HTTP request handlers.
+
+    Subclasses define a method per HTTP verb they answer (``get``, ``post``,
+    ...); the others answer 405. Methods may be plain functions or coroutines.
+    See `initialize`, `prepare` and `on_finish` for the other hooks.
+    """
+
+    SUPPORTED_METHODS: tuple[str, ...] = (
+        "GET",
+        "HEAD",
+        "POST",
+        "DELETE",
+        "PATCH",
+        "PUT",
+        "OPTIONS",
+    )
+
+    _stream_request_body = False
+    # Whether compute_etag/set_etag_header are the stock ones (then the ETag
+    # is computed inline); kept up to date by __init_subclass__.
+    _stock_etag = True
+
+    path_args: list[Any]
+    path_kwargs: dict[str, Any]
+    _transforms: list[OutputTransform]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._stock_etag = (
+            cls.compute_etag is RequestHandler.compute_etag
+            and cls.set_etag_header is RequestHandler.set_etag_header
+        )
+
+    def __init__(self, application: Application, request: HTTPServerRequest, **kwargs: Any) -> None:
+        super().__init__()
+        self.application = application
+        self.request = request
+        self._headers_written = False
+        self._finished = False
+        self._auto_finish = True
+        self._prepared_future: Optional[Future[None]] = None
+        self._transforms = []
+        self.path_args = []
+        self.path_kwargs = {}
+        self.clear()
+        connection = request.connection
+        assert connection is not None
+        connection.set_close_callback(self.on_connection_close)  # type: ignore[attr-defined]
+        self.initialize(**kwargs)
+
+    def _initialize(self) -> None:
+        """Hook for subclass initialization, called with the route's keyword arguments.
+
+        A route ``(r"/user/(.*)", ProfileHandler, dict(database=db))`` calls
+        ``initialize(database=db)`` on each new handler.
+        """
+
+    # Typed loosely so that subclasses may take any keyword arguments.
+    initialize: Callable[..., None] = _initialize
+
+    @property
+    def settings(self) -> dict[str, Any]:  # type: ignore[override]
+        """The application's settings (an alias of ``self.application.settings``)."""
+        settings: dict[str, Any] = self.application.settings
+        return settings
+
+    @cached_property
+    def ui(self) -> ObjectDict:  # type: ignore[override]
+        """The namespace of UI methods and modules that templates see."""
+        namespace = ObjectDict(
+            (name, self._ui_method(method)) for name, method in self.application.ui_methods.items()
+        )
+        modules = _UIModuleNamespace(self, self.application.ui_modules)
+        namespace["_tt_modules"] = modules
+        namespace["modules"] = modules
+        return namespace
+
+    def _unimplemented_method(self, *args: Any, **kwargs: Any) -> Any:
+        raise HTTPError(405)
+
+    head: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    get: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    post: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    delete: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    patch: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    put: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    options: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+
+    def prepare(self) -> Optional[Awaitable[None]]:
+        """Called before the HTTP method; may be a coroutine.
+
+        Finishing the response here (or raising) skips the method.
+        """
+        return None
+
+    def on_finish(self) -> None:
+        """Called after the response has been sent; for cleanup and logging."""
+
+    def on_connection_close(self) -> None:
+        """Called if the client closes the connection before the response is finished.
+
+        Handlers that stream (long polling, `stream_request_body`) override
+        this to stop work; they should call the base method, which ends a
+        pending streamed body.
+        """
+        if self._stream_request_body:
+            body_future: Future[None] = self.request._body_future  # type: ignore[attr-defined]
+            if not body_future.done():
+                from squall.iostream import StreamClosedError
+
+                body_future.set_exception(StreamClosedError())
+                body_future.exception()  # retrieved, so asyncio does not log it
+
+    def clear(self) -> None:
+        """Resets the status, the headers and the buffered output to their defaults."""
+        self._headers = _new_headers()
+        self.set_default_headers()
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = "OK"
+
+    def set_default_headers(self) -> None:
+        """Hook to set headers on every response (also on error pages).
+
+        Called at the start of each request and by `send_error`.
+        """
+
+    def set_status(self, status_code: int, reason: Optional[str] = None) -> None:
+        """Sets the status code of the response.
+
+        Args:
+            status_code: any integer status code.
+            reason: the reason phrase; by default the standard one for the
+                code, or ``"Unknown"``. A phrase that may not appear in a
+                status line (control characters, ``<``) becomes ``"Unknown"``.
+        """
+        self._status_code = status_code
+        if reason is None:
+            self._reason = responses.get(status_code, "Unknown")
+        elif "<" in reason or _ABNF.reason_phrase.fullmatch(reason) is None:
+            self._reason = "Unknown"
+        else:
+            self._reason = reason
+
+    def get_status(self) -> int:
+        """The status code of the response."""
+        return self._status_code
+
+    def set_header(self, name: str, value: _HeaderValue) -> None:
+        """Sets the header ``name`` to ``value``, replacing any value it had.
+
+        ``value`` may be a str, bytes (latin-1), int or `datetime.datetime`.
+
+        Raises:
+            ValueError: if the value holds control characters (such as CR/LF).
+            TypeError: for a value of another type.
+        """
+        self._headers[name] = self._convert_header_value(value)
+
+    def add_header(self, name: str, value: _HeaderValue) -> None:
+        """Adds a value to the header ``name``, keeping the values it had (as for ``Set-Cookie``)."""
+        self._headers.add(name, self._convert_header_value(value))
+
+    def clear_header(self, name: str) -> None:
+        """Removes the header ``name`` (every value of it), if set."""
+        if name in self._headers:
+            del self._headers[name]
+
+    def _convert_header_value(self, value: _HeaderValue) -> str:
+        if isinstance(value, str):
+            converted = value
+        elif isinstance(value, bytes):
+            converted = value.decode("latin1")
+        elif isinstance(value, numbers.Integral):
+            return str(value)
+        elif isinstance(value, datetime.datetime):
+            return format_timestamp(value)
+        else:
+            raise TypeError(f"Unsupported header value {value!r}")
+        if _UNSAFE_HEADER_CHARS.search(converted) is not None:
+            raise ValueError(f"Unsafe header value {converted!r}")
+        return converted
+
+    def get_argument(
+        self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
+    ) -> Optional[str]:
+        """The last value of the query or body argument ``name``.
+
+        Args:
+            name: the argument's name.
+            default: returned when the argument is absent; without it a
+                missing argument is a 400 (`MissingArgumentError`).
+            strip: strip surrounding whitespace from the value.
+        """
+        return self._get_argument(name, default, self.request.arguments, strip)
+
+    def get_arguments(self, name: str, strip: bool = True) -> list[str]:
+        """Every value of the query and body argument ``name`` (maybe none)."""
+        return self._get_arguments(name, self.request.arguments, strip)
+
+    def get_body_argument(
+        self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
+    ) -> Optional[str]:
+        """Like `get_argument`, from the request body only."""
+        return self._get_argument(name, default, self.request.body_arguments, strip)
+
+    def get_body_arguments(self, name: str, strip: bool = True) -> list[str]:
+        """Like `get_arguments`, from the request body only."""
+        return self._get_arguments(name, self.request.body_arguments, strip)
+
+    def get_query_argument(
+        self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
+    ) -> Optional[str]:
+        """Like `get_argument`, from the query string only."""
+        return self._get_argument(name, default, self.request.query_arguments, strip)
+
+    def get_query_arguments(self, name: str, strip: bool = True) -> list[str]:
+        """Like `get_arguments`, from the query string only."""
+        return self._get_arguments(name, self.request.query_arguments, strip)
+
+    def _get_argument(
+        self, name: str, default: Any, source: dict[str, list[bytes]], strip: bool
+    ) -> Optional[str]:
+        values = self._get_arguments(name, source, strip)
+        if not values:
+            if default is _ARG_DEFAULT:
+                raise MissingArgumentError(name)
+            result: Optional[str] = default
+            return result
+        return values[-1]
+
+    def _get_arguments(self, name: str, source: dict[str, list[bytes]], strip: bool) -> list[str]:
+        if not isinstance(strip, bool):
+            raise TypeError(f"strip must be a bool, got {strip!r}")
+        values = []
+        for raw in source.get(name, ()):
+            value = self.decode_argument(raw, name=name)
+            if isinstance(value, str):
+                value = _ARGUMENT_CONTROL_CHARS.sub(" ", value)
+                if strip:
+                    value = value.strip()
+            values.append(value)
+        return values
+
+    def decode_argument(self, value: bytes, name: Optional[str] = None) -> str:
+        """Decodes an argument or path component from bytes; override for other encodings.
+
+        Raises:
+            HTTPError: 400, if ``value`` is not valid UTF-8.
+        """
+        try:
+            return to_unicode(value)
+        except UnicodeDecodeError:
+            raise HTTPError(400, "Invalid unicode in %s: %r", name or "url", value[:40])
+
+    def redirect(self, url: str, permanent: bool = False, status: Optional[int] = None) -> None:
+        """Redirects to ``url`` (relative or absolute) and finishes the response.
+
+        Args:
+            url: the target, sent as the ``Location`` header.
+            permanent: 301 instead of 302.
+            status: a 3xx status code, instead of the two above.
+
+        Raises:
+            RuntimeError: if the headers were already sent.
+            ValueError: for a status that is not 3xx.
+        """
+        if self._headers_written:
+            raise RuntimeError("Cannot redirect after headers have been written")
+        if status is None:
+            status = 301 if permanent else 302
+        elif not isinstance(status, int) or not 300 <= status <= 399:
+            raise ValueError(f"redirect status must be a 3xx code, got {status!r}")
+        self.set_status(status)
+        self.set_header("Location", utf8(url))
+        self.finish()
+
+    def write(self, chunk: Union[str, bytes, dict[str, Any]]) -> None:
+        """Buffers ``chunk`` for the response body.
+
+        A dict is sent as JSON (and sets ``Content-Type: application/json``).
+        Lists are refused: a JSON array at the top level could be read
+        cross-site by old browsers; wrap it in a dict.
+
+        Raises:
+            RuntimeError: after `finish`.
+            TypeError: for anything but str, bytes and dict.
+        """
+        if self._finished:
+            raise RuntimeError("Cannot write() after finish()")
+        if isinstance(chunk, bytes):
+            self._write_buffer.append(chunk)
+            return
+        if isinstance(chunk, str):
+            self._write_buffer.append(chunk.encode("utf-8"))
+            return
+        if isinstance(chunk, dict):
+            self._write_buffer.append(escape.json_encode(chunk).encode("utf-8"))
+            self._headers["Content-Type"] = "application/json; charset=UTF-8"
+            return
+        message = "write() only accepts bytes, unicode, and dict objects"
+        if isinstance(chunk, list):
+            message += (
+                ". Lists not accepted for security reasons (a top-level JSON array"
+                " can be read cross-site); wrap the list in a dict"
+            )
+        raise TypeError(message)
+
+    def flush(self, include_footers: bool = False) -> Future[None]:
+        """Sends the buffered output (and, the first time, the headers).
+
+        Returns:
+            A future that resolves when the data has been written out.
+        """
+        connection = self.request.connection
+        assert connection is not None
+        buffer = self._write_buffer
+        if len(buffer) == 1:
+            chunk = buffer[0]
+        else:
+            chunk = b"".join(buffer)
+        self._write_buffer = []
+        if not self._headers_written:
+            self._headers_written = True
+            for transform in self._transforms:
+                self._status_code, self._headers, chunk = transform.transform_first_chunk(
+                    self._status_code, self._headers, chunk, include_footers
+                )
+            if self.request.method == "HEAD":
+                chunk = b""
+            start_line = ResponseStartLine("", self._status_code, self._reason)
+            return connection.write_headers(start_line, self._headers, chunk)
+        for transform in self._transforms:
+            chunk = transform.transform_chunk(chunk, include_footers)
+        if self.request.method != "HEAD":
+            return connection.write(chunk)
+        future: Future[None] = Future()
+        future.set_result(None)
+        return future
+
+    def finish(self, chunk: Union[None, str, bytes, dict[str, Any]] = None) -> Future[None]:
+        """Ends the response: writes ``chunk`` (if any), sends everything, logs the request.
+
+        Adds ``Content-Length`` and, for a 200 answer to GET/HEAD, an ``Etag``;
+        when the request's ``If-None-Match`` matches it, the answer becomes a
+        bodiless 304.
+
+        Returns:
+            A future that resolves when the response has been written out.
+
+        Raises:
+            RuntimeError: if called twice.
+        """
+        if self._finished:
+            raise RuntimeError("finish() called twice")
+        if chunk is not None:
+            self.write(chunk)
+        if not self._headers_written:
+            status = self._status_code
+            if status == 200 and self.request.method in ("GET", "HEAD"):
+                headers = self._headers
+                if "Etag" not in headers:
+                    if self._stock_etag:
+                        hasher = hashlib.sha1()
+                        for part in self._write_buffer:
+                            hasher.update(part)
+                        headers["Etag"] = f'"{hasher.hexdigest()}"'
+                    else:
+                        self.set_etag_header()
+                    if self.check_etag_header():
+                        self._write_buffer = []
+                        self.set_status(304)
+                        status = 304
+            if status in (204, 304) or 100 <= status < 200:
+                if self._write_buffer and any(self._write_buffer):
+                    raise RuntimeError(f"Cannot send a body with status {status}")
+                self._clear_representation_headers()
+            elif "Content-Length" not in self._headers:
+                length = 0
+                for part in self._write_buffer:
+                    length += len(part)
+                self._headers["Content-Length"] = str(length)
+        connection = self.request.connection
+        assert connection is not None
+        connection.set_close_callback(None)  # type: ignore[attr-defined]
+        future = self.flush(include_footers=True)
+        connection.finish()
+        self.application.log_request(self)
+        self._finished = True
+        self.on_finish()
+        self._break_cycles()
+        return future
+
+    def _clear_representation_headers(self) -> None:
+        # RFC 9110 section 15.4.5: a 304 carries no representation metadata
+        # beyond what a 200 would have had for caching.
+        for name in ("Content-Encoding", "Content-Language", "Content-Type"):
+            self.clear_header(name)
+
+    def _break_cycles(self) -> None:
+        # The ui namespace refers back to the handler.
+        self.__dict__.pop("ui", None)
+
+    def detach(self) -> Any:
+        """Takes over the connection's stream (for protocols such as WebSocket).
+
+        Returns:
+            The underlying `.IOStream`; the handler will send nothing more.
+        """
+        self._finished = True
+        connection: Any = self.request.connection
+        return connection.detach()
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        """Replaces the response with an error page (see `write_error`) and finishes it.
+
+        Args:
+            status_code: the status of the error response.
+            kwargs: passed to `write_error`; ``reason`` sets the reason phrase,
+                ``exc_info`` is the exception that caused the error.
+        """
+        if self._headers_written:
+            gen_log.error("Cannot send error response after headers written")
+            if not self._finished:
+                try:
+                    self.finish()
+                except Exception:
+                    gen_log.error("Failed to flush partial response", exc_info=True)
+            return
+        self.clear()
+        reason = kwargs.get("reason")
+        if "exc_info" in kwargs:
+            exception = kwargs["exc_info"][1]
+            if isinstance(exception, HTTPError) and exception.reason:
+                reason = exception.reason
+        self.set_status(status_code, reason=reason)
+        try:
+            self.write_error(status_code, **kwargs)
+        except Exception:
+            app_log.error("Uncaught exception in write_error", exc_info=True)
+        if not self._finished:
+            self.finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Writes the body of an error page; override for custom pages.
+
+        With the ``serve_traceback`` setting and an ``exc_info`` keyword, the
+        page is the traceback as plain text.
+        """
+        if self.settings.get("serve_traceback") and "exc_info" in kwargs:
+            self.set_header("Content-Type", "text/plain")
+            for line in traceback.format_exception(*kwargs["exc_info"]):
+                self.write(line)
+            self.finish()
+        else:
+            reason = escape.xhtml_escape(self._reason)
+            self.finish(
+                f"<html><title>{status_code}: {reason}</title>"
+                f"<body>{status_code}: {reason}</body></html>"
+            )
+
+    @property
+    def locale(self) -> locale_module.Locale:
+        """The user's locale: `get_user_locale`, else `get_browser_locale` (may be assigned)."""
+        loc = self.__dict__.get("_locale")
+        if loc is None:
+            loc = self.get_user_locale()
+            if loc is None:
+                loc = self.get_browser_locale()
+            self._locale = loc
+        result: locale_module.Locale = loc
+        return result
+
+    @locale.setter
+    def locale(self, value: locale_module.Locale) -> None:
+        self._locale = value
+
+    def get_user_locale(self) -> Optional[locale_module.Locale]:
+        """Override to choose the locale from the user (a preference, say); None means the browser's."""
+        return None
+
+    def get_browser_locale(self, default: str = "en_US") -> locale_module.Locale:
+        """The best locale for the request's ``Accept-Language`` (q-values honoured)."""
+        header = self.request.headers.get("Accept-Language")
+        if header:
+            ranked: list[tuple[str, float]] = []
+            for entry in header.split(","):
+                code, _, params = entry.strip().partition(";")
+                score = 1.0
+                params = params.strip()
+                if params.startswith("q="):
+                    try:
+                        score = float(params[2:])
+                    except ValueError:
+                        score = 0.0
+                    if not 0.0 <= score:
+                        score = 0.0
+                if score > 0:
+                    ranked.append((code.strip(), score))
+            if ranked:
+                ranked.sort(key=lambda pair: pair[1], reverse=True)
+                return locale_module.get(*[code for code, _ in ranked])
+        return locale_module.get(default)
+
+    @property
+    def current_user(self) -> Any:
+        """The authenticated user: `get_current_user`'s result, computed once (may be assigned)."""
+        if "_current_user" not in self.__dict__:
+            self._current_user = self.get_current_user()
+        return self._current_user
+
+    @current_user.setter
+    def current_user(self, value: Any) -> None:
+        self._current_user = value
+
+    def get_current_user(self) -> Any:
+        """Override to identify the user (from a signed cookie, say); None means anonymous."""
+        return None
+
+    def get_login_url(self) -> str:
+        """The URL `authenticated` redirects to: the ``login_url`` setting."""
+        self.require_setting("login_url", "@squall.web.authenticated")
+        url: str = self.application.settings["login_url"]
+        return url
+
+    def require_setting(self, name: str, feature: str = "this feature") -> None:
+        """Raises an exception unless the application has the setting ``name``.
+
+        Raises:
+            Exception: naming the missing setting and the feature that needs it.
+        """
+        if not self.application.settings.get(name):
+            raise Exception(
+                f"You must define the '{name}' setting in your application to use {feature}"
+            )
+
+    def reverse_url(self, name: str, *args: Any) -> str:
+        """`.Application.reverse_url`."""
+        url: str = self.application.reverse_url(name, *args)
+        return url
+
+    def compute_etag(self) -> Optional[str]:
+        """The ETag of the response: a hash of the body; None to send none."""
+        hasher = hashlib.sha1()
+        for part in self._write_buffer:
+            hasher.update(part)
+        return f'"{hasher.hexdigest()}"'
+
+    def set_etag_header(self) -> None:
+        """Sets the ``Etag`` header from `compute_etag` (unless it returns None)."""
+        etag = self.compute_etag()
+        if etag is not None:
+            self.set_header("Etag", etag)
+
+    def check_etag_header(self) -> bool:
+        """Whether the response's ``Etag`` matches the request's ``If-None-Match``.
+
+        Weak comparison (RFC 9110 section 13.1.2): a ``W/`` prefix is ignored,
+        and ``*`` matches anything.
+        """
+        if_none_match = self.request.headers.get("If-None-Match")
+        if not if_none_match:
+            return False
+        computed = utf8(self._headers.get("Etag", ""))
+        if not computed:
+            return False
+        etags = _ETAG_TOKEN.findall(utf8(if_none_match))
+        if not etags:
+            return False
+        if etags[0] == b"*":
+            return True
+        computed = computed[2:] if computed.startswith(b"W/") else computed
+        for etag in etags:
+            if (etag[2:] if etag.startswith(b"W/") else etag) == computed:
+                return True
+        return False
+
+    def check_cross_origin(self) -> None:
+        """Rejects a cross-origin request (the ``cross_origin_protection`` setting).
+
+        Runs before `prepare` for methods other than GET, HEAD and OPTIONS. A
+        browser's ``Sec-Fetch-Site`` header decides when present (only
+        ``same-origin`` and ``none`` pass); otherwise the ``Origin`` header must
+        name this server. Origins accepted by `check_trusted_origin` pass
+        either way. Requests with neither header (non-browser clients) pass.
+
+        Raises:
+            HTTPError: 403, for a cross-origin request.
+        """
+        headers = self.request.headers
+        site = headers.get("Sec-Fetch-Site")
+        origin = headers.get("Origin")
+        if site is not None:
+            if site in ("same-origin", "none"):
+                return
+            if origin is not None and self.check_trusted_origin(origin):
+                return
+            raise HTTPError(
+                403,
+                "Cross-origin request: Sec-Fetch-Site %s from Origin %r not allowed",
+                site,
+                origin,
+            )
+        if origin is None:
+            return
+        if self._same_origin(origin) or self.check_trusted_origin(origin):
+            return
+        raise HTTPError(403, "Cross-origin request: Origin %r not allowed", origin)
+
+    def _same_origin(self, origin: str) -> bool:
+        scheme, sep, rest = origin.partition("://")
+        if not sep:
+            return False
+        host = rest.split("/", 1)[0]
+        own = f"{self.request.protocol}://{self.request.host}"
+        return f"{scheme}://{host}".lower() == own.lower()
+
+    def check_trusted_origin(self, origin: str) -> bool:
+        """Whether a cross-origin request from ``origin`` is allowed.
+
+        By default, origins listed exactly in the ``trusted_origins`` setting.
+        """
+        return origin in self.settings.get("trusted_origins", ())
+
+    def _request_summary(self) -> str:
+        request = self.request
+        return f"{request.method} {request.uri} ({request.remote_ip})"
+
+    def log_exception(
+        self,
+        typ: Optional[type[BaseException]],
+        value: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        """Logs an exception that ended the request; override to change how.
+
+        An `HTTPError` is logged as a warning without traceback (and only if
+        it has a ``log_message``); anything else as an error with traceback.
+        """
+        if isinstance(value, HTTPError):
+            if value.log_message:
+                gen_log.warning(
+                    "%d %s: " + value.log_message,
+                    value.status_code,
+                    self._request_summary(),
+                    *value.args,
+                )
+        else:
+            app_log.error(
+                "Uncaught exception %s\n%r",
+                self._request_summary(),
+                self.request,
+                exc_info=(typ, value, tb),  # type: ignore[arg-type]
+            )
+
+    def _handle_request_exception(self, exc: BaseException) -> None:
+        if isinstance(exc, Finish):
+            if not self._finished:
+                self.finish(*exc.args)
+            return
+        try:
+            self.log_exception(*sys.exc_info())
+        except Exception:
+            # The application's logger must not hide the original error.
+            app_log.error("Error in exception logger", exc_info=True)
+        if self._finished:
+            return
+        if isinstance(exc, HTTPError):
+            self.send_error(exc.status_code, exc_info=sys.exc_info())
+        else:
+            self.send_error(500, exc_info=sys.exc_info())
+
+    def _on_error(self, exc: BaseException) -> None:
+        try:
+            self._handle_request_exception(exc)
+        except Exception:
+            app_log.error("Exception in exception handler", exc_info=True)
+        finally:
+            prepared = self._prepared_future
+            if prepared is not None and not prepared.done():
+                prepared.set_result(None)
+
+    def _start(self, *args: Any, **kwargs: Any) -> None:
+        # Everything before prepare(): method check, path arguments, body
+        # parsing and the cross-origin and XSRF checks.
+        request = self.request
+        method = request.method
+        if method not in self.SUPPORTED_METHODS:
+            raise HTTPError(405)
+        if args:
+            self.path_args = [self.decode_argument(arg) for arg in args]
+        if kwargs:
+            self.path_kwargs = {k: self.decode_argument(v, name=k) for k, v in kwargs.items()}
+        if not self._stream_request_body and request.body:
+            from squall.httputil import HTTPInputError
+
+            try:
+                request._parse_body()
+            except HTTPInputError as exc:
+                raise HTTPError(400, "Invalid body: %s", exc) from exc
+        if method not in _SAFE_METHODS:
+            settings = self.application.settings
+            if settings.get("cross_origin_protection"):
+                self.check_cross_origin()
+            if settings.get("xsrf_cookies"):
+                self.check_xsrf_cookie()
+
+    def _execute(
+        self, transforms: list[OutputTransform], *args: Any, **kwargs: Any
+    ) -> Optional[asyncio.Task[None]]:
+        """Runs the request; returns the Task running its rest if it had to go asynchronous."""
+        self._transforms = transforms
+        try:
+            self._start(*args, **kwargs)
+            result = self.prepare()
+            if result is not None or self._stream_request_body:
+                return _spawn(self._execute_async(result))
+            if self._prepared_future is not None:
+                future_set_result_unless_cancelled(self._prepared_future, None)
+            if self._finished:
+                return None
+            method = getattr(self, self.request.method.lower())
+            result = method(*self.path_args, **self.path_kwargs)
+            if result is not None:
+                return _spawn(self._finish_async(result))
+            if self._auto_finish and not self._finished:
+                self.finish()
+        except Exception as exc:
+            self._on_error(exc)
+        return None
+
+    async def _execute_async(self, prepared: Optional[Awaitable[None]]) -> None:
+        try:
+            if prepared is not None:
+                await prepared
+            if self._prepared_future is not None:
+                future_set_result_unless_cancelled(self._prepared_future, None)
+            if self._finished:
+                return
+            if self._stream_request_body:
+                from squall.iostream import StreamClosedError
+
+                try:
+                    await self.request._body_future  # type: ignore[attr-defined]
+                except StreamClosedError:
+                    return
+            method = getattr(self, self.request.method.lower())
+            result = method(*self.path_args, **self.path_kwargs)
+            if result is not None:
+                await result
+            if self._auto_finish and not self._finished:
+                self.finish()
+        except asyncio.CancelledError as exc:
+            self._on_cancelled(exc)
+        except Exception as exc:
+            self._on_error(exc)
+
+    async def _finish_async(self, result: Awaitable[None]) -> None:
+        try:
+            await result
+            if self._auto_finish and not self._finished:
+                self.finish()
+        except asyncio.CancelledError as exc:
+            self._on_cancelled(exc)
+        except Exception as exc:
+            self._on_error(exc)
+
+    def _on_cancelled(self, exc: asyncio.CancelledError) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Our own task was cancelled (server shutdown, say): answer 500
+            # quietly and let the cancellation through.
+            try:
+                if not self._finished:
+                    self.send_error(500)
+            finally:
+                prepared = self._prepared_future
+                if prepared is not None and not prepared.done():
+                    prepared.set_result(None)
+            raise exc
+        # A cancelled future awaited by the handler: an ordinary error.
+        self._on_error(exc)
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        """Receives a piece of the body in a `stream_request_body` handler.
+
+        May return an awaitable: no more body is read until it resolves.
+        """
+        raise NotImplementedError()
+
+
+_HeaderValue = Union[bytes, str, int, datetime.datetime]
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(_surface_error)
+    return task
+
+
+def _surface_error(task: asyncio.Future[None]) -> None:
+    # Errors are handled inside the coroutine; what remains is cancellation
+    # or a bug in the error handling itself, which the loop should report.
+    if not task.cancelled():
+        task.result()

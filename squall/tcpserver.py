@@ -257,8 +257,8 @@ class TCPServer:
                 if not gone:
                     app_log.error("Cannot start TLS with %s", address, exc_info=True)
                 return
+        stream: Optional[IOStream] = None
         try:
-            stream: IOStream
             if context is not None:
                 stream = SSLIOStream(
                     connection,
@@ -276,6 +276,11 @@ class TCPServer:
                 IOLoop.current().add_future(gen.convert_yielded(handled), _raise_outcome)
         except Exception:
             app_log.error("Error in connection callback", exc_info=True)
+            # Nobody else holds the connection now that its handler failed.
+            if stream is not None:
+                stream.close()
+            else:
+                connection.close()
 
 
 def _raise_outcome(future: Any) -> None:

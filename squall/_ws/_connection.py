@@ -1,0 +1,373 @@
+"""The connection state machine: frames to messages and events, calls to bytes.
+
+Rules kept (RFC 6455 unless noted), each failing the connection with the
+close code in brackets through a `ProtocolFailed` event:
+
+* 5.4: a continuation frame needs a message in progress, a new data frame
+  needs none [1002]; control frames may come between fragments.
+* 5.5.1: a close payload is empty or holds a valid code and a UTF-8
+  reason [1002 / 1007]. After a close frame nothing more is read.
+* 5.6, 8.1: text messages are UTF-8, checked incrementally across
+  fragments so an invalid sequence fails as soon as it is seen [1007].
+* 10.4: a message over ``max_message_size`` bytes (after decompression)
+  fails [1009], checked before an uncompressed frame's payload is buffered
+  and while inflating a compressed one.
+* RFC 7692 6.1: RSV1 marks the first frame of a compressed message.
+
+States: OPEN, then CLOSING once one side sent a close frame, then CLOSED
+once both have (or the connection failed).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections.abc import Callable
+from enum import Enum
+from typing import Optional, Union
+
+from squall._ws._deflate import PerMessageDeflate
+from squall._ws._errors import LocalProtocolError, RemoteProtocolError
+from squall._ws._frames import (
+    Frame,
+    FrameParser,
+    build_close_payload,
+    build_frame,
+    parse_close_payload,
+)
+
+__all__ = [
+    "CloseReceived",
+    "ConnectionState",
+    "Event",
+    "Message",
+    "Ping",
+    "Pong",
+    "ProtocolFailed",
+    "WSConnection",
+]
+
+DEFAULT_MAX_MESSAGE_SIZE = 10 * 1024 * 1024
+
+
+class ConnectionState(Enum):
+    """Where the closing handshake stands."""
+
+    OPEN = "OPEN"
+    CLOSING = "CLOSING"
+    CLOSED = "CLOSED"
+
+
+class Event:
+    """Base of the events `WSConnection.receive_data` returns."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Message(Event):
+    """A complete data message: ``str`` for text, ``bytes`` for binary."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Union[str, bytes]) -> None:
+        self.data = data
+
+
+class Ping(Event):
+    """A ping; answer it with `WSConnection.send_pong` (section 5.5.2)."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+class Pong(Event):
+    """A pong (section 5.5.3)."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+class CloseReceived(Event):
+    """The peer sent a close frame; ``code`` is None for an empty one.
+
+    Unless we had sent ours first, answer with `WSConnection.send_close`
+    (section 5.5.1); then the TCP connection may be closed.
+    """
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: Optional[int], reason: Optional[str]) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class ProtocolFailed(Event):
+    """The peer broke the protocol or a limit (section 7.1.7).
+
+    Send ``send_close(code, reason)`` and close the TCP connection.
+    """
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class WSConnection:
+    """One WebSocket connection, after the opening handshake.
+
+    Args:
+        client: True on the client side (we mask, the peer must not).
+        extension: the negotiated permessage-deflate, if any.
+        max_message_size: the largest message accepted, in bytes (None: no limit).
+        mask_key_source: where client mask keys come from (``os.urandom``).
+    """
+
+    __slots__ = (
+        "_client",
+        "_decoder",
+        "_extension",
+        "_fragments",
+        "_in_compressed",
+        "_in_opcode",
+        "_in_size",
+        "_key_source",
+        "_parser",
+        "close_received",
+        "close_sent",
+        "max_message_size",
+        "message_bytes_in",
+        "message_bytes_out",
+        "wire_bytes_out",
+    )
+
+    def __init__(
+        self,
+        client: bool,
+        extension: Optional[PerMessageDeflate] = None,
+        max_message_size: Optional[int] = DEFAULT_MAX_MESSAGE_SIZE,
+        mask_key_source: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._client = client
+        self._extension = extension
+        self._parser = FrameParser(masked=not client, allow_rsv1=extension is not None)
+        self._parser.max_payload = self._frame_limit(max_message_size)
+        self._key_source = mask_key_source
+        self.max_message_size = max_message_size
+        self._in_opcode = 0
+        self._in_compressed = False
+        self._in_size = 0
+        self._fragments: list[bytes] = []
+        self._decoder: Optional[codecs.IncrementalDecoder] = None
+        self.close_sent = False
+        self.close_received = False
+        self.message_bytes_in = 0
+        self.message_bytes_out = 0
+        self.wire_bytes_out = 0
+
+    def _frame_limit(self, remaining: Optional[int]) -> Optional[int]:
+        if remaining is None or self._extension is None:
+            return remaining
+        # Deflate can expand incompressible data slightly (5 bytes per
+        # 16 KiB block); the exact limit is checked while inflating.
+        return remaining + (remaining >> 6) + 1024
+
+    @property
+    def state(self) -> ConnectionState:
+        """OPEN, CLOSING (one close frame sent or received) or CLOSED."""
+        if self.close_sent and self.close_received:
+            return ConnectionState.CLOSED
+        if self.close_sent or self.close_received:
+            return ConnectionState.CLOSING
+        return ConnectionState.OPEN
+
+    @property
+    def wire_bytes_in(self) -> int:
+        """Bytes of complete frames received, headers included."""
+        return self._parser.wire_bytes
+
+    @property
+    def compressed(self) -> bool:
+        """Whether permessage-deflate is in use."""
+        return self._extension is not None
+
+    # -- receiving
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feeds bytes read from the peer.
+
+        Returns:
+            The events completed by these bytes, in order. A protocol
+            violation ends the list with a `ProtocolFailed`; after it, or
+            after a `CloseReceived`, further bytes are ignored.
+        """
+        if self.close_received:
+            return []
+        parser = self._parser
+        parser.feed(data)
+        events: list[Event] = []
+        try:
+            while True:
+                frame = parser.next_frame()
+                if frame is None:
+                    return events
+                event = self._handle_frame(frame)
+                if event is not None:
+                    events.append(event)
+                    if type(event) is CloseReceived:
+                        return events
+        except RemoteProtocolError as exc:
+            # Section 7.1.7: stop reading; the driver sends the close frame.
+            self.close_received = True
+            events.append(ProtocolFailed(exc.close_code, exc.reason))
+            return events
+
+    def _handle_frame(self, frame: Frame) -> Optional[Event]:
+        opcode = frame.opcode
+        if opcode >= 8:
+            return self._handle_control(frame)
+        if opcode == 0:
+            if not self._in_opcode:
+                raise RemoteProtocolError("continuation frame without a message in progress")
+        else:
+            if self._in_opcode:
+                raise RemoteProtocolError("new message before the previous one ended")
+            self._in_opcode = opcode
+            self._in_compressed = frame.rsv1
+            self._in_size = 0
+        payload = frame.payload
+        limit = self.max_message_size
+        if self._in_compressed:
+            assert self._extension is not None
+            remaining = None if limit is None else limit - self._in_size
+            payload = self._extension.decompress(payload, frame.fin, remaining)
+        self._in_size += len(payload)
+        if limit is not None:
+            if self._in_size > limit:
+                raise RemoteProtocolError("message too big", 1009)
+            self._parser.max_payload = self._frame_limit(
+                limit - self._in_size if not frame.fin else limit
+            )
+        if frame.fin and not self._fragments:
+            # The common case: one frame, one message.
+            self._in_opcode = 0
+            self.message_bytes_in += len(payload)
+            if opcode == 1:
+                try:
+                    return Message(payload.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
+            return Message(payload)
+        if self._in_opcode == 1:
+            decoder = self._decoder
+            if decoder is None:
+                decoder = self._decoder = codecs.getincrementaldecoder("utf-8")()
+            try:
+                decoder.decode(payload, frame.fin)
+            except UnicodeDecodeError:
+                raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
+        self._fragments.append(payload)
+        if not frame.fin:
+            return None
+        whole = b"".join(self._fragments)
+        text = self._in_opcode == 1
+        self._fragments = []
+        self._decoder = None
+        self._in_opcode = 0
+        self.message_bytes_in += len(whole)
+        # Already validated fragment by fragment.
+        return Message(whole.decode("utf-8") if text else whole)
+
+    def _handle_control(self, frame: Frame) -> Event:
+        if frame.opcode == 0x9:
+            return Ping(frame.payload)
+        if frame.opcode == 0xA:
+            return Pong(frame.payload)
+        code, reason = parse_close_payload(frame.payload)
+        self.close_received = True
+        return CloseReceived(code, reason)
+
+    # -- sending
+
+    def _frame(self, opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+        key = self._key_source(4) if self._client else None
+        data = build_frame(opcode, payload, fin, rsv1, key)
+        self.wire_bytes_out += len(data)
+        return data
+
+    def _check_open(self) -> None:
+        if self.close_sent:
+            raise LocalProtocolError("the connection is closing: a close frame was sent")
+
+    def send_message(self, data: Union[str, bytes], binary: bool = False) -> bytes:
+        """Serializes a whole message as one frame (compressed if negotiated).
+
+        Args:
+            data: the message; ``str`` is encoded as UTF-8.
+            binary: send a binary message instead of text.
+
+        Raises:
+            LocalProtocolError: we already sent a close frame.
+        """
+        self._check_open()
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        self.message_bytes_out += len(payload)
+        opcode = 2 if binary else 1
+        if self._extension is not None:
+            return self._frame(opcode, self._extension.compress(payload), True, True)
+        return self._frame(opcode, payload)
+
+    def send_frame(
+        self, opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False
+    ) -> bytes:
+        """Serializes one raw frame (masked on the client side).
+
+        Fragmented messages are sent this way: a data opcode with
+        ``fin=False``, then continuation frames (opcode 0).
+        """
+        self._check_open()
+        return self._frame(opcode, payload, fin, rsv1)
+
+    def send_ping(self, payload: bytes = b"") -> bytes:
+        """Serializes a ping.
+
+        Raises:
+            LocalProtocolError: a payload over 125 bytes, or the connection is closing.
+        """
+        self._check_open()
+        return self._frame(0x9, payload)
+
+    def send_pong(self, payload: bytes = b"") -> bytes:
+        """Serializes a pong (the answer to a `Ping` carries its payload)."""
+        self._check_open()
+        return self._frame(0xA, payload)
+
+    def send_close(self, code: Optional[int] = None, reason: Optional[str] = None) -> bytes:
+        """Serializes our close frame; returns b"" if it was already sent.
+
+        Args:
+            code: the close code, or None for an empty close frame.
+            reason: the reason phrase (needs a code).
+
+        Raises:
+            LocalProtocolError: an invalid code or a reason over 123 bytes.
+        """
+        if self.close_sent:
+            return b""
+        payload = build_close_payload(code, reason)
+        self.close_sent = True
+        return self._frame(0x8, payload)

@@ -39,7 +39,7 @@ from squall.concurrent import (
     future_set_result_unless_cancelled,
 )
 from squall.escape import utf8
-from squall.httputil import HTTPHeaders, format_timestamp, responses
+from squall.httputil import HTTPHeaders, HTTPInputError, format_timestamp, responses
 from squall.ioloop import IOLoop
 from squall.util import Configurable
 
@@ -238,7 +238,10 @@ class AsyncHTTPClient(Configurable):
             )
         # The caller's headers object may be shared with other requests; the
         # client adds Host, Authorization... to a copy.
-        request.headers = HTTPHeaders(request.headers)
+        try:
+            request.headers = HTTPHeaders(request.headers)
+        except HTTPInputError as exc:
+            raise ValueError(str(exc)) from None
         proxy = _RequestProxy(request, self.defaults)
         future: Future[HTTPResponse] = Future()
 

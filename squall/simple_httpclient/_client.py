@@ -22,7 +22,7 @@ from typing import Any, Optional, cast
 from squall._h1 import H1Limits
 from squall.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse, _RequestProxy
 from squall.httputil import HTTPHeaders, split_host_and_port
-from squall.iostream import IOStream, StreamClosedError
+from squall.iostream import StreamClosedError
 from squall.log import gen_log
 from squall.netutil import OverrideResolver, Resolver
 from squall.simple_httpclient._auth import (
@@ -48,6 +48,8 @@ from squall.simple_httpclient._pool import ConnectionPool
 
 __all__ = ["SimpleAsyncHTTPClient"]
 
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_VALUE_RE = re.compile(r"[\x00\r\n]")
 _REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
 _USER_AGENT = "Tornado/" + __import__("squall").version
 
@@ -210,7 +212,7 @@ class _Fetch:
         "task",
         "done",
         "phase",
-        "stream",
+        "abort",
         "timer",
         "start_mono",
     )
@@ -230,7 +232,7 @@ class _Fetch:
         self.task: Optional[asyncio.Future[None]] = None
         self.done = False
         self.phase = "while connecting"
-        self.stream: Optional[IOStream] = None
+        self.abort: Optional[Callable[[], object]] = None
         self.timer: Optional[object] = None
         self.start_mono = time.monotonic()
 
@@ -239,9 +241,9 @@ class _Fetch:
         self.task = asyncio.ensure_future(self._run(), loop=loop)
 
     # ConnectWatcher
-    def connect_phase(self, phase: str, stream: Optional[IOStream]) -> None:
+    def connect_phase(self, phase: str, abort: Optional[Callable[[], object]]) -> None:
         self.phase = phase
-        self.stream = stream
+        self.abort = abort
 
     def cancelled(self) -> bool:
         return self.done
@@ -258,10 +260,10 @@ class _Fetch:
         self.timer = None
         if self.done:
             return
-        stream = self.stream
+        abort = self.abort
         self._finish(self._error_response(HTTPTimeoutError(f"Timeout {self.phase}")))
-        if stream is not None:
-            stream.close()
+        if abort is not None:
+            abort()
 
     def _error_response(self, exc: BaseException) -> HTTPResponse:
         if isinstance(exc, StreamClosedError):
@@ -285,7 +287,7 @@ class _Fetch:
         if self.timer is not None:
             self.io_loop.remove_timeout(self.timer)
             self.timer = None
-        self.stream = None
+        self.abort = None
         self.client._release_slot(self.key)
         self.callback(response)
 
@@ -427,7 +429,7 @@ class _Fetch:
                 )
                 if conn is None or self.done:
                     raise _Abandoned()
-            self.stream = conn.stream
+            self.abort = conn.stream.close
             if self.timer is None or self.phase != "during request":
                 limit = req.request_timeout
                 self._arm(start + limit if limit else None, "during request")
@@ -444,7 +446,7 @@ class _Fetch:
             if self.done:
                 conn.close()
                 raise _Abandoned()
-            self.stream = None
+            self.abort = None
             if conn.can_keep():
                 client._keep(conn)
             else:
@@ -472,6 +474,11 @@ class _Fetch:
                 value = value.decode("latin-1")
             elif not isinstance(value, str):
                 value = str(value)
+            # RFC 9112 §2.2, RFC 9110 §5.5: a CR or LF would inject fields.
+            if _TOKEN_RE.fullmatch(name) is None:
+                raise ValueError(f"Invalid header name {name!r}")
+            if _BAD_VALUE_RE.search(value) is not None:
+                raise ValueError(f"Invalid header value {value!r} for {name}")
             items.append((name, value))
             names.add(name.lower())
 

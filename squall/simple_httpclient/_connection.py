@@ -13,7 +13,7 @@ import base64
 import select
 import socket
 import ssl
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Optional, Protocol, Union
 
 from squall._h1 import (
@@ -80,8 +80,9 @@ def tls_key(
 class ConnectWatcher(Protocol):
     """Told what `open_connection` is doing, for timeouts and cancellation."""
 
-    def connect_phase(self, phase: str, stream: Optional[IOStream]) -> None:
-        """``phase`` reads after "Timeout " (``"while resolving example.com"``)."""
+    def connect_phase(self, phase: str, abort: Optional[Callable[[], object]]) -> None:
+        """``phase`` reads after "Timeout " (``"while resolving example.com"``);
+        ``abort`` closes what is being set up."""
         ...
 
     def cancelled(self) -> bool:
@@ -183,7 +184,7 @@ async def _resolve_and_connect(
                     f"Failed binding local connection end to {source_ip!r}: {exc}"
                 ) from exc
         stream = IOStream(sock, max_buffer_size=max_buffer_size)
-        watcher.connect_phase(f"while connecting to {host}:{port}", stream)
+        watcher.connect_phase(f"while connecting to {host}:{port}", stream.close)
         try:
             await stream.connect(address)
         except StreamClosedError as exc:
@@ -296,11 +297,16 @@ async def open_connection(
         stream.set_nodelay(True)
         via_proxy = proxy is not None and scheme == "http"
         if proxy is not None and scheme == "https":
-            watcher.connect_phase(f"during CONNECT to {host}:{port} through the proxy", stream)
+            watcher.connect_phase(
+                f"during CONNECT to {host}:{port} through the proxy", stream.close
+            )
             await _tunnel(stream, host, port, proxy[2], limits.max_header_size)
         if ssl_context is not None:
-            watcher.connect_phase(f"during TLS handshake with {host}:{port}", stream)
-            stream = await stream.start_tls(False, ssl_context, server_hostname=host)
+            handshake = stream.start_tls(False, ssl_context, server_hostname=host)
+            # The socket now belongs to the TLS stream; cancelling the
+            # handshake closes it.
+            watcher.connect_phase(f"during TLS handshake with {host}:{port}", handshake.cancel)
+            stream = await handshake
         if watcher.cancelled():
             stream.close()
             return None

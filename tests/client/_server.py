@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Optional, Union
+from http import HTTPStatus
+from typing import Any, Optional, Union
 
 from squall._h1 import NEED_DATA, ConnectionClosed, Data, EndOfMessage, H1Connection, Request
 
@@ -35,16 +36,19 @@ Handler = Callable[[Request, bytes], Union[Reply, Awaitable[Reply]]]
 class MiniServer:
     """Serves ``handler(request, body)`` on 127.0.0.1 (port 0)."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, ssl: Optional[Any] = None) -> None:
         self.handler = handler
+        self.ssl = ssl
         self.accepted = 0
+        self.closed = 0
+        self.closed_event = asyncio.Event()
         self.requests: list[tuple[Request, bytes]] = []
         self.port = 0
         self._server: Optional[asyncio.base_events.Server] = None
         self._writers: list[asyncio.StreamWriter] = []
 
     async def start(self) -> MiniServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -92,7 +96,11 @@ class MiniServer:
                     headers = list(reply.headers)
                     if reply.close:
                         headers.append(("Connection", "close"))
-                    writer.write(h1.send_response(reply.status, "", headers, reply.body))
+                    writer.write(
+                        h1.send_response(
+                            reply.status, HTTPStatus(reply.status).phrase, headers, reply.body
+                        )
+                    )
                     await writer.drain()
                     if not h1.keep_alive:
                         break
@@ -104,3 +112,5 @@ class MiniServer:
             pass
         finally:
             writer.close()
+            self.closed += 1
+            self.closed_event.set()

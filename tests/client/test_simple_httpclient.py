@@ -1,0 +1,637 @@
+"""SimpleAsyncHTTPClient against real local servers: keep-alive reuse and
+non-reuse (counted on the server), redirects, timeouts, auth, streaming,
+gzip, body producers, 100-continue, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional
+
+from squall._h1 import Request
+from squall.httpclient import HTTPClientError, HTTPResponse
+from squall.iostream import UnsatisfiableReadError
+from squall.log import app_log, gen_log
+from squall.netutil import Resolver
+from squall.simple_httpclient import (
+    HTTPStreamClosedError,
+    HTTPTimeoutError,
+    SimpleAsyncHTTPClient,
+)
+from squall.testing import AsyncTestCase, ExpectLog, gen_test
+from tests.client._server import Handler, MiniServer, Reply
+
+CERTS = os.path.join(os.path.dirname(__file__), "..", "..", "squall", "_certs")
+
+
+def hello(request: Request, body: bytes) -> Reply:
+    return Reply(200, [("Content-Type", "text/plain")], b"hello " + request.target.encode())
+
+
+def header(request: Request, name: str) -> Optional[str]:
+    for key, value in request.headers:
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+class ClientTestCase(AsyncTestCase):
+    client_kwargs: dict[str, Any] = {}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.servers: list[MiniServer] = []
+        self.client = SimpleAsyncHTTPClient(force_instance=True, **self.client_kwargs)
+
+    def tearDown(self) -> None:
+        self.client.close()
+        for server in self.servers:
+            self.io_loop.run_sync(server.stop)
+        super().tearDown()
+
+    async def serve(self, handler: Handler, ssl_ctx: Optional[ssl.SSLContext] = None) -> MiniServer:
+        server = await MiniServer(handler, ssl=ssl_ctx).start()
+        self.servers.append(server)
+        return server
+
+    def fetch(self, url: str, **kwargs: Any) -> Awaitable[HTTPResponse]:
+        return self.client.fetch(url, **kwargs)
+
+
+class ReuseTest(ClientTestCase):
+    @gen_test
+    async def test_sequential_requests_share_one_connection(self) -> None:
+        server = await self.serve(hello)
+        for i in range(3):
+            response = await self.fetch(server.url(f"/{i}"))
+            self.assertEqual(response.body, f"hello /{i}".encode())
+        self.assertEqual(server.accepted, 1)
+        self.assertEqual(len(self.client.pool), 1)
+
+    @gen_test
+    async def test_error_status_keeps_connection(self) -> None:
+        server = await self.serve(lambda r, b: Reply(404, body=b"nope"))
+        for _ in range(2):
+            response = await self.fetch(server.url(), raise_error=False)
+            self.assertEqual(response.code, 404)
+        self.assertEqual(server.accepted, 1)
+
+    @gen_test
+    async def test_connection_close_is_not_reused(self) -> None:
+        server = await self.serve(lambda r, b: Reply(200, body=b"x", close=True))
+        for _ in range(2):
+            response = await self.fetch(server.url())
+            self.assertEqual(response.body, b"x")
+        self.assertEqual(server.accepted, 2)
+        self.assertEqual(len(self.client.pool), 0)
+
+    @gen_test
+    async def test_http10_without_keep_alive_is_not_reused(self) -> None:
+        raw = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        server = await self.serve(lambda r, b: Reply(raw=raw))
+        for _ in range(2):
+            self.assertEqual((await self.fetch(server.url())).body, b"ok")
+        self.assertEqual(server.accepted, 2)
+
+    @gen_test
+    async def test_http10_with_keep_alive_is_reused(self) -> None:
+        raw = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"
+        server = await self.serve(lambda r, b: Reply(raw=raw))
+        for _ in range(2):
+            self.assertEqual((await self.fetch(server.url())).body, b"ok")
+        self.assertEqual(server.accepted, 1)
+
+    @gen_test
+    async def test_body_until_close_is_not_reused(self) -> None:
+        raw = b"HTTP/1.1 200 OK\r\n\r\nuntil close"
+        server = await self.serve(lambda r, b: Reply(raw=raw, close=True))
+        for _ in range(2):
+            self.assertEqual((await self.fetch(server.url())).body, b"until close")
+        self.assertEqual(server.accepted, 2)
+
+    @gen_test
+    async def test_streaming_callback_error_discards_connection(self) -> None:
+        server = await self.serve(hello)
+        await self.fetch(server.url())
+
+        def boom(chunk: bytes) -> None:
+            raise ValueError("boom")
+
+        with ExpectLog(app_log, "Uncaught exception in streaming_callback"):
+            with self.assertRaises(HTTPStreamClosedError):
+                await self.fetch(server.url(), streaming_callback=boom)
+        await self.fetch(server.url())
+        self.assertEqual(server.accepted, 2)
+
+    @gen_test
+    async def test_timeout_discards_connection(self) -> None:
+        release = asyncio.Event()
+
+        async def slow(request: Request, body: bytes) -> Reply:
+            if request.target == "/slow":
+                await release.wait()
+            return Reply(200, body=b"done")
+
+        server = await self.serve(slow)
+        await self.fetch(server.url("/fast"))
+        with self.assertRaises(HTTPTimeoutError) as cm:
+            await self.fetch(server.url("/slow"), request_timeout=0.05)
+        self.assertEqual(str(cm.exception), "Timeout during request")
+        self.assertEqual(cm.exception.code, 599)
+        release.set()
+        await self.fetch(server.url("/fast"))
+        self.assertEqual(server.accepted, 2)
+
+    @gen_test
+    async def test_server_closing_idle_connection_is_noticed(self) -> None:
+        server = await self.serve(hello)
+        await self.fetch(server.url())
+        for writer in server._writers:
+            writer.close()
+        await asyncio.wait_for(server.closed_event.wait(), 2)
+        response = await self.fetch(server.url("/again"))
+        self.assertEqual(response.body, b"hello /again")
+        self.assertEqual(server.accepted, 2)
+
+    @gen_test
+    async def test_extra_bytes_after_response_prevent_reuse(self) -> None:
+        raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK"
+        server = await self.serve(lambda r, b: Reply(raw=raw))
+        self.assertEqual((await self.fetch(server.url())).body, b"ok")
+        self.assertEqual(len(self.client.pool), 0)
+
+
+class PoolLimitsTest(ClientTestCase):
+    client_kwargs = {"idle_timeout": 0.05, "max_idle_per_host": 1}
+
+    @gen_test
+    async def test_idle_bound_and_timeout(self) -> None:
+        gate = asyncio.Event()
+        arrived = 0
+
+        async def wait_all(request: Request, body: bytes) -> Reply:
+            nonlocal arrived
+            arrived += 1
+            if arrived == 3:
+                gate.set()
+            await gate.wait()
+            return Reply(200, body=b"ok")
+
+        server = await self.serve(wait_all)
+        responses = await asyncio.gather(*(self.fetch(server.url()) for _ in range(3)))
+        self.assertEqual([r.body for r in responses], [b"ok"] * 3)
+        self.assertEqual(server.accepted, 3)
+        # Two of the three are closed at once: only one may stay idle.
+        self.assertEqual(len(self.client.pool), 1)
+        # The last one is closed by the idle timer; the server sees the EOF.
+        while server.closed < 3:
+            server.closed_event.clear()
+            await asyncio.wait_for(server.closed_event.wait(), 2)
+        self.assertEqual(len(self.client.pool), 0)
+
+
+class RedirectTest(ClientTestCase):
+    async def redirect_server(self) -> MiniServer:
+        def handler(request: Request, body: bytes) -> Reply:
+            path, _, query = request.target.partition("?")
+            if path.startswith("/redirect/"):
+                code = int(path.rsplit("/", 1)[1])
+                return Reply(code, [("Location", "/echo")])
+            if path.startswith("/countdown/"):
+                n = int(path.rsplit("/", 1)[1])
+                if n:
+                    return Reply(302, [("Location", f"/countdown/{n - 1}")])
+                return Reply(200, body=b"zero")
+            text = f"{request.method} {len(body)} {header(request, 'Content-Type')}"
+            return Reply(200, body=text.encode())
+
+        return await self.serve(handler)
+
+    @gen_test
+    async def test_303_and_post_on_302_become_get_without_body(self) -> None:
+        server = await self.redirect_server()
+        for code in (301, 302, 303):
+            response = await self.fetch(server.url(f"/redirect/{code}"), method="POST", body="abc")
+            self.assertEqual(response.body, b"GET 0 None")
+            self.assertEqual(response.request.method, "POST")
+            self.assertTrue(response.effective_url.endswith("/echo"))
+            self.assertTrue(response.request.url.endswith(f"/redirect/{code}"))
+
+    @gen_test
+    async def test_307_keeps_method_and_body(self) -> None:
+        server = await self.redirect_server()
+        response = await self.fetch(server.url("/redirect/307"), method="PUT", body="abc")
+        self.assertEqual(response.body, b"PUT 3 None")
+
+    @gen_test
+    async def test_max_redirects_and_follow_off(self) -> None:
+        server = await self.redirect_server()
+        response = await self.fetch(server.url("/countdown/5"), max_redirects=2, raise_error=False)
+        self.assertEqual(response.code, 302)
+        self.assertTrue(response.effective_url.endswith("/countdown/3"))
+        response = await self.fetch(
+            server.url("/countdown/2"), follow_redirects=False, raise_error=False
+        )
+        self.assertEqual(response.headers["Location"], "/countdown/1")
+        response = await self.fetch(server.url("/countdown/3"))
+        self.assertEqual(response.body, b"zero")
+        self.assertEqual(server.accepted, 1)
+
+    @gen_test
+    async def test_callbacks_only_see_final_response(self) -> None:
+        server = await self.redirect_server()
+        lines: list[str] = []
+        chunks: list[bytes] = []
+        await self.fetch(
+            server.url("/countdown/2"),
+            header_callback=lines.append,
+            streaming_callback=chunks.append,
+        )
+        self.assertEqual(chunks, [b"zero"])
+        self.assertEqual(
+            [line for line in lines if line.startswith("HTTP/")], ["HTTP/1.1 200 OK\r\n"]
+        )
+        self.assertEqual(lines[-1], "\r\n")
+
+    @gen_test
+    async def test_unsupported_scheme(self) -> None:
+        server = await self.serve(lambda r, b: Reply(302, [("Location", "ftp://example.com/")]))
+        with self.assertRaisesRegex(ValueError, "Unsupported url scheme"):
+            await self.fetch(server.url())
+
+    @gen_test
+    async def test_cross_origin_redirect_drops_credentials(self) -> None:
+        target = await self.serve(
+            lambda r, b: Reply(200, body=repr(header(r, "Authorization")).encode())
+        )
+        origin = await self.serve(lambda r, b: Reply(302, [("Location", target.url("/"))]))
+        response = await self.fetch(origin.url(), auth_username="u", auth_password="p")
+        self.assertEqual(response.body, b"None")
+
+
+class TimeoutTest(ClientTestCase):
+    client_kwargs = {"max_clients": 1}
+
+    @gen_test
+    async def test_queue_timeout(self) -> None:
+        release = asyncio.Event()
+
+        async def slow(request: Request, body: bytes) -> Reply:
+            await release.wait()
+            return Reply(200, body=b"late")
+
+        server = await self.serve(slow)
+        first = self.fetch(server.url())
+        with self.assertRaises(HTTPTimeoutError) as cm:
+            await self.fetch(server.url(), connect_timeout=0.05)
+        self.assertEqual(str(cm.exception), "Timeout in request queue")
+        self.assertEqual(len(self.client.queue), 0)
+        release.set()
+        self.assertEqual((await first).body, b"late")
+
+    @gen_test
+    async def test_resolve_timeout(self) -> None:
+        never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        class Hanging(Resolver):
+            async def resolve(self, host: str, port: int, family: Any = socket.AF_UNSPEC) -> Any:
+                return await never
+
+        client = SimpleAsyncHTTPClient(force_instance=True, resolver=Hanging())
+        try:
+            with self.assertRaises(HTTPTimeoutError) as cm:
+                await client.fetch("http://example.invalid/", connect_timeout=0.05)
+            self.assertEqual(str(cm.exception), "Timeout while resolving example.invalid")
+        finally:
+            never.set_result([(socket.AF_INET, ("127.0.0.1", 9))])
+            client.close()
+        await asyncio.sleep(0)
+
+    @gen_test
+    async def test_connection_refused(self) -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        with self.assertRaises(ConnectionRefusedError):
+            await self.fetch(f"http://127.0.0.1:{port}/")
+
+    @gen_test
+    async def test_zero_timeouts_mean_none(self) -> None:
+        server = await self.serve(hello)
+        response = await self.fetch(server.url(), connect_timeout=0, request_timeout=0)
+        self.assertEqual(response.code, 200)
+
+
+class AuthTest(ClientTestCase):
+    @gen_test
+    async def test_basic_auth_from_options_and_url(self) -> None:
+        server = await self.serve(
+            lambda r, b: Reply(200, body=(header(r, "Authorization") or "").encode())
+        )
+        response = await self.fetch(
+            server.url(), auth_username="Aladdin", auth_password="open sesame"
+        )
+        self.assertEqual(response.body, b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+        response = await self.fetch(
+            server.url().replace("http://", "http://Aladdin:open%20sesame@")
+        )
+        self.assertEqual(response.body, b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+
+    @gen_test
+    async def test_unsupported_auth_mode(self) -> None:
+        server = await self.serve(hello)
+        with self.assertRaisesRegex(ValueError, "unsupported auth_mode 'nope'"):
+            await self.fetch(server.url(), auth_username="a", auth_password="b", auth_mode="nope")
+
+    @gen_test
+    async def test_digest_auth(self) -> None:
+        realm, nonce = "test@squall", "abc123"
+
+        def h(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        def handler(request: Request, body: bytes) -> Reply:
+            value = header(request, "Authorization")
+            if value is None or not value.startswith("Digest "):
+                challenge = f'Digest realm="{realm}", nonce="{nonce}", qop="auth", opaque="xyz"'
+                return Reply(401, [("WWW-Authenticate", challenge)], b"denied")
+            params = dict(part.strip().split("=", 1) for part in value[len("Digest ") :].split(","))
+            params = {k: v.strip('"') for k, v in params.items()}
+            ha1 = h(f"user:{realm}:pass")
+            ha2 = h(f"{request.method}:{params['uri']}")
+            expected = h(f"{ha1}:{nonce}:{params['nc']}:{params['cnonce']}:auth:{ha2}")
+            ok = params["response"] == expected and params["opaque"] == "xyz"
+            return Reply(200 if ok else 403, body=b"welcome" if ok else b"bad")
+
+        server = await self.serve(handler)
+        response = await self.fetch(
+            server.url("/p?q=1"), auth_username="user", auth_password="pass", auth_mode="digest"
+        )
+        self.assertEqual(response.body, b"welcome")
+        self.assertEqual(server.accepted, 1)
+        response = await self.fetch(
+            server.url("/p"),
+            auth_username="user",
+            auth_password="wrong",
+            auth_mode="digest",
+            raise_error=False,
+        )
+        self.assertEqual(response.code, 403)
+
+
+class BodyTest(ClientTestCase):
+    @gen_test
+    async def test_streaming_and_header_callbacks(self) -> None:
+        raw = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+            b"4\r\nasdf\r\n4\r\nqwer\r\n0\r\n\r\n"
+        )
+        server = await self.serve(lambda r, b: Reply(raw=raw))
+        lines: list[str] = []
+        chunks: list[bytes] = []
+
+        async def on_chunk(chunk: bytes) -> None:
+            await asyncio.sleep(0)
+            chunks.append(chunk)
+
+        response = await self.fetch(
+            server.url(), header_callback=lines.append, streaming_callback=on_chunk
+        )
+        self.assertEqual(b"".join(chunks), b"asdfqwer")
+        self.assertEqual(response.body, b"")
+        self.assertEqual(
+            lines,
+            ["HTTP/1.1 200 OK\r\n", "Transfer-Encoding: chunked\r\n", "X-A: 1\r\n", "\r\n"],
+        )
+
+    @gen_test
+    async def test_header_callback_error(self) -> None:
+        server = await self.serve(hello)
+
+        def boom(line: str) -> None:
+            raise ValueError("boom")
+
+        with ExpectLog(app_log, "Uncaught exception in header_callback"):
+            with self.assertRaises(HTTPStreamClosedError):
+                await self.fetch(server.url(), header_callback=boom)
+
+    @gen_test
+    async def test_gzip(self) -> None:
+        payload = b"squall " * 1000
+
+        def handler(request: Request, body: bytes) -> Reply:
+            if header(request, "Accept-Encoding") == "gzip":
+                return Reply(200, [("Content-Encoding", "gzip")], gzip.compress(payload))
+            return Reply(200, body=payload)
+
+        server = await self.serve(handler)
+        response = await self.fetch(server.url())
+        self.assertEqual(response.body, payload)
+        self.assertEqual(response.headers["X-Consumed-Content-Encoding"], "gzip")
+        self.assertNotIn("Content-Encoding", response.headers)
+        raw = await self.fetch(
+            server.url(), decompress_response=False, headers={"Accept-Encoding": "gzip"}
+        )
+        self.assertEqual(gzip.decompress(raw.body), payload)
+        plain = await self.fetch(server.url(), use_gzip=False)
+        self.assertEqual(plain.body, payload)
+
+    @gen_test
+    async def test_invalid_gzip(self) -> None:
+        server = await self.serve(
+            lambda r, b: Reply(200, [("Content-Encoding", "gzip")], b"not gzip")
+        )
+        with ExpectLog(
+            gen_log, "Malformed HTTP message from None: invalid gzip data", level=logging.INFO
+        ):
+            with self.assertRaises(HTTPStreamClosedError):
+                await self.fetch(server.url())
+
+    @gen_test
+    async def test_decompressed_body_limit(self) -> None:
+        client = SimpleAsyncHTTPClient(force_instance=True, max_body_size=1000)
+        bomb = gzip.compress(b"\0" * 100000)
+        server = await self.serve(lambda r, b: Reply(200, [("Content-Encoding", "gzip")], bomb))
+        try:
+            with ExpectLog(gen_log, ".*decompressed body too large", level=logging.INFO):
+                with self.assertRaises(HTTPClientError) as cm:
+                    await client.fetch(server.url())
+            self.assertEqual(cm.exception.code, 599)
+        finally:
+            client.close()
+
+    @gen_test
+    async def test_body_producer_chunked_and_with_length(self) -> None:
+        server = await self.serve(
+            lambda r, b: Reply(200, body=f"{header(r, 'Transfer-Encoding')}|".encode() + b)
+        )
+
+        async def producer(write: Callable[[bytes], Awaitable[None]]) -> None:
+            await write(b"1234")
+            await write(b"5678")
+
+        response = await self.fetch(server.url(), method="POST", body_producer=producer)
+        self.assertEqual(response.body, b"chunked|12345678")
+        response = await self.fetch(
+            server.url(), method="PUT", body_producer=producer, headers={"Content-Length": "8"}
+        )
+        self.assertEqual(response.body, b"None|12345678")
+        self.assertEqual(server.accepted, 1)
+
+    @gen_test
+    async def test_expect_100_continue(self) -> None:
+        server = await self.serve(lambda r, b: Reply(200, body=b))
+        response = await self.fetch(
+            server.url(), method="POST", body=b"abcd", expect_100_continue=True
+        )
+        self.assertEqual(response.body, b"abcd")
+        self.assertEqual(header(server.requests[0][0], "Expect"), "100-continue")
+
+    @gen_test
+    async def test_100_continue_refused_does_not_send_body(self) -> None:
+        raw = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+        called = []
+        done = asyncio.Event()
+
+        async def serve_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(raw)
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            done.set()
+
+        srv = await asyncio.start_server(serve_raw, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+
+        def producer(write: Callable[[bytes], Awaitable[None]]) -> None:
+            called.append(True)
+
+        response = await self.fetch(
+            f"http://127.0.0.1:{port}/",
+            method="POST",
+            body_producer=producer,
+            expect_100_continue=True,
+            raise_error=False,
+        )
+        self.assertEqual(response.code, 403)
+        self.assertEqual(called, [])
+        self.assertEqual(len(self.client.pool), 0)
+        await asyncio.wait_for(done.wait(), 2)
+        srv.close()
+
+    @gen_test
+    async def test_body_sanity_checks(self) -> None:
+        server = await self.serve(hello)
+        with self.assertRaisesRegex(ValueError, "must not be None"):
+            await self.fetch(server.url(), method="POST")
+        with self.assertRaisesRegex(ValueError, "must be None"):
+            await self.fetch(server.url(), method="GET", body=b"x")
+        response = await self.fetch(
+            server.url(), method="DELETE", body=b"x", allow_nonstandard_methods=True
+        )
+        self.assertEqual(response.code, 200)
+
+    @gen_test
+    async def test_header_injection_rejected(self) -> None:
+        server = await self.serve(hello)
+        for headers in ({"X": "a\r\nB: c"}, {"X\nY": "a"}):
+            with self.assertRaises(ValueError):
+                await self.fetch(server.url(), headers=headers)
+
+    @gen_test
+    async def test_bytes_header_values_and_user_agent(self) -> None:
+        server = await self.serve(
+            lambda r, b: Reply(200, body=(header(r, "User-Agent") or "").encode())
+        )
+        response = await self.fetch(server.url(), headers={"User-Agent": b"Mine"})
+        self.assertEqual(response.body, b"Mine")
+        response = await self.fetch(server.url(), user_agent="Other")
+        self.assertEqual(response.body, b"Other")
+        response = await self.fetch(server.url())
+        self.assertTrue(response.body.startswith(b"Tornado/"))
+
+    @gen_test
+    async def test_malformed_response(self) -> None:
+        raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"
+        server = await self.serve(lambda r, b: Reply(raw=raw, close=True))
+        with ExpectLog(
+            gen_log, "Malformed HTTP message from None: Multiple unequal", level=logging.INFO
+        ):
+            with self.assertRaises(HTTPStreamClosedError):
+                await self.fetch(server.url())
+
+    @gen_test
+    async def test_header_too_large(self) -> None:
+        client = SimpleAsyncHTTPClient(force_instance=True, max_header_size=200)
+        server = await self.serve(lambda r, b: Reply(200, [("X-Filler", "a" * 500)], b"ok"))
+        try:
+            with ExpectLog(gen_log, "Unsatisfiable read", level=logging.INFO):
+                with self.assertRaises(UnsatisfiableReadError):
+                    await client.fetch(server.url())
+        finally:
+            client.close()
+
+    @gen_test
+    async def test_truncated_body(self) -> None:
+        raw = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"
+        server = await self.serve(lambda r, b: Reply(raw=raw, close=True))
+        with self.assertRaises(HTTPStreamClosedError):
+            await self.fetch(server.url())
+
+
+class TLSTest(ClientTestCase):
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(os.path.join(CERTS, "test.crt"), os.path.join(CERTS, "test.key"))
+        return ctx
+
+    @gen_test
+    async def test_https_with_reuse(self) -> None:
+        server = await self.serve(hello, self.server_context())
+        for _ in range(3):
+            response = await self.fetch(server.url("/s", "https"), validate_cert=False)
+            self.assertEqual(response.body, b"hello /s")
+        self.assertEqual(server.accepted, 1)
+
+    @gen_test
+    async def test_https_ca_certs_and_ssl_options(self) -> None:
+        server = await self.serve(hello, self.server_context())
+        url = server.url("/", "https").replace("127.0.0.1", "localhost")
+        response = await self.fetch(url, ca_certs=os.path.join(CERTS, "test.crt"))
+        self.assertEqual(response.code, 200)
+        response = await self.fetch(url, ssl_options={"cert_reqs": ssl.CERT_NONE})
+        self.assertEqual(response.code, 200)
+
+    @gen_test
+    async def test_https_validation_failure(self) -> None:
+        server = await self.serve(hello, self.server_context())
+        with ExpectLog(gen_log, "SSL Error", required=False):
+            with self.assertRaises(ssl.SSLError):
+                await self.fetch(server.url("/", "https"))
+
+    @gen_test
+    async def test_tls_handshake_timeout(self) -> None:
+        done = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # Returns only once the client closed its socket.
+            await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            done.set()
+
+        srv = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        with self.assertRaises(HTTPTimeoutError) as cm:
+            await self.fetch(f"https://127.0.0.1:{port}/", connect_timeout=0.1, validate_cert=False)
+        self.assertEqual(str(cm.exception), f"Timeout during TLS handshake with 127.0.0.1:{port}")
+        await asyncio.wait_for(done.wait(), 2)
+        srv.close()

@@ -371,7 +371,7 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
     def on_connection_close(self) -> None:
         if self.stream_request_body:
             if self.handler is not None:
-                self.handler.on_connection_close()
+                self.handler._connection_closed()
         else:
             self.chunks = []
 

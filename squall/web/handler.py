@@ -155,7 +155,7 @@ class RequestHandler(CookieMixin, RenderMixin):
         self.clear()
         connection = request.connection
         assert connection is not None
-        connection.set_close_callback(self.on_connection_close)  # type: ignore[attr-defined]
+        connection.set_close_callback(self._connection_closed)  # type: ignore[attr-defined]
         self.initialize(**kwargs)
 
     def _initialize(self) -> None:
@@ -205,6 +205,13 @@ class RequestHandler(CookieMixin, RenderMixin):
 
     def on_finish(self) -> None:
         """Called after the response has been sent; for cleanup and logging."""
+
+    def _connection_closed(self) -> None:
+        # Both the connection's close callback and a streaming delegate may
+        # report the same close; the handler hears of it once.
+        if not self.__dict__.get("_close_reported"):
+            self._close_reported = True
+            self.on_connection_close()
 
     def on_connection_close(self) -> None:
         """Called if the client closes the connection before the response is finished.
@@ -544,10 +551,13 @@ class RequestHandler(CookieMixin, RenderMixin):
             if isinstance(exception, HTTPError) and exception.reason:
                 reason = exception.reason
         self.set_status(status_code, reason=reason)
-        try:
-            self.write_error(status_code, **kwargs)
-        except Exception:
-            app_log.error("Uncaught exception in write_error", exc_info=True)
+        # RFC 9110 sections 15.3.5 and 15.4.5: these statuses have no body,
+        # so there is no error page to write.
+        if status_code not in (204, 304) and not 100 <= status_code < 200:
+            try:
+                self.write_error(status_code, **kwargs)
+            except Exception:
+                app_log.error("Uncaught exception in write_error", exc_info=True)
         if not self._finished:
             self.finish()
 

@@ -37,7 +37,7 @@ from squall._h1 import (
     Request,
     Response,
 )
-from squall.concurrent import Future, future_set_result_unless_cancelled
+from squall.concurrent import Future
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -218,27 +218,39 @@ class _GzipMessageDelegate(HTTPMessageDelegate):
             del headers["Content-Encoding"]
         return self._delegate.headers_received(start_line, headers)
 
-    async def _decode(self, chunk: bytes) -> None:
+    def _step(self, chunk: bytes) -> tuple[bytes, bytes]:
         decompressor = self._decompressor
         assert decompressor is not None
-        while chunk:
-            try:
-                out = decompressor.decompress(chunk, self._chunk_size)
-            except zlib.error as exc:
-                raise HTTPInputError("invalid gzip data") from exc
-            chunk = decompressor.unconsumed_tail
-            if out:
-                self._total += len(out)
-                if self._total > self._max_body_size:
-                    raise HTTPInputError("decompressed body too large")
-                ret = self._delegate.data_received(out)
-                if ret is not None:
-                    await ret
+        try:
+            out = decompressor.decompress(chunk, self._chunk_size)
+        except zlib.error as exc:
+            raise HTTPInputError("invalid gzip data") from exc
+        if out:
+            self._total += len(out)
+            if self._total > self._max_body_size:
+                raise HTTPInputError("decompressed body too large")
+        return out, decompressor.unconsumed_tail
 
     def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
         if self._decompressor is None:
             return self._delegate.data_received(chunk)
-        return self._decode(chunk)
+        # Synchronous unless the delegate asks us to wait.
+        while chunk:
+            out, chunk = self._step(chunk)
+            if out:
+                ret = self._delegate.data_received(out)
+                if ret is not None:
+                    return self._resume(ret, chunk)
+        return None
+
+    async def _resume(self, ret: Awaitable[None], chunk: bytes) -> None:
+        await ret
+        while chunk:
+            out, chunk = self._step(chunk)
+            if out:
+                ret2 = self._delegate.data_received(out)
+                if ret2 is not None:
+                    await ret2
 
     def finish(self) -> None:
         if self._decompressor is not None:
@@ -340,6 +352,11 @@ class HTTP1Connection(HTTPConnection):
     async def _read_message(self, delegate: HTTPMessageDelegate) -> bool:
         h1 = self._h1
         client = self.is_client
+        if client and h1.our_state == "IDLE" and h1.their_state == "IDLE":
+            # Reading a response to a request written by someone else (the
+            # stream's owner): let the parser expect one, as for a GET.
+            h1.send_request_head("GET", "/", ())
+            h1.send_end()
         need_close = False
         head_seen = False
         headers: Optional[HTTPHeaders] = None
@@ -372,8 +389,8 @@ class HTTP1Connection(HTTPConnection):
                     continue
                 if kind is EndOfMessage:
                     self._read_finished = True
-                    need_close = False
                     delegate.finish()
+                    need_close = False
                     break
                 if kind is ConnectionClosed:
                     assert isinstance(event, ConnectionClosed)
@@ -586,7 +603,9 @@ class HTTP1Connection(HTTPConnection):
             future.add_done_callback(lambda f: self.close())
 
     def _resolve_finish(self) -> None:
-        future_set_result_unless_cancelled(self._finish_future, None)
+        future = self._finish_future
+        if not future.done():
+            future.set_result(None)
 
     # -- connection -----------------------------------------------------------
 

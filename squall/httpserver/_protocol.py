@@ -22,7 +22,6 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Optional, Union
 
-from squall import gen
 from squall._h1 import (
     NEED_DATA,
     PAUSED,
@@ -493,7 +492,10 @@ class _HTTPProtocol(asyncio.Protocol):
     def _block(self, awaitable: Awaitable[None]) -> None:
         self._blocked = True
         self._pause_reading()
-        future = gen.convert_yielded(awaitable)
+        if isinstance(awaitable, asyncio.Future):
+            future: asyncio.Future[None] = awaitable
+        else:
+            future = asyncio.ensure_future(awaitable, loop=self._loop)
         future.add_done_callback(self._unblock)
 
     def _unblock(self, future: asyncio.Future[None]) -> None:

@@ -1,0 +1,637 @@
+"""The server's protocol driven through a fake transport: bytes in, bytes out."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import pytest
+
+from squall.httpserver._protocol import _PIPELINE_HIGH_WATER
+from squall.httputil import (
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPOutputError,
+    HTTPServerConnectionDelegate,
+    HTTPServerRequest,
+    RequestStartLine,
+    ResponseStartLine,
+)
+from squall.iostream import StreamClosedError
+
+from ._fakes import make, respond, responses, run_soon
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+GET = b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n"
+
+
+def test_get_keep_alive(loop: asyncio.AbstractEventLoop) -> None:
+    _, proto, t = make(loop)
+    proto.data_received(GET)
+    assert t.data == b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nGET /a "
+    assert not t.closed
+    proto.data_received(GET)
+    assert len(responses(t.data)) == 2
+
+
+def test_request_fields(loop: asyncio.AbstractEventLoop) -> None:
+    seen: list[HTTPServerRequest] = []
+
+    def handle(request: HTTPServerRequest) -> None:
+        seen.append(request)
+        respond(request)
+
+    make(loop, handle)[1].data_received(
+        b"POST /p?x=1 HTTP/1.1\r\nHost: h:8\r\nContent-Type: application/x-www-form-urlencoded"
+        b"\r\nContent-Length: 3\r\n\r\na=b"
+    )
+    (request,) = seen
+    assert (request.method, request.uri, request.version) == ("POST", "/p?x=1", "HTTP/1.1")
+    assert request.remote_ip == "10.0.0.1" and request.protocol == "http"
+    assert request.host == "h:8" and request.body == b"a=b"
+    assert request.body_arguments == {"a": [b"b"]}
+    assert request.arguments == {"x": [b"1"], "a": [b"b"]}
+
+
+def test_pipelined_requests_answered_in_order_in_one_write(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    _, proto, t = make(loop)
+    proto.data_received(
+        b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 2\r\n\r\nxyGET /3 HTTP/1.1\r\n\r\n"
+    )
+    assert len(t.writes) == 1
+    bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
+    assert bodies == [b"GET /1 ", b"POST /2 xy", b"GET /3 "]
+
+
+def test_pipelined_requests_wait_for_a_slow_response(loop: asyncio.AbstractEventLoop) -> None:
+    pending: list[HTTPServerRequest] = []
+
+    def handle(request: HTTPServerRequest) -> None:
+        if request.uri == "/slow":
+            pending.append(request)
+        else:
+            respond(request)
+
+    _, proto, t = make(loop, handle)
+    proto.data_received(b"GET /slow HTTP/1.1\r\n\r\nGET /fast HTTP/1.1\r\n\r\n")
+    assert t.data == b"" and len(pending) == 1
+    respond(pending[0])  # outside data_received: flushed at once
+    bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
+    assert bodies == [b"GET /slow ", b"GET /fast "]
+
+
+def test_pipelined_bytes_over_high_water_pause_reading(loop: asyncio.AbstractEventLoop) -> None:
+    pending: list[HTTPServerRequest] = []
+    _, proto, t = make(loop, pending.append)
+    proto.data_received(b"GET / HTTP/1.1\r\n\r\n" + b"GET / HTTP/1.1\r\n\r\n" * 20000)
+    assert len(pending) == 1 and not t.reading
+    respond(pending[0])
+    assert len(pending) == 2 and not t.reading  # still far over the mark
+    while not t.reading:
+        respond(pending[-1])
+    assert proto._h1.buffered <= _PIPELINE_HIGH_WATER
+    assert len(t.writes) == len(pending) - 1
+
+
+def test_connection_close_request(loop: asyncio.AbstractEventLoop) -> None:
+    _, proto, t = make(loop)
+    proto.data_received(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n")
+    assert t.data.count(b"HTTP/1.1 200") == 1
+    assert b"\r\nConnection: close\r\n" in t.data
+    assert t.closed
+
+
+def test_http10_closes_unless_keep_alive(loop: asyncio.AbstractEventLoop) -> None:
+    _, proto, t = make(loop)
+    proto.data_received(b"GET / HTTP/1.0\r\n\r\n")
+    assert b"Connection" not in t.data and t.closed
+    _, proto, t = make(loop)
+    proto.data_received(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert b"\r\nConnection: Keep-Alive\r\n" in t.data and not t.closed
+
+
+def test_no_keep_alive_option(loop: asyncio.AbstractEventLoop) -> None:
+    _, proto, t = make(loop, no_keep_alive=True)
+    proto.data_received(GET)
+    assert b"\r\nConnection: close\r\n" in t.data and t.closed
+
+
+def test_response_without_length_is_chunked_for_http11(loop: asyncio.AbstractEventLoop) -> None:
+    def handle(request: HTTPServerRequest) -> None:
+        conn = request.connection
+        assert conn is not None
+        conn.write_headers(ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders(), b"ab")
+        conn.write(b"cd")
+        conn.finish()
+
+    _, proto, t = make(loop, handle)
+    proto.data_received(GET)
+    assert t.data == (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"
+    )
+    _, proto, t = make(loop, handle)
+    proto.data_received(b"GET / HTTP/1.0\r\n\r\n")
+    assert t.data == b"HTTP/1.1 200 OK\r\n\r\nabcd" and t.closed
+
+
+def test_head_response_has_no_body(loop: asyncio.AbstractEventLoop) -> None:
+    _, proto, t = make(loop, lambda r: respond(r, b"hello"))
+    proto.data_received(b"HEAD / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    assert t.data == (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    )
+
+
+def test_chunked_request_body(loop: asyncio.AbstractEventLoop) -> None:
+    _, proto, t = make(loop)
+    proto.data_received(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    proto.data_received(b"2\r\nde\r\n0\r\n\r\n")
+    assert t.data.endswith(b"POST / abcde")
+
+
+def test_100_continue(loop: asyncio.AbstractEventLoop) -> None:
+    _, proto, t = make(loop)
+    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    assert t.data == b"HTTP/1.1 100 (Continue)\r\n\r\n"
+    proto.data_received(b"ok")
+    assert t.data.endswith(b"POST / ok") and not t.closed
+
+
+def test_100_continue_waits_for_a_blocking_delegate(loop: asyncio.AbstractEventLoop) -> None:
+    gate: asyncio.Future[None] = loop.create_future()
+
+    class Delegate(HTTPMessageDelegate):
+        def __init__(self, conn: Any) -> None:
+            self.conn = conn
+
+        def headers_received(self, start_line: Any, headers: Any) -> Any:
+            return gate
+
+        def finish(self) -> None:
+            self.conn.write_headers(ResponseStartLine("HTTP/1.1", 204, "No Content"), HTTPHeaders())
+            self.conn.finish()
+
+    class App(HTTPServerConnectionDelegate):
+        def start_request(self, server_conn: object, request_conn: Any) -> HTTPMessageDelegate:
+            return Delegate(request_conn)
+
+    _, proto, t = make(loop, App())
+    proto.data_received(b"PUT / HTTP/1.1\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n")
+    assert t.data == b"" and not t.reading
+    gate.set_result(None)
+    run_soon(loop)
+    assert t.data == b"HTTP/1.1 100 (Continue)\r\n\r\n" and t.reading
+    proto.data_received(b"x")
+    assert t.data.endswith(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
+class Recorder(HTTPMessageDelegate):
+    """Records calls; returns ``gate`` from the callbacks while it is set."""
+
+    def __init__(self, conn: Any, gate: Optional[asyncio.Future[None]] = None) -> None:
+        self.conn = conn
+        self.gate = gate
+        self.calls: list[Any] = []
+
+    def headers_received(self, start_line: Any, headers: Any) -> Any:
+        self.calls.append(("headers", start_line))
+        return self.gate
+
+    def data_received(self, chunk: bytes) -> Any:
+        self.calls.append(("data", chunk))
+        return self.gate
+
+    def finish(self) -> None:
+        self.calls.append("finish")
+
+    def on_connection_close(self) -> None:
+        self.calls.append("close")
+
+
+class RecordingApp(HTTPServerConnectionDelegate):
+    def __init__(self, gate: Optional[asyncio.Future[None]] = None) -> None:
+        self.gate = gate
+        self.delegates: list[Recorder] = []
+        self.closed: list[object] = []
+
+    def start_request(self, server_conn: object, request_conn: Any) -> HTTPMessageDelegate:
+        self.delegates.append(Recorder(request_conn, self.gate))
+        return self.delegates[-1]
+
+    def on_close(self, server_conn: object) -> None:
+        self.closed.append(server_conn)
+
+
+def test_flow_control_pauses_reading(loop: asyncio.AbstractEventLoop) -> None:
+    gate: asyncio.Future[None] = loop.create_future()
+    app = RecordingApp(gate)
+    _, proto, t = make(loop, app)
+    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab")
+    (d,) = app.delegates
+    assert d.calls == [("headers", RequestStartLine("POST", "/", "HTTP/1.1"))]
+    assert not t.reading
+    proto.data_received(b"cd")  # arrives before the pause took effect
+    assert len(d.calls) == 1
+    app.gate = d.gate = None
+    gate.set_result(None)
+    run_soon(loop)
+    assert d.calls[1:] == [("data", b"abcd"), "finish"]
+    assert t.reading
+
+
+def test_flow_control_from_a_coroutine_keeps_the_rest_of_a_split_chunk(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    got: list[bytes] = []
+    waits = 0
+
+    class Slow(HTTPMessageDelegate):
+        async def _wait(self) -> None:
+            nonlocal waits
+            waits += 1
+            await asyncio.sleep(0)
+
+        def data_received(self, chunk: bytes) -> Any:
+            got.append(chunk)
+            return self._wait()
+
+    class App(HTTPServerConnectionDelegate):
+        def start_request(self, server_conn: object, request_conn: Any) -> HTTPMessageDelegate:
+            return Slow()
+
+    _, proto, t = make(loop, App(), chunk_size=4)
+    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789")
+    for _ in range(10):
+        run_soon(loop)
+    assert got == [b"0123", b"4567", b"89"] and waits == 3
+
+
+def test_chunk_size_splits_body(loop: asyncio.AbstractEventLoop) -> None:
+    app = RecordingApp()
+    _, proto, _t = make(loop, app, chunk_size=16)
+    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 50\r\n\r\n" + b"x" * 50)
+    sizes = [len(c[1]) for c in app.delegates[0].calls if c[0] == "data"]
+    assert sizes == [16, 16, 16, 2]
+
+
+def test_write_futures_follow_the_transport_high_water_mark(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    futures: list[asyncio.Future[None]] = []
+
+    def handle(request: HTTPServerRequest) -> None:
+        conn = request.connection
+        assert conn is not None
+        futures.append(
+            conn.write_headers(  # type: ignore[arg-type]
+                ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "2"})
+            )
+        )
+        proto.pause_writing()
+        futures.append(conn.write(b"ab"))  # type: ignore[arg-type]
+        conn.finish()
+
+    _, proto, t = make(loop, handle)
+    proto.data_received(GET)
+    assert futures[0].done() and not futures[1].done()
+    assert not t.reading
+    proto.resume_writing()
+    assert futures[1].done() and t.reading
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "message"),
+    [
+        (b"asdf\r\n\r\n", b"400 Bad Request", "Malformed HTTP request line"),
+        (b"GET / HTTP/1.1\r\nasdf\r\n\r\n", b"400 Bad Request", "no colon in header line"),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", b"400 Bad Request", "Invalid Host header"),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"400 Bad Request",
+            "Multiple Host headers",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"400 Bad Request",
+            "both Transfer-Encoding and Content-Length",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1_a\r\n",
+            b"400 Bad Request",
+            "invalid chunk size",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nX: " + b"a" * 2000 + b"\r\n\r\n",
+            b"431 Request Header Fields Too Large",
+            "Header block too large",
+        ),
+        (
+            b"PUT / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n",
+            b"400 Bad Request",
+            "Content-Length too long",
+        ),
+    ],
+)
+def test_malformed_requests_get_an_error_and_a_close(
+    loop: asyncio.AbstractEventLoop,
+    caplog: pytest.LogCaptureFixture,
+    request_bytes: bytes,
+    status: bytes,
+    message: str,
+) -> None:
+    _, proto, t = make(loop, max_header_size=1024, max_body_size=4096)
+    with caplog.at_level(logging.INFO, logger="squall.general"):
+        proto.data_received(request_bytes)
+    assert t.data == b"HTTP/1.1 " + status + b"\r\n\r\n"
+    assert t.closed
+    (record,) = caplog.records
+    assert record.levelno == logging.INFO and record.name == "squall.general"
+    assert record.getMessage().startswith("Malformed HTTP message from 10.0.0.1: ")
+    assert message in record.getMessage()
+
+
+def test_request_line_too_long(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, proto, t = make(loop)
+    with caplog.at_level(logging.INFO, logger="squall.general"):
+        proto.data_received(b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n\r\n")
+    assert t.data == b"HTTP/1.1 414 Request-URI Too Long\r\n\r\n" and t.closed
+    assert "Request line too long" in caplog.text
+
+
+def test_error_after_response_started_only_closes(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    def handle_headers(request: HTTPServerRequest) -> None:
+        respond(request)
+
+    app = RecordingApp()
+    _, proto, t = make(loop, app)
+    proto.data_received(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    conn = app.delegates[0].conn
+    conn.write_headers(ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders())
+    with caplog.at_level(logging.INFO, logger="squall.general"):
+        proto.data_received(b"zz\r\n")
+    assert t.data == b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert t.closed
+    run_soon(loop)
+    assert app.delegates[0].calls[-1] == "close"
+
+
+def test_application_error_is_logged_and_closes(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    def handle(request: HTTPServerRequest) -> None:
+        raise ValueError("boom")
+
+    _, proto, t = make(loop, handle)
+    with caplog.at_level(logging.ERROR):
+        proto.data_received(GET)
+    assert t.closed and t.data == b""
+    (record,) = caplog.records
+    assert record.name == "squall.application" and record.getMessage() == "Uncaught exception"
+
+
+def test_error_from_a_blocking_delegate(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate: asyncio.Future[None] = loop.create_future()
+    _, proto, t = make(loop, RecordingApp(gate))
+    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n")
+    gate.set_exception(ValueError("late"))
+    with caplog.at_level(logging.ERROR):
+        run_soon(loop)
+    assert t.closed
+    assert [r.name for r in caplog.records] == ["squall.application"]
+
+
+def test_output_errors_raise_and_close(loop: asyncio.AbstractEventLoop) -> None:
+    errors: list[Exception] = []
+
+    def handle(request: HTTPServerRequest) -> None:
+        conn = request.connection
+        assert conn is not None
+        conn.write_headers(
+            ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "1"})
+        )
+        try:
+            conn.write(b"too long")
+        except HTTPOutputError as exc:
+            errors.append(exc)
+
+    _, proto, t = make(loop, handle)
+    proto.data_received(GET)
+    assert "more data than Content-Length" in str(errors[0])
+    assert t.closed
+
+    def short(request: HTTPServerRequest) -> None:
+        conn = request.connection
+        assert conn is not None
+        conn.write_headers(
+            ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "3"})
+        )
+        with pytest.raises(HTTPOutputError, match="less than Content-Length"):
+            conn.finish()
+
+    _, proto, t = make(loop, short)
+    proto.data_received(GET)
+    assert t.closed
+
+
+def test_connection_lost_mid_request_tells_the_delegate(loop: asyncio.AbstractEventLoop) -> None:
+    app = RecordingApp()
+    _, proto, t = make(loop, app)
+    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nab")
+    closed: list[bool] = []
+    app.delegates[0].conn.set_close_callback(lambda: closed.append(True))
+    proto.connection_lost(None)
+    assert app.delegates[0].calls[-1] == "close" and closed == [True]
+    assert app.closed == [proto]
+    # Writing now fails quietly.
+    fut = app.delegates[0].conn.write_headers(
+        ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders()
+    )
+    assert isinstance(fut.exception(), StreamClosedError)
+    app.delegates[0].conn.finish()
+    assert t.data == b""
+
+
+def test_eof_before_a_request_closes_quietly(loop: asyncio.AbstractEventLoop) -> None:
+    app = RecordingApp()
+    server, proto, t = make(loop, app)
+    proto.data_received(b"GET / HT")
+    proto.eof_received()
+    assert t.closed and app.delegates == []
+    run_soon(loop)
+    assert proto not in server._connections
+
+
+def test_legacy_raw_write(loop: asyncio.AbstractEventLoop) -> None:
+    def handle(request: HTTPServerRequest) -> None:
+        conn = request.connection
+        assert conn is not None
+        conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+        conn.write(b"hi")
+        conn.finish()
+
+    _, proto, t = make(loop, handle)
+    proto.data_received(GET)
+    assert t.data == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi" and t.closed
+
+
+def test_writes_outside_data_received_are_batched(loop: asyncio.AbstractEventLoop) -> None:
+    pending: list[HTTPServerRequest] = []
+    _, proto, t = make(loop, pending.append)
+    proto.data_received(GET)
+    conn = pending[0].connection
+    assert conn is not None
+    conn.write_headers(ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders())
+    conn.write(b"a")
+    assert t.writes == []
+    run_soon(loop)
+    assert len(t.writes) == 1
+    conn.finish()
+    assert t.data.endswith(b"0\r\n\r\n")
+
+
+def test_body_timeout(loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture) -> None:
+    app = RecordingApp()
+    _, proto, t = make(loop, app, body_timeout=0.01)
+    proto.data_received(b"PUT / HTTP/1.0\r\nContent-Length: 42\r\n\r\n")
+    assert proto._body_timer is not None
+    with caplog.at_level(logging.INFO, logger="squall.general"):
+        loop.run_until_complete(asyncio.sleep(0.05))
+    assert t.closed and t.data == b""
+    assert "Timeout reading body from 10.0.0.1" in caplog.text
+    assert app.delegates[0].calls[-1] == "close"
+
+
+def test_body_timeout_override_and_cancel(loop: asyncio.AbstractEventLoop) -> None:
+    class App(RecordingApp):
+        def start_request(self, server_conn: object, request_conn: Any) -> HTTPMessageDelegate:
+            request_conn.set_body_timeout(5.0)
+            request_conn.set_max_body_size(10)
+            return super().start_request(server_conn, request_conn)
+
+    app = App()
+    _, proto, t = make(loop, app)
+    proto.data_received(b"PUT / HTTP/1.1\r\nContent-Length: 3\r\n\r\n")
+    timer = proto._body_timer
+    assert timer is not None and timer.when() - loop.time() > 4
+    proto.data_received(b"abc")
+    assert proto._body_timer is None and timer.cancelled()
+
+
+def test_idle_timeout(loop: asyncio.AbstractEventLoop) -> None:
+    pending: list[HTTPServerRequest] = []
+    _, proto, t = make(loop, pending.append, idle_connection_timeout=0.02)
+    proto.data_received(GET)
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert not t.closed  # a request in progress is not idle
+    respond(pending[0])
+    loop.run_until_complete(asyncio.sleep(0.06))
+    assert t.closed
+
+
+def test_decompress_request(loop: asyncio.AbstractEventLoop) -> None:
+    seen: list[HTTPServerRequest] = []
+
+    def handle(request: HTTPServerRequest) -> None:
+        seen.append(request)
+        respond(request)
+
+    _, proto, t = make(loop, handle, decompress_request=True)
+    body = gzip.compress(b"foo=") + gzip.compress(b"bar")
+    proto.data_received(
+        b"POST / HTTP/1.1\r\nContent-Encoding: GZIP\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+    assert seen[0].body == b"foo=bar"
+    assert "Content-Encoding" not in seen[0].headers
+    assert seen[0].headers["X-Consumed-Content-Encoding"] == "GZIP"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (gzip.compress(b"foo=bar") + b"\0", "invalid gzip data"),
+        (gzip.compress(b"foo=bar")[:-1], "invalid gzip data"),
+        (gzip.compress(b"x" * 5000), "decompressed body too large"),
+    ],
+)
+def test_decompress_errors(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture, body: bytes, message: str
+) -> None:
+    _, proto, t = make(loop, decompress_request=True, max_body_size=4096)
+    with caplog.at_level(logging.INFO, logger="squall.general"):
+        proto.data_received(
+            b"POST / HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+    assert t.data == b"HTTP/1.1 400 Bad Request\r\n\r\n" and t.closed
+    assert message in caplog.text
+
+
+def test_xheaders(loop: asyncio.AbstractEventLoop) -> None:
+    seen: list[tuple[Optional[str], str]] = []
+
+    def handle(request: HTTPServerRequest) -> None:
+        seen.append((request.remote_ip, request.protocol))
+        respond(request)
+
+    _, proto, _t = make(loop, handle, xheaders=True, trusted_downstream=["5.5.5.5"])
+    for headers in (
+        b"X-Real-IP: 4.4.4.4",
+        b"X-Forwarded-For: 127.0.0.1, 4.4.4.4, 5.5.5.5",
+        b"X-Forwarded-For: 4.4.4.4, 5.5.5.5<script>",
+        b"X-Scheme: https",
+        b"X-Forwarded-Proto: https , http",
+        b"X-Forwarded-Proto: http,https",
+        b"X-Forwarded-Proto: unknown",
+    ):
+        proto.data_received(b"GET / HTTP/1.1\r\n" + headers + b"\r\n\r\n")
+    assert seen == [
+        ("4.4.4.4", "http"),
+        ("4.4.4.4", "http"),
+        ("10.0.0.1", "http"),
+        ("10.0.0.1", "https"),
+        ("10.0.0.1", "http"),
+        ("10.0.0.1", "https"),
+        ("10.0.0.1", "http"),
+    ]
+
+
+def test_unix_socket_context(loop: asyncio.AbstractEventLoop) -> None:
+    seen: list[HTTPServerRequest] = []
+
+    def handle(request: HTTPServerRequest) -> None:
+        seen.append(request)
+        respond(request)
+
+    _, proto, _t = make(loop, handle, peer="", family=socket.AF_UNIX, protocol="https")
+    proto.data_received(GET)
+    assert seen[0].remote_ip == "0.0.0.0" and seen[0].protocol == "https"
+    assert str(proto.context) == ""
+
+
+def test_close_coroutine(loop: asyncio.AbstractEventLoop) -> None:
+    server, proto, t = make(loop)
+    assert proto in server._connections
+    loop.run_until_complete(server.close_all_connections())
+    assert t.closed and not server._connections
+    loop.run_until_complete(proto.close())  # already closed: returns at once

@@ -1,9 +1,10 @@
 """Cookies, signed cookies and XSRF protection for request handlers.
 
-`CookieMixin` is part of `RequestHandler`. Outgoing cookies are kept by name
-in ``_new_cookie`` (so setting one again replaces it) and become ``Set-Cookie``
-headers when the headers are written; like in Tornado they survive `clear`,
-so a cookie set before an error still reaches the client.
+`CookieMixin` is part of `RequestHandler`. Outgoing cookies live only in the
+response's ``Set-Cookie`` headers, one line per cookie name: setting a cookie
+again replaces its line, so there is no second copy of the state to keep in
+step with the headers. (Unlike Tornado, `RequestHandler.clear`, as called by
+`RequestHandler.send_error`, therefore drops cookies set before it.)
 """
 
 from __future__ import annotations
@@ -112,19 +113,6 @@ def format_set_cookie(name: str, value: str, attributes: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-class _OutgoingCookie:
-    """A formatted ``Set-Cookie`` value, shaped like the `http.cookies.Morsel` it replaces."""
-
-    __slots__ = ("line",)
-
-    def __init__(self, line: str) -> None:
-        self.line = line
-
-    def OutputString(self, attrs: Optional[list[str]] = None) -> str:  # noqa: N802 (Morsel's name)
-        """The header value (``attrs`` is accepted for Morsel compatibility and ignored)."""
-        return self.line
-
-
 class CookieMixin:
     """Cookie, signed-cookie and XSRF methods of `RequestHandler`."""
 
@@ -133,7 +121,6 @@ class CookieMixin:
     settings: dict[str, Any]
     _headers: HTTPHeaders
     _xsrf_token: bytes
-    _new_cookie: dict[str, _OutgoingCookie]
     _raw_xsrf_token: tuple[Optional[int], bytes, float]
 
     if TYPE_CHECKING:
@@ -229,10 +216,14 @@ class CookieMixin:
             if isinstance(item, str):
                 _check_attribute(label, item)
         line = format_set_cookie(str(name), text, attributes)
-        outgoing: Optional[dict[str, _OutgoingCookie]] = self.__dict__.get("_new_cookie")
-        if outgoing is None:
-            outgoing = self._new_cookie = {}
-        outgoing[name] = _OutgoingCookie(line)
+        headers = self._headers
+        # One Set-Cookie line per name: a new value replaces the old line.
+        if "Set-Cookie" in headers:
+            kept = [old for old in headers.get_list("Set-Cookie") if old.partition("=")[0] != name]
+            del headers["Set-Cookie"]
+            for old in kept:
+                headers.add("Set-Cookie", old)
+        headers.add("Set-Cookie", line)
 
     def clear_cookie(self, name: str, **kwargs: Any) -> None:
         """Deletes the cookie ``name`` by sending it empty and already expired.

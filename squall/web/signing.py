@@ -28,10 +28,18 @@ from squall.log import gen_log
 __all__ = [
     "DEFAULT_SIGNED_VALUE_MIN_VERSION",
     "DEFAULT_SIGNED_VALUE_VERSION",
+    "MAX_SUPPORTED_SIGNED_VALUE_VERSION",
+    "MIN_SUPPORTED_SIGNED_VALUE_VERSION",
     "create_signed_value",
     "decode_signed_value",
     "get_signature_key_version",
 ]
+
+MIN_SUPPORTED_SIGNED_VALUE_VERSION = 1
+"""The oldest signed-value format this module reads."""
+
+MAX_SUPPORTED_SIGNED_VALUE_VERSION = 2
+"""The newest signed-value format this module reads and writes."""
 
 DEFAULT_SIGNED_VALUE_VERSION = 2
 """The signed-value format written when no version is given."""

@@ -284,6 +284,11 @@ class Subprocess:
     def _watch(self) -> None:
         if self._pidfd is not None or self._waiter is not None:
             return
+        if self.io_loop.asyncio_loop.is_closed():  # type: ignore[attr-defined]
+            # The child's IOLoop is gone (a finished test, say): nobody is
+            # left to tell, so stop waiting for this child.
+            Subprocess._waiting.pop(self.pid, None)
+            return
         try:
             pidfd = _pidfd_open(self.pid)
         except ProcessLookupError:
@@ -298,13 +303,7 @@ class Subprocess:
             self._waiter = waiter
             waiter.start()
             return
-        try:
-            self.io_loop.add_handler(pidfd, self._on_pidfd_ready, IOLoop.READ)
-        except RuntimeError:
-            # The child's IOLoop is closed: nobody is left to tell.
-            os.close(pidfd)
-            Subprocess._waiting.pop(self.pid, None)
-            return
+        self.io_loop.add_handler(pidfd, self._on_pidfd_ready, IOLoop.READ)
         self._pidfd = pidfd
 
     def _unwatch(self) -> None:

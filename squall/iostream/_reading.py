@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from squall.concurrent import Future
 from squall.ioloop import IOLoop
@@ -24,9 +25,6 @@ from squall.iostream._errors import (
     is_connreset,
 )
 from squall.log import gen_log
-
-if TYPE_CHECKING:
-    pass
 
 _READ = IOLoop.READ
 _WRITE = IOLoop.WRITE
@@ -47,6 +45,49 @@ _COMPACT_THRESHOLD = 64 * 1024
 # Reads land in a per-thread scratch buffer and are appended to the stream's
 # buffer from there: no allocation per read, and idle streams hold no chunk.
 _scratch = threading.local()
+
+
+# A read_bytes this large is received straight into the bytes object it
+# resolves with, so a body costs its size once rather than twice.
+_DIRECT_READ_MIN = 256 * 1024
+
+_new_bytes: Optional[Callable[[int], tuple[bytes, memoryview]]] = None
+_new_bytes_checked = False
+
+
+def _allocate_bytes(size: int) -> Optional[tuple[bytes, memoryview]]:
+    """Return a new ``bytes`` of ``size`` bytes and a writable view of its contents.
+
+    This is C's ``PyBytes_FromStringAndSize(NULL, size)``: the object is
+    fresh and unshared, so it may be filled before anyone else sees it. The
+    view must be released before the object is handed out. Returns None
+    where the C API is not reachable (not CPython).
+    """
+    global _new_bytes, _new_bytes_checked
+    if not _new_bytes_checked:
+        _new_bytes_checked = True
+        try:
+            import ctypes
+
+            from_size = ctypes.pythonapi.PyBytes_FromStringAndSize
+            from_size.restype = ctypes.py_object
+            from_size.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+            as_string = ctypes.pythonapi.PyBytes_AsString
+            as_string.restype = ctypes.c_void_p
+            as_string.argtypes = (ctypes.py_object,)
+        except (ImportError, AttributeError):
+            return None
+
+        def new_bytes(n: int) -> tuple[bytes, memoryview]:
+            obj: bytes = from_size(None, n)
+            array = (ctypes.c_char * n).from_address(as_string(obj))
+            with memoryview(array) as raw:
+                return obj, raw.cast("B")
+
+        _new_bytes = new_bytes
+    if _new_bytes is None:
+        return None
+    return _new_bytes(size)
 
 
 def _scratch_view(size: int) -> memoryview:
@@ -77,6 +118,7 @@ class _Reading:
         "_read_scanned",
         "_read_into",
         "_read_into_filled",
+        "_read_target",
         "_drained",
     )
 
@@ -102,6 +144,8 @@ class _Reading:
         self._read_scanned = 0
         self._read_into: Optional[memoryview] = None
         self._read_into_filled = 0
+        # The bytes object a direct read_bytes fills through _read_into.
+        self._read_target: Optional[bytes] = None
         # True once a read found nothing to read and no READ event came since.
         self._drained = False
 
@@ -158,6 +202,16 @@ class _Reading:
         future = self._start_read(_BYTES)
         self._read_bytes = num_bytes
         self._read_partial = partial
+        if (
+            not partial
+            and num_bytes >= _DIRECT_READ_MIN
+            and num_bytes <= self.max_buffer_size
+            and num_bytes > self._buffered()
+        ):
+            allocated = _allocate_bytes(num_bytes)
+            if allocated is not None:
+                self._read_target, view = allocated
+                self._start_into(view)
         self._try_inline_read()
         return future
 
@@ -180,9 +234,14 @@ class _Reading:
         except BaseException:
             view.release()
             raise
-        self._read_into = view
         self._read_partial = partial
-        # Bytes already buffered go into the caller's buffer at once.
+        self._start_into(view)
+        self._try_inline_read()
+        return future
+
+    def _start_into(self, view: memoryview) -> None:
+        """Make the pending read fill ``view``, starting with the buffered bytes."""
+        self._read_into = view
         available = len(self._rbuf) - self._rpos
         if available:
             take = min(available, len(view))
@@ -193,8 +252,6 @@ class _Reading:
             self._read_into_filled = take
         else:
             self._read_into_filled = 0
-        self._try_inline_read()
-        return future
 
     def read_until_close(self) -> Future[bytes]:
         """Read everything until the stream closes; resolve with all of it.
@@ -333,8 +390,15 @@ class _Reading:
         kind = self._read_kind
         if self._read_future is None:
             return False
+        into = self._read_into
+        if into is not None:
+            filled = self._read_into_filled
+            if filled == len(into) or (self._read_partial and filled):
+                self._finish_read_into()
+                return True
+            return False
         available = len(self._rbuf) - self._rpos
-        if not available and kind != _INTO:
+        if not available:
             if kind == _BYTES and not self._read_bytes:
                 self._finish_read(0)
                 return True
@@ -354,12 +418,6 @@ class _Reading:
             if not thorough and available < 2 * self._read_scanned:
                 return False
             return self._find_regex(available)
-        if kind == _INTO:
-            assert self._read_into is not None
-            filled = self._read_into_filled
-            if filled == len(self._read_into) or (self._read_partial and filled):
-                self._finish_read_into()
-                return True
         return False
 
     def _find_delimiter(self, available: int) -> bool:
@@ -410,10 +468,12 @@ class _Reading:
 
     def _finish_read_into(self) -> None:
         future = self._read_future
-        filled = self._read_into_filled
+        result: Any = self._read_into_filled
+        if self._read_target is not None:
+            result = self._read_target
         self._clear_read()
         if future is not None and not future.done():
-            future.set_result(filled)
+            future.set_result(result)
 
     def _finish_on_close(self) -> None:
         """Resolve a pending read_until_close when the stream has closed."""
@@ -430,6 +490,7 @@ class _Reading:
             self._read_into = None
             # The caller may resize its buffer once the read is over.
             into.release()
+            self._read_target = None
 
     def _consume(self, size: int) -> bytes:
         if not size:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import random
 import re
+import tracemalloc
 
 import pytest
 
@@ -825,6 +826,64 @@ def test_regex_is_compiled_from_bytes(make_pair: PairFactory) -> None:
         try:
             with pytest.raises(re.error):
                 rs.read_until_regex(b"(")
+        finally:
+            close_all(rs, ws)
+
+    run(main)
+
+
+def test_large_read_bytes_costs_its_size_once(make_pair: PairFactory) -> None:
+    async def main() -> None:
+        size = 4 * 1024 * 1024
+        rs, ws = await make_pair()
+        payload = bytes(range(256)) * (size // 256)
+        try:
+            ws.write(b"head")
+            assert await rs.read_bytes(2) == b"he"
+            tracemalloc.start()
+            try:
+                fut = rs.read_bytes(size + 2)
+                ws.write(payload)
+                data = await fut
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert type(data) is bytes
+            assert data == b"ad" + payload
+            assert hash(data) == hash(b"ad" + payload)
+            assert peak < 1.5 * size
+        finally:
+            close_all(rs, ws)
+
+    run(main)
+
+
+def test_large_read_bytes_fails_cleanly_on_close(make_pair: PairFactory) -> None:
+    async def main() -> None:
+        rs, ws = await make_pair()
+        try:
+            fut = rs.read_bytes(1024 * 1024)
+            await ws.write(b"x" * 1000)
+            ws.close()
+            with pytest.raises(StreamClosedError):
+                await fut
+        finally:
+            close_all(rs, ws)
+
+    run(main)
+
+
+def test_read_bytes_beyond_max_buffer_size_overflows(
+    make_pair: PairFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        rs, ws = await make_pair(max_buffer_size=512 * 1024)
+        try:
+            fut = rs.read_bytes(1024 * 1024)
+            ws.write(b"x" * (1024 * 1024))
+            with pytest.raises(StreamClosedError) as info:
+                await fut
+            assert isinstance(info.value.real_error, StreamBufferFullError)
         finally:
             close_all(rs, ws)
 

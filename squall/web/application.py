@@ -237,7 +237,7 @@ class Application(ReversibleRouter):
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
         default_router = self.default_router
-        if len(default_router.rules) == 1:
+        if len(default_router._rules) == 1:
             # No host-specific routes: skip the AnyMatches layer.
             delegate = self.wildcard_router.find_handler(request)
         else:
@@ -294,7 +294,7 @@ class Application(ReversibleRouter):
         if log_function is not None:
             log_function(handler)
             return
-        status = handler.get_status()
+        status = handler._status_code
         if status < 400:
             level = _ACCESS_INFO
         elif status < 500:

@@ -126,20 +126,10 @@ class RequestHandler(CookieMixin, RenderMixin):
     )
 
     _stream_request_body = False
-    # Whether compute_etag/set_etag_header are the stock ones (then the ETag
-    # is computed inline); kept up to date by __init_subclass__.
-    _stock_etag = True
 
     path_args: list[Any]
     path_kwargs: dict[str, Any]
     _transforms: list[OutputTransform]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._stock_etag = (
-            cls.compute_etag is RequestHandler.compute_etag
-            and cls.set_etag_header is RequestHandler.set_etag_header
-        )
 
     def __init__(self, application: Application, request: HTTPServerRequest, **kwargs: Any) -> None:
         super().__init__()
@@ -152,11 +142,19 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._transforms = []
         self.path_args = []
         self.path_kwargs = {}
-        self.clear()
+        # clear(), inlined: this runs for every request.
+        self._headers = _new_headers()
+        cls = self.__class__
+        if cls.set_default_headers is not _stock.set_default_headers:
+            self.set_default_headers()
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = "OK"
         connection = request.connection
         assert connection is not None
         connection.set_close_callback(self._connection_closed)  # type: ignore[attr-defined]
-        self.initialize(**kwargs)
+        if kwargs or cls.initialize is not _stock.initialize:
+            self.initialize(**kwargs)
 
     def _initialize(self) -> None:
         """Hook for subclass initialization, called with the route's keyword arguments.
@@ -474,29 +472,36 @@ class RequestHandler(CookieMixin, RenderMixin):
             self.write(chunk)
         if not self._headers_written:
             status = self._status_code
-            if status == 200 and self.request.method in ("GET", "HEAD"):
-                headers = self._headers
-                if "Etag" not in headers:
-                    if self._stock_etag:
-                        hasher = hashlib.sha1()
-                        for part in self._write_buffer:
-                            hasher.update(part)
-                        headers["Etag"] = f'"{hasher.hexdigest()}"'
-                    else:
-                        self.set_etag_header()
-                    if self.check_etag_header():
-                        self._write_buffer = []
-                        self.set_status(304)
-                        status = 304
+            # The stock headers object is read through its dict: no calls.
+            fields = self._headers._as_list
+            cls = self.__class__
+            if status == 200 and self.request.method in ("GET", "HEAD") and "Etag" not in fields:
+                if (
+                    cls.compute_etag is _stock.compute_etag
+                    and cls.set_etag_header is _stock.set_etag_header
+                ):
+                    hasher = hashlib.sha1()
+                    for part in self._write_buffer:
+                        hasher.update(part)
+                    fields["Etag"] = [f'"{hasher.hexdigest()}"']
+                else:
+                    self.set_etag_header()
+                if (
+                    cls.check_etag_header is not _stock.check_etag_header
+                    or "If-None-Match" in self.request.headers._as_list
+                ) and self.check_etag_header():
+                    self._write_buffer = []
+                    self.set_status(304)
+                    status = 304
             if status in (204, 304) or 100 <= status < 200:
                 if self._write_buffer and any(self._write_buffer):
                     raise RuntimeError(f"Cannot send a body with status {status}")
                 self._clear_representation_headers()
-            elif "Content-Length" not in self._headers:
+            elif "Content-Length" not in fields:
                 length = 0
                 for part in self._write_buffer:
                     length += len(part)
-                self._headers["Content-Length"] = str(length)
+                fields["Content-Length"] = [str(length)]
         connection = self.request.connection
         assert connection is not None
         connection.set_close_callback(None)  # type: ignore[attr-defined]
@@ -504,8 +509,10 @@ class RequestHandler(CookieMixin, RenderMixin):
         connection.finish()
         self.application.log_request(self)
         self._finished = True
-        self.on_finish()
-        self._break_cycles()
+        if self.__class__.on_finish is not _stock.on_finish:
+            self.on_finish()
+        # The ui namespace refers back to the handler.
+        self.__dict__.pop("ui", None)
         return future
 
     def _clear_representation_headers(self) -> None:
@@ -513,10 +520,6 @@ class RequestHandler(CookieMixin, RenderMixin):
         # beyond what a 200 would have had for caching.
         for name in ("Content-Encoding", "Content-Language", "Content-Type"):
             self.clear_header(name)
-
-    def _break_cycles(self) -> None:
-        # The ui namespace refers back to the handler.
-        self.__dict__.pop("ui", None)
 
     def detach(self) -> Any:
         """Takes over the connection's stream (for protocols such as WebSocket).
@@ -832,7 +835,7 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._transforms = transforms
         try:
             self._start(*args, **kwargs)
-            result = self.prepare()
+            result = None if self.__class__.prepare is _stock.prepare else self.prepare()
             if result is not None or self._stream_request_body:
                 return _spawn(self._execute_async(result))
             if self._prepared_future is not None:
@@ -910,6 +913,9 @@ class RequestHandler(CookieMixin, RenderMixin):
 
 
 _HeaderValue = Union[bytes, str, int, datetime.datetime]
+# The base class's hooks: a handler that does not override one is spared the
+# call (checked on the class each time, so patching a class still works).
+_stock = RequestHandler
 
 
 def _spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -230,7 +230,7 @@ class RequestHandler(CookieMixin, RenderMixin):
         """Resets the status, the headers and the buffered output to their defaults."""
         self._headers = _new_headers()
         self.set_default_headers()
-        self._write_buffer: list[bytes] = []
+        self._write_buffer = []
         self._status_code = 200
         self._reason = "OK"
 

@@ -33,7 +33,7 @@ VERSION = "13"
 class Headers(Protocol):
     """What the handshake reads from a header collection."""
 
-    def get(self, name: str, default: Optional[str] = None, /) -> Optional[str]: ...
+    def get(self, name: str, /) -> Optional[str]: ...
 
 
 def new_key() -> str:

@@ -306,7 +306,7 @@ class _HTTPProtocol(asyncio.Protocol):
     async def _start_tls(self, transport: asyncio.Transport) -> None:
         assert self._ssl is not None
         try:
-            await self._loop.start_tls(transport, self, self._ssl, server_side=True)
+            tls = await self._loop.start_tls(transport, self, self._ssl, server_side=True)
         except (TimeoutError, ssl.SSLError, OSError) as exc:
             if isinstance(exc, ssl.SSLError):
                 gen_log.warning("SSL Error on %s %s: %s", self.context, "handshake", exc)
@@ -316,6 +316,14 @@ class _HTTPProtocol(asyncio.Protocol):
             transport.abort()
             self._on_lost(None)
             raise
+        # start_tls does not call connection_made again: adopt the transport here.
+        assert isinstance(tls, asyncio.Transport)
+        self.transport = tls
+        self._tls_task = None
+        self._start_idle_timer()
+        if self._h1.buffered:
+            # Requests that came with the end of the handshake.
+            self._process()
 
     def data_received(self, data: bytes) -> None:
         if self._detached:
@@ -326,7 +334,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if self._stopped:
             return
         self._h1.receive_data(data)
-        if not self._blocked:
+        if not self._blocked and self._tls_task is None:
             self._process()
 
     def eof_received(self) -> Optional[bool]:

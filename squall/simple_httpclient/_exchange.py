@@ -138,6 +138,50 @@ def _callback_failed(what: str, spec: RequestSpec, exc: BaseException) -> HTTPSt
     return HTTPStreamClosedError("Connection closed")
 
 
+class _BodySink:
+    """Where body bytes go: the streaming callback, or a buffer."""
+
+    __slots__ = ("spec", "decompressed", "received", "first", "bio")
+
+    def __init__(self, spec: RequestSpec) -> None:
+        self.spec = spec
+        self.decompressed = False
+        self.received = 0
+        self.first: Optional[bytes] = None
+        self.bio: Optional[BytesIO] = None
+
+    async def feed(self, piece: bytes) -> None:
+        spec = self.spec
+        self.received += len(piece)
+        # The wire size is bounded by the parser; this bounds what it expands to.
+        if self.decompressed and self.received > spec.max_body_size:
+            raise _malformed("decompressed body too large")
+        callback = spec.streaming_callback
+        if callback is not None:
+            try:
+                await _maybe_await(callback(piece))
+            except BaseException as exc:  # noqa: BLE001 - a cancelled callback too
+                raise _callback_failed("streaming_callback", spec, exc) from exc
+        elif self.bio is not None:
+            self.bio.write(piece)
+        elif self.first is None:
+            # Most bodies arrive in one piece: keep it without copying.
+            self.first = piece
+        else:
+            self.bio = BytesIO()
+            self.bio.write(self.first)
+            self.bio.write(piece)
+            self.first = None
+
+    def buffer(self) -> Optional[BytesIO]:
+        if self.spec.streaming_callback is not None:
+            return None
+        if self.bio is not None:
+            self.bio.seek(0)
+            return self.bio
+        return BytesIO(self.first or b"")
+
+
 async def _maybe_await(value: Any) -> None:
     if value is not None and inspect.isawaitable(value):
         await value
@@ -195,9 +239,7 @@ async def exchange(conn: ClientConnection, spec: RequestSpec) -> ExchangeResult:
     headers: Optional[HTTPHeaders] = None
     superseded = False
     decompressor: Optional[GzipDecompressor] = None
-    chunks: list[bytes] = []
-    received = 0
-    streaming = spec.streaming_callback
+    sink = _BodySink(spec)
     while True:
         try:
             event = h1.next_event()
@@ -222,31 +264,20 @@ async def exchange(conn: ClientConnection, spec: RequestSpec) -> ExchangeResult:
             assert isinstance(event, Data)
             if superseded:
                 continue
+            if decompressor is None:
+                await sink.feed(event.data)
+                continue
             data = event.data
-            if decompressor is not None:
+            # One step at a time, so that a compression bomb never holds
+            # more than one step's output.
+            while data:
                 try:
-                    pieces = [decompressor.decompress(data, _DECOMPRESS_STEP)]
-                    while decompressor.unconsumed_tail:
-                        pieces.append(
-                            decompressor.decompress(decompressor.unconsumed_tail, _DECOMPRESS_STEP)
-                        )
+                    piece = decompressor.decompress(data, _DECOMPRESS_STEP)
                 except zlib.error:
                     raise _malformed("invalid gzip data") from None
-            else:
-                pieces = [data]
-            for piece in pieces:
-                if not piece:
-                    continue
-                received += len(piece)
-                if decompressor is not None and received > spec.max_body_size:
-                    raise _malformed("decompressed body too large")
-                if streaming is not None:
-                    try:
-                        await _maybe_await(streaming(piece))
-                    except BaseException as exc:  # noqa: BLE001 - a cancelled callback too
-                        raise _callback_failed("streaming_callback", spec, exc) from exc
-                else:
-                    chunks.append(piece)
+                if piece:
+                    await sink.feed(piece)
+                data = decompressor.unconsumed_tail
         elif kind is Response:
             assert isinstance(event, Response)
             response = event
@@ -256,6 +287,7 @@ async def exchange(conn: ClientConnection, spec: RequestSpec) -> ExchangeResult:
                 continue
             if spec.decompress and headers.get("Content-Encoding", "").lower() == "gzip":
                 decompressor = GzipDecompressor()
+                sink.decompressed = True
                 headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
                 del headers["Content-Encoding"]
             if spec.header_callback is not None:
@@ -293,19 +325,8 @@ async def exchange(conn: ClientConnection, spec: RequestSpec) -> ExchangeResult:
         except zlib.error:
             raise _malformed("invalid gzip data") from None
         if tail:
-            received += len(tail)
-            if received > spec.max_body_size:
-                raise _malformed("decompressed body too large")
-            if streaming is not None:
-                try:
-                    await _maybe_await(streaming(tail))
-                except BaseException as exc:  # noqa: BLE001
-                    raise _callback_failed("streaming_callback", spec, exc) from exc
-            else:
-                chunks.append(tail)
-    buffer: Optional[BytesIO] = None
-    if not superseded and streaming is None:
-        buffer = BytesIO(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            await sink.feed(tail)
+    buffer = None if superseded else sink.buffer()
     return ExchangeResult(
         response.status, response.reason, response.version, headers, buffer, superseded
     )

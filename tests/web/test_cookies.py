@@ -1,0 +1,301 @@
+"""Cookies: Set-Cookie formatting and validation, reading, clearing, signed cookies."""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import http.cookies
+
+import pytest
+
+from squall.httputil import format_timestamp
+from squall.testing import AsyncHTTPTestCase
+from squall.web import Application, RequestHandler
+from squall.web.cookies import format_set_cookie
+from squall.web.signing import create_signed_value
+from tests.web._extras_stub import StubHandler
+
+# -- format_set_cookie -------------------------------------------------------
+
+
+def test_plain_cookie() -> None:
+    assert format_set_cookie("a", "b", {}) == "a=b"
+
+
+def test_attributes_come_in_morsel_order() -> None:
+    line = format_set_cookie(
+        "a",
+        "b",
+        {
+            "secure": True,
+            "path": "/p",
+            "samesite": "Lax",
+            "partitioned": True,
+            "max-age": 5,
+            "httponly": True,
+            "domain": "example.com",
+            "expires": 0,
+            "comment": "hi",
+            "version": "1",
+        },
+    )
+    assert line == (
+        "a=b; Comment=hi; Domain=example.com; expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+        "HttpOnly; Max-Age=5; Partitioned; Path=/p; SameSite=Lax; Secure; Version=1"
+    )
+
+
+def test_false_and_none_attributes_are_left_out() -> None:
+    assert format_set_cookie("a", "b", {"secure": False, "domain": None, "httponly": 0}) == "a=b"
+
+
+def test_expires_accepts_strings_tuples_and_datetimes() -> None:
+    moment = datetime.datetime(2030, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
+    expected = "a=b; expires=Mon, 06 May 2030 07:08:09 GMT"
+    assert format_set_cookie("a", "b", {"expires": moment}) == expected
+    assert format_set_cookie("a", "b", {"expires": moment.utctimetuple()[:6]}) == expected
+    assert format_set_cookie("a", "b", {"expires": "whenever"}) == "a=b; expires=whenever"
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [
+        ("a=b", '"a=b"'),
+        ('a"b', '"a\\"b"'),
+        ("a;b", '"a\\073b"'),
+        ("", '""'),
+        ("a b", '"a b"'),
+        ("é", '"\\351"'),
+    ],
+)
+def test_values_are_quoted_like_simplecookie(value: str, encoded: str) -> None:
+    assert format_set_cookie("n", value, {}) == f"n={encoded}"
+    # What we write, the cookie parser reads back.
+    jar = http.cookies.SimpleCookie()
+    jar.load(f"n={encoded}")
+    assert jar["n"].value == value
+
+
+@pytest.mark.parametrize("char", ["\x00", "\t", "\n", "\r", "\x1f", "\x7f", ";"])
+def test_breaking_characters_in_the_name_are_refused(char: str) -> None:
+    with pytest.raises(http.cookies.CookieError, match="Invalid cookie attribute name"):
+        format_set_cookie(f"a{char}", "b", {})
+
+
+@pytest.mark.parametrize("name", ["", "a b", "a=b", "a,b", 'a"'])
+def test_illegal_names_are_refused(name: str) -> None:
+    with pytest.raises(http.cookies.CookieError, match="Illegal cookie name"):
+        format_set_cookie(name, "b", {})
+
+
+def test_unknown_attribute_is_refused() -> None:
+    with pytest.raises(http.cookies.CookieError, match="Unknown cookie attribute 'color'"):
+        format_set_cookie("a", "b", {"color": "red"})
+
+
+@pytest.mark.parametrize("bad", ["1; Path=/x", "ten", 1.5, True, [1]])
+def test_max_age_must_be_an_integer(bad: object) -> None:
+    with pytest.raises(ValueError, match="max_age must be an integer"):
+        format_set_cookie("a", "b", {"max-age": bad})
+
+
+def test_max_age_accepts_integer_strings() -> None:
+    assert format_set_cookie("a", "b", {"max-age": "30"}) == "a=b; Max-Age=30"
+    assert format_set_cookie("a", "b", {"max-age": -1}) == "a=b; Max-Age=-1"
+
+
+# -- CookieMixin without a server ---------------------------------------------
+
+
+def test_get_cookie_and_cookies() -> None:
+    handler = StubHandler(cookie='a=1; b="x y"')
+    assert handler.get_cookie("a") == "1"
+    assert handler.get_cookie("b") == "x y"
+    assert handler.get_cookie("c") is None
+    assert handler.get_cookie("c", "dflt") == "dflt"
+    assert sorted(handler.cookies) == ["a", "b"]
+
+
+def test_set_cookie_replaces_by_name_and_keeps_others() -> None:
+    handler = StubHandler()
+    handler.set_cookie("a", "1", domain="example.com")
+    handler.set_cookie("b", b"2")
+    handler.set_cookie("a", "3")
+    assert handler.set_cookies() == ["b=2; Path=/", "a=3; Path=/"]
+
+
+@pytest.mark.parametrize("attribute", ["domain", "path", "samesite"])
+def test_breaking_characters_in_attributes_are_refused(attribute: str) -> None:
+    handler = StubHandler()
+    with pytest.raises(http.cookies.CookieError, match=f"Invalid cookie attribute {attribute}"):
+        handler.set_cookie("a", "b", **{attribute: "x;Secure"})
+    assert handler.set_cookies() == []
+
+
+def test_breaking_characters_in_extra_attributes_name_the_given_spelling() -> None:
+    handler = StubHandler()
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(http.cookies.CookieError, match="Invalid cookie attribute DoMaIn"),
+    ):
+        handler.set_cookie("a", "b", DoMaIn="x\r\n.com")
+
+
+def test_capitalized_keywords_are_deprecated_but_work() -> None:
+    handler = StubHandler()
+    with pytest.warns(DeprecationWarning) as record:
+        handler.set_cookie("a", "b", HttpOnly=True, pATH="/foo")
+    assert ["HttpOnly" in str(w.message) for w in record] == [True, False]
+    assert handler.set_cookies() == ["a=b; HttpOnly; Path=/foo"]
+
+
+def test_extra_morsel_attributes() -> None:
+    handler = StubHandler()
+    handler.set_cookie("a", "b", comment="note", max_age=3)
+    assert handler.set_cookies() == ["a=b; Comment=note; Max-Age=3; Path=/"]
+    with pytest.warns(DeprecationWarning):
+        handler.set_cookie("a", "b", Max_Age=9)
+    assert handler.set_cookies() == ["a=b; Max-Age=9; Path=/"]
+
+
+def test_expires_days_and_explicit_expires() -> None:
+    handler = StubHandler()
+    handler.set_cookie("a", "b", expires_days=2)
+    line = handler.set_cookies()[0]
+    when = email.utils.parsedate_to_datetime(line.split("expires=")[1].split(";")[0])
+    expected = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=2)
+    assert abs((when - expected).total_seconds()) < 5
+    handler.set_cookie("a", "b", expires=86400, expires_days=100)
+    assert handler.set_cookies() == [f"a=b; expires={format_timestamp(86400)}; Path=/"]
+
+
+def test_flags() -> None:
+    handler = StubHandler()
+    handler.set_cookie("a", "1", secure=True, httponly=True, samesite="None", partitioned=True)
+    assert handler.set_cookies() == ["a=1; HttpOnly; Partitioned; Path=/; SameSite=None; Secure"]
+
+
+def test_clear_cookie_expires_it_with_the_same_attributes() -> None:
+    handler = StubHandler()
+    handler.clear_cookie("a", path="/x", domain="example.com", samesite="None", secure=True)
+    (line,) = handler.set_cookies()
+    assert line.startswith('a=""; Domain=example.com; expires=')
+    assert line.endswith("; Max-Age=0; Path=/x; SameSite=None; Secure")
+    when = email.utils.parsedate_to_datetime(line.split("expires=")[1].split(";")[0])
+    assert when < datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=300)
+
+
+@pytest.mark.parametrize("argument", ["expires", "max_age"])
+def test_clear_cookie_refuses_expiry_arguments(argument: str) -> None:
+    with pytest.raises(TypeError, match=argument):
+        StubHandler().clear_cookie("a", **{argument: 1})
+
+
+def test_clear_all_cookies() -> None:
+    handler = StubHandler(cookie="a=1; b=2")
+    handler.clear_all_cookies(path="/p")
+    lines = sorted(handler.set_cookies())
+    assert [line.split(";")[0] for line in lines] == ['a=""', 'b=""']
+    assert all("Path=/p" in line for line in lines)
+
+
+def test_signed_cookie_round_trip() -> None:
+    writer = StubHandler(cookie_secret="s3cret")
+    writer.set_signed_cookie("sid", "user-42", httponly=True)
+    (line,) = writer.set_cookies()
+    assert "HttpOnly" in line and "expires=" in line
+    value = line.split(";")[0].split("=", 1)[1]
+    reader = StubHandler(cookie=f"sid={value}", cookie_secret="s3cret")
+    assert reader.get_signed_cookie("sid") == b"user-42"
+    assert reader.get_secure_cookie("sid") == b"user-42"
+    assert reader.get_signed_cookie("other") is None
+    assert reader.get_signed_cookie_key_version("sid") == 0
+    assert reader.get_secure_cookie_key_version("other") is None
+
+
+def test_signed_cookie_value_argument_and_v1() -> None:
+    handler = StubHandler(cookie_secret="k")
+    signed = handler.create_signed_value("n", b"\xff", version=1)
+    assert handler.get_signed_cookie("n", value=signed.decode()) == b"\xff"
+    assert handler.get_signed_cookie("n", value=signed.decode(), min_version=2) is None
+    assert handler.get_signed_cookie_key_version("n", value=signed.decode()) is None
+
+
+def test_signed_cookie_with_rotating_keys() -> None:
+    keys = {1: "old", 2: "new"}
+    old = StubHandler(cookie_secret=keys, key_version=1)
+    old.set_secure_cookie("sid", "v", expires_days=None)
+    value = old.set_cookies()[0].split(";")[0].split("=", 1)[1]
+    new = StubHandler(cookie=f"sid={value}", cookie_secret=keys, key_version=2)
+    assert new.get_signed_cookie("sid") == b"v"
+    assert new.get_signed_cookie_key_version("sid") == 1
+    retired = StubHandler(cookie=f"sid={value}", cookie_secret={2: "new"}, key_version=2)
+    assert retired.get_signed_cookie("sid") is None
+
+
+def test_dict_secret_without_key_version_is_an_error() -> None:
+    with pytest.raises(ValueError, match="key_version setting"):
+        StubHandler(cookie_secret={1: "k"}).create_signed_value("n", "v")
+
+
+def test_signed_cookies_need_a_secret() -> None:
+    handler = StubHandler()
+    for call in (
+        lambda: handler.get_signed_cookie("a"),
+        lambda: handler.set_signed_cookie("a", "b"),
+        lambda: handler.get_signed_cookie_key_version("a"),
+    ):
+        with pytest.raises(Exception, match="cookie_secret"):
+            call()
+
+
+# -- through a server ---------------------------------------------------------
+
+
+class CookieServerTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        class SetHandler(RequestHandler):
+            def get(self) -> None:
+                self.set_cookie("a", "1")
+                self.set_cookie("b", "x;y", httponly=True)
+                self.set_signed_cookie("s", "signed")
+
+        class GetHandler(RequestHandler):
+            def get(self) -> None:
+                self.write(
+                    {
+                        "plain": self.get_cookie("a"),
+                        "signed": (self.get_signed_cookie("s") or b"").decode(),
+                    }
+                )
+
+        class BadHandler(RequestHandler):
+            def get(self) -> None:
+                try:
+                    self.set_cookie("a", "b", path=self.get_argument("path"))
+                except http.cookies.CookieError:
+                    self.send_error(400)
+
+        return Application(
+            [("/set", SetHandler), ("/get", GetHandler), ("/bad", BadHandler)],
+            cookie_secret="server secret",
+        )
+
+    def test_cookies_travel_both_ways(self) -> None:
+        response = self.fetch("/set")
+        lines = response.headers.get_list("Set-Cookie")
+        assert lines[:2] == ["a=1; Path=/", 'b="x\\073y"; HttpOnly; Path=/']
+        assert lines[2].startswith("s=2|1:0|")
+        cookie = "; ".join(line.split(";")[0] for line in lines)
+        data = self.fetch("/get", headers={"Cookie": cookie}).body
+        assert data == b'{"plain": "1", "signed": "signed"}'
+
+    def test_forged_signed_cookie_reads_as_none(self) -> None:
+        forged = create_signed_value("another secret", "s", "admin").decode()
+        data = self.fetch("/get", headers={"Cookie": f"a=1; s={forged}"}).body
+        assert data == b'{"plain": "1", "signed": ""}'
+
+    def test_attribute_injection_gets_400_and_no_cookie(self) -> None:
+        response = self.fetch("/bad?path=/%3BSecure")
+        assert response.code == 400
+        assert "Set-Cookie" not in response.headers

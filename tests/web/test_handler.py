@@ -1,0 +1,921 @@
+"""RequestHandler through a real server and client: arguments, headers, output, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+from typing import Any, Optional
+from unittest import mock
+
+import pytest
+
+from squall import gen, locale
+from squall.concurrent import Future
+from squall.escape import utf8
+from squall.httpclient import HTTPResponse
+from squall.log import app_log, gen_log
+from squall.testing import AsyncHTTPTestCase, ExpectLog
+from squall.web import (
+    Application,
+    Finish,
+    HTTPError,
+    MissingArgumentError,
+    RequestHandler,
+)
+
+
+class WebCase(AsyncHTTPTestCase):
+    """Serves ``handlers`` with ``settings``; the access log is kept quiet."""
+
+    handlers: list[Any] = []
+    settings: dict[str, Any] = {}
+
+    def setUp(self) -> None:
+        access = logging.getLogger("squall.access")
+        self._access_level = access.level
+        access.setLevel(logging.CRITICAL)
+        super().setUp()
+
+    def tearDown(self) -> None:
+        super().tearDown()
+        logging.getLogger("squall.access").setLevel(self._access_level)
+
+    def get_app(self) -> Application:
+        self.app = Application(self.handlers, **self.settings)
+        return self.app
+
+    def json(self, path: str, **kwargs: Any) -> Any:
+        response = self.fetch(path, **kwargs)
+        assert response.code == 200, response
+        return json.loads(response.body)
+
+
+# --- arguments ---------------------------------------------------------------------------
+
+
+class ArgsHandler(RequestHandler):
+    def get(self, *path_args: str) -> None:
+        source = self.get_query_argument("source", "all")
+        getter = {
+            "all": (self.get_argument, self.get_arguments),
+            "query": (self.get_query_argument, self.get_query_arguments),
+            "body": (self.get_body_argument, self.get_body_arguments),
+        }[source or "all"]
+        self.write(
+            {
+                "one": getter[0]("foo", "default"),
+                "all": getter[1]("foo"),
+                "raw": getter[1]("foo", strip=False),
+                "path_args": list(path_args),
+                "path_kwargs": self.path_kwargs,
+            }
+        )
+
+    post = get
+
+
+class RequiredHandler(RequestHandler):
+    def get(self) -> None:
+        try:
+            self.get_argument("needed")
+        except MissingArgumentError as exc:
+            self.write({"arg_name": exc.arg_name, "log_message": exc.log_message})
+
+    def post(self) -> None:
+        self.write(self.get_body_argument("needed"))
+
+
+class BadStripHandler(RequestHandler):
+    def get(self) -> None:
+        self.get_arguments("x", strip=1)  # type: ignore[arg-type]
+
+
+class KwHandler(RequestHandler):
+    def get(self, slug: str) -> None:
+        self.write({"slug": slug, "kwargs": self.path_kwargs})
+
+
+class ArgumentTest(WebCase):
+    handlers = [
+        ("/args", ArgsHandler),
+        (r"/args/([^/]*)/([^/]*)", ArgsHandler),
+        (r"/kw/(?P<slug>.*)", KwHandler),
+        ("/required", RequiredHandler),
+        ("/badstrip", BadStripHandler),
+    ]
+
+    def test_query_arguments_last_value_stripped(self) -> None:
+        data = self.json("/args?foo=a&foo=%20b%20")
+        assert data["one"] == "b"
+        assert data["all"] == ["a", "b"]
+        assert data["raw"] == ["a", " b "]
+        assert self.json("/args")["one"] == "default"
+
+    def test_body_and_query_sources(self) -> None:
+        body = "foo=body"
+        merged = self.json("/args?foo=query", method="POST", body=body)
+        assert merged["one"] == "body" and merged["all"] == ["query", "body"]
+        assert self.json("/args?source=query&foo=q", method="POST", body=body)["all"] == ["q"]
+        assert self.json("/args?source=body&foo=q", method="POST", body=body)["all"] == ["body"]
+
+    def test_control_characters_become_spaces(self) -> None:
+        assert self.json("/args?foo=a%01b%0Ac")["one"] == "a b\nc"
+
+    def test_path_arguments_are_decoded(self) -> None:
+        data = self.json("/args/a%2Fb/%C3%A9")
+        assert data["path_args"] == ["a/b", "é"]
+        assert self.json("/kw/x%20y") == {"slug": "x y", "kwargs": {"slug": "x y"}}
+
+    def test_invalid_utf8_is_a_400(self) -> None:
+        with ExpectLog(gen_log, ".*Invalid unicode in url"):
+            assert self.fetch("/args/%FF/x").code == 400
+        with ExpectLog(gen_log, ".*Invalid unicode in foo"):
+            assert self.fetch("/args?foo=%FF").code == 400
+
+    def test_missing_argument(self) -> None:
+        assert self.json("/required") == {
+            "arg_name": "needed",
+            "log_message": "Missing argument needed",
+        }
+        with ExpectLog(gen_log, ".*Missing argument needed"):
+            response = self.fetch("/required", method="POST", body="")
+        assert response.code == 400
+
+    def test_strip_must_be_a_bool(self) -> None:
+        with ExpectLog(app_log, "Uncaught exception"):
+            assert self.fetch("/badstrip").code == 500
+
+    def test_malformed_body_is_a_400(self) -> None:
+        with ExpectLog(gen_log, ".*Invalid body"):
+            response = self.fetch(
+                "/args",
+                method="POST",
+                body="x",
+                headers={"Content-Type": "multipart/form-data"},
+            )
+        assert response.code == 400
+
+
+# --- status and headers ---------------------------------------------------------------------
+
+
+class HeaderHandler(RequestHandler):
+    def get(self) -> None:
+        self.set_header("X-Str", "s")
+        self.set_header("X-Bytes", b"b\xe9")
+        self.set_header("X-Int", 42)
+        self.set_header("X-Date", datetime.datetime(2020, 1, 2, 3, 4, 5))
+        self.set_header("X-Tab", "a\tb")
+        self.set_header("X-Gone", "1")
+        self.clear_header("X-Gone")
+        self.clear_header("X-Never-Set")
+        self.add_header("X-Multi", "1")
+        self.add_header("X-Multi", 2)
+        errors = []
+        for bad in ("a\r\nb", "a\x00", "a\x7f", "a\nb"):
+            try:
+                self.set_header("X-Bad", bad)
+            except ValueError as exc:
+                errors.append("Unsafe header value" in str(exc))
+        try:
+            self.set_header("X-Obj", object())  # type: ignore[arg-type]
+        except TypeError:
+            errors.append(True)
+        self.write({"errors": errors})
+
+
+class StatusHandler(RequestHandler):
+    def get(self) -> None:
+        code = int(self.get_argument("code"))
+        reason = self.get_argument("reason", None)
+        self.set_status(code, reason)
+        self.write(str(self.get_status()))
+
+
+class DefaultHeadersHandler(RequestHandler):
+    def set_default_headers(self) -> None:
+        self.set_header("X-Default", "yes")
+
+    def get(self) -> None:
+        raise HTTPError(418)
+
+
+class HeaderTest(WebCase):
+    handlers = [
+        ("/headers", HeaderHandler),
+        ("/status", StatusHandler),
+        ("/defaults", DefaultHeadersHandler),
+    ]
+
+    def test_header_values_are_converted_and_checked(self) -> None:
+        response = self.fetch("/headers")
+        headers = response.headers
+        assert headers["X-Str"] == "s"
+        assert headers["X-Bytes"] == "b\xe9"
+        assert headers["X-Int"] == "42"
+        assert headers["X-Date"] == "Thu, 02 Jan 2020 03:04:05 GMT"
+        assert headers["X-Tab"] == "a\tb"
+        assert "X-Gone" not in headers
+        assert headers.get_list("X-Multi") == ["1", "2"]
+        assert json.loads(response.body) == {"errors": [True] * 5}
+
+    def test_default_headers(self) -> None:
+        response = self.fetch("/status?code=200")
+        assert response.headers["Content-Type"] == "text/html; charset=UTF-8"
+        assert response.headers["Server"].startswith("SquallServer/")
+        assert response.headers["Date"].endswith(" GMT")
+        assert response.headers["Content-Length"] == "3"
+        # set_default_headers also applies to error pages.
+        error = self.fetch("/defaults")
+        assert error.code == 418 and error.headers["X-Default"] == "yes"
+
+    def test_status_with_and_without_reason(self) -> None:
+        response = self.fetch("/status?code=201&reason=Made+It")
+        assert (response.code, response.reason, response.body) == (201, "Made It", b"201")
+        response = self.fetch("/status?code=299")
+        assert (response.code, response.reason) == (299, "Unknown")
+        # A reason that could break the status line or inject markup is replaced.
+        assert self.fetch("/status?code=200&reason=OK%0D%0AX-Evil:1").reason == "Unknown"
+        assert self.fetch("/status?code=200&reason=%3Cb%3E").reason == "Unknown"
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+class WriteHandler(RequestHandler):
+    def get(self) -> None:
+        kind = self.get_argument("kind")
+        if kind == "dict":
+            self.write({"a": [1, 2]})
+        elif kind == "list":
+            self.write([1, 2])  # type: ignore[arg-type]
+        elif kind == "int":
+            self.write(3)  # type: ignore[arg-type]
+        else:
+            self.write("text ")
+            self.write(b"bytes")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.finish(str(kwargs["exc_info"][1]))
+
+
+class FinishTwiceHandler(RequestHandler):
+    def get(self) -> None:
+        self.finish("once")
+        try:
+            self.finish()
+        except RuntimeError as exc:
+            self.application.settings["errors"].append(str(exc))
+        try:
+            self.write("late")
+        except RuntimeError as exc:
+            self.application.settings["errors"].append(str(exc))
+
+
+class FlushHandler(RequestHandler):
+    @gen.coroutine
+    def get(self) -> Any:
+        futures = [self.flush()]
+        yield futures[0]
+        futures.append(self.flush())
+        self.write("a")
+        futures.append(self.flush())
+        yield futures[-1]
+        futures.append(self.finish("b"))
+        yield futures[-1]
+        self.application.settings["futures"] = futures
+
+
+class HeadHandler(RequestHandler):
+    def head(self) -> None:
+        self.write("not sent")
+        self.flush()
+        self.write("nor this")
+
+
+class EtagHandler(RequestHandler):
+    def get(self) -> None:
+        self.write(self.get_argument("body"))
+
+
+class CustomEtagHandler(RequestHandler):
+    def compute_etag(self) -> Optional[str]:
+        return None if self.get_argument("none", None) else '"fixed"'
+
+    def get(self) -> None:
+        self.write("x")
+
+
+class CheckEtagHandler(RequestHandler):
+    def check_etag_header(self) -> bool:
+        return True
+
+    def get(self) -> None:
+        self.set_header("Content-Language", "en")
+        self.write("x")
+
+
+class NoBodyHandler(RequestHandler):
+    def get(self) -> None:
+        self.set_status(int(self.get_argument("code")))
+        if self.get_argument("body", None):
+            self.write("body")
+
+
+class OutputTest(WebCase):
+    handlers = [
+        ("/write", WriteHandler),
+        ("/twice", FinishTwiceHandler),
+        ("/flush", FlushHandler),
+        ("/head", HeadHandler),
+        ("/etag", EtagHandler),
+        ("/custom_etag", CustomEtagHandler),
+        ("/check_etag", CheckEtagHandler),
+        ("/nobody", NoBodyHandler),
+    ]
+    settings = {"errors": [], "futures": None}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.app.settings["errors"] = []
+
+    def test_write_types(self) -> None:
+        assert self.fetch("/write?kind=text").body == b"text bytes"
+        response = self.fetch("/write?kind=dict")
+        assert response.headers["Content-Type"] == "application/json; charset=UTF-8"
+        assert json.loads(response.body) == {"a": [1, 2]}
+        with ExpectLog(app_log, "Uncaught exception"):
+            listed = self.fetch("/write?kind=list")
+        assert listed.code == 500 and b"Lists not accepted" in listed.body
+        with ExpectLog(app_log, "Uncaught exception"):
+            other = self.fetch("/write?kind=int")
+        assert b"only accepts bytes, unicode, and dict" in other.body
+
+    def test_finish_twice_and_write_after_finish(self) -> None:
+        assert self.fetch("/twice").body == b"once"
+        assert self.app.settings["errors"] == [
+            "finish() called twice",
+            "Cannot write() after finish()",
+        ]
+
+    def test_flush_and_finish_return_futures(self) -> None:
+        response = self.fetch("/flush")
+        assert response.body == b"ab"
+        futures = self.app.settings["futures"]
+        assert len(futures) == 4
+        assert all(isinstance(f, Future) and f.done() for f in futures)
+
+    def test_head_sends_no_body(self) -> None:
+        response = self.fetch("/head", method="HEAD")
+        assert response.code == 200 and response.body == b""
+
+    def test_etag_and_if_none_match(self) -> None:
+        first = self.fetch("/etag?body=hello")
+        etag = first.headers["Etag"]
+        assert etag.startswith('"') and first.headers["Content-Length"] == "5"
+        for sent in (etag, "W/" + etag, f'"other", {etag}', "*"):
+            cached = self.fetch("/etag?body=hello", headers={"If-None-Match": sent})
+            assert cached.code == 304, sent
+            assert "Content-Length" not in cached.headers
+        for sent in ('"other"', "W/\"other\", 'x'", "junk"):
+            assert self.fetch("/etag?body=hello", headers={"If-None-Match": sent}).code == 200
+
+    def test_overridden_etag_methods(self) -> None:
+        assert self.fetch("/custom_etag").headers["Etag"] == '"fixed"'
+        assert self.fetch("/custom_etag", headers={"If-None-Match": '"fixed"'}).code == 304
+        assert "Etag" not in self.fetch("/custom_etag?none=1").headers
+        not_modified = self.fetch("/check_etag")
+        assert not_modified.code == 304
+        assert "Content-Language" not in not_modified.headers
+
+    def test_bodiless_statuses(self) -> None:
+        response = self.fetch("/nobody?code=204")
+        assert response.code == 204 and "Content-Length" not in response.headers
+        with ExpectLog(app_log, "Uncaught exception"):
+            assert self.fetch("/nobody?code=204&body=1").code == 500
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class ErrorsHandler(RequestHandler):
+    def get(self) -> None:
+        kind = self.get_argument("kind")
+        if kind == "http":
+            raise HTTPError(410, "gone %s", "away")
+        if kind == "http_reason":
+            raise HTTPError(499, reason="Custom")
+        if kind == "http_quiet":
+            raise HTTPError(403)
+        if kind == "send_error":
+            self.send_error(503, reason="Busy")
+            return
+        if kind == "finish":
+            self.set_status(401)
+            raise Finish("stopped")
+        if kind == "finish_empty":
+            self.write("written")
+            raise Finish()
+        if kind == "after_flush":
+            self.write("partial")
+            self.flush()
+            raise ValueError("late")
+        raise ZeroDivisionError("boom")
+
+
+class CustomErrorHandler(RequestHandler):
+    def get(self) -> None:
+        raise KeyError("k")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs["exc_info"][1]
+        self.set_status(409)
+        self.write(f"custom {status_code} {type(exc).__name__}")
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        app_log.warning("custom log %s", type(value).__name__)
+
+
+class BrokenErrorHandler(RequestHandler):
+    def get(self) -> None:
+        raise ValueError("first")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        raise RuntimeError("in write_error")
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        raise RuntimeError("in log_exception")
+
+
+class TracebackHandler(RequestHandler):
+    def get(self) -> None:
+        raise ValueError("shown")
+
+
+class ErrorTest(WebCase):
+    handlers = [
+        ("/errors", ErrorsHandler),
+        ("/custom", CustomErrorHandler),
+        ("/broken", BrokenErrorHandler),
+    ]
+
+    def test_uncaught_exception_is_a_logged_500(self) -> None:
+        with ExpectLog(app_log, "Uncaught exception GET /errors\\?kind=zero"):
+            response = self.fetch("/errors?kind=zero")
+        assert response.code == 500
+        assert response.body == (
+            b"<html><title>500: Internal Server Error</title>"
+            b"<body>500: Internal Server Error</body></html>"
+        )
+
+    def test_http_error_is_logged_as_a_warning_with_its_message(self) -> None:
+        with ExpectLog(gen_log, r"410 GET /errors\?kind=http \(127.0.0.1\): gone away"):
+            response = self.fetch("/errors?kind=http")
+        assert response.code == 410 and b"410: Gone" in response.body
+        response = self.fetch("/errors?kind=http_reason")
+        assert (response.code, response.reason) == (499, "Custom")
+        assert b"499: Custom" in response.body
+        assert self.fetch("/errors?kind=http_quiet").code == 403
+
+    def test_send_error_with_reason(self) -> None:
+        response = self.fetch("/errors?kind=send_error")
+        assert (response.code, response.reason) == (503, "Busy")
+
+    def test_finish_exception(self) -> None:
+        response = self.fetch("/errors?kind=finish")
+        assert (response.code, response.body) == (401, b"stopped")
+        assert self.fetch("/errors?kind=finish_empty").body == b"written"
+
+    def test_error_after_headers_were_sent(self) -> None:
+        with ExpectLog(app_log, "Uncaught exception"):
+            with ExpectLog(gen_log, "Cannot send error response after headers written"):
+                response = self.fetch("/errors?kind=after_flush")
+        assert response.body == b"partial"
+
+    def test_overridden_write_error_and_log_exception(self) -> None:
+        with ExpectLog(app_log, "custom log KeyError"):
+            response = self.fetch("/custom")
+        assert (response.code, response.body) == (409, b"custom 500 KeyError")
+
+    def test_failures_inside_error_handling_are_logged(self) -> None:
+        with ExpectLog(app_log, "Error in exception logger"):
+            with ExpectLog(app_log, "Uncaught exception in write_error"):
+                response = self.fetch("/broken")
+        assert (response.code, response.body) == (500, b"")
+
+
+class TracebackTest(WebCase):
+    handlers = [("/", TracebackHandler)]
+    settings = {"serve_traceback": True}
+
+    def test_traceback_is_served(self) -> None:
+        with ExpectLog(app_log, "Uncaught exception"):
+            response = self.fetch("/")
+        assert response.code == 500
+        assert response.headers["Content-Type"] == "text/plain"
+        assert b"Traceback" in response.body and b"ValueError: shown" in response.body
+
+
+# --- methods, hooks and the execution path ---------------------------------------------------------
+
+
+class HookHandler(RequestHandler):
+    def initialize(self, log: list[str]) -> None:
+        self.log = log
+        log.append("initialize")
+
+    def prepare(self) -> None:
+        self.log.append("prepare")
+        if self.get_argument("stop", None):
+            self.finish("stopped in prepare")
+
+    def get(self) -> None:
+        self.log.append("get")
+        self.write("got")
+
+    def on_finish(self) -> None:
+        self.log.append("on_finish")
+
+
+class AsyncHandler(RequestHandler):
+    async def prepare(self) -> None:
+        await asyncio.sleep(0)
+        self.prepared = True
+
+    async def get(self) -> None:
+        await asyncio.sleep(0)
+        self.write({"prepared": self.prepared})
+
+    @gen.coroutine
+    def post(self) -> Any:
+        yield gen.moment
+        self.write("gen")
+
+    async def put(self) -> None:
+        await asyncio.sleep(0)
+        raise HTTPError(402)
+
+    async def delete(self) -> None:
+        self.finish("explicit")
+
+
+class AsyncPrepareFailsHandler(RequestHandler):
+    async def prepare(self) -> None:
+        raise HTTPError(451)
+
+
+class CancelledHandler(RequestHandler):
+    async def get(self) -> None:
+        future: Future[None] = Future()
+        future.cancel()
+        await future
+
+
+class CustomMethodsHandler(RequestHandler):
+    SUPPORTED_METHODS = RequestHandler.SUPPORTED_METHODS + ("PROPFIND",)
+
+    def propfind(self) -> None:
+        self.write("found")
+
+    def options(self) -> None:
+        self.write("options")
+
+
+class NoAutoFinishHandler(RequestHandler):
+    def get(self) -> None:
+        self._auto_finish = False
+        self.write("later")
+        asyncio.get_running_loop().call_soon(self.finish)
+
+
+class ExecutionTest(WebCase):
+    log: list[str] = []
+    handlers = [
+        ("/hooks", HookHandler, {"log": log}),
+        ("/async", AsyncHandler),
+        ("/async_prepare_fails", AsyncPrepareFailsHandler),
+        ("/cancelled", CancelledHandler),
+        ("/methods", CustomMethodsHandler),
+        ("/base", RequestHandler),
+        ("/later", NoAutoFinishHandler),
+    ]
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.log.clear()
+
+    def test_hooks_run_in_order(self) -> None:
+        assert self.fetch("/hooks").body == b"got"
+        assert self.log == ["initialize", "prepare", "get", "on_finish"]
+        self.log.clear()
+        assert self.fetch("/hooks?stop=1").body == b"stopped in prepare"
+        assert self.log == ["initialize", "prepare", "on_finish"]
+
+    def test_coroutine_methods_are_awaited(self) -> None:
+        assert self.json("/async") == {"prepared": True}
+        assert self.fetch("/async", method="POST", body="").body == b"gen"
+        assert self.fetch("/async", method="PUT", body="").code == 402
+        assert self.fetch("/async", method="DELETE").body == b"explicit"
+        assert self.fetch("/async_prepare_fails").code == 451
+
+    def test_awaiting_a_cancelled_future_is_an_error(self) -> None:
+        with ExpectLog(app_log, "Uncaught exception"):
+            assert self.fetch("/cancelled").code == 500
+
+    def test_unimplemented_and_unsupported_methods(self) -> None:
+        for method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            assert self.fetch("/base", method=method).code == 405
+        for method in ("POST", "PUT", "PATCH"):
+            assert self.fetch("/base", method=method, body="").code == 405
+        response = self.fetch("/methods", method="PROPFIND", allow_nonstandard_methods=True)
+        assert response.body == b"found"
+        assert self.fetch("/methods", method="OPTIONS").body == b"options"
+        other = self.fetch("/methods", method="OTHER", allow_nonstandard_methods=True)
+        assert other.code == 405
+
+    def test_auto_finish_can_be_turned_off(self) -> None:
+        assert self.fetch("/later").body == b"later"
+
+
+class TaskedHandler(RequestHandler):
+    def get(self) -> None:
+        self.write("sync")
+
+
+class NoTaskTest(WebCase):
+    handlers = [("/", TaskedHandler)]
+
+    def test_sync_handler_creates_no_task(self) -> None:
+        created: list[Any] = []
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        original = loop.create_task
+
+        def spy(coro: Any, **kwargs: Any) -> Any:
+            code = getattr(coro, "cr_code", None)
+            created.append(getattr(code, "co_qualname", ""))
+            return original(coro, **kwargs)
+
+        loop.create_task = spy  # type: ignore[method-assign]
+        try:
+            assert self.fetch("/").body == b"sync"
+        finally:
+            loop.create_task = original  # type: ignore[method-assign]
+        assert not [name for name in created if name.startswith("RequestHandler.")]
+
+
+# --- user, locale, misc -----------------------------------------------------------------------------
+
+
+class FakeLocale:
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+
+class UserHandler(RequestHandler):
+    calls = 0
+
+    def get_current_user(self) -> Any:
+        type(self).calls += 1
+        return self.get_argument("user", None)
+
+    def get(self) -> None:
+        first = self.current_user
+        self.write({"user": first, "again": self.current_user})
+
+
+class AssignedUserHandler(RequestHandler):
+    def prepare(self) -> None:
+        self.current_user = "assigned"
+        self.locale = FakeLocale("fr_FR")  # type: ignore[assignment]
+
+    def get_current_user(self) -> Any:
+        raise AssertionError("not called once assigned")
+
+    def get_user_locale(self) -> Any:
+        raise AssertionError("not called once assigned")
+
+    def get(self) -> None:
+        self.write(f"{self.current_user} {self.locale.code}")
+
+
+class LocaleHandler(RequestHandler):
+    def get(self) -> None:
+        self.write(self.locale.code)
+
+
+class UserLocaleHandler(RequestHandler):
+    def get_user_locale(self) -> Any:
+        return FakeLocale("es_ES")
+
+    def get(self) -> None:
+        self.write(self.locale.code)
+
+
+class MiscHandler(RequestHandler):
+    def get(self) -> None:
+        what = self.get_argument("what")
+        if what == "login":
+            self.write(self.get_login_url())
+        elif what == "reverse":
+            self.write(self.reverse_url("misc"))
+        elif what == "summary":
+            self.request.remote_ip = None
+            self.write(self._request_summary())
+        elif what == "settings":
+            self.write({"same": self.settings is self.application.settings})
+        elif what == "redirect":
+            self.redirect(
+                "/target",
+                status=int(self.get_argument("status", "0")) or None,
+                permanent=bool(self.get_argument("permanent", "")),
+            )
+        elif what == "bad_redirect":
+            try:
+                self.redirect("/x", status=200)
+            except ValueError as exc:
+                self.write(str(exc))
+        elif what == "late_redirect":
+            self.flush()
+            try:
+                self.redirect("/x")
+            except RuntimeError as exc:
+                self.finish(str(exc))
+        elif what == "ui":
+            self.write({"names": sorted(k for k in self.ui if not k.startswith("_"))})
+
+
+class UserAndLocaleTest(WebCase):
+    handlers = [
+        ("/user", UserHandler),
+        ("/assigned", AssignedUserHandler),
+        ("/locale", LocaleHandler),
+        ("/user_locale", UserLocaleHandler),
+        (r"/misc", MiscHandler, {}, "misc"),
+    ]
+    settings = {"login_url": "/login", "ui_methods": {"shout": lambda handler, s: s.upper()}}
+
+    def test_current_user_is_computed_once(self) -> None:
+        UserHandler.calls = 0
+        assert self.json("/user?user=ann") == {"user": "ann", "again": "ann"}
+        assert UserHandler.calls == 1
+        assert self.fetch("/assigned").body == b"assigned fr_FR"
+
+    def test_browser_locale_from_accept_language(self) -> None:
+        asked: list[tuple[str, ...]] = []
+        real_get = locale.get
+
+        def spy(*codes: str) -> locale.Locale:
+            asked.append(codes)
+            return real_get(*codes)
+
+        def codes(header: Optional[str]) -> tuple[str, ...]:
+            headers = {"Accept-Language": header} if header is not None else {}
+            asked.clear()
+            with mock.patch.object(locale, "get", spy):
+                assert self.fetch("/locale", headers=headers).code == 200
+            return asked[0]
+
+        assert codes(None) == ("en_US",)
+        assert codes("fr-FR;q=0.9") == ("fr-FR",)
+        assert codes("de;q=0.3, fr-FR; q=0.9, es") == ("es", "fr-FR", "de")
+        assert codes("fr-FR;q=0") == ("en_US",)
+        assert codes("fr-FR;q=-1") == ("en_US",)
+        assert codes("fr-FR;q=abc") == ("en_US",)
+        assert self.fetch("/user_locale").body == b"es_ES"
+
+    def test_small_helpers(self) -> None:
+        assert self.fetch("/misc?what=login").body == b"/login"
+        assert self.fetch("/misc?what=reverse").body == b"/misc"
+        assert self.fetch("/misc?what=summary").body == b"GET /misc?what=summary (None)"
+        assert self.json("/misc?what=settings") == {"same": True}
+        assert "shout" in self.json("/misc?what=ui")["names"]
+
+    def test_redirects(self) -> None:
+        response = self.fetch("/misc?what=redirect", follow_redirects=False)
+        assert (response.code, response.headers["Location"]) == (302, "/target")
+        permanent = self.fetch("/misc?what=redirect&permanent=1", follow_redirects=False)
+        assert permanent.code == 301
+        assert self.fetch("/misc?what=redirect&status=307", follow_redirects=False).code == 307
+        assert b"3xx" in self.fetch("/misc?what=bad_redirect").body
+        assert b"Cannot redirect" in self.fetch("/misc?what=late_redirect").body
+
+
+class NoLoginUrlTest(WebCase):
+    handlers = [("/misc", MiscHandler)]
+
+    def test_require_setting(self) -> None:
+        with ExpectLog(app_log, "Uncaught exception"):
+            response = self.fetch("/misc?what=login")
+        assert response.code == 500
+
+
+# --- cross-origin protection ---------------------------------------------------------------------
+
+
+class PostHandler(RequestHandler):
+    def get(self) -> None:
+        self.write("ok")
+
+    def post(self) -> None:
+        self.write("ok")
+
+
+class TrustingHandler(PostHandler):
+    def check_trusted_origin(self, origin: str) -> bool:
+        return origin.endswith(".example.com")
+
+
+class CrossOriginTest(WebCase):
+    handlers = [("/", PostHandler), ("/trusting", TrustingHandler)]
+    settings = {"cross_origin_protection": True, "trusted_origins": ["https://ok.test"]}
+
+    def post(self, headers: dict[str, str], path: str = "/") -> HTTPResponse:
+        return self.fetch(path, method="POST", body="", headers=headers)
+
+    def test_allowed(self) -> None:
+        for headers in (
+            {},
+            {"Sec-Fetch-Site": "same-origin"},
+            {"Sec-Fetch-Site": "none"},
+            {"Sec-Fetch-Site": "cross-site", "Origin": "https://ok.test"},
+            {"Origin": self.get_url("/path").upper().replace("HTTP://", "http://")},
+            {"Origin": "https://ok.test"},
+        ):
+            assert self.post(headers).code == 200, headers
+        safe = self.fetch("/", headers={"Sec-Fetch-Site": "cross-site"})
+        assert safe.code == 200
+        assert self.post({"Origin": "https://a.example.com"}, "/trusting").code == 200
+
+    def test_rejected(self) -> None:
+        for headers, message in (
+            ({"Sec-Fetch-Site": "cross-site"}, ".*Sec-Fetch-Site cross-site .* not allowed"),
+            (
+                {"Sec-Fetch-Site": "same-site", "Origin": "https://x.y"},
+                ".*same-site .* not allowed",
+            ),
+            ({"Origin": "null"}, ".*Origin 'null' not allowed"),
+            ({"Origin": "https://ok.test/"}, ".*Origin .* not allowed"),
+        ):
+            with ExpectLog(gen_log, message):
+                assert self.post(headers).code == 403
+
+
+# --- direct use without a server --------------------------------------------------------------------
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.detached = False
+        self.callback: Any = "unset"
+
+    def set_close_callback(self, callback: Any) -> None:
+        self.callback = callback
+
+    def detach(self) -> str:
+        self.detached = True
+        return "stream"
+
+
+def _request(conn: Any) -> Any:
+    from squall.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+    return HTTPServerRequest(
+        start_line=RequestStartLine("GET", "/", "HTTP/1.1"), headers=HTTPHeaders(), connection=conn
+    )
+
+
+def test_detach_hands_over_the_connection() -> None:
+    conn = _Conn()
+    handler = RequestHandler(Application(), _request(conn))
+    assert handler.detach() == "stream"
+    assert conn.detached and handler._finished
+
+
+def test_on_connection_close_is_reported_once() -> None:
+    closes: list[int] = []
+
+    class Watch(RequestHandler):
+        def on_connection_close(self) -> None:
+            closes.append(1)
+
+    conn = _Conn()
+    handler = Watch(Application(), _request(conn))
+    conn.callback()
+    handler._connection_closed()
+    assert closes == [1]
+
+
+def test_initialize_rejects_unexpected_arguments() -> None:
+    with pytest.raises(TypeError):
+        RequestHandler(Application(), _request(_Conn()), surprise=1)
+
+
+def test_data_received_must_be_overridden() -> None:
+    handler = RequestHandler(Application(), _request(_Conn()))
+    with pytest.raises(NotImplementedError):
+        handler.data_received(b"x")
+    handler.clear()
+    assert handler.get_status() == 200
+    assert utf8(handler._headers["Content-Type"]) == b"text/html; charset=UTF-8"

@@ -62,6 +62,8 @@ _MAX_1XX_RESPONSES = 10
 _DEFAULT_CHUNK_SIZE = 64 * 1024
 _DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 _DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
+# Wire bytes parsed between two IOLoop iterations when a body is made of tiny chunks.
+_SLICE = 2048
 
 
 def _parser_choice() -> str:
@@ -313,6 +315,8 @@ class HTTP1Connection(HTTPConnection):
         self._headers_written = False
         self._pending_write: Optional[Future[None]] = None
         self._finish_future: Future[None] = Future()
+        # Bytes read from the stream and not yet given to the parser.
+        self._wire = b""
         stream.set_close_callback(self._on_connection_close)
 
     # -- reading --------------------------------------------------------------
@@ -332,22 +336,60 @@ class HTTP1Connection(HTTPConnection):
             )
         return self._read_message(delegate)
 
-    async def _fill(self, deadline: Optional[float]) -> None:
-        """Read one piece from the stream into the parser (EOF on close)."""
+    async def _fill(
+        self, deadline: Optional[float], delegate: HTTPMessageDelegate, pending: list[bytes]
+    ) -> None:
+        """Read one piece from the stream into the parser (EOF on close).
+
+        Body bytes held back in ``pending`` go to the delegate before we
+        wait for the network, so nothing sits in our buffer while we block.
+        """
         stream = self.stream
         if stream is None:
             raise StreamClosedError()
+        future: Optional[Future[bytes]]
         try:
             future = stream.read_bytes(self.params.chunk_size, partial=True)
-            if deadline is None:
-                data = await future
-            else:
-                data = await gen.with_timeout(
-                    deadline, future, quiet_exceptions=(StreamClosedError,)
-                )
         except StreamClosedError:
-            data = b""
-        self._h1.receive_data(data)
+            future = None
+        if pending and (future is None or not future.done()):
+            await self._deliver(delegate, pending)
+        data = b""
+        if future is not None:
+            try:
+                if deadline is None:
+                    data = await future
+                else:
+                    data = await gen.with_timeout(
+                        deadline, future, quiet_exceptions=(StreamClosedError,)
+                    )
+            except StreamClosedError:
+                data = b""
+        if not data:
+            self._h1.receive_data(b"")
+            return
+        self._wire = data
+        self._feed()
+
+    def _feed(self) -> None:
+        wire = self._wire
+        if len(wire) > _SLICE and wire.count(b"\r\n", 0, _SLICE) > _SLICE // 32:
+            # Tiny chunks are costly to parse: take them a slice at a time and
+            # let the IOLoop run in between.
+            self._h1.receive_data(wire[:_SLICE])
+            self._wire = wire[_SLICE:]
+        else:
+            self._h1.receive_data(wire)
+            self._wire = b""
+
+    async def _deliver(self, delegate: HTTPMessageDelegate, pending: list[bytes]) -> None:
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        size = self.params.chunk_size
+        for i in range(0, len(data), size):
+            ret = delegate.data_received(data[i : i + size] if len(data) > size else data)
+            if ret is not None:
+                await ret
 
     async def _read_message(self, delegate: HTTPMessageDelegate) -> bool:
         h1 = self._h1
@@ -359,6 +401,8 @@ class HTTP1Connection(HTTPConnection):
             h1.send_end()
         need_close = False
         head_seen = False
+        pending: list[bytes] = []
+        pending_size = 0
         headers: Optional[HTTPHeaders] = None
         deadline: Optional[float] = None
         timeout_label = ""
@@ -369,7 +413,11 @@ class HTTP1Connection(HTTPConnection):
             while True:
                 event = h1.next_event()
                 if event is NEED_DATA:
-                    await self._fill(deadline)
+                    if self._wire:
+                        await gen.moment
+                        self._feed()
+                    else:
+                        await self._fill(deadline, delegate, pending)
                     continue
                 if event is PAUSED:
                     # Server: our response is not finished yet; client: the
@@ -378,16 +426,16 @@ class HTTP1Connection(HTTPConnection):
                 kind = type(event)
                 if kind is Data:
                     assert isinstance(event, Data)
-                    data = event.data
-                    size = self.params.chunk_size
-                    for i in range(0, len(data), size):
-                        ret = delegate.data_received(
-                            data[i : i + size] if len(data) > size else data
-                        )
-                        if ret is not None:
-                            await ret
+                    # Small pieces are joined up to chunk_size before delivery.
+                    pending.append(event.data)
+                    pending_size += len(event.data)
+                    if pending_size >= self.params.chunk_size:
+                        pending_size = 0
+                        await self._deliver(delegate, pending)
                     continue
                 if kind is EndOfMessage:
+                    if pending:
+                        await self._deliver(delegate, pending)
                     self._read_finished = True
                     delegate.finish()
                     need_close = False
@@ -466,6 +514,12 @@ class HTTP1Connection(HTTPConnection):
             self.close()
             return False
         finally:
+            if self._wire:
+                # Pipelined bytes belong to the next message.
+                wire = self._wire
+                self._wire = b""
+                if h1.their_state not in ("CLOSED", "ERROR"):
+                    h1.receive_data(wire)
             if need_close:
                 try:
                     delegate.on_connection_close()

@@ -113,8 +113,17 @@ class _TransportStream(BaseIOStream):
 
     def _feed(self, data: bytes) -> None:
         self._inbox += data
-        if not self._closed:
-            self._handle_events(None, _READ)
+        if self._closed:
+            return
+        self._handle_events(None, _READ)
+        if self._read_future is None and not self._closed and (self._inbox or self._buffered()):
+            # Nobody is reading: stop the transport until someone asks, as
+            # an fd-based stream stops listening.
+            state = self._state
+            if state is not None and state & _READ:
+                self._unwant(_READ)
+            else:
+                self._proto._set_stream_reading(False)
 
     def _feed_eof(self) -> None:
         self._eof = True

@@ -15,6 +15,10 @@ from squall.httputil import HTTPHeaders, HTTPServerRequest, ResponseStartLine
 class FakeSocket:
     def __init__(self, family: int) -> None:
         self.family = family
+        self.options: dict[tuple[int, int], int] = {}
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.options[(level, option)] = value
 
 
 class FakeTransport(asyncio.Transport):
@@ -36,6 +40,7 @@ class FakeTransport(asyncio.Transport):
         self.closed = False
         self.reading = True
         self.pauses = 0
+        self.sock = FakeSocket(family)
 
     def write(self, data: Any) -> None:
         assert not self.closed, "write after close"
@@ -68,7 +73,7 @@ class FakeTransport(asyncio.Transport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "socket":
-            return FakeSocket(self.family)
+            return self.sock
         if name == "peername":
             return self.peer
         return default

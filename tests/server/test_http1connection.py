@@ -137,6 +137,44 @@ class ClientTest(PairTestCase):
         assert d.body == b"x" and d.finished == 1
 
     @gen_test
+    async def test_tiny_chunks_are_joined_and_parsed_in_slices(self) -> None:
+        conn = self.conn()
+        ticks = 0
+        done = False
+
+        def tick() -> None:
+            nonlocal ticks
+            if not done:
+                ticks += 1
+                self.io_loop.add_callback(tick)
+
+        await self.peer.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"1\r\nx\r\n" * 5000
+            + b"0\r\n\r\n"
+        )
+        self.io_loop.add_callback(tick)
+        d = Collect()
+        assert await conn.read_response(d) is True
+        done = True
+        assert d.body == b"x" * 5000 and len(d.chunks) < 10
+        assert ticks > 10
+
+    @gen_test
+    async def test_pipelined_responses_read_one_at_a_time(self) -> None:
+        conn = self.conn()
+        await self.peer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"
+        )
+        first, second = Collect(), Collect()
+        assert await conn.read_response(first) is True
+        conn.write_headers(RequestStartLine("GET", "/", "HTTP/1.1"), HTTPHeaders())
+        conn.finish()
+        assert await conn.read_response(second) is True
+        assert (first.body, second.body) == (b"a", b"b")
+
+    @gen_test
     async def test_too_many_interim_responses(self) -> None:
         conn = self.conn()
         await self.peer.write(b"HTTP/1.1 100 Continue\r\n\r\n" * (_MAX_1XX_RESPONSES + 1))

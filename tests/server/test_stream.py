@@ -1,0 +1,108 @@
+"""The transport-backed stream that ``request.connection.detach()`` returns."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from squall.httpserver._stream import _TransportStream
+from squall.httputil import HTTPServerRequest
+from squall.iostream import StreamClosedError
+from squall.testing import AsyncTestCase, gen_test
+
+from ._fakes import FakeTransport, make
+
+
+class StreamTest(AsyncTestCase):
+    def detached(self, data: bytes = b"") -> tuple[Any, FakeTransport, _TransportStream]:
+        streams: list[_TransportStream] = []
+
+        def handle(request: HTTPServerRequest) -> None:
+            streams.append(request.connection.detach())  # type: ignore[union-attr]
+
+        loop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
+        server, proto, t = make(loop, handle)
+        proto.data_received(b"GET / HTTP/1.1\r\n\r\n" + data)
+        (stream,) = streams
+        assert not server._connections
+        return proto, t, stream
+
+    @gen_test
+    async def test_reads_leftover_then_new_data(self) -> None:
+        proto, t, stream = self.detached(b"early")
+        assert await stream.read_bytes(5) == b"early"
+        proto.data_received(b"late\n")
+        assert await stream.read_until(b"\n") == b"late\n"
+        # Data with no read pending is read ahead once, then reading pauses.
+        proto.data_received(b"ahead")
+        assert not t.reading
+        assert await stream.read_bytes(5) == b"ahead"
+        future = stream.read_bytes(3)
+        assert t.reading
+        proto.data_received(b"xyz")
+        assert await future == b"xyz"
+
+    @gen_test
+    async def test_writes_follow_the_high_water_mark(self) -> None:
+        proto, t, stream = self.detached()
+        await stream.write(b"one")
+        assert t.writes == [b"one"]
+        proto.pause_writing()
+        future = stream.write(b"two")
+        assert not future.done() and t.writes == [b"one"]
+        proto.resume_writing()
+        await future
+        assert t.writes == [b"one", b"two"]
+
+    @gen_test
+    async def test_eof_ends_read_until_close(self) -> None:
+        proto, t, stream = self.detached(b"abc")
+        future = stream.read_until_close()
+        proto.data_received(b"def")
+        proto.eof_received()
+        assert await future == b"abcdef"
+        assert stream.closed() and t.closed
+
+    @gen_test
+    async def test_buffered_data_survives_connection_lost(self) -> None:
+        proto, t, stream = self.detached()
+        closed: list[bool] = []
+        stream.set_close_callback(lambda: closed.append(True))
+        proto.data_received(b"0123456789")
+        proto.connection_lost(None)
+        assert stream.closed()
+        assert await stream.read_bytes(10) == b"0123456789"
+        with pytest.raises(StreamClosedError):
+            await stream.read_bytes(1)
+
+    @gen_test
+    async def test_write_after_transport_closed(self) -> None:
+        proto, t, stream = self.detached()
+        t.closed = True
+        with pytest.raises(StreamClosedError):
+            await stream.write(b"x")
+        assert stream.closed()
+
+    @gen_test
+    async def test_socket_and_nodelay(self) -> None:
+        proto, t, stream = self.detached()
+        assert stream.socket is t.sock and stream.fileno() is t.sock
+        stream.set_nodelay(True)
+        assert t.sock.options[(socket.IPPROTO_TCP, socket.TCP_NODELAY)] == 1
+        stream.close()
+        assert t.closed
+
+    @gen_test
+    async def test_stream_of_a_closed_connection_is_closed(self) -> None:
+        loop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
+        pending: list[HTTPServerRequest] = []
+        _, proto, t = make(loop, pending.append)
+        proto.data_received(b"GET / HTTP/1.1\r\n\r\n")
+        proto.connection_lost(None)
+        stream = pending[0].connection.stream  # type: ignore[union-attr]
+        assert stream.closed()
+        with pytest.raises(RuntimeError):
+            pending[0].connection.detach()  # type: ignore[union-attr]
+            pending[0].connection.detach()  # type: ignore[union-attr]

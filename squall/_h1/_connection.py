@@ -1,0 +1,917 @@
+"""The HTTP/1.1 connection state machine for both roles (see the package
+docstring for the API and the rules it keeps)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    Headers,
+    InformationalResponse,
+    Request,
+    Response,
+    Sentinel,
+)
+from ._heads import HeadParser, PythonHeadParser
+from ._limits import DEFAULT_LIMITS, H1Limits
+from ._rules import (
+    CHUNKED,
+    STR_TOKEN_RE,
+    STR_VALUE_RE,
+    UNTIL_CLOSE,
+    bad,
+    body_framing,
+    parse_chunk_size,
+    parse_content_length,
+    parse_fields,
+    scan_fields,
+    split_list,
+    wants_keep_alive,
+)
+from ._writer import chunk, encode_fields, find_values
+
+__all__ = ["H1Connection"]
+
+# Receive states (the peer's side).
+_R_HEAD: Final = 0  # expecting a message head
+_R_CL: Final = 1  # body delimited by Content-Length
+_R_CHUNKED: Final = 2  # chunked body
+_R_CLOSE: Final = 3  # body delimited by connection close (responses)
+_R_EOM: Final = 4  # EndOfMessage is due next
+_R_DONE: Final = 5  # message complete, waiting for our side
+_R_IDLE: Final = 6  # client: no request outstanding
+_R_MUST_CLOSE: Final = 7  # no further message may be read
+_R_CLOSED: Final = 8  # ConnectionClosed reported
+_R_SWITCHED: Final = 9  # protocol switched: bytes belong to the new protocol
+_R_ERROR: Final = 10  # RemoteProtocolError raised
+
+# Send states (our side).
+_S_IDLE: Final = 0  # no message started
+_S_BODY: Final = 1  # head sent, body (or its end) due
+_S_DONE: Final = 2  # message complete, waiting for the peer's side
+_S_MUST_CLOSE: Final = 3  # nothing more may be sent
+_S_SWITCHED: Final = 4
+
+# Chunked-body sub-states.
+_C_SIZE: Final = 0
+_C_DATA: Final = 1
+_C_CRLF: Final = 2
+_C_TRAILER: Final = 3
+
+_NO_BODY: Final = -3  # outgoing framing: no body may be sent
+
+_STATE_NAMES: Final = {
+    _R_HEAD: "HEAD",
+    _R_CL: "BODY",
+    _R_CHUNKED: "BODY",
+    _R_CLOSE: "BODY",
+    _R_EOM: "BODY",
+    _R_DONE: "DONE",
+    _R_IDLE: "IDLE",
+    _R_MUST_CLOSE: "MUST_CLOSE",
+    _R_CLOSED: "CLOSED",
+    _R_SWITCHED: "SWITCHED",
+    _R_ERROR: "ERROR",
+}
+_SEND_NAMES: Final = {
+    _S_IDLE: "IDLE",
+    _S_BODY: "BODY",
+    _S_DONE: "DONE",
+    _S_MUST_CLOSE: "MUST_CLOSE",
+    _S_SWITCHED: "SWITCHED",
+}
+
+
+def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
+    if parser not in ("auto", "python", "httptools"):
+        raise ValueError(f"parser must be 'auto', 'python' or 'httptools', not {parser!r}")
+    if parser != "python":
+        try:
+            from ._llhttp import LLHTTPHeadParser
+        except ImportError:
+            if parser == "httptools":
+                raise
+        else:
+            return LLHTTPHeadParser(limits.max_header_count)
+    return PythonHeadParser(limits.max_header_count)
+
+
+class H1Connection:
+    """One HTTP/1.1 connection, for the server or the client role.
+
+    Args:
+        role: ``"server"`` (parses requests, sends responses) or ``"client"``
+            (sends requests, parses responses).
+        limits: Size limits; `H1Limits()` by default.
+        parser: ``"auto"`` (httptools when importable), ``"python"`` or
+            ``"httptools"``.
+        allow_bare_lf: Accept a bare LF as the line terminator of the start
+            line and header fields (RFC 9112 §2.2 allows it; Tornado does).
+            Off by default. Chunk framing always requires CRLF.
+    """
+
+    __slots__ = (
+        "_client",
+        "_limits",
+        "_heads",
+        "_bare_lf",
+        "_buf",
+        "_pos",
+        "_scan",
+        "_eof",
+        "_rstate",
+        "_sstate",
+        "_error",
+        "_closed_event",
+        "_keep_alive",
+        "_method",
+        "_is11",
+        "_expect_continue",
+        "_switching",
+        "_informational",
+        "_remaining",
+        "_total",
+        "_received",
+        "_max_body",
+        "_checked",
+        "_cstate",
+        "_trailers",
+        "_out",
+        "_out_chunked",
+    )
+
+    def __init__(
+        self,
+        role: str = "server",
+        *,
+        limits: H1Limits | None = None,
+        parser: str = "auto",
+        allow_bare_lf: bool = False,
+    ) -> None:
+        if role not in ("server", "client"):
+            raise ValueError(f"role must be 'server' or 'client', not {role!r}")
+        self._client = role == "client"
+        self._limits = DEFAULT_LIMITS if limits is None else limits
+        self._heads = _make_head_parser(parser, self._limits)
+        self._bare_lf = allow_bare_lf
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+        self._scan = 0
+        self._eof = False
+        self._rstate = _R_IDLE if self._client else _R_HEAD
+        self._sstate = _S_IDLE
+        self._error: RemoteProtocolError | None = None
+        self._closed_event: ConnectionClosed | None = None
+        self._keep_alive = True
+        self._method = ""
+        self._is11 = True
+        self._expect_continue = False
+        self._switching = False
+        self._informational = 0
+        self._remaining = 0
+        self._total = 0
+        self._received = 0
+        self._max_body = self._limits.max_body_size
+        self._checked = False
+        self._cstate = _C_SIZE
+        self._trailers: Headers = []
+        self._out = 0
+        self._out_chunked = False
+
+    # -- introspection -------------------------------------------------
+
+    @property
+    def role(self) -> str:
+        """``"server"`` or ``"client"``."""
+        return "client" if self._client else "server"
+
+    @property
+    def parser(self) -> str:
+        """The head parser in use: ``"python"`` or ``"httptools"``."""
+        return self._heads.name
+
+    @property
+    def their_state(self) -> str:
+        """The peer's side: HEAD, BODY, DONE, IDLE, MUST_CLOSE, CLOSED,
+        SWITCHED or ERROR (for logs and tests)."""
+        return _STATE_NAMES[self._rstate]
+
+    @property
+    def our_state(self) -> str:
+        """Our side: IDLE, BODY, DONE, MUST_CLOSE or SWITCHED."""
+        return _SEND_NAMES[self._sstate]
+
+    @property
+    def keep_alive(self) -> bool:
+        """False once either side has said the connection ends with the
+        current exchange; the driver closes after it."""
+        return self._keep_alive
+
+    @property
+    def expects_continue(self) -> bool:
+        """Server: the client sent ``Expect: 100-continue`` (HTTP/1.1) and is
+        waiting; send `send_informational` (100) before reading the body,
+        or a final response (RFC 9110 §10.1.1)."""
+        return self._expect_continue
+
+    @property
+    def switched(self) -> bool:
+        """The connection now carries another protocol (after 101 or a
+        successful CONNECT); take the remaining bytes with `detach`."""
+        return self._rstate == _R_SWITCHED
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet parsed (for back-pressure)."""
+        return len(self._buf) - self._pos
+
+    @property
+    def limits(self) -> H1Limits:
+        """The limits in force."""
+        return self._limits
+
+    def set_max_body_size(self, size: int) -> None:
+        """Override `H1Limits.max_body_size` for the message being received
+        (call it after its head event; the next message uses the default)."""
+        self._max_body = size
+
+    # -- receiving -----------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes read from the peer; ``b""`` means the peer closed (EOF)."""
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("received data after end of stream")
+        if self._rstate == _R_MUST_CLOSE:
+            # RFC 9112 §9.6: nothing after a "close" message is processed.
+            return
+        buf = self._buf
+        pos = self._pos
+        if pos >= len(buf):
+            self._buf = data
+            self._pos = 0
+            self._scan = 0
+        elif type(buf) is bytearray:
+            if pos > 65536:
+                del buf[:pos]
+                self._scan -= pos
+                self._pos = 0
+            buf += data
+        else:
+            rest = buf[pos:] if pos else buf
+            # A growing partial message is kept in a bytearray so that many
+            # small reads cost linear, not quadratic, copying.
+            self._buf = bytearray(rest) + data if len(rest) > 4096 else rest + data
+            self._scan -= pos
+            self._pos = 0
+
+    def detach(self) -> bytes:
+        """Return and drop the bytes received but not parsed (for a switched
+        protocol, or a driver that takes over the transport)."""
+        data = bytes(self._buf[self._pos :])
+        self._buf = b""
+        self._pos = 0
+        self._scan = 0
+        return data
+
+    def next_event(self) -> Event | Sentinel:
+        """Return the next event parsed from the received bytes.
+
+        Returns:
+            An event; `NEED_DATA` when more bytes are needed; `PAUSED` when
+            the next message must wait for our side (a server's response in
+            progress, a client with no request outstanding, a switched
+            protocol, or a connection that must close).
+
+        Raises:
+            RemoteProtocolError: The peer broke the protocol (raised again on
+                every later call).
+        """
+        st = self._rstate
+        try:
+            if st == _R_HEAD:
+                if self._client:
+                    return self._read_response_head()
+                return self._read_request_head()
+            if st == _R_EOM:
+                return self._end_message()
+            if st == _R_CL:
+                return self._read_cl()
+            if st == _R_CHUNKED:
+                return self._read_chunked()
+            if st == _R_CLOSE:
+                return self._read_until_close()
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise
+        if st == _R_ERROR:
+            assert self._error is not None
+            raise self._error
+        if st == _R_CLOSED:
+            assert self._closed_event is not None
+            return self._closed_event
+        if self._eof and (st == _R_MUST_CLOSE or st == _R_IDLE and self._pos >= len(self._buf)):
+            return self._closed(False)
+        return PAUSED
+
+    def _fail(self, exc: RemoteProtocolError) -> None:
+        self._rstate = _R_ERROR
+        self._error = exc
+        self._keep_alive = False
+        self._expect_continue = False
+
+    def _closed(self, truncated: bool) -> ConnectionClosed:
+        self._rstate = _R_CLOSED
+        self._keep_alive = False
+        self._expect_continue = False
+        ev = self._closed_event = ConnectionClosed(truncated)
+        return ev
+
+    def _find_head(self) -> tuple[int, int, int] | None:
+        """Locate a complete head: (start, start-line end, head end), with
+        ``buf[head end:head end + 4] == CRLF CRLF``; None if incomplete."""
+        buf = self._buf
+        pos = self._pos
+        # RFC 9112 §2.2: ignore at least one empty line before a message.
+        while buf.startswith(b"\r\n", pos) or (self._bare_lf and buf.startswith(b"\n", pos)):
+            pos += 2 if buf[pos] == 13 else 1
+        self._pos = pos
+        limits = self._limits
+        if self._bare_lf:
+            return self._find_head_lf(pos)
+        end = buf.find(b"\r\n\r\n", max(pos, self._scan))
+        if end < 0:
+            n = len(buf) - pos
+            if n >= 2:
+                self._check_partial_head(pos, n)
+            self._scan = max(pos, len(buf) - 3)
+            return None
+        line_end = buf.find(b"\r\n", pos, end + 2)
+        if line_end - pos > limits.max_start_line:
+            self._start_line_too_long()
+        if end + 4 - pos > limits.max_header_size:
+            raise bad("Header block too large", 431)
+        return pos, line_end, end
+
+    def _check_partial_head(self, pos: int, n: int) -> None:
+        buf = self._buf
+        limits = self._limits
+        if n > limits.max_header_size:
+            raise bad("Header block too large", 431)
+        if n > limits.max_start_line and buf.find(b"\r\n", pos) < 0:
+            self._start_line_too_long()
+        # A bare LF would otherwise make us wait for a CRLF CRLF that a
+        # lenient peer never sends. Only the bytes not checked before are
+        # counted (a CRLF pair may straddle the boundary).
+        s = max(pos, self._scan)
+        if buf.count(b"\n", s) != buf.count(b"\r\n", s - 1 if s > pos else s):
+            raise bad("Malformed HTTP message: bare LF in message head")
+
+    def _start_line_too_long(self) -> None:
+        if self._client:
+            raise bad("Status line too long", 400)
+        raise bad("Request line too long", 414)
+
+    def _find_head_lf(self, pos: int) -> tuple[int, int, int] | None:
+        # Lenient mode: lines may end with LF alone. Rewrite the head to the
+        # strict CRLF form so that both backends parse the same bytes.
+        buf = self._buf
+        i = buf.find(b"\n\n", pos)
+        k = buf.find(b"\n\r\n", pos)
+        if i < 0 or (0 <= k < i):
+            i = k
+            skip = 3
+        else:
+            skip = 2
+        limits = self._limits
+        if i < 0:
+            n = len(buf) - pos
+            if n > limits.max_header_size:
+                raise bad("Header block too large", 431)
+            if n > limits.max_start_line and buf.find(b"\n", pos) < 0:
+                self._start_line_too_long()
+            return None
+        if i + skip - pos > limits.max_header_size:
+            raise bad("Header block too large", 431)
+        head = bytes(buf[pos:i])
+        if head.endswith(b"\r"):
+            head = head[:-1]
+        head = head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        rest = buf[i + skip :]
+        self._buf = head + b"\r\n\r\n" + bytes(rest)
+        self._pos = 0
+        end = len(head)
+        line_end = self._buf.find(b"\r\n")
+        if line_end > limits.max_start_line:
+            self._start_line_too_long()
+        return 0, line_end, end
+
+    def _read_request_head(self) -> Event | Sentinel:
+        found = self._find_head()
+        if found is None:
+            if self._eof:
+                return self._closed(self._pos < len(self._buf))
+            return NEED_DATA
+        start, line_end, end = found
+        method, target, version, headers = self._heads.request(self._buf, start, line_end, end)
+        self._pos = end + 4
+        self._scan = self._pos
+        cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)
+        framing = body_framing(cl, te, True) if (cl or te) else 0
+        self._method = method
+        self._is11 = is11 = version != "HTTP/1.0"
+        self._keep_alive = wants_keep_alive(version, conn)
+        # RFC 9110 §10.1.1: the expectation is ignored for HTTP/1.0, and
+        # pointless without a body.
+        self._expect_continue = (
+            is11 and expect is not None and framing != 0 and "100-continue" in split_list(expect)
+        )
+        self._start_body(framing)
+        return Request(method, target, version, headers)
+
+    def _read_response_head(self) -> Event | Sentinel:
+        found = self._find_head()
+        if found is None:
+            if self._eof:
+                return self._closed(self._pos < len(self._buf))
+            return NEED_DATA
+        start, line_end, end = found
+        version, status, reason, headers = self._heads.response(self._buf, start, line_end, end)
+        self._pos = end + 4
+        self._scan = self._pos
+        if status < 200 and status != 101:
+            # RFC 9110 §15.2: interim responses precede the final one; a
+            # bounded number of them, so a peer cannot keep us reading.
+            self._informational += 1
+            if self._informational > self._limits.max_informational:
+                raise bad("Too many 1xx responses")
+            return InformationalResponse(version, status, reason, headers)
+        cl, te, conn, _ = scan_fields(headers) if headers else (None, None, None, None)
+        framing = body_framing(cl, te, False)
+        method = self._method
+        if status == 101 or (method == "CONNECT" and status < 300):
+            # RFC 9110 §15.2.2, §9.3.6: the connection changes protocol
+            # right after this head.
+            self._switching = True
+            framing = 0
+        elif method == "HEAD" or status == 204 or status == 304:
+            # RFC 9112 §6.3 rule 1: no body, whatever the fields say.
+            if status == 204 and framing > 0:
+                raise bad("Response with code 204 should not have body")
+            framing = 0
+        if framing == UNTIL_CLOSE or not wants_keep_alive(version, conn):
+            self._keep_alive = False
+        self._start_body(framing)
+        return Response(version, status, reason, headers)
+
+    def _start_body(self, framing: int) -> None:
+        self._max_body = self._limits.max_body_size
+        self._received = 0
+        if framing == 0:
+            self._rstate = _R_EOM
+        elif framing > 0:
+            self._rstate = _R_CL
+            self._remaining = self._total = framing
+            self._checked = False
+        elif framing == CHUNKED:
+            self._rstate = _R_CHUNKED
+            self._cstate = _C_SIZE
+        else:
+            self._rstate = _R_CLOSE
+
+    def _end_message(self) -> EndOfMessage:
+        ev = EndOfMessage(self._trailers) if self._trailers else EndOfMessage()
+        self._trailers = []
+        self._expect_continue = False
+        if self._switching and self._sstate != _S_BODY:
+            self._rstate = _R_SWITCHED
+            self._sstate = _S_SWITCHED
+            return ev
+        self._rstate = _R_DONE
+        if self._sstate == _S_BODY and self._client:
+            # The server answered before our request body ended: that body
+            # can no longer be delimited for reuse (h11 does the same).
+            self._keep_alive = False
+        if self._sstate == _S_DONE:
+            self._end_cycle()
+        return ev
+
+    def _end_cycle(self) -> None:
+        """Both messages of an exchange are complete: reset for the next one
+        or, without keep-alive, refuse any more (RFC 9112 §9.3, §9.6)."""
+        if self._switching:
+            self._rstate = _R_SWITCHED
+            self._sstate = _S_SWITCHED
+            return
+        if not self._keep_alive:
+            self._rstate = _R_MUST_CLOSE
+            self._sstate = _S_MUST_CLOSE
+            return
+        self._sstate = _S_IDLE
+        self._rstate = _R_IDLE if self._client else _R_HEAD
+        self._informational = 0
+        self._method = ""
+        self._is11 = True
+
+    def _read_cl(self) -> Event | Sentinel:
+        if not self._checked:
+            if self._total > self._max_body:
+                raise bad("Content-Length too long", 413)
+            self._checked = True
+        buf = self._buf
+        pos = self._pos
+        avail = len(buf) - pos
+        if avail <= 0:
+            if self._eof:
+                return self._closed(True)
+            return NEED_DATA
+        rem = self._remaining
+        if avail >= rem:
+            data = buf[pos : pos + rem] if (pos or avail != rem) else buf
+            self._pos = pos + rem
+            self._rstate = _R_EOM
+        else:
+            data = buf[pos:] if pos else buf
+            self._pos = len(buf)
+            self._remaining = rem - avail
+        return Data(data if type(data) is bytes else bytes(data))
+
+    def _read_until_close(self) -> Event | Sentinel:
+        buf = self._buf
+        pos = self._pos
+        if len(buf) > pos:
+            data = bytes(buf[pos:]) if pos or type(buf) is not bytes else buf
+            self._pos = len(buf)
+            self._received += len(data)
+            if self._received > self._max_body:
+                raise bad("Content-Length too long", 413)
+            return Data(data)
+        if self._eof:
+            # RFC 9112 §6.3 rule 8: the close ends the body.
+            return self._end_message()
+        return NEED_DATA
+
+    def _read_chunked(self) -> Event | Sentinel:
+        buf = self._buf
+        pos = self._pos
+        cs = self._cstate
+        limits = self._limits
+        pieces: list[bytes | bytearray] = []
+        size = 0
+        done = False
+        while True:
+            if cs == _C_DATA:
+                avail = len(buf) - pos
+                if avail <= 0:
+                    break
+                rem = self._remaining
+                take = rem if avail >= rem else avail
+                pieces.append(buf[pos : pos + take])
+                pos += take
+                size += take
+                if take < rem:
+                    self._remaining = rem - take
+                    break
+                cs = _C_CRLF
+            elif cs == _C_CRLF:
+                # RFC 9112 §7.1: chunk-data is followed by CRLF exactly.
+                if len(buf) - pos < 2:
+                    if len(buf) > pos and buf[pos] != 13:
+                        raise bad("improperly terminated chunk")
+                    break
+                if buf[pos] != 13 or buf[pos + 1] != 10:
+                    raise bad("improperly terminated chunk")
+                pos += 2
+                cs = _C_SIZE
+                if size >= limits.max_data_event:
+                    break
+            elif cs == _C_SIZE:
+                i = buf.find(b"\r\n", pos)
+                if i < 0 or i - pos > limits.max_chunk_line:
+                    n = (len(buf) if i < 0 else i) - pos
+                    if n > limits.max_chunk_line:
+                        raise bad("chunk size line too long")
+                    if buf.find(b"\n", pos) >= 0:
+                        raise bad("invalid chunk size line: bare LF")
+                    break
+                n = parse_chunk_size(buf[pos:i])
+                pos = i + 2
+                if n == 0:
+                    cs = _C_TRAILER
+                    continue
+                self._received += n
+                if self._received > self._max_body:
+                    raise bad("chunked body too large", 413)
+                self._remaining = n
+                cs = _C_DATA
+            else:
+                # RFC 9112 §7.1.2: trailer-section, then the final CRLF.
+                if buf.startswith(b"\r\n", pos):
+                    pos += 2
+                    done = True
+                    break
+                end = buf.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    if len(buf) - pos > limits.max_trailer_size:
+                        raise bad("Trailer section too large", 431)
+                    if len(buf) - pos >= 2 and buf.count(b"\n", pos) != buf.count(b"\r\n", pos):
+                        raise bad("Malformed HTTP message: bare LF in trailer section")
+                    break
+                if end + 4 - pos > limits.max_trailer_size:
+                    raise bad("Trailer section too large", 431)
+                self._trailers = parse_fields(buf, pos, end, limits.max_header_count, self._client)
+                pos = end + 4
+                done = True
+                break
+        self._pos = pos
+        self._cstate = cs
+        if done:
+            self._rstate = _R_EOM
+        if pieces:
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            return Data(data if type(data) is bytes else bytes(data))
+        if done:
+            return self._end_message()
+        if self._eof:
+            return self._closed(True)
+        return NEED_DATA
+
+    # -- sending -------------------------------------------------------
+
+    def send_informational(
+        self, status: int = 100, reason: str = "Continue", headers: Iterable[tuple[str, str]] = ()
+    ) -> bytes:
+        """Server: serialize an interim ``1xx`` response (not 101).
+
+        Raises:
+            LocalProtocolError: Not a server, no request received, a final
+                response already started, or the request is HTTP/1.0
+                (RFC 9110 §15.2: no 1xx to an HTTP/1.0 client).
+        """
+        if self._client or self._sstate != _S_IDLE or self._rstate in (_R_HEAD, _R_ERROR):
+            raise LocalProtocolError("an interim response needs a request and no response yet")
+        if not (100 <= status < 200) or status == 101:
+            raise LocalProtocolError(f"{status} is not an interim (1xx) status; 101 is final here")
+        if not self._is11:
+            raise LocalProtocolError("cannot send a 1xx response to an HTTP/1.0 client")
+        if status == 100:
+            self._expect_continue = False
+        return self._encode_head(f"HTTP/1.1 {status} {_reason(reason)}\r\n", headers)
+
+    def send_response_head(
+        self, status: int, reason: str, headers: Iterable[tuple[str, str]]
+    ) -> bytes:
+        """Server: serialize a final response head.
+
+        Chooses the body framing from the fields (RFC 9112 §6.1, §6.3): a
+        Content-Length is honoured; without one, an HTTP/1.1 request gets
+        ``Transfer-Encoding: chunked`` added, an HTTP/1.0 one a body ended
+        by closing. HEAD, 204 and 304 responses carry no body. Adds
+        ``Connection: close`` (HTTP/1.1) or ``Connection: Keep-Alive``
+        (HTTP/1.0 keep-alive) when the application did not set Connection.
+
+        Raises:
+            LocalProtocolError: Not a server, no request to answer, a
+                response already started, or an invalid status or field.
+        """
+        if self._client:
+            raise LocalProtocolError("a client cannot send a response")
+        rst = self._rstate
+        if self._sstate != _S_IDLE or rst == _R_HEAD:
+            raise LocalProtocolError("no request to answer, or a response already started")
+        if rst == _R_ERROR or rst == _R_CLOSED:
+            # Answering a malformed request (400, 431...): close after it.
+            self._keep_alive = False
+        if not (100 <= status <= 999) or (status < 200 and status != 101):
+            raise LocalProtocolError(f"invalid final status code {status!r}")
+        text = encode_fields(headers)
+        low = text.lower()
+        cl = find_values(text, low, "content-length:")
+        te = find_values(text, low, "transfer-encoding:")
+        conn = find_values(text, low, "connection:")
+        is11 = self._is11
+        method = self._method
+        framing = self._out_framing(cl, te)
+        extra = ""
+        if status == 101 or (method == "CONNECT" and 200 <= status < 300 and rst != _R_ERROR):
+            self._switching = True
+            framing = _NO_BODY
+        elif method == "HEAD" or status == 204 or status == 304:
+            framing = _NO_BODY
+        elif framing == _NO_BODY:
+            if is11:
+                framing = CHUNKED
+                extra = "Transfer-Encoding: chunked\r\n"
+            else:
+                framing = UNTIL_CLOSE
+                self._keep_alive = False
+        elif framing == CHUNKED and not is11:
+            raise LocalProtocolError("chunked coding cannot be sent to an HTTP/1.0 client")
+        if conn is not None and "close" in split_list(conn):
+            self._keep_alive = False
+        if conn is None and not self._switching:
+            if not self._keep_alive:
+                if is11:
+                    extra += "Connection: close\r\n"
+            elif not is11:
+                extra += "Connection: Keep-Alive\r\n"
+        self._expect_continue = False
+        head = self._encode_head(f"HTTP/1.1 {status} {_reason(reason)}\r\n{text}{extra}", ())
+        self._set_out(framing)
+        return head
+
+    def send_request_head(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        version: str = "HTTP/1.1",
+    ) -> bytes:
+        """Client: serialize a request head.
+
+        Framing: a Content-Length or ``Transfer-Encoding: chunked`` field is
+        honoured; without either, POST, PUT and PATCH get chunked added
+        (HTTP/1.1), other methods send no body. The caller adds Host.
+
+        Raises:
+            LocalProtocolError: Not a client, the previous exchange is not
+                finished (we do not pipeline), or an invalid method, target
+                or field.
+        """
+        if not self._client:
+            raise LocalProtocolError("a server cannot send a request")
+        if self._sstate != _S_IDLE or self._rstate not in (_R_IDLE,):
+            raise LocalProtocolError("the previous exchange is not finished")
+        if STR_TOKEN_RE.fullmatch(method) is None:
+            raise LocalProtocolError(f"invalid method {method!r}")
+        if not (target and target.isascii() and target.isprintable() and " " not in target):
+            raise LocalProtocolError(f"invalid request-target {target!r}")
+        if version not in ("HTTP/1.1", "HTTP/1.0"):
+            raise LocalProtocolError(f"unsupported HTTP version {version!r}")
+        text = encode_fields(headers)
+        low = text.lower()
+        cl = find_values(text, low, "content-length:")
+        te = find_values(text, low, "transfer-encoding:")
+        conn = find_values(text, low, "connection:")
+        is11 = version == "HTTP/1.1"
+        framing = self._out_framing(cl, te)
+        extra = ""
+        if framing == _NO_BODY and method in ("POST", "PUT", "PATCH") and is11:
+            framing = CHUNKED
+            extra = "Transfer-Encoding: chunked\r\n"
+        elif framing == CHUNKED and not is11:
+            raise LocalProtocolError("chunked coding cannot be sent in an HTTP/1.0 request")
+        head = self._encode_head(f"{method} {target} {version}\r\n{text}{extra}", ())
+        self._method = method
+        self._is11 = is11
+        self._keep_alive = wants_keep_alive(version, conn)
+        self._switching = False
+        self._informational = 0
+        self._set_out(framing)
+        self._rstate = _R_HEAD
+        return head
+
+    def _out_framing(self, cl: list[str] | None, te: list[str] | None) -> int:
+        if te is not None:
+            if cl is not None:
+                raise LocalProtocolError("both Transfer-Encoding and Content-Length set")
+            if split_list(te) != ["chunked"]:
+                raise LocalProtocolError(f"unsupported Transfer-Encoding {', '.join(te)!r}")
+            return CHUNKED
+        if cl is not None:
+            try:
+                return parse_content_length(cl)
+            except RemoteProtocolError as exc:
+                raise LocalProtocolError(str(exc)) from None
+        return _NO_BODY
+
+    def _set_out(self, framing: int) -> None:
+        self._sstate = _S_BODY
+        self._out_chunked = framing == CHUNKED
+        self._out = framing
+
+    @staticmethod
+    def _encode_head(start: str, headers: Iterable[tuple[str, str]]) -> bytes:
+        text = start + encode_fields(headers) + "\r\n" if headers else start + "\r\n"
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise LocalProtocolError(
+                f"header text must be latin-1: {text[exc.start : exc.end + 20]!r}"
+            ) from None
+
+    def send_data(self, data: bytes) -> bytes:
+        """Serialize a piece of the body being sent.
+
+        Raises:
+            LocalProtocolError: No body in progress, more bytes than the
+                Content-Length, or a body on a response that has none
+                (204, 304; a HEAD response silently drops it).
+        """
+        if self._sstate != _S_BODY:
+            raise LocalProtocolError("no message body in progress")
+        if not data:
+            return b""
+        if self._out_chunked:
+            return chunk(data)
+        out = self._out
+        if out >= 0:
+            n = len(data)
+            if n > out:
+                raise LocalProtocolError("Tried to write more data than Content-Length")
+            self._out = out - n
+            return data
+        if out == UNTIL_CLOSE:
+            return data
+        if self._method == "HEAD":
+            # RFC 9110 §9.3.2: the body a GET would carry is not sent.
+            return b""
+        raise LocalProtocolError("this message cannot have a body")
+
+    def send_end(self, trailers: Iterable[tuple[str, str]] | None = None) -> bytes:
+        """Serialize the end of the message being sent: ``0\\r\\n`` plus
+        trailers and CRLF for a chunked body, nothing otherwise.
+
+        Raises:
+            LocalProtocolError: No body in progress, fewer bytes sent than
+                the Content-Length, or trailers on a non-chunked body.
+        """
+        if self._sstate != _S_BODY:
+            raise LocalProtocolError("no message body in progress")
+        out = b""
+        if self._out_chunked:
+            out = b"0\r\n\r\n"
+            if trailers:
+                out = b"0\r\n" + self._encode_head("", trailers)
+        else:
+            if trailers:
+                raise LocalProtocolError("trailers need a chunked body")
+            if self._out > 0:
+                raise LocalProtocolError(
+                    f"Tried to write {self._out} bytes less than Content-Length"
+                )
+        if self._switching:
+            self._sstate = _S_SWITCHED
+            if self._rstate == _R_DONE:
+                self._rstate = _R_SWITCHED
+            return out
+        self._sstate = _S_DONE
+        rst = self._rstate
+        if rst == _R_DONE:
+            self._end_cycle()
+        elif rst == _R_ERROR or rst == _R_CLOSED:
+            self._sstate = _S_MUST_CLOSE
+        elif not self._client and rst != _R_EOM:
+            # The response ended before the request body: the rest of that
+            # body would have to be read and discarded; close instead.
+            self._keep_alive = False
+        return out
+
+    def send_response(
+        self, status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes = b""
+    ) -> bytes:
+        """Server: serialize a whole response; Content-Length is added when
+        no framing field is present."""
+        headers = list(headers)
+        low = [n.lower() for n, _ in headers]
+        if "content-length" not in low and "transfer-encoding" not in low:
+            if not (status == 204 or status == 304 or status < 200):
+                headers.append(("Content-Length", str(len(body))))
+        return (
+            self.send_response_head(status, reason, headers)
+            + self.send_data(body)
+            + self.send_end()
+        )
+
+    def send_request(
+        self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes = b""
+    ) -> bytes:
+        """Client: serialize a whole request; Content-Length is added when a
+        body is given and no framing field is present."""
+        headers = list(headers)
+        if body:
+            low = [n.lower() for n, _ in headers]
+            if "content-length" not in low and "transfer-encoding" not in low:
+                headers.append(("Content-Length", str(len(body))))
+        return (
+            self.send_request_head(method, target, headers) + self.send_data(body) + self.send_end()
+        )
+
+
+def _reason(reason: str) -> str:
+    # RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ); a CR
+    # or LF here would inject fields.
+    if reason.isprintable() or STR_VALUE_RE.fullmatch(reason) is not None:
+        if "\r" not in reason and "\n" not in reason:
+            return reason
+    raise LocalProtocolError(f"invalid reason phrase {reason!r}")

@@ -1,0 +1,55 @@
+"""Message-head parsers: the pure-Python backend and the backend interface.
+
+The connection finds a complete head itself (``bytes.find`` of the empty
+line), checks its size limits, and hands the backend the byte range, so both
+backends see exactly the same bytes and never read past the head.
+"""
+
+from __future__ import annotations
+
+from ._events import Headers
+from ._rules import parse_fields, parse_request_line, parse_status_line
+
+__all__ = ["HeadParser", "PythonHeadParser"]
+
+RequestHead = tuple[str, str, str, Headers]
+ResponseHead = tuple[str, int, str, Headers]
+
+
+class HeadParser:
+    """Parses one complete message head.
+
+    ``buf[start:line_end]`` is the start line, ``buf[line_end:end]`` the field
+    lines (each preceded by CRLF), and ``buf[end:end + 4]`` is CRLF CRLF.
+    """
+
+    __slots__ = ("max_header_count",)
+    name = "python"
+
+    def __init__(self, max_header_count: int) -> None:
+        self.max_header_count = max_header_count
+
+    def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> RequestHead:
+        """Parse a request head (RFC 9112 §3, §5)."""
+        raise NotImplementedError
+
+    def response(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> ResponseHead:
+        """Parse a response head (RFC 9112 §4, §5)."""
+        raise NotImplementedError
+
+
+class PythonHeadParser(HeadParser):
+    """Pure-Python backend: a split for the start line, one regex match for
+    the whole field block, then ``str.partition`` per line."""
+
+    __slots__ = ()
+
+    def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> RequestHead:
+        method, target, version = parse_request_line(bytes(buf[start:line_end]))
+        headers = parse_fields(buf, line_end + 2, end, self.max_header_count, False)
+        return method, target, version, headers
+
+    def response(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> ResponseHead:
+        version, status, reason = parse_status_line(bytes(buf[start:line_end]))
+        headers = parse_fields(buf, line_end + 2, end, self.max_header_count, True)
+        return version, status, reason, headers

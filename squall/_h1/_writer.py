@@ -1,0 +1,65 @@
+"""Serialization helpers: header blocks and chunked framing (RFC 9112 §5, §7)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ._errors import LocalProtocolError
+from ._rules import STR_FIELDS_RE, STR_TOKEN_RE, STR_VALUE_RE
+
+__all__ = ["encode_fields", "find_values"]
+
+
+def encode_fields(headers: Iterable[tuple[str, str]]) -> str:
+    """Render field lines as ``"Name: value\\r\\n"...``, checked against the
+    same grammar the parser enforces, so what we send always re-parses.
+
+    Raises:
+        LocalProtocolError: A name is not a token, or a value holds CR, LF,
+            NUL or another control character (header injection).
+    """
+    try:
+        lines = list(map(": ".join, headers))
+    except TypeError:
+        raise LocalProtocolError("header fields must be (str, str) pairs") from None
+    if not lines:
+        return ""
+    text = "\r\n".join(lines) + "\r\n"
+    if STR_FIELDS_RE.fullmatch(text) is None:
+        _diagnose(lines)
+        raise LocalProtocolError(f"invalid header field in {text[:200]!r}")
+    return text
+
+
+def _diagnose(lines: list[str]) -> None:
+    for line in lines:
+        name, _, value = line.partition(": ")
+        if STR_TOKEN_RE.fullmatch(name) is None:
+            raise LocalProtocolError(f"invalid header name {name[:100]!r}")
+        if STR_VALUE_RE.fullmatch(value) is None:
+            raise LocalProtocolError(
+                f"invalid character in value of header {name!r}: {value[:100]!r}"
+            )
+
+
+def find_values(text: str, low: str, name: str) -> list[str] | None:
+    """Return the values of field ``name`` (lowercase, with its colon) in a
+    block built by `encode_fields`, or None if absent."""
+    if not (low.startswith(name) or ("\n" + name) in low):
+        return None
+    out: list[str] = []
+    pos = 0
+    n = len(name)
+    while True:
+        i = low.find(name, pos)
+        if i < 0:
+            return out
+        j = low.find("\r\n", i)
+        if i == 0 or low[i - 1] == "\n":
+            out.append(text[i + n : j].strip(" \t"))
+        pos = j
+
+
+def chunk(data: bytes) -> bytes:
+    """Frame ``data`` as one chunk (RFC 9112 §7.1)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)

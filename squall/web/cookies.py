@@ -215,7 +215,9 @@ class CookieMixin:
             item = attributes.get(key)
             if isinstance(item, str):
                 _check_attribute(label, item)
-        line = format_set_cookie(str(name), text, attributes)
+        if isinstance(name, bytes):
+            name = name.decode("utf-8")
+        line = format_set_cookie(name, text, attributes)
         headers = self._headers
         # One Set-Cookie line per name: a new value replaces the old line.
         if "Set-Cookie" in headers:

@@ -299,3 +299,9 @@ class CookieServerTest(AsyncHTTPTestCase):
         response = self.fetch("/bad?path=/%3BSecure")
         assert response.code == 400
         assert "Set-Cookie" not in response.headers
+
+
+def test_bytes_name_is_decoded() -> None:
+    handler = StubHandler()
+    handler.set_cookie(b"raw", "v")  # type: ignore[arg-type]
+    assert handler.set_cookies() == ["raw=v; Path=/"]

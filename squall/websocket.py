@@ -137,6 +137,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.close_code: Optional[int] = None
         self.close_reason: Optional[str] = None
         self._closed = False
+        self._close_seen = False
         self._close_timer: Optional[object] = None
         self._ping_timer: Optional[object] = None
         self._last_ping = 0.0
@@ -229,6 +230,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         if kind is _ws.Pong:
             return self._handle_message(0xA, cast(_ws.Pong, event).payload)
         if kind is _ws.CloseReceived:
+            self._close_seen = True
             close = cast(_ws.CloseReceived, event)
             if self.close_code is None:
                 self.close_code = close.code
@@ -237,6 +239,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._send_close(close.code, None)
             self._close_stream()
             return None
+        self._close_seen = True
         failed = cast(_ws.ProtocolFailed, event)
         gen_log.debug("Closing WebSocket: %s (close code %d)", failed.reason, failed.code)
         self._send_close(failed.code, failed.reason)
@@ -382,8 +385,10 @@ class WebSocketProtocol13(WebSocketProtocol):
 
     def is_closing(self) -> bool:
         """Whether the connection is closed or a close frame was sent or received."""
+        # The close frame counts once dispatched: messages parsed from the
+        # same read before it may still be answered.
         conn = self.conn
-        return self._closed or conn is None or conn.close_sent or conn.close_received
+        return self._closed or conn is None or conn.close_sent or self._close_seen
 
     def _send_close(self, code: Optional[int], reason: Optional[str]) -> None:
         conn = self.conn
@@ -417,7 +422,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._close_stream()
             return
         self._send_close(code, reason)
-        if conn.close_received:
+        if self._close_seen:
             self._close_stream()
         elif self._close_timer is None:
             # The peer should echo the close frame and (server) close TCP.

@@ -1,0 +1,486 @@
+"""End to end: WebSocketHandler behind the HTTP server, websocket_connect as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any, Optional
+
+from squall import gen
+from squall._ws import build_frame
+from squall.concurrent import Future
+from squall.httpclient import HTTPClientError, HTTPRequest
+from squall.iostream import IOStream
+from squall.locks import Event
+from squall.log import app_log
+from squall.testing import (
+    AsyncHTTPSTestCase,
+    AsyncHTTPTestCase,
+    ExpectLog,
+    bind_unused_port,
+    gen_test,
+)
+from squall.web import Application, RequestHandler
+from squall.websocket import (
+    WebSocketClientConnection,
+    WebSocketClosedError,
+    WebSocketError,
+    WebSocketHandler,
+    websocket_connect,
+)
+
+UPGRADE = (
+    "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n\r\n"
+)
+
+
+async def read_close(stream: IOStream) -> tuple[int, str]:
+    head = await stream.read_bytes(2)
+    assert head[0] == 0x88, head
+    payload = await stream.read_bytes(head[1])
+    return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
+
+
+class Recorder:
+    """What the server-side handlers saw, for the tests to wait on."""
+
+    def __init__(self) -> None:
+        self.closed: Future[tuple[Optional[int], Optional[str]]] = Future()
+        self.opened: Future[WebSocketHandler] = Future()
+        self.events: list[Any] = []
+
+
+class Base(WebSocketHandler):
+    def initialize(self, rec: Recorder, options: Optional[dict[str, Any]] = None) -> None:
+        self.rec = rec
+        self.options = options
+
+    def get_compression_options(self) -> Optional[dict[str, Any]]:
+        return self.options
+
+    def open(self, *args: Any) -> None:
+        if not self.rec.opened.done():
+            self.rec.opened.set_result(self)
+
+    def on_close(self) -> None:
+        if not self.rec.closed.done():
+            self.rec.closed.set_result((self.close_code, self.close_reason))
+
+
+class Echo(Base):
+    async def on_message(self, message: Any) -> None:
+        try:
+            await self.write_message(message, binary=isinstance(message, bytes))
+        except WebSocketClosedError:
+            pass
+
+
+class Ordered(Base):
+    """Open and on_message are coroutines; messages must wait and stay in order."""
+
+    def initialize(self, rec: Recorder, options: Optional[dict[str, Any]] = None) -> None:
+        super().initialize(rec, options)
+        self.opened_fully = False
+        self.busy = False
+
+    async def open(self, *args: Any) -> None:
+        await gen.sleep(0.01)
+        self.opened_fully = True
+
+    async def on_message(self, message: Any) -> None:
+        assert self.opened_fully and not self.busy
+        self.busy = True
+        await asyncio.sleep(0)
+        self.busy = False
+        self.write_message(message)
+
+
+class Pinged(Base):
+    def on_message(self, message: Any) -> None:
+        self.ping(message)
+
+    def on_ping(self, data: bytes) -> None:
+        self.write_message({"ping": data.decode()})
+
+    def on_pong(self, data: bytes) -> None:
+        self.write_message({"pong": data.decode()})
+
+
+class Closer(Base):
+    def open(self, *args: Any) -> None:
+        self.close(4000, "go away")
+
+
+class Failing(Base):
+    def on_message(self, message: Any) -> None:
+        raise ZeroDivisionError("boom")
+
+
+class Protocols(Base):
+    def select_subprotocol(self, subprotocols: list[str]) -> Optional[str]:
+        self.rec.events.append(list(subprotocols))
+        return "two" if "two" in subprotocols else None
+
+    def open(self, *args: Any) -> None:
+        self.write_message(f"proto={self.selected_subprotocol}")
+
+
+class BadProtocol(Base):
+    def select_subprotocol(self, subprotocols: list[str]) -> Optional[str]:
+        return "never-offered"
+
+
+class HttpOnly(Base):
+    def open(self, *args: Any) -> None:
+        for method, arg in (("write", "x"), ("set_status", 500), ("finish", None), ("flush", None)):
+            try:
+                getattr(self, method)(arg) if arg is not None else getattr(self, method)()
+            except RuntimeError:
+                self.rec.events.append(method)
+        self.set_nodelay(True)
+        self.write_message(",".join(self.rec.events))
+
+
+class PathArgs(Base):
+    def open(self, *args: Any) -> None:
+        self.write_message("/".join(args))
+
+
+class Plain(RequestHandler):
+    def get(self) -> None:
+        self.write("plain")
+
+
+class Limited(Echo):
+    @property
+    def max_message_size(self) -> int:
+        return 100
+
+
+class WebSocketEndToEnd(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.rec = Recorder()
+        args = dict(rec=self.rec)
+        return Application(
+            [
+                ("/echo", Echo, args),
+                ("/deflate", Echo, dict(rec=self.rec, options={})),
+                ("/ordered", Ordered, args),
+                ("/pinged", Pinged, args),
+                ("/closer", Closer, args),
+                ("/failing", Failing, args),
+                ("/protocols", Protocols, args),
+                ("/bad_protocol", BadProtocol, args),
+                ("/http_only", HttpOnly, args),
+                ("/args/(.*)/(.*)", PathArgs, args),
+                ("/limited", Limited, args),
+                ("/plain", Plain),
+            ]
+        )
+
+    def url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.get_http_port()}{path}"
+
+    async def connect(self, path: str, **kwargs: Any) -> WebSocketClientConnection:
+        ws = await websocket_connect(self.url(path), **kwargs)
+        self.addCleanup(ws.close)
+        return ws
+
+    @gen_test
+    async def test_echo_text_binary_and_json(self) -> None:
+        ws = await self.connect("/echo")
+        await ws.write_message("h\u00e9llo")
+        self.assertEqual(await ws.read_message(), "h\u00e9llo")
+        ws.write_message(b"\x00\xff", binary=True)
+        self.assertEqual(await ws.read_message(), b"\x00\xff")
+        ws.write_message({"a": 1})
+        self.assertEqual(await ws.read_message(), '{"a": 1}')
+        big = "x" * 200_000
+        ws.write_message(big)
+        self.assertEqual(await ws.read_message(), big)
+        self.assertIsNone(ws.selected_subprotocol)
+        self.assertEqual(ws.headers["Upgrade"].lower(), "websocket")
+
+    @gen_test
+    async def test_client_close_reaches_on_close(self) -> None:
+        ws = await self.connect("/echo")
+        ws.close(1001, "leaving")
+        self.assertEqual(await self.rec.closed, (1001, "leaving"))
+        self.assertIsNone(await ws.read_message())
+        self.assertEqual(ws.close_code, 1001)
+        with self.assertRaises(WebSocketClosedError):
+            ws.write_message("late")
+        with self.assertRaises(WebSocketClosedError):
+            ws.ping(b"late")
+
+    @gen_test
+    async def test_server_close_with_code_and_reason(self) -> None:
+        ws = await self.connect("/closer")
+        self.assertIsNone(await ws.read_message())
+        self.assertEqual((ws.close_code, ws.close_reason), (4000, "go away"))
+        # The client echoed the code; the handler sees it.
+        self.assertEqual((await self.rec.closed)[0], 4000)
+        self.assertIsNone(await ws.read_message())
+
+    @gen_test
+    async def test_coroutines_run_in_order_after_open(self) -> None:
+        ws = await self.connect("/ordered")
+        for i in range(5):
+            ws.write_message(str(i))
+        self.assertEqual([await ws.read_message() for _ in range(5)], ["0", "1", "2", "3", "4"])
+
+    @gen_test
+    async def test_pings_both_ways(self) -> None:
+        ws = await self.connect("/pinged")
+        ws.ping("from client")
+        self.assertEqual(await ws.read_message(), '{"ping": "from client"}')
+        ws.write_message("from server")
+        # The client answers the server's ping; the handler sees the pong.
+        self.assertEqual(await ws.read_message(), '{"pong": "from server"}')
+        with self.assertRaises(ValueError):
+            ws.ping(b"x" * 126)
+
+    @gen_test
+    async def test_error_in_on_message_closes_and_logs(self) -> None:
+        ws = await self.connect("/failing")
+        with ExpectLog(app_log, "Uncaught exception"):
+            ws.write_message("x")
+            self.assertIsNone(await ws.read_message())
+        await self.rec.closed
+
+    @gen_test
+    async def test_subprotocols(self) -> None:
+        ws = await self.connect("/protocols", subprotocols=["one", "two"])
+        self.assertEqual(ws.selected_subprotocol, "two")
+        self.assertEqual(await ws.read_message(), "proto=two")
+        ws2 = await self.connect("/protocols")
+        self.assertEqual(await ws2.read_message(), "proto=None")
+        self.assertEqual(self.rec.events, [["one", "two"], []])
+
+    @gen_test
+    async def test_selecting_an_unoffered_subprotocol_is_a_server_error(self) -> None:
+        with ExpectLog(app_log, "Uncaught exception"):
+            with self.assertRaises(HTTPClientError) as info:
+                await websocket_connect(self.url("/bad_protocol"), subprotocols=["a"])
+        self.assertEqual(info.exception.code, 500)
+
+    @gen_test
+    async def test_http_methods_are_disabled_after_the_upgrade(self) -> None:
+        ws = await self.connect("/http_only")
+        self.assertEqual(await ws.read_message(), "write,set_status,finish,flush")
+
+    @gen_test
+    async def test_path_arguments_reach_open(self) -> None:
+        ws = await self.connect("/args/a/b")
+        self.assertEqual(await ws.read_message(), "a/b")
+
+    @gen_test
+    async def test_compression_negotiated_and_counted(self) -> None:
+        ws = await self.connect("/deflate", compression_options={})
+        self.assertIn("permessage-deflate", ws.headers["Sec-WebSocket-Extensions"])
+        message = "compress me " * 100
+        for _ in range(3):
+            ws.write_message(message)
+            self.assertEqual(await ws.read_message(), message)
+        protocol = ws.protocol
+        self.assertEqual(protocol._message_bytes_out, 3 * len(message))
+        self.assertEqual(protocol._message_bytes_in, 3 * len(message))
+        self.assertLess(protocol._wire_bytes_out, len(message))
+        self.assertEqual(protocol._wire_bytes_out, protocol._wire_bytes_in + 12)
+
+    @gen_test
+    async def test_compression_needs_both_sides(self) -> None:
+        ws = await self.connect("/echo", compression_options={})
+        self.assertNotIn("Sec-WebSocket-Extensions", ws.headers)
+        ws.write_message("abc")
+        self.assertEqual(await ws.read_message(), "abc")
+        self.assertEqual(ws.protocol._wire_bytes_in, 5)
+
+    @gen_test
+    async def test_message_too_big_closes_with_1009(self) -> None:
+        ws = await self.connect("/limited")
+        ws.write_message("a" * 100)
+        self.assertEqual(await ws.read_message(), "a" * 100)
+        ws.write_message("a" * 101)
+        self.assertIsNone(await ws.read_message())
+        self.assertEqual((ws.close_code, ws.close_reason), (1009, "message too big"))
+
+    @gen_test
+    async def test_client_limit_closes_with_1009(self) -> None:
+        ws = await self.connect("/echo", max_message_size=10)
+        ws.write_message("x" * 11)
+        self.assertIsNone(await ws.read_message())
+        self.assertEqual(await self.rec.closed, (1009, "message too big"))
+
+    @gen_test
+    async def test_on_message_callback_and_callback(self) -> None:
+        received: list[Any] = []
+        done = Event()
+
+        def on_message(message: Any) -> None:
+            received.append(message)
+            if message is None:
+                done.set()
+
+        connected: Future[Any] = Future()
+        websocket_connect(
+            self.url("/echo"), callback=connected.set_result, on_message_callback=on_message
+        )
+        ws = (await connected).result()
+        ws.write_message("one")
+        ws.write_message("two")
+        await gen.sleep(0)
+        ws.close()
+        await done.wait()
+        self.assertEqual(received[-1], None)
+        self.assertEqual(received[:-1], ["one", "two"][: len(received) - 1])
+
+    @gen_test
+    async def test_read_message_callback(self) -> None:
+        ws = await self.connect("/echo")
+        ws.write_message("hi")
+        result: Future[Any] = Future()
+        ws.read_message(result.set_result)
+        self.assertEqual((await result).result(), "hi")
+
+    @gen_test
+    async def test_request_headers_and_origin(self) -> None:
+        port = self.get_http_port()
+        request = HTTPRequest(
+            self.url("/echo"), headers={"Origin": f"http://127.0.0.1:{port}/page"}
+        )
+        ws = await websocket_connect(request)
+        self.addCleanup(ws.close)
+        ws.write_message("ok")
+        self.assertEqual(await ws.read_message(), "ok")
+        for origin, site in (
+            ("http://evil.example", None),
+            ("127.0.0.1", None),
+            ("http://x", "cross-site"),
+        ):
+            headers = {"Origin": origin}
+            if site:
+                headers["Sec-Fetch-Site"] = site
+            with self.assertRaises(HTTPClientError) as info:
+                await websocket_connect(HTTPRequest(self.url("/echo"), headers=headers))
+            self.assertEqual(info.exception.code, 403)
+        request = HTTPRequest(
+            self.url("/echo"),
+            headers={"Origin": "http://proxy.example", "Sec-Fetch-Site": "same-origin"},
+        )
+        ws = await websocket_connect(request)
+        ws.close()
+
+    @gen_test
+    async def test_connect_errors(self) -> None:
+        with self.assertRaises(HTTPClientError) as info:
+            await websocket_connect(self.url("/missing"))
+        self.assertEqual(info.exception.code, 404)
+        with self.assertRaises(WebSocketError):
+            await websocket_connect(self.url("/plain"))
+        with self.assertRaises(ValueError):
+            await websocket_connect("ftp://127.0.0.1/")
+        sock, port = bind_unused_port()
+        sock.close()
+        with self.assertRaises(OSError):
+            await websocket_connect(f"ws://127.0.0.1:{port}/", connect_timeout=5)
+
+    def test_plain_http_requests_are_refused(self) -> None:
+        self.assertEqual(self.fetch("/echo").code, 400)
+        headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
+        self.assertEqual(self.fetch("/echo", headers={**headers, "Connection": "close"}).code, 400)
+        self.assertEqual(self.fetch("/echo", headers=headers).code, 400)
+        response = self.fetch("/echo", headers={**headers, "Sec-WebSocket-Version": "8"})
+        self.assertEqual(response.code, 426)
+        self.assertEqual(response.headers["Sec-WebSocket-Version"], "13")
+        self.assertEqual(self.fetch("/echo", method="POST", body=b"").code, 405)
+
+    async def raw(self, path: str) -> tuple[IOStream, bytes]:
+        stream = IOStream(socket.socket())
+        self.addCleanup(stream.close)
+        await stream.connect(("127.0.0.1", self.get_http_port()))
+        await stream.write(UPGRADE.format(path=path).encode())
+        head = await stream.read_until(b"\r\n\r\n")
+        return stream, head
+
+    @gen_test
+    async def test_protocol_violation_closes_with_1002(self) -> None:
+        stream, head = await self.raw("/echo")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"))
+        # An unmasked frame from a client.
+        await stream.write(build_frame(1, b"hello"))
+        self.assertEqual(await read_close(stream), (1002, "frame not masked"))
+        await stream.read_until_close()
+
+    @gen_test
+    async def test_bad_utf8_closes_with_1007(self) -> None:
+        stream, _ = await self.raw("/echo")
+        await stream.write(build_frame(1, b"\xff", mask_key=b"abcd"))
+        self.assertEqual(await read_close(stream), (1007, "invalid UTF-8 in a text message"))
+
+    @gen_test
+    async def test_frames_sent_with_the_upgrade_are_read(self) -> None:
+        stream = IOStream(socket.socket())
+        self.addCleanup(stream.close)
+        await stream.connect(("127.0.0.1", self.get_http_port()))
+        frames = build_frame(1, b"early", mask_key=b"abcd") + build_frame(
+            8, b"\x03\xe8", mask_key=b"abcd"
+        )
+        await stream.write(UPGRADE.format(path="/echo").encode() + frames)
+        await stream.read_until(b"\r\n\r\n")
+        rest = await stream.read_until_close()
+        self.assertEqual(rest, b"\x81\x05early\x88\x02\x03\xe8")
+        self.assertEqual(await self.rec.closed, (1000, ""))
+
+
+class PeriodicPing(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.rec = Recorder()
+
+        class Handler(Base):
+            def on_pong(self, data: bytes) -> None:
+                self.write_message("pong")
+
+        return Application([("/", Handler, dict(rec=self.rec))], websocket_ping_interval=0.01)
+
+    @gen_test
+    async def test_server_pings_periodically(self) -> None:
+        ws = await websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}/")
+        for _ in range(3):
+            self.assertEqual(await ws.read_message(), "pong")
+        ws.close()
+        await self.rec.closed
+
+    @gen_test
+    async def test_unanswered_pings_time_out(self) -> None:
+        ws = await websocket_connect(
+            f"ws://127.0.0.1:{self.get_http_port()}/", ping_interval=0.02, ping_timeout=0.01
+        )
+        handler = await self.rec.opened
+        protocol = ws.protocol
+        original = protocol._handle_message
+
+        def drop_pongs(opcode: int, data: Any) -> Any:
+            return None if opcode == 0xA else original(opcode, data)
+
+        protocol._handle_message = drop_pongs  # type: ignore[method-assign]
+        code, reason = await self.rec.closed
+        self.assertEqual((code, reason), (1000, "ping timed out"))
+        self.assertIsNone(handler.ws_connection)
+
+
+class Secure(AsyncHTTPSTestCase):
+    def get_app(self) -> Application:
+        self.rec = Recorder()
+        return Application([("/echo", Echo, dict(rec=self.rec))])
+
+    @gen_test
+    async def test_wss(self) -> None:
+        request = HTTPRequest(f"wss://127.0.0.1:{self.get_http_port()}/echo", validate_cert=False)
+        ws = await websocket_connect(request)
+        ws.write_message("secret")
+        self.assertEqual(await ws.read_message(), "secret")
+        ws.close()
+        await self.rec.closed

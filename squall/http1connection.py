@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Optional, Union
 
 from squall import gen
@@ -125,9 +125,35 @@ def _limits(params: HTTP1ConnectionParameters) -> H1Limits:
     )
 
 
-def _new_h1(role: str, params: HTTP1ConnectionParameters) -> H1Connection:
-    # Tornado accepts a bare LF as a line ending in heads; so do we.
-    return H1Connection(role, limits=_limits(params), parser=_parser_choice(), allow_bare_lf=True)
+def _new_h1(
+    role: str, params: HTTP1ConnectionParameters, allow_bare_lf: bool = True
+) -> H1Connection:
+    # Tornado accepts a bare LF as a line ending in heads; so do we (the
+    # server starts strict, which is faster, and switches on the first one:
+    # see _lenient_after).
+    return H1Connection(
+        role, limits=_limits(params), parser=_parser_choice(), allow_bare_lf=allow_bare_lf
+    )
+
+
+def _lenient_after(
+    h1: H1Connection, exc: ProtocolError, params: HTTP1ConnectionParameters
+) -> Optional[H1Connection]:
+    """If a strict parser failed only because a head used bare LFs, return a
+    lenient parser holding the same unparsed bytes; else None.
+
+    Only at a message boundary: the failed head is the next thing to parse.
+    """
+    text = str(exc)
+    if "bare LF in message head" not in text and "bare LF in header line" not in text:
+        return None
+    lenient = _new_h1(h1.role, params, True)
+    lenient.receive_data(h1.detach())
+    return lenient
+
+
+def _header_pairs(headers: HTTPHeaders) -> list[tuple[str, str]]:
+    return [(name, value) for name, values in headers._as_list.items() for value in values]
 
 
 def _check_host(headers: HTTPHeaders) -> None:
@@ -171,9 +197,9 @@ def _response_head(
     no_keep_alive: bool,
 ) -> bytes:
     """Serialize a response head, turning misuse into `HTTPOutputError`."""
-    pairs: Iterable[tuple[str, str]] = headers.get_all()
+    pairs = _header_pairs(headers)
     if no_keep_alive and "Connection" not in headers:
-        pairs = [*pairs, ("Connection", "close")]
+        pairs.append(("Connection", "close"))
     try:
         return h1.send_response_head(start_line.code, start_line.reason, pairs)
     except LocalProtocolError as exc:

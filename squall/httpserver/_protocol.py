@@ -39,6 +39,7 @@ from squall.http1connection import (
     _end,
     _error_response,
     _GzipMessageDelegate,
+    _lenient_after,
     _new_h1,
     _response_head,
 )
@@ -250,7 +251,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._params = params
         self._ssl = ssl_context
         self._loop = loop
-        self._h1: H1Connection = _new_h1("server", params)
+        self._h1: H1Connection = _new_h1("server", params, False)
         self.transport: Optional[asyncio.Transport] = None
         self.context: Optional[_HTTPRequestContext] = None
         self._req: Optional[_RequestConnection] = None
@@ -409,7 +410,14 @@ class _HTTPProtocol(asyncio.Protocol):
                     self._close_after_flush = True
                     break
         except RemoteProtocolError as exc:
-            self._reject(exc.status_hint, str(exc))
+            lenient = None if self._req is not None else _lenient_after(h1, exc, self._params)
+            if lenient is None:
+                self._reject(exc.status_hint, str(exc))
+            else:
+                self._h1 = lenient
+                self._in_feed = False
+                self._process()
+                return
         except HTTPInputError as exc:
             self._reject(400, str(exc))
         except Exception:
@@ -438,7 +446,10 @@ class _HTTPProtocol(asyncio.Protocol):
             self._after_head = True
             self._block(ret)
             return
-        self._head_done()
+        if self._h1.expects_continue or self._params.body_timeout is not None:
+            self._head_done()
+        elif req._body_timeout is not None:
+            self._head_done()
 
     def _head_done(self) -> None:
         """The delegate has taken the head: ask for the body, start its clock."""

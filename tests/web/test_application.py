@@ -1,0 +1,406 @@
+"""Application: routes, hosts, settings, logging, delegates and listen()."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+from typing import Any, Optional
+from unittest import mock
+
+import pytest
+
+from squall import httputil
+from squall.concurrent import Future
+from squall.log import access_log
+from squall.routing import HostMatches, PathMatches, Rule, url
+from squall.testing import AsyncHTTPTestCase, AsyncTestCase, ExpectLog, bind_unused_port
+from squall.web import Application, ErrorHandler, HTTPError, RequestHandler, stream_request_body
+from squall.web.application import _clear_template_loaders, _HandlerDelegate
+
+
+class Reply(RequestHandler):
+    def initialize(self, reply: str = "reply") -> None:
+        self.reply = reply
+
+    def get(self, *args: str, **kwargs: str) -> None:
+        self.write(self.reply)
+
+
+class Quiet(AsyncHTTPTestCase):
+    def setUp(self) -> None:
+        self._level = access_log.level
+        access_log.setLevel(logging.CRITICAL)
+        super().setUp()
+
+    def tearDown(self) -> None:
+        super().tearDown()
+        access_log.setLevel(self._level)
+
+
+class HostTest(Quiet):
+    def get_app(self) -> Application:
+        self.app = Application([("/foo", Reply, {"reply": "wildcard"})])
+        return self.app
+
+    def test_host_specific_routes_come_first(self) -> None:
+        self.app.add_handlers("www.example.com", [("/foo", Reply, {"reply": "[0]"})])
+        self.app.add_handlers(r"www\.example\.com", [("/bar", Reply, {"reply": "[1]"})])
+        self.app.add_handlers("www.e.*e.com", [("/baz", Reply, {"reply": "[2]"})])
+        host = {"Host": "www.example.com"}
+        assert self.fetch("/foo").body == b"wildcard"
+        assert self.fetch("/bar").code == 404
+        assert self.fetch("/foo", headers=host).body == b"[0]"
+        assert self.fetch("/bar", headers=host).body == b"[1]"
+        assert self.fetch("/baz", headers={"Host": "www.exe.com"}).body == b"[2]"
+
+
+class DefaultHostTest(Quiet):
+    def get_app(self) -> Application:
+        self.app = Application([], default_host="www.example.com")
+        return self.app
+
+    def test_default_host_routes_serve_other_hosts(self) -> None:
+        self.app.add_handlers("www.example.com", [("/foo", Reply, {"reply": "[0]"})])
+        self.app.add_handlers("www.test.com", [("/baz", Reply, {"reply": "[1]"})])
+        assert self.fetch("/foo").body == b"[0]"
+        assert self.fetch("/baz").code == 404
+        assert self.fetch("/foo", headers={"X-Real-Ip": "1.2.3.4"}).code == 404
+        self.app.default_host = "www.test.com"
+        assert self.fetch("/baz").body == b"[1]"
+
+
+class NestedRulesTest(Quiet):
+    def get_app(self) -> Application:
+        def plain_callable(request: httputil.HTTPServerRequest) -> None:
+            assert request.connection is not None
+            request.connection.write_headers(
+                httputil.ResponseStartLine("HTTP/1.1", 200, "OK"),
+                httputil.HTTPHeaders({"Content-Length": "4"}),
+                b"call",
+            )
+            request.connection.finish()
+
+        self.app = Application(
+            [
+                (HostMatches("nested.test"), [(PathMatches("/n"), Reply, {"reply": "nested"})]),
+                Rule(PathMatches("/callable"), plain_callable),
+                url(r"/named/(\d+)", Reply, name="named"),
+                ("/by_name", "tests.web.test_application.Reply", {"reply": "imported"}),
+            ]
+        )
+        return self.app
+
+    def test_targets(self) -> None:
+        assert self.fetch("/n", headers={"Host": "nested.test"}).body == b"nested"
+        assert self.fetch("/n").code == 404
+        assert self.fetch("/callable").body == b"call"
+        assert self.fetch("/named/3").body == b"reply"
+        assert self.fetch("/by_name").body == b"imported"
+
+    def test_reverse_url(self) -> None:
+        assert self.app.reverse_url("named", 42) == "/named/42"
+        with pytest.raises(KeyError, match="missing not found in named urls"):
+            self.app.reverse_url("missing")
+
+
+class DefaultHandlerTest(Quiet):
+    def get_app(self) -> Application:
+        return Application(
+            [("/foo", Reply)],
+            default_handler_class=ErrorHandler,
+            default_handler_args={"status_code": 403},
+        )
+
+    def test_default_handler_class(self) -> None:
+        assert self.fetch("/nope").code == 403
+
+
+class Default404Test(Quiet):
+    def get_app(self) -> Application:
+        return Application([("/foo", Reply)])
+
+    def test_404_page(self) -> None:
+        response = self.fetch("/")
+        assert response.code == 404
+        assert response.body == (
+            b"<html><title>404: Not Found</title><body>404: Not Found</body></html>"
+        )
+
+
+class LogFunctionTest(Quiet):
+    def get_app(self) -> Application:
+        self.logged: list[tuple[int, str]] = []
+        return Application(
+            [("/", Reply)],
+            log_function=lambda h: self.logged.append((h.get_status(), h.request.uri)),
+        )
+
+    def test_log_function_replaces_the_access_log(self) -> None:
+        self.fetch("/?x=1")
+        assert self.logged == [(200, "/?x=1")]
+
+
+class AccessLogTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        class Status(RequestHandler):
+            def get(self) -> None:
+                self.set_status(int(self.get_argument("code")))
+
+        return Application([("/", Status)])
+
+    def test_levels_by_status(self) -> None:
+        with mock.patch.object(access_log, "level", logging.INFO):
+            with ExpectLog(
+                access_log, r"200 GET /\?code=200 \(127.0.0.1\) [0-9.]+ms", level=logging.INFO
+            ):
+                self.fetch("/?code=200")
+            with ExpectLog(access_log, r"404 GET", level=logging.WARNING):
+                self.fetch("/?code=404")
+            with ExpectLog(access_log, r"503 GET", level=logging.ERROR):
+                self.fetch("/?code=503")
+
+
+class OldStyleCallTest(Quiet):
+    def get_app(self) -> Application:
+        self.app = Application([("/", Reply, {"reply": "called"})])
+        return self.app
+
+    def test_app_as_request_callback(self) -> None:
+        from squall.httpserver import HTTPServer
+
+        assert isinstance(self.app.start_request(None, mock.Mock()), httputil.HTTPMessageDelegate)
+
+        def callback(request: httputil.HTTPServerRequest) -> None:
+            self.app(request)
+
+        server = HTTPServer(callback)
+        sock, port = bind_unused_port()
+        server.add_sockets([sock])
+        try:
+            response = self.fetch(f"http://127.0.0.1:{port}/")
+            assert response.body == b"called"
+        finally:
+            server.stop()
+            self.io_loop.run_sync(server.close_all_connections)
+
+
+class ListenTest(AsyncTestCase):
+    def test_listen_returns_a_listening_server(self) -> None:
+        app = Application([])
+        server = app.listen(0, address="127.0.0.1", backlog=8, flags=0)
+        try:
+            assert server is not None
+        finally:
+            server.stop()
+
+
+@stream_request_body
+class Streaming(RequestHandler):
+    def prepare(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def data_received(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def put(self) -> None:
+        self.write(b"|".join(self.chunks))
+
+
+def _conn() -> Any:
+    conn = mock.Mock()
+    conn.write_headers.return_value = None
+    return conn
+
+
+def _request(conn: Any, method: str = "GET", path: str = "/") -> httputil.HTTPServerRequest:
+    return httputil.HTTPServerRequest(
+        start_line=httputil.RequestStartLine(method, path, "HTTP/1.1"),
+        headers=httputil.HTTPHeaders(),
+        connection=conn,
+    )
+
+
+def test_handler_delegate_streams_to_the_handler() -> None:
+    import asyncio
+
+    async def run() -> bytes:
+        app = Application([("/", Streaming)])
+        conn = _conn()
+        request = _request(conn, "PUT")
+        delegate = app.find_handler(request)
+        assert isinstance(delegate, _HandlerDelegate) and delegate.stream_request_body
+        prepared = delegate.headers_received(
+            httputil.RequestStartLine("PUT", "/", "HTTP/1.1"), request.headers
+        )
+        assert isinstance(prepared, Future)
+        await prepared
+        assert delegate.data_received(b"a") is None
+        delegate.data_received(b"b")
+        delegate.finish()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return conn.write_headers.call_args[0][2]  # type: ignore[no-any-return]
+
+    assert asyncio.run(run()) == b"a|b"
+
+
+def test_handler_delegate_drops_the_body_on_close() -> None:
+    app = Application([("/", Reply)])
+    delegate = app.find_handler(_request(_conn()))
+    delegate.data_received(b"partial")
+    delegate.on_connection_close()
+    assert delegate.chunks == []
+
+
+def test_streaming_delegate_reports_close_to_the_handler() -> None:
+    import asyncio
+
+    closed: list[bool] = []
+
+    @stream_request_body
+    class Watch(Streaming):
+        def on_connection_close(self) -> None:
+            super().on_connection_close()
+            closed.append(self.request._body_future.done())  # type: ignore[attr-defined]
+
+    async def run() -> None:
+        app = Application([("/", Watch)])
+        request = _request(_conn(), "PUT")
+        delegate = app.find_handler(request)
+        delegate.on_connection_close()  # no handler yet: nothing happens
+        delegate.headers_received(
+            httputil.RequestStartLine("PUT", "/", "HTTP/1.1"), request.headers
+        )
+        delegate.on_connection_close()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    asyncio.run(run())
+    assert closed == [True]
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def test_debug_implies_development_settings() -> None:
+    app = Application(debug=True, autoreload=False)
+    assert app.settings["compiled_template_cache"] is False
+    assert app.settings["static_hash_cache"] is False
+    assert app.settings["serve_traceback"] is True
+    assert app.settings["autoreload"] is False
+
+
+def test_autoreload_starts_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[bool] = []
+    fake = types.ModuleType("squall.autoreload")
+    fake.start = lambda: started.append(True)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "squall.autoreload", fake)
+    with mock.patch("importlib.util.find_spec", return_value=object()):
+        Application(autoreload=True)
+    assert started == [True]
+    with mock.patch("importlib.util.find_spec", return_value=None):
+        Application(autoreload=True)
+    assert started == [True]
+
+
+def test_transforms_setting() -> None:
+    class T:
+        def __init__(self, request: Any) -> None:
+            pass
+
+    assert Application(transforms=[T]).transforms == [T]  # type: ignore[list-item]
+    app = Application()
+    assert app.transforms == []
+    app.add_transform(T)  # type: ignore[arg-type]
+    assert app.transforms == [T]
+
+
+def test_compress_response_adds_gzip() -> None:
+    transforms = pytest.importorskip("squall.web.transforms")
+    assert Application(compress_response=True).transforms == [transforms.GZipContentEncoding]
+    assert Application(gzip=True).transforms == [transforms.GZipContentEncoding]
+
+
+def test_static_path_adds_static_routes() -> None:
+    static = pytest.importorskip("squall.web.static")
+    app = Application(static_path="/tmp", static_url_prefix="/s/", static_handler_args={"x": 1})
+    patterns = [rule.matcher.regex.pattern for rule in app.wildcard_router.rules]  # type: ignore[attr-defined]
+    assert patterns[:3] == [r"/(robots\.txt)$", r"/(favicon\.ico)$", r"/s/(.*)$"]
+    rule = app.wildcard_router.rules[0]
+    assert rule.target is static.StaticFileHandler
+    assert rule.target_kwargs == {"x": 1, "path": "/tmp"}
+
+    class Custom(static.StaticFileHandler):  # type: ignore[misc, name-defined]
+        pass
+
+    app = Application(static_path="/tmp", static_handler_class=Custom)
+    assert app.wildcard_router.rules[0].target is Custom
+
+
+def test_ui_methods_from_modules_lists_and_dicts() -> None:
+    methods = types.ModuleType("methods")
+    methods.shout = lambda handler, s: s.upper()  # type: ignore[attr-defined]
+    methods._private = lambda handler: None  # type: ignore[attr-defined]
+    methods.Capital = lambda handler: None  # type: ignore[attr-defined]
+    methods.CONSTANT = 3  # type: ignore[attr-defined]
+    app = Application(ui_methods=[methods, {"whisper": lambda h, s: s.lower()}])
+    assert sorted(app.ui_methods) == ["shout", "whisper"]
+
+
+def test_ui_modules_from_modules_lists_and_dicts() -> None:
+    ui = pytest.importorskip("squall.web.ui")
+
+    class Box(ui.UIModule):  # type: ignore[misc, name-defined]
+        def render(self) -> str:
+            return "box"
+
+    modules = types.ModuleType("modules")
+    modules.Box = Box  # type: ignore[attr-defined]
+    modules.other = 3  # type: ignore[attr-defined]
+    app = Application(ui_modules=[modules, {"Box2": Box, "junk": object}])
+    assert app.ui_modules["Box"] is Box and app.ui_modules["Box2"] is Box
+    assert "junk" not in app.ui_modules and "other" not in app.ui_modules
+    assert {"linkify", "xsrf_form_html", "Template"} <= set(app.ui_modules)
+
+
+def test_debug_clears_template_loaders_per_request() -> None:
+    import asyncio
+
+    cleared: list[bool] = []
+
+    class Loaders(dict[str, Any]):
+        def clear(self) -> None:
+            cleared.append(True)
+
+    with mock.patch.object(RequestHandler, "_template_loaders", Loaders(), create=True):
+        _clear_template_loaders()
+        assert cleared == [True]
+
+        async def run() -> None:
+            app = Application([("/", Reply)], compiled_template_cache=False)
+            app.find_handler(_request(_conn())).finish()
+
+        asyncio.run(run())
+        assert cleared == [True, True]
+
+
+def test_errors_of_http_error_objects() -> None:
+    import copy
+
+    error = HTTPError(403, "denied %s", "x", reason="Go away")
+    assert str(error) == "HTTP 403: Go away (denied x)"
+    assert str(HTTPError(682)) == "HTTP 682: Unknown"
+    assert str(HTTPError(404, "50% off")) == "HTTP 404: Not Found (50% off)"
+    clone = copy.copy(error)
+    assert clone is not error and (clone.status_code, clone.reason) == (403, "Go away")
+
+
+def test_handler_delegate_defaults() -> None:
+    app = Application()
+    delegate = app.get_handler_delegate(_request(_conn()), Reply)
+    assert (delegate.handler_kwargs, delegate.path_args, delegate.path_kwargs) == ({}, [], {})
+    none: Optional[Any] = delegate.headers_received(
+        httputil.RequestStartLine("GET", "/", "HTTP/1.1"), httputil.HTTPHeaders()
+    )
+    assert none is None

@@ -285,7 +285,7 @@ class BaseIOStream(_Reading):
                 if not len(self._write_buffer):
                     self._unwant(_WRITE)
             if events & _ERROR:
-                self.close(exc_info=self.get_fd_error() or StreamClosedError())
+                self.close(exc_info=self.get_fd_error())
         except Exception as e:
             gen_log.error("Uncaught exception, closing connection.", exc_info=True)
             self.close(exc_info=e)

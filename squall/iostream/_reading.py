@@ -511,6 +511,10 @@ class _Reading:
         if pos >= len(rbuf):
             rbuf.clear()
             pos = 0
+            state = self._state
+            if state is None or not state & _READ:
+                # Drained: listen again, to see an EOF while idle.
+                self._want(_READ)
         elif pos >= _COMPACT_THRESHOLD and 2 * pos >= len(rbuf):
             del rbuf[:pos]
             pos = 0

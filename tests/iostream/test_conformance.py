@@ -888,3 +888,21 @@ def test_read_bytes_beyond_max_buffer_size_overflows(
             close_all(rs, ws)
 
     run(main)
+
+
+def test_close_seen_after_read_ahead_data_is_consumed(make_pair: PairFactory) -> None:
+    async def main() -> None:
+        rs, ws = await make_pair()
+        closed = asyncio.Event()
+        rs.set_close_callback(closed.set)
+        try:
+            ws.write(b"ab")
+            # No read is pending: the bytes are taken into the buffer.
+            await until(lambda: rs._buffered() == 2)
+            assert await rs.read_bytes(2) == b"ab"
+            ws.close()
+            await closed.wait()
+        finally:
+            close_all(rs, ws)
+
+    run(main)

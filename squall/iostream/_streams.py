@@ -231,9 +231,9 @@ class SSLIOStream(IOStream):
     def __init__(
         self, *args: Any, ssl_options: Optional[_SSLOptions] = None, **kwargs: Any
     ) -> None:
-        self._ssl_options: _SSLOptions = (
-            ssl_options if ssl_options is not None else _default_ssl_context(False)
-        )
+        # Only a client stream that wraps its own socket uses these; the
+        # default context is made when that happens.
+        self._ssl_options: Optional[_SSLOptions] = ssl_options
         self._ssl_accepting = True
         self._ssl_connect_future: Optional[Future[Any]] = None
         self._server_hostname: Optional[str] = None
@@ -344,8 +344,11 @@ class SSLIOStream(IOStream):
         if self._state is not None:
             self._state = None
             self.io_loop.remove_handler(self.socket)
+        options = self._ssl_options
+        if options is None:
+            options = _default_ssl_context(False)
         try:
-            self.socket = _wrap(self.socket, self._ssl_options, self._server_hostname, False)
+            self.socket = _wrap(self.socket, options, self._server_hostname, False)
         except Exception as e:
             self.close(exc_info=e)
             return

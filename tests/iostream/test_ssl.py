@@ -209,3 +209,19 @@ def test_pending_tls_data_is_read_without_a_new_event() -> None:
         client.close()
 
     run(main)
+
+
+def test_default_options_verify_the_server(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        with listener() as lsock:
+            client = SSLIOStream(socket.socket())
+            connected = client.connect(lsock.getsockname(), server_hostname="localhost")
+            server = await server_stream(lsock)
+            # Our test certificate is self-signed: not trusted by default.
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await connected
+            server.close()
+
+    with caplog.at_level(logging.WARNING):
+        run(main)
+    assert "certificate verify failed" in caplog.text

@@ -145,11 +145,12 @@ async def bulk(impl: str, port: int, size: int) -> dict[str, float]:
 
 async def run_all(impl: str, scale: float) -> dict[str, dict[str, float]]:
     port, stop = await _serve(impl)
+    size = max(MB, int(100 * MB * scale))
     try:
         results = {
             "ping-pong": await ping_pong(impl, port, int(20_000 * scale)),
             "pipelined": await pipelined(impl, port, int(200_000 * scale)),
-            "bulk 100 MB": await bulk(impl, port, max(1, int(100 * MB * scale))),
+            f"bulk {size // MB} MB": await bulk(impl, port, size),
         }
     finally:
         stop()

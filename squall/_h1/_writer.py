@@ -25,7 +25,10 @@ def encode_fields(headers: Iterable[tuple[str, str]]) -> str:
     if not lines:
         return ""
     text = "\r\n".join(lines) + "\r\n"
-    if STR_FIELDS_RE.fullmatch(text) is None:
+    # The line count check catches a CR or LF inside one value, which the
+    # block grammar alone would read as a second (injected) field.
+    n = len(lines)
+    if STR_FIELDS_RE.fullmatch(text) is None or text.count("\n") != n or text.count("\r") != n:
         _diagnose(lines)
         raise LocalProtocolError(f"invalid header field in {text[:200]!r}")
     return text

@@ -17,9 +17,6 @@ Routes are `squall.routing` objects; `URLSpec` and `url` are re-exported.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from squall.routing import URLSpec, url
 from squall.web.application import Application, _ApplicationRouter, _HandlerDelegate
 from squall.web.decorators import (
@@ -35,35 +32,17 @@ from squall.web.handlers import ErrorHandler, FallbackHandler, RedirectHandler
 from squall.web.signing import (
     DEFAULT_SIGNED_VALUE_MIN_VERSION,
     DEFAULT_SIGNED_VALUE_VERSION,
+    MAX_SUPPORTED_SIGNED_VALUE_VERSION,
+    MIN_SUPPORTED_SIGNED_VALUE_VERSION,
     _create_signature_v1,
     _create_signature_v2,
     create_signed_value,
     decode_signed_value,
     get_signature_key_version,
 )
-
-# Names from the modules of the web extras that may land after this package.
-_LATER = {
-    "StaticFileHandler": "squall.web.static",
-    "UIModule": "squall.web.ui",
-    "TemplateModule": "squall.web.ui",
-    "_linkify": "squall.web.ui",
-    "_xsrf_form_html": "squall.web.ui",
-    "OutputTransform": "squall.web.transforms",
-    "GZipContentEncoding": "squall.web.transforms",
-    "MIN_SUPPORTED_SIGNED_VALUE_VERSION": "squall.web.signing",
-    "MAX_SUPPORTED_SIGNED_VALUE_VERSION": "squall.web.signing",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LATER.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+from squall.web.static import StaticFileHandler
+from squall.web.transforms import GZipContentEncoding, OutputTransform
+from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 
 for _obj in (
     Application,
@@ -81,6 +60,11 @@ for _obj in (
     create_signed_value,
     decode_signed_value,
     get_signature_key_version,
+    StaticFileHandler,
+    GZipContentEncoding,
+    OutputTransform,
+    TemplateModule,
+    UIModule,
 ):
     _obj.__module__ = __name__
 del _obj
@@ -92,10 +76,17 @@ __all__ = [
     "ErrorHandler",
     "FallbackHandler",
     "Finish",
+    "GZipContentEncoding",
     "HTTPError",
+    "MAX_SUPPORTED_SIGNED_VALUE_VERSION",
+    "MIN_SUPPORTED_SIGNED_VALUE_VERSION",
     "MissingArgumentError",
+    "OutputTransform",
     "RedirectHandler",
     "RequestHandler",
+    "StaticFileHandler",
+    "TemplateModule",
+    "UIModule",
     "URLSpec",
     "addslash",
     "authenticated",
@@ -115,4 +106,6 @@ _PRIVATE = (
     _create_signature_v1,
     _create_signature_v2,
     _has_stream_request_body,
+    _linkify,
+    _xsrf_form_html,
 )

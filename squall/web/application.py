@@ -22,12 +22,11 @@ from squall.routing import (
     _RuleLike,
 )
 from squall.web.handler import RequestHandler
+from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 
 if TYPE_CHECKING:
     from squall.httpserver import HTTPServer  # type: ignore[import-not-found, unused-ignore]
-    from squall.web.transforms import (  # type: ignore[import-not-found, unused-ignore]
-        OutputTransform,
-    )
+    from squall.web.transforms import OutputTransform
 
 __all__ = ["Application"]
 
@@ -104,9 +103,7 @@ class Application(ReversibleRouter):
             static_url_prefix = settings.get("static_url_prefix", "/static/")
             static_handler_class = settings.get("static_handler_class")
             if static_handler_class is None:
-                from squall.web.static import (  # type: ignore[import-not-found, unused-ignore]
-                    StaticFileHandler,
-                )
+                from squall.web.static import StaticFileHandler
 
                 static_handler_class = StaticFileHandler
             static_handler_args = dict(settings.get("static_handler_args", {}))
@@ -189,17 +186,9 @@ class Application(ReversibleRouter):
         self.transforms.append(transform_class)
 
     def _load_default_ui_modules(self) -> None:
-        try:
-            from squall.web import ui
-        except ImportError:  # pragma: no cover - ui.py lands with the web extras
-            return
-        for name in ("linkify", "xsrf_form_html", "Template"):
-            attr = {"linkify": "_linkify", "xsrf_form_html": "_xsrf_form_html"}.get(
-                name, "TemplateModule"
-            )
-            module = getattr(ui, attr, None)
-            if module is not None:
-                self.ui_modules[name] = module
+        self.ui_modules["linkify"] = _linkify
+        self.ui_modules["xsrf_form_html"] = _xsrf_form_html
+        self.ui_modules["Template"] = TemplateModule
 
     def _load_ui_methods(self, methods: Any) -> None:
         if isinstance(methods, types.ModuleType):
@@ -219,8 +208,6 @@ class Application(ReversibleRouter):
             for item in modules:
                 self._load_ui_modules(item)
         else:
-            from squall.web.ui import UIModule
-
             for name, cls in modules.items():
                 if isinstance(cls, type) and issubclass(cls, UIModule):
                     self.ui_modules[name] = cls

@@ -43,9 +43,7 @@ if TYPE_CHECKING:
 
     from squall.httputil import HTTPServerRequest
     from squall.web.application import Application
-    from squall.web.transforms import (  # type: ignore[import-not-found, unused-ignore]
-        OutputTransform,
-    )
+    from squall.web.transforms import OutputTransform
 
 __all__ = ["RequestHandler"]
 

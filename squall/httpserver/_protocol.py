@@ -20,7 +20,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union, cast
 
 from squall._h1 import (
     NEED_DATA,
@@ -282,7 +282,8 @@ class _HTTPProtocol(asyncio.Protocol):
     # -- asyncio callbacks -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses.
+        transport = cast(asyncio.Transport, transport)
         first = self.transport is None
         self.transport = transport
         if first:
@@ -318,8 +319,7 @@ class _HTTPProtocol(asyncio.Protocol):
             self._on_lost(None)
             raise
         # start_tls does not call connection_made again: adopt the transport here.
-        assert isinstance(tls, asyncio.Transport)
-        self.transport = tls
+        self.transport = cast(asyncio.Transport, tls)
         self._tls_task = None
         self._start_idle_timer()
         if self._h1.buffered:

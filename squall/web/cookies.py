@@ -87,13 +87,20 @@ def format_set_cookie(name: str, value: str, attributes: dict[str, Any]) -> str:
     Raises:
         http.cookies.CookieError: for a name or an attribute value holding a
             control character or ``;``, an illegal name, or an unknown attribute.
-        ValueError: for a ``max-age`` that is not an integer.
+        ValueError: for a ``max-age`` that is not an integer, or a value
+            holding characters beyond Latin-1.
     """
     if not _BREAKING_CHARS.isdisjoint(name):
         raise http.cookies.CookieError(f"Invalid cookie attribute name: {name!r}")
     if not name or not _NAME_CHARS.issuperset(name):
         raise http.cookies.CookieError(f"Illegal cookie name {name!r}")
-    parts = [f"{name}={_VALUE_ENCODER.value_encode(value)[1]}"]
+    encoded = _VALUE_ENCODER.value_encode(value)[1]
+    if not encoded.isascii():
+        # Only Latin-1 is octal-escaped; anything else could not be sent in a header.
+        raise ValueError(
+            f"Cookie value {value!r} holds characters beyond Latin-1; escape it first (url_escape)"
+        )
+    parts = [f"{name}={encoded}"]
     for key in sorted(attributes):
         item = attributes[key]
         if key not in _ATTRIBUTE_NAMES:

@@ -305,3 +305,8 @@ def test_bytes_name_is_decoded() -> None:
     handler = StubHandler()
     handler.set_cookie(b"raw", "v")  # type: ignore[arg-type]
     assert handler.set_cookies() == ["raw=v; Path=/"]
+
+
+def test_values_beyond_latin1_are_refused() -> None:
+    with pytest.raises(ValueError, match="beyond Latin-1"):
+        format_set_cookie("n", "\u20ac", {})

@@ -1,0 +1,304 @@
+"""Restart the process when its source files change (Tornado's ``tornado.autoreload``).
+
+In a program: `start` checks, every ``check_time`` milliseconds on the
+current `~squall.ioloop.IOLoop`, the modification time of every loaded
+module's file and of every file given to `watch`; when one changes, the
+hooks from `add_reload_hook` run and the process re-executes itself with the
+same interpreter and arguments (``os.execv``; a new process and an exit on
+platforms without it). ``Application(debug=True)`` or
+``Application(autoreload=True)`` calls `start` for you. Processes made by
+`squall.process.fork_processes` never reload (the parent would lose them).
+
+From the command line, the wrapper also survives errors that stop the
+program before it could start watching (a syntax error, an exception at
+import time)::
+
+    python -m squall.autoreload path/to/script.py [args...]
+    python -m squall.autoreload -m package.module [args...]
+    python -m squall.autoreload --until-success script.py   # stop after exit status 0
+
+The program runs in the wrapper's process, as ``__main__``. When it exits or
+fails, the wrapper keeps watching its files (including those named in the
+traceback) and runs it again after the next change. A restart re-executes
+the wrapper too, in the form it was started with: ``-m module`` stays
+``-m module``, a script path stays a path.
+
+Reloading re-executes the process, so it is for development, not for
+production: sockets are closed and in-memory state is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if (
+    __name__ == "__main__"
+    and sys.path
+    and sys.path[0] == os.path.dirname(os.path.abspath(__file__))
+):
+    # Run as a script, Python put squall/ first on the path, where our own
+    # module names (squall/platform, squall/process...) could shadow others.
+    del sys.path[0]
+
+import functools  # noqa: E402
+import importlib.util  # noqa: E402
+import runpy  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import traceback  # noqa: E402
+import types  # noqa: E402
+import weakref  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Optional  # noqa: E402
+
+from squall import ioloop, process  # noqa: E402
+from squall.log import gen_log  # noqa: E402
+
+__all__ = ["add_reload_hook", "main", "start", "wait", "watch"]
+
+_has_execv = sys.platform != "win32"
+_watched_files: set[str] = set()
+_reload_hooks: list[Callable[[], None]] = []
+_reload_attempted = False
+_io_loops: weakref.WeakKeyDictionary[ioloop.IOLoop, bool] = weakref.WeakKeyDictionary()
+# The interpreter arguments that re-run a wrapper (``-m squall.autoreload
+# ...`` or ``-m squall.compat ...``) which started this process; None when
+# the program was started directly. The outermost wrapper sets it.
+_wrapper_argv: Optional[list[str]] = None
+
+_USAGE = """\
+usage: python -m squall.autoreload [--until-success] -m module [args...]
+       python -m squall.autoreload [--until-success] path/to/script.py [args...]
+
+Runs the program and runs it again whenever one of its source files changes.
+  -m module         run a module, as ``python -m module`` does
+  --until-success   stop after the program exits with status 0
+"""
+
+
+def start(check_time: int = 500) -> None:
+    """Begin watching source files on the current IOLoop.
+
+    Calling it again for the same IOLoop does nothing.
+
+    Args:
+        check_time: milliseconds between two checks of the files.
+    """
+    io_loop = ioloop.IOLoop.current()
+    if io_loop in _io_loops:
+        return
+    _io_loops[io_loop] = True
+    if len(_io_loops) > 1:
+        gen_log.warning("squall.autoreload started more than once in the same process")
+    modify_times: dict[str, float] = {}
+    callback = functools.partial(_reload_on_update, modify_times)
+    ioloop.PeriodicCallback(callback, check_time).start()
+
+
+def wait() -> None:
+    """Block, watching files on a new IOLoop, until one changes; then restart.
+
+    For the end of scripts that do not run an IOLoop of their own (test
+    runners, batch jobs) and should run again after an edit.
+    """
+    io_loop = ioloop.IOLoop(make_current=False)
+    io_loop.add_callback(start)
+    io_loop.start()
+
+
+def watch(filename: str) -> None:
+    """Restart also when ``filename`` changes (modules are watched already)."""
+    _watched_files.add(filename)
+
+
+def add_reload_hook(fn: Callable[[], None]) -> None:
+    """Call ``fn()`` just before the process re-executes itself.
+
+    Files and sockets are closed by the exec already (Python opens them
+    non-inheritable); use hooks for other cleanup.
+    """
+    _reload_hooks.append(fn)
+
+
+def _set_wrapper_argv(argv: list[str]) -> None:
+    """Record how a wrapper was started, unless an outer wrapper did already."""
+    global _wrapper_argv
+    if _wrapper_argv is None:
+        _wrapper_argv = list(argv)
+
+
+def _reload_on_update(modify_times: dict[str, float]) -> None:
+    if _reload_attempted:
+        return  # an exec failed or a hook is slow: do not try twice
+    if process.task_id() is not None:
+        # A child of fork_processes: re-executing it would orphan it from
+        # the parent that watches its children.
+        return
+    for module in list(sys.modules.values()):
+        if not isinstance(module, types.ModuleType):
+            continue
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        if path.endswith((".pyc", ".pyo")):
+            path = path[:-1]
+        _check_file(modify_times, path)
+    for path in list(_watched_files):
+        _check_file(modify_times, path)
+
+
+def _check_file(modify_times: dict[str, float], path: str) -> None:
+    try:
+        modified = os.stat(path).st_mtime
+    except OSError:
+        return
+    previous = modify_times.setdefault(path, modified)
+    if previous != modified:
+        gen_log.info("%s modified; restarting server", path)
+        _reload()
+
+
+def _restart_argv() -> list[str]:
+    """The interpreter arguments that start this program again the same way."""
+    if _wrapper_argv is not None:
+        return list(_wrapper_argv)
+    main_module = sys.modules.get("__main__")
+    spec = getattr(main_module, "__spec__", None)
+    if spec is not None and spec.name != "__main__":
+        # Started with "python -m name": keep the module form, so that
+        # relative imports and sys.path work as the first time.
+        name = spec.name
+        if name.endswith(".__main__"):
+            name = name[: -len(".__main__")]
+        return ["-m", name] + sys.argv[1:]
+    # The path form. If the current directory was on sys.path (as an empty
+    # entry), keep it there for the new process through PYTHONPATH.
+    prefix = "." + os.pathsep
+    if sys.path and sys.path[0] == "":
+        current = os.environ.get("PYTHONPATH", "")
+        if not current.startswith(prefix):
+            os.environ["PYTHONPATH"] = prefix + current
+    return list(sys.argv)
+
+
+def _reload() -> None:
+    global _reload_attempted
+    _reload_attempted = True
+    for fn in _reload_hooks:
+        fn()
+    if hasattr(signal, "setitimer"):
+        # A pending interval timer would survive the exec and kill the new
+        # process with SIGALRM.
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    argv = [sys.executable] + _restart_argv()
+    # exec replaces the process without flushing Python's buffers.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    if _has_execv:
+        os.execv(sys.executable, argv)
+    else:
+        subprocess.Popen(argv)
+        os._exit(0)
+
+
+def _parse_args(args: list[str]) -> tuple[Optional[str], Optional[str], bool, list[str]]:
+    """(module, path, until_success, program args) from the wrapper's arguments."""
+    until_success = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--until-success":
+            until_success = True
+        elif arg in ("-h", "--help"):
+            print(_USAGE, end="")
+            sys.exit(0)
+        elif arg == "-m":
+            if i + 1 >= len(args):
+                raise _UsageError("-m needs a module name")
+            return args[i + 1], None, until_success, args[i + 2 :]
+        elif arg.startswith("-m") and len(arg) > 2:
+            return arg[2:], None, until_success, args[i + 1 :]
+        elif arg == "--":
+            i += 1
+            break
+        elif arg.startswith("-") and arg != "-":
+            raise _UsageError(f"unknown option {arg!r}")
+        else:
+            break
+        i += 1
+    if i >= len(args):
+        raise _UsageError("either -m module or a script path is required")
+    return None, args[i], until_success, args[i + 1 :]
+
+
+class _UsageError(Exception):
+    pass
+
+
+def main() -> None:
+    """Run a program under the reloader: ``python -m squall.autoreload``.
+
+    See the module documentation for the arguments.
+    """
+    original_argv = sys.argv[:]
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main_spec is not None and main_spec.name != "__main__":
+        _set_wrapper_argv(["-m", main_spec.name] + original_argv[1:])
+    else:
+        _set_wrapper_argv(original_argv)
+    try:
+        module, path, until_success, rest = _parse_args(original_argv[1:])
+    except _UsageError as exc:
+        print(f"python -m squall.autoreload: error: {exc}\n\n{_USAGE}", end="", file=sys.stderr)
+        sys.exit(2)
+
+    exit_status: object = 1
+    try:
+        if module is not None:
+            sys.argv = [original_argv[0]] + rest
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            assert path is not None
+            sys.argv = [path] + rest
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        exit_status = exc.code
+        gen_log.info("Script exited with status %s", exc.code)
+    except Exception as exc:
+        gen_log.warning("Script exited with uncaught exception", exc_info=True)
+        # A module that failed at import time is not in sys.modules, so
+        # watch every file the traceback went through.
+        for frame in traceback.extract_tb(exc.__traceback__):
+            watch(frame.filename)
+        if isinstance(exc, SyntaxError) and exc.filename:
+            watch(exc.filename)
+    else:
+        exit_status = 0
+        gen_log.info("Script exited normally")
+    sys.argv = original_argv
+    if module is not None:
+        # runpy ran the module as __main__, so it is not in sys.modules
+        # under its own name: watch its file explicitly.
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.has_location and spec.origin:
+            watch(spec.origin)
+    elif path is not None:
+        watch(os.path.abspath(path))
+    if until_success and exit_status in (0, None):
+        return
+    wait()
+
+
+if __name__ == "__main__":
+    # Run the copy of this module that the program itself imports, so that
+    # its state (the wrapper's arguments) is the one _reload reads.
+    from squall.autoreload import main as _real_main
+
+    _real_main()

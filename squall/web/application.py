@@ -387,12 +387,5 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
 
 def _clear_template_loaders() -> None:
     # Debug mode re-reads templates on every request.
-    loaders = getattr(RequestHandler, "_template_loaders", None)
-    lock = getattr(RequestHandler, "_template_loader_lock", None)
-    if loaders is None:
-        return
-    if lock is not None:
-        with lock:
-            loaders.clear()
-    else:
-        loaders.clear()
+    with RequestHandler._template_loader_lock:
+        RequestHandler._template_loaders.clear()

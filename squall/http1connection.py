@@ -136,19 +136,19 @@ def _new_h1(
     )
 
 
-def _lenient_after(
-    h1: H1Connection, exc: ProtocolError, params: HTTP1ConnectionParameters
-) -> Optional[H1Connection]:
-    """If a strict parser failed only because a head used bare LFs, return a
+def _lenient_after(h1: H1Connection, params: HTTP1ConnectionParameters) -> Optional[H1Connection]:
+    """If a strict parser failed on a head that uses bare LFs, return a
     lenient parser holding the same unparsed bytes; else None.
 
-    Only at a message boundary: the failed head is the next thing to parse.
+    Only at a message boundary (the failed head is the next thing to parse);
+    the caller closes the connection when None is returned.
     """
-    text = str(exc)
-    if "bare LF in message head" not in text and "bare LF in header line" not in text:
+    data = h1.detach()
+    head = data[: params.max_header_size + 4]
+    if head.count(b"\n") == head.count(b"\r\n"):
         return None
     lenient = _new_h1(h1.role, params, True)
-    lenient.receive_data(h1.detach())
+    lenient.receive_data(data)
     return lenient
 
 

@@ -238,6 +238,7 @@ class _HTTPProtocol(asyncio.Protocol):
         "_body_timer",
         "_closed_event",
         "_tls_task",
+        "_lenient",
     )
 
     def __init__(
@@ -278,6 +279,8 @@ class _HTTPProtocol(asyncio.Protocol):
         self._body_timer: Optional[asyncio.TimerHandle] = None
         self._closed_event: Optional[asyncio.Future[None]] = None
         self._tls_task: Optional[asyncio.Task[None]] = None
+        # Whether the parser accepts bare LFs (after a peer used one).
+        self._lenient = False
 
     # -- asyncio callbacks -----------------------------------------------------------
 
@@ -410,11 +413,14 @@ class _HTTPProtocol(asyncio.Protocol):
                     self._close_after_flush = True
                     break
         except RemoteProtocolError as exc:
-            lenient = None if self._req is not None else _lenient_after(h1, exc, self._params)
+            lenient = None
+            if self._req is None and not self._lenient:
+                lenient = _lenient_after(h1, self._params)
             if lenient is None:
                 self._reject(exc.status_hint, str(exc))
             else:
                 self._h1 = lenient
+                self._lenient = True
                 self._in_feed = False
                 self._process()
                 return

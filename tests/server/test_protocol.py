@@ -635,3 +635,62 @@ def test_close_coroutine(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(server.close_all_connections())
     assert t.closed and not server._connections
     loop.run_until_complete(proto.close())  # already closed: returns at once
+
+
+def test_bare_lf_heads_are_accepted(loop: asyncio.AbstractEventLoop) -> None:
+    _, proto, t = make(loop)
+    proto.data_received(GET)
+    proto.data_received(b"GET /lf HTTP/1.1\nHost: x\n\nGET /crlf HTTP/1.1\r\n\r\n")
+    bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
+    assert bodies == [b"GET /a ", b"GET /lf ", b"GET /crlf "]
+    assert not t.closed
+
+
+def test_bare_lf_in_a_body_is_still_an_error(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, proto, t = make(loop)
+    with caplog.at_level(logging.INFO, logger="squall.general"):
+        proto.data_received(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\n")
+    assert t.data == b"HTTP/1.1 400 Bad Request\r\n\r\n"
+
+
+def test_gzip_body_to_a_blocking_delegate(loop: asyncio.AbstractEventLoop) -> None:
+    got: list[bytes] = []
+
+    class Slow(HTTPMessageDelegate):
+        async def _wait(self) -> None:
+            await asyncio.sleep(0)
+
+        def data_received(self, chunk: bytes) -> Any:
+            got.append(chunk)
+            return self._wait()
+
+    class App(HTTPServerConnectionDelegate):
+        def start_request(self, server_conn: object, request_conn: Any) -> HTTPMessageDelegate:
+            return Slow()
+
+    _, proto, _t = make(loop, App(), decompress_request=True, chunk_size=4)
+    body = gzip.compress(b"0123456789")
+    proto.data_received(
+        b"POST / HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+    for _ in range(10):
+        run_soon(loop)
+    assert b"".join(got) == b"0123456789" and all(len(c) <= 4 for c in got)
+
+
+def test_delegate_http_input_error_while_blocked(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    from squall.httputil import HTTPInputError
+
+    gate: asyncio.Future[None] = loop.create_future()
+    _, proto, t = make(loop, RecordingApp(gate))
+    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n")
+    gate.set_exception(HTTPInputError("bad body"))
+    with caplog.at_level(logging.INFO, logger="squall.general"):
+        run_soon(loop)
+    assert t.data == b"HTTP/1.1 400 Bad Request\r\n\r\n" and t.closed
+    assert "bad body" in caplog.text

@@ -166,7 +166,6 @@ class CookieMixin:
         httponly: bool = False,
         secure: bool = False,
         samesite: Optional[str] = None,
-        partitioned: bool = False,
         **kwargs: Any,
     ) -> None:
         """Sets an outgoing cookie; a later call with the same name replaces it.
@@ -183,10 +182,9 @@ class CookieMixin:
             httponly: hide the cookie from JavaScript.
             secure: send it over HTTPS only.
             samesite: the ``SameSite`` attribute (``"Strict"``, ``"Lax"`` or ``"None"``).
-            partitioned: the ``Partitioned`` attribute (CHIPS).
-            kwargs: other `http.cookies.Morsel` attributes (``comment``,
-                ``version``); capitalized spellings of any attribute work but
-                are deprecated.
+            kwargs: other attributes: ``partitioned=True`` (CHIPS) and the
+                `http.cookies.Morsel` ones (``comment``, ``version``);
+                capitalized spellings of any attribute work but are deprecated.
 
         Raises:
             http.cookies.CookieError: if the name or an attribute holds a
@@ -204,7 +202,6 @@ class CookieMixin:
             "httponly": httponly,
             "secure": secure,
             "samesite": samesite,
-            "partitioned": partitioned,
         }
         labels = {"domain": "domain", "path": "path", "samesite": "samesite"}
         for key, item in kwargs.items():

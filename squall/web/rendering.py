@@ -24,12 +24,13 @@ if TYPE_CHECKING:
     from squall.locale import Locale
     from squall.web.ui import UIModule
 
-__all__ = ["RenderMixin", "reset_template_caches"]
+__all__ = ["RenderMixin", "is_absolute", "reset_template_caches"]
 
 _WEB_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _is_absolute(path: str) -> bool:
+def is_absolute(path: str) -> bool:
+    """Whether a resource path is a URL as is (rooted or with a scheme), not a static file path."""
     return path.startswith(("/", "http:", "https:"))
 
 
@@ -138,7 +139,7 @@ class RenderMixin:
     def _unique_urls(self, paths: Iterable[str]) -> list[str]:
         urls: dict[str, None] = {}
         for path in paths:
-            urls[path if _is_absolute(path) else self.static_url(path)] = None
+            urls[path if is_absolute(path) else self.static_url(path)] = None
         return list(urls)
 
     def render_linked_js(self, js_files: Iterable[str]) -> str:

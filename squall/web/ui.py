@@ -32,22 +32,19 @@ class UIModule:
         handler: the `RequestHandler` rendering the page.
         request: the handler's request.
         ui: the handler's UI namespace (``handler.ui``).
+        locale: the handler's locale.
     """
 
     def __init__(self, handler: RequestHandler) -> None:
         self.handler = handler
         self.request: HTTPServerRequest = handler.request
         self.ui: ObjectDict = handler.ui
+        self.locale: Locale = handler.locale
 
     @property
     def current_user(self) -> Any:
         """The handler's `RequestHandler.current_user` (computed only if used)."""
         return self.handler.current_user
-
-    @property
-    def locale(self) -> Locale:
-        """The handler's `RequestHandler.locale` (computed only if used)."""
-        return self.handler.locale
 
     def render(self, *args: Any, **kwargs: Any) -> Union[str, bytes]:
         """Returns the module's markup; every subclass defines it."""

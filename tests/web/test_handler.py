@@ -919,3 +919,79 @@ def test_data_received_must_be_overridden() -> None:
     handler.clear()
     assert handler.get_status() == 200
     assert utf8(handler._headers["Content-Type"]) == b"text/html; charset=UTF-8"
+
+
+# --- remaining corners ---------------------------------------------------------------------------
+
+
+class ModuleUser(RequestHandler):
+    def get(self) -> None:
+        modules = self.ui["modules"]
+        try:
+            modules.Missing  # noqa: B018
+        except AttributeError as exc:
+            missing = str(exc)
+        self.write({"linkify": type(modules["linkify"]).__name__, "missing": missing})
+
+
+class HeadFlushHandler(RequestHandler):
+    async def head(self) -> None:
+        await self.flush()
+        self.write("body")
+        self.application.settings["second"] = await self.flush()
+
+
+class CheckEtagDirect(RequestHandler):
+    def get(self) -> None:
+        self.set_header("Etag", self.get_argument("etag", ""))
+        self.write({"match": self.check_etag_header()})
+
+    def compute_etag(self) -> Optional[str]:
+        return None
+
+
+class OwnTaskHandler(RequestHandler):
+    async def get(self) -> None:
+        self.application.settings["task"] = asyncio.current_task()
+        self.application.settings["started"].set_result(None)
+        await Future()
+
+
+class CornerTest(WebCase):
+    handlers = [
+        ("/modules", ModuleUser),
+        ("/head", HeadFlushHandler),
+        ("/check", CheckEtagDirect),
+        ("/own_task", OwnTaskHandler),
+    ]
+    settings = {"second": "unset"}
+
+    def test_ui_module_namespace(self) -> None:
+        data = self.json("/modules")
+        assert data["linkify"] == "function" and "Missing" in data["missing"]
+
+    def test_head_flushes_send_nothing(self) -> None:
+        assert self.fetch("/head", method="HEAD").code == 200
+        assert self.app.settings["second"] is None
+
+    def test_check_etag_header_edge_cases(self) -> None:
+        assert self.json("/check?etag=%22a%22")["match"] is False
+        assert self.json("/check", headers={"If-None-Match": '"a"'})["match"] is False
+        assert self.json("/check?etag=%22a%22", headers={"If-None-Match": "junk"})["match"] is False
+        assert self.json("/check?etag=W/%22a%22", headers={"If-None-Match": '"a"'})["match"] is True
+
+    def test_cancelling_the_handler_task_answers_500_quietly(self) -> None:
+        started: Future[None] = Future()
+        self.app.settings["started"] = started
+
+        async def run() -> Any:
+            fetch = self.http_client.fetch(self.get_url("/own_task"), raise_error=False)
+            await started
+            task = self.app.settings["task"]
+            task.cancel()
+            response = await fetch
+            return response, task
+
+        response, task = self.io_loop.run_sync(run)
+        assert response.code == 500
+        assert task.cancelled()

@@ -146,6 +146,8 @@ class WebSocketProtocol13(WebSocketProtocol):
         self._pong_future: Optional[Future[None]] = None
         self._pending_pong: Optional[bytes] = None
         self._task: Optional[asyncio.Task[None]] = None
+        self._cork: Optional[list[bytes]] = None
+        self._cork_future: Optional[Future[None]] = None
 
     # -- counters (read by tests and tools)
 
@@ -189,16 +191,26 @@ class WebSocketProtocol13(WebSocketProtocol):
             while not self._closed:
                 data = await stream.read_bytes(_READ_CHUNK, partial=True)
                 events = conn.receive_data(data)
+                if not events:
+                    continue
+                # What the callbacks write while one read's events are
+                # dispatched goes out in one stream write.
+                self._cork = []
                 handled = 0
                 for event in events:
                     result = self._dispatch(event)
                     if result is not None:
+                        self._uncork()
                         await result
+                        self._cork = []
                     handled += 1
                     if handled % _EVENTS_PER_TURN == 0:
+                        self._uncork()
                         await asyncio.sleep(0)
+                        self._cork = []
                     if self._closed:
                         return
+                self._uncork()
         except StreamClosedError:
             pass
         except asyncio.CancelledError:
@@ -210,6 +222,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         except Exception:
             self._log_callback_error()
         finally:
+            self._uncork()
             self._task = None
 
     def _log_callback_error(self) -> None:
@@ -280,10 +293,41 @@ class WebSocketProtocol13(WebSocketProtocol):
 
     # -- writing
 
+    def _uncork(self) -> None:
+        out = self._cork
+        future = self._cork_future
+        self._cork = None
+        self._cork_future = None
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        stream = self.stream
+        try:
+            if stream is None or stream.closed():
+                raise StreamClosedError()
+            written = stream.write(data)
+        except StreamClosedError:
+            if future is not None:
+                future.set_exception(WebSocketClosedError())
+                future.exception()  # nobody may be waiting: do not log it
+            return
+        if future is not None:
+            if written.done():
+                _translate_write(written, future)
+            else:
+                written.add_done_callback(lambda f: _translate_write(f, future))
+
     def _write(self, data: bytes) -> Future[None]:
         stream = self.stream
         if stream is None or stream.closed():
             raise WebSocketClosedError()
+        cork = self._cork
+        if cork is not None:
+            cork.append(data)
+            future = self._cork_future
+            if future is None:
+                future = self._cork_future = Future()
+            return future
         try:
             future = stream.write(data)
         except StreamClosedError:
@@ -395,6 +439,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         stream = self.stream
         if conn is None or stream is None or conn.close_sent:
             return
+        self._uncork()
         try:
             frame = conn.send_close(code, reason)
         except _ws.LocalProtocolError:
@@ -429,6 +474,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._close_timer = IOLoop.current().call_later(_CLOSE_TIMEOUT, self._abort)
 
     def _close_stream(self) -> None:
+        self._uncork()
         stream = self.stream
         if stream is not None and not stream.closed():
             stream.close()

@@ -281,7 +281,11 @@ class Application(ReversibleRouter):
         if log_function is not None:
             log_function(handler)
             return
-        status = handler._status_code
+        # get_status() is rarely overridden; read the field when it is not.
+        if handler.__class__.get_status is RequestHandler.get_status:
+            status = handler._status_code
+        else:
+            status = handler.get_status()
         if status < 400:
             level = _ACCESS_INFO
         elif status < 500:

@@ -507,11 +507,19 @@ class RequestHandler(CookieMixin, RenderMixin):
         connection.finish()
         self.application.log_request(self)
         self._finished = True
-        if self.__class__.on_finish is not _stock.on_finish:
+        cls = self.__class__
+        if cls.on_finish is not _stock.on_finish:
             self.on_finish()
-        # The ui namespace refers back to the handler.
-        self.__dict__.pop("ui", None)
+        if cls._break_cycles is _stock._break_cycles:
+            self.__dict__.pop("ui", None)
+        else:
+            self._break_cycles()
         return future
+
+    def _break_cycles(self) -> None:
+        # The ui namespace refers back to the handler. Subclasses that keep
+        # working after finish() (WebSocket) postpone this.
+        self.__dict__.pop("ui", None)
 
     def _clear_representation_headers(self) -> None:
         # RFC 9110 section 15.4.5: a 304 carries no representation metadata

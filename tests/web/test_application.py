@@ -404,3 +404,17 @@ def test_handler_delegate_defaults() -> None:
         httputil.RequestStartLine("GET", "/", "HTTP/1.1"), httputil.HTTPHeaders()
     )
     assert none is None
+
+
+def test_log_request_honours_an_overridden_get_status() -> None:
+    class Teapot(Reply):
+        def get_status(self) -> int:
+            return 418
+
+    handler = Teapot(Application(), _request(_conn()))
+    with (
+        mock.patch.object(access_log, "log") as log,
+        mock.patch.object(access_log, "isEnabledFor", return_value=True),
+    ):
+        handler.application.log_request(handler)
+    assert log.call_args[0][0] == logging.WARNING and log.call_args[0][2] == 418

@@ -995,3 +995,19 @@ class CornerTest(WebCase):
         response, task = self.io_loop.run_sync(run)
         assert response.code == 500
         assert task.cancelled()
+
+
+def test_break_cycles_can_be_postponed() -> None:
+    calls: list[str] = []
+
+    class Keeps(RequestHandler):
+        def _break_cycles(self) -> None:
+            calls.append("break")
+
+    conn = _Conn()
+    conn.write_headers = lambda *args: None  # type: ignore[attr-defined]
+    conn.finish = lambda: None  # type: ignore[attr-defined]
+    handler = Keeps(Application(), _request(conn))
+    assert handler.ui is handler.ui
+    handler.finish()
+    assert calls == ["break"] and "ui" in handler.__dict__

@@ -377,6 +377,13 @@ class H1Connection:
         if buf.count(b"\n", s) != buf.count(b"\r\n", s - 1 if s > pos else s):
             raise bad("Malformed HTTP message: bare LF in message head")
 
+    def _check_bare_lf(self, start: int, end: int) -> None:
+        # Report a bare LF the same way whether the head came in one read or
+        # in pieces (where `_check_partial_head` would have seen it first).
+        buf = self._buf
+        if buf.count(b"\n", start, end) != buf.count(b"\r\n", start, end):
+            raise bad("Malformed HTTP message: bare LF in message head")
+
     def _start_line_too_long(self) -> None:
         if self._client:
             raise bad("Status line too long", 400)
@@ -423,7 +430,11 @@ class H1Connection:
                 return self._closed(self._pos < len(self._buf))
             return NEED_DATA
         start, line_end, end = found
-        method, target, version, headers = self._heads.request(self._buf, start, line_end, end)
+        try:
+            method, target, version, headers = self._heads.request(self._buf, start, line_end, end)
+        except RemoteProtocolError:
+            self._check_bare_lf(start, end)
+            raise
         self._pos = end + 4
         self._scan = self._pos
         cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)
@@ -446,7 +457,11 @@ class H1Connection:
                 return self._closed(self._pos < len(self._buf))
             return NEED_DATA
         start, line_end, end = found
-        version, status, reason, headers = self._heads.response(self._buf, start, line_end, end)
+        try:
+            version, status, reason, headers = self._heads.response(self._buf, start, line_end, end)
+        except RemoteProtocolError:
+            self._check_bare_lf(start, end)
+            raise
         self._pos = end + 4
         self._scan = self._pos
         if status < 200 and status != 101:

@@ -108,16 +108,21 @@ class LLHTTPHeadParser(HeadParser):
             return self._python.request(buf, start, line_end, end)
         # Reuse the parser only when it ended the message and expects another.
         self._req = p if sink.complete and p.should_keep_alive() else None
-        target = sink.url.decode("latin-1")
-        # llhttp accepts runs of spaces in the request-line (RFC 9112 §3
-        # lenient parsing) and some non-visible target octets; we do not.
-        if buf.count(b" ", start, line_end) != 2 or not (target.isascii() and target.isprintable()):
+        url = sink.url
+        method = p.get_method()
+        # llhttp skips a stray CR before the method and accepts runs of
+        # spaces in the request-line (RFC 9112 §3 lenient parsing); we
+        # require the exact single-space form.
+        if buf[start:line_end] != b"%s %s HTTP/%s" % (method, url, version.encode()):
+            return self._python.request(buf, start, line_end, end)
+        target = url.decode("latin-1")
+        if not (target.isascii() and target.isprintable()):
             return self._python.request(buf, start, line_end, end)
         flat = sink.flat
         if len(flat) > 2 * self.max_header_count:
             raise bad(f"Too many header fields (more than {self.max_header_count})", 431)
         return (
-            p.get_method().decode("ascii"),
+            method.decode("ascii"),
             target,
             "HTTP/" + version,
             _headers(flat) if flat else [],
@@ -145,6 +150,7 @@ class LLHTTPHeadParser(HeadParser):
             or not (reason.isprintable() or STR_VALUE_RE.fullmatch(reason))
             # llhttp accepts "HTTP/1.1 200" and "HTTP/1.1 200 "; so do we,
             # but the reason phrase must then be what follows one SP.
+            or not buf.startswith(b"HTTP/%s %03d" % (version.encode(), status), start)
             or buf[start + 12 : start + 13] not in (b" ", b"\r")
         ):
             self._resp = None

@@ -1,0 +1,314 @@
+"""Run programs written for Tornado on Squall, unmodified.
+
+From the command line, like ``python``::
+
+    python -m squall.compat app.py [args...]
+    python -m squall.compat -m package.module [args...]
+
+or from code, before the first ``import tornado``::
+
+    import squall.compat
+    squall.compat.install()
+
+`install` puts an import hook first on `sys.meta_path` that answers every
+``tornado`` and ``tornado.X`` import with Squall's own module (``squall`` and
+``squall.X``): the *same* module object, entered in `sys.modules` under both
+names, so classes are identical (``tornado.web.RequestHandler is
+squall.web.RequestHandler``) and ``isinstance`` checks hold across the two
+spellings. ``tornado.version`` and ``tornado.version_info`` are therefore
+Squall's (a version string and a 4-tuple of ints, Tornado's shape). A
+``tornado.X`` for which Squall has no ``squall.X`` raises
+`ModuleNotFoundError` naming both. A real Tornado installation is never
+imported while the hook is installed.
+
+Logging: the loggers ``tornado``, ``tornado.access``, ``tornado.application``
+and ``tornado.general`` are made aliases of ``squall``, ``squall.access``,
+``squall.application`` and ``squall.general``: `logging.getLogger` returns
+the same `logging.Logger` object for either name, so a level, handler or
+filter set on ``tornado.access`` applies to Squall's access log. Records
+keep Squall's logger names (``record.name == "squall.access"``). A logger
+that already existed under a ``tornado`` name when `install` ran has its
+handlers, filters and level moved onto Squall's. One caveat: a
+`logging.config.dictConfig` with ``disable_existing_loggers=True`` (its
+default) that names only the ``tornado.*`` loggers also sees the ``squall.*``
+names as existing loggers and disables them, which is the same objects; pass
+``disable_existing_loggers=False`` (or name the ``squall.*`` loggers).
+
+`uninstall` undoes all of it (for tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import logging
+import os
+import runpy
+import sys
+import threading
+import types
+from collections.abc import Sequence
+from typing import Optional, Union
+
+__all__ = ["install", "installed", "main", "uninstall"]
+
+_ALIAS = "tornado"
+_TARGET = "squall"
+_LOGGER_SUFFIXES = ("", ".access", ".application", ".general")
+
+_lock = threading.RLock()
+_finder: Optional[_TornadoFinder] = None
+# Logger names aliased by install -> what loggerDict held there before.
+_saved_loggers: dict[str, Union[logging.Logger, logging.PlaceHolder, None]] = {}
+
+_USAGE = """\
+usage: python -m squall.compat script.py [args...]
+       python -m squall.compat -m module [args...]
+
+Runs a program written for Tornado on Squall: "import tornado.X" gives squall.X.
+"""
+
+
+def _target_name(fullname: str) -> str:
+    return _TARGET + fullname[len(_ALIAS) :]
+
+
+def _is_alias(fullname: str) -> bool:
+    return fullname == _ALIAS or fullname.startswith(_ALIAS + ".")
+
+
+class _AliasLoader(importlib.abc.Loader):
+    """Loads ``tornado.X`` as the already-imported ``squall.X`` module object."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._own_spec: Optional[importlib.machinery.ModuleSpec] = None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        module = importlib.import_module(self.target)
+        self._own_spec = module.__spec__
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        # The import system stamped the alias spec on the module; give it
+        # back its own, so that its identity (and importlib.reload, pickle,
+        # autoreload's "-m" form) stays Squall's.
+        if self._own_spec is not None:
+            module.__spec__ = self._own_spec
+
+    def _target_loader(self) -> importlib.abc.InspectLoader:
+        spec = importlib.util.find_spec(self.target)
+        loader = getattr(spec, "loader", None)
+        if not isinstance(loader, importlib.abc.InspectLoader):
+            raise ImportError(f"cannot get the code of {self.target!r}", name=self.target)
+        return loader
+
+    # runpy ("python -m squall.compat -m tornado.autoreload") asks the loader
+    # for the code to run as __main__: Squall's code.
+    def get_code(self, fullname: str) -> Optional[types.CodeType]:
+        return self._target_loader().get_code(self.target)
+
+    def is_package(self, fullname: str) -> bool:
+        return self._target_loader().is_package(self.target)
+
+
+class _TornadoFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tornado`` and ``tornado.X`` as aliases of ``squall`` and ``squall.X``."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Optional[Sequence[str]],
+        target: Optional[types.ModuleType] = None,
+    ) -> Optional[importlib.machinery.ModuleSpec]:
+        if not _is_alias(fullname):
+            return None
+        squall_name = _target_name(fullname)
+        try:
+            squall_spec = importlib.util.find_spec(squall_name)
+        except ModuleNotFoundError:
+            squall_spec = None
+        if squall_spec is None:
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r}: squall.compat maps it to {squall_name!r}, "
+                "which Squall does not have",
+                name=fullname,
+            )
+        return importlib.machinery.ModuleSpec(
+            fullname,
+            _AliasLoader(squall_name),
+            is_package=squall_spec.submodule_search_locations is not None,
+        )
+
+
+def installed() -> bool:
+    """True while the ``tornado`` import hook is installed."""
+    return _finder is not None
+
+
+def install() -> None:
+    """Make ``tornado`` imports and loggers resolve to Squall's (idempotent).
+
+    Raises:
+        RuntimeError: a module named ``tornado`` that is not Squall's is
+            already imported (a real Tornado), so aliases would mix the two.
+    """
+    global _finder
+    with _lock:
+        if _finder is not None:
+            return
+        for name, module in list(sys.modules.items()):
+            if _is_alias(name) and module is not sys.modules.get(_target_name(name)):
+                raise RuntimeError(
+                    f"{name!r} is already imported and is not Squall's module "
+                    f"({getattr(module, '__file__', module)!r}); install squall.compat "
+                    "before anything imports tornado"
+                )
+        _finder = _TornadoFinder()
+        sys.meta_path.insert(0, _finder)
+        _alias_loggers()
+
+
+def uninstall() -> None:
+    """Remove the import hook, the ``tornado`` module aliases and the logger aliases."""
+    global _finder
+    with _lock:
+        if _finder is None:
+            return
+        try:
+            sys.meta_path.remove(_finder)
+        except ValueError:
+            pass
+        _finder = None
+        for name, module in list(sys.modules.items()):
+            if _is_alias(name) and module is sys.modules.get(_target_name(name)):
+                del sys.modules[name]
+        _unalias_loggers()
+
+
+def _logging_lock() -> threading.RLock:
+    # logging's module lock guards Manager.loggerDict; it is private, so
+    # fall back to our own where it is missing.
+    lock = getattr(logging, "_lock", None)
+    return lock if lock is not None else _lock
+
+
+def _clear_logging_cache(manager: logging.Manager) -> None:
+    # Loggers cache isEnabledFor answers; changed parents invalidate them.
+    clear = getattr(manager, "_clear_cache", None)
+    if clear is not None:
+        clear()
+
+
+def _alias_loggers() -> None:
+    manager = logging.Logger.manager
+    # Create the squall loggers first, so that "squall.access" and friends
+    # have "squall" (not the root) as parent and a level on "tornado"
+    # reaches them.
+    squall_loggers = {s: logging.getLogger(_TARGET + s) for s in _LOGGER_SUFFIXES}
+    with _logging_lock():
+        for suffix, squall_logger in squall_loggers.items():
+            alias = _ALIAS + suffix
+            previous = manager.loggerDict.get(alias)
+            _saved_loggers[alias] = previous
+            if isinstance(previous, logging.Logger) and previous is not squall_logger:
+                _merge_logger(previous, squall_logger)
+            elif isinstance(previous, logging.PlaceHolder):
+                # Loggers already created below the alias ("tornado.x.y")
+                # now hang under Squall's.
+                for child in list(previous.loggerMap):
+                    child.parent = squall_logger
+            manager.loggerDict[alias] = squall_logger
+        _clear_logging_cache(manager)
+
+
+def _merge_logger(source: logging.Logger, dest: logging.Logger) -> None:
+    for handler in source.handlers:
+        if handler not in dest.handlers:
+            dest.addHandler(handler)
+    for flt in source.filters:
+        dest.addFilter(flt)
+    if source.level != logging.NOTSET:
+        dest.setLevel(source.level)
+    if not source.propagate:
+        dest.propagate = False
+    if source.disabled:
+        dest.disabled = True
+
+
+def _unalias_loggers() -> None:
+    manager = logging.Logger.manager
+    with _logging_lock():
+        for alias, previous in _saved_loggers.items():
+            current = manager.loggerDict.get(alias)
+            if current is not logging.getLogger(_TARGET + alias[len(_ALIAS) :]):
+                continue  # replaced by someone else since: leave it
+            if previous is None or isinstance(previous, logging.PlaceHolder):
+                del manager.loggerDict[alias]
+            else:
+                manager.loggerDict[alias] = previous
+        _saved_loggers.clear()
+        _clear_logging_cache(manager)
+
+
+def _parse_args(args: list[str]) -> tuple[Optional[str], Optional[str], list[str]]:
+    if not args:
+        raise ValueError("a script path or -m module is required")
+    first = args[0]
+    if first in ("-h", "--help"):
+        print(_USAGE, end="")
+        sys.exit(0)
+    if first == "-m":
+        if len(args) < 2:
+            raise ValueError("-m needs a module name")
+        return args[1], None, args[2:]
+    if first.startswith("-m"):
+        return first[2:], None, args[1:]
+    if first == "--":
+        return _parse_args(args[1:]) if len(args) > 1 else _parse_args([])
+    if first.startswith("-"):
+        raise ValueError(f"unknown option {first!r}")
+    return None, first, args[1:]
+
+
+def main() -> None:
+    """``python -m squall.compat``: run a Tornado program on Squall.
+
+    See the module documentation for the arguments.
+    """
+    original_argv = sys.argv[:]
+    try:
+        module, path, rest = _parse_args(original_argv[1:])
+    except ValueError as exc:
+        print(f"python -m squall.compat: error: {exc}\n\n{_USAGE}", end="", file=sys.stderr)
+        sys.exit(2)
+    install()
+    # A reload (Application(debug=True)) must come back through this
+    # wrapper, or the new process could not import tornado.
+    from squall import autoreload
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name != "__main__":
+        autoreload._set_wrapper_argv(["-m", spec.name] + original_argv[1:])
+    else:
+        autoreload._set_wrapper_argv(original_argv)
+    if module is not None:
+        sys.argv = [original_argv[0]] + rest
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        assert path is not None
+        sys.argv = [path] + rest
+        if os.path.isfile(path):
+            # As "python app.py" does: the script's folder is importable.
+            sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+        runpy.run_path(path, run_name="__main__")
+
+
+if __name__ == "__main__":
+    # Run the copy of this module that imports see, so that there is one
+    # hook and one set of saved state.
+    from squall.compat import main as _real_main
+
+    _real_main()

@@ -580,7 +580,13 @@ class HTTP1Connection(HTTPConnection):
     def keep_alive(self) -> bool:
         """Whether the connection may carry another exchange after this one
         (both sides said so; a pool may reuse it once the exchange is over)."""
-        return self._h1.keep_alive and not self.params.no_keep_alive and self.stream is not None
+        stream = self.stream
+        return (
+            self._h1.keep_alive
+            and not self.params.no_keep_alive
+            and stream is not None
+            and not stream.closed()
+        )
 
     # -- writing --------------------------------------------------------------
 

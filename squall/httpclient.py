@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import functools
 import ssl
+import sys
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -100,6 +101,9 @@ class HTTPClient:
         """Close the client and its IOLoop; idempotent."""
         if not self._closed:
             self._async_client.close()
+            if not sys.is_finalizing():
+                # One more loop turn lets closed connections finish closing.
+                self._io_loop.run_sync(lambda: gen.sleep(0))
             self._io_loop.close()
             self._closed = True
 

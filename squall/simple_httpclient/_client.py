@@ -14,6 +14,7 @@ import copy
 import functools
 import re
 import socket
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Hashable
@@ -39,10 +40,11 @@ from squall.simple_httpclient._connection import (
 )
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._exchange import (
+    Exchange,
     ExchangeResult,
+    Outcome,
     RequestSpec,
     StaleConnectionError,
-    exchange,
 )
 from squall.simple_httpclient._pool import ConnectionPool
 
@@ -117,7 +119,6 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             max_body_size=body_limit,
         )
         self._body_limit = body_limit
-        self._read_size = max(1, min(65536, max_buffer_size))
 
     def close(self) -> None:
         """Close idle connections and the resolver if it is the client's own."""
@@ -200,8 +201,108 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         self._schedule_prune()
 
 
+_OPTIONS = (
+    "url",
+    "method",
+    "headers",
+    "body",
+    "body_producer",
+    "auth_username",
+    "auth_password",
+    "auth_mode",
+    "connect_timeout",
+    "request_timeout",
+    "follow_redirects",
+    "max_redirects",
+    "user_agent",
+    "decompress_response",
+    "network_interface",
+    "streaming_callback",
+    "header_callback",
+    "proxy_host",
+    "proxy_port",
+    "proxy_username",
+    "proxy_password",
+    "proxy_auth_mode",
+    "allow_nonstandard_methods",
+    "validate_cert",
+    "ca_certs",
+    "allow_ipv6",
+    "client_key",
+    "client_cert",
+    "expect_100_continue",
+    "ssl_options",
+)
+
+
+def _options(req: HTTPRequest) -> dict[str, Any]:
+    """Every option of ``req``, with the client's defaults filled in.
+
+    One pass over the request's attributes instead of a `_RequestProxy`
+    lookup per use: the hot path reads each option once from a dict.
+    """
+    if isinstance(req, _RequestProxy):
+        own = vars(req.request)
+        defaults = req.defaults or {}
+    else:
+        own = vars(req)
+        defaults = {}
+    opts = {name: own.get(name) for name in _OPTIONS}
+    opts["headers"] = own["_headers"]
+    opts["body"] = own["_body"]
+    for name, value in defaults.items():
+        if opts.get(name) is None:
+            opts[name] = value
+    return opts
+
+
+class _Hop:
+    """What one hop sends, and where (computed before any connection is used)."""
+
+    __slots__ = (
+        "req",
+        "opts",
+        "key",
+        "scheme",
+        "host",
+        "port",
+        "af",
+        "ssl_context",
+        "proxy",
+        "spec",
+    )
+
+    def __init__(
+        self,
+        req: HTTPRequest,
+        opts: dict[str, Any],
+        key: Hashable,
+        scheme: str,
+        host: str,
+        port: int,
+        af: socket.AddressFamily,
+        ssl_context: Optional[ssl.SSLContext],
+        proxy: Optional[tuple[str, int, Optional[str]]],
+        spec: RequestSpec,
+    ) -> None:
+        self.req = req
+        self.opts = opts
+        self.key = key
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.af = af
+        self.ssl_context = ssl_context
+        self.proxy = proxy
+        self.spec = spec
+
+
 class _Fetch:
-    """One fetch: its hops (redirects, digest retry), timeouts and result."""
+    """One fetch: its hops (redirects, digest retry), timeouts and result.
+
+    Driven by callbacks: a hop on a pooled connection runs without a Task;
+    only opening a connection runs as one (``connect_task``).
+    """
 
     __slots__ = (
         "client",
@@ -209,12 +310,17 @@ class _Fetch:
         "request",
         "callback",
         "io_loop",
-        "task",
         "done",
         "phase",
-        "abort",
         "timer",
         "start_mono",
+        "hop",
+        "hop_start",
+        "digest",
+        "digest_tried",
+        "connect_task",
+        "exchange",
+        "retried",
     )
 
     def __init__(
@@ -229,24 +335,26 @@ class _Fetch:
         self.request = request
         self.callback = callback
         self.io_loop = client.io_loop
-        self.task: Optional[asyncio.Future[None]] = None
         self.done = False
         self.phase = "while connecting"
-        self.abort: Optional[Callable[[], object]] = None
         self.timer: Optional[object] = None
         self.start_mono = time.monotonic()
+        self.hop: Optional[_Hop] = None
+        self.hop_start = 0.0
+        self.digest: Optional[str] = None
+        self.digest_tried = False
+        self.connect_task: Optional[asyncio.Future[None]] = None
+        self.exchange: Optional[Exchange] = None
+        self.retried = False
 
     def start(self) -> None:
-        loop = cast(Any, self.io_loop).asyncio_loop
-        self.task = asyncio.ensure_future(self._run(), loop=loop)
+        self._start_hop(self.request)
 
     # ConnectWatcher
-    def connect_phase(self, phase: str, abort: Optional[Callable[[], object]]) -> None:
+    def connect_phase(self, phase: str) -> None:
         self.phase = phase
-        self.abort = abort
 
-    def cancelled(self) -> bool:
-        return self.done
+    # -- timeouts and the end ------------------------------------------------
 
     def _arm(self, deadline: Optional[float], phase: str) -> None:
         if self.timer is not None:
@@ -260,10 +368,7 @@ class _Fetch:
         self.timer = None
         if self.done:
             return
-        abort = self.abort
         self._finish(self._error_response(HTTPTimeoutError(f"Timeout {self.phase}")))
-        if abort is not None:
-            abort()
 
     def _error_response(self, exc: BaseException) -> HTTPResponse:
         if isinstance(exc, StreamClosedError):
@@ -280,6 +385,9 @@ class _Fetch:
             start_time=self.request.start_time,
         )
 
+    def _fail(self, exc: BaseException) -> None:
+        self._finish(self._error_response(exc))
+
     def _finish(self, response: HTTPResponse) -> None:
         if self.done:
             return
@@ -287,187 +395,219 @@ class _Fetch:
         if self.timer is not None:
             self.io_loop.remove_timeout(self.timer)
             self.timer = None
-        self.abort = None
+        # Whatever is still in progress belongs to a response nobody wants.
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            self.connect_task = None
+        if self.exchange is not None:
+            self.exchange.abort()
+            self.exchange = None
         self.client._release_slot(self.key)
         self.callback(response)
 
-    async def _run(self) -> None:
+    # -- hops ----------------------------------------------------------------
+
+    def _start_hop(self, req: HTTPRequest) -> None:
         try:
-            response = await self._hops()
-        except _Abandoned:
+            self.hop = self._plan(req)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self.retried = False
+        self.hop_start = self.io_loop.time()
+        self._arm(None, "while connecting")
+        self._attempt()
+
+    def _attempt(self) -> None:
+        hop = self.hop
+        assert hop is not None
+        conn = self.client.pool.acquire(hop.key)
+        if conn is not None:
+            self._exchange(conn)
+            return
+        opts = hop.opts
+        timeout = min(opts["connect_timeout"] or 0, opts["request_timeout"] or 0)
+        self._arm(self.hop_start + timeout if timeout else None, "while connecting")
+        loop = cast(Any, self.io_loop).asyncio_loop
+        self.connect_task = asyncio.ensure_future(self._connect(hop), loop=loop)
+
+    async def _connect(self, hop: _Hop) -> None:
+        client = self.client
+        try:
+            conn = await open_connection(
+                resolver=client.resolver,
+                key=hop.key,
+                scheme=hop.scheme,
+                host=hop.host,
+                port=hop.port,
+                af=hop.af,
+                source_ip=hop.opts["network_interface"],
+                ssl_context=hop.ssl_context,
+                proxy=hop.proxy,
+                limits=client._limits,
+                watcher=self,
+            )
+        except asyncio.CancelledError:
             return
         except Exception as exc:
-            response = self._error_response(exc)
-        self._finish(response)
+            self.connect_task = None
+            self._fail(exc)
+            return
+        self.connect_task = None
+        if self.done:
+            conn.close()
+            return
+        self._exchange(conn)
 
-    async def _hops(self) -> HTTPResponse:
-        original = self.request
-        req = original
-        digest: Optional[str] = None
-        digest_tried = False
-        while True:
-            result = await self._hop(req, digest, not digest_tried)
-            if self.done:
-                raise _Abandoned()
-            if result.superseded:
-                if result.code == 401 and not digest_tried:
-                    digest_tried = True
-                    digest = self._digest_answer(req, result)
-                    continue
-                req = self._redirect(req, result)
-                digest = None
-                digest_tried = False
-                continue
-            return HTTPResponse(
-                original,
-                result.code,
-                reason=result.reason,
-                headers=result.headers,
-                buffer=result.buffer,
-                effective_url=req.url,
+    def _exchange(self, conn: ClientConnection) -> None:
+        hop = self.hop
+        assert hop is not None
+        if self.timer is None or self.phase != "during request":
+            limit = hop.opts["request_timeout"]
+            self._arm(self.hop_start + limit if limit else None, "during request")
+        exchange = Exchange(conn, hop.spec, self._on_exchange_done)
+        self.exchange = exchange
+        try:
+            exchange.start()
+        except Exception as exc:
+            self.exchange = None
+            conn.close()
+            self._fail(exc)
+
+    def _on_exchange_done(self, conn: ClientConnection, outcome: Outcome) -> None:
+        self.exchange = None
+        if self.done:
+            conn.close()
+            return
+        if isinstance(outcome, BaseException):
+            conn.close()
+            hop = self.hop
+            assert hop is not None
+            if isinstance(outcome, StaleConnectionError):
+                if hop.opts["body_producer"] is None and not self.retried:
+                    # The server closed the idle connection as we sent: once
+                    # more, on a new one.
+                    self.retried = True
+                    self._attempt()
+                    return
+                outcome = HTTPStreamClosedError("Connection closed")
+            self._fail(outcome)
+            return
+        if conn.can_keep():
+            self.client._keep(conn)
+        else:
+            conn.close()
+        hop = self.hop
+        assert hop is not None
+        if outcome.superseded:
+            try:
+                if outcome.code == 401 and not self.digest_tried:
+                    self.digest_tried = True
+                    self.digest = self._digest_answer(hop, outcome)
+                    self._start_hop(hop.req)
+                    return
+                self.digest = None
+                self.digest_tried = False
+                new = self._redirect(hop, outcome)
+            except Exception as exc:
+                self._fail(exc)
+                return
+            self._start_hop(new)
+            return
+        self._finish(
+            HTTPResponse(
+                self.request,
+                outcome.code,
+                reason=outcome.reason,
+                headers=outcome.headers,
+                buffer=outcome.buffer,
+                effective_url=hop.opts["url"],
                 request_time=time.monotonic() - self.start_mono,
-                start_time=original.start_time,
+                start_time=self.request.start_time,
             )
+        )
 
-    # -- one hop -----------------------------------------------------------
+    # -- planning a hop --------------------------------------------------------
 
-    async def _hop(
-        self, req: HTTPRequest, digest: Optional[str], may_digest: bool
-    ) -> ExchangeResult:
+    def _plan(self, req: HTTPRequest) -> _Hop:
         client = self.client
-        parsed = urllib.parse.urlsplit(req.url)
+        opts = _options(req)
+        url = opts["url"]
+        parsed = urllib.parse.urlsplit(url)
         scheme = parsed.scheme
         if scheme not in ("http", "https"):
-            raise ValueError(f"Unsupported url scheme: {req.url}")
+            raise ValueError(f"Unsupported url scheme: {url}")
         netloc = parsed.netloc.rpartition("@")[2]
         host, port = split_host_and_port(netloc)
         if port is None:
             port = 443 if scheme == "https" else 80
-        if re.match(r"^\[.*\]$", host):
+        if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        af = socket.AF_INET if req.allow_ipv6 is False else socket.AF_UNSPEC
+        af = socket.AF_INET if opts["allow_ipv6"] is False else socket.AF_UNSPEC
         ssl_context = None
         tls = None
         if scheme == "https":
-            ssl_context = ssl_context_for(
-                bool(req.validate_cert),
-                req.ca_certs,
-                req.client_cert,
-                req.client_key,
-                req.ssl_options,
+            tls_args = (
+                bool(opts["validate_cert"]),
+                opts["ca_certs"],
+                opts["client_cert"],
+                opts["client_key"],
+                opts["ssl_options"],
             )
-            tls = tls_key(
-                bool(req.validate_cert),
-                req.ca_certs,
-                req.client_cert,
-                req.client_key,
-                req.ssl_options,
-            )
+            ssl_context = ssl_context_for(*tls_args)
+            tls = tls_key(*tls_args)
         proxy = None
-        proxy_auth = None
-        if req.proxy_host:
+        if opts["proxy_host"]:
             proxy_auth = proxy_authorization(
-                req.proxy_username, req.proxy_password, req.proxy_auth_mode
+                opts["proxy_username"], opts["proxy_password"], opts["proxy_auth_mode"]
             )
-            proxy = (req.proxy_host, req.proxy_port or 80, proxy_auth)
-        if proxy is not None and scheme == "http":
-            # Absolute-form requests: one pool entry per proxy serves every origin.
-            pool_key: Hashable = ("http-proxy", proxy, req.network_interface)
-        else:
-            pool_key = (scheme, host, port, tls, proxy, req.network_interface, af)
+            proxy = (opts["proxy_host"], opts["proxy_port"] or 80, proxy_auth)
         via_proxy = proxy is not None and scheme == "http"
+        source_ip = opts["network_interface"]
         if via_proxy:
+            # Absolute-form requests: one pool entry per proxy serves every origin.
+            key: Hashable = ("http-proxy", proxy, source_ip)
             target = urllib.parse.urlunsplit((scheme, netloc, parsed.path or "/", parsed.query, ""))
         else:
+            key = (scheme, host, port, tls, proxy, source_ip, af)
             target = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
         headers, wants_digest = self._headers(
-            req, parsed, netloc, target, digest, proxy_auth if via_proxy else None
+            opts, parsed, netloc, proxy[2] if via_proxy and proxy is not None else None
         )
-        code_follows = self._will_follow(req)
+        follows = bool(opts["follow_redirects"]) and (opts["max_redirects"] or 0) > 0
+        may_digest = wants_digest and not self.digest_tried
 
         def superseded(code: int, response_headers: HTTPHeaders) -> bool:
-            if code == 401 and wants_digest and may_digest:
+            if code == 401 and may_digest:
                 challenge = response_headers.get("WWW-Authenticate", "")
                 return parse_digest_challenge(challenge) is not None
-            return code_follows and code in _REDIRECT_CODES and "Location" in response_headers
+            return follows and code in _REDIRECT_CODES and "Location" in response_headers
 
         spec = RequestSpec(
-            req.method,
+            opts["method"],
             target,
             headers,
-            req.body,
-            req.body_producer,
-            bool(req.expect_100_continue),
-            bool(req.decompress_response),
-            req.streaming_callback,
-            req.header_callback,
+            opts["body"],
+            opts["body_producer"],
+            bool(opts["expect_100_continue"]),
+            bool(opts["decompress_response"]),
+            opts["streaming_callback"],
+            opts["header_callback"],
             superseded,
             client._body_limit,
-            client._read_size,
         )
-        self._arm(None, "while connecting")
-        start = self.io_loop.time()
-        retryable = req.body_producer is None
-        while True:
-            conn = client.pool.acquire(pool_key)
-            if conn is None:
-                timeout = min(req.connect_timeout or 0, req.request_timeout or 0)
-                self._arm(start + timeout if timeout else None, "while connecting")
-                conn = await open_connection(
-                    resolver=client.resolver,
-                    key=pool_key,
-                    scheme=scheme,
-                    host=host,
-                    port=port,
-                    af=af,
-                    source_ip=req.network_interface,
-                    ssl_context=ssl_context,
-                    proxy=proxy,
-                    limits=client._limits,
-                    max_buffer_size=client.max_buffer_size,
-                    watcher=self,
-                )
-                if conn is None or self.done:
-                    raise _Abandoned()
-            self.abort = conn.stream.close
-            if self.timer is None or self.phase != "during request":
-                limit = req.request_timeout
-                self._arm(start + limit if limit else None, "during request")
-            try:
-                result = await exchange(conn, spec)
-            except StaleConnectionError:
-                conn.close()
-                if retryable and not self.done:
-                    continue
-                raise HTTPStreamClosedError("Connection closed") from None
-            except BaseException:
-                conn.close()
-                raise
-            if self.done:
-                conn.close()
-                raise _Abandoned()
-            self.abort = None
-            if conn.can_keep():
-                client._keep(conn)
-            else:
-                conn.close()
-            return result
-
-    def _will_follow(self, req: HTTPRequest) -> bool:
-        return bool(req.follow_redirects) and (req.max_redirects or 0) > 0
+        return _Hop(req, opts, key, scheme, host, port, af, ssl_context, proxy, spec)
 
     def _headers(
         self,
-        req: HTTPRequest,
+        opts: dict[str, Any],
         parsed: urllib.parse.SplitResult,
         netloc: str,
-        target: str,
-        digest: Optional[str],
         proxy_auth: Optional[str],
     ) -> tuple[list[tuple[str, str]], bool]:
         items: list[tuple[str, str]] = []
         names: set[str] = set()
-        source = req.headers
+        source = opts["headers"]
         pairs = source.get_all() if isinstance(source, HTTPHeaders) else source.items()
         for name, value in pairs:
             if isinstance(value, bytes):
@@ -497,74 +637,80 @@ class _Fetch:
             username: Optional[str] = urllib.parse.unquote(parsed.username)
             password = urllib.parse.unquote(parsed.password or "")
         else:
-            username = req.auth_username
-            password = req.auth_password or ""
+            username = opts["auth_username"]
+            password = opts["auth_password"] or ""
         if username is not None:
-            mode = req.auth_mode
+            mode = opts["auth_mode"]
             if mode in (None, "basic"):
                 put("Authorization", basic_authorization(username, password))
             elif mode == "digest":
                 wants_digest = True
-                if digest is not None:
-                    put("Authorization", digest)
+                if self.digest is not None:
+                    put("Authorization", self.digest)
             else:
                 raise ValueError(f"unsupported auth_mode {mode!r}")
-        if req.user_agent:
-            put("User-Agent", req.user_agent)
+        method = opts["method"]
+        if opts["user_agent"]:
+            put("User-Agent", opts["user_agent"])
         elif "user-agent" not in names:
             items.append(("User-Agent", _USER_AGENT))
-        if not req.allow_nonstandard_methods:
-            body_expected = req.method in ("POST", "PATCH", "PUT")
-            body_present = req.body is not None or req.body_producer is not None
+        body = opts["body"]
+        if not opts["allow_nonstandard_methods"]:
+            body_expected = method in ("POST", "PATCH", "PUT")
+            body_present = body is not None or opts["body_producer"] is not None
             if body_expected != body_present:
                 raise ValueError(
                     "Body must {}be None for method {} (unless allow_nonstandard_methods "
-                    "is true)".format("not " if body_expected else "", req.method)
+                    "is true)".format("not " if body_expected else "", method)
                 )
-        if req.expect_100_continue:
+        if opts["expect_100_continue"]:
             put("Expect", "100-continue")
-        if req.body is not None:
-            put("Content-Length", str(len(req.body)))
-        if req.method == "POST" and "content-type" not in names:
+        if body is not None:
+            put("Content-Length", str(len(body)))
+        if method == "POST" and "content-type" not in names:
             items.append(("Content-Type", "application/x-www-form-urlencoded"))
-        if req.decompress_response:
+        if opts["decompress_response"]:
             put("Accept-Encoding", "gzip")
         if proxy_auth is not None:
             put("Proxy-Authorization", proxy_auth)
         return items, wants_digest
 
-    def _digest_answer(self, req: HTTPRequest, result: ExchangeResult) -> str:
+    def _digest_answer(self, hop: _Hop, result: ExchangeResult) -> str:
         challenge = parse_digest_challenge(result.headers.get("WWW-Authenticate", ""))
         assert challenge is not None
-        parsed = urllib.parse.urlsplit(req.url)
+        opts = hop.opts
+        parsed = urllib.parse.urlsplit(opts["url"])
         uri = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
         if parsed.username is not None:
             username = urllib.parse.unquote(parsed.username)
             password = urllib.parse.unquote(parsed.password or "")
         else:
-            username = req.auth_username or ""
-            password = req.auth_password or ""
-        return digest_authorization(challenge, req.method, uri, username, password)
+            username = opts["auth_username"] or ""
+            password = opts["auth_password"] or ""
+        return digest_authorization(challenge, opts["method"], uri, username, password)
 
-    def _redirect(self, req: HTTPRequest, result: ExchangeResult) -> HTTPRequest:
-        proxy = cast(_RequestProxy, req)
-        new = copy.copy(proxy.request)
-        new.url = urllib.parse.urljoin(req.url, result.headers["Location"])
-        new.max_redirects = (req.max_redirects or 0) - 1
+    def _redirect(self, hop: _Hop, result: ExchangeResult) -> HTTPRequest:
+        req = hop.req
+        opts = hop.opts
+        base = req.request if isinstance(req, _RequestProxy) else req
+        new = copy.copy(base)
+        new.url = urllib.parse.urljoin(opts["url"], result.headers["Location"])
+        new.max_redirects = (opts["max_redirects"] or 0) - 1
         new.headers = HTTPHeaders(new.headers)
         if "Host" in new.headers:
             del new.headers["Host"]
         code = result.code
+        method = opts["method"]
         # RFC 9110 §15.4.4: 303 means GET; 301/302 turn POST into GET, as
         # browsers do.
-        if (code == 303 and req.method != "HEAD") or (code in (301, 302) and req.method == "POST"):
+        if (code == 303 and method != "HEAD") or (code in (301, 302) and method == "POST"):
             new.method = "GET"
             new.body = None
             new.body_producer = None
             for name in ("Content-Length", "Content-Type", "Content-Encoding", "Transfer-Encoding"):
                 if name in new.headers:
                     del new.headers[name]
-        if _origin(new.url) != _origin(req.url):
+        if _origin(new.url) != _origin(opts["url"]):
             # Credentials for one origin must not leak to another.
             for name in ("Authorization", "Cookie"):
                 if name in new.headers:
@@ -585,7 +731,3 @@ def _origin(url: str) -> tuple[str, str, Optional[int]]:
     if port is None:
         port = 443 if scheme == "https" else 80
     return scheme, (parsed.hostname or ""), port
-
-
-class _Abandoned(Exception):
-    """The fetch already has its result (a timeout); stop quietly."""

@@ -1,19 +1,21 @@
-"""Opening client connections: resolve, TCP, proxy CONNECT tunnel, TLS.
+"""Client connections: an `asyncio.Protocol` around the sans-I/O core, and
+how one is opened (resolve, TCP, proxy CONNECT tunnel, TLS).
 
-A `ClientConnection` is one open stream plus its sans-I/O HTTP/1.1 state
-(`squall._h1.H1Connection` in the client role); it lives in the pool
-between requests. `open_connection` makes one, reporting each phase to a
-`ConnectWatcher` so that a connect timeout can say where it struck and close
-the socket being set up.
+A `ClientConnection` keeps reading while it sits idle in the pool, so a
+server that closes it (or sends bytes nobody asked for) is noticed at once
+and the connection is not reused. During an exchange it hands the bytes it
+receives to the current handler (see ``_exchange``), with no Future per
+read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import select
+import os
 import socket
 import ssl
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Any, Optional, Protocol, Union
 
 from squall._h1 import (
@@ -25,10 +27,17 @@ from squall._h1 import (
     Response,
 )
 from squall.httputil import encode_username_password
-from squall.iostream import IOStream, StreamClosedError
+from squall.log import gen_log
 from squall.netutil import Resolver, ssl_options_to_context
 
-__all__ = ["ClientConnection", "ConnectWatcher", "open_connection", "ssl_context_for"]
+__all__ = [
+    "ClientConnection",
+    "ConnectWatcher",
+    "open_connection",
+    "proxy_authorization",
+    "ssl_context_for",
+    "tls_key",
+]
 
 _SSLOptions = Union[dict[str, Any], ssl.SSLContext]
 
@@ -77,168 +86,6 @@ def tls_key(
     return ("options", repr(sorted(ssl_options.items())))
 
 
-class ConnectWatcher(Protocol):
-    """Told what `open_connection` is doing, for timeouts and cancellation."""
-
-    def connect_phase(self, phase: str, abort: Optional[Callable[[], object]]) -> None:
-        """``phase`` reads after "Timeout " (``"while resolving example.com"``);
-        ``abort`` closes what is being set up."""
-        ...
-
-    def cancelled(self) -> bool:
-        """True once the request gave up; the connection is then closed."""
-        ...
-
-
-class ClientConnection:
-    """An open connection to an origin (or a proxy) and its HTTP/1.1 state.
-
-    Attributes:
-        stream: The `~squall.iostream.IOStream` (TLS or not).
-        h1: The client-role `~squall._h1.H1Connection`.
-        key: The pool key it belongs to.
-        via_proxy: Requests go to a proxy in absolute form.
-        uses: How many requests have started on it.
-    """
-
-    __slots__ = ("stream", "h1", "key", "via_proxy", "uses")
-
-    def __init__(self, stream: IOStream, h1: H1Connection, key: Hashable, via_proxy: bool) -> None:
-        self.stream = stream
-        self.h1 = h1
-        self.key = key
-        self.via_proxy = via_proxy
-        self.uses = 0
-
-    def can_keep(self) -> bool:
-        """After a response: whether it left the connection fit for another
-        request (keep-alive, both sides idle, nothing unread, still open)."""
-        h1 = self.h1
-        return (
-            h1.keep_alive
-            and not h1.buffered
-            and h1.our_state == "IDLE"
-            and h1.their_state == "IDLE"
-            and not self.stream.closed()
-        )
-
-    def is_reusable(self) -> bool:
-        """Open, idle on both sides, keep-alive, with nothing unread.
-
-        A server that closed the idle connection (or sent bytes nobody asked
-        for) makes the socket readable: then it is not reused.
-        """
-        if not self.can_keep():
-            return False
-        sock = self.stream.socket
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        if not readable:
-            return True
-        if isinstance(sock, ssl.SSLSocket):
-            # TLS 1.3 session tickets arrive after the handshake and make the
-            # socket readable; reading consumes them and yields no data.
-            try:
-                data = sock.recv(1)
-            except ssl.SSLWantReadError:
-                return True
-            except (OSError, ssl.SSLError):
-                return False
-            # Data nobody asked for, or EOF: either way not reusable.
-            del data
-            return False
-        return False
-
-    def close(self) -> None:
-        """Close the stream."""
-        self.stream.close()
-
-
-async def _resolve_and_connect(
-    resolver: Resolver,
-    host: str,
-    port: int,
-    af: socket.AddressFamily,
-    source_ip: Optional[str],
-    max_buffer_size: int,
-    watcher: ConnectWatcher,
-) -> Optional[IOStream]:
-    watcher.connect_phase(f"while resolving {host}", None)
-    addrinfo = await resolver.resolve(host, port, af)
-    if watcher.cancelled():
-        return None
-    if not addrinfo:
-        raise OSError(f"no address found for {host}:{port}")
-    last: Optional[BaseException] = None
-    # Addresses are tried in order; the resolver puts the preferred first.
-    for family, address in addrinfo:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        if source_ip is not None:
-            try:
-                sock.bind((source_ip, 0))
-            except OSError as exc:
-                sock.close()
-                raise ValueError(
-                    f"Failed binding local connection end to {source_ip!r}: {exc}"
-                ) from exc
-        stream = IOStream(sock, max_buffer_size=max_buffer_size)
-        watcher.connect_phase(f"while connecting to {host}:{port}", stream.close)
-        try:
-            await stream.connect(address)
-        except StreamClosedError as exc:
-            last = exc.real_error or exc
-            if watcher.cancelled():
-                return None
-            continue
-        if watcher.cancelled():
-            stream.close()
-            return None
-        return stream
-    assert last is not None
-    raise last
-
-
-async def _tunnel(
-    stream: IOStream,
-    host: str,
-    port: int,
-    proxy_auth: Optional[str],
-    max_header_size: int,
-) -> None:
-    # RFC 9110 §9.3.6: CONNECT host:port; a 2xx makes the connection a tunnel.
-    h1 = H1Connection("client", limits=H1Limits(max_header_size=max_header_size))
-    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    headers = [("Host", authority)]
-    if proxy_auth is not None:
-        headers.append(("Proxy-Authorization", proxy_auth))
-    await stream.write(h1.send_request_head("CONNECT", authority, headers) + h1.send_end())
-    while True:
-        event = h1.next_event()
-        if event is NEED_DATA:
-            try:
-                data = await stream.read_bytes(65536, partial=True)
-            except StreamClosedError:
-                data = b""
-            h1.receive_data(data)
-            continue
-        if isinstance(event, Response):
-            if 200 <= event.status < 300:
-                if h1.detach():
-                    raise ProtocolError("proxy sent data after its CONNECT response")
-                return
-            from squall.httpclient import HTTPClientError
-
-            raise HTTPClientError(
-                599,
-                f"Proxy CONNECT to {authority} failed: {event.status} {event.reason}",
-            )
-        if isinstance(event, ConnectionClosed):
-            raise StreamClosedError()
-        # Interim responses before the final one are skipped.
-
-
 def proxy_authorization(
     username: Optional[str], password: Optional[str], mode: Optional[str]
 ) -> Optional[str]:
@@ -255,6 +102,259 @@ def proxy_authorization(
     return "Basic " + token.decode("ascii")
 
 
+class ConnectWatcher(Protocol):
+    """Told what `open_connection` is doing, so a timeout can say where it struck."""
+
+    def connect_phase(self, phase: str) -> None:
+        """``phase`` reads after "Timeout " (``"while resolving example.com"``)."""
+        ...
+
+
+class Handler(Protocol):
+    """The exchange a connection feeds (see ``_exchange.Exchange``)."""
+
+    def pump(self) -> None:
+        """Process what the connection's parser has buffered."""
+        ...
+
+
+class ClientConnection(asyncio.Protocol):
+    """An open connection to an origin (or a proxy) and its HTTP/1.1 state.
+
+    Attributes:
+        transport: The asyncio transport (TLS or not).
+        h1: The client-role `~squall._h1.H1Connection`.
+        key: The pool key it belongs to.
+        via_proxy: Requests go to a proxy in absolute form.
+        uses: How many requests have started on it.
+        handler: The exchange in progress, if any.
+        closed: The transport is gone.
+        error: The exception that closed it, if any.
+    """
+
+    __slots__ = (
+        "transport",
+        "h1",
+        "key",
+        "via_proxy",
+        "uses",
+        "handler",
+        "closed",
+        "error",
+        "sock",
+        "_tunnel",
+        "_write_paused",
+        "_drain",
+    )
+
+    def __init__(self, key: Hashable, limits: H1Limits, via_proxy: bool) -> None:
+        self.transport: Optional[asyncio.Transport] = None
+        self.sock: Optional[socket.socket] = None
+        self.h1 = H1Connection("client", limits=limits)
+        self.key = key
+        self.via_proxy = via_proxy
+        self.uses = 0
+        self.handler: Optional[Handler] = None
+        self.closed = False
+        self.error: Optional[BaseException] = None
+        self._tunnel: Optional[tuple[H1Connection, asyncio.Future[Response]]] = None
+        self._write_paused = False
+        self._drain: Optional[asyncio.Future[None]] = None
+
+    # -- asyncio.Protocol --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel_data(data)
+            return
+        handler = self.handler
+        if handler is None:
+            # Bytes nobody asked for: the connection cannot be trusted.
+            self.close()
+            return
+        self.h1.receive_data(data)
+        handler.pump()
+
+    def eof_received(self) -> bool:
+        # Close first: the transport's final callback is then queued before
+        # anything the end of the response wakes up.
+        if self.transport is not None:
+            self.transport.close()
+        if self._tunnel is not None:
+            self._tunnel_data(b"")
+            return False
+        self.h1.receive_data(b"")
+        handler = self.handler
+        if handler is not None:
+            handler.pump()
+        return False
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.closed = True
+        self.error = exc
+        if self._tunnel is not None:
+            self._tunnel_data(b"")
+        self.h1.receive_data(b"")
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        handler = self.handler
+        if handler is not None:
+            handler.pump()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- for the exchange and the pool ---------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` (dropped if the connection is closed)."""
+        transport = self.transport
+        if data and transport is not None and not self.closed:
+            transport.write(data)
+
+    def drain(self) -> asyncio.Future[None]:
+        """A Future done when the write buffer is below its high-water mark."""
+        loop = asyncio.get_running_loop()
+        if not self._write_paused or self.closed:
+            done: asyncio.Future[None] = loop.create_future()
+            done.set_result(None)
+            return done
+        if self._drain is None or self._drain.done():
+            self._drain = loop.create_future()
+        return self._drain
+
+    def can_keep(self) -> bool:
+        """After a response: whether it left the connection fit for another
+        request (keep-alive, both sides idle, nothing unread, still open)."""
+        h1 = self.h1
+        return (
+            not self.closed
+            and h1.keep_alive
+            and not h1.buffered
+            and h1.our_state == "IDLE"
+            and h1.their_state == "IDLE"
+        )
+
+    def is_reusable(self) -> bool:
+        """For the pool: still open and idle (a server's close is seen at once,
+        since an idle connection keeps reading)."""
+        return self.handler is None and self.can_keep()
+
+    def close(self) -> None:
+        """Close the connection (at once; unsent data is dropped)."""
+        self.handler = None
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+        # abort() unregisters the socket at once but closes it on the next
+        # loop iteration, which may never come (a loop closed right after
+        # a client): close it now, as a stream would.
+        if self.sock is not None:
+            self.sock.close()
+        self.closed = True
+
+    # -- CONNECT tunnel ----------------------------------------------------
+
+    async def tunnel(self, host: str, port: int, proxy_auth: Optional[str]) -> None:
+        """Ask the proxy for a tunnel to ``host:port`` (RFC 9110 §9.3.6).
+
+        Raises:
+            HTTPClientError: The proxy refused (599, with its status).
+            OSError: The connection closed.
+        """
+        h1 = H1Connection("client", limits=self.h1.limits)
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        headers = [("Host", authority)]
+        if proxy_auth is not None:
+            headers.append(("Proxy-Authorization", proxy_auth))
+        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._tunnel = (h1, waiter)
+        try:
+            self.write(h1.send_request_head("CONNECT", authority, headers) + h1.send_end())
+            response = await waiter
+        finally:
+            self._tunnel = None
+        if not 200 <= response.status < 300:
+            from squall.httpclient import HTTPClientError
+
+            raise HTTPClientError(
+                599, f"Proxy CONNECT to {authority} failed: {response.status} {response.reason}"
+            )
+        if h1.detach():
+            raise ProtocolError("proxy sent data after its CONNECT response")
+
+    def _tunnel_data(self, data: bytes) -> None:
+        assert self._tunnel is not None
+        h1, waiter = self._tunnel
+        if waiter.done():
+            return
+        try:
+            h1.receive_data(data)
+            while True:
+                event = h1.next_event()
+                if event is NEED_DATA:
+                    return
+                if isinstance(event, Response):
+                    waiter.set_result(event)
+                    return
+                if isinstance(event, ConnectionClosed):
+                    raise ConnectionResetError("proxy closed the connection during CONNECT")
+                # Interim responses before the final one are skipped.
+        except Exception as exc:
+            waiter.set_exception(exc)
+
+
+async def _connect_socket(
+    loop: asyncio.AbstractEventLoop,
+    resolver: Resolver,
+    host: str,
+    port: int,
+    af: socket.AddressFamily,
+    source_ip: Optional[str],
+    watcher: ConnectWatcher,
+) -> socket.socket:
+    watcher.connect_phase(f"while resolving {host}")
+    addrinfo = await resolver.resolve(host, port, af)
+    if not addrinfo:
+        raise OSError(f"no address found for {host}:{port}")
+    watcher.connect_phase(f"while connecting to {host}:{port}")
+    last: Optional[OSError] = None
+    # Addresses are tried in order; the resolver puts the preferred first.
+    for family, address in addrinfo:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if source_ip is not None:
+                try:
+                    sock.bind((source_ip, 0))
+                except OSError as exc:
+                    raise ValueError(
+                        f"Failed binding local connection end to {source_ip!r}: {exc}"
+                    ) from exc
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            if exc.errno is not None:
+                # asyncio's message hides the error's text, which callers show.
+                exc = type(exc)(exc.errno, f"{os.strerror(exc.errno)} (connecting to {address})")
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert last is not None
+    raise last
+
+
 async def open_connection(
     *,
     resolver: Resolver,
@@ -267,51 +367,50 @@ async def open_connection(
     ssl_context: Optional[ssl.SSLContext],
     proxy: Optional[tuple[str, int, Optional[str]]],
     limits: H1Limits,
-    max_buffer_size: int,
     watcher: ConnectWatcher,
-) -> Optional[ClientConnection]:
+) -> ClientConnection:
     """Open a connection for ``scheme://host:port``, through ``proxy`` if given.
 
     With a proxy ``(proxy_host, proxy_port, proxy_authorization)``, http
     requests are sent to the proxy in absolute form; https ones go through
-    a CONNECT tunnel, then TLS with the origin.
-
-    Returns:
-        The connection, or None if the watcher cancelled meanwhile.
+    a CONNECT tunnel, then TLS with the origin. Cancelling the coroutine
+    closes whatever was opened.
 
     Raises:
         OSError: Resolution or connection failures (the socket's error).
-        ssl.SSLError: A failed TLS handshake.
+        ssl.SSLError: A failed TLS handshake (also logged, without a stack).
         ValueError: A ``source_ip`` that cannot be bound.
     """
-    if proxy is not None:
-        target_host, target_port = proxy[0], proxy[1]
-    else:
-        target_host, target_port = host, port
-    stream = await _resolve_and_connect(
-        resolver, target_host, target_port, af, source_ip, max_buffer_size, watcher
-    )
-    if stream is None:
-        return None
+    loop = asyncio.get_running_loop()
+    target_host, target_port = (proxy[0], proxy[1]) if proxy is not None else (host, port)
+    sock = await _connect_socket(loop, resolver, target_host, target_port, af, source_ip, watcher)
+    conn = ClientConnection(key, limits, proxy is not None and scheme == "http")
+    conn.sock = sock
     try:
-        stream.set_nodelay(True)
-        via_proxy = proxy is not None and scheme == "http"
         if proxy is not None and scheme == "https":
-            watcher.connect_phase(
-                f"during CONNECT to {host}:{port} through the proxy", stream.close
+            await loop.create_connection(lambda: conn, sock=sock)
+            watcher.connect_phase(f"during CONNECT to {host}:{port} through the proxy")
+            await conn.tunnel(host, port, proxy[2])
+            if ssl_context is not None:
+                watcher.connect_phase(f"during TLS handshake with {host}:{port}")
+                assert conn.transport is not None
+                tls = await loop.start_tls(conn.transport, conn, ssl_context, server_hostname=host)
+                assert isinstance(tls, asyncio.Transport)
+                conn.transport = tls
+        elif ssl_context is not None:
+            watcher.connect_phase(f"during TLS handshake with {host}:{port}")
+            await loop.create_connection(
+                lambda: conn, sock=sock, ssl=ssl_context, server_hostname=host
             )
-            await _tunnel(stream, host, port, proxy[2], limits.max_header_size)
-        if ssl_context is not None:
-            handshake = stream.start_tls(False, ssl_context, server_hostname=host)
-            # The socket now belongs to the TLS stream; cancelling the
-            # handshake closes it.
-            watcher.connect_phase(f"during TLS handshake with {host}:{port}", handshake.cancel)
-            stream = await handshake
-        if watcher.cancelled():
-            stream.close()
-            return None
-    except BaseException:
-        stream.close()
+        else:
+            await loop.create_connection(lambda: conn, sock=sock)
+    except ssl.SSLError as exc:
+        conn.close()
+        sock.close()
+        gen_log.warning("SSL Error on connection to %s:%d: %s", host, port, exc)
         raise
-    h1 = H1Connection("client", limits=limits)
-    return ClientConnection(stream, h1, key, via_proxy)
+    except BaseException:
+        conn.close()
+        sock.close()
+        raise
+    return conn

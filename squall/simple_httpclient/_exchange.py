@@ -1,19 +1,22 @@
-"""One request and its response on an open `ClientConnection`.
+"""One request and its response on an open `ClientConnection`, driven by
+callbacks: the connection feeds bytes to the parser and calls `Exchange.pump`,
+which turns the parser's events into the response. Nothing waits on a
+Future unless a user callback returns an awaitable (reading then pauses
+until it is done) or the body comes from a ``body_producer``.
 
-The driver writes what `squall._h1.H1Connection` serializes and feeds it
-what the stream reads, one partial read at a time, until the response's
-`~squall._h1.EndOfMessage`. Any exception leaves the connection unusable;
-the caller closes it. After a normal end the connection is reusable exactly
-when `ClientConnection.is_reusable` says so.
+Any error leaves the connection unusable: the exchange closes it. After a
+normal end the connection is reusable exactly when
+`ClientConnection.can_keep` says so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import zlib
 from collections.abc import Awaitable, Callable
 from io import BytesIO
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from squall._h1 import (
     NEED_DATA,
@@ -26,18 +29,24 @@ from squall._h1 import (
     Response,
 )
 from squall.httputil import HTTPHeaders
-from squall.iostream import StreamClosedError, UnsatisfiableReadError
+from squall.iostream import UnsatisfiableReadError
 from squall.log import app_log, gen_log
 from squall.simple_httpclient._connection import ClientConnection
 from squall.simple_httpclient._errors import HTTPStreamClosedError
 from squall.util import GzipDecompressor
 
-__all__ = ["ExchangeResult", "RequestSpec", "StaleConnectionError", "exchange"]
+__all__ = ["Exchange", "ExchangeResult", "RequestSpec", "StaleConnectionError"]
 
 # Decompressed output per step: bounds memory for a compression bomb.
 _DECOMPRESS_STEP = 64 * 1024
 
 BodyProducer = Callable[[Callable[[bytes], Awaitable[None]]], Any]
+
+
+class StaleConnectionError(Exception):
+    """A reused connection was closed by the server before any of the
+    response arrived (it timed out the idle connection as we sent): the
+    request may be retried on a new connection."""
 
 
 class RequestSpec:
@@ -55,7 +64,6 @@ class RequestSpec:
         "header_callback",
         "superseded",
         "max_body_size",
-        "read_size",
     )
 
     def __init__(
@@ -71,7 +79,6 @@ class RequestSpec:
         header_callback: Optional[Callable[[str], Any]],
         superseded: Callable[[int, HTTPHeaders], bool],
         max_body_size: int,
-        read_size: int,
     ) -> None:
         self.method = method
         self.target = target
@@ -87,7 +94,6 @@ class RequestSpec:
         # no callback.
         self.superseded = superseded
         self.max_body_size = max_body_size
-        self.read_size = read_size
 
 
 class ExchangeResult:
@@ -112,10 +118,7 @@ class ExchangeResult:
         self.superseded = superseded
 
 
-class StaleConnectionError(Exception):
-    """A reused connection was closed by the server before any of the
-    response arrived (it timed out the idle connection as we sent): the
-    request may be retried on a new connection."""
+Outcome = Union[ExchangeResult, BaseException]
 
 
 def _malformed(reason: str) -> HTTPStreamClosedError:
@@ -138,30 +141,240 @@ def _callback_failed(what: str, spec: RequestSpec, exc: BaseException) -> HTTPSt
     return HTTPStreamClosedError("Connection closed")
 
 
-class _BodySink:
-    """Where body bytes go: the streaming callback, or a buffer."""
+class Exchange:
+    """Sends ``spec`` on ``conn`` and calls ``on_done(conn, outcome)`` once,
+    with an `ExchangeResult` or the exception that ended it.
 
-    __slots__ = ("spec", "decompressed", "received", "first", "bio")
+    Exceptions ``on_done`` may get: `HTTPStreamClosedError` (the connection
+    closed early, a malformed response -- logged at INFO -- or a callback
+    that raised -- logged), `UnsatisfiableReadError` (a head over
+    ``max_header_size``), `StaleConnectionError`, the connection's `OSError`.
+    """
 
-    def __init__(self, spec: RequestSpec) -> None:
+    __slots__ = (
+        "conn",
+        "spec",
+        "on_done",
+        "response",
+        "headers",
+        "superseded",
+        "decompressor",
+        "tail",
+        "body_pending",
+        "waiting",
+        "ended",
+        "finished",
+        "received",
+        "first",
+        "bio",
+    )
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        spec: RequestSpec,
+        on_done: Callable[[ClientConnection, Outcome], None],
+    ) -> None:
+        self.conn = conn
         self.spec = spec
-        self.decompressed = False
+        self.on_done = on_done
+        self.response: Optional[Response] = None
+        self.headers: Optional[HTTPHeaders] = None
+        self.superseded = False
+        self.decompressor: Optional[GzipDecompressor] = None
+        self.tail = b""
+        self.body_pending = False
+        self.waiting = False
+        self.ended = False
+        self.finished = False
         self.received = 0
         self.first: Optional[bytes] = None
         self.bio: Optional[BytesIO] = None
 
-    async def feed(self, piece: bytes) -> None:
+    def start(self) -> None:
+        """Send the request (its body too, unless it waits for 100-continue).
+
+        Raises:
+            ValueError: An invalid method, target or header; nothing was sent.
+        """
+        conn = self.conn
+        spec = self.spec
+        h1 = conn.h1
+        try:
+            head = h1.send_request_head(spec.method, spec.target, spec.headers)
+        except LocalProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        conn.uses += 1
+        conn.handler = self
+        if spec.expect_continue:
+            conn.write(head)
+            self.body_pending = True
+        elif spec.body_producer is not None:
+            conn.write(head)
+            self._produce()
+        else:
+            body = spec.body
+            conn.write(head + h1.send_data(body) + h1.send_end() if body else head + h1.send_end())
+        self.pump()
+
+    # -- sending -------------------------------------------------------------
+
+    def _produce(self) -> None:
+        conn = self.conn
+        producer = self.spec.body_producer
+        assert producer is not None
+
+        def write(chunk: bytes) -> Awaitable[None]:
+            conn.write(conn.h1.send_data(chunk))
+            return conn.drain()
+
+        async def run() -> None:
+            result = producer(write)
+            if result is not None and inspect.isawaitable(result):
+                await result
+            if not self.finished:
+                conn.write(conn.h1.send_end())
+
+        def done(task: asyncio.Future[None]) -> None:
+            if task.cancelled():
+                self._fail(HTTPStreamClosedError("body_producer was cancelled"))
+            elif task.exception() is not None:
+                exc = task.exception()
+                assert exc is not None
+                self._fail(exc)
+
+        task = asyncio.ensure_future(run())
+        task.add_done_callback(done)
+
+    def _send_body(self) -> None:
+        if self.spec.body_producer is not None:
+            self._produce()
+            return
+        h1 = self.conn.h1
+        body = self.spec.body
+        self.conn.write(h1.send_data(body) + h1.send_end() if body else h1.send_end())
+
+    # -- receiving -----------------------------------------------------------
+
+    def pump(self) -> None:
+        """Process the parser's events until it needs data, a callback's
+        awaitable must finish first, or the response is complete."""
+        try:
+            self._pump()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _pump(self) -> None:
+        h1 = self.conn.h1
+        while not self.waiting and not self.finished:
+            if self.tail:
+                decompressor = self.decompressor
+                assert decompressor is not None
+                try:
+                    piece = decompressor.decompress(self.tail, _DECOMPRESS_STEP)
+                except zlib.error:
+                    raise _malformed("invalid gzip data") from None
+                self.tail = decompressor.unconsumed_tail
+                if piece:
+                    self._feed(piece)
+                continue
+            if self.ended:
+                self._complete()
+                return
+            try:
+                event = h1.next_event()
+            except RemoteProtocolError as exc:
+                raise self._protocol_error(exc) from None
+            if event is NEED_DATA:
+                return
+            kind = type(event)
+            if kind is Data:
+                assert isinstance(event, Data)
+                if self.superseded:
+                    continue
+                if self.decompressor is not None:
+                    # One step at a time, so that a compression bomb never
+                    # holds more than one step's output.
+                    self.tail = event.data
+                else:
+                    self._feed(event.data)
+            elif kind is Response:
+                assert isinstance(event, Response)
+                self._head(event)
+            elif kind is EndOfMessage:
+                self.ended = True
+                if self.decompressor is not None and not self.superseded:
+                    try:
+                        rest = self.decompressor.flush()
+                    except zlib.error:
+                        raise _malformed("invalid gzip data") from None
+                    if rest:
+                        self._feed(rest)
+            elif kind is InformationalResponse:
+                assert isinstance(event, InformationalResponse)
+                if event.status == 100 and self.body_pending:
+                    self.body_pending = False
+                    self._send_body()
+            elif kind is ConnectionClosed:
+                assert isinstance(event, ConnectionClosed)
+                conn = self.conn
+                if self.response is None and not event.truncated and conn.uses > 1:
+                    raise StaleConnectionError()
+                if conn.error is not None:
+                    raise conn.error
+                raise HTTPStreamClosedError("Connection closed")
+            else:
+                # PAUSED cannot happen with a request outstanding.
+                raise HTTPStreamClosedError(f"unexpected connection state: {event!r}")
+
+    def _protocol_error(self, exc: RemoteProtocolError) -> Exception:
+        message = str(exc)
+        if exc.status_hint == 431:
+            gen_log.info("Unsatisfiable read, closing connection: %s", message)
+            return UnsatisfiableReadError(message)
+        headers = self.headers
+        if message == "Content-Length too long" and headers is not None:
+            if "Content-Length" not in headers:
+                message = "Body too long"
+        return _malformed(message)
+
+    def _head(self, event: Response) -> None:
+        spec = self.spec
+        self.response = event
+        headers = self.headers = HTTPHeaders._from_pairs(event.headers)
+        if spec.superseded(event.status, headers):
+            self.superseded = True
+            return
+        if spec.decompress and headers.get("Content-Encoding", "").lower() == "gzip":
+            self.decompressor = GzipDecompressor()
+            headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
+            del headers["Content-Encoding"]
+        callback = spec.header_callback
+        if callback is not None:
+            try:
+                results = [callback(f"{event.version} {event.status} {event.reason}\r\n")]
+                results += [callback(f"{name}: {value}\r\n") for name, value in event.headers]
+                results.append(callback("\r\n"))
+            except Exception as exc:
+                raise _callback_failed("header_callback", spec, exc) from exc
+            pending = [r for r in results if r is not None and inspect.isawaitable(r)]
+            if pending:
+                self._wait(asyncio.gather(*pending), "header_callback")
+
+    def _feed(self, piece: bytes) -> None:
         spec = self.spec
         self.received += len(piece)
         # The wire size is bounded by the parser; this bounds what it expands to.
-        if self.decompressed and self.received > spec.max_body_size:
+        if self.decompressor is not None and self.received > spec.max_body_size:
             raise _malformed("decompressed body too large")
         callback = spec.streaming_callback
         if callback is not None:
             try:
-                await _maybe_await(callback(piece))
-            except BaseException as exc:  # noqa: BLE001 - a cancelled callback too
+                result = callback(piece)
+            except Exception as exc:
                 raise _callback_failed("streaming_callback", spec, exc) from exc
+            if result is not None and inspect.isawaitable(result):
+                self._wait(result, "streaming_callback")
         elif self.bio is not None:
             self.bio.write(piece)
         elif self.first is None:
@@ -173,160 +386,61 @@ class _BodySink:
             self.bio.write(piece)
             self.first = None
 
-    def buffer(self) -> Optional[BytesIO]:
-        if self.spec.streaming_callback is not None:
-            return None
-        if self.bio is not None:
-            self.bio.seek(0)
-            return self.bio
-        return BytesIO(self.first or b"")
+    def _wait(self, awaitable: Awaitable[Any], what: str) -> None:
+        # Back-pressure: stop reading until the callback's work is done.
+        future = asyncio.ensure_future(awaitable)
+        self.waiting = True
+        transport = self.conn.transport
+        if transport is not None and not self.conn.closed:
+            transport.pause_reading()
 
-
-async def _maybe_await(value: Any) -> None:
-    if value is not None and inspect.isawaitable(value):
-        await value
-
-
-async def _send_body(conn: ClientConnection, spec: RequestSpec) -> None:
-    h1 = conn.h1
-    stream = conn.stream
-    if spec.body_producer is not None:
-
-        def write(chunk: bytes) -> Awaitable[None]:
-            return stream.write(h1.send_data(chunk))
-
-        await _maybe_await(spec.body_producer(write))
-        await stream.write(h1.send_end())
-    else:
-        await stream.write(h1.send_data(spec.body or b"") + h1.send_end())
-
-
-async def exchange(conn: ClientConnection, spec: RequestSpec) -> ExchangeResult:
-    """Send ``spec`` on ``conn`` and read the whole response.
-
-    Raises:
-        ValueError: Invalid method, target or header (nothing was sent).
-        HTTPStreamClosedError: The connection closed early, the response was
-            malformed (logged at INFO), or a callback raised (logged).
-        UnsatisfiableReadError: The response head is over ``max_header_size``.
-        OSError: The socket's error.
-    """
-    h1 = conn.h1
-    stream = conn.stream
-    conn.uses += 1
-    try:
-        head = h1.send_request_head(spec.method, spec.target, spec.headers)
-    except LocalProtocolError as exc:
-        raise ValueError(str(exc)) from None
-    try:
-        if spec.expect_continue:
-            await stream.write(head)
-            body_pending = True
-        elif spec.body_producer is not None:
-            await stream.write(head)
-            await _send_body(conn, spec)
-            body_pending = False
-        else:
-            await stream.write(head + h1.send_data(spec.body or b"") + h1.send_end())
-            body_pending = False
-    except StreamClosedError as exc:
-        if conn.uses > 1 and not h1.buffered:
-            raise StaleConnectionError() from exc
-        raise
-
-    read_size = spec.read_size
-    response: Optional[Response] = None
-    headers: Optional[HTTPHeaders] = None
-    superseded = False
-    decompressor: Optional[GzipDecompressor] = None
-    sink = _BodySink(spec)
-    while True:
-        try:
-            event = h1.next_event()
-        except RemoteProtocolError as exc:
-            message = str(exc)
-            if exc.status_hint == 431:
-                gen_log.info("Unsatisfiable read, closing connection: %s", message)
-                raise UnsatisfiableReadError(message) from None
-            if message == "Content-Length too long" and headers is not None:
-                if "Content-Length" not in headers:
-                    message = "Body too long"
-            raise _malformed(message) from None
-        if event is NEED_DATA:
+        def resume(done: asyncio.Future[Any]) -> None:
+            self.waiting = False
+            if self.finished:
+                return
             try:
-                data = await stream.read_bytes(read_size, partial=True)
-            except StreamClosedError:
-                data = b""
-            h1.receive_data(data)
-            continue
-        kind = type(event)
-        if kind is Data:
-            assert isinstance(event, Data)
-            if superseded:
-                continue
-            if decompressor is None:
-                await sink.feed(event.data)
-                continue
-            data = event.data
-            # One step at a time, so that a compression bomb never holds
-            # more than one step's output.
-            while data:
-                try:
-                    piece = decompressor.decompress(data, _DECOMPRESS_STEP)
-                except zlib.error:
-                    raise _malformed("invalid gzip data") from None
-                if piece:
-                    await sink.feed(piece)
-                data = decompressor.unconsumed_tail
-        elif kind is Response:
-            assert isinstance(event, Response)
-            response = event
-            headers = HTTPHeaders._from_pairs(event.headers)
-            superseded = spec.superseded(event.status, headers)
-            if superseded:
-                continue
-            if spec.decompress and headers.get("Content-Encoding", "").lower() == "gzip":
-                decompressor = GzipDecompressor()
-                sink.decompressed = True
-                headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
-                del headers["Content-Encoding"]
-            if spec.header_callback is not None:
-                callback = spec.header_callback
-                try:
-                    await _maybe_await(
-                        callback(f"{event.version} {event.status} {event.reason}\r\n")
-                    )
-                    for name, value in event.headers:
-                        await _maybe_await(callback(f"{name}: {value}\r\n"))
-                    await _maybe_await(callback("\r\n"))
-                except BaseException as exc:  # noqa: BLE001
-                    raise _callback_failed("header_callback", spec, exc) from exc
-        elif kind is InformationalResponse:
-            assert isinstance(event, InformationalResponse)
-            if event.status == 100 and body_pending:
-                body_pending = False
-                await _send_body(conn, spec)
-        elif kind is EndOfMessage:
-            break
-        elif kind is ConnectionClosed:
-            assert isinstance(event, ConnectionClosed)
-            if response is None and not event.truncated and conn.uses > 1:
-                raise StaleConnectionError()
-            if stream.error is not None and not isinstance(stream.error, StreamClosedError):
-                raise stream.error
-            raise HTTPStreamClosedError("Connection closed")
-        else:
-            # PAUSED cannot happen with a request outstanding.
-            raise HTTPStreamClosedError(f"unexpected connection state: {event!r}")
-    assert response is not None and headers is not None
-    if decompressor is not None:
-        try:
-            tail = decompressor.flush()
-        except zlib.error:
-            raise _malformed("invalid gzip data") from None
-        if tail:
-            await sink.feed(tail)
-    buffer = None if superseded else sink.buffer()
-    return ExchangeResult(
-        response.status, response.reason, response.version, headers, buffer, superseded
-    )
+                done.result()
+            except BaseException as exc:  # noqa: BLE001 - a cancelled callback too
+                self._fail(_callback_failed(what, self.spec, exc))
+                return
+            if transport is not None and not self.conn.closed:
+                transport.resume_reading()
+            self.pump()
+
+        future.add_done_callback(resume)
+
+    # -- ending ----------------------------------------------------------------
+
+    def _complete(self) -> None:
+        response = self.response
+        headers = self.headers
+        assert response is not None and headers is not None
+        self.finished = True
+        conn = self.conn
+        conn.handler = None
+        buffer: Optional[BytesIO] = None
+        if not self.superseded and self.spec.streaming_callback is None:
+            if self.bio is not None:
+                self.bio.seek(0)
+                buffer = self.bio
+            else:
+                buffer = BytesIO(self.first or b"")
+        self.on_done(
+            conn,
+            ExchangeResult(
+                response.status, response.reason, response.version, headers, buffer, self.superseded
+            ),
+        )
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        conn = self.conn
+        conn.close()
+        self.on_done(conn, exc)
+
+    def abort(self) -> None:
+        """Give up (a timeout): close the connection; ``on_done`` is not called."""
+        self.finished = True
+        self.conn.close()

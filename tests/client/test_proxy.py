@@ -3,6 +3,7 @@ CONNECT tunnel then TLS for https URLs, basic Proxy-Authorization."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import subprocess
@@ -42,6 +43,8 @@ class ProxyTest(AsyncTestCase):
 
     def tearDown(self) -> None:
         self.client.close()
+        # Let the closed connections' transports finish closing.
+        self.io_loop.run_sync(lambda: asyncio.sleep(0))
         super().tearDown()
 
     async def origin(self, tls: bool = False) -> MiniServer:

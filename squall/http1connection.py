@@ -180,6 +180,18 @@ def _error_message(exc: ProtocolError, headers: Optional[HTTPHeaders], client: b
     return text
 
 
+def _log_malformed(context: object, message: str, status_hint: int) -> None:
+    """Log a peer's malformed message: one INFO line on ``squall.general``.
+
+    A head over the size limits is worded as Tornado words it (its stream
+    reports an unsatisfiable read); anything else is a malformed message.
+    """
+    if status_hint in (414, 431):
+        gen_log.info("Unsatisfiable read from %s: %s", context, message)
+    else:
+        gen_log.info("Malformed HTTP message from %s: %s", context, message)
+
+
 def _error_response(status_hint: int) -> bytes:
     """The bare response a server sends for a malformed request before closing.
 
@@ -521,10 +533,10 @@ class HTTP1Connection(HTTPConnection):
             self.close()
             return False
         except ProtocolError as exc:
-            gen_log.info(
-                "Malformed HTTP message from %s: %s",
+            _log_malformed(
                 self.context,
                 _error_message(exc, self._response_headers, client),
+                exc.status_hint,
             )
             self._reject(exc.status_hint)
             return False

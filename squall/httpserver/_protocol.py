@@ -40,6 +40,7 @@ from squall.http1connection import (
     _error_response,
     _GzipMessageDelegate,
     _lenient_after,
+    _log_malformed,
     _new_h1,
     _response_head,
 )
@@ -317,6 +318,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 gen_log.warning("SSL Error on %s %s: %s", self.context, "handshake", exc)
             transport.abort()
             self._on_lost(None)
+            return
         except asyncio.CancelledError:
             transport.abort()
             self._on_lost(None)
@@ -545,7 +547,7 @@ class _HTTPProtocol(asyncio.Protocol):
     # -- errors and timeouts ---------------------------------------------------------
 
     def _reject(self, status_hint: int, message: str) -> None:
-        gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
+        _log_malformed(self.context, message, status_hint)
         req = self._req
         if req is None or not req._headers_written:
             self._out.append(_error_response(status_hint))

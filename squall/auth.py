@@ -28,6 +28,7 @@ import re
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterable
 from typing import Any, Optional, Union, cast
 
 from squall import escape
@@ -678,7 +679,7 @@ class FacebookGraphMixin(OAuth2Mixin):
         client_id: str,
         client_secret: str,
         code: str,
-        extra_fields: Optional[dict[str, Any]] = None,
+        extra_fields: Optional[Iterable[str]] = None,
     ) -> Optional[dict[str, Any]]:
         """Exchange ``code`` for an access token and fetch the user's profile.
 

@@ -41,6 +41,7 @@ class FakeTransport(asyncio.Transport):
         self.reading = True
         self.pauses = 0
         self.sock = FakeSocket(family)
+        self.closed_future: asyncio.Future[None] = loop.create_future()
 
     def write(self, data: Any) -> None:
         assert not self.closed, "write after close"
@@ -54,6 +55,8 @@ class FakeTransport(asyncio.Transport):
         if not self.closed:
             self.closed = True
             self.loop.call_soon(self.proto.connection_lost, None)
+            if not self.closed_future.done():
+                self.closed_future.set_result(None)
 
     def abort(self) -> None:
         self.close()
@@ -104,6 +107,16 @@ def make(
     transport = FakeTransport(proto, loop, peer, family)
     proto.connection_made(transport)
     return server, proto, transport
+
+
+def wait_closed(transport: FakeTransport, timeout: float = 1.0) -> bool:
+    """Run the loop until the transport is closed or ``timeout`` passes."""
+    loop = transport.loop
+    try:
+        loop.run_until_complete(asyncio.wait_for(asyncio.shield(transport.closed_future), timeout))
+    except TimeoutError:
+        return False
+    return True
 
 
 def run_soon(loop: asyncio.AbstractEventLoop) -> None:

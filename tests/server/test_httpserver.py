@@ -99,6 +99,10 @@ class HTTPServerTest(ServerTestCase):
 
 
 class DetachTest(ServerTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.echo_closed = Event()
+
     def handle(self, request: HTTPServerRequest) -> None:
         conn = request.connection
         assert conn is not None
@@ -119,7 +123,7 @@ class DetachTest(ServerTestCase):
                 line = await stream.read_until(b"\n")
                 await stream.write(line.upper())
         except StreamClosedError:
-            self.echo_closed = True
+            self.echo_closed.set()
 
     @gen_test
     async def test_detach_keeps_bytes_sent_after_the_request(self) -> None:
@@ -131,11 +135,7 @@ class DetachTest(ServerTestCase):
         assert await stream.read_until(b"\n") == b"WORLD\n"
         assert not self.server._connections  # no longer the server's to close
         stream.close()
-        for _ in range(50):
-            if getattr(self, "echo_closed", False):
-                break
-            await gen.sleep(0.01)
-        assert self.echo_closed
+        await self.echo_closed.wait()
 
     @gen_test
     async def test_raw_stream_writes(self) -> None:

@@ -23,7 +23,7 @@ from squall.httputil import (
 )
 from squall.iostream import StreamClosedError
 
-from ._fakes import make, respond, responses, run_soon
+from ._fakes import make, respond, responses, run_soon, wait_closed
 
 
 @pytest.fixture
@@ -517,8 +517,8 @@ def test_body_timeout(loop: asyncio.AbstractEventLoop, caplog: pytest.LogCapture
     proto.data_received(b"PUT / HTTP/1.0\r\nContent-Length: 42\r\n\r\n")
     assert proto._body_timer is not None
     with caplog.at_level(logging.INFO, logger="squall.general"):
-        loop.run_until_complete(asyncio.sleep(0.05))
-    assert t.closed and t.data == b""
+        assert wait_closed(t)
+    assert t.data == b""
     assert "Timeout reading body from 10.0.0.1" in caplog.text
     assert app.delegates[0].calls[-1] == "close"
 
@@ -543,11 +543,9 @@ def test_idle_timeout(loop: asyncio.AbstractEventLoop) -> None:
     pending: list[HTTPServerRequest] = []
     _, proto, t = make(loop, pending.append, idle_connection_timeout=0.02)
     proto.data_received(GET)
-    loop.run_until_complete(asyncio.sleep(0.05))
-    assert not t.closed  # a request in progress is not idle
+    assert not wait_closed(t, 0.05)  # a request in progress is not idle
     respond(pending[0])
-    loop.run_until_complete(asyncio.sleep(0.06))
-    assert t.closed
+    assert wait_closed(t)
 
 
 def test_decompress_request(loop: asyncio.AbstractEventLoop) -> None:

@@ -222,6 +222,8 @@ class WSConnection:
         events: list[Event] = []
         try:
             while True:
+                if not self._in_opcode:
+                    self._take_small_messages(events)
                 frame = parser.next_frame()
                 if frame is None:
                     return events
@@ -235,6 +237,65 @@ class WSConnection:
             self.close_received = True
             events.append(ProtocolFailed(exc.close_code, exc.reason))
             return events
+
+    def _take_small_messages(self, events: list[Event]) -> None:
+        """The hot path: whole text or binary messages in one short frame.
+
+        Consumes frames from the parser's buffer while they are FIN data
+        frames without RSV bits, correctly masked, under 126 bytes and within
+        the size limit; stops (consuming nothing more) at any other frame,
+        which `FrameParser.next_frame` then parses with every rule.
+        """
+        parser = self._parser
+        buf = parser._buf
+        pos = parser._pos
+        end = len(buf)
+        masked = parser.masked
+        header = 6 if masked else 2
+        limit = self.max_message_size
+        if limit is None or limit > 125:
+            limit = 125
+        mask_bit = 0x80 if masked else 0
+        append = events.append
+        received = 0
+        wire = 0
+        while end - pos >= 2:
+            b0 = buf[pos]
+            if b0 != 0x81 and b0 != 0x82:
+                break
+            b1 = buf[pos + 1]
+            length = b1 ^ mask_bit
+            if length > limit:
+                # Wrong masking bit, an extended length or over the limit.
+                break
+            start = pos + header
+            stop = start + length
+            if stop > end:
+                break
+            if masked and length:
+                key = buf[pos + 2 : start]
+                payload = (
+                    int.from_bytes(buf[start:stop], "little")
+                    ^ int.from_bytes((key * ((length >> 2) + 1))[:length], "little")
+                ).to_bytes(length, "little")
+            else:
+                payload = bytes(buf[start:stop])
+            if b0 == 0x81:
+                try:
+                    append(Message(payload.decode("utf-8")))
+                except UnicodeDecodeError:
+                    parser._pos = pos
+                    parser.wire_bytes += wire
+                    self.message_bytes_in += received
+                    raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
+            else:
+                append(Message(payload))
+            received += length
+            wire += stop - pos
+            pos = stop
+        parser._pos = pos
+        parser.wire_bytes += wire
+        self.message_bytes_in += received
 
     def _handle_frame(self, frame: Frame) -> Optional[Event]:
         opcode = frame.opcode

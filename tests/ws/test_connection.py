@@ -331,3 +331,37 @@ def test_random_bytes_never_raise(data: bytes, client: bool, deflate: bool) -> N
         assert not isinstance(event, ProtocolFailed)
     if events and isinstance(events[-1], ProtocolFailed):
         assert events[-1].code in (1002, 1007, 1009)
+
+
+def test_small_message_path_keeps_every_rule() -> None:
+    srv = server(max_message_size=50)
+    data = (
+        client_frame(1, b"a")
+        + client_frame(2, b"")
+        + client_frame(2, b"x" * 50)
+        + client_frame(1, b"\xff")
+        + client_frame(1, b"never")
+    )
+    events = srv.receive_data(data)
+    assert events == [
+        Message("a"),
+        Message(b""),
+        Message(b"x" * 50),
+        ProtocolFailed(1007, "invalid UTF-8 in a text message"),
+    ]
+    assert srv.message_bytes_in == 51
+    assert srv.wire_bytes_in == 7 + 6 + 56
+
+
+def test_small_message_path_respects_limit_with_deflate() -> None:
+    srv = WSConnection(False, PerMessageDeflate(client=False), max_message_size=10)
+    assert srv.receive_data(client_frame(1, b"x" * 10)) == [Message("x" * 10)]
+    assert srv.receive_data(client_frame(1, b"x" * 11)) == [ProtocolFailed(1009, "message too big")]
+
+
+def test_small_message_path_leaves_fragments_to_the_full_parser() -> None:
+    srv = server()
+    data = client_frame(1, b"a", fin=False) + client_frame(1, b"b")
+    assert srv.receive_data(data) == [
+        ProtocolFailed(1002, "new message before the previous one ended")
+    ]

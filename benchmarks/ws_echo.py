@@ -1,13 +1,22 @@
 """WebSocket echo benchmark: Squall's server against Tornado's and aiohttp's.
 
 Each server (benchmarks/servers/*_ws.py) runs in its own process pinned to
-CPU 0; the load generator, the same for every server, runs pinned to CPU 1:
-aiohttp's WebSocket client on uvloop with ``--connections`` connections, each
-keeping ``--window`` small text messages in flight (send a window, read the
-echoes back, repeat). The score is echoed messages per second. The machines
-are shared and noisy: read the ratios, not the absolute numbers.
+CPU 0; the load generator, the same for every server, runs pinned to CPU 1
+on uvloop with ``--connections`` connections, each keeping ``--window`` small
+text messages in flight (send a window, read the echoes back, repeat). The
+score is echoed messages per second. The machines are shared and noisy: read
+the ratios, not the absolute numbers.
 
-Usage: python benchmarks/ws_echo.py [--duration S] [--connections N] [--window W] [--size B]
+Two load generators:
+
+* ``raw`` (default): a bare asyncio protocol that writes the upgrade request
+  and pre-masked frames and only counts the frames that come back. It costs
+  a few microseconds per message, so the server is always the bottleneck.
+* ``aiohttp``: aiohttp's WebSocket client. It costs about as much per message
+  as aiohttp's server, so against the fastest servers it measures itself
+  (all of them then come out near the same number).
+
+Usage: python benchmarks/ws_echo.py [--duration S] [--connections N] [--window W] [--size B] [--load raw|aiohttp]
 Run it with the benchmark venv (.venv-bench), where the peers are installed.
 """
 
@@ -42,8 +51,95 @@ RATIOS = [
 ]
 
 
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZg==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class _RawLoad(asyncio.Protocol):
+    """One connection: writes a window of masked frames, counts the echoes, repeats."""
+
+    def __init__(self, batch: bytes, window: int, counter: list[int]) -> None:
+        self.batch = batch
+        self.window = window
+        self.counter = counter
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.pending = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(UPGRADE)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(f"upgrade refused: {bytes(buffer[:80])!r}")
+            del buffer[: end + 4]
+            self.upgraded = True
+            self.send()
+        pos = 0
+        count = 0
+        while len(buffer) - pos >= 2:
+            length = buffer[pos + 1] & 0x7F
+            header = 2
+            if length == 126:
+                if len(buffer) - pos < 4:
+                    break
+                length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+                header = 4
+            if len(buffer) - pos < header + length:
+                break
+            pos += header + length
+            count += 1
+        del buffer[:pos]
+        self.pending -= count
+        self.counter[1] += count
+        if self.pending == 0:
+            self.send()
+
+    def send(self) -> None:
+        if self.counter[0] and self.transport is not None:
+            self.pending = self.window
+            self.transport.write(self.batch)
+
+
+async def raw_load(port: int, connections: int, window: int, size: int, duration: float) -> float:
+    """Echo messages over many raw connections; return messages per second."""
+    frame = (
+        bytes((0x81, 0x80 | size)) if size < 126 else bytes((0x81, 0xFE)) + size.to_bytes(2, "big")
+    )
+    # An all-zero mask key leaves the payload as is.
+    batch = (frame + b"\0\0\0\0" + b"m" * size) * window
+    counter = [1, 0]  # [running, frames received]
+    loop = asyncio.get_running_loop()
+    transports = []
+    for _ in range(connections):
+        transport, _ = await loop.create_connection(
+            lambda: _RawLoad(batch, window, counter), "127.0.0.1", port
+        )
+        transports.append(transport)
+    await asyncio.sleep(1.0)  # warm-up
+    before = counter[1]
+    start = time.perf_counter()
+    await asyncio.sleep(duration)
+    received = counter[1] - before
+    elapsed = time.perf_counter() - start
+    counter[0] = 0
+    for transport in transports:
+        transport.close()
+    return received / elapsed
+
+
 async def load(port: int, connections: int, window: int, size: int, duration: float) -> float:
-    """Echo messages over many connections; return messages per second."""
+    """Echo messages over many aiohttp client connections; return messages per second."""
     import aiohttp
 
     message = "m" * size
@@ -102,6 +198,8 @@ def measure(script: str, env: dict[str, str], args: argparse.Namespace) -> float
             str(args.window),
             "--size",
             str(args.size),
+            "--load",
+            args.load,
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         return float(json.loads(out)["messages_per_s"])
@@ -117,6 +215,7 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=4, help="messages in flight per connection")
     ap.add_argument("--size", type=int, default=64, help="message size in bytes")
     ap.add_argument("--repeat", type=int, default=1, help="runs per server; the best is kept")
+    ap.add_argument("--load", choices=["raw", "aiohttp"], default="raw", help="load generator")
     ap.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.client:
@@ -137,7 +236,8 @@ def main() -> int:
                 continue
             results[name] = max(results.get(name, 0.0), rate)
     print(
-        f"== ws echo (c={args.connections}, window {args.window}, {args.size} B text, {args.duration:g}s)"
+        f"== ws echo ({args.load} load, c={args.connections}, window {args.window}, "
+        f"{args.size} B text, {args.duration:g}s)"
     )
     for name, rate in results.items():
         print(f"  {name:<14} {rate:>10.0f} msg/s")

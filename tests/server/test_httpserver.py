@@ -266,3 +266,19 @@ class DelegateServerTest(AsyncTestCase):
         finally:
             server.stop()
             await server.close_all_connections()
+
+
+class ListenTest(AsyncTestCase):
+    @gen_test
+    async def test_listen_then_stop(self) -> None:
+        server = HTTPServer(respond)
+        server.listen(0, "127.0.0.1")
+        (listener,) = server._servers
+        port = listener.sockets[0].getsockname()[1]
+        stream = IOStream(socket.socket())
+        await stream.connect(("127.0.0.1", port))
+        await stream.write(b"GET /l HTTP/1.0\r\n\r\n")
+        assert (await stream.read_until_close()).endswith(b"GET /l ")
+        server.stop()
+        assert server._servers == []
+        await server.close_all_connections()

@@ -3,7 +3,6 @@ docstring for the API and the rules it keeps)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Final
 
 from ._errors import LocalProtocolError, RemoteProtocolError
@@ -24,129 +23,79 @@ from ._heads import HeadParser, PythonHeadParser
 from ._limits import DEFAULT_LIMITS, H1Limits
 from ._rules import (
     CHUNKED,
-    STR_TOKEN_RE,
-    STR_VALUE_RE,
     UNTIL_CLOSE,
     bad,
     body_framing,
     parse_chunk_size,
-    parse_content_length,
     parse_fields,
     scan_fields,
     split_list,
     wants_keep_alive,
 )
-from ._writer import chunk, encode_fields, find_values
 
 __all__ = ["H1Connection"]
 
-# Receive states (the peer's side).
-_R_HEAD: Final = 0  # expecting a message head
-_R_CL: Final = 1  # body delimited by Content-Length
-_R_CHUNKED: Final = 2  # chunked body
-_R_CLOSE: Final = 3  # body delimited by connection close (responses)
-_R_EOM: Final = 4  # EndOfMessage is due next
-_R_DONE: Final = 5  # message complete, waiting for our side
-_R_IDLE: Final = 6  # client: no request outstanding
-_R_MUST_CLOSE: Final = 7  # no further message may be read
-_R_CLOSED: Final = 8  # ConnectionClosed reported
-_R_SWITCHED: Final = 9  # protocol switched: bytes belong to the new protocol
-_R_ERROR: Final = 10  # RemoteProtocolError raised
+from ._sending import _Sender
+from ._states import (
+    _C_CRLF,
+    _C_DATA,
+    _C_SIZE,
+    _C_TRAILER,
+    _R_CHUNKED,
+    _R_CL,
+    _R_CLOSE,
+    _R_CLOSED,
+    _R_DONE,
+    _R_EOM,
+    _R_ERROR,
+    _R_HEAD,
+    _R_IDLE,
+    _R_MUST_CLOSE,
+    _R_SWITCHED,
+    _S_BODY,
+    _S_DONE,
+    _S_IDLE,
+    _S_MUST_CLOSE,
+    _S_SWITCHED,
+    _SEND_NAMES,
+    _STATE_NAMES,
+)
 
-# Send states (our side).
-_S_IDLE: Final = 0  # no message started
-_S_BODY: Final = 1  # head sent, body (or its end) due
-_S_DONE: Final = 2  # message complete, waiting for the peer's side
-_S_MUST_CLOSE: Final = 3  # nothing more may be sent
-_S_SWITCHED: Final = 4
-
-# Chunked-body sub-states.
-_C_SIZE: Final = 0
-_C_DATA: Final = 1
-_C_CRLF: Final = 2
-_C_TRAILER: Final = 3
-
-_NO_BODY: Final = -3  # outgoing framing: no body may be sent
-
-_STATE_NAMES: Final = {
-    _R_HEAD: "HEAD",
-    _R_CL: "BODY",
-    _R_CHUNKED: "BODY",
-    _R_CLOSE: "BODY",
-    _R_EOM: "BODY",
-    _R_DONE: "DONE",
-    _R_IDLE: "IDLE",
-    _R_MUST_CLOSE: "MUST_CLOSE",
-    _R_CLOSED: "CLOSED",
-    _R_SWITCHED: "SWITCHED",
-    _R_ERROR: "ERROR",
-}
-_SEND_NAMES: Final = {
-    _S_IDLE: "IDLE",
-    _S_BODY: "BODY",
-    _S_DONE: "DONE",
-    _S_MUST_CLOSE: "MUST_CLOSE",
-    _S_SWITCHED: "SWITCHED",
-}
+#: The backend "auto" selects. Measured with benchmarks/h1_parse.py, the
+#: pure-Python head parser is faster than llhttp's: llhttp makes one Python
+#: callback per header field, while the Python parser needs one regex match
+#: and one split for the whole block. Bodies are parsed by shared code.
+AUTO_PARSER: Final = "python"
 
 
 def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
     if parser not in ("auto", "python", "httptools"):
         raise ValueError(f"parser must be 'auto', 'python' or 'httptools', not {parser!r}")
-    if parser != "python":
-        try:
-            from ._llhttp import LLHTTPHeadParser
-        except ImportError:
-            if parser == "httptools":
-                raise
-        else:
-            return LLHTTPHeadParser(limits.max_header_count)
+    if parser == "auto":
+        parser = AUTO_PARSER
+    if parser == "httptools":
+        from ._llhttp import LLHTTPHeadParser
+
+        return LLHTTPHeadParser(limits.max_header_count)
     return PythonHeadParser(limits.max_header_count)
 
 
-class H1Connection:
+class H1Connection(_Sender):
     """One HTTP/1.1 connection, for the server or the client role.
 
     Args:
         role: ``"server"`` (parses requests, sends responses) or ``"client"``
             (sends requests, parses responses).
         limits: Size limits; `H1Limits()` by default.
-        parser: ``"auto"`` (httptools when importable), ``"python"`` or
-            ``"httptools"``.
+        parser: ``"python"``, ``"httptools"`` (ImportError if httptools is
+            missing) or ``"auto"`` (the faster of the two as measured; see
+            `AUTO_PARSER`).
         allow_bare_lf: Accept a bare LF as the line terminator of the start
             line and header fields (RFC 9112 §2.2 allows it; Tornado does).
             Off by default. Chunk framing always requires CRLF.
     """
 
-    __slots__ = (
-        "_client",
-        "_limits",
-        "_heads",
-        "_bare_lf",
-        "_buf",
-        "_pos",
-        "_scan",
-        "_eof",
-        "_rstate",
-        "_sstate",
-        "_error",
-        "_closed_event",
-        "_keep_alive",
-        "_method",
-        "_is11",
-        "_expect_continue",
-        "_switching",
-        "_informational",
-        "_remaining",
-        "_total",
-        "_received",
-        "_max_body",
-        "_checked",
-        "_cstate",
-        "_trailers",
-        "_out",
-        "_out_chunked",
-    )
+    __slots__ = ()
 
     def __init__(
         self,
@@ -660,273 +609,3 @@ class H1Connection:
         if self._eof:
             return self._closed(True)
         return NEED_DATA
-
-    # -- sending -------------------------------------------------------
-
-    def send_informational(
-        self, status: int = 100, reason: str = "Continue", headers: Iterable[tuple[str, str]] = ()
-    ) -> bytes:
-        """Server: serialize an interim ``1xx`` response (not 101).
-
-        Raises:
-            LocalProtocolError: Not a server, no request received, a final
-                response already started, or the request is HTTP/1.0
-                (RFC 9110 §15.2: no 1xx to an HTTP/1.0 client).
-        """
-        if self._client or self._sstate != _S_IDLE or self._rstate in (_R_HEAD, _R_ERROR):
-            raise LocalProtocolError("an interim response needs a request and no response yet")
-        if not (100 <= status < 200) or status == 101:
-            raise LocalProtocolError(f"{status} is not an interim (1xx) status; 101 is final here")
-        if not self._is11:
-            raise LocalProtocolError("cannot send a 1xx response to an HTTP/1.0 client")
-        if status == 100:
-            self._expect_continue = False
-        return self._encode_head(f"HTTP/1.1 {status} {_reason(reason)}\r\n", headers)
-
-    def send_response_head(
-        self, status: int, reason: str, headers: Iterable[tuple[str, str]]
-    ) -> bytes:
-        """Server: serialize a final response head.
-
-        Chooses the body framing from the fields (RFC 9112 §6.1, §6.3): a
-        Content-Length is honoured; without one, an HTTP/1.1 request gets
-        ``Transfer-Encoding: chunked`` added, an HTTP/1.0 one a body ended
-        by closing. HEAD, 204 and 304 responses carry no body. Adds
-        ``Connection: close`` (HTTP/1.1) or ``Connection: Keep-Alive``
-        (HTTP/1.0 keep-alive) when the application did not set Connection.
-
-        Raises:
-            LocalProtocolError: Not a server, no request to answer, a
-                response already started, or an invalid status or field.
-        """
-        if self._client:
-            raise LocalProtocolError("a client cannot send a response")
-        rst = self._rstate
-        if self._sstate != _S_IDLE or rst == _R_HEAD:
-            raise LocalProtocolError("no request to answer, or a response already started")
-        if rst == _R_ERROR or rst == _R_CLOSED:
-            # Answering a malformed request (400, 431...): close after it.
-            self._keep_alive = False
-        if not (100 <= status <= 999) or (status < 200 and status != 101):
-            raise LocalProtocolError(f"invalid final status code {status!r}")
-        text = encode_fields(headers)
-        low = text.lower()
-        cl = find_values(text, low, "content-length:")
-        te = find_values(text, low, "transfer-encoding:")
-        conn = find_values(text, low, "connection:")
-        is11 = self._is11
-        method = self._method
-        framing = self._out_framing(cl, te)
-        extra = ""
-        if status == 101 or (method == "CONNECT" and 200 <= status < 300 and rst != _R_ERROR):
-            self._switching = True
-            framing = _NO_BODY
-        elif method == "HEAD" or status == 204 or status == 304:
-            framing = _NO_BODY
-        elif framing == _NO_BODY:
-            if is11:
-                framing = CHUNKED
-                extra = "Transfer-Encoding: chunked\r\n"
-            else:
-                framing = UNTIL_CLOSE
-                self._keep_alive = False
-        elif framing == CHUNKED and not is11:
-            raise LocalProtocolError("chunked coding cannot be sent to an HTTP/1.0 client")
-        if conn is not None and "close" in split_list(conn):
-            self._keep_alive = False
-        if conn is None and not self._switching:
-            if not self._keep_alive:
-                if is11:
-                    extra += "Connection: close\r\n"
-            elif not is11:
-                extra += "Connection: Keep-Alive\r\n"
-        self._expect_continue = False
-        head = self._encode_head(f"HTTP/1.1 {status} {_reason(reason)}\r\n{text}{extra}", ())
-        self._set_out(framing)
-        return head
-
-    def send_request_head(
-        self,
-        method: str,
-        target: str,
-        headers: Iterable[tuple[str, str]],
-        version: str = "HTTP/1.1",
-    ) -> bytes:
-        """Client: serialize a request head.
-
-        Framing: a Content-Length or ``Transfer-Encoding: chunked`` field is
-        honoured; without either, POST, PUT and PATCH get chunked added
-        (HTTP/1.1), other methods send no body. The caller adds Host.
-
-        Raises:
-            LocalProtocolError: Not a client, the previous exchange is not
-                finished (we do not pipeline), or an invalid method, target
-                or field.
-        """
-        if not self._client:
-            raise LocalProtocolError("a server cannot send a request")
-        if self._sstate != _S_IDLE or self._rstate not in (_R_IDLE,):
-            raise LocalProtocolError("the previous exchange is not finished")
-        if STR_TOKEN_RE.fullmatch(method) is None:
-            raise LocalProtocolError(f"invalid method {method!r}")
-        if not (target and target.isascii() and target.isprintable() and " " not in target):
-            raise LocalProtocolError(f"invalid request-target {target!r}")
-        if version not in ("HTTP/1.1", "HTTP/1.0"):
-            raise LocalProtocolError(f"unsupported HTTP version {version!r}")
-        text = encode_fields(headers)
-        low = text.lower()
-        cl = find_values(text, low, "content-length:")
-        te = find_values(text, low, "transfer-encoding:")
-        conn = find_values(text, low, "connection:")
-        is11 = version == "HTTP/1.1"
-        framing = self._out_framing(cl, te)
-        extra = ""
-        if framing == _NO_BODY and method in ("POST", "PUT", "PATCH") and is11:
-            framing = CHUNKED
-            extra = "Transfer-Encoding: chunked\r\n"
-        elif framing == CHUNKED and not is11:
-            raise LocalProtocolError("chunked coding cannot be sent in an HTTP/1.0 request")
-        head = self._encode_head(f"{method} {target} {version}\r\n{text}{extra}", ())
-        self._method = method
-        self._is11 = is11
-        self._keep_alive = wants_keep_alive(version, conn)
-        self._switching = False
-        self._informational = 0
-        self._set_out(framing)
-        self._rstate = _R_HEAD
-        return head
-
-    def _out_framing(self, cl: list[str] | None, te: list[str] | None) -> int:
-        if te is not None:
-            if cl is not None:
-                raise LocalProtocolError("both Transfer-Encoding and Content-Length set")
-            if split_list(te) != ["chunked"]:
-                raise LocalProtocolError(f"unsupported Transfer-Encoding {', '.join(te)!r}")
-            return CHUNKED
-        if cl is not None:
-            try:
-                return parse_content_length(cl)
-            except RemoteProtocolError as exc:
-                raise LocalProtocolError(str(exc)) from None
-        return _NO_BODY
-
-    def _set_out(self, framing: int) -> None:
-        self._sstate = _S_BODY
-        self._out_chunked = framing == CHUNKED
-        self._out = framing
-
-    @staticmethod
-    def _encode_head(start: str, headers: Iterable[tuple[str, str]]) -> bytes:
-        text = start + encode_fields(headers) + "\r\n" if headers else start + "\r\n"
-        try:
-            return text.encode("latin-1")
-        except UnicodeEncodeError as exc:
-            raise LocalProtocolError(
-                f"header text must be latin-1: {text[exc.start : exc.end + 20]!r}"
-            ) from None
-
-    def send_data(self, data: bytes) -> bytes:
-        """Serialize a piece of the body being sent.
-
-        Raises:
-            LocalProtocolError: No body in progress, more bytes than the
-                Content-Length, or a body on a response that has none
-                (204, 304; a HEAD response silently drops it).
-        """
-        if self._sstate != _S_BODY:
-            raise LocalProtocolError("no message body in progress")
-        if not data:
-            return b""
-        if self._out_chunked:
-            return chunk(data)
-        out = self._out
-        if out >= 0:
-            n = len(data)
-            if n > out:
-                raise LocalProtocolError("Tried to write more data than Content-Length")
-            self._out = out - n
-            return data
-        if out == UNTIL_CLOSE:
-            return data
-        if self._method == "HEAD":
-            # RFC 9110 §9.3.2: the body a GET would carry is not sent.
-            return b""
-        raise LocalProtocolError("this message cannot have a body")
-
-    def send_end(self, trailers: Iterable[tuple[str, str]] | None = None) -> bytes:
-        """Serialize the end of the message being sent: ``0\\r\\n`` plus
-        trailers and CRLF for a chunked body, nothing otherwise.
-
-        Raises:
-            LocalProtocolError: No body in progress, fewer bytes sent than
-                the Content-Length, or trailers on a non-chunked body.
-        """
-        if self._sstate != _S_BODY:
-            raise LocalProtocolError("no message body in progress")
-        out = b""
-        if self._out_chunked:
-            out = b"0\r\n\r\n"
-            if trailers:
-                out = b"0\r\n" + self._encode_head("", trailers)
-        else:
-            if trailers:
-                raise LocalProtocolError("trailers need a chunked body")
-            if self._out > 0:
-                raise LocalProtocolError(
-                    f"Tried to write {self._out} bytes less than Content-Length"
-                )
-        if self._switching:
-            self._sstate = _S_SWITCHED
-            if self._rstate == _R_DONE:
-                self._rstate = _R_SWITCHED
-            return out
-        self._sstate = _S_DONE
-        rst = self._rstate
-        if rst == _R_DONE:
-            self._end_cycle()
-        elif rst == _R_ERROR or rst == _R_CLOSED:
-            self._sstate = _S_MUST_CLOSE
-        elif not self._client and rst != _R_EOM:
-            # The response ended before the request body: the rest of that
-            # body would have to be read and discarded; close instead.
-            self._keep_alive = False
-        return out
-
-    def send_response(
-        self, status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes = b""
-    ) -> bytes:
-        """Server: serialize a whole response; Content-Length is added when
-        no framing field is present."""
-        headers = list(headers)
-        low = [n.lower() for n, _ in headers]
-        if "content-length" not in low and "transfer-encoding" not in low:
-            if not (status == 204 or status == 304 or status < 200):
-                headers.append(("Content-Length", str(len(body))))
-        return (
-            self.send_response_head(status, reason, headers)
-            + self.send_data(body)
-            + self.send_end()
-        )
-
-    def send_request(
-        self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes = b""
-    ) -> bytes:
-        """Client: serialize a whole request; Content-Length is added when a
-        body is given and no framing field is present."""
-        headers = list(headers)
-        if body:
-            low = [n.lower() for n, _ in headers]
-            if "content-length" not in low and "transfer-encoding" not in low:
-                headers.append(("Content-Length", str(len(body))))
-        return (
-            self.send_request_head(method, target, headers) + self.send_data(body) + self.send_end()
-        )
-
-
-def _reason(reason: str) -> str:
-    # RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ); a CR
-    # or LF here would inject fields.
-    if reason.isprintable() or STR_VALUE_RE.fullmatch(reason) is not None:
-        if "\r" not in reason and "\n" not in reason:
-            return reason
-    raise LocalProtocolError(f"invalid reason phrase {reason!r}")

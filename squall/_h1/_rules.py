@@ -222,6 +222,9 @@ def scan_fields(
     found: list[list[str] | None] = [None, None, None, None]
     get = _FRAMING_FIELDS.get
     for name, value in headers:
+        # Cheap first-letter filter before lowercasing the whole name.
+        if name[0] not in "cCtTeE":
+            continue
         i = get(name.lower())
         if i is not None:
             lst = found[i]
@@ -253,6 +256,10 @@ def parse_content_length(values: list[str]) -> int:
     Repeated fields or a list of identical values ("5, 5") are merged, as
     §8.6 allows; differing values are an unrecoverable framing error.
     """
+    if len(values) == 1:
+        value = values[0]
+        if value.isdigit() and value.isascii() and len(value) <= 18:
+            return int(value)
     items = {item.strip(" \t") for value in values for item in value.split(",")}
     if len(items) != 1:
         raise bad(f"Multiple unequal Content-Lengths: {', '.join(values)[:100]!r}")

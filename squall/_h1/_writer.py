@@ -45,22 +45,28 @@ def _diagnose(lines: list[str]) -> None:
             )
 
 
-def find_values(text: str, low: str, name: str) -> list[str] | None:
-    """Return the values of field ``name`` (lowercase, with its colon) in a
-    block built by `encode_fields`, or None if absent."""
-    if not (low.startswith(name) or ("\n" + name) in low):
+def find_values(text: str, low: str, key: str) -> list[str] | None:
+    """Return the values of one field in a block built by `encode_fields`.
+
+    Args:
+        text: The block.
+        low: ``"\\n" + text.lower()``.
+        key: ``"\\n" + lowercase name + ":"``.
+
+    Returns:
+        The values, or None when the field is absent.
+    """
+    i = low.find(key)
+    if i < 0:
         return None
     out: list[str] = []
-    pos = 0
-    n = len(name)
-    while True:
-        i = low.find(name, pos)
-        if i < 0:
-            return out
-        j = low.find("\r\n", i)
-        if i == 0 or low[i - 1] == "\n":
-            out.append(text[i + n : j].strip(" \t"))
-        pos = j
+    n = len(key)
+    while i >= 0:
+        # low is text shifted by one character.
+        j = text.find("\r\n", i)
+        out.append(text[i + n - 1 : j].strip(" \t"))
+        i = low.find(key, j)
+    return out
 
 
 def chunk(data: bytes) -> bytes:

@@ -761,3 +761,17 @@ def test_receive_many_small_reads_of_a_large_head(parser: str) -> None:
             assert conn.next_event() is NEED_DATA
     events = drain(conn)
     assert isinstance(events[0], Request) and len(events[0].headers[0][1]) == 20000
+
+
+def test_auto_parser_selects_a_backend() -> None:
+    conn = H1Connection("server", parser="auto")
+    assert conn.parser in ("python", "httptools")
+    assert conn.role == "server" and H1Connection("client").role == "client"
+    assert conn.limits.max_header_size == 64 * 1024
+
+
+def test_send_response_body_on_304_is_refused(parser: str) -> None:
+    conn = server(parser, GET)
+    drain(conn)
+    with pytest.raises(LocalProtocolError, match="cannot have a body"):
+        conn.send_response(304, "Not Modified", [], b"x")

@@ -25,6 +25,7 @@ Content-Length gets one.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import io
 import sys
@@ -264,6 +265,10 @@ class _Exchange:
                     self._take(chunk)
                     if not await self._flush(last=False):
                         break  # the client went away
+                    if self._container.executor is dummy_executor:
+                        # Nothing above had to wait: let the loop send the
+                        # chunk (and serve others) before the next one.
+                        await asyncio.sleep(0)
                 else:
                     await self._flush(last=True)
         except Exception:

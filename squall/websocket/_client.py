@@ -1,0 +1,351 @@
+"""The client side: `websocket_connect` and `WebSocketClientConnection`."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
+
+from squall import _ws
+from squall.concurrent import Future, future_set_result_unless_cancelled
+from squall.escape import utf8
+from squall.httpclient import HTTPClientError, HTTPRequest
+from squall.httputil import HTTPHeaders, parse_response_start_line
+from squall.ioloop import IOLoop
+from squall.log import app_log
+
+if TYPE_CHECKING:
+    from squall.iostream import BaseIOStream
+    from squall.netutil import Resolver
+
+from squall.websocket._protocol import (
+    _DEFAULT_MAX_MESSAGE_SIZE,
+    MessageType,
+    WebSocketClosedError,
+    WebSocketError,
+    WebSocketProtocol13,
+    _Peer,
+)
+
+__all__ = ["WebSocketClientConnection", "websocket_connect"]
+
+
+class WebSocketClientConnection(_Peer):
+    """A client WebSocket; get one from `websocket_connect`.
+
+    Attributes:
+        headers: the server's 101 response headers.
+        protocol: the `WebSocketProtocol13` driving the connection.
+    """
+
+    def __init__(
+        self,
+        request: HTTPRequest,
+        on_message_callback: Optional[Callable[[Optional[MessageType]], None]] = None,
+        compression_options: Optional[dict[str, Any]] = None,
+        ping_interval: Optional[float] = None,
+        ping_timeout: Optional[float] = None,
+        max_message_size: int = _DEFAULT_MAX_MESSAGE_SIZE,
+        subprotocols: Optional[list[str]] = None,
+        resolver: Optional[Resolver] = None,
+    ) -> None:
+        self.request = request
+        self._on_message_callback = on_message_callback
+        self.compression_options = compression_options
+        self.subprotocols = list(subprotocols or [])
+        self.resolver = resolver
+        self.protocol = WebSocketProtocol13(
+            self,
+            client=True,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_message_size=max_message_size,
+        )
+        self.headers = HTTPHeaders()
+        self.stream: Optional[BaseIOStream] = None
+        self._messages: deque[Optional[MessageType]] = deque()
+        self._readers: deque[Future[Optional[MessageType]]] = deque()
+        self._space: Optional[Future[None]] = None
+        self._closed = False
+
+    # -- handshake
+
+    async def _connect(self) -> WebSocketClientConnection:
+        from squall.tcpclient import TCPClient
+
+        request = self.request
+        parsed = urllib.parse.urlsplit(request.url)
+        scheme = parsed.scheme.lower()
+        if scheme not in ("ws", "wss", "http", "https"):
+            raise ValueError(f"unsupported WebSocket URL scheme: {request.url!r}")
+        secure = scheme in ("wss", "https")
+        host = parsed.hostname
+        if not host:
+            raise ValueError(f"no host in WebSocket URL {request.url!r}")
+        port = parsed.port or (443 if secure else 80)
+        ssl_options: Any = None
+        if secure:
+            ssl_options = _client_ssl_options(request)
+        client = TCPClient(resolver=self.resolver)
+        stream = await client.connect(
+            host,
+            port,
+            ssl_options=ssl_options,
+            timeout=request.connect_timeout,
+        )
+        self.stream = stream
+        try:
+            key = _ws.new_key()
+            offer = (
+                _ws.client_offer(self.compression_options)
+                if self.compression_options is not None
+                else None
+            )
+            stream.write(self._request_head(parsed, key, offer))
+            head = await stream.read_until(b"\r\n\r\n", max_bytes=65536)
+            start, _, rest = head.decode("latin-1").partition("\r\n")
+            status = parse_response_start_line(start)
+            headers = HTTPHeaders.parse(rest)
+            if status.code != 101:
+                if 200 <= status.code < 300:
+                    raise WebSocketError("Non-websocket response")
+                raise HTTPClientError(status.code, status.reason)
+            try:
+                selected = _ws.check_response(status.code, headers, key, self.subprotocols)
+                extension: Optional[_ws.PerMessageDeflate] = None
+                answer = headers.get("Sec-WebSocket-Extensions")
+                if answer:
+                    if offer is None:
+                        raise _ws.HandshakeError(
+                            "the server enabled an extension we did not offer", 0
+                        )
+                    extension = _ws.client_accept(answer, self.compression_options or {})
+            except _ws.HandshakeError as exc:
+                raise WebSocketError(f"WebSocket handshake failed: {exc}") from exc
+        except BaseException:
+            stream.close()
+            raise
+        self.headers = headers
+        protocol = self.protocol
+        protocol.selected_subprotocol = selected
+        protocol.start(stream, _ws.WSConnection(True, extension, protocol.max_message_size))
+        protocol.start_reading()
+        return self
+
+    def _request_head(
+        self, parsed: urllib.parse.SplitResult, key: str, offer: Optional[str]
+    ) -> bytes:
+        target = parsed.path or "/"
+        if parsed.query:
+            target += "?" + parsed.query
+        lines = [f"GET {target} HTTP/1.1"]
+        user = HTTPHeaders(self.request.headers or {})
+        if "Host" not in user:
+            default_port = parsed.port is None or parsed.port == (
+                443 if parsed.scheme in ("wss", "https") else 80
+            )
+            host = parsed.hostname or ""
+            if ":" in host:
+                host = f"[{host}]"
+            lines.append(f"Host: {host if default_port else f'{host}:{parsed.port}'}")
+        ours = _ws.client_headers(key, self.subprotocols, offer)
+        own_names = {name.lower() for name, _ in ours}
+        for name, value in user.get_all():
+            if name.lower() not in own_names:
+                lines.append(f"{name}: {value}")
+        lines.extend(f"{name}: {value}" for name, value in ours)
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    # -- reading
+
+    def on_message(self, message: MessageType) -> Optional[Awaitable[None]]:
+        if self._on_message_callback is not None:
+            self._on_message_callback(message)
+            return None
+        if self._readers:
+            future_set_result_unless_cancelled(self._readers.popleft(), message)
+            return None
+        self._messages.append(message)
+        # Back-pressure: stop reading until the application takes a message.
+        space: Future[None] = Future()
+        self._space = space
+        return space
+
+    def read_message(
+        self, callback: Optional[Callable[[Future[Optional[MessageType]]], None]] = None
+    ) -> Future[Optional[MessageType]]:
+        """Reads the next message.
+
+        Returns:
+            A future with the message (``str`` or ``bytes``), or None once the
+            connection is closed.
+        """
+        future: Future[Optional[MessageType]] = Future()
+        if self._messages:
+            future.set_result(self._messages.popleft())
+            space = self._space
+            if space is not None and not self._messages:
+                self._space = None
+                future_set_result_unless_cancelled(space, None)
+        elif self._closed:
+            future.set_result(None)
+        else:
+            self._readers.append(future)
+        if callback is not None:
+            IOLoop.current().add_future(future, callback)
+        return future
+
+    def on_ping(self, data: bytes) -> None:
+        pass
+
+    def on_pong(self, data: bytes) -> None:
+        pass
+
+    def on_ws_connection_close(
+        self, close_code: Optional[int], close_reason: Optional[str]
+    ) -> None:
+        self._closed = True
+        space = self._space
+        if space is not None:
+            self._space = None
+            future_set_result_unless_cancelled(space, None)
+        if self._on_message_callback is not None:
+            self._on_message_callback(None)
+        while self._readers:
+            future_set_result_unless_cancelled(self._readers.popleft(), None)
+
+    # -- writing and closing
+
+    def write_message(
+        self, message: Union[str, bytes, dict[str, Any]], binary: bool = False
+    ) -> Future[None]:
+        """Sends a message (a dict as JSON).
+
+        Raises:
+            WebSocketClosedError: the connection is closed.
+        """
+        protocol = self.protocol
+        if protocol.is_closing():
+            raise WebSocketClosedError()
+        return protocol.write_message(message, binary)
+
+    def ping(self, data: Union[str, bytes] = b"") -> None:
+        """Sends a ping (at most 125 bytes of ``data``).
+
+        Raises:
+            ValueError: ``data`` is too long.
+            WebSocketClosedError: the connection is closed.
+        """
+        payload = utf8(data)
+        if len(payload) > 125:
+            raise ValueError("a ping payload is at most 125 bytes")
+        if self.protocol.is_closing():
+            raise WebSocketClosedError()
+        self.protocol.write_ping(payload)
+
+    def close(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
+        """Closes the connection, optionally with a close code and reason."""
+        self.protocol.close(code, reason)
+
+    @property
+    def selected_subprotocol(self) -> Optional[str]:
+        """The subprotocol the server selected, or None."""
+        return self.protocol.selected_subprotocol
+
+    @property
+    def close_code(self) -> Optional[int]:
+        """The close code the server sent, once closed."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        """The close reason the server sent, once closed."""
+        return self.protocol.close_reason
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        app_log.error("Uncaught exception in WebSocket client", exc_info=(typ, value, tb))
+
+
+def _client_ssl_options(request: HTTPRequest) -> Any:
+    if request.ssl_options is not None:
+        return request.ssl_options
+    import ssl
+
+    context = ssl.create_default_context(cafile=request.ca_certs)
+    if request.validate_cert is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if request.client_cert is not None:
+        context.load_cert_chain(request.client_cert, request.client_key)
+    return context
+
+
+def websocket_connect(
+    url: Union[str, HTTPRequest],
+    callback: Optional[Callable[[Future[WebSocketClientConnection]], None]] = None,
+    connect_timeout: Optional[float] = None,
+    on_message_callback: Optional[Callable[[Optional[MessageType]], None]] = None,
+    compression_options: Optional[dict[str, Any]] = None,
+    ping_interval: Optional[float] = None,
+    ping_timeout: Optional[float] = None,
+    max_message_size: int = _DEFAULT_MAX_MESSAGE_SIZE,
+    subprotocols: Optional[list[str]] = None,
+    resolver: Optional[Resolver] = None,
+) -> Future[WebSocketClientConnection]:
+    """Opens a client WebSocket.
+
+    Args:
+        url: a ``ws://`` or ``wss://`` URL, or an `~squall.httpclient.HTTPRequest`
+            (for extra headers, timeouts and TLS options).
+        callback: called with the future once it resolves (prefer awaiting).
+        connect_timeout: seconds allowed for the TCP (and TLS) connection.
+        on_message_callback: called with each message, and None on close,
+            instead of queuing them for `~WebSocketClientConnection.read_message`.
+        compression_options: a dict (possibly empty) to offer
+            permessage-deflate; None disables it.
+        ping_interval: seconds between pings; ping_timeout: seconds to wait
+            for each pong (default ``ping_interval``; 0 for no limit).
+        max_message_size: the largest message accepted.
+        subprotocols: subprotocols to offer, in preference order.
+        resolver: the `~squall.netutil.Resolver` for the host name.
+
+    Returns:
+        A future with the `WebSocketClientConnection`. It fails with
+        `~squall.httpclient.HTTPClientError` when the server answers with an
+        HTTP error, `WebSocketError` when it answers without upgrading, and
+        `OSError` when it cannot be reached.
+    """
+    if isinstance(url, HTTPRequest):
+        request = url
+        if connect_timeout is not None and request.connect_timeout is None:
+            request.connect_timeout = connect_timeout
+    else:
+        request = HTTPRequest(url, connect_timeout=connect_timeout)
+    connection = WebSocketClientConnection(
+        request,
+        on_message_callback=on_message_callback,
+        compression_options=compression_options,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        max_message_size=max_message_size,
+        subprotocols=subprotocols,
+        resolver=resolver,
+    )
+    future: Future[WebSocketClientConnection] = Future()
+
+    def done(task: asyncio.Task[WebSocketClientConnection]) -> None:
+        if future.done():
+            return
+        if task.cancelled():
+            future.cancel()
+        elif task.exception() is not None:
+            future.set_exception(cast(BaseException, task.exception()))
+        else:
+            future.set_result(task.result())
+
+    asyncio.ensure_future(connection._connect()).add_done_callback(done)
+    if callback is not None:
+        IOLoop.current().add_future(future, callback)
+    return future

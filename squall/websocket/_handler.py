@@ -1,0 +1,302 @@
+"""`WebSocketHandler`: the server side, a RequestHandler that upgrades its GET request."""
+
+from __future__ import annotations
+
+import sys
+import urllib.parse
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
+
+from squall import _ws
+from squall.concurrent import Future
+from squall.escape import utf8
+from squall.web import Application, RequestHandler
+
+if TYPE_CHECKING:
+    pass
+
+from squall.websocket._protocol import (
+    _DEFAULT_MAX_MESSAGE_SIZE,
+    MessageType,
+    WebSocketClosedError,
+    WebSocketProtocol13,
+    _Peer,
+)
+
+__all__ = ["WebSocketHandler"]
+
+
+def _not_supported(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("Method not supported for Web Sockets")
+
+
+_HTTP_METHODS_AFTER_UPGRADE = (
+    "write",
+    "redirect",
+    "set_header",
+    "set_cookie",
+    "set_status",
+    "flush",
+    "finish",
+)
+
+
+class WebSocketHandler(RequestHandler, _Peer):
+    """A request handler that upgrades its GET request to a WebSocket.
+
+    Override `open`, `on_message` and `on_close`; send with `write_message`.
+    `open` and `on_message` may be coroutines: no message is delivered before
+    `open` finishes, and each `on_message` finishes before the next starts.
+
+    Application settings: ``websocket_ping_interval``,
+    ``websocket_ping_timeout``, ``websocket_max_message_size`` (10 MiB by
+    default).
+    """
+
+    def __init__(self, application: Application, request: Any, **kwargs: Any) -> None:
+        self.ws_connection: Optional[WebSocketProtocol13] = None
+        self.close_code: Optional[int] = None
+        self.close_reason: Optional[str] = None
+        self._on_close_called = False
+        self.open_args: tuple[Any, ...] = ()
+        self.open_kwargs: dict[str, Any] = {}
+        super().__init__(application, request, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Checks the upgrade request and, if valid, runs the WebSocket."""
+        self.open_args = args
+        self.open_kwargs = kwargs
+        headers = self.request.headers
+        # Section 4.2.1; the order of checks follows the statuses callers see.
+        if (headers.get("Upgrade") or "").lower() != "websocket":
+            self.set_status(400)
+            self.finish('Can "Upgrade" only to "WebSocket".')
+            return
+        connection_tokens = [
+            t.strip().lower() for t in (headers.get("Connection") or "").split(",")
+        ]
+        if "upgrade" not in connection_tokens:
+            self.set_status(400)
+            self.finish('"Connection" must be "Upgrade".')
+            return
+        origin = headers.get("Origin") or headers.get("Sec-Websocket-Origin")
+        if origin is not None and not self.check_origin(origin):
+            self.set_status(403)
+            self.finish("Cross origin websockets not allowed")
+            return
+        protocol = self.get_websocket_protocol()
+        if protocol is None:
+            self.set_status(426)
+            self.set_header("Sec-WebSocket-Version", "13")
+            self.finish()
+            return
+        self.ws_connection = protocol
+        await self._accept(protocol)
+
+    async def _accept(self, protocol: WebSocketProtocol13) -> None:
+        request = self.request
+        try:
+            key = _ws.check_request(request.method or "", request.headers)
+        except _ws.HandshakeError as exc:
+            self.ws_connection = None
+            self.set_status(exc.status_hint)
+            for name, value in exc.headers:
+                self.set_header(name, value)
+            self.finish(str(exc))
+            return
+        offered = _ws.parse_subprotocols(request.headers.get("Sec-WebSocket-Protocol"))
+        selected = self.select_subprotocol(offered)
+        if selected is not None and selected not in offered:
+            raise ValueError(
+                f"select_subprotocol returned {selected!r}, which the client did not offer"
+            )
+        extension_header: Optional[str] = None
+        extension: Optional[_ws.PerMessageDeflate] = None
+        options = self.get_compression_options()
+        offer = request.headers.get("Sec-WebSocket-Extensions")
+        if options is not None and offer:
+            accepted = _ws.server_accept(offer, options)
+            if accepted is not None:
+                extension_header, extension = accepted
+        for name, value in _ws.server_headers(key, selected, extension_header):
+            self.set_header(name, value)
+        self.clear_header("Content-Type")
+        self.set_status(101)
+        self.finish()
+        stream = self.detach()
+        for method in _HTTP_METHODS_AFTER_UPGRADE:
+            setattr(self, method, _not_supported)
+        protocol.selected_subprotocol = selected
+        protocol.start(stream, _ws.WSConnection(False, extension, protocol.max_message_size))
+        try:
+            result = self.open(*self.open_args, **self.open_kwargs)
+            if result is not None:
+                await result
+        except Exception:
+            self.log_exception(*sys.exc_info())
+            protocol._abort()
+            return
+        protocol.start_reading()
+
+    def get_websocket_protocol(self) -> Optional[WebSocketProtocol13]:
+        """The protocol for this request's ``Sec-WebSocket-Version`` (only 13), or None."""
+        if (self.request.headers.get("Sec-WebSocket-Version") or "").strip() != "13":
+            return None
+        settings = self.settings
+        return WebSocketProtocol13(
+            self,
+            client=False,
+            ping_interval=settings.get("websocket_ping_interval"),
+            ping_timeout=settings.get("websocket_ping_timeout"),
+            max_message_size=self.max_message_size,
+        )
+
+    @property
+    def ping_interval(self) -> Optional[float]:
+        """The ``websocket_ping_interval`` setting."""
+        return cast(Optional[float], self.settings.get("websocket_ping_interval"))
+
+    @property
+    def ping_timeout(self) -> Optional[float]:
+        """The ``websocket_ping_timeout`` setting."""
+        return cast(Optional[float], self.settings.get("websocket_ping_timeout"))
+
+    @property
+    def max_message_size(self) -> int:
+        """The largest message accepted (``websocket_max_message_size``, 10 MiB by default)."""
+        return cast(int, self.settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE))
+
+    # -- application hooks
+
+    def open(self, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        """Called when the WebSocket is open, with the URL's path arguments; may be a coroutine."""
+        return None
+
+    def on_message(self, message: MessageType) -> Optional[Awaitable[None]]:
+        """Called with each message (``str`` for text, ``bytes`` for binary); may be a coroutine."""
+        raise NotImplementedError()
+
+    def on_ping(self, data: bytes) -> None:
+        """Called with the payload of each ping (it is answered automatically)."""
+
+    def on_pong(self, data: bytes) -> None:
+        """Called with the payload of each pong."""
+
+    def on_close(self) -> None:
+        """Called once when the WebSocket closes; see `close_code` and `close_reason`."""
+
+    def select_subprotocol(self, subprotocols: list[str]) -> Optional[str]:
+        """Chooses one of the client's subprotocols (or None, the default).
+
+        Args:
+            subprotocols: the offered subprotocols, in the client's order
+                (empty when the client offered none).
+        """
+        return None
+
+    @property
+    def selected_subprotocol(self) -> Optional[str]:
+        """The subprotocol chosen by `select_subprotocol`, once open."""
+        assert self.ws_connection is not None
+        return self.ws_connection.selected_subprotocol
+
+    def get_compression_options(self) -> Optional[dict[str, Any]]:
+        """Compression options to enable permessage-deflate; None (the default) disables it.
+
+        An empty dict enables it with defaults; keys: ``compression_level``,
+        ``mem_level``, ``server_no_context_takeover``,
+        ``client_no_context_takeover``, ``server_max_window_bits``,
+        ``client_max_window_bits``.
+        """
+        return None
+
+    def check_origin(self, origin: str) -> bool:
+        """Whether to accept a connection from this ``Origin``.
+
+        By default: the browser's ``Sec-Fetch-Site`` decides when present
+        (``same-origin`` and ``none`` pass); otherwise the origin's host must
+        be this request's ``Host``. Origins accepted by
+        `~squall.web.RequestHandler.check_trusted_origin` pass either way.
+        Override to accept cross-origin connections (then authenticate them
+        some other way).
+        """
+        site = self.request.headers.get("Sec-Fetch-Site")
+        if site is not None:
+            if site.strip().lower() in ("same-origin", "none"):
+                return True
+            return self.check_trusted_origin(origin)
+        parsed = urllib.parse.urlsplit(origin)
+        host = (self.request.headers.get("Host") or "").lower()
+        if parsed.scheme and parsed.netloc and parsed.netloc.lower() == host:
+            return True
+        return self.check_trusted_origin(origin)
+
+    # -- sending
+
+    def write_message(
+        self, message: Union[str, bytes, dict[str, Any]], binary: bool = False
+    ) -> Future[None]:
+        """Sends a message (a dict as JSON); binary sends a binary message.
+
+        Returns:
+            A future resolved once the message is written out.
+
+        Raises:
+            WebSocketClosedError: the connection is closed.
+        """
+        protocol = self.ws_connection
+        if protocol is None or protocol.is_closing():
+            raise WebSocketClosedError()
+        return protocol.write_message(message, binary)
+
+    def ping(self, data: Union[str, bytes] = b"") -> None:
+        """Sends a ping with ``data`` (at most 125 bytes).
+
+        Raises:
+            WebSocketClosedError: the connection is closed.
+        """
+        protocol = self.ws_connection
+        if protocol is None or protocol.is_closing():
+            raise WebSocketClosedError()
+        protocol.write_ping(utf8(data))
+
+    def close(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
+        """Closes the WebSocket, optionally with a close code and reason."""
+        protocol = self.ws_connection
+        if protocol is not None:
+            protocol.close(code, reason)
+
+    def set_nodelay(self, value: bool) -> None:
+        """Sets TCP_NODELAY: send small messages at once instead of coalescing them."""
+        protocol = self.ws_connection
+        assert protocol is not None, "set_nodelay needs an open WebSocket"
+        protocol.set_nodelay(value)
+
+    # -- connection end
+
+    def on_ws_connection_close(
+        self, close_code: Optional[int], close_reason: Optional[str]
+    ) -> None:
+        self.close_code = close_code
+        self.close_reason = close_reason
+        self.ws_connection = None
+        if not self._on_close_called:
+            self._on_close_called = True
+            self.on_close()
+
+    def on_connection_close(self) -> None:
+        """Called when the connection closes before the upgrade finished."""
+        protocol = self.ws_connection
+        if protocol is not None:
+            protocol.on_connection_close()
+        elif not self._on_close_called:
+            self._on_close_called = True
+            self.on_close()
+
+    def send_error(self, *args: Any, **kwargs: Any) -> None:
+        """After the upgrade there is no HTTP response to send: close the connection."""
+        protocol = self.ws_connection
+        if protocol is not None and protocol.stream is not None:
+            protocol._abort()
+            return
+        super().send_error(*args, **kwargs)

@@ -1,0 +1,480 @@
+"""The per-connection driver: moves bytes between an IOStream and `squall._ws`, calls back its peer."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
+
+from squall import _ws
+from squall.concurrent import Future
+from squall.escape import json_encode
+from squall.ioloop import IOLoop
+from squall.iostream import StreamClosedError
+from squall.log import app_log, gen_log
+
+if TYPE_CHECKING:
+    from squall.iostream import BaseIOStream
+
+__all__ = ["WebSocketClosedError", "WebSocketError", "WebSocketProtocol", "WebSocketProtocol13"]
+
+_DEFAULT_MAX_MESSAGE_SIZE = _ws.DEFAULT_MAX_MESSAGE_SIZE
+_READ_CHUNK = 65536
+# Events dispatched from one read before yielding to the IOLoop, so that a
+# flood of small frames does not starve other connections.
+_EVENTS_PER_TURN = 64
+_CLOSE_TIMEOUT = 5.0
+
+MessageType = Union[str, bytes]
+
+
+class WebSocketError(Exception):
+    """Root of the WebSocket errors; also raised for a failed client handshake."""
+
+
+class WebSocketClosedError(WebSocketError):
+    """Raised when writing to (or pinging) a closed WebSocket."""
+
+
+class _Peer:
+    """What a protocol calls back: implemented by the handler and the client connection."""
+
+    def on_message(self, message: MessageType) -> Optional[Awaitable[None]]:
+        raise NotImplementedError()
+
+    def on_ping(self, data: bytes) -> None:
+        pass
+
+    def on_pong(self, data: bytes) -> None:
+        pass
+
+    def on_ws_connection_close(
+        self, close_code: Optional[int], close_reason: Optional[str]
+    ) -> None:
+        pass
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        app_log.error("Uncaught exception in WebSocket", exc_info=(typ, value, tb))
+
+
+class WebSocketProtocol:
+    """Base of the per-connection protocol objects (``handler.ws_connection``)."""
+
+    close_code: Optional[int] = None
+    close_reason: Optional[str] = None
+
+    def is_closing(self) -> bool:
+        """Whether the connection is closed or closing."""
+        raise NotImplementedError()
+
+
+class WebSocketProtocol13(WebSocketProtocol):
+    """Drives one connection over an `~squall.iostream.IOStream` with `squall._ws`.
+
+    Args:
+        peer: the handler or client connection to call back.
+        client: True on the client side.
+        ping_interval: seconds between pings we send (None or 0: none).
+        ping_timeout: close if a ping is not answered within this many seconds
+            (None: ``ping_interval``; 0: never).
+        max_message_size: the largest message accepted, in bytes.
+    """
+
+    def __init__(
+        self,
+        peer: _Peer,
+        client: bool,
+        ping_interval: Optional[float] = None,
+        ping_timeout: Optional[float] = None,
+        max_message_size: Optional[int] = _DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.peer: Optional[_Peer] = peer
+        self.client = client
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_interval if ping_timeout is None else ping_timeout
+        self.max_message_size = max_message_size
+        self.stream: Optional[BaseIOStream] = None
+        self.conn: Optional[_ws.WSConnection] = None
+        self.selected_subprotocol: Optional[str] = None
+        self.close_code: Optional[int] = None
+        self.close_reason: Optional[str] = None
+        self._closed = False
+        self._close_seen = False
+        self._close_timer: Optional[object] = None
+        self._ping_timer: Optional[object] = None
+        self._last_ping = 0.0
+        self._pings_sent = 0
+        self._pings_answered = 0
+        self._pong_future: Optional[Future[None]] = None
+        self._pending_pong: Optional[bytes] = None
+        self._task: Optional[asyncio.Task[None]] = None
+        self._cork: Optional[list[bytes]] = None
+        self._cork_future: Optional[Future[None]] = None
+
+    # -- counters (read by tests and tools)
+
+    @property
+    def _message_bytes_in(self) -> int:
+        return self.conn.message_bytes_in if self.conn else 0
+
+    @property
+    def _message_bytes_out(self) -> int:
+        return self.conn.message_bytes_out if self.conn else 0
+
+    @property
+    def _wire_bytes_in(self) -> int:
+        return self.conn.wire_bytes_in if self.conn else 0
+
+    @property
+    def _wire_bytes_out(self) -> int:
+        return self.conn.wire_bytes_out if self.conn else 0
+
+    # -- lifecycle
+
+    def start(self, stream: BaseIOStream, conn: _ws.WSConnection) -> None:
+        """Attaches the stream and the core; reading starts with `start_reading`."""
+        self.stream = stream
+        self.conn = conn
+        stream.set_close_callback(self.on_connection_close)
+        if self.ping_interval:
+            self._last_ping = IOLoop.current().time()
+            self._schedule_ping(self.ping_interval)
+
+    def start_reading(self) -> None:
+        """Starts the task that reads frames and dispatches their events."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.ensure_future(self._receive_loop())
+
+    async def _receive_loop(self) -> None:
+        stream = self.stream
+        conn = self.conn
+        assert stream is not None and conn is not None
+        try:
+            while not self._closed:
+                data = await stream.read_bytes(_READ_CHUNK, partial=True)
+                events = conn.receive_data(data)
+                if not events:
+                    continue
+                # What the callbacks write while one read's events are
+                # dispatched goes out in one stream write.
+                self._cork = []
+                handled = 0
+                for event in events:
+                    result = self._dispatch(event)
+                    if result is not None:
+                        self._uncork()
+                        await result
+                        self._cork = []
+                    handled += 1
+                    if handled % _EVENTS_PER_TURN == 0:
+                        self._uncork()
+                        await asyncio.sleep(0)
+                        self._cork = []
+                    if self._closed:
+                        return
+                self._uncork()
+        except StreamClosedError:
+            pass
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                self._abort()
+                raise
+            self._log_callback_error()
+        except Exception:
+            self._log_callback_error()
+        finally:
+            self._uncork()
+            self._task = None
+
+    def _log_callback_error(self) -> None:
+        peer = self.peer
+        if peer is not None:
+            peer.log_exception(*sys.exc_info())
+        else:  # pragma: no cover - the peer is only dropped once closed
+            app_log.error("Uncaught exception in WebSocket", exc_info=True)
+        self._abort()
+
+    def _dispatch(self, event: _ws.Event) -> Optional[Awaitable[None]]:
+        kind = type(event)
+        if kind is _ws.Message:
+            data = cast(_ws.Message, event).data
+            return self._handle_message(0x1 if type(data) is str else 0x2, data)
+        if kind is _ws.Ping:
+            return self._handle_message(0x9, cast(_ws.Ping, event).payload)
+        if kind is _ws.Pong:
+            return self._handle_message(0xA, cast(_ws.Pong, event).payload)
+        if kind is _ws.CloseReceived:
+            self._close_seen = True
+            close = cast(_ws.CloseReceived, event)
+            if self.close_code is None:
+                self.close_code = close.code
+                self.close_reason = close.reason
+            # Section 5.5.1: echo the code, then the closing handshake is done.
+            self._send_close(close.code, None)
+            self._close_stream()
+            return None
+        self._close_seen = True
+        failed = cast(_ws.ProtocolFailed, event)
+        gen_log.debug("Closing WebSocket: %s (close code %d)", failed.reason, failed.code)
+        self._send_close(failed.code, failed.reason)
+        self._close_stream()
+        return None
+
+    def _handle_message(self, opcode: int, data: Any) -> Optional[Awaitable[None]]:
+        peer = self.peer
+        if peer is None or self._closed:
+            return None
+        if opcode <= 2:
+            return peer.on_message(data)
+        if opcode == 0x9:
+            if not self.is_closing():
+                self._answer_ping(data)
+            peer.on_ping(data)
+            return None
+        self._pings_answered = self._pings_sent
+        peer.on_pong(data)
+        return None
+
+    def _answer_ping(self, data: bytes) -> None:
+        # While a pong is being written, only the latest ping is answered.
+        if self._pong_future is not None:
+            self._pending_pong = data
+            return
+        future = self._write_frame(True, 0xA, data)
+        if not future.done():
+            self._pong_future = future
+            future.add_done_callback(self._pong_written)
+
+    def _pong_written(self, future: Future[None]) -> None:
+        self._pong_future = None
+        pending = self._pending_pong
+        if pending is not None and not self.is_closing():
+            self._pending_pong = None
+            self._answer_ping(pending)
+
+    # -- writing
+
+    def _uncork(self) -> None:
+        out = self._cork
+        future = self._cork_future
+        self._cork = None
+        self._cork_future = None
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        stream = self.stream
+        try:
+            if stream is None or stream.closed():
+                raise StreamClosedError()
+            written = stream.write(data)
+        except StreamClosedError:
+            if future is not None:
+                future.set_exception(WebSocketClosedError())
+                future.exception()  # nobody may be waiting: do not log it
+            return
+        if future is not None:
+            if written.done():
+                _translate_write(written, future)
+            else:
+                written.add_done_callback(lambda f: _translate_write(f, future))
+
+    def _write(self, data: bytes) -> Future[None]:
+        stream = self.stream
+        if stream is None or stream.closed():
+            raise WebSocketClosedError()
+        cork = self._cork
+        if cork is not None:
+            cork.append(data)
+            future = self._cork_future
+            if future is None:
+                future = self._cork_future = Future()
+            return future
+        try:
+            future = stream.write(data)
+        except StreamClosedError:
+            raise WebSocketClosedError() from None
+        if future.done():
+            if future.exception() is None:
+                return future
+        translated: Future[None] = Future()
+        future.add_done_callback(lambda f: _translate_write(f, translated))
+        return translated
+
+    def _write_frame(self, fin: bool, opcode: int, data: bytes, flags: int = 0) -> Future[None]:
+        conn = self.conn
+        if conn is None:
+            raise WebSocketClosedError()
+        try:
+            frame = conn.send_frame(opcode, data, fin, bool(flags & 0x40))
+        except _ws.LocalProtocolError:
+            if conn.close_sent:
+                raise WebSocketClosedError() from None
+            raise
+        return self._write(frame)
+
+    def write_message(
+        self, message: Union[str, bytes, dict[str, Any]], binary: bool = False
+    ) -> Future[None]:
+        """Sends a message; a dict is sent as JSON text.
+
+        Returns:
+            A future that resolves when the message has been written out.
+
+        Raises:
+            WebSocketClosedError: the connection is closed or closing.
+        """
+        conn = self.conn
+        if self._closed or conn is None or conn.close_sent:
+            raise WebSocketClosedError()
+        if isinstance(message, dict):
+            message = json_encode(message)
+        elif not isinstance(message, (str, bytes)):
+            raise TypeError(
+                f"a WebSocket message is str, bytes or dict, not {type(message).__name__}"
+            )
+        return self._write(conn.send_message(message, binary))
+
+    def write_ping(self, data: bytes) -> None:
+        """Sends a ping.
+
+        Raises:
+            ValueError: ``data`` is over 125 bytes.
+            WebSocketClosedError: the connection is closed or closing.
+        """
+        if len(data) > 125:
+            raise ValueError("a ping payload is at most 125 bytes")
+        if self.is_closing():
+            raise WebSocketClosedError()
+        self._write_frame(True, 0x9, data)
+
+    def set_nodelay(self, value: bool) -> None:
+        """Sets TCP_NODELAY on the connection's socket."""
+        if self.stream is not None:
+            self.stream.set_nodelay(value)
+
+    # -- pings
+
+    @staticmethod
+    def ping_sleep_time(*, last_ping_time: float, interval: float, now: float) -> float:
+        """Seconds to wait before the next ping (never negative)."""
+        return max(0.0, last_ping_time + interval - now)
+
+    def _schedule_ping(self, delay: float) -> None:
+        self._ping_timer = IOLoop.current().call_later(delay, self._send_periodic_ping)
+
+    def _send_periodic_ping(self) -> None:
+        self._ping_timer = None
+        if self.is_closing() or not self.ping_interval:
+            return
+        loop = IOLoop.current()
+        now = loop.time()
+        self._last_ping = now
+        self._pings_sent += 1
+        try:
+            self._write_frame(True, 0x9, b"")
+        except WebSocketClosedError:
+            return
+        if self.ping_timeout:
+            loop.call_later(self.ping_timeout, self._check_pong, self._pings_sent)
+        self._schedule_ping(
+            self.ping_sleep_time(
+                last_ping_time=self._last_ping, interval=self.ping_interval, now=loop.time()
+            )
+        )
+
+    def _check_pong(self, ping_number: int) -> None:
+        if self._pings_answered < ping_number and not self.is_closing():
+            self.close(1000, "ping timed out")
+
+    # -- closing
+
+    def is_closing(self) -> bool:
+        """Whether the connection is closed or a close frame was sent or received."""
+        # The close frame counts once dispatched: messages parsed from the
+        # same read before it may still be answered.
+        conn = self.conn
+        return self._closed or conn is None or conn.close_sent or self._close_seen
+
+    def _send_close(self, code: Optional[int], reason: Optional[str]) -> None:
+        conn = self.conn
+        stream = self.stream
+        if conn is None or stream is None or conn.close_sent:
+            return
+        self._uncork()
+        try:
+            frame = conn.send_close(code, reason)
+        except _ws.LocalProtocolError:
+            # A code we may not send (1005, say): send an empty close frame.
+            frame = conn.send_close(None, None)
+        if not stream.closed():
+            try:
+                stream.write(frame)
+            except StreamClosedError:
+                pass
+
+    def close(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
+        """Starts (or completes) the closing handshake.
+
+        Args:
+            code: a close code (1000 when only a reason is given).
+            reason: a short reason phrase.
+        """
+        if self._closed:
+            return
+        if code is None and reason is not None:
+            code = 1000
+        conn = self.conn
+        if conn is None:
+            self._close_stream()
+            return
+        self._send_close(code, reason)
+        if self._close_seen:
+            self._close_stream()
+        elif self._close_timer is None:
+            # The peer should echo the close frame and (server) close TCP.
+            self._close_timer = IOLoop.current().call_later(_CLOSE_TIMEOUT, self._abort)
+
+    def _close_stream(self) -> None:
+        self._uncork()
+        stream = self.stream
+        if stream is not None and not stream.closed():
+            stream.close()
+        else:
+            self.on_connection_close()
+
+    def _abort(self) -> None:
+        """Closes the connection at once, without a closing handshake."""
+        self._close_stream()
+
+    def on_connection_close(self) -> None:
+        """Called when the stream closes: stops timers and tells the peer once."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = IOLoop.current()
+        for timer in (self._close_timer, self._ping_timer):
+            if timer is not None:
+                loop.remove_timeout(timer)
+        self._close_timer = self._ping_timer = None
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        peer = self.peer
+        self.peer = None
+        if peer is not None:
+            peer.on_ws_connection_close(self.close_code, self.close_reason)
+
+
+def _translate_write(source: Future[None], target: Future[None]) -> None:
+    if target.done():
+        return
+    exc = source.exception()
+    if exc is None:
+        target.set_result(None)
+    elif isinstance(exc, StreamClosedError):
+        target.set_exception(WebSocketClosedError())
+        target.exception()  # nobody may be waiting: do not log it
+    else:
+        target.set_exception(exc)

@@ -1,6 +1,54 @@
-"""Squall: a fast, Tornado-compatible web framework and asynchronous networking library."""
+"""Squall: a fast, Tornado-compatible web framework and asynchronous networking library.
+
+Submodules are imported on first attribute access (``squall.web.RequestHandler``
+works after a bare ``import squall``), so importing the package costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
 
 version = "0.1.0"
 version_info = (0, 1, 0, 0)
 
-__all__ = ["version", "version_info"]
+# The public submodules, in Tornado's order; `curl_httpclient` is named for
+# compatibility and raises ImportError because Squall has no libcurl client.
+__all__ = [
+    "auth",
+    "autoreload",
+    "concurrent",
+    "curl_httpclient",
+    "escape",
+    "gen",
+    "http1connection",
+    "httpclient",
+    "httpserver",
+    "httputil",
+    "ioloop",
+    "iostream",
+    "locale",
+    "locks",
+    "log",
+    "netutil",
+    "options",
+    "platform",
+    "process",
+    "queues",
+    "routing",
+    "simple_httpclient",
+    "tcpclient",
+    "tcpserver",
+    "template",
+    "testing",
+    "util",
+    "web",
+]
+
+_LAZY = frozenset(__all__) | {"websocket", "wsgi"}
+
+
+def __getattr__(name: str) -> types.ModuleType:
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

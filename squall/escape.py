@@ -80,6 +80,7 @@ def to_unicode(value: Union[None, str, bytes]) -> Optional[str]:
 # plain aliases.
 native_str = to_unicode
 to_basestring = to_unicode
+_unicode = to_unicode
 
 
 def recursive_unicode(obj: Any) -> Any:

@@ -286,9 +286,10 @@ class H1Connection(_Sender):
         ev = self._closed_event = ConnectionClosed(truncated)
         return ev
 
-    def _find_head(self) -> tuple[int, int, int] | None:
-        """Locate a complete head: (start, start-line end, head end), with
-        ``buf[head end:head end + 4] == CRLF CRLF``; None if incomplete."""
+    def _find_head(self) -> tuple[bytes | bytearray, int, int, int, int] | None:
+        """Locate a complete head: (buffer, start, start-line end, head end,
+        next position), with ``buffer[head end:head end + 4] == CRLF CRLF``;
+        None if the head is incomplete."""
         buf = self._buf
         pos = self._pos
         # RFC 9112 §2.2: ignore at least one empty line before a message.
@@ -310,7 +311,7 @@ class H1Connection(_Sender):
             self._start_line_too_long()
         if end + 4 - pos > limits.max_header_size:
             raise bad("Header block too large", 431)
-        return pos, line_end, end
+        return buf, pos, line_end, end, end + 4
 
     def _check_partial_head(self, pos: int, n: int) -> None:
         buf = self._buf
@@ -326,10 +327,10 @@ class H1Connection(_Sender):
         if buf.count(b"\n", s) != buf.count(b"\r\n", s - 1 if s > pos else s):
             raise bad("Malformed HTTP message: bare LF in message head")
 
-    def _check_bare_lf(self, start: int, end: int) -> None:
+    @staticmethod
+    def _check_bare_lf(buf: bytes | bytearray, start: int, end: int) -> None:
         # Report a bare LF the same way whether the head came in one read or
         # in pieces (where `_check_partial_head` would have seen it first).
-        buf = self._buf
         if buf.count(b"\n", start, end) != buf.count(b"\r\n", start, end):
             raise bad("Malformed HTTP message: bare LF in message head")
 
@@ -338,12 +339,14 @@ class H1Connection(_Sender):
             raise bad("Status line too long", 400)
         raise bad("Request line too long", 414)
 
-    def _find_head_lf(self, pos: int) -> tuple[int, int, int] | None:
-        # Lenient mode: lines may end with LF alone. Rewrite the head to the
-        # strict CRLF form so that both backends parse the same bytes.
+    def _find_head_lf(self, pos: int) -> tuple[bytes | bytearray, int, int, int, int] | None:
+        # Lenient mode: lines may end with LF alone. A head that has one is
+        # rewritten to the strict CRLF form, so that both backends parse the
+        # same bytes; a strict head is parsed in place.
         buf = self._buf
-        i = buf.find(b"\n\n", pos)
-        k = buf.find(b"\n\r\n", pos)
+        scan = max(pos, self._scan)
+        i = buf.find(b"\n\n", scan)
+        k = buf.find(b"\n\r\n", scan)
         if i < 0 or (0 <= k < i):
             i = k
             skip = 3
@@ -356,21 +359,26 @@ class H1Connection(_Sender):
                 raise bad("Header block too large", 431)
             if n > limits.max_start_line and buf.find(b"\n", pos) < 0:
                 self._start_line_too_long()
+            self._scan = max(pos, len(buf) - 3)
             return None
         if i + skip - pos > limits.max_header_size:
             raise bad("Header block too large", 431)
-        head = bytes(buf[pos:i])
-        if head.endswith(b"\r"):
-            head = head[:-1]
-        head = head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        rest = buf[i + skip :]
-        self._buf = head + b"\r\n\r\n" + bytes(rest)
-        self._pos = 0
-        end = len(head)
-        line_end = self._buf.find(b"\r\n")
+        content_end = i - 1 if i > pos and buf[i - 1] == 13 else i
+        if (
+            skip == 3
+            and content_end < i
+            and buf.count(b"\n", pos, content_end) == buf.count(b"\r\n", pos, content_end)
+        ):
+            line_end = buf.find(b"\r\n", pos, content_end + 2)
+            if line_end - pos > limits.max_start_line:
+                self._start_line_too_long()
+            return buf, pos, line_end, content_end, i + skip
+        head = bytes(buf[pos:content_end]).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        hbuf = head + b"\r\n\r\n"
+        line_end = hbuf.find(b"\r\n")
         if line_end > limits.max_start_line:
             self._start_line_too_long()
-        return 0, line_end, end
+        return hbuf, 0, line_end, len(head), i + skip
 
     def _read_request_head(self) -> Event | Sentinel:
         found = self._find_head()
@@ -378,13 +386,13 @@ class H1Connection(_Sender):
             if self._eof:
                 return self._closed(self._pos < len(self._buf))
             return NEED_DATA
-        start, line_end, end = found
+        hbuf, start, line_end, end, after = found
         try:
-            method, target, version, headers = self._heads.request(self._buf, start, line_end, end)
+            method, target, version, headers = self._heads.request(hbuf, start, line_end, end)
         except RemoteProtocolError:
-            self._check_bare_lf(start, end)
+            self._check_bare_lf(hbuf, start, end)
             raise
-        self._pos = end + 4
+        self._pos = after
         self._scan = self._pos
         cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)
         framing = body_framing(cl, te, True) if (cl or te) else 0
@@ -405,13 +413,13 @@ class H1Connection(_Sender):
             if self._eof:
                 return self._closed(self._pos < len(self._buf))
             return NEED_DATA
-        start, line_end, end = found
+        hbuf, start, line_end, end, after = found
         try:
-            version, status, reason, headers = self._heads.response(self._buf, start, line_end, end)
+            version, status, reason, headers = self._heads.response(hbuf, start, line_end, end)
         except RemoteProtocolError:
-            self._check_bare_lf(start, end)
+            self._check_bare_lf(hbuf, start, end)
             raise
-        self._pos = end + 4
+        self._pos = after
         self._scan = self._pos
         if status < 200 and status != 101:
             # RFC 9110 §15.2: interim responses precede the final one; a

@@ -49,7 +49,9 @@ bodies = st.one_of(
 )
 
 
-def encode_request(method: str, target: str, headers: list[tuple[str, str]], body: object) -> bytes:
+def encode_request(
+    method: str, target: str, headers: list[tuple[str, str]], body: object, nl: str = "\r\n"
+) -> bytes:
     lines = [f"{method} {target} HTTP/1.1"] + [f"{n}: {v}" for n, v in headers]
     tail = b""
     if isinstance(body, tuple) and body[0] == "cl":
@@ -62,7 +64,7 @@ def encode_request(method: str, target: str, headers: list[tuple[str, str]], bod
         tail += (
             b"0\r\n" + b"".join(f"{n}: {v}\r\n".encode("latin-1") for n, v in trailers) + b"\r\n"
         )
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + tail
+    return (nl.join(lines) + nl + nl).encode("latin-1") + tail
 
 
 requests = st.tuples(
@@ -276,3 +278,23 @@ def serve_once(conn: H1Connection) -> list[Event]:
             return out
         assert not isinstance(ev, type(NEED_DATA))
         out.append(ev)
+
+
+@SETTINGS
+@given(st.lists(requests, min_size=1, max_size=4), st.lists(st.booleans(), min_size=4), st.data())
+def test_bare_lf_heads_parse_like_crlf_heads_when_allowed(
+    reqs: list,
+    bare: list[bool],
+    data: st.DataObject,  # type: ignore[type-arg]
+) -> None:
+    strict = b"".join(encode_request(*r) for r in reqs)
+    mixed = b"".join(
+        encode_request(*r, nl="\n" if use_lf else "\r\n")
+        for r, use_lf in zip(reqs, bare, strict=False)
+    )
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(mixed)), max_size=6)))
+    pieces = [mixed[a:b] for a, b in zip([0, *cuts], [*cuts, len(mixed)], strict=True)]
+    for backend in BACKENDS:
+        expected = normalize(serve(H1Connection("server", parser=backend), [strict]))
+        lenient = H1Connection("server", parser=backend, allow_bare_lf=True)
+        assert normalize(serve(lenient, [p for p in pieces if p])) == expected

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import copy
 import functools
+import heapq
 import re
 import socket
 import ssl
@@ -113,6 +114,14 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             max_idle_per_key=max_clients if max_idle_per_host is None else max_idle_per_host,
         )
         self._pool_timer: Optional[object] = None
+        # Request deadlines: a heap of (when, seq, fetch) behind one loop
+        # timer, instead of a timer per request (asyncio's timer heap
+        # compares handles in Python). Entries of finished fetches stay until
+        # popped or compacted away.
+        self._deadlines: list[tuple[float, int, _Fetch]] = []
+        self._deadline_seq = 0
+        self._deadline_timer: Optional[object] = None
+        self._deadline_at = 0.0
         body_limit = max_buffer_size if max_body_size is None else max_body_size
         self._limits = H1Limits(
             max_header_size=64 * 1024 if max_header_size is None else max_header_size,
@@ -127,6 +136,9 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         if self._pool_timer is not None:
             self.io_loop.remove_timeout(self._pool_timer)
             self._pool_timer = None
+        if self._deadline_timer is not None:
+            self.io_loop.remove_timeout(self._deadline_timer)
+            self._deadline_timer = None
         if self.own_resolver:
             self.resolver.close()
 
@@ -180,6 +192,40 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         )
         self.io_loop.add_callback(callback, response)
 
+    # -- deadlines -------------------------------------------------------
+
+    def _watch(self, fetch: _Fetch, when: float) -> None:
+        heap = self._deadlines
+        if len(heap) > 2 * len(self.active) + 64:
+            # Mostly finished fetches: keep only the live entries.
+            heap[:] = [e for e in heap if not e[2].done and e[2].deadline == e[0]]
+            heapq.heapify(heap)
+        self._deadline_seq += 1
+        heapq.heappush(heap, (when, self._deadline_seq, fetch))
+        if self._deadline_timer is None or when < self._deadline_at:
+            self._arm_deadline_timer(when)
+
+    def _arm_deadline_timer(self, when: float) -> None:
+        if self._deadline_timer is not None:
+            self.io_loop.remove_timeout(self._deadline_timer)
+        self._deadline_at = when
+        self._deadline_timer = self.io_loop.call_at(when, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._deadline_timer = None
+        heap = self._deadlines
+        now = self.io_loop.time()
+        while heap:
+            when, _, fetch = heap[0]
+            if fetch.done or fetch.deadline != when:
+                heapq.heappop(heap)
+                continue
+            if when > now:
+                self._arm_deadline_timer(when)
+                return
+            heapq.heappop(heap)
+            fetch._on_timeout()
+
     # -- pool ------------------------------------------------------------
 
     def _keep(self, conn: ClientConnection) -> None:
@@ -201,58 +247,25 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         self._schedule_prune()
 
 
-_OPTIONS = (
-    "url",
-    "method",
-    "headers",
-    "body",
-    "body_producer",
-    "auth_username",
-    "auth_password",
-    "auth_mode",
-    "connect_timeout",
-    "request_timeout",
-    "follow_redirects",
-    "max_redirects",
-    "user_agent",
-    "decompress_response",
-    "network_interface",
-    "streaming_callback",
-    "header_callback",
-    "proxy_host",
-    "proxy_port",
-    "proxy_username",
-    "proxy_password",
-    "proxy_auth_mode",
-    "allow_nonstandard_methods",
-    "validate_cert",
-    "ca_certs",
-    "allow_ipv6",
-    "client_key",
-    "client_cert",
-    "expect_100_continue",
-    "ssl_options",
-)
-
-
 def _options(req: HTTPRequest) -> dict[str, Any]:
     """Every option of ``req``, with the client's defaults filled in.
 
-    One pass over the request's attributes instead of a `_RequestProxy`
-    lookup per use: the hot path reads each option once from a dict.
+    A copy of the request's attributes instead of a `_RequestProxy` lookup
+    per use: the hot path reads each option once from a dict.
     """
     if isinstance(req, _RequestProxy):
-        own = vars(req.request)
-        defaults = req.defaults or {}
+        opts = vars(req.request).copy()
+        defaults = req.defaults
     else:
-        own = vars(req)
-        defaults = {}
-    opts = {name: own.get(name) for name in _OPTIONS}
-    opts["headers"] = own["_headers"]
-    opts["body"] = own["_body"]
-    for name, value in defaults.items():
-        if opts.get(name) is None:
-            opts[name] = value
+        opts = vars(req).copy()
+        defaults = None
+    opts["headers"] = opts["_headers"]
+    opts["body"] = opts["_body"]
+    if defaults:
+        get = opts.get
+        for name, value in defaults.items():
+            if get(name) is None:
+                opts[name] = value
     return opts
 
 
@@ -312,7 +325,7 @@ class _Fetch:
         "io_loop",
         "done",
         "phase",
-        "timer",
+        "deadline",
         "start_mono",
         "hop",
         "hop_start",
@@ -337,7 +350,7 @@ class _Fetch:
         self.io_loop = client.io_loop
         self.done = False
         self.phase = "while connecting"
-        self.timer: Optional[object] = None
+        self.deadline: Optional[float] = None
         self.start_mono = time.monotonic()
         self.hop: Optional[_Hop] = None
         self.hop_start = 0.0
@@ -357,15 +370,13 @@ class _Fetch:
     # -- timeouts and the end ------------------------------------------------
 
     def _arm(self, deadline: Optional[float], phase: str) -> None:
-        if self.timer is not None:
-            self.io_loop.remove_timeout(self.timer)
-            self.timer = None
         self.phase = phase
+        self.deadline = deadline
         if deadline is not None:
-            self.timer = self.io_loop.call_at(deadline, self._on_timeout)
+            self.client._watch(self, deadline)
 
     def _on_timeout(self) -> None:
-        self.timer = None
+        self.deadline = None
         if self.done:
             return
         self._finish(self._error_response(HTTPTimeoutError(f"Timeout {self.phase}")))
@@ -392,9 +403,7 @@ class _Fetch:
         if self.done:
             return
         self.done = True
-        if self.timer is not None:
-            self.io_loop.remove_timeout(self.timer)
-            self.timer = None
+        self.deadline = None
         # Whatever is still in progress belongs to a response nobody wants.
         if self.connect_task is not None:
             self.connect_task.cancel()
@@ -462,7 +471,7 @@ class _Fetch:
     def _exchange(self, conn: ClientConnection) -> None:
         hop = self.hop
         assert hop is not None
-        if self.timer is None or self.phase != "during request":
+        if self.deadline is None or self.phase != "during request":
             limit = hop.opts["request_timeout"]
             self._arm(self.hop_start + limit if limit else None, "during request")
         exchange = Exchange(conn, hop.spec, self._on_exchange_done)

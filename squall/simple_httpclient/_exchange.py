@@ -215,7 +215,9 @@ class Exchange:
         else:
             body = spec.body
             conn.write(head + h1.send_data(body) + h1.send_end() if body else head + h1.send_end())
-        self.pump()
+        if conn.closed or h1.buffered:
+            # Nothing else would wake us: the connection already ended.
+            self.pump()
 
     # -- sending -------------------------------------------------------------
 

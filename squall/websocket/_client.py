@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
-from squall import _ws
+from squall import _ws, gen
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import utf8
 from squall.httpclient import HTTPClientError, HTTPRequest
-from squall.httputil import HTTPHeaders, parse_response_start_line
+from squall.httputil import HTTPHeaders, ResponseStartLine, parse_response_start_line
 from squall.ioloop import IOLoop
+from squall.iostream import StreamClosedError
 from squall.log import app_log
 
 if TYPE_CHECKING:
@@ -73,7 +75,6 @@ class WebSocketClientConnection(_Peer):
     # -- handshake
 
     async def _connect(self) -> WebSocketClientConnection:
-        from squall.tcpclient import TCPClient
 
         request = self.request
         parsed = urllib.parse.urlsplit(request.url)
@@ -88,13 +89,7 @@ class WebSocketClientConnection(_Peer):
         ssl_options: Any = None
         if secure:
             ssl_options = _client_ssl_options(request)
-        client = TCPClient(resolver=self.resolver)
-        stream = await client.connect(
-            host,
-            port,
-            ssl_options=ssl_options,
-            timeout=request.connect_timeout,
-        )
+        stream = await self._open_stream(host, port, ssl_options)
         self.stream = stream
         try:
             key = _ws.new_key()
@@ -104,10 +99,7 @@ class WebSocketClientConnection(_Peer):
                 else None
             )
             stream.write(self._request_head(parsed, key, offer))
-            head = await stream.read_until(b"\r\n\r\n", max_bytes=65536)
-            start, _, rest = head.decode("latin-1").partition("\r\n")
-            status = parse_response_start_line(start)
-            headers = HTTPHeaders.parse(rest)
+            status, headers = await self._read_head(stream)
             if status.code != 101:
                 if 200 <= status.code < 300:
                     raise WebSocketError("Non-websocket response")
@@ -133,6 +125,58 @@ class WebSocketClientConnection(_Peer):
         protocol.start(stream, _ws.WSConnection(True, extension, protocol.max_message_size))
         protocol.start_reading()
         return self
+
+    async def _open_stream(self, host: str, port: int, ssl_options: Any) -> BaseIOStream:
+        """Connects to the server, through an HTTP proxy's CONNECT tunnel if one is set."""
+        from squall.tcpclient import TCPClient
+
+        request = self.request
+        client = TCPClient(resolver=self.resolver)
+        timeout = request.connect_timeout
+        if not request.proxy_host:
+            return await client.connect(host, port, ssl_options=ssl_options, timeout=timeout)
+        stream = await client.connect(request.proxy_host, request.proxy_port or 80, timeout=timeout)
+        try:
+            authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+            if request.proxy_username is not None:
+                if request.proxy_auth_mode not in (None, "basic"):
+                    raise ValueError(f"unsupported proxy_auth_mode {request.proxy_auth_mode!r}")
+                token = f"{request.proxy_username}:{request.proxy_password or ''}"
+                encoded = base64.b64encode(token.encode("utf-8")).decode("ascii")
+                lines.append(f"Proxy-Authorization: Basic {encoded}")
+            stream.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            status, _ = await self._read_head(stream)
+            if not 200 <= status.code < 300:
+                raise HTTPClientError(
+                    599, f"Proxy CONNECT to {authority} failed: {status.code} {status.reason}"
+                )
+            if ssl_options is not None:
+                return await stream.start_tls(False, ssl_options, server_hostname=host)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    async def _read_head(self, stream: BaseIOStream) -> tuple[ResponseStartLine, HTTPHeaders]:
+        timeout = self.request.request_timeout
+        if timeout is None:
+            timeout = HTTPRequest._DEFAULTS["request_timeout"]
+        reading = stream.read_until(b"\r\n\r\n", max_bytes=65536)
+        if not timeout:
+            head = await reading
+        else:
+            deadline = IOLoop.current().time() + timeout
+            try:
+                head = await gen.with_timeout(
+                    deadline, reading, quiet_exceptions=(StreamClosedError,)
+                )
+            except gen.TimeoutError:
+                raise HTTPClientError(
+                    599, "Timeout while waiting for the WebSocket handshake"
+                ) from None
+        start, _, rest = head.decode("latin-1").partition("\r\n")
+        return parse_response_start_line(start), HTTPHeaders.parse(rest)
 
     def _request_head(
         self, parsed: urllib.parse.SplitResult, key: str, offer: Optional[str]

@@ -5,16 +5,12 @@ from __future__ import annotations
 import sys
 import urllib.parse
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Optional, Union, cast
+from typing import Any, Optional, Union, cast
 
 from squall import _ws
 from squall.concurrent import Future
 from squall.escape import utf8
 from squall.web import Application, RequestHandler
-
-if TYPE_CHECKING:
-    pass
-
 from squall.websocket._protocol import (
     _DEFAULT_MAX_MESSAGE_SIZE,
     MessageType,

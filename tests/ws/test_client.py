@@ -1,0 +1,248 @@
+"""websocket_connect against scripted servers and through an HTTP CONNECT proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from squall._ws import accept_key
+from squall.httpclient import HTTPClientError, HTTPRequest
+from squall.testing import AsyncHTTPTestCase, AsyncTestCase, gen_test
+from squall.web import Application
+from squall.websocket import WebSocketError, WebSocketHandler, websocket_connect
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def scripted(script: Script) -> AsyncIterator[int]:
+    """Serves ``script`` on a fresh port; on exit closes every connection and waits for them."""
+    writers: list[asyncio.StreamWriter] = []
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.append(task)
+        try:
+            await script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(run, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        for writer in writers:
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await server.wait_closed()
+
+
+def key_of(head: bytes) -> str:
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "sec-websocket-key":
+            return value.strip()
+    raise AssertionError("no key")
+
+
+def answering(extra: str = "", accept: str = "") -> Script:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        value = accept or accept_key(key_of(head))
+        writer.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {value}\r\n{extra}\r\n"
+            ).encode()
+        )
+        await reader.read()
+        writer.close()
+
+    return script
+
+
+class ScriptedServers(AsyncTestCase):
+    @gen_test
+    async def test_wrong_accept_key(self) -> None:
+        async with scripted(answering(accept="bogus")) as port:
+            with self.assertRaisesRegex(WebSocketError, "Sec-WebSocket-Accept"):
+                await websocket_connect(f"ws://127.0.0.1:{port}/")
+
+    @gen_test
+    async def test_extension_not_offered(self) -> None:
+        async with scripted(answering("Sec-WebSocket-Extensions: permessage-deflate\r\n")) as port:
+            with self.assertRaisesRegex(WebSocketError, "did not offer"):
+                await websocket_connect(f"ws://127.0.0.1:{port}/")
+
+    @gen_test
+    async def test_bad_extension_answer(self) -> None:
+        async with scripted(answering("Sec-WebSocket-Extensions: x-unknown\r\n")) as port:
+            with self.assertRaisesRegex(WebSocketError, "unexpected extensions"):
+                await websocket_connect(f"ws://127.0.0.1:{port}/", compression_options={})
+
+    @gen_test
+    async def test_handshake_timeout(self) -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()
+            writer.close()
+
+        async with scripted(silent) as port:
+            request = HTTPRequest(f"ws://127.0.0.1:{port}/", request_timeout=0.05)
+            with self.assertRaises(HTTPClientError) as info:
+                await websocket_connect(request)
+            self.assertEqual(info.exception.code, 599)
+
+    @gen_test
+    async def test_request_line_and_headers(self) -> None:
+        seen: list[bytes] = []
+
+        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            seen.append(head)
+            await answering()(_Replay(head, reader), writer)
+
+        async with scripted(record) as port:
+            request = HTTPRequest(
+                f"ws://127.0.0.1:{port}/path?q=1",
+                headers={"X-Extra": "yes", "Sec-WebSocket-Version": "99"},
+            )
+            ws = await websocket_connect(request, subprotocols=["a", "b"])
+            ws.close()
+            head = seen[0].decode()
+            self.assertTrue(head.startswith("GET /path?q=1 HTTP/1.1\r\n"))
+            self.assertIn(f"Host: 127.0.0.1:{port}\r\n", head)
+            self.assertIn("X-Extra: yes\r\n", head)
+            self.assertIn("Sec-WebSocket-Version: 13\r\n", head)
+            self.assertNotIn("99", head)
+            self.assertIn("Sec-WebSocket-Protocol: a,b\r\n", head)
+
+    @gen_test
+    async def test_invalid_urls(self) -> None:
+        with self.assertRaisesRegex(ValueError, "scheme"):
+            await websocket_connect("ftp://127.0.0.1/")
+        with self.assertRaisesRegex(ValueError, "no host"):
+            await websocket_connect("ws:///path")
+
+
+class _Replay(asyncio.StreamReader):
+    """A reader that hands back an already-read head first."""
+
+    def __init__(self, head: bytes, inner: asyncio.StreamReader) -> None:
+        super().__init__()
+        self.head = head
+        self.inner = inner
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        head, self.head = self.head, b""
+        return head
+
+    async def read(self, n: int = -1) -> bytes:
+        return await self.inner.read(n)
+
+
+class Echo(WebSocketHandler):
+    def on_message(self, message: Any) -> None:
+        self.write_message(message)
+
+
+class ThroughProxy(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application([("/echo", Echo)])
+
+    @contextlib.asynccontextmanager
+    async def proxy(self, status: int = 200) -> AsyncIterator[tuple[int, list[bytes]]]:
+        heads: list[bytes] = []
+
+        async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            heads.append(head)
+            if status != 200:
+                writer.write(f"HTTP/1.1 {status} Nope\r\nContent-Length: 0\r\n\r\n".encode())
+                writer.close()
+                return
+            target = head.split(b" ")[1].decode()
+            host, _, port = target.rpartition(":")
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError):
+                    while data := await src.read(65536):
+                        dst.write(data)
+                dst.close()
+
+            try:
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            finally:
+                up_writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await up_writer.wait_closed()
+
+        async with scripted(tunnel) as port:
+            yield port, heads
+
+    @gen_test
+    async def test_connect_tunnel_with_basic_auth(self) -> None:
+        async with self.proxy() as (proxy_port, heads):
+            await self.tunnel_with_auth(proxy_port, heads)
+
+    async def tunnel_with_auth(self, proxy_port: int, heads: list[bytes]) -> None:
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{self.get_http_port()}/echo",
+            proxy_host="127.0.0.1",
+            proxy_port=proxy_port,
+            proxy_username="user",
+            proxy_password="secret",
+        )
+        ws = await websocket_connect(request)
+        ws.write_message("through the tunnel")
+        self.assertEqual(await ws.read_message(), "through the tunnel")
+        ws.close()
+        head = heads[0].decode()
+        self.assertTrue(head.startswith(f"CONNECT 127.0.0.1:{self.get_http_port()} HTTP/1.1\r\n"))
+        token = base64.b64encode(b"user:secret").decode()
+        self.assertIn(f"Proxy-Authorization: Basic {token}\r\n", head)
+
+    @gen_test
+    async def test_proxy_refusal(self) -> None:
+        async with self.proxy(status=407) as (proxy_port, _):
+            await self.refused(proxy_port)
+
+    async def refused(self, proxy_port: int) -> None:
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{self.get_http_port()}/echo",
+            proxy_host="127.0.0.1",
+            proxy_port=proxy_port,
+        )
+        with self.assertRaisesRegex(HTTPClientError, "407") as info:
+            await websocket_connect(request)
+        self.assertEqual(info.exception.code, 599)
+
+    @gen_test
+    async def test_unsupported_proxy_auth_mode(self) -> None:
+        async with self.proxy() as (proxy_port, _):
+            await self.bad_mode(proxy_port)
+
+    async def bad_mode(self, proxy_port: int) -> None:
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{self.get_http_port()}/echo",
+            proxy_host="127.0.0.1",
+            proxy_port=proxy_port,
+            proxy_username="u",
+            proxy_auth_mode="digest",
+        )
+        with self.assertRaisesRegex(ValueError, "digest"):
+            await websocket_connect(request)

@@ -52,7 +52,7 @@ import weakref  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Optional  # noqa: E402
 
-from squall import ioloop, process  # noqa: E402
+from squall import ioloop  # noqa: E402
 from squall.log import gen_log  # noqa: E402
 
 __all__ = ["add_reload_hook", "main", "start", "wait", "watch"]
@@ -66,6 +66,12 @@ _io_loops: weakref.WeakKeyDictionary[ioloop.IOLoop, bool] = weakref.WeakKeyDicti
 # ...`` or ``-m squall.compat ...``) which started this process; None when
 # the program was started directly. The outermost wrapper sets it.
 _wrapper_argv: Optional[list[str]] = None
+# Modification times taken by the wrapper before it ran the program, so that
+# an edit made while the program was starting (or failing) is not missed by
+# the first check, which would otherwise take the edited time as the base.
+_initial_mtimes: dict[str, float] = {}
+
+_WRAPPER_CHECK_TIME = 200  # ms
 
 _USAGE = """\
 usage: python -m squall.autoreload [--until-success] -m module [args...]
@@ -91,19 +97,22 @@ def start(check_time: int = 500) -> None:
     _io_loops[io_loop] = True
     if len(_io_loops) > 1:
         gen_log.warning("squall.autoreload started more than once in the same process")
-    modify_times: dict[str, float] = {}
+    modify_times = dict(_initial_mtimes)
     callback = functools.partial(_reload_on_update, modify_times)
     ioloop.PeriodicCallback(callback, check_time).start()
 
 
-def wait() -> None:
+def wait(check_time: int = 500) -> None:
     """Block, watching files on a new IOLoop, until one changes; then restart.
 
     For the end of scripts that do not run an IOLoop of their own (test
     runners, batch jobs) and should run again after an edit.
+
+    Args:
+        check_time: milliseconds between two checks of the files.
     """
     io_loop = ioloop.IOLoop(make_current=False)
-    io_loop.add_callback(start)
+    io_loop.add_callback(start, check_time)
     io_loop.start()
 
 
@@ -131,6 +140,10 @@ def _set_wrapper_argv(argv: list[str]) -> None:
 def _reload_on_update(modify_times: dict[str, float]) -> None:
     if _reload_attempted:
         return  # an exec failed or a hook is slow: do not try twice
+    # Imported here: the wrapper needs it only once it watches, and
+    # starting fast matters to a restart.
+    from squall import process
+
     if process.task_id() is not None:
         # A child of fork_processes: re-executing it would orphan it from
         # the parent that watches its children.
@@ -239,6 +252,32 @@ class _UsageError(Exception):
     pass
 
 
+def _main_file(module: Optional[str], path: Optional[str]) -> Optional[str]:
+    if module is None:
+        return os.path.abspath(path) if path is not None and os.path.isfile(path) else None
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations is not None:
+            # A package runs its __main__ module.
+            spec = importlib.util.find_spec(module + ".__main__")
+    except Exception:
+        # Finding a submodule imports its parents, which may fail; runpy
+        # reports that with a traceback of its own.
+        return None
+    if spec is not None and spec.has_location and spec.origin:
+        return spec.origin
+    return None
+
+
+def _remember_mtime(module: Optional[str], path: Optional[str]) -> None:
+    main_file = _main_file(module, path)
+    if main_file is not None:
+        try:
+            _initial_mtimes[main_file] = os.stat(main_file).st_mtime
+        except OSError:
+            pass
+
+
 def main() -> None:
     """Run a program under the reloader: ``python -m squall.autoreload``.
 
@@ -256,6 +295,7 @@ def main() -> None:
         print(f"python -m squall.autoreload: error: {exc}\n\n{_USAGE}", end="", file=sys.stderr)
         sys.exit(2)
 
+    _remember_mtime(module, path)
     exit_status: object = 1
     try:
         if module is not None:
@@ -280,20 +320,16 @@ def main() -> None:
         exit_status = 0
         gen_log.info("Script exited normally")
     sys.argv = original_argv
-    if module is not None:
-        # runpy ran the module as __main__, so it is not in sys.modules
-        # under its own name: watch its file explicitly.
-        try:
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None and spec.has_location and spec.origin:
-            watch(spec.origin)
-    elif path is not None:
-        watch(os.path.abspath(path))
+    # runpy ran the program as __main__, so it is not in sys.modules under
+    # its own name: watch its file explicitly.
+    main_file = _main_file(module, path)
+    if main_file is not None:
+        watch(main_file)
     if until_success and exit_status in (0, None):
         return
-    wait()
+    # Nothing else runs in the wrapper now: checking often costs little and
+    # restarts sooner after the fix.
+    wait(_WRAPPER_CHECK_TIME)
 
 
 if __name__ == "__main__":

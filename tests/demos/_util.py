@@ -1,0 +1,63 @@
+"""Helpers for the demo tests: loading a demo's module, running coroutines, subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMOS = ROOT / "demos"
+LIMIT = 5.0
+
+
+def load(relative: str) -> ModuleType:
+    """Imports ``demos/<relative>`` under a name of its own (demos share file names)."""
+    name = "demo_" + re.sub(r"\W", "_", relative.removesuffix(".py"))
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, DEMOS / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(coro: Coroutine[Any, Any, _T], limit: float = LIMIT) -> _T:
+    return asyncio.run(asyncio.wait_for(coro, limit))
+
+
+async def start_demo(
+    relative: str, *args: str, pattern: str = r"https?://\S+|\d+\.\d+\.\d+\.\d+:\d+"
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Starts ``python demos/<relative> ARGS`` and returns it with the address it printed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(DEMOS / relative),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    line = (await process.stdout.readline()).decode()
+    found = re.search(pattern, line)
+    if found is None:
+        await stop(process)
+        raise AssertionError(f"{relative} printed no address: {line!r}")
+    return process, found.group(0)
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+    await process.wait()

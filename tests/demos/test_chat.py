@@ -223,9 +223,9 @@ def test_websocket_sends_backlog_after_cursor_and_rejects_bad_messages() -> None
             backlog = await read_json(socket)
             assert [m["body"] for m in backlog["messages"]] == ["two", "three"]
             socket.write_message("not json")
-            assert "bad message" in await read_json(socket)["error"]
+            assert "bad message" in (await read_json(socket))["error"]
             socket.write_message(json.dumps({"body": "   "}))
-            assert await read_json(socket)["error"] == "empty message"
+            assert (await read_json(socket))["error"] == "empty message"
             socket.close()
 
     run(main())

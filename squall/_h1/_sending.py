@@ -115,6 +115,10 @@ class _Sender:
         by closing. HEAD, 204 and 304 responses carry no body. Adds
         ``Connection: close`` (HTTP/1.1) or ``Connection: Keep-Alive``
         (HTTP/1.0 keep-alive) when the application did not set Connection.
+        Fields that set both Content-Length and Transfer-Encoding are sent
+        as given, the body delimited by Content-Length, and the connection
+        closed afterwards (Tornado's behaviour; its clients reject such a
+        response).
 
         Raises:
             LocalProtocolError: Not a server, no request to answer, a
@@ -146,7 +150,15 @@ class _Sender:
                 text += f"Content-Length: {length}\r\n"
                 cl = [str(length)]
         method = self._method
-        framing = self._out_framing(cl, te)
+        if te is not None and cl is not None:
+            # Tornado sends what the application set, both fields included,
+            # and delimits the body by Content-Length; its clients must then
+            # detect the malformed response (RFC 9112 §6.3 rule 3). We do
+            # the same, but close afterwards so nothing can follow it.
+            framing = self._out_framing(cl, None)
+            self._keep_alive = False
+        else:
+            framing = self._out_framing(cl, te)
         extra = ""
         if status == 101 or (method == "CONNECT" and 200 <= status < 300 and rst != _R_ERROR):
             self._switching = True

@@ -303,6 +303,14 @@ def test_invalid_request_heads(parser: str, method: str, target: str, version: s
     assert conn.our_state == "IDLE"
 
 
+def test_request_with_both_framing_fields_is_refused(parser: str) -> None:
+    conn = client(parser)
+    with pytest.raises(LocalProtocolError, match="both"):
+        conn.send_request_head(
+            "POST", "/", [("Content-Length", "1"), ("Transfer-Encoding", "chunked")]
+        )
+
+
 def test_client_misuse(parser: str) -> None:
     conn = client(parser)
     with pytest.raises(LocalProtocolError):

@@ -397,7 +397,6 @@ def test_send_misuse(parser: str) -> None:
         [("", "v")],
         [("X", "\u20ac")],
         [("Content-Length", "+3")],
-        [("Content-Length", "3"), ("Transfer-Encoding", "chunked")],
         [("Transfer-Encoding", "gzip")],
         [("X",)],
     ],
@@ -775,3 +774,17 @@ def test_send_response_body_on_304_is_refused(parser: str) -> None:
     drain(conn)
     with pytest.raises(LocalProtocolError, match="cannot have a body"):
         conn.send_response(304, "Not Modified", [], b"x")
+
+
+def test_application_setting_both_framing_fields(parser: str) -> None:
+    # As Tornado does: sent as given, delimited by Content-Length; the
+    # client rejects it. We also close afterwards.
+    conn = server(parser, GET)
+    drain(conn)
+    fields = [("Transfer-Encoding", "chunked"), ("Content-Length", "11")]
+    out = conn.send_response(200, "OK", fields, b"Hello world")
+    assert out == (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 11\r\n"
+        b"Connection: close\r\n\r\nHello world"
+    )
+    assert not conn.keep_alive

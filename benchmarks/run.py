@@ -110,7 +110,7 @@ def run_wrk(port: int, scenario: Scenario, duration: float, connections: int) ->
         "wrk",
         "-t1",
         f"-c{connections}",
-        f"-d{duration}s",
+        f"-d{duration:g}s",
         f"http://127.0.0.1:{port}{scenario.path}",
     ]
     if scenario.lua:

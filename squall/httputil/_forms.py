@@ -327,8 +327,16 @@ def parse_multipart_form_data(
         )
     fields: list[tuple[str, Any]] = []
     # RFC 2046 section 5.1.1: anything before the first delimiter is a
-    # preamble, to be ignored.
+    # preamble, to be ignored. Some clients omit the opening delimiter, so a
+    # preamble that parses as a complete form-data part is kept as one (as
+    # Tornado does); anything else in it is dropped.
     pos = data.find(delimiter, 0, final)
+    preamble_end = final if pos < 0 else pos
+    if preamble_end >= 2 and data.find(b"\r\n\r\n", 0, preamble_end) >= 0:
+        try:
+            fields.append(_parse_part(data, 0, preamble_end, config))
+        except HTTPInputError:
+            pass
     while pos >= 0:
         start = pos + len(delimiter)
         pos = data.find(delimiter, start, final)

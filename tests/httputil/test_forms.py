@@ -459,3 +459,21 @@ class TestCookies:
     def test_never_raises(self, header: str) -> None:
         for key, value in parse_cookie(header).items():
             assert isinstance(key, str) and isinstance(value, str)
+
+
+def test_multipart_part_without_opening_delimiter_is_kept() -> None:
+    body = (
+        b"Content-Disposition: form-data; name=first\r\n\r\none\r\n"
+        b"--xyz\r\nContent-Disposition: form-data; name=second\r\n\r\ntwo\r\n--xyz--\r\n"
+    )
+    args: dict[str, list[bytes]] = {}
+    files: dict[str, list[HTTPFile]] = {}
+    parse_multipart_form_data(b"xyz", body, args, files)
+    assert args == {"first": [b"one"], "second": [b"two"]}
+
+
+def test_multipart_preamble_that_is_not_a_part_is_ignored() -> None:
+    body = b"this is a preamble\r\n\r\nstill\r\n--xyz\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--xyz--"
+    args: dict[str, list[bytes]] = {}
+    parse_multipart_form_data(b"xyz", body, args, {})
+    assert args == {"a": [b"v"]}

@@ -148,6 +148,18 @@ class PathArgs(Base):
         self.write_message("/".join(args))
 
 
+class FailingOpen(Base):
+    async def open(self, *args: Any) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("cannot open")
+
+
+class ErrorAfterUpgrade(Base):
+    def on_message(self, message: Any) -> None:
+        self.rec.events.append((self.ping_interval, self.ping_timeout, self.max_message_size))
+        self.send_error(500)
+
+
 class Plain(RequestHandler):
     def get(self) -> None:
         self.write("plain")
@@ -177,6 +189,8 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
                 ("/args/(.*)/(.*)", PathArgs, args),
                 ("/limited", Limited, args),
                 ("/plain", Plain),
+                ("/failing_open", FailingOpen, args),
+                ("/error_after_upgrade", ErrorAfterUpgrade, args),
             ]
         )
 
@@ -249,6 +263,21 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
             ws.write_message("x")
             self.assertIsNone(await ws.read_message())
         await self.rec.closed
+
+    @gen_test
+    async def test_error_in_open_closes_and_logs(self) -> None:
+        with ExpectLog(app_log, "Uncaught exception"):
+            ws = await self.connect("/failing_open")
+            self.assertIsNone(await ws.read_message())
+        self.assertEqual(await self.rec.closed, (None, None))
+
+    @gen_test
+    async def test_send_error_after_upgrade_aborts(self) -> None:
+        ws = await self.connect("/error_after_upgrade")
+        ws.write_message("x")
+        self.assertIsNone(await ws.read_message())
+        await self.rec.closed
+        self.assertEqual(self.rec.events, [(None, None, 10 * 1024 * 1024)])
 
     @gen_test
     async def test_subprotocols(self) -> None:

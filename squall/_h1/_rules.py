@@ -301,6 +301,13 @@ def wants_keep_alive(version: str, connection: list[str] | None) -> bool:
     with "keep-alive"."""
     if connection is None:
         return version != "HTTP/1.0"
+    if len(connection) == 1:
+        # The usual single value, without splitting.
+        token = connection[0].lower()
+        if token == "keep-alive":
+            return True
+        if token == "close":
+            return False
     tokens = split_list(connection)
     if "close" in tokens:
         return False

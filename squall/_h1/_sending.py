@@ -145,12 +145,12 @@ class _Sender:
         te = find_values(text, low, "\ntransfer-encoding:")
         conn = find_values(text, low, "\nconnection:")
         is11 = self._is11
-        if length >= 0 and cl is None and te is None and status >= 200:
-            if status != 204 and status != 304:
-                text += f"Content-Length: {length}\r\n"
-                cl = [str(length)]
         method = self._method
-        if te is not None and cl is not None:
+        if length >= 0 and cl is None and te is None and status >= 200 and status not in (204, 304):
+            # send_response's body: we know its length.
+            text += f"Content-Length: {length}\r\n"
+            framing = length
+        elif te is not None and cl is not None:
             # Tornado sends what the application set, both fields included,
             # and delimits the body by Content-Length; its clients must then
             # detect the malformed response (RFC 9112 §6.3 rule 3). We do
@@ -183,7 +183,12 @@ class _Sender:
             elif not is11:
                 extra += "Connection: Keep-Alive\r\n"
         self._expect_continue = False
-        head = self._encode_head(f"HTTP/1.1 {status} {_reason(reason)}\r\n{text}{extra}", ())
+        if not reason.isprintable():
+            reason = _reason(reason)
+        try:
+            head = f"HTTP/1.1 {status} {reason}\r\n{text}{extra}\r\n".encode("latin-1")
+        except UnicodeEncodeError:
+            head = self._encode_head(f"HTTP/1.1 {status} {reason}\r\n{text}{extra}", ())
         self._set_out(framing)
         return head
 

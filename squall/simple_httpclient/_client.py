@@ -69,7 +69,8 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             ``queue`` (and time out there after ``connect_timeout``).
         hostname_mapping: Host (or ``(host, port)``) replacements, as for
             `~squall.netutil.OverrideResolver`.
-        max_buffer_size: Largest single read from a connection.
+        max_buffer_size: The default ``max_body_size``. (Reads are the
+            transport's, at most 256 KiB each; no single read is larger.)
         resolver: The `~squall.netutil.Resolver` (one of its own otherwise).
         defaults: Defaults for `~squall.httpclient.HTTPRequest` options.
         max_header_size: Largest response head (64 KiB).

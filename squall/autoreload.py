@@ -32,10 +32,12 @@ from __future__ import annotations
 import os
 import sys
 
+_this_file = globals().get("__file__")
 if (
     __name__ == "__main__"
+    and isinstance(_this_file, str)
     and sys.path
-    and sys.path[0] == os.path.dirname(os.path.abspath(__file__))
+    and sys.path[0] == os.path.dirname(os.path.abspath(_this_file))
 ):
     # Run as a script, Python put squall/ first on the path, where our own
     # module names (squall/platform, squall/process...) could shadow others.

@@ -136,9 +136,12 @@ class _TornadoFinder(importlib.abc.MetaPathFinder):
                 "which Squall does not have",
                 name=fullname,
             )
+        # The origin is Squall's file: runpy takes __file__ from it when it
+        # runs "-m tornado.X" as __main__.
         return importlib.machinery.ModuleSpec(
             fullname,
             _AliasLoader(squall_name),
+            origin=squall_spec.origin,
             is_package=squall_spec.submodule_search_locations is not None,
         )
 

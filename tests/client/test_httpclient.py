@@ -185,3 +185,18 @@ def test_sync_client(thread_server: str) -> None:
     finally:
         client.close()
         client.close()
+
+
+def test_main_prints_body_and_headers(
+    thread_server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from squall.httpclient import main
+
+    monkeypatch.setattr(
+        "sys.argv",
+        ["httpclient", "--print_headers", thread_server + "/m", thread_server + "/missing"],
+    )
+    main()
+    out = capsys.readouterr().out
+    assert "sync /m" in out and "sync /missing" in out
+    assert "Content-Length: 7" in out

@@ -8,14 +8,20 @@ application:
   ordinary response path, then takes the connection's stream over with
   `~squall.web.RequestHandler.detach`;
 * client: `websocket_connect` opens a TCP (or TLS) stream with
-  `~squall.tcpclient.TCPClient`, writes the upgrade request and reads the
-  response head itself. A dedicated path is simpler and sturdier than
-  bending the pooled HTTP client to hand its connection over.
+  `~squall.tcpclient.TCPClient` (through an HTTP proxy's ``CONNECT`` tunnel
+  when the request names ``proxy_host``), writes the upgrade request and
+  reads the response head itself. A dedicated path is simpler and sturdier
+  than bending the pooled HTTP client to hand its connection over.
 
 In both roles one task per connection reads with ``read_bytes(partial=True)``
 (one Future per read, however many frames a read holds), feeds the core and
 dispatches the events in order; a coroutine ``on_message`` is awaited before
-the next message is dispatched.
+the next message is dispatched. Whatever the callbacks write while one read's
+events are dispatched leaves in a single stream write (flushed before any
+await), so a burst of echoes costs one system call.
+
+Modules: `_protocol` (the per-connection driver, `WebSocketProtocol13`),
+`_handler` (`WebSocketHandler`), `_client` (`websocket_connect`).
 
 Errors::
 

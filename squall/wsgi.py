@@ -250,6 +250,7 @@ class _Exchange:
         request = self._request
         container = self._container
         body: Optional[Iterable[bytes]] = None
+        complete = False
         try:
             environ = container.environ(request)
             body = await self._call(container.wsgi_application, environ, self.start_response)
@@ -258,7 +259,7 @@ class _Exchange:
             if isinstance(body, (list, tuple)):
                 for chunk in body:
                     self._take(chunk)
-                await self._flush(last=True)
+                complete = await self._flush(last=True)
             else:
                 chunks = await self._call(iter, body)
                 while (chunk := await self._call(_next_or_end, chunks)) is not _END:
@@ -270,7 +271,7 @@ class _Exchange:
                         # chunk (and serve others) before the next one.
                         await asyncio.sleep(0)
                 else:
-                    await self._flush(last=True)
+                    complete = await self._flush(last=True)
         except Exception:
             self._fail()
             return
@@ -282,6 +283,12 @@ class _Exchange:
                         await self._call(close)
                     except Exception:
                         app_log.error("Exception closing a WSGI response", exc_info=True)
+        if complete:
+            # Finished only now, so that the application's close() has run
+            # (and logged) before the client sees the end of the response.
+            connection = request.connection
+            assert connection is not None
+            connection.finish()
         container._log(self._status_code, request)
 
     def _take(self, chunk: Any) -> None:
@@ -310,10 +317,7 @@ class _Exchange:
             future = connection.write(data)
         else:
             future = None
-        if last:
-            connection.finish()
-            return True
-        if future is not None:
+        if future is not None and not last:
             try:
                 await future
             except Exception:

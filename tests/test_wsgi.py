@@ -91,6 +91,9 @@ class WSGITest(AsyncHTTPTestCase):
                 ("/stream", FallbackHandler, dict(fallback=c(self.streaming_app))),
                 ("/block", FallbackHandler, dict(fallback=c(self.blocking_app))),
                 ("/endless", FallbackHandler, dict(fallback=c(self.endless_app))),
+                ("/late_exc_info", FallbackHandler, dict(fallback=c(self.late_exc_info_app))),
+                ("/lazy", FallbackHandler, dict(fallback=c(self.lazy_app))),
+                ("/bad_close", FallbackHandler, dict(fallback=c(self.bad_close_app))),
             ]
         )
 
@@ -142,7 +145,47 @@ class WSGITest(AsyncHTTPTestCase):
             start_response("200 OK", [("X", 1)])
         if kind == "write_str":
             start_response("200 OK", [])("text")
+        if kind == "bytes_status":
+            start_response(b"200 OK", [])
+        if kind == "write_early":
+            self.early_write(b"x")
         return [b"unreachable"]
+
+    def early_write(self, data: bytes) -> None:
+        # write() of an exchange whose start_response was never called.
+        from squall.wsgi import _Exchange
+
+        exchange = _Exchange(WSGIContainer(environ_app), None)  # type: ignore[arg-type]
+        exchange.write(data)
+
+    def late_exc_info_app(self, environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"partial"
+        try:
+            raise KeyError("too late")
+        except KeyError:
+            import sys
+
+            start_response("500 Oops", [], sys.exc_info())
+        yield b"unreachable"
+
+    def lazy_app(self, environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        yield b""
+        start_response(
+            "200 OK", [("Server", "Mine/1"), ("X-Multi-Echo", environ.get("HTTP_X_MULTI", ""))]
+        )
+        yield b""
+        yield b"lazy"
+        yield environ.get("HTTP_COOKIE", "").encode()
+
+    def bad_close_app(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+
+        class BadClose(ClosingBody):
+            def close(self) -> None:
+                raise OSError("close failed")
+
+        return BadClose([b"ok"])
 
     def status_app(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         start_response(environ["PATH_INFO"].rsplit("/", 1)[1].replace("_", " "), [])
@@ -271,7 +314,37 @@ class WSGITest(AsyncHTTPTestCase):
         with ExpectLog(access_log, r"304 GET /status/304_Not_Modified", level=logging.INFO):
             self.fetch("/status/304_Not_Modified", raise_error=False)
 
+    def test_lazy_start_response_and_repeated_headers(self) -> None:
+        from squall.httputil import HTTPHeaders
+
+        headers = HTTPHeaders()
+        headers.add("X-Multi", "a")
+        headers.add("X-Multi", "b")
+        headers.add("Cookie", "c=1")
+        headers.add("Cookie", "d=2")
+        response = self.fetch("/lazy", headers=headers)
+        assert response.body == b"lazyc=1; d=2"
+        assert response.headers["Server"] == "Mine/1"
+        assert response.headers["X-Multi-Echo"] == "a, b"
+        head = self.fetch("/lazy", method="HEAD")
+        assert (head.code, head.body) == (200, b"")
+
+    def test_client_errors_log_a_warning(self) -> None:
+        with ExpectLog(access_log, "404 GET /status/404_Gone", level=logging.WARNING):
+            response = self.fetch("/status/404_Gone", raise_error=False)
+        assert response.code == 404
+
     # -- errors --
+
+    def test_exc_info_after_the_head_closes_the_connection(self) -> None:
+        with ExpectLog(app_log, "Uncaught exception in WSGI application: GET /late_exc_info"):
+            with pytest.raises(HTTPStreamClosedError):
+                self.fetch("/late_exc_info")
+
+    def test_close_failure_is_logged(self) -> None:
+        with ExpectLog(app_log, "Exception closing a WSGI response"):
+            response = self.fetch("/bad_close")
+        assert response.body == b"ok"
 
     def test_application_error_is_500(self) -> None:
         with ExpectLog(app_log, "Uncaught exception in WSGI application: GET /failing"):

@@ -27,11 +27,10 @@ class EchoServer(TCPServer):
             while True:
                 line = await stream.read_until(b"\n", max_bytes=MAX_LINE)
                 await stream.write(line)
-        except StreamClosedError:
-            pass  # the client hung up
-        except UnsatisfiableReadError:
-            app_log.warning("%s sent a line over %d bytes; closing", address, MAX_LINE)
-            stream.close()
+        except StreamClosedError as exc:
+            # The stream closes itself when a line outgrows max_bytes.
+            if isinstance(exc.real_error, UnsatisfiableReadError):
+                app_log.warning("%s sent a line over %d bytes; closed", address, MAX_LINE)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -743,3 +743,37 @@ def test_parse_token_response() -> None:
     assert token == {"key": "a", "secret": "b", "user_id": "9"}
     with pytest.raises(AuthError, match="no oauth_token_secret"):
         _oauth_parse_response(b"oauth_token=a")
+
+
+def test_defaults_and_abstract_methods() -> None:
+    from squall.httpclient import AsyncHTTPClient
+
+    async def check() -> None:
+        for mixin in (OpenIdMixin(), OAuthMixin(), OAuth2Mixin()):
+            assert isinstance(mixin.get_auth_http_client(), AsyncHTTPClient)
+        with pytest.raises(NotImplementedError):
+            OAuthMixin()._oauth_consumer_token()
+        with pytest.raises(NotImplementedError):
+            await OAuthMixin()._oauth_get_user_future({})
+
+    import asyncio
+
+    asyncio.run(check())
+
+
+def test_openid_oauth_scope_and_google_settings() -> None:
+    class Bare(OpenIdMixin):
+        pass
+
+    handler: Any = Bare()
+    handler.request = type("R", (), {"full_url": lambda self: "http://h:8/x", "host": "h:8"})()
+    args = handler._openid_args("/cb", ax_attrs=[], oauth_scope="calendar")
+    assert args["openid.oauth.consumer"] == "h"
+    assert args["openid.oauth.scope"] == "calendar"
+    assert "openid.ns.ax" not in args
+
+    class NoSettings(GoogleOAuth2Mixin):
+        settings: dict[str, Any] = {}
+
+    with pytest.raises(KeyError, match="'google_oauth' application setting must be a dict"):
+        NoSettings().get_google_oauth_settings()

@@ -356,3 +356,24 @@ def test_tornado_autoreload_wrapper_under_the_runner(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ok ['a']\n"
+
+
+def test_merge_copies_level_filters_and_flags() -> None:
+    source = logging.Logger("tornado.x")
+    dest = logging.Logger("squall.x")
+    flt = logging.Filter("only")
+    source.addFilter(flt)
+    source.setLevel(logging.DEBUG)
+    source.propagate = False
+    source.disabled = True
+    squall.compat._merge_logger(source, dest)
+    assert (dest.level, dest.propagate, dest.disabled) == (logging.DEBUG, False, True)
+    assert dest.filters == [flt]
+
+
+def test_nested_missing_module(compat: None) -> None:
+    with pytest.raises(ModuleNotFoundError, match="'squall.no_such_pkg'"):
+        importlib.import_module("tornado.no_such_pkg.mod")
+    # squall.escape is a module, not a package: nothing can be below it.
+    with pytest.raises(ModuleNotFoundError, match="'squall.escape.sub'"):
+        importlib.import_module("tornado.escape.sub")

@@ -375,5 +375,8 @@ def test_nested_missing_module(compat: None) -> None:
     with pytest.raises(ModuleNotFoundError, match="'squall.no_such_pkg'"):
         importlib.import_module("tornado.no_such_pkg.mod")
     # squall.escape is a module, not a package: nothing can be below it.
-    with pytest.raises(ModuleNotFoundError, match="'squall.escape.sub'"):
+    with pytest.raises(ModuleNotFoundError, match="'tornado.escape' is not a package"):
         importlib.import_module("tornado.escape.sub")
+    with pytest.raises(ModuleNotFoundError, match="'squall.escape.sub'"):
+        squall.compat._TornadoFinder().find_spec("tornado.escape.sub", None)
+    assert squall.compat._TornadoFinder().find_spec("tornadox", None) is None

@@ -28,6 +28,7 @@ import re
 import time
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Iterable
 from typing import Any, Optional, Union, cast
 
@@ -85,6 +86,16 @@ class OpenIdMixin:
     """
 
     _OPENID_ENDPOINT: str
+
+    def __init__(self) -> None:
+        # OpenID 2.0 has been retired by the providers that spoke it.
+        warnings.warn(
+            "OpenIdMixin is deprecated: OpenID 2.0 is obsolete; use OAuth2Mixin "
+            "(or an OpenID Connect provider) instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__()
 
     def authenticate_redirect(
         self,

@@ -46,7 +46,7 @@ if (
 import functools  # noqa: E402
 import importlib.util  # noqa: E402
 import runpy  # noqa: E402
-import signal  # noqa: E402
+import signal as _signal  # noqa: E402
 import subprocess  # noqa: E402
 import traceback  # noqa: E402
 import types  # noqa: E402
@@ -58,6 +58,9 @@ from squall import ioloop  # noqa: E402
 from squall.log import gen_log  # noqa: E402
 
 __all__ = ["add_reload_hook", "main", "start", "wait", "watch"]
+
+# Public as in Tornado, where it may be missing on some platforms.
+signal: Optional[types.ModuleType] = _signal
 
 _has_execv = sys.platform != "win32"
 _watched_files: set[str] = set()
@@ -104,15 +107,16 @@ def start(check_time: int = 500) -> None:
     ioloop.PeriodicCallback(callback, check_time).start()
 
 
-def wait(check_time: int = 500) -> None:
+def wait() -> None:
     """Block, watching files on a new IOLoop, until one changes; then restart.
 
     For the end of scripts that do not run an IOLoop of their own (test
     runners, batch jobs) and should run again after an edit.
-
-    Args:
-        check_time: milliseconds between two checks of the files.
     """
+    _wait(500)
+
+
+def _wait(check_time: int) -> None:
     io_loop = ioloop.IOLoop(make_current=False)
     io_loop.add_callback(start, check_time)
     io_loop.start()
@@ -202,7 +206,7 @@ def _reload() -> None:
     _reload_attempted = True
     for fn in _reload_hooks:
         fn()
-    if hasattr(signal, "setitimer"):
+    if signal is not None and hasattr(signal, "setitimer"):
         # A pending interval timer would survive the exec and kill the new
         # process with SIGALRM.
         signal.setitimer(signal.ITIMER_REAL, 0, 0)
@@ -331,7 +335,7 @@ def main() -> None:
         return
     # Nothing else runs in the wrapper now: checking often costs little and
     # restarts sooner after the fix.
-    wait(_WRAPPER_CHECK_TIME)
+    _wait(_WRAPPER_CHECK_TIME)
 
 
 if __name__ == "__main__":

@@ -48,10 +48,13 @@ from squall.log import access_log, app_log
 __all__ = ["WSGIContainer"]
 
 _ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
-WSGIEnviron = dict[str, Any]
-StartResponse = Callable[..., Callable[[bytes], None]]
-WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
+_Environ = dict[str, Any]
+_StartResponse = Callable[..., Callable[[bytes], None]]
+_WSGIApp = Callable[[_Environ, _StartResponse], Iterable[bytes]]
 _T = TypeVar("_T")
+
+# Tornado kept this alias when its WSGI adapter went away.
+HTTPRequest = HTTPServerRequest
 
 _SERVER_HEADER = "SquallServer/" + squall.version
 # PEP 3333: "Applications and middleware are forbidden from using HTTP/1.1
@@ -72,6 +75,13 @@ _NO_BODY_STATUS = frozenset((204, 304))
 _END = object()
 
 
+def to_wsgi_str(s: bytes) -> str:
+    """The PEP 3333 "native string" for bytes from the wire: decoded as latin-1."""
+    if not isinstance(s, bytes):
+        raise TypeError(f"to_wsgi_str takes bytes, not {type(s).__name__}")
+    return s.decode("latin-1")
+
+
 class WSGIContainer:
     """Runs a WSGI application as a Squall request callback.
 
@@ -85,7 +95,7 @@ class WSGIContainer:
 
     def __init__(
         self,
-        wsgi_application: WSGIApp,
+        wsgi_application: _WSGIApp,
         executor: Optional[concurrent.futures.Executor] = None,
     ) -> None:
         self.wsgi_application = wsgi_application
@@ -102,19 +112,17 @@ class WSGIContainer:
         exchange = _Exchange(self, request)
         await exchange.run()
 
-    def environ(self, request: HTTPServerRequest) -> WSGIEnviron:
+    def environ(self, request: HTTPServerRequest) -> _Environ:
         """The PEP 3333 environ dict for ``request``."""
         host, port = split_host_and_port(request.host)
         if port is None:
             port = 443 if request.protocol == "https" else 80
-        environ: WSGIEnviron = {
+        environ: _Environ = {
             "REQUEST_METHOD": request.method,
             "SCRIPT_NAME": "",
             # PEP 3333: "native strings" holding the undecoded bytes, which
             # means latin-1 for the percent-decoded path.
-            "PATH_INFO": escape.url_unescape(request.path, encoding=None, plus=False).decode(
-                "latin-1"
-            ),
+            "PATH_INFO": to_wsgi_str(escape.url_unescape(request.path, encoding=None, plus=False)),
             "QUERY_STRING": request.query,
             "SERVER_NAME": host,
             "SERVER_PORT": str(port),

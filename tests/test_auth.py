@@ -33,6 +33,8 @@ from squall.httpclient import HTTPClientError
 from squall.testing import AsyncHTTPTestCase, ExpectLog
 from squall.web import Application, HTTPError, RequestHandler
 
+pytestmark = pytest.mark.filterwarnings("ignore:OpenIdMixin is deprecated:DeprecationWarning")
+
 CONSUMER = {"key": "ck", "secret": "c s&~"}
 REQUEST_TOKEN = {"key": "rt-1", "secret": "rs/1"}
 ACCESS_TOKEN = {"key": "at-1", "secret": "as+1"}
@@ -777,3 +779,8 @@ def test_openid_oauth_scope_and_google_settings() -> None:
 
     with pytest.raises(KeyError, match="'google_oauth' application setting must be a dict"):
         NoSettings().get_google_oauth_settings()
+
+
+def test_openid_mixin_is_deprecated() -> None:
+    with pytest.warns(DeprecationWarning, match="OpenIdMixin is deprecated"):
+        OpenIdMixin()

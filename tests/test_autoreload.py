@@ -204,6 +204,18 @@ def test_application_autoreload_setting_starts_watching() -> None:
 # -- the wrapper, in process ---------------------------------------------------
 
 
+def test_wait_watches_on_a_new_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+
+    def fake_start(check_time: int = 500) -> None:
+        started.append(check_time)
+        autoreload.ioloop.IOLoop.current().stop()
+
+    monkeypatch.setattr(autoreload, "start", fake_start)
+    autoreload.wait()
+    assert started == [500]
+
+
 def test_parse_args() -> None:
     parse = autoreload._parse_args
     assert parse(["app.py", "-m", "x"]) == (None, "app.py", False, ["-m", "x"])
@@ -221,7 +233,7 @@ def test_parse_args() -> None:
 
 def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> list[bool]:
     waited: list[bool] = []
-    monkeypatch.setattr(autoreload, "wait", lambda check_time=500: waited.append(True))
+    monkeypatch.setattr(autoreload, "_wait", lambda check_time: waited.append(True))
     monkeypatch.setattr(sys, "argv", ["autoreload.py", *args])
     fake_main(monkeypatch, "squall.autoreload")
     autoreload.main()

@@ -186,7 +186,6 @@ class _Exchange:
         "_pending",
         "_head_sent",
         "_status_code",
-        "_calls",
     )
 
     def __init__(self, container: WSGIContainer, request: HTTPServerRequest) -> None:
@@ -198,7 +197,6 @@ class _Exchange:
         self._pending: list[bytes] = []
         self._head_sent = False
         self._status_code = 500
-        self._calls = 0
 
     # -- the WSGI side (may run on an executor thread) --
 

@@ -384,12 +384,18 @@ class WSConnection:
         Raises:
             LocalProtocolError: we already sent a close frame.
         """
-        self._check_open()
+        if self.close_sent:
+            raise LocalProtocolError("the connection is closing: a close frame was sent")
         payload = data.encode("utf-8") if isinstance(data, str) else data
-        self.message_bytes_out += len(payload)
+        length = len(payload)
+        self.message_bytes_out += length
         opcode = 2 if binary else 1
         if self._extension is not None:
             return self._frame(opcode, self._extension.compress(payload), True, True)
+        if length < 126 and not self._client:
+            # The hot path of a server: a 2-byte header, no mask.
+            self.wire_bytes_out += length + 2
+            return bytes((0x80 | opcode, length)) + payload
         return self._frame(opcode, payload)
 
     def send_frame(

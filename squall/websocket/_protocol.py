@@ -161,7 +161,12 @@ class WebSocketProtocol13(WebSocketProtocol):
                 self._cork = []
                 handled = 0
                 for event in events:
-                    result = self._dispatch(event)
+                    if type(event) is _ws.Message:
+                        message = event.data
+                        opcode = 1 if type(message) is str else 2
+                        result = self._handle_message(opcode, message)
+                    else:
+                        result = self._dispatch(event)
                     if result is not None:
                         self._uncork()
                         await result

@@ -482,6 +482,12 @@ class PeriodicPing(AsyncHTTPTestCase):
         ws.close()
         await self.rec.closed
 
+
+class ClientPingTimeout(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.rec = Recorder()
+        return Application([("/", Echo, dict(rec=self.rec))])
+
     @gen_test
     async def test_unanswered_pings_time_out(self) -> None:
         ws = await websocket_connect(

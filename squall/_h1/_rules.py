@@ -189,8 +189,9 @@ def parse_chunk_size(line: bytes | bytearray) -> int:
         return int(line, 16)
     m = CHUNK_LINE_RE.fullmatch(line)
     if m is None:
-        what = "bare LF in" if b"\n" in line else "bare CR in" if b"\r" in line else "invalid"
-        raise bad(f"{what} chunk size line {bytes(line[:100])!r}")
+        if b"\n" in line:
+            raise bad("invalid chunk size line: bare LF")
+        raise bad(f"invalid chunk size line {bytes(line[:100])!r}")
     digits = m.group(1)
     if len(digits.lstrip(b"0")) > 16:
         raise bad(f"invalid chunk size: {bytes(digits[:100])!r} overflows")

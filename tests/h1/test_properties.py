@@ -298,3 +298,34 @@ def test_bare_lf_heads_parse_like_crlf_heads_when_allowed(
         expected = normalize(serve(H1Connection("server", parser=backend), [strict]))
         lenient = H1Connection("server", parser=backend, allow_bare_lf=True)
         assert normalize(serve(lenient, [p for p in pieces if p])) == expected
+
+
+junk = st.binary(max_size=3)
+line_parts = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [b"GET", b"POST", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"200", b"OK", b"/", b"*"]
+        ),
+        st.sampled_from([b" ", b"  ", b"\t", b":", b"\r", b"\n", b"\x00", b"\xff", b","]),
+        junk,
+    ),
+    max_size=8,
+)
+field_lines = st.lists(
+    st.tuples(
+        st.one_of(tokens.map(str.encode), junk),
+        st.sampled_from([b":", b": ", b" :", b":\t", b""]),
+        st.one_of(values.map(lambda v: v.encode("latin-1")), junk),
+    ).map(b"".join),
+    max_size=5,
+)
+
+
+@SETTINGS
+@given(line_parts, field_lines, st.sampled_from(["server", "client"]))
+def test_random_heads_same_outcome_on_both_backends(
+    start: list[bytes], fields: list[bytes], role: str
+) -> None:
+    raw = b"\r\n".join([b"".join(start), *fields]) + b"\r\n\r\n"
+    results = {backend: _outcome(role, backend, [raw], SMALL) for backend in BACKENDS}
+    assert results["python"] == results["httptools"]

@@ -42,6 +42,8 @@ class WebSocketClientConnection(_Peer):
         protocol: the `WebSocketProtocol13` driving the connection.
     """
 
+    # No __slots__: callers hang their own state on a connection object.
+
     def __init__(
         self,
         request: HTTPRequest,

@@ -81,6 +81,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         max_message_size: the largest message accepted, in bytes.
     """
 
+    # No __slots__: applications and Tornado's tests wrap methods of a live
+    # protocol (``_handle_message``, ``_write_frame``) on the instance.
+
     def __init__(
         self,
         peer: _Peer,

@@ -170,14 +170,6 @@ def diagnose_fields(block: bytes) -> RemoteProtocolError:
     return bad(f"Malformed HTTP message: invalid header block {block[:100]!r}")
 
 
-def check_fields(headers: Headers) -> None:
-    """Check field names and values parsed by another backend (same rules
-    as `FIELDS_RE`)."""
-    for name, value in headers:
-        if STR_TOKEN_RE.fullmatch(name) is None or STR_VALUE_RE.fullmatch(value) is None:
-            raise diagnose_fields(f"{name}:{value}".encode("latin-1"))
-
-
 def parse_chunk_size(line: bytes | bytearray) -> int:
     """Return the size from a chunk-size line (RFC 9112 §7.1).
 
@@ -196,11 +188,6 @@ def parse_chunk_size(line: bytes | bytearray) -> int:
     if len(digits.lstrip(b"0")) > 16:
         raise bad(f"invalid chunk size: {bytes(digits[:100])!r} overflows")
     return int(digits, 16)
-
-
-def field_values(headers: Headers, name: str) -> list[str]:
-    """Return the values of a field (``name`` lowercase)."""
-    return [v for n, v in headers if n.lower() == name]
 
 
 _FRAMING_FIELDS: Final = {

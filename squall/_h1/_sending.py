@@ -369,7 +369,7 @@ class _Sender:
 def _reason(reason: str) -> str:
     # RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ); a CR
     # or LF here would inject fields.
+    # str.isprintable() is False for every control character.
     if reason.isprintable() or STR_VALUE_RE.fullmatch(reason) is not None:
-        if "\r" not in reason and "\n" not in reason:
-            return reason
+        return reason
     raise LocalProtocolError(f"invalid reason phrase {reason!r}")

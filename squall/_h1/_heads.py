@@ -12,6 +12,11 @@ from ._rules import parse_fields, parse_request_line, parse_status_line
 
 __all__ = ["HeadParser", "PythonHeadParser"]
 
+_METHODS: dict[bytes, str] = {
+    m: m.decode() for m in [b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"]
+}
+_VERSIONS: dict[bytes, str] = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
+
 RequestHead = tuple[str, str, str, Headers]
 ResponseHead = tuple[str, int, str, Headers]
 
@@ -45,9 +50,29 @@ class PythonHeadParser(HeadParser):
     __slots__ = ()
 
     def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> RequestHead:
-        method, target, version = parse_request_line(bytes(buf[start:line_end]))
-        headers = parse_fields(buf, line_end + 2, end, self.max_header_count, False)
-        return method, target, version, headers
+        line = buf[start:line_end]
+        if isinstance(line, bytearray):
+            line = bytes(line)
+        parts = line.split(b" ")
+        # Fast path for the common methods and versions; anything else gets
+        # the full checks (and their error messages) in parse_request_line.
+        if len(parts) == 3:
+            m, t, v = parts
+            method = _METHODS.get(m)
+            version = _VERSIONS.get(v)
+            target = t.decode("latin-1")
+            if not (method and version and target and target.isascii() and target.isprintable()):
+                method, target, version = parse_request_line(line)
+        else:
+            method, target, version = parse_request_line(line)
+        if line_end >= end:
+            return method, target, version, []
+        return (
+            method,
+            target,
+            version,
+            parse_fields(buf, line_end + 2, end, self.max_header_count, False),
+        )
 
     def response(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> ResponseHead:
         version, status, reason = parse_status_line(bytes(buf[start:line_end]))

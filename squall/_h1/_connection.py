@@ -61,10 +61,12 @@ from ._states import (
     _STATE_NAMES,
 )
 
-#: The backend "auto" selects. Measured with benchmarks/h1_parse.py, the
-#: pure-Python head parser is faster than llhttp's: llhttp makes one Python
-#: callback per header field, while the Python parser needs one regex match
-#: and one split for the whole block. Bodies are parsed by shared code.
+#: The backend "auto" selects. Measured (benchmarks/h1_parse.py, CPU time,
+#: 2026-11), the pure-Python head parser is faster than llhttp's: about
+#: 1.5 us against 3 us for a one-field head, 137k against 97k requests/s for
+#: the whole server cycle. llhttp makes one Python callback per header field
+#: and its result must be cross-checked, while the Python parser needs one
+#: regex match and one split for the whole block. Bodies are shared code.
 AUTO_PARSER: Final = "python"
 
 

@@ -22,6 +22,8 @@ from squall._h1 import (
 from .conftest import BACKENDS
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Properties that parse whole pipelines on both backends per example.
+HEAVY = settings(SETTINGS, max_examples=100)
 
 TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 tokens = st.text(TCHARS, min_size=1, max_size=12)
@@ -109,8 +111,8 @@ def serve(conn: H1Connection, pieces: list[bytes]) -> list[Event]:
     return events
 
 
-@SETTINGS
-@given(st.lists(requests, min_size=1, max_size=4), st.data())
+@HEAVY
+@given(st.lists(requests, min_size=1, max_size=3), st.data())
 def test_any_split_of_a_pipelined_stream_parses_the_same(reqs: list, data: st.DataObject) -> None:  # type: ignore[type-arg]
     stream = b"".join(encode_request(*r) for r in reqs)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
@@ -280,8 +282,8 @@ def serve_once(conn: H1Connection) -> list[Event]:
         out.append(ev)
 
 
-@SETTINGS
-@given(st.lists(requests, min_size=1, max_size=4), st.lists(st.booleans(), min_size=4), st.data())
+@HEAVY
+@given(st.lists(requests, min_size=1, max_size=3), st.lists(st.booleans(), min_size=3), st.data())
 def test_bare_lf_heads_parse_like_crlf_heads_when_allowed(
     reqs: list,
     bare: list[bool],
@@ -321,7 +323,7 @@ field_lines = st.lists(
 )
 
 
-@SETTINGS
+@HEAVY
 @given(line_parts, field_lines, st.sampled_from(["server", "client"]))
 def test_random_heads_same_outcome_on_both_backends(
     start: list[bytes], fields: list[bytes], role: str

@@ -354,29 +354,37 @@ def test_plain_module_run_restarts_as_module(tmp_path: Path) -> None:
 def test_wrapper_restarts_after_the_broken_script_is_fixed(tmp_path: Path) -> None:
     script = tmp_path / "app.py"
     script.write_text("print('broken'\n")
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "squall.autoreload", "--until-success", "app.py"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stderr is not None
-    reader = threading.Thread(
-        target=lambda: [lines.put(line) for line in proc.stderr],  # type: ignore[union-attr]
-        daemon=True,
-    )
-    reader.start()
-    try:
-        while "Script exited with uncaught exception" not in lines.get(timeout=5):
-            pass
-        mtime = os.stat(script).st_mtime
-        script.write_text(textwrap.dedent("print('fixed')\n"))
-        os.utime(script, (mtime + 5, mtime + 5))
-        out, _ = proc.communicate(timeout=5)
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:
+        lines: queue.Queue[str] = queue.Queue()
+        stderr = proc.stderr
+        assert stderr is not None
+
+        def pump() -> None:
+            for line in stderr:
+                lines.put(line)
+            lines.put("")
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            while "Script exited with uncaught exception" not in lines.get(timeout=5):
+                pass
+            mtime = os.stat(script).st_mtime
+            script.write_text(textwrap.dedent("print('fixed')\n"))
+            os.utime(script, (mtime + 5, mtime + 5))
+            # stderr belongs to the reader thread; stdout is a few bytes.
+            proc.wait(timeout=5)
+        finally:
+            proc.kill()
+            proc.wait()
+            reader.join(timeout=5)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
     assert proc.returncode == 0
     assert out == "fixed\n"

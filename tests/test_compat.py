@@ -262,7 +262,7 @@ def test_main_runs_a_script_and_a_module(
 # -- the runner, in a real process --
 
 
-def read_lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+def read_lines(proc: subprocess.Popen[str]) -> tuple[queue.Queue[str], threading.Thread]:
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
     stdout = proc.stdout
@@ -272,36 +272,39 @@ def read_lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
             lines.put(line)
         lines.put("")
 
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    return lines, reader
 
 
 def test_unmodified_tornado_hello_world() -> None:
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "squall.compat", str(HELLO), "--port=0", "--logging=warning"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        lines = read_lines(proc)
-        first = lines.get(timeout=5)
-        assert first.startswith("listening on "), first + (
-            proc.stderr.read() if proc.stderr else ""
-        )
-        base = f"http://127.0.0.1:{int(first.split()[2])}"
-        with urllib.request.urlopen(base + "/", timeout=5) as response:
-            assert response.read() == b"Hello, world"
-        with urllib.request.urlopen(base + "/info", timeout=5) as response:
-            info = json.loads(response.read())
-        assert info["version"] == squall.version and info["is_handler"] is True
-        assert len(info["version_info"]) == 4
-        with urllib.request.urlopen(base + "/stop", data=b"", timeout=5) as response:
-            assert response.read() == b"bye"
-        _, err = proc.communicate(timeout=5)
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:
+        lines, reader = read_lines(proc)
+        try:
+            first = lines.get(timeout=5)
+            assert first.startswith("listening on "), first
+            base = f"http://127.0.0.1:{int(first.split()[2])}"
+            with urllib.request.urlopen(base + "/", timeout=5) as response:
+                assert response.read() == b"Hello, world"
+            with urllib.request.urlopen(base + "/info", timeout=5) as response:
+                info = json.loads(response.read())
+            assert info["version"] == squall.version and info["is_handler"] is True
+            assert len(info["version_info"]) == 4
+            with urllib.request.urlopen(base + "/stop", data=b"", timeout=5) as response:
+                assert response.read() == b"bye"
+            # stdout belongs to the reader thread: only wait here.
+            proc.wait(timeout=5)
+        finally:
+            proc.kill()
+            proc.wait()
+            reader.join(timeout=5)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
     assert proc.returncode == 0, err
     access = [lines.get(timeout=1) for _ in range(3)]
     assert access[0].startswith("ACCESS 200 GET / (127.0.0.1)")

@@ -43,18 +43,22 @@ Rules kept (RFC 9112 unless noted):
   LF is rejected unless ``allow_bare_lf``; a bare CR always).
 * §3: request-line = method SP request-target SP HTTP-version, single spaces;
   the method is a token, the target visible ASCII; HTTP/1.x only (505 for
-  another major version). §4: lenient for servers' status lines without
-  reason phrase.
+  another major version). §4: a status line may omit the reason phrase
+  and its SP (as real servers do); status codes 100-999 are accepted.
 * §5: field-name token, no whitespace before the colon, no control character
   or NUL in a value; §5.2 obs-fold rejected in requests, replaced by SP in
   responses.
-* §6.1, §6.3: Transfer-Encoding with Content-Length is rejected; the only
+* §6.1, §6.3: Transfer-Encoding with Content-Length is rejected on receipt
+  (a server whose application sets both sends them as given and closes after
+  the response, as Tornado does; a client refuses to send them); the only
   transfer coding is a single ``chunked`` (anything else is 400, not §6.1's
   optional 501, as in Tornado); Content-Length is digits only, repeated
   identical values merged (RFC 9110 §8.6); a request without either has no
   body; a response without either is read until close; HEAD, 1xx, 204 and
   304 responses have no body (a 204 with a non-zero Content-Length is an
-  error). Chunked bodies sent over HTTP/1.0 are accepted (Tornado does).
+  error); a response with a transfer coding other than ``chunked`` is
+  refused (we decode none other). Chunked bodies sent over HTTP/1.0 are
+  accepted (Tornado does).
 * §7.1: chunk-size is 1*HEXDIG (no sign, prefix or underscore; at most 16
   significant digits); extensions allowed but bounded; CRLF after each chunk;
   trailers parsed like fields and reported in `EndOfMessage`.
@@ -64,7 +68,12 @@ Rules kept (RFC 9112 unless noted):
   response to the previous one is complete (`PAUSED` meanwhile).
 * RFC 9110 §10.1.1: ``Expect: 100-continue`` (HTTP/1.1, with a body) sets
   `H1Connection.expects_continue`; a final response sent while the request
-  body is unread makes the connection close afterwards.
+  body is unread makes the connection close afterwards (so does a response
+  that ends before the client's request body, for a client).
+* RFC 9110 §15.2: no 1xx response is sent to an HTTP/1.0 client; a client
+  accepts at most `H1Limits.max_informational` of them per request.
+* A client sends one request at a time (no pipelining); bytes that arrive
+  with no request outstanding wait, and `next_event` returns `PAUSED`.
 * RFC 9110 §15.2.2, §9.3.6: after a 101 response, or a 2xx to CONNECT, the
   connection is switched: `detach` returns the bytes already received.
 
@@ -80,13 +89,14 @@ response), `LocalProtocolError` for our misuse.
 
 Backends: ``parser="python"`` parses heads with ``bytes.find``/``split`` and
 one regex match per field block; ``parser="httptools"`` parses them with
-llhttp; ``"auto"`` picks the faster, which benchmarks/h1_parse.py shows to be
-the Python parser (llhttp pays one Python callback per header field). The connection finds
-each head's extent itself and both backends get the same bytes; where llhttp
+llhttp; ``"auto"`` picks the faster, which benchmarks/h1_parse.py shows to
+be the Python parser (llhttp pays one Python callback per header field). The
+connection finds each head's extent itself and both backends get the same bytes; where llhttp
 is stricter (unknown methods, "5, 5" lists, obs-fold in responses) the Python
 parser decides, where it is more lenient extra checks run, so both accept and
-reject the same inputs with the same messages. Bodies (Content-Length slices,
-chunked decoding, trailers) are shared code.
+reject the same inputs with the same messages (a Hypothesis property checks
+it). Bodies (Content-Length slices, chunked decoding, trailers) are shared
+code, so chunk-line limits hold for both.
 """
 
 from ._connection import H1Connection

@@ -15,7 +15,7 @@ LAYERS: dict[str, int] = {}
 for level, names in enumerate(
     [
         ["_h1", "_ws", "_h2"],
-        ["util", "escape", "log", "options"],
+        ["util", "escape", "log", "options", "speedups"],
         ["concurrent", "ioloop", "gen", "locks", "queues", "platform"],
         ["iostream", "netutil", "tcpserver", "tcpclient", "process"],
         ["httputil", "http1connection", "httpserver", "httpclient", "simple_httpclient"],

@@ -257,6 +257,9 @@ def parse_qs_bytes(
         if num_fields > max_num_fields:
             raise ValueError(f"Max number of fields exceeded: {num_fields} > {max_num_fields}")
     result: dict[str, list[bytes]] = {}
+    if not raw:
+        # An empty query has no fields at all, even under strict parsing.
+        return result
     for field in raw.split(b"&"):
         if not field and not strict_parsing:
             continue

@@ -327,3 +327,8 @@ def _peak_memory(func: Callable[[], object]) -> int:
 )
 def test_memory_stays_proportional_to_input(func: Callable[[str], object], data: str) -> None:
     assert _peak_memory(lambda: func(data)) < 30 * len(data)
+
+
+def test_parse_qs_bytes_empty_query_is_empty_even_when_strict() -> None:
+    assert parse_qs_bytes(b"", strict_parsing=True) == {}
+    assert parse_qs_bytes("", keep_blank_values=True) == {}

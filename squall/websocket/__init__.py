@@ -30,6 +30,11 @@ Errors::
 """
 
 from squall.websocket._client import WebSocketClientConnection, websocket_connect
+from squall.websocket._deflate_compat import (  # noqa: F401  (Tornado's private names)
+    _DecompressTooLargeError,
+    _PerMessageDeflateCompressor,
+    _PerMessageDeflateDecompressor,
+)
 from squall.websocket._handler import WebSocketHandler
 from squall.websocket._protocol import (
     WebSocketClosedError,

@@ -37,7 +37,6 @@ from squall import gen
 from squall.concurrent import (
     Future,
     future_set_exception_unless_cancelled,
-    future_set_result_unless_cancelled,
 )
 from squall.escape import utf8
 from squall.httputil import HTTPHeaders, HTTPInputError, format_timestamp, responses
@@ -236,26 +235,31 @@ class AsyncHTTPClient(Configurable):
             raise RuntimeError("fetch() called on closed AsyncHTTPClient")
         if not isinstance(request, HTTPRequest):
             request = HTTPRequest(url=request, **kwargs)
+            # A headers object the request made itself is nobody else's.
+            shared = kwargs.get("headers") is not None
         elif kwargs:
             raise ValueError(
                 f"kwargs can't be used if request is an HTTPRequest object (got {sorted(kwargs)})"
             )
-        # The caller's headers object may be shared with other requests; the
-        # client adds Host, Authorization... to a copy.
-        try:
-            request.headers = HTTPHeaders(request.headers)
-        except HTTPInputError as exc:
-            raise ValueError(str(exc)) from None
-        proxy = _RequestProxy(request, self.defaults)
+        else:
+            shared = True
+        if shared:
+            # The caller's headers object may be shared with other requests;
+            # the client adds Host, Authorization... to a copy.
+            try:
+                request.headers = HTTPHeaders(request.headers)
+            except HTTPInputError as exc:
+                raise ValueError(str(exc)) from None
         future: Future[HTTPResponse] = Future()
 
         def handle_response(response: HTTPResponse) -> None:
-            if response.error is not None and (raise_error or not response._error_is_response_code):
-                future_set_exception_unless_cancelled(future, response.error)
-                return
-            future_set_result_unless_cancelled(future, response)
+            error = response.error
+            if error is not None and (raise_error or not response._error_is_response_code):
+                future_set_exception_unless_cancelled(future, error)
+            elif not future.cancelled():
+                future.set_result(response)
 
-        self.fetch_impl(cast(HTTPRequest, proxy), handle_response)
+        self.fetch_impl(cast(HTTPRequest, _RequestProxy(request, self.defaults)), handle_response)
         return future
 
     def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
@@ -376,10 +380,13 @@ class HTTPRequest:
         decompress_response: Optional[bool] = None,
         ssl_options: Optional[Union[dict[str, Any], ssl.SSLContext]] = None,
     ) -> None:
-        self.headers = headers
+        # Attributes are set directly rather than through the properties:
+        # this runs once per fetch. An empty HTTPHeaders is made without
+        # going through MutableMapping.update.
+        self._headers = HTTPHeaders._from_pairs(()) if headers is None else headers
         if if_modified_since:
             self.headers["If-Modified-Since"] = format_timestamp(if_modified_since)
-        self._body = None
+        self._body = None if body is None else utf8(body)
         self.proxy_host = proxy_host
         self.proxy_port = proxy_port
         self.proxy_username = proxy_username
@@ -387,7 +394,6 @@ class HTTPRequest:
         self.proxy_auth_mode = proxy_auth_mode
         self.url = url
         self.method = method
-        self.body = body
         self.body_producer = body_producer
         self.auth_username = auth_username
         self.auth_password = auth_password

@@ -1,9 +1,20 @@
 """`SimpleAsyncHTTPClient`: the request queue, timeouts, redirects and the pool.
 
-Each fetch runs as one `_Fetch` task holding one of ``max_clients`` slots
-for its whole life (redirects and a digest retry included). Each hop takes
-an idle connection from the `ConnectionPool` or opens one, runs
-`exchange`, and gives the connection back when the response allowed it.
+Each fetch is one `_Fetch`, driven by callbacks, that holds one of
+``max_clients`` slots for its whole life (redirects and a digest retry
+included). Each hop takes an idle connection from the `ConnectionPool` or
+opens one (the only step that runs as a Task), runs an `Exchange`, and gives
+the connection back when the response allowed it.
+
+What the fetch path does per request is kept small (benchmarks/http_client.py
+measures it against aiohttp):
+
+* a fetch that finds a free slot skips the queue;
+* what a hop sends and where (`_Hop`) is cached per client, keyed by the
+  request's options, for requests without headers, a body or digest auth of
+  their own: a repeated fetch of a URL parses and validates nothing again;
+* request deadlines are one attribute per fetch behind one loop timer, which
+  scans the active fetches only when it fires.
 """
 
 from __future__ import annotations
@@ -12,7 +23,8 @@ import asyncio
 import collections
 import copy
 import functools
-import heapq
+import logging
+import operator
 import re
 import socket
 import ssl
@@ -56,6 +68,41 @@ _BAD_VALUE_RE = re.compile(r"[\x00\r\n]")
 _REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
 _USER_AGENT = "Tornado/" + __import__("squall").version
 
+# Every HTTPRequest attribute `_Fetch._plan` reads, apart from the headers
+# and body (a cached plan has neither). Equal values (and equal client
+# defaults) give an equal plan.
+_PLAN_FIELDS = (
+    "url",
+    "method",
+    "auth_username",
+    "auth_password",
+    "auth_mode",
+    "connect_timeout",
+    "request_timeout",
+    "follow_redirects",
+    "max_redirects",
+    "user_agent",
+    "decompress_response",
+    "network_interface",
+    "streaming_callback",
+    "header_callback",
+    "allow_nonstandard_methods",
+    "expect_100_continue",
+    "allow_ipv6",
+    "validate_cert",
+    "ca_certs",
+    "client_key",
+    "client_cert",
+    "ssl_options",
+    "proxy_host",
+    "proxy_port",
+    "proxy_username",
+    "proxy_password",
+    "proxy_auth_mode",
+)
+_plan_signature = operator.itemgetter(*_PLAN_FIELDS)
+_PLAN_CACHE_SIZE = 512
+
 
 class SimpleAsyncHTTPClient(AsyncHTTPClient):
     """A non-blocking HTTP/1.1 client with a keep-alive connection pool.
@@ -63,6 +110,9 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
     Unlike Tornado's, it reuses connections (per scheme, host, port, TLS and
     proxy settings) and supports HTTP proxies: http URLs are requested in
     absolute form from the proxy, https URLs through a CONNECT tunnel.
+
+    ``HTTPResponse.time_info`` is empty, as with Tornado's simple client,
+    except for a request that waited for a slot: ``{"queue": seconds}``.
 
     Args:
         max_clients: Most requests in progress at once; others wait in
@@ -98,9 +148,12 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         self.queue: collections.deque[
             tuple[object, HTTPRequest, Callable[[HTTPResponse], None]]
         ] = collections.deque()
+        # Slot holders by key; a fetch that never queued is its own key.
         self.active: dict[object, _Fetch] = {}
+        # Queued requests by key: (request, callback, queue timeout, when queued).
         self.waiting: dict[
-            object, tuple[HTTPRequest, Callable[[HTTPResponse], None], Optional[object]]
+            object,
+            tuple[HTTPRequest, Callable[[HTTPResponse], None], Optional[object], float],
         ] = {}
         self.max_buffer_size = max_buffer_size
         self.max_header_size = max_header_size
@@ -109,20 +162,21 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         self.resolver: Resolver = Resolver() if resolver is None else resolver
         if hostname_mapping is not None:
             self.resolver = OverrideResolver(resolver=self.resolver, mapping=hostname_mapping)
+        # Deadlines and idle times are on the monotonic clock, and timers
+        # go straight to the asyncio loop (IOLoop.time is the wall clock).
+        self._loop: asyncio.AbstractEventLoop = cast(Any, self.io_loop).asyncio_loop
         self.pool: ConnectionPool[ClientConnection] = ConnectionPool(
-            self.io_loop.time,
+            time.monotonic,
             idle_timeout=idle_timeout,
             max_idle_per_key=max_clients if max_idle_per_host is None else max_idle_per_host,
         )
-        self._pool_timer: Optional[object] = None
-        # Request deadlines: a heap of (when, seq, fetch) behind one loop
-        # timer, instead of a timer per request (asyncio's timer heap
-        # compares handles in Python). Entries of finished fetches stay until
-        # popped or compacted away.
-        self._deadlines: list[tuple[float, int, _Fetch]] = []
-        self._deadline_seq = 0
-        self._deadline_timer: Optional[object] = None
+        self._pool_timer: Optional[asyncio.TimerHandle] = None
+        # One timer for every request deadline, armed for the earliest one
+        # known when it was set; each fetch keeps its own deadline.
+        self._deadline_timer: Optional[asyncio.TimerHandle] = None
         self._deadline_at = 0.0
+        self._plans: dict[tuple[Any, ...], _Hop] = {}
+        self._plan_defaults = dict(self.defaults)
         body_limit = max_buffer_size if max_body_size is None else max_body_size
         self._limits = H1Limits(
             max_header_size=64 * 1024 if max_header_size is None else max_header_size,
@@ -135,17 +189,23 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         super().close()
         self.pool.close()
         if self._pool_timer is not None:
-            self.io_loop.remove_timeout(self._pool_timer)
+            self._pool_timer.cancel()
             self._pool_timer = None
         if self._deadline_timer is not None:
-            self.io_loop.remove_timeout(self._deadline_timer)
+            self._deadline_timer.cancel()
             self._deadline_timer = None
+        self._plans.clear()
         if self.own_resolver:
             self.resolver.close()
 
     # -- queue -----------------------------------------------------------
 
     def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
+        if not self.queue and len(self.active) < self.max_clients:
+            fetch = _Fetch(self, None, request, callback, None)
+            self.active[fetch] = fetch
+            fetch.start()
+            return
         key = object()
         self.queue.append((key, request, callback))
         timeout_handle = None
@@ -156,9 +216,9 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
                     self.io_loop.time() + timeout,
                     functools.partial(self._on_queue_timeout, key),
                 )
-        self.waiting[key] = (request, callback, timeout_handle)
+        self.waiting[key] = (request, callback, timeout_handle, time.monotonic())
         self._process_queue()
-        if self.queue:
+        if self.queue and gen_log.isEnabledFor(logging.DEBUG):
             gen_log.debug(
                 "max_clients limit reached, request queued. %d active, %d queued requests.",
                 len(self.active),
@@ -173,16 +233,17 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
                 continue
             if entry[2] is not None:
                 self.io_loop.remove_timeout(entry[2])
-            fetch = _Fetch(self, key, request, callback)
+            fetch = _Fetch(self, key, request, callback, time.monotonic() - entry[3])
             self.active[key] = fetch
             fetch.start()
 
-    def _release_slot(self, key: object) -> None:
-        if self.active.pop(key, None) is not None:
+    def _release_slot(self, fetch: _Fetch) -> None:
+        key = fetch.key
+        if self.active.pop(fetch if key is None else key, None) is not None and self.queue:
             self._process_queue()
 
     def _on_queue_timeout(self, key: object) -> None:
-        request, callback, _ = self.waiting.pop(key)
+        request, callback, _, _ = self.waiting.pop(key)
         self.queue.remove((key, request, callback))
         response = HTTPResponse(
             request,
@@ -195,37 +256,56 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
 
     # -- deadlines -------------------------------------------------------
 
-    def _watch(self, fetch: _Fetch, when: float) -> None:
-        heap = self._deadlines
-        if len(heap) > 2 * len(self.active) + 64:
-            # Mostly finished fetches: keep only the live entries.
-            heap[:] = [e for e in heap if not e[2].done and e[2].deadline == e[0]]
-            heapq.heapify(heap)
-        self._deadline_seq += 1
-        heapq.heappush(heap, (when, self._deadline_seq, fetch))
-        if self._deadline_timer is None or when < self._deadline_at:
-            self._arm_deadline_timer(when)
-
     def _arm_deadline_timer(self, when: float) -> None:
         if self._deadline_timer is not None:
-            self.io_loop.remove_timeout(self._deadline_timer)
+            self._deadline_timer.cancel()
         self._deadline_at = when
-        self._deadline_timer = self.io_loop.call_at(when, self._on_deadline)
+        self._deadline_timer = self._loop.call_later(
+            max(0.0, when - time.monotonic()), self._on_deadline
+        )
 
     def _on_deadline(self) -> None:
         self._deadline_timer = None
-        heap = self._deadlines
-        now = self.io_loop.time()
-        while heap:
-            when, _, fetch = heap[0]
-            if fetch.done or fetch.deadline != when:
-                heapq.heappop(heap)
+        now = time.monotonic()
+        expired: list[_Fetch] = []
+        earliest: Optional[float] = None
+        for fetch in self.active.values():
+            when = fetch.deadline
+            if when is None:
                 continue
-            if when > now:
-                self._arm_deadline_timer(when)
-                return
-            heapq.heappop(heap)
+            if when <= now:
+                expired.append(fetch)
+            elif earliest is None or when < earliest:
+                earliest = when
+        if earliest is not None:
+            self._arm_deadline_timer(earliest)
+        for fetch in expired:
             fetch._on_timeout()
+
+    # -- plans -----------------------------------------------------------
+
+    def _plan_key(self, req: HTTPRequest) -> Optional[tuple[Any, ...]]:
+        """The cache key of ``req``'s plan, or None if it cannot be cached."""
+        proxy: Any = req
+        if type(proxy) is not _RequestProxy or proxy.defaults is not self.defaults:
+            return None
+        attrs = vars(proxy.request)
+        try:
+            if (
+                attrs["_body"] is not None
+                or attrs["body_producer"] is not None
+                or attrs["_headers"]
+            ):
+                return None
+            key: tuple[Any, ...] = _plan_signature(attrs)
+        except KeyError:
+            return None
+        if self.defaults != self._plan_defaults:
+            # Someone changed the defaults in place: plans made with the old
+            # ones no longer apply.
+            self._plans.clear()
+            self._plan_defaults = dict(self.defaults)
+        return key
 
     # -- pool ------------------------------------------------------------
 
@@ -240,7 +320,7 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
     def _schedule_prune(self) -> None:
         when = self.pool.next_expiry()
         if when is not None:
-            self._pool_timer = self.io_loop.call_at(when, self._prune)
+            self._pool_timer = self._loop.call_later(max(0.0, when - time.monotonic()), self._prune)
 
     def _prune(self) -> None:
         self._pool_timer = None
@@ -252,7 +332,7 @@ def _options(req: HTTPRequest) -> dict[str, Any]:
     """Every option of ``req``, with the client's defaults filled in.
 
     A copy of the request's attributes instead of a `_RequestProxy` lookup
-    per use: the hot path reads each option once from a dict.
+    per use: the planning reads each option once from a dict.
     """
     if isinstance(req, _RequestProxy):
         opts = vars(req.request).copy()
@@ -271,11 +351,13 @@ def _options(req: HTTPRequest) -> dict[str, Any]:
 
 
 class _Hop:
-    """What one hop sends, and where (computed before any connection is used)."""
+    """What one hop sends, and where (computed before any connection is used).
+
+    It holds nothing of one fetch, so that requests with the same options
+    share it (see `SimpleAsyncHTTPClient._plan_key`).
+    """
 
     __slots__ = (
-        "req",
-        "opts",
         "key",
         "scheme",
         "host",
@@ -283,13 +365,16 @@ class _Hop:
         "af",
         "ssl_context",
         "proxy",
+        "source_ip",
         "spec",
+        "url",
+        "connect_limit",
+        "request_timeout",
+        "cacheable",
     )
 
     def __init__(
         self,
-        req: HTTPRequest,
-        opts: dict[str, Any],
         key: Hashable,
         scheme: str,
         host: str,
@@ -297,10 +382,13 @@ class _Hop:
         af: socket.AddressFamily,
         ssl_context: Optional[ssl.SSLContext],
         proxy: Optional[tuple[str, int, Optional[str]]],
+        source_ip: Optional[str],
         spec: RequestSpec,
+        url: str,
+        connect_timeout: Optional[float],
+        request_timeout: Optional[float],
+        cacheable: bool,
     ) -> None:
-        self.req = req
-        self.opts = opts
         self.key = key
         self.scheme = scheme
         self.host = host
@@ -308,7 +396,13 @@ class _Hop:
         self.af = af
         self.ssl_context = ssl_context
         self.proxy = proxy
+        self.source_ip = source_ip
         self.spec = spec
+        self.url = url
+        # Connecting is bounded by both timeouts; 0 or None means no limit.
+        self.connect_limit = min(connect_timeout or 0, request_timeout or 0)
+        self.request_timeout = request_timeout or 0
+        self.cacheable = cacheable
 
 
 class _Fetch:
@@ -323,12 +417,13 @@ class _Fetch:
         "key",
         "request",
         "callback",
-        "io_loop",
         "done",
         "phase",
         "deadline",
-        "start_mono",
+        "started",
+        "time_info",
         "hop",
+        "req",
         "hop_start",
         "digest",
         "digest_tried",
@@ -340,21 +435,25 @@ class _Fetch:
     def __init__(
         self,
         client: SimpleAsyncHTTPClient,
-        key: object,
+        key: Optional[object],
         request: HTTPRequest,
         callback: Callable[[HTTPResponse], None],
+        queued: Optional[float],
     ) -> None:
         self.client = client
+        # None: the fetch is its own key in ``client.active`` (a reference
+        # to itself would be a cycle for the garbage collector).
         self.key = key
         self.request = request
         self.callback = callback
-        self.io_loop = client.io_loop
         self.done = False
         self.phase = "while connecting"
         self.deadline: Optional[float] = None
-        self.start_mono = time.monotonic()
+        self.started = time.monotonic()
+        self.time_info = None if queued is None else {"queue": queued}
         self.hop: Optional[_Hop] = None
-        self.hop_start = 0.0
+        self.req = request
+        self.hop_start = self.started
         self.digest: Optional[str] = None
         self.digest_tried = False
         self.connect_task: Optional[asyncio.Future[None]] = None
@@ -362,7 +461,7 @@ class _Fetch:
         self.retried = False
 
     def start(self) -> None:
-        self._start_hop(self.request)
+        self._start_hop(self.request, self.started)
 
     # ConnectWatcher
     def connect_phase(self, phase: str) -> None:
@@ -374,7 +473,9 @@ class _Fetch:
         self.phase = phase
         self.deadline = deadline
         if deadline is not None:
-            self.client._watch(self, deadline)
+            client = self.client
+            if client._deadline_timer is None or deadline < client._deadline_at:
+                client._arm_deadline_timer(deadline)
 
     def _on_timeout(self) -> None:
         self.deadline = None
@@ -393,8 +494,9 @@ class _Fetch:
             self.request,
             599,
             error=exc,
-            request_time=time.monotonic() - self.start_mono,
+            request_time=time.monotonic() - self.started,
             start_time=self.request.start_time,
+            time_info=self.time_info,
         )
 
     def _fail(self, exc: BaseException) -> None:
@@ -412,20 +514,38 @@ class _Fetch:
         if self.exchange is not None:
             self.exchange.abort()
             self.exchange = None
-        self.client._release_slot(self.key)
+        self.client._release_slot(self)
         self.callback(response)
 
     # -- hops ----------------------------------------------------------------
 
-    def _start_hop(self, req: HTTPRequest) -> None:
-        try:
-            self.hop = self._plan(req)
-        except Exception as exc:
-            self._fail(exc)
-            return
+    def _start_hop(self, req: HTTPRequest, now: Optional[float] = None) -> None:
+        client = self.client
+        key = client._plan_key(req)
+        hop = None
+        if key is not None:
+            try:
+                hop = client._plans.get(key)
+            except TypeError:
+                # An unhashable option (an ssl_options dict): not cached.
+                key = None
+        if hop is None:
+            try:
+                hop = self._plan(req)
+            except Exception as exc:
+                self._fail(exc)
+                return
+            if key is not None and hop.cacheable:
+                plans = client._plans
+                if len(plans) >= _PLAN_CACHE_SIZE:
+                    plans.clear()
+                plans[key] = hop
+        self.hop = hop
+        self.req = req
         self.retried = False
-        self.hop_start = self.io_loop.time()
-        self._arm(None, "while connecting")
+        self.hop_start = time.monotonic() if now is None else now
+        self.deadline = None
+        self.phase = "while connecting"
         self._attempt()
 
     def _attempt(self) -> None:
@@ -435,11 +555,9 @@ class _Fetch:
         if conn is not None:
             self._exchange(conn)
             return
-        opts = hop.opts
-        timeout = min(opts["connect_timeout"] or 0, opts["request_timeout"] or 0)
+        timeout = hop.connect_limit
         self._arm(self.hop_start + timeout if timeout else None, "while connecting")
-        loop = cast(Any, self.io_loop).asyncio_loop
-        self.connect_task = asyncio.ensure_future(self._connect(hop), loop=loop)
+        self.connect_task = asyncio.ensure_future(self._connect(hop), loop=self.client._loop)
 
     async def _connect(self, hop: _Hop) -> None:
         client = self.client
@@ -451,7 +569,7 @@ class _Fetch:
                 host=hop.host,
                 port=hop.port,
                 af=hop.af,
-                source_ip=hop.opts["network_interface"],
+                source_ip=hop.source_ip,
                 ssl_context=hop.ssl_context,
                 proxy=hop.proxy,
                 limits=client._limits,
@@ -473,7 +591,7 @@ class _Fetch:
         hop = self.hop
         assert hop is not None
         if self.deadline is None or self.phase != "during request":
-            limit = hop.opts["request_timeout"]
+            limit = hop.request_timeout
             self._arm(self.hop_start + limit if limit else None, "during request")
         exchange = Exchange(conn, hop.spec, self._on_exchange_done)
         self.exchange = exchange
@@ -489,12 +607,12 @@ class _Fetch:
         if self.done:
             conn.close()
             return
+        hop = self.hop
+        assert hop is not None
         if isinstance(outcome, BaseException):
             conn.close()
-            hop = self.hop
-            assert hop is not None
             if isinstance(outcome, StaleConnectionError):
-                if hop.opts["body_producer"] is None and not self.retried:
+                if hop.spec.body_producer is None and not self.retried:
                     # The server closed the idle connection as we sent: once
                     # more, on a new one.
                     self.retried = True
@@ -507,33 +625,33 @@ class _Fetch:
             self.client._keep(conn)
         else:
             conn.close()
-        hop = self.hop
-        assert hop is not None
         if outcome.superseded:
             try:
                 if outcome.code == 401 and not self.digest_tried:
                     self.digest_tried = True
-                    self.digest = self._digest_answer(hop, outcome)
-                    self._start_hop(hop.req)
+                    self.digest = self._digest_answer(outcome)
+                    self._start_hop(self.req)
                     return
                 self.digest = None
                 self.digest_tried = False
-                new = self._redirect(hop, outcome)
+                new = self._redirect(outcome)
             except Exception as exc:
                 self._fail(exc)
                 return
             self._start_hop(new)
             return
+        request = self.request
         self._finish(
             HTTPResponse(
-                self.request,
+                request,
                 outcome.code,
                 reason=outcome.reason,
                 headers=outcome.headers,
                 buffer=outcome.buffer,
-                effective_url=hop.opts["url"],
-                request_time=time.monotonic() - self.start_mono,
-                start_time=self.request.start_time,
+                effective_url=hop.url,
+                request_time=time.monotonic() - self.started,
+                start_time=request.start_time,
+                time_info=self.time_info,
             )
         )
 
@@ -606,7 +724,21 @@ class _Fetch:
             superseded,
             client._body_limit,
         )
-        return _Hop(req, opts, key, scheme, host, port, af, ssl_context, proxy, spec)
+        return _Hop(
+            key,
+            scheme,
+            host,
+            port,
+            af,
+            ssl_context,
+            proxy,
+            source_ip,
+            spec,
+            url,
+            opts["connect_timeout"],
+            opts["request_timeout"],
+            not wants_digest,
+        )
 
     def _headers(
         self,
@@ -685,10 +817,10 @@ class _Fetch:
             put("Proxy-Authorization", proxy_auth)
         return items, wants_digest
 
-    def _digest_answer(self, hop: _Hop, result: ExchangeResult) -> str:
+    def _digest_answer(self, result: ExchangeResult) -> str:
         challenge = parse_digest_challenge(result.headers.get("WWW-Authenticate", ""))
         assert challenge is not None
-        opts = hop.opts
+        opts = _options(self.req)
         parsed = urllib.parse.urlsplit(opts["url"])
         uri = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
         if parsed.username is not None:
@@ -699,9 +831,9 @@ class _Fetch:
             password = opts["auth_password"] or ""
         return digest_authorization(challenge, opts["method"], uri, username, password)
 
-    def _redirect(self, hop: _Hop, result: ExchangeResult) -> HTTPRequest:
-        req = hop.req
-        opts = hop.opts
+    def _redirect(self, result: ExchangeResult) -> HTTPRequest:
+        req = self.req
+        opts = _options(req)
         base = req.request if isinstance(req, _RequestProxy) else req
         new = copy.copy(base)
         new.url = urllib.parse.urljoin(opts["url"], result.headers["Location"])

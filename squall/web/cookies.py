@@ -16,6 +16,7 @@ import http.cookies
 import os
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall.escape import utf8, xhtml_escape
@@ -135,9 +136,8 @@ class CookieMixin:
         @property
         def current_user(self) -> Any: ...
         def require_setting(self, name: str, feature: str = "this feature") -> None: ...
-        def get_argument(
-            self, name: str, default: Optional[str] = None, strip: bool = True
-        ) -> Optional[str]: ...
+
+        get_argument: Callable[..., Any]
 
     @property
     def cookies(self) -> dict[str, http.cookies.Morsel[str]]:

@@ -24,7 +24,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union, overload
 
 from squall import escape
 from squall import locale as locale_module
@@ -225,8 +225,16 @@ class RequestHandler(CookieMixin, RenderMixin):
                 body_future.exception()  # retrieved, so asyncio does not log it
 
     def clear(self) -> None:
-        """Resets the status, the headers and the buffered output to their defaults."""
+        """Resets the status, the headers and the buffered output to their defaults.
+
+        Cookies already set stay set: an error page sent after `set_cookie`
+        still carries them, as in Tornado.
+        """
+        old = self._headers
         self._headers = _new_headers()
+        if "Set-Cookie" in old:
+            for line in old.get_list("Set-Cookie"):
+                self._headers.add("Set-Cookie", line)
         self.set_default_headers()
         self._write_buffer = []
         self._status_code = 200
@@ -294,6 +302,15 @@ class RequestHandler(CookieMixin, RenderMixin):
             raise ValueError(f"Unsafe header value {converted!r}")
         return converted
 
+    @overload
+    def get_argument(self, name: str, default: str, strip: bool = True) -> str: ...
+
+    @overload
+    def get_argument(self, name: str, default: None, strip: bool = True) -> Optional[str]: ...
+
+    @overload
+    def get_argument(self, name: str, *, strip: bool = True) -> str: ...
+
     def get_argument(
         self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
     ) -> Optional[str]:
@@ -311,6 +328,15 @@ class RequestHandler(CookieMixin, RenderMixin):
         """Every value of the query and body argument ``name`` (maybe none)."""
         return self._get_arguments(name, self.request.arguments, strip)
 
+    @overload
+    def get_body_argument(self, name: str, default: str, strip: bool = True) -> str: ...
+
+    @overload
+    def get_body_argument(self, name: str, default: None, strip: bool = True) -> Optional[str]: ...
+
+    @overload
+    def get_body_argument(self, name: str, *, strip: bool = True) -> str: ...
+
     def get_body_argument(
         self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
     ) -> Optional[str]:
@@ -320,6 +346,15 @@ class RequestHandler(CookieMixin, RenderMixin):
     def get_body_arguments(self, name: str, strip: bool = True) -> list[str]:
         """Like `get_arguments`, from the request body only."""
         return self._get_arguments(name, self.request.body_arguments, strip)
+
+    @overload
+    def get_query_argument(self, name: str, default: str, strip: bool = True) -> str: ...
+
+    @overload
+    def get_query_argument(self, name: str, default: None, strip: bool = True) -> Optional[str]: ...
+
+    @overload
+    def get_query_argument(self, name: str, *, strip: bool = True) -> str: ...
 
     def get_query_argument(
         self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True

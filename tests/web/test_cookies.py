@@ -10,7 +10,7 @@ import pytest
 
 from squall.httputil import format_timestamp
 from squall.testing import AsyncHTTPTestCase
-from squall.web import Application, RequestHandler
+from squall.web import Application, HTTPError, RequestHandler
 from squall.web.cookies import format_set_cookie
 from squall.web.signing import create_signed_value
 from tests.web._extras_stub import StubHandler
@@ -310,3 +310,20 @@ def test_bytes_name_is_decoded() -> None:
 def test_values_beyond_latin1_are_refused() -> None:
     with pytest.raises(ValueError, match="beyond Latin-1"):
         format_set_cookie("n", "\u20ac", {})
+
+
+class CookieSurvivesErrorTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        class Handler(RequestHandler):
+            def get(self) -> None:
+                self.set_cookie("kept", "yes")
+                self.set_header("X-Dropped", "1")
+                raise HTTPError(403)
+
+        return Application([("/", Handler)])
+
+    def test_cookie_set_before_an_error_is_sent_with_the_error_page(self) -> None:
+        response = self.fetch("/")
+        assert response.code == 403
+        assert response.headers.get_list("Set-Cookie") == ["kept=yes; Path=/"]
+        assert "X-Dropped" not in response.headers

@@ -15,8 +15,12 @@ or from code, before the first ``import tornado``::
 ``squall.X``): the *same* module object, entered in `sys.modules` under both
 names, so classes are identical (``tornado.web.RequestHandler is
 squall.web.RequestHandler``) and ``isinstance`` checks hold across the two
-spellings. ``tornado.version`` and ``tornado.version_info`` are therefore
-Squall's (a version string and a 4-tuple of ints, Tornado's shape). A
+spellings. The top-level ``tornado`` package is the one exception: it is a
+small facade module whose ``version``/``version_info`` give the Tornado API
+level Squall implements (`TORNADO_VERSION`), so that a program checking
+``tornado.version_info >= (6, 3)`` takes its modern branch; Squall's own
+version is ``tornado.squall_version``, and ``tornado.X`` attributes load
+Squall's submodules lazily, as ``squall.X`` does. A
 ``tornado.X`` for which Squall has no ``squall.X`` raises
 `ModuleNotFoundError` naming both. A real Tornado installation is never
 imported while the hook is installed.
@@ -52,7 +56,11 @@ import types
 from collections.abc import Sequence
 from typing import Optional, Union
 
-__all__ = ["install", "installed", "main", "uninstall"]
+__all__ = ["TORNADO_VERSION", "TORNADO_VERSION_INFO", "install", "installed", "main", "uninstall"]
+
+#: The Tornado release whose public API Squall implements.
+TORNADO_VERSION = "6.6.1"
+TORNADO_VERSION_INFO = (6, 6, 1, 0)
 
 _ALIAS = "tornado"
 _TARGET = "squall"
@@ -87,6 +95,8 @@ class _AliasLoader(importlib.abc.Loader):
         self._own_spec: Optional[importlib.machinery.ModuleSpec] = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        if self.target == _TARGET:
+            return _facade()
         module = importlib.import_module(self.target)
         self._own_spec = module.__spec__
         return module
@@ -112,6 +122,33 @@ class _AliasLoader(importlib.abc.Loader):
 
     def is_package(self, fullname: str) -> bool:
         return self._target_loader().is_package(self.target)
+
+
+def _facade() -> types.ModuleType:
+    """The ``tornado`` package: Tornado's version numbers, Squall's submodules."""
+    squall = importlib.import_module(_TARGET)
+    module = types.ModuleType(_ALIAS, "Squall, answering to the name tornado (see squall.compat).")
+    module.version = TORNADO_VERSION  # type: ignore[attr-defined]
+    module.version_info = TORNADO_VERSION_INFO  # type: ignore[attr-defined]
+    module.squall_version = squall.version  # type: ignore[attr-defined]
+    module.__all__ = list(squall.__all__)  # type: ignore[attr-defined]
+    module.__path__ = list(squall.__path__)
+    module._squall_facade = True  # type: ignore[attr-defined]
+    lazy = squall._LAZY
+
+    def __getattr__(name: str) -> types.ModuleType:
+        if name in lazy:
+            return importlib.import_module(f"{_ALIAS}.{name}")
+        raise AttributeError(f"module {_ALIAS!r} has no attribute {name!r}")
+
+    module.__getattr__ = __getattr__  # type: ignore[method-assign]
+    return module
+
+
+def _is_ours(name: str, module: object) -> bool:
+    return module is sys.modules.get(_target_name(name)) or bool(
+        getattr(module, "_squall_facade", False)
+    )
 
 
 class _TornadoFinder(importlib.abc.MetaPathFinder):
@@ -163,7 +200,7 @@ def install() -> None:
         if _finder is not None:
             return
         for name, module in list(sys.modules.items()):
-            if _is_alias(name) and module is not sys.modules.get(_target_name(name)):
+            if _is_alias(name) and not _is_ours(name, module):
                 raise RuntimeError(
                     f"{name!r} is already imported and is not Squall's module "
                     f"({getattr(module, '__file__', module)!r}); install squall.compat "
@@ -186,7 +223,7 @@ def uninstall() -> None:
             pass
         _finder = None
         for name, module in list(sys.modules.items()):
-            if _is_alias(name) and module is sys.modules.get(_target_name(name)):
+            if _is_alias(name) and _is_ours(name, module):
                 del sys.modules[name]
         _unalias_loggers()
 

@@ -53,7 +53,7 @@ def test_tornado_names_are_squall_modules(compat: None) -> None:
     import squall.platform.asyncio
     import squall.web
 
-    assert tornado is squall
+    assert tornado is not squall and tornado.__all__ == squall.__all__
     assert tornado.web is squall.web
     assert gen is squall.gen
     assert tornado.platform.asyncio is squall.platform.asyncio
@@ -64,16 +64,25 @@ def test_tornado_names_are_squall_modules(compat: None) -> None:
     # The modules keep their own identity.
     assert tornado.web.__name__ == "squall.web"
     assert tornado.web.__spec__ is not None and tornado.web.__spec__.name == "squall.web"
-    assert tornado.__spec__ is not None and tornado.__spec__.name == "squall"
 
 
-def test_version_has_tornados_shape(compat: None) -> None:
+def test_version_is_the_tornado_api_level(compat: None) -> None:
     import tornado
 
-    assert tornado.version == squall.version
-    assert isinstance(tornado.version, str)
-    assert isinstance(tornado.version_info, tuple) and len(tornado.version_info) == 4
-    assert all(isinstance(part, int) for part in tornado.version_info)
+    assert tornado.version == "6.6.1"
+    assert tornado.version_info == (6, 6, 1, 0)
+    assert tornado.version_info >= (6, 3)
+    assert tornado.squall_version == squall.version
+    assert tornado.__all__ == squall.__all__
+
+
+def test_facade_loads_submodules_lazily_and_refuses_unknown_names(compat: None) -> None:
+    import tornado
+
+    assert tornado.locks is squall.locks
+    assert sys.modules["tornado.locks"] is squall.locks
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tornado.nope  # noqa: B018
 
 
 def test_missing_module_names_both(compat: None) -> None:
@@ -293,7 +302,7 @@ def test_unmodified_tornado_hello_world() -> None:
                 assert response.read() == b"Hello, world"
             with urllib.request.urlopen(base + "/info", timeout=5) as response:
                 info = json.loads(response.read())
-            assert info["version"] == squall.version and info["is_handler"] is True
+            assert info["version"] == "6.6.1" and info["is_handler"] is True
             assert len(info["version_info"]) == 4
             with urllib.request.urlopen(base + "/stop", data=b"", timeout=5) as response:
                 assert response.read() == b"bye"

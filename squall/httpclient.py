@@ -259,7 +259,9 @@ class AsyncHTTPClient(Configurable):
             elif not future.cancelled():
                 future.set_result(response)
 
-        self.fetch_impl(cast(HTTPRequest, _RequestProxy(request, self.defaults)), handle_response)
+        # Typed as the request it stands for (no typing.cast call per fetch).
+        proxy: Any = _RequestProxy(request, self.defaults)
+        self.fetch_impl(proxy, handle_response)
         return future
 
     def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
@@ -330,7 +332,7 @@ class HTTPRequest:
             ``validate_cert``, ``ca_certs``, ``client_key``, ``client_cert``).
     """
 
-    _headers: _Headers
+    _headers: Optional[_Headers]
     _body: Optional[bytes]
 
     _DEFAULTS: dict[str, Any] = dict(
@@ -381,9 +383,9 @@ class HTTPRequest:
         ssl_options: Optional[Union[dict[str, Any], ssl.SSLContext]] = None,
     ) -> None:
         # Attributes are set directly rather than through the properties:
-        # this runs once per fetch. An empty HTTPHeaders is made without
-        # going through MutableMapping.update.
-        self._headers = HTTPHeaders._from_pairs(()) if headers is None else headers
+        # this runs once per fetch. No headers: the empty HTTPHeaders is
+        # made when someone asks for it.
+        self._headers = headers
         if if_modified_since:
             self.headers["If-Modified-Since"] = format_timestamp(if_modified_since)
         self._body = None if body is None else utf8(body)
@@ -426,8 +428,11 @@ class HTTPRequest:
     @property
     def headers(self) -> HTTPHeaders:
         """The request headers (a dict or `~squall.httputil.HTTPHeaders`)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = HTTPHeaders()
         # Typed as HTTPHeaders, as Tornado does: both support what callers use.
-        return self._headers  # type: ignore[return-value]
+        return headers  # type: ignore[return-value]
 
     @headers.setter
     def headers(self, value: Optional[_Headers]) -> None:

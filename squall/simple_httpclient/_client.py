@@ -237,11 +237,6 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             self.active[key] = fetch
             fetch.start()
 
-    def _release_slot(self, fetch: _Fetch) -> None:
-        key = fetch.key
-        if self.active.pop(fetch if key is None else key, None) is not None and self.queue:
-            self._process_queue()
-
     def _on_queue_timeout(self, key: object) -> None:
         request, callback, _, _ = self.waiting.pop(key)
         self.queue.remove((key, request, callback))
@@ -514,7 +509,10 @@ class _Fetch:
         if self.exchange is not None:
             self.exchange.abort()
             self.exchange = None
-        self.client._release_slot(self)
+        client = self.client
+        key = self.key
+        if client.active.pop(self if key is None else key, None) is not None and client.queue:
+            client._process_queue()
         self.callback(response)
 
     # -- hops ----------------------------------------------------------------
@@ -591,8 +589,16 @@ class _Fetch:
         hop = self.hop
         assert hop is not None
         if self.deadline is None or self.phase != "during request":
+            self.phase = "during request"
             limit = hop.request_timeout
-            self._arm(self.hop_start + limit if limit else None, "during request")
+            if limit:
+                # _arm, inlined: this runs once per request.
+                deadline = self.deadline = self.hop_start + limit
+                client = self.client
+                if client._deadline_timer is None or deadline < client._deadline_at:
+                    client._arm_deadline_timer(deadline)
+            else:
+                self.deadline = None
         exchange = Exchange(conn, hop.spec, self._on_exchange_done)
         self.exchange = exchange
         try:
@@ -750,7 +756,10 @@ class _Fetch:
         items: list[tuple[str, str]] = []
         names: set[str] = set()
         source = opts["headers"]
-        pairs = source.get_all() if isinstance(source, HTTPHeaders) else source.items()
+        if source is None:
+            pairs: Any = ()
+        else:
+            pairs = source.get_all() if isinstance(source, HTTPHeaders) else source.items()
         for name, value in pairs:
             if isinstance(value, bytes):
                 value = value.decode("latin-1")

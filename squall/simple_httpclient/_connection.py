@@ -191,6 +191,9 @@ class ClientConnection(asyncio.Protocol):
         handler = self.handler
         if handler is not None:
             handler.pump()
+        else:
+            # Idle: the pool must not hand it out before connection_lost.
+            self.closed = True
         return False
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
@@ -245,9 +248,13 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def is_reusable(self) -> bool:
-        """For the pool: still open and idle (a server's close is seen at once,
-        since an idle connection keeps reading)."""
-        return self.handler is None and self.can_keep()
+        """For the pool: still open and idle.
+
+        `can_keep` held when it was released, and only bytes or an EOF from
+        the server could change that, both of which close an idle
+        connection at once (it keeps reading).
+        """
+        return self.handler is None and not self.closed
 
     def close(self) -> None:
         """Close the connection (at once; unsent data is dropped)."""

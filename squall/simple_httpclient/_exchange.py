@@ -37,6 +37,10 @@ from squall.util import GzipDecompressor
 
 __all__ = ["Exchange", "ExchangeResult", "RequestSpec", "StaleConnectionError"]
 
+# Statuses for which `RequestSpec.superseded` may say yes (redirects, and a
+# digest challenge).
+_MAY_SUPERSEDE = frozenset((301, 302, 303, 307, 308, 401))
+
 # Decompressed output per step: bounds memory for a compression bomb.
 _DECOMPRESS_STEP = 64 * 1024
 
@@ -214,9 +218,14 @@ class Exchange:
             self._produce()
         else:
             body = spec.body
-            conn.write(head + h1.send_data(body) + h1.send_end() if body else head + h1.send_end())
-        if conn.closed or h1.buffered:
-            # Nothing else would wake us: the connection already ended.
+            data = head + h1.send_data(body) + h1.send_end() if body else head + h1.send_end()
+            transport = conn.transport
+            if transport is not None and not conn.closed:
+                transport.write(data)
+        if conn.closed:
+            # Nothing else would wake us: the connection already ended. (An
+            # open one has nothing buffered: data that came while it was
+            # idle closed it.)
             self.pump()
 
     # -- sending -------------------------------------------------------------
@@ -262,72 +271,65 @@ class Exchange:
         """Process the parser's events until it needs data, a callback's
         awaitable must finish first, or the response is complete."""
         try:
-            self._pump()
-        except BaseException as exc:
-            self._fail(exc)
-
-    def _pump(self) -> None:
-        h1 = self.conn.h1
-        while not self.waiting and not self.finished:
-            if self.tail:
-                decompressor = self.decompressor
-                assert decompressor is not None
-                try:
-                    piece = decompressor.decompress(self.tail, _DECOMPRESS_STEP)
-                except zlib.error:
-                    raise _malformed("invalid gzip data") from None
-                self.tail = decompressor.unconsumed_tail
-                if piece:
-                    self._feed(piece)
-                continue
-            if self.ended:
-                self._complete()
-                return
-            try:
-                event = h1.next_event()
-            except RemoteProtocolError as exc:
-                raise self._protocol_error(exc) from None
-            if event is NEED_DATA:
-                return
-            kind = type(event)
-            if kind is Data:
-                assert isinstance(event, Data)
-                if self.superseded:
-                    continue
-                if self.decompressor is not None:
-                    # One step at a time, so that a compression bomb never
-                    # holds more than one step's output.
-                    self.tail = event.data
-                else:
-                    self._feed(event.data)
-            elif kind is Response:
-                assert isinstance(event, Response)
-                self._head(event)
-            elif kind is EndOfMessage:
-                self.ended = True
-                if self.decompressor is not None and not self.superseded:
+            h1 = self.conn.h1
+            while not self.waiting and not self.finished:
+                if self.tail:
+                    decompressor = self.decompressor
+                    assert decompressor is not None
                     try:
-                        rest = self.decompressor.flush()
+                        piece = decompressor.decompress(self.tail, _DECOMPRESS_STEP)
                     except zlib.error:
                         raise _malformed("invalid gzip data") from None
-                    if rest:
-                        self._feed(rest)
-            elif kind is InformationalResponse:
-                assert isinstance(event, InformationalResponse)
-                if event.status == 100 and self.body_pending:
-                    self.body_pending = False
-                    self._send_body()
-            elif kind is ConnectionClosed:
-                assert isinstance(event, ConnectionClosed)
-                conn = self.conn
-                if self.response is None and not event.truncated and conn.uses > 1:
-                    raise StaleConnectionError()
-                if conn.error is not None:
-                    raise conn.error
-                raise HTTPStreamClosedError("Connection closed")
-            else:
-                # PAUSED cannot happen with a request outstanding.
-                raise HTTPStreamClosedError(f"unexpected connection state: {event!r}")
+                    self.tail = decompressor.unconsumed_tail
+                    if piece:
+                        self._feed(piece)
+                    continue
+                if self.ended:
+                    self._complete()
+                    return
+                try:
+                    event = h1.next_event()
+                except RemoteProtocolError as exc:
+                    raise self._protocol_error(exc) from None
+                if event is NEED_DATA:
+                    return
+                # Checked by type() (mypy narrows on it; no assert per event).
+                if type(event) is Data:
+                    if self.superseded:
+                        continue
+                    if self.decompressor is not None:
+                        # One step at a time, so that a compression bomb never
+                        # holds more than one step's output.
+                        self.tail = event.data
+                    else:
+                        self._feed(event.data)
+                elif type(event) is Response:
+                    self._head(event)
+                elif type(event) is EndOfMessage:
+                    self.ended = True
+                    if self.decompressor is not None and not self.superseded:
+                        try:
+                            rest = self.decompressor.flush()
+                        except zlib.error:
+                            raise _malformed("invalid gzip data") from None
+                        if rest:
+                            self._feed(rest)
+                elif type(event) is InformationalResponse:
+                    if event.status == 100 and self.body_pending:
+                        self.body_pending = False
+                        self._send_body()
+                elif type(event) is ConnectionClosed:
+                    conn = self.conn
+                    if self.response is None and not event.truncated and conn.uses > 1:
+                        raise StaleConnectionError()
+                    if conn.error is not None:
+                        raise conn.error
+                    raise HTTPStreamClosedError("Connection closed")
+                else:
+                    # PAUSED cannot happen with a request outstanding.
+                    raise HTTPStreamClosedError(f"unexpected connection state: {event!r}")
+        except BaseException as exc:
+            self._fail(exc)
 
     def _protocol_error(self, exc: RemoteProtocolError) -> Exception:
         message = str(exc)
@@ -344,10 +346,14 @@ class Exchange:
         spec = self.spec
         self.response = event
         headers = self.headers = HTTPHeaders._from_pairs(event.headers)
-        if spec.superseded(event.status, headers):
+        if event.status in _MAY_SUPERSEDE and spec.superseded(event.status, headers):
             self.superseded = True
             return
-        if spec.decompress and headers.get("Content-Encoding", "").lower() == "gzip":
+        if (
+            spec.decompress
+            and "Content-Encoding" in headers
+            and headers["Content-Encoding"].lower() == "gzip"
+        ):
             self.decompressor = GzipDecompressor()
             headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
             del headers["Content-Encoding"]

@@ -16,8 +16,8 @@ unless the environment variable ``SQUALL_NO_SPEEDUPS=1`` is set.
 
 from __future__ import annotations
 
-import logging
 import os
+import re
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional, Union
@@ -50,12 +50,60 @@ from squall.httputil import (
 )
 from squall.httputil._headers import _ABNF
 from squall.iostream import IOStream, StreamClosedError
+from squall.log import app_log, gen_log
 from squall.util import GzipDecompressor
 
 __all__ = ["HTTP1Connection", "HTTP1ConnectionParameters", "HTTP1ServerConnection"]
 
-gen_log = logging.getLogger("squall.general")
-app_log = logging.getLogger("squall.application")
+#: A CR or LF, which may not appear in a header value or start-line field.
+CR_OR_LF_RE = re.compile(b"\r|\n")
+#: One or more decimal digits (the only form of a Content-Length, RFC 9110 §8.6).
+DIGITS = re.compile(r"[0-9]+")
+#: One or more hex digits (the form of a chunk size, RFC 9112 §7.1).
+HEXDIGITS = re.compile(r"[0-9a-fA-F]+")
+
+
+def parse_int(s: str) -> int:
+    """Parse a non-negative decimal integer with no sign, space or underscore.
+
+    Raises:
+        ValueError: if ``s`` is not only decimal digits.
+    """
+    if DIGITS.fullmatch(s) is None:
+        raise ValueError(f"not a decimal integer: {s[:40]!r}")
+    return int(s)
+
+
+def parse_hex_int(s: str) -> int:
+    """Parse a non-negative hexadecimal integer with no prefix, sign or space.
+
+    Raises:
+        ValueError: if ``s`` is not only hex digits.
+    """
+    if HEXDIGITS.fullmatch(s) is None:
+        raise ValueError(f"not a hexadecimal integer: {s[:40]!r}")
+    return int(s, 16)
+
+
+def is_transfer_encoding_chunked(headers: HTTPHeaders) -> bool:
+    """Whether a message's body is in the chunked coding (RFC 9112 §6.1).
+
+    Returns:
+        False without a ``Transfer-Encoding`` header, True when it is ``chunked``.
+
+    Raises:
+        HTTPInputError: for any other transfer coding (only ``chunked`` is
+            supported) or when ``Content-Length`` is present too (§6.3).
+    """
+    if "Transfer-Encoding" not in headers:
+        return False
+    if "Content-Length" in headers:
+        raise HTTPInputError("Message with both Transfer-Encoding and Content-Length")
+    value = headers["Transfer-Encoding"]
+    if value.strip().lower() == "chunked":
+        return True
+    raise HTTPInputError(f"Unsupported Transfer-Encoding {value[:100]}")
+
 
 #: Most interim (1xx) responses a client accepts before the final one.
 _MAX_1XX_RESPONSES = 10
@@ -334,14 +382,39 @@ class HTTP1Connection(HTTPConnection):
         is_client: bool,
         params: Optional[HTTP1ConnectionParameters] = None,
         context: Optional[object] = None,
-        _h1: Optional[H1Connection] = None,
+    ) -> None:
+        self._setup(stream, is_client, params, context, None)
+
+    @classmethod
+    def _next_on(
+        cls,
+        stream: IOStream,
+        params: HTTP1ConnectionParameters,
+        context: Optional[object],
+        h1: H1Connection,
+    ) -> HTTP1Connection:
+        """The server side of the next exchange on a kept-alive connection,
+        continuing the sans-I/O state ``h1`` of the previous one."""
+        conn = cls.__new__(cls)
+        conn._setup(stream, False, params, context, h1)
+        return conn
+
+    def _setup(
+        self,
+        stream: IOStream,
+        is_client: bool,
+        params: Optional[HTTP1ConnectionParameters],
+        context: Optional[object],
+        h1: Optional[H1Connection],
     ) -> None:
         self.is_client = is_client
         self.stream: Optional[IOStream] = stream
         self.params = params if params is not None else HTTP1ConnectionParameters()
         self.context = context
+        #: Tornado's name for ``params.no_keep_alive``, read by some callers.
+        self.no_keep_alive = self.params.no_keep_alive
         self._h1 = (
-            _h1 if _h1 is not None else _new_h1("client" if is_client else "server", self.params)
+            h1 if h1 is not None else _new_h1("client" if is_client else "server", self.params)
         )
         self._body_timeout = self.params.body_timeout
         self._max_body_size: Optional[int] = None
@@ -784,7 +857,7 @@ class HTTP1ServerConnection:
     async def _server_request_loop(self, delegate: Any) -> None:
         try:
             while True:
-                conn = HTTP1Connection(self.stream, False, self.params, self.context, _h1=self._h1)
+                conn = HTTP1Connection._next_on(self.stream, self.params, self.context, self._h1)
                 request_delegate = delegate.start_request(self, conn)
                 try:
                     ok = await conn.read_response(request_delegate)

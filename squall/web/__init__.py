@@ -12,12 +12,12 @@ The public names of ``tornado.web``, gathered from the modules of this package:
 * ``static``: `StaticFileHandler`
 * ``transforms``: `OutputTransform`, `GZipContentEncoding`
 
-Routes are `squall.routing` objects; `URLSpec` and `url` are re-exported.
+Routes are `squall.routing` objects; `URLSpec` is re-exported and `url` is its alias.
 """
 
 from __future__ import annotations
 
-from squall.routing import URLSpec, url
+from squall.routing import URLSpec
 from squall.web.application import Application, _ApplicationRouter, _HandlerDelegate
 from squall.web.decorators import (
     _has_stream_request_body,
@@ -29,7 +29,8 @@ from squall.web.decorators import (
 from squall.web.errors import Finish, HTTPError, MissingArgumentError
 from squall.web.handler import _ARG_DEFAULT, RequestHandler, _UIModuleNamespace
 from squall.web.handlers import ErrorHandler, FallbackHandler, RedirectHandler
-from squall.web.signing import (
+from squall.web.rendering import is_absolute
+from squall.web.signing import (  # re-exported, with the format versions
     DEFAULT_SIGNED_VALUE_MIN_VERSION,
     DEFAULT_SIGNED_VALUE_VERSION,
     MAX_SUPPORTED_SIGNED_VALUE_VERSION,
@@ -43,6 +44,9 @@ from squall.web.signing import (
 from squall.web.static import StaticFileHandler
 from squall.web.transforms import GZipContentEncoding, OutputTransform
 from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
+
+#: Shorthand for `URLSpec` in handler lists: ``url(r"/", MainHandler, name="home")``.
+url = URLSpec
 
 for _obj in (
     Application,
@@ -60,6 +64,7 @@ for _obj in (
     create_signed_value,
     decode_signed_value,
     get_signature_key_version,
+    is_absolute,
     StaticFileHandler,
     GZipContentEncoding,
     OutputTransform,

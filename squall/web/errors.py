@@ -43,13 +43,18 @@ class HTTPError(Exception):
             # (from a percent-encoded URL, say) must survive formatting.
             self.log_message = log_message.replace("%", "%%")
 
+    def get_message(self) -> Optional[str]:
+        """The log message with its placeholders filled from ``args`` (None if no message)."""
+        if not self.log_message:
+            return None
+        return self.log_message % self.args
+
     def __str__(self) -> str:
         message = (
             f"HTTP {self.status_code}: {self.reason or responses.get(self.status_code, 'Unknown')}"
         )
-        if self.log_message:
-            return f"{message} ({self.log_message % self.args})"
-        return message
+        detail = self.get_message()
+        return message if detail is None else f"{message} ({detail})"
 
 
 class Finish(Exception):

@@ -250,7 +250,7 @@ class WebSocketClientConnection(_Peer):
         pass
 
     def on_ws_connection_close(
-        self, close_code: Optional[int], close_reason: Optional[str]
+        self, close_code: Optional[int] = None, close_reason: Optional[str] = None
     ) -> None:
         self._closed = True
         space = self._space

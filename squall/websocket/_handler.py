@@ -271,7 +271,7 @@ class WebSocketHandler(RequestHandler, _Peer):
     # -- connection end
 
     def on_ws_connection_close(
-        self, close_code: Optional[int], close_reason: Optional[str]
+        self, close_code: Optional[int] = None, close_reason: Optional[str] = None
     ) -> None:
         self.close_code = close_code
         self.close_reason = close_reason

@@ -50,7 +50,7 @@ class _Peer:
         pass
 
     def on_ws_connection_close(
-        self, close_code: Optional[int], close_reason: Optional[str]
+        self, close_code: Optional[int] = None, close_reason: Optional[str] = None
     ) -> None:
         pass
 
@@ -68,6 +68,28 @@ class WebSocketProtocol:
         """Whether the connection is closed or closing."""
         raise NotImplementedError()
 
+    def close(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
+        """Start the closing handshake (code and reason are sent to the peer)."""
+        raise NotImplementedError()
+
+    def write_message(
+        self, message: Union[MessageType, dict[str, Any]], binary: bool = False
+    ) -> Future[None]:
+        """Send one message; a dict is sent as JSON."""
+        raise NotImplementedError()
+
+    def write_ping(self, data: bytes) -> None:
+        """Send a ping frame carrying ``data``."""
+        raise NotImplementedError()
+
+    def set_nodelay(self, x: bool) -> None:
+        """Set TCP_NODELAY on the connection's socket."""
+        raise NotImplementedError()
+
+    def on_connection_close(self) -> None:
+        """Called when the underlying stream has closed."""
+        raise NotImplementedError()
+
 
 class WebSocketProtocol13(WebSocketProtocol):
     """Drives one connection over an `~squall.iostream.IOStream` with `squall._ws`.
@@ -83,6 +105,19 @@ class WebSocketProtocol13(WebSocketProtocol):
 
     # No __slots__: applications and Tornado's tests wrap methods of a live
     # protocol (``_handle_message``, ``_write_frame``) on the instance.
+
+    # The bits of a frame's first byte (RFC 6455 §5.2).
+    FIN = 0x80
+    RSV1 = 0x40
+    RSV2 = 0x20
+    RSV3 = 0x10
+    RSV_MASK = RSV1 | RSV2 | RSV3
+    OPCODE_MASK = 0x0F
+
+    @staticmethod
+    def compute_accept_value(key: Union[str, bytes]) -> str:
+        """The ``Sec-WebSocket-Accept`` value answering ``Sec-WebSocket-Key`` ``key``."""
+        return _ws.accept_key(key.decode("ascii") if isinstance(key, bytes) else key)
 
     def __init__(
         self,
@@ -357,10 +392,10 @@ class WebSocketProtocol13(WebSocketProtocol):
             raise WebSocketClosedError()
         self._write_frame(True, 0x9, data)
 
-    def set_nodelay(self, value: bool) -> None:
+    def set_nodelay(self, x: bool) -> None:
         """Sets TCP_NODELAY on the connection's socket."""
         if self.stream is not None:
-            self.stream.set_nodelay(value)
+            self.stream.set_nodelay(x)
 
     # -- pings
 

@@ -10,6 +10,10 @@ Errors: `StreamClosedError` (an `OSError`; the cause in ``real_error``),
 `StreamBufferFullError` (a buffer limit reached).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from squall.iostream._base import BaseIOStream
 from squall.iostream._buffer import _StreamBuffer
 from squall.iostream._errors import (
@@ -18,6 +22,9 @@ from squall.iostream._errors import (
     UnsatisfiableReadError,
 )
 from squall.iostream._streams import IOStream, PipeIOStream, SSLIOStream
+
+if TYPE_CHECKING:
+    import unittest
 
 __all__ = [
     "BaseIOStream",
@@ -41,3 +48,16 @@ for _obj in (
 ):
     _obj.__module__ = __name__
 del _obj
+
+
+def doctests() -> unittest.TestSuite:
+    """The examples in this package's docstrings, as a `unittest.TestSuite`."""
+    import doctest
+    import unittest
+
+    from squall.iostream import _base, _errors, _streams
+
+    suite = unittest.TestSuite()
+    for module in (_base, _errors, _streams):
+        suite.addTests(doctest.DocTestSuite(module))
+    return suite

@@ -98,6 +98,7 @@ __all__ = [
     "create_signed_value",
     "decode_signed_value",
     "get_signature_key_version",
+    "is_absolute",
     "removeslash",
     "stream_request_body",
     "url",

@@ -189,6 +189,11 @@ class H1Connection(_Sender):
         """The limits in force."""
         return self._limits
 
+    def has_input(self) -> bool:
+        """Whether `next_event` has anything to look at: unparsed bytes or
+        the peer's EOF (if not, it can only return `NEED_DATA` or `PAUSED`)."""
+        return self._eof or self._pos < len(self._buf)
+
     def set_max_body_size(self, size: int) -> None:
         """Override `H1Limits.max_body_size` for the message being received
         (call it after its head event; the next message uses the default)."""

@@ -126,6 +126,25 @@ class _Sender:
         """
         return self._response_head(status, reason, headers, -1)
 
+    def send_response_start(
+        self, status: int, reason: str, headers: Iterable[tuple[str, str]], data: bytes
+    ) -> bytes:
+        """Server: `send_response_head` and `send_data` of a first body
+        piece in one call (what a framework's first flush sends).
+
+        Raises:
+            LocalProtocolError: As `send_response_head`; or ``data`` longer
+                than the Content-Length (nothing is then to be sent).
+        """
+        head = self._response_head(status, reason, headers, -1)
+        if not data:
+            return head
+        out = self._out
+        if out >= len(data):  # a Content-Length body (the framings are negative)
+            self._out = out - len(data)
+            return head + data
+        return head + self.send_data(data)
+
     def _response_head(
         self, status: int, reason: str, headers: Iterable[tuple[str, str]], length: int
     ) -> bytes:
@@ -141,9 +160,15 @@ class _Sender:
             raise LocalProtocolError(f"invalid final status code {status!r}")
         text = encode_fields(headers)
         low = "\n" + text.lower()
-        cl = find_values(text, low, "\ncontent-length:")
-        te = find_values(text, low, "\ntransfer-encoding:")
-        conn = find_values(text, low, "\nconnection:")
+        # Most responses set neither Transfer-Encoding nor Connection: a
+        # substring test spares the scan.
+        cl = find_values(text, low, "\ncontent-length:") if "\ncontent-length:" in low else None
+        te = (
+            find_values(text, low, "\ntransfer-encoding:")
+            if "\ntransfer-encoding:" in low
+            else None
+        )
+        conn = find_values(text, low, "\nconnection:") if "\nconnection:" in low else None
         is11 = self._is11
         method = self._method
         if length >= 0 and cl is None and te is None and status >= 200 and status not in (204, 304):

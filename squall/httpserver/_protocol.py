@@ -29,6 +29,7 @@ from squall._h1 import (
     Data,
     EndOfMessage,
     H1Connection,
+    LocalProtocolError,
     RemoteProtocolError,
     Request,
 )
@@ -36,13 +37,11 @@ from squall.http1connection import (
     HTTP1ConnectionParameters,
     _body,
     _check_host,
-    _end,
     _error_response,
     _GzipMessageDelegate,
     _lenient_after,
     _log_malformed,
     _new_h1,
-    _response_head,
 )
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._stream import _TransportStream
@@ -61,6 +60,8 @@ if TYPE_CHECKING:
     from squall.httpserver._server import HTTPServer
 
 __all__ = ["_HTTPProtocol", "_RequestConnection"]
+
+_new_tuple = tuple.__new__
 
 gen_log = logging.getLogger("squall.general")
 app_log = logging.getLogger("squall.application")
@@ -111,10 +112,18 @@ class _RequestConnection(HTTPConnection):
         if p._req is not self or p._stopped:
             return _closed_future(p._loop)
         assert isinstance(start_line, ResponseStartLine)
-        data = _response_head(p._h1, start_line, headers, p._params.no_keep_alive)
-        self._headers_written = True
-        if chunk:
-            data += _body(p._h1, chunk)
+        fields = headers._as_list
+        pairs = [(name, value) for name, values in fields.items() for value in values]
+        if p._params.no_keep_alive and "Connection" not in fields:
+            pairs.append(("Connection", "close"))
+        try:
+            data = p._h1.send_response_start(
+                start_line.code, start_line.reason, pairs, chunk or b""
+            )
+        except LocalProtocolError as exc:
+            raise HTTPOutputError(str(exc)) from None
+        finally:
+            self._headers_written = True
         return p._send(data)
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
@@ -154,10 +163,10 @@ class _RequestConnection(HTTPConnection):
                 p._flush()
             return
         try:
-            data = _end(p._h1)
-        except HTTPOutputError:
+            data = p._h1.send_end()
+        except LocalProtocolError as exc:
             p._abort()
-            raise
+            raise HTTPOutputError(str(exc)) from None
         self._finished = True
         if data:
             p._out.append(data)
@@ -240,6 +249,8 @@ class _HTTPProtocol(asyncio.Protocol):
         "_closed_event",
         "_tls_task",
         "_lenient",
+        "_good_host",
+        "_start_request",
     )
 
     def __init__(
@@ -282,6 +293,8 @@ class _HTTPProtocol(asyncio.Protocol):
         self._tls_task: Optional[asyncio.Task[None]] = None
         # Whether the parser accepts bare LFs (after a peer used one).
         self._lenient = False
+        self._good_host: Optional[str] = None
+        self._start_request = server._request_starter()
 
     # -- asyncio callbacks -----------------------------------------------------------
 
@@ -403,6 +416,9 @@ class _HTTPProtocol(asyncio.Protocol):
                     self._deliver(event.data)
                 elif kind is EndOfMessage:
                     self._on_end()
+                    if not h1.has_input():
+                        # Spares a parse that can only say NEED_DATA or PAUSED.
+                        break
                 elif event is NEED_DATA:
                     break
                 elif event is PAUSED:
@@ -437,13 +453,17 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._flush()
 
     def _on_request(self, event: Request) -> None:
-        start_line = RequestStartLine(event.method, event.target, event.version)
+        # tuple.__new__ skips the namedtuple's Python-level constructor.
+        start_line = _new_tuple(RequestStartLine, (event.method, event.target, event.version))
         headers = HTTPHeaders._from_pairs(event.headers)
-        if "Host" in headers:
+        hosts = headers._as_list.get("Host")
+        # A keep-alive client sends the same Host each time: check it once.
+        if hosts is not None and (len(hosts) != 1 or hosts[0] != self._good_host):
             _check_host(headers)
+            self._good_host = hosts[0]
         req = self._req = _RequestConnection(self)
         self._read_done = False
-        delegate = self._server.start_request(self, req)
+        delegate = self._start_request(self, req)
         if self._params.decompress:
             delegate = _GzipMessageDelegate(
                 delegate, self._params.chunk_size, self._h1.limits.max_body_size

@@ -194,6 +194,19 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             delegate = _ProxyAdapter(delegate, getattr(request_conn, "context", None))
         return delegate
 
+    def _request_starter(self) -> Callable[[object, HTTPConnection], HTTPMessageDelegate]:
+        # What a new connection calls per request: the application's own
+        # start_request when nothing of ours has to wrap its delegate.
+        callback = self.request_callback
+        if (
+            self._is_delegate
+            and not self.xheaders
+            and type(self).start_request is HTTPServer.start_request
+        ):
+            assert isinstance(callback, HTTPServerConnectionDelegate)
+            return callback.start_request
+        return self.start_request
+
     def on_close(self, server_conn: object) -> None:
         """Forget a closed connection (and tell a delegate ``request_callback``)."""
         self._connections.discard(server_conn)

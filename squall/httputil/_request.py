@@ -187,7 +187,6 @@ class HTTPServerRequest:
         "remote_ip",
         "protocol",
         "host",
-        "host_name",
         "files",
         "connection",
         "server_connection",
@@ -209,7 +208,6 @@ class HTTPServerRequest:
     remote_ip: Optional[str]
     protocol: str
     host: str
-    host_name: str
     files: dict[str, list[HTTPFile]]
     connection: Optional[HTTPConnection]
     server_connection: Optional[object]
@@ -263,8 +261,15 @@ class HTTPServerRequest:
         context = getattr(connection, "context", None)
         self.remote_ip = getattr(context, "remote_ip", None)
         self.protocol = getattr(context, "protocol", "http")
-        self.host = host or self.headers.get("Host") or "127.0.0.1"
-        self.host_name = split_host_and_port(self.host.lower())[0]
+        if host is None:
+            headers = self.headers
+            if type(headers) is HTTPHeaders:
+                hosts = headers._as_list.get("Host")
+                if hosts:
+                    host = hosts[0] if len(hosts) == 1 else ",".join(hosts)
+            else:
+                host = headers.get("Host")
+        self.host = host or "127.0.0.1"
         self.files = files or {}
         self.connection = connection
         self.server_connection = server_connection
@@ -285,6 +290,9 @@ class HTTPServerRequest:
     def _parse_query_arguments(self) -> dict[str, list[bytes]]:
         return _parse_qs_bytes(_latin1_or_utf8(self.query), None)
 
+    def _host_name(self) -> str:
+        return split_host_and_port(self.host.lower())[0]
+
     def _merge_arguments(self) -> dict[str, list[bytes]]:
         merged = {key: list(values) for key, values in self.query_arguments.items()}
         for key, values in self.body_arguments.items():
@@ -294,7 +302,10 @@ class HTTPServerRequest:
     if TYPE_CHECKING:
         query_arguments: dict[str, list[bytes]]
         arguments: dict[str, list[bytes]]
+        host_name: str
     else:
+        # Only host routing reads it: split on first use.
+        host_name = _LazyAttribute(_host_name)
         query_arguments = _LazyAttribute(_parse_query_arguments)
         arguments = _LazyAttribute(_merge_arguments)
 

@@ -465,8 +465,13 @@ class HTTPResponse:
         time_info: Timings by phase (may be empty).
     """
 
-    # Lazily filled from buffer; declared for mypy.
-    _body: Optional[bytes] = None
+    # ``headers``, ``buffer`` and ``body`` are made when first read: a
+    # response from the client arrives as the received (name, value) pairs
+    # and body bytes, and many callers read neither the headers nor the buffer.
+    _headers: Optional[HTTPHeaders]
+    _header_pairs: Optional[list[tuple[str, str]]]
+    _buffer: Optional[BytesIO]
+    _body: Optional[bytes]
 
     def __init__(
         self,
@@ -487,8 +492,9 @@ class HTTPResponse:
             self.request = request
         self.code = code
         self.reason = reason or responses.get(code, "Unknown")
-        self.headers = headers if headers is not None else HTTPHeaders()
-        self.buffer = buffer
+        self._headers = headers
+        self._header_pairs = None
+        self._buffer = buffer
         self._body = None
         self.effective_url = request.url if effective_url is None else effective_url
         self._error_is_response_code = False
@@ -506,14 +512,87 @@ class HTTPResponse:
         self.request_time = request_time
         self.time_info = time_info or {}
 
+    @classmethod
+    def _received(
+        cls,
+        request: HTTPRequest,
+        code: int,
+        reason: str,
+        header_pairs: Optional[list[tuple[str, str]]],
+        headers: Optional[HTTPHeaders],
+        body: Optional[bytes],
+        buffer: Optional[BytesIO],
+        effective_url: str,
+        request_time: float,
+        start_time: float,
+        time_info: Optional[dict[str, float]],
+    ) -> HTTPResponse:
+        """A response as a client received it (for implementations).
+
+        Like the constructor, but takes the head's ``(name, value)`` pairs
+        (already valid) instead of `HTTPHeaders` when ``headers`` is None,
+        and the body as bytes when ``buffer`` is None.
+        """
+        self = cls.__new__(cls)
+        self.request = request
+        self.code = code
+        self.reason = reason or responses.get(code, "Unknown")
+        self._headers = headers
+        self._header_pairs = header_pairs
+        self._buffer = buffer
+        self._body = body
+        self.effective_url = effective_url
+        if 200 <= code < 300:
+            self._error_is_response_code = False
+            self.error = None
+        else:
+            self._error_is_response_code = True
+            self.error = HTTPClientError(code, message=self.reason, response=self)
+        self.start_time = start_time
+        self.request_time = request_time
+        self.time_info = {} if time_info is None else time_info
+        return self
+
+    @property
+    def headers(self) -> HTTPHeaders:
+        """The response `~squall.httputil.HTTPHeaders`."""
+        headers = self._headers
+        if headers is None:
+            pairs = self._header_pairs
+            headers = self._headers = (
+                HTTPHeaders() if pairs is None else HTTPHeaders._from_pairs(pairs)
+            )
+            self._header_pairs = None
+        return headers
+
+    @headers.setter
+    def headers(self, value: HTTPHeaders) -> None:
+        self._headers = value
+        self._header_pairs = None
+
+    @property
+    def buffer(self) -> Optional[BytesIO]:
+        """The body as a `io.BytesIO` (None when there is no body)."""
+        buffer = self._buffer
+        if buffer is None and self._body is not None:
+            buffer = self._buffer = BytesIO(self._body)
+        return buffer
+
+    @buffer.setter
+    def buffer(self, value: Optional[BytesIO]) -> None:
+        self._buffer = value
+        self._body = None
+
     @property
     def body(self) -> bytes:
         """The whole body (``b""`` when there is none)."""
-        if self.buffer is None:
-            return b""
-        if self._body is None:
-            self._body = self.buffer.getvalue()
-        return self._body
+        body = self._body
+        if body is None:
+            buffer = self._buffer
+            if buffer is None:
+                return b""
+            body = self._body = buffer.getvalue()
+        return body
 
     def rethrow(self) -> None:
         """Raise ``error`` if there is one."""
@@ -521,7 +600,14 @@ class HTTPResponse:
             raise self.error
 
     def __repr__(self) -> str:
-        args = ",".join(f"{name}={value!r}" for name, value in sorted(self.__dict__.items()))
+        fields = {
+            name: value
+            for name, value in self.__dict__.items()
+            if name not in ("_headers", "_header_pairs", "_buffer")
+        }
+        fields["headers"] = self.headers
+        fields["buffer"] = self.buffer
+        args = ",".join(f"{name}={value!r}" for name, value in sorted(fields.items()))
         return f"{type(self).__name__}({args})"
 
 

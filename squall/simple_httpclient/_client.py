@@ -54,7 +54,6 @@ from squall.simple_httpclient._connection import (
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._exchange import (
     Exchange,
-    ExchangeResult,
     Outcome,
     RequestSpec,
     StaleConnectionError,
@@ -631,9 +630,11 @@ class _Fetch:
             self.client._keep(conn)
         else:
             conn.close()
+        response = outcome.response
+        assert response is not None
         if outcome.superseded:
             try:
-                if outcome.code == 401 and not self.digest_tried:
+                if response.status == 401 and not self.digest_tried:
                     self.digest_tried = True
                     self.digest = self._digest_answer(outcome)
                     self._start_hop(self.req)
@@ -647,17 +648,22 @@ class _Fetch:
             self._start_hop(new)
             return
         request = self.request
+        if isinstance(request, _RequestProxy):
+            request = request.request
+        headers = outcome.headers
         self._finish(
-            HTTPResponse(
+            HTTPResponse._received(
                 request,
-                outcome.code,
-                reason=outcome.reason,
-                headers=outcome.headers,
-                buffer=outcome.buffer,
-                effective_url=hop.url,
-                request_time=time.monotonic() - self.started,
-                start_time=request.start_time,
-                time_info=self.time_info,
+                response.status,
+                response.reason,
+                response.headers if headers is None else None,
+                headers,
+                outcome.body,
+                outcome.bio,
+                hop.url,
+                time.monotonic() - self.started,
+                request.start_time,
+                self.time_info,
             )
         )
 
@@ -826,7 +832,9 @@ class _Fetch:
             put("Proxy-Authorization", proxy_auth)
         return items, wants_digest
 
-    def _digest_answer(self, result: ExchangeResult) -> str:
+    def _digest_answer(self, result: Exchange) -> str:
+        # A superseded exchange has built its headers.
+        assert result.headers is not None
         challenge = parse_digest_challenge(result.headers.get("WWW-Authenticate", ""))
         assert challenge is not None
         opts = _options(self.req)
@@ -840,17 +848,18 @@ class _Fetch:
             password = opts["auth_password"] or ""
         return digest_authorization(challenge, opts["method"], uri, username, password)
 
-    def _redirect(self, result: ExchangeResult) -> HTTPRequest:
+    def _redirect(self, result: Exchange) -> HTTPRequest:
         req = self.req
         opts = _options(req)
         base = req.request if isinstance(req, _RequestProxy) else req
         new = copy.copy(base)
+        assert result.headers is not None and result.response is not None
         new.url = urllib.parse.urljoin(opts["url"], result.headers["Location"])
         new.max_redirects = (opts["max_redirects"] or 0) - 1
         new.headers = HTTPHeaders(new.headers)
         if "Host" in new.headers:
             del new.headers["Host"]
-        code = result.code
+        code = result.response.status
         method = opts["method"]
         # RFC 9110 §15.4.4: 303 means GET; 301/302 turn POST into GET, as
         # browsers do.

@@ -35,7 +35,7 @@ from squall.simple_httpclient._connection import ClientConnection
 from squall.simple_httpclient._errors import HTTPStreamClosedError
 from squall.util import GzipDecompressor
 
-__all__ = ["Exchange", "ExchangeResult", "RequestSpec", "StaleConnectionError"]
+__all__ = ["Exchange", "Outcome", "RequestSpec", "StaleConnectionError", "field_value"]
 
 # Statuses for which `RequestSpec.superseded` may say yes (redirects, and a
 # digest challenge).
@@ -100,29 +100,21 @@ class RequestSpec:
         self.max_body_size = max_body_size
 
 
-class ExchangeResult:
-    """A complete response."""
-
-    __slots__ = ("code", "reason", "version", "headers", "buffer", "superseded")
-
-    def __init__(
-        self,
-        code: int,
-        reason: str,
-        version: str,
-        headers: HTTPHeaders,
-        buffer: Optional[BytesIO],
-        superseded: bool,
-    ) -> None:
-        self.code = code
-        self.reason = reason
-        self.version = version
-        self.headers = headers
-        self.buffer = buffer
-        self.superseded = superseded
+Outcome = Union["Exchange", BaseException]
 
 
-Outcome = Union[ExchangeResult, BaseException]
+def field_value(pairs: list[tuple[str, str]], name: str) -> Optional[str]:
+    """The value of field ``name`` (lowercase) in a head's pairs, repeated
+    fields joined by commas as `HTTPHeaders` does; None if absent.
+
+    Cheaper than building `HTTPHeaders` for one lookup.
+    """
+    found: Optional[str] = None
+    size = len(name)
+    for key, value in pairs:
+        if len(key) == size and key.lower() == name:
+            found = value if found is None else found + "," + value
+    return found
 
 
 def _malformed(reason: str) -> HTTPStreamClosedError:
@@ -147,7 +139,15 @@ def _callback_failed(what: str, spec: RequestSpec, exc: BaseException) -> HTTPSt
 
 class Exchange:
     """Sends ``spec`` on ``conn`` and calls ``on_done(conn, outcome)`` once,
-    with an `ExchangeResult` or the exception that ended it.
+    with itself when the response is complete (read ``response``,
+    ``headers``, ``superseded``, ``body`` and ``bio``), or with the exception
+    that ended it.
+
+    ``headers`` is only built when the exchange needed it (a redirect or
+    digest challenge, a gzip body); otherwise it is None and the fields are
+    the pairs of ``response.headers``. The body is ``body`` (bytes), or
+    ``bio`` when it came in several pieces; both None for a streamed or
+    superseded response.
 
     Exceptions ``on_done`` may get: `HTTPStreamClosedError` (the connection
     closed early, a malformed response -- logged at INFO -- or a callback
@@ -169,7 +169,7 @@ class Exchange:
         "ended",
         "finished",
         "received",
-        "first",
+        "body",
         "bio",
     )
 
@@ -192,7 +192,7 @@ class Exchange:
         self.ended = False
         self.finished = False
         self.received = 0
-        self.first: Optional[bytes] = None
+        self.body: Optional[bytes] = None
         self.bio: Optional[BytesIO] = None
 
     def start(self) -> None:
@@ -336,24 +336,26 @@ class Exchange:
         if exc.status_hint == 431:
             gen_log.info("Unsatisfiable read, closing connection: %s", message)
             return UnsatisfiableReadError(message)
-        headers = self.headers
-        if message == "Content-Length too long" and headers is not None:
-            if "Content-Length" not in headers:
+        response = self.response
+        if message == "Content-Length too long" and response is not None:
+            if field_value(response.headers, "content-length") is None:
                 message = "Body too long"
         return _malformed(message)
 
     def _head(self, event: Response) -> None:
         spec = self.spec
         self.response = event
-        headers = self.headers = HTTPHeaders._from_pairs(event.headers)
-        if event.status in _MAY_SUPERSEDE and spec.superseded(event.status, headers):
-            self.superseded = True
-            return
-        if (
-            spec.decompress
-            and "Content-Encoding" in headers
-            and headers["Content-Encoding"].lower() == "gzip"
-        ):
+        status = event.status
+        if status in _MAY_SUPERSEDE:
+            self.headers = HTTPHeaders._from_pairs(event.headers)
+            if spec.superseded(status, self.headers):
+                self.superseded = True
+                return
+        encoding = field_value(event.headers, "content-encoding") if spec.decompress else None
+        if encoding is not None and encoding.lower() == "gzip":
+            headers = self.headers
+            if headers is None:
+                headers = self.headers = HTTPHeaders._from_pairs(event.headers)
             self.decompressor = GzipDecompressor()
             headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
             del headers["Content-Encoding"]
@@ -385,14 +387,14 @@ class Exchange:
                 self._wait(result, "streaming_callback")
         elif self.bio is not None:
             self.bio.write(piece)
-        elif self.first is None:
+        elif self.body is None:
             # Most bodies arrive in one piece: keep it without copying.
-            self.first = piece
+            self.body = piece
         else:
             self.bio = BytesIO()
-            self.bio.write(self.first)
+            self.bio.write(self.body)
             self.bio.write(piece)
-            self.first = None
+            self.body = None
 
     def _wait(self, awaitable: Awaitable[Any], what: str) -> None:
         # Back-pressure: stop reading until the callback's work is done.
@@ -420,25 +422,17 @@ class Exchange:
     # -- ending ----------------------------------------------------------------
 
     def _complete(self) -> None:
-        response = self.response
-        headers = self.headers
-        assert response is not None and headers is not None
         self.finished = True
         conn = self.conn
         conn.handler = None
-        buffer: Optional[BytesIO] = None
-        if not self.superseded and self.spec.streaming_callback is None:
-            if self.bio is not None:
-                self.bio.seek(0)
-                buffer = self.bio
-            else:
-                buffer = BytesIO(self.first or b"")
-        self.on_done(
-            conn,
-            ExchangeResult(
-                response.status, response.reason, response.version, headers, buffer, self.superseded
-            ),
-        )
+        if self.superseded or self.spec.streaming_callback is not None:
+            self.body = None
+            self.bio = None
+        elif self.bio is not None:
+            self.bio.seek(0)
+        elif self.body is None:
+            self.body = b""
+        self.on_done(conn, self)
 
     def _fail(self, exc: BaseException) -> None:
         if self.finished:

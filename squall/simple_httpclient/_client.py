@@ -203,7 +203,7 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         if not self.queue and len(self.active) < self.max_clients:
             fetch = _Fetch(self, None, request, callback, None)
             self.active[fetch] = fetch
-            fetch.start()
+            fetch._start_hop(request, fetch.started)
             return
         key = object()
         self.queue.append((key, request, callback))
@@ -302,14 +302,6 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         return key
 
     # -- pool ------------------------------------------------------------
-
-    def _keep(self, conn: ClientConnection) -> None:
-        if self._closed:
-            conn.close()
-            return
-        self.pool.release(conn.key, conn)
-        if self._pool_timer is None:
-            self._schedule_prune()
 
     def _schedule_prune(self) -> None:
         when = self.pool.next_expiry()
@@ -626,8 +618,11 @@ class _Fetch:
                 outcome = HTTPStreamClosedError("Connection closed")
             self._fail(outcome)
             return
-        if conn.can_keep():
-            self.client._keep(conn)
+        client = self.client
+        if conn.can_keep() and not client._closed:
+            client.pool.release(conn.key, conn)
+            if client._pool_timer is None:
+                client._schedule_prune()
         else:
             conn.close()
         response = outcome.response

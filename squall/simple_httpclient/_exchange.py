@@ -297,6 +297,17 @@ class Exchange:
                 if type(event) is Data:
                     if self.superseded:
                         continue
+                    if (
+                        self.body is None
+                        and self.bio is None
+                        and self.decompressor is None
+                        and self.spec.streaming_callback is None
+                    ):
+                        # _feed's common case, inlined: the first piece of a
+                        # plain body is kept as it is.
+                        self.body = event.data
+                        self.received = len(event.data)
+                        continue
                     if self.decompressor is not None:
                         # One step at a time, so that a compression bomb never
                         # holds more than one step's output.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Optional
 
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._rules import (
@@ -33,6 +34,9 @@ from ._states import (
 from ._writer import chunk, encode_fields, find_values
 
 __all__: list[str] = []
+
+# Content-Length, Transfer-Encoding and Connection values (None: absent).
+_FramingFields = tuple[Optional[list[str]], Optional[list[str]], Optional[list[str]]]
 
 
 class _Sender:
@@ -127,16 +131,27 @@ class _Sender:
         return self._response_head(status, reason, headers, -1)
 
     def send_response_start(
-        self, status: int, reason: str, headers: Iterable[tuple[str, str]], data: bytes
+        self,
+        status: int,
+        reason: str,
+        headers: Iterable[tuple[str, str]],
+        data: bytes,
+        framing_fields: Optional[_FramingFields] = None,
     ) -> bytes:
         """Server: `send_response_head` and `send_data` of a first body
         piece in one call (what a framework's first flush sends).
+
+        Args:
+            framing_fields: The values of Content-Length, Transfer-Encoding
+                and Connection in ``headers`` (None for an absent field),
+                when the caller keeps its fields by name anyway; spares
+                looking for them in the serialized block.
 
         Raises:
             LocalProtocolError: As `send_response_head`; or ``data`` longer
                 than the Content-Length (nothing is then to be sent).
         """
-        head = self._response_head(status, reason, headers, -1)
+        head = self._response_head(status, reason, headers, -1, framing_fields)
         if not data:
             return head
         out = self._out
@@ -146,7 +161,12 @@ class _Sender:
         return head + self.send_data(data)
 
     def _response_head(
-        self, status: int, reason: str, headers: Iterable[tuple[str, str]], length: int
+        self,
+        status: int,
+        reason: str,
+        headers: Iterable[tuple[str, str]],
+        length: int,
+        framing_fields: Optional[_FramingFields] = None,
     ) -> bytes:
         if self._client:
             raise LocalProtocolError("a client cannot send a response")
@@ -159,16 +179,19 @@ class _Sender:
         if not (100 <= status <= 999) or (status < 200 and status != 101):
             raise LocalProtocolError(f"invalid final status code {status!r}")
         text = encode_fields(headers)
-        low = "\n" + text.lower()
-        # Most responses set neither Transfer-Encoding nor Connection: a
-        # substring test spares the scan.
-        cl = find_values(text, low, "\ncontent-length:") if "\ncontent-length:" in low else None
-        te = (
-            find_values(text, low, "\ntransfer-encoding:")
-            if "\ntransfer-encoding:" in low
-            else None
-        )
-        conn = find_values(text, low, "\nconnection:") if "\nconnection:" in low else None
+        if framing_fields is not None and _plain_framing(framing_fields):
+            cl, te, conn = framing_fields
+        else:
+            low = "\n" + text.lower()
+            # Most responses set neither Transfer-Encoding nor Connection: a
+            # substring test spares the scan.
+            cl = find_values(text, low, "\ncontent-length:") if "\ncontent-length:" in low else None
+            te = (
+                find_values(text, low, "\ntransfer-encoding:")
+                if "\ntransfer-encoding:" in low
+                else None
+            )
+            conn = find_values(text, low, "\nconnection:") if "\nconnection:" in low else None
         is11 = self._is11
         method = self._method
         if length >= 0 and cl is None and te is None and status >= 200 and status not in (204, 304):
@@ -389,6 +412,21 @@ class _Sender:
         return (
             self.send_request_head(method, target, headers) + self.send_data(body) + self.send_end()
         )
+
+
+def _plain_framing(fields: _FramingFields) -> bool:
+    # The common response: at most one Content-Length of plain digits and
+    # no Transfer-Encoding or Connection; anything else takes the general
+    # path (which strips values and checks lists).
+    cl, te, conn = fields
+    if te is not None or conn is not None:
+        return False
+    if cl is None:
+        return True
+    if len(cl) != 1:
+        return False
+    value = cl[0]
+    return value.isdigit() and value.isascii()
 
 
 def _reason(reason: str) -> str:

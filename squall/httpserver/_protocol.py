@@ -114,11 +114,19 @@ class _RequestConnection(HTTPConnection):
         assert isinstance(start_line, ResponseStartLine)
         fields = headers._as_list
         pairs = [(name, value) for name, values in fields.items() for value in values]
-        if p._params.no_keep_alive and "Connection" not in fields:
+        get = fields.get
+        # HTTPHeaders keys are canonical: the framing fields are found by name.
+        conn = get("Connection")
+        if conn is None and p._params.no_keep_alive:
+            conn = ["close"]
             pairs.append(("Connection", "close"))
         try:
             data = p._h1.send_response_start(
-                start_line.code, start_line.reason, pairs, chunk or b""
+                start_line.code,
+                start_line.reason,
+                pairs,
+                chunk or b"",
+                (get("Content-Length"), get("Transfer-Encoding"), conn),
             )
         except LocalProtocolError as exc:
             raise HTTPOutputError(str(exc)) from None

@@ -788,3 +788,61 @@ def test_application_setting_both_framing_fields(parser: str) -> None:
         b"Connection: close\r\n\r\nHello world"
     )
     assert not conn.keep_alive
+
+
+def test_send_response_start_joins_head_and_first_piece(parser: str) -> None:
+    conn = server(parser, GET)
+    drain(conn)
+    fields = [("Content-Length", "5")]
+    out = conn.send_response_start(200, "OK", fields, b"hel", (["5"], None, None))
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel"
+    assert conn.send_data(b"lo") == b"lo"
+    assert conn.send_end() == b""
+    assert conn.our_state == "IDLE" and conn.keep_alive
+
+
+def test_send_response_start_refuses_a_piece_over_the_length(parser: str) -> None:
+    conn = server(parser, GET)
+    drain(conn)
+    with pytest.raises(LocalProtocolError, match="more data than Content-Length"):
+        conn.send_response_start(200, "OK", [("Content-Length", "1")], b"ab", (["1"], None, None))
+
+
+@pytest.mark.parametrize(
+    ("fields", "known"),
+    [
+        # Framing fields the fast path does not take: the block is scanned.
+        ([("Content-Length", " 2 ")], ([" 2 "], None, None)),
+        ([("Content-Length", "2"), ("Connection", "close")], (["2"], None, ["close"])),
+    ],
+)
+def test_send_response_start_general_framing(
+    parser: str, fields: list[tuple[str, str]], known: tuple[object, object, object]
+) -> None:
+    conn = server(parser, GET)
+    drain(conn)
+    out = conn.send_response_start(200, "OK", fields, b"ok", known)  # type: ignore[arg-type]
+    assert out.endswith(b"\r\n\r\nok")
+    conn.send_end()
+    assert conn.keep_alive == ("Connection" not in dict(fields))
+
+
+def test_send_response_start_without_known_fields_finds_them(parser: str) -> None:
+    conn = server(parser, GET)
+    drain(conn)
+    out = conn.send_response_start(200, "OK", [("Transfer-Encoding", "chunked")], b"ab")
+    assert out.endswith(b"\r\n\r\n2\r\nab\r\n")
+    assert conn.send_end() == b"0\r\n\r\n"
+
+
+def test_has_input(parser: str) -> None:
+    conn = server(parser, GET + b"GET /b HTTP/1.1\r\n")
+    assert conn.has_input()
+    assert isinstance(conn.next_event(), Request)
+    assert isinstance(conn.next_event(), EndOfMessage)
+    assert conn.has_input()  # the start of the next request
+    conn2 = server(parser, GET)
+    drain(conn2)
+    assert not conn2.has_input()
+    conn2.receive_data(b"")
+    assert conn2.has_input()  # the EOF is there to report

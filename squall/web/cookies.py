@@ -3,8 +3,8 @@
 `CookieMixin` is part of `RequestHandler`. Outgoing cookies live only in the
 response's ``Set-Cookie`` headers, one line per cookie name: setting a cookie
 again replaces its line, so there is no second copy of the state to keep in
-step with the headers. (Unlike Tornado, `RequestHandler.clear`, as called by
-`RequestHandler.send_error`, therefore drops cookies set before it.)
+step with the headers. `RequestHandler.clear` (as called by
+`RequestHandler.send_error`) keeps those lines, as Tornado keeps its cookies.
 """
 
 from __future__ import annotations

@@ -286,9 +286,9 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         attrs = vars(proxy.request)
         try:
             if (
-                attrs["_body"] is not None
+                attrs.get("_body") is not None
                 or attrs["body_producer"] is not None
-                or attrs["_headers"]
+                or attrs.get("_headers")
             ):
                 return None
             key: tuple[Any, ...] = _plan_signature(attrs)
@@ -326,8 +326,8 @@ def _options(req: HTTPRequest) -> dict[str, Any]:
     else:
         opts = vars(req).copy()
         defaults = None
-    opts["headers"] = opts["_headers"]
-    opts["body"] = opts["_body"]
+    opts["headers"] = opts.get("_headers")
+    opts["body"] = opts.get("_body")
     if defaults:
         get = opts.get
         for name, value in defaults.items():

@@ -1,10 +1,13 @@
 """Non-blocking HTTP/1.1 client with a keep-alive pool and HTTP proxy support.
 
 `SimpleAsyncHTTPClient` is the default `squall.httpclient.AsyncHTTPClient`.
-It drives the sans-I/O `squall._h1` core over `squall.iostream` streams:
+Its connections are asyncio protocols that feed the sans-I/O `squall._h1`
+core and are driven by its events, with no Task or Future per request on a
+pooled connection (see benchmarks/http_client.py):
 
-* ``_client``: the client, its request queue (``max_clients``), timeouts,
-  redirects and digest retry;
+* ``_client``: the client, its request queue (``max_clients``), timeouts
+  (one loop timer for all deadlines), redirects, digest retry, and the
+  per-client cache of request plans;
 * ``_pool``: `ConnectionPool`, idle connections per key with an idle
   timeout and a bound per key;
 * ``_connection``: resolve, connect, CONNECT tunnel, TLS;
@@ -15,10 +18,10 @@ Connection reuse: a connection goes back to the pool only after a response
 read to its end on a keep-alive connection (HTTP/1.1 without
 ``Connection: close``, or HTTP/1.0 with ``Connection: keep-alive``) with
 nothing extra received; never after an error, a timeout, a callback that
-raised or an unsent ``100-continue`` body. An idle connection the server
-closed is noticed when it is taken from the pool; one closed just as a
-request was sent is retried once on a new connection (unless the body came
-from a ``body_producer``).
+raised or an unsent ``100-continue`` body. An idle connection keeps reading,
+so one the server closes (or sends anything on) is dropped at once; one
+closed just as a request was sent is retried once on a new connection
+(unless the body came from a ``body_producer``).
 
 Proxies (``proxy_host``/``proxy_port``, basic ``proxy_username``/
 ``proxy_password``): http URLs are sent to the proxy in absolute form with

@@ -5,14 +5,17 @@ see an EOF."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from io import BytesIO
 from typing import Any
+from unittest import mock
 
 from squall._h1 import H1Limits, Request
 from squall.httpclient import HTTPClientError, HTTPRequest, HTTPResponse, _RequestProxy
 from squall.httputil import HTTPHeaders
-from squall.simple_httpclient import HTTPTimeoutError
+from squall.log import gen_log
+from squall.simple_httpclient import HTTPTimeoutError, _client
 from squall.simple_httpclient._connection import ClientConnection
 from squall.simple_httpclient._exchange import field_value
 from squall.testing import gen_test
@@ -79,6 +82,14 @@ class PlanCacheTest(ClientTestCase):
         after = await self.fetch(server.url())
         self.assertEqual(after.body, b"Changed/2|gzip")
 
+    @gen_test
+    async def test_cache_is_bounded(self) -> None:
+        server = await self.serve(hello)
+        with mock.patch.object(_client, "_PLAN_CACHE_SIZE", 2):
+            for name in "abc":
+                await self.fetch(server.url("/" + name))
+        self.assertEqual(len(self.client._plans), 1)
+
     def test_plan_key_needs_a_proxy_with_the_clients_defaults(self) -> None:
         request = HTTPRequest("http://example.com/")
         proxy: Any = _RequestProxy(request, self.client.defaults)
@@ -130,6 +141,23 @@ class DeadlineTest(ClientTestCase):
         self.assertEqual(self.client.active, {})
 
     @gen_test
+    async def test_fetch_without_deadline_is_skipped_by_the_timer(self) -> None:
+        release = asyncio.Event()
+
+        async def handler(request: Request, body: bytes) -> Reply:
+            await release.wait()
+            return Reply(200, body=b"late")
+
+        server = await self.serve(handler)
+        unbounded = asyncio.ensure_future(self.fetch(server.url(), request_timeout=0))
+        await asyncio.sleep(0)
+        with self.assertRaises(HTTPTimeoutError):
+            await self.fetch(server.url(), request_timeout=0.05)
+        self.assertFalse(unbounded.done())
+        release.set()
+        self.assertEqual((await asyncio.wait_for(unbounded, 5)).body, b"late")
+
+    @gen_test
     async def test_timer_with_no_live_deadline_is_not_rearmed(self) -> None:
         server = await self.serve(hello)
         await self.fetch(server.url(), request_timeout=0.01)
@@ -155,7 +183,17 @@ class QueueTimeTest(ClientTestCase):
         second = asyncio.ensure_future(self.fetch(server.url("/second")))
         await asyncio.sleep(0)
         self.assertEqual(len(self.client.queue), 1)
+        level = gen_log.level
+        gen_log.setLevel(logging.DEBUG)
+        try:
+            with self.assertLogs(gen_log, logging.DEBUG) as logs:
+                third = asyncio.ensure_future(self.fetch(server.url("/third")))
+                await asyncio.sleep(0)
+        finally:
+            gen_log.setLevel(level)
+        self.assertIn("max_clients limit reached", logs.output[0])
         release.set()
+        self.assertEqual((await asyncio.wait_for(third, 5)).body, b"ok")
         one, two = await asyncio.wait_for(asyncio.gather(first, second), 5)
         self.assertEqual(one.time_info, {})
         self.assertEqual(set(two.time_info), {"queue"})

@@ -41,7 +41,40 @@ class _ApplicationRouter(ReversibleRuleRouter):
 
     def __init__(self, application: Application, rules: Optional[list[_RuleLike]] = None) -> None:
         self.application = application
+        # Literal paths whose rule comes before any pattern rule and whose
+        # target is a RequestHandler: path -> (class, initialize kwargs).
+        self._direct: dict[str, tuple[type[RequestHandler], Optional[dict[str, Any]]]] = {}
         super().__init__(rules)
+
+    def _reindex(self) -> None:
+        super()._reindex()
+        direct = {}
+        if (
+            type(self).get_target_delegate is _ApplicationRouter.get_target_delegate
+            and type(self.application).get_handler_delegate is Application.get_handler_delegate
+        ):
+            first_other = self._others[0][0] if self._others else len(self._rules)
+            for path, index in self._literals.items():
+                rule = self._rules[index]
+                target = rule.target
+                if (
+                    index < first_other
+                    and isinstance(target, type)
+                    and issubclass(target, RequestHandler)
+                ):
+                    direct[path] = (target, rule.target_kwargs or None)
+        self._direct = direct
+
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> Optional[httputil.HTTPMessageDelegate]:
+        if self._rules.stale:
+            self._reindex()
+        hit = self._direct.get(request.path)
+        if hit is not None:
+            # What the general path would produce, without its calls.
+            return _HandlerDelegate(self.application, request, hit[0], hit[1], None, None)
+        return super().find_handler(request, **kwargs)
 
     def process_rule(self, rule: Rule) -> Rule:
         rule = super().process_rule(rule)

@@ -418,3 +418,47 @@ def test_log_request_honours_an_overridden_get_status() -> None:
     ):
         handler.application.log_request(handler)
     assert log.call_args[0][0] == logging.WARNING and log.call_args[0][2] == 418
+
+
+def _get(path: str) -> httputil.HTTPServerRequest:
+    return httputil.HTTPServerRequest(
+        start_line=httputil.RequestStartLine("GET", path, "HTTP/1.1"),
+        headers=httputil.HTTPHeaders({"Host": "example.com"}),
+    )
+
+
+class Other(Reply):
+    pass
+
+
+def test_literal_route_found_directly_keeps_rule_order() -> None:
+    app = Application(
+        [
+            ("/a", Reply, {"reply": "a"}),
+            (r"/(b)", Other),
+            ("/b", Reply),
+            ("/c", Reply),
+        ]
+    )
+    first = app.find_handler(_get("/a"))
+    assert first.handler_class is Reply and first.handler_kwargs == {"reply": "a"}
+    # A pattern rule listed before the literal one still wins.
+    second = app.find_handler(_get("/b"))
+    assert second.handler_class is Other and second.path_args == [b"b"]
+    assert app.find_handler(_get("/c")).handler_class is Reply
+    # Rules added later are seen.
+    app.wildcard_router.add_rules([("/d", Other)])
+    assert app.find_handler(_get("/d")).handler_class is Other
+
+
+def test_literal_route_honours_an_overridden_get_handler_delegate() -> None:
+    seen: list[str] = []
+
+    class Custom(Application):
+        def get_handler_delegate(self, request: Any, target_class: Any, *args: Any) -> Any:
+            seen.append(request.path)
+            return super().get_handler_delegate(request, target_class, *args)
+
+    app = Custom([("/a", Reply)])
+    assert app.find_handler(_get("/a")).handler_class is Reply
+    assert seen == ["/a"]

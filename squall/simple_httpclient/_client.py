@@ -291,7 +291,9 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
                 or attrs.get("_headers")
             ):
                 return None
-            key: tuple[Any, ...] = _plan_signature(attrs)
+            # allow_ipv6 is tested with "is False" (as Tornado does), which
+            # tells False from 0 where the tuple's equality would not.
+            key: tuple[Any, ...] = (_plan_signature(attrs), attrs["allow_ipv6"] is False)
         except KeyError:
             return None
         if self.defaults != self._plan_defaults:

@@ -82,6 +82,14 @@ class PlanCacheTest(ClientTestCase):
         after = await self.fetch(server.url())
         self.assertEqual(after.body, b"Changed/2|gzip")
 
+    def test_allow_ipv6_false_and_zero_have_their_own_plans(self) -> None:
+        keys = set()
+        for value in (False, 0, None):
+            request = HTTPRequest("http://example.com/", allow_ipv6=value)  # type: ignore[arg-type]
+            proxy: Any = _RequestProxy(request, self.client.defaults)
+            keys.add(self.client._plan_key(proxy))
+        self.assertEqual(len(keys), 3)
+
     @gen_test
     async def test_cache_is_bounded(self) -> None:
         server = await self.serve(hello)

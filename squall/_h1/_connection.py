@@ -402,10 +402,17 @@ class H1Connection(_Sender):
         self._pos = after
         self._scan = self._pos
         cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)
-        framing = body_framing(cl, te, True) if (cl or te) else 0
         self._method = method
         self._is11 = is11 = version != "HTTP/1.0"
-        self._keep_alive = wants_keep_alive(version, conn)
+        self._keep_alive = is11 if conn is None else wants_keep_alive(version, conn)
+        if cl is None and te is None:
+            # No body (RFC 9112 §6.3 rule 7): _start_body(0), inlined.
+            self._expect_continue = False
+            self._max_body = self._limits.max_body_size
+            self._received = 0
+            self._rstate = _R_EOM
+            return Request(method, target, version, headers)
+        framing = body_framing(cl, te, True)
         # RFC 9110 §10.1.1: the expectation is ignored for HTTP/1.0, and
         # pointless without a body.
         self._expect_continue = (

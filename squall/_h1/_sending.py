@@ -179,7 +179,9 @@ class _Sender:
         if not (100 <= status <= 999) or (status < 200 and status != 101):
             raise LocalProtocolError(f"invalid final status code {status!r}")
         text = encode_fields(headers)
-        if framing_fields is not None and _plain_framing(framing_fields):
+        plain = framing_fields is not None and _plain_framing(framing_fields)
+        if plain:
+            assert framing_fields is not None
             cl, te, conn = framing_fields
         else:
             low = "\n" + text.lower()
@@ -205,6 +207,9 @@ class _Sender:
             # the same, but close afterwards so nothing can follow it.
             framing = self._out_framing(cl, None)
             self._keep_alive = False
+        elif plain:
+            # One Content-Length of at most 18 digits, or none.
+            framing = int(cl[0]) if cl is not None else _NO_BODY
         else:
             framing = self._out_framing(cl, te)
         extra = ""
@@ -426,7 +431,7 @@ def _plain_framing(fields: _FramingFields) -> bool:
     if len(cl) != 1:
         return False
     value = cl[0]
-    return value.isdigit() and value.isascii()
+    return value.isdigit() and value.isascii() and len(value) <= 18
 
 
 def _reason(reason: str) -> str:

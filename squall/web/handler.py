@@ -67,22 +67,17 @@ _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 _date_cache: list[Any] = [0, ""]
 
 
-def _http_date() -> str:
+def _new_headers() -> HTTPHeaders:
+    # Built without going through validation: the values are our own.
+    headers = HTTPHeaders.__new__(HTTPHeaders)
     now = int(time.time())
     if now != _date_cache[0]:
         _date_cache[0] = now
         _date_cache[1] = format_timestamp(now)
-    value: str = _date_cache[1]
-    return value
-
-
-def _new_headers() -> HTTPHeaders:
-    # Built without going through validation: the values are our own.
-    headers = HTTPHeaders.__new__(HTTPHeaders)
     headers._as_list = {
         "Server": [_SERVER_HEADER],
         "Content-Type": ["text/html; charset=UTF-8"],
-        "Date": [_http_date()],
+        "Date": [_date_cache[1]],
     }
     return headers
 

@@ -469,7 +469,9 @@ class HTTPResponse:
             `HTTPClientError`.
         request_time: Seconds from the start of the request to the end.
         start_time: Wall-clock start of the request (`time.time`).
-        time_info: Timings by phase (may be empty).
+        time_info: Timings by phase. The simple client, like Tornado's,
+            has no curl timings: it is empty, except ``{"queue": seconds}``
+            for a request that waited for a ``max_clients`` slot.
     """
 
     # ``headers``, ``buffer`` and ``body`` are made when first read: a

@@ -60,6 +60,7 @@ _UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _ARGUMENT_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")
 _ETAG_TOKEN = re.compile(rb'\*|(?:W/)?"[^"]*"')
 
+_new_tuple = tuple.__new__
 _SERVER_HEADER = "SquallServer/" + __import__("squall").version
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 
@@ -471,7 +472,8 @@ class RequestHandler(CookieMixin, RenderMixin):
                 )
             if self.request.method == "HEAD":
                 chunk = b""
-            start_line = ResponseStartLine("", self._status_code, self._reason)
+            # tuple.__new__ skips the namedtuple's Python-level constructor.
+            start_line = _new_tuple(ResponseStartLine, ("", self._status_code, self._reason))
             return connection.write_headers(start_line, self._headers, chunk)
         for transform in self._transforms:
             chunk = transform.transform_chunk(chunk, include_footers)
@@ -508,9 +510,13 @@ class RequestHandler(CookieMixin, RenderMixin):
                     cls.compute_etag is _stock.compute_etag
                     and cls.set_etag_header is _stock.set_etag_header
                 ):
-                    hasher = hashlib.sha1()
-                    for part in self._write_buffer:
-                        hasher.update(part)
+                    buffer = self._write_buffer
+                    if len(buffer) == 1:
+                        hasher = hashlib.sha1(buffer[0])
+                    else:
+                        hasher = hashlib.sha1()
+                        for part in buffer:
+                            hasher.update(part)
                     fields["Etag"] = [f'"{hasher.hexdigest()}"']
                 else:
                     self.set_etag_header()

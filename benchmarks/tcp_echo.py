@@ -13,11 +13,12 @@ importable (it lives in the benchmark venv, not in .venv); otherwise only
 Squall's numbers are printed. The machines are shared and noisy: compare the
 ratios, and repeat a run before trusting a small difference.
 
-Each library is run ``--repeat`` times, alternating, and its best run kept
-(the highest throughput, the lowest memory growth), which damps the noise of
-a shared machine.
+Each library is run ``--repeat`` times, alternating, every run pinned to the
+same single core (``--cpu``) so the scheduler treats both alike, and the
+median of each metric is reported, which damps the noise of a shared machine
+without rewarding a lucky outlier.
 
-Usage: python benchmarks/tcp_echo.py [--repeat N] [--scale F] [--impl squall|tornado [--json]]
+Usage: python benchmarks/tcp_echo.py [--repeat N] [--scale F] [--cpu C] [--impl squall|tornado [--json]]
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import asyncio
 import importlib
 import importlib.util
 import json
+import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -157,10 +160,13 @@ async def run_all(impl: str, scale: float) -> dict[str, dict[str, float]]:
     return results
 
 
-def measure(impl: str, scale: float) -> dict[str, dict[str, float]]:
+def measure(impl: str, scale: float, cpu: int) -> dict[str, dict[str, float]]:
     """Run the workloads in a fresh interpreter and return its numbers."""
+    command = [sys.executable, __file__, "--impl", impl, "--scale", str(scale), "--json"]
+    if cpu >= 0:
+        command += ["--cpu", str(cpu)]
     out = subprocess.run(
-        [sys.executable, __file__, "--impl", impl, "--scale", str(scale), "--json"],
+        command,
         check=True,
         capture_output=True,
         text=True,
@@ -174,9 +180,18 @@ def main() -> None:
     parser.add_argument("--impl", choices=["squall", "tornado"], help="run one library here")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply workload sizes")
     parser.add_argument("--json", action="store_true", help="print raw JSON (with --impl)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per library; best is kept")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per library; median is kept")
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        help="core to pin runs to (-1: none; default: last allowed)",
+    )
     args = parser.parse_args()
+    cpu = max(os.sched_getaffinity(0)) if args.cpu is None else args.cpu
     if args.impl:
+        if cpu >= 0:
+            os.sched_setaffinity(0, {cpu})
         results = asyncio.run(run_all(args.impl, args.scale))
         if args.json:
             print(json.dumps(results))
@@ -186,15 +201,20 @@ def main() -> None:
     impls = ["squall"]
     if importlib.util.find_spec("tornado") is not None:
         impls.append("tornado")
-    table: dict[str, dict[str, dict[str, float]]] = {}
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {impl: [] for impl in impls}
     for _ in range(max(1, args.repeat)):
         for impl in impls:
-            run = measure(impl, args.scale)
-            best = table.setdefault(impl, run)
-            for workload, metrics in run.items():
-                for metric, value in metrics.items():
-                    pick = min if metric == "peak_growth_mb" else max
-                    best[workload][metric] = pick(best[workload][metric], value)
+            runs[impl].append(measure(impl, args.scale, cpu))
+    table = {
+        impl: {
+            workload: {
+                metric: statistics.median(run[workload][metric] for run in runs[impl])
+                for metric in metrics
+            }
+            for workload, metrics in runs[impl][0].items()
+        }
+        for impl in impls
+    }
     print(f"{'workload':<14}{'metric':<20}" + "".join(f"{impl:>12}" for impl in impls), end="")
     print(f"{'ratio':>10}" if len(impls) == 2 else "")
     for workload, metrics in table["squall"].items():
@@ -205,6 +225,7 @@ def main() -> None:
                 ratio = value / other if other else float("nan")
                 row += f"{other:>12.1f}{ratio:>10.2f}"
             print(row)
+    print(f"median of {max(1, args.repeat)} alternating runs per library, pinned to cpu {cpu}")
     if len(impls) == 2:
         print("ratio = squall / tornado (higher is better, except peak_growth_mb)")
 

@@ -261,7 +261,7 @@ class HTTPServerRequest:
         context = getattr(connection, "context", None)
         self.remote_ip = getattr(context, "remote_ip", None)
         self.protocol = getattr(context, "protocol", "http")
-        if host is None:
+        if not host:
             headers = self.headers
             if type(headers) is HTTPHeaders:
                 hosts = headers._as_list.get("Host")

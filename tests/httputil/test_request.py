@@ -297,3 +297,20 @@ def test_construction_is_cheap() -> None:
     for _ in range(2000):
         HTTPServerRequest(start_line=RequestStartLine("GET", "/x?y=1", "HTTP/1.1"), headers=headers)
     assert time.perf_counter() - start < 0.5
+
+
+def test_host_name_is_split_on_first_read_and_assignable() -> None:
+    req = make("/", headers=HTTPHeaders({"Host": "Example.COM:8080"}))
+    assert "host_name" not in req.__dict__
+    assert req.host_name == "example.com"
+    req.host_name = "other"
+    assert req.host_name == "other"
+
+
+def test_repeated_host_fields_are_joined_and_plain_mappings_work() -> None:
+    headers = HTTPHeaders()
+    headers.add("Host", "a")
+    headers.add("Host", "b")
+    assert make("/", headers=headers).host == "a,b"
+    plain: Any = {"Host": "c:1"}
+    assert make("/", headers=plain).host == "c:1"

@@ -165,6 +165,16 @@ class HTTPHeaders(MutableMapping[str, str]):
             # Copy constructor: keep every value, not the comma-joined view.
             for name, values in args[0]._as_list.items():
                 self._as_list[name] = list(values)
+        elif (
+            len(args) == 1
+            and not kwargs
+            and type(args[0]) is dict
+            and type(self).__setitem__ is HTTPHeaders.__setitem__
+        ):
+            # update() of a plain dict, without MutableMapping's generic loop.
+            as_list = self._as_list
+            for name, value in args[0].items():
+                as_list[_normalize_header(name)] = [value]
         else:
             self.update(*args, **kwargs)
 

@@ -385,3 +385,16 @@ def test_property_parse_raises_only_input_error(text: str) -> None:
     for name, value in h.get_all():
         assert _ABNF.field_name.fullmatch(name)
         assert _ABNF.field_value.fullmatch(value)
+
+
+def test_built_from_a_plain_dict_like_update() -> None:
+    h = HTTPHeaders({"content-type": "text/plain", "X-A": "1", "x-a": "2"})
+    assert list(h.get_all()) == [("Content-Type", "text/plain"), ("X-A", "2")]
+    with pytest.raises(HTTPInputError, match="Invalid header name"):
+        HTTPHeaders({"bad name": "1"})
+
+    class Upper(HTTPHeaders):
+        def __setitem__(self, name: str, value: str) -> None:
+            super().__setitem__(name, value.upper())
+
+    assert Upper({"A": "x"})["A"] == "X"

@@ -440,7 +440,8 @@ class RequestHandler(CookieMixin, RenderMixin):
             return
         if isinstance(chunk, dict):
             self._write_buffer.append(escape.json_encode(chunk).encode("utf-8"))
-            self._headers["Content-Type"] = "application/json; charset=UTF-8"
+            # The canonical key, set without HTTPHeaders' name normalization.
+            self._headers._as_list["Content-Type"] = ["application/json; charset=UTF-8"]
             return
         message = "write() only accepts bytes, unicode, and dict objects"
         if isinstance(chunk, list):

@@ -90,6 +90,7 @@ class BaseIOStream(_Reading):
         "_state",
         "_closed",
         "_aloop",
+        "_done_write",
         "__dict__",
         "__weakref__",
     )
@@ -98,6 +99,8 @@ class BaseIOStream(_Reading):
     # the fd is drained (or full). True for sockets and pipes; not for TLS,
     # where decrypted bytes can wait inside the TLS object.
     _short_io_means_blocked = False
+    # Whether _in_setup can be true when _connecting is not (a TLS handshake).
+    _has_setup_phase = False
 
     def __init__(
         self,
@@ -124,6 +127,7 @@ class BaseIOStream(_Reading):
         self._state: Optional[int] = None
         self._closed = False
         self._aloop: Any = getattr(self.io_loop, "asyncio_loop", None)
+        self._done_write: Optional[Future[None]] = None
 
     # -- methods for subclasses ---------------------------------------------------------
 
@@ -169,7 +173,8 @@ class BaseIOStream(_Reading):
             StreamBufferFullError: if ``max_write_buffer_size`` would be exceeded.
             TypeError: if ``data`` is not a bytes-like object.
         """
-        self._check_closed()
+        if self._closed:
+            raise StreamClosedError(real_error=self.error)
         if isinstance(data, memoryview):
             size = data.nbytes
         elif isinstance(data, (bytes, bytearray)):
@@ -182,8 +187,13 @@ class BaseIOStream(_Reading):
         limit = self.max_write_buffer_size
         if limit is not None and buffer._size + size > limit:
             raise StreamBufferFullError("Reached maximum write buffer size")
-        future: Future[None] = self._new_future()
-        if buffer._size or self._write_futures or self._in_setup():
+        if (
+            buffer._size
+            or self._write_futures
+            or self._connecting
+            or (self._has_setup_phase and self._in_setup())
+        ):
+            future: Future[None] = self._new_future()
             if size:
                 buffer.append(data)
                 self._total_queued += size
@@ -208,6 +218,7 @@ class BaseIOStream(_Reading):
                 sent = 0
             except Exception as e:
                 view.release()
+                future = self._new_future()
                 self._write_futures.append((self._total_queued, future))
                 self._write_failed(e)
                 return future
@@ -218,14 +229,22 @@ class BaseIOStream(_Reading):
                 rest.release()
             view.release()
             if sent < size:
+                future = self._new_future()
                 self._write_futures.append((self._total_queued, future))
                 if not self._short_io_means_blocked:
                     self._handle_write()
                 if not self._closed and buffer._size:
                     self._want(_WRITE)
                 return future
-        future.set_result(None)
-        return future
+        # Written in full: every such write shares one resolved Future. A
+        # done Future keeps no state that callers can change (callbacks
+        # added to it are scheduled at once), and this saves creating and
+        # resolving one per message.
+        done = self._done_write
+        if done is None:
+            done = self._done_write = self._new_future()
+            done.set_result(None)
+        return done
 
     def _handle_write(self) -> None:
         """Send as much of the write buffer as the fd takes; resolve finished writes."""
@@ -275,7 +294,18 @@ class BaseIOStream(_Reading):
                 self._handle_connect()
                 return
             if events & _READ:
-                self._handle_read()
+                self._drained = False
+                if self._read_future is None:
+                    self._read_ahead()
+                else:
+                    # _pump_read, inlined: this is the per-message hot path.
+                    try:
+                        self._service_read()
+                    except UnsatisfiableReadError as e:
+                        self._close_unsatisfiable(e)
+                    except Exception as e:
+                        gen_log.warning("error on read: %s", e)
+                        self.close(exc_info=e)
                 if self._closed:
                     return
             if events & _WRITE:

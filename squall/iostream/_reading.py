@@ -129,6 +129,7 @@ class _Reading:
     _closed: bool
     _state: Optional[int]
     _short_io_means_blocked: bool
+    _aloop: Any
 
     def _init_reading(self) -> None:
         self._rbuf = bytearray()
@@ -175,9 +176,24 @@ class _Reading:
         """
         if not delimiter:
             raise ValueError("read_until needs a non-empty delimiter")
-        future = self._start_read(_UNTIL)
+        loop = self._aloop
+        if self._read_future is None and loop is not None:
+            # _start_read, inlined.
+            future: Future[bytes] = loop.create_future()
+            self._read_future = future
+            self._read_kind = _UNTIL
+        else:
+            future = self._start_read(_UNTIL)
         self._read_delimiter = delimiter
         self._read_max_bytes = max_bytes
+        self._read_scanned = 0
+        if self._drained and self._rpos == len(self._rbuf) and not self._closed:
+            # The per-message case: nothing buffered and the fd known empty
+            # while registered for READ, so the next event serves the read.
+            # (During a connect or handshake the event also comes later.)
+            state = self._state
+            if state is not None and state & _READ:
+                return future
         return self._run_delimited_read(future)
 
     def _run_delimited_read(self, future: Future[bytes]) -> Future[bytes]:
@@ -278,7 +294,8 @@ class _Reading:
                 raise RuntimeError("Already reading")
             # The caller gave up on the previous read; let this one replace it.
             self._clear_read()
-        future = self._new_future()
+        loop = self._aloop
+        future: Future[Any] = loop.create_future() if loop is not None else self._new_future()
         self._read_future = future
         self._read_kind = kind
         return future
@@ -330,13 +347,37 @@ class _Reading:
                 if self._maybe_finish(True) or last:
                     return
                 continue
-            want = min(self.read_chunk_size, self.max_buffer_size - self._buffered() + 1)
-            n = self._read_chunk(want)
-            if n <= 0:
-                if n == 0:
+            # _read_chunk and _read_fd, inlined: this runs once per message.
+            rbuf = self._rbuf
+            buffered = len(rbuf) - self._rpos
+            want = self.max_buffer_size - buffered + 1
+            if want > self.read_chunk_size:
+                want = self.read_chunk_size
+            scratch: Optional[memoryview] = getattr(_scratch, "view", None)
+            if scratch is None or len(scratch) < want:
+                scratch = _scratch_view(want)
+            view = scratch[:want]
+            try:
+                try:
+                    got = self.read_from_fd(view)
+                except Exception as e:
+                    if is_connreset(e):
+                        self.close(exc_info=e)
+                        return
+                    raise
+                if got is None:
+                    self._drained = True
                     self._maybe_finish(True)
-                return
-            if self._buffered() > self.max_buffer_size:
+                    return
+                if got == 0:
+                    self.close()
+                    return
+                rbuf += view[:got]
+            finally:
+                view.release()
+            n = got
+            buffered += n
+            if buffered > self.max_buffer_size:
                 gen_log.error("Reached maximum read buffer size")
                 raise StreamBufferFullError("Reached maximum read buffer size")
             last = short_means_drained and n < want
@@ -344,7 +385,11 @@ class _Reading:
                 # Known empty: the next read can wait for an event instead
                 # of trying the fd first.
                 self._drained = True
-            if self._maybe_finish(last) or last:
+            if self._read_kind == _UNTIL:
+                done = self._find_delimiter(buffered)
+            else:
+                done = self._maybe_finish(last)
+            if done or last:
                 return
 
     def _read_fd(self, buf: memoryview) -> int:
@@ -423,13 +468,30 @@ class _Reading:
     def _find_delimiter(self, available: int) -> bool:
         delimiter = self._read_delimiter
         max_bytes = self._read_max_bytes
+        rbuf = self._rbuf
         start = self._rpos
-        limit = available if max_bytes is None else min(available, max_bytes)
+        limit = available if max_bytes is None or available < max_bytes else max_bytes
         # Resume where the last search stopped, less a delimiter's worth of overlap.
-        offset = max(0, self._read_scanned - len(delimiter) + 1)
-        found = self._rbuf.find(delimiter, start + offset, start + limit)
+        scanned = self._read_scanned
+        offset = scanned - len(delimiter) + 1 if scanned >= len(delimiter) else 0
+        found = rbuf.find(delimiter, start + offset, start + limit)
         if found >= 0:
-            self._finish_read(found - start + len(delimiter))
+            end = found + len(delimiter)
+            if start or end != len(rbuf):
+                self._finish_read(end - start)
+                return True
+            # _finish_read, inlined for the common case of a read that
+            # takes the whole buffer (one message per packet).
+            future = self._read_future
+            data = bytes(rbuf)
+            rbuf.clear()
+            state = self._state
+            if state is None or not state & _READ:
+                self._want(_READ)
+            self._read_future = None
+            self._read_kind = 0
+            if future is not None and not future.done():
+                future.set_result(data)
             return True
         self._read_scanned = limit
         if max_bytes is not None and available >= max_bytes:

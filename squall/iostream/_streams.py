@@ -324,6 +324,8 @@ class SSLIOStream(IOStream):
                 future.set_exception(self._handshake_error())
                 _mark_retrieved(future)
 
+    _has_setup_phase = True
+
     def _in_setup(self) -> bool:
         return self._connecting or self._ssl_accepting
 

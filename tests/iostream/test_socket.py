@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import socket
@@ -194,15 +195,17 @@ def test_unexpected_write_error_is_logged(caplog: pytest.LogCaptureFixture) -> N
 def test_handler_bug_is_logged_and_closes(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         rs, ws = await tcp_pair()
-        fut = rs.read_bytes(1)
+        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        rs.set_close_callback(lambda: closed.set_result(None))
 
         def boom() -> None:
             raise RuntimeError("bug")
 
-        rs._handle_read = boom  # type: ignore[method-assign]
+        # Data arriving with no read pending goes through _read_ahead.
+        rs._read_ahead = boom  # type: ignore[method-assign]
         ws.write(b"a")
-        with pytest.raises(StreamClosedError):
-            await fut
+        await asyncio.wait_for(closed, 5)
+        assert rs.closed()
         ws.close()
 
     run(main)
@@ -361,5 +364,43 @@ def test_close_of_an_already_closed_fd_is_reported() -> None:
         assert isinstance(rs.error, OSError)
         ws.close()
         await until(ws.closed)
+
+    run(main)
+
+
+def test_writes_sent_at_once_resolve_done_and_accept_callbacks() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        first, second = ws.write(b"a\n"), ws.write(b"b\n")
+        assert first.done() and second.done()
+        assert first.result() is None and not first.cancel()
+        seen: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        first.add_done_callback(lambda f: seen.set_result(f.result() is None))
+        assert await asyncio.wait_for(seen, 5)
+        assert await rs.read_until(b"\n") == b"a\n"
+        assert await rs.read_until(b"\n") == b"b\n"
+        rs.close()
+        ws.close()
+
+    run(main)
+
+
+def test_read_until_waiting_for_the_next_packet_sees_lines_split_anywhere() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        ws.set_nodelay(True)
+        # Each read starts with the buffer empty and the socket known drained,
+        # so it waits for the next READ event; the line comes in pieces.
+        for pieces in ([b"one", b"\n"], [b"t", b"w", b"o\n"], [b"x" * 70_000, b"\n"]):
+            read = rs.read_until(b"\n")
+            for piece in pieces:
+                await ws.write(piece)
+                await until(functools.partial(lambda r: r.done() or rs._drained, read))
+            assert await read == b"".join(pieces)
+            assert rs._drained and not rs._buffered()
+        read = rs.read_until(b"\n")
+        ws.close()
+        with pytest.raises(StreamClosedError):
+            await read
 
     run(main)

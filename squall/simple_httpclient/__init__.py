@@ -19,9 +19,22 @@ read to its end on a keep-alive connection (HTTP/1.1 without
 ``Connection: close``, or HTTP/1.0 with ``Connection: keep-alive``) with
 nothing extra received; never after an error, a timeout, a callback that
 raised or an unsent ``100-continue`` body. An idle connection keeps reading,
-so one the server closes (or sends anything on) is dropped at once; one
-closed just as a request was sent is retried once on a new connection
-(unless the body came from a ``body_producer``).
+so one the server closes (or sends anything on) is dropped as soon as the
+loop sees it; and before one is reused, the kernel is asked (a zero-timeout
+poll) whether a FIN, a reset or bytes arrived that the loop has not seen
+yet. A request is never sent on a connection known to be closed.
+
+No request is sent twice if the server may have acted on it. Once a
+request has been written (even in part), a connection that closes before
+any of the response fails the fetch with a 599: `HTTPStreamClosedError`
+for a close, or the socket's own `OSError` (``ConnectionResetError``...)
+as Tornado gives it, raised by ``fetch`` whatever ``raise_error`` is. The
+one retry: a connection reset (ECONNRESET or EPIPE) while the request was
+still being written (not all of it handed to the kernel yet, as the
+transport reports), for an idempotent method (GET, HEAD, OPTIONS, TRACE,
+PUT, DELETE: RFC 9110 §9.2.2) whose body is not from a ``body_producer``.
+The server's kernel refused the data, so the application did not see the
+request whole; it is sent once more, on another connection.
 
 Proxies (``proxy_host``/``proxy_port``, basic ``proxy_username``/
 ``proxy_password``): http URLs are sent to the proxy in absolute form with

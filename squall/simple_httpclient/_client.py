@@ -56,7 +56,7 @@ from squall.simple_httpclient._exchange import (
     Exchange,
     Outcome,
     RequestSpec,
-    StaleConnectionError,
+    ResendableError,
 )
 from squall.simple_httpclient._pool import ConnectionPool
 
@@ -610,14 +610,13 @@ class _Fetch:
         assert hop is not None
         if isinstance(outcome, BaseException):
             conn.close()
-            if isinstance(outcome, StaleConnectionError):
-                if hop.spec.body_producer is None and not self.retried:
-                    # The server closed the idle connection as we sent: once
-                    # more, on a new one.
+            if isinstance(outcome, ResendableError):
+                if not self.retried:
+                    # The server's kernel refused the request: once more.
                     self.retried = True
                     self._attempt()
                     return
-                outcome = HTTPStreamClosedError("Connection closed")
+                outcome = outcome.error
             self._fail(outcome)
             return
         client = self.client

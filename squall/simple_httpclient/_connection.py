@@ -2,8 +2,10 @@
 how one is opened (resolve, TCP, proxy CONNECT tunnel, TLS).
 
 A `ClientConnection` keeps reading while it sits idle in the pool, so a
-server that closes it (or sends bytes nobody asked for) is noticed at once
-and the connection is not reused. During an exchange it hands the bytes it
+server that closes it (or sends bytes nobody asked for) is noticed as soon
+as the loop runs; the pool also asks the kernel directly before reusing it
+(`ClientConnection.is_reusable`), since the loop may not have run since the
+server's FIN or RST arrived. During an exchange it hands the bytes it
 receives to the current handler (see ``_exchange``), with no Future per
 read.
 """
@@ -13,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import select
 import socket
 import ssl
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Optional, Protocol, Union
 
 from squall._h1 import (
@@ -34,6 +37,7 @@ __all__ = [
     "ClientConnection",
     "ConnectWatcher",
     "open_connection",
+    "peer_silent",
     "proxy_authorization",
     "ssl_context_for",
     "tls_key",
@@ -102,6 +106,28 @@ def proxy_authorization(
     return "Basic " + token.decode("ascii")
 
 
+if hasattr(select, "poll"):
+
+    def _nothing_received(fd: int) -> bool:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return not poller.poll(0)
+
+else:  # pragma: no cover - platforms without poll(2)
+
+    def _nothing_received(fd: int) -> bool:
+        readable, _, errored = select.select((fd,), (), (fd,), 0)
+        return not readable and not errored
+
+
+def peer_silent(sock: socket.socket) -> bool:
+    """Whether the kernel holds nothing from the peer of ``sock``: no bytes,
+    no FIN, no RST (a zero-timeout poll, about a microsecond; it does not
+    depend on the event loop having run)."""
+    fd = sock.fileno()
+    return fd >= 0 and _nothing_received(fd)
+
+
 class ConnectWatcher(Protocol):
     """Told what `open_connection` is doing, so a timeout can say where it struck."""
 
@@ -145,6 +171,7 @@ class ClientConnection(asyncio.Protocol):
         "_tunnel",
         "_write_paused",
         "_drain",
+        "_on_flushed",
     )
 
     def __init__(self, key: Hashable, limits: H1Limits, via_proxy: bool) -> None:
@@ -160,6 +187,7 @@ class ClientConnection(asyncio.Protocol):
         self._tunnel: Optional[tuple[H1Connection, asyncio.Future[Response]]] = None
         self._write_paused = False
         self._drain: Optional[asyncio.Future[None]] = None
+        self._on_flushed: Optional[Callable[[], None]] = None
 
     # -- asyncio.Protocol --------------------------------------------------
 
@@ -213,6 +241,12 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        on_flushed = self._on_flushed
+        if on_flushed is not None:
+            self._on_flushed = None
+            if self.transport is not None:
+                self.transport.set_write_buffer_limits()
+            on_flushed()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
 
@@ -223,6 +257,24 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if data and transport is not None and not self.closed:
             transport.write(data)
+
+    def flushed(self, on_flushed: Callable[[], None]) -> bool:
+        """Whether all that was written has been handed to the kernel.
+
+        If not, and the transport is still writing, ``on_flushed`` is
+        called once its buffer is empty. A write that failed (the
+        transport is closing) is never flushed.
+        """
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            return False
+        if not transport.get_write_buffer_size():
+            return True
+        self._on_flushed = on_flushed
+        # A high-water mark of 0 pauses writing now and resumes it exactly
+        # when the buffer is empty; resume_writing restores the defaults.
+        transport.set_write_buffer_limits(high=0)
+        return False
 
     def drain(self) -> asyncio.Future[None]:
         """A Future done when the write buffer is below its high-water mark."""
@@ -248,17 +300,25 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def is_reusable(self) -> bool:
-        """For the pool: still open and idle.
+        """For the pool: still open and idle, with nothing from the server.
 
-        `can_keep` held when it was released, and only bytes or an EOF from
-        the server could change that, both of which close an idle
-        connection at once (it keeps reading).
+        `can_keep` held when it was released, and only bytes, an EOF or a
+        reset from the server could change that. An idle connection keeps
+        reading, so the loop closes it when it sees one of those; but the
+        loop may not have run since it arrived (a request that follows a
+        response in the next loop iteration), so the kernel is asked too.
+        A request is never sent on a connection the server is known to
+        have closed.
         """
-        return self.handler is None and not self.closed
+        if self.handler is not None or self.closed:
+            return False
+        sock = self.sock
+        return sock is None or peer_silent(sock)
 
     def close(self) -> None:
         """Close the connection (at once; unsent data is dropped)."""
         self.handler = None
+        self._on_flushed = None
         if self.transport is not None and not self.closed:
             self.transport.abort()
         # abort() unregisters the socket at once but closes it on the next

@@ -7,6 +7,13 @@ until it is done) or the body comes from a ``body_producer``.
 Any error leaves the connection unusable: the exchange closes it. After a
 normal end the connection is reusable exactly when
 `ClientConnection.can_keep` says so.
+
+A connection that closes before any of the response is an error for the
+request (`HTTPStreamClosedError`, or the connection's `OSError`), since the
+server may have acted on it, with one exception: `ResendableError`, a
+connection reset (ECONNRESET or EPIPE) before the request had been handed
+to the kernel in full, for an idempotent method (RFC 9110 §9.2.2) and no
+``body_producer``. The caller may then send it again.
 """
 
 from __future__ import annotations
@@ -35,11 +42,14 @@ from squall.simple_httpclient._connection import ClientConnection
 from squall.simple_httpclient._errors import HTTPStreamClosedError
 from squall.util import GzipDecompressor
 
-__all__ = ["Exchange", "Outcome", "RequestSpec", "StaleConnectionError", "field_value"]
+__all__ = ["Exchange", "Outcome", "RequestSpec", "ResendableError", "field_value"]
 
 # Statuses for which `RequestSpec.superseded` may say yes (redirects, and a
 # digest challenge).
 _MAY_SUPERSEDE = frozenset((301, 302, 303, 307, 308, 401))
+
+# RFC 9110 §9.2.2: the methods a client may send again after a failure.
+IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
 
 # Decompressed output per step: bounds memory for a compression bomb.
 _DECOMPRESS_STEP = 64 * 1024
@@ -47,10 +57,20 @@ _DECOMPRESS_STEP = 64 * 1024
 BodyProducer = Callable[[Callable[[bytes], Awaitable[None]]], Any]
 
 
-class StaleConnectionError(Exception):
-    """A reused connection was closed by the server before any of the
-    response arrived (it timed out the idle connection as we sent): the
-    request may be retried on a new connection."""
+class ResendableError(Exception):
+    """The connection was reset (ECONNRESET or EPIPE) while the request was
+    still being written, before any of the response: the server's kernel
+    refused the request, so its application did not act on it. Raised only
+    for an idempotent method without a ``body_producer``; the request may be
+    sent once more on another connection.
+
+    Attributes:
+        error: The connection's error, for when it is not sent again.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class RequestSpec:
@@ -152,7 +172,7 @@ class Exchange:
     Exceptions ``on_done`` may get: `HTTPStreamClosedError` (the connection
     closed early, a malformed response -- logged at INFO -- or a callback
     that raised -- logged), `UnsatisfiableReadError` (a head over
-    ``max_header_size``), `StaleConnectionError`, the connection's `OSError`.
+    ``max_header_size``), `ResendableError`, the connection's `OSError`.
     """
 
     __slots__ = (
@@ -165,6 +185,7 @@ class Exchange:
         "decompressor",
         "tail",
         "body_pending",
+        "sent",
         "waiting",
         "ended",
         "finished",
@@ -188,6 +209,8 @@ class Exchange:
         self.decompressor: Optional[GzipDecompressor] = None
         self.tail = b""
         self.body_pending = False
+        # The whole request reached the kernel (a write that failed never does).
+        self.sent = False
         self.waiting = False
         self.ended = False
         self.finished = False
@@ -222,6 +245,11 @@ class Exchange:
             transport = conn.transport
             if transport is not None and not conn.closed:
                 transport.write(data)
+                # A small request is nearly always taken by the kernel at once.
+                if transport.get_write_buffer_size() or transport.is_closing():
+                    self.sent = conn.flushed(self._on_sent)
+                else:
+                    self.sent = True
         if conn.closed:
             # Nothing else would wake us: the connection already ended. (An
             # open one has nothing buffered: data that came while it was
@@ -261,9 +289,14 @@ class Exchange:
         if self.spec.body_producer is not None:
             self._produce()
             return
-        h1 = self.conn.h1
+        conn = self.conn
+        h1 = conn.h1
         body = self.spec.body
-        self.conn.write(h1.send_data(body) + h1.send_end() if body else h1.send_end())
+        conn.write(h1.send_data(body) + h1.send_end() if body else h1.send_end())
+        self.sent = conn.flushed(self._on_sent)
+
+    def _on_sent(self) -> None:
+        self.sent = True
 
     # -- receiving -----------------------------------------------------------
 
@@ -330,12 +363,20 @@ class Exchange:
                         self.body_pending = False
                         self._send_body()
                 elif type(event) is ConnectionClosed:
-                    conn = self.conn
-                    if self.response is None and not event.truncated and conn.uses > 1:
-                        raise StaleConnectionError()
-                    if conn.error is not None:
-                        raise conn.error
-                    raise HTTPStreamClosedError("Connection closed")
+                    error = self.conn.error
+                    if error is None:
+                        raise HTTPStreamClosedError("Connection closed")
+                    if (
+                        isinstance(error, (ConnectionResetError, BrokenPipeError))
+                        and not self.sent
+                        and self.response is None
+                        and not event.truncated
+                        and self.spec.method in IDEMPOTENT_METHODS
+                        and self.spec.body_producer is None
+                    ):
+                        raise ResendableError(error)
+                    # As Tornado: the socket's own error, in a 599 response.
+                    raise error
                 else:
                     # PAUSED cannot happen with a request outstanding.
                     raise HTTPStreamClosedError(f"unexpected connection state: {event!r}")

@@ -69,6 +69,20 @@ from ._states import (
 #: regex match and one split for the whole block. Bodies are shared code.
 AUTO_PARSER: Final = "python"
 
+# Longest request head remembered for reuse by the next identical one.
+_HEAD_CACHE_MAX: Final = 2048
+
+_ParsedRequest = tuple[
+    str,
+    str,
+    str,
+    Headers,
+    "list[str] | None",
+    "list[str] | None",
+    "list[str] | None",
+    "list[str] | None",
+]
+
 
 def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
     if parser not in ("auto", "python", "httptools"):
@@ -136,6 +150,9 @@ class H1Connection(_Sender):
         self._trailers: Headers = []
         self._out = 0
         self._out_chunked = False
+        # The previous request head and what it parsed to (server role).
+        self._last_head = b""
+        self._last_parsed: _ParsedRequest | None = None
 
     # -- introspection -------------------------------------------------
 
@@ -394,14 +411,25 @@ class H1Connection(_Sender):
                 return self._closed(self._pos < len(self._buf))
             return NEED_DATA
         hbuf, start, line_end, end, after = found
-        try:
-            method, target, version, headers = self._heads.request(hbuf, start, line_end, end)
-        except RemoteProtocolError:
-            self._check_bare_lf(hbuf, start, end)
-            raise
+        head = hbuf[start:end]
+        parsed = self._last_parsed
+        if parsed is not None and head == self._last_head:
+            # A keep-alive client repeating its head byte for byte (pollers,
+            # health checks, load generators): same result, same checks.
+            method, target, version, headers, cl, te, conn, expect = parsed
+            headers = headers.copy()
+        else:
+            try:
+                method, target, version, headers = self._heads.request(hbuf, start, line_end, end)
+            except RemoteProtocolError:
+                self._check_bare_lf(hbuf, start, end)
+                raise
+            cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)
+            if len(head) <= _HEAD_CACHE_MAX:
+                self._last_head = bytes(head)
+                self._last_parsed = (method, target, version, headers.copy(), cl, te, conn, expect)
         self._pos = after
         self._scan = self._pos
-        cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)
         self._method = method
         self._is11 = is11 = version != "HTTP/1.0"
         self._keep_alive = is11 if conn is None else wants_keep_alive(version, conn)

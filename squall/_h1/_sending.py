@@ -71,6 +71,8 @@ class _Sender:
         "_trailers",
         "_out",
         "_out_chunked",
+        "_last_head",
+        "_last_parsed",
     )
 
     _client: bool

@@ -846,3 +846,35 @@ def test_has_input(parser: str) -> None:
     assert not conn2.has_input()
     conn2.receive_data(b"")
     assert conn2.has_input()  # the EOF is there to report
+
+
+def _exchange(conn: H1Connection) -> Request:
+    event = conn.next_event()
+    assert isinstance(event, Request)
+    assert isinstance(conn.next_event(), EndOfMessage)
+    conn.send_response(200, "OK", [], b"")
+    return event
+
+
+def test_a_repeated_head_parses_the_same_and_shares_nothing(parser: str) -> None:
+    head = b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+    conn = server(parser, head * 3 + b"GET /y HTTP/1.1\r\nHost: a\r\n\r\n")
+    first = _exchange(conn)
+    first.headers.append(("X-Mutated", "1"))
+    second = _exchange(conn)
+    assert second == Request("GET", "/x", "HTTP/1.1", [("Host", "a"), ("Connection", "keep-alive")])
+    assert second.headers is not first.headers
+    assert _exchange(conn) == second
+    assert _exchange(conn).target == "/y"
+    assert conn.keep_alive
+
+
+def test_a_repeated_head_keeps_its_framing(parser: str) -> None:
+    head = b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"
+    conn = server(parser, head * 2)
+    for _ in range(2):
+        assert isinstance(conn.next_event(), Request)
+        assert conn.next_event() == Data(b"ab")
+        assert isinstance(conn.next_event(), EndOfMessage)
+        conn.send_response(200, "OK", [], b"")
+    assert conn.next_event() is NEED_DATA

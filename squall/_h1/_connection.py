@@ -153,6 +153,8 @@ class H1Connection(_Sender):
         # The previous request head and what it parsed to (server role).
         self._last_head = b""
         self._last_parsed: _ParsedRequest | None = None
+        # The previous response's field block, known to be valid.
+        self._last_fields: str = ""
 
     # -- introspection -------------------------------------------------
 

@@ -73,6 +73,7 @@ class _Sender:
         "_out_chunked",
         "_last_head",
         "_last_parsed",
+        "_last_fields",
     )
 
     _client: bool
@@ -86,6 +87,7 @@ class _Sender:
     _informational: int
     _out: int
     _out_chunked: bool
+    _last_fields: str
 
     def _end_cycle(self) -> None:
         raise NotImplementedError
@@ -180,7 +182,10 @@ class _Sender:
             self._keep_alive = False
         if not (100 <= status <= 999) or (status < 200 and status != 101):
             raise LocalProtocolError(f"invalid final status code {status!r}")
-        text = encode_fields(headers)
+        # Responses on one connection often repeat their fields exactly.
+        text = encode_fields(headers, self._last_fields)
+        if len(text) <= 2048:
+            self._last_fields = text
         plain = framing_fields is not None and _plain_framing(framing_fields)
         if plain:
             assert framing_fields is not None

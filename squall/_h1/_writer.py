@@ -10,9 +10,13 @@ from ._rules import STR_FIELDS_RE, STR_TOKEN_RE, STR_VALUE_RE
 __all__ = ["encode_fields", "find_values"]
 
 
-def encode_fields(headers: Iterable[tuple[str, str]]) -> str:
+def encode_fields(headers: Iterable[tuple[str, str]], known: str = "") -> str:
     """Render field lines as ``"Name: value\\r\\n"...``, checked against the
     same grammar the parser enforces, so what we send always re-parses.
+
+    Args:
+        known: A block that passed these checks before: the same text from
+            as many fields is not checked again.
 
     Raises:
         LocalProtocolError: A name is not a token, or a value holds CR, LF,
@@ -28,6 +32,8 @@ def encode_fields(headers: Iterable[tuple[str, str]]) -> str:
     # The line count check catches a CR or LF inside one value, which the
     # block grammar alone would read as a second (injected) field.
     n = len(lines)
+    if text == known and text.count("\n") == n:
+        return text
     if STR_FIELDS_RE.fullmatch(text) is None or text.count("\n") != n or text.count("\r") != n:
         _diagnose(lines)
         raise LocalProtocolError(f"invalid header field in {text[:200]!r}")

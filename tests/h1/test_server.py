@@ -878,3 +878,15 @@ def test_a_repeated_head_keeps_its_framing(parser: str) -> None:
         assert isinstance(conn.next_event(), EndOfMessage)
         conn.send_response(200, "OK", [], b"")
     assert conn.next_event() is NEED_DATA
+
+
+def test_repeated_response_fields_are_still_checked_for_injection(parser: str) -> None:
+    conn = server(parser, GET * 2)
+    drain(conn)
+    fields = [("A", "1"), ("B", "2")]
+    conn.send_response_start(200, "OK", fields, b"", None)
+    conn.send_end()
+    drain(conn)
+    # Same text as the block just sent, from one field with a CRLF inside.
+    with pytest.raises(LocalProtocolError, match="invalid"):
+        conn.send_response_start(200, "OK", [("A", "1\r\nB: 2")], b"", None)

@@ -19,7 +19,7 @@ import select
 import socket
 import ssl
 from collections.abc import Callable, Hashable
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Optional, Protocol, Union, cast
 
 from squall._h1 import (
     NEED_DATA,
@@ -192,8 +192,8 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports have Transport's methods but not its class.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -462,8 +462,7 @@ async def open_connection(
                 watcher.connect_phase(f"during TLS handshake with {host}:{port}")
                 assert conn.transport is not None
                 tls = await loop.start_tls(conn.transport, conn, ssl_context, server_hostname=host)
-                assert isinstance(tls, asyncio.Transport)
-                conn.transport = tls
+                conn.transport = cast(asyncio.Transport, tls)
         elif ssl_context is not None:
             watcher.connect_phase(f"during TLS handshake with {host}:{port}")
             await loop.create_connection(

@@ -200,6 +200,29 @@ class StalePoolTest(ResendTestCase):
         self.assertEqual(len(server.requests), 2)
 
     @gen_test
+    async def test_server_closing_right_after_each_response(self) -> None:
+        # No "Connection: close", but a close after each response: the next
+        # fetch starts before the loop has read the EOF, yet it is caught.
+        connections = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(OK)
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        try:
+            for _ in range(5):
+                self.assertEqual((await self.fetch(url)).body, b"ok")
+        finally:
+            server.close()
+            await server.wait_closed()
+        self.assertEqual(connections, 5)
+
+    @gen_test
     async def test_live_idle_connection_is_reused(self) -> None:
         server = self.start(answer_all)
         for path in ("/1", "/2", "/3"):

@@ -60,7 +60,8 @@ BodyProducer = Callable[[Callable[[bytes], Awaitable[None]]], Any]
 class ResendableError(Exception):
     """The connection was reset (ECONNRESET or EPIPE) while the request was
     still being written, before any of the response: the server's kernel
-    refused the request, so its application did not act on it. Raised only
+    refused the rest, so its application never had the request whole.
+    Raised only
     for an idempotent method without a ``body_producer``; the request may be
     sent once more on another connection.
 

@@ -120,6 +120,7 @@ class _Reading:
         "_read_into_filled",
         "_read_target",
         "_drained",
+        "_recv",
     )
 
     # Provided by BaseIOStream.
@@ -149,6 +150,10 @@ class _Reading:
         self._read_target: Optional[bytes] = None
         # True once a read found nothing to read and no READ event came since.
         self._drained = False
+        # A plain socket's ``recv``, for streams whose read_from_fd is just
+        # ``recv_into`` on it (`IOStream`); lets a read_until take a chunk
+        # as a ready-made ``bytes``.
+        self._recv: Optional[Callable[[int], bytes]] = None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -347,6 +352,16 @@ class _Reading:
                 if self._maybe_finish(True) or last:
                     return
                 continue
+            recv = self._recv
+            if (
+                recv is not None
+                and self._read_kind == _UNTIL
+                and self._rpos == len(self._rbuf)
+                and "read_from_fd" not in self.__dict__
+            ):
+                if self._recv_until(recv):
+                    return
+                continue
             # _read_chunk and _read_fd, inlined: this runs once per message.
             rbuf = self._rbuf
             buffered = len(rbuf) - self._rpos
@@ -391,6 +406,48 @@ class _Reading:
                 done = self._maybe_finish(last)
             if done or last:
                 return
+
+    def _recv_until(self, recv: Callable[[int], bytes]) -> bool:
+        """Serve a read_until with an empty buffer by ``recv``; return whether to stop.
+
+        A chunk that ends with its first delimiter (one message per packet,
+        the request/response case) becomes the result as it is: no copy
+        through the scratch buffer and the read buffer.
+        """
+        want = self.read_chunk_size
+        try:
+            data = recv(want)
+        except BlockingIOError:
+            self._drained = True
+            return True
+        except Exception as e:
+            if is_connreset(e):
+                self.close(exc_info=e)
+                return True
+            raise
+        n = len(data)
+        if not n:
+            self.close()
+            return True
+        last = self._short_io_means_blocked and n < want
+        if last:
+            self._drained = True
+        delimiter = self._read_delimiter
+        found = data.find(delimiter)
+        max_bytes = self._read_max_bytes
+        if found >= 0 and found + len(delimiter) == n and (max_bytes is None or n <= max_bytes):
+            future = self._read_future
+            self._read_future = None
+            self._read_kind = 0
+            state = self._state
+            if state is None or not state & _READ:
+                # As _consume_raw does when the buffer empties.
+                self._want(_READ)
+            if future is not None and not future.done():
+                future.set_result(data)
+            return True
+        self._rbuf += data
+        return self._find_delimiter(n) or last
 
     def _read_fd(self, buf: memoryview) -> int:
         """Call read_from_fd; return bytes read, 0 if it would block, -1 once closed by EOF."""

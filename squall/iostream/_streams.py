@@ -68,6 +68,8 @@ class IOStream(BaseIOStream):
         self.socket = socket
         self.socket.setblocking(False)
         super().__init__(*args, **kwargs)
+        if type(self).read_from_fd is IOStream.read_from_fd:
+            self._recv = socket.recv
 
     def fileno(self) -> socket.socket:
         """Return the socket (the IOLoop accepts objects with ``fileno()``)."""

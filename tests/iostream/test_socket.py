@@ -404,3 +404,109 @@ def test_read_until_waiting_for_the_next_packet_sees_lines_split_anywhere() -> N
             await read
 
     run(main)
+
+
+def test_read_until_with_an_empty_buffer_takes_chunks_as_they_come() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        ws.set_nodelay(True)
+        assert rs._recv is not None
+        # One line per packet; two lines in one packet; a line in two packets.
+        for sent, expected in (
+            ([b"a\r\n"], [b"a\r\n"]),
+            ([b"b\r\nc\r\n"], [b"b\r\n", b"c\r\n"]),
+            ([b"d\r", b"\ne"], [b"d\r\n"]),
+        ):
+            read = rs.read_until(b"\r\n")
+            for piece in sent:
+                await ws.write(piece)
+                await until(functools.partial(lambda r: r.done() or rs._drained, read))
+            got = [await read]
+            while len(got) < len(expected):
+                got.append(await rs.read_until(b"\r\n"))
+            assert got == expected
+        assert rs._buffered() == 1
+        rs.close()
+        ws.close()
+
+    run(main)
+
+
+def test_read_until_from_an_empty_buffer_keeps_max_bytes(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        await rs.write(b"")
+        read = rs.read_until(b"\n", max_bytes=3)
+        await ws.write(b"abcd\n")
+        with pytest.raises(StreamClosedError):
+            await read
+        ws.close()
+
+    with caplog.at_level(logging.INFO, logger="squall.general"):
+        run(main)
+    assert "Unsatisfiable read" in caplog.text
+
+
+def test_read_until_uses_read_from_fd_when_it_is_replaced() -> None:
+    calls: list[int] = []
+
+    class Counting(IOStream):
+        def read_from_fd(self, buf: bytearray | memoryview) -> int | None:
+            calls.append(len(buf))
+            return super().read_from_fd(buf)
+
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        sub = Counting(rs.socket)
+        assert sub._recv is None
+        rs.socket = socket.socket()  # the stream gives its socket up
+        rs.socket.close()
+        line = sub.read_until(b"\n")
+        await ws.write(b"x\n")
+        assert await line == b"x\n"
+        assert calls
+        patched: list[int] = []
+        real = ws.read_from_fd
+
+        def counting(buf: bytearray | memoryview) -> int | None:
+            patched.append(len(buf))
+            return real(buf)
+
+        ws.read_from_fd = counting  # type: ignore[method-assign]
+        back = ws.read_until(b"\n")
+        await sub.write(b"y\n")
+        assert await back == b"y\n"
+        assert patched
+        sub.close()
+        ws.close()
+
+    run(main)
+
+
+def test_read_until_from_an_empty_buffer_sees_eof() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        read = rs.read_until(b"\n")
+        ws.close()
+        with pytest.raises(StreamClosedError):
+            await read
+        assert rs.closed()
+
+    run(main)
+
+
+def test_read_until_from_an_empty_buffer_sees_a_reset_as_a_close() -> None:
+    async def main() -> None:
+        rs, ws = await tcp_pair()
+        read = rs.read_until(b"\n")
+        # Linger 0: close sends a reset instead of a FIN.
+        ws.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        ws.close()
+        with pytest.raises(StreamClosedError):
+            await read
+        assert rs.closed()
+        assert isinstance(rs.error, ConnectionResetError)
+
+    run(main)

@@ -34,7 +34,7 @@ from squall.iostream._errors import (
     UnsatisfiableReadError,
     is_connreset,
 )
-from squall.iostream._reading import _CLOSE, _ERROR, _READ, _WRITE, _Reading
+from squall.iostream._reading import _CLOSE, _ERROR, _READ, _UNTIL, _WRITE, _Reading
 
 __all__ = ["BaseIOStream", "_ERROR", "_READ", "_WRITE", "_mark_retrieved", "gen_log"]
 from squall.log import gen_log
@@ -91,6 +91,7 @@ class BaseIOStream(_Reading):
         "_closed",
         "_aloop",
         "_done_write",
+        "_send",
         "__dict__",
         "__weakref__",
     )
@@ -128,6 +129,9 @@ class BaseIOStream(_Reading):
         self._closed = False
         self._aloop: Any = getattr(self.io_loop, "asyncio_loop", None)
         self._done_write: Optional[Future[None]] = None
+        # A plain socket's ``send``, for streams whose write_to_fd is just
+        # that (`IOStream`): the direct write calls it without the method.
+        self._send: Optional[Callable[[memoryview], int]] = None
 
     # -- methods for subclasses ---------------------------------------------------------
 
@@ -212,8 +216,12 @@ class BaseIOStream(_Reading):
                 flat = view.cast("B")
                 view.release()
                 view = flat
+            send = self._send
             try:
-                sent = self.write_to_fd(view) or 0
+                if send is not None and "write_to_fd" not in self.__dict__:
+                    sent = send(view)
+                else:
+                    sent = self.write_to_fd(view) or 0
             except BlockingIOError:
                 sent = 0
             except Exception as e:
@@ -300,7 +308,15 @@ class BaseIOStream(_Reading):
                 else:
                     # _pump_read, inlined: this is the per-message hot path.
                     try:
-                        self._service_read()
+                        recv = self._recv
+                        if (
+                            recv is None
+                            or self._read_kind != _UNTIL
+                            or self._rpos != len(self._rbuf)
+                            or "read_from_fd" in self.__dict__
+                            or not self._recv_until(recv)
+                        ):
+                            self._service_read()
                     except UnsatisfiableReadError as e:
                         self._close_unsatisfiable(e)
                     except Exception as e:

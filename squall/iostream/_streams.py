@@ -70,6 +70,8 @@ class IOStream(BaseIOStream):
         super().__init__(*args, **kwargs)
         if type(self).read_from_fd is IOStream.read_from_fd:
             self._recv = socket.recv
+        if type(self).write_to_fd is IOStream.write_to_fd:
+            self._send = socket.send
 
     def fileno(self) -> socket.socket:
         """Return the socket (the IOLoop accepts objects with ``fileno()``)."""

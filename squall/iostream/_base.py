@@ -14,7 +14,11 @@ How it works:
   ones are queued by reference. Each ``write()`` future remembers the total
   byte count at which it completes.
 * Only the user-facing calls create Futures; the internal steps are plain
-  method calls driven by the IOLoop's events.
+  method calls driven by the IOLoop's events. A write the fd takes in full
+  returns the stream's one already-resolved Future.
+* The per-message path (READ event -> read_until -> write) is kept flat:
+  one Python call per step where possible; ``benchmarks/tcp_echo.py``
+  measures it against Tornado.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ read is pending; it is described by a kind (bytes, delimiter, regex, close,
 into) and its parameters, and completed from the buffer as soon as the
 buffer satisfies it. Searches resume where the previous one stopped (a
 delimiter) or wait for the buffer to double (a regex), so a large read stays
-linear.
+linear. A large read_bytes is received straight into the bytes object it
+resolves with; a read_until on an empty buffer of a plain socket takes the
+chunk ``recv`` returns as its result when that chunk is exactly one message.
 """
 
 from __future__ import annotations

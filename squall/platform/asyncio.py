@@ -190,9 +190,12 @@ class BaseAsyncIOLoop(IOLoop):
 
     def remove_timeout(self, timeout: object) -> None:
         """Cancel a handle from `call_at`, `call_later` or `add_timeout`."""
-        if not isinstance(timeout, asyncio.Handle):
+        # uvloop's handles are not asyncio.Handle subclasses: accept anything
+        # a loop's call_at/call_later returns, i.e. that can be cancelled.
+        cancel = getattr(timeout, "cancel", None)
+        if cancel is None or not callable(cancel):
             raise TypeError(f"not a timeout handle: {timeout!r}")
-        timeout.cancel()
+        cancel()
 
     def add_callback(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``callback`` on the next iteration; safe from any thread."""

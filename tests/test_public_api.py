@@ -270,16 +270,11 @@ def test_application_listen_keywords() -> None:
     assert {"port", "address", "family", "backlog", "flags", "reuse_port"} <= set(names)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: Tornado defaults family=AF_UNSPEC, backlog=128 (web/application.py)",
-)
 def test_application_listen_defaults_match_tornado() -> None:
     names = params(web.Application.listen)
     assert names["family"] == socket.AF_UNSPEC and names["backlog"] == 128
 
 
-@pytest.mark.xfail(strict=True, reason="pending: httpserver.HTTPRequest alias of HTTPServerRequest")
 def test_httpserver_request_alias() -> None:
     from squall import httpserver
 
@@ -358,3 +353,11 @@ class HandlerAttributesTest(AsyncHTTPTestCase):
                 assert hasattr(client, name), name
         finally:
             client.close()
+
+
+def test_internal_names_stay_private() -> None:
+    from squall import simple_httpclient
+
+    assert "ConnectionPool" not in simple_httpclient.__all__
+    assert not hasattr(simple_httpclient, "ConnectionPool")
+    assert not hasattr(web.RequestHandler, "check_cross_origin")

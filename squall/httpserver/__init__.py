@@ -19,6 +19,10 @@ adapter for plain callables).
 
 from squall.httpserver._context import _CallableAdapter, _HTTPRequestContext, _ProxyAdapter
 from squall.httpserver._server import HTTPServer
+from squall.httputil import HTTPServerRequest
+
+#: Tornado's old name for `.HTTPServerRequest`, kept for programs that use it.
+HTTPRequest = HTTPServerRequest  # re-exported for compatibility
 
 __all__ = ["HTTPServer"]
 

@@ -48,12 +48,15 @@ from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutE
 from squall.simple_httpclient._pool import ConnectionPool
 
 __all__ = [
-    "ConnectionPool",
     "HTTPStreamClosedError",
     "HTTPTimeoutError",
     "SimpleAsyncHTTPClient",
 ]
 
-for _obj in (SimpleAsyncHTTPClient, HTTPStreamClosedError, HTTPTimeoutError, ConnectionPool):
+# The pool is internal: importable for tests, not part of the public API.
+_ConnectionPool = ConnectionPool
+del ConnectionPool
+
+for _obj in (SimpleAsyncHTTPClient, HTTPStreamClosedError, HTTPTimeoutError):
     _obj.__module__ = __name__
 del _obj

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import socket
 import types
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from squall import httputil
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.log import access_log
+from squall.netutil import _DEFAULT_BACKLOG
 from squall.routing import (
     AnyMatches,
     DefaultHostMatches,
@@ -170,8 +172,8 @@ class Application(ReversibleRouter):
         port: int,
         address: Optional[str] = None,
         *,
-        family: Any = None,
-        backlog: Optional[int] = None,
+        family: socket.AddressFamily = socket.AF_UNSPEC,
+        backlog: int = _DEFAULT_BACKLOG,
         flags: Optional[int] = None,
         reuse_port: bool = False,
         **kwargs: Any,
@@ -190,11 +192,11 @@ class Application(ReversibleRouter):
         from squall.httpserver import HTTPServer
 
         server = HTTPServer(self, **kwargs)
-        listen_kwargs: dict[str, Any] = {"reuse_port": reuse_port}
-        if family is not None:
-            listen_kwargs["family"] = family
-        if backlog is not None:
-            listen_kwargs["backlog"] = backlog
+        listen_kwargs: dict[str, Any] = {
+            "reuse_port": reuse_port,
+            "family": family,
+            "backlog": backlog,
+        }
         if flags is not None:
             listen_kwargs["flags"] = flags
         server.listen(port, address=address or "", **listen_kwargs)

@@ -741,7 +741,7 @@ class RequestHandler(CookieMixin, RenderMixin):
                 return True
         return False
 
-    def check_cross_origin(self) -> None:
+    def _check_cross_origin(self) -> None:
         """Rejects a cross-origin request (the ``cross_origin_protection`` setting).
 
         Runs before `prepare` for methods other than GET, HEAD and OPTIONS. A
@@ -867,7 +867,7 @@ class RequestHandler(CookieMixin, RenderMixin):
         if method not in _SAFE_METHODS:
             settings = self.application.settings
             if settings.get("cross_origin_protection"):
-                self.check_cross_origin()
+                self._check_cross_origin()
             if settings.get("xsrf_cookies"):
                 self.check_xsrf_cookie()
 

@@ -29,7 +29,7 @@ class ErrorHandler(RequestHandler):
     def check_xsrf_cookie(self) -> None:
         pass
 
-    def check_cross_origin(self) -> None:
+    def _check_cross_origin(self) -> None:
         pass
 
     def check_trusted_origin(self, origin: str) -> bool:

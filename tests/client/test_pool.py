@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from squall.simple_httpclient import ConnectionPool
+from squall.simple_httpclient._pool import ConnectionPool
 
 
 class FakeConn:

@@ -168,7 +168,9 @@ class DeadlineTest(ClientTestCase):
     @gen_test
     async def test_timer_with_no_live_deadline_is_not_rearmed(self) -> None:
         server = await self.serve(hello)
-        await self.fetch(server.url(), request_timeout=0.01)
+        # A generous deadline: it must be armed, not fire (a loaded machine
+        # can take more than a few milliseconds to resolve and connect).
+        await self.fetch(server.url(), request_timeout=30)
         self.assertIsNotNone(self.client._deadline_timer)
         self.client._on_deadline()
         self.assertIsNone(self.client._deadline_timer)

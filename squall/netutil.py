@@ -333,12 +333,42 @@ class DefaultExecutorResolver(Resolver):
         return await loop.run_in_executor(None, _resolve_addr, host, port, family)
 
 
+def _numeric_address(host: str, port: int, family: socket.AddressFamily) -> Optional[_AddrInfo]:
+    """The one address of an IP literal, or None when ``host`` needs a lookup.
+
+    ``getaddrinfo`` returns the same for a numeric host, but costs a trip to
+    a worker thread; a literal of the wrong family is left to it (it raises
+    the usual error). Scoped IPv6 literals (``fe80::1%eth0``) are looked up.
+    """
+    if family in (socket.AF_UNSPEC, socket.AF_INET):
+        try:
+            socket.inet_pton(socket.AF_INET, host)
+        except OSError:
+            pass
+        else:
+            return [(socket.AF_INET, (host, port))]
+    if family in (socket.AF_UNSPEC, socket.AF_INET6) and "%" not in host:
+        try:
+            socket.inet_pton(socket.AF_INET6, host)
+        except OSError:
+            pass
+        else:
+            return [(socket.AF_INET6, (host, port, 0, 0))]
+    return None
+
+
 class DefaultLoopResolver(Resolver):
-    """Resolves with the event loop's own ``getaddrinfo`` (the default)."""
+    """Resolves with the event loop's own ``getaddrinfo`` (the default).
+
+    IP literals are answered at once, without the lookup thread.
+    """
 
     async def resolve(
         self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
     ) -> _AddrInfo:
+        numeric = _numeric_address(host, port, family)
+        if numeric is not None:
+            return numeric
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port, family=family, type=socket.SOCK_STREAM
         )

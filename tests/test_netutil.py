@@ -665,3 +665,38 @@ def test_ioloop_current_used_by_accept_handler() -> None:
             listener.close()
 
     run(main)
+
+
+@pytest.mark.parametrize(
+    ("host", "family"),
+    [
+        ("127.0.0.1", socket.AF_UNSPEC),
+        ("127.0.0.1", socket.AF_INET),
+        ("::1", socket.AF_UNSPEC),
+        ("::1", socket.AF_INET6),
+        ("localhost", socket.AF_INET),
+    ],
+)
+def test_default_resolver_answers_like_getaddrinfo(host: str, family: socket.AddressFamily) -> None:
+    expected = [
+        (fam, addr)
+        for fam, _t, _p, _c, addr in socket.getaddrinfo(host, 80, family, socket.SOCK_STREAM)
+    ]
+
+    async def main() -> list[tuple[int, object]]:
+        return await netutil.DefaultLoopResolver().resolve(host, 80, family)
+
+    assert asyncio.run(main()) == expected
+
+
+def test_ip_literal_needs_no_lookup_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> list[tuple[int, object]]:
+        loop = asyncio.get_running_loop()
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError("getaddrinfo was called for an IP literal")
+
+        monkeypatch.setattr(loop, "getaddrinfo", refuse)
+        return await netutil.DefaultLoopResolver().resolve("10.1.2.3", 8080)
+
+    assert asyncio.run(main()) == [(socket.AF_INET, ("10.1.2.3", 8080))]

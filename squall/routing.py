@@ -89,11 +89,8 @@ class _RoutingDelegate(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Optional[Any]:
         assert isinstance(start_line, httputil.RequestStartLine)
-        request = httputil.HTTPServerRequest(
-            connection=self.request_conn,
-            server_connection=self.server_conn,
-            start_line=start_line,
-            headers=headers,
+        request = httputil.HTTPServerRequest._for_server(
+            self.request_conn, self.server_conn, start_line, headers
         )
         delegate = self.router.find_handler(request)
         if delegate is None:

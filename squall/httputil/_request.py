@@ -287,6 +287,60 @@ class HTTPServerRequest:
                     f"Invalid query string: Max number of fields exceeded (the limit is {limit})"
                 )
 
+    @classmethod
+    def _for_server(
+        cls,
+        connection: HTTPConnection,
+        server_connection: object,
+        start_line: RequestStartLine,
+        headers: HTTPHeaders,
+    ) -> HTTPServerRequest:
+        # What __init__ builds from a server's request, without its keyword
+        # binding and the branches only direct construction needs: a router
+        # builds one of these per request.
+        if cls is not HTTPServerRequest or type(headers) is not HTTPHeaders:
+            return cls(
+                connection=connection,
+                server_connection=server_connection,
+                start_line=start_line,
+                headers=headers,
+            )
+        self = object.__new__(cls)
+        method, uri, version = start_line
+        self.method = method
+        self.uri = uri
+        self.version = version
+        self.headers = headers
+        self.body = b""
+        context = getattr(connection, "context", None)
+        if context is None:
+            self.remote_ip = None
+            self.protocol = "http"
+        else:
+            self.remote_ip = getattr(context, "remote_ip", None)
+            self.protocol = getattr(context, "protocol", "http")
+        hosts = headers._as_list.get("Host")
+        host = None
+        if hosts:
+            host = hosts[0] if len(hosts) == 1 else ",".join(hosts)
+        self.host = host or "127.0.0.1"
+        self.files = {}
+        self.connection = connection
+        self.server_connection = server_connection
+        self._start_time = time.time()
+        self._finish_time = None
+        self._cookies = None
+        self.path, _, query = uri.partition("?")
+        self.query = query
+        self.body_arguments = {}
+        if query:
+            limit = _forms._default_config().urlencoded.max_arguments
+            if query.count("&") >= limit:
+                raise HTTPInputError(
+                    f"Invalid query string: Max number of fields exceeded (the limit is {limit})"
+                )
+        return self
+
     def _parse_query_arguments(self) -> dict[str, list[bytes]]:
         return _parse_qs_bytes(_latin1_or_utf8(self.query), None)
 

@@ -255,7 +255,7 @@ class Application(ReversibleRouter):
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        return _RoutingDelegate(self, server_conn, request_conn)
+        return _ApplicationDelegate(self, server_conn, request_conn)
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
         default_router = self.default_router
@@ -266,6 +266,10 @@ class Application(ReversibleRouter):
             delegate = default_router.find_handler(request)
         if delegate is not None:
             return delegate  # type: ignore[return-value]
+        return self._unrouted(request)
+
+    def _unrouted(self, request: httputil.HTTPServerRequest) -> _HandlerDelegate:
+        # The delegate for a request no rule matched.
         if self.settings.get("default_handler_class"):
             return self.get_handler_delegate(
                 request,
@@ -330,6 +334,95 @@ class Application(ReversibleRouter):
         if access_log.isEnabledFor(level):
             request_time = 1000.0 * handler.request.request_time()
             access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
+
+
+class _ApplicationDelegate(_RoutingDelegate):
+    # The application's delegate for one request. A request for a literal
+    # route to a RequestHandler that does not stream its body is served by
+    # this object itself (one delegate per request, no forwarding); every
+    # other request goes through find_handler and is forwarded as usual.
+    __slots__ = ("request", "handler_class", "handler_kwargs", "chunks")
+
+    def headers_received(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+    ) -> Optional[Any]:
+        app = self.router
+        assert isinstance(app, Application)
+        router = app.wildcard_router
+        if (
+            type(app).find_handler is Application.find_handler
+            and type(router) is _ApplicationRouter
+            and len(app.default_router._rules) == 1
+        ):
+            assert isinstance(start_line, httputil.RequestStartLine)
+            request = httputil.HTTPServerRequest._for_server(
+                self.request_conn, self.server_conn, start_line, headers
+            )
+            if router._rules.stale:
+                router._reindex()
+            hit = router._direct.get(request.path)
+            if hit is not None and not hit[0]._stream_request_body:
+                self.request = request
+                self.handler_class, self.handler_kwargs = hit
+                self.chunks: Optional[list[bytes]] = None
+                return None
+            delegate = router.find_handler(request)
+            if delegate is None:
+                delegate = app._unrouted(request)
+            self.delegate = delegate
+            return delegate.headers_received(start_line, headers)
+        return super().headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Optional[Any]:
+        delegate = self.delegate
+        if delegate is not None:
+            return delegate.data_received(chunk)
+        if self.chunks is None:
+            self.chunks = [chunk]
+        else:
+            self.chunks.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        delegate = self.delegate
+        if delegate is not None:
+            delegate.finish()
+            return
+        request = self.request
+        chunks = self.chunks
+        if chunks:
+            request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        app = self.router
+        assert isinstance(app, Application)
+        settings = app.settings
+        if settings:
+            _per_request_settings(settings)
+        kwargs = self.handler_kwargs
+        if kwargs is None:
+            handler = self.handler_class(app, request)
+        else:
+            handler = self.handler_class(app, request, **kwargs)
+        transforms = app.transforms
+        handler._execute([t(request) for t in transforms] if transforms else [])
+
+    def on_connection_close(self) -> None:
+        delegate = self.delegate
+        if delegate is not None:
+            delegate.on_connection_close()
+        else:
+            self.chunks = None
+
+
+def _per_request_settings(settings: dict[str, Any]) -> None:
+    # Debug settings that reset caches before every request.
+    if not settings.get("compiled_template_cache", True):
+        _clear_template_loaders()
+    if settings.get("static_hash_cache", True) is False:
+        from squall.web.static import StaticFileHandler
+
+        StaticFileHandler.reset()
 
 
 class _HandlerDelegate(httputil.HTTPMessageDelegate):
@@ -404,12 +497,7 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
     def execute(self) -> Optional[Awaitable[None]]:
         settings = self.application.settings
         if settings:
-            if not settings.get("compiled_template_cache", True):
-                _clear_template_loaders()
-            if settings.get("static_hash_cache", True) is False:
-                from squall.web.static import StaticFileHandler
-
-                StaticFileHandler.reset()
+            _per_request_settings(settings)
         handler = self.handler_class(self.application, self.request, **self.handler_kwargs)
         self.handler = handler
         transforms = self.application.transforms

@@ -104,6 +104,55 @@ class TestConstruction:
         finally:
             set_parse_body_config(saved)
 
+    @pytest.mark.parametrize(
+        ("uri", "fields", "connection"),
+        [
+            ("/", {}, None),
+            ("/a?x=1&y", {"Host": "Example.com:81"}, Connection()),
+            ("/b", {"Host": ""}, HTTPConnection()),
+        ],
+    )
+    def test_for_server_builds_what_init_builds(
+        self, uri: str, fields: dict[str, str], connection: Any
+    ) -> None:
+        start = RequestStartLine("GET", uri, "HTTP/1.1")
+        slow = HTTPServerRequest(
+            start_line=start,
+            headers=HTTPHeaders(fields),
+            connection=connection,
+            server_connection="srv",
+        )
+        fast = HTTPServerRequest._for_server(connection, "srv", start, HTTPHeaders(fields))
+        names = [n for n in HTTPServerRequest.__slots__ if not n.startswith("__")]
+        names.remove("_start_time")
+        for name in names + ["arguments", "host_name"]:
+            assert getattr(fast, name) == getattr(slow, name), name
+        assert abs(fast._start_time - slow._start_time) < 1
+
+    def test_for_server_joins_repeated_hosts_and_checks_the_query(self) -> None:
+        headers = HTTPHeaders()
+        headers.add("Host", "a")
+        headers.add("Host", "b")
+        req = HTTPServerRequest._for_server(
+            Connection(), None, RequestStartLine("GET", "/", "HTTP/1.1"), headers
+        )
+        assert req.host == "a,b"
+        limit = squall.httputil._DEFAULT_PARSE_BODY_CONFIG.urlencoded.max_arguments
+        start = RequestStartLine("GET", "/?" + "&" * limit, "HTTP/1.1")
+        with pytest.raises(HTTPInputError, match="Max number of fields exceeded"):
+            HTTPServerRequest._for_server(Connection(), None, start, HTTPHeaders())
+
+    def test_for_server_of_a_subclass_runs_its_init(self) -> None:
+        class Mine(HTTPServerRequest):
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                self.mine = True
+
+        req = Mine._for_server(
+            Connection(), None, RequestStartLine("GET", "/", "HTTP/1.1"), HTTPHeaders()
+        )
+        assert isinstance(req, Mine) and req.mine and req.remote_ip == "10.1.2.3"
+
     def test_repr_hides_headers(self) -> None:
         req = make("/r", headers=HTTPHeaders({"Canary": "secret", "Host": "h"}))
         text = repr(req)

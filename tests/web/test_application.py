@@ -462,3 +462,90 @@ def test_literal_route_honours_an_overridden_get_handler_delegate() -> None:
     app = Custom([("/a", Reply)])
     assert app.find_handler(_get("/a")).handler_class is Reply
     assert seen == ["/a"]
+
+
+class Echo(RequestHandler):
+    def initialize(self, prefix: bytes = b"") -> None:
+        self.prefix = prefix
+
+    def post(self) -> None:
+        self.write(self.prefix + self.request.body)
+
+
+def _serve(app: Application, method: str, path: str, body: list[bytes]) -> tuple[Any, Any]:
+    # Drives the application's own delegate the way the server does.
+    import asyncio
+
+    conn = _conn()
+
+    async def run() -> Any:
+        delegate = app.start_request("server", conn)
+        start = httputil.RequestStartLine(method, path, "HTTP/1.1")
+        ret = delegate.headers_received(start, httputil.HTTPHeaders({"Host": "h"}))
+        if ret is not None:
+            await ret
+        for chunk in body:
+            delegate.data_received(chunk)
+        delegate.finish()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return delegate
+
+    return asyncio.run(run()), conn
+
+
+def test_application_delegate_serves_literal_routes_itself() -> None:
+    app = Application([("/e", Echo, {"prefix": b">"}), ("/plain", Echo)])
+    delegate, conn = _serve(app, "POST", "/e", [b"a", b"b"])
+    # One delegate per request: nothing was forwarded to a second one.
+    assert delegate.delegate is None and delegate.handler_class is Echo
+    assert delegate.request.host == "h" and delegate.request.server_connection == "server"
+    assert conn.write_headers.call_args[0][2] == b">ab"
+    _, conn = _serve(app, "POST", "/plain", [b"x"])
+    assert conn.write_headers.call_args[0][2] == b"x"
+    _, conn = _serve(app, "POST", "/plain", [])
+    assert conn.write_headers.call_args[0][2] == b""
+
+
+def test_application_delegate_forwards_everything_else() -> None:
+    app = Application([(r"/p/(\w+)", Reply), ("/s", Streaming)])
+    delegate, conn = _serve(app, "GET", "/p/x", [])
+    assert isinstance(delegate.delegate, _HandlerDelegate)
+    assert delegate.delegate.path_args == [b"x"]
+    assert conn.write_headers.call_args[0][2] == b"reply"
+    delegate, conn = _serve(app, "PUT", "/s", [b"1", b"2"])
+    assert delegate.delegate.stream_request_body
+    assert conn.write_headers.call_args[0][2] == b"1|2"
+    with ExpectLog(access_log, "404", required=False):
+        delegate, conn = _serve(app, "GET", "/missing", [])
+    assert conn.write_headers.call_args[0][0].code == 404
+
+
+def test_application_delegate_honours_an_overridden_find_handler() -> None:
+    class Custom(Application):
+        def find_handler(self, request: Any, **kwargs: Any) -> Any:
+            return self.get_handler_delegate(request, Reply, {"reply": "custom"})
+
+    delegate, conn = _serve(Custom([("/", Echo)]), "GET", "/", [])
+    assert delegate.delegate.handler_class is Reply
+    assert conn.write_headers.call_args[0][2] == b"custom"
+
+
+def test_application_delegate_drops_the_body_on_close() -> None:
+    app = Application([("/", Echo)])
+    delegate = app.start_request("server", _conn())
+    delegate.on_connection_close()  # before the head: nothing to do
+    delegate.headers_received(
+        httputil.RequestStartLine("POST", "/", "HTTP/1.1"), httputil.HTTPHeaders()
+    )
+    delegate.data_received(b"partial")
+    delegate.on_connection_close()
+    assert delegate.chunks is None
+
+
+def test_application_delegate_with_host_routes_uses_find_handler() -> None:
+    app = Application([("/", Reply)])
+    app.add_handlers("other.example", [("/", Reply, {"reply": "other"})])
+    delegate, conn = _serve(app, "GET", "/", [])
+    assert isinstance(delegate.delegate, _HandlerDelegate)
+    assert conn.write_headers.call_args[0][2] == b"reply"

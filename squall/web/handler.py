@@ -137,7 +137,17 @@ class RequestHandler(CookieMixin, RenderMixin):
         self.path_args = []
         self.path_kwargs = {}
         # clear(), inlined: this runs for every request.
-        self._headers = _new_headers()
+        # _new_headers(), inlined.
+        headers = self._headers = HTTPHeaders.__new__(HTTPHeaders)
+        now = int(time.time())
+        if now != _date_cache[0]:
+            _date_cache[0] = now
+            _date_cache[1] = format_timestamp(now)
+        headers._as_list = {
+            "Server": [_SERVER_HEADER],
+            "Content-Type": ["text/html; charset=UTF-8"],
+            "Date": [_date_cache[1]],
+        }
         cls = self.__class__
         if cls.set_default_headers is not _stock.set_default_headers:
             self.set_default_headers()
@@ -501,11 +511,11 @@ class RequestHandler(CookieMixin, RenderMixin):
             raise RuntimeError("finish() called twice")
         if chunk is not None:
             self.write(chunk)
+        cls = self.__class__
         if not self._headers_written:
             status = self._status_code
             # The stock headers object is read through its dict: no calls.
             fields = self._headers._as_list
-            cls = self.__class__
             if status == 200 and self.request.method in ("GET", "HEAD") and "Etag" not in fields:
                 if (
                     cls.compute_etag is _stock.compute_etag
@@ -537,14 +547,29 @@ class RequestHandler(CookieMixin, RenderMixin):
                 for part in self._write_buffer:
                     length += len(part)
                 fields["Content-Length"] = [str(length)]
-        connection = self.request.connection
+        request = self.request
+        connection = request.connection
         assert connection is not None
         connection.set_close_callback(None)  # type: ignore[attr-defined]
-        future = self.flush(include_footers=True)
+        if self._headers_written or cls.flush is not _stock.flush:
+            future = self.flush(include_footers=True)
+        else:
+            # flush()'s first write, inlined: most responses are one write.
+            self._headers_written = True
+            buffer = self._write_buffer
+            chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+            self._write_buffer = []
+            for transform in self._transforms:
+                self._status_code, self._headers, chunk = transform.transform_first_chunk(
+                    self._status_code, self._headers, chunk, True
+                )
+            if request.method == "HEAD":
+                chunk = b""
+            start_line = _new_tuple(ResponseStartLine, ("", self._status_code, self._reason))
+            future = connection.write_headers(start_line, self._headers, chunk)
         connection.finish()
         self.application.log_request(self)
         self._finished = True
-        cls = self.__class__
         if cls.on_finish is not _stock.on_finish:
             self.on_finish()
         if cls._break_cycles is _stock._break_cycles:
@@ -877,7 +902,16 @@ class RequestHandler(CookieMixin, RenderMixin):
         """Runs the request; returns the Task running its rest if it had to go asynchronous."""
         self._transforms = transforms
         try:
-            self._start(*args, **kwargs)
+            request = self.request
+            if (
+                args
+                or kwargs
+                or request.body
+                or request.method not in _SAFE_METHODS
+                or self.__class__._start is not _stock._start
+                or request.method not in self.SUPPORTED_METHODS
+            ):
+                self._start(*args, **kwargs)
             result = None if self.__class__.prepare is _stock.prepare else self.prepare()
             if result is not None or self._stream_request_body:
                 return _spawn(self._execute_async(result))

@@ -1011,3 +1011,47 @@ def test_break_cycles_can_be_postponed() -> None:
     assert handler.ui is handler.ui
     handler.finish()
     assert calls == ["break"] and "ui" in handler.__dict__
+
+
+def test_finish_goes_through_an_overridden_flush() -> None:
+    calls: list[Any] = []
+
+    class Counting(RequestHandler):
+        def flush(self, include_footers: bool = False) -> Any:
+            calls.append(include_footers)
+            return super().flush(include_footers)
+
+    conn = _Conn()
+    conn.write_headers = lambda *args: calls.append(args[2])  # type: ignore[attr-defined]
+    conn.finish = lambda: None  # type: ignore[attr-defined]
+    handler = Counting(Application(), _request(conn))
+    handler.write("body")
+    handler.finish()
+    assert calls == [True, b"body"]
+
+
+def test_execute_runs_an_overridden_start_and_checks_methods() -> None:
+    started: list[str] = []
+    sent: list[Any] = []
+
+    class Checked(RequestHandler):
+        SUPPORTED_METHODS = ("POST",)
+
+        def _start(self, *args: Any, **kwargs: Any) -> None:
+            started.append(self.request.method)
+            super()._start(*args, **kwargs)
+
+    conn = _Conn()
+    conn.write_headers = lambda *args: sent.append(args[0].code)  # type: ignore[attr-defined]
+    conn.finish = lambda: None  # type: ignore[attr-defined]
+    with ExpectLog("squall.access", "405", required=False):
+        Checked(Application(), _request(conn))._execute([])
+    assert started == ["GET"] and sent == [405]
+
+    class PostOnly(RequestHandler):
+        SUPPORTED_METHODS = ("POST",)
+
+    sent.clear()
+    with ExpectLog("squall.access", "405", required=False):
+        PostOnly(Application(), _request(conn))._execute([])
+    assert sent == [405]

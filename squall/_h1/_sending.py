@@ -186,11 +186,18 @@ class _Sender:
         text = encode_fields(headers, self._last_fields)
         if len(text) <= 2048:
             self._last_fields = text
-        plain = framing_fields is not None and _plain_framing(framing_fields)
-        if plain:
-            assert framing_fields is not None
+        plain = False
+        if framing_fields is not None:
+            # _plain_framing(), inlined for the common response: at most one
+            # plain Content-Length, no Transfer-Encoding or Connection.
             cl, te, conn = framing_fields
-        else:
+            if te is None and conn is None:
+                if cl is None:
+                    plain = True
+                elif len(cl) == 1:
+                    value = cl[0]
+                    plain = value.isdigit() and value.isascii() and len(value) <= 18
+        if not plain:
             low = "\n" + text.lower()
             # Most responses set neither Transfer-Encoding nor Connection: a
             # substring test spares the scan.
@@ -249,7 +256,10 @@ class _Sender:
             head = f"HTTP/1.1 {status} {reason}\r\n{text}{extra}\r\n".encode("latin-1")
         except UnicodeEncodeError:
             head = self._encode_head(f"HTTP/1.1 {status} {reason}\r\n{text}{extra}", ())
-        self._set_out(framing)
+        # _set_out(), inlined.
+        self._sstate = _S_BODY
+        self._out_chunked = framing == CHUNKED
+        self._out = framing
         return head
 
     def send_request_head(
@@ -424,21 +434,6 @@ class _Sender:
         return (
             self.send_request_head(method, target, headers) + self.send_data(body) + self.send_end()
         )
-
-
-def _plain_framing(fields: _FramingFields) -> bool:
-    # The common response: at most one Content-Length of plain digits and
-    # no Transfer-Encoding or Connection; anything else takes the general
-    # path (which strips values and checks lists).
-    cl, te, conn = fields
-    if te is not None or conn is not None:
-        return False
-    if cl is None:
-        return True
-    if len(cl) != 1:
-        return False
-    value = cl[0]
-    return value.isdigit() and value.isascii() and len(value) <= 18
 
 
 def _reason(reason: str) -> str:

@@ -113,7 +113,14 @@ class _RequestConnection(HTTPConnection):
             return _closed_future(p._loop)
         assert isinstance(start_line, ResponseStartLine)
         fields = headers._as_list
-        pairs = [(name, value) for name, values in fields.items() for value in values]
+        pairs = []
+        for name, values in fields.items():
+            # A loop in this frame: a comprehension is a call of its own.
+            if len(values) == 1:
+                pairs.append((name, values[0]))
+            else:
+                for value in values:
+                    pairs.append((name, value))
         get = fields.get
         # HTTPHeaders keys are canonical: the framing fields are found by name.
         conn = get("Connection")

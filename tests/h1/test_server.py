@@ -814,6 +814,8 @@ def test_send_response_start_refuses_a_piece_over_the_length(parser: str) -> Non
         # Framing fields the fast path does not take: the block is scanned.
         ([("Content-Length", " 2 ")], ([" 2 "], None, None)),
         ([("Content-Length", "2"), ("Connection", "close")], (["2"], None, ["close"])),
+        # Two equal Content-Length fields (RFC 9110 §8.6 allows the list).
+        ([("Content-Length", "2"), ("Content-Length", "2")], (["2", "2"], None, None)),
     ],
 )
 def test_send_response_start_general_framing(

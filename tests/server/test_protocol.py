@@ -694,3 +694,17 @@ def test_delegate_http_input_error_while_blocked(
         run_soon(loop)
     assert t.data == b"HTTP/1.1 400 Bad Request\r\n\r\n" and t.closed
     assert "bad body" in caplog.text
+
+
+def test_repeated_response_fields_each_get_a_line(loop: asyncio.AbstractEventLoop) -> None:
+    def handle(request: HTTPServerRequest) -> None:
+        headers = HTTPHeaders({"Content-Length": "2"})
+        headers.add("Vary", "A")
+        headers.add("Vary", "B")
+        assert request.connection is not None
+        request.connection.write_headers(ResponseStartLine("HTTP/1.1", 200, "OK"), headers, b"ok")
+        request.connection.finish()
+
+    _, proto, t = make(loop, handle)
+    proto.data_received(GET)
+    assert t.data == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVary: A\r\nVary: B\r\n\r\nok"

@@ -292,13 +292,18 @@ class HTTPServerRequest:
         cls,
         connection: HTTPConnection,
         server_connection: object,
-        start_line: RequestStartLine,
+        start_line: Union[RequestStartLine, ResponseStartLine],
         headers: HTTPHeaders,
     ) -> HTTPServerRequest:
         # What __init__ builds from a server's request, without its keyword
         # binding and the branches only direct construction needs: a router
         # builds one of these per request.
-        if cls is not HTTPServerRequest or type(headers) is not HTTPHeaders:
+        if (
+            cls is not HTTPServerRequest
+            or type(headers) is not HTTPHeaders
+            or type(start_line) is not RequestStartLine
+        ):
+            assert isinstance(start_line, RequestStartLine)
             return cls(
                 connection=connection,
                 server_connection=server_connection,

@@ -343,20 +343,21 @@ class _ApplicationDelegate(_RoutingDelegate):
     # other request goes through find_handler and is forwarded as usual.
     __slots__ = ("request", "handler_class", "handler_kwargs", "chunks")
 
+    # Application.start_request is what builds these.
+    router: Application
+
     def headers_received(
         self,
         start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
         headers: httputil.HTTPHeaders,
     ) -> Optional[Any]:
         app = self.router
-        assert isinstance(app, Application)
         router = app.wildcard_router
         if (
             type(app).find_handler is Application.find_handler
             and type(router) is _ApplicationRouter
             and len(app.default_router._rules) == 1
         ):
-            assert isinstance(start_line, httputil.RequestStartLine)
             request = httputil.HTTPServerRequest._for_server(
                 self.request_conn, self.server_conn, start_line, headers
             )
@@ -395,7 +396,6 @@ class _ApplicationDelegate(_RoutingDelegate):
         if chunks:
             request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         app = self.router
-        assert isinstance(app, Application)
         settings = app.settings
         if settings:
             _per_request_settings(settings)

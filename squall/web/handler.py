@@ -125,8 +125,19 @@ class RequestHandler(CookieMixin, RenderMixin):
     path_kwargs: dict[str, Any]
     _transforms: list[OutputTransform]
 
+    # Whether a class after RequestHandler in the MRO has an __init__ of
+    # its own (a mixin's): only then is super().__init__() worth its call.
+    _next_init = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        after = mro[mro.index(RequestHandler) + 1 :]
+        cls._next_init = any("__init__" in vars(k) for k in after if k is not object)
+
     def __init__(self, application: Application, request: HTTPServerRequest, **kwargs: Any) -> None:
-        super().__init__()
+        if self._next_init:
+            super().__init__()
         self.application = application
         self.request = request
         self._headers_written = False
@@ -993,6 +1004,9 @@ _HeaderValue = Union[bytes, str, int, datetime.datetime]
 # The base class's hooks: a handler that does not override one is spared the
 # call (checked on the class each time, so patching a class still works).
 _stock = RequestHandler
+RequestHandler._next_init = any(
+    "__init__" in vars(k) for k in RequestHandler.__mro__[1:] if k is not object
+)
 
 
 def _spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -1055,3 +1055,21 @@ def test_execute_runs_an_overridden_start_and_checks_methods() -> None:
     with ExpectLog("squall.access", "405", required=False):
         PostOnly(Application(), _request(conn))._execute([])
     assert sent == [405]
+
+
+def test_a_mixin_after_request_handler_is_initialized() -> None:
+    class Mixin:
+        def __init__(self) -> None:
+            self.mixed = True
+
+    class Mixed(RequestHandler, Mixin):
+        pass
+
+    class Before(Mixin, RequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            RequestHandler.__init__(self, *args, **kwargs)
+
+    assert Mixed._next_init and not Before._next_init and not RequestHandler._next_init
+    handler = Mixed(Application(), _request(_Conn()))
+    assert handler.mixed
+    assert not hasattr(Before(Application(), _request(_Conn())), "mixed")

@@ -1073,3 +1073,27 @@ def test_a_mixin_after_request_handler_is_initialized() -> None:
     handler = Mixed(Application(), _request(_Conn()))
     assert handler.mixed
     assert not hasattr(Before(Application(), _request(_Conn())), "mixed")
+
+
+def test_etag_of_a_repeated_small_body_is_remembered() -> None:
+    import hashlib
+
+    from squall.web import handler as handler_module
+
+    sent: list[str] = []
+
+    def finish_with(parts: list[bytes]) -> None:
+        conn = _Conn()
+        conn.write_headers = lambda start, headers, chunk: sent.append(headers["Etag"])  # type: ignore[attr-defined]
+        conn.finish = lambda: None  # type: ignore[attr-defined]
+        handler = RequestHandler(Application(), _request(conn))
+        for part in parts:
+            handler.write(part)
+        handler.finish()
+
+    bodies = [[b"a"], [b"b"], [b"a"], [b"x" * 200], [b"x" * 200], [b"a", b"b"], [b"ab"]]
+    for parts in bodies:
+        finish_with(parts)
+    assert sent == [f'"{hashlib.sha1(b"".join(parts)).hexdigest()}"' for parts in bodies]
+    # The long body was not kept; the last small one-part body was.
+    assert handler_module._etag_memo[0] == b"ab"

@@ -549,3 +549,17 @@ def test_application_delegate_with_host_routes_uses_find_handler() -> None:
     delegate, conn = _serve(app, "GET", "/", [])
     assert isinstance(delegate.delegate, _HandlerDelegate)
     assert conn.write_headers.call_args[0][2] == b"reply"
+
+
+def test_pattern_route_gets_the_body_and_debug_settings_reset_caches() -> None:
+    class EchoPath(Echo):
+        def post(self, *args: str) -> None:
+            self.write(self.request.body)
+
+    with mock.patch("squall.web.static.StaticFileHandler.reset") as reset:
+        app = Application([(r"/(\w+)", EchoPath), ("/lit", Echo)], static_hash_cache=False)
+        _, conn = _serve(app, "POST", "/x", [b"a", b"b"])
+        assert conn.write_headers.call_args[0][2] == b"ab"
+        _, conn = _serve(app, "POST", "/lit", [b"c"])
+        assert conn.write_headers.call_args[0][2] == b"c"
+    assert reset.call_count == 2

@@ -26,7 +26,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the browser test will skip"
 	$(PY) -m coverage run -m pytest -W error $(PYTEST_FLAGS)
-	$(PY) -m coverage report --fail-under=85
+	$(PY) -m coverage report --fail-under=90
 
 test: lint typecheck pytest
 

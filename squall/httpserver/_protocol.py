@@ -185,7 +185,7 @@ class _RequestConnection(HTTPConnection):
         self._finished = True
         if data:
             p._out.append(data)
-        if not p._h1.keep_alive:
+        if not p._h1._keep_alive:
             p._close_after_flush = True
             p._stopped = True
         if not p._in_feed:
@@ -431,8 +431,9 @@ class _HTTPProtocol(asyncio.Protocol):
                     self._deliver(event.data)
                 elif kind is EndOfMessage:
                     self._on_end()
-                    if not h1.has_input():
-                        # Spares a parse that can only say NEED_DATA or PAUSED.
+                    if not (h1._eof or h1._pos < len(h1._buf)):
+                        # has_input(), read in this frame: spares a parse
+                        # that can only say NEED_DATA or PAUSED.
                         break
                 elif event is NEED_DATA:
                     break
@@ -489,7 +490,7 @@ class _HTTPProtocol(asyncio.Protocol):
             self._after_head = True
             self._block(ret)
             return
-        if self._h1.expects_continue or self._params.body_timeout is not None:
+        if self._h1._expect_continue or self._params.body_timeout is not None:
             self._head_done()
         elif req._body_timeout is not None:
             self._head_done()

@@ -30,6 +30,7 @@ from squall import escape
 from squall import locale as locale_module
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
+from squall.httpserver._protocol import _RequestConnection
 from squall.httputil import HTTPHeaders, ResponseStartLine, format_timestamp, responses
 from squall.httputil._headers import _ABNF
 from squall.log import app_log, gen_log
@@ -174,7 +175,11 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._reason = "OK"
         connection = request.connection
         assert connection is not None
-        connection.set_close_callback(self._connection_closed)  # type: ignore[attr-defined]
+        if type(connection) is _RequestConnection:
+            # set_close_callback(), without the call: the server's own connection.
+            connection._close_callback = self._connection_closed
+        else:
+            connection.set_close_callback(self._connection_closed)  # type: ignore[attr-defined]
         if kwargs or cls.initialize is not _stock.initialize:
             self.initialize(**kwargs)
 
@@ -576,7 +581,10 @@ class RequestHandler(CookieMixin, RenderMixin):
         request = self.request
         connection = request.connection
         assert connection is not None
-        connection.set_close_callback(None)  # type: ignore[attr-defined]
+        if type(connection) is _RequestConnection:
+            connection._close_callback = None
+        else:
+            connection.set_close_callback(None)  # type: ignore[attr-defined]
         if self._headers_written or cls.flush is not _stock.flush:
             future = self.flush(include_footers=True)
         else:

@@ -139,6 +139,12 @@ class _RequestConnection(HTTPConnection):
             raise HTTPOutputError(str(exc)) from None
         finally:
             self._headers_written = True
+        done = p._done_future
+        if p._in_feed and done is not None and not p._write_paused:
+            # _send(), inlined for the usual case: written while its request
+            # is processed, so the feed loop flushes it.
+            p._out.append(data)
+            return done
         return p._send(data)
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
@@ -477,7 +483,16 @@ class _HTTPProtocol(asyncio.Protocol):
         if hosts is not None and (len(hosts) != 1 or hosts[0] != self._good_host):
             _check_host(headers)
             self._good_host = hosts[0]
-        req = self._req = _RequestConnection(self)
+        # _RequestConnection.__init__, inlined (keep the two in step): one
+        # per request, and a frame fewer.
+        req = object.__new__(_RequestConnection)
+        req._proto = self
+        req.context = self.context
+        req._close_callback = None
+        req._headers_written = False
+        req._finished = False
+        req._body_timeout = None
+        self._req = req
         self._read_done = False
         delegate = self._start_request(self, req)
         if self._params.decompress:

@@ -255,7 +255,13 @@ class Application(ReversibleRouter):
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        return _ApplicationDelegate(self, server_conn, request_conn)
+        # _RoutingDelegate.__init__, inlined: a frame fewer per request.
+        delegate = object.__new__(_ApplicationDelegate)
+        delegate.router = self
+        delegate.server_conn = server_conn
+        delegate.request_conn = request_conn
+        delegate.delegate = None
+        return delegate
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
         default_router = self.default_router

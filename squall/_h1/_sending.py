@@ -31,7 +31,7 @@ from ._states import (
     _S_MUST_CLOSE,
     _S_SWITCHED,
 )
-from ._writer import chunk, encode_fields, find_values
+from ._writer import chunk, encode_fields, encode_lines, find_values
 
 __all__: list[str] = []
 
@@ -141,6 +141,7 @@ class _Sender:
         headers: Iterable[tuple[str, str]],
         data: bytes,
         framing_fields: Optional[_FramingFields] = None,
+        lines: Optional[list[str]] = None,
     ) -> bytes:
         """Server: `send_response_head` and `send_data` of a first body
         piece in one call (what a framework's first flush sends).
@@ -150,12 +151,14 @@ class _Sender:
                 and Connection in ``headers`` (None for an absent field),
                 when the caller keeps its fields by name anyway; spares
                 looking for them in the serialized block.
+            lines: The fields already rendered as ``"Name: value"`` lines
+                (``headers`` is then not read); checked all the same.
 
         Raises:
             LocalProtocolError: As `send_response_head`; or ``data`` longer
                 than the Content-Length (nothing is then to be sent).
         """
-        head = self._response_head(status, reason, headers, -1, framing_fields)
+        head = self._response_head(status, reason, headers, -1, framing_fields, lines)
         if not data:
             return head
         out = self._out
@@ -171,6 +174,7 @@ class _Sender:
         headers: Iterable[tuple[str, str]],
         length: int,
         framing_fields: Optional[_FramingFields] = None,
+        lines: Optional[list[str]] = None,
     ) -> bytes:
         if self._client:
             raise LocalProtocolError("a client cannot send a response")
@@ -183,7 +187,10 @@ class _Sender:
         if not (100 <= status <= 999) or (status < 200 and status != 101):
             raise LocalProtocolError(f"invalid final status code {status!r}")
         # Responses on one connection often repeat their fields exactly.
-        text = encode_fields(headers, self._last_fields)
+        if lines is None:
+            text = encode_fields(headers, self._last_fields)
+        else:
+            text = encode_lines(lines, self._last_fields)
         if len(text) <= 2048:
             self._last_fields = text
         plain = False

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from ._errors import LocalProtocolError
 from ._rules import STR_FIELDS_RE, STR_TOKEN_RE, STR_VALUE_RE
 
-__all__ = ["encode_fields", "find_values"]
+__all__ = ["encode_fields", "encode_lines", "find_values"]
 
 
 def encode_fields(headers: Iterable[tuple[str, str]], known: str = "") -> str:
@@ -26,6 +26,16 @@ def encode_fields(headers: Iterable[tuple[str, str]], known: str = "") -> str:
         lines = list(map(": ".join, headers))
     except TypeError:
         raise LocalProtocolError("header fields must be (str, str) pairs") from None
+    return encode_lines(lines, known)
+
+
+def encode_lines(lines: list[str], known: str = "") -> str:
+    """`encode_fields` for field lines the caller has already rendered as
+    ``"Name: value"`` (each from one name and one value).
+
+    Raises:
+        LocalProtocolError: As `encode_fields`.
+    """
     if not lines:
         return ""
     text = "\r\n".join(lines) + "\r\n"

@@ -113,27 +113,33 @@ class _RequestConnection(HTTPConnection):
             return _closed_future(p._loop)
         assert isinstance(start_line, ResponseStartLine)
         fields = headers._as_list
-        pairs = []
-        for name, values in fields.items():
-            # A loop in this frame: a comprehension is a call of its own.
-            if len(values) == 1:
-                pairs.append((name, values[0]))
-            else:
-                for value in values:
-                    pairs.append((name, value))
+        lines = []
+        try:
+            for name, values in fields.items():
+                # Rendered here, in this frame, rather than as (name, value)
+                # pairs joined later: no tuples, no comprehension call.
+                if len(values) == 1:
+                    lines.append(name + ": " + values[0])
+                else:
+                    for value in values:
+                        lines.append(name + ": " + value)
+        except TypeError:
+            self._headers_written = True
+            raise HTTPOutputError("header fields must be (str, str) pairs") from None
         get = fields.get
         # HTTPHeaders keys are canonical: the framing fields are found by name.
         conn = get("Connection")
         if conn is None and p._params.no_keep_alive:
             conn = ["close"]
-            pairs.append(("Connection", "close"))
+            lines.append("Connection: close")
         try:
             data = p._h1.send_response_start(
                 start_line.code,
                 start_line.reason,
-                pairs,
+                (),
                 chunk or b"",
                 (get("Content-Length"), get("Transfer-Encoding"), conn),
+                lines,
             )
         except LocalProtocolError as exc:
             raise HTTPOutputError(str(exc)) from None

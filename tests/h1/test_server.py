@@ -801,6 +801,20 @@ def test_send_response_start_joins_head_and_first_piece(parser: str) -> None:
     assert conn.our_state == "IDLE" and conn.keep_alive
 
 
+def test_send_response_start_takes_rendered_lines_and_checks_them(parser: str) -> None:
+    conn = server(parser, GET)
+    drain(conn)
+    lines = ["Content-Length: 2", "X-A: 1"]
+    out = conn.send_response_start(200, "OK", (), b"ok", (["2"], None, None), lines)
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok"
+    assert conn.send_end() == b""
+    conn = server(parser, GET)
+    drain(conn)
+    # A CR or LF inside a rendered value is refused as it is in a pair.
+    with pytest.raises(LocalProtocolError, match="invalid"):
+        conn.send_response_start(200, "OK", (), b"", None, ["X-A: 1\r\nX-B: 2"])
+
+
 def test_send_response_start_refuses_a_piece_over_the_length(parser: str) -> None:
     conn = server(parser, GET)
     drain(conn)

@@ -731,3 +731,23 @@ def test_request_connection_built_per_request_has_every_slot_set(
     built, fresh = seen
     assert built == fresh and built["_proto"] is proto
     assert t.data.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_write_headers_refuses_a_value_that_is_not_a_string(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    errors: list[str] = []
+
+    def handle(request: HTTPServerRequest) -> None:
+        conn = request.connection
+        assert conn is not None
+        headers = HTTPHeaders({"Content-Length": "2"})
+        headers._as_list["X-Count"] = [5]  # type: ignore[list-item]
+        try:
+            conn.write_headers(ResponseStartLine("HTTP/1.1", 200, "OK"), headers, b"ok")
+        except HTTPOutputError as exc:
+            errors.append(str(exc))
+        respond(request, b"ok")
+
+    make(loop, handle)[1].data_received(GET)
+    assert errors == ["header fields must be (str, str) pairs"]

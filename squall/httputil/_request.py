@@ -317,13 +317,22 @@ class HTTPServerRequest:
         self.version = version
         self.headers = headers
         self.body = b""
-        context = getattr(connection, "context", None)
+        # Plain attribute reads with getattr's defaults as the fallback: the
+        # server's connection and context have these attributes.
+        try:
+            context = connection.context  # type: ignore[attr-defined]
+        except AttributeError:
+            context = None
         if context is None:
             self.remote_ip = None
             self.protocol = "http"
         else:
-            self.remote_ip = getattr(context, "remote_ip", None)
-            self.protocol = getattr(context, "protocol", "http")
+            try:
+                self.remote_ip = context.remote_ip
+                self.protocol = context.protocol
+            except AttributeError:
+                self.remote_ip = getattr(context, "remote_ip", None)
+                self.protocol = getattr(context, "protocol", "http")
         hosts = headers._as_list.get("Host")
         host = None
         if hosts:

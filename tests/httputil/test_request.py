@@ -44,6 +44,14 @@ class Connection(HTTPConnection):
     context = Context()
 
 
+class PartialContext:
+    remote_ip = "10.9.9.9"
+
+
+class PartialConnection(HTTPConnection):
+    context = PartialContext()
+
+
 class TestConstruction:
     def test_minimal(self) -> None:
         req = make()
@@ -110,6 +118,8 @@ class TestConstruction:
             ("/", {}, None),
             ("/a?x=1&y", {"Host": "Example.com:81"}, Connection()),
             ("/b", {"Host": ""}, HTTPConnection()),
+            # A context with only some of the attributes: the defaults fill in.
+            ("/c", {}, PartialConnection()),
         ],
     )
     def test_for_server_builds_what_init_builds(

@@ -23,7 +23,6 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Optional, Union, overload
 
 from squall import escape
@@ -152,6 +151,7 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._finished = False
         self._auto_finish = True
         self._prepared_future: Optional[Future[None]] = None
+        self._ui_namespace = None
         self._transforms = []
         self.path_args = []
         self.path_kwargs = {}
@@ -199,9 +199,25 @@ class RequestHandler(CookieMixin, RenderMixin):
         settings: dict[str, Any] = self.application.settings
         return settings
 
-    @cached_property
-    def ui(self) -> ObjectDict:  # type: ignore[override]
+    # Also a class attribute: a handler built without __init__ still reads it.
+    _ui_namespace: Optional[ObjectDict] = None
+
+    @property
+    def ui(self) -> ObjectDict:
         """The namespace of UI methods and modules that templates see."""
+        # Kept in a plain attribute rather than a cached_property: clearing
+        # a cached_property goes through the instance __dict__, which
+        # CPython then has to build for every handler.
+        namespace = self._ui_namespace
+        if namespace is None:
+            namespace = self._ui_namespace = self._new_ui_namespace()
+        return namespace
+
+    @ui.setter
+    def ui(self, namespace: ObjectDict) -> None:
+        self._ui_namespace = namespace
+
+    def _new_ui_namespace(self) -> ObjectDict:
         namespace = ObjectDict(
             (name, self._ui_method(method)) for name, method in self.application.ui_methods.items()
         )
@@ -607,7 +623,8 @@ class RequestHandler(CookieMixin, RenderMixin):
         if cls.on_finish is not _stock.on_finish:
             self.on_finish()
         if cls._break_cycles is _stock._break_cycles:
-            self.__dict__.pop("ui", None)
+            if self._ui_namespace is not None:
+                self._ui_namespace = None
         else:
             self._break_cycles()
         return future
@@ -615,7 +632,7 @@ class RequestHandler(CookieMixin, RenderMixin):
     def _break_cycles(self) -> None:
         # The ui namespace refers back to the handler. Subclasses that keep
         # working after finish() (WebSocket) postpone this.
-        self.__dict__.pop("ui", None)
+        self._ui_namespace = None
 
     def _clear_representation_headers(self) -> None:
         # RFC 9110 section 15.4.5: a 304 carries no representation metadata

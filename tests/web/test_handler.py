@@ -17,6 +17,7 @@ from squall.escape import utf8
 from squall.httpclient import HTTPResponse
 from squall.log import app_log, gen_log
 from squall.testing import AsyncHTTPTestCase, ExpectLog
+from squall.util import ObjectDict
 from squall.web import (
     Application,
     Finish,
@@ -1010,7 +1011,23 @@ def test_break_cycles_can_be_postponed() -> None:
     handler = Keeps(Application(), _request(conn))
     assert handler.ui is handler.ui
     handler.finish()
-    assert calls == ["break"] and "ui" in handler.__dict__
+    assert calls == ["break"] and handler._ui_namespace is not None
+
+
+def test_ui_is_cleared_by_finish_and_can_be_assigned() -> None:
+    conn = _Conn()
+    conn.write_headers = lambda *args: None  # type: ignore[attr-defined]
+    conn.finish = lambda: None  # type: ignore[attr-defined]
+    handler = RequestHandler(Application(), _request(conn))
+    first = handler.ui
+    assert first is handler.ui and "modules" in first
+    handler.finish()
+    # The namespace (which refers back to the handler) is dropped; reading
+    # ui again builds a new one.
+    assert handler._ui_namespace is None and handler.ui is not first
+    mine = ObjectDict(x=1)
+    handler.ui = mine
+    assert handler.ui is mine
 
 
 def test_finish_goes_through_an_overridden_flush() -> None:

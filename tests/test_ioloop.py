@@ -398,7 +398,7 @@ def test_run_sync_current(loop: IOLoop) -> None:
 
 def test_run_sync_timeout(loop: IOLoop) -> None:
     async def slow() -> None:
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()  # never set: only the timeout ends it
 
     with pytest.raises(TimeoutError, match="timed out after 0.01 seconds"):
         loop.run_sync(slow, timeout=0.01)
@@ -407,9 +407,9 @@ def test_run_sync_timeout(loop: IOLoop) -> None:
 def test_run_sync_timeout_uncancellable(loop: IOLoop) -> None:
     async def stubborn() -> None:
         try:
-            await asyncio.sleep(5)
+            await asyncio.Event().wait()
         except asyncio.CancelledError:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)  # one more loop turn after swallowing the cancel
 
     # The task catches the cancellation and finishes normally.
     assert loop.run_sync(stubborn, timeout=0.01) is None
@@ -418,7 +418,7 @@ def test_run_sync_timeout_uncancellable(loop: IOLoop) -> None:
 def test_run_sync_stopped_early(loop: IOLoop) -> None:
     async def stops() -> None:
         IOLoop.current().stop()
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()
 
     with pytest.raises(RuntimeError, match="Event loop stopped before Future completed"):
         loop.run_sync(stops)

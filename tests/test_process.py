@@ -295,7 +295,7 @@ def test_non_zero_exit_raises_called_process_error() -> None:
 
 def test_killed_child_reports_minus_the_signal() -> None:
     async def main() -> None:
-        sub = python("import time; time.sleep(60)")
+        sub = python("import signal; signal.pause()")  # runs until killed
         exited: Future[int] = Future()
         sub.set_exit_callback(exited.set_result)
         os.kill(sub.pid, signal.SIGTERM)

@@ -142,16 +142,21 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             server = _run_now(loop.create_server(factory, sock=sock, start_serving=False))
             self._servers.append(server)
             _run_now(server.start_serving())
+            # pytest-tornasync and pytest-jupyter find the port through
+            # ``_sockets``; TCPServer.stop() closes the server via ``_handlers``.
+            fd = sock.fileno()
+            self._sockets[fd] = sock
+            self._handlers[fd] = server.close
 
     def stop(self) -> None:
         """Stop accepting connections and close the listening sockets.
 
         Open connections stay open; see `close_all_connections`.
         """
+        TCPServer.stop(self)
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
-        TCPServer.stop(self)
 
     async def close_all_connections(self) -> None:
         """Close every open connection and wait until they are closed.

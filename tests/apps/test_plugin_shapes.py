@@ -1,0 +1,85 @@
+"""The shapes in which well-known test plugins use Squall.
+
+pytest-tornasync, pytest-tornado and pytest-jupyter build their fixtures from
+`HTTPServer`, `SimpleAsyncHTTPClient` subclasses and a few private names; these
+tests use the same shapes (written here, not copied) so a change that breaks
+them shows up in our own suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from squall import web
+from squall.httpclient import HTTPResponse
+from squall.httpserver import HTTPServer
+from squall.simple_httpclient import SimpleAsyncHTTPClient
+from squall.testing import bind_unused_port
+
+
+class _Hello(web.RequestHandler):
+    def get(self) -> None:
+        self.write("hi")
+
+
+class _PortFindingClient(SimpleAsyncHTTPClient):
+    """A client that knows its server and takes paths, as the plugins' one."""
+
+    def initialize(self, *, http_server: Any = None) -> None:  # type: ignore[override]
+        super().initialize()
+        self._http_server = http_server
+
+    def port(self) -> int:
+        for sock in self._http_server._sockets.values():
+            return int(sock.getsockname()[1])
+        raise AssertionError("the server lists no listening socket")
+
+    def fetch(self, path: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return super().fetch(f"http://127.0.0.1:{self.port()}{path}", **kwargs)
+
+
+async def _listed_and_unlisted() -> None:
+    sock, port = bind_unused_port()
+    server = HTTPServer(web.Application([("/", _Hello)]))
+    server.add_sockets([sock])
+    listed = list(server._sockets.values())
+    assert [s.getsockname()[1] for s in listed] == [port]
+    server.stop()
+    assert server._sockets == {}
+    assert sock.fileno() == -1
+
+
+def test_listening_sockets_are_listed_and_unlisted_on_stop() -> None:
+    asyncio.run(_listed_and_unlisted())
+
+
+async def _listen_lists() -> None:
+    server = HTTPServer(web.Application([("/", _Hello)]))
+    server.listen(0, "127.0.0.1")
+    families = {s.family for s in server._sockets.values()}
+    assert families == {socket.AF_INET}
+    server.stop()
+
+
+def test_listen_lists_its_socket() -> None:
+    asyncio.run(_listen_lists())
+
+
+async def _fetch_by_path() -> None:
+    sock, _ = bind_unused_port()
+    server = HTTPServer(web.Application([("/", _Hello)]))
+    server.add_sockets([sock])
+    client = _PortFindingClient(http_server=server)
+    try:
+        response: HTTPResponse = await client.fetch("/")
+        assert response.body == b"hi"
+    finally:
+        client.close()
+        server.stop()
+        await server.close_all_connections()
+
+
+def test_client_subclass_with_own_initialize_and_fetch_by_path() -> None:
+    asyncio.run(_fetch_by_path())

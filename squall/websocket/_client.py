@@ -39,6 +39,8 @@ class WebSocketClientConnection(_Peer):
 
     Attributes:
         headers: the server's 101 response headers.
+        code: the handshake response's status code (101 once connected).
+        reason: the handshake response's reason phrase.
         protocol: the `WebSocketProtocol13` driving the connection.
     """
 
@@ -68,6 +70,8 @@ class WebSocketClientConnection(_Peer):
             max_message_size=max_message_size,
         )
         self.headers = HTTPHeaders()
+        self.code: Optional[int] = None
+        self.reason: Optional[str] = None
         self.stream: Optional[BaseIOStream] = None
         self._messages: deque[Optional[MessageType]] = deque()
         self._readers: deque[Future[Optional[MessageType]]] = deque()
@@ -102,6 +106,7 @@ class WebSocketClientConnection(_Peer):
             )
             stream.write(self._request_head(parsed, key, offer))
             status, headers = await self._read_head(stream)
+            self.code, self.reason = status.code, status.reason
             if status.code != 101:
                 if 200 <= status.code < 300:
                     raise WebSocketError("Non-websocket response")

@@ -551,6 +551,9 @@ class RequestHandler(CookieMixin, RenderMixin):
         if chunk is not None:
             self.write(chunk)
         cls = self.__class__
+        # Hooks count when overridden on the class or set on the instance
+        # (``self.on_finish = ...``, ``mock.patch.object(handler, ...)``).
+        own = self.__dict__
         if not self._headers_written:
             status = self._status_code
             # The stock headers object is read through its dict: no calls.
@@ -559,6 +562,8 @@ class RequestHandler(CookieMixin, RenderMixin):
                 if (
                     cls.compute_etag is _stock.compute_etag
                     and cls.set_etag_header is _stock.set_etag_header
+                    and "compute_etag" not in own
+                    and "set_etag_header" not in own
                 ):
                     buffer = self._write_buffer
                     if len(buffer) == 1:
@@ -580,6 +585,7 @@ class RequestHandler(CookieMixin, RenderMixin):
                     self.set_etag_header()
                 if (
                     cls.check_etag_header is not _stock.check_etag_header
+                    or "check_etag_header" in own
                     or "If-None-Match" in self.request.headers._as_list
                 ) and self.check_etag_header():
                     self._write_buffer = []
@@ -601,7 +607,7 @@ class RequestHandler(CookieMixin, RenderMixin):
             connection._close_callback = None
         else:
             connection.set_close_callback(None)  # type: ignore[attr-defined]
-        if self._headers_written or cls.flush is not _stock.flush:
+        if self._headers_written or cls.flush is not _stock.flush or "flush" in own:
             future = self.flush(include_footers=True)
         else:
             # flush()'s first write, inlined: most responses are one write.
@@ -620,9 +626,9 @@ class RequestHandler(CookieMixin, RenderMixin):
         connection.finish()
         self.application.log_request(self)
         self._finished = True
-        if cls.on_finish is not _stock.on_finish:
+        if cls.on_finish is not _stock.on_finish or "on_finish" in own:
             self.on_finish()
-        if cls._break_cycles is _stock._break_cycles:
+        if cls._break_cycles is _stock._break_cycles and "_break_cycles" not in own:
             if self._ui_namespace is not None:
                 self._ui_namespace = None
         else:
@@ -963,7 +969,11 @@ class RequestHandler(CookieMixin, RenderMixin):
                 or request.method not in self.SUPPORTED_METHODS
             ):
                 self._start(*args, **kwargs)
-            result = None if self.__class__.prepare is _stock.prepare else self.prepare()
+            result = (
+                None
+                if self.__class__.prepare is _stock.prepare and "prepare" not in self.__dict__
+                else self.prepare()
+            )
             if result is not None or self._stream_request_body:
                 return _spawn(self._execute_async(result))
             if self._prepared_future is not None:

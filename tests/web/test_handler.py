@@ -591,10 +591,36 @@ class NoAutoFinishHandler(RequestHandler):
         asyncio.get_running_loop().call_soon(self.finish)
 
 
+class InstanceHookHandler(RequestHandler):
+    """Sets its hooks on the instance, as mocks and some apps do."""
+
+    def initialize(self, log: list[str]) -> None:
+        self.log = log
+        self.prepare = lambda: log.append("instance prepare")  # type: ignore[method-assign]
+        self.on_finish = lambda: log.append("instance on_finish")  # type: ignore[method-assign]
+        self.compute_etag = lambda: '"fixed"'  # type: ignore[method-assign]
+
+        def flush(include_footers: bool = False) -> Any:
+            log.append("instance flush")
+            return RequestHandler.flush(self, include_footers)
+
+        self.flush = flush  # type: ignore[method-assign]
+
+    def get(self) -> None:
+        self.write("instance")
+
+
+class PlainHandler(RequestHandler):
+    def get(self) -> None:
+        self.write("plain")
+
+
 class ExecutionTest(WebCase):
     log: list[str] = []
     handlers = [
+        ("/plain", PlainHandler),
         ("/hooks", HookHandler, {"log": log}),
+        ("/instance_hooks", InstanceHookHandler, {"log": log}),
         ("/async", AsyncHandler),
         ("/async_prepare_fails", AsyncPrepareFailsHandler),
         ("/cancelled", CancelledHandler),
@@ -613,6 +639,31 @@ class ExecutionTest(WebCase):
         self.log.clear()
         assert self.fetch("/hooks?stop=1").body == b"stopped in prepare"
         assert self.log == ["initialize", "prepare", "on_finish"]
+
+    def test_hooks_set_on_the_instance_are_called(self) -> None:
+        response = self.fetch("/instance_hooks")
+        assert response.body == b"instance"
+        assert response.headers["Etag"] == '"fixed"'
+        assert self.log == ["instance prepare", "instance flush", "instance on_finish"]
+        self.log.clear()
+        cached = self.fetch("/instance_hooks", headers={"If-None-Match": '"fixed"'})
+        assert cached.code == 304
+
+    def test_hook_patched_on_the_instance_with_mock(self) -> None:
+        # PlainHandler overrides no hook: only the instance's patch can run.
+        seen: list[RequestHandler] = []
+        patchers: list[Any] = []
+
+        def initialize(handler: RequestHandler) -> None:
+            patcher = mock.patch.object(handler, "on_finish", lambda: seen.append(handler))
+            patcher.start()
+            patchers.append(patcher)
+
+        with mock.patch.object(PlainHandler, "initialize", initialize, create=True):
+            assert self.fetch("/plain").body == b"plain"
+        for patcher in patchers:
+            patcher.stop()
+        assert len(seen) == 1
 
     def test_coroutine_methods_are_awaited(self) -> None:
         assert self.json("/async") == {"prepared": True}

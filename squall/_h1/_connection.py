@@ -23,6 +23,7 @@ from ._heads import HeadParser, PythonHeadParser
 from ._limits import DEFAULT_LIMITS, H1Limits
 from ._rules import (
     CHUNKED,
+    TOKEN_RE,
     UNTIL_CLOSE,
     bad,
     body_framing,
@@ -68,6 +69,9 @@ from ._states import (
 #: and its result must be cross-checked, while the Python parser needs one
 #: regex match and one split for the whole block. Bodies are shared code.
 AUTO_PARSER: Final = "python"
+
+# How many bytes of an incomplete request head are checked for a method.
+_METHOD_PREFIX: Final = 32
 
 # Longest request head remembered for reuse by the next identical one.
 _HEAD_CACHE_MAX: Final = 2048
@@ -328,7 +332,7 @@ class H1Connection(_Sender):
         end = buf.find(b"\r\n\r\n", max(pos, self._scan))
         if end < 0:
             n = len(buf) - pos
-            if n >= 2:
+            if n:
                 self._check_partial_head(pos, n)
             self._scan = max(pos, len(buf) - 3)
             return None
@@ -350,8 +354,28 @@ class H1Connection(_Sender):
         # lenient peer never sends. Only the bytes not checked before are
         # counted (a CRLF pair may straddle the boundary).
         s = max(pos, self._scan)
+        if not self._client and s < pos + _METHOD_PREFIX:
+            self._check_method_prefix(self._buf, pos)
         if buf.count(b"\n", s) != buf.count(b"\r\n", s - 1 if s > pos else s):
             raise bad("Malformed HTTP message: bare LF in message head")
+
+    @staticmethod
+    def _check_method_prefix(buf: bytes | bytearray, pos: int) -> None:
+        # RFC 9112 §3: a request starts with a method, a token. Anything else
+        # (a TLS ClientHello's 0x16, a binary protocol) is refused now rather
+        # than after the header timeout. Only the first bytes are looked at,
+        # and only while a head is incomplete or has failed to parse; a
+        # leading CR or LF is left to the empty-line and bare-LF rules. The
+        # message names the first bad byte, so it does not depend on how the
+        # head was split into reads.
+        raw = bytes(buf[pos : pos + _METHOD_PREFIX])
+        if raw[:1] in (b"\r", b"\n"):
+            return
+        m = TOKEN_RE.match(raw)
+        i = m.end() if m is not None else 0
+        if i == len(raw) or (i and raw[i] == 32):
+            return
+        raise bad(f"Malformed HTTP request line: invalid method: {raw[i : i + 1]!r} at offset {i}")
 
     @staticmethod
     def _check_bare_lf(buf: bytes | bytearray, start: int, end: int) -> None:
@@ -381,6 +405,8 @@ class H1Connection(_Sender):
         limits = self._limits
         if i < 0:
             n = len(buf) - pos
+            if n and not self._client and scan < pos + _METHOD_PREFIX:
+                self._check_method_prefix(self._buf, pos)
             if n > limits.max_header_size:
                 raise bad("Header block too large", 431)
             if n > limits.max_start_line and buf.find(b"\n", pos) < 0:
@@ -424,6 +450,7 @@ class H1Connection(_Sender):
             try:
                 method, target, version, headers = self._heads.request(hbuf, start, line_end, end)
             except RemoteProtocolError:
+                self._check_method_prefix(hbuf, start)
                 self._check_bare_lf(hbuf, start, end)
                 raise
             cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)

@@ -1,10 +1,25 @@
-"""Side-by-side HTTP benchmarks: Squall against Tornado, aiohttp and uvicorn in one run.
+"""Side-by-side benchmarks: Squall against aiohttp and Tornado in one run.
 
-Each server runs in its own process pinned to CPU 0 and wrk runs pinned to CPU 1,
-so the two never compete for a core. The machines are shared and noisy: read
-the ratios, not the absolute numbers.
+The headline workloads send varied requests (benchmarks/varied.lua: every
+request has its own query string, cookie and user agent, ~400 bytes), so no
+cache of "the previous request" can answer them. ``hello-repeated`` sends one
+request of the same shape over and over; it is a secondary line, labelled as
+such, and no headline rests on it.
+
+Each server runs in its own process pinned to CPU 0 and the load generator
+(wrk, or the WebSocket client of ws_echo.py) pinned to CPU 1. Two figures per
+contender: requests per second, and requests per CPU-second of the server
+process (its utime+stime from /proc/PID/stat, read before and after each
+round), which time spent waiting for a core on a shared machine does not
+disturb. Rounds alternate the contenders (rotating who goes first); each
+ratio is taken within a round and the median round is reported.
+
+Contenders: squall (speedups: uvloop and httptools), squall-pure
+(SQUALL_NO_SPEEDUPS=1 on asyncio's loop), aiohttp on asyncio's loop, aiohttp
+on uvloop, and Tornado (on asyncio's loop).
 
 Usage: python benchmarks/run.py [SCENARIO ...] [--duration S] [--connections N] [--rounds N]
+Scenarios: hello json page ws hello-repeated (default), and bare, pipeline16.
 The peers come from .venv-bench (made by `make bench`); squall is taken from
 the same environment (installed there in editable mode).
 """
@@ -12,6 +27,7 @@ the same environment (installed there in editable mode).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -19,14 +35,18 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "servers"
 PURE = {"SQUALL_NO_SPEEDUPS": "1"}
 UVLOOP = {"SQUALL_BENCH_UVLOOP": "1"}
+VARIED = str(HERE / "varied.lua")
+REPEATED = str(HERE / "repeated.lua")
 
 
 @dataclass
@@ -42,28 +62,46 @@ class Scenario:
     path: str
     contenders: list[Contender]
     lua: str | None = None
-    ratios: list[tuple[str, str]] = field(default_factory=list)
+    ratios: list[tuple[str, str, float]] = field(default_factory=list)
+    ws: bool = False
+    note: str = ""
 
 
-WEB = [
-    Contender("squall", "squall_web.py"),
-    Contender("squall-pure", "squall_web.py", PURE),
-    Contender("tornado", "tornado_web.py"),
-    Contender("aiohttp", "aiohttp_web.py"),
-    Contender("aiohttp-uvloop", "aiohttp_web.py", UVLOOP),
+def _five(suffix: str) -> list[Contender]:
+    return [
+        Contender("squall", f"squall_{suffix}.py"),
+        Contender("squall-pure", f"squall_{suffix}.py", PURE),
+        Contender("aiohttp", f"aiohttp_{suffix}.py"),
+        Contender("aiohttp-uvloop", f"aiohttp_{suffix}.py", UVLOOP),
+        Contender("tornado", f"tornado_{suffix}.py"),
+    ]
+
+
+WEB = _five("web")
+WS = _five("ws")
+# The issue's targets: (a, b, minimum a/b per CPU-second).
+RATIOS = [
+    ("squall", "aiohttp-uvloop", 2.0),
+    ("squall-pure", "aiohttp", 1.2),
+    ("squall", "tornado", 6.0),
+    ("squall-pure", "tornado", 6.0),
 ]
-WEB_RATIOS = [
-    ("squall", "aiohttp"),
-    ("squall-pure", "aiohttp"),
-    ("squall", "tornado"),
-    ("squall-pure", "tornado"),
-    ("squall", "aiohttp-uvloop"),
+WS_RATIOS = [
+    ("squall", "aiohttp-uvloop", 1.5),
+    ("squall-pure", "aiohttp", 1.5),
+    ("squall", "tornado", 0.0),
+    ("squall-pure", "tornado", 0.0),
 ]
 SCENARIOS = {
-    "hello": Scenario("hello", "/", WEB, ratios=WEB_RATIOS),
-    "json": Scenario("json", "/json", WEB, ratios=WEB_RATIOS),
+    "hello": Scenario("hello", "/", WEB, VARIED, RATIOS, note="varied requests"),
+    "json": Scenario("json", "/json", WEB, VARIED, RATIOS, note="varied requests"),
+    "page": Scenario("page", "/page", WEB, VARIED, RATIOS, note="varied requests, templated"),
+    "ws": Scenario("ws", "/ws", WS, None, WS_RATIOS, ws=True, note="100 connections echo"),
+    "hello-repeated": Scenario(
+        "hello-repeated", "/", WEB, REPEATED, RATIOS, note="SECONDARY: one request repeated"
+    ),
     "pipeline16": Scenario(
-        "pipeline16", "/", WEB, lua=str(HERE / "pipeline.lua"), ratios=WEB_RATIOS
+        "pipeline16", "/", WEB, str(HERE / "pipeline.lua"), RATIOS, note="SECONDARY: repeated"
     ),
     "bare": Scenario(
         "bare",
@@ -74,13 +112,12 @@ SCENARIOS = {
             Contender("tornado", "tornado_bare.py"),
             Contender("aiohttp-lowlevel", "aiohttp_lowlevel.py"),
         ],
-        ratios=[
-            ("squall", "aiohttp-lowlevel"),
-            ("squall-pure", "aiohttp-lowlevel"),
-            ("squall", "tornado"),
-        ],
+        VARIED,
+        [("squall", "aiohttp-lowlevel", 0.0), ("squall", "tornado", 0.0)],
+        note="varied requests, no web layer",
     ),
 }
+DEFAULT = ["hello", "json", "page", "ws", "hello-repeated"]
 
 
 def free_port() -> int:
@@ -106,25 +143,6 @@ def pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() != 1 else []
 
 
-def run_wrk(port: int, scenario: Scenario, duration: float, connections: int) -> tuple[float, int]:
-    """Runs wrk; returns requests per second and the number of requests."""
-    cmd = pin(1) + [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{duration:g}s",
-        f"http://127.0.0.1:{port}{scenario.path}",
-    ]
-    if scenario.lua:
-        cmd[-1:-1] = ["-s", scenario.lua]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    if not match or not total or "Non-2xx" in out or "Socket errors" in out and "read 0" not in out:
-        raise RuntimeError(f"wrk output not usable:\n{out}")
-    return float(match.group(1)), int(total.group(1))
-
-
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -132,77 +150,150 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_wrk(port: int, scenario: Scenario, duration: float, connections: int) -> tuple[float, int]:
+    """Runs wrk; returns requests per second and the number of requests."""
+    cmd = pin(1) + ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s"]
+    if scenario.lua:
+        cmd += ["-s", scenario.lua]
+    cmd.append(f"http://127.0.0.1:{port}{scenario.path}")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    bad_socket = errors is not None and any(int(g) for g in errors.groups())
+    if not match or not total or "Non-2xx" in out or bad_socket:
+        raise RuntimeError(f"wrk output not usable:\n{out}")
+    return float(match.group(1)), int(total.group(1))
+
+
+def run_ws(port: int, server_pid: int, duration: float, connections: int) -> tuple[float, float]:
+    """Runs ws_echo.py's raw client; returns messages/s and messages per server CPU-second."""
+    cmd = pin(1) + [
+        sys.executable,
+        str(HERE / "ws_echo.py"),
+        "--client",
+        str(port),
+        "--server-pid",
+        str(server_pid),
+        "--duration",
+        str(duration),
+        "--connections",
+        str(connections),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    got = json.loads(out)
+    return float(got["messages_per_s"]), float(got["messages_per_cpu_s"])
+
+
 def measure(
     c: Contender, scenario: Scenario, duration: float, connections: int
 ) -> tuple[float, float]:
-    """Requests per second, and requests per CPU-second of the server process.
-
-    The second is steadier on a shared machine: time the server spends
-    waiting for a core does not count against it.
-    """
+    """Requests per second, and requests per CPU-second of the server process."""
     port = free_port()
     env = dict(os.environ, **c.env)
+    # The server's stderr goes to a file, shown only when the round fails
+    # (aiohttp logs a traceback for each WebSocket the client drops).
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         pin(0) + [sys.executable, str(SERVERS / c.script), str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
+        stderr=log,
     )
     try:
         wait_listening(port, proc, time.monotonic() + 15)
+        if scenario.ws:
+            # The client warms up for a second itself and reads the
+            # server's CPU time around its measuring window.
+            return run_ws(port, proc.pid, duration, 100)
         run_wrk(port, scenario, 1, connections)  # warm-up
         before = cpu_seconds(proc.pid)
         rps, total = run_wrk(port, scenario, duration, connections)
         used = cpu_seconds(proc.pid) - before
         return rps, (total / used if used > 0 else float("nan"))
+    except (RuntimeError, subprocess.CalledProcessError, ValueError):
+        log.seek(0)
+        sys.stderr.write(log.read()[-2000:].decode(errors="replace"))
+        raise
     finally:
         proc.terminate()
         proc.wait(10)
+        log.close()
+
+
+def report(
+    scenario: Scenario, rounds: list[dict[str, tuple[float, float]]], args: Any
+) -> list[str]:
+    """Prints the medians and ratios of one scenario; returns its markdown table row cells."""
+    unit = "msg" if scenario.ws else "req"
+    print(
+        f"== {scenario.name} ({scenario.note}; path {scenario.path}, "
+        f"c={100 if scenario.ws else args.connections}, "
+        f"{args.duration:g}s x {len(rounds)} rounds; medians)"
+    )
+    print(f"  {'':<16} {unit + '/s':>10} {unit + '/CPU-s':>11}   (CPU-s range over rounds)")
+    cells = []
+    for c in scenario.contenders:
+        got = [r[c.name] for r in rounds if c.name in r]
+        if got:
+            rps = statistics.median(g[0] for g in got)
+            per_cpu = [g[1] for g in got]
+            med = statistics.median(per_cpu)
+            print(
+                f"  {c.name:<16} {rps:>10.0f} {med:>11.0f}   "
+                f"({min(per_cpu):.0f}-{max(per_cpu):.0f}, {len(got)} rounds)"
+            )
+            cells.append(f"{rps / 1000:.1f}k / {med / 1000:.1f}k")
+        else:
+            cells.append("failed")
+    for a, b, target in scenario.ratios:
+        pairs = [(r[a], r[b]) for r in rounds if a in r and b in r]
+        if pairs:
+            wall = [x[0] / y[0] for x, y in pairs]
+            cpu = [x[1] / y[1] for x, y in pairs]
+            spread = ", ".join(f"{x:.2f}" for x in cpu)
+            goal = f"  [target >= {target:g}x per CPU-s]" if target else ""
+            print(
+                f"  ratio {a}/{b}: {statistics.median(cpu):.2f}x per CPU-s (rounds: {spread}); "
+                f"{statistics.median(wall):.2f}x per s{goal}"
+            )
+    return cells
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("scenarios", nargs="*", default=["bare", "hello", "json", "pipeline16"])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("scenarios", nargs="*", help=f"of {', '.join(SCENARIOS)}")
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", help="comma-separated contender names to run")
     args = ap.parse_args()
-    for name in args.scenarios:
+    only = set(args.only.split(",")) if args.only else None
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        ap.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    table: list[tuple[Scenario, list[str]]] = []
+    for name in args.scenarios or DEFAULT:
         scenario = SCENARIOS[name]
-        # Rounds alternate the contenders (rotating who goes first), and each
-        # ratio is taken within a round: a noisy neighbour then slows both
-        # sides of a ratio instead of one. The median round is reported.
+        contenders = [c for c in scenario.contenders if only is None or c.name in only]
         rounds: list[dict[str, tuple[float, float]]] = []
         for r in range(args.rounds):
-            order = scenario.contenders[r % len(scenario.contenders) :]
-            order += scenario.contenders[: r % len(scenario.contenders)]
+            k = r % len(contenders)
             results: dict[str, tuple[float, float]] = {}
-            for c in order:
+            for c in contenders[k:] + contenders[:k]:
                 try:
                     results[c.name] = measure(c, scenario, args.duration, args.connections)
-                except (RuntimeError, subprocess.CalledProcessError) as exc:
+                except (RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
                     print(f"  {name}/{c.name}: failed: {exc}", file=sys.stderr)
             rounds.append(results)
-        print(
-            f"== {name} (path {scenario.path}, c={args.connections}, "
-            f"{args.duration:g}s x {args.rounds} rounds; medians)"
-        )
-        print(f"  {'':<18} {'req/s':>10} {'req/CPU-s':>10}")
-        for c in scenario.contenders:
-            got = [r[c.name] for r in rounds if c.name in r]
-            if got:
-                rps = statistics.median(g[0] for g in got)
-                per_cpu = statistics.median(g[1] for g in got)
-                print(f"  {c.name:<18} {rps:>10.0f} {per_cpu:>10.0f}")
-        for a, b in scenario.ratios:
-            pairs = [(r[a], r[b]) for r in rounds if a in r and b in r]
-            if pairs:
-                wall = [x[0] / y[0] for x, y in pairs]
-                cpu = [x[1] / y[1] for x, y in pairs]
-                spread = ", ".join(f"{x:.2f}" for x in wall)
-                print(
-                    f"  ratio {a}/{b}: {statistics.median(wall):.2f}x req/s "
-                    f"(rounds: {spread}); {statistics.median(cpu):.2f}x req/CPU-s"
-                )
+        table.append((scenario, report(scenario, rounds, args)))
+        sys.stdout.flush()
+    names = [c.name for c in WEB]
+    print("\n| workload (req/s / req per CPU-s, medians) | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for scenario, cells in table:
+        if [c.name for c in scenario.contenders] == names or scenario.ws:
+            print(f"| {scenario.name} ({scenario.note}) | " + " | ".join(cells) + " |")
     return 0
 
 

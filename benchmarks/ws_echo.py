@@ -34,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import free_port, pin, wait_listening  # noqa: E402
+from run import cpu_seconds, free_port, pin, wait_listening  # noqa: E402
 
 SERVERS = HERE / "servers"
 CONTENDERS = [
@@ -42,11 +42,12 @@ CONTENDERS = [
     ("squall-pure", "squall_ws.py", {"SQUALL_NO_SPEEDUPS": "1"}),
     ("tornado", "tornado_ws.py", {}),
     ("aiohttp", "aiohttp_ws.py", {}),
+    ("aiohttp-uvloop", "aiohttp_ws.py", {"SQUALL_BENCH_UVLOOP": "1"}),
 ]
 RATIOS = [
     ("squall", "tornado"),
     ("squall-pure", "tornado"),
-    ("squall", "aiohttp"),
+    ("squall", "aiohttp-uvloop"),
     ("squall-pure", "aiohttp"),
 ]
 
@@ -111,8 +112,14 @@ class _RawLoad(asyncio.Protocol):
             self.transport.write(self.batch)
 
 
-async def raw_load(port: int, connections: int, window: int, size: int, duration: float) -> float:
-    """Echo messages over many raw connections; return messages per second."""
+async def raw_load(
+    port: int, connections: int, window: int, size: int, duration: float, server_pid: int = 0
+) -> tuple[float, float]:
+    """Echo messages over many raw connections.
+
+    Returns messages per second, and messages per CPU-second of the server
+    process ``server_pid`` over the same window (nan without a pid).
+    """
     frame = (
         bytes((0x81, 0x80 | size)) if size < 126 else bytes((0x81, 0xFE)) + size.to_bytes(2, "big")
     )
@@ -128,18 +135,22 @@ async def raw_load(port: int, connections: int, window: int, size: int, duration
         transports.append(transport)
     await asyncio.sleep(1.0)  # warm-up
     before = counter[1]
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     start = time.perf_counter()
     await asyncio.sleep(duration)
     received = counter[1] - before
     elapsed = time.perf_counter() - start
+    used = cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
     counter[0] = 0
     for transport in transports:
         transport.close()
-    return received / elapsed
+    return received / elapsed, (received / used if used > 0 else float("nan"))
 
 
-async def load(port: int, connections: int, window: int, size: int, duration: float) -> float:
-    """Echo messages over many aiohttp client connections; return messages per second."""
+async def load(
+    port: int, connections: int, window: int, size: int, duration: float, server_pid: int = 0
+) -> tuple[float, float]:
+    """Echo messages over many aiohttp client connections; returns as `raw_load`."""
     import aiohttp
 
     message = "m" * size
@@ -165,15 +176,17 @@ async def load(port: int, connections: int, window: int, size: int, duration: fl
         tasks = [asyncio.ensure_future(one(session)) for _ in range(connections)]
         await asyncio.sleep(1.0)  # warm-up: connections open, JIT-free steady state
         measuring = True
+        cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
         start = time.perf_counter()
         await asyncio.sleep(duration)
         measuring = False
         elapsed = time.perf_counter() - start
+        used = cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
         stop = True
         done, _ = await asyncio.wait(tasks, timeout=10)
         for task in done:
             task.result()
-    return counted / elapsed
+    return counted / elapsed, (counted / used if used > 0 else float("nan"))
 
 
 def measure(script: str, env: dict[str, str], args: argparse.Namespace) -> float:
@@ -200,6 +213,8 @@ def measure(script: str, env: dict[str, str], args: argparse.Namespace) -> float
             str(args.size),
             "--load",
             args.load,
+            "--server-pid",
+            str(proc.pid),
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         return float(json.loads(out)["messages_per_s"])
@@ -217,14 +232,23 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per server; the best is kept")
     ap.add_argument("--load", choices=["raw", "aiohttp"], default="raw", help="load generator")
     ap.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.client:
         import uvloop
 
-        rate = uvloop.run(
-            load(args.client, args.connections, args.window, args.size, args.duration)
+        run = raw_load if args.load == "raw" else load
+        rate, per_cpu = uvloop.run(
+            run(
+                args.client,
+                args.connections,
+                args.window,
+                args.size,
+                args.duration,
+                args.server_pid,
+            )
         )
-        print(json.dumps({"messages_per_s": rate}))
+        print(json.dumps({"messages_per_s": rate, "messages_per_cpu_s": per_cpu}))
         return 0
     results: dict[str, float] = {}
     for _ in range(max(1, args.repeat)):

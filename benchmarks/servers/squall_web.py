@@ -1,6 +1,8 @@
-"""Hello world and JSON through squall.web (the peer Squall is measured against)."""
+"""Hello world, JSON and a templated page through squall.web."""
 
 import sys
+
+from _page import ITEMS, TEMPLATES, TITLE
 
 import squall.ioloop
 import squall.web
@@ -18,10 +20,26 @@ class Json(squall.web.RequestHandler):
         self.write({"message": "Hello, world"})
 
 
+class Page(squall.web.RequestHandler):
+    def get(self) -> None:
+        self.render(
+            "page.html",
+            title=TITLE,
+            query=self.get_argument("q", ""),
+            page=self.get_argument("page", "1"),
+            items=ITEMS,
+        )
+
+
+def make_app() -> squall.web.Application:
+    return squall.web.Application(
+        [("/", Hello), ("/json", Json), ("/page", Page)], template_path=TEMPLATES
+    )
+
+
 def main() -> None:
     choose_loop(True)
-    app = squall.web.Application([("/", Hello), ("/json", Json)])
-    app.listen(int(sys.argv[1]), "127.0.0.1")
+    make_app().listen(int(sys.argv[1]), "127.0.0.1")
     squall.ioloop.IOLoop.current().start()
 
 

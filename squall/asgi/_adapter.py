@@ -1,0 +1,446 @@
+"""A Squall `Application` as an ASGI application: `ASGIAdapter`.
+
+The adapter is one more driver in front of the delegate seam: per ASGI
+connection it calls ``app.start_request`` with `_ASGIConnection` as the
+request's `HTTPConnection`, feeds ``headers_received`` / ``data_received`` /
+``finish`` from ``receive()``, and turns the connection's ``write_headers``
+/ ``write`` / ``finish`` into ``send()`` messages, which one coroutine (the
+ASGI call itself) sends in order. A ``write`` Future resolves once its
+message is sent, so a handler's ``await self.flush()`` waits on the ASGI
+server's own flow control, and a ``data_received`` that returns an awaitable
+(``@stream_request_body``) holds back ``receive()``.
+
+A `WebSocketHandler` works over the ``websocket`` scope: its 101 response
+becomes ``websocket.accept`` and its ``detach()`` returns
+`_ASGIWebSocketStream`, which carries its frames as ASGI messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Optional, Union
+
+from squall.asgi._types import Message, Receive, Scope, Send, address_tuple
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPOutputError,
+    HTTPServerConnectionDelegate,
+    RequestStartLine,
+    ResponseStartLine,
+)
+from squall.iostream import StreamClosedError
+
+__all__ = ["ASGIAdapter"]
+
+app_log = logging.getLogger("squall.application")
+
+_Hook = Callable[[], Union[None, Awaitable[None]]]
+
+# Response headers the ASGI server writes itself for a WebSocket accept.
+_WS_OWN_HEADERS = frozenset(
+    (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol",
+     b"sec-websocket-extensions", b"date")
+)  # fmt: skip
+
+
+class _ASGIContext:
+    """``request.connection.context``: what `HTTPServerRequest` reads of the client."""
+
+    __slots__ = ("address", "remote_ip", "protocol")
+
+    def __init__(self, scope: Scope) -> None:
+        self.address = address_tuple(scope.get("client"))
+        self.remote_ip = self.address[0] if self.address is not None else "0.0.0.0"
+        scheme = scope.get("scheme") or "http"
+        self.protocol = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+
+    def __str__(self) -> str:
+        return self.remote_ip
+
+
+def _closed_future() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_exception(StreamClosedError())
+    future.exception()  # nobody has to look at it
+    return future
+
+
+class ASGIAdapter:
+    """Runs a Squall `~squall.web.Application` (any `HTTPServerConnectionDelegate`) under ASGI.
+
+    ``uvicorn module:asgi_app`` with ``asgi_app = ASGIAdapter(Application(...))``.
+
+    Args:
+        app: the Application (or another connection delegate).
+        on_startup: callables (plain or coroutine functions) run on
+            ``lifespan.startup``.
+        on_shutdown: callables run on ``lifespan.shutdown``.
+    """
+
+    def __init__(
+        self,
+        app: HTTPServerConnectionDelegate,
+        on_startup: Sequence[_Hook] = (),
+        on_shutdown: Sequence[_Hook] = (),
+    ) -> None:
+        self.app = app
+        self.on_startup = list(on_startup)
+        self.on_shutdown = list(on_shutdown)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            await _ASGIConnection(self.app, scope, receive, send).run()
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            raise ValueError(f"ASGIAdapter serves http, websocket and lifespan, not {kind!r}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            stage = message["type"].rpartition(".")[2]  # startup or shutdown
+            hooks = self.on_startup if stage == "startup" else self.on_shutdown
+            try:
+                for hook in hooks:
+                    result = hook()
+                    if result is not None:
+                        await result
+            except Exception as exc:
+                app_log.error("lifespan %s hook failed", stage, exc_info=True)
+                await send({"type": f"lifespan.{stage}.failed", "message": str(exc)})
+                return
+            await send({"type": f"lifespan.{stage}.complete"})
+            if stage == "shutdown":
+                return
+
+
+class _ASGIConnection(HTTPConnection):
+    """``request.connection`` for one ASGI request (or WebSocket)."""
+
+    def __init__(
+        self, app: HTTPServerConnectionDelegate, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        self._app = app
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._websocket = scope["type"] == "websocket"
+        self.context = _ASGIContext(scope)
+        self._out: deque[tuple[Message, Optional[asyncio.Future[None]]]] = deque()
+        self._wakeup: Optional[asyncio.Future[None]] = None
+        self._close_callback: Optional[Callable[[], None]] = None
+        self._delegate: Optional[HTTPMessageDelegate] = None
+        self._headers_written = False
+        self._finished = False
+        self._read_done = False
+        # The client is gone (or the response was abandoned): nothing more is sent.
+        self._gone = False
+        self._max_body: Optional[int] = None
+        self._stream: Any = None
+        self._denied = False
+
+    # -- HTTPConnection ----------------------------------------------------------------
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> asyncio.Future[None]:
+        """Queue ``http.response.start`` (and the first body piece)."""
+        if self._gone:
+            return _closed_future()
+        if self._headers_written:
+            raise HTTPOutputError("the response has already started")
+        assert isinstance(start_line, ResponseStartLine)
+        self._headers_written = True
+        # Date is the ASGI server's to write (uvicorn, Hypercorn, Granian all do).
+        pairs = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in headers.get_all()
+            if name != "Date"
+        ]
+        if self._websocket:
+            return self._websocket_head(start_line.code, pairs, chunk)
+        self._queue({"type": "http.response.start", "status": start_line.code, "headers": pairs})
+        return self._queue(
+            {"type": "http.response.body", "body": chunk or b"", "more_body": True}, True
+        )
+
+    def _websocket_head(
+        self, code: int, pairs: list[tuple[bytes, bytes]], chunk: Optional[bytes]
+    ) -> asyncio.Future[None]:
+        if code == 101:
+            protocol = None
+            for name, value in pairs:
+                if name == b"sec-websocket-protocol":
+                    protocol = value.decode("latin-1")
+            extra = [(n, v) for n, v in pairs if n not in _WS_OWN_HEADERS]
+            return self._queue(
+                {"type": "websocket.accept", "subprotocol": protocol, "headers": extra}, True
+            )
+        self._denied = True
+        if "websocket.http.response" in (self._scope.get("extensions") or {}):
+            self._queue({"type": "websocket.http.response.start", "status": code, "headers": pairs})
+            return self._queue(
+                {"type": "websocket.http.response.body", "body": chunk or b"", "more_body": True},
+                True,
+            )
+        # Without the extension the only refusal is a close (a 403).
+        return self._queue({"type": "websocket.close", "code": 1000}, True)
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        """Queue a piece of the response body."""
+        if self._gone or self._finished:
+            return _closed_future()
+        if not self._headers_written:
+            raise HTTPOutputError("ASGI responses need write_headers before write")
+        if self._websocket:
+            if self._denied and "websocket.http.response" in (self._scope.get("extensions") or {}):
+                kind = "websocket.http.response.body"
+            else:
+                return self._queue(None, True)  # nowhere to put it
+        else:
+            kind = "http.response.body"
+        return self._queue({"type": kind, "body": bytes(chunk), "more_body": True}, True)
+
+    def finish(self) -> None:
+        """Queue the end of the response."""
+        if self._finished or self._gone:
+            return
+        self._finished = True
+        if self._websocket:
+            if self._denied and "websocket.http.response" in (self._scope.get("extensions") or {}):
+                self._queue({"type": "websocket.http.response.body", "more_body": False})
+            return
+        if not self._headers_written:
+            raise HTTPOutputError("finish() before write_headers()")
+        self._queue({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` if the client goes away before the response is finished."""
+        self._close_callback = callback
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Accepted for compatibility; the ASGI server owns the timeouts."""
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Limit the size of this request's body (bytes)."""
+        self._max_body = max_body_size
+
+    def detach(self) -> Any:
+        """After a 101: the WebSocket's frames as an `IOStream` over ASGI messages."""
+        if not self._websocket:
+            raise HTTPOutputError("an ASGI HTTP connection cannot be detached")
+        from squall.asgi._adapter_ws import _ASGIWebSocketStream
+
+        self._stream = _ASGIWebSocketStream(self)
+        self._kick()
+        return self._stream
+
+    def close(self) -> None:
+        """Abandon the response: the ASGI call returns and the server closes."""
+        self._disconnect()
+
+    # -- the outbound queue --------------------------------------------------------------
+
+    def _queue(self, message: Optional[Message], future: bool = False) -> asyncio.Future[None]:
+        result: Optional[asyncio.Future[None]] = None
+        if future:
+            result = asyncio.get_running_loop().create_future()
+        if message is None:
+            assert result is not None
+            result.set_result(None)
+            return result
+        self._out.append((message, result))
+        self._kick()
+        return result  # type: ignore[return-value]
+
+    def _kick(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+    def _done(self) -> bool:
+        stream = self._stream
+        if stream is not None:
+            # A WebSocket ends when the handler's stream has closed (after
+            # the close frame it was fed, when the client left first).
+            return bool(stream._closed) and (self._gone or not self._out)
+        return self._gone or (self._finished and not self._out)
+
+    async def _pump(self) -> None:
+        """Send queued messages in order until the exchange is over."""
+        out = self._out
+        send = self._send
+        while not self._done():
+            if not out:
+                self._wakeup = asyncio.get_running_loop().create_future()
+                await self._wakeup
+                continue
+            message, future = out.popleft()
+            futures = [future]
+            if message.get("more_body") and out:
+                # Body pieces queued together go out as one message.
+                kind = message["type"]
+                parts = [message.get("body", b"")]
+                while out and out[0][0]["type"] == kind:
+                    nxt, fut = out.popleft()
+                    parts.append(nxt.get("body", b""))
+                    futures.append(fut)
+                    if not nxt.get("more_body"):
+                        break
+                message = {"type": kind, "body": b"".join(parts), "more_body": nxt.get("more_body")}
+            try:
+                await send(message)
+            except OSError:
+                self._disconnect()
+                for fut in futures:
+                    if fut is not None and not fut.done():
+                        fut.set_exception(StreamClosedError())
+                        fut.exception()
+                return
+            for fut in futures:
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+            stream = self._stream
+            if stream is not None:
+                stream._sent()
+
+    def _disconnect(self, code: int = 1006, reason: str = "") -> None:
+        if self._gone:
+            return
+        self._gone = True
+        self._kick()
+        for _message, fut in self._out:
+            if fut is not None and not fut.done():
+                fut.set_exception(StreamClosedError())
+                fut.exception()
+        self._out.clear()
+        delegate = self._delegate
+        if delegate is not None and not self._read_done:
+            self._read_done = True
+            delegate.on_connection_close()
+        callback = self._close_callback
+        self._close_callback = None
+        if callback is not None and not self._finished:
+            callback()
+        stream = self._stream
+        if stream is not None:
+            stream._peer_gone(code, reason)
+
+    # -- the exchange ------------------------------------------------------------------
+
+    def _start_line(self) -> RequestStartLine:
+        scope = self._scope
+        raw = scope.get("raw_path")
+        if raw:
+            target = bytes(raw).decode("latin-1")
+        else:
+            import urllib.parse
+
+            target = urllib.parse.quote(scope.get("path") or "/", safe="/%!$&'()*+,;=:@~")
+        query = scope.get("query_string") or b""
+        if query:
+            target += "?" + bytes(query).decode("latin-1")
+        version = str(scope.get("http_version") or "1.1")
+        method = "GET" if self._websocket else str(scope.get("method") or "GET")
+        return RequestStartLine(
+            method, target, "HTTP/" + (version + ".0" if "." not in version else version)
+        )
+
+    def _headers(self) -> HTTPHeaders:
+        pairs = [
+            (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+            for name, value in self._scope.get("headers") or ()
+        ]
+        headers = HTTPHeaders._from_pairs(pairs)
+        if self._websocket:
+            fields = headers._as_list
+            # The ASGI server negotiates compression itself; the handler's
+            # frames reach it uncompressed.
+            fields.pop("Sec-Websocket-Extensions", None)
+            fields.setdefault("Upgrade", ["websocket"])
+            fields.setdefault("Connection", ["Upgrade"])
+            fields.setdefault("Sec-Websocket-Version", ["13"])
+            if "Sec-Websocket-Key" not in fields:
+                from squall import _ws
+
+                fields["Sec-Websocket-Key"] = [_ws.new_key()]
+        return headers
+
+    async def run(self) -> None:
+        """The ASGI call: drive the delegate and send what it writes."""
+        if self._websocket:
+            first = await self._receive()
+            if first.get("type") != "websocket.connect":
+                return
+        delegate = self._delegate = self._app.start_request(self, self)
+        reader = asyncio.ensure_future(self._read(delegate))
+        try:
+            await self._pump()
+        finally:
+            if not reader.done():
+                reader.cancel()
+            stream = self._stream
+            if stream is not None and not stream._closed:
+                stream.close()
+        if reader.done() and not reader.cancelled() and reader.exception() is not None:
+            raise reader.exception()  # type: ignore[misc]
+
+    async def _read(self, delegate: HTTPMessageDelegate) -> None:
+        result = delegate.headers_received(self._start_line(), self._headers())
+        if result is not None:
+            await result
+        receive = self._receive
+        if self._websocket:
+            self._read_done = True
+            delegate.finish()
+            while not self._gone:
+                message = await receive()
+                kind = message.get("type")
+                if kind == "websocket.disconnect":
+                    self._disconnect(int(message.get("code") or 1005), message.get("reason") or "")
+                    return
+                stream = self._stream
+                if kind == "websocket.receive" and stream is not None:
+                    waiting = stream._on_message(message)
+                    if waiting is not None:
+                        await waiting
+            return
+        size = 0
+        while True:
+            message = await receive()
+            kind = message.get("type")
+            if kind == "http.disconnect":
+                self._disconnect()
+                return
+            if kind != "http.request":
+                continue
+            body = message.get("body") or b""
+            if body:
+                size += len(body)
+                if self._max_body is not None and size > self._max_body:
+                    app_log.info("request body over max_body_size from %s", self.context)
+                    self._disconnect()
+                    return
+                result = delegate.data_received(bytes(body))
+                if result is not None:
+                    await result
+            if not message.get("more_body", False):
+                break
+        self._read_done = True
+        delegate.finish()
+        while not self._gone:
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                self._disconnect()
+                return

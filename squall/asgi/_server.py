@@ -1,0 +1,509 @@
+"""Serving an ASGI application: `ASGIServerDelegate` and the per-request HTTP cycle.
+
+The delegate sits behind `HTTPServer` like an `Application` does: the
+server's driver calls ``start_request`` per request, then ``headers_received``,
+``data_received`` and ``finish`` on the returned `_HTTPCycle`, which runs the
+application in a Task and turns its ``send`` calls into ``write_headers`` /
+``write`` / ``finish`` on the request's connection.
+
+Flow control, both ways:
+
+* request body: ``data_received`` keeps at most `_BODY_HIGH_WATER` bytes the
+  application has not taken with ``receive()``; past it, it returns a Future
+  that the driver waits on before reading more (the transport pauses).
+* response body: ``send()`` of a body piece waits on the Future the
+  connection's ``write`` returns, which is pending while the transport is
+  over its high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any, Optional, Union
+
+from squall.asgi._lifespan import Lifespan, LifespanMode
+from squall.asgi._types import (
+    ASGI_VERSIONS,
+    ASGIApp,
+    ASGIProtocolError,
+    ClientDisconnected,
+    Message,
+    Scope,
+    address_tuple,
+    expected,
+    split_target,
+)
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPServerConnectionDelegate,
+    RequestStartLine,
+    ResponseStartLine,
+    format_timestamp,
+    responses,
+)
+
+__all__ = ["ASGIServerDelegate"]
+
+app_log = logging.getLogger("squall.application")
+
+# Request body bytes held for an application that is not receiving.
+_BODY_HIGH_WATER = 64 * 1024
+
+_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+
+# The Date header, formatted once per second.
+_date_cache: list[Any] = [0, ""]
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0] = now
+        _date_cache[1] = format_timestamp(now)
+    return str(_date_cache[1])
+
+
+def _scope_headers(headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
+    # The parser decoded names and values as Latin-1: encoding back gives
+    # the bytes that were sent.
+    out = []
+    for name, values in headers._as_list.items():
+        low = name.lower().encode("latin-1")
+        for value in values:
+            out.append((low, value.encode("latin-1")))
+    return out
+
+
+def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:
+    upgrade = headers._as_list.get("Upgrade")
+    return (
+        upgrade is not None
+        and start_line.method == "GET"
+        and any("websocket" in value.lower() for value in upgrade)
+    )
+
+
+def _connection_addresses(request_conn: HTTPConnection) -> tuple[Any, Any, Optional[str]]:
+    """(client, server, scheme) of the connection a request came on."""
+    context = getattr(request_conn, "context", None)
+    client = None
+    scheme = getattr(context, "protocol", None)
+    if context is not None:
+        peer = address_tuple(getattr(context, "address", None))
+        if peer is not None:
+            # X-Real-Ip (xheaders=True) replaces the address, not the port.
+            client = (getattr(context, "remote_ip", peer[0]), peer[1])
+    server = None
+    transport = getattr(request_conn, "transport", None)
+    if transport is not None:
+        server = address_tuple(transport.get_extra_info("sockname"))
+    else:
+        stream = getattr(request_conn, "stream", None)
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            try:
+                server = address_tuple(sock.getsockname())
+            except OSError:
+                server = None
+    return client, server, scheme
+
+
+class ASGIServerDelegate(HTTPServerConnectionDelegate):
+    """Serves an ASGI 3.0 application on `HTTPServer`: ``HTTPServer(ASGIServerDelegate(app))``.
+
+    HTTP requests get an ``http`` scope, WebSocket upgrades a ``websocket``
+    scope; call `startup` before serving and `shutdown` after to run the
+    application's lifespan protocol (its ``state`` is copied into each scope).
+
+    Args:
+        app: the ASGI application (an ``async def app(scope, receive, send)``).
+        root_path: the path prefix a proxy in front removed; it is put back in
+            front of ``path`` and given as ``root_path``.
+        lifespan: ``"auto"`` (run it; an application that fails before
+            answering startup is taken not to support it), ``"on"`` (a
+            failure is an error) or ``"off"``.
+        ws_max_message_size: the largest WebSocket message accepted (bytes).
+        ws_ping_interval: seconds between WebSocket pings (None: none).
+        ws_per_message_deflate: accept permessage-deflate when offered.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        root_path: str = "",
+        lifespan: LifespanMode = "auto",
+        ws_max_message_size: int = 16 * 1024 * 1024,
+        ws_ping_interval: Optional[float] = None,
+        ws_per_message_deflate: bool = True,
+    ) -> None:
+        self.app = app
+        self.root_path = root_path.rstrip("/")
+        self.lifespan = Lifespan(app, mode=lifespan)
+        self.ws_max_message_size = ws_max_message_size
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_per_message_deflate = ws_per_message_deflate
+        #: Tasks of the requests being served (see `wait_requests`).
+        self.tasks: set[asyncio.Task[None]] = set()
+        # A mounted application sees the full path: the prefix is part of it.
+        self._prefix_in_path = False
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The lifespan state, shallow-copied into every request's scope."""
+        return self.lifespan.state
+
+    async def startup(self) -> None:
+        """Run the application's lifespan startup.
+
+        Raises:
+            LifespanFailure: the application reported ``lifespan.startup.failed``
+                (or failed under ``lifespan="on"``).
+        """
+        await self.lifespan.startup()
+
+    async def shutdown(self) -> None:
+        """Run the application's lifespan shutdown.
+
+        Raises:
+            LifespanFailure: the application reported ``lifespan.shutdown.failed``.
+        """
+        await self.lifespan.shutdown()
+
+    async def wait_requests(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the requests in progress are done; True if they all are."""
+        if not self.tasks:
+            return True
+        done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        return not pending
+
+    def start_request(
+        self, server_conn: object, request_conn: HTTPConnection
+    ) -> HTTPMessageDelegate:
+        """Return the delegate that runs the application for one request."""
+        return _HTTPCycle(self, request_conn)
+
+    def _base_scope(
+        self, kind: str, start_line: RequestStartLine, headers: HTTPHeaders, conn: HTTPConnection
+    ) -> Scope:
+        path, raw_path, query = split_target(start_line.path)
+        root = self.root_path
+        if root and not self._prefix_in_path:
+            path = root + path
+            raw_path = root.encode("utf-8") + raw_path
+        client, server, scheme = _connection_addresses(conn)
+        scheme = scheme or "http"
+        if kind == "websocket":
+            scheme = "wss" if scheme == "https" else "ws"
+        scope: dict[str, Any] = {
+            "type": kind,
+            "asgi": dict(ASGI_VERSIONS),
+            "http_version": start_line.version[5:] if start_line.version else "1.1",
+            "scheme": scheme,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": root,
+            "headers": _scope_headers(headers),
+            "client": client,
+            "server": server,
+            "state": dict(self.lifespan.state),
+        }
+        if kind == "http":
+            scope["method"] = start_line.method
+        return scope
+
+    def _run(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+
+# States of a response.
+_START, _HEAD_PENDING, _BODY, _DONE = range(4)
+
+
+class _HTTPCycle(HTTPMessageDelegate):
+    """One request: the driver's `HTTPMessageDelegate` and the application's receive/send."""
+
+    __slots__ = (
+        "_server",
+        "_conn",
+        "_loop",
+        "_ws",
+        "_chunks",
+        "_buffered",
+        "_body_done",
+        "_final_sent",
+        "_disconnected",
+        "_waiter",
+        "_drain",
+        "_gate",
+        "_state",
+        "_start_line",
+        "_headers",
+        "_method",
+    )
+
+    def __init__(self, server: ASGIServerDelegate, conn: HTTPConnection) -> None:
+        self._server = server
+        self._conn = conn
+        self._loop = asyncio.get_running_loop()
+        self._ws: Any = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._body_done = False
+        self._final_sent = False
+        self._disconnected = False
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._drain: Optional[asyncio.Future[None]] = None
+        self._gate: Optional[asyncio.Future[None]] = None
+        self._state = _START
+        self._start_line: Optional[ResponseStartLine] = None
+        self._headers: Optional[HTTPHeaders] = None
+        self._method = "GET"
+
+    # -- the driver's side -----------------------------------------------------------
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        assert isinstance(start_line, RequestStartLine)
+        server = self._server
+        if _is_websocket(start_line, headers):
+            from squall.asgi._websocket import _WebSocketCycle
+
+            self._ws = _WebSocketCycle(server, self._conn, start_line, headers)
+            return None
+        self._method = start_line.method
+        conn = self._conn
+        set_close = getattr(conn, "set_close_callback", None)
+        if set_close is not None:
+            set_close(self._on_disconnect)
+        scope = server._base_scope("http", start_line, headers, conn)
+        server._run(self._run_app(scope))
+        expect = headers._as_list.get("Expect")
+        if expect is not None and start_line.version == "HTTP/1.1":
+            if any("100-continue" in value.lower() for value in expect):
+                # The driver sends "100 Continue" once this resolves: when
+                # the application first asks for the body, not before.
+                self._gate = self._loop.create_future()
+                return self._gate
+        return None
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        if self._ws is not None or self._state == _DONE:
+            return None  # nobody will read it: an upgrade, or a response already sent
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        self._wake()
+        if self._buffered >= _BODY_HIGH_WATER:
+            drain = self._drain = self._loop.create_future()
+            return drain
+        return None
+
+    def finish(self) -> None:
+        if self._ws is not None:
+            self._ws.request_finished()
+            return
+        self._body_done = True
+        self._wake()
+
+    def on_connection_close(self) -> None:
+        if self._ws is not None:
+            self._ws.on_connection_close()
+            return
+        self._on_disconnect()
+
+    def _on_disconnect(self) -> None:
+        self._disconnected = True
+        self._wake()
+        self._release()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _release(self) -> None:
+        """Let the driver go on: the application no longer waits for the body."""
+        for name in ("_gate", "_drain"):
+            future = getattr(self, name)
+            if future is not None:
+                setattr(self, name, None)
+                if not future.done():
+                    future.set_result(None)
+
+    # -- the application's side ------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """The next ``http.request`` piece, or ``http.disconnect``."""
+        gate = self._gate
+        if gate is not None:
+            self._gate = None
+            if not gate.done():
+                gate.set_result(None)
+        while True:
+            chunks = self._chunks
+            if chunks:
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                self._chunks = []
+                self._buffered = 0
+                drain = self._drain
+                if drain is not None:
+                    self._drain = None
+                    if not drain.done():
+                        drain.set_result(None)
+                more = not self._body_done
+                self._final_sent = not more
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self._body_done and not self._final_sent:
+                self._final_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self._disconnected or self._state == _DONE:
+                return dict(_DISCONNECT)
+            waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+    async def send(self, message: Message) -> None:
+        """Turn one response message into writes on the connection.
+
+        Raises:
+            ASGIProtocolError: a message out of order or malformed.
+            ClientDisconnected: the client has gone away.
+        """
+        kind = message.get("type")
+        state = self._state
+        if state == _START:
+            if kind != "http.response.start":
+                raise expected("'http.response.start'", message)
+            self._start_response(message)
+            return
+        if state == _DONE:
+            raise ASGIProtocolError(
+                f"Unexpected ASGI message {kind!r} sent, after response already completed"
+            )
+        if kind != "http.response.body":
+            raise expected("'http.response.body'", message)
+        body = message.get("body", b"")
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise ASGIProtocolError(
+                f"http.response.body 'body' must be bytes, not {type(body).__name__}"
+            )
+        more = bool(message.get("more_body", False))
+        if self._disconnected:
+            raise ClientDisconnected("the client disconnected")
+        conn = self._conn
+        if state == _HEAD_PENDING:
+            start_line, headers = self._start_line, self._headers
+            assert start_line is not None and headers is not None
+            fields = headers._as_list
+            if not more and "Content-Length" not in fields and "Transfer-Encoding" not in fields:
+                if start_line.code >= 200 and start_line.code not in (204, 304):
+                    if self._method != "HEAD" or body:
+                        fields["Content-Length"] = [str(len(body))]
+            self._state = _BODY
+            written = conn.write_headers(start_line, headers, bytes(body))
+        elif body:
+            written = conn.write(bytes(body))
+        else:
+            written = None
+        if not more:
+            self._state = _DONE
+            conn.finish()
+            self._wake()
+            self._release()
+            return
+        if written is not None and not written.done():
+            try:
+                await written
+            except OSError:
+                raise ClientDisconnected("the client disconnected") from None
+
+    def _start_response(self, message: Message) -> None:
+        try:
+            status = int(message["status"])
+        except (KeyError, TypeError, ValueError):
+            raise ASGIProtocolError(
+                f"http.response.start needs an integer 'status', got {message.get('status')!r}"
+            ) from None
+        if not 100 <= status <= 999 or (status < 200 and status != 101):
+            raise ASGIProtocolError(f"invalid response status {status}")
+        pairs = []
+        try:
+            for name, value in message.get("headers", ()):
+                pairs.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
+        except (TypeError, ValueError):
+            raise ASGIProtocolError(
+                "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
+            ) from None
+        for name, value in pairs:
+            if not name or "\n" in value or "\r" in value or "\0" in value or ":" in name:
+                raise ASGIProtocolError(f"invalid response header {name!r}: {value!r}")
+        headers = HTTPHeaders._from_pairs(pairs)
+        if "Date" not in headers._as_list:
+            headers._as_list["Date"] = [_http_date()]
+        self._start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
+        self._headers = headers
+        self._state = _HEAD_PENDING
+
+    async def _run_app(self, scope: Scope) -> None:
+        try:
+            app: Any = self._server.app
+            result = await app(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
+        except Exception:
+            app_log.error("Exception in ASGI application", exc_info=True)
+            self._fail()
+            return
+        if result is not None:
+            app_log.error("ASGI callable returned %r instead of None", type(result).__name__)
+        if self._state == _START:
+            app_log.error("ASGI callable returned without starting response")
+            self._fail()
+        elif self._state != _DONE:
+            app_log.error("ASGI callable returned without completing response")
+            self._abandon()
+
+    def _fail(self) -> None:
+        """An application error: 500 if nothing was sent yet, else close."""
+        if self._state != _START or self._disconnected:
+            self._abandon()
+            return
+        self._state = _DONE
+        body = b"Internal Server Error"
+        headers = HTTPHeaders(
+            {
+                "Content-Type": "text/plain; charset=utf-8",
+                "Content-Length": str(len(body)),
+                "Connection": "close",
+                "Date": _http_date(),
+            }
+        )
+        conn = self._conn
+        try:
+            conn.write_headers(
+                ResponseStartLine("HTTP/1.1", 500, "Internal Server Error"), headers, body
+            )
+            conn.finish()
+        except Exception:
+            self._abandon()
+        self._release()
+
+    def _abandon(self) -> None:
+        """A response that cannot be completed: close the connection."""
+        if self._state != _DONE:
+            self._state = _DONE
+            close = getattr(self._conn, "close", None)
+            if close is not None:
+                close()
+        self._release()

@@ -1,0 +1,349 @@
+"""Serving an ASGI application's ``websocket`` scope: `_WebSocketCycle`.
+
+The upgrade request arrives through the HTTP delegate seam like any other;
+``websocket.accept`` answers it with 101 and takes the connection over with
+``detach()``, as `squall.websocket.WebSocketHandler` does, and from there
+`WebSocketProtocol13` (over the sans-I/O `squall._ws` core) moves frames,
+with this object as its peer. ``websocket.close`` before accepting is a 403;
+the ``websocket.http.response`` extension sends any other response instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Optional
+
+from squall import _ws
+from squall.asgi._types import ASGIProtocolError, ClientDisconnected, Message, Scope, expected
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    RequestStartLine,
+    ResponseStartLine,
+    responses,
+)
+from squall.websocket._protocol import MessageType, WebSocketProtocol13, _Peer
+
+if TYPE_CHECKING:
+    from squall.asgi._server import ASGIServerDelegate
+
+__all__ = ["_WebSocketCycle"]
+
+app_log = logging.getLogger("squall.application")
+
+# Messages held for an application that is not receiving; past this many,
+# the protocol stops reading frames until it catches up.
+_INBOX_HIGH_WATER = 16
+
+_CONNECTING, _DENYING, _DENY_BODY, _OPEN, _CLOSED = range(5)
+
+
+def _header_pairs(message: Message, what: str) -> list[tuple[str, str]]:
+    pairs = []
+    try:
+        for name, value in message.get("headers", ()):
+            pairs.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
+    except (TypeError, ValueError):
+        raise ASGIProtocolError(
+            f"{what} 'headers' must be an iterable of [name, value] byte pairs"
+        ) from None
+    for name, value in pairs:
+        if not name or ":" in name or any(c in value for c in "\r\n\0"):
+            raise ASGIProtocolError(f"invalid header {name!r}: {value!r}")
+    return pairs
+
+
+class _WebSocketCycle(_Peer):
+    """One WebSocket: the application's receive/send, and the protocol's peer."""
+
+    def __init__(
+        self,
+        server: ASGIServerDelegate,
+        conn: HTTPConnection,
+        start_line: RequestStartLine,
+        headers: HTTPHeaders,
+    ) -> None:
+        self._server = server
+        self._conn = conn
+        self._headers = headers
+        self._loop = asyncio.get_running_loop()
+        self._inbox: deque[Message] = deque()
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._space: Optional[asyncio.Future[None]] = None
+        self._request_done: Optional[asyncio.Future[None]] = self._loop.create_future()
+        self._state = _CONNECTING
+        self._proto: Optional[WebSocketProtocol13] = None
+        self._close_code: Optional[int] = None
+        self._deny_head: Optional[tuple[int, HTTPHeaders]] = None
+        self._key = ""
+        try:
+            self._key = _ws.check_request(start_line.method, headers)
+        except _ws.HandshakeError as exc:
+            # Not a valid upgrade: answered here, the application never sees it.
+            self._state = _CLOSED
+            fields = HTTPHeaders({"Content-Type": "text/plain; charset=utf-8"})
+            for name, value in exc.headers:
+                fields.add(name, value)
+            self._respond(exc.status_hint, fields, str(exc).encode("utf-8"))
+            return
+        set_close = getattr(conn, "set_close_callback", None)
+        if set_close is not None:
+            set_close(self.on_connection_close)
+        scope = server._base_scope("websocket", start_line, headers, conn)
+        scope["subprotocols"] = _ws.parse_subprotocols(headers.get("Sec-WebSocket-Protocol"))
+        scope["extensions"] = {"websocket.http.response": {}}
+        self._inbox.append({"type": "websocket.connect"})
+        server._run(self._run_app(scope))
+
+    # -- the HTTP driver's side ------------------------------------------------------
+
+    def request_finished(self) -> None:
+        done = self._request_done
+        if done is not None:
+            self._request_done = None
+            if not done.done():
+                done.set_result(None)
+
+    def on_connection_close(self) -> None:
+        """The connection closed before the handshake completed."""
+        if self._state in (_CONNECTING, _DENYING, _DENY_BODY):
+            self._disconnected(1006, "")
+        self.request_finished()
+
+    # -- the protocol's peer ---------------------------------------------------------
+
+    def on_message(self, message: MessageType) -> Optional[asyncio.Future[None]]:
+        if isinstance(message, str):
+            self._inbox.append({"type": "websocket.receive", "text": message})
+        else:
+            self._inbox.append({"type": "websocket.receive", "bytes": bytes(message)})
+        self._wake()
+        if len(self._inbox) >= _INBOX_HIGH_WATER:
+            space = self._space = self._loop.create_future()
+            return space
+        return None
+
+    def on_ws_connection_close(
+        self, close_code: Optional[int] = None, close_reason: Optional[str] = None
+    ) -> None:
+        proto = self._proto
+        if proto is not None and proto._close_seen:
+            code = close_code if close_code is not None else 1005
+        else:
+            code = 1006  # RFC 6455 §7.1.5: closed without a close frame
+        self._disconnected(code, close_reason or "")
+
+    def _disconnected(self, code: int, reason: str) -> None:
+        if self._close_code is not None:
+            return
+        self._close_code = code
+        self._state = _CLOSED
+        self._inbox.append({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the application's side ------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """The next ``websocket.connect``, ``websocket.receive`` or ``websocket.disconnect``."""
+        while True:
+            inbox = self._inbox
+            if inbox:
+                message = inbox.popleft()
+                space = self._space
+                if space is not None and len(inbox) < _INBOX_HIGH_WATER // 2:
+                    self._space = None
+                    if not space.done():
+                        space.set_result(None)
+                return message
+            if self._close_code is not None:
+                return {"type": "websocket.disconnect", "code": self._close_code, "reason": ""}
+            waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+    async def send(self, message: Message) -> None:
+        """Carry out one message from the application.
+
+        Raises:
+            ASGIProtocolError: a message out of order or malformed.
+            ClientDisconnected: sending on a closed WebSocket.
+        """
+        kind = message.get("type")
+        state = self._state
+        if state == _OPEN:
+            if kind == "websocket.send":
+                await self._send_message(message)
+            elif kind == "websocket.close":
+                self._state = _CLOSED
+                proto = self._proto
+                assert proto is not None
+                proto.close(int(message.get("code") or 1000), message.get("reason") or None)
+            else:
+                raise expected("'websocket.send' or 'websocket.close'", message)
+        elif state == _CONNECTING:
+            if kind == "websocket.accept":
+                await self._accept(message)
+            elif kind == "websocket.close":
+                self._state = _CLOSED
+                self._respond(403, HTTPHeaders(), b"")
+            elif kind == "websocket.http.response.start":
+                status = message.get("status")
+                if not isinstance(status, int) or not 200 <= status <= 999:
+                    raise ASGIProtocolError(f"invalid denial response status {status!r}")
+                pairs = _header_pairs(message, "websocket.http.response.start")
+                self._deny_head = (status, HTTPHeaders._from_pairs(pairs))
+                self._state = _DENYING
+            else:
+                raise expected(
+                    "'websocket.accept', 'websocket.close' or 'websocket.http.response.start'",
+                    message,
+                )
+        elif state in (_DENYING, _DENY_BODY):
+            if kind != "websocket.http.response.body":
+                raise expected("'websocket.http.response.body'", message)
+            self._deny_body(message)
+        elif kind == "websocket.send":
+            raise ClientDisconnected("the WebSocket is closed")
+        elif kind != "websocket.close":
+            raise ASGIProtocolError(
+                f"Unexpected ASGI message {kind!r} sent, after the WebSocket closed"
+            )
+
+    async def _send_message(self, message: Message) -> None:
+        data = message.get("bytes")
+        text = message.get("text")
+        if (data is None) == (text is None):
+            raise ASGIProtocolError("websocket.send needs exactly one of 'bytes' and 'text'")
+        proto = self._proto
+        if proto is None or proto.is_closing():
+            raise ClientDisconnected("the WebSocket is closed")
+        try:
+            if text is not None:
+                written = proto.write_message(str(text))
+            else:
+                written = proto.write_message(bytes(data or b""), binary=True)
+            if not written.done():
+                await written
+            elif written.exception() is not None:
+                written.result()
+        except Exception as exc:
+            if isinstance(exc, (OSError, _ws.LocalProtocolError)) or "Closed" in type(exc).__name__:
+                raise ClientDisconnected("the WebSocket is closed") from None
+            raise
+
+    async def _accept(self, message: Message) -> None:
+        done = self._request_done
+        if done is not None:
+            await done
+        if self._state != _CONNECTING:
+            raise ClientDisconnected("the client went away before the WebSocket was accepted")
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None and not isinstance(subprotocol, str):
+            raise ASGIProtocolError("websocket.accept 'subprotocol' must be a str or None")
+        pairs = _header_pairs(message, "websocket.accept")
+        server = self._server
+        extension_header: Optional[str] = None
+        extension: Optional[_ws.PerMessageDeflate] = None
+        offer = self._headers.get("Sec-WebSocket-Extensions")
+        if offer and server.ws_per_message_deflate:
+            accepted = _ws.server_accept(offer, {})
+            if accepted is not None:
+                extension_header, extension = accepted
+        fields = _ws.server_headers(self._key, subprotocol, extension_header)
+        reserved = {name.lower() for name, _ in fields}
+        fields += [(n, v) for n, v in pairs if n.lower() not in reserved]
+        conn = self._conn
+        conn.write_headers(
+            ResponseStartLine("HTTP/1.1", 101, "Switching Protocols"),
+            HTTPHeaders._from_pairs(fields),
+        )
+        conn.finish()
+        stream = conn.detach()  # type: ignore[attr-defined]
+        self._state = _OPEN
+        proto = self._proto = WebSocketProtocol13(
+            self,
+            client=False,
+            ping_interval=server.ws_ping_interval,
+            max_message_size=server.ws_max_message_size,
+        )
+        proto.selected_subprotocol = subprotocol
+        proto.start(stream, _ws.WSConnection(False, extension, server.ws_max_message_size))
+        proto.start_reading()
+
+    def _deny_body(self, message: Message) -> None:
+        body = message.get("body", b"")
+        if not isinstance(body, (bytes, bytearray)):
+            raise ASGIProtocolError("websocket.http.response.body 'body' must be bytes")
+        more = bool(message.get("more_body", False))
+        conn = self._conn
+        if self._state == _DENYING:
+            assert self._deny_head is not None
+            status, headers = self._deny_head
+            headers._as_list["Connection"] = ["close"]
+            if not more and "Content-Length" not in headers._as_list:
+                headers._as_list["Content-Length"] = [str(len(body))]
+            line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
+            conn.write_headers(line, headers, bytes(body))
+            self._state = _DENY_BODY
+        elif body:
+            conn.write(bytes(body))
+        if not more:
+            self._state = _CLOSED
+            conn.finish()
+            self._disconnected(1000, "")
+
+    def _respond(self, status: int, headers: HTTPHeaders, body: bytes) -> None:
+        """A whole HTTP response instead of the upgrade; the connection closes after it."""
+        headers._as_list["Content-Length"] = [str(len(body))]
+        headers._as_list["Connection"] = ["close"]
+        line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
+        try:
+            self._conn.write_headers(line, headers, body)
+            self._conn.finish()
+        except Exception:
+            self._abort()
+
+    def _abort(self) -> None:
+        proto = self._proto
+        if proto is not None:
+            proto._abort()
+            return
+        close = getattr(self._conn, "close", None)
+        if close is not None:
+            close()
+
+    async def _run_app(self, scope: Scope) -> None:
+        try:
+            await self._server.app(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        except Exception:
+            app_log.error("Exception in ASGI application", exc_info=True)
+            self._end(500, 1011)
+            return
+        if self._state == _CONNECTING:
+            app_log.error("ASGI callable returned without sending handshake")
+        self._end(500, 1000)
+
+    def _end(self, status: int, code: int) -> None:
+        state = self._state
+        if state == _CONNECTING:
+            self._state = _CLOSED
+            self._respond(status, HTTPHeaders(), b"")
+        elif state == _OPEN:
+            self._state = _CLOSED
+            proto = self._proto
+            assert proto is not None
+            proto.close(code)
+        elif state in (_DENYING, _DENY_BODY):
+            self._state = _CLOSED
+            self._abort()

@@ -386,9 +386,14 @@ class Runner:
         return False
 
     def _resume(self, _future: Future[Any]) -> None:
+        # On Python 3.12+ a traceback through run() keeps this frame, and so
+        # the future, alive: drop it so that future -> exception -> traceback
+        # -> frame -> future is no cycle left for the garbage collector.
+        del _future
         self.run()
 
     def _resume_in_context(self, _future: Future[Any]) -> None:
+        del _future
         self.ctx_run(self.run)
 
     def handle_exception(

@@ -560,11 +560,21 @@ def test_write_futures_resolve_in_order(make_pair: PairFactory) -> None:
         rs, ws = await make_pair()
         try:
             done: list[int] = []
+            all_done = asyncio.Event()
+
+            def on_done(n: int, _: object) -> None:
+                done.append(n)
+                if len(done) == 20:
+                    all_done.set()
+
             futures = [ws.write(bytes([i]) * 100_000) for i in range(20)]
             for i, fut in enumerate(futures):
-                fut.add_done_callback(functools.partial(lambda n, _: done.append(n), i))
+                fut.add_done_callback(functools.partial(on_done, i))
             data = await rs.read_bytes(2_000_000)
             await asyncio.gather(*futures)
+            # Python 3.12+ returns from gather() on futures done already
+            # before their callbacks run: wait for the callbacks themselves.
+            await asyncio.wait_for(all_done.wait(), 2.0)
             assert done == list(range(20))
             assert data == b"".join(bytes([i]) * 100_000 for i in range(20))
         finally:

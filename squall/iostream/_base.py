@@ -536,6 +536,22 @@ class BaseIOStream(_Reading):
         """Whether the stream has been closed."""
         return self._closed
 
+    # Dask's distributed queues frames itself: it appends memoryviews to
+    # ``_write_buffer``, adds their size to ``_total_write_index`` and calls
+    # ``write(b"")`` to send them. These two names are Tornado's for our
+    # counters of bytes queued and bytes written.
+    @property
+    def _total_write_index(self) -> int:
+        return self._total_queued
+
+    @_total_write_index.setter
+    def _total_write_index(self, value: int) -> None:
+        self._total_queued = value
+
+    @property
+    def _total_write_done_index(self) -> int:
+        return self._total_written
+
     def reading(self) -> bool:
         """Whether a read is pending."""
         return self._read_future is not None

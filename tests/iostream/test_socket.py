@@ -510,3 +510,23 @@ def test_read_until_from_an_empty_buffer_sees_a_reset_as_a_close() -> None:
         assert isinstance(rs.error, ConnectionResetError)
 
     run(main)
+
+
+def test_frames_queued_directly_on_the_write_buffer_are_sent() -> None:
+    # The shape dask's distributed uses to queue many frames without a Future each.
+    async def main() -> None:
+        server, client = await tcp_pair()
+        frames = [b"a" * 10, memoryview(b"b" * 70000), b"c" * 5]
+        for frame in frames:
+            chunk = memoryview(frame)
+            client._write_buffer.append(chunk)
+            client._total_write_index += chunk.nbytes
+        await client.write(b"")
+        total = sum(len(bytes(f)) for f in frames)
+        assert client._total_write_done_index == total
+        received = await server.read_bytes(total)
+        assert received == b"a" * 10 + b"b" * 70000 + b"c" * 5
+        server.close()
+        client.close()
+
+    run(main)

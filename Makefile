@@ -30,6 +30,17 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Real Tornado applications' own test suites, on Tornado 6.6.1 and on Squall
+# (compat/apps/apps.py lists them). Slow, so outside `make test`; venvs and
+# results go to $SQUALL_APPS_CACHE (default ~/.cache/squall-apps). Examples:
+#   make apps APPS_ARGS="--app terminado"
+#   make apps APPS_ARGS="--app jupyter_server --squall-only -k login"
+.PHONY: apps
+APPS_ARGS ?=
+
+apps:
+	$(PYTHON) compat/apps/run.py $(APPS_ARGS)
+
 demo: $(STAMP)
 	$(PY) demos/run.py
 

@@ -1,0 +1,579 @@
+"""Run real Tornado applications' own test suites on Tornado and on Squall.
+
+For each application in apps.py: download its sdist at the pinned version,
+unpack it (the tests live there), make two venvs under the cache directory
+(the app and its test dependencies with Tornado 6.6.1; the same with Squall
+from this checkout and Tornado uninstalled, ``tornado`` resolving to Squall in
+every process through a ``.pth`` file), run the suite in both with bounded
+time, and print what passes on Tornado but not on Squall, grouped by cause.
+
+Usage (``make apps APPS_ARGS="..."`` passes the same arguments)::
+
+    python compat/apps/run.py                      # every app, both sides
+    python compat/apps/run.py --app terminado      # one app
+    python compat/apps/run.py --app jupyter_server --squall-only -k login
+    python compat/apps/run.py --report             # no run: compare what is saved
+
+``--squall-only`` runs the Squall side alone and compares it with the saved
+Tornado baseline (the last Tornado run of each test). Results accumulate: a
+run with ``-k`` updates the saved outcome of the tests it selected.
+
+Standard library only; the cache directory is ``$SQUALL_APPS_CACHE`` or
+``~/.cache/squall-apps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from apps import APPS, App  # noqa: E402
+
+REPO = HERE.parent.parent
+PLUGIN_DIR = HERE / "plugin"
+TORNADO_PIN = "tornado==6.6.1"
+PTH_NAME = "squall_as_tornado.pth"
+# One line: site.py executes .pth lines that start with "import", in every
+# interpreter started from the venv, subprocesses included.
+PTH_LINE = "import squall.compat; squall.compat.install()\n"
+SIDES = ("tornado", "squall")
+
+
+def log(msg: str) -> None:
+    print(f"[apps {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run a setup command, failing loudly with its output."""
+    proc = subprocess.run(cmd, text=True, capture_output=True, **kw)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
+        raise SystemExit(f"command failed ({proc.returncode}): {shlex.join(cmd)}")
+    return proc
+
+
+# --- setup ---------------------------------------------------------------
+
+
+def fetch_sdist(app: App, cache: Path) -> Path:
+    """Download and unpack the app's sdist; return the unpacked directory."""
+    src_root = cache / "src"
+    stem = f"{app.name}-{app.version}"
+    unpacked = src_root / stem
+    if (unpacked / ".unpacked").exists():
+        return unpacked
+    dl = src_root / "sdists"
+    dl.mkdir(parents=True, exist_ok=True)
+    log(f"{stem}: downloading the sdist")
+    run(
+        [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+            "-d", str(dl), f"{app.name}=={app.version}",
+        ]
+    )  # fmt: skip
+    # Index file names spell "-", "_" and "." differently across releases.
+    want = norm(f"{app.name}-{app.version}")
+    archives = [
+        p
+        for p in dl.iterdir()
+        if p.name.endswith((".tar.gz", ".zip"))
+        and norm(p.name.rsplit(".", 2 if p.name.endswith(".tar.gz") else 1)[0]) == want
+    ]
+    if not archives:
+        raise SystemExit(f"{stem}: no sdist found in {dl}")
+    archive = archives[0]
+    shutil.rmtree(unpacked, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=src_root))
+    if archive.name.endswith(".zip"):
+        shutil.unpack_archive(str(archive), str(tmp))
+    else:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+    (top,) = list(tmp.iterdir())
+    top.rename(unpacked)
+    tmp.rmdir()
+    (unpacked / ".unpacked").write_text(archive.name + "\n")
+    return unpacked
+
+
+def norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def site_packages(py: Path) -> Path:
+    out = run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+    return Path(out.stdout.strip())
+
+
+def setup_key(app: App, python: str) -> str:
+    blob = json.dumps([app.name, app.version, app.test_deps, TORNADO_PIN, python, 1])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def make_venv(venv: Path, python: str) -> Path:
+    shutil.rmtree(venv, ignore_errors=True)
+    run([python, "-m", "venv", str(venv)])
+    return venv_python(venv)
+
+
+def setup_tornado(app: App, src: Path, work: Path, python: str, rebuild: bool) -> Path:
+    """The app and its test deps with Tornado 6.6.1; its freeze pins the Squall venv."""
+    venv = work / "tornado"
+    stamp = venv / ".squall-apps-stamp"
+    key = setup_key(app, python)
+    if not rebuild and stamp.exists() and stamp.read_text() == key:
+        return venv_python(venv)
+    log(f"{app.name}: making the Tornado venv")
+    py = make_venv(venv, python)
+    run([str(py), "-m", "pip", "install", "-q", str(src), *app.test_deps, TORNADO_PIN])
+    freeze = run([str(py), "-m", "pip", "freeze", "--all"]).stdout
+    (work / "tornado-freeze.txt").write_text(freeze)
+    stamp.write_text(key)
+    return py
+
+
+def constraints_from(freeze: str, app: App) -> str:
+    """The Tornado venv's versions, less Tornado, the app itself and direct URLs."""
+    keep = []
+    skip = {"tornado", norm(app.name), "pip", "setuptools", "wheel"}
+    for line in freeze.splitlines():
+        name = re.split(r"[=<>@ ]", line, maxsplit=1)[0].strip()
+        if not name or " @ " in line or line.startswith("-e"):
+            continue
+        if norm(name) in skip:
+            continue
+        keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
+def setup_squall(
+    app: App, src: Path, work: Path, python: str, squall_src: Path, rebuild: bool
+) -> Path:
+    """The same venv with Tornado uninstalled and Squall from the checkout answering for it."""
+    venv = work / "squall"
+    stamp = venv / ".squall-apps-stamp"
+    key = setup_key(app, python)
+    if rebuild or not stamp.exists() or stamp.read_text() != key:
+        log(f"{app.name}: making the Squall venv")
+        py = make_venv(venv, python)
+        freeze_file = work / "tornado-freeze.txt"
+        cons = work / "squall-constraints.txt"
+        cons.write_text(
+            constraints_from(freeze_file.read_text(), app) if freeze_file.exists() else ""
+        )
+        run([str(py), "-m", "pip", "install", "-q", "-c", str(cons), str(src), *app.test_deps])
+        # The app's requirement on tornado pulled it in; Squall answers instead.
+        run([str(py), "-m", "pip", "uninstall", "-q", "-y", "tornado"])
+        stamp.write_text(key)
+    py = venv_python(venv)
+    install_squall(py, squall_src)
+    return py
+
+
+def install_squall(py: Path, squall_src: Path) -> None:
+    """Install the checkout as a wheel (not editable), fresh on every run.
+
+    A wheel is a snapshot: a suite that runs for half an hour sees one state of
+    the tree even while it is being edited, and the run also checks that the
+    package ships everything it needs. Building it costs a few seconds.
+    """
+    with tempfile.TemporaryDirectory() as wheels:
+        run(
+            [str(py), "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, str(squall_src)],
+            cwd=squall_src,
+        )  # fmt: skip
+        (wheel,) = list(Path(wheels).glob("squall-*.whl"))
+        run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)])
+    (site_packages(py) / PTH_NAME).write_text(PTH_LINE)
+
+
+def verify(py: Path, side: str) -> str:
+    """Check which module ``import tornado.web`` gives in a fresh interpreter."""
+    code = (
+        "import importlib.metadata as m, tornado, tornado.web\n"
+        "try:\n    dist = m.version('tornado')\nexcept m.PackageNotFoundError:\n    dist = None\n"
+        "print(tornado.web.__name__, tornado.version, dist)\n"
+    )
+    out = run([str(py), "-c", code], cwd="/").stdout.strip()
+    name, api, dist = out.split()
+    if side == "squall" and (name != "squall.web" or dist != "None"):
+        raise SystemExit(f"Squall venv: tornado.web is {name}, tornado distribution {dist}")
+    if side == "tornado" and (name != "tornado.web" or dist != TORNADO_PIN.split("==")[1]):
+        raise SystemExit(f"Tornado venv: tornado.web is {name}, tornado distribution {dist}")
+    return out
+
+
+def squall_revision(squall_src: Path) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(squall_src), "describe", "--always", "--dirty"],
+        text=True,
+        capture_output=True,
+    )
+    return proc.stdout.strip() or "unknown"
+
+
+# --- running ---------------------------------------------------------------
+
+
+def run_suite(
+    app: App, side: str, py: Path, src: Path, work: Path, k: Optional[str], extra: list[str]
+) -> dict[str, Any]:
+    """Run one side's suite; return its summary (outcomes are in the jsonl file)."""
+    jsonl = work / f"{side}-last.jsonl"
+    jsonl.unlink(missing_ok=True)
+    logfile = work / f"{side}.log"
+    cmd = [str(py), "-m", "pytest", *app.pytest_args]
+    cmd += ["-p", "no:cacheprovider", "-p", "squall_apps_outcomes", "--color=no"]
+    if app.test_timeout:
+        # The signal method fails the one test that hangs; the thread method
+        # (jupyter_server's setting) ends the whole run at the first hang.
+        cmd += [f"--timeout={app.test_timeout}", "-o", "timeout_method=signal"]
+    if k:
+        cmd += ["-k", k]
+    cmd += extra
+    env = {key: val for key, val in os.environ.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
+    env.update(app.env)
+    env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(py.parent.parent)
+    env["PYTHONPATH"] = str(PLUGIN_DIR)
+    env["SQUALL_APPS_OUTCOMES"] = str(jsonl)
+    log(f"{app.name} on {side}: {shlex.join(cmd[1:])} (log: {logfile})")
+    start = time.monotonic()
+    timed_out = False
+    with open(logfile, "w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=src, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            rc = proc.wait(timeout=app.suite_timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid, signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
+        # Kernels or servers a test left behind are in the run's session.
+        _kill_group(proc.pid, signal.SIGKILL)
+    wall = time.monotonic() - start
+    outcomes = fold(read_jsonl(jsonl))
+    summary = {
+        "side": side,
+        "wall": round(wall, 1),
+        "rc": rc,
+        "timed_out": timed_out,
+        "k": k,
+        "extra": extra,
+        "count": len(outcomes),
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    log(
+        f"{app.name} on {side}: {len(outcomes)} tests, "
+        f"{sum(o['outcome'] == 'passed' for o in outcomes.values())} passed, "
+        f"{wall:.0f}s, exit {rc}{' (TIMED OUT)' if timed_out else ''}"
+    )
+    return {"summary": summary, "outcomes": outcomes}
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # the last line of a killed run may be cut short
+    return records
+
+
+def fold(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One outcome per test from its phases: any failed phase makes it fail."""
+    phases: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        phases[rec["nodeid"]].append(rec)
+    result = {}
+    for nodeid, recs in phases.items():
+        failed = [r for r in recs if r["outcome"] == "failed"]
+        duration = round(sum(r.get("duration", 0.0) for r in recs), 3)
+        if failed:
+            first = failed[0]
+            outcome = "failed" if first["when"] == "call" else "error"
+            result[nodeid] = {
+                "outcome": outcome,
+                "when": first["when"],
+                "message": first.get("message", ""),
+                "longrepr": first.get("longrepr", ""),
+                "duration": duration,
+            }
+        elif any(r["when"] == "call" and r["outcome"] == "passed" for r in recs):
+            result[nodeid] = {"outcome": "passed", "duration": duration}
+        else:
+            skip = next((r for r in recs if r["outcome"] == "skipped"), None)
+            xfail = bool(skip and skip.get("xfail"))
+            result[nodeid] = {
+                "outcome": "xfailed" if xfail else "skipped",
+                "message": (skip or {}).get("message", ""),
+                "duration": duration,
+            }
+    return result
+
+
+# --- saved state -----------------------------------------------------------
+
+
+def load_saved(work: Path, side: str) -> dict[str, Any]:
+    path = work / f"{side}-outcomes.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"summary": None, "outcomes": {}}
+
+
+def save_merged(work: Path, side: str, result: dict[str, Any], full_run: bool) -> dict[str, Any]:
+    """Merge this run's outcomes into the saved ones (a full run replaces them)."""
+    saved = load_saved(work, side)
+    outcomes = {} if full_run else saved["outcomes"]
+    outcomes.update(result["outcomes"])
+    summary = result["summary"] if full_run or saved["summary"] is None else saved["summary"]
+    merged = {"summary": summary, "outcomes": outcomes, "last_run": result["summary"]}
+    (work / f"{side}-outcomes.json").write_text(json.dumps(merged, indent=1))
+    return merged
+
+
+# --- comparing -------------------------------------------------------------
+
+_NORMALISE = [
+    (re.compile(r"0x[0-9a-fA-F]+"), "0x?"),
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uuid>"),
+    (re.compile(r"(/tmp|/private/var|/var/folders)/\S*"), "<tmp>"),
+    (re.compile(r"\d+(\.\d+)?"), "N"),
+    (re.compile(r"\s+"), " "),
+]
+_NOISE = ("Enable tracemalloc", "Traceback (most recent call last)")
+
+
+def cause(rec: Optional[dict[str, Any]]) -> str:
+    """A grouping key: the failure's exception type and message, numbers stripped."""
+    if rec is None:
+        return "not run on Squall (the run ended before it, or it was not collected)"
+    if rec["outcome"] in ("skipped", "xfailed"):
+        text = f"{rec['outcome']} on Squall: {rec.get('message', '')}"
+    else:
+        lines = [ln.strip() for ln in rec.get("message", "").splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not ln.startswith(_NOISE)] or ["(no message)"]
+        text = lines[0]
+        # Unraisable and wrapped errors put the real exception on the last line.
+        if len(lines) > 1 and ("Exception ignored" in text or "Unraisable" in text):
+            text = f"{text} ... {lines[-1]}"
+        if rec["when"] in ("setup", "teardown", "collect"):
+            text = f"[{rec['when']}] {text}"
+    for pattern, repl in _NORMALISE:
+        text = pattern.sub(repl, text)
+    return text[:240]
+
+
+def compare(
+    app: App, work: Path, tornado: dict[str, Any], squall: dict[str, Any], only: Optional[set[str]]
+) -> dict[str, Any]:
+    """Tests that pass on Tornado but not on Squall, grouped by cause."""
+    t_out, s_out = tornado["outcomes"], squall["outcomes"]
+    ids = set(t_out) if only is None else (only & set(t_out)) | (only - set(t_out))
+    lost: dict[str, list[str]] = defaultdict(list)
+    examples: dict[str, dict[str, Any]] = {}
+    gained = []
+    for nodeid in sorted(ids):
+        t = t_out.get(nodeid)
+        s = s_out.get(nodeid)
+        if t and t["outcome"] == "passed" and (s is None or s["outcome"] != "passed"):
+            key = cause(s)
+            lost[key].append(nodeid)
+            examples.setdefault(key, s or {})
+        elif s and s["outcome"] == "passed" and (t is None or t["outcome"] != "passed"):
+            gained.append(nodeid)
+    groups = sorted(lost.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return {
+        "run": len(ids),
+        "tornado_passed": sum(1 for i in ids if t_out.get(i, {}).get("outcome") == "passed"),
+        "squall_passed": sum(1 for i in ids if s_out.get(i, {}).get("outcome") == "passed"),
+        "groups": groups,
+        "examples": examples,
+        "gained": gained,
+    }
+
+
+def write_report(app: App, work: Path, cmp: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """A markdown file with every lost id and one traceback tail per cause."""
+    path = work / "report.md"
+    out = [f"# {app.name} {app.version} on Squall ({meta['squall_rev']})", ""]
+    out.append(
+        f"run {cmp['run']}, passed on Tornado {cmp['tornado_passed']}, "
+        f"passed on Squall {cmp['squall_passed']}, "
+        f"lost {sum(len(v) for _, v in cmp['groups'])}, gained {len(cmp['gained'])}"
+    )
+    for key, nodeids in cmp["groups"]:
+        out += ["", f"## {len(nodeids)} × {key}", ""]
+        out += [f"- `{n}`" for n in nodeids]
+        tail = "\n".join(cmp["examples"][key].get("longrepr", "").splitlines()[-80:])
+        if tail:
+            out += ["", "```", tail, "```"]
+    if cmp["gained"]:
+        out += ["", "## pass on Squall, not on Tornado", ""] + [f"- `{n}`" for n in cmp["gained"]]
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def fmt_wall(summary: Optional[dict[str, Any]]) -> str:
+    if not summary:
+        return "-"
+    mark = " (timed out)" if summary.get("timed_out") else ""
+    return f"{summary['wall']:.0f}s{mark}"
+
+
+# --- main ------------------------------------------------------------------
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--app", action="append", choices=sorted(APPS), help="run only this app (repeatable)"
+    )
+    parser.add_argument(
+        "-k", help="pytest -k expression (both sides, or the Squall side with --squall-only)"
+    )
+    side = parser.add_mutually_exclusive_group()
+    side.add_argument(
+        "--squall-only",
+        action="store_true",
+        help="run Squall only; compare with the saved Tornado baseline",
+    )
+    side.add_argument(
+        "--tornado-only", action="store_true", help="run Tornado only (refresh the baseline)"
+    )
+    side.add_argument(
+        "--report", action="store_true", help="run nothing; compare the saved outcomes"
+    )
+    parser.add_argument(
+        "--pytest-args", default="", help="more pytest arguments, one string (shlex-split)"
+    )
+    parser.add_argument(
+        "--python", default=sys.executable, help="interpreter for the venvs (default: this one)"
+    )
+    parser.add_argument(
+        "--cache",
+        default=os.environ.get("SQUALL_APPS_CACHE", str(Path.home() / ".cache" / "squall-apps")),
+    )
+    parser.add_argument(
+        "--squall-src", default=str(REPO), help="the Squall checkout to install (default: this one)"
+    )
+    parser.add_argument("--rebuild", action="store_true", help="remake the venvs")
+    parser.add_argument(
+        "--ids", type=int, default=15, help="ids printed per cause (all are in report.md)"
+    )
+    args = parser.parse_args(argv)
+
+    cache = Path(args.cache).expanduser().resolve()
+    squall_src = Path(args.squall_src).resolve()
+    pyver = run(
+        [args.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+    ).stdout.strip()
+    extra = shlex.split(args.pytest_args)
+    partial = bool(args.k or extra)
+    rows = []
+    for name in args.app or list(APPS):
+        app = APPS[name]
+        work = cache / f"{app.name}-{app.version}" / f"py{pyver}"
+        work.mkdir(parents=True, exist_ok=True)
+        meta = {"squall_rev": squall_revision(squall_src)}
+        if not args.report:
+            src = fetch_sdist(app, cache)
+            sides = (
+                ["squall"]
+                if args.squall_only
+                else ["tornado"]
+                if args.tornado_only
+                else list(SIDES)
+            )
+            selected: Optional[set[str]] = None
+            for s in sides:
+                if s == "tornado":
+                    py = setup_tornado(app, src, work, args.python, args.rebuild)
+                else:
+                    if not (work / "tornado-freeze.txt").exists():
+                        # The Squall venv copies the Tornado venv's versions.
+                        setup_tornado(app, src, work, args.python, args.rebuild)
+                    py = setup_squall(app, src, work, args.python, squall_src, args.rebuild)
+                log(f"{app.name} on {s}: import tornado.web -> {verify(py, s)}")
+                result = run_suite(app, s, py, src, work, args.k, extra)
+                save_merged(work, s, result, full_run=not partial)
+                ran = set(result["outcomes"])
+                selected = ran if selected is None else selected | ran
+            only = selected if partial else None
+        else:
+            only = None
+        tornado, squall = load_saved(work, "tornado"), load_saved(work, "squall")
+        if not tornado["outcomes"] or not squall["outcomes"]:
+            log(
+                f"{app.name}: no saved {'Tornado' if not tornado['outcomes'] else 'Squall'} outcomes to compare yet"
+            )
+            continue
+        cmp = compare(app, work, tornado, squall, only)
+        report = write_report(app, work, cmp, meta)
+        rows.append((app, cmp, tornado, squall, report))
+
+    if not rows:
+        return 1
+    print()
+    header = f"{'app':<24} {'run':>6} {'tornado':>8} {'squall':>8} {'lost':>6} {'gained':>6}  {'wall tornado':>13} {'wall squall':>13}"
+    print(header)
+    print("-" * len(header))
+    for app, cmp, tornado, squall, _ in rows:
+        lost = sum(len(v) for _, v in cmp["groups"])
+        print(
+            f"{app.name + ' ' + app.version:<24} {cmp['run']:>6} {cmp['tornado_passed']:>8} "
+            f"{cmp['squall_passed']:>8} {lost:>6} {len(cmp['gained']):>6}  "
+            f"{fmt_wall(tornado.get('last_run')):>13} {fmt_wall(squall.get('last_run')):>13}"
+        )
+    for app, cmp, _, _, report in rows:
+        if not cmp["groups"]:
+            continue
+        print(f"\n{app.name}: pass on Tornado, not on Squall (details: {report})")
+        for key, nodeids in cmp["groups"]:
+            print(f"\n  {len(nodeids)} × {key}")
+            for n in nodeids[: args.ids]:
+                print(f"      {n}")
+            if len(nodeids) > args.ids:
+                print(f"      ... {len(nodeids) - args.ids} more")
+    return 0 if all(not cmp["groups"] for _, cmp, *_ in rows) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -69,6 +69,9 @@ app_log = logging.getLogger("squall.application")
 # Pipelined bytes held while a response is in progress before reading pauses.
 _PIPELINE_HIGH_WATER = 256 * 1024
 
+# Seconds close() lets buffered output drain before aborting the connection.
+_CLOSE_GRACE = 1.0
+
 
 def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     future: asyncio.Future[None] = loop.create_future()
@@ -272,7 +275,9 @@ class _HTTPProtocol(asyncio.Protocol):
         "_detached",
         "_idle_since",
         "_idle_timer",
+        "_head_since",
         "_body_timer",
+        "_write_timer",
         "_closed_event",
         "_tls_task",
         "_lenient",
@@ -315,7 +320,11 @@ class _HTTPProtocol(asyncio.Protocol):
         self._detached = False
         self._idle_since = 0.0
         self._idle_timer: Optional[asyncio.TimerHandle] = None
+        # When the head now awaited began (0.0: none begun, the connection
+        # is idle between exchanges).
+        self._head_since = 0.0
         self._body_timer: Optional[asyncio.TimerHandle] = None
+        self._write_timer: Optional[asyncio.TimerHandle] = None
         self._closed_event: Optional[asyncio.Future[None]] = None
         self._tls_task: Optional[asyncio.Task[None]] = None
         # Whether the parser accepts bare LFs (after a peer used one).
@@ -331,7 +340,11 @@ class _HTTPProtocol(asyncio.Protocol):
         first = self.transport is None
         self.transport = transport
         if first:
-            self._server._connections.add(self)
+            server = self._server
+            server._connections.add(self)
+            if server._drain_params is not None:
+                # Accepted while the server drains: one request, then close.
+                self._params = server._drain_params
             sock = transport.get_extra_info("socket")
             family = sock.family if sock is not None else socket.AF_UNSPEC
             self.context = _HTTPRequestContext(
@@ -366,6 +379,9 @@ class _HTTPProtocol(asyncio.Protocol):
         # start_tls does not call connection_made again: adopt the transport here.
         self.transport = cast(asyncio.Transport, tls)
         self._tls_task = None
+        select = self._server._h2_select
+        if select is not None and select(self, self.transport):
+            return  # ALPN chose h2: an _H2Protocol has the connection now
         self._start_idle_timer()
         if self._h1.buffered:
             # Requests that came with the end of the handshake.
@@ -401,9 +417,17 @@ class _HTTPProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_paused = True
         self._pause_reading()
+        timeout = self._server.write_timeout
+        if timeout is not None and self._write_timer is None:
+            # A client that stops reading must not hold our buffer forever.
+            self._write_timer = self._loop.call_later(timeout, self._write_timed_out)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        timer = self._write_timer
+        if timer is not None:
+            timer.cancel()
+            self._write_timer = None
         waiters = self._drain_waiters
         self._drain_waiters = []
         for waiter in waiters:
@@ -448,6 +472,8 @@ class _HTTPProtocol(asyncio.Protocol):
                         # that can only say NEED_DATA or PAUSED.
                         break
                 elif event is NEED_DATA:
+                    if self._req is None and not self._head_since and h1.buffered:
+                        self._head_started()
                     break
                 elif event is PAUSED:
                     if h1.buffered > _PIPELINE_HIGH_WATER:
@@ -567,8 +593,8 @@ class _HTTPProtocol(asyncio.Protocol):
         self._req = None
         self._delegate = None
         self._read_done = False
-        if self._params.header_timeout is not None:
-            self._idle_since = self._loop.time()
+        self._head_since = 0.0
+        self._idle_since = self._loop.time()
         if not self._in_feed and not self._stopped:
             self._resume_reading()
             self._process()
@@ -628,32 +654,70 @@ class _HTTPProtocol(asyncio.Protocol):
         if transport is not None:
             transport.close()
 
+    def _write_timed_out(self) -> None:
+        self._write_timer = None
+        gen_log.info("Timeout writing to %s: the client stopped reading", self.context)
+        self._stopped = True
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+
     def _start_idle_timer(self) -> None:
+        # A new connection owes its first head at once: both clocks run.
+        self._idle_since = self._head_since = now = self._loop.time()
+        self._arm_idle_timer(self._idle_deadline(now))
+
+    def _head_started(self) -> None:
+        """The first bytes of a head arrived on an idle connection."""
+        self._head_since = now = self._loop.time()
         timeout = self._params.header_timeout
         if timeout is not None:
-            self._idle_since = now = self._loop.time()
-            self._idle_timer = self._loop.call_at(now + timeout, self._check_idle)
+            timer = self._idle_timer
+            if timer is None or timer.when() > now + timeout:
+                self._arm_idle_timer(now + timeout)
+
+    def _arm_idle_timer(self, when: Optional[float]) -> None:
+        timer = self._idle_timer
+        if timer is not None:
+            timer.cancel()
+        self._idle_timer = None if when is None else self._loop.call_at(when, self._check_idle)
+
+    def _idle_deadline(self, now: float) -> Optional[float]:
+        """When the connection times out, if no exchange is in progress."""
+        idle = self._server.idle_connection_timeout
+        when = None if idle is None else self._idle_since + idle
+        header = self._params.header_timeout
+        if self._head_since and header is not None:
+            head_when = self._head_since + header
+            if when is None or head_when < when:
+                when = head_when
+        return when
 
     def _check_idle(self) -> None:
-        """A client must send a complete head within ``header_timeout`` of the
-        connection opening or the previous exchange ending."""
+        """Close a connection idle for ``idle_connection_timeout`` between
+        exchanges, or whose head took longer than ``header_timeout``."""
         self._idle_timer = None
         if self._stopped or self._closed:
             return
-        timeout = self._params.header_timeout
-        assert timeout is not None
         now = self._loop.time()
         if self._req is not None:
-            when = now + timeout
-        else:
-            when = self._idle_since + timeout
-            if now >= when - 0.001:
-                self._stopped = True
-                transport = self.transport
-                if transport is not None:
-                    transport.close()
-                return
-        self._idle_timer = self._loop.call_at(when, self._check_idle)
+            # An exchange is in progress (its body has body_timeout): look
+            # again later, when it may have ended.
+            idle = self._server.idle_connection_timeout
+            header = self._params.header_timeout
+            step = min(t for t in (idle, header, 60.0) if t is not None)
+            self._arm_idle_timer(now + step)
+            return
+        when = self._idle_deadline(now)
+        if when is not None and now >= when - 0.001:
+            if self._head_since:
+                gen_log.debug("Timeout reading a request head from %s", self.context)
+            self._stopped = True
+            transport = self.transport
+            if transport is not None:
+                transport.close()
+            return
+        self._arm_idle_timer(when)
 
     # -- output ----------------------------------------------------------------------
 
@@ -744,6 +808,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._blocked = False
         self._set_stream_reading(True)
         self._forget()
+        self._server._detached.add(self)
         return stream
 
     def _cancel_timers(self) -> None:
@@ -765,6 +830,10 @@ class _HTTPProtocol(asyncio.Protocol):
         self._closed = True
         self._stopped = True
         self._cancel_timers()
+        timer = self._write_timer
+        if timer is not None:
+            timer.cancel()
+            self._write_timer = None
         handle = self._flush_handle
         if handle is not None:
             handle.cancel()
@@ -796,12 +865,19 @@ class _HTTPProtocol(asyncio.Protocol):
                 except Exception:
                     app_log.error("Uncaught exception in close callback", exc_info=True)
         self._forget()
+        if self._detached:
+            self._server._detached_lost(self)
         event = self._closed_event
         if event is not None and not event.done():
             event.set_result(None)
 
     async def close(self) -> None:
-        """Close the connection and wait until it is closed."""
+        """Close the connection and wait until it is closed.
+
+        Output still buffered goes out first, for at most
+        ``_CLOSE_GRACE`` seconds (a client that stops reading cannot hold
+        the close up); then the connection is aborted.
+        """
         if self._closed:
             return
         if self._closed_event is None:
@@ -812,4 +888,47 @@ class _HTTPProtocol(asyncio.Protocol):
             self._tls_task.cancel()
         elif self.transport is not None:
             self.transport.close()
-        await event
+        try:
+            await asyncio.wait_for(asyncio.shield(event), _CLOSE_GRACE)
+        except TimeoutError:
+            self._hard_close()
+            await event
+
+    def _hard_close(self) -> None:
+        """Drop the connection now, discarding unsent output."""
+        if self._closed:
+            return
+        self._stopped = True
+        task = self._tls_task
+        if task is not None and not task.done():
+            task.cancel()
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+        else:
+            self._on_lost(None)
+
+    def _drain(self, params: HTTP1ConnectionParameters) -> None:
+        """The server drains: close when idle, else after the current response.
+
+        ``params`` are this connection's with ``no_keep_alive`` set, so
+        that the response to a request still arriving says ``Connection:
+        close``.
+        """
+        if self._closed or self._detached:
+            return
+        self._params = params
+        if self._tls_task is not None:
+            # Still in the TLS handshake: no request has begun.
+            self._hard_close()
+            return
+        if self._req is not None:
+            # The response (written or not) ends the connection: the core
+            # adds ``Connection: close`` to a head not yet sent.
+            self._h1._keep_alive = False
+        elif not self._h1.buffered:
+            self._stopped = True
+            self._flush()
+            transport = self.transport
+            if transport is not None:
+                transport.close()

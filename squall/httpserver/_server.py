@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Optional, Union
@@ -24,6 +25,10 @@ __all__ = ["HTTPServer"]
 
 # Tornado's default for idle_connection_timeout.
 _DEFAULT_IDLE_TIMEOUT = 3600.0
+# A head trickling in for longer than this is a slowloris, not a client.
+_DEFAULT_HEADER_TIMEOUT = 10.0
+# A client that reads nothing of a full write buffer for this long is gone.
+_DEFAULT_WRITE_TIMEOUT = 60.0
 
 _Callback = Union[HTTPServerConnectionDelegate, Callable[[HTTPServerRequest], Any]]
 
@@ -65,12 +70,25 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         decompress_request: decode ``Content-Encoding: gzip`` request bodies.
         chunk_size: largest body piece given to ``data_received`` (64 KB).
         max_header_size: largest request head (64 KB; 431 beyond).
-        idle_connection_timeout: seconds a connection may wait for a
-            complete request head (3600).
-        body_timeout: seconds to receive a request body (no limit).
+        idle_connection_timeout: seconds a keep-alive connection may stay
+            idle between requests (3600).
+        header_timeout: seconds to receive a complete request head, from
+            the connection opening or the head's first byte (10).
+        body_timeout: seconds to receive a request body once its head has
+            arrived (no limit).
+        write_timeout: seconds a response may stay stuck in a full write
+            buffer because the client stopped reading (60); then the
+            connection is aborted. ``None`` waits forever.
         max_body_size: largest request body (100 MB).
         max_buffer_size: read buffer limit of detached streams.
         trusted_downstream: proxy addresses skipped in X-Forwarded-For.
+        http2: also serve HTTP/2 (needs ``pip install squall[http2]``): over
+            TLS when the client picks ``h2`` by ALPN (the ``ssl_options``
+            context is told to offer it), on plain ports by prior knowledge
+            (the connection starts with the HTTP/2 preface) or by
+            ``Upgrade: h2c``. HTTP/1.1 keeps working on the same port.
+        http2_limits: a `squall._h2.H2Limits` (concurrency, flood rates,
+            timeouts); its defaults otherwise.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -92,6 +110,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         max_body_size: Optional[int] = None,
         max_buffer_size: Optional[int] = None,
         trusted_downstream: Optional[list[str]] = None,
+        header_timeout: Optional[float] = None,
+        write_timeout: Optional[float] = _DEFAULT_WRITE_TIMEOUT,
+        http2: bool = False,
+        http2_limits: Any = None,
     ) -> None:
         """Set the server up; the arguments are described on the class."""
         self.request_callback = request_callback
@@ -101,7 +123,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             decompress=decompress_request,
             chunk_size=chunk_size,
             max_header_size=max_header_size,
-            header_timeout=idle_connection_timeout or _DEFAULT_IDLE_TIMEOUT,
+            header_timeout=header_timeout or _DEFAULT_HEADER_TIMEOUT,
             max_body_size=max_body_size,
             body_timeout=body_timeout,
             no_keep_alive=no_keep_alive,
@@ -112,10 +134,38 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             max_buffer_size=max_buffer_size,
             read_chunk_size=chunk_size,
         )
+        self.idle_connection_timeout = idle_connection_timeout or _DEFAULT_IDLE_TIMEOUT
+        self.write_timeout = write_timeout
         self._connections: set[Any] = set()
+        # Connections taken over by detach() (WebSockets), until they close.
+        self._detached: set[_HTTPProtocol] = set()
+        # Set while draining: the parameters of connections asked to close.
+        self._drain_params: Optional[HTTP1ConnectionParameters] = None
+        self._drain_waiter: Optional[asyncio.Future[None]] = None
         self._servers: list[asyncio.AbstractServer] = []
         self.trusted_downstream = trusted_downstream
         self._is_delegate = isinstance(request_callback, HTTPServerConnectionDelegate)
+        self._protocol_class: type[_HTTPProtocol] = _HTTPProtocol
+        # Set for http2: picks HTTP/2 after a TLS handshake (ALPN).
+        self._h2_select: Optional[Callable[[_HTTPProtocol, asyncio.Transport], bool]] = None
+        self._h2_limits: Any = None
+        if http2:
+            self._setup_http2(http2_limits)
+
+    def _setup_http2(self, limits: Any) -> None:
+        try:
+            from squall._h2 import H2Limits
+            from squall.httpserver import _h2protocol
+        except ImportError as exc:
+            raise ImportError(
+                f"HTTPServer(http2=True) needs the h2 package: pip install squall[http2] ({exc})"
+            ) from None
+        self._h2_limits = limits if limits is not None else H2Limits()
+        if self._ssl_context is not None:
+            self._ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+            self._h2_select = _h2protocol._negotiated_h2
+        else:
+            self._protocol_class = _h2protocol._PrefaceSniffer
 
     @classmethod
     def configurable_base(cls) -> type[Configurable]:
@@ -135,8 +185,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         params = self.conn_params
         ssl_context = self._ssl_context
 
+        protocol_class = self._protocol_class
+
         def factory() -> _HTTPProtocol:
-            return _HTTPProtocol(self, params, ssl_context, loop)
+            return protocol_class(self, params, ssl_context, loop)
 
         for sock in sockets:
             server = _run_now(loop.create_server(factory, sock=sock, start_serving=False))
@@ -159,14 +211,99 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             server.close()
 
     async def close_all_connections(self) -> None:
-        """Close every open connection and wait until they are closed.
+        """Close every open HTTP connection and wait until they are closed.
 
-        Call `stop` first, or new connections may arrive meanwhile.
+        Call `stop` first, or new connections may arrive meanwhile. Output
+        a connection has buffered gets a second to go out; a client that
+        stops reading cannot make this wait longer. Connections taken over
+        by ``detach()`` (WebSockets) are left alone; see `drain`.
         """
         while self._connections:
-            conn = next(iter(self._connections))
-            await conn.close()
-            self._connections.discard(conn)
+            conns = list(self._connections)
+            await asyncio.gather(*(conn.close() for conn in conns))
+            self._connections.difference_update(conns)
+
+    async def drain(self, timeout: float = 30.0) -> bool:
+        """Stop gracefully: finish what is in flight, then close everything.
+
+        Stops accepting; closes idle keep-alive connections at once; lets
+        requests in progress finish, their responses carrying ``Connection:
+        close``, and closes each connection after its response; asks
+        detached connections to end (open WebSockets get close code 1001).
+        At the deadline, whatever is left is aborted.
+
+        Usable from a Tornado-style ``main()``::
+
+            server = HTTPServer(app)
+            server.listen(8888)
+            ...  # on SIGTERM:
+            await server.drain(timeout=30)
+
+        Args:
+            timeout: seconds to wait for connections to end by themselves.
+
+        Returns:
+            True when every connection ended before the deadline.
+        """
+        from squall.ioloop import IOLoop
+
+        loop: asyncio.AbstractEventLoop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
+        self.stop()
+        p = self.conn_params
+        self._drain_params = HTTP1ConnectionParameters(
+            no_keep_alive=True,
+            chunk_size=p.chunk_size,
+            max_header_size=p.max_header_size,
+            header_timeout=p.header_timeout,
+            max_body_size=p.max_body_size,
+            body_timeout=p.body_timeout,
+            decompress=p.decompress,
+        )
+        self._drain_waiter = waiter = loop.create_future()
+        for conn in list(self._connections):
+            if isinstance(conn, _HTTPProtocol):
+                conn._drain(self._drain_params)
+            else:
+                # An IOStream connection (handle_stream): closed at once.
+                loop.create_task(conn.close())
+        for proto in list(self._detached):
+            stream = proto._stream
+            hook = stream.on_drain if stream is not None else None
+            if hook is not None:
+                try:
+                    hook()
+                except Exception:
+                    logging.getLogger("squall.application").error(
+                        "Uncaught exception in on_drain", exc_info=True
+                    )
+        self._check_drained()
+        clean = True
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            clean = False
+            for conn in list(self._connections) + list(self._detached):
+                if isinstance(conn, _HTTPProtocol):
+                    conn._hard_close()
+                else:
+                    loop.create_task(conn.close())
+            # Aborted transports report connection_lost on the next turns.
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), 1.0)
+            except TimeoutError:
+                pass
+        self._drain_waiter = None
+        return clean
+
+    def _check_drained(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not self._connections and not self._detached:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _detached_lost(self, proto: _HTTPProtocol) -> None:
+        self._detached.discard(proto)
+        self._check_drained()
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
         """Serve a connection given as an `IOStream` (the `TCPServer` path)."""
@@ -215,6 +352,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     def on_close(self, server_conn: object) -> None:
         """Forget a closed connection (and tell a delegate ``request_callback``)."""
         self._connections.discard(server_conn)
+        if self._drain_waiter is not None:
+            self._check_drained()
         if self._is_delegate:
             callback = self.request_callback
             assert isinstance(callback, HTTPServerConnectionDelegate)

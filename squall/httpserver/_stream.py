@@ -11,6 +11,7 @@ to ``transport.write``; interest in READ pauses and resumes the transport.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall.ioloop import IOLoop
@@ -34,7 +35,7 @@ class _TransportStream(BaseIOStream):
     driver; writes go out at once (after any HTTP output queued before).
     """
 
-    __slots__ = ("_proto", "_transport", "_inbox", "_eof")
+    __slots__ = ("_proto", "_transport", "_inbox", "_eof", "on_drain")
 
     def __init__(
         self,
@@ -48,6 +49,11 @@ class _TransportStream(BaseIOStream):
         self._transport = transport
         self._inbox = bytearray()
         self._eof = False
+        #: Called when the server drains (`HTTPServer.drain`), so that the
+        #: owner of a detached connection can end it politely (WebSocket
+        #: sends close 1001); without one, the connection is aborted at the
+        #: drain's deadline.
+        self.on_drain: Optional[Callable[[], None]] = None
 
     @property
     def socket(self) -> Any:

@@ -175,6 +175,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.stream = stream
         self.conn = conn
         stream.set_close_callback(self.on_connection_close)
+        if not self.client and hasattr(stream, "on_drain"):
+            # The server is shutting down (HTTPServer.drain): RFC 6455 §7.4.1.
+            stream.on_drain = self._going_away
         if self.ping_interval:
             self._last_ping = IOLoop.current().time()
             self._schedule_ping(self.ping_interval)
@@ -478,6 +481,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         elif self._close_timer is None:
             # The peer should echo the close frame and (server) close TCP.
             self._close_timer = IOLoop.current().call_later(_CLOSE_TIMEOUT, self._abort)
+
+    def _going_away(self) -> None:
+        self.close(1001, "server shutting down")
 
     def _close_stream(self) -> None:
         self._uncork()

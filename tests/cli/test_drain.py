@@ -1,0 +1,251 @@
+"""HTTPServer.drain, close_all_connections and the protective timeouts, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from squall.httpserver import HTTPServer, _protocol
+from squall.testing import bind_unused_port
+from squall.web import Application, RequestHandler
+from squall.websocket import WebSocketHandler, websocket_connect
+
+Reader = asyncio.StreamReader
+Writer = asyncio.StreamWriter
+
+
+class _State:
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+
+class Fast(RequestHandler):
+    def get(self) -> None:
+        self.write("fast")
+
+
+class Slow(RequestHandler):
+    def initialize(self, state: _State) -> None:
+        self.state = state
+
+    async def get(self) -> None:
+        self.state.started.set()
+        await self.state.release.wait()
+        self.write("slow done")
+
+
+class Big(RequestHandler):
+    def get(self) -> None:
+        self.write(b"x" * (8 << 20))
+
+
+class Echo(WebSocketHandler):
+    def on_message(self, message: Any) -> None:
+        self.write_message(message)
+
+
+def serve(state: _State, **options: Any) -> tuple[HTTPServer, int]:
+    app = Application(
+        [
+            ("/fast", Fast),
+            ("/slow", Slow, {"state": state}),
+            ("/big", Big),
+            ("/ws", Echo),
+        ]
+    )
+    sock, port = bind_unused_port()
+    server = HTTPServer(app, **options)
+    server.add_sockets([sock])
+    return server, port
+
+
+async def request(reader: Reader, writer: Writer, path: str) -> tuple[bytes, bytes]:
+    """One keep-alive GET; returns (head, body)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head, await reader.readexactly(length)
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), 5))
+
+
+def test_drain_closes_idle_at_once_and_busy_after_their_response() -> None:
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state)
+        idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
+        head, data = await request(idle_r, idle_w, "/fast")
+        assert data == b"fast"
+        busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
+        busy_w.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        await state.started.wait()
+
+        drain = asyncio.ensure_future(server.drain(timeout=3))
+        # The idle keep-alive connection is closed without waiting.
+        assert await idle_r.read() == b""
+        assert not drain.done()
+        # New connections are refused: the listener is closed.
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+        state.release.set()
+        head = await busy_r.readuntil(b"\r\n\r\n")
+        assert b"Connection: close" in head
+        rest = await busy_r.read()
+        assert rest == b"slow done"
+        assert await drain is True
+        assert not server._connections
+        idle_w.close()
+        busy_w.close()
+
+    run(body)
+
+
+def test_drain_aborts_what_is_left_at_the_deadline() -> None:
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        await state.started.wait()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert await server.drain(timeout=0.05) is False
+        assert loop.time() - t0 < 1
+        assert await reader.read() == b""
+        assert not server._connections
+        writer.close()
+
+    run(body)
+
+
+def test_drain_sends_going_away_to_websockets() -> None:
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state)
+        ws = await websocket_connect(f"ws://127.0.0.1:{port}/ws")
+        await ws.write_message("hi")
+        assert await ws.read_message() == "hi"
+        assert len(server._detached) == 1
+        assert await server.drain(timeout=3) is True
+        assert await ws.read_message() is None
+        assert ws.close_code == 1001
+        assert not server._detached
+
+    run(body)
+
+
+def test_a_request_arriving_during_drain_is_answered_with_close() -> None:
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # Half a head is buffered: the request is on its way, not idle.
+        writer.write(b"GET /fast HTTP/1.1\r\n")
+        await writer.drain()
+        while not any(c._h1.buffered for c in server._connections):
+            await asyncio.sleep(0)  # let the server read the half head
+        drain = asyncio.ensure_future(server.drain(timeout=3))
+        await asyncio.sleep(0)
+        writer.write(b"Host: t\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"Connection: close" in head
+        assert await reader.read() == b"fast"
+        assert await drain is True
+        writer.close()
+
+    run(body)
+
+
+def test_close_all_connections_does_not_hang_on_a_client_that_stops_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_protocol, "_CLOSE_GRACE", 0.05)
+
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state, write_timeout=None)
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        while not any(c._write_paused for c in server._connections):
+            await asyncio.sleep(0.001)  # until the 8 MB response fills the buffers
+        server.stop()
+        await asyncio.wait_for(server.close_all_connections(), 1)
+        assert not server._connections
+        sock.close()
+
+    run(body)
+
+
+def test_a_client_that_stops_reading_is_dropped_at_the_write_timeout() -> None:
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state, write_timeout=0.05)
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2
+        while not any(c._write_paused for c in server._connections):
+            await asyncio.sleep(0.001)
+        while server._connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)  # until the write timeout aborts it
+        assert not server._connections
+        server.stop()
+        sock.close()
+
+    run(body)
+
+
+def test_a_head_must_arrive_within_header_timeout() -> None:
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state, header_timeout=0.05)
+        loop = asyncio.get_running_loop()
+        # A fresh connection that trickles its head.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        t0 = loop.time()
+        writer.write(b"GET /fast HTTP/1.1\r\n")
+        assert await reader.read() == b""
+        assert 0.04 < loop.time() - t0 < 1
+        writer.close()
+        # A keep-alive connection: idle is allowed (idle_connection_timeout),
+        # but the next head's clock starts at its first byte.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await request(reader, writer, "/fast"))[1] == b"fast"
+        eof = asyncio.ensure_future(reader.read())
+        done, _ = await asyncio.wait([eof], timeout=0.15)
+        assert not done, "an idle keep-alive connection was closed at header_timeout"
+        t0 = loop.time()
+        writer.write(b"GET /fast HTTP/1.1\r\n")
+        assert await eof == b""
+        assert 0.04 < loop.time() - t0 < 1
+        writer.close()
+        server.stop()
+        await server.close_all_connections()
+
+    run(body)
+
+
+def test_idle_keep_alive_connection_closes_at_idle_timeout() -> None:
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state, idle_connection_timeout=0.05, header_timeout=5)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await request(reader, writer, "/fast"))[1] == b"fast"
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert await reader.read() == b""
+        assert loop.time() - t0 < 1
+        writer.close()
+        server.stop()
+
+    run(body)

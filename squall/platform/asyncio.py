@@ -363,13 +363,15 @@ class SelectorThread:
         # the loop shuts its async generators down (asyncio.run does), the
         # generator's cleanup stops the thread.
         self._thread_manager_task: Optional[asyncio.Future[None]] = None
+        self._thread_manager_step: Optional[Awaitable[None]] = None
         real_loop.call_soon(self._start_thread_manager)
 
     def _start_thread_manager(self) -> None:
         if self._closed:
             return
+        self._thread_manager_step = self._thread_manager().__anext__()
         self._thread_manager_task = asyncio.ensure_future(
-            self._thread_manager().__anext__(), loop=self._real_loop
+            self._thread_manager_step, loop=self._real_loop
         )
 
     async def _thread_manager(self) -> AsyncIterator[None]:
@@ -490,6 +492,17 @@ class SelectorThread:
             # will, so it must not be reported as destroyed while pending.
             task.cancel()
             task._log_destroy_pending = False  # type: ignore[attr-defined]
+            # Nor may the generator step it wraps be reported as never
+            # awaited (Python 3.13 warns for an async generator's asend).
+            step = self._thread_manager_step
+            close_step = getattr(step, "close", None)
+            if close_step is not None:
+                close_step()
+            get_coro = getattr(task, "get_coro", None)
+            coro = get_coro() if get_coro is not None else None
+            if coro is not None and hasattr(coro, "close"):
+                coro.close()
+        self._thread_manager_step = None
         self._wake()
         # Release a thread waiting for a dispatch that will never run.
         self._dispatched.set()

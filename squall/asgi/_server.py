@@ -421,11 +421,22 @@ class _HTTPCycle(HTTPMessageDelegate):
             self._wake()
             self._release()
             return
-        if written is not None and not written.done():
-            try:
-                await written
-            except OSError:
-                raise ClientDisconnected("the client disconnected") from None
+        if written is None:
+            return
+        if written.done():
+            if written.exception() is not None:
+                raise ClientDisconnected("the client disconnected")
+            # The connection flushes on the next loop iteration and only
+            # then learns whether the transport is full: let it, so that a
+            # producer that never waits still meets the back-pressure.
+            await asyncio.sleep(0)
+            if self._disconnected:
+                raise ClientDisconnected("the client disconnected")
+            return
+        try:
+            await written
+        except OSError:
+            raise ClientDisconnected("the client disconnected") from None
 
     def _start_response(self, message: Message) -> None:
         try:

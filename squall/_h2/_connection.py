@@ -1,0 +1,540 @@
+"""The server side of one HTTP/2 connection, over the ``h2`` package.
+
+``h2`` (python-hyper) does the framing, HPACK and the stream state
+machines. This layer adds what a server needs around it:
+
+* the limits of `H2Limits`, checked on frame headers before ``h2`` parses
+  anything, so that a flood costs a few integer operations per frame and
+  the whole read is refused before a single handler starts;
+* outbound flow control: body bytes over the peer's window wait here, per
+  stream, and go out as WINDOW_UPDATE frames arrive (`Drained` says when a
+  stream's queue is empty, for back-pressure);
+* plain events (`squall._h2._events`) in place of ``h2``'s.
+
+No I/O and no clock: the driver passes the current time to `receive_data`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from squall._h2._errors import LocalProtocolError, RemoteProtocolError
+from squall._h2._events import Data, Drained, EndOfStream, Event, GoAway, Request, StreamReset
+from squall._h2._limits import H2Limits
+
+__all__ = ["PREFACE", "H2Connection", "ErrorCode"]
+
+#: The client connection preface (RFC 9113 §3.4).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class ErrorCode:
+    """The error codes of RFC 9113 §7 that this package uses."""
+
+    NO_ERROR = 0x0
+    PROTOCOL_ERROR = 0x1
+    INTERNAL_ERROR = 0x2
+    FLOW_CONTROL_ERROR = 0x3
+    REFUSED_STREAM = 0x7
+    CANCEL = 0x8
+    ENHANCE_YOUR_CALM = 0xB
+
+
+# Frame types (RFC 9113 §6) and the flags the limits look at.
+_DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS = 0, 1, 2, 3, 4
+_PING, _WINDOW_UPDATE, _CONTINUATION = 6, 8, 9
+_END_STREAM, _END_HEADERS = 0x1, 0x4
+_KNOWN_TYPES = 10
+
+# Headers that name the connection, not the message: forbidden in HTTP/2
+# (RFC 9113 §8.2.2), dropped from responses written for HTTP/1.1.
+_CONNECTION_FIELDS = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
+)
+
+_SettingCodes = h2.settings.SettingCodes
+
+
+class _Bucket:
+    """A token bucket: ``rate`` a second on average, bursts up to ``rate``."""
+
+    __slots__ = ("rate", "tokens", "stamp")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.stamp = 0.0
+
+    def take(self, now: float) -> bool:
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > self.rate:
+            tokens = self.rate
+        self.stamp = now
+        if tokens < 1.0:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1.0
+        return True
+
+    def credit(self, amount: float) -> None:
+        tokens = self.tokens + amount
+        self.tokens = tokens if tokens < self.rate else self.rate
+
+
+class _Outbox:
+    """Body bytes of one stream waiting for flow-control window."""
+
+    __slots__ = ("chunks", "size", "end")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.end = False
+
+
+class H2Connection:
+    """The server side of an HTTP/2 connection: bytes in, events out.
+
+    Args:
+        limits: The limits in force (`H2Limits` defaults if None).
+    """
+
+    def __init__(self, limits: Optional[H2Limits] = None) -> None:
+        self.limits = limits = limits or H2Limits()
+        config = h2.config.H2Configuration(
+            client_side=False,
+            # Decoded as HTTP/1.1 heads are: every byte maps to one character.
+            header_encoding="latin-1",
+        )
+        conn = self._conn = h2.connection.H2Connection(config=config)
+        conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                _SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+                _SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
+                _SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
+                _SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
+                _SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        conn.max_inbound_frame_size = limits.max_frame_size
+        conn.decoder.max_header_list_size = limits.max_header_list_size
+        self._pending: dict[int, _Outbox] = {}
+        self._preface_left = len(PREFACE)
+        # Frame-header scanner state: payload bytes still to skip, and a
+        # frame header split across reads.
+        self._skip = 0
+        self._head = b""
+        self._block_size = -1  # encoded header block so far; -1: not in one
+        self._block_frames = 0
+        self._resets = _Bucket(limits.max_resets_per_second)
+        self._settings = _Bucket(limits.max_settings_per_second)
+        self._pings = _Bucket(limits.max_pings_per_second)
+        self._window_updates = _Bucket(limits.max_window_updates_per_second)
+        self._empty = _Bucket(limits.max_empty_frames_per_second)
+        self._goaway_sent = False
+        self._terminated = False
+
+    # -- starting ----------------------------------------------------------------
+
+    def initiate(self, upgrade_settings: Optional[str] = None) -> None:
+        """Queue our SETTINGS (the server preface) and open the receive window.
+
+        Args:
+            upgrade_settings: The ``HTTP2-Settings`` field of an HTTP/1.1
+                ``Upgrade: h2c`` request; the request becomes stream 1,
+                already complete on the client's side.
+
+        Raises:
+            RemoteProtocolError: ``HTTP2-Settings`` is not valid base64url
+                SETTINGS.
+        """
+        conn = self._conn
+        if upgrade_settings is None:
+            conn.initiate_connection()
+        else:
+            try:
+                conn.initiate_upgrade_connection(upgrade_settings.encode("latin-1"))
+            except Exception as exc:
+                # base64 and frame-body errors alike: the field is the client's.
+                raise RemoteProtocolError(f"invalid HTTP2-Settings: {exc}") from None
+        extra = self.limits.connection_window_size - 65535
+        if extra > 0:
+            conn.increment_flow_control_window(extra)
+
+    # -- receiving ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Take bytes read from the client; return the events they complete.
+
+        Args:
+            data: The bytes.
+            now: The current time in seconds (any monotonic clock), for rates.
+
+        Raises:
+            RemoteProtocolError: the client broke HTTP/2 or a limit. The
+                GOAWAY is queued; send `data_to_send` and close.
+        """
+        if self._terminated:
+            return []
+        if self._preface_left:
+            # h2 checks the preface itself; the scanner only skips it.
+            used = min(self._preface_left, len(data))
+            self._preface_left -= used
+            self._scan(data[used:], now)
+        else:
+            self._scan(data, now)
+        try:
+            events = self._conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._terminated = True
+            raise RemoteProtocolError(str(exc), int(exc.error_code)) from None
+        return self._translate(events) if events else []
+
+    def _scan(self, data: bytes, now: float) -> None:
+        """Walk the frame headers in ``data`` and apply the rate and size limits."""
+        skip = self._skip
+        n = len(data)
+        if skip >= n:
+            self._skip = skip - n
+            return
+        if self._head:
+            data = self._head + data
+            n = len(data)
+            pos = 0
+        else:
+            pos = skip
+        while pos + 9 <= n:
+            length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+            kind = data[pos + 3]
+            # A DATA frame with a payload is the common case and costs nothing.
+            if kind != _DATA or length == 0:
+                self._frame(kind, data[pos + 4], length, now)
+            pos += 9 + length
+        if pos >= n:
+            self._skip = pos - n
+            self._head = b""
+        else:
+            self._skip = 0
+            self._head = data[pos:]
+
+    def _frame(self, kind: int, flags: int, length: int, now: float) -> None:
+        if kind == _HEADERS:
+            if not flags & _END_HEADERS:
+                self._block_size = length
+                self._block_frames = 0
+            self._check_block(length)
+        elif kind == _CONTINUATION:
+            if self._block_size >= 0:
+                self._block_size += length
+                self._block_frames += 1
+                if self._block_frames > self.limits.max_continuation_frames:
+                    self._calm(
+                        f"more than {self.limits.max_continuation_frames} CONTINUATION frames"
+                        " in one header block"
+                    )
+                self._check_block(self._block_size)
+                if flags & _END_HEADERS:
+                    self._block_size = -1
+                elif length == 0 and not self._empty.take(now):
+                    self._calm("too many empty frames")
+        elif kind == _RST_STREAM:
+            if not self._resets.take(now):
+                self._calm(
+                    f"more than {self.limits.max_resets_per_second:g} stream resets a second"
+                )
+        elif kind == _SETTINGS:
+            if not self._settings.take(now):
+                self._calm(
+                    f"more than {self.limits.max_settings_per_second:g} SETTINGS frames a second"
+                )
+        elif kind == _PING:
+            if not self._pings.take(now):
+                self._calm(f"more than {self.limits.max_pings_per_second:g} PING frames a second")
+        elif kind == _WINDOW_UPDATE:
+            if not self._window_updates.take(now):
+                self._calm(
+                    f"more than {self.limits.max_window_updates_per_second:g}"
+                    " WINDOW_UPDATE frames a second"
+                )
+        elif kind == _DATA:
+            # Only empty DATA frames get here; the last one of a body is work.
+            if not flags & _END_STREAM and not self._empty.take(now):
+                self._calm("too many empty frames")
+        elif kind == _PRIORITY or kind >= _KNOWN_TYPES:
+            if not self._empty.take(now):
+                self._calm("too many PRIORITY or unknown frames")
+
+    def _check_block(self, size: int) -> None:
+        if size > self.limits.max_header_list_size:
+            self._calm(f"header block larger than {self.limits.max_header_list_size} bytes")
+
+    def _calm(self, message: str) -> None:
+        """Answer a flood: GOAWAY ENHANCE_YOUR_CALM, and raise."""
+        self._terminated = True
+        try:
+            self._conn.close_connection(
+                ErrorCode.ENHANCE_YOUR_CALM, additional_data=message.encode("ascii")
+            )
+        except h2.exceptions.ProtocolError:
+            pass  # the connection was already closing
+        raise RemoteProtocolError(message, ErrorCode.ENHANCE_YOUR_CALM)
+
+    def _translate(self, events: list[h2.events.Event]) -> list[Event]:
+        out: list[Event] = []
+        pump = False
+        for ev in events:
+            kind = type(ev)
+            if kind is h2.events.DataReceived:
+                assert isinstance(ev, h2.events.DataReceived)
+                assert ev.stream_id is not None and ev.data is not None
+                out.append(Data(ev.stream_id, ev.data, ev.flow_controlled_length or 0))
+            elif kind is h2.events.RequestReceived:
+                assert isinstance(ev, h2.events.RequestReceived)
+                out.append(self._request(ev))
+            elif kind is h2.events.StreamEnded:
+                assert isinstance(ev, h2.events.StreamEnded)
+                assert ev.stream_id is not None
+                out.append(EndOfStream(ev.stream_id))
+            elif kind is h2.events.WindowUpdated:
+                pump = True
+            elif kind is h2.events.StreamReset:
+                assert isinstance(ev, h2.events.StreamReset)
+                assert ev.stream_id is not None
+                self._pending.pop(ev.stream_id, None)
+                out.append(StreamReset(ev.stream_id, int(ev.error_code or 0), ev.remote_reset))
+            elif kind is h2.events.RemoteSettingsChanged:
+                assert isinstance(ev, h2.events.RemoteSettingsChanged)
+                if _SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
+                    pump = True
+            elif kind is h2.events.ConnectionTerminated:
+                assert isinstance(ev, h2.events.ConnectionTerminated)
+                out.append(GoAway(int(ev.error_code or 0), ev.last_stream_id or 0))
+            # Trailers, priorities, pings, settings acks, unknown frames:
+            # h2 has answered what needs an answer; the application has no
+            # use for them.
+        if pump and self._pending:
+            out.extend(self._pump())
+        return out
+
+    @staticmethod
+    def _request(ev: h2.events.RequestReceived) -> Request:
+        method = target = authority = None
+        scheme = "http"
+        fields: list[tuple[str, str]] = []
+        cookies: Optional[list[str]] = None
+        assert ev.headers is not None and ev.stream_id is not None
+        for name, value in ev.headers:
+            assert isinstance(name, str) and isinstance(value, str)
+            if name[0] == ":":
+                if name == ":method":
+                    method = value
+                elif name == ":path":
+                    target = value
+                elif name == ":authority":
+                    authority = value
+                elif name == ":scheme":
+                    scheme = value
+            elif name == "cookie":
+                if cookies is None:
+                    cookies = [value]
+                else:
+                    cookies.append(value)
+            else:
+                fields.append((name, value))
+        if cookies is not None:
+            # RFC 9113 §8.2.3: split crumbs are joined before HTTP/1.1 semantics.
+            fields.append(("cookie", "; ".join(cookies)))
+        # h2 has checked the pseudo-header fields: :method is there, and
+        # :path too unless the method is CONNECT.
+        assert method is not None
+        return Request(ev.stream_id, method, target or authority or "", authority, scheme, fields)
+
+    def consumed(self, stream_id: int, flow_length: int) -> None:
+        """Give ``flow_length`` bytes of receive window back (the body was read)."""
+        if flow_length and not self._terminated:
+            # h2 returns the connection's share even when the stream is gone.
+            self._conn.acknowledge_received_data(flow_length, stream_id)
+
+    # -- sending -------------------------------------------------------------------
+
+    def send_headers(
+        self,
+        stream_id: int,
+        status: int,
+        headers: list[tuple[str, str]],
+        end_stream: bool = False,
+    ) -> None:
+        """Send a response head; ``headers`` have lowercase names.
+
+        Raises:
+            LocalProtocolError: the stream is closed, or a field is invalid.
+        """
+        fields = [(":status", str(status))]
+        fields += headers
+        try:
+            self._conn.send_headers(stream_id, fields, end_stream=end_stream)
+        except h2.exceptions.StreamClosedError:
+            raise LocalProtocolError(f"stream {stream_id} is closed") from None
+        except (h2.exceptions.ProtocolError, ValueError, TypeError) as exc:
+            raise LocalProtocolError(f"cannot send the response head: {exc}") from None
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> bool:
+        """Send body bytes, as far as the peer's windows allow; queue the rest.
+
+        Returns:
+            True if everything went into frames, False if some waits for
+            window (a `Drained` event follows when it has gone).
+
+        Raises:
+            LocalProtocolError: the stream is closed.
+        """
+        box = self._pending.get(stream_id)
+        if box is not None:
+            if data:
+                box.chunks.append(data)
+                box.size += len(data)
+            box.end = box.end or end_stream
+            return False
+        conn = self._conn
+        try:
+            window = conn.local_flow_control_window(stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):
+            raise LocalProtocolError(f"stream {stream_id} is closed") from None
+        size = len(data)
+        frame = conn.max_outbound_frame_size
+        if size <= window and size <= frame:
+            conn.send_data(stream_id, data, end_stream=end_stream)
+            self._window_updates.credit(2.0)
+            return True
+        box = self._pending[stream_id] = _Outbox()
+        box.chunks.append(data)
+        box.size = size
+        box.end = end_stream
+        self._send_some(stream_id, box)
+        if box.size == 0 and not box.end:
+            del self._pending[stream_id]
+            return True
+        return False
+
+    def _send_some(self, stream_id: int, box: _Outbox) -> None:
+        """Move as much of ``box`` into frames as the windows allow."""
+        conn = self._conn
+        frame = conn.max_outbound_frame_size
+        window = conn.local_flow_control_window(stream_id)
+        chunks = box.chunks
+        while chunks and window > 0:
+            chunk = chunks[0]
+            n = min(len(chunk), window, frame)
+            if n == len(chunk):
+                chunks.pop(0)
+                piece = chunk
+            else:
+                piece = chunk[:n]
+                chunks[0] = chunk[n:]
+            box.size -= n
+            window -= n
+            last = box.end and not chunks
+            conn.send_data(stream_id, piece, end_stream=last)
+            self._window_updates.credit(2.0)
+            if last:
+                box.end = False
+                return
+        if not chunks and box.end:
+            # An end with nothing left to carry it (an empty final write).
+            conn.end_stream(stream_id)
+            box.end = False
+
+    def _pump(self) -> list[Event]:
+        done: list[Event] = []
+        pending = self._pending
+        for stream_id in list(pending):
+            box = pending[stream_id]
+            try:
+                self._send_some(stream_id, box)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):
+                del pending[stream_id]
+                continue
+            if not box.chunks and not box.end:
+                del pending[stream_id]
+                done.append(Drained(stream_id))
+            if self._conn.outbound_flow_control_window <= 0:
+                break
+        return done
+
+    def end_stream(self, stream_id: int) -> bool:
+        """End the response on ``stream_id`` (after what is queued).
+
+        Returns:
+            True if the end went out, False if it waits behind queued data.
+        """
+        return self.send_data(stream_id, b"", end_stream=True)
+
+    def pending(self, stream_id: int) -> int:
+        """Body bytes queued on ``stream_id`` for want of window."""
+        box = self._pending.get(stream_id)
+        return 0 if box is None else box.size
+
+    def send_informational(self, stream_id: int, status: int) -> None:
+        """Send a ``1xx`` head (``100 Continue``) on ``stream_id``."""
+        try:
+            self._conn.send_headers(stream_id, [(":status", str(status))])
+        except h2.exceptions.ProtocolError as exc:
+            raise LocalProtocolError(f"cannot send {status}: {exc}") from None
+
+    def reset(self, stream_id: int, error_code: int = ErrorCode.CANCEL) -> None:
+        """Reset ``stream_id`` (RST_STREAM); a closed stream is left alone."""
+        self._pending.pop(stream_id, None)
+        try:
+            self._conn.reset_stream(stream_id, error_code)
+        except h2.exceptions.ProtocolError:
+            pass
+
+    def refuse(self, stream_id: int, now: float) -> None:
+        """Refuse a new stream (REFUSED_STREAM); refusals count as resets.
+
+        Raises:
+            RemoteProtocolError: the client keeps opening streams it may not.
+        """
+        self.reset(stream_id, ErrorCode.REFUSED_STREAM)
+        if not self._resets.take(now):
+            self._calm(f"more than {self.limits.max_resets_per_second:g} refused streams a second")
+
+    def goaway(self, error_code: int = ErrorCode.NO_ERROR, message: str = "") -> None:
+        """Send GOAWAY with the last stream we took; no new streams after it."""
+        if self._goaway_sent or self._terminated:
+            return
+        self._goaway_sent = True
+        try:
+            self._conn.close_connection(
+                error_code,
+                additional_data=message.encode("ascii", "replace") if message else None,
+                last_stream_id=self._conn.highest_inbound_stream_id,
+            )
+        except h2.exceptions.ProtocolError:
+            pass
+
+    @property
+    def goaway_sent(self) -> bool:
+        """Whether we sent GOAWAY (or the connection failed)."""
+        return self._goaway_sent or self._terminated
+
+    @property
+    def last_stream_id(self) -> int:
+        """The highest stream the client opened."""
+        return self._conn.highest_inbound_stream_id
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the client now (and forget)."""
+        return self._conn.data_to_send()
+
+    @staticmethod
+    def is_connection_field(name: str) -> bool:
+        """Whether ``name`` (lowercase) is a field HTTP/2 forbids (RFC 9113 §8.2.2)."""
+        return name in _CONNECTION_FIELDS

@@ -1,0 +1,134 @@
+"""Events produced by `H2Connection.receive_data`.
+
+Plain classes with ``__slots__``: one is built per request part.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+__all__ = [
+    "Data",
+    "Drained",
+    "EndOfStream",
+    "Event",
+    "GoAway",
+    "Request",
+    "StreamReset",
+]
+
+
+class Request:
+    """A request's head arrived on a new stream.
+
+    Attributes:
+        stream_id: The stream.
+        method: ``:method``.
+        target: ``:path`` (the request-target, as in HTTP/1.1).
+        authority: ``:authority``, or None.
+        scheme: ``:scheme``.
+        headers: The regular fields in arrival order, names lowercase;
+            several ``cookie`` fields are joined into one (RFC 9113 §8.2.3).
+    """
+
+    __slots__ = ("stream_id", "method", "target", "authority", "scheme", "headers")
+
+    def __init__(
+        self,
+        stream_id: int,
+        method: str,
+        target: str,
+        authority: str | None,
+        scheme: str,
+        headers: list[tuple[str, str]],
+    ) -> None:
+        self.stream_id = stream_id
+        self.method = method
+        self.target = target
+        self.authority = authority
+        self.scheme = scheme
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"Request({self.stream_id}, {self.method!r}, {self.target!r})"
+
+
+class Data:
+    """A piece of a request body.
+
+    Attributes:
+        stream_id: The stream.
+        data: The bytes.
+        flow_length: What the frame cost the receive windows (padding
+            included); give it back with `H2Connection.consumed`.
+    """
+
+    __slots__ = ("stream_id", "data", "flow_length")
+
+    def __init__(self, stream_id: int, data: bytes, flow_length: int) -> None:
+        self.stream_id = stream_id
+        self.data = data
+        self.flow_length = flow_length
+
+    def __repr__(self) -> str:
+        return f"Data({self.stream_id}, {len(self.data)} bytes)"
+
+
+class EndOfStream:
+    """The client finished its request on ``stream_id``."""
+
+    __slots__ = ("stream_id",)
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+
+    def __repr__(self) -> str:
+        return f"EndOfStream({self.stream_id})"
+
+
+class StreamReset:
+    """The client reset ``stream_id`` (RST_STREAM), or we did on a limit.
+
+    Attributes:
+        stream_id: The stream.
+        error_code: The RST_STREAM error code.
+        remote: Whether the client sent it.
+    """
+
+    __slots__ = ("stream_id", "error_code", "remote")
+
+    def __init__(self, stream_id: int, error_code: int, remote: bool) -> None:
+        self.stream_id = stream_id
+        self.error_code = error_code
+        self.remote = remote
+
+    def __repr__(self) -> str:
+        return f"StreamReset({self.stream_id}, {self.error_code}, remote={self.remote})"
+
+
+class Drained:
+    """Everything queued on ``stream_id`` went out once the peer opened its window."""
+
+    __slots__ = ("stream_id",)
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+
+    def __repr__(self) -> str:
+        return f"Drained({self.stream_id})"
+
+
+class GoAway:
+    """The client sent GOAWAY: no new streams; ``last_stream_id`` and below go on."""
+
+    __slots__ = ("error_code", "last_stream_id")
+
+    def __init__(self, error_code: int, last_stream_id: int) -> None:
+        self.error_code = error_code
+        self.last_stream_id = last_stream_id
+
+    def __repr__(self) -> str:
+        return f"GoAway({self.error_code}, {self.last_stream_id})"
+
+
+Event = Union[Request, Data, EndOfStream, StreamReset, Drained, GoAway]

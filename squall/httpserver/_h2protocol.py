@@ -1,0 +1,1064 @@
+"""HTTP/2 for `HTTPServer`: one `asyncio.Protocol` per connection over `squall._h2`.
+
+Each stream is one request, served through the same seams as HTTP/1.1:
+the server's ``start_request(server_conn, request_conn)`` gives an
+`.HTTPMessageDelegate`, which gets ``headers_received``, ``data_received``
+and ``finish``; the request's connection (`_H2Stream`) has the
+``write_headers``/``write``/``finish`` API of `.HTTPConnection`. The
+application learns nothing else (``request.version`` is ``"HTTP/2.0"``).
+
+How a connection gets here (see `HTTPServer`'s ``http2`` argument): TLS
+with ALPN ``h2``; a plain connection whose first bytes are the HTTP/2
+preface (prior knowledge); or an HTTP/1.1 request with ``Upgrade: h2c``.
+The HTTP/1.1 protocol object hands its transport over with `_take_over`.
+
+Back-pressure: a write's Future resolves once its bytes fit in the
+client's flow-control windows and the transport is not paused, so
+``await self.flush()`` in a handler waits for a slow client. A delegate
+that returns an awaitable from ``data_received`` holds that stream's
+receive window until it is done. Limits and timeouts: `squall._h2.H2Limits`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
+
+from squall._h1 import H1Limits
+from squall._h1 import Request as H1Request
+from squall._h2 import (
+    Data,
+    Drained,
+    EndOfStream,
+    ErrorCode,
+    GoAway,
+    H2Connection,
+    H2Limits,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Request,
+    StreamReset,
+)
+from squall.http1connection import HTTP1ConnectionParameters, _GzipMessageDelegate
+from squall.httpserver._context import _HTTPRequestContext
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPInputError,
+    HTTPMessageDelegate,
+    HTTPOutputError,
+    RequestStartLine,
+    ResponseStartLine,
+)
+from squall.iostream import StreamClosedError
+
+if TYPE_CHECKING:
+    from squall.httpserver._protocol import _HTTPProtocol
+    from squall.httpserver._server import HTTPServer
+
+__all__ = ["_H2Protocol", "_H2Stream"]
+
+gen_log = logging.getLogger("squall.general")
+app_log = logging.getLogger("squall.application")
+
+_new_tuple = tuple.__new__
+_VERSION = "HTTP/2.0"
+_DEFAULT_MAX_BODY = H1Limits().max_body_size
+
+# Fields of an HTTP/1.1 upgrade request that belong to the upgrade itself.
+_UPGRADE_FIELDS = frozenset(("connection", "upgrade", "http2-settings", "keep-alive"))
+_CONNECTION_FIELDS = frozenset(
+    ("Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade")
+)
+
+
+def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    future: asyncio.Future[None] = loop.create_future()
+    future.set_exception(StreamClosedError())
+    future.exception()  # a write to a closed stream need not be awaited
+    return future
+
+
+class _H2Stream(HTTPConnection):
+    """`request.connection` for one HTTP/2 stream."""
+
+    __slots__ = (
+        "_proto",
+        "stream_id",
+        "context",
+        "_delegate",
+        "_close_callback",
+        "_headers_written",
+        "_finished",
+        "_read_done",
+        "_closed",
+        "_counted",
+        "_waiters",
+        "_inbox",
+        "_blocked",
+        "_head",
+        "_declared",
+        "_written",
+        "_bodiless",
+        "_received",
+        "_max_body",
+        "_body_timeout",
+        "_started",
+        "_last_active",
+        "_expect_continue",
+    )
+
+    def __init__(self, proto: _H2Protocol, stream_id: int, now: float) -> None:
+        self._proto = proto
+        self.stream_id = stream_id
+        self.context = proto.context
+        self._delegate: Optional[HTTPMessageDelegate] = None
+        self._close_callback: Optional[Callable[[], None]] = None
+        self._headers_written = False
+        self._finished = False
+        self._read_done = False
+        # Reset, timed out or the connection lost: nothing more goes out.
+        self._closed = False
+        # Counted against max_concurrent_streams until the response ends.
+        self._counted = True
+        self._waiters: Optional[list[asyncio.Future[None]]] = None
+        # Body pieces (and the end, as None) held while the delegate is busy.
+        self._inbox: Optional[list[Optional[Data]]] = None
+        self._blocked = False
+        # A response head (and first chunk) not yet handed to h2: sent with
+        # the end of the stream when finish() follows at once.
+        self._head: Optional[tuple[int, list[tuple[str, str]], bytes]] = None
+        self._declared: Optional[int] = None
+        self._written = 0
+        self._bodiless = False
+        self._received = 0
+        self._max_body = proto._max_body
+        self._body_timeout: Optional[float] = None
+        self._started = now
+        self._last_active = now
+        self._expect_continue = False
+
+    # -- HTTPConnection ---------------------------------------------------------------
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> asyncio.Future[None]:
+        """Write the response head, and optionally the first piece of the body.
+
+        Raises:
+            HTTPOutputError: a response already started, or invalid fields.
+        """
+        p = self._proto
+        if self._closed:
+            return _closed_future(p._loop)
+        if self._headers_written:
+            raise HTTPOutputError("the response head was already written")
+        assert isinstance(start_line, ResponseStartLine)
+        self._headers_written = True
+        fields: list[tuple[str, str]] = []
+        try:
+            for name, values in headers._as_list.items():
+                if name in _CONNECTION_FIELDS:
+                    continue  # RFC 9113 §8.2.2: HTTP/2 frames the message itself
+                lname = name.lower()
+                for value in values:
+                    fields.append((lname, value))
+        except (TypeError, AttributeError):
+            raise HTTPOutputError("header fields must be (str, str) pairs") from None
+        lengths = headers._as_list.get("Content-Length")
+        if lengths is not None:
+            try:
+                self._declared = int(lengths[0])
+            except ValueError:
+                raise HTTPOutputError(f"invalid Content-Length {lengths[0]!r}") from None
+        code = start_line.code
+        self._bodiless = self._bodiless or code in (204, 304) or 100 <= code < 200
+        chunk = chunk or b""
+        if chunk:
+            self._count(len(chunk))
+        self._head = (code, fields, chunk)
+        return p._queue_head(self)
+
+    def _count(self, n: int) -> None:
+        self._written += n
+        declared = self._declared
+        if declared is not None and self._written > declared:
+            self._proto._reset(self, ErrorCode.INTERNAL_ERROR)
+            raise HTTPOutputError(
+                f"Tried to write more data than Content-Length ({self._written} > {declared})"
+            )
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        """Write a piece of the body.
+
+        Raises:
+            HTTPOutputError: no head written yet, or more than the Content-Length.
+        """
+        p = self._proto
+        if self._closed:
+            return _closed_future(p._loop)
+        if not self._headers_written:
+            raise HTTPOutputError("write_headers must come first on an HTTP/2 stream")
+        if not chunk:
+            return p._ready(self)
+        self._count(len(chunk))
+        if self._bodiless:
+            return p._ready(self)
+        if self._head is not None:
+            p._send_head(self, False)
+        return p._send_body(self, chunk)
+
+    def finish(self) -> None:
+        """End the response.
+
+        Raises:
+            HTTPOutputError: fewer bytes written than the Content-Length.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        p = self._proto
+        if self._closed:
+            p._release(self)
+            return
+        if not self._headers_written:
+            # Nothing was written: the stream cannot carry a response.
+            p._reset(self, ErrorCode.INTERNAL_ERROR)
+            p._release(self)
+            return
+        declared = self._declared
+        if declared is not None and self._written < declared and not self._bodiless:
+            p._reset(self, ErrorCode.INTERNAL_ERROR)
+            p._release(self)
+            raise HTTPOutputError(f"Tried to write {self._written} bytes less than Content-Length")
+        p._end_response(self)
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` if the stream closes before the response is finished."""
+        self._close_callback = callback
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Limit the time to receive this request's body (seconds)."""
+        self._body_timeout = timeout
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Limit the size of this request's body (bytes)."""
+        self._max_body = max_body_size
+
+    @property
+    def transport(self) -> Optional[asyncio.BaseTransport]:
+        """The asyncio transport of the connection (shared by all its streams)."""
+        return self._proto.transport
+
+    def detach(self) -> Any:
+        """Not possible on an HTTP/2 stream (other streams share the connection).
+
+        Raises:
+            HTTPOutputError: always.
+        """
+        raise HTTPOutputError("an HTTP/2 stream cannot be detached")
+
+    def close(self) -> None:
+        """Reset the stream (the connection stays open for other streams)."""
+        self._proto._reset(self, ErrorCode.CANCEL)
+
+
+class _H2Protocol(asyncio.Protocol):
+    """One HTTP/2 connection, served by `HTTPServer`."""
+
+    def __init__(
+        self,
+        server: HTTPServer,
+        params: HTTP1ConnectionParameters,
+        loop: asyncio.AbstractEventLoop,
+        context: Optional[_HTTPRequestContext],
+        limits: H2Limits,
+    ) -> None:
+        self._server = server
+        self._params = params
+        self._loop = loop
+        self.context = context
+        self.limits = limits
+        self._h2 = H2Connection(limits)
+        self.transport: Optional[asyncio.Transport] = None
+        self._streams: dict[int, _H2Stream] = {}
+        self._active = 0
+        self._start_request = server._request_starter()
+        self._max_body = (
+            params.max_body_size if params.max_body_size is not None else _DEFAULT_MAX_BODY
+        )
+        self._in_feed = False
+        self._flush_handle: Optional[asyncio.Handle] = None
+        self._heads: list[_H2Stream] = []
+        self._write_paused = False
+        self._paused_since = 0.0
+        self._read_paused = False
+        # Streams whose output waits for window, and since when.
+        self._waiting_window: dict[int, float] = {}
+        self._closing = False
+        self._closed = False
+        self._idle_since = loop.time()
+        self._sweep_handle: Optional[asyncio.TimerHandle] = None
+        self._closed_event: Optional[asyncio.Future[None]] = None
+        self._done_future: Optional[asyncio.Future[None]] = None
+
+    # -- taking a transport over ----------------------------------------------------
+
+    @classmethod
+    def _take_over(
+        cls,
+        old: _HTTPProtocol,
+        transport: asyncio.Transport,
+        data: bytes,
+        upgrade: Optional[H1Request] = None,
+    ) -> _H2Protocol:
+        """Serve ``old``'s transport as HTTP/2 from now on.
+
+        Args:
+            old: the HTTP/1.1 protocol that accepted the connection.
+            transport: its (possibly TLS) transport.
+            data: bytes received and not yet parsed.
+            upgrade: the ``Upgrade: h2c`` request, answered with 101 and
+                served as stream 1.
+        """
+        server = old._server
+        proto = cls(server, old._params, old._loop, old.context, server._h2_limits)
+        # The HTTP/1.1 object steps aside without closing anything.
+        old._stopped = True
+        old._closed = True
+        old._cancel_timers()
+        server._connections.discard(old)
+        server._connections.add(proto)
+        transport.set_protocol(proto)
+        proto.transport = transport
+        if old._read_paused:
+            old._read_paused = False
+            transport.resume_reading()
+        proto._start(data, upgrade)
+        return proto
+
+    def _start(self, data: bytes, upgrade: Optional[H1Request]) -> None:
+        transport = self.transport
+        assert transport is not None
+        if upgrade is None:
+            self._h2.initiate()
+        else:
+            settings = ""
+            for name, value in upgrade.headers:
+                if name.lower() == "http2-settings":
+                    settings = value
+            try:
+                self._h2.initiate(settings)
+            except RemoteProtocolError as exc:
+                gen_log.info("Malformed HTTP message from %s: %s", self.context, exc)
+                transport.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                self._closed = True
+                transport.close()
+                self._forget()
+                return
+            transport.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+            )
+        self._schedule_sweep()
+        self._in_feed = True
+        try:
+            if upgrade is not None:
+                self._on_upgrade_request(upgrade)
+            if data:
+                self._feed(data)
+        finally:
+            self._in_feed = False
+            self._flush()
+
+    # -- asyncio callbacks ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Only reached through _take_over, which sets the transport itself.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._in_feed = True
+        try:
+            self._feed(data)
+        finally:
+            self._in_feed = False
+            self._flush()
+
+    def eof_received(self) -> Optional[bool]:
+        # The client will send nothing more; the responses it waits for
+        # cannot be read after its close either (HTTP/2 has no half close).
+        return None
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._paused_since = self._loop.time()
+        # Stop reading too: a client that does not read must not make us
+        # produce more (PING and SETTINGS answers, new responses).
+        if not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._read_paused and self.transport is not None and not self._closed:
+            self._read_paused = False
+            self.transport.resume_reading()
+        for stream in list(self._streams.values()):
+            if stream._waiters and self._h2.pending(stream.stream_id) == 0:
+                self._wake(stream)
+
+    # -- input --------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        now = self._loop.time()
+        try:
+            events = self._h2.receive_data(data, now)
+        except RemoteProtocolError as exc:
+            gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
+            self._abort()
+            return
+        except Exception:
+            # h2 raising anything else on hostile input must not escape.
+            gen_log.info("HTTP/2 error from %s", self.context, exc_info=True)
+            self._abort()
+            return
+        for event in events:
+            kind = type(event)
+            try:
+                if kind is Data:
+                    assert isinstance(event, Data)
+                    self._on_data(event, now)
+                elif kind is Request:
+                    assert isinstance(event, Request)
+                    self._on_request(event, now)
+                elif kind is EndOfStream:
+                    assert isinstance(event, EndOfStream)
+                    stream = self._streams.get(event.stream_id)
+                    if stream is not None:
+                        self._on_end(stream)
+                elif kind is Drained:
+                    assert isinstance(event, Drained)
+                    self._waiting_window.pop(event.stream_id, None)
+                    stream = self._streams.get(event.stream_id)
+                    if stream is not None and not self._write_paused:
+                        self._wake(stream)
+                elif kind is StreamReset:
+                    assert isinstance(event, StreamReset)
+                    stream = self._streams.get(event.stream_id)
+                    if stream is not None:
+                        self._lose_stream(stream)
+                else:
+                    assert isinstance(event, GoAway)
+                    self._closing = True
+                    if not self._streams:
+                        self._abort()
+            except RemoteProtocolError as exc:
+                gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
+                self._abort()
+                return
+            if self._closed:
+                return
+
+    def _on_request(self, event: Request, now: float) -> None:
+        sid = event.stream_id
+        if self._closing or self._active >= self.limits.max_concurrent_streams:
+            # Streams whose handler still runs count, even after a reset:
+            # a client cannot start more work by resetting (CVE-2023-44487).
+            self._h2.refuse(sid, now)
+            return
+        fields = event.headers
+        if event.authority is not None:
+            fields = [("host", event.authority)] + [f for f in fields if f[0] != "host"]
+        start_line = _new_tuple(RequestStartLine, (event.method, event.target, _VERSION))
+        headers = HTTPHeaders._from_pairs(fields)
+        self._begin(sid, start_line, headers, now)
+
+    def _on_upgrade_request(self, req: H1Request) -> None:
+        fields = [(n, v) for n, v in req.headers if n.lower() not in _UPGRADE_FIELDS]
+        start_line = _new_tuple(RequestStartLine, (req.method, req.target, _VERSION))
+        stream = self._begin(1, start_line, HTTPHeaders._from_pairs(fields), self._loop.time())
+        if stream is not None and not stream._blocked:
+            self._on_end(stream)
+        elif stream is not None:
+            inbox = stream._inbox = stream._inbox or []
+            inbox.append(None)
+
+    def _begin(
+        self, sid: int, start_line: RequestStartLine, headers: HTTPHeaders, now: float
+    ) -> Optional[_H2Stream]:
+        stream = _H2Stream(self, sid, now)
+        self._streams[sid] = stream
+        self._active += 1
+        lengths = headers._as_list.get("Content-Length")
+        if lengths is not None:
+            try:
+                declared = int(lengths[0])
+            except ValueError:
+                declared = -1
+            if declared < 0 or len(lengths) > 1:
+                self._refuse_request(stream, 400, "invalid Content-Length")
+                return None
+            if declared > stream._max_body:
+                self._refuse_request(stream, 400, "Content-Length too long")
+                return None
+        if start_line.method == "HEAD":
+            stream._bodiless = True
+        expect = headers._as_list.get("Expect")
+        if expect is not None and expect[0].lower() == "100-continue":
+            stream._expect_continue = True
+        self._idle_since = now
+        delegate = self._start_request(self, stream)
+        if self._params.decompress:
+            delegate = _GzipMessageDelegate(delegate, self._params.chunk_size, self._max_body)
+        stream._delegate = delegate
+        try:
+            ret = delegate.headers_received(start_line, headers)
+        except HTTPInputError as exc:
+            self._refuse_request(stream, 400, str(exc))
+            return None
+        if ret is not None:
+            self._block(stream, ret, 0)
+        elif stream._expect_continue:
+            self._continue(stream)
+        return stream
+
+    def _continue(self, stream: _H2Stream) -> None:
+        # RFC 9110 §10.1.1: the delegate took the head; ask for the body.
+        stream._expect_continue = False
+        if not stream._headers_written and not stream._closed and not stream._read_done:
+            try:
+                self._h2.send_informational(stream.stream_id, 100)
+            except LocalProtocolError:
+                pass
+
+    def _refuse_request(self, stream: _H2Stream, status: int, message: str) -> None:
+        """Answer a bad request on its stream and stop reading it."""
+        gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
+        try:
+            self._h2.send_headers(stream.stream_id, status, [("content-length", "0")], True)
+        except LocalProtocolError:
+            pass
+        stream._headers_written = True
+        stream._finished = True
+        # RFC 9113 §8.1: a complete response, then no more request body.
+        self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
+        stream._closed = True
+        stream._delegate = None
+        self._streams.pop(stream.stream_id, None)
+        self._release(stream)
+
+    def _on_data(self, event: Data, now: float) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None or stream._delegate is None:
+            self._h2.consumed(event.stream_id, event.flow_length)
+            return
+        stream._last_active = now
+        stream._received += len(event.data)
+        if stream._received > stream._max_body:
+            self._h2.consumed(event.stream_id, event.flow_length)
+            gen_log.info("Malformed HTTP message from %s: body too large", self.context)
+            if stream._headers_written:
+                self._reset(stream, ErrorCode.CANCEL)
+            else:
+                delegate = stream._delegate
+                self._refuse_request(stream, 400, "body too large")
+                self._notify_closed(stream, delegate)
+            return
+        if stream._blocked or stream._inbox:
+            inbox = stream._inbox
+            if inbox is None:
+                inbox = stream._inbox = []
+            inbox.append(event)
+            return
+        self._deliver(stream, event)
+
+    def _deliver(self, stream: _H2Stream, event: Data) -> None:
+        delegate = stream._delegate
+        assert delegate is not None
+        data = event.data
+        size = self._params.chunk_size
+        try:
+            if len(data) <= size:
+                ret = delegate.data_received(data)
+            else:
+                ret = None
+                for i in range(0, len(data), size):
+                    ret = delegate.data_received(data[i : i + size])
+                    if ret is not None:
+                        rest = data[i + size :]
+                        if rest:
+                            inbox = stream._inbox = stream._inbox or []
+                            inbox.insert(0, Data(event.stream_id, rest, 0))
+                        break
+        except HTTPInputError as exc:
+            self._h2.consumed(event.stream_id, event.flow_length)
+            self._bad_body(stream, str(exc))
+            return
+        except Exception:
+            self._h2.consumed(event.stream_id, event.flow_length)
+            app_log.error("Uncaught exception", exc_info=True)
+            self._reset(stream, ErrorCode.INTERNAL_ERROR)
+            return
+        if ret is None:
+            self._h2.consumed(event.stream_id, event.flow_length)
+        else:
+            # The window opens again only once the delegate has taken it.
+            self._block(stream, ret, event.flow_length)
+
+    def _bad_body(self, stream: _H2Stream, message: str) -> None:
+        if stream._headers_written:
+            gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
+            self._reset(stream, ErrorCode.PROTOCOL_ERROR)
+        else:
+            delegate = stream._delegate
+            self._refuse_request(stream, 400, message)
+            self._notify_closed(stream, delegate)
+
+    def _on_end(self, stream: _H2Stream) -> None:
+        if stream._blocked or stream._inbox:
+            inbox = stream._inbox
+            if inbox is None:
+                inbox = stream._inbox = []
+            inbox.append(None)
+            return
+        stream._read_done = True
+        delegate = stream._delegate
+        if delegate is None:
+            return
+        try:
+            delegate.finish()
+        except HTTPInputError as exc:
+            self._bad_body(stream, str(exc))
+            return
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self._reset(stream, ErrorCode.INTERNAL_ERROR)
+            return
+        if stream._finished:
+            self._retire(stream)
+
+    def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
+        stream._blocked = True
+        if isinstance(awaitable, asyncio.Future):
+            future: asyncio.Future[None] = awaitable
+        else:
+            future = asyncio.ensure_future(awaitable, loop=self._loop)
+
+        def unblock(f: asyncio.Future[None]) -> None:
+            self._unblock(stream, f, flow)
+
+        future.add_done_callback(unblock)
+
+    def _unblock(self, stream: _H2Stream, future: asyncio.Future[None], flow: int) -> None:
+        stream._blocked = False
+        if self._closed or stream._closed:
+            return
+        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
+        self._in_feed = True
+        try:
+            self._h2.consumed(stream.stream_id, flow)
+            if exc is not None:
+                if isinstance(exc, HTTPInputError):
+                    self._bad_body(stream, str(exc))
+                else:
+                    app_log.error("Uncaught exception", exc_info=exc)
+                    self._reset(stream, ErrorCode.INTERNAL_ERROR)
+                return
+            if stream._expect_continue:
+                self._continue(stream)
+            inbox = stream._inbox
+            while inbox and not stream._blocked and not stream._closed:
+                item = inbox.pop(0)
+                if item is None:
+                    stream._inbox = None
+                    self._on_end(stream)
+                    break
+                self._deliver(stream, item)
+        finally:
+            self._in_feed = False
+            self._flush()
+
+    # -- output ---------------------------------------------------------------------------
+
+    def _queue_head(self, stream: _H2Stream) -> asyncio.Future[None]:
+        """A head was written: hold it briefly, so that a finish() right after
+        goes out with it (HEADERS, DATA with END_STREAM: no empty frame)."""
+        self._heads.append(stream)
+        if not self._in_feed and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        return self._ready(stream)
+
+    def _send_head(self, stream: _H2Stream, end: bool) -> bool:
+        """Hand the held head to h2; return False if its data waits for window."""
+        head = stream._head
+        assert head is not None
+        stream._head = None
+        code, fields, chunk = head
+        sid = stream.stream_id
+        try:
+            if stream._bodiless or not chunk:
+                self._h2.send_headers(sid, code, fields, end)
+                return True
+            self._h2.send_headers(sid, code, fields, False)
+            sent = self._h2.send_data(sid, chunk, end)
+        except LocalProtocolError as exc:
+            if not stream._closed:
+                app_log.error("Cannot send the response on %s: %s", self.context, exc)
+                self._reset(stream, ErrorCode.INTERNAL_ERROR)
+            return True
+        if not sent:
+            self._waiting_window.setdefault(sid, self._loop.time())
+        return sent
+
+    def _send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
+        try:
+            sent = self._h2.send_data(stream.stream_id, chunk)
+        except LocalProtocolError:
+            return _closed_future(self._loop)
+        if not sent:
+            self._waiting_window.setdefault(stream.stream_id, self._loop.time())
+        if not self._in_feed and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        return self._ready(stream)
+
+    def _ready(self, stream: _H2Stream) -> asyncio.Future[None]:
+        """The Future a write returns: done now, or once the bytes can go out."""
+        if not self._write_paused and (
+            stream._head is not None or self._h2.pending(stream.stream_id) == 0
+        ):
+            done = self._done_future
+            if done is None:
+                done = self._done_future = self._loop.create_future()
+                done.set_result(None)
+            return done
+        waiter = self._loop.create_future()
+        waiters = stream._waiters
+        if waiters is None:
+            stream._waiters = [waiter]
+        else:
+            waiters.append(waiter)
+        return waiter
+
+    def _wake(self, stream: _H2Stream) -> None:
+        waiters = stream._waiters
+        stream._waiters = None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _end_response(self, stream: _H2Stream) -> None:
+        if stream._head is not None:
+            self._send_head(stream, True)
+        else:
+            try:
+                if not self._h2.end_stream(stream.stream_id):
+                    self._waiting_window.setdefault(stream.stream_id, self._loop.time())
+            except LocalProtocolError:
+                pass
+        self._release(stream)
+        if stream._read_done:
+            self._retire(stream)
+        elif not stream._closed:
+            # RFC 9113 §8.1: the response is complete; the rest of the
+            # request body is not wanted.
+            self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
+            self._retire(stream)
+        if not self._in_feed and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _release(self, stream: _H2Stream) -> None:
+        if stream._counted:
+            stream._counted = False
+            self._active -= 1
+            if not self._active:
+                self._idle_since = self._loop.time()
+                if self._closing:
+                    self._close_soon()
+
+    def _retire(self, stream: _H2Stream) -> None:
+        """The exchange is over on our side: forget the stream."""
+        self._streams.pop(stream.stream_id, None)
+        stream._delegate = None
+        stream._close_callback = None
+
+    def _flush(self) -> None:
+        handle = self._flush_handle
+        if handle is not None:
+            self._flush_handle = None
+            handle.cancel()
+        heads = self._heads
+        if heads:
+            self._heads = []
+            for stream in heads:
+                if stream._head is not None:
+                    self._send_head(stream, False)
+        transport = self.transport
+        data = self._h2.data_to_send()
+        if data and transport is not None and not self._closed:
+            transport.write(data)
+
+    # -- closing streams ----------------------------------------------------------------
+
+    def _reset(self, stream: _H2Stream, code: int) -> None:
+        """Reset ``stream`` on our side and tell its delegate."""
+        if stream._closed:
+            return
+        self._h2.reset(stream.stream_id, code)
+        self._waiting_window.pop(stream.stream_id, None)
+        self._lose_stream(stream)
+        if not self._in_feed and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _lose_stream(self, stream: _H2Stream, exc: Optional[BaseException] = None) -> None:
+        """The stream is gone (reset, timed out, connection lost)."""
+        if stream._closed:
+            return
+        stream._closed = True
+        stream._head = None
+        self._streams.pop(stream.stream_id, None)
+        waiters = stream._waiters
+        stream._waiters = None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(StreamClosedError(real_error=exc))
+                    waiter.exception()
+        delegate = stream._delegate
+        stream._delegate = None
+        self._notify_closed(stream, delegate)
+        if stream._finished:
+            self._release(stream)
+        # Otherwise it stays counted until its handler finishes.
+
+    def _notify_closed(self, stream: _H2Stream, delegate: Optional[HTTPMessageDelegate]) -> None:
+        if delegate is not None and not stream._read_done:
+            stream._read_done = True
+            try:
+                delegate.on_connection_close()
+            except Exception:
+                app_log.error("Uncaught exception in on_connection_close", exc_info=True)
+        callback = stream._close_callback
+        stream._close_callback = None
+        if callback is not None and not stream._finished:
+            try:
+                callback()
+            except Exception:
+                app_log.error("Uncaught exception in close callback", exc_info=True)
+
+    # -- timeouts ------------------------------------------------------------------------
+
+    def _schedule_sweep(self) -> None:
+        limits = self.limits
+        interval = min(limits.send_timeout, limits.idle_stream_timeout) / 4
+        timeout = self._idle_timeout()
+        if timeout is not None:
+            interval = min(interval, timeout / 4)
+        self._sweep_handle = self._loop.call_later(max(interval, 0.01), self._sweep)
+
+    def _idle_timeout(self) -> Optional[float]:
+        # HTTPServer's idle_connection_timeout: no stream open for that long.
+        timeout: Optional[float] = getattr(
+            self._server, "idle_connection_timeout", self._params.header_timeout
+        )
+        return timeout
+
+    def _sweep(self) -> None:
+        """Check the timeouts: one timer per connection, none per stream."""
+        self._sweep_handle = None
+        if self._closed:
+            return
+        now = self._loop.time()
+        limits = self.limits
+        if self._write_paused and now - self._paused_since > limits.send_timeout:
+            gen_log.info("HTTP/2 client %s does not read; closing", self.context)
+            self._abort()
+            return
+        for sid, since in list(self._waiting_window.items()):
+            if now - since > limits.send_timeout:
+                del self._waiting_window[sid]
+                gen_log.info(
+                    "HTTP/2 stream %d of %s: flow-control window closed for %gs; reset",
+                    sid,
+                    self.context,
+                    limits.send_timeout,
+                )
+                stream = self._streams.get(sid)
+                if stream is not None:
+                    self._reset(stream, ErrorCode.CANCEL)
+                else:
+                    self._h2.reset(sid, ErrorCode.CANCEL)
+        body_timeout = self._params.body_timeout
+        for stream in list(self._streams.values()):
+            if stream._read_done or stream._closed:
+                continue
+            limit = stream._body_timeout or body_timeout
+            if now - stream._last_active > limits.idle_stream_timeout or (
+                limit is not None and now - stream._started > limit
+            ):
+                gen_log.info(
+                    "HTTP/2 stream %d of %s: request not completed in time; reset",
+                    stream.stream_id,
+                    self.context,
+                )
+                self._reset(stream, ErrorCode.CANCEL)
+        idle = self._idle_timeout()
+        if idle is not None and not self._active and now - self._idle_since > idle:
+            self._h2.goaway(ErrorCode.NO_ERROR, "idle")
+            self._abort()
+            return
+        self._flush()
+        self._schedule_sweep()
+
+    # -- closing the connection ---------------------------------------------------------
+
+    def _close_soon(self) -> None:
+        self._loop.call_soon(self._abort)
+
+    def _abort(self) -> None:
+        """Send what is queued (a GOAWAY, say) and close."""
+        if self._closed:
+            return
+        self._flush()
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+        self._closing = True
+
+    def _shutdown(self) -> None:
+        """Graceful stop: GOAWAY now, close when the streams in flight are done."""
+        if self._closed:
+            return
+        self._closing = True
+        self._h2.goaway(ErrorCode.NO_ERROR)
+        self._flush()
+        if not self._active:
+            self._abort()
+
+    def _drain(self, params: HTTP1ConnectionParameters) -> None:
+        """The server drains (`HTTPServer.drain`): GOAWAY, close once idle."""
+        self._shutdown()
+
+    def _hard_close(self) -> None:
+        """Drop the connection now, discarding unsent output."""
+        transport = self.transport
+        if transport is not None and not self._closed:
+            transport.abort()
+
+    def _forget(self) -> None:
+        server = self._server
+        if self in server._connections:
+            server._connections.discard(self)
+            server.on_close(self)
+
+    def _on_lost(self, exc: Optional[BaseException]) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for handle in (self._sweep_handle, self._flush_handle):
+            if handle is not None:
+                handle.cancel()
+        self._sweep_handle = self._flush_handle = None
+        for stream in list(self._streams.values()):
+            self._lose_stream(stream, exc)
+        self._streams.clear()
+        self._waiting_window.clear()
+        self._forget()
+        event = self._closed_event
+        if event is not None and not event.done():
+            event.set_result(None)
+
+    async def close(self) -> None:
+        """Send GOAWAY, close the connection and wait until it is closed."""
+        if self._closed:
+            return
+        if self._closed_event is None:
+            self._closed_event = self._loop.create_future()
+        event = self._closed_event
+        self._h2.goaway(ErrorCode.NO_ERROR)
+        self._abort()
+        await event
+
+
+# -- choosing HTTP/2 on a new connection (HTTPServer(http2=True)) ----------------------
+
+from squall._h2 import PREFACE  # noqa: E402
+from squall.httpserver._protocol import _HTTPProtocol  # noqa: E402
+
+
+def _wants_h2c(event: H1Request) -> bool:
+    """An HTTP/1.1 request asking to switch to h2c, with no body to carry over."""
+    upgrade = settings = False
+    for name, value in event.headers:
+        lname = name.lower()
+        if lname == "upgrade":
+            upgrade = upgrade or "h2c" in [t.strip().lower() for t in value.split(",")]
+        elif lname == "http2-settings":
+            settings = True
+        elif lname == "transfer-encoding" or (lname == "content-length" and value != "0"):
+            # RFC 9113 §3.2 lets a server ignore the upgrade; a body would
+            # have to be read over HTTP/1.1 first.
+            return False
+    return upgrade and settings
+
+
+class _UpgradeSniffer(_HTTPProtocol):
+    """HTTP/1.1 until its first request, which may ask for ``Upgrade: h2c``."""
+
+    __slots__ = ()
+
+    def _on_request(self, event: H1Request) -> None:
+        # Only the first request is looked at; then this is plain HTTP/1.1.
+        self.__class__ = _HTTPProtocol  # type: ignore[assignment]
+        transport = self.transport
+        if transport is not None and _wants_h2c(event):
+            _H2Protocol._take_over(self, transport, self._h1.detach(), upgrade=event)
+            return
+        _HTTPProtocol._on_request(self, event)
+
+
+class _PrefaceSniffer(_HTTPProtocol):
+    """A plain connection of an HTTP/2 server: its first bytes say which protocol.
+
+    The check costs only the connection's first read(s); afterwards the
+    object is an ordinary `_HTTPProtocol` (or `_UpgradeSniffer` until the
+    first request).
+    """
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        # Bytes held back so far are a prefix of the preface, so they are
+        # known without reading them back.
+        held = self._h1.buffered
+        seen = PREFACE[:held] + data if held else data
+        n = min(len(seen), len(PREFACE))
+        transport = self.transport
+        if transport is not None and seen[:n] == PREFACE[:n]:
+            self._h1.detach()
+            if n == len(PREFACE):
+                _H2Protocol._take_over(self, transport, seen)
+            else:
+                self._h1.receive_data(seen)  # wait for the rest of the preface
+            return
+        self.__class__ = _UpgradeSniffer  # type: ignore[assignment]
+        _HTTPProtocol.data_received(self, data)
+
+
+def _negotiated_h2(proto: _HTTPProtocol, transport: asyncio.Transport) -> bool:
+    """After a TLS handshake: serve HTTP/2 if ALPN chose it (and take over)."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+        return False
+    _H2Protocol._take_over(proto, transport, proto._h1.detach())
+    return True

@@ -76,11 +76,19 @@ def _peek_event_loop() -> Optional[asyncio.AbstractEventLoop]:
         return asyncio.get_running_loop()
     except RuntimeError:
         pass
+    if sys.version_info >= (3, 14):
+        # From 3.14 get_event_loop() creates nothing (it raises instead), and
+        # the policy API it used to take is deprecated.
+        try:
+            return asyncio.get_event_loop()
+        except RuntimeError:
+            return None
     policy = asyncio.get_event_loop_policy()
     local = getattr(policy, "_local", None)
     if local is not None and hasattr(local, "_loop"):
-        # The default policies would create a loop on get_event_loop() in
-        # the main thread; reading the slot avoids leaking one.
+        # Before 3.14 the default policy's get_event_loop() creates a loop
+        # in the main thread (with a DeprecationWarning from 3.12); reading
+        # its slot avoids both the warning and a leaked loop.
         loop: Optional[asyncio.AbstractEventLoop] = local._loop
         return loop
     try:

@@ -259,7 +259,13 @@ class AsyncIOMainLoop(BaseAsyncIOLoop):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = asyncio.get_event_loop()
+            # Not asyncio.get_event_loop(): with no loop set it warns from
+            # 3.12 and raises from 3.14. Make one current, as current() does.
+            current = _peek_event_loop()
+            if current is None:
+                current = asyncio.new_event_loop()
+                asyncio.set_event_loop(current)
+            loop = current
         super().initialize(loop, **kwargs)
 
     def _make_current(self) -> None:

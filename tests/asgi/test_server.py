@@ -174,7 +174,7 @@ def test_streamed_response_goes_out_piece_by_piece() -> None:
 
 def test_send_waits_while_the_transport_is_full() -> None:
     piece = b"z" * (1024 * 1024)
-    count = 32
+    count = 16
     sent: list[int] = [0]
     protos: list[Any] = []
 

@@ -347,7 +347,9 @@ def test_head_response_has_no_body_and_keeps_content_length() -> None:
     async def main() -> None:
         async with serving(app) as (port, _, _):
             client = await RawClient.connect(port)
-            await client.send(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            await client.send(
+                b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"
+            )
             status, headers = await client.head()
             assert status == 200 and headers["content-length"] == "12"
             # The next response follows at once: the HEAD one had no body.

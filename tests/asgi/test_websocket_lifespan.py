@@ -169,7 +169,9 @@ def test_websocket_client_gone_is_1006_and_compression_is_negotiated() -> None:
         got = asyncio.get_running_loop().create_future()
         async with serving(app) as (port, _, _):
             ws = await connect(f"ws://127.0.0.1:{port}/", compression="deflate")
-            assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")  # type: ignore[union-attr]
+            assert "permessage-deflate" in (
+                ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            )  # type: ignore[union-attr]
             assert await ws.recv() == "x" * 1000
             ws.transport.abort()
             message = await got

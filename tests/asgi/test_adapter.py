@@ -1,0 +1,241 @@
+"""A Squall Application as an ASGI app: under uvicorn, and under Squall's own ASGI server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any, Optional
+
+import pytest
+
+uvicorn = pytest.importorskip("uvicorn", reason="the asgi extra (uvicorn) is not installed")
+httpx = pytest.importorskip("httpx", reason="the asgi extra (httpx) is not installed")
+
+from websockets.asyncio.client import connect  # noqa: E402
+from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
+
+from squall import web, websocket  # noqa: E402
+from squall.asgi import ASGIAdapter  # noqa: E402
+
+from ._helpers import run, serving  # noqa: E402
+
+
+class Hello(web.RequestHandler):
+    def get(self) -> None:
+        self.write(
+            {
+                "path": self.request.path,
+                "query": self.get_argument("q", ""),
+                "ip": self.request.remote_ip,
+                "protocol": self.request.protocol,
+                "agent": self.request.headers.get("User-Agent", ""),
+            }
+        )
+
+    def post(self) -> None:
+        self.set_header("X-Len", str(len(self.request.body)))
+        self.write(self.get_body_argument("name", "?"))
+
+
+@web.stream_request_body
+class Upload(web.RequestHandler):
+    def prepare(self) -> None:
+        self.total = 0
+        self.pieces = 0
+
+    async def data_received(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.pieces += 1
+
+    def put(self) -> None:
+        self.write({"total": self.total, "pieces": self.pieces})
+
+
+class Chunks(web.RequestHandler):
+    async def get(self) -> None:
+        for i in range(3):
+            self.write(f"part{i};")
+            await self.flush()
+
+
+class Broken(web.RequestHandler):
+    def get(self) -> None:
+        raise RuntimeError("handler failure")
+
+
+class Echo(websocket.WebSocketHandler):
+    closed: asyncio.Future[tuple[Optional[int], Optional[str]]]
+
+    def check_origin(self, origin: str) -> bool:
+        return origin != "http://evil.example"
+
+    def select_subprotocol(self, subprotocols: list[str]) -> Optional[str]:
+        return subprotocols[-1] if subprotocols else None
+
+    def on_message(self, message: Any) -> None:
+        if message == "close please":
+            self.close(4002, "as asked")
+            return
+        self.write_message(
+            ("echo " + message) if isinstance(message, str) else message,
+            binary=not isinstance(message, str),
+        )
+
+    def on_close(self) -> None:
+        future = type(self).closed
+        if not future.done():
+            future.set_result((self.close_code, self.close_reason))
+
+
+def application() -> web.Application:
+    return web.Application(
+        [
+            ("/hello", Hello),
+            ("/up", Upload),
+            ("/chunks", Chunks),
+            ("/broken", Broken),
+            ("/ws", Echo),
+        ]
+    )
+
+
+class _Server(uvicorn.Server):  # type: ignore[misc]
+    """uvicorn's server, telling us when it listens."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+@contextlib.asynccontextmanager
+async def under_uvicorn(app: Any) -> AsyncIterator[int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="error", lifespan="on", ws="websockets-sansio")
+    server = _Server(config)
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    ready = asyncio.ensure_future(server.ready.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def exercise(port: int) -> None:
+    base = f"http://127.0.0.1:{port}"
+    Echo.closed = asyncio.get_running_loop().create_future()
+    async with httpx.AsyncClient() as client:
+        r = await client.get(base + "/hello?q=%C3%A9", headers={"User-Agent": "test/1"})
+        assert r.json() == {
+            "path": "/hello",
+            "query": "\u00e9",
+            "ip": "127.0.0.1",
+            "protocol": "http",
+            "agent": "test/1",
+        }
+        assert r.headers.get_list("date") and len(r.headers.get_list("date")) == 1
+        r = await client.post(base + "/hello", data={"name": "squall"})
+        assert (r.text, r.headers["x-len"]) == ("squall", "11")
+        body = b"u" * 400_000
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for i in range(0, len(body), 100_000):
+                yield body[i : i + 100_000]
+
+        r = await client.put(base + "/up", content=pieces())
+        assert r.json()["total"] == len(body) and r.json()["pieces"] >= 2
+        async with client.stream("GET", base + "/chunks") as r:
+            text = "".join([p async for p in r.aiter_text()])
+        assert text == "part0;part1;part2;"
+        r = await client.get(base + "/nowhere")
+        assert r.status_code == 404
+        r = await client.get(base + "/broken")
+        assert r.status_code == 500
+    async with connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["a", "b"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "b"
+        await ws.send("hi")
+        assert await ws.recv() == "echo hi"
+        await ws.send(b"\x00\x01")
+        assert await ws.recv() == b"\x00\x01"
+        await ws.close(4001, "client done")
+    assert await Echo.closed == (4001, "client done")
+    Echo.closed = asyncio.get_running_loop().create_future()
+    async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        await ws.send("close please")
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None
+        assert (info.value.rcvd.code, info.value.rcvd.reason) == (4002, "as asked")
+    await Echo.closed
+    with pytest.raises(InvalidStatus) as denied:
+        async with connect(f"ws://127.0.0.1:{port}/ws", origin="http://evil.example"):  # type: ignore[arg-type]
+            pass
+    assert denied.value.response.status_code == 403
+
+
+def test_application_under_uvicorn(caplog: pytest.LogCaptureFixture) -> None:
+    started: list[str] = []
+
+    async def on_startup() -> None:
+        started.append("up")
+
+    adapter = ASGIAdapter(
+        application(), on_startup=[on_startup], on_shutdown=[lambda: started.append("down")]
+    )
+
+    async def main() -> None:
+        async with under_uvicorn(adapter) as port:
+            assert started == ["up"]
+            await exercise(port)
+        assert started == ["up", "down"]
+
+    with caplog.at_level(logging.ERROR):
+        run(main(), timeout=10)
+    assert "handler failure" in caplog.text
+
+
+def test_application_under_squalls_own_asgi_server(caplog: pytest.LogCaptureFixture) -> None:
+    # Both directions at once: ASGIServerDelegate(ASGIAdapter(Application)).
+    async def main() -> None:
+        async with serving(ASGIAdapter(application()), lifespan=True) as (port, _, _):
+            await exercise(port)
+
+    with caplog.at_level(logging.ERROR):
+        run(main(), timeout=10)
+    assert "handler failure" in caplog.text
+
+
+def test_lifespan_hook_failure_and_unknown_scope() -> None:
+    def broken() -> None:
+        raise RuntimeError("cannot start")
+
+    adapter = ASGIAdapter(application(), on_startup=[broken])
+    sent: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await queue.put({"type": "lifespan.startup"})
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await adapter({"type": "lifespan"}, queue.get, send)
+        with pytest.raises(ValueError, match="not 'smtp'"):
+            await adapter({"type": "smtp"}, queue.get, send)
+
+    run(main())
+    assert sent == [{"type": "lifespan.startup.failed", "message": "cannot start"}]

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 import re
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional, Union
 
 from squall import gen
+from squall._content_coding import ContentCodingError, Decoder, make_decoder
 from squall._h1 import (
     NEED_DATA,
     PAUSED,
@@ -51,7 +51,6 @@ from squall.httputil import (
 from squall.httputil._headers import _ABNF
 from squall.iostream import IOStream, StreamClosedError
 from squall.log import app_log, gen_log
-from squall.util import GzipDecompressor
 
 __all__ = ["HTTP1Connection", "HTTP1ConnectionParameters", "HTTP1ServerConnection"]
 
@@ -127,10 +126,11 @@ class HTTP1ConnectionParameters:
         chunk_size: largest body piece passed to ``data_received`` (64 KB).
         max_header_size: largest message head in bytes (64 KB).
         header_timeout: seconds to wait for a complete head (server).
-        max_body_size: largest body in bytes (100 MB); for a gzip request body
-            with ``decompress``, measured after decompression.
+        max_body_size: largest body in bytes (100 MB); for a content-coded
+            body with ``decompress``, measured after decoding.
         body_timeout: seconds to wait for a complete body (server).
-        decompress: decode ``Content-Encoding: gzip`` bodies.
+        decompress: decode ``Content-Encoding`` gzip bodies (br, zstd too
+            when the ``brotli``/``zstd`` extras are installed).
     """
 
     __slots__ = (
@@ -281,10 +281,11 @@ def _end(h1: H1Connection) -> bytes:
 
 
 class _GzipMessageDelegate(HTTPMessageDelegate):
-    """Decodes a ``Content-Encoding: gzip`` body before passing it on.
+    """Decodes a content-coded body (gzip; br and zstd when installed) before passing it on.
 
     Output pieces are at most ``chunk_size`` long and their total at most
-    ``max_body_size`` (a small gzip body must not expand without bound).
+    ``max_body_size`` (a small coded body must not expand without bound);
+    the decoder never holds more than a bounded amount of output ahead.
     """
 
     __slots__ = ("_delegate", "_chunk_size", "_max_body_size", "_decompressor", "_total")
@@ -293,61 +294,58 @@ class _GzipMessageDelegate(HTTPMessageDelegate):
         self._delegate = delegate
         self._chunk_size = chunk_size
         self._max_body_size = max_body_size
-        self._decompressor: Optional[GzipDecompressor] = None
+        self._decompressor: Optional[Decoder] = None
         self._total = 0
 
     def headers_received(
         self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
-        if headers.get("Content-Encoding", "").lower() == "gzip":
-            self._decompressor = GzipDecompressor()
-            # The application can still see how the body was sent.
-            headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
-            del headers["Content-Encoding"]
+        coding = headers.get("Content-Encoding")
+        if coding is not None:
+            self._decompressor = make_decoder(coding)
+            if self._decompressor is not None:
+                # The application can still see how the body was sent.
+                headers.add("X-Consumed-Content-Encoding", coding)
+                del headers["Content-Encoding"]
         return self._delegate.headers_received(start_line, headers)
 
-    def _step(self, chunk: bytes) -> tuple[bytes, bytes]:
+    def _step(self) -> bytes:
         decompressor = self._decompressor
         assert decompressor is not None
         try:
-            out = decompressor.decompress(chunk, self._chunk_size)
-        except zlib.error as exc:
-            raise HTTPInputError("invalid gzip data") from exc
+            out = decompressor.read(self._chunk_size)
+        except ContentCodingError as exc:
+            raise HTTPInputError(str(exc)) from exc
         if out:
             self._total += len(out)
             if self._total > self._max_body_size:
                 raise HTTPInputError("decompressed body too large")
-        return out, decompressor.unconsumed_tail
+        return out
 
     def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
         if self._decompressor is None:
             return self._delegate.data_received(chunk)
+        self._decompressor.feed(chunk)
         # Synchronous unless the delegate asks us to wait.
-        while chunk:
-            out, chunk = self._step(chunk)
-            if out:
-                ret = self._delegate.data_received(out)
-                if ret is not None:
-                    return self._resume(ret, chunk)
+        while out := self._step():
+            ret = self._delegate.data_received(out)
+            if ret is not None:
+                return self._resume(ret)
         return None
 
-    async def _resume(self, ret: Awaitable[None], chunk: bytes) -> None:
+    async def _resume(self, ret: Awaitable[None]) -> None:
         await ret
-        while chunk:
-            out, chunk = self._step(chunk)
-            if out:
-                ret2 = self._delegate.data_received(out)
-                if ret2 is not None:
-                    await ret2
+        while out := self._step():
+            ret2 = self._delegate.data_received(out)
+            if ret2 is not None:
+                await ret2
 
     def finish(self) -> None:
         if self._decompressor is not None:
             try:
-                tail = self._decompressor.flush()
-            except zlib.error as exc:
-                raise HTTPInputError("invalid gzip data") from exc
-            if tail:  # pragma: no cover - flush only ever raises or returns b""
-                self._delegate.data_received(tail)
+                self._decompressor.finish()
+            except ContentCodingError as exc:
+                raise HTTPInputError(str(exc)) from exc
         self._delegate.finish()
 
     def on_connection_close(self) -> None:

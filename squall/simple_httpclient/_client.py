@@ -65,7 +65,8 @@ __all__ = ["SimpleAsyncHTTPClient"]
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE_RE = re.compile(r"[\x00\r\n]")
 _REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
-_USER_AGENT = "Tornado/" + __import__("squall").version
+# The library and its version, as Tornado's default names Tornado and its own.
+_USER_AGENT = "Squall/" + __import__("squall").version
 
 # Every HTTPRequest attribute `_Fetch._plan` reads, apart from the headers
 # and body (a cached plan has neither). Equal values (and equal client

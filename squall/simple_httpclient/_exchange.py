@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import zlib
 from collections.abc import Awaitable, Callable
 from io import BytesIO
 from typing import Any, Optional, Union
 
+from squall._content_coding import ContentCodingError, Decoder, make_decoder
 from squall._h1 import (
     NEED_DATA,
     ConnectionClosed,
@@ -40,7 +40,6 @@ from squall.iostream import UnsatisfiableReadError
 from squall.log import app_log, gen_log
 from squall.simple_httpclient._connection import ClientConnection
 from squall.simple_httpclient._errors import HTTPStreamClosedError
-from squall.util import GzipDecompressor
 
 __all__ = ["Exchange", "Outcome", "RequestSpec", "ResendableError", "field_value"]
 
@@ -184,7 +183,7 @@ class Exchange:
         "headers",
         "superseded",
         "decompressor",
-        "tail",
+        "decoding",
         "body_pending",
         "sent",
         "waiting",
@@ -207,8 +206,9 @@ class Exchange:
         self.response: Optional[Response] = None
         self.headers: Optional[HTTPHeaders] = None
         self.superseded = False
-        self.decompressor: Optional[GzipDecompressor] = None
-        self.tail = b""
+        self.decompressor: Optional[Decoder] = None
+        # Decoded output may be pending: read it before the next event.
+        self.decoding = False
         self.body_pending = False
         # The whole request reached the kernel (a write that failed never does).
         self.sent = False
@@ -307,16 +307,17 @@ class Exchange:
         try:
             h1 = self.conn.h1
             while not self.waiting and not self.finished:
-                if self.tail:
+                if self.decoding:
                     decompressor = self.decompressor
                     assert decompressor is not None
                     try:
-                        piece = decompressor.decompress(self.tail, _DECOMPRESS_STEP)
-                    except zlib.error:
-                        raise _malformed("invalid gzip data") from None
-                    self.tail = decompressor.unconsumed_tail
+                        piece = decompressor.read(_DECOMPRESS_STEP)
+                    except ContentCodingError as exc:
+                        raise _malformed(str(exc)) from None
                     if piece:
                         self._feed(piece)
+                    else:
+                        self.decoding = False
                     continue
                 if self.ended:
                     self._complete()
@@ -345,7 +346,8 @@ class Exchange:
                     if self.decompressor is not None:
                         # One step at a time, so that a compression bomb never
                         # holds more than one step's output.
-                        self.tail = event.data
+                        self.decompressor.feed(event.data)
+                        self.decoding = True
                     else:
                         self._feed(event.data)
                 elif type(event) is Response:
@@ -354,11 +356,9 @@ class Exchange:
                     self.ended = True
                     if self.decompressor is not None and not self.superseded:
                         try:
-                            rest = self.decompressor.flush()
-                        except zlib.error:
-                            raise _malformed("invalid gzip data") from None
-                        if rest:
-                            self._feed(rest)
+                            self.decompressor.finish()
+                        except ContentCodingError as exc:
+                            raise _malformed(str(exc)) from None
                 elif type(event) is InformationalResponse:
                     if event.status == 100 and self.body_pending:
                         self.body_pending = False
@@ -405,11 +405,14 @@ class Exchange:
                 self.superseded = True
                 return
         encoding = field_value(event.headers, "content-encoding") if spec.decompress else None
-        if encoding is not None and encoding.lower() == "gzip":
+        decoder = make_decoder(encoding) if encoding is not None else None
+        if decoder is not None:
+            # Any coding we can decode, asked for or not: decoding is
+            # bounded, so an unrequested br or zstd body costs no more.
             headers = self.headers
             if headers is None:
                 headers = self.headers = HTTPHeaders._from_pairs(event.headers)
-            self.decompressor = GzipDecompressor()
+            self.decompressor = decoder
             headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
             del headers["Content-Encoding"]
         callback = spec.header_callback

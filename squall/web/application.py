@@ -123,7 +123,7 @@ class Application(ReversibleRouter):
             if settings.get("compress_response") or settings.get("gzip"):
                 from squall.web.transforms import GZipContentEncoding
 
-                self.transforms.append(GZipContentEncoding)
+                self.transforms.append(GZipContentEncoding.from_settings(settings))
         else:
             self.transforms = transforms
         self.default_host = default_host

@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Optional, Union
 
+from squall._content_coding import choose_coding
 from squall.httputil._misc import _get_content_range, _parse_request_range
 from squall.iostream import StreamClosedError
 from squall.log import gen_log
@@ -85,7 +86,14 @@ class StaticFileHandler(RequestHandler):
     Responses carry an ``Etag`` (the SHA-512 of the content) and
     ``Last-Modified``, answer ``If-None-Match``/``If-Modified-Since`` with 304,
     and serve a single ``Range`` with 206 (or 416). Requests with a ``v``
-    argument (from `static_url`) are cacheable for `CACHE_MAX_AGE` seconds.
+    argument (from `static_url`, which carries the first `VERSION_URL_LENGTH`
+    characters of the hash) are cacheable for `CACHE_MAX_AGE` seconds.
+
+    With ``precompressed``, a file ``x`` is answered from a sibling
+    ``x.br``, ``x.zst`` or ``x.gz`` made ahead of time, with its
+    ``Content-Encoding``, when the request's ``Accept-Encoding`` takes that
+    coding (by qvalue; ties go to br, zstd, gzip) and the sibling is a
+    regular file no older than ``x``. Its ``Etag`` is the sibling's own hash.
 
     Subclasses change where content comes from with the class methods
     `get_absolute_path`, `get_content`, `get_content_version` and the methods
@@ -98,6 +106,9 @@ class StaticFileHandler(RequestHandler):
         allowed_symlink_directory: a directory, or a list, that symlinks may
             resolve into (instead of the root; a list must name the root too
             for ordinary files to be served).
+        precompressed: serve precompressed siblings: True for all of
+            ``br``, ``zstd``, ``gzip``, or a list of those (best first).
+            Decoding them is the client's business, so this needs no extra.
     """
 
     CACHE_MAX_AGE = 86400 * 365 * 10
@@ -108,6 +119,13 @@ class StaticFileHandler(RequestHandler):
 
     MAX_CACHED_VERSIONS = 10_000
     """How many version hashes are kept; the least recently used go first."""
+
+    VERSION_URL_LENGTH: Optional[int] = 32
+    """Hex characters of the hash in a versioned URL (128 bits: plenty to tell
+    versions apart); None puts the whole SHA-512 there, as Tornado does."""
+
+    PRECOMPRESSED_SUFFIXES: ClassVar[dict[str, str]] = {"br": ".br", "zstd": ".zst", "gzip": ".gz"}
+    """File name suffix of the sibling for each content coding."""
 
     _static_hashes: ClassVar[OrderedDict[str, Optional[str]]] = OrderedDict()
     _lock: ClassVar[threading.Lock] = threading.Lock()
@@ -124,10 +142,24 @@ class StaticFileHandler(RequestHandler):
         path: str,
         default_filename: Optional[str] = None,
         allowed_symlink_directory: Union[None, str, Sequence[str]] = None,
+        precompressed: Union[bool, Sequence[str]] = False,
     ) -> None:
         self.root = path
         self.default_filename = default_filename
         self.allowed_symlink_directory = allowed_symlink_directory
+        if precompressed is True:
+            codings: tuple[str, ...] = tuple(self.PRECOMPRESSED_SUFFIXES)
+        elif not precompressed:
+            codings = ()
+        else:
+            codings = tuple(c.strip().lower() for c in precompressed)
+            unknown = [c for c in codings if c not in self.PRECOMPRESSED_SUFFIXES]
+            if unknown:
+                raise ValueError(
+                    f"precompressed: unknown content coding(s) {unknown}; "
+                    f"choose among {', '.join(self.PRECOMPRESSED_SUFFIXES)}"
+                )
+        self._precompressed = codings
 
     @classmethod
     def reset(cls) -> None:
@@ -147,6 +179,10 @@ class StaticFileHandler(RequestHandler):
         self.absolute_path = self.validate_absolute_path(self.root, absolute_path)
         if self.absolute_path is None:
             return
+        self._served_path = self.absolute_path
+        self._coding: Optional[str] = None
+        if getattr(self, "_precompressed", ()):
+            self._pick_precompressed(self.absolute_path)
         self.modified = self.get_modified_time()
         self.set_headers()
         if self.should_return_304():
@@ -181,7 +217,7 @@ class StaticFileHandler(RequestHandler):
         self.set_header("Content-Length", (end if end is not None else size) - (start or 0))
         if not include_body:
             return
-        content = self.get_content(self.absolute_path, start, end)
+        content = self.get_content(self._served_path, start, end)
         chunks = [content] if isinstance(content, bytes) else content
         for chunk in chunks:
             try:
@@ -190,10 +226,48 @@ class StaticFileHandler(RequestHandler):
             except StreamClosedError:
                 return
 
+    def _pick_precompressed(self, absolute_path: str) -> None:
+        """Serve a precompressed sibling of ``absolute_path`` if the client takes one."""
+        # Caches must key on Accept-Encoding whichever representation is sent.
+        vary = self._headers.get("Vary")
+        if vary is None:
+            self.set_header("Vary", "Accept-Encoding")
+        elif "accept-encoding" not in vary.lower():
+            self.set_header("Vary", vary + ", Accept-Encoding")
+        # A client that cannot decode br or zstd gets them all the same: the
+        # file is sent as it is, so this needs no package installed.
+        accept = self.request.headers.get("Accept-Encoding")
+        if not accept:
+            return
+        allowed = _allowed_directories(self.root, getattr(self, "allowed_symlink_directory", None))
+        offered = self._precompressed
+        while offered:
+            coding = choose_coding(accept, offered)
+            if coding is None:
+                return
+            sibling = absolute_path + self.PRECOMPRESSED_SUFFIXES[coding]
+            try:
+                info = os.stat(sibling)
+                original = os.stat(absolute_path)
+            except OSError:
+                info = None
+            # A sibling older than the file is stale: it would serve old content.
+            if (
+                info is not None
+                and stat.S_ISREG(info.st_mode)
+                and info.st_mtime >= original.st_mtime
+                and _within(os.path.realpath(sibling), allowed)
+            ):
+                self._served_path = sibling
+                self._coding = coding
+                self.set_header("Content-Encoding", coding)
+                return
+            offered = tuple(c for c in offered if c != coding)
+
     def compute_etag(self) -> Optional[str]:
         """The content's version hash, quoted (None if it has none)."""
         assert self.absolute_path is not None
-        version = self._get_cached_version(self.absolute_path)
+        version = self._get_cached_version(getattr(self, "_served_path", self.absolute_path))
         return f'"{version}"' if version else None
 
     def set_headers(self) -> None:
@@ -323,7 +397,7 @@ class StaticFileHandler(RequestHandler):
         assert self.absolute_path is not None
         cached: Optional[os.stat_result] = self.__dict__.get("_stat_result")
         if cached is None:
-            cached = self._stat_result = os.stat(self.absolute_path)
+            cached = self._stat_result = os.stat(getattr(self, "_served_path", self.absolute_path))
         return cached
 
     def get_content_size(self) -> int:
@@ -363,6 +437,8 @@ class StaticFileHandler(RequestHandler):
         if not include_version:
             return url
         version = cls.get_version(settings, path)
+        if version and cls.VERSION_URL_LENGTH is not None:
+            version = version[: cls.VERSION_URL_LENGTH]
         return f"{url}?v={version}" if version else url
 
     def parse_url_path(self, url_path: str) -> str:

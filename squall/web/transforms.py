@@ -1,7 +1,8 @@
 """Output transforms: filters applied to every response body chunk on its way out.
 
 An application lists transform classes (``Application(transforms=...)``; the
-``compress_response`` setting adds `GZipContentEncoding`). Each request gets
+``compress_response`` setting adds `GZipContentEncoding`, which despite its
+Tornado name also speaks br and zstd). Each request gets
 new instances; `RequestHandler.flush` passes the status, the headers and the
 first chunk through `OutputTransform.transform_first_chunk`, and each later
 chunk through `OutputTransform.transform_chunk`.
@@ -9,8 +10,10 @@ chunk through `OutputTransform.transform_chunk`.
 
 from __future__ import annotations
 
-import zlib
-from typing import TYPE_CHECKING, Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
+
+from squall._content_coding import Encoder, available_codings, choose_coding, make_encoder
 
 if TYPE_CHECKING:
     from squall.httputil import HTTPHeaders, HTTPServerRequest
@@ -44,13 +47,19 @@ class OutputTransform:
 
 
 class GZipContentEncoding(OutputTransform):
-    """Compresses text responses with gzip for clients that accept it.
+    """Compresses text responses for clients that accept it: gzip, br or zstd.
+
+    The coding is chosen from the request's ``Accept-Encoding`` (highest
+    qvalue; ties go to the order of `ENCODINGS`) among those allowed and
+    installed: gzip always, ``br`` with the ``brotli`` extra, ``zstd`` with
+    the ``zstd`` extra. The ``compress_response_encodings`` application
+    setting (or `with_encodings`) picks which are allowed, best first.
 
     Compressed: responses whose type is ``text/*`` or one of `CONTENT_TYPES`,
     that have no ``Content-Encoding`` yet, and that are streamed or at least
     `MIN_LENGTH` bytes long. ``Vary: Accept-Encoding`` is added to every
     response, compressed or not, since caches must key on it either way.
-    Streamed responses stay one gzip stream, flushed at each chunk.
+    Streamed responses stay one compressed stream, flushed at each chunk.
     """
 
     CONTENT_TYPES = frozenset(
@@ -70,12 +79,49 @@ class GZipContentEncoding(OutputTransform):
     """zlib compression level: the usual balance of speed and size."""
 
     MIN_LENGTH = 1024
-    """Shorter complete bodies are sent as they are: gzip would barely shrink them."""
+    """Shorter complete bodies are sent as they are: compression would barely shrink them."""
+
+    ENCODINGS: Optional[tuple[str, ...]] = None
+    """Codings allowed, best first; None: every installed one (br, zstd, gzip)."""
 
     def __init__(self, request: HTTPServerRequest) -> None:
         super().__init__(request)
-        self._gzipping = "gzip" in request.headers.get("Accept-Encoding", "")
-        self._compressor: Optional[zlib._Compress] = None
+        allowed = self.ENCODINGS
+        installed = available_codings()
+        offered = installed if allowed is None else tuple(c for c in allowed if c in installed)
+        self._coding = choose_coding(request.headers.get("Accept-Encoding"), offered)
+        self._compressor: Optional[Encoder] = None
+
+    @property
+    def _gzipping(self) -> bool:
+        # Tornado's name for "this response is being compressed".
+        return self._coding is not None
+
+    @classmethod
+    def with_encodings(cls, encodings: Sequence[str]) -> type[GZipContentEncoding]:
+        """A subclass allowing only ``encodings`` (best first; unknown names are an error).
+
+        Raises:
+            ValueError: an encoding other than gzip, br or zstd.
+        """
+        names = tuple(e.strip().lower() for e in encodings)
+        unknown = [n for n in names if n not in ("gzip", "br", "zstd")]
+        if unknown:
+            raise ValueError(
+                f"compress_response_encodings: unknown content coding(s) {unknown}; "
+                "choose among gzip, br, zstd"
+            )
+        return type(cls.__name__, (cls,), {"ENCODINGS": names, "__module__": cls.__module__})
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> type[GZipContentEncoding]:
+        """This class, restricted by the ``compress_response_encodings`` setting if given."""
+        encodings = settings.get("compress_response_encodings")
+        if encodings is None:
+            return cls
+        if isinstance(encodings, str):
+            encodings = encodings.split(",")
+        return cls.with_encodings(encodings)
 
     def _compressible_type(self, ctype: str) -> bool:
         return ctype.startswith("text/") or ctype in self.CONTENT_TYPES
@@ -84,21 +130,24 @@ class GZipContentEncoding(OutputTransform):
         self, status_code: int, headers: HTTPHeaders, chunk: bytes, finishing: bool
     ) -> tuple[int, HTTPHeaders, bytes]:
         """Decides whether to compress, adjusts the headers and compresses the chunk."""
-        if "Vary" in headers:
-            headers["Vary"] += ", Accept-Encoding"
-        else:
+        vary = headers.get("Vary")
+        if vary is None:
             headers["Vary"] = "Accept-Encoding"
-        if self._gzipping:
+        elif "accept-encoding" not in vary.lower():
+            headers["Vary"] = vary + ", Accept-Encoding"
+        coding = self._coding
+        if coding is not None:
             ctype = headers.get("Content-Type", "").split(";")[0].strip()
-            self._gzipping = (
+            if not (
                 self._compressible_type(ctype)
                 and (not finishing or len(chunk) >= self.MIN_LENGTH)
                 and "Content-Encoding" not in headers
-            )
-        if self._gzipping:
-            headers["Content-Encoding"] = "gzip"
-            # wbits 16 + MAX_WBITS: a gzip header and trailer around the deflate stream.
-            self._compressor = zlib.compressobj(self.GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            ):
+                coding = self._coding = None
+        if coding is not None:
+            headers["Content-Encoding"] = coding
+            level = self.GZIP_LEVEL if coding == "gzip" else None
+            self._compressor = make_encoder(coding, level)
             chunk = self.transform_chunk(chunk, finishing)
             if "Content-Length" in headers:
                 # The length changed; only a body sent in one piece knows the new one.
@@ -109,11 +158,11 @@ class GZipContentEncoding(OutputTransform):
         return status_code, headers, chunk
 
     def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
-        """Compresses a chunk; a sync flush makes it decodable before the next one arrives."""
-        if not self._gzipping or self._compressor is None:
+        """Compresses a chunk; a flush makes it decodable before the next one arrives."""
+        compressor = self._compressor
+        if compressor is None:
             return chunk
-        data = self._compressor.compress(chunk)
-        data += self._compressor.flush(zlib.Z_FINISH if finishing else zlib.Z_SYNC_FLUSH)
+        data = compressor.encode(chunk, finishing)
         if finishing:
             self._compressor = None
         return data

@@ -44,7 +44,7 @@ class PlanCacheTest(ClientTestCase):
         server = await self.serve(echo_agent)
         url = server.url()
         plain = await self.fetch(url)
-        self.assertTrue(plain.body.startswith(b"Tornado/"))
+        self.assertTrue(plain.body.startswith(b"Squall/"))
         self.assertTrue(plain.body.endswith(b"|gzip"))
         agent = await self.fetch(url, user_agent="Agent/1")
         self.assertEqual(agent.body, b"Agent/1|gzip")
@@ -77,7 +77,7 @@ class PlanCacheTest(ClientTestCase):
     async def test_defaults_changed_in_place_drop_the_plans(self) -> None:
         server = await self.serve(echo_agent)
         before = await self.fetch(server.url())
-        self.assertTrue(before.body.startswith(b"Tornado/"))
+        self.assertTrue(before.body.startswith(b"Squall/"))
         self.client.defaults["user_agent"] = "Changed/2"
         after = await self.fetch(server.url())
         self.assertEqual(after.body, b"Changed/2|gzip")

@@ -558,7 +558,7 @@ class BodyTest(ClientTestCase):
         response = await self.fetch(server.url(), user_agent="Other")
         self.assertEqual(response.body, b"Other")
         response = await self.fetch(server.url())
-        self.assertTrue(response.body.startswith(b"Tornado/"))
+        self.assertEqual(response.body, b"Squall/" + __import__("squall").version.encode())
 
     @gen_test
     async def test_malformed_response(self) -> None:

@@ -18,7 +18,8 @@ from squall.web.static import StaticFileHandler
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "web")
 STATIC = os.path.join(DATA, "static")
 TEMPLATES = os.path.join(DATA, "templates")
-ROBOTS_HASH = hashlib.sha512(b"Disallow: /\n").hexdigest()
+# static_url carries the first 32 hex characters of the SHA-512.
+ROBOTS_HASH = hashlib.sha512(b"Disallow: /\n").hexdigest()[:32]
 
 
 class RenderTestCase(AsyncHTTPTestCase):

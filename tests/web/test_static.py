@@ -367,10 +367,16 @@ class VersionTest:
 
     def test_make_static_url(self) -> None:
         settings = {"static_path": self.static, "static_url_prefix": "/s/"}
+        # A 32-character prefix of the hash in the URL, the whole of it in the Etag.
         assert (
             StaticFileHandler.make_static_url(settings, "a")
-            == f"/s/a?v={hashlib.sha512(b'aaa').hexdigest()}"
+            == f"/s/a?v={hashlib.sha512(b'aaa').hexdigest()[:32]}"
         )
+
+        class Full(StaticFileHandler):
+            VERSION_URL_LENGTH = None
+
+        assert Full.make_static_url(settings, "a") == f"/s/a?v={hashlib.sha512(b'aaa').hexdigest()}"
         assert StaticFileHandler.make_static_url(settings, "a", include_version=False) == "/s/a"
 
 

@@ -248,6 +248,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         "_start_line",
         "_headers",
         "_method",
+        "_no_body",
     )
 
     def __init__(self, server: ASGIServerDelegate, conn: HTTPConnection) -> None:
@@ -267,6 +268,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         self._start_line: Optional[ResponseStartLine] = None
         self._headers: Optional[HTTPHeaders] = None
         self._method = "GET"
+        self._no_body = False
 
     # -- the driver's side -----------------------------------------------------------
 
@@ -401,6 +403,8 @@ class _HTTPCycle(HTTPMessageDelegate):
         if self._disconnected:
             raise ClientDisconnected("the client disconnected")
         conn = self._conn
+        if self._no_body:
+            body = b""  # RFC 9110 §15.3.5, §15.4.5: 204 and 304 have no content
         if state == _HEAD_PENDING:
             start_line, headers = self._start_line, self._headers
             assert start_line is not None and headers is not None
@@ -462,6 +466,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         if "Date" not in headers._as_list:
             headers._as_list["Date"] = [_http_date()]
         self._start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
+        self._no_body = status in (204, 304)
         self._headers = headers
         self._state = _HEAD_PENDING
 

@@ -386,3 +386,23 @@ def test_100_continue_is_sent_when_the_app_asks_for_the_body() -> None:
         assert (status, body) == (200, b"data")
 
     run(main())
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_body_of_a_204_or_304_is_dropped(status: int) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"not allowed here"})
+
+    async def main() -> None:
+        async with serving(app) as (port, _, _):
+            client = await RawClient.connect(port)
+            await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            first, headers = await client.head()
+            # The second response follows the first head directly: no body between.
+            second, _ = await client.head()
+            await client.close()
+        assert first == second == status
+        assert "content-length" not in headers and "transfer-encoding" not in headers
+
+    run(main())

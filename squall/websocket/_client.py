@@ -95,7 +95,14 @@ class WebSocketClientConnection(_Peer):
         ssl_options: Any = None
         if secure:
             ssl_options = _client_ssl_options(request)
-        stream = await self._open_stream(host, port, ssl_options)
+        try:
+            stream = await self._open_stream(host, port, ssl_options)
+        except StreamClosedError as exc:
+            # As with Tornado's client, a failed connect raises its cause
+            # (ConnectionRefusedError, a TLS error...), which is what callers catch.
+            if exc.real_error is None:
+                raise
+            raise exc.real_error from None
         self.stream = stream
         try:
             key = _ws.new_key()

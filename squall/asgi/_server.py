@@ -36,6 +36,7 @@ from squall.asgi._types import (
     expected,
     split_target,
 )
+from squall.asgi._websocket import _WebSocketCycle
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -255,7 +256,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         self._server = server
         self._conn = conn
         self._loop = asyncio.get_running_loop()
-        self._ws: Any = None
+        self._ws: Optional[_WebSocketCycle] = None
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._body_done = False
@@ -278,8 +279,6 @@ class _HTTPCycle(HTTPMessageDelegate):
         assert isinstance(start_line, RequestStartLine)
         server = self._server
         if _is_websocket(start_line, headers):
-            from squall.asgi._websocket import _WebSocketCycle
-
             self._ws = _WebSocketCycle(server, self._conn, start_line, headers)
             return None
         self._method = start_line.method

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: test lint typecheck pytest coverage demo bench venv clean
+.PHONY: test lint typecheck pytest coverage demo bench bench-callgrind callgrind bench-rss venv clean
 
 venv: $(STAMP)
 
@@ -57,6 +57,18 @@ $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
 bench: $(BENCH_STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
+
+# Instructions per request and per stage (callgrind, on a seeded varied
+# request stream); valgrind comes from Debian's packages when missing.
+bench-callgrind: $(BENCH_STAMP)
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
+	$(BENCH_VENV)/bin/python benchmarks/callgrind_hotpath.py $(BENCH_ARGS)
+
+callgrind: bench-callgrind
+
+# Server RSS per idle keep-alive connection (10,000 held).
+bench-rss: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/idle_rss.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-bench build *.egg-info .coverage .mypy_cache .ruff_cache

@@ -1,0 +1,148 @@
+"""Server memory per idle keep-alive connection.
+
+Starts each server (benchmarks/servers/*_web.py, pinned to CPU 0), warms it
+up, reads its resident set (VmRSS, /proc/PID/status), opens ``--connections``
+keep-alive connections that each send one request (a varied ~400-byte GET)
+and read the whole response, then stay open and idle, and reads the RSS
+again. Reports (after - before) / connections. The file descriptor limit is
+raised to the hard limit for this process and the servers it starts.
+
+Usage: python benchmarks/idle_rss.py [--connections 10000] [--only squall,aiohttp]
+Run it with the benchmark venv (.venv-bench), where the peers are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from callgrind_hotpath import request_stream  # noqa: E402
+from run import SERVERS, WEB, free_port, pin, wait_listening  # noqa: E402
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class _Client(asyncio.Protocol):
+    """Sends one request, completes ``done`` when the response's body is in, stays open."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[None]) -> None:
+        self.request = request
+        self.done = done
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0 or self.done.done():
+            return
+        head = self.buf[:end].lower()
+        i = head.find(b"content-length:")
+        length = int(head[i + 15 :].split(b"\r\n", 1)[0]) if i >= 0 else 0
+        if len(self.buf) >= end + 4 + length:
+            if not self.buf.startswith(b"HTTP/1.1 200"):
+                self.done.set_exception(RuntimeError(f"bad response {self.buf[:60]!r}"))
+            else:
+                self.done.set_result(None)
+            self.buf = b""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(RuntimeError(f"connection lost early: {exc}"))
+
+
+async def hold(port: int, requests: list[bytes], batch: int) -> list[asyncio.BaseTransport]:
+    """Opens len(requests) connections, one request each; returns their transports."""
+    loop = asyncio.get_running_loop()
+    transports: list[asyncio.BaseTransport] = []
+    for start in range(0, len(requests), batch):
+        waits = []
+        for req in requests[start : start + batch]:
+            done: asyncio.Future[None] = loop.create_future()
+            transport, _ = await loop.create_connection(
+                lambda req=req, done=done: _Client(req, done), "127.0.0.1", port
+            )
+            transports.append(transport)
+            waits.append(done)
+        await asyncio.wait_for(asyncio.gather(*waits), 60)
+    return transports
+
+
+async def measure(pid: int, port: int, count: int) -> tuple[int, int]:
+    """RSS in KB before and after ``count`` idle connections."""
+    requests = request_stream("varied", count + 200)
+    # Warm-up: every code path and lazily built structure used once.
+    warm = await hold(port, requests[:200], 50)
+    for t in warm:
+        t.close()
+    await asyncio.sleep(0.5)  # let the server see the closes
+    before = rss_kb(pid)
+    transports = await hold(port, requests[200:], 200)
+    await asyncio.sleep(0.5)  # let the server finish its bookkeeping
+    after = rss_kb(pid)
+    for t in transports:
+        t.close()
+    return before, after
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--connections", type=int, default=10_000)
+    ap.add_argument("--only", help="comma-separated contender names")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2 * args.connections + 1000
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < args.connections + 500:
+        print(f"fd limit {hard} too low for {args.connections} connections", file=sys.stderr)
+        return 2
+    only = set(args.only.split(",")) if args.only else None
+    print(f"== idle keep-alive connections: server RSS per connection ({args.connections} held)")
+    for c in WEB:
+        if only is not None and c.name not in only:
+            continue
+        port = free_port()
+        proc = subprocess.Popen(
+            pin(0) + [sys.executable, str(SERVERS / c.script), str(port)],
+            env=dict(os.environ, **c.env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_listening(port, proc, time.monotonic() + 15)
+            before, after = asyncio.run(measure(proc.pid, port, args.connections))
+            per = (after - before) * 1024 / args.connections
+            print(
+                f"  {c.name:<16} {per / 1024:6.2f} KB per connection "
+                f"(RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB)"
+            )
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            print(f"  {c.name:<16} failed: {exc}")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,6 +26,7 @@ import h2.settings
 
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import Data, Drained, EndOfStream, Event, GoAway, Request, StreamReset
+from squall._h2._hpack import StatelessEncoder
 from squall._h2._limits import H2Limits
 
 __all__ = ["PREFACE", "H2Connection", "ErrorCode"]
@@ -111,8 +112,14 @@ class H2Connection:
             client_side=False,
             # Decoded as HTTP/1.1 heads are: every byte maps to one character.
             header_encoding="latin-1",
+            # Response heads are checked where they are built (HTTPHeaders
+            # refuses CR, LF and NUL; send_headers lowercases names and drops
+            # connection fields), not again field by field here.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         conn = self._conn = h2.connection.H2Connection(config=config)
+        conn.encoder = StatelessEncoder()  # type: ignore[assignment]
         conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={

@@ -1,0 +1,310 @@
+"""squall._h2 without I/O: bytes in, events out, limits on a controlled clock."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+import h2.config  # noqa: E402
+import h2.connection  # noqa: E402
+import h2.events  # noqa: E402
+import h2.settings  # noqa: E402
+import hpack  # noqa: E402
+from hyperframe.frame import (  # noqa: E402
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    PriorityFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+from squall._h2 import (  # noqa: E402
+    PREFACE,
+    Data,
+    Drained,
+    EndOfStream,
+    ErrorCode,
+    GoAway,
+    H2Connection,
+    H2Limits,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Request,
+    StreamReset,
+)
+from squall._h2._hpack import StatelessEncoder  # noqa: E402
+
+REQUEST = [(":method", "GET"), (":path", "/x?y=1"), (":scheme", "https"), (":authority", "a.b")]
+
+
+def client(settings: dict[int, int] | None = None) -> h2.connection.H2Connection:
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    if settings:
+        conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
+    conn.initiate_connection()
+    return conn
+
+
+def pair(
+    limits: H2Limits | None = None, settings: dict[int, int] | None = None
+) -> tuple[H2Connection, h2.connection.H2Connection]:
+    server = H2Connection(limits)
+    server.initiate()
+    c = client(settings)
+    assert server.receive_data(c.data_to_send(), 0.0) == []
+    c.receive_data(server.data_to_send())
+    server.receive_data(c.data_to_send(), 0.0)  # the SETTINGS ack
+    return server, c
+
+
+def goaway_code(c: h2.connection.H2Connection, data: bytes) -> int | None:
+    for ev in c.receive_data(data):
+        if isinstance(ev, h2.events.ConnectionTerminated):
+            return int(ev.error_code)
+    return None
+
+
+def test_request_events() -> None:
+    server, c = pair()
+    c.send_headers(1, REQUEST + [("cookie", "a=1"), ("cookie", "b=2"), ("x-k", "v")])
+    c.send_data(1, b"body", end_stream=True)
+    events = server.receive_data(c.data_to_send(), 0.0)
+    kinds = [type(e) for e in events]
+    assert kinds == [Request, Data, EndOfStream]
+    req = events[0]
+    assert isinstance(req, Request)
+    assert (req.method, req.target, req.authority, req.scheme) == ("GET", "/x?y=1", "a.b", "https")
+    assert ("x-k", "v") in req.headers
+    assert ("cookie", "a=1; b=2") in req.headers
+    data = events[1]
+    assert isinstance(data, Data) and data.data == b"body" and data.flow_length == 4
+
+
+def test_response_roundtrip() -> None:
+    server, c = pair()
+    c.send_headers(1, REQUEST, end_stream=True)
+    server.receive_data(c.data_to_send(), 0.0)
+    server.send_headers(1, 200, [("content-type", "text/plain"), ("x-long", "v" * 300)])
+    assert server.send_data(1, b"hello", end_stream=True)
+    events = c.receive_data(server.data_to_send())
+    response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+    assert list(response.headers or []) == [
+        (b":status", b"200"),
+        (b"content-type", b"text/plain"),
+        (b"x-long", b"v" * 300),
+    ]
+    data = next(e for e in events if isinstance(e, h2.events.DataReceived))
+    assert data.data == b"hello"
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+
+
+def test_stateless_encoder_decodes_with_hpack() -> None:
+    fields = [
+        (b":status", b"200"),
+        (b":status", b"418"),
+        (b"content-length", b"12"),
+        (b"x-custom", b"z" * 200),
+        (b"date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+    ]
+    encoder = StatelessEncoder()
+    block = encoder.encode(fields)
+    assert block == encoder.encode(fields)  # memoized, same bytes
+    assert hpack.Decoder().decode(block, raw=True) == fields
+    assert block[0] == 0x88  # ":status: 200" is static entry 8
+
+
+def test_flow_control_queues_and_drains() -> None:
+    server, c = pair(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    c.send_headers(1, REQUEST, end_stream=True)
+    server.receive_data(c.data_to_send(), 0.0)
+    server.send_headers(1, 200, [])
+    assert not server.send_data(1, b"0123456789abcdef", end_stream=True)
+    assert server.pending(1) == 6
+    events = c.receive_data(server.data_to_send())
+    got = b"".join(e.data or b"" for e in events if isinstance(e, h2.events.DataReceived))
+    assert got == b"0123456789"
+    c.increment_flow_control_window(100, stream_id=1)
+    events2 = server.receive_data(c.data_to_send(), 1.0)
+    assert [type(e) for e in events2] == [Drained]
+    assert server.pending(1) == 0
+    events = c.receive_data(server.data_to_send())
+    got = b"".join(e.data or b"" for e in events if isinstance(e, h2.events.DataReceived))
+    assert got == b"abcdef"
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+
+
+def test_consumed_gives_window_back() -> None:
+    server, c = pair(H2Limits(initial_window_size=1000, connection_window_size=65535))
+    c.send_headers(1, REQUEST)
+    c.send_data(1, b"x" * 900)
+    events = server.receive_data(c.data_to_send(), 0.0)
+    assert c.local_flow_control_window(1) == 100
+    data = events[-1]
+    assert isinstance(data, Data)
+    server.consumed(1, data.flow_length)
+    c.receive_data(server.data_to_send())
+    assert c.local_flow_control_window(1) == 1000
+
+
+def test_closed_stream_send_is_local_error() -> None:
+    server, c = pair()
+    with pytest.raises(LocalProtocolError, match="stream 1 is closed"):
+        server.send_data(1, b"x")
+
+
+def test_client_reset_and_goaway_events() -> None:
+    server, c = pair()
+    c.send_headers(1, REQUEST)
+    c.reset_stream(1, 8)
+    c.close_connection()
+    events = server.receive_data(c.data_to_send(), 0.0)
+    assert [type(e) for e in events] == [Request, StreamReset, GoAway]
+    reset = events[1]
+    assert isinstance(reset, StreamReset) and reset.error_code == 8 and reset.remote
+
+
+def test_bad_preface_is_remote_error() -> None:
+    server = H2Connection()
+    server.initiate()
+    with pytest.raises(RemoteProtocolError):
+        server.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+
+
+def raw(frame: object) -> bytes:
+    return frame.serialize()  # type: ignore[attr-defined,no-any-return]
+
+
+def flood(server: H2Connection, frames: list[bytes], now: float = 0.0) -> RemoteProtocolError:
+    with pytest.raises(RemoteProtocolError) as info:
+        server.receive_data(b"".join(frames), now)
+    return info.value
+
+
+def test_ping_flood() -> None:
+    server, c = pair(H2Limits(max_pings_per_second=5))
+    exc = flood(server, [raw(PingFrame(0, opaque_data=b"12345678")) for _ in range(50)])
+    assert exc.error_code == ErrorCode.ENHANCE_YOUR_CALM
+    assert "PING" in str(exc)
+    assert goaway_code(c, server.data_to_send()) == ErrorCode.ENHANCE_YOUR_CALM
+
+
+def test_pings_within_the_rate_pass() -> None:
+    server, c = pair(H2Limits(max_pings_per_second=5))
+    for second in range(10):
+        server.receive_data(raw(PingFrame(0, opaque_data=b"12345678")) * 4, float(second))
+    acks = [e for e in c.receive_data(server.data_to_send()) if isinstance(e, h2.events.PingAckReceived)]
+    assert len(acks) == 40
+
+
+def test_settings_flood() -> None:
+    server, _ = pair(H2Limits(max_settings_per_second=3))
+    exc = flood(server, [raw(SettingsFrame(0)) for _ in range(20)])
+    assert "SETTINGS" in str(exc)
+
+
+def test_window_update_flood() -> None:
+    server, _ = pair(H2Limits(max_window_updates_per_second=10))
+    exc = flood(server, [raw(WindowUpdateFrame(0, window_increment=1)) for _ in range(100)])
+    assert "WINDOW_UPDATE" in str(exc)
+
+
+def test_empty_frame_flood() -> None:
+    server, c = pair(H2Limits(max_empty_frames_per_second=10))
+    c.send_headers(1, REQUEST)
+    server.receive_data(c.data_to_send(), 0.0)
+    exc = flood(server, [raw(DataFrame(1)) for _ in range(50)])
+    assert "empty" in str(exc)
+
+
+def test_priority_flood() -> None:
+    server, _ = pair(H2Limits(max_empty_frames_per_second=10))
+    exc = flood(server, [raw(PriorityFrame(i * 2 + 1)) for _ in range(50) for i in range(1)])
+    assert "PRIORITY" in str(exc)
+
+
+def test_rapid_reset() -> None:
+    server, c = pair(H2Limits(max_resets_per_second=20))
+    for i in range(200):
+        c.send_headers(2 * i + 1, REQUEST)
+        c.reset_stream(2 * i + 1)
+    exc = flood(server, [c.data_to_send()])
+    assert "resets" in str(exc)
+    # Refused before h2 parsed anything: no request reached the application.
+    assert server.receive_data(b"", 0.0) == []
+
+
+def test_refusals_count_as_resets() -> None:
+    server, c = pair(H2Limits(max_resets_per_second=3))
+    for sid in (1, 3, 5):
+        server.refuse(sid, 0.0)
+    with pytest.raises(RemoteProtocolError, match="refused"):
+        server.refuse(7, 0.0)
+
+
+def test_continuation_flood() -> None:
+    server, c = pair(H2Limits(max_continuation_frames=8))
+    block = hpack.Encoder().encode(REQUEST)
+    frames = [raw(HeadersFrame(1, data=block))]
+    frames += [raw(ContinuationFrame(1, data=b"")) for _ in range(100)]
+    exc = flood(server, frames)
+    assert "CONTINUATION" in str(exc)
+
+
+def test_header_block_too_large() -> None:
+    server, c = pair(H2Limits(max_header_list_size=4096))
+    block = hpack.Encoder().encode(REQUEST)
+    frames = [raw(HeadersFrame(1, data=block))]
+    frames += [raw(ContinuationFrame(1, data=b"\x00" * 1000)) for _ in range(5)]
+    exc = flood(server, frames)
+    assert "header block larger than 4096" in str(exc)
+
+
+def test_hpack_bomb() -> None:
+    # One 4000-byte field in the dynamic table, then referenced 1000 times:
+    # a few KB on the wire that would decode to 4 MB.
+    server, c = pair(H2Limits(max_header_list_size=16384))
+    encoder = hpack.Encoder()
+    first = encoder.encode(REQUEST + [("x-bomb", "b" * 4000)])
+    refs = b"\xbe" * 1000  # indexed field 62: the newest dynamic-table entry
+    block = encoder.encode(REQUEST) + refs
+    frames = [raw(HeadersFrame(1, data=first, flags=["END_HEADERS", "END_STREAM"]))]
+    frames.append(raw(HeadersFrame(3, data=block, flags=["END_HEADERS", "END_STREAM"])))
+    exc = flood(server, frames)
+    assert exc.error_code == ErrorCode.ENHANCE_YOUR_CALM
+    assert "header list larger than 16384" in str(exc)
+
+
+def test_frames_split_across_reads_are_counted() -> None:
+    server, _ = pair(H2Limits(max_pings_per_second=5))
+    data = b"".join(raw(PingFrame(0, opaque_data=b"12345678")) for _ in range(20))
+    with pytest.raises(RemoteProtocolError):
+        for i in range(0, len(data), 5):
+            server.receive_data(data[i : i + 5], 0.0)
+
+
+def test_upgrade_settings() -> None:
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    header = c.initiate_upgrade_connection()
+    assert header is not None
+    server = H2Connection()
+    server.initiate(header.decode())
+    server.send_headers(1, 200, [], end_stream=True)
+    c.receive_data(server.data_to_send())  # h2 accepts our SETTINGS and the response
+    with pytest.raises(RemoteProtocolError, match="HTTP2-Settings"):
+        H2Connection().initiate("!!!not base64!!!")
+
+
+def test_limits_validation() -> None:
+    with pytest.raises(ValueError, match="max_concurrent_streams"):
+        H2Limits(max_concurrent_streams=0)
+    with pytest.raises(ValueError, match="send_timeout"):
+        H2Limits(send_timeout=0)
+    assert "max_concurrent_streams=100" in repr(H2Limits())
+
+
+def test_preface_constant() -> None:
+    assert PREFACE == b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

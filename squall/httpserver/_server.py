@@ -260,6 +260,12 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             decompress=p.decompress,
         )
         self._drain_waiter = waiter = loop.create_future()
+        # Let the loop poll once more, so that a request already in the
+        # kernel's buffers makes its connection busy rather than idle: an
+        # idle connection closed with unread bytes resets, and its client
+        # loses a request it had sent.
+        for _ in range(2):
+            await asyncio.sleep(0)
         for conn in list(self._connections):
             if isinstance(conn, _HTTPProtocol):
                 conn._drain(self._drain_params)

@@ -152,7 +152,11 @@ def test_a_request_arriving_during_drain_is_answered_with_close() -> None:
         while not any(c._h1.buffered for c in server._connections):
             await asyncio.sleep(0)  # let the server read the half head
         drain = asyncio.ensure_future(server.drain(timeout=3))
-        await asyncio.sleep(0)
+        while server._drain_params is None or not server._servers == []:
+            await asyncio.sleep(0)  # until the drain has begun
+        for _ in range(3):
+            await asyncio.sleep(0)  # and has gone past its poll
+        assert not drain.done()
         writer.write(b"Host: t\r\n\r\n")
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")

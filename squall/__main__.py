@@ -1,0 +1,5 @@
+"""``python -m squall run TARGET``: the same as the ``squall`` command."""
+
+from squall.cli import main
+
+raise SystemExit(main())

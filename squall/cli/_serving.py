@@ -1,0 +1,440 @@
+"""What ``squall run`` puts between a connection and the application.
+
+`ServingDelegate` wraps the application's delegate when any of these is on:
+proxy headers (``X-Forwarded-For``/``X-Forwarded-Proto`` and RFC 7239
+``Forwarded``, from trusted peers only), a root path, the access log, a
+concurrency limit (503 beyond it) and the request count behind
+``--max-requests``. Without any, the application is served directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional, Union
+
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPServerConnectionDelegate,
+    HTTPServerRequest,
+    RequestStartLine,
+    ResponseStartLine,
+)
+
+__all__ = ["ServingDelegate", "TrustedPeers", "parse_forwarded"]
+
+access_log = logging.getLogger("squall.access")
+
+_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+class TrustedPeers:
+    """The ``--forwarded-allow-ips`` set: addresses, networks or ``*``."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.any = "*" in items
+        self.addresses: set[str] = set()
+        self.networks: list[_Network] = []
+        for item in items:
+            if item == "*":
+                continue
+            if "/" in item:
+                try:
+                    self.networks.append(ipaddress.ip_network(item, strict=False))
+                except ValueError:
+                    raise ValueError(f"--forwarded-allow-ips: {item!r} is not a network") from None
+            else:
+                self.addresses.add(item)
+
+    def __contains__(self, ip: str) -> bool:
+        if self.any or ip in self.addresses:
+            return True
+        if not self.networks:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.networks)
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1].replace('\\"', '"')
+    return value
+
+
+def _node_ip(node: str) -> Optional[str]:
+    """The IP of a ``for=`` node (RFC 7239 §6), without port; None if obfuscated."""
+    node = _unquote(node)
+    if node.startswith("["):
+        end = node.find("]")
+        node = node[1:end] if end > 0 else node[1:]
+    elif node.count(":") == 1:
+        node = node.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(node))
+    except ValueError:
+        return None
+
+
+def parse_forwarded(value: str) -> list[dict[str, str]]:
+    """The elements of a ``Forwarded`` header (RFC 7239 §4), nearest proxy last."""
+    elements = []
+    # Quoted strings may hold commas and semicolons: split outside quotes only.
+    element: dict[str, str] = {}
+    pair = []
+    quoted = False
+    for ch in value + ",":
+        if ch == '"':
+            quoted = not quoted
+            pair.append(ch)
+        elif not quoted and ch in ";,":
+            text = "".join(pair).strip()
+            pair = []
+            if "=" in text:
+                name, _, val = text.partition("=")
+                element[name.strip().lower()] = _unquote(val)
+            if ch == ",":
+                if element:
+                    elements.append(element)
+                element = {}
+        else:
+            pair.append(ch)
+    return elements
+
+
+class _Reject(HTTPMessageDelegate):
+    """Answers 503 at once: the worker is at its concurrency limit."""
+
+    def __init__(self, connection: HTTPConnection) -> None:
+        self.connection = connection
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        return None
+
+    def finish(self) -> None:
+        body = b"Service Unavailable: too many requests in progress\n"
+        headers = HTTPHeaders(
+            {
+                "Content-Type": "text/plain; charset=utf-8",
+                "Content-Length": str(len(body)),
+                "Retry-After": "1",
+            }
+        )
+        self.connection.write_headers(
+            ResponseStartLine("HTTP/1.1", 503, "Service Unavailable"), headers, body
+        )
+        self.connection.finish()
+
+
+class _Exchange(HTTPMessageDelegate):
+    """One request: our delegate in front of the application's.
+
+    It applies proxy headers and the root path before the application sees
+    the head, and (through `_AppConnection`) records the response's status
+    and size for the access log.
+    """
+
+    def __init__(self, serving: ServingDelegate, conn: Any) -> None:
+        self._serving = serving
+        self._conn = conn
+        self.context = getattr(conn, "context", None)
+        self.delegate: Optional[HTTPMessageDelegate] = None
+        self._start = time.monotonic()
+        self._start_line: Optional[RequestStartLine] = None
+        self._headers: Optional[HTTPHeaders] = None
+        self._status = 0
+        self._size = 0
+        self._done = False
+        self._close_callback: Optional[Callable[[], None]] = None
+        self._proxied = False
+        conn.set_close_callback(self._on_close)
+
+    # -- HTTPMessageDelegate: the server's side ------------------------------------
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        assert isinstance(start_line, RequestStartLine) and self.delegate is not None
+        serving = self._serving
+        if serving.proxy_headers is not None:
+            self._apply_proxy(headers, serving.proxy_headers)
+        root = serving.strip_root
+        if root:
+            path = start_line.path
+            if path == root or path.startswith(root + "/") or path.startswith(root + "?"):
+                start_line = start_line._replace(path=path[len(root) :] or "/")
+                if start_line.path.startswith("?"):
+                    start_line = start_line._replace(path="/" + start_line.path)
+        self._start_line = start_line
+        self._headers = headers
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        assert self.delegate is not None
+        return self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        # The end of the request body; the response's end is _finish_response.
+        assert self.delegate is not None
+        self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        if self.delegate is not None:
+            self.delegate.on_connection_close()
+
+    def _apply_proxy(self, headers: HTTPHeaders, trusted: TrustedPeers) -> None:
+        ctx = self.context
+        if ctx is None:
+            return
+        peer = ctx._orig_remote_ip
+        if ctx.address_family not in (socket.AF_UNIX,) and peer not in trusted:
+            return
+        ip: Optional[str] = None
+        scheme: Optional[str] = None
+        forwarded = headers.get("Forwarded")
+        if forwarded:
+            chosen: Optional[dict[str, str]] = None
+            for element in reversed(parse_forwarded(forwarded)):
+                chosen = element
+                node = _node_ip(element.get("for", ""))
+                if node is None or node not in trusted:
+                    break
+            if chosen is not None:
+                ip = _node_ip(chosen.get("for", ""))
+                scheme = chosen.get("proto")
+        else:
+            xff = headers.get("X-Forwarded-For")
+            if xff:
+                for candidate in reversed(xff.split(",")):
+                    ip = candidate.strip()
+                    if ip not in trusted:
+                        break
+            xfp = headers.get("X-Forwarded-Proto")
+            if xfp:
+                scheme = xfp.split(",")[-1].strip().lower()
+        if ip:
+            try:
+                ctx.remote_ip = str(ipaddress.ip_address(ip))
+                self._proxied = True
+            except ValueError:
+                pass
+        if scheme in ("http", "https", "ws", "wss"):
+            ctx.protocol = "https" if scheme in ("https", "wss") else "http"
+            self._proxied = True
+
+    # -- HTTPConnection: the application's side ------------------------------------
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> Any:
+        if isinstance(start_line, ResponseStartLine):
+            self._status = start_line.code
+        if chunk:
+            self._size += len(chunk)
+        return self._conn.write_headers(start_line, headers, chunk)
+
+    def write(self, chunk: bytes) -> Any:
+        self._size += len(chunk)
+        return self._conn.write(chunk)
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        self._close_callback = callback
+
+    def detach(self) -> Any:
+        stream = self._conn.detach()
+        self._end()
+        return stream
+
+    def _finish_response(self) -> None:
+        self._conn.finish()
+        self._end()
+
+    def _on_close(self) -> None:
+        callback = self._close_callback
+        self._close_callback = None
+        if not self._done and self._status == 0:
+            self._status = 499  # the client went away before the response
+        self._end()
+        if callback is not None:
+            callback()
+
+    def _end(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._proxied and self.context is not None:
+            self.context.remote_ip = self.context._orig_remote_ip
+            self.context.protocol = self.context._orig_protocol
+        self._serving._request_done(self)
+
+
+class _AppConnection(HTTPConnection):
+    """``request.connection`` as the application sees it, over an `_Exchange`.
+
+    `HTTPConnection.finish` and `HTTPMessageDelegate.finish` share a name,
+    so the exchange cannot be both; this small proxy is the connection.
+    Other attributes (``set_body_timeout``, ``stream``...) are the server's.
+    """
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+        self.context = exchange.context
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> Any:
+        return self._exchange.write_headers(start_line, headers, chunk)
+
+    def write(self, chunk: bytes) -> Any:
+        return self._exchange.write(chunk)
+
+    def finish(self) -> None:
+        self._exchange._finish_response()
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        self._exchange.set_close_callback(callback)
+
+    def detach(self) -> Any:
+        return self._exchange.detach()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._exchange._conn, name)
+
+
+class _CallableDelegate(HTTPMessageDelegate):
+    """Collects a request for a plain ``callback(request)`` (a WSGIContainer)."""
+
+    def __init__(
+        self, callback: Callable[[HTTPServerRequest], Any], server_conn: object, conn: Any
+    ) -> None:
+        self.callback = callback
+        self.server_conn = server_conn
+        self.connection = conn
+        self.request: Optional[HTTPServerRequest] = None
+        self.chunks: list[bytes] = []
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        assert isinstance(start_line, RequestStartLine)
+        self.request = HTTPServerRequest(
+            connection=self.connection,
+            server_connection=self.server_conn,
+            start_line=start_line,
+            headers=headers,
+        )
+        return None
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        self.chunks.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        request = self.request
+        assert request is not None
+        if self.chunks:
+            request.body = b"".join(self.chunks)
+            request._parse_body()
+        self.callback(request)
+
+
+class ServingDelegate(HTTPServerConnectionDelegate):
+    """The application behind proxy headers, root path, access log and limits.
+
+    Args:
+        app: an `HTTPServerConnectionDelegate` or a ``callback(request)``.
+        proxy_headers: the trusted peers, or None to ignore proxy headers.
+        strip_root: a path prefix removed from request paths (for apps that
+            route on the full path; ASGI apps get ``root_path`` instead).
+        access_format: the access-log line (``str.format``), or None.
+        limit_concurrency: requests in progress beyond which 503 is answered.
+        on_request_done: called with the count of finished requests.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        proxy_headers: Optional[TrustedPeers] = None,
+        strip_root: str = "",
+        access_format: Optional[str] = None,
+        limit_concurrency: Optional[int] = None,
+        on_request_done: Optional[Callable[[int], None]] = None,
+    ) -> None:
+        self.app = app
+        self.proxy_headers = proxy_headers
+        self.strip_root = strip_root.rstrip("/")
+        self.access_format = access_format
+        self.limit_concurrency = limit_concurrency
+        self.on_request_done = on_request_done
+        self.active = 0
+        self.finished = 0
+
+    def start_request(
+        self, server_conn: object, request_conn: HTTPConnection
+    ) -> HTTPMessageDelegate:
+        limit = self.limit_concurrency
+        if limit is not None and self.active >= limit:
+            return _Reject(request_conn)
+        self.active += 1
+        exchange = _Exchange(self, request_conn)
+        conn = _AppConnection(exchange)
+        app = self.app
+        if isinstance(app, HTTPServerConnectionDelegate):
+            exchange.delegate = app.start_request(server_conn, conn)
+        else:
+            exchange.delegate = _CallableDelegate(app, server_conn, conn)
+        return exchange
+
+    def on_close(self, server_conn: object) -> None:
+        app = self.app
+        if isinstance(app, HTTPServerConnectionDelegate):
+            app.on_close(server_conn)
+
+    def _request_done(self, exchange: _Exchange) -> None:
+        self.active -= 1
+        self.finished += 1
+        fmt = self.access_format
+        if fmt is not None and access_log.isEnabledFor(logging.INFO):
+            self._log(fmt, exchange)
+        if self.on_request_done is not None:
+            self.on_request_done(self.finished)
+
+    def _log(self, fmt: str, exchange: _Exchange) -> None:
+        start_line = exchange._start_line
+        headers = exchange._headers or HTTPHeaders()
+        ctx = exchange.context
+        target = start_line.path if start_line else "-"
+        fields = {
+            "client": getattr(ctx, "remote_ip", "-"),
+            "method": start_line.method if start_line else "-",
+            "target": target,
+            "path": target.split("?", 1)[0],
+            "version": (start_line.version if start_line else "HTTP/1.1").replace("HTTP/", ""),
+            "status": exchange._status,
+            "size": exchange._size,
+            "duration_ms": (time.monotonic() - exchange._start) * 1000.0,
+            "user_agent": headers.get("User-Agent", "-"),
+            "referer": headers.get("Referer", "-"),
+            "host": headers.get("Host", "-"),
+        }
+        try:
+            line = fmt.format(**fields)
+        except (KeyError, ValueError, IndexError) as exc:
+            line = f"(bad --access-log-format: {exc}) {fields}"
+        access_log.info("%s", line)

@@ -1,0 +1,306 @@
+"""The supervisor: worker processes sharing the listening sockets.
+
+The supervisor binds the sockets and starts each worker as a fresh Python
+process (``python -m squall __worker``) that inherits them; the kernel
+hands each new connection to one of the workers waiting in ``accept``.
+Because the sockets stay open in the supervisor, a worker that stops or
+drains never loses a connection waiting in the backlog: another worker
+(or its replacement) accepts it.
+
+Signals: TERM/INT stop (workers drain, up to ``--timeout-graceful-shutdown``,
+then are killed); HUP replaces the workers one at a time, each new one
+ready before the old one drains (a new one that fails to start leaves the
+old ones serving); TTIN/TTOU add or remove a worker. A worker that exits
+unasked is replaced, after a back-off that grows while it keeps crashing
+soon after starting. With ``--reload``, a change to a watched source file
+triggers the same rolling replacement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Optional
+
+from squall.cli._options import Config
+from squall.cli._reload import Watcher
+
+__all__ = ["Supervisor", "worker_main"]
+
+log = logging.getLogger("squall.general")
+
+_MIN_BACKOFF = 0.1
+_MAX_BACKOFF = 10.0
+# A worker alive this long before crashing resets the back-off.
+_STABLE_AFTER = 5.0
+# Seconds a new worker has to become ready during a rolling restart.
+_READY_TIMEOUT = 60.0
+
+
+class _Worker:
+    def __init__(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[None]) -> None:
+        self.proc = proc
+        self.ready = ready
+        self.started = time.monotonic()
+        self.retiring = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+class Supervisor:
+    """Runs ``config.workers`` worker processes over ``sockets``.
+
+    Args:
+        config: the options (passed on to the workers).
+        sockets: the bound listening sockets, inherited by every worker.
+    """
+
+    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.target = config.workers
+        self.workers: dict[int, _Worker] = {}
+        self.stopping = False
+        self.backoff = _MIN_BACKOFF
+        self._stopped: Optional[asyncio.Event] = None
+        self._restarting = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watcher: Optional[Watcher] = None
+
+    async def run(self) -> int:
+        """Start the workers and supervise them until told to stop."""
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        handlers = {
+            signal.SIGTERM: self.stop,
+            signal.SIGINT: self.stop,
+            signal.SIGHUP: self.rolling_restart,
+            signal.SIGTTIN: self.add_worker,
+            signal.SIGTTOU: self.remove_worker,
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+        log.info("Supervisor %d starting %d worker(s)", os.getpid(), self.target)
+        await asyncio.gather(*(self._spawn() for _ in range(self.target)))
+        if self.config.reload:
+            self._task(self._watch_files())
+        await self._stopped.wait()
+        for sig in handlers:
+            loop.remove_signal_handler(sig)
+        return 0
+
+    def _task(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- workers ---------------------------------------------------------------------
+
+    async def _spawn(self) -> Optional[_Worker]:
+        loop = asyncio.get_running_loop()
+        rfd, wfd = os.pipe()
+        fds = [s.fileno() for s in self.sockets]
+        env = dict(os.environ)
+        env["SQUALL_WORKER_CONFIG"] = self.config.to_env()
+        env["SQUALL_WORKER_FDS"] = ",".join(map(str, fds))
+        env["SQUALL_WORKER_READY_FD"] = str(wfd)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "squall",
+                "__worker",
+                pass_fds=[*fds, wfd],
+                env=env,
+            )
+        finally:
+            os.close(wfd)
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def on_ready() -> None:
+            try:
+                data = os.read(rfd, 64)
+            except OSError:
+                data = b""
+            loop.remove_reader(rfd)
+            os.close(rfd)
+            if not ready.done():
+                if data.startswith(b"ready"):
+                    ready.set_result(None)
+                else:
+                    ready.set_exception(RuntimeError("the worker exited before serving"))
+                    ready.exception()
+
+        loop.add_reader(rfd, on_ready)
+        worker = _Worker(proc, ready)
+        self.workers[proc.pid] = worker
+        self._task(self._watch(worker))
+        try:
+            await ready
+        except RuntimeError:
+            return None
+        log.info("Worker %d ready", proc.pid)
+        return worker
+
+    async def _watch(self, worker: _Worker) -> None:
+        code = await worker.proc.wait()
+        self.workers.pop(worker.pid, None)
+        if worker.retiring or self.stopping:
+            log.info("Worker %d exited (%d)", worker.pid, code)
+            self._check_stopped()
+            return
+        lived = time.monotonic() - worker.started
+        if code == 0:
+            # It recycled itself (--max-requests): replace it at once.
+            log.info("Worker %d finished after %.1fs; starting a new one", worker.pid, lived)
+            self._task(self._spawn())
+            return
+        if lived >= _STABLE_AFTER:
+            self.backoff = _MIN_BACKOFF
+        delay = self.backoff
+        self.backoff = min(self.backoff * 2, _MAX_BACKOFF)
+        log.warning(
+            "Worker %d died (%s) after %.1fs; restarting in %.1fs",
+            worker.pid,
+            _exit_text(code),
+            lived,
+            delay,
+        )
+        self._task(self._respawn_after(delay))
+
+    async def _respawn_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not self.stopping and self._live_count() < self.target:
+            await self._spawn()
+
+    def _live_count(self) -> int:
+        return sum(1 for w in self.workers.values() if not w.retiring)
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.retiring = True
+        try:
+            worker.proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    # -- signals ---------------------------------------------------------------------
+
+    def add_worker(self) -> None:
+        """SIGTTIN: one worker more."""
+        if self.stopping:
+            return
+        self.target += 1
+        log.info("SIGTTIN: %d worker(s)", self.target)
+        self._task(self._spawn())
+
+    def remove_worker(self) -> None:
+        """SIGTTOU: one worker fewer (never below one); the oldest drains."""
+        if self.stopping or self.target <= 1:
+            return
+        self.target -= 1
+        log.info("SIGTTOU: %d worker(s)", self.target)
+        live = sorted((w for w in self.workers.values() if not w.retiring), key=lambda w: w.started)
+        if live:
+            self._retire(live[0])
+
+    def rolling_restart(self) -> None:
+        """SIGHUP: replace every worker, each new one ready before its old one drains."""
+        if self.stopping or self._restarting:
+            return
+        self._task(self._roll())
+
+    async def _roll(self) -> None:
+        self._restarting = True
+        try:
+            old = [w for w in self.workers.values() if not w.retiring]
+            log.info("Replacing %d worker(s)", len(old))
+            for worker in old:
+                if self.stopping:
+                    return
+                try:
+                    new = await asyncio.wait_for(self._spawn(), _READY_TIMEOUT)
+                except TimeoutError:
+                    new = None
+                if new is None:
+                    log.error("A new worker failed to start: the old ones keep serving")
+                    return
+                self._retire(worker)
+            # Workers that failed to start (a syntax error, fixed since).
+            while not self.stopping and self._live_count() < self.target:
+                if await self._spawn() is None:
+                    break
+        finally:
+            self._restarting = False
+
+    def stop(self) -> None:
+        """SIGTERM/SIGINT: drain every worker, kill the ones past the deadline."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self._watcher is not None:
+            self._watcher.stop()
+        log.info("Stopping %d worker(s)", len(self.workers))
+        for worker in list(self.workers.values()):
+            self._retire(worker)
+        self._check_stopped()
+        self._task(self._kill_after(self.config.timeout_graceful_shutdown + 5.0))
+
+    async def _kill_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        for worker in list(self.workers.values()):
+            log.warning("Worker %d did not stop: killing it", worker.pid)
+            try:
+                worker.proc.kill()
+            except ProcessLookupError:
+                pass
+
+    def _check_stopped(self) -> None:
+        if self.stopping and not self.workers and self._stopped is not None:
+            self._stopped.set()
+
+    # -- reload ----------------------------------------------------------------------
+
+    async def _watch_files(self) -> None:
+        self._watcher = watcher = Watcher(self.config.reload_dirs or [os.getcwd()])
+        while not self.stopping:
+            changed = await asyncio.to_thread(watcher.wait_for_change, 0.5)
+            if changed and not self.stopping:
+                log.info("Reloading: %s changed", changed)
+                await self._roll()
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
+
+
+def worker_main() -> int:
+    """The ``python -m squall __worker`` entry: serve the inherited sockets."""
+    from squall.cli._worker import run_worker
+
+    config = Config.from_env(os.environ.pop("SQUALL_WORKER_CONFIG"))
+    fds = [int(fd) for fd in os.environ.pop("SQUALL_WORKER_FDS").split(",") if fd]
+    ready_fd = int(os.environ.pop("SQUALL_WORKER_READY_FD"))
+    sockets = [socket.socket(fileno=fd) for fd in fds]
+    for sock in sockets:
+        sock.setblocking(False)
+    # The supervisor handles the signals meant for the group.
+    for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+
+    def ready() -> None:
+        os.write(ready_fd, b"ready\n")
+        os.close(ready_fd)
+
+    return run_worker(config, sockets, ready)

@@ -1,0 +1,190 @@
+"""Finding what TARGET is, by shape, and making it something HTTPServer serves."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional
+
+from squall.cli._options import UsageError
+from squall.httputil import HTTPServerConnectionDelegate
+
+__all__ = ["Served", "load", "serve_target"]
+
+
+class Served:
+    """What the worker hands to `HTTPServer`, with its start and stop hooks.
+
+    Attributes:
+        kind: ``"squall"``, ``"asgi"`` or ``"wsgi"``.
+        callback: the ``request_callback`` for `HTTPServer`.
+        startup: awaited before serving (ASGI lifespan), or None.
+        shutdown: awaited after the drain (ASGI lifespan), or None.
+        app: the object TARGET named (after calling a factory).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        callback: Any,
+        app: Any,
+        startup: Optional[Callable[[], Awaitable[None]]] = None,
+        shutdown: Optional[Callable[[], Awaitable[None]]] = None,
+    ) -> None:
+        self.kind = kind
+        self.callback = callback
+        self.app = app
+        self.startup = startup
+        self.shutdown = shutdown
+
+
+def load(spec: str, app_dir: str = ".") -> Any:
+    """Import ``module:attribute`` (the attribute may be dotted).
+
+    Raises:
+        UsageError: a malformed spec, a module that does not import, or a
+            missing attribute.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"TARGET {spec!r} must be module:attribute, e.g. myapp.main:app")
+    if app_dir is not None:
+        import os
+
+        path = os.path.abspath(app_dir)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(f"TARGET {spec!r}: no module named {exc.name!r}") from None
+        raise
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(
+                f"TARGET {spec!r}: module {module_name!r} has no attribute {attr!r}"
+            ) from None
+    return obj
+
+
+def _positional(func: Any) -> Optional[tuple[int, int]]:
+    """(required, total) positional parameters of ``func``, or None if unknown."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    required = total = 0
+    for param in sig.parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            total += 1
+            if param.default is param.empty:
+                required += 1
+        elif param.kind is param.VAR_POSITIONAL:
+            total += 3
+    return required, total
+
+
+def _call_target(obj: Any) -> Any:
+    """The function a call of ``obj`` runs (``__call__`` for instances)."""
+    if inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isclass(obj):
+        return obj
+    return getattr(obj, "__call__", None)  # noqa: B004 - we want the method itself
+
+
+def _takes(obj: Any, n: int) -> bool:
+    shape = _positional(_call_target(obj))
+    return shape is not None and shape[0] <= n <= shape[1]
+
+
+def is_asgi(obj: Any) -> bool:
+    """An async callable of (scope, receive, send)."""
+    func = _call_target(obj)
+    return (
+        func is not None
+        and not inspect.isclass(obj)
+        and inspect.iscoroutinefunction(func)
+        and _takes(obj, 3)
+    )
+
+
+def is_wsgi(obj: Any) -> bool:
+    """A plain callable of (environ, start_response)."""
+    func = _call_target(obj)
+    return (
+        func is not None
+        and not inspect.isclass(obj)
+        and not inspect.iscoroutinefunction(func)
+        and _takes(obj, 2)
+    )
+
+
+def _is_factory(obj: Any) -> bool:
+    if not callable(obj) or inspect.isclass(obj):
+        return False
+    shape = _positional(_call_target(obj))
+    return shape is not None and shape[0] == 0
+
+
+def _describe(obj: Any) -> str:
+    if inspect.isfunction(obj):
+        shape = _positional(obj)
+        n = shape[0] if shape else "?"
+        kind = "async function" if inspect.iscoroutinefunction(obj) else "function"
+        return f"a {kind} of {n} required argument(s)"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__}"
+
+
+_EXPECTED = (
+    "expected a squall/Tornado Application (or HTTPServerConnectionDelegate), an ASGI app "
+    "(async callable of scope, receive, send), a WSGI app (callable of environ, "
+    "start_response), or a factory returning one"
+)
+
+
+def serve_target(
+    obj: Any, spec: str, root_path: str = "", factory: Optional[bool] = None
+) -> Served:
+    """Wrap what TARGET named into something `HTTPServer` serves.
+
+    Args:
+        obj: the loaded object.
+        spec: TARGET as written, for messages.
+        root_path: given to an ASGI app as its ``root_path``.
+        factory: True to call ``obj`` first, False never to, None to
+            decide by shape (a callable taking no arguments).
+
+    Raises:
+        UsageError: ``obj`` has none of the shapes, or ASGI is unavailable.
+    """
+    if factory or (factory is None and _is_factory(obj)):
+        try:
+            made = obj()
+        except TypeError as exc:
+            raise UsageError(f"TARGET {spec!r}: calling the factory failed: {exc}") from None
+        if inspect.isawaitable(made):
+            raise UsageError(
+                f"TARGET {spec!r}: the factory is async; make it return the application"
+            )
+        return serve_target(made, spec + "()", root_path, factory=False)
+    if isinstance(obj, HTTPServerConnectionDelegate):
+        return Served("squall", obj, obj)
+    if is_asgi(obj):
+        try:
+            from squall.asgi import ASGIServerDelegate
+        except ImportError as exc:
+            raise UsageError(
+                f"TARGET {spec!r} is an ASGI app, but squall.asgi is not available: {exc}"
+            ) from None
+        delegate = ASGIServerDelegate(obj, root_path=root_path)
+        return Served("asgi", delegate, obj, delegate.startup, delegate.shutdown)
+    if is_wsgi(obj):
+        from squall.wsgi import WSGIContainer
+
+        return Served("wsgi", WSGIContainer(obj), obj)
+    raise UsageError(f"TARGET {spec!r} is {_describe(obj)}: {_EXPECTED}")

@@ -1,0 +1,151 @@
+"""One serving process: load TARGET, serve the sockets, drain on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import ssl
+from typing import Any, Optional
+
+from squall.cli._options import Config, UsageError
+from squall.cli._serving import ServingDelegate, TrustedPeers
+from squall.cli._target import Served, load, serve_target
+from squall.httpserver import HTTPServer
+
+__all__ = ["build_server", "run_worker"]
+
+log = logging.getLogger("squall.general")
+
+
+def _ssl_context(config: Config) -> Optional[ssl.SSLContext]:
+    if not config.certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.certfile, config.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(
+            f"--certfile/--keyfile: cannot load {config.certfile} / {config.keyfile}: {exc}"
+        ) from None
+    return context
+
+
+def build_server(
+    config: Config, served: Served, on_request_done: Optional[Any] = None
+) -> tuple[HTTPServer, Optional[ServingDelegate]]:
+    """The `HTTPServer` for ``served`` with the options of ``config``."""
+    from squall.web import Application
+
+    callback: Any = served.callback
+    access = config.access_log
+    app = served.app
+    if served.kind == "squall" and isinstance(app, Application):
+        if app.settings.get("log_function") is not None:
+            access = False  # the application logs its own way
+        else:
+            # Our line replaces Tornado's so that requests are logged once.
+            app.settings["log_function"] = _no_log
+    elif served.kind == "wsgi":
+        callback._log = _no_log
+    trusted = TrustedPeers(config.forwarded_allow_ips) if config.proxy_headers else None
+    strip_root = config.root_path if served.kind != "asgi" else ""
+    serving: Optional[ServingDelegate] = None
+    if (
+        trusted is not None
+        or strip_root
+        or access
+        or config.limit_concurrency is not None
+        or on_request_done is not None
+    ):
+        serving = ServingDelegate(
+            callback,
+            proxy_headers=trusted,
+            strip_root=strip_root,
+            access_format=config.access_log_format if access else None,
+            limit_concurrency=config.limit_concurrency,
+            on_request_done=on_request_done,
+        )
+        callback = serving
+    server = HTTPServer(
+        callback,
+        ssl_options=_ssl_context(config),
+        idle_connection_timeout=config.timeout_keep_alive or None,
+        header_timeout=config.timeout_header or None,
+        body_timeout=config.timeout_body,
+    )
+    return server, serving
+
+
+def _no_log(*args: Any) -> None:
+    pass
+
+
+async def serve(
+    config: Config,
+    sockets: list[socket.socket],
+    ready: Optional[Any] = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT (or ``--max-requests``), then drain.
+
+    Args:
+        config: the options.
+        sockets: listening sockets, already bound.
+        ready: called once serving (the supervisor's readiness pipe).
+
+    Returns:
+        The process exit status.
+    """
+    loop = asyncio.get_running_loop()
+    served = serve_target(
+        load(config.target, config.app_dir), config.target, config.root_path, config.factory
+    )
+    if served.startup is not None:
+        await served.startup()
+    stop = asyncio.Event()
+    reason = ["signal"]
+    on_done = None
+    if config.max_requests:
+        limit = config.max_requests + random.randint(0, config.max_requests_jitter)
+
+        def on_done(count: int) -> None:
+            if count >= limit and not stop.is_set():
+                reason[0] = f"served {count} requests (--max-requests)"
+                stop.set()
+
+    server, _ = build_server(config, served, on_done)
+    server.add_sockets(sockets)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready()
+    log.info("Worker %d serving (%s app %s)", os.getpid(), served.kind, config.target)
+    await stop.wait()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    log.info(
+        "Worker %d draining (%s); %d connection(s) open",
+        os.getpid(),
+        reason[0],
+        len(server._connections) + len(server._detached),
+    )
+    clean = await server.drain(config.timeout_graceful_shutdown)
+    if not clean:
+        log.warning("Worker %d: graceful shutdown timed out; aborted the rest", os.getpid())
+    if served.shutdown is not None:
+        await served.shutdown()
+    log.info("Worker %d stopped", os.getpid())
+    return 0
+
+
+def run_worker(config: Config, sockets: list[socket.socket], ready: Optional[Any] = None) -> int:
+    """Run `serve` on a fresh event loop (uvloop's when installed)."""
+    try:
+        import uvloop
+
+        return uvloop.run(serve(config, sockets, ready))
+    except ImportError:
+        return asyncio.run(serve(config, sockets, ready))

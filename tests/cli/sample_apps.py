@@ -1,0 +1,78 @@
+"""Applications ``squall run`` serves in the tests (imported by the subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from squall.web import Application, RequestHandler
+from squall.websocket import WebSocketHandler
+
+
+class Pid(RequestHandler):
+    def get(self) -> None:
+        self.write(
+            {
+                "pid": os.getpid(),
+                "remote_ip": self.request.remote_ip,
+                "protocol": self.request.protocol,
+                "path": self.request.path,
+            }
+        )
+
+
+class Slow(RequestHandler):
+    async def get(self) -> None:
+        # Long enough for a drain to start while this is in flight.
+        await asyncio.sleep(float(self.get_argument("s", "0.3")))
+        self.write(f"slow {os.getpid()}")
+
+
+class Echo(WebSocketHandler):
+    def on_message(self, message: Any) -> None:
+        self.write_message(message)
+
+
+def make_app() -> Application:
+    """A factory: TARGET tests:make_app is called."""
+    return Application([("/", Pid), ("/slow", Slow), ("/ws", Echo)])
+
+
+app = make_app()
+
+
+async def asgi_app(
+    scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = f"asgi {scope['path']} root={scope.get('root_path', '')}".encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    body = f"wsgi {environ['PATH_INFO']}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+not_an_app = 42
+
+
+def two_many(a: int, b: int, c: int, d: int) -> None:
+    """Four arguments: no shape squall run knows."""

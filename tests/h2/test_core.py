@@ -17,7 +17,6 @@ from hyperframe.frame import (  # noqa: E402
     HeadersFrame,
     PingFrame,
     PriorityFrame,
-    RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
 )
@@ -196,7 +195,9 @@ def test_pings_within_the_rate_pass() -> None:
     server, c = pair(H2Limits(max_pings_per_second=5))
     for second in range(10):
         server.receive_data(raw(PingFrame(0, opaque_data=b"12345678")) * 4, float(second))
-    acks = [e for e in c.receive_data(server.data_to_send()) if isinstance(e, h2.events.PingAckReceived)]
+    acks = [
+        e for e in c.receive_data(server.data_to_send()) if isinstance(e, h2.events.PingAckReceived)
+    ]
     assert len(acks) == 40
 
 

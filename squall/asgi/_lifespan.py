@@ -122,6 +122,12 @@ class Lifespan:
             self._settle({"type": "cancelled", "message": "cancelled"})
             raise
         except Exception as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # The loop is being torn down without a shutdown: whatever
+                # the application sends on its way out is beside the point.
+                self._settle({"type": "cancelled", "message": "cancelled"})
+                raise asyncio.CancelledError() from exc
             if self.supported or self.mode == "on":
                 app_log.error("Exception in 'lifespan' protocol", exc_info=True)
             self._settle({"type": "error", "message": f"{type(exc).__name__}: {exc}"})

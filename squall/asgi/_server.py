@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any, Optional, Union
 
 from squall.asgi._lifespan import Lifespan, LifespanMode
@@ -69,12 +69,21 @@ def _http_date() -> str:
     return str(_date_cache[1])
 
 
+# Header names as scopes carry them (lowercased bytes), by HTTPHeaders' name.
+_SCOPE_NAMES: dict[str, bytes] = {}
+
+
 def _scope_headers(headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
     # The parser decoded names and values as Latin-1: encoding back gives
     # the bytes that were sent.
     out = []
+    names = _SCOPE_NAMES
     for name, values in headers._as_list.items():
-        low = name.lower().encode("latin-1")
+        low = names.get(name)
+        if low is None:
+            low = name.lower().encode("latin-1")
+            if len(names) < 512:
+                names[name] = low
         for value in values:
             out.append((low, value.encode("latin-1")))
     return out
@@ -218,8 +227,8 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
             scope["method"] = start_line.method
         return scope
 
-    def _run(self, coro: Awaitable[None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
+    def _run(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -335,12 +344,16 @@ class _HTTPCycle(HTTPMessageDelegate):
 
     def _release(self) -> None:
         """Let the driver go on: the application no longer waits for the body."""
-        for name in ("_gate", "_drain"):
-            future = getattr(self, name)
-            if future is not None:
-                setattr(self, name, None)
-                if not future.done():
-                    future.set_result(None)
+        gate = self._gate
+        if gate is not None:
+            self._gate = None
+            if not gate.done():
+                gate.set_result(None)
+        drain = self._drain
+        if drain is not None:
+            self._drain = None
+            if not drain.done():
+                drain.set_result(None)
 
     # -- the application's side ------------------------------------------------------
 
@@ -412,8 +425,8 @@ class _HTTPCycle(HTTPMessageDelegate):
                 if start_line.code >= 200 and start_line.code not in (204, 304):
                     if self._method != "HEAD" or body:
                         fields["Content-Length"] = [str(len(body))]
-            self._state = _BODY
             written = conn.write_headers(start_line, headers, bytes(body))
+            self._state = _BODY
         elif body:
             written = conn.write(bytes(body))
         else:
@@ -450,17 +463,17 @@ class _HTTPCycle(HTTPMessageDelegate):
             ) from None
         if not 100 <= status <= 999 or (status < 200 and status != 101):
             raise ASGIProtocolError(f"invalid response status {status}")
-        pairs = []
         try:
-            for name, value in message.get("headers", ()):
-                pairs.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
+            # Checked when the head is rendered (the same grammar the parser
+            # enforces), which raises HTTPOutputError naming the bad field.
+            pairs = [
+                (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+                for name, value in message.get("headers", ())
+            ]
         except (TypeError, ValueError):
             raise ASGIProtocolError(
                 "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
             ) from None
-        for name, value in pairs:
-            if not name or "\n" in value or "\r" in value or "\0" in value or ":" in name:
-                raise ASGIProtocolError(f"invalid response header {name!r}: {value!r}")
         headers = HTTPHeaders._from_pairs(pairs)
         if "Date" not in headers._as_list:
             headers._as_list["Date"] = [_http_date()]
@@ -485,13 +498,17 @@ class _HTTPCycle(HTTPMessageDelegate):
         if self._state == _START:
             app_log.error("ASGI callable returned without starting response")
             self._fail()
+        elif self._state == _HEAD_PENDING:
+            # Nothing is written before the first body message: a 500 still fits.
+            app_log.error("ASGI callable returned without sending the response body")
+            self._fail()
         elif self._state != _DONE:
             app_log.error("ASGI callable returned without completing response")
             self._abandon()
 
     def _fail(self) -> None:
         """An application error: 500 if nothing was sent yet, else close."""
-        if self._state != _START or self._disconnected:
+        if self._state not in (_START, _HEAD_PENDING) or self._disconnected:
             self._abandon()
             return
         self._state = _DONE

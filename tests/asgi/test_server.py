@@ -329,15 +329,16 @@ def test_returning_without_a_response_is_a_500(caplog: pytest.LogCaptureFixture)
 def test_bad_response_header_is_an_error(caplog: pytest.LogCaptureFixture) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x", b"a\r\nb")]})
+        await send({"type": "http.response.body", "body": b"never sent"})
 
     async def main() -> None:
         async with serving(app) as (port, _, _):
-            status, _, _ = await request(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-        assert status == 500
+            status, _, body = await request(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert (status, body) == (500, b"Internal Server Error")
 
     with caplog.at_level(logging.ERROR, "squall.application"):
         run(main())
-    assert "invalid response header" in caplog.text
+    assert "invalid character in value of header 'X'" in caplog.text
 
 
 def test_head_response_has_no_body_and_keeps_content_length() -> None:

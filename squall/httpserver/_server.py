@@ -181,7 +181,13 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         """Serve listening sockets on the current event loop."""
         from squall.ioloop import IOLoop
 
-        loop: asyncio.AbstractEventLoop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
+        io_loop = IOLoop.current()
+        loop: asyncio.AbstractEventLoop = io_loop.asyncio_loop  # type: ignore[attr-defined]
+        # IOLoop.close(all_fds=True) closes our listeners and connections too,
+        # as it closes the sockets of IOStream-based servers.
+        owners = getattr(io_loop, "_fd_owners", None)
+        if owners is not None:
+            owners.add(self)
         params = self.conn_params
         ssl_context = self._ssl_context
 
@@ -209,6 +215,14 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
+
+    def _close_fds(self) -> None:
+        # Called by IOLoop.close(all_fds=True): stop listening and drop every
+        # connection at once (IOStream-based ones are closed by the loop).
+        self.stop()
+        for conn in list(self._connections) + list(self._detached):
+            if isinstance(conn, _HTTPProtocol):
+                conn._hard_close()
 
     async def close_all_connections(self) -> None:
         """Close every open HTTP connection and wait until they are closed.
@@ -267,7 +281,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         for _ in range(2):
             await asyncio.sleep(0)
         for conn in list(self._connections):
-            if isinstance(conn, _HTTPProtocol):
+            if hasattr(conn, "_drain"):
+                # _HTTPProtocol, and the HTTP/2 protocol (GOAWAY).
                 conn._drain(self._drain_params)
             else:
                 # An IOStream connection (handle_stream): closed at once.
@@ -289,7 +304,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         except TimeoutError:
             clean = False
             for conn in list(self._connections) + list(self._detached):
-                if isinstance(conn, _HTTPProtocol):
+                if hasattr(conn, "_hard_close"):
                     conn._hard_close()
                 else:
                     loop.create_task(conn.close())

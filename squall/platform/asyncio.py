@@ -24,6 +24,7 @@ import select
 import socket
 import threading
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Optional, TypeVar
 
@@ -69,6 +70,10 @@ class BaseAsyncIOLoop(IOLoop):
         self.readers: set[int] = set()
         self.writers: set[int] = set()
         self.closing = False
+        # Objects holding fds that the loop does not watch itself (an
+        # HTTPServer's listeners and transports): close(all_fds=True) calls
+        # their _close_fds(), as it closes the fds given to add_handler.
+        self._fd_owners: weakref.WeakSet[Any] = weakref.WeakSet()
         # Forget loops that were closed without IOLoop.close (for instance
         # by asyncio.run); otherwise the map would grow without bound.
         for loop in list(IOLoop._ioloop_for_asyncio):
@@ -84,6 +89,8 @@ class BaseAsyncIOLoop(IOLoop):
     def close(self, all_fds: bool = False) -> None:
         """Close the loop and the asyncio loop it wraps."""
         self.closing = True
+        if all_fds:
+            self._close_fd_owners()
         for fd in list(self.handlers):
             fileobj = self.handlers[fd][0]
             self.remove_handler(fd)
@@ -94,6 +101,25 @@ class BaseAsyncIOLoop(IOLoop):
         if self.selector_loop is not self.asyncio_loop:
             self.selector_loop.close()
         self.asyncio_loop.close()
+
+    def _close_fd_owners(self) -> None:
+        owners = list(self._fd_owners)
+        self._fd_owners.clear()
+        for owner in owners:
+            try:
+                owner._close_fds()
+            except Exception:
+                _app_log.error("Exception closing the fds of %r", owner, exc_info=True)
+        loop = self.asyncio_loop
+        if not owners or loop.is_closed() or loop.is_running():
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # A transport closes its socket in a callback of the next loop
+            # turn: give it that turn, or the socket outlives the loop.
+            loop.call_soon(loop.stop)
+            loop.run_forever()
 
     def add_handler(self, fd: Any, handler: Callable[..., None], events: int) -> None:
         """Watch ``fd`` for ``events``; see `IOLoop.add_handler`.

@@ -183,6 +183,19 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             max_body_size=body_limit,
         )
         self._body_limit = body_limit
+        # IOLoop.close(all_fds=True) closes our connections (_close_fds).
+        owners = getattr(self.io_loop, "_fd_owners", None)
+        if owners is not None:
+            owners.add(self)
+
+    def _close_fds(self) -> None:
+        # The loop closes with all_fds=True: idle and in-use connections go
+        # now, as IOStream-based connections would with the loop's fds.
+        self.pool.close()
+        for fetch in list(self.active.values()):
+            exchange = fetch.exchange
+            if exchange is not None:
+                exchange.conn.close()
 
     def close(self) -> None:
         """Close idle connections and the resolver if it is the client's own."""

@@ -1,0 +1,484 @@
+"""Resource hygiene: what Squall opens, it closes.
+
+Each scenario runs a realistic piece of an application (a server with HTTP
+and WebSocket clients, refused connections, timeouts, a pooled keep-alive
+connection whose server went away, an `AsyncHTTPTestCase`'s lifecycle, pipes
+of a subprocess) on a loop of its own, then checks, after collecting garbage,
+that nothing was reported unclosed: no ResourceWarning (made an error, so
+that it reaches ``sys.unraisablehook``, as pytest's own check sees it), no
+unraisable exception of any kind, no "Task was destroyed" from asyncio, and
+no file descriptor left open that the scenario did not have before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import unittest
+import warnings
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Optional
+
+import pytest
+
+from squall import gen, netutil, testing, web, websocket
+from squall.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from squall.httpserver import HTTPServer
+from squall.ioloop import IOLoop
+from squall.iostream import IOStream, SSLIOStream, StreamClosedError
+from squall.process import Subprocess
+from squall.tcpclient import TCPClient
+from squall.tcpserver import TCPServer
+
+LIMIT = 5.0
+
+
+def _open_fds() -> dict[int, str]:
+    fds: dict[int, str] = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            # The directory's own fd, closed by the time it is read.
+            continue
+    return fds
+
+
+class _AsyncioErrors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def nothing_left_open(pending_tasks_allowed: bool = False) -> Iterator[None]:
+    """Fail if the block leaves anything unclosed (see the module docstring).
+
+    Args:
+        pending_tasks_allowed: do not fail on asyncio's "Task was destroyed
+            but it is pending" (a loop closed under running coroutines logs
+            it, as it does with Tornado; it is a log line, not a leak).
+    """
+    gc.collect()
+    before = _open_fds()
+    unraisable: list[str] = []
+
+    def hook(args: Any) -> None:
+        unraisable.append(f"{args.exc_type.__name__}: {args.exc_value} ({args.object!r})")
+
+    errors = _AsyncioErrors()
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addHandler(errors)
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = hook
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            yield
+            # Twice: finalizers run by the first pass may free more.
+            gc.collect()
+            gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+        asyncio_log.removeHandler(errors)
+    assert unraisable == [], "\n".join(unraisable)
+    messages = [
+        m
+        for m in errors.messages
+        if not (pending_tasks_allowed and m.startswith("Task was destroyed"))
+    ]
+    assert messages == [], "\n".join(messages)
+    leaked = {fd: target for fd, target in _open_fds().items() if before.get(fd) != target}
+    assert leaked == {}
+
+
+def run_on_new_loop(main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main`` on a fresh loop that is closed afterwards, as asyncio.run does."""
+    asyncio.run(asyncio.wait_for(main(), LIMIT))  # type: ignore[arg-type]
+
+
+# -- an application -------------------------------------------------------------------
+
+
+class HelloHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.write("hello")
+
+    def post(self) -> None:
+        self.write(self.request.body)
+
+
+class EchoSocket(websocket.WebSocketHandler):
+    def on_message(self, message: str | bytes) -> None:
+        if message == "bye":
+            self.close(1000, "asked to")
+        else:
+            self.write_message(message)
+
+
+def make_app() -> web.Application:
+    return web.Application([("/", HelloHandler), ("/ws", EchoSocket)])
+
+
+async def start_server(**kwargs: Any) -> tuple[HTTPServer, int]:
+    sock, port = testing.bind_unused_port()
+    server = HTTPServer(make_app(), **kwargs)
+    server.add_sockets([sock])
+    return server, port
+
+
+async def stop_server(server: HTTPServer) -> None:
+    server.stop()
+    await server.close_all_connections()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    sock, port = testing.bind_unused_port()
+    sock.close()
+    return port
+
+
+# -- HTTP server and clients ----------------------------------------------------------
+
+
+def test_server_http_and_websocket_clients_then_stop() -> None:
+    async def main() -> None:
+        server, port = await start_server()
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            for _ in range(3):
+                response = await client.fetch(f"http://127.0.0.1:{port}/")
+                assert response.body == b"hello"
+            response = await client.fetch(f"http://127.0.0.1:{port}/", method="POST", body="x")
+            assert response.body == b"x"
+            ws = await websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+            await ws.write_message("ping")
+            assert await ws.read_message() == "ping"
+            ws.close()
+            assert await ws.read_message() is None
+            # The server closes this one.
+            ws2 = await websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+            await ws2.write_message("bye")
+            assert await ws2.read_message() is None
+            assert ws2.close_code == 1000
+        finally:
+            client.close()
+            await stop_server(server)
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+def test_websocket_left_open_when_the_server_stops_and_the_loop_closes() -> None:
+    # An app's test that stops its server with a client WebSocket still
+    # open: IOLoop.close(all_fds=True) must close both ends.
+    loop = IOLoop(make_current=False)
+
+    async def main() -> None:
+        server, port = await start_server()
+        ws = await websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+        await ws.write_message("ping")
+        assert await ws.read_message() == "ping"
+        await stop_server(server)
+
+    with nothing_left_open(pending_tasks_allowed=True):
+        loop.run_sync(main, timeout=LIMIT)
+        loop.close(all_fds=True)
+
+
+def test_shared_client_and_server_never_closed_then_loop_closed() -> None:
+    # The way many apps use them: the shared AsyncHTTPClient and a server
+    # left listening; closing the loop with all_fds=True releases everything.
+    loop = IOLoop(make_current=False)
+
+    async def main() -> None:
+        _server, port = await start_server()
+        client = AsyncHTTPClient()
+        response = await client.fetch(f"http://127.0.0.1:{port}/")
+        assert response.body == b"hello"
+
+    with nothing_left_open():
+        loop.run_sync(main, timeout=LIMIT)
+        loop.close(all_fds=True)
+
+
+def test_client_collected_without_close() -> None:
+    async def main() -> None:
+        server, port = await start_server()
+        try:
+            client = AsyncHTTPClient(force_instance=True)
+            response = await client.fetch(f"http://127.0.0.1:{port}/")
+            assert response.body == b"hello"
+            del client, response
+            gc.collect()
+        finally:
+            await stop_server(server)
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+def test_connection_refused() -> None:
+    async def main() -> None:
+        port = closed_port()
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            with pytest.raises(ConnectionRefusedError):
+                await client.fetch(f"http://127.0.0.1:{port}/")
+            with pytest.raises(ConnectionRefusedError):
+                await websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+            with pytest.raises(StreamClosedError):
+                await IOStream(socket.socket()).connect(("127.0.0.1", port))
+            with pytest.raises(StreamClosedError) as info:
+                await TCPClient().connect("127.0.0.1", port)
+            assert isinstance(info.value.real_error, ConnectionRefusedError)
+        finally:
+            client.close()
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+def test_websocket_handshake_refused_by_the_server() -> None:
+    async def main() -> None:
+        server, port = await start_server()
+        try:
+            with pytest.raises(HTTPClientError) as info:
+                await websocket.websocket_connect(f"ws://127.0.0.1:{port}/nowhere")
+            assert info.value.code == 404
+        finally:
+            await stop_server(server)
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+def test_request_timeout_on_a_server_that_never_answers() -> None:
+    async def main() -> None:
+        # Accepted by the kernel (backlog) but never answered.
+        listener, port = testing.bind_unused_port()
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            with pytest.raises(HTTPClientError) as info:
+                await client.fetch(f"http://127.0.0.1:{port}/", request_timeout=0.2)
+            assert info.value.code == 599
+            with pytest.raises((asyncio.TimeoutError, HTTPClientError)):
+                await websocket.websocket_connect(
+                    HTTPRequest(f"ws://127.0.0.1:{port}/ws", request_timeout=0.2)
+                )
+        finally:
+            client.close()
+            listener.close()
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+def test_pooled_connection_whose_server_went_away() -> None:
+    async def main() -> None:
+        server, port = await start_server()
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            response = await client.fetch(f"http://127.0.0.1:{port}/")
+            assert response.body == b"hello"
+            # The connection now waits in the client's pool; the server goes.
+            await stop_server(server)
+            with pytest.raises(ConnectionRefusedError):
+                await client.fetch(f"http://127.0.0.1:{port}/")
+            server, port = await start_server()
+            response = await client.fetch(f"http://127.0.0.1:{port}/")
+            assert response.body == b"hello"
+            await stop_server(server)
+        finally:
+            client.close()
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+def test_server_stopped_while_a_request_waits() -> None:
+    started = asyncio.Event()
+
+    class Slow(web.RequestHandler):
+        async def get(self) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+    async def main() -> None:
+        sock, port = testing.bind_unused_port()
+        server = HTTPServer(web.Application([("/", Slow)]))
+        server.add_sockets([sock])
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            fetch = asyncio.ensure_future(client.fetch(f"http://127.0.0.1:{port}/"))
+            await started.wait()
+            await stop_server(server)
+            with pytest.raises(HTTPClientError):
+                await fetch
+        finally:
+            client.close()
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+# -- streams --------------------------------------------------------------------------
+
+
+class EchoServer(TCPServer):
+    async def handle_stream(self, stream: IOStream, address: Any) -> None:
+        try:
+            while True:
+                line = await stream.read_until(b"\n")
+                await stream.write(line)
+        except StreamClosedError:
+            pass
+
+
+def test_tcp_server_and_client_streams() -> None:
+    async def main() -> None:
+        sock, port = testing.bind_unused_port()
+        server = EchoServer()
+        server.add_sockets([sock])
+        try:
+            stream = await TCPClient().connect("127.0.0.1", port)
+            await stream.write(b"one\n")
+            assert await stream.read_until(b"\n") == b"one\n"
+            stream.close()
+            # One left open for the server to see closed by the peer later.
+            other = await TCPClient().connect("127.0.0.1", port)
+            await other.write(b"two\n")
+            assert await other.read_until(b"\n") == b"two\n"
+            other.close()
+        finally:
+            server.stop()
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+def test_tls_handshake_failure_closes_both_ends() -> None:
+    async def main() -> None:
+        sock, port = testing.bind_unused_port()
+        server = EchoServer(ssl_options=testing.AsyncHTTPSTestCase.default_ssl_options())
+        server.add_sockets([sock])
+        try:
+            # The default context verifies, and the test certificate is self-signed.
+            stream = SSLIOStream(socket.socket(), ssl_options=ssl.create_default_context())
+            with pytest.raises((ssl.SSLError, StreamClosedError)):
+                await stream.connect(("127.0.0.1", port), server_hostname="localhost")
+            assert stream.closed()
+        finally:
+            server.stop()
+
+    with nothing_left_open(), testing.ExpectLog("squall.general", ".*", required=False):
+        run_on_new_loop(main)
+
+
+def test_ioloop_close_all_fds_closes_watched_sockets() -> None:
+    with nothing_left_open():
+        loop = IOLoop(make_current=False)
+        a, b = socket.socketpair()
+        loop.add_handler(a, lambda fd, events: None, IOLoop.READ)
+        loop.close(all_fds=True)
+        assert a.fileno() == -1
+        b.close()
+
+
+def test_resolvers() -> None:
+    async def main() -> None:
+        for resolver in (
+            netutil.Resolver(),
+            netutil.DefaultExecutorResolver(),
+            netutil.ThreadedResolver(num_threads=1),
+        ):
+            try:
+                addresses = await resolver.resolve("localhost", 80)
+                assert addresses
+            finally:
+                resolver.close()
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+@pytest.mark.skipif(not os.path.exists("/bin/cat"), reason="needs /bin/cat")
+def test_subprocess_pipes() -> None:
+    async def main() -> None:
+        proc = Subprocess(
+            ["/bin/cat"], stdin=Subprocess.STREAM, stdout=Subprocess.STREAM, stderr=subprocess.PIPE
+        )
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            await proc.stdin.write(b"data")
+            proc.stdin.close()
+            assert await proc.stdout.read_until_close() == b"data"
+            assert await proc.wait_for_exit() == 0
+        finally:
+            Subprocess.uninitialize()
+            assert proc.proc.stderr is not None
+            proc.proc.stderr.close()
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+# -- AsyncHTTPTestCase ----------------------------------------------------------------
+
+
+class _AppTest(testing.AsyncHTTPTestCase):
+    def get_app(self) -> web.Application:
+        return make_app()
+
+    def test_fetch(self) -> None:
+        assert self.fetch("/").body == b"hello"
+
+    @testing.gen_test
+    def test_websocket_left_open(self) -> Any:
+        ws = yield websocket.websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}/ws")
+        yield ws.write_message("ping")
+        message = yield ws.read_message()
+        assert message == "ping"
+
+    @testing.gen_test
+    async def test_shared_client_pool(self) -> None:
+        client = AsyncHTTPClient()
+        response = await client.fetch(self.get_url("/"))
+        assert response.body == b"hello"
+        response = await gen.multi([client.fetch(self.get_url("/")) for _ in range(3)])
+        assert [r.body for r in response] == [b"hello"] * 3
+
+
+def test_async_http_test_case_lifecycle() -> None:
+    names = ["test_fetch", "test_websocket_left_open", "test_shared_client_pool"]
+    with nothing_left_open():
+        result = unittest.TestResult()
+        unittest.TestSuite(_AppTest(name) for name in names).run(result)
+        problems: list[tuple[Any, str]] = result.errors + result.failures
+        assert [text for _, text in problems] == []
+        assert result.testsRun == 3
+
+
+def test_nothing_left_open_catches_a_leak() -> None:
+    # The check itself must be able to fail.
+    kept: Optional[socket.socket] = None
+    with pytest.raises(AssertionError):
+        with nothing_left_open():
+            sock = socket.socket()
+            kept = sock
+    assert kept is not None
+    kept.close()
+    with pytest.raises(AssertionError):
+        with nothing_left_open():
+            socket.socket()

@@ -66,6 +66,9 @@ app_log = logging.getLogger("squall.application")
 _new_tuple = tuple.__new__
 _VERSION = "HTTP/2.0"
 _DEFAULT_MAX_BODY = H1Limits().max_body_size
+# Seconds a connection closed for a protocol error keeps reading (and
+# dropping) the client's bytes so that the GOAWAY reaches it.
+_LINGER = 1.0
 
 # Fields of an HTTP/1.1 upgrade request that belong to the upgrade itself.
 _UPGRADE_FIELDS = frozenset(("connection", "upgrade", "http2-settings", "keep-alive"))
@@ -302,6 +305,7 @@ class _H2Protocol(asyncio.Protocol):
         self._waiting_window: dict[int, float] = {}
         self._closing = False
         self._closed = False
+        self._lingering = False
         self._idle_since = loop.time()
         self._sweep_handle: Optional[asyncio.TimerHandle] = None
         self._closed_event: Optional[asyncio.Future[None]] = None
@@ -382,7 +386,7 @@ class _H2Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._closed:
+        if self._closed or self._lingering:
             return
         self._in_feed = True
         try:
@@ -392,8 +396,9 @@ class _H2Protocol(asyncio.Protocol):
             self._flush()
 
     def eof_received(self) -> Optional[bool]:
-        # The client will send nothing more; the responses it waits for
-        # cannot be read after its close either (HTTP/2 has no half close).
+        if self._lingering and self.transport is not None:
+            self.transport.close()
+        # Otherwise the client may still read the responses it waits for.
         return None
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -425,12 +430,12 @@ class _H2Protocol(asyncio.Protocol):
             events = self._h2.receive_data(data, now)
         except RemoteProtocolError as exc:
             gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
-            self._abort()
+            self._abort(linger=True)
             return
         except Exception:
             # h2 raising anything else on hostile input must not escape.
             gen_log.info("HTTP/2 error from %s", self.context, exc_info=True)
-            self._abort()
+            self._abort(linger=True)
             return
         for event in events:
             kind = type(event)
@@ -464,7 +469,7 @@ class _H2Protocol(asyncio.Protocol):
                         self._abort()
             except RemoteProtocolError as exc:
                 gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
-                self._abort()
+                self._abort(linger=True)
                 return
             if self._closed:
                 return
@@ -923,17 +928,32 @@ class _H2Protocol(asyncio.Protocol):
     # -- closing the connection ---------------------------------------------------------
 
     def _close_soon(self) -> None:
-        self._loop.call_soon(self._abort)
+        self._loop.call_soon(self._abort, True)
 
-    def _abort(self) -> None:
-        """Send what is queued (a GOAWAY, say) and close."""
+    def _abort(self, linger: bool = False) -> None:
+        """Send what is queued (a GOAWAY, say) and close.
+
+        With ``linger``, the close waits (up to ``_LINGER`` seconds) for the
+        client's EOF while its further bytes are read and dropped: closing
+        a socket with unread input makes the kernel send a reset, which
+        can destroy the GOAWAY that says why before the client reads it.
+        """
         if self._closed:
             return
         self._flush()
-        transport = self.transport
-        if transport is not None:
-            transport.close()
         self._closing = True
+        transport = self.transport
+        if transport is None:
+            return
+        if linger and not self._lingering and transport.can_write_eof():
+            self._lingering = True
+            transport.write_eof()
+            self._loop.call_later(_LINGER, self._hard_close)
+            if self._read_paused:
+                self._read_paused = False
+                transport.resume_reading()
+            return
+        transport.close()
 
     def _shutdown(self) -> None:
         """Graceful stop: GOAWAY now, close when the streams in flight are done."""
@@ -943,7 +963,7 @@ class _H2Protocol(asyncio.Protocol):
         self._h2.goaway(ErrorCode.NO_ERROR)
         self._flush()
         if not self._active:
-            self._abort()
+            self._abort(linger=True)
 
     def _drain(self, params: HTTP1ConnectionParameters) -> None:
         """The server drains (`HTTPServer.drain`): GOAWAY, close once idle."""
@@ -986,7 +1006,7 @@ class _H2Protocol(asyncio.Protocol):
             self._closed_event = self._loop.create_future()
         event = self._closed_event
         self._h2.goaway(ErrorCode.NO_ERROR)
-        self._abort()
+        self._abort(linger=True)
         await event
 
 

@@ -1,0 +1,330 @@
+"""Each known HTTP/2 attack, performed over a real socket with the h2 package
+as the client: the server survives, does bounded work, and drops the offender."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+import h2.config  # noqa: E402
+import h2.connection  # noqa: E402
+import h2.events  # noqa: E402
+import h2.settings  # noqa: E402
+import hpack  # noqa: E402
+from hyperframe.frame import (  # noqa: E402
+    ContinuationFrame,
+    HeadersFrame,
+    PingFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+from squall._h2 import ErrorCode, H2Limits  # noqa: E402
+from squall.iostream import StreamClosedError  # noqa: E402
+from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
+from squall.web import Application, RequestHandler  # noqa: E402
+
+from ._client import RawH2  # noqa: E402
+
+REQUEST = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+
+
+async def condition(predicate: Any, timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds, checking each loop turn, up to a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+class State:
+    def __init__(self) -> None:
+        self.started = 0
+        self.closed = 0
+        self.release = asyncio.Event()
+        self.write_error: BaseException | None = None
+        self.write_failed = asyncio.Event()
+
+
+class Counted(RequestHandler):
+    def initialize(self, state: State) -> None:
+        self.state = state
+
+    def prepare(self) -> None:
+        self.state.started += 1
+
+    def on_connection_close(self) -> None:
+        self.state.closed += 1
+
+
+class Fast(Counted):
+    def get(self) -> None:
+        self.write("ok")
+
+    def post(self) -> None:
+        self.write("ok")
+
+
+class Hang(Counted):
+    async def get(self) -> None:
+        await self.state.release.wait()
+        self.write("released")
+
+
+class Big(Counted):
+    async def get(self) -> None:
+        try:
+            for _ in range(64):
+                self.write(b"z" * 16384)
+                await self.flush()
+        except StreamClosedError as exc:
+            self.state.write_error = exc
+            self.state.write_failed.set()
+
+
+LIMITS = H2Limits(
+    max_concurrent_streams=10,
+    max_resets_per_second=50,
+    max_pings_per_second=20,
+    max_settings_per_second=10,
+    max_window_updates_per_second=50,
+    max_continuation_frames=8,
+    max_header_list_size=8192,
+    send_timeout=0.2,
+    idle_stream_timeout=0.2,
+)
+
+
+class AttackTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.state = State()
+        kw = {"state": self.state}
+        return Application([("/", Fast, kw), ("/hang", Hang, kw), ("/big", Big, kw)])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "http2_limits": LIMITS}
+
+    async def expect_calm(self, client: RawH2) -> None:
+        await client.until_closed()
+        assert client.goaway is not None
+        assert client.goaway.error_code == ErrorCode.ENHANCE_YOUR_CALM
+        await client.close()
+        await condition(lambda: not self.http_server._connections)  # the connection is gone
+
+    async def still_serving(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        r = await client.fetch("/")
+        assert (r.status, r.body) == (200, b"ok")
+        await client.close()
+
+    @gen_test
+    async def test_rapid_reset(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        with ExpectLog("squall.general", "HTTP/2 error", level=logging.INFO):
+            for i in range(1000):
+                sid = 2 * i + 1
+                client.conn.send_headers(sid, REQUEST, end_stream=True)
+                client.conn.reset_stream(sid)
+                if i % 50 == 49:
+                    client.flush()
+                    await asyncio.sleep(0)  # let the server read in pieces
+            client.flush()
+            await self.expect_calm(client)
+        # A handful of handlers ran at most, not a thousand.
+        assert self.state.started <= LIMITS.max_resets_per_second + 2 * 50
+        await client.close()
+        await self.still_serving()
+
+    @gen_test
+    async def test_reset_streams_still_count_while_their_handlers_run(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        await client.until(lambda: client.conn.remote_settings.max_concurrent_streams == 10)
+        first = [client.request("/hang") for _ in range(10)]
+        await condition(lambda: self.state.started == 10)
+        for sid in first:
+            client.conn.reset_stream(sid)
+        client.flush()
+        await condition(lambda: self.state.closed == 10)
+        # The streams are closed for h2, but ten handlers still run: more
+        # are refused, and no handler starts.
+        more = [client.request("/") for _ in range(5)]
+        await client.until(lambda: all(client.responses[s].reset is not None for s in more))
+        assert {client.responses[s].reset for s in more} == {ErrorCode.REFUSED_STREAM}
+        assert self.state.started == 10
+        self.state.release.set()
+        r = await client.fetch("/")  # the handlers finished: served again
+        assert (r.status, r.body) == (200, b"ok")
+        await client.close()
+
+    @gen_test
+    async def test_continuation_flood(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        block = hpack.Encoder().encode(REQUEST)
+        with ExpectLog("squall.general", "HTTP/2 error.*CONTINUATION", level=logging.INFO):
+            client.write_raw(HeadersFrame(1, data=block).serialize())
+            for _ in range(2000):
+                client.write_raw(ContinuationFrame(1, data=b"").serialize())
+            await self.expect_calm(client)
+        assert self.state.started == 0
+        await client.close()
+        await self.still_serving()
+
+    @gen_test
+    async def test_hpack_bomb(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        encoder = hpack.Encoder()
+        first = encoder.encode(REQUEST + [("x-bomb", "b" * 4000)])
+        bomb = encoder.encode(REQUEST) + b"\xbe" * 2000  # 2000 x 4 KB decoded
+        with ExpectLog("squall.general", "HTTP/2 error", level=logging.INFO):
+            client.write_raw(HeadersFrame(1, data=first, flags=["END_HEADERS"]).serialize())
+            client.write_raw(HeadersFrame(3, data=bomb, flags=["END_HEADERS"]).serialize())
+            await self.expect_calm(client)
+        assert self.state.started <= 1
+        await client.close()
+
+    @gen_test
+    async def test_ping_flood(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        client.auto_ack = False
+        with ExpectLog("squall.general", "HTTP/2 error.*PING", level=logging.INFO):
+            client.write_raw(PingFrame(0, opaque_data=b"flooding").serialize() * 5000)
+            await self.expect_calm(client)
+        await client.close()
+
+    @gen_test
+    async def test_settings_flood(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        frame = SettingsFrame(0, settings={h2.settings.SettingCodes.HEADER_TABLE_SIZE: 4096})
+        with ExpectLog("squall.general", "HTTP/2 error.*SETTINGS", level=logging.INFO):
+            client.write_raw(frame.serialize() * 5000)
+            await self.expect_calm(client)
+        await client.close()
+
+    @gen_test
+    async def test_window_update_flood(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        with ExpectLog("squall.general", "HTTP/2 error.*WINDOW_UPDATE", level=logging.INFO):
+            client.write_raw(WindowUpdateFrame(0, window_increment=1).serialize() * 5000)
+            await self.expect_calm(client)
+        await client.close()
+
+    @gen_test
+    async def test_too_many_concurrent_streams(self) -> None:
+        # A client that ignores SETTINGS_MAX_CONCURRENT_STREAMS is cut off.
+        client = await RawH2.connect(self.get_http_port(), validate=False)
+        encoder = hpack.Encoder()
+        with ExpectLog("squall.general", "HTTP/2 error", level=logging.INFO):
+            for i in range(50):
+                block = encoder.encode([(":method", "GET"), (":path", "/hang")] + REQUEST[2:])
+                client.write_raw(
+                    HeadersFrame(
+                        2 * i + 1, data=block, flags=["END_HEADERS", "END_STREAM"]
+                    ).serialize()
+                )
+            await client.until_closed()
+        assert self.state.started <= 10
+        self.state.release.set()
+        await client.close()
+
+    @gen_test
+    async def test_zero_window_held_forever(self) -> None:
+        client = await RawH2.connect(
+            self.get_http_port(), settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+        )
+        client.auto_ack = False
+        with ExpectLog(
+            "squall.general", "HTTP/2 stream .*flow-control window closed", level=logging.INFO
+        ):
+            sid = client.request("/big")
+            r = client.responses[sid]
+            await client.until(lambda: r.reset is not None)
+            await asyncio.wait_for(self.state.write_failed.wait(), 2)
+        assert r.reset == ErrorCode.CANCEL
+        assert isinstance(self.state.write_error, StreamClosedError)
+        # The connection stays usable for well-behaved streams.
+        assert not client.closed
+        await client.close()
+
+    @gen_test
+    async def test_stream_opened_and_never_finished(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        with ExpectLog(
+            "squall.general", "HTTP/2 stream .*request not completed in time", level=logging.INFO
+        ):
+            sid = client.request("/", method="POST", end=False)
+            r = client.responses[sid]
+            await client.until(lambda: r.reset is not None)
+        assert r.reset == ErrorCode.CANCEL
+        assert self.state.started == 0  # a body that never ended: no handler ran
+        await client.close()
+
+
+class GracefulTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.state = State()
+        return Application([("/", Fast, {"state": self.state})])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    @gen_test
+    async def test_close_all_connections_sends_goaway(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        r = await client.fetch("/")
+        assert r.status == 200
+        sid = max(client.responses)
+        self.http_server.stop()
+        closing = asyncio.ensure_future(self.http_server.close_all_connections())
+        await client.until_closed()
+        await client.close()
+        await asyncio.wait_for(closing, 5)
+        assert client.goaway is not None
+        assert client.goaway.error_code == ErrorCode.NO_ERROR
+        assert client.goaway.last_stream_id == sid
+        await client.close()
+
+    @gen_test
+    async def test_upgrade_h2c(self) -> None:
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        settings = c.initiate_upgrade_connection()
+        assert settings is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        writer.write(
+            b"GET /?x=1 HTTP/1.1\r\nHost: example\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        writer.write(c.data_to_send())
+        body = b""
+        ended = False
+        while not ended:
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            assert data, "closed before the response"
+            for ev in c.receive_data(data):
+                if isinstance(ev, h2.events.DataReceived):
+                    body += ev.data or b""
+                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == 1:
+                    ended = True
+            writer.write(c.data_to_send())
+        assert body == b"ok"
+        writer.close()
+        await writer.wait_closed()
+
+    @gen_test
+    async def test_upgrade_with_a_body_stays_http1(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 2\r\n\r\nhi"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        writer.close()
+        await writer.wait_closed()

@@ -25,6 +25,7 @@ typecheck: $(STAMP)
 # (it skips, saying why, where the package cannot be installed).
 pytest: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the browser test will skip"
+	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null) || echo "nghttp2-client could not be installed: the h2load tests will skip"
 	$(PY) -m coverage run -m pytest -W error $(PYTEST_FLAGS)
 	$(PY) -m coverage report --fail-under=90
 

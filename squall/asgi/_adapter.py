@@ -292,13 +292,13 @@ class _ASGIConnection(HTTPConnection):
                 # Body pieces queued together go out as one message.
                 kind = message["type"]
                 parts = [message.get("body", b"")]
-                while out and out[0][0]["type"] == kind:
+                more = True
+                while more and out and out[0][0]["type"] == kind:
                     nxt, fut = out.popleft()
                     parts.append(nxt.get("body", b""))
                     futures.append(fut)
-                    if not nxt.get("more_body"):
-                        break
-                message = {"type": kind, "body": b"".join(parts), "more_body": nxt.get("more_body")}
+                    more = bool(nxt.get("more_body"))
+                message = {"type": kind, "body": b"".join(parts), "more_body": more}
             try:
                 await send(message)
             except OSError:

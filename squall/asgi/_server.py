@@ -73,20 +73,22 @@ def _http_date() -> str:
 _SCOPE_NAMES: dict[str, bytes] = {}
 
 
+def _scope_name(name: str) -> bytes:
+    low = name.lower().encode("latin-1")
+    if len(_SCOPE_NAMES) < 512:
+        _SCOPE_NAMES[name] = low
+    return low
+
+
 def _scope_headers(headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
     # The parser decoded names and values as Latin-1: encoding back gives
     # the bytes that were sent.
-    out = []
-    names = _SCOPE_NAMES
-    for name, values in headers._as_list.items():
-        low = names.get(name)
-        if low is None:
-            low = name.lower().encode("latin-1")
-            if len(names) < 512:
-                names[name] = low
-        for value in values:
-            out.append((low, value.encode("latin-1")))
-    return out
+    get = _SCOPE_NAMES.get
+    return [
+        (get(name) or _scope_name(name), value.encode("latin-1"))
+        for name, values in headers._as_list.items()
+        for value in values
+    ]
 
 
 def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:

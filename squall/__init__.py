@@ -12,8 +12,8 @@ import types
 version = "0.1.0"
 version_info = (0, 1, 0, 0)
 
-# The public submodules, in Tornado's order; `curl_httpclient` is named for
-# compatibility and raises ImportError because Squall has no libcurl client.
+# The public submodules, in Tornado's order; `curl_httpclient` needs pycurl
+# (``pip install squall[curl]``) and raises ImportError naming the extra without it.
 __all__ = [
     "auth",
     "autoreload",

@@ -36,6 +36,9 @@ _LEVELS = {
     "trace": 5,
 }
 
+# A worker's exit status for a bad target or option: the supervisor stops.
+_WORKER_USAGE_ERROR = 3
+
 _TOP_USAGE = """usage: squall run [OPTIONS] TARGET
 
 Commands:
@@ -63,9 +66,10 @@ def run(config: Config) -> int:
     Raises:
         UsageError: a bad option, address or target.
     """
-    from squall.cli._sockets import bind_all, describe, unlink_unix
+    from squall.cli._sockets import bind_all, describe, unix_paths, unlink_unix
 
     sockets = bind_all(config.bind, config.backlog, config.reuse_port)
+    paths = unix_paths(sockets)
     try:
         tls = bool(config.certfile)
         for sock in sockets:
@@ -80,7 +84,7 @@ def run(config: Config) -> int:
 
         return asyncio.run(Supervisor(config, sockets).run())
     finally:
-        unlink_unix(sockets)
+        unlink_unix(paths)
         for sock in sockets:
             sock.close()
 
@@ -91,8 +95,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args[:1] == ["__worker"]:
         from squall.cli._supervisor import worker_main
 
-        _setup_logging(os.environ.get("SQUALL_LOG_LEVEL", "info").lower())
-        return worker_main()
+        _setup_logging(os.environ.get("SQUALL_WORKER_LOG_LEVEL", "info"))
+        try:
+            return worker_main()
+        except UsageError as exc:
+            sys.stderr.write(f"squall run: error: {exc}\n")
+            return _WORKER_USAGE_ERROR
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(_TOP_USAGE)
         sys.stdout.write(build_parser().format_help().split("\n", 1)[1])

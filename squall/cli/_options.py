@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--http2",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="serve HTTP/2 (not available yet) [SQUALL_HTTP2]",
+        help="also serve HTTP/2: h2 by ALPN with TLS, h2c without (needs squall[http2]) [SQUALL_HTTP2]",
     )
     add(
         "--proxy-headers",
@@ -359,8 +359,6 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
         raise UsageError("missing TARGET (module:attribute), e.g. squall run myapp:app")
     if not config.bind:
         config.bind = ["127.0.0.1:8000"]
-    if config.http2:
-        raise UsageError("HTTP/2 is not available yet in squall run; drop --http2")
     if bool(config.certfile) != bool(config.keyfile):
         raise UsageError("--certfile and --keyfile go together: give both or neither")
     if config.reload and config.workers > 1:

@@ -87,15 +87,23 @@ def describe(sock: socket.socket, tls: bool = False) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
-def unlink_unix(sockets: list[socket.socket], pid: Optional[int] = None) -> None:
-    """Remove the files of our Unix sockets (only in the process that made them)."""
-    if pid is not None and pid != os.getpid():
-        return
+def unix_paths(sockets: list[socket.socket]) -> list[str]:
+    """The files of the Unix sockets among ``sockets`` (read before serving closes them)."""
+    paths = []
     for sock in sockets:
         if sock.family == socket.AF_UNIX:
             name = sock.getsockname()
             if isinstance(name, str) and name and not name.startswith("\0"):
-                try:
-                    os.unlink(name)
-                except OSError:
-                    pass
+                paths.append(name)
+    return paths
+
+
+def unlink_unix(paths: list[str], pid: Optional[int] = None) -> None:
+    """Remove socket files (only in the process that made them)."""
+    if pid is not None and pid != os.getpid():
+        return
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

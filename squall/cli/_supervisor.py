@@ -40,6 +40,8 @@ _MAX_BACKOFF = 10.0
 _STABLE_AFTER = 5.0
 # Seconds a new worker has to become ready during a rolling restart.
 _READY_TIMEOUT = 60.0
+# What a worker exits with for a bad target or option (see squall.cli.main).
+_USAGE_ERROR = 3
 
 
 class _Worker:
@@ -68,6 +70,7 @@ class Supervisor:
         self.target = config.workers
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
+        self.exit_code = 0
         self.backoff = _MIN_BACKOFF
         self._stopped: Optional[asyncio.Event] = None
         self._restarting = False
@@ -94,7 +97,9 @@ class Supervisor:
         await self._stopped.wait()
         for sig in handlers:
             loop.remove_signal_handler(sig)
-        return 0
+        for task in list(self._tasks):
+            task.cancel()
+        return self.exit_code
 
     def _task(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
@@ -111,6 +116,7 @@ class Supervisor:
         env["SQUALL_WORKER_CONFIG"] = self.config.to_env()
         env["SQUALL_WORKER_FDS"] = ",".join(map(str, fds))
         env["SQUALL_WORKER_READY_FD"] = str(wfd)
+        env["SQUALL_WORKER_LOG_LEVEL"] = self.config.log_level
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -157,6 +163,13 @@ class Supervisor:
             self._check_stopped()
             return
         lived = time.monotonic() - worker.started
+        if code == _USAGE_ERROR:
+            # A bad TARGET or option: restarting cannot help.
+            log.error("Worker %d could not start (bad target or options)", worker.pid)
+            if self._live_count() == 0:
+                self.exit_code = 2
+                self.stop()
+            return
         if code == 0:
             # It recycled itself (--max-requests): replace it at once.
             log.info("Worker %d finished after %.1fs; starting a new one", worker.pid, lived)

@@ -70,13 +70,20 @@ def build_server(
             on_request_done=on_request_done,
         )
         callback = serving
-    server = HTTPServer(
-        callback,
-        ssl_options=_ssl_context(config),
-        idle_connection_timeout=config.timeout_keep_alive or None,
-        header_timeout=config.timeout_header or None,
-        body_timeout=config.timeout_body,
-    )
+    extra: dict[str, Any] = {}
+    if config.http2:
+        extra["http2"] = True
+    try:
+        server = HTTPServer(
+            callback,
+            ssl_options=_ssl_context(config),
+            idle_connection_timeout=config.timeout_keep_alive or None,
+            header_timeout=config.timeout_header or None,
+            body_timeout=config.timeout_body,
+            **extra,
+        )
+    except ImportError as exc:
+        raise UsageError(f"--http2: {exc}") from None
     return server, serving
 
 

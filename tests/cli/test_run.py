@@ -1,0 +1,207 @@
+"""The real ``squall run`` command in a subprocess: serving, workers, signals, reload."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from ._proc import Load, Squall, free_listener, get, get_json
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+
+
+def test_serves_an_application_and_drains_on_sigterm_with_busy_clients() -> None:
+    with Squall("sample_apps:app", "--bind", "127.0.0.1:0") as squall:
+        address = squall.address()
+        squall.expect("serving")
+        assert get_json(address)["path"] == "/"
+        load = Load(address, "/slow?s=0.2", clients=4)
+        load.start()
+        squall.signal(signal.SIGTERM)
+        squall.expect("draining")
+        load.stop()
+        assert squall.wait() == 0
+        assert load.failures == []
+        assert load.ok >= 8  # each client's first response and the one in flight
+        assert any("stopped" in line for line in squall.seen)
+
+
+def test_fd_bind_and_access_log() -> None:
+    listener = free_listener()
+    address = listener.getsockname()
+    try:
+        with Squall(
+            "sample_apps:app",
+            "--bind",
+            f"fd://{listener.fileno()}",
+            "--access-log-format",
+            "ACCESS {method} {path} {status} {size}",
+            pass_fds=(listener.fileno(),),
+        ) as squall:
+            squall.expect("serving")
+            status, body = get(address, "/slow?s=0")
+            assert status == 200 and body.startswith(b"slow")
+            match = squall.expect(r"ACCESS (\S+) (\S+) (\d+) (\d+)")
+            assert match.groups() == ("GET", "/slow", "200", str(len(body)))
+            squall.signal(signal.SIGINT)
+            assert squall.wait() == 0
+    finally:
+        listener.close()
+
+
+def test_unix_socket_and_proxy_headers(tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    with Squall("sample_apps:app", "--bind", f"unix:{path}", "--root-path", "/api") as squall:
+        squall.expect(r"Listening on unix:")
+        squall.expect("serving")
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(path))
+        sock.sendall(
+            b"GET /api/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            b"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        sock.close()
+        assert data.startswith(b"HTTP/1.1 200")
+        body = data.partition(b"\r\n\r\n")[2]
+        assert b'"remote_ip": "203.0.113.7"' in body
+        assert b'"protocol": "https"' in body
+        assert b'"path": "/"' in body
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+    assert not path.exists()
+
+
+def test_workers_serve_and_a_killed_worker_is_replaced() -> None:
+    with Squall("sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2") as squall:
+        address = squall.address()
+        pids = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
+        assert len(pids) == 2 and os.getpid() not in pids
+        assert get_json(address)["pid"] in pids
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        squall.expect(rf"Worker {victim} died \(signal SIGKILL\)")
+        new = int(squall.expect(r"Worker (\d+) ready").group(1))
+        assert new not in pids
+        # Every request is served, by the survivor or the replacement.
+        for _ in range(5):
+            assert get_json(address)["pid"] in (pids - {victim}) | {new}
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+
+
+def test_sighup_rolls_workers_with_zero_failed_requests() -> None:
+    with Squall("sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2") as squall:
+        address = squall.address()
+        old = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
+        load = Load(address, "/slow?s=0.02", clients=3)
+        load.start()
+        squall.signal(signal.SIGHUP)
+        new = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
+        assert not new & old
+        for _ in range(2):
+            assert int(squall.expect(r"Worker (\d+) exited").group(1)) in old
+        load.stop()
+        assert load.failures == []
+        assert load.pids & new
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+
+
+def test_ttin_and_ttou_change_the_number_of_workers() -> None:
+    with Squall("sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "1") as squall:
+        squall.address()
+        # One worker without --max-requests is served in-process: no supervisor.
+        squall.expect("serving")
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+    with Squall(
+        "sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2", "--max-requests", "1000"
+    ) as squall:
+        squall.address()
+        first = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
+        squall.signal(signal.SIGTTIN)
+        squall.expect(r"SIGTTIN: 3 worker")
+        third = int(squall.expect(r"Worker (\d+) ready").group(1))
+        assert third not in first
+        squall.signal(signal.SIGTTOU)
+        squall.expect(r"SIGTTOU: 2 worker")
+        gone = int(squall.expect(r"Worker (\d+) exited").group(1))
+        assert gone in first  # the oldest drains
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+
+
+def test_max_requests_recycles_a_worker() -> None:
+    with Squall(
+        "sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "1", "--max-requests", "3"
+    ) as squall:
+        address = squall.address()
+        first = int(squall.expect(r"Worker (\d+) ready").group(1))
+        for _ in range(3):
+            assert get_json(address)["pid"] == first
+        squall.expect(rf"Worker {first} draining \(served 3 requests")
+        second = int(squall.expect(r"Worker (\d+) ready").group(1))
+        assert second != first
+        assert get_json(address)["pid"] == second
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+
+
+def test_reload_picks_up_an_edit(tmp_path: Path) -> None:
+    module = tmp_path / "reloaded_app.py"
+    source = (
+        "from squall.web import Application, RequestHandler\n"
+        "class H(RequestHandler):\n"
+        "    def get(self):\n"
+        "        self.write('version {}')\n"
+        "app = Application([('/', H)])\n"
+    )
+    module.write_text(source.format(1))
+    with Squall(
+        "reloaded_app:app",
+        "--bind",
+        "127.0.0.1:0",
+        "--reload",
+        "--reload-dir",
+        str(tmp_path),
+        "--app-dir",
+        str(tmp_path),
+    ) as squall:
+        address = squall.address()
+        squall.expect(r"Worker (\d+) ready")
+        assert get(address) == (200, b"version 1")
+        module.write_text(source.format(2))
+        squall.expect(r"Reloading: .*reloaded_app\.py changed")
+        squall.expect(r"Worker (\d+) ready")
+        assert get(address) == (200, b"version 2")
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("sample_apps:not_an_app", r"is a builtins\.int: expected a squall/Tornado Application"),
+        ("sample_apps:two_many", r"is a function of 4 required argument\(s\)"),
+        ("sample_apps:missing", r"has no attribute 'missing'"),
+        ("no_such_module:app", r"no module named 'no_such_module'"),
+        ("sample_apps", r"must be module:attribute"),
+    ],
+)
+def test_a_bad_target_is_a_clear_error(target: str, message: str) -> None:
+    with Squall(target, "--bind", "127.0.0.1:0") as squall:
+        squall.expect(r"squall run: error: .*" + message)
+        assert squall.wait() == 2
+
+
+def test_a_bad_target_stops_the_supervisor() -> None:
+    with Squall("sample_apps:not_an_app", "--bind", "127.0.0.1:0", "--workers", "2") as squall:
+        squall.expect(r"squall run: error: .*expected a squall/Tornado Application")
+        assert squall.wait() == 2

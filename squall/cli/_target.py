@@ -163,13 +163,22 @@ def serve_target(
         UsageError: ``obj`` has none of the shapes, or ASGI is unavailable.
     """
     if factory or (factory is None and _is_factory(obj)):
+        if inspect.iscoroutinefunction(_call_target(obj)):
+            raise UsageError(
+                f"TARGET {spec!r}: the factory is async; make it a plain function "
+                "returning the application"
+            )
         try:
             made = obj()
         except TypeError as exc:
             raise UsageError(f"TARGET {spec!r}: calling the factory failed: {exc}") from None
         if inspect.isawaitable(made):
+            close = getattr(made, "close", None)
+            if close is not None:
+                close()
             raise UsageError(
-                f"TARGET {spec!r}: the factory is async; make it return the application"
+                f"TARGET {spec!r}: the factory is async; make it a plain function "
+                "returning the application"
             )
         return serve_target(made, spec + "()", root_path, factory=False)
     if isinstance(obj, HTTPServerConnectionDelegate):

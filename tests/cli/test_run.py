@@ -185,19 +185,10 @@ def test_reload_picks_up_an_edit(tmp_path: Path) -> None:
         assert squall.wait() == 0
 
 
-@pytest.mark.parametrize(
-    ("target", "message"),
-    [
-        ("sample_apps:not_an_app", r"is a builtins\.int: expected a squall/Tornado Application"),
-        ("sample_apps:two_many", r"is a function of 4 required argument\(s\)"),
-        ("sample_apps:missing", r"has no attribute 'missing'"),
-        ("no_such_module:app", r"no module named 'no_such_module'"),
-        ("sample_apps", r"must be module:attribute"),
-    ],
-)
-def test_a_bad_target_is_a_clear_error(target: str, message: str) -> None:
-    with Squall(target, "--bind", "127.0.0.1:0") as squall:
-        squall.expect(r"squall run: error: .*" + message)
+def test_a_bad_target_is_a_clear_error() -> None:
+    # The other shapes of bad target are tested in-process (test_options).
+    with Squall("sample_apps:not_an_app", "--bind", "127.0.0.1:0") as squall:
+        squall.expect(r"squall run: error: .*is a builtins\.int: expected a squall/Tornado")
         assert squall.wait() == 2
 
 

@@ -1,0 +1,157 @@
+"""What squall run puts in front of the application, on loopback in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from squall.cli._options import Config
+from squall.cli._serving import TrustedPeers, parse_forwarded
+from squall.cli._target import serve_target
+from squall.cli._worker import build_server
+from squall.testing import bind_unused_port
+
+from . import sample_apps
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), 5))
+
+
+async def fetch(port: int, path: str = "/", headers: str = "") -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    return int(lines[0].split()[1]), fields, body
+
+
+def start(target: Any, **options: Any) -> tuple[Any, int]:
+    config = Config(target="t:app", **options)
+    served = serve_target(target, "t:app", config.root_path)
+    server, _ = build_server(config, served)
+    sock, port = bind_unused_port()
+    server.add_sockets([sock])
+    return server, port
+
+
+def test_forwarded_chain_with_trusted_proxies() -> None:
+    assert parse_forwarded('for=192.0.2.60;proto=https, for="[2001:db8::1]:4711";by=x') == [
+        {"for": "192.0.2.60", "proto": "https"},
+        {"for": "[2001:db8::1]:4711", "by": "x"},
+    ]
+    assert parse_forwarded('for="a,b";proto=http') == [{"for": "a,b", "proto": "http"}]
+    trusted = TrustedPeers(["127.0.0.1", "10.0.0.0/8"])
+    assert "10.1.2.3" in trusted and "127.0.0.1" in trusted
+    assert "192.0.2.1" not in trusted and "not-an-ip" not in trusted
+    assert "anything" in TrustedPeers(["*"])
+    with pytest.raises(ValueError, match="is not a network"):
+        TrustedPeers(["10.0.0.0/99"])
+
+
+@pytest.mark.parametrize(
+    ("headers", "remote_ip", "protocol"),
+    [
+        ("X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n", "203.0.113.9", "https"),
+        # The right-most address not of a trusted proxy is the client's.
+        ("X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.5\r\n", "203.0.113.9", "http"),
+        ("Forwarded: for=203.0.113.9;proto=https\r\n", "203.0.113.9", "https"),
+        ('Forwarded: for="[2001:db8::7]:80", for=10.0.0.5;proto=https\r\n', "2001:db8::7", "http"),
+        ("X-Forwarded-For: not-an-address\r\n", "127.0.0.1", "http"),
+    ],
+)
+def test_proxy_headers_from_a_trusted_peer(headers: str, remote_ip: str, protocol: str) -> None:
+    async def body() -> None:
+        server, port = start(
+            sample_apps.make_app(), forwarded_allow_ips=["127.0.0.1", "10.0.0.0/8"]
+        )
+        status, _, data = await fetch(port, "/", headers)
+        assert status == 200
+        seen = json.loads(data)
+        assert (seen["remote_ip"], seen["protocol"]) == (remote_ip, protocol)
+        # The next request on the connection's context starts clean again.
+        status, _, data = await fetch(port, "/")
+        assert json.loads(data)["remote_ip"] == "127.0.0.1"
+        server.stop()
+
+    run(body)
+
+
+def test_proxy_headers_ignored_from_an_untrusted_peer_or_when_off() -> None:
+    async def body() -> None:
+        for options in ({"forwarded_allow_ips": ["10.9.9.9"]}, {"proxy_headers": False}):
+            server, port = start(sample_apps.make_app(), **options)
+            _, _, data = await fetch(port, "/", "X-Forwarded-For: 203.0.113.9\r\n")
+            assert json.loads(data)["remote_ip"] == "127.0.0.1"
+            server.stop()
+
+    run(body)
+
+
+def test_root_path_is_stripped_for_applications_and_given_to_asgi() -> None:
+    async def body() -> None:
+        server, port = start(sample_apps.make_app(), root_path="/api/")
+        _, _, data = await fetch(port, "/api?x=1")
+        assert json.loads(data)["path"] == "/"
+        status, _, _ = await fetch(port, "/apiary")  # not under /api: left alone
+        assert status == 404
+        server.stop()
+        server, port = start(sample_apps.asgi_app, root_path="/api")
+        # The proxy removed the prefix; ASGI puts it back (ASGI spec: path
+        # includes root_path).
+        status, _, data = await fetch(port, "/x")
+        assert (status, data) == (200, b"asgi /api/x root=/api")
+        server.stop()
+
+    run(body)
+
+
+def test_wsgi_app_is_served() -> None:
+    async def body() -> None:
+        server, port = start(sample_apps.wsgi_app)
+        status, _, data = await fetch(port, "/w")
+        assert (status, data) == (200, b"wsgi /w")
+        server.stop()
+
+    run(body)
+
+
+def test_access_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    async def body() -> None:
+        server, port = start(
+            sample_apps.make_app(),
+            access_log_format="{client} {method} {path} {target} {status} {size} {user_agent}",
+        )
+        with caplog.at_level(logging.INFO, logger="squall.access"):
+            _, _, data = await fetch(port, "/x?y=1", "User-Agent: probe\r\n")
+        lines = [r.getMessage() for r in caplog.records if r.name == "squall.access"]
+        assert lines == [f"127.0.0.1 GET /x /x?y=1 404 {len(data)} probe"]
+        server.stop()
+
+    run(body)
+
+
+def test_limit_concurrency_answers_503() -> None:
+    async def body() -> None:
+        server, port = start(sample_apps.make_app(), limit_concurrency=1)
+        slow = asyncio.ensure_future(fetch(port, "/slow?s=0.3"))
+        while not server.request_callback.active:
+            await asyncio.sleep(0.001)  # until the slow request is in progress
+        status, fields, data = await fetch(port, "/")
+        assert status == 503 and fields["retry-after"] == "1"
+        assert b"too many requests" in data
+        status, _, data = await slow
+        assert status == 200
+        status, _, _ = await fetch(port, "/")
+        assert status == 200
+        server.stop()
+
+    run(body)

@@ -16,6 +16,7 @@ No I/O and no clock: the driver passes the current time to `receive_data`.
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import h2.config
@@ -60,6 +61,11 @@ _CONNECTION_FIELDS = frozenset(
 )
 
 _SettingCodes = h2.settings.SettingCodes
+
+# RFC 9113 §8.2.1: lowercase tokens for names; no NUL, CR, LF, nor
+# surrounding whitespace in values.
+_good_name = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]+\Z").match
+_bad_value = re.compile(r"[\x00\r\n]|\A[ \t]|[ \t]\Z").search
 
 
 class _Bucket:
@@ -112,9 +118,12 @@ class H2Connection:
             client_side=False,
             # Decoded as HTTP/1.1 heads are: every byte maps to one character.
             header_encoding="latin-1",
-            # Response heads are checked where they are built (HTTPHeaders
+            # Request heads are checked in _request, in one pass; response
+            # heads where they are built (HTTPHeaders
             # refuses CR, LF and NUL; send_headers lowercases names and drops
             # connection fields), not again field by field here.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
@@ -133,6 +142,9 @@ class H2Connection:
         conn.max_inbound_frame_size = limits.max_frame_size
         conn.decoder.max_header_list_size = limits.max_header_list_size
         self._pending: dict[int, _Outbox] = {}
+        #: (stream, reason) for each malformed request head reset so far;
+        #: the driver logs and clears it.
+        self.malformed: list[tuple[int, str]] = []
         self._preface_left = len(PREFACE)
         # Frame-header scanner state: payload bytes still to skip, and a
         # frame header split across reads.
@@ -296,19 +308,29 @@ class H2Connection:
     def _translate(self, events: list[h2.events.Event]) -> list[Event]:
         out: list[Event] = []
         pump = False
+        dropped: Optional[set[int]] = None  # streams reset as malformed just now
         for ev in events:
             kind = type(ev)
             if kind is h2.events.DataReceived:
                 assert isinstance(ev, h2.events.DataReceived)
                 assert ev.stream_id is not None and ev.data is not None
+                if dropped is not None and ev.stream_id in dropped:
+                    self.consumed(ev.stream_id, ev.flow_controlled_length or 0)
+                    continue
                 out.append(Data(ev.stream_id, ev.data, ev.flow_controlled_length or 0))
             elif kind is h2.events.RequestReceived:
                 assert isinstance(ev, h2.events.RequestReceived)
-                out.append(self._request(ev))
+                request = self._request(ev)
+                if request is not None:
+                    out.append(request)
+                else:
+                    dropped = dropped or set()
+                    dropped.add(ev.stream_id or 0)
             elif kind is h2.events.StreamEnded:
                 assert isinstance(ev, h2.events.StreamEnded)
                 assert ev.stream_id is not None
-                out.append(EndOfStream(ev.stream_id))
+                if dropped is None or ev.stream_id not in dropped:
+                    out.append(EndOfStream(ev.stream_id))
             elif kind is h2.events.WindowUpdated:
                 pump = True
             elif kind is h2.events.StreamReset:
@@ -330,38 +352,77 @@ class H2Connection:
             out.extend(self._pump())
         return out
 
-    @staticmethod
-    def _request(ev: h2.events.RequestReceived) -> Request:
-        method = target = authority = None
-        scheme = "http"
+    def _request(self, ev: h2.events.RequestReceived) -> Optional[Request]:
+        """Check a request head (RFC 9113 §8.2, §8.3) and turn it into a `Request`.
+
+        A malformed head is a stream error: the stream is reset with
+        PROTOCOL_ERROR and no event is produced.
+        """
+        method = target = authority = scheme = None
         fields: list[tuple[str, str]] = []
         cookies: Optional[list[str]] = None
         assert ev.headers is not None and ev.stream_id is not None
+        problem = None
+        regular = False
         for name, value in ev.headers:
             assert isinstance(name, str) and isinstance(value, str)
-            if name[0] == ":":
-                if name == ":method":
+            if value and _bad_value(value) is not None:
+                problem = f"invalid value of {name!r}"
+                break
+            if name[:1] == ":":
+                if regular:
+                    problem = f"pseudo-header {name} after regular fields"
+                    break
+                if name == ":method" and method is None:
                     method = value
-                elif name == ":path":
+                elif name == ":path" and target is None:
                     target = value
-                elif name == ":authority":
+                elif name == ":authority" and authority is None:
                     authority = value
-                elif name == ":scheme":
+                elif name == ":scheme" and scheme is None:
                     scheme = value
-            elif name == "cookie":
+                else:
+                    problem = f"unexpected or repeated pseudo-header {name}"
+                    break
+                continue
+            regular = True
+            if _good_name(name) is None:
+                problem = f"invalid field name {name!r}"
+                break
+            if name == "cookie":
                 if cookies is None:
                     cookies = [value]
                 else:
                     cookies.append(value)
+            elif name in _CONNECTION_FIELDS or (name == "te" and value != "trailers"):
+                problem = f"connection-specific field {name!r}"
+                break
             else:
                 fields.append((name, value))
+        if problem is None:
+            if method is None:
+                problem = "no :method"
+            elif method == "CONNECT":
+                if authority is None or target is not None or scheme is not None:
+                    problem = "CONNECT needs :authority and no :path or :scheme"
+            elif not target or scheme is None:
+                problem = "no :path or no :scheme"
+        if problem is not None:
+            self.reset(ev.stream_id, ErrorCode.PROTOCOL_ERROR)
+            self.malformed.append((ev.stream_id, problem))
+            return None
+        assert method is not None
         if cookies is not None:
             # RFC 9113 §8.2.3: split crumbs are joined before HTTP/1.1 semantics.
             fields.append(("cookie", "; ".join(cookies)))
-        # h2 has checked the pseudo-header fields: :method is there, and
-        # :path too unless the method is CONNECT.
-        assert method is not None
-        return Request(ev.stream_id, method, target or authority or "", authority, scheme, fields)
+        return Request(
+            ev.stream_id,
+            method,
+            target or authority or "",
+            authority,
+            scheme or "https",
+            fields,
+        )
 
     def consumed(self, stream_id: int, flow_length: int) -> None:
         """Give ``flow_length`` bytes of receive window back (the body was read)."""

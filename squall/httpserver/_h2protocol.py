@@ -437,6 +437,13 @@ class _H2Protocol(asyncio.Protocol):
             gen_log.info("HTTP/2 error from %s", self.context, exc_info=True)
             self._abort(linger=True)
             return
+        malformed = self._h2.malformed
+        if malformed:
+            for sid, problem in malformed:
+                gen_log.info(
+                    "Malformed HTTP/2 request from %s (stream %d): %s", self.context, sid, problem
+                )
+            malformed.clear()
         for event in events:
             kind = type(event)
             try:
@@ -464,9 +471,12 @@ class _H2Protocol(asyncio.Protocol):
                         self._lose_stream(stream)
                 else:
                     assert isinstance(event, GoAway)
+                    # h2 sends nothing after the client's GOAWAY: the
+                    # streams still open cannot be answered any more.
                     self._closing = True
-                    if not self._streams:
-                        self._abort()
+                    for stream in list(self._streams.values()):
+                        self._lose_stream(stream)
+                    self._abort(linger=True)
             except RemoteProtocolError as exc:
                 gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
                 self._abort(linger=True)

@@ -309,3 +309,51 @@ def test_limits_validation() -> None:
 
 def test_preface_constant() -> None:
     assert PREFACE == b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (REQUEST + [("X-Upper", "v")], "invalid field name"),
+        (REQUEST + [("connection", "close")], "connection-specific"),
+        (REQUEST + [("te", "gzip")], "connection-specific"),
+        (REQUEST + [("x-bad", "a\r\nb")], "invalid value"),
+        (REQUEST + [("x-bad", " padded")], "invalid value"),
+        ([("x-first", "1")] + REQUEST, "after regular fields"),
+        (REQUEST + [(":method", "POST")], "repeated pseudo-header"),
+        (REQUEST[:1] + REQUEST[2:], "no :path"),
+        ([(":method", "CONNECT"), (":authority", "a:1"), (":path", "/")], "CONNECT"),
+        (REQUEST + [(":status", "200")], "unexpected"),
+    ],
+)
+def test_malformed_request_head_resets_the_stream(
+    fields: list[tuple[str, str]], problem: str
+) -> None:
+    server, c = pair()
+    c.config.validate_outbound_headers = False
+    c.config.normalize_outbound_headers = False
+    c.send_headers(1, fields, end_stream=True)
+    assert server.receive_data(c.data_to_send(), 0.0) == []
+    assert len(server.malformed) == 1
+    assert server.malformed[0][0] == 1 and problem in server.malformed[0][1]
+    resets = [
+        e for e in c.receive_data(server.data_to_send()) if isinstance(e, h2.events.StreamReset)
+    ]
+    assert [(r.stream_id, r.error_code) for r in resets] == [(1, ErrorCode.PROTOCOL_ERROR)]
+    # The connection goes on.
+    c.send_headers(3, REQUEST, end_stream=True)
+    events = server.receive_data(c.data_to_send(), 0.0)
+    assert [type(e) for e in events] == [Request, EndOfStream]
+
+
+def test_connect_request() -> None:
+    server, c = pair()
+    block = hpack.Encoder().encode([(":method", "CONNECT"), (":authority", "example.com:443")])
+    events = server.receive_data(raw(HeadersFrame(1, data=block, flags=["END_HEADERS"])), 0.0)
+    req = events[0]
+    assert isinstance(req, Request)
+    assert (req.method, req.target, req.authority) == (
+        "CONNECT",
+        "example.com:443",
+        "example.com:443",
+    )

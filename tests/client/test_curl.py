@@ -1,0 +1,416 @@
+"""CurlAsyncHTTPClient: squall.curl_httpclient over pycurl."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import logging
+import socket
+import sys
+import weakref
+from typing import Any
+from unittest import mock
+
+import pytest
+
+import squall
+import squall.compat
+from squall import gen
+from squall.escape import json_decode, json_encode
+from squall.httpclient import AsyncHTTPClient, HTTPClientError
+from squall.locks import Event
+from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test
+from squall.web import Application, RequestHandler
+
+pycurl = pytest.importorskip("pycurl", reason="pycurl not installed (pip install squall[curl])")
+
+from squall.curl_httpclient import (  # noqa: E402
+    CurlAsyncHTTPClient,
+    CurlError,
+    _CurlStreamingBuffer,
+)
+
+BIG = b"".join(b"%08d\n" % i for i in range(60000))  # 540 kB, all different
+
+
+class Echo(RequestHandler):
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "REPORT")
+
+    def _echo(self) -> None:
+        self.write(
+            json_encode(
+                {
+                    "method": self.request.method,
+                    "uri": self.request.uri,
+                    "body": self.request.body.decode("latin-1"),
+                    "headers": dict(self.request.headers.get_all()),
+                }
+            )
+        )
+
+    get = post = put = delete = patch = options = _echo
+
+    def head(self) -> None:
+        self.set_header("X-Method", "HEAD")
+
+    def report(self) -> None:
+        self._echo()
+
+
+class Big(RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/octet-stream")
+        self.write(BIG)
+
+
+class Redirect(RequestHandler):
+    def get(self) -> None:
+        self.redirect(self.get_argument("to"), status=int(self.get_argument("status", "302")))
+
+    post = put = get
+
+
+class Slow(RequestHandler):
+    async def get(self) -> None:
+        await self.application.settings["never"].wait()
+
+
+class Brotli(RequestHandler):
+    def get(self) -> None:
+        brotli = pytest.importorskip("brotli")
+        self.set_header("Content-Encoding", "br")
+        self.write(brotli.compress(BIG, quality=5))
+
+
+class Auth(RequestHandler):
+    def get(self) -> None:
+        self.write(self.request.headers.get("Authorization", "none"))
+
+
+def make_app(**settings: Any) -> Application:
+    return Application(
+        [
+            ("/echo", Echo),
+            ("/big", Big),
+            ("/redirect", Redirect),
+            ("/slow", Slow),
+            ("/br", Brotli),
+            ("/auth", Auth),
+            (".*/proxied", Echo),
+        ],
+        never=Event(),
+        gzip=True,
+        **settings,
+    )
+
+
+class CurlTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_http_client(self) -> CurlAsyncHTTPClient:
+        return CurlAsyncHTTPClient(force_instance=True, defaults={"allow_ipv6": False})
+
+    def echo(self, path: str = "/echo", **kwargs: Any) -> dict[str, Any]:
+        response = self.fetch(path, **kwargs)
+        response.rethrow()
+        result: dict[str, Any] = json_decode(response.body)
+        return result
+
+    def test_get_names_squall_and_asks_for_gzip(self) -> None:
+        seen = self.echo()
+        assert seen["method"] == "GET"
+        assert seen["headers"]["User-Agent"] == f"Squall/{squall.version}"
+        assert seen["headers"]["Accept-Encoding"] == "gzip"
+        # libcurl's own additions are kept out.
+        assert "Expect" not in seen["headers"] and "Pragma" not in seen["headers"]
+
+    def test_methods_and_bodies(self) -> None:
+        post = self.echo(method="POST", body="a=1&b=2")
+        assert (post["method"], post["body"]) == ("POST", "a=1&b=2")
+        assert post["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+        put = self.echo(method="PUT", body=b"\xe9t\xe9")
+        assert (put["method"], put["body"]) == ("PUT", "\xe9t\xe9")
+        assert "Content-Type" not in put["headers"]
+        assert self.echo(method="PATCH", body="p")["body"] == "p"
+        assert self.echo(method="DELETE")["method"] == "DELETE"
+        report = self.echo(method="REPORT", body="r", allow_nonstandard_methods=True)
+        assert (report["method"], report["body"]) == ("REPORT", "r")
+        head = self.fetch("/echo", method="HEAD")
+        assert (head.code, head.body, head.headers["X-Method"]) == (200, b"", "HEAD")
+
+    def test_body_rules(self) -> None:
+        with pytest.raises(ValueError, match="must not be None"):
+            self.fetch("/echo", method="POST", raise_error=True)
+        with pytest.raises(ValueError, match="must be None"):
+            self.fetch("/echo", method="GET", body="x", raise_error=True)
+
+        async def producer(write: Any) -> None:
+            await write(b"x")
+
+        with pytest.raises(ValueError, match="body_producer"):
+            self.fetch("/echo", method="POST", body_producer=producer, raise_error=True)
+
+    def test_headers_go_out_as_latin1_and_crlf_is_refused(self) -> None:
+        seen = self.echo(headers={"X-Word": "caf\xe9", "X-Bytes": b"raw"})
+        assert seen["headers"]["X-Word"] == "caf\xe9"
+        assert seen["headers"]["X-Bytes"] == "raw"
+        with pytest.raises(ValueError):
+            self.fetch("/echo", headers={"X-Bad": "a\r\nInjected: 1"}, raise_error=True)
+
+    def test_redirects(self) -> None:
+        response = self.fetch("/redirect?to=/echo&status=302", method="POST", body="x")
+        assert json_decode(response.body)["method"] == "GET"
+        assert response.effective_url == self.get_url("/echo")
+        kept = self.fetch("/redirect?to=/echo&status=307", method="PUT", body="keep")
+        assert json_decode(kept.body)["body"] == "keep"
+        unfollowed = self.fetch("/redirect?to=/echo", follow_redirects=False)
+        assert unfollowed.code == 302
+        assert unfollowed.headers["Location"] == "/echo"
+        with pytest.raises(CurlError) as info:
+            self.fetch("/redirect?to=/redirect%3Fto%3D/echo", max_redirects=1)
+        assert info.value.errno == pycurl.E_TOO_MANY_REDIRECTS
+
+    def test_basic_and_digest_auth(self) -> None:
+        basic = self.fetch("/auth", auth_username="jos\u0065\u0301", auth_password="p\xe9")
+        # RFC 7617: the credentials are NFC-normalised UTF-8.
+        assert basic.body == b"Basic am9zw6k6cMOp"
+        with pytest.raises(ValueError, match="auth_mode"):
+            self.fetch(
+                "/auth", auth_username="a", auth_password="b", auth_mode="nope", raise_error=True
+            )
+
+    def test_header_callback_sees_each_line_and_the_response_keeps_the_last_head(self) -> None:
+        lines: list[str] = []
+        response = self.fetch("/redirect?to=/echo", header_callback=lines.append)
+        assert lines[0].startswith("HTTP/1.1 302")
+        assert any(line.startswith("HTTP/1.1 200") for line in lines)
+        assert lines[-1] == "\r\n"
+        assert "Location" not in response.headers
+        assert response.reason == "OK"
+
+    def test_streaming_pauses_and_resumes(self) -> None:
+        chunks: list[bytes] = []
+        with mock.patch.object(_CurlStreamingBuffer, "max_buffer_size", 4096):
+            response = self.fetch("/big", streaming_callback=chunks.append)
+        assert response.code == 200 and response.body == b""
+        assert b"".join(chunks) == BIG
+        assert len(chunks) > 2
+
+    def test_streaming_callback_error_is_logged_and_the_transfer_goes_on(self) -> None:
+        chunks: list[bytes] = []
+
+        def callback(chunk: bytes) -> None:
+            chunks.append(chunk)
+            if len(chunks) == 1:
+                raise ZeroDivisionError
+
+        with ExpectLog("squall.application", "Exception in callback"):
+            self.fetch("/big", streaming_callback=callback)
+        assert b"".join(chunks) == BIG
+
+    def test_coroutine_streaming_callback_is_refused(self) -> None:
+        async def callback(chunk: bytes) -> None:
+            pass
+
+        with pytest.raises(TypeError, match="coroutine streaming_callback"):
+            self.fetch("/big", streaming_callback=callback)
+
+    def test_max_body_size_refusals(self) -> None:
+        client = CurlAsyncHTTPClient(force_instance=True, max_body_size=1000, max_clients=1)
+        try:
+            for kwargs in ({}, {"streaming_callback": lambda chunk: None}):
+                with pytest.raises(CurlError) as info:
+                    self.io_loop.run_sync(
+                        lambda kwargs=kwargs: client.fetch(self.get_url("/big"), **kwargs)
+                    )
+                assert info.value.code == 599
+                assert "Content-Length too long: over max_body_size (1000 bytes)" in str(info.value)
+            # The handle is reusable after a refusal.
+            ok = self.io_loop.run_sync(lambda: client.fetch(self.get_url("/auth")))
+            assert ok.body == b"none"
+        finally:
+            client.close()
+
+    def test_default_limit_refusal_is_logged(self) -> None:
+        with mock.patch("squall.curl_httpclient._DEFAULT_MAX_BODY_SIZE", 1000):
+            client = CurlAsyncHTTPClient(force_instance=True)
+        try:
+            with (
+                ExpectLog(
+                    "squall.general",
+                    "Refused the response .*: decompressed body too large",
+                    level=logging.INFO,
+                ),
+                pytest.raises(CurlError, match="decompressed body too large"),
+            ):
+                self.io_loop.run_sync(lambda: client.fetch(self.get_url("/br")))
+        finally:
+            client.close()
+
+    def test_libcurl_decodes_br_it_did_not_ask_for(self) -> None:
+        if "brotli" not in pycurl.version:  # pragma: no cover - depends on libcurl's build
+            pytest.skip("libcurl built without brotli")
+        response = self.fetch("/br")
+        assert response.body == BIG
+        raw = self.fetch("/br", decompress_response=False)
+        assert raw.headers["Content-Encoding"] == "br" and raw.body != BIG
+
+    def test_timeout_and_refused_connection(self) -> None:
+        with pytest.raises(CurlError) as info:
+            self.fetch("/slow", request_timeout=0.2)
+        assert (info.value.code, info.value.errno) == (599, pycurl.E_OPERATION_TIMEDOUT)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        with pytest.raises(CurlError) as info:
+            self.fetch(f"http://127.0.0.1:{port}/")
+        assert info.value.errno == pycurl.E_COULDNT_CONNECT
+        assert str(info.value).startswith("HTTP 599: ")
+
+    def test_proxy_with_credentials_not_reused(self) -> None:
+        port = self.get_http_port()
+        first = self.echo(
+            "http://example.invalid/proxied",
+            proxy_host="127.0.0.1",
+            proxy_port=port,
+            proxy_username="u",
+            proxy_password="p",
+        )
+        assert first["headers"]["Proxy-Authorization"] == "Basic dTpw"
+        assert first["uri"] == "http://example.invalid/proxied"
+        second = self.echo(
+            "http://example.invalid/proxied", proxy_host="127.0.0.1", proxy_port=port
+        )
+        assert "Proxy-Authorization" not in second["headers"]
+        with pytest.raises(ValueError, match="proxy_auth_mode"):
+            self.fetch(
+                "http://example.invalid/proxied",
+                proxy_host="127.0.0.1",
+                proxy_port=port,
+                proxy_username="u",
+                proxy_auth_mode="ntlm",
+                raise_error=True,
+            )
+
+    def test_prepare_curl_callback_gets_the_handle(self) -> None:
+        def prepare(curl: Any) -> None:
+            curl.setopt(pycurl.USERAGENT, "prepared")
+
+        assert self.echo(prepare_curl_callback=prepare)["headers"]["User-Agent"] == "prepared"
+
+    def test_ssl_options_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="ssl_options"):
+            self.fetch("/echo", ssl_options={}, raise_error=True)
+
+    def test_configured_as_the_default_client(self) -> None:
+        AsyncHTTPClient.configure("squall.curl_httpclient.CurlAsyncHTTPClient", max_clients=3)
+        try:
+
+            async def make() -> AsyncHTTPClient:
+                return AsyncHTTPClient(force_instance=True)
+
+            client = self.io_loop.run_sync(make)
+            assert isinstance(client, CurlAsyncHTTPClient) and client.max_clients == 3
+            client.close()
+        finally:
+            AsyncHTTPClient.configure(None)
+
+    def test_many_requests_queue_for_the_handles(self) -> None:
+        client = CurlAsyncHTTPClient(force_instance=True, max_clients=2)
+        try:
+            responses = self.io_loop.run_sync(
+                lambda: gen.multi([client.fetch(self.get_url(f"/echo?n={i}")) for i in range(6)])
+            )
+            assert [json_decode(r.body)["uri"] for r in responses] == [
+                f"/echo?n={i}" for i in range(6)
+            ]
+            assert all(0 <= v < 1 for v in responses[0].time_info.values())
+        finally:
+            client.close()
+
+    def test_closed_client_is_not_kept_alive(self) -> None:
+        def use() -> weakref.ref[CurlAsyncHTTPClient]:
+            client = CurlAsyncHTTPClient(force_instance=True)
+            self.io_loop.run_sync(
+                lambda: client.fetch(self.get_url("/big"), streaming_callback=lambda c: None)
+            )
+            client.close()
+            client.close()  # idempotent
+            return weakref.ref(client)
+
+        ref = use()
+        gc.collect()
+        assert ref() is None
+
+
+class ObsFoldTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    @gen_test
+    async def test_folded_header_is_unfolded(self) -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nX-Folded: one;\r\n\ttwo\r\nContent-Length: 2\r\n\r\nok"
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = CurlAsyncHTTPClient(force_instance=True)
+        try:
+            response = await client.fetch(f"http://127.0.0.1:{port}/")
+            assert response.headers["X-Folded"] == "one; two"
+            assert response.body == b"ok"
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+
+class CurlHTTPSTest(AsyncHTTPSTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_http_client(self) -> CurlAsyncHTTPClient:
+        return CurlAsyncHTTPClient(force_instance=True)
+
+    def tearDown(self) -> None:
+        # libcurl keeps its idle TLS connection without answering the
+        # server's close_notify; closing the client first spares the server
+        # its wait for one.
+        self.http_client.close()
+        super().tearDown()
+
+    def test_https_without_verification(self) -> None:
+        response = self.fetch("/auth", validate_cert=False)
+        assert response.body == b"none"
+        # (A verified fetch is refused, but the server then takes a second
+        # to close the aborted handshake: not tested here, to stay quick.)
+
+
+def test_error_is_an_http_error() -> None:
+    error = CurlError(7, "Failed to connect")
+    assert isinstance(error, HTTPClientError)
+    assert (error.code, error.errno, str(error)) == (599, 7, "HTTP 599: Failed to connect")
+
+
+def test_missing_pycurl_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pycurl", None)
+    monkeypatch.delitem(sys.modules, "squall.curl_httpclient")
+    with pytest.raises(ImportError, match=r"pip install squall\[curl\]"):
+        importlib.import_module("squall.curl_httpclient")
+
+
+def test_tornado_name_maps_here() -> None:
+    squall.compat.install()
+    try:
+        module = importlib.import_module("tornado.curl_httpclient")
+        assert module.CurlAsyncHTTPClient is CurlAsyncHTTPClient
+    finally:
+        squall.compat.uninstall()

@@ -128,6 +128,18 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if ready is not None:
+        # Under a supervisor: if it dies (SIGKILL, OOM), stop rather than
+        # serve on unsupervised.
+        parent = os.getppid()
+
+        def check_parent() -> None:
+            if os.getppid() != parent:
+                reason[0] = "the supervisor is gone"
+                stop.set()
+            elif not stop.is_set():
+                loop.call_later(1.0, check_parent)
+
+        loop.call_later(1.0, check_parent)
         ready()
     log.info("Worker %d serving (%s app %s)", os.getpid(), served.kind, config.target)
     await stop.wait()

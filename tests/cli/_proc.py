@@ -176,13 +176,19 @@ class Load:
         self.stopping = False
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
         self._first = threading.Barrier(clients + 1)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     def start(self) -> None:
         """Start the clients; returns once each has had one response."""
         for thread in self._threads:
             thread.start()
         self._first.wait(10)
+
+    def wait_ok(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until ``count`` responses in all (or a failure)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self.ok >= count or self.failures, timeout):
+                raise AssertionError(f"only {self.ok} responses of {count} in {timeout}s")
 
     def stop(self) -> None:
         self.stopping = True
@@ -221,10 +227,12 @@ class Load:
             except OSError as exc:
                 with self._lock:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
+                    self._lock.notify_all()
                 break
             with self._lock:
                 if status == 200:
                     self.ok += 1
+                    self._lock.notify_all()
                     if body.startswith(b"slow "):
                         self.pids.add(int(body.split()[1]))
                 else:

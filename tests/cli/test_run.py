@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -107,6 +108,7 @@ def test_sighup_rolls_workers_with_zero_failed_requests() -> None:
         assert not new & old
         for _ in range(2):
             assert int(squall.expect(r"Worker (\d+) exited").group(1)) in old
+        load.wait_ok(load.ok + 10)  # served by the new workers alone
         load.stop()
         assert load.failures == []
         assert load.pids & new
@@ -196,3 +198,32 @@ def test_a_bad_target_stops_the_supervisor() -> None:
     with Squall("sample_apps:not_an_app", "--bind", "127.0.0.1:0", "--workers", "2") as squall:
         squall.expect(r"squall run: error: .*expected a squall/Tornado Application")
         assert squall.wait() == 2
+
+
+def test_sigterm_closes_websockets_with_1001_and_finishes_long_polls() -> None:
+    from squall.websocket import websocket_connect
+
+    with Squall("sample_apps:app", "--bind", "127.0.0.1:0") as squall:
+        host, port = squall.address()
+        squall.expect("serving")
+
+        async def body() -> None:
+            ws = await websocket_connect(f"ws://{host}:{port}/ws")
+            await ws.write_message("hello")
+            assert await ws.read_message() == "hello"
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET /slow?s=0.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+            await writer.drain()
+            # Sent, perhaps not yet read: the drain reads what is already
+            # buffered before it closes idle connections.
+            squall.signal(signal.SIGTERM)
+            assert await ws.read_message() is None
+            assert ws.close_code == 1001
+            response = await reader.read()
+            assert response.startswith(b"HTTP/1.1 200")
+            assert b"Connection: close" in response
+            assert response.endswith(b"slow " + str(squall.proc.pid).encode())
+            writer.close()
+
+        asyncio.run(asyncio.wait_for(body(), 10))
+        assert squall.wait() == 0

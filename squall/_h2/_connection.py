@@ -24,6 +24,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import Data, Drained, EndOfStream, Event, GoAway, Request, StreamReset
@@ -159,6 +160,7 @@ class H2Connection:
         self._empty = _Bucket(limits.max_empty_frames_per_second)
         self._goaway_sent = False
         self._terminated = False
+        self._extra = b""  # frames built here, sent before h2's next bytes
 
     # -- starting ----------------------------------------------------------------
 
@@ -575,18 +577,22 @@ class H2Connection:
             self._calm(f"more than {self.limits.max_resets_per_second:g} refused streams a second")
 
     def goaway(self, error_code: int = ErrorCode.NO_ERROR, message: str = "") -> None:
-        """Send GOAWAY with the last stream we took; no new streams after it."""
+        """Send GOAWAY with the last stream we took; no new streams after it.
+
+        The streams already taken go on: the frame is built here rather
+        than by ``h2``, whose state machine refuses to send anything after
+        its own GOAWAY (RFC 9113 §6.8 lets them finish).
+        """
         if self._goaway_sent or self._terminated:
             return
         self._goaway_sent = True
-        try:
-            self._conn.close_connection(
-                error_code,
-                additional_data=message.encode("ascii", "replace") if message else None,
-                last_stream_id=self._conn.highest_inbound_stream_id,
-            )
-        except h2.exceptions.ProtocolError:
-            pass
+        frame = hyperframe.frame.GoAwayFrame(
+            0,
+            last_stream_id=self._conn.highest_inbound_stream_id,
+            error_code=error_code,
+            additional_data=message.encode("ascii", "replace"),
+        )
+        self._extra = self._conn.data_to_send() + frame.serialize()
 
     @property
     def goaway_sent(self) -> bool:
@@ -600,6 +606,10 @@ class H2Connection:
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the client now (and forget)."""
+        extra = self._extra
+        if extra:
+            self._extra = b""
+            return extra + self._conn.data_to_send()
         return self._conn.data_to_send()
 
     @staticmethod

@@ -44,6 +44,7 @@ class RawH2:
         self.goaway: Optional[h2.events.ConnectionTerminated] = None
         self.closed = False
         self.auto_ack = True
+        self.raw = bytearray()  # everything received, for frames h2 would not parse
 
     @classmethod
     async def connect(
@@ -137,6 +138,7 @@ class RawH2:
         if not data:
             self.closed = True
             return False
+        self.raw += data
         try:
             self._handle(self.conn.receive_data(data))
         except h2.exceptions.ProtocolError:
@@ -175,6 +177,20 @@ class RawH2:
         r = self.responses[sid]
         await self.until(lambda: r.ended or r.reset is not None)
         return r
+
+    def frames(self) -> list[Any]:
+        """Every frame received so far, parsed by hyperframe alone."""
+        from hyperframe.frame import Frame
+
+        out = []
+        data = bytes(self.raw)
+        pos = 0
+        while pos + 9 <= len(data):
+            frame, length = Frame.parse_frame_header(memoryview(data[pos : pos + 9]))
+            frame.parse_body(memoryview(data[pos + 9 : pos + 9 + length]))
+            out.append(frame)
+            pos += 9 + length
+        return out
 
     async def close(self) -> None:
         self.writer.close()

@@ -1,0 +1,448 @@
+"""The HTTP/2 driver's request connection (`_H2Stream`) and its edge cases,
+through a plain request callback that uses the connection API directly."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+import h2.events  # noqa: E402
+
+from squall._h2 import ErrorCode, H2Limits  # noqa: E402
+from squall.httputil import (  # noqa: E402
+    HTTPHeaders,
+    HTTPOutputError,
+    HTTPServerRequest,
+    ResponseStartLine,
+)
+from squall.iostream import StreamClosedError  # noqa: E402
+from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
+from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
+
+from ._client import RawH2  # noqa: E402
+from .test_attacks import condition  # noqa: E402
+
+OK = ResponseStartLine("HTTP/2.0", 200, "OK")
+
+
+def headers(**fields: str) -> HTTPHeaders:
+    h = HTTPHeaders()
+    for name, value in fields.items():
+        h[name.replace("_", "-")] = value
+    return h
+
+
+class CallbackTest(AsyncHTTPTestCase):
+    """Each test installs ``self.handle(request)``."""
+
+    def get_app(self) -> Any:
+        self.errors: list[BaseException] = []
+        self.handle: Callable[[HTTPServerRequest], Any] = lambda request: None
+
+        def app(request: HTTPServerRequest) -> None:
+            try:
+                self.handle(request)
+            except Exception as exc:
+                self.errors.append(exc)
+
+        return app
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "max_body_size": 1000, "chunk_size": 400}
+
+    async def fetch(self, path: str = "/", **kwargs: Any) -> Any:
+        client = await RawH2.connect(self.get_http_port())
+        try:
+            return await client.fetch(path, **kwargs)
+        finally:
+            await client.close()
+
+    @gen_test
+    async def test_more_than_content_length(self) -> None:
+        def handle(request: HTTPServerRequest) -> None:
+            conn = request.connection
+            assert conn is not None
+            conn.write_headers(OK, headers(Content_Length="3"))
+            conn.write(b"hello")
+
+        self.handle = handle
+        r = await self.fetch()
+        assert r.reset == ErrorCode.INTERNAL_ERROR
+        assert isinstance(self.errors[0], HTTPOutputError)
+        assert "more data than Content-Length" in str(self.errors[0])
+
+    @gen_test
+    async def test_less_than_content_length(self) -> None:
+        def handle(request: HTTPServerRequest) -> None:
+            conn = request.connection
+            assert conn is not None
+            conn.write_headers(OK, headers(Content_Length="10"), b"abc")
+            conn.finish()
+
+        self.handle = handle
+        r = await self.fetch()
+        assert r.reset == ErrorCode.INTERNAL_ERROR
+        assert "less than Content-Length" in str(self.errors[0])
+
+    @gen_test
+    async def test_misuse_raises(self) -> None:
+        seen: list[str] = []
+
+        def handle(request: HTTPServerRequest) -> None:
+            conn: Any = request.connection
+            for attempt in (lambda: conn.write(b"x"), conn.detach):
+                try:
+                    attempt()
+                except HTTPOutputError as exc:
+                    seen.append(str(exc))
+            conn.write_headers(OK, headers(), b"body")
+            try:
+                conn.write_headers(OK, headers())
+            except HTTPOutputError as exc:
+                seen.append(str(exc))
+            try:
+                conn.write_headers(OK, headers(Content_Length="x"))
+            except HTTPOutputError as exc:
+                seen.append(str(exc))
+            assert conn.transport is not None
+            conn.write(b"")
+            conn.write(b" more")
+            conn.finish()
+            conn.finish()  # twice is harmless
+
+        self.handle = handle
+        r = await self.fetch()
+        assert (r.status, r.body) == (200, b"body more")
+        assert len(seen) == 4
+        assert "write_headers must come first" in seen[0]
+        assert "cannot be detached" in seen[1]
+        assert "already written" in seen[2]
+
+    @gen_test
+    async def test_finish_without_head_resets(self) -> None:
+        def handle(request: HTTPServerRequest) -> None:
+            assert request.connection is not None
+            request.connection.finish()
+
+        self.handle = handle
+        r = await self.fetch()
+        assert r.reset == ErrorCode.INTERNAL_ERROR
+
+    @gen_test
+    async def test_close_resets_the_stream_and_calls_back(self) -> None:
+        calls: list[str] = []
+        futures: list[Any] = []
+
+        def handle(request: HTTPServerRequest) -> None:
+            conn: Any = request.connection
+            conn.set_close_callback(lambda: calls.append("closed"))
+            conn.close()
+            futures.append(conn.write_headers(OK, headers()))
+            futures.append(conn.write(b"x"))
+            conn.finish()
+
+        self.handle = handle
+        r = await self.fetch()
+        assert r.reset == ErrorCode.CANCEL
+        assert calls == ["closed"]
+        for future in futures:
+            with pytest.raises(StreamClosedError):
+                await future
+
+    @gen_test
+    async def test_bad_request_content_length(self) -> None:
+        # h2 itself refuses a Content-Length that is no number (a connection error).
+        client = await RawH2.connect(self.get_http_port(), validate=False)
+        with ExpectLog("squall.general", "HTTP/2 error", level=logging.INFO):
+            client.request("/", method="POST", headers=[("content-length", "1x")], body=b"1x")
+            await client.until_closed()
+        assert client.goaway is not None and client.goaway.error_code == ErrorCode.PROTOCOL_ERROR
+        await client.close()
+        with ExpectLog("squall.general", "Malformed HTTP message.*too long", level=logging.INFO):
+            r = await self.fetch(method="POST", headers=[("content-length", "5000")], end=False)
+        assert r.status == 400
+
+    @gen_test
+    async def test_body_over_max_body_size(self) -> None:
+        self.handle = lambda request: None
+        client = await RawH2.connect(self.get_http_port())
+        with ExpectLog("squall.general", "Malformed HTTP message.*too large", level=logging.INFO):
+            sid = client.request("/", method="POST", body=b"z" * 800, end=False)
+            client.conn.send_data(sid, b"z" * 800, end_stream=True)
+            client.flush()
+            r = client.responses[sid]
+            await client.until(lambda: r.ended or r.reset is not None)
+        assert r.status == 400
+        await client.close()
+
+    @gen_test
+    async def test_body_in_chunk_size_pieces(self) -> None:
+        def handle(request: HTTPServerRequest) -> None:
+            conn = request.connection
+            assert conn is not None
+            conn.write_headers(OK, headers(), str(len(request.body)).encode())
+            conn.finish()
+
+        self.handle = handle
+        r = await self.fetch(method="POST", body=b"q" * 900)
+        assert r.body == b"900"
+
+    @gen_test
+    async def test_expect_100_continue(self) -> None:
+        def handle(request: HTTPServerRequest) -> None:
+            conn = request.connection
+            assert conn is not None
+            conn.write_headers(OK, headers(), request.body)
+            conn.finish()
+
+        self.handle = handle
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.request("/", method="POST", headers=[("expect", "100-continue")], end=False)
+        await client.until(
+            lambda: any(
+                isinstance(e, h2.events.InformationalResponseReceived) for e in client.events
+            )
+        )
+        client.conn.send_data(sid, b"after 100", end_stream=True)
+        client.flush()
+        r = client.responses[sid]
+        await client.until(lambda: r.ended)
+        assert r.body == b"after 100"
+        await client.close()
+
+
+class GzipTest(AsyncHTTPTestCase):
+    def get_app(self) -> Any:
+        def app(request: HTTPServerRequest) -> None:
+            conn = request.connection
+            assert conn is not None
+            conn.write_headers(OK, headers(), request.body)
+            conn.finish()
+
+        return app
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "decompress_request": True}
+
+    @gen_test
+    async def test_gzip_request_body(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        body = gzip.compress(b"unzipped " * 100)
+        r = await client.fetch(
+            "/", method="POST", headers=[("content-encoding", "gzip")], body=body
+        )
+        assert r.body == b"unzipped " * 100
+        with ExpectLog("squall.general", "Malformed HTTP message.*gzip", level=logging.INFO):
+            r = await client.fetch(
+                "/", method="POST", headers=[("content-encoding", "gzip")], body=b"not gzip"
+            )
+        assert r.status == 400
+        await client.close()
+
+
+@stream_request_body
+class Streaming(RequestHandler):
+    def initialize(self, log: list[Any]) -> None:
+        self.log = log
+
+    async def prepare(self) -> None:
+        await asyncio.sleep(0)  # data arrives meanwhile and waits in the inbox
+
+    async def data_received(self, chunk: bytes) -> None:
+        if chunk.startswith(b"boom"):
+            raise ValueError("boom")
+        self.log.append(len(chunk))
+        await asyncio.sleep(0)
+
+    def put(self) -> None:
+        self.write(str(sum(self.log)))
+
+
+class Bodiless(RequestHandler):
+    def get(self) -> None:
+        self.set_status(304)
+
+    def head(self) -> None:
+        self.set_header("Content-Length", "42")
+
+
+class TimeoutTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.log: list[Any] = []
+        return Application([("/stream", Streaming, {"log": self.log}), ("/bodiless", Bodiless)])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {
+            "http2": True,
+            "idle_connection_timeout": 0.2,
+            "body_timeout": 0.2,
+            "http2_limits": H2Limits(idle_stream_timeout=30),
+        }
+
+    @gen_test
+    async def test_streamed_body_waits_for_prepare(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        r = await client.fetch("/stream", method="PUT", body=b"a" * 5000)
+        assert r.body == b"5000"
+        await client.close()
+
+    @gen_test
+    async def test_data_received_raising_resets(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        with ExpectLog("squall.application", "Uncaught exception"):
+            r = await client.fetch("/stream", method="PUT", body=b"boom")
+        assert r.reset == ErrorCode.INTERNAL_ERROR or r.status == 500
+        await client.close()
+
+    @gen_test
+    async def test_bodiless_statuses(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        r = await client.fetch("/bodiless")
+        assert (r.status, r.body) == (304, b"")
+        r = await client.fetch("/bodiless", method="HEAD")
+        assert (r.status, r.body, r.headers["content-length"]) == (200, b"", "42")
+        await client.close()
+
+    @gen_test
+    async def test_idle_connection_closed_with_goaway(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        await client.until_closed()
+        assert client.goaway is not None and client.goaway.error_code == ErrorCode.NO_ERROR
+        await client.close()
+
+    @gen_test
+    async def test_body_timeout(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        with ExpectLog(
+            "squall.general", "HTTP/2 stream .*not completed in time", level=logging.INFO
+        ):
+            sid = client.request("/stream", method="PUT", body=b"x", end=False)
+            r = client.responses[sid]
+            await client.until(lambda: r.reset is not None)
+        assert r.reset == ErrorCode.CANCEL
+        await client.close()
+
+
+class DrainTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.release = asyncio.Event()
+        release = self.release
+
+        class Slow(RequestHandler):
+            async def get(self) -> None:
+                await release.wait()
+                self.write("done")
+
+        return Application([("/slow", Slow)])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    @gen_test
+    async def test_drain_lets_streams_finish(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.request("/slow")
+        await condition(
+            lambda: any(getattr(c, "_active", 0) for c in self.http_server._connections)
+        )
+        (conn,) = self.http_server._connections
+        conn._drain(None)
+        await client.until(lambda: client.goaway is not None)
+        assert client.goaway is not None and client.goaway.last_stream_id == sid
+        self.release.set()
+        # h2's client stops parsing at a GOAWAY; read the frames that follow.
+        await client.until_closed()
+        data = [f for f in client.frames() if f.stream_id == sid and f.type == 0]
+        assert b"".join(f.data for f in data) == b"done"
+        assert "END_STREAM" in data[-1].flags
+        await client.close()
+
+    @gen_test
+    async def test_hard_close(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        client.request("/slow")
+        await condition(
+            lambda: any(getattr(c, "_active", 0) for c in self.http_server._connections)
+        )
+        (conn,) = self.http_server._connections
+        conn._hard_close()
+        await client.until_closed()
+        await condition(lambda: not self.http_server._connections)
+        await client.close()
+
+    @gen_test
+    async def test_bad_upgrade_settings(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        with ExpectLog(
+            "squall.general", "Malformed HTTP message.*HTTP2-Settings", level=logging.INFO
+        ):
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                b"Upgrade: h2c\r\nHTTP2-Settings: AB\r\n\r\n"
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 400 ")
+        writer.close()
+        await writer.wait_closed()
+
+    @gen_test
+    async def test_preface_split_across_reads(self) -> None:
+        client = await RawH2.connect(self.get_http_port(), preface=False)
+        client.conn.initiate_connection()
+        data = client.conn.data_to_send()
+        for i in range(0, 30, 3):
+            client.write_raw(data[i : i + 3])
+            await client.writer.drain()
+            await asyncio.sleep(0)
+        client.write_raw(data[30:])
+        self.release.set()
+        r = await client.fetch("/slow")
+        assert r.body == b"done"
+        await client.close()
+
+
+class WritePauseTest(AsyncHTTPTestCase):
+    """Back-pressure from the transport: writes wait while it is paused."""
+
+    def get_app(self) -> Application:
+        self.waiting = asyncio.Event()
+        self.go = asyncio.Event()
+        self.flushed = asyncio.Event()
+        test = self
+
+        class Writer(RequestHandler):
+            async def get(self) -> None:
+                test.waiting.set()
+                await test.go.wait()
+                self.write("x")
+                await self.flush()
+                test.flushed.set()
+
+        return Application([("/", Writer)])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    @gen_test
+    async def test_flush_waits_for_resume_writing(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.request("/")
+        await asyncio.wait_for(self.waiting.wait(), 5)
+        (conn,) = self.http_server._connections
+        conn.pause_writing()
+        self.go.set()
+        await condition(lambda: any(s._waiters for s in conn._streams.values()))
+        assert not self.flushed.is_set()
+        conn.resume_writing()
+        await asyncio.wait_for(self.flushed.wait(), 5)
+        r = client.responses[sid]
+        await client.until(lambda: r.ended)
+        assert r.body == b"x"
+        await client.close()

@@ -23,6 +23,7 @@ from ._heads import HeadParser, PythonHeadParser
 from ._limits import DEFAULT_LIMITS, H1Limits
 from ._rules import (
     CHUNKED,
+    FORBIDDEN_TRAILERS,
     TOKEN_RE,
     UNTIL_CLOSE,
     bad,
@@ -667,12 +668,16 @@ class H1Connection(_Sender):
                 if end < 0:
                     if len(buf) - pos > limits.max_trailer_size:
                         raise bad("Trailer section too large", 431)
-                    if len(buf) - pos >= 2 and buf.count(b"\n", pos) != buf.count(b"\r\n", pos):
+                    if buf.count(b"\n", pos) != buf.count(b"\r\n", pos):
                         raise bad("Malformed HTTP message: bare LF in trailer section")
                     break
                 if end + 4 - pos > limits.max_trailer_size:
                     raise bad("Trailer section too large", 431)
-                self._trailers = parse_fields(buf, pos, end, limits.max_header_count, self._client)
+                trailers = parse_fields(buf, pos, end, limits.max_header_count, self._client)
+                for name, _ in trailers:
+                    if name.lower() in FORBIDDEN_TRAILERS:
+                        raise bad(f"Malformed HTTP message: {name[:100]!r} in trailer section")
+                self._trailers = trailers
                 pos = end + 4
                 done = True
                 break

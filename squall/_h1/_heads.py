@@ -61,7 +61,9 @@ class PythonHeadParser(HeadParser):
             method = _METHODS.get(m)
             version = _VERSIONS.get(v)
             target = t.decode("latin-1")
-            if not (method and version and target and target.isascii() and target.isprintable()):
+            if not (
+                method and version and t[:1] == b"/" and target.isascii() and target.isprintable()
+            ):
                 method, target, version = parse_request_line(line)
         else:
             method, target, version = parse_request_line(line)

@@ -34,6 +34,12 @@ STR_FIELDS_RE: Final = re.compile(FIELDS_RE.pattern.decode("latin-1"))
 STR_VALUE_RE: Final = re.compile((b"[" + _VALUE_CHAR + b"]*").decode("latin-1"))
 _OBS_FOLD_RE: Final = re.compile(rb"\r\n[ \t]+")
 _VERSION_RE: Final = re.compile(rb"HTTP/([0-9])\.([0-9])")
+# RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ":".
+_SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# RFC 9110 §6.5.1: fields that frame or route a message have no meaning in
+# a trailer section; a peer that sends them there hopes that some layer
+# merges them into the header section.
+FORBIDDEN_TRAILERS: Final = frozenset(["content-length", "transfer-encoding", "host"])
 _HEX: Final = b"0123456789abcdefABCDEF"
 # RFC 9112 §7.1.1: chunk = chunk-size [ chunk-ext ] CRLF ...
 #   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
@@ -80,6 +86,14 @@ def parse_request_line(line: bytes) -> tuple[str, str, str]:
     # characters); no whitespace, controls or octets above 0x7E.
     starget = target.decode("latin-1")
     if not (starget and starget.isascii() and starget.isprintable()):
+        raise bad(f"Malformed HTTP request line: invalid request-target {target[:100]!r}")
+    if starget[0] != "/" and not (
+        # §3.2.3 authority-form (CONNECT), §3.2.4 asterisk-form (OPTIONS),
+        # §3.2.2 absolute-form (absolute-URI: a scheme, then ":").
+        method == b"CONNECT"
+        or (starget == "*" and method == b"OPTIONS")
+        or _SCHEME_RE.match(starget) is not None
+    ):
         raise bad(f"Malformed HTTP request line: invalid request-target {target[:100]!r}")
     if version != b"HTTP/1.1" and version != b"HTTP/1.0":
         check_version(version)

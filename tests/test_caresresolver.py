@@ -6,11 +6,13 @@ import importlib
 import socket
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import squall.compat
 from squall.ioloop import IOLoop
+from tests._dns import DNSResponder
 
 pycares = pytest.importorskip("pycares", reason="pycares not installed (pip install squall[cares])")
 
@@ -93,3 +95,58 @@ def test_tornado_name_maps_here() -> None:
         assert module.CaresResolver is CaresResolver
     finally:
         squall.compat.uninstall()
+
+
+TABLE = {"svc.test": ["10.0.0.5", "fd00::5"], "v4only.test": ["10.0.0.6"]}
+
+
+async def _dns_resolver(port: int, **options: Any) -> CaresResolver:
+    resolver = CaresResolver()
+    resolver.channel.close()
+    # DNS only (no hosts file), from our responder.
+    resolver.channel = pycares.Channel(
+        sock_state_cb=resolver._sock_state_cb,
+        servers=["127.0.0.1"],
+        udp_port=port,
+        tcp_port=port,
+        lookups="b",
+        **options,
+    )
+    return resolver
+
+
+def test_lookup_through_the_channel_sockets() -> None:
+    async def main() -> None:
+        server, port = await DNSResponder.start(TABLE)
+        resolver = await _dns_resolver(port)
+        try:
+            found = await resolver.resolve("svc.test", 443)
+            assert sorted(found) == sorted(
+                [(socket.AF_INET, ("10.0.0.5", 443)), (socket.AF_INET6, ("fd00::5", 443))]
+            )
+            assert await resolver.resolve("svc.test", 1, socket.AF_INET6) == [
+                (socket.AF_INET6, ("fd00::5", 1))
+            ]
+            assert ("svc.test", 1) in server.questions
+            with pytest.raises(OSError, match="while resolving nothing.test"):
+                await resolver.resolve("nothing.test", 80)
+        finally:
+            resolver.close()
+            server.close()
+
+    IOLoop(make_current=False).run_sync(main, timeout=TIMEOUT)
+
+
+def test_unanswered_lookup_times_out_on_cares_clock() -> None:
+    async def main() -> None:
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        try:
+            resolver = await _dns_resolver(silent.getsockname()[1], timeout=0.05, tries=1)
+            with pytest.raises(OSError, match="C-Ares returned error"):
+                await resolver.resolve("svc.test", 80)
+            resolver.close()
+        finally:
+            silent.close()
+
+    IOLoop(make_current=False).run_sync(main, timeout=TIMEOUT)

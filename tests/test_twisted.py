@@ -13,6 +13,7 @@ import pytest
 import squall.compat
 from squall import gen
 from squall.ioloop import IOLoop
+from tests._dns import DNSResponder
 
 pytest.importorskip("twisted", reason="Twisted not installed (pip install squall[twisted])")
 
@@ -111,3 +112,54 @@ def test_tornado_name_maps_here() -> None:
         assert module.TwistedResolver is TwistedResolver
     finally:
         squall.compat.uninstall()
+
+
+def test_resolver_asks_dns_servers(io_loop: IOLoop) -> None:
+    from twisted.names import client
+
+    async def main() -> None:
+        server, port = await DNSResponder.start({"svc.test": ["10.0.0.5", "fd00::5"]})
+        resolver = TwistedResolver()
+        resolver.resolver = client.Resolver(
+            servers=[("127.0.0.1", port)], reactor=resolver.reactor, timeout=(1,)
+        )
+        try:
+            # At most one address, of either family, without a family asked for.
+            assert await resolver.resolve("svc.test", 80) in (
+                [(socket.AF_INET, ("10.0.0.5", 80))],
+                [(socket.AF_INET6, ("fd00::5", 80))],
+            )
+            assert await resolver.resolve("svc.test", 80, socket.AF_INET) == [
+                (socket.AF_INET, ("10.0.0.5", 80))
+            ]
+            assert await resolver.resolve("svc.test", 80, socket.AF_INET6) == [
+                (socket.AF_INET6, ("fd00::5", 80))
+            ]
+            with pytest.raises(OSError, match="cannot resolve 'gone.test'"):
+                await resolver.resolve("gone.test", 80)
+            with pytest.raises(OSError, match="cannot resolve 'gone.test'"):
+                await resolver.resolve("gone.test", 80, socket.AF_INET)
+        finally:
+            server.close()
+
+    io_loop.run_sync(main, timeout=TIMEOUT)
+
+
+def test_resolver_timeout_is_an_oserror(io_loop: IOLoop) -> None:
+    from twisted.names import client
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+
+    async def main() -> None:
+        resolver = TwistedResolver()
+        resolver.resolver = client.Resolver(
+            servers=[silent.getsockname()], reactor=resolver.reactor, timeout=(0.05,)
+        )
+        with pytest.raises(OSError, match="timed out resolving 'svc.test'"):
+            await resolver.resolve("svc.test", 80, socket.AF_INET)
+
+    try:
+        io_loop.run_sync(main, timeout=TIMEOUT)
+    finally:
+        silent.close()

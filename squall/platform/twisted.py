@@ -18,8 +18,11 @@ from typing import Any
 
 try:
     import twisted.internet.asyncioreactor
+    import twisted.internet.defer
+    import twisted.internet.error
     import twisted.names.cache
     import twisted.names.client
+    import twisted.names.dns
     import twisted.names.error
     import twisted.names.hosts
     import twisted.names.resolve
@@ -83,23 +86,35 @@ class TwistedResolver(Resolver):
             address = host
         else:
             try:
-                if family == socket.AF_INET6:
-                    records = await _future(self.resolver.lookupIPV6Address(host))
-                    answers = records[0]
-                    if not answers:
-                        raise OSError(f"no IPv6 address for {host!r}")
-                    address = answers[0].payload.dottedQuad()
-                else:
+                if family == socket.AF_UNSPEC:
                     address = await _future(self.resolver.getHostByName(host))
-            except twisted.names.error.DomainError as exc:
+                else:
+                    address = await self._lookup(host, family)
+            except (twisted.names.error.DomainError, twisted.internet.error.DNSLookupError) as exc:
                 raise OSError(f"cannot resolve {host!r}: {exc!r}") from exc
-            except twisted.names.error.DNSQueryTimeoutError as exc:
+            except twisted.internet.defer.TimeoutError as exc:
+                # DNSQueryTimeoutError, or the plain one when every server timed out.
                 raise OSError(f"timed out resolving {host!r}") from exc
         found = socket.AF_INET6 if ":" in address else socket.AF_INET
         if family != socket.AF_UNSPEC and family != found:
             raise OSError(f"requested socket family {family!r} but got {found!r} for {host!r}")
         # (address, port) for either family, as Tornado gives: connect() takes it.
         return [(found, (address, port))]
+
+    async def _lookup(self, host: str, family: socket.AddressFamily) -> str:
+        """The first address record of ``family`` (A or AAAA) for ``host``."""
+        if family == socket.AF_INET6:
+            answers, _authority, _additional = await _future(self.resolver.lookupIPV6Address(host))
+            wanted = twisted.names.dns.AAAA
+        else:
+            answers, _authority, _additional = await _future(self.resolver.lookupAddress(host))
+            wanted = twisted.names.dns.A
+        for record in answers:
+            # A CNAME may come first: the address is the record of our type.
+            if record.type == wanted:
+                packed: bytes = record.payload.address
+                return socket.inet_ntop(family, packed)
+        raise OSError(f"no address of family {family!r} for {host!r}")
 
 
 def _future(deferred: Deferred[Any]) -> Future[Any]:

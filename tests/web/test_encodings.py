@@ -319,3 +319,70 @@ def test_unknown_setting_encoding_is_refused() -> None:
 def test_setting_restricts_the_codings() -> None:
     app = Application([], compress_response=True, compress_response_encodings="gzip")
     assert app.transforms[0].ENCODINGS == ("gzip",)  # type: ignore[attr-defined]
+
+
+# -- a browser -------------------------------------------------------------------
+
+CHROMIUM = (
+    os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+)
+PAGE = (
+    "<html><head><script src=/z.js></script><script src=/g.js></script></head>"
+    "<body><p id=x>" + "brotli text " * 300 + "</p></body></html>"
+)
+
+
+class Page(RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html")
+        self.write(PAGE)
+
+    def on_finish(self) -> None:
+        self.application.settings["sent"]["page"] = self._headers.get("Content-Encoding")
+
+
+class Script(RequestHandler):
+    """A script coded by hand in one coding: it marks the page when it runs."""
+
+    def get(self, coding: str) -> None:
+        self.application.settings["sent"][coding] = self.request.headers.get("Accept-Encoding")
+        self.set_header("Content-Type", "text/javascript")
+        self.set_header("Content-Encoding", coding)
+        mark = "ran-" + coding
+        source = f"document.addEventListener('DOMContentLoaded', () => document.body.classList.add('{mark}'));"
+        self.write(encode(coding, source.encode() + b"/*" + b" " * 2000 + b"*/"))
+
+
+class ScriptAlias(Script):
+    def get(self, letter: str) -> None:  # type: ignore[override]
+        super().get("zstd" if letter == "z" else "gzip")
+
+
+class BrowserTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application(
+            [("/", Page), (r"/(z|g)\.js", ScriptAlias)], compress_response=True, sent={}
+        )
+
+    @gen_test(timeout=30)
+    async def test_chromium_decodes_br_zstd_and_gzip(self) -> None:
+        if CHROMIUM is None:
+            pytest.skip("no chromium installed (Debian: apt-get install chromium)")
+        proc = await asyncio.create_subprocess_exec(
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--dump-dom",
+            self.get_url("/"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        dom, _ = await asyncio.wait_for(proc.communicate(), 25)
+        sent = self._app.settings["sent"]
+        # The page went out as br (Chromium takes br and zstd, and br is our first).
+        assert sent["page"] == "br", sent
+        assert dom.count(b"brotli text") == 300
+        assert b"ran-zstd" in dom and b"ran-gzip" in dom, dom[:300]

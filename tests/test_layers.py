@@ -25,6 +25,7 @@ for level, names in enumerate(
             "httpclient",
             "simple_httpclient",
             "curl_httpclient",
+            "h2client",
         ],
         ["web", "routing", "template", "locale", "websocket"],
         ["auth", "wsgi", "autoreload", "testing", "compat", "asgi", "cli"],

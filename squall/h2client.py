@@ -1,0 +1,595 @@
+"""An HTTP client that speaks HTTP/2 where the server offers it.
+
+`H2AsyncHTTPClient` is a `~squall.simple_httpclient.SimpleAsyncHTTPClient`
+that, for ``https`` URLs, offers ``h2`` by ALPN and, when the server picks
+it, sends every request to that origin as a stream of one shared
+connection (multiplexed, up to the server's concurrent-stream limit; more
+wait their turn). Servers that answer with HTTP/1.1, proxied requests,
+``body_producer`` and ``expect_100_continue`` requests go through the
+HTTP/1.1 client it inherits, with its pool. ``http2_prior_knowledge=True``
+speaks HTTP/2 to plain ``http`` URLs as well (h2c, no upgrade). Needs the
+``http2`` extra (``pip install squall[http2]``)::
+
+    AsyncHTTPClient.configure("squall.h2client.H2AsyncHTTPClient")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import gzip
+import logging
+import ssl
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from io import BytesIO
+from typing import Any, Optional, cast
+
+from squall._h2 import (
+    Data,
+    Drained,
+    EndOfStream,
+    ErrorCode,
+    GoAway,
+    H2Limits,
+    LocalProtocolError,
+    RemoteProtocolError,
+    StreamReset,
+)
+from squall._h2._client import H2ClientConnection, Response
+from squall.httpclient import HTTPRequest, HTTPResponse, _RequestProxy
+from squall.httputil import HTTPHeaders
+from squall.simple_httpclient import (
+    HTTPStreamClosedError,
+    HTTPTimeoutError,
+    SimpleAsyncHTTPClient,
+)
+
+__all__ = ["H2AsyncHTTPClient"]
+
+gen_log = logging.getLogger("squall.general")
+app_log = logging.getLogger("squall.application")
+
+# Request fields HTTP/2 does not carry (RFC 9113 §8.2.2) or carries as
+# pseudo-header fields.
+_DROP = frozenset(
+    ("Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Host")
+)
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _opt(request: HTTPRequest, name: str) -> Any:
+    return getattr(request, name)
+
+
+class _Fetch:
+    """One request on an HTTP/2 connection, and its response so far."""
+
+    __slots__ = (
+        "request",
+        "callback",
+        "start",
+        "stream_id",
+        "status",
+        "headers",
+        "chunks",
+        "timer",
+        "body",
+        "done",
+    )
+
+    def __init__(
+        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], start: float
+    ) -> None:
+        self.request = request
+        self.callback = callback
+        self.start = start
+        self.stream_id = 0
+        self.status = 0
+        self.headers: Optional[HTTPHeaders] = None
+        self.chunks: list[bytes] = []
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.body = b""
+        self.done = False
+
+
+class _H2ClientProtocol(asyncio.Protocol):
+    """One HTTP/2 connection to an origin, shared by the fetches to it."""
+
+    def __init__(
+        self, client: H2AsyncHTTPClient, key: tuple[str, str, int], limits: H2Limits
+    ) -> None:
+        self.client = client
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.h2 = H2ClientConnection(limits)
+        self.transport: Optional[asyncio.Transport] = None
+        self.streams: dict[int, _Fetch] = {}
+        self.waiting: deque[_Fetch] = deque()
+        self.closed = False
+        self.goaway = False
+        self.flush_handle: Optional[asyncio.Handle] = None
+
+    # -- asyncio ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None or ssl_object.selected_alpn_protocol() == "h2":
+            # The preface goes first: the server's SETTINGS may arrive (and
+            # be acknowledged) before create_connection() returns.
+            self.h2.initiate()
+            self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events: list[Any] = self.h2.receive_data(data, self.loop.time())
+        except RemoteProtocolError as exc:
+            gen_log.info("HTTP/2 error from server %s: %s", self.key[1], exc)
+            self.fail_all(HTTPStreamClosedError(f"HTTP/2 protocol error: {exc}"))
+            self.flush()
+            self.abort()
+            return
+        for event in events:
+            kind = type(event)
+            if kind is Data:
+                assert isinstance(event, Data)
+                self.on_data(event)
+            elif kind is Response:
+                assert isinstance(event, Response)
+                self.on_response(event)
+            elif kind is EndOfStream:
+                assert isinstance(event, EndOfStream)
+                fetch = self.streams.pop(event.stream_id, None)
+                if fetch is not None:
+                    self.complete(fetch)
+            elif kind is StreamReset:
+                assert isinstance(event, StreamReset)
+                fetch = self.streams.pop(event.stream_id, None)
+                if fetch is not None:
+                    self.fail(
+                        fetch,
+                        HTTPStreamClosedError(f"stream reset by the server ({event.error_code})"),
+                    )
+            elif kind is GoAway:
+                assert isinstance(event, GoAway)
+                self.goaway = True
+                self.client._forget(self)
+                # Streams above the last one the server took were not
+                # processed: they may go again on a new connection.
+                for sid in [s for s in self.streams if s > event.last_stream_id]:
+                    fetch = self.streams.pop(sid)
+                    self.client._retry(fetch)
+                while self.waiting:
+                    self.client._retry(self.waiting.popleft())
+            elif kind is Drained:
+                pass
+        self.send_waiting()
+        self.flush()
+        if self.goaway and not self.streams:
+            self.abort()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.closed = True
+        self.client._forget(self)
+        self.fail_all(HTTPStreamClosedError("Connection closed"))
+
+    # -- requests --------------------------------------------------------------
+
+    def submit(self, fetch: _Fetch) -> None:
+        self.waiting.append(fetch)
+        self.send_waiting()
+        self.schedule_flush()
+
+    def send_waiting(self) -> None:
+        while self.waiting and not self.closed and not self.goaway:
+            if len(self.streams) >= self.h2.max_streams:
+                return
+            self.send(self.waiting.popleft())
+
+    def send(self, fetch: _Fetch) -> None:
+        request = fetch.request
+        parsed = urllib.parse.urlsplit(_opt(request, "url"))
+        path = parsed.path or "/"
+        if parsed.query:
+            path += "?" + parsed.query
+        headers = HTTPHeaders(_opt(request, "headers"))
+        host = headers.get("Host") or parsed.netloc.rpartition("@")[2]
+        client = self.client
+        client._prepare_headers(request, headers, parsed)
+        fields = [(name.lower(), value) for name, value in headers.get_all() if name not in _DROP]
+        body = fetch.body
+        try:
+            sid = self.h2.send_request(
+                _opt(request, "method"), parsed.scheme, host, path, fields, not body
+            )
+            if body:
+                self.h2.send_data(sid, body, end_stream=True)
+        except LocalProtocolError as exc:
+            self.fail(fetch, HTTPStreamClosedError(str(exc)))
+            return
+        fetch.stream_id = sid
+        self.streams[sid] = fetch
+
+    def on_response(self, event: Response) -> None:
+        fetch = self.streams.get(event.stream_id)
+        if fetch is None:
+            return
+        headers = HTTPHeaders()
+        for name, value in event.headers:
+            headers.add(name, value)
+        fetch.status = event.status
+        fetch.headers = headers
+        header_callback = _opt(fetch.request, "header_callback")
+        if header_callback is not None:
+            try:
+                header_callback(f"HTTP/2.0 {event.status} \r\n")
+                for name, value in headers.get_all():
+                    header_callback(f"{name}: {value}\r\n")
+                header_callback("\r\n")
+            except Exception as exc:
+                self.streams.pop(event.stream_id, None)
+                self.h2.reset(event.stream_id, ErrorCode.CANCEL)
+                self.fail(fetch, exc)
+
+    def on_data(self, event: Data) -> None:
+        self.h2.consumed(event.stream_id, event.flow_length)
+        fetch = self.streams.get(event.stream_id)
+        if fetch is None:
+            return
+        streaming = _opt(fetch.request, "streaming_callback")
+        if streaming is not None and not self.client._will_redirect(fetch):
+            try:
+                streaming(event.data)
+            except Exception as exc:
+                self.streams.pop(event.stream_id, None)
+                self.h2.reset(event.stream_id, ErrorCode.CANCEL)
+                self.fail(fetch, exc)
+        else:
+            fetch.chunks.append(event.data)
+
+    def complete(self, fetch: _Fetch) -> None:
+        self.client._complete(fetch)
+
+    def fail(self, fetch: _Fetch, error: BaseException) -> None:
+        self.client._fail(fetch, error)
+
+    def fail_all(self, error: BaseException) -> None:
+        fetches = list(self.streams.values()) + list(self.waiting)
+        self.streams.clear()
+        self.waiting.clear()
+        for fetch in fetches:
+            self.fail(fetch, error)
+
+    def cancel(self, fetch: _Fetch) -> None:
+        """Give up on ``fetch`` (timeout): reset its stream."""
+        if fetch.stream_id and self.streams.pop(fetch.stream_id, None) is not None:
+            self.h2.reset(fetch.stream_id, ErrorCode.CANCEL)
+            self.schedule_flush()
+        else:
+            try:
+                self.waiting.remove(fetch)
+            except ValueError:
+                pass
+
+    # -- output ------------------------------------------------------------------
+
+    def schedule_flush(self) -> None:
+        if self.flush_handle is None:
+            self.flush_handle = self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        handle = self.flush_handle
+        if handle is not None:
+            handle.cancel()
+            self.flush_handle = None
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.h2.goaway(ErrorCode.NO_ERROR)
+            self.flush()
+            self.abort()
+
+
+class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
+    """`SimpleAsyncHTTPClient` with HTTP/2 for servers that offer it by ALPN.
+
+    Args:
+        http2_prior_knowledge: also speak HTTP/2 (h2c) to ``http`` URLs,
+            without asking: only for servers known to accept it.
+        http2_limits: `squall._h2.H2Limits` applied to what servers send.
+        **kwargs: as for `SimpleAsyncHTTPClient` (``max_clients`` bounds
+            the HTTP/1.1 fetches only; HTTP/2 ones are bounded by each
+            server's concurrent-stream limit).
+    """
+
+    def initialize(  # type: ignore[override]
+        self,
+        http2_prior_knowledge: bool = False,
+        http2_limits: Optional[H2Limits] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().initialize(**kwargs)
+        self.http2_prior_knowledge = http2_prior_knowledge
+        self.http2_limits = http2_limits or H2Limits()
+        self._h2_conns: dict[tuple[str, str, int], _H2ClientProtocol] = {}
+        self._h2_connecting: dict[tuple[str, str, int], list[_Fetch]] = {}
+        # Origins that answered ALPN with HTTP/1.1: not asked again.
+        self._h1_only: set[tuple[str, str, int]] = set()
+
+    def close(self) -> None:
+        """Close the HTTP/2 connections too (see `AsyncHTTPClient.close`)."""
+        for conn in list(self._h2_conns.values()):
+            conn.close()
+        self._h2_conns.clear()
+        super().close()
+
+    # -- routing ---------------------------------------------------------------
+
+    def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
+        key = self._h2_key(request)
+        if key is None:
+            super().fetch_impl(request, callback)
+            return
+        fetch = _Fetch(request, callback, time.time())
+        body = _opt(request, "body")
+        fetch.body = body.encode() if isinstance(body, str) else (body or b"")
+        timeout = _opt(request, "request_timeout")
+        if timeout:
+            fetch.timer = self.io_loop.asyncio_loop.call_later(  # type: ignore[attr-defined]
+                timeout, self._timed_out, fetch, key
+            )
+        self._route(fetch, key)
+
+    def _route(self, fetch: _Fetch, key: tuple[str, str, int]) -> None:
+        conn = self._h2_conns.get(key)
+        if conn is not None and not conn.closed and not conn.goaway:
+            conn.submit(fetch)
+            return
+        pending = self._h2_connecting.get(key)
+        if pending is not None:
+            pending.append(fetch)
+            return
+        self._h2_connecting[key] = [fetch]
+        asyncio.ensure_future(self._connect(key, fetch.request))
+
+    def _h2_key(self, request: HTTPRequest) -> Optional[tuple[str, str, int]]:
+        if (
+            _opt(request, "proxy_host")
+            or _opt(request, "body_producer") is not None
+            or _opt(request, "expect_100_continue")
+            or _opt(request, "network_interface")
+        ):
+            return None
+        parsed = urllib.parse.urlsplit(_opt(request, "url"))
+        scheme = parsed.scheme.lower()
+        if scheme == "http" and not self.http2_prior_knowledge:
+            return None
+        if scheme not in ("http", "https") or not parsed.hostname:
+            return None
+        try:
+            port = parsed.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            return None
+        key = (scheme, parsed.hostname, port)
+        return None if key in self._h1_only else key
+
+    async def _connect(self, key: tuple[str, str, int], request: HTTPRequest) -> None:
+        scheme, host, port = key
+        ctx = self._tls_context(request) if scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        limits = self.http2_limits
+        timeout = _opt(request, "connect_timeout") or None
+        try:
+            transport, proto = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _H2ClientProtocol(self, key, limits),
+                    host,
+                    port,
+                    ssl=ctx,
+                    server_hostname=host if ctx is not None else None,
+                ),
+                timeout,
+            )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            error: BaseException = exc
+            if isinstance(exc, TimeoutError):
+                error = HTTPTimeoutError("Timeout while connecting")
+            for fetch in self._h2_connecting.pop(key, []):
+                self._fail(fetch, error)
+            return
+        fetches = self._h2_connecting.pop(key, [])
+        if ctx is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+                # The server speaks HTTP/1.1: the inherited client serves it.
+                transport.close()
+                self._h1_only.add(key)
+                for fetch in fetches:
+                    self._to_http1(fetch)
+                return
+        self._h2_conns[key] = proto
+        for fetch in fetches:
+            if fetch.done:
+                continue
+            proto.submit(fetch)
+
+    def _tls_context(self, request: HTTPRequest) -> ssl.SSLContext:
+        options = _opt(request, "ssl_options")
+        if isinstance(options, ssl.SSLContext):
+            ctx = options
+        else:
+            ctx = ssl.create_default_context(cafile=_opt(request, "ca_certs"))
+            if not _opt(request, "validate_cert"):
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            cert = _opt(request, "client_cert")
+            if cert:
+                ctx.load_cert_chain(cert, _opt(request, "client_key"))
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        return ctx
+
+    def _to_http1(self, fetch: _Fetch) -> None:
+        if fetch.timer is not None:
+            fetch.timer.cancel()
+        if not fetch.done:
+            fetch.done = True
+            SimpleAsyncHTTPClient.fetch_impl(self, fetch.request, fetch.callback)
+
+    def _forget(self, conn: _H2ClientProtocol) -> None:
+        if self._h2_conns.get(conn.key) is conn:
+            del self._h2_conns[conn.key]
+
+    def _retry(self, fetch: _Fetch) -> None:
+        fetch.stream_id = 0
+        fetch.chunks = []
+        self._route(fetch, (*self._h2_key_parts(fetch),))
+
+    def _h2_key_parts(self, fetch: _Fetch) -> tuple[str, str, int]:
+        key = self._h2_key(fetch.request)
+        assert key is not None
+        return key
+
+    def _timed_out(self, fetch: _Fetch, key: tuple[str, str, int]) -> None:
+        fetch.timer = None
+        conn = self._h2_conns.get(key)
+        if conn is not None:
+            conn.cancel(fetch)
+        pending = self._h2_connecting.get(key)
+        if pending is not None and fetch in pending:
+            pending.remove(fetch)
+        self._fail(fetch, HTTPTimeoutError("Timeout during request"))
+
+    # -- responses ---------------------------------------------------------------
+
+    def _prepare_headers(
+        self, request: HTTPRequest, headers: HTTPHeaders, parsed: urllib.parse.SplitResult
+    ) -> None:
+        """Fill the fields the HTTP/1.1 client would add itself."""
+        user_agent = _opt(request, "user_agent")
+        if user_agent and "User-Agent" not in headers:
+            headers["User-Agent"] = user_agent
+        elif "User-Agent" not in headers:
+            headers["User-Agent"] = "Squall/h2"
+        if _opt(request, "decompress_response") and "Accept-Encoding" not in headers:
+            headers["Accept-Encoding"] = "gzip"
+        username = _opt(request, "auth_username")
+        password = _opt(request, "auth_password")
+        if parsed.username is not None and username is None:
+            username = urllib.parse.unquote(parsed.username)
+            password = urllib.parse.unquote(parsed.password or "")
+        if username is not None and "Authorization" not in headers:
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            headers["Authorization"] = "Basic " + token
+
+    def _will_redirect(self, fetch: _Fetch) -> bool:
+        request = fetch.request
+        return (
+            fetch.status in _REDIRECTS
+            and bool(_opt(request, "follow_redirects"))
+            and (_opt(request, "max_redirects") or 0) > 0
+            and fetch.headers is not None
+            and "Location" in fetch.headers
+        )
+
+    def _complete(self, fetch: _Fetch) -> None:
+        if fetch.done:
+            return
+        if self._will_redirect(fetch):
+            fetch.done = True
+            if fetch.timer is not None:
+                fetch.timer.cancel()
+            self.fetch_impl(self._redirect_request(fetch), fetch.callback)
+            return
+        body = b"".join(fetch.chunks)
+        headers = fetch.headers or HTTPHeaders()
+        if (
+            _opt(fetch.request, "decompress_response")
+            and headers.get("Content-Encoding", "").lower() == "gzip"
+            and body
+        ):
+            try:
+                body = gzip.decompress(body)
+            except (OSError, EOFError) as exc:
+                self._fail(fetch, HTTPStreamClosedError(f"invalid gzip body: {exc}"))
+                return
+            headers["X-Consumed-Content-Encoding"] = headers["Content-Encoding"]
+            del headers["Content-Encoding"]
+        request = fetch.request
+        original = getattr(request, "original_request", None) or request
+        response = HTTPResponse(
+            original,
+            fetch.status,
+            headers=headers,
+            buffer=BytesIO(body),
+            effective_url=_opt(request, "url"),
+            request_time=time.time() - fetch.start,
+            start_time=fetch.start,
+        )
+        self._deliver(fetch, response)
+
+    def _redirect_request(self, fetch: _Fetch) -> HTTPRequest:
+        req = fetch.request
+        base = req.request if isinstance(req, _RequestProxy) else req
+        new = copy.copy(base)
+        assert fetch.headers is not None
+        url = _opt(req, "url")
+        new.url = urllib.parse.urljoin(url, fetch.headers["Location"])
+        new.max_redirects = (_opt(req, "max_redirects") or 0) - 1
+        new.headers = HTTPHeaders(new.headers)
+        method = _opt(req, "method")
+        if (fetch.status == 303 and method != "HEAD") or (
+            fetch.status in (301, 302) and method == "POST"
+        ):
+            new.method = "GET"
+            new.body = None
+            for name in ("Content-Length", "Content-Type", "Content-Encoding"):
+                if name in new.headers:
+                    del new.headers[name]
+        if urllib.parse.urlsplit(new.url)[:2] != urllib.parse.urlsplit(url)[:2]:
+            for name in ("Authorization", "Cookie"):
+                if name in new.headers:
+                    del new.headers[name]
+            new.auth_username = None
+            new.auth_password = None
+        new.original_request = getattr(req, "original_request", None) or (
+            req.request if isinstance(req, _RequestProxy) else req
+        )
+        return cast(HTTPRequest, _RequestProxy(new, self.defaults))
+
+    def _fail(self, fetch: _Fetch, error: BaseException) -> None:
+        if fetch.done:
+            return
+        request = fetch.request
+        original = getattr(request, "original_request", None) or request
+        code = getattr(error, "code", 599)
+        self._deliver(
+            fetch,
+            HTTPResponse(
+                original,
+                code if isinstance(code, int) else 599,
+                error=error,
+                request_time=time.time() - fetch.start,
+                start_time=fetch.start,
+            ),
+        )
+
+    def _deliver(self, fetch: _Fetch, response: HTTPResponse) -> None:
+        fetch.done = True
+        if fetch.timer is not None:
+            fetch.timer.cancel()
+            fetch.timer = None
+        try:
+            fetch.callback(response)
+        except Exception:
+            app_log.error("Exception in callback %r", fetch.callback, exc_info=True)

@@ -1,0 +1,191 @@
+"""H2AsyncHTTPClient: HTTP/2 by ALPN (or prior knowledge), multiplexed, with
+HTTP/1.1 for servers that do not offer it."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from typing import Any
+
+import pytest
+
+pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+from squall.h2client import H2AsyncHTTPClient  # noqa: E402
+from squall.httpclient import HTTPClientError  # noqa: E402
+from squall.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError  # noqa: E402
+from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, gen_test  # noqa: E402
+from squall.web import Application, RequestHandler  # noqa: E402
+
+
+class Info(RequestHandler):
+    def get(self) -> None:
+        self.write(
+            {
+                "version": self.request.version,
+                "ua": self.request.headers.get("User-Agent", ""),
+                "auth": self.request.headers.get("Authorization", ""),
+                "q": self.get_argument("q", ""),
+            }
+        )
+
+    def post(self) -> None:
+        self.write(f"{self.request.version} {len(self.request.body)}")
+
+
+class Slow(RequestHandler):
+    async def get(self) -> None:
+        await asyncio.sleep(float(self.get_argument("t")))
+        self.write("slow")
+
+
+class Redirect(RequestHandler):
+    def get(self) -> None:
+        self.redirect("/info?q=redirected")
+
+
+class Gzipped(RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Encoding", "gzip")
+        self.write(gzip.compress(b"squeezed " * 50))
+
+
+class Missing(RequestHandler):
+    def get(self) -> None:
+        self.set_status(404)
+        self.write("nope")
+
+
+def make_app() -> Application:
+    return Application(
+        [
+            ("/info", Info),
+            ("/slow", Slow),
+            ("/redirect", Redirect),
+            ("/gzip", Gzipped),
+            ("/missing", Missing),
+        ]
+    )
+
+
+class ALPNTest(AsyncHTTPSTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        options = super().get_httpserver_options()
+        options["http2"] = True
+        return options
+
+    def get_http_client(self) -> H2AsyncHTTPClient:
+        return H2AsyncHTTPClient(force_instance=True, defaults={"validate_cert": False})
+
+    @gen_test
+    async def test_fetch_over_h2(self) -> None:
+        response = await self.http_client.fetch(self.get_url("/info?q=1"), user_agent="t/1")
+        assert response.code == 200
+        body = response.body.decode()
+        assert '"version": "HTTP/2.0"' in body
+        assert '"ua": "t/1"' in body
+        assert response.headers["Content-Type"].startswith("application/json")
+
+    @gen_test
+    async def test_concurrent_fetches_share_one_connection(self) -> None:
+        responses = await asyncio.gather(
+            *(self.http_client.fetch(self.get_url(f"/info?q={i}")) for i in range(30))
+        )
+        assert [f'"q": "{i}"' in r.body.decode() for i, r in enumerate(responses)] == [True] * 30
+        assert len(self.http_server._connections) == 1
+
+    @gen_test
+    async def test_post_larger_than_the_windows(self) -> None:
+        response = await self.http_client.fetch(
+            self.get_url("/info"), method="POST", body=b"p" * 2_000_000
+        )
+        assert response.body == b"HTTP/2.0 2000000"
+
+    @gen_test
+    async def test_redirect_and_gzip(self) -> None:
+        response = await self.http_client.fetch(self.get_url("/redirect"))
+        assert '"q": "redirected"' in response.body.decode()
+        assert response.effective_url.endswith("/info?q=redirected")
+        assert response.request.url.endswith("/redirect")
+        response = await self.http_client.fetch(self.get_url("/gzip"))
+        assert response.body == b"squeezed " * 50
+
+    @gen_test
+    async def test_error_status_and_timeout(self) -> None:
+        with pytest.raises(HTTPClientError) as info:
+            await self.http_client.fetch(self.get_url("/missing"))
+        assert info.value.code == 404
+        response = await self.http_client.fetch(self.get_url("/missing"), raise_error=False)
+        assert (response.code, response.body) == (404, b"nope")
+        with pytest.raises(HTTPTimeoutError):
+            await self.http_client.fetch(self.get_url("/slow?t=2"), request_timeout=0.05)
+
+    @gen_test
+    async def test_callbacks_and_basic_auth(self) -> None:
+        lines: list[str] = []
+        chunks: list[bytes] = []
+        response = await self.http_client.fetch(
+            self.get_url("/info"),
+            header_callback=lines.append,
+            streaming_callback=chunks.append,
+            auth_username="me",
+            auth_password="pw",
+        )
+        assert lines[0].startswith("HTTP/2.0 200")
+        assert lines[-1] == "\r\n"
+        assert b'"auth": "Basic bWU6cHc="' in b"".join(chunks)
+        assert response.body == b""
+
+
+class HTTP1OnlyTest(AsyncHTTPSTestCase):
+    """A TLS server without HTTP/2: the client falls back to HTTP/1.1."""
+
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_http_client(self) -> H2AsyncHTTPClient:
+        return H2AsyncHTTPClient(force_instance=True, defaults={"validate_cert": False})
+
+    @gen_test
+    async def test_falls_back(self) -> None:
+        for _ in range(2):
+            response = await self.http_client.fetch(self.get_url("/info"))
+            assert '"version": "HTTP/1.1"' in response.body.decode()
+
+
+class PriorKnowledgeTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    def get_http_client(self) -> H2AsyncHTTPClient:
+        return H2AsyncHTTPClient(force_instance=True, http2_prior_knowledge=True)
+
+    @gen_test
+    async def test_h2c(self) -> None:
+        response = await self.http_client.fetch(self.get_url("/info"))
+        assert '"version": "HTTP/2.0"' in response.body.decode()
+
+    @gen_test
+    async def test_server_closing_fails_fetches_in_flight(self) -> None:
+        future = self.http_client.fetch(self.get_url("/slow?t=5"), raise_error=False)
+        while not any(getattr(c, "_active", 0) for c in self.http_server._connections):
+            await asyncio.sleep(0.005)
+        for conn in list(self.http_server._connections):
+            conn._hard_close()
+        with pytest.raises(HTTPStreamClosedError):
+            await future
+
+    @gen_test
+    async def test_plain_http_without_prior_knowledge_is_http1(self) -> None:
+        client = H2AsyncHTTPClient(force_instance=True)
+        try:
+            response = await client.fetch(self.get_url("/info"))
+            assert '"version": "HTTP/1.1"' in response.body.decode()
+        finally:
+            client.close()

@@ -94,8 +94,14 @@ class GZipContentEncoding(OutputTransform):
 
     @property
     def _gzipping(self) -> bool:
-        # Tornado's name for "this response is being compressed".
+        # Tornado's name for "this response is being compressed"; subclasses
+        # written for Tornado may read or clear it.
         return self._coding is not None
+
+    @_gzipping.setter
+    def _gzipping(self, value: bool) -> None:
+        if not value:
+            self._coding = None
 
     @classmethod
     def with_encodings(cls, encodings: Sequence[str]) -> type[GZipContentEncoding]:

@@ -386,3 +386,24 @@ class BrowserTest(AsyncHTTPTestCase):
         assert sent["page"] == "br", sent
         assert dom.count(b"brotli text") == 300
         assert b"ran-zstd" in dom and b"ran-gzip" in dom, dom[:300]
+
+
+def test_tornado_style_subclass_can_turn_compression_off() -> None:
+    from squall.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+    from squall.web import GZipContentEncoding
+
+    class NoBr(GZipContentEncoding):
+        def __init__(self, request: HTTPServerRequest) -> None:
+            super().__init__(request)
+            if request.path == "/raw":
+                self._gzipping = False
+
+    for path, expected in (("/x", "br"), ("/raw", None)):
+        request = HTTPServerRequest(
+            start_line=RequestStartLine("GET", path, "HTTP/1.1"),
+            headers=HTTPHeaders({"Accept-Encoding": "br, gzip"}),
+        )
+        headers = HTTPHeaders({"Content-Type": "text/plain"})
+        _, headers, body = NoBr(request).transform_first_chunk(200, headers, TEXT, True)
+        assert headers.get("Content-Encoding") == expected
+        assert (body == TEXT) is (expected is None)

@@ -39,8 +39,10 @@ class WebSocketClientConnection(_Peer):
 
     Attributes:
         headers: the server's 101 response headers.
-        code: the handshake response's status code (101 once connected).
-        reason: the handshake response's reason phrase.
+        code: None once connected (as in Tornado, where a WebSocket answer
+            carries no status worth reporting); the status of a refused
+            handshake otherwise.
+        reason: the reason phrase of a refused handshake, else None.
         protocol: the `WebSocketProtocol13` driving the connection.
     """
 
@@ -113,8 +115,8 @@ class WebSocketClientConnection(_Peer):
             )
             stream.write(self._request_head(parsed, key, offer))
             status, headers = await self._read_head(stream)
-            self.code, self.reason = status.code, status.reason
             if status.code != 101:
+                self.code, self.reason = status.code, status.reason
                 if 200 <= status.code < 300:
                     raise WebSocketError("Non-websocket response")
                 raise HTTPClientError(status.code, status.reason)

@@ -168,6 +168,10 @@ class _ASGIConnection(HTTPConnection):
         ]
         if self._websocket:
             return self._websocket_head(start_line.code, pairs, chunk)
+        if not self._read_done and "Connection" not in headers._as_list:
+            # Answered before the request body ended: as Squall's own server
+            # does, close after the response rather than read the rest.
+            pairs.append((b"connection", b"close"))
         self._queue({"type": "http.response.start", "status": start_line.code, "headers": pairs})
         return self._queue(
             {"type": "http.response.body", "body": chunk or b"", "more_body": True}, True

@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Optional
 
 from squall.cli._options import Config
@@ -76,6 +77,8 @@ class Supervisor:
         self._restarting = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: Optional[Watcher] = None
+        #: Called whenever a worker becomes ready or exits (for tests and tools).
+        self.on_change: Optional[Callable[[], None]] = None
 
     async def run(self) -> int:
         """Start the workers and supervise them until told to stop."""
@@ -90,10 +93,14 @@ class Supervisor:
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
+        if self.config.reload:
+            # The first scan comes before any worker: an edit made once a
+            # worker is up is then always a change.
+            self._watcher = Watcher(self.config.reload_dirs or [os.getcwd()])
         log.info("Supervisor %d starting %d worker(s)", os.getpid(), self.target)
         await asyncio.gather(*(self._spawn() for _ in range(self.target)))
-        if self.config.reload:
-            self._task(self._watch_files())
+        if self._watcher is not None:
+            self._task(self._watch_files(self._watcher))
         await self._stopped.wait()
         for sig in handlers:
             loop.remove_signal_handler(sig)
@@ -153,11 +160,13 @@ class Supervisor:
         except RuntimeError:
             return None
         log.info("Worker %d ready", proc.pid)
+        self._changed()
         return worker
 
     async def _watch(self, worker: _Worker) -> None:
         code = await worker.proc.wait()
         self.workers.pop(worker.pid, None)
+        self._changed()
         if worker.retiring or self.stopping:
             log.info("Worker %d exited (%d)", worker.pid, code)
             self._check_stopped()
@@ -192,6 +201,18 @@ class Supervisor:
         await asyncio.sleep(delay)
         if not self.stopping and self._live_count() < self.target:
             await self._spawn()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def ready_pids(self) -> set[int]:
+        """The workers serving and not asked to stop."""
+        return {
+            pid
+            for pid, w in self.workers.items()
+            if not w.retiring and w.ready.done() and not w.ready.exception()
+        }
 
     def _live_count(self) -> int:
         return sum(1 for w in self.workers.values() if not w.retiring)
@@ -280,8 +301,7 @@ class Supervisor:
 
     # -- reload ----------------------------------------------------------------------
 
-    async def _watch_files(self) -> None:
-        self._watcher = watcher = Watcher(self.config.reload_dirs or [os.getcwd()])
+    async def _watch_files(self, watcher: Watcher) -> None:
         while not self.stopping:
             changed = await asyncio.to_thread(watcher.wait_for_change, 0.5)
             if changed and not self.stopping:

@@ -1,0 +1,184 @@
+"""The worker, the supervisor and the reload watcher run in the test process.
+
+The subprocess tests (test_run) show the command end to end; these drive the
+same code where the test can see inside it (and coverage can measure it).
+Signals are sent to the test process itself while the code under test has
+its handlers installed on the running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from squall.cli import main
+from squall.cli._options import Config
+from squall.cli._reload import Watcher
+from squall.cli._sockets import bind_all, unix_paths, unlink_unix
+from squall.cli._supervisor import Supervisor
+from squall.cli._worker import serve
+
+from ._proc import HERE, get, get_json
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+
+
+def test_watcher_sees_edits_additions_and_removals(tmp_path: Path) -> None:
+    source = tmp_path / "mod.py"
+    source.write_text("x = 1\n")
+    (tmp_path / "notes.bin").write_bytes(b"ignored")
+    (tmp_path / "__pycache__").mkdir()
+    watcher = Watcher([str(tmp_path)])
+    assert watcher.changed() is None
+    source.write_text("x = 2\n")
+    os.utime(source, ns=(1, 1))  # a different mtime, whatever the clock's grain
+    assert watcher.changed() == os.path.relpath(source)
+    assert watcher.changed() is None
+    (tmp_path / "__pycache__" / "mod.cpython-311.py").write_text("")
+    (tmp_path / "notes.bin").write_bytes(b"still ignored")
+    assert watcher.changed() is None
+    added = tmp_path / "pkg" / "new.html"
+    added.parent.mkdir()
+    added.write_text("<p>")
+    assert watcher.wait_for_change(0.01) == os.path.relpath(added)
+    added.unlink()
+    assert watcher.changed() == os.path.relpath(added)
+    watcher.stop()
+    assert watcher.wait_for_change(10) is None
+
+
+def test_unix_socket_files_are_removed(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    sockets = bind_all([f"unix:{path}"], 8)
+    paths = unix_paths(sockets)
+    assert paths == [str(path)] and path.exists()
+    unlink_unix(paths, pid=os.getpid() + 1)  # another process's: left alone
+    assert path.exists()
+    for sock in sockets:
+        sock.close()
+    unlink_unix(paths)
+    assert not path.exists()
+
+
+def _config(**options: object) -> Config:
+    return Config(target="sample_apps:app", app_dir=str(HERE), **options)  # type: ignore[arg-type]
+
+
+def test_worker_recycles_after_max_requests_and_stops_on_sigterm() -> None:
+    sockets = bind_all(["127.0.0.1:0"], 16)
+    address = sockets[0].getsockname()
+
+    async def scenario() -> None:
+        ready = asyncio.Event()
+        task = asyncio.ensure_future(serve(_config(max_requests=2), sockets, ready.set))
+        await asyncio.wait_for(ready.wait(), 5)
+        for _ in range(2):
+            assert (await asyncio.to_thread(get, address))[0] == 200
+        assert await asyncio.wait_for(task, 5) == 0
+
+        more = bind_all(["127.0.0.1:0"], 16)
+        ready = asyncio.Event()
+        task = asyncio.ensure_future(serve(_config(), more, ready.set))
+        await asyncio.wait_for(ready.wait(), 5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(task, 5) == 0
+
+    asyncio.run(scenario())
+
+
+async def _until(event: asyncio.Event, condition: Callable[[], bool], timeout: float = 15) -> None:
+    """Wait for ``condition``, re-checked each time ``event`` is set."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        event.clear()
+        await asyncio.wait_for(event.wait(), deadline - loop.time())
+
+
+def test_supervisor_restarts_rolls_scales_and_stops() -> None:
+    sockets = bind_all(["127.0.0.1:0"], 64)
+    address = sockets[0].getsockname()
+    supervisor = Supervisor(_config(workers=2), sockets)
+
+    async def scenario() -> None:
+        changed = asyncio.Event()
+        supervisor.on_change = changed.set
+        run = asyncio.ensure_future(supervisor.run())
+        await _until(changed, lambda: len(supervisor.ready_pids()) == 2)
+        first = supervisor.ready_pids()
+        assert (await asyncio.to_thread(get_json, address))["pid"] in first
+
+        # A crash is replaced.
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        await _until(changed, lambda: victim not in supervisor.workers)
+        await _until(changed, lambda: len(supervisor.ready_pids()) == 2)
+        second = supervisor.ready_pids()
+        assert victim not in second and len(second - first) == 1
+
+        # SIGHUP: every worker replaced.
+        os.kill(os.getpid(), signal.SIGHUP)
+        await _until(changed, lambda: not (set(supervisor.workers) & second))
+        await _until(changed, lambda: len(supervisor.ready_pids()) == 2)
+        third = supervisor.ready_pids()
+        assert not third & second
+        assert (await asyncio.to_thread(get_json, address))["pid"] in third
+
+        # TTIN adds one; TTOU retires the oldest.
+        os.kill(os.getpid(), signal.SIGTTIN)
+        await _until(changed, lambda: len(supervisor.ready_pids()) == 3)
+        assert supervisor.target == 3
+        os.kill(os.getpid(), signal.SIGTTOU)
+        await _until(changed, lambda: len(supervisor.workers) == 2)
+        assert supervisor.target == 2
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(run, 15) == 0
+        assert not supervisor.workers
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for pid in list(supervisor.workers):
+            os.kill(pid, signal.SIGKILL)
+        for sock in sockets:
+            sock.close()
+
+
+def test_run_in_process_serves_until_sigterm(capsys: pytest.CaptureFixture[str]) -> None:
+    # main() binds, logs the address and serves in this process (one worker).
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    address = listener.getsockname()
+
+    def client() -> None:
+        # Queued in the backlog until the server accepts it.
+        status, _ = get(address, "/")
+        assert status == 200
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    fd = listener.detach()  # main() owns (and closes) the descriptor now
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        code = main(["run", "sample_apps:app", "--app-dir", str(HERE), "-b", f"fd://{fd}"])
+    finally:
+        # main() set the process's logging up as a command does: undo it.
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    thread.join(10)
+    assert code == 0
+    assert main(["run", "sample_apps:app", "--certfile", "c.pem"]) == 2  # before any logging setup
+    assert "go together" in capsys.readouterr().err

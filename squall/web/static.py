@@ -451,11 +451,19 @@ class StaticFileHandler(RequestHandler):
     def get_version(cls, settings: dict[str, Any], path: str) -> Optional[str]:
         """The version of the static file ``path`` (None if it cannot be read).
 
+        ``static_path`` is handed to `get_absolute_path` as it is; when it is
+        one directory, the path must stay inside it.
+
         Raises:
-            HTTPError: 403 if ``path`` leads outside ``static_path``.
+            HTTPError: 403 if ``path`` leads outside a ``static_path`` directory.
         """
         root = settings["static_path"]
         abs_path = cls.get_absolute_path(root, path)
+        if not isinstance(root, (str, os.PathLike)):
+            # A subclass that serves from something other than one directory
+            # (Jupyter's FileFindHandler takes a list of them) resolves and
+            # confines the path in its own get_absolute_path.
+            return cls._get_cached_version(abs_path)
         if not _lexically_within(root, abs_path) or (
             os.name == "nt" and ":" in os.path.splitdrive(abs_path)[1]
         ):

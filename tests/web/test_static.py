@@ -380,6 +380,32 @@ class VersionTest:
         assert StaticFileHandler.make_static_url(settings, "a", include_version=False) == "/s/a"
 
 
+    def test_static_path_of_several_directories(self) -> None:
+        # Jupyter's FileFindHandler: static_path is a list of directories and
+        # get_absolute_path searches them ("" when the file is in none).
+        other = os.path.join(self.tmp, "other")
+        os.mkdir(other)
+        with open(os.path.join(other, "z"), "w", encoding="utf-8") as f:
+            f.write("zzz")
+
+        class Finder(StaticFileHandler):
+            @classmethod
+            def get_absolute_path(cls, root: Any, path: str) -> str:
+                for directory in root:
+                    candidate = os.path.join(directory, path)
+                    if os.path.isfile(candidate):
+                        return candidate
+                return ""
+
+        Finder.reset()
+        settings = {"static_path": [self.static, other]}
+        assert Finder.get_version(settings, "z") == hashlib.sha512(b"zzz").hexdigest()
+        assert Finder.get_version(settings, "a") == hashlib.sha512(b"aaa").hexdigest()
+        url = Finder.make_static_url(settings, "z")
+        assert url == f"/static/z?v={hashlib.sha512(b'zzz').hexdigest()[:32]}"
+        assert Finder.make_static_url(settings, "missing") == "/static/missing"
+
+
 class TestVersion(VersionTest):
     pass
 

@@ -379,7 +379,6 @@ class VersionTest:
         assert Full.make_static_url(settings, "a") == f"/s/a?v={hashlib.sha512(b'aaa').hexdigest()}"
         assert StaticFileHandler.make_static_url(settings, "a", include_version=False) == "/s/a"
 
-
     def test_static_path_of_several_directories(self) -> None:
         # Jupyter's FileFindHandler: static_path is a list of directories and
         # get_absolute_path searches them ("" when the file is in none).

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: test lint typecheck pytest coverage demo bench bench-callgrind callgrind bench-rss venv clean
+.PHONY: test lint typecheck pytest coverage demo bench bench-callgrind callgrind bench-rss venv clean test-pythons
 
 venv: $(STAMP)
 
@@ -30,6 +30,41 @@ pytest: $(STAMP)
 	$(PY) -m coverage report --fail-under=90
 
 test: lint typecheck pytest
+
+# Our suite on every supported Python (3.11, 3.12, 3.13), each in its own venv
+# (.venv-3.12, ...), without coverage so that it stays quick. Interpreters come
+# from pyenv when it has them, else from PATH. The speedups extra is installed
+# when it installs (wheels may lag a new Python); without it the tests that need
+# uvloop or httptools skip, saying why. Prints one summary line per Python.
+TEST_PYTHONS ?= 3.11 3.12 3.13
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+
+test-pythons:
+	@summary=""; status=0; \
+	for v in $(TEST_PYTHONS); do \
+	  py=$$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); \
+	  [ -n "$$py" ] || py=$$(command -v python$$v || true); \
+	  if [ -z "$$py" ]; then summary="$$summary\n$$v: no interpreter found"; status=1; continue; fi; \
+	  venv=.venv-$$v; \
+	  if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+	    echo "== $$v: making $$venv with $$py"; \
+	    $$py -m venv $$venv && $$venv/bin/python -m pip install -q --upgrade pip || { summary="$$summary\n$$v: venv failed"; status=1; continue; }; \
+	    if ! $$venv/bin/python -m pip install -q -e '.[dev,speedups]'; then \
+	      echo "== $$v: speedups did not install; installing dev only, then each speedup alone"; \
+	      $$venv/bin/python -m pip install -q -e '.[dev]' || { summary="$$summary\n$$v: install failed"; status=1; continue; }; \
+	      for pkg in httptools uvloop; do $$venv/bin/python -m pip install -q $$pkg || echo "== $$v: $$pkg not installed"; done; \
+	    fi; \
+	    touch $$venv/.installed; \
+	  fi; \
+	  echo "== $$v: pytest -W error"; \
+	  start=$$(date +%s); \
+	  $$venv/bin/python -m pytest -W error -p no:cacheprovider $(PYTEST_FLAGS) > $$venv/pytest.log 2>&1; rc=$$?; \
+	  tail -n 30 $$venv/pytest.log; \
+	  line=$$(grep -E '(passed|failed|error)' $$venv/pytest.log | tail -n 1); \
+	  summary="$$summary\n$$($$venv/bin/python -c 'import platform; print(platform.python_version())'): $$line ($$(( $$(date +%s) - start ))s, exit $$rc)"; \
+	  [ $$rc -eq 0 ] || status=1; \
+	done; \
+	printf "== summary$$summary\n"; exit $$status
 
 # Real Tornado applications' own test suites, on Tornado 6.6.1 and on Squall
 # (compat/apps/apps.py lists them). Slow, so outside `make test`; venvs and

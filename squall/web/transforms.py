@@ -10,6 +10,7 @@ chunk through `OutputTransform.transform_chunk`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
     from squall.httputil import HTTPHeaders, HTTPServerRequest
 
 __all__ = ["GZipContentEncoding", "OutputTransform"]
+
+_INSTALLED = available_codings()
+# Clients send a handful of distinct Accept-Encoding values: decide each once.
+_choose = functools.lru_cache(maxsize=256)(choose_coding)
 
 
 class OutputTransform:
@@ -87,9 +92,8 @@ class GZipContentEncoding(OutputTransform):
     def __init__(self, request: HTTPServerRequest) -> None:
         super().__init__(request)
         allowed = self.ENCODINGS
-        installed = available_codings()
-        offered = installed if allowed is None else tuple(c for c in allowed if c in installed)
-        self._coding = choose_coding(request.headers.get("Accept-Encoding"), offered)
+        offered = _INSTALLED if allowed is None else tuple(c for c in allowed if c in _INSTALLED)
+        self._coding = _choose(request.headers.get("Accept-Encoding"), offered)
         self._compressor: Optional[Encoder] = None
 
     @property

@@ -69,6 +69,9 @@ def _http_date() -> str:
     return str(_date_cache[1])
 
 
+# Start-line versions to the scope's "http_version" (RFC 9113 streams say "2").
+_HTTP_VERSIONS = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
+
 # Header names as scopes carry them (lowercased bytes), by HTTPHeaders' name.
 _SCOPE_NAMES: dict[str, bytes] = {}
 
@@ -214,7 +217,7 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         scope: dict[str, Any] = {
             "type": kind,
             "asgi": dict(ASGI_VERSIONS),
-            "http_version": start_line.version[5:] if start_line.version else "1.1",
+            "http_version": _HTTP_VERSIONS.get(start_line.version, "1.1"),
             "scheme": scheme,
             "path": path,
             "raw_path": raw_path,

@@ -407,3 +407,22 @@ def test_body_of_a_204_or_304_is_dropped(status: int) -> None:
         assert "content-length" not in headers and "transfer-encoding" not in headers
 
     run(main())
+
+
+def test_http_10_request_scope_and_close() -> None:
+    versions: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        versions.append(scope["http_version"])
+        await plain(scope, receive, send, b"old")
+
+    async def main() -> None:
+        async with serving(app) as (port, _, _):
+            client = await RawClient.connect(port)
+            await client.send(b"GET / HTTP/1.0\r\n\r\n")
+            status, _, body = await client.response()
+            assert await client.closed()
+            await client.close()
+        assert (status, body, versions) == (200, b"old", ["1.0"])
+
+    run(main())

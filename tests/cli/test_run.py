@@ -116,30 +116,6 @@ def test_sighup_rolls_workers_with_zero_failed_requests() -> None:
         assert squall.wait() == 0
 
 
-def test_ttin_and_ttou_change_the_number_of_workers() -> None:
-    with Squall("sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "1") as squall:
-        squall.address()
-        # One worker without --max-requests is served in-process: no supervisor.
-        squall.expect("serving")
-        squall.signal(signal.SIGTERM)
-        assert squall.wait() == 0
-    with Squall(
-        "sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2", "--max-requests", "1000"
-    ) as squall:
-        squall.address()
-        first = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
-        squall.signal(signal.SIGTTIN)
-        squall.expect(r"SIGTTIN: 3 worker")
-        third = int(squall.expect(r"Worker (\d+) ready").group(1))
-        assert third not in first
-        squall.signal(signal.SIGTTOU)
-        squall.expect(r"SIGTTOU: 2 worker")
-        gone = int(squall.expect(r"Worker (\d+) exited").group(1))
-        assert gone in first  # the oldest drains
-        squall.signal(signal.SIGTERM)
-        assert squall.wait() == 0
-
-
 def test_max_requests_recycles_a_worker() -> None:
     with Squall(
         "sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "1", "--max-requests", "3"

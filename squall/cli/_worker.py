@@ -111,7 +111,11 @@ async def serve(
         load(config.target, config.app_dir), config.target, config.root_path, config.factory
     )
     if served.startup is not None:
-        await served.startup()
+        try:
+            await served.startup()
+        except RuntimeError as exc:  # squall.asgi.LifespanFailure
+            log.error("Application startup failed: %s", exc)
+            return 1
     stop = asyncio.Event()
     reason = ["signal"]
     on_done = None
@@ -154,8 +158,17 @@ async def serve(
     clean = await server.drain(config.timeout_graceful_shutdown)
     if not clean:
         log.warning("Worker %d: graceful shutdown timed out; aborted the rest", os.getpid())
+    wait_requests = getattr(served.callback, "wait_requests", None)
+    if wait_requests is not None:
+        # ASGI request tasks outlive an aborted connection (the app sees
+        # http.disconnect): give them a moment to end before the lifespan's.
+        await wait_requests(timeout=1.0)
     if served.shutdown is not None:
-        await served.shutdown()
+        try:
+            await served.shutdown()
+        except RuntimeError as exc:
+            log.error("Application shutdown failed: %s", exc)
+            return 1
     log.info("Worker %d stopped", os.getpid())
     return 0
 

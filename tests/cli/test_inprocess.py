@@ -68,7 +68,8 @@ def test_unix_socket_files_are_removed(tmp_path: Path) -> None:
 
 
 def _config(**options: object) -> Config:
-    return Config(target="sample_apps:app", app_dir=str(HERE), **options)  # type: ignore[arg-type]
+    options.setdefault("target", "sample_apps:app")
+    return Config(app_dir=str(HERE), **options)  # type: ignore[arg-type]
 
 
 def test_worker_recycles_after_max_requests_and_stops_on_sigterm() -> None:
@@ -83,10 +84,16 @@ def test_worker_recycles_after_max_requests_and_stops_on_sigterm() -> None:
             assert (await asyncio.to_thread(get, address))[0] == 200
         assert await asyncio.wait_for(task, 5) == 0
 
+        # An ASGI app, with its lifespan, stopped by SIGTERM.
         more = bind_all(["127.0.0.1:0"], 16)
         ready = asyncio.Event()
-        task = asyncio.ensure_future(serve(_config(), more, ready.set))
+        config = _config(target="sample_apps:asgi_app", root_path="/r")
+        task = asyncio.ensure_future(serve(config, more, ready.set))
         await asyncio.wait_for(ready.wait(), 5)
+        assert await asyncio.to_thread(get, more[0].getsockname(), "/x") == (
+            200,
+            b"asgi /r/x root=/r",
+        )
         os.kill(os.getpid(), signal.SIGTERM)
         assert await asyncio.wait_for(task, 5) == 0
 

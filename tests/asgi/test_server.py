@@ -426,3 +426,23 @@ def test_http_10_request_scope_and_close() -> None:
         assert (status, body, versions) == (200, b"old", ["1.0"])
 
     run(main())
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        await plain(scope, receive, send, scope["path"].encode() + message["body"])
+
+    async def main() -> None:
+        async with serving(app) as (port, _, _):
+            client = await RawClient.connect(port)
+            await client.send(
+                b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
+                b"POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+                b"GET /3 HTTP/1.1\r\nHost: h\r\n\r\n"
+            )
+            bodies = [(await client.response())[2] for _ in range(3)]
+            await client.close()
+        assert bodies == [b"/1", b"/2abc", b"/3"]
+
+    run(main())

@@ -26,6 +26,10 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         squall.nope  # noqa: B018
 
 
-def test_curl_client_is_absent_with_a_clear_error() -> None:
-    with pytest.raises(ImportError):
-        import squall.curl_httpclient  # noqa: F401
+def test_curl_client_needs_pycurl_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    monkeypatch.setitem(sys.modules, "pycurl", None)
+    monkeypatch.delitem(sys.modules, "squall.curl_httpclient", raising=False)
+    with pytest.raises(ImportError, match=r"pip install squall\[curl\]"):
+        importlib.import_module("squall.curl_httpclient")

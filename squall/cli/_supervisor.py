@@ -86,7 +86,7 @@ class Supervisor:
         self._stopped = asyncio.Event()
         handlers = {
             signal.SIGTERM: self.stop,
-            signal.SIGINT: self.stop,
+            signal.SIGINT: self.interrupt,
             signal.SIGHUP: self.rolling_restart,
             signal.SIGTTIN: self.add_worker,
             signal.SIGTTOU: self.remove_worker,
@@ -277,6 +277,21 @@ class Supervisor:
         """SIGTERM/SIGINT: drain every worker, kill the ones past the deadline."""
         if self.stopping:
             return
+        self._stop()
+
+    def interrupt(self) -> None:
+        """SIGINT: as `stop`; a second one kills the workers still draining."""
+        if not self.stopping:
+            self._stop()
+            return
+        for worker in list(self.workers.values()):
+            log.warning("Interrupted again: killing worker %d", worker.pid)
+            try:
+                worker.proc.kill()
+            except ProcessLookupError:
+                pass
+
+    def _stop(self) -> None:
         self.stopping = True
         if self._watcher is not None:
             self._watcher.stop()

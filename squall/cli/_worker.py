@@ -147,15 +147,36 @@ async def serve(
         ready()
     log.info("Worker %d serving (%s app %s)", os.getpid(), served.kind, config.target)
     await stop.wait()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
     log.info(
         "Worker %d draining (%s); %d connection(s) open",
         os.getpid(),
         reason[0],
         len(server._connections) + len(server._detached),
     )
-    clean = await server.drain(config.timeout_graceful_shutdown)
+    drain = asyncio.ensure_future(server.drain(config.timeout_graceful_shutdown))
+    forced = []
+
+    def force() -> None:
+        if not drain.done():
+            log.warning("Worker %d: interrupted again, stopping now", os.getpid())
+            forced.append(True)
+            drain.cancel()
+
+    # While draining, TERM changes nothing (after a Ctrl-C in a terminal, the
+    # supervisor's TERM follows the INT every worker got); a second INT is
+    # the user insisting.
+    loop.add_signal_handler(signal.SIGTERM, _no_log)
+    loop.add_signal_handler(signal.SIGINT, force)
+    try:
+        try:
+            clean = await drain
+        except asyncio.CancelledError:
+            if not forced:
+                raise
+            clean = await server.drain(0)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     if not clean:
         log.warning("Worker %d: graceful shutdown timed out; aborted the rest", os.getpid())
     wait_requests = getattr(served.callback, "wait_requests", None)

@@ -203,3 +203,23 @@ def test_sigterm_closes_websockets_with_1001_and_finishes_long_polls() -> None:
 
         asyncio.run(asyncio.wait_for(body(), 10))
         assert squall.wait() == 0
+
+
+def test_ctrl_c_to_the_process_group_drains_the_workers() -> None:
+    with Squall("sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2") as squall:
+        address = squall.address()
+        pids = [int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)]
+        load = Load(address, "/slow?s=0.5", clients=4)
+        load.start()
+        # What a terminal's Ctrl-C does: INT to every process of the group;
+        # then the supervisor's TERM reaches workers already draining (sent
+        # here again, once they surely are).
+        os.killpg(squall.proc.pid, signal.SIGINT)
+        squall.expect("Stopping 2 worker")
+        for pid in pids:
+            squall.expect(rf"Worker {pid} draining")
+            os.kill(pid, signal.SIGTERM)
+        load.stop()
+        assert squall.wait() == 0
+        assert load.failures == []
+        assert not any("Traceback" in line for line in squall.seen)

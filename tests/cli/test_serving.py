@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from squall.cli._options import Config
+from squall.cli._options import Config, UsageError
 from squall.cli._serving import TrustedPeers, parse_forwarded
 from squall.cli._target import serve_target
 from squall.cli._worker import build_server
@@ -155,3 +157,40 @@ def test_limit_concurrency_answers_503() -> None:
         server.stop()
 
     run(body)
+
+
+CERTS = Path(__file__).resolve().parents[2] / "squall" / "_certs"
+
+
+def test_tls_with_certfile_and_keyfile() -> None:
+    async def body() -> None:
+        server, port = start(
+            sample_apps.make_app(),
+            certfile=str(CERTS / "test.crt"),
+            keyfile=str(CERTS / "test.key"),
+        )
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data = await reader.read()
+        writer.close()
+        assert data.startswith(b"HTTP/1.1 200")
+        assert json.loads(data.partition(b"\r\n\r\n")[2])["protocol"] == "https"
+        server.stop()
+        await server.close_all_connections()
+
+    run(body)
+
+
+def test_unreadable_certificate_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--certfile/--keyfile: cannot load"):
+        start(sample_apps.make_app(), certfile=str(tmp_path / "no.crt"), keyfile="no.key")
+
+
+def test_http2_option_turns_http2_on() -> None:
+    pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+    server, _ = start(sample_apps.make_app(), http2=True)
+    assert server._h2_limits is not None
+    server.stop()

@@ -26,7 +26,6 @@ from typing import Any, Optional, Union
 
 from squall.asgi._lifespan import Lifespan, LifespanMode
 from squall.asgi._types import (
-    ASGI_VERSIONS,
     ASGIApp,
     ASGIProtocolError,
     ClientDisconnected,
@@ -216,7 +215,7 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
             scheme = "wss" if scheme == "https" else "ws"
         scope: dict[str, Any] = {
             "type": kind,
-            "asgi": dict(ASGI_VERSIONS),
+            "asgi": {"version": "3.0", "spec_version": "2.5"},
             "http_version": _HTTP_VERSIONS.get(start_line.version, "1.1"),
             "scheme": scheme,
             "path": path,

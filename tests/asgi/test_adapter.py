@@ -239,3 +239,30 @@ def test_lifespan_hook_failure_and_unknown_scope() -> None:
 
     run(main())
     assert sent == [{"type": "lifespan.startup.failed", "message": "cannot start"}]
+
+
+class Pinger(websocket.WebSocketHandler):
+    pongs: asyncio.Future[bytes]
+
+    def on_message(self, message: Any) -> None:
+        self.ping(b"are you there")
+
+    def on_pong(self, data: bytes) -> None:
+        if not type(self).pongs.done():
+            type(self).pongs.set_result(data)
+            self.write_message("got pong")
+
+
+def test_handler_pings_are_answered_by_the_adapter() -> None:
+    adapter = ASGIAdapter(web.Application([("/", Pinger)]))
+
+    async def main() -> None:
+        Pinger.pongs = asyncio.get_running_loop().create_future()
+        async with serving(adapter) as (port, delegate, _):
+            async with connect(f"ws://127.0.0.1:{port}/") as ws:
+                await ws.send("ping me")
+                assert await Pinger.pongs == b"are you there"
+                assert await ws.recv() == "got pong"
+            await delegate.wait_requests(1.0)
+
+    run(main())

@@ -94,6 +94,11 @@ class HTTPClient:
         self._closed = False
 
     def __del__(self) -> None:
+        if sys.is_finalizing():
+            # At interpreter exit the modules that closing needs (weakref,
+            # selectors) may be torn down already (Python 3.13), and the
+            # process releases the loop's resources anyway.
+            return
         self.close()
 
     def close(self) -> None:

@@ -482,3 +482,37 @@ def test_nothing_left_open_catches_a_leak() -> None:
     with pytest.raises(AssertionError):
         with nothing_left_open():
             socket.socket()
+
+
+# -- interpreter exit and loop creation -----------------------------------------------
+
+
+def test_sync_client_left_for_interpreter_exit_is_quiet() -> None:
+    # An HTTPClient still referenced at exit is collected while modules are
+    # torn down; closing then must not print "Exception ignored in __del__".
+    code = "from squall.httpclient import HTTPClient; f = lambda: None; c = HTTPClient()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+
+
+def test_main_loop_made_without_a_current_loop_warns_nothing() -> None:
+    # asyncio.get_event_loop() with no loop set warns from 3.12 and raises
+    # from 3.14; AsyncIOMainLoop() must do neither, and the loop it makes
+    # current is closed with it.
+    from squall.platform.asyncio import AsyncIOMainLoop
+
+    asyncio.set_event_loop(None)
+    with nothing_left_open(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loop = AsyncIOMainLoop()
+        try:
+            assert IOLoop.current() is loop
+            assert loop.asyncio_loop is asyncio.get_event_loop()
+        finally:
+            loop.close(all_fds=True)
+            asyncio.set_event_loop(None)

@@ -465,7 +465,9 @@ class _HTTPCycle(HTTPMessageDelegate):
             raise ASGIProtocolError(
                 f"http.response.start needs an integer 'status', got {message.get('status')!r}"
             ) from None
-        if not 100 <= status <= 999 or (status < 200 and status != 101):
+        if not 200 <= status <= 999:
+            # 1xx are not final responses (and 101 would switch protocols
+            # under the application's feet).
             raise ASGIProtocolError(f"invalid response status {status}")
         try:
             # Checked when the head is rendered (the same grammar the parser

@@ -44,6 +44,7 @@ def test_address_tuple() -> None:
     [
         ([{"type": "http.response.start"}], "needs an integer 'status'"),
         ([{"type": "http.response.start", "status": 99}], "invalid response status 99"),
+        ([{"type": "http.response.start", "status": 101}], "invalid response status 101"),
         ([{"type": "http.response.start", "status": 200, "headers": [1]}], "byte pairs"),
         (
             [

@@ -271,6 +271,23 @@ def _aiohttp_protocol(loop: asyncio.AbstractEventLoop, handler: str, lowlevel: b
     return server()
 
 
+class _FixedClock(ModuleType):
+    """``time`` for squall.web.handler with a clock that stands still, so the
+    once-a-second Date header is formatted once, not once per second of a
+    run's (load-dependent) wall time: the counts stay deterministic."""
+
+    def __init__(self) -> None:
+        super().__init__("time")
+        import itertools
+
+        self.time = itertools.repeat(1_800_000_000.0).__next__
+
+    def __getattr__(self, name: str) -> Any:
+        import time
+
+        return getattr(time, name)
+
+
 def _patch_caches(no_head_cache: bool, no_etag_memo: bool) -> list[str]:
     """Turns Squall's caches off by their size limits (not in squall/: here)."""
     done = []
@@ -386,21 +403,32 @@ class Probes:
         return self.wrap(owner, attr, label, f"{module}.{qualname}")
 
     def wrap_all(self, prefixes: tuple[str, ...]) -> None:
-        """Every plain function and method defined in the modules under ``prefixes``."""
+        """Every plain function and method of squall/ reachable from the modules under
+        ``prefixes`` (classes are often re-exported with a public ``__module__``, so
+        where a function was defined is read from its code object)."""
+        import squall
+
+        root = os.path.dirname(os.path.abspath(squall.__file__))
+        seen: set[int] = set()
+
+        def ours(func: Any) -> bool:
+            return isinstance(func, FunctionType) and func.__code__.co_filename.startswith(root)
+
         for name, module in sorted(sys.modules.items()):
             if not name.startswith(prefixes) or module is None:
                 continue
             for key, value in list(vars(module).items()):
-                if isinstance(value, FunctionType) and value.__module__ == name:
-                    self.wrap(module, key, "fn", f"{name}.{value.__qualname__}")
-                elif isinstance(value, type) and value.__module__ == name:
+                if ours(value) and id(value) not in seen:
+                    seen.add(id(value))
+                    self.wrap(module, key, "fn", f"{value.__module__}.{value.__qualname__}")
+                elif isinstance(value, type) and id(value) not in seen:
+                    seen.add(id(value))
                     for attr in list(vars(value)):
-                        if attr in _SKIP:
-                            continue
                         item = vars(value)[attr]
                         func = getattr(item, "__func__", item)
-                        if isinstance(func, FunctionType) and func.__module__ == name:
-                            self.wrap(value, attr, "fn", f"{name}.{func.__qualname__}")
+                        if attr not in _SKIP and ours(func) and id(func) not in seen:
+                            seen.add(id(func))
+                            self.wrap(value, attr, "fn", f"{func.__module__}.{func.__qualname__}")
 
 
 def inner(cfg: dict[str, Any]) -> None:
@@ -412,6 +440,12 @@ def inner(cfg: dict[str, Any]) -> None:
 
     mod = _probe.load()
     patched = _patch_caches(cfg["no_head_cache"], cfg["no_etag_memo"])
+    if server.startswith("squall"):
+        import squall.web.handler
+
+        if getattr(squall.web.handler, "time", None) is not None:
+            squall.web.handler.time = _FixedClock()  # type: ignore[assignment]
+            patched.append("fixed clock")
     if server == "squall-httptools":
         import squall._h1._connection as conn
 
@@ -466,6 +500,7 @@ def inner(cfg: dict[str, Any]) -> None:
         "patched": patched,
         "parser": parser,
         "loop": type(loop).__name__,
+        "squall": sys.modules["squall"].__file__ if "squall" in sys.modules else "-",
     }
     Path(cfg["out"]).write_text(json.dumps(result))
 

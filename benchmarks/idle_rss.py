@@ -108,6 +108,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connections", type=int, default=10_000)
     ap.add_argument("--only", help="comma-separated contender names")
+    ap.add_argument(
+        "--no-head-cache",
+        action="store_true",
+        help="also run Squall with its per-connection head cache off",
+    )
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 2 * args.connections + 1000
@@ -118,7 +123,13 @@ def main() -> int:
         return 2
     only = set(args.only.split(",")) if args.only else None
     print(f"== idle keep-alive connections: server RSS per connection ({args.connections} held)")
-    for c in WEB:
+    contenders = list(WEB)
+    if args.no_head_cache:
+        for c in WEB:
+            if c.name.startswith("squall"):
+                env = dict(c.env, SQUALL_BENCH_NO_HEAD_CACHE="1")
+                contenders.append(type(c)(c.name + "-nocache", c.script, env))
+    for c in contenders:
         if only is not None and c.name not in only:
             continue
         port = free_port()
@@ -133,11 +144,11 @@ def main() -> int:
             before, after = asyncio.run(measure(proc.pid, port, args.connections))
             per = (after - before) * 1024 / args.connections
             print(
-                f"  {c.name:<16} {per / 1024:6.2f} KB per connection "
+                f"  {c.name:<20} {per / 1024:6.2f} KB per connection "
                 f"(RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB)"
             )
         except (TimeoutError, RuntimeError, OSError) as exc:
-            print(f"  {c.name:<16} failed: {exc}")
+            print(f"  {c.name:<20} failed: {exc}")
         finally:
             proc.terminate()
             proc.wait(10)

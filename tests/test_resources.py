@@ -516,3 +516,26 @@ def test_main_loop_made_without_a_current_loop_warns_nothing() -> None:
         finally:
             loop.close(all_fds=True)
             asyncio.set_event_loop(None)
+
+
+def test_http2_connection_left_open_when_the_loop_closes() -> None:
+    pytest.importorskip("h2", reason="HTTP/2 needs the h2 package (squall[http2])")
+    loop = IOLoop(make_current=False)
+
+    async def main() -> None:
+        sock, port = testing.bind_unused_port()
+        server = HTTPServer(make_app(), http2=True)
+        server.add_sockets([sock])
+        stream = await TCPClient().connect("127.0.0.1", port)
+        # The client preface and an empty SETTINGS frame (RFC 9113 §3.4).
+        await stream.write(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        )
+        # The server's SETTINGS frame: it speaks HTTP/2 on this connection.
+        head = await stream.read_bytes(9)
+        assert head[3] == 0x04
+        assert len(server._connections) == 1
+
+    with nothing_left_open(pending_tasks_allowed=True):
+        loop.run_sync(main, timeout=LIMIT)
+        loop.close(all_fds=True)

@@ -221,8 +221,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         # connection at once (IOStream-based ones are closed by the loop).
         self.stop()
         for conn in list(self._connections) + list(self._detached):
-            if isinstance(conn, _HTTPProtocol):
-                conn._hard_close()
+            # HTTP/1 and HTTP/2 protocols; not IOStream connections (no such method).
+            hard_close = getattr(conn, "_hard_close", None)
+            if hard_close is not None:
+                hard_close()
 
     async def close_all_connections(self) -> None:
         """Close every open HTTP connection and wait until they are closed.

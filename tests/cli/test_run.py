@@ -223,3 +223,32 @@ def test_ctrl_c_to_the_process_group_drains_the_workers() -> None:
         assert squall.wait() == 0
         assert load.failures == []
         assert not any("Traceback" in line for line in squall.seen)
+
+
+def test_workers_recycled_under_load_fail_no_request() -> None:
+    # Each recycle is the graceful stop of one worker while clients are busy.
+    with Squall(
+        "sample_apps:app",
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--max-requests",
+        "25",
+        "--max-requests-jitter",
+        "10",
+        "--no-access-log",
+    ) as squall:
+        address = squall.address()
+        first = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
+        load = Load(address, "/slow?s=0.01", clients=4)
+        load.start()
+        for _ in range(2):
+            squall.expect(r"Worker (\d+) draining \(served \d+ requests")
+        replacements = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
+        assert not replacements & first
+        load.wait_ok(load.ok + 20)
+        load.stop()
+        assert load.failures == []
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0

@@ -271,11 +271,11 @@ def test_request_timeout_on_a_server_that_never_answers() -> None:
         client = AsyncHTTPClient(force_instance=True)
         try:
             with pytest.raises(HTTPClientError) as info:
-                await client.fetch(f"http://127.0.0.1:{port}/", request_timeout=0.2)
+                await client.fetch(f"http://127.0.0.1:{port}/", request_timeout=0.1)
             assert info.value.code == 599
             with pytest.raises((asyncio.TimeoutError, HTTPClientError)):
                 await websocket.websocket_connect(
-                    HTTPRequest(f"ws://127.0.0.1:{port}/ws", request_timeout=0.2)
+                    HTTPRequest(f"ws://127.0.0.1:{port}/ws", request_timeout=0.1)
                 )
         finally:
             client.close()
@@ -458,6 +458,31 @@ class _AppTest(testing.AsyncHTTPTestCase):
         assert response.body == b"hello"
         response = await gen.multi([client.fetch(self.get_url("/")) for _ in range(3)])
         assert [r.body for r in response] == [b"hello"] * 3
+
+
+class _TLSAppTest(testing.AsyncHTTPSTestCase):
+    def get_app(self) -> web.Application:
+        return make_app()
+
+    def test_fetch(self) -> None:
+        assert self.fetch("/").body == b"hello"
+
+    @testing.gen_test
+    async def test_websocket_left_open(self) -> None:
+        request = HTTPRequest(f"wss://127.0.0.1:{self.get_http_port()}/ws", validate_cert=False)
+        ws = await websocket.websocket_connect(request)
+        await ws.write_message("ping")
+        assert await ws.read_message() == "ping"
+
+
+def test_async_https_test_case_lifecycle() -> None:
+    with nothing_left_open():
+        result = unittest.TestResult()
+        tests = [_TLSAppTest("test_fetch"), _TLSAppTest("test_websocket_left_open")]
+        unittest.TestSuite(tests).run(result)
+        problems: list[tuple[Any, str]] = result.errors + result.failures
+        assert [text for _, text in problems] == []
+        assert result.testsRun == 2
 
 
 def test_async_http_test_case_lifecycle() -> None:

@@ -102,29 +102,40 @@ def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:
     )
 
 
+# (peer port, server address) by connection context: the same for every
+# request of a connection. Bounded, since mounted delegates never hear of
+# a connection's end.
+_ADDRESSES: dict[object, tuple[Optional[int], Any]] = {}
+
+
 def _connection_addresses(request_conn: HTTPConnection) -> tuple[Any, Any, Optional[str]]:
     """(client, server, scheme) of the connection a request came on."""
     context = getattr(request_conn, "context", None)
-    client = None
-    scheme = getattr(context, "protocol", None)
-    if context is not None:
+    if context is None:
+        return None, None, None
+    known = _ADDRESSES.get(context)
+    if known is None:
         peer = address_tuple(getattr(context, "address", None))
-        if peer is not None:
-            # X-Real-Ip (xheaders=True) replaces the address, not the port.
-            client = (getattr(context, "remote_ip", peer[0]), peer[1])
-    server = None
-    transport = getattr(request_conn, "transport", None)
-    if transport is not None:
-        server = address_tuple(transport.get_extra_info("sockname"))
-    else:
-        stream = getattr(request_conn, "stream", None)
-        sock = getattr(stream, "socket", None)
-        if sock is not None:
-            try:
-                server = address_tuple(sock.getsockname())
-            except OSError:
-                server = None
-    return client, server, scheme
+        server = None
+        transport = getattr(request_conn, "transport", None)
+        if transport is not None:
+            server = address_tuple(transport.get_extra_info("sockname"))
+        else:
+            sock = getattr(getattr(request_conn, "stream", None), "socket", None)
+            if sock is not None:
+                try:
+                    server = address_tuple(sock.getsockname())
+                except OSError:
+                    server = None
+        known = (peer[1] if peer is not None else None, server)
+        if len(_ADDRESSES) >= 4096:
+            _ADDRESSES.clear()
+        _ADDRESSES[context] = known
+    port, server = known
+    # The address is read per request: X-Real-Ip (xheaders=True) replaces
+    # it for one request, not the port.
+    client = (context.remote_ip, port) if port is not None else None
+    return client, server, getattr(context, "protocol", None)
 
 
 class ASGIServerDelegate(HTTPServerConnectionDelegate):

@@ -19,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -133,11 +134,12 @@ def main() -> int:
         if only is not None and c.name not in only:
             continue
         port = free_port()
+        log = tempfile.TemporaryFile()
         proc = subprocess.Popen(
             pin(0) + [sys.executable, str(SERVERS / c.script), str(port)],
             env=dict(os.environ, **c.env),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log,
         )
         try:
             wait_listening(port, proc, time.monotonic() + 15)
@@ -149,9 +151,12 @@ def main() -> int:
             )
         except (TimeoutError, RuntimeError, OSError) as exc:
             print(f"  {c.name:<20} failed: {exc}")
+            log.seek(0)
+            sys.stdout.write(log.read()[-2000:].decode(errors="replace"))
         finally:
             proc.terminate()
             proc.wait(10)
+            log.close()
     return 0
 
 

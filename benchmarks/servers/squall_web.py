@@ -43,9 +43,9 @@ def main() -> None:
     if os.environ.get("SQUALL_BENCH_NO_HEAD_CACHE"):
         # For idle_rss.py: measure without the per-connection copy of the
         # previous request head and its parse (turned off by its size limit).
-        import squall._h1._connection
+        import squall._h1._connection as h1_connection
 
-        squall._h1._connection._HEAD_CACHE_MAX = -1  # type: ignore[misc]
+        h1_connection._HEAD_CACHE_MAX = -1  # type: ignore[misc]
     make_app().listen(int(sys.argv[1]), "127.0.0.1")
     squall.ioloop.IOLoop.current().start()
 

@@ -315,7 +315,8 @@ class HTTPRequest:
             is not kept in the response); may return an awaitable.
         header_callback: Called with the status line and each header line
             (CRLF included), then ``"\\r\\n"``.
-        prepare_curl_callback: Accepted for compatibility; not used.
+        prepare_curl_callback: Called with the ``pycurl.Curl`` handle by
+            `~squall.curl_httpclient.CurlAsyncHTTPClient`; the simple client ignores it.
         proxy_host: HTTP proxy host.
         proxy_port: HTTP proxy port.
         proxy_username: Proxy user (basic auth).
@@ -332,7 +333,8 @@ class HTTPRequest:
             ``await write(chunk)``; chunked unless a Content-Length is set.
         expect_100_continue: Send ``Expect: 100-continue`` and wait for the
             server's go-ahead before sending the body.
-        decompress_response: Ask for gzip and decode it (True).
+        decompress_response: Ask for gzip, and decode a gzip (or, with the
+            ``brotli``/``zstd`` extras, br or zstd) body (True).
         ssl_options: An `ssl.SSLContext` or dict of TLS options (overrides
             ``validate_cert``, ``ca_certs``, ``client_key``, ``client_cert``).
     """

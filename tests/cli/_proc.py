@@ -174,6 +174,7 @@ class Load:
         self.failures: list[str] = []
         self.pids: set[int] = set()
         self.stopping = False
+        self.in_flight = 0
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
         self._first = threading.Barrier(clients + 1)
         self._lock = threading.Condition()
@@ -189,6 +190,12 @@ class Load:
         with self._lock:
             if not self._lock.wait_for(lambda: self.ok >= count or self.failures, timeout):
                 raise AssertionError(f"only {self.ok} responses of {count} in {timeout}s")
+
+    def wait_all_in_flight(self, timeout: float = 10.0) -> None:
+        """Wait until every client has a request sent and unanswered."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self.in_flight == self.clients, timeout):
+                raise AssertionError(f"only {self.in_flight} of {self.clients} requests in flight")
 
     def stop(self) -> None:
         self.stopping = True
@@ -209,7 +216,14 @@ class Load:
         while sock is not None and not self.stopping:
             try:
                 sock.sendall(request)
-                status, close, body = _read_response(sock)
+                with self._lock:
+                    self.in_flight += 1
+                    self._lock.notify_all()
+                try:
+                    status, close, body = _read_response(sock)
+                finally:
+                    with self._lock:
+                        self.in_flight -= 1
             except _NoResponse:
                 sock.close()
                 if reused:

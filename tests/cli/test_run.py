@@ -20,8 +20,11 @@ def test_serves_an_application_and_drains_on_sigterm_with_busy_clients() -> None
         address = squall.address()
         squall.expect("serving")
         assert get_json(address)["path"] == "/"
-        load = Load(address, "/slow?s=0.2", clients=4)
+        load = Load(address, "/slow?s=0.5", clients=4)
         load.start()
+        # Busy: every client waits on a response. (A client between two
+        # requests is idle, and closed at once: see test_drain.)
+        load.wait_all_in_flight()
         squall.signal(signal.SIGTERM)
         squall.expect("draining")
         load.stop()
@@ -211,6 +214,7 @@ def test_ctrl_c_to_the_process_group_drains_the_workers() -> None:
         pids = [int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)]
         load = Load(address, "/slow?s=0.5", clients=4)
         load.start()
+        load.wait_all_in_flight()
         # What a terminal's Ctrl-C does: INT to every process of the group;
         # then the supervisor's TERM reaches workers already draining (sent
         # here again, once they surely are).

@@ -79,6 +79,7 @@ class _Fetch:
         "timer",
         "body",
         "done",
+        "retried",
     )
 
     def __init__(
@@ -94,6 +95,7 @@ class _Fetch:
         self.timer: Optional[asyncio.TimerHandle] = None
         self.body = b""
         self.done = False
+        self.retried = False
 
 
 class _H2ClientProtocol(asyncio.Protocol):
@@ -160,11 +162,24 @@ class _H2ClientProtocol(asyncio.Protocol):
                 self.client._forget(self)
                 # Streams above the last one the server took were not
                 # processed: they may go again on a new connection.
-                for sid in [s for s in self.streams if s > event.last_stream_id]:
-                    fetch = self.streams.pop(sid)
-                    self.client._retry(fetch)
-                while self.waiting:
-                    self.client._retry(self.waiting.popleft())
+                # Once, and only after a graceful GOAWAY: a server that
+                # refuses again is not asked a third time.
+                unsent = [
+                    self.streams.pop(s) for s in list(self.streams) if s > event.last_stream_id
+                ]
+                unsent += self.waiting
+                self.waiting.clear()
+                for fetch in unsent:
+                    if event.error_code == ErrorCode.NO_ERROR and not fetch.retried:
+                        fetch.retried = True
+                        self.client._retry(fetch)
+                    else:
+                        self.fail(
+                            fetch,
+                            HTTPStreamClosedError(
+                                f"the server closed the connection (GOAWAY {event.error_code})"
+                            ),
+                        )
             elif kind is Drained:
                 pass
         self.send_waiting()
@@ -188,7 +203,12 @@ class _H2ClientProtocol(asyncio.Protocol):
         while self.waiting and not self.closed and not self.goaway:
             if len(self.streams) >= self.h2.max_streams:
                 return
-            self.send(self.waiting.popleft())
+            fetch = self.waiting.popleft()
+            try:
+                self.send(fetch)
+            except Exception as exc:
+                # A request that cannot be encoded fails alone.
+                self.fail(fetch, exc)
 
     def send(self, fetch: _Fetch) -> None:
         request = fetch.request
@@ -343,6 +363,17 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             return
         fetch = _Fetch(request, callback, time.time())
         body = _opt(request, "body")
+        method = _opt(request, "method")
+        if not _opt(request, "allow_nonstandard_methods"):
+            if (method in ("POST", "PATCH", "PUT")) != (body is not None):
+                self._fail(
+                    fetch,
+                    ValueError(
+                        "Body must {}be None for method {} (unless allow_nonstandard_methods"
+                        " is true)".format("" if body is None else "not ", method)
+                    ),
+                )
+                return
         fetch.body = body.encode() if isinstance(body, str) else (body or b"")
         timeout = _opt(request, "request_timeout")
         if timeout:
@@ -369,6 +400,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             or _opt(request, "body_producer") is not None
             or _opt(request, "expect_100_continue")
             or _opt(request, "network_interface")
+            or _opt(request, "auth_mode") == "digest"
         ):
             return None
         parsed = urllib.parse.urlsplit(_opt(request, "url"))
@@ -483,6 +515,12 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             headers["User-Agent"] = "Squall/h2"
         if _opt(request, "decompress_response") and "Accept-Encoding" not in headers:
             headers["Accept-Encoding"] = "gzip"
+        body = _opt(request, "body")
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        if _opt(request, "method") == "POST" and "Content-Type" not in headers:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+
         username = _opt(request, "auth_username")
         password = _opt(request, "auth_password")
         if parsed.username is not None and username is None:

@@ -6,7 +6,7 @@ The same flood limits and outbound flow-control queues as the server side
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import h2.config
 import h2.connection
@@ -99,13 +99,22 @@ class H2ClientConnection(H2Connection):
         conn = self._conn
         try:
             stream_id = conn.get_next_available_stream_id()
-            fields = [
+            fields: list[tuple[Union[str, bytes], Union[str, bytes]]] = [
                 (":method", method),
                 (":scheme", scheme),
                 (":authority", authority),
                 (":path", path),
             ]
-            fields += headers
+            for name, value in headers:
+                # As HTTP/1.1 sends them: one byte per character.
+                if isinstance(value, bytes):
+                    raw = value
+                else:
+                    try:
+                        raw = value.encode("latin-1")
+                    except UnicodeEncodeError:
+                        raw = value.encode("utf-8")
+                fields.append((name.encode("ascii"), raw))
             conn.send_headers(stream_id, fields, end_stream=end_stream)
         except (h2.exceptions.ProtocolError, ValueError) as exc:
             raise LocalProtocolError(f"cannot send the request: {exc}") from None

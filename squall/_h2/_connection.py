@@ -17,7 +17,8 @@ No I/O and no clock: the driver passes the current time to `receive_data`.
 from __future__ import annotations
 
 import re
-from typing import Optional
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import h2.config
 import h2.connection
@@ -215,7 +216,11 @@ class H2Connection:
             events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self._terminated = True
-            raise RemoteProtocolError(str(exc), int(exc.error_code)) from None
+            raise RemoteProtocolError(
+                str(exc),
+                int(exc.error_code),
+                too_large=isinstance(exc, h2.exceptions.DenialOfServiceError),
+            ) from None
         return self._translate(events) if events else []
 
     def _scan(self, data: bytes, now: float) -> None:
@@ -294,9 +299,12 @@ class H2Connection:
 
     def _check_block(self, size: int) -> None:
         if size > self.limits.max_header_list_size:
-            self._calm(f"header block larger than {self.limits.max_header_list_size} bytes")
+            self._calm(
+                f"header block larger than {self.limits.max_header_list_size} bytes",
+                too_large=True,
+            )
 
-    def _calm(self, message: str) -> None:
+    def _calm(self, message: str, too_large: bool = False) -> None:
         """Answer a flood: GOAWAY ENHANCE_YOUR_CALM, and raise."""
         self._terminated = True
         try:
@@ -305,7 +313,7 @@ class H2Connection:
             )
         except h2.exceptions.ProtocolError:
             pass  # the connection was already closing
-        raise RemoteProtocolError(message, ErrorCode.ENHANCE_YOUR_CALM)
+        raise RemoteProtocolError(message, ErrorCode.ENHANCE_YOUR_CALM, too_large)
 
     def _translate(self, events: list[h2.events.Event]) -> list[Event]:
         out: list[Event] = []
@@ -438,15 +446,16 @@ class H2Connection:
         self,
         stream_id: int,
         status: int,
-        headers: list[tuple[str, str]],
+        headers: Sequence[tuple[Union[str, bytes], Union[str, bytes]]],
         end_stream: bool = False,
     ) -> None:
-        """Send a response head; ``headers`` have lowercase names.
+        """Send a response head; ``headers`` have lowercase names (bytes are
+        sent as they are, text as UTF-8).
 
         Raises:
             LocalProtocolError: the stream is closed, or a field is invalid.
         """
-        fields = [(":status", str(status))]
+        fields: list[tuple[Union[str, bytes], Union[str, bytes]]] = [(":status", str(status))]
         fields += headers
         try:
             self._conn.send_headers(stream_id, fields, end_stream=end_stream)

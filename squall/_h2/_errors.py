@@ -35,4 +35,12 @@ class RemoteProtocolError(H2Error):
     """The peer broke the protocol or exceeded a limit; the connection is over.
 
     The GOAWAY frame that says so is already in `H2Connection.data_to_send`.
+
+    Attributes:
+        too_large: A header list or block went over ``max_header_list_size``
+            (what HTTP/1.1 answers with 431).
     """
+
+    def __init__(self, message: str, error_code: int = 0x1, too_large: bool = False) -> None:
+        super().__init__(message, error_code)
+        self.too_large = too_large

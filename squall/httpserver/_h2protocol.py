@@ -132,7 +132,7 @@ class _H2Stream(HTTPConnection):
         self._blocked = False
         # A response head (and first chunk) not yet handed to h2: sent with
         # the end of the stream when finish() follows at once.
-        self._head: Optional[tuple[int, list[tuple[str, str]], bytes]] = None
+        self._head: Optional[tuple[int, list[tuple[bytes, bytes]], bytes]] = None
         self._declared: Optional[int] = None
         self._written = 0
         self._bodiless = False
@@ -163,22 +163,28 @@ class _H2Stream(HTTPConnection):
             raise HTTPOutputError("the response head was already written")
         assert isinstance(start_line, ResponseStartLine)
         self._headers_written = True
-        fields: list[tuple[str, str]] = []
+        fields: list[tuple[bytes, bytes]] = []
         try:
             for name, values in headers._as_list.items():
                 if name in _CONNECTION_FIELDS:
                     continue  # RFC 9113 §8.2.2: HTTP/2 frames the message itself
-                lname = name.lower()
+                lname = name.lower().encode("ascii")
                 for value in values:
-                    fields.append((lname, value))
-        except (TypeError, AttributeError):
+                    # As HTTP/1.1 sends them: one byte per character.
+                    try:
+                        fields.append((lname, value.encode("latin-1")))
+                    except UnicodeEncodeError:
+                        fields.append((lname, value.encode("utf-8")))
+        except (TypeError, AttributeError, UnicodeEncodeError):
             raise HTTPOutputError("header fields must be (str, str) pairs") from None
         lengths = headers._as_list.get("Content-Length")
         if lengths is not None:
-            try:
-                self._declared = int(lengths[0])
-            except ValueError:
-                raise HTTPOutputError(f"invalid Content-Length {lengths[0]!r}") from None
+            value = lengths[0]
+            # RFC 9110 §8.6: digits only (int() would also take "+1" or "1_0").
+            if len(lengths) != 1 or not (value.isascii() and value.isdigit()):
+                p._reset(self, ErrorCode.INTERNAL_ERROR)
+                raise HTTPOutputError(f"invalid Content-Length {value!r}")
+            self._declared = int(value)
         code = start_line.code
         self._bodiless = self._bodiless or code in (204, 304) or 100 <= code < 200
         chunk = chunk or b""
@@ -192,9 +198,7 @@ class _H2Stream(HTTPConnection):
         declared = self._declared
         if declared is not None and self._written > declared:
             self._proto._reset(self, ErrorCode.INTERNAL_ERROR)
-            raise HTTPOutputError(
-                f"Tried to write more data than Content-Length ({self._written} > {declared})"
-            )
+            raise HTTPOutputError("Tried to write more data than Content-Length")
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
         """Write a piece of the body.
@@ -238,7 +242,9 @@ class _H2Stream(HTTPConnection):
         if declared is not None and self._written < declared and not self._bodiless:
             p._reset(self, ErrorCode.INTERNAL_ERROR)
             p._release(self)
-            raise HTTPOutputError(f"Tried to write {self._written} bytes less than Content-Length")
+            raise HTTPOutputError(
+                f"Tried to write {declared - self._written} bytes less than Content-Length"
+            )
         p._end_response(self)
 
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
@@ -429,7 +435,11 @@ class _H2Protocol(asyncio.Protocol):
         try:
             events = self._h2.receive_data(data, now)
         except RemoteProtocolError as exc:
-            gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
+            if exc.too_large:
+                # Worded as HTTP/1.1 words a head over its limit.
+                gen_log.info("Unsatisfiable read from %s: %s", self.context, exc)
+            else:
+                gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
             self._abort(linger=True)
             return
         except Exception:
@@ -480,6 +490,12 @@ class _H2Protocol(asyncio.Protocol):
             except RemoteProtocolError as exc:
                 gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
                 self._abort(linger=True)
+                return
+            except Exception:
+                # The application's code runs inside these calls; nothing
+                # it raises may escape data_received.
+                app_log.error("Uncaught exception", exc_info=True)
+                self._abort()
                 return
             if self._closed:
                 return
@@ -540,6 +556,10 @@ class _H2Protocol(asyncio.Protocol):
             ret = delegate.headers_received(start_line, headers)
         except HTTPInputError as exc:
             self._refuse_request(stream, 400, str(exc))
+            return None
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self._reset(stream, ErrorCode.INTERNAL_ERROR)
             return None
         if ret is not None:
             self._block(stream, ret, 0)

@@ -160,7 +160,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             raise ImportError(
                 f"HTTPServer(http2=True) needs the h2 package: pip install squall[http2] ({exc})"
             ) from None
-        self._h2_limits = limits if limits is not None else H2Limits()
+        if limits is None:
+            # The HTTP/1.1 head limit bounds HTTP/2 header lists too.
+            limits = H2Limits(max_header_list_size=self.conn_params.max_header_size)
+        self._h2_limits = limits
         if self._ssl_context is not None:
             self._ssl_context.set_alpn_protocols(["h2", "http/1.1"])
             self._h2_select = _h2protocol._negotiated_h2

@@ -106,5 +106,36 @@ callgrind: bench-callgrind
 bench-rss: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/idle_rss.py $(BENCH_ARGS)
 
+# Robustness runs, not part of `make test`. Each builds its own venv so that
+# nothing it needs (Tornado, atheris, Python 2.7) enters .venv.
+# `make differential`: the HTTP/1.1 differential run (compat/differential);
+# `make fuzz`: atheris on each target for FUZZ_SECONDS (fuzz/run.py);
+# `make autobahn`: Autobahn|Testsuite on the WebSocket server and client.
+DIFF_VENV := .venv-differential
+GROW_SECONDS ?= 60
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+$(DIFF_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DIFF_VENV)
+	$(DIFF_VENV)/bin/python -m pip install -q -e '.[speedups]' h11 hypothesis tornado==6.6.1
+	touch $@
+
+differential: $(DIFF_VENV)/.installed
+	$(DIFF_VENV)/bin/python compat/differential/run.py --grow-seconds $(GROW_SECONDS) --tornado-python $(DIFF_VENV)/bin/python
+
+.venv-fuzz/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-fuzz
+	.venv-fuzz/bin/python -m pip install -q -e '.[speedups]' atheris
+	touch $@
+
+fuzz: .venv-fuzz/.installed
+	.venv-fuzz/bin/python fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+autobahn: $(STAMP)
+	$(PY) compat/autobahn/run.py both
+
+.PHONY: differential fuzz autobahn
+
 clean:
 	rm -rf $(VENV) .venv-bench build *.egg-info .coverage .mypy_cache .ruff_cache

@@ -25,8 +25,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
 
 def seeds(target: str) -> list[bytes]:
@@ -60,7 +58,9 @@ def seeds(target: str) -> list[bytes]:
         ]
     if target == "ws_deflate":
         return [
-            b"\x00" + b"permessage-deflate; client_max_window_bits".ljust(63) + b"\xf2H\xcd\xc9\xc9\x07\x00",
+            b"\x00"
+            + b"permessage-deflate; client_max_window_bits".ljust(63)
+            + b"\xf2H\xcd\xc9\xc9\x07\x00",
             b"\x04" + b"permessage-deflate; server_no_context_takeover".ljust(63) + b"hello" * 20,
         ]
     if target == "multipart":
@@ -97,6 +97,8 @@ def child(target: str, flags: list[str]) -> None:
 
 
 def main() -> None:
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(HERE.parent))
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", "60")))
     ap.add_argument("--one", default="")

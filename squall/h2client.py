@@ -16,13 +16,12 @@ speaks HTTP/2 to plain ``http`` URLs as well (h2c, no upgrade). Needs the
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
-import gzip
 import logging
 import ssl
 import time
 import urllib.parse
+import zlib
 from collections import deque
 from collections.abc import Callable
 from io import BytesIO
@@ -47,6 +46,7 @@ from squall.simple_httpclient import (
     HTTPTimeoutError,
     SimpleAsyncHTTPClient,
 )
+from squall.simple_httpclient._auth import basic_authorization
 
 __all__ = ["H2AsyncHTTPClient"]
 
@@ -77,6 +77,8 @@ class _Fetch:
         "headers",
         "chunks",
         "timer",
+        "decompressor",
+        "received",
         "body",
         "done",
         "retried",
@@ -96,6 +98,8 @@ class _Fetch:
         self.body = b""
         self.done = False
         self.retried = False
+        self.decompressor: Optional[Any] = None
+        self.received = 0
 
 
 class _H2ClientProtocol(asyncio.Protocol):
@@ -220,6 +224,10 @@ class _H2ClientProtocol(asyncio.Protocol):
         host = headers.get("Host") or parsed.netloc.rpartition("@")[2]
         client = self.client
         client._prepare_headers(request, headers, parsed)
+        for name, value in headers.get_all():
+            text = name + (value if isinstance(value, str) else value.decode("latin-1"))
+            if "\r" in text or "\n" in text or "\0" in text:
+                raise ValueError(f"Unsafe header: {name!r}: {value!r}")
         fields = [(name.lower(), value) for name, value in headers.get_all() if name not in _DROP]
         body = fetch.body
         try:
@@ -243,6 +251,14 @@ class _H2ClientProtocol(asyncio.Protocol):
             headers.add(name, value)
         fetch.status = event.status
         fetch.headers = headers
+        if (
+            _opt(fetch.request, "decompress_response")
+            and headers.get("Content-Encoding", "").lower() == "gzip"
+        ):
+            # Decoded as it arrives, so streaming_callback gets plain bytes.
+            fetch.decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            headers["X-Consumed-Content-Encoding"] = headers["Content-Encoding"]
+            del headers["Content-Encoding"]
         header_callback = _opt(fetch.request, "header_callback")
         if header_callback is not None:
             try:
@@ -251,9 +267,7 @@ class _H2ClientProtocol(asyncio.Protocol):
                     header_callback(f"{name}: {value}\r\n")
                 header_callback("\r\n")
             except Exception as exc:
-                self.streams.pop(event.stream_id, None)
-                self.h2.reset(event.stream_id, ErrorCode.CANCEL)
-                self.fail(fetch, exc)
+                self.abandon(fetch, exc)
 
     def on_data(self, event: Data) -> None:
         self.h2.consumed(event.stream_id, event.flow_length)
@@ -261,15 +275,45 @@ class _H2ClientProtocol(asyncio.Protocol):
         if fetch is None:
             return
         streaming = _opt(fetch.request, "streaming_callback")
-        if streaming is not None and not self.client._will_redirect(fetch):
-            try:
-                streaming(event.data)
-            except Exception as exc:
-                self.streams.pop(event.stream_id, None)
-                self.h2.reset(event.stream_id, ErrorCode.CANCEL)
-                self.fail(fetch, exc)
-        else:
-            fetch.chunks.append(event.data)
+        if self.client._will_redirect(fetch):
+            return  # the redirect's body is not wanted
+        data = event.data
+        decompressor = fetch.decompressor
+        limit = self.client.max_body_size or self.client.max_buffer_size
+        while data:
+            if decompressor is not None:
+                try:
+                    piece = decompressor.decompress(data, 65536)
+                except zlib.error as exc:
+                    self.abandon(fetch, HTTPStreamClosedError(f"invalid gzip body: {exc}"))
+                    return
+                data = decompressor.unconsumed_tail
+            else:
+                piece, data = data, b""
+            fetch.received += len(piece)
+            if streaming is None and fetch.received > limit:
+                # Buffered whole, a body this size (a gzip bomb, say) would
+                # exhaust memory: refused instead.
+                gen_log.warning("Malformed HTTP message from server: decompressed body too large")
+                self.abandon(fetch, HTTPStreamClosedError("body too large"))
+                return
+            if not piece:
+                continue
+            if streaming is not None:
+                try:
+                    streaming(piece)
+                except Exception as exc:
+                    self.abandon(fetch, exc)
+                    return
+            else:
+                fetch.chunks.append(piece)
+
+    def abandon(self, fetch: _Fetch, error: BaseException) -> None:
+        """Reset ``fetch``'s stream and fail it."""
+        self.streams.pop(fetch.stream_id, None)
+        self.h2.reset(fetch.stream_id, ErrorCode.CANCEL)
+        self.schedule_flush()
+        self.fail(fetch, error)
 
     def complete(self, fetch: _Fetch) -> None:
         self.client._complete(fetch)
@@ -365,15 +409,23 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         body = _opt(request, "body")
         method = _opt(request, "method")
         if not _opt(request, "allow_nonstandard_methods"):
-            if (method in ("POST", "PATCH", "PUT")) != (body is not None):
+            expected = method in ("POST", "PATCH", "PUT")
+            if expected != (body is not None):
                 self._fail(
                     fetch,
                     ValueError(
                         "Body must {}be None for method {} (unless allow_nonstandard_methods"
-                        " is true)".format("" if body is None else "not ", method)
+                        " is true)".format("not " if expected else "", method)
                     ),
                 )
                 return
+        if _opt(request, "auth_username") is not None and _opt(request, "auth_mode") not in (
+            None,
+            "basic",
+            "digest",
+        ):
+            self._fail(fetch, ValueError(f"unsupported auth_mode {_opt(request, 'auth_mode')!r}"))
+            return
         fetch.body = body.encode() if isinstance(body, str) else (body or b"")
         timeout = _opt(request, "request_timeout")
         if timeout:
@@ -527,8 +579,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             username = urllib.parse.unquote(parsed.username)
             password = urllib.parse.unquote(parsed.password or "")
         if username is not None and "Authorization" not in headers:
-            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-            headers["Authorization"] = "Basic " + token
+            headers["Authorization"] = basic_authorization(username, password or "")
 
     def _will_redirect(self, fetch: _Fetch) -> bool:
         request = fetch.request
@@ -551,18 +602,6 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             return
         body = b"".join(fetch.chunks)
         headers = fetch.headers or HTTPHeaders()
-        if (
-            _opt(fetch.request, "decompress_response")
-            and headers.get("Content-Encoding", "").lower() == "gzip"
-            and body
-        ):
-            try:
-                body = gzip.decompress(body)
-            except (OSError, EOFError) as exc:
-                self._fail(fetch, HTTPStreamClosedError(f"invalid gzip body: {exc}"))
-                return
-            headers["X-Consumed-Content-Encoding"] = headers["Content-Encoding"]
-            del headers["Content-Encoding"]
         request = fetch.request
         original = getattr(request, "original_request", None) or request
         response = HTTPResponse(

@@ -365,6 +365,22 @@ class DrainTest(AsyncHTTPTestCase):
         await client.close()
 
     @gen_test
+    async def test_server_drain(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.request("/slow")
+        await condition(
+            lambda: any(getattr(c, "_active", 0) for c in self.http_server._connections)
+        )
+        draining = asyncio.ensure_future(self.http_server.drain(timeout=5))
+        await client.until(lambda: client.goaway is not None)
+        self.release.set()
+        await client.until_closed()
+        data = [f for f in client.frames() if f.stream_id == sid and f.type == 0]
+        assert b"".join(f.data for f in data) == b"done"
+        await client.close()
+        assert await asyncio.wait_for(draining, 5) is True
+
+    @gen_test
     async def test_hard_close(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         client.request("/slow")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -12,7 +13,6 @@ from typing import Any, Optional
 import pytest
 
 uvicorn = pytest.importorskip("uvicorn", reason="the asgi extra (uvicorn) is not installed")
-httpx = pytest.importorskip("httpx", reason="the asgi extra (httpx) is not installed")
 
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from squall import web, websocket  # noqa: E402
 from squall.asgi import ASGIAdapter  # noqa: E402
 
-from ._helpers import run, serving  # noqa: E402
+from ._helpers import RawClient, run, serving  # noqa: E402
 
 
 class Hello(web.RequestHandler):
@@ -136,35 +136,43 @@ async def under_uvicorn(app: Any) -> AsyncIterator[int]:
 
 
 async def exercise(port: int) -> None:
-    base = f"http://127.0.0.1:{port}"
     Echo.closed = asyncio.get_running_loop().create_future()
-    async with httpx.AsyncClient() as client:
-        r = await client.get(base + "/hello?q=%C3%A9", headers={"User-Agent": "test/1"})
-        assert r.json() == {
-            "path": "/hello",
-            "query": "\u00e9",
-            "ip": "127.0.0.1",
-            "protocol": "http",
-            "agent": "test/1",
-        }
-        assert r.headers.get_list("date") and len(r.headers.get_list("date")) == 1
-        r = await client.post(base + "/hello", data={"name": "squall"})
-        assert (r.text, r.headers["x-len"]) == ("squall", "11")
-        body = b"u" * 400_000
-
-        async def pieces() -> AsyncIterator[bytes]:
-            for i in range(0, len(body), 100_000):
-                yield body[i : i + 100_000]
-
-        r = await client.put(base + "/up", content=pieces())
-        assert r.json()["total"] == len(body) and r.json()["pieces"] >= 2
-        async with client.stream("GET", base + "/chunks") as r:
-            text = "".join([p async for p in r.aiter_text()])
-        assert text == "part0;part1;part2;"
-        r = await client.get(base + "/nowhere")
-        assert r.status_code == 404
-        r = await client.get(base + "/broken")
-        assert r.status_code == 500
+    client = await RawClient.connect(port)
+    await client.send(b"GET /hello?q=%C3%A9 HTTP/1.1\r\nHost: h\r\nUser-Agent: test/1\r\n\r\n")
+    raw_head = await client.reader.readuntil(b"\r\n\r\n")
+    # One Date header: the ASGI server's (the handler's is dropped).
+    assert raw_head.lower().count(b"\r\ndate:") == 1
+    length = int(raw_head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    assert json.loads(await client.reader.readexactly(length)) == {
+        "path": "/hello",
+        "query": "\u00e9",
+        "ip": "127.0.0.1",
+        "protocol": "http",
+        "agent": "test/1",
+    }
+    form = b"name=squall"
+    await client.send(
+        b"POST /hello HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(form), form)
+    )
+    status, headers, body = await client.response()
+    assert (status, body, headers["x-len"]) == (200, b"squall", "11")
+    # A chunked upload in four pieces reaches @stream_request_body in pieces.
+    await client.send(b"PUT /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(4):
+        await client.send(b"%x\r\n%s\r\n" % (100_000, b"u" * 100_000))
+    await client.send(b"0\r\n\r\n")
+    status, _, body = await client.response()
+    result = json.loads(body)
+    assert result["total"] == 400_000 and result["pieces"] >= 2
+    await client.send(b"GET /chunks HTTP/1.1\r\nHost: h\r\n\r\n")
+    status, headers, body = await client.response()
+    assert headers["transfer-encoding"] == "chunked" and body == b"part0;part1;part2;"
+    await client.send(b"GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (await client.response())[0] == 404
+    await client.send(b"GET /broken HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (await client.response())[0] == 500
+    await client.close()
     async with connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["a", "b"]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "b"
         await ws.send("hi")

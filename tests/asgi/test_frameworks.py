@@ -72,7 +72,7 @@ def test_starlette_http_streaming_websocket_and_lifespan() -> None:
         async with serving(starlette_app(log), lifespan=True) as (port, _, _):
             assert log == ["startup"]
             base = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(verify=False, trust_env=False) as client:
                 r = await client.get(base + "/hello")
                 assert (r.status_code, r.text) == (200, "hello /hello")
                 body = b"y" * 300_000
@@ -127,7 +127,7 @@ def test_fastapi_json_validation_and_websocket() -> None:
     async def main() -> None:
         async with serving(fastapi_app(), lifespan=True) as (port, _, _):
             base = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(verify=False, trust_env=False) as client:
                 r = await client.get(base + "/items/7?q=x")
                 assert r.json() == {"item_id": 7, "q": "x"}
                 r = await client.post(base + "/items", json={"name": "a", "price": 1.5})
@@ -159,7 +159,7 @@ def test_mount_sends_a_prefix_to_an_asgi_app_beside_request_handlers() -> None:
         sock_server.listen(0, "127.0.0.1")
         port = next(iter(sock_server._sockets.values())).getsockname()[1]
         try:
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(verify=False, trust_env=False) as client:
                 r = await client.get(f"http://127.0.0.1:{port}/api/items/3")
                 assert r.json() == {"item_id": 3, "q": ""}
                 r = await client.get(f"http://127.0.0.1:{port}/other")
@@ -190,7 +190,7 @@ def test_unused_serving_helper_arguments() -> None:
         delegate = ASGIServerDelegate(app)
         async with serving(delegate) as (port, same, _):
             assert same is delegate
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(verify=False, trust_env=False) as client:
                 r = await client.get(f"http://127.0.0.1:{port}/")
                 assert r.status_code == 204 and r.content == b""
                 assert "content-length" not in r.headers

@@ -1,0 +1,360 @@
+"""The per-request HTTP cycle of a served ASGI application: `_HTTPCycle`.
+
+The driver calls ``headers_received``, ``data_received`` and ``finish`` on it;
+it runs the application in a Task and turns its ``send`` calls into
+``write_headers`` / ``write`` / ``finish`` on the request's connection.
+
+Flow control, both ways:
+
+* request body: ``data_received`` keeps at most `_BODY_HIGH_WATER` bytes the
+  application has not taken with ``receive()``; past it, it returns a Future
+  that the driver waits on before reading more (the transport pauses).
+* response body: ``send()`` of a body piece waits on the Future the
+  connection's ``write`` returns, which is pending while the transport is
+  over its high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from squall.asgi._scope import _http_date, _is_websocket
+from squall.asgi._types import (
+    ASGIProtocolError,
+    ClientDisconnected,
+    Message,
+    Scope,
+    expected,
+)
+from squall.asgi._websocket import _WebSocketCycle
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    RequestStartLine,
+    ResponseStartLine,
+    responses,
+)
+
+if TYPE_CHECKING:
+    from squall.asgi._server import ASGIServerDelegate
+
+__all__ = ["_HTTPCycle"]
+
+app_log = logging.getLogger("squall.application")
+
+# Request body bytes held for an application that is not receiving.
+_BODY_HIGH_WATER = 64 * 1024
+
+_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+
+# States of a response.
+_START, _HEAD_PENDING, _BODY, _DONE = range(4)
+
+
+class _HTTPCycle(HTTPMessageDelegate):
+    """One request: the driver's `HTTPMessageDelegate` and the application's receive/send."""
+
+    __slots__ = (
+        "_server",
+        "_conn",
+        "_loop",
+        "_ws",
+        "_chunks",
+        "_buffered",
+        "_body_done",
+        "_final_sent",
+        "_disconnected",
+        "_waiter",
+        "_drain",
+        "_gate",
+        "_state",
+        "_start_line",
+        "_headers",
+        "_method",
+        "_no_body",
+    )
+
+    def __init__(self, server: ASGIServerDelegate, conn: HTTPConnection) -> None:
+        self._server = server
+        self._conn = conn
+        self._loop = asyncio.get_running_loop()
+        self._ws: Optional[_WebSocketCycle] = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._body_done = False
+        self._final_sent = False
+        self._disconnected = False
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._drain: Optional[asyncio.Future[None]] = None
+        self._gate: Optional[asyncio.Future[None]] = None
+        self._state = _START
+        self._start_line: Optional[ResponseStartLine] = None
+        self._headers: Optional[HTTPHeaders] = None
+        self._method = "GET"
+        self._no_body = False
+
+    # -- the driver's side -----------------------------------------------------------
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        assert isinstance(start_line, RequestStartLine)
+        server = self._server
+        if _is_websocket(start_line, headers):
+            self._ws = _WebSocketCycle(server, self._conn, start_line, headers)
+            return None
+        self._method = start_line.method
+        conn = self._conn
+        set_close = getattr(conn, "set_close_callback", None)
+        if set_close is not None:
+            set_close(self._on_disconnect)
+        scope = server._base_scope("http", start_line, headers, conn)
+        server._run(self._run_app(scope))
+        expect = headers._as_list.get("Expect")
+        if expect is not None and start_line.version == "HTTP/1.1":
+            if any("100-continue" in value.lower() for value in expect):
+                # The driver sends "100 Continue" once this resolves: when
+                # the application first asks for the body, not before.
+                self._gate = self._loop.create_future()
+                return self._gate
+        return None
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        if self._ws is not None or self._state == _DONE:
+            return None  # nobody will read it: an upgrade, or a response already sent
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        self._wake()
+        if self._buffered >= _BODY_HIGH_WATER:
+            drain = self._drain = self._loop.create_future()
+            return drain
+        return None
+
+    def finish(self) -> None:
+        if self._ws is not None:
+            self._ws.request_finished()
+            return
+        self._body_done = True
+        self._wake()
+
+    def on_connection_close(self) -> None:
+        if self._ws is not None:
+            self._ws.on_connection_close()
+            return
+        self._on_disconnect()
+
+    def _on_disconnect(self) -> None:
+        self._disconnected = True
+        self._wake()
+        self._release()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _release(self) -> None:
+        """Let the driver go on: the application no longer waits for the body."""
+        gate = self._gate
+        if gate is not None:
+            self._gate = None
+            if not gate.done():
+                gate.set_result(None)
+        drain = self._drain
+        if drain is not None:
+            self._drain = None
+            if not drain.done():
+                drain.set_result(None)
+
+    # -- the application's side ------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """The next ``http.request`` piece, or ``http.disconnect``."""
+        gate = self._gate
+        if gate is not None:
+            self._gate = None
+            if not gate.done():
+                gate.set_result(None)
+        while True:
+            chunks = self._chunks
+            if chunks:
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                self._chunks = []
+                self._buffered = 0
+                drain = self._drain
+                if drain is not None:
+                    self._drain = None
+                    if not drain.done():
+                        drain.set_result(None)
+                more = not self._body_done
+                self._final_sent = not more
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self._body_done and not self._final_sent:
+                self._final_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self._disconnected or self._state == _DONE:
+                return dict(_DISCONNECT)
+            waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+    async def send(self, message: Message) -> None:
+        """Turn one response message into writes on the connection.
+
+        Raises:
+            ASGIProtocolError: a message out of order or malformed.
+            ClientDisconnected: the client has gone away.
+        """
+        kind = message.get("type")
+        state = self._state
+        if state == _START:
+            if kind != "http.response.start":
+                raise expected("'http.response.start'", message)
+            self._start_response(message)
+            return
+        if state == _DONE:
+            raise ASGIProtocolError(
+                f"Unexpected ASGI message {kind!r} sent, after response already completed"
+            )
+        if kind != "http.response.body":
+            raise expected("'http.response.body'", message)
+        body = message.get("body", b"")
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise ASGIProtocolError(
+                f"http.response.body 'body' must be bytes, not {type(body).__name__}"
+            )
+        more = bool(message.get("more_body", False))
+        if self._disconnected:
+            raise ClientDisconnected("the client disconnected")
+        conn = self._conn
+        if self._no_body:
+            body = b""  # RFC 9110 §15.3.5, §15.4.5: 204 and 304 have no content
+        if state == _HEAD_PENDING:
+            start_line, headers = self._start_line, self._headers
+            assert start_line is not None and headers is not None
+            fields = headers._as_list
+            if not more and "Content-Length" not in fields and "Transfer-Encoding" not in fields:
+                if start_line.code >= 200 and start_line.code not in (204, 304):
+                    if self._method != "HEAD" or body:
+                        fields["Content-Length"] = [str(len(body))]
+            written = conn.write_headers(start_line, headers, bytes(body))
+            self._state = _BODY
+        elif body:
+            written = conn.write(bytes(body))
+        else:
+            written = None
+        if not more:
+            self._state = _DONE
+            conn.finish()
+            self._wake()
+            self._release()
+            return
+        if written is None:
+            return
+        if written.done():
+            if written.exception() is not None:
+                raise ClientDisconnected("the client disconnected")
+            # The connection flushes on the next loop iteration and only
+            # then learns whether the transport is full: let it, so that a
+            # producer that never waits still meets the back-pressure.
+            await asyncio.sleep(0)
+            if self._disconnected:
+                raise ClientDisconnected("the client disconnected")
+            return
+        try:
+            await written
+        except OSError:
+            raise ClientDisconnected("the client disconnected") from None
+
+    def _start_response(self, message: Message) -> None:
+        try:
+            status = int(message["status"])
+        except (KeyError, TypeError, ValueError):
+            raise ASGIProtocolError(
+                f"http.response.start needs an integer 'status', got {message.get('status')!r}"
+            ) from None
+        if not 200 <= status <= 999:
+            # 1xx are not final responses (and 101 would switch protocols
+            # under the application's feet).
+            raise ASGIProtocolError(f"invalid response status {status}")
+        try:
+            # Checked when the head is rendered (the same grammar the parser
+            # enforces), which raises HTTPOutputError naming the bad field.
+            pairs = [
+                (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+                for name, value in message.get("headers", ())
+            ]
+        except (TypeError, ValueError):
+            raise ASGIProtocolError(
+                "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
+            ) from None
+        headers = HTTPHeaders._from_pairs(pairs)
+        if "Date" not in headers._as_list:
+            headers._as_list["Date"] = [_http_date()]
+        self._start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
+        self._no_body = status in (204, 304)
+        self._headers = headers
+        self._state = _HEAD_PENDING
+
+    async def _run_app(self, scope: Scope) -> None:
+        try:
+            app: Any = self._server.app
+            result = await app(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
+        except Exception:
+            app_log.error("Exception in ASGI application", exc_info=True)
+            self._fail()
+            return
+        if result is not None:
+            app_log.error("ASGI callable returned %r instead of None", type(result).__name__)
+        if self._state == _START:
+            app_log.error("ASGI callable returned without starting response")
+            self._fail()
+        elif self._state == _HEAD_PENDING:
+            # Nothing is written before the first body message: a 500 still fits.
+            app_log.error("ASGI callable returned without sending the response body")
+            self._fail()
+        elif self._state != _DONE:
+            app_log.error("ASGI callable returned without completing response")
+            self._abandon()
+
+    def _fail(self) -> None:
+        """An application error: 500 if nothing was sent yet, else close."""
+        if self._state not in (_START, _HEAD_PENDING) or self._disconnected:
+            self._abandon()
+            return
+        self._state = _DONE
+        body = b"Internal Server Error"
+        headers = HTTPHeaders(
+            {
+                "Content-Type": "text/plain; charset=utf-8",
+                "Content-Length": str(len(body)),
+                "Connection": "close",
+                "Date": _http_date(),
+            }
+        )
+        conn = self._conn
+        try:
+            conn.write_headers(
+                ResponseStartLine("HTTP/1.1", 500, "Internal Server Error"), headers, body
+            )
+            conn.finish()
+        except Exception:
+            self._abandon()
+        self._release()
+
+    def _abandon(self) -> None:
+        """A response that cannot be completed: close the connection."""
+        if self._state != _DONE:
+            self._state = _DONE
+            close = getattr(self._conn, "close", None)
+            if close is not None:
+                close()
+        self._release()

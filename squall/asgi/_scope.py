@@ -1,0 +1,92 @@
+"""Building ASGI scopes from what the HTTP driver hands a delegate."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from squall.asgi._types import address_tuple
+from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, format_timestamp
+
+__all__: list[str] = []
+
+# The Date header, formatted once per second.
+_date_cache: list[Any] = [0, ""]
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0] = now
+        _date_cache[1] = format_timestamp(now)
+    return str(_date_cache[1])
+
+
+# Start-line versions to the scope's "http_version" (RFC 9113 streams say "2").
+_HTTP_VERSIONS = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
+
+# Header names as scopes carry them (lowercased bytes), by HTTPHeaders' name.
+_SCOPE_NAMES: dict[str, bytes] = {}
+
+
+def _scope_name(name: str) -> bytes:
+    low = name.lower().encode("latin-1")
+    if len(_SCOPE_NAMES) < 512:
+        _SCOPE_NAMES[name] = low
+    return low
+
+
+def _scope_headers(headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
+    # The parser decoded names and values as Latin-1: encoding back gives
+    # the bytes that were sent.
+    get = _SCOPE_NAMES.get
+    return [
+        (get(name) or _scope_name(name), value.encode("latin-1"))
+        for name, values in headers._as_list.items()
+        for value in values
+    ]
+
+
+def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:
+    upgrade = headers._as_list.get("Upgrade")
+    return (
+        upgrade is not None
+        and start_line.method == "GET"
+        and any("websocket" in value.lower() for value in upgrade)
+    )
+
+
+# (peer port, server address) by connection context: the same for every
+# request of a connection. Bounded, since mounted delegates never hear of
+# a connection's end.
+_ADDRESSES: dict[object, tuple[Optional[int], Any]] = {}
+
+
+def _connection_addresses(request_conn: HTTPConnection) -> tuple[Any, Any, Optional[str]]:
+    """(client, server, scheme) of the connection a request came on."""
+    context = getattr(request_conn, "context", None)
+    if context is None:
+        return None, None, None
+    known = _ADDRESSES.get(context)
+    if known is None:
+        peer = address_tuple(getattr(context, "address", None))
+        server = None
+        transport = getattr(request_conn, "transport", None)
+        if transport is not None:
+            server = address_tuple(transport.get_extra_info("sockname"))
+        else:
+            sock = getattr(getattr(request_conn, "stream", None), "socket", None)
+            if sock is not None:
+                try:
+                    server = address_tuple(sock.getsockname())
+                except OSError:
+                    server = None
+        known = (peer[1] if peer is not None else None, server)
+        if len(_ADDRESSES) >= 4096:
+            _ADDRESSES.clear()
+        _ADDRESSES[context] = known
+    port, server = known
+    # The address is read per request: X-Real-Ip (xheaders=True) replaces
+    # it for one request, not the port.
+    client = (context.remote_ip, port) if port is not None else None
+    return client, server, getattr(context, "protocol", None)

@@ -26,7 +26,7 @@ from squall.httputil import (
     ResponseStartLine,
 )
 
-__all__ = ["ServingDelegate", "TrustedPeers", "parse_forwarded"]
+__all__ = ["ServingDelegate", "TrustedPeers", "parse_forwarded", "request_logger", "wsgi_logger"]
 
 access_log = logging.getLogger("squall.access")
 
@@ -136,55 +136,110 @@ class _Reject(HTTPMessageDelegate):
         self.connection.finish()
 
 
-class _Exchange(HTTPMessageDelegate):
-    """One request: our delegate in front of the application's.
+def _apply_proxy(ctx: Any, headers: HTTPHeaders, trusted: TrustedPeers) -> bool:
+    """Set ``ctx.remote_ip``/``protocol`` from proxy headers; True if changed.
 
-    It applies proxy headers and the root path before the application sees
-    the head, and (through `_AppConnection`) records the response's status
-    and size for the access log.
+    Only a trusted peer's headers count (any peer on a Unix socket: only a
+    local proxy can reach it). The client is the right-most address that is
+    not itself a trusted proxy.
+    """
+    get = headers._as_list.get
+    forwarded = get("Forwarded")
+    xff = get("X-Forwarded-For")
+    xfp = get("X-Forwarded-Proto")
+    if forwarded is None and xff is None and xfp is None:
+        return False
+    if ctx.address_family != socket.AF_UNIX and ctx._orig_remote_ip not in trusted:
+        return False
+    ip: Optional[str] = None
+    scheme: Optional[str] = None
+    if forwarded is not None:
+        chosen: Optional[dict[str, str]] = None
+        for element in reversed(parse_forwarded(",".join(forwarded))):
+            chosen = element
+            node = _node_ip(element.get("for", ""))
+            if node is None or node not in trusted:
+                break
+        if chosen is not None:
+            ip = _node_ip(chosen.get("for", ""))
+            scheme = chosen.get("proto")
+    else:
+        if xff is not None:
+            for candidate in reversed(",".join(xff).split(",")):
+                ip = candidate.strip()
+                if ip not in trusted:
+                    break
+        if xfp is not None:
+            scheme = xfp[-1].split(",")[-1].strip().lower()
+    changed = False
+    if ip:
+        try:
+            ctx.remote_ip = str(ipaddress.ip_address(ip))
+            changed = True
+        except ValueError:
+            pass
+    if scheme in ("http", "https", "ws", "wss"):
+        ctx.protocol = "https" if scheme in ("https", "wss") else "http"
+        changed = True
+    return changed
+
+
+def _strip_root(start_line: RequestStartLine, root: str) -> RequestStartLine:
+    path = start_line.path
+    if path == root or path.startswith(root + "/") or path.startswith(root + "?"):
+        rest = path[len(root) :] or "/"
+        if rest.startswith("?"):
+            rest = "/" + rest
+        return start_line._replace(path=rest)
+    return start_line
+
+
+class _Front(HTTPMessageDelegate):
+    """Our delegate in front of the application's: proxy headers, root path.
+
+    The request's address and scheme are copied from the connection's
+    context when the application reads the head (``HTTPServerRequest``,
+    an ASGI scope, a WSGI environ), so the context is changed for that call
+    only and restored at once: the next request on the connection starts
+    from the peer's own address.
     """
 
-    def __init__(self, serving: ServingDelegate, conn: Any) -> None:
-        self._serving = serving
-        self._conn = conn
-        self.context = getattr(conn, "context", None)
-        self.delegate: Optional[HTTPMessageDelegate] = None
-        self._start = time.monotonic()
-        self._start_line: Optional[RequestStartLine] = None
-        self._headers: Optional[HTTPHeaders] = None
-        self._status = 0
-        self._size = 0
-        self._done = False
-        self._close_callback: Optional[Callable[[], None]] = None
-        self._proxied = False
-        conn.set_close_callback(self._on_close)
+    __slots__ = ("serving", "context", "delegate", "start_line", "headers", "client")
 
-    # -- HTTPMessageDelegate: the server's side ------------------------------------
+    def __init__(self, serving: ServingDelegate, context: Any) -> None:
+        self.serving = serving
+        self.context = context
+        self.delegate: Optional[HTTPMessageDelegate] = None
+        self.start_line: Optional[RequestStartLine] = None
+        self.headers: Optional[HTTPHeaders] = None
+        # The client's address from proxy headers, if they named one.
+        self.client: Optional[str] = None
 
     def headers_received(
         self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         assert isinstance(start_line, RequestStartLine) and self.delegate is not None
-        serving = self._serving
-        if serving.proxy_headers is not None:
-            self._apply_proxy(headers, serving.proxy_headers)
-        root = serving.strip_root
-        if root:
-            path = start_line.path
-            if path == root or path.startswith(root + "/") or path.startswith(root + "?"):
-                start_line = start_line._replace(path=path[len(root) :] or "/")
-                if start_line.path.startswith("?"):
-                    start_line = start_line._replace(path="/" + start_line.path)
-        self._start_line = start_line
-        self._headers = headers
-        return self.delegate.headers_received(start_line, headers)
+        serving = self.serving
+        if serving.strip_root:
+            start_line = _strip_root(start_line, serving.strip_root)
+        self.start_line = start_line
+        self.headers = headers
+        ctx = self.context
+        trusted = serving.proxy_headers
+        if trusted is None or ctx is None or not _apply_proxy(ctx, headers, trusted):
+            return self.delegate.headers_received(start_line, headers)
+        try:
+            return self.delegate.headers_received(start_line, headers)
+        finally:
+            self.client = ctx.remote_ip
+            ctx.remote_ip = ctx._orig_remote_ip
+            ctx.protocol = ctx._orig_protocol
 
     def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
         assert self.delegate is not None
         return self.delegate.data_received(chunk)
 
     def finish(self) -> None:
-        # The end of the request body; the response's end is _finish_response.
         assert self.delegate is not None
         self.delegate.finish()
 
@@ -192,45 +247,30 @@ class _Exchange(HTTPMessageDelegate):
         if self.delegate is not None:
             self.delegate.on_connection_close()
 
-    def _apply_proxy(self, headers: HTTPHeaders, trusted: TrustedPeers) -> None:
-        ctx = self.context
-        if ctx is None:
-            return
-        peer = ctx._orig_remote_ip
-        if ctx.address_family not in (socket.AF_UNIX,) and peer not in trusted:
-            return
-        ip: Optional[str] = None
-        scheme: Optional[str] = None
-        forwarded = headers.get("Forwarded")
-        if forwarded:
-            chosen: Optional[dict[str, str]] = None
-            for element in reversed(parse_forwarded(forwarded)):
-                chosen = element
-                node = _node_ip(element.get("for", ""))
-                if node is None or node not in trusted:
-                    break
-            if chosen is not None:
-                ip = _node_ip(chosen.get("for", ""))
-                scheme = chosen.get("proto")
-        else:
-            xff = headers.get("X-Forwarded-For")
-            if xff:
-                for candidate in reversed(xff.split(",")):
-                    ip = candidate.strip()
-                    if ip not in trusted:
-                        break
-            xfp = headers.get("X-Forwarded-Proto")
-            if xfp:
-                scheme = xfp.split(",")[-1].strip().lower()
-        if ip:
-            try:
-                ctx.remote_ip = str(ipaddress.ip_address(ip))
-                self._proxied = True
-            except ValueError:
-                pass
-        if scheme in ("http", "https", "ws", "wss"):
-            ctx.protocol = "https" if scheme in ("https", "wss") else "http"
-            self._proxied = True
+
+class _Exchange(_Front):
+    """A `_Front` that also follows the response (through `_AppConnection`):
+    status and size for the access log, the end for the concurrency limit
+    and the request count."""
+
+    __slots__ = (
+        "_conn",
+        "_start",
+        "_status",
+        "_size",
+        "_done",
+        "_close_callback",
+    )
+
+    def __init__(self, serving: ServingDelegate, conn: Any) -> None:
+        super().__init__(serving, getattr(conn, "context", None))
+        self._conn = conn
+        self._start = time.monotonic()
+        self._status = 0
+        self._size = 0
+        self._done = False
+        self._close_callback: Optional[Callable[[], None]] = None
+        conn.set_close_callback(self._on_close)
 
     # -- HTTPConnection: the application's side ------------------------------------
 
@@ -275,10 +315,7 @@ class _Exchange(HTTPMessageDelegate):
         if self._done:
             return
         self._done = True
-        if self._proxied and self.context is not None:
-            self.context.remote_ip = self.context._orig_remote_ip
-            self.context.protocol = self.context._orig_protocol
-        self._serving._request_done(self)
+        self.serving._request_done(self)
 
 
 class _AppConnection(HTTPConnection):
@@ -365,6 +402,8 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         access_format: the access-log line (``str.format``), or None.
         limit_concurrency: requests in progress beyond which 503 is answered.
         on_request_done: called with the count of finished requests.
+        track: follow each response (needed by the three above); without
+            it only the head is looked at, which costs less.
     """
 
     def __init__(
@@ -375,8 +414,10 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         access_format: Optional[str] = None,
         limit_concurrency: Optional[int] = None,
         on_request_done: Optional[Callable[[int], None]] = None,
+        track: bool = True,
     ) -> None:
         self.app = app
+        self.track = track
         self.proxy_headers = proxy_headers
         self.strip_root = strip_root.rstrip("/")
         self.access_format = access_format
@@ -388,13 +429,20 @@ class ServingDelegate(HTTPServerConnectionDelegate):
     def start_request(
         self, server_conn: object, request_conn: HTTPConnection
     ) -> HTTPMessageDelegate:
+        app = self.app
+        if not self.track:
+            front = _Front(self, getattr(request_conn, "context", None))
+            if isinstance(app, HTTPServerConnectionDelegate):
+                front.delegate = app.start_request(server_conn, request_conn)
+            else:
+                front.delegate = _CallableDelegate(app, server_conn, request_conn)
+            return front
         limit = self.limit_concurrency
         if limit is not None and self.active >= limit:
             return _Reject(request_conn)
         self.active += 1
         exchange = _Exchange(self, request_conn)
         conn = _AppConnection(exchange)
-        app = self.app
         if isinstance(app, HTTPServerConnectionDelegate):
             exchange.delegate = app.start_request(server_conn, conn)
         else:
@@ -416,12 +464,12 @@ class ServingDelegate(HTTPServerConnectionDelegate):
             self.on_request_done(self.finished)
 
     def _log(self, fmt: str, exchange: _Exchange) -> None:
-        start_line = exchange._start_line
-        headers = exchange._headers or HTTPHeaders()
+        start_line = exchange.start_line
+        headers = exchange.headers or HTTPHeaders()
         ctx = exchange.context
         target = start_line.path if start_line else "-"
         fields = {
-            "client": getattr(ctx, "remote_ip", "-"),
+            "client": exchange.client or getattr(ctx, "remote_ip", "-"),
             "method": start_line.method if start_line else "-",
             "target": target,
             "path": target.split("?", 1)[0],
@@ -433,8 +481,79 @@ class ServingDelegate(HTTPServerConnectionDelegate):
             "referer": headers.get("Referer", "-"),
             "host": headers.get("Host", "-"),
         }
-        try:
-            line = fmt.format(**fields)
-        except (KeyError, ValueError, IndexError) as exc:
-            line = f"(bad --access-log-format: {exc}) {fields}"
-        access_log.info("%s", line)
+        access_log.info("%s", _format(fmt, fields))
+
+
+def _format(fmt: str, fields: dict[str, Any]) -> str:
+    try:
+        return fmt.format(**fields)
+    except (KeyError, ValueError, IndexError) as exc:
+        return f"(bad --access-log-format: {exc}) {fields}"
+
+
+def request_logger(
+    fmt: Optional[str], on_request_done: Optional[Callable[[int], None]] = None
+) -> Callable[[Any], None]:
+    """An Application ``log_function``: our access-log line and request count.
+
+    Cheaper than following the response through a wrapped connection: the
+    Application calls it once per request with the finished handler.
+    """
+    count = 0
+
+    def log_function(handler: Any) -> None:
+        nonlocal count
+        if fmt is not None and access_log.isEnabledFor(logging.INFO):
+            request = handler.request
+            headers = request.headers
+            size = handler._headers.get("Content-Length", "-")
+            fields = {
+                "client": request.remote_ip,
+                "method": request.method,
+                "target": request.uri,
+                "path": request.path,
+                "version": request.version.replace("HTTP/", ""),
+                "status": handler.get_status(),
+                "size": size,
+                "duration_ms": request.request_time() * 1000.0,
+                "user_agent": headers.get("User-Agent", "-"),
+                "referer": headers.get("Referer", "-"),
+                "host": headers.get("Host", "-"),
+            }
+            access_log.info("%s", _format(fmt, fields))
+        if on_request_done is not None:
+            count += 1
+            on_request_done(count)
+
+    return log_function
+
+
+def wsgi_logger(
+    fmt: Optional[str], on_request_done: Optional[Callable[[int], None]] = None
+) -> Callable[[int, HTTPServerRequest], None]:
+    """The same for `WSGIContainer` (its per-request log hook)."""
+    count = 0
+
+    def log(status: int, request: HTTPServerRequest) -> None:
+        nonlocal count
+        if fmt is not None and access_log.isEnabledFor(logging.INFO):
+            headers = request.headers
+            fields = {
+                "client": request.remote_ip,
+                "method": request.method,
+                "target": request.uri,
+                "path": request.path,
+                "version": (request.version or "HTTP/1.1").replace("HTTP/", ""),
+                "status": status,
+                "size": "-",
+                "duration_ms": request.request_time() * 1000.0,
+                "user_agent": headers.get("User-Agent", "-"),
+                "referer": headers.get("Referer", "-"),
+                "host": headers.get("Host", "-"),
+            }
+            access_log.info("%s", _format(fmt, fields))
+        if on_request_done is not None:
+            count += 1
+            on_request_done(count)
+
+    return log

@@ -9,10 +9,11 @@ import random
 import signal
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any, Optional
 
 from squall.cli._options import Config, UsageError
-from squall.cli._serving import ServingDelegate, TrustedPeers
+from squall.cli._serving import ServingDelegate, TrustedPeers, request_logger, wsgi_logger
 from squall.cli._target import Served, load, serve_target
 from squall.httpserver import HTTPServer
 
@@ -35,39 +36,58 @@ def _ssl_context(config: Config) -> Optional[ssl.SSLContext]:
 
 
 def build_server(
-    config: Config, served: Served, on_request_done: Optional[Any] = None
+    config: Config, served: Served, on_request_done: Optional[Callable[[int], None]] = None
 ) -> tuple[HTTPServer, Optional[ServingDelegate]]:
-    """The `HTTPServer` for ``served`` with the options of ``config``."""
+    """The `HTTPServer` for ``served`` with the options of ``config``.
+
+    The access log and the request count (``--max-requests``) use the
+    application's own per-request hook where it has one (an Application's
+    ``log_function``, WSGIContainer's log), which costs less than following
+    every response; proxy headers and the root path only look at the head.
+    """
     from squall.web import Application
 
     callback: Any = served.callback
-    access = config.access_log
     app = served.app
-    if served.kind == "squall" and isinstance(app, Application):
-        if app.settings.get("log_function") is not None:
-            access = False  # the application logs its own way
-        else:
-            # Our line replaces Tornado's so that requests are logged once.
-            app.settings["log_function"] = _no_log
-    elif served.kind == "wsgi":
-        callback._log = _no_log
-    trusted = TrustedPeers(config.forwarded_allow_ips) if config.proxy_headers else None
-    strip_root = config.root_path if served.kind != "asgi" else ""
-    serving: Optional[ServingDelegate] = None
+    fmt = config.access_log_format if config.access_log else None
+    # What the ServingDelegate still has to do by following responses.
+    track_fmt: Optional[str] = fmt
+    track_done = on_request_done
     if (
-        trusted is not None
-        or strip_root
-        or access
-        or config.limit_concurrency is not None
-        or on_request_done is not None
+        served.kind == "squall"
+        and isinstance(app, Application)
+        and type(app).log_request is Application.log_request
     ):
+        own = app.settings.get("log_function")
+        if own is None:
+            # Our line replaces Tornado's, so that requests are logged once.
+            app.settings["log_function"] = request_logger(fmt, on_request_done)
+        elif on_request_done is not None:
+            # The application logs its own way; count around it.
+            counter = request_logger(None, on_request_done)
+
+            def both(handler: Any) -> None:
+                own(handler)
+                counter(handler)
+
+            app.settings["log_function"] = both
+        track_fmt, track_done = None, None
+    elif served.kind == "wsgi":
+        callback._log = wsgi_logger(fmt, on_request_done)
+        track_fmt, track_done = None, None
+    trusted = TrustedPeers(config.forwarded_allow_ips) if config.proxy_headers else None
+    strip_root = config.root_path.rstrip("/") if served.kind != "asgi" else ""
+    track = track_fmt is not None or track_done is not None or config.limit_concurrency is not None
+    serving: Optional[ServingDelegate] = None
+    if track or trusted is not None or strip_root:
         serving = ServingDelegate(
             callback,
             proxy_headers=trusted,
             strip_root=strip_root,
-            access_format=config.access_log_format if access else None,
+            access_format=track_fmt,
             limit_concurrency=config.limit_concurrency,
-            on_request_done=on_request_done,
+            on_request_done=track_done,
+            track=track,
         )
         callback = serving
     extra: dict[str, Any] = {}

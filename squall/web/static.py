@@ -459,7 +459,9 @@ class StaticFileHandler(RequestHandler):
         """
         root = settings["static_path"]
         abs_path = cls.get_absolute_path(root, path)
-        if not isinstance(root, (str, os.PathLike)):
+        if isinstance(root, os.PathLike):
+            root = os.fspath(root)
+        if not isinstance(root, str):
             # A subclass that serves from something other than one directory
             # (Jupyter's FileFindHandler takes a list of them) resolves and
             # confines the path in its own get_absolute_path.

@@ -41,6 +41,7 @@ from squall._h2 import (
 from squall._h2._client import H2ClientConnection, Response
 from squall.httpclient import HTTPRequest, HTTPResponse, _RequestProxy
 from squall.httputil import HTTPHeaders
+from squall.netutil import ssl_options_to_context
 from squall.simple_httpclient import (
     HTTPStreamClosedError,
     HTTPTimeoutError,
@@ -63,6 +64,10 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 
 def _opt(request: HTTPRequest, name: str) -> Any:
     return getattr(request, name)
+
+
+# (scheme, host, port) and, for https, the TLS settings.
+_Key = tuple[Any, ...]
 
 
 class _Fetch:
@@ -105,9 +110,7 @@ class _Fetch:
 class _H2ClientProtocol(asyncio.Protocol):
     """One HTTP/2 connection to an origin, shared by the fetches to it."""
 
-    def __init__(
-        self, client: H2AsyncHTTPClient, key: tuple[str, str, int], limits: H2Limits
-    ) -> None:
+    def __init__(self, client: H2AsyncHTTPClient, key: _Key, limits: H2Limits) -> None:
         self.client = client
         self.key = key
         self.loop = asyncio.get_running_loop()
@@ -118,6 +121,7 @@ class _H2ClientProtocol(asyncio.Protocol):
         self.closed = False
         self.goaway = False
         self.flush_handle: Optional[asyncio.Handle] = None
+        self.idle_handle: Optional[asyncio.TimerHandle] = None
 
     # -- asyncio ---------------------------------------------------------------
 
@@ -190,15 +194,31 @@ class _H2ClientProtocol(asyncio.Protocol):
         self.flush()
         if self.goaway and not self.streams:
             self.abort()
+        elif not self.streams and not self.waiting and self.idle_handle is None:
+            # The HTTP/1.1 pool's rule: an idle connection is kept for
+            # idle_timeout seconds, then closed.
+            self.idle_handle = self.loop.call_later(self.client.pool.idle_timeout, self.close_idle)
+
+    def close_idle(self) -> None:
+        self.idle_handle = None
+        if not self.streams and not self.waiting:
+            self.client._forget(self)
+            self.close()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.closed = True
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
         self.client._forget(self)
         self.fail_all(HTTPStreamClosedError("Connection closed"))
 
     # -- requests --------------------------------------------------------------
 
     def submit(self, fetch: _Fetch) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
         self.waiting.append(fetch)
         self.send_waiting()
         self.schedule_flush()
@@ -386,10 +406,11 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         super().initialize(**kwargs)
         self.http2_prior_knowledge = http2_prior_knowledge
         self.http2_limits = http2_limits or H2Limits()
-        self._h2_conns: dict[tuple[str, str, int], _H2ClientProtocol] = {}
-        self._h2_connecting: dict[tuple[str, str, int], list[_Fetch]] = {}
+        self._h2_conns: dict[_Key, _H2ClientProtocol] = {}
+        self._h2_connecting: dict[_Key, list[_Fetch]] = {}
         # Origins that answered ALPN with HTTP/1.1: not asked again.
-        self._h1_only: set[tuple[str, str, int]] = set()
+        self._h1_only: set[_Key] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def close(self) -> None:
         """Close the HTTP/2 connections too (see `AsyncHTTPClient.close`)."""
@@ -434,7 +455,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             )
         self._route(fetch, key)
 
-    def _route(self, fetch: _Fetch, key: tuple[str, str, int]) -> None:
+    def _route(self, fetch: _Fetch, key: _Key) -> None:
         conn = self._h2_conns.get(key)
         if conn is not None and not conn.closed and not conn.goaway:
             conn.submit(fetch)
@@ -444,9 +465,12 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             pending.append(fetch)
             return
         self._h2_connecting[key] = [fetch]
-        asyncio.ensure_future(self._connect(key, fetch.request))
+        task = asyncio.ensure_future(self._connect(key, fetch.request))
+        # Held until done: the loop keeps only weak references to tasks.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _h2_key(self, request: HTTPRequest) -> Optional[tuple[str, str, int]]:
+    def _h2_key(self, request: HTTPRequest) -> Optional[_Key]:
         if (
             _opt(request, "proxy_host")
             or _opt(request, "body_producer") is not None
@@ -465,15 +489,31 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             port = parsed.port or (443 if scheme == "https" else 80)
         except ValueError:
             return None
-        key = (scheme, parsed.hostname, port)
+        key: _Key = (scheme, parsed.hostname, port)
+        if scheme == "https":
+            # A connection made with one set of TLS settings (say, no
+            # certificate check) must not serve a request asking for others.
+            options = _opt(request, "ssl_options")
+            key += (
+                bool(_opt(request, "validate_cert")),
+                _opt(request, "ca_certs"),
+                _opt(request, "client_cert"),
+                _opt(request, "client_key"),
+                id(options) if options is not None else None,
+            )
         return None if key in self._h1_only else key
 
-    async def _connect(self, key: tuple[str, str, int], request: HTTPRequest) -> None:
-        scheme, host, port = key
-        ctx = self._tls_context(request) if scheme == "https" else None
+    async def _connect(self, key: _Key, request: HTTPRequest) -> None:
+        scheme, host, port = key[:3]
         loop = asyncio.get_running_loop()
         limits = self.http2_limits
         timeout = _opt(request, "connect_timeout") or None
+        try:
+            ctx = self._tls_context(request) if scheme == "https" else None
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            for fetch in self._h2_connecting.pop(key, []):
+                self._fail(fetch, exc)
+            return
         try:
             transport, proto = await asyncio.wait_for(
                 loop.create_connection(
@@ -510,8 +550,8 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
 
     def _tls_context(self, request: HTTPRequest) -> ssl.SSLContext:
         options = _opt(request, "ssl_options")
-        if isinstance(options, ssl.SSLContext):
-            ctx = options
+        if options is not None:
+            ctx = ssl_options_to_context(options, server_side=False)
         else:
             ctx = ssl.create_default_context(cafile=_opt(request, "ca_certs"))
             if not _opt(request, "validate_cert"):
@@ -537,14 +577,13 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
     def _retry(self, fetch: _Fetch) -> None:
         fetch.stream_id = 0
         fetch.chunks = []
-        self._route(fetch, (*self._h2_key_parts(fetch),))
-
-    def _h2_key_parts(self, fetch: _Fetch) -> tuple[str, str, int]:
         key = self._h2_key(fetch.request)
-        assert key is not None
-        return key
+        if key is None:
+            self._to_http1(fetch)
+        else:
+            self._route(fetch, key)
 
-    def _timed_out(self, fetch: _Fetch, key: tuple[str, str, int]) -> None:
+    def _timed_out(self, fetch: _Fetch, key: _Key) -> None:
         fetch.timer = None
         conn = self._h2_conns.get(key)
         if conn is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 from typing import Any
 
 import pytest
@@ -138,6 +139,43 @@ class ALPNTest(AsyncHTTPSTestCase):
         assert lines[-1] == "\r\n"
         assert b'"auth": "Basic bWU6cHc="' in b"".join(chunks)
         assert response.body == b""
+
+
+class IdleTest(AsyncHTTPSTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        options = super().get_httpserver_options()
+        options["http2"] = True
+        return options
+
+    def get_http_client(self) -> H2AsyncHTTPClient:
+        return H2AsyncHTTPClient(
+            force_instance=True, idle_timeout=0.05, defaults={"validate_cert": False}
+        )
+
+    @gen_test
+    async def test_idle_connection_closed_then_reopened(self) -> None:
+        await self.http_client.fetch(self.get_url("/info"))
+        first = set(self.http_server._connections)
+        assert len(first) == 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while self.http_server._connections:  # the client closes it when idle
+            assert loop.time() < deadline
+            await asyncio.sleep(0.01)
+        response = await self.http_client.fetch(self.get_url("/info"))
+        assert '"version": "HTTP/2.0"' in response.body.decode()
+        assert set(self.http_server._connections).isdisjoint(first)
+
+    @gen_test
+    async def test_tls_settings_are_part_of_the_connection_key(self) -> None:
+        await self.http_client.fetch(self.get_url("/info"))
+        # A request that checks certificates does not reuse the connection
+        # made without the check: it fails on the test certificate.
+        with pytest.raises(ssl.SSLError):
+            await self.http_client.fetch(self.get_url("/info"), validate_cert=True)
 
 
 class HTTP1OnlyTest(AsyncHTTPSTestCase):

@@ -34,6 +34,7 @@ ROOT = HERE.parents[1]
 VENV27 = ROOT / ".venv-autobahn27"
 REPORTS = HERE / "reports"
 PEERS = HERE / "peers.py"
+TAG = [""]
 
 
 def python27() -> str:
@@ -96,18 +97,18 @@ def summarise(index: Path, agent: str) -> dict[str, object]:
     }
 
 
-def run_server_side(wstest: Path, cases: list[str]) -> dict[str, object]:
+def run_server_side(wstest: Path, cases: list[str], exclude: list[str]) -> dict[str, object]:
     port = free_port()
-    outdir = REPORTS / "servers"
+    outdir = REPORTS / ("servers" + TAG[0])
     shutil.rmtree(outdir, ignore_errors=True)
     spec = {
         "outdir": str(outdir),
         "servers": [{"agent": "squall", "url": f"ws://127.0.0.1:{port}"}],
         "cases": cases,
-        "exclude-cases": [],
+        "exclude-cases": exclude,
         "exclude-agent-cases": {},
     }
-    spec_path = REPORTS / "fuzzingclient.json"
+    spec_path = REPORTS / f"fuzzingclient{TAG[0]}.json"
     spec_path.write_text(json.dumps(spec))
     server = subprocess.Popen([sys.executable, str(PEERS), "server", str(port)])
     try:
@@ -119,18 +120,18 @@ def run_server_side(wstest: Path, cases: list[str]) -> dict[str, object]:
     return summarise(outdir / "index.json", "squall")
 
 
-def run_client_side(wstest: Path, cases: list[str]) -> dict[str, object]:
+def run_client_side(wstest: Path, cases: list[str], exclude: list[str]) -> dict[str, object]:
     port = free_port()
-    outdir = REPORTS / "clients"
+    outdir = REPORTS / ("clients" + TAG[0])
     shutil.rmtree(outdir, ignore_errors=True)
     spec = {
         "url": f"ws://127.0.0.1:{port}",
         "outdir": str(outdir),
         "cases": cases,
-        "exclude-cases": [],
+        "exclude-cases": exclude,
         "exclude-agent-cases": {},
     }
-    spec_path = REPORTS / "fuzzingserver.json"
+    spec_path = REPORTS / f"fuzzingserver{TAG[0]}.json"
     spec_path.write_text(json.dumps(spec))
     suite = subprocess.Popen(
         [str(wstest), "-m", "fuzzingserver", "-s", str(spec_path), "--webport", "0"]
@@ -151,17 +152,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("side", nargs="?", default="both", choices=["server", "client", "both"])
     ap.add_argument("--cases", default="*", help="comma-separated case patterns")
+    ap.add_argument("--exclude", default="", help="comma-separated case patterns to skip")
+    ap.add_argument("--tag", default="", help="suffix for the summary file")
     args = ap.parse_args()
     cases = args.cases.split(",")
+    exclude = [c for c in args.exclude.split(",") if c]
+    TAG[0] = args.tag
     wstest = ensure_wstest()
     REPORTS.mkdir(exist_ok=True)
     summary: dict[str, object] = {}
     if args.side in ("server", "both"):
-        summary["server"] = run_server_side(wstest, cases)
+        summary["server"] = run_server_side(wstest, cases, exclude)
     if args.side in ("client", "both"):
-        summary["client"] = run_client_side(wstest, cases)
+        summary["client"] = run_client_side(wstest, cases, exclude)
     text = json.dumps(summary, indent=2)
-    (REPORTS / f"summary-{args.side}.json").write_text(text + "\n")
+    (REPORTS / f"summary-{args.side}{args.tag}.json").write_text(text + "\n")
     print(text)
     if any(side["failed"] for side in summary.values()):  # type: ignore[index]
         sys.exit(1)

@@ -15,7 +15,7 @@ pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
 from squall.h2client import H2AsyncHTTPClient  # noqa: E402
 from squall.httpclient import HTTPClientError  # noqa: E402
 from squall.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError  # noqa: E402
-from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, gen_test  # noqa: E402
+from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 
 
@@ -227,3 +227,102 @@ class PriorKnowledgeTest(AsyncHTTPTestCase):
             assert '"version": "HTTP/1.1"' in response.body.decode()
         finally:
             client.close()
+
+
+class Reset(RequestHandler):
+    def get(self) -> None:
+        assert self.request.connection is not None
+        self.request.connection.close()  # type: ignore[attr-defined]
+        self._finished = True
+
+
+class BadGzip(RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Encoding", "gzip")
+        self.write(b"this is not gzip at all")
+
+
+class Large(RequestHandler):
+    def get(self) -> None:
+        self.write(b"L" * 300_000)
+
+
+class ErrorsTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application(
+            [("/info", Info), ("/reset", Reset), ("/badgzip", BadGzip), ("/large", Large)]
+        )
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    def get_http_client(self) -> H2AsyncHTTPClient:
+        return H2AsyncHTTPClient(
+            force_instance=True, http2_prior_knowledge=True, max_body_size=100_000
+        )
+
+    @gen_test
+    async def test_stream_reset_by_server(self) -> None:
+        with pytest.raises(HTTPStreamClosedError, match="reset by the server"):
+            await self.http_client.fetch(self.get_url("/reset"))
+
+    @gen_test
+    async def test_bad_gzip_and_body_limit(self) -> None:
+        with pytest.raises(HTTPStreamClosedError, match="invalid gzip"):
+            await self.http_client.fetch(self.get_url("/badgzip"))
+        with ExpectLog("squall.general", ".*decompressed body too large"):
+            with pytest.raises(HTTPStreamClosedError, match="too large"):
+                await self.http_client.fetch(self.get_url("/large"))
+        got: list[bytes] = []
+        await self.http_client.fetch(self.get_url("/large"), streaming_callback=got.append)
+        assert sum(map(len, got)) == 300_000
+
+    @gen_test
+    async def test_callbacks_that_raise(self) -> None:
+        def boom(_: Any) -> None:
+            raise ZeroDivisionError("callback")
+
+        with pytest.raises(ZeroDivisionError):
+            await self.http_client.fetch(self.get_url("/info"), header_callback=boom)
+        with pytest.raises(ZeroDivisionError):
+            await self.http_client.fetch(self.get_url("/large"), streaming_callback=boom)
+        # The connection is still good.
+        response = await self.http_client.fetch(self.get_url("/info"))
+        assert response.code == 200
+
+    @gen_test
+    async def test_request_checks(self) -> None:
+        with pytest.raises(ValueError, match="Unsafe header"):
+            await self.http_client.fetch(self.get_url("/info"), headers={"X": "a\r\nb"})
+        with pytest.raises(ValueError, match="must not be None"):
+            await self.http_client.fetch(self.get_url("/info"), method="POST")
+        with pytest.raises(ValueError, match="auth_mode"):
+            await self.http_client.fetch(
+                self.get_url("/info"), auth_username="a", auth_password="b", auth_mode="nope"
+            )
+
+    @gen_test
+    async def test_connection_refused(self) -> None:
+        from squall.testing import bind_unused_port
+
+        sock, port = bind_unused_port()
+        sock.close()
+        with pytest.raises(OSError):
+            await self.http_client.fetch(f"http://127.0.0.1:{port}/")
+
+    @gen_test
+    async def test_graceful_goaway_retries_unsent_requests(self) -> None:
+        response = await self.http_client.fetch(self.get_url("/info"))
+        assert response.code == 200
+        (conn,) = self.http_server._connections
+        conn._drain(None)  # GOAWAY now; the client must use a new connection
+        response = await self.http_client.fetch(self.get_url("/info?q=again"))
+        assert '"q": "again"' in response.body.decode()
+
+    @gen_test
+    async def test_close(self) -> None:
+        client = H2AsyncHTTPClient(force_instance=True, http2_prior_knowledge=True)
+        await client.fetch(self.get_url("/info"))
+        assert len(client._h2_conns) == 1
+        client.close()
+        assert not client._h2_conns

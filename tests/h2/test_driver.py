@@ -18,7 +18,9 @@ import h2.events  # noqa: E402
 from squall._h2 import ErrorCode, H2Limits  # noqa: E402
 from squall.httputil import (  # noqa: E402
     HTTPHeaders,
+    HTTPMessageDelegate,
     HTTPOutputError,
+    HTTPServerConnectionDelegate,
     HTTPServerRequest,
     ResponseStartLine,
 )
@@ -461,4 +463,64 @@ class WritePauseTest(AsyncHTTPTestCase):
         r = client.responses[sid]
         await client.until(lambda: r.ended)
         assert r.body == b"x"
+        await client.close()
+
+
+class EarlyResponder(HTTPMessageDelegate):
+    """Answers as soon as the head arrives, before the body."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def headers_received(self, start_line: Any, headers: HTTPHeaders) -> None:
+        self.connection.write_headers(OK, HTTPHeaders({"Content-Length": "5"}), b"early")
+        self.connection.finish()
+
+    def data_received(self, chunk: bytes) -> None:
+        raise AssertionError("the body is not wanted")
+
+
+class EarlyApp(HTTPServerConnectionDelegate):
+    def start_request(self, server_conn: object, request_conn: Any) -> HTTPMessageDelegate:
+        return EarlyResponder(request_conn)
+
+
+class EarlyResponseTest(AsyncHTTPTestCase):
+    def get_app(self) -> Any:
+        return EarlyApp()
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "http2_limits": H2Limits(send_timeout=0.1)}
+
+    @gen_test
+    async def test_response_before_the_body_resets_with_no_error(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.request("/", method="POST", end=False)
+        r = client.responses[sid]
+        await client.until(lambda: r.ended)
+        assert r.body == b"early"
+        await client.until(lambda: r.reset is not None)
+        assert r.reset == ErrorCode.NO_ERROR
+        await client.close()
+
+    @gen_test
+    async def test_malformed_head_is_logged_and_reset(self) -> None:
+        client = await RawH2.connect(self.get_http_port(), validate=False)
+        with ExpectLog(
+            "squall.general", "Malformed HTTP/2 request.*invalid field name", level=logging.INFO
+        ):
+            sid = client.request("/", headers=[("Bad-Name", "x")])
+            r = client.responses[sid]
+            await client.until(lambda: r.reset is not None)
+        assert r.reset == ErrorCode.PROTOCOL_ERROR
+        await client.close()
+
+    @gen_test
+    async def test_client_that_never_reads_is_dropped(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        await client.fetch("/")
+        (conn,) = self.http_server._connections
+        with ExpectLog("squall.general", "HTTP/2 client .* does not read", level=logging.INFO):
+            conn.pause_writing()  # as if the socket buffer stayed full
+            await condition(lambda: not self.http_server._connections)
         await client.close()

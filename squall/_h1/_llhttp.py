@@ -116,9 +116,12 @@ class LLHTTPHeadParser(HeadParser):
         if buf[start:line_end] != b"%s %s HTTP/%s" % (method, url, version.encode()):
             return self._python.request(buf, start, line_end, end)
         target = url.decode("latin-1")
-        # llhttp accepts any target shape (RFC 9112 §3.2 forms are checked
-        # by the Python parser) and visible non-ASCII bytes.
-        if not (url[:1] == b"/" and target.isascii() and target.isprintable()):
+        # llhttp accepts any target shape (RFC 9112 §3.2 forms, CONNECT's
+        # included, are checked by the Python parser) and visible non-ASCII
+        # bytes.
+        if not (url[:1] == b"/" and target.isascii() and target.isprintable()) or (
+            method == b"CONNECT"
+        ):
             return self._python.request(buf, start, line_end, end)
         flat = sink.flat
         if len(flat) > 2 * self.max_header_count:

@@ -36,6 +36,9 @@ _OBS_FOLD_RE: Final = re.compile(rb"\r\n[ \t]+")
 _VERSION_RE: Final = re.compile(rb"HTTP/([0-9])\.([0-9])")
 # RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ":".
 _SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# RFC 3986 §3.2.2-3: uri-host (IP-literal, or a reg-name of unreserved,
+# pct-encoded and sub-delims characters) ":" port.
+_AUTHORITY_RE: Final = re.compile(r"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+):[0-9]*")
 # RFC 9110 §6.5.1: fields that frame or route a message have no meaning in
 # a trailer section; a peer that sends them there hopes that some layer
 # merges them into the header section.
@@ -87,12 +90,14 @@ def parse_request_line(line: bytes) -> tuple[str, str, str]:
     starget = target.decode("latin-1")
     if not (starget and starget.isascii() and starget.isprintable()):
         raise bad(f"Malformed HTTP request line: invalid request-target {target[:100]!r}")
-    if starget[0] != "/" and not (
-        # §3.2.3 authority-form (CONNECT), §3.2.4 asterisk-form (OPTIONS),
-        # §3.2.2 absolute-form (absolute-URI: a scheme, then ":").
-        method == b"CONNECT"
-        or (starget == "*" and method == b"OPTIONS")
-        or _SCHEME_RE.match(starget) is not None
+    if method == b"CONNECT":
+        # §3.2.3: CONNECT takes the authority-form, uri-host ":" port, only.
+        if _AUTHORITY_RE.fullmatch(starget) is None:
+            raise bad(f"Malformed HTTP request line: invalid CONNECT target {target[:100]!r}")
+    elif starget[0] != "/" and not (
+        # §3.2.4 asterisk-form (OPTIONS), §3.2.2 absolute-form (an
+        # absolute-URI: a scheme, then ":").
+        (starget == "*" and method == b"OPTIONS") or _SCHEME_RE.match(starget) is not None
     ):
         raise bad(f"Malformed HTTP request line: invalid request-target {target[:100]!r}")
     if version != b"HTTP/1.1" and version != b"HTTP/1.0":

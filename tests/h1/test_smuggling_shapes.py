@@ -173,3 +173,23 @@ def test_lone_bare_lf_in_trailer_section_is_refused_at_once(parser: str) -> None
     assert isinstance(conn.next_event(), Request)
     with pytest.raises(RemoteProtocolError, match="bare LF"):
         conn.next_event()
+
+
+@pytest.mark.parametrize(
+    ("target", "ok"),
+    [
+        (b"a.example:443", True),
+        (b"[::1]:8443", True),
+        (b"127.0.0.1:80", True),
+        (b'a.pl":443', False),
+        (b"/x", False),
+        (b"a.example", False),
+        (b"http://a.example:443/", False),
+    ],
+)
+def test_connect_takes_the_authority_form_only(parser: str, target: bytes, ok: bool) -> None:
+    # RFC 9112 §3.2.3.
+    requests, refused = outcome(parser, b"CONNECT " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert (requests == [("CONNECT", target.decode(), b"")], refused) == (
+        (True, False) if ok else (False, True)
+    )

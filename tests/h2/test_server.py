@@ -204,3 +204,40 @@ class H2TLSTest(AsyncHTTPSTestCase):
     async def test_http1_over_tls_still_served(self) -> None:
         response = await self.http_client.fetch(self.get_url("/?name=tls"), validate_cert=False)
         assert response.body == b"hello tls"
+
+
+class ListenTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    @gen_test
+    async def test_application_listen_passes_http2(self) -> None:
+        from squall.testing import bind_unused_port
+
+        sock, port = bind_unused_port()
+        sock.close()
+        server = self._app.listen(port, "127.0.0.1", http2=True)
+        try:
+            client = await RawH2.connect(port)
+            r = await client.fetch("/?name=listen")
+            assert r.body == b"hello listen"
+            await client.close()
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    def test_http2_without_h2_package_explains(self) -> None:
+        import sys
+
+        from squall.httpserver import HTTPServer
+
+        saved = sys.modules.get("squall._h2")
+        sys.modules["squall._h2"] = None  # type: ignore[assignment]
+        try:
+            with pytest.raises(ImportError, match=r"pip install squall\[http2\]"):
+                HTTPServer(self._app, http2=True)
+        finally:
+            if saved is not None:
+                sys.modules["squall._h2"] = saved
+            else:
+                del sys.modules["squall._h2"]

@@ -27,15 +27,6 @@ __all__ = ["Config", "UsageError", "main", "run"]
 
 log = logging.getLogger("squall.general")
 
-_LEVELS = {
-    "critical": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-    "trace": 5,
-}
-
 # A worker's exit status for a bad target or option: the supervisor stops.
 _WORKER_USAGE_ERROR = 3
 
@@ -48,13 +39,9 @@ Commands:
 
 
 def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(_LEVELS[level])
+    from squall.cli._logging import setup_logging
+
+    setup_logging(level)
 
 
 def run(config: Config) -> int:

@@ -124,6 +124,10 @@ class Supervisor:
         env["SQUALL_WORKER_FDS"] = ",".join(map(str, fds))
         env["SQUALL_WORKER_READY_FD"] = str(wfd)
         env["SQUALL_WORKER_LOG_LEVEL"] = self.config.log_level
+        if self.config.reload:
+            # A .pyc is trusted when its source has the same size and mtime
+            # in whole seconds: an edit within the second would be missed.
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,

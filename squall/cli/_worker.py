@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Optional
 
+from squall.cli._logging import FLUSH_INTERVAL, flush_access_log
 from squall.cli._options import Config, UsageError
 from squall.cli._serving import ServingDelegate, TrustedPeers, request_logger, wsgi_logger
 from squall.cli._target import Served, load, serve_target
@@ -165,6 +166,13 @@ async def serve(
 
         loop.call_later(1.0, check_parent)
         ready()
+
+    def flush_periodically() -> None:
+        flush_access_log()
+        if not stop.is_set():
+            loop.call_later(FLUSH_INTERVAL, flush_periodically)
+
+    loop.call_later(FLUSH_INTERVAL, flush_periodically)
     log.info("Worker %d serving (%s app %s)", os.getpid(), served.kind, config.target)
     await stop.wait()
     log.info(
@@ -210,6 +218,7 @@ async def serve(
         except RuntimeError as exc:
             log.error("Application shutdown failed: %s", exc)
             return 1
+    flush_access_log()
     log.info("Worker %d stopped", os.getpid())
     return 0
 

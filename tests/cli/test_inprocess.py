@@ -178,12 +178,16 @@ def test_run_in_process_serves_until_sigterm(capsys: pytest.CaptureFixture[str])
     thread.start()
     fd = listener.detach()  # main() owns (and closes) the descriptor now
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    access = logging.getLogger("squall.access")
+    saved = root.handlers[:], root.level, access.handlers[:], access.propagate
     try:
         code = main(["run", "sample_apps:app", "--app-dir", str(HERE), "-b", f"fd://{fd}"])
     finally:
         # main() set the process's logging up as a command does: undo it.
-        root.handlers[:], level = saved
+        for handler in access.handlers:
+            if handler not in saved[2]:
+                handler.close()
+        root.handlers[:], level, access.handlers[:], access.propagate = saved
         root.setLevel(level)
     thread.join(10)
     assert code == 0

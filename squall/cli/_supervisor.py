@@ -5,7 +5,12 @@ process (``python -m squall __worker``) that inherits them; the kernel
 hands each new connection to one of the workers waiting in ``accept``.
 Because the sockets stay open in the supervisor, a worker that stops or
 drains never loses a connection waiting in the backlog: another worker
-(or its replacement) accepts it.
+(or its replacement) accepts it. That is why workers do not each bind an
+SO_REUSEPORT socket of their own: Linux resets the connections queued on
+a listening socket that closes, so every drain (HUP, TTOU,
+``--max-requests``) would drop some. ``--reuse-port`` sets SO_REUSEPORT
+on the shared socket instead, so that another server can bind the same
+address beside this one.
 
 Signals: TERM/INT stop (workers drain, up to ``--timeout-graceful-shutdown``,
 then are killed); HUP replaces the workers one at a time, each new one

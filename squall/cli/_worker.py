@@ -152,6 +152,19 @@ async def serve(
     server.add_sockets(sockets)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    supervisor_signals = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+    if ready is None:
+        # One process, no supervisor: these would otherwise end (HUP) or
+        # suspend (TTIN, TTOU) the server.
+        def unsupervised(sig: signal.Signals) -> None:
+            log.warning(
+                "%s ignored: restarts and worker counts need the supervisor "
+                "(--workers 2 or more, or --max-requests)",
+                sig.name,
+            )
+
+        for sig in supervisor_signals:
+            loop.add_signal_handler(sig, unsupervised, sig)
     if ready is not None:
         # Under a supervisor: if it dies (SIGKILL, OOM), stop rather than
         # serve on unsupervised.
@@ -205,6 +218,9 @@ async def serve(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if ready is None:
+            for sig in supervisor_signals:
+                loop.remove_signal_handler(sig)
     if not clean:
         log.warning("Worker %d: graceful shutdown timed out; aborted the rest", os.getpid())
     wait_requests = getattr(served.callback, "wait_requests", None)

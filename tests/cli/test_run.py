@@ -20,6 +20,9 @@ def test_serves_an_application_and_drains_on_sigterm_with_busy_clients() -> None
         address = squall.address()
         squall.expect("serving")
         assert get_json(address)["path"] == "/"
+        # Without a supervisor, HUP would end the process: it is ignored.
+        squall.signal(signal.SIGHUP)
+        squall.expect("SIGHUP ignored")
         load = Load(address, "/slow?s=0.5", clients=4)
         load.start()
         # Busy: every client waits on a response. (A client between two

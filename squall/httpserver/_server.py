@@ -279,6 +279,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             decompress=p.decompress,
         )
         self._drain_waiter = waiter = loop.create_future()
+        closing: list[asyncio.Task[None]] = []
         # Let the loop poll once more, so that a request already in the
         # kernel's buffers makes its connection busy rather than idle: an
         # idle connection closed with unread bytes resets, and its client
@@ -291,7 +292,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
                 conn._drain(self._drain_params)
             else:
                 # An IOStream connection (handle_stream): closed at once.
-                loop.create_task(conn.close())
+                closing.append(loop.create_task(conn.close()))
         for proto in list(self._detached):
             stream = proto._stream
             hook = stream.on_drain if stream is not None else None
@@ -312,13 +313,15 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
                 if hasattr(conn, "_hard_close"):
                     conn._hard_close()
                 else:
-                    loop.create_task(conn.close())
+                    closing.append(loop.create_task(conn.close()))
             # Aborted transports report connection_lost on the next turns.
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), 1.0)
             except TimeoutError:
                 pass
         self._drain_waiter = None
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
         return clean
 
     def _check_drained(self) -> None:

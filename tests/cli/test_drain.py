@@ -253,3 +253,21 @@ def test_idle_keep_alive_connection_closes_at_idle_timeout() -> None:
         server.stop()
 
     run(body)
+
+
+def test_drain_closes_connections_served_through_handle_stream() -> None:
+    from squall.iostream import IOStream
+
+    async def body() -> None:
+        state = _State()
+        server, _ = serve(state)
+        ours, theirs = socket.socketpair()
+        server.handle_stream(IOStream(ours), ("127.0.0.1", 1))
+        assert len(server._connections) == 1
+        reader, writer = await asyncio.open_connection(sock=theirs)
+        assert await server.drain(timeout=2) is True
+        assert await reader.read() == b""
+        assert not server._connections
+        writer.close()
+
+    run(body)

@@ -34,6 +34,7 @@ from squall.httpserver import HTTPServer
 from squall.ioloop import IOLoop
 from squall.iostream import IOStream, SSLIOStream, StreamClosedError
 from squall.process import Subprocess
+from squall.simple_httpclient import HTTPStreamClosedError
 from squall.tcpclient import TCPClient
 from squall.tcpserver import TCPServer
 
@@ -259,6 +260,27 @@ def test_websocket_handshake_refused_by_the_server() -> None:
             assert info.value.code == 404
         finally:
             await stop_server(server)
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
+class HangUpServer(TCPServer):
+    def handle_stream(self, stream: IOStream, address: Any) -> None:
+        stream.close()
+
+
+def test_websocket_handshake_hung_up_on() -> None:
+    async def main() -> None:
+        sock, port = testing.bind_unused_port()
+        server = HangUpServer()
+        server.add_sockets([sock])
+        try:
+            with pytest.raises(HTTPStreamClosedError) as info:
+                await websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+            assert info.value.code == 599
+        finally:
+            server.stop()
 
     with nothing_left_open():
         run_on_new_loop(main)

@@ -132,6 +132,15 @@ class WebSocketClientConnection(_Peer):
                     extension = _ws.client_accept(answer, self.compression_options or {})
             except _ws.HandshakeError as exc:
                 raise WebSocketError(f"WebSocket handshake failed: {exc}") from exc
+        except StreamClosedError as exc:
+            # Closed before the handshake's answer: as Tornado's client, the
+            # socket's own error, else a 599 HTTPStreamClosedError.
+            stream.close()
+            if exc.real_error is not None:
+                raise exc.real_error from None
+            from squall.simple_httpclient import HTTPStreamClosedError
+
+            raise HTTPStreamClosedError("Connection closed") from None
         except BaseException:
             stream.close()
             raise

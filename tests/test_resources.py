@@ -390,6 +390,36 @@ def test_tcp_server_and_client_streams() -> None:
         run_on_new_loop(main)
 
 
+class TwoAddresses(netutil.Resolver):
+    """Resolves any name to a refusing address first, then the live one."""
+
+    def initialize(self, refusing: int, live: int) -> None:  # type: ignore[override]
+        self.ports = (refusing, live)
+
+    async def resolve(  # type: ignore[override]
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[tuple[int, Any]]:
+        return [(socket.AF_INET, ("127.0.0.1", p)) for p in self.ports]
+
+
+def test_tcp_client_tries_the_next_address_after_a_refusal() -> None:
+    async def main() -> None:
+        sock, port = testing.bind_unused_port()
+        server = EchoServer()
+        server.add_sockets([sock])
+        resolver = TwoAddresses(refusing=closed_port(), live=port)
+        try:
+            stream = await TCPClient(resolver=resolver).connect("anywhere", 1)
+            await stream.write(b"hi\n")
+            assert await stream.read_until(b"\n") == b"hi\n"
+            stream.close()
+        finally:
+            server.stop()
+
+    with nothing_left_open():
+        run_on_new_loop(main)
+
+
 def test_tls_handshake_failure_closes_both_ends() -> None:
     async def main() -> None:
         sock, port = testing.bind_unused_port()

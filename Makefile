@@ -21,11 +21,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict squall
 
-# The chat demo's browser test drives Debian's chromium; install it when missing
-# (it skips, saying why, where the package cannot be installed).
+# Tests drive Debian's chromium (the demos' browser tests), h2load (HTTP/2) and
+# nginx (squall run behind a proxy); the missing ones are installed in one apt
+# run. Where they cannot be installed, their tests skip, saying why.
 pytest: $(STAMP)
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the browser test will skip"
-	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null) || echo "nghttp2-client could not be installed: the h2load tests will skip"
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "could not install$$missing: their tests will skip"; \
+	fi
 	$(PY) -m coverage run -m pytest -W error $(PYTEST_FLAGS)
 	$(PY) -m coverage report --fail-under=90
 

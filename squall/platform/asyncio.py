@@ -105,13 +105,17 @@ class BaseAsyncIOLoop(IOLoop):
     def _close_fd_owners(self) -> None:
         owners = list(self._fd_owners)
         self._fd_owners.clear()
+        loop = self.asyncio_loop
+        closed = loop.is_closed()
         for owner in owners:
             try:
                 owner._close_fds()
             except Exception:
-                _app_log.error("Exception closing the fds of %r", owner, exc_info=True)
-        loop = self.asyncio_loop
-        if not owners or loop.is_closed() or loop.is_running():
+                # Once asyncio has closed its loop a transport can no longer
+                # close (asyncio raises): only listening sockets could.
+                if not closed:
+                    _app_log.error("Exception closing the fds of %r", owner, exc_info=True)
+        if not owners or closed or loop.is_running():
             return
         try:
             asyncio.get_running_loop()

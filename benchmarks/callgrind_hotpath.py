@@ -460,8 +460,9 @@ def inner(cfg: dict[str, Any]) -> None:
     total = WARMUP + FIRST + FIRST + cfg["n"]
     driver = Driver(loop, request_stream(cfg["stream"], total))
     probes = Probes(mod)
-    if cfg["probes"] == "stages":
-        probes.wrap(FakeTransport, "write", "transport", "FakeTransport.write")
+    if cfg["probes"] in ("stages", "all"):
+        # The harness's own write, kept out of the server's _flush.
+        probes.wrap(FakeTransport, "write", "transport", "(harness) FakeTransport.write")
     if server.startswith("squall"):
         import squall.web  # noqa: F401  (the modules the probes go into)
 
@@ -660,6 +661,9 @@ def stage_table(args: argparse.Namespace, report: dict[str, Any]) -> None:
         print(
             line
             + f"  (parser {total['parser']}; stage run with probes {staged['per_request']:,.0f})"
+        )
+        print(
+            f"      squall from {total['squall']}; {', '.join(total['patched']) or 'nothing patched'}"
         )
         for name, cost in stages.items():
             print(f"      {name:<44} {cost:>9,.0f}")

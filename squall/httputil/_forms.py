@@ -227,7 +227,9 @@ def _decode_extended(sections: list[tuple[int, bool, str]]) -> Optional[str]:
     data = b"".join(chunks)
     try:
         return data.decode(charset, "replace")
-    except LookupError:
+    except (LookupError, ValueError):
+        # An unknown charset, or a name no codec lookup takes (one with a
+        # NUL raises ValueError): fall back to UTF-8.
         return data.decode("utf-8", "replace")
 
 

@@ -57,3 +57,16 @@ def test_h1_request_target_reaches_the_parser(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(targets.H1Connection, "next_event", spy)
     targets.h1_request(b"\x01GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert "Request" in seen and "EndOfMessage" in seen
+
+
+def test_extended_parameter_with_a_nul_in_its_charset_is_decoded_as_utf8() -> None:
+    # Found by fuzzing the multipart target: the charset of an RFC 8187
+    # parameter went to bytes.decode, which raises ValueError for a NUL.
+    from squall.httputil import HTTPFile, parse_body_arguments
+
+    args: dict[str, list[bytes]] = {}
+    files: dict[str, list[HTTPFile]] = {}
+    body = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nv\r\n--b--\r\n'
+    # The request's Content-Type is not checked for NULs before this parse.
+    parse_body_arguments("multipart/form-data; boundary*=u\x00x''b", body, args, files)
+    assert args == {"a": [b"v"]}

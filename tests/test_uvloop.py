@@ -67,3 +67,43 @@ def test_server_and_client_on_uvloop() -> None:
         assert loop.run_until_complete(asyncio.wait_for(main(), 5)) == b"Hello, world"
     finally:
         loop.close()
+
+
+def test_https_handshakes_in_parallel_on_uvloop() -> None:
+    # uvloop starts reading after connection_made(), so a protocol that paused
+    # there to start TLS itself lost the ClientHello: handshakes hung.
+    import ssl
+
+    from squall.testing import AsyncHTTPSTestCase
+
+    options = AsyncHTTPSTestCase.default_ssl_options()
+    client_ctx = ssl.create_default_context()
+    client_ctx.check_hostname = False
+    client_ctx.verify_mode = ssl.CERT_NONE
+
+    async def one(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = await reader.read()
+        writer.close()
+        return data
+
+    async def main() -> list[bytes]:
+        sock, port = bind_unused_port()
+        server = HTTPServer(Application([("/", Hello)]), ssl_options=options)
+        server.add_sockets([sock])
+        try:
+            return await asyncio.gather(*(one(port) for _ in range(8)))
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    loop = uvloop.new_event_loop()
+    try:
+        answers = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    finally:
+        loop.close()
+    assert len(answers) == 8
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert answer.endswith(b"Hello, world")

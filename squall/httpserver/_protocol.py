@@ -347,14 +347,20 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._params = server._drain_params
             sock = transport.get_extra_info("socket")
             family = sock.family if sock is not None else socket.AF_UNSPEC
+            # The loop may have run the TLS handshake already (see add_sockets).
+            loop_tls = self._ssl is None and transport.get_extra_info("sslcontext") is not None
             self.context = _HTTPRequestContext(
                 family,
                 transport.get_extra_info("peername"),
                 self._server.protocol,
                 self._server.trusted_downstream,
-                self._ssl is not None,
+                self._ssl is not None or loop_tls,
             )
-            if self._ssl is not None:
+            if loop_tls:
+                select = server._h2_select
+                if select is not None and select(self, transport):
+                    return  # ALPN chose h2: an _H2Protocol has the connection now
+            elif self._ssl is not None:
                 # The handshake runs in a task so that its failure can be
                 # logged our way; reading resumes under TLS.
                 transport.pause_reading()

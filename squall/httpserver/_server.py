@@ -193,14 +193,30 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             owners.add(self)
         params = self.conn_params
         ssl_context = self._ssl_context
+        # On asyncio's own loops a connection starts TLS itself (start_tls),
+        # so that a failed handshake is logged as Tornado logs it. Other
+        # loops (uvloop) start reading after connection_made() returns, past
+        # a pause made in it, and the ClientHello would reach the protocol
+        # instead of TLS: the loop runs the handshake there.
+        loop_tls = ssl_context is not None and not isinstance(
+            loop, asyncio.selector_events.BaseSelectorEventLoop
+        )
+        own_tls = None if loop_tls else ssl_context
 
         protocol_class = self._protocol_class
 
         def factory() -> _HTTPProtocol:
-            return protocol_class(self, params, ssl_context, loop)
+            return protocol_class(self, params, own_tls, loop)
 
         for sock in sockets:
-            server = _run_now(loop.create_server(factory, sock=sock, start_serving=False))
+            server = _run_now(
+                loop.create_server(
+                    factory,
+                    sock=sock,
+                    ssl=ssl_context if loop_tls else None,
+                    start_serving=False,
+                )
+            )
             self._servers.append(server)
             _run_now(server.start_serving())
             # pytest-tornasync and pytest-jupyter find the port through

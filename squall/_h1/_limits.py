@@ -4,6 +4,19 @@ from __future__ import annotations
 
 __all__ = ["H1Limits"]
 
+# The field names, for replace() and repr; not read from __slots__, which a
+# class compiled by mypyc (the speedups build) does not keep.
+_FIELDS = (
+    "max_start_line",
+    "max_header_size",
+    "max_header_count",
+    "max_body_size",
+    "max_chunk_line",
+    "max_trailer_size",
+    "max_informational",
+    "max_data_event",
+)
+
 
 class H1Limits:
     """Size limits applied while parsing; exceeding one raises
@@ -25,16 +38,7 @@ class H1Limits:
             bounds the work done per `next_event` call.
     """
 
-    __slots__ = (
-        "max_start_line",
-        "max_header_size",
-        "max_header_count",
-        "max_body_size",
-        "max_chunk_line",
-        "max_trailer_size",
-        "max_informational",
-        "max_data_event",
-    )
+    __slots__ = _FIELDS
 
     def __init__(
         self,
@@ -71,12 +75,12 @@ class H1Limits:
 
     def replace(self, **changes: int) -> H1Limits:
         """Return a copy with some limits changed."""
-        values = {name: getattr(self, name) for name in self.__slots__}
+        values = {name: getattr(self, name) for name in _FIELDS}
         values.update(changes)
         return H1Limits(**values)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__)
+        inner = ", ".join(f"{name}={getattr(self, name)}" for name in _FIELDS)
         return f"H1Limits({inner})"
 
 

@@ -24,7 +24,7 @@ import codecs
 import os
 from collections.abc import Callable
 from enum import Enum
-from typing import Optional, Union
+from typing import ClassVar, Optional, Union
 
 from squall._ws._deflate import PerMessageDeflate
 from squall._ws._errors import LocalProtocolError, RemoteProtocolError
@@ -62,21 +62,25 @@ class Event:
     """Base of the events `WSConnection.receive_data` returns."""
 
     __slots__: tuple[str, ...] = ()
+    # The field names for == and repr: a class compiled by mypyc (the
+    # speedups build) keeps no __slots__ attribute, so each event names them.
+    _fields: ClassVar[tuple[str, ...]] = ()
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+        return all(getattr(self, name) == getattr(other, name) for name in self._fields)
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
         return f"{type(self).__name__}({fields})"
 
 
 class Message(Event):
     """A complete data message: ``str`` for text, ``bytes`` for binary."""
 
-    __slots__ = ("data",)
+    _fields = ("data",)
+    __slots__ = _fields
 
     def __init__(self, data: Union[str, bytes]) -> None:
         self.data = data
@@ -85,7 +89,8 @@ class Message(Event):
 class Ping(Event):
     """A ping; answer it with `WSConnection.send_pong` (section 5.5.2)."""
 
-    __slots__ = ("payload",)
+    _fields = ("payload",)
+    __slots__ = _fields
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
@@ -94,7 +99,8 @@ class Ping(Event):
 class Pong(Event):
     """A pong (section 5.5.3)."""
 
-    __slots__ = ("payload",)
+    _fields = ("payload",)
+    __slots__ = _fields
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
@@ -107,7 +113,8 @@ class CloseReceived(Event):
     (section 5.5.1); then the TCP connection may be closed.
     """
 
-    __slots__ = ("code", "reason")
+    _fields = ("code", "reason")
+    __slots__ = _fields
 
     def __init__(self, code: Optional[int], reason: Optional[str]) -> None:
         self.code = code
@@ -120,7 +127,8 @@ class ProtocolFailed(Event):
     Send ``send_close(code, reason)`` and close the TCP connection.
     """
 
-    __slots__ = ("code", "reason")
+    _fields = ("code", "reason")
+    __slots__ = _fields
 
     def __init__(self, code: int, reason: str) -> None:
         self.code = code

@@ -139,6 +139,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self._connections: set[Any] = set()
         # Connections taken over by detach() (WebSockets), until they close.
         self._detached: set[_HTTPProtocol] = set()
+        self._detached_waiter: Optional[asyncio.Future[None]] = None
         # Set while draining: the parameters of connections asked to close.
         self._drain_params: Optional[HTTP1ConnectionParameters] = None
         self._drain_waiter: Optional[asyncio.Future[None]] = None
@@ -251,12 +252,28 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         Call `stop` first, or new connections may arrive meanwhile. Output
         a connection has buffered gets a second to go out; a client that
         stops reading cannot make this wait longer. Connections taken over
-        by ``detach()`` (WebSockets) are left alone; see `drain`.
+        by ``detach()`` (WebSockets) are dropped too (`drain` ends them
+        gracefully instead): test fixtures call this and then close the
+        event loop, and a transport still open then is leaked.
         """
         while self._connections:
             conns = list(self._connections)
             await asyncio.gather(*(conn.close() for conn in conns))
             self._connections.difference_update(conns)
+        if self._detached:
+            from squall.ioloop import IOLoop
+
+            loop: asyncio.AbstractEventLoop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
+            self._detached_waiter = waiter = loop.create_future()
+            for proto in list(self._detached):
+                proto._hard_close()
+            # An aborted transport reports connection_lost on a later turn.
+            try:
+                await asyncio.wait_for(waiter, 1.0)
+            except TimeoutError:
+                self._detached.clear()
+            finally:
+                self._detached_waiter = None
 
     async def drain(self, timeout: float = 30.0) -> bool:
         """Stop gracefully: finish what is in flight, then close everything.
@@ -349,6 +366,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     def _detached_lost(self, proto: _HTTPProtocol) -> None:
         self._detached.discard(proto)
         self._check_drained()
+        waiter = self._detached_waiter
+        if waiter is not None and not self._detached and not waiter.done():
+            waiter.set_result(None)
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
         """Serve a connection given as an `IOStream` (the `TCPServer` path)."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
+from typing import Any, Optional, Union
 
-from squall import web
+from squall import web, websocket
 from squall.httpclient import HTTPResponse
 from squall.httpserver import HTTPServer
 from squall.simple_httpclient import SimpleAsyncHTTPClient
 from squall.testing import bind_unused_port
+from tests.test_resources import nothing_left_open
 
 
 class _Hello(web.RequestHandler):
@@ -83,3 +84,40 @@ async def _fetch_by_path() -> None:
 
 def test_client_subclass_with_own_initialize_and_fetch_by_path() -> None:
     asyncio.run(_fetch_by_path())
+
+
+class _Echo(websocket.WebSocketHandler):
+    closed: list[Optional[int]] = []
+
+    def on_message(self, message: Union[str, bytes]) -> None:
+        self.write_message(message)
+
+    def on_close(self) -> None:
+        _Echo.closed.append(self.close_code)
+
+
+def test_teardown_of_a_fixture_with_a_websocket_left_open() -> None:
+    # pytest-jupyter's teardown: stop(), close_all_connections(), then the
+    # asyncio loop is closed as it is (no IOLoop.close(all_fds=True)). A
+    # WebSocket the test left open must be closed by then, both ends, or its
+    # transport and socket are reported unclosed when collected.
+    _Echo.closed.clear()
+
+    async def main() -> None:
+        sock, port = bind_unused_port()
+        server = HTTPServer(web.Application([("/ws", _Echo)]))
+        server.add_sockets([sock])
+        ws = await websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+        await ws.write_message("ping")
+        assert await ws.read_message() == "ping"
+        server.stop()
+        await server.close_all_connections()
+        assert _Echo.closed == [None]
+        assert server._detached == set()
+
+    with nothing_left_open(pending_tasks_allowed=True):
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(asyncio.wait_for(main(), 5))
+        finally:
+            loop.close()

@@ -21,14 +21,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict squall
 
-# Tests drive Debian's chromium (the demos' browser tests), h2load (HTTP/2) and
-# nginx (squall run behind a proxy); the missing ones are installed in one apt
-# run. Where they cannot be installed, their tests skip, saying why.
+# Tests drive Debian's chromium (the demos' browser tests), h2load (HTTP/2),
+# nginx (squall run behind a proxy) and redis-server (squall.pubsub); the
+# missing ones are installed in one apt run. Where they cannot be installed, their tests skip, saying why.
 pytest: $(STAMP)
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "could not install$$missing: their tests will skip"; \

@@ -28,7 +28,8 @@ for level, names in enumerate(
             "h2client",
         ],
         ["web", "routing", "template", "locale", "websocket"],
-        ["auth", "wsgi", "autoreload", "testing", "compat", "asgi", "cli"],
+        ["auth", "wsgi", "autoreload", "testing", "compat", "asgi", "pubsub"],
+        ["cli"],
     ]
 ):
     for name in names:

@@ -1,0 +1,125 @@
+"""squall.pubsub's in-process backend and the API every backend shares."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from squall.pubsub import LocalPubSub, PubSubClosedError, RedisPubSub, connect
+
+
+def run(coro: object) -> None:
+    asyncio.run(asyncio.wait_for(coro, 2))  # type: ignore[arg-type]
+
+
+def test_every_subscriber_of_a_channel_gets_each_message_in_order() -> None:
+    async def main() -> None:
+        pubsub = LocalPubSub()
+        a = await pubsub.subscribe("topic:1")
+        b = await pubsub.subscribe("topic:1")
+        other = await pubsub.subscribe("topic:2")
+        assert pubsub.subscribers("topic:1") == 2
+        for text in ("one", "two", "three"):
+            await pubsub.publish("topic:1", text)
+        assert [await a.get() for _ in range(3)] == ["one", "two", "three"]
+        assert [await b.get() for _ in range(3)] == ["one", "two", "three"]
+        assert other.get_nowait() is None
+        await pubsub.close()
+
+    run(main())
+
+
+def test_a_waiting_reader_is_woken_by_publish() -> None:
+    async def main() -> None:
+        pubsub = LocalPubSub()
+        sub = await pubsub.subscribe("c")
+        reader = asyncio.ensure_future(sub.get())
+        await asyncio.sleep(0)  # let the reader block (no time passes)
+        assert not reader.done()
+        await pubsub.publish("c", "hello")
+        assert await reader == "hello"
+
+    run(main())
+
+
+def test_slow_subscriber_keeps_the_newest_messages_and_counts_the_dropped() -> None:
+    async def main() -> None:
+        pubsub = LocalPubSub(max_pending=3)
+        slow = await pubsub.subscribe("c")
+        fast = await pubsub.subscribe("c", max_pending=100)
+        for i in range(10):
+            await pubsub.publish("c", str(i))
+        assert slow.pending == 3 and slow.dropped == 7
+        assert [await slow.get() for _ in range(3)] == ["7", "8", "9"]
+        assert fast.pending == 10 and fast.dropped == 0
+
+    run(main())
+
+
+def test_close_ends_iteration_and_unsubscribes() -> None:
+    async def main() -> None:
+        pubsub = LocalPubSub()
+        sub = await pubsub.subscribe("c")
+        got: list[str] = []
+
+        async def read() -> None:
+            async for message in sub:
+                got.append(message)
+                if message == "last":
+                    sub.close()
+
+        reader = asyncio.ensure_future(read())
+        await pubsub.publish("c", "first")
+        await pubsub.publish("c", "last")
+        await reader
+        assert got == ["first", "last"]
+        assert pubsub.subscribers("c") == 0
+        with pytest.raises(PubSubClosedError):
+            await sub.get()
+        await pubsub.publish("c", "nobody hears this")  # no subscriber: no error
+
+    run(main())
+
+
+def test_context_managers_and_closed_pubsub() -> None:
+    async def main() -> None:
+        async with LocalPubSub() as pubsub:
+            async with await pubsub.subscribe("c") as sub:
+                await pubsub.publish("c", "x")
+                assert await sub.get() == "x"
+            assert sub.closed and pubsub.subscribers("c") == 0
+            waiting = await pubsub.subscribe("d")
+        assert waiting.closed
+        with pytest.raises(PubSubClosedError, match="LocalPubSub is closed"):
+            await pubsub.publish("c", "x")
+        with pytest.raises(PubSubClosedError):
+            await pubsub.subscribe("c")
+
+    run(main())
+
+
+def test_bad_arguments_get_clear_errors() -> None:
+    async def main() -> None:
+        pubsub = LocalPubSub()
+        with pytest.raises(TypeError, match="message must be a str, not bytes"):
+            await pubsub.publish("c", b"x")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="channel must be a str"):
+            await pubsub.subscribe(1)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="max_pending must be at least 1"):
+            await pubsub.subscribe("c", max_pending=-1)
+
+    run(main())
+
+
+def test_connect_picks_the_backend_from_the_url() -> None:
+    async def main() -> None:
+        assert isinstance(connect(), LocalPubSub)
+        assert isinstance(connect("memory://"), LocalPubSub)
+        redis = connect("redis://127.0.0.1:1/0")
+        assert isinstance(redis, RedisPubSub)
+        await redis.close()
+        with pytest.raises(ValueError, match="scheme must be memory, redis"):
+            connect("amqp://localhost/")
+
+    run(main())

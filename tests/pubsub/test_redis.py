@@ -1,0 +1,124 @@
+"""squall.pubsub's Redis backend against a real redis-server started by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from squall.pubsub import RedisPubSub
+
+from ._redis_server import RedisServer, free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+def run(coro: object, limit: float = 5.0) -> None:
+    asyncio.run(asyncio.wait_for(coro, limit))  # type: ignore[arg-type]
+
+
+def test_publish_reaches_local_subscribers_through_redis(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url) as pubsub:
+            a = await pubsub.subscribe("topic:1")
+            b = await pubsub.subscribe("topic:1")
+            c = await pubsub.subscribe("topic:2")
+            await pubsub.publish("topic:1", "héllo <b>")
+            await pubsub.publish("topic:2", "two")
+            assert await a.get() == "héllo <b>"
+            assert await b.get() == "héllo <b>"
+            assert await c.get() == "two"
+            assert await pubsub.ping()
+            c.close()
+            # Unsubscribed from Redis too: a publish now has one receiver
+            # channel fewer, which Redis itself reports.
+            await pubsub.publish("topic:1", "again")
+            assert await a.get() == "again"
+
+    run(main())
+
+
+def test_fan_out_across_two_processes_publisher_and_child(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(HERE / "_subscriber.py"),
+                redis_server.url,
+                "board",
+                "3",
+                stdout=asyncio.subprocess.PIPE,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            for _ in range(1)
+        ]
+        try:
+            for child in children:
+                assert child.stdout is not None
+                assert await child.stdout.readline() == b"ready\n"
+            async with RedisPubSub(redis_server.url) as pubsub:
+                own = await pubsub.subscribe("board")
+                for text in ("a", "b", "c"):
+                    await pubsub.publish("board", text)
+                assert [await own.get() for _ in range(3)] == ["a", "b", "c"]
+            for child in children:
+                out, _ = await child.communicate()
+                assert out.decode().split() == ["a", "b", "c"]
+                assert child.returncode == 0
+        finally:
+            for child in children:
+                if child.returncode is None:
+                    child.kill()
+                    await child.wait()
+
+    run(main(), limit=8)
+
+
+def test_delivery_resumes_after_redis_restarts(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        pubsub = RedisPubSub(redis_server.url, max_reconnect_delay=0.1)
+        try:
+            sub = await pubsub.subscribe("live")
+            await pubsub.publish("live", "before")
+            assert await sub.get() == "before"
+
+            redis_server.stop()
+            # The reader notices the closed connection and starts retrying.
+            await pubsub.wait_connected(timeout=3, connected=False)
+            assert not pubsub.connected
+            with pytest.raises(ConnectionError, match="cannot publish to Redis"):
+                await pubsub.publish("live", "lost")
+            redis_server.start()
+            await pubsub.wait_connected(timeout=3)
+            await pubsub.publish("live", "after")
+            assert await sub.get() == "after"
+            assert pubsub.reconnects == 1
+        finally:
+            await pubsub.close()
+
+    with caplog.at_level(logging.WARNING, logger="squall.general"):
+        run(main(), limit=8)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("lost the connection to Redis" in m for m in messages), messages
+    assert any("reconnected to Redis" in m and "1 channel(s)" in m for m in messages), messages
+
+
+def test_subscribe_times_out_when_redis_is_unreachable() -> None:
+    async def main() -> None:
+        pubsub = RedisPubSub(
+            f"redis://127.0.0.1:{free_port()}/0", subscribe_timeout=0.2, reconnect_delay=0.05
+        )
+        try:
+            with pytest.raises(ConnectionError, match="did not confirm the subscription"):
+                await pubsub.subscribe("x")
+            assert pubsub.subscribers("x") == 0
+        finally:
+            await pubsub.close()
+
+    run(main())

@@ -74,20 +74,6 @@ AUTO_PARSER: Final = "python"
 # How many bytes of an incomplete request head are checked for a method.
 _METHOD_PREFIX: Final = 32
 
-# Longest request head remembered for reuse by the next identical one.
-_HEAD_CACHE_MAX: Final = 2048
-
-_ParsedRequest = tuple[
-    str,
-    str,
-    str,
-    Headers,
-    "list[str] | None",
-    "list[str] | None",
-    "list[str] | None",
-    "list[str] | None",
-]
-
 
 def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
     if parser not in ("auto", "python", "httptools"):
@@ -152,14 +138,9 @@ class H1Connection(_Sender):
         self._max_body = self._limits.max_body_size
         self._checked = False
         self._cstate = _C_SIZE
-        self._trailers: Headers = []
+        self._trailers: Headers | None = None
         self._out = 0
         self._out_chunked = False
-        # The previous request head and what it parsed to (server role).
-        self._last_head = b""
-        self._last_parsed: _ParsedRequest | None = None
-        # The previous response's field block, known to be valid.
-        self._last_fields: str = ""
 
     # -- introspection -------------------------------------------------
 
@@ -189,6 +170,17 @@ class H1Connection(_Sender):
         """False once either side has said the connection ends with the
         current exchange; the driver closes after it."""
         return self._keep_alive
+
+    @property
+    def allow_bare_lf(self) -> bool:
+        """Whether a bare LF ends lines of a head (the ``allow_bare_lf`` argument)."""
+        return self._bare_lf
+
+    def end_after_exchange(self) -> None:
+        """End the connection with the current exchange (a server draining,
+        say): `keep_alive` becomes False, and a response head not yet sent
+        says ``Connection: close`` (HTTP/1.1)."""
+        self._keep_alive = False
 
     @property
     def expects_continue(self) -> bool:
@@ -440,24 +432,13 @@ class H1Connection(_Sender):
                 return self._closed(self._pos < len(self._buf))
             return NEED_DATA
         hbuf, start, line_end, end, after = found
-        head = hbuf[start:end]
-        parsed = self._last_parsed
-        if parsed is not None and head == self._last_head:
-            # A keep-alive client repeating its head byte for byte (pollers,
-            # health checks, load generators): same result, same checks.
-            method, target, version, headers, cl, te, conn, expect = parsed
-            headers = headers.copy()
-        else:
-            try:
-                method, target, version, headers = self._heads.request(hbuf, start, line_end, end)
-            except RemoteProtocolError:
-                self._check_method_prefix(hbuf, start)
-                self._check_bare_lf(hbuf, start, end)
-                raise
-            cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)
-            if len(head) <= _HEAD_CACHE_MAX:
-                self._last_head = bytes(head)
-                self._last_parsed = (method, target, version, headers.copy(), cl, te, conn, expect)
+        try:
+            method, target, version, headers = self._heads.request(hbuf, start, line_end, end)
+        except RemoteProtocolError:
+            self._check_method_prefix(hbuf, start)
+            self._check_bare_lf(hbuf, start, end)
+            raise
+        cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)
         self._pos = after
         self._scan = self._pos
         self._method = method
@@ -534,8 +515,12 @@ class H1Connection(_Sender):
             self._rstate = _R_CLOSE
 
     def _end_message(self) -> EndOfMessage:
-        ev = EndOfMessage(self._trailers) if self._trailers else EndOfMessage()
-        self._trailers = []
+        trailers = self._trailers
+        if trailers:
+            ev = EndOfMessage(trailers)
+            self._trailers = None
+        else:
+            ev = EndOfMessage()
         self._expect_continue = False
         if self._switching and self._sstate != _S_BODY:
             self._rstate = _R_SWITCHED

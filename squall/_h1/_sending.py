@@ -38,6 +38,10 @@ __all__: list[str] = []
 # Content-Length, Transfer-Encoding and Connection values (None: absent).
 _FramingFields = tuple[Optional[list[str]], Optional[list[str]], Optional[list[str]]]
 
+# The last response field block serialized, known to be valid (one str
+# reference, swapped whole: any thread reading it sees a valid block).
+_last_fields = ""
+
 
 class _Sender:
     """Methods of `H1Connection` that produce bytes to send. It holds the
@@ -71,9 +75,6 @@ class _Sender:
         "_trailers",
         "_out",
         "_out_chunked",
-        "_last_head",
-        "_last_parsed",
-        "_last_fields",
     )
 
     _client: bool
@@ -87,7 +88,6 @@ class _Sender:
     _informational: int
     _out: int
     _out_chunked: bool
-    _last_fields: str
 
     def _end_cycle(self) -> None:
         raise NotImplementedError
@@ -186,13 +186,15 @@ class _Sender:
             self._keep_alive = False
         if not (100 <= status <= 999) or (status < 200 and status != 101):
             raise LocalProtocolError(f"invalid final status code {status!r}")
-        # Responses on one connection often repeat their fields exactly.
+        # Responses often repeat their fields exactly (across connections
+        # too): the last block known to be valid is kept, module-wide.
+        global _last_fields
         if lines is None:
-            text = encode_fields(headers, self._last_fields)
+            text = encode_fields(headers, _last_fields)
         else:
-            text = encode_lines(lines, self._last_fields)
+            text = encode_lines(lines, _last_fields)
         if len(text) <= 2048:
-            self._last_fields = text
+            _last_fields = text
         plain = False
         if framing_fields is not None:
             # _plain_framing(), inlined for the common response: at most one

@@ -20,6 +20,7 @@ from squall.httputil import (
 __all__ = ["_CallableAdapter", "_HTTPRequestContext", "_ProxyAdapter"]
 
 _IP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_NO_PROXIES: frozenset[str] = frozenset()
 
 
 class _HTTPRequestContext:
@@ -64,7 +65,11 @@ class _HTTPRequestContext:
             self.protocol = "https" if tls else "http"
         self._orig_remote_ip = self.remote_ip
         self._orig_protocol = self.protocol
-        self.trusted_downstream = set(trusted_downstream or ())
+        # Most servers trust no proxy: every connection shares the empty set
+        # (an empty set() of its own would cost each idle connection 216 bytes).
+        self.trusted_downstream: frozenset[str] = (
+            frozenset(trusted_downstream) if trusted_downstream else _NO_PROXIES
+        )
 
     def __str__(self) -> str:
         if self.address_family in _IP_FAMILIES:

@@ -339,15 +339,12 @@ class _H2Protocol(asyncio.Protocol):
         server = old._server
         proto = cls(server, old._params, old._loop, old.context, server._h2_limits)
         # The HTTP/1.1 object steps aside without closing anything.
-        old._stopped = True
-        old._closed = True
-        old._cancel_timers()
+        paused = old._hand_over()
         server._connections.discard(old)
         server._connections.add(proto)
         transport.set_protocol(proto)
         proto.transport = transport
-        if old._read_paused:
-            old._read_paused = False
+        if paused:
             transport.resume_reading()
         proto._start(data, upgrade)
         return proto

@@ -16,11 +16,13 @@ of the protocol.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Optional, Union, cast
+from typing import TYPE_CHECKING, Final, Optional, Union, cast
 
 from squall._h1 import (
     NEED_DATA,
@@ -73,6 +75,64 @@ _PIPELINE_HIGH_WATER = 256 * 1024
 _CLOSE_GRACE = 1.0
 
 
+# -- connection state -------------------------------------------------------------
+#
+# ``_HTTPProtocol._state`` is one of these, in this order; HTTP processing
+# goes on while it is below _CLOSING (h11-style: one explicit state per
+# connection rather than a flag per condition).
+#
+#   _IDLE      between exchanges (and before the first): a head is awaited.
+#              -> _REQUEST when a request head is handed to its delegate.
+#   _REQUEST   the request's body is being read; its response may be under
+#              way or even finished. -> _RESPONSE at the end of the body if
+#              the response is unfinished, else -> _IDLE.
+#   _RESPONSE  the request is read, its response unfinished. -> _IDLE when
+#              the response finishes.
+#   _CLOSING   no more HTTP: the queued output goes out, then the transport
+#              is closed. -> _STOPPED by that flush.
+#   _STOPPED   no more HTTP; the transport is closing.
+#   _DETACHED  an IOStream has the transport (`_RequestConnection.detach`).
+#   _CLOSED    the connection is lost, or handed to HTTP/2. Final.
+#
+# An error, a timeout, close(), or a response that ends the connection
+# moves any state below _CLOSING to _CLOSING or _STOPPED; detach() moves an
+# exchange to _DETACHED; connection_lost moves anything to _CLOSED.
+_IDLE: Final = 0
+_REQUEST: Final = 1
+_RESPONSE: Final = 2
+_CLOSING: Final = 3
+_STOPPED: Final = 4
+_DETACHED: Final = 5
+_CLOSED: Final = 6
+
+# Flow control (``_HTTPProtocol._flow``), independent of the state above:
+# bits, any combination.
+_BLOCKED: Final = 1  # a delegate's awaitable is pending: no events handed on
+_READ_PAUSED: Final = 2  # we paused the transport's reading
+_WRITE_PAUSED: Final = 4  # the transport is over its high-water mark
+_TAKEN: Final = 8  # detach() was called (once only, even on a lost connection)
+
+# The context idle timers run in: asyncio would copy the current one for
+# every timer, and an idle connection always has one. _check_idle runs no
+# application code, and what it triggers later (connection_lost) gets a
+# copy of its own.
+_TIMER_CONTEXT = contextvars.Context()
+
+# One resolved future per loop: what a write returns while the transport
+# takes more (a per-connection one would cost every idle connection).
+_resolved: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _resolved_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    future = _resolved.get(loop)
+    if future is None:
+        future = _resolved[loop] = loop.create_future()
+        future.set_result(None)
+    return future
+
+
 def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     future: asyncio.Future[None] = loop.create_future()
     future.set_exception(StreamClosedError())
@@ -112,7 +172,7 @@ class _RequestConnection(HTTPConnection):
             HTTPOutputError: invalid headers, or a response already started.
         """
         p = self._proto
-        if p._req is not self or p._stopped:
+        if p._req is not self or p._state >= _CLOSING:
             return _closed_future(p._loop)
         assert isinstance(start_line, ResponseStartLine)
         fields = headers._as_list
@@ -148,12 +208,6 @@ class _RequestConnection(HTTPConnection):
             raise HTTPOutputError(str(exc)) from None
         finally:
             self._headers_written = True
-        done = p._done_future
-        if p._in_feed and done is not None and not p._write_paused:
-            # _send(), inlined for the usual case: written while its request
-            # is processed, so the feed loop flushes it.
-            p._out.append(data)
-            return done
         return p._send(data)
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
@@ -163,7 +217,7 @@ class _RequestConnection(HTTPConnection):
             HTTPOutputError: more bytes than the Content-Length.
         """
         p = self._proto
-        if p._req is not self or p._stopped:
+        if p._req is not self or p._state >= _CLOSING:
             return _closed_future(p._loop)
         if not self._headers_written:
             # Tornado's legacy interface: the application writes the whole
@@ -183,12 +237,11 @@ class _RequestConnection(HTTPConnection):
             HTTPOutputError: fewer bytes written than the Content-Length.
         """
         p = self._proto
-        if p._req is not self or p._stopped or self._finished:
+        if p._req is not self or p._state >= _CLOSING or self._finished:
             return
         if not self._headers_written:
             self._finished = True
-            p._close_after_flush = True
-            p._stopped = True
+            p._state = _CLOSING
             if not p._in_feed:
                 p._flush()
             return
@@ -200,12 +253,12 @@ class _RequestConnection(HTTPConnection):
         self._finished = True
         if data:
             p._out.append(data)
-        if not p._h1._keep_alive:
-            p._close_after_flush = True
-            p._stopped = True
+        if not p._h1.keep_alive:
+            p._state = _CLOSING
         if not p._in_feed:
             p._flush()
-        if p._read_done:
+        if p._delegate is None:
+            # The request was read to its end: the exchange is over.
             p._end_exchange()
 
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
@@ -255,24 +308,17 @@ class _HTTPProtocol(asyncio.Protocol):
         "_h1",
         "transport",
         "context",
+        "_state",
+        "_flow",
+        "_in_feed",
         "_req",
         "_delegate",
-        "_read_done",
-        "_after_head",
         "_leftover",
         "_out",
-        "_in_feed",
         "_flush_handle",
-        "_blocked",
-        "_stopped",
-        "_close_after_flush",
-        "_closed",
-        "_read_paused",
-        "_write_paused",
         "_drain_waiters",
         "_done_future",
         "_stream",
-        "_detached",
         "_idle_since",
         "_idle_timer",
         "_head_since",
@@ -280,7 +326,6 @@ class _HTTPProtocol(asyncio.Protocol):
         "_write_timer",
         "_closed_event",
         "_tls_task",
-        "_lenient",
         "_good_host",
         "_start_request",
     )
@@ -299,25 +344,20 @@ class _HTTPProtocol(asyncio.Protocol):
         self._h1: H1Connection = _new_h1("server", params, False)
         self.transport: Optional[asyncio.Transport] = None
         self.context: Optional[_HTTPRequestContext] = None
+        self._state = _IDLE
+        self._flow = 0
+        # Set while _process runs: what the delegate writes then is flushed
+        # once at its end, and a nested _process returns at once.
+        self._in_feed = False
         self._req: Optional[_RequestConnection] = None
+        # The request's delegate until its body has been read (None after).
         self._delegate: Optional[HTTPMessageDelegate] = None
-        self._read_done = False
-        self._after_head = False
         self._leftover: Optional[bytes] = None
         self._out: list[bytes] = []
-        self._in_feed = False
         self._flush_handle: Optional[asyncio.Handle] = None
-        self._blocked = False
-        # No more HTTP processing: closing, or detached.
-        self._stopped = False
-        self._close_after_flush = False
-        self._closed = False
-        self._read_paused = False
-        self._write_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._done_future: Optional[asyncio.Future[None]] = None
+        self._drain_waiters: Optional[list[asyncio.Future[None]]] = None
+        self._done_future = _resolved_future(loop)
         self._stream: Optional[_TransportStream] = None
-        self._detached = False
         self._idle_since = 0.0
         self._idle_timer: Optional[asyncio.TimerHandle] = None
         # When the head now awaited began (0.0: none begun, the connection
@@ -327,10 +367,37 @@ class _HTTPProtocol(asyncio.Protocol):
         self._write_timer: Optional[asyncio.TimerHandle] = None
         self._closed_event: Optional[asyncio.Future[None]] = None
         self._tls_task: Optional[asyncio.Task[None]] = None
-        # Whether the parser accepts bare LFs (after a peer used one).
-        self._lenient = False
         self._good_host: Optional[str] = None
         self._start_request = server._request_starter()
+
+    @property
+    def _detached(self) -> bool:
+        # Read by the transport stream (_stream.py).
+        return self._state == _DETACHED
+
+    @property
+    def _write_paused(self) -> bool:
+        # Read by the transport stream and by tests.
+        return bool(self._flow & _WRITE_PAUSED)
+
+    def _stop(self) -> None:
+        """No more HTTP processing (the caller closes the transport)."""
+        if self._state < _STOPPED:
+            self._state = _STOPPED
+
+    def _close_soon(self) -> None:
+        """No more HTTP processing; close once the queued output is written."""
+        if self._state < _CLOSING:
+            self._state = _CLOSING
+
+    def _hand_over(self) -> bool:
+        """Another protocol (HTTP/2) takes the transport: step aside, closing
+        nothing. Returns whether reading was paused (the caller resumes it)."""
+        self._state = _CLOSED
+        self._cancel_timers()
+        paused = bool(self._flow & _READ_PAUSED)
+        self._flow &= ~_READ_PAUSED
+        return paused
 
     # -- asyncio callbacks -----------------------------------------------------------
 
@@ -394,34 +461,33 @@ class _HTTPProtocol(asyncio.Protocol):
             self._process()
 
     def data_received(self, data: bytes) -> None:
-        if self._detached:
-            stream = self._stream
-            assert stream is not None
-            stream._feed(data)
-            return
-        if self._stopped:
+        if self._state >= _CLOSING:
+            if self._state == _DETACHED:
+                stream = self._stream
+                assert stream is not None
+                stream._feed(data)
             return
         self._h1.receive_data(data)
-        if not self._blocked and self._tls_task is None:
+        if not self._flow & _BLOCKED and self._tls_task is None:
             self._process()
 
     def eof_received(self) -> Optional[bool]:
-        if self._detached:
-            stream = self._stream
-            assert stream is not None
-            stream._feed_eof()
+        if self._state >= _CLOSING:
+            if self._state == _DETACHED:
+                stream = self._stream
+                assert stream is not None
+                stream._feed_eof()
             return None
-        if not self._stopped:
-            self._h1.receive_data(b"")
-            if not self._blocked:
-                self._process()
+        self._h1.receive_data(b"")
+        if not self._flow & _BLOCKED:
+            self._process()
         return None
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._on_lost(exc)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._flow |= _WRITE_PAUSED
         self._pause_reading()
         timeout = self._server.write_timeout
         if timeout is not None and self._write_timer is None:
@@ -429,20 +495,21 @@ class _HTTPProtocol(asyncio.Protocol):
             self._write_timer = self._loop.call_later(timeout, self._write_timed_out)
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self._flow &= ~_WRITE_PAUSED
         timer = self._write_timer
         if timer is not None:
             timer.cancel()
             self._write_timer = None
         waiters = self._drain_waiters
-        self._drain_waiters = []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        if waiters is not None:
+            self._drain_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         stream = self._stream
         if stream is not None:
             stream._writable()
-        if not self._detached:
+        if self._state != _DETACHED:
             self._resume_reading()
 
     # -- the request cycle -----------------------------------------------------------
@@ -455,14 +522,11 @@ class _HTTPProtocol(asyncio.Protocol):
         self._in_feed = True
         h1 = self._h1
         try:
-            if self._after_head:
-                self._after_head = False
-                self._head_done()
             leftover = self._leftover
             if leftover is not None:
                 self._leftover = None
                 self._deliver(leftover)
-            while not self._blocked and not self._stopped:
+            while self._state < _CLOSING and not self._flow & _BLOCKED:
                 event = h1.next_event()
                 kind = type(event)
                 if kind is Request:
@@ -473,12 +537,11 @@ class _HTTPProtocol(asyncio.Protocol):
                     self._deliver(event.data)
                 elif kind is EndOfMessage:
                     self._on_end()
-                    if not (h1._eof or h1._pos < len(h1._buf)):
-                        # has_input(), read in this frame: spares a parse
-                        # that can only say NEED_DATA or PAUSED.
+                    if not h1.has_input():
+                        # Spares a parse that can only say NEED_DATA or PAUSED.
                         break
                 elif event is NEED_DATA:
-                    if self._req is None and not self._head_since and h1.buffered:
+                    if self._state == _IDLE and not self._head_since and h1.buffered:
                         self._head_started()
                     break
                 elif event is PAUSED:
@@ -487,18 +550,16 @@ class _HTTPProtocol(asyncio.Protocol):
                     break
                 else:
                     assert isinstance(event, ConnectionClosed)
-                    self._stopped = True
-                    self._close_after_flush = True
+                    self._state = _CLOSING
                     break
         except RemoteProtocolError as exc:
             lenient = None
-            if self._req is None and not self._lenient:
+            if self._state == _IDLE and not h1.allow_bare_lf:
                 lenient = _lenient_after(h1, self._params)
             if lenient is None:
                 self._reject(exc.status_hint, str(exc))
             else:
                 self._h1 = lenient
-                self._lenient = True
                 self._in_feed = False
                 self._process()
                 return
@@ -509,7 +570,7 @@ class _HTTPProtocol(asyncio.Protocol):
             self._abort()
         finally:
             self._in_feed = False
-            if self._out or self._close_after_flush:
+            if self._out or self._state == _CLOSING:
                 self._flush()
 
     def _on_request(self, event: Request) -> None:
@@ -531,28 +592,29 @@ class _HTTPProtocol(asyncio.Protocol):
         req._finished = False
         req._body_timeout = None
         self._req = req
-        self._read_done = False
+        self._state = _REQUEST
         delegate = self._start_request(self, req)
-        if self._params.decompress:
+        params = self._params
+        if params.decompress:
             delegate = _GzipMessageDelegate(
-                delegate, self._params.chunk_size, self._h1.limits.max_body_size
+                delegate, params.chunk_size, self._h1.limits.max_body_size
             )
         self._delegate = delegate
         ret = delegate.headers_received(start_line, headers)
         if ret is not None:
-            self._after_head = True
-            self._block(ret)
-            return
-        if self._h1._expect_continue or self._params.body_timeout is not None:
-            self._head_done()
-        elif req._body_timeout is not None:
+            self._block(ret, True)
+        elif (
+            self._h1.expects_continue
+            or params.body_timeout is not None
+            or req._body_timeout is not None
+        ):
             self._head_done()
 
     def _head_done(self) -> None:
         """The delegate has taken the head: ask for the body, start its clock."""
         h1 = self._h1
         req = self._req
-        if req is None or self._stopped:
+        if req is None or self._state >= _CLOSING:
             return
         if h1.expects_continue and not req._headers_written:
             # RFC 9110 §10.1.1: the delegate is ready to read the body.
@@ -570,7 +632,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if len(data) <= size:
             ret = delegate.data_received(data)
             if ret is not None:
-                self._block(ret)
+                self._block(ret, False)
             return
         for i in range(0, len(data), size):
             ret = delegate.data_received(data[i : i + size])
@@ -578,7 +640,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 rest = data[i + size :]
                 if rest:
                     self._leftover = rest
-                self._block(ret)
+                self._block(ret, False)
                 return
 
     def _on_end(self) -> None:
@@ -586,9 +648,12 @@ class _HTTPProtocol(asyncio.Protocol):
         if timer is not None:
             timer.cancel()
             self._body_timer = None
-        self._read_done = True
         delegate = self._delegate
         assert delegate is not None
+        # The request is read: its delegate hears nothing more from us.
+        self._delegate = None
+        if self._state == _REQUEST:
+            self._state = _RESPONSE
         delegate.finish()
         req = self._req
         if req is not None and req._finished and self._req is req:
@@ -598,29 +663,35 @@ class _HTTPProtocol(asyncio.Protocol):
         """Both the request and its response are complete."""
         self._req = None
         self._delegate = None
-        self._read_done = False
         self._head_since = 0.0
         self._idle_since = self._loop.time()
-        if not self._in_feed and not self._stopped:
-            self._resume_reading()
-            self._process()
+        if self._state < _CLOSING:
+            self._state = _IDLE
+            if not self._in_feed:
+                self._resume_reading()
+                self._process()
 
-    def _block(self, awaitable: Awaitable[None]) -> None:
-        self._blocked = True
+    def _block(self, awaitable: Awaitable[None], head: bool) -> None:
+        """Hand no more events on until ``awaitable`` is done (``head``: it
+        came from ``headers_received``, so the body is asked for then)."""
+        self._flow |= _BLOCKED
         self._pause_reading()
         if isinstance(awaitable, asyncio.Future):
             future: asyncio.Future[None] = awaitable
         else:
             future = asyncio.ensure_future(awaitable, loop=self._loop)
-        future.add_done_callback(self._unblock)
+        future.add_done_callback(self._unblock_head if head else self._unblock)
 
-    def _unblock(self, future: asyncio.Future[None]) -> None:
-        self._blocked = False
+    def _unblock_head(self, future: asyncio.Future[None]) -> None:
+        self._unblock(future, True)
+
+    def _unblock(self, future: asyncio.Future[None], head: bool = False) -> None:
+        self._flow &= ~_BLOCKED
         if future.cancelled():
             exc: Optional[BaseException] = asyncio.CancelledError()
         else:
             exc = future.exception()
-        if self._stopped:
+        if self._state >= _CLOSING:
             return
         if exc is not None:
             if isinstance(exc, HTTPInputError):
@@ -630,6 +701,8 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._abort()
             self._flush()
             return
+        if head:
+            self._head_done()
         self._resume_reading()
         self._process()
 
@@ -640,22 +713,26 @@ class _HTTPProtocol(asyncio.Protocol):
         req = self._req
         if req is None or not req._headers_written:
             self._out.append(_error_response(status_hint))
-        self._stopped = True
-        self._close_after_flush = True
+        self._close_soon()
 
     def _abort(self) -> None:
         """Stop and close, sending only what was already queued."""
-        self._stopped = True
-        self._close_after_flush = True
+        if self._state == _DETACHED:
+            # The stream owns the connection; only the transport is closed.
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._close_soon()
         if not self._in_feed:
             self._flush()
 
     def _body_timed_out(self) -> None:
         self._body_timer = None
-        if self._stopped:
+        if self._state >= _CLOSING:
             return
         gen_log.info("Timeout reading body from %s", self.context)
-        self._stopped = True
+        self._state = _STOPPED
         transport = self.transport
         if transport is not None:
             transport.close()
@@ -663,7 +740,7 @@ class _HTTPProtocol(asyncio.Protocol):
     def _write_timed_out(self) -> None:
         self._write_timer = None
         gen_log.info("Timeout writing to %s: the client stopped reading", self.context)
-        self._stopped = True
+        self._stop()
         transport = self.transport
         if transport is not None:
             transport.abort()
@@ -686,7 +763,11 @@ class _HTTPProtocol(asyncio.Protocol):
         timer = self._idle_timer
         if timer is not None:
             timer.cancel()
-        self._idle_timer = None if when is None else self._loop.call_at(when, self._check_idle)
+        self._idle_timer = (
+            None
+            if when is None
+            else self._loop.call_at(when, self._check_idle, context=_TIMER_CONTEXT)
+        )
 
     def _idle_deadline(self, now: float) -> Optional[float]:
         """When the connection times out, if no exchange is in progress."""
@@ -703,10 +784,10 @@ class _HTTPProtocol(asyncio.Protocol):
         """Close a connection idle for ``idle_connection_timeout`` between
         exchanges, or whose head took longer than ``header_timeout``."""
         self._idle_timer = None
-        if self._stopped or self._closed:
+        if self._state >= _CLOSING:
             return
         now = self._loop.time()
-        if self._req is not None:
+        if self._state != _IDLE:
             # An exchange is in progress (its body has body_timeout): look
             # again later, when it may have ended.
             idle = self._server.idle_connection_timeout
@@ -718,7 +799,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if when is not None and now >= when - 0.001:
             if self._head_since:
                 gen_log.debug("Timeout reading a request head from %s", self.context)
-            self._stopped = True
+            self._state = _STOPPED
             transport = self.transport
             if transport is not None:
                 transport.close()
@@ -731,15 +812,14 @@ class _HTTPProtocol(asyncio.Protocol):
         self._out.append(data)
         if not self._in_feed and self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
-        if self._write_paused:
+        if self._flow & _WRITE_PAUSED:
             waiter = self._loop.create_future()
-            self._drain_waiters.append(waiter)
+            if self._drain_waiters is None:
+                self._drain_waiters = [waiter]
+            else:
+                self._drain_waiters.append(waiter)
             return waiter
-        done = self._done_future
-        if done is None:
-            done = self._done_future = self._loop.create_future()
-            done.set_result(None)
-        return done
+        return self._done_future
 
     def _flush(self) -> None:
         handle = self._flush_handle
@@ -748,37 +828,41 @@ class _HTTPProtocol(asyncio.Protocol):
             handle.cancel()
         transport = self.transport
         out = self._out
-        if transport is None or self._closed:
+        if transport is None or self._state == _CLOSED:
             out.clear()
             return
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             transport.write(data)
-        if self._close_after_flush:
-            self._close_after_flush = False
+        if self._state == _CLOSING:
+            self._state = _STOPPED
             transport.close()
 
     def _pause_reading(self) -> None:
-        if not self._read_paused and self.transport is not None and not self._closed:
-            self._read_paused = True
-            self.transport.pause_reading()
+        transport = self.transport
+        if not self._flow & _READ_PAUSED and transport is not None and self._state != _CLOSED:
+            self._flow |= _READ_PAUSED
+            transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self._read_paused and not self._blocked and not self._write_paused:
-            self._read_paused = False
-            if self.transport is not None and not self._closed:
-                self.transport.resume_reading()
+        flow = self._flow
+        if flow & _READ_PAUSED and not flow & (_BLOCKED | _WRITE_PAUSED):
+            self._flow = flow & ~_READ_PAUSED
+            transport = self.transport
+            if transport is not None and self._state != _CLOSED:
+                transport.resume_reading()
 
     def _set_stream_reading(self, reading: bool) -> None:
         transport = self.transport
-        if transport is None or self._closed:
+        if transport is None or self._state == _CLOSED:
             return
-        if reading and self._read_paused:
-            self._read_paused = False
+        paused = self._flow & _READ_PAUSED
+        if reading and paused:
+            self._flow &= ~_READ_PAUSED
             transport.resume_reading()
-        elif not reading and not self._read_paused:
-            self._read_paused = True
+        elif not reading and not paused:
+            self._flow |= _READ_PAUSED
             transport.pause_reading()
 
     # -- taking over and closing -----------------------------------------------------
@@ -793,17 +877,19 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._server.max_buffer_size,
                 self._server.read_chunk_size,
             )
-            if self._closed:
+            if self._state == _CLOSED:
                 stream._lost(None)
         return stream
 
     def _detach(self) -> _TransportStream:
-        if self._detached:
+        if self._flow & _TAKEN:
             raise RuntimeError("the connection was already detached")
+        self._flow |= _TAKEN
         self._flush()
         stream = self._get_stream()
-        self._detached = True
-        self._stopped = True
+        if self._state == _CLOSED:
+            return stream  # already lost: nothing to take over
+        self._state = _DETACHED
         self._req = None
         self._delegate = None
         self._cancel_timers()
@@ -811,7 +897,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if leftover:
             stream._inbox += leftover
         # The stream decides from now on when to read.
-        self._blocked = False
+        self._flow &= ~_BLOCKED
         self._set_stream_reading(True)
         self._forget()
         self._server._detached.add(self)
@@ -831,10 +917,10 @@ class _HTTPProtocol(asyncio.Protocol):
             server.on_close(self)
 
     def _on_lost(self, exc: Optional[BaseException]) -> None:
-        if self._closed:
+        state = self._state
+        if state == _CLOSED:
             return
-        self._closed = True
-        self._stopped = True
+        self._state = _CLOSED
         self._cancel_timers()
         timer = self._write_timer
         if timer is not None:
@@ -845,11 +931,13 @@ class _HTTPProtocol(asyncio.Protocol):
             handle.cancel()
             self._flush_handle = None
         self._out.clear()
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_exception(StreamClosedError(real_error=exc))
-                waiter.exception()
-        self._drain_waiters = []
+        waiters = self._drain_waiters
+        if waiters is not None:
+            self._drain_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(StreamClosedError(real_error=exc))
+                    waiter.exception()
         stream = self._stream
         if stream is not None:
             stream._lost(exc)
@@ -857,8 +945,9 @@ class _HTTPProtocol(asyncio.Protocol):
         delegate = self._delegate
         self._req = None
         self._delegate = None
-        if req is not None and not self._detached:
-            if delegate is not None and not self._read_done:
+        if req is not None:
+            if delegate is not None:
+                # The request's body was still coming.
                 try:
                     delegate.on_connection_close()
                 except Exception:
@@ -871,7 +960,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 except Exception:
                     app_log.error("Uncaught exception in close callback", exc_info=True)
         self._forget()
-        if self._detached:
+        if state == _DETACHED:
             self._server._detached_lost(self)
         event = self._closed_event
         if event is not None and not event.done():
@@ -884,12 +973,12 @@ class _HTTPProtocol(asyncio.Protocol):
         ``_CLOSE_GRACE`` seconds (a client that stops reading cannot hold
         the close up); then the connection is aborted.
         """
-        if self._closed:
+        if self._state == _CLOSED:
             return
         if self._closed_event is None:
             self._closed_event = self._loop.create_future()
         event = self._closed_event
-        self._stopped = True
+        self._stop()
         if self._tls_task is not None and not self._tls_task.done():
             self._tls_task.cancel()
         elif self.transport is not None:
@@ -902,9 +991,9 @@ class _HTTPProtocol(asyncio.Protocol):
 
     def _hard_close(self) -> None:
         """Drop the connection now, discarding unsent output."""
-        if self._closed:
+        if self._state == _CLOSED:
             return
-        self._stopped = True
+        self._stop()
         task = self._tls_task
         if task is not None and not task.done():
             task.cancel()
@@ -921,7 +1010,7 @@ class _HTTPProtocol(asyncio.Protocol):
         that the response to a request still arriving says ``Connection:
         close``.
         """
-        if self._closed or self._detached:
+        if self._state >= _DETACHED:
             return
         self._params = params
         if self._tls_task is not None:
@@ -931,9 +1020,9 @@ class _HTTPProtocol(asyncio.Protocol):
         if self._req is not None:
             # The response (written or not) ends the connection: the core
             # adds ``Connection: close`` to a head not yet sent.
-            self._h1._keep_alive = False
+            self._h1.end_after_exchange()
         elif not self._h1.buffered:
-            self._stopped = True
+            self._stop()
             self._flush()
             transport = self.transport
             if transport is not None:

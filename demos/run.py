@@ -1,6 +1,9 @@
-"""Entry point of ``make demo``: serves the chat demo on http://127.0.0.1:8888/.
+"""Entry point of ``make demo``: serves the forum demo on http://127.0.0.1:8888/.
 
-Extra arguments go to the chat demo (``demos/run.py --port=9000``).
+One process, SQLite in ``demos/forum/forum.sqlite3`` (created on first run),
+live updates in-process. Extra arguments go to the forum
+(``demos/run.py --port=9000 --db=sqlite:///tmp/forum.sqlite3``). The chat demo
+runs by itself: ``python demos/chat/app.py``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main() -> int:
-    spec = importlib.util.spec_from_file_location("chat_demo", os.path.join(HERE, "chat", "app.py"))
+    spec = importlib.util.spec_from_file_location(
+        "forum_demo", os.path.join(HERE, "forum", "app.py")
+    )
     assert spec is not None and spec.loader is not None
-    chat = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(chat)
+    forum = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(forum)
     # Later arguments win, so the command line can override these defaults.
-    chat.main([sys.argv[0], "--address=127.0.0.1", "--port=8888", *sys.argv[1:]])
+    forum.main([sys.argv[0], "--address=127.0.0.1", "--port=8888", *sys.argv[1:]])
     return 0
 
 

@@ -278,9 +278,9 @@ def test_message_buffer_keeps_only_the_newest() -> None:
         buffer.add({"seq": 2, "body": "late"})
 
 
-def test_make_demo_entry_point_prints_its_address() -> None:
+def test_chat_entry_point_prints_its_address() -> None:
     async def main() -> None:
-        process, url = await start_demo("run.py", "--port=0")
+        process, url = await start_demo("chat/app.py", "--port=0")
         http = AsyncHTTPClient(force_instance=True)
         try:
             assert url.startswith("http://127.0.0.1:")

@@ -1,0 +1,294 @@
+"""The forum demo over HTTP and WebSocket, in one process on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from pathlib import Path
+
+import pytest
+
+from squall.httpclient import HTTPRequest
+from squall.websocket import websocket_connect
+
+from .._util import run, start_demo, stop
+from ._client import LIMIT_REQUEST, PASSWORD, Visitor, client, forum, forum_server
+
+
+def test_signup_login_logout(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path) as (app, base), client() as http:
+            ann = Visitor(base, http)
+            response = await ann.signup("ann")
+            assert response.code == 302 and response.headers["Location"] == "/"
+            page = await ann.fetch("/")
+            assert b'<strong id="me">ann</strong>' in page.body
+
+            assert (await Visitor(base, http).signup("ann")).code == 400  # taken
+            short = await Visitor(base, http).signup("bob", "short")
+            assert short.code == 400 and b"at least 8 characters" in short.body
+
+            assert (await ann.fetch("/logout", {})).code == 302
+            assert b'id="me"' not in (await ann.fetch("/")).body
+
+            wrong = await ann.fetch("/login", {"name": "ann", "password": "not it!!"})
+            assert wrong.code == 403 and b"Wrong name or password" in wrong.body
+            nobody = await ann.fetch("/login", {"name": "nobody", "password": PASSWORD})
+            assert nobody.code == 403
+            ok = await ann.fetch("/login?next=/b/general", {"name": "ann", "password": PASSWORD})
+            assert ok.code == 302 and ok.headers["Location"] == "/b/general"
+            away = await ann.fetch(
+                "/login?next=//evil.example/", {"name": "ann", "password": PASSWORD}
+            )
+            assert away.headers["Location"] == "/"  # no open redirect
+
+            rows = await app.settings["db"].fetchall("SELECT name, password FROM users")
+            assert [r["name"] for r in rows] == ["ann"]
+            assert rows[0]["password"].startswith("scrypt$1024$8$1$")
+            assert PASSWORD not in rows[0]["password"]
+
+    run(main())
+
+
+def test_passwords_are_salted_scrypt_hashes() -> None:
+    one, two = forum.hash_password("secret pw", n=2**10), forum.hash_password("secret pw", n=2**10)
+    assert one != two  # a salt per hash
+    assert forum.check_password("secret pw", one) and forum.check_password("secret pw", two)
+    assert not forum.check_password("secret pX", one)
+    assert not forum.check_password("secret pw", "md5$abc")
+    assert not forum.check_password("secret pw", "garbage")
+
+
+def test_every_form_needs_the_xsrf_token_and_posting_needs_an_account(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path) as (_, base), client() as http:
+            ann = Visitor(base, http)
+            for path, form in [
+                ("/signup", {"name": "x", "password": PASSWORD}),
+                ("/login", {"name": "x", "password": PASSWORD}),
+                ("/logout", {}),
+                ("/messages", {"name": "x", "email": "a@b", "address": "x", "message": "x"}),
+                ("/b/general", {"title": "x", "body": "x"}),
+            ]:
+                response = await ann.fetch(path, form, xsrf=False)
+                assert response.code == 403, path
+                assert b"_xsrf&#x27; argument missing from POST" in response.body, path
+            # With the token but no account: refused (a GET would redirect to /login).
+            anonymous = await ann.fetch("/b/general", {"title": "t", "body": "b"})
+            assert anonymous.code == 403
+            assert (await ann.fetch("/t/1", {"body": "b"})).code == 403
+
+    run(main())
+
+
+def test_topics_and_paginated_replies(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path, page_size=3) as (_, base), client() as http:
+            ann = Visitor(base, http)
+            await ann.signup("ann")
+            topic = await ann.new_topic("squall", "Workers and Redis", "first post")
+            ids = [(await ann.reply(topic, f"reply {i}"))[0] for i in range(1, 5)]
+            last_id, location = await ann.reply(topic, "reply 5")
+            assert location == f"/t/{topic}?page=2#p{last_id}"
+
+            first = (await ann.fetch(f"/t/{topic}")).body.decode()
+            second = (await ann.fetch(f"/t/{topic}?page=2")).body.decode()
+            assert first.count('class="post"') == 3 and second.count('class="post"') == 3
+            assert "first post" in first and "reply 2" in first and "reply 3" not in first
+            assert f'id="p{ids[2]}"' in second and "reply 5" in second
+            assert f'href="/t/{topic}?page=2"' in first  # the Pager module
+            # Live updates are offered on the last page only, after its newest post.
+            assert 'id="live"' not in first and f'data-after="{last_id}"' in second
+            # A page past the end shows the last one.
+            assert "reply 5" in (await ann.fetch(f"/t/{topic}?page=9")).body.decode()
+
+            board = (await ann.fetch("/b/squall")).body.decode()
+            assert "Workers and Redis" in board and "<td>6</td>" in board
+            index = (await ann.fetch("/")).body.decode()
+            assert "1 topic<" in index
+
+    run(main())
+
+
+def test_bad_urls_and_arguments_get_clear_errors(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path) as (_, base), client() as http:
+            ann = Visitor(base, http)
+            await ann.signup("ann")
+            topic = await ann.new_topic("general", "t", "b")
+            cases = [
+                ("/b/nowhere", None, 404, b"no such board"),
+                ("/t/999", None, 404, b"no such topic"),
+                (f"/t/{topic}?page=0", None, 400, b"page must be a positive integer"),
+                (f"/t/{topic}/poll?after=x", None, 400, b"after must be a post id"),
+                (f"/t/{topic}", {"body": "  "}, 400, b"body is required"),
+                (f"/t/{topic}", {"body": "x" * 10_001}, 400, b"body is over 10000 characters"),
+                ("/b/general", {"title": "t" * 201, "body": "b"}, 400, b"title is over 200"),
+                (
+                    "/messages",
+                    {"name": "n", "email": "no-at-sign", "address": "a", "message": "m"},
+                    400,
+                    b"email must contain @",
+                ),
+            ]
+            for path, form, code, text in cases:
+                response = await ann.fetch(path, form)
+                assert response.code == code, (path, response.code)
+                assert text in response.body, (path, response.body[-400:])
+
+    run(main())
+
+
+SQL = "x'); DROP TABLE users; --"
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def test_sql_injection_and_xss_through_every_form_are_stored_and_shown_as_text(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path) as (app, base), client() as http:
+            db = app.settings["db"]
+            evil = Visitor(base, http)
+            name = "<b>" + SQL[:24]
+            assert (await evil.signup(name)).code == 302
+            topic = await evil.new_topic("general", XSS + SQL, SQL + "\n" + XSS)
+            await evil.reply(topic, XSS)
+            fields = {"name": XSS[:64], "email": "a@b" + SQL, "address": SQL, "message": XSS + SQL}
+            assert (await evil.fetch("/messages", fields)).code == 302
+            # Logging in with the payload as the name works too (it is a value).
+            await evil.fetch("/logout", {})
+            again = await evil.fetch("/login", {"name": name, "password": PASSWORD})
+            assert again.code == 302
+
+            # Stored exactly as typed, and no table was dropped.
+            assert [r["name"] for r in await db.fetchall("SELECT name FROM users")] == [name]
+            row = await db.fetchone("SELECT title FROM topics WHERE id = ?", topic)
+            assert row["title"] == XSS + SQL
+            bodies = [r["body"] for r in await db.fetchall("SELECT body FROM posts ORDER BY id")]
+            assert bodies == [SQL + "\n" + XSS, XSS]
+            message = await db.fetchone("SELECT * FROM tb_message")
+            assert {k: message[k] for k in fields} == fields
+
+            # Shown as text: the escaped form is in the page, the markup is not.
+            pages = {
+                "topic": (await evil.fetch(f"/t/{topic}")).body.decode(),
+                "board": (await evil.fetch("/b/general")).body.decode(),
+                "messages": (await evil.fetch("/messages")).body.decode(),
+                "index": (await evil.fetch("/")).body.decode(),
+            }
+            for where, page in pages.items():
+                assert "<script>alert" not in page and "<img src=x" not in page, where
+                assert "<b>x'" not in page, where
+            assert html.escape(XSS + SQL, quote=True) in pages["topic"]
+            assert html.escape(name, quote=True) in pages["topic"]
+            assert html.escape(XSS + SQL, quote=True) in pages["messages"]
+            assert html.escape(SQL, quote=True) in pages["messages"]
+
+    run(main())
+
+
+def test_new_replies_reach_an_open_websocket_and_a_long_poll(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path, poll_timeout=3) as (_, base), client() as http:
+            ann, bob = Visitor(base, http), Visitor(base, http)
+            await ann.signup("ann")
+            await bob.signup("bob")
+            topic = await ann.new_topic("general", "live", "opening post")
+            first = (await ann.reply(topic, "before the socket"))[0]
+
+            ws_url = base.replace("http", "ws") + f"/t/{topic}/live?after={first - 1}"
+            conn = await websocket_connect(
+                HTTPRequest(ws_url, headers={"Cookie": bob.cookie_header()}),
+                connect_timeout=LIMIT_REQUEST,
+            )
+            # The backlog after the cursor comes first...
+            backlog = json.loads(await conn.read_message())
+            assert [p["id"] for p in backlog["posts"]] == [first]
+            # ...then each reply as it is posted (a long poll waits beside it).
+            poll = asyncio.ensure_future(bob.fetch(f"/t/{topic}/poll?after={first}"))
+            second = (await ann.reply(topic, "<i>live</i> reply"))[0]
+            pushed = json.loads(await conn.read_message())
+            assert [p["id"] for p in pushed["posts"]] == [second]
+            assert "&lt;i&gt;live&lt;/i&gt; reply" in pushed["posts"][0]["html"]
+            polled = await poll
+            assert polled.code == 200
+            assert [p["id"] for p in json.loads(polled.body)["posts"]] == [second]
+            # Read-only socket: a message gets an error answer, not a post.
+            await conn.write_message("{}")
+            assert "read-only" in json.loads(await conn.read_message())["error"]
+            conn.close()
+
+    run(main())
+
+
+def test_long_poll_answers_empty_after_its_timeout(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path, poll_timeout=0.1) as (_, base), client() as http:
+            ann = Visitor(base, http)
+            await ann.signup("ann")
+            topic = await ann.new_topic("general", "quiet", "nobody answers")
+            response = await ann.fetch(f"/t/{topic}/poll?after=999")
+            assert response.code == 200 and json.loads(response.body) == {"posts": []}
+
+    run(main())
+
+
+def test_slow_socket_gets_what_it_missed_from_the_database(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path) as (app, base), client() as http:
+            ann = Visitor(base, http)
+            await ann.signup("ann")
+            topic = await ann.new_topic("general", "busy", "start")
+            pubsub, db = app.settings["pubsub"], app.settings["db"]
+            pubsub.max_pending = 1
+            conn = await websocket_connect(
+                base.replace("http", "ws") + f"/t/{topic}/live?after=1",
+                connect_timeout=LIMIT_REQUEST,
+            )
+            channel = forum.topic_channel(topic)
+            while pubsub.subscribers(channel) == 0:
+                await asyncio.sleep(0)  # the handshake's open() subscribes
+            # Three posts published back to back, with no chance for the
+            # socket's pump to read in between: its subscription (bound 1)
+            # drops two, and the pump sends what the database has instead.
+            ids = []
+            for i in range(3):
+                ids.append(
+                    await db.insert("posts", topic_id=topic, user_id=1, body=f"r{i}", created=0.0)
+                )
+            for post_id in ids:
+                await pubsub.publish(channel, json.dumps({"posts": [{"id": post_id, "html": ""}]}))
+            got: list[int] = []
+            while len(got) < 3:
+                got += [p["id"] for p in json.loads(await conn.read_message())["posts"]]
+            assert got == ids
+            conn.close()
+
+    run(main())
+
+
+def test_database_urls_and_placeholders() -> None:
+    pg = forum.Database("postgresql://u:p@h/db")
+    assert pg._sql("SELECT ? WHERE a = ? AND b = ?") == "SELECT $1 WHERE a = $2 AND b = $3"
+    assert forum.Database("mysql://u:p@h/db")._sql("a = ? AND b = ?") == "a = %s AND b = %s"
+    assert forum.Database("sqlite:///x.db")._sql("a = ?") == "a = ?"
+    with pytest.raises(ValueError, match="use sqlite://, postgresql:// or mysql://"):
+        forum.Database("oracle://x")
+
+
+def test_make_demo_serves_the_forum_and_prints_its_address(tmp_path: Path) -> None:
+    async def main() -> None:
+        db = f"--db=sqlite:///{tmp_path / 'demo.sqlite3'}"
+        process, url = await start_demo("run.py", "--port=0", db)
+        try:
+            async with client() as http:
+                assert url.startswith("http://127.0.0.1:")
+                response = await http.fetch(url.rstrip("/") + "/", request_timeout=LIMIT_REQUEST)
+                assert b"Squall forum" in response.body and b"Message board" in response.body
+            assert (tmp_path / "demo.sqlite3").exists()
+        finally:
+            await stop(process)
+
+    run(main())

@@ -1,0 +1,137 @@
+"""The forum in headless Chromium: sign up, start a topic, reply, and see a
+reply made in another tab appear live (WebSocket, and long polling when
+WebSockets are blocked). Skipped when Chromium is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from squall.websocket import WebSocketClientConnection, websocket_connect
+
+from .._util import run
+from ..test_chat_browser import BROKEN_WEBSOCKET, CHROMIUM, DevTools, Tab, launch, shut
+from ._client import forum_server
+
+BROWSER_LIMIT = 9.0
+PASSWORD = "browser password"
+
+# Resolves once the live script chose its transport ("websocket" or "poll").
+WAIT_READY = """new Promise((resolve, reject) => {
+  const started = Date.now();
+  const look = () => {
+    if (window.forum && window.forum.ready) return resolve(window.forum.ready);
+    if (Date.now() - started > 4000) return reject(new Error('live updates never started'));
+    setTimeout(look, 20);
+  };
+  look();
+})"""
+
+# Resolves with the author and the count of elements inside post bodies (0
+# unless markup got through unescaped) once a post with body ``text`` shows.
+WAIT_FOR_POST = """(text) => new Promise((resolve, reject) => {
+  const list = document.getElementById('posts');
+  const look = () => {
+    for (const node of list.querySelectorAll('.post')) {
+      if (node.querySelector('.body').textContent === text) {
+        resolve({
+          author: node.querySelector('.author').textContent,
+          markup: list.querySelectorAll('.body *').length,
+        });
+        return true;
+      }
+    }
+    return false;
+  };
+  if (!look()) {
+    new MutationObserver(look).observe(list, {childList: true, subtree: true});
+    setTimeout(() => reject(new Error('no post ' + text)), 4000);
+  }
+})"""
+
+
+async def fill_and_submit(tab: Tab, form: str, **fields: str) -> None:
+    """Types ``fields`` into the form with id ``form`` and submits it (a navigation)."""
+    script = "".join(
+        f"document.querySelector('#{form} [name={name}]').value = {json.dumps(value)};"
+        for name, value in fields.items()
+    )
+    await tab.evaluate(script + f"document.getElementById('{form}').submit()", navigates=True)
+
+
+async def sign_up(tab: Tab, base: str, name: str) -> None:
+    await tab.goto(f"{base}/signup")
+    await fill_and_submit(tab, "signup-form", name=name, password=PASSWORD)
+    assert await tab.evaluate("document.getElementById('me').textContent") == name
+
+
+async def wait_for_post(tab: Tab, text: str) -> Any:
+    return await tab.evaluate(f"({WAIT_FOR_POST})({json.dumps(text)})")
+
+
+async def live_topic_in_two_tabs(base: str, second_base: Optional[str] = None) -> None:
+    """The browser scenario, with the second tab on ``second_base`` when given.
+
+    ``second_base`` lets the cluster test pin each tab to a different worker.
+    """
+    other = second_base or base
+    with tempfile.TemporaryDirectory(prefix="squall-chromium-") as profile:
+        process, endpoint, drain = await launch(profile)
+        conn: Optional[WebSocketClientConnection] = None
+        try:
+            conn = await websocket_connect(endpoint, max_message_size=64 * 1024 * 1024)
+            devtools = DevTools(conn)
+            alice, bob, carol = await asyncio.gather(
+                Tab.open(devtools), Tab.open(devtools), Tab.open(devtools)
+            )
+            # Carol's WebSockets never connect: her page must long-poll.
+            await devtools.send(
+                "Page.addScriptToEvaluateOnNewDocument", carol.session, source=BROKEN_WEBSOCKET
+            )
+            await asyncio.gather(sign_up(alice, base, "alice"), sign_up(bob, other, "bob"))
+            # The versioned stylesheet was served and applied.
+            background = "getComputedStyle(document.body).backgroundColor"
+            assert await alice.evaluate(background) == "rgb(244, 246, 248)"
+
+            await alice.goto(f"{base}/b/general")
+            await fill_and_submit(alice, "topic-form", title="Live <i>topic</i>", body="opening")
+            path = await alice.evaluate("location.pathname")
+            assert await alice.evaluate("document.getElementById('topic-title').textContent") == (
+                "Live <i>topic</i>"
+            )
+            await asyncio.gather(bob.goto(other + path), carol.goto(other + path))
+            assert await bob.evaluate(WAIT_READY) == "websocket"
+            assert await carol.evaluate(WAIT_READY) == "poll"
+
+            text = "a reply with <b>markup</b> & <script>alert(1)</script>"
+            await alice.evaluate(f"({WAIT_READY})")
+            await fill_and_submit(alice, "reply-form", body=text)
+            assert await wait_for_post(bob, text) == {"author": "alice", "markup": 0}
+            assert await wait_for_post(carol, text) == {"author": "alice", "markup": 0}
+            assert await wait_for_post(alice, text) == {"author": "alice", "markup": 0}
+            # Bob's page was never reloaded: the reply came over his socket.
+            assert await bob.evaluate("window.forum.received") == 1
+
+            await fill_and_submit(bob, "reply-form", body="bob answers")
+            assert await wait_for_post(alice, "bob answers") == {"author": "bob", "markup": 0}
+            await devtools.send("Browser.close")
+        finally:
+            if conn is not None:
+                conn.close()
+            await shut(process)
+            drain.cancel()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_live_reply_between_tabs_in_one_process(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path) as (_, base):
+            await live_topic_in_two_tabs(base)
+
+    run(main(), limit=BROWSER_LIMIT)

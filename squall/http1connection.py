@@ -164,13 +164,24 @@ class HTTP1ConnectionParameters:
 
 def _limits(params: HTTP1ConnectionParameters) -> H1Limits:
     size = params.max_header_size
-    return H1Limits(
-        max_start_line=min(size, 16 * 1024),
-        max_header_size=size,
-        max_body_size=params.max_body_size or _DEFAULT_MAX_BODY_SIZE,
-        max_data_event=params.chunk_size,
-        max_informational=_MAX_1XX_RESPONSES,
-    )
+    key = (size, params.max_body_size, params.chunk_size)
+    limits = _limits_made.get(key)
+    if limits is None:
+        limits = H1Limits(
+            max_start_line=min(size, 16 * 1024),
+            max_header_size=size,
+            max_body_size=params.max_body_size or _DEFAULT_MAX_BODY_SIZE,
+            max_data_event=params.chunk_size,
+            max_informational=_MAX_1XX_RESPONSES,
+        )
+        if len(_limits_made) < 64:
+            _limits_made[key] = limits
+    return limits
+
+
+# H1Limits by the parameters they come from: connections with the same
+# settings share one (an idle server connection costs that much less).
+_limits_made: dict[tuple[int, Optional[int], int], H1Limits] = {}
 
 
 def _new_h1(

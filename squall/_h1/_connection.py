@@ -84,7 +84,16 @@ def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
         from ._llhttp import LLHTTPHeadParser
 
         return LLHTTPHeadParser(limits.max_header_count)
-    return PythonHeadParser(limits.max_header_count)
+    # The Python parser keeps no state between calls: connections share it
+    # (an idle connection costs that much less).
+    count = limits.max_header_count
+    shared = _PYTHON_PARSERS.get(count)
+    if shared is None:
+        shared = _PYTHON_PARSERS[count] = PythonHeadParser(count)
+    return shared
+
+
+_PYTHON_PARSERS: dict[int, PythonHeadParser] = {}
 
 
 class H1Connection(_Sender):
@@ -521,6 +530,10 @@ class H1Connection(_Sender):
             self._trailers = None
         else:
             ev = EndOfMessage()
+        if self._pos >= len(self._buf):
+            # Everything received is parsed: hold no bytes while idle.
+            self._buf = b""
+            self._pos = self._scan = 0
         self._expect_continue = False
         if self._switching and self._sstate != _S_BODY:
             self._rstate = _R_SWITCHED

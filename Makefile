@@ -4,14 +4,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: test lint typecheck pytest coverage demo bench bench-callgrind callgrind bench-rss venv clean test-pythons
+.PHONY: test test-compiled lint typecheck pytest coverage demo bench bench-callgrind callgrind bench-rss venv clean test-pythons
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,speedups]'
+	$(PY) -m pip install -q -e '.[dev,prebuilt]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -39,6 +39,24 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# The whole suite against the compiled variant: squall-speedups (speedups/,
+# squall's _h1 and _ws compiled by mypyc) rebuilt from the current sources
+# into its own venv, then pytest with SQUALL_EXPECT_COMPILED=1 (a test fails
+# unless the compiled modules are the ones loaded). Without coverage.
+COMPILED_VENV := .venv-compiled
+
+$(COMPILED_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(COMPILED_VENV)
+	$(COMPILED_VENV)/bin/python -m pip install -q --upgrade pip
+	$(COMPILED_VENV)/bin/python -m pip install -q -e '.[dev,prebuilt]'
+	touch $@
+
+test-compiled: $(COMPILED_VENV)/.installed
+	start=$$(date +%s); $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps ./speedups; \
+	  echo "== squall-speedups built in $$(( $$(date +%s) - start ))s"
+	$(COMPILED_VENV)/bin/python -c 'import squall.speedups as s; print("== compiled:", s.compiled, s.reason or sorted(s.compiled_modules()))'
+	SQUALL_EXPECT_COMPILED=1 $(COMPILED_VENV)/bin/python -m pytest -W error -p no:cacheprovider $(PYTEST_FLAGS)
+
 # Our suite on every supported Python (3.11, 3.12, 3.13), each in its own venv
 # (.venv-3.12, ...), without coverage so that it stays quick. Interpreters come
 # from pyenv when it has them, else from PATH. The speedups extra is installed
@@ -57,7 +75,7 @@ test-pythons:
 	  if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
 	    echo "== $$v: making $$venv with $$py"; \
 	    $$py -m venv $$venv && $$venv/bin/python -m pip install -q --upgrade pip || { summary="$$summary\n$$v: venv failed"; status=1; continue; }; \
-	    if ! $$venv/bin/python -m pip install -q -e '.[dev,speedups]'; then \
+	    if ! $$venv/bin/python -m pip install -q -e '.[dev,prebuilt]'; then \
 	      echo "== $$v: speedups did not install; installing dev only, then each speedup alone"; \
 	      $$venv/bin/python -m pip install -q -e '.[dev]' || { summary="$$summary\n$$v: install failed"; status=1; continue; }; \
 	      for pkg in httptools uvloop; do $$venv/bin/python -m pip install -q $$pkg || echo "== $$v: $$pkg not installed"; done; \
@@ -85,8 +103,18 @@ APPS_ARGS ?=
 apps:
 	$(PYTHON) compat/apps/run.py $(APPS_ARGS)
 
+# The forum demo: one process on SQLite (`make demo`), or two `squall run`
+# workers behind nginx sharing live updates through Redis (`make
+# demo-cluster`; redis-server and nginx come from Debian's packages).
 demo: $(STAMP)
 	$(PY) demos/run.py
+
+demo-cluster: $(STAMP)
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
+	$(PY) demos/forum/cluster.py $(CLUSTER_ARGS)
 
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -94,7 +122,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/requirements.txt -e '.[speedups]'
+	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/requirements.txt -e '.[prebuilt]'
 	touch $(BENCH_STAMP)
 
 # wrk generates the load; install it from Debian's packages when it is missing.
@@ -126,7 +154,7 @@ FUZZ_TARGETS ?=
 
 $(DIFF_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(DIFF_VENV)
-	$(DIFF_VENV)/bin/python -m pip install -q -e '.[speedups]' h11 hypothesis tornado==6.6.1
+	$(DIFF_VENV)/bin/python -m pip install -q -e '.[prebuilt]' h11 hypothesis tornado==6.6.1
 	touch $@
 
 differential: $(DIFF_VENV)/.installed
@@ -134,7 +162,7 @@ differential: $(DIFF_VENV)/.installed
 
 .venv-fuzz/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-fuzz
-	.venv-fuzz/bin/python -m pip install -q -e '.[speedups]' atheris
+	.venv-fuzz/bin/python -m pip install -q -e '.[prebuilt]' atheris
 	touch $@
 
 fuzz: .venv-fuzz/.installed
@@ -146,4 +174,4 @@ autobahn: $(STAMP)
 .PHONY: differential fuzz autobahn
 
 clean:
-	rm -rf $(VENV) .venv-bench build *.egg-info .coverage .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .venv-compiled build speedups/build *.egg-info .coverage .mypy_cache .ruff_cache

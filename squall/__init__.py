@@ -52,3 +52,16 @@ def __getattr__(name: str) -> types.ModuleType:
     if name in _LAZY:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# The compiled build of the hot modules (squall-speedups), when it is installed
+# and was built from exactly these sources: squall.speedups reports it.
+def _load_compiled() -> None:
+    import pathlib
+
+    from squall import _compiled
+
+    _compiled.install(pathlib.Path(__file__).resolve().parent, version)
+
+
+_load_compiled()

@@ -1,0 +1,165 @@
+"""Builds squall-speedups: squall's sans-I/O cores compiled by mypyc.
+
+The pure-Python modules in ``../squall`` (or ``$SQUALL_SOURCE``) are the
+source: they are copied into ``build/mypyc-src``, type-checked and compiled
+there, and the extension modules land in ``squall_speedups/_native/``. The
+wheel also carries ``manifest.json``: the squall version, the extension
+suffix, and the SHA-256 of every compiled module's source, which squall
+checks before it loads anything (a build from other sources is ignored).
+
+Any failure (mypy or mypyc refusing the sources, no C compiler, no Python
+headers) still gives an installable package whose manifest says
+``"compiled": false`` and why: squall then runs its pure-Python modules.
+Set ``SQUALL_SPEEDUPS_FAIL=1`` to take that path on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import traceback
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+NATIVE = "squall_speedups._native"
+# The shared library that holds every compiled module's code (mypyc's "group").
+GROUP = NATIVE + ".hotpath"
+# The packages compiled whole: no asyncio, no I/O, strictly typed, and no
+# class in them is meant to be subclassed by users.
+COMPILED_PACKAGES = ("_h1", "_ws")
+# Modules that would be compiled but must not be (none so far); why beside each.
+SKIPPED: dict[str, str] = {}
+
+
+def _squall_source() -> Path:
+    src = Path(os.environ.get("SQUALL_SOURCE", HERE.parent / "squall")).resolve()
+    if not (src / "__init__.py").is_file():
+        raise RuntimeError(f"squall's sources not found at {src} (set SQUALL_SOURCE)")
+    return src
+
+
+def _squall_version(src: Path) -> str:
+    for line in (src / "__init__.py").read_text().splitlines():
+        if line.startswith("version = "):
+            return str(line.split("=", 1)[1].strip().strip("\"'"))
+    raise RuntimeError(f"no version in {src / '__init__.py'}")
+
+
+def _compile() -> tuple[list[Any], dict[str, Any]]:
+    """mypycify over a copy of squall; returns (extensions, manifest)."""
+    if os.environ.get("SQUALL_SPEEDUPS_FAIL") == "1":
+        raise RuntimeError("SQUALL_SPEEDUPS_FAIL=1")
+    from mypyc.build import mypycify
+
+    src = _squall_source()
+    root = HERE / "build" / "mypyc-src"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    # The whole package, so that mypy resolves every import; only the
+    # modules listed below are compiled.
+    shutil.copytree(src, root / "squall", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    (root / "mypy.ini").write_text(
+        "[mypy]\nstrict = True\nwarn_unused_ignores = False\nignore_missing_imports = True\n"
+    )
+    modules: dict[str, str] = {}
+    paths: list[str] = []
+    for package in COMPILED_PACKAGES:
+        for path in sorted((root / "squall" / package).glob("*.py")):
+            name = f"squall.{package}.{path.stem}"
+            if path.name == "__init__.py" or name in SKIPPED:
+                continue
+            rel = path.relative_to(root).as_posix()
+            modules[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            paths.append(rel)
+    target = HERE / "build" / "mypyc"
+    cwd = os.getcwd()
+    os.chdir(root)  # mypy derives module names from paths relative to here
+    try:
+        exts = mypycify(
+            ["--config-file", "mypy.ini", "--cache-dir", str(root / ".mypy_cache"), *paths],
+            target_dir=str(target),
+            group_name=GROUP,
+        )
+    finally:
+        os.chdir(cwd)
+    for ext in exts:
+        # Absolute sources (mypyc wrote them relative to the staging root),
+        # and the shims moved under squall_speedups._native: squall's finder
+        # loads them under their own names, squall._h1._connection and so on.
+        ext.sources = [str(Path(root, s)) if not os.path.isabs(s) else s for s in ext.sources]
+        ext.include_dirs = [
+            str(Path(root, d)) if not os.path.isabs(d) else d for d in ext.include_dirs
+        ]
+        if not ext.name.startswith(NATIVE):
+            ext.name = f"{NATIVE}.{ext.name}"
+    manifest = {
+        "compiled": True,
+        "squall_version": _squall_version(src),
+        "suffix": EXTENSION_SUFFIXES[0],
+        "python": sys.version.split()[0],
+        "modules": modules,
+        "skipped": SKIPPED,
+    }
+    return exts, manifest
+
+
+def _failed(reason: str) -> dict[str, Any]:
+    return {"compiled": False, "reason": reason}
+
+
+try:
+    EXT_MODULES, MANIFEST = _compile()
+except BaseException as exc:  # SystemExit too: mypy exits on a type error
+    if isinstance(exc, KeyboardInterrupt):
+        raise
+    traceback.print_exc()
+    print("squall-speedups: not compiled; squall will run pure Python", file=sys.stderr)
+    EXT_MODULES, MANIFEST = [], _failed(f"mypyc could not compile: {exc!r}"[:500])
+
+
+def _write_manifest(build_lib: str, manifest: dict[str, Any]) -> None:
+    out = Path(build_lib, "squall_speedups", "manifest.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+class BuildPy(build_py):
+    """Writes the manifest as the compile step left it."""
+
+    def run(self) -> None:
+        super().run()
+        if not self.distribution.has_ext_modules():
+            _write_manifest(self.build_lib, MANIFEST)
+
+
+class BuildExt(build_ext):
+    """Builds the extensions; a compiler failure leaves a pure package."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            traceback.print_exc()
+            print("squall-speedups: C build failed; squall will run pure Python", file=sys.stderr)
+            for ext in self.extensions:
+                try:
+                    os.remove(self.get_ext_fullpath(ext.name))
+                except OSError:
+                    pass
+            _write_manifest(self.build_lib, _failed(f"C build failed: {exc!r}"[:500]))
+            return
+        _write_manifest(self.build_lib, MANIFEST)
+
+
+setup(ext_modules=EXT_MODULES, cmdclass={"build_py": BuildPy, "build_ext": BuildExt})

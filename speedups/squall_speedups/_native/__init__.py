@@ -1,0 +1,1 @@
+"""The compiled extension modules (built by mypyc; loaded by squall's finder)."""

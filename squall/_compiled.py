@@ -1,0 +1,138 @@
+"""Loads the compiled build of the hot modules (``squall-speedups``) when it fits.
+
+``pip install squall[speedups]`` brings the ``squall_speedups`` package: the
+modules of ``squall._h1`` and ``squall._ws`` compiled by mypyc, and a manifest
+naming each one with the SHA-256 of the source it was built from. `install`
+(called once by ``import squall``) puts a finder ahead of the normal import
+path that loads those extension modules under the modules' own names, but
+only if every recorded source still matches this squall's ``.py`` file: the
+pure-Python modules stay the source of truth, and a build from other sources
+(another version, an edited checkout) is ignored as a whole, never mixed.
+``SQUALL_NO_SPEEDUPS=1`` turns it off. Imports nothing from squall.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from importlib.abc import MetaPathFinder
+from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Optional
+
+__all__ = ["CompiledFinder", "check", "install", "state"]
+
+DISTRIBUTION_PACKAGE = "squall_speedups"
+
+
+class _State:
+    __slots__ = ("loaded", "reason", "modules")
+
+    def __init__(self) -> None:
+        self.loaded = False
+        self.reason = "not checked yet"
+        self.modules: dict[str, str] = {}
+
+
+state = _State()
+"""What `install` decided: ``loaded``, ``reason`` (why not), ``modules`` (name: file)."""
+
+
+class CompiledFinder(MetaPathFinder):
+    """Finds the compiled extension module for each name it was given."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Optional[Sequence[str]],
+        target: Optional[ModuleType] = None,
+    ) -> Optional[ModuleSpec]:
+        file = self.files.get(fullname)
+        if file is None:
+            return None
+        return importlib.util.spec_from_file_location(
+            fullname, file, loader=ExtensionFileLoader(fullname, file)
+        )
+
+
+def check(manifest: dict[str, Any], native: Path, squall_dir: Path, version: str) -> dict[str, str]:
+    """The ``{module name: extension file}`` to load, after checking the build.
+
+    Args:
+        manifest: the build's ``manifest.json``.
+        native: the directory the extension modules were installed in.
+        squall_dir: the squall package whose sources must match.
+        version: that squall's version.
+
+    Raises:
+        ValueError: the build does not fit; the message says why.
+    """
+    if not manifest.get("compiled"):
+        raise ValueError(
+            f"squall-speedups was installed without compiling: {manifest.get('reason')}"
+        )
+    if manifest.get("squall_version") != version:
+        raise ValueError(
+            f"squall-speedups was built for squall {manifest.get('squall_version')}, "
+            f"this is squall {version}"
+        )
+    suffix = manifest.get("suffix")
+    if suffix not in EXTENSION_SUFFIXES:
+        raise ValueError(f"squall-speedups was built for another Python ({suffix})")
+    modules: dict[str, str] = manifest.get("modules") or {}
+    if not modules:
+        raise ValueError("squall-speedups' manifest names no module")
+    files = {}
+    for name, digest in modules.items():
+        parts = name.split(".")
+        if parts[0] != "squall" or len(parts) < 2:
+            raise ValueError(f"squall-speedups' manifest names a foreign module {name!r}")
+        source = squall_dir.joinpath(*parts[1:]).with_suffix(".py")
+        try:
+            actual = hashlib.sha256(source.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise ValueError(f"{name}: source not readable ({exc})") from None
+        if actual != digest:
+            raise ValueError(
+                f"{name}: {source} differs from the source squall-speedups was built from"
+            )
+        ext = native.joinpath(*parts).with_name(parts[-1] + str(suffix))
+        if not ext.is_file():
+            raise ValueError(f"{name}: compiled module missing ({ext})")
+        files[name] = str(ext)
+    return files
+
+
+def install(squall_dir: Path, version: str) -> None:
+    """Loads the compiled modules from now on, if installed and fitting; see `state`."""
+    if state.loaded:
+        return
+    state.reason = ""
+    if os.environ.get("SQUALL_NO_SPEEDUPS") == "1":
+        state.reason = "SQUALL_NO_SPEEDUPS=1"
+        return
+    try:
+        spec = importlib.util.find_spec(DISTRIBUTION_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        state.reason = "squall-speedups is not installed (pip install squall[speedups])"
+        return
+    home = Path(list(spec.submodule_search_locations)[0])
+    try:
+        manifest = json.loads((home / "manifest.json").read_text())
+        files = check(manifest, home / "_native", squall_dir, version)
+    except (OSError, ValueError, AttributeError) as exc:
+        state.reason = str(exc)
+        return
+    sys.meta_path.insert(0, CompiledFinder(files))
+    state.loaded = True
+    state.modules = files

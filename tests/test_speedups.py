@@ -1,0 +1,227 @@
+"""Which variant runs (pure or compiled by squall-speedups), and the checks that
+decide whether a compiled build may be loaded.
+
+``make test-compiled`` sets ``SQUALL_EXPECT_COMPILED=1``: then the compiled
+modules must be the ones loaded, so that run is proven to test them.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import squall
+import squall._h1._connection
+import squall._ws._frames
+import squall.speedups
+from squall import _compiled
+
+ROOT = Path(__file__).resolve().parent.parent
+SQUALL_DIR = Path(squall.__file__).resolve().parent
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def is_extension(module: Any) -> bool:
+    return str(module.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def test_report_matches_what_is_loaded() -> None:
+    loaded = [is_extension(squall._h1._connection), is_extension(squall._ws._frames)]
+    assert loaded == [squall.speedups.compiled] * 2
+    if squall.speedups.compiled:
+        assert squall.speedups.reason == ""
+        modules = squall.speedups.compiled_modules()
+        assert modules["squall._h1._connection"] == squall._h1._connection.__file__
+        assert "squall._ws._mask" in modules
+    else:
+        assert squall.speedups.reason
+        assert squall.speedups.compiled_modules() == {}
+
+
+@pytest.mark.skipif(os.environ.get("SQUALL_EXPECT_COMPILED") != "1", reason="not the compiled run")
+def test_compiled_run_is_compiled() -> None:
+    assert squall.speedups.compiled, squall.speedups.reason
+    assert is_extension(squall._h1._connection)
+    assert is_extension(squall._ws._frames)
+    # A compiled class is a native type: it has no instance __dict__ and no
+    # __slots__ attribute.
+    assert not hasattr(squall._h1._connection.H1Connection, "__slots__")
+
+
+def top_level_names(source: Path) -> set[str]:
+    """Names a module's source binds at top level (defs, classes, assignments, imports)."""
+    names: set[str] = set()
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+@pytest.mark.parametrize(
+    "name", ["squall._h1._connection", "squall._ws._frames", "squall._ws._mask"]
+)
+def test_loaded_module_exposes_nothing_the_pure_one_does_not(name: str) -> None:
+    module = sys.modules.get(name) or __import__(name, fromlist=["_"])
+    source = SQUALL_DIR.joinpath(*name.split(".")[1:]).with_suffix(".py")
+    exposed = {n for n in vars(module) if not n.startswith("__")}
+    pure = {n for n in top_level_names(source) if not n.startswith("__")}
+    assert exposed - pure == set()
+    assert pure - {"annotations"} <= exposed
+
+
+def test_no_speedups_env_keeps_pure() -> None:
+    code = (
+        "import squall.speedups as s, squall._h1._connection as c;"
+        "print(s.compiled, c.__file__.endswith('.py'), s.reason)"
+    )
+    env = dict(os.environ, SQUALL_NO_SPEEDUPS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split(maxsplit=2)
+    assert out == ["False", "True", "SQUALL_NO_SPEEDUPS=1\n"]
+
+
+def test_speedups_version_pinned_to_squall() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    speedups = tomllib.loads((ROOT / "speedups" / "pyproject.toml").read_text())
+    assert speedups["project"]["version"] == squall.version
+    extra = project["project"]["optional-dependencies"]["speedups"]
+    assert f"squall-speedups=={squall.version}" in extra
+
+
+# -- the checks, on a fake build --------------------------------------------------------
+
+
+def fake_build(tmp_path: Path, names: list[str]) -> tuple[dict[str, Any], Path, Path]:
+    """A squall source tree, a native dir with (empty) extension files, a manifest."""
+    src = tmp_path / "squall"
+    native = tmp_path / "native"
+    modules = {}
+    for name in names:
+        parts = name.split(".")
+        source = src.joinpath(*parts[1:]).with_suffix(".py")
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(f"# {name}\n")
+        modules[name] = hashlib.sha256(source.read_bytes()).hexdigest()
+        ext = native.joinpath(*parts).with_name(parts[-1] + SUFFIX)
+        ext.parent.mkdir(parents=True, exist_ok=True)
+        ext.write_bytes(b"")
+    manifest = {
+        "compiled": True,
+        "squall_version": "9.9",
+        "suffix": SUFFIX,
+        "modules": modules,
+    }
+    return manifest, native, src
+
+
+def test_check_accepts_a_matching_build(tmp_path: Path) -> None:
+    manifest, native, src = fake_build(tmp_path, ["squall._h1._a", "squall._ws._b"])
+    files = _compiled.check(manifest, native, src, "9.9")
+    assert sorted(files) == ["squall._h1._a", "squall._ws._b"]
+    assert files["squall._h1._a"] == str(native / "squall" / "_h1" / ("_a" + SUFFIX))
+
+
+def test_check_refuses_an_edited_source(tmp_path: Path) -> None:
+    manifest, native, src = fake_build(tmp_path, ["squall._h1._a", "squall._h1._b"])
+    (src / "_h1" / "_b.py").write_text("# edited\n")
+    with pytest.raises(ValueError, match=r"squall\._h1\._b: .* differs from the source"):
+        _compiled.check(manifest, native, src, "9.9")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"compiled": False, "reason": "no gcc"}, "without compiling: no gcc"),
+        ({"squall_version": "1.0"}, "built for squall 1.0, this is squall 9.9"),
+        ({"suffix": ".cpython-27.so"}, "another Python"),
+        ({"modules": {}}, "names no module"),
+        ({"modules": {"os.path": "0"}}, "foreign module 'os.path'"),
+        ({"modules": {"squall._h1._gone": "0"}}, "source not readable"),
+    ],
+)
+def test_check_refuses_a_build_that_does_not_fit(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    manifest, native, src = fake_build(tmp_path, ["squall._h1._a"])
+    manifest.update(change)
+    with pytest.raises(ValueError, match=message):
+        _compiled.check(manifest, native, src, "9.9")
+
+
+def test_check_refuses_a_missing_extension(tmp_path: Path) -> None:
+    manifest, native, src = fake_build(tmp_path, ["squall._h1._a"])
+    (native / "squall" / "_h1" / ("_a" + SUFFIX)).unlink()
+    with pytest.raises(ValueError, match="compiled module missing"):
+        _compiled.check(manifest, native, src, "9.9")
+
+
+def test_install_reports_a_bad_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "site" / _compiled.DISTRIBUTION_PACKAGE
+    home.mkdir(parents=True)
+    (home / "__init__.py").write_text("")
+    (home / "manifest.json").write_text(json.dumps({"compiled": False, "reason": "no gcc"}))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delenv("SQUALL_NO_SPEEDUPS", raising=False)
+    state = _compiled._State()
+    monkeypatch.setattr(_compiled, "state", state)
+    before = list(sys.meta_path)
+    _compiled.install(SQUALL_DIR, squall.version)
+    assert not state.loaded
+    assert state.reason == "squall-speedups was installed without compiling: no gcc"
+    assert sys.meta_path == before
+
+
+def test_install_puts_a_finder_for_a_fitting_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest, native, src = fake_build(tmp_path, ["squall._h1._a"])
+    home = tmp_path / "site" / _compiled.DISTRIBUTION_PACKAGE
+    home.mkdir(parents=True)
+    (home / "__init__.py").write_text("")
+    (home / "manifest.json").write_text(json.dumps(manifest))
+    (native / "squall").rename(home / "_native")
+    (home / "_native" / "squall").mkdir()
+    (home / "_native" / "_h1").rename(home / "_native" / "squall" / "_h1")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delenv("SQUALL_NO_SPEEDUPS", raising=False)
+    state = _compiled._State()
+    monkeypatch.setattr(_compiled, "state", state)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    _compiled.install(src, "9.9")
+    assert state.loaded, state.reason
+    finder = sys.meta_path[0]
+    assert isinstance(finder, _compiled.CompiledFinder)
+    assert (
+        finder.files
+        == state.modules
+        == {"squall._h1._a": str(home / "_native" / "squall" / "_h1" / ("_a" + SUFFIX))}
+    )
+    _compiled.install(src, "9.9")  # once only
+    assert sum(isinstance(f, _compiled.CompiledFinder) for f in sys.meta_path) == 1
+
+
+def test_finder_maps_only_its_names(tmp_path: Path) -> None:
+    ext = tmp_path / ("_x" + SUFFIX)
+    finder = _compiled.CompiledFinder({"squall._h1._x": str(ext)})
+    assert finder.find_spec("squall._h1._y", None) is None
+    spec = finder.find_spec("squall._h1._x", None)
+    assert spec is not None
+    assert spec.origin == str(ext)
+    assert isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)

@@ -116,6 +116,8 @@ demo-cluster: $(STAMP)
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 	$(PY) demos/forum/cluster.py $(CLUSTER_ARGS)
 
+.PHONY: demo-cluster
+
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 

@@ -107,6 +107,7 @@ class Database:
         self._conn: Any = None
         self._lock = asyncio.Lock()
         self._ready = False
+        self._closer: Optional[asyncio.Future[None]] = None
 
     async def ready(self) -> Database:
         """Connects and creates the schema, once."""
@@ -117,7 +118,17 @@ class Database:
                 await self._connect()
                 await self._create_schema()
                 self._ready = True
+                self._closer = asyncio.ensure_future(self._close_with_loop())
         return self
+
+    async def _close_with_loop(self) -> None:
+        # asyncio.run cancels the tasks left when its main coroutine returns
+        # (a `squall run` worker stopping): close then, since aiosqlite's
+        # thread is not a daemon and would keep the process from exiting.
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
 
     async def _connect(self) -> None:
         parts = urlsplit(self.url)

@@ -75,12 +75,17 @@ async def wait_for_post(tab: Tab, text: str) -> Any:
     return await tab.evaluate(f"({WAIT_FOR_POST})({json.dumps(text)})")
 
 
-async def live_topic_in_two_tabs(base: str, second_base: Optional[str] = None) -> None:
-    """The browser scenario, with the second tab on ``second_base`` when given.
+async def pin(tab: Tab, base: str, worker: int) -> None:
+    """Sends the tab's requests to one worker of the cluster (its nginx reads the cookie)."""
+    await tab.goto(f"{base}/login")
+    await tab.evaluate(f"document.cookie = 'forum_worker={worker}; path=/'")
+    upstream = await tab.evaluate("fetch('/').then((r) => r.headers.get('X-Forum-Upstream'))")
+    assert upstream.endswith(f"worker-{worker}.sock"), upstream
 
-    ``second_base`` lets the cluster test pin each tab to a different worker.
-    """
-    other = second_base or base
+
+async def live_topic_in_two_tabs(base: str, pinned: bool = False) -> None:
+    """The browser scenario; ``pinned`` puts Alice on worker 1, Bob and Carol on worker 2."""
+    other = base
     with tempfile.TemporaryDirectory(prefix="squall-chromium-") as profile:
         process, endpoint, drain = await launch(profile)
         conn: Optional[WebSocketClientConnection] = None
@@ -94,6 +99,8 @@ async def live_topic_in_two_tabs(base: str, second_base: Optional[str] = None) -
             await devtools.send(
                 "Page.addScriptToEvaluateOnNewDocument", carol.session, source=BROKEN_WEBSOCKET
             )
+            if pinned:
+                await asyncio.gather(pin(alice, base, 1), pin(bob, base, 2), pin(carol, base, 2))
             await asyncio.gather(sign_up(alice, base, "alice"), sign_up(bob, other, "bob"))
             # The versioned stylesheet was served and applied.
             background = "getComputedStyle(document.body).backgroundColor"

@@ -1,0 +1,79 @@
+"""The forum as two ``squall run`` workers behind nginx, with Redis between them.
+
+A reply posted through worker 1 must reach a WebSocket and a long poll held by
+worker 2 (and two browser tabs, one on each worker). Skipped when
+redis-server or nginx is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from squall.httpclient import HTTPRequest
+from squall.websocket import websocket_connect
+
+from .._util import load, run
+from ..test_chat_browser import CHROMIUM
+from ._client import LIMIT_REQUEST, Visitor, client
+from .test_forum_browser import BROWSER_LIMIT, live_topic_in_two_tabs
+
+cluster_module = load("forum/cluster.py")
+
+pytestmark = pytest.mark.skipif(
+    cluster_module.REDIS_SERVER is None or cluster_module.NGINX is None,
+    reason="the cluster needs redis-server and nginx (apt-get install redis-server nginx-light)",
+)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """One cluster for the module's tests (starting it costs about a second)."""
+    with tempfile.TemporaryDirectory(prefix="squall-forum-cluster-") as workdir:
+        with cluster_module.Cluster(Path(workdir), port=0, workers=2) as running:
+            yield running
+
+
+def test_a_reply_through_one_worker_reaches_readers_on_the_other(cluster: Any) -> None:
+    async def main() -> None:
+        async with client() as http:
+            ann, bob = Visitor(cluster.url, http), Visitor(cluster.url, http)
+            ann.cookies["forum_worker"] = "1"
+            bob.cookies["forum_worker"] = "2"
+            upstreams = [(await v.fetch("/")).headers["X-Forum-Upstream"] for v in (ann, bob)]
+            assert upstreams[0].endswith("worker-1.sock")
+            assert upstreams[1].endswith("worker-2.sock")
+            # One cookie secret and one database: an account made through
+            # worker 1 is logged in on worker 2 too.
+            assert (await ann.signup("ann-cluster")).code == 302
+            topic = await ann.new_topic("performance", "across workers", "first")
+
+            ws = cluster.url.replace("http", "ws") + f"/t/{topic}/live?after=0"
+            conn = await websocket_connect(
+                HTTPRequest(ws, headers={"Cookie": bob.cookie_header()}),
+                connect_timeout=LIMIT_REQUEST,
+            )
+            backlog = json.loads(await conn.read_message())
+            after = backlog["posts"][-1]["id"]
+            poll = asyncio.ensure_future(bob.fetch(f"/t/{topic}/poll?after={after}"))
+            reply, _ = await ann.reply(topic, "<u>through Redis</u>")
+            pushed = json.loads(await conn.read_message())
+            assert [p["id"] for p in pushed["posts"]] == [reply]
+            assert "&lt;u&gt;through Redis&lt;/u&gt;" in pushed["posts"][0]["html"]
+            polled = await poll
+            assert polled.headers["X-Forum-Upstream"].endswith("worker-2.sock")
+            assert [p["id"] for p in json.loads(polled.body)["posts"]] == [reply]
+            conn.close()
+
+    run(main())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_live_reply_between_tabs_on_different_workers(cluster: Any) -> None:
+    run(live_topic_in_two_tabs(cluster.url, pinned=True), limit=BROWSER_LIMIT)

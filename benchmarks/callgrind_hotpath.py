@@ -294,9 +294,11 @@ def _patch_caches(no_head_cache: bool, no_etag_memo: bool) -> list[str]:
     if no_head_cache:
         import squall._h1._connection as conn
 
-        assert hasattr(conn, "_HEAD_CACHE_MAX"), "squall._h1 has no _HEAD_CACHE_MAX any more"
-        conn._HEAD_CACHE_MAX = -1  # type: ignore[misc]
-        done.append("head cache off")
+        if hasattr(conn, "_HEAD_CACHE_MAX"):
+            conn._HEAD_CACHE_MAX = -1  # type: ignore[misc]
+            done.append("head cache off")
+        else:
+            done.append("no head cache (removed from squall._h1)")
     if no_etag_memo:
         import squall.web.handler as handler
 
@@ -316,8 +318,12 @@ SQUALL_STAGES = [
     ("parse", "squall._h1._connection", "H1Connection.next_event"),
     ("parse", "squall.httputil", "HTTPHeaders._from_pairs"),
     ("route", "squall.web.application", "Application.start_request"),
-    ("route", "squall.web.application", "_ApplicationDelegate.headers_received"),
-    ("handler", "squall.web.application", "_ApplicationDelegate.finish"),
+    (
+        "route",
+        "squall.web.application",
+        "_HandlerDelegate.headers_received|_ApplicationDelegate.headers_received",
+    ),
+    ("handler", "squall.web.application", "_HandlerDelegate.finish|_ApplicationDelegate.finish"),
     ("serialise", "squall.httpserver._protocol", "_RequestConnection.write_headers"),
     ("serialise", "squall.httpserver._protocol", "_RequestConnection.finish"),
     ("write", "squall.httpserver._protocol", "_HTTPProtocol._flush"),
@@ -393,14 +399,21 @@ class Probes:
         return True
 
     def wrap_path(self, label: str, module: str, qualname: str) -> bool:
+        """Probes ``module.qualname``; ``qualname`` may list alternatives, ``"A.f|B.f"``:
+        each that exists is probed (same stage: nested calls are not counted twice),
+        so that older and newer trees can both be measured."""
         __import__(module)
-        owner: Any = sys.modules[module]
-        *outer, attr = qualname.split(".")
-        for part in outer:
-            owner = getattr(owner, part, None)
-            if owner is None:
-                return False
-        return self.wrap(owner, attr, label, f"{module}.{qualname}")
+        done = False
+        for name in qualname.split("|"):
+            owner: Any = sys.modules[module]
+            *outer, attr = name.split(".")
+            for part in outer:
+                owner = getattr(owner, part, None)
+                if owner is None:
+                    break
+            else:
+                done = self.wrap(owner, attr, label, f"{module}.{name}") or done
+        return done
 
     def wrap_all(self, prefixes: tuple[str, ...]) -> None:
         """Every plain function and method of squall/ reachable from the modules under

@@ -259,7 +259,8 @@ def test_slow_socket_gets_what_it_missed_from_the_database(tmp_path: Path) -> No
                     await db.insert("posts", topic_id=topic, user_id=1, body=f"r{i}", created=0.0)
                 )
             for post_id in ids:
-                await pubsub.publish(channel, json.dumps({"posts": [{"id": post_id, "html": ""}]}))
+                payload = json.dumps({"posts": [{"id": post_id, "html": ""}]})
+                await pubsub.publish(channel, forum.live_message(post_id, payload))
             got: list[int] = []
             while len(got) < 3:
                 got += [p["id"] for p in json.loads(await conn.read_message())["posts"]]

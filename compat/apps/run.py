@@ -261,24 +261,29 @@ def run_suite(
     log(f"{app.name} on {side}: {shlex.join(cmd[1:])} (log: {logfile})")
     start = time.monotonic()
     timed_out = False
-    with open(logfile, "w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=src, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    resumed = 0
+    run_cmd = cmd
+    logfile.unlink(missing_ok=True)
+    while True:
+        with open(logfile, "a") as out:
+            left = app.suite_timeout - (time.monotonic() - start)
+            rc, timed_out = _run_bounded(run_cmd, src, env, out, max(left, 1.0))
+        records = read_jsonl(jsonl)
+        missing = _not_reached(records)
+        # A pytest that crashed (INTERNALERROR) mid-suite leaves tests unreached:
+        # run those again in a new pytest, so that one crash costs one test.
+        if timed_out or not missing or resumed >= MAX_RESUMES:
+            break
+        resumed += 1
+        log(
+            f"{app.name} on {side}: pytest ended (exit {rc}) with {len(missing)} tests unreached; resuming"
         )
-        try:
-            rc = proc.wait(timeout=app.suite_timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc.pid, signal.SIGTERM)
-            try:
-                rc = proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc.pid, signal.SIGKILL)
-                rc = proc.wait()
-        # Kernels or servers a test left behind are in the run's session.
-        _kill_group(proc.pid, signal.SIGKILL)
+        run_cmd = [str(py), "-m", "pytest", *cmd[cmd.index("-p") :], *missing]
+        if k:  # the ids are already selected; -k would only narrow them again
+            i = run_cmd.index("-k")
+            del run_cmd[i : i + 2]
     wall = time.monotonic() - start
-    outcomes = fold(read_jsonl(jsonl))
+    outcomes = fold(records)
     summary = {
         "side": side,
         "wall": round(wall, 1),
@@ -287,14 +292,51 @@ def run_suite(
         "k": k,
         "extra": extra,
         "count": len(outcomes),
+        "resumed": resumed,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     log(
         f"{app.name} on {side}: {len(outcomes)} tests, "
         f"{sum(o['outcome'] == 'passed' for o in outcomes.values())} passed, "
         f"{wall:.0f}s, exit {rc}{' (TIMED OUT)' if timed_out else ''}"
+        f"{f', resumed {resumed}x after a pytest crash' if resumed else ''}"
     )
     return {"summary": summary, "outcomes": outcomes}
+
+
+MAX_RESUMES = 5
+
+
+def _run_bounded(
+    cmd: list[str], cwd: Path, env: dict[str, str], out: Any, timeout: float
+) -> tuple[int, bool]:
+    """Run pytest in its own session; kill the session at the time limit."""
+    out.write(f"\n$ {shlex.join(cmd)}\n")
+    out.flush()
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    timed_out = False
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid, signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid, signal.SIGKILL)
+            rc = proc.wait()
+    # Kernels or servers a test left behind are in the run's session.
+    _kill_group(proc.pid, signal.SIGKILL)
+    return rc, timed_out
+
+
+def _not_reached(records: list[dict[str, Any]]) -> list[str]:
+    """Collected ids (from the first collection) that have no phase recorded."""
+    collected: list[str] = next((r["collected"] for r in records if "collected" in r), [])
+    seen = {r["nodeid"] for r in records if "nodeid" in r}
+    return [n for n in collected if n not in seen]
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -320,7 +362,8 @@ def fold(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """One outcome per test from its phases: any failed phase makes it fail."""
     phases: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
-        phases[rec["nodeid"]].append(rec)
+        if "nodeid" in rec:
+            phases[rec["nodeid"]].append(rec)
     result = {}
     for nodeid, recs in phases.items():
         failed = [r for r in recs if r["outcome"] == "failed"]
@@ -333,6 +376,16 @@ def fold(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 "when": first["when"],
                 "message": first.get("message", ""),
                 "longrepr": first.get("longrepr", ""),
+                "captured": first.get("captured", ""),
+                "duration": duration,
+            }
+        elif not any(r["when"] in ("call", "teardown") for r in recs) and not any(
+            r["outcome"] == "skipped" for r in recs
+        ):
+            result[nodeid] = {
+                "outcome": "error",
+                "when": "call",
+                "message": "the run ended during this test (pytest crashed or was killed)",
                 "duration": duration,
             }
         elif any(r["when"] == "call" and r["outcome"] == "passed" for r in recs):
@@ -381,24 +434,48 @@ _NORMALISE = [
 _NOISE = ("Enable tracemalloc", "Traceback (most recent call last)")
 
 
+_DIRECT_CAUSE = "The above exception was the direct cause of the following exception:"
+
+
+def _unraisable_causes(text: str) -> list[str]:
+    """The exceptions pytest reported as unraisable: the line each warning was raised from."""
+    lines = [ln.strip().lstrip("|").strip() for ln in text.splitlines()]
+    found = []
+    for i, line in enumerate(lines):
+        if line == _DIRECT_CAUSE:
+            before = [ln for ln in lines[:i] if ln]
+            if before:
+                found.append(before[-1])
+    if not found:
+        found = [ln for ln in lines if ln.startswith("Exception ignored in:")]
+    return found
+
+
+def _normalise(text: str) -> str:
+    for pattern, repl in _NORMALISE:
+        text = pattern.sub(repl, text)
+    return text
+
+
 def cause(rec: Optional[dict[str, Any]]) -> str:
     """A grouping key: the failure's exception type and message, numbers stripped."""
     if rec is None:
         return "not run on Squall (the run ended before it, or it was not collected)"
     if rec["outcome"] in ("skipped", "xfailed"):
-        text = f"{rec['outcome']} on Squall: {rec.get('message', '')}"
+        return _normalise(f"{rec['outcome']} on Squall: {rec.get('message', '')}")[:240]
+    message = rec.get("message", "")
+    if "unraisable" in message.lower() or "Exception ignored in:" in message:
+        # Unraisable exceptions (an unclosed socket found by the collector, an
+        # error in __del__) carry the real cause inside; one test may have several.
+        inner = _unraisable_causes(message + "\n" + rec.get("longrepr", ""))
+        text = "unraisable: " + " | ".join(sorted({_normalise(c) for c in inner}) or ["?"])
     else:
-        lines = [ln.strip() for ln in rec.get("message", "").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
         lines = [ln for ln in lines if not ln.startswith(_NOISE)] or ["(no message)"]
-        text = lines[0]
-        # Unraisable and wrapped errors put the real exception on the last line.
-        if len(lines) > 1 and ("Exception ignored" in text or "Unraisable" in text):
-            text = f"{text} ... {lines[-1]}"
-        if rec["when"] in ("setup", "teardown", "collect"):
-            text = f"[{rec['when']}] {text}"
-    for pattern, repl in _NORMALISE:
-        text = pattern.sub(repl, text)
-    return text[:240]
+        text = _normalise(lines[0])
+    if rec["when"] in ("setup", "teardown", "collect"):
+        text = f"[{rec['when']}] {text}"
+    return text[:300]
 
 
 def compare(
@@ -442,9 +519,13 @@ def write_report(app: App, work: Path, cmp: dict[str, Any], meta: dict[str, Any]
     for key, nodeids in cmp["groups"]:
         out += ["", f"## {len(nodeids)} × {key}", ""]
         out += [f"- `{n}`" for n in nodeids]
-        tail = "\n".join(cmp["examples"][key].get("longrepr", "").splitlines()[-80:])
+        example = cmp["examples"][key]
+        tail = "\n".join(example.get("longrepr", "").splitlines()[-80:])
         if tail:
             out += ["", "```", tail, "```"]
+        captured = "\n".join(example.get("captured", "").splitlines()[-60:])
+        if captured:
+            out += ["", "captured (less DEBUG/INFO):", "", "```", captured, "```"]
     if cmp["gained"]:
         out += ["", "## pass on Squall, not on Tornado", ""] + [f"- `{n}`" for n in cmp["gained"]]
     path.write_text("\n".join(out) + "\n")

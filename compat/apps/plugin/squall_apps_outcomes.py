@@ -28,6 +28,17 @@ def _crash_message(report: Any) -> str:
     return lines[-1] if lines else ""
 
 
+def _captured(report: Any) -> str:
+    """What the test logged and printed, less DEBUG/INFO log lines: server-side
+    tracebacks ("Uncaught exception ...") are usually the cause of a client's 500."""
+    parts = []
+    for title, text in getattr(report, "sections", []):
+        kept = [line for line in text.splitlines() if not line.startswith(("DEBUG ", "INFO "))]
+        if kept:
+            parts.append(f"--- {title} ---\n" + "\n".join(kept))
+    return "\n".join(parts)[-_LONGREPR_LIMIT:]
+
+
 def pytest_runtest_logreport(report: Any) -> None:
     path = os.environ.get(_PATH_VAR)
     if not path:
@@ -43,8 +54,19 @@ def pytest_runtest_logreport(report: Any) -> None:
         record["message"] = _crash_message(report)
     if report.failed:
         record["longrepr"] = str(report.longrepr)[-_LONGREPR_LIMIT:]
+        record["captured"] = _captured(report)
     # One write per line, appended and flushed, so that a killed run leaves
     # every finished phase on disk.
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(record) + "\n")
+
+
+def pytest_collection_finish(session: Any) -> None:
+    # The full list lets the harness tell "not run" (the run ended early) from "not collected".
+    path = os.environ.get(_PATH_VAR)
+    if not path:
+        return
+    record = {"collected": [item.nodeid for item in session.items]}
     with open(path, "a", encoding="utf-8") as out:
         out.write(json.dumps(record) + "\n")
 

@@ -565,28 +565,36 @@ class TopicSocketHandler(squall.websocket.WebSocketHandler, TopicMixin):
 
     async def _pump(self, topic_id: int, after: int) -> None:
         assert self.sub is not None
+        # Posts from several workers (or concurrent requests) are published
+        # in no particular id order, so only what the backlog already sent is
+        # skipped; the page also ignores an id it has.
+        sent: set[int] = set()
         last = after
         try:
             backlog = await self.posts_after(topic_id, after)
             if backlog:
+                sent = {p["id"] for p in backlog}
                 last = backlog[-1]["id"]
                 await self.write_message(self.live_payload(backlog))
             dropped = 0
             async for message in self.sub:
                 if self.sub.dropped != dropped:
-                    # This reader fell behind and lost messages: send what
-                    # the database has after the last post it was sent.
+                    # This reader fell behind and lost messages: send what the
+                    # database has after the newest post it was sent (best
+                    # effort: a post stored earlier but published later may
+                    # be missed until the page reloads).
                     dropped = self.sub.dropped
                     posts = await self.posts_after(topic_id, last)
                     if posts:
+                        sent = {p["id"] for p in posts}
                         last = posts[-1]["id"]
                         await self.write_message(self.live_payload(posts))
                     continue
                 head, _, payload = message.partition("\n")
                 newest = int(head)
-                if newest <= last:
-                    continue  # already sent with the backlog
-                last = newest
+                if newest in sent:
+                    continue
+                last = max(last, newest)
                 await self.write_message(payload)
         except squall.websocket.WebSocketClosedError:
             pass

@@ -1,0 +1,301 @@
+"""Load test of the forum demo: many WebSocket readers on one topic while others post.
+
+For each configuration (one process; two ``squall run`` workers behind nginx
+with Redis) it starts the forum on a fresh SQLite file, connects ``--clients``
+WebSocket readers to one topic, and then posts replies through the forum's
+own form (HTTP POST with session cookie and XSRF token):
+
+* latency phase: ``--rate`` posts per second for ``--posts`` posts; for every
+  (post, reader) pair, the time from sending the POST to the reader receiving
+  the post is recorded; p50/p99/max are reported;
+* throughput phase: ``--posters`` clients post back to back, ``--posts`` in
+  all; reported as posts per second, each post delivered to every reader.
+
+The server side is pinned to CPU ``--server-cpu`` and this load generator to
+``--client-cpu`` (the machine has two cores: in the two-worker run both
+workers, nginx and Redis share the server CPU, so that figure shows the cost
+of the Redis hop and the proxy rather than scaling). Run:
+
+    .venv/bin/python benchmarks/forum_load.py            # both configurations
+    .venv/bin/python benchmarks/forum_load.py --only single --clients 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any, Optional
+
+from squall.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+from squall.websocket import WebSocketClientConnection, websocket_connect
+
+ROOT = Path(__file__).resolve().parent.parent
+FORUM = ROOT / "demos" / "forum"
+
+
+def load_cluster() -> Any:
+    spec = importlib.util.spec_from_file_location("forum_cluster", FORUM / "cluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Poster:
+    """A logged-in forum user posting through the reply form."""
+
+    def __init__(self, base: str, http: AsyncHTTPClient) -> None:
+        self.base = base
+        self.http = http
+        self.cookies: dict[str, str] = {}
+
+    async def fetch(self, path: str, form: Optional[dict[str, str]] = None) -> HTTPResponse:
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode({"_xsrf": self.cookies.get("_xsrf", ""), **form})
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        response = await self.http.fetch(
+            HTTPRequest(
+                self.base + path,
+                method="GET" if form is None else "POST",
+                body=body,
+                headers={"Cookie": cookie} if cookie else {},
+                follow_redirects=False,
+                request_timeout=30,
+            ),
+            raise_error=False,
+        )
+        for header in response.headers.get_list("Set-Cookie"):
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.value
+        if response.code >= 400:
+            raise RuntimeError(f"{path}: HTTP {response.code} {response.reason}")
+        return response
+
+    async def sign_up(self, name: str) -> None:
+        await self.fetch("/signup")
+        await self.fetch("/signup", {"name": name, "password": "load test password"})
+
+    async def reply(self, topic: int, body: str) -> int:
+        response = await self.fetch(f"/t/{topic}", {"body": body})
+        found = re.search(r"#p(\d+)$", response.headers.get("Location", ""))
+        if not found:
+            raise RuntimeError(f"reply not accepted: {response.code}")
+        return int(found.group(1))
+
+
+class Reader:
+    """One WebSocket reader; records when each post id arrives."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[int, float] = {}
+        self.conn: Optional[WebSocketClientConnection] = None
+        self.changed = asyncio.Event()
+
+    async def connect(self, url: str) -> None:
+        self.conn = await websocket_connect(url, connect_timeout=30)
+        asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.conn is not None
+        while (raw := await self.conn.read_message()) is not None:
+            now = time.perf_counter()
+            for post in json.loads(raw)["posts"]:
+                self.arrivals.setdefault(post["id"], now)
+            self.changed.set()
+
+
+async def wait_all(readers: list[Reader], ids: list[int], timeout: float) -> int:
+    """Waits until every reader has every id; returns how many (reader, id) pairs are missing."""
+    deadline = time.monotonic() + timeout
+    for reader in readers:
+        while any(i not in reader.arrivals for i in ids):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return sum(1 for r in readers for i in ids if i not in r.arrivals)
+            reader.changed.clear()
+            try:
+                await asyncio.wait_for(reader.changed.wait(), remaining)
+            except TimeoutError:
+                pass
+    return 0
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def run_load(base: str, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    http = AsyncHTTPClient(force_instance=True, max_clients=max(args.posters, 10) + 4)
+    owner = Poster(base, http)
+    await owner.sign_up("owner")
+    response = await owner.fetch("/b/performance", {"title": "load test", "body": "watch this"})
+    topic = int(response.headers["Location"].rsplit("/", 1)[1])
+    posters = [owner] + [Poster(base, http) for _ in range(args.posters - 1)]
+    await asyncio.gather(*(p.sign_up(f"poster{n}") for n, p in enumerate(posters[1:])))
+
+    ws_base = (
+        base.replace("http", "ws", 1) + f"/t/{topic}/live?after=0"
+    )  # the opening post comes first
+    readers = [Reader() for _ in range(args.clients)]
+    started = time.perf_counter()
+    for batch in range(0, len(readers), 100):
+        await asyncio.gather(*(r.connect(ws_base) for r in readers[batch : batch + 100]))
+    connect_seconds = time.perf_counter() - started
+
+    warm = [await owner.reply(topic, f"warm-up {n}") for n in range(3)]
+    missing = await wait_all(readers, warm, 30)
+    if missing:
+        raise RuntimeError(f"warm-up: {missing} deliveries missing")
+
+    # Latency: an open-loop schedule at --rate posts per second.
+    sent: dict[int, float] = {}
+
+    async def post_at(n: int, poster: Poster) -> None:
+        t0 = time.perf_counter()
+        post_id = await poster.reply(topic, f"latency {n}")
+        sent[post_id] = t0
+
+    tasks = []
+    begin = time.perf_counter()
+    for n in range(args.posts):
+        delay = begin + n / args.rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(post_at(n, posters[n % len(posters)])))
+    await asyncio.gather(*tasks)
+    ids = list(sent)
+    missing = await wait_all(readers, ids, 60)
+    latencies = [(r.arrivals[i] - sent[i]) * 1000 for r in readers for i in ids if i in r.arrivals]
+
+    # Throughput: posters flat out; every post reaches every reader.
+    count = iter(range(args.posts))
+    done: list[int] = []
+
+    async def post_loop(poster: Poster) -> None:
+        for n in count:
+            done.append(await poster.reply(topic, f"throughput {n}"))
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(post_loop(p) for p in posters))
+    posted = time.perf_counter() - begin
+    missing_tp = await wait_all(readers, done, 120)
+    delivered = time.perf_counter() - begin
+
+    for r in readers:
+        if r.conn is not None:
+            r.conn.close()
+    http.close()
+    return {
+        "config": label,
+        "clients": args.clients,
+        "connect_s": round(connect_seconds, 2),
+        "latency_rate": args.rate,
+        "latency_posts": len(ids),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "max_ms": round(max(latencies), 1),
+        "missing": missing + missing_tp,
+        "posters": args.posters,
+        "posts_per_s": round(len(done) / posted, 1),
+        "posts_per_s_delivered": round(len(done) / delivered, 1),
+        "deliveries_per_s": round(len(done) * len(readers) / delivered),
+    }
+
+
+async def with_single(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    db = f"sqlite:///{workdir / 'single.sqlite3'}"
+    proc = await asyncio.create_subprocess_exec(
+        "taskset",
+        "-c",
+        str(args.server_cpu),
+        sys.executable,
+        str(FORUM / "app.py"),
+        "--port=0",
+        f"--db={db}",
+        stdout=asyncio.subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    found = re.search(r"http://\S+?(?=/ )", line)
+    if not found:
+        proc.kill()
+        raise RuntimeError(f"the forum printed no address: {line!r}")
+    try:
+        return await run_load(found.group(0), args, "single")
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def with_cluster(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    cluster_module = load_cluster()
+    cluster = cluster_module.Cluster(workdir, port=0, workers=2)
+    # The cluster's processes inherit the server CPU; this process goes back to its own.
+    os.sched_setaffinity(0, {args.server_cpu})
+    try:
+        cluster.start()
+    finally:
+        os.sched_setaffinity(0, {args.client_cpu})
+    try:
+        return await run_load(cluster.url, args, "2 workers + nginx + redis")
+    finally:
+        cluster.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=1000, help="WebSocket readers (1000)")
+    parser.add_argument("--posts", type=int, default=100, help="posts per phase (100)")
+    parser.add_argument("--rate", type=float, default=10.0, help="latency phase posts/s (10)")
+    parser.add_argument("--posters", type=int, default=4, help="concurrent posters (4)")
+    parser.add_argument("--only", choices=["single", "cluster"], help="one configuration")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print JSON lines only")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = args.clients * 3 + 200
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    os.sched_setaffinity(0, {args.client_cpu})
+    results = []
+    with tempfile.TemporaryDirectory(prefix="squall-forum-load-") as tmp:
+        for name, runner in (("single", with_single), ("cluster", with_cluster)):
+            if args.only and args.only != name:
+                continue
+            workdir = Path(tmp) / name
+            workdir.mkdir()
+            result = asyncio.run(runner(args, workdir))
+            results.append(result)
+            print(json.dumps(result) if args.json else _line(result), flush=True)
+    return 0 if all(r["missing"] == 0 for r in results) else 1
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['config']}: {r['clients']} readers; post-to-delivery at {r['latency_rate']:g} posts/s: "
+        f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; "
+        f"{r['posters']} posters flat out: {r['posts_per_s']} posts/s accepted, "
+        f"{r['posts_per_s_delivered']} posts/s delivered to all "
+        f"({r['deliveries_per_s']} messages/s); missing {r['missing']}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,14 +14,15 @@ round), which time spent waiting for a core on a shared machine does not
 disturb. Rounds alternate the contenders (rotating who goes first); each
 ratio is taken within a round and the median round is reported.
 
-Contenders: squall (speedups: uvloop and httptools), squall-pure
-(SQUALL_NO_SPEEDUPS=1 on asyncio's loop), aiohttp on asyncio's loop, aiohttp
-on uvloop, and Tornado (on asyncio's loop).
+Contenders: squall (speedups installed: uvloop, and httptools for _h1's
+"auto" parser choice), squall-pure (SQUALL_NO_SPEEDUPS=1 on asyncio's loop),
+aiohttp on asyncio's loop, aiohttp on uvloop, and Tornado (on asyncio's loop).
 
 Usage: python benchmarks/run.py [SCENARIO ...] [--duration S] [--connections N] [--rounds N]
 Scenarios: hello json page ws hello-repeated (default), and bare, pipeline16.
 The peers come from .venv-bench (made by `make bench`); squall is taken from
-the same environment (installed there in editable mode).
+the same environment (installed there in editable mode), or from a fixed copy
+with SQUALL_SNAPSHOT (see benchmarks/snapshot/sitecustomize.py).
 """
 
 from __future__ import annotations

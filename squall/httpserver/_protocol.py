@@ -208,6 +208,11 @@ class _RequestConnection(HTTPConnection):
             raise HTTPOutputError(str(exc)) from None
         finally:
             self._headers_written = True
+        if p._in_feed and not p._flow & _WRITE_PAUSED:
+            # _send() for the usual case, in this frame: written while the
+            # request is processed, so _process flushes it at its end.
+            p._out.append(data)
+            return p._done_future
         return p._send(data)
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:

@@ -256,14 +256,22 @@ class HTTPServerRequest:
         self.method = method
         self.uri = uri
         self.version = version
-        self.headers = headers if headers is not None else HTTPHeaders()
+        if headers is None:
+            headers = HTTPHeaders()
+        self.headers = headers
         self.body = body or b""
+        # The server's connection has a context with both attributes; other
+        # connections may have neither, or only some.
         context = getattr(connection, "context", None)
-        self.remote_ip = getattr(context, "remote_ip", None)
-        self.protocol = getattr(context, "protocol", "http")
+        if context is None:
+            self.remote_ip = None
+            self.protocol = "http"
+        else:
+            self.remote_ip = getattr(context, "remote_ip", None)
+            self.protocol = getattr(context, "protocol", "http")
         if not host:
-            headers = self.headers
             if type(headers) is HTTPHeaders:
+                # The stock headers are read through their dict: no calls.
                 hosts = headers._as_list.get("Host")
                 if hosts:
                     host = hosts[0] if len(hosts) == 1 else ",".join(hosts)
@@ -276,13 +284,14 @@ class HTTPServerRequest:
         self._start_time = time.time()
         self._finish_time: Optional[float] = None
         self._cookies: Optional[http.cookies.SimpleCookie] = None
-        self.path, _, self.query = uri.partition("?")
+        self.path, _, query = uri.partition("?")
+        self.query = query
         self.body_arguments = {}
-        if self.query:
+        if query:
             # Only the count is checked now (it is what bounds the work);
             # decoding waits until someone reads the arguments.
             limit = _forms._default_config().urlencoded.max_arguments
-            if self.query.count("&") >= limit:
+            if query.count("&") >= limit:
                 raise HTTPInputError(
                     f"Invalid query string: Max number of fields exceeded (the limit is {limit})"
                 )
@@ -295,65 +304,15 @@ class HTTPServerRequest:
         start_line: Union[RequestStartLine, ResponseStartLine],
         headers: HTTPHeaders,
     ) -> HTTPServerRequest:
-        # What __init__ builds from a server's request, without its keyword
-        # binding and the branches only direct construction needs: a router
-        # builds one of these per request.
-        if (
-            cls is not HTTPServerRequest
-            or type(headers) is not HTTPHeaders
-            or type(start_line) is not RequestStartLine
-        ):
-            assert isinstance(start_line, RequestStartLine)
-            return cls(
-                connection=connection,
-                server_connection=server_connection,
-                start_line=start_line,
-                headers=headers,
-            )
-        self = object.__new__(cls)
-        method, uri, version = start_line
-        self.method = method
-        self.uri = uri
-        self.version = version
-        self.headers = headers
-        self.body = b""
-        # Plain attribute reads with getattr's defaults as the fallback: the
-        # server's connection and context have these attributes.
-        try:
-            context = connection.context  # type: ignore[attr-defined]
-        except AttributeError:
-            context = None
-        if context is None:
-            self.remote_ip = None
-            self.protocol = "http"
-        else:
-            try:
-                self.remote_ip = context.remote_ip
-                self.protocol = context.protocol
-            except AttributeError:
-                self.remote_ip = getattr(context, "remote_ip", None)
-                self.protocol = getattr(context, "protocol", "http")
-        hosts = headers._as_list.get("Host")
-        host = None
-        if hosts:
-            host = hosts[0] if len(hosts) == 1 else ",".join(hosts)
-        self.host = host or "127.0.0.1"
-        self.files = {}
-        self.connection = connection
-        self.server_connection = server_connection
-        self._start_time = time.time()
-        self._finish_time = None
-        self._cookies = None
-        self.path, _, query = uri.partition("?")
-        self.query = query
-        self.body_arguments = {}
-        if query:
-            limit = _forms._default_config().urlencoded.max_arguments
-            if query.count("&") >= limit:
-                raise HTTPInputError(
-                    f"Invalid query string: Max number of fields exceeded (the limit is {limit})"
-                )
-        return self
+        # The constructor, positionally, as routers called it before there
+        # was only one (kept for them and their tests).
+        assert isinstance(start_line, RequestStartLine)
+        return cls(
+            connection=connection,
+            server_connection=server_connection,
+            start_line=start_line,
+            headers=headers,
+        )
 
     def _parse_query_arguments(self) -> dict[str, list[bytes]]:
         return _parse_qs_bytes(_latin1_or_utf8(self.query), None)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall import httputil
 from squall.concurrent import Future, future_set_result_unless_cancelled
-from squall.log import access_log
+from squall.log import access_log, app_log
 from squall.netutil import _DEFAULT_BACKLOG
 from squall.routing import (
     AnyMatches,
@@ -20,7 +20,7 @@ from squall.routing import (
     ReversibleRouter,
     ReversibleRuleRouter,
     Rule,
-    _RoutingDelegate,
+    _DefaultMessageDelegate,
     _RuleLike,
 )
 from squall.web.handler import RequestHandler
@@ -255,12 +255,22 @@ class Application(ReversibleRouter):
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        # _RoutingDelegate.__init__, inlined: a frame fewer per request.
-        delegate = object.__new__(_ApplicationDelegate)
-        delegate.router = self
+        # The delegate routes the request once its head is in. Built without
+        # __init__ (which takes a request, for get_handler_delegate): a
+        # frame fewer per request.
+        delegate = object.__new__(_HandlerDelegate)
+        delegate.application = self
         delegate.server_conn = server_conn
         delegate.request_conn = request_conn
+        delegate.request = None
         delegate.delegate = None
+        delegate.handler_class = None
+        delegate.handler_kwargs = None
+        delegate.path_args = None
+        delegate.path_kwargs = None
+        delegate.chunks = None
+        delegate.stream_request_body = False
+        delegate.handler = None
         return delegate
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
@@ -342,85 +352,6 @@ class Application(ReversibleRouter):
             access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
 
 
-class _ApplicationDelegate(_RoutingDelegate):
-    # The application's delegate for one request. A request for a literal
-    # route to a RequestHandler that does not stream its body is served by
-    # this object itself (one delegate per request, no forwarding); every
-    # other request goes through find_handler and is forwarded as usual.
-    __slots__ = ("request", "handler_class", "handler_kwargs", "chunks")
-
-    # Application.start_request is what builds these.
-    router: Application
-
-    def headers_received(
-        self,
-        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
-        headers: httputil.HTTPHeaders,
-    ) -> Optional[Any]:
-        app = self.router
-        router = app.wildcard_router
-        if (
-            type(app).find_handler is Application.find_handler
-            and type(router) is _ApplicationRouter
-            and len(app.default_router._rules) == 1
-        ):
-            request = httputil.HTTPServerRequest._for_server(
-                self.request_conn, self.server_conn, start_line, headers
-            )
-            if router._rules.stale:
-                router._reindex()
-            hit = router._direct.get(request.path)
-            if hit is not None and not hit[0]._stream_request_body:
-                self.request = request
-                self.handler_class, self.handler_kwargs = hit
-                self.chunks: Optional[list[bytes]] = None
-                return None
-            delegate = router.find_handler(request)
-            if delegate is None:
-                delegate = app._unrouted(request)
-            self.delegate = delegate
-            return delegate.headers_received(start_line, headers)
-        return super().headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Optional[Any]:
-        delegate = self.delegate
-        if delegate is not None:
-            return delegate.data_received(chunk)
-        if self.chunks is None:
-            self.chunks = [chunk]
-        else:
-            self.chunks.append(chunk)
-        return None
-
-    def finish(self) -> None:
-        delegate = self.delegate
-        if delegate is not None:
-            delegate.finish()
-            return
-        request = self.request
-        chunks = self.chunks
-        if chunks:
-            request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        app = self.router
-        settings = app.settings
-        if settings:
-            _per_request_settings(settings)
-        kwargs = self.handler_kwargs
-        if kwargs is None:
-            handler = self.handler_class(app, request)
-        else:
-            handler = self.handler_class(app, request, **kwargs)
-        transforms = app.transforms
-        handler._execute([t(request) for t in transforms] if transforms else [])
-
-    def on_connection_close(self) -> None:
-        delegate = self.delegate
-        if delegate is not None:
-            delegate.on_connection_close()
-        else:
-            self.chunks = None
-
-
 def _per_request_settings(settings: dict[str, Any]) -> None:
     # Debug settings that reset caches before every request.
     if not settings.get("compiled_template_cache", True):
@@ -432,12 +363,22 @@ def _per_request_settings(settings: dict[str, Any]) -> None:
 
 
 class _HandlerDelegate(httputil.HTTPMessageDelegate):
-    # Receives one request for a RequestHandler class: buffers the body (or
-    # streams it to the handler) and runs the handler.
+    # The application's delegate for one request, in one of two roles.
+    #
+    # Made by Application.start_request (no request yet), it builds the
+    # request when the head arrives and routes it: a literal route to a
+    # RequestHandler that does not stream its body is served by this object
+    # itself (one delegate per request); any other target's delegate, from
+    # find_handler, gets everything forwarded (``delegate``).
+    #
+    # Made by get_handler_delegate (a router's target), it serves the given
+    # handler class: buffers the body, or streams it to the handler.
     __slots__ = (
         "application",
-        "connection",
+        "server_conn",
+        "request_conn",
         "request",
+        "delegate",
         "handler_class",
         "handler_kwargs",
         "path_args",
@@ -457,13 +398,15 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
         path_kwargs: Optional[dict[str, bytes]],
     ) -> None:
         self.application = application
-        self.connection = request.connection
-        self.request = request
-        self.handler_class = handler_class
-        self.handler_kwargs = handler_kwargs or {}
-        self.path_args = path_args or []
-        self.path_kwargs = path_kwargs or {}
-        self.chunks: list[bytes] = []
+        self.server_conn = request.server_connection
+        self.request_conn = request.connection
+        self.request: Optional[httputil.HTTPServerRequest] = request
+        self.delegate: Optional[httputil.HTTPMessageDelegate] = None
+        self.handler_class: Optional[type[RequestHandler]] = handler_class
+        self.handler_kwargs: Optional[dict[str, Any]] = handler_kwargs or {}
+        self.path_args: Optional[list[bytes]] = path_args or []
+        self.path_kwargs: Optional[dict[str, bytes]] = path_kwargs or {}
+        self.chunks: Optional[list[bytes]] = None
         self.stream_request_body = handler_class._stream_request_body
         self.handler: Optional[RequestHandler] = None
 
@@ -472,49 +415,121 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
         start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
         headers: httputil.HTTPHeaders,
     ) -> Optional[Awaitable[None]]:
+        request = self.request
+        if request is None:
+            assert isinstance(start_line, httputil.RequestStartLine)
+            request = self.request = httputil.HTTPServerRequest(
+                connection=self.request_conn,
+                server_connection=self.server_conn,
+                start_line=start_line,
+                headers=headers,
+            )
+            app = self.application
+            router = app.wildcard_router
+            hit = None
+            if (
+                type(app).find_handler is Application.find_handler
+                and type(router) is _ApplicationRouter
+                and len(app.default_router._rules) == 1
+            ):
+                if router._rules.stale:
+                    router._reindex()
+                hit = router._direct.get(request.path)
+            if hit is not None and not hit[0]._stream_request_body:
+                # A literal route to a handler: served by this delegate.
+                self.handler_class, self.handler_kwargs = hit
+                return None
+            delegate = self._route(request)
+            self.delegate = delegate
+            return delegate.headers_received(start_line, headers)
         if self.stream_request_body:
-            self.request._body_future = Future()  # type: ignore[attr-defined]
+            request._body_future = Future()  # type: ignore[attr-defined]
             return self.execute()
         return None
 
+    def _route(self, request: httputil.HTTPServerRequest) -> httputil.HTTPMessageDelegate:
+        """The delegate to forward a request to that no literal route serves here."""
+        app = self.application
+        router = app.wildcard_router
+        if (
+            type(app).find_handler is Application.find_handler
+            and type(router) is _ApplicationRouter
+            and len(app.default_router._rules) == 1
+        ):
+            delegate: Optional[httputil.HTTPMessageDelegate] = router.find_handler(request)
+            return delegate if delegate is not None else app._unrouted(request)
+        delegate = app.find_handler(request)
+        if delegate is None:
+            # A find_handler of the application's own that found nothing.
+            app_log.debug("Delegate for %s %s request not found", request.method, request.path)
+            assert self.request_conn is not None
+            return _DefaultMessageDelegate(self.request_conn)
+        return delegate
+
     def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        delegate = self.delegate
+        if delegate is not None:
+            return delegate.data_received(chunk)
         if self.stream_request_body:
             assert self.handler is not None
             return self.handler.data_received(chunk)
-        self.chunks.append(chunk)
+        if self.chunks is None:
+            self.chunks = [chunk]
+        else:
+            self.chunks.append(chunk)
         return None
 
     def finish(self) -> None:
+        delegate = self.delegate
+        if delegate is not None:
+            delegate.finish()
+            return
+        request = self.request
+        assert request is not None
         if self.stream_request_body:
-            future_set_result_unless_cancelled(self.request._body_future, None)  # type: ignore[attr-defined]
+            future_set_result_unless_cancelled(request._body_future, None)  # type: ignore[attr-defined]
             return
         chunks = self.chunks
         if chunks:
-            self.request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.execute()
 
     def on_connection_close(self) -> None:
-        if self.stream_request_body:
+        delegate = self.delegate
+        if delegate is not None:
+            delegate.on_connection_close()
+        elif self.stream_request_body:
             if self.handler is not None:
                 self.handler._connection_closed()
         else:
-            self.chunks = []
+            self.chunks = None
 
     def execute(self) -> Optional[Awaitable[None]]:
-        settings = self.application.settings
+        """Run the handler; returns the future of its ``prepare`` (for flow control:
+        a streamed body is not read until prepare has finished)."""
+        app = self.application
+        request = self.request
+        handler_class = self.handler_class
+        assert request is not None and handler_class is not None
+        settings = app.settings
         if settings:
             _per_request_settings(settings)
-        handler = self.handler_class(self.application, self.request, **self.handler_kwargs)
+        kwargs = self.handler_kwargs
+        if kwargs:
+            handler = handler_class(app, request, **kwargs)
+        else:
+            handler = handler_class(app, request)
         self.handler = handler
-        transforms = self.application.transforms
         if self.stream_request_body:
             handler._prepared_future = Future()
-        handler._execute(
-            [t(self.request) for t in transforms] if transforms else [],
-            *self.path_args,
-            **self.path_kwargs,
-        )
-        # For flow control: no body is read until prepare() has finished.
+        transforms = app.transforms
+        applied = [t(request) for t in transforms] if transforms else []
+        path_args = self.path_args
+        path_kwargs = self.path_kwargs
+        if path_args or path_kwargs:
+            handler._execute(applied, *(path_args or ()), **(path_kwargs or {}))
+        else:
+            handler._execute(applied)
         return handler._prepared_future
 
 

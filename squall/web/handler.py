@@ -155,18 +155,8 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._transforms = []
         self.path_args = []
         self.path_kwargs = {}
-        # clear(), inlined: this runs for every request.
-        # _new_headers(), inlined.
-        headers = self._headers = HTTPHeaders.__new__(HTTPHeaders)
-        now = int(time.time())
-        if now != _date_cache[0]:
-            _date_cache[0] = now
-            _date_cache[1] = format_timestamp(now)
-        headers._as_list = {
-            "Server": [_SERVER_HEADER],
-            "Content-Type": ["text/html; charset=UTF-8"],
-            "Date": [_date_cache[1]],
-        }
+        # What clear() sets, less its keeping of cookies (there are none yet).
+        self._headers = _new_headers()
         cls = self.__class__
         if cls.set_default_headers is not _stock.set_default_headers:
             self.set_default_headers()
@@ -559,28 +549,14 @@ class RequestHandler(CookieMixin, RenderMixin):
             # The stock headers object is read through its dict: no calls.
             fields = self._headers._as_list
             if status == 200 and self.request.method in ("GET", "HEAD") and "Etag" not in fields:
-                if (
-                    cls.compute_etag is _stock.compute_etag
-                    and cls.set_etag_header is _stock.set_etag_header
-                    and "compute_etag" not in own
-                    and "set_etag_header" not in own
-                ):
-                    buffer = self._write_buffer
-                    if len(buffer) == 1:
-                        body = buffer[0]
-                        memo = _etag_memo
-                        if len(body) <= _ETAG_MEMO_MAX and memo[0] == body:
-                            etag = memo[1]
-                        else:
-                            etag = f'"{hashlib.sha1(body).hexdigest()}"'
-                            if len(body) <= _ETAG_MEMO_MAX and type(body) is bytes:
-                                _remember_etag(body, etag)
-                    else:
-                        hasher = hashlib.sha1()
-                        for part in buffer:
-                            hasher.update(part)
-                        etag = f'"{hasher.hexdigest()}"'
-                    fields["Etag"] = [etag]
+                if cls.set_etag_header is _stock.set_etag_header and "set_etag_header" not in own:
+                    # set_etag_header(), without set_header's checks: an
+                    # Etag is a quoted string of our own or the hook's.
+                    etag = self.compute_etag()
+                    if etag is not None:
+                        fields["Etag"] = [
+                            etag if type(etag) is str else self._convert_header_value(etag)
+                        ]
                 else:
                     self.set_etag_header()
                 if (
@@ -607,22 +583,7 @@ class RequestHandler(CookieMixin, RenderMixin):
             connection._close_callback = None
         else:
             connection.set_close_callback(None)  # type: ignore[attr-defined]
-        if self._headers_written or cls.flush is not _stock.flush or "flush" in own:
-            future = self.flush(include_footers=True)
-        else:
-            # flush()'s first write, inlined: most responses are one write.
-            self._headers_written = True
-            buffer = self._write_buffer
-            chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
-            self._write_buffer = []
-            for transform in self._transforms:
-                self._status_code, self._headers, chunk = transform.transform_first_chunk(
-                    self._status_code, self._headers, chunk, True
-                )
-            if request.method == "HEAD":
-                chunk = b""
-            start_line = _new_tuple(ResponseStartLine, ("", self._status_code, self._reason))
-            future = connection.write_headers(start_line, self._headers, chunk)
+        future = self.flush(True)
         connection.finish()
         self.application.log_request(self)
         self._finished = True
@@ -789,8 +750,22 @@ class RequestHandler(CookieMixin, RenderMixin):
 
     def compute_etag(self) -> Optional[str]:
         """The ETag of the response: a hash of the body; None to send none."""
+        buffer = self._write_buffer
+        if len(buffer) == 1:
+            body = buffer[0]
+            if len(body) <= _ETAG_MEMO_MAX:
+                # Small bodies repeat (health checks, "OK", small JSON): the
+                # last one's Etag spares the sha1.
+                memo = _etag_memo
+                if memo[0] == body:
+                    return memo[1]
+                etag = f'"{hashlib.sha1(body).hexdigest()}"'
+                if type(body) is bytes:
+                    _remember_etag(body, etag)
+                return etag
+            return f'"{hashlib.sha1(body).hexdigest()}"'
         hasher = hashlib.sha1()
-        for part in self._write_buffer:
+        for part in buffer:
             hasher.update(part)
         return f'"{hasher.hexdigest()}"'
 

@@ -250,7 +250,7 @@ def test_handler_delegate_drops_the_body_on_close() -> None:
     delegate = app.find_handler(_request(_conn()))
     delegate.data_received(b"partial")
     delegate.on_connection_close()
-    assert delegate.chunks == []
+    assert not delegate.chunks
 
 
 def test_streaming_delegate_reports_close_to_the_handler() -> None:

@@ -133,12 +133,26 @@ async def wait_all(readers: list[Reader], ids: list[int], timeout: float) -> int
     return 0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def run_load(base: str, args: argparse.Namespace, label: str) -> dict[str, Any]:
+async def run_load(
+    base: str, args: argparse.Namespace, label: str, server_pids: list[int]
+) -> dict[str, Any]:
     http = AsyncHTTPClient(force_instance=True, max_clients=max(args.posters, 10) + 4)
     owner = Poster(base, http)
     await owner.sign_up("owner")
@@ -184,6 +198,7 @@ async def run_load(base: str, args: argparse.Namespace, label: str) -> dict[str,
     # Throughput: posters flat out; every post reaches every reader.
     count = iter(range(args.posts))
     done: list[int] = []
+    server_cpu, client_cpu = cpu_seconds(server_pids), time.process_time()
 
     async def post_loop(poster: Poster) -> None:
         for n in count:
@@ -194,6 +209,8 @@ async def run_load(base: str, args: argparse.Namespace, label: str) -> dict[str,
     posted = time.perf_counter() - begin
     missing_tp = await wait_all(readers, done, 120)
     delivered = time.perf_counter() - begin
+    server_cpu = cpu_seconds(server_pids) - server_cpu
+    client_cpu = time.process_time() - client_cpu
 
     for r in readers:
         if r.conn is not None:
@@ -213,6 +230,9 @@ async def run_load(base: str, args: argparse.Namespace, label: str) -> dict[str,
         "posts_per_s": round(len(done) / posted, 1),
         "posts_per_s_delivered": round(len(done) / delivered, 1),
         "deliveries_per_s": round(len(done) * len(readers) / delivered),
+        # CPU use during the throughput phase: which side was the limit.
+        "server_cpu_pct": round(100 * server_cpu / delivered),
+        "client_cpu_pct": round(100 * client_cpu / delivered),
     }
 
 
@@ -236,7 +256,7 @@ async def with_single(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         proc.kill()
         raise RuntimeError(f"the forum printed no address: {line!r}")
     try:
-        return await run_load(found.group(0), args, "single")
+        return await run_load(found.group(0), args, "single", [proc.pid])
     finally:
         proc.terminate()
         await proc.wait()
@@ -252,7 +272,8 @@ async def with_cluster(args: argparse.Namespace, workdir: Path) -> dict[str, Any
     finally:
         os.sched_setaffinity(0, {args.client_cpu})
     try:
-        return await run_load(cluster.url, args, "2 workers + nginx + redis")
+        pids = [p.pid for p in cluster.procs]
+        return await run_load(cluster.url, args, "2 workers + nginx + redis", pids)
     finally:
         cluster.stop()
 
@@ -293,7 +314,8 @@ def _line(r: dict[str, Any]) -> str:
         f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; "
         f"{r['posters']} posters flat out: {r['posts_per_s']} posts/s accepted, "
         f"{r['posts_per_s_delivered']} posts/s delivered to all "
-        f"({r['deliveries_per_s']} messages/s); missing {r['missing']}"
+        f"({r['deliveries_per_s']} messages/s); CPU server {r['server_cpu_pct']}%, "
+        f"load generator {r['client_cpu_pct']}%; missing {r['missing']}"
     )
 
 

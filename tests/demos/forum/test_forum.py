@@ -270,6 +270,31 @@ def test_slow_socket_gets_what_it_missed_from_the_database(tmp_path: Path) -> No
     run(main())
 
 
+def test_posts_published_out_of_id_order_all_reach_the_socket(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path) as (app, base), client() as http:
+            ann = Visitor(base, http)
+            await ann.signup("ann")
+            topic = await ann.new_topic("general", "order", "start")
+            pubsub = app.settings["pubsub"]
+            channel = forum.topic_channel(topic)
+            conn = await websocket_connect(
+                base.replace("http", "ws") + f"/t/{topic}/live?after=1",
+                connect_timeout=LIMIT_REQUEST,
+            )
+            while pubsub.subscribers(channel) == 0:
+                await asyncio.sleep(0)  # the handshake's open() subscribes
+            # Two workers stored 11 and 10; 11's publish arrived first.
+            for post_id in (11, 10):
+                payload = json.dumps({"posts": [{"id": post_id, "html": ""}]})
+                await pubsub.publish(channel, forum.live_message(post_id, payload))
+            got = [json.loads(await conn.read_message())["posts"][0]["id"] for _ in range(2)]
+            assert got == [11, 10]
+            conn.close()
+
+    run(main())
+
+
 def test_database_urls_and_placeholders() -> None:
     pg = forum.Database("postgresql://u:p@h/db")
     assert pg._sql("SELECT ? WHERE a = ? AND b = ?") == "SELECT $1 WHERE a = $2 AND b = $3"

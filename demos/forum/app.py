@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 
 import squall.escape
 import squall.httputil
+import squall.log
 import squall.netutil
 import squall.options
 import squall.web
@@ -497,9 +498,13 @@ class TopicHandler(TopicMixin):
             "UPDATE topics SET posts = posts + 1, last_post = ? WHERE id = ?", now, topic["id"]
         )
         post = {"id": post_id, "body": body, "created": now, "author": self.current_user["name"]}
-        await self.pubsub.publish(
-            topic_channel(topic["id"]), live_message(post_id, self.live_payload([post]))
-        )
+        try:
+            await self.pubsub.publish(
+                topic_channel(topic["id"]), live_message(post_id, self.live_payload([post]))
+            )
+        except ConnectionError as exc:
+            # The reply is stored: readers see it when they reload or reconnect.
+            squall.log.app_log.warning("reply %d not sent live: %s", post_id, exc)
         count = await self.db.fetchone(
             "SELECT COUNT(*) AS n FROM posts WHERE topic_id = ?", topic["id"]
         )
@@ -518,7 +523,12 @@ class TopicPollHandler(TopicMixin):
         topic = await self.topic(topic_id)
         after = self.after_argument()
         # Subscribe before reading, so that a post made in between is not missed.
-        sub = await self.pubsub.subscribe(topic_channel(topic["id"]))
+        try:
+            sub = await self.pubsub.subscribe(topic_channel(topic["id"]))
+        except ConnectionError as exc:
+            raise squall.web.HTTPError(
+                503, "live updates: %s", exc, reason="live updates unavailable"
+            )
         try:
             posts = await self.posts_after(topic["id"], after)
             if not posts:
@@ -560,7 +570,11 @@ class TopicSocketHandler(squall.websocket.WebSocketHandler, TopicMixin):
         await super().get(*args, **kwargs)
 
     async def open(self, *args: str, **kwargs: str) -> None:
-        self.sub = await self.pubsub.subscribe(topic_channel(self.topic_id))
+        try:
+            self.sub = await self.pubsub.subscribe(topic_channel(self.topic_id))
+        except ConnectionError:
+            self.close(1011, "live updates unavailable")
+            return
         self.pump = asyncio.ensure_future(self._pump(self.topic_id, self.after))
 
     async def _pump(self, topic_id: int, after: int) -> None:

@@ -87,6 +87,7 @@ class RedisPubSub(PubSub):
         self._disconnected = asyncio.Event()
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._commands: set[asyncio.Task[None]] = set()
+        self._ever_connected = False
         #: Times the subscriber connection was established again after a loss.
         self.reconnects = 0
 
@@ -186,12 +187,15 @@ class RedisPubSub(PubSub):
                             delay = self.reconnect_delay
                             if lost:
                                 lost = False
-                                self.reconnects += 1
+                                if self._ever_connected:
+                                    self.reconnects += 1
                                 gen_log.warning(
-                                    "pubsub: reconnected to Redis at %s; %d channel(s) subscribed again",
+                                    "pubsub: %s Redis at %s; %d channel(s) subscribed",
+                                    "reconnected to" if self._ever_connected else "connected to",
                                     _safe_url(self.url),
                                     len(self._channels),
                                 )
+                            self._ever_connected = True
                         else:
                             future = self._confirmed.get(channel)
                             if future is not None and not future.done():
@@ -202,7 +206,8 @@ class RedisPubSub(PubSub):
                 self._connected.clear()
                 if not lost:
                     gen_log.warning(
-                        "pubsub: lost the connection to Redis at %s (%s); reconnecting",
+                        "pubsub: %s Redis at %s (%s); retrying",
+                        "lost the connection to" if self._ever_connected else "cannot connect to",
                         _safe_url(self.url),
                         exc or type(exc).__name__,
                     )

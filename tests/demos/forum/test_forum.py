@@ -318,3 +318,27 @@ def test_make_demo_serves_the_forum_and_prints_its_address(tmp_path: Path) -> No
             await stop(process)
 
     run(main())
+
+
+def test_without_redis_replies_are_stored_and_live_updates_say_unavailable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from squall.pubsub import RedisPubSub
+
+    from ...pubsub._redis_server import free_port
+
+    async def main() -> None:
+        async with forum_server(tmp_path) as (app, base), client() as http:
+            await app.settings["pubsub"].close()
+            down = f"redis://127.0.0.1:{free_port()}/0"
+            app.settings["pubsub"] = RedisPubSub(down, subscribe_timeout=0.2)
+            ann = Visitor(base, http)
+            await ann.signup("ann")
+            topic = await ann.new_topic("general", "no redis", "start")
+            reply, _ = await ann.reply(topic, "still stored")
+            assert b"still stored" in (await ann.fetch(f"/t/{topic}")).body
+            poll = await ann.fetch(f"/t/{topic}/poll?after={reply}")
+            assert poll.code == 503 and b"live updates unavailable" in poll.body
+
+    run(main())
+    assert any("not sent live" in r.getMessage() for r in caplog.records)

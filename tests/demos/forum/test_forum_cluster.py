@@ -76,4 +76,4 @@ def test_a_reply_through_one_worker_reaches_readers_on_the_other(cluster: Any) -
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_live_reply_between_tabs_on_different_workers(cluster: Any) -> None:
-    run(live_topic_in_two_tabs(cluster.url, pinned=True), limit=BROWSER_LIMIT)
+    run(live_topic_in_two_tabs(cluster.url, pinned=True), limit=BROWSER_LIMIT + 4)

@@ -19,7 +19,7 @@ from .._util import run
 from ..test_chat_browser import BROKEN_WEBSOCKET, CHROMIUM, DevTools, Tab, launch, shut
 from ._client import forum_server
 
-# A deadline, not the expected time (about 3 s on an idle machine; the
+# A deadline, not the expected time (a few seconds when the machine is idle; the
 # shared 2-core machine can be several times slower).
 BROWSER_LIMIT = 12.0
 PASSWORD = "browser password"

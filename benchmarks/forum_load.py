@@ -233,6 +233,9 @@ async def run_load(
         # CPU use during the throughput phase: which side was the limit.
         "server_cpu_pct": round(100 * server_cpu / delivered),
         "client_cpu_pct": round(100 * client_cpu / delivered),
+        # Server CPU per delivered message: the figure least moved by other
+        # load on the machine.
+        "server_cpu_us_per_delivery": round(1e6 * server_cpu / (len(done) * len(readers)), 1),
     }
 
 
@@ -314,7 +317,8 @@ def _line(r: dict[str, Any]) -> str:
         f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; "
         f"{r['posters']} posters flat out: {r['posts_per_s']} posts/s accepted, "
         f"{r['posts_per_s_delivered']} posts/s delivered to all "
-        f"({r['deliveries_per_s']} messages/s); CPU server {r['server_cpu_pct']}%, "
+        f"({r['deliveries_per_s']} messages/s); CPU server {r['server_cpu_pct']}% "
+        f"({r['server_cpu_us_per_delivery']} us per delivery), "
         f"load generator {r['client_cpu_pct']}%; missing {r['missing']}"
     )
 

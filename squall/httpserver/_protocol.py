@@ -112,25 +112,26 @@ _READ_PAUSED: Final = 2  # we paused the transport's reading
 _WRITE_PAUSED: Final = 4  # the transport is over its high-water mark
 _TAKEN: Final = 8  # detach() was called (once only, even on a lost connection)
 
-# The context idle timers run in: asyncio would copy the current one for
-# every timer, and an idle connection always has one. _check_idle runs no
-# application code, and what it triggers later (connection_lost) gets a
-# copy of its own.
-_TIMER_CONTEXT = contextvars.Context()
-
-# One resolved future per loop: what a write returns while the transport
-# takes more (a per-connection one would cost every idle connection).
-_resolved: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[None]] = (
-    weakref.WeakKeyDictionary()
-)
+# Shared by the connections of one loop (per-connection ones would cost
+# every idle connection): the resolved future a write returns while the
+# transport takes more, and the context idle timers run in (asyncio would
+# copy the current context for each timer; _check_idle runs no application
+# code, and what it triggers later, connection_lost, gets a copy of its
+# own). Per loop, not global: a Context cannot be entered by two threads.
+_per_loop: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[asyncio.Future[None], contextvars.Context]
+] = weakref.WeakKeyDictionary()
 
 
-def _resolved_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
-    future = _resolved.get(loop)
-    if future is None:
-        future = _resolved[loop] = loop.create_future()
+def _loop_shared(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[asyncio.Future[None], contextvars.Context]:
+    shared = _per_loop.get(loop)
+    if shared is None:
+        future: asyncio.Future[None] = loop.create_future()
         future.set_result(None)
-    return future
+        shared = _per_loop[loop] = (future, contextvars.Context())
+    return shared
 
 
 def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
@@ -323,6 +324,7 @@ class _HTTPProtocol(asyncio.Protocol):
         "_flush_handle",
         "_drain_waiters",
         "_done_future",
+        "_timer_context",
         "_stream",
         "_idle_since",
         "_idle_timer",
@@ -361,7 +363,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._out: list[bytes] = []
         self._flush_handle: Optional[asyncio.Handle] = None
         self._drain_waiters: Optional[list[asyncio.Future[None]]] = None
-        self._done_future = _resolved_future(loop)
+        self._done_future, self._timer_context = _loop_shared(loop)
         self._stream: Optional[_TransportStream] = None
         self._idle_since = 0.0
         self._idle_timer: Optional[asyncio.TimerHandle] = None
@@ -771,7 +773,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._idle_timer = (
             None
             if when is None
-            else self._loop.call_at(when, self._check_idle, context=_TIMER_CONTEXT)
+            else self._loop.call_at(when, self._check_idle, context=self._timer_context)
         )
 
     def _idle_deadline(self, now: float) -> Optional[float]:

@@ -906,3 +906,37 @@ def test_repeated_response_fields_are_still_checked_for_injection(parser: str) -
     # Same text as the block just sent, from one field with a CRLF inside.
     with pytest.raises(LocalProtocolError, match="invalid"):
         conn.send_response_start(200, "OK", [("A", "1\r\nB: 2")], b"", None)
+
+
+def test_end_after_exchange_makes_the_response_close(parser: str) -> None:
+    conn = server(parser, GET)
+    assert [type(e) for e in drain(conn)] == [Request, EndOfMessage]
+    assert conn.keep_alive
+    conn.end_after_exchange()
+    assert not conn.keep_alive
+    head = conn.send_response(200, "OK", [("Content-Type", "text/plain")], b"x")
+    assert b"\r\nConnection: close\r\n" in head
+    assert conn.our_state == "MUST_CLOSE"
+
+
+def test_allow_bare_lf_is_reported(parser: str) -> None:
+    assert not H1Connection("server", parser=parser).allow_bare_lf
+    assert H1Connection("server", parser=parser, allow_bare_lf=True).allow_bare_lf
+
+
+def test_parsed_bytes_are_not_held_between_messages(parser: str) -> None:
+    import sys
+
+    # A fresh bytes object of its own, so that its reference count is ours.
+    data = bytes(bytearray(GET))
+    before = sys.getrefcount(data)
+    conn = H1Connection("server", parser=parser)
+    conn.receive_data(data)
+    assert sys.getrefcount(data) == before + 1
+    assert [type(e) for e in drain(conn)] == [Request, EndOfMessage]
+    # An idle keep-alive connection keeps none of its last request's bytes.
+    assert sys.getrefcount(data) == before
+    conn.send_response(200, "OK", [], b"")
+    conn.receive_data(GET + b"GET /b")
+    assert [type(e) for e in drain(conn)] == [Request, EndOfMessage]
+    assert conn.buffered == len(b"GET /b")

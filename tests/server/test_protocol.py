@@ -754,3 +754,60 @@ def test_write_headers_refuses_a_value_that_is_not_a_string(
 
     make(loop, handle)[1].data_received(GET)
     assert errors == ["header fields must be (str, str) pairs"]
+
+
+def test_connection_state_through_an_exchange(loop: asyncio.AbstractEventLoop) -> None:
+    from squall.httpserver import _protocol as p
+
+    pending: list[HTTPServerRequest] = []
+    _, proto, t = make(loop, pending.append)
+    assert proto._state == p._IDLE
+    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab")
+    assert proto._state == p._REQUEST  # the body is still coming
+    proto.data_received(b"cd")
+    assert proto._state == p._RESPONSE and pending[0].body == b"abcd"
+    respond(pending[0])
+    assert proto._state == p._IDLE and not t.closed
+    proto.data_received(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    respond(pending[1])
+    # The response ended the connection: flushed, then closed.
+    assert proto._state == p._STOPPED and t.closed
+    assert wait_closed(t)
+    assert proto._state == p._CLOSED
+
+
+def test_detached_connection_state(loop: asyncio.AbstractEventLoop) -> None:
+    from squall.httpserver import _protocol as p
+
+    pending: list[HTTPServerRequest] = []
+    server, proto, t = make(loop, pending.append)
+    proto.data_received(GET)
+    stream = pending[0].connection.detach()  # type: ignore[union-attr]
+    assert proto._state == p._DETACHED and proto._detached
+    assert proto in server._detached
+    proto.data_received(b"raw")
+    # Bytes now go to the stream, not to the HTTP parser.
+    read = stream.read_bytes(3)
+    assert read.done() and read.result() == b"raw"
+    with pytest.raises(RuntimeError):
+        pending[0].connection.detach()  # type: ignore[union-attr]
+    proto.connection_lost(None)
+    assert proto._state == p._CLOSED and proto not in server._detached
+
+
+def test_idle_connections_share_per_loop_objects(loop: asyncio.AbstractEventLoop) -> None:
+    _, a, _ta = make(loop)
+    _, b, _tb = make(loop)
+    # One resolved future and one idle-timer context per loop, not per
+    # connection (each would cost every idle connection).
+    assert a._done_future is b._done_future and a._done_future.done()
+    assert a._timer_context is b._timer_context
+    assert a._drain_waiters is None
+    other = asyncio.new_event_loop()
+    try:
+        _, c, _tc = make(other)
+        assert c._done_future is not a._done_future
+        assert c._timer_context is not a._timer_context
+        c._hard_close()
+    finally:
+        other.close()

@@ -111,22 +111,36 @@ def check(manifest: dict[str, Any], native: Path, squall_dir: Path, version: str
     return files
 
 
-def install(squall_dir: Path, version: str) -> None:
-    """Loads the compiled modules from now on, if installed and fitting; see `state`."""
+def _installed_home() -> Optional[Path]:
+    """Where the squall_speedups package is installed, without importing it."""
+    try:
+        spec = importlib.util.find_spec(DISTRIBUTION_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def install(squall_dir: Path, version: str, home: Optional[Path] = None) -> None:
+    """Loads the compiled modules from now on, if installed and fitting; see `state`.
+
+    Args:
+        squall_dir: the squall package directory.
+        version: its version.
+        home: the squall_speedups package directory (found on sys.path if None).
+    """
     if state.loaded:
         return
     state.reason = ""
     if os.environ.get("SQUALL_NO_SPEEDUPS") == "1":
         state.reason = "SQUALL_NO_SPEEDUPS=1"
         return
-    try:
-        spec = importlib.util.find_spec(DISTRIBUTION_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
+    if home is None:
+        home = _installed_home()
+    if home is None:
         state.reason = "squall-speedups is not installed (pip install squall[speedups])"
         return
-    home = Path(list(spec.submodule_search_locations)[0])
     try:
         manifest = json.loads((home / "manifest.json").read_text())
         files = check(manifest, home / "_native", squall_dir, version)

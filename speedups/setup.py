@@ -54,6 +54,10 @@ def _squall_version(src: Path) -> str:
     raise RuntimeError(f"no version in {src / '__init__.py'}")
 
 
+def _failed(reason: str) -> dict[str, Any]:
+    return {"compiled": False, "reason": reason}
+
+
 def _compile() -> tuple[list[Any], dict[str, Any]]:
     """mypycify over a copy of squall; returns (extensions, manifest)."""
     if os.environ.get("SQUALL_SPEEDUPS_FAIL") == "1":
@@ -112,12 +116,15 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
     return exts, manifest
 
 
-def _failed(reason: str) -> dict[str, Any]:
-    return {"compiled": False, "reason": reason}
-
+# pip asks for metadata (egg_info, dist_info) before it builds the wheel, in
+# another run of this file: compile only for the commands that build.
+_BUILDS = {"build", "build_ext", "bdist_wheel", "bdist", "install", "develop", "editable_wheel"}
 
 try:
-    EXT_MODULES, MANIFEST = _compile()
+    if _BUILDS.isdisjoint(sys.argv[1:]):
+        EXT_MODULES, MANIFEST = [], _failed("metadata only")
+    else:
+        EXT_MODULES, MANIFEST = _compile()
 except BaseException as exc:  # SystemExit too: mypy exits on a type error
     if isinstance(exc, KeyboardInterrupt):
         raise

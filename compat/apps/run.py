@@ -435,17 +435,28 @@ _NOISE = ("Enable tracemalloc", "Traceback (most recent call last)")
 
 
 _DIRECT_CAUSE = "The above exception was the direct cause of the following exception:"
+# "path/to/file.py:123: ResourceWarning": where, not what.
+_PATH_LINE = re.compile(r"^\S+\.py:\d+: \w+$")
 
 
 def _unraisable_causes(text: str) -> list[str]:
-    """The exceptions pytest reported as unraisable: the line each warning was raised from."""
+    """The exceptions pytest reported as unraisable: the one each warning was raised from."""
     lines = [ln.strip().lstrip("|").strip() for ln in text.splitlines()]
     found = []
     for i, line in enumerate(lines):
-        if line == _DIRECT_CAUSE:
-            before = [ln for ln in lines[:i] if ln]
-            if before:
-                found.append(before[-1])
+        if line != _DIRECT_CAUSE:
+            continue
+        before = [ln for ln in lines[max(0, i - 200) : i] if ln]
+        # pytest's long form marks the exception lines with "E "; the first
+        # line of the last such block is "Type: message".
+        marked = [j for j, ln in enumerate(before) if ln.startswith("E ")]
+        if marked:
+            j = marked[-1]
+            while j > 0 and before[j - 1].startswith("E "):
+                j -= 1
+            found.append(before[j][1:].strip())
+        elif before and not _PATH_LINE.match(before[-1]):
+            found.append(before[-1])
     if not found:
         found = [ln for ln in lines if ln.startswith("Exception ignored in:")]
     return found

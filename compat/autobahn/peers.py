@@ -12,13 +12,26 @@ receives, then asks the suite to write its report.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any, Optional, Union
 
-from squall.web import Application
-from squall.websocket import WebSocketClosedError, WebSocketHandler, websocket_connect
+if os.environ.get("AUTOBAHN_PEER") == "tornado":
+    # The same peers on Tornado, to compare a result (run with a Python
+    # that has Tornado: AUTOBAHN_PYTHON).
+    from tornado.web import Application
+    from tornado.websocket import WebSocketClosedError, WebSocketHandler, websocket_connect
+else:
+    from squall.web import Application  # type: ignore[assignment]
+    from squall.websocket import (  # type: ignore[assignment]
+        WebSocketClosedError,
+        WebSocketHandler,
+        websocket_connect,
+    )
 
 MAX_MESSAGE = 64 * 1024 * 1024
+# Echo without waiting for each write to drain (to compare close timings).
+NO_AWAIT = os.environ.get("AUTOBAHN_NO_AWAIT") == "1"
 
 
 class Echo(WebSocketHandler):
@@ -30,7 +43,9 @@ class Echo(WebSocketHandler):
 
     async def on_message(self, message: Union[str, bytes]) -> None:
         try:
-            await self.write_message(message, binary=isinstance(message, bytes))
+            fut = self.write_message(message, binary=isinstance(message, bytes))
+            if not NO_AWAIT:
+                await fut
         except WebSocketClosedError:
             pass
 

@@ -110,7 +110,8 @@ def run_server_side(wstest: Path, cases: list[str], exclude: list[str]) -> dict[
     }
     spec_path = REPORTS / f"fuzzingclient{TAG[0]}.json"
     spec_path.write_text(json.dumps(spec))
-    server = subprocess.Popen([sys.executable, str(PEERS), "server", str(port)])
+    python = os.environ.get("AUTOBAHN_PYTHON", sys.executable)
+    server = subprocess.Popen([python, str(PEERS), "server", str(port)])
     try:
         wait_port(port, time.monotonic() + 20)
         subprocess.run([str(wstest), "-m", "fuzzingclient", "-s", str(spec_path)], check=True)
@@ -139,7 +140,13 @@ def run_client_side(wstest: Path, cases: list[str], exclude: list[str]) -> dict[
     try:
         wait_port(port, time.monotonic() + 60)
         subprocess.run(
-            [sys.executable, str(PEERS), "client", f"ws://127.0.0.1:{port}", "squall"],
+            [
+                os.environ.get("AUTOBAHN_PYTHON", sys.executable),
+                str(PEERS),
+                "client",
+                f"ws://127.0.0.1:{port}",
+                "squall",
+            ],
             check=True,
         )
     finally:

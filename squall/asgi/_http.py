@@ -38,6 +38,7 @@ from squall.httputil import (
     ResponseStartLine,
     responses,
 )
+from squall.httputil._headers import _canonical
 
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
@@ -50,6 +51,29 @@ app_log = logging.getLogger("squall.application")
 _BODY_HIGH_WATER = 64 * 1024
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+
+# Final responses' start lines, built once (ResponseStartLine is a NamedTuple).
+_START_LINES: dict[int, ResponseStartLine] = {
+    code: ResponseStartLine("HTTP/1.1", code, reason)
+    for code, reason in responses.items()
+    if code >= 200
+}
+
+# Response header names as the application sends them (bytes) to the
+# canonical names HTTPHeaders keys by.
+_RESPONSE_NAMES: dict[Any, str] = {}
+
+_new_headers = object.__new__
+
+
+def _response_name(name: Any) -> str:
+    if type(name) is not bytes:
+        name = bytes(name)
+    key = _canonical(name.decode("latin-1"))
+    if len(_RESPONSE_NAMES) < 1024:
+        _RESPONSE_NAMES[name] = key
+    return key
+
 
 # States of a response.
 _START, _HEAD_PENDING, _BODY, _DONE = range(4)
@@ -104,7 +128,8 @@ class _HTTPCycle(HTTPMessageDelegate):
     ) -> Optional[Awaitable[None]]:
         assert isinstance(start_line, RequestStartLine)
         server = self._server
-        if _is_websocket(start_line, headers):
+        fields = headers._as_list
+        if "Upgrade" in fields and _is_websocket(start_line, headers):
             self._ws = _WebSocketCycle(server, self._conn, start_line, headers)
             return None
         self._method = start_line.method
@@ -112,10 +137,9 @@ class _HTTPCycle(HTTPMessageDelegate):
         set_close = getattr(conn, "set_close_callback", None)
         if set_close is not None:
             set_close(self._on_disconnect)
-        scope = server._base_scope("http", start_line, headers, conn)
-        server._run(self._run_app(scope))
-        expect = headers._as_list.get("Expect")
-        if expect is not None and start_line.version == "HTTP/1.1":
+        server._run(self._run_app(server._base_scope("http", start_line, headers, conn)))
+        expect = fields.get("Expect")
+        if expect is not None and start_line.version != "HTTP/1.0":
             if any("100-continue" in value.lower() for value in expect):
                 # The driver sends "100 Continue" once this resolves: when
                 # the application first asks for the body, not before.
@@ -224,11 +248,13 @@ class _HTTPCycle(HTTPMessageDelegate):
         if kind != "http.response.body":
             raise expected("'http.response.body'", message)
         body = message.get("body", b"")
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise ASGIProtocolError(
-                f"http.response.body 'body' must be bytes, not {type(body).__name__}"
-            )
-        more = bool(message.get("more_body", False))
+        if type(body) is not bytes:
+            if not isinstance(body, (bytearray, memoryview)):
+                raise ASGIProtocolError(
+                    f"http.response.body 'body' must be bytes, not {type(body).__name__}"
+                )
+            body = bytes(body)
+        more = message.get("more_body", False)
         if self._disconnected:
             raise ClientDisconnected("the client disconnected")
         conn = self._conn
@@ -237,22 +263,23 @@ class _HTTPCycle(HTTPMessageDelegate):
         if state == _HEAD_PENDING:
             start_line, headers = self._start_line, self._headers
             assert start_line is not None and headers is not None
-            fields = headers._as_list
-            if not more and "Content-Length" not in fields and "Transfer-Encoding" not in fields:
-                if start_line.code >= 200 and start_line.code not in (204, 304):
-                    if self._method != "HEAD" or body:
-                        fields["Content-Length"] = [str(len(body))]
-            written = conn.write_headers(start_line, headers, bytes(body))
+            if not more and not self._no_body and (body or self._method != "HEAD"):
+                fields = headers._as_list
+                if "Content-Length" not in fields and "Transfer-Encoding" not in fields:
+                    fields["Content-Length"] = [str(len(body))]
+            written: Optional[asyncio.Future[None]] = conn.write_headers(start_line, headers, body)
             self._state = _BODY
         elif body:
-            written = conn.write(bytes(body))
+            written = conn.write(body)
         else:
             written = None
         if not more:
             self._state = _DONE
             conn.finish()
-            self._wake()
-            self._release()
+            if self._waiter is not None:
+                self._wake()
+            if self._gate is not None or self._drain is not None:
+                self._release()
             return
         if written is None:
             return
@@ -272,58 +299,81 @@ class _HTTPCycle(HTTPMessageDelegate):
             raise ClientDisconnected("the client disconnected") from None
 
     def _start_response(self, message: Message) -> None:
+        status: Any = message.get("status")
+        if type(status) is not int:
+            try:
+                status = int(status)
+            except (TypeError, ValueError):
+                raise ASGIProtocolError(
+                    f"http.response.start needs an integer 'status', got {status!r}"
+                ) from None
+        start_line = _START_LINES.get(status)
+        if start_line is None:
+            if not 200 <= status <= 999:
+                # 1xx are not final responses (and 101 would switch protocols
+                # under the application's feet).
+                raise ASGIProtocolError(f"invalid response status {status}")
+            start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
+        # HTTPHeaders built in place: names through a cache of their
+        # canonical form, values decoded one byte per character. Checked when
+        # the head is rendered (the grammar the parser enforces), which
+        # raises HTTPOutputError naming the bad field.
+        fields: dict[str, list[str]] = {}
+        names = _RESPONSE_NAMES
         try:
-            status = int(message["status"])
-        except (KeyError, TypeError, ValueError):
-            raise ASGIProtocolError(
-                f"http.response.start needs an integer 'status', got {message.get('status')!r}"
-            ) from None
-        if not 200 <= status <= 999:
-            # 1xx are not final responses (and 101 would switch protocols
-            # under the application's feet).
-            raise ASGIProtocolError(f"invalid response status {status}")
-        try:
-            # Checked when the head is rendered (the same grammar the parser
-            # enforces), which raises HTTPOutputError naming the bad field.
-            pairs = [
-                (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
-                for name, value in message.get("headers", ())
-            ]
+            for name, value in message.get("headers", ()):
+                key = names.get(name) if type(name) is bytes else None
+                if key is None:
+                    key = _response_name(name)
+                if type(value) is not bytes:
+                    value = bytes(value)
+                if key in fields:
+                    fields[key].append(value.decode("latin-1"))
+                else:
+                    fields[key] = [value.decode("latin-1")]
         except (TypeError, ValueError):
             raise ASGIProtocolError(
                 "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
             ) from None
-        headers = HTTPHeaders._from_pairs(pairs)
-        if "Date" not in headers._as_list:
-            headers._as_list["Date"] = [_http_date()]
-        self._start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
-        self._no_body = status in (204, 304)
+        if "Date" not in fields:
+            fields["Date"] = [_http_date()]
+        headers = _new_headers(HTTPHeaders)
+        headers._as_list = fields
+        self._start_line = start_line
+        self._no_body = status == 204 or status == 304
         self._headers = headers
         self._state = _HEAD_PENDING
 
     async def _run_app(self, scope: Scope) -> None:
+        server = self._server
         try:
-            app: Any = self._server.app
-            result = await app(scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            self._abandon()
-            raise
-        except Exception:
-            app_log.error("Exception in ASGI application", exc_info=True)
-            self._fail()
-            return
-        if result is not None:
-            app_log.error("ASGI callable returned %r instead of None", type(result).__name__)
-        if self._state == _START:
-            app_log.error("ASGI callable returned without starting response")
-            self._fail()
-        elif self._state == _HEAD_PENDING:
-            # Nothing is written before the first body message: a 500 still fits.
-            app_log.error("ASGI callable returned without sending the response body")
-            self._fail()
-        elif self._state != _DONE:
-            app_log.error("ASGI callable returned without completing response")
-            self._abandon()
+            try:
+                app: Any = server.app
+                result = await app(scope, self.receive, self.send)
+            except asyncio.CancelledError:
+                self._abandon()
+                raise
+            except Exception:
+                app_log.error("Exception in ASGI application", exc_info=True)
+                self._fail()
+                return
+            if result is not None:
+                app_log.error("ASGI callable returned %r instead of None", type(result).__name__)
+            state = self._state
+            if state == _DONE:
+                return
+            if state == _START:
+                app_log.error("ASGI callable returned without starting response")
+                self._fail()
+            elif state == _HEAD_PENDING:
+                # Nothing is written before the first body message: a 500 still fits.
+                app_log.error("ASGI callable returned without sending the response body")
+                self._fail()
+            else:
+                app_log.error("ASGI callable returned without completing response")
+                self._abandon()
+        finally:
+            server._forget()
 
     def _fail(self) -> None:
         """An application error: 500 if nothing was sent yet, else close."""

@@ -38,13 +38,18 @@ def _scope_name(name: str) -> bytes:
 
 def _scope_headers(headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
     # The parser decoded names and values as Latin-1: encoding back gives
-    # the bytes that were sent.
+    # the bytes that were sent. (A plain loop: measured cheaper here than
+    # the map/zip forms, and than splitting the raw head again.)
     get = _SCOPE_NAMES.get
-    return [
-        (get(name) or _scope_name(name), value.encode("latin-1"))
-        for name, values in headers._as_list.items()
-        for value in values
-    ]
+    out: list[tuple[bytes, bytes]] = []
+    append = out.append
+    for name, values in headers._as_list.items():
+        low = get(name)
+        if low is None:
+            low = _scope_name(name)
+        for value in values:
+            append((low, value.encode("latin-1")))
+    return out
 
 
 def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:

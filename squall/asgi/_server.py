@@ -91,6 +91,8 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
 
     async def wait_requests(self, timeout: Optional[float] = None) -> bool:
         """Wait until the requests in progress are done; True if they all are."""
+        # A task cancelled before it ever ran did not remove itself.
+        self.tasks = {task for task in self.tasks if not task.done()}
         if not self.tasks:
             return True
         done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
@@ -111,14 +113,27 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
             path = root + path
             raw_path = root.encode("utf-8") + raw_path
         client, server, scheme = _connection_addresses(conn)
-        scheme = scheme or "http"
-        if kind == "websocket":
-            scheme = "wss" if scheme == "https" else "ws"
-        scope: dict[str, Any] = {
+        if kind == "http":
+            return {
+                "type": "http",
+                "asgi": {"version": "3.0", "spec_version": "2.5"},
+                "http_version": _HTTP_VERSIONS.get(start_line.version, "1.1"),
+                "method": start_line.method,
+                "scheme": scheme or "http",
+                "path": path,
+                "raw_path": raw_path,
+                "query_string": query,
+                "root_path": root,
+                "headers": _scope_headers(headers),
+                "client": client,
+                "server": server,
+                "state": self.lifespan.state.copy(),
+            }
+        return {
             "type": kind,
             "asgi": {"version": "3.0", "spec_version": "2.5"},
             "http_version": _HTTP_VERSIONS.get(start_line.version, "1.1"),
-            "scheme": scheme,
+            "scheme": "wss" if scheme == "https" else "ws",
             "path": path,
             "raw_path": raw_path,
             "query_string": query,
@@ -126,14 +141,17 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
             "headers": _scope_headers(headers),
             "client": client,
             "server": server,
-            "state": dict(self.lifespan.state),
+            "state": self.lifespan.state.copy(),
         }
-        if kind == "http":
-            scope["method"] = start_line.method
-        return scope
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        # The coroutine takes its task out of `tasks` when it ends (see
+        # `_forget`): cheaper than a done callback, which the loop would
+        # schedule as one more handle per request.
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
         return task
+
+    def _forget(self) -> None:
+        """Called by a request's coroutine as it ends: its task is done with."""
+        self.tasks.discard(asyncio.current_task())

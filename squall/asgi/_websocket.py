@@ -330,6 +330,8 @@ class _WebSocketCycle(_Peer):
             app_log.error("Exception in ASGI application", exc_info=True)
             self._end(500, 1011)
             return
+        finally:
+            self._server._forget()
         if self._state == _CONNECTING:
             app_log.error("ASGI callable returned without sending handshake")
         self._end(500, 1000)

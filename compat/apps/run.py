@@ -168,7 +168,7 @@ def constraints_from(freeze: str, app: App) -> str:
 
 
 def setup_squall(
-    app: App, src: Path, work: Path, python: str, squall_src: Path, rebuild: bool
+    app: App, src: Path, work: Path, python: str, squall_src: Path, rebuild: bool, reinstall: bool
 ) -> Path:
     """The same venv with Tornado uninstalled and Squall from the checkout answering for it."""
     venv = work / "squall"
@@ -187,7 +187,8 @@ def setup_squall(
         run([str(py), "-m", "pip", "uninstall", "-q", "-y", "tornado"])
         stamp.write_text(key)
     py = venv_python(venv)
-    install_squall(py, squall_src)
+    if reinstall or not (site_packages(py) / PTH_NAME).exists():
+        install_squall(py, squall_src)
     return py
 
 
@@ -588,6 +589,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument("--rebuild", action="store_true", help="remake the venvs")
     parser.add_argument(
+        "--no-reinstall",
+        action="store_true",
+        help="keep the Squall already installed in the venv (to try a patch made there)",
+    )
+    parser.add_argument(
         "--ids", type=int, default=15, help="ids printed per cause (all are in report.md)"
     )
     args = parser.parse_args(argv)
@@ -622,7 +628,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     if not (work / "tornado-freeze.txt").exists():
                         # The Squall venv copies the Tornado venv's versions.
                         setup_tornado(app, src, work, args.python, args.rebuild)
-                    py = setup_squall(app, src, work, args.python, squall_src, args.rebuild)
+                    py = setup_squall(
+                        app, src, work, args.python, squall_src, args.rebuild, not args.no_reinstall
+                    )
                 log(f"{app.name} on {s}: import tornado.web -> {verify(py, s)}")
                 result = run_suite(app, s, py, src, work, args.k, extra)
                 save_merged(work, s, result, full_run=not partial)

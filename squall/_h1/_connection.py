@@ -109,6 +109,18 @@ class H1Connection(_Sender):
         allow_bare_lf: Accept a bare LF as the line terminator of the start
             line and header fields (RFC 9112 §2.2 allows it; Tornado does).
             Off by default. Chunk framing always requires CRLF.
+
+    Attributes:
+        keep_alive: False once either side has said the connection ends
+            with the current exchange; the driver closes after it. Read
+            it; to end the connection yourself, call `end_after_exchange`.
+        expects_continue: Server: the client sent ``Expect: 100-continue``
+            (HTTP/1.1) and is waiting; send `send_informational` (100)
+            before reading the body, or a final response (RFC 9110
+            §10.1.1). Read only.
+
+    (Plain attributes rather than properties: a driver reads both for every
+    request.)
     """
 
     __slots__ = ()
@@ -135,10 +147,10 @@ class H1Connection(_Sender):
         self._sstate = _S_IDLE
         self._error: RemoteProtocolError | None = None
         self._closed_event: ConnectionClosed | None = None
-        self._keep_alive = True
+        self.keep_alive = True
         self._method = ""
         self._is11 = True
-        self._expect_continue = False
+        self.expects_continue = False
         self._switching = False
         self._informational = 0
         self._remaining = 0
@@ -175,12 +187,6 @@ class H1Connection(_Sender):
         return _SEND_NAMES[self._sstate]
 
     @property
-    def keep_alive(self) -> bool:
-        """False once either side has said the connection ends with the
-        current exchange; the driver closes after it."""
-        return self._keep_alive
-
-    @property
     def allow_bare_lf(self) -> bool:
         """Whether a bare LF ends lines of a head (the ``allow_bare_lf`` argument)."""
         return self._bare_lf
@@ -189,14 +195,7 @@ class H1Connection(_Sender):
         """End the connection with the current exchange (a server draining,
         say): `keep_alive` becomes False, and a response head not yet sent
         says ``Connection: close`` (HTTP/1.1)."""
-        self._keep_alive = False
-
-    @property
-    def expects_continue(self) -> bool:
-        """Server: the client sent ``Expect: 100-continue`` (HTTP/1.1) and is
-        waiting; send `send_informational` (100) before reading the body,
-        or a final response (RFC 9110 §10.1.1)."""
-        return self._expect_continue
+        self.keep_alive = False
 
     @property
     def switched(self) -> bool:
@@ -308,13 +307,13 @@ class H1Connection(_Sender):
     def _fail(self, exc: RemoteProtocolError) -> None:
         self._rstate = _R_ERROR
         self._error = exc
-        self._keep_alive = False
-        self._expect_continue = False
+        self.keep_alive = False
+        self.expects_continue = False
 
     def _closed(self, truncated: bool) -> ConnectionClosed:
         self._rstate = _R_CLOSED
-        self._keep_alive = False
-        self._expect_continue = False
+        self.keep_alive = False
+        self.expects_continue = False
         ev = self._closed_event = ConnectionClosed(truncated)
         return ev
 
@@ -452,10 +451,10 @@ class H1Connection(_Sender):
         self._scan = self._pos
         self._method = method
         self._is11 = is11 = version != "HTTP/1.0"
-        self._keep_alive = is11 if conn is None else wants_keep_alive(version, conn)
+        self.keep_alive = is11 if conn is None else wants_keep_alive(version, conn)
         if cl is None and te is None:
             # No body (RFC 9112 §6.3 rule 7): _start_body(0), inlined.
-            self._expect_continue = False
+            self.expects_continue = False
             self._max_body = self._limits.max_body_size
             self._received = 0
             self._rstate = _R_EOM
@@ -463,7 +462,7 @@ class H1Connection(_Sender):
         framing = body_framing(cl, te, True)
         # RFC 9110 §10.1.1: the expectation is ignored for HTTP/1.0, and
         # pointless without a body.
-        self._expect_continue = (
+        self.expects_continue = (
             is11 and expect is not None and framing != 0 and "100-continue" in split_list(expect)
         )
         self._start_body(framing)
@@ -504,7 +503,7 @@ class H1Connection(_Sender):
                 raise bad("Response with code 204 should not have body")
             framing = 0
         if framing == UNTIL_CLOSE or not wants_keep_alive(version, conn):
-            self._keep_alive = False
+            self.keep_alive = False
         self._start_body(framing)
         return Response(version, status, reason, headers)
 
@@ -534,7 +533,7 @@ class H1Connection(_Sender):
             # Everything received is parsed: hold no bytes while idle.
             self._buf = b""
             self._pos = self._scan = 0
-        self._expect_continue = False
+        self.expects_continue = False
         if self._switching and self._sstate != _S_BODY:
             self._rstate = _R_SWITCHED
             self._sstate = _S_SWITCHED
@@ -543,7 +542,7 @@ class H1Connection(_Sender):
         if self._sstate == _S_BODY and self._client:
             # The server answered before our request body ended: that body
             # can no longer be delimited for reuse (h11 does the same).
-            self._keep_alive = False
+            self.keep_alive = False
         if self._sstate == _S_DONE:
             self._end_cycle()
         return ev
@@ -555,7 +554,7 @@ class H1Connection(_Sender):
             self._rstate = _R_SWITCHED
             self._sstate = _S_SWITCHED
             return
-        if not self._keep_alive:
+        if not self.keep_alive:
             self._rstate = _R_MUST_CLOSE
             self._sstate = _S_MUST_CLOSE
             return

@@ -60,10 +60,10 @@ class _Sender:
         "_sstate",
         "_error",
         "_closed_event",
-        "_keep_alive",
+        "keep_alive",
         "_method",
         "_is11",
-        "_expect_continue",
+        "expects_continue",
         "_switching",
         "_informational",
         "_remaining",
@@ -80,10 +80,10 @@ class _Sender:
     _client: bool
     _rstate: int
     _sstate: int
-    _keep_alive: bool
+    keep_alive: bool
     _method: str
     _is11: bool
-    _expect_continue: bool
+    expects_continue: bool
     _switching: bool
     _informational: int
     _out: int
@@ -109,7 +109,7 @@ class _Sender:
         if not self._is11:
             raise LocalProtocolError("cannot send a 1xx response to an HTTP/1.0 client")
         if status == 100:
-            self._expect_continue = False
+            self.expects_continue = False
         return self._encode_head(f"HTTP/1.1 {status} {_reason(reason)}\r\n", headers)
 
     def send_response_head(
@@ -183,7 +183,7 @@ class _Sender:
             raise LocalProtocolError("no request to answer, or a response already started")
         if rst == _R_ERROR or rst == _R_CLOSED:
             # Answering a malformed request (400, 431...): close after it.
-            self._keep_alive = False
+            self.keep_alive = False
         if not (100 <= status <= 999) or (status < 200 and status != 101):
             raise LocalProtocolError(f"invalid final status code {status!r}")
         # Responses often repeat their fields exactly (across connections
@@ -229,7 +229,7 @@ class _Sender:
             # detect the malformed response (RFC 9112 §6.3 rule 3). We do
             # the same, but close afterwards so nothing can follow it.
             framing = self._out_framing(cl, None)
-            self._keep_alive = False
+            self.keep_alive = False
         elif plain:
             # One Content-Length of at most 18 digits, or none.
             framing = int(cl[0]) if cl is not None else _NO_BODY
@@ -247,18 +247,18 @@ class _Sender:
                 extra = "Transfer-Encoding: chunked\r\n"
             else:
                 framing = UNTIL_CLOSE
-                self._keep_alive = False
+                self.keep_alive = False
         elif framing == CHUNKED and not is11:
             raise LocalProtocolError("chunked coding cannot be sent to an HTTP/1.0 client")
         if conn is not None and "close" in split_list(conn):
-            self._keep_alive = False
+            self.keep_alive = False
         if conn is None and not self._switching:
-            if not self._keep_alive:
+            if not self.keep_alive:
                 if is11:
                     extra += "Connection: close\r\n"
             elif not is11:
                 extra += "Connection: Keep-Alive\r\n"
-        self._expect_continue = False
+        self.expects_continue = False
         if not reason.isprintable():
             reason = _reason(reason)
         try:
@@ -315,7 +315,7 @@ class _Sender:
         head = self._encode_head(f"{method} {target} {version}\r\n{text}{extra}", ())
         self._method = method
         self._is11 = is11
-        self._keep_alive = wants_keep_alive(version, conn)
+        self.keep_alive = wants_keep_alive(version, conn)
         self._switching = False
         self._informational = 0
         self._set_out(framing)
@@ -415,7 +415,7 @@ class _Sender:
         elif not self._client and rst != _R_EOM:
             # The response ended before the request body: the rest of that
             # body would have to be read and discarded; close instead.
-            self._keep_alive = False
+            self.keep_alive = False
         return out
 
     def send_response(

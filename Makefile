@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check squall tests benchmarks demos
-	$(VENV)/bin/ruff format --check squall tests benchmarks demos
+	$(VENV)/bin/ruff check squall tests benchmarks demos speedups
+	$(VENV)/bin/ruff format --check squall tests benchmarks demos speedups
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict squall

@@ -127,14 +127,24 @@ $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
 	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/requirements.txt -e '.[prebuilt]'
 	touch $(BENCH_STAMP)
 
+# The "squall" (speedups) contender runs the compiled modules: squall-speedups
+# is rebuilt when squall's _h1 or _ws sources change (a stale build would be
+# ignored by squall, and the contender would quietly run pure Python).
+BENCH_SPEEDUPS := $(BENCH_VENV)/.speedups
+
+$(BENCH_SPEEDUPS): $(BENCH_STAMP) speedups/setup.py $(wildcard squall/_h1/*.py squall/_ws/*.py)
+	$(BENCH_VENV)/bin/python -m pip install -q --force-reinstall --no-deps ./speedups
+	$(BENCH_VENV)/bin/python -c 'import squall.speedups as s; print("== squall-speedups compiled:", s.compiled, s.reason)'
+	touch $@
+
 # wrk generates the load; install it from Debian's packages when it is missing.
-bench: $(BENCH_STAMP)
+bench: $(BENCH_SPEEDUPS)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
 # Instructions per request and per stage (callgrind, on a seeded varied
 # request stream); valgrind comes from Debian's packages when missing.
-bench-callgrind: $(BENCH_STAMP)
+bench-callgrind: $(BENCH_SPEEDUPS)
 	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
 	$(BENCH_VENV)/bin/python benchmarks/callgrind_hotpath.py $(BENCH_ARGS)
 

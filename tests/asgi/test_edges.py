@@ -432,3 +432,56 @@ def test_adapter_websocket_scope_must_start_with_connect() -> None:
         return await call(adapter, scope, [{"type": "websocket.disconnect", "code": 1001}])
 
     assert run(main()) == []
+
+
+def test_response_start_accepts_buffer_types_and_unlisted_statuses() -> None:
+    """bytearray/memoryview names, values and bodies; a status with no reason
+    phrase in our table; repeated names kept in order; the app's Date kept."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 299,
+                "headers": [
+                    (bytearray(b"x-Multi"), b"1"),
+                    (b"X-MULTI", memoryview(b"2")),
+                    (b"date", b"Thu, 01 Jan 2026 00:00:00 GMT"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": memoryview(b"abc")})
+
+    async def main() -> None:
+        async with serving(app) as (port, _, _):
+            client = await RawClient.connect(port)
+            try:
+                await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                raw = await client.reader.readuntil(b"\r\n\r\n")
+                body = await client.reader.readexactly(3)
+            finally:
+                await client.close()
+        head = raw.decode("latin-1").split("\r\n")
+        assert head[0] == "HTTP/1.1 299 Unknown"
+        assert [line for line in head if line.lower().startswith("x-multi")] == [
+            "X-Multi: 1",
+            "X-Multi: 2",
+        ]
+        assert "Date: Thu, 01 Jan 2026 00:00:00 GMT" in head
+        assert "Content-Length: 3" in head
+        assert body == b"abc"
+
+    run(main())
+
+
+def test_response_status_given_as_a_numeric_string() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": "201", "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main() -> None:
+        async with serving(app) as (port, _, _):
+            status, headers, body = await request(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert status == 201 and headers["content-length"] == "0" and body == b""
+
+    run(main())

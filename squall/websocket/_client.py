@@ -237,6 +237,10 @@ class WebSocketClientConnection(_Peer):
             future_set_result_unless_cancelled(self._readers.popleft(), message)
             return None
         self._messages.append(message)
+        if self.protocol.is_closing():
+            # Closing: keep reading, so that the peer's close frame (and EOF)
+            # is seen and the socket closed, even if nobody reads messages.
+            return None
         # Back-pressure: stop reading until the application takes a message.
         space: Future[None] = Future()
         self._space = space
@@ -315,8 +319,16 @@ class WebSocketClientConnection(_Peer):
         self.protocol.write_ping(payload)
 
     def close(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
-        """Closes the connection, optionally with a close code and reason."""
+        """Closes the connection, optionally with a close code and reason.
+
+        Unread messages stay readable; reading from the network resumes (if
+        it waited for the application) so that the closing handshake ends.
+        """
         self.protocol.close(code, reason)
+        space = self._space
+        if space is not None:
+            self._space = None
+            future_set_result_unless_cancelled(space, None)
 
     @property
     def selected_subprotocol(self) -> Optional[str]:

@@ -249,3 +249,39 @@ class ThroughProxy(AsyncHTTPTestCase):
         )
         with self.assertRaisesRegex(ValueError, "digest"):
             await websocket_connect(request)
+
+
+class Chatty(WebSocketHandler):
+    """Greets with three messages the client never reads."""
+
+    def open(self) -> None:
+        for n in range(3):
+            self.write_message(f"hello {n}")
+
+
+class UnreadMessages(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application([("/chatty", Chatty)])
+
+    @gen_test
+    async def test_close_completes_with_messages_unread(self) -> None:
+        ws = await websocket_connect(self.get_url("/chatty").replace("http", "ws"))
+        # Let the greetings arrive and back-pressure park the client's reading.
+        first = await ws.read_message()
+        assert first == "hello 0"
+        closed = asyncio.Event()
+        original = ws.on_ws_connection_close
+
+        def on_close(code: Any = None, reason: Any = None) -> None:
+            original(code, reason)
+            closed.set()
+
+        ws.on_ws_connection_close = on_close  # type: ignore[method-assign]
+        ws.close()
+        # The closing handshake ends (socket closed) well before the client's
+        # own close timeout, although two messages were never read.
+        await asyncio.wait_for(closed.wait(), 2)
+        assert ws.stream is not None and ws.stream.closed()
+        assert await ws.read_message() == "hello 1"
+        assert await ws.read_message() == "hello 2"
+        assert await ws.read_message() is None

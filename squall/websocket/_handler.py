@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import urllib.parse
 from collections.abc import Awaitable
@@ -54,6 +55,8 @@ class WebSocketHandler(RequestHandler, _Peer):
         self.close_code: Optional[int] = None
         self.close_reason: Optional[str] = None
         self._on_close_called = False
+        self._opening: Optional[asyncio.Future[Any]] = None
+        self._open_abandoned = False
         self.open_args: tuple[Any, ...] = ()
         self.open_kwargs: dict[str, Any] = {}
         super().__init__(application, request, **kwargs)
@@ -127,7 +130,22 @@ class WebSocketHandler(RequestHandler, _Peer):
         try:
             result = self.open(*self.open_args, **self.open_kwargs)
             if result is not None:
-                await result
+                if asyncio.iscoroutine(result):
+                    # Run as a task of its own, so that a connection lost
+                    # while open() waits can cancel it (on_ws_connection_close):
+                    # its cleanup then runs while the loop is alive, instead of
+                    # a coroutine left pending forever.
+                    opening = self._opening = asyncio.ensure_future(result)
+                    try:
+                        await opening
+                    except asyncio.CancelledError:
+                        if opening.cancelled() and self._open_abandoned:
+                            return
+                        raise
+                    finally:
+                        self._opening = None
+                else:
+                    await result
         except Exception:
             self.log_exception(*sys.exc_info())
             protocol._abort()
@@ -276,6 +294,12 @@ class WebSocketHandler(RequestHandler, _Peer):
         self.close_code = close_code
         self.close_reason = close_reason
         self.ws_connection = None
+        opening = self._opening
+        if opening is not None and not opening.done():
+            # The connection is gone before open() finished: nothing it
+            # prepares can be used; end it now (Tornado lets it run on).
+            self._open_abandoned = True
+            opening.cancel()
         if not self._on_close_called:
             self._on_close_called = True
             self.on_close()

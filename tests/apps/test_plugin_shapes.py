@@ -121,3 +121,43 @@ def test_teardown_of_a_fixture_with_a_websocket_left_open() -> None:
             loop.run_until_complete(asyncio.wait_for(main(), 5))
         finally:
             loop.close()
+
+
+class _SlowOpen(websocket.WebSocketHandler):
+    """open() waits for something that never comes (Jupyter's kernel nudge)."""
+
+    events: list[str] = []
+
+    async def open(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            _SlowOpen.events.append("open cleaned up")
+
+    def on_close(self) -> None:
+        _SlowOpen.events.append("on_close")
+
+
+def test_teardown_while_a_websocket_open_is_still_pending() -> None:
+    # The fixture drops the connection and closes its loop while the
+    # handler's async open() still waits: the open() coroutine is ended
+    # while the loop runs (its finally: blocks run then), not finalised
+    # later on a closed loop.
+    _SlowOpen.events.clear()
+
+    async def main() -> None:
+        sock, port = bind_unused_port()
+        server = HTTPServer(web.Application([("/ws", _SlowOpen)]))
+        server.add_sockets([sock])
+        ws = await websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+        server.stop()
+        await server.close_all_connections()
+        assert await ws.read_message() is None
+        assert sorted(_SlowOpen.events) == ["on_close", "open cleaned up"]
+
+    with nothing_left_open():
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(asyncio.wait_for(main(), 5))
+        finally:
+            loop.close()

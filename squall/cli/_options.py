@@ -27,7 +27,7 @@ class Config:
     """Everything ``squall run`` was asked to do (see ``squall --help``)."""
 
     target: str = ""
-    factory: bool = False
+    factory: Optional[bool] = None  # None: decided by the target's shape
     bind: list[str] = dataclasses.field(default_factory=list)
     workers: int = 1
     reload: bool = False

@@ -210,3 +210,19 @@ def test_an_async_factory_is_refused() -> None:
 
     with pytest.raises(UsageError, match="the factory is async"):
         serve_target(factory, "m:factory")
+
+
+def test_a_factory_is_found_by_shape_from_the_command_line() -> None:
+    # Without --factory the option is unset, not false: a zero-argument
+    # callable TARGET is called for the application.
+    config = parse_config(["m:make_app"], environ={})
+    assert config.factory is None
+    app = Application()
+
+    def make_app(debug: bool = False) -> Application:
+        return app
+
+    served = serve_target(make_app, config.target, factory=config.factory)
+    assert served.app is app
+    assert parse_config(["m:a", "--no-factory"], environ={}).factory is False
+    assert parse_config(["m:a", "--factory"], environ={}).factory is True

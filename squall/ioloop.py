@@ -539,17 +539,33 @@ class PeriodicCallback:
         """Return True between `start` and `stop`."""
         return self._running
 
-    async def _run(self) -> None:
+    def _run(self) -> None:
+        # A plain method, not a coroutine: a synchronous callback (the usual
+        # case) then costs no coroutine or Task per tick, and a tick that
+        # falls in a closing loop's last turn leaves no Task that never ran.
         if not self._running:
             return
         try:
             ret = self.callback()
-            if ret is not None and inspect.isawaitable(ret):
-                await ret
         except Exception:
             _app_log.error("Exception in callback %r", self.callback, exc_info=True)
-        finally:
             self._schedule_next()
+            return
+        if ret is not None and inspect.isawaitable(ret):
+            # The next tick is scheduled once the awaitable has finished.
+            future = asyncio.ensure_future(ret)
+            future.add_done_callback(self._awaited)
+            return
+        self._schedule_next()
+
+    def _awaited(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            _app_log.error(
+                "Exception in callback %r",
+                self.callback,
+                exc_info=future.exception(),
+            )
+        self._schedule_next()
 
     def _schedule_next(self) -> None:
         if self._running:

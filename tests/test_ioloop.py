@@ -688,3 +688,29 @@ def test_base_ioloop_abstract_methods() -> None:
         with pytest.raises(NotImplementedError):
             getattr(base, name)(None, *args)
     assert issubclass(Bare, IOLoop)
+
+
+def test_periodic_callback_with_a_plain_callback_makes_no_task() -> None:
+    # A tick that runs a synchronous callback creates no coroutine or Task,
+    # so a loop closed right after a tick has nothing left unstarted.
+    async def main() -> tuple[int, set[asyncio.Task[Any]]]:
+        ticks = asyncio.Event()
+        seen: list[set[asyncio.Task[Any]]] = []
+        count = 0
+
+        def tick() -> None:
+            nonlocal count
+            count += 1
+            seen.append(asyncio.all_tasks())
+            if count == 3:
+                ticks.set()
+
+        callback = PeriodicCallback(tick, 1)
+        callback.start()
+        await asyncio.wait_for(ticks.wait(), 5)
+        callback.stop()
+        return count, set().union(*seen)
+
+    count, tasks = asyncio.run(main())
+    assert count == 3
+    assert len(tasks) == 1  # only main() itself

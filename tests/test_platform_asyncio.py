@@ -171,7 +171,10 @@ def wrapped() -> Iterator[AddThreadSelectorEventLoop]:
 
 
 def test_add_thread_selector_loop_delegates(wrapped: AddThreadSelectorEventLoop) -> None:
-    assert wrapped.run_until_complete(asyncio.sleep(0, result=3)) == 3
+    async def three() -> int:
+        return 3
+
+    assert wrapped.run_until_complete(three()) == 3
     assert not wrapped.is_closed()
 
 

@@ -35,12 +35,23 @@ REQUEST = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority
 
 
 async def condition(predicate: Any, timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds, checking each loop turn, up to a deadline."""
+    """Wait until ``predicate()`` holds, checked once per loop turn, up to a deadline."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
+    reached: asyncio.Future[None] = loop.create_future()
+
+    def check() -> None:
+        if reached.done():
+            return
+        if predicate():
+            reached.set_result(None)
+        else:
+            loop.call_soon(check)
+
+    check()
+    try:
+        await asyncio.wait_for(reached, timeout)
+    except TimeoutError:
+        raise AssertionError("condition not reached in time") from None
 
 
 class State:

@@ -18,6 +18,8 @@ from squall.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError  # 
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 
+from .test_attacks import condition  # noqa: E402
+
 
 class Info(RequestHandler):
     def get(self) -> None:
@@ -35,8 +37,11 @@ class Info(RequestHandler):
 
 
 class Slow(RequestHandler):
+    """Answers only when the test releases it; says when it has started."""
+
     async def get(self) -> None:
-        await asyncio.sleep(float(self.get_argument("t")))
+        self.settings["slow_started"].set()
+        await self.settings["slow_release"].wait()
         self.write("slow")
 
 
@@ -65,7 +70,9 @@ def make_app() -> Application:
             ("/redirect", Redirect),
             ("/gzip", Gzipped),
             ("/missing", Missing),
-        ]
+        ],
+        slow_started=asyncio.Event(),
+        slow_release=asyncio.Event(),
     )
 
 
@@ -122,7 +129,7 @@ class ALPNTest(AsyncHTTPSTestCase):
         response = await self.http_client.fetch(self.get_url("/missing"), raise_error=False)
         assert (response.code, response.body) == (404, b"nope")
         with pytest.raises(HTTPTimeoutError):
-            await self.http_client.fetch(self.get_url("/slow?t=2"), request_timeout=0.05)
+            await self.http_client.fetch(self.get_url("/slow"), request_timeout=0.05)
 
     @gen_test
     async def test_callbacks_and_basic_auth(self) -> None:
@@ -160,11 +167,8 @@ class IdleTest(AsyncHTTPSTestCase):
         await self.http_client.fetch(self.get_url("/info"))
         first = set(self.http_server._connections)
         assert len(first) == 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while self.http_server._connections:  # the client closes it when idle
-            assert loop.time() < deadline
-            await asyncio.sleep(0.01)
+        # The client closes it when idle.
+        await condition(lambda: not self.http_server._connections)
         response = await self.http_client.fetch(self.get_url("/info"))
         assert '"version": "HTTP/2.0"' in response.body.decode()
         assert set(self.http_server._connections).isdisjoint(first)
@@ -211,9 +215,8 @@ class PriorKnowledgeTest(AsyncHTTPTestCase):
 
     @gen_test
     async def test_server_closing_fails_fetches_in_flight(self) -> None:
-        future = self.http_client.fetch(self.get_url("/slow?t=5"), raise_error=False)
-        while not any(getattr(c, "_active", 0) for c in self.http_server._connections):
-            await asyncio.sleep(0.005)
+        future = self.http_client.fetch(self.get_url("/slow"), raise_error=False)
+        await asyncio.wait_for(self._app.settings["slow_started"].wait(), 5)
         for conn in list(self.http_server._connections):
             conn._hard_close()
         with pytest.raises(HTTPStreamClosedError):

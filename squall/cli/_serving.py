@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional, Union
 
+from squall.httpserver._context import _CallableAdapter
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -354,43 +355,6 @@ class _AppConnection(HTTPConnection):
         return getattr(self._exchange._conn, name)
 
 
-class _CallableDelegate(HTTPMessageDelegate):
-    """Collects a request for a plain ``callback(request)`` (a WSGIContainer)."""
-
-    def __init__(
-        self, callback: Callable[[HTTPServerRequest], Any], server_conn: object, conn: Any
-    ) -> None:
-        self.callback = callback
-        self.server_conn = server_conn
-        self.connection = conn
-        self.request: Optional[HTTPServerRequest] = None
-        self.chunks: list[bytes] = []
-
-    def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
-    ) -> Optional[Awaitable[None]]:
-        assert isinstance(start_line, RequestStartLine)
-        self.request = HTTPServerRequest(
-            connection=self.connection,
-            server_connection=self.server_conn,
-            start_line=start_line,
-            headers=headers,
-        )
-        return None
-
-    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
-        self.chunks.append(chunk)
-        return None
-
-    def finish(self) -> None:
-        request = self.request
-        assert request is not None
-        if self.chunks:
-            request.body = b"".join(self.chunks)
-            request._parse_body()
-        self.callback(request)
-
-
 class ServingDelegate(HTTPServerConnectionDelegate):
     """The application behind proxy headers, root path, access log and limits.
 
@@ -435,7 +399,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
             if isinstance(app, HTTPServerConnectionDelegate):
                 front.delegate = app.start_request(server_conn, request_conn)
             else:
-                front.delegate = _CallableDelegate(app, server_conn, request_conn)
+                front.delegate = _CallableAdapter(app, server_conn, request_conn)
             return front
         limit = self.limit_concurrency
         if limit is not None and self.active >= limit:
@@ -446,7 +410,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         if isinstance(app, HTTPServerConnectionDelegate):
             exchange.delegate = app.start_request(server_conn, conn)
         else:
-            exchange.delegate = _CallableDelegate(app, server_conn, conn)
+            exchange.delegate = _CallableAdapter(app, server_conn, conn)
         return exchange
 
     def on_close(self, server_conn: object) -> None:

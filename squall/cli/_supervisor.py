@@ -164,6 +164,10 @@ class Supervisor:
         worker = _Worker(proc, ready)
         self.workers[proc.pid] = worker
         self._task(self._watch(worker))
+        if self.stopping:
+            # The stop came while this worker was being started (a recycle
+            # or a restart under way): it must not outlive the others.
+            self._retire(worker)
         try:
             await ready
         except RuntimeError:

@@ -193,3 +193,29 @@ def test_run_in_process_serves_until_sigterm(capsys: pytest.CaptureFixture[str])
     assert code == 0
     assert main(["run", "sample_apps:app", "--certfile", "c.pem"]) == 2  # before any logging setup
     assert "go together" in capsys.readouterr().err
+
+
+def test_a_worker_started_while_stopping_is_stopped_too() -> None:
+    # A recycle's replacement may be starting when SIGTERM arrives; it
+    # joins the workers after the stop has retired them, and must be
+    # retired as well, or the supervisor waits for it until the kill.
+    sockets = bind_all(["127.0.0.1:0"], 64)
+    supervisor = Supervisor(_config(workers=1), sockets)
+
+    async def scenario() -> None:
+        changed = asyncio.Event()
+        supervisor.on_change = changed.set
+        run = asyncio.ensure_future(supervisor.run())
+        await _until(changed, lambda: len(supervisor.ready_pids()) == 1)
+        supervisor._task(supervisor._spawn())
+        supervisor.stop()
+        assert await asyncio.wait_for(run, 15) == 0
+        assert not supervisor.workers
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for pid in list(supervisor.workers):
+            os.kill(pid, signal.SIGKILL)
+        for sock in sockets:
+            sock.close()

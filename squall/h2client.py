@@ -21,12 +21,12 @@ import logging
 import ssl
 import time
 import urllib.parse
-import zlib
 from collections import deque
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any, Optional, cast
 
+from squall._content_coding import ContentCodingError, Decoder, make_decoder
 from squall._h2 import (
     Data,
     Drained,
@@ -103,7 +103,7 @@ class _Fetch:
         self.body = b""
         self.done = False
         self.retried = False
-        self.decompressor: Optional[Any] = None
+        self.decompressor: Optional[Decoder] = None
         self.received = 0
 
 
@@ -155,7 +155,7 @@ class _H2ClientProtocol(asyncio.Protocol):
                 assert isinstance(event, EndOfStream)
                 fetch = self.streams.pop(event.stream_id, None)
                 if fetch is not None:
-                    self.complete(fetch)
+                    self.on_end(fetch)
             elif kind is StreamReset:
                 assert isinstance(event, StreamReset)
                 fetch = self.streams.pop(event.stream_id, None)
@@ -271,12 +271,17 @@ class _H2ClientProtocol(asyncio.Protocol):
             headers.add(name, value)
         fetch.status = event.status
         fetch.headers = headers
-        if (
-            _opt(fetch.request, "decompress_response")
-            and headers.get("Content-Encoding", "").lower() == "gzip"
-        ):
-            # Decoded as it arrives, so streaming_callback gets plain bytes.
-            fetch.decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        coding = headers.get("Content-Encoding")
+        decoder = (
+            make_decoder(coding)
+            if coding is not None and _opt(fetch.request, "decompress_response")
+            else None
+        )
+        if decoder is not None:
+            # Decoded as it arrives, so streaming_callback gets plain bytes;
+            # any coding we can decode (gzip, br, zstd), as the HTTP/1.1
+            # client does: decoding is bounded whatever was asked for.
+            fetch.decompressor = decoder
             headers["X-Consumed-Content-Encoding"] = headers["Content-Encoding"]
             del headers["Content-Encoding"]
         header_callback = _opt(fetch.request, "header_callback")
@@ -297,36 +302,64 @@ class _H2ClientProtocol(asyncio.Protocol):
         streaming = _opt(fetch.request, "streaming_callback")
         if self.client._will_redirect(fetch):
             return  # the redirect's body is not wanted
-        data = event.data
         decompressor = fetch.decompressor
-        limit = self.client.max_body_size or self.client.max_buffer_size
-        while data:
-            if decompressor is not None:
-                try:
-                    piece = decompressor.decompress(data, 65536)
-                except zlib.error as exc:
-                    self.abandon(fetch, HTTPStreamClosedError(f"invalid gzip body: {exc}"))
-                    return
-                data = decompressor.unconsumed_tail
-            else:
-                piece, data = data, b""
-            fetch.received += len(piece)
-            if streaming is None and fetch.received > limit:
-                # Buffered whole, a body this size (a gzip bomb, say) would
-                # exhaust memory: refused instead.
-                gen_log.warning("Malformed HTTP message from server: decompressed body too large")
-                self.abandon(fetch, HTTPStreamClosedError("body too large"))
-                return
+        if decompressor is None:
+            self._take(fetch, event.data, streaming)
+            return
+        decompressor.feed(event.data)
+        self._decode(fetch, decompressor, streaming)
+
+    def _decode(
+        self, fetch: _Fetch, decompressor: Decoder, streaming: Optional[Callable[[bytes], Any]]
+    ) -> bool:
+        """Pass on what ``decompressor`` has decoded, a bounded step at a time
+        (a compression bomb never holds more than one step); False if the
+        fetch was abandoned."""
+        while True:
+            try:
+                piece = decompressor.read(65536)
+            except ContentCodingError as exc:
+                self.abandon(fetch, HTTPStreamClosedError(f"invalid body: {exc}"))
+                return False
             if not piece:
-                continue
-            if streaming is not None:
-                try:
-                    streaming(piece)
-                except Exception as exc:
-                    self.abandon(fetch, exc)
-                    return
-            else:
-                fetch.chunks.append(piece)
+                return True
+            if not self._take(fetch, piece, streaming):
+                return False
+
+    def _take(
+        self, fetch: _Fetch, piece: bytes, streaming: Optional[Callable[[bytes], Any]]
+    ) -> bool:
+        """Hand one decoded piece on; False if the fetch was abandoned."""
+        fetch.received += len(piece)
+        limit = self.client.max_body_size or self.client.max_buffer_size
+        if streaming is None and fetch.received > limit:
+            # Buffered whole, a body this size (a compression bomb, say)
+            # would exhaust memory: refused instead.
+            gen_log.warning("Malformed HTTP message from server: decompressed body too large")
+            self.abandon(fetch, HTTPStreamClosedError("body too large"))
+            return False
+        if not piece:
+            return True
+        if streaming is not None:
+            try:
+                streaming(piece)
+            except Exception as exc:
+                self.abandon(fetch, exc)
+                return False
+        else:
+            fetch.chunks.append(piece)
+        return True
+
+    def on_end(self, fetch: _Fetch) -> None:
+        """The response is complete: check a coded body ended whole, then deliver."""
+        decompressor = fetch.decompressor
+        if decompressor is not None and not self.client._will_redirect(fetch):
+            try:
+                decompressor.finish()
+            except ContentCodingError as exc:
+                self.fail(fetch, HTTPStreamClosedError(f"invalid body: {exc}"))
+                return
+        self.complete(fetch)
 
     def abandon(self, fetch: _Fetch, error: BaseException) -> None:
         """Reset ``fetch``'s stream and fail it."""

@@ -250,10 +250,38 @@ class Large(RequestHandler):
         self.write(b"L" * 300_000)
 
 
+def _encode(coding: str, data: bytes) -> bytes:
+    if coding == "br":
+        brotli = pytest.importorskip("brotli", reason="the brotli extra is not installed")
+        return bytes(brotli.compress(data))
+    if coding == "zstd":
+        zstd = pytest.importorskip("zstandard", reason="the zstd extra is not installed")
+        return bytes(zstd.ZstdCompressor().compress(data))
+    return gzip.compress(data)
+
+
+class Coded(RequestHandler):
+    """``/coded?c=br&n=100&cut=1``: n x "squeezed " in coding c, cut short if asked."""
+
+    def get(self) -> None:
+        coding = self.get_argument("c")
+        body = _encode(coding, b"squeezed " * int(self.get_argument("n")))
+        if self.get_argument("cut", ""):
+            body = body[: len(body) // 2]
+        self.set_header("Content-Encoding", coding)
+        self.write(body)
+
+
 class ErrorsTest(AsyncHTTPTestCase):
     def get_app(self) -> Application:
         return Application(
-            [("/info", Info), ("/reset", Reset), ("/badgzip", BadGzip), ("/large", Large)]
+            [
+                ("/info", Info),
+                ("/reset", Reset),
+                ("/badgzip", BadGzip),
+                ("/large", Large),
+                ("/coded", Coded),
+            ]
         )
 
     def get_httpserver_options(self) -> dict[str, Any]:
@@ -279,6 +307,43 @@ class ErrorsTest(AsyncHTTPTestCase):
         got: list[bytes] = []
         await self.http_client.fetch(self.get_url("/large"), streaming_callback=got.append)
         assert sum(map(len, got)) == 300_000
+
+    @gen_test
+    async def test_br_zstd_and_gzip_bodies_are_decoded(self) -> None:
+        for coding in ("br", "zstd", "gzip"):
+            response = await self.http_client.fetch(self.get_url(f"/coded?c={coding}&n=100"))
+            assert response.body == b"squeezed " * 100, coding
+            assert response.headers["X-Consumed-Content-Encoding"] == coding
+            assert "Content-Encoding" not in response.headers
+            got: list[bytes] = []
+            await self.http_client.fetch(
+                self.get_url(f"/coded?c={coding}&n=100"), streaming_callback=got.append
+            )
+            assert b"".join(got) == b"squeezed " * 100, coding
+        # Not asked to decode: the body comes as it was sent.
+        raw = await self.http_client.fetch(
+            self.get_url("/coded?c=br&n=100"), decompress_response=False
+        )
+        assert raw.headers["Content-Encoding"] == "br"
+        assert raw.body == _encode("br", b"squeezed " * 100)
+
+    @gen_test
+    async def test_coded_body_limit_applies_after_decoding(self) -> None:
+        # 20,000 x 9 bytes = 180,000 decoded (over max_body_size=100,000),
+        # a few hundred bytes on the wire.
+        for coding in ("br", "zstd", "gzip"):
+            with ExpectLog("squall.general", ".*decompressed body too large"):
+                with pytest.raises(HTTPStreamClosedError, match="too large"):
+                    await self.http_client.fetch(self.get_url(f"/coded?c={coding}&n=20000"))
+
+    @gen_test
+    async def test_truncated_coded_body_is_an_error(self) -> None:
+        for coding in ("br", "zstd", "gzip"):
+            with pytest.raises(HTTPStreamClosedError, match=f"invalid {coding}"):
+                await self.http_client.fetch(self.get_url(f"/coded?c={coding}&n=2000&cut=1"))
+        # The connection is still good.
+        response = await self.http_client.fetch(self.get_url("/info"))
+        assert response.code == 200
 
     @gen_test
     async def test_callbacks_that_raise(self) -> None:

@@ -173,7 +173,7 @@ def timed(args: argparse.Namespace) -> None:
     for name in names:
         line = f"{name:12s} {statistics.median(rates[name]):10.0f}"
         if "jinja2" in rates and name != "jinja2":
-            ratios = [a / b for a, b in zip(rates[name], rates["jinja2"])]
+            ratios = [a / b for a, b in zip(rates[name], rates["jinja2"], strict=True)]
             line += f"   x{statistics.median(ratios):.2f} jinja2"
         print(line)
 

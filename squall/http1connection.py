@@ -215,14 +215,17 @@ def _header_pairs(headers: HTTPHeaders) -> list[tuple[str, str]]:
     return [(name, value) for name, values in headers._as_list.items() for value in values]
 
 
-def _check_host(headers: HTTPHeaders) -> None:
-    """RFC 9112 §3.2: one Host field at most, with a valid uri-host[:port]."""
+def _check_host(headers: HTTPHeaders, version: str) -> None:
+    """RFC 9112 §3.2: one Host field with a valid uri-host[:port]; HTTP/1.0
+    may leave it out, HTTP/1.1 (and any later 1.x) must send it."""
     hosts = headers.get_list("Host")
     if hosts:
         if len(hosts) > 1:
             raise HTTPInputError("Multiple Host headers")
         if _ABNF.host.fullmatch(hosts[0]) is None:
             raise HTTPInputError(f"Invalid Host header: {hosts[0][:100]!r}")
+    elif version != "HTTP/1.0":
+        raise HTTPInputError(f"Missing Host header in an {version} request")
 
 
 def _error_message(exc: ProtocolError, headers: Optional[HTTPHeaders], client: bool) -> str:
@@ -572,7 +575,7 @@ class HTTP1Connection(HTTPConnection):
                     request_line = RequestStartLine(event.method, event.target, event.version)
                     start_line: Union[RequestStartLine, ResponseStartLine] = request_line
                     headers = HTTPHeaders._from_pairs(event.headers)
-                    _check_host(headers)
+                    _check_host(headers, event.version)
                     self._request_start_line = request_line
                 else:
                     assert isinstance(event, Response)

@@ -586,9 +586,9 @@ class _HTTPProtocol(asyncio.Protocol):
         headers = HTTPHeaders._from_pairs(event.headers)
         hosts = headers._as_list.get("Host")
         # A keep-alive client sends the same Host each time: check it once.
-        if hosts is not None and (len(hosts) != 1 or hosts[0] != self._good_host):
-            _check_host(headers)
-            self._good_host = hosts[0]
+        if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
+            _check_host(headers, event.version)
+            self._good_host = hosts[0] if hosts else None
         # _RequestConnection.__init__, inlined (keep the two in step): one
         # per request, and a frame fewer.
         req = object.__new__(_RequestConnection)

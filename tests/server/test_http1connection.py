@@ -375,11 +375,11 @@ class ServerTest(PairTestCase):
     async def test_requests_and_keep_alive(self) -> None:
         app = self.serve()
         await self.peer.write(
-            b"GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab"
         )
         assert (await self.response()).endswith(b"\r\n\r\ngot ")
         assert (await self.response()).endswith(b"\r\n\r\ngot ab")
-        await self.peer.write(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        await self.peer.write(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert b"Connection: close" in await self.response()
         await app.closed.wait()
         assert self.ours.closed()
@@ -388,7 +388,7 @@ class ServerTest(PairTestCase):
     async def test_100_continue(self) -> None:
         self.serve()
         await self.peer.write(
-            b"PUT / HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+            b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
         )
         assert await self.peer.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 (Continue)\r\n\r\n"
         await self.peer.write(b"ok")
@@ -407,7 +407,7 @@ class ServerTest(PairTestCase):
     @gen_test
     async def test_no_keep_alive(self) -> None:
         self.serve(no_keep_alive=True)
-        await self.peer.write(b"GET / HTTP/1.1\r\n\r\n")
+        await self.peer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         data = await self.peer.read_until_close()
         assert b"\r\nConnection: close\r\n" in data and data.endswith(b"got ")
 
@@ -422,7 +422,7 @@ class ServerTest(PairTestCase):
     async def test_body_timeout(self) -> None:
         app = self.serve(body_timeout=0.05)
         with ExpectLog("squall.general", "Timeout reading body from peer", level=logging.INFO):
-            await self.peer.write(b"PUT / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+            await self.peer.write(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab")
             assert await self.peer.read_until_close() == b""
         assert app.delegates[0].closed == 1
 
@@ -436,7 +436,7 @@ class ServerTest(PairTestCase):
 
         self.serve(Limited())
         with ExpectLog("squall.general", ".*Content-Length too long", level=logging.INFO):
-            await self.peer.write(b"PUT / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+            await self.peer.write(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
             assert await self.peer.read_until_close() == b"HTTP/1.1 400 Bad Request\r\n\r\n"
 
     @gen_test
@@ -454,7 +454,7 @@ class ServerTest(PairTestCase):
                 return Handler()
 
         self.serve(Early(respond=False))
-        await self.peer.write(b"PUT / HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+        await self.peer.write(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
         data = await self.peer.read_until_close()
         assert data.startswith(b"HTTP/1.1 413 Too Big\r\n")
 
@@ -478,7 +478,7 @@ class ServerTest(PairTestCase):
                 return Handler()
 
         app = self.serve(Wrong(respond=False))
-        await self.peer.write(b"GET / HTTP/1.1\r\n\r\n")
+        await self.peer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         await app.closed.wait()
         assert len(errors) == 1
 
@@ -494,7 +494,7 @@ class ServerTest(PairTestCase):
                 return Handler()
 
         self.serve(Raw(respond=False))
-        await self.peer.write(b"GET / HTTP/1.1\r\n\r\n")
+        await self.peer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         assert (
             await self.peer.read_until_close() == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA"
         )

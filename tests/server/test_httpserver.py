@@ -69,10 +69,10 @@ class HTTPServerTest(ServerTestCase):
     @gen_test
     async def test_keep_alive_and_pipelining(self) -> None:
         stream = await self.connect()
-        await stream.write(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+        await stream.write(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
         assert (await self.read_response(stream))[1] == b"GET /1 "
         assert (await self.read_response(stream))[1] == b"GET /2 "
-        await stream.write(b"POST /3 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+        await stream.write(b"POST /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
         assert (await self.read_response(stream))[1] == b"POST /3 hi"
 
     @gen_test
@@ -88,7 +88,7 @@ class HTTPServerTest(ServerTestCase):
     @gen_test
     async def test_stop_and_close_all_connections(self) -> None:
         stream = await self.connect()
-        await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+        await stream.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         await self.read_response(stream)
         self.server.stop()
         self.server.stop()  # twice is fine
@@ -128,7 +128,7 @@ class DetachTest(ServerTestCase):
     @gen_test
     async def test_detach_keeps_bytes_sent_after_the_request(self) -> None:
         stream = await self.connect()
-        await stream.write(b"GET / HTTP/1.1\r\n\r\nhello\n")
+        await stream.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nhello\n")
         assert await stream.read_until(b"\n") == b"detached\n"
         assert await stream.read_until(b"\n") == b"HELLO\n"
         await stream.write(b"world\n")
@@ -140,7 +140,7 @@ class DetachTest(ServerTestCase):
     @gen_test
     async def test_raw_stream_writes(self) -> None:
         stream = await self.connect()
-        await stream.write(b"GET /raw HTTP/1.1\r\n\r\n")
+        await stream.write(b"GET /raw HTTP/1.1\r\nHost: a\r\n\r\n")
         assert await stream.read_until_close() == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA"
 
 
@@ -152,7 +152,7 @@ class IdleTimeoutTest(ServerTestCase):
         stream = await self.connect()
         closed = Event()
         stream.set_close_callback(closed.set)
-        await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+        await stream.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         await self.read_response(stream)
         await closed.wait()
 
@@ -169,14 +169,14 @@ class TLSTest(ServerTestCase):
         stream = SSLIOStream(socket.socket(), ssl_options=context)
         self.streams.append(stream)
         await stream.connect(("127.0.0.1", self.port), server_hostname="localhost")
-        await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+        await stream.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         assert (await self.read_response(stream))[1] == b"https"
 
     @gen_test
     async def test_plain_http_to_tls_server_is_logged_and_closed(self) -> None:
         stream = await self.connect()
         with ExpectLog("squall.general", "SSL Error") as expect:
-            await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+            await stream.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             await stream.read_until_close()
         assert not expect.logged_stack
 
@@ -222,7 +222,7 @@ class TCPServerPathTest(AsyncTestCase):
         server_stream = IOStream(a)
         client = IOStream(b)
         server.handle_stream(server_stream, ("1.2.3.4", 5))
-        await client.write(b"GET /x HTTP/1.1\r\nX-Real-Ip: 4.4.4.4\r\n\r\n")
+        await client.write(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Real-Ip: 4.4.4.4\r\n\r\n")
         head = await client.read_until(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
         assert await client.read_bytes(7) == b"GET /x "
@@ -256,7 +256,9 @@ class DelegateServerTest(AsyncTestCase):
             from squall.httputil import RequestStartLine
 
             for _ in range(2):
-                conn.write_headers(RequestStartLine("GET", "/", "HTTP/1.1"), HTTPHeaders())
+                conn.write_headers(
+                    RequestStartLine("GET", "/", "HTTP/1.1"), HTTPHeaders({"Host": "a"})
+                )
                 conn.finish()
                 assert await conn.read_response(Delegate()) is True
                 assert conn.keep_alive

@@ -70,7 +70,7 @@ def test_pipelined_requests_answered_in_order_in_one_write(
 ) -> None:
     _, proto, t = make(loop)
     proto.data_received(
-        b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 2\r\n\r\nxyGET /3 HTTP/1.1\r\n\r\n"
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nxyGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
     )
     assert len(t.writes) == 1
     bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
@@ -87,7 +87,9 @@ def test_pipelined_requests_wait_for_a_slow_response(loop: asyncio.AbstractEvent
             respond(request)
 
     _, proto, t = make(loop, handle)
-    proto.data_received(b"GET /slow HTTP/1.1\r\n\r\nGET /fast HTTP/1.1\r\n\r\n")
+    proto.data_received(
+        b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
     assert t.data == b"" and len(pending) == 1
     respond(pending[0])  # outside data_received: flushed at once
     bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
@@ -97,7 +99,9 @@ def test_pipelined_requests_wait_for_a_slow_response(loop: asyncio.AbstractEvent
 def test_pipelined_bytes_over_high_water_pause_reading(loop: asyncio.AbstractEventLoop) -> None:
     pending: list[HTTPServerRequest] = []
     _, proto, t = make(loop, pending.append)
-    proto.data_received(b"GET / HTTP/1.1\r\n\r\n" + b"GET / HTTP/1.1\r\n\r\n" * 20000)
+    proto.data_received(
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 20000
+    )
     assert len(pending) == 1 and not t.reading
     respond(pending[0])
     assert len(pending) == 2 and not t.reading  # still far over the mark
@@ -109,7 +113,9 @@ def test_pipelined_bytes_over_high_water_pause_reading(loop: asyncio.AbstractEve
 
 def test_connection_close_request(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop)
-    proto.data_received(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n")
+    proto.data_received(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
     assert t.data.count(b"HTTP/1.1 200") == 1
     assert b"\r\nConnection: close\r\n" in t.data
     assert t.closed
@@ -150,7 +156,7 @@ def test_response_without_length_is_chunked_for_http11(loop: asyncio.AbstractEve
 
 def test_head_response_has_no_body(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop, lambda r: respond(r, b"hello"))
-    proto.data_received(b"HEAD / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    proto.data_received(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert t.data == (
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -159,14 +165,18 @@ def test_head_response_has_no_body(loop: asyncio.AbstractEventLoop) -> None:
 
 def test_chunked_request_body(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop)
-    proto.data_received(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    proto.data_received(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    )
     proto.data_received(b"2\r\nde\r\n0\r\n\r\n")
     assert t.data.endswith(b"POST / abcde")
 
 
 def test_100_continue(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop)
-    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    proto.data_received(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert t.data == b"HTTP/1.1 100 (Continue)\r\n\r\n"
     proto.data_received(b"ok")
     assert t.data.endswith(b"POST / ok") and not t.closed
@@ -191,7 +201,9 @@ def test_100_continue_waits_for_a_blocking_delegate(loop: asyncio.AbstractEventL
             return Delegate(request_conn)
 
     _, proto, t = make(loop, App())
-    proto.data_received(b"PUT / HTTP/1.1\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n")
+    proto.data_received(
+        b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert t.data == b"" and not t.reading
     gate.set_result(None)
     run_soon(loop)
@@ -241,7 +253,7 @@ def test_flow_control_pauses_reading(loop: asyncio.AbstractEventLoop) -> None:
     gate: asyncio.Future[None] = loop.create_future()
     app = RecordingApp(gate)
     _, proto, t = make(loop, app)
-    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab")
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
     (d,) = app.delegates
     assert d.calls == [("headers", RequestStartLine("POST", "/", "HTTP/1.1"))]
     assert not t.reading
@@ -275,7 +287,7 @@ def test_flow_control_from_a_coroutine_keeps_the_rest_of_a_split_chunk(
             return Slow()
 
     _, proto, t = make(loop, App(), chunk_size=4)
-    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789")
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789")
     for _ in range(10):
         run_soon(loop)
     assert got == [b"0123", b"4567", b"89"] and waits == 3
@@ -284,7 +296,7 @@ def test_flow_control_from_a_coroutine_keeps_the_rest_of_a_split_chunk(
 def test_chunk_size_splits_body(loop: asyncio.AbstractEventLoop) -> None:
     app = RecordingApp()
     _, proto, _t = make(loop, app, chunk_size=16)
-    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 50\r\n\r\n" + b"x" * 50)
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 50\r\n\r\n" + b"x" * 50)
     sizes = [len(c[1]) for c in app.delegates[0].calls if c[0] == "data"]
     assert sizes == [16, 16, 16, 2]
 
@@ -318,7 +330,11 @@ def test_write_futures_follow_the_transport_high_water_mark(
     ("request_bytes", "status", "message"),
     [
         (b"asdf\r\n\r\n", b"400 Bad Request", "Malformed HTTP request line"),
-        (b"GET / HTTP/1.1\r\nasdf\r\n\r\n", b"400 Bad Request", "no colon in header line"),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nasdf\r\n\r\n",
+            b"400 Bad Request",
+            "no colon in header line",
+        ),
         (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", b"400 Bad Request", "Invalid Host header"),
         (
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
@@ -326,22 +342,22 @@ def test_write_futures_follow_the_transport_high_water_mark(
             "Multiple Host headers",
         ),
         (
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"400 Bad Request",
             "both Transfer-Encoding and Content-Length",
         ),
         (
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1_a\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1_a\r\n",
             b"400 Bad Request",
             "invalid chunk size",
         ),
         (
-            b"GET / HTTP/1.1\r\nX: " + b"a" * 2000 + b"\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 2000 + b"\r\n\r\n",
             b"431 Request Header Fields Too Large",
             "Header block too large",
         ),
         (
-            b"PUT / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n",
+            b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",
             b"400 Bad Request",
             "Content-Length too long",
         ),
@@ -372,7 +388,7 @@ def test_request_line_too_long(
 ) -> None:
     _, proto, t = make(loop)
     with caplog.at_level(logging.INFO, logger="squall.general"):
-        proto.data_received(b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n\r\n")
+        proto.data_received(b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
     # The reason is the running Python's (3.13 renamed it "URI Too Long").
     reason = http.HTTPStatus(414).phrase.encode()
     assert t.data == b"HTTP/1.1 414 " + reason + b"\r\n\r\n" and t.closed
@@ -387,7 +403,7 @@ def test_error_after_response_started_only_closes(
 
     app = RecordingApp()
     _, proto, t = make(loop, app)
-    proto.data_received(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
     conn = app.delegates[0].conn
     conn.write_headers(ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders())
     with caplog.at_level(logging.INFO, logger="squall.general"):
@@ -417,7 +433,7 @@ def test_error_from_a_blocking_delegate(
 ) -> None:
     gate: asyncio.Future[None] = loop.create_future()
     _, proto, t = make(loop, RecordingApp(gate))
-    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n")
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n")
     gate.set_exception(ValueError("late"))
     with caplog.at_level(logging.ERROR):
         run_soon(loop)
@@ -461,7 +477,7 @@ def test_output_errors_raise_and_close(loop: asyncio.AbstractEventLoop) -> None:
 def test_connection_lost_mid_request_tells_the_delegate(loop: asyncio.AbstractEventLoop) -> None:
     app = RecordingApp()
     _, proto, t = make(loop, app)
-    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nab")
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab")
     closed: list[bool] = []
     app.delegates[0].conn.set_close_callback(lambda: closed.append(True))
     proto.connection_lost(None)
@@ -535,7 +551,7 @@ def test_body_timeout_override_and_cancel(loop: asyncio.AbstractEventLoop) -> No
 
     app = App()
     _, proto, t = make(loop, app)
-    proto.data_received(b"PUT / HTTP/1.1\r\nContent-Length: 3\r\n\r\n")
+    proto.data_received(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n")
     timer = proto._body_timer
     assert timer is not None and timer.when() - loop.time() > 4
     proto.data_received(b"abc")
@@ -561,7 +577,8 @@ def test_decompress_request(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop, handle, decompress_request=True)
     body = gzip.compress(b"foo=") + gzip.compress(b"bar")
     proto.data_received(
-        b"POST / HTTP/1.1\r\nContent-Encoding: GZIP\r\nContent-Length: %d\r\n\r\n" % len(body)
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Encoding: GZIP\r\nContent-Length: %d\r\n\r\n"
+        % len(body)
         + body
     )
     assert seen[0].body == b"foo=bar"
@@ -583,7 +600,8 @@ def test_decompress_errors(
     _, proto, t = make(loop, decompress_request=True, max_body_size=4096)
     with caplog.at_level(logging.INFO, logger="squall.general"):
         proto.data_received(
-            b"POST / HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+            % len(body)
             + body
         )
     assert t.data == b"HTTP/1.1 400 Bad Request\r\n\r\n" and t.closed
@@ -607,7 +625,7 @@ def test_xheaders(loop: asyncio.AbstractEventLoop) -> None:
         b"X-Forwarded-Proto: http,https",
         b"X-Forwarded-Proto: unknown",
     ):
-        proto.data_received(b"GET / HTTP/1.1\r\n" + headers + b"\r\n\r\n")
+        proto.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n\r\n")
     assert seen == [
         ("4.4.4.4", "http"),
         ("4.4.4.4", "http"),
@@ -643,7 +661,7 @@ def test_close_coroutine(loop: asyncio.AbstractEventLoop) -> None:
 def test_bare_lf_heads_are_accepted(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop)
     proto.data_received(GET)
-    proto.data_received(b"GET /lf HTTP/1.1\nHost: x\n\nGET /crlf HTTP/1.1\r\n\r\n")
+    proto.data_received(b"GET /lf HTTP/1.1\nHost: x\n\nGET /crlf HTTP/1.1\r\nHost: a\r\n\r\n")
     bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
     assert bodies == [b"GET /a ", b"GET /lf ", b"GET /crlf "]
     assert not t.closed
@@ -654,7 +672,9 @@ def test_bare_lf_in_a_body_is_still_an_error(
 ) -> None:
     _, proto, t = make(loop)
     with caplog.at_level(logging.INFO, logger="squall.general"):
-        proto.data_received(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\n")
+        proto.data_received(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\n"
+        )
     assert t.data == b"HTTP/1.1 400 Bad Request\r\n\r\n"
 
 
@@ -676,7 +696,8 @@ def test_gzip_body_to_a_blocking_delegate(loop: asyncio.AbstractEventLoop) -> No
     _, proto, _t = make(loop, App(), decompress_request=True, chunk_size=4)
     body = gzip.compress(b"0123456789")
     proto.data_received(
-        b"POST / HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+        % len(body)
         + body
     )
     for _ in range(10):
@@ -691,7 +712,7 @@ def test_delegate_http_input_error_while_blocked(
 
     gate: asyncio.Future[None] = loop.create_future()
     _, proto, t = make(loop, RecordingApp(gate))
-    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n")
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n")
     gate.set_exception(HTTPInputError("bad body"))
     with caplog.at_level(logging.INFO, logger="squall.general"):
         run_soon(loop)
@@ -762,13 +783,13 @@ def test_connection_state_through_an_exchange(loop: asyncio.AbstractEventLoop) -
     pending: list[HTTPServerRequest] = []
     _, proto, t = make(loop, pending.append)
     assert proto._state == p._IDLE
-    proto.data_received(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab")
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
     assert proto._state == p._REQUEST  # the body is still coming
     proto.data_received(b"cd")
     assert proto._state == p._RESPONSE and pending[0].body == b"abcd"
     respond(pending[0])
     assert proto._state == p._IDLE and not t.closed
-    proto.data_received(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    proto.data_received(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     respond(pending[1])
     # The response ended the connection: flushed, then closed.
     assert proto._state == p._STOPPED and t.closed

@@ -24,7 +24,7 @@ class StreamTest(AsyncTestCase):
 
         loop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
         server, proto, t = make(loop, handle)
-        proto.data_received(b"GET / HTTP/1.1\r\n\r\n" + data)
+        proto.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" + data)
         (stream,) = streams
         assert not server._connections
         return proto, t, stream
@@ -99,7 +99,7 @@ class StreamTest(AsyncTestCase):
         loop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
         pending: list[HTTPServerRequest] = []
         _, proto, t = make(loop, pending.append)
-        proto.data_received(b"GET / HTTP/1.1\r\n\r\n")
+        proto.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         proto.connection_lost(None)
         stream = pending[0].connection.stream  # type: ignore[union-attr]
         assert stream.closed()

@@ -489,6 +489,23 @@ def _host() -> Iterator[tuple[str, bytes]]:
         "host-missing-10",
         req(version=b"HTTP/1.0", host=False, headers=[b"Connection: keep-alive"]),
     )
+    # RFC 9112 §3.2: an HTTP/1.1 request lacking Host gets 400, whatever its
+    # target form, and nothing after it on the connection is read.
+    yield "host-missing-11-absolute-form", req(target=b"http://a/x", host=False) + NEXT
+    yield "host-missing-11-connect", req(b"CONNECT", b"a:443", host=False) + NEXT
+    yield "host-missing-11-options-star", req(b"OPTIONS", b"*", host=False) + NEXT
+    yield (
+        "host-missing-11-with-body",
+        req(b"POST", host=False, headers=[b"Content-Length: 31"], body=NEXT),
+    )
+    yield "host-missing-11-after-valid", req() + req(host=False) + NEXT
+    yield (
+        "host-missing-10-then-11",
+        req(version=b"HTTP/1.0", host=False, headers=[b"Connection: keep-alive"])
+        + req(host=False)
+        + NEXT,
+    )
+    yield "host-missing-11-x-forwarded-host", req(host=False, headers=[b"X-Forwarded-Host: a"])
     yield "host-duplicate", req(headers=[b"Host: b"]) + NEXT
     yield "host-duplicate-same", req(headers=[b"Host: a"]) + NEXT
     yield "host-empty", req(host=False, headers=[b"Host:"]) + NEXT

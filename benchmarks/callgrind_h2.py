@@ -392,13 +392,17 @@ def main() -> int:
     if args.profile:
         res = run_one(dict(cfg, probes="all"))
         rows = sorted(res["probe_self"].items(), key=lambda kv: -kv[1])
-        print(f"  hottest functions, self / inclusive per request (total with probes "
-              f"{res['per_request']:,.0f}):")
+        print(
+            f"  hottest functions, self / inclusive per request (total with probes "
+            f"{res['per_request']:,.0f}):"
+        )
         listing = []
         for slot, cost in rows[:30]:
             name = res["labels"][int(slot)][1]
             incl = res["probe_incl"][slot]
-            print(f"  {cost:>8,.0f} self {incl:>8,.0f} incl {res['calls'][slot]:>5.2f} calls  {name}")
+            print(
+                f"  {cost:>8,.0f} self {incl:>8,.0f} incl {res['calls'][slot]:>5.2f} calls  {name}"
+            )
             listing.append({"function": name, "self": cost, "incl": incl})
         report["profile"] = listing
     else:

@@ -17,6 +17,7 @@ from squall._h2._events import (
     GoAway,
     Request,
     StreamReset,
+    Trailers,
 )
 from squall._h2._limits import H2Limits
 
@@ -35,4 +36,5 @@ __all__ = [
     "RemoteProtocolError",
     "Request",
     "StreamReset",
+    "Trailers",
 ]

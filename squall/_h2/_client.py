@@ -14,11 +14,11 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from squall._h2._connection import H2Connection, _SettingCodes
 from squall._h2._errors import LocalProtocolError
 from squall._h2._events import Data, EndOfStream, Event, GoAway, StreamReset
 from squall._h2._hpack import StatelessEncoder
 from squall._h2._limits import H2Limits
+from squall._h2._over_h2 import H2PackageConnection, _SettingCodes
 
 __all__ = ["H2ClientConnection", "Response"]
 
@@ -43,7 +43,7 @@ class Response:
         return f"Response({self.stream_id}, {self.status})"
 
 
-class H2ClientConnection(H2Connection):
+class H2ClientConnection(H2PackageConnection):
     """The client side of an HTTP/2 connection: requests out, responses in.
 
     Args:
@@ -52,10 +52,9 @@ class H2ClientConnection(H2Connection):
     """
 
     def __init__(self, limits: Optional[H2Limits] = None) -> None:
-        super().__init__(limits)
-        limits = self.limits
+        limits = limits or H2Limits()
         config = h2.config.H2Configuration(client_side=True, header_encoding="latin-1")
-        conn = self._conn = h2.connection.H2Connection(config=config)
+        conn = h2.connection.H2Connection(config=config)
         conn.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -65,9 +64,8 @@ class H2ClientConnection(H2Connection):
                 _SettingCodes.ENABLE_PUSH: 0,
             },
         )
-        conn.max_inbound_frame_size = limits.max_frame_size
-        conn.decoder.max_header_list_size = limits.max_header_list_size
         conn.encoder = StatelessEncoder()  # type: ignore[assignment]
+        super().__init__(conn, limits)
         self._preface_left = 0  # a server sends no preface string
 
     def initiate(self, upgrade_settings: Optional[str] = None) -> None:

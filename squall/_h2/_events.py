@@ -15,6 +15,7 @@ __all__ = [
     "GoAway",
     "Request",
     "StreamReset",
+    "Trailers",
 ]
 
 
@@ -86,6 +87,24 @@ class EndOfStream:
         return f"EndOfStream({self.stream_id})"
 
 
+class Trailers:
+    """The request's trailer section (HEADERS ending the stream after its body).
+
+    Attributes:
+        stream_id: The stream.
+        headers: The fields in arrival order, names lowercase.
+    """
+
+    __slots__ = ("stream_id", "headers")
+
+    def __init__(self, stream_id: int, headers: list[tuple[str, str]]) -> None:
+        self.stream_id = stream_id
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"Trailers({self.stream_id}, {len(self.headers)} fields)"
+
+
 class StreamReset:
     """The client reset ``stream_id`` (RST_STREAM), or we did on a limit.
 
@@ -131,4 +150,4 @@ class GoAway:
         return f"GoAway({self.error_code}, {self.last_stream_id})"
 
 
-Event = Union[Request, Data, EndOfStream, StreamReset, Drained, GoAway]
+Event = Union[Request, Data, Trailers, EndOfStream, StreamReset, Drained, GoAway]

@@ -1,7 +1,8 @@
-"""The server side of one HTTP/2 connection, over the ``h2`` package.
+"""An HTTP/2 connection over the ``h2`` package: the base of the client side.
 
-``h2`` (python-hyper) does the framing, HPACK and the stream state
-machines. This layer adds what a server needs around it:
+(The server side, `squall._h2._connection`, has its own framing: it is on
+every request's hot path.) ``h2`` (python-hyper) does the framing, HPACK
+and the stream state machines. This layer adds around it:
 
 * the limits of `H2Limits`, checked on frame headers before ``h2`` parses
   anything, so that a flood costs a few integer operations per frame and
@@ -16,7 +17,6 @@ No I/O and no clock: the driver passes the current time to `receive_data`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Optional, Union
 
@@ -27,28 +27,10 @@ import h2.exceptions
 import h2.settings
 import hyperframe.frame
 
+from squall._h2._connection import PREFACE, ErrorCode, _Bucket
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
-from squall._h2._events import Data, Drained, EndOfStream, Event, GoAway, Request, StreamReset
-from squall._h2._hpack import StatelessEncoder
+from squall._h2._events import Drained, Event
 from squall._h2._limits import H2Limits
-
-__all__ = ["PREFACE", "H2Connection", "ErrorCode"]
-
-#: The client connection preface (RFC 9113 §3.4).
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-class ErrorCode:
-    """The error codes of RFC 9113 §7 that this package uses."""
-
-    NO_ERROR = 0x0
-    PROTOCOL_ERROR = 0x1
-    INTERNAL_ERROR = 0x2
-    FLOW_CONTROL_ERROR = 0x3
-    REFUSED_STREAM = 0x7
-    CANCEL = 0x8
-    ENHANCE_YOUR_CALM = 0xB
-
 
 # Frame types (RFC 9113 §6) and the flags the limits look at.
 _DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS = 0, 1, 2, 3, 4
@@ -56,44 +38,9 @@ _PING, _WINDOW_UPDATE, _CONTINUATION = 6, 8, 9
 _END_STREAM, _END_HEADERS = 0x1, 0x4
 _KNOWN_TYPES = 10
 
-# Headers that name the connection, not the message: forbidden in HTTP/2
-# (RFC 9113 §8.2.2), dropped from responses written for HTTP/1.1.
-_CONNECTION_FIELDS = frozenset(
-    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
-)
+__all__ = ["H2PackageConnection"]
 
 _SettingCodes = h2.settings.SettingCodes
-
-# RFC 9113 §8.2.1: lowercase tokens for names; no NUL, CR, LF, nor
-# surrounding whitespace in values.
-_good_name = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]+\Z").match
-_bad_value = re.compile(r"[\x00\r\n]|\A[ \t]|[ \t]\Z").search
-
-
-class _Bucket:
-    """A token bucket: ``rate`` a second on average, bursts up to ``rate``."""
-
-    __slots__ = ("rate", "tokens", "stamp")
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.stamp = 0.0
-
-    def take(self, now: float) -> bool:
-        tokens = self.tokens + (now - self.stamp) * self.rate
-        if tokens > self.rate:
-            tokens = self.rate
-        self.stamp = now
-        if tokens < 1.0:
-            self.tokens = tokens
-            return False
-        self.tokens = tokens - 1.0
-        return True
-
-    def credit(self, amount: float) -> None:
-        tokens = self.tokens + amount
-        self.tokens = tokens if tokens < self.rate else self.rate
 
 
 class _Outbox:
@@ -107,40 +54,18 @@ class _Outbox:
         self.end = False
 
 
-class H2Connection:
-    """The server side of an HTTP/2 connection: bytes in, events out.
+class H2PackageConnection:
+    """An HTTP/2 connection over ``h2``: bytes in, events out (subclassed by
+    the client, which sets up its own ``h2`` connection and events).
 
     Args:
-        limits: The limits in force (`H2Limits` defaults if None).
+        conn: The ``h2`` connection, configured by the subclass.
+        limits: The limits in force.
     """
 
-    def __init__(self, limits: Optional[H2Limits] = None) -> None:
-        self.limits = limits = limits or H2Limits()
-        config = h2.config.H2Configuration(
-            client_side=False,
-            # Decoded as HTTP/1.1 heads are: every byte maps to one character.
-            header_encoding="latin-1",
-            # Request heads are checked in _request, in one pass; response
-            # heads where they are built (HTTPHeaders
-            # refuses CR, LF and NUL; send_headers lowercases names and drops
-            # connection fields), not again field by field here.
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-        conn = self._conn = h2.connection.H2Connection(config=config)
-        conn.encoder = StatelessEncoder()  # type: ignore[assignment]
-        conn.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                _SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
-                _SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
-                _SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
-                _SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
-                _SettingCodes.ENABLE_PUSH: 0,
-            },
-        )
+    def __init__(self, conn: h2.connection.H2Connection, limits: H2Limits) -> None:
+        self.limits = limits
+        self._conn = conn
         conn.max_inbound_frame_size = limits.max_frame_size
         conn.decoder.max_header_list_size = limits.max_header_list_size
         self._pending: dict[int, _Outbox] = {}
@@ -316,123 +241,7 @@ class H2Connection:
         raise RemoteProtocolError(message, ErrorCode.ENHANCE_YOUR_CALM, too_large)
 
     def _translate(self, events: list[h2.events.Event]) -> list[Event]:
-        out: list[Event] = []
-        pump = False
-        dropped: Optional[set[int]] = None  # streams reset as malformed just now
-        for ev in events:
-            kind = type(ev)
-            if kind is h2.events.DataReceived:
-                assert isinstance(ev, h2.events.DataReceived)
-                assert ev.stream_id is not None and ev.data is not None
-                if dropped is not None and ev.stream_id in dropped:
-                    self.consumed(ev.stream_id, ev.flow_controlled_length or 0)
-                    continue
-                out.append(Data(ev.stream_id, ev.data, ev.flow_controlled_length or 0))
-            elif kind is h2.events.RequestReceived:
-                assert isinstance(ev, h2.events.RequestReceived)
-                request = self._request(ev)
-                if request is not None:
-                    out.append(request)
-                else:
-                    dropped = dropped or set()
-                    dropped.add(ev.stream_id or 0)
-            elif kind is h2.events.StreamEnded:
-                assert isinstance(ev, h2.events.StreamEnded)
-                assert ev.stream_id is not None
-                if dropped is None or ev.stream_id not in dropped:
-                    out.append(EndOfStream(ev.stream_id))
-            elif kind is h2.events.WindowUpdated:
-                pump = True
-            elif kind is h2.events.StreamReset:
-                assert isinstance(ev, h2.events.StreamReset)
-                assert ev.stream_id is not None
-                self._pending.pop(ev.stream_id, None)
-                out.append(StreamReset(ev.stream_id, int(ev.error_code or 0), ev.remote_reset))
-            elif kind is h2.events.RemoteSettingsChanged:
-                assert isinstance(ev, h2.events.RemoteSettingsChanged)
-                if _SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
-                    pump = True
-            elif kind is h2.events.ConnectionTerminated:
-                assert isinstance(ev, h2.events.ConnectionTerminated)
-                out.append(GoAway(int(ev.error_code or 0), ev.last_stream_id or 0))
-            # Trailers, priorities, pings, settings acks, unknown frames:
-            # h2 has answered what needs an answer; the application has no
-            # use for them.
-        if pump and self._pending:
-            out.extend(self._pump())
-        return out
-
-    def _request(self, ev: h2.events.RequestReceived) -> Optional[Request]:
-        """Check a request head (RFC 9113 §8.2, §8.3) and turn it into a `Request`.
-
-        A malformed head is a stream error: the stream is reset with
-        PROTOCOL_ERROR and no event is produced.
-        """
-        method = target = authority = scheme = None
-        fields: list[tuple[str, str]] = []
-        cookies: Optional[list[str]] = None
-        assert ev.headers is not None and ev.stream_id is not None
-        problem = None
-        regular = False
-        for name, value in ev.headers:
-            assert isinstance(name, str) and isinstance(value, str)
-            if value and _bad_value(value) is not None:
-                problem = f"invalid value of {name!r}"
-                break
-            if name[:1] == ":":
-                if regular:
-                    problem = f"pseudo-header {name} after regular fields"
-                    break
-                if name == ":method" and method is None:
-                    method = value
-                elif name == ":path" and target is None:
-                    target = value
-                elif name == ":authority" and authority is None:
-                    authority = value
-                elif name == ":scheme" and scheme is None:
-                    scheme = value
-                else:
-                    problem = f"unexpected or repeated pseudo-header {name}"
-                    break
-                continue
-            regular = True
-            if _good_name(name) is None:
-                problem = f"invalid field name {name!r}"
-                break
-            if name == "cookie":
-                if cookies is None:
-                    cookies = [value]
-                else:
-                    cookies.append(value)
-            elif name in _CONNECTION_FIELDS or (name == "te" and value != "trailers"):
-                problem = f"connection-specific field {name!r}"
-                break
-            else:
-                fields.append((name, value))
-        if problem is None:
-            if method is None:
-                problem = "no :method"
-            elif method == "CONNECT":
-                if authority is None or target is not None or scheme is not None:
-                    problem = "CONNECT needs :authority and no :path or :scheme"
-            elif not target or scheme is None:
-                problem = "no :path or no :scheme"
-        if problem is not None:
-            self.reset(ev.stream_id, ErrorCode.PROTOCOL_ERROR)
-            self.malformed.append((ev.stream_id, problem))
-            return None
-        assert method is not None
-        if cookies is not None:
-            # RFC 9113 §8.2.3: split crumbs are joined before HTTP/1.1 semantics.
-            fields.append(("cookie", "; ".join(cookies)))
-        return Request(
-            ev.stream_id,
-            method,
-            target or authority or "",
-            authority,
-            scheme or "https",
-            fields,
-        )
+        raise NotImplementedError
 
     def consumed(self, stream_id: int, flow_length: int) -> None:
         """Give ``flow_length`` bytes of receive window back (the body was read)."""
@@ -560,13 +369,6 @@ class H2Connection:
         box = self._pending.get(stream_id)
         return 0 if box is None else box.size
 
-    def send_informational(self, stream_id: int, status: int) -> None:
-        """Send a ``1xx`` head (``100 Continue``) on ``stream_id``."""
-        try:
-            self._conn.send_headers(stream_id, [(":status", str(status))])
-        except h2.exceptions.ProtocolError as exc:
-            raise LocalProtocolError(f"cannot send {status}: {exc}") from None
-
     def reset(self, stream_id: int, error_code: int = ErrorCode.CANCEL) -> None:
         """Reset ``stream_id`` (RST_STREAM); a closed stream is left alone."""
         self._pending.pop(stream_id, None)
@@ -574,16 +376,6 @@ class H2Connection:
             self._conn.reset_stream(stream_id, error_code)
         except h2.exceptions.ProtocolError:
             pass
-
-    def refuse(self, stream_id: int, now: float) -> None:
-        """Refuse a new stream (REFUSED_STREAM); refusals count as resets.
-
-        Raises:
-            RemoteProtocolError: the client keeps opening streams it may not.
-        """
-        self.reset(stream_id, ErrorCode.REFUSED_STREAM)
-        if not self._resets.take(now):
-            self._calm(f"more than {self.limits.max_resets_per_second:g} refused streams a second")
 
     def goaway(self, error_code: int = ErrorCode.NO_ERROR, message: str = "") -> None:
         """Send GOAWAY with the last stream we took; no new streams after it.
@@ -620,8 +412,3 @@ class H2Connection:
             self._extra = b""
             return extra + self._conn.data_to_send()
         return self._conn.data_to_send()
-
-    @staticmethod
-    def is_connection_field(name: str) -> bool:
-        """Whether ``name`` (lowercase) is a field HTTP/2 forbids (RFC 9113 §8.2.2)."""
-        return name in _CONNECTION_FIELDS

@@ -529,10 +529,9 @@ class _H2Protocol(asyncio.Protocol):
         self._active += 1
         lengths = headers._as_list.get("Content-Length")
         if lengths is not None:
-            try:
-                declared = int(lengths[0])
-            except ValueError:
-                declared = -1
+            value = lengths[0]
+            # RFC 9110 §8.6: digits only (int() would also take "+1" or "1_0").
+            declared = int(value) if value.isascii() and value.isdigit() else -1
             if declared < 0 or len(lengths) > 1:
                 self._refuse_request(stream, 400, "invalid Content-Length")
                 return None

@@ -160,13 +160,22 @@ class CallbackTest(AsyncHTTPTestCase):
 
     @gen_test
     async def test_bad_request_content_length(self) -> None:
-        # h2 itself refuses a Content-Length that is no number (a connection error).
-        client = await RawH2.connect(self.get_http_port(), validate=False)
-        with ExpectLog("squall.general", "HTTP/2 error", level=logging.INFO):
-            client.request("/", method="POST", headers=[("content-length", "1x")], body=b"1x")
-            await client.until_closed()
-        assert client.goaway is not None and client.goaway.error_code == ErrorCode.PROTOCOL_ERROR
-        await client.close()
+        # A Content-Length that is not one number is a 400 on its stream
+        # (RFC 9110 §8.6: digits only; "+1" and "1_0" are not numbers).
+        for value in ("1x", "+2", "1_0"):
+            client = await RawH2.connect(self.get_http_port(), validate=False)
+            with ExpectLog(
+                "squall.general",
+                "Malformed HTTP message.*invalid Content-Length",
+                level=logging.INFO,
+            ):
+                sid = client.request(
+                    "/", method="POST", headers=[("content-length", value)], body=b"1x"
+                )
+                r = client.responses[sid]
+                await client.until(lambda: r.ended or r.reset is not None)
+            assert r.status == 400, value
+            await client.close()
         with ExpectLog("squall.general", "Malformed HTTP message.*too long", level=logging.INFO):
             r = await self.fetch(method="POST", headers=[("content-length", "5000")], end=False)
         assert r.status == 400

@@ -173,7 +173,7 @@ class CallbackTest(AsyncHTTPTestCase):
                     "/", method="POST", headers=[("content-length", value)], body=b"1x"
                 )
                 r = client.responses[sid]
-                await client.until(lambda: r.ended or r.reset is not None)
+                await client.until(lambda r=r: r.ended or r.reset is not None)  # type: ignore[misc]
             assert r.status == 400, value
             await client.close()
         with ExpectLog("squall.general", "Malformed HTTP message.*too long", level=logging.INFO):

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import squall.escape
 import squall.template
 from squall.template import (
     BaseLoader,
@@ -119,6 +120,112 @@ def test_custom_escape_receives_bytes() -> None:
     out = render("{% autoescape shout %}{{ x }} {{ 3 }}", shout=shout, x="hi")
     assert out == b"HI 3"
     assert seen == [b"hi", b"3"]
+
+
+class _Shouting(str):
+    """A str subclass whose methods do not behave like str's."""
+
+    def replace(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+        return "REPLACED"
+
+    def __str__(self) -> str:
+        return "STR"
+
+
+def test_inline_escape_of_each_kind_of_value() -> None:
+    template = Template("[{{ x }}]")
+    cases: list[tuple[object, bytes]] = [
+        ("plain", b"[plain]"),
+        ("<&>\"'", b"[&lt;&amp;&gt;&quot;&#x27;]"),
+        ("&amp;", b"[&amp;amp;]"),
+        ("é<ü>", "[é&lt;ü&gt;]".encode()),
+        (b"<b>", b"[&lt;b&gt;]"),
+        ("é".encode(), "[é]".encode()),
+        (-12, b"[-12]"),
+        (True, b"[True]"),
+        (2.5, b"[2.5]"),
+        (None, b"[None]"),
+        (["<"], b"[[&#x27;&lt;&#x27;]]"),
+        # A str subclass is escaped as the text it holds, as UTF-8 bytes
+        # would be, whatever its own replace() or __str__ say.
+        (_Shouting("<i>"), b"[&lt;i&gt;]"),
+    ]
+    for value, expected in cases:
+        assert template.generate(x=value) == expected, value
+
+
+def test_escaped_bytes_must_be_utf8() -> None:
+    with pytest.raises(UnicodeDecodeError):
+        render("{{ x }}", x=b"\xff")
+
+
+def test_raw_values_keep_their_bytes() -> None:
+    # Not UTF-8: written out as given, around UTF-8 text and other values.
+    assert render("é{% raw x %}{{ y }}ü", x=b"\xff\xfe", y="<") == (
+        "é".encode() + b"\xff\xfe&lt;" + "ü".encode()
+    )
+    assert render("{% raw x %}|{% raw y %}", x="é".encode(), y=_Shouting("<")) == "é|<".encode()
+    assert render("{% autoescape None %}{{ x }}{{ 5 }}", x=b"\x80") == b"\x805"
+
+
+def test_custom_escape_may_return_bytes_that_are_not_utf8() -> None:
+    out = render("{% autoescape f %}a{{ x }}b", f=lambda v: b"\xff" + v, x="é")
+    assert out == b"a\xff" + "é".encode() + b"b"
+    with pytest.raises(TypeError):
+        render("{% autoescape f %}{{ x }}", f=lambda v: 5, x="y")
+
+
+def test_apply_result_must_be_text_or_bytes() -> None:
+    assert render("{% apply f %}x{% end %}", f=lambda s: b"\xfe" + s) == b"\xfex"
+    with pytest.raises(TypeError):
+        render("{% apply f %}x{% end %}", f=lambda s: None)
+
+
+def test_autoescape_name_bound_to_another_function_at_render_time() -> None:
+    template = Template("{{ x }}")
+    assert template.generate(x="<") == b"&lt;"
+    # The name is looked up when the template runs, as in Tornado, and the
+    # custom function gets bytes.
+    assert template.generate(x="<", xhtml_escape=lambda v: v + b"!") == b"<!"
+    assert template.generate(x="<") == b"&lt;"
+    loader = DictLoader({"t.html": "{{ x }}"}, namespace={"xhtml_escape": lambda v: b"ns"})
+    assert loader.load("t.html").generate(x="<") == b"ns"
+    # Bound to squall's xhtml_escape under another name: escaped the same.
+    assert render("{% autoescape escape %}{{ x }}", x="<") == b"&lt;"
+    assert render("{% autoescape esc %}{{ x }}", x="<", esc=squall.escape.xhtml_escape) == b"&lt;"
+    with pytest.raises(NameError):
+        Template("{{ x }}", autoescape="missing").generate(x="<")
+
+
+def test_autoescape_name_rebound_by_the_template_itself() -> None:
+    source = "{{ x }}{% set xhtml_escape = lambda v: b'[' + v + b']' %}{{ x }}"
+    with pytest.raises(UnboundLocalError):
+        render(source, x="<")
+    out = render("{% for xhtml_escape in [f] %}{{ x }}{% end %}", f=lambda v: v * 2, x="<")
+    assert out == b"<<"
+
+
+def test_runs_of_text_and_expressions_with_awkward_text() -> None:
+    source = "{ '\"\\n{x}' }}{{ a }}''' \"\"\" {{ b }}\\{{ c }}\n{"
+    assert render(source, a=1, b="}", c="{") == b"{ '\"\\n{x}' }}1''' \"\"\" }\\{\n{"
+    many = "".join(f"<{i}>{{{{ v[{i}] }}}}" for i in range(300))
+    assert render(many, v=list(range(300))) == "".join(f"<{i}>{i}" for i in range(300)).encode()
+
+
+def test_traceback_names_the_failing_expression_of_a_run() -> None:
+    template = DictLoader({"t.html": "a{{ 1 }}\nb{{ x }}\nc{{ 1/0 }}d"}).load("t.html")
+    trace = failure_trace(lambda: template.generate(x=1))
+    assert "# t.html:3" in trace
+    assert "# t.html:2" not in trace
+    with pytest.raises(ValueError) as info:
+        DictLoader({"t.html": "a\n{{ 10 ** 5000 }}"}).load("t.html").generate()
+    tb = "".join(traceback.format_exception(info.value))
+    assert "# t.html:2" in tb
+
+
+def test_text_that_is_not_utf8_fails_when_compiled() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        Template("a\udcff")
 
 
 def test_loader_autoescape_default_and_per_template_override() -> None:
@@ -399,7 +506,7 @@ def test_invalid_python_logs_the_generated_code(caplog: pytest.LogCaptureFixture
             Template("{{ 1 + }}", name="bad.html")
     assert len(caplog.records) == 1
     assert "bad.html code:" in caplog.records[0].getMessage()
-    assert "_tt_tmp = 1 +  # bad.html:1" in caplog.records[0].getMessage()
+    assert "_tt_v0 = 1 +  # bad.html:1" in caplog.records[0].getMessage()
 
 
 # --- errors: tracebacks point at template lines ---------------------------------
@@ -526,7 +633,7 @@ def test_template_attributes_and_compiled_code() -> None:
     assert template.name == "t.html"
     assert template.autoescape == "xhtml_escape"
     assert template.loader is None and template.namespace == {}
-    assert template.code.startswith("def _tt_execute():  # t.html:0\n")
+    assert template.code.startswith("def _tt_execute(_tt_type, ")
     compiled = template.compiled
     assert template.generate(x=1) == b"1" and template.generate(x=2) == b"2"
     assert template.compiled is compiled

@@ -5,6 +5,14 @@ Every generated line ends with a ``# template.html:LINE`` comment, followed by
 ``(via parent.html:LINE, ...)`` when the code came from an included template
 or an inherited block, so that a traceback through generated code names the
 template line responsible.
+
+The generated entry point returns a list of str pieces (see
+`squall.template._runtime`). Where an expression's autoescape function is
+known to be squall's ``xhtml_escape`` (the writer's ``fast_names``), the
+escaping is written inline, and a run of text and such expressions becomes
+one f-string appended once: the values are computed into temporaries first,
+each on the line of its own expression. Other expressions go through their
+escape function by name with bytes in and out, as Tornado's templates do.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Optional
 
+from squall.template._runtime import HELPERS
 from squall.template._syntax import ParseError, filter_whitespace
 
 if TYPE_CHECKING:
@@ -39,6 +48,17 @@ BUFFER = "_tt_buffer"
 APPEND = "_tt_append"
 TMP = "_tt_tmp"
 ENTRY_POINT = "_tt_execute"
+# The helpers arrive as parameters with defaults (see Template.generate).
+SIGNATURE = f"def {ENTRY_POINT}({', '.join(HELPERS)}):"
+
+# xhtml_escape written inline on a str in TMP-like variable ``{v}``: the
+# membership tests are cheaper than five replace() calls on text that needs
+# none, which is most text. "&" first, or the entities would be escaped again.
+_INLINE_ESCAPE = (
+    "if '&' in {v} or '<' in {v} or '>' in {v} or '\"' in {v} or \"'\" in {v}:",
+    "    {v} = {v}.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')"
+    ".replace('\"', '&quot;').replace(\"'\", '&#x27;')",
+)
 
 
 class CodeWriter:
@@ -51,15 +71,26 @@ class CodeWriter:
         "_stack",
         "blocks",
         "current",
+        "escape_names",
+        "fast_names",
         "loader",
     )
 
     def __init__(
-        self, template: Template, blocks: dict[str, Block], loader: Optional[BaseLoader]
+        self,
+        template: Template,
+        blocks: dict[str, Block],
+        loader: Optional[BaseLoader],
+        fast_names: frozenset[str] = frozenset(),
     ) -> None:
         self.current = template
         self.blocks = blocks
         self.loader = loader
+        # Autoescape names to write inline as xhtml_escape; the caller makes
+        # sure each is bound to squall's xhtml_escape when the code runs.
+        self.fast_names = fast_names
+        # Every autoescape name the code uses, written inline or not.
+        self.escape_names: set[str] = set()
         self._lines: list[str] = []
         self._indent = 0
         # (template, line) of each include or block override we are inside of.
@@ -142,8 +173,16 @@ class Body(Node):
         return self.nodes
 
     def write(self, out: CodeWriter) -> None:
+        run = _Run()
         for node in self.nodes:
-            node.write(out)
+            if isinstance(node, Text):
+                run.add_text(node, out)
+            elif isinstance(node, Expression) and node.inline(out):
+                run.add_expression(node, out)
+            else:
+                run.flush(out)
+                node.write(out)
+        run.flush(out)
 
     def write_suite(self, out: CodeWriter, lineno: int) -> None:
         """Write the body as an indented Python suite, never an empty one."""
@@ -164,13 +203,21 @@ class Text(Node):
         self.text = text
         self.whitespace = whitespace
 
-    def write(self, out: CodeWriter) -> None:
+    def output(self) -> str:
+        """The text as rendered."""
         text = self.text
         # Whitespace inside preformatted HTML is content, not layout.
         if "<pre>" not in text:
             text = filter_whitespace(self.whitespace, text)
+        # Text that cannot be UTF-8 (a lone surrogate in a str source) fails
+        # now, when the template is compiled, not at each render.
+        text.encode("utf-8")
+        return text
+
+    def write(self, out: CodeWriter) -> None:
+        text = self.output()
         if text:
-            out.line(f"{APPEND}({text.encode('utf-8')!r})", self.line)
+            out.line(f"{APPEND}({text!r})", self.line)
 
 
 class Expression(Node):
@@ -183,19 +230,79 @@ class Expression(Node):
         self.code = code
         self.raw = raw
 
-    def write(self, out: CodeWriter) -> None:
+    def inline(self, out: CodeWriter) -> bool:
+        """Whether this expression is escaped by inline code (see `write_value`)."""
+        escape = out.current.autoescape
+        if self.raw or escape is None:
+            return False
+        out.escape_names.add(escape)
+        return escape in out.fast_names
+
+    def write_value(self, out: CodeWriter, var: str) -> None:
+        """Write code that leaves the escaped text of the expression in ``var``."""
+        line = self.line
         # The expression gets a line of its own so that a trailing ``#``
         # comment inside the braces cannot swallow the code after it.
-        out.line(f"{TMP} = {self.code}", self.line)
-        # Escape functions are handed bytes, whatever the expression gave.
-        out.line(
-            f"{TMP} = _tt_utf8({TMP} if isinstance({TMP}, _tt_string_types) else str({TMP}))",
-            self.line,
-        )
+        out.line(f"{var} = {self.code}", line)
+        out.line(f"if _tt_type({var}) is _tt_str:", line)
+        with out.indented():
+            for code in _INLINE_ESCAPE:
+                out.line(code.format(v=var), line)
+        # An int's digits need no escaping; str() here keeps its errors
+        # (more than 4300 digits) on this line.
+        out.line(f"elif _tt_type({var}) is _tt_int:", line)
+        out.line(f"    {var} = _tt_str({var})", line)
+        out.line("else:", line)
+        out.line(f"    {var} = _tt_escape({var})", line)
+
+    def write(self, out: CodeWriter) -> None:
+        line = self.line
+        out.line(f"{TMP} = {self.code}", line)
         escape = out.current.autoescape
-        if not self.raw and escape is not None:
-            out.line(f"{TMP} = _tt_utf8({escape}({TMP}))", self.line)
-        out.line(f"{APPEND}({TMP})", self.line)
+        if self.raw or escape is None:
+            out.line(f"{APPEND}({TMP} if _tt_type({TMP}) is _tt_str else _tt_raw({TMP}))", line)
+            return
+        out.escape_names.add(escape)
+        # The escape function is handed bytes, whatever the expression gave,
+        # and may return str or bytes.
+        out.line(
+            f"{TMP} = _tt_utf8({TMP} if _tt_isinstance({TMP}, _tt_string_types)"
+            f" else _tt_str({TMP}))",
+            line,
+        )
+        out.line(f"{APPEND}(_tt_text(_tt_utf8({escape}({TMP}))))", line)
+
+
+class _Run:
+    """Consecutive text and inline-escaped expressions, appended as one f-string."""
+
+    __slots__ = ("line", "parts", "values")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.values = 0
+        self.line = 0
+
+    def add_text(self, node: Text, out: CodeWriter) -> None:
+        text = node.output()
+        if text:
+            self.parts.append(repr(text))
+            self.line = node.line
+
+    def add_expression(self, node: Expression, out: CodeWriter) -> None:
+        var = f"_tt_v{self.values}"
+        self.values += 1
+        node.write_value(out, var)
+        # Adjacent literals make one f-string; braces in the text stay in
+        # plain literals, where they mean nothing.
+        self.parts.append(f"f'{{{var}}}'")
+        self.line = node.line
+
+    def flush(self, out: CodeWriter) -> None:
+        if self.parts:
+            out.line(f"{APPEND}({' '.join(self.parts)})", self.line)
+        self.parts = []
+        self.values = 0
 
 
 class Statement(Node):
@@ -260,8 +367,9 @@ class Apply(Node):
             out.line(f"{BUFFER} = []", self.line)
             out.line(f"{APPEND} = {BUFFER}.append", self.line)
             self.body.write(out)
-            out.line(f"return b''.join({BUFFER})", self.line)
-        out.line(f"{APPEND}(_tt_utf8({self.function}({name}())))", self.line)
+            # The function is given bytes and may return str or bytes.
+            out.line(f"return _tt_join({BUFFER})", self.line)
+        out.line(f"{APPEND}(_tt_text(_tt_utf8({self.function}({name}()))))", self.line)
 
 
 class Block(Node):

@@ -8,13 +8,15 @@ import linecache
 import os.path
 import posixpath
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from types import CodeType, FunctionType
 from typing import Any, Optional, Union
 
 from squall import escape
 from squall.log import app_log
-from squall.template._nodes import ENTRY_POINT, Block, CodeWriter, Extends
+from squall.template._nodes import ENTRY_POINT, SIGNATURE, Block, CodeWriter, Extends
 from squall.template._parser import parse
+from squall.template._runtime import HELPERS, join
 from squall.template._syntax import WHITESPACE_MODES, ParseError
 
 __all__ = ["BaseLoader", "DictLoader", "Loader", "Template"]
@@ -43,6 +45,10 @@ _BUILTINS: dict[str, Any] = {
     "_tt_utf8": escape.utf8,
     "_tt_string_types": (str, bytes),
 }
+# The function the generated code may escape with inline, when an autoescape
+# name is bound to it at render time.
+_XHTML_ESCAPE = escape.xhtml_escape
+_HELPER_DEFAULTS = tuple(HELPERS.values())
 
 
 class _SourceLoader:
@@ -59,6 +65,21 @@ class _SourceLoader:
 
 def _as_text(value: Union[str, bytes]) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _code_objects(code: CodeType) -> Iterator[CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _code_objects(const)
+
+
+def _assigned_names(code: CodeType) -> set[str]:
+    """Names the template's own code binds (``{% set %}``, loop targets...)."""
+    names: set[str] = set()
+    for each in _code_objects(code):
+        names.update(each.co_varnames, each.co_cellvars)
+    return names
 
 
 def _numbered(code: str) -> str:
@@ -132,14 +153,17 @@ class Template:
         self.namespace: dict[str, Any] = loader.namespace if loader is not None else {}
         self.loader = loader
         self.file = parse(self, _as_text(template_string), whitespace)
-        self.code = self._assemble()
         self._filename = f"{self.name.replace('.', '_')}.generated.py"
-        try:
-            # dont_inherit: this module's compiler flags are not the template's.
-            self.compiled = compile(self.code, self._filename, "exec", dont_inherit=True)
-        except Exception:
-            app_log.error("%s code:\n%s", self.name, _numbered(self.code))
-            raise
+        # Autoescape names bound to xhtml_escape before generate()'s
+        # arguments are added; generate() checks them again with those.
+        defaults = {**_BUILTINS, **self.namespace}
+        fast = frozenset(name for name, value in defaults.items() if value is _XHTML_ESCAPE)
+        self.code, self.compiled, self._escape_names = self._build(fast)
+        # Code of the entry point by the answer, for each of _escape_names in
+        # order, to "is it bound to xhtml_escape?".
+        key = tuple(name in fast for name in self._escape_names)
+        self._entry_points: dict[tuple[bool, ...], CodeType] = {key: self._entry(self.compiled)}
+        self._source_loader = _SourceLoader(self.code)
 
     def _lineage(self) -> list[Template]:
         """This template followed by the chain of templates it extends."""
@@ -159,22 +183,70 @@ class Template:
                 )
             chain.append(self.loader.load(extends[0].name, current.name))
 
-    def _assemble(self) -> str:
-        """Write the Python source of this template's entry point."""
+    def _assemble(self, fast_names: frozenset[str]) -> tuple[str, tuple[str, ...]]:
+        """Write the Python source of this template's entry point.
+
+        Returns:
+            The source, and the autoescape names it uses (sorted).
+        """
         lineage = self._lineage()
         blocks: dict[str, Block] = {}
         # From the root down, so the most derived definition of a block wins.
         for template in reversed(lineage):
             template.file.collect_blocks(self.loader, blocks)
         root = lineage[-1]
-        out = CodeWriter(root, blocks, self.loader)
-        out.line(f"def {ENTRY_POINT}():", 0)
+        out = CodeWriter(root, blocks, self.loader, fast_names)
+        out.line(SIGNATURE, 0)
         with out.indented():
             out.line("_tt_buffer = []", 0)
             out.line("_tt_append = _tt_buffer.append", 0)
             root.file.write(out)
-            out.line("return b''.join(_tt_buffer)", 0)
-        return out.source()
+            # The pieces; generate() joins and encodes them.
+            out.line("return _tt_buffer", 0)
+        return out.source(), tuple(sorted(out.escape_names))
+
+    def _compile(self, code: str) -> CodeType:
+        try:
+            # dont_inherit: this module's compiler flags are not the template's.
+            return compile(code, self._filename, "exec", dont_inherit=True)
+        except Exception:
+            app_log.error("%s code:\n%s", self.name, _numbered(code))
+            raise
+
+    def _build(self, fast_names: frozenset[str]) -> tuple[str, CodeType, tuple[str, ...]]:
+        """Source and compiled module of the code escaping ``fast_names`` inline."""
+        code, names = self._assemble(fast_names)
+        compiled = self._compile(code)
+        # A name the template rebinds itself is not xhtml_escape throughout.
+        rebound = fast_names & _assigned_names(compiled)
+        if rebound:
+            code, names = self._assemble(fast_names - rebound)
+            compiled = self._compile(code)
+        return code, compiled, names
+
+    @staticmethod
+    def _entry(compiled: CodeType) -> CodeType:
+        for const in compiled.co_consts:
+            if isinstance(const, CodeType) and const.co_name == ENTRY_POINT:
+                return const
+        raise AssertionError("generated code without its entry point")
+
+    def _entry_for(self, namespace: dict[str, Any]) -> CodeType:
+        """The entry point's code for the escape functions bound in ``namespace``."""
+        names = self._escape_names
+        if len(names) == 1:
+            # The usual case, spelled out: it runs at every render.
+            key: tuple[bool, ...] = (namespace.get(names[0]) is _XHTML_ESCAPE,)
+        else:
+            key = tuple([namespace.get(name) is _XHTML_ESCAPE for name in names])
+        code = self._entry_points.get(key)
+        if code is None:
+            # Rare: an autoescape name bound by generate()'s arguments or a
+            # changed loader namespace. Another thread may build the same
+            # code at once; either result is right.
+            fast = frozenset(name for name, inline in zip(names, key, strict=True) if inline)
+            code = self._entry_points[key] = self._entry(self._build(fast)[1])
+        return code
 
     def generate(self, **kwargs: Any) -> bytes:
         """Render the template with ``kwargs`` as variables.
@@ -188,15 +260,16 @@ class Template:
         """
         namespace = dict(_BUILTINS)
         namespace["__name__"] = self.name.replace(".", "_")
-        namespace["__loader__"] = _SourceLoader(self.code)
+        namespace["__loader__"] = self._source_loader
         namespace.update(self.namespace)
         namespace.update(kwargs)
-        exec(self.compiled, namespace)
-        execute: Callable[[], bytes] = namespace[ENTRY_POINT]
+        # The entry point's function made directly from its code: the same
+        # as running the compiled module in the namespace, for less.
+        execute = FunctionType(self._entry_for(namespace), namespace, ENTRY_POINT, _HELPER_DEFAULTS)
         # A template compiled earlier under the same name may have left its
         # source in the line cache; tracebacks must show this one's.
         linecache.cache.pop(self._filename, None)
-        return execute()
+        return join(execute())
 
 
 class BaseLoader:

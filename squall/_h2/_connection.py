@@ -556,6 +556,7 @@ class H2Connection:
         fields: list[tuple[str, str]] = []
         cookies: Optional[list[str]] = None
         lengths: Optional[list[str]] = None
+        host: Optional[str] = None
         problem = None
         regular = False
         for raw_name, raw_value in raw_fields:
@@ -594,7 +595,9 @@ class H2Connection:
             if name in _CONNECTION_FIELDS or (name == "te" and value != "trailers"):
                 problem = f"connection-specific field {name!r}"
                 break
-            if name == "content-length":
+            if name == "host":
+                host = value
+            elif name == "content-length":
                 if lengths is None:
                     lengths = [value]
                 else:
@@ -610,6 +613,13 @@ class H2Connection:
                 problem = "no :path or no :scheme"
             elif target != "*" and target[0] != "/" and scheme in ("http", "https"):
                 problem = f"invalid :path {target!r}"
+            if problem is None:
+                # RFC 9113 §8.3.1: the target's host comes from one of them,
+                # and they may not disagree.
+                if authority is None and host is None:
+                    problem = "no :authority or host"
+                elif authority is not None and host is not None and host != authority:
+                    problem = f"host {host!r} differs from :authority {authority!r}"
         if problem is not None:
             self._malformed(sid, problem)
             return None

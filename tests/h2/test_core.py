@@ -34,6 +34,7 @@ from squall._h2 import (  # noqa: E402
     RemoteProtocolError,
     Request,
     StreamReset,
+    Trailers,
 )
 from squall._h2._hpack import StatelessEncoder  # noqa: E402
 
@@ -357,3 +358,278 @@ def test_connect_request() -> None:
         "example.com:443",
         "example.com:443",
     )
+
+
+# -- protocol rules of our own framing (formerly h2's), frame by frame ----------------
+
+
+def frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    """One frame, built by hand so that it can break any rule."""
+    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + sid.to_bytes(4, "big") + payload
+
+
+def frames_out(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    """The server's output cut into (type, flags, stream, payload)."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 3], "big")
+        kind, flags = data[pos + 3], data[pos + 4]
+        sid = int.from_bytes(data[pos + 5 : pos + 9], "big")
+        out.append((kind, flags, sid, data[pos + 9 : pos + 9 + length]))
+        pos += 9 + length
+    return out
+
+
+def block(fields: list[tuple[str, str]]) -> bytes:
+    return hpack.Encoder().encode(fields)
+
+
+GET = block(REQUEST)
+HEADERS_END = frame(1, 0x5, 1, GET)  # END_STREAM | END_HEADERS
+HEADERS_OPEN = frame(1, 0x4, 1, GET)  # END_HEADERS: a body follows
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([frame(0, 0, 0, b"x")], ErrorCode.PROTOCOL_ERROR),  # DATA on stream 0
+        ([frame(0, 0, 5, b"x")], ErrorCode.PROTOCOL_ERROR),  # DATA on an idle stream
+        ([frame(1, 0x5, 0, GET)], ErrorCode.PROTOCOL_ERROR),  # HEADERS on stream 0
+        ([frame(1, 0x5, 2, GET)], ErrorCode.PROTOCOL_ERROR),  # an even stream
+        ([frame(1, 0x5, 3, GET), frame(1, 0x5, 1, GET)], ErrorCode.STREAM_CLOSED),  # went back
+        ([frame(9, 0x4, 1, GET)], ErrorCode.PROTOCOL_ERROR),  # CONTINUATION alone
+        ([frame(1, 0x1, 1, GET), frame(6, 0, 0, b"12345678")], ErrorCode.PROTOCOL_ERROR),
+        ([frame(1, 0x1, 1, GET), frame(9, 0x4, 3, b"")], ErrorCode.PROTOCOL_ERROR),
+        ([frame(1, 0xD, 1, b"\xff" + GET)], ErrorCode.PROTOCOL_ERROR),  # padding > frame
+        ([frame(1, 0x25, 1, b"\x00\x00")], ErrorCode.FRAME_SIZE_ERROR),  # short priority
+        ([frame(1, 0x5, 1, b"\xff\xff\xff\xff\x0f")], ErrorCode.COMPRESSION_ERROR),
+        ([frame(4, 0, 0, b"\x00\x02\x00\x00\x00")], ErrorCode.FRAME_SIZE_ERROR),  # not 6n
+        ([frame(4, 0x1, 0, b"\x00\x02\x00\x00\x00\x00")], ErrorCode.FRAME_SIZE_ERROR),  # ack+body
+        ([frame(4, 0, 1, b"")], ErrorCode.PROTOCOL_ERROR),  # SETTINGS on a stream
+        ([frame(4, 0, 0, b"\x00\x02\x00\x00\x00\x02")], ErrorCode.PROTOCOL_ERROR),  # push=2
+        ([frame(4, 0, 0, b"\x00\x04\x80\x00\x00\x00")], ErrorCode.FLOW_CONTROL_ERROR),
+        ([frame(4, 0, 0, b"\x00\x05\x00\x00\x10\x00")], ErrorCode.PROTOCOL_ERROR),  # frame 4096
+        ([frame(6, 0, 0, b"1234")], ErrorCode.FRAME_SIZE_ERROR),  # PING of 4 bytes
+        ([frame(6, 0, 1, b"12345678")], ErrorCode.PROTOCOL_ERROR),  # PING on a stream
+        ([frame(8, 0, 0, b"\x00\x00\x00\x00")], ErrorCode.PROTOCOL_ERROR),  # WINDOW_UPDATE 0
+        ([frame(8, 0, 0, b"\x7f\xff\xff\xff")], ErrorCode.FLOW_CONTROL_ERROR),  # overflow
+        ([frame(8, 0, 0, b"\x00\x01")], ErrorCode.FRAME_SIZE_ERROR),
+        ([frame(8, 0, 7, b"\x00\x00\x00\x01")], ErrorCode.PROTOCOL_ERROR),  # idle stream
+        ([frame(3, 0, 1, b"\x00\x00\x00\x08")], ErrorCode.PROTOCOL_ERROR),  # RST on idle
+        ([frame(3, 0, 0, b"\x00\x00\x00\x08")], ErrorCode.PROTOCOL_ERROR),  # RST on stream 0
+        ([HEADERS_OPEN, frame(3, 0, 1, b"\x00\x08")], ErrorCode.FRAME_SIZE_ERROR),
+        ([frame(5, 0x4, 1, b"\x00\x00\x00\x02" + GET)], ErrorCode.PROTOCOL_ERROR),  # PUSH
+        ([frame(2, 0, 0, b"\x00\x00\x00\x01\x10")], ErrorCode.PROTOCOL_ERROR),  # PRIORITY on 0
+        ([frame(7, 0, 1, b"\x00" * 8)], ErrorCode.PROTOCOL_ERROR),  # GOAWAY on a stream
+        ([frame(0, 0, 1, b"x" * 20000)], ErrorCode.FRAME_SIZE_ERROR),  # over 16 KiB
+        ([HEADERS_OPEN, frame(0, 0, 1, b"x" * 16384) * 5], ErrorCode.FLOW_CONTROL_ERROR),
+    ],
+)
+def test_connection_errors(frames: list[bytes], code: int) -> None:
+    server, _ = pair(H2Limits(connection_window_size=65535))
+    server.data_to_send()
+    with pytest.raises(RemoteProtocolError) as info:
+        server.receive_data(b"".join(frames), 0.0)
+    assert info.value.error_code == code
+    goaways = [f for f in frames_out(server.data_to_send()) if f[0] == 7]
+    assert len(goaways) == 1
+    assert int.from_bytes(goaways[0][3][4:8], "big") == code
+    # Nothing more is read.
+    assert server.receive_data(HEADERS_END, 0.0) == []
+
+
+@pytest.mark.parametrize(
+    ("frames", "code", "problem"),
+    [
+        # Content-Length against the DATA frames (RFC 9113 §8.1.1).
+        (
+            [frame(1, 0x4, 1, block(REQUEST + [("content-length", "3")])), frame(0, 1, 1, b"ab")],
+            ErrorCode.PROTOCOL_ERROR,
+            None,
+        ),
+        (
+            [frame(1, 0x4, 1, block(REQUEST + [("content-length", "1")])), frame(0, 1, 1, b"ab")],
+            ErrorCode.PROTOCOL_ERROR,
+            None,
+        ),
+        (
+            [frame(1, 0x5, 1, block(REQUEST + [("content-length", "5")]))],
+            ErrorCode.PROTOCOL_ERROR,
+            "Content-Length but no body",
+        ),
+        # Trailers: END_STREAM, no pseudo-headers, valid fields (§8.1, §8.2).
+        (
+            [HEADERS_OPEN, frame(1, 0x4, 1, block([("x-t", "1")]))],
+            ErrorCode.PROTOCOL_ERROR,
+            "without END_STREAM",
+        ),
+        (
+            [HEADERS_OPEN, frame(1, 0x5, 1, block([(":path", "/")]))],
+            ErrorCode.PROTOCOL_ERROR,
+            "pseudo-header",
+        ),
+        (
+            [HEADERS_OPEN, frame(1, 0x5, 1, block([("X-Up", "1")]))],
+            ErrorCode.PROTOCOL_ERROR,
+            "invalid field name",
+        ),
+        (
+            [HEADERS_OPEN, frame(1, 0x5, 1, block([("x-t", "a\nb")]))],
+            ErrorCode.PROTOCOL_ERROR,
+            "invalid value",
+        ),
+        (
+            [HEADERS_OPEN, frame(1, 0x5, 1, block([("connection", "close")]))],
+            ErrorCode.PROTOCOL_ERROR,
+            "connection-specific",
+        ),
+        # A stream the client already ended gets no more DATA.
+        ([HEADERS_END, frame(0, 1, 1, b"late")], ErrorCode.STREAM_CLOSED, None),
+        # Window and priority errors of one stream.
+        ([HEADERS_OPEN, frame(8, 0, 1, b"\x00\x00\x00\x00")], ErrorCode.PROTOCOL_ERROR, None),
+        ([HEADERS_OPEN, frame(8, 0, 1, b"\x7f\xff\xff\xff")], ErrorCode.FLOW_CONTROL_ERROR, None),
+        ([HEADERS_OPEN, frame(2, 0, 1, b"\x00\x00\x00\x01\x10")], ErrorCode.PROTOCOL_ERROR, None),
+        ([HEADERS_OPEN, frame(2, 0, 1, b"\x00\x00")], ErrorCode.FRAME_SIZE_ERROR, None),
+        (
+            [frame(1, 0x25, 1, b"\x00\x00\x00\x01\x10" + GET)],
+            ErrorCode.PROTOCOL_ERROR,
+            "depends on itself",
+        ),
+    ],
+)
+def test_stream_errors(frames: list[bytes], code: int, problem: str | None) -> None:
+    server, _ = pair()
+    server.data_to_send()
+    events = server.receive_data(b"".join(frames), 0.0)
+    resets = [f for f in frames_out(server.data_to_send()) if f[0] == 3]
+    assert [(f[2], int.from_bytes(f[3], "big")) for f in resets] == [(1, code)]
+    if problem is not None:
+        assert [sid for sid, _ in server.malformed] == [1]
+        assert problem in server.malformed[0][1]
+    # The application hears of the stream's end only as a reset.
+    assert not any(isinstance(e, Trailers) for e in events)
+    if any(isinstance(e, Request) for e in events):
+        assert isinstance(events[-1], StreamReset) and events[-1].error_code == code
+    # The connection goes on.
+    events = server.receive_data(frame(1, 0x5, 3, GET), 0.0)
+    assert [type(e) for e in events] == [Request, EndOfStream]
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (REQUEST + [("x-nul", "a\x00b")], "invalid value"),
+        (REQUEST + [("x-trailing", "v ")], "invalid value"),
+        (REQUEST + [("", "v")], "invalid field name"),
+        (REQUEST + [("x y", "v")], "invalid field name"),
+        (REQUEST + [("x:y", "v")], "invalid field name"),
+        (REQUEST + [("keep-alive", "5")], "connection-specific"),
+        (REQUEST + [("transfer-encoding", "chunked")], "connection-specific"),
+        (REQUEST + [("upgrade", "h2c")], "connection-specific"),
+        (REQUEST + [("proxy-connection", "x")], "connection-specific"),
+        (REQUEST + [(":protocol", "websocket")], "unexpected"),
+        ([(":method", "GET"), (":path", ""), (":scheme", "https")], "no :path"),
+        ([(":method", "GET"), (":path", "x"), (":scheme", "https")], "invalid :path"),
+        ([(":path", "/"), (":scheme", "https")], "no :method"),
+        ([(":method", "GET"), (":path", "/"), (":scheme", "https")], "no :authority or host"),
+        (REQUEST + [("host", "other.example")], "differs from :authority"),
+    ],
+)
+def test_more_malformed_heads(fields: list[tuple[str, str]], problem: str) -> None:
+    server, _ = pair()
+    server.data_to_send()
+    encoder = hpack.Encoder()
+    assert server.receive_data(frame(1, 0x5, 1, encoder.encode(fields)), 0.0) == []
+    assert problem in server.malformed[0][1]
+    resets = [f for f in frames_out(server.data_to_send()) if f[0] == 3]
+    assert [(f[2], int.from_bytes(f[3], "big")) for f in resets] == [(1, ErrorCode.PROTOCOL_ERROR)]
+
+
+def test_well_formed_heads_pass() -> None:
+    server, _ = pair()
+    fields = [(":method", "OPTIONS"), (":path", "*"), (":scheme", "http"), ("host", "a.b")]
+    fields += [("te", "trailers"), ("x-empty", ""), ("x-inner", "a b\tc")]
+    events = server.receive_data(frame(1, 0x5, 1, block(fields)), 0.0)
+    request = events[0]
+    assert isinstance(request, Request) and request.target == "*" and request.authority is None
+    assert ("x-empty", "") in request.headers and ("x-inner", "a b\tc") in request.headers
+
+
+def test_request_trailers() -> None:
+    server, _ = pair()
+    data = frame(1, 0x4, 1, block(REQUEST + [("content-length", "2"), ("te", "trailers")]))
+    data += frame(0, 0, 1, b"ok") + frame(1, 0x5, 1, block([("x-checksum", "abc")]))
+    events = server.receive_data(data, 0.0)
+    assert [type(e) for e in events] == [Request, Data, Trailers, EndOfStream]
+    trailers = events[2]
+    assert isinstance(trailers, Trailers) and trailers.headers == [("x-checksum", "abc")]
+
+
+def test_response_trailers_after_queued_data() -> None:
+    server, c = pair(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 4})
+    c.send_headers(1, REQUEST, end_stream=True)
+    server.receive_data(c.data_to_send(), 0.0)
+    server.send_headers(1, 200, [("trailer", "x-sum")])
+    assert not server.send_data(1, b"abcdef")
+    assert not server.send_trailers(1, [("x-sum", "6")])
+    events = c.receive_data(server.data_to_send())
+    assert not any(isinstance(e, h2.events.TrailersReceived) for e in events)
+    c.increment_flow_control_window(10, stream_id=1)
+    assert [type(e) for e in server.receive_data(c.data_to_send(), 0.0)] == [Drained]
+    events = c.receive_data(server.data_to_send())
+    got = [e for e in events if isinstance(e, h2.events.TrailersReceived)]
+    assert got and list(got[0].headers or []) == [(b"x-sum", b"6")]
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+    with pytest.raises(LocalProtocolError, match="closed"):
+        server.send_trailers(1, [("x", "y")])
+
+
+def test_data_after_our_reset_is_dropped_and_window_returned() -> None:
+    server, _ = pair(H2Limits(connection_window_size=65535))
+    server.receive_data(HEADERS_OPEN, 0.0)
+    server.reset(1, ErrorCode.CANCEL)
+    server.data_to_send()
+    # In flight before the client saw the reset: dropped, no second reset.
+    for _ in range(4):
+        assert server.receive_data(frame(0, 0, 1, b"x" * 16000), 0.0) == []
+    out = frames_out(server.data_to_send())
+    assert [f[0] for f in out] == [8]  # the connection's window given back, once
+    assert server.receive_data(frame(1, 0x5, 1, block([("x-t", "1")])), 0.0) == []
+
+
+def test_table_size_change_is_acknowledged_in_the_next_block() -> None:
+    server, c = pair()
+    server.data_to_send()
+    server.receive_data(frame(4, 0, 0, b"\x00\x01\x00\x00\x00\x00"), 0.0)  # table size 0
+    server.receive_data(HEADERS_END, 0.0)
+    server.send_headers(1, 200, [], end_stream=True)
+    heads = [f for f in frames_out(server.data_to_send()) if f[0] == 1]
+    assert heads[0][3] == b"\x20\x88"  # size update to 0, then ":status 200"
+
+
+def test_large_head_goes_out_in_continuation_frames() -> None:
+    server, c = pair()
+    c.send_headers(1, REQUEST, end_stream=True)
+    server.receive_data(c.data_to_send(), 0.0)
+    server.send_headers(1, 200, [("x-big", "v" * 40000)], end_stream=True)
+    out = frames_out(server.data_to_send())
+    kinds = [(f[0], f[1]) for f in out if f[0] in (1, 9)]
+    assert kinds == [(1, 0x1), (9, 0), (9, 0x4)]
+    events = c.receive_data(b"".join(frame(*f) for f in out))
+    response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+    assert (b"x-big", b"v" * 40000) in list(response.headers or [])
+
+
+def test_padded_data_and_window_before_the_settings_ack() -> None:
+    server = H2Connection(H2Limits(initial_window_size=1000))
+    server.initiate()
+    c = client()
+    server.receive_data(c.data_to_send(), 0.0)
+    # The client has not acknowledged our SETTINGS: it may still send
+    # up to the default 65,535 bytes on a stream.
+    data = HEADERS_OPEN + frame(0, 0x8, 1, b"\x03" + b"y" * 10000 + b"\x00" * 3)
+    events = server.receive_data(data, 0.0)
+    assert [type(e) for e in events] == [Request, Data]
+    body = events[1]
+    assert isinstance(body, Data) and body.data == b"y" * 10000 and body.flow_length == 10004

@@ -137,8 +137,24 @@ class _TransportStream(BaseIOStream):
             self._handle_events(None, _READ)
 
     def _writable(self) -> None:
-        if not self._closed and len(self._write_buffer):
+        if self._closed:
+            return
+        if len(self._write_buffer):
             self._handle_events(None, _WRITE)
+        # The protocol paused reading along with writing (pause_writing);
+        # a stream whose READ interest never changed meanwhile would not ask
+        # again, and a peer waiting for an answer (a WebSocket close after a
+        # large echo) would wait for ever.
+        proto = self._proto
+        state = self._state
+        if (
+            not self._closed
+            and state is not None
+            and state & _READ
+            and proto._detached
+            and not proto._write_paused
+        ):
+            proto._set_stream_reading(True)
 
     def _lost(self, exc: Optional[BaseException]) -> None:
         if self._closed:

@@ -218,6 +218,32 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         self.assertEqual(ws.headers["Upgrade"].lower(), "websocket")
 
     @gen_test
+    async def test_reading_resumes_once_the_transport_drains(self) -> None:
+        # The server pauses a connection's reading while its transport is
+        # over the high-water mark. A detached stream whose read was pending
+        # all along must be read again once it drains: Autobahn's 9.* cases
+        # saw their close after a 4 MiB echo go unanswered.
+        ws = await self.connect("/echo")
+        await ws.write_message("first")
+        self.assertEqual(await ws.read_message(), "first")
+        (proto,) = self.http_server._detached
+        proto.pause_writing()
+        proto.resume_writing()
+        await ws.write_message("second")
+        self.assertEqual(await asyncio.wait_for(ws.read_message(), 2), "second")
+
+    @gen_test
+    async def test_close_after_a_large_echo_is_answered(self) -> None:
+        ws = await self.connect("/echo")
+        big = bytes(range(256)) * (4 << 12)  # 4 MiB: more than the transport takes at once
+        ws.write_message(big, binary=True)
+        self.assertEqual(await ws.read_message(), big)
+        ws.close(1000)
+        self.assertIsNone(await asyncio.wait_for(ws.read_message(), 2))
+        self.assertEqual(ws.close_code, 1000)
+        self.assertEqual((await self.rec.closed)[0], 1000)
+
+    @gen_test
     async def test_client_close_reaches_on_close(self) -> None:
         ws = await self.connect("/echo")
         ws.close(1001, "leaving")

@@ -17,6 +17,15 @@ client's flow-control windows and the transport is not paused, so
 ``await self.flush()`` in a handler waits for a slow client. A delegate
 that returns an awaitable from ``data_received`` holds that stream's
 receive window until it is done. Limits and timeouts: `squall._h2.H2Limits`.
+
+Trailers (RFC 9113 §8.1), where Tornado's API has no place for them, are on
+the stream object (``request.connection``), HTTP/2 only:
+``request.connection.trailers`` holds the request's trailer fields (an
+`.HTTPHeaders`, or None) once the body has been read, so a handler sees
+them in ``post()`` or, with ``@stream_request_body``, in the method that
+runs after the last ``data_received``; ``request.connection.set_trailers``
+sends response trailers when the response finishes. Under HTTP/1.1
+request trailers are parsed and dropped, as before.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from squall._h2 import (
     RemoteProtocolError,
     Request,
     StreamReset,
+    Trailers,
 )
 from squall.http1connection import HTTP1ConnectionParameters, _GzipMessageDelegate
 from squall.httpserver._context import _HTTPRequestContext
@@ -74,6 +84,25 @@ _LINGER = 1.0
 _UPGRADE_FIELDS = frozenset(("connection", "upgrade", "http2-settings", "keep-alive"))
 _CONNECTION_FIELDS = frozenset(
     ("Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade")
+)
+# RFC 9110 §6.5.1: fields that framing, routing or the head depend on may
+# not be trailers; with HTTP/2's own (RFC 9113 §8.2.2).
+_TRAILER_FORBIDDEN = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "host",
+        "trailer",
+        "authorization",
+        "set-cookie",
+    )
 )
 
 
@@ -111,6 +140,8 @@ class _H2Stream(HTTPConnection):
         "_started",
         "_last_active",
         "_expect_continue",
+        "trailers",
+        "_trailers_out",
     )
 
     def __init__(self, proto: _H2Protocol, stream_id: int, now: float) -> None:
@@ -142,6 +173,10 @@ class _H2Stream(HTTPConnection):
         self._started = now
         self._last_active = now
         self._expect_continue = False
+        #: The request's trailer section, once the client sent one after
+        #: the body (HTTP/2 only; None otherwise).
+        self.trailers: Optional[HTTPHeaders] = None
+        self._trailers_out: Optional[list[tuple[bytes, bytes]]] = None
 
     # -- HTTPConnection ---------------------------------------------------------------
 
@@ -246,6 +281,35 @@ class _H2Stream(HTTPConnection):
                 f"Tried to write {declared - self._written} bytes less than Content-Length"
             )
         p._end_response(self)
+
+    def set_trailers(self, trailers: HTTPHeaders) -> None:
+        """Send ``trailers`` as the response's trailer section, after the body.
+
+        They go out when the response finishes (`finish`), in a HEADERS
+        frame that ends the stream (RFC 9113 §8.1). HTTP/2 only: an
+        HTTP/1.1 connection has no such method. A handler sends them with
+        ``self.request.connection.set_trailers(HTTPHeaders({...}))``
+        before ``finish()``.
+
+        Raises:
+            HTTPOutputError: the response already finished, or a field may
+                not be a trailer (RFC 9110 §6.5.1). `.HTTPHeaders` itself
+                refuses CR, LF and NUL.
+        """
+        if self._finished:
+            raise HTTPOutputError("the response already finished")
+        fields: list[tuple[bytes, bytes]] = []
+        for name, value in trailers.get_all():
+            lname = name.lower()
+            # Our own fields, and those of RFC 9110 §6.5.1 (framing, routing).
+            if lname[:1] == ":" or lname in _TRAILER_FORBIDDEN:
+                raise HTTPOutputError(f"{name!r} may not be a trailer field")
+            try:
+                raw = value.encode("latin-1")
+            except UnicodeEncodeError:
+                raw = value.encode("utf-8")
+            fields.append((lname.encode("ascii"), raw))
+        self._trailers_out = fields
 
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
         """Call ``callback`` if the stream closes before the response is finished."""
@@ -476,6 +540,13 @@ class _H2Protocol(asyncio.Protocol):
                     stream = self._streams.get(event.stream_id)
                     if stream is not None:
                         self._lose_stream(stream)
+                elif kind is Trailers:
+                    assert isinstance(event, Trailers)
+                    stream = self._streams.get(event.stream_id)
+                    if stream is not None:
+                        # Kept for the application (request.connection.trailers);
+                        # the body's delegate API has no place for them.
+                        stream.trailers = HTTPHeaders._from_pairs(event.headers)
                 else:
                     assert isinstance(event, GoAway)
                     # h2 sends nothing after the client's GOAWAY: the
@@ -789,7 +860,17 @@ class _H2Protocol(asyncio.Protocol):
                     waiter.set_result(None)
 
     def _end_response(self, stream: _H2Stream) -> None:
-        if stream._head is not None:
+        trailers = stream._trailers_out
+        if trailers is not None and not stream._bodiless:
+            stream._trailers_out = None
+            if stream._head is not None:
+                self._send_head(stream, False)
+            try:
+                if not self._h2.send_trailers(stream.stream_id, trailers):
+                    self._waiting_window.setdefault(stream.stream_id, self._loop.time())
+            except LocalProtocolError:
+                pass
+        elif stream._head is not None:
             self._send_head(stream, True)
         else:
             try:

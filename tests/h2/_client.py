@@ -25,6 +25,7 @@ class Response:
         self.body = b""
         self.reset: Optional[int] = None
         self.ended = False
+        self.trailers: dict[str, str] = {}
 
 
 class RawH2:
@@ -124,6 +125,10 @@ class RawH2:
                     self.conn.acknowledge_received_data(
                         ev.flow_controlled_length or 0, ev.stream_id
                     )
+            elif isinstance(ev, h2.events.TrailersReceived):
+                r = self.responses.setdefault(ev.stream_id, Response())
+                for name, value in ev.headers or []:
+                    r.trailers[str(name)] = str(value)
             elif isinstance(ev, h2.events.StreamEnded):
                 self.responses.setdefault(ev.stream_id, Response()).ended = True
             elif isinstance(ev, h2.events.StreamReset):

@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
 
 from squall import gen  # noqa: E402
+from squall.httputil import HTTPHeaders, HTTPOutputError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
 
@@ -67,6 +68,37 @@ class Upload(RequestHandler):
         self.write({"size": self.size, "pieces": self.pieces})
 
 
+@stream_request_body
+class Trailed(RequestHandler):
+    """Echoes the request's trailers back as response trailers."""
+
+    def prepare(self) -> None:
+        self.size = 0
+
+    def data_received(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+
+    def put(self) -> None:
+        conn = self.request.connection
+        got = conn.trailers  # type: ignore[union-attr]
+        self.write({"size": self.size, "trailers": dict(got.get_all()) if got else None})
+        out = HTTPHeaders({"X-Checksum": got["X-Sum"] if got else "none", "X-Count": "1"})
+        conn.set_trailers(out)  # type: ignore[union-attr]
+
+    def get(self) -> None:
+        conn = self.request.connection
+        for bad in ({"Content-Length": "5"}, {"Transfer-Encoding": "chunked"}, {"Trailer": "x"}):
+            try:
+                conn.set_trailers(HTTPHeaders(bad))  # type: ignore[union-attr]
+            except HTTPOutputError as exc:
+                self.write(f"refused: {exc}\n")
+        self.finish()
+        try:
+            conn.set_trailers(HTTPHeaders({"X-Late": "1"}))  # type: ignore[union-attr]
+        except HTTPOutputError as exc:
+            self.application.settings["late"] = str(exc)
+
+
 def make_app(**settings: Any) -> Application:
     return Application(
         [
@@ -74,6 +106,7 @@ def make_app(**settings: Any) -> Application:
             ("/headers", Headers),
             ("/big", Big),
             ("/upload", Upload),
+            ("/trailers", Trailed),
         ],
         **settings,
     )
@@ -179,6 +212,45 @@ class H2PlainTest(AsyncHTTPTestCase):
         got = json.loads(r.body)
         assert got["size"] == 600000
         assert got["pieces"] >= 600000 // 16384
+        await client.close()
+
+    @gen_test
+    async def test_request_and_response_trailers(self) -> None:
+        import json
+
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.request("/trailers", method="PUT", headers=[("te", "trailers")], end=False)
+        client.conn.send_data(sid, b"t" * 5000)
+        client.conn.send_headers(sid, [("x-sum", "abc"), ("x-other", "2")], end_stream=True)
+        client.flush()
+        r = client.responses[sid]
+        await client.until(lambda: r.ended or r.reset is not None)
+        assert r.status == 200
+        got = json.loads(r.body)
+        assert got == {"size": 5000, "trailers": {"X-Sum": "abc", "X-Other": "2"}}
+        assert r.trailers == {"x-checksum": "abc", "x-count": "1"}
+        # Without request trailers: None, and the response still ends with its own.
+        r = await client.fetch("/trailers", method="PUT", body=b"abc")
+        assert json.loads(r.body) == {"size": 3, "trailers": None}
+        assert r.trailers == {"x-checksum": "none", "x-count": "1"}
+        await client.close()
+
+    @gen_test
+    async def test_trailers_larger_than_the_window_wait_behind_the_body(self) -> None:
+        client = await RawH2.connect(self.get_http_port(), settings={4: 10})
+        r = await client.fetch("/trailers", method="PUT", body=b"x" * 7)
+        assert r.status == 200 and b'"size": 7' in r.body
+        assert r.trailers == {"x-checksum": "none", "x-count": "1"}
+        await client.close()
+
+    @gen_test
+    async def test_invalid_response_trailers_are_refused(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        r = await client.fetch("/trailers")
+        assert r.status == 200 and r.trailers == {}
+        assert r.body.count(b"refused") == 3
+        assert b"'Content-Length' may not be a trailer field" in r.body
+        assert self._app.settings["late"] == "the response already finished"
         await client.close()
 
 

@@ -284,12 +284,17 @@ class WebSocketProtocol13(WebSocketProtocol):
         return None
 
     def _answer_ping(self, data: bytes) -> None:
-        # While a pong is being written, only the latest ping is answered.
-        if self._pong_future is not None:
+        # Every ping is answered, as peers (and Autobahn's 2.10/2.11) expect;
+        # the pongs of one read go out in its single write. Only while an
+        # earlier read's pong is still unwritten (the peer does not read)
+        # is just the latest ping answered (RFC 6455 section 5.5.3 allows
+        # it), so that a ping flood cannot pile pongs up in our buffer.
+        pending = self._pong_future
+        if pending is not None and pending is not self._cork_future:
             self._pending_pong = data
             return
         future = self._write_frame(True, 0xA, data)
-        if not future.done():
+        if future is not pending and not future.done():
             self._pong_future = future
             future.add_done_callback(self._pong_written)
 

@@ -177,6 +177,27 @@ class ProtocolTest(AsyncTestCase):
         self.assertEqual(len(stream.written), 2)
 
     @gen_test
+    async def test_every_ping_of_one_read_is_answered_in_one_write(self) -> None:
+        proto, stream, peer = self.make()
+        stream.auto_resolve = False
+        payloads = [str(i).encode() for i in range(10)]
+        stream.feed(b"".join(frame(9, p) for p in payloads) + frame(1, b"after"))
+        while len(peer.messages) < 1:
+            await asyncio.sleep(0)
+        self.assertEqual(peer.pings, payloads)
+        [written] = stream.written
+        self.assertEqual(server_frames(written), [(10, p) for p in payloads] + [(1, b"after")])
+        # That write is still pending: the next read's pings are coalesced.
+        stream.feed(frame(9, b"a") + frame(9, b"b"))
+        while len(peer.pings) < 12:
+            await asyncio.sleep(0)
+        self.assertEqual(len(stream.written), 1)
+        stream.write_futures[0].set_result(None)
+        while len(stream.written) < 2:
+            await asyncio.sleep(0)
+        self.assertEqual(server_frames(stream.written[1]), [(10, b"b")])
+
+    @gen_test
     async def test_peer_close_is_echoed(self) -> None:
         proto, stream, peer = self.make()
         stream.feed(frame(1, b"last") + frame(8, b"\x03\xe9bye"))

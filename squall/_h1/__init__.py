@@ -18,7 +18,10 @@ Nothing here does I/O, reads a clock or imports asyncio, socket, ssl or time
 
 Events (``__slots__`` classes, compared by value):
 
-* `Request` (method, target, version, headers) -- server role.
+* `Request` (method, target, version, headers, fields) -- server role;
+  ``fields`` groups the headers by canonical name (`Fields`, the shape of
+  ``HTTPHeaders``' dict), and ``headers`` is built from the head only when
+  read.
 * `InformationalResponse` / `Response` (version, status, reason, headers) --
   client role; 101 is a `Response` after which the connection is switched.
 * `Data` (data) -- body bytes, chunked coding removed; several chunks found in
@@ -108,6 +111,7 @@ from ._events import (
     Data,
     EndOfMessage,
     Event,
+    Fields,
     Headers,
     InformationalResponse,
     Request,
@@ -123,6 +127,7 @@ __all__ = [
     "Data",
     "EndOfMessage",
     "Event",
+    "Fields",
     "H1Connection",
     "H1Limits",
     "Headers",

@@ -15,7 +15,6 @@ from ._events import (
     Event,
     Headers,
     InformationalResponse,
-    Request,
     Response,
     Sentinel,
 )
@@ -441,32 +440,43 @@ class H1Connection(_Sender):
             return NEED_DATA
         hbuf, start, line_end, end, after = found
         try:
-            method, target, version, headers = self._heads.request(hbuf, start, line_end, end)
+            req = self._heads.request(hbuf, start, line_end, end)
         except RemoteProtocolError:
             self._check_method_prefix(hbuf, start)
             self._check_bare_lf(hbuf, start, end)
             raise
-        cl, te, conn, expect = scan_fields(headers) if headers else (None, None, None, None)
         self._pos = after
-        self._scan = self._pos
-        self._method = method
+        self._scan = after
+        self._method = req.method
+        version = req.version
         self._is11 = is11 = version != "HTTP/1.0"
-        self.keep_alive = is11 if conn is None else wants_keep_alive(version, conn)
+        fields = req.fields
+        cl: list[str] | None
+        te: list[str] | None
+        if not fields:
+            self.keep_alive = is11
+            cl = te = None
+        else:
+            conn = fields.get("Connection")
+            self.keep_alive = is11 if conn is None else wants_keep_alive(version, conn)
+            cl = fields.get("Content-Length")
+            te = fields.get("Transfer-Encoding")
         if cl is None and te is None:
             # No body (RFC 9112 §6.3 rule 7): _start_body(0), inlined.
             self.expects_continue = False
             self._max_body = self._limits.max_body_size
             self._received = 0
             self._rstate = _R_EOM
-            return Request(method, target, version, headers)
+            return req
         framing = body_framing(cl, te, True)
         # RFC 9110 §10.1.1: the expectation is ignored for HTTP/1.0, and
         # pointless without a body.
+        expect = fields.get("Expect")
         self.expects_continue = (
             is11 and expect is not None and framing != 0 and "100-continue" in split_list(expect)
         )
         self._start_body(framing)
-        return Request(method, target, version, headers)
+        return req
 
     def _read_response_head(self) -> Event | Sentinel:
         found = self._find_head()

@@ -6,6 +6,7 @@ they stay as cheap as a tuple while keeping named fields.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Final, Union
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Data",
     "EndOfMessage",
     "Event",
+    "Fields",
     "Headers",
     "InformationalResponse",
     "Request",
@@ -26,6 +28,63 @@ __all__ = [
 Headers = list[tuple[str, str]]
 
 
+#: Header fields by name, for lookups: each name in the canonical spelling
+#: `canonical_name` gives (``Content-Type``), its values in arrival order.
+#: The shape of ``HTTPHeaders``' dict, so the server wraps it without a copy.
+Fields = dict[str, list[str]]
+
+# Canonical spelling of each field name seen, keyed by the name as it came.
+# Only names that passed the token check are stored (the parser's block
+# check runs first), and it is bounded so a peer sending endless distinct
+# names cannot grow it.
+FIELD_NAMES: Final[dict[str, str]] = {}
+_FIELD_NAMES_MAX: Final = 2048
+
+
+def canonical_name(name: str) -> str:
+    """Spell a field name as ``HTTPHeaders`` does: ``content-type`` becomes
+    ``Content-Type`` (each dash-separated word capitalised)."""
+    if "-" in name:
+        norm = "-".join([word.capitalize() for word in name.split("-")])
+    else:
+        norm = name.capitalize()
+    # The caller's object when nothing changed: one string fewer per field
+    # for peers that already send the canonical spelling.
+    return name if norm == name else norm
+
+
+def field_name(name: str) -> str:
+    """`canonical_name` through the `FIELD_NAMES` cache; ``name`` must be a
+    valid token (the cache vouches for what it holds)."""
+    norm = FIELD_NAMES.get(name)
+    if norm is None:
+        norm = canonical_name(name)
+        if len(FIELD_NAMES) < _FIELD_NAMES_MAX:
+            FIELD_NAMES[name] = norm
+    return norm
+
+
+def fields_from_pairs(headers: Headers) -> Fields:
+    """Group ``(name, value)`` pairs by canonical name (names already valid)."""
+    fields: Fields = {}
+    for name, value in headers:
+        norm = field_name(name)
+        values = fields.get(norm)
+        if values is None:
+            fields[norm] = [value]
+        else:
+            values.append(value)
+    return fields
+
+
+def pairs_of_block(block: str) -> Headers:
+    """The pairs of a field block that passed the parser's checks: lines
+    joined by CRLF, each ``name ":" OWS value OWS``."""
+    if not block:
+        return []
+    return [(n, v.strip(" \t")) for n, _, v in map(str.partition, block.split("\r\n"), repeat(":"))]
+
+
 class Request:
     """A request head (server role).
 
@@ -33,16 +92,49 @@ class Request:
         method: The method token, case preserved (RFC 9110 §9.1).
         target: The request-target, as sent (RFC 9112 §3.2).
         version: ``"HTTP/1.1"`` or ``"HTTP/1.0"``.
-        headers: The header fields, see `Headers`.
+        headers: The header fields, see `Headers` (built on first use from
+            the head's field block when the parser gave `fields` only).
+        fields: The same fields grouped by name, see `Fields`.
+
+    Args:
+        block: The validated field block (lines joined by CRLF) that
+            ``headers`` is built from when it is None; parsers only.
     """
 
-    __slots__ = ("method", "target", "version", "headers")
+    __slots__ = ("method", "target", "version", "fields", "_headers", "_block")
 
-    def __init__(self, method: str, target: str, version: str, headers: Headers) -> None:
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: Headers | None = None,
+        fields: Fields | None = None,
+        block: str = "",
+    ) -> None:
         self.method = method
         self.target = target
         self.version = version
-        self.headers = headers
+        self._block = block
+        if fields is None:
+            if headers is None:
+                headers = pairs_of_block(block)
+            fields = fields_from_pairs(headers)
+        self.fields = fields
+        self._headers = headers
+
+    @property
+    def headers(self) -> Headers:
+        """The header fields in arrival order, names as sent."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = pairs_of_block(self._block)
+        return headers
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        self._headers = headers
+        self.fields = fields_from_pairs(headers)
 
     def __repr__(self) -> str:
         return f"Request({self.method!r}, {self.target!r}, {self.version!r}, {self.headers!r})"

@@ -7,8 +7,8 @@ backends see exactly the same bytes and never read past the head.
 
 from __future__ import annotations
 
-from ._events import Headers
-from ._rules import parse_fields, parse_request_line, parse_status_line
+from ._events import Headers, Request
+from ._rules import parse_fields, parse_request_fields, parse_request_line, parse_status_line
 
 __all__ = ["HeadParser", "PythonHeadParser"]
 
@@ -17,7 +17,6 @@ _METHODS: dict[bytes, str] = {
 }
 _VERSIONS: dict[bytes, str] = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
 
-RequestHead = tuple[str, str, str, Headers]
 ResponseHead = tuple[str, int, str, Headers]
 
 
@@ -34,7 +33,7 @@ class HeadParser:
     def __init__(self, max_header_count: int) -> None:
         self.max_header_count = max_header_count
 
-    def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> RequestHead:
+    def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> Request:
         """Parse a request head (RFC 9112 §3, §5)."""
         raise NotImplementedError
 
@@ -45,11 +44,11 @@ class HeadParser:
 
 class PythonHeadParser(HeadParser):
     """Pure-Python backend: a split for the start line, one regex match for
-    the whole field block, then ``str.partition`` per line."""
+    the whole field block, then ``str.partition`` per line into `Fields`."""
 
     __slots__ = ()
 
-    def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> RequestHead:
+    def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> Request:
         line = buf[start:line_end]
         if isinstance(line, bytearray):
             line = bytes(line)
@@ -68,13 +67,9 @@ class PythonHeadParser(HeadParser):
         else:
             method, target, version = parse_request_line(line)
         if line_end >= end:
-            return method, target, version, []
-        return (
-            method,
-            target,
-            version,
-            parse_fields(buf, line_end + 2, end, self.max_header_count, False),
-        )
+            return Request(method, target, version, [], {})
+        fields, block = parse_request_fields(buf, line_end + 2, end, self.max_header_count)
+        return Request(method, target, version, None, fields, block)
 
     def response(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> ResponseHead:
         version, status, reason = parse_status_line(bytes(buf[start:line_end]))

@@ -20,8 +20,8 @@ from httptools import (
     HttpResponseParser,
 )
 
-from ._events import Headers
-from ._heads import HeadParser, PythonHeadParser, RequestHead, ResponseHead
+from ._events import Headers, Request
+from ._heads import HeadParser, PythonHeadParser, ResponseHead
 from ._rules import STR_VALUE_RE, bad
 
 __all__ = ["LLHTTPHeadParser"]
@@ -89,7 +89,7 @@ class LLHTTPHeadParser(HeadParser):
         sink.complete = False
         return sink
 
-    def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> RequestHead:
+    def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> Request:
         sink = self._reset()
         p = self._req
         if p is None:
@@ -126,11 +126,8 @@ class LLHTTPHeadParser(HeadParser):
         flat = sink.flat
         if len(flat) > 2 * self.max_header_count:
             raise bad(f"Too many header fields (more than {self.max_header_count})", 431)
-        return (
-            method.decode("ascii"),
-            target,
-            "HTTP/" + version,
-            _headers(flat) if flat else [],
+        return Request(
+            method.decode("ascii"), target, "HTTP/" + version, _headers(flat) if flat else []
         )
 
     def response(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> ResponseHead:

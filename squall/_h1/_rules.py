@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 from itertools import repeat
-from typing import Final
+from typing import Final, cast
 
 from ._errors import RemoteProtocolError
-from ._events import Headers
+from ._events import FIELD_NAMES, Fields, Headers, field_name
 
 # RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
 #   / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
@@ -162,6 +162,47 @@ def parse_fields(
     else:
         text = buf[start:end].decode("latin-1")
     return [(n, v.strip(" \t")) for n, _, v in map(str.partition, text.split("\r\n"), repeat(":"))]
+
+
+def parse_request_fields(
+    buf: bytes | bytearray, start: int, end: int, max_count: int
+) -> tuple[Fields, str]:
+    """Parse a request's field lines in ``buf[start:end]`` (``buf[end:end + 2]``
+    is CRLF) straight into `Fields`, with the checks and errors of
+    `parse_fields` (a request: obs-fold is refused).
+
+    Returns:
+        The fields, and the block as text (lines joined by CRLF) from which
+        `Request.headers` is built if anyone asks for it.
+    """
+    if start >= end:
+        return {}, ""
+    text = buf[start:end].decode("latin-1")
+    lines = text.split("\r\n")
+    # As many CRLFs as lines less one: parse_fields' count, without a count.
+    if len(lines) > max_count:
+        raise bad(f"Too many header fields (more than {max_count})", 431)
+    if FIELDS_RE.fullmatch(buf, start, end + 2) is None:
+        raise diagnose_fields(bytes(buf[start:end]))
+    # Every line is now token ":" field-value. The usual block, with each
+    # name once, known, and followed by ": ", takes one comprehension: a
+    # name found in FIELD_NAMES is a token, so it holds no colon and the
+    # ": " found is the line's first colon. Anything else (a new or repeated
+    # name, no space after the colon) takes the loop.
+    get = FIELD_NAMES.get
+    quick = {get(n): [v.strip(" \t")] for n, _, v in map(str.partition, lines, repeat(": "))}
+    if len(quick) == len(lines) and None not in quick:
+        return cast(Fields, quick), text
+    fields: Fields = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        norm = field_name(name)
+        values = fields.get(norm)
+        if values is None:
+            fields[norm] = [value.strip(" \t")]
+        else:
+            values.append(value.strip(" \t"))
+    return fields, text
 
 
 def diagnose_fields(block: bytes) -> RemoteProtocolError:

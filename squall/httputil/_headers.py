@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
+from squall._h1._events import canonical_name
+
 __all__ = ["HTTP_WHITESPACE", "HTTPHeaders", "HTTPInputError", "HTTPOutputError"]
 
 # RFC 9110 section 5.6.3: OWS is made of SP and HTAB only; other Unicode
@@ -78,15 +80,9 @@ _NAME_CACHE: dict[str, str] = {}
 _NAME_CACHE_MAX = 2048
 
 
-def _canonical(name: str) -> str:
-    # "content-type" -> "Content-Type": each dash-separated word capitalised.
-    if "-" in name:
-        norm = "-".join([word.capitalize() for word in name.split("-")])
-    else:
-        norm = name.capitalize()
-    # Reuse the caller's object when nothing changed: saves one string per
-    # header for peers that already send the canonical spelling.
-    return name if norm == name else norm
+# One spelling rule for the parser's fields and for HTTPHeaders (the server
+# wraps the parser's dict as it is).
+_canonical = canonical_name
 
 
 def _normalize_header(name: str) -> str:
@@ -196,6 +192,14 @@ class HTTPHeaders(MutableMapping[str, str]):
             else:
                 as_list[norm] = [value]
         self._as_list = as_list
+        return self
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, list[str]]) -> HTTPHeaders:
+        """Wraps a parser's `squall._h1.Fields` (names canonical, values
+        checked and stripped) without copying: the headers own that dict."""
+        self = cls.__new__(cls)
+        self._as_list = fields
         return self
 
     def add(self, name: str, value: str, *, _chars_are_bytes: bool = True) -> None:

@@ -71,6 +71,7 @@ def test_public_names() -> None:
         "Data",
         "EndOfMessage",
         "Event",
+        "Fields",
         "H1Connection",
         "H1Limits",
         "Headers",

@@ -3,8 +3,7 @@
 Our own framing and stream states, because this is on every request's hot
 path: a request is one HEADERS frame in, and a response HEADERS plus DATA
 frame out, and a general-purpose state machine spent most of a small
-request's time on them. HPACK decoding is the ``hpack`` package's (it comes
-with the ``http2`` extra); responses are encoded by `StatelessEncoder`.
+request's time on them. HPACK is ours too (`squall._h2._hpack`).
 
 Around the protocol it keeps what a server exposed to the Internet needs:
 
@@ -30,9 +29,7 @@ import binascii
 import re
 import struct
 from collections.abc import Sequence
-from typing import NoReturn, Optional, Union, cast
-
-import hpack
+from typing import NoReturn, Optional, Union
 
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import (
@@ -45,7 +42,7 @@ from squall._h2._events import (
     StreamReset,
     Trailers,
 )
-from squall._h2._hpack import StatelessEncoder
+from squall._h2._hpack import Decoder, DecodingError, HeaderListTooLarge, StatelessEncoder
 from squall._h2._limits import H2Limits
 
 __all__ = ["PREFACE", "H2Connection", "ErrorCode"]
@@ -97,7 +94,8 @@ _base64url = re.compile(r"[A-Za-z0-9_-]*=*\Z").match
 _frame_head = struct.Struct(">BHBBL").pack
 _u32 = struct.Struct(">L")
 _settings_entry = struct.Struct(">HL")
-_HPACK_ERRORS = (hpack.HPACKError, IndexError, ValueError, TypeError)
+# A block cut short can also index past its end.
+_HPACK_ERRORS = (DecodingError, IndexError)
 
 
 def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
@@ -182,7 +180,7 @@ class H2Connection:
 
     def __init__(self, limits: Optional[H2Limits] = None) -> None:
         self.limits = limits = limits or H2Limits()
-        self._decoder = hpack.Decoder(max_header_list_size=limits.max_header_list_size)
+        self._decoder = Decoder(limits.max_header_list_size)
         self._encoder = StatelessEncoder()
         self._streams: dict[int, _Stream] = {}
         self._pending: dict[int, _Stream] = {}  # streams with queued output
@@ -457,9 +455,8 @@ class H2Connection:
         """A complete header block: a new request, or trailers."""
         # Decoded whatever happens next: HPACK state is the connection's.
         try:
-            # raw=True: a list of (bytes, bytes) pairs.
-            fields = cast(list[tuple[bytes, bytes]], self._decoder.decode(block, raw=True))
-        except hpack.OversizedHeaderListError:
+            fields = self._decoder.decode(block)
+        except HeaderListTooLarge:
             self._calm(
                 f"header list larger than {self.limits.max_header_list_size} bytes",
                 too_large=True,
@@ -506,7 +503,7 @@ class H2Connection:
         self,
         sid: int,
         stream: _Stream,
-        fields: list[tuple[bytes, bytes]],
+        fields: list[tuple[str, str]],
         end_stream: bool,
         events: list[Event],
     ) -> None:
@@ -519,9 +516,7 @@ class H2Connection:
         if not end_stream:
             problem = "trailers without END_STREAM"
         else:
-            for raw_name, raw_value in fields:
-                name = raw_name.decode("latin-1")
-                value = raw_value.decode("latin-1")
+            for name, value in fields:
                 if name[:1] == ":":
                     problem = f"pseudo-header {name} in trailers"
                 elif _good_name(name) is None:
@@ -544,7 +539,7 @@ class H2Connection:
         self._remote_end(sid, stream, events)
 
     def _request(
-        self, sid: int, raw_fields: list[tuple[bytes, bytes]]
+        self, sid: int, raw_fields: list[tuple[str, str]]
     ) -> Optional[tuple[Request, int]]:
         """Check a request head (RFC 9113 §8.2, §8.3); return it as a `Request`
         with its Content-Length (-1 if none or not one number).
@@ -559,10 +554,8 @@ class H2Connection:
         host: Optional[str] = None
         problem = None
         regular = False
-        for raw_name, raw_value in raw_fields:
-            # As HTTP/1.1 heads are decoded: every byte maps to one character.
-            name = raw_name.decode("latin-1")
-            value = raw_value.decode("latin-1")
+        # Decoded as HTTP/1.1 heads are: every byte maps to one character.
+        for name, value in raw_fields:
             if value and _bad_value(value) is not None:
                 problem = f"invalid value of {name!r}"
                 break

@@ -1,19 +1,25 @@
-"""A stateless HPACK encoder for response heads (RFC 7541).
+"""HPACK (RFC 7541): a stateless encoder for response heads, a decoder for requests.
 
-``h2``'s encoder searches and updates the dynamic table field by field in
-Python, which is most of the cost of a small response. This one never
-inserts into the dynamic table: a field is an index into the static table
-(Appendix A) when name and value match, else a literal "without indexing"
-with the static name index when there is one. That is valid whatever
-table size the client allows, and an encoded field depends only on the
-field, so the encodings of recurring fields are memoized.
+`StatelessEncoder`: ``h2``'s encoder searches and updates the dynamic table
+field by field in Python, which is most of the cost of a small response.
+This one never inserts into the dynamic table: a field is an index into
+the static table (Appendix A) when name and value match, else a literal
+"without indexing" with the static name index when there is one. That is
+valid whatever table size the client allows, and an encoded field depends
+only on the field, so the encodings of recurring fields are memoized.
+
+`Decoder`: request heads, decoded straight to text (latin-1: one character
+per byte, as HTTP/1.1 heads are), with the dynamic table holding text too,
+so a field the client sends as an index costs one list lookup. Huffman
+strings (Appendix B) are decoded four bits at a time by a table built at
+import from the code lengths, and memoized.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["StatelessEncoder"]
+__all__ = ["Decoder", "DecodingError", "HeaderListTooLarge", "StatelessEncoder"]
 
 # RFC 7541 Appendix A, in order (index = position + 1).
 _STATIC: tuple[tuple[bytes, bytes], ...] = (
@@ -143,3 +149,251 @@ class StatelessEncoder:
                 memo[key] = encoded
             parts.append(encoded)
         return b"".join(parts)
+
+
+# -- decoding ------------------------------------------------------------------------
+
+
+class DecodingError(ValueError):
+    """A header block that is not valid HPACK (a COMPRESSION_ERROR, RFC 9113 §4.3)."""
+
+
+class HeaderListTooLarge(DecodingError):
+    """The decoded header list is over the limit (RFC 9113 §6.5.2 counting)."""
+
+
+_STATIC_TEXT: tuple[tuple[str, str], ...] = tuple(
+    (name.decode("latin-1"), value.decode("latin-1")) for name, value in _STATIC
+)
+_ENTRY_OVERHEAD = 32  # RFC 7541 §4.1
+_MAX_INTEGER = 1 << 32  # far above any table or string size we accept
+
+
+def _huffman_tables() -> tuple[list[int], list[int], list[bool]]:
+    """Walks the Huffman code (RFC 7541 Appendix B) into a 4-bit state machine.
+
+    States are the code tree's inner nodes (0 is the root). For state ``s``
+    and nibble ``x``, entry ``s * 16 + x`` gives the next state and the
+    symbol completed on the way (-1 if none; no code is shorter than five
+    bits, so a nibble completes at most one). Landing on EOS (256) or on a
+    bit sequence that is no code gives state -1. ``accept[s]``: input may
+    end in ``s`` (padding: at most seven bits, all ones, §5.2).
+    """
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+
+    # The code tree: children[node] = [zero, one]; a leaf is ~symbol.
+    children: list[list[int]] = [[0, 0]]
+    ones: list[bool] = [True]  # the path to the node is all 1 bits
+    depth: list[int] = [0]
+    for symbol, (code, length) in enumerate(zip(REQUEST_CODES, REQUEST_CODES_LENGTH, strict=True)):
+        node = 0
+        for i in range(length - 1, -1, -1):
+            bit = (code >> i) & 1
+            if i == 0:
+                children[node][bit] = ~symbol
+                break
+            nxt = children[node][bit]
+            if nxt == 0:
+                nxt = len(children)
+                children.append([0, 0])
+                ones.append(ones[node] and bit == 1)
+                depth.append(depth[node] + 1)
+                children[node][bit] = nxt
+            node = nxt
+    states = len(children)
+    next_state = [-1] * (states * 16)
+    emitted = [-1] * (states * 16)
+    for state in range(states):
+        for nibble in range(16):
+            node = state
+            symbol = -1
+            for i in (3, 2, 1, 0):
+                child = children[node][(nibble >> i) & 1]
+                if child < 0:
+                    if ~child == 256 or symbol >= 0:
+                        node = -1  # EOS in a string (§5.2), or two symbols
+                        break
+                    symbol = ~child
+                    node = 0
+                elif child == 0:
+                    node = -1
+                    break
+                else:
+                    node = child
+            next_state[state * 16 + nibble] = node
+            emitted[state * 16 + nibble] = symbol
+    accept = [ones[n] and depth[n] <= 7 for n in range(states)]
+    return next_state, emitted, accept
+
+
+_H_NEXT, _H_SYMBOL, _H_ACCEPT = _huffman_tables()
+_HUFFMAN_MEMO_MAX = 1024
+
+
+def _huffman(data: bytes) -> str:
+    nxt = _H_NEXT
+    sym = _H_SYMBOL
+    state = 0
+    out = bytearray()
+    for byte in data:
+        i = (state << 4) | (byte >> 4)
+        state = nxt[i]
+        if state < 0:
+            raise DecodingError("invalid Huffman code")
+        if sym[i] >= 0:
+            out.append(sym[i])
+        i = (state << 4) | (byte & 0xF)
+        state = nxt[i]
+        if state < 0:
+            raise DecodingError("invalid Huffman code")
+        if sym[i] >= 0:
+            out.append(sym[i])
+    if not _H_ACCEPT[state]:
+        raise DecodingError("invalid Huffman padding")
+    return out.decode("latin-1")
+
+
+class Decoder:
+    """The decoding side of one connection's HPACK context (RFC 7541).
+
+    Args:
+        max_header_list_size: Largest decoded header list: the sum of each
+            field's name and value length plus 32 (RFC 9113 §6.5.2).
+        max_table_size: The SETTINGS_HEADER_TABLE_SIZE we allow (4096,
+            the default, which we do not change).
+    """
+
+    __slots__ = ("max_header_list_size", "max_table_size", "_table", "_size", "_limit", "_memo")
+
+    def __init__(self, max_header_list_size: int, max_table_size: int = 4096) -> None:
+        self.max_header_list_size = max_header_list_size
+        self.max_table_size = max_table_size
+        # Newest entry last: dynamic index 62 is _table[-1].
+        self._table: list[tuple[str, str]] = []
+        self._size = 0
+        self._limit = max_table_size  # the size the encoder last set
+        self._memo: dict[bytes, str] = {}
+
+    def _integer(self, data: bytes, pos: int, prefix: int) -> tuple[int, int]:
+        """RFC 7541 §5.1: the integer at ``pos`` with a ``prefix``-bit prefix."""
+        mask = (1 << prefix) - 1
+        value = data[pos] & mask
+        pos += 1
+        if value < mask:
+            return value, pos
+        shift = 0
+        while True:
+            if pos >= len(data):
+                raise DecodingError("truncated integer")
+            byte = data[pos]
+            pos += 1
+            value += (byte & 0x7F) << shift
+            if value > _MAX_INTEGER:
+                raise DecodingError("integer too large")
+            if not byte & 0x80:
+                return value, pos
+            shift += 7
+
+    def _string(self, data: bytes, pos: int) -> tuple[str, int]:
+        """RFC 7541 §5.2: a string literal, Huffman-coded or not."""
+        huffman = data[pos] & 0x80
+        length, pos = self._integer(data, pos, 7)
+        end = pos + length
+        if end > len(data):
+            raise DecodingError("truncated string")
+        raw = data[pos:end]
+        if not huffman:
+            return raw.decode("latin-1"), end
+        memo = self._memo
+        text = memo.get(raw)
+        if text is None:
+            text = _huffman(raw)
+            if len(memo) >= _HUFFMAN_MEMO_MAX:
+                memo.clear()
+            memo[raw] = text
+        return text, end
+
+    def _get(self, index: int) -> tuple[str, str]:
+        if 0 < index <= 61:
+            return _STATIC_TEXT[index - 1]
+        table = self._table
+        if index == 0 or index - 61 > len(table):
+            raise DecodingError(f"invalid table index {index}")
+        return table[61 - index]
+
+    def _add(self, field: tuple[str, str]) -> None:
+        size = len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
+        table = self._table
+        # §4.4: evict the oldest until it fits; an entry larger than the
+        # whole table empties it and is not added.
+        while table and self._size + size > self._limit:
+            old = table.pop(0)
+            self._size -= len(old[0]) + len(old[1]) + _ENTRY_OVERHEAD
+        if size <= self._limit:
+            table.append(field)
+            self._size += size
+
+    def _resize(self, size: int) -> None:
+        if size > self.max_table_size:
+            raise DecodingError(f"table size update {size} over {self.max_table_size}")
+        self._limit = size
+        table = self._table
+        while table and self._size > size:
+            old = table.pop(0)
+            self._size -= len(old[0]) + len(old[1]) + _ENTRY_OVERHEAD
+
+    def decode(self, data: bytes) -> list[tuple[str, str]]:
+        """Decode one complete header block into (name, value) text pairs.
+
+        Raises:
+            HeaderListTooLarge: the list is over ``max_header_list_size``.
+            DecodingError: the block is not valid HPACK.
+        """
+        fields: list[tuple[str, str]] = []
+        total = 0
+        limit = self.max_header_list_size
+        pos = 0
+        n = len(data)
+        get = self._get
+        while pos < n:
+            byte = data[pos]
+            if byte & 0x80:  # §6.1 indexed field
+                if byte != 0x80 and byte < 0xFF:
+                    field = get(byte & 0x7F)
+                    pos += 1
+                else:
+                    index, pos = self._integer(data, pos, 7)
+                    field = get(index)
+            elif byte & 0x40:  # §6.2.1 literal with incremental indexing
+                index, pos = self._integer(data, pos, 6)
+                name, value, pos = self._literal(data, pos, index)
+                field = (name, value)
+                self._add(field)
+            elif byte & 0x20:  # §6.3 dynamic table size update
+                if fields:
+                    raise DecodingError("table size update after a field")
+                size, pos = self._integer(data, pos, 5)
+                self._resize(size)
+                continue
+            else:  # §6.2.2, §6.2.3 literal without / never indexed
+                index, pos = self._integer(data, pos, 4)
+                name, value, pos = self._literal(data, pos, index)
+                field = (name, value)
+            total += len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
+            if total > limit:
+                raise HeaderListTooLarge(f"header list larger than {limit} bytes")
+            fields.append(field)
+        return fields
+
+    def _literal(self, data: bytes, pos: int, index: int) -> tuple[str, str, int]:
+        """A literal field's name (or its index) and value; and where it ended."""
+        if pos >= len(data):
+            raise DecodingError("truncated field")
+        if index:
+            name = self._get(index)[0]
+        else:
+            name, pos = self._string(data, pos)
+            if pos >= len(data):
+                raise DecodingError("truncated field")
+        value, pos = self._string(data, pos)
+        return name, value, pos

@@ -90,6 +90,8 @@ _good_name = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]+\Z").match
 _bad_value = re.compile(r"[\x00\r\n]|\A[ \t]|[ \t]\Z").search
 _base64url = re.compile(r"[A-Za-z0-9_-]*=*\Z").match
 
+_KNOWN_FIELDS_MAX = 512
+
 # A frame header: 24-bit length (as a byte and a short), type, flags, stream.
 _frame_head = struct.Struct(">BHBBL").pack
 _u32 = struct.Struct(">L")
@@ -187,6 +189,8 @@ class H2Connection:
         # Streams we reset lately: what the client sent before it knew is
         # dropped quietly (RFC 9113 §5.4.2), not answered as an error.
         self._reset_by_us: dict[int, None] = {}
+        # Regular request fields that passed every check (bounded).
+        self._known_fields: set[tuple[str, str]] = set()
         self._highest = 0  # the highest stream the client opened
         #: (stream, reason) for each malformed request head reset so far;
         #: the driver logs and clears it.
@@ -554,8 +558,16 @@ class H2Connection:
         host: Optional[str] = None
         problem = None
         regular = False
+        known = self._known_fields
         # Decoded as HTTP/1.1 heads are: every byte maps to one character.
-        for name, value in raw_fields:
+        for field in raw_fields:
+            if field in known:
+                # Checked before on this connection, and needs nothing more
+                # (the same user agent or accept header on every request).
+                fields.append(field)
+                regular = True
+                continue
+            name, value = field
             if value and _bad_value(value) is not None:
                 problem = f"invalid value of {name!r}"
                 break
@@ -595,7 +607,11 @@ class H2Connection:
                     lengths = [value]
                 else:
                     lengths.append(value)
-            fields.append((name, value))
+            elif name != "te":
+                if len(known) >= _KNOWN_FIELDS_MAX:
+                    known.clear()
+                known.add(field)
+            fields.append(field)
         if problem is None:
             if method is None:
                 problem = "no :method"

@@ -633,3 +633,17 @@ def test_padded_data_and_window_before_the_settings_ack() -> None:
     assert [type(e) for e in events] == [Request, Data]
     body = events[1]
     assert isinstance(body, Data) and body.data == b"y" * 10000 and body.flow_length == 10004
+
+
+def test_fields_seen_before_are_still_checked_in_place() -> None:
+    server, _ = pair()
+    enc = hpack.Encoder()
+    ok = REQUEST + [("x-first", "1"), ("user-agent", "ua")]
+    events = server.receive_data(frame(1, 0x5, 1, enc.encode(ok)), 0.0)
+    assert isinstance(events[0], Request) and ("x-first", "1") in events[0].headers
+    # The same field again, now before the pseudo-headers: malformed.
+    bad = [("x-first", "1")] + REQUEST
+    assert server.receive_data(frame(1, 0x5, 3, enc.encode(bad)), 0.0) == []
+    assert "after regular fields" in server.malformed[-1][1]
+    events = server.receive_data(frame(1, 0x5, 5, enc.encode(ok)), 0.0)
+    assert isinstance(events[0], Request) and events[0].headers[-1] == ("user-agent", "ua")

@@ -187,7 +187,8 @@ class ServerHardeningTest(AsyncHTTPTestCase):
         for coding in (b"gzip", b"chunked, gzip", b"chunkedx", b"identity"):
             data = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + coding + b"\r\n\r\n"
             status = await self.status_of(data + b"0\r\n\r\n")
-            assert status.startswith((b"HTTP/1.1 400", b"HTTP/1.1 501")), (coding, status)
+            # 400 as Tornado answers (RFC 9112 §6.1 would also allow 501).
+            assert status == b"HTTP/1.1 400 Bad Request", (coding, status)
 
     # 6.4.1: only SP and HTAB are trimmed around a header value.
     @gen_test
@@ -466,9 +467,10 @@ def test_multipart_filename_beyond_latin1() -> None:
 # exact for every length and alignment, at the edges of the buffer.
 def test_websocket_mask_is_exact_at_every_length() -> None:
     key = b"\x01\x82\x33\xf4"
-    data = bytes(range(256)) * 2
+    data = bytes(range(256)) * 20
+    # Short payloads take one int XOR, long ones bytes.translate (2 KiB on).
     for start in range(4):
-        for length in range(0, 40):
+        for length in [*range(40), 2047, 2048, 2049, 4099]:
             view = memoryview(data)[start : start + length]
             expected = bytes(b ^ key[i % 4] for i, b in enumerate(view))
             assert mask(key, view) == expected

@@ -44,6 +44,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from callgrind_hotpath import FakeTransport as _HotpathTransport  # noqa: E402
 from callgrind_hotpath import (  # noqa: E402
     Probes,
     _FixedClock,
@@ -135,17 +136,13 @@ def frame_stream(kind: str, batches: int, batch: int, seed: int = SEED) -> list[
 # -- in-process driving ---------------------------------------------------------------------
 
 
-class FakeTransport(asyncio.Transport):
+class FakeTransport(_HotpathTransport):
     """Reads the server's frames; calls ``on_response()`` per stream ended."""
 
     def __init__(self, on_response: Any) -> None:
-        super().__init__()
-        self.buf = b""
-        self.on_response = on_response
+        super().__init__(on_response)
         self.protocol: Any = None
-        self.closed = False
         self.statuses: dict[int, int] = defaultdict(int)
-        self.extra = {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8888)}
 
     def write(self, data: Any) -> None:
         buf = self.buf + bytes(data)
@@ -167,44 +164,11 @@ class FakeTransport(asyncio.Transport):
             pos += 9 + length
         self.buf = buf[pos:]
 
-    def writelines(self, parts: Any) -> None:
-        self.write(b"".join(parts))
-
     def set_protocol(self, protocol: Any) -> None:
         self.protocol = protocol
 
     def get_protocol(self) -> Any:
         return self.protocol
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.extra.get(name, default)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_reading(self) -> bool:
-        return True
-
-    def set_write_buffer_limits(self, high: Any = None, low: Any = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def can_write_eof(self) -> bool:
-        return False
 
 
 class Driver:

@@ -91,6 +91,8 @@ _bad_value = re.compile(r"[\x00\r\n]|\A[ \t]|[ \t]\Z").search
 _base64url = re.compile(r"[A-Za-z0-9_-]*=*\Z").match
 
 _KNOWN_FIELDS_MAX = 512
+_REGULAR = object()  # a plain field: passed every check, nothing more to do
+_PSEUDO = object()  # a pseudo-header field with a valid value
 
 # A frame header: 24-bit length (as a byte and a short), type, flags, stream.
 _frame_head = struct.Struct(">BHBBL").pack
@@ -189,8 +191,9 @@ class H2Connection:
         # Streams we reset lately: what the client sent before it knew is
         # dropped quietly (RFC 9113 §5.4.2), not answered as an error.
         self._reset_by_us: dict[int, None] = {}
-        # Regular request fields that passed every check (bounded).
-        self._known_fields: set[tuple[str, str]] = set()
+        # Request fields whose value passed the checks, and which kind they
+        # are (bounded).
+        self._known_fields: dict[tuple[str, str], object] = {}
         self._highest = 0  # the highest stream the client opened
         #: (stream, reason) for each malformed request head reset so far;
         #: the driver logs and clears it.
@@ -561,16 +564,23 @@ class H2Connection:
         known = self._known_fields
         # Decoded as HTTP/1.1 heads are: every byte maps to one character.
         for field in raw_fields:
-            if field in known:
-                # Checked before on this connection, and needs nothing more
-                # (the same user agent or accept header on every request).
-                fields.append(field)
-                regular = True
-                continue
+            kind = known.get(field)
+            if kind is not None:
+                # Checked before on this connection (the same user agent,
+                # :scheme or :authority on every request).
+                if kind is _REGULAR:
+                    fields.append(field)
+                    regular = True
+                    continue
+            else:
+                if field[1] and _bad_value(field[1]) is not None:
+                    problem = f"invalid value of {field[0]!r}"
+                    break
+                if field[0][:1] == ":":
+                    if len(known) >= _KNOWN_FIELDS_MAX:
+                        known.clear()
+                    known[field] = _PSEUDO
             name, value = field
-            if value and _bad_value(value) is not None:
-                problem = f"invalid value of {name!r}"
-                break
             if name[:1] == ":":
                 if regular:
                     problem = f"pseudo-header {name} after regular fields"
@@ -610,7 +620,7 @@ class H2Connection:
             elif name != "te":
                 if len(known) >= _KNOWN_FIELDS_MAX:
                     known.clear()
-                known.add(field)
+                known[field] = _REGULAR
             fields.append(field)
         if problem is None:
             if method is None:
@@ -832,19 +842,6 @@ class H2Connection:
 
     # -- sending -------------------------------------------------------------------
 
-    def _block(
-        self, status: int, headers: Sequence[tuple[Union[str, bytes], Union[str, bytes]]]
-    ) -> bytes:
-        fields: list[tuple[bytes, bytes]] = [(b":status", str(status).encode("ascii"))]
-        for name, value in headers:
-            fields.append(
-                (
-                    name.encode("utf-8") if isinstance(name, str) else name,
-                    value.encode("utf-8") if isinstance(value, str) else value,
-                )
-            )
-        return self._encoder.encode(fields)
-
     def _header_frames(self, stream_id: int, block: bytes, end_stream: bool) -> None:
         if self._table_update:
             # RFC 7541 §4.2, §6.3: we never use the dynamic table; say its
@@ -885,7 +882,7 @@ class H2Connection:
             LocalProtocolError: the stream is closed.
         """
         stream = self._open_stream(stream_id)
-        self._header_frames(stream_id, self._block(status, headers), end_stream)
+        self._header_frames(stream_id, self._encoder.encode_response(status, headers), end_stream)
         if end_stream:
             self._local_end(stream_id, stream)
 
@@ -950,14 +947,8 @@ class H2Connection:
         stream = self._open_stream(stream_id)
         if stream.end:
             raise LocalProtocolError(f"stream {stream_id} is closed")
-        fields = [
-            (
-                name.encode("utf-8") if isinstance(name, str) else name,
-                value.encode("utf-8") if isinstance(value, str) else value,
-            )
-            for name, value in headers
-        ]
-        block = self._encoder.encode(fields)
+        encode = self._encoder._encode_field
+        block = b"".join([encode((name, value)) for name, value in headers])
         if not stream.size:
             self._header_frames(stream_id, block, True)
             self._local_end(stream_id, stream)
@@ -1033,7 +1024,7 @@ class H2Connection:
             LocalProtocolError: the stream is closed.
         """
         self._open_stream(stream_id)
-        self._header_frames(stream_id, self._block(status, ()), False)
+        self._header_frames(stream_id, self._encoder.encode_response(status, ()), False)
 
     def _send_reset(self, stream_id: int, code: int) -> None:
         self._out.append(_frame(_RST_STREAM, 0, stream_id, _u32.pack(code)))

@@ -127,28 +127,50 @@ def _field(name: bytes, value: bytes) -> bytes:
     return b"\x00" + _string(name) + _string(value)
 
 
+def _as_bytes(text: str | bytes) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else text
+
+
 class StatelessEncoder:
     """Drop-in for ``hpack.Encoder`` where ``h2`` calls it (``encode`` and
-    ``header_table_size``) that never uses the dynamic table."""
+    ``header_table_size``) that never uses the dynamic table; `encode_response`
+    is the server's own entry point."""
 
     def __init__(self) -> None:
         self.header_table_size = 4096
-        self._memo: dict[tuple[bytes, bytes], bytes] = {}
+        # Keyed by the field as given (bytes or text), so a recurring field
+        # costs one dict lookup.
+        self._memo: dict[tuple[str | bytes, str | bytes], bytes] = {}
+
+    def _encode_field(self, field: tuple[str | bytes, str | bytes]) -> bytes:
+        memo = self._memo
+        encoded = memo.get(field)
+        if encoded is None:
+            encoded = _field(_as_bytes(field[0]), _as_bytes(field[1]))
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[(field[0], field[1])] = encoded
+        return encoded
 
     def encode(self, headers: Iterable[tuple[bytes, bytes]], huffman: bool = True) -> bytes:
         """Encode a header list (names lowercase, as bytes) into a header block."""
+        encode = self._encode_field
+        return b"".join([encode(field) for field in headers])
+
+    def encode_response(
+        self, status: int, headers: Iterable[tuple[str | bytes, str | bytes]]
+    ) -> bytes:
+        """A response head: ``:status``, then ``headers`` (names lowercase;
+        bytes as they are, text as UTF-8)."""
         memo = self._memo
-        parts = []
+        parts = [_STATUS.get(status) or _field(b":status", str(status).encode("ascii"))]
         for field in headers:
-            key = (field[0], field[1])
-            encoded = memo.get(key)
-            if encoded is None:
-                encoded = _field(key[0], key[1])
-                if len(memo) >= _MEMO_MAX:
-                    memo.clear()
-                memo[key] = encoded
-            parts.append(encoded)
+            encoded = memo.get(field)
+            parts.append(encoded if encoded is not None else self._encode_field(field))
         return b"".join(parts)
+
+
+_STATUS = {code: _field(b":status", str(code).encode("ascii")) for code in range(100, 600)}
 
 
 # -- decoding ------------------------------------------------------------------------

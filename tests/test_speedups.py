@@ -78,7 +78,8 @@ def bound_names(source: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["squall._h1._connection", "squall._ws._frames", "squall._ws._mask"]
+    "name",
+    ["squall._h1._connection", "squall._h1._quick", "squall._ws._frames", "squall._ws._mask"],
 )
 def test_loaded_module_exposes_nothing_the_pure_one_does_not(name: str) -> None:
     module = sys.modules.get(name) or __import__(name, fromlist=["_"])

@@ -7,7 +7,14 @@ backends see exactly the same bytes and never read past the head.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._events import Headers, Request
+from ._quick import request_head as _quick_head
+
+if TYPE_CHECKING:
+    # A type only: the compiled build's C module binds request_head alone.
+    from ._quick import QuickHead
 from ._rules import parse_fields, parse_request_fields, parse_request_line, parse_status_line
 
 __all__ = ["HeadParser", "PythonHeadParser"]
@@ -44,11 +51,27 @@ class HeadParser:
 
 class PythonHeadParser(HeadParser):
     """Pure-Python backend: a split for the start line, one regex match for
-    the whole field block, then ``str.partition`` per line into `Fields`."""
+    the whole field block, then ``str.partition`` per line into `Fields`.
 
-    __slots__ = ()
+    Args:
+        quick: A fast path tried first (`squall._h1._quick`; the compiled
+            build's C pass, None in pure Python); None to parse in Python only.
+    """
+
+    __slots__ = ("_quick",)
+
+    def __init__(self, max_header_count: int, quick: QuickHead | None = _quick_head) -> None:
+        super().__init__(max_header_count)
+        self._quick = quick
 
     def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> Request:
+        quick = self._quick
+        if quick is not None:
+            # The compiled build's C pass: a head in its common shape, or
+            # None for anything it leaves to the code below.
+            req = quick(buf, start, line_end, end, self.max_header_count)
+            if req is not None:
+                return req
         line = buf[start:line_end]
         if isinstance(line, bytearray):
             line = bytes(line)

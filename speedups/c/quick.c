@@ -1,0 +1,306 @@
+/* squall._h1._quick, compiled: one pass over a request head in C.
+ *
+ * request_head(buf, start, line_end, end, max_count) returns the Request
+ * event of a head in its common shape, or None. The common shape: a method
+ * among GET POST HEAD PUT DELETE OPTIONS PATCH, one SP, an origin-form
+ * target of visible ASCII, one SP, HTTP/1.1 or HTTP/1.0; then at most
+ * max_count field lines, each token ":" field-value CRLF (RFC 9112 section
+ * 5, RFC 9110 section 5.5: value octets HTAB, SP-~, 0x80-0xFF).
+ *
+ * None means "not decided here": the Python parser (squall/_h1/_heads.py)
+ * then parses the same bytes and either accepts them (another method, an
+ * absolute-form target, ...) or raises the error with its message and
+ * status. So this code never raises for bad input and never rejects
+ * anything itself; for a head it accepts, its Request equals the Python
+ * parser's (tests/test_speedups.py checks both on the same bytes).
+ *
+ * The buffer layout is the one squall/_h1/_heads.py documents:
+ * buf[start:line_end] is the request line, buf[line_end:end] the field
+ * lines each preceded by CRLF, buf[end:end + 4] is CRLF CRLF.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* RFC 9110 section 5.6.2: tchar. */
+static unsigned char is_tchar[256];
+/* RFC 9110 section 5.5: field-content octets (VCHAR, SP, HTAB, obs-text). */
+static unsigned char is_vchar[256];
+
+static PyObject *request_type;  /* squall._h1._events.Request */
+static PyObject *str_methods[7];
+static const char *const method_names[7] = {
+    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
+static PyObject *str_http11, *str_http10, *str_empty;
+
+/* Canonical field names ("content-type" -> "Content-Type") by lower-cased
+ * name: a direct-mapped table, so a peer sending endless distinct names
+ * only evicts entries and memory stays fixed. Longer names are not cached. */
+#define NAME_SLOTS 512
+#define NAME_MAX_LEN 40
+typedef struct {
+    Py_ssize_t len;
+    char lower[NAME_MAX_LEN];
+    PyObject *canon;
+} name_slot;
+static name_slot names[NAME_SLOTS];
+
+static void init_tables(void) {
+    const char *t = "!#$%&'*+-.^_`|~";
+    for (int c = '0'; c <= '9'; c++) is_tchar[c] = 1;
+    for (int c = 'a'; c <= 'z'; c++) is_tchar[c] = 1;
+    for (int c = 'A'; c <= 'Z'; c++) is_tchar[c] = 1;
+    for (; *t; t++) is_tchar[(unsigned char)*t] = 1;
+    is_vchar['\t'] = 1;
+    for (int c = 0x20; c <= 0x7e; c++) is_vchar[c] = 1;
+    for (int c = 0x80; c <= 0xff; c++) is_vchar[c] = 1;
+}
+
+static inline unsigned char lower(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+/* New reference to the canonical spelling of the token name[0:len]: each
+ * dash-separated word with its first character upper-cased and the rest
+ * lower-cased, which is what str.capitalize() does to an ASCII word. */
+static PyObject *canonical(const unsigned char *name, Py_ssize_t len) {
+    char low[NAME_MAX_LEN];
+    if (len <= NAME_MAX_LEN) {
+        uint32_t h = 2166136261u;
+        for (Py_ssize_t i = 0; i < len; i++) {
+            low[i] = (char)lower(name[i]);
+            h = (h ^ (unsigned char)low[i]) * 16777619u;
+        }
+        name_slot *s = &names[h % NAME_SLOTS];
+        if (s->canon != NULL && s->len == len && memcmp(s->lower, low, (size_t)len) == 0) {
+            Py_INCREF(s->canon);
+            return s->canon;
+        }
+        PyObject *canon = PyUnicode_New(len, 127);
+        if (canon == NULL) return NULL;
+        Py_UCS1 *out = PyUnicode_1BYTE_DATA(canon);
+        int word_start = 1;
+        for (Py_ssize_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)low[i];
+            out[i] = (word_start && c >= 'a' && c <= 'z') ? (Py_UCS1)(c - 32) : c;
+            word_start = c == '-';
+        }
+        /* Interned: lookups with the literal "Host", "Content-Length"...
+         * then compare by identity. */
+        PyUnicode_InternInPlace(&canon);
+        Py_XSETREF(s->canon, canon);
+        Py_INCREF(canon);
+        s->len = len;
+        memcpy(s->lower, low, (size_t)len);
+        return canon;
+    }
+    PyObject *canon = PyUnicode_New(len, 127);
+    if (canon == NULL) return NULL;
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(canon);
+    int word_start = 1;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        unsigned char c = lower(name[i]);
+        out[i] = (word_start && c >= 'a' && c <= 'z') ? (Py_UCS1)(c - 32) : c;
+        word_start = c == '-';
+    }
+    return canon;
+}
+
+static PyObject *latin1(const unsigned char *p, Py_ssize_t n, int high) {
+    PyObject *s = PyUnicode_New(n, high ? 255 : 127);
+    if (s != NULL && n) memcpy(PyUnicode_1BYTE_DATA(s), p, (size_t)n);
+    return s;
+}
+
+static PyObject *method_of(const unsigned char *p, Py_ssize_t n) {
+    for (int i = 0; i < 7; i++) {
+        const char *m = method_names[i];
+        if ((Py_ssize_t)strlen(m) == n && memcmp(p, m, (size_t)n) == 0) return str_methods[i];
+    }
+    return NULL;
+}
+
+/* The fields of b[pos:end] (each line ends with CRLF, the last at end) into
+ * a new dict; *high is set if any value has an octet above 0x7F. Returns
+ * NULL with no exception set for a block this code does not decide. */
+static PyObject *fields_of(const unsigned char *b, Py_ssize_t pos, Py_ssize_t end,
+                           Py_ssize_t max_count, int *high) {
+    PyObject *fields = PyDict_New();
+    if (fields == NULL) return NULL;
+    Py_ssize_t count = 0;
+    int any_high = 0;
+    while (pos < end + 2) {
+        if (++count > max_count) goto undecided;
+        Py_ssize_t name = pos;
+        while (is_tchar[b[pos]]) pos++;
+        Py_ssize_t name_len = pos - name;
+        if (name_len == 0 || b[pos] != ':') goto undecided;
+        pos++;
+        while (b[pos] == ' ' || b[pos] == '\t') pos++;
+        Py_ssize_t value = pos;
+        int hi = 0;
+        /* The CR of the line's CRLF stops it: not a field-content octet. */
+        while (is_vchar[b[pos]]) {
+            hi |= b[pos] & 0x80;
+            pos++;
+        }
+        if (pos > end || b[pos] != '\r' || b[pos + 1] != '\n') goto undecided;
+        Py_ssize_t value_end = pos;
+        while (value_end > value && (b[value_end - 1] == ' ' || b[value_end - 1] == '\t'))
+            value_end--;
+        pos += 2;
+        any_high |= hi;
+        PyObject *key = canonical(b + name, name_len);
+        if (key == NULL) goto error;
+        PyObject *v = latin1(b + value, value_end - value, hi);
+        if (v == NULL) {
+            Py_DECREF(key);
+            goto error;
+        }
+        PyObject *values = PyDict_GetItemWithError(fields, key);
+        if (values != NULL) {
+            int rc = PyList_Append(values, v);
+            Py_DECREF(v);
+            Py_DECREF(key);
+            if (rc < 0) goto error;
+            continue;
+        }
+        if (PyErr_Occurred()) {
+            Py_DECREF(v);
+            Py_DECREF(key);
+            goto error;
+        }
+        values = PyList_New(1);
+        if (values == NULL) {
+            Py_DECREF(v);
+            Py_DECREF(key);
+            goto error;
+        }
+        PyList_SET_ITEM(values, 0, v);
+        int rc = PyDict_SetItem(fields, key, values);
+        Py_DECREF(values);
+        Py_DECREF(key);
+        if (rc < 0) goto error;
+    }
+    *high = any_high;
+    return fields;
+undecided:
+    Py_DECREF(fields);
+    return NULL;
+error:
+    Py_DECREF(fields);
+    return NULL;
+}
+
+static PyObject *request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "request_head() takes 5 arguments");
+        return NULL;
+    }
+    const unsigned char *b;
+    Py_ssize_t size;
+    PyObject *buf = args[0];
+    if (PyBytes_CheckExact(buf)) {
+        b = (const unsigned char *)PyBytes_AS_STRING(buf);
+        size = PyBytes_GET_SIZE(buf);
+    } else if (PyByteArray_CheckExact(buf)) {
+        b = (const unsigned char *)PyByteArray_AS_STRING(buf);
+        size = PyByteArray_GET_SIZE(buf);
+    } else {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t line_end = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t end = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t max_count = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    /* The layout promised by the caller; anything else is left to Python. */
+    if (start < 0 || line_end < start || end < line_end || end + 4 > size ||
+        memcmp(b + end, "\r\n\r\n", 4) != 0 || (line_end < end && memcmp(b + line_end, "\r\n", 2) != 0))
+        Py_RETURN_NONE;
+
+    /* RFC 9112 section 3: method SP request-target SP HTTP-version. */
+    const unsigned char *line = b + start;
+    Py_ssize_t n = line_end - start;
+    const unsigned char *sp1 = memchr(line, ' ', (size_t)n);
+    if (sp1 == NULL) Py_RETURN_NONE;
+    PyObject *method = method_of(line, sp1 - line);
+    if (method == NULL) Py_RETURN_NONE;
+    const unsigned char *t = sp1 + 1;
+    const unsigned char *line_stop = line + n;
+    const unsigned char *sp2 = memchr(t, ' ', (size_t)(line_stop - t));
+    if (sp2 == NULL || sp2 == t || *t != '/') Py_RETURN_NONE;
+    for (const unsigned char *q = t; q < sp2; q++)
+        if (*q < 0x21 || *q > 0x7e) Py_RETURN_NONE;
+    PyObject *version;
+    if (line_stop - (sp2 + 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0) Py_RETURN_NONE;
+    if (sp2[8] == '1')
+        version = str_http11;
+    else if (sp2[8] == '0')
+        version = str_http10;
+    else
+        Py_RETURN_NONE;
+
+    PyObject *fields, *block;
+    if (line_end >= end) {
+        fields = PyDict_New();
+        if (fields == NULL) return NULL;
+        block = str_empty;
+        Py_INCREF(block);
+    } else {
+        int high = 0;
+        fields = fields_of(b, line_end + 2, end, max_count, &high);
+        if (fields == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            Py_RETURN_NONE;
+        }
+        block = latin1(b + line_end + 2, end - (line_end + 2), high);
+        if (block == NULL) {
+            Py_DECREF(fields);
+            return NULL;
+        }
+    }
+    PyObject *target = latin1(t, sp2 - t, 0);
+    if (target == NULL) {
+        Py_DECREF(fields);
+        Py_DECREF(block);
+        return NULL;
+    }
+    PyObject *call[6] = {method, target, version, Py_None, fields, block};
+    PyObject *req = PyObject_Vectorcall(request_type, call, 6, NULL);
+    Py_DECREF(target);
+    Py_DECREF(fields);
+    Py_DECREF(block);
+    return req;
+}
+
+static PyMethodDef methods[] = {
+    {"request_head", (PyCFunction)(void (*)(void))request_head, METH_FASTCALL,
+     "request_head(buf, start, line_end, end, max_count) -> Request | None\n\n"
+     "The Request of a request head in its common shape, or None to let the\n"
+     "Python parser decide (and raise its error)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "squall._h1._quick",
+    "Compiled fast path for request heads (speedups/c/quick.c).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__quick(void) {
+    init_tables();
+    PyObject *events = PyImport_ImportModule("squall._h1._events");
+    if (events == NULL) return NULL;
+    request_type = PyObject_GetAttrString(events, "Request");
+    Py_DECREF(events);
+    if (request_type == NULL) return NULL;
+    for (int i = 0; i < 7; i++) {
+        str_methods[i] = PyUnicode_InternFromString(method_names[i]);
+        if (str_methods[i] == NULL) return NULL;
+    }
+    str_http11 = PyUnicode_InternFromString("HTTP/1.1");
+    str_http10 = PyUnicode_InternFromString("HTTP/1.0");
+    str_empty = PyUnicode_FromStringAndSize("", 0);
+    if (str_http11 == NULL || str_http10 == NULL || str_empty == NULL) return NULL;
+    return PyModule_Create(&module_def);
+}

@@ -1,0 +1,267 @@
+"""The compiled build's C pass over request heads (speedups/c/quick.c) against
+the Python parser it stands in front of.
+
+The C function returns a `Request` or None ("left to Python"). The rule it
+must keep, checked here on the same bytes: whatever Python rejects, C leaves
+(so every error, message and status, is Python's); whatever C accepts, Python
+accepts with an equal event (method, target, version, headers and fields).
+And it must actually take the common heads (a fast path that always says None
+would pass the rest).
+
+In the compiled run the installed module is tested; in the pure run the C
+source is compiled here (skipped, saying why, without a C compiler).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Callable
+from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import squall._h1._quick
+from squall._h1 import H1Connection, RemoteProtocolError, Request
+from squall._h1._heads import PythonHeadParser
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "speedups" / "c" / "quick.c"
+Quick = Callable[[bytes | bytearray, int, int, int, int], Request | None]
+
+
+def _build(tmp: Path) -> ModuleType:
+    cc = sysconfig.get_config_var("CC") or "cc"
+    include = sysconfig.get_paths()["include"]
+    if shutil.which(cc.split()[0]) is None or not Path(include, "Python.h").is_file():
+        pytest.skip(f"no C compiler ({cc}) or no Python headers ({include})")
+    out = tmp / f"_quick{EXTENSION_SUFFIXES[0]}"
+    cmd = [*cc.split(), "-shared", "-fPIC", "-O1", "-Wall", "-Werror", f"-I{include}"]
+    proc = subprocess.run(
+        [*cmd, str(SOURCE), "-o", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    # Loaded under its own name (PyInit__quick) but kept out of sys.modules:
+    # the pure squall._h1._quick stays what the rest of the suite imports.
+    name = "squall._h1._quick"
+    spec = importlib.util.spec_from_file_location(
+        name, out, loader=ExtensionFileLoader(name, str(out))
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> Quick:
+    installed = squall._h1._quick.request_head
+    if installed is not None:
+        return installed
+    func: Quick = _build(tmp_path_factory.mktemp("quick")).request_head
+    return func
+
+
+def layout(head: bytes) -> tuple[int, int]:
+    """(line_end, end) as H1Connection._find_head gives them."""
+    end = head.find(b"\r\n\r\n")
+    assert end >= 0
+    return head.find(b"\r\n", 0, end + 2), end
+
+
+def outcome(parser: PythonHeadParser, buf: bytes | bytearray) -> tuple[Any, ...]:
+    line_end, end = layout(bytes(buf))
+    try:
+        req = parser.request(buf, 0, line_end, end)
+    except RemoteProtocolError as exc:
+        return ("error", str(exc), exc.status_hint)
+    return ("ok", req.method, req.target, req.version, req.headers, req.fields)
+
+
+def check(quick: Quick, head: bytes, max_count: int = 256) -> Request | None:
+    """Both rules on one head; returns what C gave."""
+    line_end, end = layout(head)
+    python = PythonHeadParser(max_count, quick=None)
+    fast = PythonHeadParser(max_count, quick=quick)
+    expected = outcome(python, head)
+    for buf in (head, bytearray(head)):
+        got = quick(buf, 0, line_end, end, max_count)
+        if got is not None:
+            assert expected[0] == "ok", (head, expected)
+            assert type(got) is Request
+            assert ("ok", got.method, got.target, got.version, got.headers, got.fields) == expected
+            assert got == python.request(head, 0, line_end, end)
+        # Through the parser, C first: the very same result or error.
+        assert outcome(fast, buf) == expected
+    return quick(head, 0, line_end, end, max_count)
+
+
+COMMON = [
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"GET /a?b=c HTTP/1.0\r\nHost: x\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n",
+    b"PUT /p HTTP/1.1\r\nX-A: 1\r\nx-a: 2\r\nX-A:3\r\n\r\n",
+    b"DELETE /x HTTP/1.1\r\nA:\r\nB: \t \r\nC:\tv\t \r\n\r\n",
+    b"OPTIONS /o HTTP/1.1\r\nWeird-NAME-x_y: caf\xe9\r\n\r\n",
+    b"PATCH /p HTTP/1.1\r\nA: a b  c\r\nHEAD: 1\r\n\r\n",
+    b"HEAD / HTTP/1.1\r\ncontent-type--x: 1\r\n-a: 2\r\nx1-2b: 3\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + b"".join(b"N%d: %d\r\n" % (i, i) for i in range(40)) + b"\r\n",
+    b"GET / HTTP/1.1\r\n" + b"L" * 60 + b": long name\r\n\r\n",
+]
+
+LEFT = [
+    # Python decides these: some it accepts, some it refuses.
+    b"CONNECT a:1 HTTP/1.1\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\n\r\n",
+    b"GET http://a/ HTTP/1.1\r\n\r\n",
+    b"BREW /pot HTTP/1.1\r\n\r\n",
+    b"get / HTTP/1.1\r\n\r\n",
+    b"GET  / HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1 \r\n\r\n",
+    b"GET / HTTP/2.0\r\n\r\n",
+    b"GET / HTTP/1.2\r\n\r\n",
+    b"GET /\x7f HTTP/1.1\r\n\r\n",
+    b"GET /\xe9 HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+    b"GET / HTTP/1.1\r\n x: folded\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA: 1\r\n  folded\r\n\r\n",
+    b"GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA: \x00\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA: \x7f\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA: b\nc: d\r\n\r\n",
+    b"GET / HTTP/1.1\r\n: empty\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA\x01: b\r\n\r\n",
+]
+
+
+def test_common_heads_are_taken_and_equal(quick: Quick) -> None:
+    for head in COMMON:
+        assert check(quick, head) is not None, head
+
+
+def test_other_heads_are_left_to_python(quick: Quick) -> None:
+    for head in LEFT:
+        assert check(quick, head) is None, head
+
+
+def test_field_count_limit_is_pythons(quick: Quick) -> None:
+    head = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
+    assert check(quick, head, max_count=3) is not None
+    assert check(quick, head, max_count=2) is None
+    assert outcome(PythonHeadParser(2, quick=quick), head)[:3] == (
+        "error",
+        "Too many header fields (more than 2)",
+        431,
+    )
+
+
+def test_layout_it_was_not_promised_is_left(quick: Quick) -> None:
+    head = b"GET / HTTP/1.1\r\nA: 1\r\n\r\n"
+    line_end, end = layout(head)
+    assert quick(head, 0, line_end, end - 1, 256) is None
+    assert quick(head, 0, line_end, len(head), 256) is None
+    assert quick(memoryview(head), 0, line_end, end, 256) is None  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        quick(head, 0, line_end, end)  # type: ignore[call-arg]
+
+
+def test_names_share_one_canonical_string(quick: Quick) -> None:
+    head = b"GET / HTTP/1.1\r\ncontent-LENGTH: 0\r\n\r\n"
+    a = quick(head, 0, *layout(head), 256)
+    b = quick(head.replace(b"content-LENGTH", b"Content-Length"), 0, *layout(head), 256)
+    assert a is not None and b is not None
+    assert list(a.fields) == list(b.fields) == ["Content-Length"]
+    assert list(a.fields)[0] is list(b.fields)[0]
+    assert a.headers == [("content-LENGTH", "0")]
+
+
+def test_many_distinct_names_keep_working(quick: Quick) -> None:
+    # The name table is fixed-size: names evict each other, results stay right.
+    for i in range(3000):
+        head = b"GET / HTTP/1.1\r\nx-%d-n: v\r\nHost: h\r\n\r\n" % i
+        req = quick(head, 0, *layout(head), 256)
+        assert req is not None
+        assert req.fields == {f"X-{i}-N": ["v"], "Host": ["h"]}
+
+
+def test_the_benchmark_stream_takes_the_fast_path(quick: Quick) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from callgrind_hotpath import request_stream
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    for head in request_stream("varied", 200):
+        assert check(quick, head) is not None
+
+
+def test_differential_seed_corpus(quick: Quick) -> None:
+    sys.path.insert(0, str(ROOT / "compat" / "differential"))
+    try:
+        from corpus import request_seeds
+    finally:
+        sys.path.remove(str(ROOT / "compat" / "differential"))
+    taken = 0
+    for _name, stream in request_seeds():
+        end = stream.find(b"\r\n\r\n")
+        if end < 0:
+            continue
+        head = stream[: end + 4]
+        if head.startswith(b"\r\n") or head.find(b"\r\n") > end:
+            continue
+        taken += check(quick, head) is not None
+    assert taken > 100
+
+
+_TOKEN = st.sampled_from(["Host", "host", "X-A", "a", "Content-Length", "x_y", "ÿ", "A B", ""])
+_VALUE = st.text(alphabet=st.sampled_from(list(" \t\x00\x01\x7f\x80\xe9\xff:abc,\r\n")), max_size=8)
+_LINE = st.tuples(_TOKEN, st.sampled_from([":", ": ", " :", ":\t", ""]), _VALUE).map(
+    lambda t: (t[0] + t[1] + t[2]).encode("latin-1")
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    method=st.sampled_from([b"GET", b"POST", b"PATCH", b"CONNECT", b"get", b"X", b""]),
+    target=st.sampled_from([b"/", b"/a?b", b"*", b"http://h/", b"/\x80", b"/ /", b""]),
+    version=st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.9", b"HTTP/2.0", b"http/1.1"]),
+    lines=st.lists(_LINE, max_size=6),
+    max_count=st.integers(1, 8),
+)
+def test_property_same_outcome(
+    quick: Quick, method: bytes, target: bytes, version: bytes, lines: list[bytes], max_count: int
+) -> None:
+    head = b" ".join([method, target, version]) + b"".join(b"\r\n" + li for li in lines)
+    head += b"\r\n\r\n"
+    if head.find(b"\r\n\r\n") != len(head) - 4:
+        return  # an empty line inside: not one head
+    check(quick, head, max_count)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=80), cut=st.integers(0, 80))
+def test_property_mutated_heads(quick: Quick, data: bytes, cut: int) -> None:
+    base = b"GET /x HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n"
+    head = base[:cut] + data + base[cut:] + b"\r\n"
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        return
+    check(quick, head[: end + 4])
+
+
+def test_server_connection_uses_it_in_the_compiled_build() -> None:
+    conn = H1Connection("server", parser="python")
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    req = conn.next_event()
+    assert isinstance(req, Request)
+    assert req.fields == {"Host": ["a"]}
+    # The parser connections share carries the module's fast path.
+    assert conn._heads._quick is squall._h1._quick.request_head  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ twin) with the same variables the servers pass, for each contender:
 * ``squall``: `squall.template.Loader(...).load("page.html").generate(...)`;
 * ``squall-web``: the same through ``RequestHandler.render_string`` (the
   handler's template namespace: locale, current user, UI modules...), as the
-  page scenario's handler does;
+  page scenario's handler does, request and handler objects included;
 * ``tornado``: Tornado's template module, when importable;
 * ``jinja2``: jinja2 with autoescape, as aiohttp_jinja2 sets it up, the
   result encoded as UTF-8 (what the aiohttp response then sends).
@@ -89,7 +89,11 @@ def _squall_web() -> Callable[[str, str], bytes]:
             connection=Connection(),
         )
         handler = Page(app, request)
-        return handler.render_string("page.html", title=TITLE, query=query, page=page, items=ITEMS)
+        out = handler.render_string("page.html", title=TITLE, query=query, page=page, items=ITEMS)
+        # What finish() does after render(): the handler's ui namespace
+        # refers back to it, and left in place the cycle waits for the GC.
+        handler._break_cycles()
+        return out
 
     return render
 

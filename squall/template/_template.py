@@ -163,7 +163,12 @@ class Template:
         # order, to "is it bound to xhtml_escape?".
         key = tuple(name in fast for name in self._escape_names)
         self._entry_points: dict[tuple[bool, ...], CodeType] = {key: self._entry(self.compiled)}
-        self._source_loader = _SourceLoader(self.code)
+        # The names every render starts from; copying a dict is cheaper
+        # than building it (the loader's namespace is added at each render,
+        # as it may change).
+        self._globals = dict(_BUILTINS)
+        self._globals["__name__"] = self.name.replace(".", "_")
+        self._globals["__loader__"] = _SourceLoader(self.code)
 
     def _lineage(self) -> list[Template]:
         """This template followed by the chain of templates it extends."""
@@ -258,11 +263,14 @@ class Template:
         Returns:
             The rendered output, encoded as UTF-8.
         """
-        namespace = dict(_BUILTINS)
-        namespace["__name__"] = self.name.replace(".", "_")
-        namespace["__loader__"] = self._source_loader
-        namespace.update(self.namespace)
-        namespace.update(kwargs)
+        return self._render(kwargs)
+
+    def _render(self, variables: Mapping[str, Any]) -> bytes:
+        """`generate` with the variables in a mapping (not copied into kwargs)."""
+        namespace = self._globals.copy()
+        if self.namespace:
+            namespace.update(self.namespace)
+        namespace.update(variables)
         # The entry point's function made directly from its code: the same
         # as running the compiled module in the namespace, for less.
         execute = FunctionType(self._entry_for(namespace), namespace, ENTRY_POINT, _HELPER_DEFAULTS)
@@ -318,6 +326,11 @@ class BaseLoader:
                 itself, directly or not.
         """
         name = self.resolve_path(name, parent_path)
+        # Found without the lock (reading a dict is atomic; reset() replaces
+        # the dict): the lock is for compiling, once.
+        template = self.templates.get(name)
+        if template is not None:
+            return template
         with self.lock:
             template = self.templates.get(name)
             if template is not None:

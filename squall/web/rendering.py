@@ -184,13 +184,20 @@ class RenderMixin:
         if not template_path:
             template_path = _caller_directory()
         loaders = RenderMixin._template_loaders
-        with RenderMixin._template_loader_lock:
-            loader = loaders.get(template_path)
-            if loader is None:
-                loader = loaders[template_path] = self.create_template_loader(template_path)
+        # Reading a dict is atomic: the lock is only for a miss, so that
+        # two threads do not make two loaders.
+        loader = loaders.get(template_path)
+        if loader is None:
+            with RenderMixin._template_loader_lock:
+                loader = loaders.get(template_path)
+                if loader is None:
+                    loader = loaders[template_path] = self.create_template_loader(template_path)
         compiled = loader.load(template_name)
         namespace = self.get_template_namespace()
         namespace.update(kwargs)
+        if type(compiled).generate is template.Template.generate:
+            # The same call, without copying the namespace into keywords.
+            return compiled._render(namespace)
         return compiled.generate(**namespace)
 
     def get_template_namespace(self) -> dict[str, Any]:

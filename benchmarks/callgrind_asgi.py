@@ -12,6 +12,10 @@ Contenders, each serving the same ASGI app (benchmarks/servers/asgi_starlette.py
 * ``squall``: the server exactly as ``squall run --no-access-log`` builds
   it (``squall.cli``'s build_server: proxy headers on, as by default);
 * ``squall-bare``: ``HTTPServer(ASGIServerDelegate(app))``, nothing in front;
+* ``squall-floor``: ``HTTPServer`` with a delegate that answers every request
+  at once (in ``headers_received``, no scope, no Task) with a constant
+  response through ``write_headers`` and ``finish``: what the server costs
+  below the ASGI layer, the floor any ASGI delegate on that seam starts from;
 * ``uvicorn``: uvicorn's httptools protocol (``HttpToolsProtocol``) as
   ``uvicorn --http httptools --no-access-log`` builds it (proxy headers on,
   as by default).
@@ -60,7 +64,7 @@ from callgrind_hotpath import (  # noqa: E402
     self_costs,
 )
 
-SERVERS = ["squall", "squall-bare", "uvicorn", "null"]
+SERVERS = ["squall", "squall-bare", "squall-floor", "uvicorn", "null"]
 APPS = ["starlette", "bare"]
 _PROFILED = (
     "squall.asgi",
@@ -101,13 +105,50 @@ def _capture_protocol(loop: asyncio.AbstractEventLoop, server: Any) -> Any:
     return captured[0]()
 
 
+def _floor_protocol(loop: asyncio.AbstractEventLoop) -> Any:
+    from squall.httpserver import HTTPServer
+    from squall.httputil import (
+        HTTPConnection,
+        HTTPHeaders,
+        HTTPMessageDelegate,
+        HTTPServerConnectionDelegate,
+        ResponseStartLine,
+    )
+
+    start = ResponseStartLine("HTTP/1.1", 200, "OK")
+    headers = HTTPHeaders(
+        {
+            "Content-Type": "text/plain",
+            "Content-Length": "12",
+            "Date": "Thu, 15 Jan 2027 08:00:00 GMT",
+        }
+    )
+
+    class Answer(HTTPMessageDelegate):
+        __slots__ = ("conn",)
+
+        def __init__(self, conn: HTTPConnection) -> None:
+            self.conn = conn
+
+        def headers_received(self, start_line: Any, fields: Any) -> None:
+            self.conn.write_headers(start, headers, b"Hello, world")
+            self.conn.finish()
+
+    class Floor(HTTPServerConnectionDelegate):
+        def start_request(self, server_conn: object, request_conn: HTTPConnection) -> Answer:
+            return Answer(request_conn)
+
+    return _capture_protocol(loop, HTTPServer(Floor()))
+
+
 def _squall_protocol(loop: asyncio.AbstractEventLoop, app: Any, bare: bool) -> Any:
+    import squall.asgi._http
     import squall.asgi._scope
     from squall.httpserver import HTTPServer
 
     # The Date header is formatted once a second: with a clock that stands
     # still it is formatted once, so the counts do not depend on wall time.
-    squall.asgi._scope.time = _FixedClock()  # type: ignore[assignment]
+    squall.asgi._scope.time = squall.asgi._http.time = _FixedClock()  # type: ignore[assignment]
     if bare:
         from squall.asgi import ASGIServerDelegate
 
@@ -156,6 +197,8 @@ def inner(cfg: dict[str, Any]) -> None:
     probes = Probes(mod)
     if server == "null":
         driver.proto = _NullProtocol()
+    elif server == "squall-floor":
+        driver.proto = loop.run_until_complete(_async(lambda: _floor_protocol(loop)))
     else:
         app = _load_app(cfg["app"])
         if server.startswith("squall"):
@@ -244,7 +287,7 @@ def table(args: argparse.Namespace, report: dict[str, Any]) -> None:
     rows: dict[str, dict[str, float]] = {}
     for app in apps:
         for server in servers:
-            if server == "null":
+            if server == "null" or (server == "squall-floor" and app != apps[0]):
                 continue
             cfg = {"server": server, "app": app, "n": args.n, "loop": args.loop, "probes": "-"}
             per = run_one(cfg)["per_request"]

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from squall.asgi._scope import _http_date, _is_websocket
+from squall.asgi._scope import _date_cache, _http_date, _is_websocket
 from squall.asgi._types import (
     ASGIProtocolError,
     ClientDisconnected,
@@ -100,6 +101,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         "_headers",
         "_method",
         "_no_body",
+        "_task",
     )
 
     def __init__(self, server: ASGIServerDelegate, conn: HTTPConnection) -> None:
@@ -120,6 +122,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         self._headers: Optional[HTTPHeaders] = None
         self._method = "GET"
         self._no_body = False
+        self._task: Optional[asyncio.Task[None]] = None
 
     # -- the driver's side -----------------------------------------------------------
 
@@ -137,15 +140,17 @@ class _HTTPCycle(HTTPMessageDelegate):
         set_close = getattr(conn, "set_close_callback", None)
         if set_close is not None:
             set_close(self._on_disconnect)
-        server._run(self._run_app(server._base_scope("http", start_line, headers, conn)))
+        gate = None
         expect = fields.get("Expect")
         if expect is not None and start_line.version != "HTTP/1.0":
             if any("100-continue" in value.lower() for value in expect):
                 # The driver sends "100 Continue" once this resolves: when
-                # the application first asks for the body, not before.
-                self._gate = self._loop.create_future()
-                return self._gate
-        return None
+                # the application first asks for the body, not before. Set
+                # before the application starts (it may start at once).
+                gate = self._gate = self._loop.create_future()
+        scope = server._http_scope(start_line, fields, conn)
+        self._task = server._start(self._loop, self._run_app(scope))
+        return gate
 
     def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
         if self._ws is not None or self._state == _DONE:
@@ -336,7 +341,8 @@ class _HTTPCycle(HTTPMessageDelegate):
                 "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
             ) from None
         if "Date" not in fields:
-            fields["Date"] = [_http_date()]
+            date = _date_cache
+            fields["Date"] = [date[1] if time.time() < date[0] else _http_date()]
         headers = _new_headers(HTTPHeaders)
         headers._as_list = fields
         self._start_line = start_line
@@ -373,7 +379,12 @@ class _HTTPCycle(HTTPMessageDelegate):
                 app_log.error("ASGI callable returned without completing response")
                 self._abandon()
         finally:
-            server._forget()
+            # None when the task ran to its end as it started (3.12+), before
+            # _start returned it: it was never put in `tasks` then.
+            task = self._task
+            if task is not None:
+                self._task = None
+                server.tasks.discard(task)
 
     def _fail(self) -> None:
         """An application error: 500 if nothing was sent yet, else close."""

@@ -10,16 +10,22 @@ from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, forma
 
 __all__: list[str] = []
 
-# The Date header, formatted once per second.
-_date_cache: list[Any] = [0, ""]
+# The Date header, formatted once per second: [the time it stops being
+# current, its value]. Read in place on the response path (see
+# _HTTPCycle._start_response), refreshed by _http_date.
+_date_cache: list[Any] = [0.0, ""]
 
 
 def _http_date() -> str:
-    now = int(time.time())
-    if now != _date_cache[0]:
-        _date_cache[0] = now
-        _date_cache[1] = format_timestamp(now)
-    return str(_date_cache[1])
+    """The Date header's value for now."""
+    now = time.time()
+    cache = _date_cache
+    if now >= cache[0]:
+        second = int(now)
+        cache[1] = format_timestamp(second)
+        cache[0] = second + 1.0
+    value: str = cache[1]
+    return value
 
 
 # Start-line versions to the scope's "http_version" (RFC 9113 streams say "2").

@@ -1,0 +1,185 @@
+"""The served ASGI app's hot path: the scope built in one step, Task bookkeeping, the Date cache."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+
+import squall.asgi._http
+import squall.asgi._scope
+from squall.asgi import ASGIServerDelegate
+from squall.asgi._types import split_target
+from squall.httputil import HTTPHeaders, RequestStartLine
+
+from ._helpers import RawClient, request, run, serving
+
+
+async def plain(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+class _Context:
+    address = ("10.0.0.7", 4321)
+    remote_ip = "10.0.0.7"
+    protocol = "https"
+
+
+class _Transport:
+    def get_extra_info(self, name: str) -> Any:
+        return ("10.0.0.1", 443) if name == "sockname" else None
+
+
+class _Conn:
+    """What _http_scope reads of a request's connection."""
+
+    def __init__(self) -> None:
+        self.context = _Context()
+        self.transport = _Transport()
+
+
+async def _noop(scope: Any, receive: Any, send: Any) -> None:
+    pass
+
+
+TARGETS = [
+    "/",
+    "/plain",
+    "/plain?x=1&y=2",
+    "/p?",
+    "/?a=%20",
+    "/a%20b/%C3%A9?q",
+    "/\u00c3\u00a9",  # UTF-8 bytes as the parser decodes them (Latin-1)
+    "http://example.com/abs?x=1",
+    "*",
+]
+
+
+@pytest.mark.parametrize("root", ["", "/mnt"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_scope_paths_agree_with_split_target(target: str, root: str) -> None:
+    delegate = ASGIServerDelegate(_noop, root_path=root)
+    start = RequestStartLine("GET", target, "HTTP/1.1")
+    scope = delegate._http_scope(start, {"Host": ["h"]}, _Conn())  # type: ignore[arg-type]
+    path, raw_path, query = split_target(target)
+    assert scope["path"] == root + path
+    assert scope["raw_path"] == root.encode() + raw_path
+    assert scope["query_string"] == query
+    assert scope["root_path"] == root
+
+
+def test_scope_fields_and_header_pairs() -> None:
+    delegate = ASGIServerDelegate(_noop)
+    headers = HTTPHeaders._from_pairs(
+        [("Host", "h"), ("X-Many", "1"), ("Cookie", "a=\u00e9"), ("x-many", "2")]
+    )
+    start = RequestStartLine("PUT", "/x?y", "HTTP/1.0")
+    scope = delegate._http_scope(start, headers._as_list, _Conn())  # type: ignore[arg-type]
+    # Names lowercased, values back to the bytes sent, repeats kept in order.
+    assert scope["headers"] == [
+        (b"host", b"h"),
+        (b"x-many", b"1"),
+        (b"x-many", b"2"),
+        (b"cookie", b"a=\xe9"),
+    ]
+    assert (scope["type"], scope["method"], scope["http_version"]) == ("http", "PUT", "1.0")
+    assert scope["scheme"] == "https"
+    assert scope["client"] == ("10.0.0.7", 4321)
+    assert scope["server"] == ("10.0.0.1", 443)
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+    # Every request gets its own mutable parts.
+    again = delegate._http_scope(start, headers._as_list, _Conn())  # type: ignore[arg-type]
+    assert again["asgi"] is not scope["asgi"] and again["state"] is not scope["state"]
+    assert again["headers"] is not scope["headers"]
+
+
+class _RecordingSet(set[Any]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.added = 0
+
+    def add(self, item: Any) -> None:
+        self.added += 1
+        super().add(item)
+
+
+def test_tasks_hold_requests_in_progress_only() -> None:
+    release = asyncio.Event()
+    inside: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        inside.append(asyncio.current_task())
+        if scope["path"] == "/wait":
+            await release.wait()
+        await plain(scope, receive, send)
+
+    async def main() -> None:
+        delegate = ASGIServerDelegate(app)
+        tasks = delegate.tasks = _RecordingSet()
+        async with serving(delegate) as (port, _, _):
+            status, _, body = await request(port, b"GET /now HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert (status, body) == (200, b"ok")
+            assert not tasks
+            # 3.12+ starts the task eagerly: an app that never waits is done
+            # before it could be put in; before 3.12 it was put in, and out.
+            assert tasks.added == (0 if sys.version_info >= (3, 12) else 1)
+            client = await RawClient.connect(port)
+            await client.send(b"GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 2.0
+            while len(inside) < 2 and loop.time() < end:
+                await asyncio.sleep(0)
+            assert len(tasks) == 1 and inside[1] in tasks
+            release.set()
+            status, _, body = await client.response()
+            await client.close()
+            assert (status, body) == (200, b"ok")
+            assert not tasks
+        # The app always runs in a Task of its own (anyio and asyncio.timeout need one).
+        assert inside[0] is not None and inside[1] is not None and inside[0] is not inside[1]
+
+    run(main())
+
+
+class _Clock:
+    """A ``time`` module stand-in whose ``time()`` the test sets."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_date_header_is_refreshed_each_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock(1_800_000_000.2)
+    monkeypatch.setattr(squall.asgi._http, "time", clock)
+    monkeypatch.setattr(squall.asgi._scope, "time", clock)
+    saved = list(squall.asgi._scope._date_cache)
+    squall.asgi._scope._date_cache[:] = [0.0, ""]
+
+    async def main() -> list[str]:
+        dates = []
+        async with serving(plain) as (port, _, _):
+            client = await RawClient.connect(port)
+            for now in (1_800_000_000.2, 1_800_000_000.9, 1_800_000_001.0, 1_800_000_005.5):
+                clock.now = now
+                await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                _, headers, _ = await client.response()
+                dates.append(headers["date"])
+            await client.close()
+        return dates
+
+    try:
+        dates = run(main())
+    finally:
+        squall.asgi._scope._date_cache[:] = saved
+    assert dates == [
+        "Fri, 15 Jan 2027 08:00:00 GMT",
+        "Fri, 15 Jan 2027 08:00:00 GMT",
+        "Fri, 15 Jan 2027 08:00:01 GMT",
+        "Fri, 15 Jan 2027 08:00:05 GMT",
+    ]

@@ -125,7 +125,7 @@ def test_custom_escape_receives_bytes() -> None:
 class _Shouting(str):
     """A str subclass whose methods do not behave like str's."""
 
-    def replace(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+    def replace(self, *args: Any, **kwargs: Any) -> str:
         return "REPLACED"
 
     def __str__(self) -> str:
@@ -704,3 +704,58 @@ def test_file_loader_reset_rereads_files(tmp_path: Path) -> None:
 
 def test_datetime_is_the_module() -> None:
     assert render("{{ datetime is mod }}", mod=datetime) == b"True"
+
+
+# --- through RequestHandler.render_string -----------------------------------------
+
+
+class _Connection:
+    """Enough of a connection for a handler that is never finished."""
+
+    def set_close_callback(self, callback: Any) -> None:
+        pass
+
+
+def _render_string(loader: BaseLoader, name: str, **kwargs: Any) -> bytes:
+    from squall.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+    from squall.web import Application, RequestHandler
+    from squall.web.rendering import RenderMixin
+
+    app = Application([], template_loader=loader)
+    request = HTTPServerRequest(
+        start_line=RequestStartLine("GET", "/", "HTTP/1.1"),
+        headers=HTTPHeaders({"Host": "h"}),
+        connection=_Connection(),  # type: ignore[arg-type]
+    )
+    handler = RequestHandler(app, request)
+    # Loaders are kept per template directory, across applications.
+    RenderMixin._template_loaders.clear()
+    try:
+        return handler.render_string(name, **kwargs)
+    finally:
+        handler._break_cycles()
+        RenderMixin._template_loaders.clear()
+
+
+def test_render_string_passes_the_handler_namespace_and_arguments() -> None:
+    loader = DictLoader({"t.html": "{{ x }}|{{ request.path }}|{{ locale.code }}"})
+    assert _render_string(loader, "t.html", x="<") == b"&lt;|/|en_US"
+    # An argument named like a namespace entry wins, as with generate(**).
+    assert _render_string(loader, "t.html", x=1, request=ObjectDict(path="p")) == b"1|p|en_US"
+
+
+def test_render_string_calls_an_overridden_generate() -> None:
+    calls: list[dict[str, Any]] = []
+
+    class Counted(Template):
+        def generate(self, **kwargs: Any) -> bytes:
+            calls.append(kwargs)
+            return super().generate(**kwargs) + b"!"
+
+    class CountedLoader(DictLoader):
+        def _create_template(self, name: str) -> Template:
+            return Counted(self.dict[name], name=name, loader=self)
+
+    out = _render_string(CountedLoader({"t.html": "{{ x }}"}), "t.html", x="a")
+    assert out == b"a!"
+    assert len(calls) == 1 and calls[0]["x"] == "a" and "handler" in calls[0]

@@ -549,12 +549,11 @@ class _H2Protocol(asyncio.Protocol):
                         stream.trailers = HTTPHeaders._from_pairs(event.headers)
                 else:
                     assert isinstance(event, GoAway)
-                    # h2 sends nothing after the client's GOAWAY: the
-                    # streams still open cannot be answered any more.
+                    # The client is leaving (RFC 9113 §6.8): no new streams;
+                    # the ones in flight are answered, then we close.
                     self._closing = True
-                    for stream in list(self._streams.values()):
-                        self._lose_stream(stream)
-                    self._abort(linger=True)
+                    if not self._active:
+                        self._abort(linger=True)
             except RemoteProtocolError as exc:
                 gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
                 self._abort(linger=True)
@@ -1054,7 +1053,12 @@ class _H2Protocol(asyncio.Protocol):
             return
         if linger and not self._lingering and transport.can_write_eof():
             self._lingering = True
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:
+                # The client is already gone (ENOTCONN): nothing to wait for.
+                transport.abort()
+                return
             self._loop.call_later(_LINGER, self._hard_close)
             if self._read_paused:
                 self._read_paused = False

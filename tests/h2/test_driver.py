@@ -159,6 +159,56 @@ class CallbackTest(AsyncHTTPTestCase):
                 await future
 
     @gen_test
+    async def test_client_goaway_lets_streams_in_flight_finish(self) -> None:
+        held: list[HTTPServerRequest] = []
+        self.handle = held.append
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.request("/")
+        await condition(lambda: len(held) == 1)
+        client.conn.close_connection()
+        client.flush()
+        # A stream after the client's GOAWAY is not taken.
+        client.write_raw(b"\x00\x00\x03\x01\x05\x00\x00\x00\x03" + b"\x82\x84\x86")
+        await client.read_once()
+        conn = held[0].connection
+        assert conn is not None
+        conn.write_headers(OK, headers(Content_Length="4"), b"done")
+        conn.finish()
+        await client.until_closed()
+        frames = client.frames()
+        answered = [f for f in frames if type(f).__name__ == "DataFrame" and f.stream_id == sid]
+        assert answered and answered[0].data == b"done"
+        assert not [f for f in frames if f.stream_id == 3 and type(f).__name__ == "HeadersFrame"]
+        await client.close()
+
+    @gen_test
+    async def test_close_when_the_client_is_already_gone(self) -> None:
+        held: list[HTTPServerRequest] = []
+
+        def handle(request: HTTPServerRequest) -> None:
+            held.append(request)
+            conn = request.connection
+            assert conn is not None
+            conn.write_headers(OK, headers(Content_Length="2"), b"ok")
+            conn.finish()
+
+        self.handle = handle
+        r = await self.fetch()
+        assert r.status == 200
+        proto = held[0].connection._proto  # type: ignore[union-attr]
+        transport = proto.transport
+        aborted: list[bool] = []
+
+        def write_eof() -> None:
+            raise OSError(107, "Transport endpoint is not connected")
+
+        transport.write_eof = write_eof
+        real_abort = transport.abort
+        transport.abort = lambda: (aborted.append(True), real_abort())
+        proto._abort(linger=True)  # no exception escapes
+        assert aborted == [True]
+
+    @gen_test
     async def test_bad_request_content_length(self) -> None:
         # A Content-Length that is not one number is a 400 on its stream
         # (RFC 9110 §8.6: digits only; "+1" and "1_0" are not numbers).

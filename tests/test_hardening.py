@@ -364,6 +364,57 @@ class ServerHardeningTest(AsyncHTTPTestCase):
         assert raised.code == 200 and json_decode(raised.body)["arguments"] == 1001
 
 
+class BodyLimitTest(AsyncHTTPTestCase):
+    """The behaviours benchmarks/memory_bounds.py measures, on a small limit."""
+
+    def get_app(self) -> Application:
+        return Application([("/echo", Echo)])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"max_body_size": 1000, "decompress_request": True}
+
+    async def exchange(self, data: bytes, then: bytes = b"") -> bytes:
+        stream = IOStream(socket.socket())
+        try:
+            await stream.connect(("127.0.0.1", self.get_http_port()))
+            await stream.write(data)
+            if then:
+                # The server may answer and close before reading this.
+                try:
+                    await stream.write(then)
+                except OSError:
+                    pass
+            return await stream.read_until_close()
+        finally:
+            stream.close()
+
+    @gen_test
+    async def test_declared_length_over_the_limit_is_refused_before_the_body(self) -> None:
+        head = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n"
+        assert (await self.exchange(head)).startswith(b"HTTP/1.1 400 Bad Request")
+
+    @gen_test
+    async def test_chunked_body_running_past_the_limit_is_refused(self) -> None:
+        head = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunk = b"1f4\r\n" + b"x" * 500 + b"\r\n"
+        response = await self.exchange(head + chunk * 2, chunk * 20 + b"0\r\n\r\n")
+        assert response.startswith(b"HTTP/1.1 400 Bad Request")
+
+    @gen_test
+    async def test_gzip_body_expanding_past_the_limit_is_refused(self) -> None:
+        bomb = gzip.compress(b"\0" * 100_000)
+        head = (
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(bomb)
+        )
+        assert len(bomb) < 1000
+        assert (await self.exchange(head + bomb)).startswith(b"HTTP/1.1 400 Bad Request")
+        fine = gzip.compress(b"a=1")
+        head = head.replace(b"%d" % len(bomb), b"%d" % len(fine))
+        ok = await self.exchange(head.replace(b"Host: a", b"Host: a\r\nConnection: close") + fine)
+        assert ok.startswith(b"HTTP/1.1 200 OK")
+
+
 # 6.4.2 (CVE-2024-7592) and 6.5.3 (CVE-2025-67725, CVE-2025-67726): inputs
 # that were quadratic parse in linear time. Each shape below took Tornado
 # seconds to minutes before the fix; the bound is generous for a loaded box.

@@ -97,13 +97,20 @@ class RenderMixin:
         if self._finished:
             raise RuntimeError("Cannot render() after finish()")
         html = self.render_string(template_name, **kwargs)
+        modules = self.__dict__.get("_active_modules")
+        if modules:
+            html = self._add_module_parts(html, modules.values())
+        return self.finish(html)
+
+    def _add_module_parts(self, html: bytes, modules: Iterable[UIModule]) -> bytes:
+        """``html`` with the CSS, JavaScript and head/body parts of the UI modules used."""
         js_embed: list[bytes] = []
         js_files: list[str] = []
         css_embed: list[bytes] = []
         css_files: list[str] = []
         heads: list[bytes] = []
         bodies: list[bytes] = []
-        for module in self.__dict__.get("_active_modules", {}).values():
+        for module in modules:
             part = module.embedded_javascript()
             if part:
                 js_embed.append(utf8(part))
@@ -134,7 +141,7 @@ class RenderMixin:
             html = _insert_before(html, b"</head>", b"".join(heads), last=False)
         if bodies:
             html = _insert_before(html, b"</body>", b"".join(bodies), last=False)
-        return self.finish(html)
+        return html
 
     def _unique_urls(self, paths: Iterable[str]) -> list[str]:
         urls: dict[str, None] = {}

@@ -132,6 +132,23 @@ class Server:
             self.proc.wait()
 
 
+def start(name: str, argv: list[str], cwd: Optional[str]) -> Server:
+    """Start a contender on a free port; once more on another if it fails
+    (the port picked can be taken by someone else before the server binds)."""
+    for attempt in (1, 2):
+        port = free_port()
+        if name.startswith("hypercorn"):
+            full = [*argv, "--bind", f"127.0.0.1:{port}"]
+        else:
+            full = [*argv, str(port)]
+        try:
+            return Server(name, full, port, cwd)
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def h2load(port: int, duration: float, clients: int, streams: int, h1: bool) -> float:
     argv = [
         "taskset",
@@ -153,10 +170,15 @@ def h2load(port: int, duration: float, clients: int, streams: int, h1: bool) -> 
     argv.append(f"http://127.0.0.1:{port}/?n=bench")
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     out = result.stdout + result.stderr
-    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    counts = re.search(r"requests: \d+ total, (\d+) started, \d+ done, (\d+) succeeded", out)
     rate = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
-    if done is None or rate is None or done.group(1) != done.group(2):
+    if counts is None or rate is None:
         raise RuntimeError(f"h2load failed:\n{out}")
+    # A timed run (-D) counts the requests it had no time to start as
+    # failed; only those that started and did not succeed are the server's.
+    started, succeeded = int(counts.group(1)), int(counts.group(2))
+    if started != succeeded:
+        raise RuntimeError(f"h2load: {started - succeeded} requests failed:\n{out}")
     return float(rate.group(1))
 
 
@@ -202,16 +224,11 @@ def main() -> int:
     per_cpu: dict[str, list[float]] = {name: [] for name, *_ in contenders}
     for rnd in range(args.rounds):
         for name, argv, h1, cwd in contenders:
-            port = free_port()
-            if name.startswith("hypercorn"):
-                argv = [*argv, "--bind", f"127.0.0.1:{port}"]
-            else:
-                argv = [*argv, str(port)]
-            server = Server(name, argv, port, cwd)
+            server = start(name, argv, cwd)
             try:
                 before = cpu_seconds(server.proc.pid)
                 t0 = time.monotonic()
-                rate = h2load(port, args.duration, args.clients, args.streams, h1)
+                rate = h2load(server.port, args.duration, args.clients, args.streams, h1)
                 elapsed = time.monotonic() - t0
                 cpu = cpu_seconds(server.proc.pid) - before
             finally:

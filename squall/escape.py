@@ -104,15 +104,20 @@ def xhtml_escape(value: Union[str, bytes]) -> str:
 
     Replaces ``&``, ``<``, ``>``, ``"`` and ``'``.
     """
-    text = to_unicode(value)
-    # "&" first, or the entities introduced below would be escaped again.
-    return (
-        text.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&quot;")
-        .replace("'", "&#x27;")
-    )
+    text = value if isinstance(value, str) else to_unicode(value)
+    # Most text has nothing to escape: five membership tests cost less than
+    # five replace() calls.
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        # "&" first, or the entities introduced below would be escaped again.
+        return (
+            text.replace("&", "&amp;")
+            .replace("<", "&lt;")
+            .replace(">", "&gt;")
+            .replace('"', "&quot;")
+            .replace("'", "&#x27;")
+        )
+    # A plain str, as replace() would have made of a subclass.
+    return text if text.__class__ is str else str.__str__(text)
 
 
 _ENTITY_RE = re.compile(r"&(#?)(\w+);")

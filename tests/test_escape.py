@@ -77,6 +77,17 @@ def test_xhtml_escape_replaces_the_five_special_characters() -> None:
     )
     assert xhtml_escape(b"<\xc3\xa9>") == "&lt;\u00e9&gt;"
     assert xhtml_escape("&amp;") == "&amp;amp;"
+    assert xhtml_escape("plain") == "plain"
+
+
+def test_xhtml_escape_returns_plain_str() -> None:
+    class Text(str):
+        pass
+
+    for value in (Text("plain"), Text("<b>"), b"bytes"):
+        escaped = xhtml_escape(value)
+        assert type(escaped) is str
+        assert escaped == xhtml_escape(str(value) if isinstance(value, str) else value.decode())
 
 
 @pytest.mark.parametrize(

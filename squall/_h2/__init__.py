@@ -1,10 +1,14 @@
-"""Sans-I/O HTTP/2, server side: bytes in, events out; calls in, bytes out.
+"""Sans-I/O HTTP/2: bytes in, events out; calls in, bytes out.
 
-A layer over python-hyper's ``h2`` package (the ``http2`` extra:
-``pip install squall[http2]``) that adds the limits a server exposed to the
-Internet needs (`H2Limits`), outbound flow-control queues, and events shaped
-for Squall's drivers. No ``asyncio``, ``socket``, ``ssl`` or ``time``
-import: the driver (`squall.httpserver._h2protocol`) passes the clock in.
+The server side (`H2Connection`) is our own: framing, stream states, flow
+control and HPACK decoding (RFC 9113, RFC 7541), with the limits a server
+exposed to the Internet needs (`H2Limits`), outbound flow-control queues,
+and events shaped for Squall's drivers. The client side
+(`squall._h2._client`) runs over python-hyper's ``h2`` package, which the
+``http2`` extra installs (``pip install squall[http2]``) and whose ``hpack``
+supplies the Huffman code table. No ``asyncio``, ``socket``, ``ssl`` or
+``time`` import: the drivers (`squall.httpserver._h2protocol`,
+`squall.h2client`) pass the clock in.
 """
 
 from squall._h2._connection import PREFACE, ErrorCode, H2Connection

@@ -197,6 +197,23 @@ def test_autoescape_name_bound_to_another_function_at_render_time() -> None:
         Template("{{ x }}", autoescape="missing").generate(x="<")
 
 
+def test_several_autoescape_names_each_bound_at_render_time() -> None:
+    loader = DictLoader(
+        {
+            "base.html": "{% autoescape escape %}{{ x }}|{% block b %}{% end %}|{% include 'i.html' %}",
+            "page.html": "{% extends 'base.html' %}{% block b %}{{ x }}{% end %}",
+            "i.html": "{% autoescape None %}{{ x }}",
+        }
+    )
+    page = loader.load("page.html")
+    assert page.generate(x="<") == b"&lt;|&lt;|<"
+    assert page.generate(x="<", escape=lambda v: b"E") == b"E|&lt;|<"
+    assert page.generate(x="<", xhtml_escape=lambda v: b"X") == b"&lt;|X|<"
+    both = page.generate(x="<", escape=lambda v: b"E", xhtml_escape=lambda v: b"X")
+    assert both == b"E|X|<"
+    assert page.generate(x="<") == b"&lt;|&lt;|<"
+
+
 def test_autoescape_name_rebound_by_the_template_itself() -> None:
     source = "{{ x }}{% set xhtml_escape = lambda v: b'[' + v + b']' %}{{ x }}"
     with pytest.raises(UnboundLocalError):

@@ -162,7 +162,16 @@ class Template:
         # Code of the entry point by the answer, for each of _escape_names in
         # order, to "is it bound to xhtml_escape?".
         key = tuple(name in fast for name in self._escape_names)
-        self._entry_points: dict[tuple[bool, ...], CodeType] = {key: self._entry(self.compiled)}
+        entry = self._entry(self.compiled)
+        self._entry_points: dict[tuple[bool, ...], CodeType] = {key: entry}
+        # The usual cases, checked first at each render: no autoescape name,
+        # or one, bound to xhtml_escape as it was here.
+        self._usual_entry: Optional[CodeType] = None
+        self._usual_name: Optional[str] = None
+        if not key:
+            self._usual_entry = entry
+        elif key == (True,):
+            self._usual_entry, self._usual_name = entry, self._escape_names[0]
         # The names every render starts from; copying a dict is cheaper
         # than building it (the loader's namespace is added at each render,
         # as it may change).
@@ -239,11 +248,7 @@ class Template:
     def _entry_for(self, namespace: dict[str, Any]) -> CodeType:
         """The entry point's code for the escape functions bound in ``namespace``."""
         names = self._escape_names
-        if len(names) == 1:
-            # The usual case, spelled out: it runs at every render.
-            key: tuple[bool, ...] = (namespace.get(names[0]) is _XHTML_ESCAPE,)
-        else:
-            key = tuple([namespace.get(name) is _XHTML_ESCAPE for name in names])
+        key = tuple([namespace.get(name) is _XHTML_ESCAPE for name in names])
         code = self._entry_points.get(key)
         if code is None:
             # Rare: an autoescape name bound by generate()'s arguments or a
@@ -273,7 +278,11 @@ class Template:
         namespace.update(variables)
         # The entry point's function made directly from its code: the same
         # as running the compiled module in the namespace, for less.
-        execute = FunctionType(self._entry_for(namespace), namespace, ENTRY_POINT, _HELPER_DEFAULTS)
+        code = self._usual_entry
+        name = self._usual_name
+        if code is None or (name is not None and namespace.get(name) is not _XHTML_ESCAPE):
+            code = self._entry_for(namespace)
+        execute = FunctionType(code, namespace, ENTRY_POINT, _HELPER_DEFAULTS)
         # A template compiled earlier under the same name may have left its
         # source in the line cache; tracebacks must show this one's.
         linecache.cache.pop(self._filename, None)

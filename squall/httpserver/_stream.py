@@ -35,7 +35,7 @@ class _TransportStream(BaseIOStream):
     driver; writes go out at once (after any HTTP output queued before).
     """
 
-    __slots__ = ("_proto", "_transport", "_inbox", "_eof", "on_drain")
+    __slots__ = ("_proto", "_transport", "_inbox", "_eof", "on_drain", "_receiver", "_receiving")
 
     def __init__(
         self,
@@ -54,6 +54,9 @@ class _TransportStream(BaseIOStream):
         #: sends close 1001); without one, the connection is aborted at the
         #: drain's deadline.
         self.on_drain: Optional[Callable[[], None]] = None
+        # See `set_receiver`: a callback that takes reads directly.
+        self._receiver: Optional[Callable[[bytes], None]] = None
+        self._receiving = True
 
     @property
     def socket(self) -> Any:
@@ -101,13 +104,47 @@ class _TransportStream(BaseIOStream):
                 pass  # the connection is already gone
 
     def _set_state(self, state: int) -> None:
-        # No fd registration: READ interest maps to the transport's reading.
+        # No fd registration: READ interest maps to the transport's reading
+        # (unless a receiver decides it).
         if self._closed:
             return
         self._state = state
         proto = self._proto
-        if proto._detached:
+        if proto._detached and self._receiver is None:
             proto._set_stream_reading(bool(state & _READ))
+
+    def set_receiver(self, receiver: Optional[Callable[[bytes], None]]) -> bytes:
+        """Hands every later read to ``receiver`` as it arrives, with no read Future.
+
+        The owner of a detached connection that parses its own bytes (a
+        WebSocket) uses this instead of ``read_bytes``, and `set_receiving`
+        instead of read interest. None gives reading back to the stream.
+
+        Returns:
+            The bytes received and not yet read (the receiver's first input).
+        """
+        if self._read_future is not None:
+            raise RuntimeError("a read is pending on the stream")
+        self._receiver = receiver
+        pending = bytes(self._rbuf[self._rpos :]) + bytes(self._inbox)
+        self._rbuf.clear()
+        self._rpos = 0
+        self._inbox.clear()
+        self._receiving = True
+        proto = self._proto
+        if proto._detached and not self._closed:
+            # Reading on, as the receiver expects, or as the stream's idle
+            # state does.
+            proto._set_stream_reading(True)
+        return pending
+
+    def set_receiving(self, receiving: bool) -> None:
+        """Pauses (False) or resumes the reads that go to the receiver."""
+        self._receiving = receiving
+        proto = self._proto
+        if proto._detached and not self._closed and not (receiving and proto._write_paused):
+            # (While writes are paused, reading resumes with them: _writable.)
+            proto._set_stream_reading(receiving)
 
     def close(self, exc_info: Any = False) -> None:
         """Close the stream and its transport."""
@@ -118,6 +155,10 @@ class _TransportStream(BaseIOStream):
     # -- called by the protocol ----------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
+        receiver = self._receiver
+        if receiver is not None and not self._closed:
+            receiver(data)
+            return
         self._inbox += data
         if self._closed:
             return
@@ -147,13 +188,11 @@ class _TransportStream(BaseIOStream):
         # large echo) would wait for ever.
         proto = self._proto
         state = self._state
-        if (
-            not self._closed
-            and state is not None
-            and state & _READ
-            and proto._detached
-            and not proto._write_paused
-        ):
+        if self._receiver is not None:
+            wanted = self._receiving
+        else:
+            wanted = state is not None and bool(state & _READ)
+        if wanted and not self._closed and proto._detached and not proto._write_paused:
             proto._set_stream_reading(True)
 
     def _lost(self, exc: Optional[BaseException]) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from squall import _ws
@@ -149,6 +150,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         self._task: Optional[asyncio.Task[None]] = None
         self._cork: Optional[list[bytes]] = None
         self._cork_future: Optional[Future[None]] = None
+        # Reads come straight from the stream (see start_reading), in this context.
+        self._direct = False
+        self._context: Optional[contextvars.Context] = None
 
     # -- counters (read by tests and tools)
 
@@ -183,30 +187,147 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._schedule_ping(self.ping_interval)
 
     def start_reading(self) -> None:
-        """Starts the task that reads frames and dispatches their events."""
-        if self._task is None and not self._closed:
-            self._task = asyncio.ensure_future(self._receive_loop())
+        """Starts reading frames and dispatching their events.
 
-    async def _receive_loop(self) -> None:
+        A stream that can hand its reads over (``set_receiver``: the
+        server's detached connections) is read without a Task or a Future
+        per read: the events of each read are dispatched as it arrives.
+        The first callback that returns an awaitable moves reading to a
+        task (`_receive_loop`) for the rest of the connection, so that
+        coroutines run inside a Task as they would anywhere. Other streams
+        (the client's) are read by that task from the start.
+        """
+        if self._task is not None or self._closed or self._direct:
+            return
+        stream = self.stream
+        set_receiver = getattr(stream, "set_receiver", None)
+        if set_receiver is None:
+            self._task = asyncio.ensure_future(self._receive_loop())
+            return
+        # Callbacks see the context reading started in, as they would in a
+        # task created here.
+        self._context = contextvars.copy_context()
+        self._direct = True
+        pending = set_receiver(self._receive)
+        if pending:
+            self._receive(pending)
+
+    def _receive(self, data: bytes) -> None:
+        context = self._context
+        if context is not None:
+            context.run(self._receive_in_context, data)
+
+    def _receive_in_context(self, data: bytes) -> None:
+        conn = self.conn
+        if self._closed or conn is None:
+            return
+        events = conn.receive_data(data)
+        if events:
+            self._run_events(events, 0)
+
+    def _run_events(self, events: list[_ws.Event], index: int) -> bool:
+        """Dispatches ``events[index:]`` now.
+
+        Returns:
+            False if some are left for later: after ``_EVENTS_PER_TURN``
+            of them (reading is paused and the rest continue on the next
+            loop turn), or after an awaitable (they go to a reading task).
+        """
+        count = len(events)
+        stop = index + _EVENTS_PER_TURN
+        self._cork = []
+        try:
+            while index < count:
+                event = events[index]
+                index += 1
+                if type(event) is _ws.Message:
+                    message = event.data
+                    result = self._handle_message(1 if type(message) is str else 2, message)
+                else:
+                    result = self._dispatch(event)
+                if result is not None:
+                    self._to_task(result, events, index)
+                    return False
+                if self._closed:
+                    return True
+                if index == stop and index < count:
+                    self._set_receiving(False)
+                    IOLoop.current().add_callback(self._run_later, events, index)
+                    return False
+        except (Exception, asyncio.CancelledError):
+            # A callback's error (CancelledError too: no task is being
+            # cancelled here) ends this connection only.
+            self._log_callback_error()
+        finally:
+            self._uncork()
+        return True
+
+    def _run_later(self, events: list[_ws.Event], index: int) -> None:
+        context = self._context
+        if self._closed or context is None or not self._direct:
+            return
+        if context.run(self._run_events, events, index):
+            self._set_receiving(True)
+
+    def _set_receiving(self, receiving: bool) -> None:
+        set_receiving = getattr(self.stream, "set_receiving", None)
+        if set_receiving is not None:
+            set_receiving(receiving)
+
+    def _to_task(self, waiting: Awaitable[None], events: list[_ws.Event], index: int) -> None:
+        self._direct = False
+        stream = self.stream
+        assert stream is not None
+        set_receiver: Callable[[Optional[Callable[[bytes], None]]], bytes]
+        set_receiver = getattr(stream, "set_receiver")  # noqa: B009 (not on BaseIOStream)
+        pending = set_receiver(None)
+        self._context = None
+        self._task = asyncio.ensure_future(self._receive_loop(waiting, events, index, pending))
+
+    async def _receive_loop(
+        self,
+        waiting: Optional[Awaitable[None]] = None,
+        events: Optional[list[_ws.Event]] = None,
+        index: int = 0,
+        pending: bytes = b"",
+    ) -> None:
         stream = self.stream
         conn = self.conn
         assert stream is not None and conn is not None
         try:
+            if waiting is not None:
+                await waiting
+            if pending:
+                events = (events or [])[index:] + conn.receive_data(pending)
+                index = 0
             while not self._closed:
-                data = await stream.read_bytes(_READ_CHUNK, partial=True)
-                events = conn.receive_data(data)
-                if not events:
-                    continue
+                if events is None or index >= len(events):
+                    data = await stream.read_bytes(_READ_CHUNK, partial=True)
+                    events = conn.receive_data(data)
+                    index = 0
+                    if not events:
+                        continue
                 # What the callbacks write while one read's events are
                 # dispatched goes out in one stream write.
                 self._cork = []
                 handled = 0
-                for event in events:
-                    if type(event) is _ws.Message:
-                        message = event.data
-                        opcode = 1 if type(message) is str else 2
-                        result = self._handle_message(opcode, message)
+                delivered = False
+                while index < len(events):
+                    event = events[index]
+                    index += 1
+                    kind = type(event)
+                    if kind is _ws.Message:
+                        message = cast(_ws.Message, event).data
+                        result = self._handle_message(1 if type(message) is str else 2, message)
+                        delivered = True
                     else:
+                        if delivered and (kind is _ws.CloseReceived or kind is _ws.ProtocolFailed):
+                            # One turn for the application to answer the
+                            # messages before the close (a reader woken by
+                            # them, an echo): they came first.
+                            self._uncork()
+                            await asyncio.sleep(0)
+                            self._cork = []
                         result = self._dispatch(event)
                     if result is not None:
                         self._uncork()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any, Optional
 
 import squall.websocket._protocol as protocol_module
@@ -83,6 +84,41 @@ class FakeStream:
         self.nodelay = value
 
 
+class ReceivingStream(FakeStream):
+    """FakeStream that can hand reads to a receiver, as the server's detached stream does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiver: Any = None
+        self.receiving: list[bool] = []
+        self.paused = False
+
+    def set_receiver(self, receiver: Any) -> bytes:
+        if self.reader is not None and not self.reader.done():
+            raise RuntimeError("a read is pending")
+        self.receiver = receiver
+        self.paused = False
+        pending = bytes(self.inbox)
+        self.inbox.clear()
+        return pending
+
+    def set_receiving(self, receiving: bool) -> None:
+        self.receiving.append(receiving)
+        self.paused = not receiving
+        if receiving and self.inbox and self.receiver is not None:
+            data = bytes(self.inbox)
+            self.inbox.clear()
+            self.receiver(data)
+
+    def feed(self, data: bytes) -> None:
+        if self.receiver is None or self._closed:
+            super().feed(data)
+        elif self.paused:
+            self.inbox += data
+        else:
+            self.receiver(data)
+
+
 class Peer(_Peer):
     def __init__(self) -> None:
         self.messages: list[Any] = []
@@ -118,14 +154,18 @@ def server_frames(data: bytes) -> list[Any]:
 
 
 class ProtocolTest(AsyncTestCase):
+    """Over a stream read with read_bytes, by a task (the client's case)."""
+
+    stream_class: type[FakeStream] = FakeStream
+
     def make(
         self, peer: Optional[_Peer] = None, **kwargs: Any
-    ) -> tuple[WebSocketProtocol13, FakeStream, Any]:
+    ) -> tuple[WebSocketProtocol13, Any, Any]:
         peer = peer or Peer()
         proto = WebSocketProtocol13(peer, client=False, **kwargs)
         if isinstance(peer, Peer):
             peer.protocol = proto
-        stream = FakeStream()
+        stream = self.stream_class()
         proto.start(stream, _ws.WSConnection(False))  # type: ignore[arg-type]
         proto.start_reading()
         return proto, stream, peer
@@ -397,3 +437,84 @@ class ProtocolTest(AsyncTestCase):
             proto = WebSocketProtocol13(peer, client=False)
             proto.close(code)
             self.assertTrue(peer.closed.done())
+
+
+class DirectProtocolTest(ProtocolTest):
+    """The same tests over a stream that hands reads straight to the protocol."""
+
+    stream_class = ReceivingStream
+
+    @gen_test
+    async def test_events_are_dispatched_as_the_bytes_arrive(self) -> None:
+        proto, stream, peer = self.make()
+        self.assertIsNotNone(stream.receiver)
+        stream.feed(frame(1, b"a") + frame(2, b"b")[:3])
+        # No task, no loop turn: dispatched inside the feed.
+        self.assertEqual(peer.messages, ["a"])
+        stream.feed(frame(2, b"b")[3:])
+        self.assertEqual(peer.messages, ["a", b"b"])
+        self.assertEqual([server_frames(w) for w in stream.written], [[(1, b"a")], [(1, b"b")]])
+        self.assertIsNone(proto._task)
+
+    @gen_test
+    async def test_bytes_buffered_before_reading_starts_come_first(self) -> None:
+        peer = Peer()
+        proto = WebSocketProtocol13(peer, client=False)
+        peer.protocol = proto
+        stream = ReceivingStream()
+        stream.inbox += frame(1, b"early")
+        proto.start(stream, _ws.WSConnection(False))  # type: ignore[arg-type]
+        proto.start_reading()
+        proto.start_reading()  # a second call changes nothing
+        self.assertEqual(peer.messages, ["early"])
+
+    @gen_test
+    async def test_an_awaitable_moves_reading_to_a_task_in_order(self) -> None:
+        release: Future[None] = Future()
+        order: list[str] = []
+
+        class Waits(Peer):
+            def on_message(self, message: Any) -> Any:
+                order.append(message)
+                if message == "wait":
+                    return release
+                return None
+
+        proto, stream, peer = self.make(Waits())
+        stream.feed(frame(1, b"one") + frame(1, b"wait") + frame(1, b"after"))
+        self.assertEqual(order, ["one", "wait"])
+        self.assertIsNone(stream.receiver)
+        self.assertIsNotNone(proto._task)
+        stream.feed(frame(1, b"later"))
+        release.set_result(None)
+        while len(order) < 4:
+            await asyncio.sleep(0)
+        self.assertEqual(order, ["one", "wait", "after", "later"])
+
+    @gen_test
+    async def test_a_flood_pauses_reading_between_turns(self) -> None:
+        proto, stream, peer = self.make()
+        peer.reply = False
+        stream.feed(frame(2, b"m") * 200)
+        self.assertEqual(len(peer.messages), protocol_module._EVENTS_PER_TURN)
+        self.assertEqual(stream.receiving, [False])
+        stream.feed(frame(1, b"queued"))  # held while paused
+        while len(peer.messages) < 201:
+            await asyncio.sleep(0)
+        self.assertEqual(peer.messages[-1], "queued")
+        self.assertEqual(stream.receiving[-1], True)
+
+    @gen_test
+    async def test_callbacks_run_in_the_context_reading_started_in(self) -> None:
+        seen: list[Any] = []
+        var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+        class Reads(Peer):
+            def on_message(self, message: Any) -> None:
+                seen.append(var.get())
+
+        var.set("from open")
+        proto, stream, peer = self.make(Reads())
+        var.set("changed later")
+        stream.feed(frame(1, b"x"))
+        self.assertEqual(seen, ["from open"])

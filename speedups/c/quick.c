@@ -1,7 +1,10 @@
 /* squall._h1._quick, compiled: one pass over a request head in C.
  *
  * request_head(buf, start, line_end, end, max_count) returns the Request
- * event of a head in its common shape, or None. The common shape: a method
+ * event of a head in its common shape, or None. find_request_head(buf, pos,
+ * scan, max_start_line, max_header_size, max_count) first finds the head
+ * that starts at pos, as H1Connection._find_head does for a complete head
+ * within the limits, and returns (Request, position after the head). The common shape: a method
  * among GET POST HEAD PUT DELETE OPTIONS PATCH, one SP, an origin-form
  * target of visible ASCII, one SP, HTTP/1.1 or HTTP/1.0; then at most
  * max_count field lines, each token ":" field-value CRLF (RFC 9112 section
@@ -192,54 +195,32 @@ error:
     return NULL;
 }
 
-static PyObject *request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "request_head() takes 5 arguments");
-        return NULL;
-    }
-    const unsigned char *b;
-    Py_ssize_t size;
-    PyObject *buf = args[0];
-    if (PyBytes_CheckExact(buf)) {
-        b = (const unsigned char *)PyBytes_AS_STRING(buf);
-        size = PyBytes_GET_SIZE(buf);
-    } else if (PyByteArray_CheckExact(buf)) {
-        b = (const unsigned char *)PyByteArray_AS_STRING(buf);
-        size = PyByteArray_GET_SIZE(buf);
-    } else {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    Py_ssize_t line_end = PyLong_AsSsize_t(args[2]);
-    Py_ssize_t end = PyLong_AsSsize_t(args[3]);
-    Py_ssize_t max_count = PyLong_AsSsize_t(args[4]);
-    if (PyErr_Occurred()) return NULL;
-    /* The layout promised by the caller; anything else is left to Python. */
-    if (start < 0 || line_end < start || end < line_end || end + 4 > size ||
-        memcmp(b + end, "\r\n\r\n", 4) != 0 || (line_end < end && memcmp(b + line_end, "\r\n", 2) != 0))
-        Py_RETURN_NONE;
-
+/* The Request of the head b[start:end + 4] (layout checked by the caller),
+ * or NULL: with an exception set on failure, without one for a head this
+ * code does not decide. */
+static PyObject *parse_head(const unsigned char *b, Py_ssize_t start, Py_ssize_t line_end,
+                            Py_ssize_t end, Py_ssize_t max_count) {
     /* RFC 9112 section 3: method SP request-target SP HTTP-version. */
     const unsigned char *line = b + start;
     Py_ssize_t n = line_end - start;
     const unsigned char *sp1 = memchr(line, ' ', (size_t)n);
-    if (sp1 == NULL) Py_RETURN_NONE;
+    if (sp1 == NULL) return NULL;
     PyObject *method = method_of(line, sp1 - line);
-    if (method == NULL) Py_RETURN_NONE;
+    if (method == NULL) return NULL;
     const unsigned char *t = sp1 + 1;
     const unsigned char *line_stop = line + n;
     const unsigned char *sp2 = memchr(t, ' ', (size_t)(line_stop - t));
-    if (sp2 == NULL || sp2 == t || *t != '/') Py_RETURN_NONE;
+    if (sp2 == NULL || sp2 == t || *t != '/') return NULL;
     for (const unsigned char *q = t; q < sp2; q++)
-        if (*q < 0x21 || *q > 0x7e) Py_RETURN_NONE;
+        if (*q < 0x21 || *q > 0x7e) return NULL;
     PyObject *version;
-    if (line_stop - (sp2 + 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0) Py_RETURN_NONE;
+    if (line_stop - (sp2 + 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0) return NULL;
     if (sp2[8] == '1')
         version = str_http11;
     else if (sp2[8] == '0')
         version = str_http10;
     else
-        Py_RETURN_NONE;
+        return NULL;
 
     PyObject *fields, *block;
     if (line_end >= end) {
@@ -250,10 +231,7 @@ static PyObject *request_head(PyObject *module, PyObject *const *args, Py_ssize_
     } else {
         int high = 0;
         fields = fields_of(b, line_end + 2, end, max_count, &high);
-        if (fields == NULL) {
-            if (PyErr_Occurred()) return NULL;
-            Py_RETURN_NONE;
-        }
+        if (fields == NULL) return NULL;
         block = latin1(b + line_end + 2, end - (line_end + 2), high);
         if (block == NULL) {
             Py_DECREF(fields);
@@ -274,11 +252,112 @@ static PyObject *request_head(PyObject *module, PyObject *const *args, Py_ssize_
     return req;
 }
 
+/* The bytes of a bytes or bytearray object; 0 for another type. */
+static int bytes_of(PyObject *buf, const unsigned char **b, Py_ssize_t *size) {
+    if (PyBytes_CheckExact(buf)) {
+        *b = (const unsigned char *)PyBytes_AS_STRING(buf);
+        *size = PyBytes_GET_SIZE(buf);
+        return 1;
+    }
+    if (PyByteArray_CheckExact(buf)) {
+        *b = (const unsigned char *)PyByteArray_AS_STRING(buf);
+        *size = PyByteArray_GET_SIZE(buf);
+        return 1;
+    }
+    return 0;
+}
+
+static int ssize_args(PyObject *const *args, Py_ssize_t n, Py_ssize_t *out) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = PyLong_AsSsize_t(args[i]);
+        if (out[i] == -1 && PyErr_Occurred()) return -1;
+    }
+    return 0;
+}
+
+static PyObject *request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "request_head() takes 5 arguments");
+        return NULL;
+    }
+    const unsigned char *b;
+    Py_ssize_t size, v[4];
+    if (ssize_args(args + 1, 4, v) < 0) return NULL;
+    if (!bytes_of(args[0], &b, &size)) Py_RETURN_NONE;
+    Py_ssize_t start = v[0], line_end = v[1], end = v[2], max_count = v[3];
+    /* The layout promised by the caller; anything else is left to Python. */
+    if (start < 0 || line_end < start || end < line_end || end + 4 > size ||
+        memcmp(b + end, "\r\n\r\n", 4) != 0 ||
+        (line_end < end && memcmp(b + line_end, "\r\n", 2) != 0))
+        Py_RETURN_NONE;
+    PyObject *req = parse_head(b, start, line_end, end, max_count);
+    if (req == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
+    return req;
+}
+
+/* Index of the first "\r\n\r\n" in b[from:size], or -1. */
+static Py_ssize_t find_blank_line(const unsigned char *b, Py_ssize_t from, Py_ssize_t size) {
+    const unsigned char *p = b + from, *stop = b + size;
+    while (stop - p >= 4) {
+        p = memchr(p, '\r', (size_t)(stop - p - 3));
+        if (p == NULL) return -1;
+        if (p[1] == '\n' && p[2] == '\r' && p[3] == '\n') return p - b;
+        p++;
+    }
+    return -1;
+}
+
+static PyObject *find_request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "find_request_head() takes 6 arguments");
+        return NULL;
+    }
+    const unsigned char *b;
+    Py_ssize_t size, v[5];
+    if (ssize_args(args + 1, 5, v) < 0) return NULL;
+    if (!bytes_of(args[0], &b, &size)) Py_RETURN_NONE;
+    Py_ssize_t pos = v[0], scan = v[1], max_start_line = v[2], max_header_size = v[3];
+    /* Empty lines before the head (RFC 9112 section 2.2), an incomplete
+     * head and the size limits are H1Connection._find_head's to handle. */
+    if (pos < 0 || pos >= size || b[pos] == '\r' || b[pos] == '\n') Py_RETURN_NONE;
+    Py_ssize_t end = find_blank_line(b, scan > pos ? scan : pos, size);
+    if (end < 0) Py_RETURN_NONE;
+    const unsigned char *cr = b + pos;
+    while (!(cr[0] == '\r' && cr[1] == '\n')) cr = memchr(cr + 1, '\r', (size_t)(b + end + 2 - cr));
+    Py_ssize_t line_end = cr - b;
+    if (line_end - pos > max_start_line || end + 4 - pos > max_header_size) Py_RETURN_NONE;
+    PyObject *req = parse_head(b, pos, line_end, end, v[4]);
+    if (req == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *after = PyLong_FromSsize_t(end + 4);
+    if (after == NULL) {
+        Py_DECREF(req);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(req);
+        Py_DECREF(after);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, req);
+    PyTuple_SET_ITEM(pair, 1, after);
+    return pair;
+}
+
 static PyMethodDef methods[] = {
     {"request_head", (PyCFunction)(void (*)(void))request_head, METH_FASTCALL,
      "request_head(buf, start, line_end, end, max_count) -> Request | None\n\n"
      "The Request of a request head in its common shape, or None to let the\n"
      "Python parser decide (and raise its error)."},
+    {"find_request_head", (PyCFunction)(void (*)(void))find_request_head, METH_FASTCALL,
+     "find_request_head(buf, pos, scan, max_start_line, max_header_size, max_count)\n"
+     "-> tuple[Request, int] | None\n\n"
+     "Find the complete request head that starts at buf[pos] and parse it as\n"
+     "request_head does: its Request and the position after it, or None to\n"
+     "let H1Connection find and parse it (and raise its error)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -433,18 +433,36 @@ class H1Connection(_Sender):
         return hbuf, 0, line_end, len(head), i + skip
 
     def _read_request_head(self) -> Event | Sentinel:
-        found = self._find_head()
-        if found is None:
-            if self._eof:
-                return self._closed(self._pos < len(self._buf))
-            return NEED_DATA
-        hbuf, start, line_end, end, after = found
-        try:
-            req = self._heads.request(hbuf, start, line_end, end)
-        except RemoteProtocolError:
-            self._check_method_prefix(hbuf, start)
-            self._check_bare_lf(hbuf, start, end)
-            raise
+        heads = self._heads
+        quick = heads.quick_find
+        got = None
+        if quick is not None and not self._bare_lf:
+            # The compiled build's C pass finds and parses a complete head in
+            # its common shape; None leaves everything to the code below.
+            limits = self._limits
+            got = quick(
+                self._buf,
+                self._pos,
+                self._scan,
+                limits.max_start_line,
+                limits.max_header_size,
+                limits.max_header_count,
+            )
+        if got is not None:
+            req, after = got
+        else:
+            found = self._find_head()
+            if found is None:
+                if self._eof:
+                    return self._closed(self._pos < len(self._buf))
+                return NEED_DATA
+            hbuf, start, line_end, end, after = found
+            try:
+                req = heads.request(hbuf, start, line_end, end)
+            except RemoteProtocolError:
+                self._check_method_prefix(hbuf, start)
+                self._check_bare_lf(hbuf, start, end)
+                raise
         self._pos = after
         self._scan = after
         self._method = req.method

@@ -10,19 +10,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._events import Headers, Request
+from ._quick import find_request_head as _quick_find
 from ._quick import request_head as _quick_head
 
 if TYPE_CHECKING:
     # A type only: the compiled build's C module binds request_head alone.
-    from ._quick import QuickHead
-from ._rules import parse_fields, parse_request_fields, parse_request_line, parse_status_line
+    from ._quick import QuickFind, QuickHead
+from ._rules import parse_fields, parse_request_line, parse_status_line, request_fields
 
 __all__ = ["HeadParser", "PythonHeadParser"]
 
-_METHODS: dict[bytes, str] = {
-    m: m.decode() for m in [b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"]
+_METHODS: dict[str, str] = {
+    m: m for m in ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"]
 }
-_VERSIONS: dict[bytes, str] = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
+_VERSIONS: dict[str, str] = {"HTTP/1.1": "HTTP/1.1", "HTTP/1.0": "HTTP/1.0"}
 
 ResponseHead = tuple[str, int, str, Headers]
 
@@ -32,13 +33,19 @@ class HeadParser:
 
     ``buf[start:line_end]`` is the start line, ``buf[line_end:end]`` the field
     lines (each preceded by CRLF), and ``buf[end:end + 4]`` is CRLF CRLF.
+
+    Attributes:
+        quick_find: `squall._h1._quick.find_request_head` where this backend
+            lets the connection try it before finding the head itself;
+            None otherwise.
     """
 
-    __slots__ = ("max_header_count",)
+    __slots__ = ("max_header_count", "quick_find")
     name = "python"
 
     def __init__(self, max_header_count: int) -> None:
         self.max_header_count = max_header_count
+        self.quick_find: QuickFind | None = None
 
     def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> Request:
         """Parse a request head (RFC 9112 §3, §5)."""
@@ -63,6 +70,9 @@ class PythonHeadParser(HeadParser):
     def __init__(self, max_header_count: int, quick: QuickHead | None = _quick_head) -> None:
         super().__init__(max_header_count)
         self._quick = quick
+        # The C pass that also finds the head comes with the one that does not.
+        if quick is not None and quick is _quick_head:
+            self.quick_find = _quick_find
 
     def request(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> Request:
         quick = self._quick
@@ -72,27 +82,31 @@ class PythonHeadParser(HeadParser):
             req = quick(buf, start, line_end, end, self.max_header_count)
             if req is not None:
                 return req
-        line = buf[start:line_end]
-        if isinstance(line, bytearray):
-            line = bytes(line)
-        parts = line.split(b" ")
+        # One decode for the whole head: the start line is its first line.
+        text = buf[start:end].decode("latin-1")
+        lines = text.split("\r\n")
+        parts = lines[0].split(" ")
         # Fast path for the common methods and versions; anything else gets
         # the full checks (and their error messages) in parse_request_line.
         if len(parts) == 3:
-            m, t, v = parts
-            method = _METHODS.get(m)
-            version = _VERSIONS.get(v)
-            target = t.decode("latin-1")
+            method = _METHODS.get(parts[0])
+            version = _VERSIONS.get(parts[2])
+            target = parts[1]
             if not (
-                method and version and t[:1] == b"/" and target.isascii() and target.isprintable()
+                method
+                and version
+                and target[:1] == "/"
+                and target.isascii()
+                and target.isprintable()
             ):
-                method, target, version = parse_request_line(line)
+                method, target, version = parse_request_line(bytes(buf[start:line_end]))
         else:
-            method, target, version = parse_request_line(line)
-        if line_end >= end:
+            method, target, version = parse_request_line(bytes(buf[start:line_end]))
+        if len(lines) == 1:
             return Request(method, target, version, [], {})
-        fields, block = parse_request_fields(buf, line_end + 2, end, self.max_header_count)
-        return Request(method, target, version, None, fields, block)
+        del lines[0]
+        fields = request_fields(buf, line_end + 2, end, lines, self.max_header_count)
+        return Request(method, target, version, None, fields, text[line_end + 2 - start :])
 
     def response(self, buf: bytes | bytearray, start: int, line_end: int, end: int) -> ResponseHead:
         version, status, reason = parse_status_line(bytes(buf[start:line_end]))

@@ -164,21 +164,17 @@ def parse_fields(
     return [(n, v.strip(" \t")) for n, _, v in map(str.partition, text.split("\r\n"), repeat(":"))]
 
 
-def parse_request_fields(
-    buf: bytes | bytearray, start: int, end: int, max_count: int
-) -> tuple[Fields, str]:
+def request_fields(
+    buf: bytes | bytearray, start: int, end: int, lines: list[str], max_count: int
+) -> Fields:
     """Parse a request's field lines in ``buf[start:end]`` (``buf[end:end + 2]``
     is CRLF) straight into `Fields`, with the checks and errors of
     `parse_fields` (a request: obs-fold is refused).
 
-    Returns:
-        The fields, and the block as text (lines joined by CRLF) from which
-        `Request.headers` is built if anyone asks for it.
+    Args:
+        lines: The same lines, decoded as latin-1 and split at CRLF (the
+            caller has them from decoding the whole head).
     """
-    if start >= end:
-        return {}, ""
-    text = buf[start:end].decode("latin-1")
-    lines = text.split("\r\n")
     # As many CRLFs as lines less one: parse_fields' count, without a count.
     if len(lines) > max_count:
         raise bad(f"Too many header fields (more than {max_count})", 431)
@@ -192,7 +188,7 @@ def parse_request_fields(
     get = FIELD_NAMES.get
     quick = {get(n): [v.strip(" \t")] for n, _, v in map(str.partition, lines, repeat(": "))}
     if len(quick) == len(lines) and None not in quick:
-        return cast(Fields, quick), text
+        return cast(Fields, quick)
     fields: Fields = {}
     for line in lines:
         name, _, value = line.partition(":")
@@ -202,7 +198,7 @@ def parse_request_fields(
             fields[norm] = [value.strip(" \t")]
         else:
             values.append(value.strip(" \t"))
-    return fields, text
+    return fields
 
 
 def diagnose_fields(block: bytes) -> RemoteProtocolError:

@@ -30,7 +30,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import squall._h1._quick
-from squall._h1 import H1Connection, RemoteProtocolError, Request
+from squall._h1 import (
+    NEED_DATA,
+    PAUSED,
+    EndOfMessage,
+    H1Connection,
+    H1Limits,
+    RemoteProtocolError,
+    Request,
+)
 from squall._h1._heads import PythonHeadParser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,11 +70,15 @@ def _build(tmp: Path) -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> Quick:
-    installed = squall._h1._quick.request_head
-    if installed is not None:
-        return installed
-    func: Quick = _build(tmp_path_factory.mktemp("quick")).request_head
+def module(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if squall._h1._quick.request_head is not None:
+        return squall._h1._quick
+    return _build(tmp_path_factory.mktemp("quick"))
+
+
+@pytest.fixture(scope="module")
+def quick(module: Any) -> Quick:
+    func: Quick = module.request_head
     return func
 
 
@@ -265,3 +277,136 @@ def test_server_connection_uses_it_in_the_compiled_build() -> None:
     assert req.fields == {"Host": ["a"]}
     # The parser connections share carries the module's fast path.
     assert conn._heads._quick is squall._h1._quick.request_head  # type: ignore[attr-defined]
+
+
+def connection(module: Any | None, limits: H1Limits, bare_lf: bool = False) -> H1Connection:
+    """A server connection whose head parser has the C pass (module) or not."""
+    conn = H1Connection("server", parser="python", limits=limits, allow_bare_lf=bare_lf)
+    heads = PythonHeadParser(limits.max_header_count, quick=None)
+    if module is not None:
+        heads = PythonHeadParser(limits.max_header_count, quick=module.request_head)
+        heads.quick_find = module.find_request_head
+    conn._heads = heads  # type: ignore[misc]
+    return conn
+
+
+def events(conn: H1Connection, reads: list[bytes]) -> list[Any]:
+    """Everything the connection says for these reads, responding to each request."""
+    out: list[Any] = []
+    for data in reads:
+        conn.receive_data(data)
+        while True:
+            try:
+                ev = conn.next_event()
+            except RemoteProtocolError as exc:
+                out.append(("error", str(exc), exc.status_hint))
+                return out
+            if ev is NEED_DATA:
+                break
+            if ev is PAUSED:
+                if conn.our_state != "IDLE":
+                    break
+                conn.send_response(200, "OK", [("Content-Length", "0")], b"")
+                if not conn.keep_alive:
+                    out.append(("close",))
+                    return out
+                continue
+            if isinstance(ev, Request):
+                out.append(("request", ev.method, ev.target, ev.version, ev.headers, ev.fields))
+                out.append(("after", conn._pos, conn.keep_alive, conn.expects_continue))  # type: ignore[attr-defined]
+            elif isinstance(ev, EndOfMessage):
+                out.append(("end",))
+            else:
+                out.append(ev)
+    return out
+
+
+def same_stream(module: Any, data: bytes, cuts: list[int], limits: H1Limits, lf: bool) -> None:
+    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    reads = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    assert events(connection(module, limits, lf), reads) == events(
+        connection(None, limits, lf), reads
+    )
+
+
+def test_find_takes_pipelined_heads(module: Any) -> None:
+    limits = H1Limits()
+    heads = [b"GET /%d HTTP/1.1\r\nHost: a\r\nX: %d\r\n\r\n" % (i, i) for i in range(5)]
+    buf = b"".join(heads)
+    pos = 0
+    for head in heads:
+        got = module.find_request_head(buf, pos, pos, 16384, 65536, 256)
+        assert got is not None
+        req, after = got
+        assert after == pos + len(head)
+        assert (
+            req.fields
+            == PythonHeadParser(256, quick=None)
+            .request(head, 0, head.find(b"\r\n"), len(head) - 4)
+            .fields
+        )
+        pos = after
+    assert module.find_request_head(buf, pos, pos, 16384, 65536, 256) is None
+    same_stream(module, buf, [7, 60, 61, 130], limits, False)
+
+
+def test_find_leaves_what_the_connection_decides(module: Any) -> None:
+    find = module.find_request_head
+    head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    assert find(head, 0, 0, 16384, 65536, 256) is not None
+    assert find(b"\r\n" + head, 0, 0, 16384, 65536, 256) is None  # empty line first
+    assert find(head[:-1], 0, 0, 16384, 65536, 256) is None  # incomplete
+    assert find(head, 0, 0, 13, 65536, 256) is None  # start line too long
+    assert find(head, 0, 0, 16384, len(head) - 1, 256) is None  # head too large
+    assert find(head, 0, 0, 16384, 65536, 0) is None  # too many fields
+    assert find(head, len(head), 0, 16384, 65536, 256) is None
+    assert find(bytearray(head), 0, 0, 16384, 65536, 256) is not None
+    assert find(memoryview(head), 0, 0, 16384, 65536, 256) is None
+    with pytest.raises(TypeError):
+        find(head, 0, 0, 16384, 65536)
+    for limits in (
+        H1Limits(max_start_line=13),
+        H1Limits(max_header_size=20),
+        H1Limits(max_header_count=0),
+    ):
+        same_stream(module, head + head, [], limits, False)
+    same_stream(module, b"\r\n" + head, [], H1Limits(), False)
+
+
+def test_find_is_off_in_bare_lf_mode(module: Any) -> None:
+    data = b"GET /a HTTP/1.1\nHost: a\n\nGET /b HTTP/1.1\r\nHost: b\r\n\r\n"
+    same_stream(module, data, [3, 40], H1Limits(), True)
+
+
+_SMALL = H1Limits(max_start_line=40, max_header_size=120, max_header_count=4)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    heads=st.lists(
+        st.tuples(
+            st.sampled_from([b"GET", b"POST", b"CONNECT", b"BREW", b""]),
+            st.sampled_from([b"/", b"/a?b", b"*", b"http://h/", b"/\x80"]),
+            st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0"]),
+            st.lists(_LINE, max_size=5),
+            st.sampled_from([b"", b"\r\n", b"\n", b"abc"]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    cuts=st.lists(st.integers(0, 400), max_size=4),
+    small=st.booleans(),
+    lf=st.booleans(),
+)
+def test_property_connection_same_with_and_without(
+    module: Any,
+    heads: list[tuple[bytes, bytes, bytes, list[bytes], bytes]],
+    cuts: list[int],
+    small: bool,
+    lf: bool,
+) -> None:
+    data = b""
+    for method, target, version, lines, before in heads:
+        data += before + b" ".join([method, target, version])
+        data += b"".join(b"\r\n" + li for li in lines) + b"\r\n\r\n"
+    same_stream(module, data, cuts, _SMALL if small else H1Limits(), lf)

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import squall.escape
 import squall.template
+from squall.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 from squall.template import (
     BaseLoader,
     DictLoader,
@@ -23,6 +26,8 @@ from squall.template import (
     filter_whitespace,
 )
 from squall.util import ObjectDict
+from squall.web import Application, RequestHandler
+from squall.web.rendering import RenderMixin
 
 DATA = Path(__file__).parent / "data" / "templates"
 
@@ -152,6 +157,37 @@ def test_inline_escape_of_each_kind_of_value() -> None:
     ]
     for value, expected in cases:
         assert template.generate(x=value) == expected, value
+
+
+_VALUES = st.one_of(
+    st.text(),
+    st.text().map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.integers(),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.none(),
+    st.lists(st.text(max_size=3), max_size=3),
+)
+
+
+@settings(max_examples=40)
+@given(st.lists(_VALUES, min_size=1, max_size=6), st.text(alphabet="ab<&'\"}\\ \n"))
+def test_inline_escape_matches_escaping_by_name(values: list[Any], text: str) -> None:
+    # The same template run twice: escaping written inline, and through a
+    # function that only wraps xhtml_escape (so it is called by name, with
+    # bytes, the way Tornado's code does it). Both must give the same bytes
+    # or the same error.
+    source = text.join(f"{{{{ v[{i}] }}}}" for i in range(len(values))) + text
+    template = Template(source, name="t.txt")
+
+    def outcome(**extra: Any) -> object:
+        try:
+            return template.generate(v=values, **extra)
+        except (UnicodeError, ValueError) as exc:
+            return type(exc)
+
+    by_name = outcome(xhtml_escape=lambda b: squall.escape.xhtml_escape(b))
+    assert outcome() == by_name
 
 
 def test_escaped_bytes_must_be_utf8() -> None:
@@ -734,10 +770,6 @@ class _Connection:
 
 
 def _render_string(loader: BaseLoader, name: str, **kwargs: Any) -> bytes:
-    from squall.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
-    from squall.web import Application, RequestHandler
-    from squall.web.rendering import RenderMixin
-
     app = Application([], template_loader=loader)
     request = HTTPServerRequest(
         start_line=RequestStartLine("GET", "/", "HTTP/1.1"),

@@ -214,10 +214,9 @@ class Text(Node):
         text.encode("utf-8")
         return text
 
-    def write(self, out: CodeWriter) -> None:
-        text = self.output()
-        if text:
-            out.line(f"{APPEND}({text!r})", self.line)
+    def write(self, out: CodeWriter) -> None:  # pragma: no cover
+        # Text is written by the Body it is in, joined with its neighbours.
+        raise AssertionError("Text is written through Body")
 
 
 class Expression(Node):

@@ -243,7 +243,7 @@ class Template:
         for const in compiled.co_consts:
             if isinstance(const, CodeType) and const.co_name == ENTRY_POINT:
                 return const
-        raise AssertionError("generated code without its entry point")
+        raise AssertionError("generated code without its entry point")  # pragma: no cover
 
     def _entry_for(self, namespace: dict[str, Any]) -> CodeType:
         """The entry point's code for the escape functions bound in ``namespace``."""

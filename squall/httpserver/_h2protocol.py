@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union, cast
 from squall._h1 import H1Limits
 from squall._h1 import Request as H1Request
 from squall._h2 import (
+    PREFACE,
     Data,
     Drained,
     EndOfStream,
@@ -53,6 +54,10 @@ from squall._h2 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters, _GzipMessageDelegate
 from squall.httpserver._context import _HTTPRequestContext
+
+# The HTTP/1.1 driver: it accepts every connection and hands HTTP/2 ones
+# over; its _closed_future is the done Future of a write to a closed stream.
+from squall.httpserver._protocol import _closed_future, _HTTPProtocol
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -65,7 +70,6 @@ from squall.httputil import (
 from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:
-    from squall.httpserver._protocol import _HTTPProtocol
     from squall.httpserver._server import HTTPServer
 
 __all__ = ["_H2Protocol", "_H2Stream"]
@@ -104,13 +108,6 @@ _TRAILER_FORBIDDEN = frozenset(
         "set-cookie",
     )
 )
-
-
-def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
-    future: asyncio.Future[None] = loop.create_future()
-    future.set_exception(StreamClosedError())
-    future.exception()  # a write to a closed stream need not be awaited
-    return future
 
 
 class _H2Stream(HTTPConnection):
@@ -1122,9 +1119,6 @@ class _H2Protocol(asyncio.Protocol):
 
 
 # -- choosing HTTP/2 on a new connection (HTTPServer(http2=True)) ----------------------
-
-from squall._h2 import PREFACE  # noqa: E402
-from squall.httpserver._protocol import _HTTPProtocol  # noqa: E402
 
 
 def _wants_h2c(event: H1Request) -> bool:

@@ -276,6 +276,15 @@ def test_traceback_names_the_failing_expression_of_a_run() -> None:
     assert "# t.html:2" in tb
 
 
+def test_traceback_through_code_escaping_by_name_shows_that_code() -> None:
+    # Code that escapes by name is laid out differently from the inline
+    # kind: the traceback must show the lines of the code that ran.
+    template = DictLoader({"t.html": "{{ a }}\n{{ 1/0 }}"}).load("t.html")
+    assert "# t.html:2" in failure_trace(lambda: template.generate(a=1))
+    custom = failure_trace(lambda: template.generate(a=1, xhtml_escape=lambda v: v))
+    assert "_tt_tmp = 1/0  # t.html:2" in custom
+
+
 def test_text_that_is_not_utf8_fails_when_compiled() -> None:
     with pytest.raises(UnicodeEncodeError):
         Template("a\udcff")

@@ -163,7 +163,11 @@ class Template:
         # order, to "is it bound to xhtml_escape?".
         key = tuple(name in fast for name in self._escape_names)
         entry = self._entry(self.compiled)
-        self._entry_points: dict[tuple[bool, ...], CodeType] = {key: entry}
+        source = _SourceLoader(self.code)
+        # With the source that tracebacks through that code must show.
+        self._entry_points: dict[tuple[bool, ...], tuple[CodeType, _SourceLoader]] = {
+            key: (entry, source)
+        }
         # The usual cases, checked first at each render: no autoescape name,
         # or one, bound to xhtml_escape as it was here.
         self._usual_entry: Optional[CodeType] = None
@@ -177,7 +181,7 @@ class Template:
         # as it may change).
         self._globals = dict(_BUILTINS)
         self._globals["__name__"] = self.name.replace(".", "_")
-        self._globals["__loader__"] = _SourceLoader(self.code)
+        self._globals["__loader__"] = source
 
     def _lineage(self) -> list[Template]:
         """This template followed by the chain of templates it extends."""
@@ -246,17 +250,22 @@ class Template:
         raise AssertionError("generated code without its entry point")  # pragma: no cover
 
     def _entry_for(self, namespace: dict[str, Any]) -> CodeType:
-        """The entry point's code for the escape functions bound in ``namespace``."""
+        """The entry point's code for the escape functions bound in ``namespace``.
+
+        Also puts that code's source in ``namespace`` for tracebacks.
+        """
         names = self._escape_names
         key = tuple([namespace.get(name) is _XHTML_ESCAPE for name in names])
-        code = self._entry_points.get(key)
-        if code is None:
+        found = self._entry_points.get(key)
+        if found is None:
             # Rare: an autoescape name bound by generate()'s arguments or a
             # changed loader namespace. Another thread may build the same
             # code at once; either result is right.
             fast = frozenset(name for name, inline in zip(names, key, strict=True) if inline)
-            code = self._entry_points[key] = self._entry(self._build(fast)[1])
-        return code
+            code, compiled, _ = self._build(fast)
+            found = self._entry_points[key] = (self._entry(compiled), _SourceLoader(code))
+        namespace["__loader__"] = found[1]
+        return found[0]
 
     def generate(self, **kwargs: Any) -> bytes:
         """Render the template with ``kwargs`` as variables.

@@ -30,7 +30,7 @@ Usage:
   python benchmarks/callgrind_hotpath.py                 # servers x stages, varied
   python benchmarks/callgrind_hotpath.py --caches        # the two caches on/off
   python benchmarks/callgrind_hotpath.py --profile       # Squall's hottest functions
-  options: --server NAME (repeatable), --stream, -n, --handler hello|echo,
+  options: --server NAME (repeatable), --stream, -n, --handler hello|echo|json,
            --no-head-cache, --no-etag-memo, --json FILE
 Installs nothing: needs valgrind (`make bench-callgrind` installs it with apt).
 """
@@ -227,7 +227,16 @@ def _squall_protocol(loop: asyncio.AbstractEventLoop, handler: str) -> Any:
         def get(self) -> None:
             self.write("Hello, " + self.get_argument("q", ""))
 
-    app = squall.web.Application([("/", Echo if handler == "echo" else Hello)])
+    class Json(squall.web.RequestHandler):
+        def get(self) -> None:
+            self.write({"message": "Hello, world"})
+
+    handlers: dict[str, type[squall.web.RequestHandler]] = {
+        "hello": Hello,
+        "echo": Echo,
+        "json": Json,
+    }
+    app = squall.web.Application([("/", handlers[handler])])
     server = HTTPServer(app)
     # The protocol factory exactly as add_sockets makes it: capture what it
     # hands to loop.create_server instead of serving a socket.
@@ -260,6 +269,8 @@ def _aiohttp_protocol(loop: asyncio.AbstractEventLoop, handler: str, lowlevel: b
     async def hello(request: web.BaseRequest) -> web.Response:
         if handler == "echo":
             return web.Response(text="Hello, " + request.query.get("q", ""))
+        if handler == "json":
+            return web.json_response({"message": "Hello, world"})
         return web.Response(text="Hello, world")
 
     if lowlevel:
@@ -642,10 +653,14 @@ def stage_table(args: argparse.Namespace, report: dict[str, Any]) -> None:
         if server == "null":
             continue
         total = run_one(base_cfg(args, server))
-        staged = run_one(base_cfg(args, server, probes="stages"))
         per = total["per_request"]
         line = f"  {server:<17} total {per:>9,.0f}  net of harness {per - null:>9,.0f}"
         entry: dict[str, Any] = {"total": per, "net": per - null, "parser": total["parser"]}
+        if args.totals:
+            print(line + f"  (parser {total['parser']})")
+            report.setdefault("stages", {}).setdefault(args.stream, {})[server] = entry
+            continue
+        staged = run_one(base_cfg(args, server, probes="stages"))
         stages: dict[str, float] = defaultdict(float)
         for slot, cost in staged["probe_self"].items():
             stages[staged["labels"][int(slot)][0]] += cost
@@ -743,7 +758,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server", action="append", choices=SERVERS)
     ap.add_argument("--stream", choices=["varied", "repeated"], default="varied")
-    ap.add_argument("--handler", choices=["hello", "echo"], default="hello")
+    ap.add_argument("--handler", choices=["hello", "echo", "json"], default="hello")
     ap.add_argument("-n", type=int, default=2000, help="requests in the difference")
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     ap.add_argument("--no-head-cache", action="store_true")
@@ -751,8 +766,10 @@ def main() -> int:
     ap.add_argument("--caches", action="store_true", help="the cache on/off table")
     ap.add_argument("--profile", action="store_true", help="hottest Squall functions")
     ap.add_argument("--both-streams", action="store_true", help="stage table for both streams")
+    ap.add_argument("--totals", action="store_true", help="totals only (no stage run)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--keep", help="keep the profile run's callgrind output here")
+    ap.add_argument("--top", type=int, default=25, help="functions listed by --profile")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
@@ -765,7 +782,7 @@ def main() -> int:
     if args.caches:
         cache_table(args, report)
     elif args.profile:
-        profile_table(args, report)
+        profile_table(args, report, args.top)
     else:
         for stream in ("varied", "repeated") if args.both_streams else (args.stream,):
             args.stream = stream

@@ -31,16 +31,12 @@ from ._states import (
     _S_MUST_CLOSE,
     _S_SWITCHED,
 )
-from ._writer import chunk, encode_fields, encode_lines, find_values
+from ._writer import check_block, chunk, encode_fields, encode_lines, find_values
 
 __all__: list[str] = []
 
 # Content-Length, Transfer-Encoding and Connection values (None: absent).
 _FramingFields = tuple[Optional[list[str]], Optional[list[str]], Optional[list[str]]]
-
-# The last response field block serialized, known to be valid (one str
-# reference, swapped whole: any thread reading it sees a valid block).
-_last_fields = ""
 
 
 class _Sender:
@@ -167,6 +163,47 @@ class _Sender:
             return head + data
         return head + self.send_data(data)
 
+    def send_head(
+        self,
+        status: int,
+        reason: str,
+        lines: list[str],
+        cl: Optional[list[str]],
+        te: Optional[list[str]],
+        conn: Optional[list[str]],
+        data: bytes = b"",
+        checked: bool = False,
+    ) -> bytes:
+        """Server: a final response head from fields the caller has rendered,
+        with the first body piece (what a framework's first flush sends).
+
+        The head is built once: the status line, ``lines`` joined, the
+        framing and connection fields this side adds, encoded in one go.
+
+        Args:
+            lines: One ``"Name: value\r\n"`` string per field.
+            cl, te, conn: The values of Content-Length, Transfer-Encoding
+                and Connection among ``lines`` (None for an absent field).
+            data: The first piece of the body.
+            checked: The caller vouches that every name is a token and no
+                value holds a control character (its fields were validated
+                when they were set); otherwise the block is checked here.
+
+        Raises:
+            LocalProtocolError: As `send_response_start`.
+        """
+        text = "".join(lines)
+        if not checked:
+            check_block(text, lines)
+        head = self._head(status, reason, text, cl, te, conn, -1)
+        if not data:
+            return head
+        out = self._out
+        if out >= len(data):  # a Content-Length body (the framings are negative)
+            self._out = out - len(data)
+            return head + data
+        return head + self.send_data(data)
+
     def _response_head(
         self,
         status: int,
@@ -176,37 +213,13 @@ class _Sender:
         framing_fields: Optional[_FramingFields] = None,
         lines: Optional[list[str]] = None,
     ) -> bytes:
-        if self._client:
-            raise LocalProtocolError("a client cannot send a response")
-        rst = self._rstate
-        if self._sstate != _S_IDLE or rst == _R_HEAD:
-            raise LocalProtocolError("no request to answer, or a response already started")
-        if rst == _R_ERROR or rst == _R_CLOSED:
-            # Answering a malformed request (400, 431...): close after it.
-            self.keep_alive = False
-        if not (100 <= status <= 999) or (status < 200 and status != 101):
-            raise LocalProtocolError(f"invalid final status code {status!r}")
-        # Responses often repeat their fields exactly (across connections
-        # too): the last block known to be valid is kept, module-wide.
-        global _last_fields
         if lines is None:
-            text = encode_fields(headers, _last_fields)
+            text = encode_fields(headers)
         else:
-            text = encode_lines(lines, _last_fields)
-        if len(text) <= 2048:
-            _last_fields = text
-        plain = False
+            text = encode_lines(lines)
         if framing_fields is not None:
-            # _plain_framing(), inlined for the common response: at most one
-            # plain Content-Length, no Transfer-Encoding or Connection.
             cl, te, conn = framing_fields
-            if te is None and conn is None:
-                if cl is None:
-                    plain = True
-                elif len(cl) == 1:
-                    value = cl[0]
-                    plain = value.isdigit() and value.isascii() and len(value) <= 18
-        if not plain:
+        else:
             low = "\n" + text.lower()
             # Most responses set neither Transfer-Encoding nor Connection: a
             # substring test spares the scan.
@@ -217,12 +230,49 @@ class _Sender:
                 else None
             )
             conn = find_values(text, low, "\nconnection:") if "\nconnection:" in low else None
+        return self._head(status, reason, text, cl, te, conn, length)
+
+    def _head(
+        self,
+        status: int,
+        reason: str,
+        text: str,
+        cl: Optional[list[str]],
+        te: Optional[list[str]],
+        conn: Optional[list[str]],
+        length: int,
+    ) -> bytes:
+        """The head of a response whose (valid) field block is ``text``;
+        ``length`` >= 0 is the whole body's length (Content-Length is added
+        when no framing field is set)."""
+        if self._client:
+            raise LocalProtocolError("a client cannot send a response")
+        rst = self._rstate
+        if self._sstate != _S_IDLE or rst == _R_HEAD:
+            raise LocalProtocolError("no request to answer, or a response already started")
+        if rst == _R_ERROR or rst == _R_CLOSED:
+            # Answering a malformed request (400, 431...): close after it.
+            self.keep_alive = False
+        if not (100 <= status <= 999) or (status < 200 and status != 101):
+            raise LocalProtocolError(f"invalid final status code {status!r}")
         is11 = self._is11
         method = self._method
-        if length >= 0 and cl is None and te is None and status >= 200 and status not in (204, 304):
-            # send_response's body: we know its length.
-            text += f"Content-Length: {length}\r\n"
-            framing = length
+        if te is None and conn is None and (cl is None or len(cl) == 1):
+            # The common response: at most one Content-Length, no
+            # Transfer-Encoding or Connection.
+            if cl is None:
+                if length >= 0 and status >= 200 and status not in (204, 304):
+                    # send_response's body: we know its length.
+                    text += f"Content-Length: {length}\r\n"
+                    framing = length
+                else:
+                    framing = _NO_BODY
+            else:
+                value = cl[0]
+                if value.isdigit() and value.isascii() and len(value) <= 18:
+                    framing = int(value)
+                else:
+                    framing = self._out_framing(cl, None)
         elif te is not None and cl is not None:
             # Tornado sends what the application set, both fields included,
             # and delimits the body by Content-Length; its clients must then
@@ -230,9 +280,11 @@ class _Sender:
             # the same, but close afterwards so nothing can follow it.
             framing = self._out_framing(cl, None)
             self.keep_alive = False
-        elif plain:
-            # One Content-Length of at most 18 digits, or none.
-            framing = int(cl[0]) if cl is not None else _NO_BODY
+        elif (
+            length >= 0 and cl is None and te is None and status >= 200 and status not in (204, 304)
+        ):
+            text += f"Content-Length: {length}\r\n"
+            framing = length
         else:
             framing = self._out_framing(cl, te)
         extra = ""
@@ -250,9 +302,10 @@ class _Sender:
                 self.keep_alive = False
         elif framing == CHUNKED and not is11:
             raise LocalProtocolError("chunked coding cannot be sent to an HTTP/1.0 client")
-        if conn is not None and "close" in split_list(conn):
-            self.keep_alive = False
-        if conn is None and not self._switching:
+        if conn is not None:
+            if "close" in split_list(conn):
+                self.keep_alive = False
+        elif not self._switching:
             if not self.keep_alive:
                 if is11:
                     extra += "Connection: close\r\n"

@@ -7,16 +7,12 @@ from collections.abc import Iterable
 from ._errors import LocalProtocolError
 from ._rules import STR_FIELDS_RE, STR_TOKEN_RE, STR_VALUE_RE
 
-__all__ = ["encode_fields", "encode_lines", "find_values"]
+__all__ = ["check_block", "encode_fields", "encode_lines", "find_values"]
 
 
-def encode_fields(headers: Iterable[tuple[str, str]], known: str = "") -> str:
+def encode_fields(headers: Iterable[tuple[str, str]]) -> str:
     """Render field lines as ``"Name: value\\r\\n"...``, checked against the
     same grammar the parser enforces, so what we send always re-parses.
-
-    Args:
-        known: A block that passed these checks before: the same text from
-            as many fields is not checked again.
 
     Raises:
         LocalProtocolError: A name is not a token, or a value holds CR, LF,
@@ -26,10 +22,10 @@ def encode_fields(headers: Iterable[tuple[str, str]], known: str = "") -> str:
         lines = list(map(": ".join, headers))
     except TypeError:
         raise LocalProtocolError("header fields must be (str, str) pairs") from None
-    return encode_lines(lines, known)
+    return encode_lines(lines)
 
 
-def encode_lines(lines: list[str], known: str = "") -> str:
+def encode_lines(lines: list[str]) -> str:
     """`encode_fields` for field lines the caller has already rendered as
     ``"Name: value"`` (each from one name and one value).
 
@@ -39,19 +35,29 @@ def encode_lines(lines: list[str], known: str = "") -> str:
     if not lines:
         return ""
     text = "\r\n".join(lines) + "\r\n"
+    check_block(text, lines)
+    return text
+
+
+def check_block(text: str, lines: list[str]) -> None:
+    """Check ``text``, the ``lines`` (``"Name: value"``, each with or without
+    its CRLF) joined into a block of CRLF-terminated lines.
+
+    Raises:
+        LocalProtocolError: As `encode_fields`.
+    """
     # The line count check catches a CR or LF inside one value, which the
     # block grammar alone would read as a second (injected) field.
     n = len(lines)
-    if text == known and text.count("\n") == n:
-        return text
     if STR_FIELDS_RE.fullmatch(text) is None or text.count("\n") != n or text.count("\r") != n:
         _diagnose(lines)
         raise LocalProtocolError(f"invalid header field in {text[:200]!r}")
-    return text
 
 
 def _diagnose(lines: list[str]) -> None:
     for line in lines:
+        if line.endswith("\r\n"):
+            line = line[:-2]
         name, _, value = line.partition(": ")
         if STR_TOKEN_RE.fullmatch(name) is None:
             raise LocalProtocolError(f"invalid header name {name[:100]!r}")

@@ -56,6 +56,7 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
+from squall.httputil._response import _ResponseHeaders
 from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:
@@ -178,32 +179,43 @@ class _RequestConnection(HTTPConnection):
         assert isinstance(start_line, ResponseStartLine)
         fields = headers._as_list
         lines = []
-        try:
+        # Rendered once, here, each field straight into its line.
+        if type(headers) is _ResponseHeaders and not headers._unchecked:
+            # A handler's headers: every value is a str already checked.
+            checked = True
             for name, values in fields.items():
-                # Rendered here, in this frame, rather than as (name, value)
-                # pairs joined later: no tuples, no comprehension call.
                 if len(values) == 1:
-                    lines.append(name + ": " + values[0])
+                    lines.append(f"{name}: {values[0]}\r\n")
                 else:
                     for value in values:
-                        lines.append(name + ": " + value)
-        except TypeError:
-            self._headers_written = True
-            raise HTTPOutputError("header fields must be (str, str) pairs") from None
+                        lines.append(f"{name}: {value}\r\n")
+        else:
+            checked = False
+            try:
+                for name, values in fields.items():
+                    for value in values:
+                        # Concatenated, not formatted: a value that is not a
+                        # str is refused rather than rendered by str().
+                        lines.append(name + ": " + value + "\r\n")
+            except TypeError:
+                self._headers_written = True
+                raise HTTPOutputError("header fields must be (str, str) pairs") from None
         get = fields.get
         # HTTPHeaders keys are canonical: the framing fields are found by name.
         conn = get("Connection")
         if conn is None and p._params.no_keep_alive:
             conn = ["close"]
-            lines.append("Connection: close")
+            lines.append("Connection: close\r\n")
         try:
-            data = p._h1.send_response_start(
+            data = p._h1.send_head(
                 start_line.code,
                 start_line.reason,
-                (),
-                chunk or b"",
-                (get("Content-Length"), get("Transfer-Encoding"), conn),
                 lines,
+                get("Content-Length"),
+                get("Transfer-Encoding"),
+                conn,
+                chunk or b"",
+                checked,
             )
         except LocalProtocolError as exc:
             raise HTTPOutputError(str(exc)) from None

@@ -31,7 +31,8 @@ from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
 from squall.httpserver._protocol import _RequestConnection
 from squall.httputil import HTTPHeaders, ResponseStartLine, format_timestamp, responses
-from squall.httputil._headers import _ABNF
+from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
+from squall.httputil._response import UNSAFE_VALUE_CHARS, _ResponseHeaders
 from squall.log import app_log, gen_log
 from squall.util import ObjectDict
 from squall.web.cookies import CookieMixin
@@ -55,14 +56,17 @@ class _ArgDefaultMarker:
 _ARG_DEFAULT: Any = _ArgDefaultMarker()
 
 # RFC 9110 section 5.5: a field value may hold HTAB but no other control.
-_UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_UNSAFE_HEADER_CHARS = UNSAFE_VALUE_CHARS
 # Controls other than whitespace are replaced in decoded arguments.
 _ARGUMENT_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")
 _ETAG_TOKEN = re.compile(rb'\*|(?:W/)?"[^"]*"')
 
 _new_tuple = tuple.__new__
+_new_object = object.__new__
 _SERVER_HEADER = "SquallServer/" + __import__("squall").version
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+# The handler method of each common HTTP method (spares a lower() per request).
+_METHOD_ATTRS = {m: m.lower() for m in ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")}
 
 # The last small one-part body hashed for an Etag, with its Etag: replies
 # that repeat a short body (health checks, "OK", small JSON) spare the
@@ -75,9 +79,10 @@ _etag_memo: tuple[bytes, str] = (b"", '"' + hashlib.sha1(b"").hexdigest() + '"')
 _date_cache: list[Any] = [0, ""]
 
 
-def _new_headers() -> HTTPHeaders:
+def _new_headers() -> _ResponseHeaders:
     # Built without going through validation: the values are our own.
-    headers = HTTPHeaders.__new__(HTTPHeaders)
+    headers = _new_object(_ResponseHeaders)
+    headers._unchecked = False
     now = int(time.time())
     if now != _date_cache[0]:
         _date_cache[0] = now
@@ -240,7 +245,7 @@ class RequestHandler(CookieMixin, RenderMixin):
     def _connection_closed(self) -> None:
         # Both the connection's close callback and a streaming delegate may
         # report the same close; the handler hears of it once.
-        if not self.__dict__.get("_close_reported"):
+        if not getattr(self, "_close_reported", False):
             self._close_reported = True
             self.on_connection_close()
 
@@ -311,7 +316,15 @@ class RequestHandler(CookieMixin, RenderMixin):
             ValueError: if the value holds control characters (such as CR/LF).
             TypeError: for a value of another type.
         """
-        self._headers[name] = self._convert_header_value(value)
+        # Straight into the dict: the name is checked by _normalize_header
+        # and the value here, so the headers stay "checked" (see
+        # _ResponseHeaders).
+        if type(value) is not str or not value.isprintable():
+            # isprintable() is False for every control character (and for
+            # some characters that are allowed, such as HTAB): those go
+            # through the full conversion and check.
+            value = self._convert_header_value(value)
+        self._headers._as_list[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
 
     def add_header(self, name: str, value: _HeaderValue) -> None:
         """Adds a value to the header ``name``, keeping the values it had (as for ``Set-Cookie``)."""
@@ -496,7 +509,8 @@ class RequestHandler(CookieMixin, RenderMixin):
         Returns:
             A future that resolves when the data has been written out.
         """
-        connection = self.request.connection
+        request = self.request
+        connection = request.connection
         assert connection is not None
         buffer = self._write_buffer
         if len(buffer) == 1:
@@ -506,11 +520,13 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._write_buffer = []
         if not self._headers_written:
             self._headers_written = True
-            for transform in self._transforms:
-                self._status_code, self._headers, chunk = transform.transform_first_chunk(
-                    self._status_code, self._headers, chunk, include_footers
-                )
-            if self.request.method == "HEAD":
+            transforms = self._transforms
+            if transforms:
+                for transform in transforms:
+                    self._status_code, self._headers, chunk = transform.transform_first_chunk(
+                        self._status_code, self._headers, chunk, include_footers
+                    )
+            if request.method == "HEAD":
                 chunk = b""
             # tuple.__new__ skips the namedtuple's Python-level constructor.
             start_line = _new_tuple(ResponseStartLine, ("", self._status_code, self._reason))
@@ -540,30 +556,20 @@ class RequestHandler(CookieMixin, RenderMixin):
             raise RuntimeError("finish() called twice")
         if chunk is not None:
             self.write(chunk)
-        cls = self.__class__
-        # Hooks count when overridden on the class or set on the instance
-        # (``self.on_finish = ...``, ``mock.patch.object(handler, ...)``).
-        own = self.__dict__
+        # The hooks are called even when they are the base class's no-ops:
+        # a call costs less than finding out whether one was overridden on
+        # the class or set on the instance (whose __dict__ must not be
+        # read: see locale).
         if not self._headers_written:
             status = self._status_code
-            # The stock headers object is read through its dict: no calls.
-            fields = self._headers._as_list
-            if status == 200 and self.request.method in ("GET", "HEAD") and "Etag" not in fields:
-                if cls.set_etag_header is _stock.set_etag_header and "set_etag_header" not in own:
-                    # set_etag_header(), without set_header's checks: an
-                    # Etag is a quoted string of our own or the hook's.
-                    etag = self.compute_etag()
-                    if etag is not None:
-                        fields["Etag"] = [
-                            etag if type(etag) is str else self._convert_header_value(etag)
-                        ]
-                else:
-                    self.set_etag_header()
-                if (
-                    cls.check_etag_header is not _stock.check_etag_header
-                    or "check_etag_header" in own
-                    or "If-None-Match" in self.request.headers._as_list
-                ) and self.check_etag_header():
+            request = self.request
+            if (
+                status == 200
+                and request.method in ("GET", "HEAD")
+                and "Etag" not in self._headers._as_list
+            ):
+                self.set_etag_header()
+                if self.check_etag_header():
                     self._write_buffer = []
                     self.set_status(304)
                     status = 304
@@ -571,13 +577,14 @@ class RequestHandler(CookieMixin, RenderMixin):
                 if self._write_buffer and any(self._write_buffer):
                     raise RuntimeError(f"Cannot send a body with status {status}")
                 self._clear_representation_headers()
-            elif "Content-Length" not in fields:
-                length = 0
-                for part in self._write_buffer:
-                    length += len(part)
-                fields["Content-Length"] = [str(length)]
-        request = self.request
-        connection = request.connection
+            else:
+                fields = self._headers._as_list
+                if "Content-Length" not in fields:
+                    length = 0
+                    for part in self._write_buffer:
+                        length += len(part)
+                    fields["Content-Length"] = [str(length)]
+        connection = self.request.connection
         assert connection is not None
         if type(connection) is _RequestConnection:
             connection._close_callback = None
@@ -587,13 +594,8 @@ class RequestHandler(CookieMixin, RenderMixin):
         connection.finish()
         self.application.log_request(self)
         self._finished = True
-        if cls.on_finish is not _stock.on_finish or "on_finish" in own:
-            self.on_finish()
-        if cls._break_cycles is _stock._break_cycles and "_break_cycles" not in own:
-            if self._ui_namespace is not None:
-                self._ui_namespace = None
-        else:
-            self._break_cycles()
+        self.on_finish()
+        self._break_cycles()
         return future
 
     def _break_cycles(self) -> None:
@@ -671,7 +673,9 @@ class RequestHandler(CookieMixin, RenderMixin):
     @property
     def locale(self) -> locale_module.Locale:
         """The user's locale: `get_user_locale`, else `get_browser_locale` (may be assigned)."""
-        loc = self.__dict__.get("_locale")
+        # getattr, not self.__dict__: reading __dict__ makes CPython build
+        # it, and every attribute access on the handler is slower after.
+        loc = getattr(self, "_locale", None)
         if loc is None:
             loc = self.get_user_locale()
             if loc is None:
@@ -714,9 +718,10 @@ class RequestHandler(CookieMixin, RenderMixin):
     @property
     def current_user(self) -> Any:
         """The authenticated user: `get_current_user`'s result, computed once (may be assigned)."""
-        if "_current_user" not in self.__dict__:
-            self._current_user = self.get_current_user()
-        return self._current_user
+        user = getattr(self, "_current_user", _ARG_DEFAULT)
+        if user is _ARG_DEFAULT:
+            user = self._current_user = self.get_current_user()
+        return user
 
     @current_user.setter
     def current_user(self, value: Any) -> None:
@@ -781,7 +786,15 @@ class RequestHandler(CookieMixin, RenderMixin):
         Weak comparison (RFC 9110 section 13.1.2): a ``W/`` prefix is ignored,
         and ``*`` matches anything.
         """
-        if_none_match = self.request.headers.get("If-None-Match")
+        headers = self.request.headers
+        if type(headers) is HTTPHeaders:
+            # Most requests have none: one dict lookup says so.
+            values = headers._as_list.get("If-None-Match")
+            if not values:
+                return False
+            if_none_match: Optional[str] = values[0] if len(values) == 1 else ",".join(values)
+        else:
+            if_none_match = headers.get("If-None-Match")
         if not if_none_match:
             return False
         computed = utf8(self._headers.get("Etag", ""))
@@ -935,28 +948,30 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._transforms = transforms
         try:
             request = self.request
+            method_name = request.method
             if (
                 args
                 or kwargs
                 or request.body
-                or request.method not in _SAFE_METHODS
-                or self.__class__._start is not _stock._start
-                or request.method not in self.SUPPORTED_METHODS
+                or method_name not in _SAFE_METHODS
+                or method_name not in self.SUPPORTED_METHODS
+                or type(self)._start is not _stock._start
             ):
                 self._start(*args, **kwargs)
-            result = (
-                None
-                if self.__class__.prepare is _stock.prepare and "prepare" not in self.__dict__
-                else self.prepare()
-            )
+            result = self.prepare()
             if result is not None or self._stream_request_body:
                 return _spawn(self._execute_async(result))
             if self._prepared_future is not None:
                 future_set_result_unless_cancelled(self._prepared_future, None)
             if self._finished:
                 return None
-            method = getattr(self, self.request.method.lower())
-            result = method(*self.path_args, **self.path_kwargs)
+            method = getattr(self, _METHOD_ATTRS.get(method_name) or method_name.lower())
+            path_args = self.path_args
+            path_kwargs = self.path_kwargs
+            if path_args or path_kwargs:
+                result = method(*path_args, **path_kwargs)
+            else:
+                result = method()
             if result is not None:
                 return _spawn(self._finish_async(result))
             if self._auto_finish and not self._finished:

@@ -1071,16 +1071,6 @@ class H2Connection:
         )
         self._out.append(_frame(_GOAWAY, 0, 0, payload))
 
-    @property
-    def goaway_sent(self) -> bool:
-        """Whether we sent GOAWAY (or the connection failed)."""
-        return self._goaway_sent or self._terminated
-
-    @property
-    def last_stream_id(self) -> int:
-        """The highest stream the client opened."""
-        return self._highest
-
     def data_to_send(self) -> bytes:
         """The bytes to write to the client now (and forget)."""
         out = self._out
@@ -1088,8 +1078,3 @@ class H2Connection:
             return b""
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
-
-    @staticmethod
-    def is_connection_field(name: str) -> bool:
-        """Whether ``name`` (lowercase) is a field HTTP/2 forbids (RFC 9113 §8.2.2)."""
-        return name in _CONNECTION_FIELDS

@@ -647,3 +647,135 @@ def test_fields_seen_before_are_still_checked_in_place() -> None:
     assert "after regular fields" in server.malformed[-1][1]
     events = server.receive_data(frame(1, 0x5, 5, enc.encode(ok)), 0.0)
     assert isinstance(events[0], Request) and events[0].headers[-1] == ("user-agent", "ua")
+
+
+def test_header_block_in_continuation_frames() -> None:
+    server, _ = pair()
+    fields = REQUEST + [("cookie", "a=" + "x" * 300), ("x-k", "v")]
+    whole = block(fields)
+    data = frame(1, 0x1, 1, whole[:10]) + frame(9, 0, 1, whole[10:200])
+    data += frame(9, 0x4, 1, whole[200:])
+    events = server.receive_data(data, 0.0)
+    assert [type(e) for e in events] == [Request, EndOfStream]
+    assert isinstance(events[0], Request) and ("x-k", "v") in events[0].headers
+
+
+def test_stream_window_exceeded_padding_and_late_end() -> None:
+    server, _ = pair(H2Limits(initial_window_size=65535))
+    server.data_to_send()
+    # Padding only: no Data event, the window comes back at once.
+    events = server.receive_data(HEADERS_OPEN + frame(0, 0x8, 1, b"\x04" + b"\x00" * 4), 0.0)
+    assert [type(e) for e in events] == [Request]
+    # The response ends first; the request's end afterwards closes the stream.
+    server.send_headers(1, 200, [], end_stream=True)
+    events = server.receive_data(frame(0, 0x1, 1, b""), 0.0)
+    assert [type(e) for e in events] == [EndOfStream]
+    with pytest.raises(LocalProtocolError):
+        server.send_data(1, b"x")
+    # A stream's own window exceeded: that stream is reset, not the connection.
+    server.receive_data(frame(1, 0x4, 3, GET), 0.0)
+    server.data_to_send()
+    events = server.receive_data(frame(0, 0, 3, b"y" * 16000) * 5, 0.0)
+    assert isinstance(events[-1], StreamReset) and events[-1].error_code == 3
+    out = frames_out(server.data_to_send())
+    assert (3, 3, int.to_bytes(3, 4, "big")) in [(f[0], f[2], f[3]) for f in out]
+
+
+def test_limits_on_header_fragments_and_empty_continuations() -> None:
+    server, _ = pair(H2Limits(max_header_list_size=100))
+    exc = flood(server, [frame(1, 0x5, 1, b"\x00" * 101)])
+    assert exc.too_large and "header block larger than 100" in str(exc)
+    server, _ = pair(H2Limits(max_empty_frames_per_second=5))
+    exc = flood(server, [frame(1, 0x1, 1, GET)] + [frame(9, 0, 1, b"")] * 20)
+    assert "empty" in str(exc)
+
+
+def test_streams_after_our_goaway_are_not_taken() -> None:
+    server, _ = pair()
+    server.receive_data(frame(1, 0x5, 1, GET), 0.0)
+    server.goaway(ErrorCode.NO_ERROR, "bye")
+    server.goaway(ErrorCode.NO_ERROR, "twice")  # one GOAWAY only
+    goaways = [f for f in frames_out(server.data_to_send()) if f[0] == 7]
+    assert len(goaways) == 1 and goaways[0][3][:4] == b"\x00\x00\x00\x01"
+    assert server.receive_data(frame(1, 0x5, 3, GET), 0.0) == []
+    # Stream 1 goes on.
+    server.send_headers(1, 200, [], end_stream=True)
+    assert [f[0] for f in frames_out(server.data_to_send())] == [1]
+
+
+def test_trailer_edge_cases() -> None:
+    server, _ = pair()
+    # Trailers on a stream the client already ended.
+    events = server.receive_data(HEADERS_END + frame(1, 0x5, 1, block([("x", "1")])), 0.0)
+    assert isinstance(events[-1], StreamReset) and events[-1].error_code == 5
+    # Trailers before all the declared body.
+    head = frame(1, 0x4, 3, block(REQUEST + [("content-length", "5")]))
+    events = server.receive_data(head + frame(0, 0, 3, b"ab") + frame(1, 0x5, 3, b""), 0.0)
+    assert "shorter than Content-Length" in server.malformed[-1][1]
+    # Empty trailers just end the stream; two Content-Lengths are left to the driver.
+    head = frame(1, 0x4, 5, block(REQUEST + [("content-length", "1"), ("content-length", "2")]))
+    events = server.receive_data(head + frame(0, 0, 5, b"abc") + frame(1, 0x5, 5, b""), 0.0)
+    assert [type(e) for e in events] == [Request, Data, EndOfStream]
+
+
+def test_settings_changes_move_the_windows() -> None:
+    server, c = pair()
+    c.send_headers(1, REQUEST, end_stream=True)
+    server.receive_data(c.data_to_send(), 0.0)
+    server.send_headers(1, 200, [])
+    assert server.send_data(1, b"a" * 1000)
+    server.data_to_send()
+    # The client shrinks its initial window below what was sent: negative.
+    server.receive_data(frame(4, 0, 0, b"\x00\x04\x00\x00\x00\x64"), 0.0)
+    assert not server.send_data(1, b"b" * 50)
+    assert not server.end_stream(1)
+    # Growing it again lets the queue and the end go.
+    events = server.receive_data(frame(4, 0, 0, b"\x00\x04\x00\x01\x00\x00"), 0.0)
+    assert [type(e) for e in events] == [Drained]
+    out = frames_out(server.data_to_send())
+    data = [f for f in out if f[0] == 0]
+    assert data[-1][1] & 0x1 and b"".join(f[3] for f in data) == b"b" * 50
+    with pytest.raises(LocalProtocolError, match="closed"):
+        server.send_trailers(1, [])
+    # SETTINGS acks: a second one changes nothing.
+    server.receive_data(frame(4, 0x1, 0, b""), 0.0)
+    exc = flood(server, [frame(7, 0, 0, b"\x00\x00")])
+    assert exc.error_code == ErrorCode.FRAME_SIZE_ERROR
+
+
+def test_smaller_window_than_the_default_applies_at_the_ack() -> None:
+    server = H2Connection(H2Limits(initial_window_size=1000))
+    server.initiate()
+    server.receive_data(PREFACE + frame(4, 0, 0, b"") + HEADERS_OPEN, 0.0)
+    # Opened before the ack: the default window; after it, ours.
+    server.receive_data(frame(0, 0, 1, b"z" * 1500), 0.0)
+    server.receive_data(frame(4, 0x1, 0, b""), 0.0)
+    events = server.receive_data(frame(0, 0, 1, b"z"), 0.0)
+    assert isinstance(events[-1], StreamReset) and events[-1].error_code == 3
+
+
+def test_queue_stops_when_the_connection_window_is_spent() -> None:
+    server, c = pair()
+    for sid in (1, 3):
+        c.send_headers(sid, REQUEST, end_stream=True)
+    server.receive_data(c.data_to_send(), 0.0)
+    server.data_to_send()
+    for sid in (1, 3):
+        server.send_headers(sid, 200, [])
+        server.send_data(sid, b"q" * 40000, end_stream=True)
+    assert server.pending(1) + server.pending(3) == 80000 - 65535
+    events = server.receive_data(frame(8, 0, 0, b"\x00\x00\x03\xe8"), 0.0)  # 1,000 more
+    assert events == []  # still not enough for either stream's rest
+
+
+def test_many_resets_are_remembered_within_a_bound() -> None:
+    server, _ = pair(H2Limits(max_concurrent_streams=1, max_resets_per_second=1000))
+    for sid in range(1, 400, 2):
+        server.receive_data(frame(1, 0x5, sid, GET), 0.0)
+        server.reset(sid)
+    assert len(server._reset_by_us) <= 2 * 1 + 100 + 1
+    server.data_to_send()
+    exc = flood(server, [frame(6, 0, 0, b"1234")])
+    assert exc.error_code == ErrorCode.FRAME_SIZE_ERROR
+    server.reset(1)  # after the connection failed: nothing
+    assert all(f[0] == 7 for f in frames_out(server.data_to_send()))

@@ -23,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 /* RFC 9110 section 5.6.2: tchar. */
@@ -115,6 +116,17 @@ static PyObject *latin1(const unsigned char *p, Py_ssize_t n, int high) {
     return s;
 }
 
+/* Whether the eight octets at p are all SP to "~" (SWAR: a borrow out of
+ * an octet below 0x20, a carry into the top bit of one above 0x7E). */
+static inline int printable8(const unsigned char *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    const uint64_t ones = 0x0101010101010101ULL, tops = 0x8080808080808080ULL;
+    uint64_t below = (w - ones * 0x20) & ~w & tops;
+    uint64_t above = ((w + ones) | w) & tops;
+    return (below | above) == 0;
+}
+
 static PyObject *method_of(const unsigned char *p, Py_ssize_t n) {
     for (int i = 0; i < 7; i++) {
         const char *m = method_names[i];
@@ -128,7 +140,17 @@ static PyObject *method_of(const unsigned char *p, Py_ssize_t n) {
  * NULL with no exception set for a block this code does not decide. */
 static PyObject *fields_of(const unsigned char *b, Py_ssize_t pos, Py_ssize_t end,
                            Py_ssize_t max_count, int *high) {
+    /* Sized for its lines up front: no resize while filling it. */
+    Py_ssize_t lines = 0;
+    for (const unsigned char *p = b + pos; (p = memchr(p, '\r', (size_t)(b + end + 1 - p))) != NULL;
+         p++)
+        lines++;
+    if (lines > 64) lines = 64; /* a hint only: a hostile head gets no huge table */
+#if PY_VERSION_HEX < 0x030D0000
+    PyObject *fields = _PyDict_NewPresized(lines);
+#else
     PyObject *fields = PyDict_New();
+#endif
     if (fields == NULL) return NULL;
     Py_ssize_t count = 0;
     int any_high = 0;
@@ -142,6 +164,9 @@ static PyObject *fields_of(const unsigned char *b, Py_ssize_t pos, Py_ssize_t en
         while (b[pos] == ' ' || b[pos] == '\t') pos++;
         Py_ssize_t value = pos;
         int hi = 0;
+        /* Eight octets at a time while they are all SP to "~" (buf[end:end
+         * + 4] is CRLF CRLF, so the loads stay inside the buffer). */
+        while (pos + 8 <= end + 4 && printable8(b + pos)) pos += 8;
         /* The CR of the line's CRLF stops it: not a field-content octet. */
         while (is_vchar[b[pos]]) {
             hi |= b[pos] & 0x80;
@@ -160,30 +185,27 @@ static PyObject *fields_of(const unsigned char *b, Py_ssize_t pos, Py_ssize_t en
             Py_DECREF(key);
             goto error;
         }
-        PyObject *values = PyDict_GetItemWithError(fields, key);
-        if (values != NULL) {
-            int rc = PyList_Append(values, v);
-            Py_DECREF(v);
-            Py_DECREF(key);
-            if (rc < 0) goto error;
-            continue;
-        }
-        if (PyErr_Occurred()) {
-            Py_DECREF(v);
-            Py_DECREF(key);
-            goto error;
-        }
-        values = PyList_New(1);
+        PyObject *values = PyList_New(1);
         if (values == NULL) {
             Py_DECREF(v);
             Py_DECREF(key);
             goto error;
         }
         PyList_SET_ITEM(values, 0, v);
-        int rc = PyDict_SetItem(fields, key, values);
-        Py_DECREF(values);
+        /* One lookup: the new list goes in, or the name's list comes back. */
+        PyObject *present = PyDict_SetDefault(fields, key, values);
         Py_DECREF(key);
-        if (rc < 0) goto error;
+        if (present == NULL) {
+            Py_DECREF(values);
+            goto error;
+        }
+        if (present != values) {
+            int rc = PyList_Append(present, v);
+            Py_DECREF(values);
+            if (rc < 0) goto error;
+            continue;
+        }
+        Py_DECREF(values);
     }
     *high = any_high;
     return fields;

@@ -49,6 +49,14 @@ __all__ = [
 
 DEFAULT_MAX_MESSAGE_SIZE = 10 * 1024 * 1024
 
+# The 2-byte headers of a server's unfragmented, uncompressed frames under 126 bytes.
+_TEXT_HEADS = [bytes((0x81, n)) for n in range(126)]
+_BINARY_HEADS = [bytes((0x82, n)) for n in range(126)]
+# For unmasking payloads of n < 126 bytes: a 1 every 32 bits over n bytes
+# (rounded up to whole keys), and n bytes of ones.
+_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(126)]
+_LOW_BYTES = [(1 << (8 * n)) - 1 for n in range(126)]
+
 
 class ConnectionState(Enum):
     """Where the closing handshake stands."""
@@ -155,6 +163,7 @@ class WSConnection:
         "_in_size",
         "_key_source",
         "_parser",
+        "_plain_server",
         "close_received",
         "close_sent",
         "max_message_size",
@@ -172,6 +181,8 @@ class WSConnection:
     ) -> None:
         self._client = client
         self._extension = extension
+        # A server without compression: frames need no mask and no deflate.
+        self._plain_server = not client and extension is None
         self._parser = FrameParser(masked=not client, allow_rsv1=extension is not None)
         self._parser.max_payload = self._frame_limit(max_message_size)
         self._key_source = mask_key_source
@@ -281,10 +292,12 @@ class WSConnection:
             if stop > end:
                 break
             if masked and length:
-                key = buf[pos + 2 : start]
+                # Section 5.3 on one int: the key, as a little-endian int,
+                # times 1 + 2**32 + 2**64 + ... repeats it over the payload.
                 payload = (
                     int.from_bytes(buf[start:stop], "little")
-                    ^ int.from_bytes((key * ((length >> 2) + 1))[:length], "little")
+                    ^ (int.from_bytes(buf[pos + 2 : start], "little") * _REPEAT[length])
+                    & _LOW_BYTES[length]
                 ).to_bytes(length, "little")
             else:
                 payload = bytes(buf[start:stop])
@@ -397,13 +410,13 @@ class WSConnection:
         payload = data.encode("utf-8") if isinstance(data, str) else data
         length = len(payload)
         self.message_bytes_out += length
+        if length < 126 and self._plain_server:
+            # The hot path of a server: a 2-byte header, no mask.
+            self.wire_bytes_out += length + 2
+            return (_BINARY_HEADS if binary else _TEXT_HEADS)[length] + payload
         opcode = 2 if binary else 1
         if self._extension is not None:
             return self._frame(opcode, self._extension.compress(payload), True, True)
-        if length < 126 and not self._client:
-            # The hot path of a server: a 2-byte header, no mask.
-            self.wire_bytes_out += length + 2
-            return bytes((0x80 | opcode, length)) + payload
         return self._frame(opcode, payload)
 
     def send_frame(

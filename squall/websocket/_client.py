@@ -299,10 +299,8 @@ class WebSocketClientConnection(_Peer):
         Raises:
             WebSocketClosedError: the connection is closed.
         """
-        protocol = self.protocol
-        if protocol.is_closing():
-            raise WebSocketClosedError()
-        return protocol.write_message(message, binary)
+        # (The protocol refuses it once closing.)
+        return self.protocol.write_message(message, binary)
 
     def ping(self, data: Union[str, bytes] = b"") -> None:
         """Sends a ping (at most 125 bytes of ``data``).

@@ -259,8 +259,9 @@ class WebSocketHandler(RequestHandler, _Peer):
             WebSocketClosedError: the connection is closed.
         """
         protocol = self.ws_connection
-        if protocol is None or protocol.is_closing():
+        if protocol is None:
             raise WebSocketClosedError()
+        # (The protocol refuses it once closing.)
         return protocol.write_message(message, binary)
 
     def ping(self, data: Union[str, bytes] = b"") -> None:

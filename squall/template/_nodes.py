@@ -48,10 +48,10 @@ BUFFER = "_tt_buffer"
 APPEND = "_tt_append"
 TMP = "_tt_tmp"
 ENTRY_POINT = "_tt_execute"
-# The helpers arrive as parameters with defaults (see Template.generate).
+# The helpers arrive as parameters with defaults (see Template._render).
 SIGNATURE = f"def {ENTRY_POINT}({', '.join(HELPERS)}):"
 
-# xhtml_escape written inline on a str in TMP-like variable ``{v}``: the
+# xhtml_escape written inline on the str in variable ``{v}``: the
 # membership tests are cheaper than five replace() calls on text that needs
 # none, which is most text. "&" first, or the entities would be escaped again.
 _INLINE_ESCAPE = (
@@ -176,7 +176,7 @@ class Body(Node):
         run = _Run()
         for node in self.nodes:
             if isinstance(node, Text):
-                run.add_text(node, out)
+                run.add_text(node)
             elif isinstance(node, Expression) and node.inline(out):
                 run.add_expression(node, out)
             else:
@@ -282,7 +282,7 @@ class _Run:
         self.values = 0
         self.line = 0
 
-    def add_text(self, node: Text, out: CodeWriter) -> None:
+    def add_text(self, node: Text) -> None:
         text = node.output()
         if text:
             self.parts.append(repr(text))

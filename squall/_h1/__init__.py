@@ -91,15 +91,19 @@ unusable: `next_event` raises it again; a server may still send one error
 response), `LocalProtocolError` for our misuse.
 
 Backends: ``parser="python"`` parses heads with ``bytes.find``/``split`` and
-one regex match per field block; ``parser="httptools"`` parses them with
-llhttp; ``"auto"`` picks the faster, which benchmarks/h1_parse.py shows to
-be the Python parser (llhttp pays one Python callback per header field). The
-connection finds each head's extent itself and both backends get the same bytes; where llhttp
-is stricter (unknown methods, "5, 5" lists, obs-fold in responses) the Python
-parser decides, where it is more lenient extra checks run, so both accept and
-reject the same inputs with the same messages (a Hypothesis property checks
-it). Bodies (Content-Length slices, chunked decoding, trailers) are shared
-code, so chunk-line limits hold for both.
+one regex match per field block, straight into `Request.fields`; in the
+compiled build (squall-speedups) a C pass (``squall._h1._quick``) takes a
+head in its common shape first and leaves anything else to it, so every
+error is still worded by the Python code. ``parser="httptools"`` parses
+heads with llhttp; ``"auto"`` picks the faster, which benchmarks/h1_parse.py
+shows to be the Python parser (llhttp pays one Python callback per header
+field). The connection finds each head's extent itself and both backends get
+the same bytes; where llhttp is stricter (unknown methods, "5, 5" lists,
+obs-fold in responses) the Python parser decides, where it is more lenient
+extra checks run, so both accept and reject the same inputs with the same
+messages (a Hypothesis property checks it). Bodies (Content-Length slices,
+chunked decoding, trailers) are shared code, so chunk-line limits hold for
+both.
 """
 
 from ._connection import H1Connection

@@ -52,9 +52,13 @@ SKIPPED: dict[str, str] = {
     "squall._h1._quick": "replaced by the C module c/quick.c, not compiled by mypyc",
 }
 # Hand-written C modules: the squall module each replaces, and its source.
-# Measured (callgrind, varied stream): the field block alone compiled by
-# mypyc costs about three times what one C pass over the head does, which
-# also skips one string per field name (a table of canonical names).
+# Measured (callgrind, varied stream, hello handler, instructions per
+# request, same tree otherwise): the fused Python parse compiled by mypyc,
+# 190.0k; with c/quick.c's pass over the head, 159.2k; the parse stage is
+# now 11.9k (aiohttp's C parser: 34.8k). The C pass
+# makes no string per field name (a table of canonical names) and checks
+# values eight octets at a time; mypyc still goes through str.partition,
+# str.strip and a name cache per field.
 C_MODULES = {"squall._h1._quick": "c/quick.c"}
 
 

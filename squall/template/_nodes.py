@@ -269,7 +269,11 @@ class Expression(Node):
             f" else _tt_str({TMP}))",
             line,
         )
-        out.line(f"{APPEND}(_tt_text(_tt_utf8({escape}({TMP}))))", line)
+        out.line(f"{TMP} = {escape}({TMP})", line)
+        # A str result is used as it is: the same as its UTF-8, for less.
+        out.line(
+            f"{APPEND}({TMP} if _tt_type({TMP}) is _tt_str else _tt_text(_tt_utf8({TMP})))", line
+        )
 
 
 class _Run:

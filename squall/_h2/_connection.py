@@ -90,7 +90,10 @@ _good_name = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]+\Z").match
 _bad_value = re.compile(r"[\x00\r\n]|\A[ \t]|[ \t]\Z").search
 _base64url = re.compile(r"[A-Za-z0-9_-]*=*\Z").match
 
+# At most 512 fields of up to 512 characters: a bounded memo whatever a
+# client sends.
 _KNOWN_FIELDS_MAX = 512
+_KNOWN_VALUE_MAX = 512
 _REGULAR = object()  # a plain field: passed every check, nothing more to do
 _PSEUDO = object()  # a pseudo-header field with a valid value
 
@@ -576,7 +579,7 @@ class H2Connection:
                 if field[1] and _bad_value(field[1]) is not None:
                     problem = f"invalid value of {field[0]!r}"
                     break
-                if field[0][:1] == ":":
+                if field[0][:1] == ":" and len(field[1]) <= _KNOWN_VALUE_MAX:
                     if len(known) >= _KNOWN_FIELDS_MAX:
                         known.clear()
                     known[field] = _PSEUDO
@@ -617,7 +620,7 @@ class H2Connection:
                     lengths = [value]
                 else:
                     lengths.append(value)
-            elif name != "te":
+            elif name != "te" and len(value) <= _KNOWN_VALUE_MAX:
                 if len(known) >= _KNOWN_FIELDS_MAX:
                     known.clear()
                 known[field] = _REGULAR

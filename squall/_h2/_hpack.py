@@ -95,6 +95,9 @@ for _i, (_name, _value) in enumerate(_STATIC, 1):
 
 # Bounds the memo: header values such as Date and Etag keep changing.
 _MEMO_MAX = 4096
+# Only short fields are memoized, so that the memo's memory stays small
+# (a few hundred KB at most) whatever fields come and go.
+_MEMO_FIELD_MAX = 256
 
 
 def _integer(value: int, prefix_bits: int, first: int) -> bytes:
@@ -147,9 +150,10 @@ class StatelessEncoder:
         encoded = memo.get(field)
         if encoded is None:
             encoded = _field(_as_bytes(field[0]), _as_bytes(field[1]))
-            if len(memo) >= _MEMO_MAX:
-                memo.clear()
-            memo[(field[0], field[1])] = encoded
+            if len(encoded) <= _MEMO_FIELD_MAX:
+                if len(memo) >= _MEMO_MAX:
+                    memo.clear()
+                memo[(field[0], field[1])] = encoded
         return encoded
 
     def encode(self, headers: Iterable[tuple[bytes, bytes]], huffman: bool = True) -> bytes:
@@ -362,9 +366,10 @@ class Decoder:
         text = memo.get(raw)
         if text is None:
             text = _huffman(raw)
-            if len(memo) >= _HUFFMAN_MEMO_MAX:
-                memo.clear()
-            memo[raw] = text
+            if length <= _MEMO_FIELD_MAX:
+                if len(memo) >= _HUFFMAN_MEMO_MAX:
+                    memo.clear()
+                memo[raw] = text
         return text, end
 
     def _get(self, index: int) -> tuple[str, str]:

@@ -779,3 +779,20 @@ def test_many_resets_are_remembered_within_a_bound() -> None:
     assert exc.error_code == ErrorCode.FRAME_SIZE_ERROR
     server.reset(1)  # after the connection failed: nothing
     assert all(f[0] == 7 for f in frames_out(server.data_to_send()))
+
+
+def test_memos_keep_only_short_fields() -> None:
+    server, c = pair()
+    for i in range(20):
+        sid = 2 * i + 1
+        big = f"{i}-" + "v" * 5000
+        c.send_headers(sid, REQUEST + [("x-big", big), ("x-small", "s")], end_stream=True)
+        events = server.receive_data(c.data_to_send(), 0.0)
+        assert isinstance(events[0], Request) and ("x-big", big) in events[0].headers
+        server.send_headers(sid, 200, [(b"x-echo", big.encode()), (b"x-s", b"1")], True)
+        c.receive_data(server.data_to_send())
+    assert all(len(value) <= 512 for _, value in server._known_fields)
+    assert ("x-small", "s") in server._known_fields
+    assert all(len(raw) <= 256 for raw in server._decoder._memo)
+    assert all(len(enc) <= 256 for enc in server._encoder._memo.values())
+    assert (b"x-s", b"1") in server._encoder._memo

@@ -20,6 +20,7 @@ from squall.iostream import BaseIOStream
 if TYPE_CHECKING:
     import asyncio
 
+    from squall.concurrent import Future
     from squall.httpserver._protocol import _HTTPProtocol
 
 __all__ = ["_TransportStream"]
@@ -80,6 +81,35 @@ class _TransportStream(BaseIOStream):
         buf[:n] = inbox[:n]
         del inbox[:n]
         return n
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> Future[None]:
+        """Queue ``data`` for writing (see `BaseIOStream.write`).
+
+        With nothing queued before it and the transport taking more, bytes
+        go to the transport at once, without the base class's buffer and
+        memoryview: the case of every WebSocket answer.
+        """
+        if (
+            type(data) is bytes
+            and not self._write_futures
+            and not self._write_buffer._size
+            and not self._closed
+            and self.max_write_buffer_size is None
+        ):
+            proto = self._proto
+            transport = self._transport
+            if not proto._write_paused and not transport.is_closing():
+                proto._flush()
+                size = len(data)
+                self._total_queued += size
+                self._total_written += size
+                transport.write(data)
+                done = self._done_write
+                if done is None:
+                    done = self._done_write = self._new_future()
+                    done.set_result(None)
+                return done
+        return super().write(data)
 
     def write_to_fd(self, data: memoryview) -> int:
         """Hand ``data`` to the transport; 0 while the transport is over its high-water mark."""

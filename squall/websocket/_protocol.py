@@ -28,6 +28,7 @@ _EVENTS_PER_TURN = 64
 _CLOSE_TIMEOUT = 5.0
 
 MessageType = Union[str, bytes]
+_Message = _ws.Message
 
 
 class WebSocketError(Exception):
@@ -235,14 +236,25 @@ class WebSocketProtocol13(WebSocketProtocol):
         """
         count = len(events)
         stop = index + _EVENTS_PER_TURN
+        # Messages go straight to the peer's on_message unless
+        # _handle_message is replaced (applications and tests wrap it on
+        # the instance); the peer is set while not closed (checked below).
+        # (Not by looking in self.__dict__: that would slow every later
+        # attribute access on this object.)
+        peer = self.peer
+        if getattr(self._handle_message, "__func__", None) is not _HANDLE_MESSAGE:
+            peer = None
         self._cork = []
         try:
             while index < count:
                 event = events[index]
                 index += 1
-                if type(event) is _ws.Message:
+                if type(event) is _Message:
                     message = event.data
-                    result = self._handle_message(1 if type(message) is str else 2, message)
+                    if peer is not None:
+                        result = peer.on_message(message)
+                    else:
+                        result = self._handle_message(1 if type(message) is str else 2, message)
                 else:
                     result = self._dispatch(event)
                 if result is not None:
@@ -498,15 +510,27 @@ class WebSocketProtocol13(WebSocketProtocol):
             WebSocketClosedError: the connection is closed or closing.
         """
         conn = self.conn
-        if self._closed or conn is None or conn.close_sent:
+        if self._closed or self._close_seen or conn is None or conn.close_sent:
             raise WebSocketClosedError()
-        if isinstance(message, dict):
-            message = json_encode(message)
-        elif not isinstance(message, (str, bytes)):
-            raise TypeError(
-                f"a WebSocket message is str, bytes or dict, not {type(message).__name__}"
-            )
-        return self._write(conn.send_message(message, binary))
+        kind = type(message)
+        if kind is not str and kind is not bytes:
+            if isinstance(message, dict):
+                message = json_encode(message)
+            elif not isinstance(message, (str, bytes)):
+                raise TypeError(
+                    f"a WebSocket message is str, bytes or dict, not {type(message).__name__}"
+                )
+        frame = conn.send_message(cast(Union[str, bytes], message), binary)
+        cork = self._cork
+        if cork is None:
+            return self._write(frame)
+        # Written with the rest of this read's answers by _uncork (which
+        # also fails the future if the stream has closed meanwhile).
+        cork.append(frame)
+        future = self._cork_future
+        if future is None:
+            future = self._cork_future = Future()
+        return future
 
     def write_ping(self, data: bytes) -> None:
         """Sends a ping.
@@ -653,3 +677,6 @@ def _translate_write(source: Future[None], target: Future[None]) -> None:
         target.exception()  # nobody may be waiting: do not log it
     else:
         target.set_exception(exc)
+
+
+_HANDLE_MESSAGE = WebSocketProtocol13._handle_message

@@ -173,6 +173,7 @@ class _Sender:
         conn: Optional[list[str]],
         data: bytes = b"",
         checked: bool = False,
+        length: int = -1,
     ) -> bytes:
         """Server: a final response head from fields the caller has rendered,
         with the first body piece (what a framework's first flush sends).
@@ -181,70 +182,22 @@ class _Sender:
         framing and connection fields this side adds, encoded in one go.
 
         Args:
-            lines: One ``"Name: value\r\n"`` string per field.
+            lines: One ``"Name: value\\r\\n"`` string per field.
             cl, te, conn: The values of Content-Length, Transfer-Encoding
                 and Connection among ``lines`` (None for an absent field).
             data: The first piece of the body.
             checked: The caller vouches that every name is a token and no
                 value holds a control character (its fields were validated
                 when they were set); otherwise the block is checked here.
+            length: The length of the whole body, when it is known (then
+                Content-Length is added if no framing field is set).
 
         Raises:
             LocalProtocolError: As `send_response_start`.
         """
-        text = "".join(lines)
+        text = lines[0] if len(lines) == 1 else "".join(lines)
         if not checked:
             check_block(text, lines)
-        head = self._head(status, reason, text, cl, te, conn, -1)
-        if not data:
-            return head
-        out = self._out
-        if out >= len(data):  # a Content-Length body (the framings are negative)
-            self._out = out - len(data)
-            return head + data
-        return head + self.send_data(data)
-
-    def _response_head(
-        self,
-        status: int,
-        reason: str,
-        headers: Iterable[tuple[str, str]],
-        length: int,
-        framing_fields: Optional[_FramingFields] = None,
-        lines: Optional[list[str]] = None,
-    ) -> bytes:
-        if lines is None:
-            text = encode_fields(headers)
-        else:
-            text = encode_lines(lines)
-        if framing_fields is not None:
-            cl, te, conn = framing_fields
-        else:
-            low = "\n" + text.lower()
-            # Most responses set neither Transfer-Encoding nor Connection: a
-            # substring test spares the scan.
-            cl = find_values(text, low, "\ncontent-length:") if "\ncontent-length:" in low else None
-            te = (
-                find_values(text, low, "\ntransfer-encoding:")
-                if "\ntransfer-encoding:" in low
-                else None
-            )
-            conn = find_values(text, low, "\nconnection:") if "\nconnection:" in low else None
-        return self._head(status, reason, text, cl, te, conn, length)
-
-    def _head(
-        self,
-        status: int,
-        reason: str,
-        text: str,
-        cl: Optional[list[str]],
-        te: Optional[list[str]],
-        conn: Optional[list[str]],
-        length: int,
-    ) -> bytes:
-        """The head of a response whose (valid) field block is ``text``;
-        ``length`` >= 0 is the whole body's length (Content-Length is added
-        when no framing field is set)."""
         if self._client:
             raise LocalProtocolError("a client cannot send a response")
         rst = self._rstate
@@ -322,7 +275,40 @@ class _Sender:
         self._sstate = _S_BODY
         self._out_chunked = framing == CHUNKED
         self._out = framing
-        return head
+        if not data:
+            return head
+        if framing >= len(data):  # a Content-Length body (the framings are negative)
+            self._out = framing - len(data)
+            return head + data
+        return head + self.send_data(data)
+
+    def _response_head(
+        self,
+        status: int,
+        reason: str,
+        headers: Iterable[tuple[str, str]],
+        length: int,
+        framing_fields: Optional[_FramingFields] = None,
+        lines: Optional[list[str]] = None,
+    ) -> bytes:
+        if lines is None:
+            text = encode_fields(headers)
+        else:
+            text = encode_lines(lines)
+        if framing_fields is not None:
+            cl, te, conn = framing_fields
+        else:
+            low = "\n" + text.lower()
+            # Most responses set neither Transfer-Encoding nor Connection: a
+            # substring test spares the scan.
+            cl = find_values(text, low, "\ncontent-length:") if "\ncontent-length:" in low else None
+            te = (
+                find_values(text, low, "\ntransfer-encoding:")
+                if "\ntransfer-encoding:" in low
+                else None
+            )
+            conn = find_values(text, low, "\nconnection:") if "\nconnection:" in low else None
+        return self.send_head(status, reason, [text], cl, te, conn, b"", True, length)
 
     def send_request_head(
         self,

@@ -176,7 +176,9 @@ class _RequestConnection(HTTPConnection):
         p = self._proto
         if p._req is not self or p._state >= _CLOSING:
             return _closed_future(p._loop)
-        assert isinstance(start_line, ResponseStartLine)
+        # A ResponseStartLine (not asserted: isinstance() costs a call).
+        code: int = start_line[1]  # type: ignore[assignment]
+        reason: str = start_line[2]
         fields = headers._as_list
         lines = []
         # Rendered once, here, each field straight into its line.
@@ -208,8 +210,8 @@ class _RequestConnection(HTTPConnection):
             lines.append("Connection: close\r\n")
         try:
             data = p._h1.send_head(
-                start_line.code,
-                start_line.reason,
+                code,
+                reason,
                 lines,
                 get("Content-Length"),
                 get("Transfer-Encoding"),

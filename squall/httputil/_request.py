@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,11 @@ __all__ = [
 
 
 _T = TypeVar("_T")
+
+
+# The package that imports this module; its _DEFAULT_PARSE_BODY_CONFIG is
+# read when a request is built.
+_PACKAGE = "squall.httputil"
 
 
 class _LazyAttribute(Generic[_T]):
@@ -187,12 +193,10 @@ class HTTPServerRequest:
         "remote_ip",
         "protocol",
         "host",
-        "files",
         "connection",
         "server_connection",
         "path",
         "query",
-        "body_arguments",
         "_start_time",
         "_finish_time",
         "_cookies",
@@ -208,12 +212,10 @@ class HTTPServerRequest:
     remote_ip: Optional[str]
     protocol: str
     host: str
-    files: dict[str, list[HTTPFile]]
     connection: Optional[HTTPConnection]
     server_connection: Optional[object]
     path: str
     query: str
-    body_arguments: dict[str, list[bytes]]
 
     def __init__(
         self,
@@ -261,12 +263,14 @@ class HTTPServerRequest:
         self.headers = headers
         self.body = body or b""
         # The server's connection has a context with both attributes; other
-        # connections may have neither, or only some.
-        context = getattr(connection, "context", None)
-        if context is None:
-            self.remote_ip = None
-            self.protocol = "http"
-        else:
+        # connections may have neither, or only some. (Attribute reads in a
+        # try cost less than getattr() calls when the attributes are there.)
+        try:
+            context = connection.context  # type: ignore[union-attr]
+            self.remote_ip = context.remote_ip
+            self.protocol = context.protocol
+        except AttributeError:
+            context = getattr(connection, "context", None)
             self.remote_ip = getattr(context, "remote_ip", None)
             self.protocol = getattr(context, "protocol", "http")
         if not host:
@@ -278,7 +282,8 @@ class HTTPServerRequest:
             else:
                 host = headers.get("Host")
         self.host = host or "127.0.0.1"
-        self.files = files or {}
+        if files:
+            self.files = files
         self.connection = connection
         self.server_connection = server_connection
         self._start_time = time.time()
@@ -286,11 +291,12 @@ class HTTPServerRequest:
         self._cookies: Optional[http.cookies.SimpleCookie] = None
         self.path, _, query = uri.partition("?")
         self.query = query
-        self.body_arguments = {}
         if query:
             # Only the count is checked now (it is what bounds the work);
-            # decoding waits until someone reads the arguments.
-            limit = _forms._default_config().urlencoded.max_arguments
+            # decoding waits until someone reads the arguments. The limit is
+            # the package attribute _forms._default_config() reads.
+            package: Any = sys.modules[_PACKAGE]
+            limit = package._DEFAULT_PARSE_BODY_CONFIG.urlencoded.max_arguments
             if query.count("&") >= limit:
                 raise HTTPInputError(
                     f"Invalid query string: Max number of fields exceeded (the limit is {limit})"
@@ -326,15 +332,23 @@ class HTTPServerRequest:
             merged.setdefault(key, []).extend(values)
         return merged
 
+    def _new_dict(self) -> dict[str, Any]:
+        return {}
+
     if TYPE_CHECKING:
         query_arguments: dict[str, list[bytes]]
         arguments: dict[str, list[bytes]]
         host_name: str
+        files: dict[str, list[HTTPFile]]
+        body_arguments: dict[str, list[bytes]]
     else:
         # Only host routing reads it: split on first use.
         host_name = _LazyAttribute(_host_name)
         query_arguments = _LazyAttribute(_parse_query_arguments)
         arguments = _LazyAttribute(_merge_arguments)
+        # Most requests have no body: these are made when first read.
+        files = _LazyAttribute(_new_dict)
+        body_arguments = _LazyAttribute(_new_dict)
 
     @property
     def cookies(self) -> http.cookies.SimpleCookie:

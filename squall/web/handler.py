@@ -778,7 +778,11 @@ class RequestHandler(CookieMixin, RenderMixin):
         """Sets the ``Etag`` header from `compute_etag` (unless it returns None)."""
         etag = self.compute_etag()
         if etag is not None:
-            self.set_header("Etag", etag)
+            if type(etag) is str and etag.isprintable():
+                # set_header()'s own fast case, without the call.
+                self._headers._as_list["Etag"] = [etag]
+            else:
+                self.set_header("Etag", etag)
 
     def check_etag_header(self) -> bool:
         """Whether the response's ``Etag`` matches the request's ``If-None-Match``.

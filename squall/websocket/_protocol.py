@@ -512,15 +512,18 @@ class WebSocketProtocol13(WebSocketProtocol):
         conn = self.conn
         if self._closed or self._close_seen or conn is None or conn.close_sent:
             raise WebSocketClosedError()
-        kind = type(message)
-        if kind is not str and kind is not bytes:
-            if isinstance(message, dict):
-                message = json_encode(message)
-            elif not isinstance(message, (str, bytes)):
-                raise TypeError(
-                    f"a WebSocket message is str, bytes or dict, not {type(message).__name__}"
-                )
-        frame = conn.send_message(cast(Union[str, bytes], message), binary)
+        payload: Union[str, bytes]
+        if type(message) is str or type(message) is bytes:
+            payload = message
+        elif isinstance(message, dict):
+            payload = json_encode(message)
+        elif isinstance(message, (str, bytes)):
+            payload = message
+        else:
+            raise TypeError(
+                f"a WebSocket message is str, bytes or dict, not {type(message).__name__}"
+            )
+        frame = conn.send_message(payload, binary)
         cork = self._cork
         if cork is None:
             return self._write(frame)

@@ -584,8 +584,9 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._in_feed = False
                 self._process()
                 return
-        except HTTPInputError as exc:
-            self._reject(400, str(exc))
+        except HTTPInputError as err:
+            # Not "exc" again: mypyc would type both handlers' names as one.
+            self._reject(400, str(err))
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
             self._abort()
@@ -605,7 +606,9 @@ class _HTTPProtocol(asyncio.Protocol):
             self._good_host = hosts[0] if hosts else None
         # _RequestConnection.__init__, inlined (keep the two in step): one
         # per request, and a frame fewer.
-        req = object.__new__(_RequestConnection)
+        # (The class's own __new__: object.__new__ refuses a class compiled
+        # by mypyc.)
+        req = _RequestConnection.__new__(_RequestConnection)
         req._proto = self
         req.context = self.context
         req._close_callback = None

@@ -35,6 +35,7 @@ from squall._ws._frames import (
     build_frame,
     parse_close_payload,
 )
+from squall._ws._mask import mask
 
 __all__ = [
     "CloseReceived",
@@ -258,22 +259,23 @@ class WSConnection:
             return events
 
     def _take_small_messages(self, events: list[Event]) -> None:
-        """The hot path: whole text or binary messages in one short frame.
+        """The hot path: whole text or binary messages in one frame under 64 KiB.
 
         Consumes frames from the parser's buffer while they are FIN data
-        frames without RSV bits, correctly masked, under 126 bytes and within
-        the size limit; stops (consuming nothing more) at any other frame,
-        which `FrameParser.next_frame` then parses with every rule.
+        frames without RSV bits, correctly masked, with a 7- or 16-bit length
+        (minimally encoded) within the size limit; stops (consuming nothing
+        more) at any other frame, which `FrameParser.next_frame` then parses
+        with every rule.
         """
         parser = self._parser
         buf = parser._buf
         pos = parser._pos
         end = len(buf)
         masked = parser.masked
-        header = 6 if masked else 2
+        key_size = 4 if masked else 0
         limit = self.max_message_size
-        if limit is None or limit > 125:
-            limit = 125
+        if limit is None or limit > 65535:
+            limit = 65535
         mask_bit = 0x80 if masked else 0
         append = events.append
         received = 0
@@ -282,25 +284,34 @@ class WSConnection:
             b0 = buf[pos]
             if b0 != 0x81 and b0 != 0x82:
                 break
-            b1 = buf[pos + 1]
-            length = b1 ^ mask_bit
-            if length > limit:
-                # Wrong masking bit, an extended length or over the limit.
+            length = buf[pos + 1] ^ mask_bit
+            if length < 126:
+                start = pos + 2 + key_size
+            elif length == 126 and end - pos >= 4:
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                if length < 126:
+                    break  # not minimally encoded: next_frame fails it
+                start = pos + 4 + key_size
+            else:
+                # Wrong masking bit, a 64-bit length, or the length not here yet.
                 break
-            start = pos + header
+            if length > limit:
+                break
             stop = start + length
             if stop > end:
                 break
-            if masked and length:
+            if not masked or not length:
+                payload = bytes(buf[start:stop])
+            elif length < 126:
                 # Section 5.3 on one int: the key, as a little-endian int,
                 # times 1 + 2**32 + 2**64 + ... repeats it over the payload.
                 payload = (
                     int.from_bytes(buf[start:stop], "little")
-                    ^ (int.from_bytes(buf[pos + 2 : start], "little") * _REPEAT[length])
+                    ^ (int.from_bytes(buf[start - 4 : start], "little") * _REPEAT[length])
                     & _LOW_BYTES[length]
                 ).to_bytes(length, "little")
             else:
-                payload = bytes(buf[start:stop])
+                payload = mask(bytes(buf[start - 4 : start]), buf[start:stop])
             if b0 == 0x81:
                 try:
                     append(Message(payload.decode("utf-8")))

@@ -365,3 +365,29 @@ def test_small_message_path_leaves_fragments_to_the_full_parser() -> None:
     assert srv.receive_data(data) == [
         ProtocolFailed(1002, "new message before the previous one ended")
     ]
+
+
+def test_fast_path_takes_16_bit_lengths_with_every_rule() -> None:
+    text = ("é" * 150).encode()
+    blob = bytes(range(256)) * 2
+    srv = server(max_message_size=1000)
+    events = srv.receive_data(client_frame(1, text) + client_frame(2, blob))
+    assert events == [Message("é" * 150), Message(blob)]
+    assert srv.wire_bytes_in == 2 * 8 + len(text) + len(blob)
+    # Over the limit: refused from the header, not buffered.
+    big = server(max_message_size=300)
+    assert big.receive_data(client_frame(2, blob)[:8]) == [ProtocolFailed(1009, "message too big")]
+    # A 16-bit length for a payload under 126 bytes is not minimal.
+    bad = server()
+    padded = bytes((0x82, 0xFE, 0, 5)) + KEY + b"abcde"
+    assert bad.receive_data(padded) == [ProtocolFailed(1002, "frame length not minimally encoded")]
+    # Invalid UTF-8 in a medium text frame.
+    utf = server()
+    assert utf.receive_data(client_frame(1, b"\xff" * 200)) == [
+        ProtocolFailed(1007, "invalid UTF-8 in a text message")
+    ]
+    # A frame whose 16-bit length has not arrived yet waits for it.
+    part = server()
+    frame = client_frame(2, blob)
+    assert part.receive_data(frame[:3]) == []
+    assert part.receive_data(frame[3:]) == [Message(blob)]

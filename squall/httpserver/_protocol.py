@@ -604,17 +604,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
             _check_host(headers, event.version)
             self._good_host = hosts[0] if hosts else None
-        # _RequestConnection.__init__, inlined (keep the two in step): one
-        # per request, and a frame fewer.
-        # (The class's own __new__: object.__new__ refuses a class compiled
-        # by mypyc.)
-        req = _RequestConnection.__new__(_RequestConnection)
-        req._proto = self
-        req.context = self.context
-        req._close_callback = None
-        req._headers_written = False
-        req._finished = False
-        req._body_timeout = None
+        req = _RequestConnection(self)
         self._req = req
         self._state = _REQUEST
         delegate = self._start_request(self, req)

@@ -31,6 +31,8 @@ STR_TOKEN_RE: Final = re.compile(TOKEN_RE.pattern.decode("latin-1"))
 # and control characters anywhere.
 FIELDS_RE: Final = re.compile(b"(?:[" + _TCHAR + b"]+:[" + _VALUE_CHAR + b"]*\r\n)*")
 STR_FIELDS_RE: Final = re.compile(FIELDS_RE.pattern.decode("latin-1"))
+# The same octets for bytes.translate: deleting them leaves only odd ones.
+_FIELD_OCTETS: Final = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
 STR_VALUE_RE: Final = re.compile((b"[" + _VALUE_CHAR + b"]*").decode("latin-1"))
 _OBS_FOLD_RE: Final = re.compile(rb"\r\n[ \t]+")
 _VERSION_RE: Final = re.compile(rb"HTTP/([0-9])\.([0-9])")
@@ -178,17 +180,26 @@ def request_fields(
     # As many CRLFs as lines less one: parse_fields' count, without a count.
     if len(lines) > max_count:
         raise bad(f"Too many header fields (more than {max_count})", 431)
+    # The usual block takes one comprehension, without the regex. Its names
+    # are all in FIELD_NAMES and followed by ": " (a token holds no colon,
+    # so that is the line's first colon), each once, and its octets are all
+    # field-content with no CR or LF left inside a line: then it is exactly
+    # what FIELDS_RE accepts. Anything else (a new or repeated name, no
+    # space after the colon, any odd octet) takes the regex and the loop.
+    joined = "".join(lines)
+    if not (
+        "\r" in joined or "\n" in joined or joined.encode("latin-1").translate(None, _FIELD_OCTETS)
+    ):
+        get = FIELD_NAMES.get
+        # A line without ": " (no colon at all, say) gets the key None.
+        quick = {
+            get(n) if c else None: [v.strip(" \t")]
+            for n, c, v in map(str.partition, lines, repeat(": "))
+        }
+        if len(quick) == len(lines) and None not in quick:
+            return cast(Fields, quick)
     if FIELDS_RE.fullmatch(buf, start, end + 2) is None:
         raise diagnose_fields(bytes(buf[start:end]))
-    # Every line is now token ":" field-value. The usual block, with each
-    # name once, known, and followed by ": ", takes one comprehension: a
-    # name found in FIELD_NAMES is a token, so it holds no colon and the
-    # ": " found is the line's first colon. Anything else (a new or repeated
-    # name, no space after the colon) takes the loop.
-    get = FIELD_NAMES.get
-    quick = {get(n): [v.strip(" \t")] for n, _, v in map(str.partition, lines, repeat(": "))}
-    if len(quick) == len(lines) and None not in quick:
-        return cast(Fields, quick)
     fields: Fields = {}
     for line in lines:
         name, _, value = line.partition(":")

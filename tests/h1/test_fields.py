@@ -4,13 +4,16 @@ built from the head only when read."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import squall._h1._events as events
-from squall._h1 import Request
+from squall._h1 import RemoteProtocolError, Request
 from squall._h1._events import canonical_name, fields_from_pairs, pairs_of_block
 from squall._h1._heads import PythonHeadParser
+from squall._h1._rules import parse_fields, request_fields
 from squall.httputil import HTTPHeaders
 
 from .conftest import drain, server
@@ -130,3 +133,39 @@ def test_fields_agree_with_pairs(lines: list[tuple[str, str, str]]) -> None:
         canonical_name(n): [v for m, v in pairs if m.lower() == n.lower()] for n, _ in pairs
     }
     assert HTTPHeaders._from_fields(req.fields)._as_list == HTTPHeaders._from_pairs(pairs)._as_list
+
+
+_ODD_LINE = st.tuples(
+    st.sampled_from(["Host", "host", "X-A", "x-a", "A B", "", " A", "Ä"]),
+    st.sampled_from([":", ": ", " :", ":\t", ""]),
+    st.text(
+        alphabet=st.sampled_from(list(" \t\x00\x01\x0b\x7f\x80\x85\xe9\xff:ab\r\n")), max_size=6
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_ODD_LINE, min_size=1, max_size=6), st.integers(1, 7))
+def test_field_pass_agrees_with_the_regex_path(
+    lines: list[tuple[str, str, str]], count: int
+) -> None:
+    # request_fields takes a shortcut past FIELDS_RE for known names;
+    # parse_fields always matches it. Same fields, or the same error.
+    for name in ("Host", "host", "X-A", "x-a"):
+        events.field_name(name)
+    block = "\r\n".join(n + sep + v for n, sep, v in lines).encode("latin-1")
+    buf = b"GET / HTTP/1.1\r\n" + block + b"\r\n\r\n"
+    start, end = 16, len(buf) - 4
+    if buf.find(b"\r\n\r\n") != end:
+        return
+    text_lines = block.decode("latin-1").split("\r\n")
+
+    def run(f: Any) -> Any:
+        try:
+            return f()
+        except RemoteProtocolError as exc:
+            return (str(exc), exc.status_hint)
+
+    got = run(lambda: request_fields(buf, start, end, list(text_lines), count))
+    expected = run(lambda: fields_from_pairs(parse_fields(buf, start, end, count, False)))
+    assert got == expected

@@ -734,29 +734,6 @@ def test_repeated_response_fields_each_get_a_line(loop: asyncio.AbstractEventLoo
     assert t.data == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVary: A\r\nVary: B\r\n\r\nok"
 
 
-def test_request_connection_built_per_request_has_every_slot_set(
-    loop: asyncio.AbstractEventLoop,
-) -> None:
-    # The protocol builds the connection without calling its __init__: every
-    # slot __init__ sets must be set there too, to the same value.
-    from squall.httpserver._protocol import _RequestConnection
-
-    seen: list[Any] = []
-
-    def handle(request: HTTPServerRequest) -> None:
-        conn = request.connection
-        fresh = _RequestConnection(proto)
-        seen.append({s: getattr(conn, s) for s in _RequestConnection.__slots__})
-        seen.append({s: getattr(fresh, s) for s in _RequestConnection.__slots__})
-        respond(request)
-
-    _, proto, t = make(loop, handle)
-    proto.data_received(GET)
-    built, fresh = seen
-    assert built == fresh and built["_proto"] is proto
-    assert t.data.startswith(b"HTTP/1.1 200 OK\r\n")
-
-
 def test_write_headers_refuses_a_value_that_is_not_a_string(
     loop: asyncio.AbstractEventLoop,
 ) -> None:

@@ -78,29 +78,38 @@ def _client_frame(opcode: int, payload: bytes, key: bytes) -> bytes:
     return head + key + mask(key, payload)
 
 
-def batches(kind: str, count: int, seed: int = SEED) -> list[tuple[bytes, int]]:
-    """``count`` messages as [(the bytes of one batch of frames, messages in it)]."""
-    out: list[tuple[bytes, int]] = []
+def _echo_size(n: int) -> int:
+    """The size of a server's unmasked, uncompressed frame with an n-byte payload."""
+    return n + (2 if n < 126 else 4 if n < 65536 else 10)
+
+
+def batches(kind: str, count: int, seed: int = SEED) -> list[tuple[bytes, int, int]]:
+    """``count`` messages as [(one batch of frames, messages in it, bytes of their echoes)]."""
+    out: list[tuple[bytes, int, int]] = []
     if kind == "bench":
         one = _client_frame(1, b"m" * 64, b"\0\0\0\0")
         while count > 0:
             k = min(4, count)
-            out.append((one * k, k))
+            out.append((one * k, k, k * _echo_size(64)))
             count -= k
         return out
     rng = random.Random(seed)
     while count > 0:
         k = min(rng.randint(1, 8), count)
         frames = []
+        echo = 0
         for _ in range(k):
             size = int(2 ** rng.uniform(0, 14))
             if rng.random() < 0.7:
                 start = rng.randrange(len(_TEXT))
                 text = (_TEXT[start:] + _TEXT * (size // len(_TEXT) + 1))[:size]
-                frames.append(_client_frame(1, text.encode(), rng.randbytes(4)))
+                payload = text.encode()
+                frames.append(_client_frame(1, payload, rng.randbytes(4)))
             else:
-                frames.append(_client_frame(2, rng.randbytes(size), rng.randbytes(4)))
-        out.append((b"".join(frames), k))
+                payload = rng.randbytes(size)
+                frames.append(_client_frame(2, payload, rng.randbytes(4)))
+            echo += _echo_size(len(payload))
+        out.append((b"".join(frames), k, echo))
         count -= k
     return out
 
@@ -109,7 +118,13 @@ def batches(kind: str, count: int, seed: int = SEED) -> list[tuple[bytes, int]]:
 
 
 class FakeTransport(asyncio.Transport):
-    """Takes the 101 response, then counts the (unmasked) frames the server writes."""
+    """Takes the 101 response, then the echoes.
+
+    While ``checking`` (the warm-up), it parses every frame the server
+    writes; then it only counts bytes against ``expected``, the size of the
+    current batch's echoes, so that its own cost is small and the same for
+    every server (aiohttp writes a frame per call, Squall a batch).
+    """
 
     def __init__(self, on_messages: Any) -> None:
         super().__init__()
@@ -118,9 +133,20 @@ class FakeTransport(asyncio.Transport):
         self.on_messages = on_messages
         self.closed = False
         self.payload_bytes = 0
+        self.checking = True
+        self.expected = 0
+        self.batch = 0
         self.extra = {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8888)}
 
     def write(self, data: Any) -> None:
+        if not self.checking:
+            expected = self.expected - len(data)
+            self.expected = expected
+            if expected <= 0:
+                if expected:
+                    raise RuntimeError(f"{-expected} bytes more than the echoes")
+                self.on_messages(self.batch)
+            return
         buf = self.buf
         buf += data
         if not self.upgraded:
@@ -196,7 +222,9 @@ class FakeTransport(asyncio.Transport):
 class Driver:
     """Feeds batches one at a time: the next once every echo of the previous is back."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stream: list[tuple[bytes, int]]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, stream: list[tuple[bytes, int, int]]
+    ) -> None:
         self.loop = loop
         self.stream = iter(stream)
         self.transport = FakeTransport(self.on_messages)
@@ -222,8 +250,11 @@ class Driver:
         return self.echoed - before
 
     def feed(self) -> None:
-        data, k = next(self.stream)
+        data, k, echo = next(self.stream)
         self.outstanding = k
+        transport = self.transport
+        transport.batch = k
+        transport.expected = echo
         self.proto.data_received(data)
 
     def on_messages(self, count: int) -> None:
@@ -341,12 +372,16 @@ def inner(cfg: dict[str, Any]) -> None:
             import squall.websocket  # noqa: F401  (the modules the probes go into)
 
             probes = Probes(mod)
+            # The harness's own parsing of what the server writes, kept
+            # apart from the server's write.
+            probes.wrap(FakeTransport, "write", "harness", "(harness) FakeTransport.write")
             probes.wrap_all(_PROFILED)
             labels = probes.labels
     else:
         driver.proto = _aiohttp_protocol(loop)
     driver.start()
     driver.run(WARMUP)
+    driver.transport.checking = False
     mod.reset()
     counts: list[int] = []
     mod.measure_a(lambda: counts.append(driver.run(FIRST)))

@@ -73,6 +73,7 @@ AUTO_PARSER: Final = "python"
 
 # How many bytes of an incomplete request head are checked for a method.
 _METHOD_PREFIX: Final = 32
+_LINE_ENDS: Final = (b"\r", b"\n")
 
 
 def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
@@ -324,13 +325,16 @@ class H1Connection(_Sender):
         buf = self._buf
         pos = self._pos
         # RFC 9112 §2.2: ignore at least one empty line before a message.
-        while buf.startswith(b"\r\n", pos) or (self._bare_lf and buf.startswith(b"\n", pos)):
-            pos += 2 if buf[pos] == 13 else 1
-        self._pos = pos
-        limits = self._limits
+        # (A one-octet slice is a cached object: the usual first octet, a
+        # letter, costs no call.)
+        if buf[pos : pos + 1] in _LINE_ENDS:
+            while buf.startswith(b"\r\n", pos) or (self._bare_lf and buf.startswith(b"\n", pos)):
+                pos += 2 if buf[pos] == 13 else 1
+            self._pos = pos
         if self._bare_lf:
             return self._find_head_lf(pos)
-        end = buf.find(b"\r\n\r\n", max(pos, self._scan))
+        scan = self._scan
+        end = buf.find(b"\r\n\r\n", scan if scan > pos else pos)
         if end < 0:
             n = len(buf) - pos
             if n:
@@ -338,9 +342,10 @@ class H1Connection(_Sender):
             self._scan = max(pos, len(buf) - 3)
             return None
         line_end = buf.find(b"\r\n", pos, end + 2)
-        if line_end - pos > limits.max_start_line:
-            self._start_line_too_long()
-        if end + 4 - pos > limits.max_header_size:
+        limits = self._limits
+        if line_end - pos > limits.max_start_line or end + 4 - pos > limits.max_header_size:
+            if line_end - pos > limits.max_start_line:
+                self._start_line_too_long()
             raise bad("Header block too large", 431)
         return buf, pos, line_end, end, end + 4
 
@@ -699,6 +704,9 @@ class H1Connection(_Sender):
                     break
                 if end + 4 - pos > limits.max_trailer_size:
                     raise bad("Trailer section too large", 431)
+                # The error a partial section gets above, whatever the reads.
+                if buf.count(b"\n", pos, end) != buf.count(b"\r\n", pos, end):
+                    raise bad("Malformed HTTP message: bare LF in trailer section")
                 trailers = parse_fields(buf, pos, end, limits.max_header_count, self._client)
                 for name, _ in trailers:
                     if name.lower() in FORBIDDEN_TRAILERS:

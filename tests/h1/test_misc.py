@@ -156,3 +156,18 @@ def test_data_after_eof_is_refused(parser: str) -> None:
     with pytest.raises(LocalProtocolError):
         conn.receive_data(b"x")
     assert conn.next_event() == ConnectionClosed(False)
+
+
+def test_bare_lf_in_trailers_same_error_in_one_read_or_many(parser: str) -> None:
+    # Found by the mutation property: the whole message in one read used to
+    # get the field-line diagnosis, byte by byte the trailer-section one.
+    data = b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\nT: 1\r\n\r\n"
+    errors = []
+    for step in (len(data), 1):
+        conn = server(parser)
+        with pytest.raises(RemoteProtocolError) as info:
+            for i in range(0, len(data), step):
+                conn.receive_data(data[i : i + step])
+                drain(conn)
+        errors.append((str(info.value), info.value.status_hint))
+    assert errors == [("Malformed HTTP message: bare LF in trailer section", 400)] * 2

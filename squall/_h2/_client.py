@@ -66,7 +66,6 @@ class H2ClientConnection(H2PackageConnection):
         )
         conn.encoder = StatelessEncoder()  # type: ignore[assignment]
         super().__init__(conn, limits)
-        self._preface_left = 0  # a server sends no preface string
 
     def initiate(self, upgrade_settings: Optional[str] = None) -> None:
         """Queue the client preface and SETTINGS, and open the receive window."""

@@ -17,17 +17,13 @@ No I/O and no clock: the driver passes the current time to `receive_data`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Optional, Union
-
-import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
 import hyperframe.frame
 
-from squall._h2._connection import PREFACE, ErrorCode, _Bucket
+from squall._h2._connection import ErrorCode, _Bucket
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import Drained, Event
 from squall._h2._limits import H2Limits
@@ -69,10 +65,6 @@ class H2PackageConnection:
         conn.max_inbound_frame_size = limits.max_frame_size
         conn.decoder.max_header_list_size = limits.max_header_list_size
         self._pending: dict[int, _Outbox] = {}
-        #: (stream, reason) for each malformed request head reset so far;
-        #: the driver logs and clears it.
-        self.malformed: list[tuple[int, str]] = []
-        self._preface_left = len(PREFACE)
         # Frame-header scanner state: payload bytes still to skip, and a
         # frame header split across reads.
         self._skip = 0
@@ -90,53 +82,22 @@ class H2PackageConnection:
 
     # -- starting ----------------------------------------------------------------
 
-    def initiate(self, upgrade_settings: Optional[str] = None) -> None:
-        """Queue our SETTINGS (the server preface) and open the receive window.
-
-        Args:
-            upgrade_settings: The ``HTTP2-Settings`` field of an HTTP/1.1
-                ``Upgrade: h2c`` request; the request becomes stream 1,
-                already complete on the client's side.
-
-        Raises:
-            RemoteProtocolError: ``HTTP2-Settings`` is not valid base64url
-                SETTINGS.
-        """
-        conn = self._conn
-        if upgrade_settings is None:
-            conn.initiate_connection()
-        else:
-            try:
-                conn.initiate_upgrade_connection(upgrade_settings.encode("latin-1"))
-            except Exception as exc:
-                # base64 and frame-body errors alike: the field is the client's.
-                raise RemoteProtocolError(f"invalid HTTP2-Settings: {exc}") from None
-        extra = self.limits.connection_window_size - 65535
-        if extra > 0:
-            conn.increment_flow_control_window(extra)
-
     # -- receiving ---------------------------------------------------------------
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
-        """Take bytes read from the client; return the events they complete.
+        """Take bytes read from the peer; return the events they complete.
 
         Args:
             data: The bytes.
             now: The current time in seconds (any monotonic clock), for rates.
 
         Raises:
-            RemoteProtocolError: the client broke HTTP/2 or a limit. The
+            RemoteProtocolError: the peer broke HTTP/2 or a limit. The
                 GOAWAY is queued; send `data_to_send` and close.
         """
         if self._terminated:
             return []
-        if self._preface_left:
-            # h2 checks the preface itself; the scanner only skips it.
-            used = min(self._preface_left, len(data))
-            self._preface_left -= used
-            self._scan(data[used:], now)
-        else:
-            self._scan(data, now)
+        self._scan(data, now)
         try:
             events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -251,28 +212,6 @@ class H2PackageConnection:
 
     # -- sending -------------------------------------------------------------------
 
-    def send_headers(
-        self,
-        stream_id: int,
-        status: int,
-        headers: Sequence[tuple[Union[str, bytes], Union[str, bytes]]],
-        end_stream: bool = False,
-    ) -> None:
-        """Send a response head; ``headers`` have lowercase names (bytes are
-        sent as they are, text as UTF-8).
-
-        Raises:
-            LocalProtocolError: the stream is closed, or a field is invalid.
-        """
-        fields: list[tuple[Union[str, bytes], Union[str, bytes]]] = [(":status", str(status))]
-        fields += headers
-        try:
-            self._conn.send_headers(stream_id, fields, end_stream=end_stream)
-        except h2.exceptions.StreamClosedError:
-            raise LocalProtocolError(f"stream {stream_id} is closed") from None
-        except (h2.exceptions.ProtocolError, ValueError, TypeError) as exc:
-            raise LocalProtocolError(f"cannot send the response head: {exc}") from None
-
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> bool:
         """Send body bytes, as far as the peer's windows allow; queue the rest.
 
@@ -356,19 +295,6 @@ class H2PackageConnection:
                 break
         return done
 
-    def end_stream(self, stream_id: int) -> bool:
-        """End the response on ``stream_id`` (after what is queued).
-
-        Returns:
-            True if the end went out, False if it waits behind queued data.
-        """
-        return self.send_data(stream_id, b"", end_stream=True)
-
-    def pending(self, stream_id: int) -> int:
-        """Body bytes queued on ``stream_id`` for want of window."""
-        box = self._pending.get(stream_id)
-        return 0 if box is None else box.size
-
     def reset(self, stream_id: int, error_code: int = ErrorCode.CANCEL) -> None:
         """Reset ``stream_id`` (RST_STREAM); a closed stream is left alone."""
         self._pending.pop(stream_id, None)
@@ -394,16 +320,6 @@ class H2PackageConnection:
             additional_data=message.encode("ascii", "replace"),
         )
         self._extra = self._conn.data_to_send() + frame.serialize()
-
-    @property
-    def goaway_sent(self) -> bool:
-        """Whether we sent GOAWAY (or the connection failed)."""
-        return self._goaway_sent or self._terminated
-
-    @property
-    def last_stream_id(self) -> int:
-        """The highest stream the client opened."""
-        return self._conn.highest_inbound_stream_id
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the client now (and forget)."""

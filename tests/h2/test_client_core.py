@@ -1,0 +1,164 @@
+"""squall._h2's client side (over the h2 package) without I/O: requests out,
+responses in, flow-control queues, and the flood limits on what a server sends."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+import h2.config  # noqa: E402
+import h2.connection  # noqa: E402
+import h2.events  # noqa: E402
+import h2.settings  # noqa: E402
+from hyperframe.frame import (  # noqa: E402
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    PriorityFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+from squall._h2 import (  # noqa: E402
+    Data,
+    Drained,
+    EndOfStream,
+    ErrorCode,
+    GoAway,
+    H2Limits,
+    RemoteProtocolError,
+    StreamReset,
+)
+from squall._h2._client import H2ClientConnection, Response  # noqa: E402
+
+
+def pair(
+    limits: H2Limits | None = None, settings: dict[int, int] | None = None
+) -> tuple[H2ClientConnection, h2.connection.H2Connection]:
+    client = H2ClientConnection(limits)
+    client.initiate()
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    if settings:
+        server.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send(), 0.0)
+    server.receive_data(client.data_to_send())  # the SETTINGS ack
+    return client, server
+
+
+def test_request_response_and_window_back() -> None:
+    client, server = pair()
+    sid = client.send_request("GET", "https", "a.b", "/x", [("user-agent", "é")], True)
+    events = server.receive_data(client.data_to_send())
+    request = next(e for e in events if isinstance(e, h2.events.RequestReceived))
+    assert (b"user-agent", "é".encode("latin-1")) in list(request.headers or [])
+    server.send_headers(sid, [(":status", "200"), ("x-k", "v")])
+    server.send_data(sid, b"body", end_stream=True)
+    events = client.receive_data(server.data_to_send(), 0.0)
+    assert [type(e) for e in events] == [Response, Data, EndOfStream]
+    response = events[0]
+    assert isinstance(response, Response) and response.status == 200
+    assert ("x-k", "v") in response.headers
+    data = events[1]
+    assert isinstance(data, Data)
+    client.consumed(sid, data.flow_length)
+    assert client.max_streams > 0
+
+
+def test_body_over_the_window_waits_for_updates() -> None:
+    client, server = pair(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    sid = client.send_request("POST", "https", "a.b", "/", [], False)
+    assert not client.send_data(sid, b"0123456789abcdef", end_stream=True)
+    assert not client.send_data(sid, b"")  # behind the queue
+    server.receive_data(client.data_to_send())
+    server.increment_flow_control_window(100, stream_id=sid)
+    events = client.receive_data(server.data_to_send(), 0.0)
+    assert [type(e) for e in events] == [Drained]
+    got = server.receive_data(client.data_to_send())
+    assert any(isinstance(e, h2.events.StreamEnded) for e in got)
+
+
+def test_reset_and_goaway_events() -> None:
+    client, server = pair()
+    sid = client.send_request("GET", "https", "a.b", "/", [], True)
+    server.receive_data(client.data_to_send())
+    server.reset_stream(sid, 8)
+    server.close_connection(0, last_stream_id=sid)
+    events = client.receive_data(server.data_to_send(), 0.0)
+    assert [type(e) for e in events] == [StreamReset, GoAway]
+    client.reset(sid)  # already closed: nothing
+    client.goaway()
+    client.goaway()  # once
+    assert client.data_to_send().count(b"\x07\x00\x00\x00\x00\x00") == 1
+
+
+def flood(client: H2ClientConnection, frames: list[bytes]) -> RemoteProtocolError:
+    with pytest.raises(RemoteProtocolError) as info:
+        client.receive_data(b"".join(frames), 0.0)
+    assert client.receive_data(b"", 0.0) == []
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("frames", "limits", "words"),
+    [
+        (
+            [PingFrame(0, opaque_data=b"12345678").serialize()] * 30,
+            {"max_pings_per_second": 5},
+            "PING",
+        ),
+        ([SettingsFrame(0).serialize()] * 30, {"max_settings_per_second": 5}, "SETTINGS"),
+        (
+            [WindowUpdateFrame(0, window_increment=1).serialize()] * 30,
+            {"max_window_updates_per_second": 5},
+            "WINDOW_UPDATE",
+        ),
+        (
+            [RstStreamFrame(1, error_code=8).serialize()] * 30,
+            {"max_resets_per_second": 5},
+            "resets",
+        ),
+        ([DataFrame(1).serialize()] * 30, {"max_empty_frames_per_second": 5}, "empty"),
+        ([PriorityFrame(1).serialize()] * 30, {"max_empty_frames_per_second": 5}, "PRIORITY"),
+        (
+            [HeadersFrame(1, data=b"\x88").serialize()]
+            + [ContinuationFrame(1, data=b"").serialize()] * 30,
+            {"max_continuation_frames": 50, "max_empty_frames_per_second": 5},
+            "empty",
+        ),
+        (
+            [HeadersFrame(1, data=b"\x88").serialize()]
+            + [ContinuationFrame(1, data=b"").serialize()] * 30,
+            {"max_continuation_frames": 4},
+            "CONTINUATION",
+        ),
+        (
+            [HeadersFrame(1, data=b"\x00" * 200).serialize()],
+            {"max_header_list_size": 100},
+            "header block larger",
+        ),
+    ],
+)
+def test_floods_from_the_server(frames: list[bytes], limits: dict[str, int], words: str) -> None:
+    client, _ = pair(H2Limits(**limits))  # type: ignore[arg-type]
+    client.send_request("GET", "https", "a.b", "/", [], False)
+    exc = flood(client, frames)
+    assert exc.error_code == ErrorCode.ENHANCE_YOUR_CALM and words in str(exc)
+
+
+def test_frame_headers_split_across_reads_still_count() -> None:
+    client, _ = pair(H2Limits(max_pings_per_second=5))
+    data = PingFrame(0, opaque_data=b"12345678").serialize() * 20
+    with pytest.raises(RemoteProtocolError, match="PING"):
+        for i in range(0, len(data), 7):
+            client.receive_data(data[i : i + 7], 0.0)
+
+
+def test_protocol_error_from_h2_is_a_remote_error() -> None:
+    client, _ = pair()
+    with pytest.raises(RemoteProtocolError):
+        client.receive_data(DataFrame(99, data=b"x").serialize(), 0.0)

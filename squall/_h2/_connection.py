@@ -498,7 +498,10 @@ class H2Connection:
             raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, f"client opened even stream {sid}")
         self._highest = sid
         if sid > self._goaway_last:
-            return  # after our GOAWAY: not taken (the client may retry it)
+            # After our GOAWAY: not taken; REFUSED_STREAM tells the client
+            # it may send it again elsewhere (RFC 9113 §8.7).
+            self._send_reset(sid, ErrorCode.REFUSED_STREAM)
+            return
         if self_dependent:
             self._malformed(sid, "stream depends on itself")
             return

@@ -698,6 +698,11 @@ def test_streams_after_our_goaway_are_not_taken() -> None:
     goaways = [f for f in frames_out(server.data_to_send()) if f[0] == 7]
     assert len(goaways) == 1 and goaways[0][3][:4] == b"\x00\x00\x00\x01"
     assert server.receive_data(frame(1, 0x5, 3, GET), 0.0) == []
+    refused = [f for f in frames_out(server.data_to_send()) if f[0] == 3]
+    assert [(f[2], int.from_bytes(f[3], "big")) for f in refused] == [(3, ErrorCode.REFUSED_STREAM)]
+    # Its body, already on the way, is dropped quietly.
+    assert server.receive_data(frame(0, 0x1, 3, b"late"), 0.0) == []
+    assert [f[0] for f in frames_out(server.data_to_send())] == []
     # Stream 1 goes on.
     server.send_headers(1, 200, [], end_stream=True)
     assert [f[0] for f in frames_out(server.data_to_send())] == [1]

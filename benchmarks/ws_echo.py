@@ -123,8 +123,11 @@ async def raw_load(
     frame = (
         bytes((0x81, 0x80 | size)) if size < 126 else bytes((0x81, 0xFE)) + size.to_bytes(2, "big")
     )
-    # An all-zero mask key leaves the payload as is.
-    batch = (frame + b"\0\0\0\0" + b"m" * size) * window
+    # A real (non-zero) mask key, so that no server can skip unmasking; the
+    # echo comes back unmasked, which is all the counting below needs.
+    key = b"\x37\xfa\x21\x3d"
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(b"m" * size))
+    batch = (frame + key + masked) * window
     counter = [1, 0]  # [running, frames received]
     loop = asyncio.get_running_loop()
     transports = []

@@ -484,13 +484,8 @@ class RequestHandler(CookieMixin, RenderMixin):
         """
         if self._finished:
             raise RuntimeError("Cannot write() after finish()")
-        kind = type(chunk)
-        # The exact types first: type() costs less than isinstance().
-        if kind is str:
-            self._write_buffer.append(chunk.encode())  # type: ignore[union-attr]
-            return
-        if kind is bytes or isinstance(chunk, bytes):
-            self._write_buffer.append(chunk)  # type: ignore[arg-type]
+        if isinstance(chunk, bytes):
+            self._write_buffer.append(chunk)
             return
         if isinstance(chunk, str):
             self._write_buffer.append(chunk.encode("utf-8"))

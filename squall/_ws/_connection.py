@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE = 10 * 1024 * 1024
+# Text frames up to this size are checked for UTF-8 while they arrive.
+_EARLY_CHECK_LIMIT = 65536
 
 # The 2-byte headers of a server's unfragmented, uncompressed frames under 126 bytes.
 _TEXT_HEADS = [bytes((0x81, n)) for n in range(126)]
@@ -164,6 +166,9 @@ class WSConnection:
         "_in_size",
         "_key_source",
         "_parser",
+        "_partial_checked",
+        "_partial_decoder",
+        "_partial_id",
         "_plain_server",
         "close_received",
         "close_sent",
@@ -193,6 +198,10 @@ class WSConnection:
         self._in_size = 0
         self._fragments: list[bytes] = []
         self._decoder: Optional[codecs.IncrementalDecoder] = None
+        # The text frame under way checked so far (_check_partial_text).
+        self._partial_decoder: Optional[codecs.IncrementalDecoder] = None
+        self._partial_id = -1
+        self._partial_checked = 0
         self.close_sent = False
         self.close_received = False
         self.message_bytes_in = 0
@@ -246,6 +255,8 @@ class WSConnection:
                     self._take_small_messages(events)
                 frame = parser.next_frame()
                 if frame is None:
+                    if parser._pos < len(parser._buf):
+                        self._check_partial_text()
                     return events
                 event = self._handle_frame(frame)
                 if event is not None:
@@ -257,6 +268,51 @@ class WSConnection:
             self.close_received = True
             events.append(ProtocolFailed(exc.close_code, exc.reason))
             return events
+
+    def _check_partial_text(self) -> None:
+        """Section 8.1, failing fast: invalid UTF-8 in a text frame still arriving.
+
+        Only uncompressed frames up to ``_EARLY_CHECK_LIMIT`` bytes: what
+        arrives of them is checked as it comes (each byte once), and checked
+        again as a whole when the frame is complete.
+        """
+        parser = self._parser
+        info = parser.partial()
+        if info is None:
+            return
+        opcode, rsv1, key, start, length = info
+        if length > _EARLY_CHECK_LIMIT or rsv1:
+            return
+        if opcode == 1:
+            if self._in_opcode:
+                return  # a protocol error, found when the frame is complete
+            previous = None
+        elif opcode == 0 and self._in_opcode == 1 and not self._in_compressed:
+            previous = self._decoder
+        else:
+            return
+        frame_id = parser.wire_bytes
+        decoder = self._partial_decoder
+        if decoder is None or self._partial_id != frame_id:
+            decoder = self._partial_decoder = codecs.getincrementaldecoder("utf-8")()
+            if previous is not None:
+                # Go on from the message's earlier fragments.
+                decoder.setstate(previous.getstate())
+            self._partial_id = frame_id
+            self._partial_checked = 0
+        checked = self._partial_checked
+        end = len(parser._buf)
+        if end - start <= checked:
+            return
+        chunk: bytes = bytes(parser._buf[start + checked : end])
+        if key is not None:
+            turn = checked & 3
+            chunk = mask(key[turn:] + key[:turn], chunk)
+        try:
+            decoder.decode(chunk, False)
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
+        self._partial_checked = end - start
 
     def _take_small_messages(self, events: list[Event]) -> None:
         """The hot path: whole text or binary messages in one frame under 64 KiB.

@@ -172,6 +172,40 @@ class FrameParser:
         self.wire_bytes += header + length
         return Frame(opcode, payload, bool(b0 & 0x80), bool(b0 & 0x40))
 
+    def partial(self) -> Optional[tuple[int, bool, Optional[bytes], int, int]]:
+        """The frame still arriving, once its header is here (after `next_frame`).
+
+        Returns:
+            ``(opcode, rsv1, mask key or None, offset of its payload in the
+            buffer, payload length)``, or None while the header is incomplete.
+        """
+        buf = self._buf
+        pos = self._pos
+        available = len(buf) - pos
+        if available < 2:
+            return None
+        b0 = buf[pos]
+        b1 = buf[pos + 1]
+        length = b1 & 0x7F
+        header = 2
+        if length == 126:
+            header = 4
+            if available < 4:
+                return None
+            length = _UNPACK_16(buf, pos + 2)[0]
+        elif length == 127:
+            header = 10
+            if available < 10:
+                return None
+            length = _UNPACK_64(buf, pos + 2)[0]
+        key: Optional[bytes] = None
+        if b1 & 0x80:
+            header += 4
+            if available < header:
+                return None
+            key = bytes(buf[pos + header - 4 : pos + header])
+        return b0 & 0x0F, bool(b0 & 0x40), key, pos + header, length
+
     def _check_header(self, b0: int, b1: int, opcode: int, length: int) -> None:
         # Section 5.2: reserved opcodes and RSV bits without an extension
         # that defines them fail the connection.

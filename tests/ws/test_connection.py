@@ -391,3 +391,48 @@ def test_fast_path_takes_16_bit_lengths_with_every_rule() -> None:
     frame = client_frame(2, blob)
     assert part.receive_data(frame[:3]) == []
     assert part.receive_data(frame[3:]) == [Message(blob)]
+
+
+def test_invalid_utf8_fails_while_its_frame_still_arrives() -> None:
+    # Autobahn 6.4.3/6.4.4: fail at the bad bytes, not at the end of the frame.
+    payload = (
+        "κόσμε".encode()
+        + b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80"
+        + b"edited"
+    )
+    frame = client_frame(1, payload)
+    srv = server()
+    assert srv.receive_data(frame[:12]) == []  # valid so far
+    assert srv.receive_data(frame[12:30]) == [
+        ProtocolFailed(1007, "invalid UTF-8 in a text message")
+    ]
+
+
+def test_early_utf8_check_takes_code_points_split_across_reads_and_fragments() -> None:
+    text = "aé☃😀" * 20
+    raw = text.encode()
+    # One frame in single bytes: every cut through a code point is fine.
+    frame = client_frame(1, raw)
+    srv = server()
+    events: list[Event] = []
+    for i in range(len(frame)):
+        events += srv.receive_data(frame[i : i + 1])
+    assert events == [Message(text)]
+    # Fragments cut inside a code point, each arriving in pieces.
+    cut = raw.index("😀".encode()) + 2
+    data = client_frame(1, raw[:cut], fin=False) + client_frame(0, raw[cut:])
+    srv = server()
+    events = []
+    for i in range(0, len(data), 3):
+        events += srv.receive_data(data[i : i + 3])
+    assert events == [Message(text)]
+
+
+def test_early_utf8_check_leaves_binary_compressed_and_large_frames() -> None:
+    bad = b"\xff" * 10
+    srv = server()
+    assert srv.receive_data(client_frame(2, bad + b"x" * 10)[:15]) == []
+    big = server(max_message_size=None)
+    assert big.receive_data(client_frame(1, bad * 7000)[:100]) == []
+    comp = WSConnection(False, PerMessageDeflate(client=False))
+    assert comp.receive_data(client_frame(1, bad * 20, rsv1=True)[:30]) == []

@@ -352,16 +352,6 @@ class Application(ReversibleRouter):
             access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
 
 
-def _per_request_settings(settings: dict[str, Any]) -> None:
-    # Debug settings that reset caches before every request.
-    if not settings.get("compiled_template_cache", True):
-        _clear_template_loaders()
-    if settings.get("static_hash_cache", True) is False:
-        from squall.web.static import StaticFileHandler
-
-        StaticFileHandler.reset()
-
-
 class _HandlerDelegate(httputil.HTTPMessageDelegate):
     # The application's delegate for one request, in one of two roles.
     #
@@ -522,7 +512,15 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
         assert request is not None and handler_class is not None
         settings = app.settings
         if settings:
-            _per_request_settings(settings)
+            # Debug settings that reset caches before every request (read
+            # here, not in a helper: most applications have some settings,
+            # and a call per request costs more than the two lookups).
+            if not settings.get("compiled_template_cache", True):
+                _clear_template_loaders()
+            if settings.get("static_hash_cache", True) is False:
+                from squall.web.static import StaticFileHandler
+
+                StaticFileHandler.reset()
         kwargs = self.handler_kwargs
         if kwargs:
             handler = handler_class(app, request, **kwargs)

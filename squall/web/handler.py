@@ -324,7 +324,12 @@ class RequestHandler(CookieMixin, RenderMixin):
             # some characters that are allowed, such as HTAB): those go
             # through the full conversion and check.
             value = self._convert_header_value(value)
-        self._headers._as_list[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
+        headers = self._headers
+        if type(headers) is _ResponseHeaders:
+            headers._as_list[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
+        else:
+            # Headers an application put in place: their own __setitem__.
+            headers[name] = value
 
     def add_header(self, name: str, value: _HeaderValue) -> None:
         """Adds a value to the header ``name``, keeping the values it had (as for ``Set-Cookie``)."""
@@ -778,9 +783,10 @@ class RequestHandler(CookieMixin, RenderMixin):
         """Sets the ``Etag`` header from `compute_etag` (unless it returns None)."""
         etag = self.compute_etag()
         if etag is not None:
-            if type(etag) is str and etag.isprintable():
+            headers = self._headers
+            if type(etag) is str and etag.isprintable() and type(headers) is _ResponseHeaders:
                 # set_header()'s own fast case, without the call.
-                self._headers._as_list["Etag"] = [etag]
+                headers._as_list["Etag"] = [etag]
             else:
                 self.set_header("Etag", etag)
 

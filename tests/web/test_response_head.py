@@ -142,6 +142,22 @@ class NoDictHandler(RequestHandler):
         self.write("fast")
 
 
+class _LoggingHeaders(HTTPHeaders):
+    seen: list[str] = []
+
+    def __setitem__(self, name: str, value: str) -> None:
+        _LoggingHeaders.seen.append(name)
+        super().__setitem__(name, value)
+
+
+class OwnHeadersHandler(RequestHandler):
+    def get(self) -> None:
+        # An application's own headers object keeps its own __setitem__.
+        self._headers = _LoggingHeaders(self._headers)
+        self.set_header("X-Own", "yes")
+        self.write("own")
+
+
 class ResponseHeadTest(AsyncHTTPTestCase):
     def setUp(self) -> None:
         access = logging.getLogger("squall.access")
@@ -160,6 +176,7 @@ class ResponseHeadTest(AsyncHTTPTestCase):
                 ("/etag", EtagOverrideHandler),
                 ("/many", ManyHeadersHandler),
                 ("/nodict", NoDictHandler),
+                ("/own", OwnHeadersHandler),
             ]
         )
 
@@ -211,3 +228,11 @@ class ResponseHeadTest(AsyncHTTPTestCase):
         assert response.body == b"fast"
         assert "Etag" in response.headers
         assert NoDictHandler.reads == []
+
+    def test_headers_an_application_put_in_place_keep_their_setitem(self) -> None:
+        _LoggingHeaders.seen.clear()
+        response = self.fetch("/own")
+        assert response.body == b"own"
+        assert response.headers["X-Own"] == "yes"
+        # set_header and the Etag went through the application's class.
+        assert _LoggingHeaders.seen == ["X-Own", "Etag"]

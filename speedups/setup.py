@@ -19,6 +19,7 @@ module that does not build is left out alone (its Python module is used);
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -40,13 +41,21 @@ GROUP = NATIVE + ".hotpath"
 # The packages compiled whole: no asyncio, no I/O, strictly typed, and no
 # class in them is meant to be subclassed by users. Measured (callgrind,
 # varied stream, benchmarks/callgrind_hotpath.py): 238k instructions per
-# request pure, 208k with these. httpserver/_protocol.py would take it to
-# 192k but does not compile as it is (object.__new__ of a compiled class;
-# two `except ... as exc` of different types in one function, which mypyc
-# types as one variable); httputil/_headers.py hits a mypyc internal error
-# (cls.__new__ in a classmethod) and HTTPHeaders is a public, subclassable
-# class; web/ holds the classes users subclass and stays interpreted.
+# request pure, 208k with these. httputil/_headers.py hits a mypyc internal
+# error (cls.__new__ in a classmethod), and HTTPHeaders is a public,
+# subclassable class that web/ and asgi/ build with object.__new__ (refused
+# for a compiled class); web/ holds the classes users subclass and stays
+# interpreted.
 COMPILED_PACKAGES = ("_h1", "_ws")
+# Single modules compiled beside those packages. Measured (callgrind, varied
+# stream, asyncio loop, instructions per request, same tree otherwise):
+# squall.httpserver._protocol, hello 134.8k -> 120.1k, json 153.4k -> 138.7k.
+# A compiled class calls its own methods directly, past any override in a
+# subclass that interpreted code defines (_h2protocol's sniffers override
+# _HTTPProtocol.data_received and _on_request): such a class must be marked
+# @mypyc_attr(allow_interpreted_subclasses=True) (squall._compiled has the
+# decorator), else its module is not compiled (see _unmarked_bases).
+COMPILED_MODULES = ("squall.httpserver._protocol",)
 # Modules that would be compiled but must not be; why beside each.
 SKIPPED: dict[str, str] = {
     "squall._h1._quick": "replaced by the C module c/quick.c, not compiled by mypyc",
@@ -76,6 +85,56 @@ def _squall_version(src: Path) -> str:
     raise RuntimeError(f"no version in {src / '__init__.py'}")
 
 
+def _module_name(root: Path, path: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _unmarked_bases(root: Path, compiled: set[str]) -> dict[str, list[str]]:
+    """``{module: [class, ...]}``: classes of the modules in ``compiled`` that a
+    module left interpreted subclasses, and that lack
+    ``@mypyc_attr(allow_interpreted_subclasses=True)``."""
+    bases: dict[str, set[str]] = {}
+    for path in sorted((root / "squall").rglob("*.py")):
+        if _module_name(root, path) in compiled:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        imported: dict[str, tuple[str, str]] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in compiled:
+                for alias in node.names:
+                    imported[alias.asname or alias.name] = (node.module, alias.name)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for base in node.bases:
+                    if isinstance(base, ast.Name) and base.id in imported:
+                        module, name = imported[base.id]
+                        bases.setdefault(module, set()).add(name)
+    unmarked: dict[str, list[str]] = {}
+    for module, names in sorted(bases.items()):
+        path = root.joinpath(*module.split(".")).with_suffix(".py")
+        tree = ast.parse(path.read_text(), str(path))
+        marked = {
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.ClassDef)
+            and any(
+                isinstance(d, ast.Call)
+                and getattr(d.func, "id", getattr(d.func, "attr", "")) == "mypyc_attr"
+                and any(
+                    k.arg == "allow_interpreted_subclasses"
+                    and isinstance(k.value, ast.Constant)
+                    and k.value.value is True
+                    for k in d.keywords
+                )
+                for d in node.decorator_list
+            )
+        }
+        if names - marked:
+            unmarked[module] = sorted(names - marked)
+    return unmarked
+
+
 def _failed(reason: str) -> dict[str, Any]:
     return {"compiled": False, "reason": reason}
 
@@ -103,9 +162,21 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
             name = f"squall.{package}.{path.stem}"
             if path.name == "__init__.py" or name in SKIPPED:
                 continue
-            rel = path.relative_to(root).as_posix()
             modules[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-            paths.append(rel)
+            paths.append(path.relative_to(root).as_posix())
+    unmarked = _unmarked_bases(root, set(COMPILED_MODULES))
+    for name in COMPILED_MODULES:
+        if name in unmarked:
+            classes = ", ".join(unmarked[name])
+            SKIPPED[name] = (
+                f"{classes}: subclassed by interpreted code, not marked"
+                " @mypyc_attr(allow_interpreted_subclasses=True)"
+            )
+            print(f"squall-speedups: {name} not compiled ({SKIPPED[name]})", file=sys.stderr)
+            continue
+        path = root.joinpath(*name.split(".")).with_suffix(".py")
+        modules[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        paths.append(path.relative_to(root).as_posix())
     c_exts = []
     for name, source in C_MODULES.items():
         pure = root.joinpath(*name.split(".")).with_suffix(".py")
@@ -115,11 +186,30 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
     cwd = os.getcwd()
     os.chdir(root)  # mypy derives module names from paths relative to here
     try:
-        exts = mypycify(
-            ["--config-file", "mypy.ini", "--cache-dir", str(root / ".mypy_cache"), *paths],
-            target_dir=str(target),
-            group_name=GROUP,
-        )
+        try:
+            exts = mypycify(
+                ["--config-file", "mypy.ini", "--cache-dir", str(root / ".mypy_cache"), *paths],
+                target_dir=str(target),
+                group_name=GROUP,
+            )
+        except BaseException as exc:  # SystemExit too: mypy exits on a type error
+            singles = [name for name in COMPILED_MODULES if name in modules]
+            if isinstance(exc, KeyboardInterrupt) or not singles:
+                raise
+            # The packages alone still pay: an edit to a single module that
+            # mypyc refuses leaves that module interpreted, not all of them.
+            traceback.print_exc()
+            for name in singles:
+                del modules[name]
+                SKIPPED[name] = f"mypyc refused the build with it: {exc!r}"[:300]
+                paths.remove(name.replace(".", "/") + ".py")
+                print(f"squall-speedups: retrying without {name}", file=sys.stderr)
+            shutil.rmtree(target, ignore_errors=True)
+            exts = mypycify(
+                ["--config-file", "mypy.ini", "--cache-dir", str(root / ".mypy_cache"), *paths],
+                target_dir=str(target),
+                group_name=GROUP,
+            )
     finally:
         os.chdir(cwd)
     for ext in exts:

@@ -18,14 +18,27 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.abc import MetaPathFinder
 from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
-__all__ = ["CompiledFinder", "check", "install", "state"]
+__all__ = ["CompiledFinder", "check", "install", "mypyc_attr", "state"]
+
+_T = TypeVar("_T")
+
+try:
+    # mypyc reads this decorator where a compiled class is marked (say,
+    # allow_interpreted_subclasses=True); at run time it changes nothing.
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pragma: no cover - mypy_extensions comes with mypy, not with squall
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> Callable[[_T], _T]:
+        """Stands in for ``mypy_extensions.mypyc_attr`` where it is not installed."""
+        return lambda cls: cls
+
 
 DISTRIBUTION_PACKAGE = "squall_speedups"
 

@@ -79,7 +79,13 @@ def bound_names(source: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "name",
-    ["squall._h1._connection", "squall._h1._quick", "squall._ws._frames", "squall._ws._mask"],
+    [
+        "squall._h1._connection",
+        "squall._h1._quick",
+        "squall._ws._frames",
+        "squall._ws._mask",
+        "squall.httpserver._protocol",
+    ],
 )
 def test_loaded_module_exposes_nothing_the_pure_one_does_not(name: str) -> None:
     module = sys.modules.get(name) or __import__(name, fromlist=["_"])
@@ -89,6 +95,28 @@ def test_loaded_module_exposes_nothing_the_pure_one_does_not(name: str) -> None:
     assert exposed - pure == set()
     # And the public API is there.
     assert set(getattr(module, "__all__", ())) <= exposed
+
+
+def test_mypyc_attr_leaves_the_class_as_it_is() -> None:
+    # At run time the mark only matters to mypyc: the class is returned unchanged.
+    class Marked:
+        pass
+
+    assert _compiled.mypyc_attr(allow_interpreted_subclasses=True)(Marked) is Marked
+    assert "mypyc_attr" in _compiled.__all__
+
+
+@pytest.mark.skipif(os.environ.get("SQUALL_EXPECT_COMPILED") != "1", reason="not the compiled run")
+def test_compiled_run_compiles_the_protocol() -> None:
+    # speedups/setup.py leaves it interpreted when mypyc refuses it or when a
+    # class that interpreted code subclasses is not marked; the compiled run
+    # must then say so rather than pass on the pure module.
+    from squall.httpserver import _protocol
+
+    home = _compiled._installed_home()
+    assert home is not None
+    skipped = json.loads((home / "manifest.json").read_text()).get("skipped", {})
+    assert is_extension(_protocol), skipped.get("squall.httpserver._protocol")
 
 
 def test_no_speedups_env_keeps_pure() -> None:

@@ -128,11 +128,11 @@ $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
 	touch $(BENCH_STAMP)
 
 # The "squall" (speedups) contender runs the compiled modules: squall-speedups
-# is rebuilt when squall's _h1 or _ws sources (or speedups/c) change (a stale build would be
+# is rebuilt when squall's _h1, _ws or httpserver/_protocol sources (or speedups/c) change (a stale build would be
 # ignored by squall, and the contender would quietly run pure Python).
 BENCH_SPEEDUPS := $(BENCH_VENV)/.speedups
 
-$(BENCH_SPEEDUPS): $(BENCH_STAMP) speedups/setup.py $(wildcard speedups/c/*.c squall/_h1/*.py squall/_ws/*.py)
+$(BENCH_SPEEDUPS): $(BENCH_STAMP) speedups/setup.py $(wildcard speedups/c/*.c squall/_h1/*.py squall/_ws/*.py squall/httpserver/_protocol.py)
 	$(BENCH_VENV)/bin/python -m pip install -q --force-reinstall --no-deps ./speedups
 	$(BENCH_VENV)/bin/python -c 'import squall.speedups as s; print("== squall-speedups compiled:", s.compiled, s.reason)'
 	touch $@

@@ -783,10 +783,10 @@ class RequestHandler(CookieMixin, RenderMixin):
         """Sets the ``Etag`` header from `compute_etag` (unless it returns None)."""
         etag = self.compute_etag()
         if etag is not None:
-            headers = self._headers
-            if type(etag) is str and etag.isprintable() and type(headers) is _ResponseHeaders:
-                # set_header()'s own fast case, without the call.
-                headers._as_list["Etag"] = [etag]
+            if type(etag) is str and etag.isprintable():
+                # set_header()'s own fast case, without the call (straight
+                # into the dict, as the framework's own Content-Length is).
+                self._headers._as_list["Etag"] = [etag]
             else:
                 self.set_header("Etag", etag)
 

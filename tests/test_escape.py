@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import tracemalloc
 import urllib.parse
 from collections.abc import Callable
@@ -220,6 +222,62 @@ def test_json_encode_cannot_close_a_script_element() -> None:
     encoded = json_encode({"html": "</script><script>alert(1)</script>"})
     assert "</" not in encoded
     assert json_decode(encoded) == {"html": "</script><script>alert(1)</script>"}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(_JSON)
+def test_json_encode_is_json_dumps_with_script_ends_escaped(value: Any) -> None:
+    assert json_encode(value) == json.dumps(value).replace("</", "<\\/")
+
+
+def test_json_encode_errors_read_as_json_dumps_and_leave_no_state() -> None:
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        json_encode({"a": [1, {"b": object()}]})
+    loop: list[Any] = [1]
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        json_encode({"x": loop})
+    # A failure half way through a container must not leave it marked as
+    # "being encoded": the same objects encode cleanly afterwards.
+    inner = {"k": [1, 2]}
+    outer: list[Any] = [inner, inner, object()]
+    with pytest.raises(TypeError):
+        json_encode(outer)
+    outer.pop()
+    assert json_encode(outer) == '[{"k": [1, 2]}, {"k": [1, 2]}]'
+
+
+def test_json_encode_from_threads_at_once() -> None:
+    shared = {"list": list(range(50)), "nested": [{"a": i} for i in range(20)]}
+    expected = json.dumps(shared)
+    results: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def work() -> None:
+        start.wait(timeout=5)
+        try:
+            for _ in range(200):
+                results.append(json_encode(shared))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not errors
+    assert results == [expected] * 800
 
 
 def test_json_decode_accepts_utf8_bytes() -> None:

@@ -18,7 +18,6 @@ from squall.testing import (
     AsyncHTTPSTestCase,
     AsyncHTTPTestCase,
     ExpectLog,
-    bind_unused_port,
     gen_test,
 )
 from squall.web import Application, RequestHandler
@@ -437,10 +436,13 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
             await websocket_connect(self.url("/plain"))
         with self.assertRaises(ValueError):
             await websocket_connect("ftp://127.0.0.1/")
-        sock, port = bind_unused_port()
-        sock.close()
-        with self.assertRaises(OSError):
-            await websocket_connect(f"ws://127.0.0.1:{port}/", connect_timeout=5)
+        # A port held bound but not listening refuses connections, and no
+        # other process can take it meanwhile (as it could a closed one).
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            port = held.getsockname()[1]
+            with self.assertRaises(OSError):
+                await websocket_connect(f"ws://127.0.0.1:{port}/", connect_timeout=5)
 
     def test_plain_http_requests_are_refused(self) -> None:
         self.assertEqual(self.fetch("/echo").code, 400)

@@ -39,9 +39,9 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-# The whole suite against the compiled variant: squall-speedups (speedups/,
-# squall's _h1 and _ws compiled by mypyc, and its C head pass) rebuilt from the current sources
-# into its own venv, then pytest with SQUALL_EXPECT_COMPILED=1 (a test fails
+# The whole suite against the compiled variant: squall-speedups (speedups/:
+# squall._h1, squall._ws and httpserver._protocol compiled by mypyc, and a C
+# head pass) rebuilt from the current sources into its own venv, then pytest with SQUALL_EXPECT_COMPILED=1 (a test fails
 # unless the compiled modules are the ones loaded). Without coverage.
 COMPILED_VENV := .venv-compiled
 

@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, Optional, Union, cast
 
+from squall._compiled import mypyc_attr
 from squall._h1 import (
     NEED_DATA,
     PAUSED,
@@ -317,6 +318,9 @@ class _RequestConnection(HTTPConnection):
         self._proto._abort()
 
 
+# Compiled by mypyc (squall-speedups), it still dispatches through the type:
+# _h2protocol's sniffers subclass it and override data_received, _on_request.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class _HTTPProtocol(asyncio.Protocol):
     """One accepted connection, served by `HTTPServer`."""
 

@@ -574,7 +574,8 @@ class HTTP1Connection(HTTPConnection):
                     assert isinstance(event, Request)
                     request_line = RequestStartLine(event.method, event.target, event.version)
                     start_line: Union[RequestStartLine, ResponseStartLine] = request_line
-                    headers = HTTPHeaders._from_pairs(event.headers)
+                    # The parser's grouped fields, wrapped as they are.
+                    headers = HTTPHeaders._from_fields(event.fields)
                     _check_host(headers, event.version)
                     self._request_start_line = request_line
                 else:

@@ -10,6 +10,7 @@ from typing import Any, Optional, TypeVar
 
 from squall.asgi import ASGIServerDelegate
 from squall.httpserver import HTTPServer
+from tests._wait import until as until  # shared; imported from here by tests
 
 T = TypeVar("T")
 
@@ -19,16 +20,6 @@ DEADLINE = 5.0
 def run(coro: Coroutine[Any, Any, T], timeout: float = DEADLINE) -> T:
     """Run a test coroutine on a fresh loop, failing after ``timeout`` seconds."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def until(condition: Callable[[], bool], limit: float = 2.0) -> None:
-    """Yield to the loop until ``condition()`` holds; fail after ``limit`` seconds."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not condition():
-        if loop.time() > end:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0)
 
 
 @contextlib.asynccontextmanager

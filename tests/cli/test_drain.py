@@ -13,6 +13,7 @@ from squall.httpserver import HTTPServer, _protocol
 from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler
 from squall.websocket import WebSocketHandler, websocket_connect
+from tests._wait import until
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -179,8 +180,8 @@ def test_close_all_connections_does_not_hang_on_a_client_that_stops_reading(
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
-        while not any(c._write_paused for c in server._connections):
-            await asyncio.sleep(0.001)  # until the 8 MB response fills the buffers
+        # Until the 8 MB response fills the buffers.
+        await until(lambda: any(c._write_paused for c in server._connections))
         server.stop()
         await asyncio.wait_for(server.close_all_connections(), 1)
         assert not server._connections
@@ -196,12 +197,9 @@ def test_a_client_that_stops_reading_is_dropped_at_the_write_timeout() -> None:
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 2
-        while not any(c._write_paused for c in server._connections):
-            await asyncio.sleep(0.001)
-        while server._connections and loop.time() < deadline:
-            await asyncio.sleep(0.01)  # until the write timeout aborts it
+        await until(lambda: any(c._write_paused for c in server._connections))
+        # Until the write timeout aborts it.
+        await until(lambda: not server._connections)
         assert not server._connections
         server.stop()
         sock.close()

@@ -17,6 +17,7 @@ from squall.cli._serving import TrustedPeers, parse_forwarded
 from squall.cli._target import serve_target
 from squall.cli._worker import build_server
 from squall.testing import bind_unused_port
+from tests._wait import until
 
 from . import sample_apps
 
@@ -145,8 +146,7 @@ def test_limit_concurrency_answers_503() -> None:
     async def body() -> None:
         server, port = start(sample_apps.make_app(), limit_concurrency=1)
         slow = asyncio.ensure_future(fetch(port, "/slow?s=0.3"))
-        while not server.request_callback.active:
-            await asyncio.sleep(0.001)  # until the slow request is in progress
+        await until(lambda: bool(server.request_callback.active))  # the slow one is in
         status, fields, data = await fetch(port, "/")
         assert status == 503 and fields["retry-after"] == "1"
         assert b"too many requests" in data

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from squall.iostream import BaseIOStream, IOStream, PipeIOStream, SSLIOStream
+from tests._wait import until as until  # shared; imported from here by tests
 
 _T = TypeVar("_T")
 
@@ -106,13 +107,3 @@ def make_pair(request: pytest.FixtureRequest) -> PairFactory:
     """Makes a (reader, writer) pair of the parametrized kind; data flows writer -> reader."""
     factory: PairFactory = FACTORIES[request.param]
     return factory
-
-
-async def until(condition: Callable[[], bool], limit: float = 2.0) -> None:
-    """Let the loop run until ``condition()`` holds (polling each iteration)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0)

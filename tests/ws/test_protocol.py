@@ -15,6 +15,7 @@ from squall.log import app_log
 from squall.testing import AsyncTestCase, ExpectLog, gen_test
 from squall.websocket import WebSocketClosedError, WebSocketProtocol, WebSocketProtocol13
 from squall.websocket._protocol import _Peer
+from tests._wait import until
 
 KEY = b"abcd"
 
@@ -385,11 +386,9 @@ class ProtocolTest(AsyncTestCase):
     async def test_periodic_pings_time_out(self) -> None:
         proto, stream, peer = self.make(ping_interval=0.01, ping_timeout=0.005)
         self.assertEqual(proto.ping_timeout, 0.005)
-        while not stream.written:
-            await asyncio.sleep(0.001)
+        await until(lambda: bool(stream.written))
         self.assertEqual(server_frames(stream.written[0]), [(9, b"")])
-        while not proto.is_closing():
-            await asyncio.sleep(0.001)
+        await until(proto.is_closing)
         self.assertEqual(server_frames(stream.written[-1]), [(8, b"\x03\xe8ping timed out")])
         stream.close()
         await peer.closed
@@ -400,8 +399,7 @@ class ProtocolTest(AsyncTestCase):
         self.assertEqual(proto.ping_timeout, 0.01)
         for _ in range(3):
             count = len(stream.written)
-            while len(stream.written) == count:
-                await asyncio.sleep(0.001)
+            await until(lambda: len(stream.written) != count)  # noqa: B023 (awaited here)
             stream.feed(frame(10, b""))
         while len(peer.pongs) < 3:
             await asyncio.sleep(0)

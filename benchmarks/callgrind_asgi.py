@@ -39,7 +39,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ from callgrind_hotpath import (  # noqa: E402
     _NullProtocol,
     annotate,
     calls_per_request,
+    capture_protocol,
     request_stream,
     self_costs,
 )
@@ -80,29 +80,6 @@ def _load_app(name: str) -> Any:
     import asgi_starlette
 
     return asgi_starlette.app if name == "starlette" else asgi_starlette.bare
-
-
-def _capture_protocol(loop: asyncio.AbstractEventLoop, server: Any) -> Any:
-    """The protocol factory exactly as HTTPServer.add_sockets makes it."""
-    captured: list[Any] = []
-
-    class _Server:
-        async def start_serving(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    async def create_server(factory: Any, **kwargs: Any) -> _Server:
-        captured.append(factory)
-        return _Server()
-
-    loop.create_server = create_server  # type: ignore[method-assign,assignment]
-    try:
-        server.add_sockets([socket.socket()])
-    finally:
-        del loop.create_server  # type: ignore[attr-defined]
-    return captured[0]()
 
 
 def _floor_protocol(loop: asyncio.AbstractEventLoop) -> Any:
@@ -138,7 +115,7 @@ def _floor_protocol(loop: asyncio.AbstractEventLoop) -> Any:
         def start_request(self, server_conn: object, request_conn: HTTPConnection) -> Answer:
             return Answer(request_conn)
 
-    return _capture_protocol(loop, HTTPServer(Floor()))
+    return capture_protocol(loop, HTTPServer(Floor()))
 
 
 def _squall_protocol(loop: asyncio.AbstractEventLoop, app: Any, bare: bool) -> Any:
@@ -152,7 +129,7 @@ def _squall_protocol(loop: asyncio.AbstractEventLoop, app: Any, bare: bool) -> A
     if bare:
         from squall.asgi import ASGIServerDelegate
 
-        return _capture_protocol(loop, HTTPServer(ASGIServerDelegate(app)))
+        return capture_protocol(loop, HTTPServer(ASGIServerDelegate(app)))
     from squall.cli._options import Config
     from squall.cli._target import serve_target
     from squall.cli._worker import build_server
@@ -160,7 +137,7 @@ def _squall_protocol(loop: asyncio.AbstractEventLoop, app: Any, bare: bool) -> A
     config = Config(target="asgi_starlette:app", access_log=False)
     served = serve_target(app, config.target, config.root_path, config.factory)
     server, _ = build_server(config, served, None)
-    return _capture_protocol(loop, server)
+    return capture_protocol(loop, server)
 
 
 def _uvicorn_protocol(loop: asyncio.AbstractEventLoop, app: Any) -> Any:

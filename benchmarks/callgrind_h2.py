@@ -49,6 +49,7 @@ from callgrind_hotpath import (  # noqa: E402
     Probes,
     _FixedClock,
     annotate,
+    capture_protocol,
     make_request,
     self_costs,
 )
@@ -212,7 +213,6 @@ class Driver:
 
 
 def _server_protocol(loop: asyncio.AbstractEventLoop) -> Any:
-    import socket
 
     from squall.httpserver import HTTPServer
     from squall.web import Application, RequestHandler
@@ -223,26 +223,7 @@ def _server_protocol(loop: asyncio.AbstractEventLoop) -> Any:
             self.write("Hello, " + self.get_argument("n", "world") + "!")
 
     app = Application([("/", Hello)], log_function=lambda handler: None)
-    server = HTTPServer(app, http2=True)
-    captured: list[Any] = []
-
-    class _Server:
-        async def start_serving(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    async def create_server(factory: Any, **kwargs: Any) -> _Server:
-        captured.append(factory)
-        return _Server()
-
-    loop.create_server = create_server  # type: ignore[method-assign,assignment]
-    try:
-        server.add_sockets([socket.socket()])
-    finally:
-        del loop.create_server  # type: ignore[attr-defined]
-    return captured[0]()
+    return capture_protocol(loop, HTTPServer(app, http2=True))
 
 
 def inner(cfg: dict[str, Any]) -> None:

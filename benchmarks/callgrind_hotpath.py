@@ -237,9 +237,14 @@ def _squall_protocol(loop: asyncio.AbstractEventLoop, handler: str) -> Any:
         "json": Json,
     }
     app = squall.web.Application([("/", handlers[handler])])
-    server = HTTPServer(app)
-    # The protocol factory exactly as add_sockets makes it: capture what it
-    # hands to loop.create_server instead of serving a socket.
+    return capture_protocol(loop, HTTPServer(app))
+
+
+def capture_protocol(loop: asyncio.AbstractEventLoop, server: Any) -> Any:
+    """A protocol from the factory exactly as ``server.add_sockets`` makes it:
+    what it hands to loop.create_server is captured instead of serving a socket."""
+    import socket
+
     captured: list[Any] = []
 
     class _Server:
@@ -252,8 +257,6 @@ def _squall_protocol(loop: asyncio.AbstractEventLoop, handler: str) -> Any:
     async def create_server(factory: Any, **kwargs: Any) -> _Server:
         captured.append(factory)
         return _Server()
-
-    import socket
 
     loop.create_server = create_server  # type: ignore[method-assign,assignment]
     try:
@@ -536,7 +539,12 @@ _LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(?:\S*?):(\S+)")
 
 
 def annotate(path: str, inclusive: bool) -> dict[str, int]:
-    """{function name: instructions} from callgrind_annotate (summed over files)."""
+    """{function name: instructions} from callgrind_annotate.
+
+    One function can be listed twice, under its source file's absolute and
+    relative path (when the working directory is above that file): the
+    largest figure is kept, not the sum.
+    """
     out = subprocess.run(
         [
             "callgrind_annotate",
@@ -548,11 +556,12 @@ def annotate(path: str, inclusive: bool) -> dict[str, int]:
         text=True,
         check=True,
     ).stdout
-    costs: dict[str, int] = defaultdict(int)
+    costs: dict[str, int] = {}
     for line in out.splitlines():
         m = _LINE.match(line)
         if m:
-            costs[m.group(2)] += int(m.group(1).replace(",", ""))
+            name = m.group(2)
+            costs[name] = max(costs.get(name, 0), int(m.group(1).replace(",", "")))
     return costs
 
 

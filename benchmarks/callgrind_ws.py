@@ -39,7 +39,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,9 @@ from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from callgrind_hotpath import FakeTransport as _HotpathTransport  # noqa: E402
+from callgrind_hotpath import annotate, capture_protocol  # noqa: E402
 
 SERVERS = ["squall-pure", "squall", "aiohttp"]
 SEED = 1611
@@ -117,7 +119,7 @@ def batches(kind: str, count: int, seed: int = SEED) -> list[tuple[bytes, int, i
 # -- in-process driving ---------------------------------------------------------------------
 
 
-class FakeTransport(asyncio.Transport):
+class FakeTransport(_HotpathTransport):
     """Takes the 101 response, then the echoes.
 
     While ``checking`` (the warm-up), it parses every frame the server
@@ -127,7 +129,7 @@ class FakeTransport(asyncio.Transport):
     """
 
     def __init__(self, on_messages: Any) -> None:
-        super().__init__()
+        asyncio.Transport.__init__(self)  # not the HTTP transport's: another sink
         self.buf = bytearray()
         self.upgraded = False
         self.on_messages = on_messages
@@ -184,39 +186,6 @@ class FakeTransport(asyncio.Transport):
         del buf[:pos]
         if count:
             self.on_messages(count)
-
-    def writelines(self, parts: Any) -> None:
-        self.write(b"".join(parts))
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.extra.get(name, default)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_reading(self) -> bool:
-        return True
-
-    def set_write_buffer_limits(self, high: Any = None, low: Any = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def can_write_eof(self) -> bool:
-        return False
 
 
 class Driver:
@@ -285,27 +254,7 @@ def _squall_protocol(loop: asyncio.AbstractEventLoop) -> Any:
         def on_message(self, message: Any) -> None:
             self.write_message(message, binary=isinstance(message, bytes))
 
-    server = HTTPServer(Application([("/ws", Echo)]))
-    # The protocol factory as add_sockets makes it, captured instead of served.
-    captured: list[Any] = []
-
-    class _Server:
-        async def start_serving(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    async def create_server(factory: Any, **kwargs: Any) -> _Server:
-        captured.append(factory)
-        return _Server()
-
-    loop.create_server = create_server  # type: ignore[method-assign,assignment]
-    try:
-        server.add_sockets([socket.socket()])
-    finally:
-        del loop.create_server  # type: ignore[attr-defined]
-    return captured[0]()
+    return capture_protocol(loop, HTTPServer(Application([("/ws", Echo)])))
 
 
 def _aiohttp_protocol(loop: asyncio.AbstractEventLoop) -> Any:
@@ -404,33 +353,6 @@ def inner(cfg: dict[str, Any]) -> None:
 
 
 _LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(?:\S*?):(\S+)")
-
-
-def annotate(path: str, inclusive: bool) -> dict[str, int]:
-    """{function name: instructions} from callgrind_annotate.
-
-    One function can be listed twice, under its source file's absolute and
-    relative path (when the working directory is above that file): the
-    largest figure is kept, not the sum.
-    """
-    out = subprocess.run(
-        [
-            "callgrind_annotate",
-            f"--inclusive={'yes' if inclusive else 'no'}",
-            "--threshold=100",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    costs: dict[str, int] = {}
-    for line in out.splitlines():
-        m = _LINE.match(line)
-        if m:
-            name = m.group(2)
-            costs[name] = max(costs.get(name, 0), int(m.group(1).replace(",", "")))
-    return costs
 
 
 def run_one(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ Usage:
   python benchmarks/callgrind_hotpath.py                 # servers x stages, varied
   python benchmarks/callgrind_hotpath.py --caches        # the two caches on/off
   python benchmarks/callgrind_hotpath.py --profile       # Squall's hottest functions
-  options: --server NAME (repeatable), --stream, -n, --handler hello|echo|json,
+  options: --server NAME (repeatable), --stream, -n, --handler hello|echo|json|page,
            --no-head-cache, --no-etag-memo, --json FILE
 Installs nothing: needs valgrind (`make bench-callgrind` installs it with apt).
 """
@@ -54,6 +54,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE / "servers"))  # _page: the templated page's data
 
 # squall-pure: SQUALL_NO_SPEEDUPS=1 (the Python head parser); squall: as
 # installed with speedups ("auto" parser); squall-httptools: the llhttp
@@ -231,12 +232,26 @@ def _squall_protocol(loop: asyncio.AbstractEventLoop, handler: str) -> Any:
         def get(self) -> None:
             self.write({"message": "Hello, world"})
 
+    from _page import ITEMS, TEMPLATES, TITLE
+
+    # As benchmarks/servers/squall_web.py's Page.
+    class Page(squall.web.RequestHandler):
+        def get(self) -> None:
+            self.render(
+                "page.html",
+                title=TITLE,
+                query=self.get_argument("q", ""),
+                page=self.get_argument("page", "1"),
+                items=ITEMS,
+            )
+
     handlers: dict[str, type[squall.web.RequestHandler]] = {
         "hello": Hello,
         "echo": Echo,
         "json": Json,
+        "page": Page,
     }
-    app = squall.web.Application([("/", handlers[handler])])
+    app = squall.web.Application([("/", handlers[handler])], template_path=TEMPLATES)
     return capture_protocol(loop, HTTPServer(app))
 
 
@@ -268,6 +283,28 @@ def capture_protocol(loop: asyncio.AbstractEventLoop, server: Any) -> Any:
 
 def _aiohttp_protocol(loop: asyncio.AbstractEventLoop, handler: str, lowlevel: bool) -> Any:
     from aiohttp import web
+
+    if handler == "page":
+        # As benchmarks/servers/aiohttp_web.py's page (jinja2 via aiohttp_jinja2).
+        import aiohttp_jinja2
+        import jinja2
+        from _page import ITEMS, TEMPLATES, TITLE
+
+        async def page(request: web.Request) -> web.Response:
+            context = {
+                "title": TITLE,
+                "query": request.query.get("q", ""),
+                "page": request.query.get("page", "1"),
+                "items": ITEMS,
+            }
+            return aiohttp_jinja2.render_template("page.jinja2", request, context)
+
+        if lowlevel:
+            raise SystemExit("the page handler needs aiohttp's Application (not aiohttp-lowlevel)")
+        page_app = web.Application()
+        aiohttp_jinja2.setup(page_app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+        page_app.router.add_get("/", page)
+        return page_app._make_handler(loop=loop, access_log=None)()
 
     async def hello(request: web.BaseRequest) -> web.Response:
         if handler == "echo":
@@ -370,6 +407,8 @@ _PROFILED = (
     "squall.web",
     "squall.routing",
     "squall.escape",
+    "squall.locale",
+    "squall.template",
     "squall.util",
     "squall.concurrent",
 )
@@ -767,7 +806,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server", action="append", choices=SERVERS)
     ap.add_argument("--stream", choices=["varied", "repeated"], default="varied")
-    ap.add_argument("--handler", choices=["hello", "echo", "json"], default="hello")
+    ap.add_argument("--handler", choices=["hello", "echo", "json", "page"], default="hello")
     ap.add_argument("-n", type=int, default=2000, help="requests in the difference")
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     ap.add_argument("--no-head-cache", action="store_true")

@@ -69,7 +69,11 @@ class RenderMixin:
     settings: dict[str, Any]
     ui: ObjectDict
     _finished: bool
-    _active_modules: dict[str, UIModule]
+    # The UI modules rendered on this page, by name; set on the handler at
+    # the first one. A class default rather than a read of the handler's
+    # __dict__: on CPython 3.11 reading __dict__ materialises it, and every
+    # later attribute access on that handler costs more.
+    _active_modules: Optional[dict[str, UIModule]] = None
 
     if TYPE_CHECKING:
         # Provided by RequestHandler.
@@ -97,7 +101,7 @@ class RenderMixin:
         if self._finished:
             raise RuntimeError("Cannot render() after finish()")
         html = self.render_string(template_name, **kwargs)
-        modules = self.__dict__.get("_active_modules")
+        modules = self._active_modules
         if modules:
             html = self._add_module_parts(html, modules.values())
         return self.finish(html)
@@ -288,7 +292,7 @@ class RenderMixin:
         """A template-callable that renders the handler's instance of ``module``."""
 
         def render(*args: Any, **kwargs: Any) -> str:
-            active: Optional[dict[str, UIModule]] = self.__dict__.get("_active_modules")
+            active = self._active_modules
             if active is None:
                 active = self._active_modules = {}
             instance = active.get(name)

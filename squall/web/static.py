@@ -136,6 +136,10 @@ class StaticFileHandler(RequestHandler):
     path: str
     absolute_path: Optional[str]
     modified: Optional[datetime.datetime]
+    # The file's stat, taken once per request; a class default (not a read of
+    # the handler's __dict__, which on CPython 3.11 makes every later
+    # attribute access on the handler dearer).
+    _stat_result: Optional[os.stat_result] = None
 
     def initialize(
         self,
@@ -395,7 +399,7 @@ class StaticFileHandler(RequestHandler):
 
     def _stat(self) -> os.stat_result:
         assert self.absolute_path is not None
-        cached: Optional[os.stat_result] = self.__dict__.get("_stat_result")
+        cached = self._stat_result
         if cached is None:
             cached = self._stat_result = os.stat(getattr(self, "_served_path", self.absolute_path))
         return cached

@@ -235,6 +235,105 @@ def get_supported_locales() -> frozenset[str]:
     return _supported_locales
 
 
+def _supported_code(code: str) -> Optional[str]:
+    """The supported locale code that ``code`` asks for, or None.
+
+    ``en-us`` and ``en_US`` both mean ``en_US``; a region that is not
+    supported falls back to the language alone.
+    """
+    if not code:
+        return None
+    language, separator, region = code.replace("-", "_").partition("_")
+    if separator:
+        if "_" in region:
+            return None
+        code = language.lower() + "_" + region.upper()
+    if code in _supported_locales:
+        return code
+    language = language.lower()
+    return language if language in _supported_locales else None
+
+
+def _browser_locale_uncached(header: str, default: str) -> Locale:
+    # The locale `get` would return for the header's codes ranked by q-value
+    # (best first, ties in the header's order), found in one pass without
+    # sorting: the first supported code of that ranking is the supported
+    # code with the highest q-value, the earliest of equals. Codes that
+    # cannot win (q-value no higher than the best so far) are not looked up.
+    best: Optional[str] = None
+    best_score = 0.0
+    ranked = False
+    for entry in header.split(","):
+        code, semicolon, params = entry.strip().partition(";")
+        score = 1.0
+        if semicolon:
+            # Only the first parameter can be the q-value.
+            q = params.partition(";")[0].strip()
+            if q.startswith("q="):
+                try:
+                    score = float(q[2:])
+                except ValueError:
+                    score = 0.0
+        # Also false for NaN: such an entry is dropped.
+        if not score > 0.0:
+            continue
+        ranked = True
+        if score > best_score:
+            found = _supported_code(code)
+            if found is not None:
+                best, best_score = found, score
+    if best is not None:
+        return Locale._cache.get(best) or Locale.get(best)
+    if ranked:
+        return Locale.get(_default_locale)
+    return Locale.get_closest(default)
+
+
+# Accept-Language header value and default -> locale: real clients send few
+# distinct headers, so nearly every request is answered by a lookup. Valid
+# while the supported locales, the default locale and the locale cache are
+# the objects it was filled for (tests and applications replace them).
+_BROWSER_MEMO_MAX = 64
+_BROWSER_MEMO_HEADER_MAX = 256
+_browser_memo: dict[tuple[str, str], Locale] = {}
+_browser_memo_for: tuple[frozenset[str], str, dict[str, Locale]] = (frozenset(), "", {})
+
+
+def _browser_locale(header: Optional[str], default: str = "en_US") -> Locale:
+    """The locale for an ``Accept-Language`` header value (q-values honoured).
+
+    Codes are tried best q-value first (ties in the header's order; an entry
+    with q=0 or an unreadable q-value is left out) and the first supported
+    one wins, as `get` does; if none is, the default locale. Without the
+    header, or with no acceptable entry, ``default``.
+    """
+    if header is None:
+        return Locale.get_closest(default)
+    state = _browser_memo_for
+    memo = _browser_memo
+    if (
+        state[0] is not _supported_locales
+        or state[1] is not _default_locale
+        or state[2] is not Locale._cache
+    ):
+        memo.clear()
+        _set_browser_memo_state()
+    key = (header, default)
+    found = memo.get(key)
+    if found is None:
+        found = _browser_locale_uncached(header, default)
+        if len(header) <= _BROWSER_MEMO_HEADER_MAX:
+            if len(memo) >= _BROWSER_MEMO_MAX:
+                memo.clear()
+            memo[key] = found
+    return found
+
+
+def _set_browser_memo_state() -> None:
+    global _browser_memo_for
+    _browser_memo_for = (_supported_locales, _default_locale, Locale._cache)
+
+
 _RTL_LANGUAGES = ("fa", "ar", "he")
 
 
@@ -262,18 +361,9 @@ class Locale:
         See `get` for how codes are matched.
         """
         for code in locale_codes:
-            if not code:
-                continue
-            parts = code.replace("-", "_").split("_")
-            if len(parts) > 2:
-                continue
-            language = parts[0].lower()
-            if len(parts) == 2:
-                full = f"{language}_{parts[1].upper()}"
-                if full in _supported_locales:
-                    return cls.get(full)
-            if language in _supported_locales:
-                return cls.get(language)
+            found = _supported_code(code)
+            if found is not None:
+                return cls.get(found)
         return cls.get(_default_locale)
 
     @classmethod

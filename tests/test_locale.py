@@ -7,8 +7,11 @@ import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import squall.locale
 from squall.locale import (
@@ -41,6 +44,7 @@ def isolated_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(squall.locale, "_use_gettext", False)
     monkeypatch.setattr(squall.locale, "_default_locale", "en_US")
     monkeypatch.setattr(Locale, "_cache", {})
+    monkeypatch.setattr(squall.locale, "_browser_memo", {})
     monkeypatch.setattr(squall.locale, "_utcnow", lambda: NOW)
     yield
 
@@ -66,6 +70,113 @@ def test_get_closest_normalizes_and_falls_back_to_language() -> None:
     assert get("PT").code == "pt"
     assert get("zz-yy-xx", "es_es").code == "es_ES"
     assert get("fr", "pt-PT", "es_ES").code == "pt"
+
+
+def _ranked_reference(header: Optional[str], default: str = "en_US") -> Locale:
+    """What the browser locale must be: every entry ranked by q-value with a
+    stable sort, then `get` over the codes (the first parameter alone may be
+    the q-value; the code is what comes before the first ";")."""
+    if header is None:
+        return get(default)
+    ranked: list[tuple[float, int, str]] = []
+    for position, entry in enumerate(header.split(",")):
+        pieces = entry.strip().split(";")
+        q = 1.0
+        if len(pieces) > 1 and pieces[1].strip().startswith("q="):
+            try:
+                q = float(pieces[1].strip()[2:])
+            except ValueError:
+                q = 0.0
+        if q > 0:
+            ranked.append((-q, position, pieces[0]))
+    if not ranked:
+        return get(default)
+    return get(*[code for _, _, code in sorted(ranked)])
+
+
+_LANGUAGE_CODES = ["en", "en-US", "EN_us", "es", "es-ES", "ES-mx", "pt", "pt-BR", "fr", "de-DE-1"]
+_LANGUAGE_CODES += ["", " es", "es ", "xx", "*", "zh-Hant-TW", "ß-ss", "İ"]
+_PARAMETERS = ["", ";q=0.5", ";q=0.9", "; q=0.9", ";q=1", ";q=0", ";q=-1", ";q=abc", ";q=1e-3"]
+_PARAMETERS += [";q=nan", ";q=inf", ";level=1;q=0.3", ";q=0.3;level=1", ";q=0.5 ", ";Q=0.5", ";q="]
+_ENTRIES = st.builds(
+    lambda code, params, pad: pad + code + params + pad,
+    st.sampled_from(_LANGUAGE_CODES),
+    st.sampled_from(_PARAMETERS),
+    st.sampled_from(["", " ", "\t"]),
+)
+_HEADERS = st.one_of(st.lists(_ENTRIES, max_size=6).map(",".join), st.text(max_size=30))
+_SUPPORTED = st.sampled_from(
+    [
+        frozenset(["en_US"]),
+        frozenset(["en_US", "es_ES", "pt"]),
+        frozenset(["en_US", "es", "es_MX", "fr_FR", "de_DE", "ß_SS"]),
+    ]
+)
+
+
+@given(header=_HEADERS, supported=_SUPPORTED, default=st.sampled_from(["en_US", "es", "zz"]))
+def test_browser_locale_is_the_ranked_choice(
+    header: str, supported: frozenset[str], default: str
+) -> None:
+    squall.locale._supported_locales = supported
+    try:
+        expected = _ranked_reference(header, default)
+        # Twice: computed, then remembered.
+        assert squall.locale._browser_locale(header, default) is expected
+        assert squall.locale._browser_locale(header, default) is expected
+        assert squall.locale._browser_locale_uncached(header, default) is expected
+    finally:
+        squall.locale._supported_locales = frozenset(["en_US"])
+
+
+def test_browser_locale_examples() -> None:
+    load_translations(str(CSV_DIR))
+    choose = squall.locale._browser_locale
+    assert choose(None).code == "en_US"
+    assert choose(None, "es-es").code == "es_ES"
+    assert choose("pt-BR,es;q=0.9").code == "pt"
+    assert choose("fr, es-es;q=0.2, pt;q=0.1").code == "es_ES"
+    # A language alone does not stand for one of its regions.
+    assert choose("fr, es;q=0.2, pt;q=0.1").code == "pt"
+    assert choose("es-ES;q=0.5, pt;q=0.5").code == "es_ES"
+    assert choose("es-ES;q=0.5, pt;q=0.6").code == "pt"
+    # Entries with no acceptable q-value: the default given; entries that
+    # are acceptable but unsupported: the application's default locale.
+    assert choose("es-ES;q=0, pt;q=x", "pt").code == "pt"
+    assert choose("", "pt").code == "en_US"
+    assert choose("fr", "pt").code == "en_US"
+    # Only the first parameter is a q-value; the code is taken as written
+    # up to the ";" (a space before it makes it unknown).
+    assert choose("es-ES;level=1;q=0.1, pt;q=0.5").code == "es_ES"
+    assert choose("es-ES ;q=0.9, pt;q=0.5").code == "pt"
+
+
+def test_browser_locale_memo_follows_the_supported_locales() -> None:
+    choose = squall.locale._browser_locale
+    assert choose("es-ES,pt;q=0.5").code == "en_US"
+    load_translations(str(CSV_DIR))
+    assert choose("es-ES,pt;q=0.5").code == "es_ES"
+    set_default_locale("fr_FR")
+    assert choose("de").code == "fr_FR"
+    # Replaced by hand, as tests do: noticed too.
+    squall.locale._supported_locales = frozenset(["pt", "fr_FR"])
+    assert choose("es-ES,pt;q=0.5").code == "pt"
+    squall.locale._default_locale = "pt"
+    assert choose("de").code == "pt"
+    Locale._cache = {}
+    fresh = choose("es-ES,pt;q=0.5")
+    assert fresh is Locale._cache["pt"]
+
+
+def test_browser_locale_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(squall.locale, "_BROWSER_MEMO_MAX", 4)
+    memo = squall.locale._browser_memo
+    for n in range(10):
+        squall.locale._browser_locale(f"en;q=0.{n + 1}")
+        assert 1 <= len(memo) <= 4
+    long_header = "en-US," + "x;q=0.1," * 100
+    assert squall.locale._browser_locale(long_header).code == "en_US"
+    assert (long_header, "en_US") not in memo
 
 
 def test_unsupported_code_is_rejected() -> None:

@@ -699,26 +699,9 @@ class RequestHandler(CookieMixin, RenderMixin):
 
     def get_browser_locale(self, default: str = "en_US") -> locale_module.Locale:
         """The best locale for the request's ``Accept-Language`` (q-values honoured)."""
-        header = self.request.headers.get("Accept-Language")
-        if header:
-            ranked: list[tuple[str, float]] = []
-            for entry in header.split(","):
-                code, _, params = entry.strip().partition(";")
-                score = 1.0
-                params = params.strip()
-                if params.startswith("q="):
-                    try:
-                        score = float(params[2:])
-                    except ValueError:
-                        score = 0.0
-                    if not 0.0 <= score:
-                        score = 0.0
-                if score > 0:
-                    ranked.append((code.strip(), score))
-            if ranked:
-                ranked.sort(key=lambda pair: pair[1], reverse=True)
-                return locale_module.get(*[code for code, _ in ranked])
-        return locale_module.get(default)
+        # Parsed in squall.locale, which remembers the few distinct values
+        # real clients send.
+        return locale_module._browser_locale(self.request.headers.get("Accept-Language"), default)
 
     @property
     def current_user(self) -> Any:

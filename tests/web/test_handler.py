@@ -815,26 +815,25 @@ class UserAndLocaleTest(WebCase):
         assert self.fetch("/assigned").body == b"assigned fr_FR"
 
     def test_browser_locale_from_accept_language(self) -> None:
-        asked: list[tuple[str, ...]] = []
-        real_get = locale.get
-
-        def spy(*codes: str) -> locale.Locale:
-            asked.append(codes)
-            return real_get(*codes)
-
-        def codes(header: Optional[str]) -> tuple[str, ...]:
+        def chosen(header: Optional[str]) -> str:
             headers = {"Accept-Language": header} if header is not None else {}
-            asked.clear()
-            with mock.patch.object(locale, "get", spy):
-                assert self.fetch("/locale", headers=headers).code == 200
-            return asked[0]
+            response = self.fetch("/locale", headers=headers)
+            assert response.code == 200
+            return response.body.decode()
 
-        assert codes(None) == ("en_US",)
-        assert codes("fr-FR;q=0.9") == ("fr-FR",)
-        assert codes("de;q=0.3, fr-FR; q=0.9, es") == ("es", "fr-FR", "de")
-        assert codes("fr-FR;q=0") == ("en_US",)
-        assert codes("fr-FR;q=-1") == ("en_US",)
-        assert codes("fr-FR;q=abc") == ("en_US",)
+        supported = frozenset(["en_US", "fr_FR", "es", "de"])
+        with (
+            mock.patch.object(locale, "_supported_locales", supported),
+            mock.patch.object(locale.Locale, "_cache", {}),
+        ):
+            assert chosen(None) == "en_US"
+            assert chosen("fr-FR;q=0.9") == "fr_FR"
+            # Best q-value first; an unsupported code gives way to the next.
+            assert chosen("de;q=0.3, fr-FR; q=0.9, es") == "es"
+            assert chosen("de;q=0.3, fr-FR; q=0.9, it") == "fr_FR"
+            assert chosen("fr-FR;q=0") == "en_US"
+            assert chosen("fr-FR;q=-1") == "en_US"
+            assert chosen("fr-FR;q=abc, de;q=0.1") == "de"
         assert self.fetch("/user_locale").body == b"es_ES"
 
     def test_small_helpers(self) -> None:

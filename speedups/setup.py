@@ -68,7 +68,10 @@ SKIPPED: dict[str, str] = {
 # makes no string per field name (a table of canonical names) and checks
 # values eight octets at a time; mypyc still goes through str.partition,
 # str.strip and a name cache per field.
-C_MODULES = {"squall._h1._quick": "c/quick.c"}
+# c/xhtml.c (squall._xhtml): HTML escaping in one pass, one call per
+# template value instead of the pure build's inline tests; measured (page
+# handler, same tree otherwise) 333.4k -> 274.8k instructions per request.
+C_MODULES = {"squall._h1._quick": "c/quick.c", "squall._xhtml": "c/xhtml.c"}
 
 
 def _squall_source() -> Path:

@@ -16,6 +16,8 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any, Optional, Union, overload
 
+from squall._xhtml import xhtml_escape
+
 __all__ = [
     "json_decode",
     "json_encode",
@@ -101,25 +103,8 @@ def recursive_unicode(obj: Any) -> Any:
 # --- HTML -------------------------------------------------------------------
 
 
-def xhtml_escape(value: Union[str, bytes]) -> str:
-    """Escape ``value`` for use in HTML or XML text and attribute values.
-
-    Replaces ``&``, ``<``, ``>``, ``"`` and ``'``.
-    """
-    text = value if isinstance(value, str) else to_unicode(value)
-    # Most text has nothing to escape: five membership tests cost less than
-    # five replace() calls.
-    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
-        # "&" first, or the entities introduced below would be escaped again.
-        return (
-            text.replace("&", "&amp;")
-            .replace("<", "&lt;")
-            .replace(">", "&gt;")
-            .replace('"', "&quot;")
-            .replace("'", "&#x27;")
-        )
-    # A plain str, as replace() would have made of a subclass.
-    return text if text.__class__ is str else str.__str__(text)
+# xhtml_escape lives in squall._xhtml (imported above), which the compiled
+# build replaces with C; escape's other functions stay here.
 
 
 _ENTITY_RE = re.compile(r"&(#?)(\w+);")

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent / "squall"
 LAYERS: dict[str, int] = {}
 for level, names in enumerate(
     [
-        ["_h1", "_ws", "_h2", "_content_coding", "_compiled"],
+        ["_h1", "_ws", "_h2", "_content_coding", "_compiled", "_xhtml"],
         ["util", "escape", "log", "options", "speedups"],
         ["concurrent", "ioloop", "gen", "locks", "queues", "platform"],
         ["iostream", "netutil", "tcpserver", "tcpclient", "process"],

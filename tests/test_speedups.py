@@ -84,6 +84,7 @@ def bound_names(source: Path) -> set[str]:
         "squall._h1._quick",
         "squall._ws._frames",
         "squall._ws._mask",
+        "squall._xhtml",
         "squall.httpserver._protocol",
     ],
 )

@@ -8,12 +8,15 @@ import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from types import FunctionType
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import squall._xhtml
 import squall.escape
 import squall.template
 from squall.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
@@ -23,6 +26,7 @@ from squall.template import (
     Loader,
     ParseError,
     Template,
+    _nodes,
     filter_whitespace,
 )
 from squall.util import ObjectDict
@@ -81,7 +85,7 @@ def test_lone_braces_and_brace_runs() -> None:
     assert render("\\frac{{{{ n }}}}{2}", n=3) == b"\\frac{{3}}{2}"
 
 
-def test_expression_may_end_with_a_python_comment() -> None:
+def test_expression_may_end_with_a_python_comment(escape_by_call: bool) -> None:
     assert render("{{ 5 # five }}!") == b"5!"
 
 
@@ -137,7 +141,27 @@ class _Shouting(str):
         return "STR"
 
 
-def test_inline_escape_of_each_kind_of_value() -> None:
+@pytest.fixture(params=[False, True], ids=["inline", "by-call"])
+def escape_by_call(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Templates compiled in the test escape inline (the pure build's code) or
+    through ``escape_value`` (the compiled build's, here maybe the Python one)."""
+    monkeypatch.setattr(_nodes, "ESCAPE_BY_CALL", request.param)
+    return bool(request.param)
+
+
+def test_escape_by_call_where_escape_value_is_compiled() -> None:
+    assert _nodes.ESCAPE_BY_CALL is not isinstance(squall._xhtml.escape_value, FunctionType)
+    with mock.patch.object(_nodes, "ESCAPE_BY_CALL", True):
+        code = Template("{{ x }}").code
+    assert "_tt_xhtml(_tt_v0, _tt_escape)" in code
+    assert "replace" not in code
+    with mock.patch.object(_nodes, "ESCAPE_BY_CALL", False):
+        code = Template("{{ x }}").code
+    assert "_tt_xhtml(" not in code
+    assert "replace" in code
+
+
+def test_inline_escape_of_each_kind_of_value(escape_by_call: bool) -> None:
     template = Template("[{{ x }}]")
     cases: list[tuple[object, bytes]] = [
         ("plain", b"[plain]"),
@@ -188,9 +212,13 @@ def test_inline_escape_matches_escaping_by_name(values: list[Any], text: str) ->
 
     by_name = outcome(xhtml_escape=lambda b: squall.escape.xhtml_escape(b))
     assert outcome() == by_name
+    # And the code of the other build (see ESCAPE_BY_CALL).
+    with mock.patch.object(_nodes, "ESCAPE_BY_CALL", not _nodes.ESCAPE_BY_CALL):
+        template = Template(source, name="t.txt")
+    assert outcome() == by_name
 
 
-def test_escaped_bytes_must_be_utf8() -> None:
+def test_escaped_bytes_must_be_utf8(escape_by_call: bool) -> None:
     with pytest.raises(UnicodeDecodeError):
         render("{{ x }}", x=b"\xff")
 
@@ -258,14 +286,14 @@ def test_autoescape_name_rebound_by_the_template_itself() -> None:
     assert out == b"<<"
 
 
-def test_runs_of_text_and_expressions_with_awkward_text() -> None:
+def test_runs_of_text_and_expressions_with_awkward_text(escape_by_call: bool) -> None:
     source = "{ '\"\\n{x}' }}{{ a }}''' \"\"\" {{ b }}\\{{ c }}\n{"
     assert render(source, a=1, b="}", c="{") == b"{ '\"\\n{x}' }}1''' \"\"\" }\\{\n{"
     many = "".join(f"<{i}>{{{{ v[{i}] }}}}" for i in range(300))
     assert render(many, v=list(range(300))) == "".join(f"<{i}>{i}" for i in range(300)).encode()
 
 
-def test_traceback_names_the_failing_expression_of_a_run() -> None:
+def test_traceback_names_the_failing_expression_of_a_run(escape_by_call: bool) -> None:
     template = DictLoader({"t.html": "a{{ 1 }}\nb{{ x }}\nc{{ 1/0 }}d"}).load("t.html")
     trace = failure_trace(lambda: template.generate(x=1))
     assert "# t.html:3" in trace

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
+from squall._xhtml import escape_value
 from squall.escape import utf8, xhtml_escape
 
 __all__ = ["HELPERS", "escape_other", "join", "raw", "text"]
@@ -71,6 +72,7 @@ HELPERS: dict[str, Any] = {
     "_tt_string_types": (str, bytes),
     "_tt_utf8": utf8,
     "_tt_escape": escape_other,
+    "_tt_xhtml": escape_value,
     "_tt_text": text,
     "_tt_raw": raw,
     "_tt_join": join,

@@ -20,6 +20,7 @@ from ._events import (
 )
 from ._heads import HeadParser, PythonHeadParser
 from ._limits import DEFAULT_LIMITS, H1Limits
+from ._quick import find_request_head as _quick_find
 from ._rules import (
     CHUNKED,
     FORBIDDEN_TRAILERS,
@@ -91,6 +92,9 @@ def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
     shared = _PYTHON_PARSERS.get(count)
     if shared is None:
         shared = _PYTHON_PARSERS[count] = PythonHeadParser(count)
+        if shared.quick_find is None:
+            # Pure Python: its own pass that finds and parses the common head.
+            shared.quick_find = _quick_find
     return shared
 
 

@@ -1,36 +1,103 @@
-"""A fast path for request heads, filled in by the compiled build.
+"""A fast path for request heads: the common shape, found and parsed at once.
+
+``find_request_head(buf, pos, scan, max_start_line, max_header_size,
+max_count)`` finds the head starting at ``pos`` as `H1Connection` does (a
+complete head within the limits, no empty line before it) and, if it has the
+common shape (a common method, an origin-form target, HTTP/1.x, at most
+``max_count`` well-formed fields whose names are known), returns ``(Request,
+position after the head)``; otherwise None, and the connection finds and
+parses the head itself with `PythonHeadParser`, which then accepts it or
+raises its own error. So a fast path never rejects anything and never words
+an error.
 
 squall-speedups replaces this module with a C extension (speedups/c/quick.c)
-whose ``request_head(buf, start, line_end, end, max_count)`` returns the
-`Request` of a head in its common shape (a common method, an origin-form
-target, HTTP/1.x, well-formed fields), or None to leave the head to the
-Python parser, which then accepts it or raises its own error. So the C code
-never rejects anything and never words an error. ``find_request_head(buf,
-pos, scan, max_start_line, max_header_size, max_count)`` first finds the
-head starting at ``pos`` as `H1Connection` does (a complete head within the
-limits, no empty line before it; otherwise None) and returns ``(Request,
-position after the head)``.
-
-Pure Python has no such path: here both are None and `PythonHeadParser` is
-the only parser, and the reference the C code is tested against
-(tests/h1/test_quick.py).
+that also has ``request_head(buf, start, line_end, end, max_count)``: the
+same pass over a head already found. Pure Python has ``find_request_head``
+only (``request_head`` is None): it does in a few C-level string calls what
+the full parser does in several steps, in one Python frame. Both are tested
+against the full parser (tests/h1/test_quick.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
+from typing import Final, Optional, cast
 
-from ._events import Request
+from ._events import FIELD_NAMES, Fields, Request
 
 __all__ = ["QuickFind", "QuickHead", "find_request_head", "request_head"]
 
 #: ``(buf, start, line_end, end, max_count) -> Request | None``; the buffer
 #: layout is `HeadParser`'s.
-QuickHead = Callable[[bytes | bytearray, int, int, int, int], Request | None]
+QuickHead = Callable[[bytes | bytearray, int, int, int, int], Optional[Request]]
 
 #: ``(buf, pos, scan, max_start_line, max_header_size, max_count) ->
 #: tuple[Request, int] | None``.
-QuickFind = Callable[[bytes | bytearray, int, int, int, int, int], tuple[Request, int] | None]
+QuickFind = Callable[[bytes | bytearray, int, int, int, int, int], Optional[tuple[Request, int]]]
 
 request_head: QuickHead | None = None
-find_request_head: QuickFind | None = None
+
+_METHODS: Final[dict[str, str]] = {
+    m: m for m in ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"]
+}
+_VERSIONS: Final[dict[str, str]] = {"HTTP/1.1": "HTTP/1.1", "HTTP/1.0": "HTTP/1.0"}
+# RFC 9110 §5.5: the octets of field-content (HTAB, SP to "~", obs-text).
+# Deleting them from a head leaves its CRLFs, and whatever else is odd.
+_FIELD_OCTETS: Final = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+
+
+def _find_request_head(
+    buf: bytes | bytearray,
+    pos: int,
+    scan: int,
+    max_start_line: int,
+    max_header_size: int,
+    max_count: int,
+) -> Optional[tuple[Request, int]]:
+    if type(buf) is not bytes and type(buf) is not bytearray:
+        return None
+    end = buf.find(b"\r\n\r\n", scan if scan > pos else pos)
+    if end < 0 or end + 4 - pos > max_header_size:
+        return None
+    raw = buf[pos:end]
+    text = raw.decode("latin-1")
+    lines = text.split("\r\n")
+    # Only CRLF pairs and field-content octets: no control character, and
+    # no CR or LF but the line ends (so no bare CR or LF, no empty line).
+    if len(raw.translate(None, _FIELD_OCTETS)) != 2 * len(lines) - 2:
+        return None
+    line = lines[0]
+    if len(line) > max_start_line or len(lines) > max_count + 1:
+        return None
+    # RFC 9112 §3: method SP request-target SP HTTP-version. An empty line
+    # first (RFC 9112 §2.2) or a leading LF spoils the method.
+    parts = line.split(" ")
+    if len(parts) != 3:
+        return None
+    method = _METHODS.get(parts[0])
+    version = _VERSIONS.get(parts[2])
+    target = parts[1]
+    # Origin-form of visible ASCII: the octet check above left no control
+    # but HTAB, and the split no SP.
+    if method is None or version is None or target[:1] != "/" or not target.isascii():
+        return None
+    if "\t" in target:
+        return None
+    if len(lines) == 1:
+        return Request(method, target, version, [], {}), end + 4
+    del lines[0]
+    # The fields of request_fields' quick case: every name known (so a
+    # token) and followed by ": ", each name once; the octets are checked.
+    get = FIELD_NAMES.get
+    fields = {
+        get(n) if c else None: [v.strip(" \t")]
+        for n, c, v in map(str.partition, lines, repeat(": "))
+    }
+    if len(fields) != len(lines) or None in fields:
+        return None
+    block = text[len(line) + 2 :]
+    return Request(method, target, version, None, cast(Fields, fields), block), end + 4
+
+
+find_request_head: QuickFind | None = _find_request_head

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Optional
 
 from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import Fields
 from ._rules import (
     CHUNKED,
     STR_TOKEN_RE,
@@ -281,6 +282,99 @@ class _Sender:
             self._out = framing - len(data)
             return head + data
         return head + self.send_data(data)
+
+    def send_fields(
+        self,
+        status: int,
+        reason: str,
+        fields: Fields,
+        data: bytes = b"",
+        checked: bool = False,
+        close: bool = False,
+    ) -> bytes:
+        """Server: `send_head` for fields grouped by name, as ``HTTPHeaders``
+        keeps them (`Fields`: canonical names, values in order), rendered
+        here.
+
+        Args:
+            checked: As `send_head` (then every value is a str).
+            close: Add ``Connection: close`` unless the fields set Connection
+                (a server that does not keep connections alive).
+
+        Raises:
+            LocalProtocolError: As `send_head`; or a name or value that is
+                not a str.
+        """
+        lines: list[str] = []
+        if checked:
+            for name, values in fields.items():
+                if len(values) == 1:
+                    lines.append(f"{name}: {values[0]}\r\n")
+                else:
+                    for value in values:
+                        lines.append(f"{name}: {value}\r\n")
+        else:
+            try:
+                for name, values in fields.items():
+                    for value in values:
+                        # Concatenated, not formatted: a value that is not a
+                        # str is refused rather than rendered by str().
+                        lines.append(name + ": " + value + "\r\n")
+            except TypeError:
+                raise LocalProtocolError("header fields must be (str, str) pairs") from None
+        get = fields.get
+        cl = get("Content-Length")
+        te = get("Transfer-Encoding")
+        conn = get("Connection")
+        if conn is None and close:
+            conn = ["close"]
+            lines.append("Connection: close\r\n")
+        # The usual answer takes the few lines below: checked fields, one
+        # valid Content-Length covering the data, no Transfer-Encoding or
+        # Connection, a final status with a body, on a kept-alive HTTP/1.1
+        # exchange with nothing sent yet. Anything else (and any error)
+        # is send_head's, from the same arguments.
+        rst = self._rstate
+        if (
+            checked
+            and te is None
+            and conn is None
+            and cl is not None
+            and len(cl) == 1
+            and 200 <= status <= 999
+            and status != 204
+            and status != 304
+            and self._sstate == _S_IDLE
+            and (rst == _R_DONE or rst == _R_EOM)
+            and self.keep_alive
+            and self._is11
+            and not self._client
+        ):
+            value = cl[0]
+            method = self._method
+            if (
+                value.isdigit()
+                and value.isascii()
+                and len(value) <= 18
+                and method != "HEAD"
+                and method != "CONNECT"
+                and reason.isprintable()
+            ):
+                framing = int(value)
+                if framing >= len(data):
+                    try:
+                        head = f"HTTP/1.1 {status} {reason}\r\n{''.join(lines)}\r\n".encode(
+                            "latin-1"
+                        )
+                    except UnicodeEncodeError:
+                        pass
+                    else:
+                        self.expects_continue = False
+                        self._sstate = _S_BODY
+                        self._out_chunked = False
+                        self._out = framing - len(data)
+                        return head + data if data else head
+        return self.send_head(status, reason, lines, cl, te, conn, data, checked)
 
     def _response_head(
         self,

@@ -179,46 +179,16 @@ class _RequestConnection(HTTPConnection):
             return _closed_future(p._loop)
         # A ResponseStartLine (not asserted: isinstance() costs a call).
         code: int = start_line[1]  # type: ignore[assignment]
-        reason: str = start_line[2]
-        fields = headers._as_list
-        lines = []
-        # Rendered once, here, each field straight into its line.
-        if type(headers) is _ResponseHeaders and not headers._unchecked:
-            # A handler's headers: every value is a str already checked.
-            checked = True
-            for name, values in fields.items():
-                if len(values) == 1:
-                    lines.append(f"{name}: {values[0]}\r\n")
-                else:
-                    for value in values:
-                        lines.append(f"{name}: {value}\r\n")
-        else:
-            checked = False
-            try:
-                for name, values in fields.items():
-                    for value in values:
-                        # Concatenated, not formatted: a value that is not a
-                        # str is refused rather than rendered by str().
-                        lines.append(name + ": " + value + "\r\n")
-            except TypeError:
-                self._headers_written = True
-                raise HTTPOutputError("header fields must be (str, str) pairs") from None
-        get = fields.get
-        # HTTPHeaders keys are canonical: the framing fields are found by name.
-        conn = get("Connection")
-        if conn is None and p._params.no_keep_alive:
-            conn = ["close"]
-            lines.append("Connection: close\r\n")
+        # A handler's headers hold checked str values only.
+        checked = type(headers) is _ResponseHeaders and not headers._unchecked
         try:
-            data = p._h1.send_head(
+            data = p._h1.send_fields(
                 code,
-                reason,
-                lines,
-                get("Content-Length"),
-                get("Transfer-Encoding"),
-                conn,
+                start_line[2],
+                headers._as_list,
                 chunk or b"",
                 checked,
+                p._params.no_keep_alive,
             )
         except LocalProtocolError as exc:
             raise HTTPOutputError(str(exc)) from None

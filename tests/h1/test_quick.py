@@ -76,6 +76,24 @@ def module(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return _build(tmp_path_factory.mktemp("quick"))
 
 
+class _PythonPass:
+    """Pure Python's fast path, shaped like the C module (no request_head)."""
+
+    request_head = None
+    find_request_head = staticmethod(squall._h1._quick._find_request_head)
+
+
+@pytest.fixture(scope="module", params=["c", "python"])
+def finder(request: pytest.FixtureRequest) -> Any:
+    """The pass that finds and parses a head: C's, then pure Python's."""
+    if request.param == "python":
+        # It takes known field names only: the full parser learns them.
+        head = b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\n"
+        PythonHeadParser(256, quick=None).request(head, 0, 14, len(head) - 4)
+        return _PythonPass
+    return request.getfixturevalue("module")
+
+
 @pytest.fixture(scope="module")
 def quick(module: Any) -> Quick:
     func: Quick = module.request_head
@@ -215,6 +233,61 @@ def test_the_benchmark_stream_takes_the_fast_path(quick: Quick) -> None:
         assert check(quick, head) is not None
 
 
+def python_pass(head: bytes, max_count: int = 256) -> Request | None:
+    """Pure Python's pass on one complete head, checked against the full
+    parser (which runs first, so the names are known); returns its Request."""
+    python = PythonHeadParser(max_count, quick=None)
+    expected = outcome(python, head)
+    got = squall._h1._quick._find_request_head(head, 0, 0, 16384, 65536, max_count)
+    if got is None:
+        return None
+    req, after = got
+    assert after == len(head)
+    assert expected[0] == "ok", (head, expected)
+    assert ("ok", req.method, req.target, req.version, req.headers, req.fields) == expected
+    assert req == python.request(head, 0, *layout(head))
+    return req
+
+
+def test_python_pass_takes_the_common_heads() -> None:
+    taken = [
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET /a?b=c HTTP/1.0\r\nHost: x\r\n\r\n",
+        b"POST /p HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n",
+        b"OPTIONS /o HTTP/1.1\r\nWeird-NAME-x_y: caf\xe9\r\n\r\n",
+        b"PATCH /p HTTP/1.1\r\nA: a b  c\r\nHEAD: 1\r\nB: \t \r\nC: \tv\t \r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"".join(b"N%d: %d\r\n" % (i, i) for i in range(40)) + b"\r\n",
+    ]
+    for head in taken:
+        assert python_pass(head) is not None, head
+    # Left to the full parser: a repeated name, no space after the colon, an
+    # unknown method, any odd octet, too many fields.
+    for head in [*LEFT, COMMON[3], COMMON[4], taken[4].replace(b"\t", b"\x01")]:
+        assert python_pass(head) is None, head
+    assert python_pass(taken[2], max_count=1) is None
+    assert python_pass(taken[2], max_count=2) is not None
+
+
+def test_python_pass_takes_the_benchmark_stream() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from callgrind_hotpath import request_stream
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    for head in request_stream("varied", 200):
+        assert python_pass(head) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(min_size=1, max_size=300), cut=st.integers(0, 300))
+def test_property_python_pass_mutated_heads(data: bytes, cut: int) -> None:
+    base = b"GET /a?b HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n"
+    head = base[: cut % len(base)] + data + base[cut % len(base) :]
+    end = head.find(b"\r\n\r\n")
+    if end >= 0:
+        python_pass(head[: end + 4])
+
+
 def test_differential_seed_corpus(quick: Quick) -> None:
     sys.path.insert(0, str(ROOT / "compat" / "differential"))
     try:
@@ -329,7 +402,8 @@ def same_stream(module: Any, data: bytes, cuts: list[int], limits: H1Limits, lf:
     )
 
 
-def test_find_takes_pipelined_heads(module: Any) -> None:
+def test_find_takes_pipelined_heads(finder: Any) -> None:
+    module = finder
     limits = H1Limits()
     heads = [b"GET /%d HTTP/1.1\r\nHost: a\r\nX: %d\r\n\r\n" % (i, i) for i in range(5)]
     buf = b"".join(heads)
@@ -350,7 +424,8 @@ def test_find_takes_pipelined_heads(module: Any) -> None:
     same_stream(module, buf, [7, 60, 61, 130], limits, False)
 
 
-def test_find_leaves_what_the_connection_decides(module: Any) -> None:
+def test_find_leaves_what_the_connection_decides(finder: Any) -> None:
+    module = finder
     find = module.find_request_head
     head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     assert find(head, 0, 0, 16384, 65536, 256) is not None
@@ -373,7 +448,8 @@ def test_find_leaves_what_the_connection_decides(module: Any) -> None:
     same_stream(module, b"\r\n" + head, [], H1Limits(), False)
 
 
-def test_find_is_off_in_bare_lf_mode(module: Any) -> None:
+def test_find_is_off_in_bare_lf_mode(finder: Any) -> None:
+    module = finder
     data = b"GET /a HTTP/1.1\nHost: a\n\nGET /b HTTP/1.1\r\nHost: b\r\n\r\n"
     same_stream(module, data, [3, 40], H1Limits(), True)
 
@@ -399,7 +475,7 @@ _SMALL = H1Limits(max_start_line=40, max_header_size=120, max_header_count=4)
     lf=st.booleans(),
 )
 def test_property_connection_same_with_and_without(
-    module: Any,
+    finder: Any,
     heads: list[tuple[bytes, bytes, bytes, list[bytes], bytes]],
     cuts: list[int],
     small: bool,
@@ -409,7 +485,7 @@ def test_property_connection_same_with_and_without(
     for method, target, version, lines, before in heads:
         data += before + b" ".join([method, target, version])
         data += b"".join(b"\r\n" + li for li in lines) + b"\r\n\r\n"
-    same_stream(module, data, cuts, _SMALL if small else H1Limits(), lf)
+    same_stream(finder, data, cuts, _SMALL if small else H1Limits(), lf)
 
 
 def test_long_values_with_one_odd_octet_anywhere(quick: Quick) -> None:

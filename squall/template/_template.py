@@ -281,10 +281,20 @@ class Template:
 
     def _render(self, variables: Mapping[str, Any]) -> bytes:
         """`generate` with the variables in a mapping (not copied into kwargs)."""
+        namespace = self._namespace()
+        namespace.update(variables)
+        return self._execute(namespace)
+
+    def _namespace(self) -> dict[str, Any]:
+        """A new namespace of the names every render starts from (the helpers,
+        then the loader's namespace), for the caller to add the variables to."""
         namespace = self._globals.copy()
         if self.namespace:
             namespace.update(self.namespace)
-        namespace.update(variables)
+        return namespace
+
+    def _execute(self, namespace: dict[str, Any]) -> bytes:
+        """Runs the template in ``namespace`` (from `_namespace`, variables added)."""
         # The entry point's function made directly from its code: the same
         # as running the compiled module in the namespace, for less.
         code = self._usual_entry

@@ -100,7 +100,13 @@ class RenderMixin:
         """
         if self._finished:
             raise RuntimeError("Cannot render() after finish()")
-        html = self.render_string(template_name, **kwargs)
+        # Unless render_string is overridden (on the class or the handler),
+        # its work without passing the arguments as keywords again: a
+        # keyword call copies them into a new dict (~3k instructions here).
+        if getattr(self.render_string, "__func__", None) is _STOCK_RENDER_STRING:
+            html = self._render_template(template_name, kwargs)
+        else:
+            html = self.render_string(template_name, **kwargs)
         modules = self._active_modules
         if modules:
             html = self._add_module_parts(html, modules.values())
@@ -191,6 +197,9 @@ class RenderMixin:
         Templates are looked up under `get_template_path`, or by default beside
         the file of the code that called this.
         """
+        return self._render_template(template_name, kwargs)
+
+    def _render_template(self, template_name: str, kwargs: dict[str, Any]) -> bytes:
         template_path = self.get_template_path()
         if not template_path:
             template_path = _caller_directory()
@@ -204,12 +213,20 @@ class RenderMixin:
                 if loader is None:
                     loader = loaders[template_path] = self.create_template_loader(template_path)
         compiled = loader.load(template_name)
-        namespace = self.get_template_namespace()
+        if type(compiled).generate is not template.Template.generate:
+            namespace = self.get_template_namespace()
+            namespace.update(kwargs)
+            return compiled.generate(**namespace)
+        # The same as generate(**namespace), without copying the namespace
+        # into keywords; the handler's names go straight into the template's
+        # namespace unless get_template_namespace is overridden.
+        namespace = compiled._namespace()
+        if getattr(self.get_template_namespace, "__func__", None) is _STOCK_NAMESPACE:
+            self._add_template_names(namespace)
+        else:
+            namespace.update(self.get_template_namespace())
         namespace.update(kwargs)
-        if type(compiled).generate is template.Template.generate:
-            # The same call, without copying the namespace into keywords.
-            return compiled._render(namespace)
-        return compiled.generate(**namespace)
+        return compiled._execute(namespace)
 
     def get_template_namespace(self) -> dict[str, Any]:
         """The names every template sees, besides its arguments.
@@ -219,20 +236,23 @@ class RenderMixin:
         ``reverse_url``, and the application's UI methods and modules (``modules``).
         Override to add more.
         """
-        locale = self.locale
-        namespace: dict[str, Any] = {
-            "handler": self,
-            "request": self.request,
-            "current_user": self.current_user,
-            "locale": locale,
-            "_": locale.translate,
-            "pgettext": locale.pgettext,
-            "static_url": self.static_url,
-            "xsrf_form_html": self.xsrf_form_html,
-            "reverse_url": self.reverse_url,
-        }
-        namespace.update(self.ui)
+        namespace: dict[str, Any] = {}
+        self._add_template_names(namespace)
         return namespace
+
+    def _add_template_names(self, namespace: dict[str, Any]) -> None:
+        """Puts the names of `get_template_namespace` in ``namespace``."""
+        locale = self.locale
+        namespace["handler"] = self
+        namespace["request"] = self.request
+        namespace["current_user"] = self.current_user
+        namespace["locale"] = locale
+        namespace["_"] = locale.translate
+        namespace["pgettext"] = locale.pgettext
+        namespace["static_url"] = self.static_url
+        namespace["xsrf_form_html"] = self.xsrf_form_html
+        namespace["reverse_url"] = self.reverse_url
+        namespace.update(self.ui)
 
     def create_template_loader(self, template_path: str) -> template.BaseLoader:
         """Returns the template loader for ``template_path``.
@@ -305,6 +325,10 @@ class RenderMixin:
     def _ui_method(self, method: Callable[..., Any]) -> Callable[..., Any]:
         """Binds a UI method to the handler: templates call it without the handler."""
         return lambda *args, **kwargs: method(self, *args, **kwargs)
+
+
+_STOCK_RENDER_STRING = RenderMixin.render_string
+_STOCK_NAMESPACE = RenderMixin.get_template_namespace
 
 
 def reset_template_caches() -> None:

@@ -160,6 +160,98 @@ class RenderFlowTest(RenderTestCase):
         assert self.fetch("/future").body == b"x"
 
 
+class _Shouted(template.Template):
+    """A template whose generate() is its own: render must call it."""
+
+    def generate(self, **kwargs: Any) -> bytes:
+        return super().generate(**kwargs).upper()
+
+
+class _ShoutingLoader(DictLoader):
+    def _create_template(self, name: str) -> template.Template:
+        return _Shouted(self.dict[name], name=name, loader=self)
+
+
+class OverridesTest(RenderTestCase):
+    """render() and render_string() take a shorter way with the stock methods:
+    overrides on the class or on the handler itself must still be called."""
+
+    def get_app(self) -> Application:
+        loader = DictLoader({"t.html": "{{ who }}|{{ locale.code }}|{{ extra }}|{{ _tt_modules }}"})
+
+        class Plain(RequestHandler):
+            def get(self) -> None:
+                if self.get_argument("instance", None) == "render_string":
+                    self.render_string = lambda name, **kw: f"instance {name} {kw}".encode()  # type: ignore[method-assign]
+                if self.get_argument("instance", None) == "namespace":
+                    self.get_template_namespace = lambda: {  # type: ignore[method-assign]
+                        "locale": self.locale,
+                        "extra": "instance",
+                        "_tt_modules": "m",
+                    }
+                self.render("t.html", who="<plain>", extra="plain")
+
+        class OwnRenderString(Plain):
+            def render_string(self, template_name: str, **kwargs: Any) -> bytes:
+                kwargs["extra"] = "own"
+                return b"own:" + super().render_string(template_name, **kwargs)
+
+        class OwnNamespace(Plain):
+            def get_template_namespace(self) -> dict[str, Any]:
+                namespace = super().get_template_namespace()
+                namespace["extra"] = "ns"
+                namespace["_tt_modules"] = "modules"
+                return namespace
+
+        return Application(
+            [("/plain", Plain), ("/own_rs", OwnRenderString), ("/own_ns", OwnNamespace)],
+            template_loader=loader,
+        )
+
+    def test_stock(self) -> None:
+        body = self.fetch("/plain").body
+        assert body.startswith(
+            b"&lt;plain&gt;|en_US|plain|&lt;squall.web.handler._UIModuleNamespace"
+        )
+
+    def test_render_string_overridden(self) -> None:
+        assert self.fetch("/own_rs").body.startswith(b"own:&lt;plain&gt;|en_US|own|")
+        body = self.fetch("/plain?instance=render_string").body
+        assert body == b"instance t.html {'who': '<plain>', 'extra': 'plain'}"
+
+    def test_namespace_overridden(self) -> None:
+        # The arguments win over the namespace.
+        assert self.fetch("/own_ns").body == b"&lt;plain&gt;|en_US|plain|modules"
+        assert self.fetch("/plain?instance=namespace").body == b"&lt;plain&gt;|en_US|plain|m"
+
+    def test_stock_namespace_is_what_templates_see(self) -> None:
+        names: dict[str, Any] = {}
+
+        class Spy(RequestHandler):
+            def get(self) -> None:
+                names.update(self.get_template_namespace())
+                self.finish()
+
+        handler_names = {"handler", "request", "current_user", "locale", "_", "pgettext"}
+        handler_names |= {"static_url", "xsrf_form_html", "reverse_url", "_tt_modules", "modules"}
+        self._app.add_handlers(".*", [("/spy", Spy)])
+        assert self.fetch("/spy").code == 200
+        assert set(names) == handler_names
+
+
+class TemplateSubclassTest(RenderTestCase):
+    def get_app(self) -> Application:
+        class Page(RequestHandler):
+            def get(self) -> None:
+                self.render("t.html", who="<x>")
+
+        loader = _ShoutingLoader({"t.html": "{{ who }} {{ locale.code }}"})
+        return Application([("/", Page)], template_loader=loader)
+
+    def test_own_generate_is_called(self) -> None:
+        assert self.fetch("/").body == b"&LT;X&GT; EN_US"
+
+
 class StaticUrlTest(RenderTestCase):
     def get_app(self) -> Application:
         class Url(RequestHandler):

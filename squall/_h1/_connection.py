@@ -75,6 +75,16 @@ AUTO_PARSER: Final = "python"
 # How many bytes of an incomplete request head are checked for a method.
 _METHOD_PREFIX: Final = 32
 _LINE_ENDS: Final = (b"\r", b"\n")
+# The end of every message without trailers (events are read, not changed).
+_NO_TRAILERS: Final = EndOfMessage()
+# RFC 9112 §9.3: a single Connection value that decides persistence for
+# either version.
+_KEEP_ALIVE: Final[dict[str, bool]] = {
+    "keep-alive": True,
+    "Keep-Alive": True,
+    "close": False,
+    "Close": False,
+}
 
 
 def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
@@ -486,7 +496,12 @@ class H1Connection(_Sender):
             cl = te = None
         else:
             conn = fields.get("Connection")
-            self.keep_alive = is11 if conn is None else wants_keep_alive(version, conn)
+            if conn is None:
+                self.keep_alive = is11
+            else:
+                # The usual single value, whatever the version, without a call.
+                keep = _KEEP_ALIVE.get(conn[0]) if len(conn) == 1 else None
+                self.keep_alive = wants_keep_alive(version, conn) if keep is None else keep
             cl = fields.get("Content-Length")
             te = fields.get("Transfer-Encoding")
         if cl is None and te is None:
@@ -566,7 +581,7 @@ class H1Connection(_Sender):
             ev = EndOfMessage(trailers)
             self._trailers = None
         else:
-            ev = EndOfMessage()
+            ev = _NO_TRAILERS
         if self._pos >= len(self._buf):
             # Everything received is parsed: hold no bytes while idle.
             self._buf = b""

@@ -21,7 +21,6 @@ against the full parser (tests/h1/test_quick.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import repeat
 from typing import Final, Optional, cast
 
 from ._events import FIELD_NAMES, Fields, Request
@@ -42,9 +41,12 @@ _METHODS: Final[dict[str, str]] = {
     m: m for m in ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"]
 }
 _VERSIONS: Final[dict[str, str]] = {"HTTP/1.1": "HTTP/1.1", "HTTP/1.0": "HTTP/1.0"}
-# RFC 9110 §5.5: the octets of field-content (HTAB, SP to "~", obs-text).
-# Deleting them from a head leaves its CRLFs, and whatever else is odd.
-_FIELD_OCTETS: Final = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+# For bytes.translate, which returns the very object when no octet changes:
+# the octets of field-content (RFC 9110 §5.5: HTAB, SP to "~", obs-text),
+# and CR and LF, map to themselves; every other octet to another.
+_SAME_IF_VALID: Final = bytes(
+    c if c in (0x09, 0x0A, 0x0D) or 0x20 <= c < 0x7F or c >= 0x80 else c ^ 0x40 for c in range(256)
+)
 
 
 def _find_request_head(
@@ -61,43 +63,49 @@ def _find_request_head(
     if end < 0 or end + 4 - pos > max_header_size:
         return None
     raw = buf[pos:end]
+    if type(raw) is not bytes:
+        raw = bytes(raw)  # translate() makes a new bytearray whatever it holds
+    # No control character but HTAB, CR and LF anywhere in the head.
+    if raw.translate(_SAME_IF_VALID) is not raw:
+        return None
     text = raw.decode("latin-1")
     lines = text.split("\r\n")
-    # Only CRLF pairs and field-content octets: no control character, and
-    # no CR or LF but the line ends (so no bare CR or LF, no empty line).
-    if len(raw.translate(None, _FIELD_OCTETS)) != 2 * len(lines) - 2:
+    # No bare CR or LF.
+    joined = "".join(lines)
+    if "\r" in joined or "\n" in joined:
         return None
     line = lines[0]
     if len(line) > max_start_line or len(lines) > max_count + 1:
         return None
     # RFC 9112 §3: method SP request-target SP HTTP-version. An empty line
-    # first (RFC 9112 §2.2) or a leading LF spoils the method.
-    parts = line.split(" ")
-    if len(parts) != 3:
+    # first (RFC 9112 §2.2), or a leading LF, spoils the method.
+    try:
+        method, target, version = line.split(" ")
+    except ValueError:
         return None
-    method = _METHODS.get(parts[0])
-    version = _VERSIONS.get(parts[2])
-    target = parts[1]
-    # Origin-form of visible ASCII: the octet check above left no control
-    # but HTAB, and the split no SP.
-    if method is None or version is None or target[:1] != "/" or not target.isascii():
+    known_method = _METHODS.get(method)
+    known_version = _VERSIONS.get(version)
+    # Origin-form of visible ASCII: the checks above left no control but
+    # HTAB, and the split no SP.
+    if known_method is None or known_version is None or target[:1] != "/":
         return None
-    if "\t" in target:
+    if not target.isascii() or "\t" in target:
         return None
     if len(lines) == 1:
-        return Request(method, target, version, [], {}), end + 4
+        return Request(known_method, target, known_version, [], {}), end + 4
     del lines[0]
     # The fields of request_fields' quick case: every name known (so a
-    # token) and followed by ": ", each name once; the octets are checked.
+    # token) and followed by ": ", each name once. (A loop costs less than
+    # a comprehension here.)
     get = FIELD_NAMES.get
-    fields = {
-        get(n) if c else None: [v.strip(" \t")]
-        for n, c, v in map(str.partition, lines, repeat(": "))
-    }
+    fields: dict[Optional[str], list[str]] = {}
+    for field in lines:
+        n, c, v = field.partition(": ")
+        fields[get(n) if c else None] = [v.strip(" \t")]
     if len(fields) != len(lines) or None in fields:
         return None
     block = text[len(line) + 2 :]
-    return Request(method, target, version, None, cast(Fields, fields), block), end + 4
+    return Request(known_method, target, known_version, None, cast(Fields, fields), block), end + 4
 
 
 find_request_head: QuickFind | None = _find_request_head

@@ -12,7 +12,8 @@ Layout (all names are re-exported here):
 * ``_headers``: the RFC 9110/9112 grammar (``_ABNF``), the errors, `HTTPHeaders`
 * ``_forms``: urlencoded and multipart bodies, header parameters, cookies, limits
 * ``_misc``: start lines, `url_concat`, `format_timestamp`, byte ranges
-* ``_request``: `HTTPServerRequest` and the delegate interfaces
+* ``_delegates``: the delegate interfaces
+* ``_request``: `HTTPServerRequest` (compiled in the speedups build)
 """
 
 from __future__ import annotations
@@ -60,12 +61,12 @@ from squall.httputil._misc import (
 if TYPE_CHECKING:
     import unittest
 
-from squall.httputil._request import (
+from squall.httputil._delegates import (
     HTTPConnection,
     HTTPMessageDelegate,
     HTTPServerConnectionDelegate,
-    HTTPServerRequest,
 )
+from squall.httputil._request import HTTPServerRequest
 
 HTTP_WHITESPACE = HTTP_WHITESPACE  # re-exported: public data of this module
 
@@ -80,7 +81,7 @@ def doctests() -> unittest.TestSuite:
     import inspect
     import unittest
 
-    from squall.httputil import _forms, _headers, _misc, _request
+    from squall.httputil import _delegates, _forms, _headers, _misc, _request
 
     class LocalFinder(doctest.DocTestFinder):
         # The public objects carry this package's name in __module__, which
@@ -97,7 +98,7 @@ def doctests() -> unittest.TestSuite:
             return bool(super()._from_module(module, obj))  # type: ignore[misc]
 
     suite = unittest.TestSuite()
-    for module in (_headers, _forms, _misc, _request):
+    for module in (_headers, _forms, _misc, _delegates, _request):
         suite.addTests(doctest.DocTestSuite(module, test_finder=LocalFinder()))
     return suite
 

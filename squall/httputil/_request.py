@@ -1,31 +1,27 @@
-"""`HTTPServerRequest` and the delegate interfaces between server, router and application."""
+"""`HTTPServerRequest`: one HTTP request as a server received it.
+
+This module holds nothing else, so that the speedups build can compile it
+(mypyc); the delegate interfaces beside it live in ``_delegates``.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
+from squall._compiled import mypyc_attr
 from squall.httputil import _forms
+from squall.httputil._delegates import HTTPConnection, _OpenAttributes
 from squall.httputil._forms import HTTPFile, _latin1_or_utf8, _parse_qs_bytes, parse_cookie
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
 from squall.httputil._misc import RequestStartLine, ResponseStartLine, split_host_and_port
 
 if TYPE_CHECKING:
     import http.cookies
-    from asyncio import Future
 
-__all__ = [
-    "HTTPConnection",
-    "HTTPMessageDelegate",
-    "HTTPServerConnectionDelegate",
-    "HTTPServerRequest",
-]
-
-
-_T = TypeVar("_T")
+__all__ = ["HTTPServerRequest"]
 
 
 # The package that imports this module; its _DEFAULT_PARSE_BODY_CONFIG is
@@ -33,128 +29,11 @@ _T = TypeVar("_T")
 _PACKAGE = "squall.httputil"
 
 
-class _LazyAttribute(Generic[_T]):
-    # Computes an attribute on first read and stores it in the instance
-    # dict, where later reads find it before this (non-data) descriptor;
-    # assigning the attribute simply stores the new value there.
-    __slots__ = ("compute", "name")
-
-    def __init__(self, compute: Callable[[Any], _T]) -> None:
-        self.compute = compute
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
-        if obj is None:
-            return self
-        value = self.compute(obj)
-        obj.__dict__[self.name] = value
-        return value
-
-
-class HTTPServerConnectionDelegate:
-    """What a server calls for each connection it accepts (`.HTTPServer` is one)."""
-
-    def start_request(
-        self, server_conn: object, request_conn: HTTPConnection
-    ) -> HTTPMessageDelegate:
-        """Called as a new request begins on a connection.
-
-        Args:
-            server_conn: an opaque object standing for the long-lived
-                (possibly multi-request) connection.
-            request_conn: the `HTTPConnection` for this one request.
-
-        Returns:
-            The `HTTPMessageDelegate` that will receive the request.
-        """
-        raise NotImplementedError()
-
-    def on_close(self, server_conn: object) -> None:
-        """Called once a connection has closed.
-
-        Args:
-            server_conn: the object that was passed to `start_request`.
-        """
-
-
-class HTTPMessageDelegate:
-    """Receives one HTTP message (a request on a server, a response on a client).
-
-    The methods are called in order: `headers_received` once, `data_received`
-    for each piece of the body, then `finish`, or `on_connection_close` if the
-    connection closes first.
-    """
-
-    def headers_received(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-    ) -> Optional[Awaitable[None]]:
-        """Called when the start line and headers have arrived.
-
-        Args:
-            start_line: a `.RequestStartLine` or `.ResponseStartLine`.
-            headers: the message's headers.
-
-        Returns:
-            ``None``, or an awaitable to apply flow control: no more body is
-            read until it completes.
-        """
-        return None
-
-    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
-        """Called with each chunk of the body.
-
-        Returns:
-            ``None``, or an awaitable that delays reading until it completes.
-        """
-        return None
-
-    def finish(self) -> None:
-        """Called after the last chunk of the body."""
-
-    def on_connection_close(self) -> None:
-        """Called if the connection closes before the message is complete."""
-
-
-class HTTPConnection:
-    """The application's side of one HTTP message exchange: what it writes the response to."""
-
-    def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
-    ) -> Future[None]:
-        """Writes the start line and headers, and optionally the first body chunk.
-
-        Args:
-            start_line: a `.RequestStartLine` or `.ResponseStartLine`.
-            headers: the headers to send.
-            chunk: the first (possibly only) piece of the body.
-
-        Returns:
-            A future that resolves once the data has been written out.
-        """
-        raise NotImplementedError()
-
-    def write(self, chunk: bytes) -> Future[None]:
-        """Writes a chunk of the body.
-
-        Returns:
-            A future that resolves once the chunk has been written out.
-        """
-        raise NotImplementedError()
-
-    def finish(self) -> None:
-        """Marks the end of the message."""
-        raise NotImplementedError()
-
-
-class HTTPServerRequest:
+# Applications subclass it (and may override any method): compiled, it must
+# let interpreted subclasses in. The interpreted base gives instances a
+# __dict__ in both builds, for the attributes applications hang on requests.
+@mypyc_attr(allow_interpreted_subclasses=True)
+class HTTPServerRequest(_OpenAttributes):
     """One HTTP request as a server received it.
 
     Everything except `cookies` is a plain attribute that may be reassigned.
@@ -209,8 +88,11 @@ class HTTPServerRequest:
     version: str
     headers: HTTPHeaders
     body: bytes
-    remote_ip: Optional[str]
-    protocol: str
+    # These two come from the connection's context, which may be any object
+    # (a test's mock, say): the Any in the union keeps the compiled build
+    # from checking their type, as Python does not.
+    remote_ip: Union[str, None, Any]
+    protocol: Union[str, Any]
     host: str
     connection: Optional[HTTPConnection]
     server_connection: Optional[object]
@@ -283,7 +165,7 @@ class HTTPServerRequest:
                 host = headers.get("Host")
         self.host = host or "127.0.0.1"
         if files:
-            self.files = files
+            self._files = files
         self.connection = connection
         self.server_connection = server_connection
         self._start_time = time.time()
@@ -320,35 +202,78 @@ class HTTPServerRequest:
             headers=headers,
         )
 
-    def _parse_query_arguments(self) -> dict[str, list[bytes]]:
-        return _parse_qs_bytes(_latin1_or_utf8(self.query), None)
+    # The lazy fields: None until first read (or assigned). Class-level
+    # defaults, not slots: the pure build stores them in the instance dict
+    # only when they are made, so building a request costs nothing more.
+    _host_name: Optional[str] = None
+    _query_arguments: Optional[dict[str, list[bytes]]] = None
+    _arguments: Optional[dict[str, list[bytes]]] = None
+    _files: Optional[dict[str, list[HTTPFile]]] = None
+    _body_arguments: Optional[dict[str, list[bytes]]] = None
 
-    def _host_name(self) -> str:
-        return split_host_and_port(self.host.lower())[0]
+    @property
+    def host_name(self) -> str:
+        """`host` without its port, lowercased (split on first read; only host routing reads it)."""
+        value = self._host_name
+        if value is None:
+            value = self._host_name = split_host_and_port(self.host.lower())[0]
+        return value
 
-    def _merge_arguments(self) -> dict[str, list[bytes]]:
-        merged = {key: list(values) for key, values in self.query_arguments.items()}
-        for key, values in self.body_arguments.items():
-            merged.setdefault(key, []).extend(values)
-        return merged
+    @host_name.setter
+    def host_name(self, value: str) -> None:
+        self._host_name = value
 
-    def _new_dict(self) -> dict[str, Any]:
-        return {}
+    @property
+    def query_arguments(self) -> dict[str, list[bytes]]:
+        """Arguments from the query string, ``{name: [bytes, ...]}`` (decoded on first read)."""
+        value = self._query_arguments
+        if value is None:
+            value = self._query_arguments = _parse_qs_bytes(_latin1_or_utf8(self.query), None)
+        return value
 
-    if TYPE_CHECKING:
-        query_arguments: dict[str, list[bytes]]
-        arguments: dict[str, list[bytes]]
-        host_name: str
-        files: dict[str, list[HTTPFile]]
-        body_arguments: dict[str, list[bytes]]
-    else:
-        # Only host routing reads it: split on first use.
-        host_name = _LazyAttribute(_host_name)
-        query_arguments = _LazyAttribute(_parse_query_arguments)
-        arguments = _LazyAttribute(_merge_arguments)
-        # Most requests have no body: these are made when first read.
-        files = _LazyAttribute(_new_dict)
-        body_arguments = _LazyAttribute(_new_dict)
+    @query_arguments.setter
+    def query_arguments(self, value: dict[str, list[bytes]]) -> None:
+        self._query_arguments = value
+
+    @property
+    def arguments(self) -> dict[str, list[bytes]]:
+        """Query and body arguments together (merged on first read)."""
+        value = self._arguments
+        if value is None:
+            value = {key: list(values) for key, values in self.query_arguments.items()}
+            for key, values in self.body_arguments.items():
+                value.setdefault(key, []).extend(values)
+            self._arguments = value
+        return value
+
+    @arguments.setter
+    def arguments(self, value: dict[str, list[bytes]]) -> None:
+        self._arguments = value
+
+    # Most requests have no body: these two are made when first read.
+    @property
+    def files(self) -> dict[str, list[HTTPFile]]:
+        """Uploaded files, ``{field name: [HTTPFile, ...]}``."""
+        value = self._files
+        if value is None:
+            value = self._files = {}
+        return value
+
+    @files.setter
+    def files(self, value: dict[str, list[HTTPFile]]) -> None:
+        self._files = value
+
+    @property
+    def body_arguments(self) -> dict[str, list[bytes]]:
+        """Arguments from a form body, ``{name: [bytes, ...]}``."""
+        value = self._body_arguments
+        if value is None:
+            value = self._body_arguments = {}
+        return value
+
+    @body_arguments.setter
+    def body_arguments(self, value: dict[str, list[bytes]]) -> None:
+        self._body_arguments = value
 
     @property
     def cookies(self) -> http.cookies.SimpleCookie:
@@ -418,7 +343,7 @@ class HTTPServerRequest:
             self.files,
             self.headers,
         )
-        arguments = vars(self).get("arguments")
+        arguments = self._arguments
         if arguments is None:
             return  # not built yet: it will include the body arguments
         for key, values in self.body_arguments.items():

@@ -7,10 +7,9 @@ import re
 import socket
 import types
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 from squall import httputil
-from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.log import access_log, app_log
 from squall.netutil import _DEFAULT_BACKLOG
 from squall.routing import (
@@ -23,6 +22,10 @@ from squall.routing import (
     _DefaultMessageDelegate,
     _RuleLike,
 )
+
+# _HandlerDelegate is re-exported: squall.web and tests import it from here.
+from squall.web._delegate import _bind, _for_handler
+from squall.web._delegate import _HandlerDelegate as _HandlerDelegate
 from squall.web.handler import RequestHandler
 from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 
@@ -75,7 +78,7 @@ class _ApplicationRouter(ReversibleRuleRouter):
         hit = self._direct.get(request.path)
         if hit is not None:
             # What the general path would produce, without its calls.
-            return _HandlerDelegate(self.application, request, hit[0], hit[1], None, None)
+            return _for_handler(self.application, request, hit[0], hit[1], None, None)
         return super().find_handler(request, **kwargs)
 
     def process_rule(self, rule: Rule) -> Rule:
@@ -255,23 +258,8 @@ class Application(ReversibleRouter):
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        # The delegate routes the request once its head is in. Built without
-        # __init__ (which takes a request, for get_handler_delegate): a
-        # frame fewer per request.
-        delegate = object.__new__(_HandlerDelegate)
-        delegate.application = self
-        delegate.server_conn = server_conn
-        delegate.request_conn = request_conn
-        delegate.request = None
-        delegate.delegate = None
-        delegate.handler_class = None
-        delegate.handler_kwargs = None
-        delegate.path_args = None
-        delegate.path_kwargs = None
-        delegate.chunks = None
-        delegate.stream_request_body = False
-        delegate.handler = None
-        return delegate
+        # The delegate routes the request once its head is in.
+        return _HandlerDelegate(self, server_conn, request_conn)
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
         default_router = self.default_router
@@ -313,7 +301,7 @@ class Application(ReversibleRouter):
             path_args: positional arguments for its HTTP method.
             path_kwargs: keyword arguments for its HTTP method.
         """
-        return _HandlerDelegate(self, request, target_class, target_kwargs, path_args, path_kwargs)
+        return _for_handler(self, request, target_class, target_kwargs, path_args, path_kwargs)
 
     def reverse_url(self, name: str, *args: Any) -> str:
         """The path of the route named ``name``, its groups filled with ``args``.
@@ -352,195 +340,33 @@ class Application(ReversibleRouter):
             access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
 
 
-class _HandlerDelegate(httputil.HTTPMessageDelegate):
-    # The application's delegate for one request, in one of two roles.
-    #
-    # Made by Application.start_request (no request yet), it builds the
-    # request when the head arrives and routes it: a literal route to a
-    # RequestHandler that does not stream its body is served by this object
-    # itself (one delegate per request); any other target's delegate, from
-    # find_handler, gets everything forwarded (``delegate``).
-    #
-    # Made by get_handler_delegate (a router's target), it serves the given
-    # handler class: buffers the body, or streams it to the handler.
-    __slots__ = (
-        "application",
-        "server_conn",
-        "request_conn",
-        "request",
-        "delegate",
-        "handler_class",
-        "handler_kwargs",
-        "path_args",
-        "path_kwargs",
-        "chunks",
-        "stream_request_body",
-        "handler",
-    )
-
-    def __init__(
-        self,
-        application: Application,
-        request: httputil.HTTPServerRequest,
-        handler_class: type[RequestHandler],
-        handler_kwargs: Optional[dict[str, Any]],
-        path_args: Optional[list[bytes]],
-        path_kwargs: Optional[dict[str, bytes]],
-    ) -> None:
-        self.application = application
-        self.server_conn = request.server_connection
-        self.request_conn = request.connection
-        self.request: Optional[httputil.HTTPServerRequest] = request
-        self.delegate: Optional[httputil.HTTPMessageDelegate] = None
-        self.handler_class: Optional[type[RequestHandler]] = handler_class
-        self.handler_kwargs: Optional[dict[str, Any]] = handler_kwargs or {}
-        self.path_args: Optional[list[bytes]] = path_args or []
-        self.path_kwargs: Optional[dict[str, bytes]] = path_kwargs or {}
-        self.chunks: Optional[list[bytes]] = None
-        self.stream_request_body = handler_class._stream_request_body
-        self.handler: Optional[RequestHandler] = None
-
-    def headers_received(
-        self,
-        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
-        headers: httputil.HTTPHeaders,
-    ) -> Optional[Awaitable[None]]:
-        request = self.request
-        if request is None:
-            assert isinstance(start_line, httputil.RequestStartLine)
-            # Positionally (method, uri, version, headers, body, host, files,
-            # connection, start_line, server_connection): binding keywords
-            # costs this call about a quarter more.
-            request = self.request = httputil.HTTPServerRequest(
-                None,
-                None,
-                "HTTP/1.0",
-                headers,
-                None,
-                None,
-                None,
-                self.request_conn,
-                start_line,
-                self.server_conn,
-            )
-            app = self.application
-            router = app.wildcard_router
-            hit = None
-            if (
-                type(app).find_handler is Application.find_handler
-                and type(router) is _ApplicationRouter
-                and len(app.default_router._rules) == 1
-            ):
-                if router._rules.stale:
-                    router._reindex()
-                hit = router._direct.get(request.path)
-            if hit is not None and not hit[0]._stream_request_body:
-                # A literal route to a handler: served by this delegate.
-                self.handler_class, self.handler_kwargs = hit
-                return None
-            delegate = self._route(request)
-            self.delegate = delegate
-            return delegate.headers_received(start_line, headers)
-        if self.stream_request_body:
-            request._body_future = Future()  # type: ignore[attr-defined]
-            return self.execute()
-        return None
-
-    def _route(self, request: httputil.HTTPServerRequest) -> httputil.HTTPMessageDelegate:
-        """The delegate to forward a request to that no literal route serves here."""
-        app = self.application
-        router = app.wildcard_router
-        if (
-            type(app).find_handler is Application.find_handler
-            and type(router) is _ApplicationRouter
-            and len(app.default_router._rules) == 1
-        ):
-            delegate: Optional[httputil.HTTPMessageDelegate] = router.find_handler(request)
-            return delegate if delegate is not None else app._unrouted(request)
-        delegate = app.find_handler(request)
-        if delegate is None:
-            # A find_handler of the application's own that found nothing.
-            app_log.debug("Delegate for %s %s request not found", request.method, request.path)
-            assert self.request_conn is not None
-            return _DefaultMessageDelegate(self.request_conn)
-        return delegate
-
-    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
-        delegate = self.delegate
-        if delegate is not None:
-            return delegate.data_received(chunk)
-        if self.stream_request_body:
-            assert self.handler is not None
-            return self.handler.data_received(chunk)
-        if self.chunks is None:
-            self.chunks = [chunk]
-        else:
-            self.chunks.append(chunk)
-        return None
-
-    def finish(self) -> None:
-        delegate = self.delegate
-        if delegate is not None:
-            delegate.finish()
-            return
-        request = self.request
-        assert request is not None
-        if self.stream_request_body:
-            future_set_result_unless_cancelled(request._body_future, None)  # type: ignore[attr-defined]
-            return
-        chunks = self.chunks
-        if chunks:
-            request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self.execute()
-
-    def on_connection_close(self) -> None:
-        delegate = self.delegate
-        if delegate is not None:
-            delegate.on_connection_close()
-        elif self.stream_request_body:
-            if self.handler is not None:
-                self.handler._connection_closed()
-        else:
-            self.chunks = None
-
-    def execute(self) -> Optional[Awaitable[None]]:
-        """Run the handler; returns the future of its ``prepare`` (for flow control:
-        a streamed body is not read until prepare has finished)."""
-        app = self.application
-        request = self.request
-        handler_class = self.handler_class
-        assert request is not None and handler_class is not None
-        settings = app.settings
-        if settings:
-            # Debug settings that reset caches before every request (read
-            # here, not in a helper: most applications have some settings,
-            # and a call per request costs more than the two lookups).
-            if not settings.get("compiled_template_cache", True):
-                _clear_template_loaders()
-            if settings.get("static_hash_cache", True) is False:
-                from squall.web.static import StaticFileHandler
-
-                StaticFileHandler.reset()
-        kwargs = self.handler_kwargs
-        if kwargs:
-            handler = handler_class(app, request, **kwargs)
-        else:
-            handler = handler_class(app, request)
-        self.handler = handler
-        if self.stream_request_body:
-            handler._prepared_future = Future()
-        transforms = app.transforms
-        applied = [t(request) for t in transforms] if transforms else []
-        path_args = self.path_args
-        path_kwargs = self.path_kwargs
-        if path_args or path_kwargs:
-            handler._execute(applied, *(path_args or ()), **(path_kwargs or {}))
-        else:
-            handler._execute(applied)
-        return handler._prepared_future
+def _route_fallback(
+    app: Application,
+    request: httputil.HTTPServerRequest,
+    request_conn: Optional[httputil.HTTPConnection],
+) -> httputil.HTTPMessageDelegate:
+    """The delegate for a request that no literal route of the application serves."""
+    router = app.wildcard_router
+    if (
+        type(app).find_handler is Application.find_handler
+        and type(router) is _ApplicationRouter
+        and len(app.default_router._rules) == 1
+    ):
+        delegate: Optional[httputil.HTTPMessageDelegate] = router.find_handler(request)
+        return delegate if delegate is not None else app._unrouted(request)
+    delegate = app.find_handler(request)
+    if delegate is None:
+        # A find_handler of the application's own that found nothing.
+        app_log.debug("Delegate for %s %s request not found", request.method, request.path)
+        assert request_conn is not None
+        return _DefaultMessageDelegate(request_conn)
+    return delegate
 
 
 def _clear_template_loaders() -> None:
     # Debug mode re-reads templates on every request.
     with RequestHandler._template_loader_lock:
         RequestHandler._template_loaders.clear()
+
+
+_bind(Application.find_handler, _ApplicationRouter, _route_fallback, _clear_template_loaders)

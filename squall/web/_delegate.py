@@ -1,0 +1,242 @@
+"""The application's delegate for one request: from its head to a handler's ``_execute``.
+
+Alone in its module so that the speedups build compiles it (mypyc): the
+server calls it for every request, and a compiled delegate builds the
+(compiled) `.HTTPServerRequest` without a Python frame. It imports nothing
+from the rest of ``squall.web``, which imports it: `squall.web.application`
+fills in the few names it needs (see `_bind`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from squall.concurrent import Future, future_set_result_unless_cancelled
+from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
+from squall.httputil._headers import HTTPHeaders
+from squall.httputil._misc import RequestStartLine, ResponseStartLine
+from squall.httputil._request import HTTPServerRequest
+
+if TYPE_CHECKING:
+    from squall.web.application import Application
+    from squall.web.handler import RequestHandler
+
+__all__: list[str] = []
+
+# Filled in by squall.web.application (see _bind): Application.find_handler
+# (an application that overrides it routes everything through it), the
+# application's router class, the router of last resort, and the debug
+# template reset.
+_stock_find_handler: Any = None
+_router_class: Any = None
+_route_fallback: Any = None
+_clear_template_loaders: Any = None
+
+
+def _bind(
+    stock_find_handler: Any,
+    router_class: Any,
+    route_fallback: Callable[[Application, HTTPServerRequest, Optional[HTTPConnection]], Any],
+    clear_template_loaders: Callable[[], None],
+) -> None:
+    global _stock_find_handler, _router_class, _route_fallback, _clear_template_loaders
+    _stock_find_handler = stock_find_handler
+    _router_class = router_class
+    _route_fallback = route_fallback
+    _clear_template_loaders = clear_template_loaders
+
+
+class _HandlerDelegate(HTTPMessageDelegate):
+    # The application's delegate for one request, in one of two roles.
+    #
+    # Made by Application.start_request (no request yet), it builds the
+    # request when the head arrives and routes it: a literal route to a
+    # RequestHandler that does not stream its body is served by this object
+    # itself (one delegate per request); any other target's delegate, from
+    # find_handler, gets everything forwarded (``delegate``).
+    #
+    # Made by get_handler_delegate (a router's target), it serves the given
+    # handler class: buffers the body, or streams it to the handler.
+    __slots__ = (
+        "application",
+        "server_conn",
+        "request_conn",
+        "request",
+        "delegate",
+        "handler_class",
+        "handler_kwargs",
+        "path_args",
+        "path_kwargs",
+        "chunks",
+        "stream_request_body",
+        "handler",
+    )
+
+    def __init__(
+        self,
+        application: Application,
+        server_conn: object,
+        request_conn: Optional[HTTPConnection],
+    ) -> None:
+        # For a connection's next request (Application.start_request): the
+        # request is built and routed when its head arrives. The other role
+        # is set up by _for_handler.
+        self.application = application
+        self.server_conn = server_conn
+        self.request_conn: Optional[HTTPConnection] = request_conn
+        self.request: Optional[HTTPServerRequest] = None
+        self.delegate: Optional[HTTPMessageDelegate] = None
+        self.handler_class: Optional[type[RequestHandler]] = None
+        self.handler_kwargs: Optional[dict[str, Any]] = None
+        self.path_args: Optional[list[bytes]] = None
+        self.path_kwargs: Optional[dict[str, bytes]] = None
+        self.chunks: Optional[list[bytes]] = None
+        self.stream_request_body = False
+        self.handler: Optional[RequestHandler] = None
+
+    def headers_received(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+    ) -> Optional[Awaitable[None]]:
+        request = self.request
+        if request is None:
+            assert isinstance(start_line, RequestStartLine)
+            request = HTTPServerRequest(
+                None,
+                None,
+                "HTTP/1.0",
+                headers,
+                None,
+                None,
+                None,
+                self.request_conn,
+                start_line,
+                self.server_conn,
+            )
+            self.request = request
+            app: Any = self.application
+            router = app.wildcard_router
+            hit: Any = None
+            if (
+                type(app).find_handler is _stock_find_handler
+                and type(router) is _router_class
+                and len(app.default_router._rules) == 1
+            ):
+                if router._rules.stale:
+                    router._reindex()
+                hit = router._direct.get(request.path)
+            if hit is not None and not hit[0]._stream_request_body:
+                # A literal route to a handler: served by this delegate.
+                self.handler_class = hit[0]
+                self.handler_kwargs = hit[1]
+                return None
+            delegate: HTTPMessageDelegate = _route_fallback(app, request, self.request_conn)
+            self.delegate = delegate
+            return delegate.headers_received(start_line, headers)
+        if self.stream_request_body:
+            # An attribute of this request's own (in its __dict__).
+            open_request: Any = request
+            open_request._body_future = Future()
+            return self.execute()
+        return None
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        delegate = self.delegate
+        if delegate is not None:
+            return delegate.data_received(chunk)
+        if self.stream_request_body:
+            handler: Any = self.handler
+            assert handler is not None
+            result: Optional[Awaitable[None]] = handler.data_received(chunk)
+            return result
+        chunks = self.chunks
+        if chunks is None:
+            self.chunks = [chunk]
+        else:
+            chunks.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        delegate = self.delegate
+        if delegate is not None:
+            delegate.finish()
+            return
+        request = self.request
+        assert request is not None
+        if self.stream_request_body:
+            body_request: Any = request
+            future_set_result_unless_cancelled(body_request._body_future, None)
+            return
+        chunks = self.chunks
+        if chunks:
+            request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.execute()
+
+    def on_connection_close(self) -> None:
+        delegate = self.delegate
+        if delegate is not None:
+            delegate.on_connection_close()
+        elif self.stream_request_body:
+            handler: Any = self.handler
+            if handler is not None:
+                handler._connection_closed()
+        else:
+            self.chunks = None
+
+    def execute(self) -> Optional[Awaitable[None]]:
+        """Run the handler; returns the future of its ``prepare`` (for flow control:
+        a streamed body is not read until prepare has finished)."""
+        app: Any = self.application
+        request = self.request
+        handler_class: Any = self.handler_class
+        assert request is not None and handler_class is not None
+        settings = app.settings
+        if settings:
+            # Debug settings that reset caches before every request (read
+            # here, not in a helper: most applications have some settings,
+            # and a call per request costs more than the two lookups).
+            if not settings.get("compiled_template_cache", True):
+                _clear_template_loaders()
+            if settings.get("static_hash_cache", True) is False:
+                from squall.web.static import StaticFileHandler
+
+                StaticFileHandler.reset()
+        kwargs = self.handler_kwargs
+        if kwargs:
+            handler = handler_class(app, request, **kwargs)
+        else:
+            handler = handler_class(app, request)
+        self.handler = handler
+        if self.stream_request_body:
+            handler._prepared_future = Future()
+        transforms = app.transforms
+        applied = [t(request) for t in transforms] if transforms else []
+        path_args = self.path_args
+        path_kwargs = self.path_kwargs
+        if path_args or path_kwargs:
+            handler._execute(applied, *(path_args or ()), **(path_kwargs or {}))
+        else:
+            handler._execute(applied)
+        prepared: Optional[Awaitable[None]] = handler._prepared_future
+        return prepared
+
+
+def _for_handler(
+    application: Application,
+    request: HTTPServerRequest,
+    handler_class: type[RequestHandler],
+    handler_kwargs: Optional[dict[str, Any]],
+    path_args: Optional[list[bytes]],
+    path_kwargs: Optional[dict[str, bytes]],
+) -> _HandlerDelegate:
+    """The delegate that runs ``handler_class`` for ``request`` (a router's target)."""
+    delegate = _HandlerDelegate(application, request.server_connection, request.connection)
+    delegate.request = request
+    delegate.handler_class = handler_class
+    delegate.handler_kwargs = handler_kwargs or {}
+    delegate.path_args = path_args or []
+    delegate.path_kwargs = path_kwargs or {}
+    delegate.stream_request_body = bool(handler_class._stream_request_body)
+    return delegate

@@ -539,11 +539,21 @@ class _Sender:
             if self._rstate == _R_DONE:
                 self._rstate = _R_SWITCHED
             return out
-        self._sstate = _S_DONE
         rst = self._rstate
         if rst == _R_DONE:
+            if self.keep_alive and not self._client:
+                # _end_cycle() for a server's next request, inlined.
+                self._sstate = _S_IDLE
+                self._rstate = _R_HEAD
+                self._informational = 0
+                self._method = ""
+                self._is11 = True
+                return out
+            self._sstate = _S_DONE
             self._end_cycle()
-        elif rst == _R_ERROR or rst == _R_CLOSED:
+            return out
+        self._sstate = _S_DONE
+        if rst == _R_ERROR or rst == _R_CLOSED:
             self._sstate = _S_MUST_CLOSE
         elif not self._client and rst != _R_EOM:
             # The response ended before the request body: the rest of that

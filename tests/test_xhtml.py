@@ -184,7 +184,23 @@ class Number(int):
 
 @pytest.mark.parametrize(
     "value",
-    [0, -12, 10**40, 10**5000, True, 1.5, None, Number(7), b"<", Text("<"), object, ["<"]],
+    [
+        0,
+        5,
+        1023,
+        1024,
+        -1,
+        -12,
+        10**40,
+        10**5000,
+        True,
+        1.5,
+        None,
+        Number(7),
+        b"<",
+        Text("<"),
+        ["<"],
+    ],
     ids=lambda v: type(v).__name__,
 )
 def test_escape_value_the_same(c_module: ModuleType, py_module: ModuleType, value: Any) -> None:
@@ -208,6 +224,15 @@ def test_escape_value_the_same(c_module: ModuleType, py_module: ModuleType, valu
             LookupError,
             "from other",
         )
+
+
+@given(st.integers())
+def test_ints_the_same(c_module: ModuleType, py_module: ModuleType, value: int) -> None:
+    expected = outcome(py_module.escape_value, value, repr)
+    assert expected == ("ok", str, str(value))
+    # Twice: the small ones are kept after the first time.
+    assert outcome(c_module.escape_value, value, repr) == expected
+    assert outcome(c_module.escape_value, value, repr) == expected
 
 
 def test_escape_value_takes_two_positional_arguments(c_module: ModuleType) -> None:

@@ -13,7 +13,8 @@
  * A str is scanned once to size the result (nothing to escape: the same
  * object back), then copied once with the entities put in, in the string's
  * own storage width (1, 2 or 4 bytes a character), so lone surrogates and
- * characters outside the BMP are copied as they are.
+ * characters outside the BMP are copied as they are. The str of an int
+ * below 1024 is kept after its first use.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -127,6 +128,25 @@ static PyObject *xhtml_escape(PyObject *module, PyObject *const *args, Py_ssize_
     return NULL;
 }
 
+/* The digits of the small non-negative ints (ids, counts, page numbers),
+ * made on first use and kept: str() of an int costs more than the lookup. */
+#define SMALL_INTS 1024
+static PyObject *small_int_str[SMALL_INTS];
+
+static PyObject *int_str(PyObject *value) {
+    int overflow;
+    long n = PyLong_AsLongAndOverflow(value, &overflow);
+    if (overflow || n < 0 || n >= SMALL_INTS) return PyObject_Str(value);
+    PyObject *text = small_int_str[n];
+    if (text == NULL) {
+        text = PyObject_Str(value);
+        if (text == NULL) return NULL;
+        small_int_str[n] = text;
+    }
+    Py_INCREF(text);
+    return text;
+}
+
 static PyObject *escape_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 2) {
@@ -136,7 +156,7 @@ static PyObject *escape_value(PyObject *module, PyObject *const *args, Py_ssize_
     }
     PyObject *value = args[0];
     if (PyUnicode_CheckExact(value)) return escape_str(value);
-    if (PyLong_CheckExact(value)) return PyObject_Str(value);
+    if (PyLong_CheckExact(value)) return int_str(value);
     return PyObject_CallOneArg(args[1], value);
 }
 

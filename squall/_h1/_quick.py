@@ -78,34 +78,33 @@ def _find_request_head(
     if len(line) > max_start_line or len(lines) > max_count + 1:
         return None
     # RFC 9112 §3: method SP request-target SP HTTP-version. An empty line
-    # first (RFC 9112 §2.2), or a leading LF, spoils the method.
+    # first (RFC 9112 §2.2) spoils the method. Lookups by subscript: a
+    # KeyError (or a ValueError from unpacking) leaves the head.
+    names = FIELD_NAMES
+    fields: dict[Optional[str], list[str]] = {}
     try:
         method, target, version = line.split(" ")
-    except ValueError:
+        method = _METHODS[method]
+        version = _VERSIONS[version]
+        # Origin-form of visible ASCII: the checks above left no control
+        # but HTAB, and the split no SP.
+        if target[:1] != "/" or not target.isascii() or "\t" in target:
+            return None
+        if len(lines) == 1:
+            return Request(method, target, version, [], {}), end + 4
+        del lines[0]
+        # The fields of request_fields' quick case: every name known (so a
+        # token) and followed by ": ", each name once. (A loop costs less
+        # than a comprehension here.)
+        for field in lines:
+            n, c, v = field.partition(": ")
+            fields[names[n] if c else None] = [v.strip(" \t")]
+    except (KeyError, ValueError):
         return None
-    known_method = _METHODS.get(method)
-    known_version = _VERSIONS.get(version)
-    # Origin-form of visible ASCII: the checks above left no control but
-    # HTAB, and the split no SP.
-    if known_method is None or known_version is None or target[:1] != "/":
-        return None
-    if not target.isascii() or "\t" in target:
-        return None
-    if len(lines) == 1:
-        return Request(known_method, target, known_version, [], {}), end + 4
-    del lines[0]
-    # The fields of request_fields' quick case: every name known (so a
-    # token) and followed by ": ", each name once. (A loop costs less than
-    # a comprehension here.)
-    get = FIELD_NAMES.get
-    fields: dict[Optional[str], list[str]] = {}
-    for field in lines:
-        n, c, v = field.partition(": ")
-        fields[get(n) if c else None] = [v.strip(" \t")]
     if len(fields) != len(lines) or None in fields:
         return None
     block = text[len(line) + 2 :]
-    return Request(known_method, target, known_version, None, cast(Fields, fields), block), end + 4
+    return Request(method, target, version, None, cast(Fields, fields), block), end + 4
 
 
 find_request_head: QuickFind | None = _find_request_head

@@ -39,8 +39,15 @@ def _load(path: Path, loader: Any = None) -> ModuleType:
     # PyInit__xhtml) but kept out of sys.modules.
     spec = importlib.util.spec_from_file_location(NAME, path, loader=loader)
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # Loading a C module of the old (single-phase) kind enters it in
+    # sys.modules: what the rest of the suite imports is put back.
+    imported = sys.modules.get(NAME)
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if imported is not None:
+            sys.modules[NAME] = imported
     return module
 
 

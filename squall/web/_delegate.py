@@ -24,24 +24,25 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-# Filled in by squall.web.application (see _bind): Application.find_handler
-# (an application that overrides it routes everything through it), the
-# application's router class, the router of last resort, and the debug
+# Filled in by squall.web.application (see _bind): the Application class
+# (an application that overrides its find_handler routes everything through
+# it; read from the class each time, as a profiler or a test may wrap it),
+# the application's router class, the router of last resort, and the debug
 # template reset.
-_stock_find_handler: Any = None
+_application_class: Any = None
 _router_class: Any = None
 _route_fallback: Any = None
 _clear_template_loaders: Any = None
 
 
 def _bind(
-    stock_find_handler: Any,
+    application_class: Any,
     router_class: Any,
     route_fallback: Callable[[Application, HTTPServerRequest, Optional[HTTPConnection]], Any],
     clear_template_loaders: Callable[[], None],
 ) -> None:
-    global _stock_find_handler, _router_class, _route_fallback, _clear_template_loaders
-    _stock_find_handler = stock_find_handler
+    global _application_class, _router_class, _route_fallback, _clear_template_loaders
+    _application_class = application_class
     _router_class = router_class
     _route_fallback = route_fallback
     _clear_template_loaders = clear_template_loaders
@@ -120,7 +121,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
             router = app.wildcard_router
             hit: Any = None
             if (
-                type(app).find_handler is _stock_find_handler
+                type(app).find_handler is _application_class.find_handler
                 and type(router) is _router_class
                 and len(app.default_router._rules) == 1
             ):

@@ -412,12 +412,45 @@ def test_log_request_honours_an_overridden_get_status() -> None:
             return 418
 
     handler = Teapot(Application(), _request(_conn()))
-    with (
-        mock.patch.object(access_log, "log") as log,
-        mock.patch.object(access_log, "isEnabledFor", return_value=True),
-    ):
-        handler.application.log_request(handler)
+    level = access_log.level
+    access_log.setLevel(logging.WARNING)
+    try:
+        with mock.patch.object(access_log, "log") as log:
+            handler.application.log_request(handler)
+    finally:
+        access_log.setLevel(level)
     assert log.call_args[0][0] == logging.WARNING and log.call_args[0][2] == 418
+
+
+def test_log_request_follows_level_changes_after_a_request_was_logged() -> None:
+    # The level is read from the logger's cache: setLevel() and
+    # logging.disable() must still take effect at once.
+    handler = Reply(Application(), _request(_conn()))
+    level = access_log.level
+    try:
+        with mock.patch.object(access_log, "log") as log:
+            access_log.setLevel(logging.CRITICAL)
+            handler.application.log_request(handler)
+            assert not log.called
+            access_log.setLevel(logging.INFO)
+            handler.application.log_request(handler)
+            assert log.call_count == 1
+            logging.disable(logging.INFO)
+            try:
+                handler.application.log_request(handler)
+            finally:
+                logging.disable(logging.NOTSET)
+            assert log.call_count == 1
+            access_log.disabled = True
+            try:
+                handler.application.log_request(handler)
+            finally:
+                access_log.disabled = False
+            assert log.call_count == 1
+            handler.application.log_request(handler)
+            assert log.call_count == 2
+    finally:
+        access_log.setLevel(level)
 
 
 def _get(path: str) -> httputil.HTTPServerRequest:

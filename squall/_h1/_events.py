@@ -77,12 +77,13 @@ def fields_from_pairs(headers: Headers) -> Fields:
     return fields
 
 
-def pairs_of_block(block: str) -> Headers:
+def pairs_of_block(block: str | list[str]) -> Headers:
     """The pairs of a field block that passed the parser's checks: lines
-    joined by CRLF, each ``name ":" OWS value OWS``."""
+    joined by CRLF (or the list of them), each ``name ":" OWS value OWS``."""
     if not block:
         return []
-    return [(n, v.strip(" \t")) for n, _, v in map(str.partition, block.split("\r\n"), repeat(":"))]
+    lines = block.split("\r\n") if isinstance(block, str) else block
+    return [(n, v.strip(" \t")) for n, _, v in map(str.partition, lines, repeat(":"))]
 
 
 class Request:
@@ -97,8 +98,9 @@ class Request:
         fields: The same fields grouped by name, see `Fields`.
 
     Args:
-        block: The validated field block (lines joined by CRLF) that
-            ``headers`` is built from when it is None; parsers only.
+        block: The validated field block (lines joined by CRLF, or the
+            list of its lines) that ``headers`` is built from when it is
+            None; parsers only.
     """
 
     __slots__ = ("method", "target", "version", "fields", "_headers", "_block")
@@ -110,7 +112,7 @@ class Request:
         version: str,
         headers: Headers | None = None,
         fields: Fields | None = None,
-        block: str = "",
+        block: str | list[str] = "",
     ) -> None:
         self.method = method
         self.target = target

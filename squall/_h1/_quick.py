@@ -103,8 +103,8 @@ def _find_request_head(
         return None
     if len(fields) != len(lines) or None in fields:
         return None
-    block = text[len(line) + 2 :]
-    return Request(method, target, version, None, cast(Fields, fields), block), end + 4
+    # The lines are the block the pairs (Request.headers) come from if asked.
+    return Request(method, target, version, None, cast(Fields, fields), lines), end + 4
 
 
 find_request_head: QuickFind | None = _find_request_head

@@ -9,7 +9,7 @@ fills in the few names it needs (see `_bind`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall.concurrent import Future, future_set_result_unless_cancelled
@@ -213,7 +213,8 @@ class _HandlerDelegate(HTTPMessageDelegate):
         if self.stream_request_body:
             handler._prepared_future = Future()
         transforms = app.transforms
-        applied = [t(request) for t in transforms] if transforms else []
+        # No list per request when the application has no transforms.
+        applied: Sequence[Any] = [t(request) for t in transforms] if transforms else ()
         path_args = self.path_args
         path_kwargs = self.path_kwargs
         if path_args or path_kwargs:

@@ -22,7 +22,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union, overload
 
 from squall import escape
@@ -75,22 +75,31 @@ _METHOD_ATTRS = {m: m.lower() for m in ("GET", "HEAD", "POST", "DELETE", "PATCH"
 _ETAG_MEMO_MAX = 128
 _etag_memo: tuple[bytes, str] = (b"", '"' + hashlib.sha1(b"").hexdigest() + '"')
 
-# The Date header, formatted once per second.
-_date_cache: list[Any] = [0, ""]
+# The Date header, formatted once per second: (start of that second, start
+# of the next, the text). One tuple, swapped whole, so threads see a
+# matching set; the bounds spare an int() of the clock per request.
+_date: tuple[float, float, str] = (0.0, 0.0, "")
+
+# A handler's transforms when the application has none (a tuple: shared by
+# every handler, so it must not be appendable).
+_NO_TRANSFORMS: tuple[OutputTransform, ...] = ()
 
 
 def _new_headers() -> _ResponseHeaders:
     # Built without going through validation: the values are our own.
+    global _date
     headers = _new_object(_ResponseHeaders)
     headers._unchecked = False
-    now = int(time.time())
-    if now != _date_cache[0]:
-        _date_cache[0] = now
-        _date_cache[1] = format_timestamp(now)
+    now = time.time()
+    start, end, date = _date
+    if not start <= now < end:
+        second = int(now)
+        date = format_timestamp(second)
+        _date = (float(second), second + 1.0, date)
     headers._as_list = {
         "Server": [_SERVER_HEADER],
         "Content-Type": ["text/html; charset=UTF-8"],
-        "Date": [_date_cache[1]],
+        "Date": [date],
     }
     return headers
 
@@ -135,7 +144,7 @@ class RequestHandler(CookieMixin, RenderMixin):
 
     path_args: list[Any]
     path_kwargs: dict[str, Any]
-    _transforms: list[OutputTransform]
+    _transforms: Sequence[OutputTransform]
 
     # Whether a class after RequestHandler in the MRO has an __init__ of
     # its own (a mixin's): only then is super().__init__() worth its call.
@@ -157,7 +166,7 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._auto_finish = True
         self._prepared_future: Optional[Future[None]] = None
         self._ui_namespace = None
-        self._transforms = []
+        self._transforms = _NO_TRANSFORMS
         self.path_args = []
         self.path_kwargs = {}
         # What clear() sets, less its keeping of cookies (there are none yet).
@@ -600,12 +609,15 @@ class RequestHandler(CookieMixin, RenderMixin):
         self.application.log_request(self)
         self._finished = True
         self.on_finish()
-        self._break_cycles()
+        if self._ui_namespace is not None:
+            # Nothing to break otherwise (most handlers never touch ui).
+            self._break_cycles()
         return future
 
     def _break_cycles(self) -> None:
-        # The ui namespace refers back to the handler. Subclasses that keep
-        # working after finish() (WebSocket) postpone this.
+        # The ui namespace refers back to the handler (finish() calls this
+        # only once there is one). Subclasses that keep working after
+        # finish() may postpone it.
         self._ui_namespace = None
 
     def _clear_representation_headers(self) -> None:
@@ -935,7 +947,7 @@ class RequestHandler(CookieMixin, RenderMixin):
                 self.check_xsrf_cookie()
 
     def _execute(
-        self, transforms: list[OutputTransform], *args: Any, **kwargs: Any
+        self, transforms: Sequence[OutputTransform], *args: Any, **kwargs: Any
     ) -> Optional[asyncio.Task[None]]:
         """Runs the request; returns the Task running its rest if it had to go asynchronous."""
         self._transforms = transforms
@@ -958,7 +970,11 @@ class RequestHandler(CookieMixin, RenderMixin):
                 future_set_result_unless_cancelled(self._prepared_future, None)
             if self._finished:
                 return None
-            method = getattr(self, _METHOD_ATTRS.get(method_name) or method_name.lower())
+            if method_name == "GET":
+                # The common case, as a plain attribute read.
+                method = self.get
+            else:
+                method = getattr(self, _METHOD_ATTRS.get(method_name) or method_name.lower())
             path_args = self.path_args
             path_kwargs = self.path_kwargs
             if path_args or path_kwargs:

@@ -1164,3 +1164,29 @@ def test_etag_of_a_repeated_small_body_is_remembered() -> None:
     assert sent == [f'"{hashlib.sha1(b"".join(parts)).hexdigest()}"' for parts in bodies]
     # The long body was not kept; the last small one-part body was.
     assert handler_module._etag_memo[0] == b"ab"
+
+
+def test_date_header_follows_the_clock_second_by_second() -> None:
+    from squall.httputil import format_timestamp
+    from squall.web import handler as handler_module
+
+    class Clock:
+        now = 0.0
+
+        def time(self) -> float:
+            return self.now
+
+    clock = Clock()
+    with mock.patch.object(handler_module, "time", clock):
+        # Within a second, across a second's edge, and a clock set back.
+        for now in (1_000_000.25, 1_000_000.99, 1_000_001.0, 1_000_001.5, 999_999.75, 1_000_001.5):
+            clock.now = now
+            headers = handler_module._new_headers()
+            assert headers["Date"] == format_timestamp(int(now)), now
+
+
+def test_transforms_default_to_an_empty_immutable_sequence() -> None:
+    handler = RequestHandler(Application(), _request(_Conn()))
+    assert list(handler._transforms) == []
+    with pytest.raises(AttributeError):
+        handler._transforms.append(None)  # type: ignore[attr-defined]

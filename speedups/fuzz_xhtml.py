@@ -1,0 +1,163 @@
+"""Fuzz c/xhtml.c against squall/_xhtml.py (atheris, bounded run).
+
+    .venv-fuzz/bin/python speedups/fuzz_xhtml.py [--seconds 120]
+
+Builds c/xhtml.c twice into a temporary directory, plain and with
+AddressSanitizer and UndefinedBehaviorSanitizer, then runs itself under
+atheris twice, half the time each: coverage-guided with the plain build,
+then with the sanitized build and ASan preloaded, from the corpus the first
+run grew. Each input's first byte picks how the rest becomes a str (UTF-8
+with lone surrogates let through, Latin-1, UTF-16 or UTF-32, which between
+them reach every storage width of a str); the str, a str subclass, the raw
+bytes and a bytes subclass go to both modules' xhtml_escape, the str and an
+int from the bytes to escape_value. It is a crash when a result, or an
+exception's type and message, differs, or on any sanitizer report. Coverage
+guidance comes from the instrumented Python side (the C code is not
+instrumented).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SEEDS = [
+    b"\x00<a href=\"x\">'&'</a>",
+    b"\x01caf\xe9 <\xff>",
+    b"\x02" + "\u20ac<&>\ud800".encode("utf-16-le", "surrogatepass"),
+    b"\x03" + "\U0001f600\"'".encode("utf-32-le"),
+    b"\x00\xff\xfe<",
+]
+
+
+def build(out_dir: Path, sanitize: bool) -> Path:
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    include = sysconfig.get_paths()["include"]
+    out_dir.mkdir()
+    out = out_dir / ("_xhtml" + str(sysconfig.get_config_var("EXT_SUFFIX")))
+    flags = ["-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer"]
+    if sanitize:
+        flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    subprocess.run(
+        [*cc, *flags, f"-I{include}", str(HERE / "c" / "xhtml.c"), "-o", str(out)], check=True
+    )
+    return out
+
+
+class _Text(str):
+    pass
+
+
+class _Data(bytes):
+    pass
+
+
+def _as_text(data: bytes) -> str:
+    mode, rest = data[0] % 4, data[1:]
+    if mode == 0:
+        return rest.decode("utf-8", "surrogatepass") if _utf8_ok(rest) else rest.decode("latin-1")
+    if mode == 1:
+        return rest.decode("latin-1")
+    if mode == 2:
+        return rest[: len(rest) // 2 * 2].decode("utf-16-le", "surrogatepass")
+    units = [int.from_bytes(rest[i : i + 4], "little") % 0x110000 for i in range(0, len(rest), 4)]
+    return "".join(map(chr, units))
+
+
+def _utf8_ok(data: bytes) -> bool:
+    try:
+        data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def fuzz(ext: str, flags: list[str]) -> None:
+    import importlib.util
+    from importlib.machinery import ExtensionFileLoader
+
+    import atheris
+
+    name = "squall._xhtml"
+    spec = importlib.util.spec_from_file_location(name, ext, loader=ExtensionFileLoader(name, ext))
+    assert spec is not None and spec.loader is not None
+    c_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(c_module)
+    source = HERE.parent / "squall" / "_xhtml.py"
+    spec = importlib.util.spec_from_file_location("pure_xhtml", source)
+    assert spec is not None and spec.loader is not None
+    py_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(py_module)
+
+    def outcome(func: Any, *args: Any) -> object:
+        try:
+            result = func(*args)
+        except Exception as exc:
+            return ("raised", type(exc), str(exc))
+        return ("ok", type(result), result)
+
+    def target(data: bytes) -> None:
+        if not data:
+            return
+        text = _as_text(data)
+        for value in (text, _Text(text), data[1:], _Data(data[1:])):
+            expected = outcome(py_module.xhtml_escape, value)
+            assert outcome(c_module.xhtml_escape, value) == expected, value
+        number = int.from_bytes(data[1:9], "little", signed=data[0] & 0x80 != 0)
+        for value in (text, number, number % 1100, data[1:]):
+            expected = outcome(py_module.escape_value, value, repr)
+            assert outcome(c_module.escape_value, value, repr) == expected, value
+
+    # Coverage guidance from the Python side (the C code is not instrumented).
+    for func in (target, _as_text, py_module.xhtml_escape, py_module.escape_value):
+        atheris.instrument_func(func)
+    atheris.Setup([sys.argv[0], *flags], target)
+    atheris.Fuzz()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=120)
+    ap.add_argument("--child", default="")
+    args, rest = ap.parse_known_args()
+    if args.child:
+        fuzz(args.child, rest)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = build(Path(tmp, "plain"), sanitize=False)
+        sanitized = build(Path(tmp, "asan"), sanitize=True)
+        corpus = Path(tmp, "corpus")
+        corpus.mkdir()
+        for i, seed in enumerate(SEEDS):
+            (corpus / f"seed-{i}").write_bytes(seed)
+        asan = subprocess.run(
+            ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        sanitizer_env = dict(
+            os.environ,
+            LD_PRELOAD=asan,
+            ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+            UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
+        )
+        codes = []
+        for ext, env in ((plain, dict(os.environ)), (sanitized, sanitizer_env)):
+            cmd = [sys.executable, __file__, "--child", str(ext)]
+            cmd += [f"-max_total_time={max(1, args.seconds // 2)}", "-timeout=10"]
+            cmd += ["-max_len=4096", f"-artifact_prefix={tmp}/", str(corpus)]
+            codes.append(subprocess.run(cmd, env=env).returncode)
+        crashes = [p for p in Path(tmp).iterdir() if p.name.startswith("crash-")]
+        for crash in crashes:
+            print(f"crash input: {crash.read_bytes()!r}", file=sys.stderr)
+        print(f"corpus grown to {len(list(corpus.iterdir()))} inputs; exit codes {codes}")
+        sys.exit(max(codes) or bool(crashes))
+
+
+if __name__ == "__main__":
+    main()

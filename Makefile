@@ -128,11 +128,14 @@ $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
 	touch $(BENCH_STAMP)
 
 # The "squall" (speedups) contender runs the compiled modules: squall-speedups
-# is rebuilt when squall's _h1, _ws or httpserver/_protocol sources (or speedups/c) change (a stale build would be
-# ignored by squall, and the contender would quietly run pure Python).
+# is rebuilt when any source it compiles changes (a stale build would be
+# ignored by squall, and the contender would quietly run pure Python). The
+# list is read from speedups/setup.py (COMPILED_PACKAGES, COMPILED_MODULES and
+# C_MODULES' pure modules), so a module added there is followed here.
 BENCH_SPEEDUPS := $(BENCH_VENV)/.speedups
+SPEEDUPS_SOURCES := $(shell $(PYTHON) speedups/sources.py 2>/dev/null)
 
-$(BENCH_SPEEDUPS): $(BENCH_STAMP) speedups/setup.py $(wildcard speedups/c/*.c squall/_h1/*.py squall/_ws/*.py squall/httpserver/_protocol.py)
+$(BENCH_SPEEDUPS): $(BENCH_STAMP) speedups/setup.py $(wildcard speedups/c/*.c) $(SPEEDUPS_SOURCES)
 	$(BENCH_VENV)/bin/python -m pip install -q --force-reinstall --no-deps ./speedups
 	$(BENCH_VENV)/bin/python -c 'import squall.speedups as s; print("== squall-speedups compiled:", s.compiled, s.reason)'
 	touch $@

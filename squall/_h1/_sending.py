@@ -36,6 +36,9 @@ from ._writer import check_block, chunk, encode_fields, encode_lines, find_value
 
 __all__: list[str] = []
 
+# The status lines sent, by code: (reason, line); the usual few, bounded.
+_STATUS_LINES: dict[int, tuple[str, str]] = {}
+
 # Content-Length, Transfer-Encoding and Connection values (None: absent).
 _FramingFields = tuple[Optional[list[str]], Optional[list[str]], Optional[list[str]]]
 
@@ -305,7 +308,9 @@ class _Sender:
             LocalProtocolError: As `send_head`; or a name or value that is
                 not a str.
         """
-        lines: list[str] = []
+        # lines[0] is the status line's place: the usual answer is then
+        # encoded from one join.
+        lines: list[str] = [""]
         if checked:
             for name, values in fields.items():
                 if len(values) == 1:
@@ -322,6 +327,64 @@ class _Sender:
                         lines.append(name + ": " + value + "\r\n")
             except TypeError:
                 raise LocalProtocolError("header fields must be (str, str) pairs") from None
+        # The usual answer takes the few lines below: checked fields, one
+        # valid Content-Length covering the data, no Transfer-Encoding or
+        # Connection, a final status with a body, on a kept-alive HTTP/1.1
+        # exchange with nothing sent yet. Anything else (and any error) is
+        # send_head's, from the same arguments.
+        if (
+            checked
+            and not close
+            and "Transfer-Encoding" not in fields
+            and "Connection" not in fields
+        ):
+            cl = fields.get("Content-Length")
+            rst = self._rstate
+            method = self._method
+            if (
+                cl is not None
+                and len(cl) == 1
+                and 200 <= status <= 999
+                and status != 204
+                and status != 304
+                and self._sstate == _S_IDLE
+                and (rst == _R_DONE or rst == _R_EOM)
+                and self.keep_alive
+                and self._is11
+                and method != "HEAD"
+                and method != "CONNECT"
+                and not self._client
+            ):
+                value = cl[0]
+                n = len(data)
+                if value == str(n):
+                    # The whole body, as a framework's finish() sends it.
+                    framing = n
+                elif value.isdigit() and value.isascii() and len(value) <= 18:
+                    framing = int(value)
+                else:
+                    framing = -1
+                line = _STATUS_LINES.get(status)
+                if line is None or line[0] != reason:
+                    line = (reason, f"HTTP/1.1 {status} {reason}\r\n")
+                    if not reason.isprintable():
+                        framing = -1
+                    elif len(_STATUS_LINES) < 64:
+                        _STATUS_LINES[status] = line
+                if framing >= n:
+                    lines[0] = line[1]
+                    lines.append("\r\n")
+                    try:
+                        head = "".join(lines).encode("latin-1")
+                    except UnicodeEncodeError:
+                        del lines[-1]
+                    else:
+                        self.expects_continue = False
+                        self._sstate = _S_BODY
+                        self._out_chunked = False
+                        self._out = framing - n
+                        return head + data if data else head
+        del lines[0]
         get = fields.get
         cl = get("Content-Length")
         te = get("Transfer-Encoding")
@@ -329,51 +392,6 @@ class _Sender:
         if conn is None and close:
             conn = ["close"]
             lines.append("Connection: close\r\n")
-        # The usual answer takes the few lines below: checked fields, one
-        # valid Content-Length covering the data, no Transfer-Encoding or
-        # Connection, a final status with a body, on a kept-alive HTTP/1.1
-        # exchange with nothing sent yet. Anything else (and any error)
-        # is send_head's, from the same arguments.
-        rst = self._rstate
-        if (
-            checked
-            and te is None
-            and conn is None
-            and cl is not None
-            and len(cl) == 1
-            and 200 <= status <= 999
-            and status != 204
-            and status != 304
-            and self._sstate == _S_IDLE
-            and (rst == _R_DONE or rst == _R_EOM)
-            and self.keep_alive
-            and self._is11
-            and not self._client
-        ):
-            value = cl[0]
-            method = self._method
-            if (
-                value.isdigit()
-                and value.isascii()
-                and len(value) <= 18
-                and method != "HEAD"
-                and method != "CONNECT"
-                and reason.isprintable()
-            ):
-                framing = int(value)
-                if framing >= len(data):
-                    try:
-                        head = f"HTTP/1.1 {status} {reason}\r\n{''.join(lines)}\r\n".encode(
-                            "latin-1"
-                        )
-                    except UnicodeEncodeError:
-                        pass
-                    else:
-                        self.expects_continue = False
-                        self._sstate = _S_BODY
-                        self._out_chunked = False
-                        self._out = framing - len(data)
-                        return head + data if data else head
         return self.send_head(status, reason, lines, cl, te, conn, data, checked)
 
     def _response_head(

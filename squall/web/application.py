@@ -26,7 +26,7 @@ from squall.routing import (
 # _HandlerDelegate is re-exported: squall.web and tests import it from here.
 from squall.web._delegate import _bind, _for_handler
 from squall.web._delegate import _HandlerDelegate as _HandlerDelegate
-from squall.web.handler import RequestHandler
+from squall.web.handler import RequestHandler, _stock_get_status
 from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 
 if TYPE_CHECKING:
@@ -325,7 +325,7 @@ class Application(ReversibleRouter):
             log_function(handler)
             return
         # get_status() is rarely overridden; read the field when it is not.
-        if handler.__class__.get_status is RequestHandler.get_status:
+        if handler.__class__.get_status is _stock_get_status:
             status = handler._status_code
         else:
             status = handler.get_status()

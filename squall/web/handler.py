@@ -172,7 +172,7 @@ class RequestHandler(CookieMixin, RenderMixin):
         # What clear() sets, less its keeping of cookies (there are none yet).
         self._headers = _new_headers()
         cls = self.__class__
-        if cls.set_default_headers is not _stock.set_default_headers:
+        if cls.set_default_headers is not _stock_set_default_headers:
             self.set_default_headers()
         self._write_buffer: list[bytes] = []
         self._status_code = 200
@@ -184,7 +184,7 @@ class RequestHandler(CookieMixin, RenderMixin):
             connection._close_callback = self._connection_closed
         else:
             connection.set_close_callback(self._connection_closed)  # type: ignore[attr-defined]
-        if kwargs or cls.initialize is not _stock.initialize:
+        if kwargs or cls.initialize is not _stock_initialize:
             self.initialize(**kwargs)
 
     def _initialize(self) -> None:
@@ -960,7 +960,7 @@ class RequestHandler(CookieMixin, RenderMixin):
                 or request.body
                 or method_name not in _SAFE_METHODS
                 or method_name not in self.SUPPORTED_METHODS
-                or type(self)._start is not _stock._start
+                or type(self)._start is not _stock_start
             ):
                 self._start(*args, **kwargs)
             result = self.prepare()
@@ -1053,6 +1053,12 @@ _HeaderValue = Union[bytes, str, int, datetime.datetime]
 # The base class's hooks: a handler that does not override one is spared the
 # call (checked on the class each time, so patching a class still works).
 _stock = RequestHandler
+# The stock hooks themselves, as globals: a global is read for less than a
+# class attribute (and a patched base class method counts as overridden).
+_stock_set_default_headers = RequestHandler.set_default_headers
+_stock_initialize = RequestHandler.initialize
+_stock_start = RequestHandler._start
+_stock_get_status = RequestHandler.get_status
 RequestHandler._next_init = any(
     "__init__" in vars(k) for k in RequestHandler.__mro__[1:] if k is not object
 )

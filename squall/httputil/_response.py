@@ -25,6 +25,10 @@ class _ResponseHeaders(HTTPHeaders):
     ``compute_etag`` override), and the head is then checked field by field
     before it is sent. Code that writes ``_as_list`` directly must put valid
     values there, or set ``_unchecked``.
+
+    The value lists of the fields a handler starts with (Server,
+    Content-Type, Date) are shared by every response: a list in ``_as_list``
+    is replaced, never changed in place (`add` appends to a copy).
     """
 
     __slots__ = ("_unchecked",)
@@ -42,7 +46,12 @@ class _ResponseHeaders(HTTPHeaders):
 
     def add(self, name: str, value: str, *, _chars_are_bytes: bool = True) -> None:
         """Appends ``value`` to the values of ``name`` (see `HTTPHeaders.add`)."""
-        super().add(name, value, _chars_are_bytes=_chars_are_bytes)
+        norm = _normalize_header(name)
+        values = self._as_list.get(norm)
+        if values is not None:
+            # Possibly shared with other responses: append to our own copy.
+            self._as_list[norm] = list(values)
+        super().add(norm, value, _chars_are_bytes=_chars_are_bytes)
         if type(value) is not str:
             # add() checks str values only.
             self._unchecked = True

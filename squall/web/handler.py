@@ -76,9 +76,13 @@ _ETAG_MEMO_MAX = 128
 _etag_memo: tuple[bytes, str] = (b"", '"' + hashlib.sha1(b"").hexdigest() + '"')
 
 # The Date header, formatted once per second: (start of that second, start
-# of the next, the text). One tuple, swapped whole, so threads see a
+# of the next, its value list). One tuple, swapped whole, so threads see a
 # matching set; the bounds spare an int() of the clock per request.
-_date: tuple[float, float, str] = (0.0, 0.0, "")
+_date: tuple[float, float, list[str]] = (0.0, 0.0, [""])
+# The other default fields' value lists. These lists are shared by every
+# response (see _ResponseHeaders): replaced, never changed in place.
+_SERVER_VALUES = [_SERVER_HEADER]
+_HTML_VALUES = ["text/html; charset=UTF-8"]
 
 # A handler's transforms when the application has none (a tuple: shared by
 # every handler, so it must not be appendable).
@@ -94,13 +98,9 @@ def _new_headers() -> _ResponseHeaders:
     start, end, date = _date
     if not start <= now < end:
         second = int(now)
-        date = format_timestamp(second)
+        date = [format_timestamp(second)]
         _date = (float(second), second + 1.0, date)
-    headers._as_list = {
-        "Server": [_SERVER_HEADER],
-        "Content-Type": ["text/html; charset=UTF-8"],
-        "Date": [date],
-    }
+    headers._as_list = {"Server": _SERVER_VALUES, "Content-Type": _HTML_VALUES, "Date": date}
     return headers
 
 

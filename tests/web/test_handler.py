@@ -1190,3 +1190,22 @@ def test_transforms_default_to_an_empty_immutable_sequence() -> None:
     assert list(handler._transforms) == []
     with pytest.raises(AttributeError):
         handler._transforms.append(None)  # type: ignore[attr-defined]
+
+
+def test_added_default_header_values_stay_with_their_response() -> None:
+    # The default fields' value lists are shared between responses until
+    # one of them adds a value.
+    first = RequestHandler(Application(), _request(_Conn()))
+    second = RequestHandler(Application(), _request(_Conn()))
+    server = second._headers.get_list("Server")[:]
+    first.add_header("Server", "extra/1.0")
+    first.add_header("Date", "Thu, 01 Jan 2099 00:00:00 GMT")
+    assert first._headers.get_list("Server") == [*server, "extra/1.0"]
+    assert second._headers.get_list("Server") == server
+    assert len(second._headers.get_list("Date")) == 1
+    third = RequestHandler(Application(), _request(_Conn()))
+    assert third._headers.get_list("Server") == server
+    assert len(third._headers.get_list("Date")) == 1
+    with pytest.raises(ValueError):
+        first.add_header("Content-Type", "text/plain\r\nX-Evil: 1")
+    assert third._headers.get_list("Content-Type") == ["text/html; charset=UTF-8"]

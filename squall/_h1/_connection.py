@@ -489,29 +489,21 @@ class H1Connection(_Sender):
         version = req.version
         self._is11 = is11 = version != "HTTP/1.0"
         fields = req.fields
-        cl: list[str] | None
-        te: list[str] | None
-        if not fields:
-            self.keep_alive = is11
-            cl = te = None
+        if "Connection" in fields:
+            conn = fields["Connection"]
+            # The usual single value, whatever the version, without a call.
+            keep = _KEEP_ALIVE.get(conn[0]) if len(conn) == 1 else None
+            self.keep_alive = wants_keep_alive(version, conn) if keep is None else keep
         else:
-            conn = fields.get("Connection")
-            if conn is None:
-                self.keep_alive = is11
-            else:
-                # The usual single value, whatever the version, without a call.
-                keep = _KEEP_ALIVE.get(conn[0]) if len(conn) == 1 else None
-                self.keep_alive = wants_keep_alive(version, conn) if keep is None else keep
-            cl = fields.get("Content-Length")
-            te = fields.get("Transfer-Encoding")
-        if cl is None and te is None:
+            self.keep_alive = is11
+        if "Content-Length" not in fields and "Transfer-Encoding" not in fields:
             # No body (RFC 9112 §6.3 rule 7): _start_body(0), inlined.
             self.expects_continue = False
             self._max_body = self._limits.max_body_size
             self._received = 0
             self._rstate = _R_EOM
             return req
-        framing = body_framing(cl, te, True)
+        framing = body_framing(fields.get("Content-Length"), fields.get("Transfer-Encoding"), True)
         # RFC 9110 §10.1.1: the expectation is ignored for HTTP/1.0, and
         # pointless without a body.
         expect = fields.get("Expect")

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["HTTPServerRequest"]
 
 
-# The package that imports this module; its _DEFAULT_PARSE_BODY_CONFIG is
-# read when a request is built.
+# The package that imports this module (in sys.modules already while it
+# does): its _DEFAULT_PARSE_BODY_CONFIG is read when a request is built.
 _PACKAGE = "squall.httputil"
+_package: Any = sys.modules[_PACKAGE]
 
 
 # Applications subclass it (and may override any method): compiled, it must
@@ -177,8 +178,7 @@ class HTTPServerRequest(_OpenAttributes):
             # Only the count is checked now (it is what bounds the work);
             # decoding waits until someone reads the arguments. The limit is
             # the package attribute _forms._default_config() reads.
-            package: Any = sys.modules[_PACKAGE]
-            limit = package._DEFAULT_PARSE_BODY_CONFIG.urlencoded.max_arguments
+            limit = _package._DEFAULT_PARSE_BODY_CONFIG.urlencoded.max_arguments
             if query.count("&") >= limit:
                 raise HTTPInputError(
                     f"Invalid query string: Max number of fields exceeded (the limit is {limit})"

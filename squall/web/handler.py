@@ -83,6 +83,10 @@ _date: tuple[float, float, list[str]] = (0.0, 0.0, [""])
 # response (see _ResponseHeaders): replaced, never changed in place.
 _SERVER_VALUES = [_SERVER_HEADER]
 _HTML_VALUES = ["text/html; charset=UTF-8"]
+# Content-Length value lists by body length, shared the same way (a
+# str() and a list fewer per response); at most _LENGTHS_MAX lengths kept.
+_LENGTHS: dict[int, list[str]] = {}
+_LENGTHS_MAX = 4096
 
 # A handler's transforms when the application has none (a tuple: shared by
 # every handler, so it must not be appendable).
@@ -597,7 +601,12 @@ class RequestHandler(CookieMixin, RenderMixin):
                     length = 0
                     for part in self._write_buffer:
                         length += len(part)
-                    fields["Content-Length"] = [str(length)]
+                    values = _LENGTHS.get(length)
+                    if values is None:
+                        values = [str(length)]
+                        if len(_LENGTHS) < _LENGTHS_MAX:
+                            _LENGTHS[length] = values
+                    fields["Content-Length"] = values
         connection = self.request.connection
         assert connection is not None
         if type(connection) is _RequestConnection:

@@ -1209,3 +1209,25 @@ def test_added_default_header_values_stay_with_their_response() -> None:
     with pytest.raises(ValueError):
         first.add_header("Content-Type", "text/plain\r\nX-Evil: 1")
     assert third._headers.get_list("Content-Type") == ["text/html; charset=UTF-8"]
+
+
+def test_content_length_lists_are_shared_by_length_and_bounded() -> None:
+    from squall.web import handler as handler_module
+
+    def finish(body: bytes) -> list[str]:
+        conn = _Conn()
+        conn.write_headers = lambda *args: None  # type: ignore[attr-defined]
+        conn.finish = lambda: None  # type: ignore[attr-defined]
+        handler = RequestHandler(Application(), _request(conn))
+        handler.finish(body)
+        return handler._headers.get_list("Content-Length")
+
+    first, second = finish(b"abc"), finish(b"xyz")
+    assert first == ["3"] and first is second
+    assert finish(b"") == ["0"] and finish(b"x" * 70000) == ["70000"]
+    with (
+        mock.patch.object(handler_module, "_LENGTHS", {}),
+        mock.patch.object(handler_module, "_LENGTHS_MAX", 1),
+    ):
+        assert finish(b"ab") == ["2"] and finish(b"abcd") == ["4"]
+        assert list(handler_module._LENGTHS) == [2]

@@ -73,7 +73,10 @@ _METHOD_ATTRS = {m: m.lower() for m in ("GET", "HEAD", "POST", "DELETE", "PATCH"
 # sha1 (~0.5 us). One tuple, swapped whole, so threads see a matching pair;
 # bodies over _ETAG_MEMO_MAX bytes are never kept.
 _ETAG_MEMO_MAX = 128
-_etag_memo: tuple[bytes, str] = (b"", '"' + hashlib.sha1(b"").hexdigest() + '"')
+_EMPTY_ETAG = '"' + hashlib.sha1(b"").hexdigest() + '"'
+# The memo also holds the Etag's value list, shared as the default fields'
+# are (see _new_headers).
+_etag_memo: tuple[bytes, str, list[str]] = (b"", _EMPTY_ETAG, [_EMPTY_ETAG])
 
 # The Date header, formatted once per second: (start of that second, start
 # of the next, its value list). One tuple, swapped whole, so threads see a
@@ -787,7 +790,12 @@ class RequestHandler(CookieMixin, RenderMixin):
         """Sets the ``Etag`` header from `compute_etag` (unless it returns None)."""
         etag = self.compute_etag()
         if etag is not None:
-            if type(etag) is str and etag.isprintable():
+            memo = _etag_memo
+            if etag is memo[1]:
+                # The stock compute_etag's (remembered) Etag: our own
+                # quoted hex digest, valid as it is; its list is shared.
+                self._headers._as_list["Etag"] = memo[2]
+            elif type(etag) is str and etag.isprintable():
                 # set_header()'s own fast case, without the call (straight
                 # into the dict, as the framework's own Content-Length is).
                 self._headers._as_list["Etag"] = [etag]
@@ -1075,7 +1083,7 @@ RequestHandler._next_init = any(
 
 def _remember_etag(body: bytes, etag: str) -> None:
     global _etag_memo
-    _etag_memo = (body, etag)
+    _etag_memo = (body, etag, [etag])
 
 
 def _spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

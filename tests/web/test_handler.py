@@ -1231,3 +1231,34 @@ def test_content_length_lists_are_shared_by_length_and_bounded() -> None:
     ):
         assert finish(b"ab") == ["2"] and finish(b"abcd") == ["4"]
         assert list(handler_module._LENGTHS) == [2]
+
+
+def test_stock_etag_value_list_is_the_memo_s_and_overrides_are_checked() -> None:
+    import hashlib
+
+    from squall.web import handler as handler_module
+
+    def finish(handler: RequestHandler, body: bytes) -> list[str]:
+        handler.request.connection.write_headers = lambda *args: None  # type: ignore[union-attr]
+        handler.request.connection.finish = lambda: None  # type: ignore[union-attr]
+        handler.finish(body)
+        return handler._headers.get_list("Etag")
+
+    expected = f'"{hashlib.sha1(b"same").hexdigest()}"'
+    first = finish(RequestHandler(Application(), _request(_Conn())), b"same")
+    second = finish(RequestHandler(Application(), _request(_Conn())), b"same")
+    assert first == [expected] and second is first is handler_module._etag_memo[2]
+
+    class Equal(RequestHandler):
+        def compute_etag(self) -> Optional[str]:
+            # Equal to the memo's text, not the same object: checked as usual.
+            return "".join(expected)
+
+    assert finish(Equal(Application(), _request(_Conn())), b"same") == [expected]
+
+    class Bad(RequestHandler):
+        def compute_etag(self) -> Optional[str]:
+            return '"x"\r\nX-Injected: 1'
+
+    with pytest.raises(ValueError):
+        finish(Bad(Application(), _request(_Conn())), b"same")

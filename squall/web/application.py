@@ -7,6 +7,7 @@ import re
 import socket
 import types
 from collections.abc import Awaitable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Optional
 
 from squall import httputil
@@ -93,6 +94,30 @@ class _ApplicationRouter(ReversibleRuleRouter):
         if isinstance(target, type) and issubclass(target, RequestHandler):
             return self.application.get_handler_delegate(request, target, **target_params)
         return super().get_target_delegate(target, request, **target_params)
+
+
+def _start_request(
+    self: Application, server_conn: object, request_conn: httputil.HTTPConnection
+) -> httputil.HTTPMessageDelegate:
+    """The delegate for a connection's next request; it routes the request once its head is in."""
+    return _HandlerDelegate(self, server_conn, request_conn)
+
+
+_start_request.__name__ = "start_request"
+_start_request.__qualname__ = "Application.start_request"
+
+
+class _StartRequest:
+    # Application.start_request. Read from an application, as a server does
+    # once per connection, it is a partial of the delegate class: each
+    # request then builds its delegate without a Python frame of ours. Read
+    # from the class, it is the function itself (signature, documentation,
+    # Application.start_request(app, ...)). A subclass's own start_request,
+    # and an application's instance attribute, take precedence as usual.
+    def __get__(self, obj: Optional[Application], objtype: Optional[type] = None) -> Any:
+        if obj is None:
+            return _start_request
+        return partial(_HandlerDelegate, obj)
 
 
 class Application(ReversibleRouter):
@@ -255,11 +280,15 @@ class Application(ReversibleRouter):
         dispatcher = self.find_handler(request)
         return dispatcher.execute()
 
-    def start_request(
-        self, server_conn: object, request_conn: httputil.HTTPConnection
-    ) -> httputil.HTTPMessageDelegate:
-        # The delegate routes the request once its head is in.
-        return _HandlerDelegate(self, server_conn, request_conn)
+    if TYPE_CHECKING:
+
+        def start_request(
+            self, server_conn: object, request_conn: httputil.HTTPConnection
+        ) -> httputil.HTTPMessageDelegate:
+            """The delegate for a connection's next request."""
+
+    else:
+        start_request = _StartRequest()
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
         default_router = self.default_router

@@ -86,6 +86,7 @@ _date: tuple[float, float, list[str]] = (0.0, 0.0, [""])
 # response (see _ResponseHeaders): replaced, never changed in place.
 _SERVER_VALUES = [_SERVER_HEADER]
 _HTML_VALUES = ["text/html; charset=UTF-8"]
+_JSON_VALUES = ["application/json; charset=UTF-8"]
 # Content-Length value lists by body length, shared the same way (a
 # str() and a list fewer per response); at most _LENGTHS_MAX lengths kept.
 _LENGTHS: dict[int, list[str]] = {}
@@ -514,7 +515,7 @@ class RequestHandler(CookieMixin, RenderMixin):
         if isinstance(chunk, dict):
             self._write_buffer.append(escape.json_encode(chunk).encode("utf-8"))
             # The canonical key, set without HTTPHeaders' name normalization.
-            self._headers._as_list["Content-Type"] = ["application/json; charset=UTF-8"]
+            self._headers._as_list["Content-Type"] = _JSON_VALUES
             return
         message = "write() only accepts bytes, unicode, and dict objects"
         if isinstance(chunk, list):
@@ -538,7 +539,8 @@ class RequestHandler(CookieMixin, RenderMixin):
             chunk = buffer[0]
         else:
             chunk = b"".join(buffer)
-        self._write_buffer = []
+        # Emptied in place: a new list would cost an allocation per flush.
+        buffer.clear()
         if not self._headers_written:
             self._headers_written = True
             transforms = self._transforms

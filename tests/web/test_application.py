@@ -596,3 +596,33 @@ def test_pattern_route_gets_the_body_and_debug_settings_reset_caches() -> None:
         _, conn = _serve(app, "POST", "/lit", [b"c"])
         assert conn.write_headers.call_args[0][2] == b"c"
     assert reset.call_count == 2
+
+
+def test_start_request_read_from_an_application_or_from_the_class() -> None:
+    app = Application([("/", Reply)])
+    conn = _conn()
+    # As a server reads it (once per connection), then calls it per request.
+    starter = app.start_request
+    first, second = starter("server", conn), starter("server", conn)
+    assert isinstance(first, _HandlerDelegate) and first is not second
+    assert first.application is app and first.server_conn == "server"
+    assert first.request_conn is conn and first.request is None
+    # From the class: the function, with its name, to call with the application.
+    assert Application.start_request.__name__ == "start_request"
+    plain = Application.start_request(app, "server", conn)
+    assert isinstance(plain, _HandlerDelegate) and plain.application is app
+
+    calls: list[object] = []
+
+    class Mine(Application):
+        def start_request(
+            self, server_conn: object, request_conn: httputil.HTTPConnection
+        ) -> httputil.HTTPMessageDelegate:
+            calls.append(server_conn)
+            return super().start_request(server_conn, request_conn)
+
+    mine = Mine([("/", Reply)])
+    assert isinstance(mine.start_request("s", conn), _HandlerDelegate) and calls == ["s"]
+    with mock.patch.object(app, "start_request") as patched:
+        app.start_request("server", conn)
+    assert patched.call_count == 1

@@ -187,11 +187,11 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._reason = "OK"
         connection = request.connection
         assert connection is not None
-        if type(connection) is _RequestConnection:
-            # set_close_callback(), without the call: the server's own connection.
-            connection._close_callback = self._connection_closed
-        else:
+        if type(connection) is not _RequestConnection:
             connection.set_close_callback(self._connection_closed)  # type: ignore[attr-defined]
+        # The server's own connection hears of the handler only if it is
+        # still running when _execute returns (see _watch_close): no close
+        # can be delivered before that, and most handlers have finished.
         if kwargs or cls.initialize is not _stock_initialize:
             self.initialize(**kwargs)
 
@@ -615,7 +615,8 @@ class RequestHandler(CookieMixin, RenderMixin):
         connection = self.request.connection
         assert connection is not None
         if type(connection) is _RequestConnection:
-            connection._close_callback = None
+            if connection._close_callback is not None:
+                connection._close_callback = None
         else:
             connection.set_close_callback(None)  # type: ignore[attr-defined]
         future = self.flush(True)
@@ -984,6 +985,7 @@ class RequestHandler(CookieMixin, RenderMixin):
                 self._start(*args, **kwargs)
             result = self.prepare()
             if result is not None or self._stream_request_body:
+                self._watch_close()
                 return _spawn(self._execute_async(result))
             if self._prepared_future is not None:
                 future_set_result_unless_cancelled(self._prepared_future, None)
@@ -1001,12 +1003,23 @@ class RequestHandler(CookieMixin, RenderMixin):
             else:
                 result = method()
             if result is not None:
+                self._watch_close()
                 return _spawn(self._finish_async(result))
             if self._auto_finish and not self._finished:
                 self.finish()
         except Exception as exc:
             self._on_error(exc)
+        if not self._finished:
+            self._watch_close()
         return None
+
+    def _watch_close(self) -> None:
+        # The handler goes on after _execute returns: the server's own
+        # connection reports its close from now on (set_close_callback(),
+        # without the call; see __init__).
+        connection = self.request.connection
+        if type(connection) is _RequestConnection:
+            connection._close_callback = self._connection_closed
 
     async def _execute_async(self, prepared: Optional[Awaitable[None]]) -> None:
         try:

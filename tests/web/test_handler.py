@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import json
 import logging
+import socket
 from typing import Any, Optional
 from unittest import mock
 
@@ -16,7 +17,7 @@ from squall.concurrent import Future
 from squall.escape import utf8
 from squall.httpclient import HTTPResponse
 from squall.log import app_log, gen_log
-from squall.testing import AsyncHTTPTestCase, ExpectLog
+from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
 from squall.util import ObjectDict
 from squall.web import (
     Application,
@@ -1262,3 +1263,69 @@ def test_stock_etag_value_list_is_the_memo_s_and_overrides_are_checked() -> None
 
     with pytest.raises(ValueError):
         finish(Bad(Application(), _request(_Conn())), b"same")
+
+
+class _Watched(RequestHandler):
+    # Records whether the server's connection would report a close to it.
+    def initialize(self, seen: dict[str, Any]) -> None:
+        self.seen = seen
+
+    def on_connection_close(self) -> None:
+        closed = self.seen["closed"]
+        if not closed.done():
+            closed.set_result(self.request.path)
+
+
+class _WatchedSync(_Watched):
+    def get(self) -> None:
+        self.seen["handler"] = self
+        self.write("done")
+
+
+class _WatchedAsync(_Watched):
+    async def get(self) -> None:
+        self.seen["started"].set_result(None)
+        await Future()
+
+
+class _WatchedManual(_Watched):
+    def get(self) -> None:
+        # Tornado's old asynchronous style: finished later, or never.
+        self._auto_finish = False
+        self.seen["started"].set_result(None)
+
+
+class CloseWatchTest(WebCase):
+    def setUp(self) -> None:
+        self.seen: dict[str, Any] = {}
+        self.handlers = [
+            ("/sync", _WatchedSync, {"seen": self.seen}),
+            ("/async", _WatchedAsync, {"seen": self.seen}),
+            ("/manual", _WatchedManual, {"seen": self.seen}),
+        ]
+        super().setUp()
+        self.seen["closed"] = Future()
+        self.seen["started"] = Future()
+
+    def test_a_finished_handler_is_not_left_watching(self) -> None:
+        assert self.fetch("/sync").body == b"done"
+        connection = self.seen["handler"].request.connection
+        assert getattr(connection, "_close_callback", None) is None
+
+    async def _close_while_running(self, path: str) -> Any:
+        from squall.iostream import IOStream
+
+        stream = IOStream(socket.socket())
+        await stream.connect(("127.0.0.1", self.get_http_port()))
+        await stream.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await self.seen["started"]
+        stream.close()
+        return await self.seen["closed"]
+
+    @gen_test
+    async def test_a_coroutine_hears_the_close(self) -> None:
+        assert await self._close_while_running("/async") == "/async"
+
+    @gen_test
+    async def test_a_handler_left_unfinished_hears_the_close(self) -> None:
+        assert await self._close_while_running("/manual") == "/manual"

@@ -230,9 +230,13 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._ui_namespace = namespace
 
     def _new_ui_namespace(self) -> ObjectDict:
-        namespace = ObjectDict(
-            (name, self._ui_method(method)) for name, method in self.application.ui_methods.items()
-        )
+        namespace = ObjectDict()
+        methods = self.application.ui_methods
+        if methods:
+            # A loop only when there is something to bind: an empty
+            # generator still costs a frame per templated request.
+            for name, method in methods.items():
+                namespace[name] = self._ui_method(method)
         modules = _UIModuleNamespace(self, self.application.ui_modules)
         namespace["_tt_modules"] = modules
         namespace["modules"] = modules

@@ -3,7 +3,8 @@
 ``pip install squall[speedups]`` brings the ``squall_speedups`` package: the
 modules of ``squall._h1`` and ``squall._ws``, ``squall.httpserver._protocol``,
 ``squall.httputil._request`` and ``squall.web._delegate`` compiled by mypyc
-(with hand-written C modules), and a manifest
+(with hand-written C modules: the request head's pass and HTML
+escaping), and a manifest
 naming each one with the SHA-256 of the source it was built from. `install`
 (called once by ``import squall``) puts a finder ahead of the normal import
 path that loads those extension modules under the modules' own names, but

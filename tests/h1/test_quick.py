@@ -64,8 +64,15 @@ def _build(tmp: Path) -> ModuleType:
         name, out, loader=ExtensionFileLoader(name, str(out))
     )
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # A C module of the single-phase kind enters itself in sys.modules as
+    # it loads: the module the rest of the suite imports is put back.
+    imported = sys.modules.get(name)
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if imported is not None:
+            sys.modules[name] = imported
     return module
 
 

@@ -40,9 +40,11 @@ GET = b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n"
 def test_get_keep_alive(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop)
     proto.data_received(GET)
+    run_soon(loop)
     assert t.data == b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nGET /a "
     assert not t.closed
     proto.data_received(GET)
+    run_soon(loop)
     assert len(responses(t.data)) == 2
 
 
@@ -72,6 +74,7 @@ def test_pipelined_requests_answered_in_order_in_one_write(
     proto.data_received(
         b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nxyGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
     )
+    run_soon(loop)
     assert len(t.writes) == 1
     bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
     assert bodies == [b"GET /1 ", b"POST /2 xy", b"GET /3 "]
@@ -92,6 +95,7 @@ def test_pipelined_requests_wait_for_a_slow_response(loop: asyncio.AbstractEvent
     )
     assert t.data == b"" and len(pending) == 1
     respond(pending[0])  # outside data_received: flushed at once
+    run_soon(loop)
     bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
     assert bodies == [b"GET /slow ", b"GET /fast "]
 
@@ -124,9 +128,11 @@ def test_connection_close_request(loop: asyncio.AbstractEventLoop) -> None:
 def test_http10_closes_unless_keep_alive(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop)
     proto.data_received(b"GET / HTTP/1.0\r\n\r\n")
+    run_soon(loop)
     assert b"Connection" not in t.data and t.closed
     _, proto, t = make(loop)
     proto.data_received(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    run_soon(loop)
     assert b"\r\nConnection: Keep-Alive\r\n" in t.data and not t.closed
 
 
@@ -146,17 +152,20 @@ def test_response_without_length_is_chunked_for_http11(loop: asyncio.AbstractEve
 
     _, proto, t = make(loop, handle)
     proto.data_received(GET)
+    run_soon(loop)
     assert t.data == (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"
     )
     _, proto, t = make(loop, handle)
     proto.data_received(b"GET / HTTP/1.0\r\n\r\n")
+    run_soon(loop)
     assert t.data == b"HTTP/1.1 200 OK\r\n\r\nabcd" and t.closed
 
 
 def test_head_response_has_no_body(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop, lambda r: respond(r, b"hello"))
     proto.data_received(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    run_soon(loop)
     assert t.data == (
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -169,6 +178,7 @@ def test_chunked_request_body(loop: asyncio.AbstractEventLoop) -> None:
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
     )
     proto.data_received(b"2\r\nde\r\n0\r\n\r\n")
+    run_soon(loop)
     assert t.data.endswith(b"POST / abcde")
 
 
@@ -177,8 +187,10 @@ def test_100_continue(loop: asyncio.AbstractEventLoop) -> None:
     proto.data_received(
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
     )
+    run_soon(loop)
     assert t.data == b"HTTP/1.1 100 (Continue)\r\n\r\n"
     proto.data_received(b"ok")
+    run_soon(loop)
     assert t.data.endswith(b"POST / ok") and not t.closed
 
 
@@ -209,6 +221,7 @@ def test_100_continue_waits_for_a_blocking_delegate(loop: asyncio.AbstractEventL
     run_soon(loop)
     assert t.data == b"HTTP/1.1 100 (Continue)\r\n\r\n" and t.reading
     proto.data_received(b"x")
+    run_soon(loop)
     assert t.data.endswith(b"HTTP/1.1 204 No Content\r\n\r\n")
 
 
@@ -662,6 +675,7 @@ def test_bare_lf_heads_are_accepted(loop: asyncio.AbstractEventLoop) -> None:
     _, proto, t = make(loop)
     proto.data_received(GET)
     proto.data_received(b"GET /lf HTTP/1.1\nHost: x\n\nGET /crlf HTTP/1.1\r\nHost: a\r\n\r\n")
+    run_soon(loop)
     bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
     assert bodies == [b"GET /a ", b"GET /lf ", b"GET /crlf "]
     assert not t.closed
@@ -731,6 +745,7 @@ def test_repeated_response_fields_each_get_a_line(loop: asyncio.AbstractEventLoo
 
     _, proto, t = make(loop, handle)
     proto.data_received(GET)
+    run_soon(loop)
     assert t.data == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVary: A\r\nVary: B\r\n\r\nok"
 
 
@@ -809,3 +824,64 @@ def test_idle_connections_share_per_loop_objects(loop: asyncio.AbstractEventLoop
         c._hard_close()
     finally:
         other.close()
+
+
+# -- the loop's write queue: responses leave together, after the round of reads --
+
+
+def test_responses_are_written_after_the_round_of_reads(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    conns = [make(loop) for _ in range(3)]
+    for _, proto, _t in conns:
+        proto.data_received(GET)
+    # Nothing is written while the loop's reads are still being handled.
+    assert [t.writes for _, _, t in conns] == [[], [], []]
+    callbacks_before = len(loop._ready)  # type: ignore[attr-defined]
+    run_soon(loop)
+    for _, _, t in conns:
+        assert t.writes == [b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nGET /a "]
+    # One callback served all three connections.
+    assert callbacks_before == 1
+
+
+def test_queued_output_of_a_lost_connection_is_dropped(loop: asyncio.AbstractEventLoop) -> None:
+    _, lost, t1 = make(loop)
+    _, kept, t2 = make(loop)
+    lost.data_received(GET)
+    kept.data_received(GET)
+    lost.connection_lost(None)
+    run_soon(loop)
+    assert t1.writes == []
+    assert responses(t2.data) == [b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nGET /a "]
+
+
+def test_a_failing_write_does_not_hold_up_the_other_connections(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, bad, t1 = make(loop)
+    _, good, t2 = make(loop)
+
+    def broken(data: Any) -> None:
+        raise RuntimeError("transport broke")
+
+    t1.write = broken  # type: ignore[method-assign]
+    bad.data_received(GET)
+    good.data_received(GET)
+    with caplog.at_level(logging.ERROR):
+        run_soon(loop)
+    assert "Uncaught exception writing a response" in caplog.text
+    assert t1.closed
+    assert t2.data.endswith(b"GET /a ") and not t2.closed
+
+
+def test_output_is_written_once_when_flushed_before_its_round(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # A detach (say) flushes at once: the queued round then has nothing to add.
+    _, proto, t = make(loop)
+    proto.data_received(GET)
+    proto._flush()
+    assert len(t.writes) == 1
+    run_soon(loop)
+    assert len(t.writes) == 1

@@ -19,14 +19,13 @@ from the instrumented squall modules (the C code is not instrumented).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import sysconfig
-import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _fuzzing import campaign  # noqa: E402
+
 SEEDS = [
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"POST /p?q=1 HTTP/1.0\r\ncontent-length: 3\r\nX-A: 1\r\nx-a:2\r\n\r\n",
@@ -34,20 +33,6 @@ SEEDS = [
     b"OPTIONS * HTTP/1.1\r\n\r\n",
     b"GET / HTTP/1.1\r\n x: fold\r\nA : b\r\nC: \x00\r\n\r\n",
 ]
-
-
-def build(out_dir: Path, sanitize: bool) -> Path:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()
-    include = sysconfig.get_paths()["include"]
-    out_dir.mkdir()
-    out = out_dir / ("_quick" + str(sysconfig.get_config_var("EXT_SUFFIX")))
-    flags = ["-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer"]
-    if sanitize:
-        flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
-    subprocess.run(
-        [*cc, *flags, f"-I{include}", str(HERE / "c" / "quick.c"), "-o", str(out)], check=True
-    )
-    return out
 
 
 def fuzz(ext: str, flags: list[str]) -> None:
@@ -108,33 +93,16 @@ def main() -> None:
     if args.child:
         fuzz(args.child, rest)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = build(Path(tmp, "plain"), sanitize=False)
-        sanitized = build(Path(tmp, "asan"), sanitize=True)
-        corpus = Path(tmp, "corpus")
-        corpus.mkdir()
-        for i, seed in enumerate(SEEDS):
-            (corpus / f"seed-{i}").write_bytes(b"\x05" + seed)
-        asan = subprocess.run(
-            ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        sanitizer_env = dict(
-            os.environ,
-            LD_PRELOAD=asan,
-            ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
-            UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
+    sys.exit(
+        campaign(
+            __file__,
+            "quick.c",
+            "_quick",
+            [b"\x05" + seed for seed in SEEDS],
+            args.seconds,
+            max_len=2048,
         )
-        codes = []
-        for ext, env in ((plain, dict(os.environ)), (sanitized, sanitizer_env)):
-            cmd = [sys.executable, __file__, "--child", str(ext)]
-            cmd += [f"-max_total_time={max(1, args.seconds // 2)}", "-timeout=10"]
-            cmd += ["-max_len=2048", f"-artifact_prefix={tmp}/", str(corpus)]
-            codes.append(subprocess.run(cmd, env=env).returncode)
-        crashes = [p for p in Path(tmp).iterdir() if p.name.startswith("crash-")]
-        for crash in crashes:
-            print(f"crash input: {crash.read_bytes()!r}", file=sys.stderr)
-        print(f"corpus grown to {len(list(corpus.iterdir()))} inputs; exit codes {codes}")
-        sys.exit(max(codes) or bool(crashes))
+    )
 
 
 if __name__ == "__main__":

@@ -19,15 +19,14 @@ instrumented).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import sysconfig
-import tempfile
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _fuzzing import HERE, campaign  # noqa: E402
+
 SEEDS = [
     b"\x00<a href=\"x\">'&'</a>",
     b"\x01caf\xe9 <\xff>",
@@ -35,20 +34,6 @@ SEEDS = [
     b"\x03" + "\U0001f600\"'".encode("utf-32-le"),
     b"\x00\xff\xfe<",
 ]
-
-
-def build(out_dir: Path, sanitize: bool) -> Path:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()
-    include = sysconfig.get_paths()["include"]
-    out_dir.mkdir()
-    out = out_dir / ("_xhtml" + str(sysconfig.get_config_var("EXT_SUFFIX")))
-    flags = ["-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer"]
-    if sanitize:
-        flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
-    subprocess.run(
-        [*cc, *flags, f"-I{include}", str(HERE / "c" / "xhtml.c"), "-o", str(out)], check=True
-    )
-    return out
 
 
 class _Text(str):
@@ -130,33 +115,7 @@ def main() -> None:
     if args.child:
         fuzz(args.child, rest)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = build(Path(tmp, "plain"), sanitize=False)
-        sanitized = build(Path(tmp, "asan"), sanitize=True)
-        corpus = Path(tmp, "corpus")
-        corpus.mkdir()
-        for i, seed in enumerate(SEEDS):
-            (corpus / f"seed-{i}").write_bytes(seed)
-        asan = subprocess.run(
-            ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        sanitizer_env = dict(
-            os.environ,
-            LD_PRELOAD=asan,
-            ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
-            UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
-        )
-        codes = []
-        for ext, env in ((plain, dict(os.environ)), (sanitized, sanitizer_env)):
-            cmd = [sys.executable, __file__, "--child", str(ext)]
-            cmd += [f"-max_total_time={max(1, args.seconds // 2)}", "-timeout=10"]
-            cmd += ["-max_len=4096", f"-artifact_prefix={tmp}/", str(corpus)]
-            codes.append(subprocess.run(cmd, env=env).returncode)
-        crashes = [p for p in Path(tmp).iterdir() if p.name.startswith("crash-")]
-        for crash in crashes:
-            print(f"crash input: {crash.read_bytes()!r}", file=sys.stderr)
-        print(f"corpus grown to {len(list(corpus.iterdir()))} inputs; exit codes {codes}")
-        sys.exit(max(codes) or bool(crashes))
+    sys.exit(campaign(__file__, "xhtml.c", "_xhtml", SEEDS, args.seconds, max_len=4096))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,13 @@ preloaded, from the corpus the first run grew.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -67,3 +69,25 @@ def campaign(
             print(f"crash input: {crash.read_bytes()!r}", file=sys.stderr)
         print(f"corpus grown to {len(list(corpus.iterdir()))} inputs; exit codes {codes}")
         return max(codes) or int(bool(crashes))
+
+
+def main(
+    doc: str | None,
+    script: str,
+    fuzz: Callable[[str, list[str]], None],
+    source: str,
+    module: str,
+    seeds: list[bytes],
+    max_len: int,
+) -> None:
+    """A fuzz script's command line: ``--seconds N`` runs the campaign; the
+    campaign calls the script back with ``--child EXT`` (and libFuzzer's
+    flags) for ``fuzz``."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--seconds", type=int, default=120)
+    ap.add_argument("--child", default="")
+    args, rest = ap.parse_known_args()
+    if args.child:
+        fuzz(args.child, rest)
+        return
+    sys.exit(campaign(script, source, module, seeds, args.seconds, max_len))

@@ -18,13 +18,12 @@ from the instrumented squall modules (the C code is not instrumented).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fuzzing import campaign  # noqa: E402
+from _fuzzing import main  # noqa: E402
 
 SEEDS = [
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -85,25 +84,13 @@ def fuzz(ext: str, flags: list[str]) -> None:
     atheris.Fuzz()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=int, default=120)
-    ap.add_argument("--child", default="")
-    args, rest = ap.parse_known_args()
-    if args.child:
-        fuzz(args.child, rest)
-        return
-    sys.exit(
-        campaign(
-            __file__,
-            "quick.c",
-            "_quick",
-            [b"\x05" + seed for seed in SEEDS],
-            args.seconds,
-            max_len=2048,
-        )
-    )
-
-
 if __name__ == "__main__":
-    main()
+    main(
+        __doc__,
+        __file__,
+        fuzz,
+        "quick.c",
+        "_quick",
+        [b"\x05" + seed for seed in SEEDS],
+        max_len=2048,
+    )

@@ -18,14 +18,13 @@ instrumented).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fuzzing import HERE, campaign  # noqa: E402
+from _fuzzing import HERE, main  # noqa: E402
 
 SEEDS = [
     b"\x00<a href=\"x\">'&'</a>",
@@ -107,16 +106,5 @@ def fuzz(ext: str, flags: list[str]) -> None:
     atheris.Fuzz()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=int, default=120)
-    ap.add_argument("--child", default="")
-    args, rest = ap.parse_known_args()
-    if args.child:
-        fuzz(args.child, rest)
-        return
-    sys.exit(campaign(__file__, "xhtml.c", "_xhtml", SEEDS, args.seconds, max_len=4096))
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, __file__, fuzz, "xhtml.c", "_xhtml", SEEDS, max_len=4096)

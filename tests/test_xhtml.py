@@ -12,12 +12,7 @@ pure module is always loaded from its source file.
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
-import subprocess
 import sys
-import sysconfig
-from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
 from pathlib import Path
 from types import FunctionType, ModuleType
 from typing import Any
@@ -28,53 +23,22 @@ from hypothesis import strategies as st
 
 import squall._xhtml
 import squall.escape
+from tests import _cext
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "speedups" / "c" / "xhtml.c"
 NAME = "squall._xhtml"
-
-
-def _load(path: Path, loader: Any = None) -> ModuleType:
-    # Under the module's own name (the C module's init function is
-    # PyInit__xhtml) but kept out of sys.modules.
-    spec = importlib.util.spec_from_file_location(NAME, path, loader=loader)
-    assert spec is not None and spec.loader is not None
-    # Loading a C module of the old (single-phase) kind enters it in
-    # sys.modules: what the rest of the suite imports is put back.
-    imported = sys.modules.get(NAME)
-    try:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        if imported is not None:
-            sys.modules[NAME] = imported
-    return module
-
-
-def _build(tmp: Path) -> ModuleType:
-    cc = sysconfig.get_config_var("CC") or "cc"
-    include = sysconfig.get_paths()["include"]
-    if shutil.which(cc.split()[0]) is None or not Path(include, "Python.h").is_file():
-        pytest.skip(f"no C compiler ({cc}) or no Python headers ({include})")
-    out = tmp / f"_xhtml{EXTENSION_SUFFIXES[0]}"
-    cmd = [*cc.split(), "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{include}"]
-    proc = subprocess.run(
-        [*cmd, str(SOURCE), "-o", str(out)], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    return _load(out, ExtensionFileLoader(NAME, str(out)))
 
 
 @pytest.fixture(scope="module")
 def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     if not isinstance(squall._xhtml.xhtml_escape, FunctionType):
         return squall._xhtml
-    return _build(tmp_path_factory.mktemp("xhtml"))
+    return _cext.build("xhtml.c", NAME, tmp_path_factory.mktemp("xhtml"), ("-Wall", "-Wextra"))
 
 
 @pytest.fixture(scope="module")
 def py_module() -> ModuleType:
-    return _load(ROOT / "squall" / "_xhtml.py")
+    return _cext.load(NAME, ROOT / "squall" / "_xhtml.py")
 
 
 def outcome(func: Any, *args: Any) -> tuple[Any, ...]:

@@ -14,13 +14,8 @@ source is compiled here (skipped, saying why, without a C compiler).
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
-import subprocess
 import sys
-import sysconfig
 from collections.abc import Callable
-from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,47 +35,17 @@ from squall._h1 import (
     Request,
 )
 from squall._h1._heads import PythonHeadParser
+from tests import _cext
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "speedups" / "c" / "quick.c"
 Quick = Callable[[bytes | bytearray, int, int, int, int], Request | None]
-
-
-def _build(tmp: Path) -> ModuleType:
-    cc = sysconfig.get_config_var("CC") or "cc"
-    include = sysconfig.get_paths()["include"]
-    if shutil.which(cc.split()[0]) is None or not Path(include, "Python.h").is_file():
-        pytest.skip(f"no C compiler ({cc}) or no Python headers ({include})")
-    out = tmp / f"_quick{EXTENSION_SUFFIXES[0]}"
-    cmd = [*cc.split(), "-shared", "-fPIC", "-O1", "-Wall", "-Werror", f"-I{include}"]
-    proc = subprocess.run(
-        [*cmd, str(SOURCE), "-o", str(out)], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    # Loaded under its own name (PyInit__quick) but kept out of sys.modules:
-    # the pure squall._h1._quick stays what the rest of the suite imports.
-    name = "squall._h1._quick"
-    spec = importlib.util.spec_from_file_location(
-        name, out, loader=ExtensionFileLoader(name, str(out))
-    )
-    assert spec is not None and spec.loader is not None
-    # A C module of the single-phase kind enters itself in sys.modules as
-    # it loads: the module the rest of the suite imports is put back.
-    imported = sys.modules.get(name)
-    try:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        if imported is not None:
-            sys.modules[name] = imported
-    return module
 
 
 @pytest.fixture(scope="module")
 def module(tmp_path_factory: pytest.TempPathFactory) -> Any:
     if squall._h1._quick.request_head is not None:
         return squall._h1._quick
-    return _build(tmp_path_factory.mktemp("quick"))
+    return _cext.build("quick.c", "squall._h1._quick", tmp_path_factory.mktemp("quick"))
 
 
 def _pure_quick() -> ModuleType:
@@ -88,11 +53,7 @@ def _pure_quick() -> ModuleType:
     that name (the C one in the compiled run), beside it in the package."""
     if not str(squall._h1._quick.__file__).endswith(".py"):
         path = ROOT / "squall" / "_h1" / "_quick.py"
-        spec = importlib.util.spec_from_file_location("squall._h1._quick_pure", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return _cext.load("squall._h1._quick_pure", path)
     return squall._h1._quick
 
 

@@ -1,0 +1,58 @@
+"""Building one of speedups/c's modules by hand, and loading modules from files.
+
+For the tests that check a C module against its pure-Python twin in a pure
+run (where the speedups build is not installed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import sysconfig
+from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str, path: Path, loader: Any = None) -> ModuleType:
+    """The module at ``path`` under ``name``, kept out of sys.modules.
+
+    A C module of the single-phase kind enters itself in sys.modules as it
+    loads: the module the rest of the suite imports under that name is put
+    back.
+    """
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    assert spec is not None and spec.loader is not None
+    imported = sys.modules.get(name)
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if imported is not None:
+            sys.modules[name] = imported
+    return module
+
+
+def build(source: str, name: str, tmp: Path, warnings: tuple[str, ...] = ("-Wall",)) -> ModuleType:
+    """Compiles ``speedups/c/<source>`` with warnings as errors and loads it
+    as ``name`` (its init function is named after the last part); skips
+    without a C compiler or the Python headers."""
+    cc = sysconfig.get_config_var("CC") or "cc"
+    include = sysconfig.get_paths()["include"]
+    if shutil.which(cc.split()[0]) is None or not Path(include, "Python.h").is_file():
+        pytest.skip(f"no C compiler ({cc}) or no Python headers ({include})")
+    out = tmp / (name.rpartition(".")[2] + EXTENSION_SUFFIXES[0])
+    cmd = [*cc.split(), "-shared", "-fPIC", "-O1", *warnings, "-Werror", f"-I{include}"]
+    src = ROOT / "speedups" / "c" / source
+    proc = subprocess.run(
+        [*cmd, str(src), "-o", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return load(name, out, ExtensionFileLoader(name, str(out)))

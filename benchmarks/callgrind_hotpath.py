@@ -54,7 +54,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE / "servers"))  # _page: the templated page's data
+sys.path.insert(1, str(HERE / "servers"))  # the benchmark servers' handlers and page data
 
 # squall-pure: SQUALL_NO_SPEEDUPS=1 (the Python head parser); squall: as
 # installed with speedups ("auto" parser); squall-httptools: the llhttp
@@ -217,39 +217,23 @@ class _NullProtocol(asyncio.Protocol):
 
 
 def _squall_protocol(loop: asyncio.AbstractEventLoop, handler: str) -> Any:
+    # The handlers of the wrk benchmark's server (benchmarks/servers), so
+    # that both measure the same code; Echo is the harness's own.
+    import squall_web
+    from _page import TEMPLATES
+
     import squall.web
     from squall.httpserver import HTTPServer
-
-    class Hello(squall.web.RequestHandler):
-        def get(self) -> None:
-            self.write("Hello, world")
 
     class Echo(squall.web.RequestHandler):
         def get(self) -> None:
             self.write("Hello, " + self.get_argument("q", ""))
 
-    class Json(squall.web.RequestHandler):
-        def get(self) -> None:
-            self.write({"message": "Hello, world"})
-
-    from _page import ITEMS, TEMPLATES, TITLE
-
-    # As benchmarks/servers/squall_web.py's Page.
-    class Page(squall.web.RequestHandler):
-        def get(self) -> None:
-            self.render(
-                "page.html",
-                title=TITLE,
-                query=self.get_argument("q", ""),
-                page=self.get_argument("page", "1"),
-                items=ITEMS,
-            )
-
     handlers: dict[str, type[squall.web.RequestHandler]] = {
-        "hello": Hello,
+        "hello": squall_web.Hello,
         "echo": Echo,
-        "json": Json,
-        "page": Page,
+        "json": squall_web.Json,
+        "page": squall_web.Page,
     }
     app = squall.web.Application([("/", handlers[handler])], template_path=TEMPLATES)
     return capture_protocol(loop, HTTPServer(app))
@@ -282,42 +266,32 @@ def capture_protocol(loop: asyncio.AbstractEventLoop, server: Any) -> Any:
 
 
 def _aiohttp_protocol(loop: asyncio.AbstractEventLoop, handler: str, lowlevel: bool) -> Any:
+    # The wrk benchmark server's handlers too (benchmarks/servers/aiohttp_web.py).
+    import aiohttp_jinja2
+    import aiohttp_web
+    import jinja2
+    from _page import TEMPLATES
     from aiohttp import web
 
-    if handler == "page":
-        # As benchmarks/servers/aiohttp_web.py's page (jinja2 via aiohttp_jinja2).
-        import aiohttp_jinja2
-        import jinja2
-        from _page import ITEMS, TEMPLATES, TITLE
+    async def echo(request: web.BaseRequest) -> web.Response:
+        return web.Response(text="Hello, " + request.query.get("q", ""))
 
-        async def page(request: web.Request) -> web.Response:
-            context = {
-                "title": TITLE,
-                "query": request.query.get("q", ""),
-                "page": request.query.get("page", "1"),
-                "items": ITEMS,
-            }
-            return aiohttp_jinja2.render_template("page.jinja2", request, context)
-
-        if lowlevel:
-            raise SystemExit("the page handler needs aiohttp's Application (not aiohttp-lowlevel)")
-        page_app = web.Application()
-        aiohttp_jinja2.setup(page_app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-        page_app.router.add_get("/", page)
-        return page_app._make_handler(loop=loop, access_log=None)()
-
-    async def hello(request: web.BaseRequest) -> web.Response:
-        if handler == "echo":
-            return web.Response(text="Hello, " + request.query.get("q", ""))
-        if handler == "json":
-            return web.json_response({"message": "Hello, world"})
-        return web.Response(text="Hello, world")
-
+    handlers: dict[str, Any] = {
+        "hello": aiohttp_web.hello,
+        "echo": echo,
+        "json": aiohttp_web.json_,
+        "page": aiohttp_web.page,
+    }
+    func = handlers[handler]
     if lowlevel:
-        server = web.Server(hello, loop=loop, access_log=None)
+        if handler == "page":
+            raise SystemExit("the page handler needs aiohttp's Application (not aiohttp-lowlevel)")
+        server = web.Server(func, loop=loop, access_log=None)
     else:
         app = web.Application()
-        app.router.add_get("/", hello)
+        if handler == "page":
+            aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+        app.router.add_get("/", func)
         server = app._make_handler(loop=loop, access_log=None)
     return server()
 

@@ -109,11 +109,6 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connections", type=int, default=10_000)
     ap.add_argument("--only", help="comma-separated contender names")
-    ap.add_argument(
-        "--no-head-cache",
-        action="store_true",
-        help="also run Squall with its per-connection head cache off",
-    )
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 2 * args.connections + 1000
@@ -125,11 +120,6 @@ def main() -> int:
     only = set(args.only.split(",")) if args.only else None
     print(f"== idle keep-alive connections: server RSS per connection ({args.connections} held)")
     contenders = list(WEB)
-    if args.no_head_cache:
-        for c in WEB:
-            if c.name.startswith("squall"):
-                env = dict(c.env, SQUALL_BENCH_NO_HEAD_CACHE="1")
-                contenders.append(type(c)(c.name + "-nocache", c.script, env))
     for c in contenders:
         if only is not None and c.name not in only:
             continue

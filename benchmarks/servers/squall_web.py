@@ -1,6 +1,5 @@
 """Hello world, JSON and a templated page through squall.web."""
 
-import os
 import sys
 
 from _page import ITEMS, TEMPLATES, TITLE
@@ -40,12 +39,6 @@ def make_app() -> squall.web.Application:
 
 def main() -> None:
     choose_loop(True)
-    if os.environ.get("SQUALL_BENCH_NO_HEAD_CACHE"):
-        # For idle_rss.py: measure without the per-connection copy of the
-        # previous request head and its parse (turned off by its size limit).
-        import squall._h1._connection as h1_connection
-
-        h1_connection._HEAD_CACHE_MAX = -1  # type: ignore[misc]
     make_app().listen(int(sys.argv[1]), "127.0.0.1")
     squall.ioloop.IOLoop.current().start()
 

@@ -22,7 +22,8 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict squall
 
 # Tests drive Debian's chromium (the demos' browser tests), h2load (HTTP/2),
-# nginx (squall run behind a proxy) and redis-server (squall.pubsub); the
+# nginx (squall run behind a proxy), redis-server (squall.pubsub) and ss
+# (iproute2: listen backlogs); the
 # missing ones are installed in one apt run. Where they cannot be installed, their tests skip, saying why.
 pytest: $(STAMP)
 	@missing=""; \
@@ -30,6 +31,7 @@ pytest: $(STAMP)
 	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v ss >/dev/null || [ -x /usr/sbin/ss ] || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "could not install$$missing: their tests will skip"; \

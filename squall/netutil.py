@@ -20,8 +20,10 @@ import os
 import socket
 import ssl
 import stat
+import struct
 import sys
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional, Union
 
@@ -49,6 +51,18 @@ __all__ = [
 # readiness event of a listening socket accepts, so that a flood of clients
 # cannot keep the loop from running other callbacks.
 _DEFAULT_BACKLOG = 128
+
+# The backlog each listening socket made here was given, for the servers that
+# hand the socket to asyncio: its create_server() calls listen() again, with
+# a backlog of its own (100) unless told the one to keep.
+_backlogs: weakref.WeakKeyDictionary[socket.socket, int] = weakref.WeakKeyDictionary()
+
+# Linux's struct tcp_info: for a listening socket, tcpi_sacked (the eighth
+# field after the first eight bytes) is the backlog listen() was given, as
+# the kernel keeps it (clamped to net.core.somaxconn).
+_TCP_INFO_LISTEN = 10  # tcpi_state for TCP_LISTEN
+_TCP_INFO_MAX_BACKLOG = struct.Struct("=I")
+_TCP_INFO_MAX_BACKLOG_OFFSET = 28
 
 # The keys an ssl_options dict may have.
 _SSL_CONTEXT_KEYWORDS = frozenset(
@@ -143,6 +157,7 @@ def bind_sockets(
                 raise
             bound_port = sock.getsockname()[1]
             sock.listen(backlog)
+            _backlogs[sock] = backlog
         except BaseException:
             sock.close()
             for other in sockets:
@@ -211,10 +226,34 @@ if hasattr(socket, "AF_UNIX"):
             if not abstract:
                 os.chmod(file, mode)
             sock.listen(backlog)
+            _backlogs[sock] = backlog
         except BaseException:
             sock.close()
             raise
         return sock
+
+
+def _remember_backlog(sock: socket.socket, backlog: int) -> None:
+    """Record the backlog ``sock`` listens with (for a socket made elsewhere)."""
+    _backlogs[sock] = backlog
+
+
+def _listen_backlog(sock: socket.socket) -> int:
+    """The backlog a listening socket has, to give again to asyncio's listen().
+
+    Read from the kernel for TCP on Linux (whoever made the socket); else
+    the one recorded when it was made here (`bind_sockets`,
+    `bind_unix_socket`, `_remember_backlog`); else ``_DEFAULT_BACKLOG``.
+    """
+    if sys.platform.startswith("linux") and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 64)
+        except OSError:
+            info = b""
+        if len(info) >= _TCP_INFO_MAX_BACKLOG_OFFSET + 4 and info[0] == _TCP_INFO_LISTEN:
+            (backlog,) = _TCP_INFO_MAX_BACKLOG.unpack_from(info, _TCP_INFO_MAX_BACKLOG_OFFSET)
+            return int(backlog)
+    return _backlogs.get(sock, _DEFAULT_BACKLOG)
 
 
 def add_accept_handler(

@@ -7,7 +7,7 @@ import socket
 from typing import Optional
 
 from squall.cli._options import UsageError
-from squall.netutil import bind_sockets, bind_unix_socket
+from squall.netutil import _remember_backlog, bind_sockets, bind_unix_socket
 
 __all__ = ["bind_all", "describe", "parse_bind"]
 
@@ -62,6 +62,7 @@ def bind_all(binds: list[str], backlog: int, reuse_port: bool = False) -> list[s
                     raise UsageError(f"--bind {text!r}: fd {port} is not a stream socket")
                 sock.setblocking(False)
                 sock.listen(backlog)
+                _remember_backlog(sock, backlog)
                 sockets.append(sock)
             else:
                 sockets.extend(

@@ -349,6 +349,7 @@ def _exit_text(code: int) -> str:
 def worker_main() -> int:
     """The ``python -m squall __worker`` entry: serve the inherited sockets."""
     from squall.cli._worker import run_worker
+    from squall.netutil import _remember_backlog
 
     config = Config.from_env(os.environ.pop("SQUALL_WORKER_CONFIG"))
     fds = [int(fd) for fd in os.environ.pop("SQUALL_WORKER_FDS").split(",") if fd]
@@ -356,6 +357,9 @@ def worker_main() -> int:
     sockets = [socket.socket(fileno=fd) for fd in fds]
     for sock in sockets:
         sock.setblocking(False)
+        # Serving listens again: with --backlog (the kernel cannot tell a
+        # Unix socket's).
+        _remember_backlog(sock, config.backlog)
     # The supervisor handles the signals meant for the group.
     for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)

@@ -18,6 +18,7 @@ from squall.httputil import (
     HTTPServerRequest,
 )
 from squall.iostream import IOStream, SSLIOStream
+from squall.netutil import _listen_backlog
 from squall.tcpserver import TCPServer
 from squall.util import Configurable
 
@@ -214,6 +215,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
                 loop.create_server(
                     factory,
                     sock=sock,
+                    # start_serving() calls listen() again: with the backlog
+                    # the socket has, not asyncio's default of 100.
+                    backlog=_listen_backlog(sock),
                     ssl=ssl_context if loop_tls else None,
                     start_serving=False,
                 )

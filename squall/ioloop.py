@@ -209,8 +209,9 @@ class IOLoop(Configurable):
 
         Start the event loop instead: a running loop is always current.
         """
+        # Tornado's words: programs filter this warning by its text.
         warnings.warn(
-            "IOLoop.make_current is deprecated; start the event loop instead",
+            "make_current is deprecated; start the event loop first",
             DeprecationWarning,
             stacklevel=2,
         )
@@ -222,7 +223,7 @@ class IOLoop(Configurable):
     @staticmethod
     def clear_current() -> None:
         """Unset the current `IOLoop` of this thread (deprecated)."""
-        warnings.warn("IOLoop.clear_current is deprecated", DeprecationWarning, stacklevel=2)
+        warnings.warn("clear_current is deprecated", DeprecationWarning, stacklevel=2)
         IOLoop._clear_current()
 
     @staticmethod

@@ -533,6 +533,15 @@ class OverrideResolver(Resolver):
         return self.resolver.resolve(host, port, family)
 
 
+def _check_ssl_option_keys(ssl_options: dict[str, Any]) -> None:
+    """Raises ValueError naming any key of an ``ssl_options`` dict that is not known."""
+    unknown = set(ssl_options) - _SSL_CONTEXT_KEYWORDS
+    if unknown:
+        raise ValueError(
+            f"unknown ssl_options keys {sorted(unknown)}; allowed: {sorted(_SSL_CONTEXT_KEYWORDS)}"
+        )
+
+
 def ssl_options_to_context(
     ssl_options: Union[dict[str, Any], ssl.SSLContext], server_side: Optional[bool] = None
 ) -> ssl.SSLContext:
@@ -559,11 +568,7 @@ def ssl_options_to_context(
         raise TypeError(
             f"ssl_options must be a dict or an ssl.SSLContext, not {type(ssl_options).__name__}"
         )
-    unknown = set(ssl_options) - _SSL_CONTEXT_KEYWORDS
-    if unknown:
-        raise ValueError(
-            f"unknown ssl_options keys {sorted(unknown)}; allowed: {sorted(_SSL_CONTEXT_KEYWORDS)}"
-        )
+    _check_ssl_option_keys(ssl_options)
     if "ssl_version" in ssl_options:
         protocol = ssl_options["ssl_version"]
     elif server_side:

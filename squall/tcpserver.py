@@ -6,7 +6,9 @@ Three ways to start one, as in Tornado:
 2. `bind_sockets`, `fork_processes`, then `TCPServer.add_sockets` in each
    worker's event loop (several processes sharing the listening sockets).
 3. `TCPServer.bind` then `TCPServer.start` (deprecated: it forks after the
-   server object exists, which is easy to get wrong).
+   server object exists, which is easy to get wrong). Deprecated in the
+   documentation only, as in Tornado: no warning is emitted, because
+   programs that turn warnings into errors (Bokeh's tests) call them.
 
 With ``ssl_options`` the server speaks TLS: each accepted socket is wrapped
 and handed over as an `SSLIOStream` whose handshake runs on its own; a
@@ -20,21 +22,20 @@ import errno
 import os
 import socket
 import ssl
-import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Optional, Union
 
-from squall import gen
+from squall import gen, process
 from squall.ioloop import IOLoop
 from squall.iostream import IOStream, SSLIOStream
 from squall.log import app_log
 from squall.netutil import (
     _DEFAULT_BACKLOG,
+    _check_ssl_option_keys,
     add_accept_handler,
     bind_sockets,
     ssl_options_to_context,
 )
-from squall.process import fork_processes
 
 __all__ = ["TCPServer"]
 
@@ -43,11 +44,13 @@ __all__ = ["TCPServer"]
 _GONE_ERRNOS = frozenset({errno.ECONNABORTED, errno.ECONNRESET, errno.ENOTCONN, errno.EINVAL})
 
 
-def _server_context(ssl_options: Union[dict[str, Any], ssl.SSLContext]) -> ssl.SSLContext:
-    """Checks a Tornado-style ``ssl_options`` and makes the server's context from it.
+def _check_ssl_options(ssl_options: Union[dict[str, Any], ssl.SSLContext]) -> None:
+    """Checks a Tornado-style ``ssl_options`` dict's files by name.
 
-    The files are checked by name first so that a typo gets a message that
-    names the file, at construction rather than at the first connection.
+    A typo gets a message that names the file, at construction rather than at
+    the first connection. No context is made here: the options stay as given
+    until one is needed (a test that mocks `ssl.SSLContext` passes a mock, and
+    Tornado never looks into it before a connection arrives).
     """
     if isinstance(ssl_options, dict):
         if "certfile" not in ssl_options:
@@ -56,7 +59,7 @@ def _server_context(ssl_options: Union[dict[str, Any], ssl.SSLContext]) -> ssl.S
             path = ssl_options.get(key)
             if path is not None and not os.path.exists(path):
                 raise ValueError(f'ssl_options {key} "{path}" does not exist')
-    return ssl_options_to_context(ssl_options, server_side=True)
+        _check_ssl_option_keys(ssl_options)
 
 
 class TCPServer:
@@ -79,14 +82,18 @@ class TCPServer:
             ``ssl.wrap_socket`` arguments (``certfile`` required, plus
             ``keyfile``, ``cert_reqs``, ``ca_certs``, ``ciphers``,
             ``ssl_version``), to serve TLS. A dict is turned into a context
-            once, here.
+            once, when the first listener or connection needs it.
         max_buffer_size: passed to each stream.
         read_chunk_size: passed to each stream.
 
     Raises:
         KeyError: if an ``ssl_options`` dict has no ``certfile``.
         ValueError: if its ``certfile`` or ``keyfile`` does not exist.
-        OSError, ssl.SSLError: if the certificate or key cannot be loaded.
+
+    A certificate or key that cannot be loaded raises `OSError` or
+    `ssl.SSLError` where the context is first needed: `HTTPServer`'s
+    `listen`/`add_sockets`, or a plain `TCPServer`'s first connection
+    (logged, and the connection closed).
     """
 
     def __init__(
@@ -96,7 +103,10 @@ class TCPServer:
         read_chunk_size: Optional[int] = None,
     ) -> None:
         self.ssl_options = ssl_options
-        self._ssl_context = _server_context(ssl_options) if ssl_options is not None else None
+        if ssl_options is not None:
+            _check_ssl_options(ssl_options)
+        # (the options it was made from, the context): made on first use.
+        self._ssl_made: Optional[tuple[Any, ssl.SSLContext]] = None
         self.max_buffer_size = max_buffer_size
         self.read_chunk_size = read_chunk_size
         # Listening sockets by file descriptor, with the function that stops
@@ -106,6 +116,19 @@ class TCPServer:
         # Bound by bind() and waiting for start().
         self._pending_sockets: list[socket.socket] = []
         self._started = False
+
+    @property
+    def _ssl_context(self) -> Optional[ssl.SSLContext]:
+        """The server's TLS context, made from ``ssl_options`` the first time it is needed."""
+        options = self.ssl_options
+        if not isinstance(options, dict):
+            # A context (or what a test put in its place) is used as given,
+            # never inspected: isinstance against a mocked ssl.SSLContext raises.
+            return options
+        made = self._ssl_made
+        if made is None or made[0] is not options:
+            made = self._ssl_made = (options, ssl_options_to_context(options, server_side=True))
+        return made[1]
 
     def listen(
         self,
@@ -165,12 +188,6 @@ class TCPServer:
             Use `listen`, or `bind_sockets`, `fork_processes` and
             `add_sockets`.
         """
-        warnings.warn(
-            "TCPServer.bind() is deprecated; use listen(), or bind_sockets(), "
-            "fork_processes() and add_sockets()",
-            DeprecationWarning,
-            stacklevel=2,
-        )
         sockets = bind_sockets(
             port,
             address=address,
@@ -203,17 +220,13 @@ class TCPServer:
             Use `listen`, or `bind_sockets`, `fork_processes` and
             `add_sockets`.
         """
-        warnings.warn(
-            "TCPServer.start() is deprecated; use listen(), or bind_sockets(), "
-            "fork_processes() and add_sockets()",
-            DeprecationWarning,
-            stacklevel=2,
-        )
         if self._started:
             raise RuntimeError("TCPServer.start() was already called")
         self._started = True
         if num_processes != 1:
-            fork_processes(num_processes, max_restarts)
+            # Looked up now, not imported by name: a test's mock of
+            # tornado.process.fork_processes must take effect here.
+            process.fork_processes(num_processes, max_restarts)
         sockets, self._pending_sockets = self._pending_sockets, []
         self.add_sockets(sockets)
 

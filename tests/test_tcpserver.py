@@ -7,12 +7,15 @@ import errno
 import logging
 import socket
 import ssl
+import warnings
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Optional, TypeVar
+from unittest import mock
 
 import pytest
 
+from squall.httpserver import HTTPServer
 from squall.iostream import IOStream, SSLIOStream
 from squall.netutil import bind_sockets
 from squall.tcpserver import TCPServer
@@ -218,6 +221,39 @@ def test_tls_with_a_context_is_used_as_is() -> None:
     assert server.ssl_options is context
 
 
+def test_ssl_options_are_kept_as_given_until_a_connection_needs_them() -> None:
+    # A test that mocks ssl.SSLContext hands over a mock; nothing may look into
+    # it at construction or at listen time.
+    fake = mock.Mock(spec_set=["wrap_socket"])
+
+    async def main() -> None:
+        server = TCPServer(ssl_options=fake)
+        sockets, _ = local_sockets()
+        server.add_sockets(sockets)
+        assert server.ssl_options is fake
+        assert fake.mock_calls == []
+        server.stop()
+
+    run(main())
+
+    # Bokeh's test: ssl.SSLContext itself mocked, an HTTPServer listening.
+    async def http_server() -> None:
+        with mock.patch.object(ssl, "SSLContext"):
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(certfile="foo")
+            server = HTTPServer(lambda request: None, ssl_options=context)
+            server.listen(0, address="127.0.0.1")
+            assert server.ssl_options is context
+            server.stop()
+
+    run(http_server())
+    options = {"certfile": CERTFILE, "keyfile": KEYFILE}
+    server = TCPServer(ssl_options=options)
+    assert server._ssl_made is None and server.ssl_options is options
+    context = server._ssl_context
+    assert isinstance(context, ssl.SSLContext) and server._ssl_context is context
+
+
 def test_plain_client_on_tls_server_is_a_warning_without_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -285,20 +321,21 @@ def test_failure_to_wrap_an_accepted_socket(
 def test_bind_and_start_in_one_process() -> None:
     async def main() -> None:
         server = RecordingServer()
-        with pytest.warns(DeprecationWarning, match="bind"):
+        # Deprecated in the docs only, as in Tornado: Bokeh turns warnings
+        # into errors and calls both.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
             server.bind(0, address="127.0.0.1", family=socket.AF_INET)
-        (sock,) = server._pending_sockets
-        port = sock.getsockname()[1]
-        with pytest.warns(DeprecationWarning, match="start"):
+            (sock,) = server._pending_sockets
+            port = sock.getsockname()[1]
             server.start()
         assert server._pending_sockets == []
         client = await open_client(port)
         await server.accepted.get()
         # Binding after start serves at once.
-        with pytest.warns(DeprecationWarning):
-            server.bind(0, address="127.0.0.1", family=socket.AF_INET)
+        server.bind(0, address="127.0.0.1", family=socket.AF_INET)
         assert len(server._sockets) == 2
-        with pytest.warns(DeprecationWarning), pytest.raises(RuntimeError, match="already"):
+        with pytest.raises(RuntimeError, match="already"):
             server.start()
         client.close()
         server.stop()
@@ -313,13 +350,14 @@ def test_start_with_several_processes_forks_first(monkeypatch: pytest.MonkeyPatc
         forks.append((num_processes, max_restarts))
         return 1  # as in worker 1
 
-    monkeypatch.setattr("squall.tcpserver.fork_processes", fake_fork)
+    # Patched where it is defined, as a test patches tornado.process: start()
+    # must look it up when called.
+    monkeypatch.setattr("squall.process.fork_processes", fake_fork)
 
     async def main() -> None:
         server = RecordingServer()
-        with pytest.warns(DeprecationWarning):
-            server.bind(0, address="127.0.0.1", family=socket.AF_INET)
-            server.start(4, max_restarts=7)
+        server.bind(0, address="127.0.0.1", family=socket.AF_INET)
+        server.start(4, max_restarts=7)
         assert forks == [(4, 7)]
         assert len(server._sockets) == 1
         server.stop()
@@ -329,8 +367,7 @@ def test_start_with_several_processes_forks_first(monkeypatch: pytest.MonkeyPatc
 
 def test_stop_closes_sockets_bound_but_not_started() -> None:
     server = TCPServer()
-    with pytest.warns(DeprecationWarning):
-        server.bind(0, address="127.0.0.1", family=socket.AF_INET)
+    server.bind(0, address="127.0.0.1", family=socket.AF_INET)
     (sock,) = server._pending_sockets
     server.stop()
     assert sock.fileno() == -1 and server._pending_sockets == []

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: test test-compiled lint typecheck pytest coverage demo bench bench-callgrind callgrind bench-rss venv clean test-pythons
+.PHONY: docs test test-compiled lint typecheck pytest coverage demo bench bench-callgrind callgrind bench-rss venv clean test-pythons
 
 venv: $(STAMP)
 
@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check squall tests benchmarks demos speedups
-	$(VENV)/bin/ruff format --check squall tests benchmarks demos speedups
+	$(VENV)/bin/ruff check squall tests benchmarks demos speedups docs
+	$(VENV)/bin/ruff format --check squall tests benchmarks demos speedups docs
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict squall
@@ -39,7 +39,14 @@ pytest: $(STAMP)
 	$(PY) -m coverage run -m pytest -W error $(PYTEST_FLAGS)
 	$(PY) -m coverage report --fail-under=90
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
+
+# The documentation site (docs/, Sphinx): API reference generated from the
+# docstrings, the `squall run` reference from its argument parser; warnings
+# are errors. Output in docs/_build/html.
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "== docs: $$(find docs/_build/html -name '*.html' | wc -l) pages in docs/_build/html"
 
 # The whole suite against the compiled variant: squall-speedups (speedups/:
 # squall._h1, squall._ws and httpserver._protocol compiled by mypyc, and a C

@@ -166,7 +166,9 @@ class _CurlStreamingBuffer:
 class CurlAsyncHTTPClient(AsyncHTTPClient):
     """An `AsyncHTTPClient` over libcurl.
 
-    Args (to the constructor or `AsyncHTTPClient.configure`):
+    Arguments are given to the constructor or `AsyncHTTPClient.configure`.
+
+    Args:
         max_clients: requests in progress at once; more wait in a queue.
         defaults: values for `HTTPRequest` options a request leaves unset.
         max_body_size: largest response body, after decoding (100 MB), also

@@ -417,7 +417,9 @@ class DefaultLoopResolver(Resolver):
 class ExecutorResolver(Resolver):
     """Runs the blocking ``getaddrinfo`` on a :class:`concurrent.futures.Executor`.
 
-    Args (to the constructor):
+    Arguments are given to the constructor.
+
+    Args:
         executor: the executor; by default one that runs each call at once,
             blocking the loop.
         close_executor: whether :meth:`close` shuts ``executor`` down.
@@ -469,7 +471,9 @@ class BlockingResolver(ExecutorResolver):
 class ThreadedResolver(ExecutorResolver):
     """Runs ``getaddrinfo`` on a thread pool shared by all instances.
 
-    Args (to the constructor):
+    Arguments are given to the constructor.
+
+    Args:
         num_threads: the size of the pool, fixed by the first instance
             created in a process.
 
@@ -500,7 +504,9 @@ class ThreadedResolver(ExecutorResolver):
 class OverrideResolver(Resolver):
     """Wraps another resolver, redirecting some lookups.
 
-    Args (to the constructor):
+    Arguments are given to the constructor.
+
+    Args:
         resolver: the resolver that does the lookups.
         mapping: maps ``(host, port, family)``, ``(host, port)`` or ``host``
             to a replacement ``(host, port)`` pair (or, for a bare host key,

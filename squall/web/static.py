@@ -100,7 +100,9 @@ class StaticFileHandler(RequestHandler):
     `validate_absolute_path`, `get_content_size`, `get_modified_time`,
     `get_content_type`; and URLs with `make_static_url` and `parse_url_path`.
 
-    Args (to ``initialize``):
+    Arguments are given to ``initialize``.
+
+    Args:
         path: the root directory.
         default_filename: served for a request of a directory (e.g. ``"index.html"``).
         allowed_symlink_directory: a directory, or a list, that symlinks may

@@ -809,6 +809,13 @@ class _HTTPProtocol(asyncio.Protocol):
             head_when = self._head_since + header
             if when is None or head_when < when:
                 when = head_when
+        server = self._server
+        if self._params is server._drain_params and not self._h1.buffered:
+            # The server drains and no byte of a next request has come: the
+            # connection closes at the end of the drain's idle grace.
+            closing = server._drain_idle_deadline
+            if when is None or closing < when:
+                when = closing
         return when
 
     def _check_idle(self) -> None:
@@ -1029,7 +1036,8 @@ class _HTTPProtocol(asyncio.Protocol):
             self._on_lost(None)
 
     def _drain(self, params: HTTP1ConnectionParameters) -> None:
-        """The server drains: close when idle, else after the current response.
+        """The server drains: close after the current response, or once idle
+        through the drain's grace.
 
         ``params`` are this connection's with ``no_keep_alive`` set, so
         that the response to a request still arriving says ``Connection:
@@ -1046,9 +1054,10 @@ class _HTTPProtocol(asyncio.Protocol):
             # The response (written or not) ends the connection: the core
             # adds ``Connection: close`` to a head not yet sent.
             self._h1.end_after_exchange()
-        elif not self._h1.buffered:
-            self._stop()
-            self._flush()
-            transport = self.transport
-            if transport is not None:
-                transport.close()
+        elif self._state == _IDLE:
+            # Between exchanges, a request may already be on its way: closing
+            # now would lose it (the client sees its connection reset). The
+            # connection stays open through the drain's idle grace; a request
+            # arriving meanwhile is served with ``Connection: close`` (the
+            # params above), and one that never comes lets the timer close.
+            self._arm_idle_timer(self._idle_deadline(self._loop.time()))

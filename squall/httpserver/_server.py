@@ -30,6 +30,10 @@ _DEFAULT_IDLE_TIMEOUT = 3600.0
 _DEFAULT_HEADER_TIMEOUT = 10.0
 # A client that reads nothing of a full write buffer for this long is gone.
 _DEFAULT_WRITE_TIMEOUT = 60.0
+# While draining, how long a keep-alive connection between requests stays
+# open for one that may be on its way: far longer than a busy client takes
+# to send its next request, short enough not to hold a restart up.
+_DRAIN_IDLE_GRACE = 1.0
 
 _Callback = Union[HTTPServerConnectionDelegate, Callable[[HTTPServerRequest], Any]]
 
@@ -143,6 +147,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self._detached_waiter: Optional[asyncio.Future[None]] = None
         # Set while draining: the parameters of connections asked to close.
         self._drain_params: Optional[HTTP1ConnectionParameters] = None
+        # While draining: when (loop time) connections idle since then close.
+        self._drain_idle_deadline = 0.0
         self._drain_waiter: Optional[asyncio.Future[None]] = None
         self._servers: list[asyncio.AbstractServer] = []
         self.trusted_downstream = trusted_downstream
@@ -279,14 +285,17 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             finally:
                 self._detached_waiter = None
 
-    async def drain(self, timeout: float = 30.0) -> bool:
+    async def drain(self, timeout: float = 30.0, idle_grace: float = _DRAIN_IDLE_GRACE) -> bool:
         """Stop gracefully: finish what is in flight, then close everything.
 
-        Stops accepting; closes idle keep-alive connections at once; lets
-        requests in progress finish, their responses carrying ``Connection:
-        close``, and closes each connection after its response; asks
-        detached connections to end (open WebSockets get close code 1001).
-        At the deadline, whatever is left is aborted.
+        Stops accepting; lets requests in progress finish, their responses
+        carrying ``Connection: close``, and closes each connection after its
+        response; asks detached connections to end (open WebSockets get
+        close code 1001). A keep-alive connection between requests may have
+        one on its way: it stays open for ``idle_grace`` seconds, a request
+        arriving meanwhile is answered with ``Connection: close``, and it is
+        closed once it has stayed idle that long. At the deadline, whatever
+        is left is aborted.
 
         Usable from a Tornado-style ``main()``::
 
@@ -297,6 +306,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
 
         Args:
             timeout: seconds to wait for connections to end by themselves.
+            idle_grace: seconds an idle keep-alive connection is kept open
+                for a request that may be on its way.
 
         Returns:
             True when every connection ended before the deadline.
@@ -316,6 +327,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             decompress=p.decompress,
         )
         self._drain_waiter = waiter = loop.create_future()
+        self._drain_idle_deadline = loop.time() + idle_grace
         closing: list[asyncio.Task[None]] = []
         # Let the loop poll once more, so that a request already in the
         # kernel's buffers makes its connection busy rather than idle: an

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,8 @@ from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler
 from squall.websocket import WebSocketHandler, websocket_connect
 from tests._wait import until
+
+from ._proc import Load, Squall
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -77,24 +80,20 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(body(), 5))
 
 
-def test_drain_closes_idle_at_once_and_busy_after_their_response() -> None:
+def test_drain_closes_busy_connections_after_their_response() -> None:
     async def body() -> None:
         state = _State()
         server, port = serve(state)
-        idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
-        head, data = await request(idle_r, idle_w, "/fast")
-        assert data == b"fast"
         busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
         busy_w.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         await state.started.wait()
 
         drain = asyncio.ensure_future(server.drain(timeout=3))
-        # The idle keep-alive connection is closed without waiting.
-        assert await idle_r.read() == b""
-        assert not drain.done()
+        await until(lambda: not server._servers)
         # New connections are refused: the listener is closed.
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", port)
+        assert not drain.done()
         state.release.set()
         head = await busy_r.readuntil(b"\r\n\r\n")
         assert b"Connection: close" in head
@@ -102,8 +101,51 @@ def test_drain_closes_idle_at_once_and_busy_after_their_response() -> None:
         assert rest == b"slow done"
         assert await drain is True
         assert not server._connections
-        idle_w.close()
         busy_w.close()
+
+    run(body)
+
+
+def test_drain_answers_an_idle_connections_next_request_with_close() -> None:
+    # A keep-alive client between two requests may have sent its next one
+    # already: closing the connection under it would lose that request.
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head, data = await request(reader, writer, "/fast")
+        assert data == b"fast" and b"Connection: close" not in head
+        drain = asyncio.ensure_future(server.drain(timeout=3, idle_grace=3))
+        (conn,) = server._connections
+        await until(lambda: conn._params is server._drain_params)  # told to drain
+        assert not drain.done()
+        head, data = await request(reader, writer, "/fast")
+        assert head.startswith(b"HTTP/1.1 200") and data == b"fast"
+        assert b"Connection: close" in head
+        assert await reader.read() == b""
+        # The last connection gone, the drain ends without waiting out the grace.
+        assert await drain is True
+        writer.close()
+
+    run(body)
+
+
+def test_drain_closes_a_connection_idle_through_the_grace() -> None:
+    async def body() -> None:
+        state = _State()
+        server, port = serve(state)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _, data = await request(reader, writer, "/fast")
+        assert data == b"fast"
+        # A connection that has not sent its first request is idle too.
+        fresh_r, fresh_w = await asyncio.open_connection("127.0.0.1", port)
+        await until(lambda: len(server._connections) == 2)
+        assert await server.drain(timeout=3, idle_grace=0.05) is True
+        assert await reader.read() == b""
+        assert await fresh_r.read() == b""
+        assert not server._connections
+        writer.close()
+        fresh_w.close()
 
     run(body)
 
@@ -269,3 +311,28 @@ def test_drain_closes_connections_served_through_handle_stream() -> None:
         writer.close()
 
     run(body)
+
+
+def test_ttin_ttou_under_keep_alive_load_close_nothing_under_a_request() -> None:
+    # squall run's workers drain as HTTPServer.drain does: a busy keep-alive
+    # client whose worker retires is told Connection: close, never cut off.
+    with Squall(
+        "sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2", "--no-access-log"
+    ) as squall:
+        address = squall.address()
+        first = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
+        # Quick requests: each connection is between two requests often.
+        load = Load(address, "/", clients=4)
+        load.start()
+        squall.signal(signal.SIGTTIN)
+        third = int(squall.expect(r"Worker (\d+) ready").group(1))
+        assert third not in first
+        squall.signal(signal.SIGTTOU)
+        retired = int(squall.expect(r"Worker (\d+) exited").group(1))
+        assert retired in first
+        load.wait_ok(load.ok + 10)
+        load.stop()
+        assert load.failures == []
+        assert load.retried == 0
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0

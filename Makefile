@@ -22,8 +22,9 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict squall
 
 # Tests drive Debian's chromium (the demos' browser tests), h2load (HTTP/2),
-# nginx (squall run behind a proxy), redis-server (squall.pubsub) and ss
-# (iproute2: listen backlogs); the
+# nginx (squall run behind a proxy), redis-server (squall.pubsub), ss
+# (iproute2: listen backlogs), and mariadb-server and postgresql (the
+# forum's tests on each database); the
 # missing ones are installed in one apt run. Where they cannot be installed, their tests skip, saying why.
 pytest: $(STAMP)
 	@missing=""; \
@@ -32,6 +33,8 @@ pytest: $(STAMP)
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v ss >/dev/null || [ -x /usr/sbin/ss ] || missing="$$missing iproute2"; \
+	[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing="$$missing mariadb-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "could not install$$missing: their tests will skip"; \

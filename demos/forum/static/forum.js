@@ -1,52 +1,132 @@
-// Live replies on the last page of a topic: a WebSocket, or long polling
-// when no socket can be opened. Each post comes as {id, html}; the html was
-// rendered (and escaped) by the server's Post module.
+// The forum's only script (the Content-Security-Policy allows no inline one).
+// - Live replies on the last page of a topic: a WebSocket, or long polling
+//   when no socket can be opened. Each post comes as {id, html}; the html was
+//   rendered (escaped, Markdown sanitised) by the server's Post module.
+// - Mentions: a badge in the header counts new ones, over /notify.
+// - Markdown preview under every editor, rendered by the server.
+// - A confirmation before deleting a post.
 (function () {
   'use strict';
-  const live = document.getElementById('live');
-  window.forum = {ready: null, received: 0};
-  if (!live) return;
-  const list = document.getElementById('posts');
-  const seen = new Set(Array.from(list.querySelectorAll('.post'), (node) => Number(node.dataset.id)));
-  let after = Number(live.dataset.after);
+  window.forum = {ready: null, received: 0, mentions: []};
 
-  function add(posts) {
-    for (const post of posts) {
-      if (seen.has(post.id)) continue;
-      seen.add(post.id);
-      after = Math.max(after, post.id);
-      list.insertAdjacentHTML('beforeend', post.html);
-      list.lastElementChild.classList.add('new');
-      window.forum.received += 1;
+  function live() {
+    const marker = document.getElementById('live');
+    if (!marker) return;
+    const list = document.getElementById('posts');
+    const seen = new Set(Array.from(list.querySelectorAll('.post'), (node) => Number(node.dataset.id)));
+    let after = Number(marker.dataset.after);
+
+    function add(posts) {
+      for (const post of posts) {
+        if (seen.has(post.id)) continue;
+        seen.add(post.id);
+        after = Math.max(after, post.id);
+        list.insertAdjacentHTML('beforeend', post.html);
+        list.lastElementChild.classList.add('new');
+        window.forum.received += 1;
+      }
+    }
+
+    function poll() {
+      window.forum.ready = 'poll';
+      fetch(marker.dataset.poll + '?after=' + after, {credentials: 'same-origin'})
+        .then((response) => {
+          if (!response.ok) throw new Error('poll answered ' + response.status);
+          return response.json();
+        })
+        .then((data) => { add(data.posts); poll(); })
+        .catch(() => setTimeout(poll, 2000));
+    }
+
+    function connect() {
+      const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+      let socket;
+      try {
+        socket = new WebSocket(scheme + location.host + marker.dataset.socket + '?after=' + after);
+      } catch (error) {
+        poll();  // refused outright (a policy, a proxy): poll instead
+        return;
+      }
+      let opened = false;
+      socket.onopen = () => { opened = true; window.forum.ready = 'websocket'; };
+      socket.onmessage = (event) => {
+        const data = JSON.parse(event.data);
+        if (data.posts) add(data.posts);
+      };
+      let given = false;
+      const giveUp = () => { if (!given) { given = true; poll(); } };
+      // Never opened: WebSockets do not get through, so poll instead (a
+      // socket refused by a policy fires "error" and may never fire "close").
+      socket.onerror = () => { if (!opened) giveUp(); };
+      socket.onclose = () => {
+        // Lost after opening: reconnect, asking for what was missed.
+        if (opened) setTimeout(connect, 1000); else giveUp();
+      };
+    }
+
+    connect();
+  }
+
+  function mentions() {
+    const link = document.getElementById('notes');
+    if (!link) return;
+    const badge = document.getElementById('unseen');
+    const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+    let delay = 1000;
+    function connect() {
+      let socket;
+      try {
+        socket = new WebSocket(scheme + location.host + link.dataset.socket);
+      } catch (error) {
+        return;  // no live mentions here: the badge updates on the next page
+      }
+      socket.onopen = () => { delay = 1000; window.forum.mentionsReady = true; };
+      socket.onmessage = (event) => {
+        const note = JSON.parse(event.data);
+        window.forum.mentions.push(note);
+        badge.textContent = String(Number(badge.textContent || 0) + 1);
+        badge.hidden = false;
+        link.title = note.from + ' mentioned you in ' + note.title;
+        link.classList.add('ping');
+      };
+      socket.onclose = () => { setTimeout(connect, delay); delay = Math.min(delay * 2, 30000); };
+    }
+    connect();
+  }
+
+  function previews() {
+    for (const area of document.querySelectorAll('textarea[data-preview]')) {
+      const form = area.form;
+      const box = form.querySelector('.preview');
+      const body = form.querySelector('.preview .post-body');
+      const token = form.querySelector('input[name=_xsrf]').value;
+      let timer = null;
+      let asked = 0;
+      const render = () => {
+        const ticket = ++asked;
+        const data = new URLSearchParams({body: area.value, _xsrf: token});
+        fetch(area.dataset.preview, {method: 'POST', body: data, credentials: 'same-origin'})
+          .then((response) => response.ok ? response.json() : null)
+          .then((answer) => {
+            if (!answer || ticket !== asked) return;  // a newer draft is on its way
+            body.innerHTML = answer.html;  // sanitised by the server's allow-list
+            box.hidden = !area.value.trim();
+          });
+      };
+      area.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(render, 250); });
+      if (area.value.trim()) render();
     }
   }
 
-  function poll() {
-    window.forum.ready = 'poll';
-    fetch(live.dataset.poll + '?after=' + after, {credentials: 'same-origin'})
-      .then((response) => {
-        if (!response.ok) throw new Error('poll answered ' + response.status);
-        return response.json();
-      })
-      .then((data) => { add(data.posts); poll(); })
-      .catch(() => setTimeout(poll, 2000));
+  function confirmations() {
+    document.addEventListener('submit', (event) => {
+      const form = event.target;
+      if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
   }
 
-  function connect() {
-    const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-    const socket = new WebSocket(scheme + location.host + live.dataset.socket + '?after=' + after);
-    let opened = false;
-    socket.onopen = () => { opened = true; window.forum.ready = 'websocket'; };
-    socket.onmessage = (event) => {
-      const data = JSON.parse(event.data);
-      if (data.posts) add(data.posts);
-    };
-    socket.onclose = () => {
-      // Never opened: WebSockets do not get through, so poll instead.
-      // Lost after opening: reconnect, asking for what was missed.
-      if (opened) setTimeout(connect, 1000); else poll();
-    };
-  }
-
-  connect();
+  live();
+  mentions();
+  previews();
+  confirmations();
 })();

@@ -83,11 +83,14 @@ class Visitor:
 
 
 @asynccontextmanager
-async def forum_server(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[Any, str]]:
+async def forum_server(
+    tmp_path: Path, db_url: str = "", **settings: Any
+) -> AsyncIterator[tuple[Any, str]]:
     """The forum on a free port with its own SQLite file; yields the app and base URL."""
-    settings.setdefault("db", f"sqlite:///{tmp_path / 'forum.sqlite3'}")
+    settings.setdefault("db", db_url or f"sqlite:///{tmp_path / 'forum.sqlite3'}")
     settings.setdefault("scrypt_n", 2**10)  # fast in tests; the default is 2**14
     settings.setdefault("cookie_secret", "forum-test-secret")
+    settings.setdefault("data_dir", str(tmp_path))
     app = forum.make_app(**settings)
     server, url = forum.listen(app, 0, "127.0.0.1")
     try:

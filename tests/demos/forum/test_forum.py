@@ -16,9 +16,9 @@ from .._util import run, start_demo, stop
 from ._client import LIMIT_REQUEST, PASSWORD, Visitor, client, forum, forum_server
 
 
-def test_signup_login_logout(tmp_path: Path) -> None:
+def test_signup_login_logout(tmp_path: Path, db_url: str) -> None:
     async def main() -> None:
-        async with forum_server(tmp_path) as (app, base), client() as http:
+        async with forum_server(tmp_path, db_url) as (app, base), client() as http:
             ann = Visitor(base, http)
             response = await ann.signup("ann")
             assert response.code == 302 and response.headers["Location"] == "/"
@@ -60,9 +60,11 @@ def test_passwords_are_salted_scrypt_hashes() -> None:
     assert not forum.check_password("secret pw", "garbage")
 
 
-def test_every_form_needs_the_xsrf_token_and_posting_needs_an_account(tmp_path: Path) -> None:
+def test_every_form_needs_the_xsrf_token_and_posting_needs_an_account(
+    tmp_path: Path, db_url: str
+) -> None:
     async def main() -> None:
-        async with forum_server(tmp_path) as (_, base), client() as http:
+        async with forum_server(tmp_path, db_url) as (_, base), client() as http:
             ann = Visitor(base, http)
             for path, form in [
                 ("/signup", {"name": "x", "password": PASSWORD}),
@@ -82,9 +84,9 @@ def test_every_form_needs_the_xsrf_token_and_posting_needs_an_account(tmp_path: 
     run(main())
 
 
-def test_topics_and_paginated_replies(tmp_path: Path) -> None:
+def test_topics_and_paginated_replies(tmp_path: Path, db_url: str) -> None:
     async def main() -> None:
-        async with forum_server(tmp_path, page_size=3) as (_, base), client() as http:
+        async with forum_server(tmp_path, db_url, page_size=3) as (_, base), client() as http:
             ann = Visitor(base, http)
             await ann.signup("ann")
             topic = await ann.new_topic("squall", "Workers and Redis", "first post")
@@ -104,16 +106,19 @@ def test_topics_and_paginated_replies(tmp_path: Path) -> None:
             assert "reply 5" in (await ann.fetch(f"/t/{topic}?page=9")).body.decode()
 
             board = (await ann.fetch("/b/squall")).body.decode()
-            assert "Workers and Redis" in board and "<td>6</td>" in board
+            assert (
+                "Workers and Redis" in board
+                and '<td class="num" data-label="Posts">6</td>' in board
+            )
             index = (await ann.fetch("/")).body.decode()
-            assert "1 topic<" in index
+            assert '<span class="count">1 topic</span>' in index
 
     run(main())
 
 
-def test_bad_urls_and_arguments_get_clear_errors(tmp_path: Path) -> None:
+def test_bad_urls_and_arguments_get_clear_errors(tmp_path: Path, db_url: str) -> None:
     async def main() -> None:
-        async with forum_server(tmp_path) as (_, base), client() as http:
+        async with forum_server(tmp_path, db_url) as (_, base), client() as http:
             ann = Visitor(base, http)
             await ann.signup("ann")
             topic = await ann.new_topic("general", "t", "b")
@@ -145,7 +150,7 @@ XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
 def test_sql_injection_and_xss_through_every_form_are_stored_and_shown_as_text(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ) -> None:
     async def main() -> None:
         async with forum_server(tmp_path) as (app, base), client() as http:
@@ -189,9 +194,9 @@ def test_sql_injection_and_xss_through_every_form_are_stored_and_shown_as_text(
     run(main())
 
 
-def test_new_replies_reach_an_open_websocket_and_a_long_poll(tmp_path: Path) -> None:
+def test_new_replies_reach_an_open_websocket_and_a_long_poll(tmp_path: Path, db_url: str) -> None:
     async def main() -> None:
-        async with forum_server(tmp_path, poll_timeout=3) as (_, base), client() as http:
+        async with forum_server(tmp_path, db_url, poll_timeout=3) as (_, base), client() as http:
             ann, bob = Visitor(base, http), Visitor(base, http)
             await ann.signup("ann")
             await bob.signup("bob")
@@ -235,9 +240,9 @@ def test_long_poll_answers_empty_after_its_timeout(tmp_path: Path) -> None:
     run(main())
 
 
-def test_slow_socket_gets_what_it_missed_from_the_database(tmp_path: Path) -> None:
+def test_slow_socket_gets_what_it_missed_from_the_database(tmp_path: Path, db_url: str) -> None:
     async def main() -> None:
-        async with forum_server(tmp_path) as (app, base), client() as http:
+        async with forum_server(tmp_path, db_url) as (app, base), client() as http:
             ann = Visitor(base, http)
             await ann.signup("ann")
             topic = await ann.new_topic("general", "busy", "start")
@@ -300,14 +305,21 @@ def test_database_urls_and_placeholders() -> None:
     assert pg._sql("SELECT ? WHERE a = ? AND b = ?") == "SELECT $1 WHERE a = $2 AND b = $3"
     assert forum.Database("mysql://u:p@h/db")._sql("a = ? AND b = ?") == "a = %s AND b = %s"
     assert forum.Database("sqlite:///x.db")._sql("a = ?") == "a = ?"
-    with pytest.raises(ValueError, match="use sqlite://, postgresql:// or mysql://"):
-        forum.Database("oracle://x")
+    for bad in ["oracle://x", "forum.db", "postgresql://host-only", "sqlite://host/x.db"]:
+        with pytest.raises(forum.DatabaseURLError, match=r"sqlite:///absolute/path.*mysql://"):
+            forum.Database(bad)
+    with pytest.raises(forum.DatabaseURLError, match="the folder /no/such does not exist"):
+        forum.Database("sqlite:///no/such/forum.sqlite3")
+    assert forum.Database("sqlite:///tmp/forum.sqlite3").path == "/tmp/forum.sqlite3"
+    assert forum.Database("sqlite:////tmp/forum.sqlite3").path == "/tmp/forum.sqlite3"
+    assert forum.Database("sqlite:forum.sqlite3").path == "forum.sqlite3"
+    assert forum.Database("sqlite://").path == ":memory:"
 
 
 def test_make_demo_serves_the_forum_and_prints_its_address(tmp_path: Path) -> None:
     async def main() -> None:
         db = f"--db=sqlite:///{tmp_path / 'demo.sqlite3'}"
-        process, url = await start_demo("run.py", "--port=0", db)
+        process, url = await start_demo("run.py", "--port=0", db, f"--data_dir={tmp_path}")
         try:
             async with client() as http:
                 assert url.startswith("http://127.0.0.1:")

@@ -1,0 +1,1 @@
+"""The forum demo's code, imported by ``demos/forum/app.py``."""

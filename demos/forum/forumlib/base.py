@@ -1,0 +1,155 @@
+"""The forum's base handler, UI modules and the handlers every request may end in."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Optional
+
+import squall.httputil
+import squall.web
+
+from .db import Database, Row
+from .markup import user_path
+from .security import SECURITY_HEADERS
+
+USER_COOKIE = "forum_user"
+GUEST_COOKIE = "forum_guest"
+
+
+def when(timestamp: float) -> str:
+    """A post's time, as shown (UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
+class SecureHeaders:
+    """Mixed into every handler (pages, static files, errors): the security headers."""
+
+    def set_default_headers(self) -> None:
+        handler: Any = self
+        for name, value in SECURITY_HEADERS.items():
+            handler.set_header(name, value)
+
+
+class BaseHandler(SecureHeaders, squall.web.RequestHandler):
+    """Loads the user named by the signed cookie, and gives handlers the db and pub/sub."""
+
+    @property
+    def db(self) -> Database:
+        db: Database = self.settings["db"]
+        return db
+
+    @property
+    def pubsub(self) -> Any:
+        return self.settings["pubsub"]
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.current_user and self.current_user["is_admin"])
+
+    async def prepare(self) -> None:
+        await self.db.ready()
+        raw = self.get_signed_cookie(USER_COOKIE, max_age_days=30)
+        user: Optional[Row] = None
+        if raw is not None and raw.isdigit():
+            user = await self.db.fetchone(
+                "SELECT id, name, is_admin FROM users WHERE id = ?", int(raw)
+            )
+        if user is not None:
+            user["is_admin"] = bool(user["is_admin"]) or user["name"] in self.settings["admins"]
+            user["unseen"] = await self.db.count(
+                "SELECT COUNT(*) AS n FROM notifications WHERE user_id = ? AND seen = 0",
+                user["id"],
+            )
+        self.current_user = user
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace.update(when=when, user_path=user_path, render=self.settings["render"])
+        namespace["is_admin"] = self.is_admin
+        return namespace
+
+    async def row_or_404(self, what: str, sql: str, *params: Any) -> Row:
+        """The row ``sql`` finds, or a 404 saying there is no such ``what``."""
+        row = await self.db.fetchone(sql, *params)
+        if row is None:
+            raise squall.web.HTTPError(404, reason=f"no such {what}")
+        return row
+
+    def text_argument(self, name: str, limit: int, *, strip: bool = True) -> str:
+        """A required form field of at most ``limit`` characters (400 otherwise)."""
+        value = self.get_body_argument(name, "") or ""
+        if strip:
+            value = value.strip()
+        if not value:
+            raise squall.web.HTTPError(400, reason=f"{name} is required")
+        if len(value) > limit:
+            raise squall.web.HTTPError(400, reason=f"{name} is over {limit} characters")
+        return value
+
+    def page_argument(self) -> int:
+        raw = self.get_query_argument("page", "1") or "1"
+        if raw == "last":
+            return 10**9  # clamped to the last page by paging()
+        if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+            raise squall.web.HTTPError(400, reason="page must be a positive integer")
+        return int(raw)
+
+    def paging(self, total: int, size: Optional[int] = None) -> tuple[int, int, int]:
+        """The page asked for (clamped to the last), the page count, and its offset."""
+        size = size or self.settings["page_size"]
+        pages = max(1, math.ceil(total / size))
+        page = min(self.page_argument(), pages)
+        return page, pages, (page - 1) * size
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = getattr(exc, "reason", None)
+        if isinstance(exc, squall.web.HTTPError) and exc.log_message and status_code < 500:
+            # A client error's detail says what to fix (a 5xx's stays in the log).
+            reason = exc.log_message % exc.args if exc.args else exc.log_message
+        if not reason:
+            reason = squall.httputil.responses.get(status_code, "Error")
+        try:
+            self.render("error.html", status_code=status_code, reason=reason)
+        except Exception:
+            # The error page itself failed (the database is down, say): plain text.
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"{status_code}: {reason}\n")
+
+
+class NotFoundHandler(BaseHandler):
+    """Any URL no route matches: the styled 404 page."""
+
+    async def prepare(self) -> None:
+        try:
+            await super().prepare()
+        except Exception:
+            self.current_user = None
+        raise squall.web.HTTPError(404, reason="there is no page at this address")
+
+
+class StaticHandler(SecureHeaders, squall.web.StaticFileHandler):
+    """Static files, with the same security headers as pages."""
+
+
+class PostModule(squall.web.UIModule):
+    """``{% module Post(post, number) %}``: one post, as shown in a topic and sent live."""
+
+    def render(self, post: Row, number: int = 0, topic: Optional[Row] = None) -> str:
+        return self.render_string(
+            "modules/post.html", post=post, number=number, topic=topic
+        ).decode()
+
+
+class PagerModule(squall.web.UIModule):
+    """``{% module Pager(url, page, pages) %}``: links to the other pages of a list."""
+
+    def render(self, url: str, page: int, pages: int) -> str:
+        if pages <= 1:
+            return ""
+        joiner = "&" if "?" in url else "?"
+        shown = sorted({1, pages, *range(max(1, page - 2), min(pages, page + 2) + 1)})
+        return self.render_string(
+            "modules/pager.html", url=url, joiner=joiner, page=page, pages=pages, shown=shown
+        ).decode()

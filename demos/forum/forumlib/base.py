@@ -22,16 +22,31 @@ def when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
-class SecureHeaders:
-    """Mixed into every handler (pages, static files, errors): the security headers."""
+class ForumResponses(squall.web.RequestHandler):
+    """Mixed into every handler (pages, static files): the security headers, and
+    errors shown as the forum's own styled page."""
 
     def set_default_headers(self) -> None:
-        handler: Any = self
         for name, value in SECURITY_HEADERS.items():
-            handler.set_header(name, value)
+            self.set_header(name, value)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = getattr(exc, "reason", None)
+        if isinstance(exc, squall.web.HTTPError) and exc.log_message and status_code < 500:
+            # A client error's detail says what to fix (a 5xx's stays in the log).
+            reason = exc.log_message % exc.args if exc.args else exc.log_message
+        if not reason:
+            reason = squall.httputil.responses.get(status_code, "Error")
+        try:
+            self.render("error.html", status_code=status_code, reason=reason)
+        except Exception:
+            # The error page itself failed (the database is down, say): plain text.
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"{status_code}: {reason}\n")
 
 
-class BaseHandler(SecureHeaders, squall.web.RequestHandler):
+class BaseHandler(ForumResponses):
     """Loads the user named by the signed cookie, and gives handlers the db and pub/sub."""
 
     @property
@@ -102,21 +117,6 @@ class BaseHandler(SecureHeaders, squall.web.RequestHandler):
         page = min(self.page_argument(), pages)
         return page, pages, (page - 1) * size
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        reason = getattr(exc, "reason", None)
-        if isinstance(exc, squall.web.HTTPError) and exc.log_message and status_code < 500:
-            # A client error's detail says what to fix (a 5xx's stays in the log).
-            reason = exc.log_message % exc.args if exc.args else exc.log_message
-        if not reason:
-            reason = squall.httputil.responses.get(status_code, "Error")
-        try:
-            self.render("error.html", status_code=status_code, reason=reason)
-        except Exception:
-            # The error page itself failed (the database is down, say): plain text.
-            self.set_header("Content-Type", "text/plain; charset=utf-8")
-            self.finish(f"{status_code}: {reason}\n")
-
 
 class NotFoundHandler(BaseHandler):
     """Any URL no route matches: the styled 404 page."""
@@ -129,7 +129,7 @@ class NotFoundHandler(BaseHandler):
         raise squall.web.HTTPError(404, reason="there is no page at this address")
 
 
-class StaticHandler(SecureHeaders, squall.web.StaticFileHandler):
+class StaticHandler(ForumResponses, squall.web.StaticFileHandler):
     """Static files, with the same security headers as pages."""
 
 

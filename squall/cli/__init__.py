@@ -6,10 +6,19 @@ supervisor, graceful drain on SIGTERM, rolling restart on SIGHUP, proxy
 headers, an access log and protective timeouts. ``squall --help`` lists
 the options; each has a ``SQUALL_*`` environment variable twin.
 
+A program written for Tornado is served unchanged: when no Tornado is
+installed, every ``squall`` process (supervisor and workers) makes
+``import tornado`` give Squall's modules (`squall.compat`), and sets
+``SQUALL_TORNADO_ALIAS=1`` in the environment its workers and the
+application's subprocesses inherit. ``SQUALL_TORNADO_ALIAS=1`` forces the
+alias even where a real Tornado is installed; ``0`` turns it off.
+
 Layout: ``_options`` (parser, `Config`), ``_target`` (what TARGET is),
 ``_sockets`` (``--bind``), ``_serving`` (proxy headers, access log,
-limits), ``_worker`` (one serving process), ``_supervisor`` (workers,
-signals, reload), ``_reload`` (the file watcher).
+request ids, limits), ``_worker`` (one serving process), ``_supervisor``
+(workers, signals, reload, stuck workers), ``_link`` (the worker's pipe to
+the supervisor), ``_metrics`` (Prometheus and health), ``_reload`` (the
+file watcher), ``_logging``.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ __all__ = ["Config", "UsageError", "main", "run"]
 
 log = logging.getLogger("squall.general")
 
-# A worker's exit status for a bad target or option: the supervisor stops.
-_WORKER_USAGE_ERROR = 3
+#: The environment variable for the ``tornado`` alias: 1 on, 0 off, unset: when
+#: no Tornado is installed.
+TORNADO_ALIAS_ENV = "SQUALL_TORNADO_ALIAS"
 
 _TOP_USAGE = """usage: squall run [OPTIONS] TARGET
 
@@ -38,10 +48,40 @@ Commands:
 """
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, log_config: Optional[str] = None) -> None:
     from squall.cli._logging import setup_logging
 
-    setup_logging(level)
+    setup_logging(level, log_config)
+
+
+def tornado_alias() -> bool:
+    """Make ``import tornado`` give Squall in this process, if it should; True if it does.
+
+    It should when `TORNADO_ALIAS_ENV` says 1, or is unset and no Tornado
+    is installed. The decision is written back to the environment, so that
+    workers and the application's subprocesses make the same one.
+    """
+    import importlib.util
+
+    from squall import compat
+
+    wanted = os.environ.get(TORNADO_ALIAS_ENV, "").strip()
+    if wanted == "0":
+        return False
+    if wanted != "1" and not compat.installed():
+        try:
+            found = importlib.util.find_spec("tornado") is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            return False  # a real Tornado (or an alias installed venv-wide)
+    try:
+        compat.install()
+    except RuntimeError as exc:
+        log.warning("%s: not making 'tornado' an alias of squall: %s", TORNADO_ALIAS_ENV, exc)
+        return False
+    os.environ[TORNADO_ALIAS_ENV] = "1"
+    return True
 
 
 def run(config: Config) -> int:
@@ -53,6 +93,7 @@ def run(config: Config) -> int:
     Raises:
         UsageError: a bad option, address or target.
     """
+    from squall.cli._options import StartupError
     from squall.cli._sockets import bind_all, describe, unix_paths, unlink_unix
 
     sockets = bind_all(config.bind, config.backlog, config.reuse_port)
@@ -63,10 +104,19 @@ def run(config: Config) -> int:
             # Tests and scripts read this line for the address (port 0 included).
             log.info("Listening on %s", describe(sock, tls))
         sys.stderr.flush()
-        if config.workers == 1 and not config.reload and not config.max_requests:
+        if (
+            config.workers == 1
+            and not config.reload
+            and not config.max_requests
+            and not config.metrics_bind
+        ):
             from squall.cli._worker import run_worker
 
-            return run_worker(config, sockets)
+            try:
+                return run_worker(config, sockets)
+            except StartupError as exc:
+                log.error("%s", exc)
+                return 1
         from squall.cli._supervisor import Supervisor
 
         return asyncio.run(Supervisor(config, sockets).run())
@@ -82,12 +132,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args[:1] == ["__worker"]:
         from squall.cli._supervisor import worker_main
 
-        _setup_logging(os.environ.get("SQUALL_WORKER_LOG_LEVEL", "info"))
-        try:
-            return worker_main()
-        except UsageError as exc:
-            sys.stderr.write(f"squall run: error: {exc}\n")
-            return _WORKER_USAGE_ERROR
+        # The supervisor checked the log configuration: it loads here too.
+        _setup_logging(
+            os.environ.get("SQUALL_WORKER_LOG_LEVEL", "info"),
+            os.environ.get("SQUALL_WORKER_LOG_CONFIG") or None,
+        )
+        tornado_alias()
+        return worker_main()
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(_TOP_USAGE)
         sys.stdout.write(build_parser().format_help().split("\n", 1)[1])
@@ -102,7 +153,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         config = parse_config(args[1:])
-        _setup_logging(config.log_level)
+        _setup_logging(config.log_level, config.log_config)
+        tornado_alias()
         return run(config)
     except UsageError as exc:
         sys.stderr.write(f"squall run: error: {exc}\n")

@@ -8,18 +8,23 @@ import os
 from collections.abc import Sequence
 from typing import Any, Optional
 
-__all__ = ["Config", "UsageError", "build_parser", "parse_config"]
+__all__ = ["Config", "StartupError", "UsageError", "build_parser", "parse_config", "read_env_file"]
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 #: The default access-log line; the fields are listed in the ``--help``.
 DEFAULT_ACCESS_FORMAT = (
-    '{client} - "{method} {target} HTTP/{version}" {status} {size} {duration_ms:.1f}ms'
+    '[{time}] [{pid}] {client} - "{method} {target} HTTP/{version}" {status} {size} '
+    "{duration_ms:.1f}ms"
 )
 
 
 class UsageError(Exception):
     """A bad option, target or environment variable; the message says which."""
+
+
+class StartupError(Exception):
+    """The application could not start (an ASGI lifespan startup failed, say)."""
 
 
 @dataclasses.dataclass
@@ -51,6 +56,22 @@ class Config:
     max_requests_jitter: int = 0
     reuse_port: bool = False
     app_dir: str = "."
+    reload_includes: list[str] = dataclasses.field(default_factory=list)
+    reload_excludes: list[str] = dataclasses.field(default_factory=list)
+    reload_delay: float = 0.5
+    ssl_keyfile_password: Optional[str] = None
+    ssl_ca_certs: Optional[str] = None
+    ssl_cert_reqs: str = "none"
+    ssl_ciphers: Optional[str] = None
+    log_config: Optional[str] = None
+    env_file: Optional[str] = None
+    lifespan: str = "auto"
+    ws_max_size: Optional[int] = None
+    ws_ping_interval: Optional[float] = None
+    ws_ping_timeout: Optional[float] = None
+    timeout_worker_healthcheck: float = 30.0
+    metrics_bind: Optional[str] = None
+    request_id: bool = False
 
     def to_env(self) -> str:
         """The config as JSON, to hand to a worker process."""
@@ -93,6 +114,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_CERT_REQS = {"0": "none", "1": "optional", "2": "required"}
+
+
+def _cert_reqs(text: str) -> str:
+    low = text.strip().lower()
+    low = _CERT_REQS.get(low, low)
+    if low not in ("none", "optional", "required"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected none, optional or required (0, 1, 2)")
+    return low
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -112,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``squall run`` parser; every option's help names its environment twin."""
     parser = argparse.ArgumentParser(
         prog="squall run",
+        # "--http httptools" must not parse as "--http2" and a stray argument.
+        allow_abbrev=False,
         usage="squall run [OPTIONS] TARGET",
         formatter_class=_Formatter,
         description=(
@@ -123,8 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
             "Every option can also be set with an environment variable, SQUALL_ followed by\n"
             "its name in capitals (SQUALL_BIND, SQUALL_WORKERS, ...); lists are separated by\n"
             "commas or spaces. Command-line options win.\n\n"
-            "Access-log fields: {client} {method} {target} {path} {version} {status} {size}\n"
-            "{duration_ms} {user_agent} {referer} {host}.\n\n"
+            "Access-log fields: {time} {pid} {client} {method} {target} {path} {version} {status}\n"
+            "{size} {duration_ms} {user_agent} {referer} {host} {request_id}; the format json\n"
+            "writes them as one JSON object per line, every value escaped.\n\n"
+            "Aliases of uvicorn and gunicorn spellings with the same meaning are accepted\n"
+            "(--uds, --fd, --ssl-certfile, --limit-max-requests, --timeout, --graceful-timeout...).\n\n"
             "Signals: TERM/INT stop gracefully; HUP restarts the workers one by one (new\n"
             "before old); TTIN/TTOU add or remove one worker."
         ),
@@ -147,12 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--host", help="bind this host (with --port); an alternative to --bind [SQUALL_HOST]")
     add("--port", type=int, help="bind this port (with --host) [SQUALL_PORT]")
+    add("--uds", metavar="PATH", help="bind this Unix socket: the same as --bind unix:PATH")
+    add(
+        "--fd", type=int, metavar="N", help="serve this inherited socket: the same as --bind fd://N"
+    )
     add(
         "-w",
         "--workers",
         type=_positive_int,
         metavar="N",
-        help="worker processes; more than 1 starts a supervisor (default 1) [SQUALL_WORKERS]",
+        help="worker processes; more than 1 starts a supervisor (default 1, or "
+        "$WEB_CONCURRENCY) [SQUALL_WORKERS]",
     )
     add(
         "--reload",
@@ -169,12 +211,75 @@ def build_parser() -> argparse.ArgumentParser:
         "directory) [SQUALL_RELOAD_DIRS]",
     )
     add(
+        "--reload-include",
+        action="append",
+        dest="reload_includes",
+        metavar="GLOB",
+        help="also watch files matching this pattern (default: source suffixes such as "
+        "*.py, *.html, *.json); repeatable [SQUALL_RELOAD_INCLUDES]",
+    )
+    add(
+        "--reload-exclude",
+        action="append",
+        dest="reload_excludes",
+        metavar="GLOB",
+        help="ignore files or directories matching this pattern; repeatable "
+        "[SQUALL_RELOAD_EXCLUDES]",
+    )
+    add(
+        "--reload-delay",
+        type=_seconds,
+        metavar="SECONDS",
+        help="seconds between two scans of the watched files (default 0.5) [SQUALL_RELOAD_DELAY]",
+    )
+    add(
         "--app-dir",
         metavar="DIR",
         help="directory put first on sys.path to import TARGET (default .) [SQUALL_APP_DIR]",
     )
-    add("--certfile", metavar="FILE", help="TLS certificate (PEM) [SQUALL_CERTFILE]")
-    add("--keyfile", metavar="FILE", help="TLS private key (PEM) [SQUALL_KEYFILE]")
+    add(
+        "--certfile",
+        "--ssl-certfile",
+        dest="certfile",
+        metavar="FILE",
+        help="TLS certificate chain (PEM) [SQUALL_CERTFILE]",
+    )
+    add(
+        "--keyfile",
+        "--ssl-keyfile",
+        dest="keyfile",
+        metavar="FILE",
+        help="TLS private key (PEM) [SQUALL_KEYFILE]",
+    )
+    add(
+        "--ssl-keyfile-password",
+        metavar="TEXT",
+        help="password of an encrypted --keyfile [SQUALL_SSL_KEYFILE_PASSWORD]",
+    )
+    add(
+        "--ssl-ca-certs",
+        "--ca-certs",
+        dest="ssl_ca_certs",
+        metavar="FILE",
+        help="CA certificates (PEM) that client certificates are checked against "
+        "[SQUALL_SSL_CA_CERTS]",
+    )
+    add(
+        "--ssl-cert-reqs",
+        "--cert-reqs",
+        dest="ssl_cert_reqs",
+        type=_cert_reqs,
+        metavar="REQS",
+        help="client certificates (mutual TLS): none, optional or required (or 0, 1, 2 as "
+        "ssl.CERT_*); default none [SQUALL_SSL_CERT_REQS]",
+    )
+    add(
+        "--ssl-ciphers",
+        "--ciphers",
+        dest="ssl_ciphers",
+        metavar="LIST",
+        help="OpenSSL cipher list for TLS 1.2 and below (default: OpenSSL's) [SQUALL_SSL_CIPHERS]",
+    )
     add(
         "--http2",
         action=argparse.BooleanOptionalAction,
@@ -210,7 +315,52 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--access-log-format",
         metavar="FORMAT",
-        help="access-log line, str.format fields below [SQUALL_ACCESS_LOG_FORMAT]",
+        help="access-log line, str.format fields below, or json [SQUALL_ACCESS_LOG_FORMAT]",
+    )
+    add(
+        "--request-id",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="give each request an X-Request-ID (a trusted proxy's, else a new one), in the "
+        "response and the access log (default off) [SQUALL_REQUEST_ID]",
+    )
+    add(
+        "--log-config",
+        metavar="FILE",
+        help="logging configuration: .json or .yaml (dictConfig; YAML needs PyYAML) or "
+        ".ini (fileConfig) [SQUALL_LOG_CONFIG]",
+    )
+    add(
+        "--env-file",
+        metavar="FILE",
+        help="read KEY=VALUE lines into the environment before anything else "
+        "(the variables already set win) [SQUALL_ENV_FILE]",
+    )
+    add(
+        "--lifespan",
+        choices=("auto", "on", "off"),
+        help="ASGI lifespan: auto (run it if the app answers), on (a failure stops the "
+        "worker) or off (default auto) [SQUALL_LIFESPAN]",
+    )
+    add(
+        "--ws-max-size",
+        type=_positive_int,
+        metavar="BYTES",
+        help="largest WebSocket message accepted (default: 10 MiB for Application, "
+        "16 MiB for ASGI) [SQUALL_WS_MAX_SIZE]",
+    )
+    add(
+        "--ws-ping-interval",
+        type=_seconds,
+        metavar="SECONDS",
+        help="ping open WebSockets this often (default: never) [SQUALL_WS_PING_INTERVAL]",
+    )
+    add(
+        "--ws-ping-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="close a WebSocket whose pong is this late (Application only; default: "
+        "3 ping intervals) [SQUALL_WS_PING_TIMEOUT]",
     )
     add(
         "--log-level",
@@ -219,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--timeout-keep-alive",
+        "--keep-alive",
+        dest="timeout_keep_alive",
         type=_seconds,
         metavar="SECONDS",
         help="close a keep-alive connection idle this long (default 5) [SQUALL_TIMEOUT_KEEP_ALIVE]",
@@ -238,10 +390,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--timeout-graceful-shutdown",
+        "--graceful-timeout",
+        dest="timeout_graceful_shutdown",
         type=_seconds,
         metavar="SECONDS",
         help="on stop, wait this long for requests in progress before aborting them "
         "(default 30) [SQUALL_TIMEOUT_GRACEFUL_SHUTDOWN]",
+    )
+    add(
+        "--timeout-worker-healthcheck",
+        "-t",
+        "--timeout",
+        dest="timeout_worker_healthcheck",
+        type=_seconds,
+        metavar="SECONDS",
+        help="kill and replace a worker whose event loop has not turned for this long, "
+        "logging the stack it is stuck in; 0: never (default 30; with a supervisor) "
+        "[SQUALL_TIMEOUT_WORKER_HEALTHCHECK]",
     )
     add(
         "--limit-concurrency",
@@ -257,12 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--max-requests",
+        "--limit-max-requests",
+        dest="max_requests",
         type=_positive_int,
         metavar="N",
         help="replace a worker after it served about N requests [SQUALL_MAX_REQUESTS]",
     )
     add(
         "--max-requests-jitter",
+        "--limit-max-requests-jitter",
+        dest="max_requests_jitter",
         type=int,
         metavar="N",
         help="add up to N (random per worker) to --max-requests [SQUALL_MAX_REQUESTS_JITTER]",
@@ -273,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="bind host:port with SO_REUSEPORT, so that another server (a new release) can "
         "bind the same address while this one drains [SQUALL_REUSE_PORT]",
+    )
+    add(
+        "--metrics-bind",
+        metavar="ADDRESS",
+        help="serve Prometheus metrics (/metrics) and health (/livez, /readyz) on this "
+        "host:port, apart from the application; needs squall[metrics] [SQUALL_METRICS_BIND]",
     )
     return parser
 
@@ -326,6 +501,24 @@ _KINDS = {
     "max_requests": "int",
     "max_requests_jitter": "int",
     "reuse_port": "bool",
+    "uds": "str",
+    "fd": "int",
+    "reload_includes": "list",
+    "reload_excludes": "list",
+    "reload_delay": "float",
+    "ssl_keyfile_password": "str",
+    "ssl_ca_certs": "str",
+    "ssl_cert_reqs": "str",
+    "ssl_ciphers": "str",
+    "log_config": "str",
+    "env_file": "str",
+    "lifespan": "str",
+    "ws_max_size": "int",
+    "ws_ping_interval": "float",
+    "ws_ping_timeout": "float",
+    "timeout_worker_healthcheck": "float",
+    "metrics_bind": "str",
+    "request_id": "bool",
 }
 
 
@@ -338,6 +531,21 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
     """
     env = dict(os.environ if environ is None else environ)
     args = build_parser().parse_args(list(argv))
+    env_file = args.env_file or env.get("SQUALL_ENV_FILE")
+    if env_file:
+        for key, value in read_env_file(env_file).items():
+            if key not in env:
+                env[key] = value
+                if environ is None:
+                    # The application (and the workers) read os.environ.
+                    os.environ[key] = value
+    # uvicorn's and gunicorn's variables, under our own.
+    for ours, theirs in (
+        ("SQUALL_WORKERS", "WEB_CONCURRENCY"),
+        ("SQUALL_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS"),
+    ):
+        if ours not in env and theirs in env:
+            env[ours] = env[theirs]
     values: dict[str, Any] = {}
     for dest, kind in _KINDS.items():
         value = getattr(args, dest)
@@ -347,6 +555,12 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
             values[dest] = value
     if "forwarded_allow_ips" in values and isinstance(values["forwarded_allow_ips"], str):
         values["forwarded_allow_ips"] = _split(values["forwarded_allow_ips"])
+    uds = values.pop("uds", None)
+    if uds:
+        values.setdefault("bind", []).append(f"unix:{uds}")
+    fd = values.pop("fd", None)
+    if fd is not None:
+        values.setdefault("bind", []).append(f"fd://{fd}")
     host = values.pop("host", None)
     port = values.pop("port", None)
     if host is not None or port is not None:
@@ -367,4 +581,55 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
         raise UsageError("--max-requests-jitter must not be negative")
     if config.log_level not in _LOG_LEVELS:
         raise UsageError(f"--log-level {config.log_level!r}: expected one of {_LOG_LEVELS}")
+    if config.lifespan not in ("auto", "on", "off"):
+        raise UsageError(f"--lifespan {config.lifespan!r}: expected auto, on or off")
+    try:
+        config.ssl_cert_reqs = _cert_reqs(config.ssl_cert_reqs)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"--ssl-cert-reqs {exc}") from None
+    if config.ssl_cert_reqs != "none" and not config.ssl_ca_certs:
+        raise UsageError(
+            "--ssl-cert-reqs needs --ssl-ca-certs (the CAs client certificates must chain to)"
+        )
+    if (
+        config.ssl_ca_certs or config.ssl_ciphers or config.ssl_keyfile_password
+    ) and not config.certfile:
+        raise UsageError(
+            "--ssl-ca-certs, --ssl-ciphers and --ssl-keyfile-password need --certfile and --keyfile"
+        )
+    if config.log_config and not os.path.isfile(config.log_config):
+        raise UsageError(f"--log-config {config.log_config!r}: no such file")
     return config
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines of ``path`` (``#`` comments, ``export`` and quotes allowed).
+
+    Raises:
+        UsageError: the file cannot be read, or a line is not ``KEY=VALUE``.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--env-file {path!r}: {exc}") from None
+    found: dict[str, str] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise UsageError(f"--env-file {path!r} line {number}: expected KEY=VALUE, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            quote, value = value[0], value[1:-1]
+            if quote == '"':
+                value = value.replace("\\n", "\n").replace('\\"', '"')
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        found[key] = value
+    return found

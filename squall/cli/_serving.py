@@ -10,7 +10,9 @@ concurrency limit (503 beyond it) and the request count behind
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +29,14 @@ from squall.httputil import (
     ResponseStartLine,
 )
 
-__all__ = ["ServingDelegate", "TrustedPeers", "parse_forwarded", "request_logger", "wsgi_logger"]
+__all__ = [
+    "RequestIds",
+    "ServingDelegate",
+    "TrustedPeers",
+    "parse_forwarded",
+    "request_logger",
+    "wsgi_logger",
+]
 
 access_log = logging.getLogger("squall.access")
 
@@ -62,6 +71,43 @@ class TrustedPeers:
         except ValueError:
             return False
         return any(addr in net for net in self.networks)
+
+
+class RequestIds:
+    """``--request-id``: the id a trusted proxy gave the request, else a new one.
+
+    The id is put in the request's headers (so the application, its logs
+    and the access log see it) and in the response's.
+
+    Args:
+        trusted: the peers whose ``X-Request-ID`` is kept (``--forwarded-allow-ips``).
+    """
+
+    #: Longer ids, or ids with characters outside visible ASCII, are replaced.
+    MAX_LENGTH = 200
+
+    def __init__(self, trusted: TrustedPeers) -> None:
+        self.trusted = trusted
+
+    def assign(self, ctx: Any, headers: HTTPHeaders) -> str:
+        given = headers.get("X-Request-ID")
+        if given is not None and self._acceptable(given) and self._from_trusted(ctx):
+            return given
+        new = os.urandom(16).hex()
+        headers["X-Request-ID"] = new
+        return new
+
+    def _from_trusted(self, ctx: Any) -> bool:
+        if ctx is None:
+            return False
+        if getattr(ctx, "address_family", None) == socket.AF_UNIX:
+            return True
+        ip = getattr(ctx, "_orig_remote_ip", None)
+        return isinstance(ip, str) and ip in self.trusted
+
+    @classmethod
+    def _acceptable(cls, value: str) -> bool:
+        return 0 < len(value) <= cls.MAX_LENGTH and all("!" <= c <= "~" for c in value)
 
 
 def _unquote(value: str) -> str:
@@ -261,6 +307,7 @@ class _Exchange(_Front):
         "_size",
         "_done",
         "_close_callback",
+        "request_id",
     )
 
     def __init__(self, serving: ServingDelegate, conn: Any) -> None:
@@ -271,7 +318,16 @@ class _Exchange(_Front):
         self._size = 0
         self._done = False
         self._close_callback: Optional[Callable[[], None]] = None
+        self.request_id: Optional[str] = None
         conn.set_close_callback(self._on_close)
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        ids = self.serving.request_ids
+        if ids is not None:
+            self.request_id = ids.assign(self.context, headers)
+        return super().headers_received(start_line, headers)
 
     # -- HTTPConnection: the application's side ------------------------------------
 
@@ -283,6 +339,8 @@ class _Exchange(_Front):
     ) -> Any:
         if isinstance(start_line, ResponseStartLine):
             self._status = start_line.code
+            if self.request_id is not None and "X-Request-ID" not in headers:
+                headers["X-Request-ID"] = self.request_id
         if chunk:
             self._size += len(chunk)
         return self._conn.write_headers(start_line, headers, chunk)
@@ -366,8 +424,11 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         access_format: the access-log line (``str.format``), or None.
         limit_concurrency: requests in progress beyond which 503 is answered.
         on_request_done: called with the count of finished requests.
-        track: follow each response (needed by the three above); without
-            it only the head is looked at, which costs less.
+        track: follow each response (needed by the three above and the two
+            below); without it only the head is looked at, which costs less.
+        request_ids: give each request an ``X-Request-ID`` (see `RequestIds`).
+        metrics: the worker's `squall.cli._metrics.WorkerMetrics`, told of
+            each finished request.
     """
 
     def __init__(
@@ -379,8 +440,12 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         limit_concurrency: Optional[int] = None,
         on_request_done: Optional[Callable[[int], None]] = None,
         track: bool = True,
+        request_ids: Optional[RequestIds] = None,
+        metrics: Any = None,
     ) -> None:
         self.app = app
+        self.request_ids = request_ids
+        self.metrics = metrics
         self.track = track
         self.proxy_headers = proxy_headers
         self.strip_root = strip_root.rstrip("/")
@@ -426,33 +491,98 @@ class ServingDelegate(HTTPServerConnectionDelegate):
             self._log(fmt, exchange)
         if self.on_request_done is not None:
             self.on_request_done(self.finished)
+        if self.metrics is not None:
+            self.metrics.observe(exchange)
 
     def _log(self, fmt: str, exchange: _Exchange) -> None:
         start_line = exchange.start_line
-        headers = exchange.headers or HTTPHeaders()
         ctx = exchange.context
         target = start_line.path if start_line else "-"
-        fields = {
-            "client": exchange.client or getattr(ctx, "remote_ip", "-"),
-            "method": start_line.method if start_line else "-",
-            "target": target,
-            "path": target.split("?", 1)[0],
-            "version": (start_line.version if start_line else "HTTP/1.1").replace("HTTP/", ""),
-            "status": exchange._status,
-            "size": exchange._size,
-            "duration_ms": (time.monotonic() - exchange._start) * 1000.0,
-            "user_agent": headers.get("User-Agent", "-"),
-            "referer": headers.get("Referer", "-"),
-            "host": headers.get("Host", "-"),
-        }
-        access_log.info("%s", _format(fmt, fields))
+        _access_line(
+            fmt,
+            exchange.client or getattr(ctx, "remote_ip", "-"),
+            start_line.method if start_line else "-",
+            target,
+            target.split("?", 1)[0],
+            start_line.version if start_line else "HTTP/1.1",
+            exchange._status,
+            exchange._size,
+            time.monotonic() - exchange._start,
+            exchange.headers or HTTPHeaders(),
+        )
 
 
-def _format(fmt: str, fields: dict[str, Any]) -> str:
+class _Clock:
+    """The local time as ISO 8601 with milliseconds, the date part cached per second."""
+
+    second = -1
+    text = ""
+
+    @classmethod
+    def now(cls) -> str:
+        now = time.time()
+        second = int(now)
+        if second != cls.second:
+            cls.second = second
+            cls.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+        return f"{cls.text}.{int((now - second) * 1000):03d}"
+
+
+def _access_line(
+    fmt: str,
+    client: Any,
+    method: Any,
+    target: str,
+    path: str,
+    version: Optional[str],
+    status: int,
+    size: Any,
+    seconds: float,
+    headers: HTTPHeaders,
+) -> None:
+    """Log one request on ``squall.access`` in ``fmt`` (``str.format``, or ``json``)."""
+    fields = {
+        "time": _Clock.now(),
+        "pid": os.getpid(),
+        "client": client,
+        "method": method,
+        "target": target,
+        "path": path,
+        "version": (version or "HTTP/1.1").replace("HTTP/", ""),
+        "status": status,
+        "size": size,
+        # Three decimals: microseconds, which is what the clock is good for.
+        "duration_ms": round(seconds * 1000.0, 3),
+        "user_agent": headers.get("User-Agent", "-"),
+        "referer": headers.get("Referer", "-"),
+        "host": headers.get("Host", "-"),
+        "request_id": headers.get("X-Request-ID", "-"),
+    }
+    if fmt == "json":
+        # Every value escaped: a client's quote or newline cannot end the
+        # object or the line, nor forge another.
+        access_log.info("%s", json.dumps(fields))
+        return
     try:
-        return fmt.format(**fields)
-    except (KeyError, ValueError, IndexError) as exc:
-        return f"(bad --access-log-format: {exc}) {fields}"
+        line = fmt.format(**fields)
+    except (KeyError, ValueError, IndexError, AttributeError) as exc:
+        line = f"(bad --access-log-format: {exc}) {json.dumps(fields)}"
+    access_log.info("%s", line)
+
+
+def _request_line(fmt: str, request: HTTPServerRequest, status: int, size: Any) -> None:
+    _access_line(
+        fmt,
+        request.remote_ip,
+        request.method,
+        request.uri,
+        request.path,
+        request.version,
+        status,
+        size,
+        request.request_time(),
+        request.headers,
+    )
 
 
 def request_logger(
@@ -468,23 +598,12 @@ def request_logger(
     def log_function(handler: Any) -> None:
         nonlocal count
         if fmt is not None and access_log.isEnabledFor(logging.INFO):
-            request = handler.request
-            headers = request.headers
-            size = handler._headers.get("Content-Length", "-")
-            fields = {
-                "client": request.remote_ip,
-                "method": request.method,
-                "target": request.uri,
-                "path": request.path,
-                "version": request.version.replace("HTTP/", ""),
-                "status": handler.get_status(),
-                "size": size,
-                "duration_ms": request.request_time() * 1000.0,
-                "user_agent": headers.get("User-Agent", "-"),
-                "referer": headers.get("Referer", "-"),
-                "host": headers.get("Host", "-"),
-            }
-            access_log.info("%s", _format(fmt, fields))
+            _request_line(
+                fmt,
+                handler.request,
+                handler.get_status(),
+                handler._headers.get("Content-Length", "-"),
+            )
         if on_request_done is not None:
             count += 1
             on_request_done(count)
@@ -501,21 +620,7 @@ def wsgi_logger(
     def log(status: int, request: HTTPServerRequest) -> None:
         nonlocal count
         if fmt is not None and access_log.isEnabledFor(logging.INFO):
-            headers = request.headers
-            fields = {
-                "client": request.remote_ip,
-                "method": request.method,
-                "target": request.uri,
-                "path": request.path,
-                "version": (request.version or "HTTP/1.1").replace("HTTP/", ""),
-                "status": status,
-                "size": "-",
-                "duration_ms": request.request_time() * 1000.0,
-                "user_agent": headers.get("User-Agent", "-"),
-                "referer": headers.get("Referer", "-"),
-                "host": headers.get("Host", "-"),
-            }
-            access_log.info("%s", _format(fmt, fields))
+            _request_line(fmt, request, status, "-")
         if on_request_done is not None:
             count += 1
             on_request_done(count)

@@ -19,6 +19,20 @@ old ones serving); TTIN/TTOU add or remove a worker. A worker that exits
 unasked is replaced, after a back-off that grows while it keeps crashing
 soon after starting. With ``--reload``, a change to a watched source file
 triggers the same rolling replacement.
+
+Start-up failures are told apart from runtime exits by the worker's pipe
+(`squall.cli._link`): a worker that never said it was ready failed to
+start, and says why on the pipe; the supervisor logs that once. When no
+worker is serving (a bad target, a lifespan startup that fails in every
+worker), restarting cannot help: the server stops with a non-zero status,
+as gunicorn does (with ``--reload`` it waits for the next edit instead).
+A worker that served and then exits, whatever its status, is replaced.
+
+Stuck workers: a serving worker sends a heartbeat from its event loop
+every second or so. One silent for ``--timeout-worker-healthcheck``
+seconds gets SIGABRT, on which `faulthandler` (enabled in every worker)
+writes the Python stack of each of its threads to stderr before the
+process dies; then it is replaced like any worker that died.
 """
 
 from __future__ import annotations
@@ -33,7 +47,8 @@ import time
 from collections.abc import Callable
 from typing import Optional
 
-from squall.cli._options import Config
+from squall.cli._link import STARTUP, USAGE, LinkReader, WorkerLink
+from squall.cli._options import Config, StartupError, UsageError
 from squall.cli._reload import Watcher
 
 __all__ = ["Supervisor", "worker_main"]
@@ -46,16 +61,21 @@ _MAX_BACKOFF = 10.0
 _STABLE_AFTER = 5.0
 # Seconds a new worker has to become ready during a rolling restart.
 _READY_TIMEOUT = 60.0
-# What a worker exits with for a bad target or option (see squall.cli.main).
+# What a worker exits with for a bad target or option, or another start-up failure.
 _USAGE_ERROR = 3
+_STARTUP_ERROR = 4
+# Seconds a stuck worker has to write its stack after SIGABRT before SIGKILL.
+_ABORT_GRACE = 5.0
 
 
 class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[None]) -> None:
         self.proc = proc
         self.ready = ready
+        self.link = LinkReader()
         self.started = time.monotonic()
         self.retiring = False
+        self.stuck = False
 
     @property
     def pid(self) -> int:
@@ -84,6 +104,11 @@ class Supervisor:
         self._watcher: Optional[Watcher] = None
         #: Called whenever a worker becomes ready or exits (for tests and tools).
         self.on_change: Optional[Callable[[], None]] = None
+        #: Workers started to replace others (for the metrics).
+        self.restarts = 0
+        #: Whether any worker has served yet.
+        self.ever_ready = False
+        self.metrics: Optional[object] = None
 
     async def run(self) -> int:
         """Start the workers and supervise them until told to stop."""
@@ -101,8 +126,18 @@ class Supervisor:
         if self.config.reload:
             # The first scan comes before any worker: an edit made once a
             # worker is up is then always a change.
-            self._watcher = Watcher(self.config.reload_dirs or [os.getcwd()])
+            self._watcher = Watcher(
+                self.config.reload_dirs or [os.getcwd()],
+                self.config.reload_includes,
+                self.config.reload_excludes,
+            )
         log.info("Supervisor %d starting %d worker(s)", os.getpid(), self.target)
+        if self.config.metrics_bind:
+            from squall.cli._metrics import start_metrics_server
+
+            self.metrics = await start_metrics_server(self, self.config.metrics_bind)
+        if self.config.timeout_worker_healthcheck:
+            self._task(self._check_heartbeats(self.config.timeout_worker_healthcheck))
         await asyncio.gather(*(self._spawn() for _ in range(self.target)))
         if self._watcher is not None:
             self._task(self._watch_files(self._watcher))
@@ -111,6 +146,9 @@ class Supervisor:
             loop.remove_signal_handler(sig)
         for task in list(self._tasks):
             task.cancel()
+        close = getattr(self.metrics, "close", None)
+        if close is not None:
+            close()
         return self.exit_code
 
     def _task(self, coro: object) -> None:
@@ -129,6 +167,10 @@ class Supervisor:
         env["SQUALL_WORKER_FDS"] = ",".join(map(str, fds))
         env["SQUALL_WORKER_READY_FD"] = str(wfd)
         env["SQUALL_WORKER_LOG_LEVEL"] = self.config.log_level
+        if self.config.log_config:
+            env["SQUALL_WORKER_LOG_CONFIG"] = os.path.abspath(self.config.log_config)
+        if self.metrics is not None:
+            env.update(self.metrics.worker_env())  # type: ignore[attr-defined]
         if self.config.reload:
             # A .pyc is trusted when its source has the same size and mtime
             # in whole seconds: an edit within the second would be missed.
@@ -145,23 +187,27 @@ class Supervisor:
         finally:
             os.close(wfd)
         ready: asyncio.Future[None] = loop.create_future()
+        worker = _Worker(proc, ready)
+        link = worker.link
 
-        def on_ready() -> None:
+        def on_readable() -> None:
             try:
-                data = os.read(rfd, 64)
+                data = os.read(rfd, 65536)
             except OSError:
                 data = b""
+            if data:
+                link.feed(data)
+                if link.ready and not ready.done():
+                    ready.set_result(None)
+                return
             loop.remove_reader(rfd)
             os.close(rfd)
+            link.closed()
             if not ready.done():
-                if data.startswith(b"ready"):
-                    ready.set_result(None)
-                else:
-                    ready.set_exception(RuntimeError("the worker exited before serving"))
-                    ready.exception()
+                ready.set_exception(RuntimeError("the worker exited before serving"))
+                ready.exception()
 
-        loop.add_reader(rfd, on_ready)
-        worker = _Worker(proc, ready)
+        loop.add_reader(rfd, on_readable)
         self.workers[proc.pid] = worker
         self._task(self._watch(worker))
         if self.stopping:
@@ -172,25 +218,36 @@ class Supervisor:
             await ready
         except RuntimeError:
             return None
+        self.ever_ready = True
         log.info("Worker %d ready", proc.pid)
         self._changed()
         return worker
 
     async def _watch(self, worker: _Worker) -> None:
         code = await worker.proc.wait()
+        if not worker.ready.done():
+            # The pipe's end comes with the exit; let its reader run first.
+            await asyncio.wait([worker.ready], timeout=1.0)
         self.workers.pop(worker.pid, None)
         self._changed()
+        if self.metrics is not None:
+            self.metrics.worker_exited(worker.pid)  # type: ignore[attr-defined]
         if worker.retiring or self.stopping:
             log.info("Worker %d exited (%d)", worker.pid, code)
             self._check_stopped()
             return
         lived = time.monotonic() - worker.started
-        if code == _USAGE_ERROR:
-            # A bad TARGET or option: restarting cannot help.
-            log.error("Worker %d could not start (bad target or options)", worker.pid)
-            if self._live_count() == 0:
-                self.exit_code = 2
-                self.stop()
+        if not worker.link.ready:
+            self._failed_to_start(worker, code)
+            return
+        self.restarts += 1
+        if worker.stuck:
+            log.error(
+                "Worker %d was stuck and is gone (%s); starting a new one",
+                worker.pid,
+                _exit_text(code),
+            )
+            self._task(self._spawn())
             return
         if code == 0:
             # It recycled itself (--max-requests): replace it at once.
@@ -210,6 +267,69 @@ class Supervisor:
         )
         self._task(self._respawn_after(delay))
 
+    def _failed_to_start(self, worker: _Worker, code: int) -> None:
+        kind, message = worker.link.failure or (
+            STARTUP,
+            f"it exited before serving ({_exit_text(code)})",
+        )
+        if self.ready_pids():
+            # Others serve (a replacement after a crash): try again later.
+            delay = self.backoff
+            self.backoff = min(self.backoff * 2, _MAX_BACKOFF)
+            log.error(
+                "Worker %d could not start: %s; retrying in %.1fs", worker.pid, message, delay
+            )
+            self._task(self._respawn_after(delay))
+        elif self.config.reload:
+            log.error("Worker %d could not start: %s; waiting for a change", worker.pid, message)
+        elif not self.stopping:
+            # Nobody serves and every start fails alike: restarting in a
+            # loop with the sockets open would only hide it.
+            self.exit_code = 2 if kind == USAGE else 1
+            if kind == USAGE:
+                sys.stderr.write(f"squall run: error: {message}\n")
+                sys.stderr.flush()
+            else:
+                log.error(
+                    "No worker could start, so the server stops. Worker %d: %s", worker.pid, message
+                )
+            self.stop()
+
+    async def _check_heartbeats(self, timeout: float) -> None:
+        """Abort the workers whose event loop has not turned for ``timeout`` seconds."""
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            for worker in list(self.workers.values()):
+                link = worker.link
+                if not link.ready or worker.stuck or link.failure is not None:
+                    continue
+                silent = now - link.last_beat
+                if silent < timeout:
+                    continue
+                worker.stuck = True
+                log.error(
+                    "Worker %d has not turned its event loop for %.1fs "
+                    "(--timeout-worker-healthcheck %g): aborting it; its stack follows",
+                    worker.pid,
+                    silent,
+                    timeout,
+                )
+                self._signal(worker, signal.SIGABRT)
+                self._task(self._kill_later(worker, _ABORT_GRACE))
+
+    async def _kill_later(self, worker: _Worker, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if worker.proc.returncode is None:
+            self._signal(worker, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(worker: _Worker, sig: signal.Signals) -> None:
+        try:
+            worker.proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
     async def _respawn_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
         if not self.stopping and self._live_count() < self.target:
@@ -224,7 +344,7 @@ class Supervisor:
         return {
             pid
             for pid, w in self.workers.items()
-            if not w.retiring and w.ready.done() and not w.ready.exception()
+            if not w.retiring and not w.stuck and w.link.ready and not w.link.draining
         }
 
     def _live_count(self) -> int:
@@ -331,7 +451,7 @@ class Supervisor:
 
     async def _watch_files(self, watcher: Watcher) -> None:
         while not self.stopping:
-            changed = await asyncio.to_thread(watcher.wait_for_change, 0.5)
+            changed = await asyncio.to_thread(watcher.wait_for_change, self.config.reload_delay)
             if changed and not self.stopping:
                 log.info("Reloading: %s changed", changed)
                 await self._roll()
@@ -348,12 +468,23 @@ def _exit_text(code: int) -> str:
 
 def worker_main() -> int:
     """The ``python -m squall __worker`` entry: serve the inherited sockets."""
-    from squall.cli._worker import run_worker
+    import faulthandler
+    import traceback
+
     from squall.netutil import _remember_backlog
 
     config = Config.from_env(os.environ.pop("SQUALL_WORKER_CONFIG"))
     fds = [int(fd) for fd in os.environ.pop("SQUALL_WORKER_FDS").split(",") if fd]
-    ready_fd = int(os.environ.pop("SQUALL_WORKER_READY_FD"))
+    link = WorkerLink(int(os.environ.pop("SQUALL_WORKER_READY_FD")))
+    # A stuck worker gets SIGABRT: its Python stack goes to stderr (the
+    # supervisor's log), and no core file is left behind.
+    faulthandler.enable(sys.stderr, all_threads=True)
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ImportError, OSError, ValueError):
+        pass
     sockets = [socket.socket(fileno=fd) for fd in fds]
     for sock in sockets:
         sock.setblocking(False)
@@ -363,9 +494,20 @@ def worker_main() -> int:
     # The supervisor handles the signals meant for the group.
     for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
+    from squall.cli._worker import run_worker
 
-    def ready() -> None:
-        os.write(ready_fd, b"ready\n")
-        os.close(ready_fd)
-
-    return run_worker(config, sockets, ready)
+    try:
+        return run_worker(config, sockets, link)
+    except UsageError as exc:
+        if link.sent_ready:
+            raise
+        link.fail(USAGE, str(exc))
+        return _USAGE_ERROR
+    except StartupError as exc:
+        link.fail(STARTUP, str(exc))
+        return _STARTUP_ERROR
+    except Exception:
+        if link.sent_ready:
+            raise
+        link.fail(STARTUP, traceback.format_exc().rstrip())
+        return _STARTUP_ERROR

@@ -59,8 +59,14 @@ def load(spec: str, app_dir: str = ".") -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise UsageError(f"TARGET {spec!r}: no module named {exc.name!r}") from None
+        if exc.name and exc.name.partition(".")[0] == "tornado":
+            raise UsageError(
+                f"TARGET {spec!r} imports {exc.name!r}, and 'tornado' is not Squall's here "
+                "(SQUALL_TORNADO_ALIAS=0?): set SQUALL_TORNADO_ALIAS=1, or run "
+                "python -m squall.compat -m squall run ..."
+            ) from None
         raise
     obj: Any = module
     for part in attr.split("."):
@@ -148,7 +154,13 @@ _EXPECTED = (
 
 
 def serve_target(
-    obj: Any, spec: str, root_path: str = "", factory: Optional[bool] = None
+    obj: Any,
+    spec: str,
+    root_path: str = "",
+    factory: Optional[bool] = None,
+    lifespan: str = "auto",
+    ws_max_size: Optional[int] = None,
+    ws_ping_interval: Optional[float] = None,
 ) -> Served:
     """Wrap what TARGET named into something `HTTPServer` serves.
 
@@ -158,6 +170,9 @@ def serve_target(
         root_path: given to an ASGI app as its ``root_path``.
         factory: True to call ``obj`` first, False never to, None to
             decide by shape (a callable taking no arguments).
+        lifespan: an ASGI app's lifespan mode (``auto``, ``on``, ``off``).
+        ws_max_size: an ASGI app's largest WebSocket message, if given.
+        ws_ping_interval: an ASGI app's WebSocket ping interval, if given.
 
     Raises:
         UsageError: ``obj`` has none of the shapes, or ASGI is unavailable.
@@ -180,7 +195,9 @@ def serve_target(
                 f"TARGET {spec!r}: the factory is async; make it a plain function "
                 "returning the application"
             )
-        return serve_target(made, spec + "()", root_path, factory=False)
+        return serve_target(
+            made, spec + "()", root_path, False, lifespan, ws_max_size, ws_ping_interval
+        )
     if isinstance(obj, HTTPServerConnectionDelegate):
         return Served("squall", obj, obj)
     if is_asgi(obj):
@@ -190,7 +207,12 @@ def serve_target(
             raise UsageError(
                 f"TARGET {spec!r} is an ASGI app, but squall.asgi is not available: {exc}"
             ) from None
-        delegate = ASGIServerDelegate(obj, root_path=root_path)
+        options: dict[str, Any] = {"lifespan": lifespan}
+        if ws_max_size is not None:
+            options["ws_max_message_size"] = ws_max_size
+        if ws_ping_interval is not None:
+            options["ws_ping_interval"] = ws_ping_interval or None
+        delegate = ASGIServerDelegate(obj, root_path=root_path, **options)
         return Served("asgi", delegate, obj, delegate.startup, delegate.shutdown)
     if is_wsgi(obj):
         from squall.wsgi import WSGIContainer

@@ -12,9 +12,16 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Optional
 
-from squall.cli._logging import FLUSH_INTERVAL, flush_access_log
-from squall.cli._options import Config, UsageError
-from squall.cli._serving import ServingDelegate, TrustedPeers, request_logger, wsgi_logger
+from squall.cli._link import WorkerLink
+from squall.cli._logging import flush_access_log
+from squall.cli._options import Config, StartupError, UsageError
+from squall.cli._serving import (
+    RequestIds,
+    ServingDelegate,
+    TrustedPeers,
+    request_logger,
+    wsgi_logger,
+)
 from squall.cli._target import Served, load, serve_target
 from squall.httpserver import HTTPServer
 
@@ -23,21 +30,44 @@ __all__ = ["build_server", "run_worker"]
 log = logging.getLogger("squall.general")
 
 
-def _ssl_context(config: Config) -> Optional[ssl.SSLContext]:
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def ssl_context(config: Config) -> Optional[ssl.SSLContext]:
+    """The server's TLS context from the ``--certfile``/``--ssl-*`` options, or None.
+
+    Raises:
+        UsageError: a file that cannot be loaded, a wrong key password, or a
+            cipher list OpenSSL does not take.
+    """
     if not config.certfile:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(config.certfile, config.keyfile)
+        context.load_cert_chain(config.certfile, config.keyfile, config.ssl_keyfile_password)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(
             f"--certfile/--keyfile: cannot load {config.certfile} / {config.keyfile}: {exc}"
         ) from None
+    if config.ssl_ca_certs:
+        try:
+            context.load_verify_locations(config.ssl_ca_certs)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--ssl-ca-certs: cannot load {config.ssl_ca_certs}: {exc}") from None
+    context.verify_mode = _CERT_REQS[config.ssl_cert_reqs]
+    if config.ssl_ciphers:
+        try:
+            context.set_ciphers(config.ssl_ciphers)
+        except ssl.SSLError as exc:
+            raise UsageError(f"--ssl-ciphers {config.ssl_ciphers!r}: {exc}") from None
     return context
 
 
 def build_server(
-    config: Config, served: Served, on_request_done: Optional[Callable[[int], None]] = None
+    config: Config,
+    served: Served,
+    on_request_done: Optional[Callable[[int], None]] = None,
+    metrics: Any = None,
 ) -> tuple[HTTPServer, Optional[ServingDelegate]]:
     """The `HTTPServer` for ``served`` with the options of ``config``.
 
@@ -54,6 +84,15 @@ def build_server(
     # What the ServingDelegate still has to do by following responses.
     track_fmt: Optional[str] = fmt
     track_done = on_request_done
+    if served.kind == "squall" and isinstance(app, Application):
+        # The operator's options win over the application's settings.
+        for option, setting in (
+            (config.ws_max_size, "websocket_max_message_size"),
+            (config.ws_ping_interval, "websocket_ping_interval"),
+            (config.ws_ping_timeout, "websocket_ping_timeout"),
+        ):
+            if option is not None:
+                app.settings[setting] = option or None
     if (
         served.kind == "squall"
         and isinstance(app, Application)
@@ -78,7 +117,14 @@ def build_server(
         track_fmt, track_done = None, None
     trusted = TrustedPeers(config.forwarded_allow_ips) if config.proxy_headers else None
     strip_root = config.root_path.rstrip("/") if served.kind != "asgi" else ""
-    track = track_fmt is not None or track_done is not None or config.limit_concurrency is not None
+    ids = RequestIds(TrustedPeers(config.forwarded_allow_ips)) if config.request_id else None
+    track = (
+        track_fmt is not None
+        or track_done is not None
+        or config.limit_concurrency is not None
+        or ids is not None
+        or metrics is not None
+    )
     serving: Optional[ServingDelegate] = None
     if track or trusted is not None or strip_root:
         serving = ServingDelegate(
@@ -89,6 +135,8 @@ def build_server(
             limit_concurrency=config.limit_concurrency,
             on_request_done=track_done,
             track=track,
+            request_ids=ids,
+            metrics=metrics,
         )
         callback = serving
     extra: dict[str, Any] = {}
@@ -97,7 +145,7 @@ def build_server(
     try:
         server = HTTPServer(
             callback,
-            ssl_options=_ssl_context(config),
+            ssl_options=ssl_context(config),
             idle_connection_timeout=config.timeout_keep_alive or None,
             header_timeout=config.timeout_header or None,
             body_timeout=config.timeout_body,
@@ -115,28 +163,37 @@ def _no_log(*args: Any) -> None:
 async def serve(
     config: Config,
     sockets: list[socket.socket],
-    ready: Optional[Any] = None,
+    link: Optional[WorkerLink] = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT (or ``--max-requests``), then drain.
 
     Args:
         config: the options.
         sockets: listening sockets, already bound.
-        ready: called once serving (the supervisor's readiness pipe).
+        link: the pipe to the supervisor (ready, heartbeats), if supervised.
 
     Returns:
         The process exit status.
+
+    Raises:
+        UsageError: a bad target or option.
+        StartupError: the application's startup (ASGI lifespan) failed.
     """
     loop = asyncio.get_running_loop()
     served = serve_target(
-        load(config.target, config.app_dir), config.target, config.root_path, config.factory
+        load(config.target, config.app_dir),
+        config.target,
+        config.root_path,
+        config.factory,
+        lifespan=config.lifespan,
+        ws_max_size=config.ws_max_size,
+        ws_ping_interval=config.ws_ping_interval,
     )
     if served.startup is not None:
         try:
             await served.startup()
         except RuntimeError as exc:  # squall.asgi.LifespanFailure
-            log.error("Application startup failed: %s", exc)
-            return 1
+            raise StartupError(_sentence(str(exc))) from None
     stop = asyncio.Event()
     reason = ["signal"]
     on_done = None
@@ -148,12 +205,20 @@ async def serve(
                 reason[0] = f"served {count} requests (--max-requests)"
                 stop.set()
 
-    server, _ = build_server(config, served, on_done)
+    metrics = None
+    if link is not None and os.environ.get("SQUALL_WORKER_METRICS") == "1":
+        from squall.cli._metrics import WorkerMetrics
+
+        metrics = WorkerMetrics()
+    server, serving = build_server(config, served, on_done, metrics)
     server.add_sockets(sockets)
+    if metrics is not None:
+        metrics.attach(served.app, server, serving)
+        metrics.start_sampling(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     supervisor_signals = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
-    if ready is None:
+    if link is None:
         # One process, no supervisor: these would otherwise end (HUP) or
         # suspend (TTIN, TTOU) the server.
         def unsupervised(sig: signal.Signals) -> None:
@@ -165,7 +230,7 @@ async def serve(
 
         for sig in supervisor_signals:
             loop.add_signal_handler(sig, unsupervised, sig)
-    if ready is not None:
+    if link is not None:
         # Under a supervisor: if it dies (SIGKILL, OOM), stop rather than
         # serve on unsupervised.
         parent = os.getppid()
@@ -178,16 +243,16 @@ async def serve(
                 loop.call_later(1.0, check_parent)
 
         loop.call_later(1.0, check_parent)
-        ready()
+        if config.timeout_worker_healthcheck:
+            _start_heartbeat(loop, link, config.timeout_worker_healthcheck)
+        link.ready()
 
-    def flush_periodically() -> None:
-        flush_access_log()
-        if not stop.is_set():
-            loop.call_later(FLUSH_INTERVAL, flush_periodically)
-
-    loop.call_later(FLUSH_INTERVAL, flush_periodically)
     log.info("Worker %d serving (%s app %s)", os.getpid(), served.kind, config.target)
     await stop.wait()
+    if link is not None:
+        link.draining()
+    if metrics is not None:
+        metrics.draining.set(1)
     log.info(
         "Worker %d draining (%s); %d connection(s) open",
         os.getpid(),
@@ -218,7 +283,7 @@ async def serve(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        if ready is None:
+        if link is None:
             for sig in supervisor_signals:
                 loop.remove_signal_handler(sig)
     if not clean:
@@ -232,18 +297,34 @@ async def serve(
         try:
             await served.shutdown()
         except RuntimeError as exc:
-            log.error("Application shutdown failed: %s", exc)
+            log.error("%s", _sentence(str(exc)))
             return 1
     flush_access_log()
     log.info("Worker %d stopped", os.getpid())
     return 0
 
 
-def run_worker(config: Config, sockets: list[socket.socket], ready: Optional[Any] = None) -> int:
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _start_heartbeat(loop: asyncio.AbstractEventLoop, link: WorkerLink, timeout: float) -> None:
+    """Tell the supervisor, from a loop callback, that the loop still turns."""
+    interval = min(1.0, timeout / 4)
+
+    def beat() -> None:
+        link.beat()
+        loop.call_later(interval, beat)
+
+    loop.call_later(interval, beat)
+
+
+def run_worker(
+    config: Config, sockets: list[socket.socket], link: Optional[WorkerLink] = None
+) -> int:
     """Run `serve` on a fresh event loop (uvloop's when installed)."""
     try:
         import uvloop
-
-        return uvloop.run(serve(config, sockets, ready))
     except ImportError:
-        return asyncio.run(serve(config, sockets, ready))
+        return asyncio.run(serve(config, sockets, link))
+    return uvloop.run(serve(config, sockets, link))

@@ -22,6 +22,8 @@ HERE = Path(__file__).resolve().parent
 class Squall:
     """``python -m squall run ARGS`` with its stderr read line by line.
 
+    ``python_args`` replace ``-m squall`` (``-m squall.compat -m squall``).
+
     Lines are queued by a reader thread; `expect` takes them until one
     matches, with a deadline (no sleeping).
     """
@@ -32,13 +34,14 @@ class Squall:
         cwd: Optional[Path] = None,
         env: Optional[dict[str, str]] = None,
         pass_fds: tuple[int, ...] = (),
+        python_args: tuple[str, ...] = (),
     ) -> None:
         full_env = dict(os.environ)
         full_env.pop("SQUALL_NO_SPEEDUPS", None)
         full_env["PYTHONUNBUFFERED"] = "1"
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "squall", "run", *args],
+            [sys.executable, *(python_args or ("-m", "squall")), "run", *args],
             cwd=str(cwd or HERE),
             env=full_env,
             stdin=subprocess.DEVNULL,

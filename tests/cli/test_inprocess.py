@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from squall.cli import main
+from squall.cli._link import WorkerLink
 from squall.cli._options import Config
 from squall.cli._reload import Watcher
 from squall.cli._sockets import bind_all, unix_paths, unlink_unix
@@ -72,13 +73,27 @@ def _config(**options: object) -> Config:
     return Config(app_dir=str(HERE), **options)  # type: ignore[arg-type]
 
 
+class _Link(WorkerLink):
+    """The supervisor's pipe, as `serve` uses it, over a real pipe; `ready` also sets an Event."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        rfd, wfd = os.pipe()
+        os.close(rfd)  # nobody reads: writes fail, which the link tolerates
+        super().__init__(wfd)
+        self.event = event
+
+    def ready(self) -> None:
+        super().ready()
+        self.event.set()
+
+
 def test_worker_recycles_after_max_requests_and_stops_on_sigterm() -> None:
     sockets = bind_all(["127.0.0.1:0"], 16)
     address = sockets[0].getsockname()
 
     async def scenario() -> None:
         ready = asyncio.Event()
-        task = asyncio.ensure_future(serve(_config(max_requests=2), sockets, ready.set))
+        task = asyncio.ensure_future(serve(_config(max_requests=2), sockets, _Link(ready)))
         await asyncio.wait_for(ready.wait(), 5)
         for _ in range(2):
             assert (await asyncio.to_thread(get, address))[0] == 200
@@ -88,7 +103,7 @@ def test_worker_recycles_after_max_requests_and_stops_on_sigterm() -> None:
         more = bind_all(["127.0.0.1:0"], 16)
         ready = asyncio.Event()
         config = _config(target="sample_apps:asgi_app", root_path="/r")
-        task = asyncio.ensure_future(serve(config, more, ready.set))
+        task = asyncio.ensure_future(serve(config, more, _Link(ready)))
         await asyncio.wait_for(ready.wait(), 5)
         assert await asyncio.to_thread(get, more[0].getsockname(), "/x") == (
             200,

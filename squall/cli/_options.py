@@ -270,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="ssl_cert_reqs",
         type=_cert_reqs,
         metavar="REQS",
-        help="client certificates (mutual TLS): none, optional or required (or 0, 1, 2 as "
-        "ssl.CERT_*); default none [SQUALL_SSL_CERT_REQS]",
+        help="client certificates (mutual TLS): none, optional or required (or 0, 1, 2, "
+        "as uvicorn takes them); default none [SQUALL_SSL_CERT_REQS]",
     )
     add(
         "--ssl-ciphers",

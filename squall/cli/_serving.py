@@ -307,7 +307,6 @@ class _Exchange(_Front):
         "_size",
         "_done",
         "_close_callback",
-        "request_id",
     )
 
     def __init__(self, serving: ServingDelegate, conn: Any) -> None:
@@ -318,16 +317,7 @@ class _Exchange(_Front):
         self._size = 0
         self._done = False
         self._close_callback: Optional[Callable[[], None]] = None
-        self.request_id: Optional[str] = None
         conn.set_close_callback(self._on_close)
-
-    def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
-    ) -> Optional[Awaitable[None]]:
-        ids = self.serving.request_ids
-        if ids is not None:
-            self.request_id = ids.assign(self.context, headers)
-        return super().headers_received(start_line, headers)
 
     # -- HTTPConnection: the application's side ------------------------------------
 
@@ -339,8 +329,6 @@ class _Exchange(_Front):
     ) -> Any:
         if isinstance(start_line, ResponseStartLine):
             self._status = start_line.code
-            if self.request_id is not None and "X-Request-ID" not in headers:
-                headers["X-Request-ID"] = self.request_id
         if chunk:
             self._size += len(chunk)
         return self._conn.write_headers(start_line, headers, chunk)
@@ -375,6 +363,34 @@ class _Exchange(_Front):
             return
         self._done = True
         self.serving._request_done(self)
+
+
+class _IdExchange(_Exchange):
+    """An `_Exchange` that gives the request an id (``--request-id``), in both heads."""
+
+    __slots__ = ("request_id",)
+
+    def __init__(self, serving: ServingDelegate, conn: Any) -> None:
+        super().__init__(serving, conn)
+        self.request_id = ""
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        ids = self.serving.request_ids
+        assert ids is not None
+        self.request_id = ids.assign(self.context, headers)
+        return super().headers_received(start_line, headers)
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> Any:
+        if isinstance(start_line, ResponseStartLine) and "X-Request-ID" not in headers:
+            headers["X-Request-ID"] = self.request_id
+        return super().write_headers(start_line, headers, chunk)
 
 
 class _AppConnection(HTTPConnection):
@@ -470,7 +486,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         if limit is not None and self.active >= limit:
             return _Reject(request_conn)
         self.active += 1
-        exchange = _Exchange(self, request_conn)
+        exchange = (_Exchange if self.request_ids is None else _IdExchange)(self, request_conn)
         conn = _AppConnection(exchange)
         if isinstance(app, HTTPServerConnectionDelegate):
             exchange.delegate = app.start_request(server_conn, conn)

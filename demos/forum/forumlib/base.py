@@ -10,7 +10,7 @@ import squall.httputil
 import squall.web
 
 from .db import Database, Row
-from .markup import user_path
+from .markup import excerpt, user_path
 from .security import SECURITY_HEADERS
 
 USER_COOKIE = "forum_user"
@@ -80,7 +80,9 @@ class BaseHandler(ForumResponses):
 
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
-        namespace.update(when=when, user_path=user_path, render=self.settings["render"])
+        namespace.update(
+            when=when, user_path=user_path, excerpt=excerpt, render=self.settings["render"]
+        )
         namespace["is_admin"] = self.is_admin
         return namespace
 

@@ -212,6 +212,22 @@ def make_renderer(user_url: Callable[[str], str]) -> Callable[[str], str]:
     return render
 
 
+def excerpt(body: str, words: list[str], size: int = 240) -> str:
+    """A stretch of ``body`` as plain text (Markdown marks dropped) around the
+    first of ``words``, escaped, with the words wrapped in ``<mark>``."""
+    marks = r"```[\w+-]*|`|\*\*|(?<!\w)\*|\*(?!\w)|^\s*(?:>\s*)+|^\s*#+\s|^\s*[-+*]\s"
+    text = " ".join(re.sub(marks, " ", body, flags=re.M).split())
+    lowered = text.lower()
+    first = min((i for i in (lowered.find(w.lower()) for w in words) if i >= 0), default=0)
+    start = max(0, first - size // 3)
+    piece = text[start : start + size]
+    shown = html.escape(piece, quote=False)
+    if words:
+        pattern = "|".join(re.escape(html.escape(w, quote=False)) for w in words)
+        shown = re.sub(f"({pattern})", r"<mark>\1</mark>", shown, flags=re.I)
+    return ("…" if start else "") + shown + ("…" if start + size < len(text) else "")
+
+
 def mentions(text: str) -> list[str]:
     """The names ``@mentioned`` in ``text``, outside code, each once, in order."""
     without_code = re.sub(r"```.*?(```|$)|`[^`\n]*`", " ", text, flags=re.S)

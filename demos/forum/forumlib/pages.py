@@ -90,6 +90,7 @@ class BoardHandler(BaseHandler):
             "posts", topic_id=topic_id, user_id=user_id, body=body, created=now
         )
         await self.db.execute("UPDATE topics SET last_post_id = ? WHERE id = ?", post_id, topic_id)
+        await self.db.mark_read(user_id, topic_id, post_id)  # one's own post is not news
         await self.db.index_post(post_id, title + "\n" + body)
         await PostWriter.mention(self, body, post_id, topic_id, title)
         self.redirect(self.reverse_url("topic", topic_id))
@@ -189,6 +190,7 @@ class TopicHandler(PostWriter):
             user_id,
             topic["id"],
         )
+        await self.db.mark_read(user_id, topic["id"], post_id)
         await self.publish_post(topic["id"], post_id)
         await self.mention(self, body, post_id, topic["id"], topic["title"])
         self.redirect(await self.post_url(topic["id"], post_id))

@@ -1,6 +1,9 @@
-"""The forum in headless Chromium: sign up, start a topic, reply, and see a
-reply made in another tab appear live (WebSocket, and long polling when
-WebSockets are blocked). Skipped when Chromium is not installed.
+"""The forum in headless Chromium, each step checked by what the page shows:
+sign up, start a topic, reply, see a reply made in another tab appear live
+(WebSocket, and long polling when WebSockets are blocked) and a mention light
+the header's badge; post code with the Markdown preview, edit it, find it by
+search, read it at 360 px and in dark mode. Skipped when Chromium is not
+installed.
 """
 
 from __future__ import annotations
@@ -56,6 +59,32 @@ WAIT_FOR_POST = """(text) => new Promise((resolve, reject) => {
     new MutationObserver(look).observe(list, {childList: true, subtree: true});
     setTimeout(() => reject(new Error('no post ' + text)), 4000);
   }
+})"""
+
+
+# Resolves once the page's mentions socket is open.
+WAIT_MENTIONS = """new Promise((resolve, reject) => {
+  const started = Date.now();
+  const look = () => {
+    if (window.forum && window.forum.mentionsReady) return resolve(true);
+    if (Date.now() - started > 4000) return reject(new Error('mentions socket never opened'));
+    setTimeout(look, 20);
+  };
+  look();
+})"""
+
+# Resolves with the badge's number and who mentioned once a mention arrived.
+WAIT_BADGE = """new Promise((resolve, reject) => {
+  const started = Date.now();
+  const look = () => {
+    const badge = document.getElementById('unseen');
+    if (!badge.hidden && window.forum.mentions.length) {
+      return resolve({badge: badge.textContent, from: window.forum.mentions[0].from});
+    }
+    if (Date.now() - started > 4000) return reject(new Error('no mention arrived'));
+    setTimeout(look, 20);
+  };
+  look();
 })"""
 
 
@@ -130,6 +159,11 @@ async def live_topic_in_two_tabs(base: str, pinned: bool = False) -> None:
 
             await fill_and_submit(bob, "reply-form", body="bob answers")
             assert await wait_for_post(alice, "bob answers") == {"author": "bob", "markup": 0}
+
+            # A mention reaches Bob live: his header's badge counts it.
+            await bob.evaluate(WAIT_MENTIONS)
+            await fill_and_submit(alice, "reply-form", body="thanks @bob")
+            assert await bob.evaluate(WAIT_BADGE) == {"badge": "1", "from": "alice"}
             await devtools.send("Browser.close")
         finally:
             if conn is not None:
@@ -143,5 +177,112 @@ def test_live_reply_between_tabs_in_one_process(tmp_path: Path) -> None:
     async def main() -> None:
         async with forum_server(tmp_path) as (_, base):
             await live_topic_in_two_tabs(base)
+
+    run(main(), limit=BROWSER_LIMIT)
+
+
+# Resolves with the preview's HTML once it shows highlighted code.
+WAIT_PREVIEW = """new Promise((resolve, reject) => {
+  const started = Date.now();
+  const look = () => {
+    const box = document.getElementById('preview');
+    if (!box.hidden && box.querySelector('pre code span')) return resolve(box.querySelector('pre').textContent);
+    if (Date.now() - started > 4000) return reject(new Error('no preview'));
+    setTimeout(look, 20);
+  };
+  look();
+})"""
+
+CODE = "Why does this block?\n\n```python\ndef handler():\n    time.sleep(1)\n```"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_post_code_with_preview_edit_search_mobile_and_dark(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path) as (_, base):
+            with tempfile.TemporaryDirectory(prefix="squall-chromium-") as profile:
+                process, endpoint, drain = await launch(profile)
+                conn: Optional[WebSocketClientConnection] = None
+                try:
+                    conn = await websocket_connect(endpoint, max_message_size=64 * 1024 * 1024)
+                    devtools = DevTools(conn)
+                    tab = await Tab.open(devtools)
+                    await sign_up(tab, base, "dana")
+
+                    # Typing shows the Markdown preview, code highlighted, before posting.
+                    await tab.goto(f"{base}/b/general")
+                    await tab.evaluate(
+                        "const area = document.getElementById('body');"
+                        f"area.value = {json.dumps(CODE)};"
+                        "area.dispatchEvent(new Event('input'))"
+                    )
+                    assert "time.sleep(1)" in await tab.evaluate(WAIT_PREVIEW)
+                    await fill_and_submit(tab, "topic-form", title="Blocking handler", body=CODE)
+                    code = await tab.evaluate(
+                        "(() => { const k = document.querySelector('.post-body pre .k');"
+                        " return {text: k.textContent, color: getComputedStyle(k).color,"
+                        " body: getComputedStyle(document.querySelector('.post-body p')).color}; })()"
+                    )
+                    assert code["text"] == "def" and code["color"] != code["body"]
+
+                    # Edit: the post shows the new text and the "edited" mark.
+                    await tab.evaluate(
+                        "document.querySelector('.post a.edit').click()", navigates=True
+                    )
+                    await fill_and_submit(
+                        tab, "edit-form", body=CODE + "\n\nSolved: use `await asyncio.sleep`."
+                    )
+                    shown = await tab.evaluate(
+                        "[document.querySelector('.post .body').textContent,"
+                        " document.querySelector('.post .edited').textContent]"
+                    )
+                    assert "Solved: use await asyncio.sleep." in shown[0] and shown[1] == "edited"
+
+                    # Search from the header's box.
+                    await tab.evaluate(
+                        "document.getElementById('q').value = 'solved';"
+                        "document.querySelector('form.search').submit()",
+                        navigates=True,
+                    )
+                    found = await tab.evaluate(
+                        "Array.from(document.querySelectorAll('#results .result'),"
+                        " (r) => [r.querySelector('.result-title').textContent,"
+                        " r.querySelector('mark').textContent])"
+                    )
+                    assert found == [["Blocking handler", "Solved"]]
+
+                    # 360 px wide: nothing wider than the screen, code scrolls in its box.
+                    await devtools.send(
+                        "Emulation.setDeviceMetricsOverride",
+                        tab.session,
+                        width=360,
+                        height=740,
+                        deviceScaleFactor=1,
+                        mobile=True,
+                    )
+                    await tab.evaluate(
+                        "document.querySelector('.result-title').click()", navigates=True
+                    )
+                    widths = await tab.evaluate(
+                        "[document.documentElement.scrollWidth, innerWidth,"
+                        " document.querySelector('.post').getBoundingClientRect().right]"
+                    )
+                    assert widths[0] <= widths[1] == 360 and widths[2] <= 360
+                    # Dark mode follows the system's preference.
+                    await devtools.send(
+                        "Emulation.setEmulatedMedia",
+                        tab.session,
+                        features=[{"name": "prefers-color-scheme", "value": "dark"}],
+                    )
+                    assert (
+                        await tab.evaluate("getComputedStyle(document.body).backgroundColor")
+                        == "rgb(15, 20, 27)"
+                    )
+                    await devtools.send("Browser.close")
+                finally:
+                    if conn is not None:
+                        conn.close()
+                    await shut(process)
+                    drain.cancel()
 
     run(main(), limit=BROWSER_LIMIT)

@@ -57,7 +57,7 @@ COMPILED_PACKAGES = ("_h1", "_ws")
 # request's __init__); the request alone 119.9k (interpreted code reads a
 # compiled class's fields through descriptors, dearer than slots).
 # A compiled class calls its own methods directly, past any override in a
-# subclass that interpreted code defines (_h2protocol's sniffers override
+# subclass that interpreted code defines (_negotiate's sniffers override
 # _HTTPProtocol.data_received and _on_request; applications subclass
 # HTTPServerRequest): such a class must be marked
 # @mypyc_attr(allow_interpreted_subclasses=True) (squall._compiled has the

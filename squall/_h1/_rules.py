@@ -101,6 +101,13 @@ def parse_request_line(line: bytes) -> tuple[str, str, str]:
         # absolute-URI: a scheme, then ":").
         (starget == "*" and method == b"OPTIONS") or _SCHEME_RE.match(starget) is not None
     ):
+        if line == b"PRI * HTTP/2.0":
+            # RFC 9113 §3.4: an HTTP/2 client's preface (prior knowledge).
+            raise bad(
+                "HTTP/2 connection preface, but this connection is HTTP/1.1: serve"
+                " HTTP/2 with HTTPServer(http2=True) or squall run --http2",
+                505,
+            )
         raise bad(f"Malformed HTTP request line: invalid request-target {target[:100]!r}")
     if version != b"HTTP/1.1" and version != b"HTTP/1.0":
         check_version(version)

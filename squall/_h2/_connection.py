@@ -101,6 +101,13 @@ def _bad_value(value: str) -> bool:
 
 
 _base64url = re.compile(r"[A-Za-z0-9_-]*=*\Z").match
+# RFC 9110 §9.1: a method is a token; RFC 3986 §3.1: a scheme.
+_method = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+_scheme = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z").match
+# Lower stream ids a client skipped, remembered to tell a stream opened out
+# of order from one already closed (RFC 9113 §5.1.1); the oldest go first.
+_SKIPPED_MAX = 16
+_REFUSALS = "more than %g refused streams a second"
 
 # At most 512 fields of up to 512 characters: a bounded memo whatever a
 # client sends.
@@ -210,6 +217,7 @@ class H2Connection:
         # are (bounded).
         self._known_fields: dict[tuple[str, str], object] = {}
         self._highest = 0  # the highest stream the client opened
+        self._skipped: list[tuple[int, int]] = []  # (first, last) ids never opened
         #: (stream, reason) for each malformed request head reset so far;
         #: the driver logs and clears it.
         self.malformed: list[tuple[int, str]] = []
@@ -437,7 +445,7 @@ class H2Connection:
                 too_large=True,
             )
         if flags & _END_HEADERS:
-            self._headers_done(sid, flags, fragment, self_dependent, events)
+            self._headers_done(sid, flags, fragment, self_dependent, events, now)
             return
         self._block_sid = sid
         self._block_flags = flags | (0x100 if self_dependent else 0)
@@ -469,10 +477,16 @@ class H2Connection:
         flags = self._block_flags
         self._block_sid = 0
         self._block_parts = []
-        self._headers_done(sid, flags, block, bool(flags & 0x100), events)
+        self._headers_done(sid, flags, block, bool(flags & 0x100), events, now)
 
     def _headers_done(
-        self, sid: int, flags: int, block: bytes, self_dependent: bool, events: list[Event]
+        self,
+        sid: int,
+        flags: int,
+        block: bytes,
+        self_dependent: bool,
+        events: list[Event],
+        now: float,
     ) -> None:
         """A complete header block: a new request, or trailers."""
         # Decoded whatever happens next: HPACK state is the connection's.
@@ -493,9 +507,19 @@ class H2Connection:
         if sid <= self._highest:
             if sid in self._reset_by_us:
                 return  # trailers of a stream we reset, sent before the reset arrived
-            raise _ConnectionError(ErrorCode.STREAM_CLOSED, f"HEADERS on closed stream {sid}")
+            if sid & 1 and not any(first <= sid <= last for first, last in self._skipped):
+                raise _ConnectionError(ErrorCode.STREAM_CLOSED, f"HEADERS on closed stream {sid}")
+            # RFC 9113 §5.1.1: a new stream's id is above every id opened.
+            raise _ConnectionError(
+                ErrorCode.PROTOCOL_ERROR, f"stream {sid} opened after stream {self._highest}"
+            )
         if not sid & 1:
             raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, f"client opened even stream {sid}")
+        if sid > self._highest + 2:
+            skipped = self._skipped
+            skipped.append((self._highest + 1, sid - 1))
+            if len(skipped) > _SKIPPED_MAX:
+                del skipped[0]
         self._highest = sid
         if sid > self._goaway_last:
             # After our GOAWAY: not taken; REFUSED_STREAM tells the client
@@ -506,11 +530,13 @@ class H2Connection:
             self._malformed(sid, "stream depends on itself")
             return
         if len(self._streams) >= self.limits.max_concurrent_streams:
-            # As the client ignores the SETTINGS_MAX_CONCURRENT_STREAMS we sent.
-            raise _ConnectionError(
-                ErrorCode.PROTOCOL_ERROR,
-                f"more than {self.limits.max_concurrent_streams} concurrent streams",
-            )
+            # RFC 9113 §5.1.2: over the SETTINGS_MAX_CONCURRENT_STREAMS we
+            # sent (or before the client has it): that stream is refused,
+            # and may be sent again. Refusals count as resets.
+            self._send_reset(sid, ErrorCode.REFUSED_STREAM)
+            if not self._resets.take(now):
+                self._calm(_REFUSALS % self.limits.max_resets_per_second)
+            return
         checked = self._request(sid, fields)
         if checked is None:
             return
@@ -593,6 +619,13 @@ class H2Connection:
             else:
                 if field[1] and _bad_value(field[1]):
                     problem = f"invalid value of {field[0]!r}"
+                    break
+                # RFC 9113 §8.3.1: an empty (or invalid) :method or :scheme
+                # is malformed too.
+                if (field[0] == ":method" and _method(field[1]) is None) or (
+                    field[0] == ":scheme" and _scheme(field[1]) is None
+                ):
+                    problem = f"invalid {field[0]} {field[1][:100]!r}"
                     break
                 if field[0][:1] == ":" and len(field[1]) <= _KNOWN_VALUE_MAX:
                     if len(known) >= _KNOWN_FIELDS_MAX:
@@ -682,10 +715,12 @@ class H2Connection:
 
     def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:
         """Reset ``sid`` for a stream error; tell the driver if it knew the stream."""
-        known = sid in self._streams
-        self.reset(sid, code)
-        if known:
+        if sid in self._streams:
+            self.reset(sid, code)
             events.append(StreamReset(sid, code, False))
+        elif sid <= self._highest and sid not in self._reset_by_us and not self._terminated:
+            # A closed stream that the client still sends on.
+            self._send_reset(sid, code)
 
     def _on_control(
         self, kind: int, sid: int, flags: int, payload: bytes, events: list[Event], now: float
@@ -754,6 +789,12 @@ class H2Connection:
                 if len(payload) != 5:
                     self._stream_error(sid, ErrorCode.FRAME_SIZE_ERROR, events)
                 elif _u32.unpack_from(payload)[0] & 0x7FFFFFFF == sid:
+                    # RFC 7540 §5.3.1: a stream error, but an idle stream
+                    # cannot be reset (RFC 9113 §6.4): the connection goes.
+                    if sid > self._highest:
+                        raise _ConnectionError(
+                            ErrorCode.PROTOCOL_ERROR, f"idle stream {sid} depends on itself"
+                        )
                     self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events)
 
     def _apply_settings(self, payload: bytes) -> None:
@@ -1052,15 +1093,16 @@ class H2Connection:
             del reset[next(iter(reset))]
 
     def reset(self, stream_id: int, error_code: int = ErrorCode.CANCEL) -> None:
-        """Reset ``stream_id`` (RST_STREAM); a closed stream is left alone."""
+        """Reset ``stream_id`` (RST_STREAM) if it is still open.
+
+        A closed stream is left alone: one the client reset above all,
+        since a reset is never answered with one (RFC 9113 §5.4.2).
+        """
         if self._terminated:
             return
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
             self._pending.pop(stream_id, None)
-            self._send_reset(stream_id, error_code)
-        elif stream_id <= self._highest and stream_id not in self._reset_by_us:
-            # A stream closed normally that the client still sends on.
             self._send_reset(stream_id, error_code)
 
     def refuse(self, stream_id: int, now: float) -> None:
@@ -1071,7 +1113,7 @@ class H2Connection:
         """
         self.reset(stream_id, ErrorCode.REFUSED_STREAM)
         if not self._resets.take(now):
-            message = f"more than {self.limits.max_resets_per_second:g} refused streams a second"
+            message = _REFUSALS % self.limits.max_resets_per_second
             self._fail(ErrorCode.ENHANCE_YOUR_CALM, message)
             raise RemoteProtocolError(message, ErrorCode.ENHANCE_YOUR_CALM)
 

@@ -10,7 +10,8 @@ application learns nothing else (``request.version`` is ``"HTTP/2.0"``).
 How a connection gets here (see `HTTPServer`'s ``http2`` argument): TLS
 with ALPN ``h2``; a plain connection whose first bytes are the HTTP/2
 preface (prior knowledge); or an HTTP/1.1 request with ``Upgrade: h2c``.
-The HTTP/1.1 protocol object hands its transport over with `_take_over`.
+The HTTP/1.1 protocol object hands its transport over with `_take_over`
+(`squall.httpserver._negotiate` decides when).
 
 Back-pressure: a write's Future resolves once its bytes fit in the
 client's flow-control windows and the transport is not paused, so
@@ -38,7 +39,6 @@ from typing import TYPE_CHECKING, Any, Optional, Union, cast
 from squall._h1 import H1Limits
 from squall._h1 import Request as H1Request
 from squall._h2 import (
-    PREFACE,
     Data,
     Drained,
     EndOfStream,
@@ -52,7 +52,7 @@ from squall._h2 import (
     StreamReset,
     Trailers,
 )
-from squall.http1connection import HTTP1ConnectionParameters, _GzipMessageDelegate
+from squall.http1connection import HTTP1ConnectionParameters, _check_host, _GzipMessageDelegate
 from squall.httpserver._context import _HTTPRequestContext
 
 # The HTTP/1.1 driver: it accepts every connection and hands HTTP/2 ones
@@ -358,6 +358,7 @@ class _H2Protocol(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self._streams: dict[int, _H2Stream] = {}
         self._active = 0
+        self._good_host: Optional[str] = None
         self._start_request = server._request_starter()
         self._max_body = (
             params.max_body_size if params.max_body_size is not None else _DEFAULT_MAX_BODY
@@ -370,6 +371,8 @@ class _H2Protocol(asyncio.Protocol):
         self._read_paused = False
         # Streams whose output waits for window, and since when.
         self._waiting_window: dict[int, float] = {}
+        # Their bytes sent so far, as the last sweep saw them.
+        self._waiting_sent: dict[int, int] = {}
         self._closing = False
         self._closed = False
         self._lingering = False
@@ -530,10 +533,23 @@ class _H2Protocol(asyncio.Protocol):
                     assert isinstance(event, Drained)
                     self._waiting_window.pop(event.stream_id, None)
                     stream = self._streams.get(event.stream_id)
-                    if stream is not None and not self._write_paused:
+                    if stream is None:
+                        pass
+                    elif stream._finished:
+                        if not stream._closed:
+                            self._complete(stream)  # its END_STREAM went out
+                    elif not self._write_paused:
                         self._wake(stream)
                 elif kind is StreamReset:
                     assert isinstance(event, StreamReset)
+                    if event.remote:
+                        # Browsers cancel streams all the time: not worth more.
+                        gen_log.debug(
+                            "HTTP/2 stream %d of %s reset by the client (error %d)",
+                            event.stream_id,
+                            self.context,
+                            event.error_code,
+                        )
                     stream = self._streams.get(event.stream_id)
                     if stream is not None:
                         self._lose_stream(stream)
@@ -572,8 +588,13 @@ class _H2Protocol(asyncio.Protocol):
             self._h2.refuse(sid, now)
             return
         fields = event.headers
-        if event.authority is not None:
-            fields = [("host", event.authority)] + [f for f in fields if f[0] != "host"]
+        authority = event.authority
+        if authority is not None:
+            # RFC 9113 §8.3.1: :authority is the request's Host (h2 checked
+            # that a host field agrees). Two host fields stay, so that the
+            # host check refuses them as it does over HTTP/1.1.
+            rest = [f for f in fields if f[0] != "host"]
+            fields = [("host", authority)] + (rest if len(fields) - len(rest) < 2 else fields)
         start_line = _new_tuple(RequestStartLine, (event.method, event.target, _VERSION))
         headers = HTTPHeaders._from_pairs(fields)
         self._begin(sid, start_line, headers, now)
@@ -610,6 +631,16 @@ class _H2Protocol(asyncio.Protocol):
         expect = headers._as_list.get("Expect")
         if expect is not None and expect[0].lower() == "100-continue":
             stream._expect_continue = True
+        hosts = headers._as_list.get("Host")
+        # The same check as HTTP/1.1's (RFC 9110 §7.2); a client sends the
+        # same authority each time: checked once per connection.
+        if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
+            try:
+                _check_host(headers, _VERSION)
+            except HTTPInputError as exc:
+                self._refuse_request(stream, 400, str(exc))
+                return None
+            self._good_host = hosts[0] if hosts else None
         self._idle_since = now
         delegate = self._start_request(self, stream)
         if self._params.decompress:
@@ -742,8 +773,8 @@ class _H2Protocol(asyncio.Protocol):
             app_log.error("Uncaught exception", exc_info=True)
             self._reset(stream, ErrorCode.INTERNAL_ERROR)
             return
-        if stream._finished:
-            self._retire(stream)
+        if stream._finished and not stream._counted:
+            self._retire(stream)  # else its response still waits for window
 
     def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
         stream._blocked = True
@@ -809,10 +840,12 @@ class _H2Protocol(asyncio.Protocol):
                 return True
             self._h2.send_headers(sid, code, fields, False)
             sent = self._h2.send_data(sid, chunk, end)
-        except LocalProtocolError as exc:
-            if not stream._closed:
-                app_log.error("Cannot send the response on %s: %s", self.context, exc)
-                self._reset(stream, ErrorCode.INTERNAL_ERROR)
+        except LocalProtocolError:
+            # The stream is closed in h2 but not here: the client reset it
+            # (or broke it) in the read that opened it, and that reset is
+            # an event after this request's. A reset is never answered
+            # with one (RFC 9113 §5.4.2); h2 answered a stream error itself.
+            self._lose_stream(stream)
             return True
         if not sent:
             self._waiting_window.setdefault(sid, self._loop.time())
@@ -856,24 +889,39 @@ class _H2Protocol(asyncio.Protocol):
                     waiter.set_result(None)
 
     def _end_response(self, stream: _H2Stream) -> None:
+        sid = stream.stream_id
         trailers = stream._trailers_out
+        sent = True
         if trailers is not None and not stream._bodiless:
             stream._trailers_out = None
             if stream._head is not None:
                 self._send_head(stream, False)
             try:
-                if not self._h2.send_trailers(stream.stream_id, trailers):
-                    self._waiting_window.setdefault(stream.stream_id, self._loop.time())
+                sent = self._h2.send_trailers(sid, trailers)
             except LocalProtocolError:
                 pass
         elif stream._head is not None:
-            self._send_head(stream, True)
+            sent = self._send_head(stream, True)
         else:
             try:
-                if not self._h2.end_stream(stream.stream_id):
-                    self._waiting_window.setdefault(stream.stream_id, self._loop.time())
+                sent = self._h2.end_stream(sid)
             except LocalProtocolError:
                 pass
+        if not sent and not stream._closed:
+            # RFC 9113 §5.1: the stream is open until its END_STREAM goes
+            # out. Until then it counts as active, for the idle timeout (a
+            # response held by flow control is not idle) and the stream
+            # limit; its delegate hears nothing more. Drained completes it.
+            self._waiting_window.setdefault(sid, self._loop.time())
+            stream._delegate = None
+            stream._close_callback = None
+        else:
+            self._complete(stream)
+        if not self._in_feed and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _complete(self, stream: _H2Stream) -> None:
+        """The response's last frame is out (or the stream is gone)."""
         self._release(stream)
         if stream._read_done:
             self._retire(stream)
@@ -882,8 +930,6 @@ class _H2Protocol(asyncio.Protocol):
             # request body is not wanted.
             self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
             self._retire(stream)
-        if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _release(self, stream: _H2Stream) -> None:
         if stream._counted:
@@ -935,6 +981,7 @@ class _H2Protocol(asyncio.Protocol):
         stream._closed = True
         stream._head = None
         self._streams.pop(stream.stream_id, None)
+        self._waiting_window.pop(stream.stream_id, None)
         waiters = stream._waiters
         stream._waiters = None
         if waiters:
@@ -992,7 +1039,18 @@ class _H2Protocol(asyncio.Protocol):
             gen_log.info("HTTP/2 client %s does not read; closing", self.context)
             self._abort()
             return
+        sent_before = self._waiting_sent
+        self._waiting_sent = {}
         for sid, since in list(self._waiting_window.items()):
+            stream = self._streams.get(sid)
+            if stream is not None:
+                sent = stream._written - self._h2.pending(sid)
+                self._waiting_sent[sid] = sent
+                if sent != sent_before.get(sid, sent):
+                    # Bytes went out since the last look: the client reads
+                    # slowly, it does not hold its window shut.
+                    self._waiting_window[sid] = now
+                    continue
             if now - since > limits.send_timeout:
                 del self._waiting_window[sid]
                 gen_log.info(
@@ -1001,14 +1059,13 @@ class _H2Protocol(asyncio.Protocol):
                     self.context,
                     limits.send_timeout,
                 )
-                stream = self._streams.get(sid)
                 if stream is not None:
                     self._reset(stream, ErrorCode.CANCEL)
                 else:
                     self._h2.reset(sid, ErrorCode.CANCEL)
         body_timeout = self._params.body_timeout
         for stream in list(self._streams.values()):
-            if stream._read_done or stream._closed:
+            if stream._read_done or stream._closed or stream._finished:
                 continue
             limit = stream._body_timeout or body_timeout
             if now - stream._last_active > limits.idle_stream_timeout or (
@@ -1116,74 +1173,3 @@ class _H2Protocol(asyncio.Protocol):
         self._h2.goaway(ErrorCode.NO_ERROR)
         self._abort(linger=True)
         await event
-
-
-# -- choosing HTTP/2 on a new connection (HTTPServer(http2=True)) ----------------------
-
-
-def _wants_h2c(event: H1Request) -> bool:
-    """An HTTP/1.1 request asking to switch to h2c, with no body to carry over."""
-    upgrade = settings = False
-    for name, value in event.headers:
-        lname = name.lower()
-        if lname == "upgrade":
-            upgrade = upgrade or "h2c" in [t.strip().lower() for t in value.split(",")]
-        elif lname == "http2-settings":
-            settings = True
-        elif lname == "transfer-encoding" or (lname == "content-length" and value != "0"):
-            # RFC 9113 §3.2 lets a server ignore the upgrade; a body would
-            # have to be read over HTTP/1.1 first.
-            return False
-    return upgrade and settings
-
-
-class _UpgradeSniffer(_HTTPProtocol):
-    """HTTP/1.1 until its first request, which may ask for ``Upgrade: h2c``."""
-
-    __slots__ = ()
-
-    def _on_request(self, event: H1Request) -> None:
-        # Only the first request is looked at; then this is plain HTTP/1.1.
-        self.__class__ = _HTTPProtocol  # type: ignore[assignment]
-        transport = self.transport
-        if transport is not None and _wants_h2c(event):
-            _H2Protocol._take_over(self, transport, self._h1.detach(), upgrade=event)
-            return
-        _HTTPProtocol._on_request(self, event)
-
-
-class _PrefaceSniffer(_HTTPProtocol):
-    """A plain connection of an HTTP/2 server: its first bytes say which protocol.
-
-    The check costs only the connection's first read(s); afterwards the
-    object is an ordinary `_HTTPProtocol` (or `_UpgradeSniffer` until the
-    first request).
-    """
-
-    __slots__ = ()
-
-    def data_received(self, data: bytes) -> None:
-        # Bytes held back so far are a prefix of the preface, so they are
-        # known without reading them back.
-        held = self._h1.buffered
-        seen = PREFACE[:held] + data if held else data
-        n = min(len(seen), len(PREFACE))
-        transport = self.transport
-        if transport is not None and seen[:n] == PREFACE[:n]:
-            self._h1.detach()
-            if n == len(PREFACE):
-                _H2Protocol._take_over(self, transport, seen)
-            else:
-                self._h1.receive_data(seen)  # wait for the rest of the preface
-            return
-        self.__class__ = _UpgradeSniffer  # type: ignore[assignment]
-        _HTTPProtocol.data_received(self, data)
-
-
-def _negotiated_h2(proto: _HTTPProtocol, transport: asyncio.Transport) -> bool:
-    """After a TLS handshake: serve HTTP/2 if ALPN chose it (and take over)."""
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
-        return False
-    _H2Protocol._take_over(proto, transport, proto._h1.detach())
-    return True

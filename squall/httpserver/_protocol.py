@@ -332,7 +332,7 @@ class _RequestConnection(HTTPConnection):
 
 
 # Compiled by mypyc (squall-speedups), it still dispatches through the type:
-# _h2protocol's sniffers subclass it and override data_received, _on_request.
+# _negotiate's sniffers subclass it and override data_received, _on_request.
 @mypyc_attr(allow_interpreted_subclasses=True)
 class _HTTPProtocol(asyncio.Protocol):
     """One accepted connection, served by `HTTPServer`."""

@@ -163,7 +163,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     def _setup_http2(self, limits: Any) -> None:
         try:
             from squall._h2 import H2Limits
-            from squall.httpserver import _h2protocol
+            from squall.httpserver import _negotiate
         except ImportError as exc:
             raise ImportError(
                 f"HTTPServer(http2=True) needs the h2 package: pip install squall[http2] ({exc})"
@@ -174,9 +174,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self._h2_limits = limits
         if self._ssl_context is not None:
             self._ssl_context.set_alpn_protocols(["h2", "http/1.1"])
-            self._h2_select = _h2protocol._negotiated_h2
+            self._h2_select = _negotiate._negotiated_h2
         else:
-            self._protocol_class = _h2protocol._PrefaceSniffer
+            self._protocol_class = _negotiate._PrefaceSniffer
 
     @classmethod
     def configurable_base(cls) -> type[Configurable]:

@@ -203,3 +203,17 @@ class RawH2:
             await self.writer.wait_closed()
         except (ConnectionError, OSError):
             pass
+
+
+async def http1_head(port: int, request: bytes) -> bytes:
+    """Send raw HTTP/1.1 ``request`` bytes; return the response head."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass

@@ -18,8 +18,10 @@ import h2.settings  # noqa: E402
 import hpack  # noqa: E402
 from hyperframe.frame import (  # noqa: E402
     ContinuationFrame,
+    GoAwayFrame,
     HeadersFrame,
     PingFrame,
+    RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
 )
@@ -29,7 +31,7 @@ from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 
-from ._client import RawH2  # noqa: E402
+from ._client import RawH2, http1_head  # noqa: E402
 
 REQUEST = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
 
@@ -229,21 +231,30 @@ class AttackTest(AsyncHTTPTestCase):
 
     @gen_test
     async def test_too_many_concurrent_streams(self) -> None:
-        # A client that ignores SETTINGS_MAX_CONCURRENT_STREAMS is cut off.
+        # A client that ignores SETTINGS_MAX_CONCURRENT_STREAMS has the
+        # streams over it refused (RFC 9113 §5.1.2); refusals count as
+        # resets, so one that keeps at it is cut off.
         client = await RawH2.connect(self.get_http_port(), validate=False)
         encoder = hpack.Encoder()
-        with ExpectLog("squall.general", "HTTP/2 error", level=logging.INFO):
-            for i in range(50):
-                block = encoder.encode([(":method", "GET"), (":path", "/hang")] + REQUEST[2:])
+        block = encoder.encode([(":method", "GET"), (":path", "/hang")] + REQUEST[2:])
+        with ExpectLog("squall.general", "HTTP/2 error.*refused streams", level=logging.INFO):
+            for i in range(200):
                 client.write_raw(
                     HeadersFrame(
                         2 * i + 1, data=block, flags=["END_HEADERS", "END_STREAM"]
                     ).serialize()
                 )
             await client.until_closed()
+        # Raw frames: h2's own state machine does not know these streams.
+        goaway = [f for f in client.frames() if isinstance(f, GoAwayFrame)]
+        assert [f.error_code for f in goaway] == [ErrorCode.ENHANCE_YOUR_CALM]
+        refused = [f for f in client.frames() if isinstance(f, RstStreamFrame)]
+        assert {f.error_code for f in refused} == {ErrorCode.REFUSED_STREAM}
+        assert len(refused) >= LIMITS.max_resets_per_second
         assert self.state.started <= 10
         self.state.release.set()
         await client.close()
+        await self.still_serving()
 
     @gen_test
     async def test_zero_window_held_forever(self) -> None:
@@ -332,12 +343,9 @@ class GracefulTest(AsyncHTTPTestCase):
 
     @gen_test
     async def test_upgrade_with_a_body_stays_http1(self) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
-        writer.write(
+        head = await http1_head(
+            self.get_http_port(),
             b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 2\r\n\r\nhi"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 2\r\n\r\nhi",
         )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200 ")
-        writer.close()
-        await writer.wait_closed()

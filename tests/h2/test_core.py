@@ -397,7 +397,10 @@ HEADERS_OPEN = frame(1, 0x4, 1, GET)  # END_HEADERS: a body follows
         ([frame(0, 0, 5, b"x")], ErrorCode.PROTOCOL_ERROR),  # DATA on an idle stream
         ([frame(1, 0x5, 0, GET)], ErrorCode.PROTOCOL_ERROR),  # HEADERS on stream 0
         ([frame(1, 0x5, 2, GET)], ErrorCode.PROTOCOL_ERROR),  # an even stream
-        ([frame(1, 0x5, 3, GET), frame(1, 0x5, 1, GET)], ErrorCode.STREAM_CLOSED),  # went back
+        # RFC 9113 §5.1.1: a new stream below the highest opened.
+        ([frame(1, 0x5, 3, GET), frame(1, 0x5, 1, GET)], ErrorCode.PROTOCOL_ERROR),
+        ([frame(1, 0x5, 1, GET), frame(1, 0x5, 7, GET), frame(1, 0x5, 3, GET)], 1),
+        ([frame(2, 0, 3, b"\x00\x00\x00\x03\x10")], ErrorCode.PROTOCOL_ERROR),  # idle, on itself
         ([frame(9, 0x4, 1, GET)], ErrorCode.PROTOCOL_ERROR),  # CONTINUATION alone
         ([frame(1, 0x1, 1, GET), frame(6, 0, 0, b"12345678")], ErrorCode.PROTOCOL_ERROR),
         ([frame(1, 0x1, 1, GET), frame(9, 0x4, 3, b"")], ErrorCode.PROTOCOL_ERROR),

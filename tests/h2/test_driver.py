@@ -28,7 +28,7 @@ from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
 
-from ._client import RawH2  # noqa: E402
+from ._client import RawH2, http1_head  # noqa: E402
 from .test_attacks import condition  # noqa: E402
 
 OK = ResponseStartLine("HTTP/2.0", 200, "OK")
@@ -456,18 +456,15 @@ class DrainTest(AsyncHTTPTestCase):
 
     @gen_test
     async def test_bad_upgrade_settings(self) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
         with ExpectLog(
             "squall.general", "Malformed HTTP message.*HTTP2-Settings", level=logging.INFO
         ):
-            writer.write(
+            head = await http1_head(
+                self.get_http_port(),
                 b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-                b"Upgrade: h2c\r\nHTTP2-Settings: AB\r\n\r\n"
+                b"Upgrade: h2c\r\nHTTP2-Settings: AB\r\n\r\n",
             )
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 400 ")
-        writer.close()
-        await writer.wait_closed()
 
     @gen_test
     async def test_preface_split_across_reads(self) -> None:

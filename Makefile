@@ -200,5 +200,13 @@ autobahn: $(STAMP)
 
 .PHONY: differential fuzz autobahn
 
+# h2spec --strict (HTTP/2 conformance) against HTTPServer(http2=True), h2c
+# and TLS; the same module runs in `make test`, skipping where h2spec cannot
+# be built (it is found as $H2SPEC, on PATH, or ../shared/tools/h2spec).
+h2spec: $(STAMP)
+	$(PY) -m pytest -W error -p no:cacheprovider -s -v tests/h2/test_h2spec.py
+
+.PHONY: h2spec
+
 clean:
 	rm -rf $(VENV) .venv-bench .venv-compiled build speedups/build *.egg-info .coverage .mypy_cache .ruff_cache

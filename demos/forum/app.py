@@ -97,6 +97,7 @@ def make_app(
         DatabaseURLError: ``db`` is not a URL the forum can use.
     """
     S = squall.web.url
+    database = Database(db or DEFAULT_DB)
     settings: dict[str, Any] = dict(
         login_account_limit=login_account_limit,
         login_address_limit=login_address_limit,
@@ -129,7 +130,7 @@ def make_app(
                 name="favicon",
             ),
         ],
-        db=Database(db or DEFAULT_DB),
+        db=database,
         pubsub=connect_pubsub(pubsub),
         cookie_secret=cookie_secret or load_cookie_secret(data_dir or HERE),
         login_url="/login",
@@ -143,7 +144,7 @@ def make_app(
         poll_timeout=poll_timeout,
         scrypt_n=scrypt_n,
         admins=frozenset(admins),
-        throttles=accounts.make_throttles(settings),
+        throttles=accounts.make_throttles(database, settings),
         render=make_renderer(user_path),
         code_css=highlight_css(),
         dummy_hash=hash_password(secrets.token_hex(8), n=scrypt_n),

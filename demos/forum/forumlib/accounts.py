@@ -48,10 +48,10 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest.hex(), expected)
 
 
-def make_throttles(settings: dict[str, Any]) -> dict[str, Throttle]:
+def make_throttles(db: Any, settings: dict[str, Any]) -> dict[str, Throttle]:
     """The throttles named by the settings' ``(limit, window seconds)`` pairs."""
     return {
-        name: Throttle(*settings[name])
+        name: Throttle(db, name, *settings[name])
         for name in ("login_account_limit", "login_address_limit", "signup_address_limit")
     }
 
@@ -61,9 +61,11 @@ class AccountHandler(BaseHandler):
         throttle: Throttle = self.settings["throttles"][name]
         return throttle
 
-    def refuse_if_throttled(self, checks: list[tuple[str, str]], template: str, **kw: Any) -> bool:
+    async def refuse_if_throttled(
+        self, checks: list[tuple[str, str]], template: str, **kw: Any
+    ) -> bool:
         """Answers 429 with Retry-After when any ``(throttle, key)`` is over its limit."""
-        wait = max(self.throttle(name).retry_after(key) for name, key in checks)
+        wait = max([await self.throttle(name).retry_after(key) for name, key in checks])
         if not wait:
             return False
         self.set_status(429)
@@ -92,9 +94,11 @@ class SignupHandler(AccountHandler):
         name = " ".join((self.get_body_argument("name", "") or "").split())
         password = self.get_body_argument("password", "") or ""
         address = self.request.remote_ip or "?"
-        if self.refuse_if_throttled([("signup_address_limit", address)], "signup.html", name=name):
+        if await self.refuse_if_throttled(
+            [("signup_address_limit", address)], "signup.html", name=name
+        ):
             return
-        self.throttle("signup_address_limit").hit(address)
+        await self.throttle("signup_address_limit").hit(address)
         error = None
         if not name or len(name) > MAX_NAME:
             error = f"Pick a name of 1 to {MAX_NAME} characters."
@@ -134,7 +138,7 @@ class LoginHandler(AccountHandler):
             ("login_address_limit", self.request.remote_ip or "?"),
         ]
         # Checked before scrypt: a throttled guesser costs no CPU.
-        if self.refuse_if_throttled(checks, "login.html", name=name):
+        if await self.refuse_if_throttled(checks, "login.html", name=name):
             return
         user = await self.db.fetchone("SELECT id, password FROM users WHERE name = ?", name)
         # An unknown name costs the same scrypt as a wrong password, so that
@@ -145,7 +149,7 @@ class LoginHandler(AccountHandler):
         )
         if user is None or not ok:
             for throttle, key in checks:
-                self.throttle(throttle).hit(key)
+                await self.throttle(throttle).hit(key)
             self.set_status(403)
             self.render("login.html", error="Wrong name or password.", name=name)
             return

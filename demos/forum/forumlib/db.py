@@ -102,6 +102,13 @@ MIGRATIONS: list[list[Any]] = [
         },
         {"sqlite": "INSERT INTO posts_fts (rowid, search) SELECT id, search FROM posts"},
     ],
+    # 3: login and sign-up throttles, shared by every worker.
+    [
+        """CREATE TABLE throttle_events (
+            id {id}, name VARCHAR(32) NOT NULL, event_key VARCHAR(255) NOT NULL,
+            at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX throttle_events_key ON throttle_events (name, event_key, at)",
+    ],
 ]
 
 KEY = {

@@ -10,9 +10,8 @@ import secrets
 import tempfile
 import time
 import unicodedata
-from collections import deque
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional
 
 # Every page: no inline script or style (the templates load static files only),
 # no framing, no Referer to other sites, no MIME sniffing. 'self' in
@@ -49,44 +48,59 @@ def safe_next(target: str) -> Optional[str]:
 class Throttle:
     """At most ``limit`` events per ``window`` seconds per key (a sliding window).
 
-    Kept in memory, per process: with N workers a key may get N times the
-    limit (a shared store such as Redis would make it exact).
+    Kept in the database, so that every worker of a cluster counts against
+    the same limit and a restart does not reset it.
+
+    Args:
+        db: the forum's ``Database``.
+        name: which throttle (several share the table).
+        limit, window: events allowed per window, and the window in seconds.
+        clock: seconds since the epoch (tests pass their own).
     """
 
     def __init__(
-        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+        self,
+        db: Any,
+        name: str,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.db = db
+        self.name = name
         self.limit = limit
         self.window = window
         self.clock = clock
-        self._events: dict[str, deque[float]] = {}
+        self._hits = 0
 
-    def _recent(self, key: str) -> deque[float]:
-        events = self._events.get(key)
-        if events is None:
-            return deque()
-        horizon = self.clock() - self.window
-        while events and events[0] <= horizon:
-            events.popleft()
-        if not events:
-            del self._events[key]
-        return events
-
-    def retry_after(self, key: str) -> int:
+    async def retry_after(self, key: str) -> int:
         """Seconds until ``key`` may try again (0: it may now)."""
-        events = self._recent(key)
-        if len(events) < self.limit:
+        now = self.clock()
+        rows = await self.db.fetchall(
+            "SELECT at FROM throttle_events WHERE name = ? AND event_key = ? AND at > ?"
+            " ORDER BY at DESC LIMIT ?",
+            self.name,
+            key[:255],
+            now - self.window,
+            self.limit,
+        )
+        if len(rows) < self.limit:
             return 0
-        return max(1, math.ceil(events[0] + self.window - self.clock()))
+        # The limit-th newest must leave the window before one more fits.
+        return max(1, math.ceil(float(rows[-1]["at"]) + self.window - now))
 
-    def hit(self, key: str) -> None:
+    async def hit(self, key: str) -> None:
         """Counts one event for ``key``."""
-        self._recent(key)
-        self._events.setdefault(key, deque()).append(self.clock())
-        if len(self._events) > 100_000:
-            # Bounded memory under a spray of keys: forget the stalest.
-            for stale in list(self._events)[:10_000]:
-                del self._events[stale]
+        now = self.clock()
+        await self.db.insert("throttle_events", name=self.name, event_key=key[:255], at=now)
+        self._hits += 1
+        if self._hits % 100 == 0:
+            # Old events are only clutter: forget them now and then.
+            await self.db.execute(
+                "DELETE FROM throttle_events WHERE name = ? AND at < ?",
+                self.name,
+                now - self.window,
+            )
 
 
 def load_cookie_secret(data_dir: str, environ: Optional[dict[str, str]] = None) -> str:

@@ -76,9 +76,11 @@ def test_login_next_keeps_a_same_site_path(tmp_path: Path) -> None:
     run(main())
 
 
-def test_the_13th_rapid_wrong_password_gets_429_with_retry_after(tmp_path: Path) -> None:
+def test_the_13th_rapid_wrong_password_gets_429_with_retry_after(
+    tmp_path: Path, db_url: str
+) -> None:
     async def main() -> None:
-        async with forum_server(tmp_path) as (_, base), client() as http:
+        async with forum_server(tmp_path, db_url) as (_, base), client() as http:
             ann = Visitor(base, http)
             await ann.signup("ann")
             codes = []
@@ -117,15 +119,23 @@ def test_login_and_signup_are_throttled_per_address(tmp_path: Path) -> None:
     run(main())
 
 
-def test_throttle_window_slides() -> None:
-    now = [100.0]
-    throttle = forum.accounts.Throttle(2, 10.0, clock=lambda: now[0])
-    throttle.hit("k")
-    now[0] = 105.0
-    throttle.hit("k")
-    assert throttle.retry_after("k") == 5
-    now[0] = 110.5
-    assert throttle.retry_after("k") == 0  # the first hit left the window
+def test_throttle_window_slides_and_is_shared_through_the_database(tmp_path: Path) -> None:
+    async def main() -> None:
+        db = forum.Database(f"sqlite:///{tmp_path / 't.sqlite3'}")
+        await db.ready()
+        now = [100.0]
+        one = forum.accounts.Throttle(db, "t", 2, 10.0, clock=lambda: now[0])
+        other = forum.accounts.Throttle(db, "t", 2, 10.0, clock=lambda: now[0])  # a worker
+        await one.hit("k")
+        now[0] = 105.0
+        await other.hit("k")
+        assert await one.retry_after("k") == 5 and await other.retry_after("k") == 5
+        assert await one.retry_after("another key") == 0
+        now[0] = 110.5
+        assert await one.retry_after("k") == 0  # the first hit left the window
+        await db.close()
+
+    run(main())
 
 
 SECURITY = {

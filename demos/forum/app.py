@@ -52,7 +52,7 @@ from forumlib.base import (  # noqa: E402, F401
     PostModule,
     StaticHandler,  # noqa: E402
 )
-from forumlib.db import Database, DatabaseURLError  # noqa: E402
+from forumlib.db import MIGRATIONS, Database, DatabaseURLError  # noqa: E402, F401
 from forumlib.live import live_message, topic_channel  # noqa: E402, F401
 from forumlib.markup import highlight_css, make_renderer, user_path  # noqa: E402
 from forumlib.security import load_cookie_secret, safe_next  # noqa: E402, F401

@@ -93,6 +93,8 @@ MIGRATIONS: list[list[Any]] = [
         """UPDATE topics SET last_post_id = (SELECT MAX(p.id) FROM posts p
             WHERE p.topic_id = topics.id)
             WHERE EXISTS (SELECT 1 FROM posts p WHERE p.topic_id = topics.id)""",
+        """UPDATE topics SET last_user_id = (SELECT p.user_id FROM posts p
+            WHERE p.id = topics.last_post_id) WHERE last_post_id > 0""",
         {
             # A table of its own that the data layer keeps in step with posts.
             "sqlite": "CREATE VIRTUAL TABLE posts_fts USING fts5(search)",

@@ -32,7 +32,7 @@ class IndexHandler(BaseHandler):
             board["topics"], board["posts"] = int(board["topics"]), int(board["posts"])
             board["last"] = await self.db.fetchone(
                 "SELECT t.id, t.title, t.last_post, t.last_post_id, u.name AS author"
-                " FROM topics t JOIN users u ON u.id = t.last_user_id WHERE t.board_id = ?"
+                " FROM topics t LEFT JOIN users u ON u.id = t.last_user_id WHERE t.board_id = ?"
                 " ORDER BY t.last_post DESC, t.id DESC LIMIT 1",
                 board["id"],
             )

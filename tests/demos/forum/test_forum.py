@@ -354,3 +354,51 @@ def test_without_redis_replies_are_stored_and_live_updates_say_unavailable(
 
     run(main())
     assert any("not sent live" in r.getMessage() for r in caplog.records)
+
+
+OLD_SCHEMA = [
+    # The forum's tables as they were before migrations were numbered.
+    "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(64) NOT NULL UNIQUE,"
+    " password VARCHAR(255) NOT NULL, created DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE boards (id INTEGER PRIMARY KEY AUTOINCREMENT, slug VARCHAR(32) NOT NULL UNIQUE,"
+    " title VARCHAR(100) NOT NULL, description VARCHAR(255) NOT NULL)",
+    "CREATE TABLE topics (id INTEGER PRIMARY KEY AUTOINCREMENT, board_id INTEGER NOT NULL,"
+    " user_id INTEGER NOT NULL, title VARCHAR(255) NOT NULL, posts INTEGER NOT NULL DEFAULT 0,"
+    " created DOUBLE PRECISION NOT NULL, last_post DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE posts (id INTEGER PRIMARY KEY AUTOINCREMENT, topic_id INTEGER NOT NULL,"
+    " user_id INTEGER NOT NULL, body TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE tb_message (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(64) NOT NULL,"
+    " email VARCHAR(128) NOT NULL, address VARCHAR(255) NOT NULL, message TEXT NOT NULL,"
+    " created DOUBLE PRECISION NOT NULL)",
+    "INSERT INTO boards (slug, title, description) VALUES ('general', 'General', 'x')",
+    "INSERT INTO users (name, password, created) VALUES ('old', 'scrypt$1$8$1$00$00', 1.0)",
+    "INSERT INTO topics (board_id, user_id, title, posts, created, last_post)"
+    " VALUES (1, 1, 'Before migrations', 1, 1.0, 1.0)",
+    "INSERT INTO posts (topic_id, user_id, body, created) VALUES (1, 1, 'ancient wisdom', 1.0)",
+]
+
+
+def test_a_database_from_before_migrations_is_brought_up_to_date(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        for statement in OLD_SCHEMA:
+            conn.execute(statement)
+
+    async def main() -> None:
+        async with forum_server(tmp_path, db=f"sqlite:///{path}") as (app, base), client() as http:
+            visitor = Visitor(base, http)
+            found = (await visitor.fetch("/search?q=ancient")).body.decode()
+            assert 'id="result-count">1 post found' in found and "Before migrations" in found
+            index = (await visitor.fetch("/")).body.decode()
+            assert 'href="/p/1" class="last-topic">Before migrations</a>' in index
+            versions = await app.settings["db"].fetchall("SELECT version FROM schema_version")
+            assert [v["version"] for v in versions] == list(range(1, len(forum.MIGRATIONS) + 1))
+        # Starting again applies nothing twice.
+        async with forum_server(tmp_path, db=f"sqlite:///{path}") as (app, base), client() as http:
+            assert (await Visitor(base, http).fetch("/b/general")).code == 200
+            rows = await app.settings["db"].fetchall("SELECT version FROM schema_version")
+            assert len(rows) == len(forum.MIGRATIONS)
+
+    run(main())

@@ -43,7 +43,8 @@ class MessageBuffer:
     """The last ``size`` messages, and the parties waiting for new ones.
 
     Long-polling requests wait on `cond`; WebSocket handlers register in
-    `sockets` and are pushed each message as it arrives.
+    `sockets` and are pushed each message as it arrives (by
+    `squall.websocket.broadcast`).
     """
 
     def __init__(self, size: int = 200) -> None:
@@ -78,8 +79,12 @@ class MessageBuffer:
             raise ValueError(f"message {message['seq']} is older than {self.cursor}")
         self.cache.append(message)
         self.cond.notify_all()
-        for handler in list(self.sockets):
-            handler.send_messages([message])
+        # One frame for every socket, written without waiting. A socket whose
+        # reader has fallen behind (its output over the high-water mark) is
+        # not sent this message: it is closed with 1013 at once instead, so
+        # that it never silently misses one; the page then resumes from its
+        # cursor (by long polling), which loses nothing.
+        squall.websocket.broadcast(self.sockets, {"messages": [message]}, max_skips=1)
         return message
 
     async def wait(self, cursor: int, timeout: float) -> list[Message]:

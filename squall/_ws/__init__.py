@@ -34,6 +34,7 @@ from squall._ws._connection import (
     Pong,
     ProtocolFailed,
     WSConnection,
+    server_message_frame,
 )
 from squall._ws._deflate import (
     PerMessageDeflate,
@@ -100,4 +101,5 @@ __all__ = [
     "parse_subprotocols",
     "server_accept",
     "server_headers",
+    "server_message_frame",
 ]

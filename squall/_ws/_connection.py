@@ -46,6 +46,7 @@ __all__ = [
     "Pong",
     "ProtocolFailed",
     "WSConnection",
+    "server_message_frame",
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE = 10 * 1024 * 1024
@@ -59,6 +60,23 @@ _BINARY_HEADS = [bytes((0x82, n)) for n in range(126)]
 # (rounded up to whole keys), and n bytes of ones.
 _REPEAT = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(126)]
 _LOW_BYTES = [(1 << (8 * n)) - 1 for n in range(126)]
+
+
+def server_message_frame(payload: bytes, binary: bool = False, compressed: bool = False) -> bytes:
+    """A whole message as the one unmasked frame a server sends (section 5.2).
+
+    The same bytes go to every server connection that sends this payload
+    the same way (uncompressed, or compressed from a fresh context), which is
+    what lets a broadcast build a frame once for all of them.
+
+    Args:
+        payload: the message's bytes (already compressed when ``compressed``).
+        binary: a binary message instead of text.
+        compressed: set RSV1 (RFC 7692 section 6: a compressed message).
+    """
+    if not compressed and len(payload) < 126:
+        return (_BINARY_HEADS if binary else _TEXT_HEADS)[len(payload)] + payload
+    return build_frame(2 if binary else 1, payload, True, compressed)
 
 
 class ConnectionState(Enum):
@@ -228,6 +246,16 @@ class WSConnection:
     def wire_bytes_in(self) -> int:
         """Bytes of complete frames received, headers included."""
         return self._parser.wire_bytes
+
+    @property
+    def extension(self) -> Optional[PerMessageDeflate]:
+        """The negotiated permessage-deflate, or None."""
+        return self._extension
+
+    @property
+    def client(self) -> bool:
+        """Whether this is the client side (its frames are masked)."""
+        return self._client
 
     @property
     def compressed(self) -> bool:

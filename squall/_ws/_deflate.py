@@ -100,6 +100,21 @@ class PerMessageDeflate:
         self._compressor: Any = None
         self._decompressor: Any = None
 
+    @property
+    def shared_key(self) -> Optional[tuple[int, int, int]]:
+        """What decides the bytes `compress` makes, when they depend on nothing else.
+
+        With our side's ``no_context_takeover`` every message is compressed
+        from a fresh context, so connections with the same key (zlib level,
+        window bits, memLevel) produce the same frame for the same message
+        and a broadcast can compress it once for all of them. None when the
+        context carries over from message to message (each connection's
+        output then depends on what it sent before).
+        """
+        if not self._local_reset:
+            return None
+        return (self._level, self._local_wbits, self._mem_level)
+
     def compress(self, data: bytes) -> bytes:
         """Compresses one whole message (RFC 7692 section 7.2.1)."""
         comp = self._compressor

@@ -16,6 +16,12 @@ Two backends share the API:
   subscribed again, and both the loss and the recovery are logged on
   ``squall.general``; messages published while Redis was away are lost.
 
+`PubSub.relay` forwards a channel straight to a collection of WebSockets with
+`squall.websocket.broadcast`: no queue and no task per connection, one frame
+per message for all of them, slow readers skipped and counted (and closed
+past the limits given). With Redis, that is one Redis subscription per
+channel per process, fanned out to every local socket at once.
+
 Slow subscribers are bounded: each `Subscription` holds at most
 ``max_pending`` undelivered messages. Past that the *oldest* pending message
 is dropped and `Subscription.dropped` counts it, so a stalled reader costs a
@@ -28,9 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from types import TracebackType
-from typing import Optional
+from typing import Any, Optional, Self, Union
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "LocalPubSub",
     "RedisPubSub",
     "Subscription",
+    "Relay",
     "PubSubClosedError",
     "connect",
     "DEFAULT_MAX_PENDING",
@@ -50,7 +57,27 @@ class PubSubClosedError(RuntimeError):
     """The subscription or the `PubSub` it belongs to was closed."""
 
 
-class Subscription:
+class _Closing:
+    """``async with`` calls ``close`` on the way out."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+
+class Subscription(_Closing):
     """The messages of one channel for one reader, oldest first.
 
     Iterate with ``async for message in subscription`` (ends when closed) or
@@ -129,24 +156,74 @@ class Subscription:
             except PubSubClosedError:
                 return
 
-    async def __aenter__(self) -> Subscription:
-        return self
 
-    async def __aexit__(
+class Relay(_Closing):
+    """Forwards the messages of one channel to WebSockets (see `PubSub.relay`).
+
+    Attributes:
+        channel: the channel.
+        connections: the collection given to `PubSub.relay`, read at each
+            message (add and remove connections as they open and close).
+        messages: messages relayed so far.
+        sent, skipped, closed: the sums of `squall.websocket.BroadcastResult`'s
+            fields over those messages.
+    """
+
+    __slots__ = (
+        "channel",
+        "connections",
+        "messages",
+        "sent",
+        "skipped",
+        "closed",
+        "_pubsub",
+        "_send",
+        "_closed",
+    )
+
+    def __init__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        pubsub: PubSub,
+        channel: str,
+        connections: Collection[Any],
+        send: Callable[[Collection[Any], str], Any],
     ) -> None:
-        self.close()
+        self.channel = channel
+        self.connections = connections
+        self.messages = 0
+        self.sent = 0
+        self.skipped = 0
+        self.closed = 0
+        self._pubsub = pubsub
+        self._send = send
+        self._closed = False
+
+    def _deliver(self, message: str) -> None:
+        if self._closed:
+            return
+        result = self._send(self.connections, message)
+        self.messages += 1
+        self.sent += result.sent
+        self.skipped += result.skipped
+        self.closed += result.closed
+
+    def close(self) -> None:
+        """Stops relaying (the connections stay open)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pubsub._unsubscribe(self)
+
+
+_Listener = Union[Subscription, Relay]
 
 
 class PubSub:
-    """Base of the backends: local fan-out to `Subscription` objects."""
+    """Base of the backends: local fan-out to `Subscription` and `Relay` objects."""
 
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         self.max_pending = max_pending
-        self._channels: dict[str, set[Subscription]] = {}
+        self._channels: dict[str, set[_Listener]] = {}
         self._closed = False
 
     def subscribers(self, channel: str) -> int:
@@ -173,16 +250,67 @@ class PubSub:
         self._check_open()
         _check_str("channel", channel)
         sub = Subscription(self, channel, max_pending or self.max_pending)
-        subs = self._channels.setdefault(channel, set())
+        await self._add(sub)
+        return sub
+
+    async def relay(
+        self,
+        channel: str,
+        connections: Collection[Any],
+        *,
+        max_skips: Optional[int] = None,
+        max_buffer: Optional[int] = None,
+        close_code: int = 1013,
+    ) -> Relay:
+        """Sends every message published on ``channel`` to ``connections``, as it arrives.
+
+        Each message goes out with `squall.websocket.broadcast` (framed
+        once, written to every open connection without waiting; a
+        connection too slow to read is skipped and, past ``max_skips``
+        skips in a row or ``max_buffer`` bytes unsent, closed with
+        ``close_code``). ``connections`` is read at each message: the set
+        the handlers add themselves to in ``open`` and leave in
+        ``on_close``. Nothing is queued: a message is relayed while it is
+        dispatched, so a slow socket never delays the channel's other
+        subscribers.
+
+        Args:
+            channel: the channel name.
+            connections: WebSocket handlers or client connections.
+            max_skips: see `squall.websocket.broadcast`.
+            max_buffer: see `squall.websocket.broadcast`.
+            close_code: see `squall.websocket.broadcast`.
+
+        Returns:
+            The `Relay`; `Relay.close` stops it.
+        """
+        self._check_open()
+        _check_str("channel", channel)
+        from squall.websocket import broadcast  # the web layer, only when relaying
+
+        def send(targets: Collection[Any], message: str) -> Any:
+            return broadcast(
+                targets,
+                message,
+                max_skips=max_skips,
+                max_buffer=max_buffer,
+                close_code=close_code,
+            )
+
+        relay = Relay(self, channel, connections, send)
+        await self._add(relay)
+        return relay
+
+    async def _add(self, listener: _Listener) -> None:
+        subs = self._channels.setdefault(listener.channel, set())
         first = not subs
-        subs.add(sub)
+        subs.add(listener)
         if first:
             try:
-                await self._listen(channel)
+                await self._listen(listener.channel)
             except BaseException:
-                sub.close()
+                listener.close()
                 raise
-        return sub
 
     async def close(self) -> None:
         """Closes every subscription and releases the backend's resources."""
@@ -215,7 +343,7 @@ class PubSub:
         for sub in list(self._channels.get(channel, ())):
             sub._deliver(message)
 
-    def _unsubscribe(self, sub: Subscription) -> None:
+    def _unsubscribe(self, sub: _Listener) -> None:
         subs = self._channels.get(sub.channel)
         if subs is None or sub not in subs:
             return
@@ -263,6 +391,6 @@ def connect(url: Optional[str] = None, max_pending: int = DEFAULT_MAX_PENDING) -
 
 from squall.pubsub._redis import RedisPubSub  # noqa: E402  (it subclasses PubSub)
 
-for _cls in (PubSub, LocalPubSub, Subscription, PubSubClosedError, RedisPubSub):
+for _cls in (PubSub, LocalPubSub, Subscription, Relay, PubSubClosedError, RedisPubSub):
     _cls.__module__ = __name__
 del _cls

@@ -20,8 +20,13 @@ the next message is dispatched. Whatever the callbacks write while one read's
 events are dispatched leaves in a single stream write (flushed before any
 await), so a burst of echoes costs one system call.
 
+`broadcast` sends one message to many connections: framed once, written to
+each without awaiting, slow readers skipped and counted (and closed past a
+limit the application sets).
+
 Modules: `_protocol` (the per-connection driver, `WebSocketProtocol13`),
-`_handler` (`WebSocketHandler`), `_client` (`websocket_connect`).
+`_handler` (`WebSocketHandler`), `_client` (`websocket_connect`),
+`_broadcast` (`broadcast`).
 
 Errors::
 
@@ -29,6 +34,7 @@ Errors::
      +-- WebSocketClosedError   write or ping on a closed connection
 """
 
+from squall.websocket._broadcast import BroadcastResult, broadcast
 from squall.websocket._client import WebSocketClientConnection, websocket_connect
 from squall.websocket._deflate_compat import (  # noqa: F401  (Tornado's private names)
     _DecompressTooLargeError,
@@ -44,12 +50,14 @@ from squall.websocket._protocol import (
 )
 
 __all__ = [
+    "BroadcastResult",
     "WebSocketClientConnection",
     "WebSocketClosedError",
     "WebSocketError",
     "WebSocketHandler",
     "WebSocketProtocol",
     "WebSocketProtocol13",
+    "broadcast",
     "websocket_connect",
 ]
 

@@ -154,6 +154,12 @@ class WebSocketProtocol13(WebSocketProtocol):
         # Reads come straight from the stream (see start_reading), in this context.
         self._direct = False
         self._context: Optional[contextvars.Context] = None
+        # For squall.websocket.broadcast: while a server connection without
+        # compression is open, (transport.write, HTTP protocol, stream's
+        # write buffer) to write a shared frame straight to (see start);
+        # and the broadcasts in a row that skipped this connection.
+        self._sink: Optional[tuple[Callable[[bytes], None], Any, Any]] = None
+        self._skips = 0
 
     # -- counters (read by tests and tools)
 
@@ -180,6 +186,13 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.stream = stream
         self.conn = conn
         stream.set_close_callback(self.on_connection_close)
+        if not self.client and conn.extension is None:
+            transport = getattr(stream, "_transport", None)
+            proto = getattr(stream, "_proto", None)
+            if transport is not None and proto is not None:
+                # The server's own stream (_TransportStream): its transport
+                # takes writes directly once the stream has nothing queued.
+                self._sink = (transport.write, proto, stream._write_buffer)
         if not self.client and hasattr(stream, "on_drain"):
             # The server is shutting down (HTTPServer.drain): RFC 6455 §7.4.1.
             stream.on_drain = self._going_away
@@ -386,6 +399,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             return self._handle_message(0xA, cast(_ws.Pong, event).payload)
         if kind is _ws.CloseReceived:
             self._close_seen = True
+            self._sink = None
             close = cast(_ws.CloseReceived, event)
             if self.close_code is None:
                 self.close_code = close.code
@@ -395,6 +409,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._close_stream()
             return None
         self._close_seen = True
+        self._sink = None
         failed = cast(_ws.ProtocolFailed, event)
         gen_log.debug("Closing WebSocket: %s (close code %d)", failed.reason, failed.code)
         self._send_close(failed.code, failed.reason)
@@ -601,6 +616,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         stream = self.stream
         if conn is None or stream is None or conn.close_sent:
             return
+        self._sink = None
         self._uncork()
         try:
             frame = conn.send_close(code, reason)
@@ -639,6 +655,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.close(1001, "server shutting down")
 
     def _close_stream(self) -> None:
+        self._sink = None
         self._uncork()
         stream = self.stream
         if stream is not None and not stream.closed():
@@ -655,6 +672,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         if self._closed:
             return
         self._closed = True
+        self._sink = None
         loop = IOLoop.current()
         for timer in (self._close_timer, self._ping_timer):
             if timer is not None:

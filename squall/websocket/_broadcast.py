@@ -1,0 +1,237 @@
+"""`broadcast`: one message to many WebSockets, framed once, written without waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any, NamedTuple, Optional, Union
+
+from squall import _ws
+from squall.escape import json_encode
+from squall.httpserver._protocol import _WRITE_PAUSED
+from squall.httpserver._stream import _TransportStream
+from squall.iostream import StreamClosedError
+from squall.websocket._protocol import WebSocketClosedError, WebSocketProtocol13
+
+__all__ = ["BroadcastResult", "broadcast"]
+
+# A client connection's stream (an fd-based IOStream) has no transport and
+# so no high-water mark of its own: this stands in for asyncio's default.
+CLIENT_HIGH_WATER = 64 * 1024
+
+
+class BroadcastResult(NamedTuple):
+    """What one `broadcast` did, connection by connection.
+
+    Attributes:
+        sent: connections the message was written to.
+        skipped: open connections left out because their output was over
+            its high-water mark (their peer is not reading fast enough);
+            ``closed`` of them were closed for it.
+        closed: skipped connections that reached ``max_skips`` or
+            ``max_buffer`` and were sent a close frame (``close_code``).
+        inactive: connections not open: not yet open, closing or closed.
+    """
+
+    sent: int
+    skipped: int
+    closed: int
+    inactive: int
+
+
+def broadcast(
+    connections: Iterable[Any],
+    message: Union[str, bytes, dict[str, Any]],
+    binary: bool = False,
+    *,
+    max_skips: Optional[int] = None,
+    max_buffer: Optional[int] = None,
+    close_code: int = 1013,
+) -> BroadcastResult:
+    """Sends ``message`` to every open connection in ``connections`` at once, without waiting.
+
+    Each connection is a `WebSocketHandler` (the server side), a
+    `WebSocketClientConnection` or a `WebSocketProtocol13`; any iterable of
+    them will do (a set the handlers add themselves to in ``open`` and
+    remove themselves from in ``on_close`` is the usual one). Nothing is
+    awaited and no Future or task is made per connection: the call returns
+    once every frame is handed to its connection.
+
+    The frame is built once. Server connections without compression all
+    get the same bytes, written straight to their transport. Those that
+    negotiated permessage-deflate with ``server_no_context_takeover``
+    compress every message from a fresh context, so the message is
+    compressed once per distinct setting (level, window, memLevel) and that
+    frame is shared. Those with context takeover (the default of browsers
+    and of `get_compression_options`) get the uncompressed frame, which
+    RFC 7692 section 6 allows for any message: compressing for each of them
+    would cost a zlib pass per subscriber and, for one that had received
+    nothing compressed yet, a compression context of a few hundred KB.
+    Client connections mask each frame with a fresh key (RFC 6455 section
+    5.3), so each gets its own.
+
+    Slow readers do not hold the others or the loop: a connection whose
+    output is over its high-water mark (its transport asked us to pause
+    writing; for a client connection, over `CLIENT_HIGH_WATER` bytes
+    buffered) is skipped for this message and counted. Skips in a row are
+    counted on the connection; with ``max_skips`` or ``max_buffer`` set, a
+    connection past either limit is sent a close frame with
+    ``close_code`` (1013, "try again later", by default; 1008 says "policy
+    violation") and, as with `WebSocketHandler.close`, cut off if it does
+    not answer within a few seconds. Closes happen after the loop, so
+    ``connections`` may be the set the handlers' ``on_close`` edits.
+
+    Messages written by `broadcast` and by ``write_message`` on one
+    connection keep their order. What a broadcast sends is not added to a
+    connection's ``_message_bytes_out`` and ``_wire_bytes_out`` (private
+    tallies, kept for Tornado's tests of compression): updating two
+    counters per connection would cost as much as the rest of a delivery. WebSockets over HTTP/2 (RFC 8441) are not
+    served by Squall, so every server connection here is an HTTP/1.1 one.
+
+    Args:
+        connections: the connections to send to.
+        message: ``str`` (text), ``bytes``, or a dict sent as JSON text.
+        binary: send a binary message instead of text.
+        max_skips: close a connection skipped by this many broadcasts in a
+            row (None: never for that).
+        max_buffer: close a skipped connection holding more than this many
+            bytes of unsent output (None: never for that).
+        close_code: the close code for those.
+
+    Returns:
+        A `BroadcastResult` with the counts.
+
+    Raises:
+        TypeError: ``message`` is not str, bytes or dict.
+    """
+    if type(message) is str:
+        payload = message.encode("utf-8")
+    elif type(message) is bytes:
+        payload = message
+    elif isinstance(message, dict):
+        payload = json_encode(message).encode("utf-8")
+    elif isinstance(message, (str, bytes)):
+        payload = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+    else:
+        raise TypeError(f"a WebSocket message is str, bytes or dict, not {type(message).__name__}")
+    frame = _ws.server_message_frame(payload, binary)
+    if not isinstance(connections, Collection):
+        connections = list(connections)
+    # Sent is what is left of the total: one int fewer to update per delivery.
+    total = len(connections)
+    skipped = inactive = 0
+    # Compressed frames by deflate setting (see PerMessageDeflate.shared_key).
+    compressed: dict[tuple[int, int, int], bytes] = {}
+    to_close: Optional[list[WebSocketProtocol13]] = None
+    protocol: Any
+    for item in connections:
+        try:
+            protocol = item.ws_connection
+        except AttributeError:
+            # A client connection's protocol, or a protocol itself.
+            protocol = getattr(item, "protocol", item)
+        if protocol is None:
+            inactive += 1
+            continue
+        sink = protocol._sink
+        if sink is not None and protocol._cork is None:
+            # The hot path: an open server connection without compression,
+            # not inside its own callbacks (whose writes are held to go
+            # out together, see WebSocketProtocol13._run_events).
+            write, proto, queued = sink
+            if not proto._flow & _WRITE_PAUSED:
+                if not queued._size:
+                    # Nothing waits in its stream (the HTTP output was
+                    # flushed when it was detached): straight to the
+                    # transport, as _TransportStream.write would.
+                    try:
+                        write(frame)
+                    except RuntimeError:
+                        # A transport closed under a stream not told yet.
+                        inactive += 1
+                        continue
+                    if protocol._skips:
+                        protocol._skips = 0
+                    continue
+        conn = protocol.conn
+        stream = protocol.stream
+        if (
+            conn is None
+            or protocol._closed
+            or protocol._close_seen
+            or conn.close_sent
+            or stream is None
+            or stream._closed
+        ):
+            inactive += 1
+            continue
+        if type(stream) is _TransportStream:
+            # A server connection: its transport says when it is full.
+            full = stream._proto._flow & _WRITE_PAUSED
+        else:
+            full = stream._write_buffer._size >= CLIENT_HIGH_WATER
+        if full:
+            skipped += 1
+            skips = protocol._skips = protocol._skips + 1
+            if (max_skips is not None and skips >= max_skips) or (
+                max_buffer is not None and _unsent(stream) > max_buffer
+            ):
+                if to_close is None:
+                    to_close = []
+                to_close.append(protocol)
+            continue
+        if _deliver(protocol, conn, payload, binary, frame, compressed):
+            if protocol._skips:
+                protocol._skips = 0
+        else:
+            inactive += 1
+    closed = 0
+    if to_close is not None:
+        for protocol in to_close:
+            if not protocol.is_closing():
+                protocol.close(close_code, "too slow to read")
+                closed += 1
+    return BroadcastResult(total - skipped - inactive, skipped, closed, inactive)
+
+
+def _deliver(
+    protocol: WebSocketProtocol13,
+    conn: _ws.WSConnection,
+    payload: bytes,
+    binary: bool,
+    frame: bytes,
+    compressed: dict[tuple[int, int, int], bytes],
+) -> bool:
+    """Writes the message to a connection off the hot path; False if it turned out closed."""
+    if conn.client:
+        # A fresh mask key per frame (RFC 6455 section 5.3): framed here.
+        data = conn.send_message(payload, binary)
+    else:
+        extension = conn.extension
+        key = extension.shared_key if extension is not None else None
+        if key is not None:
+            assert extension is not None
+            data = compressed.get(key, b"")
+            if not data:
+                data = compressed[key] = _ws.server_message_frame(
+                    extension.compress(payload), binary, True
+                )
+        else:
+            data = frame
+    cork = protocol._cork
+    if cork is not None:
+        # Called from this connection's own callback: after what it wrote.
+        cork.append(data)
+        return True
+    try:
+        protocol._write(data)
+    except (WebSocketClosedError, StreamClosedError):
+        return False
+    return True
+
+
+def _unsent(stream: Any) -> int:
+    """Bytes written to a connection and not yet handed to the kernel."""
+    size: int = stream._write_buffer._size
+    if type(stream) is _TransportStream:
+        size += stream._transport.get_write_buffer_size()
+    return size

@@ -181,7 +181,8 @@ class TopicHandler(PostWriter):
         post_id = await self.db.insert(
             "posts", topic_id=topic["id"], user_id=user_id, body=body, created=now
         )
-        await self.db.index_post(post_id, body)
+        # Readers first: the search index, read marker and mentions can follow.
+        await self.publish_post(topic["id"], post_id)
         await self.db.execute(
             "UPDATE topics SET posts = posts + 1, last_post = ?, last_post_id = ?,"
             " last_user_id = ? WHERE id = ?",
@@ -190,8 +191,8 @@ class TopicHandler(PostWriter):
             user_id,
             topic["id"],
         )
+        await self.db.index_post(post_id, body)
         await self.db.mark_read(user_id, topic["id"], post_id)
-        await self.publish_post(topic["id"], post_id)
         await self.mention(self, body, post_id, topic["id"], topic["title"])
         self.redirect(await self.post_url(topic["id"], post_id))
 

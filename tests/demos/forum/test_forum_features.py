@@ -283,3 +283,28 @@ def test_unknown_urls_get_the_styled_404_and_the_favicon_is_served(tmp_path: Pat
             assert crumbs is not None and "›" not in crumbs.group(0)  # drawn by CSS between items
 
     run(main())
+
+
+def test_every_field_has_a_label_and_every_page_one_h1(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with forum_server(tmp_path, admins=("ann",)) as (_, base), client() as http:
+            ann = Visitor(base, http)
+            await ann.signup("ann")
+            topic = await ann.new_topic("general", "labels", "text")
+            post = int(posts_in((await ann.fetch(f"/t/{topic}")).body.decode())[0][0])
+            paths = ["/", "/b/general", f"/t/{topic}", f"/p/{post}/edit", "/messages"]
+            paths += ["/search?q=text", "/u/ann", "/notifications", "/nowhere"]
+            for who, path in [(ann, p) for p in paths] + [
+                (Visitor(base, http), p) for p in ("/login", "/signup")
+            ]:
+                page = (await who.fetch(path)).body.decode()
+                labelled = set(re.findall(r'<label[^>]* for="([^"]+)"', page))
+                for field in re.findall(r"<(?:input|textarea)\b[^>]*>", page):
+                    if re.search(r'type="(hidden|submit)"', field):
+                        continue
+                    ident = re.search(r' id="([^"]+)"', field)
+                    assert ident and ident.group(1) in labelled, (path, field)
+                assert page.count("<h1") == 1, path
+                assert '<main id="main">' in page and 'class="skip" href="#main"' in page, path
+
+    run(main())

@@ -31,7 +31,7 @@ Usage:
   python benchmarks/callgrind_hotpath.py --caches        # the two caches on/off
   python benchmarks/callgrind_hotpath.py --profile       # Squall's hottest functions
   options: --server NAME (repeatable), --stream, -n, --handler hello|echo|json|page,
-           --no-head-cache, --no-etag-memo, --json FILE
+           --no-head-cache, --no-etag-memo, --json FILE, --squall-run OPTIONS
 Installs nothing: needs valgrind (`make bench-callgrind` installs it with apt).
 """
 
@@ -216,7 +216,9 @@ class _NullProtocol(asyncio.Protocol):
             self.transport.write(self.RESPONSE)
 
 
-def _squall_protocol(loop: asyncio.AbstractEventLoop, handler: str) -> Any:
+def _squall_protocol(
+    loop: asyncio.AbstractEventLoop, handler: str, squall_run: str | None = None
+) -> Any:
     # The handlers of the wrk benchmark's server (benchmarks/servers), so
     # that both measure the same code; Echo is the harness's own.
     import squall_web
@@ -236,7 +238,26 @@ def _squall_protocol(loop: asyncio.AbstractEventLoop, handler: str) -> Any:
         "page": squall_web.Page,
     }
     app = squall.web.Application([("/", handlers[handler])], template_path=TEMPLATES)
-    return capture_protocol(loop, HTTPServer(app))
+    if squall_run is None:
+        return capture_protocol(loop, HTTPServer(app))
+    # The server as `squall run` builds it in a worker with these options.
+    import shlex
+
+    from squall.cli._options import parse_config
+    from squall.cli._target import serve_target
+    from squall.cli._worker import build_server
+
+    config = parse_config(["cg:app", *shlex.split(squall_run)], environ={})
+    metrics = None
+    if config.metrics_bind:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp())
+        from squall.cli._metrics import WorkerMetrics
+
+        metrics = WorkerMetrics()
+    server, _ = build_server(config, serve_target(app, "cg:app"), None, metrics)
+    if metrics is not None:
+        metrics.attach(app, server)
+    return capture_protocol(loop, server)
 
 
 def capture_protocol(loop: asyncio.AbstractEventLoop, server: Any) -> Any:
@@ -514,7 +535,7 @@ def inner(cfg: dict[str, Any]) -> None:
             import squall.httpserver  # noqa: F401
 
             probes.wrap_all(_PROFILED)
-        driver.proto = _squall_protocol(loop, cfg["handler"])
+        driver.proto = _squall_protocol(loop, cfg["handler"], cfg.get("squall_run"))
     elif server.startswith("aiohttp"):
         if cfg["probes"] == "stages":
             for label, module, qualname in AIOHTTP_STAGES:
@@ -657,6 +678,7 @@ def base_cfg(args: argparse.Namespace, server: str, **over: Any) -> dict[str, An
         "no_etag_memo": args.no_etag_memo,
         "probes": "none",
         "loop": args.loop,
+        "squall_run": args.squall_run,
     }
     cfg.update(over)
     return cfg
@@ -792,6 +814,12 @@ def main() -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--keep", help="keep the profile run's callgrind output here")
     ap.add_argument("--top", type=int, default=25, help="functions listed by --profile")
+    ap.add_argument(
+        "--squall-run",
+        metavar="OPTIONS",
+        help="build Squall's server as `squall run OPTIONS` does in a worker (e.g. "
+        "'--no-access-log --metrics-bind :9100')",
+    )
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:

@@ -9,9 +9,12 @@ them up, the workers that have exited included, so counts stay right
 across restarts. What the supervisor knows itself (workers ready,
 restarts, draining) is read from it at scrape time.
 
-Per request, a worker counts it by method, route and status class and
-observes its duration; connections by protocol, requests in flight and
-the drain state are sampled once a second. Nothing of this exists unless
+Per request, a worker counts it by method, route (a Squall
+Application's route name, else its pattern; ``-`` for ASGI and WSGI) and
+status class, and its duration into the histogram's buckets, in plain
+Python lists; once a second these go to prometheus_client, and
+connections by protocol and requests in flight are sampled from the
+server. Nothing of this exists unless
 ``--metrics-bind`` is given: the serving path is then exactly the one
 without metrics.
 
@@ -28,6 +31,7 @@ import os
 import shutil
 import tempfile
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -195,13 +199,20 @@ class WorkerMetrics:
     """A worker's side: counts requests, samples its gauges.
 
     Created only when the supervisor asked for metrics (``--metrics-bind``).
+    A request costs `record`: a few dictionary and list updates. The counts
+    go to prometheus_client's memory-mapped values once a second (and when
+    the worker stops), not per request: a write into them takes a lock and
+    costs several times more. A worker killed outright (SIGKILL) loses at
+    most its last second of counts.
     """
 
     def __init__(self) -> None:
         client = _import_client()
-        labels = ("method", "route", "status")
         self.requests = client.Counter(
-            "squall_requests", "HTTP requests answered.", labels, registry=None
+            "squall_requests",
+            "HTTP requests answered.",
+            ("method", "route", "status"),
+            registry=None,
         )
         self.duration = client.Histogram(
             "squall_request_duration_seconds",
@@ -229,73 +240,76 @@ class WorkerMetrics:
             registry=None,
             multiprocess_mode="livesum",
         )
-        # Children by label values: labels() costs a lock and a tuple each time.
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._histograms: dict[tuple[str, str], Any] = {}
-        self._routes: dict[Any, str] = {}
+        # (method, handler class or None, status // 100) -> [count, sum, bucket counts...]
+        self._pending: dict[tuple[str, Any, int], list[float]] = {}
+        self._routes: dict[Any, str] = {None: "-"}
         self._app: Any = None
-        self._active: Any = None
         self._server: Any = None
 
-    def attach(self, app: Any, server: Any, serving: Any) -> None:
-        """What to sample: the application (for route names), the server, its `ServingDelegate`."""
+    def attach(self, app: Any, server: Any) -> None:
+        """What to sample: the application (for route names) and its server."""
         self._app = app
         self._server = server
-        self._active = serving
         for protocol in ("http/1.1", "h2", "websocket"):
             self.connections.labels(protocol).set(0)
 
-    def observe(self, exchange: Any) -> None:
-        """One finished request (called by `ServingDelegate`)."""
-        start_line = exchange.start_line
-        method = start_line.method if start_line is not None else "-"
-        route = self._route(exchange.delegate)
-        status = exchange._status // 100
-        key = (method, route, status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = self.requests.labels(
-                method, route, _STATUS_CLASSES.get(status, "other")
-            )
-        counter.inc()
-        hkey = (method, route)
-        histogram = self._histograms.get(hkey)
-        if histogram is None:
-            histogram = self._histograms[hkey] = self.duration.labels(method, route)
-        histogram.observe(time.monotonic() - exchange._start)
+    def record(self, method: str, handler_class: Any, status: int, seconds: float) -> None:
+        """One finished request (per request: keep it cheap)."""
+        key = (method, handler_class, status // 100)
+        entry = self._pending.get(key)
+        if entry is None:
+            entry = self._pending[key] = [0.0] * (len(_BUCKETS) + 3)
+        entry[0] += 1
+        entry[1] += seconds
+        # Prometheus buckets count observations <= their bound; the last is +Inf.
+        entry[2 + bisect_left(_BUCKETS, seconds)] += 1
 
-    def _route(self, delegate: Any) -> str:
-        """The route's name (or pattern) for a Squall Application's request, else ``-``."""
-        # An Application's delegate holds the handler class itself (a
-        # literal route) or in the delegate its router picked.
-        handler_class = None
-        for _ in range(3):
-            if delegate is None:
-                break
-            handler_class = getattr(delegate, "handler_class", None)
-            if handler_class is not None:
-                break
-            delegate = getattr(delegate, "delegate", None)
-        if handler_class is None:
-            return "-"
-        route = self._routes.get(handler_class)
-        if route is None:
-            route = self._routes[handler_class] = _route_name(self._app, handler_class)
-        return route
+    def observe(self, exchange: Any) -> None:
+        """One finished request followed by `ServingDelegate` (ASGI, or an app of its own)."""
+        start_line = exchange.start_line
+        self.record(
+            start_line.method if start_line is not None else "-",
+            _handler_class(exchange.delegate),
+            exchange._status,
+            time.monotonic() - exchange._start,
+        )
+
+    def flush(self) -> None:
+        """Move the counts kept since the last flush into prometheus_client's values."""
+        pending, self._pending = self._pending, {}
+        for (method, handler_class, status), entry in pending.items():
+            route = self._routes.get(handler_class)
+            if route is None:
+                route = self._routes[handler_class] = _route_name(self._app, handler_class)
+            self.requests.labels(method, route, _STATUS_CLASSES.get(status, "other")).inc(entry[0])
+            child = self.duration.labels(method, route)
+            # No bulk observe in prometheus_client: its per-bucket values.
+            child._sum.inc(entry[1])
+            for index, count in enumerate(entry[2:]):
+                if count:
+                    child._buckets[index].inc(count)
 
     def sample(self) -> None:
-        """Set the gauges from the server's state."""
+        """Flush the counts; set the gauges from the server's connections."""
+        self.flush()
         server = self._server
         if server is None:
             return
-        counts = {"http/1.1": 0, "h2": 0}
+        h1 = h2 = busy = 0
         for conn in server._connections:
-            counts["h2" if "H2" in type(conn).__name__ else "http/1.1"] += 1
-        for protocol, count in counts.items():
-            self.connections.labels(protocol).set(count)
+            streams = getattr(conn, "_streams", None)
+            if streams is not None:
+                h2 += 1
+                busy += len(streams)
+            else:
+                h1 += 1
+                # _HTTPProtocol's states: 1 reading a request, 2 answering it.
+                if getattr(conn, "_state", 0) in (1, 2):
+                    busy += 1
+        self.connections.labels("http/1.1").set(h1)
+        self.connections.labels("h2").set(h2)
         self.connections.labels("websocket").set(len(server._detached))
-        if self._active is not None:
-            self.in_flight.set(self._active.active)
+        self.in_flight.set(busy)
 
     def start_sampling(self, loop: asyncio.AbstractEventLoop) -> None:
         def tick() -> None:
@@ -305,7 +319,22 @@ class WorkerMetrics:
         tick()
 
 
-def _route_name(app: Any, handler_class: type) -> str:
+def _handler_class(delegate: Any) -> Any:
+    """The RequestHandler class serving a Squall Application's request, or None."""
+    # The Application's delegate holds it (a literal route) or the
+    # delegate its router picked does.
+    for _ in range(3):
+        if delegate is None:
+            return None
+        handler_class = getattr(delegate, "handler_class", None)
+        if handler_class is not None:
+            return handler_class
+        delegate = getattr(delegate, "delegate", None)
+    return None
+
+
+def _route_name(app: Any, handler_class: Any) -> str:
+    """A route's label: its name, else its pattern, else the handler class's name."""
     router = getattr(app, "wildcard_router", None)
     for rule in getattr(router, "rules", ()):
         if rule.target is handler_class:
@@ -314,4 +343,4 @@ def _route_name(app: Any, handler_class: type) -> str:
             pattern = getattr(getattr(rule.matcher, "regex", None), "pattern", None)
             if pattern:
                 return str(pattern).removesuffix("$")
-    return handler_class.__name__
+    return str(getattr(handler_class, "__name__", handler_class))

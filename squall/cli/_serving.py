@@ -602,9 +602,11 @@ def _request_line(fmt: str, request: HTTPServerRequest, status: int, size: Any) 
 
 
 def request_logger(
-    fmt: Optional[str], on_request_done: Optional[Callable[[int], None]] = None
+    fmt: Optional[str],
+    on_request_done: Optional[Callable[[int], None]] = None,
+    metrics: Any = None,
 ) -> Callable[[Any], None]:
-    """An Application ``log_function``: our access-log line and request count.
+    """An Application ``log_function``: our access-log line, request count and metrics.
 
     Cheaper than following the response through a wrapped connection: the
     Application calls it once per request with the finished handler.
@@ -620,6 +622,11 @@ def request_logger(
                 handler.get_status(),
                 handler._headers.get("Content-Length", "-"),
             )
+        if metrics is not None:
+            request = handler.request
+            metrics.record(
+                request.method, type(handler), handler.get_status(), request.request_time()
+            )
         if on_request_done is not None:
             count += 1
             on_request_done(count)
@@ -628,7 +635,9 @@ def request_logger(
 
 
 def wsgi_logger(
-    fmt: Optional[str], on_request_done: Optional[Callable[[int], None]] = None
+    fmt: Optional[str],
+    on_request_done: Optional[Callable[[int], None]] = None,
+    metrics: Any = None,
 ) -> Callable[[int, HTTPServerRequest], None]:
     """The same for `WSGIContainer` (its per-request log hook)."""
     count = 0
@@ -637,6 +646,8 @@ def wsgi_logger(
         nonlocal count
         if fmt is not None and access_log.isEnabledFor(logging.INFO):
             _request_line(fmt, request, status, "-")
+        if metrics is not None:
+            metrics.record(request.method, None, status, request.request_time())
         if on_request_done is not None:
             count += 1
             on_request_done(count)

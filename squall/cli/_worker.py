@@ -71,10 +71,11 @@ def build_server(
 ) -> tuple[HTTPServer, Optional[ServingDelegate]]:
     """The `HTTPServer` for ``served`` with the options of ``config``.
 
-    The access log and the request count (``--max-requests``) use the
-    application's own per-request hook where it has one (an Application's
-    ``log_function``, WSGIContainer's log), which costs less than following
-    every response; proxy headers and the root path only look at the head.
+    The access log, the request count (``--max-requests``) and the
+    metrics use the application's own per-request hook where it has one
+    (an Application's ``log_function``, WSGIContainer's log), which costs
+    less than following every response; proxy headers and the root path
+    only look at the head.
     """
     from squall.web import Application
 
@@ -84,6 +85,7 @@ def build_server(
     # What the ServingDelegate still has to do by following responses.
     track_fmt: Optional[str] = fmt
     track_done = on_request_done
+    track_metrics = metrics
     if served.kind == "squall" and isinstance(app, Application):
         # The operator's options win over the application's settings.
         for option, setting in (
@@ -101,20 +103,20 @@ def build_server(
         own = app.settings.get("log_function")
         if own is None:
             # Our line replaces Tornado's, so that requests are logged once.
-            app.settings["log_function"] = request_logger(fmt, on_request_done)
-        elif on_request_done is not None:
+            app.settings["log_function"] = request_logger(fmt, on_request_done, metrics)
+        elif on_request_done is not None or metrics is not None:
             # The application logs its own way; count around it.
-            counter = request_logger(None, on_request_done)
+            counter = request_logger(None, on_request_done, metrics)
 
             def both(handler: Any) -> None:
                 own(handler)
                 counter(handler)
 
             app.settings["log_function"] = both
-        track_fmt, track_done = None, None
+        track_fmt, track_done, track_metrics = None, None, None
     elif served.kind == "wsgi":
-        callback._log = wsgi_logger(fmt, on_request_done)
-        track_fmt, track_done = None, None
+        callback._log = wsgi_logger(fmt, on_request_done, metrics)
+        track_fmt, track_done, track_metrics = None, None, None
     trusted = TrustedPeers(config.forwarded_allow_ips) if config.proxy_headers else None
     strip_root = config.root_path.rstrip("/") if served.kind != "asgi" else ""
     ids = RequestIds(TrustedPeers(config.forwarded_allow_ips)) if config.request_id else None
@@ -123,7 +125,7 @@ def build_server(
         or track_done is not None
         or config.limit_concurrency is not None
         or ids is not None
-        or metrics is not None
+        or track_metrics is not None
     )
     serving: Optional[ServingDelegate] = None
     if track or trusted is not None or strip_root:
@@ -136,7 +138,7 @@ def build_server(
             on_request_done=track_done,
             track=track,
             request_ids=ids,
-            metrics=metrics,
+            metrics=track_metrics,
         )
         callback = serving
     extra: dict[str, Any] = {}
@@ -213,7 +215,7 @@ async def serve(
     server, serving = build_server(config, served, on_done, metrics)
     server.add_sockets(sockets)
     if metrics is not None:
-        metrics.attach(served.app, server, serving)
+        metrics.attach(served.app, server)
         metrics.start_sampling(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -300,6 +302,8 @@ async def serve(
             log.error("%s", _sentence(str(exc)))
             return 1
     flush_access_log()
+    if metrics is not None:
+        metrics.sample()  # the last counts, before the process ends
     log.info("Worker %d stopped", os.getpid())
     return 0
 

@@ -6,6 +6,7 @@ import http.client
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,10 @@ def test_two_workers_metrics_match_the_load_and_health_follows_the_lifecycle() -
         for _ in range(5):
             assert get(address, "/items/7")[0] == 200
             assert get(address, "/nowhere")[0] == 404
+        # Workers hand their counts over once a second: wait until all are in.
+        deadline = time.monotonic() + 5
+        while total(scrape(metrics_address), "squall_requests_total") < load.ok + 10:
+            assert time.monotonic() < deadline, scrape(metrics_address)
         # A worker killed and replaced: its counts stay, the restart is counted.
         victim = min(pids)
         os.kill(victim, signal.SIGKILL)

@@ -400,6 +400,9 @@ class Database:
         return "MATCH (p.search) AGAINST (? IN BOOLEAN MODE)", [query]
 
     async def close(self) -> None:
+        closer, self._closer = self._closer, None
+        if closer is not None and closer is not asyncio.current_task():
+            closer.cancel()  # closed by hand: the loop's end has nothing left to do
         if self._conn is not None:
             conn, self._conn = self._conn, None
             self._ready = False

@@ -72,6 +72,7 @@ class Config:
     timeout_worker_healthcheck: float = 30.0
     metrics_bind: Optional[str] = None
     request_id: bool = False
+    opentelemetry: bool = False
 
     def to_env(self) -> str:
         """The config as JSON, to hand to a worker process."""
@@ -325,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
         "response and the access log (default off) [SQUALL_REQUEST_ID]",
     )
     add(
+        "--opentelemetry",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="OpenTelemetry spans for every request (needs opentelemetry-instrumentation-tornado, "
+        "or -asgi for an ASGI app; configure the SDK with opentelemetry-instrument or OTEL_*) "
+        "[SQUALL_OPENTELEMETRY]",
+    )
+    add(
         "--log-config",
         metavar="FILE",
         help="logging configuration: .json or .yaml (dictConfig; YAML needs PyYAML) or "
@@ -519,6 +528,7 @@ _KINDS = {
     "timeout_worker_healthcheck": "float",
     "metrics_bind": "str",
     "request_id": "bool",
+    "opentelemetry": "bool",
 }
 
 

@@ -161,6 +161,7 @@ def serve_target(
     lifespan: str = "auto",
     ws_max_size: Optional[int] = None,
     ws_ping_interval: Optional[float] = None,
+    asgi_wrapper: Optional[Callable[[Any], Any]] = None,
 ) -> Served:
     """Wrap what TARGET named into something `HTTPServer` serves.
 
@@ -173,6 +174,7 @@ def serve_target(
         lifespan: an ASGI app's lifespan mode (``auto``, ``on``, ``off``).
         ws_max_size: an ASGI app's largest WebSocket message, if given.
         ws_ping_interval: an ASGI app's WebSocket ping interval, if given.
+        asgi_wrapper: applied to an ASGI app (a middleware), if given.
 
     Raises:
         UsageError: ``obj`` has none of the shapes, or ASGI is unavailable.
@@ -196,7 +198,14 @@ def serve_target(
                 "returning the application"
             )
         return serve_target(
-            made, spec + "()", root_path, False, lifespan, ws_max_size, ws_ping_interval
+            made,
+            spec + "()",
+            root_path,
+            False,
+            lifespan,
+            ws_max_size,
+            ws_ping_interval,
+            asgi_wrapper,
         )
     if isinstance(obj, HTTPServerConnectionDelegate):
         return Served("squall", obj, obj)
@@ -212,7 +221,8 @@ def serve_target(
             options["ws_max_message_size"] = ws_max_size
         if ws_ping_interval is not None:
             options["ws_ping_interval"] = ws_ping_interval or None
-        delegate = ASGIServerDelegate(obj, root_path=root_path, **options)
+        wrapped = obj if asgi_wrapper is None else asgi_wrapper(obj)
+        delegate = ASGIServerDelegate(wrapped, root_path=root_path, **options)
         return Served("asgi", delegate, obj, delegate.startup, delegate.shutdown)
     if is_wsgi(obj):
         from squall.wsgi import WSGIContainer

@@ -182,6 +182,13 @@ async def serve(
         StartupError: the application's startup (ASGI lifespan) failed.
     """
     loop = asyncio.get_running_loop()
+    asgi_wrapper = None
+    if config.opentelemetry:
+        from squall.cli._otel import instrument_squall, wrap_asgi
+
+        # Before the application is imported: its handlers are then traced.
+        instrument_squall()
+        asgi_wrapper = wrap_asgi
     served = serve_target(
         load(config.target, config.app_dir),
         config.target,
@@ -190,6 +197,7 @@ async def serve(
         lifespan=config.lifespan,
         ws_max_size=config.ws_max_size,
         ws_ping_interval=config.ws_ping_interval,
+        asgi_wrapper=asgi_wrapper,
     )
     if served.startup is not None:
         try:

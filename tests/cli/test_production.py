@@ -425,3 +425,90 @@ def test_mutual_tls_with_an_encrypted_key_and_ciphers(pki: Path) -> None:
         start(sample_apps.make_app(), **{**options, "ssl_keyfile_password": "wrong"})
     with pytest.raises(UsageError, match="--ssl-ciphers 'NOPE'"):
         start(sample_apps.make_app(), **{**options, "ssl_ciphers": "NOPE"})
+
+
+def test_opentelemetry_spans_for_squall_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    trace_sdk = pytest.importorskip("opentelemetry.sdk.trace", reason="needs opentelemetry-sdk")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from squall import compat
+    from squall.cli._otel import instrument_squall
+
+    monkeypatch.setenv("SQUALL_TORNADO_ALIAS", "1")  # restored afterwards
+    aliased_before = compat.installed()
+    exporter = InMemorySpanExporter()
+    provider = trace_sdk.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        # The instrumentation imports tornado: Squall's, through the alias.
+        # Without the dependency check instrument_squall skips, it refuses
+        # (no distribution named tornado is installed).
+        try:
+            instrument_squall(provider)
+        except UsageError as exc:
+            pytest.skip(str(exc))
+        from opentelemetry.instrumentation.tornado import TornadoInstrumentor
+
+        async def body() -> None:
+            server, port = start(sample_apps.make_app())
+            status, _, _ = await fetch(port, "/items/7", "User-Agent: probe\r\n")
+            assert status == 200
+            server.stop()
+
+        try:
+            run(body)
+        finally:
+            TornadoInstrumentor().uninstrument()
+    finally:
+        if not aliased_before:
+            compat.uninstall()
+    (span,) = exporter.get_finished_spans()
+    assert span.kind.name == "SERVER"
+    assert span.attributes is not None
+    assert span.attributes["http.status_code"] == 200
+    assert span.attributes["http.target"] == "/items/7"
+    assert str(span.attributes["tornado.handler"]).endswith("sample_apps.Item")
+
+
+def test_opentelemetry_spans_for_asgi_requests() -> None:
+    trace_sdk = pytest.importorskip("opentelemetry.sdk.trace", reason="needs opentelemetry-sdk")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from squall.cli._otel import wrap_asgi
+    from squall.cli._target import serve_target
+    from squall.cli._worker import build_server
+    from squall.testing import bind_unused_port
+
+    try:
+        wrap_asgi(sample_apps.asgi_app)
+    except UsageError as exc:
+        pytest.skip(str(exc))
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    exporter = InMemorySpanExporter()
+    provider = trace_sdk.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    def traced(app: Any) -> Any:
+        assert isinstance(wrap_asgi(app), OpenTelemetryMiddleware)
+        return OpenTelemetryMiddleware(app, tracer_provider=provider)
+
+    async def body() -> None:
+        from squall.cli._options import Config
+
+        config = Config(target="t:app")
+        served = serve_target(sample_apps.asgi_app, "t:app", asgi_wrapper=traced)
+        server, _ = build_server(config, served)
+        sock, port = bind_unused_port()
+        server.add_sockets([sock])
+        status, _, data = await fetch(port, "/traced")
+        assert (status, data) == (200, b"asgi /traced root=")
+        server.stop()
+
+    run(body)
+    server_spans = [s for s in exporter.get_finished_spans() if s.kind.name == "SERVER"]
+    assert len(server_spans) == 1
+    assert server_spans[0].attributes is not None
+    assert server_spans[0].attributes["http.status_code"] == 200

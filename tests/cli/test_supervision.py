@@ -132,3 +132,17 @@ def test_a_stuck_worker_is_detected_its_stack_logged_and_replaced() -> None:
         squall.signal(signal.SIGTERM)
         assert squall.wait() == 0
         assert sys.platform != "linux" or not any("core dumped" in x for x in squall.seen)
+
+
+def test_opentelemetry_option_serves_or_says_what_is_missing() -> None:
+    with Squall(
+        "sample_apps:app", "--bind", "127.0.0.1:0", "--opentelemetry", "--no-access-log"
+    ) as squall:
+        address = squall.address()
+        match = squall.expect(r"serving|needs opentelemetry-instrumentation-tornado")
+        if match.group(0) == "serving":
+            assert get_json(address, "/")["pid"] == squall.proc.pid
+            squall.signal(signal.SIGTERM)
+            assert squall.wait() == 0
+        else:
+            assert squall.wait() == 2

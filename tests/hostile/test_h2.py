@@ -131,21 +131,21 @@ def records(*names: str, level: int = logging.INFO) -> Iterator[list[logging.Log
 class SlowReaderTest(AsyncHTTPTestCase):
     """Issue 23, item 2: a response held by flow control is not idle."""
 
-    IDLE = 0.15
-    PAUSE = 0.25  # longer than the idle timeout (and its sweep)
+    IDLE = 0.1
+    PAUSE = 0.2  # longer than the idle timeout (and its sweep)
 
     def get_app(self) -> Application:
         return make_app()
 
     def get_httpserver_options(self) -> dict[str, Any]:
-        # A send timeout shorter than the whole download: it measures a
-        # window held shut, not a slow one.
-        limits = H2Limits(send_timeout=2 * self.PAUSE - 0.05)
+        # A send timeout shorter than the whole download (and well over a
+        # pause): it measures a window held shut, not a slow one.
+        limits = H2Limits(send_timeout=0.5)
         return {"http2": True, "idle_connection_timeout": self.IDLE, "http2_limits": limits}
 
     @gen_test(timeout=10)
     async def test_response_waiting_for_window_is_not_cut_off_as_idle(self) -> None:
-        total = 4 * WINDOW
+        total = 5 * WINDOW
         client = await RawH2.connect(
             self.get_http_port(),
             settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -37,7 +38,6 @@ myst_heading_anchors = 3
 exclude_patterns = ["_build", "examples"]
 html_theme = "furo"
 html_title = f"Squall {release}"
-html_static_path = ["_static"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
@@ -83,6 +83,11 @@ def _api_pages() -> None:
     _write_if_changed(HERE / "api" / "index.rst", index)
 
 
+def _rst_text(text: str) -> str:
+    """Help text as reStructuredText that says exactly what argparse prints."""
+    return re.sub(r"([\\*`_|])", r"\\\1", text)
+
+
 def _cli_page() -> None:
     from squall.cli._options import build_parser
 
@@ -115,7 +120,7 @@ def _cli_page() -> None:
                 names += f" {action.metavar or action.dest.upper()}"
             lines.append(f"``{names}``")
             text = (action.help or "").replace("%(default)s", str(action.default))
-            text = text.replace("%%", "%").replace("*", r"\*")
+            text = _rst_text(text.replace("%%", "%"))
             lines.append(f"   {text}")
             if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in (
                 action.help or ""

@@ -10,6 +10,7 @@ concurrency limit (503 beyond it) and the request count behind
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from squall.httputil import (
 )
 
 __all__ = [
+    "RequestIdTransform",
     "RequestIds",
     "ServingDelegate",
     "TrustedPeers",
@@ -88,12 +90,17 @@ class RequestIds:
 
     def __init__(self, trusted: TrustedPeers) -> None:
         self.trusted = trusted
+        # New ids: a random prefix per process and a counter, 32 hex digits
+        # like a UUID's, unique across workers and restarts, and cheaper
+        # than asking the kernel for randomness per request.
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
     def assign(self, ctx: Any, headers: HTTPHeaders) -> str:
         given = headers.get("X-Request-ID")
         if given is not None and self._acceptable(given) and self._from_trusted(ctx):
             return given
-        new = os.urandom(16).hex()
+        new = f"{self._prefix}{next(self._count) & 0xFFFFFFFFFFFFFFFF:016x}"
         headers["X-Request-ID"] = new
         return new
 
@@ -295,6 +302,44 @@ class _Front(HTTPMessageDelegate):
             self.delegate.on_connection_close()
 
 
+class _IdFront(_Front):
+    """A `_Front` that gives the request an id (``--request-id``); the response's
+    copy is added by `RequestIdTransform` (a Squall Application's transform)."""
+
+    __slots__ = ()
+
+    def headers_received(
+        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        ids = self.serving.request_ids
+        assert ids is not None
+        ids.assign(self.context, headers)
+        return super().headers_received(start_line, headers)
+
+
+class RequestIdTransform:
+    """An Application transform: the request's ``X-Request-ID`` in its response.
+
+    Cheaper than following the response through a wrapped connection.
+    """
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: HTTPServerRequest) -> None:
+        self.request = request
+
+    def transform_first_chunk(
+        self, status_code: int, headers: HTTPHeaders, chunk: bytes, finishing: bool
+    ) -> tuple[int, HTTPHeaders, bytes]:
+        rid = self.request.headers.get("X-Request-ID")
+        if rid is not None and "X-Request-ID" not in headers:
+            headers["X-Request-ID"] = rid
+        return status_code, headers, chunk
+
+    def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+        return chunk
+
+
 class _Exchange(_Front):
     """A `_Front` that also follows the response (through `_AppConnection`):
     status and size for the access log, the end for the concurrency limit
@@ -476,7 +521,9 @@ class ServingDelegate(HTTPServerConnectionDelegate):
     ) -> HTTPMessageDelegate:
         app = self.app
         if not self.track:
-            front = _Front(self, getattr(request_conn, "context", None))
+            front = (_Front if self.request_ids is None else _IdFront)(
+                self, getattr(request_conn, "context", None)
+            )
             if isinstance(app, HTTPServerConnectionDelegate):
                 front.delegate = app.start_request(server_conn, request_conn)
             else:

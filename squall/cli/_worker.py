@@ -17,6 +17,7 @@ from squall.cli._logging import flush_access_log
 from squall.cli._options import Config, StartupError, UsageError
 from squall.cli._serving import (
     RequestIds,
+    RequestIdTransform,
     ServingDelegate,
     TrustedPeers,
     request_logger,
@@ -120,15 +121,20 @@ def build_server(
     trusted = TrustedPeers(config.forwarded_allow_ips) if config.proxy_headers else None
     strip_root = config.root_path.rstrip("/") if served.kind != "asgi" else ""
     ids = RequestIds(TrustedPeers(config.forwarded_allow_ips)) if config.request_id else None
+    # The response's copy of the id: an Application's transform, else the exchange.
+    track_ids = ids is not None
+    if ids is not None and served.kind == "squall" and isinstance(app, Application):
+        app.transforms.append(RequestIdTransform)  # type: ignore[arg-type]  # duck-typed
+        track_ids = False
     track = (
         track_fmt is not None
         or track_done is not None
         or config.limit_concurrency is not None
-        or ids is not None
+        or track_ids
         or track_metrics is not None
     )
     serving: Optional[ServingDelegate] = None
-    if track or trusted is not None or strip_root:
+    if track or trusted is not None or strip_root or ids is not None:
         serving = ServingDelegate(
             callback,
             proxy_headers=trusted,

@@ -138,6 +138,14 @@ def test_request_id_generated_kept_from_trusted_proxy_and_replaced_otherwise(
         _, fields, _ = await fetch(port, "/", "X-Request-ID: forged\r\n")
         assert fields["x-request-id"] != "forged" and len(fields["x-request-id"]) == 32
         server.stop()
+        # Without proxy headers, and with the exchange followed (a limit): one id each.
+        server, port = start(
+            sample_apps.make_app(), request_id=True, proxy_headers=False, limit_concurrency=5
+        )
+        _, fields, _ = await fetch(port, "/")
+        _, again, _ = await fetch(port, "/")
+        assert len(fields["x-request-id"]) == 32 and fields["x-request-id"] != again["x-request-id"]
+        server.stop()
 
     run(body)
 

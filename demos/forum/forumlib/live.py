@@ -74,8 +74,8 @@ class TopicMixin(BaseHandler):
     def live_payload(self, numbered: list[tuple[Row, int]]) -> str:
         """The JSON sent to live pages: each post's id and its rendered HTML.
 
-        Rendered for no one in particular: a reader's own edit links are
-        added by the page script from ``data-author``.
+        Rendered for no one in particular, so without the post's action
+        links (quote, edit, delete, hide): they show when the page reloads.
         """
         items = [
             {
@@ -223,6 +223,7 @@ class NotifySocketHandler(squall.websocket.WebSocketHandler, BaseHandler):
     """``/notify``: the signed-in user's new mentions, as they are made."""
 
     sub: Optional[Subscription] = None
+    pump: Optional[asyncio.Future[None]] = None
 
     async def get(self, *args: str, **kwargs: str) -> None:
         if not self.current_user:
@@ -236,7 +237,8 @@ class NotifySocketHandler(squall.websocket.WebSocketHandler, BaseHandler):
         except ConnectionError:
             self.close(1011, "live updates unavailable")
             return
-        asyncio.ensure_future(self._pump(self.sub))
+        # Held, so that the task is not collected while it waits.
+        self.pump = asyncio.ensure_future(self._pump(self.sub))
 
     async def _pump(self, sub: Subscription) -> None:
         try:

@@ -7,14 +7,14 @@ import math
 import re
 import secrets
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import squall.web
 
 from .base import GUEST_COOKIE, BaseHandler
 from .db import Row
 from .live import POSTS_SQL, TopicMixin
-from .markup import highlight_css, mentions, quote_post
+from .markup import mentions, quote_post
 
 MAX_TITLE = 200
 MAX_BODY = 10_000
@@ -40,7 +40,40 @@ class IndexHandler(BaseHandler):
         self.render("index.html", boards=boards, messages=messages)
 
 
-class BoardHandler(BaseHandler):
+class PostWriter(TopicMixin):
+    """What starting a topic, replying and editing share: mentions."""
+
+    async def mention(
+        self, body: str, post_id: int, topic_id: int, title: str, old: str = ""
+    ) -> None:
+        """Stores and sends a notification to each user newly ``@named`` in ``body``."""
+        me = self.current_user
+        already = set(mentions(old))
+        for name in mentions(body):
+            if name in already or name == me["name"]:
+                continue
+            user = await self.db.fetchone("SELECT id FROM users WHERE name = ?", name)
+            if user is None:
+                continue
+            note_id = await self.db.insert(
+                "notifications",
+                user_id=user["id"],
+                post_id=post_id,
+                topic_id=topic_id,
+                from_user=me["name"],
+                title=title,
+                created=time.time(),
+            )
+            note = {
+                "id": note_id,
+                "from": me["name"],
+                "title": title,
+                "url": self.reverse_url("post", post_id),
+            }
+            await self.notify(user["id"], note)
+
+
+class BoardHandler(PostWriter):
     """A board's topics, newest activity first; POST starts a topic."""
 
     async def board(self, slug: str) -> Row:
@@ -92,46 +125,8 @@ class BoardHandler(BaseHandler):
         await self.db.execute("UPDATE topics SET last_post_id = ? WHERE id = ?", post_id, topic_id)
         await self.db.mark_read(user_id, topic_id, post_id)  # one's own post is not news
         await self.db.index_post(post_id, title + "\n" + body)
-        await PostWriter.mention(self, body, post_id, topic_id, title)
+        await self.mention(body, post_id, topic_id, title)
         self.redirect(self.reverse_url("topic", topic_id))
-
-
-class PostWriter(TopicMixin):
-    """What replying and editing share: mentions."""
-
-    @staticmethod
-    async def mention(
-        handler: Any, body: str, post_id: int, topic_id: int, title: str, old: str = ""
-    ) -> None:
-        """Stores and sends a notification to each user newly ``@named`` in ``body``."""
-        me = handler.current_user
-        already = set(mentions(old))
-        for name in mentions(body):
-            if name in already or name == me["name"]:
-                continue
-            user = await handler.db.fetchone("SELECT id FROM users WHERE name = ?", name)
-            if user is None:
-                continue
-            now = time.time()
-            note_id = await handler.db.insert(
-                "notifications",
-                user_id=user["id"],
-                post_id=post_id,
-                topic_id=topic_id,
-                from_user=me["name"],
-                title=title,
-                created=now,
-            )
-            await TopicMixin.notify(
-                handler,
-                user["id"],
-                {
-                    "id": note_id,
-                    "from": me["name"],
-                    "title": title,
-                    "url": handler.reverse_url("post", post_id),
-                },
-            )
 
 
 class TopicHandler(PostWriter):
@@ -193,7 +188,7 @@ class TopicHandler(PostWriter):
         )
         await self.db.index_post(post_id, body)
         await self.db.mark_read(user_id, topic["id"], post_id)
-        await self.mention(self, body, post_id, topic["id"], topic["title"])
+        await self.mention(body, post_id, topic["id"], topic["title"])
         self.redirect(await self.post_url(topic["id"], post_id))
 
     async def post_url(self, topic_id: int, post_id: int) -> str:
@@ -248,9 +243,7 @@ class PostHandler(TopicHandler):
             )
             is_first = first is not None and first["id"] == post["id"]
             await self.db.index_post(post["id"], (post["title"] + "\n" if is_first else "") + body)
-            await self.mention(
-                self, body, post["id"], post["topic_id"], post["title"], old=post["body"]
-            )
+            await self.mention(body, post["id"], post["topic_id"], post["title"], old=post["body"])
         elif action == "delete":
             self.check_author(post)
             # Kept as a row marked deleted, so that later posts keep their numbers.
@@ -409,7 +402,3 @@ class MessageBoardHandler(BaseHandler):
             owner=self.owner(create=True),
         )
         self.redirect(self.reverse_url("messages"))
-
-
-def code_css() -> str:
-    return highlight_css()

@@ -3,7 +3,12 @@ polling when sockets do not get through), and mentions to the user named.
 
 Everything goes through ``squall.pubsub``: in-process by default, over Redis
 when the forum runs as several workers, so that a reply posted to one worker
-reaches the readers connected to another.
+reaches the readers connected to another. In each process the sockets open
+on one topic share one relay (``PubSub.relay``): each new reply is framed
+once and written to all of them by ``squall.websocket.broadcast``, without a
+task per reader. A reader too slow to take a reply is closed (1013, "try
+again later") rather than skipped: its page reconnects asking for what came
+after the last post it has, which the database then sends.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import squall.escape
 import squall.log
 import squall.web
 import squall.websocket
-from squall.pubsub import Subscription
+from squall.pubsub import Relay, Subscription
 
 from .base import BaseHandler
 from .db import Row
@@ -36,13 +41,51 @@ def user_channel(user_id: int) -> str:
     return f"forum:user:{user_id}"
 
 
-def live_message(newest: int, payload: str) -> str:
-    """What is published for new posts: the newest post id, a newline, the page's JSON.
+class Rooms:
+    """The sockets open on each topic in this process, and the relay feeding each set."""
 
-    The id up front lets each socket skip what it already sent without
-    decoding the JSON (one decode per reader per post adds up at 1,000 readers).
-    """
-    return f"{newest}\n{payload}"
+    def __init__(self) -> None:
+        self.sockets: dict[int, set[Any]] = {}
+        self.relays: dict[int, asyncio.Future[Relay]] = {}
+
+    async def join(self, pubsub: Any, topic_id: int, socket: Any) -> None:
+        """Adds ``socket`` to the topic's set, starting its relay if it is the first.
+
+        Raises:
+            ConnectionError: the pub/sub backend is unreachable.
+        """
+        sockets = self.sockets.setdefault(topic_id, set())
+        relay = self.relays.get(topic_id)
+        if relay is None:
+            relay = self.relays[topic_id] = asyncio.ensure_future(
+                # max_skips=1: a reader that cannot take this reply is closed
+                # and catches up from the database when its page reconnects.
+                pubsub.relay(topic_channel(topic_id), sockets, max_skips=1)
+            )
+            relay.add_done_callback(lambda done: done.cancelled() or done.exception())
+        sockets.add(socket)
+        try:
+            await asyncio.shield(relay)
+        except BaseException:
+            self.leave(topic_id, socket)
+            raise
+
+    def leave(self, topic_id: int, socket: Any) -> None:
+        """Removes ``socket``; the last one out stops the topic's relay."""
+        sockets = self.sockets.get(topic_id)
+        if sockets is None:
+            return
+        sockets.discard(socket)
+        if sockets:
+            return
+        del self.sockets[topic_id]
+        relay = self.relays.pop(topic_id)
+
+        def stop(done: asyncio.Future[Relay]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                done.result().close()
+
+        relay.add_done_callback(stop)
 
 
 class TopicMixin(BaseHandler):
@@ -99,7 +142,7 @@ class TopicMixin(BaseHandler):
         posts = await self.db.fetchall(POSTS_SQL + " AND p.id = ?", topic_id, post_id)
         payload = self.live_payload(await self.numbered(posts))
         try:
-            await self.pubsub.publish(topic_channel(topic_id), live_message(post_id, payload))
+            await self.pubsub.publish(topic_channel(topic_id), payload)
         except ConnectionError as exc:
             # The reply is stored: readers see it when they reload or reconnect.
             squall.log.app_log.warning("reply %d not sent live: %s", post_id, exc)
@@ -156,10 +199,14 @@ class TopicSocketHandler(squall.websocket.WebSocketHandler, TopicMixin):
     default origin check keeps other sites from opening it.
     """
 
-    sub: Optional[Subscription] = None
-    pump: Optional[asyncio.Future[None]] = None
     topic_id = 0
     after = 0
+    joined = False
+
+    @property
+    def rooms(self) -> Rooms:
+        rooms: Rooms = self.settings["rooms"]
+        return rooms
 
     async def get(self, *args: str, **kwargs: str) -> None:
         # Bad requests get their 4xx before the handshake, not a closed socket.
@@ -168,55 +215,29 @@ class TopicSocketHandler(squall.websocket.WebSocketHandler, TopicMixin):
         await super().get(*args, **kwargs)
 
     async def open(self, *args: str, **kwargs: str) -> None:
+        # Joined before reading the backlog: a reply stored in between comes
+        # by the relay, perhaps ahead of the backlog; the page puts posts in
+        # id order and ignores ids it has.
         try:
-            self.sub = await self.pubsub.subscribe(topic_channel(self.topic_id))
+            await self.rooms.join(self.pubsub, self.topic_id, self)
         except ConnectionError:
             self.close(1011, "live updates unavailable")
             return
-        self.pump = asyncio.ensure_future(self._pump(self.topic_id, self.after))
-
-    async def _send_from_db(self, topic_id: int, after: int) -> tuple[set[int], int]:
-        posts = await self.posts_after(topic_id, after)
-        if not posts:
-            return set(), after
-        await self.write_message(self.live_payload(await self.numbered(posts)))
-        return {p["id"] for p in posts}, posts[-1]["id"]
-
-    async def _pump(self, topic_id: int, after: int) -> None:
-        assert self.sub is not None
-        # Posts from several workers (or concurrent requests) are published
-        # in no particular id order, so only what the backlog already sent is
-        # skipped; the page also ignores an id it has.
-        try:
-            sent, last = await self._send_from_db(topic_id, after)
-            dropped = 0
-            async for message in self.sub:
-                if self.sub.dropped != dropped:
-                    # This reader fell behind and lost messages: send what the
-                    # database has after the newest post it was sent (best
-                    # effort: a post stored earlier but published later may
-                    # be missed until the page reloads).
-                    dropped = self.sub.dropped
-                    more, last = await self._send_from_db(topic_id, last)
-                    sent = more or sent
-                    continue
-                head, _, payload = message.partition("\n")
-                newest = int(head)
-                if newest in sent:
-                    continue
-                last = max(last, newest)
-                await self.write_message(payload)
-        except squall.websocket.WebSocketClosedError:
-            pass
-        finally:
-            self.sub.close()
+        # (A close during the join cancels open(): join() then leaves.)
+        self.joined = True
+        posts = await self.posts_after(self.topic_id, self.after)
+        if posts:
+            try:
+                await self.write_message(self.live_payload(await self.numbered(posts)))
+            except squall.websocket.WebSocketClosedError:
+                pass
 
     def on_message(self, message: str | bytes) -> None:
         self.write_message({"error": "this socket is read-only: post with the form"})
 
     def on_close(self) -> None:
-        if self.sub is not None:
-            self.sub.close()
+        if self.joined:
+            self.rooms.leave(self.topic_id, self)
 
 
 class NotifySocketHandler(squall.websocket.WebSocketHandler, BaseHandler):

@@ -21,8 +21,12 @@
         if (seen.has(post.id)) continue;
         seen.add(post.id);
         after = Math.max(after, post.id);
-        list.insertAdjacentHTML('beforeend', post.html);
-        list.lastElementChild.classList.add('new');
+        // In id order: a reply relayed while the backlog was read may come first.
+        const later = Array.from(list.querySelectorAll('.post'))
+          .find((node) => Number(node.dataset.id) > post.id);
+        if (later) later.insertAdjacentHTML('beforebegin', post.html);
+        else list.insertAdjacentHTML('beforeend', post.html);
+        document.getElementById('p' + post.id).classList.add('new');
         window.forum.received += 1;
       }
     }
@@ -59,7 +63,8 @@
       // socket refused by a policy fires "error" and may never fire "close").
       socket.onerror = () => { if (!opened) giveUp(); };
       socket.onclose = () => {
-        // Lost after opening: reconnect, asking for what was missed.
+        // Lost after opening (or closed for reading too slowly, 1013):
+        // reconnect, asking for what came after the newest post shown.
         if (opened) setTimeout(connect, 1000); else giveUp();
       };
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -240,37 +241,56 @@ def test_long_poll_answers_empty_after_its_timeout(tmp_path: Path) -> None:
     run(main())
 
 
-def test_slow_socket_gets_what_it_missed_from_the_database(tmp_path: Path, db_url: str) -> None:
+async def stalled_socket(base: str, path: str) -> asyncio.StreamWriter:
+    """A WebSocket opened by hand that never reads after the handshake (a tiny receive buffer)."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return writer
+
+
+def test_a_reader_too_slow_is_closed_and_the_others_get_every_reply(
+    tmp_path: Path, db_url: str
+) -> None:
     async def main() -> None:
         async with forum_server(tmp_path, db_url) as (app, base), client() as http:
             ann = Visitor(base, http)
             await ann.signup("ann")
             topic = await ann.new_topic("general", "busy", "start")
-            pubsub, db = app.settings["pubsub"], app.settings["db"]
-            pubsub.max_pending = 1
-            conn = await websocket_connect(
-                base.replace("http", "ws") + f"/t/{topic}/live?after=1",
-                connect_timeout=LIMIT_REQUEST,
+            rooms, pubsub = app.settings["rooms"], app.settings["pubsub"]
+            path = f"/t/{topic}/live?after=999"
+            stalled = await stalled_socket(base, path)
+            good = await websocket_connect(
+                base.replace("http", "ws") + path, connect_timeout=LIMIT_REQUEST
             )
-            channel = forum.topic_channel(topic)
-            while pubsub.subscribers(channel) == 0:
-                await asyncio.sleep(0)  # the handshake's open() subscribes
-            # Three posts published back to back, with no chance for the
-            # socket's pump to read in between: its subscription (bound 1)
-            # drops two, and the pump sends what the database has instead.
-            ids = []
-            for i in range(3):
-                ids.append(
-                    await db.insert("posts", topic_id=topic, user_id=1, body=f"r{i}", created=0.0)
-                )
-            for post_id in ids:
-                payload = json.dumps({"posts": [{"id": post_id, "html": ""}]})
-                await pubsub.publish(channel, forum.live_message(post_id, payload))
-            got: list[int] = []
-            while len(got) < 3:
-                got += [p["id"] for p in json.loads(await conn.read_message())["posts"]]
-            assert got == ids
-            conn.close()
+            while len(rooms.sockets.get(topic, ())) < 2:
+                await asyncio.sleep(0)  # the handshakes' open() join the topic
+            # Replies of 256 KB each, the next once the good reader has the
+            # last: the stalled reader's buffers fill within a few, it is
+            # closed (1013), and the good reader gets every one.
+            filler = "x" * 256 * 1024
+            got = []
+            for i in range(24):
+                payload = json.dumps({"posts": [{"id": 1000 + i, "html": filler}]})
+                await pubsub.publish(forum.topic_channel(topic), payload)
+                got.append(json.loads(await good.read_message())["posts"][0]["id"])
+            assert got == list(range(1000, 1024))
+            relay = rooms.relays[topic].result()
+            assert relay.closed == 1 and relay.skipped >= 1 and relay.messages == 24
+            good.close()
+            stalled.close()
 
     run(main())
 
@@ -288,11 +308,12 @@ def test_posts_published_out_of_id_order_all_reach_the_socket(tmp_path: Path) ->
                 connect_timeout=LIMIT_REQUEST,
             )
             while pubsub.subscribers(channel) == 0:
-                await asyncio.sleep(0)  # the handshake's open() subscribes
-            # Two workers stored 11 and 10; 11's publish arrived first.
+                await asyncio.sleep(0)  # the handshake's open() starts the relay
+            # Two workers stored 11 and 10; 11's publish arrived first (the
+            # page puts them in id order).
             for post_id in (11, 10):
                 payload = json.dumps({"posts": [{"id": post_id, "html": ""}]})
-                await pubsub.publish(channel, forum.live_message(post_id, payload))
+                await pubsub.publish(channel, payload)
             got = [json.loads(await conn.read_message())["posts"][0]["id"] for _ in range(2)]
             assert got == [11, 10]
             conn.close()

@@ -26,9 +26,29 @@
           .find((node) => Number(node.dataset.id) > post.id);
         if (later) later.insertAdjacentHTML('beforebegin', post.html);
         else list.insertAdjacentHTML('beforeend', post.html);
-        document.getElementById('p' + post.id).classList.add('new');
+        const node = document.getElementById('p' + post.id);
+        node.classList.add('new');
+        actions(node);
         window.forum.received += 1;
       }
+    }
+
+    // Posts come rendered for no one in particular: the links this reader may
+    // use are added here (deleting and hiding wait for a reload: they are forms).
+    function actions(node) {
+      if (!document.getElementById('reply-form') || !node.querySelector('.post-body')) return;
+      const bar = document.createElement('footer');
+      bar.className = 'post-actions';
+      const link = (text, href, css) => {
+        const a = document.createElement('a');
+        a.textContent = text;
+        a.href = href;
+        a.className = css;
+        bar.appendChild(a);
+      };
+      link('Quote', location.pathname + '?page=last&quote=' + node.dataset.id + '#reply-form', 'quote');
+      if (node.dataset.author === list.dataset.me) link('Edit', '/p/' + node.dataset.id + '/edit', 'edit');
+      node.appendChild(bar);
     }
 
     function poll() {

@@ -38,9 +38,10 @@ WAIT_READY = """new Promise((resolve, reject) => {
   look();
 })"""
 
-# Resolves with the author and the count of script, b and img elements inside
+# Resolves with the author, the count of script, b and img elements inside
 # post bodies (0 unless markup got through unescaped; Markdown's own <p> and
-# <code> are not counted) once a post whose body reads ``text`` shows.
+# <code> are not counted) and the post's action links once a post whose body
+# reads ``text`` shows.
 WAIT_FOR_POST = """(text) => new Promise((resolve, reject) => {
   const list = document.getElementById('posts');
   const look = () => {
@@ -49,6 +50,8 @@ WAIT_FOR_POST = """(text) => new Promise((resolve, reject) => {
         resolve({
           author: node.querySelector('.author').textContent,
           markup: list.querySelectorAll('.body script, .body b, .body img').length,
+          links: Array.from(node.querySelectorAll('.post-actions a, .post-actions button'),
+                            (a) => a.textContent.trim()),
         });
         return true;
       }
@@ -151,14 +154,21 @@ async def live_topic_in_two_tabs(base: str, pinned: bool = False) -> None:
             text = "a reply with <b>markup</b> & <script>alert(1)</script>"
             await alice.evaluate(f"({WAIT_READY})")
             await fill_and_submit(alice, "reply-form", body=text)
-            assert await wait_for_post(bob, text) == {"author": "alice", "markup": 0}
-            assert await wait_for_post(carol, text) == {"author": "alice", "markup": 0}
-            assert await wait_for_post(alice, text) == {"author": "alice", "markup": 0}
+            # Live, Bob may quote it; Carol (signed out) may not; Alice's
+            # reloaded page offers her own post's edit and delete.
+            alices = {"author": "alice", "markup": 0}
+            assert await wait_for_post(bob, text) == {**alices, "links": ["Quote"]}
+            assert await wait_for_post(carol, text) == {**alices, "links": []}
+            assert await wait_for_post(alice, text) == {
+                **alices,
+                "links": ["Quote", "Edit", "Delete"],
+            }
             # Bob's page was never reloaded: the reply came over his socket.
             assert await bob.evaluate("window.forum.received") == 1
 
             await fill_and_submit(bob, "reply-form", body="bob answers")
-            assert await wait_for_post(alice, "bob answers") == {"author": "bob", "markup": 0}
+            bobs = await wait_for_post(alice, "bob answers")
+            assert bobs == {"author": "bob", "markup": 0, "links": ["Quote"]}
 
             # A mention reaches Bob live: his header's badge counts it.
             await bob.evaluate(WAIT_MENTIONS)
@@ -207,6 +217,22 @@ def test_post_code_with_preview_edit_search_mobile_and_dark(tmp_path: Path) -> N
                     conn = await websocket_connect(endpoint, max_message_size=64 * 1024 * 1024)
                     devtools = DevTools(conn)
                     tab = await Tab.open(devtools)
+                    # The keyboard's first stop is the skip link, shown with a focus ring.
+                    await tab.goto(f"{base}/")
+                    for kind in ("keyDown", "keyUp"):
+                        await devtools.send(
+                            "Input.dispatchKeyEvent",
+                            tab.session,
+                            type=kind,
+                            key="Tab",
+                            code="Tab",
+                            windowsVirtualKeyCode=9,
+                        )
+                    focused = await tab.evaluate(
+                        "(() => { const e = document.activeElement; return [e.className,"
+                        " e.getBoundingClientRect().left >= 0, getComputedStyle(e).boxShadow]; })()"
+                    )
+                    assert focused[:2] == ["skip", True] and focused[2] != "none"
                     await sign_up(tab, base, "dana")
 
                     # Typing shows the Markdown preview, code highlighted, before posting.

@@ -308,3 +308,42 @@ def test_every_field_has_a_label_and_every_page_one_h1(tmp_path: Path) -> None:
                 assert '<main id="main">' in page and 'class="skip" href="#main"' in page, path
 
     run(main())
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(one: str, two: str) -> float:
+    """WCAG 2's contrast ratio of two #rrggbb colours."""
+    a, b = sorted((_luminance(one), _luminance(two)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+def test_text_colours_meet_wcag_aa_contrast_in_light_and_dark() -> None:
+    from .._util import DEMOS
+
+    css = (DEMOS / "forum" / "static" / "forum.css").read_text()
+    blocks = re.findall(r":root \{(.*?)\}", css, re.S)
+    assert len(blocks) == 2  # light, then dark inside prefers-color-scheme
+    for block in blocks:
+        colours = dict(re.findall(r"--([\w-]+):\s*(#[0-9a-fA-F]{6})", block))
+        pairs = [
+            ("text", "bg"),
+            ("text", "surface"),
+            ("text", "surface-2"),
+            ("muted", "bg"),
+            ("muted", "surface"),
+            ("muted", "surface-2"),
+            ("accent", "bg"),
+            ("accent", "surface"),
+            ("accent", "accent-soft"),
+            ("accent-text", "accent"),
+            ("danger", "surface"),
+        ]
+        for fg, bg in pairs:
+            ratio = contrast(colours[fg], colours[bg])
+            assert ratio >= 4.5, (fg, bg, round(ratio, 2), block[:40])
+    assert round(contrast("#000000", "#ffffff"), 1) == 21.0

@@ -18,6 +18,7 @@ of the Redis hop and the proxy rather than scaling). Run:
 
     .venv/bin/python benchmarks/forum_load.py            # both configurations
     .venv/bin/python benchmarks/forum_load.py --only single --clients 200
+    .venv/bin/python benchmarks/forum_load.py --only single --db postgresql://u@host/db
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ async def run_load(
 
 
 async def with_single(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    db = f"sqlite:///{workdir / 'single.sqlite3'}"
+    db = args.db or f"sqlite:///{workdir / 'single.sqlite3'}"
     proc = await asyncio.create_subprocess_exec(
         "taskset",
         "-c",
@@ -249,6 +250,7 @@ async def with_single(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         str(FORUM / "app.py"),
         "--port=0",
         f"--db={db}",
+        f"--data_dir={workdir}",  # its cookie secret, not in the source tree
         stdout=asyncio.subprocess.PIPE,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
@@ -288,6 +290,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="latency phase posts/s (10)")
     parser.add_argument("--posters", type=int, default=4, help="concurrent posters (4)")
     parser.add_argument("--only", choices=["single", "cluster"], help="one configuration")
+    parser.add_argument("--db", help="the single process's database URL (a fresh SQLite file)")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print JSON lines only")

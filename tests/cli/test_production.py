@@ -520,3 +520,36 @@ def test_opentelemetry_spans_for_asgi_requests() -> None:
     assert len(server_spans) == 1
     assert server_spans[0].attributes is not None
     assert server_spans[0].attributes["http.status_code"] == 200
+
+
+def test_env_file_reaches_os_environ_for_the_application(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / ".env"
+    path.write_text("SQUALL_TEST_SECRET=from-the-file\nSQUALL_TEST_KEPT=from-the-file\n")
+    # Registered with monkeypatch, so that both are as before afterwards.
+    monkeypatch.setenv("SQUALL_TEST_SECRET", "")
+    monkeypatch.delenv("SQUALL_TEST_SECRET")
+    monkeypatch.setenv("SQUALL_TEST_KEPT", "already set")
+    parse_config(["m:app", "--env-file", str(path)])
+    assert os.environ["SQUALL_TEST_SECRET"] == "from-the-file"
+    assert os.environ["SQUALL_TEST_KEPT"] == "already set"
+
+
+def test_websocket_options_become_application_settings() -> None:
+    from squall.cli._options import Config
+    from squall.cli._target import serve_target
+    from squall.cli._worker import build_server
+
+    app = sample_apps.make_app()
+    config = Config(target="t:app", ws_max_size=1024, ws_ping_interval=0, ws_ping_timeout=7.5)
+    server, _ = build_server(config, serve_target(app, "t:app"))
+    assert app.settings["websocket_max_message_size"] == 1024
+    assert app.settings["websocket_ping_interval"] is None  # 0: no pings
+    assert app.settings["websocket_ping_timeout"] == 7.5
+    asgi = serve_target(
+        sample_apps.asgi_app, "t:app", ws_max_size=2048, ws_ping_interval=5.0, lifespan="off"
+    )
+    assert asgi.callback.ws_max_message_size == 2048
+    assert asgi.callback.ws_ping_interval == 5.0
+    assert asgi.callback.lifespan.mode == "off"

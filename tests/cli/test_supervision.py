@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +148,61 @@ def test_opentelemetry_option_serves_or_says_what_is_missing() -> None:
             assert squall.wait() == 0
         else:
             assert squall.wait() == 2
+
+
+def test_reload_waits_for_a_fix_when_the_application_does_not_start(tmp_path: Path) -> None:
+    module = tmp_path / "broken_app.py"
+    module.write_text("from squall.web import Application\napp = Application([]\n")  # SyntaxError
+    with Squall(
+        "broken_app:app",
+        "--bind",
+        "127.0.0.1:0",
+        "--reload",
+        "--reload-dir",
+        str(tmp_path),
+        "--app-dir",
+        str(tmp_path),
+    ) as squall:
+        address = squall.address()
+        squall.expect(r"Worker \d+ could not start: Traceback.*", timeout=10)
+        # The traceback's last line, then what the supervisor does about it.
+        squall.expect(r"SyntaxError: .*; waiting for a change$")
+        module.write_text("from squall.web import Application\napp = Application([])\n")
+        squall.expect(r"Reloading: .*broken_app\.py changed")
+        squall.expect(r"Worker \d+ ready")
+        assert get(address)[0] == 404  # served: an application without routes
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+
+
+def test_log_config_reaches_the_workers(tmp_path: Path) -> None:
+    config = tmp_path / "logging.json"
+    config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "formatters": {"f": {"format": "CONFIGURED %(process)d %(message)s"}},
+                "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f"}},
+                "loggers": {"squall.general": {"handlers": ["h"], "propagate": False}},
+            }
+        )
+    )
+    with Squall(
+        "sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2", "--log-config", str(config)
+    ) as squall:
+        pids = {
+            int(squall.expect(r"CONFIGURED \d+ Worker (\d+) serving").group(1)) for _ in range(2)
+        }
+        assert len(pids) == 2
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+
+
+def test_lifespan_off_serves_an_app_whose_startup_would_fail() -> None:
+    with Squall(
+        "sample_apps:failing_lifespan_app", "--bind", "127.0.0.1:0", "--lifespan", "off"
+    ) as squall:
+        squall.address()
+        squall.expect("serving")
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0

@@ -169,6 +169,14 @@ callgrind: bench-callgrind
 bench-rss: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/idle_rss.py $(BENCH_ARGS)
 
+# Many long-lived connections (issue 22): WebSocket subscribers, broadcast,
+# long polls and a connection storm, Squall against aiohttp, Tornado and a
+# bare uvloop floor, one table of medians (benchmarks/c10k/run.py).
+bench-c10k: $(BENCH_SPEEDUPS)
+	$(BENCH_VENV)/bin/python benchmarks/c10k/run.py $(BENCH_ARGS)
+
+.PHONY: bench-c10k
+
 # Robustness runs, not part of `make test`. Each builds its own venv so that
 # nothing it needs (Tornado, atheris, Python 2.7) enters .venv.
 # `make differential`: the HTTP/1.1 differential run (compat/differential);

@@ -1,0 +1,163 @@
+"""``make bench-c10k``: many long-lived connections, Squall against aiohttp, Tornado and the floor.
+
+Each round starts every contender's server (benchmarks/c10k/server.py) in
+turn, pinned to CPU 0, and runs the load generator (client.py, uvloop
+protocols that count bytes) pinned to CPU 1; the order rotates from round
+to round. Prints one table of medians over the rounds, every contender side
+by side, and the raw rounds as JSON with ``--json``.
+
+Contenders: squall (the speedups build on uvloop), squall-pure
+(SQUALL_NO_SPEEDUPS=1: pure Python on asyncio's loop), aiohttp on uvloop,
+Tornado (on asyncio's loop, as it ships) and the floor (a bare uvloop
+Protocol writing one pre-built frame to every transport). Broadcast figures
+are given for a loop over the subscribers (what a new user writes) and, for
+Squall, for ``squall.websocket.broadcast``.
+
+CPU figures are the server process's utime+stime (/proc/PID/stat), which a
+busy machine disturbs little; times are wall clock and are not. The server
+is told ``--backlog`` (default 2048) so that the storm measures accepting,
+not a short default queue; ``--backlog 0`` keeps each server's own default.
+
+Usage: python benchmarks/c10k/run.py [--subscribers 15000] [--polls 10000]
+       [--storm 2000] [--rounds 5] [--only squall,floor] [--backlog N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from run import free_port, pin, wait_listening  # noqa: E402
+
+# name, server kind, environment, broadcast styles
+CONTENDERS: list[tuple[str, str, dict[str, str], str]] = [
+    ("squall", "squall", {}, "loop,helper"),
+    ("squall-pure", "squall", {"SQUALL_NO_SPEEDUPS": "1"}, "loop,helper"),
+    ("aiohttp-uvloop", "aiohttp", {}, "loop"),
+    ("tornado", "tornado", {}, "loop"),
+    ("floor", "floor", {}, "loop"),
+]
+
+ROWS: list[tuple[str, str, str]] = [
+    ("connect_s", "time to connect N subscribers, {batch} at a time", "{:.2f} s"),
+    ("handshake_cpu_us", "server CPU per handshake", "{:.0f} us"),
+    ("rss_per_ws_kb", "server RSS per idle WebSocket", "{:.1f} KB"),
+    ("deliver_loop_cpu_us", "server CPU per delivered 100-byte message (loop)", "{:.2f} us"),
+    ("deliver_helper_cpu_us", "  ... with squall.websocket.broadcast", "{:.2f} us"),
+    ("bcast_loop_p99_ms", "broadcast p99 to N subscribers (loop)", "{:.0f} ms"),
+    ("bcast_helper_p99_ms", "  ... with squall.websocket.broadcast", "{:.0f} ms"),
+    ("bcast_loop_last_ms", "broadcast: last subscriber has it (loop)", "{:.0f} ms"),
+    ("bcast_helper_last_ms", "  ... with squall.websocket.broadcast", "{:.0f} ms"),
+    ("polls_woken_s", "P long polls woken by one message: last has it", "{:.3f} s"),
+    ("storm_s", "S clients connecting at once: last answered", "{:.3f} s"),
+    ("storm_overflows", "  listen-queue overflows meanwhile", "{:.0f}"),
+    ("client_cpu_s", "load generator CPU, whole run", "{:.1f} s"),
+]
+
+
+def raise_nofile() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def measure(
+    kind: str, env: dict[str, str], styles: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    port = free_port()
+    server_env = dict(os.environ, **env)
+    if args.backlog:
+        server_env["C10K_BACKLOG"] = str(args.backlog)
+    log = open(os.devnull, "wb") if not args.verbose else None
+    proc = subprocess.Popen(
+        pin(0) + [sys.executable, str(HERE / "server.py"), kind, str(port)],
+        env=server_env,
+        stderr=log,
+        preexec_fn=raise_nofile,
+    )
+    try:
+        wait_listening(port, proc, time.monotonic() + 30)
+        cmd = pin(1) + [
+            sys.executable,
+            str(HERE / "client.py"),
+            str(port),
+            str(proc.pid),
+            "--subscribers",
+            str(args.subscribers),
+            "--polls",
+            str(args.polls),
+            "--storm",
+            str(args.storm),
+            "--batch",
+            str(args.batch),
+            "--styles",
+            styles,
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(f"client failed for {kind}:\n{out.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log is not None:
+            log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--subscribers", type=int, default=15000)
+    parser.add_argument("--polls", type=int, default=10000)
+    parser.add_argument("--storm", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--backlog", type=int, default=2048)
+    parser.add_argument("--only", default="", help="comma-separated contender names")
+    parser.add_argument("--json", action="store_true", help="also print every round")
+    parser.add_argument("--verbose", action="store_true", help="show the servers' stderr")
+    args = parser.parse_args()
+    raise_nofile()
+    wanted = [c for c in CONTENDERS if not args.only or c[0] in args.only.split(",")]
+    rounds: dict[str, list[dict[str, Any]]] = {c[0]: [] for c in wanted}
+    for r in range(args.rounds):
+        order = wanted[r % len(wanted) :] + wanted[: r % len(wanted)]
+        for name, kind, env, styles in order:
+            got = measure(kind, env, styles, args)
+            rounds[name].append(got)
+            print(f"round {r + 1} {name}: {json.dumps(got)}", file=sys.stderr, flush=True)
+    names = [c[0] for c in wanted]
+    label_width = 52
+    print(
+        f"\nc10k: N={args.subscribers} WebSockets, P={args.polls} long polls, "
+        f"S={args.storm} storm; backlog {args.backlog or 'default'}; "
+        f"median of {args.rounds} round(s); server on CPU 0, client on CPU 1"
+    )
+    print(f"{'':{label_width}}" + "".join(f"{n:>16}" for n in names))
+    for key, label, fmt in ROWS:
+        text = label.format(batch=args.batch)
+        cells = []
+        for n in names:
+            values = [got[key] for got in rounds[n] if key in got]
+            cells.append(fmt.format(statistics.median(values)) if values else "-")
+        print(f"{text:{label_width}}" + "".join(f"{c:>16}" for c in cells))
+    if args.json:
+        print(json.dumps(rounds))
+
+
+if __name__ == "__main__":
+    main()

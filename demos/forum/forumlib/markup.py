@@ -214,11 +214,17 @@ def make_renderer(user_url: Callable[[str], str]) -> Callable[[str], str]:
 def excerpt(body: str, words: list[str], size: int = 240) -> str:
     """A stretch of ``body`` as plain text (Markdown marks dropped) around the
     first of ``words``, escaped, with the words wrapped in ``<mark>``."""
-    marks = r"```[\w+-]*|`|\*\*|(?<!\w)\*|\*(?!\w)|^\s*(?:>\s*)+|^\s*#+\s|^\s*[-+*]\s"
-    text = " ".join(re.sub(marks, " ", body, flags=re.M).split())
+    lines = r"```[\w+-]*|^\s*(?:>\s*)+|^\s*#+\s|^\s*[-+*]\s"
+    inline = r"`|\*\*|(?<!\w)\*|\*(?!\w)"
+    text = re.sub(inline, "", re.sub(lines, " ", body, flags=re.M))
+    text = " ".join(text.split())
     lowered = text.lower()
     first = min((i for i in (lowered.find(w.lower()) for w in words) if i >= 0), default=0)
     start = max(0, first - size // 3)
+    if start:
+        # Begin at a word: after the first space within a few characters.
+        space = text.find(" ", start, first)
+        start = space + 1 if space != -1 and space - start < 20 else start
     piece = text[start : start + size]
     shown = html.escape(piece, quote=False)
     if words:

@@ -52,6 +52,17 @@ def test_markdown_code_is_highlighted_and_html_never_gets_through() -> None:
     )
 
 
+def test_search_excerpts_are_plain_escaped_text_with_the_words_marked() -> None:
+    from forumlib.markup import excerpt
+
+    body = "> quoted\n\nUse **write_message** with `<b>` & x > 1, *not* " + "filler " * 60 + "END"
+    shown = excerpt(body, ["write_message", "end"])
+    assert shown.startswith("quoted Use <mark>write_message</mark> with &lt;b&gt; &amp; x &gt; 1,")
+    assert " not filler" in shown and shown.endswith("…")
+    late = excerpt(body, ["END"])
+    assert late.startswith("…filler") and late.endswith("<mark>END</mark>")
+
+
 def test_posts_are_markdown_numbered_with_permalinks_and_quotable(
     tmp_path: Path, db_url: str
 ) -> None:

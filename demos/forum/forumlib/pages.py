@@ -203,13 +203,19 @@ class PostHandler(TopicHandler):
     """``/p/ID``: a post's permalink (to its page and anchor); ``/p/ID/ACTION`` changes it."""
 
     async def the_post(self, post_id: str) -> Row:
-        return await self.row_or_404(
+        """The post, its topic's title, its author's name, and whether it opens the topic."""
+        post = await self.row_or_404(
             "post",
             "SELECT p.*, t.title, u.name AS author FROM posts p"
             " JOIN topics t ON t.id = p.topic_id JOIN users u ON u.id = p.user_id"
             " WHERE p.id = ?",
             int(post_id),
         )
+        first = await self.db.fetchone(
+            "SELECT MIN(id) AS id FROM posts WHERE topic_id = ?", post["topic_id"]
+        )
+        post["is_first"] = first is not None and first["id"] == post["id"]
+        return post
 
     async def get(self, post_id: str, action: Optional[str] = None) -> None:  # type: ignore[override]
         post = await self.the_post(post_id)
@@ -235,15 +241,18 @@ class PostHandler(TopicHandler):
         if action == "edit":
             self.check_author(post)
             body = self.text_argument("body", MAX_BODY)
+            title = post["title"]
+            if post["is_first"]:
+                # The topic's opening post carries its title.
+                title = self.text_argument("title", MAX_TITLE)
+                await self.db.execute(
+                    "UPDATE topics SET title = ? WHERE id = ?", title, post["topic_id"]
+                )
             await self.db.execute(
                 "UPDATE posts SET body = ?, edited = ? WHERE id = ?", body, time.time(), post["id"]
             )
-            first = await self.db.fetchone(
-                "SELECT MIN(id) AS id FROM posts WHERE topic_id = ?", post["topic_id"]
-            )
-            is_first = first is not None and first["id"] == post["id"]
-            await self.db.index_post(post["id"], (post["title"] + "\n" if is_first else "") + body)
-            await self.mention(body, post["id"], post["topic_id"], post["title"], old=post["body"])
+            await self.db.index_post(post["id"], (title + "\n" if post["is_first"] else "") + body)
+            await self.mention(body, post["id"], post["topic_id"], title, old=post["body"])
         elif action == "delete":
             self.check_author(post)
             # Kept as a row marked deleted, so that later posts keep their numbers.

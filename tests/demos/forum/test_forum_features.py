@@ -113,10 +113,16 @@ def test_authors_edit_and_delete_their_own_posts_only(tmp_path: Path, db_url: st
             assert (await bob.fetch(f"/p/{first}/edit")).code == 403
             assert (await bob.fetch(f"/p/{first}/edit", {"body": "hijacked"})).code == 403
             assert (await bob.fetch(f"/p/{reply}/delete", {})).code == 403
-            assert (await ann.fetch(f"/p/{first}/edit", {"body": "the first"})).code == 302
+            assert 'name="title" value="typos"' in form  # the opening post carries the title
+            assert 'name="title"' not in (await ann.fetch(f"/p/{reply}/edit")).body.decode()
+            no_title = await ann.fetch(f"/p/{first}/edit", {"body": "the first"})
+            assert no_title.code == 400 and b"title is required" in no_title.body
+            edited = await ann.fetch(f"/p/{first}/edit", {"title": "Typos", "body": "the first"})
+            assert edited.code == 302
             assert (await ann.fetch(f"/p/{reply}/delete", {})).code == 302
             page = (await bob.fetch(f"/t/{topic}")).body.decode()
             assert "the first" in page and "teh first" not in page and "hijacked" not in page
+            assert '<h1 id="topic-title">Typos</h1>' in page
             assert page.count('class="edited muted"') == 1
             assert "a reply" not in page and "Deleted by its author." in page
             # Numbers do not move: bob's post is still #3.

@@ -209,6 +209,9 @@ def install() -> None:
         _finder = _TornadoFinder()
         sys.meta_path.insert(0, _finder)
         _alias_loggers()
+        from squall import util
+
+        util._running_as_tornado = True
 
 
 def uninstall() -> None:
@@ -222,6 +225,9 @@ def uninstall() -> None:
         except ValueError:
             pass
         _finder = None
+        from squall import util
+
+        util._running_as_tornado = False
         for name, module in list(sys.modules.items()):
             if _is_alias(name) and _is_ours(name, module):
                 del sys.modules[name]

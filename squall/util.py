@@ -39,6 +39,12 @@ __all__ = [
     "unicode_type",
 ]
 
+#: True while `squall.compat` answers ``tornado`` imports: the program was
+#: written for Tornado, and where Squall's default departs from Tornado's in a
+#: way such a program can observe, it gets Tornado's (see tests/COMPAT.md).
+#: Set by `squall.compat.install`; read, never set, by lower layers.
+_running_as_tornado = False
+
 # Aliases kept for code written against Python 2 era Tornado.
 bytes_type = bytes
 unicode_type = str

@@ -1,7 +1,9 @@
 """The applications whose own test suites the harness runs on Tornado and on Squall.
 
 Adding an application is one entry in `APPS`. Its tests are taken from its
-sdist at the pinned version, so the sdist must ship them.
+sdist at the pinned version; an app whose sdist lacks them names the GitHub
+repository whose tag holds them (``tests_repo``), and is installed from the
+index instead.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ class App:
     test_timeout: int = 0
     #: Extra environment variables for the test run.
     env: dict[str, str] = field(default_factory=dict)
+    #: "owner/name" of the GitHub repository whose tag holds the tests, for an
+    #: app whose sdist does not ship them. The app is then installed from the
+    #: index (its wheel) and the suite runs from the tag's ``tests_paths``.
+    #: The harness reads a local clone given by ``--tests-repo owner/name=PATH``,
+    #: or clones one into its cache.
+    tests_repo: str = ""
+    #: The tag (default: ``version``) and the paths taken from it.
+    tests_ref: str = ""
+    tests_paths: tuple[str, ...] = ("tests",)
 
 
 APPS: dict[str, App] = {
@@ -53,6 +64,39 @@ APPS: dict[str, App] = {
             version="0.18.1",
             test_deps=("pytest>=7.0", "pytest-timeout"),
             suite_timeout=10 * 60,
+            test_timeout=60,
+        ),
+        # The Bokeh server (under Panel, HoloViews, Dask's dashboard): its
+        # server, client and `bokeh serve` tests. They are not in the sdist.
+        App(
+            name="bokeh",
+            version="3.6.0",
+            tests_repo="bokeh/bokeh",
+            tests_paths=(
+                "pyproject.toml",
+                "tests/__init__.py",
+                "tests/conftest.py",
+                "tests/support",
+                "tests/unit",
+            ),
+            # Bokeh's own test environment pins (conda/environment-test-3.12.yml).
+            test_deps=(
+                "pytest>=7.0,<8",
+                "pytest-asyncio==0.21.1",
+                "pytest-timeout",
+                "requests>=1.2.3,<2.32",
+                "urllib3<2",
+                "requests-unixsocket>=0.3.0",
+                "psutil",
+                "beautifulsoup4",
+                "colorama",
+            ),
+            pytest_args=(
+                "tests/unit/bokeh/server",
+                "tests/unit/bokeh/client",
+                "tests/unit/bokeh/command/subcommands/test_serve.py",
+            ),
+            suite_timeout=20 * 60,
             test_timeout=60,
         ),
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
@@ -113,6 +114,47 @@ def fetch_sdist(app: App, cache: Path) -> Path:
     return unpacked
 
 
+def fetch_tests(app: App, cache: Path, local: dict[str, str]) -> Path:
+    """Check the tests out of the app's repository at its tag; return that directory.
+
+    The repository is a local clone (``--tests-repo owner/name=PATH``, a bare
+    git directory or a work tree) or, failing that, a blobless clone made in
+    the cache. Only ``tests_paths`` are taken, with ``git archive``.
+    """
+    ref = app.tests_ref or app.version
+    dest = cache / "src" / f"{app.name}-{app.version}-tests"
+    if (dest / ".unpacked").exists():
+        return dest
+    gitdir = local.get(app.tests_repo)
+    if gitdir is None:
+        gitdir = str(cache / "repos" / app.tests_repo.replace("/", "+"))
+        if not Path(gitdir).exists():
+            log(f"{app.name}: cloning github.com/{app.tests_repo} for its tests")
+            run(
+                [
+                    "git", "clone", "--bare", "--filter=blob:none",
+                    f"https://github.com/{app.tests_repo}", gitdir,
+                ]
+            )  # fmt: skip
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    log(f"{app.name}: tests from {app.tests_repo} at {ref}: {' '.join(app.tests_paths)}")
+    proc = subprocess.run(
+        ["git", "-C", gitdir, "archive", "--format=tar", ref, *app.tests_paths],
+        capture_output=True,
+        check=True,
+    )
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    (dest / ".unpacked").write_text(f"{app.tests_repo}@{ref}\n")
+    return dest
+
+
+def install_spec(app: App, src: Path) -> str:
+    """What pip installs for the app: its unpacked sdist, or its release from the index."""
+    return f"{app.name}=={app.version}" if app.tests_repo else str(src)
+
+
 def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -146,7 +188,9 @@ def setup_tornado(app: App, src: Path, work: Path, python: str, rebuild: bool) -
         return venv_python(venv)
     log(f"{app.name}: making the Tornado venv")
     py = make_venv(venv, python)
-    run([str(py), "-m", "pip", "install", "-q", str(src), *app.test_deps, TORNADO_PIN])
+    run(
+        [str(py), "-m", "pip", "install", "-q", install_spec(app, src), *app.test_deps, TORNADO_PIN]
+    )
     freeze = run([str(py), "-m", "pip", "freeze", "--all"]).stdout
     (work / "tornado-freeze.txt").write_text(freeze)
     stamp.write_text(key)
@@ -182,7 +226,12 @@ def setup_squall(
         cons.write_text(
             constraints_from(freeze_file.read_text(), app) if freeze_file.exists() else ""
         )
-        run([str(py), "-m", "pip", "install", "-q", "-c", str(cons), str(src), *app.test_deps])
+        run(
+            [
+                str(py), "-m", "pip", "install", "-q", "-c", str(cons),
+                install_spec(app, src), *app.test_deps,
+            ]
+        )  # fmt: skip
         # The app's requirement on tornado pulled it in; Squall answers instead.
         run([str(py), "-m", "pip", "uninstall", "-q", "-y", "tornado"])
         stamp.write_text(key)
@@ -596,7 +645,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--ids", type=int, default=15, help="ids printed per cause (all are in report.md)"
     )
+    parser.add_argument(
+        "--tests-repo",
+        action="append",
+        default=[],
+        metavar="OWNER/NAME=PATH",
+        help="a local git clone of an app's repository, for apps whose tests are not in "
+        "the sdist (repeatable; otherwise the harness clones it into the cache)",
+    )
     args = parser.parse_args(argv)
+    tests_repos = dict(item.split("=", 1) for item in args.tests_repo)
 
     cache = Path(args.cache).expanduser().resolve()
     squall_src = Path(args.squall_src).resolve()
@@ -612,7 +670,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         meta = {"squall_rev": squall_revision(squall_src)}
         if not args.report:
-            src = fetch_sdist(app, cache)
+            src = (
+                fetch_tests(app, cache, tests_repos) if app.tests_repo else fetch_sdist(app, cache)
+            )
             sides = (
                 ["squall"]
                 if args.squall_only

@@ -33,6 +33,7 @@ import urllib.parse
 from collections.abc import Callable, Hashable
 from typing import Any, Optional, cast
 
+from squall import util
 from squall._h1 import H1Limits
 from squall.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse, _RequestProxy
 from squall.httputil import HTTPHeaders, split_host_and_port
@@ -128,7 +129,9 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             (``max_buffer_size``).
         idle_timeout: Seconds an idle pooled connection is kept.
         max_idle_per_host: Most idle connections kept per pool key
-            (``max_clients``).
+            (``max_clients``; 0, as Tornado's client, in a program run as
+            Tornado through `squall.compat`). With 0 nothing is pooled and
+            each request says ``Connection: close``.
     """
 
     def initialize(  # type: ignore[override]
@@ -165,11 +168,17 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         # Deadlines and idle times are on the monotonic clock, and timers
         # go straight to the asyncio loop (IOLoop.time is the wall clock).
         self._loop: asyncio.AbstractEventLoop = cast(Any, self.io_loop).asyncio_loop
+        if max_idle_per_host is None:
+            # A program written for Tornado gets Tornado's client: one
+            # connection per request. Its tests stop a server and start the
+            # next on the same port, and a pooled connection to the stopped
+            # server (still open: stop() only stops listening) would carry
+            # the next test's requests to the old application (Bokeh's suite).
+            max_idle_per_host = 0 if util._running_as_tornado else max_clients
         self.pool: ConnectionPool[ClientConnection] = ConnectionPool(
-            time.monotonic,
-            idle_timeout=idle_timeout,
-            max_idle_per_key=max_clients if max_idle_per_host is None else max_idle_per_host,
+            time.monotonic, idle_timeout=idle_timeout, max_idle_per_key=max_idle_per_host
         )
+        self._keep_alive = max_idle_per_host > 0 and idle_timeout > 0
         self._pool_timer: Optional[asyncio.TimerHandle] = None
         # One timer for every request deadline, armed for the earliest one
         # known when it was set; each fetch keeps its own deadline.
@@ -840,6 +849,9 @@ class _Fetch:
             put("Accept-Encoding", "gzip")
         if proxy_auth is not None:
             put("Proxy-Authorization", proxy_auth)
+        if not self.client._keep_alive and "connection" not in names:
+            # Nothing will be reused: let the server close too (RFC 9112 §9.6).
+            items.append(("Connection", "close"))
         return items, wants_digest
 
     def _digest_answer(self, result: Exchange) -> str:

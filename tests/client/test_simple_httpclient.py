@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 
+import squall.compat
 from squall._h1 import Request
 from squall.httpclient import HTTPClientError, HTTPResponse
 from squall.iostream import UnsatisfiableReadError
@@ -167,6 +168,35 @@ class ReuseTest(ClientTestCase):
         server = await self.serve(lambda r, b: Reply(raw=raw))
         self.assertEqual((await self.fetch(server.url())).body, b"ok")
         self.assertEqual(len(self.client.pool), 0)
+
+
+class RunningAsTornadoTest(ClientTestCase):
+    """A program run as Tornado (squall.compat) gets Tornado's client: no pool."""
+
+    def setUp(self) -> None:
+        squall.compat.install()
+        self.addCleanup(squall.compat.uninstall)
+        super().setUp()
+
+    @gen_test
+    async def test_each_request_has_its_own_connection(self) -> None:
+        server = await self.serve(
+            lambda r, b: Reply(200, body=(header(r, "Connection") or "-").encode())
+        )
+        for _ in range(2):
+            response = await self.fetch(server.url())
+            self.assertEqual(response.body, b"close")
+        self.assertEqual(server.accepted, 2)
+        self.assertEqual(len(self.client.pool), 0)
+
+    @gen_test
+    async def test_pooling_asked_for_is_kept(self) -> None:
+        client = SimpleAsyncHTTPClient(force_instance=True, max_idle_per_host=2)
+        self.addCleanup(client.close)
+        server = await self.serve(hello)
+        for _ in range(2):
+            await client.fetch(server.url())
+        self.assertEqual(server.accepted, 1)
 
 
 class PoolLimitsTest(ClientTestCase):

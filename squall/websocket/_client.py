@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from squall.httputil import HTTPHeaders, ResponseStartLine, parse_response_start
 from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
 from squall.log import app_log
+from squall.queues import QueueEmpty
 
 if TYPE_CHECKING:
     from squall.iostream import BaseIOStream
@@ -229,6 +231,15 @@ class WebSocketClientConnection(_Peer):
 
     # -- reading
 
+    @property
+    def read_queue(self) -> _ReadQueue:
+        """The unread messages as a queue (Tornado's attribute, read by Bokeh's tests).
+
+        ``await conn.read_queue.get()`` is `read_message`: the next message,
+        or None once the connection is closed.
+        """
+        return _ReadQueue(self)
+
     def on_message(self, message: MessageType) -> Optional[Awaitable[None]]:
         if self._on_message_callback is not None:
             self._on_message_callback(message)
@@ -428,3 +439,47 @@ def websocket_connect(
     if callback is not None:
         IOLoop.current().add_future(future, callback)
     return future
+
+
+class _ReadQueue:
+    """A queue's reading half over a client connection's unread messages.
+
+    Tornado keeps a client's messages in a `squall.queues.Queue` of size 1
+    exposed as ``read_queue``; Squall keeps them in the connection, and this
+    view gives the calls programs make on that queue.
+    """
+
+    __slots__ = ("_conn",)
+
+    #: As Tornado's: one message waits while reading is paused.
+    maxsize = 1
+
+    def __init__(self, conn: WebSocketClientConnection) -> None:
+        self._conn = conn
+
+    def get(self, timeout: Optional[Union[float, datetime.timedelta]] = None) -> Awaitable[Any]:
+        """The next message (None once closed); `squall.util.TimeoutError` after ``timeout``."""
+        future = self._conn.read_message()
+        if timeout is None:
+            return future
+        return gen.with_timeout(timeout, future)
+
+    def get_nowait(self) -> Optional[MessageType]:
+        """The next message if one is waiting (None once closed and read out).
+
+        Raises:
+            QueueEmpty: no message is waiting and the connection is open.
+        """
+        conn = self._conn
+        if not conn._messages and not conn._closed:
+            raise QueueEmpty()
+        return conn.read_message().result()
+
+    def qsize(self) -> int:
+        return len(self._conn._messages)
+
+    def empty(self) -> bool:
+        return not self._conn._messages
+
+    def full(self) -> bool:
+        return len(self._conn._messages) >= self.maxsize

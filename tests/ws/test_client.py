@@ -10,6 +10,7 @@ from typing import Any
 
 from squall._ws import accept_key
 from squall.httpclient import HTTPClientError, HTTPRequest
+from squall.queues import QueueEmpty
 from squall.testing import AsyncHTTPTestCase, AsyncTestCase, gen_test
 from squall.web import Application
 from squall.websocket import WebSocketError, WebSocketHandler, websocket_connect
@@ -285,3 +286,28 @@ class UnreadMessages(AsyncHTTPTestCase):
         assert await ws.read_message() == "hello 1"
         assert await ws.read_message() == "hello 2"
         assert await ws.read_message() is None
+
+    @gen_test
+    async def test_read_queue_reads_the_messages_then_none(self) -> None:
+        # Bokeh's tests read a client's messages through Tornado's read_queue.
+        ws = await websocket_connect(self.get_url("/chatty").replace("http", "ws"))
+        queue = ws.read_queue
+        assert queue.maxsize == 1
+        assert await queue.get(timeout=2) == "hello 0"
+        assert await queue.get() == "hello 1"
+        ws.close()
+        assert await queue.get() == "hello 2"
+        assert await queue.get() is None
+        assert queue.empty() and queue.qsize() == 0
+        assert queue.get_nowait() is None
+
+    @gen_test
+    async def test_read_queue_get_nowait_on_an_open_idle_connection(self) -> None:
+        ws = await websocket_connect(self.get_url("/chatty").replace("http", "ws"))
+        for n in range(3):
+            assert await ws.read_message() == f"hello {n}"
+        with self.assertRaises(QueueEmpty):
+            ws.read_queue.get_nowait()
+        with self.assertRaises(TimeoutError):
+            await ws.read_queue.get(timeout=0.01)
+        ws.close()

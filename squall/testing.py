@@ -163,7 +163,7 @@ class AsyncTestCase(unittest.TestCase):
         super().setUp()
         if type(self).get_new_ioloop is not AsyncTestCase.get_new_ioloop:
             warnings.warn(
-                "overriding AsyncTestCase.get_new_ioloop is deprecated",
+                "get_new_ioloop is deprecated",
                 DeprecationWarning,
                 stacklevel=2,
             )
@@ -473,7 +473,7 @@ class ExpectLog(logging.Filter):
                 )
             if self.deprecated_level_matched >= self.matched:
                 warnings.warn(
-                    "ExpectLog matched a message below WARNING without a level argument",
+                    "ExpectLog matched at INFO or below without level argument",
                     DeprecationWarning,
                     stacklevel=2,
                 )

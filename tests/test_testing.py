@@ -477,7 +477,9 @@ def test_expect_log_below_warning_without_level_is_deprecated() -> None:
     logger = logging.getLogger("squall.test.deprecated")
     logger.setLevel(logging.INFO)
     try:
-        with pytest.warns(DeprecationWarning, match="without a level"):
+        with pytest.warns(
+            DeprecationWarning, match="^ExpectLog matched at INFO or below without level argument$"
+        ):
             with ExpectLog(logger, "info"):
                 logger.info("info")
     finally:

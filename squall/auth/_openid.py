@@ -40,8 +40,8 @@ class OpenIdMixin:
     def __init__(self) -> None:
         # OpenID 2.0 has been retired by the providers that spoke it.
         warnings.warn(
-            "OpenIdMixin is deprecated: OpenID 2.0 is obsolete; use OAuth2Mixin "
-            "(or an OpenID Connect provider) instead",
+            # Tornado's words: programs filter deprecations by their text.
+            "OpenIdMixin is deprecated and will be removed in Tornado 6.7",
             DeprecationWarning,
             stacklevel=2,
         )

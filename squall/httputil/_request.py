@@ -124,17 +124,26 @@ class HTTPServerRequest(_OpenAttributes):
         if start_line is not None:
             method, uri, version = start_line
         else:
-            if method is None or uri is None:
-                raise ValueError("HTTPServerRequest needs start_line, or else both method and uri")
+            # Tornado's words and defaults (GET /): programs filter these
+            # warnings by their text, and tests build bare requests.
+            if method is not None or uri is not None or version != "HTTP/1.0":
+                warnings.warn(
+                    "The method, uri, and version arguments to HTTPServerRequest are deprecated"
+                    " and will be removed in Tornado 6.7. Use the start_line argument instead.",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
             warnings.warn(
-                "HTTPServerRequest's method, uri and version arguments are deprecated;"
-                " pass start_line=RequestStartLine(method, uri, version)",
+                "The start_line argument to HTTPServerRequest will be required in Tornado 6.7.",
                 DeprecationWarning,
                 stacklevel=2,
             )
+            method = "GET" if method is None else method
+            uri = "/" if uri is None else uri
         if host is not None:
             warnings.warn(
-                "HTTPServerRequest's host argument is deprecated; send a Host header instead",
+                "The host argument to HTTPServerRequest is deprecated and will be removed "
+                "in Tornado 6.7. Use headers['Host'] instead.",
                 DeprecationWarning,
                 stacklevel=2,
             )

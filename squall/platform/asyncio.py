@@ -252,7 +252,7 @@ class BaseAsyncIOLoop(IOLoop):
     ) -> None:
         """Deprecated: use `asyncio.loop.add_signal_handler` instead."""
         warnings.warn(
-            "add_callback_from_signal is deprecated; use asyncio's add_signal_handler",
+            "add_callback_from_signal is deprecated",
             DeprecationWarning,
             stacklevel=2,
         )
@@ -612,8 +612,8 @@ def __getattr__(name: str) -> Any:
     # policy classes are themselves deprecated in newer Pythons.
     if name == "AnyThreadEventLoopPolicy":
         warnings.warn(
-            "AnyThreadEventLoopPolicy is deprecated; use asyncio.run or "
-            "asyncio.new_event_loop in threads instead",
+            "AnyThreadEventLoopPolicy is deprecated, use asyncio.run "
+            "or asyncio.new_event_loop instead",
             DeprecationWarning,
             stacklevel=2,
         )

@@ -204,14 +204,16 @@ class CookieMixin:
             "samesite": samesite,
         }
         labels = {"domain": "domain", "path": "path", "samesite": "samesite"}
+        capitalized = {key for key in kwargs if key.lower() != key}
+        if capitalized:
+            # One warning, in Tornado's words (programs filter by the text).
+            warnings.warn(
+                f"Deprecated arguments to set_cookie: {capitalized} (should be lowercase)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         for key, item in kwargs.items():
             lower = key.lower()
-            if lower != key:
-                warnings.warn(
-                    f"Capitalized cookie attribute {key!r} is deprecated; use {lower!r}",
-                    DeprecationWarning,
-                    stacklevel=2,
-                )
             lower = "max-age" if lower == "max_age" else lower
             attributes[lower] = item
             labels[lower] = key

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import datetime
 import urllib.parse
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
@@ -389,7 +390,8 @@ def websocket_connect(
     Args:
         url: a ``ws://`` or ``wss://`` URL, or an `~squall.httpclient.HTTPRequest`
             (for extra headers, timeouts and TLS options).
-        callback: called with the future once it resolves (prefer awaiting).
+        callback: called with the future once it resolves (deprecated, as in
+            Tornado: await the future instead).
         connect_timeout: seconds allowed for the TCP (and TLS) connection.
         on_message_callback: called with each message, and None on close,
             instead of queuing them for `~WebSocketClientConnection.read_message`.
@@ -437,6 +439,12 @@ def websocket_connect(
 
     asyncio.ensure_future(connection._connect()).add_done_callback(done)
     if callback is not None:
+        warnings.warn(
+            "The callback argument to websocket_connect is deprecated. "
+            "Use the returned Future instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         IOLoop.current().add_future(future, callback)
     return future
 

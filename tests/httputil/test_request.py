@@ -90,10 +90,28 @@ class TestConstruction:
             req = make(host="other:81")
         assert req.host == "other:81" and req.host_name == "other"
 
-    @pytest.mark.parametrize("kwargs", [{}, {"method": "GET"}, {"uri": "/"}])
-    def test_needs_start_line_or_method_and_uri(self, kwargs: dict[str, str]) -> None:
-        with pytest.raises(ValueError, match="start_line"):
-            HTTPServerRequest(**kwargs)  # type: ignore[arg-type]
+    @pytest.mark.parametrize(
+        ("kwargs", "texts"),
+        [
+            ({}, ["The start_line argument to HTTPServerRequest will be required in Tornado 6.7."]),
+            (
+                {"method": "POST"},
+                [
+                    "The method, uri, and version arguments to HTTPServerRequest are deprecated"
+                    " and will be removed in Tornado 6.7. Use the start_line argument instead.",
+                    "The start_line argument to HTTPServerRequest will be required in Tornado 6.7.",
+                ],
+            ),
+        ],
+    )
+    def test_without_start_line_defaults_and_warns_as_tornado(
+        self, kwargs: dict[str, str], texts: list[str]
+    ) -> None:
+        # Tornado's defaults (GET /) and words: programs filter by the text.
+        with pytest.warns(DeprecationWarning) as record:
+            req = HTTPServerRequest(**kwargs)  # type: ignore[arg-type]
+        assert [str(w.message) for w in record] == texts
+        assert (req.method, req.uri, req.path) == (kwargs.get("method", "GET"), "/", "/")
 
     def test_query_field_limit(self) -> None:
         limit = squall.httputil._DEFAULT_PARSE_BODY_CONFIG.urlencoded.max_arguments

@@ -379,9 +379,13 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
                 done.set()
 
         connected: Future[Any] = Future()
-        websocket_connect(
-            self.url("/echo"), callback=connected.set_result, on_message_callback=on_message
-        )
+        # Deprecated as in Tornado, in Tornado's words.
+        with self.assertWarnsRegex(
+            DeprecationWarning, "^The callback argument to websocket_connect"
+        ):
+            websocket_connect(
+                self.url("/echo"), callback=connected.set_result, on_message_callback=on_message
+            )
         ws = (await connected).result()
         ws.write_message("one")
         ws.write_message("two")

@@ -206,7 +206,20 @@ fuzz: .venv-fuzz/.installed
 autobahn: $(STAMP)
 	$(PY) compat/autobahn/run.py both
 
-.PHONY: differential fuzz autobahn
+# `make surface`: the surface differential (compat/surface): Tornado 6.6.1 in
+# its own venv against Squall through squall.compat; refreshes the snapshot
+# that tests/test_surface.py compares with.
+SURFACE_VENV := .venv-surface
+
+$(SURFACE_VENV)/.installed:
+	$(PYTHON) -m venv $(SURFACE_VENV)
+	$(SURFACE_VENV)/bin/python -m pip install -q tornado==6.6.1
+	touch $@
+
+surface: $(STAMP) $(SURFACE_VENV)/.installed
+	$(PY) compat/surface/run.py --tornado-python $(SURFACE_VENV)/bin/python --squall-python $(PY)
+
+.PHONY: differential fuzz autobahn surface
 
 # h2spec --strict (HTTP/2 conformance) against HTTPServer(http2=True), h2c
 # and TLS; the same module runs in `make test`, skipping where h2spec cannot

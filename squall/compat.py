@@ -53,7 +53,7 @@ import runpy
 import sys
 import threading
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Optional, Union
 
 __all__ = ["TORNADO_VERSION", "TORNADO_VERSION_INFO", "install", "installed", "main", "uninstall"]
@@ -107,6 +107,7 @@ class _AliasLoader(importlib.abc.Loader):
         # autoreload's "-m" form) stays Squall's.
         if self._own_spec is not None:
             module.__spec__ = self._own_spec
+            _offer_homes(module, self.target[len(_TARGET) + 1 :])
 
     def _target_loader(self) -> importlib.abc.InspectLoader:
         spec = importlib.util.find_spec(self.target)
@@ -122,6 +123,59 @@ class _AliasLoader(importlib.abc.Loader):
 
     def is_package(self, fullname: str) -> bool:
         return self._target_loader().is_package(self.target)
+
+
+# Modules given a __getattr__ by _offer_homes -> the one they had before (or None).
+_hooked: dict[types.ModuleType, Optional[Callable[[str], object]]] = {}
+
+
+def _offer_homes(module: types.ModuleType, rel: str) -> None:
+    """Offer the names Tornado's module of that name has because it imports them.
+
+    ``from tornado.web import app_log`` works on Tornado because its web
+    module imports ``app_log``; a module-level ``__getattr__`` (PEP 562)
+    answers such a name from where it lives, when first asked, so nothing is
+    imported early. Programs run as Tornado only: ``squall.X`` users import
+    names from their homes.
+    """
+    from squall._tornado_homes import HOMES
+
+    homes = HOMES.get(rel)
+    if not homes or module in _hooked:
+        return
+    previous: Optional[Callable[[str], object]] = module.__dict__.get("__getattr__")
+
+    def __getattr__(name: str) -> object:
+        home = homes.get(name)
+        if home is None:
+            if previous is not None:
+                return previous(name)
+            raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+        if not home:  # the package itself ("tornado.web.tornado")
+            return importlib.import_module(_ALIAS)
+        where, _, attr = home.rpartition(".")
+        if where:
+            parent = importlib.import_module(f"{_TARGET}.{where}")
+            if hasattr(parent, attr):
+                return getattr(parent, attr)
+        return importlib.import_module(f"{_TARGET}.{home}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(module.__dict__) | set(homes))
+
+    _hooked[module] = previous
+    module.__dict__["__getattr__"] = __getattr__
+    module.__dict__["__dir__"] = __dir__
+
+
+def _withdraw_homes() -> None:
+    for module, previous in _hooked.items():
+        module.__dict__.pop("__dir__", None)
+        if previous is None:
+            module.__dict__.pop("__getattr__", None)
+        else:
+            module.__dict__["__getattr__"] = previous
+    _hooked.clear()
 
 
 def _facade() -> types.ModuleType:
@@ -228,6 +282,7 @@ def uninstall() -> None:
         from squall import util
 
         util._running_as_tornado = False
+        _withdraw_homes()
         for name, module in list(sys.modules.items()):
             if _is_alias(name) and _is_ours(name, module):
                 del sys.modules[name]

@@ -66,6 +66,31 @@ def test_tornado_names_are_squall_modules(compat: None) -> None:
     assert tornado.web.__spec__ is not None and tornado.web.__spec__.name == "squall.web"
 
 
+def test_names_tornado_modules_have_by_importing_them() -> None:
+    import squall.httpserver
+    import squall.log
+    import squall.web
+
+    assert not hasattr(squall.web, "app_log")
+    squall.compat.install()
+    try:
+        import tornado.web
+        from tornado.web import HTTPServer, app_log
+
+        assert app_log is squall.log.app_log
+        assert HTTPServer is squall.httpserver.HTTPServer
+        assert tornado.web.escape is squall.escape
+        assert tornado.web.tornado is sys.modules["tornado"]
+        assert {"app_log", "HTTPServer", "RequestHandler"} <= set(dir(tornado.web))
+        with pytest.raises(AttributeError, match="no attribute 'nope'"):
+            tornado.web.nope  # noqa: B018
+    finally:
+        squall.compat.uninstall()
+    # Offered to programs run as Tornado only, and withdrawn with the hook.
+    assert not hasattr(squall.web, "app_log")
+    assert "app_log" not in dir(squall.web)
+
+
 def test_version_is_the_tornado_api_level(compat: None) -> None:
     import tornado
 

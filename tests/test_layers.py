@@ -28,7 +28,7 @@ for level, names in enumerate(
             "h2client",
         ],
         ["web", "routing", "template", "locale", "websocket"],
-        ["auth", "wsgi", "autoreload", "testing", "compat", "asgi", "pubsub"],
+        ["auth", "wsgi", "autoreload", "testing", "compat", "_tornado_homes", "asgi", "pubsub"],
         ["cli"],
     ]
 ):

@@ -99,5 +99,57 @@ APPS: dict[str, App] = {
             suite_timeout=20 * 60,
             test_timeout=60,
         ),
+        App(
+            name="jupyterlab_server",
+            version="2.27.3",
+            # Its "test" extra, less hatch, coverage and the spelling checker.
+            test_deps=(
+                "ipykernel",
+                "pytest-jupyter[server]>=0.6.2",
+                "openapi_core~=0.18.0",
+                "openapi-spec-validator>=0.6.0,<0.8.0",
+                "requests_mock",
+                "ruamel.yaml",
+                "pytest>=7.0,<8",
+                "pytest-console-scripts",
+                "pytest-timeout",
+                "strict-rfc3339",
+                "werkzeug",
+            ),
+            suite_timeout=20 * 60,
+            test_timeout=120,
+        ),
+        # Notebook 7: its sdist builds the front end (node); the wheel has it,
+        # and the Python tests are taken from the tag.
+        App(
+            name="notebook",
+            version="7.2.2",
+            tests_repo="jupyter/notebook",
+            tests_ref="v7.2.2",
+            tests_paths=("pyproject.toml", "tests"),
+            test_deps=(
+                "nbval",
+                "pytest>=7.0,<9",
+                "requests",
+                "pytest-tornasync",
+                "pytest-timeout",
+                "pytest-console-scripts",
+                "ipykernel",
+                "jupyter_server[test]>=2.4.0,<3",
+                "jupyterlab_server[test]>=2.27.1,<3",
+            ),
+            suite_timeout=15 * 60,
+            test_timeout=120,
+        ),
+        # The pytest plugin for Tornado apps (used by Notebook's tests): it
+        # reads HTTPServer internals and drives the IOLoop itself.
+        App(
+            name="pytest-tornasync",
+            version="0.6.0.post2",
+            test_deps=("pytest>=7.0,<9", "pytest-timeout"),
+            pytest_args=("test",),
+            suite_timeout=5 * 60,
+            test_timeout=60,
+        ),
     )
 }

@@ -1,0 +1,466 @@
+"""Drive Tornado-API objects through their life, the same code on Tornado and on Squall.
+
+`run(package)` returns three dicts (see probe.py): ``states`` (the attributes
+of an object after each step), ``warnings`` (the warnings each call or step
+emits) and ``raises`` (where a failing call's exception surfaces, and its
+type). Each scenario runs on its own event loop with loopback sockets on
+port 0; nothing here sleeps to wait for something: every wait is on a future
+or an event, bounded by `_DEADLINE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import socket
+import unittest
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from probe import kind_of, type_name
+
+_DEADLINE = 5.0
+# An awaitable that has not finished by then is recorded as hanging.
+_HANG = 0.5
+
+# Private attributes that plugins and applications read (tests/COMPAT.md):
+# API in practice, so their presence is compared too.
+_PRIVATE_API = {
+    "HTTPServer": ("_sockets", "_handlers"),
+    "TCPServer": ("_sockets", "_handlers"),
+    "IOStream": ("_write_buffer", "_total_write_index", "_total_write_done_index"),
+    "RequestHandler": ("_transforms", "_headers", "_current_user", "_xsrf_token"),
+}
+
+
+class _Modules:
+    """``M.web`` is the package's ``web`` module, under whichever name it has."""
+
+    def __init__(self, package: str) -> None:
+        self._package = package
+
+    def __getattr__(self, name: str) -> Any:
+        return importlib.import_module(f"{self._package}.{name.replace('__', '.')}")
+
+
+class Recorder:
+    def __init__(self, package: str) -> None:
+        self.package = package
+        self.states: dict[str, str] = {}
+        self.warnings: dict[str, str] = {}
+        self.raises: dict[str, str] = {}
+
+    # -- states
+
+    def state(self, label: str, obj: Any, role: str = "") -> None:
+        """Record the attributes of ``obj`` under ``label`` (one key per attribute)."""
+        cls_names = {c.__name__ for c in type(obj).__mro__}
+        private = [
+            n for c, names in _PRIVATE_API.items() if c in cls_names or c == role for n in names
+        ]
+        for name in sorted(set(dir(obj)) | set(private)):
+            if name.startswith("_") and name not in private:
+                continue
+            try:
+                value = getattr(obj, name)
+            except Exception as exc:  # a property that refuses in this state
+                desc = f"raises {type(exc).__name__}"
+            else:
+                if (
+                    inspect.ismethod(value)
+                    or inspect.isbuiltin(value)
+                    and getattr(value, "__self__", None) is obj
+                ):
+                    continue
+                if name in type(obj).__dict__ and isinstance(type(obj).__dict__[name], type):
+                    continue  # a nested class
+                desc = kind_of(value, self.package)
+            self.states[f"{label}.{name}"] = desc
+        if not any(k.startswith(label + ".") for k in self.states):
+            self.states[label] = "(no attributes)"
+
+    # -- warnings
+
+    def warned(self, label: str, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` and record the warnings it emits (the exception, if any, too)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = fn()
+            except Exception as exc:
+                result = None
+                self.warnings[label + " (raised)"] = type(exc).__name__
+        self._note(label, caught)
+        return result
+
+    def _note(self, label: str, caught: list[warnings.WarningMessage]) -> None:
+        texts = sorted(
+            f"{w.category.__name__}: {w.message}"
+            for w in caught
+            if not issubclass(w.category, ResourceWarning)
+        )
+        self.warnings[label] = " | ".join(texts) or "(none)"
+
+    # -- raises
+
+    async def attempt(self, label: str, fn: Callable[[], Any]) -> None:
+        """Where a call's failure surfaces: ``call: Type``, ``await: Type`` or ``ok``."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                result = fn()
+            except Exception as exc:
+                self.raises[label] = f"call: {type_name(exc)}"
+                return
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                await asyncio.wait([task], timeout=_HANG)
+                if not task.done():
+                    task.cancel()
+                    self.raises[label] = "await: hangs"
+                elif task.cancelled():
+                    self.raises[label] = "await: CancelledError"
+                elif task.exception() is not None:
+                    self.raises[label] = f"await: {type_name(task.exception())}"
+                else:
+                    self.raises[label] = "ok (awaitable)"
+                return
+        self.raises[label] = "ok"
+
+
+def _closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return int(port)
+
+
+# -- scenarios --------------------------------------------------------------
+
+
+async def tcpserver(r: Recorder, M: _Modules) -> None:
+    server = M.tcpserver.TCPServer()
+    r.state("tcpserver.new", server)
+    r.warned("tcpserver.listen", lambda: server.listen(0, "127.0.0.1"))
+    r.state("tcpserver.listen", server)
+    r.warned("tcpserver.stop", server.stop)
+    r.state("tcpserver.stop", server)
+    other = M.tcpserver.TCPServer()
+    r.warned("tcpserver.bind", lambda: other.bind(0, "127.0.0.1"))
+    r.state("tcpserver.bind", other)
+    r.warned("tcpserver.start", lambda: other.start(1))
+    r.state("tcpserver.start", other)
+    other.stop()
+
+
+async def iostream(r: Recorder, M: _Modules) -> None:
+    accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    class Server(M.tcpserver.TCPServer):  # type: ignore[name-defined,misc]
+        def handle_stream(self, stream: Any, address: Any) -> None:
+            accepted.set_result(stream)
+
+    server = Server()
+    sock = M.netutil.bind_sockets(0, "127.0.0.1")[0]
+    port = sock.getsockname()[1]
+    server.add_sockets([sock])
+    stream = M.iostream.IOStream(socket.socket())
+    r.state("iostream.new", stream)
+    await stream.connect(("127.0.0.1", port))
+    r.state("iostream.connected", stream, "IOStream")
+    peer = await asyncio.wait_for(accepted, _DEADLINE)
+    await stream.write(b"ping\n")
+    assert await peer.read_until(b"\n") == b"ping\n"
+    r.state("iostream.after_io", stream, "IOStream")
+    stream.close()
+    r.state("iostream.closed", stream, "IOStream")
+    await r.attempt("iostream.closed.write", lambda: stream.write(b"x"))
+    await r.attempt("iostream.closed.read_bytes", lambda: stream.read_bytes(1))
+    await r.attempt("iostream.closed.read_until", lambda: stream.read_until(b"\n"))
+    await r.attempt("iostream.closed.read_until_close", lambda: stream.read_until_close())
+    await r.attempt("iostream.peer.read_until_close", lambda: peer.read_until_close())
+    peer.close()
+    server.stop()
+    refused = M.iostream.IOStream(socket.socket())
+    await r.attempt(
+        "iostream.connect.refused", lambda: refused.connect(("127.0.0.1", _closed_port()))
+    )
+    refused.close()
+    await r.attempt(
+        "tcpclient.connect.refused",
+        lambda: M.tcpclient.TCPClient().connect("127.0.0.1", _closed_port()),
+    )
+
+
+async def http(r: Recorder, M: _Modules) -> None:
+    web, websocket = M.web, M.websocket
+    done: dict[str, asyncio.Event] = {k: asyncio.Event() for k in ("plain", "finish", "ws_close")}
+
+    class Plain(web.RequestHandler):  # type: ignore[misc,name-defined]
+        def get(self) -> None:
+            r.state("handler.get", self, "RequestHandler")
+            r.state("request.in_handler", self.request)
+            r.state("connection.before_detach", self.request.connection)
+            r.warned(
+                "handler.set_cookie_capitalized", lambda: self.set_cookie("a", "b", HttpOnly=True)
+            )
+            self.write("ok")
+
+        def on_finish(self) -> None:
+            r.state("handler.on_finish", self, "RequestHandler")
+            done["plain"].set()
+
+    class Finished(web.RequestHandler):  # type: ignore[misc,name-defined]
+        async def get(self) -> None:
+            self.finish("done")
+            r.state("handler.finished", self, "RequestHandler")
+            await r.attempt("handler.finished.write", lambda: self.write("x"))
+            await r.attempt("handler.finished.finish", lambda: self.finish())
+            await r.attempt("handler.finished.flush", lambda: self.flush())
+            await r.attempt("handler.finished.redirect", lambda: self.redirect("/"))
+            await r.attempt("handler.finished.send_error", lambda: self.send_error(500))
+            done["finish"].set()
+
+    class Detach(web.RequestHandler):  # type: ignore[misc,name-defined]
+        def get(self) -> None:
+            conn = self.request.connection
+            stream = conn.detach()
+            r.state("connection.after_detach", conn)
+            r.state("detached_stream", stream, "IOStream")
+            stream.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            stream.close()
+
+    class Echo(websocket.WebSocketHandler):  # type: ignore[misc,name-defined]
+        def open(self) -> None:
+            r.state("ws_handler.open", self)
+
+        def on_message(self, message: Any) -> None:
+            r.state("ws_handler.message", self)
+            self.write_message(message)
+
+        def on_close(self) -> None:
+            r.state("ws_handler.close", self)
+            self.after_close = True
+            done["ws_close"].set()
+            Echo.closed_handler = self
+
+    app = web.Application(
+        [("/plain", Plain), ("/finished", Finished), ("/detach", Detach), ("/ws", Echo)]
+    )
+    r.state("application.new", app)
+    server = M.httpserver.HTTPServer(app)
+    r.state("httpserver.new", server)
+    sock = M.netutil.bind_sockets(0, "127.0.0.1")[0]
+    port = sock.getsockname()[1]
+    server.add_sockets([sock])
+    r.state("httpserver.listen", server, "HTTPServer")
+    client = M.httpclient.AsyncHTTPClient(force_instance=True)
+    base = f"http://127.0.0.1:{port}"
+    response = await client.fetch(base + "/plain")
+    r.state("httpresponse.ok", response)
+    await asyncio.wait_for(done["plain"].wait(), _DEADLINE)
+    error = await client.fetch(base + "/nope", raise_error=False)
+    r.state("httpresponse.404", error)
+    await client.fetch(base + "/finished")
+    await asyncio.wait_for(done["finish"].wait(), _DEADLINE)
+    detached = await client.fetch(base + "/detach")
+    assert detached.body == b"ok"
+    await r.attempt("httpclient.fetch.404", lambda: client.fetch(base + "/nope"))
+    await r.attempt(
+        "httpclient.fetch.refused", lambda: client.fetch(f"http://127.0.0.1:{_closed_port()}/")
+    )
+    await r.attempt("httpclient.fetch.bad_url", lambda: client.fetch("nope://x"))
+
+    ws = await websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+    r.state("ws_client.open", ws)
+    await ws.write_message("hi")
+    assert await ws.read_message() == "hi"
+    r.state("ws_client.message", ws)
+    ws.close()
+    await asyncio.wait_for(done["ws_close"].wait(), _DEADLINE)
+    assert await asyncio.wait_for(ws.read_message(), _DEADLINE) is None
+    r.state("ws_client.close", ws)
+    handler = Echo.closed_handler
+    r.state("ws_handler.after_close", handler)
+    await r.attempt("ws_client.closed.write_message", lambda: ws.write_message("x"))
+    await r.attempt("ws_client.closed.ping", lambda: ws.ping(b"x"))
+    await r.attempt("ws_client.closed.read_message", lambda: ws.read_message())
+    await r.attempt("ws_handler.closed.write_message", lambda: handler.write_message("x"))
+    await r.attempt("ws_handler.closed.ping", lambda: handler.ping(b"x"))
+    await r.attempt(
+        "websocket_connect.refused",
+        lambda: websocket.websocket_connect(f"ws://127.0.0.1:{_closed_port()}/"),
+    )
+    await r.attempt(
+        "websocket_connect.404", lambda: websocket.websocket_connect(f"ws://127.0.0.1:{port}/nope")
+    )
+    client.close()
+    server.stop()
+    r.state("httpserver.stop", server, "HTTPServer")
+    await server.close_all_connections()
+
+
+async def calls(r: Recorder, M: _Modules) -> None:
+    """Plain calls that raise: where and what."""
+    httputil = M.httputil
+    await r.attempt(
+        "httputil.parse_request_start_line.bad", lambda: httputil.parse_request_start_line("bad")
+    )
+    await r.attempt(
+        "httputil.parse_response_start_line.bad", lambda: httputil.parse_response_start_line("bad")
+    )
+    await r.attempt(
+        "httputil.HTTPHeaders.parse.bad", lambda: httputil.HTTPHeaders.parse("no colon\r\n")
+    )
+    await r.attempt("escape.json_decode.bad", lambda: M.escape.json_decode("{"))
+    await r.attempt(
+        "escape.url_unescape.bytes_plus", lambda: M.escape.url_unescape(b"a+b", encoding=None)
+    )
+    await r.attempt("queues.Queue.get_nowait.empty", lambda: M.queues.Queue().get_nowait())
+    full = M.queues.Queue(1)
+    full.put_nowait(1)
+    await r.attempt("queues.Queue.put_nowait.full", lambda: full.put_nowait(2))
+    await r.attempt("queues.Queue.get.timeout", lambda: M.queues.Queue().get(timeout=0.01))
+    await r.attempt("locks.Lock.release.unlocked", lambda: M.locks.Lock().release())
+    await r.attempt(
+        "locks.BoundedSemaphore.release.over", lambda: M.locks.BoundedSemaphore(1).release()
+    )
+    await r.attempt("locks.Event.wait.timeout", lambda: M.locks.Event().wait(timeout=0.01))
+    await r.attempt("locks.Condition.wait.timeout", lambda: M.locks.Condition().wait(timeout=0.01))
+    never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    await r.attempt("gen.with_timeout.expired", lambda: M.gen.with_timeout(0.01, never))
+    never.cancel()
+    await r.attempt("gen.convert_yielded.bad", lambda: M.gen.convert_yielded(42))
+    await r.attempt(
+        "web.Application.reverse_url.missing", lambda: M.web.Application().reverse_url("nope")
+    )
+    await r.attempt("web.url.bad_regex", lambda: M.web.url("(", M.web.RequestHandler))
+    await r.attempt("template.Template.bad", lambda: M.template.Template("{% if %}"))
+    await r.attempt(
+        "template.Template.undefined", lambda: M.template.Template("{{ x }}").generate()
+    )
+    opts = M.options.OptionParser()
+    opts.define("port", default=1, type=int)
+    await r.attempt("options.define.twice", lambda: opts.define("port", default=2, type=int))
+    await r.attempt(
+        "options.parse_command_line.bad_int", lambda: opts.parse_command_line(["prog", "--port=x"])
+    )
+    await r.attempt("options.getattr.missing", lambda: opts.missing)
+    await r.attempt(
+        "netutil.bind_sockets.bad_address", lambda: M.netutil.bind_sockets(0, "256.0.0.1")
+    )
+    await r.attempt(
+        "httpclient.HTTPRequest.bad_header",
+        lambda: M.httpclient.HTTPRequest("http://x/", headers={"a": "b\r\nc: d"}),
+    )
+    await r.attempt("util.import_object.missing", lambda: M.util.import_object("nope_module_x.y"))
+    await r.attempt("concurrent.Future.result.pending", lambda: M.concurrent.Future().result())
+
+
+async def deprecated(r: Recorder, M: _Modules) -> None:
+    """The calls Tornado documents as deprecated (and where it warns)."""
+    ioloop = M.ioloop
+    loop = ioloop.IOLoop.current()
+    r.warned("ioloop.IOLoop.current.running", lambda: ioloop.IOLoop.current())
+    r.warned("ioloop.add_callback_from_signal", lambda: loop.add_callback_from_signal(lambda: None))
+    httputil = M.httputil
+    r.warned(
+        "httputil.HTTPServerRequest.method_uri",
+        lambda: httputil.HTTPServerRequest(method="GET", uri="/"),
+    )
+    start = httputil.RequestStartLine("GET", "/", "HTTP/1.1")
+    r.warned(
+        "httputil.HTTPServerRequest.start_line",
+        lambda: httputil.HTTPServerRequest(start_line=start),
+    )
+    r.warned(
+        "httputil.HTTPServerRequest.host",
+        lambda: httputil.HTTPServerRequest(start_line=start, host="h"),
+    )
+    r.warned("httputil.HTTPServerRequest.no_args", lambda: httputil.HTTPServerRequest())
+    request = httputil.HTTPServerRequest(
+        start_line=start, headers=httputil.HTTPHeaders({"Host": "h"})
+    )
+    r.state("httpserverrequest.new", request)
+    r.warned(
+        "util.GzipDecompressor.no_max_length", lambda: M.util.GzipDecompressor().decompress(b"")
+    )
+    r.warned("auth.OpenIdMixin", lambda: M.auth.OpenIdMixin())
+    r.warned(
+        "platform.asyncio.AnyThreadEventLoopPolicy",
+        lambda: M.platform__asyncio.AnyThreadEventLoopPolicy(),
+    )
+    future = r.warned(
+        "websocket.websocket_connect.callback",
+        lambda: M.websocket.websocket_connect(
+            f"ws://127.0.0.1:{_closed_port()}/", callback=lambda f: None
+        ),
+    )
+    if future is not None:
+        try:
+            await asyncio.wait_for(future, _DEADLINE)
+        except Exception:
+            pass
+    logger = logging.getLogger("surface.probe")
+    logger.propagate = False
+
+    def expect_info() -> None:
+        with M.testing.ExpectLog(logger, "hello"):
+            logger.info("hello")
+
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    r.warned("testing.ExpectLog.info_without_level", expect_info)
+    logger.setLevel(old)
+
+
+def sync_deprecated(r: Recorder, M: _Modules) -> None:
+    """Deprecated calls that need no running loop."""
+    ioloop = M.ioloop
+
+    def make_and_clear() -> None:
+        loop = ioloop.IOLoop(make_current=False)
+        try:
+            r.warned("ioloop.IOLoop.make_current", loop.make_current)
+            r.warned("ioloop.IOLoop.clear_current", ioloop.IOLoop.clear_current)
+        finally:
+            loop.close()
+
+    r.warned("ioloop.IOLoop.make_current.outer", make_and_clear)
+    del r.warnings["ioloop.IOLoop.make_current.outer"]
+
+    class Old(M.testing.AsyncTestCase):  # type: ignore[misc,name-defined]
+        def get_new_ioloop(self) -> Any:
+            return ioloop.IOLoop(make_current=False)
+
+        def test_nothing(self) -> None:
+            pass
+
+    def run_case() -> None:
+        result = unittest.TestResult()
+        Old("test_nothing").run(result)
+
+    r.warned("testing.AsyncTestCase.get_new_ioloop", run_case)
+
+
+def run(package: str) -> dict[str, dict[str, str]]:
+    M = _Modules(package)
+    r = Recorder(package)
+    sync_deprecated(r, M)
+    for scenario in (tcpserver, iostream, http, calls, deprecated):
+        asyncio.run(_guarded(r, scenario, M))
+    return {"states": r.states, "warnings": r.warnings, "raises": r.raises}
+
+
+async def _guarded(
+    r: Recorder, scenario: Callable[[Recorder, _Modules], Awaitable[None]], M: _Modules
+) -> None:
+    name = scenario.__name__
+    try:
+        await asyncio.wait_for(scenario(r, M), 30)
+    except Exception as exc:  # a scenario that breaks is itself a difference
+        r.raises[f"scenario {name}"] = f"broke: {type(exc).__name__}: {exc}"

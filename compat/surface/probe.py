@@ -1,0 +1,309 @@
+"""Describe a Tornado-API package's surface as plain data, the same way for Tornado and Squall.
+
+Run by the interpreter that has the package (standard library only)::
+
+    python probe.py > tornado.json                # in a venv with Tornado 6.6.1
+    python probe.py --compat > squall.json        # Squall answering to "tornado" (squall.compat)
+
+Squall is probed as a Tornado program sees it: through `squall.compat`, with
+``tornado.X`` imports answered by Squall's modules.
+
+Four parts, each a dict of "key -> description" so that two runs compare key
+by key (`run.py` does it; tests/test_surface.py does it for Squall against
+the checked-in Tornado snapshot):
+
+- ``names``: every public module of Tornado's; per module, each name `dir()`
+  gives that is not private (loggers and re-exports included), what it is,
+  each function's signature, each class's public members and their
+  signatures. Names bound to other libraries' modules or to typing
+  constructs are left out: they are what a module imported, not what it
+  offers.
+- ``states``: objects after each step of their life, driven by the same code
+  on both (`lifecycle.py`): which attributes are present and what kind of
+  value each holds.
+- ``warnings``: for each call Tornado documents as deprecated (and a few
+  others), which warnings it emits: category and exact text.
+- ``raises``: for calls that fail, the exception type and where it
+  surfaces: at the call, or when the awaitable it returned is awaited.
+
+Keys and descriptions name modules relative to the package ("web.RequestHandler").
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import pkgutil
+import sys
+import types
+import typing
+from typing import Any
+
+# Modules whose names in another module are imports, not offerings.
+_IMPORT_ORIGINS = ("typing", "typing_extensions", "collections.abc", "types", "_typeshed")
+# Modules that need an optional dependency; compared when both sides import them.
+_OPTIONAL = ("curl_httpclient", "platform.caresresolver", "platform.twisted")
+
+
+def tornado_modules(package: str) -> list[str]:
+    """Tornado's public module names (relative), found by walking the installed package."""
+    pkg = importlib.import_module(package)
+    found = [""]
+    for info in pkgutil.walk_packages(pkg.__path__, package + "."):
+        rel = info.name[len(package) + 1 :]
+        if (
+            rel == "test"
+            or rel.startswith("test.")
+            or any(p.startswith("_") for p in rel.split("."))
+        ):
+            continue
+        found.append(rel)
+    return sorted(found)
+
+
+def _qual(package: str, rel: str) -> str:
+    return package if not rel else f"{package}.{rel}"
+
+
+def _module_of(obj: Any) -> str:
+    """The module an object comes from, Squall's spelled as Tornado's."""
+    if isinstance(obj, types.ModuleType):
+        name = obj.__name__
+    else:
+        name = getattr(obj, "__module__", None) or ""
+    if not isinstance(name, str):
+        return "?"
+    if name == "squall" or name.startswith("squall."):
+        name = "tornado" + name[len("squall") :]
+    return name
+
+
+def _origin(obj: Any, package: str) -> str:
+    """Where an object comes from: "" for the package itself, else its module."""
+    name = _module_of(obj)
+    if name == package or name.startswith(package + "."):
+        return ""
+    return name
+
+
+def _home(obj: Any, package: str) -> str:
+    """``"log.app_log"``: the public module and name a re-exported object lives at."""
+    if isinstance(obj, types.ModuleType):
+        return _module_of(obj)[len(package) + 1 :]
+    if isinstance(obj, logging.Logger):
+        log = importlib.import_module(f"{package}.log")
+        for name in dir(log):
+            if getattr(log, name) is obj:
+                return f"log.{name}"
+        return "?"
+    parts = _module_of(obj)[len(package) + 1 :].split(".")
+    public = [p for p in parts if not p.startswith("_")]
+    return ".".join(public + [getattr(obj, "__name__", "?")])
+
+
+def _default(value: Any) -> str:
+    if value is inspect.Parameter.empty:
+        return ""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return repr(value)
+    if isinstance(value, (tuple, list, dict, set, frozenset)) and not value:
+        return repr(value)
+    return "<object>"  # a sentinel or a function: its identity is not comparable
+
+
+def signature(obj: Any, drop_first: bool = False) -> str:
+    """Parameter names, kinds and defaults (annotations left out)."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return "?"
+    params = list(sig.parameters.values())
+    if (
+        drop_first
+        and params
+        and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)
+    ):
+        params = params[1:]
+    out = []
+    for p in params:
+        text = {
+            p.VAR_POSITIONAL: "*" + p.name,
+            p.VAR_KEYWORD: "**" + p.name,
+        }.get(p.kind, p.name)
+        if p.kind is p.KEYWORD_ONLY:
+            text = "kw:" + text
+        elif p.kind is p.POSITIONAL_ONLY:
+            text = "pos:" + text
+        default = _default(p.default)
+        if default:
+            text += "=" + default
+        out.append(text)
+    return "(" + ", ".join(out) + ")"
+
+
+def kind_of(value: Any, package: str) -> str:
+    """A short description of a value: its kind and, for plain values, its type."""
+    if value is None:
+        return "None"
+    if isinstance(value, types.ModuleType):
+        return "module"
+    if isinstance(value, type):
+        return "class"
+    if callable(value):
+        return "function"
+    return "value:" + type_name(value, package)
+
+
+def type_name(value: Any, package: str = "") -> str:
+    """The value's type by name: the first public class of its MRO."""
+    for cls in type(value).__mro__:
+        if not cls.__name__.startswith("_"):
+            return cls.__name__
+    return type(value).__name__
+
+
+def _member_kind(cls: type, name: str) -> tuple[str, Any]:
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            raw = klass.__dict__[name]
+            break
+    else:
+        return "data", None
+    if isinstance(raw, staticmethod):
+        return "staticmethod", getattr(cls, name)
+    if isinstance(raw, classmethod):
+        return "classmethod", getattr(cls, name)
+    if inspect.isfunction(raw) or (inspect.ismethoddescriptor(raw) and callable(raw)):
+        return "method", raw
+    return "data", None
+
+
+def class_members(cls: type, package: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        out["__init__"] = signature(cls.__init__, drop_first=True)
+    except AttributeError:
+        pass
+    for name in dir(cls):
+        if name.startswith("_"):
+            continue
+        kind, fn = _member_kind(cls, name)
+        if kind == "data":
+            out[name] = "data"
+        elif kind == "method":
+            out[name] = "method" + signature(fn, drop_first=True)
+        else:
+            out[name] = kind + signature(fn)
+    return out
+
+
+def names(package: str, modules: list[str], homes: dict[str, str] | None = None) -> dict[str, str]:
+    """``"web.RequestHandler" -> "class"``, ``"web.RequestHandler.write" -> "method(chunk)"``...
+
+    ``homes`` gets, for each name that a module has because it imported it
+    from another module of the package, where it lives ("web.app_log" ->
+    "log.app_log").
+    """
+    out: dict[str, str] = {}
+    if homes is None:
+        homes = {}
+    for rel in modules:
+        try:
+            mod = importlib.import_module(_qual(package, rel))
+        except ImportError as exc:
+            if rel in _OPTIONAL:
+                continue
+            out[f"{rel or '<package>'}"] = f"import error: {type(exc).__name__}"
+            continue
+        prefix = f"{rel}." if rel else ""
+        out[rel or "<package>"] = "module"
+        for name in dir(mod):
+            if name.startswith("_") or (not rel and name == "test"):
+                continue  # (walking the package imported Tornado's own tests)
+            value = getattr(mod, name)
+            origin = _origin(value, package)
+            if isinstance(value, types.ModuleType) and origin:
+                continue  # another library's module, imported
+            if origin in _IMPORT_ORIGINS or _is_typing(value):
+                continue
+            if origin and (isinstance(value, type) or callable(value)):
+                continue  # another library's class or function, imported
+            key = prefix + name
+            if isinstance(value, logging.Logger) or (
+                not origin
+                and (
+                    isinstance(value, types.ModuleType)
+                    or not _defined_in_module(value, package, rel)
+                )
+            ):
+                homes[key] = _home(value, package)
+            kind = kind_of(value, package)
+            if kind == "function":
+                kind += signature(value)
+            out[key] = kind
+            if kind == "class" and _defined_in(value, package, rel):
+                for member, desc in class_members(value, package).items():
+                    out[f"{key}.{member}"] = desc
+    return out
+
+
+def _defined_in(cls: type, package: str, rel: str) -> bool:
+    """Whether ``cls`` belongs to module ``rel`` (defined there or in a private
+    submodule of it), not re-exported from elsewhere: its members are
+    described once, under the module that offers it."""
+    module = _module_of(cls)
+    qual = _qual(package, rel)
+    if module == qual:
+        return True
+    if not module.startswith(qual + "."):
+        return False
+    rest = module[len(qual) + 1 :].split(".")
+    return all(part.startswith("_") for part in rest)
+
+
+def _defined_in_module(value: Any, package: str, rel: str) -> bool:
+    if not hasattr(value, "__module__") or not hasattr(value, "__name__"):
+        return True  # a plain value: it is where it is
+    return _defined_in(value, package, rel) or _home(value, package) == f"{rel}.{value.__name__}"
+
+
+def _is_typing(value: Any) -> bool:
+    return isinstance(value, (typing.TypeVar,)) or type(value).__module__ in (
+        "typing",
+        "typing_extensions",
+    )
+
+
+def probe(modules: list[str] | None = None) -> dict[str, Any]:
+    """Everything: ``{"modules": [...], "names": {...}, "homes": {...}, "states": {...}, ...}``."""
+    import lifecycle  # beside this file
+
+    package = "tornado"
+    if modules is None:
+        modules = tornado_modules(package)
+    result: dict[str, Any] = {"modules": modules, "homes": {}}
+    result["names"] = names(package, modules, result["homes"])
+    result.update(lifecycle.run(package))
+    return result
+
+
+def main(argv: list[str]) -> int:
+    args = argv[1:]
+    if "--compat" in args:
+        args.remove("--compat")
+        import squall.compat
+
+        squall.compat.install()
+    modules = None
+    if args:
+        with open(args[0]) as f:
+            modules = json.load(f)["modules"]
+    json.dump(probe(modules), sys.stdout, indent=0, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,53 @@
+"""The surface differential against the checked-in Tornado 6.6.1 snapshot.
+
+compat/surface/probe.py describes Squall as a Tornado program sees it (names
+and signatures, objects' attributes after each step of their life, warnings,
+where exceptions surface) and compat/surface/run.py compares that with
+Tornado's description, recorded in compat/surface/tornado-6.6.1.json by
+`make surface`. Every difference must be listed, with its reason, in
+compat/surface/known.json (tests/COMPAT.md summarises them); a listed one
+that no longer differs must be removed. So the list can only shrink unless a
+new difference is deliberately written down.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+SURFACE = Path(__file__).resolve().parent.parent / "compat" / "surface"
+
+
+def _runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("surface_run", SURFACE / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_difference_from_tornado_is_listed_with_a_reason() -> None:
+    run = _runner()
+    tornado = json.loads(run.SNAPSHOT.read_text())
+    # A subprocess: the probe installs squall.compat and drives servers.
+    squall = run.probe_with(sys.executable, "squall", run.SNAPSHOT)
+    diffs = run.differences(tornado, squall)
+    known = run.load_known()
+    new = {key: diffs[key] for key in sorted(diffs) if key not in known}
+    gone = sorted(key for key in known if key not in diffs)
+    assert new == {}, "differences from Tornado not listed in compat/surface/known.json"
+    assert gone == [], "listed in compat/surface/known.json but no longer differing"
+    assert all(reason.strip() for reason in known.values())
+
+
+def test_signature_compatibility_rule() -> None:
+    compatible = _runner().compatible
+    assert compatible("method(a, b=1)", "method(a, b=1, c=None)")
+    assert compatible("function?", "function(key, data)")
+    assert not compatible("method(a, b=1)", "method(a, b=1, c)")
+    assert not compatible("method(a, b=1)", "method(a, b=2)")
+    assert not compatible("method(a, b=1)", "method(b=1, a)")
+    assert not compatible("data", "method()")

@@ -21,6 +21,10 @@ connections are gone. Cases:
                websocket_max_message_size (the client streams it until the
                server closes); the server must close with 1009.
   ws-fragments the same size in 64 KB fragments of one message.
+  pipeline     one connection pipelines 300 `GET /big?n=1000000` (1 MB
+               responses) and never reads; the server must stop starting
+               requests while the connection's unwritten output is over the
+               transport's high-water mark (bound: 64 KB + one response).
 
 The bound printed for each case is the figure the limits name: connections x
 (max_header_size + 4 KB of connection state) for heads, max_body_size for
@@ -74,11 +78,17 @@ def serve(port: int, max_header_size: int, decompress: bool, header_timeout: flo
         def post(self) -> None:
             self.write(str(len(self.request.body)))
 
+    class Big(RequestHandler):
+        def get(self) -> None:
+            self.write(b"x" * int(self.get_argument("n")))
+
     class Echo(WebSocketHandler):
         def on_message(self, message: str | bytes) -> None:
             self.write_message(message, binary=isinstance(message, bytes))
 
-    app = Application([("/", Hello), ("/ws", Echo)], websocket_max_message_size=MAX_MESSAGE)
+    app = Application(
+        [("/", Hello), ("/ws", Echo), ("/big", Big)], websocket_max_message_size=MAX_MESSAGE
+    )
     server = HTTPServer(
         app,
         max_header_size=max_header_size,
@@ -404,6 +414,30 @@ async def ws_fragments(port: int, pid: int) -> str:
     return await ws_stream(port, fragments=True)
 
 
+PIPELINED = 300
+BIG_RESPONSE = 1_000_000
+
+
+async def pipeline(port: int, pid: int) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = b"GET /big?n=%d HTTP/1.1\r\nHost: a\r\n\r\n" % BIG_RESPONSE
+    writer.write(request * PIPELINED)
+    # The peak is reached once the server's resident set stops moving (the
+    # client reads nothing, so the server either holds back or buffers all).
+    last = [-1, time.monotonic()]
+
+    def settled() -> bool:
+        rss = status_kb(pid, "VmRSS")
+        now = time.monotonic()
+        if rss != last[0]:
+            last[:] = [rss, now]
+        return now - last[1] > 2.0
+
+    await until(settled, "the server's RSS to settle", every=0.1)
+    writer.transport.abort()
+    return f"{PIPELINED} x {BIG_RESPONSE / MB:.2f} MB pipelined, nothing read"
+
+
 # --- the run ----------------------------------------------------------------------
 
 
@@ -491,7 +525,7 @@ def main() -> int:
         help="the server's header_timeout (Squall's default, 10 s, closes held heads sooner)",
     )
     ap.add_argument(
-        "--cases", default="heads,body-length,body-chunked,gzip-bomb,ws-frame,ws-fragments"
+        "--cases", default="heads,body-length,body-chunked,gzip-bomb,ws-frame,ws-fragments,pipeline"
     )
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -518,6 +552,7 @@ def main() -> int:
         "gzip-bomb": (gzip_bomb, MAX_BODY // 1024),
         "ws-frame": (ws_frame, MAX_MESSAGE // 1024),
         "ws-fragments": (ws_fragments, MAX_MESSAGE // 1024),
+        "pipeline": (pipeline, (64 * 1024 + BIG_RESPONSE) // 1024),
     }
     print(
         f"== server RSS under hostile input (MB); max_header_size {args.max_header_size},"

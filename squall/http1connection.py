@@ -254,14 +254,25 @@ def _log_malformed(context: object, message: str, status_hint: int) -> None:
         gen_log.info("Malformed HTTP message from %s: %s", context, message)
 
 
-def _error_response(status_hint: int) -> bytes:
-    """The bare response a server sends for a malformed request before closing.
+def _error_response(status_hint: int, reason: str = "", final: bool = False) -> bytes:
+    """The response a server sends for a malformed request before closing.
 
     Tornado answers every malformed request, an oversized body included,
-    with a 400; header and request-line limits get their own codes.
+    with a bare 400; header and request-line limits get their own codes.
+    ``final`` keeps any status (a 413 in place of a 100 Continue). A
+    ``reason`` becomes a plain-text body (for a request the parser took but
+    the server cannot serve, such as one with too many query arguments).
     """
-    status = status_hint if status_hint in (414, 431, 505) else 400
-    return b"HTTP/1.1 %d %s\r\n\r\n" % (status, responses.get(status, "Bad Request").encode())
+    status = status_hint if final or status_hint in (414, 431, 505) else 400
+    phrase = responses.get(status, "Bad Request").encode()
+    if not reason:
+        return b"HTTP/1.1 %d %s\r\n\r\n" % (status, phrase)
+    body = b"%d %s: %s\n" % (status, phrase, reason.encode("utf-8", "replace"))
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"X-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n%s" % (status, phrase, len(body), body)
+    )
 
 
 def _response_head(

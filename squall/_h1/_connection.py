@@ -233,6 +233,12 @@ class H1Connection(_Sender):
         the peer's EOF (if not, it can only return `NEED_DATA` or `PAUSED`)."""
         return self._eof or self._pos < len(self._buf)
 
+    @property
+    def body_too_large(self) -> bool:
+        """Whether the message being received declares a Content-Length over
+        the body limit (what a server looks at before a 100 Continue)."""
+        return self._rstate == _R_CL and self._total > self._max_body
+
     def set_max_body_size(self, size: int) -> None:
         """Override `H1Limits.max_body_size` for the message being received
         (call it after its head event; the next message uses the default)."""

@@ -498,8 +498,11 @@ class _Sender:
         try:
             return text.encode("latin-1")
         except UnicodeEncodeError as exc:
+            # Name the whole field line the character is in.
+            first = text.rfind("\r\n", 0, exc.start) + 2
+            last = text.find("\r\n", exc.end)
             raise LocalProtocolError(
-                f"header text must be latin-1: {text[exc.start : exc.end + 20]!r}"
+                f"header text must be latin-1: {text[first:last][:200]!r}"
             ) from None
 
     def send_data(self, data: bytes) -> bytes:

@@ -73,8 +73,16 @@ app_log = logging.getLogger("squall.application")
 # Pipelined bytes held while a response is in progress before reading pauses.
 _PIPELINE_HIGH_WATER = 256 * 1024
 
+# Output queued outside data_received past this size is written at once
+# (see _send); the transports' default high-water mark.
+_WRITE_NOW = 64 * 1024
+
 # Seconds close() lets buffered output drain before aborting the connection.
 _CLOSE_GRACE = 1.0
+
+# Seconds a connection closed after an error answer goes on reading (and
+# discarding) what the client still sends (see _linger).
+_LINGER_SECONDS = 2.0
 
 
 # -- connection state -------------------------------------------------------------
@@ -114,6 +122,9 @@ _READ_PAUSED: Final = 2  # we paused the transport's reading
 _WRITE_PAUSED: Final = 4  # the transport is over its high-water mark
 _TAKEN: Final = 8  # detach() was called (once only, even on a lost connection)
 _QUEUED: Final = 16  # output waits in the loop's _WriteQueue
+_HELD: Final = 32  # pipelined requests wait for the output to drain (_hold)
+_STALLED: Final = _BLOCKED | _HELD
+_LINGER: Final = 64  # an error answer: close in stages (_linger)
 
 
 class _WriteQueue:
@@ -234,9 +245,12 @@ class _RequestConnection(HTTPConnection):
                 p._params.no_keep_alive,
             )
         except LocalProtocolError as exc:
+            # A head refused is not sent (the caller may still answer with
+            # an error instead); a head taken with a first chunk it refuses
+            # (more than its Content-Length) counts as started.
+            self._headers_written = p._h1.our_state != "IDLE"
             raise HTTPOutputError(str(exc)) from None
-        finally:
-            self._headers_written = True
+        self._headers_written = True
         if p._in_feed and not p._flow & _WRITE_PAUSED:
             # _send() for the usual case, in this frame: written while the
             # request is processed, so _process flushes it at its end.
@@ -475,7 +489,16 @@ class _HTTPProtocol(asyncio.Protocol):
     async def _start_tls(self, transport: asyncio.Transport) -> None:
         assert self._ssl is not None
         try:
-            tls = await self._loop.start_tls(transport, self, self._ssl, server_side=True)
+            # A handshake is bounded like a head (a client that opens
+            # connections and stalls in TLS must not hold them for
+            # asyncio's default of a minute).
+            tls = await self._loop.start_tls(
+                transport,
+                self,
+                self._ssl,
+                server_side=True,
+                ssl_handshake_timeout=self._params.header_timeout,
+            )
         except (TimeoutError, ssl.SSLError, OSError) as exc:
             if isinstance(exc, ssl.SSLError):
                 gen_log.warning("SSL Error on %s %s: %s", self.context, "handshake", exc)
@@ -505,7 +528,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 stream._feed(data)
             return
         self._h1.receive_data(data)
-        if not self._flow & _BLOCKED and self._tls_task is None:
+        if not self._flow & _STALLED and self._tls_task is None:
             self._process()
 
     def eof_received(self) -> Optional[bool]:
@@ -516,7 +539,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 stream._feed_eof()
             return None
         self._h1.receive_data(b"")
-        if not self._flow & _BLOCKED:
+        if not self._flow & _STALLED:
             self._process()
         return None
 
@@ -547,7 +570,10 @@ class _HTTPProtocol(asyncio.Protocol):
         if stream is not None:
             stream._writable()
         if self._state != _DETACHED:
-            self._resume_reading()
+            if self._flow & _HELD:
+                self._unhold()
+            else:
+                self._resume_reading()
 
     # -- the request cycle -----------------------------------------------------------
 
@@ -577,6 +603,9 @@ class _HTTPProtocol(asyncio.Protocol):
                     if not h1.has_input():
                         # Spares a parse that can only say NEED_DATA or PAUSED.
                         break
+                    if self._state == _IDLE and self._output_full():
+                        self._hold()
+                        break
                 elif event is NEED_DATA:
                     if self._state == _IDLE and not self._head_since and h1.buffered:
                         self._head_started()
@@ -602,7 +631,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 return
         except HTTPInputError as err:
             # Not "exc" again: mypyc would type both handlers' names as one.
-            self._reject(400, str(err))
+            self._reject(400, str(err), explain=True)
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
             self._abort()
@@ -649,6 +678,12 @@ class _HTTPProtocol(asyncio.Protocol):
         if req is None or self._state >= _CLOSING:
             return
         if h1.expects_continue and not req._headers_written:
+            if h1.body_too_large:
+                # RFC 9110 §10.1.1: a server may answer with the final
+                # status instead of 100, and the client then need not send
+                # the body (§15.5.14: 413 Content Too Large).
+                self._reject(413, "Content-Length too long", final=True)
+                return
             # RFC 9110 §10.1.1: the delegate is ready to read the body.
             self._out.append(h1.send_informational(100, "(Continue)"))
         timeout = req._body_timeout
@@ -699,8 +734,39 @@ class _HTTPProtocol(asyncio.Protocol):
         if self._state < _CLOSING:
             self._state = _IDLE
             if not self._in_feed:
+                if self._h1.has_input() and self._output_full():
+                    self._hold()
+                    return
                 self._resume_reading()
                 self._process()
+
+    def _output_full(self) -> bool:
+        """Whether the unwritten output (queued here and buffered by the
+        transport) is over the transport's high-water mark.
+
+        The transport's own ``pause_writing`` cannot guard pipelined
+        requests: what a read's requests produce is written a loop round
+        later (`_WriteQueue`), so hundreds of responses could be queued
+        before the transport sees a byte of them.
+        """
+        if self._flow & _WRITE_PAUSED:
+            return True
+        transport = self.transport
+        if transport is None:
+            return False
+        high = transport.get_write_buffer_limits()[1]
+        return sum(map(len, self._out)) + transport.get_write_buffer_size() > high
+
+    def _hold(self) -> None:
+        """Start no pipelined request until the output drains (`_unhold`)."""
+        self._flow |= _HELD
+        self._pause_reading()
+
+    def _unhold(self) -> None:
+        self._flow &= ~_HELD
+        if self._state == _IDLE:
+            self._resume_reading()
+            self._process()
 
     def _block(self, awaitable: Awaitable[None], head: bool) -> None:
         """Hand no more events on until ``awaitable`` is done (``head``: it
@@ -726,7 +792,7 @@ class _HTTPProtocol(asyncio.Protocol):
             return
         if exc is not None:
             if isinstance(exc, HTTPInputError):
-                self._reject(400, str(exc))
+                self._reject(400, str(exc), explain=True)
             else:
                 app_log.error("Uncaught exception", exc_info=exc)
                 self._abort()
@@ -739,11 +805,17 @@ class _HTTPProtocol(asyncio.Protocol):
 
     # -- errors and timeouts ---------------------------------------------------------
 
-    def _reject(self, status_hint: int, message: str) -> None:
+    def _reject(
+        self, status_hint: int, message: str, explain: bool = False, final: bool = False
+    ) -> None:
+        """Answer a request we cannot serve (``explain``: with ``message``
+        as its body; ``final``: with ``status_hint`` itself, see
+        `_error_response`), then close lingering (`_linger`)."""
         _log_malformed(self.context, message, status_hint)
         req = self._req
         if req is None or not req._headers_written:
-            self._out.append(_error_response(status_hint))
+            self._out.append(_error_response(status_hint, message if explain else "", final))
+        self._flow |= _LINGER
         self._close_soon()
 
     def _abort(self) -> None:
@@ -847,9 +919,17 @@ class _HTTPProtocol(asyncio.Protocol):
     # -- output ----------------------------------------------------------------------
 
     def _send(self, data: bytes) -> asyncio.Future[None]:
-        self._out.append(data)
-        if not self._in_feed and not self._flow & _QUEUED:
-            self._writes.add(self)
+        out = self._out
+        out.append(data)
+        if not self._in_feed:
+            if sum(map(len, out)) >= _WRITE_NOW:
+                # Written now, not a round later: the transport's high-water
+                # mark then decides (pause_writing) whether the future
+                # returned waits, and a handler that awaits its flushes
+                # cannot queue megabytes in between.
+                self._flush()
+            elif not self._flow & _QUEUED:
+                self._writes.add(self)
         if self._flow & _WRITE_PAUSED:
             waiter = self._loop.create_future()
             if self._drain_waiters is None:
@@ -872,7 +952,33 @@ class _HTTPProtocol(asyncio.Protocol):
             transport.write(data)
         if self._state == _CLOSING:
             self._state = _STOPPED
-            transport.close()
+            if self._flow & _LINGER and transport.can_write_eof():
+                self._linger(transport)
+            else:
+                transport.close()
+        elif self._flow & _HELD and not self._flow & _WRITE_PAUSED and not self._in_feed:
+            # The socket took it (the transport stayed under its high-water
+            # mark, so resume_writing will not come): go on at once.
+            self._unhold()
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close in stages after an error answer.
+
+        RFC 9112 section 9.6: closed at once while the client is still
+        sending (the rest of an overlong request line, a body we refused),
+        the kernel answers the unread bytes with a reset, which can destroy
+        our response before the client reads it. So: end our side once the
+        answer is written, read and discard until the client closes too,
+        and close anyway after `_LINGER_SECONDS`.
+        """
+        transport.write_eof()
+        if self._flow & _READ_PAUSED:
+            self._flow &= ~_READ_PAUSED
+            transport.resume_reading()
+        timer = self._idle_timer
+        if timer is not None:
+            timer.cancel()
+        self._idle_timer = self._loop.call_later(_LINGER_SECONDS, transport.close)
 
     def _pause_reading(self) -> None:
         transport = self.transport
@@ -882,7 +988,7 @@ class _HTTPProtocol(asyncio.Protocol):
 
     def _resume_reading(self) -> None:
         flow = self._flow
-        if flow & _READ_PAUSED and not flow & (_BLOCKED | _WRITE_PAUSED):
+        if flow & _READ_PAUSED and not flow & (_STALLED | _WRITE_PAUSED):
             self._flow = flow & ~_READ_PAUSED
             transport = self.transport
             if transport is not None and self._state != _CLOSED:

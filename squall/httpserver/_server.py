@@ -225,6 +225,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
                     # the socket has, not asyncio's default of 100.
                     backlog=_listen_backlog(sock),
                     ssl=ssl_context if loop_tls else None,
+                    # A stalled TLS handshake is bounded like a head.
+                    ssl_handshake_timeout=params.header_timeout if loop_tls else None,
                     start_serving=False,
                 )
             )

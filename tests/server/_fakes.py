@@ -40,6 +40,11 @@ class FakeTransport(asyncio.Transport):
         self.closed = False
         self.reading = True
         self.pauses = 0
+        # What a real transport would still hold unsent (set by tests).
+        self.buffered = 0
+        # Whether write_eof() is offered (set by tests), and was called.
+        self.half_close = False
+        self.eof_written = False
         self.sock = FakeSocket(family)
         self.closed_future: asyncio.Future[None] = loop.create_future()
 
@@ -73,6 +78,19 @@ class FakeTransport(asyncio.Transport):
 
     def is_reading(self) -> bool:
         return self.reading
+
+    def can_write_eof(self) -> bool:
+        return self.half_close
+
+    def write_eof(self) -> None:
+        assert self.half_close and not self.closed
+        self.eof_written = True
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16 * 1024, 64 * 1024)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "socket":

@@ -30,7 +30,13 @@ from squall import locale as locale_module
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
 from squall.httpserver._protocol import _RequestConnection
-from squall.httputil import HTTPHeaders, ResponseStartLine, format_timestamp, responses
+from squall.httputil import (
+    HTTPHeaders,
+    HTTPOutputError,
+    ResponseStartLine,
+    format_timestamp,
+    responses,
+)
 from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
 from squall.httputil._response import UNSAFE_VALUE_CHARS, _ResponseHeaders
 from squall.log import app_log, gen_log
@@ -557,7 +563,16 @@ class RequestHandler(CookieMixin, RenderMixin):
                 chunk = b""
             # tuple.__new__ skips the namedtuple's Python-level constructor.
             start_line = _new_tuple(ResponseStartLine, ("", self._status_code, self._reason))
-            return connection.write_headers(start_line, self._headers, chunk)
+            try:
+                return connection.write_headers(start_line, self._headers, chunk)
+            except HTTPOutputError:
+                # A head the connection refused and did not send (a value
+                # set_header let through that is not latin-1, a
+                # Content-Length that is not a number): the error can still
+                # be answered with a 500.
+                if not getattr(connection, "_headers_written", True):
+                    self._headers_written = False
+                raise
         for transform in self._transforms:
             chunk = transform.transform_chunk(chunk, include_footers)
         if self.request.method != "HEAD":

@@ -326,13 +326,16 @@ class StaticFileHandler(RequestHandler):
 
         Raises:
             HTTPError: 403 outside the root (also through a symlink) or not a
-                file; 404 if missing.
+                file; 404 if missing (a path with a NUL is missing).
         """
         if not _lexically_within(root, absolute_path):
             raise HTTPError(403, "%s is not in root static directory", self.path)
         if os.name == "nt" and ":" in os.path.splitdrive(absolute_path)[1]:
             # NTFS alternate data streams ("file.txt:name") are not files of the directory.
             raise HTTPError(403, "%s is not a file", self.path)
+        if "\0" in absolute_path:
+            # No file name holds a NUL (os.path.realpath would raise on it).
+            raise HTTPError(404, "a NUL in the path %r", self.path)
         allowed = _allowed_directories(root, getattr(self, "allowed_symlink_directory", None))
         # Resolve before looking at the file at all, so that an escaping link
         # answers the same whether or not its target exists.

@@ -66,6 +66,12 @@ class WebSocketHandler(RequestHandler, _Peer):
         self.open_args = args
         self.open_kwargs = kwargs
         headers = self.request.headers
+        if self.request.version == "HTTP/1.0":
+            # RFC 6455 section 4.1: the upgrade request's "HTTP version MUST
+            # be at least 1.1" (HTTP/1.0 has no Upgrade mechanism).
+            self.set_status(400)
+            self.finish("A WebSocket handshake needs HTTP/1.1.")
+            return
         # Section 4.2.1; the order of checks follows the statuses callers see.
         if (headers.get("Upgrade") or "").lower() != "websocket":
             self.set_status(400)

@@ -73,8 +73,9 @@ app_log = logging.getLogger("squall.application")
 # Pipelined bytes held while a response is in progress before reading pauses.
 _PIPELINE_HIGH_WATER = 256 * 1024
 
-# Output queued outside data_received past this size is written at once
-# (see _send); the transports' default high-water mark.
+# Queued output past this size is written at once (outside data_received,
+# see _send), or holds the next pipelined request back (inside, _process):
+# the transports' default high-water mark.
 _WRITE_NOW = 64 * 1024
 
 # Seconds close() lets buffered output drain before aborting the connection.
@@ -584,6 +585,9 @@ class _HTTPProtocol(asyncio.Protocol):
             return
         self._in_feed = True
         h1 = self._h1
+        # What this call has queued in _out (nothing is written meanwhile),
+        # counted item by item as it grows: see the end of a message.
+        queued = counted = 0
         try:
             leftover = self._leftover
             if leftover is not None:
@@ -603,9 +607,18 @@ class _HTTPProtocol(asyncio.Protocol):
                     if not h1.has_input():
                         # Spares a parse that can only say NEED_DATA or PAUSED.
                         break
-                    if self._state == _IDLE and self._output_full():
-                        self._hold()
-                        break
+                    if self._state == _IDLE:
+                        # A pipelined request follows. What this read's
+                        # requests produce is written a loop round later
+                        # (_WriteQueue), so pause_writing cannot stop them:
+                        # none starts while the output is over the mark.
+                        out = self._out
+                        while counted < len(out):
+                            queued += len(out[counted])
+                            counted += 1
+                        if queued >= _WRITE_NOW or self._flow & _WRITE_PAUSED:
+                            self._hold()
+                            break
                 elif event is NEED_DATA:
                     if self._state == _IDLE and not self._head_since and h1.buffered:
                         self._head_started()
@@ -734,31 +747,16 @@ class _HTTPProtocol(asyncio.Protocol):
         if self._state < _CLOSING:
             self._state = _IDLE
             if not self._in_feed:
-                if self._h1.has_input() and self._output_full():
+                if self._flow & _WRITE_PAUSED and self._h1.has_input():
+                    # As in _process: a pipelined request waits.
                     self._hold()
                     return
                 self._resume_reading()
                 self._process()
 
-    def _output_full(self) -> bool:
-        """Whether the unwritten output (queued here and buffered by the
-        transport) is over the transport's high-water mark.
-
-        The transport's own ``pause_writing`` cannot guard pipelined
-        requests: what a read's requests produce is written a loop round
-        later (`_WriteQueue`), so hundreds of responses could be queued
-        before the transport sees a byte of them.
-        """
-        if self._flow & _WRITE_PAUSED:
-            return True
-        transport = self.transport
-        if transport is None:
-            return False
-        high = transport.get_write_buffer_limits()[1]
-        return sum(map(len, self._out)) + transport.get_write_buffer_size() > high
-
     def _hold(self) -> None:
-        """Start no pipelined request until the output drains (`_unhold`)."""
+        """Start no pipelined request until the output drains (`_unhold`):
+        the transport takes it under its high-water mark, or resume_writing."""
         self._flow |= _HELD
         self._pause_reading()
 

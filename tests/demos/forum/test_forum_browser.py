@@ -24,7 +24,7 @@ from ._client import forum_server
 
 # A deadline, not the expected time (a few seconds when the machine is idle; the
 # shared 2-core machine can be several times slower).
-BROWSER_LIMIT = 12.0
+BROWSER_LIMIT = 30.0
 PASSWORD = "browser password"
 
 # Resolves once the live script chose its transport ("websocket" or "poll").
@@ -32,7 +32,7 @@ WAIT_READY = """new Promise((resolve, reject) => {
   const started = Date.now();
   const look = () => {
     if (window.forum && window.forum.ready) return resolve(window.forum.ready);
-    if (Date.now() - started > 4000) return reject(new Error('live updates never started'));
+    if (Date.now() - started > 10000) return reject(new Error('live updates never started'));
     setTimeout(look, 20);
   };
   look();
@@ -60,7 +60,7 @@ WAIT_FOR_POST = """(text) => new Promise((resolve, reject) => {
   };
   if (!look()) {
     new MutationObserver(look).observe(list, {childList: true, subtree: true});
-    setTimeout(() => reject(new Error('no post ' + text)), 4000);
+    setTimeout(() => reject(new Error("no post " + text)), 10000);
   }
 })"""
 
@@ -70,7 +70,7 @@ WAIT_MENTIONS = """new Promise((resolve, reject) => {
   const started = Date.now();
   const look = () => {
     if (window.forum && window.forum.mentionsReady) return resolve(true);
-    if (Date.now() - started > 4000) return reject(new Error('mentions socket never opened'));
+    if (Date.now() - started > 10000) return reject(new Error('mentions socket never opened'));
     setTimeout(look, 20);
   };
   look();
@@ -84,7 +84,7 @@ WAIT_BADGE = """new Promise((resolve, reject) => {
     if (!badge.hidden && window.forum.mentions.length) {
       return resolve({badge: badge.textContent, from: window.forum.mentions[0].from});
     }
-    if (Date.now() - started > 4000) return reject(new Error('no mention arrived'));
+    if (Date.now() - started > 10000) return reject(new Error('no mention arrived'));
     setTimeout(look, 20);
   };
   look();
@@ -197,7 +197,7 @@ WAIT_PREVIEW = """new Promise((resolve, reject) => {
   const look = () => {
     const box = document.getElementById('preview');
     if (!box.hidden && box.querySelector('pre code span')) return resolve(box.querySelector('pre').textContent);
-    if (Date.now() - started > 4000) return reject(new Error('no preview'));
+    if (Date.now() - started > 10000) return reject(new Error('no preview'));
     setTimeout(look, 20);
   };
   look();

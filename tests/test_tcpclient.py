@@ -8,7 +8,6 @@ import datetime
 import socket
 import ssl
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import pytest
@@ -18,10 +17,10 @@ from squall.iostream import IOStream, SSLIOStream, StreamClosedError
 from squall.netutil import Resolver, bind_sockets
 from squall.tcpclient import _INITIAL_CONNECT_TIMEOUT, TCPClient, _Connector, _format_addr
 from squall.tcpserver import TCPServer
+from tests._paths import CERTS
 
 _T = TypeVar("_T")
 
-CERTS = Path(__file__).resolve().parents[1] / "squall" / "_certs"
 CERTFILE = str(CERTS / "test.crt")
 KEYFILE = str(CERTS / "test.key")
 

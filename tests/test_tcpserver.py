@@ -19,10 +19,10 @@ from squall.httpserver import HTTPServer
 from squall.iostream import IOStream, SSLIOStream
 from squall.netutil import bind_sockets
 from squall.tcpserver import TCPServer
+from tests._paths import CERTS
 
 _T = TypeVar("_T")
 
-CERTS = Path(__file__).resolve().parents[1] / "squall" / "_certs"
 CERTFILE = str(CERTS / "test.crt")
 KEYFILE = str(CERTS / "test.key")
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 import squall._xhtml
 import squall.escape
 from tests import _cext
+from tests._paths import SQUALL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "squall._xhtml"
@@ -38,7 +39,7 @@ def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def py_module() -> ModuleType:
-    return _cext.load(NAME, ROOT / "squall" / "_xhtml.py")
+    return _cext.load(NAME, SQUALL_DIR / "_xhtml.py")
 
 
 def outcome(func: Any, *args: Any) -> tuple[Any, ...]:

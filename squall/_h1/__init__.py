@@ -94,7 +94,7 @@ Backends: ``parser="python"`` parses heads with ``bytes.find``/``split`` and
 one regex match per field block, straight into `Request.fields`. A pass
 that finds and parses a head in its common shape (``squall._h1._quick``:
 a few C-level string calls in one Python frame in pure Python, C in the
-compiled build, squall-speedups) runs first and leaves anything else to
+compiled build) runs first and leaves anything else to
 that parser, so every error is still worded by it. ``parser="httptools"`` parses
 heads with llhttp; ``"auto"`` picks the faster, which benchmarks/h1_parse.py
 shows to be the Python parser (llhttp pays one Python callback per header

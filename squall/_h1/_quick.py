@@ -10,7 +10,7 @@ parses the head itself with `PythonHeadParser`, which then accepts it or
 raises its own error. So a fast path never rejects anything and never words
 an error.
 
-squall-speedups replaces this module with a C extension (speedups/c/quick.c)
+The compiled build replaces this module with a C extension (speedups/c/quick.c)
 that also has ``request_head(buf, start, line_end, end, max_count)``: the
 same pass over a head already found. Pure Python has ``find_request_head``
 only (``request_head`` is None): it does in a few C-level string calls what

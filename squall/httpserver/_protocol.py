@@ -346,7 +346,7 @@ class _RequestConnection(HTTPConnection):
         self._proto._abort()
 
 
-# Compiled by mypyc (squall-speedups), it still dispatches through the type:
+# Compiled by mypyc (the compiled build), it still dispatches through the type:
 # _negotiate's sniffers subclass it and override data_received, _on_request.
 @mypyc_attr(allow_interpreted_subclasses=True)
 class _HTTPProtocol(asyncio.Protocol):

@@ -21,11 +21,10 @@ import h2.events  # noqa: E402
 
 from squall.asgi import ASGIServerDelegate  # noqa: E402
 from squall.httpserver import HTTPServer  # noqa: E402
+from tests._paths import CERTS
 
 from ..h2._client import RawH2  # noqa: E402
 from ._helpers import run, until  # noqa: E402
-
-CERTS = os.path.join(os.path.dirname(__file__), "..", "..", "squall", "_certs")
 
 
 @asynccontextmanager

@@ -17,6 +17,7 @@ from squall.cli._serving import TrustedPeers, parse_forwarded
 from squall.cli._target import serve_target
 from squall.cli._worker import build_server
 from squall.testing import bind_unused_port
+from tests._paths import CERTS
 from tests._wait import until
 
 from . import sample_apps
@@ -157,9 +158,6 @@ def test_limit_concurrency_answers_503() -> None:
         server.stop()
 
     run(body)
-
-
-CERTS = Path(__file__).resolve().parents[2] / "squall" / "_certs"
 
 
 def test_tls_with_certfile_and_keyfile() -> None:

@@ -12,9 +12,9 @@ from typing import Any, Optional
 
 from squall.simple_httpclient import SimpleAsyncHTTPClient
 from squall.testing import AsyncTestCase, gen_test
+from tests._paths import CERTS
 from tests.client._server import MiniServer, Reply
 
-CERTS = os.path.join(os.path.dirname(__file__), "..", "..", "squall", "_certs")
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 

@@ -26,9 +26,8 @@ from squall.simple_httpclient import (
     SimpleAsyncHTTPClient,
 )
 from squall.testing import AsyncTestCase, ExpectLog, gen_test
+from tests._paths import CERTS
 from tests.client._server import Handler, MiniServer, Reply
-
-CERTS = os.path.join(os.path.dirname(__file__), "..", "..", "squall", "_certs")
 
 
 def hello(request: Request, body: bytes) -> Reply:

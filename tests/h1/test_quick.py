@@ -36,6 +36,7 @@ from squall._h1 import (
 )
 from squall._h1._heads import PythonHeadParser
 from tests import _cext
+from tests._paths import SQUALL_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 Quick = Callable[[bytes | bytearray, int, int, int, int], Request | None]
@@ -52,7 +53,7 @@ def _pure_quick() -> ModuleType:
     """squall/_h1/_quick.py itself, whichever module the build loads under
     that name (the C one in the compiled run), beside it in the package."""
     if not str(squall._h1._quick.__file__).endswith(".py"):
-        path = ROOT / "squall" / "_h1" / "_quick.py"
+        path = SQUALL_DIR / "_h1" / "_quick.py"
         return _cext.load("squall._h1._quick_pure", path)
     return squall._h1._quick
 

@@ -7,17 +7,16 @@ import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from squall.iostream import BaseIOStream, IOStream, PipeIOStream, SSLIOStream
+from tests._paths import CERTS
 from tests._wait import until as until  # shared; imported from here by tests
 
 _T = TypeVar("_T")
 
-CERTS = Path(__file__).resolve().parents[2] / "squall" / "_certs"
 CERTFILE = str(CERTS / "test.crt")
 KEYFILE = str(CERTS / "test.key")
 

@@ -7,7 +7,6 @@ import os
 import socket
 import ssl
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +24,10 @@ from squall.iostream import IOStream, SSLIOStream, StreamClosedError
 from squall.locks import Event
 from squall.netutil import bind_unix_socket
 from squall.testing import AsyncTestCase, ExpectLog, bind_unused_port, gen_test
+from tests._paths import CERTS
 
 from ._fakes import respond
 
-CERTS = Path(__file__).resolve().parents[2] / "squall" / "_certs"
 SSL_OPTIONS = {"certfile": str(CERTS / "test.crt"), "keyfile": str(CERTS / "test.key")}
 
 

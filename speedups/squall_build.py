@@ -1,20 +1,29 @@
-"""Builds squall-speedups: squall's sans-I/O cores compiled by mypyc, and
-one hand-written C module (``c/quick.c``, squall._h1._quick: the request
-head's common case in one C pass).
+"""How ``pip install squall`` compiles the hot modules: used by the root ``setup.py``.
 
-The pure-Python modules in ``../squall`` (or ``$SQUALL_SOURCE``) are the
-source: they are copied into ``build/mypyc-src``, type-checked and compiled
-there, and the extension modules land in ``squall_speedups/_native/``. The
-wheel also carries ``manifest.json``: the squall version, the extension
-suffix, and the SHA-256 of every compiled module's source, which squall
-checks before it loads anything (a build from other sources is ignored).
+squall's sans-I/O cores and a few per-request modules are compiled by mypyc
+from the very same ``.py`` files, and two hand-written C modules replace
+two pure ones (``c/quick.c``: the request head's common case in one pass;
+``c/xhtml.c``: HTML escaping). The sources are copied into
+``build/mypyc-src``, type-checked and compiled there, and the extension
+modules land in the package as ``squall/_native/...`` beside a
+``manifest.json``: the squall version, the extension suffix, and the SHA-256
+of every compiled module's source, which ``import squall`` checks before it
+loads anything (``squall._compiled``; a build from other sources is ignored).
 
-Any failure (mypy or mypyc refusing the sources, no C compiler, no Python
-headers) still gives an installable package whose manifest says
-``"compiled": false`` and why: squall then runs its pure-Python modules.
-Set ``SQUALL_SPEEDUPS_FAIL=1`` to take that path on purpose. A hand-written C
-module that does not build is left out alone (its Python module is used);
-``SQUALL_SPEEDUPS_FAIL=c`` takes that path.
+Everything falls back to an installable pure-Python package, with one line
+saying why, and a manifest that says ``"compiled": false`` and why:
+
+- ``SQUALL_NO_EXTENSIONS=1`` skips compiling;
+- an editable install (``pip install -e .``) is never compiled: it runs the
+  tree's ``.py`` files, which a compiled copy would shadow;
+- no working C compiler or no Python headers (probed first, in a second);
+- mypy or mypyc refusing the sources (a single module that mypyc refuses is
+  left out alone, see ``COMPILED_MODULES``);
+- the C build failing (a hand-written C module that does not build is left
+  out alone).
+
+``SQUALL_SPEEDUPS_FAIL=1`` takes the mypyc failure path on purpose,
+``SQUALL_SPEEDUPS_FAIL=c`` the C module's.
 """
 
 from __future__ import annotations
@@ -24,18 +33,22 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
+import sysconfig
+import tempfile
 import traceback
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from setuptools import Extension, setup
+from setuptools import Extension
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-NATIVE = "squall_speedups._native"
+ROOT = HERE.parent
+NATIVE = "squall._native"
 # The shared library that holds every compiled module's code (mypyc's "group").
 GROUP = NATIVE + ".hotpath"
 # The packages compiled whole: no asyncio, no I/O, strictly typed, and no
@@ -82,13 +95,17 @@ SKIPPED: dict[str, str] = {
 # c/xhtml.c (squall._xhtml): HTML escaping in one pass, one call per
 # template value instead of the pure build's inline tests; measured (page
 # handler, same tree otherwise) 333.4k -> 274.8k instructions per request.
-C_MODULES = {"squall._h1._quick": "c/quick.c", "squall._xhtml": "c/xhtml.c"}
+C_MODULES = {"squall._h1._quick": "speedups/c/quick.c", "squall._xhtml": "speedups/c/xhtml.c"}
+
+
+def _say(message: str) -> None:
+    print(f"squall: {message}", file=sys.stderr, flush=True)
 
 
 def _squall_source() -> Path:
-    src = Path(os.environ.get("SQUALL_SOURCE", HERE.parent / "squall")).resolve()
+    src = ROOT / "squall"
     if not (src / "__init__.py").is_file():
-        raise RuntimeError(f"squall's sources not found at {src} (set SQUALL_SOURCE)")
+        raise RuntimeError(f"squall's sources not found at {src}")
     return src
 
 
@@ -157,10 +174,11 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
     """mypycify over a copy of squall; returns (extensions, manifest)."""
     if os.environ.get("SQUALL_SPEEDUPS_FAIL") == "1":
         raise RuntimeError("SQUALL_SPEEDUPS_FAIL=1")
+    # mypy (which brings mypyc) is in pyproject's [build-system] requires.
     from mypyc.build import mypycify
 
     src = _squall_source()
-    root = HERE / "build" / "mypyc-src"
+    root = ROOT / "build" / "mypyc-src"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     # The whole package, so that mypy resolves every import; only the
@@ -186,7 +204,7 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
                 f"{classes}: subclassed by interpreted code, not marked"
                 " @mypyc_attr(allow_interpreted_subclasses=True)"
             )
-            print(f"squall-speedups: {name} not compiled ({SKIPPED[name]})", file=sys.stderr)
+            _say(f"{name} not compiled ({SKIPPED[name]})")
             continue
         path = root.joinpath(*name.split(".")).with_suffix(".py")
         modules[name] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -196,7 +214,7 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
         pure = root.joinpath(*name.split(".")).with_suffix(".py")
         modules[name] = hashlib.sha256(pure.read_bytes()).hexdigest()
         c_exts.append(Extension(f"{NATIVE}.{name}", sources=[source], extra_compile_args=["-O2"]))
-    target = HERE / "build" / "mypyc"
+    target = ROOT / "build" / "mypyc"
     cwd = os.getcwd()
     os.chdir(root)  # mypy derives module names from paths relative to here
     try:
@@ -217,7 +235,7 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
                 del modules[name]
                 SKIPPED[name] = f"mypyc refused the build with it: {exc!r}"[:300]
                 paths.remove(name.replace(".", "/") + ".py")
-                print(f"squall-speedups: retrying without {name}", file=sys.stderr)
+                _say(f"retrying without {name}")
             shutil.rmtree(target, ignore_errors=True)
             exts = mypycify(
                 ["--config-file", "mypy.ini", "--cache-dir", str(root / ".mypy_cache"), *paths],
@@ -227,13 +245,12 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
     finally:
         os.chdir(cwd)
     for ext in exts:
-        # Absolute sources (mypyc wrote them relative to the staging root),
-        # and the shims moved under squall_speedups._native: squall's finder
-        # loads them under their own names, squall._h1._connection and so on.
-        ext.sources = [str(Path(root, s)) if not os.path.isabs(s) else s for s in ext.sources]
-        ext.include_dirs = [
-            str(Path(root, d)) if not os.path.isabs(d) else d for d in ext.include_dirs
-        ]
+        # Sources relative to the project (egg_info refuses absolute ones;
+        # mypyc wrote them relative to the staging root), and the shims moved
+        # under squall._native: squall's finder loads them under their own
+        # names, squall._h1._connection and so on.
+        ext.sources = [os.path.relpath(Path(root, s), ROOT) for s in ext.sources]
+        ext.include_dirs = [str(Path(root, d)) for d in ext.include_dirs]
         if not ext.name.startswith(NATIVE):
             ext.name = f"{NATIVE}.{ext.name}"
     exts.extend(c_exts)
@@ -248,75 +265,137 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
     return exts, manifest
 
 
-# pip asks for metadata (egg_info, dist_info) before it builds the wheel, in
-# another run of this file: compile only for the commands that build.
-_BUILDS = {"build", "build_ext", "bdist_wheel", "bdist", "install", "develop", "editable_wheel"}
+# pip asks for metadata (egg_info, dist_info) and builds the sdist in other
+# runs of setup.py than the wheel's: compile only for the commands that build.
+_BUILDS = {"build", "build_ext", "bdist_wheel", "bdist", "install"}
+# An editable install runs the tree's .py files, which compiled modules
+# would shadow (and the tree would then test the compiled build by surprise).
+_EDITABLE = {"develop", "editable_wheel"}
 
-try:
-    if _BUILDS.isdisjoint(sys.argv[1:]):
-        EXT_MODULES, MANIFEST = [], _failed("metadata only")
-    else:
-        EXT_MODULES, MANIFEST = _compile()
-except BaseException as exc:  # SystemExit too: mypy exits on a type error
-    if isinstance(exc, KeyboardInterrupt):
-        raise
-    traceback.print_exc()
-    print("squall-speedups: not compiled; squall will run pure Python", file=sys.stderr)
-    EXT_MODULES, MANIFEST = [], _failed(f"mypyc could not compile: {exc!r}"[:500])
+
+def _compiler_problem() -> Optional[str]:
+    """Why no extension module can be built here, or None: compiles a file
+    that includes Python.h with the compiler setuptools would use."""
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    include = sysconfig.get_paths()["include"]
+    if shutil.which(cc[0]) is None:
+        return f"no C compiler ({cc[0]} not found)"
+    if not Path(include, "Python.h").is_file():
+        return f"no Python headers ({include}/Python.h not found)"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "probe.c")
+        src.write_text("#include <Python.h>\nint squall_probe(void) { return 0; }\n")
+        try:
+            proc = subprocess.run(
+                [*cc, f"-I{include}", "-c", str(src), "-o", str(Path(tmp, "probe.o"))],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"the C compiler {cc[0]} did not run ({exc})"
+    if proc.returncode != 0:
+        return f"the C compiler {cc[0]} failed on Python.h: {proc.stderr.strip()[:200]}"
+    return None
+
+
+def _plan(argv: list[str]) -> tuple[list[Any], dict[str, Any]]:
+    """The extension modules to build and the manifest, for this run of setup.py."""
+    commands = set(argv[1:])
+    if commands & _EDITABLE:
+        return [], _failed("an editable install runs the tree's pure-Python sources")
+    if _BUILDS.isdisjoint(commands):
+        return [], _failed("metadata only")
+    if os.environ.get("SQUALL_NO_EXTENSIONS") == "1":
+        _say("SQUALL_NO_EXTENSIONS=1: installing pure Python")
+        return [], _failed("built with SQUALL_NO_EXTENSIONS=1")
+    problem = _compiler_problem()
+    if problem is not None:
+        _say(f"{problem}: installing pure Python")
+        return [], _failed(problem)
+    try:
+        return _compile()
+    except BaseException as exc:  # SystemExit too: mypy exits on a type error
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        traceback.print_exc()
+        _say(f"mypyc could not compile ({exc!r}): installing pure Python")
+        return [], _failed(f"mypyc could not compile: {exc!r}"[:500])
 
 
 def _write_manifest(build_lib: str, manifest: dict[str, Any]) -> None:
-    out = Path(build_lib, "squall_speedups", "manifest.json")
+    out = Path(build_lib, *NATIVE.split("."), "manifest.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-class BuildPy(build_py):
-    """Writes the manifest as the compile step left it."""
+def setup_arguments(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    """``setup()``'s ext_modules and cmdclass for this run (``sys.argv`` by default)."""
+    ext_modules, manifest = _plan(sys.argv if argv is None else argv)
 
-    def run(self) -> None:
-        super().run()
-        if not self.distribution.has_ext_modules():
-            _write_manifest(self.build_lib, MANIFEST)
+    class BuildPy(build_py):
+        """Writes the manifest of a build without extension modules."""
 
-
-class BuildExt(build_ext):
-    """Builds the extensions; a compiler failure leaves a pure package, or,
-    for a hand-written C module alone, the mypyc build without it."""
-
-    def build_extension(self, ext: Any) -> None:
-        name = ext.name.removeprefix(NATIVE + ".")
-        if name not in C_MODULES:
-            super().build_extension(ext)
-            return
-        try:
-            if os.environ.get("SQUALL_SPEEDUPS_FAIL") == "c":
-                raise RuntimeError("SQUALL_SPEEDUPS_FAIL=c")
-            super().build_extension(ext)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            traceback.print_exc()
-            print(f"squall-speedups: {name} not built; its Python module stays", file=sys.stderr)
-            MANIFEST.get("modules", {}).pop(name, None)
-            MANIFEST.setdefault("skipped", {})[name] = f"C build failed: {exc!r}"[:300]
-
-    def run(self) -> None:
-        try:
+        def run(self) -> None:
+            # An earlier build's extension modules may still be in build/lib
+            # (pip builds in the tree): this build's are the only ones shipped.
+            native = Path(self.build_lib, *NATIVE.split("."))
+            shutil.rmtree(native / "squall", ignore_errors=True)
+            for stale in native.glob("*.so"):
+                stale.unlink()
+            (native / "manifest.json").unlink(missing_ok=True)
             super().run()
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            traceback.print_exc()
-            print("squall-speedups: C build failed; squall will run pure Python", file=sys.stderr)
-            for ext in self.extensions:
-                try:
-                    os.remove(self.get_ext_fullpath(ext.name))
-                except OSError:
-                    pass
-            _write_manifest(self.build_lib, _failed(f"C build failed: {exc!r}"[:500]))
-            return
-        _write_manifest(self.build_lib, MANIFEST)
+            if not self.distribution.has_ext_modules() and not self.editable_mode:
+                _write_manifest(self.build_lib, manifest)
 
+    class BuildExt(build_ext):
+        """Builds the extensions; a compiler failure leaves a pure package, or,
+        for a hand-written C module alone, the mypyc build without it."""
 
-setup(ext_modules=EXT_MODULES, cmdclass={"build_py": BuildPy, "build_ext": BuildExt})
+        def build_extension(self, ext: Any) -> None:
+            name = ext.name.removeprefix(NATIVE + ".")
+            if name not in C_MODULES:
+                super().build_extension(ext)
+                return
+            try:
+                if os.environ.get("SQUALL_SPEEDUPS_FAIL") == "c":
+                    raise RuntimeError("SQUALL_SPEEDUPS_FAIL=c")
+                super().build_extension(ext)
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                traceback.print_exc()
+                _say(f"{name} not built; its Python module stays")
+                manifest.get("modules", {}).pop(name, None)
+                manifest.setdefault("skipped", {})[name] = f"C build failed: {exc!r}"[:300]
+
+        def run(self) -> None:
+            try:
+                super().run()
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                traceback.print_exc()
+                _say("the C build failed: installing pure Python")
+                for ext in self.extensions:
+                    try:
+                        os.remove(self.get_ext_fullpath(ext.name))
+                    except OSError:
+                        pass
+                _write_manifest(self.build_lib, _failed(f"C build failed: {exc!r}"[:500]))
+                return
+            _write_manifest(self.build_lib, manifest)
+
+    # The egg-info goes under build/, not beside squall/: in the tree (where pip
+    # builds), importlib.metadata would find it on sys.path ("python -m pytest"
+    # puts the tree there), and pytest would load the plugin of its entry points.
+    # (An sdist keeps its egg-info at the top, where pip looks for it.)
+    options: dict[str, Any] = {}
+    if "sdist" not in (sys.argv if argv is None else argv):
+        Path(ROOT, "build").mkdir(exist_ok=True)
+        options = {"egg_info": {"egg_base": "build"}}
+    return {
+        "ext_modules": ext_modules,
+        "cmdclass": {"build_py": BuildPy, "build_ext": BuildExt},
+        "options": options,
+    }

@@ -1,1 +1,0 @@
-"""The compiled extension modules (built by mypyc; loaded by squall's finder)."""

@@ -31,6 +31,7 @@ for level, names in enumerate(
         ],
         ["web", "routing", "template", "locale", "websocket"],
         ["auth", "wsgi", "autoreload", "testing", "compat", "_tornado_homes", "asgi", "pubsub"],
+        ["testclient", "pytest_plugin"],
         ["cli"],
     ]
 ):

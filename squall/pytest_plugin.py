@@ -1,0 +1,247 @@
+"""Squall's pytest plugin: fixtures for an application under test.
+
+Installed with squall (the ``pytest11`` entry point ``squall``); ``pytest -p
+no:squall`` turns it off. Define an ``app`` fixture that returns the
+Application, then::
+
+    def test_home(squall_client):          # in-process, no socket: fast
+        assert squall_client.get("/").status_code == 200
+
+    async def test_over_a_socket(http_server_client, ws_connect):
+        response = await http_server_client.fetch("/")
+        ws = await ws_connect("/socket")
+        ws.write_message("hi")
+        assert await ws.read_message() == "hi"
+
+The fixtures over a real socket take the names pytest-tornasync and
+pytest-tornado gave them, so that tests written for those plugins run
+unchanged:
+
+- ``io_loop``: a new `.IOLoop` (on a new asyncio loop) for the test, closed
+  after it; an ``async def`` test that uses it (directly or through the
+  fixtures below) runs on it, within ``ASYNC_TEST_TIMEOUT`` seconds (5 by
+  default; ``@pytest.mark.gen_test(timeout=...)`` sets it per test, as
+  pytest-tornado's marker does);
+- ``http_port`` (also ``http_server_port``): the port the server listens on;
+- ``base_url``: ``http://127.0.0.1:<port>`` (it starts ``http_server``);
+- ``http_server``: an `.HTTPServer` serving ``app`` on that port;
+- ``http_client``: an `.AsyncHTTPClient`, closed after the test (it starts no
+  server: pair it with ``base_url``);
+- ``http_server_client``: the same, whose ``fetch`` takes a path on the server.
+
+Squall's own, under names no other plugin uses:
+
+- ``squall_client``: a `squall.testclient.TestClient` on ``app``: synchronous
+  ``get``/``post``/... in-process, without a socket;
+- ``ws_connect``: ``await ws_connect(path, **kwargs)`` opens a WebSocket to
+  the test server (`squall.websocket.websocket_connect`), closed after the test.
+
+With pytest-tornasync or pytest-tornado installed (both load under the plugin
+name ``tornado``), their fixtures of those names are the ones used and their
+runner runs the coroutine tests: this plugin then provides only its own two,
+which work over either's server. The plugin adds no autouse fixture and no
+collection hook: it changes nothing for a test that uses none of its fixtures.
+(PYTEST_DONT_REWRITE: pytest leaves its asserts alone, and does not warn when
+a test's in-process pytest meets it already imported.) (So generator tests, ``yield``-style under ``gen_test``, which pytest refuses
+at collection, still need pytest-tornado itself.)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Optional
+
+import pytest
+
+__all__ = ["TornadoStyleFixtures"]
+
+# The name pytest-tornasync and pytest-tornado both register their plugin under.
+_OTHERS = "tornado"
+_FIXTURES = "squall.fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "gen_test(timeout=None): the time limit of an async test run on the io_loop fixture",
+    )
+    manager = config.pluginmanager
+    if manager.has_plugin(_OTHERS) or manager.has_plugin(_FIXTURES):
+        return
+    manager.register(TornadoStyleFixtures(), _FIXTURES)
+
+
+class TornadoStyleFixtures:
+    """The fixtures named as pytest-tornasync and pytest-tornado name theirs, and
+    the runner of coroutine tests; registered unless one of those is installed."""
+
+    @pytest.fixture
+    def io_loop(self) -> Iterator[Any]:
+        """A new IOLoop for the test (the current asyncio loop while it runs)."""
+        import asyncio
+
+        from squall.ioloop import IOLoop
+
+        loop = IOLoop(make_current=False)
+        asyncio_loop: asyncio.AbstractEventLoop = loop.asyncio_loop
+        asyncio.set_event_loop(asyncio_loop)
+        try:
+            yield loop
+        finally:
+            try:
+                _cancel_pending(loop, asyncio_loop)
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close(all_fds=True)
+
+    @pytest.fixture
+    def _squall_http_socket(self, io_loop: Any) -> Iterator[tuple[Any, int]]:
+        from squall.testing import bind_unused_port
+
+        sock, port = bind_unused_port()
+        yield sock, port
+        sock.close()
+
+    @pytest.fixture
+    def http_port(self, _squall_http_socket: tuple[Any, int]) -> int:
+        """The port the test server listens on (on 127.0.0.1)."""
+        return _squall_http_socket[1]
+
+    @pytest.fixture
+    def http_server_port(self, http_port: int) -> int:
+        """The same as ``http_port`` (pytest-tornasync's name)."""
+        return http_port
+
+    @pytest.fixture
+    def base_url(self, http_server: Any, http_port: int) -> str:
+        """``http://127.0.0.1:<port>``, the URL of the test server (started by it)."""
+        return f"http://127.0.0.1:{http_port}"
+
+    @pytest.fixture
+    def http_server(
+        self, request: pytest.FixtureRequest, io_loop: Any, _squall_http_socket: tuple[Any, int]
+    ) -> Iterator[Any]:
+        """An HTTPServer serving the ``app`` fixture on ``http_port``."""
+        from squall.httpserver import HTTPServer
+        from squall.testing import get_async_test_timeout
+
+        try:
+            app = request.getfixturevalue("app")
+        except pytest.FixtureLookupError:
+            raise pytest.FixtureLookupError(
+                "app", request, "define an `app` fixture that returns the Application to test"
+            ) from None
+        server = HTTPServer(app)
+        server.add_sockets([_squall_http_socket[0]])
+        yield server
+        server.stop()
+        io_loop.run_sync(server.close_all_connections, timeout=get_async_test_timeout())
+
+    @pytest.fixture
+    def http_client(self, io_loop: Any) -> Iterator[Any]:
+        """An AsyncHTTPClient of the test's own, closed after it."""
+        from squall.httpclient import AsyncHTTPClient
+
+        client = AsyncHTTPClient(force_instance=True)
+        yield client
+        client.close()
+
+    @pytest.fixture
+    def http_server_client(self, http_server: Any, base_url: str) -> Iterator[Any]:
+        """An AsyncHTTPClient whose ``fetch`` takes a path on the test server."""
+        from squall.httpclient import AsyncHTTPClient
+
+        client = _ServerClient(AsyncHTTPClient(force_instance=True), base_url)
+        yield client
+        client.close()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Optional[bool]:
+        """Runs a coroutine test that uses ``io_loop`` (maybe through another fixture) on it."""
+        function = pyfuncitem.obj
+        if not inspect.iscoroutinefunction(function) or "io_loop" not in pyfuncitem.fixturenames:
+            return None  # not ours: a plain test, or pytest-asyncio's, anyio's...
+        from squall.testing import get_async_test_timeout
+
+        marker = pyfuncitem.get_closest_marker("gen_test")
+        timeout = marker.kwargs.get("timeout") if marker is not None else None
+        if timeout is None:
+            timeout = get_async_test_timeout()
+        names = pyfuncitem._fixtureinfo.argnames
+        kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+        loop: Any = pyfuncitem.funcargs["io_loop"]
+        loop.run_sync(lambda: function(**kwargs), timeout=timeout)
+        return True
+
+
+class _ServerClient:
+    """An AsyncHTTPClient bound to the test server: ``fetch("/path")``."""
+
+    def __init__(self, client: Any, base_url: str) -> None:
+        self._client = client
+        self.base_url = base_url
+
+    def fetch(self, path: str, **kwargs: Any) -> Awaitable[Any]:
+        """``AsyncHTTPClient.fetch`` of ``base_url + path`` (an absolute URL as it is)."""
+        url = path if path.lower().startswith(("http://", "https://")) else self.base_url + path
+        result: Awaitable[Any] = self._client.fetch(url, **kwargs)
+        return result
+
+    def close(self) -> None:
+        """Closes the underlying client."""
+        self._client.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _cancel_pending(loop: Any, asyncio_loop: Any) -> None:
+    """Cancels the tasks a test left running and lets them end."""
+    import asyncio
+
+    if asyncio_loop.is_closed():
+        return
+    tasks = [t for t in asyncio.all_tasks(asyncio_loop) if not t.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+
+    async def settle() -> None:
+        await asyncio.wait(tasks)
+
+    loop.run_sync(settle)
+
+
+@pytest.fixture
+def squall_client(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A `squall.testclient.TestClient` on the ``app`` fixture: in-process, no socket."""
+    from squall.testclient import TestClient
+
+    client = TestClient(request.getfixturevalue("app"))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def ws_connect(http_server: Any) -> Iterator[Callable[..., Awaitable[Any]]]:
+    """``await ws_connect(path, **kwargs)``: a WebSocket client connection to the
+    test server (`squall.websocket.websocket_connect`), closed after the test."""
+    from squall.websocket import websocket_connect
+
+    sockets = getattr(http_server, "_sockets", None) or {}
+    ports = [s.getsockname()[1] for s in sockets.values()]
+    if not ports:
+        raise RuntimeError("the http_server fixture's server listens on no socket")
+    opened: list[Any] = []
+
+    async def connect(path: str, **kwargs: Any) -> Any:
+        url = path if "://" in path else f"ws://127.0.0.1:{ports[0]}{path}"
+        connection = await websocket_connect(url, **kwargs)
+        opened.append(connection)
+        return connection
+
+    yield connect
+    for connection in opened:
+        connection.close()

@@ -1,0 +1,189 @@
+"""squall.pytest_plugin: a user project's tests run by an inner pytest (pytester)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tomllib
+
+import pytest
+
+# Imported here, so that pytester's in-process runs (which forget the modules
+# first imported during each run) share one copy of each with this process.
+import squall.httpclient
+import squall.httpserver
+import squall.pytest_plugin
+import squall.testclient
+import squall.testing
+import squall.web
+import squall.websocket  # noqa: F401
+from tests._paths import SQUALL_DIR
+
+pytest_plugins = ["pytester"]
+
+
+def _entry_point_installed() -> bool:
+    return any(
+        ep.name == "squall" and ep.value == "squall.pytest_plugin"
+        for ep in importlib.metadata.entry_points(group="pytest11")
+    )
+
+
+# Through the entry point where this squall is installed with it; by -p where
+# the venv's metadata predates it (the plugin is the same module either way).
+PLUGIN = [] if _entry_point_installed() else ["-p", "squall.pytest_plugin"]
+
+APP = """
+import pytest
+from squall import web, websocket
+
+class Hello(web.RequestHandler):
+    def get(self):
+        self.write({"hello": self.get_argument("name", "world")})
+
+class Echo(websocket.WebSocketHandler):
+    def on_message(self, message):
+        self.write_message("echo " + message)
+
+@pytest.fixture
+def app():
+    return web.Application([(r"/", Hello), (r"/ws", Echo)])
+"""
+
+USER_TESTS = """
+import pytest
+from squall.escape import json_decode
+
+def test_in_process(squall_client):
+    assert squall_client.get("/", params={"name": "x"}).json() == {"hello": "x"}
+
+async def test_server_client(http_server_client):
+    response = await http_server_client.fetch("/?name=y")
+    assert json_decode(response.body) == {"hello": "y"}
+
+async def test_base_url_and_client(http_client, base_url, http_port):
+    assert base_url == f"http://127.0.0.1:{http_port}"
+    response = await http_client.fetch(base_url + "/")
+    assert response.code == 200
+
+async def test_websocket(ws_connect):
+    ws = await ws_connect("/ws")
+    await ws.write_message("hi")
+    assert await ws.read_message() == "echo hi"
+
+@pytest.mark.gen_test(timeout=3)
+async def test_marked_as_for_pytest_tornado(http_client, base_url):
+    response = await http_client.fetch(base_url + "/?name=gen")
+    assert json_decode(response.body) == {"hello": "gen"}
+
+def test_io_loop_is_current(io_loop):
+    from squall.ioloop import IOLoop
+    assert io_loop.run_sync(lambda: _current()) is io_loop
+
+async def _current():
+    from squall.ioloop import IOLoop
+    return IOLoop.current()
+"""
+
+
+def test_user_project(pytester: pytest.Pytester) -> None:
+    # One inner run (each costs a pytest start-up): the project's passing
+    # tests, one that fails, and a directory without an app fixture.
+    app_dir = pytester.mkpydir("with_app")
+    (app_dir / "conftest.py").write_text(APP)
+    (app_dir / "test_user.py").write_text(USER_TESTS)
+    (app_dir / "test_failing.py").write_text(
+        "async def test_wrong(http_server_client):\n"
+        "    response = await http_server_client.fetch('/', raise_error=False)\n"
+        "    assert response.code == 404\n"
+    )
+    no_app = pytester.mkpydir("no_app")
+    (no_app / "test_no_app.py").write_text("def test_x(http_server):\n    pass\n")
+    result = pytester.runpytest(*PLUGIN, "-W", "error")
+    result.assert_outcomes(passed=6, failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*assert 200 == 404*"])
+    result.stdout.fnmatch_lines(["*define an `app` fixture*"])
+
+
+def test_other_coroutine_tests_are_left_alone(pytester: pytest.Pytester) -> None:
+    # A coroutine test that uses none of the loop fixtures belongs to another
+    # plugin (pytest-asyncio, anyio): not run here, so pytest reports it as
+    # it does without this plugin.
+    pytester.makepyfile(test_user="async def test_x():\n    pass\n")
+    result = pytester.runpytest(*PLUGIN)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
+
+
+def test_opt_out(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(APP)
+    pytester.makepyfile(test_user="def test_x(squall_client):\n    pass\n")
+    blocked = ["-p", "no:squall"] if not PLUGIN else []
+    result = pytester.runpytest(*blocked)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'squall_client' not found*"])
+
+
+def test_steps_back_for_pytest_tornasync_and_pytest_tornado(pytester: pytest.Pytester) -> None:
+    # Both register as "tornado": a stand-in under that name provides
+    # http_server; this plugin's io_loop and runner are then not there, its
+    # own fixtures are, and ws_connect works over the other plugin's server.
+    pytester.makeconftest(
+        APP
+        + """
+class Other:
+    @pytest.fixture
+    def io_loop(self):
+        import asyncio
+        from squall.ioloop import IOLoop
+        loop = IOLoop(make_current=False)
+        asyncio.set_event_loop(loop.asyncio_loop)
+        yield loop
+        asyncio.set_event_loop(None)
+        loop.close(all_fds=True)
+
+    @pytest.fixture
+    def http_server(self, app, io_loop):
+        from squall.httpserver import HTTPServer
+        from squall.testing import bind_unused_port
+        sock, port = bind_unused_port()
+        server = HTTPServer(app)
+        server.add_sockets([sock])
+        yield server
+        server.stop()
+        io_loop.run_sync(server.close_all_connections)
+
+def pytest_addhooks(pluginmanager):
+    pluginmanager.register(Other(), "tornado")
+"""
+    )
+    pytester.makepyfile(
+        test_user="""
+        import pytest
+
+        def test_ours_stepped_back(request):
+            for name in ("http_server_client", "base_url", "http_port"):
+                with pytest.raises(pytest.FixtureLookupError):
+                    request.getfixturevalue(name)
+            assert request.config.pluginmanager.get_plugin("squall.fixtures") is None
+
+        def test_in_process(squall_client):
+            assert squall_client.get("/").json() == {"hello": "world"}
+
+        def test_ws_over_their_server(io_loop, ws_connect):
+            async def talk():
+                ws = await ws_connect("/ws")
+                await ws.write_message("x")
+                return await ws.read_message()
+            assert io_loop.run_sync(talk, timeout=5) == "echo x"
+        """
+    )
+    result = pytester.runpytest(*PLUGIN, "-W", "error")
+    result.assert_outcomes(passed=3)
+
+
+def test_entry_point_declared() -> None:
+    pyproject = SQUALL_DIR.parent / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("no pyproject.toml beside the imported squall (an installed squall)")
+    project = tomllib.loads(pyproject.read_text())["project"]
+    assert project["entry-points"]["pytest11"] == {"squall": "squall.pytest_plugin"}

@@ -39,6 +39,21 @@ names as existing loggers and disables them, which is the same objects; pass
 ``disable_existing_loggers=False`` (or name the ``squall.*`` loggers).
 
 `uninstall` undoes all of it (for tests).
+
+For a whole virtual environment (so that pytest plugins written for Tornado,
+``squall run`` workers and every subprocess find it) without wrapping each
+command::
+
+    python -m squall.compat --install-alias     # once, with the venv's python
+    python -m squall.compat --uninstall-alias   # to undo
+
+writes (or removes) ``squall-tornado-alias.pth`` in the environment's
+site-packages: at each start-up Python puts a small finder on
+`sys.meta_path` that imports nothing, and on the first ``import tornado``
+it runs `install`. It refuses while a real Tornado is installed (``pip
+uninstall tornado`` first; a plugin that requires tornado, such as
+pytest-tornasync, installs beside Squall with ``pip install --no-deps``).
+Remove the alias before uninstalling squall: pip does not know of the file.
 """
 
 from __future__ import annotations
@@ -74,8 +89,10 @@ _saved_loggers: dict[str, Union[logging.Logger, logging.PlaceHolder, None]] = {}
 _USAGE = """\
 usage: python -m squall.compat script.py [args...]
        python -m squall.compat -m module [args...]
+       python -m squall.compat --install-alias | --uninstall-alias
 
 Runs a program written for Tornado on Squall: "import tornado.X" gives squall.X.
+--install-alias makes that hold for every program of this Python environment.
 """
 
 
@@ -380,6 +397,8 @@ def main() -> None:
     See the module documentation for the arguments.
     """
     original_argv = sys.argv[:]
+    if original_argv[1:] in (["--install-alias"], ["--uninstall-alias"]):
+        sys.exit(_alias_command(original_argv[1]))
     try:
         module, path, rest = _parse_args(original_argv[1:])
     except ValueError as exc:
@@ -405,6 +424,99 @@ def main() -> None:
             # As "python app.py" does: the script's folder is importable.
             sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
         runpy.run_path(path, run_name="__main__")
+
+
+# -- the alias for a whole environment (a .pth file) ----------------------------------
+
+ALIAS_PTH = "squall-tornado-alias.pth"
+"""The file ``--install-alias`` writes into site-packages."""
+
+# One line that site.py runs at every start-up (a .pth line that begins with
+# "import" is executed): a finder that imports nothing until a tornado name
+# is looked up, then hands over to _alias_find_spec.
+_PTH_LINE = (
+    "import sys; sys.meta_path.insert(0, type('SquallTornadoAlias', (), {'_squall_pth': True, "
+    "'find_spec': staticmethod(lambda name, path=None, target=None: "
+    "__import__('squall.compat').compat._alias_find_spec(name, path, target) "
+    "if name == 'tornado' or name.startswith('tornado.') else None)})())\n"
+)
+
+
+def _alias_find_spec(
+    name: str, path: Optional[Sequence[str]], target: Optional[types.ModuleType]
+) -> Optional[importlib.machinery.ModuleSpec]:
+    """The .pth finder's first tornado lookup: `install`, then answer as its finder."""
+    install()
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "_squall_pth", False)]
+    assert _finder is not None
+    return _finder.find_spec(name, path, target)
+
+
+def _real_tornado() -> Optional[str]:
+    """Where a real Tornado is installed (looked up past any alias), or None."""
+    import importlib.metadata
+
+    spec = importlib.machinery.PathFinder.find_spec(_ALIAS)
+    if spec is not None:
+        return str(spec.origin or list(spec.submodule_search_locations or ["?"])[0])
+    try:
+        dist = importlib.metadata.distribution(_ALIAS)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return f"the distribution tornado {dist.version}"
+
+
+def install_alias(site_dir: Optional[str] = None) -> str:
+    """Makes ``import tornado`` give Squall in every program of this environment.
+
+    Args:
+        site_dir: the site-packages directory (this interpreter's by default).
+
+    Returns:
+        The path of the ``.pth`` file written.
+
+    Raises:
+        RuntimeError: a real Tornado is installed; the message says how to proceed.
+    """
+    import sysconfig
+
+    found = _real_tornado()
+    if found is not None:
+        raise RuntimeError(
+            f"a real Tornado is installed ({found}): `pip uninstall tornado` first "
+            "(a plugin that requires tornado, such as pytest-tornasync, can stay: "
+            "install it with `pip install --no-deps`)"
+        )
+    target = os.path.join(site_dir or sysconfig.get_paths()["purelib"], ALIAS_PTH)
+    with open(target, "w") as f:
+        f.write(_PTH_LINE)
+    return target
+
+
+def uninstall_alias(site_dir: Optional[str] = None) -> Optional[str]:
+    """Removes what `install_alias` wrote; returns its path, or None if it was not there."""
+    import sysconfig
+
+    target = os.path.join(site_dir or sysconfig.get_paths()["purelib"], ALIAS_PTH)
+    try:
+        os.remove(target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
+def _alias_command(option: str) -> int:
+    if option == "--install-alias":
+        try:
+            path = install_alias()
+        except (RuntimeError, OSError) as exc:
+            print(f"python -m squall.compat: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {path}: `import tornado` now gives Squall in {sys.prefix}")
+        return 0
+    removed = uninstall_alias()
+    print(f"removed {removed}" if removed else "no alias was installed")
+    return 0
 
 
 if __name__ == "__main__":

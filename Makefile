@@ -61,7 +61,7 @@ docs: $(STAMP)
 define pytest_installed
 	cd $(1)/tree && env -u PYTHONPATH $(2) $(abspath $(1))/bin/python -m pytest -W error -p no:cacheprovider $(PYTEST_FLAGS)
 endef
-TREE_FOR_TESTS := tests demos benchmarks compat fuzz speedups pyproject.toml Makefile
+TREE_FOR_TESTS := tests demos benchmarks compat fuzz docs speedups pyproject.toml Makefile
 
 # The whole suite against the compiled build: squall installed (not editable)
 # into its own venv by `pip install .` with a C compiler (the hot modules

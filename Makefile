@@ -275,5 +275,15 @@ h2spec: $(STAMP)
 
 .PHONY: h2spec
 
+# `make soak`: `squall run` under a mixed, bounded load (HTTP/1.1 churn,
+# aborted bodies and responses, WebSocket cycles, HTTP/2 streams with resets)
+# for SOAK_MINUTES, sampling RSS and descriptors; fails on steady growth.
+SOAK_MINUTES ?= 10
+
+soak: $(STAMP)
+	$(PY) benchmarks/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
+.PHONY: soak
+
 clean:
 	rm -rf $(VENV) .venv-bench .venv-compiled .venv-dist .venv-dist-tools build dist *.egg-info .coverage .mypy_cache .ruff_cache

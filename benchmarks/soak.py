@@ -1,0 +1,378 @@
+"""Soak: `squall run` under a mixed, bounded load for N minutes; fails on steady growth.
+
+The server (`squall run soak:make_app --http2`, one process, pinned to CPU 0)
+serves a small application; this script (on CPU 1) keeps a fixed number of
+clients busy with a mix of traffic for the whole run:
+
+  churn     HTTP/1.1 keep-alive connections that make 1-20 requests (small
+            answers and answers up to 64 KB), then close;
+  body      a POST announcing 1 MB whose client aborts after 64 KB;
+  response  a GET of a 4 MB answer whose client aborts after 64 KB;
+  ws        WebSocket cycles: handshake, ten echoes, close handshake;
+  h2        HTTP/2 (h2c, prior knowledge, the h2 package) connections of 20
+            streams, every fourth a large answer reset with CANCEL.
+
+Every --interval seconds it samples the server's resident set (VmRSS) and its
+open descriptors. After the warm-up (the first fifth of the run) it fits a
+least-squares line to RSS over the requests served and reports its slope in
+KB per 1,000 requests (a leak of N bytes per request shows as N); the run
+fails when that slope is over --max-kb-per-1000, or when the descriptors,
+once the load has stopped and its connections are closed, do not come back
+to where they started.
+
+Usage: python benchmarks/soak.py [--minutes 10] [--interval 5]
+       [--max-kb-per-1000 5]        (make soak SOAK_MINUTES=10)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+# --- the server's application (imported by `squall run soak:make_app`) ----------
+
+
+def make_app() -> Any:
+    from squall.iostream import StreamClosedError
+    from squall.web import Application, RequestHandler, stream_request_body
+    from squall.websocket import WebSocketHandler
+
+    class Small(RequestHandler):
+        def get(self) -> None:
+            self.set_header("Cache-Control", "no-store")
+            self.write({"q": self.get_argument("q", ""), "ok": True})
+
+    class Big(RequestHandler):
+        async def get(self) -> None:
+            left = int(self.get_argument("n"))
+            piece = b"x" * min(left, 65536)
+            try:
+                while left > 0:
+                    self.write(piece[:left])
+                    left -= len(piece)
+                    await self.flush()
+            except StreamClosedError:
+                pass  # the client went away (a reset stream, an aborted read)
+
+    @stream_request_body
+    class Upload(RequestHandler):
+        def prepare(self) -> None:
+            self.received = 0
+
+        def data_received(self, chunk: bytes) -> None:
+            self.received += len(chunk)
+
+        def post(self) -> None:
+            self.write(str(self.received))
+
+    class Echo(WebSocketHandler):
+        def on_message(self, message: str | bytes) -> None:
+            self.write_message(message, binary=isinstance(message, bytes))
+
+    return Application(
+        [("/", Small), ("/big", Big), ("/upload", Upload), ("/ws", Echo)],
+        max_body_size=2 * 1024 * 1024,
+    )
+
+
+# --- the load ---------------------------------------------------------------------
+
+stats: Counter[str] = Counter()
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    chunked = False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+        elif name.lower() == b"transfer-encoding":
+            chunked = True
+    if not chunked:
+        return await reader.readexactly(length)
+    body = bytearray()
+    while True:
+        size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
+        body += await reader.readexactly(size + 2)
+        if not size:
+            return bytes(body)
+
+
+async def churn(port: int, rng: random.Random) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for i in range(rng.randint(1, 20)):
+            if rng.random() < 0.8:
+                target = f"/?q={rng.getrandbits(32):x}-{i}"
+            else:
+                target = f"/big?n={rng.randint(1, 65536)}"
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
+            await read_response(reader)
+            stats["requests"] += 1
+            stats["h1 requests"] += 1
+    finally:
+        writer.close()
+
+
+async def aborted_body(port: int, rng: random.Random) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: soak\r\nContent-Length: 1048576\r\n\r\n")
+    writer.write(b"b" * 65536)
+    await writer.drain()
+    writer.transport.abort()
+    stats["requests"] += 1
+    stats["aborted bodies"] += 1
+
+
+async def aborted_response(port: int, rng: random.Random) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /big?n=4000000 HTTP/1.1\r\nHost: soak\r\n\r\n")
+    await reader.readexactly(65536)
+    writer.transport.abort()
+    stats["requests"] += 1
+    stats["aborted responses"] += 1
+
+
+async def ws_cycle(port: int, rng: random.Random) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(f"ws://127.0.0.1:{port}/ws", compression=None) as ws:
+        for i in range(10):
+            message = f"{rng.getrandbits(64):x}-{i}" * rng.randint(1, 50)
+            await ws.send(message)
+            if await ws.recv() != message:
+                raise AssertionError("WebSocket echo differs")
+            stats["ws messages"] += 1
+    stats["requests"] += 1
+    stats["ws cycles"] += 1
+
+
+async def h2_session(port: int, rng: random.Random) -> None:
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    open_streams: set[int] = set()
+    to_reset: set[int] = set()
+    for i in range(20):
+        stream_id = conn.get_next_available_stream_id()
+        big = i % 4 == 3
+        path = "/big?n=1000000" if big else f"/?q=h2-{rng.getrandbits(32):x}"
+        conn.send_headers(
+            stream_id,
+            [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "soak")],
+            end_stream=True,
+        )
+        open_streams.add(stream_id)
+        if big:
+            to_reset.add(stream_id)
+    writer.write(conn.data_to_send())
+    try:
+        while open_streams:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("the server closed an HTTP/2 connection")
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    if event.stream_id in to_reset and event.stream_id in open_streams:
+                        # The client loses interest half-way: RST_STREAM(CANCEL).
+                        conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.CANCEL)
+                        open_streams.discard(event.stream_id)
+                        stats["h2 resets"] += 1
+                        stats["requests"] += 1
+                elif isinstance(event, h2.events.StreamEnded):
+                    if event.stream_id in open_streams:
+                        open_streams.discard(event.stream_id)
+                        stats["h2 streams"] += 1
+                        stats["requests"] += 1
+                elif isinstance(event, h2.events.StreamReset):
+                    open_streams.discard(event.stream_id)
+            writer.write(conn.data_to_send())
+        conn.close_connection()
+        writer.write(conn.data_to_send())
+        await writer.drain()
+    finally:
+        writer.close()
+
+
+# What each client does next, by weight.
+MIX = [(churn, 70), (aborted_body, 5), (aborted_response, 5), (ws_cycle, 10), (h2_session, 10)]
+CLIENTS = 12
+
+
+async def client(port: int, seed: int, until: float) -> None:
+    rng = random.Random(seed)
+    kinds = [kind for kind, _ in MIX]
+    weights = [weight for _, weight in MIX]
+    while time.monotonic() < until:
+        (kind,) = rng.choices(kinds, weights)
+        try:
+            await asyncio.wait_for(kind(port, rng), 30)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            stats[f"errors ({kind.__name__}: {type(exc).__name__})"] += 1
+
+
+# --- measuring ----------------------------------------------------------------------
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def settled_fds(pid: int, target: int = 0, limit: float = 15.0) -> int:
+    """The server's descriptor count once it reaches ``target`` or stops
+    moving for a second (lingering closes take up to two)."""
+    deadline = time.monotonic() + limit
+    last, since = open_fds(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        now = open_fds(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif now <= target or time.monotonic() - since > 3:
+            break
+    return last
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs."""
+    n = len(xs)
+    mx = sum(xs) / n
+    my = sum(ys) / n
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+async def soak(pid: int, port: int, args: argparse.Namespace) -> int:
+    # One of each kind first: the loop's lazily made descriptors (thread
+    # pool, io_uring, wake-up pipes) exist before the count that must come back.
+    rng = random.Random(-1)
+    for kind, _ in MIX:
+        await kind(port, rng)
+    base_fds = await settled_fds(pid)
+    stats.clear()
+    start = time.monotonic()
+    until = start + args.minutes * 60
+    tasks = [asyncio.ensure_future(client(port, seed, until)) for seed in range(CLIENTS)]
+    samples: list[tuple[float, int, int, int]] = []
+    next_print = start
+    while time.monotonic() < until:
+        await asyncio.sleep(args.interval)  # a sampling period, not a wait for an event
+        sample = (time.monotonic() - start, stats["requests"], rss_kb(pid), open_fds(pid))
+        samples.append(sample)
+        if sample[0] >= next_print - start:
+            next_print += 60
+            print(
+                f"  {sample[0] / 60:5.1f} min  {sample[1]:>9,} requests"
+                f"  RSS {sample[2] / 1024:7.1f} MB  {sample[3]:4} fds",
+                flush=True,
+            )
+    await asyncio.gather(*tasks)
+    # Once the clients' connections are gone the descriptors must come back.
+    end_fds = await settled_fds(pid, base_fds)
+    if end_fds > base_fds:
+        fd_dir = f"/proc/{pid}/fd"
+        print(
+            "   open after the load:",
+            sorted(os.readlink(f"{fd_dir}/{n}") for n in os.listdir(fd_dir)),
+        )
+    steady = samples[len(samples) // 5 :]
+    if len(steady) < 3:
+        print("too few samples for a slope: run longer")
+        return 2
+    kb_per_1000 = 1000 * slope([s[1] for s in steady], [s[2] for s in steady])
+    fds_per_min = 60 * slope([s[0] for s in steady], [s[3] for s in steady])
+    total = stats["requests"]
+    print(f"== {total:,} requests in {args.minutes:g} min ({total / (args.minutes * 60):,.0f}/s)")
+    for name, value in sorted(stats.items()):
+        if name != "requests":
+            print(f"   {name}: {value:,}")
+    print(
+        f"== RSS {steady[0][2] / 1024:.1f} MB after the warm-up, {samples[-1][2] / 1024:.1f} MB"
+        f" at the end (max {max(s[2] for s in samples) / 1024:.1f});"
+        f" slope {kb_per_1000:+.3f} KB per 1,000 requests (limit {args.max_kb_per_1000:g})"
+    )
+    print(
+        f"== descriptors: {base_fds} before, {max(s[3] for s in samples)} at most under load,"
+        f" slope {fds_per_min:+.2f} per minute, {end_fds} after the load"
+    )
+    failed = []
+    if kb_per_1000 > args.max_kb_per_1000:
+        failed.append("RSS grows steadily")
+    if end_fds > base_fds + 2:
+        failed.append("descriptors left open")
+    if any(name.startswith("errors") for name in stats):
+        failed.append("clients met errors")
+    print("== FAIL: " + "; ".join(failed) if failed else "== PASS")
+    return 1 if failed else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
+    ap.add_argument("--max-kb-per-1000", type=float, default=5.0)
+    args = ap.parse_args()
+    sys.path.insert(0, str(HERE))
+    from run import free_port, pin, wait_listening
+
+    port = free_port()
+    cmd = pin(0) + [
+        sys.executable,
+        "-m",
+        "squall",
+        "run",
+        "soak:make_app",
+        "--factory",
+        "--app-dir",
+        str(HERE),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--http2",
+        "--no-access-log",
+    ]
+    proc = subprocess.Popen(cmd)
+    try:
+        wait_listening(port, proc, time.monotonic() + 30)
+        if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+            os.sched_setaffinity(0, {1})
+        print(
+            f"== soak: squall run (pid {proc.pid}) for {args.minutes:g} min, sampled every"
+            f" {args.interval:g} s; {CLIENTS} clients, each picking by weight: "
+            + ", ".join(f"{kind.__name__} {weight}" for kind, weight in MIX),
+            flush=True,
+        )
+        return asyncio.run(soak(proc.pid, port, args))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -76,7 +76,7 @@ _PIPELINE_HIGH_WATER = 256 * 1024
 # Queued output past this size is written at once (outside data_received,
 # see _send), or holds the next pipelined request back (inside, _process):
 # the transports' default high-water mark.
-_WRITE_NOW = 64 * 1024
+_WRITE_NOW: Final = 64 * 1024
 
 # Seconds close() lets buffered output drain before aborting the connection.
 _CLOSE_GRACE = 1.0

@@ -9,6 +9,7 @@ own "ready" line in its log, waited for with a deadline.
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import itertools
 import os
@@ -45,6 +46,16 @@ def _which(*names: str, patterns: tuple[str, ...] = ()) -> Optional[str]:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies (Linux), so that a test
+    run killed midway leaves no database server running."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _room(path: str, needed: int) -> bool:
     try:
         return os.access(path, os.W_OK) and shutil.disk_usage(path).free >= needed
@@ -66,6 +77,7 @@ class Server:
         self.port = free_port()
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.log: list[str] = []
+        self.reader: Optional[threading.Thread] = None
         self.names = itertools.count(1)
 
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
@@ -83,7 +95,8 @@ class Server:
                     ready.set()
             ready.set()  # the log ended: stop waiting
 
-        threading.Thread(target=read, daemon=True).start()
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
         if not ready.wait(START_LIMIT) or not found or process.poll() is not None:
             self.stop()
             tail = "".join(self.log[-15:])
@@ -100,6 +113,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.reader is not None:
+            self.reader.join(10)  # the log ends with the process
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -143,6 +160,7 @@ class PostgreSQL(Server):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
+            preexec_fn=_die_with_parent,
             **as_user,
         )
         self._wait_ready(self.process)
@@ -194,7 +212,9 @@ class MariaDB(Server):
         args += ["--innodb-log-file-size=16M"]
         args += ["--innodb-doublewrite=0", "--skip-log-bin", "--max-connections=300"]
         args += ["--character-set-server=utf8mb4"]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
         self._wait_ready(self.process)
 
     async def new_database(self) -> str:

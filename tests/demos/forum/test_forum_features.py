@@ -302,9 +302,9 @@ def test_unknown_urls_get_the_styled_404_and_the_favicon_is_served(tmp_path: Pat
     run(main())
 
 
-def test_every_field_has_a_label_and_every_page_one_h1(tmp_path: Path) -> None:
+def test_every_field_has_a_label_and_every_page_one_h1(tmp_path: Path, db_url: str) -> None:
     async def main() -> None:
-        async with forum_server(tmp_path, admins=("ann",)) as (_, base), client() as http:
+        async with forum_server(tmp_path, db_url, admins=("ann",)) as (_, base), client() as http:
             ann = Visitor(base, http)
             await ann.signup("ann")
             topic = await ann.new_topic("general", "labels", "text")

@@ -160,3 +160,16 @@ def test_a_socket_made_elsewhere_keeps_its_backlog() -> None:
             server.stop()
 
     on_loop(asyncio.new_event_loop, body())
+
+
+def test_the_default_backlog_is_tornados() -> None:
+    # 128, as Tornado's (asyncio would have made it 100).
+    async def body() -> None:
+        server = Application().listen(0, "127.0.0.1")
+        try:
+            (sock,) = server._sockets.values()
+            assert kernel_backlog(sock) == 128
+        finally:
+            server.stop()
+
+    on_loop(asyncio.new_event_loop, body())

@@ -154,7 +154,15 @@ class TopicHandler(PostWriter):
             )
             if row is not None:
                 quote = quote_post(row["author"], row["body"])
+        # Where this reader left off, for the "new since your last visit" line.
+        read_up_to = 0
         if self.current_user and posts:
+            row = await self.db.fetchone(
+                "SELECT last_post_id FROM topic_reads WHERE user_id = ? AND topic_id = ?",
+                self.current_user["id"],
+                topic["id"],
+            )
+            read_up_to = int(row["last_post_id"]) if row else 0
             await self.db.mark_read(self.current_user["id"], topic["id"], posts[-1]["id"])
         self.render(
             "topic.html",
@@ -163,6 +171,7 @@ class TopicHandler(PostWriter):
             page=page,
             pages=pages,
             quote=quote,
+            read_up_to=read_up_to,
         )
 
     @squall.web.authenticated

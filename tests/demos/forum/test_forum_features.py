@@ -200,7 +200,11 @@ def test_user_pages_unread_markers_and_the_board_index(tmp_path: Path, db_url: s
             board = (await bob.fetch("/b/general")).body.decode()
             assert unread(board) == {("", str(one)), ("unread", str(two))}
             await bob.fetch(f"/t/{two}")
-            await ann.fetch(f"/t/{one}")
+            # Ann opens topic one: a line marks where the posts new to her begin.
+            page = (await ann.fetch(f"/t/{one}")).body.decode()
+            divider = page.index('<p class="new-since" id="new">')
+            assert page.index("hello") < divider < page.index("bob was here")
+            assert 'class="new-since"' not in (await ann.fetch(f"/t/{one}")).body.decode()
             for who in (ann, bob, Visitor(base, http)):
                 assert 'class="unread"' not in (await who.fetch("/b/general")).body.decode()
 

@@ -100,6 +100,15 @@ class BoardHandler(PostWriter):
         )
         for topic in topics:
             topic["unread"] = bool(me) and (topic["read_up_to"] or 0) < topic["last_post_id"]
+            topic["first_unread"] = None
+            if topic["unread"] and topic["read_up_to"]:
+                # A topic read before opens at the first post since (its permalink).
+                row = await self.db.fetchone(
+                    "SELECT MIN(id) AS id FROM posts WHERE topic_id = ? AND id > ?",
+                    topic["id"],
+                    topic["read_up_to"],
+                )
+                topic["first_unread"] = row["id"] if row else None
         self.render("board.html", board=board, topics=topics, page=page, pages=pages)
 
     @squall.web.authenticated

@@ -191,7 +191,7 @@ def test_user_pages_unread_markers_and_the_board_index(tmp_path: Path, db_url: s
             assert "bob was here" in bobs and "None yet." in bobs
 
             def unread(board: str) -> set[tuple[str, str]]:
-                return set(re.findall(r"<tr class=\"(unread|)\">.*?/t/(\d+)\"", board, re.S))
+                return set(re.findall(r"<tr class=\"(unread|)\" data-topic=\"(\d+)\">", board))
 
             # Ann has not seen bob's reply in topic one; her own posts are not news.
             board = (await ann.fetch("/b/general")).body.decode()
@@ -200,6 +200,10 @@ def test_user_pages_unread_markers_and_the_board_index(tmp_path: Path, db_url: s
             board = (await bob.fetch("/b/general")).body.decode()
             assert unread(board) == {("", str(one)), ("unread", str(two))}
             await bob.fetch(f"/t/{two}")
+            # Ann's link to topic one leads to the first post she has not seen.
+            board = (await ann.fetch("/b/general")).body.decode()
+            assert f'<a href="/p/{reply}">First topic</a>' in board
+            assert f'<a href="/t/{two}">Second topic</a>' in board
             # Ann opens topic one: a line marks where the posts new to her begin.
             page = (await ann.fetch(f"/t/{one}")).body.decode()
             divider = page.index('<p class="new-since" id="new">')

@@ -88,6 +88,8 @@ test-compiled: $(COMPILED_VENV)/.installed
 # wheel from that sdist (compiled: timed), auditwheel (from PyPI) makes the
 # wheel manylinux, and the wheel is installed into a fresh venv whose squall
 # then runs the whole suite from the sdist's own tests (SQUALL_EXPECT_COMPILED=1).
+# The sdist's egg-info is removed from the tree: pytest would load the plugin
+# of its entry points (python -m pytest puts the tree on sys.path).
 DIST_TOOLS := .venv-dist-tools
 DIST_VENV := .venv-dist
 
@@ -101,8 +103,6 @@ dist: $(DIST_TOOLS)/.installed
 	rm -rf dist $(DIST_VENV)
 	start=$$(date +%s); env -u PYTHONPATH $(DIST_TOOLS)/bin/python -m build --outdir dist . ; \
 	  echo "== sdist, and wheel from the sdist, built in $$(( $$(date +%s) - start ))s"
-	# The sdist's egg-info, left in the tree, would make pytest load the
-	# plugin of its entry points (python -m pytest puts the tree on sys.path).
 	rm -rf squall.egg-info
 	PATH="$(abspath $(DIST_TOOLS))/bin:$$PATH" $(DIST_TOOLS)/bin/auditwheel repair -w dist dist/squall-*-linux_*.whl
 	rm dist/squall-*-linux_*.whl

@@ -22,7 +22,7 @@ upgrade cancel out. ``--profile`` lists the hottest Python functions of
 squall (self instructions per message, through benchmarks/_probe.py).
 
 Servers: ``squall-pure`` (SQUALL_NO_SPEEDUPS=1), ``squall`` (the compiled
-``_ws`` when squall-speedups is installed and matches the sources; the run
+``_ws`` when squall was installed compiled and matches the sources; the run
 says which), ``aiohttp`` (aiohttp.web's WebSocketResponse).
 
 Usage: python benchmarks/callgrind_ws.py [--server NAME ...] [--stream bench|varied]

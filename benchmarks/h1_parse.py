@@ -3,7 +3,7 @@
 Feeds batches of pipelined requests to a server-role `H1Connection` and
 answers each with a small pre-built response, with each parser backend;
 each request's fields are wrapped in HTTPHeaders as the server does. With
-squall-speedups installed, "python" is the compiled build (its C pass over
+squall installed compiled, "python" is the compiled build (its C pass over
 the head first).
 The requests are varied (benchmarks/callgrind_hotpath.py's stream: each has
 its own query string, cookie and user agent, ~400 bytes), drawn in turn

@@ -1,6 +1,7 @@
 """Squall's pytest plugin: fixtures for an application under test.
 
-Installed with squall (the ``pytest11`` entry point ``squall``); ``pytest -p
+Installed with squall (the ``pytest11`` entry point ``squall``, by way of
+``_squall_pytest_plugin``); ``pytest -p
 no:squall`` turns it off. Define an ``app`` fixture that returns the
 Application, then::
 

@@ -23,7 +23,7 @@ pytest_plugins = ["pytester"]
 
 def _entry_point_installed() -> bool:
     return any(
-        ep.name == "squall" and ep.value == "squall.pytest_plugin"
+        ep.name == "squall" and ep.value == "_squall_pytest_plugin"
         for ep in importlib.metadata.entry_points(group="pytest11")
     )
 
@@ -31,6 +31,9 @@ def _entry_point_installed() -> bool:
 # Through the entry point where this squall is installed with it; by -p where
 # the venv's metadata predates it (the plugin is the same module either way).
 PLUGIN = [] if _entry_point_installed() else ["-p", "squall.pytest_plugin"]
+# Warnings are errors, but one: an inner run against an installed squall
+# marks it for rewriting when this process has imported it already.
+STRICT = ["-W", "error", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
 
 APP = """
 import pytest
@@ -98,7 +101,7 @@ def test_user_project(pytester: pytest.Pytester) -> None:
     )
     no_app = pytester.mkpydir("no_app")
     (no_app / "test_no_app.py").write_text("def test_x(http_server):\n    pass\n")
-    result = pytester.runpytest(*PLUGIN, "-W", "error")
+    result = pytester.runpytest(*PLUGIN, *STRICT)
     result.assert_outcomes(passed=6, failed=1, errors=1)
     result.stdout.fnmatch_lines(["*assert 200 == 404*"])
     result.stdout.fnmatch_lines(["*define an `app` fixture*"])
@@ -177,7 +180,7 @@ def pytest_addhooks(pluginmanager):
             assert io_loop.run_sync(talk, timeout=5) == "echo x"
         """
     )
-    result = pytester.runpytest(*PLUGIN, "-W", "error")
+    result = pytester.runpytest(*PLUGIN, *STRICT)
     result.assert_outcomes(passed=3)
 
 
@@ -186,4 +189,14 @@ def test_entry_point_declared() -> None:
     if not pyproject.is_file():
         pytest.skip("no pyproject.toml beside the imported squall (an installed squall)")
     project = tomllib.loads(pyproject.read_text())["project"]
-    assert project["entry-points"]["pytest11"] == {"squall": "squall.pytest_plugin"}
+    assert project["entry-points"]["pytest11"] == {"squall": "_squall_pytest_plugin"}
+
+
+def test_squall_is_not_rewritten_by_pytest() -> None:
+    # pytest marks a plugin's distribution for assertion rewriting; the entry
+    # point module takes squall off (in an installed squall, whose files the
+    # distribution lists, the mark would otherwise apply).
+    import squall.escape
+
+    assert not [name for name in vars(squall.escape) if name.startswith("@")]
+    assert type(squall.escape.__loader__).__name__ != "AssertionRewritingHook"

@@ -65,6 +65,10 @@ APPS: dict[str, App] = {
             test_deps=("pytest>=7.0", "pytest-timeout"),
             suite_timeout=10 * 60,
             test_timeout=60,
+            # Its tests start interactive bash shells and give each command
+            # one second: a slow ~/.bashrc (pyenv init on a loaded machine
+            # takes seconds) fails them on both sides. No home, no rc file.
+            env={"HOME": "/nonexistent"},
         ),
         # The Bokeh server (under Panel, HoloViews, Dask's dashboard): its
         # server, client and `bokeh serve` tests. They are not in the sdist.

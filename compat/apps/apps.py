@@ -150,6 +150,9 @@ APPS: dict[str, App] = {
         App(
             name="pytest-tornasync",
             version="0.6.0.post2",
+            # The sdist lacks test/__init__.py and conftest.py.
+            tests_repo="eukaryote/pytest-tornasync",
+            tests_paths=("test", "pytest.ini"),
             test_deps=("pytest>=7.0,<9", "pytest-timeout"),
             pytest_args=("test",),
             suite_timeout=5 * 60,

@@ -39,7 +39,9 @@ from squall.httputil import (
     ResponseStartLine,
     responses,
 )
+from squall._h1._rules import STR_TOKEN_RE
 from squall.httputil._headers import _canonical
+from squall.httputil._response import _ResponseHeaders
 
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
@@ -61,19 +63,27 @@ _START_LINES: dict[int, ResponseStartLine] = {
 }
 
 # Response header names as the application sends them (bytes) to the
-# canonical names HTTPHeaders keys by.
+# canonical names HTTPHeaders keys by; only names that are tokens (RFC 9110
+# §5.1), so a name found here needs no check.
 _RESPONSE_NAMES: dict[Any, str] = {}
 
 _new_headers = object.__new__
 
+# RFC 9110 §5.5: the octets a field value may hold (HTAB, VCHAR, SP,
+# obs-text); deleting them from valid values leaves nothing.
+_VALUE_OCTETS = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
 
-def _response_name(name: Any) -> str:
+
+def _response_name(name: Any) -> tuple[str, bool]:
+    """The canonical name of a response header name, and whether it is a token."""
     if type(name) is not bytes:
         name = bytes(name)
-    key = _canonical(name.decode("latin-1"))
-    if len(_RESPONSE_NAMES) < 1024:
+    text = name.decode("latin-1")
+    key = _canonical(text)
+    valid = STR_TOKEN_RE.fullmatch(text) is not None
+    if valid and len(_RESPONSE_NAMES) < 1024:
         _RESPONSE_NAMES[name] = key
-    return key
+    return key, valid
 
 
 # States of a response.
@@ -102,6 +112,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         "_method",
         "_no_body",
         "_task",
+        "_ready",
     )
 
     def __init__(self, server: ASGIServerDelegate, conn: HTTPConnection) -> None:
@@ -123,6 +134,9 @@ class _HTTPCycle(HTTPMessageDelegate):
         self._method = "GET"
         self._no_body = False
         self._task: Optional[asyncio.Task[None]] = None
+        # What send() returns when the message is written: a done future of
+        # this loop (awaiting it costs no coroutine; gather() accepts it).
+        self._ready = server._ready_future(self._loop)
 
     # -- the driver's side -----------------------------------------------------------
 
@@ -148,6 +162,15 @@ class _HTTPCycle(HTTPMessageDelegate):
                 # the application first asks for the body, not before. Set
                 # before the application starts (it may start at once).
                 gate = self._gate = self._loop.create_future()
+        if (
+            "Content-Length" not in fields
+            and "Transfer-Encoding" not in fields
+            and start_line.version[:7] == "HTTP/1."
+        ):
+            # RFC 9112 §6.3: no framing field, no body. Known now, so an
+            # application that reads the body before answering gets the
+            # empty one at once rather than waiting for finish().
+            self._body_done = True
         scope = server._http_scope(start_line, fields, conn)
         self._task = server._start(self._loop, self._run_app(scope))
         return gate
@@ -232,8 +255,12 @@ class _HTTPCycle(HTTPMessageDelegate):
             waiter = self._waiter = self._loop.create_future()
             await waiter
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
         """Turn one response message into writes on the connection.
+
+        A plain method returning what to await: a done future when the
+        message is written (the usual case, no coroutine made), else a wait
+        for the transport.
 
         Raises:
             ASGIProtocolError: a message out of order or malformed.
@@ -245,7 +272,7 @@ class _HTTPCycle(HTTPMessageDelegate):
             if kind != "http.response.start":
                 raise expected("'http.response.start'", message)
             self._start_response(message)
-            return
+            return self._ready
         if state == _DONE:
             raise ASGIProtocolError(
                 f"Unexpected ASGI message {kind!r} sent, after response already completed"
@@ -272,6 +299,7 @@ class _HTTPCycle(HTTPMessageDelegate):
                 fields = headers._as_list
                 if "Content-Length" not in fields and "Transfer-Encoding" not in fields:
                     fields["Content-Length"] = [str(len(body))]
+            # Head and body in one write when the body is complete.
             written: Optional[asyncio.Future[None]] = conn.write_headers(start_line, headers, body)
             self._state = _BODY
         elif body:
@@ -285,19 +313,24 @@ class _HTTPCycle(HTTPMessageDelegate):
                 self._wake()
             if self._gate is not None or self._drain is not None:
                 self._release()
-            return
+            return self._ready
         if written is None:
-            return
+            return self._ready
         if written.done():
             if written.exception() is not None:
                 raise ClientDisconnected("the client disconnected")
-            # The connection flushes on the next loop iteration and only
-            # then learns whether the transport is full: let it, so that a
-            # producer that never waits still meets the back-pressure.
-            await asyncio.sleep(0)
-            if self._disconnected:
-                raise ClientDisconnected("the client disconnected")
-            return
+            return self._after_write()
+        return self._wait_written(written)
+
+    async def _after_write(self) -> None:
+        # The connection flushes on the next loop iteration and only then
+        # learns whether the transport is full: let it, so that a producer
+        # that never waits still meets the back-pressure.
+        await asyncio.sleep(0)
+        if self._disconnected:
+            raise ClientDisconnected("the client disconnected")
+
+    async def _wait_written(self, written: asyncio.Future[None]) -> None:
         try:
             await written
         except OSError:
@@ -319,19 +352,28 @@ class _HTTPCycle(HTTPMessageDelegate):
                 # under the application's feet).
                 raise ASGIProtocolError(f"invalid response status {status}")
             start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
-        # HTTPHeaders built in place: names through a cache of their
-        # canonical form, values decoded one byte per character. Checked when
-        # the head is rendered (the grammar the parser enforces), which
-        # raises HTTPOutputError naming the bad field.
+        # The response's headers built in place: names through a cache of
+        # their canonical form, values decoded one byte per character. When
+        # every name is a token (refused here otherwise) and no value holds
+        # a control octet (one check over all the values), the driver is
+        # told so and writes the head without parsing it again; otherwise
+        # it checks the head (the grammar the parser enforces) and raises
+        # HTTPOutputError naming the bad field.
         fields: dict[str, list[str]] = {}
         names = _RESPONSE_NAMES
+        raw: list[bytes] = []
+        unchecked = False
         try:
             for name, value in message.get("headers", ()):
                 key = names.get(name) if type(name) is bytes else None
                 if key is None:
-                    key = _response_name(name)
+                    key, valid = _response_name(name)
+                    if not valid:
+                        # RFC 9110 §5.1 (a colon would read as a shorter name).
+                        raise ASGIProtocolError(f"invalid response header name {name!r}")
                 if type(value) is not bytes:
                     value = bytes(value)
+                raw.append(value)
                 if key in fields:
                     fields[key].append(value.decode("latin-1"))
                 else:
@@ -340,11 +382,14 @@ class _HTTPCycle(HTTPMessageDelegate):
             raise ASGIProtocolError(
                 "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
             ) from None
+        if b"".join(raw).translate(None, _VALUE_OCTETS):
+            unchecked = True
         if "Date" not in fields:
             date = _date_cache
             fields["Date"] = [date[1] if time.time() < date[0] else _http_date()]
-        headers = _new_headers(HTTPHeaders)
+        headers = _new_headers(_ResponseHeaders)
         headers._as_list = fields
+        headers._unchecked = unchecked
         self._start_line = start_line
         self._no_body = status == 204 or status == 304
         self._headers = headers

@@ -10,10 +10,10 @@ upgrade is handed on to ``_websocket``; the lifespan protocol is in
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Coroutine
 from typing import Any, Optional
 
+from squall.asgi._eager import start
 from squall.asgi._http import _HTTPCycle
 from squall.asgi._lifespan import Lifespan, LifespanMode
 from squall.asgi._scope import (
@@ -33,23 +33,6 @@ from squall.httputil import (
 )
 
 __all__ = ["ASGIServerDelegate"]
-
-if sys.version_info >= (3, 12):
-
-    def _new_task(
-        coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Task[None]:
-        # Started eagerly: a response the application sends without
-        # waiting is written before this returns, with the output of the
-        # read that brought the request (one write, no loop turn).
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-
-else:
-
-    def _new_task(
-        coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Task[None]:
-        return loop.create_task(coro)
 
 
 class ASGIServerDelegate(HTTPServerConnectionDelegate):
@@ -90,6 +73,15 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         self.tasks: set[asyncio.Task[None]] = set()
         # A mounted application sees the full path: the prefix is part of it.
         self._prefix_in_path = False
+        self._ready: Optional[asyncio.Future[None]] = None
+
+    def _ready_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A done future of ``loop``: what a request's send() returns when done."""
+        ready = self._ready
+        if ready is None or ready.get_loop() is not loop:
+            ready = self._ready = loop.create_future()
+            ready.set_result(None)
+        return ready
 
     @property
     def state(self) -> dict[str, Any]:
@@ -217,18 +209,17 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
 
     def _start(
         self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
-    ) -> asyncio.Task[None]:
-        """Run a request's coroutine in a Task, kept in `tasks` until it ends.
+    ) -> Optional[asyncio.Task[None]]:
+        """Run a request's coroutine until it first suspends (see ``_eager``);
+        the Task that goes on with it is kept in `tasks` until it ends.
 
         The coroutine (``_HTTPCycle._run_app``) takes its task out of
         `tasks` itself as it ends (the caller keeps the task for it), with
         no done callback (which the loop would schedule as one more handle
-        per request).
+        per request). None when the coroutine ran to its end at once.
         """
-        task = _new_task(coro, loop)
-        if not task.done():
-            # An eagerly started task (3.12+) may be done already: it found
-            # no task to take out, so there is none to put in.
+        task = start(loop, coro)
+        if task is not None:
             self.tasks.add(task)
         return task
 

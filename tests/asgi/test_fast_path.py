@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ import squall.asgi._scope
 from squall.asgi import ASGIServerDelegate
 from squall.asgi._types import split_target
 from squall.httputil import HTTPHeaders, RequestStartLine
+from squall.testing import ExpectLog
 
 from ._helpers import RawClient, request, run, serving
 
@@ -123,9 +123,9 @@ def test_tasks_hold_requests_in_progress_only() -> None:
             status, _, body = await request(port, b"GET /now HTTP/1.1\r\nHost: h\r\n\r\n")
             assert (status, body) == (200, b"ok")
             assert not tasks
-            # 3.12+ starts the task eagerly: an app that never waits is done
-            # before it could be put in; before 3.12 it was put in, and out.
-            assert tasks.added == (0 if sys.version_info >= (3, 12) else 1)
+            # An app that never waits is done before its Task could be put
+            # in (on every Python: see squall.asgi._eager).
+            assert tasks.added == 0
             client = await RawClient.connect(port)
             await client.send(b"GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
             loop = asyncio.get_running_loop()
@@ -183,3 +183,32 @@ def test_date_header_is_refreshed_each_second(monkeypatch: pytest.MonkeyPatch) -
         "Fri, 15 Jan 2027 08:00:01 GMT",
         "Fri, 15 Jan 2027 08:00:05 GMT",
     ]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        (b"x-ok", b"v\r\nX-Injected: 1"),
+        (b"x-ok", b"nul\x00"),
+        (b"bad name", b"v"),
+        (b"bad:name", b"v"),
+    ],
+)
+def test_response_headers_are_checked_before_the_head_is_written(
+    header: tuple[bytes, bytes],
+) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [header]})
+        await send({"type": "http.response.body", "body": b"never"})
+
+    async def main() -> None:
+        async with serving(app) as (port, _, _):
+            client = await RawClient.connect(port)
+            await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            status, headers, body = await client.response()
+            await client.close()
+            assert status == 500 and body == b"Internal Server Error"
+            assert "x-injected" not in headers and "x-ok" not in headers
+
+    with ExpectLog("squall.application", "Exception in ASGI application"):
+        run(main())

@@ -1,0 +1,152 @@
+"""Running a request's coroutine at once, in a Task only if it suspends.
+
+`start` runs the coroutine's first step in the caller's frame (the driver's
+``headers_received``): an application that answers without waiting, the
+usual case, is done before `start` returns, with no Task scheduled, no loop
+turn and no entry in asyncio's task registry. Only a coroutine that suspends
+goes on in a Task, which picks it up where it stopped.
+
+What the application observes during that first step is what it would see
+in a Task of its own: `asyncio.current_task` returns the very Task object
+that continues the coroutine if it suspends (so anyio's cancel scopes and
+task groups, ``asyncio.timeout`` and ``asyncio.TaskGroup`` find the same
+task before and after the first ``await``), and the step runs in a copy of
+the context, so context variables it sets stay with the request.
+
+* Python 3.12+: ``asyncio.Task(coro, eager_start=True)``, the interpreter's
+  own eager start, which does exactly this.
+* Python 3.11 has no eager start. The Task is made first, bound to
+  `_ShellLoop` (a stand-in whose ``call_soon`` schedules nothing), entered
+  as the loop's current task while the step runs, then, if the coroutine
+  suspended, initialised again on the real loop with `_continue`, which
+  hands the Task what the coroutine yielded and then delegates to it. A
+  cancellation requested during the first step is carried over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import types
+from collections.abc import Coroutine, Generator
+from typing import Any, Optional
+
+__all__: list[str] = []
+
+_Coro = Coroutine[Any, Any, None]
+
+
+class _ShellLoop:
+    """The loop a 3.11 Task is bound to while its coroutine's first step runs
+    outside it: Task.__init__ asks it for its debug flag and to schedule the
+    first step, which it drops (`start` runs that step itself)."""
+
+    __slots__ = ()
+
+    def get_debug(self) -> bool:
+        return False
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> None:
+        return None
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        return None
+
+
+_SHELL: Any = _ShellLoop()
+
+
+@types.coroutine
+def _rest(coro: _Coro, yielded: Any) -> Generator[Any, Any, None]:
+    """Continues ``coro``, which yielded ``yielded`` at its first step.
+
+    Primed to its first bare ``yield`` before the Task gets it, so that an
+    exception the Task throws in at once (a cancellation before the first
+    resume) lands inside this body and is thrown into ``coro``.
+    """
+    error: Optional[BaseException] = None
+    try:
+        yield None
+    except BaseException as exc:  # noqa: BLE001 - every exception goes to the coroutine
+        error = exc
+    while True:
+        if error is not None:
+            try:
+                yielded = coro.throw(error)
+            except StopIteration:
+                return None
+            error = None
+        try:
+            # What the coroutine waits on: the Task waits on it in turn.
+            yield yielded
+        except BaseException as exc:  # noqa: BLE001
+            error = exc
+        else:
+            break
+    # Resumed normally: the Task sends None, as `yield from` does first.
+    yield from coro
+    return None
+
+
+async def _continue(coro: _Coro, yielded: Any) -> None:
+    await _rest(coro, yielded)
+
+
+_enter_task = asyncio.tasks._enter_task
+_leave_task = asyncio.tasks._leave_task
+_Task = asyncio.Task
+
+
+if sys.version_info >= (3, 12):
+
+    def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
+        """Run ``coro`` until it first suspends; return the Task that goes
+        on with it, or None if it is done already."""
+        task: asyncio.Task[None] = _Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        return None if task.done() else task
+
+else:
+
+    def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
+        """Run ``coro`` until it first suspends; return the Task that goes
+        on with it, or None if it is done already.
+
+        Raises:
+            BaseException: what the coroutine raised other than
+                ``CancelledError`` (which ends it, as in a Task).
+        """
+        context = contextvars.copy_context()
+        task: asyncio.Task[None] = _Task(coro, loop=_SHELL, context=context)
+        outer: Optional[asyncio.Task[Any]] = None
+        try:
+            _enter_task(loop, task)
+        except RuntimeError:
+            # Called from inside a task (a driver's coroutine, a mounted
+            # app's handler): it steps aside for the step, as 3.12's eager
+            # start does.
+            outer = asyncio.current_task(loop)
+            assert outer is not None
+            _leave_task(loop, outer)
+            _enter_task(loop, task)
+        try:
+            yielded = context.run(coro.send, None)
+        except BaseException as exc:
+            _leave_task(loop, task)
+            if outer is not None:
+                _enter_task(loop, outer)
+            # Never to run: no "Task was destroyed but it is pending".
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            if isinstance(exc, (StopIteration, asyncio.CancelledError)):
+                return None
+            raise
+        _leave_task(loop, task)
+        if outer is not None:
+            _enter_task(loop, outer)
+        cancels = task.cancelling()
+        body = _continue(coro, yielded)
+        body.send(None)  # to _rest's first yield
+        task.__init__(body, loop=loop, context=context)  # type: ignore[misc]
+        if cancels:
+            task.cancel()
+        return task

@@ -183,9 +183,15 @@ def _member_kind(cls: type, name: str) -> tuple[str, Any]:
 def class_members(cls: type, package: str) -> dict[str, str]:
     out: dict[str, str] = {}
     try:
-        out["__init__"] = signature(cls.__init__, drop_first=True)
+        init = cls.__init__
     except AttributeError:
-        pass
+        init = None
+    if isinstance(init, types.WrapperDescriptorType) and getattr(cls, "__text_signature__", None):
+        # A class compiled by mypyc (the compiled build): its __init__ is a
+        # slot wrapper, and the class itself carries the signature.
+        out["__init__"] = signature(cls)
+    elif init is not None:
+        out["__init__"] = signature(init, drop_first=True)
     for name in dir(cls):
         if name.startswith("_"):
             continue

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from squall._h1._rules import STR_TOKEN_RE
 from squall.asgi._scope import _date_cache, _http_date, _is_websocket
 from squall.asgi._types import (
     ASGIProtocolError,
@@ -39,7 +40,6 @@ from squall.httputil import (
     ResponseStartLine,
     responses,
 )
-from squall._h1._rules import STR_TOKEN_RE
 from squall.httputil._headers import _canonical
 from squall.httputil._response import _ResponseHeaders
 

@@ -2,6 +2,12 @@
 
 Submodules are imported on first attribute access (``squall.web.RequestHandler``
 works after a bare ``import squall``), so importing the package costs nothing.
+
+PYTEST_DONT_REWRITE: squall is the library under test, never test code. The
+marker stops pytest from warning that it cannot rewrite squall when squall was
+imported before pytest started (``python -m squall.compat -m pytest``, or a
+``.pth`` that installs squall.compat), a warning that a project's
+``filterwarnings = error`` turns into a failed start.
 """
 
 from __future__ import annotations

@@ -1,0 +1,47 @@
+"""compat/apps/run.py: a suite killed mid-run still counts what ran, and the rest runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+APPS = Path(__file__).resolve().parent.parent.parent / "compat" / "apps"
+
+
+def _harness() -> ModuleType:
+    sys.path.insert(0, str(APPS))
+    try:
+        spec = importlib.util.spec_from_file_location("apps_run", APPS / "run.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(APPS))
+
+
+def test_a_run_killed_by_a_plugin_counts_what_ran_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the harness's own plugin (loaded by -p): a fast start.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    # The second test ends the process the way a plugin's hard timeout does
+    # (os._exit, no report, no junit file).
+    (tmp_path / "test_suite.py").write_text(
+        "import os\n\n"
+        "def test_a():\n    pass\n\n"
+        "def test_b():\n    os._exit(3)\n\n"
+        "def test_c():\n    pass\n"
+    )
+    run = _harness()
+    app = run.App(name="fake", version="0", pytest_args=("test_suite.py",), suite_timeout=120)
+    result = run.run_suite(app, "tornado", Path(sys.executable), tmp_path, tmp_path, None, [])
+    outcomes = {key.split("::")[-1]: value["outcome"] for key, value in result["outcomes"].items()}
+    assert outcomes == {"test_a": "passed", "test_b": "error", "test_c": "passed"}
+    b = next(v for k, v in result["outcomes"].items() if k.endswith("test_b"))
+    assert "ended during this test" in b["message"]
+    assert result["summary"]["resumed"] == 1 and not result["summary"]["timed_out"]

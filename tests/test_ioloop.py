@@ -708,12 +708,14 @@ def test_periodic_callback_with_a_plain_callback_makes_no_task() -> None:
             count += 1
             seen.append(asyncio.all_tasks())
             if count == 3:
+                # Stopped from the third tick itself: a 1 ms period could
+                # tick again between set() and a stop() after the wait.
+                callback.stop()
                 ticks.set()
 
         callback = PeriodicCallback(tick, 1)
         callback.start()
         await asyncio.wait_for(ticks.wait(), 5)
-        callback.stop()
         return count, seen
 
     count, seen = asyncio.run(main())

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall._h1._rules import STR_TOKEN_RE
+from squall.asgi._eager import start
 from squall.asgi._scope import _date_cache, _http_date, _is_websocket
 from squall.asgi._types import (
     ASGIProtocolError,
@@ -70,8 +72,12 @@ _RESPONSE_NAMES: dict[Any, str] = {}
 _new_headers = object.__new__
 
 # RFC 9110 §5.5: the octets a field value may hold (HTAB, VCHAR, SP,
-# obs-text); deleting them from valid values leaves nothing.
-_VALUE_OCTETS = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+# obs-text) map to themselves, every other to another, so that
+# bytes.translate returns the very object it was given when all are valid
+# (no table is built per call, as deleting characters would).
+_SAME_IF_VALUE = bytes(
+    c if c == 0x09 or 0x20 <= c < 0x7F or c >= 0x80 else c ^ 0x40 for c in range(256)
+)
 
 
 def _response_name(name: Any) -> tuple[str, bool]:
@@ -87,7 +93,10 @@ def _response_name(name: Any) -> tuple[str, bool]:
 
 
 # States of a response.
-_START, _HEAD_PENDING, _BODY, _DONE = range(4)
+_START, _HEAD_PENDING, _BODY, _TRAILERS, _DONE = range(5)
+
+# Bytes read from a file per write by http.response.pathsend.
+_PATHSEND_CHUNK = 256 * 1024
 
 
 class _HTTPCycle(HTTPMessageDelegate):
@@ -113,6 +122,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         "_no_body",
         "_task",
         "_ready",
+        "_trailers",
     )
 
     def __init__(self, server: ASGIServerDelegate, conn: HTTPConnection) -> None:
@@ -137,26 +147,26 @@ class _HTTPCycle(HTTPMessageDelegate):
         # What send() returns when the message is written: a done future of
         # this loop (awaiting it costs no coroutine; gather() accepts it).
         self._ready = server._ready_future(self._loop)
+        # The trailer fields gathered, when the response announced trailers.
+        self._trailers: Optional[list[tuple[str, str]]] = None
 
     # -- the driver's side -----------------------------------------------------------
 
     def headers_received(
         self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
-        assert isinstance(start_line, RequestStartLine)
+        # A RequestStartLine (not asserted: isinstance() costs a call).
+        request_line: RequestStartLine = start_line  # type: ignore[assignment]
         server = self._server
         fields = headers._as_list
-        if "Upgrade" in fields and _is_websocket(start_line, headers):
-            self._ws = _WebSocketCycle(server, self._conn, start_line, headers)
+        if "Upgrade" in fields and _is_websocket(request_line, headers):
+            self._ws = _WebSocketCycle(server, self._conn, request_line, headers)
             return None
-        self._method = start_line.method
+        self._method = request_line.method
         conn = self._conn
-        set_close = getattr(conn, "set_close_callback", None)
-        if set_close is not None:
-            set_close(self._on_disconnect)
         gate = None
         expect = fields.get("Expect")
-        if expect is not None and start_line.version != "HTTP/1.0":
+        if expect is not None and request_line.version != "HTTP/1.0":
             if any("100-continue" in value.lower() for value in expect):
                 # The driver sends "100 Continue" once this resolves: when
                 # the application first asks for the body, not before. Set
@@ -165,14 +175,23 @@ class _HTTPCycle(HTTPMessageDelegate):
         if (
             "Content-Length" not in fields
             and "Transfer-Encoding" not in fields
-            and start_line.version[:7] == "HTTP/1."
+            and request_line.version[:7] == "HTTP/1."
         ):
             # RFC 9112 §6.3: no framing field, no body. Known now, so an
             # application that reads the body before answering gets the
             # empty one at once rather than waiting for finish().
             self._body_done = True
-        scope = server._http_scope(start_line, fields, conn)
-        self._task = server._start(self._loop, self._run_app(scope))
+        scope = server._http_scope(request_line, fields, conn)
+        task = self._task = start(self._loop, self._run_app(scope))
+        if task is not None:
+            # Suspended: it runs on in a Task (see _eager), which
+            # takes itself out of `tasks` as it ends. Only now can the
+            # client's going away matter to it: a connection is not lost
+            # while the first step runs.
+            server.tasks.add(task)
+            set_close = getattr(conn, "set_close_callback", None)
+            if set_close is not None:
+                set_close(self._on_disconnect)
         return gate
 
     def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
@@ -278,7 +297,13 @@ class _HTTPCycle(HTTPMessageDelegate):
                 f"Unexpected ASGI message {kind!r} sent, after response already completed"
             )
         if kind != "http.response.body":
+            if state == _TRAILERS:
+                return self._send_trailers(kind, message)
+            if kind == "http.response.pathsend":
+                return self._pathsend(message)
             raise expected("'http.response.body'", message)
+        if state == _TRAILERS:
+            raise expected("'http.response.trailers'", message)
         body = message.get("body", b"")
         if type(body) is not bytes:
             if not isinstance(body, (bytearray, memoryview)):
@@ -307,12 +332,11 @@ class _HTTPCycle(HTTPMessageDelegate):
         else:
             written = None
         if not more:
-            self._state = _DONE
-            conn.finish()
-            if self._waiter is not None:
-                self._wake()
-            if self._gate is not None or self._drain is not None:
-                self._release()
+            if self._trailers is not None:
+                # ASGI HTTP 2.4: http.response.trailers messages follow.
+                self._state = _TRAILERS
+                return self._ready
+            self._end()
             return self._ready
         if written is None:
             return self._ready
@@ -321,6 +345,85 @@ class _HTTPCycle(HTTPMessageDelegate):
                 raise ClientDisconnected("the client disconnected")
             return self._after_write()
         return self._wait_written(written)
+
+    def _end(self) -> None:
+        """The response is complete: finish it on the connection."""
+        self._state = _DONE
+        self._conn.finish()
+        if self._waiter is not None:
+            self._wake()
+        if self._gate is not None or self._drain is not None:
+            self._release()
+
+    def _send_trailers(self, kind: Any, message: Message) -> Awaitable[None]:
+        """``http.response.trailers``: gathered until ``more_trailers`` is false."""
+        if kind != "http.response.trailers":
+            raise expected("'http.response.trailers'", message)
+        trailers = self._trailers
+        assert trailers is not None
+        try:
+            for name, value in message.get("headers", ()):
+                trailers.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
+        except (TypeError, ValueError):
+            raise ASGIProtocolError(
+                "http.response.trailers 'headers' must be an iterable of [name, value] byte pairs"
+            ) from None
+        if message.get("more_trailers", False):
+            return self._ready
+        set_trailers = getattr(self._conn, "set_trailers", None)
+        if set_trailers is not None and trailers:
+            # RFC 9113 §8.1: a HEADERS frame that ends the stream. (HTTP/1.1
+            # does not advertise the extension: trailers sent anyway are dropped.)
+            set_trailers(HTTPHeaders._from_pairs(trailers))
+        self._end()
+        return self._ready
+
+    async def _pathsend(self, message: Message) -> None:
+        """``http.response.pathsend``: the file at ``path`` is the whole body."""
+        path = message.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise ASGIProtocolError(
+                f"http.response.pathsend 'path' must be an absolute path (str), got {path!r}"
+            )
+        state = self._state
+        if state not in (_HEAD_PENDING, _BODY):
+            raise expected("'http.response.body'", message)
+        if self._disconnected:
+            raise ClientDisconnected("the client disconnected")
+        conn = self._conn
+        with open(path, "rb") as file:
+            if state == _HEAD_PENDING:
+                start_line, headers = self._start_line, self._headers
+                assert start_line is not None and headers is not None
+                fields = headers._as_list
+                if (
+                    not self._no_body
+                    and "Content-Length" not in fields
+                    and "Transfer-Encoding" not in fields
+                ):
+                    fields["Content-Length"] = [str(os.fstat(file.fileno()).st_size)]
+                conn.write_headers(start_line, headers)
+                self._state = _BODY
+            if not self._no_body and self._method != "HEAD":
+                read = file.read
+                while True:
+                    chunk = read(_PATHSEND_CHUNK)
+                    if not chunk:
+                        break
+                    written = conn.write(chunk)
+                    if written.done():
+                        if written.exception() is not None:
+                            raise ClientDisconnected("the client disconnected")
+                        # Let the connection flush (and meet back-pressure).
+                        await asyncio.sleep(0)
+                    else:
+                        await self._wait_written(written)
+                    if self._disconnected:
+                        raise ClientDisconnected("the client disconnected")
+        if self._trailers is not None:
+            self._state = _TRAILERS
+        else:
+            self._end()
 
     async def _after_write(self) -> None:
         # The connection flushes on the next loop iteration and only then
@@ -382,7 +485,8 @@ class _HTTPCycle(HTTPMessageDelegate):
             raise ASGIProtocolError(
                 "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
             ) from None
-        if b"".join(raw).translate(None, _VALUE_OCTETS):
+        values = b"".join(raw)
+        if values.translate(_SAME_IF_VALUE) is not values:
             unchecked = True
         if "Date" not in fields:
             date = _date_cache
@@ -392,6 +496,8 @@ class _HTTPCycle(HTTPMessageDelegate):
         headers._unchecked = unchecked
         self._start_line = start_line
         self._no_body = status == 204 or status == 304
+        if message.get("trailers"):
+            self._trailers = []
         self._headers = headers
         self._state = _HEAD_PENDING
 
@@ -424,8 +530,8 @@ class _HTTPCycle(HTTPMessageDelegate):
                 app_log.error("ASGI callable returned without completing response")
                 self._abandon()
         finally:
-            # None when the task ran to its end as it started (3.12+), before
-            # _start returned it: it was never put in `tasks` then.
+            # None when the coroutine ran to its end in its first step
+            # (see headers_received): it was never put in `tasks` then.
             task = self._task
             if task is not None:
                 self._task = None

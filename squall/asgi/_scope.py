@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any, Optional
 
@@ -43,13 +44,18 @@ def _scope_name(name: str) -> bytes:
 
 
 def _scope_headers(headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
+    return _scope_fields(headers._as_list)
+
+
+def _scope_fields(fields: dict[str, list[str]]) -> list[tuple[bytes, bytes]]:
+    """A scope's ``headers`` from the fields by name the parser made."""
     # The parser decoded names and values as Latin-1: encoding back gives
     # the bytes that were sent. (A plain loop: measured cheaper here than
     # the map/zip forms, and than splitting the raw head again.)
     get = _SCOPE_NAMES.get
     out: list[tuple[bytes, bytes]] = []
     append = out.append
-    for name, values in headers._as_list.items():
+    for name, values in fields.items():
         low = get(name)
         if low is None:
             low = _scope_name(name)
@@ -67,24 +73,69 @@ def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:
     )
 
 
-# (peer port, server address) by connection context: the same for every
-# request of a connection. Bounded, since mounted delegates never hear of
-# a connection's end.
-_ADDRESSES: dict[object, tuple[Optional[int], Any]] = {}
+# What a request's scope advertises in "extensions" (ASGI 2.4+), shared by
+# the requests of every connection of a kind (applications read it; a
+# connection over TLS gets its own dict, with its "tls" entry).
+_EXTENSIONS_HTTP1: dict[str, Any] = {"http.response.pathsend": {}}
+# RFC 9113 §8.1: trailers go in a HEADERS frame that ends the stream.
+_EXTENSIONS_HTTP2: dict[str, Any] = {"http.response.pathsend": {}, "http.response.trailers": {}}
+
+# TLS protocol names (ssl.SSLSocket.version()) to the numbers the "tls"
+# extension gives (RFC 8446 §4.1.2 legacy_version style).
+_TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
-def _connection_addresses(request_conn: HTTPConnection) -> tuple[Any, Any, Optional[str]]:
-    """(client, server, scheme) of the connection a request came on."""
+def _tls_extension(transport: Any) -> Optional[dict[str, Any]]:
+    """The ``tls`` scope extension of a connection over TLS, or None."""
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    chain: list[str] = []
+    name: Optional[str] = None
+    der = ssl_object.getpeercert(binary_form=True)
+    if der:
+        chain.append(ssl.DER_cert_to_PEM_cert(der))
+        subject = (ssl_object.getpeercert() or {}).get("subject", ())
+        # RFC 4514: the most specific RDN first, comma-separated.
+        name = ",".join(
+            "+".join(f"{key}={value}" for key, value in rdn) for rdn in reversed(subject)
+        )
+    return {
+        "server_cert": None,
+        "client_cert_chain": chain,
+        "client_cert_name": name,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(ssl_object.version() or ""),
+        # The ssl module names the cipher suite but does not give its number.
+        "cipher_suite": None,
+    }
+
+
+# (peer port, server address, extensions) by connection context: the same
+# for every request of a connection. Bounded, since mounted delegates never
+# hear of a connection's end.
+_ADDRESSES: dict[object, tuple[Optional[int], Any, dict[str, Any]]] = {}
+
+
+def _connection_addresses(
+    request_conn: HTTPConnection, http2: bool = False
+) -> tuple[Any, Any, Optional[str], dict[str, Any]]:
+    """(client, server, scheme, extensions) of the connection a request came on."""
+    base = _EXTENSIONS_HTTP2 if http2 else _EXTENSIONS_HTTP1
     context = getattr(request_conn, "context", None)
     if context is None:
-        return None, None, None
+        return None, None, None, base
     known = _ADDRESSES.get(context)
     if known is None:
         peer = address_tuple(getattr(context, "address", None))
         server = None
+        extensions = base
         transport = getattr(request_conn, "transport", None)
         if transport is not None:
             server = address_tuple(transport.get_extra_info("sockname"))
+            tls = _tls_extension(transport)
+            if tls is not None:
+                extensions = {**base, "tls": tls}
         else:
             sock = getattr(getattr(request_conn, "stream", None), "socket", None)
             if sock is not None:
@@ -92,12 +143,12 @@ def _connection_addresses(request_conn: HTTPConnection) -> tuple[Any, Any, Optio
                     server = address_tuple(sock.getsockname())
                 except OSError:
                     server = None
-        known = (peer[1] if peer is not None else None, server)
+        known = (peer[1] if peer is not None else None, server, extensions)
         if len(_ADDRESSES) >= 4096:
             _ADDRESSES.clear()
         _ADDRESSES[context] = known
-    port, server = known
+    port, server, extensions = known
     # The address is read per request: X-Real-Ip (xheaders=True) replaces
     # it for one request, not the port.
     client = (context.remote_ip, port) if port is not None else None
-    return client, server, getattr(context, "protocol", None)
+    return client, server, getattr(context, "protocol", None), extensions

@@ -13,15 +13,14 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Optional
 
-from squall.asgi._eager import start
 from squall.asgi._http import _HTTPCycle
 from squall.asgi._lifespan import Lifespan, LifespanMode
 from squall.asgi._scope import (
     _HTTP_VERSIONS,
     _SCOPE_NAMES,
     _connection_addresses,
+    _scope_fields,
     _scope_headers,
-    _scope_name,
 )
 from squall.asgi._types import ASGIApp, Scope, split_target
 from squall.httputil import (
@@ -128,12 +127,13 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         if root and not self._prefix_in_path:
             path = root + path
             raw_path = root.encode("utf-8") + raw_path
-        client, server, scheme = _connection_addresses(conn)
+        http_version = _HTTP_VERSIONS.get(start_line.version, "1.1")
+        client, server, scheme, extensions = _connection_addresses(conn, http_version == "2")
         if kind == "http":
             return {
                 "type": "http",
                 "asgi": {"version": "3.0", "spec_version": "2.5"},
-                "http_version": _HTTP_VERSIONS.get(start_line.version, "1.1"),
+                "http_version": http_version,
                 "method": start_line.method,
                 "scheme": scheme or "http",
                 "path": path,
@@ -144,11 +144,12 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
                 "client": client,
                 "server": server,
                 "state": self.lifespan.state.copy(),
+                "extensions": extensions,
             }
         return {
             "type": kind,
             "asgi": {"version": "3.0", "spec_version": "2.5"},
-            "http_version": _HTTP_VERSIONS.get(start_line.version, "1.1"),
+            "http_version": http_version,
             "scheme": "wss" if scheme == "https" else "ws",
             "path": path,
             "raw_path": raw_path,
@@ -158,6 +159,11 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
             "client": client,
             "server": server,
             "state": self.lifespan.state.copy(),
+            "extensions": (
+                {"websocket.http.response": {}, "tls": extensions["tls"]}
+                if "tls" in extensions
+                else {"websocket.http.response": {}}
+            ),
         }
 
     def _http_scope(
@@ -177,24 +183,19 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         if root and not self._prefix_in_path:
             path = root + path
             raw_path = root.encode("latin-1") + raw_path
-        client, server, scheme = _connection_addresses(conn)
-        # _scope_headers(), inlined: one call fewer per request.
-        headers: list[tuple[bytes, bytes]] = []
-        append = headers.append
-        get = _SCOPE_NAMES.get
-        for name, values in fields.items():
-            low = get(name)
-            if low is None:
-                low = _scope_name(name)
-            if len(values) == 1:
-                append((low, values[0].encode("latin-1")))
-            else:
-                for value in values:
-                    append((low, value.encode("latin-1")))
+        http_version = _HTTP_VERSIONS.get(start_line.version, "1.1")
+        client, server, scheme, extensions = _connection_addresses(conn, http_version == "2")
+        names = _SCOPE_NAMES
+        try:
+            # The usual head: each name once and already seen (a name sent
+            # twice fails the unpacking, a new one the lookup).
+            headers = [(names[name], value.encode("latin-1")) for name, (value,) in fields.items()]
+        except (KeyError, ValueError):
+            headers = _scope_fields(fields)
         return {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.5"},
-            "http_version": _HTTP_VERSIONS.get(start_line.version, "1.1"),
+            "http_version": http_version,
             "method": start_line.method,
             "scheme": scheme or "http",
             "path": path,
@@ -205,23 +206,8 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
             "client": client,
             "server": server,
             "state": self.lifespan.state.copy(),
+            "extensions": extensions,
         }
-
-    def _start(
-        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
-    ) -> Optional[asyncio.Task[None]]:
-        """Run a request's coroutine until it first suspends (see ``_eager``);
-        the Task that goes on with it is kept in `tasks` until it ends.
-
-        The coroutine (``_HTTPCycle._run_app``) takes its task out of
-        `tasks` itself as it ends (the caller keeps the task for it), with
-        no done callback (which the loop would schedule as one more handle
-        per request). None when the coroutine ran to its end at once.
-        """
-        task = start(loop, coro)
-        if task is not None:
-            self.tasks.add(task)
-        return task
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         # The coroutine takes its task out of `tasks` when it ends (see

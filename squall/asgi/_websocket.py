@@ -93,7 +93,6 @@ class _WebSocketCycle(_Peer):
             set_close(self.on_connection_close)
         scope = server._base_scope("websocket", start_line, headers, conn)
         scope["subprotocols"] = _ws.parse_subprotocols(headers.get("Sec-WebSocket-Protocol"))
-        scope["extensions"] = {"websocket.http.response": {}}
         self._inbox.append({"type": "websocket.connect"})
         server._run(self._run_app(scope))
 

@@ -70,7 +70,52 @@ def pytest_configure(config: pytest.Config) -> None:
     manager = config.pluginmanager
     if manager.has_plugin(_OTHERS) or manager.has_plugin(_FIXTURES):
         return
+    if _offered_elsewhere(manager):
+        return
     manager.register(TornadoStyleFixtures(), _FIXTURES)
+
+
+# The Tornado-style fixture names this plugin offers.
+_STYLE_NAMES = (
+    "io_loop",
+    "http_port",
+    "http_server_port",
+    "http_server",
+    "base_url",
+    "http_client",
+    "http_server_client",
+)
+
+
+def _offered_elsewhere(manager: pytest.PytestPluginManager) -> bool:
+    """Whether a plugin already loaded offers a fixture of one of our names.
+
+    pytest-jupyter (the conftest of Jupyter Server and of the apps built on it)
+    defines its own ``io_loop``, ``http_server_port`` (a ``(socket, port)``
+    pair) and ``http_server``; ours, registered later, would shadow them and
+    break every test of those suites. The plugin then steps back as it does
+    for pytest-tornasync.
+    """
+    for plugin in manager.get_plugins():
+        if plugin is None or isinstance(plugin, TornadoStyleFixtures):
+            continue
+        if getattr(plugin, "__name__", "") in (__name__, "_squall_pytest_plugin"):
+            continue
+        for name in _STYLE_NAMES:
+            value = getattr(plugin, name, None)
+            if value is not None and _is_fixture(value):
+                return True
+    return False
+
+
+def _is_fixture(value: object) -> bool:
+    # pytest 8.4 wraps fixtures in FixtureFunctionDefinition; earlier
+    # versions mark the function.
+    return (
+        type(value).__name__ == "FixtureFunctionDefinition"
+        or getattr(value, "_pytestfixturefunction", None) is not None
+        or getattr(value, "_fixture_function_marker", None) is not None
+    )
 
 
 class TornadoStyleFixtures:

@@ -184,6 +184,33 @@ def pytest_addhooks(pluginmanager):
     result.assert_outcomes(passed=3)
 
 
+def test_steps_back_for_a_plugin_with_fixtures_of_those_names(pytester: pytest.Pytester) -> None:
+    # pytest-jupyter's shape: a plugin module (loaded by a conftest's
+    # pytest_plugins) whose http_server_port is a (socket, port) pair.
+    pytester.makepyfile(
+        jupyterish="""
+        import pytest
+
+        @pytest.fixture
+        def http_server_port():
+            return ("a socket", 4242)
+        """
+    )
+    pytester.makeconftest(APP + "\npytest_plugins = ['jupyterish']\n")
+    pytester.makepyfile(
+        test_user="""
+        def test_theirs_is_used(http_server_port, request):
+            assert http_server_port == ("a socket", 4242)
+            assert request.config.pluginmanager.get_plugin("squall.fixtures") is None
+
+        def test_in_process(squall_client):
+            assert squall_client.get("/").json() == {"hello": "world"}
+        """
+    )
+    result = pytester.runpytest(*PLUGIN, *STRICT)
+    result.assert_outcomes(passed=2)
+
+
 def test_entry_point_declared() -> None:
     pyproject = SQUALL_DIR.parent / "pyproject.toml"
     if not pyproject.is_file():

@@ -50,7 +50,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 from types import FunctionType, ModuleType
-from typing import Any
+from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -260,12 +260,15 @@ def _squall_protocol(
     return capture_protocol(loop, server)
 
 
-def capture_protocol(loop: asyncio.AbstractEventLoop, server: Any) -> Any:
+def capture_protocol(
+    loop: asyncio.AbstractEventLoop, server: Any, factories: Optional[list[Any]] = None
+) -> Any:
     """A protocol from the factory exactly as ``server.add_sockets`` makes it:
-    what it hands to loop.create_server is captured instead of serving a socket."""
+    what it hands to loop.create_server is captured instead of serving a socket
+    (and appended to ``factories`` when given, for more protocols)."""
     import socket
 
-    captured: list[Any] = []
+    captured: list[Any] = [] if factories is None else factories
 
     class _Server:
         async def start_serving(self) -> None:

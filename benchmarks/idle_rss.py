@@ -1,4 +1,4 @@
-"""Server memory per idle keep-alive connection.
+"""Server memory per idle keep-alive connection, or per idle WebSocket (``--ws``).
 
 Starts each server (benchmarks/servers/*_web.py, pinned to CPU 0), warms it
 up, reads its resident set (VmRSS, /proc/PID/status), opens ``--connections``
@@ -7,7 +7,12 @@ and read the whole response, then stay open and idle, and reads the RSS
 again. Reports (after - before) / connections. The file descriptor limit is
 raised to the hard limit for this process and the servers it starts.
 
-Usage: python benchmarks/idle_rss.py [--connections 10000] [--only squall,aiohttp]
+With ``--ws`` the servers are the WebSocket echo servers
+(benchmarks/servers/*_ws.py) and each connection upgrades (a browser's
+request, with its own key and an offer of permessage-deflate) and then
+stays idle: no message either way.
+
+Usage: python benchmarks/idle_rss.py [--ws] [--connections 10000] [--only squall,aiohttp]
 Run it with the benchmark venv (.venv-bench), where the peers are installed.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import resource
 import subprocess
@@ -27,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from callgrind_hotpath import request_stream  # noqa: E402
-from run import SERVERS, WEB, free_port, pin, wait_listening  # noqa: E402
+from run import SERVERS, WEB, WS, free_port, pin, wait_listening  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
@@ -55,6 +61,10 @@ class _Client(asyncio.Protocol):
         self.buf += data
         end = self.buf.find(b"\r\n\r\n")
         if end < 0 or self.done.done():
+            return
+        if self.buf.startswith(b"HTTP/1.1 101"):
+            self.done.set_result(None)  # a WebSocket, open and idle from now on
+            self.buf = b""
             return
         head = self.buf[:end].lower()
         i = head.find(b"content-length:")
@@ -88,9 +98,26 @@ async def hold(port: int, requests: list[bytes], batch: int) -> list[asyncio.Bas
     return transports
 
 
-async def measure(pid: int, port: int, count: int) -> tuple[int, int]:
-    """RSS in KB before and after ``count`` idle connections."""
-    requests = request_stream("varied", count + 200)
+_UPGRADE = (
+    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0\r\n"
+    "Origin: http://127.0.0.1\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Key: {key}\r\n"
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+)
+
+
+def upgrades(count: int) -> list[bytes]:
+    """``count`` WebSocket upgrade requests, each with its own key."""
+    return [
+        _UPGRADE.format(key=base64.b64encode(n.to_bytes(16, "big")).decode()).encode()
+        for n in range(1, count + 1)
+    ]
+
+
+async def measure(pid: int, port: int, count: int, ws: bool = False) -> tuple[int, int]:
+    """RSS in KB before and after ``count`` idle connections (WebSockets if ``ws``)."""
+    requests = upgrades(count + 200) if ws else request_stream("varied", count + 200)
     # Warm-up: every code path and lazily built structure used once.
     warm = await hold(port, requests[:200], 50)
     for t in warm:
@@ -109,6 +136,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connections", type=int, default=10_000)
     ap.add_argument("--only", help="comma-separated contender names")
+    ap.add_argument("--ws", action="store_true", help="idle WebSockets instead")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 2 * args.connections + 1000
@@ -118,8 +146,9 @@ def main() -> int:
         print(f"fd limit {hard} too low for {args.connections} connections", file=sys.stderr)
         return 2
     only = set(args.only.split(",")) if args.only else None
-    print(f"== idle keep-alive connections: server RSS per connection ({args.connections} held)")
-    contenders = list(WEB)
+    what = "WebSockets" if args.ws else "keep-alive connections"
+    print(f"== idle {what}: server RSS per connection ({args.connections} held)")
+    contenders = list(WS if args.ws else WEB)
     for c in contenders:
         if only is not None and c.name not in only:
             continue
@@ -133,7 +162,7 @@ def main() -> int:
         )
         try:
             wait_listening(port, proc, time.monotonic() + 15)
-            before, after = asyncio.run(measure(proc.pid, port, args.connections))
+            before, after = asyncio.run(measure(proc.pid, port, args.connections, args.ws))
             per = (after - before) * 1024 / args.connections
             print(
                 f"  {c.name:<20} {per / 1024:6.2f} KB per connection "

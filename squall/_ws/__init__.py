@@ -58,7 +58,9 @@ from squall._ws._frames import (
     parse_close_payload,
 )
 from squall._ws._handshake import (
+    VERSION,
     accept_key,
+    check_key,
     check_request,
     check_response,
     client_headers,
@@ -86,9 +88,11 @@ __all__ = [
     "ProtocolFailed",
     "RemoteProtocolError",
     "WSConnection",
+    "VERSION",
     "accept_key",
     "build_close_payload",
     "build_frame",
+    "check_key",
     "check_request",
     "check_response",
     "client_accept",

@@ -17,7 +17,9 @@ from squall._ws._errors import HandshakeError
 
 __all__ = [
     "GUID",
+    "VERSION",
     "accept_key",
+    "check_key",
     "check_request",
     "check_response",
     "client_headers",
@@ -85,7 +87,22 @@ def check_request(method: str, headers: Headers) -> str:
         raise HandshakeError(
             "Unsupported WebSocket version", 426, [("Sec-WebSocket-Version", VERSION)]
         )
-    key = (headers.get("Sec-WebSocket-Key") or "").strip()
+    return check_key(headers.get("Sec-WebSocket-Key"))
+
+
+def check_key(value: Optional[str]) -> str:
+    """Validates a ``Sec-WebSocket-Key`` value: base64 of 16 bytes (section 4.2.1, item 5).
+
+    Returns:
+        The key, stripped.
+
+    Raises:
+        HandshakeError: the key is missing or invalid (``status_hint`` 400).
+    """
+    key = (value or "").strip()
+    # 16 bytes are 24 base64 characters, the last two "==".
+    if len(key) != 24 or key[22:] != "==":
+        raise HandshakeError("Missing/Invalid WebSocket headers")
     try:
         raw = base64.b64decode(key.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):

@@ -346,6 +346,10 @@ class _RequestConnection(HTTPConnection):
         self._proto._abort()
 
 
+def _no_request(protocol: object, request: HTTPConnection) -> HTTPMessageDelegate:
+    raise RuntimeError("the connection was detached: no more requests start on it")
+
+
 # Compiled by mypyc (the compiled build), it still dispatches through the type:
 # _negotiate's sniffers subclass it and override data_received, _on_request.
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -1039,6 +1043,9 @@ class _HTTPProtocol(asyncio.Protocol):
         self._flow &= ~_BLOCKED
         self._set_stream_reading(True)
         self._forget()
+        # No request will start here again: let the per-connection starter go
+        # (an idle WebSocket keeps this protocol for its lifetime).
+        self._start_request = _no_request
         self._server._detached.add(self)
         return stream
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, MutableMapping
-from typing import Any
+from typing import Any, Optional, TypeVar, Union, overload
 
 from squall._h1._events import canonical_name
 
@@ -13,6 +13,8 @@ __all__ = ["HTTP_WHITESPACE", "HTTPHeaders", "HTTPInputError", "HTTPOutputError"
 # RFC 9110 section 5.6.3: OWS is made of SP and HTAB only; other Unicode
 # whitespace (NBSP, NEL) is field content and must be kept.
 HTTP_WHITESPACE = " \t"
+
+_T = TypeVar("_T")
 
 
 class HTTPInputError(Exception):
@@ -126,6 +128,8 @@ for _name in (
     "If-Unmodified-Since Keep-Alive Last-Modified Link Location Origin Pragma Proxy-Authorization "
     "Range Referer Retry-After Sec-Websocket-Accept Sec-Websocket-Extensions Sec-Websocket-Key "
     "Sec-Websocket-Protocol Sec-Websocket-Version Server Set-Cookie Te Trailer Transfer-Encoding "
+    "Sec-WebSocket-Accept Sec-WebSocket-Extensions Sec-WebSocket-Key Sec-WebSocket-Protocol "
+    "Sec-WebSocket-Version Sec-Fetch-Site Sec-Fetch-Mode Sec-Fetch-Dest Sec-Websocket-Origin "
     "Upgrade User-Agent Vary Via Www-Authenticate X-Forwarded-For X-Forwarded-Host "
     "X-Forwarded-Proto X-Real-Ip X-Requested-With X-Scheme X-Xsrftoken X-Csrftoken "
     "ETag WWW-Authenticate TE X-Real-IP"
@@ -312,6 +316,23 @@ class HTTPHeaders(MutableMapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         values = self._as_list[_lookup_key(name)]
+        if len(values) == 1:
+            return values[0]
+        return ",".join(values)
+
+    @overload
+    def get(self, name: str) -> Optional[str]: ...
+
+    @overload
+    def get(self, name: str, default: Union[str, _T]) -> Union[str, _T]: ...
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value of ``name`` (repeated fields joined by commas), or ``default``."""
+        # As Mapping.get, without raising and catching a KeyError for every
+        # header that is absent (most lookups of Origin, Sec-Fetch-Site...).
+        values = self._as_list.get(_lookup_key(name))
+        if values is None:
+            return default
         if len(values) == 1:
             return values[0]
         return ",".join(values)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Union
+from typing import Optional, Union
 
 __all__ = ["_StreamBuffer"]
 
@@ -28,7 +28,9 @@ class _StreamBuffer:
     __slots__ = ("_buffers", "_first_pos", "_size", "_large_buf_threshold")
 
     def __init__(self) -> None:
-        self._buffers: collections.deque[_Piece] = collections.deque()
+        # Made at the first append: an empty deque costs 760 bytes, which
+        # every idle connection (a WebSocket's stream) would carry.
+        self._buffers: Optional[collections.deque[_Piece]] = None
         # Bytes of the first piece already consumed.
         self._first_pos = 0
         self._size = 0
@@ -40,15 +42,19 @@ class _StreamBuffer:
     def append(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Queue ``data``; large pieces by reference, small ones by copy."""
         size = data.nbytes if isinstance(data, memoryview) else len(data)
+        buffers = self._buffers
+        if buffers is None:
+            if not size:
+                return
+            buffers = self._buffers = collections.deque()
         if size > self._large_buf_threshold:
             view = memoryview(data)
             if view.format != "B" or view.ndim != 1:
                 flat = view.cast("B")
                 view.release()
                 view = flat
-            self._buffers.append(view)
+            buffers.append(view)
         elif size:
-            buffers = self._buffers
             last = buffers[-1] if buffers else None
             if isinstance(last, bytearray) and len(last) < self._large_buf_threshold:
                 last += data
@@ -58,10 +64,11 @@ class _StreamBuffer:
 
     def front(self, size: int) -> memoryview:
         """Return a view of up to ``size`` bytes from the front; the caller releases it."""
-        if not self._buffers:
+        buffers = self._buffers
+        if not buffers:
             return memoryview(b"")
         start = self._first_pos
-        with memoryview(self._buffers[0]) as whole:
+        with memoryview(buffers[0]) as whole:
             return whole[start : start + size]
 
     @contextmanager
@@ -83,6 +90,8 @@ class _StreamBuffer:
             raise ValueError(f"cannot advance {size} bytes in a buffer of {self._size}")
         self._size -= size
         buffers = self._buffers
+        if buffers is None:
+            return
         pos = self._first_pos + size
         while buffers:
             first = buffers[0]
@@ -97,9 +106,11 @@ class _StreamBuffer:
 
     def clear(self) -> None:
         """Drop everything, releasing the views of the callers' objects."""
-        for piece in self._buffers:
-            if isinstance(piece, memoryview):
-                piece.release()
-        self._buffers.clear()
+        buffers = self._buffers
+        if buffers is not None:
+            for piece in buffers:
+                if isinstance(piece, memoryview):
+                    piece.release()
+            buffers.clear()
         self._first_pos = 0
         self._size = 0

@@ -23,19 +23,8 @@ from squall.websocket._protocol import (
 __all__ = ["WebSocketHandler"]
 
 
-def _not_supported(*args: Any, **kwargs: Any) -> Any:
-    raise RuntimeError("Method not supported for Web Sockets")
-
-
-_HTTP_METHODS_AFTER_UPGRADE = (
-    "write",
-    "redirect",
-    "set_header",
-    "set_cookie",
-    "set_status",
-    "flush",
-    "finish",
-)
+_SAME_HOST_PREFIXES = ("http://", "https://")
+_NOT_SUPPORTED = "Method not supported for Web Sockets"
 
 
 class WebSocketHandler(RequestHandler, _Peer):
@@ -49,6 +38,11 @@ class WebSocketHandler(RequestHandler, _Peer):
     ``websocket_ping_timeout``, ``websocket_max_message_size`` (10 MiB by
     default).
     """
+
+    # Once upgraded, the HTTP response methods below raise RuntimeError.
+    # A class default and overrides rather than seven methods set on each
+    # instance: an idle connection's handler keeps fewer attributes.
+    _upgraded = False
 
     def __init__(self, application: Application, request: Any, **kwargs: Any) -> None:
         self.ws_connection: Optional[WebSocketProtocol13] = None
@@ -77,10 +71,8 @@ class WebSocketHandler(RequestHandler, _Peer):
             self.set_status(400)
             self.finish('Can "Upgrade" only to "WebSocket".')
             return
-        connection_tokens = [
-            t.strip().lower() for t in (headers.get("Connection") or "").split(",")
-        ]
-        if "upgrade" not in connection_tokens:
+        connection = (headers.get("Connection") or "").lower()
+        if connection != "upgrade" and "upgrade" not in [t.strip() for t in connection.split(",")]:
             self.set_status(400)
             self.finish('"Connection" must be "Upgrade".')
             return
@@ -100,8 +92,15 @@ class WebSocketHandler(RequestHandler, _Peer):
 
     async def _accept(self, protocol: WebSocketProtocol13) -> None:
         request = self.request
+        headers = request.headers
         try:
-            key = _ws.check_request(request.method or "", request.headers)
+            # get() has checked the method, Upgrade, Connection and (through
+            # get_websocket_protocol) the version, unless a subclass changed
+            # those: the version is checked again, the key here.
+            if (headers.get("Sec-WebSocket-Version") or "").strip() != _ws.VERSION:
+                key = _ws.check_request(request.method or "", headers)
+            else:
+                key = _ws.check_key(headers.get("Sec-WebSocket-Key"))
         except _ws.HandshakeError as exc:
             self.ws_connection = None
             self.set_status(exc.status_hint)
@@ -109,7 +108,7 @@ class WebSocketHandler(RequestHandler, _Peer):
                 self.set_header(name, value)
             self.finish(str(exc))
             return
-        offered = _ws.parse_subprotocols(request.headers.get("Sec-WebSocket-Protocol"))
+        offered = _ws.parse_subprotocols(headers.get("Sec-WebSocket-Protocol"))
         selected = self.select_subprotocol(offered)
         if selected is not None and selected not in offered:
             raise ValueError(
@@ -118,7 +117,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         extension_header: Optional[str] = None
         extension: Optional[_ws.PerMessageDeflate] = None
         options = self.get_compression_options()
-        offer = request.headers.get("Sec-WebSocket-Extensions")
+        offer = headers.get("Sec-WebSocket-Extensions")
         if options is not None and offer:
             accepted = _ws.server_accept(offer, options)
             if accepted is not None:
@@ -129,8 +128,10 @@ class WebSocketHandler(RequestHandler, _Peer):
         self.set_status(101)
         self.finish()
         stream = self.detach()
-        for method in _HTTP_METHODS_AFTER_UPGRADE:
-            setattr(self, method, _not_supported)
+        self._upgraded = True
+        # The 101's headers are sent and no more can be: an idle connection
+        # need not keep them (the lists and the accept value, ~600 bytes).
+        self._headers._as_list.clear()
         protocol.selected_subprotocol = selected
         protocol.start(stream, _ws.WSConnection(False, extension, protocol.max_message_size))
         try:
@@ -185,6 +186,43 @@ class WebSocketHandler(RequestHandler, _Peer):
     def max_message_size(self) -> int:
         """The largest message accepted (``websocket_max_message_size``, 10 MiB by default)."""
         return cast(int, self.settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE))
+
+    # -- HTTP methods, refused after the upgrade
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        if self._upgraded:
+            raise RuntimeError(_NOT_SUPPORTED)
+        super().write(*args, **kwargs)
+
+    def redirect(self, *args: Any, **kwargs: Any) -> None:
+        if self._upgraded:
+            raise RuntimeError(_NOT_SUPPORTED)
+        super().redirect(*args, **kwargs)
+
+    def set_header(self, *args: Any, **kwargs: Any) -> None:
+        if self._upgraded:
+            raise RuntimeError(_NOT_SUPPORTED)
+        super().set_header(*args, **kwargs)
+
+    def set_cookie(self, *args: Any, **kwargs: Any) -> None:
+        if self._upgraded:
+            raise RuntimeError(_NOT_SUPPORTED)
+        super().set_cookie(*args, **kwargs)
+
+    def set_status(self, *args: Any, **kwargs: Any) -> None:
+        if self._upgraded:
+            raise RuntimeError(_NOT_SUPPORTED)
+        super().set_status(*args, **kwargs)
+
+    def flush(self, *args: Any, **kwargs: Any) -> Future[None]:
+        if self._upgraded:
+            raise RuntimeError(_NOT_SUPPORTED)
+        return super().flush(*args, **kwargs)
+
+    def finish(self, *args: Any, **kwargs: Any) -> Future[None]:
+        if self._upgraded:
+            raise RuntimeError(_NOT_SUPPORTED)
+        return super().finish(*args, **kwargs)
 
     # -- application hooks
 
@@ -245,8 +283,11 @@ class WebSocketHandler(RequestHandler, _Peer):
             if site.strip().lower() in ("same-origin", "none"):
                 return True
             return self.check_trusted_origin(origin)
-        parsed = urllib.parse.urlsplit(origin)
         host = (self.request.headers.get("Host") or "").lower()
+        lowered = origin.lower()
+        if host and lowered.endswith(host) and lowered[: -len(host)] in _SAME_HOST_PREFIXES:
+            return True  # what the parse below finds for a browser's own origin
+        parsed = urllib.parse.urlsplit(origin)
         if parsed.scheme and parsed.netloc and parsed.netloc.lower() == host:
             return True
         return self.check_trusted_origin(origin)

@@ -24,7 +24,7 @@ def make(threshold: int = 10) -> _StreamBuffer:
 def contents(buf: _StreamBuffer) -> bytes:
     """Everything in ``buf``, from its pieces."""
     out = bytearray()
-    for piece in buf._buffers:
+    for piece in buf._buffers or ():
         out += piece
     return bytes(out[buf._first_pos :])
 

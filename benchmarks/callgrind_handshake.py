@@ -1,0 +1,351 @@
+"""Instructions per WebSocket handshake on the server, counted by callgrind.
+
+A reconnect storm is a stream of handshakes: each one here is a new
+connection on the server's own protocol object (from the factory
+``HTTPServer`` or aiohttp hands to the loop) over a fake transport, fed a
+browser's upgrade request (its headers, an Origin, a fresh
+``Sec-WebSocket-Key``, an offer of permessage-deflate), run until the 101
+is written and the handler's ``open`` has run, then closed by the peer (a
+close frame, then the connection lost) and run until the handler is done.
+The handler registers itself in a set on open and leaves it on close, as a
+broadcast room does; no message is exchanged.
+
+Instructions per handshake = (count of a run of N+M handshakes - count of a
+run of M) / N, in one process after a warm-up. ``--profile`` lists the
+hottest Python functions of squall (self instructions per handshake).
+
+Servers: ``squall-pure`` (SQUALL_NO_SPEEDUPS=1), ``squall`` (the compiled
+modules when squall-speedups is installed), ``aiohttp`` (where installed:
+the benchmark venv), each with its defaults (Squall compresses only when a
+handler asks; aiohttp's WebSocketResponse accepts the deflate offer).
+
+Usage: python benchmarks/callgrind_handshake.py [--server NAME ...] [-n N]
+       [--loop asyncio|uvloop] [--profile]
+Needs valgrind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from callgrind_hotpath import annotate, capture_protocol, self_costs  # noqa: E402
+
+SERVERS = ["squall-pure", "squall", "aiohttp"]
+WARMUP = 100
+FIRST = 100
+
+REQUEST = (
+    "GET /ws HTTP/1.1\r\n"
+    "Host: 127.0.0.1:8888\r\n"
+    "Connection: Upgrade\r\n"
+    "Pragma: no-cache\r\n"
+    "Cache-Control: no-cache\r\n"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36\r\n"
+    "Upgrade: websocket\r\n"
+    "Origin: http://127.0.0.1:8888\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+    "Accept-Encoding: gzip, deflate, br, zstd\r\n"
+    "Accept-Language: en-GB,en;q=0.9\r\n"
+    "Sec-WebSocket-Key: {key}\r\n"
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+)
+# A masked close frame with code 1001 ("going away"), as a browser leaving the page.
+CLOSE = bytes((0x88, 0x82, 1, 2, 3, 4)) + bytes(
+    a ^ b for a, b in zip(b"\x03\xe9", b"\x01\x02", strict=True)
+)
+
+
+def requests(count: int) -> list[bytes]:
+    """``count`` upgrade requests, each with its own key."""
+    return [
+        REQUEST.format(key=base64.b64encode(n.to_bytes(16, "big")).decode()).encode()
+        for n in range(1, count + 1)
+    ]
+
+
+class Transport(asyncio.Transport):
+    """Takes what the server writes; tells the driver when the 101 is complete."""
+
+    def __init__(self, driver: Driver) -> None:
+        super().__init__()
+        self.driver = driver
+        self.head = b""
+        self.closing = False
+        self.extra = {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8888)}
+
+    def write(self, data: Any) -> None:
+        if self.head is None:
+            return
+        self.head += bytes(data)
+        if b"\r\n\r\n" in self.head:
+            if not self.head.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(f"upgrade refused: {self.head[:200]!r}")
+            self.head = None  # type: ignore[assignment]
+            self.driver.upgraded()
+
+    def writelines(self, data: Any) -> None:
+        for chunk in data:
+            self.write(chunk)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.extra.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.driver.loop.call_soon(self.driver.lost, self)
+
+    def abort(self) -> None:
+        self.close()
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(
+        self, high: Optional[int] = None, low: Optional[int] = None
+    ) -> None:
+        pass
+
+
+class Driver:
+    """Runs handshakes one after another on fresh protocols from ``factory``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, factory: Any, room: set[Any]) -> None:
+        self.loop = loop
+        self.factory = factory
+        self.room = room
+        self.stream = iter(requests(10**6))
+        self.proto: Any = None
+        self.step: Optional[asyncio.Future[None]] = None
+        self.done = 0
+
+    def upgraded(self) -> None:
+        assert self.step is not None
+        if not self.step.done():
+            self.step.set_result(None)
+
+    def lost(self, transport: Transport) -> None:
+        self.proto.connection_lost(None)
+
+    async def one(self) -> None:
+        self.step = self.loop.create_future()
+        proto = self.proto = self.factory()
+        transport = Transport(self)
+        proto.connection_made(transport)
+        proto.data_received(next(self.stream))
+        await self.step
+        # open() has run once the room holds the connection.
+        while not self.room:
+            await asyncio.sleep(0)
+        proto.data_received(CLOSE)
+        if not transport.closing:
+            transport.close()
+        while self.room:
+            await asyncio.sleep(0)
+        self.done += 1
+
+    def run(self, count: int) -> int:
+        async def many() -> None:
+            for _ in range(count):
+                await self.one()
+
+        before = self.done
+        self.loop.run_until_complete(many())
+        return self.done - before
+
+
+def _squall_factory(loop: asyncio.AbstractEventLoop, room: set[Any]) -> Any:
+    from squall.httpserver import HTTPServer
+    from squall.web import Application
+    from squall.websocket import WebSocketHandler
+
+    class Member(WebSocketHandler):
+        def open(self, *args: Any) -> None:
+            room.add(self)
+
+        def on_message(self, message: Any) -> None:
+            pass
+
+        def on_close(self) -> None:
+            room.discard(self)
+
+    made: list[Any] = []
+    first = capture_protocol(loop, HTTPServer(Application([("/ws", Member)])), made)
+    del first
+    return made[0]
+
+
+def _aiohttp_factory(loop: asyncio.AbstractEventLoop, room: set[Any]) -> Any:
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        room.add(ws)
+        try:
+            async for _msg in ws:
+                pass
+        finally:
+            room.discard(ws)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    return app._make_handler(loop=loop, access_log=None)
+
+
+_PROFILED = (
+    "squall._ws",
+    "squall.websocket",
+    "squall.web",
+    "squall.httputil",
+    "squall.httpserver",
+    "squall._h1",
+    "squall.iostream",
+    "squall.concurrent",
+    "squall.ioloop",
+    "squall.escape",
+    "squall.routing",
+)
+
+
+def inner(cfg: dict[str, Any]) -> None:
+    server = cfg["server"]
+    if server == "squall-pure":
+        os.environ["SQUALL_NO_SPEEDUPS"] = "1"
+    import _probe
+
+    mod = _probe.load()
+    if cfg["loop"] == "uvloop":
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    room: set[Any] = set()
+    labels: list[Any] = []
+    if server.startswith("squall"):
+        factory = _squall_factory(loop, room)
+    else:
+        factory = _aiohttp_factory(loop, room)
+    driver = Driver(loop, factory, room)
+    driver.run(WARMUP)
+    if cfg["profile"] and server.startswith("squall"):
+        from callgrind_hotpath import Probes
+
+        import squall.websocket  # noqa: F401
+
+        probes = Probes(mod)
+        probes.wrap_all(_PROFILED)
+        labels = probes.labels
+    mod.reset()
+    counts: list[int] = []
+    mod.measure_a(lambda: counts.append(driver.run(FIRST)))
+    mod.measure_b(lambda: counts.append(driver.run(FIRST + cfg["n"])))
+    result = {
+        "counts": counts,
+        "loop": type(loop).__name__,
+        "labels": labels,
+        "edges": mod.edges() if labels else [],
+    }
+    Path(cfg["out"]).write_text(json.dumps(result))
+
+
+def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = dict(cfg, out=os.path.join(tmp, "result.json"))
+        cg = os.path.join(tmp, "callgrind.out")
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            "--toggle-collect=sq_measure_*",
+            f"--callgrind-out-file={cg}",
+            sys.executable,
+            *(["-S"] if sys.flags.no_site else []),
+            __file__,
+            "--inner",
+            json.dumps(cfg),
+        ]
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        env.pop("SQUALL_NO_SPEEDUPS", None)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(Path(cfg["out"]).read_text())
+        incl = annotate(cg, True)
+    a, b = result["counts"]
+    result["per_handshake"] = (incl.get("sq_measure_b", 0) - incl.get("sq_measure_a", 0)) / (b - a)
+    if result["labels"]:
+        measured = a + b
+        slots = {
+            int(m.group(1)): cost
+            for name, cost in incl.items()
+            if (m := re.fullmatch(r"sq_probe_(\d+)", name))
+        }
+        result["probe_self"] = self_costs(result["labels"], result["edges"], slots, measured)
+        result["probe_incl"] = {str(k): v / measured for k, v in slots.items()}
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--server", action="append", choices=SERVERS)
+    ap.add_argument("-n", type=int, default=1000, help="handshakes in the difference")
+    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    ap.add_argument("--profile", action="store_true", help="hottest squall functions")
+    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--inner", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.inner:
+        inner(json.loads(args.inner))
+        os._exit(0)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    servers = args.server or (["squall-pure"] if args.profile else SERVERS)
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        servers = [s for s in servers if s != "aiohttp"]
+    print(f"== instructions per WebSocket handshake (connect, 101, close), {args.loop} loop")
+    for server in servers:
+        res = run_one({"server": server, "n": args.n, "loop": args.loop, "profile": args.profile})
+        print(f"  {server:<12} {res['per_handshake']:>10,.0f}")
+        if args.profile:
+            rows = sorted(res["probe_self"].items(), key=lambda kv: -kv[1])
+            print("  hottest functions, self / inclusive instructions per handshake:")
+            for slot, cost in rows[: args.top]:
+                name = res["labels"][int(slot)][1]
+                print(f"    {cost:>8,.0f} {res['probe_incl'][slot]:>8,.0f}  {name}")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

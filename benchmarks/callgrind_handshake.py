@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -70,12 +71,13 @@ CLOSE = bytes((0x88, 0x82, 1, 2, 3, 4)) + bytes(
 )
 
 
-def requests(count: int) -> list[bytes]:
-    """``count`` upgrade requests, each with its own key."""
-    return [
-        REQUEST.format(key=base64.b64encode(n.to_bytes(16, "big")).decode()).encode()
-        for n in range(1, count + 1)
-    ]
+def requests() -> Iterator[bytes]:
+    """Upgrade requests, each with its own key (made one at a time: a list
+    of them all would lengthen every garbage collection of the run)."""
+    n = 0
+    while True:
+        n += 1
+        yield REQUEST.format(key=base64.b64encode(n.to_bytes(16, "big")).decode()).encode()
 
 
 class Transport(asyncio.Transport):
@@ -138,7 +140,7 @@ class Driver:
         self.loop = loop
         self.factory = factory
         self.room = room
-        self.stream = iter(requests(10**6))
+        self.stream = requests()
         self.proto: Any = None
         self.step: Optional[asyncio.Future[None]] = None
         self.done = 0

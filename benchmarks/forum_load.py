@@ -359,7 +359,7 @@ async def with_single(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
 
 async def with_cluster(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     cluster_module = load_cluster()
-    cluster = cluster_module.Cluster(workdir, port=0, workers=2)
+    cluster = cluster_module.Cluster(workdir, port=0, workers=2, echo=args.echo)
     # The cluster's processes inherit the server CPU; this process goes back to its own.
     os.sched_setaffinity(0, {args.server_cpu})
     try:
@@ -384,6 +384,11 @@ def main() -> int:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help="copy the cluster's logs (workers, nginx, Redis) to stderr",
+    )
     parser.add_argument(
         "--websocket-client",
         dest="raw",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from typing import Any, Optional
 
@@ -33,6 +34,12 @@ class ForumResponses(squall.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         reason = getattr(exc, "reason", None)
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            # Other workers held SQLite's one write lock longer than busy_timeout:
+            # load, not a fault here. RFC 9110 section 15.6.4: 503, come back soon.
+            status_code, reason = 503, "the forum is busy: try again in a moment"
+            self.set_status(status_code)
+            self.set_header("Retry-After", "1")
         if isinstance(exc, squall.web.HTTPError) and exc.log_message and status_code < 500:
             # A client error's detail says what to fix (a 5xx's stays in the log).
             reason = exc.log_message % exc.args if exc.args else exc.log_message

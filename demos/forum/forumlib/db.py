@@ -253,7 +253,16 @@ class Database:
 
     async def _migrate(self) -> None:
         """Applies the migrations not yet applied, holding a lock other workers wait on."""
-        await self.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        exists = self.kind == "mysql" and await self.fetchone(
+            # MySQL answers IF NOT EXISTS on an existing table with a warning
+            # (an error where warnings are): every worker after the first.
+            "SELECT 1 AS x FROM information_schema.tables"
+            " WHERE table_schema = DATABASE() AND table_name = 'schema_version'"
+        )
+        if not exists:
+            await self.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+            )
         async with self._migration_lock():
             row = await self.fetchone("SELECT MAX(version) AS v FROM schema_version")
             done = int(row["v"]) if row and row["v"] is not None else 0
@@ -310,8 +319,15 @@ class Database:
         """Every row of a query, as dicts."""
         sql = self._sql(sql)
         if self.kind == "sqlite":
-            async with self._conn.execute(sql, params) as cursor:
-                return [dict(row) for row in await cursor.fetchall()]
+            # One call on aiosqlite's thread, never execute() then fetchall():
+            # between those two calls the connection (shared by every request
+            # of this worker) holds the SELECT's read transaction open, and a
+            # write from another request on it must then upgrade that read to
+            # a write. If another worker wrote meanwhile, SQLite refuses at once
+            # with "database is locked" (SQLITE_BUSY, without waiting out
+            # busy_timeout: waiting could deadlock), and the reply was a 500.
+            rows = await self._conn.execute_fetchall(sql, params)
+            return [dict(row) for row in rows]
         if self.kind == "postgresql":
             return [dict(row) for row in await self._conn.fetch(sql, *params)]
         import aiomysql

@@ -196,12 +196,16 @@ class TopicHandler(PostWriter):
         )
         # Readers first: the search index, read marker and mentions can follow.
         await self.publish_post(topic["id"], post_id)
+        # Replies in other requests may update the topic in either order: the
+        # newest post wins, not the last UPDATE. last_post_id is assigned last,
+        # as MySQL evaluates SET left to right with the values already set.
         await self.db.execute(
-            "UPDATE topics SET posts = posts + 1, last_post = ?, last_post_id = ?,"
-            " last_user_id = ? WHERE id = ?",
-            now,
-            post_id,
-            user_id,
+            "UPDATE topics SET posts = posts + 1,"
+            " last_post = CASE WHEN last_post_id < ? THEN ? ELSE last_post END,"
+            " last_user_id = CASE WHEN last_post_id < ? THEN ? ELSE last_user_id END,"
+            " last_post_id = CASE WHEN last_post_id < ? THEN ? ELSE last_post_id END"
+            " WHERE id = ?",
+            *(post_id, now, post_id, user_id, post_id, post_id),
             topic["id"],
         )
         await self.db.index_post(post_id, body)

@@ -312,7 +312,9 @@ class _HTTPCycle(HTTPMessageDelegate):
                 )
             body = bytes(body)
         more = message.get("more_body", False)
-        if self._disconnected:
+        if self._disconnected and (body or more):
+            # (An empty last piece only ends a response the client may
+            # well have had in full: it finishes quietly.)
             raise ClientDisconnected("the client disconnected")
         conn = self._conn
         if self._no_body:
@@ -410,6 +412,8 @@ class _HTTPCycle(HTTPMessageDelegate):
                     chunk = read(_PATHSEND_CHUNK)
                     if not chunk:
                         break
+                    if self._disconnected:
+                        raise ClientDisconnected("the client disconnected")
                     written = conn.write(chunk)
                     if written.done():
                         if written.exception() is not None:
@@ -418,8 +422,6 @@ class _HTTPCycle(HTTPMessageDelegate):
                         await asyncio.sleep(0)
                     else:
                         await self._wait_written(written)
-                    if self._disconnected:
-                        raise ClientDisconnected("the client disconnected")
         if self._trailers is not None:
             self._state = _TRAILERS
         else:

@@ -52,7 +52,7 @@ from squall._h2 import (
     StreamReset,
     Trailers,
 )
-from squall.http1connection import HTTP1ConnectionParameters, _check_host, _GzipMessageDelegate
+from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
 
 # The HTTP/1.1 driver: it accepts every connection and hands HTTP/2 ones
@@ -67,6 +67,7 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
+from squall.httputil._kit import _check_host, _GzipMessageDelegate
 from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:

@@ -36,16 +36,7 @@ from squall._h1 import (
     RemoteProtocolError,
     Request,
 )
-from squall.http1connection import (
-    HTTP1ConnectionParameters,
-    _body,
-    _check_host,
-    _error_response,
-    _GzipMessageDelegate,
-    _lenient_after,
-    _log_malformed,
-    _new_h1,
-)
+from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import (
@@ -56,6 +47,15 @@ from squall.httputil import (
     HTTPOutputError,
     RequestStartLine,
     ResponseStartLine,
+)
+from squall.httputil._kit import (
+    _body,
+    _check_host,
+    _error_response,
+    _GzipMessageDelegate,
+    _lenient_after,
+    _log_malformed,
+    _new_h1,
 )
 from squall.httputil._response import _ResponseHeaders
 from squall.iostream import StreamClosedError
@@ -204,7 +204,8 @@ class _RequestConnection(HTTPConnection):
     __slots__ = (
         "_proto",
         "context",
-        "_close_callback",
+        "close_callback_attribute",
+        "close_callback",
         "_headers_written",
         "_finished",
         "_body_timeout",
@@ -213,7 +214,11 @@ class _RequestConnection(HTTPConnection):
     def __init__(self, proto: _HTTPProtocol) -> None:
         self._proto = proto
         self.context = proto.context
-        self._close_callback: Optional[Callable[[], None]] = None
+        # The close callback is the plain attribute, called from
+        # connection_lost only (see HTTPConnection.close_callback_attribute;
+        # a slot, which the interpreter reads faster than a class attribute).
+        self.close_callback_attribute = True
+        self.close_callback: Optional[Callable[[], None]] = None
         self._headers_written = False
         self._finished = False
         self._body_timeout: Optional[float] = None
@@ -312,7 +317,7 @@ class _RequestConnection(HTTPConnection):
 
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
         """Call ``callback`` if the connection closes before the response is finished."""
-        self._close_callback = callback
+        self.close_callback = callback
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""
@@ -1095,8 +1100,8 @@ class _HTTPProtocol(asyncio.Protocol):
                     delegate.on_connection_close()
                 except Exception:
                     app_log.error("Uncaught exception in on_connection_close", exc_info=True)
-            callback = req._close_callback
-            req._close_callback = None
+            callback = req.close_callback
+            req.close_callback = None
             if callback is not None and not req._finished:
                 try:
                     callback()

@@ -7,7 +7,7 @@ interpreted in every build (``_request``, beside them, may be compiled).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Optional, Union
 
 from squall.httputil._headers import HTTPHeaders
@@ -87,6 +87,22 @@ class HTTPMessageDelegate:
 
 class HTTPConnection:
     """The application's side of one HTTP message exchange: what it writes the response to."""
+
+    #: A capability of the connection, read by the application
+    #: (`.RequestHandler`) instead of testing for a concrete class. ``True``
+    #: promises two things: the close callback is the plain attribute
+    #: `close_callback` (``set_close_callback(cb)`` only assigns it, so the
+    #: application may assign it directly), and a close is reported only from
+    #: the event loop, never while the application's own code runs, so an
+    #: application may leave the attribute unset until its synchronous part
+    #: has returned and set it only if it is still running then. ``False``
+    #: (the default): the application calls ``set_close_callback`` as soon as
+    #: it starts. A class attribute here; a connection may set it per
+    #: instance (a slot is read faster).
+    close_callback_attribute: bool = False
+    #: Called if the connection closes before the response is finished
+    #: (only where `close_callback_attribute` is ``True``).
+    close_callback: Optional[Callable[[], None]]
 
     def write_headers(
         self,

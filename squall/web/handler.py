@@ -29,7 +29,6 @@ from squall import escape
 from squall import locale as locale_module
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
-from squall.httpserver._protocol import _RequestConnection
 from squall.httputil import (
     HTTPHeaders,
     HTTPOutputError,
@@ -193,11 +192,12 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._reason = "OK"
         connection = request.connection
         assert connection is not None
-        if type(connection) is not _RequestConnection:
+        if not connection.close_callback_attribute:
             connection.set_close_callback(self._connection_closed)  # type: ignore[attr-defined]
-        # The server's own connection hears of the handler only if it is
-        # still running when _execute returns (see _watch_close): no close
-        # can be delivered before that, and most handlers have finished.
+        # A connection with the close_callback_attribute capability (the
+        # server's own) hears of the handler only if it is still running when
+        # _execute returns (see _watch_close): no close can be delivered
+        # before that, and most handlers have finished.
         if kwargs or cls.initialize is not _stock_initialize:
             self.initialize(**kwargs)
 
@@ -633,9 +633,9 @@ class RequestHandler(CookieMixin, RenderMixin):
                     fields["Content-Length"] = values
         connection = self.request.connection
         assert connection is not None
-        if type(connection) is _RequestConnection:
-            if connection._close_callback is not None:
-                connection._close_callback = None
+        if connection.close_callback_attribute:
+            if connection.close_callback is not None:
+                connection.close_callback = None
         else:
             connection.set_close_callback(None)  # type: ignore[attr-defined]
         future = self.flush(True)
@@ -1033,12 +1033,13 @@ class RequestHandler(CookieMixin, RenderMixin):
         return None
 
     def _watch_close(self) -> None:
-        # The handler goes on after _execute returns: the server's own
-        # connection reports its close from now on (set_close_callback(),
-        # without the call; see __init__).
+        # The handler goes on after _execute returns: a connection with the
+        # close_callback_attribute capability reports its close from now on
+        # (set_close_callback(), without the call; see __init__).
         connection = self.request.connection
-        if type(connection) is _RequestConnection:
-            connection._close_callback = self._connection_closed
+        assert connection is not None
+        if connection.close_callback_attribute:
+            connection.close_callback = self._connection_closed
 
     async def _execute_async(self, prepared: Optional[Awaitable[None]]) -> None:
         try:

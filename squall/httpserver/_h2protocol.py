@@ -119,6 +119,7 @@ class _H2Stream(HTTPConnection):
         "stream_id",
         "context",
         "_delegate",
+        "close_callback_attribute",
         "_close_callback",
         "_headers_written",
         "_finished",
@@ -147,6 +148,11 @@ class _H2Stream(HTTPConnection):
         self.stream_id = stream_id
         self.context = proto.context
         self._delegate: Optional[HTTPMessageDelegate] = None
+        # Without HTTPConnection's close_callback_attribute capability: a
+        # reset from the application's own call (close(), a refused write)
+        # reports the close at once. A slot, which the interpreter reads
+        # faster than the class attribute.
+        self.close_callback_attribute = False
         self._close_callback: Optional[Callable[[], None]] = None
         self._headers_written = False
         self._finished = False

@@ -192,7 +192,13 @@ class RequestHandler(CookieMixin, RenderMixin):
         self._reason = "OK"
         connection = request.connection
         assert connection is not None
-        if not connection.close_callback_attribute:
+        try:
+            # "is True": a stand-in such as a Mock answers any attribute.
+            attribute = connection.close_callback_attribute is True
+        except AttributeError:
+            # A duck-typed connection, not an HTTPConnection: its default.
+            attribute = False
+        if not attribute:
             connection.set_close_callback(self._connection_closed)  # type: ignore[attr-defined]
         # A connection with the close_callback_attribute capability (the
         # server's own) hears of the handler only if it is still running when
@@ -633,7 +639,11 @@ class RequestHandler(CookieMixin, RenderMixin):
                     fields["Content-Length"] = values
         connection = self.request.connection
         assert connection is not None
-        if connection.close_callback_attribute:
+        try:
+            attribute = connection.close_callback_attribute is True
+        except AttributeError:  # duck-typed (see __init__)
+            attribute = False
+        if attribute:
             if connection.close_callback is not None:
                 connection.close_callback = None
         else:
@@ -1037,9 +1047,12 @@ class RequestHandler(CookieMixin, RenderMixin):
         # close_callback_attribute capability reports its close from now on
         # (set_close_callback(), without the call; see __init__).
         connection = self.request.connection
-        assert connection is not None
-        if connection.close_callback_attribute:
-            connection.close_callback = self._connection_closed
+        try:
+            attribute = connection.close_callback_attribute is True  # type: ignore[union-attr]
+        except AttributeError:  # duck-typed (see __init__)
+            attribute = False
+        if attribute:
+            connection.close_callback = self._connection_closed  # type: ignore[union-attr]
 
     async def _execute_async(self, prepared: Optional[Awaitable[None]]) -> None:
         try:

@@ -959,6 +959,16 @@ def test_on_connection_close_is_reported_once() -> None:
     assert closes == [1]
 
 
+def test_a_connection_answering_any_attribute_is_asked_for_its_close() -> None:
+    # A stand-in such as unittest.mock.Mock has every attribute: only a real
+    # True takes HTTPConnection's close_callback_attribute path.
+    from unittest import mock
+
+    conn = mock.Mock()
+    handler = RequestHandler(Application(), _request(conn))
+    conn.set_close_callback.assert_called_once_with(handler._connection_closed)
+
+
 def test_initialize_rejects_unexpected_arguments() -> None:
     with pytest.raises(TypeError):
         RequestHandler(Application(), _request(_Conn()), surprise=1)

@@ -321,16 +321,17 @@ class HTTPHeaders(MutableMapping[str, str]):
         return ",".join(values)
 
     @overload
-    def get(self, name: str) -> Optional[str]: ...
+    def get(self, key: str) -> Optional[str]: ...
 
     @overload
-    def get(self, name: str, default: Union[str, _T]) -> Union[str, _T]: ...
+    def get(self, key: str, default: Union[str, _T]) -> Union[str, _T]: ...
 
-    def get(self, name: str, default: Any = None) -> Any:
-        """The value of ``name`` (repeated fields joined by commas), or ``default``."""
-        # As Mapping.get, without raising and catching a KeyError for every
-        # header that is absent (most lookups of Origin, Sec-Fetch-Site...).
-        values = self._as_list.get(_lookup_key(name))
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` (repeated fields joined by commas), or ``default``."""
+        # As Mapping.get (and with its parameter's name), without raising and
+        # catching a KeyError for every header that is absent (most lookups
+        # of Origin, Sec-Fetch-Site...).
+        values = self._as_list.get(_lookup_key(key))
         if values is None:
             return default
         if len(values) == 1:

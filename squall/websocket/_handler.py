@@ -189,40 +189,69 @@ class WebSocketHandler(RequestHandler, _Peer):
 
     # -- HTTP methods, refused after the upgrade
 
-    def write(self, *args: Any, **kwargs: Any) -> None:
-        if self._upgraded:
-            raise RuntimeError(_NOT_SUPPORTED)
-        super().write(*args, **kwargs)
+    # Each keeps RequestHandler's signature (Tornado's: programs and tools
+    # read it); one flag test, then the inherited method.
 
-    def redirect(self, *args: Any, **kwargs: Any) -> None:
+    def write(self, chunk: Union[str, bytes, dict[str, Any]]) -> None:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
-        super().redirect(*args, **kwargs)
+        super().write(chunk)
 
-    def set_header(self, *args: Any, **kwargs: Any) -> None:
+    def redirect(self, url: str, permanent: bool = False, status: Optional[int] = None) -> None:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
-        super().set_header(*args, **kwargs)
+        super().redirect(url, permanent, status)
 
-    def set_cookie(self, *args: Any, **kwargs: Any) -> None:
+    def set_header(self, name: str, value: Any) -> None:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
-        super().set_cookie(*args, **kwargs)
+        super().set_header(name, value)
 
-    def set_status(self, *args: Any, **kwargs: Any) -> None:
+    def set_cookie(
+        self,
+        name: str,
+        value: Union[str, bytes],
+        domain: Optional[str] = None,
+        expires: Any = None,
+        path: str = "/",
+        expires_days: Optional[float] = None,
+        *,
+        max_age: Optional[int] = None,
+        httponly: bool = False,
+        secure: bool = False,
+        samesite: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
-        super().set_status(*args, **kwargs)
+        super().set_cookie(
+            name,
+            value,
+            domain,
+            expires,
+            path,
+            expires_days,
+            max_age=max_age,
+            httponly=httponly,
+            secure=secure,
+            samesite=samesite,
+            **kwargs,
+        )
 
-    def flush(self, *args: Any, **kwargs: Any) -> Future[None]:
+    def set_status(self, status_code: int, reason: Optional[str] = None) -> None:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
-        return super().flush(*args, **kwargs)
+        super().set_status(status_code, reason)
 
-    def finish(self, *args: Any, **kwargs: Any) -> Future[None]:
+    def flush(self, include_footers: bool = False) -> Future[None]:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
-        return super().finish(*args, **kwargs)
+        return super().flush(include_footers)
+
+    def finish(self, chunk: Union[None, str, bytes, dict[str, Any]] = None) -> Future[None]:
+        if self._upgraded:
+            raise RuntimeError(_NOT_SUPPORTED)
+        return super().finish(chunk)
 
     # -- application hooks
 

@@ -18,7 +18,7 @@ of M requests) / N, after a warm-up, so start-up costs cancel. Stages (from
 a second run with probes; see _probe.py): ``h2 core`` is squall._h2
 (framing, HPACK, flow control, including what it calls in the ``h2``
 package), ``app`` the delegates (routing, RequestHandler), ``driver`` the
-rest of _h2protocol's data_received and flush.
+rest of _h2protocol's data_received and flush (the stream, _h2stream, included).
 
 Usage:
   python benchmarks/callgrind_h2.py [--stream h2load|varied] [--batch 16] [-n 2000]
@@ -250,7 +250,14 @@ def inner(cfg: dict[str, Any]) -> None:
         import squall._h2
         import squall.httpserver  # noqa: F401
 
-        probes.wrap_all(("squall._h2", "squall.httpserver._h2protocol", "squall.web"))
+        probes.wrap_all(
+            (
+                "squall._h2",
+                "squall.httpserver._h2protocol",
+                "squall.httpserver._h2stream",
+                "squall.web",
+            )
+        )
     driver.start(_server_protocol(loop))
     driver.run(WARMUP)
     mod.reset()

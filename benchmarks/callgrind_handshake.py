@@ -31,11 +31,8 @@ import asyncio
 import base64
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -43,7 +40,7 @@ from typing import Any, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from callgrind_hotpath import annotate, capture_protocol, self_costs  # noqa: E402
+from callgrind_hotpath import add_probe_costs, capture_protocol, run_inner  # noqa: E402
 
 SERVERS = ["squall-pure", "squall", "aiohttp"]
 WARMUP = 100
@@ -279,39 +276,11 @@ def inner(cfg: dict[str, Any]) -> None:
 
 
 def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = dict(cfg, out=os.path.join(tmp, "result.json"))
-        cg = os.path.join(tmp, "callgrind.out")
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=sq_measure_*",
-            f"--callgrind-out-file={cg}",
-            sys.executable,
-            *(["-S"] if sys.flags.no_site else []),
-            __file__,
-            "--inner",
-            json.dumps(cfg),
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        env.pop("SQUALL_NO_SPEEDUPS", None)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(Path(cfg["out"]).read_text())
-        incl = annotate(cg, True)
+    result, incl, _ = run_inner(__file__, cfg)
     a, b = result["counts"]
     result["per_handshake"] = (incl.get("sq_measure_b", 0) - incl.get("sq_measure_a", 0)) / (b - a)
     if result["labels"]:
-        measured = a + b
-        slots = {
-            int(m.group(1)): cost
-            for name, cost in incl.items()
-            if (m := re.fullmatch(r"sq_probe_(\d+)", name))
-        }
-        result["probe_self"] = self_costs(result["labels"], result["edges"], slots, measured)
-        result["probe_incl"] = {str(k): v / measured for k, v in slots.items()}
+        add_probe_costs(result, incl, a + b)
     return result
 
 

@@ -602,8 +602,15 @@ def annotate(path: str, inclusive: bool) -> dict[str, int]:
     return costs
 
 
-def run_one(cfg: dict[str, Any], keep: str | None = None) -> dict[str, Any]:
-    """One valgrind run; returns the inner result plus the counts."""
+def run_inner(
+    script: str, cfg: dict[str, Any], keep: str | None = None
+) -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
+    """Runs ``script --inner CFG`` under callgrind (collecting inside ``sq_measure_*``).
+
+    Returns the inner run's JSON result and the inclusive and self costs per
+    function; ``keep`` names a file to keep the callgrind output in. The
+    sibling scripts (callgrind_handshake.py, ...) share it.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         cfg = dict(cfg, out=os.path.join(tmp, "result.json"))
         cg = keep or os.path.join(tmp, "callgrind.out")
@@ -614,7 +621,8 @@ def run_one(cfg: dict[str, Any], keep: str | None = None) -> dict[str, Any]:
             "--toggle-collect=sq_measure_*",
             f"--callgrind-out-file={cg}",
             sys.executable,
-            __file__,
+            *(["-S"] if sys.flags.no_site else []),
+            script,
             "--inner",
             json.dumps(cfg),
         ]
@@ -624,12 +632,11 @@ def run_one(cfg: dict[str, Any], keep: str | None = None) -> dict[str, Any]:
         if proc.returncode != 0:
             raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(Path(cfg["out"]).read_text())
-        incl = annotate(cg, True)
-        result["self_c"] = sorted(annotate(cg, False).items(), key=lambda kv: -kv[1])[:25]
-    n = cfg["n"]
-    a, b = incl.get("sq_measure_a", 0), incl.get("sq_measure_b", 0)
-    result["per_request"] = (b - a) / n
-    measured = FIRST + FIRST + n  # requests under either measure_* function
+        return result, annotate(cg, True), annotate(cg, False)
+
+
+def add_probe_costs(result: dict[str, Any], incl: dict[str, int], measured: int) -> None:
+    """Puts the probes' inclusive and self costs, per measured unit, into ``result``."""
     slots = {
         int(m.group(1)): cost
         for name, cost in incl.items()
@@ -637,6 +644,17 @@ def run_one(cfg: dict[str, Any], keep: str | None = None) -> dict[str, Any]:
     }
     result["probe_incl"] = {str(k): v / measured for k, v in slots.items()}
     result["probe_self"] = self_costs(result["labels"], result["edges"], slots, measured)
+
+
+def run_one(cfg: dict[str, Any], keep: str | None = None) -> dict[str, Any]:
+    """One valgrind run; returns the inner result plus the counts."""
+    result, incl, self_c = run_inner(__file__, cfg, keep)
+    result["self_c"] = sorted(self_c.items(), key=lambda kv: -kv[1])[:25]
+    n = cfg["n"]
+    a, b = incl.get("sq_measure_a", 0), incl.get("sq_measure_b", 0)
+    result["per_request"] = (b - a) / n
+    measured = FIRST + FIRST + n  # requests under either measure_* function
+    add_probe_costs(result, incl, measured)
     result["c_symbols"] = {
         k: v / measured for k, v in incl.items() if "feed_data" in k or "serialize_headers" in k
     }

@@ -5,18 +5,24 @@ The server (``squall run``, one process) serves benchmarks/servers/asgi_files.py
 with ``ASGI_FILE`` naming a file of ``--size`` MB made for the run; curl
 downloads ``/pathsend`` and ``/starlette`` to /dev/null, alternating, for
 ``--rounds`` rounds. Reported per path: the median wall time of a download,
-and the bytes the server process moved through user space while serving it:
-``rchar`` + ``wchar`` of /proc/PID/io (bytes passed to read()/write()-like
-system calls; a file sent by sendfile() moves none of them).
+the server's CPU time for it (user + system, /proc/PID/stat), and the bytes
+its system calls moved: one more download per path runs under ``strace -f``
+(when installed), which sums the return values of read()/write()-like calls
+(bytes copied through user space) and of sendfile() (bytes the kernel moved
+from file to socket, none through user space). /proc/PID/io's rchar and
+wchar cannot tell them apart: Linux counts sendfile's bytes in both.
 
 Usage: python benchmarks/asgi_pathsend.py [--size 100] [--rounds 3]
-Needs curl and starlette.
+Needs curl and starlette (and strace for the byte counts).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -35,9 +41,37 @@ def _free_port() -> int:
         return port
 
 
-def _io(pid: int) -> int:
-    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return int(fields["rchar"]) + int(fields["wchar"])
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_COPYING = ("read", "write", "readv", "writev", "pread64", "recvfrom", "sendto", "sendmsg")
+_CALL = re.compile(rb"^(?:\d+\s+)?(\w+)\(.*\)\s+=\s+(\d+)", re.M)
+
+
+def _traced(pid: int, url: str, log: Path) -> dict[str, int]:
+    """Bytes per system call (return values summed) while ``url`` downloads."""
+    calls = ",".join((*_COPYING, "sendfile"))
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-e", f"trace={calls}", "-e", "signal=none", "-o", str(log)]
+        + ["-p", str(pid)],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert tracer.stderr is not None
+        # strace says "Process N attached" once it traces: only then start.
+        tracer.stderr.readline()
+        subprocess.run(["curl", "-sf", "-o", "/dev/null", url], check=True)
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(30)
+    totals: dict[str, int] = {}
+    for name, value in _CALL.findall(log.read_bytes()):
+        key = "sendfile" if name == b"sendfile" else "copied"
+        totals[key] = totals.get(key, 0) + int(value)
+    return totals
 
 
 def _wait_listening(port: int, deadline: float) -> None:
@@ -71,28 +105,34 @@ def main() -> int:
         server = subprocess.Popen(cmd, env=env)
         try:
             _wait_listening(port, time.monotonic() + 30)
-            results: dict[str, list[tuple[float, int]]] = {"pathsend": [], "starlette": []}
+            results: dict[str, list[tuple[float, float]]] = {"pathsend": [], "starlette": []}
             for _ in range(args.rounds):
                 for name in results:
-                    before = _io(server.pid)
+                    before = _cpu(server.pid)
                     start = time.perf_counter()
                     subprocess.run(
                         ["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/{name}"],
                         check=True,
                     )
                     elapsed = time.perf_counter() - start
-                    results[name].append((elapsed, _io(server.pid) - before))
+                    results[name].append((elapsed, _cpu(server.pid) - before))
+            moved: dict[str, dict[str, int]] = {}
+            if shutil.which("strace"):
+                for name in results:
+                    url = f"http://127.0.0.1:{port}/{name}"
+                    moved[name] = _traced(server.pid, url, Path(tmp) / f"{name}.strace")
         finally:
             server.terminate()
             server.wait(10)
     print(f"== {args.size} MB file, {args.rounds} rounds (medians)")
     for name, rows in results.items():
         secs = statistics.median(r[0] for r in rows)
-        moved = statistics.median(r[1] for r in rows)
-        print(
-            f"  {name:<10} {secs * 1000:8.1f} ms  {args.size / secs:8.0f} MB/s  "
-            f"user-space bytes {moved / 1e6:8.1f} MB"
-        )
+        cpu = statistics.median(r[1] for r in rows)
+        line = f"  {name:<10} {secs * 1000:8.1f} ms  {args.size / secs:8.0f} MB/s  cpu {cpu * 1000:6.0f} ms"
+        if name in moved:
+            copied, sent = moved[name].get("copied", 0), moved[name].get("sendfile", 0)
+            line += f"  copied through user space {copied / 1e6:7.1f} MB, by sendfile {sent / 1e6:7.1f} MB"
+        print(line)
     return 0
 
 

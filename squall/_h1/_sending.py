@@ -533,6 +533,27 @@ class _Sender:
             return b""
         raise LocalProtocolError("this message cannot have a body")
 
+    def send_counted(self, n: int) -> bool:
+        """Count ``n`` body bytes the caller sends by other means (sendfile).
+
+        Only a body framed by Content-Length can be sent so: a chunked one
+        needs its framing around the bytes. Returns False, counting
+        nothing, for any other body.
+
+        Raises:
+            LocalProtocolError: No body in progress, or more bytes than the
+                Content-Length.
+        """
+        if self._sstate != _S_BODY:
+            raise LocalProtocolError("no message body in progress")
+        out = self._out
+        if self._out_chunked or out < 0:
+            return False
+        if n > out:
+            raise LocalProtocolError("Tried to write more data than Content-Length")
+        self._out = out - n
+        return True
+
     def send_end(self, trailers: Iterable[tuple[str, str]] | None = None) -> bytes:
         """Serialize the end of the message being sent: ``0\\r\\n`` plus
         trailers and CRLF for a chunked body, nothing otherwise.

@@ -44,6 +44,7 @@ from squall.httputil import (
 )
 from squall.httputil._headers import _canonical
 from squall.httputil._response import _ResponseHeaders
+from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
@@ -394,6 +395,7 @@ class _HTTPCycle(HTTPMessageDelegate):
             raise ClientDisconnected("the client disconnected")
         conn = self._conn
         with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
             if state == _HEAD_PENDING:
                 start_line, headers = self._start_line, self._headers
                 assert start_line is not None and headers is not None
@@ -403,10 +405,22 @@ class _HTTPCycle(HTTPMessageDelegate):
                     and "Content-Length" not in fields
                     and "Transfer-Encoding" not in fields
                 ):
-                    fields["Content-Length"] = [str(os.fstat(file.fileno()).st_size)]
+                    fields["Content-Length"] = [str(size)]
                 conn.write_headers(start_line, headers)
                 self._state = _BODY
-            if not self._no_body and self._method != "HEAD":
+            sendfile = getattr(conn, "sendfile", None)
+            sent = None
+            if sendfile is not None and not self._no_body and self._method != "HEAD" and size:
+                # Zero-copy where the connection can (plain HTTP/1.1); None
+                # from it (TLS, a chunked body) means copy.
+                sent = sendfile(file, size)
+            if sent is not None:
+                try:
+                    await sent
+                except StreamClosedError:
+                    self._disconnected = True
+                    raise ClientDisconnected("the client disconnected") from None
+            elif not self._no_body and self._method != "HEAD":
                 read = file.read
                 while True:
                     chunk = read(_PATHSEND_CHUNK)
@@ -512,8 +526,10 @@ class _HTTPCycle(HTTPMessageDelegate):
             except asyncio.CancelledError:
                 self._abandon()
                 raise
-            except Exception:
-                app_log.error("Exception in ASGI application", exc_info=True)
+            except Exception as exc:
+                if not (self._disconnected and isinstance(exc, ClientDisconnected)):
+                    app_log.error("Exception in ASGI application", exc_info=True)
+                # (else the client left and a send said so: nothing to report)
                 self._fail()
                 return
             if result is not None:

@@ -22,7 +22,7 @@ import socket
 import ssl
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, Optional, Union, cast
+from typing import IO, TYPE_CHECKING, Final, Optional, Union, cast
 
 from squall._compiled import mypyc_attr
 from squall._h1 import (
@@ -38,6 +38,7 @@ from squall._h1 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
+from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import (
     HTTPConnection,
@@ -283,6 +284,38 @@ class _RequestConnection(HTTPConnection):
             p._abort()
             raise
         return p._send(data)
+
+    def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
+        """Send ``count`` body bytes of ``file`` (from its offset) by sendfile(2).
+
+        The bytes go from the file to the socket in the kernel, not through
+        user space (see `squall.httpserver._sendfile`). None, with nothing
+        done, where the connection cannot: TLS, or a body not framed by a
+        Content-Length; the caller then writes the bytes itself.
+
+        Raises:
+            HTTPOutputError: more bytes than the Content-Length.
+        """
+        p = self._proto
+        transport = p.transport
+        if (
+            p._req is not self
+            or p._state >= _CLOSING
+            or transport is None
+            or not self._headers_written
+            or transport.get_extra_info("ssl_object") is not None
+            or transport.get_extra_info("socket") is None
+        ):
+            return None
+        try:
+            if not p._h1.send_counted(count):
+                return None
+        except LocalProtocolError as exc:
+            p._abort()
+            raise HTTPOutputError(str(exc)) from None
+        if p._out:
+            p._flush()
+        return send_file(p, transport, file, count)
 
     def finish(self) -> None:
         """Finish the response.

@@ -1,0 +1,192 @@
+"""http.response.pathsend by sendfile(2) on plain HTTP/1.1: the bytes, the
+Content-Length, a client that leaves mid-file, a file that shrinks mid-file,
+on asyncio's loop and on uvloop's; the copying path where sendfile cannot go."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from squall.asgi import ClientDisconnected
+from squall.httpserver import _sendfile
+from squall.httputil import HTTPOutputError
+from squall.testing import ExpectLog
+
+from ._helpers import DEADLINE, RawClient, request, serving, until
+
+T = TypeVar("T")
+
+BIG = 16 * 1024 * 1024  # more than loopback's socket buffers hold: sendfile waits
+
+
+def _runner(name: str) -> Callable[[Coroutine[Any, Any, T]], T]:
+    if name == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+    else:
+        factory = asyncio.new_event_loop
+
+    def run(coro: Coroutine[Any, Any, T]) -> T:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(asyncio.wait_for(coro, DEADLINE))
+
+    return run
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    return _runner(request.param)
+
+
+class _Sendfile:
+    """os.sendfile, counted: the bytes it moved, and an event set when it would block."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.calls = 0
+        self.blocked: asyncio.Event | None = None
+        self._real = os.sendfile
+
+    def __call__(self, out: int, source: int, offset: int, count: int) -> int:
+        self.calls += 1
+        try:
+            sent = self._real(out, source, offset, count)
+        except BlockingIOError:
+            if self.blocked is not None:
+                self.blocked.set()
+            raise
+        self.sent += sent
+        return sent
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Sendfile]:
+    spy = _Sendfile()
+    monkeypatch.setattr(_sendfile.os, "sendfile", spy)
+    yield spy
+
+
+def _app(path: Path, seen: list[BaseException]) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            await send({"type": "http.response.pathsend", "path": str(path)})
+        except Exception as exc:
+            seen.append(exc)
+            raise
+
+    return app
+
+
+def test_the_file_goes_by_sendfile_intact(
+    tmp_path: Path, run: Callable[[Coroutine[Any, Any, Any]], Any], counted: _Sendfile
+) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    target = tmp_path / "f.bin"
+    target.write_bytes(data)
+
+    async def main() -> None:
+        async with serving(_app(target, [])) as (port, _, _):
+            client = await RawClient.connect(port)
+            for _ in range(2):  # the connection stays usable after it
+                await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                status, headers, body = await client.response()
+                assert status == 200
+                assert headers["content-length"] == str(len(data))
+                assert body == data
+            await client.close()
+
+    run(main())
+    assert counted.sent == 2 * len(data)
+
+
+def test_a_client_leaving_mid_file_ends_the_response_cleanly(
+    tmp_path: Path, run: Callable[[Coroutine[Any, Any, Any]], Any], counted: _Sendfile
+) -> None:
+    target = tmp_path / "big.bin"
+    target.write_bytes(b"x" * BIG)
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"after")
+    seen: list[BaseException] = []
+
+    async def main() -> None:
+        counted.blocked = asyncio.Event()
+        app = _app(target, seen)
+
+        async def route(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope.get("path") == "/small":
+                await _app(small, seen)(scope, receive, send)
+            else:
+                await app(scope, receive, send)
+
+        async with serving(route) as (port, delegate, server):
+            fds = len(os.listdir("/proc/self/fd"))
+            client = await RawClient.connect(port)
+            await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            status, headers = await client.head()
+            assert headers["content-length"] == str(BIG)
+            await counted.blocked.wait()  # the kernel's buffers are full
+            client.writer.transport.abort()
+            await until(lambda: not server._connections and not delegate.tasks)
+            assert len(seen) == 1 and isinstance(seen[0], ClientDisconnected)
+            assert len(os.listdir("/proc/self/fd")) == fds  # the duplicate is closed
+            status, _, body = await request(port, b"GET /small HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert (status, body) == (200, b"after")
+
+    run(main())
+
+
+def test_a_file_that_shrinks_mid_file_closes_the_connection(
+    tmp_path: Path, run: Callable[[Coroutine[Any, Any, Any]], Any], counted: _Sendfile
+) -> None:
+    target = tmp_path / "big.bin"
+    target.write_bytes(b"y" * BIG)
+    seen: list[BaseException] = []
+
+    async def main() -> None:
+        counted.blocked = asyncio.Event()
+        async with serving(_app(target, seen)) as (port, delegate, _):
+            client = await RawClient.connect(port)
+            await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            _, headers = await client.head()
+            await counted.blocked.wait()
+            os.truncate(target, 0)
+            with ExpectLog("squall.application", "Exception in ASGI application"):
+                rest = await client.reader.read()  # to EOF: closed, no hang
+                while not client.reader.at_eof():
+                    rest += await client.reader.read()
+                await until(lambda: not delegate.tasks)
+            assert 0 < len(rest) < int(headers["content-length"])
+            assert len(seen) == 1 and isinstance(seen[0], HTTPOutputError)
+            await client.close()
+
+    run(main())
+
+
+def test_a_chunked_pathsend_is_copied(
+    tmp_path: Path, run: Callable[[Coroutine[Any, Any, Any]], Any], counted: _Sendfile
+) -> None:
+    # The app chose chunked framing: sendfile cannot frame the bytes.
+    data = os.urandom(300 * 1024)
+    target = tmp_path / "f.bin"
+    target.write_bytes(data)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"transfer-encoding", b"chunked")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.pathsend", "path": str(target)})
+
+    async def main() -> None:
+        async with serving(app) as (port, _, _):
+            status, headers, body = await request(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert status == 200 and body == data
+
+    run(main())
+    assert counted.calls == 0

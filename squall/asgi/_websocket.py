@@ -6,6 +6,13 @@ The upgrade request arrives through the HTTP delegate seam like any other;
 `WebSocketProtocol13` (over the sans-I/O `squall._ws` core) moves frames,
 with this object as its peer. ``websocket.close`` before accepting is a 403;
 the ``websocket.http.response`` extension sends any other response instead.
+
+Back-pressure is the native WebSocket's: ``websocket.send`` waits on the
+stream's write future, pending while the transport is over its high-water
+mark, so a client that does not read holds the application, and what is
+buffered for it stays at that mark plus about one message; the connection's
+``write_timeout`` ends a client that reads nothing at all. Incoming
+messages are held up to `_INBOX_HIGH_WATER`, then frames are not read.
 """
 
 from __future__ import annotations

@@ -223,6 +223,16 @@ bench-c10k: $(BENCH_SPEEDUPS)
 
 .PHONY: bench-c10k
 
+# ASGI: Starlette hello and FastAPI JSON, varied requests, under squall run,
+# uvicorn (httptools, uvloop) and Granian (one worker, one runtime thread,
+# uvloop), each pinned to CPU 0, wrk on CPU 1, 5 alternated rounds: req/s
+# and req per CPU-second of each server's process tree (benchmarks/asgi_bench.py).
+bench-asgi: $(BENCH_SPEEDUPS)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BENCH_VENV)/bin/python benchmarks/asgi_bench.py $(BENCH_ARGS)
+
+.PHONY: bench-asgi
+
 # Robustness runs, not part of `make test`. Each builds its own venv so that
 # nothing it needs (Tornado, atheris, Python 2.7) enters .venv.
 # `make differential`: the HTTP/1.1 differential run (compat/differential);

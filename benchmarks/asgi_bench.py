@@ -1,24 +1,31 @@
-"""The same ASGI application under Squall and under uvicorn, measured with wrk in one run.
+"""One ASGI application under Squall, uvicorn and Granian, measured with wrk in one run.
 
-The app is benchmarks/servers/asgi_starlette.py (``app``: Starlette hello
-world; ``--app bare``: an ASGI callable sending two constant messages).
+The apps (benchmarks/servers): ``starlette`` (asgi_starlette:app, Starlette
+hello world), ``fastapi`` (asgi_fastapi:app, a JSON answer from validated
+query parameters), ``bare`` (asgi_starlette:bare, two constant messages).
 
-* squall:  ``python -m squall run asgi_starlette:app --no-access-log`` (one
-  process, uvloop, its defaults otherwise: proxy headers on);
-* uvicorn: ``python -m uvicorn asgi_starlette:app --http httptools --loop uvloop
-  --no-access-log`` (one process; proxy headers on by default too).
+* squall:  ``python -m squall run MODULE:app --no-access-log`` (one process,
+  uvloop, its defaults otherwise: proxy headers on);
+* uvicorn: ``python -m uvicorn MODULE:app --http httptools --loop uvloop
+  --no-access-log`` (one process; proxy headers on by default too);
+* granian: ``granian --interface asgi --workers 1 --runtime-threads 1
+  --loop uvloop MODULE:app`` (a supervisor process and one worker process
+  whose Rust runtime has its own threads; all of them are counted).
 
-Each server is pinned to CPU 0 with taskset and wrk (one thread,
-benchmarks/varied.lua: every request has its own query string, cookie and
-user agent) to CPU 1. Per contender and round: a 1 s warm-up, then the
-measured run; requests per second, and requests per CPU-second of the server
-process (utime+stime from /proc/PID/stat around the measured run). Rounds
-alternate who goes first; the ratio squall/uvicorn is taken within each
-round and the median reported, next to each contender's medians.
+Each server is pinned to CPU 0 with taskset (its threads and children
+inherit it) and wrk (one thread, benchmarks/varied.lua: every request has its
+own query string, cookie and user agent) to CPU 1. Per app, contender and
+round: a 1 s warm-up, then the measured run; requests per second, and
+requests per CPU-second of the server's process tree (utime+stime of every
+process under it from /proc/PID/stat, which sums all of a process's threads,
+around the measured run). Rounds alternate the contenders' order; the ratios
+squall/uvicorn and squall/granian are taken within each round and their
+medians reported, next to each contender's medians.
 
-Usage: python benchmarks/asgi_bench.py [--app starlette|bare] [--rounds 5] [--duration 5]
-       [--connections 50] [--json FILE]
-Needs wrk, taskset, starlette, uvicorn, httptools and uvloop.
+Usage: python benchmarks/asgi_bench.py [--app starlette --app fastapi] [--rounds 5]
+       [--duration 5] [--connections 50] [--servers squall,uvicorn,granian] [--json FILE]
+``make bench-asgi`` runs it in the bench venv (compiled squall). Needs wrk,
+taskset, starlette, fastapi, uvicorn, httptools, uvloop and granian.
 """
 
 from __future__ import annotations
@@ -41,8 +48,31 @@ SERVERS = HERE / "servers"
 LUA = HERE / "varied.lua"
 
 
+MODULES = {
+    "starlette": "asgi_starlette:app",
+    "fastapi": "asgi_fastapi:app",
+    "bare": "asgi_starlette:bare",
+}
+
+
 def command(name: str, app: str, port: int) -> list[str]:
-    target = f"asgi_starlette:{'app' if app == 'starlette' else 'bare'}"
+    target = MODULES[app]
+    if name == "granian":
+        granian = str(Path(sys.executable).with_name("granian"))
+        return [granian, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)] + [
+            "--workers",
+            "1",
+            "--runtime-threads",
+            "1",
+            "--loop",
+            "uvloop",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--working-dir",
+            str(SERVERS),
+            target,
+        ]
     common = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     if name == "squall":
         return [sys.executable, "-m", "squall", "run", target, "--app-dir", str(SERVERS)] + [
@@ -88,11 +118,31 @@ def pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() != 1 else []
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+    except OSError:
+        pass  # gone meanwhile
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time of a process tree, all threads (Linux /proc)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        todo += _children(current)
+    return total
 
 
 def run_wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
@@ -136,9 +186,47 @@ def measure(name: str, app: str, duration: float, connections: int) -> tuple[flo
         log.close()
 
 
+def bench_app(app: str, names: list[str], args: argparse.Namespace) -> dict[str, object]:
+    results: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    ratios: dict[str, list[tuple[float, float]]] = {n: [] for n in names if n != "squall"}
+    for r in range(args.rounds):
+        # Alternate who goes first (rotate the order each round).
+        order = names[r % len(names) :] + names[: r % len(names)]
+        got = {}
+        for name in order:
+            got[name] = measure(name, app, args.duration, args.connections)
+            results[name].append(got[name])
+            print(
+                f"{app} round {r + 1} {name:<8} {got[name][0]:>9,.0f} req/s "
+                f"{got[name][1]:>9,.0f} req/CPU-s",
+                flush=True,
+            )
+        for other in ratios:
+            ratios[other].append(
+                (got["squall"][0] / got[other][0], got["squall"][1] / got[other][1])
+            )
+    print(
+        f"== {app} app, varied requests, {args.rounds} rounds of {args.duration:g} s, "
+        f"{args.connections} connections (medians)"
+    )
+    summary: dict[str, object] = {"app": app, "rounds": args.rounds}
+    for name in names:
+        rps = statistics.median(x for x, _ in results[name])
+        cpu = statistics.median(y for _, y in results[name])
+        summary[name] = {"req_per_s": rps, "req_per_cpu_s": cpu, "rounds": results[name]}
+        print(f"  {name:<8} {rps:>9,.0f} req/s  {cpu:>9,.0f} req/CPU-s")
+    for other, pairs in ratios.items():
+        ratio_rps = statistics.median(x for x, _ in pairs)
+        ratio_cpu = statistics.median(y for _, y in pairs)
+        summary[f"squall/{other}"] = {"req_per_s": ratio_rps, "req_per_cpu_s": ratio_cpu}
+        print(f"  squall / {other}: {ratio_rps:.2f}x req/s, {ratio_cpu:.2f}x req per CPU-second")
+    return summary
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--app", choices=["starlette", "bare"], default="starlette")
+    ap.add_argument("--app", choices=sorted(MODULES), action="append")
+    ap.add_argument("--servers", default="squall,uvicorn,granian")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--connections", type=int, default=50)
@@ -147,38 +235,13 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed", file=sys.stderr)
         return 2
-    names = ["squall", "uvicorn"]
-    results: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
-    ratios_rps: list[float] = []
-    ratios_cpu: list[float] = []
-    for r in range(args.rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        got = {}
-        for name in order:
-            got[name] = measure(name, args.app, args.duration, args.connections)
-            results[name].append(got[name])
-            print(
-                f"round {r + 1} {name:<8} {got[name][0]:>9,.0f} req/s "
-                f"{got[name][1]:>9,.0f} req/CPU-s",
-                flush=True,
-            )
-        ratios_rps.append(got["squall"][0] / got["uvicorn"][0])
-        ratios_cpu.append(got["squall"][1] / got["uvicorn"][1])
-    print(
-        f"== {args.app} app, varied requests, {args.rounds} rounds of {args.duration:g} s, "
-        f"{args.connections} connections (medians)"
-    )
-    summary: dict[str, object] = {"app": args.app, "rounds": args.rounds}
-    for name in names:
-        rps = statistics.median(x for x, _ in results[name])
-        cpu = statistics.median(y for _, y in results[name])
-        summary[name] = {"req_per_s": rps, "req_per_cpu_s": cpu, "rounds": results[name]}
-        print(f"  {name:<8} {rps:>9,.0f} req/s  {cpu:>9,.0f} req/CPU-s")
-    ratio_rps, ratio_cpu = statistics.median(ratios_rps), statistics.median(ratios_cpu)
-    summary["ratio_req_per_s"], summary["ratio_req_per_cpu_s"] = ratio_rps, ratio_cpu
-    print(f"  squall / uvicorn: {ratio_rps:.2f}x req/s, {ratio_cpu:.2f}x req per CPU-second")
+    names = args.servers.split(",")
+    if names[0] != "squall":
+        print("--servers must start with squall (the ratios are squall's)", file=sys.stderr)
+        return 2
+    summaries = [bench_app(app, names, args) for app in args.app or ["starlette", "fastapi"]]
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1))
+        Path(args.json).write_text(json.dumps(summaries, indent=1))
     return 0
 
 

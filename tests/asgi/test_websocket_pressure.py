@@ -60,7 +60,9 @@ def test_a_client_that_does_not_read_holds_the_sender() -> None:
             assert status == 101
             # The client reads nothing more (its StreamReader stops at its
             # limit): the server's output fills up and pauses.
-            await until(lambda: bool(server._detached) and next(iter(server._detached))._write_paused)
+            await until(
+                lambda: bool(server._detached) and next(iter(server._detached))._write_paused
+            )
             paused_at = sent
             # The sender is held: many loop turns pass, it sends nothing more.
             for _ in range(200):

@@ -94,6 +94,25 @@ def command(name: str, app: str, port: int) -> list[str]:
     ] + common
 
 
+# The servers run from benchmarks/servers with no PYTHONPATH: ``python -m``
+# puts the working directory first on sys.path, and from a checkout that
+# would import the checkout's squall (pure Python) instead of the installed,
+# compiled one.
+SERVER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def squall_build() -> str:
+    """What the squall contender runs: ``python -m squall.speedups``'s first line."""
+    out = subprocess.run(
+        [sys.executable, "-m", "squall.speedups"],
+        capture_output=True,
+        text=True,
+        cwd=SERVERS,
+        env=SERVER_ENV,
+    ).stdout
+    return out.splitlines()[0] if out else "unknown"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -167,7 +186,11 @@ def measure(name: str, app: str, duration: float, connections: int) -> tuple[flo
     port = free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        pin(0) + command(name, app, port), stdout=subprocess.DEVNULL, stderr=log
+        pin(0) + command(name, app, port),
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        cwd=SERVERS,
+        env=SERVER_ENV,
     )
     try:
         wait_listening(port, proc, time.monotonic() + 20)
@@ -239,6 +262,7 @@ def main() -> int:
     if names[0] != "squall":
         print("--servers must start with squall (the ratios are squall's)", file=sys.stderr)
         return 2
+    print(f"squall: {squall_build()}", flush=True)
     summaries = [bench_app(app, names, args) for app in args.app or ["starlette", "fastapi"]]
     if args.json:
         Path(args.json).write_text(json.dumps(summaries, indent=1))

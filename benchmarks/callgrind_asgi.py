@@ -7,7 +7,8 @@ an asyncio loop, under ``valgrind --tool=callgrind``. Instructions per
 request = (count of N+M requests - count of M requests) / N, so start-up and
 first-time costs cancel; the "null" protocol gives the harness's own cost.
 
-Contenders, each serving the same ASGI app (benchmarks/servers/asgi_starlette.py):
+Contenders, each serving the same ASGI app (benchmarks/servers/asgi_starlette.py,
+asgi_fastapi.py):
 
 * ``squall``: the server exactly as ``squall run --no-access-log`` builds
   it (``squall.cli``'s build_server: proxy headers on, as by default);
@@ -20,8 +21,8 @@ Contenders, each serving the same ASGI app (benchmarks/servers/asgi_starlette.py
   ``uvicorn --http httptools --no-access-log`` builds it (proxy headers on,
   as by default).
 
-Apps: ``starlette`` (a Starlette hello world: Route, PlainTextResponse) and
-``bare`` (an ASGI callable that sends two constant messages), which shows
+Apps: ``starlette`` (a Starlette hello world: Route, PlainTextResponse),
+``fastapi`` (a JSON answer from validated query parameters) and ``bare`` (an ASGI callable that sends two constant messages), which shows
 the server's own cost.
 
 Usage:
@@ -65,7 +66,7 @@ from callgrind_hotpath import (  # noqa: E402
 )
 
 SERVERS = ["squall", "squall-bare", "squall-floor", "uvicorn", "null"]
-APPS = ["starlette", "bare"]
+APPS = ["starlette", "fastapi", "bare"]
 _PROFILED = (
     "squall.asgi",
     "squall._h1",
@@ -77,6 +78,10 @@ _PROFILED = (
 
 
 def _load_app(name: str) -> Any:
+    if name == "fastapi":
+        import asgi_fastapi
+
+        return asgi_fastapi.app
     import asgi_starlette
 
     return asgi_starlette.app if name == "starlette" else asgi_starlette.bare

@@ -233,6 +233,15 @@ bench-asgi: $(BENCH_SPEEDUPS)
 
 .PHONY: bench-asgi
 
+# Django's ASGI handler under squall run: a smoke run of sync and async
+# views, bodies, streaming, FileResponse, 404 and 500 (compat/django_asgi).
+# Outside make test: it installs Django into the bench venv.
+asgi-django: $(BENCH_SPEEDUPS)
+	$(BENCH_VENV)/bin/python -m pip install -q django httpx
+	$(BENCH_VENV)/bin/python compat/django_asgi/smoke.py
+
+.PHONY: asgi-django
+
 # Robustness runs, not part of `make test`. Each builds its own venv so that
 # nothing it needs (Tornado, atheris, Python 2.7) enters .venv.
 # `make differential`: the HTTP/1.1 differential run (compat/differential);

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall._h1._rules import STR_TOKEN_RE
 from squall.asgi._eager import start
-from squall.asgi._scope import _date_cache, _http_date, _is_websocket
+from squall.asgi._scope import _date_cache, _http_date, _http_scope, _is_websocket
 from squall.asgi._types import (
     ASGIProtocolError,
     ClientDisconnected,
@@ -126,10 +126,15 @@ class _HTTPCycle(HTTPMessageDelegate):
         "_trailers",
     )
 
-    def __init__(self, server: ASGIServerDelegate, conn: HTTPConnection) -> None:
+    def __init__(
+        self, server: ASGIServerDelegate, server_conn: object, conn: HTTPConnection
+    ) -> None:
+        # The arguments of start_request after the delegate: the driver
+        # makes the cycle by calling partial(_HTTPCycle, server), no Python
+        # frame in between (see ASGIServerDelegate.__init__).
         self._server = server
         self._conn = conn
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._ws: Optional[_WebSocketCycle] = None
         self._chunks: list[bytes] = []
         self._buffered = 0
@@ -147,7 +152,10 @@ class _HTTPCycle(HTTPMessageDelegate):
         self._task: Optional[asyncio.Task[None]] = None
         # What send() returns when the message is written: a done future of
         # this loop (awaiting it costs no coroutine; gather() accepts it).
-        self._ready = server._ready_future(self._loop)
+        ready = server._ready
+        if ready is None or ready.get_loop() is not loop:
+            ready = server._ready_future(loop)
+        self._ready = ready
         # The trailer fields gathered, when the response announced trailers.
         self._trailers: Optional[list[tuple[str, str]]] = None
 
@@ -182,7 +190,14 @@ class _HTTPCycle(HTTPMessageDelegate):
             # application that reads the body before answering gets the
             # empty one at once rather than waiting for finish().
             self._body_done = True
-        scope = server._http_scope(request_line, fields, conn)
+        scope = _http_scope(
+            request_line,
+            fields,
+            conn,
+            server.root_path,
+            server._prefix_in_path,
+            server.lifespan.state,
+        )
         task = self._task = start(self._loop, self._run_app(scope))
         if task is not None:
             # Suspended: it runs on in a Task (see _eager), which

@@ -6,7 +6,7 @@ import ssl
 import time
 from typing import Any, Optional
 
-from squall.asgi._types import address_tuple
+from squall.asgi._types import address_tuple, split_target
 from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, format_timestamp
 
 __all__: list[str] = []
@@ -152,3 +152,52 @@ def _connection_addresses(
     # it for one request, not the port.
     client = (context.remote_ip, port) if port is not None else None
     return client, server, getattr(context, "protocol", None), extensions
+
+
+def _http_scope(
+    start_line: RequestStartLine,
+    fields: dict[str, list[str]],
+    conn: HTTPConnection,
+    root: str,
+    prefix_in_path: bool,
+    state: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``http`` scope of a request (``_base_scope`` unrolled for the
+    hot path, here to be compiled: see squall._compiled)."""
+    target = start_line.path
+    raw, _, query = target.partition("?")
+    if raw[:1] == "/" and raw.isascii() and "%" not in raw:
+        # The usual origin-form target: nothing to decode.
+        path = raw
+        raw_path = raw.encode("latin-1")
+        query_string = query.encode("latin-1")
+    else:
+        path, raw_path, query_string = split_target(target)
+    if root and not prefix_in_path:
+        path = root + path
+        raw_path = root.encode("latin-1") + raw_path
+    http_version = _HTTP_VERSIONS.get(start_line.version, "1.1")
+    client, server, scheme, extensions = _connection_addresses(conn, http_version == "2")
+    names = _SCOPE_NAMES
+    try:
+        # The usual head: each name once and already seen (a name sent
+        # twice fails the unpacking, a new one the lookup).
+        headers = [(names[name], value.encode("latin-1")) for name, (value,) in fields.items()]
+    except (KeyError, ValueError):
+        headers = _scope_fields(fields)
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.5"},
+        "http_version": http_version,
+        "method": start_line.method,
+        "scheme": scheme or "http",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "root_path": root,
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "state": state.copy(),
+        "extensions": extensions,
+    }

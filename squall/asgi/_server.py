@@ -10,6 +10,7 @@ upgrade is handed on to ``_websocket``; the lifespan protocol is in
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Coroutine
 from typing import Any, Optional
 
@@ -17,9 +18,8 @@ from squall.asgi._http import _HTTPCycle
 from squall.asgi._lifespan import Lifespan, LifespanMode
 from squall.asgi._scope import (
     _HTTP_VERSIONS,
-    _SCOPE_NAMES,
     _connection_addresses,
-    _scope_fields,
+    _http_scope,
     _scope_headers,
 )
 from squall.asgi._types import ASGIApp, Scope, split_target
@@ -73,6 +73,10 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         # A mounted application sees the full path: the prefix is part of it.
         self._prefix_in_path = False
         self._ready: Optional[asyncio.Future[None]] = None
+        if type(self).start_request is ASGIServerDelegate.start_request:
+            # What the driver calls per request, as a C callable: the cycle
+            # is made without this class's Python frame around it.
+            self.start_request = functools.partial(_HTTPCycle, self)  # type: ignore[method-assign]
 
     def _ready_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """A done future of ``loop``: what a request's send() returns when done."""
@@ -117,7 +121,7 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         self, server_conn: object, request_conn: HTTPConnection
     ) -> HTTPMessageDelegate:
         """Return the delegate that runs the application for one request."""
-        return _HTTPCycle(self, request_conn)
+        return _HTTPCycle(self, server_conn, request_conn)
 
     def _base_scope(
         self, kind: str, start_line: RequestStartLine, headers: HTTPHeaders, conn: HTTPConnection
@@ -169,45 +173,9 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
     def _http_scope(
         self, start_line: RequestStartLine, fields: dict[str, list[str]], conn: HTTPConnection
     ) -> Scope:
-        """The ``http`` scope of a request (`_base_scope` unrolled for the hot path)."""
-        target = start_line.path
-        raw, _, query = target.partition("?")
-        if raw[:1] == "/" and raw.isascii() and "%" not in raw:
-            # The usual origin-form target: nothing to decode.
-            path = raw
-            raw_path = raw.encode("latin-1")
-            query_string = query.encode("latin-1")
-        else:
-            path, raw_path, query_string = split_target(target)
-        root = self.root_path
-        if root and not self._prefix_in_path:
-            path = root + path
-            raw_path = root.encode("latin-1") + raw_path
-        http_version = _HTTP_VERSIONS.get(start_line.version, "1.1")
-        client, server, scheme, extensions = _connection_addresses(conn, http_version == "2")
-        names = _SCOPE_NAMES
-        try:
-            # The usual head: each name once and already seen (a name sent
-            # twice fails the unpacking, a new one the lookup).
-            headers = [(names[name], value.encode("latin-1")) for name, (value,) in fields.items()]
-        except (KeyError, ValueError):
-            headers = _scope_fields(fields)
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.5"},
-            "http_version": http_version,
-            "method": start_line.method,
-            "scheme": scheme or "http",
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query_string,
-            "root_path": root,
-            "headers": headers,
-            "client": client,
-            "server": server,
-            "state": self.lifespan.state.copy(),
-            "extensions": extensions,
-        }
+        """The ``http`` scope of a request (built by `_scope._http_scope`)."""
+        root, state = self.root_path, self.lifespan.state
+        return _http_scope(start_line, fields, conn, root, self._prefix_in_path, state)
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         # The coroutine takes its task out of `tasks` when it ends (see

@@ -25,7 +25,6 @@ from typing import Any, Optional, Union
 
 from squall.asgi._types import Message, Receive, Scope, Send, address_tuple
 from squall.httputil import (
-    HTTPConnection,
     HTTPHeaders,
     HTTPMessageDelegate,
     HTTPOutputError,
@@ -33,6 +32,7 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
+from squall.httputil._exchange import DONE, GONE, IDLE, Exchange, OneShot
 from squall.iostream import StreamClosedError
 
 __all__ = ["ASGIAdapter"]
@@ -61,13 +61,6 @@ class _ASGIContext:
 
     def __str__(self) -> str:
         return self.remote_ip
-
-
-def _closed_future() -> asyncio.Future[None]:
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_exception(StreamClosedError())
-    future.exception()  # nobody has to look at it
-    return future
 
 
 class ASGIAdapter:
@@ -120,46 +113,41 @@ class ASGIAdapter:
                 return
 
 
-class _ASGIConnection(HTTPConnection):
-    """``request.connection`` for one ASGI request (or WebSocket)."""
+class _ASGIConnection(Exchange):
+    """``request.connection`` for one ASGI request (or WebSocket).
+
+    The exchange contract's phase, Content-Length accounting and close
+    callback are `.Exchange`'s; the emit hooks queue ASGI messages.
+    """
 
     def __init__(
         self, app: HTTPServerConnectionDelegate, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        Exchange.__init__(self, _ASGIContext(scope))
         self._app = app
         self._scope = scope
         self._receive = receive
         self._send = send
         self._websocket = scope["type"] == "websocket"
-        self.context = _ASGIContext(scope)
         self._out: deque[tuple[Message, Optional[asyncio.Future[None]]]] = deque()
-        self._wakeup: Optional[asyncio.Future[None]] = None
-        self._close_callback: Optional[Callable[[], None]] = None
+        self._wakeup = OneShot()
         self._delegate: Optional[HTTPMessageDelegate] = None
-        self._headers_written = False
-        self._finished = False
         self._read_done = False
-        # The client is gone (or the response was abandoned): nothing more is sent.
-        self._gone = False
         self._max_body: Optional[int] = None
         self._stream: Any = None
         self._denied = False
 
-    # -- HTTPConnection ----------------------------------------------------------------
+    @property
+    def _gone(self) -> bool:
+        # The client is gone (or the response was abandoned): nothing more is sent.
+        return self._phase == GONE
 
-    def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+    # -- the emit hooks (Exchange) -----------------------------------------------------
+
+    def _emit_head(
+        self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
         """Queue ``http.response.start`` (and the first body piece)."""
-        if self._gone:
-            return _closed_future()
-        if self._headers_written:
-            raise HTTPOutputError("the response has already started")
-        assert isinstance(start_line, ResponseStartLine)
-        self._headers_written = True
         # Date is the ASGI server's to write (uvicorn, Hypercorn, Granian all do).
         pairs = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -173,9 +161,7 @@ class _ASGIConnection(HTTPConnection):
             # does, close after the response rather than read the rest.
             pairs.append((b"connection", b"close"))
         self._queue({"type": "http.response.start", "status": start_line.code, "headers": pairs})
-        return self._queue(
-            {"type": "http.response.body", "body": chunk or b"", "more_body": True}, True
-        )
+        return self._queue({"type": "http.response.body", "body": chunk, "more_body": True}, True)
 
     def _websocket_head(
         self, code: int, pairs: list[tuple[bytes, bytes]], chunk: Optional[bytes]
@@ -199,12 +185,8 @@ class _ASGIConnection(HTTPConnection):
         # Without the extension the only refusal is a close (a 403).
         return self._queue({"type": "websocket.close", "code": 1000}, True)
 
-    def write(self, chunk: bytes) -> asyncio.Future[None]:
+    def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         """Queue a piece of the response body."""
-        if self._gone or self._finished:
-            return _closed_future()
-        if not self._headers_written:
-            raise HTTPOutputError("ASGI responses need write_headers before write")
         if self._websocket:
             if self._denied and "websocket.http.response" in (self._scope.get("extensions") or {}):
                 kind = "websocket.http.response.body"
@@ -214,22 +196,26 @@ class _ASGIConnection(HTTPConnection):
             kind = "http.response.body"
         return self._queue({"type": kind, "body": bytes(chunk), "more_body": True}, True)
 
-    def finish(self) -> None:
+    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
+        raise HTTPOutputError("ASGI responses need write_headers before write")
+
+    def _emit_end(self, phase: int) -> None:
         """Queue the end of the response."""
-        if self._finished or self._gone:
+        if phase == GONE:
             return
-        self._finished = True
         if self._websocket:
             if self._denied and "websocket.http.response" in (self._scope.get("extensions") or {}):
                 self._queue({"type": "websocket.http.response.body", "more_body": False})
             return
-        if not self._headers_written:
+        if phase == IDLE:
             raise HTTPOutputError("finish() before write_headers()")
         self._queue({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        """Call ``callback`` if the client goes away before the response is finished."""
-        self._close_callback = callback
+    def _refuse(self) -> None:
+        # A broken Content-Length: the response is abandoned.
+        self._disconnect()
+
+    # -- HTTPConnection ----------------------------------------------------------------
 
     def set_body_timeout(self, timeout: float) -> None:
         """Accepted for compatibility; the ASGI server owns the timeouts."""
@@ -267,11 +253,7 @@ class _ASGIConnection(HTTPConnection):
         return result  # type: ignore[return-value]
 
     def _kick(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+        self._wakeup.wake()
 
     def _done(self) -> bool:
         stream = self._stream
@@ -279,7 +261,8 @@ class _ASGIConnection(HTTPConnection):
             # A WebSocket ends when the handler's stream has closed (after
             # the close frame it was fed, when the client left first).
             return bool(stream._closed) and (self._gone or not self._out)
-        return self._gone or (self._finished and not self._out)
+        phase = self._phase
+        return phase == GONE or (phase == DONE and not self._out)
 
     async def _pump(self) -> None:
         """Send queued messages in order until the exchange is over."""
@@ -287,8 +270,7 @@ class _ASGIConnection(HTTPConnection):
         send = self._send
         while not self._done():
             if not out:
-                self._wakeup = asyncio.get_running_loop().create_future()
-                await self._wakeup
+                await self._wakeup.wait()
                 continue
             message, future = out.popleft()
             futures = [future]
@@ -320,9 +302,8 @@ class _ASGIConnection(HTTPConnection):
                 stream._sent()
 
     def _disconnect(self, code: int = 1006, reason: str = "") -> None:
-        if self._gone:
+        if self._phase == GONE:
             return
-        self._gone = True
         self._kick()
         for _message, fut in self._out:
             if fut is not None and not fut.done():
@@ -332,11 +313,9 @@ class _ASGIConnection(HTTPConnection):
         delegate = self._delegate
         if delegate is not None and not self._read_done:
             self._read_done = True
-            delegate.on_connection_close()
-        callback = self._close_callback
-        self._close_callback = None
-        if callback is not None and not self._finished:
-            callback()
+        else:
+            delegate = None
+        self._report_gone(delegate)
         stream = self._stream
         if stream is not None:
             stream._peer_gone(code, reason)

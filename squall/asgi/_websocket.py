@@ -272,7 +272,7 @@ class _WebSocketCycle(_Peer):
             HTTPHeaders._from_pairs(fields),
         )
         conn.finish()
-        stream = conn.detach()  # type: ignore[attr-defined]
+        stream = conn.detach()
         self._state = _OPEN
         proto = self._proto = WebSocketProtocol13(
             self,

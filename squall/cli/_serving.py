@@ -345,58 +345,31 @@ class _Exchange(_Front):
     status and size for the access log, the end for the concurrency limit
     and the request count."""
 
-    __slots__ = (
-        "_conn",
-        "_start",
-        "_status",
-        "_size",
-        "_done",
-        "_close_callback",
-    )
+    __slots__ = ("_conn", "_app", "_start", "_status", "_size", "_done")
 
     def __init__(self, serving: ServingDelegate, conn: Any) -> None:
         super().__init__(serving, getattr(conn, "context", None))
         self._conn = conn
+        self._app: Optional[_AppConnection] = None
         self._start = time.monotonic()
         self._status = 0
         self._size = 0
         self._done = False
-        self._close_callback: Optional[Callable[[], None]] = None
-        conn.set_close_callback(self._on_close)
-
-    # -- HTTPConnection: the application's side ------------------------------------
-
-    def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
-    ) -> Any:
-        if isinstance(start_line, ResponseStartLine):
-            self._status = start_line.code
-        if chunk:
-            self._size += len(chunk)
-        return self._conn.write_headers(start_line, headers, chunk)
-
-    def write(self, chunk: bytes) -> Any:
-        self._size += len(chunk)
-        return self._conn.write(chunk)
-
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        self._close_callback = callback
-
-    def detach(self) -> Any:
-        stream = self._conn.detach()
-        self._end()
-        return stream
-
-    def _finish_response(self) -> None:
-        self._conn.finish()
-        self._end()
+        try:
+            attribute = conn.close_callback_attribute is True
+        except AttributeError:
+            attribute = False
+        if attribute:
+            conn.close_callback = self._on_close
+        else:
+            conn.set_close_callback(self._on_close)
 
     def _on_close(self) -> None:
-        callback = self._close_callback
-        self._close_callback = None
+        app = self._app
+        callback = None
+        if app is not None:
+            callback = app.close_callback
+            app.close_callback = None
         if not self._done and self._status == 0:
             self._status = 499  # the client went away before the response
         self._end()
@@ -427,28 +400,31 @@ class _IdExchange(_Exchange):
         self.request_id = ids.assign(self.context, headers)
         return super().headers_received(start_line, headers)
 
-    def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
-    ) -> Any:
-        if isinstance(start_line, ResponseStartLine) and "X-Request-ID" not in headers:
-            headers["X-Request-ID"] = self.request_id
-        return super().write_headers(start_line, headers, chunk)
-
 
 class _AppConnection(HTTPConnection):
     """``request.connection`` as the application sees it, over an `_Exchange`.
 
     `HTTPConnection.finish` and `HTTPMessageDelegate.finish` share a name,
-    so the exchange cannot be both; this small proxy is the connection.
-    Other attributes (``set_body_timeout``, ``stream``...) are the server's.
+    so the exchange cannot be both; this small proxy is the connection. It
+    calls the server's connection itself (no hop through the exchange) and
+    keeps the server connection's close_callback_attribute capability, so
+    that a handler's fast path holds under ``squall run`` too: the close is
+    reported by the server's connection from the event loop, through
+    `_Exchange._on_close`, which calls `close_callback`. Other attributes
+    (``stream``, ``transport``, HTTP/2's ``trailers``...) are the server
+    connection's.
     """
 
     def __init__(self, exchange: _Exchange) -> None:
         self._exchange = exchange
+        conn = self._conn = exchange._conn
         self.context = exchange.context
+        self.close_callback: Optional[Callable[[], None]] = None
+        try:
+            self.close_callback_attribute = conn.close_callback_attribute is True
+        except AttributeError:
+            self.close_callback_attribute = False
+        exchange._app = self
 
     def write_headers(
         self,
@@ -456,22 +432,60 @@ class _AppConnection(HTTPConnection):
         headers: HTTPHeaders,
         chunk: Optional[bytes] = None,
     ) -> Any:
-        return self._exchange.write_headers(start_line, headers, chunk)
+        exchange = self._exchange
+        if isinstance(start_line, ResponseStartLine):
+            exchange._status = start_line.code
+        if chunk:
+            exchange._size += len(chunk)
+        return self._conn.write_headers(start_line, headers, chunk)
 
     def write(self, chunk: bytes) -> Any:
-        return self._exchange.write(chunk)
+        self._exchange._size += len(chunk)
+        return self._conn.write(chunk)
 
     def finish(self) -> None:
-        self._exchange._finish_response()
+        self._conn.finish()
+        self._exchange._end()
+
+    @property
+    def head_written(self) -> bool:
+        return getattr(self._conn, "head_written", True) is not False
 
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        self._exchange.set_close_callback(callback)
+        self.close_callback = callback
+
+    def set_body_timeout(self, timeout: float) -> None:
+        self._conn.set_body_timeout(timeout)
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        self._conn.set_max_body_size(max_body_size)
 
     def detach(self) -> Any:
-        return self._exchange.detach()
+        stream = self._conn.detach()
+        self._exchange._end()
+        return stream
+
+    def close(self) -> None:
+        self._conn.close()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._exchange._conn, name)
+        return getattr(self._conn, name)
+
+
+class _IdAppConnection(_AppConnection):
+    """An `_AppConnection` over an `_IdExchange`: the request's id in the response head."""
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> Any:
+        exchange = self._exchange
+        assert isinstance(exchange, _IdExchange)
+        if isinstance(start_line, ResponseStartLine) and "X-Request-ID" not in headers:
+            headers["X-Request-ID"] = exchange.request_id
+        return super().write_headers(start_line, headers, chunk)
 
 
 class ServingDelegate(HTTPServerConnectionDelegate):
@@ -533,8 +547,12 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         if limit is not None and self.active >= limit:
             return _Reject(request_conn)
         self.active += 1
-        exchange = (_Exchange if self.request_ids is None else _IdExchange)(self, request_conn)
-        conn = _AppConnection(exchange)
+        if self.request_ids is None:
+            exchange = _Exchange(self, request_conn)
+            conn = _AppConnection(exchange)
+        else:
+            exchange = _IdExchange(self, request_conn)
+            conn = _IdAppConnection(exchange)
         if isinstance(app, HTTPServerConnectionDelegate):
             exchange.delegate = app.start_request(server_conn, conn)
         else:

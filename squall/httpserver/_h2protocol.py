@@ -65,6 +65,7 @@ from squall.httputil import (
     HTTPMessageDelegate,
     RequestStartLine,
 )
+from squall.httputil._exchange import DONE, IDLE
 from squall.httputil._kit import _check_host, _GzipMessageDelegate
 from squall.iostream import StreamClosedError
 
@@ -284,7 +285,7 @@ class _H2Protocol(asyncio.Protocol):
                     stream = self._streams.get(event.stream_id)
                     if stream is None:
                         pass
-                    elif stream._finished:
+                    elif stream._phase >= DONE:
                         if not stream._closed:
                             self._complete(stream)  # its END_STREAM went out
                     elif not self._write_paused:
@@ -413,7 +414,7 @@ class _H2Protocol(asyncio.Protocol):
     def _continue(self, stream: _H2Stream) -> None:
         # RFC 9110 §10.1.1: the delegate took the head; ask for the body.
         stream._expect_continue = False
-        if not stream._headers_written and not stream._closed and not stream._read_done:
+        if stream._phase == IDLE and not stream._closed and not stream._read_done:
             try:
                 self._h2.send_informational(stream.stream_id, 100)
             except LocalProtocolError:
@@ -426,8 +427,7 @@ class _H2Protocol(asyncio.Protocol):
             self._h2.send_headers(stream.stream_id, status, [("content-length", "0")], True)
         except LocalProtocolError:
             pass
-        stream._headers_written = True
-        stream._finished = True
+        stream._phase = DONE
         # RFC 9113 §8.1: a complete response, then no more request body.
         self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
         stream._closed = True
@@ -445,7 +445,7 @@ class _H2Protocol(asyncio.Protocol):
         if stream._received > stream._max_body:
             self._h2.consumed(event.stream_id, event.flow_length)
             gen_log.info("Malformed HTTP message from %s: body too large", self.context)
-            if stream._headers_written:
+            if stream._phase != IDLE:
                 self._reset(stream, ErrorCode.CANCEL)
             else:
                 delegate = stream._delegate
@@ -494,7 +494,7 @@ class _H2Protocol(asyncio.Protocol):
             self._block(stream, ret, event.flow_length)
 
     def _bad_body(self, stream: _H2Stream, message: str) -> None:
-        if stream._headers_written:
+        if stream._phase != IDLE:
             gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
             self._reset(stream, ErrorCode.PROTOCOL_ERROR)
         else:
@@ -522,7 +522,7 @@ class _H2Protocol(asyncio.Protocol):
             app_log.error("Uncaught exception", exc_info=True)
             self._reset(stream, ErrorCode.INTERNAL_ERROR)
             return
-        if stream._finished and not stream._counted:
+        if stream._phase >= DONE and not stream._counted:
             self._retire(stream)  # else its response still waits for window
 
     def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
@@ -663,7 +663,7 @@ class _H2Protocol(asyncio.Protocol):
             # limit; its delegate hears nothing more. Drained completes it.
             self._waiting_window.setdefault(sid, self._loop.time())
             stream._delegate = None
-            stream._close_callback = None
+            stream.close_callback = None
         else:
             self._complete(stream)
         if not self._in_feed and self._flush_handle is None:
@@ -693,7 +693,7 @@ class _H2Protocol(asyncio.Protocol):
         """The exchange is over on our side: forget the stream."""
         self._streams.pop(stream.stream_id, None)
         stream._delegate = None
-        stream._close_callback = None
+        stream.close_callback = None
 
     def _flush(self) -> None:
         handle = self._flush_handle
@@ -740,25 +740,18 @@ class _H2Protocol(asyncio.Protocol):
                     waiter.exception()
         delegate = stream._delegate
         stream._delegate = None
-        self._notify_closed(stream, delegate)
-        if stream._finished:
+        if self._notify_closed(stream, delegate) >= DONE:
             self._release(stream)
         # Otherwise it stays counted until its handler finishes.
 
-    def _notify_closed(self, stream: _H2Stream, delegate: Optional[HTTPMessageDelegate]) -> None:
+    def _notify_closed(self, stream: _H2Stream, delegate: Optional[HTTPMessageDelegate]) -> int:
+        """The stream's exchange is gone (see `.Exchange._report_gone`): tell its
+        delegate if the request was still read; returns its phase before."""
         if delegate is not None and not stream._read_done:
             stream._read_done = True
-            try:
-                delegate.on_connection_close()
-            except Exception:
-                app_log.error("Uncaught exception in on_connection_close", exc_info=True)
-        callback = stream._close_callback
-        stream._close_callback = None
-        if callback is not None and not stream._finished:
-            try:
-                callback()
-            except Exception:
-                app_log.error("Uncaught exception in close callback", exc_info=True)
+        else:
+            delegate = None
+        return stream._report_gone(delegate)
 
     # -- timeouts ------------------------------------------------------------------------
 
@@ -814,7 +807,7 @@ class _H2Protocol(asyncio.Protocol):
                     self._h2.reset(sid, ErrorCode.CANCEL)
         body_timeout = self._params.body_timeout
         for stream in list(self._streams.values()):
-            if stream._read_done or stream._closed or stream._finished:
+            if stream._read_done or stream._closed or stream._phase >= DONE:
                 continue
             limit = stream._body_timeout or body_timeout
             if now - stream._last_active > limits.idle_stream_timeout or (

@@ -9,19 +9,16 @@ which owns the `squall._h2` core, the flow-control windows and the transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 from squall._h2 import Data, ErrorCode
-from squall.httpserver._protocol import _closed_future
 from squall.httputil import (
-    HTTPConnection,
     HTTPHeaders,
     HTTPMessageDelegate,
     HTTPOutputError,
-    RequestStartLine,
     ResponseStartLine,
 )
+from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
 
 if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
@@ -52,18 +49,19 @@ _TRAILER_FORBIDDEN = frozenset(
 )
 
 
-class _H2Stream(HTTPConnection):
-    """`request.connection` for one HTTP/2 stream."""
+class _H2Stream(Exchange):
+    """`request.connection` for one HTTP/2 stream.
+
+    The exchange contract's phase, Content-Length accounting and close
+    callback are `.Exchange`'s; the stream writes the emit hooks. ``_closed``
+    is the stream's own state (reset, timed out or the connection lost), which
+    may come after the response is done.
+    """
 
     __slots__ = (
         "_proto",
         "stream_id",
-        "context",
         "_delegate",
-        "close_callback_attribute",
-        "_close_callback",
-        "_headers_written",
-        "_finished",
         "_read_done",
         "_closed",
         "_counted",
@@ -71,9 +69,6 @@ class _H2Stream(HTTPConnection):
         "_inbox",
         "_blocked",
         "_head",
-        "_declared",
-        "_written",
-        "_bodiless",
         "_received",
         "_max_body",
         "_body_timeout",
@@ -85,18 +80,10 @@ class _H2Stream(HTTPConnection):
     )
 
     def __init__(self, proto: _H2Protocol, stream_id: int, now: float) -> None:
+        Exchange.__init__(self, proto.context)
         self._proto = proto
         self.stream_id = stream_id
-        self.context = proto.context
         self._delegate: Optional[HTTPMessageDelegate] = None
-        # Without HTTPConnection's close_callback_attribute capability: a
-        # reset from the application's own call (close(), a refused write)
-        # reports the close at once. A slot, which the interpreter reads
-        # faster than the class attribute.
-        self.close_callback_attribute = False
-        self._close_callback: Optional[Callable[[], None]] = None
-        self._headers_written = False
-        self._finished = False
         self._read_done = False
         # Reset, timed out or the connection lost: nothing more goes out.
         self._closed = False
@@ -109,9 +96,6 @@ class _H2Stream(HTTPConnection):
         # A response head (and first chunk) not yet handed to h2: sent with
         # the end of the stream when finish() follows at once.
         self._head: Optional[tuple[int, list[tuple[bytes, bytes]], bytes]] = None
-        self._declared: Optional[int] = None
-        self._written = 0
-        self._bodiless = False
         self._received = 0
         self._max_body = proto._max_body
         self._body_timeout: Optional[float] = None
@@ -123,26 +107,11 @@ class _H2Stream(HTTPConnection):
         self.trailers: Optional[HTTPHeaders] = None
         self._trailers_out: Optional[list[tuple[bytes, bytes]]] = None
 
-    # -- HTTPConnection ---------------------------------------------------------------
+    # -- the emit hooks (Exchange) -----------------------------------------------------
 
-    def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+    def _emit_head(
+        self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
-        """Write the response head, and optionally the first piece of the body.
-
-        Raises:
-            HTTPOutputError: a response already started, or invalid fields.
-        """
-        p = self._proto
-        if self._closed:
-            return _closed_future(p._loop)
-        if self._headers_written:
-            raise HTTPOutputError("the response head was already written")
-        assert isinstance(start_line, ResponseStartLine)
-        self._headers_written = True
         fields: list[tuple[bytes, bytes]] = []
         try:
             for name, values in headers._as_list.items():
@@ -157,75 +126,38 @@ class _H2Stream(HTTPConnection):
                         fields.append((lname, value.encode("utf-8")))
         except (TypeError, AttributeError, UnicodeEncodeError):
             raise HTTPOutputError("header fields must be (str, str) pairs") from None
-        lengths = headers._as_list.get("Content-Length")
-        if lengths is not None:
-            value = lengths[0]
-            # RFC 9110 §8.6: digits only (int() would also take "+1" or "1_0").
-            if len(lengths) != 1 or not (value.isascii() and value.isdigit()):
-                p._reset(self, ErrorCode.INTERNAL_ERROR)
-                raise HTTPOutputError(f"invalid Content-Length {value!r}")
-            self._declared = int(value)
-        code = start_line.code
-        self._bodiless = self._bodiless or code in (204, 304) or 100 <= code < 200
-        chunk = chunk or b""
-        if chunk:
-            self._count(len(chunk))
-        self._head = (code, fields, chunk)
-        return p._queue_head(self)
+        self._head = (start_line.code, fields, chunk)
+        return self._proto._queue_head(self)
 
-    def _count(self, n: int) -> None:
-        self._written += n
-        declared = self._declared
-        if declared is not None and self._written > declared:
-            self._proto._reset(self, ErrorCode.INTERNAL_ERROR)
-            raise HTTPOutputError("Tried to write more data than Content-Length")
-
-    def write(self, chunk: bytes) -> asyncio.Future[None]:
-        """Write a piece of the body.
-
-        Raises:
-            HTTPOutputError: no head written yet, or more than the Content-Length.
-        """
+    def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         p = self._proto
-        if self._closed:
-            return _closed_future(p._loop)
-        if not self._headers_written:
-            raise HTTPOutputError("write_headers must come first on an HTTP/2 stream")
-        if not chunk:
-            return p._ready(self)
-        self._count(len(chunk))
-        if self._bodiless:
+        if not chunk or self._bodiless:
             return p._ready(self)
         if self._head is not None:
             p._send_head(self, False)
         return p._send_body(self, chunk)
 
-    def finish(self) -> None:
-        """End the response.
-
-        Raises:
-            HTTPOutputError: fewer bytes written than the Content-Length.
-        """
-        if self._finished:
-            return
-        self._finished = True
+    def _emit_end(self, phase: int) -> None:
         p = self._proto
-        if self._closed:
+        if phase == GONE:
             p._release(self)
-            return
-        if not self._headers_written:
+        elif phase == IDLE:
             # Nothing was written: the stream cannot carry a response.
             p._reset(self, ErrorCode.INTERNAL_ERROR)
             p._release(self)
-            return
-        declared = self._declared
-        if declared is not None and self._written < declared and not self._bodiless:
-            p._reset(self, ErrorCode.INTERNAL_ERROR)
+        else:
+            p._end_response(self)
+
+    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
+        raise HTTPOutputError("write_headers must come first on an HTTP/2 stream")
+
+    def _refuse(self) -> None:
+        p = self._proto
+        p._reset(self, ErrorCode.INTERNAL_ERROR)
+        if self._phase == DONE:
             p._release(self)
-            raise HTTPOutputError(
-                f"Tried to write {declared - self._written} bytes less than Content-Length"
-            )
-        p._end_response(self)
+
+    # -- HTTPConnection ---------------------------------------------------------------
 
     def set_trailers(self, trailers: HTTPHeaders) -> None:
         """Send ``trailers`` as the response's trailer section, after the body.
@@ -241,7 +173,7 @@ class _H2Stream(HTTPConnection):
                 not be a trailer (RFC 9110 §6.5.1). `.HTTPHeaders` itself
                 refuses CR, LF and NUL.
         """
-        if self._finished:
+        if self._phase >= DONE:
             raise HTTPOutputError("the response already finished")
         fields: list[tuple[bytes, bytes]] = []
         for name, value in trailers.get_all():
@@ -255,10 +187,6 @@ class _H2Stream(HTTPConnection):
                 raw = value.encode("utf-8")
             fields.append((lname.encode("ascii"), raw))
         self._trailers_out = fields
-
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        """Call ``callback`` if the stream closes before the response is finished."""
-        self._close_callback = callback
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""

@@ -49,6 +49,7 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
+from squall.httputil._exchange import BODY, DONE, GONE, HEAD, IDLE, report_closed
 from squall.httputil._kit import (
     _body,
     _check_host,
@@ -207,8 +208,7 @@ class _RequestConnection(HTTPConnection):
         "context",
         "close_callback_attribute",
         "close_callback",
-        "_headers_written",
-        "_finished",
+        "_phase",
         "_body_timeout",
     )
 
@@ -220,8 +220,9 @@ class _RequestConnection(HTTPConnection):
         # a slot, which the interpreter reads faster than a class attribute).
         self.close_callback_attribute = True
         self.close_callback: Optional[Callable[[], None]] = None
-        self._headers_written = False
-        self._finished = False
+        # The exchange contract's phase (squall.httputil._exchange): IDLE,
+        # HEAD, BODY, DONE, GONE.
+        self._phase = IDLE
         self._body_timeout: Optional[float] = None
 
     def write_headers(
@@ -255,9 +256,10 @@ class _RequestConnection(HTTPConnection):
             # A head refused is not sent (the caller may still answer with
             # an error instead); a head taken with a first chunk it refuses
             # (more than its Content-Length) counts as started.
-            self._headers_written = p._h1.our_state != "IDLE"
+            if p._h1.our_state != "IDLE":
+                self._phase = HEAD
             raise HTTPOutputError(str(exc)) from None
-        self._headers_written = True
+        self._phase = HEAD
         if p._in_feed and not p._flow & _WRITE_PAUSED:
             # _send() for the usual case, in this frame: written while the
             # request is processed, so _process flushes it at its end.
@@ -274,10 +276,11 @@ class _RequestConnection(HTTPConnection):
         p = self._proto
         if p._req is not self or p._state >= _CLOSING:
             return _closed_future(p._loop)
-        if not self._headers_written:
+        if self._phase == IDLE:
             # Tornado's legacy interface: the application writes the whole
             # response itself; we close after it.
             return p._send(chunk)
+        self._phase = BODY
         try:
             data = _body(p._h1, chunk)
         except HTTPOutputError:
@@ -302,7 +305,7 @@ class _RequestConnection(HTTPConnection):
             p._req is not self
             or p._state >= _CLOSING
             or transport is None
-            or not self._headers_written
+            or self._phase == IDLE
             or transport.get_extra_info("ssl_object") is not None
             or transport.get_extra_info("socket") is None
         ):
@@ -324,10 +327,11 @@ class _RequestConnection(HTTPConnection):
             HTTPOutputError: fewer bytes written than the Content-Length.
         """
         p = self._proto
-        if p._req is not self or p._state >= _CLOSING or self._finished:
+        phase = self._phase
+        if p._req is not self or p._state >= _CLOSING or phase == DONE:
             return
-        if not self._headers_written:
-            self._finished = True
+        if phase == IDLE:
+            self._phase = DONE
             p._state = _CLOSING
             if not p._in_feed:
                 p._flush()
@@ -337,7 +341,7 @@ class _RequestConnection(HTTPConnection):
         except LocalProtocolError as exc:
             p._abort()
             raise HTTPOutputError(str(exc)) from None
-        self._finished = True
+        self._phase = DONE
         if data:
             p._out.append(data)
         if not p._h1.keep_alive:
@@ -347,6 +351,11 @@ class _RequestConnection(HTTPConnection):
         if p._delegate is None:
             # The request was read to its end: the exchange is over.
             p._end_exchange()
+
+    @property
+    def head_written(self) -> bool:
+        """Whether the head went out (see `HTTPConnection.head_written`)."""
+        return self._phase != IDLE
 
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
         """Call ``callback`` if the connection closes before the response is finished."""
@@ -732,7 +741,7 @@ class _HTTPProtocol(asyncio.Protocol):
         req = self._req
         if req is None or self._state >= _CLOSING:
             return
-        if h1.expects_continue and not req._headers_written:
+        if h1.expects_continue and req._phase == IDLE:
             if h1.body_too_large:
                 # RFC 9110 §10.1.1: a server may answer with the final
                 # status instead of 100, and the client then need not send
@@ -777,7 +786,7 @@ class _HTTPProtocol(asyncio.Protocol):
             self._state = _RESPONSE
         delegate.finish()  # type: ignore[union-attr]
         req = self._req
-        if req is not None and req._finished and self._req is req:
+        if req is not None and req._phase == DONE and self._req is req:
             self._end_exchange()
 
     def _end_exchange(self) -> None:
@@ -853,7 +862,7 @@ class _HTTPProtocol(asyncio.Protocol):
         `_error_response`), then close lingering (`_linger`)."""
         _log_malformed(self.context, message, status_hint)
         req = self._req
-        if req is None or not req._headers_written:
+        if req is None or req._phase == IDLE:
             self._out.append(_error_response(status_hint, message if explain else "", final))
         self._flow |= _LINGER
         self._close_soon()
@@ -1127,19 +1136,12 @@ class _HTTPProtocol(asyncio.Protocol):
         self._req = None
         self._delegate = None
         if req is not None:
-            if delegate is not None:
-                # The request's body was still coming.
-                try:
-                    delegate.on_connection_close()
-                except Exception:
-                    app_log.error("Uncaught exception in on_connection_close", exc_info=True)
+            # The delegate is set while the request's body was still coming.
             callback = req.close_callback
             req.close_callback = None
-            if callback is not None and not req._finished:
-                try:
-                    callback()
-                except Exception:
-                    app_log.error("Uncaught exception in close callback", exc_info=True)
+            finished = req._phase == DONE
+            req._phase = GONE
+            report_closed(delegate, None if finished else callback)
         self._forget()
         if state == _DETACHED:
             self._server._detached_lost(self)

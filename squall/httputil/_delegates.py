@@ -1,20 +1,19 @@
 """The delegate interfaces between server, router and application.
 
 `HTTPServerConnectionDelegate`, `HTTPMessageDelegate` and `HTTPConnection`
-are base classes that servers, routers and applications subclass; they stay
+(defined with the rest of the exchange contract in ``_exchange``) are base
+classes that servers, routers and applications subclass; they stay
 interpreted in every build (``_request``, beside them, may be compiled).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Optional, Union
+from collections.abc import Awaitable
+from typing import Optional, Union
 
+from squall.httputil._exchange import HTTPConnection
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._misc import RequestStartLine, ResponseStartLine
-
-if TYPE_CHECKING:
-    from asyncio import Future
 
 __all__ = ["HTTPConnection", "HTTPMessageDelegate", "HTTPServerConnectionDelegate"]
 
@@ -83,56 +82,6 @@ class HTTPMessageDelegate:
 
     def on_connection_close(self) -> None:
         """Called if the connection closes before the message is complete."""
-
-
-class HTTPConnection:
-    """The application's side of one HTTP message exchange: what it writes the response to."""
-
-    #: A capability of the connection, read by the application
-    #: (`.RequestHandler`) instead of testing for a concrete class. ``True``
-    #: promises two things: the close callback is the plain attribute
-    #: `close_callback` (``set_close_callback(cb)`` only assigns it, so the
-    #: application may assign it directly), and a close is reported only from
-    #: the event loop, never while the application's own code runs, so an
-    #: application may leave the attribute unset until its synchronous part
-    #: has returned and set it only if it is still running then. ``False``
-    #: (the default): the application calls ``set_close_callback`` as soon as
-    #: it starts. A class attribute here; a connection may set it per
-    #: instance (a slot is read faster).
-    close_callback_attribute: bool = False
-    #: Called if the connection closes before the response is finished
-    #: (only where `close_callback_attribute` is ``True``).
-    close_callback: Optional[Callable[[], None]]
-
-    def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
-    ) -> Future[None]:
-        """Writes the start line and headers, and optionally the first body chunk.
-
-        Args:
-            start_line: a `.RequestStartLine` or `.ResponseStartLine`.
-            headers: the headers to send.
-            chunk: the first (possibly only) piece of the body.
-
-        Returns:
-            A future that resolves once the data has been written out.
-        """
-        raise NotImplementedError()
-
-    def write(self, chunk: bytes) -> Future[None]:
-        """Writes a chunk of the body.
-
-        Returns:
-            A future that resolves once the chunk has been written out.
-        """
-        raise NotImplementedError()
-
-    def finish(self) -> None:
-        """Marks the end of the message."""
-        raise NotImplementedError()
 
 
 class _OpenAttributes:

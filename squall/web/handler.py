@@ -199,7 +199,7 @@ class RequestHandler(CookieMixin, RenderMixin):
             # A duck-typed connection, not an HTTPConnection: its default.
             attribute = False
         if not attribute:
-            connection.set_close_callback(self._connection_closed)  # type: ignore[attr-defined]
+            connection.set_close_callback(self._connection_closed)
         # A connection with the close_callback_attribute capability (the
         # server's own) hears of the handler only if it is still running when
         # _execute returns (see _watch_close): no close can be delivered
@@ -576,7 +576,7 @@ class RequestHandler(CookieMixin, RenderMixin):
                 # set_header let through that is not latin-1, a
                 # Content-Length that is not a number): the error can still
                 # be answered with a 500.
-                if not getattr(connection, "_headers_written", True):
+                if not getattr(connection, "head_written", True):
                     self._headers_written = False
                 raise
         for transform in self._transforms:
@@ -647,7 +647,7 @@ class RequestHandler(CookieMixin, RenderMixin):
             if connection.close_callback is not None:
                 connection.close_callback = None
         else:
-            connection.set_close_callback(None)  # type: ignore[attr-defined]
+            connection.set_close_callback(None)
         future = self.flush(True)
         connection.finish()
         self.application.log_request(self)
@@ -677,7 +677,8 @@ class RequestHandler(CookieMixin, RenderMixin):
             The underlying `.IOStream`; the handler will send nothing more.
         """
         self._finished = True
-        connection: Any = self.request.connection
+        connection = self.request.connection
+        assert connection is not None
         return connection.detach()
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
@@ -1047,12 +1048,13 @@ class RequestHandler(CookieMixin, RenderMixin):
         # close_callback_attribute capability reports its close from now on
         # (set_close_callback(), without the call; see __init__).
         connection = self.request.connection
+        assert connection is not None
         try:
-            attribute = connection.close_callback_attribute is True  # type: ignore[union-attr]
+            attribute = connection.close_callback_attribute is True
         except AttributeError:  # duck-typed (see __init__)
             attribute = False
         if attribute:
-            connection.close_callback = self._connection_closed  # type: ignore[union-attr]
+            connection.close_callback = self._connection_closed
 
     async def _execute_async(self, prepared: Optional[Awaitable[None]]) -> None:
         try:

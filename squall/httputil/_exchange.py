@@ -1,0 +1,407 @@
+"""The exchange contract: ``request.connection``, one HTTP message exchange
+as the application sees it, whatever protocol carries it.
+
+`HTTPConnection` declares what the application (`.RequestHandler`, a WSGI
+container, a router's delegate) may call, and what each call raises.
+`Exchange` is the part of it that does not depend on the protocol, written
+once: the response's phase, the Content-Length accounting and the close
+callback. A driver subclasses it and writes only its emit hooks
+(`Exchange._emit_head`, `_emit_body`, `_emit_end`, `_refuse`).
+
+Who implements what (docs/guide/seam.md draws it):
+
+* HTTP/2 (``httpserver/_h2stream._H2Stream``) and the ASGI adapter
+  (``asgi/_adapter._ASGIConnection``): `Exchange` subclasses.
+* HTTP/1.1 on the server's protocol (``httpserver/_protocol._RequestConnection``):
+  compiled by mypyc and on the hot path, so it keeps its three write methods
+  fused with its emit code; its phase is the same `IDLE` .. `GONE` field, its
+  Content-Length accounting is the sans-I/O core's (`squall._h1`, which frames
+  the message by it, RFC 9112 section 6).
+* `.HTTP1Connection` (over an IOStream, client and server) and the runner's
+  ``cli/_serving._AppConnection`` (a proxy that follows the response for the
+  access log) implement the contract directly.
+
+The phase of a response, in this order (one field, ``_phase``)::
+
+    IDLE --write_headers--> HEAD --write--> BODY --finish--> DONE
+      \\________________________\\______________\\--lost/reset--> GONE
+
+``GONE``: the peer went away, or the exchange was reset or closed; nothing
+more goes out, and writes return a future failed with `.StreamClosedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Optional, Union
+
+from squall.httputil._headers import HTTPHeaders, HTTPOutputError
+from squall.httputil._misc import RequestStartLine, ResponseStartLine
+from squall.iostream import StreamClosedError
+
+if TYPE_CHECKING:
+    from squall.httputil._delegates import HTTPMessageDelegate
+
+__all__ = [
+    "BODY",
+    "DONE",
+    "GONE",
+    "HEAD",
+    "IDLE",
+    "Exchange",
+    "HTTPConnection",
+    "OneShot",
+    "closed_future",
+    "report_closed",
+]
+
+app_log = logging.getLogger("squall.application")
+
+IDLE: Final = 0  # nothing written
+HEAD: Final = 1  # the head is written (a driver may still hold it)
+BODY: Final = 2  # body bytes followed the head
+DONE: Final = 3  # finish() ended the response
+GONE: Final = 4  # lost, reset or closed: nothing more goes out
+
+
+class HTTPConnection:
+    """The application's side of one HTTP message exchange: what it writes the response to.
+
+    A server hands one to the application per request (``request.connection``).
+    Every method below is part of the contract; a method a protocol cannot
+    honour raises as documented instead of being absent. The base class
+    raises `NotImplementedError` everywhere: a subclass from outside Squall
+    (Tornado's interface has only the first three) implements what it needs.
+    """
+
+    #: A capability of the connection, read by the application
+    #: (`.RequestHandler`) instead of testing for a concrete class. ``True``
+    #: promises two things: the close callback is the plain attribute
+    #: `close_callback` (``set_close_callback(cb)`` only assigns it, so the
+    #: application may assign it directly), and a close is reported only from
+    #: the event loop, never while the application's own code runs, so an
+    #: application may leave the attribute unset until its synchronous part
+    #: has returned and set it only if it is still running then. ``False``
+    #: (the default): the application calls ``set_close_callback`` as soon as
+    #: it starts. A class attribute here; a connection may set it per
+    #: instance (a slot is read faster).
+    close_callback_attribute: bool = False
+    #: Called if the connection closes before the response is finished
+    #: (only where `close_callback_attribute` is ``True``).
+    close_callback: Optional[Callable[[], None]]
+    #: What the request reads of the peer: ``remote_ip``, ``protocol`` and
+    #: ``address`` (a server's connections have all three).
+    context: Any
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> asyncio.Future[None]:
+        """Writes the start line and headers, and optionally the first body chunk.
+
+        Args:
+            start_line: a `.RequestStartLine` or `.ResponseStartLine`.
+            headers: the headers to send.
+            chunk: the first (possibly only) piece of the body.
+
+        Returns:
+            A future that resolves once the data has been written out; if
+            the peer is gone, one failed with `.StreamClosedError`.
+
+        Raises:
+            HTTPOutputError: a head already written, a field the protocol
+                cannot carry, an invalid Content-Length, or a first chunk
+                longer than it. Unless `head_written` says otherwise
+                afterwards, nothing was sent and the application may still
+                answer with an error instead.
+        """
+        raise NotImplementedError()
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        """Writes a chunk of the body.
+
+        Returns:
+            A future that resolves once the chunk has been written out (the
+            peer's flow control holds it back); if the peer is gone or the
+            response finished, one failed with `.StreamClosedError`.
+
+        Raises:
+            HTTPOutputError: more bytes than the Content-Length (the
+                exchange is then aborted), or no head written where the
+                protocol needs one first (HTTP/2, ASGI).
+        """
+        raise NotImplementedError()
+
+    def finish(self) -> None:
+        """Marks the end of the message. A second call does nothing.
+
+        Raises:
+            HTTPOutputError: fewer bytes written than the Content-Length (the
+                exchange is then aborted).
+        """
+        raise NotImplementedError()
+
+    @property
+    def head_written(self) -> bool:
+        """Whether a head went out (read after `write_headers` raised).
+
+        ``True`` where the connection cannot tell: the application then
+        does not try a second head.
+        """
+        return True
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` (from the event loop) if the connection closes
+        before the response is finished; ``None`` removes it. Raises nothing."""
+        raise NotImplementedError()
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Limits the time to receive this request's body (seconds), where
+        the server owns the timeouts (an ASGI server keeps its own). Raises nothing."""
+        raise NotImplementedError()
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Limits the size of this request's body (bytes); a larger body
+        closes the exchange (a 400 if no response started). Raises nothing."""
+        raise NotImplementedError()
+
+    def detach(self) -> Any:
+        """Takes the connection over as an `.IOStream` (after a 101 answer,
+        for WebSocket); HTTP processing stops.
+
+        Raises:
+            HTTPOutputError: the protocol cannot hand the connection over (an
+                HTTP/2 stream shares its connection; an ASGI HTTP request).
+            RuntimeError: already detached.
+        """
+        raise NotImplementedError()
+
+    def close(self) -> None:
+        """Closes the exchange now (HTTP/1.1: the connection; HTTP/2: the
+        stream, by a reset; ASGI: the call returns). Raises nothing."""
+        raise NotImplementedError()
+
+
+def closed_future() -> asyncio.Future[None]:
+    """What a write to a gone peer returns: a future failed with `.StreamClosedError`."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_exception(StreamClosedError())
+    future.exception()  # nobody has to look at a write to a closed connection
+    return future
+
+
+def report_closed(
+    delegate: Optional[HTTPMessageDelegate], callback: Optional[Callable[[], None]]
+) -> None:
+    """Tells the application that its exchange is gone: ``delegate`` (whose
+    request was still being read) and the close ``callback`` (whose response
+    was unfinished), each guarded: what they raise is logged."""
+    if delegate is not None:
+        try:
+            delegate.on_connection_close()
+        except Exception:
+            app_log.error("Uncaught exception in on_connection_close", exc_info=True)
+    if callback is not None:
+        try:
+            callback()
+        except Exception:
+            app_log.error("Uncaught exception in close callback", exc_info=True)
+
+
+class Exchange(HTTPConnection):
+    """`HTTPConnection` written once: the phase, Content-Length accounting
+    and close callback; a driver writes the emit hooks.
+
+    Hooks (each called at most as the phases allow):
+
+    * `_emit_head`: the head (and first chunk) was accepted; send or hold it.
+    * `_emit_body`: a body chunk was counted; send it (may be empty).
+    * `_emit_end`: the response ended (``phase`` is what it was before).
+    * `_emit_raw`: `write` before any head (default: refused).
+    * `_refuse`: the application broke the Content-Length; abort the
+      exchange (its phase may move to `GONE` by `_report_gone`).
+
+    A driver calls `_report_gone` when the peer goes away or the exchange is reset.
+    """
+
+    __slots__ = (
+        "context",
+        "close_callback_attribute",
+        "close_callback",
+        "_phase",
+        "_declared",
+        "_written",
+        "_bodiless",
+    )
+
+    def __init__(self, context: Any, bodiless: bool = False) -> None:
+        self.context = context
+        # Without the close_callback_attribute capability: a driver here may
+        # report a close from the application's own call (a reset by
+        # close(), a refused write). A slot, read faster than the class's.
+        self.close_callback_attribute = False
+        self.close_callback: Optional[Callable[[], None]] = None
+        self._phase = IDLE
+        self._declared: Optional[int] = None
+        self._written = 0
+        # No body may follow the head (a HEAD request, 1xx, 204, 304):
+        # what is written is counted, not sent.
+        self._bodiless = bodiless
+
+    # -- the contract -----------------------------------------------------------------
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> asyncio.Future[None]:
+        """Writes the response head, and optionally the first piece of the body.
+
+        Raises:
+            HTTPOutputError: a head already written, an invalid
+                Content-Length, a first chunk longer than it, or fields the
+                protocol refuses.
+        """
+        phase = self._phase
+        if phase == GONE:
+            return closed_future()
+        if phase != IDLE:
+            raise HTTPOutputError("the response has already started: its head was already written")
+        assert isinstance(start_line, ResponseStartLine)
+        code = start_line.code
+        self._phase = HEAD
+        lengths = headers._as_list.get("Content-Length")
+        if lengths is not None:
+            value = lengths[0]
+            # RFC 9110 section 8.6: digits only (int() would also take "+1" or "1_0").
+            if len(lengths) != 1 or not (value.isascii() and value.isdigit()):
+                self._refuse()
+                raise HTTPOutputError(f"invalid Content-Length {value!r}")
+            self._declared = int(value)
+        if code in (204, 304) or 100 <= code < 200:
+            self._bodiless = True
+        if chunk:
+            self._count(len(chunk))
+        else:
+            chunk = b""
+        return self._emit_head(start_line, headers, chunk)
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        """Writes a piece of the body.
+
+        Raises:
+            HTTPOutputError: more than the Content-Length, or no head written
+                (see `_emit_raw`).
+        """
+        phase = self._phase
+        if phase >= DONE:
+            return closed_future()
+        if phase == IDLE:
+            return self._emit_raw(chunk)
+        if chunk:
+            self._count(len(chunk))
+        self._phase = BODY
+        return self._emit_body(chunk)
+
+    def finish(self) -> None:
+        """Ends the response.
+
+        Raises:
+            HTTPOutputError: fewer bytes written than the Content-Length.
+        """
+        phase = self._phase
+        if phase == DONE:
+            return
+        if phase == GONE:
+            self._emit_end(GONE)
+            return
+        self._phase = DONE
+        declared = self._declared
+        if declared is not None and self._written < declared and not self._bodiless:
+            self._refuse()
+            raise HTTPOutputError(
+                f"Tried to write {declared - self._written} bytes less than Content-Length"
+            )
+        self._emit_end(phase)
+
+    @property
+    def head_written(self) -> bool:
+        """Whether a head was accepted (see `HTTPConnection.head_written`)."""
+        return self._phase != IDLE
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` if the exchange is lost before the response is finished."""
+        self.close_callback = callback
+
+    # -- for the driver ---------------------------------------------------------------
+
+    def _count(self, n: int) -> None:
+        self._written += n
+        declared = self._declared
+        if declared is not None and self._written > declared:
+            self._refuse()
+            raise HTTPOutputError("Tried to write more data than Content-Length")
+
+    def _report_gone(self, delegate: Optional[HTTPMessageDelegate] = None) -> int:
+        """The exchange is lost: nothing more goes out. Tells ``delegate``
+        (pass it only while the request is still read) and the close
+        callback (if the response was unfinished); returns the phase the
+        exchange was in (`GONE` if it already was)."""
+        phase = self._phase
+        self._phase = GONE
+        callback = self.close_callback
+        self.close_callback = None
+        report_closed(delegate, callback if phase < DONE else None)
+        return phase
+
+    # -- the emit hooks ---------------------------------------------------------------
+
+    def _emit_head(
+        self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
+    ) -> asyncio.Future[None]:
+        raise NotImplementedError()
+
+    def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
+        raise NotImplementedError()
+
+    def _emit_end(self, phase: int) -> None:
+        raise NotImplementedError()
+
+    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
+        raise HTTPOutputError("write_headers must come before write on this connection")
+
+    def _refuse(self) -> None:
+        raise NotImplementedError()
+
+
+class OneShot:
+    """A wake-up that one waiter awaits and anyone may trigger, any number of times.
+
+    `wait` returns a future (a new one once the last was triggered);
+    `wake` resolves it. The ASGI drivers' send loops sleep on one.
+    """
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: Optional[asyncio.Future[None]] = None
+
+    def wait(self) -> asyncio.Future[None]:
+        """The future the next `wake` resolves."""
+        future = self._future
+        if future is None or future.done():
+            future = self._future = asyncio.get_running_loop().create_future()
+        return future
+
+    def wake(self) -> None:
+        """Resolves the pending `wait`, if any."""
+        future = self._future
+        if future is not None:
+            self._future = None
+            if not future.done():
+                future.set_result(None)

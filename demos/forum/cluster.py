@@ -112,6 +112,7 @@ class Cluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.readers: list[Reader] = []
         self.redis_url = ""
+        self.redis_proc: Optional[subprocess.Popen[bytes]] = None
         self.url = ""
 
     @property
@@ -151,6 +152,7 @@ class Cluster:
             [REDIS_SERVER, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
             + ["--appendonly", "no", "--dir", str(self.workdir), "--logfile", ""],
         )
+        self.redis_proc = self.procs[-1]
         self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
         redis.expect("Ready to accept connections", timeout)
 
@@ -204,16 +206,20 @@ class Cluster:
         return self.url
 
     def stop(self) -> None:
-        """Stops nginx, the workers, then Redis."""
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        """Stops nginx and the workers, then (once they have drained) Redis."""
+        # Redis goes last: a worker that lost it while draining would log
+        # reconnection attempts for nothing.
+        redis = [p for p in self.procs if p is self.redis_proc]
+        for group in ([p for p in self.procs if p is not self.redis_proc], redis):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in group:
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         # Their output ends with them: let the readers see EOF, then close.
         for reader in self.readers:
             reader.thread.join(5)
@@ -222,6 +228,7 @@ class Cluster:
                 proc.stdout.close()
         self.procs.clear()
         self.readers.clear()
+        self.redis_proc = None
 
     def __enter__(self) -> Cluster:
         self.start()

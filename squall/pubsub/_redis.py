@@ -38,6 +38,15 @@ def _safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
+def _gone(ps: Any) -> bool:
+    """True when a redis-py PubSub's connection is closed or closing under it."""
+    conn = ps.connection
+    if conn is None or not conn.is_connected:
+        return True
+    transport = getattr(getattr(conn, "_writer", None), "transport", None)
+    return transport is None or bool(transport.is_closing())
+
+
 class RedisPubSub(PubSub):
     """Channels shared by every process connected to one Redis (``redis://``).
 
@@ -155,10 +164,31 @@ class RedisPubSub(PubSub):
         ps = self._ps
 
         async def send() -> None:
+            # A connection the reader has dropped (or is about to) is left
+            # alone: redis-py would open a new one for this command, and its
+            # resubscription would then read alongside the reader. The reader
+            # subscribes every current channel when it reconnects.
+            if ps is not self._ps or _gone(ps):
+                return
             try:
                 await getattr(ps, name)(channel)
-            except self._lost:
-                pass  # the reader sees the loss too, and resubscribes what is current
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Redis going away under a command surfaces as redis-py's
+                # ConnectionError, or (the socket already closed) as uvloop's
+                # RuntimeError "handler is closed" or an AttributeError from
+                # the writer redis-py dropped. Nobody awaits this task, so
+                # nothing may escape it; the reader sees the loss and
+                # resubscribes. Anything else on a live connection is logged.
+                if not isinstance(exc, self._lost) and ps is self._ps and not _gone(ps):
+                    gen_log.warning(
+                        "pubsub: %s %r on Redis at %s failed: %r",
+                        name.upper(),
+                        channel,
+                        _safe_url(self.url),
+                        exc,
+                    )
 
         task = asyncio.ensure_future(send())
         self._commands.add(task)

@@ -125,3 +125,48 @@ def test_subscribe_times_out_when_redis_is_unreachable(caplog: pytest.LogCapture
 
     run(main())
     assert any("cannot connect to Redis" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_redis_going_away_under_a_command_leaves_no_task_exception(
+    redis_server: RedisServer, loop: str
+) -> None:
+    """The connection dies while (UN)SUBSCRIBE commands are on their way,
+    before the reader has noticed: as when redis-server stops while a
+    cluster's workers drain and close their subscriptions."""
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        unhandled: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: unhandled.append(ctx))
+        pubsub = RedisPubSub(redis_server.url, max_reconnect_delay=0.1)
+        try:
+            a = await pubsub.subscribe("a")
+            await pubsub.subscribe("b")
+            # The socket closes under the subscriber connection; in the same
+            # turn of the loop one subscription ends and another begins.
+            pubsub._ps.connection._writer.transport.abort()
+            a.close()
+            later = asyncio.ensure_future(pubsub.subscribe("c"))
+            await asyncio.sleep(0)
+            commands = set(pubsub._commands)
+            assert commands, "no command was sent"
+            await asyncio.wait(commands)
+            # Nothing escaped them (before: AttributeError 'NoneType' has no
+            # attribute 'writelines', or uvloop's RuntimeError "handler is
+            # closed", and a reconnection of the dropped connection that read
+            # alongside the reader).
+            assert [t.exception() for t in commands] == [None] * len(commands)
+            # The reader reconnects and subscribes what is current.
+            await asyncio.wait_for(later, 3)
+            await pubsub.publish("c", "after")
+            assert pubsub.subscribers("a") == 0
+        finally:
+            await pubsub.close()
+        assert unhandled == []
+
+    if loop == "uvloop":
+        uvloop.run(asyncio.wait_for(main(), 5))
+    else:
+        run(main())

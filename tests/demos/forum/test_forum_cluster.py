@@ -77,3 +77,55 @@ def test_a_reply_through_one_worker_reaches_readers_on_the_other(cluster: Any) -
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_live_reply_between_tabs_on_different_workers(cluster: Any) -> None:
     run(live_topic_in_two_tabs(cluster.url, pinned=True), limit=BROWSER_LIMIT + 4)
+
+
+def test_stopping_the_cluster_stops_redis_after_the_workers_have_drained() -> None:
+    """Workers holding live readers drain (their relays unsubscribe) while
+    Redis is still up: no pub/sub loss, no unretrieved task exception."""
+    with tempfile.TemporaryDirectory(prefix="squall-forum-cluster-") as workdir:
+        cluster = cluster_module.Cluster(Path(workdir), port=0, workers=2)
+        cluster.start()
+        readers = list(cluster.readers)
+        redis, others = (
+            cluster.redis_proc,
+            [p for p in cluster.procs if p is not cluster.redis_proc],
+        )
+        running_when_redis_stopped: list[int] = []
+        signal_redis = redis.send_signal
+
+        def stopping_redis(sig: int) -> None:
+            running_when_redis_stopped.extend(p.pid for p in others if p.poll() is None)
+            signal_redis(sig)
+
+        redis.send_signal = stopping_redis
+        try:
+
+            async def main() -> None:
+                async with client() as http:
+                    ann = Visitor(cluster.url, http)
+                    assert (await ann.signup("ann-stop")).code == 302
+                    topic = await ann.new_topic("performance", "stop order", "first")
+                    ws = cluster.url.replace("http", "ws") + f"/t/{topic}/live?after=0"
+                    for worker in ("1", "2"):
+                        ann.cookies["forum_worker"] = worker
+                        conn = await websocket_connect(
+                            HTTPRequest(ws, headers={"Cookie": ann.cookie_header()}),
+                            connect_timeout=LIMIT_REQUEST,
+                        )
+                        assert json.loads(await conn.read_message())["posts"]
+                        # Left open: the worker closes it while draining.
+
+            run(main())
+        finally:
+            cluster.stop()
+    assert redis.returncode is not None
+    assert running_when_redis_stopped == []
+    # The processes have exited, so their readers hold every line they wrote.
+    lines = []
+    for reader in readers:
+        while (line := reader.lines.get_nowait()) is not None:
+            lines.append(f"[{reader.name}] {line}")
+    workers = [line for line in lines if line.startswith("[worker-")]
+    assert sum("draining" in line for line in workers) == 2, lines
+    for bad in ("never retrieved", "lost the connection to Redis", "Traceback"):
+        assert not any(bad in line for line in workers), "\n".join(lines)

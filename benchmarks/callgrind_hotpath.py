@@ -373,8 +373,8 @@ SQUALL_STAGES = [
         "_HandlerDelegate.headers_received|_ApplicationDelegate.headers_received",
     ),
     ("handler", "squall.web.application", "_HandlerDelegate.finish|_ApplicationDelegate.finish"),
-    ("serialise", "squall.httpserver._protocol", "_RequestConnection.write_headers"),
-    ("serialise", "squall.httpserver._protocol", "_RequestConnection.finish"),
+    ("serialise", "squall.httpserver._h1exchange", "_RequestConnection.write_headers"),
+    ("serialise", "squall.httpserver._h1exchange", "_RequestConnection.finish"),
     ("write", "squall.httpserver._protocol", "_HTTPProtocol._flush"),
 ]
 AIOHTTP_STAGES = [

@@ -80,8 +80,12 @@ COMPILED_PACKAGES = ("_h1", "_ws")
 # request, Starlette hello 183.1k (uvicorn 162.7k and 239.4k); squall.asgi._eager
 # stays interpreted (a types.coroutine generator hands a suspended coroutine
 # to a Task).
+# squall.httpserver._h1exchange (the connection states, the write queue and
+# _RequestConnection) was split out of _protocol for size and is compiled
+# with it: each reads the other's fields natively.
 COMPILED_MODULES = (
     "squall.httpserver._protocol",
+    "squall.httpserver._h1exchange",
     "squall.httputil._request",
     "squall.web._delegate",
     "squall.asgi._http",

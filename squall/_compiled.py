@@ -1,7 +1,8 @@
 """Loads the compiled build of the hot modules when it was installed and fits.
 
 ``pip install squall`` compiles, where a C compiler is there, the modules of
-``squall._h1`` and ``squall._ws``, ``squall.httpserver._protocol``,
+``squall._h1`` and ``squall._ws``, ``squall.httpserver._protocol`` (with
+``_h1exchange``),
 ``squall.httputil._request``, ``squall.web._delegate``, ``squall.asgi._http``
 and ``squall.asgi._scope`` by mypyc (with
 hand-written C modules: the request head's pass and HTML escaping) into

@@ -162,3 +162,56 @@ PRIVATE_RULES = [("web", "squall.httpserver"), ("httpserver", "squall.http1conne
 def test_imports_no_private_names_across_the_seam(path: Path, package: str) -> None:
     bad = [f"line {n}: {name}" for n, name in private_imports(path, package)]
     assert not bad, f"{path.name} imports private names of {package}: {bad}"
+
+
+def _module_graph(package: str) -> dict[str, set[str]]:
+    """``{module: modules of the same package it imports at import time}``."""
+    folder = ROOT / package
+    own = {p.stem for p in folder.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in sorted(folder.glob("*.py")):
+        edges = graph.setdefault(path.stem, set())
+        for _, name in import_time_imports(path):
+            parts = name.split(".")
+            if parts[:2] == ["squall", package] and len(parts) > 2 and parts[2] in own:
+                if parts[2] != path.stem:
+                    edges.add(parts[2])
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` (as a path), or [] if there is none."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return []
+        for nxt in sorted(graph.get(node, ())):
+            found = visit(nxt, path + [node])
+            if found:
+                return found
+        done.add(node)
+        return []
+
+    for start in sorted(graph):
+        found = visit(start, [])
+        if found:
+            return found
+    return []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+@pytest.mark.parametrize("package", ["httpserver", "httputil"])
+def test_no_import_cycle_inside_the_driver_packages(package: str) -> None:
+    # At import time only (type-checking imports excluded): the driver's
+    # modules stay a stack, so each can be read (and compiled) after those it uses.
+    graph = _module_graph(package)
+    if package == "httpserver":
+        assert "_protocol" in graph["_negotiate"]  # the graph sees the imports
+    assert not _cycle(graph), f"import cycle in squall/{package}: {' -> '.join(_cycle(graph))}"

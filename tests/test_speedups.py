@@ -86,6 +86,7 @@ def bound_names(source: Path) -> set[str]:
         "squall._ws._mask",
         "squall._xhtml",
         "squall.httpserver._protocol",
+        "squall.httpserver._h1exchange",
     ],
 )
 def test_loaded_module_exposes_nothing_the_pure_one_does_not(name: str) -> None:

@@ -54,11 +54,12 @@ from squall._h2 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
-from squall.httpserver._h2stream import _H2Stream
 
 # The HTTP/1.1 driver: it accepts every connection and hands HTTP/2 ones
 # over; its _closed_future is the done Future of a write to a closed stream.
-from squall.httpserver._protocol import _closed_future, _HTTPProtocol
+from squall.httpserver._h1exchange import _closed_future
+from squall.httpserver._h2stream import _H2Stream
+from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import (
     HTTPHeaders,
     HTTPInputError,

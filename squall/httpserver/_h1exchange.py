@@ -1,0 +1,344 @@
+"""The HTTP/1.1 driver's connection state and its `request.connection`.
+
+Split from ``_protocol`` (which holds `_HTTPProtocol`, the driver itself):
+the states and flow bits of a connection, the per-loop write queue, and
+`_RequestConnection`, the exchange contract (`squall.httputil._exchange`)
+for one request on that protocol. Compiled by mypyc with ``_protocol`` (see
+speedups/squall_build.py): each reads the other's fields natively.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Final, Optional, Union
+
+from squall._h1 import LocalProtocolError
+from squall.httpserver._sendfile import send_file
+from squall.httpserver._stream import _TransportStream
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPOutputError,
+    RequestStartLine,
+    ResponseStartLine,
+)
+from squall.httputil._exchange import BODY, DONE, HEAD, IDLE
+from squall.httputil._kit import _body
+from squall.httputil._response import _ResponseHeaders
+from squall.iostream import StreamClosedError
+
+if TYPE_CHECKING:
+    from squall.httpserver._protocol import _HTTPProtocol
+
+
+__all__ = ["_RequestConnection", "_WriteQueue", "_closed_future", "_loop_shared"]
+
+app_log = logging.getLogger("squall.application")
+
+# -- connection state -------------------------------------------------------------
+#
+# ``_HTTPProtocol._state`` is one of these, in this order; HTTP processing
+# goes on while it is below _CLOSING (h11-style: one explicit state per
+# connection rather than a flag per condition).
+#
+#   _IDLE      between exchanges (and before the first): a head is awaited.
+#              -> _REQUEST when a request head is handed to its delegate.
+#   _REQUEST   the request's body is being read; its response may be under
+#              way or even finished. -> _RESPONSE at the end of the body if
+#              the response is unfinished, else -> _IDLE.
+#   _RESPONSE  the request is read, its response unfinished. -> _IDLE when
+#              the response finishes.
+#   _CLOSING   no more HTTP: the queued output goes out, then the transport
+#              is closed. -> _STOPPED by that flush.
+#   _STOPPED   no more HTTP; the transport is closing.
+#   _DETACHED  an IOStream has the transport (`_RequestConnection.detach`).
+#   _CLOSED    the connection is lost, or handed to HTTP/2. Final.
+#
+# An error, a timeout, close(), or a response that ends the connection
+# moves any state below _CLOSING to _CLOSING or _STOPPED; detach() moves an
+# exchange to _DETACHED; connection_lost moves anything to _CLOSED.
+_IDLE: Final = 0
+_REQUEST: Final = 1
+_RESPONSE: Final = 2
+_CLOSING: Final = 3
+_STOPPED: Final = 4
+_DETACHED: Final = 5
+_CLOSED: Final = 6
+
+# Flow control (``_HTTPProtocol._flow``), independent of the state above:
+# bits, any combination.
+_BLOCKED: Final = 1  # a delegate's awaitable is pending: no events handed on
+_READ_PAUSED: Final = 2  # we paused the transport's reading
+_WRITE_PAUSED: Final = 4  # the transport is over its high-water mark
+_TAKEN: Final = 8  # detach() was called (once only, even on a lost connection)
+_QUEUED: Final = 16  # output waits in the loop's _WriteQueue
+_HELD: Final = 32  # pipelined requests wait for the output to drain (_hold)
+_STALLED: Final = _BLOCKED | _HELD
+_LINGER: Final = 64  # an error answer: close in stages (_linger)
+
+
+class _WriteQueue:
+    """The connections of one loop whose output waits to be written.
+
+    What a connection's requests produce is written one loop round later,
+    together with every other connection's, not at the end of each
+    connection's read: the loop first reads every connection that is ready,
+    then the writes leave in one burst. Written one by one between reads,
+    each response woke the client for itself; under wrk (50 connections,
+    varied requests, pure Python) that cost 10.8 microseconds of kernel time
+    per request against about 5.5 batched, more than parse and routing
+    together.
+    """
+
+    __slots__ = ("_loop", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[_HTTPProtocol] = []
+
+    def add(self, proto: _HTTPProtocol) -> None:
+        """Writes ``proto``'s output with the rest of this round's."""
+        proto._flow |= _QUEUED
+        pending = self._pending
+        if not pending:
+            self._loop.call_soon(self._run)
+        pending.append(proto)
+
+    def _run(self) -> None:
+        pending = self._pending
+        self._pending = []
+        for proto in pending:
+            # A connection flushed or lost meanwhile has dropped its mark.
+            if proto._flow & _QUEUED:
+                try:
+                    proto._flush()
+                except Exception:
+                    app_log.error("Uncaught exception writing a response", exc_info=True)
+                    proto._abort()
+
+
+# Shared by the connections of one loop (per-connection ones would cost
+# every idle connection): the resolved future a write returns while the
+# transport takes more, the context idle timers run in (asyncio would copy
+# the current context for each timer; _check_idle runs no application code,
+# and what it triggers later, connection_lost, gets a copy of its own), and
+# the write queue. Per loop, not global: a Context cannot be entered by two
+# threads.
+_per_loop: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]
+] = weakref.WeakKeyDictionary()
+
+
+def _loop_shared(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]:
+    shared = _per_loop.get(loop)
+    if shared is None:
+        future: asyncio.Future[None] = loop.create_future()
+        future.set_result(None)
+        shared = _per_loop[loop] = (future, contextvars.Context(), _WriteQueue(loop))
+    return shared
+
+
+def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    future: asyncio.Future[None] = loop.create_future()
+    future.set_exception(StreamClosedError())
+    future.exception()  # nobody has to look at a write to a closed connection
+    return future
+
+
+class _RequestConnection(HTTPConnection):
+    """`request.connection` for one request on the protocol path."""
+
+    __slots__ = (
+        "_proto",
+        "context",
+        "close_callback_attribute",
+        "close_callback",
+        "_phase",
+        "_body_timeout",
+    )
+
+    def __init__(self, proto: _HTTPProtocol) -> None:
+        self._proto = proto
+        self.context = proto.context
+        # The close callback is the plain attribute, called from
+        # connection_lost only (see HTTPConnection.close_callback_attribute;
+        # a slot, which the interpreter reads faster than a class attribute).
+        self.close_callback_attribute = True
+        self.close_callback: Optional[Callable[[], None]] = None
+        # The exchange contract's phase (squall.httputil._exchange): IDLE,
+        # HEAD, BODY, DONE, GONE.
+        self._phase = IDLE
+        self._body_timeout: Optional[float] = None
+
+    def write_headers(
+        self,
+        start_line: Union[RequestStartLine, ResponseStartLine],
+        headers: HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> asyncio.Future[None]:
+        """Write the status line and headers, and optionally the first body chunk.
+
+        Raises:
+            HTTPOutputError: invalid headers, or a response already started.
+        """
+        p = self._proto
+        if p._req is not self or p._state >= _CLOSING:
+            return _closed_future(p._loop)
+        # A ResponseStartLine (not asserted: isinstance() costs a call).
+        code: int = start_line[1]  # type: ignore[assignment]
+        # A handler's headers hold checked str values only.
+        checked = type(headers) is _ResponseHeaders and not headers._unchecked
+        try:
+            data = p._h1.send_fields(
+                code,
+                start_line[2],
+                headers._as_list,
+                chunk or b"",
+                checked,
+                p._params.no_keep_alive,
+            )
+        except LocalProtocolError as exc:
+            # A head refused is not sent (the caller may still answer with
+            # an error instead); a head taken with a first chunk it refuses
+            # (more than its Content-Length) counts as started.
+            if p._h1.our_state != "IDLE":
+                self._phase = HEAD
+            raise HTTPOutputError(str(exc)) from None
+        self._phase = HEAD
+        if p._in_feed and not p._flow & _WRITE_PAUSED:
+            # _send() for the usual case, in this frame: written while the
+            # request is processed, so _process flushes it at its end.
+            p._out.append(data)
+            return p._done_future
+        return p._send(data)
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        """Write a piece of the body (the raw response, if no head was written).
+
+        Raises:
+            HTTPOutputError: more bytes than the Content-Length.
+        """
+        p = self._proto
+        if p._req is not self or p._state >= _CLOSING:
+            return _closed_future(p._loop)
+        if self._phase == IDLE:
+            # Tornado's legacy interface: the application writes the whole
+            # response itself; we close after it.
+            return p._send(chunk)
+        self._phase = BODY
+        try:
+            data = _body(p._h1, chunk)
+        except HTTPOutputError:
+            p._abort()
+            raise
+        return p._send(data)
+
+    def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
+        """Send ``count`` body bytes of ``file`` (from its offset) by sendfile(2).
+
+        The bytes go from the file to the socket in the kernel, not through
+        user space (see `squall.httpserver._sendfile`). None, with nothing
+        done, where the connection cannot: TLS, or a body not framed by a
+        Content-Length; the caller then writes the bytes itself.
+
+        Raises:
+            HTTPOutputError: more bytes than the Content-Length.
+        """
+        p = self._proto
+        transport = p.transport
+        if (
+            p._req is not self
+            or p._state >= _CLOSING
+            or transport is None
+            or self._phase == IDLE
+            or transport.get_extra_info("ssl_object") is not None
+            or transport.get_extra_info("socket") is None
+        ):
+            return None
+        try:
+            if not p._h1.send_counted(count):
+                return None
+        except LocalProtocolError as exc:
+            p._abort()
+            raise HTTPOutputError(str(exc)) from None
+        if p._out:
+            p._flush()
+        return send_file(p, transport, file, count)
+
+    def finish(self) -> None:
+        """Finish the response.
+
+        Raises:
+            HTTPOutputError: fewer bytes written than the Content-Length.
+        """
+        p = self._proto
+        phase = self._phase
+        if p._req is not self or p._state >= _CLOSING or phase == DONE:
+            return
+        if phase == IDLE:
+            self._phase = DONE
+            p._state = _CLOSING
+            if not p._in_feed:
+                p._flush()
+            return
+        try:
+            data = p._h1.send_end()
+        except LocalProtocolError as exc:
+            p._abort()
+            raise HTTPOutputError(str(exc)) from None
+        self._phase = DONE
+        if data:
+            p._out.append(data)
+        if not p._h1.keep_alive:
+            p._state = _CLOSING
+        if not p._in_feed:
+            p._flush()
+        if p._delegate is None:
+            # The request was read to its end: the exchange is over.
+            p._end_exchange()
+
+    @property
+    def head_written(self) -> bool:
+        """Whether the head went out (see `HTTPConnection.head_written`)."""
+        return self._phase != IDLE
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` if the connection closes before the response is finished."""
+        self.close_callback = callback
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Limit the time to receive this request's body (seconds)."""
+        self._body_timeout = timeout
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Limit the size of this request's body (bytes)."""
+        p = self._proto
+        if p._req is self:
+            p._h1.set_max_body_size(max_body_size)
+
+    @property
+    def transport(self) -> Optional[asyncio.BaseTransport]:
+        """The asyncio transport of the connection."""
+        return self._proto.transport
+
+    @property
+    def stream(self) -> _TransportStream:
+        """An `IOStream` over the connection, for raw writes; see `detach`."""
+        return self._proto._get_stream()
+
+    def detach(self) -> _TransportStream:
+        """Take the connection over as an `IOStream`; HTTP processing stops.
+
+        Bytes received after the request are readable from the stream.
+        """
+        return self._proto._detach()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._proto._abort()

@@ -20,10 +20,17 @@ Modes:
   after a warm-up;
 * ``--real``: CPU time (user + system) of this process per delivery over
   ``--rounds`` broadcasts, each followed by one loop turn; pin it with
-  ``--cpu`` (the client process goes to ``--client-cpu``).
+  ``--cpu`` (the client process goes to ``--client-cpu``). ``--repeat R``
+  runs every server R times, alternating, and prints the median (and the
+  spread) of each and its ratio to the floor's median.
+
+On a quiet machine, the figures of the closing note::
+
+    python benchmarks/callgrind_broadcast.py --real --repeat 7 -c 2000 --server floor --server squall
+    python benchmarks/callgrind_broadcast.py --real --repeat 7 -c 15000 --server floor --server squall
 
 Usage: python benchmarks/callgrind_broadcast.py [--server NAME ...] [-c N]
-       [--loop uvloop|asyncio] [--real [--rounds R]]
+       [--loop uvloop|asyncio] [--real [--rounds R] [--repeat R]]
 aiohttp runs where it is installed (the benchmark venv); callgrind needs valgrind.
 """
 
@@ -35,6 +42,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -363,6 +371,7 @@ def main() -> int:
     ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     ap.add_argument("--real", action="store_true", help="CPU time instead of instructions")
     ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per server (--real), alternated")
     ap.add_argument("--cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--inner", help=argparse.SUPPRESS)
@@ -383,27 +392,43 @@ def main() -> int:
         return 2
     servers = [s for s in (args.server or SERVERS) if available(s)]
     unit = "us CPU" if args.real else "instructions"
-    print(f"== {unit} per delivered 100-byte message, {args.connections} subscribers, {args.loop}")
+    repeat = max(1, args.repeat if args.real else 1)
+    print(
+        f"== {unit} per delivered 100-byte message, {args.connections} subscribers, {args.loop}"
+        + (f", median of {repeat} alternated runs" if repeat > 1 else "")
+    )
+    figures: dict[str, list[float]] = {server: [] for server in servers}
+    system: dict[str, list[float]] = {server: [] for server in servers}
+    last: dict[str, dict[str, Any]] = {}
+    for _ in range(repeat):
+        for server in servers:
+            res = last[server] = run_one(
+                {
+                    "server": server,
+                    "count": args.connections,
+                    "loop": args.loop,
+                    "mode": mode,
+                    "rounds": args.rounds,
+                    "cpu": args.cpu,
+                    "client_cpu": args.client_cpu,
+                }
+            )
+            figures[server].append(res["per_delivery"])
+            if args.real:
+                system[server].append(res["sys"] / max(1, res["deliveries"]) * 1e6)
     floor: Optional[float] = None
     for server in servers:
-        res = run_one(
-            {
-                "server": server,
-                "count": args.connections,
-                "loop": args.loop,
-                "mode": mode,
-                "rounds": args.rounds,
-                "cpu": args.cpu,
-                "client_cpu": args.client_cpu,
-            }
-        )
-        per = res["per_delivery"]
+        per = statistics.median(figures[server])
         if server == "floor":
             floor = per
+        res = last[server]
         ratio = f"{per / floor:5.2f}x floor" if floor else ""
         shown = f"{per:8.2f}" if args.real else f"{per:8,.0f}"
+        spread = f" [{min(figures[server]):.2f}-{max(figures[server]):.2f}]" if repeat > 1 else ""
+        if args.real:
+            spread += f" (system {statistics.median(system[server]):.2f})"
         print(
-            f"  {server:<12} {shown}  {ratio}  "
+            f"  {server:<12} {shown}{spread}  {ratio}  "
             f"({res['deliveries']:,} of {res['expected']:,} delivered, {res['loop']})"
         )
         sys.stdout.flush()

@@ -147,7 +147,13 @@ def private_imports(path: Path, package: str) -> Iterator[tuple[int, str]]:
 # package. web/ reaches the server through HTTPConnection's contract
 # (httputil), never through a driver's own classes; the drivers share the kit
 # in httputil/_kit.py, and http1connection is one driver, not its home.
-PRIVATE_RULES = [("web", "squall.httpserver"), ("httpserver", "squall.http1connection")]
+# websocket/ (broadcast) writes to a server connection through the public
+# capability of its stream (transport, writing_paused, get_write_buffer_size).
+PRIVATE_RULES = [
+    ("web", "squall.httpserver"),
+    ("httpserver", "squall.http1connection"),
+    ("websocket", "squall.httpserver"),
+]
 
 
 @pytest.mark.parametrize(

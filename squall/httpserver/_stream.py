@@ -59,6 +59,26 @@ class _TransportStream(BaseIOStream):
         self._receiver: Optional[Callable[[bytes], None]] = None
         self._receiving = True
 
+    # -- direct writes (squall.websocket.broadcast)
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The asyncio transport under the stream.
+
+        Bytes written straight to it keep their order with the stream's
+        `write` while `get_write_buffer_size` is 0: nothing is then queued
+        in the stream or the transport, and the transport is not paused.
+        """
+        return self._transport
+
+    def writing_paused(self) -> bool:
+        """Whether the transport is over its high-water mark (the peer reads too slowly)."""
+        return self._proto._write_paused
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes written and not yet handed to the kernel: the stream's and the transport's."""
+        return self._write_buffer._size + self._transport.get_write_buffer_size()
+
     @property
     def socket(self) -> Any:
         """The connection's socket (as asyncio exposes it), or None."""

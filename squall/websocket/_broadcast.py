@@ -7,8 +7,6 @@ from typing import Any, NamedTuple, Optional, Union
 
 from squall import _ws
 from squall.escape import json_encode
-from squall.httpserver._protocol import _WRITE_PAUSED
-from squall.httpserver._stream import _TransportStream
 from squall.iostream import StreamClosedError
 from squall.websocket._protocol import WebSocketClosedError, WebSocketProtocol13
 
@@ -116,84 +114,125 @@ def broadcast(
     frame = _ws.server_message_frame(payload, binary)
     if not isinstance(connections, Collection):
         connections = list(connections)
+    if _lagging:
+        _caught_up()
     # Sent is what is left of the total: one int fewer to update per delivery.
     total = len(connections)
     skipped = inactive = 0
     # Compressed frames by deflate setting (see PerMessageDeflate.shared_key).
     compressed: dict[tuple[int, int, int], bytes] = {}
-    to_close: Optional[list[WebSocketProtocol13]] = None
+    to_close: list[WebSocketProtocol13] = []
     protocol: Any
+    sink: Any
     for item in connections:
+        # The hot path, in as few steps as can be: an open server connection
+        # without compression (it has a sink), not inside its own callbacks
+        # (whose writes are held to go out together, see
+        # WebSocketProtocol13._run_events), with nothing queued in its
+        # transport (so nothing in its stream either, and not paused): the
+        # frame goes straight to the transport, as the stream's own write
+        # would send it. Only the handler, the protocol and the transport
+        # are read; a skip count needs no reset here (see _caught_up).
         try:
             protocol = item.ws_connection
+            sink = protocol._sink
+            if sink is not None and protocol._cork is None and sink.get_write_buffer_size() == 0:
+                sink.write(frame)
+                continue
         except AttributeError:
-            # A client connection's protocol, or a protocol itself.
-            protocol = getattr(item, "protocol", item)
-        if protocol is None:
+            # Not a handler (a client connection, a protocol), or not open.
+            protocol = _protocol_of(item)
+            if protocol is None:
+                inactive += 1
+                continue
+        except RuntimeError:
+            # A transport closed under a stream not told yet.
             inactive += 1
             continue
-        sink = protocol._sink
-        if sink is not None and protocol._cork is None:
-            # The hot path: an open server connection without compression,
-            # not inside its own callbacks (whose writes are held to go
-            # out together, see WebSocketProtocol13._run_events).
-            write, proto, queued = sink
-            if not proto._flow & _WRITE_PAUSED:
-                if not queued._size:
-                    # Nothing waits in its stream (the HTTP output was
-                    # flushed when it was detached): straight to the
-                    # transport, as _TransportStream.write would.
-                    try:
-                        write(frame)
-                    except RuntimeError:
-                        # A transport closed under a stream not told yet.
-                        inactive += 1
-                        continue
-                    if protocol._skips:
-                        protocol._skips = 0
-                    continue
-        conn = protocol.conn
-        stream = protocol.stream
-        if (
-            conn is None
-            or protocol._closed
-            or protocol._close_seen
-            or conn.close_sent
-            or stream is None
-            or stream._closed
-        ):
-            inactive += 1
-            continue
-        if type(stream) is _TransportStream:
-            # A server connection: its transport says when it is full.
-            full = stream._proto._flow & _WRITE_PAUSED
-        else:
-            full = stream._write_buffer._size >= CLIENT_HIGH_WATER
-        if full:
+        outcome = _deliver(protocol, payload, binary, frame, compressed)
+        if outcome is _SKIPPED:
             skipped += 1
-            skips = protocol._skips = protocol._skips + 1
+            skips = _lagging[protocol] = _lagging.get(protocol, 0) + 1
             if (max_skips is not None and skips >= max_skips) or (
-                max_buffer is not None and _unsent(stream) > max_buffer
+                max_buffer is not None and _unsent(protocol.stream) > max_buffer
             ):
-                if to_close is None:
-                    to_close = []
                 to_close.append(protocol)
-            continue
-        if _deliver(protocol, conn, payload, binary, frame, compressed):
-            if protocol._skips:
-                protocol._skips = 0
-        else:
+        elif outcome is _INACTIVE:
             inactive += 1
     closed = 0
-    if to_close is not None:
-        for protocol in to_close:
-            if not protocol.is_closing():
-                protocol.close(close_code, "too slow to read")
-                closed += 1
+    for protocol in to_close:
+        if not protocol.is_closing():
+            protocol.close(close_code, "too slow to read")
+            closed += 1
     return BroadcastResult(total - skipped - inactive, skipped, closed, inactive)
 
 
+# What _deliver did, besides sending.
+_SENT = 0
+_SKIPPED = 1
+_INACTIVE = 2
+
+# Connections skipped by broadcasts in a row, and how many times. A
+# connection leaves once a message reaches it, or once its output has fully
+# drained when a broadcast starts: one that takes the hot path then is not
+# lagging any more, so the hot path has no count to reset.
+_lagging: dict[WebSocketProtocol13, int] = {}
+
+
+def _protocol_of(item: Any) -> Optional[WebSocketProtocol13]:
+    """The protocol of a handler, a client connection or a protocol (None: not open)."""
+    if isinstance(item, WebSocketProtocol13):
+        return item
+    protocol = getattr(item, "ws_connection", None)
+    if protocol is None:
+        protocol = getattr(item, "protocol", None)
+    return protocol if isinstance(protocol, WebSocketProtocol13) else None
+
+
+def _caught_up() -> None:
+    """Forgets the lagging connections that have closed or caught up since."""
+    for protocol in list(_lagging):
+        sink = protocol._sink
+        if protocol.is_closing() or (sink is not None and sink.get_write_buffer_size() == 0):
+            del _lagging[protocol]
+
+
 def _deliver(
+    protocol: WebSocketProtocol13,
+    payload: bytes,
+    binary: bool,
+    frame: bytes,
+    compressed: dict[tuple[int, int, int], bytes],
+) -> int:
+    """Writes the message to a connection off the hot path, unless it is full or not open.
+
+    Returns:
+        _SENT, _SKIPPED (its output is over its high-water mark) or
+        _INACTIVE (not open, closing or closed).
+    """
+    conn = protocol.conn
+    stream = protocol.stream
+    if (
+        conn is None
+        or protocol._closed
+        or protocol._close_seen
+        or conn.close_sent
+        or stream is None
+        or stream.closed()
+    ):
+        return _INACTIVE
+    paused = getattr(stream, "writing_paused", None)
+    # A server connection's transport says when it is full.
+    if paused() if paused is not None else _unsent(stream) >= CLIENT_HIGH_WATER:
+        return _SKIPPED
+    if not _write(protocol, conn, payload, binary, frame, compressed):
+        return _INACTIVE
+    if _lagging:
+        _lagging.pop(protocol, None)
+    return _SENT
+
+
+def _write(
     protocol: WebSocketProtocol13,
     conn: _ws.WSConnection,
     payload: bytes,
@@ -201,7 +240,7 @@ def _deliver(
     frame: bytes,
     compressed: dict[tuple[int, int, int], bytes],
 ) -> bool:
-    """Writes the message to a connection off the hot path; False if it turned out closed."""
+    """Frames the message for one connection and writes it; False if it turned out closed."""
     if conn.client:
         # A fresh mask key per frame (RFC 6455 section 5.3): framed here.
         data = conn.send_message(payload, binary)
@@ -231,7 +270,8 @@ def _deliver(
 
 def _unsent(stream: Any) -> int:
     """Bytes written to a connection and not yet handed to the kernel."""
-    size: int = stream._write_buffer._size
-    if type(stream) is _TransportStream:
-        size += stream._transport.get_write_buffer_size()
-    return size
+    size = getattr(stream, "get_write_buffer_size", None)
+    if size is not None:
+        return int(size())
+    # An fd-based stream (a client's) writes to its socket from its buffer.
+    return int(stream._write_buffer._size)

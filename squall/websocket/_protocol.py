@@ -155,11 +155,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         self._direct = False
         self._context: Optional[contextvars.Context] = None
         # For squall.websocket.broadcast: while a server connection without
-        # compression is open, (transport.write, HTTP protocol, stream's
-        # write buffer) to write a shared frame straight to (see start);
-        # and the broadcasts in a row that skipped this connection.
-        self._sink: Optional[tuple[Callable[[bytes], None], Any, Any]] = None
-        self._skips = 0
+        # compression is open, the transport under its stream, to write a
+        # shared frame straight to while nothing is queued (see start).
+        self._sink: Optional[asyncio.WriteTransport] = None
 
     # -- counters (read by tests and tools)
 
@@ -187,12 +185,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.conn = conn
         stream.set_close_callback(self.on_connection_close)
         if not self.client and conn.extension is None:
-            transport = getattr(stream, "_transport", None)
-            proto = getattr(stream, "_proto", None)
-            if transport is not None and proto is not None:
-                # The server's own stream (_TransportStream): its transport
-                # takes writes directly once the stream has nothing queued.
-                self._sink = (transport.write, proto, stream._write_buffer)
+            # The server's own stream exposes its transport, which takes
+            # writes directly while nothing is queued in either of them.
+            self._sink = getattr(stream, "transport", None)
         if not self.client and hasattr(stream, "on_drain"):
             # The server is shutting down (HTTPServer.drain): RFC 6455 §7.4.1.
             stream.on_drain = self._going_away

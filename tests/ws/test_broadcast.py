@@ -16,6 +16,7 @@ from squall.websocket import (
     BroadcastResult,
     WebSocketClientConnection,
     WebSocketHandler,
+    _broadcast,
     broadcast,
     websocket_connect,
 )
@@ -100,7 +101,7 @@ class BroadcastTest(AsyncHTTPTestCase):
         assert protocol is not None and protocol.stream is not None
         protocol.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         written = 0
-        while not protocol.stream._proto._write_paused:  # type: ignore[attr-defined]
+        while not protocol.stream.writing_paused():  # type: ignore[attr-defined]
             handler.write_message(chunk)
             written += 1
         return slow, handler, written
@@ -194,7 +195,7 @@ class BroadcastTest(AsyncHTTPTestCase):
         assert protocol is not None
         first = broadcast(self.room.members, "one", max_skips=2)
         assert first == BroadcastResult(sent=1, skipped=1, closed=0, inactive=0)
-        assert protocol._skips == 1
+        assert _broadcast._lagging[protocol] == 1
         second = broadcast(self.room.members, "two", max_skips=2)
         assert second == BroadcastResult(sent=1, skipped=1, closed=1, inactive=0)
         assert protocol.is_closing()
@@ -209,6 +210,25 @@ class BroadcastTest(AsyncHTTPTestCase):
         assert head[0] == 0x88
         payload = await slow.read_bytes(head[1])
         assert struct.unpack("!H", payload[:2])[0] == 1013
+        slow.close()
+
+    @gen_test
+    async def test_skips_in_a_row_restart_once_the_reader_caught_up(self) -> None:
+        slow, handler, sent_before = await self.join_slow("w" * 65000)
+        protocol = handler.ws_connection
+        assert protocol is not None and protocol.stream is not None
+        assert broadcast(self.room.members, "lost", max_skips=2).skipped == 1
+        assert _broadcast._lagging[protocol] == 1
+        # The peer reads everything: the server's output drains.
+        for _ in range(sent_before):
+            await slow.read_bytes(4 + 65000)
+        assert protocol.stream.get_write_buffer_size() == 0  # type: ignore[attr-defined]
+        # Caught up: the next broadcast goes the direct way and the count is
+        # gone, so a later skip is the first in a row again (no close).
+        assert broadcast(self.room.members, "got") == BroadcastResult(1, 0, 0, 0)
+        assert protocol not in _broadcast._lagging
+        head = await slow.read_bytes(2)
+        assert head == b"\x81\x03" and await slow.read_bytes(3) == b"got"
         slow.close()
 
     @gen_test

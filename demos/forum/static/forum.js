@@ -33,10 +33,13 @@
       }
     }
 
-    // Posts come rendered for no one in particular: the links this reader may
-    // use are added here (deleting and hiding wait for a reload: they are forms).
+    // Posts come rendered for no one in particular: the controls this reader
+    // may use are added here, as the server renders them on a reload (the
+    // server checks each action again: these only save a reload).
     function actions(node) {
-      if (!document.getElementById('reply-form') || !node.querySelector('.post-body')) return;
+      const form = document.getElementById('reply-form');
+      if (!form || !node.querySelector('.post-body')) return;
+      const token = form.querySelector('input[name=_xsrf]').value;
       const bar = document.createElement('footer');
       bar.className = 'post-actions';
       const link = (text, href, css) => {
@@ -46,8 +49,29 @@
         a.className = css;
         bar.appendChild(a);
       };
+      const button = (text, action, css, question) => {
+        const box = document.createElement('form');
+        box.action = '/p/' + node.dataset.id + '/' + action;
+        box.method = 'post';
+        box.className = 'inline';
+        if (question) { box.classList.add('confirm'); box.dataset.confirm = question; }
+        const xsrf = document.createElement('input');
+        xsrf.type = 'hidden';
+        xsrf.name = '_xsrf';
+        xsrf.value = token;
+        const submit = document.createElement('button');
+        submit.type = 'submit';
+        submit.className = 'link ' + css;
+        submit.textContent = text;
+        box.append(xsrf, submit);
+        bar.appendChild(box);
+      };
       link('Quote', location.pathname + '?page=last&quote=' + node.dataset.id + '#reply-form', 'quote');
-      if (node.dataset.author === list.dataset.me) link('Edit', '/p/' + node.dataset.id + '/edit', 'edit');
+      if (node.dataset.author === list.dataset.me) {
+        link('Edit', '/p/' + node.dataset.id + '/edit', 'edit');
+        button('Delete', 'delete', 'danger', 'Delete this post?');
+      }
+      if (list.dataset.admin) button('Hide', 'hide', 'hide');
       node.appendChild(bar);
     }
 

@@ -118,8 +118,20 @@ async def pin(tab: Tab, base: str, worker: int) -> None:
     assert upstream.endswith(f"worker-{worker}.sock"), upstream
 
 
-async def live_topic_in_two_tabs(base: str, pinned: bool = False) -> None:
-    """The browser scenario; ``pinned`` puts Alice on worker 1, Bob and Carol on worker 2."""
+# Posts the reply form's text from the page without leaving it (as from
+# another tab of the same user); resolves with the response's status.
+POST_IN_PLACE = """(text) => {
+  const form = document.getElementById('reply-form');
+  form.querySelector('[name=body]').value = text;
+  return fetch(form.action, {method: 'POST', body: new URLSearchParams(new FormData(form)),
+                             credentials: 'same-origin', redirect: 'manual'})
+    .then((response) => response.type === 'opaqueredirect' ? 302 : response.status);
+}"""
+
+
+async def live_topic_in_two_tabs(base: str, pinned: bool = False, admin: bool = False) -> None:
+    """The browser scenario; ``pinned`` puts Alice on worker 1, Bob and Carol on
+    worker 2; with ``admin``, Alice is an administrator."""
     other = base
     with tempfile.TemporaryDirectory(prefix="squall-chromium-") as profile:
         process, endpoint, drain = await launch(profile)
@@ -155,20 +167,36 @@ async def live_topic_in_two_tabs(base: str, pinned: bool = False) -> None:
             await alice.evaluate(f"({WAIT_READY})")
             await fill_and_submit(alice, "reply-form", body=text)
             # Live, Bob may quote it; Carol (signed out) may not; Alice's
-            # reloaded page offers her own post's edit and delete.
+            # reloaded page offers her own post's edit and delete (and hide,
+            # to an administrator).
             alices = {"author": "alice", "markup": 0}
+            moderating = ["Hide"] if admin else []
             assert await wait_for_post(bob, text) == {**alices, "links": ["Quote"]}
             assert await wait_for_post(carol, text) == {**alices, "links": []}
             assert await wait_for_post(alice, text) == {
                 **alices,
-                "links": ["Quote", "Edit", "Delete"],
+                "links": ["Quote", "Edit", "Delete", *moderating],
             }
             # Bob's page was never reloaded: the reply came over his socket.
             assert await bob.evaluate("window.forum.received") == 1
 
-            await fill_and_submit(bob, "reply-form", body="bob answers")
+            # Bob replies without leaving the page: his own reply arrives over
+            # his socket with the controls a reload would give him (Edit and
+            # the Delete form), and at Alice's with Hide when she moderates.
+            assert await bob.evaluate(f"({POST_IN_PLACE})('bob answers')") == 302
+            bobs = await wait_for_post(bob, "bob answers")
+            assert bobs == {"author": "bob", "markup": 0, "links": ["Quote", "Edit", "Delete"]}
+            assert await bob.evaluate("window.forum.received") == 2
             bobs = await wait_for_post(alice, "bob answers")
-            assert bobs == {"author": "bob", "markup": 0, "links": ["Quote"]}
+            assert bobs == {"author": "bob", "markup": 0, "links": ["Quote", *moderating]}
+            # The live Delete form works (its XSRF token is the page's).
+            await bob.evaluate("window.confirm = () => true")
+            await bob.evaluate(
+                "Array.from(document.querySelectorAll('.post-actions .danger')).pop().click()",
+                navigates=True,
+            )
+            gone = "Array.from(document.querySelectorAll('.post .gone'), (n) => n.textContent)"
+            assert await bob.evaluate(gone) == ["Deleted by its author."]
 
             # A mention reaches Bob live: his header's badge counts it.
             await bob.evaluate(WAIT_MENTIONS)
@@ -185,8 +213,8 @@ async def live_topic_in_two_tabs(base: str, pinned: bool = False) -> None:
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_live_reply_between_tabs_in_one_process(tmp_path: Path) -> None:
     async def main() -> None:
-        async with forum_server(tmp_path) as (_, base):
-            await live_topic_in_two_tabs(base)
+        async with forum_server(tmp_path, admins=("alice",)) as (_, base):
+            await live_topic_in_two_tabs(base, admin=True)
 
     run(main(), limit=BROWSER_LIMIT)
 

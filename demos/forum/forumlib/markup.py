@@ -52,15 +52,17 @@ ALLOWED: dict[str, set[str]] = {
     "thead": set(),
     "tbody": set(),
     "tr": set(),
-    # No style attribute anywhere: the CSP (style-src 'self') would refuse it
-    # (Markdown tables' column alignment is lost).
-    "th": set(),
-    "td": set(),
+    # No style attribute is ever written: the CSP (style-src 'self') would
+    # refuse it. A table cell's alignment (markdown-it's only style) becomes
+    # an align-* class instead (_ALIGN), styled by forum.css.
+    "th": {"style"},
+    "td": {"style"},
     "a": {"href", "title", "class"},
     "img": {"src", "alt", "title"},
 }
 VOID = {"br", "hr", "img"}
 SAFE_CLASS = re.compile(r"^[A-Za-z0-9_ -]{0,200}$")
+_ALIGN = re.compile(r"^\s*text-align\s*:\s*(left|center|right)\s*;?\s*$", re.I)
 
 
 def _safe_url(url: str, *, image: bool = False) -> bool:
@@ -102,6 +104,11 @@ class _Sanitizer(HTMLParser):
             if name in ("href", "src") and not _safe_url(value, image=name == "src"):
                 continue
             if name == "start" and not value.isdigit():
+                continue
+            if name == "style":
+                align = _ALIGN.match(value)
+                if align:
+                    kept.append(f' class="align-{align.group(1).lower()}"')
                 continue
             kept.append(f' {name}="{html.escape(value, quote=True)}"')
         if tag == "a":

@@ -52,6 +52,26 @@ def test_markdown_code_is_highlighted_and_html_never_gets_through() -> None:
     )
 
 
+def test_table_column_alignment_is_a_class_never_a_style_attribute() -> None:
+    render = forum.make_renderer(forum.user_path)
+    out = render("| name | score | note |\n|:-----|------:|:----:|\n| ann | 12 | ok |\n")
+    assert '<th class="align-left">name</th>' in out
+    assert '<th class="align-right">score</th>' in out
+    assert '<td class="align-right">12</td>' in out
+    assert '<td class="align-center">ok</td>' in out
+    assert "style=" not in out
+    from forumlib.markup import sanitize
+
+    # Only a bare alignment becomes a class; any other style goes.
+    assert sanitize(
+        '<td style="text-align: RIGHT;">a</td><td style="color:red">b</td>'
+        '<td style="text-align:right;background:url(x)">c</td><p style="text-align:left">d</p>'
+    ) == ('<td class="align-right">a</td><td>b</td><td>c</td><p>d</p>')
+    css = (Path(forum.__file__).parent / "static" / "forum.css").read_text()
+    for side in ("left", "center", "right"):
+        assert f".post-body .align-{side} {{ text-align: {side}; }}" in css
+
+
 def test_search_excerpts_are_plain_escaped_text_with_the_words_marked() -> None:
     from forumlib.markup import excerpt
 

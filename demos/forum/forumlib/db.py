@@ -121,6 +121,13 @@ KEY = {
 TEXT = {"sqlite": "TEXT", "postgresql": "TEXT", "mysql": "MEDIUMTEXT"}
 
 
+# InnoDB's default full-text stopwords (INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD).
+INNODB_STOPWORDS = frozenset(
+    "a about an are as at be by com de en for from how i in is it la of on or that the "
+    "this to was what when where who will with und www".split()
+)
+
+
 class DatabaseURLError(ValueError):
     """A ``--db`` URL this forum cannot use; the message says which forms it takes."""
 
@@ -411,9 +418,23 @@ class Database:
                 "to_tsvector('english', coalesce(p.search, '')) @@ plainto_tsquery('english', ?)",
                 [" ".join(words)],
             )
-        # Boolean mode with +word: every word must be there.
-        query = " ".join("+" + re.sub(r"[^\w]", "", w) for w in words if re.sub(r"[^\w]", "", w))
-        return "MATCH (p.search) AGAINST (? IN BOOLEAN MODE)", [query]
+        # Boolean mode with +word: every word must be there. InnoDB's FULLTEXT
+        # index holds no word under innodb_ft_min_token_size (3) and none of
+        # its stopwords, so those ("io", "C", "go", "the") are looked for as
+        # whole words by a regular expression instead (a scan, but only
+        # among the rows the indexed words left, when there are any).
+        clauses: list[str] = []
+        params: list[Any] = []
+        words = [w for w in (re.sub(r"[^\w]", "", w) for w in words) if w]
+        indexed = [w for w in words if len(w) >= 3 and w.lower() not in INNODB_STOPWORDS]
+        if indexed:
+            clauses.append("MATCH (p.search) AGAINST (? IN BOOLEAN MODE)")
+            params.append(" ".join("+" + w for w in indexed))
+        for word in words:
+            if word not in indexed:
+                clauses.append("p.search REGEXP ?")
+                params.append(f"(?i)\\b{word}\\b")
+        return " AND ".join(clauses) or "1 = 0", params
 
     async def close(self) -> None:
         closer, self._closer = self._closer, None

@@ -223,6 +223,14 @@ def excerpt(body: str, words: list[str], size: int = 240) -> str:
     first of ``words``, escaped, with the words wrapped in ``<mark>``."""
     lines = r"```[\w+-]*|^\s*(?:>\s*)+|^\s*#+\s|^\s*[-+*]\s"
     inline = r"`|\*\*|(?<!\w)\*|\*(?!\w)"
+    # A table's delimiter row goes; its cells are separated by a dot, rows by ";".
+    body = re.sub(r"^\s*\|?(?:\s*:?-+:?\s*\|)+\s*(?::?-+:?\s*)?$", " ", body, flags=re.M)
+    body = re.sub(
+        r"^\s*\|(.*?)\|?\s*$",
+        lambda row: " · ".join(c.strip() for c in row.group(1).split("|")) + ";",
+        body,
+        flags=re.M,
+    )
     text = re.sub(inline, "", re.sub(lines, " ", body, flags=re.M))
     text = " ".join(text.split())
     lowered = text.lower()

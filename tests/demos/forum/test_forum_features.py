@@ -81,6 +81,8 @@ def test_search_excerpts_are_plain_escaped_text_with_the_words_marked() -> None:
     assert " not filler" in shown and shown.endswith("…")
     late = excerpt(body, ["END"])
     assert late.startswith("…filler") and late.endswith("<mark>END</mark>")
+    table = "Figures:\n\n| a | b |\n|:--|--:|\n| 1 | 2 |\n\nend | here"
+    assert excerpt(table, ["end"]) == "Figures: a · b; 1 · 2; <mark>end</mark> | here"
 
 
 def test_posts_are_markdown_numbered_with_permalinks_and_quotable(

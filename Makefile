@@ -178,6 +178,20 @@ demo-cluster: $(STAMP)
 
 .PHONY: demo-cluster
 
+# The forum under load (issue 22): FORUM_READERS WebSocket readers on one
+# topic, posts at FORUM_RATE/s; post-to-delivery p50/p99, missing deliveries
+# and server CPU per delivery for one process and for two `squall run`
+# workers sharing the port over Redis (FORUM_CONFIGS adds `nginx`). Server
+# pinned to CPU 0, the uvloop load client to CPU 1 (benchmarks/forum_load.py).
+FORUM_READERS ?= 10000
+FORUM_RATE ?= 10
+FORUM_CONFIGS ?= single,workers
+bench-forum: $(STAMP)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	$(PY) benchmarks/forum_load.py --clients $(FORUM_READERS) --rate $(FORUM_RATE) --configs $(FORUM_CONFIGS) $(BENCH_ARGS)
+
+.PHONY: bench-forum
+
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 

@@ -1,7 +1,8 @@
 """Load test of the forum demo: many WebSocket readers on one topic while others post.
 
-For each configuration (one process; two ``squall run`` workers behind nginx
-with Redis) it starts the forum on a fresh SQLite file, connects ``--clients``
+For each configuration (``single``: one process; ``workers``: one ``squall
+run --workers 2`` whose workers share the port, with Redis between them;
+``nginx``: two workers on Unix sockets behind nginx, with Redis) it starts the forum on a fresh SQLite file, connects ``--clients``
 WebSocket readers to one topic, and then posts replies through the forum's
 own form (HTTP POST with session cookie and XSRF token):
 
@@ -22,7 +23,8 @@ The server side is pinned to CPU ``--server-cpu`` and this load generator to
 workers, nginx and Redis share the server CPU, so that figure shows the cost
 of the Redis hop and the proxy rather than scaling). Run:
 
-    .venv/bin/python benchmarks/forum_load.py            # both configurations
+    make bench-forum FORUM_READERS=10000        # single and workers, then a table
+    .venv/bin/python benchmarks/forum_load.py --configs single,workers,nginx
     .venv/bin/python benchmarks/forum_load.py --only single --clients 200
     .venv/bin/python benchmarks/forum_load.py --only single --db postgresql://u@host/db
 """
@@ -80,7 +82,10 @@ class Poster:
                 body=body,
                 headers={"Cookie": cookie} if cookie else {},
                 follow_redirects=False,
-                request_timeout=30,
+                # Generous: an overloaded server makes posts wait, which the
+                # latency figures must show rather than abort the run.
+                connect_timeout=120,
+                request_timeout=120,
             ),
             raise_error=False,
         )
@@ -236,6 +241,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def open_sockets(pids: list[int]) -> list[int]:
+    """Sockets each process holds (how the workers shared the readers)."""
+    counts = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        count = 0
+        for fd in fds:
+            try:
+                count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+            except OSError:
+                pass
+        counts.append(count)
+    return counts
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -244,7 +267,8 @@ def percentile(values: list[float], p: float) -> float:
 async def run_load(
     base: str, args: argparse.Namespace, label: str, server_pids: list[int]
 ) -> dict[str, Any]:
-    http = AsyncHTTPClient(force_instance=True, max_clients=max(args.posters, 10) + 4)
+    # Enough slots for the open-loop schedule's posts in flight at once.
+    http = AsyncHTTPClient(force_instance=True, max_clients=max(args.posters, 64) + 4)
     owner = Poster(base, http)
     await owner.sign_up("owner")
     response = await owner.fetch("/b/performance", {"title": "load test", "body": "watch this"})
@@ -260,6 +284,7 @@ async def run_load(
     for batch in range(0, len(readers), 100):
         await asyncio.gather(*(r.connect(ws_base) for r in readers[batch : batch + 100]))
     connect_seconds = time.perf_counter() - started
+    split = open_sockets(server_pids)
 
     warm = [await owner.reply(topic, f"warm-up {n}") for n in range(3)]
     missing = await wait_all(readers, warm, 30)
@@ -275,6 +300,7 @@ async def run_load(
         sent[post_id] = t0
 
     tasks = []
+    client_cpu = time.process_time()
     begin = time.perf_counter()
     for n in range(args.posts):
         delay = begin + n / args.rate - time.perf_counter()
@@ -284,6 +310,7 @@ async def run_load(
     await asyncio.gather(*tasks)
     ids = list(sent)
     missing = await wait_all(readers, ids, 60)
+    client_cpu_latency = (time.process_time() - client_cpu) / (time.perf_counter() - begin)
     latencies = [(r.arrivals[i] - sent[i]) * 1000 for r in readers for i in ids if i in r.arrivals]
 
     # Throughput: posters flat out; every post reaches every reader.
@@ -324,6 +351,8 @@ async def run_load(
         # CPU use during the throughput phase: which side was the limit.
         "server_cpu_pct": round(100 * server_cpu / delivered),
         "client_cpu_pct": round(100 * client_cpu / delivered),
+        "client_cpu_pct_latency": round(100 * client_cpu_latency),
+        "connections_per_process": split,
         # Server CPU per delivered message: the figure least moved by other
         # load on the machine.
         "server_cpu_us_per_delivery": round(1e6 * server_cpu / (len(done) * len(readers)), 1),
@@ -357,20 +386,27 @@ async def with_single(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         await proc.wait()
 
 
-async def with_cluster(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+async def with_cluster(
+    args: argparse.Namespace, workdir: Path, nginx: bool = True
+) -> dict[str, Any]:
     cluster_module = load_cluster()
-    cluster = cluster_module.Cluster(workdir, port=0, workers=2, echo=args.echo)
+    cluster = cluster_module.Cluster(workdir, port=0, workers=2, echo=args.echo, nginx=nginx)
     # The cluster's processes inherit the server CPU; this process goes back to its own.
     os.sched_setaffinity(0, {args.server_cpu})
     try:
         cluster.start()
     finally:
         os.sched_setaffinity(0, {args.client_cpu})
+    label = "2 workers + nginx + redis" if nginx else "2 workers + redis"
     try:
-        pids = [p.pid for p in cluster.procs]
-        return await run_load(cluster.url, args, "2 workers + nginx + redis", pids)
+        return await run_load(cluster.url, args, label, cluster.server_pids())
     finally:
         cluster.stop()
+
+
+async def with_workers(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Two workers of one ``squall run --workers 2`` sharing the port, Redis between them."""
+    return await with_cluster(args, workdir, nginx=False)
 
 
 def main() -> int:
@@ -379,7 +415,14 @@ def main() -> int:
     parser.add_argument("--posts", type=int, default=100, help="posts per phase (100)")
     parser.add_argument("--rate", type=float, default=10.0, help="latency phase posts/s (10)")
     parser.add_argument("--posters", type=int, default=4, help="concurrent posters (4)")
-    parser.add_argument("--only", choices=["single", "cluster"], help="one configuration")
+    parser.add_argument(
+        "--configs",
+        default="single,workers",
+        help="comma-separated, in order: single (one process), workers (squall run "
+        "--workers 2 sharing the port, Redis), nginx (2 workers behind nginx, Redis) "
+        "(default single,workers)",
+    )
+    parser.add_argument("--only", choices=list(RUNNERS), help="one configuration")
     parser.add_argument("--db", help="the single process's database URL (a fresh SQLite file)")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
@@ -402,17 +445,27 @@ def main() -> int:
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
     os.sched_setaffinity(0, {args.client_cpu})
+    names = [args.only] if args.only else [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RUNNERS]
+    if unknown:
+        parser.error(f"--configs: unknown {', '.join(unknown)} (choose from {', '.join(RUNNERS)})")
     results = []
     with tempfile.TemporaryDirectory(prefix="squall-forum-load-") as tmp:
-        for name, runner in (("single", with_single), ("cluster", with_cluster)):
-            if args.only and args.only != name:
-                continue
+        for name in names:
             workdir = Path(tmp) / name
             workdir.mkdir()
-            result = _run(runner(args, workdir))
+            try:
+                result = _run(RUNNERS[name](args, workdir))
+            except Exception as exc:  # one configuration failing still prints the others
+                result = {"config": name, "clients": args.clients, "error": str(exc)}
             results.append(result)
             print(json.dumps(result) if args.json else _line(result), flush=True)
-    return 0 if all(r["missing"] == 0 for r in results) else 1
+    if not args.json:
+        print(_table(results, args), flush=True)
+    return 0 if all(r.get("missing", 1) == 0 for r in results) else 1
+
+
+RUNNERS = {"single": with_single, "workers": with_workers, "nginx": with_cluster}
 
 
 def _run(coro: Any) -> Any:
@@ -424,7 +477,29 @@ def _run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
+def _table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The figures as a Markdown table, one row per configuration."""
+    rows = [
+        "| configuration | readers | posts/s | p50 ms | p99 ms | missing "
+        "| server us/delivery | flat out posts/s | load generator CPU % (latency / flat out) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['config']} | {r['clients']} | failed: {r['error']} |")
+            continue
+        rows.append(
+            f"| {r['config']} | {r['clients']} | {r['latency_rate']:g} | {r['p50_ms']} "
+            f"| {r['p99_ms']} | {r['missing']} | {r['server_cpu_us_per_delivery']} "
+            f"| {r['posts_per_s_delivered']} "
+            f"| {r['client_cpu_pct_latency']} / {r['client_cpu_pct']} |"
+        )
+    return "\n".join(rows)
+
+
 def _line(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"{r['config']}: {r['clients']} readers: FAILED: {r['error']}"
     return (
         f"{r['config']}: {r['clients']} readers; post-to-delivery at {r['latency_rate']:g} posts/s: "
         f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; "
@@ -432,7 +507,8 @@ def _line(r: dict[str, Any]) -> str:
         f"{r['posts_per_s_delivered']} posts/s delivered to all "
         f"({r['deliveries_per_s']} messages/s); CPU server {r['server_cpu_pct']}% "
         f"({r['server_cpu_us_per_delivery']} us per delivery), "
-        f"load generator {r['client_cpu_pct']}%; missing {r['missing']}"
+        f"load generator {r['client_cpu_pct_latency']}% / {r['client_cpu_pct']}%; "
+        f"sockets per server process {r['connections_per_process']}; missing {r['missing']}"
     )
 
 

@@ -93,6 +93,10 @@ class Cluster:
         workers: how many ``squall run`` workers.
         db: the database URL shared by the workers (default: SQLite in ``workdir``).
         echo: copy the processes' logs to stderr.
+        nginx: put nginx in front (each worker on its own Unix socket); with
+            False, one ``squall run --workers N`` serves the TCP port itself,
+            its workers sharing the listening socket (no proxy: a WebSocket
+            is one file descriptor instead of nginx's two).
     """
 
     def __init__(
@@ -102,8 +106,10 @@ class Cluster:
         workers: int = 2,
         db: Optional[str] = None,
         echo: bool = False,
+        nginx: bool = True,
     ) -> None:
         self.workdir = workdir
+        self.nginx = nginx
         self.port = port
         self.workers = workers
         self.db = db or f"sqlite:///{workdir / 'forum.sqlite3'}"
@@ -136,7 +142,7 @@ class Cluster:
 
     def start(self, timeout: float = 20.0) -> str:
         """Starts everything; returns nginx's URL once every part is ready."""
-        if REDIS_SERVER is None or NGINX is None:
+        if REDIS_SERVER is None or (self.nginx and NGINX is None):
             raise RuntimeError("the cluster needs redis-server and nginx (apt-get install them)")
         try:
             return self._start(timeout)
@@ -158,6 +164,8 @@ class Cluster:
 
         env = dict(os.environ, PYTHONUNBUFFERED="1", FORUM_DB=self.db)
         env.update(FORUM_PUBSUB=self.redis_url, FORUM_SECRET=self.secret)
+        if not self.nginx:
+            return self._start_shared(env, timeout)
         ready = []
         for n, path in enumerate(self.sockets, 1):
             args = [sys.executable, "-m", "squall", "run", "app:cluster_app", "--factory"]
@@ -169,11 +177,7 @@ class Cluster:
 
         # nginx takes its listening socket from us (the NGINX variable), so it
         # accepts as soon as it runs and the port is known before it starts.
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(1024)
-        self.port = listener.getsockname()[1]
+        listener = self._listener()
         conf = (HERE / "nginx.conf").read_text()
         servers = "\n".join(f"        server unix:{p};" for p in self.sockets)
         pins = "\n".join(f"        {n} forum_{n};" for n in range(1, self.workers + 1))
@@ -204,6 +208,43 @@ class Cluster:
         listener.close()
         self.url = f"http://127.0.0.1:{self.port}"
         return self.url
+
+    def _start_shared(self, env: dict[str, str], timeout: float) -> str:
+        """One ``squall run --workers N`` on a listening socket made here."""
+        listener = self._listener()
+        args = [sys.executable, "-m", "squall", "run", "app:cluster_app", "--factory"]
+        args += ["--app-dir", str(HERE), "--bind", f"fd://{listener.fileno()}"]
+        args += ["--workers", str(self.workers), "--no-access-log"]
+        args += ["--timeout-graceful-shutdown", "2"]
+        supervisor = self._spawn(
+            "squall", args, env=env, cwd=str(ROOT), pass_fds=(listener.fileno(),)
+        )
+        listener.close()
+        for _ in range(self.workers):
+            supervisor.expect(r"Worker \d+ serving", timeout)
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self.url
+
+    def _listener(self) -> socket.socket:
+        """The listening socket handed to nginx or squall run; sets ``self.port``."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(2048)
+        self.port = listener.getsockname()[1]
+        return listener
+
+    def server_pids(self) -> list[int]:
+        """Every process serving the cluster, the workers of ``squall run`` included."""
+        pids = []
+        for proc in self.procs:
+            pids.append(proc.pid)
+            try:
+                children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
+            except OSError:
+                continue
+            pids += [int(pid) for pid in children.split()]
+        return pids
 
     def stop(self) -> None:
         """Stops nginx and the workers, then (once they have drained) Redis."""
@@ -251,13 +292,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--port", type=int, default=8888, help="nginx's port (default 8888)")
     parser.add_argument("--workers", type=int, default=2, help="forum workers (default 2)")
     parser.add_argument("--db", default=None, help="database URL (default: SQLite in demos/forum)")
+    parser.add_argument(
+        "--no-nginx",
+        dest="nginx",
+        action="store_false",
+        help="no proxy: the workers of one `squall run --workers N` share the port",
+    )
     args = parser.parse_args(argv)
     db = args.db or f"sqlite:///{HERE / 'forum.sqlite3'}"
     with tempfile.TemporaryDirectory(prefix="squall-forum-cluster-") as workdir:
-        cluster = Cluster(Path(workdir), args.port, args.workers, db, echo=True)
+        cluster = Cluster(Path(workdir), args.port, args.workers, db, echo=True, nginx=args.nginx)
         url = cluster.start()
+        front = "behind nginx" if args.nginx else "sharing the port"
         print(
-            f"Forum cluster serving on {url}/ ({args.workers} workers behind nginx, "
+            f"Forum cluster serving on {url}/ ({args.workers} workers {front}, "
             f"Redis at {cluster.redis_url}; Ctrl-C stops)",
             flush=True,
         )

@@ -129,3 +129,31 @@ def test_stopping_the_cluster_stops_redis_after_the_workers_have_drained() -> No
     assert sum("draining" in line for line in workers) == 2, lines
     for bad in ("never retrieved", "lost the connection to Redis", "Traceback"):
         assert not any(bad in line for line in workers), "\n".join(lines)
+
+
+def test_two_workers_sharing_the_port_without_nginx() -> None:
+    """Cluster(nginx=False), as `make bench-forum` runs it: one `squall run
+    --workers 2` on the port, Redis between the workers."""
+    with tempfile.TemporaryDirectory(prefix="squall-forum-cluster-") as workdir:
+        with cluster_module.Cluster(Path(workdir), port=0, workers=2, nginx=False) as cluster:
+            pids = cluster.server_pids()
+            assert len(pids) == 4  # Redis, the supervisor and its two workers
+
+            async def main() -> None:
+                async with client() as http:
+                    ann = Visitor(cluster.url, http)
+                    assert (await ann.signup("ann-shared")).code == 302
+                    topic = await ann.new_topic("performance", "shared port", "first")
+                    ws = cluster.url.replace("http", "ws") + f"/t/{topic}/live?after=0"
+                    readers = [
+                        await websocket_connect(ws, connect_timeout=LIMIT_REQUEST) for _ in range(6)
+                    ]
+                    for conn in readers:
+                        assert json.loads(await conn.read_message())["posts"]
+                    reply, _ = await ann.reply(topic, "to every reader")
+                    for conn in readers:
+                        pushed = json.loads(await conn.read_message())
+                        assert [p["id"] for p in pushed["posts"]] == [reply]
+                        conn.close()
+
+            run(main())

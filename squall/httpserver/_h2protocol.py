@@ -181,7 +181,7 @@ class _H2Protocol(asyncio.Protocol):
                 transport.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
                 self._closed = True
                 transport.close()
-                self._forget()
+                self._server._forget(self)
                 return
             transport.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -883,12 +883,6 @@ class _H2Protocol(asyncio.Protocol):
         if transport is not None and not self._closed:
             transport.abort()
 
-    def _forget(self) -> None:
-        server = self._server
-        if self in server._connections:
-            server._connections.discard(self)
-            server.on_close(self)
-
     def _on_lost(self, exc: Optional[BaseException]) -> None:
         if self._closed:
             return
@@ -901,7 +895,7 @@ class _H2Protocol(asyncio.Protocol):
             self._lose_stream(stream, exc)
         self._streams.clear()
         self._waiting_window.clear()
-        self._forget()
+        self._server._forget(self)
         event = self._closed_event
         if event is not None and not event.done():
             event.set_result(None)

@@ -801,7 +801,7 @@ class _HTTPProtocol(asyncio.Protocol):
         # The stream decides from now on when to read.
         self._flow &= ~_BLOCKED
         self._set_stream_reading(True)
-        self._forget()
+        self._server._forget(self)
         # No request will start here again: let the per-connection starter go
         # (an idle WebSocket keeps this protocol for its lifetime).
         self._start_request = _no_request
@@ -814,12 +814,6 @@ class _HTTPProtocol(asyncio.Protocol):
                 timer.cancel()
         self._idle_timer = None
         self._body_timer = None
-
-    def _forget(self) -> None:
-        server = self._server
-        if self in server._connections:
-            server._connections.discard(self)
-            server.on_close(self)
 
     def _on_lost(self, exc: Optional[BaseException]) -> None:
         state = self._state
@@ -854,7 +848,7 @@ class _HTTPProtocol(asyncio.Protocol):
             finished = req._phase == DONE
             req._phase = GONE
             report_closed(delegate, None if finished else callback)
-        self._forget()
+        self._server._forget(self)
         if state == _DETACHED:
             self._server._detached_lost(self)
         event = self._closed_event

@@ -432,6 +432,12 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             return callback.start_request
         return self.start_request
 
+    def _forget(self, server_conn: object) -> None:
+        """A driver's connection is over (closed, detached or handed over):
+        untracked, and `on_close` called once."""
+        if server_conn in self._connections:
+            self.on_close(server_conn)
+
     def on_close(self, server_conn: object) -> None:
         """Forget a closed connection (and tell a delegate ``request_callback``)."""
         self._connections.discard(server_conn)

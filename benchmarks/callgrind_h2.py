@@ -61,13 +61,12 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 STAGES = [
     ("request", "squall.httpserver._h2protocol", "_H2Protocol.data_received"),
-    ("h2 core", "squall._h2._connection", "H2Connection.receive_data"),
+    ("h2 core", "squall._h2._base", "H2Base.receive_data"),
     ("h2 core", "squall._h2._connection", "H2Connection.send_headers"),
-    ("h2 core", "squall._h2._connection", "H2Connection.send_data"),
-    ("h2 core", "squall._h2._connection", "H2Connection.send_response"),
-    ("h2 core", "squall._h2._connection", "H2Connection.end_stream"),
-    ("h2 core", "squall._h2._connection", "H2Connection.consumed"),
-    ("h2 core", "squall._h2._connection", "H2Connection.data_to_send"),
+    ("h2 core", "squall._h2._base", "H2Base.send_data"),
+    ("h2 core", "squall._h2._base", "H2Base.end_stream"),
+    ("h2 core", "squall._h2._base", "H2Base.consumed"),
+    ("h2 core", "squall._h2._base", "H2Base.data_to_send"),
     ("app", "squall.web.application", "Application.start_request"),
     ("app", "squall.web.application", "_HandlerDelegate.headers_received"),
     ("app", "squall.web.application", "_HandlerDelegate.finish"),

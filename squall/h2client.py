@@ -7,8 +7,8 @@ connection (multiplexed, up to the server's concurrent-stream limit; more
 wait their turn). Servers that answer with HTTP/1.1, proxied requests,
 ``body_producer`` and ``expect_100_continue`` requests go through the
 HTTP/1.1 client it inherits, with its pool. ``http2_prior_knowledge=True``
-speaks HTTP/2 to plain ``http`` URLs as well (h2c, no upgrade). Needs the
-``http2`` extra (``pip install squall[http2]``)::
+speaks HTTP/2 to plain ``http`` URLs as well (h2c, no upgrade). HTTP/2 is
+squall's own (`squall._h2`, the server's core), so no extra is needed::
 
     AsyncHTTPClient.configure("squall.h2client.H2AsyncHTTPClient")
 """
@@ -160,9 +160,9 @@ class _H2ClientProtocol(asyncio.Protocol):
                 assert isinstance(event, StreamReset)
                 fetch = self.streams.pop(event.stream_id, None)
                 if fetch is not None:
+                    by = "the server" if event.remote else "us: the server broke HTTP/2"
                     self.fail(
-                        fetch,
-                        HTTPStreamClosedError(f"stream reset by the server ({event.error_code})"),
+                        fetch, HTTPStreamClosedError(f"stream reset by {by} ({event.error_code})")
                     )
             elif kind is GoAway:
                 assert isinstance(event, GoAway)

@@ -1,14 +1,14 @@
 """Sans-I/O HTTP/2: bytes in, events out; calls in, bytes out.
 
-The server side (`H2Connection`) is our own: framing, stream states, flow
-control and HPACK decoding (RFC 9113, RFC 7541), with the limits a server
-exposed to the Internet needs (`H2Limits`), outbound flow-control queues,
-and events shaped for Squall's drivers. The client side
-(`squall._h2._client`) runs over python-hyper's ``h2`` package, which the
-``http2`` extra installs (``pip install squall[http2]``) and whose ``hpack``
-supplies the Huffman code table. No ``asyncio``, ``socket``, ``ssl`` or
-``time`` import: the drivers (`squall.httpserver._h2protocol`,
-`squall.h2client`) pass the clock in.
+One core for both ends, and no other package: framing, the stream states
+of RFC 9113 §5.1 (`squall._h2._state`), flow control and HPACK (RFC 7541)
+in `squall._h2._base`, with the limits an endpoint exposed to the Internet
+needs (`H2Limits`), outbound flow-control queues, and events shaped for
+Squall's drivers. The server side (`H2Connection`) checks request heads;
+the client side (`squall._h2._client`) sends requests and checks response
+heads; `squall._h2._rules` holds the field rules HTTP/2 adds to HTTP. No
+``asyncio``, ``socket``, ``ssl`` or ``time`` import: the drivers
+(`squall.httpserver._h2protocol`, `squall.h2client`) pass the clock in.
 """
 
 from squall._h2._connection import PREFACE, ErrorCode, H2Connection
@@ -20,6 +20,7 @@ from squall._h2._events import (
     Event,
     GoAway,
     Request,
+    Response,
     StreamReset,
     Trailers,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "Request",
+    "Response",
     "StreamReset",
     "Trailers",
 ]

@@ -1,49 +1,68 @@
-"""The client side of one HTTP/2 connection (over ``h2``), for the HTTP client.
+"""The client side of one HTTP/2 connection, for the HTTP client.
 
-The same flood limits and outbound flow-control queues as the server side
-(`H2Connection`), with requests out and responses in.
+The same framing, stream states, flow-control queues and flood limits as
+the server side (`squall._h2._base`), with requests out and responses in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional, Union
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-
+from squall._h2._base import (
+    _ENABLE_PUSH,
+    _END_STREAM,
+    _HPACK_ERRORS,
+    _INITIAL_WINDOW,
+    _MAX_FRAME,
+    _MAX_HEADER_LIST,
+    PREFACE,
+    ErrorCode,
+    H2Base,
+    _ConnectionError,
+)
 from squall._h2._errors import LocalProtocolError
-from squall._h2._events import Data, EndOfStream, Event, GoAway, StreamReset
-from squall._h2._hpack import StatelessEncoder
+from squall._h2._events import Event, Response, Trailers
 from squall._h2._limits import H2Limits
-from squall._h2._over_h2 import H2PackageConnection, _SettingCodes
+from squall._h2._rules import CONNECTION_FIELDS, bad_value, good_name
 
 __all__ = ["H2ClientConnection", "Response"]
 
+_MAX_STREAM_ID = 2**31 - 1
 
-class Response:
-    """A final response head arrived on ``stream_id``.
 
-    Attributes:
-        stream_id: The stream.
-        status: The status code.
-        headers: The fields in arrival order, names lowercase.
+def _response_problem(
+    fields: list[tuple[str, str]], out: list[tuple[str, str]], trailers: bool
+) -> Union[str, int]:
+    """Check a response head or trailer section (RFC 9113 §8.2, §8.3.2).
+
+    Returns the status (0 for trailers) with the regular fields appended to
+    ``out``, or what is wrong with it, as text.
     """
+    status = 0
+    regular = False
+    for name, value in fields:
+        if name[:1] == ":":
+            if name != ":status" or status or regular or trailers:
+                return f"unexpected or repeated pseudo-header {name}"
+            if len(value) != 3 or not value.isdigit():
+                return f"invalid :status {value[:20]!r}"
+            status = int(value)
+            continue
+        regular = True
+        if good_name(name) is None:
+            return f"invalid field name {name!r}"
+        if value and bad_value(value):
+            return f"invalid value of {name!r}"
+        if name in CONNECTION_FIELDS or name == "te":
+            return f"connection-specific field {name!r}"
+        out.append((name, value))
+    if not status and not trailers:
+        return "no :status"
+    return status
 
-    __slots__ = ("stream_id", "status", "headers")
 
-    def __init__(self, stream_id: int, status: int, headers: list[tuple[str, str]]) -> None:
-        self.stream_id = stream_id
-        self.status = status
-        self.headers = headers
-
-    def __repr__(self) -> str:
-        return f"Response({self.stream_id}, {self.status})"
-
-
-class H2ClientConnection(H2PackageConnection):
+class H2ClientConnection(H2Base):
     """The client side of an HTTP/2 connection: requests out, responses in.
 
     Args:
@@ -52,32 +71,29 @@ class H2ClientConnection(H2PackageConnection):
     """
 
     def __init__(self, limits: Optional[H2Limits] = None) -> None:
-        limits = limits or H2Limits()
-        config = h2.config.H2Configuration(client_side=True, header_encoding="latin-1")
-        conn = h2.connection.H2Connection(config=config)
-        conn.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
-                _SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
-                _SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
-                _SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
-                _SettingCodes.ENABLE_PUSH: 0,
-            },
-        )
-        conn.encoder = StatelessEncoder()  # type: ignore[assignment]
-        super().__init__(conn, limits)
+        super().__init__(limits, peer_opens=False)
+        self._next_id = 1
+        # Streams whose request was HEAD: their response's Content-Length
+        # describes a body that is not sent (RFC 9110 §9.3.2).
+        self._heads: set[int] = set()
 
-    def initiate(self, upgrade_settings: Optional[str] = None) -> None:
+    def initiate(self) -> None:
         """Queue the client preface and SETTINGS, and open the receive window."""
-        self._conn.initiate_connection()
-        extra = self.limits.connection_window_size - 65535
-        if extra > 0:
-            self._conn.increment_flow_control_window(extra)
+        limits = self.limits
+        self._out.append(PREFACE)
+        self._send_settings(
+            (
+                (_MAX_HEADER_LIST, limits.max_header_list_size),
+                (_INITIAL_WINDOW, limits.initial_window_size),
+                (_MAX_FRAME, limits.max_frame_size),
+                (_ENABLE_PUSH, 0),
+            )
+        )
 
     @property
     def max_streams(self) -> int:
         """Streams the server lets us have open at once."""
-        return int(self._conn.remote_settings.max_concurrent_streams)
+        return self._peer_max_streams
 
     def send_request(
         self,
@@ -85,78 +101,106 @@ class H2ClientConnection(H2PackageConnection):
         scheme: str,
         authority: str,
         path: str,
-        headers: list[tuple[str, str]],
+        headers: Sequence[tuple[str, Union[str, bytes]]],
         end_stream: bool,
     ) -> int:
         """Open a stream with a request head; return its id.
 
-        Raises:
-            LocalProtocolError: the connection cannot take a new stream.
-        """
-        conn = self._conn
-        try:
-            stream_id = conn.get_next_available_stream_id()
-            fields: list[tuple[Union[str, bytes], Union[str, bytes]]] = [
-                (":method", method),
-                (":scheme", scheme),
-                (":authority", authority),
-                (":path", path),
-            ]
-            for name, value in headers:
-                # As HTTP/1.1 sends them: one byte per character.
-                if isinstance(value, bytes):
-                    raw = value
-                else:
-                    try:
-                        raw = value.encode("latin-1")
-                    except UnicodeEncodeError:
-                        raw = value.encode("utf-8")
-                fields.append((name.encode("ascii"), raw))
-            conn.send_headers(stream_id, fields, end_stream=end_stream)
-        except (h2.exceptions.ProtocolError, ValueError) as exc:
-            raise LocalProtocolError(f"cannot send the request: {exc}") from None
-        return stream_id
+        ``headers`` have lowercase names; text values go out one byte per
+        character where they can (as HTTP/1.1 sends them), else as UTF-8.
 
-    def _translate(self, events: list[h2.events.Event]) -> list[Event]:
-        out: list[Event] = []
-        pump = False
-        for ev in events:
-            kind = type(ev)
-            if kind is h2.events.DataReceived:
-                assert isinstance(ev, h2.events.DataReceived)
-                assert ev.stream_id is not None and ev.data is not None
-                out.append(Data(ev.stream_id, ev.data, ev.flow_controlled_length or 0))
-            elif kind is h2.events.ResponseReceived:
-                assert isinstance(ev, h2.events.ResponseReceived)
-                assert ev.stream_id is not None and ev.headers is not None
-                status = 0
-                fields: list[tuple[str, str]] = []
-                for name, value in ev.headers:
-                    assert isinstance(name, str) and isinstance(value, str)
-                    if name == ":status":
-                        status = int(value)
-                    else:
-                        fields.append((name, value))
-                out.append(Response(ev.stream_id, status, fields))  # type: ignore[arg-type]
-            elif kind is h2.events.StreamEnded:
-                assert isinstance(ev, h2.events.StreamEnded)
-                assert ev.stream_id is not None
-                out.append(EndOfStream(ev.stream_id))
-            elif kind is h2.events.WindowUpdated:
-                pump = True
-            elif kind is h2.events.StreamReset:
-                assert isinstance(ev, h2.events.StreamReset)
-                assert ev.stream_id is not None
-                self._pending.pop(ev.stream_id, None)
-                out.append(StreamReset(ev.stream_id, int(ev.error_code or 0), ev.remote_reset))
-            elif kind is h2.events.RemoteSettingsChanged:
-                assert isinstance(ev, h2.events.RemoteSettingsChanged)
-                if _SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
-                    pump = True
-            elif kind is h2.events.ConnectionTerminated:
-                assert isinstance(ev, h2.events.ConnectionTerminated)
-                out.append(GoAway(int(ev.error_code or 0), ev.last_stream_id or 0))
-            # 1xx heads, trailers, pings: nothing for the fetch to do.
-        if pump and self._pending:
-            out.extend(self._pump())
-        return out
+        Raises:
+            LocalProtocolError: the connection cannot take a new stream, or
+                a field is not valid in HTTP/2 (RFC 9113 §8.2).
+        """
+        if self._terminated or self._goaway_sent:
+            raise LocalProtocolError("cannot send the request: the connection is closing")
+        sid = self._next_id
+        if sid > _MAX_STREAM_ID:
+            raise LocalProtocolError("cannot send the request: no stream ids left")
+        fields: list[tuple[Union[str, bytes], Union[str, bytes]]] = [
+            (":method", method),
+            (":scheme", scheme),
+            (":authority", authority),
+            (":path", path),
+        ]
+        for name, value in headers:
+            if isinstance(value, bytes):
+                raw = value
+            else:
+                try:
+                    raw = value.encode("latin-1")
+                except UnicodeEncodeError:
+                    raw = value.encode("utf-8")
+            text = raw.decode("latin-1")
+            if good_name(name) is None or (text and bad_value(text)):
+                raise LocalProtocolError(f"cannot send the request: invalid field {name!r}")
+            if name in CONNECTION_FIELDS or (name == "te" and text != "trailers"):
+                raise LocalProtocolError(
+                    f"cannot send the request: connection-specific field {name!r}"
+                )
+            fields.append((name.encode("ascii"), raw))
+        self._next_id = sid + 2
+        self._highest = sid
+        self._new_stream(sid)
+        if method == "HEAD":
+            self._heads.add(sid)
+        block = b"".join([self._encoder._encode_field(field) for field in fields])
+        self._header_frames(sid, block, end_stream)
+        if end_stream:
+            self._local_end(sid, self._streams[sid])
+        return sid
+
+    def _forget(self, stream_id: int) -> None:
+        super()._forget(stream_id)
+        self._heads.discard(stream_id)
+
+    def _headers_done(
+        self, sid: int, flags: int, block: bytes, cyclic: bool, events: list[Event], now: float
+    ) -> None:
+        """A header block from the server: a response head (informational
+        or final) or the response's trailers (RFC 9113 §8.1)."""
+        try:
+            fields = self._decoder.decode(block)
+        except _HPACK_ERRORS as exc:
+            self._undecodable(exc)
+        stream = self._streams.get(sid)
+        if stream is None:
+            if sid > self._highest or not sid & 1:
+                # The server opens no stream: push is off (RFC 9113 §8.4).
+                raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, f"HEADERS on idle stream {sid}")
+            if sid not in self._reset_by_us:
+                self._stream_error(sid, ErrorCode.STREAM_CLOSED, events)
+            return
+        if not stream.state.peer_open:
+            self._stream_error(sid, ErrorCode.STREAM_CLOSED, events)
+            return
+        end_stream = bool(flags & _END_STREAM)
+        out: list[tuple[str, str]] = []
+        # A stream's declared length is -1 until its final head arrives.
+        checked = _response_problem(fields, out, stream.declared != -1)
+        if isinstance(checked, str) or cyclic:
+            # RFC 9113 §8.1.1: a malformed response is a stream error.
+            self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events)
+            return
+        if checked == 0:
+            if not end_stream:
+                self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events)
+                return
+            if out:
+                events.append(Trailers(sid, out))
+        elif checked < 200:
+            # 1xx: more heads follow; nothing for the fetch to do (101 is
+            # not allowed in HTTP/2, §8.6).
+            if checked == 101 or end_stream:
+                self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events)
+            return
+        else:
+            stream.declared = -2  # a final head arrived: the next block is trailers
+            if sid not in self._heads and checked not in (204, 304):
+                lengths = [v for n, v in out if n == "content-length"]
+                if len(lengths) == 1 and lengths[0].isascii() and lengths[0].isdigit():
+                    stream.declared = int(lengths[0])
+            events.append(Response(sid, checked, out))
+        if end_stream:
+            self._remote_end(sid, stream, events)

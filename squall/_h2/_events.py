@@ -1,4 +1,4 @@
-"""Events produced by `H2Connection.receive_data`.
+"""Events produced by `receive_data` (the server's and the client's).
 
 Plain classes with ``__slots__``: one is built per request part.
 """
@@ -14,6 +14,7 @@ __all__ = [
     "Event",
     "GoAway",
     "Request",
+    "Response",
     "StreamReset",
     "Trailers",
 ]
@@ -76,7 +77,7 @@ class Data:
 
 
 class EndOfStream:
-    """The client finished its request on ``stream_id``."""
+    """The peer finished its message (request or response) on ``stream_id``."""
 
     __slots__ = ("stream_id",)
 
@@ -106,12 +107,12 @@ class Trailers:
 
 
 class StreamReset:
-    """The client reset ``stream_id`` (RST_STREAM), or we did on a limit.
+    """The peer reset ``stream_id`` (RST_STREAM), or we did (a stream error).
 
     Attributes:
         stream_id: The stream.
         error_code: The RST_STREAM error code.
-        remote: Whether the client sent it.
+        remote: Whether the peer sent it.
     """
 
     __slots__ = ("stream_id", "error_code", "remote")
@@ -138,7 +139,7 @@ class Drained:
 
 
 class GoAway:
-    """The client sent GOAWAY: no new streams; ``last_stream_id`` and below go on."""
+    """The peer sent GOAWAY: no new streams; ``last_stream_id`` and below go on."""
 
     __slots__ = ("error_code", "last_stream_id")
 
@@ -150,4 +151,24 @@ class GoAway:
         return f"GoAway({self.error_code}, {self.last_stream_id})"
 
 
-Event = Union[Request, Data, Trailers, EndOfStream, StreamReset, Drained, GoAway]
+class Response:
+    """A final response head arrived on ``stream_id``.
+
+    Attributes:
+        stream_id: The stream.
+        status: The status code.
+        headers: The fields in arrival order, names lowercase.
+    """
+
+    __slots__ = ("stream_id", "status", "headers")
+
+    def __init__(self, stream_id: int, status: int, headers: list[tuple[str, str]]) -> None:
+        self.stream_id = stream_id
+        self.status = status
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"Response({self.stream_id}, {self.status})"
+
+
+Event = Union[Request, Response, Data, Trailers, EndOfStream, StreamReset, Drained, GoAway]

@@ -1,4 +1,4 @@
-"""HPACK (RFC 7541): a stateless encoder for response heads, a decoder for requests.
+"""HPACK (RFC 7541): a stateless encoder, and a decoder for either end.
 
 `StatelessEncoder`: ``h2``'s encoder searches and updates the dynamic table
 field by field in Python, which is most of the cost of a small response.
@@ -8,7 +8,7 @@ the static table (Appendix A) when name and value match, else a literal
 valid whatever table size the client allows, and an encoded field depends
 only on the field, so the encodings of recurring fields are memoized.
 
-`Decoder`: request heads, decoded straight to text (latin-1: one character
+`Decoder`: heads, decoded straight to text (latin-1: one character
 per byte, as HTTP/1.1 heads are), with the dynamic table holding text too,
 so a field the client sends as an index costs one list lookup. Huffman
 strings (Appendix B) are decoded four bits at a time by a table built at
@@ -135,9 +135,8 @@ def _as_bytes(text: str | bytes) -> bytes:
 
 
 class StatelessEncoder:
-    """Drop-in for ``hpack.Encoder`` where ``h2`` calls it (``encode`` and
-    ``header_table_size``) that never uses the dynamic table; `encode_response`
-    is the server's own entry point."""
+    """An HPACK encoder that never uses the dynamic table: `encode_response`
+    for the server's heads, `encode` for any header list."""
 
     def __init__(self) -> None:
         self.header_table_size = 4096
@@ -195,6 +194,33 @@ _ENTRY_OVERHEAD = 32  # RFC 7541 §4.1
 _MAX_INTEGER = 1 << 32  # far above any table or string size we accept
 
 
+# RFC 7541 Appendix B, the "len in bits" column: the code length of each
+# symbol 0-255 and EOS (256), one base-32 digit each. The code is canonical
+# (shorter codes first, then by symbol), so the lengths give the codes.
+_CODE_LENGTHS = (
+    "dnsssssssoussussssssssusssssssss6aacd68baa8b8666555666666678f6ca"
+    "d67777777777777777777777878djde6f56565666577666567655677777fbeds"
+    "kmkkmmmnmnnnnnonoomnonnnnlmnmnnomlkmmnnlnmmolmnnllmlnmnnkmmmnmmn"
+    "qqkjmnmpqqqrrqopjlqrrqrollqqsrrrkoklmllnmmppooqnqrqqrrrrrsrrrrrq"
+    "u"
+)
+
+
+def huffman_code() -> list[tuple[int, int]]:
+    """(code, length in bits) of each symbol, from `_CODE_LENGTHS`."""
+    lengths = [int(digit, 32) for digit in _CODE_LENGTHS]
+    codes = [(0, 0)] * len(lengths)
+    code = 0
+    previous = 0
+    for symbol in sorted(range(len(lengths)), key=lambda s: (lengths[s], s)):
+        length = lengths[symbol]
+        code <<= length - previous
+        codes[symbol] = (code, length)
+        code += 1
+        previous = length
+    return codes
+
+
 def _huffman_tables() -> tuple[list[int], list[int], list[bool]]:
     """Walks the Huffman code (RFC 7541 Appendix B) into a 4-bit state machine.
 
@@ -205,13 +231,11 @@ def _huffman_tables() -> tuple[list[int], list[int], list[bool]]:
     bit sequence that is no code gives state -1. ``accept[s]``: input may
     end in ``s`` (padding: at most seven bits, all ones, §5.2).
     """
-    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
-
     # The code tree: children[node] = [zero, one]; a leaf is ~symbol.
     children: list[list[int]] = [[0, 0]]
     ones: list[bool] = [True]  # the path to the node is all 1 bits
     depth: list[int] = [0]
-    for symbol, (code, length) in enumerate(zip(REQUEST_CODES, REQUEST_CODES_LENGTH, strict=True)):
+    for symbol, (code, length) in enumerate(huffman_code()):
         node = 0
         for i in range(length - 1, -1, -1):
             bit = (code >> i) & 1

@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--http2",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also serve HTTP/2: h2 by ALPN with TLS, h2c without (needs squall[http2]) [SQUALL_HTTP2]",
+        help="also serve HTTP/2: h2 by ALPN with TLS, h2c without [SQUALL_HTTP2]",
     )
     add(
         "--proxy-headers",

@@ -87,7 +87,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         max_body_size: largest request body (100 MB).
         max_buffer_size: read buffer limit of detached streams.
         trusted_downstream: proxy addresses skipped in X-Forwarded-For.
-        http2: also serve HTTP/2 (needs ``pip install squall[http2]``): over
+        http2: also serve HTTP/2 (squall's own, no extra package): over
             TLS when the client picks ``h2`` by ALPN (the ``ssl_options``
             context is told to offer it), on plain ports by prior knowledge
             (the connection starts with the HTTP/2 preface) or by
@@ -161,13 +161,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             self._setup_http2(http2_limits)
 
     def _setup_http2(self, limits: Any) -> None:
-        try:
-            from squall._h2 import H2Limits
-            from squall.httpserver import _negotiate
-        except ImportError as exc:
-            raise ImportError(
-                f"HTTPServer(http2=True) needs the h2 package: pip install squall[http2] ({exc})"
-            ) from None
+        from squall._h2 import H2Limits
+        from squall.httpserver import _negotiate
+
         if limits is None:
             # The HTTP/1.1 head limit bounds HTTP/2 header lists too.
             limits = H2Limits(max_header_list_size=self.conn_params.max_header_size)

@@ -29,6 +29,7 @@ from squall._h2 import (  # noqa: E402
     ErrorCode,
     GoAway,
     H2Limits,
+    LocalProtocolError,
     RemoteProtocolError,
     StreamReset,
 )
@@ -73,7 +74,8 @@ def test_body_over_the_window_waits_for_updates() -> None:
     client, server = pair(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
     sid = client.send_request("POST", "https", "a.b", "/", [], False)
     assert not client.send_data(sid, b"0123456789abcdef", end_stream=True)
-    assert not client.send_data(sid, b"")  # behind the queue
+    with pytest.raises(LocalProtocolError):
+        client.send_data(sid, b"")  # after the end, even while it waits for window
     server.receive_data(client.data_to_send())
     server.increment_flow_control_window(100, stream_id=sid)
     events = client.receive_data(server.data_to_send(), 0.0)

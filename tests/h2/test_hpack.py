@@ -16,7 +16,16 @@ from squall._h2._hpack import (  # noqa: E402
     HeaderListTooLarge,
     StatelessEncoder,
     _huffman,
+    huffman_code,
 )
+
+
+def test_huffman_code_is_rfc7541_appendix_b() -> None:
+    # The code built from our table of lengths is the hpack package's, code
+    # for code (both transcribe RFC 7541 Appendix B).
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+
+    assert huffman_code() == list(zip(REQUEST_CODES, REQUEST_CODES_LENGTH, strict=True))
 
 
 def test_rfc7541_c3_requests_without_huffman() -> None:

@@ -143,6 +143,49 @@ def test_access_log_line(caplog: pytest.LogCaptureFixture) -> None:
     run(body)
 
 
+def test_handler_fast_path_and_close_report_under_the_runner() -> None:
+    # With --limit-concurrency the runner follows each response through its
+    # proxy connection (an Application's own log_function does the access
+    # log otherwise). The proxy keeps the HTTP/1.1 connection's
+    # close_callback_attribute capability, so the handler makes no
+    # set_close_callback call; a client that leaves mid-response still
+    # reaches on_connection_close, and the request stops counting.
+    from squall.web import Application, RequestHandler
+
+    seen: dict[str, Any] = {}
+
+    class Wait(RequestHandler):
+        async def get(self) -> None:
+            connection = self.request.connection
+            assert connection is not None
+            seen["proxy"] = type(connection).__name__
+            seen["attribute"] = connection.close_callback_attribute
+            seen["started"].set_result(None)
+            await seen["closed"]
+
+        def on_connection_close(self) -> None:
+            seen["closed"].set_result(None)
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        seen["started"] = loop.create_future()
+        seen["closed"] = loop.create_future()
+        server, port = start(Application([("/wait", Wait)]), limit_concurrency=10)
+        serving = server.request_callback
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /wait HTTP/1.1\r\nHost: t\r\n\r\n")
+        await seen["started"]
+        assert serving.active == 1
+        writer.close()
+        await seen["closed"]
+        await until(lambda: serving.active == 0)
+        assert seen["proxy"] == "_AppConnection" and seen["attribute"] is True
+        assert serving.finished == 1
+        server.stop()
+
+    run(body)
+
+
 def test_limit_concurrency_answers_503() -> None:
     async def body() -> None:
         server, port = start(sample_apps.make_app(), limit_concurrency=1)

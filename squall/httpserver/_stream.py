@@ -27,6 +27,12 @@ __all__ = ["_TransportStream"]
 
 _READ = IOLoop.READ
 _WRITE = IOLoop.WRITE
+# Most bytes handed to the transport at once. A large write goes over in
+# pieces while the transport takes them (not paused), so that it stays in
+# the stream, pending, once the peer stops reading: its Future resolves
+# when the transport has it all, fails if the connection closes first, and
+# the transport never holds (and copies) a whole large write at once.
+_WRITE_CHUNK = 256 * 1024
 
 
 class _TransportStream(BaseIOStream):
@@ -111,6 +117,7 @@ class _TransportStream(BaseIOStream):
         """
         if (
             type(data) is bytes
+            and len(data) <= _WRITE_CHUNK
             and not self._write_futures
             and not self._write_buffer._size
             and not self._closed
@@ -141,8 +148,15 @@ class _TransportStream(BaseIOStream):
             return 0
         proto._flush()
         n = len(data)
-        transport.write(bytes(data))
-        return n
+        if n <= _WRITE_CHUNK:
+            transport.write(bytes(data))
+            return n
+        # A view of a piece, released at once: an error's traceback keeps
+        # this frame, and a live view would pin the caller's bytearray.
+        with data[:_WRITE_CHUNK] as piece:
+            chunk = bytes(piece)
+        transport.write(chunk)
+        return _WRITE_CHUNK
 
     def set_nodelay(self, value: bool) -> None:
         """Set TCP_NODELAY on the socket, if it is a TCP socket."""

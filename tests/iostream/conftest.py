@@ -1,4 +1,4 @@
-"""Connected stream pairs for the iostream tests, over TCP, TLS and pipes."""
+"""Connected stream pairs for the iostream tests: TCP, TLS, pipes, and a server connection taken over by detach()."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ KEYFILE = str(CERTS / "test.key")
 # Every wait is bounded so that a bug fails the test instead of hanging it.
 LIMIT = 5.0
 
-KINDS = ["tcp", "ssl", "pipe"]
+KINDS = ["tcp", "ssl", "pipe", "detached-reads", "detached-writes"]
 
 
 def run(test: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
@@ -96,9 +96,57 @@ async def pipe_pair(**kwargs: Any) -> tuple[PipeIOStream, PipeIOStream]:
     return PipeIOStream(r, **kwargs), PipeIOStream(w, **kwargs)
 
 
+async def detached_pair(**kwargs: Any) -> tuple[BaseIOStream, IOStream]:
+    """(server, client): the server's end is the stream a request's ``detach()``
+    returns (squall.httpserver's, over an asyncio transport, not an fd)."""
+    from squall.httpserver import HTTPServer
+    from squall.httputil import HTTPServerRequest
+
+    taken: asyncio.Future[BaseIOStream] = asyncio.get_running_loop().create_future()
+
+    def handle(request: HTTPServerRequest) -> None:
+        assert request.connection is not None
+        taken.set_result(request.connection.detach())  # type: ignore[attr-defined]
+
+    server = HTTPServer(handle)
+    lsock = listener()
+    server.add_sockets([lsock])
+    client = IOStream(socket.socket(), **kwargs)
+    await client.connect(lsock.getsockname())
+    await client.write(b"GET / HTTP/1.1\r\nHost: pair\r\n\r\n")
+    stream = await taken
+    server.stop()  # no more connections; the detached one stays
+    # The stream was made by the server: give it the pair's limits.
+    if "max_buffer_size" in kwargs:
+        stream.max_buffer_size = kwargs["max_buffer_size"]
+        stream.read_chunk_size = min(stream.read_chunk_size, stream.max_buffer_size)
+    if "read_chunk_size" in kwargs:
+        stream.read_chunk_size = kwargs["read_chunk_size"]
+    if "max_write_buffer_size" in kwargs:
+        stream.max_write_buffer_size = kwargs["max_write_buffer_size"]
+    return stream, client
+
+
+async def detached_reads(**kwargs: Any) -> tuple[BaseIOStream, BaseIOStream]:
+    """The detached server stream reads what a client IOStream writes."""
+    return await detached_pair(**kwargs)
+
+
+async def detached_writes(**kwargs: Any) -> tuple[BaseIOStream, BaseIOStream]:
+    """A client IOStream reads what the detached server stream writes."""
+    stream, client = await detached_pair(**kwargs)
+    return client, stream
+
+
 PairFactory = Callable[..., Awaitable[tuple[BaseIOStream, BaseIOStream]]]
 
-FACTORIES: dict[str, PairFactory] = {"tcp": tcp_pair, "ssl": ssl_pair, "pipe": pipe_pair}
+FACTORIES: dict[str, PairFactory] = {
+    "tcp": tcp_pair,
+    "ssl": ssl_pair,
+    "pipe": pipe_pair,
+    "detached-reads": detached_reads,
+    "detached-writes": detached_writes,
+}
 
 
 @pytest.fixture(params=KINDS)

@@ -1,4 +1,4 @@
-"""The stream contract, run against IOStream, SSLIOStream and PipeIOStream alike.
+"""The stream contract, run against IOStream, SSLIOStream, PipeIOStream and the server's detached stream alike.
 
 Each test gets ``make_pair`` (see conftest) and moves data from the writer
 to the reader of a fresh pair.

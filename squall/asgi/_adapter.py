@@ -11,8 +11,8 @@ server's own flow control, and a ``data_received`` that returns an awaitable
 (``@stream_request_body``) holds back ``receive()``.
 
 A `WebSocketHandler` works over the ``websocket`` scope: its 101 response
-becomes ``websocket.accept`` and its ``detach()`` returns
-`_ASGIWebSocketStream`, which carries its frames as ASGI messages.
+becomes ``websocket.accept`` and its ``detach()`` returns `_ASGIChannel`,
+which carries its messages as ASGI messages, unframed (see _adapter_ws).
 """
 
 from __future__ import annotations
@@ -225,12 +225,12 @@ class _ASGIConnection(Exchange):
         self._max_body = max_body_size
 
     def detach(self) -> Any:
-        """After a 101: the WebSocket's frames as an `IOStream` over ASGI messages."""
+        """After a 101: the WebSocket's channel of ASGI messages (see `_ASGIChannel`)."""
         if not self._websocket:
             raise HTTPOutputError("an ASGI HTTP connection cannot be detached")
-        from squall.asgi._adapter_ws import _ASGIWebSocketStream
+        from squall.asgi._adapter_ws import _ASGIChannel
 
-        self._stream = _ASGIWebSocketStream(self)
+        self._stream = _ASGIChannel(self)
         self._kick()
         return self._stream
 
@@ -297,9 +297,6 @@ class _ASGIConnection(Exchange):
             for fut in futures:
                 if fut is not None and not fut.done():
                     fut.set_result(None)
-            stream = self._stream
-            if stream is not None:
-                stream._sent()
 
     def _disconnect(self, code: int = 1006, reason: str = "") -> None:
         if self._phase == GONE:

@@ -241,8 +241,9 @@ def _write(
     compressed: dict[tuple[int, int, int], bytes],
 ) -> bool:
     """Frames the message for one connection and writes it; False if it turned out closed."""
-    if conn.client:
-        # A fresh mask key per frame (RFC 6455 section 5.3): framed here.
+    if conn.client or type(conn) is not _ws.WSConnection:
+        # A fresh mask key per frame (RFC 6455 section 5.3): framed here;
+        # or a connection carried as messages (ASGIAdapter's): queued.
         data = conn.send_message(payload, binary)
     else:
         extension = conn.extension

@@ -181,6 +181,11 @@ class WebSocketProtocol13(WebSocketProtocol):
 
     def start(self, stream: BaseIOStream, conn: _ws.WSConnection) -> None:
         """Attaches the stream and the core; reading starts with `start_reading`."""
+        core = getattr(stream, "message_core", None)
+        if core is not None:
+            # A stream that carries whole messages (ASGIAdapter's): its own
+            # core stands in for the frame codec, with the same limits.
+            conn = core(conn)
         self.stream = stream
         self.conn = conn
         stream.set_close_callback(self.on_connection_close)

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from squall._h1._rules import STR_TOKEN_RE
 from squall.asgi._eager import start
@@ -301,12 +301,16 @@ class _HTTPCycle(HTTPMessageDelegate):
             ASGIProtocolError: a message out of order or malformed.
             ClientDisconnected: the client has gone away.
         """
-        kind = message.get("type")
+        # Messages are dicts (ASGI says so; another mapping is copied into
+        # one): the compiled build then reads them with dict operations,
+        # not a method call by name per field.
+        msg = cast("dict[str, Any]", message) if type(message) is dict else dict(message)
+        kind = msg.get("type")
         state = self._state
         if state == _START:
             if kind != "http.response.start":
                 raise expected("'http.response.start'", message)
-            self._start_response(message)
+            self._start_response(msg)
             return self._ready
         if state == _DONE:
             raise ASGIProtocolError(
@@ -320,14 +324,14 @@ class _HTTPCycle(HTTPMessageDelegate):
             raise expected("'http.response.body'", message)
         if state == _TRAILERS:
             raise expected("'http.response.trailers'", message)
-        body = message.get("body", b"")
+        body = msg.get("body", b"")
         if type(body) is not bytes:
             if not isinstance(body, (bytearray, memoryview)):
                 raise ASGIProtocolError(
                     f"http.response.body 'body' must be bytes, not {type(body).__name__}"
                 )
             body = bytes(body)
-        more = message.get("more_body", False)
+        more = msg.get("more_body", False)
         if self._disconnected and (body or more):
             # (An empty last piece only ends a response the client may
             # well have had in full: it finishes quietly.)
@@ -470,7 +474,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         except OSError:
             raise ClientDisconnected("the client disconnected") from None
 
-    def _start_response(self, message: Message) -> None:
+    def _start_response(self, message: dict[str, Any]) -> None:
         status: Any = message.get("status")
         if type(status) is not int:
             try:

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from squall.asgi import ClientDisconnected
-from squall.httpserver import _sendfile
+from squall.asgi import ASGIServerDelegate, ClientDisconnected
+from squall.httpserver import HTTPServer, _sendfile
 from squall.httputil import HTTPOutputError
 from squall.testing import ExpectLog
 
@@ -190,3 +191,35 @@ def test_a_chunked_pathsend_is_copied(
 
     run(main())
     assert counted.calls == 0
+
+
+def test_a_client_that_stops_reading_is_cut_off_after_write_timeout(
+    tmp_path: Path, run: Callable[[Coroutine[Any, Any, Any]], Any], counted: _Sendfile
+) -> None:
+    target = tmp_path / "big.bin"
+    target.write_bytes(b"z" * BIG)
+    seen: list[BaseException] = []
+
+    async def main() -> None:
+        counted.blocked = asyncio.Event()
+        delegate = ASGIServerDelegate(_app(target, seen))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        sock.setblocking(False)
+        server = HTTPServer(delegate, write_timeout=0.2)
+        server.add_sockets([sock])
+        try:
+            client = await RawClient.connect(sock.getsockname()[1])
+            await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            await client.head()
+            await counted.blocked.wait()
+            # The client reads nothing more: the server gives up, no hang.
+            await until(lambda: not server._connections and not delegate.tasks, limit=3.0)
+            assert len(seen) == 1 and isinstance(seen[0], ClientDisconnected)
+            await client.close()
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    run(main())

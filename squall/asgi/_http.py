@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall._h1._rules import STR_TOKEN_RE
 from squall.asgi._eager import start
@@ -304,7 +304,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         # Messages are dicts (ASGI says so; another mapping is copied into
         # one): the compiled build then reads them with dict operations,
         # not a method call by name per field.
-        msg = cast("dict[str, Any]", message) if type(message) is dict else dict(message)
+        msg: dict[str, Any] = message if type(message) is dict else dict(message)
         kind = msg.get("type")
         state = self._state
         if state == _START:

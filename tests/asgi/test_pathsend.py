@@ -223,3 +223,37 @@ def test_a_client_that_stops_reading_is_cut_off_after_write_timeout(
             await server.close_all_connections()
 
     run(main())
+
+
+def test_pathsend_over_tls_is_copied(tmp_path: Path, counted: _Sendfile) -> None:
+    # sendfile cannot write through TLS, nor frame HTTP/2 DATA: over TLS,
+    # HTTP/1.1 and HTTP/2 alike, the bytes are read and written, intact.
+    pytest.importorskip("h2")
+    import ssl
+
+    from .test_extensions import _h2_get
+    from .test_h2 import serving_h2
+
+    data = os.urandom(300 * 1024 + 3)
+    target = tmp_path / "f.bin"
+    target.write_bytes(data)
+    app = _app(target, [])
+
+    async def over_http1() -> tuple[int, dict[str, str], bytes]:
+        client_ctx = ssl.create_default_context()
+        client_ctx.check_hostname = False
+        client_ctx.verify_mode = ssl.CERT_NONE
+        async with serving_h2(app, tls=True) as (port, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+            client = RawClient(reader, writer)
+            await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            got = await client.response()
+            await client.close()
+            return got
+
+    status, headers, body = _runner("asyncio")(over_http1())
+    assert status == 200 and body == data and headers["content-length"] == str(len(data))
+    response = _h2_get(app, tls=True)
+    assert response.status == 200 and response.body == data
+    assert response.headers["content-length"] == str(len(data))
+    assert counted.calls == 0

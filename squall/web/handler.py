@@ -2,8 +2,10 @@
 
 The request cycle lives here: arguments, the response status and headers,
 writing and finishing, errors and their pages, and the user and locale. The
-cookie and XSRF methods come from `.CookieMixin` (``cookies.py``) and the
-template methods from `.RenderMixin` (``rendering.py``).
+cookie and XSRF methods come from `.CookieMixin` (``cookies.py``), the
+template methods from `.RenderMixin` (``rendering.py``), the user, locale
+and cross-origin checks from `IdentityMixin` (``_identity.py``), and the
+error page and exception log from `ErrorPageMixin` (``_failure.py``).
 
 A handler whose methods are plain functions runs start to finish inside the
 server's callback: no Task or Future is made for it. Only when ``prepare`` or
@@ -21,12 +23,10 @@ import numbers
 import re
 import sys
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union, overload
 
 from squall import escape
-from squall import locale as locale_module
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
 from squall.httputil import (
@@ -38,15 +38,15 @@ from squall.httputil import (
 )
 from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
 from squall.httputil._response import UNSAFE_VALUE_CHARS, _ResponseHeaders
-from squall.log import app_log, gen_log
+from squall.log import app_log
 from squall.util import ObjectDict
+from squall.web._failure import ErrorPageMixin
+from squall.web._identity import IdentityMixin
 from squall.web.cookies import CookieMixin
 from squall.web.errors import Finish, HTTPError, MissingArgumentError
 from squall.web.rendering import RenderMixin
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from squall.httputil import HTTPServerRequest
     from squall.web.application import Application
     from squall.web.transforms import OutputTransform
@@ -135,7 +135,7 @@ class _UIModuleNamespace:
             raise AttributeError(str(exc)) from exc
 
 
-class RequestHandler(CookieMixin, RenderMixin):
+class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     """Base class for HTTP request handlers.
 
     Subclasses define a method per HTTP verb they answer (``get``, ``post``,
@@ -681,123 +681,6 @@ class RequestHandler(CookieMixin, RenderMixin):
         assert connection is not None
         return connection.detach()
 
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        """Replaces the response with an error page (see `write_error`) and finishes it.
-
-        Args:
-            status_code: the status of the error response.
-            kwargs: passed to `write_error`; ``reason`` sets the reason phrase,
-                ``exc_info`` is the exception that caused the error.
-        """
-        if self._headers_written:
-            gen_log.error("Cannot send error response after headers written")
-            if not self._finished:
-                try:
-                    self.finish()
-                except Exception:
-                    gen_log.error("Failed to flush partial response", exc_info=True)
-            return
-        self.clear()
-        reason = kwargs.get("reason")
-        if "exc_info" in kwargs:
-            exception = kwargs["exc_info"][1]
-            if isinstance(exception, HTTPError) and exception.reason:
-                reason = exception.reason
-        self.set_status(status_code, reason=reason)
-        # RFC 9110 sections 15.3.5 and 15.4.5: these statuses have no body,
-        # so there is no error page to write.
-        if status_code not in (204, 304) and not 100 <= status_code < 200:
-            try:
-                self.write_error(status_code, **kwargs)
-            except Exception:
-                app_log.error("Uncaught exception in write_error", exc_info=True)
-        if not self._finished:
-            self.finish()
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Writes the body of an error page; override for custom pages.
-
-        With the ``serve_traceback`` setting and an ``exc_info`` keyword, the
-        page is the traceback as plain text.
-        """
-        if self.settings.get("serve_traceback") and "exc_info" in kwargs:
-            self.set_header("Content-Type", "text/plain")
-            for line in traceback.format_exception(*kwargs["exc_info"]):
-                self.write(line)
-            self.finish()
-        else:
-            reason = escape.xhtml_escape(self._reason)
-            self.finish(
-                f"<html><title>{status_code}: {reason}</title>"
-                f"<body>{status_code}: {reason}</body></html>"
-            )
-
-    @property
-    def locale(self) -> locale_module.Locale:
-        """The user's locale: `get_user_locale`, else `get_browser_locale` (may be assigned)."""
-        # getattr, not self.__dict__: reading __dict__ makes CPython build
-        # it, and every attribute access on the handler is slower after.
-        loc = getattr(self, "_locale", None)
-        if loc is None:
-            loc = self.get_user_locale()
-            if loc is None:
-                loc = self.get_browser_locale()
-            self._locale = loc
-        result: locale_module.Locale = loc
-        return result
-
-    @locale.setter
-    def locale(self, value: locale_module.Locale) -> None:
-        self._locale = value
-
-    def get_user_locale(self) -> Optional[locale_module.Locale]:
-        """Override to choose the locale from the user (a preference, say); None means the browser's."""
-        return None
-
-    def get_browser_locale(self, default: str = "en_US") -> locale_module.Locale:
-        """The best locale for the request's ``Accept-Language`` (q-values honoured)."""
-        # Parsed in squall.locale, which remembers the few distinct values
-        # real clients send.
-        return locale_module._browser_locale(self.request.headers.get("Accept-Language"), default)
-
-    @property
-    def current_user(self) -> Any:
-        """The authenticated user: `get_current_user`'s result, computed once (may be assigned)."""
-        user = getattr(self, "_current_user", _ARG_DEFAULT)
-        if user is _ARG_DEFAULT:
-            user = self._current_user = self.get_current_user()
-        return user
-
-    @current_user.setter
-    def current_user(self, value: Any) -> None:
-        self._current_user = value
-
-    def get_current_user(self) -> Any:
-        """Override to identify the user (from a signed cookie, say); None means anonymous."""
-        return None
-
-    def get_login_url(self) -> str:
-        """The URL `authenticated` redirects to: the ``login_url`` setting."""
-        self.require_setting("login_url", "@squall.web.authenticated")
-        url: str = self.application.settings["login_url"]
-        return url
-
-    def require_setting(self, name: str, feature: str = "this feature") -> None:
-        """Raises an exception unless the application has the setting ``name``.
-
-        Raises:
-            Exception: naming the missing setting and the feature that needs it.
-        """
-        if not self.application.settings.get(name):
-            raise Exception(
-                f"You must define the '{name}' setting in your application to use {feature}"
-            )
-
-    def reverse_url(self, name: str, *args: Any) -> str:
-        """`.Application.reverse_url`."""
-        url: str = self.application.reverse_url(name, *args)
-        return url
-
     def compute_etag(self) -> Optional[str]:
         """The ETag of the response: a hash of the body; None to send none."""
         buffer = self._write_buffer
@@ -865,84 +748,6 @@ class RequestHandler(CookieMixin, RenderMixin):
             if (etag[2:] if etag.startswith(b"W/") else etag) == computed:
                 return True
         return False
-
-    def _check_cross_origin(self) -> None:
-        """Rejects a cross-origin request (the ``cross_origin_protection`` setting).
-
-        Runs before `prepare` for methods other than GET, HEAD and OPTIONS. A
-        browser's ``Sec-Fetch-Site`` header decides when present (only
-        ``same-origin`` and ``none`` pass); otherwise the ``Origin`` header must
-        name this server. Origins accepted by `check_trusted_origin` pass
-        either way. Requests with neither header (non-browser clients) pass.
-
-        Raises:
-            HTTPError: 403, for a cross-origin request.
-        """
-        headers = self.request.headers
-        site = headers.get("Sec-Fetch-Site")
-        origin = headers.get("Origin")
-        if site is not None:
-            if site in ("same-origin", "none"):
-                return
-            if origin is not None and self.check_trusted_origin(origin):
-                return
-            raise HTTPError(
-                403,
-                "Cross-origin request: Sec-Fetch-Site %s from Origin %r not allowed",
-                site,
-                origin,
-            )
-        if origin is None:
-            return
-        if self._same_origin(origin) or self.check_trusted_origin(origin):
-            return
-        raise HTTPError(403, "Cross-origin request: Origin %r not allowed", origin)
-
-    def _same_origin(self, origin: str) -> bool:
-        scheme, sep, rest = origin.partition("://")
-        if not sep:
-            return False
-        host = rest.split("/", 1)[0]
-        own = f"{self.request.protocol}://{self.request.host}"
-        return f"{scheme}://{host}".lower() == own.lower()
-
-    def check_trusted_origin(self, origin: str) -> bool:
-        """Whether a cross-origin request from ``origin`` is allowed.
-
-        By default, origins listed exactly in the ``trusted_origins`` setting.
-        """
-        return origin in self.settings.get("trusted_origins", ())
-
-    def _request_summary(self) -> str:
-        request = self.request
-        return f"{request.method} {request.uri} ({request.remote_ip})"
-
-    def log_exception(
-        self,
-        typ: Optional[type[BaseException]],
-        value: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        """Logs an exception that ended the request; override to change how.
-
-        An `HTTPError` is logged as a warning without traceback (and only if
-        it has a ``log_message``); anything else as an error with traceback.
-        """
-        if isinstance(value, HTTPError):
-            if value.log_message:
-                gen_log.warning(
-                    "%d %s: " + value.log_message,
-                    value.status_code,
-                    self._request_summary(),
-                    *value.args,
-                )
-        else:
-            app_log.error(
-                "Uncaught exception %s\n%r",
-                self._request_summary(),
-                self.request,
-                exc_info=(typ, value, tb),  # type: ignore[arg-type]
-            )
 
     def _handle_request_exception(self, exc: BaseException) -> None:
         if isinstance(exc, Finish):

@@ -70,8 +70,10 @@ def broadcast(
     Slow readers do not hold the others or the loop: a connection whose
     output is over its high-water mark (its transport asked us to pause
     writing; for a client connection, over `CLIENT_HIGH_WATER` bytes
-    buffered) is skipped for this message and counted. Skips in a row are
-    counted on the connection; with ``max_skips`` or ``max_buffer`` set, a
+    buffered; for one carried by `~squall.asgi.ASGIAdapter`, 64 messages
+    waiting for the ASGI server) is skipped for this message and counted.
+    Skips in a row are counted per connection until a message reaches it
+    or its output has fully drained; with ``max_skips`` or ``max_buffer`` set, a
     connection past either limit is sent a close frame with
     ``close_code`` (1013, "try again later", by default; 1008 says "policy
     violation") and, as with `WebSocketHandler.close`, cut off if it does
@@ -82,8 +84,11 @@ def broadcast(
     connection keep their order. What a broadcast sends is not added to a
     connection's ``_message_bytes_out`` and ``_wire_bytes_out`` (private
     tallies, kept for Tornado's tests of compression): updating two
-    counters per connection would cost as much as the rest of a delivery. WebSockets over HTTP/2 (RFC 8441) are not
-    served by Squall, so every server connection here is an HTTP/1.1 one.
+    counters per connection would cost as much as the rest of a delivery.
+    WebSockets over HTTP/2 (RFC 8441) are not served by Squall, so every
+    server connection here is an HTTP/1.1 one, or one carried by
+    `~squall.asgi.ASGIAdapter` (which gets the message queued as a
+    ``websocket.send``, unframed).
 
     Args:
         connections: the connections to send to.

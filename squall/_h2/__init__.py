@@ -25,6 +25,7 @@ from squall._h2._events import (
     Trailers,
 )
 from squall._h2._limits import H2Limits
+from squall._h2._rules import content_length, response_fields, trailer_fields
 
 __all__ = [
     "PREFACE",
@@ -43,4 +44,7 @@ __all__ = [
     "Response",
     "StreamReset",
     "Trailers",
+    "content_length",
+    "response_fields",
+    "trailer_fields",
 ]

@@ -42,6 +42,7 @@ from squall._h2._events import Event, Request, Trailers
 from squall._h2._limits import H2Limits
 from squall._h2._rules import CONNECTION_FIELDS as _CONNECTION_FIELDS
 from squall._h2._rules import bad_value as _bad_value
+from squall._h2._rules import content_length
 from squall._h2._rules import good_method as _method
 from squall._h2._rules import good_name as _good_name
 from squall._h2._rules import good_scheme as _scheme
@@ -167,10 +168,10 @@ class H2Connection(H2Base):
             if not self._resets.take(now):
                 self._calm(_REFUSALS % self.limits.max_resets_per_second)
             return
-        checked = self._request(sid, fields)
-        if checked is None:
+        request = self._request(sid, fields)
+        if request is None:
             return
-        request, declared = checked
+        declared = request.content_length
         if end_stream and declared > 0:
             self._malformed(sid, "Content-Length but no body")
             return
@@ -219,11 +220,8 @@ class H2Connection(H2Base):
             events.append(Trailers(sid, out))
         self._remote_end(sid, stream, events)
 
-    def _request(
-        self, sid: int, raw_fields: list[tuple[str, str]]
-    ) -> Optional[tuple[Request, int]]:
-        """Check a request head (RFC 9113 §8.2, §8.3); return it as a `Request`
-        with its Content-Length (-1 if none or not one number).
+    def _request(self, sid: int, raw_fields: list[tuple[str, str]]) -> Optional[Request]:
+        """Check a request head (RFC 9113 §8.2, §8.3); return it as a `Request`.
 
         A malformed head is a stream error: the stream is reset with
         PROTOCOL_ERROR and None is returned.
@@ -232,6 +230,7 @@ class H2Connection(H2Base):
         fields: list[tuple[str, str]] = []
         cookies: Optional[list[str]] = None
         lengths: Optional[list[str]] = None
+        expect: Optional[str] = None
         host: Optional[str] = None
         problem = None
         regular = False
@@ -298,6 +297,9 @@ class H2Connection(H2Base):
                     lengths = [value]
                 else:
                     lengths.append(value)
+            elif name == "expect":
+                if expect is None:
+                    expect = value  # not memoized: the request's own
             elif name != "te" and len(value) <= _KNOWN_VALUE_MAX:
                 if len(known) >= _KNOWN_FIELDS_MAX:
                     known.clear()
@@ -327,17 +329,19 @@ class H2Connection(H2Base):
         if cookies is not None:
             # RFC 9113 §8.2.3: split crumbs are joined before HTTP/1.1 semantics.
             fields.append(("cookie", "; ".join(cookies)))
-        request = Request(
-            sid, method, target or authority or "", authority, scheme or "https", fields
+        # The body's length is checked against the DATA frames when it is one
+        # number; the driver answers anything else with 400.
+        return Request(
+            sid,
+            method,
+            target or authority or "",
+            authority,
+            scheme or "https",
+            fields,
+            -1 if lengths is None else content_length(lengths),
+            # RFC 9110 §10.1.1: the client waits for 100 (Continue).
+            expect is not None and expect.lower() == "100-continue",
         )
-        declared = -1
-        if lengths is not None:
-            # Checked against the DATA frames only when it is one number;
-            # the driver answers anything else with 400.
-            value = lengths[0]
-            if len(lengths) == 1 and value.isascii() and value.isdigit():
-                declared = int(value)
-        return request, declared
 
     def _malformed(self, sid: int, problem: str) -> None:
         self.malformed.append((sid, problem))

@@ -31,9 +31,22 @@ class Request:
         scheme: ``:scheme``.
         headers: The regular fields in arrival order, names lowercase;
             several ``cookie`` fields are joined into one (RFC 9113 §8.2.3).
+        content_length: The ``content-length``: -1 if there is none, -2 if
+            it is not one number (RFC 9110 §8.6; a 400 then).
+        expect_continue: The client sent ``expect: 100-continue`` and waits
+            for a 100 (Continue) before the body (RFC 9110 §10.1.1).
     """
 
-    __slots__ = ("stream_id", "method", "target", "authority", "scheme", "headers")
+    __slots__ = (
+        "stream_id",
+        "method",
+        "target",
+        "authority",
+        "scheme",
+        "headers",
+        "content_length",
+        "expect_continue",
+    )
 
     def __init__(
         self,
@@ -43,6 +56,8 @@ class Request:
         authority: str | None,
         scheme: str,
         headers: list[tuple[str, str]],
+        content_length: int = -1,
+        expect_continue: bool = False,
     ) -> None:
         self.stream_id = stream_id
         self.method = method
@@ -50,6 +65,8 @@ class Request:
         self.authority = authority
         self.scheme = scheme
         self.headers = headers
+        self.content_length = content_length
+        self.expect_continue = expect_continue
 
     def __repr__(self) -> str:
         return f"Request({self.stream_id}, {self.method!r}, {self.target!r})"

@@ -7,8 +7,20 @@ the drivers, which write fields given for HTTP/1.1.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Optional
 
-__all__ = ["CONNECTION_FIELDS", "bad_value", "good_method", "good_name", "good_scheme"]
+__all__ = [
+    "CONNECTION_FIELDS",
+    "TRAILER_FORBIDDEN",
+    "bad_value",
+    "content_length",
+    "good_method",
+    "good_name",
+    "good_scheme",
+    "response_fields",
+    "trailer_fields",
+]
 
 #: Fields that name the connection, not the message: forbidden in HTTP/2
 #: (RFC 9113 §8.2.2), dropped from responses written for HTTP/1.1. ``te``
@@ -35,3 +47,101 @@ def bad_value(value: str) -> bool:
     return (
         "\r" in value or "\n" in value or "\x00" in value or value[0] in " \t" or value[-1] in " \t"
     )
+
+
+# RFC 9110 §6.5.1: fields that framing, routing or the head depend on may
+# not be trailers; with HTTP/2's own connection-specific ones (§8.2.2).
+TRAILER_FORBIDDEN = CONNECTION_FIELDS | frozenset(
+    (
+        "te",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "host",
+        "trailer",
+        "authorization",
+        "set-cookie",
+    )
+)
+
+
+def _octets(value: str) -> bytes:
+    # As HTTP/1.1 sends a field: one byte per character where it can be.
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+# Response field names as HTTP/2 sends them (lowercase octets), b"" for the
+# connection-specific ones: a recurring name costs one dict lookup. Bounded.
+_wire_names: dict[str, bytes] = {}
+_WIRE_NAMES_MAX = 512
+
+
+def _wire_name(name: str) -> bytes:
+    lname = name.lower()
+    raw = b"" if lname in CONNECTION_FIELDS else lname.encode("ascii")
+    if len(_wire_names) >= _WIRE_NAMES_MAX:
+        _wire_names.clear()
+    _wire_names[name] = raw
+    return raw
+
+
+def response_fields(fields: Iterable[tuple[str, list[str]]]) -> list[tuple[bytes, bytes]]:
+    """A response head written for HTTP/1.1, as HTTP/2 carries it.
+
+    Args:
+        fields: (name, values) pairs, names in any case.
+
+    Returns:
+        (name, value) pairs, names lowercase, the connection-specific fields
+        left out (RFC 9113 §8.2.2: HTTP/2 frames the message itself).
+
+    Raises:
+        ValueError: a name or value is not text.
+    """
+    out: list[tuple[bytes, bytes]] = []
+    names = _wire_names
+    try:
+        for name, values in fields:
+            raw = names.get(name)
+            if raw is None:
+                raw = _wire_name(name)
+            if not raw:
+                continue
+            for value in values:
+                try:
+                    out.append((raw, value.encode("latin-1")))
+                except UnicodeEncodeError:
+                    out.append((raw, value.encode("utf-8")))
+    except (TypeError, AttributeError, UnicodeEncodeError):
+        raise ValueError("header fields must be (str, str) pairs") from None
+    return out
+
+
+def trailer_fields(fields: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """A trailer section to send (RFC 9113 §8.1), checked.
+
+    Raises:
+        ValueError: a pseudo-header, or a field that may not be a trailer
+            (RFC 9110 §6.5.1), named in the message.
+    """
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in fields:
+        lname = name.lower()
+        if lname[:1] == ":" or lname in TRAILER_FORBIDDEN:
+            raise ValueError(f"{name!r} may not be a trailer field")
+        out.append((lname.encode("ascii"), _octets(value)))
+    return out
+
+
+def content_length(values: Optional[list[str]]) -> int:
+    """A request's Content-Length: -1 if there is none, -2 if it is not one
+    number of digits (RFC 9110 §8.6; ``int()`` would take "+1" or "1_0")."""
+    if values is None:
+        return -1
+    value = values[0]
+    if len(values) == 1 and value.isascii() and value.isdigit():
+        return int(value)
+    return -2

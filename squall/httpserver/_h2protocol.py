@@ -51,6 +51,7 @@ from squall._h2 import (
     Request,
     StreamReset,
     Trailers,
+    content_length,
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
@@ -348,12 +349,15 @@ class _H2Protocol(asyncio.Protocol):
             fields = [("host", authority)] + (rest if len(fields) - len(rest) < 2 else fields)
         start_line = _new_tuple(RequestStartLine, (event.method, event.target, _VERSION))
         headers = HTTPHeaders._from_pairs(fields)
-        self._begin(sid, start_line, headers, now)
+        self._begin(sid, start_line, headers, now, event.content_length, event.expect_continue)
 
     def _on_upgrade_request(self, req: H1Request) -> None:
         fields = [(n, v) for n, v in req.headers if n.lower() not in _UPGRADE_FIELDS]
         start_line = _new_tuple(RequestStartLine, (req.method, req.target, _VERSION))
-        stream = self._begin(1, start_line, HTTPHeaders._from_pairs(fields), self._loop.time())
+        headers = HTTPHeaders._from_pairs(fields)
+        # Its body came over HTTP/1.1 whole: no 100 (Continue) to wait for.
+        declared = content_length(headers._as_list.get("Content-Length"))
+        stream = self._begin(1, start_line, headers, self._loop.time(), declared, False)
         if stream is not None and not stream._blocked:
             self._on_end(stream)
         elif stream is not None:
@@ -361,17 +365,21 @@ class _H2Protocol(asyncio.Protocol):
             inbox.append(None)
 
     def _begin(
-        self, sid: int, start_line: RequestStartLine, headers: HTTPHeaders, now: float
+        self,
+        sid: int,
+        start_line: RequestStartLine,
+        headers: HTTPHeaders,
+        now: float,
+        declared: int,
+        expect_continue: bool,
     ) -> Optional[_H2Stream]:
+        """Start a request whose Content-Length (``declared``, see
+        `squall._h2.Request.content_length`) and Expect the core read."""
         stream = _H2Stream(self, sid, now)
         self._streams[sid] = stream
         self._active += 1
-        lengths = headers._as_list.get("Content-Length")
-        if lengths is not None:
-            value = lengths[0]
-            # RFC 9110 §8.6: digits only (int() would also take "+1" or "1_0").
-            declared = int(value) if value.isascii() and value.isdigit() else -1
-            if declared < 0 or len(lengths) > 1:
+        if declared != -1:
+            if declared == -2:
                 self._refuse_request(stream, 400, "invalid Content-Length")
                 return None
             if declared > stream._max_body:
@@ -379,8 +387,7 @@ class _H2Protocol(asyncio.Protocol):
                 return None
         if start_line.method == "HEAD":
             stream._bodiless = True
-        expect = headers._as_list.get("Expect")
-        if expect is not None and expect[0].lower() == "100-continue":
+        if expect_continue:
             stream._expect_continue = True
         hosts = headers._as_list.get("Host")
         # The same check as HTTP/1.1's (RFC 9110 §7.2); a client sends the

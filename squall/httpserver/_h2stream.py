@@ -1,9 +1,11 @@
 """`request.connection` for one HTTP/2 stream: `.HTTPConnection` over
 ``httpserver/_h2protocol``'s `_H2Protocol`.
 
-The stream checks what the application writes (the head's fields, the
-Content-Length it declared, trailers) and hands the frames to its protocol,
-which owns the `squall._h2` core, the flow-control windows and the transport.
+The exchange contract (`.Exchange`) keeps the response's phase and its
+Content-Length; HTTP/2's rules on the head's fields and on trailers are
+`squall._h2`'s (`response_fields`, `trailer_fields`). The stream hands the
+frames to its protocol, which owns the `squall._h2` core, the flow-control
+windows and the transport.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
-from squall._h2 import Data, ErrorCode
+from squall._h2 import Data, ErrorCode, response_fields, trailer_fields
 from squall.httputil import (
     HTTPHeaders,
     HTTPMessageDelegate,
@@ -25,29 +27,6 @@ if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
 
 __all__ = ["_H2Stream"]
-
-_CONNECTION_FIELDS = frozenset(
-    ("Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade")
-)
-# RFC 9110 §6.5.1: fields that framing, routing or the head depend on may
-# not be trailers; with HTTP/2's own (RFC 9113 §8.2.2).
-_TRAILER_FORBIDDEN = frozenset(
-    (
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "content-length",
-        "content-type",
-        "content-encoding",
-        "host",
-        "trailer",
-        "authorization",
-        "set-cookie",
-    )
-)
 
 
 class _H2Stream(Exchange):
@@ -120,20 +99,10 @@ class _H2Stream(Exchange):
     def _emit_head(
         self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
-        fields: list[tuple[bytes, bytes]] = []
         try:
-            for name, values in headers._as_list.items():
-                if name in _CONNECTION_FIELDS:
-                    continue  # RFC 9113 §8.2.2: HTTP/2 frames the message itself
-                lname = name.lower().encode("ascii")
-                for value in values:
-                    # As HTTP/1.1 sends them: one byte per character.
-                    try:
-                        fields.append((lname, value.encode("latin-1")))
-                    except UnicodeEncodeError:
-                        fields.append((lname, value.encode("utf-8")))
-        except (TypeError, AttributeError, UnicodeEncodeError):
-            raise HTTPOutputError("header fields must be (str, str) pairs") from None
+            fields = response_fields(headers._as_list.items())
+        except ValueError as exc:
+            raise HTTPOutputError(str(exc)) from None
         self._head = (start_line.code, fields, chunk)
         return self._proto._queue_head(self)
 
@@ -183,18 +152,10 @@ class _H2Stream(Exchange):
         """
         if self._phase >= DONE:
             raise HTTPOutputError("the response already finished")
-        fields: list[tuple[bytes, bytes]] = []
-        for name, value in trailers.get_all():
-            lname = name.lower()
-            # Our own fields, and those of RFC 9110 §6.5.1 (framing, routing).
-            if lname[:1] == ":" or lname in _TRAILER_FORBIDDEN:
-                raise HTTPOutputError(f"{name!r} may not be a trailer field")
-            try:
-                raw = value.encode("latin-1")
-            except UnicodeEncodeError:
-                raw = value.encode("utf-8")
-            fields.append((lname.encode("ascii"), raw))
-        self._trailers_out = fields
+        try:
+            self._trailers_out = trailer_fields(trailers.get_all())
+        except ValueError as exc:
+            raise HTTPOutputError(str(exc)) from None
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""

@@ -32,6 +32,7 @@ from squall._h2 import (  # noqa: E402
     LocalProtocolError,
     RemoteProtocolError,
     StreamReset,
+    Trailers,
 )
 from squall._h2._client import H2ClientConnection, Response  # noqa: E402
 
@@ -164,3 +165,86 @@ def test_protocol_error_from_h2_is_a_remote_error() -> None:
     client, _ = pair()
     with pytest.raises(RemoteProtocolError):
         client.receive_data(DataFrame(99, data=b"x").serialize(), 0.0)
+
+
+def head_block(fields: list[tuple[str, str]], sid: int, flags: tuple[str, ...]) -> bytes:
+    import hpack
+
+    # Never indexed: no block changes the dynamic table the next one reads.
+    block = hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(n, v) for n, v in fields])
+    return HeadersFrame(sid, data=block, flags=("END_HEADERS",) + flags).serialize()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [("x-a", "1")],  # no :status
+        [(":status", "2000")],
+        [(":status", "200"), (":status", "200")],
+        [(":status", "200"), ("X-Upper", "1")],
+        [(":status", "200"), ("connection", "close")],
+        [(":status", "200"), (":path", "/")],
+        [("x-a", "1"), (":status", "200")],
+    ],
+)
+def test_malformed_response_is_a_stream_error(fields: list[tuple[str, str]]) -> None:
+    client, _ = pair()
+    sid = client.send_request("GET", "https", "a.b", "/", [], True)
+    client.data_to_send()
+    events = client.receive_data(head_block(fields, sid, ("END_STREAM",)), 0.0)
+    assert [(type(e), e.remote) for e in events] == [(StreamReset, False)]  # type: ignore[union-attr]
+    # RST_STREAM PROTOCOL_ERROR on that stream.
+    assert client.data_to_send() == RstStreamFrame(sid, error_code=1).serialize()
+
+
+def test_informational_then_final_head_then_trailers() -> None:
+    client, _ = pair()
+    sid = client.send_request("GET", "https", "a.b", "/", [], True)
+    data = (
+        head_block([(":status", "103"), ("link", "</a>")], sid, ())
+        + head_block([(":status", "200"), ("content-length", "2")], sid, ())
+        + DataFrame(sid, data=b"ok").serialize()
+        + head_block([("x-checksum", "1")], sid, ("END_STREAM",))
+    )
+    events = client.receive_data(data, 0.0)
+    assert [type(e) for e in events] == [Response, Data, Trailers, EndOfStream]
+    assert isinstance(events[0], Response) and events[0].status == 200
+    assert isinstance(events[2], Trailers) and events[2].headers == [("x-checksum", "1")]
+
+
+def test_head_response_declares_a_length_without_a_body() -> None:
+    client, _ = pair()
+    sid = client.send_request("HEAD", "https", "a.b", "/", [], True)
+    head = [(":status", "200"), ("content-length", "100")]
+    events = client.receive_data(head_block(head, sid, ("END_STREAM",)), 0.0)
+    assert [type(e) for e in events] == [Response, EndOfStream]
+
+
+def test_response_body_longer_than_its_content_length_is_reset() -> None:
+    client, _ = pair()
+    sid = client.send_request("GET", "https", "a.b", "/", [], True)
+    data = (
+        head_block([(":status", "200"), ("content-length", "1")], sid, ())
+        + DataFrame(sid, data=b"toolong").serialize()
+    )
+    events = client.receive_data(data, 0.0)
+    assert [type(e) for e in events] == [Response, StreamReset]
+
+
+def test_headers_on_a_stream_the_client_never_opened() -> None:
+    client, _ = pair()
+    with pytest.raises(RemoteProtocolError, match="idle stream 2"):
+        client.receive_data(head_block([(":status", "200")], 2, ()), 0.0)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[("connection", "keep-alive")], [("te", "gzip")], [("x-a", "b\r\nc")], [("X-Up", "1")]],
+)
+def test_request_fields_http2_refuses_are_local_errors(headers: list[tuple[str, str]]) -> None:
+    client, _ = pair()
+    with pytest.raises(LocalProtocolError, match="cannot send the request"):
+        client.send_request("GET", "https", "a.b", "/", headers, True)
+    # Nothing was sent and the next request still gets stream 1.
+    assert client.data_to_send() == b""
+    assert client.send_request("GET", "https", "a.b", "/", [], True) == 1

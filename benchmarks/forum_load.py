@@ -393,7 +393,9 @@ async def with_cluster(
     args: argparse.Namespace, workdir: Path, nginx: bool = True
 ) -> dict[str, Any]:
     cluster_module = load_cluster()
-    cluster = cluster_module.Cluster(workdir, port=0, workers=2, echo=args.echo, nginx=nginx)
+    cluster = cluster_module.Cluster(
+        workdir, port=0, workers=2, echo=args.echo, nginx=nginx, nginx_workers=args.nginx_workers
+    )
     # The cluster's processes inherit the server CPU; this process goes back to its own.
     os.sched_setaffinity(0, args.server_cpu)
     try:
@@ -426,6 +428,9 @@ def main() -> int:
         "(default single,workers)",
     )
     parser.add_argument("--only", choices=list(RUNNERS), help="one configuration")
+    parser.add_argument(
+        "--nginx-workers", type=int, default=1, help="nginx's worker_processes in `nginx` (1)"
+    )
     parser.add_argument("--db", help="the single process's database URL (a fresh SQLite file)")
     parser.add_argument(
         "--server-cpu",

@@ -97,6 +97,7 @@ class Cluster:
             False, one ``squall run --workers N`` serves the TCP port itself,
             its workers sharing the listening socket (no proxy: a WebSocket
             is one file descriptor instead of nginx's two).
+        nginx_workers: nginx's worker_processes.
     """
 
     def __init__(
@@ -107,9 +108,11 @@ class Cluster:
         db: Optional[str] = None,
         echo: bool = False,
         nginx: bool = True,
+        nginx_workers: int = 1,
     ) -> None:
         self.workdir = workdir
         self.nginx = nginx
+        self.nginx_workers = nginx_workers
         self.port = port
         self.workers = workers
         self.db = db or f"sqlite:///{workdir / 'forum.sqlite3'}"
@@ -188,6 +191,7 @@ class Cluster:
         for name, value in {
             "@DIR@": str(self.workdir),
             "@PORT@": str(self.port),
+            "@NGINX_WORKERS@": str(self.nginx_workers),
             "@SERVERS@": servers,
             "@PIN_MAP@": pins,
             "@PINNED@": pinned,

@@ -525,7 +525,7 @@ def _line(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"{r['config']}: {r['clients']} readers: FAILED: {r['error']}"
     return (
-        f"{r['config']}: {r['clients']} readers; post-to-delivery at {r['latency_rate']:g} posts/s: "
+        f"{r['config']}: {r['clients']} readers (connected in {r['connect_s']} s); post-to-delivery at {r['latency_rate']:g} posts/s: "
         f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; "
         f"{r['posters']} posters flat out: {r['posts_per_s']} posts/s accepted, "
         f"{r['posts_per_s_delivered']} posts/s delivered to all "

@@ -429,7 +429,7 @@ def main() -> int:
     )
     parser.add_argument("--only", choices=list(RUNNERS), help="one configuration")
     parser.add_argument(
-        "--nginx-workers", type=int, default=1, help="nginx's worker_processes in `nginx` (1)"
+        "--nginx-workers", type=int, default=2, help="nginx's worker_processes in `nginx` (2)"
     )
     parser.add_argument("--db", help="the single process's database URL (a fresh SQLite file)")
     parser.add_argument(

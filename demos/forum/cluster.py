@@ -97,7 +97,8 @@ class Cluster:
             False, one ``squall run --workers N`` serves the TCP port itself,
             its workers sharing the listening socket (no proxy: a WebSocket
             is one file descriptor instead of nginx's two).
-        nginx_workers: nginx's worker_processes.
+        nginx_workers: nginx's worker_processes (2: each reader is two file
+            descriptors through nginx, and one worker's 20,000 hold 10,000 at most).
     """
 
     def __init__(
@@ -108,7 +109,7 @@ class Cluster:
         db: Optional[str] = None,
         echo: bool = False,
         nginx: bool = True,
-        nginx_workers: int = 1,
+        nginx_workers: int = 2,
     ) -> None:
         self.workdir = workdir
         self.nginx = nginx

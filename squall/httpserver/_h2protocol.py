@@ -93,6 +93,36 @@ _UPGRADE_FIELDS = frozenset(("connection", "upgrade", "http2-settings", "keep-al
 class _H2Protocol(asyncio.Protocol):
     """One HTTP/2 connection, served by `HTTPServer`."""
 
+    __slots__ = (
+        "_server",
+        "_params",
+        "_loop",
+        "context",
+        "limits",
+        "_h2",
+        "transport",
+        "_streams",
+        "_active",
+        "_good_host",
+        "_start_request",
+        "_max_body",
+        "_in_feed",
+        "_flush_handle",
+        "_heads",
+        "_write_paused",
+        "_paused_since",
+        "_read_paused",
+        "_waiting_window",
+        "_waiting_sent",
+        "_closing",
+        "_closed",
+        "_lingering",
+        "_idle_since",
+        "_sweep_handle",
+        "_closed_event",
+        "_done_future",
+    )
+
     def __init__(
         self,
         server: HTTPServer,

@@ -388,11 +388,8 @@ class _H2Protocol(asyncio.Protocol):
         # Its body came over HTTP/1.1 whole: no 100 (Continue) to wait for.
         declared = content_length(headers._as_list.get("Content-Length"))
         stream = self._begin(1, start_line, headers, self._loop.time(), declared, False)
-        if stream is not None and not stream._blocked:
-            self._on_end(stream)
-        elif stream is not None:
-            inbox = stream._inbox = stream._inbox or []
-            inbox.append(None)
+        if stream is not None:
+            self._on_end(stream)  # held if the delegate is not ready
 
     def _begin(
         self,
@@ -491,12 +488,18 @@ class _H2Protocol(asyncio.Protocol):
                 self._notify_closed(stream, delegate)
             return
         if stream._blocked or stream._inbox:
-            inbox = stream._inbox
-            if inbox is None:
-                inbox = stream._inbox = []
-            inbox.append(event)
+            self._hold(stream, event)
             return
         self._deliver(stream, event)
+
+    @staticmethod
+    def _hold(stream: _H2Stream, item: Optional[Data]) -> None:
+        """Keep a body piece (or the end, None) until the delegate is ready."""
+        inbox = stream._inbox
+        if inbox is None:
+            stream._inbox = [item]
+        else:
+            inbox.append(item)
 
     def _deliver(self, stream: _H2Stream, event: Data) -> None:
         delegate = stream._delegate
@@ -542,10 +545,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def _on_end(self, stream: _H2Stream) -> None:
         if stream._blocked or stream._inbox:
-            inbox = stream._inbox
-            if inbox is None:
-                inbox = stream._inbox = []
-            inbox.append(None)
+            self._hold(stream, None)
             return
         stream._read_done = True
         delegate = stream._delegate

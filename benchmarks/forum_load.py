@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, Optional
@@ -268,7 +269,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def run_load(
-    base: str, args: argparse.Namespace, label: str, server_pids: list[int]
+    base: str, args: argparse.Namespace, label: str, server_pids: Callable[[], list[int]]
 ) -> dict[str, Any]:
     # Enough slots for the open-loop schedule's posts in flight at once.
     http = AsyncHTTPClient(force_instance=True, max_clients=max(args.posters, 64) + 4)
@@ -287,7 +288,9 @@ async def run_load(
     for batch in range(0, len(readers), 100):
         await asyncio.gather(*(r.connect(ws_base) for r in readers[batch : batch + 100]))
     connect_seconds = time.perf_counter() - started
-    split = open_sockets(server_pids)
+    # Asked again now: nginx forks its workers after cluster.start() returns.
+    pids = server_pids()
+    split = open_sockets(pids)
 
     warm = [await owner.reply(topic, f"warm-up {n}") for n in range(3)]
     missing = await wait_all(readers, warm, 30)
@@ -319,7 +322,7 @@ async def run_load(
     # Throughput: posters flat out; every post reaches every reader.
     count = iter(range(args.posts))
     done: list[int] = []
-    server_cpu, client_cpu = cpu_seconds(server_pids), time.process_time()
+    server_cpu, client_cpu = cpu_seconds(pids), time.process_time()
 
     async def post_loop(poster: Poster) -> None:
         for n in count:
@@ -330,7 +333,7 @@ async def run_load(
     posted = time.perf_counter() - begin
     missing_tp = await wait_all(readers, done, 120)
     delivered = time.perf_counter() - begin
-    server_cpu = cpu_seconds(server_pids) - server_cpu
+    server_cpu = cpu_seconds(pids) - server_cpu
     client_cpu = time.process_time() - client_cpu
 
     for r in readers:
@@ -383,7 +386,7 @@ async def with_single(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         proc.kill()
         raise RuntimeError(f"the forum printed no address: {line!r}")
     try:
-        return await run_load(found.group(0), args, "single", [proc.pid])
+        return await run_load(found.group(0), args, "single", lambda: [proc.pid])
     finally:
         proc.terminate()
         await proc.wait()
@@ -404,7 +407,7 @@ async def with_cluster(
         os.sched_setaffinity(0, args.client_cpu)
     label = "2 workers + nginx + redis" if nginx else "2 workers + redis"
     try:
-        return await run_load(cluster.url, args, label, cluster.server_pids())
+        return await run_load(cluster.url, args, label, cluster.server_pids)
     finally:
         cluster.stop()
 

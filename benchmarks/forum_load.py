@@ -286,7 +286,14 @@ async def run_load(
     readers: list[Any] = [RawReader() if args.raw else Reader() for _ in range(args.clients)]
     started = time.perf_counter()
     for batch in range(0, len(readers), 100):
-        await asyncio.gather(*(r.connect(ws_base) for r in readers[batch : batch + 100]))
+        connected = await asyncio.gather(
+            *(r.connect(ws_base) for r in readers[batch : batch + 100]), return_exceptions=True
+        )
+        failed = [e for e in connected if isinstance(e, BaseException)]
+        if failed:
+            raise RuntimeError(
+                f"{len(failed)} of readers {batch}-{batch + 99} did not connect: {failed[0]}"
+            )
     connect_seconds = time.perf_counter() - started
     # Asked again now: nginx forks its workers after cluster.start() returns.
     pids = server_pids()

@@ -179,9 +179,17 @@ class Cluster:
         for reader in ready:
             reader.expect(r"Worker \d+ serving", timeout)
 
-        # nginx takes its listening socket from us (the NGINX variable), so it
-        # accepts as soon as it runs and the port is known before it starts.
-        listener = self._listener()
+        # One nginx worker takes its listening socket from us (the NGINX
+        # variable), so it accepts as soon as it runs and the port is known
+        # before it starts. Several bind their own with reuseport (see
+        # nginx.conf): the port is picked here and bound by nginx's master
+        # before it starts the workers.
+        shared = self.nginx_workers > 1
+        listener = None
+        if shared:
+            self.port = self.port or _free_port()
+        else:
+            listener = self._listener()
         conf = (HERE / "nginx.conf").read_text()
         servers = "\n".join(f"        server unix:{p};" for p in self.sockets)
         pins = "\n".join(f"        {n} forum_{n};" for n in range(1, self.workers + 1))
@@ -193,6 +201,7 @@ class Cluster:
             "@DIR@": str(self.workdir),
             "@PORT@": str(self.port),
             "@NGINX_WORKERS@": str(self.nginx_workers),
+            "@LISTEN@": " reuseport" if shared else "",
             "@SERVERS@": servers,
             "@PIN_MAP@": pins,
             "@PINNED@": pinned,
@@ -203,14 +212,20 @@ class Cluster:
             conf = conf.replace(name, value)
         (self.workdir / "nginx.conf").write_text(conf)
         args = [NGINX, "-p", str(self.workdir), "-c", str(self.workdir / "nginx.conf")]
-        args += ["-e", str(self.workdir / "nginx-error.log")]
-        self._spawn(
-            "nginx",
-            args,
-            env=dict(os.environ, NGINX=f"{listener.fileno()};"),
-            pass_fds=(listener.fileno(),),
-        )
-        listener.close()
+        args += ["-e", "stderr"]
+        if listener is None:
+            nginx = self._spawn("nginx", args)
+        else:
+            nginx = self._spawn(
+                "nginx",
+                args,
+                env=dict(os.environ, NGINX=f"{listener.fileno()};"),
+                pass_fds=(listener.fileno(),),
+            )
+            listener.close()
+        # The master logs this once per worker, after binding the sockets.
+        for _ in range(self.nginx_workers):
+            nginx.expect(r"start worker process", timeout)
         self.url = f"http://127.0.0.1:{self.port}"
         return self.url
 

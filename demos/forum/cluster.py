@@ -194,7 +194,8 @@ class Cluster:
         servers = "\n".join(f"        server unix:{p};" for p in self.sockets)
         pins = "\n".join(f"        {n} forum_{n};" for n in range(1, self.workers + 1))
         pinned = "\n".join(
-            f"    upstream forum_{n} {{\n        server unix:{p};\n        keepalive 8;\n    }}"
+            f"    upstream forum_{n} {{\n        server unix:{p};\n        keepalive 8;\n"
+            f"        keepalive_timeout 4s;\n    }}"
             for n, p in enumerate(self.sockets, 1)
         )
         for name, value in {

@@ -275,8 +275,8 @@ def inner(cfg: dict[str, Any]) -> None:
     Path(cfg["out"]).write_text(json.dumps(result))
 
 
-def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
-    result, incl, _ = run_inner(__file__, cfg)
+def run_one(cfg: dict[str, Any], keep: Optional[str] = None) -> dict[str, Any]:
+    result, incl, _ = run_inner(__file__, cfg, keep)
     a, b = result["counts"]
     result["per_handshake"] = (incl.get("sq_measure_b", 0) - incl.get("sq_measure_a", 0)) / (b - a)
     if result["labels"]:
@@ -291,6 +291,7 @@ def main() -> int:
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
     ap.add_argument("--profile", action="store_true", help="hottest squall functions")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--keep", help="keep the callgrind output in KEEP.SERVER (callgrind_annotate)")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
@@ -306,7 +307,8 @@ def main() -> int:
         servers = [s for s in servers if s != "aiohttp"]
     print(f"== instructions per WebSocket handshake (connect, 101, close), {args.loop} loop")
     for server in servers:
-        res = run_one({"server": server, "n": args.n, "loop": args.loop, "profile": args.profile})
+        cfg = {"server": server, "n": args.n, "loop": args.loop, "profile": args.profile}
+        res = run_one(cfg, f"{args.keep}.{server}" if args.keep else None)
         print(f"  {server:<12} {res['per_handshake']:>10,.0f}")
         if args.profile:
             rows = sorted(res["probe_self"].items(), key=lambda kv: -kv[1])

@@ -79,7 +79,7 @@ COMPILED_PACKAGES = ("_h1", "_ws")
 # (its scope): callgrind_asgi.py, bare ASGI app, squall-bare 106.8k net per
 # request, Starlette hello 183.1k (uvicorn 162.7k and 239.4k); with the scope
 # built in _scope (not the interpreted delegate) 95.9k and 171.9k.
-# squall.asgi._eager stays interpreted: a types.coroutine generator hands a
+# squall._eager stays interpreted: a types.coroutine generator hands a
 # suspended coroutine to a Task, and its start() compiled (the generator moved
 # out) measured dearer, bare app 96.5k -> 98.5k (mypyc reaches asyncio's
 # module functions and the Task's attributes by generic calls).

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union, overload
 
 from squall import escape
+from squall._eager import start as _eager_start
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
 from squall.httputil import (
@@ -162,6 +163,12 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     # Whether a class after RequestHandler in the MRO has an __init__ of
     # its own (a mixin's): only then is super().__init__() worth its call.
     _next_init = False
+
+    # Whether a coroutine prepare() or HTTP method runs its first step at
+    # once, inside _execute, going on in a Task only if it suspends (see
+    # squall._eager), instead of in a Task started a loop turn later.
+    # WebSocketHandler sets it: its get() usually upgrades without waiting.
+    _eager_methods = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -667,7 +674,14 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     def _clear_representation_headers(self) -> None:
         # RFC 9110 section 15.4.5: a 304 carries no representation metadata
         # beyond what a 200 would have had for caching.
-        for name in ("Content-Encoding", "Content-Language", "Content-Type"):
+        headers = self._headers
+        if type(headers) is _ResponseHeaders and type(self).clear_header is _stock_clear_header:
+            # (Every 101 comes here: the WebSocket handshake.)
+            fields = headers._as_list
+            for name in _REPRESENTATION_HEADERS:
+                fields.pop(name, None)
+            return
+        for name in _REPRESENTATION_HEADERS:
             self.clear_header(name)
 
     def detach(self) -> Any:
@@ -821,7 +835,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
             result = self.prepare()
             if result is not None or self._stream_request_body:
                 self._watch_close()
-                return _spawn(self._execute_async(result))
+                return _spawn(self._execute_async(result), self._eager_methods)
             if self._prepared_future is not None:
                 future_set_result_unless_cancelled(self._prepared_future, None)
             if self._finished:
@@ -839,7 +853,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                 result = method()
             if result is not None:
                 self._watch_close()
-                return _spawn(self._finish_async(result))
+                return _spawn(self._finish_async(result), self._eager_methods)
             if self._auto_finish and not self._finished:
                 self.finish()
         except Exception as exc:
@@ -931,6 +945,8 @@ _stock = RequestHandler
 _stock_set_default_headers = RequestHandler.set_default_headers
 _stock_initialize = RequestHandler.initialize
 _stock_start = RequestHandler._start
+_stock_clear_header = RequestHandler.clear_header
+_REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
 _stock_get_status = RequestHandler.get_status
 RequestHandler._next_init = any(
     "__init__" in vars(k) for k in RequestHandler.__mro__[1:] if k is not object
@@ -942,7 +958,20 @@ def _remember_etag(body: bytes, etag: str) -> None:
     _etag_memo = (body, etag, [etag])
 
 
-def _spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+def _spawn(coro: Coroutine[Any, Any, None], eager: bool = False) -> Optional[asyncio.Task[None]]:
+    # eager (the handler class's _eager_methods): the coroutine's first step
+    # runs now, and a Task goes on with it only if it suspends (squall._eager;
+    # asyncio.current_task() is that Task from the first step on).
+    if eager:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            started = _eager_start(loop, coro)
+            if started is not None:
+                started.add_done_callback(_surface_error)
+            return started
     task = asyncio.ensure_future(coro)
     task.add_done_callback(_surface_error)
     return task

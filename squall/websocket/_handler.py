@@ -11,6 +11,9 @@ from typing import Any, Optional, Union, cast
 from squall import _ws
 from squall.concurrent import Future
 from squall.escape import utf8
+from squall.httputil import responses
+from squall.httputil._headers import _NAME_CACHE, _normalize_header
+from squall.httputil._response import _ResponseHeaders
 from squall.web import Application, RequestHandler
 from squall.websocket._protocol import (
     _DEFAULT_MAX_MESSAGE_SIZE,
@@ -24,6 +27,7 @@ __all__ = ["WebSocketHandler"]
 
 
 _SAME_HOST_PREFIXES = ("http://", "https://")
+_SWITCHING = responses[101]
 _NOT_SUPPORTED = "Method not supported for Web Sockets"
 
 
@@ -43,6 +47,11 @@ class WebSocketHandler(RequestHandler, _Peer):
     # A class default and overrides rather than seven methods set on each
     # instance: an idle connection's handler keeps fewer attributes.
     _upgraded = False
+    # get() runs at once when the upgrade request is read, and becomes a
+    # Task only if it suspends (an awaiting prepare(), get() override or
+    # open()): most handshakes finish without waiting, and a Task scheduled
+    # for the next loop turn was a fifth of their cost.
+    _eager_methods = True
 
     def __init__(self, application: Application, request: Any, **kwargs: Any) -> None:
         self.ws_connection: Optional[WebSocketProtocol13] = None
@@ -122,11 +131,7 @@ class WebSocketHandler(RequestHandler, _Peer):
             accepted = _ws.server_accept(offer, options)
             if accepted is not None:
                 extension_header, extension = accepted
-        for name, value in _ws.server_headers(key, selected, extension_header):
-            self.set_header(name, value)
-        self.clear_header("Content-Type")
-        self.set_status(101)
-        self.finish()
+        self._write_101(_ws.server_headers(key, selected, extension_header))
         stream = self.detach()
         self._upgraded = True
         # The 101's headers are sent and no more can be: an idle connection
@@ -158,6 +163,32 @@ class WebSocketHandler(RequestHandler, _Peer):
             protocol._abort()
             return
         protocol.start_reading()
+
+    def _write_101(self, fields: list[tuple[str, str]]) -> None:
+        # RFC 6455 section 4.2.2: the 101 with the handshake's headers, after
+        # what the application set (set_default_headers, cookies), logged
+        # and on_finish()ed as any response. Unless a subclass changed how
+        # headers are set, they go straight into the response's fields (the
+        # values are ours: base64 and tokens) instead of through set_header.
+        headers = self._headers
+        cls = type(self)
+        if (
+            type(headers) is _ResponseHeaders
+            and cls.set_header is _websocket_set_header
+            and cls.set_status is _websocket_set_status
+        ):
+            as_list = headers._as_list
+            for name, value in fields:
+                as_list[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
+            self._status_code = 101
+            self._reason = _SWITCHING
+        else:
+            for name, value in fields:
+                self.set_header(name, value)
+            self.set_status(101)
+        # (finish() drops Content-Type and the other representation headers
+        # of a 1xx answer.)
+        self.finish()
 
     def get_websocket_protocol(self) -> Optional[WebSocketProtocol13]:
         """The protocol for this request's ``Sec-WebSocket-Version`` (only 13), or None."""
@@ -397,3 +428,7 @@ class WebSocketHandler(RequestHandler, _Peer):
             protocol._abort()
             return
         super().send_error(*args, **kwargs)
+
+
+_websocket_set_header = WebSocketHandler.set_header
+_websocket_set_status = WebSocketHandler.set_status

@@ -1,5 +1,5 @@
 """A request's coroutine runs at once and goes into a Task only if it suspends
-(squall.asgi._eager): what the application sees of its task and context."""
+(squall._eager): what the application sees of its task and context."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from squall.asgi._eager import start
+from squall._eager import start
 
 from ._helpers import RawClient, request, run, serving
 

@@ -124,7 +124,7 @@ def test_tasks_hold_requests_in_progress_only() -> None:
             assert (status, body) == (200, b"ok")
             assert not tasks
             # An app that never waits is done before its Task could be put
-            # in (on every Python: see squall.asgi._eager).
+            # in (on every Python: see squall._eager).
             assert tasks.added == 0
             client = await RawClient.connect(port)
             await client.send(b"GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")

@@ -1,5 +1,10 @@
 """Running a request's coroutine at once, in a Task only if it suspends.
 
+Used by the ASGI driver (an application's coroutine) and by
+`~squall.web.RequestHandler` subclasses that ask for it (a
+`~squall.websocket.WebSocketHandler`'s ``get``, whose upgrade usually
+finishes without waiting).
+
 `start` runs the coroutine's first step in the caller's frame (the driver's
 ``headers_received``): an application that answers without waiting, the
 usual case, is done before `start` returns, with no Task scheduled, no loop
@@ -95,6 +100,7 @@ async def _continue(coro: _Coro, yielded: Any) -> None:
 
 _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task
+_current_task = asyncio.current_task
 _Task = asyncio.Task
 
 
@@ -118,17 +124,14 @@ else:
         """
         context = contextvars.copy_context()
         task: asyncio.Task[None] = _Task(coro, loop=_SHELL, context=context)
-        outer: Optional[asyncio.Task[Any]] = None
-        try:
-            _enter_task(loop, task)
-        except RuntimeError:
-            # Called from inside a task (a driver's coroutine, a mounted
-            # app's handler): it steps aside for the step, as 3.12's eager
-            # start does.
-            outer = asyncio.current_task(loop)
-            assert outer is not None
+        # Called from inside a task (a driver's coroutine, a mounted app's
+        # handler), that task steps aside for the step, as 3.12's eager start
+        # does. Asked first, not learnt from _enter_task's RuntimeError: its
+        # message holds the repr of both tasks, about 40,000 instructions.
+        outer: Optional[asyncio.Task[Any]] = _current_task(loop)
+        if outer is not None:
             _leave_task(loop, outer)
-            _enter_task(loop, task)
+        _enter_task(loop, task)
         try:
             yielded = context.run(coro.send, None)
         except BaseException as exc:

@@ -1,0 +1,165 @@
+"""The server's upgrade path: what the 101 carries, who sees it, and which task runs the handler.
+
+The handshake runs ``get()`` at once and writes the 101 without going
+through ``set_header`` (issue 22): these tests pin down what must stay as
+in Tornado — the application's own headers and cookies on the 101, the
+access log and ``on_finish``, overridden header methods being called, and
+``asyncio.current_task()`` inside ``prepare``/``open``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+from squall.testing import AsyncHTTPTestCase, gen_test
+from squall.web import Application, RequestHandler
+from squall.websocket import WebSocketClientConnection, WebSocketHandler, websocket_connect
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.logged: list[tuple[int, str]] = []
+        self.finished: list[str] = []
+        self.tasks: dict[str, Optional[asyncio.Task[Any]]] = {}
+        self.set_headers: list[str] = []
+        self.opened: asyncio.Event = asyncio.Event()
+
+
+class Decorated(WebSocketHandler):
+    def initialize(self, seen: Seen) -> None:
+        self.seen = seen
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Frame-Options", "DENY")
+
+    def prepare(self) -> None:
+        self.set_cookie("visited", "yes")
+
+    def open(self, *args: Any) -> None:
+        self.seen.tasks["open"] = asyncio.current_task()
+        self.seen.opened.set()
+
+    def on_message(self, message: Any) -> None:
+        self.write_message(message)
+
+    def on_finish(self) -> None:
+        self.seen.finished.append(type(self).__name__)
+
+
+class AwaitingPrepare(Decorated):
+    async def prepare(self) -> None:  # type: ignore[override]
+        self.seen.tasks["prepare"] = asyncio.current_task()
+        await asyncio.sleep(0)
+        self.seen.tasks["prepare after await"] = asyncio.current_task()
+
+
+class OwnSetHeader(Decorated):
+    def set_header(self, name: str, value: Any) -> None:
+        seen = getattr(self, "seen", None)  # (set_default_headers runs before initialize)
+        if seen is not None:
+            seen.set_headers.append(name)
+        super().set_header(name, value.upper() if name == "X-Frame-Options" else value)
+
+
+class AsyncOpen(Decorated):
+    async def open(self, *args: Any) -> None:  # type: ignore[override]
+        self.seen.tasks["open"] = asyncio.current_task()
+        await asyncio.sleep(0)
+        self.seen.tasks["open after await"] = asyncio.current_task()
+        self.seen.opened.set()
+
+
+class Plain(RequestHandler):
+    async def get(self) -> None:
+        self.write("plain")
+
+
+class UpgradePath(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.seen = Seen()
+
+        def log(handler: RequestHandler) -> None:
+            self.seen.logged.append((handler.get_status(), type(handler).__name__))
+
+        args = dict(seen=self.seen)
+        return Application(
+            [
+                ("/decorated", Decorated, args),
+                ("/awaiting", AwaitingPrepare, args),
+                ("/own", OwnSetHeader, args),
+                ("/async_open", AsyncOpen, args),
+                ("/plain", Plain),
+            ],
+            log_function=log,
+        )
+
+    async def connect(self, path: str) -> WebSocketClientConnection:
+        ws = await websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}{path}")
+        self.addCleanup(ws.close)
+        return ws
+
+    @gen_test
+    async def test_the_101_carries_the_applications_headers_and_cookies(self) -> None:
+        ws = await self.connect("/decorated")
+        headers = ws.headers
+        self.assertEqual(headers["X-Frame-Options"], "DENY")
+        self.assertEqual(headers.get_list("Set-Cookie"), ["visited=yes; Path=/"])
+        self.assertEqual(headers["Upgrade"].lower(), "websocket")
+        self.assertIn("Sec-Websocket-Accept", headers)
+        self.assertIn("Server", headers)
+        self.assertIn("Date", headers)
+        # RFC 9110 section 15.2: a 1xx answer has no content to describe.
+        self.assertNotIn("Content-Type", headers)
+        self.assertNotIn("Content-Length", headers)
+        await ws.write_message("still open")
+        self.assertEqual(await ws.read_message(), "still open")
+
+    @gen_test
+    async def test_the_101_is_logged_and_finishes_the_request(self) -> None:
+        ws = await self.connect("/decorated")
+        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        self.assertEqual(self.seen.logged, [(101, "Decorated")])
+        self.assertEqual(self.seen.finished, ["Decorated"])
+        ws.close()
+
+    @gen_test
+    async def test_an_overridden_set_header_sees_the_handshake_headers(self) -> None:
+        ws = await self.connect("/own")
+        self.assertEqual(ws.headers["X-Frame-Options"], "DENY".upper())
+        for name in ("Upgrade", "Connection", "Sec-WebSocket-Accept"):
+            self.assertIn(name, self.seen.set_headers)
+
+    @gen_test
+    async def test_open_runs_in_a_task(self) -> None:
+        await self.connect("/decorated")
+        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        task = self.seen.tasks["open"]
+        self.assertIsInstance(task, asyncio.Task)
+        self.assertIsNot(task, asyncio.current_task())
+
+    @gen_test
+    async def test_an_awaiting_prepare_and_open_share_one_task(self) -> None:
+        await self.connect("/awaiting")
+        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        tasks = self.seen.tasks
+        self.assertIsInstance(tasks["prepare"], asyncio.Task)
+        # The task current before the first await goes on after it, and
+        # runs get() and open(), as a Task made for the handler would.
+        self.assertIs(tasks["prepare"], tasks["prepare after await"])
+        self.assertIs(tasks["prepare"], tasks["open"])
+
+    @gen_test
+    async def test_a_coroutine_open_keeps_its_task_across_awaits(self) -> None:
+        ws = await self.connect("/async_open")
+        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        self.assertIsInstance(self.seen.tasks["open"], asyncio.Task)
+        self.assertIs(self.seen.tasks["open"], self.seen.tasks["open after await"])
+        await ws.write_message("after open")
+        self.assertEqual(await ws.read_message(), "after open")
+
+    @gen_test
+    async def test_other_handlers_keep_their_task_per_request(self) -> None:
+        response = await self.http_client.fetch(self.get_url("/plain"))
+        self.assertEqual(response.body, b"plain")
+        self.assertEqual(self.seen.logged, [(200, "Plain")])

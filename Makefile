@@ -183,12 +183,13 @@ demo-cluster: $(STAMP)
 # and server CPU per delivery for one process and for two `squall run`
 # workers sharing the port over Redis (FORUM_CONFIGS adds `nginx`). Server
 # pinned to CPU 0, the uvloop load client to CPU 1 (benchmarks/forum_load.py).
+# The forum runs on the compiled build (the bench venv), as `pip install` gives it.
 FORUM_READERS ?= 10000
 FORUM_RATE ?= 10
 FORUM_CONFIGS ?= single,workers
-bench-forum: $(STAMP)
+bench-forum: $(BENCH_SPEEDUPS)
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
-	$(PY) benchmarks/forum_load.py --clients $(FORUM_READERS) --rate $(FORUM_RATE) --configs $(FORUM_CONFIGS) $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python benchmarks/forum_load.py --clients $(FORUM_READERS) --rate $(FORUM_RATE) --configs $(FORUM_CONFIGS) $(BENCH_ARGS)
 
 .PHONY: bench-forum
 
@@ -198,7 +199,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install -q $(BUILD_REQUIRES) -r benchmarks/requirements.txt '.[speedups]'
+	$(BENCH_VENV)/bin/python -m pip install -q $(BUILD_REQUIRES) -r benchmarks/requirements.txt '.[speedups,forum]'
 	touch $(BENCH_STAMP)
 
 # The "squall" (speedups) contender runs the compiled modules: squall is

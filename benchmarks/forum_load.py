@@ -473,6 +473,12 @@ def main() -> int:
     unknown = [n for n in names if n not in RUNNERS]
     if unknown:
         parser.error(f"--configs: unknown {', '.join(unknown)} (choose from {', '.join(RUNNERS)})")
+    if not args.json:
+        # The servers import the same squall as this process (no PYTHONPATH
+        # is set for them): say which build they run.
+        from squall import speedups
+
+        print(f"squall: {speedups.report().splitlines()[0]}", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="squall-forum-load-") as tmp:
         for name in names:

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import IO, Optional
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
 
 
 def find(name: str, *fallbacks: str) -> Optional[str]:
@@ -175,7 +174,7 @@ class Cluster:
             args = [sys.executable, "-m", "squall", "run", "app:cluster_app", "--factory"]
             args += ["--app-dir", str(HERE), "--bind", f"unix:{path}", "--no-access-log"]
             args += ["--timeout-graceful-shutdown", "2"]
-            ready.append(self._spawn(f"worker-{n}", args, env=env, cwd=str(ROOT)))
+            ready.append(self._spawn(f"worker-{n}", args, env=env, cwd=str(HERE)))
         for reader in ready:
             reader.expect(r"Worker \d+ serving", timeout)
 
@@ -238,7 +237,7 @@ class Cluster:
         args += ["--workers", str(self.workers), "--no-access-log"]
         args += ["--timeout-graceful-shutdown", "2"]
         supervisor = self._spawn(
-            "squall", args, env=env, cwd=str(ROOT), pass_fds=(listener.fileno(),)
+            "squall", args, env=env, cwd=str(HERE), pass_fds=(listener.fileno(),)
         )
         listener.close()
         for _ in range(self.workers):

@@ -29,6 +29,7 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
+from squall.httputil._delegates import _Forwarding
 
 __all__ = [
     "RequestIdTransform",
@@ -248,7 +249,7 @@ def _strip_root(start_line: RequestStartLine, root: str) -> RequestStartLine:
     return start_line
 
 
-class _Front(HTTPMessageDelegate):
+class _Front(_Forwarding):
     """Our delegate in front of the application's: proxy headers, root path.
 
     The request's address and scheme are copied from the connection's
@@ -288,18 +289,6 @@ class _Front(HTTPMessageDelegate):
             self.client = ctx.remote_ip
             ctx.remote_ip = ctx._orig_remote_ip
             ctx.protocol = ctx._orig_protocol
-
-    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
-        assert self.delegate is not None
-        return self.delegate.data_received(chunk)
-
-    def finish(self) -> None:
-        assert self.delegate is not None
-        self.delegate.finish()
-
-    def on_connection_close(self) -> None:
-        if self.delegate is not None:
-            self.delegate.on_connection_close()
 
 
 class _IdFront(_Front):

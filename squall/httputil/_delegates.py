@@ -84,6 +84,26 @@ class HTTPMessageDelegate:
         """Called if the connection closes before the message is complete."""
 
 
+class _Forwarding(HTTPMessageDelegate):
+    # A delegate in front of another one: a subclass handles the head and
+    # sets ``delegate`` by then (a slot of its own); the body, the end and a
+    # close pass through (routing's delegate, squall run's front).
+    __slots__ = ()
+    delegate: Optional[HTTPMessageDelegate]
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        assert self.delegate is not None
+        return self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        assert self.delegate is not None
+        self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        if self.delegate is not None:
+            self.delegate.on_connection_close()
+
+
 class _OpenAttributes:
     # The base of HTTPServerRequest. Empty, and always interpreted: a class
     # that mypyc compiles gets an instance __dict__ only when it inherits

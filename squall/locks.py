@@ -393,18 +393,8 @@ class Lock(_AsyncWith):
         return f"<{type(self).__name__} _block={self._block!r}>"
 
     def acquire(self, timeout: _Timeout | None = None) -> asyncio.Future[_ReleasingContextManager]:
-        """Takes the lock, waiting until it is free.
-
-        Args:
-            timeout: a deadline (``IOLoop.time()`` units) or a timedelta.
-
-        Returns:
-            A future that resolves, once the lock is held, to an object whose
-            ``with`` block releases it.
-
-        Raises:
-            TimeoutError: (through the future) if the timeout expires first.
-        """
+        """Takes the lock, waiting until it is free: `Semaphore.acquire` on a
+        semaphore of one (the same ``timeout``, future and `TimeoutError`)."""
         return self._block.acquire(timeout)
 
     def release(self) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Optional, SupportsIndex, Union
 from squall import httputil
 from squall.escape import url_escape, url_unescape, utf8
 from squall.httputil._delegates import _Forwarding
+from squall.httputil._misc import StartLine
 from squall.log import app_log
 from squall.util import import_object, re_unescape
 
@@ -85,9 +86,7 @@ class _RoutingDelegate(_Forwarding):
         self.router = router
 
     def headers_received(
-        self,
-        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
-        headers: httputil.HTTPHeaders,
+        self, start_line: StartLine, headers: httputil.HTTPHeaders
     ) -> Optional[Any]:
         assert isinstance(start_line, httputil.RequestStartLine)
         request = httputil.HTTPServerRequest._for_server(
@@ -134,9 +133,7 @@ class _CallableAdapter(httputil.HTTPMessageDelegate):
         self.chunks: list[bytes] = []
 
     def headers_received(
-        self,
-        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
-        headers: httputil.HTTPHeaders,
+        self, start_line: StartLine, headers: httputil.HTTPHeaders
     ) -> Optional[Any]:
         assert isinstance(start_line, httputil.RequestStartLine)
         self.request = httputil.HTTPServerRequest(

@@ -30,6 +30,7 @@ from squall.httputil import (
     ResponseStartLine,
 )
 from squall.httputil._delegates import _Forwarding
+from squall.httputil._misc import StartLine
 
 __all__ = [
     "RequestIdTransform",
@@ -172,7 +173,7 @@ class _Reject(HTTPMessageDelegate):
         self.connection = connection
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         return None
 
@@ -271,7 +272,7 @@ class _Front(_Forwarding):
         self.client: Optional[str] = None
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         assert isinstance(start_line, RequestStartLine) and self.delegate is not None
         serving = self.serving
@@ -298,7 +299,7 @@ class _IdFront(_Front):
     __slots__ = ()
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         ids = self.serving.request_ids
         assert ids is not None
@@ -382,7 +383,7 @@ class _IdExchange(_Exchange):
         self.request_id = ""
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         ids = self.serving.request_ids
         assert ids is not None
@@ -416,10 +417,7 @@ class _AppConnection(HTTPConnection):
         exchange._app = self
 
     def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> Any:
         exchange = self._exchange
         if isinstance(start_line, ResponseStartLine):
@@ -465,10 +463,7 @@ class _IdAppConnection(_AppConnection):
     """An `_AppConnection` over an `_IdExchange`: the request's id in the response head."""
 
     def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> Any:
         exchange = self._exchange
         assert isinstance(exchange, _IdExchange)

@@ -14,20 +14,18 @@ import contextvars
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import IO, TYPE_CHECKING, Final, Optional, Union
+from typing import IO, TYPE_CHECKING, Final, Optional
 
 from squall._h1 import LocalProtocolError
 from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import (
-    HTTPConnection,
     HTTPHeaders,
     HTTPOutputError,
-    RequestStartLine,
-    ResponseStartLine,
 )
-from squall.httputil._exchange import BODY, DONE, HEAD, IDLE
+from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, Phased
 from squall.httputil._kit import _body
+from squall.httputil._misc import StartLine
 from squall.httputil._response import _ResponseHeaders
 from squall.iostream import StreamClosedError
 
@@ -72,7 +70,6 @@ _CLOSED: Final = 6
 # Flow control (``_HTTPProtocol._flow``), independent of the state above:
 # bits, any combination.
 _BLOCKED: Final = 1  # a delegate's awaitable is pending: no events handed on
-_READ_PAUSED: Final = 2  # we paused the transport's reading
 _WRITE_PAUSED: Final = 4  # the transport is over its high-water mark
 _TAKEN: Final = 8  # detach() was called (once only, even on a lost connection)
 _QUEUED: Final = 16  # output waits in the loop's _WriteQueue
@@ -151,7 +148,7 @@ def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     return future
 
 
-class _RequestConnection(HTTPConnection):
+class _RequestConnection(Phased):
     """`request.connection` for one request on the protocol path."""
 
     __slots__ = (
@@ -177,10 +174,7 @@ class _RequestConnection(HTTPConnection):
         self._body_timeout: Optional[float] = None
 
     def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> asyncio.Future[None]:
         """Write the status line and headers, and optionally the first body chunk.
 
@@ -302,15 +296,6 @@ class _RequestConnection(HTTPConnection):
         if p._delegate is None:
             # The request was read to its end: the exchange is over.
             p._end_exchange()
-
-    @property
-    def head_written(self) -> bool:
-        """Whether the head went out (see `HTTPConnection.head_written`)."""
-        return self._phase != IDLE
-
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        """Call ``callback`` if the connection closes before the response is finished."""
-        self.close_callback = callback
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""

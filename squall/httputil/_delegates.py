@@ -9,11 +9,11 @@ interpreted in every build (``_request``, beside them, may be compiled).
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Optional, Union
+from typing import Optional
 
 from squall.httputil._exchange import HTTPConnection
 from squall.httputil._headers import HTTPHeaders
-from squall.httputil._misc import RequestStartLine, ResponseStartLine
+from squall.httputil._misc import StartLine
 
 __all__ = ["HTTPConnection", "HTTPMessageDelegate", "HTTPServerConnectionDelegate"]
 
@@ -53,9 +53,7 @@ class HTTPMessageDelegate:
     """
 
     def headers_received(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         """Called when the start line and headers have arrived.
 

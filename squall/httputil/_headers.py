@@ -229,6 +229,10 @@ class HTTPHeaders(MutableMapping[str, str]):
                     raise HTTPInputError(f"Invalid header value {value!r}")
             elif _FORBIDDEN_VALUE_CHARS.search(value) is not None:
                 raise HTTPInputError(f"Invalid header value {value!r}")
+        self._append(norm, value)
+
+    def _append(self, norm: str, value: str) -> None:
+        # One more value for a normalized name (the checks are the caller's).
         values = self._as_list.get(norm)
         if values is None:
             self._as_list[norm] = [value]
@@ -282,11 +286,7 @@ class HTTPHeaders(MutableMapping[str, str]):
         bad = (_BAD_BYTE_VALUE_CHARS if chars_are_bytes else _FORBIDDEN_VALUE_CHARS).search(value)
         if bad is not None:
             raise HTTPInputError(f"Invalid header value {value!r}")
-        values = self._as_list.get(norm)
-        if values is None:
-            self._as_list[norm] = [value]
-        else:
-            values.append(value)
+        self._append(norm, value)
 
     @classmethod
     def parse(cls, headers: str, *, _chars_are_bytes: bool = True) -> HTTPHeaders:

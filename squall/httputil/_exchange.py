@@ -219,13 +219,17 @@ class Phased(HTTPConnection):
     methods) both derive from it; a subclass holds ``_phase`` and
     ``close_callback``."""
 
+    # No ``_phase: int`` declared here: mypyc would then take the field of
+    # the compiled _RequestConnection for this interpreted base's, and read
+    # and write it through the instance dict (measured: +1.9k instructions
+    # per request, callgrind_hotpath compiled).
     __slots__ = ()
-    _phase: int
 
     @property
     def head_written(self) -> bool:
         """Whether a head was accepted (see `HTTPConnection.head_written`)."""
-        return self._phase != IDLE
+        phase: int = self._phase  # type: ignore[attr-defined]
+        return phase != IDLE
 
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
         """Call ``callback`` if the exchange is lost before the response is finished."""

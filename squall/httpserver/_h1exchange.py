@@ -19,11 +19,8 @@ from typing import IO, TYPE_CHECKING, Final, Optional
 from squall._h1 import LocalProtocolError
 from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
-from squall.httputil import (
-    HTTPHeaders,
-    HTTPOutputError,
-)
-from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, Phased
+from squall.httputil import HTTPConnection, HTTPHeaders, HTTPOutputError
+from squall.httputil._exchange import BODY, DONE, HEAD, IDLE
 from squall.httputil._kit import _body
 from squall.httputil._misc import StartLine
 from squall.httputil._response import _ResponseHeaders
@@ -148,7 +145,7 @@ def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     return future
 
 
-class _RequestConnection(Phased):
+class _RequestConnection(HTTPConnection):
     """`request.connection` for one request on the protocol path."""
 
     __slots__ = (
@@ -296,6 +293,18 @@ class _RequestConnection(Phased):
         if p._delegate is None:
             # The request was read to its end: the exchange is over.
             p._end_exchange()
+
+    # head_written and set_close_callback as Exchange has them: this class
+    # does not share a base with Exchange (an interpreted base between it and
+    # HTTPConnection measured +1.2k instructions per request, compiled).
+    @property
+    def head_written(self) -> bool:
+        """Whether the head went out (see `HTTPConnection.head_written`)."""
+        return self._phase != IDLE
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` if the connection closes before the response is finished."""
+        self.close_callback = callback
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""

@@ -12,7 +12,7 @@ Who implements what (docs/guide/seam.md draws it):
 
 * HTTP/2 (``httpserver/_h2stream._H2Stream``) and the ASGI adapter
   (``asgi/_adapter._ASGIConnection``): `Exchange` subclasses.
-* HTTP/1.1 on the server's protocol (``httpserver/_h1exchange._RequestConnection``, a `Phased`):
+* HTTP/1.1 on the server's protocol (``httpserver/_h1exchange._RequestConnection``):
   compiled by mypyc and on the hot path, so it keeps its three write methods
   fused with its emit code; its phase is the same `IDLE` .. `GONE` field, its
   Content-Length accounting is the sans-I/O core's (`squall._h1`, which frames
@@ -55,7 +55,6 @@ __all__ = [
     "Exchange",
     "HTTPConnection",
     "OneShot",
-    "Phased",
     "closed_future",
     "report_closed",
 ]
@@ -212,31 +211,7 @@ def report_closed(
             app_log.error("Uncaught exception in close callback", exc_info=True)
 
 
-class Phased(HTTPConnection):
-    """What every connection with the ``_phase`` field answers the same
-    way: `head_written` and `set_close_callback`. `Exchange` and the
-    HTTP/1.1 protocol path's connection (compiled, with its own write
-    methods) both derive from it; a subclass holds ``_phase`` and
-    ``close_callback``."""
-
-    # No ``_phase: int`` declared here: mypyc would then take the field of
-    # the compiled _RequestConnection for this interpreted base's, and read
-    # and write it through the instance dict (measured: +1.9k instructions
-    # per request, callgrind_hotpath compiled).
-    __slots__ = ()
-
-    @property
-    def head_written(self) -> bool:
-        """Whether a head was accepted (see `HTTPConnection.head_written`)."""
-        phase: int = self._phase  # type: ignore[attr-defined]
-        return phase != IDLE
-
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        """Call ``callback`` if the exchange is lost before the response is finished."""
-        self.close_callback = callback
-
-
-class Exchange(Phased):
+class Exchange(HTTPConnection):
     """`HTTPConnection` written once: the phase, Content-Length accounting
     and close callback; a driver writes the emit hooks.
 
@@ -349,6 +324,15 @@ class Exchange(Phased):
                 f"Tried to write {declared - self._written} bytes less than Content-Length"
             )
         self._emit_end(phase)
+
+    @property
+    def head_written(self) -> bool:
+        """Whether a head was accepted (see `HTTPConnection.head_written`)."""
+        return self._phase != IDLE
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` if the exchange is lost before the response is finished."""
+        self.close_callback = callback
 
     # -- for the driver ---------------------------------------------------------------
 

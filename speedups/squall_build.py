@@ -85,10 +85,13 @@ COMPILED_PACKAGES = ("_h1", "_ws")
 # module functions and the Task's attributes by generic calls).
 # squall.httpserver._h1exchange (the connection states, the write queue and
 # _RequestConnection) was split out of _protocol for size and is compiled
-# with it: each reads the other's fields natively.
+# with it: each reads the other's fields natively. squall.httpserver._flow
+# (ReadFlow, read-side flow control for both drivers) is compiled with them
+# for the same reason: the HTTP/1.1 driver checks it once per request.
 COMPILED_MODULES = (
     "squall.httpserver._protocol",
     "squall.httpserver._h1exchange",
+    "squall.httpserver._flow",
     "squall.httputil._request",
     "squall.web._delegate",
     "squall.asgi._http",

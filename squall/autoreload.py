@@ -284,17 +284,44 @@ def _remember_mtime(module: Optional[str], path: Optional[str]) -> None:
             pass
 
 
+def _wrap_main(original_argv: list[str]) -> None:
+    # A reload restarts the program as it was started: ``-m module`` when
+    # __main__ was imported as a module, else the command line as it is.
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main_spec is not None and main_spec.name != "__main__":
+        _set_wrapper_argv(["-m", main_spec.name] + original_argv[1:])
+    else:
+        _set_wrapper_argv(original_argv)
+
+
+def _run_main(
+    module: Optional[str],
+    path: Optional[str],
+    rest: list[str],
+    argv0: str,
+    *,
+    path_dir: bool = False,
+) -> None:
+    # Runs the wrapped program as __main__ with its own arguments in sys.argv;
+    # ``path_dir``: a script's folder is importable, as under "python app.py".
+    if module is not None:
+        sys.argv = [argv0] + rest
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        assert path is not None
+        sys.argv = [path] + rest
+        if path_dir and os.path.isfile(path):
+            sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+        runpy.run_path(path, run_name="__main__")
+
+
 def main() -> None:
     """Run a program under the reloader: ``python -m squall.autoreload``.
 
     See the module documentation for the arguments.
     """
     original_argv = sys.argv[:]
-    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if main_spec is not None and main_spec.name != "__main__":
-        _set_wrapper_argv(["-m", main_spec.name] + original_argv[1:])
-    else:
-        _set_wrapper_argv(original_argv)
+    _wrap_main(original_argv)
     try:
         module, path, until_success, rest = _parse_args(original_argv[1:])
     except _UsageError as exc:
@@ -304,13 +331,7 @@ def main() -> None:
     _remember_mtime(module, path)
     exit_status: object = 1
     try:
-        if module is not None:
-            sys.argv = [original_argv[0]] + rest
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        else:
-            assert path is not None
-            sys.argv = [path] + rest
-            runpy.run_path(path, run_name="__main__")
+        _run_main(module, path, rest, original_argv[0])
     except SystemExit as exc:
         exit_status = exc.code
         gen_log.info("Script exited with status %s", exc.code)

@@ -64,7 +64,6 @@ import importlib.machinery
 import importlib.util
 import logging
 import os
-import runpy
 import sys
 import threading
 import types
@@ -409,21 +408,8 @@ def main() -> None:
     # wrapper, or the new process could not import tornado.
     from squall import autoreload
 
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if spec is not None and spec.name != "__main__":
-        autoreload._set_wrapper_argv(["-m", spec.name] + original_argv[1:])
-    else:
-        autoreload._set_wrapper_argv(original_argv)
-    if module is not None:
-        sys.argv = [original_argv[0]] + rest
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-    else:
-        assert path is not None
-        sys.argv = [path] + rest
-        if os.path.isfile(path):
-            # As "python app.py" does: the script's folder is importable.
-            sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-        runpy.run_path(path, run_name="__main__")
+    autoreload._wrap_main(original_argv)
+    autoreload._run_main(module, path, rest, original_argv[0], path_dir=True)
 
 
 # -- the alias for a whole environment (a .pth file) ----------------------------------

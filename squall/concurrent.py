@@ -13,7 +13,7 @@ import logging
 import types
 from collections.abc import Callable
 from concurrent import futures
-from typing import Any, Optional, TypeVar, Union, overload
+from typing import Any, Optional, Protocol, TypeVar, Union, overload
 
 __all__ = [
     "FUTURES",
@@ -109,7 +109,14 @@ def run_on_executor(*args: Any, **kwargs: Any) -> Callable[..., Any]:
     raise ValueError(f"run_on_executor expected 1 positional argument, got {len(args)}")
 
 
-def _copy_outcome(source: _AnyFuture, target: _AnyFuture) -> None:
+class _Done(Protocol):
+    # What _copy_outcome reads of a done future (gen's _NullFuture has it too).
+    def cancelled(self) -> bool: ...
+    def exception(self) -> Optional[BaseException]: ...
+    def result(self) -> Any: ...
+
+
+def _copy_outcome(source: _Done, target: _AnyFuture) -> None:
     if target.done():
         return
     if source.cancelled():

@@ -28,13 +28,12 @@ from collections.abc import Callable
 from io import BytesIO
 from typing import Any, Optional
 
+from squall.util import _needs_extra
+
 try:
     import pycurl  # type: ignore[import-untyped,unused-ignore]
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        f"squall.curl_httpclient needs pycurl ({_exc}): pip install squall[curl]",
-        name=__name__,
-    ) from _exc
+    raise _needs_extra(__name__, "pycurl", "curl", _exc) from _exc
 
 import squall
 from squall import gen
@@ -505,15 +504,14 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             curl.setopt(pycurl.PROXY, request.proxy_host)
             curl.setopt(pycurl.PROXYPORT, request.proxy_port)
             if request.proxy_username:
-                mode = request.proxy_auth_mode or "basic"
-                if mode == "basic":
-                    curl.setopt(pycurl.PROXYAUTH, pycurl.HTTPAUTH_BASIC)
-                elif mode == "digest":
-                    curl.setopt(pycurl.PROXYAUTH, pycurl.HTTPAUTH_DIGEST)
-                else:
-                    raise ValueError(f"Unsupported proxy_auth_mode {mode!r}")
-                curl.setopt(pycurl.PROXYUSERNAME, _utf8_nfc(request.proxy_username))
-                curl.setopt(pycurl.PROXYPASSWORD, _utf8_nfc(request.proxy_password or ""))
+                _set_auth(
+                    curl,
+                    (pycurl.PROXYAUTH, pycurl.PROXYUSERNAME, pycurl.PROXYPASSWORD),
+                    "proxy_auth_mode",
+                    request.proxy_auth_mode,
+                    request.proxy_username,
+                    request.proxy_password,
+                )
         else:
             # No proxy for this request, whatever the environment says
             # (the simple client reads no proxy variables either).
@@ -568,16 +566,37 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
     def _setup_auth(self, curl: Any, request: HTTPRequest) -> None:
         if request.auth_username is None:
             return
-        mode = request.auth_mode or "basic"
-        if mode == "basic":
-            curl.setopt(pycurl.HTTPAUTH, pycurl.HTTPAUTH_BASIC)
-        elif mode == "digest":
-            curl.setopt(pycurl.HTTPAUTH, pycurl.HTTPAUTH_DIGEST)
-        else:
-            raise ValueError(f"Unsupported auth_mode {mode!r}")
-        # RFC 7617 §2.1: UTF-8, in Normalization Form C.
-        curl.setopt(pycurl.USERNAME, _utf8_nfc(request.auth_username))
-        curl.setopt(pycurl.PASSWORD, _utf8_nfc(request.auth_password or ""))
+        _set_auth(
+            curl,
+            (pycurl.HTTPAUTH, pycurl.USERNAME, pycurl.PASSWORD),
+            "auth_mode",
+            request.auth_mode,
+            request.auth_username,
+            request.auth_password,
+        )
+
+
+def _set_auth(
+    curl: Any,
+    options: tuple[int, int, int],
+    name: str,
+    mode: Optional[str],
+    username: str,
+    password: Optional[str],
+) -> None:
+    # Basic or digest credentials, for the server or the proxy: ``options``
+    # are libcurl's (auth scheme, user name, password) options for it.
+    scheme, user_option, password_option = options
+    mode = mode or "basic"
+    if mode == "basic":
+        curl.setopt(scheme, pycurl.HTTPAUTH_BASIC)
+    elif mode == "digest":
+        curl.setopt(scheme, pycurl.HTTPAUTH_DIGEST)
+    else:
+        raise ValueError(f"Unsupported {name} {mode!r}")
+    # RFC 7617 §2.1: UTF-8, in Normalization Form C.
+    curl.setopt(user_option, _utf8_nfc(username))
+    curl.setopt(password_option, _utf8_nfc(password or ""))
 
 
 def _latin1(text: str) -> bytes:

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from concurrent import futures
 from typing import Any, Optional, TypeVar, Union, cast, overload
 
-from squall.concurrent import Future, is_future
+from squall.concurrent import Future, _copy_outcome, is_future
 from squall.ioloop import IOLoop
 from squall.log import app_log
 from squall.util import TimeoutError  # re-exported for compatibility
@@ -184,19 +184,6 @@ def _outcome(future: _AnyFuture) -> tuple[Optional[BaseException], Any]:
     if exc is not None:
         return exc, None
     return None, future.result()
-
-
-def _copy_outcome(source: _AnyFuture, target: Future[Any]) -> None:
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-        return
-    exc = source.exception()
-    if exc is not None:
-        target.set_exception(exc)
-    else:
-        target.set_result(source.result())
 
 
 def is_coroutine_function(func: Any) -> bool:

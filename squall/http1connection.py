@@ -17,8 +17,8 @@ unless the environment variable ``SQUALL_NO_SPEEDUPS=1`` is set.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any, Optional, Union
+from collections.abc import Awaitable
+from typing import Any, Optional
 
 from squall import gen
 from squall._h1 import (
@@ -36,7 +36,6 @@ from squall._h1 import (
 )
 from squall.concurrent import Future
 from squall.httputil import (
-    HTTPConnection,
     HTTPHeaders,
     HTTPInputError,
     HTTPMessageDelegate,
@@ -46,6 +45,7 @@ from squall.httputil import (
 )
 
 # The drivers' kit moved to httputil/_kit; the names stay importable from here.
+from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, Exchange
 from squall.httputil._kit import (
     _DEFAULT_CHUNK_SIZE,
     _DEFAULT_MAX_BODY_SIZE,
@@ -66,6 +66,7 @@ from squall.httputil._kit import _header_pairs as _header_pairs
 from squall.httputil._kit import _lenient_after as _lenient_after
 from squall.httputil._kit import _limits as _limits
 from squall.httputil._kit import _parser_choice as _parser_choice
+from squall.httputil._misc import StartLine
 from squall.iostream import IOStream, StreamClosedError
 from squall.log import app_log, gen_log
 
@@ -176,8 +177,13 @@ def _unread(stream: IOStream, data: bytes) -> None:
     stream._rpos = 0
 
 
-class HTTP1Connection(HTTPConnection):
+class HTTP1Connection(Exchange):
     """One HTTP/1.x message exchange over an `.IOStream`, client or server side.
+
+    An `.Exchange` (its phase, close callback and `head_written`); like the
+    server's protocol path, its write methods are fused with their emit code
+    and its Content-Length accounting is the sans-I/O core's (`squall._h1`,
+    which frames the message by it).
 
     Args:
         stream: the connected stream.
@@ -218,10 +224,10 @@ class HTTP1Connection(HTTPConnection):
         context: Optional[object],
         h1: Optional[H1Connection],
     ) -> None:
+        Exchange.__init__(self, context)
         self.is_client = is_client
         self.stream: Optional[IOStream] = stream
         self.params = params if params is not None else HTTP1ConnectionParameters()
-        self.context = context
         #: Tornado's name for ``params.no_keep_alive``, read by some callers.
         self.no_keep_alive = self.params.no_keep_alive
         self._h1 = (
@@ -229,12 +235,9 @@ class HTTP1Connection(HTTPConnection):
         )
         self._body_timeout = self.params.body_timeout
         self._max_body_size: Optional[int] = None
-        self._close_callback: Optional[Callable[[], None]] = None
         self._request_start_line: Optional[RequestStartLine] = None
         self._response_headers: Optional[HTTPHeaders] = None
         self._read_finished = False
-        self._write_finished = False
-        self._headers_written = False
         self._pending_write: Optional[Future[None]] = None
         self._finish_future: Future[None] = Future()
         # Bytes read from the stream and not yet given to the parser.
@@ -372,7 +375,7 @@ class HTTP1Connection(HTTPConnection):
                 if kind is Request:
                     assert isinstance(event, Request)
                     request_line = RequestStartLine(event.method, event.target, event.version)
-                    start_line: Union[RequestStartLine, ResponseStartLine] = request_line
+                    start_line: StartLine = request_line
                     # The parser's grouped fields, wrapped as they are.
                     headers = HTTPHeaders._from_fields(event.fields)
                     _check_host(headers, event.version)
@@ -396,7 +399,7 @@ class HTTP1Connection(HTTPConnection):
                 if self._max_body_size is not None:
                     h1.set_max_body_size(self._max_body_size)
                 if not client:
-                    if h1.expects_continue and not self._headers_written:
+                    if h1.expects_continue and self._phase == IDLE:
                         # RFC 9110 §10.1.1: the delegate is ready for the body.
                         self.stream.write(h1.send_informational(100, "(Continue)"))
                     deadline = None
@@ -409,7 +412,7 @@ class HTTP1Connection(HTTPConnection):
                 if not h1.keep_alive:
                     self.close()
                 return True
-            if not self._write_finished:
+            if self._phase != DONE:
                 await self._finish_future
             return self.stream is not None and not self.stream.closed()
         except gen.TimeoutError:
@@ -452,7 +455,7 @@ class HTTP1Connection(HTTPConnection):
     def _reject(self, status_hint: int) -> None:
         stream = self.stream
         if not self.is_client and stream is not None and not stream.closed():
-            if not self._headers_written:
+            if self._phase == IDLE:
                 try:
                     stream.write(_error_response(status_hint))
                 except StreamClosedError:
@@ -488,10 +491,7 @@ class HTTP1Connection(HTTPConnection):
     # -- writing --------------------------------------------------------------
 
     def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> Future[None]:
         """Write the start line and headers, and optionally the first body chunk.
 
@@ -507,7 +507,7 @@ class HTTP1Connection(HTTPConnection):
             assert isinstance(start_line, RequestStartLine)
             self._request_start_line = start_line
             self._read_finished = False
-            self._write_finished = False
+            self._phase = IDLE
             self._finish_future = Future()
             try:
                 data = h1.send_request_head(
@@ -518,7 +518,7 @@ class HTTP1Connection(HTTPConnection):
         else:
             assert isinstance(start_line, ResponseStartLine)
             data = _response_head(h1, start_line, headers, self.params.no_keep_alive)
-        self._headers_written = True
+        self._phase = HEAD
         if chunk:
             data += _body(h1, chunk)
         return self._write(data)
@@ -539,15 +539,16 @@ class HTTP1Connection(HTTPConnection):
         Raises:
             HTTPOutputError: more bytes than the Content-Length allows.
         """
-        if not self._headers_written:
+        if self._phase == IDLE:
             # Tornado's legacy interface: the application writes the whole
             # response itself; the connection closes after it.
             return self._write(chunk)
         try:
             data = _body(self._h1, chunk)
         except HTTPOutputError:
-            self.close()
+            self._refuse()
             raise
+        self._phase = BODY
         return self._write(data)
 
     def finish(self) -> None:
@@ -556,16 +557,16 @@ class HTTP1Connection(HTTPConnection):
         Raises:
             HTTPOutputError: fewer bytes written than the Content-Length.
         """
-        if not self._headers_written:
-            self._write_finished = True
+        if self._phase == IDLE:
+            self._phase = DONE
             self._close_after_write()
             return
         try:
             data = _end(self._h1)
         except HTTPOutputError:
-            self.close()
+            self._refuse()
             raise
-        self._write_finished = True
+        self._phase = DONE
         if data:
             self._write(data)
         stream = self.stream
@@ -592,13 +593,17 @@ class HTTP1Connection(HTTPConnection):
 
     # -- connection -----------------------------------------------------------
 
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        """Call ``callback`` if the connection closes before the exchange is done."""
-        self._close_callback = callback
+    def _refuse(self) -> None:
+        # The application broke the Content-Length: the message cannot be
+        # completed, so the connection goes.
+        self.close()
 
     def _on_connection_close(self) -> None:
-        callback = self._close_callback
-        self._close_callback = None
+        # The stream's close callback. The exchange's callback is called
+        # here whatever the phase, as Tornado's class does (a finished
+        # RequestHandler has removed its own).
+        callback = self.close_callback
+        self.close_callback = None
         if callback is not None:
             callback()
         self._resolve_finish()
@@ -618,7 +623,7 @@ class HTTP1Connection(HTTPConnection):
         stream = self.stream
         if stream is None:
             raise RuntimeError("the stream was already detached")
-        self._close_callback = None
+        self.close_callback = None
         stream.set_close_callback(None)
         _unread(stream, self._h1.detach())
         self.stream = None

@@ -239,7 +239,39 @@ class _ReleasingContextManager:
         self._obj.release()
 
 
-class Semaphore(_TimeoutGarbageCollector):
+class _AsyncWith:
+    # What Semaphore and Lock share as context managers: ``async with``
+    # releases at the end (each acquires in its own __aenter__); a plain
+    # ``with`` is refused, since acquiring may have to wait.
+    __slots__ = ()
+
+    def release(self) -> None:
+        raise NotImplementedError()
+
+    def __enter__(self) -> None:
+        raise RuntimeError(
+            f"use 'async with' or 'with (yield x.acquire())' for {type(self).__name__}, "
+            "not a plain 'with'"
+        )
+
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.__enter__()
+
+    async def __aexit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class Semaphore(_AsyncWith, _TimeoutGarbageCollector):
     """A counter of permits that coroutines acquire and release.
 
     :meth:`acquire` takes a permit, waiting while none is left; :meth:`release`
@@ -310,20 +342,6 @@ class Semaphore(_TimeoutGarbageCollector):
             _cancel_on_done(waiter, _schedule_timeout(waiter.get_loop(), timeout, on_timeout))
         return waiter
 
-    def __enter__(self) -> None:
-        raise RuntimeError(
-            f"use 'async with' or 'with (yield x.acquire())' for {type(self).__name__}, "
-            "not a plain 'with'"
-        )
-
-    def __exit__(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: types.TracebackType | None,
-    ) -> None:
-        self.__enter__()
-
     async def __aenter__(self) -> None:
         waiter = self.acquire()
         try:
@@ -334,14 +352,6 @@ class Semaphore(_TimeoutGarbageCollector):
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release()
             raise
-
-    async def __aexit__(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 class BoundedSemaphore(Semaphore):
@@ -367,7 +377,7 @@ class BoundedSemaphore(Semaphore):
         super().release()
 
 
-class Lock:
+class Lock(_AsyncWith):
     """A mutual-exclusion lock for coroutines.
 
     Acquire it with ``async with lock:`` (or ``with (yield lock.acquire()):``
@@ -383,18 +393,8 @@ class Lock:
         return f"<{type(self).__name__} _block={self._block!r}>"
 
     def acquire(self, timeout: _Timeout | None = None) -> asyncio.Future[_ReleasingContextManager]:
-        """Takes the lock, waiting until it is free.
-
-        Args:
-            timeout: a deadline (``IOLoop.time()`` units) or a timedelta.
-
-        Returns:
-            A future that resolves, once the lock is held, to an object whose
-            ``with`` block releases it.
-
-        Raises:
-            TimeoutError: (through the future) if the timeout expires first.
-        """
+        """Takes the lock, waiting until it is free: `Semaphore.acquire` on a
+        semaphore of one (the same ``timeout``, future and `TimeoutError`)."""
         return self._block.acquire(timeout)
 
     def release(self) -> None:
@@ -408,26 +408,5 @@ class Lock:
         except ValueError:
             raise RuntimeError("release unlocked lock") from None
 
-    def __enter__(self) -> None:
-        raise RuntimeError(
-            "use 'async with lock' or 'with (yield lock.acquire())' for Lock, not a plain 'with'"
-        )
-
-    def __exit__(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.__enter__()
-
     async def __aenter__(self) -> None:
         await self._block.__aenter__()
-
-    async def __aexit__(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.release()

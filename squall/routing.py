@@ -23,6 +23,8 @@ from typing import Any, Optional, SupportsIndex, Union
 
 from squall import httputil
 from squall.escape import url_escape, url_unescape, utf8
+from squall.httputil._delegates import _Forwarding
+from squall.httputil._misc import StartLine
 from squall.log import app_log
 from squall.util import import_object, re_unescape
 
@@ -70,7 +72,7 @@ class ReversibleRouter(Router):
         raise NotImplementedError()
 
 
-class _RoutingDelegate(httputil.HTTPMessageDelegate):
+class _RoutingDelegate(_Forwarding):
     # Builds the request once the headers are in, asks the router for the
     # real delegate and forwards everything else to it.
     __slots__ = ("server_conn", "request_conn", "delegate", "router")
@@ -84,9 +86,7 @@ class _RoutingDelegate(httputil.HTTPMessageDelegate):
         self.router = router
 
     def headers_received(
-        self,
-        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
-        headers: httputil.HTTPHeaders,
+        self, start_line: StartLine, headers: httputil.HTTPHeaders
     ) -> Optional[Any]:
         assert isinstance(start_line, httputil.RequestStartLine)
         request = httputil.HTTPServerRequest._for_server(
@@ -100,18 +100,6 @@ class _RoutingDelegate(httputil.HTTPMessageDelegate):
             delegate = _DefaultMessageDelegate(self.request_conn)
         self.delegate = delegate
         return delegate.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Optional[Any]:
-        assert self.delegate is not None
-        return self.delegate.data_received(chunk)
-
-    def finish(self) -> None:
-        assert self.delegate is not None
-        self.delegate.finish()
-
-    def on_connection_close(self) -> None:
-        if self.delegate is not None:
-            self.delegate.on_connection_close()
 
 
 class _DefaultMessageDelegate(httputil.HTTPMessageDelegate):
@@ -145,9 +133,7 @@ class _CallableAdapter(httputil.HTTPMessageDelegate):
         self.chunks: list[bytes] = []
 
     def headers_received(
-        self,
-        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
-        headers: httputil.HTTPHeaders,
+        self, start_line: StartLine, headers: httputil.HTTPHeaders
     ) -> Optional[Any]:
         assert isinstance(start_line, httputil.RequestStartLine)
         self.request = httputil.HTTPServerRequest(
@@ -191,6 +177,13 @@ class AnyMatches(Matcher):
         return {}
 
 
+def _anchored(pattern: Union[str, re.Pattern[str]]) -> re.Pattern[str]:
+    """A compiled pattern as it is; a string compiled, anchored at its end by ``$``."""
+    if isinstance(pattern, str):
+        return re.compile(pattern if pattern.endswith("$") else pattern + "$")
+    return pattern
+
+
 class HostMatches(Matcher):
     """Matches requests whose host name (no port) matches a regex.
 
@@ -200,12 +193,7 @@ class HostMatches(Matcher):
     """
 
     def __init__(self, host_pattern: Union[str, re.Pattern[str]]) -> None:
-        if isinstance(host_pattern, str):
-            if not host_pattern.endswith("$"):
-                host_pattern += "$"
-            self.host_pattern = re.compile(host_pattern)
-        else:
-            self.host_pattern = host_pattern
+        self.host_pattern = _anchored(host_pattern)
         # The wildcard host of Application is on every request's path.
         self._any = self.host_pattern.pattern in (".*$", ".*")
 
@@ -262,12 +250,7 @@ class PathMatches(Matcher):
     """
 
     def __init__(self, path_pattern: Union[str, re.Pattern[str]]) -> None:
-        if isinstance(path_pattern, str):
-            if not path_pattern.endswith("$"):
-                path_pattern += "$"
-            self.regex = re.compile(path_pattern)
-        else:
-            self.regex = path_pattern
+        self.regex = _anchored(path_pattern)
         if len(self.regex.groupindex) not in (0, self.regex.groups):
             raise ValueError(
                 "groups in url regexes must either be all named or all positional: "

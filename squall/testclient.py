@@ -51,6 +51,7 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
+from squall.httputil._misc import StartLine
 
 __all__ = ["TestClient", "TestResponse"]
 
@@ -89,10 +90,7 @@ class _Connection(HTTPConnection):
         return future
 
     def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> asyncio.Future[None]:
         if self.start_line is not None:
             raise HTTPOutputError("the response has already started")

@@ -183,6 +183,12 @@ def import_object(name: str) -> Any:
         raise ImportError(f"No module named {attr}")
 
 
+def _needs_extra(module: str, what: str, extra: str, exc: ImportError) -> ImportError:
+    """The ImportError a module raises when an optional dependency is missing:
+    it names the module, what it needs and the extra that installs it."""
+    return ImportError(f"{module} needs {what} ({exc}): pip install squall[{extra}]", name=module)
+
+
 def exec_in(code: Any, glob: dict[str, Any], loc: Optional[Any] = None) -> None:
     """Execute ``code`` (a string or code object) in the given namespaces.
 

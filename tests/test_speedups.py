@@ -87,6 +87,7 @@ def bound_names(source: Path) -> set[str]:
         "squall._xhtml",
         "squall.httpserver._protocol",
         "squall.httpserver._h1exchange",
+        "squall.httpserver._flow",
     ],
 )
 def test_loaded_module_exposes_nothing_the_pure_one_does_not(name: str) -> None:

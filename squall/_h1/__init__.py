@@ -107,40 +107,17 @@ chunked decoding, trailers) are shared code, so chunk-line limits hold for
 both.
 """
 
+from . import _events
 from ._connection import H1Connection
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from ._events import (
-    NEED_DATA,
-    PAUSED,
-    ConnectionClosed,
-    Data,
-    EndOfMessage,
-    Event,
-    Fields,
-    Headers,
-    InformationalResponse,
-    Request,
-    Response,
-    Sentinel,
-)
+from ._events import *  # noqa: F403 (the events are the package's API; _events.__all__ lists them)
 from ._limits import H1Limits
 
 __all__ = [
-    "NEED_DATA",
-    "PAUSED",
-    "ConnectionClosed",
-    "Data",
-    "EndOfMessage",
-    "Event",
-    "Fields",
     "H1Connection",
     "H1Limits",
-    "Headers",
-    "InformationalResponse",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
-    "Request",
-    "Response",
-    "Sentinel",
 ]
+__all__ += _events.__all__

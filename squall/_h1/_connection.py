@@ -338,6 +338,16 @@ class H1Connection(_Sender):
         ev = self._closed_event = ConnectionClosed(truncated)
         return ev
 
+    def _next_head(self) -> tuple[bytes | bytearray, int, int, int, int] | Event | Sentinel:
+        """The next complete head, as `_find_head` locates it; while there is
+        none, what to return instead: NEED_DATA, or the close at EOF."""
+        found = self._find_head()
+        if found is None:
+            if self._eof:
+                return self._closed(self._pos < len(self._buf))
+            return NEED_DATA
+        return found
+
     def _find_head(self) -> tuple[bytes | bytearray, int, int, int, int] | None:
         """Locate a complete head: (buffer, start, start-line end, head end,
         next position), with ``buffer[head end:head end + 4] == CRLF CRLF``;
@@ -477,11 +487,9 @@ class H1Connection(_Sender):
         if got is not None:
             req, after = got
         else:
-            found = self._find_head()
-            if found is None:
-                if self._eof:
-                    return self._closed(self._pos < len(self._buf))
-                return NEED_DATA
+            found = self._next_head()
+            if not isinstance(found, tuple):
+                return found
             hbuf, start, line_end, end, after = found
             try:
                 req = heads.request(hbuf, start, line_end, end)
@@ -520,11 +528,9 @@ class H1Connection(_Sender):
         return req
 
     def _read_response_head(self) -> Event | Sentinel:
-        found = self._find_head()
-        if found is None:
-            if self._eof:
-                return self._closed(self._pos < len(self._buf))
-            return NEED_DATA
+        found = self._next_head()
+        if not isinstance(found, tuple):
+            return found
         hbuf, start, line_end, end, after = found
         try:
             version, status, reason, headers = self._heads.response(hbuf, start, line_end, end)

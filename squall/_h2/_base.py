@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import NoReturn, Optional
 
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
-from squall._h2._events import Data, Drained, EndOfStream, Event, GoAway, StreamReset
+from squall._h2._events import Data, Drained, EndOfStream, Event, Fields, GoAway, StreamReset
 from squall._h2._hpack import Decoder, DecodingError, HeaderListTooLarge, StatelessEncoder
 from squall._h2._limits import H2Limits
 from squall._h2._state import CLOSED, OPEN
@@ -201,8 +201,16 @@ class H2Base:
         self._goaway_last = _MAX_WINDOW
         self._terminated = False
 
-    def _send_settings(self, settings: tuple[tuple[int, int], ...]) -> None:
-        """Queue our SETTINGS, and open the connection's receive window."""
+    def _send_settings(self, first: tuple[tuple[int, int], ...] = ()) -> None:
+        """Queue our SETTINGS (``first``, then the limits both ends send, and
+        no push), and open the connection's receive window."""
+        limits = self.limits
+        settings = first + (
+            (_MAX_HEADER_LIST, limits.max_header_list_size),
+            (_INITIAL_WINDOW, limits.initial_window_size),
+            (_MAX_FRAME, limits.max_frame_size),
+            (_ENABLE_PUSH, 0),
+        )
         self._out.append(
             _frame(_SETTINGS, 0, 0, b"".join(_settings_entry.pack(k, v) for k, v in settings))
         )
@@ -215,12 +223,12 @@ class H2Base:
         stream = self._streams[sid] = _Stream(self._peer_initial, self._stream_window)
         return stream
 
-    # A complete header block on a stream (sid, flags, block, whether it
-    # depends on itself, events, now): the subclass says what it is (a
-    # request, a response, trailers). It decodes every block (HPACK's state
-    # is the connection's, whatever happens to the stream next), passing
-    # errors to _undecodable.
-    _headers_done: Callable[[int, int, bytes, bool, list[Event], float], None]
+    # A complete header block on a stream (sid, flags, its decoded fields,
+    # whether it depends on itself, events, now): the subclass says what it
+    # is (a request, a response, trailers). Every block is decoded first,
+    # here (HPACK's state is the connection's, whatever happens to the
+    # stream next); a block HPACK refuses goes to _undecodable.
+    _headers_done: Callable[[int, int, Fields, bool, list[Event], float], None]
 
     def _undecodable(self, exc: Exception) -> NoReturn:
         """A header block HPACK refused: the connection cannot go on (§4.3)."""
@@ -373,7 +381,11 @@ class H2Base:
                 too_large=True,
             )
         if flags & _END_HEADERS:
-            self._headers_done(sid, flags, fragment, self_dependent, events, now)
+            try:
+                fields = self._decoder.decode(fragment)
+            except _HPACK_ERRORS as exc:
+                self._undecodable(exc)
+            self._headers_done(sid, flags, fields, self_dependent, events, now)
             return
         self._block_sid = sid
         self._block_flags = flags | (0x100 if self_dependent else 0)
@@ -405,7 +417,11 @@ class H2Base:
         flags = self._block_flags
         self._block_sid = 0
         self._block_parts = []
-        self._headers_done(sid, flags, block, bool(flags & 0x100), events, now)
+        try:
+            fields = self._decoder.decode(block)
+        except _HPACK_ERRORS as exc:
+            self._undecodable(exc)
+        self._headers_done(sid, flags, fields, bool(flags & 0x100), events, now)
 
     def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:
         """Reset ``sid`` for a stream error; tell the driver if it knew the stream."""

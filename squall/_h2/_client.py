@@ -10,19 +10,14 @@ from collections.abc import Sequence
 from typing import Optional, Union
 
 from squall._h2._base import (
-    _ENABLE_PUSH,
     _END_STREAM,
-    _HPACK_ERRORS,
-    _INITIAL_WINDOW,
-    _MAX_FRAME,
-    _MAX_HEADER_LIST,
     PREFACE,
     ErrorCode,
     H2Base,
     _ConnectionError,
 )
 from squall._h2._errors import LocalProtocolError
-from squall._h2._events import Event, Response, Trailers
+from squall._h2._events import Event, Fields, Response, Trailers
 from squall._h2._limits import H2Limits
 from squall._h2._rules import CONNECTION_FIELDS, bad_value, good_name
 
@@ -79,16 +74,8 @@ class H2ClientConnection(H2Base):
 
     def initiate(self) -> None:
         """Queue the client preface and SETTINGS, and open the receive window."""
-        limits = self.limits
         self._out.append(PREFACE)
-        self._send_settings(
-            (
-                (_MAX_HEADER_LIST, limits.max_header_list_size),
-                (_INITIAL_WINDOW, limits.initial_window_size),
-                (_MAX_FRAME, limits.max_frame_size),
-                (_ENABLE_PUSH, 0),
-            )
-        )
+        self._send_settings()
 
     @property
     def max_streams(self) -> int:
@@ -156,14 +143,10 @@ class H2ClientConnection(H2Base):
         self._heads.discard(stream_id)
 
     def _headers_done(
-        self, sid: int, flags: int, block: bytes, cyclic: bool, events: list[Event], now: float
+        self, sid: int, flags: int, fields: Fields, cyclic: bool, events: list[Event], now: float
     ) -> None:
         """A header block from the server: a response head (informational
         or final) or the response's trailers (RFC 9113 §8.1)."""
-        try:
-            fields = self._decoder.decode(block)
-        except _HPACK_ERRORS as exc:
-            self._undecodable(exc)
         stream = self._streams.get(sid)
         if stream is None:
             if sid > self._highest or not sid & 1:

@@ -24,12 +24,7 @@ from collections.abc import Sequence
 from typing import Optional, Union
 
 from squall._h2._base import (
-    _ENABLE_PUSH,
     _END_STREAM,
-    _HPACK_ERRORS,
-    _INITIAL_WINDOW,
-    _MAX_FRAME,
-    _MAX_HEADER_LIST,
     _MAX_STREAMS,
     PREFACE,
     ErrorCode,
@@ -38,7 +33,7 @@ from squall._h2._base import (
     _Stream,
 )
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
-from squall._h2._events import Event, Request, Trailers
+from squall._h2._events import Event, Fields, Request, Trailers
 from squall._h2._limits import H2Limits
 from squall._h2._rules import CONNECTION_FIELDS as _CONNECTION_FIELDS
 from squall._h2._rules import bad_value as _bad_value
@@ -95,14 +90,6 @@ class H2Connection(H2Base):
             RemoteProtocolError: ``HTTP2-Settings`` is not valid base64url
                 SETTINGS.
         """
-        limits = self.limits
-        settings = (
-            (_MAX_STREAMS, limits.max_concurrent_streams),
-            (_MAX_HEADER_LIST, limits.max_header_list_size),
-            (_INITIAL_WINDOW, limits.initial_window_size),
-            (_MAX_FRAME, limits.max_frame_size),
-            (_ENABLE_PUSH, 0),
-        )
         if upgrade_settings is not None:
             # RFC 9113 §3.2 (RFC 7540 §3.2.1): base64url, padding optional.
             text = upgrade_settings.strip()
@@ -116,20 +103,16 @@ class H2Connection(H2Base):
                 self._apply_settings(payload)
             except _ConnectionError as exc:
                 raise RemoteProtocolError(f"invalid HTTP2-Settings: {exc}") from None
-        self._send_settings(settings)
+        self._send_settings(((_MAX_STREAMS, self.limits.max_concurrent_streams),))
         if upgrade_settings is not None:
             # The upgrade request is stream 1, half-closed (remote).
             self._new_stream(1).state = HALF_CLOSED_REMOTE
             self._highest = 1
 
     def _headers_done(
-        self, sid: int, flags: int, block: bytes, cyclic: bool, events: list[Event], now: float
+        self, sid: int, flags: int, fields: Fields, cyclic: bool, events: list[Event], now: float
     ) -> None:
         """A complete header block: a new request, or trailers."""
-        try:
-            fields = self._decoder.decode(block)
-        except _HPACK_ERRORS as exc:
-            self._undecodable(exc)
         end_stream = bool(flags & _END_STREAM)
         stream = self._streams.get(sid)
         if stream is not None:

@@ -188,4 +188,7 @@ class Response:
         return f"Response({self.stream_id}, {self.status})"
 
 
+#: A decoded header block: its (name, value) pairs, in the order sent.
+Fields = list[tuple[str, str]]
+
 Event = Union[Request, Response, Data, Trailers, EndOfStream, StreamReset, Drained, GoAway]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import cast
+import urllib.parse
+from typing import Any, Optional, cast
 
+from squall import escape
 from squall.httpclient import AsyncHTTPClient
 from squall.web import RequestHandler
 
@@ -20,3 +22,14 @@ def _as_handler(mixin: object) -> RequestHandler:
 
 def _default_http_client() -> AsyncHTTPClient:
     return AsyncHTTPClient()
+
+
+async def _fetch_json(
+    client: AsyncHTTPClient, url: str, post_args: Optional[dict[str, Any]]
+) -> Any:
+    """GET ``url`` (or POST ``post_args`` to it, form-encoded) and decode the JSON answer."""
+    if post_args is not None:
+        response = await client.fetch(url, method="POST", body=urllib.parse.urlencode(post_args))
+    else:
+        response = await client.fetch(url)
+    return escape.json_decode(response.body)

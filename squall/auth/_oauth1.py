@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import time
@@ -12,7 +13,7 @@ import uuid
 from typing import Any, Optional, Union, cast
 
 from squall import escape
-from squall.auth._common import AuthError, _as_handler, _default_http_client
+from squall.auth._common import AuthError, _as_handler, _default_http_client, _fetch_json
 from squall.httpclient import AsyncHTTPClient, HTTPResponse
 
 
@@ -37,37 +38,27 @@ def _hmac_sha1(key: bytes, base_string: str) -> bytes:
     return base64.b64encode(digest)
 
 
-def _oauth_signature(
+def _signature(
+    encode_secrets: bool,
     consumer_token: dict[str, Any],
     method: str,
     url: str,
     parameters: dict[str, Any] = {},  # noqa: B006
     token: Optional[dict[str, Any]] = None,
 ) -> bytes:
-    """The OAuth 1.0 HMAC-SHA1 signature (secrets used as they are)."""
-    key = (
-        escape.utf8(consumer_token["secret"])
-        + b"&"
-        + escape.utf8(token["secret"] if token else b"")
-    )
+    """The HMAC-SHA1 signature: OAuth 1.0 takes the secrets as they are,
+    1.0a (RFC 5849 section 3.4.2) percent-encodes them into the key."""
+    secret = token["secret"] if token else b""
+    if encode_secrets:
+        key = escape.utf8(_oauth_escape(consumer_token["secret"]) + "&" + _oauth_escape(secret))
+    else:
+        key = escape.utf8(consumer_token["secret"]) + b"&" + escape.utf8(secret)
     return _hmac_sha1(key, _signature_base_string(method, url, parameters))
 
 
-def _oauth10a_signature(
-    consumer_token: dict[str, Any],
-    method: str,
-    url: str,
-    parameters: dict[str, Any] = {},  # noqa: B006
-    token: Optional[dict[str, Any]] = None,
-) -> bytes:
-    """The OAuth 1.0a (RFC 5849 section 3.4.2) HMAC-SHA1 signature."""
-    # The key is the encoded consumer secret and encoded token secret.
-    key = (
-        _oauth_escape(consumer_token["secret"])
-        + "&"
-        + _oauth_escape(token["secret"] if token else b"")
-    )
-    return _hmac_sha1(escape.utf8(key), _signature_base_string(method, url, parameters))
+# (consumer_token, method, url, parameters={}, token=None) -> signature
+_oauth_signature = functools.partial(_signature, False)
+_oauth10a_signature = functools.partial(_signature, True)
 
 
 def _oauth_parse_response(body: Optional[bytes]) -> dict[str, Any]:
@@ -345,14 +336,7 @@ class TwitterMixin(OAuthMixin):
             args.update(self._oauth_request_parameters(url, access_token, signed, method=method))
         if args:
             url += "?" + urllib.parse.urlencode(args)
-        client = self.get_auth_http_client()
-        if post_args is not None:
-            response = await client.fetch(
-                url, method="POST", body=urllib.parse.urlencode(post_args)
-            )
-        else:
-            response = await client.fetch(url)
-        return escape.json_decode(response.body)
+        return await _fetch_json(self.get_auth_http_client(), url, post_args)
 
     def _oauth_consumer_token(self) -> dict[str, Any]:
         handler = _as_handler(self)

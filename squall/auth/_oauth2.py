@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any, Optional, cast
 
 from squall import escape
-from squall.auth._common import AuthError, _as_handler, _default_http_client
+from squall.auth._common import AuthError, _as_handler, _default_http_client, _fetch_json
 from squall.httpclient import AsyncHTTPClient
 from squall.httputil import url_concat
 
@@ -99,14 +99,7 @@ class OAuth2Mixin:
         query.update(args)
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        client = self.get_auth_http_client()
-        if post_args is not None:
-            response = await client.fetch(
-                url, method="POST", body=urllib.parse.urlencode(post_args)
-            )
-        else:
-            response = await client.fetch(url)
-        return escape.json_decode(response.body)
+        return await _fetch_json(self.get_auth_http_client(), url, post_args)
 
     def get_auth_http_client(self) -> AsyncHTTPClient:
         """The HTTP client used to talk to the provider (override to change it)."""

@@ -159,23 +159,22 @@ class OpenIdMixin:
         last_name = ax_value(_AX_LAST)
         username = ax_value(_AX_FRIENDLY)
         locale = ax_value(_AX_LANGUAGE).lower()
-        user: dict[str, Any] = {}
-        if first_name:
-            user["first_name"] = first_name
-        if last_name:
-            user["last_name"] = last_name
+        user: dict[str, Any] = {
+            key: value
+            for key, value in (("first_name", first_name), ("last_name", last_name))
+            if value
+        }
         if full_name:
             user["name"] = full_name
         elif first_name or last_name:
             user["name"] = " ".join(part for part in (first_name, last_name) if part)
         elif email:
             user["name"] = email.split("@")[0]
-        if email:
-            user["email"] = email
-        if locale:
-            user["locale"] = locale
-        if username:
-            user["username"] = username
+        user.update(
+            (key, value)
+            for key, value in (("email", email), ("locale", locale), ("username", username))
+            if value
+        )
         claimed_id = handler.get_argument("openid.claimed_id", None)
         if claimed_id:
             user["claimed_id"] = claimed_id

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Sequence
-from typing import Any, Optional
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, TypeVar
 
 __all__ = ["Config", "StartupError", "UsageError", "build_parser", "parse_config", "read_env_file"]
 
@@ -105,14 +105,26 @@ def _split(text: str) -> list[str]:
     return [part for part in text.replace(",", " ").split() if part]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+_N = TypeVar("_N", int, float)
+
+
+def _at_least(convert: Callable[[str], _N], kind: str, least: _N, rule: str) -> Callable[[str], _N]:
+    """An argparse ``type``: ``convert(text)``, refused below ``least``."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text!r} {rule}")
+        return value
+
+    return parse
+
+
+_positive_int = _at_least(int, "an integer", 1, "must be at least 1")
+_seconds = _at_least(float, "a number of seconds", 0.0, "must not be negative")
 
 
 _CERT_REQS = {"0": "none", "1": "optional", "2": "required"}
@@ -124,16 +136,6 @@ def _cert_reqs(text: str) -> str:
     if low not in ("none", "optional", "required"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected none, optional or required (0, 1, 2)")
     return low
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):

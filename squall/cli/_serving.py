@@ -29,6 +29,8 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
+from squall.httputil._delegates import _Forwarding
+from squall.httputil._misc import StartLine
 
 __all__ = [
     "RequestIdTransform",
@@ -171,7 +173,7 @@ class _Reject(HTTPMessageDelegate):
         self.connection = connection
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         return None
 
@@ -248,7 +250,7 @@ def _strip_root(start_line: RequestStartLine, root: str) -> RequestStartLine:
     return start_line
 
 
-class _Front(HTTPMessageDelegate):
+class _Front(_Forwarding):
     """Our delegate in front of the application's: proxy headers, root path.
 
     The request's address and scheme are copied from the connection's
@@ -270,7 +272,7 @@ class _Front(HTTPMessageDelegate):
         self.client: Optional[str] = None
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         assert isinstance(start_line, RequestStartLine) and self.delegate is not None
         serving = self.serving
@@ -289,18 +291,6 @@ class _Front(HTTPMessageDelegate):
             ctx.remote_ip = ctx._orig_remote_ip
             ctx.protocol = ctx._orig_protocol
 
-    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
-        assert self.delegate is not None
-        return self.delegate.data_received(chunk)
-
-    def finish(self) -> None:
-        assert self.delegate is not None
-        self.delegate.finish()
-
-    def on_connection_close(self) -> None:
-        if self.delegate is not None:
-            self.delegate.on_connection_close()
-
 
 class _IdFront(_Front):
     """A `_Front` that gives the request an id (``--request-id``); the response's
@@ -309,7 +299,7 @@ class _IdFront(_Front):
     __slots__ = ()
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         ids = self.serving.request_ids
         assert ids is not None
@@ -393,7 +383,7 @@ class _IdExchange(_Exchange):
         self.request_id = ""
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         ids = self.serving.request_ids
         assert ids is not None
@@ -427,10 +417,7 @@ class _AppConnection(HTTPConnection):
         exchange._app = self
 
     def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> Any:
         exchange = self._exchange
         if isinstance(start_line, ResponseStartLine):
@@ -476,10 +463,7 @@ class _IdAppConnection(_AppConnection):
     """An `_AppConnection` over an `_IdExchange`: the request's id in the response head."""
 
     def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> Any:
         exchange = self._exchange
         assert isinstance(exchange, _IdExchange)

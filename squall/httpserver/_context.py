@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from squall import netutil
 from squall.httputil import (
@@ -14,8 +14,8 @@ from squall.httputil import (
     HTTPMessageDelegate,
     HTTPServerRequest,
     RequestStartLine,
-    ResponseStartLine,
 )
+from squall.httputil._misc import StartLine
 
 __all__ = ["_CallableAdapter", "_HTTPRequestContext", "_ProxyAdapter"]
 
@@ -119,7 +119,7 @@ class _CallableAdapter(HTTPMessageDelegate):
         self._chunks: list[bytes] = []
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         assert isinstance(start_line, RequestStartLine)
         self.request = HTTPServerRequest(
@@ -157,7 +157,7 @@ class _ProxyAdapter(HTTPMessageDelegate):
         self.context = context
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         if self.context is not None:
             self.context._apply_xheaders(headers)

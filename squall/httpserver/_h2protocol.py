@@ -55,6 +55,7 @@ from squall._h2 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
+from squall.httpserver._flow import ReadFlow
 
 # The HTTP/1.1 driver: it accepts every connection and hands HTTP/2 ones
 # over; its _closed_future is the done Future of a write to a closed stream.
@@ -111,7 +112,7 @@ class _H2Protocol(asyncio.Protocol):
         "_heads",
         "_write_paused",
         "_paused_since",
-        "_read_paused",
+        "_reading",
         "_waiting_window",
         "_waiting_sent",
         "_closing",
@@ -150,7 +151,9 @@ class _H2Protocol(asyncio.Protocol):
         self._heads: list[_H2Stream] = []
         self._write_paused = False
         self._paused_since = 0.0
-        self._read_paused = False
+        # Reading pauses only while the transport is over its write mark: a
+        # busy stream is slowed by its window, not by the connection.
+        self._reading = ReadFlow()
         # Streams whose output waits for window, and since when.
         self._waiting_window: dict[int, float] = {}
         # Their bytes sent so far, as the last sweep saw them.
@@ -189,7 +192,7 @@ class _H2Protocol(asyncio.Protocol):
         server._connections.discard(old)
         server._connections.add(proto)
         transport.set_protocol(proto)
-        proto.transport = transport
+        proto.transport = proto._reading.transport = transport
         if paused:
             transport.resume_reading()
         proto._start(data, upgrade)
@@ -232,7 +235,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Only reached through _take_over, which sets the transport itself.
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = self._reading.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self._lingering:
@@ -258,15 +261,12 @@ class _H2Protocol(asyncio.Protocol):
         self._paused_since = self._loop.time()
         # Stop reading too: a client that does not read must not make us
         # produce more (PING and SETTINGS answers, new responses).
-        if not self._read_paused and self.transport is not None:
-            self._read_paused = True
-            self.transport.pause_reading()
+        self._reading.pause()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._read_paused and self.transport is not None and not self._closed:
-            self._read_paused = False
-            self.transport.resume_reading()
+        if not self._closed:
+            self._reading.resume()
         for stream in list(self._streams.values()):
             if stream._waiters and self._h2.pending(stream.stream_id) == 0:
                 self._wake(stream)
@@ -894,9 +894,7 @@ class _H2Protocol(asyncio.Protocol):
                 transport.abort()
                 return
             self._loop.call_later(_LINGER, self._hard_close)
-            if self._read_paused:
-                self._read_paused = False
-                transport.resume_reading()
+            self._reading.resume()
             return
         transport.close()
 
@@ -924,6 +922,7 @@ class _H2Protocol(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        self._reading.release()
         for handle in (self._sweep_handle, self._flush_handle):
             if handle is not None:
                 handle.cancel()

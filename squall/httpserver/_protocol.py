@@ -35,6 +35,7 @@ from squall._h1 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
+from squall.httpserver._flow import ReadFlow
 from squall.httpserver._h1exchange import (
     _BLOCKED,
     _CLOSED,
@@ -44,7 +45,6 @@ from squall.httpserver._h1exchange import (
     _IDLE,
     _LINGER,
     _QUEUED,
-    _READ_PAUSED,
     _REQUEST,
     _RESPONSE,
     _STALLED,
@@ -125,6 +125,7 @@ class _HTTPProtocol(asyncio.Protocol):
         "context",
         "_state",
         "_flow",
+        "_reading",
         "_in_feed",
         "_req",
         "_delegate",
@@ -162,6 +163,9 @@ class _HTTPProtocol(asyncio.Protocol):
         self.context: Optional[_HTTPRequestContext] = None
         self._state = _IDLE
         self._flow = 0
+        # Whether we paused the transport's reading (the reasons are _flow's
+        # bits: _STALLED, _WRITE_PAUSED, and the parser's backlog).
+        self._reading = ReadFlow()
         # Set while _process runs: what the delegate writes then is flushed
         # once at its end, and a nested _process returns at once.
         self._in_feed = False
@@ -210,9 +214,7 @@ class _HTTPProtocol(asyncio.Protocol):
         nothing. Returns whether reading was paused (the caller resumes it)."""
         self._state = _CLOSED
         self._cancel_timers()
-        paused = bool(self._flow & _READ_PAUSED)
-        self._flow &= ~_READ_PAUSED
-        return paused
+        return self._reading.release()
 
     # -- asyncio callbacks -----------------------------------------------------------
 
@@ -220,7 +222,7 @@ class _HTTPProtocol(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses.
         transport = cast(asyncio.Transport, transport)
         first = self.transport is None
-        self.transport = transport
+        self.transport = self._reading.transport = transport
         if first:
             server = self._server
             server._connections.add(self)
@@ -274,7 +276,7 @@ class _HTTPProtocol(asyncio.Protocol):
             self._on_lost(None)
             raise
         # start_tls does not call connection_made again: adopt the transport here.
-        self.transport = cast(asyncio.Transport, tls)
+        self.transport = self._reading.transport = cast(asyncio.Transport, tls)
         self._tls_task = None
         select = self._server._h2_select
         if select is not None and select(self, self.transport):
@@ -733,39 +735,28 @@ class _HTTPProtocol(asyncio.Protocol):
         and close anyway after `_LINGER_SECONDS`.
         """
         transport.write_eof()
-        if self._flow & _READ_PAUSED:
-            self._flow &= ~_READ_PAUSED
-            transport.resume_reading()
+        self._reading.resume()
         timer = self._idle_timer
         if timer is not None:
             timer.cancel()
         self._idle_timer = self._loop.call_later(_LINGER_SECONDS, transport.close)
 
     def _pause_reading(self) -> None:
-        transport = self.transport
-        if not self._flow & _READ_PAUSED and transport is not None and self._state != _CLOSED:
-            self._flow |= _READ_PAUSED
-            transport.pause_reading()
+        self._reading.pause()
 
     def _resume_reading(self) -> None:
-        flow = self._flow
-        if flow & _READ_PAUSED and not flow & (_STALLED | _WRITE_PAUSED):
-            self._flow = flow & ~_READ_PAUSED
-            transport = self.transport
-            if transport is not None and self._state != _CLOSED:
-                transport.resume_reading()
+        # Once every reason to pause is gone: no delegate blocks, no
+        # pipelined request is held, the transport takes our output.
+        reading = self._reading
+        if reading.paused and not self._flow & (_STALLED | _WRITE_PAUSED):
+            reading.resume()
 
     def _set_stream_reading(self, reading: bool) -> None:
-        transport = self.transport
-        if transport is None or self._state == _CLOSED:
-            return
-        paused = self._flow & _READ_PAUSED
-        if reading and paused:
-            self._flow &= ~_READ_PAUSED
-            transport.resume_reading()
-        elif not reading and not paused:
-            self._flow |= _READ_PAUSED
-            transport.pause_reading()
+        # A detached stream reads when it wants to, whatever the output.
+        if reading:
+            self._reading.resume()
+        else:
+            self._reading.pause()
 
     # -- taking over and closing -----------------------------------------------------
 
@@ -820,6 +811,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if state == _CLOSED:
             return
         self._state = _CLOSED
+        self._reading.release()
         self._cancel_timers()
         timer = self._write_timer
         if timer is not None:

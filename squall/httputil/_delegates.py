@@ -9,11 +9,11 @@ interpreted in every build (``_request``, beside them, may be compiled).
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Optional, Union
+from typing import Optional
 
 from squall.httputil._exchange import HTTPConnection
 from squall.httputil._headers import HTTPHeaders
-from squall.httputil._misc import RequestStartLine, ResponseStartLine
+from squall.httputil._misc import StartLine
 
 __all__ = ["HTTPConnection", "HTTPMessageDelegate", "HTTPServerConnectionDelegate"]
 
@@ -53,9 +53,7 @@ class HTTPMessageDelegate:
     """
 
     def headers_received(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         """Called when the start line and headers have arrived.
 
@@ -82,6 +80,26 @@ class HTTPMessageDelegate:
 
     def on_connection_close(self) -> None:
         """Called if the connection closes before the message is complete."""
+
+
+class _Forwarding(HTTPMessageDelegate):
+    # A delegate in front of another one: a subclass handles the head and
+    # sets ``delegate`` by then (a slot of its own); the body, the end and a
+    # close pass through (routing's delegate, squall run's front).
+    __slots__ = ()
+    delegate: Optional[HTTPMessageDelegate]
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        assert self.delegate is not None
+        return self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        assert self.delegate is not None
+        self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        if self.delegate is not None:
+            self.delegate.on_connection_close()
 
 
 class _OpenAttributes:

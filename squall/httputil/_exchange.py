@@ -12,14 +12,16 @@ Who implements what (docs/guide/seam.md draws it):
 
 * HTTP/2 (``httpserver/_h2stream._H2Stream``) and the ASGI adapter
   (``asgi/_adapter._ASGIConnection``): `Exchange` subclasses.
-* HTTP/1.1 on the server's protocol (``httpserver/_protocol._RequestConnection``):
+* HTTP/1.1 on the server's protocol (``httpserver/_h1exchange._RequestConnection``):
   compiled by mypyc and on the hot path, so it keeps its three write methods
   fused with its emit code; its phase is the same `IDLE` .. `GONE` field, its
   Content-Length accounting is the sans-I/O core's (`squall._h1`, which frames
   the message by it, RFC 9112 section 6).
-* `.HTTP1Connection` (over an IOStream, client and server) and the runner's
-  ``cli/_serving._AppConnection`` (a proxy that follows the response for the
-  access log) implement the contract directly.
+* `.HTTP1Connection` (over an IOStream, client and server): an `Exchange`
+  whose write methods, as on the protocol path, are fused with their emit
+  code (the core counts the Content-Length).
+* The runner's ``cli/_serving._AppConnection`` (a proxy that follows the
+  response for the access log) implements the contract directly.
 
 The phase of a response, in this order (one field, ``_phase``)::
 
@@ -35,10 +37,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Optional, Union
+from typing import TYPE_CHECKING, Any, Final, Optional
 
 from squall.httputil._headers import HTTPHeaders, HTTPOutputError
-from squall.httputil._misc import RequestStartLine, ResponseStartLine
+from squall.httputil._misc import ResponseStartLine, StartLine
 from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:
@@ -96,10 +98,7 @@ class HTTPConnection:
     context: Any
 
     def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> asyncio.Future[None]:
         """Writes the start line and headers, and optionally the first body chunk.
 
@@ -255,10 +254,7 @@ class Exchange(HTTPConnection):
     # -- the contract -----------------------------------------------------------------
 
     def write_headers(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
-        chunk: Optional[bytes] = None,
+        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> asyncio.Future[None]:
         """Writes the response head, and optionally the first piece of the body.
 

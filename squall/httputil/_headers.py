@@ -25,6 +25,17 @@ class HTTPOutputError(Exception):
     """Our side tried to send invalid HTTP, such as more body than Content-Length."""
 
 
+# The character classes and pieces the rules below are built from (regex
+# source; the classes without their brackets): VCHAR, obs-text, tchar, and
+# HTAB/SP/VCHAR (the text of a reason phrase, or inside a field value).
+_VCHAR = r"\x21-\x7e"
+_OBS_TEXT = r"\x80-\xff"
+_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_TEXT = r"\t\x20-\x7e"
+_HTTP_VERSION = r"HTTP/[0-9]\.[0-9]"
+_STATUS = "[0-9]{3}"
+
+
 class _ABNF:
     """Compiled forms of the grammar rules of RFC 9110 and RFC 9112 that we check.
 
@@ -34,33 +45,31 @@ class _ABNF:
     """
 
     # RFC 5234 appendix B.1.
-    VCHAR = re.compile(r"[\x21-\x7e]")
+    VCHAR = re.compile(f"[{_VCHAR}]")
     # RFC 9110 section 5.5: obs-text is any octet of the upper half, seen here
     # as the latin-1 character of the same code.
-    obs_text = re.compile(r"[\x80-\xff]")
-    field_vchar = re.compile(r"[\x21-\x7e\x80-\xff]")
+    obs_text = re.compile(f"[{_OBS_TEXT}]")
+    field_vchar = re.compile(f"[{_VCHAR}{_OBS_TEXT}]")
     # RFC 9110 section 5.5: field-value = *field-content, where field-content
     # starts and ends with a field-vchar and may hold SP/HTAB inside.
     field_value = re.compile(
-        r"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+        f"(?:[{_VCHAR}{_OBS_TEXT}](?:[{_TEXT}{_OBS_TEXT}]*[{_VCHAR}{_OBS_TEXT}])?)?"
     )
     # RFC 9110 section 5.6.2.
-    tchar = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]")
-    token = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+    tchar = re.compile(f"[{_TCHAR}]")
+    token = re.compile(f"[{_TCHAR}]+")
     field_name = token
     method = token
     # RFC 9112 section 2.3 and 4.
-    HTTP_version = re.compile(r"HTTP/[0-9]\.[0-9]")
-    status_code = re.compile(r"[0-9]{3}")
-    reason_phrase = re.compile(r"[\t\x20-\x7e\x80-\xff]+")
+    HTTP_version = re.compile(_HTTP_VERSION)
+    status_code = re.compile(_STATUS)
+    reason_phrase = re.compile(f"[{_TEXT}{_OBS_TEXT}]+")
     # RFC 9112 section 3.2 delegates request-target to the URI grammar of
     # RFC 3986; we accept any run of visible octets and leave the URI details
     # to the application, which is what every deployed server does.
-    request_target = re.compile(r"[\x21-\x7e\x80-\xff]+")
-    request_line = re.compile(
-        r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) (HTTP/[0-9]\.[0-9])"
-    )
-    status_line = re.compile(r"(HTTP/[0-9]\.[0-9]) ([0-9]{3}) ([\t\x20-\x7e\x80-\xff]*)")
+    request_target = re.compile(f"[{_VCHAR}{_OBS_TEXT}]+")
+    request_line = re.compile(f"([{_TCHAR}]+) ([{_VCHAR}{_OBS_TEXT}]+) ({_HTTP_VERSION})")
+    status_line = re.compile(f"({_HTTP_VERSION}) ({_STATUS}) ([{_TEXT}{_OBS_TEXT}]*)")
     # RFC 9110 section 7.2: Host = uri-host [ ":" port ]. The reg-name and IP
     # literal rules of RFC 3986 are folded into one character class (brackets
     # and colons allowed anywhere), which keeps out everything that matters:
@@ -220,6 +229,10 @@ class HTTPHeaders(MutableMapping[str, str]):
                     raise HTTPInputError(f"Invalid header value {value!r}")
             elif _FORBIDDEN_VALUE_CHARS.search(value) is not None:
                 raise HTTPInputError(f"Invalid header value {value!r}")
+        self._append(norm, value)
+
+    def _append(self, norm: str, value: str) -> None:
+        # One more value for a normalized name (the checks are the caller's).
         values = self._as_list.get(norm)
         if values is None:
             self._as_list[norm] = [value]
@@ -273,11 +286,7 @@ class HTTPHeaders(MutableMapping[str, str]):
         bad = (_BAD_BYTE_VALUE_CHARS if chars_are_bytes else _FORBIDDEN_VALUE_CHARS).search(value)
         if bad is not None:
             raise HTTPInputError(f"Invalid header value {value!r}")
-        values = self._as_list.get(norm)
-        if values is None:
-            self._as_list[norm] = [value]
-        else:
-            values.append(value)
+        self._append(norm, value)
 
     @classmethod
     def parse(cls, headers: str, *, _chars_are_bytes: bool = True) -> HTTPHeaders:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional
 
 from squall._content_coding import ContentCodingError, Decoder, make_decoder
 from squall._h1 import H1Connection, H1Limits, LocalProtocolError, ProtocolError
 from squall.httputil._delegates import HTTPMessageDelegate
 from squall.httputil._headers import _ABNF, HTTPHeaders, HTTPInputError, HTTPOutputError
-from squall.httputil._misc import RequestStartLine, ResponseStartLine, responses
+from squall.httputil._misc import ResponseStartLine, StartLine, responses
 from squall.log import gen_log
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class _GzipMessageDelegate(HTTPMessageDelegate):
         self._total = 0
 
     def headers_received(
-        self, start_line: Union[RequestStartLine, ResponseStartLine], headers: HTTPHeaders
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         coding = headers.get("Content-Encoding")
         if coding is not None:

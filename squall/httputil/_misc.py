@@ -42,6 +42,12 @@ class ResponseStartLine(NamedTuple):
     reason: str
 
 
+#: Either start line: what the delegates' ``headers_received`` and a
+#: connection's ``write_headers`` take (a request on a client, a response on
+#: a server). Not in ``__all__``: a name for type hints inside Squall.
+StartLine = Union[RequestStartLine, ResponseStartLine]
+
+
 def parse_request_start_line(line: str) -> RequestStartLine:
     """Splits an HTTP/1.x request line (RFC 9112 section 3) into its three parts.
 

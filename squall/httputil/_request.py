@@ -16,7 +16,7 @@ from squall.httputil import _forms
 from squall.httputil._delegates import HTTPConnection, _OpenAttributes
 from squall.httputil._forms import HTTPFile, _latin1_or_utf8, _parse_qs_bytes, parse_cookie
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
-from squall.httputil._misc import RequestStartLine, ResponseStartLine, split_host_and_port
+from squall.httputil._misc import RequestStartLine, StartLine, split_host_and_port
 
 if TYPE_CHECKING:
     import http.cookies
@@ -198,7 +198,7 @@ class HTTPServerRequest(_OpenAttributes):
         cls,
         connection: HTTPConnection,
         server_connection: object,
-        start_line: Union[RequestStartLine, ResponseStartLine],
+        start_line: StartLine,
         headers: HTTPHeaders,
     ) -> HTTPServerRequest:
         # The constructor, positionally, as routers called it before there

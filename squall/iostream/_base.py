@@ -330,11 +330,8 @@ class BaseIOStream(_Reading):
                             or not self._recv_until(recv)
                         ):
                             self._service_read()
-                    except UnsatisfiableReadError as e:
-                        self._close_unsatisfiable(e)
                     except Exception as e:
-                        gen_log.warning("error on read: %s", e)
-                        self.close(exc_info=e)
+                        self._read_failed(e)
                 if self._closed:
                     return
             if events & _WRITE:
@@ -360,9 +357,15 @@ class BaseIOStream(_Reading):
         """Serve the pending read from the fd, logging and closing on errors."""
         try:
             self._service_read()
-        except UnsatisfiableReadError as e:
-            self._close_unsatisfiable(e)
         except Exception as e:
+            self._read_failed(e)
+
+    def _read_failed(self, e: Exception) -> None:
+        # Serving a read raised: a read that cannot be satisfied closes the
+        # stream quietly; anything else is logged first.
+        if isinstance(e, UnsatisfiableReadError):
+            self._close_unsatisfiable(e)
+        else:
             gen_log.warning("error on read: %s", e)
             self.close(exc_info=e)
 

@@ -552,12 +552,7 @@ class _Reading:
             if future is not None and not future.done():
                 future.set_result(data)
             return True
-        self._read_scanned = limit
-        if max_bytes is not None and available >= max_bytes:
-            raise UnsatisfiableReadError(
-                f"delimiter {delimiter!r} not found within {max_bytes} bytes"
-            )
-        return False
+        return self._not_found(limit, available, "delimiter", delimiter)
 
     def _find_regex(self, available: int) -> bool:
         regex = self._read_regex
@@ -568,16 +563,20 @@ class _Reading:
         if match is not None:
             end = match.end() - start
             if max_bytes is not None and end > max_bytes:
-                raise UnsatisfiableReadError(
-                    f"regex {regex.pattern!r} not matched within {max_bytes} bytes"
-                )
+                self._not_found(available, max_bytes, "regex", regex.pattern)
             self._finish_read(end)
             return True
-        self._read_scanned = available
+        return self._not_found(available, available, "regex", regex.pattern)
+
+    def _not_found(self, scanned: int, available: int, kind: str, what: object) -> bool:
+        # A delimiter or regex search that has not matched yet: remember how
+        # far it looked (the next search resumes there); refuse the read
+        # once ``available`` reaches its max_bytes.
+        self._read_scanned = scanned
+        max_bytes = self._read_max_bytes
         if max_bytes is not None and available >= max_bytes:
-            raise UnsatisfiableReadError(
-                f"regex {regex.pattern!r} not matched within {max_bytes} bytes"
-            )
+            verb = "found" if kind == "delimiter" else "matched"
+            raise UnsatisfiableReadError(f"{kind} {what!r} not {verb} within {max_bytes} bytes")
         return False
 
     def _finish_read(self, size: int) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import socket
 from typing import Any, Optional
 
+from squall.util import _needs_extra
+
 try:
     import pycares
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        f"squall.platform.caresresolver needs pycares ({_exc}): pip install squall[cares]",
-        name=__name__,
-    ) from _exc
+    raise _needs_extra(__name__, "pycares", "cares", _exc) from _exc
 
 from squall.concurrent import Future
 from squall.ioloop import IOLoop

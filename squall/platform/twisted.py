@@ -16,6 +16,8 @@ import socket
 import sys
 from typing import Any
 
+from squall.util import _needs_extra
+
 try:
     import twisted.internet.asyncioreactor
     import twisted.internet.defer
@@ -29,10 +31,7 @@ try:
     from twisted.internet.defer import Deferred
     from twisted.python.failure import Failure
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        f"squall.platform.twisted needs Twisted ({_exc}): pip install squall[twisted]",
-        name=__name__,
-    ) from _exc
+    raise _needs_extra(__name__, "Twisted", "twisted", _exc) from _exc
 
 from squall import gen
 from squall.concurrent import Future, future_set_exc_info

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, Optional, Self, Union
 from urllib.parse import urlsplit
@@ -58,11 +58,12 @@ class PubSubClosedError(RuntimeError):
 
 
 class _Closing:
-    """``async with`` calls ``close`` on the way out."""
+    """``async with`` calls ``close`` on the way out (and awaits it, where
+    ``close`` is a coroutine: `PubSub`'s)."""
 
     __slots__ = ()
 
-    def close(self) -> None:
+    def close(self) -> Optional[Awaitable[None]]:
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:
@@ -74,7 +75,9 @@ class _Closing:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        self.close()
+        closing = self.close()
+        if closing is not None:
+            await closing
 
 
 class Subscription(_Closing):
@@ -218,7 +221,7 @@ class Relay(_Closing):
 _Listener = Union[Subscription, Relay]
 
 
-class PubSub:
+class PubSub(_Closing):
     """Base of the backends: local fan-out to `Subscription` and `Relay` objects."""
 
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
@@ -319,17 +322,6 @@ class PubSub:
             for sub in list(subs):
                 sub.close()
         self._channels.clear()
-
-    async def __aenter__(self) -> PubSub:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
     # Backend hooks.
 

@@ -10,12 +10,12 @@ fills in the few names it needs (see `_bind`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
 from squall.httputil._headers import HTTPHeaders
-from squall.httputil._misc import RequestStartLine, ResponseStartLine
+from squall.httputil._misc import RequestStartLine, StartLine
 from squall.httputil._request import HTTPServerRequest
 
 if TYPE_CHECKING:
@@ -97,9 +97,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
         self.handler: Optional[RequestHandler] = None
 
     def headers_received(
-        self,
-        start_line: Union[RequestStartLine, ResponseStartLine],
-        headers: HTTPHeaders,
+        self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         request = self.request
         if request is None:

@@ -214,7 +214,9 @@ class WSConnection:
         self._in_opcode = 0
         self._in_compressed = False
         self._in_size = 0
-        self._fragments: list[bytes] = []
+        # A fragmented message's pieces so far; None between messages (an
+        # idle connection keeps no list).
+        self._fragments: Optional[list[bytes]] = None
         self._decoder: Optional[codecs.IncrementalDecoder] = None
         # The text frame under way checked so far (_check_partial_text).
         self._partial_decoder: Optional[codecs.IncrementalDecoder] = None
@@ -285,6 +287,11 @@ class WSConnection:
                 if frame is None:
                     if parser._pos < len(parser._buf):
                         self._check_partial_text()
+                    else:
+                        # All parsed: an idle connection keeps no copy of
+                        # its last read (up to a read's size) until the next.
+                        parser._buf.clear()
+                        parser._pos = 0
                     return events
                 event = self._handle_frame(frame)
                 if event is not None:
@@ -457,12 +464,16 @@ class WSConnection:
                 decoder.decode(payload, frame.fin)
             except UnicodeDecodeError:
                 raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
-        self._fragments.append(payload)
+        fragments = self._fragments
+        if fragments is None:
+            fragments = self._fragments = [payload]
+        else:
+            fragments.append(payload)
         if not frame.fin:
             return None
-        whole = b"".join(self._fragments)
+        whole = b"".join(fragments)
         text = self._in_opcode == 1
-        self._fragments = []
+        self._fragments = None
         self._decoder = None
         self._in_opcode = 0
         self.message_bytes_in += len(whole)

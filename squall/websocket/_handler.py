@@ -15,6 +15,7 @@ from squall.httputil import responses
 from squall.httputil._headers import _NAME_CACHE, _normalize_header
 from squall.httputil._response import _ResponseHeaders
 from squall.web import Application, RequestHandler
+from squall.websocket._idle import release_request
 from squall.websocket._protocol import (
     _DEFAULT_MAX_MESSAGE_SIZE,
     MessageType,
@@ -162,6 +163,8 @@ class WebSocketHandler(RequestHandler, _Peer):
             self.log_exception(*sys.exc_info())
             protocol._abort()
             return
+        # open() has read what it needed of the request: pack the rest.
+        release_request(request)
         protocol.start_reading()
 
     def _write_101(self, fields: list[tuple[str, str]]) -> None:

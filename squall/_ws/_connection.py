@@ -290,8 +290,7 @@ class WSConnection:
                     else:
                         # All parsed: an idle connection keeps no copy of
                         # its last read (up to a read's size) until the next.
-                        parser._buf.clear()
-                        parser._pos = 0
+                        parser.release()
                     return events
                 event = self._handle_frame(frame)
                 if event is not None:

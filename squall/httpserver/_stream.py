@@ -33,6 +33,8 @@ _WRITE = IOLoop.WRITE
 # when the transport has it all, fails if the connection closes first, and
 # the transport never holds (and copies) a whole large write at once.
 _WRITE_CHUNK = 256 * 1024
+# The inbox of a stream whose reads go to a receiver (see set_receiver).
+_NO_INBOX = bytearray()
 
 
 class _TransportStream(BaseIOStream):
@@ -236,7 +238,9 @@ class _TransportStream(BaseIOStream):
         pending = bytes(self._rbuf[self._rpos :]) + bytes(self._inbox)
         self._rbuf.clear()
         self._rpos = 0
-        self._inbox.clear()
+        # While a receiver takes the reads, the inbox stays empty: the
+        # shared empty one (never written to) instead of one per connection.
+        self._inbox = bytearray() if receiver is None else _NO_INBOX
         self._receiving = True
         proto = self._proto
         if proto._detached and not self._closed:
@@ -269,8 +273,9 @@ class _TransportStream(BaseIOStream):
 
     def _feed(self, data: bytes) -> None:
         receiver = self._receiver
-        if receiver is not None and not self._closed:
-            receiver(data)
+        if receiver is not None:
+            if not self._closed:
+                receiver(data)
             return
         self._inbox += data
         if self._closed:
@@ -323,6 +328,6 @@ class _TransportStream(BaseIOStream):
         # What arrived before the close stays readable after it.
         if self._inbox:
             self._rbuf += self._inbox
-            self._inbox.clear()
+            self._inbox = bytearray()
         self._eof = True
         self.close(exc_info=exc if exc is not None else False)

@@ -29,6 +29,7 @@ from typing import ClassVar, Optional, Union
 from squall._ws._deflate import PerMessageDeflate
 from squall._ws._errors import LocalProtocolError, RemoteProtocolError
 from squall._ws._frames import (
+    _EMPTY_BUFFER,
     Frame,
     FrameParser,
     build_close_payload,
@@ -289,8 +290,10 @@ class WSConnection:
                         self._check_partial_text()
                     else:
                         # All parsed: an idle connection keeps no copy of
-                        # its last read (up to a read's size) until the next.
-                        parser.release()
+                        # its last read (up to a read's size) until the next
+                        # (FrameParser.release, inline).
+                        parser._buf = _EMPTY_BUFFER
+                        parser._pos = 0
                     return events
                 event = self._handle_frame(frame)
                 if event is not None:

@@ -86,7 +86,7 @@ class Frame:
 
 # The buffer of every parser with nothing buffered: never written to (feed
 # replaces it), so that an idle connection's parser holds no buffer of its own.
-_EMPTY = bytearray()
+_EMPTY_BUFFER = bytearray()
 
 
 class FrameParser:
@@ -107,7 +107,7 @@ class FrameParser:
     __slots__ = ("_buf", "_pos", "allow_rsv1", "masked", "max_payload", "wire_bytes")
 
     def __init__(self, masked: bool, allow_rsv1: bool = False) -> None:
-        self._buf = _EMPTY
+        self._buf = _EMPTY_BUFFER
         self._pos = 0
         self.masked = masked
         self.allow_rsv1 = allow_rsv1
@@ -132,7 +132,7 @@ class FrameParser:
     def release(self) -> None:
         """Drops the buffer once everything in it is parsed (an idle connection keeps none)."""
         if self._pos == len(self._buf):
-            self._buf = _EMPTY
+            self._buf = _EMPTY_BUFFER
             self._pos = 0
 
     @property

@@ -37,6 +37,11 @@ _WRITE_CHUNK = 256 * 1024
 _NO_INBOX = bytearray()
 
 
+def _to_websocket(data: bytes) -> None:
+    """The receiver that stands for the adopted WebSocket's ``_receive`` (never called)."""
+    raise AssertionError("_TransportStream._feed calls the WebSocket's _receive instead")
+
+
 class _TransportStream(BaseIOStream):
     """An IOStream over the transport of one server connection.
 
@@ -249,6 +254,14 @@ class _TransportStream(BaseIOStream):
             proto._set_stream_reading(True)
         return pending
 
+    def receive_to_websocket(self) -> bytes:
+        """`set_receiver` with the adopted WebSocket's ``_receive`` (see `adopt_websocket`).
+
+        The stream calls it itself, rather than keep a bound method per
+        connection.
+        """
+        return self.set_receiver(_to_websocket)
+
     def set_receiving(self, receiving: bool) -> None:
         """Pauses (False) or resumes the reads that go to the receiver."""
         self._receiving = receiving
@@ -275,7 +288,10 @@ class _TransportStream(BaseIOStream):
         receiver = self._receiver
         if receiver is not None:
             if not self._closed:
-                receiver(data)
+                if receiver is _to_websocket:
+                    self._ws._receive(data)
+                else:
+                    receiver(data)
             return
         self._inbox += data
         if self._closed:

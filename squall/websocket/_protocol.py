@@ -231,16 +231,24 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._task = asyncio.ensure_future(self._receive_loop())
             return
         # Callbacks see the context reading started in, as they would in a
-        # task created here.
-        self._context = contextvars.copy_context()
+        # task created here. An empty one (the usual case) is made when a
+        # read first needs it: an idle connection keeps none.
+        context = contextvars.copy_context()
+        self._context = context if len(context) else _EMPTY_CONTEXT
         self._direct = True
-        pending = set_receiver(self._receive)
+        if getattr(stream, "_ws", None) is self:
+            # The server's stream calls _receive itself: no bound method kept.
+            pending = stream.receive_to_websocket()  # type: ignore[union-attr]
+        else:
+            pending = set_receiver(self._receive)
         if pending:
             self._receive(pending)
 
     def _receive(self, data: bytes) -> None:
         context = self._context
         if context is not None:
+            if context is _EMPTY_CONTEXT:
+                context = self._context = contextvars.Context()
             context.run(self._receive_in_context, data)
 
     def _receive_in_context(self, data: bytes) -> None:
@@ -716,6 +724,10 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.peer = None
         if peer is not None:
             peer.on_ws_connection_close(self.close_code, self.close_reason)
+
+
+# Stands for an empty context not made yet (see start_reading); never run.
+_EMPTY_CONTEXT = contextvars.Context()
 
 
 def _translate_write(source: Future[None], target: Future[None]) -> None:

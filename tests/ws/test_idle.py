@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import socket
 from typing import Any
 
@@ -13,6 +14,7 @@ from squall.testing import AsyncHTTPTestCase, gen_test
 from squall.web import Application
 from squall.websocket import WebSocketHandler, broadcast, websocket_connect
 from squall.websocket._idle import _PackedHeaders, release_request
+from squall.websocket._protocol import _EMPTY_CONTEXT, WebSocketProtocol13
 
 KEY = b"\x01\x02\x03\x04"
 UPGRADE = (
@@ -20,6 +22,9 @@ UPGRADE = (
     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n"
     b"Cookie: a=1\r\nX-Many: one\r\nX-Many: two\r\n\r\n"
 )
+
+
+COUNT: contextvars.ContextVar[int] = contextvars.ContextVar("count", default=0)
 
 
 class Seen:
@@ -43,6 +48,11 @@ class Reader(WebSocketHandler):
         self.seen.changed.notify_all()
 
     def on_message(self, message: Any) -> None:
+        if message == "count":
+            # A var set by a callback is this connection's, as in a task.
+            COUNT.set(COUNT.get() + 1)
+            self.write_message(str(COUNT.get()))
+            return
         headers = self.request.headers
         many = headers.get_list("X-Many")
         key = headers["Sec-WebSocket-Key"]
@@ -123,6 +133,23 @@ class IdleTest(AsyncHTTPTestCase):
         assert protocol._sink is protocol.stream.transport
         client.close()
 
+    @gen_test
+    async def test_each_connection_runs_its_callbacks_in_a_context_of_its_own(self) -> None:
+        # (Made when the first read needs it if the context was empty when
+        # reading started, as in a server; a copy of it otherwise, as here.)
+        url = self.get_url("/ws").replace("http", "ws")
+        first = await websocket_connect(url)
+        second = await websocket_connect(url)
+        await self.seen.wait_for(2)
+        answers = []
+        for client in (first, second, first, first, second):
+            await client.write_message("count")
+            answers.append(await client.read_message())
+        assert answers == ["1", "1", "2", "3", "2"]
+        assert COUNT.get() == 0
+        first.close()
+        second.close()
+
 
 def test_release_request_leaves_other_headers_alone() -> None:
     class Mine(HTTPHeaders):
@@ -161,3 +188,29 @@ def test_an_idle_connection_keeps_no_buffer_of_its_last_read() -> None:
     assert conn.receive_data(fragments[-1:]) == [Message("hello")]
     assert conn._fragments is None
     assert conn._parser.buffered == 0 and len(conn._parser._buf) == 0
+
+
+def test_a_connection_started_in_an_empty_context_makes_its_own_at_the_first_read() -> None:
+    class Peer:
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def on_message(self, message: Any) -> None:
+            COUNT.set(COUNT.get() + 1)
+            self.seen.append(COUNT.get())
+
+    class Stream:
+        def set_receiver(self, receiver: Any) -> bytes:
+            return b""
+
+    peer = Peer()
+    protocol = WebSocketProtocol13(peer, client=False)  # type: ignore[arg-type]
+    protocol.stream = Stream()  # type: ignore[assignment]
+    protocol.conn = WSConnection(client=False)
+    contextvars.Context().run(protocol.start_reading)
+    assert protocol._context is _EMPTY_CONTEXT
+    frame = build_frame(1, b"a", True, False, KEY)
+    protocol._receive(frame)
+    protocol._receive(frame)
+    assert peer.seen == [1, 2] and COUNT.get() == 0
+    assert protocol._context is not _EMPTY_CONTEXT and len(_EMPTY_CONTEXT) == 0

@@ -165,6 +165,11 @@ class ProtocolFailed(Event):
         self.reason = reason
 
 
+# What a connection holds before its first read (see receive_data): never
+# fed; its wire_bytes stay 0.
+_NO_PARSER = FrameParser(masked=True)
+
+
 class WSConnection:
     """One WebSocket connection, after the opening handshake.
 
@@ -208,8 +213,8 @@ class WSConnection:
         self._extension = extension
         # A server without compression: frames need no mask and no deflate.
         self._plain_server = not client and extension is None
-        self._parser = FrameParser(masked=not client, allow_rsv1=extension is not None)
-        self._parser.max_payload = self._frame_limit(max_message_size)
+        # Made by the first receive_data: an idle connection keeps none.
+        self._parser = _NO_PARSER
         self._key_source = mask_key_source
         self.max_message_size = max_message_size
         self._in_opcode = 0
@@ -278,6 +283,11 @@ class WSConnection:
         if self.close_received:
             return []
         parser = self._parser
+        if parser is _NO_PARSER:
+            parser = self._parser = FrameParser(
+                masked=not self._client, allow_rsv1=self._extension is not None
+            )
+            parser.max_payload = self._frame_limit(self.max_message_size)
         parser.feed(data)
         events: list[Event] = []
         try:

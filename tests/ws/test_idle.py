@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 from squall._ws import Message, WSConnection, build_frame
+from squall._ws._connection import _NO_PARSER
 from squall.httputil import HTTPHeaders
 from squall.iostream import IOStream
 from squall.locks import Condition
@@ -182,12 +183,16 @@ def test_packed_headers_can_be_replaced_before_being_read() -> None:
 
 def test_an_idle_connection_keeps_no_buffer_of_its_last_read() -> None:
     conn = WSConnection(client=False)
+    # No parser until the first read.
+    assert conn._parser is _NO_PARSER and conn.wire_bytes_in == 0
     fragments = build_frame(1, b"he", False, False, KEY) + build_frame(0, b"llo", True, False, KEY)
     assert conn.receive_data(fragments[:-1]) == []
     assert conn._fragments is not None
     assert conn.receive_data(fragments[-1:]) == [Message("hello")]
     assert conn._fragments is None
     assert conn._parser.buffered == 0 and len(conn._parser._buf) == 0
+    assert conn._parser is not _NO_PARSER and conn.wire_bytes_in == len(fragments)
+    assert _NO_PARSER.wire_bytes == 0 and not _NO_PARSER._buf
 
 
 def test_a_connection_started_in_an_empty_context_makes_its_own_at_the_first_read() -> None:

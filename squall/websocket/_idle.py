@@ -68,16 +68,19 @@ def _pack(headers: HTTPHeaders) -> None:
     if type(headers) is not HTTPHeaders:
         return  # a subclass of the application's, or already packed
     parts: list[str] = []
+    append = parts.append
     for name, values in headers._as_list.items():
-        if type(name) is not str or _SEPARATOR in name:
-            return
         for value in values:
-            if type(value) is not str or _SEPARATOR in value:
-                return
-            parts.append(name)
-            parts.append(value)
+            append(name)
+            append(value)
+    try:
+        packed = _SEPARATOR.join(parts)
+    except TypeError:
+        return  # a name or a value that is not a str
+    if parts and packed.count(_SEPARATOR) != len(parts) - 1:
+        return  # a separator inside a name or a value
     headers.__class__ = _PackedHeaders
-    _FIELDS.__set__(headers, _SEPARATOR.join(parts))
+    _FIELDS.__set__(headers, packed)
 
 
 def release_request(request: Any) -> None:

@@ -163,7 +163,9 @@ def test_release_request_leaves_other_headers_alone() -> None:
 
     odd = HTTPHeaders()
     odd._as_list["X-Odd"] = ["a\nb"]  # cannot be packed with its separator
-    for headers in (Mine(A="1"), odd):
+    not_text = HTTPHeaders()
+    not_text._as_list["X-Bytes"] = [b"1"]  # type: ignore[list-item]
+    for headers in (Mine(A="1"), odd, not_text):
         request = Request(headers)
         release_request(request)
         assert type(request.headers) is type(headers)

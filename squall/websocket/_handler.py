@@ -68,7 +68,9 @@ class WebSocketHandler(RequestHandler, _Peer):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Checks the upgrade request and, if valid, runs the WebSocket."""
         self.open_args = args
-        self.open_kwargs = kwargs
+        # Without keyword arguments (the usual route), the handler's own
+        # empty path_kwargs rather than one more empty dict per connection.
+        self.open_kwargs = kwargs or self.path_kwargs
         headers = self.request.headers
         if self.request.version == "HTTP/1.0":
             # RFC 6455 section 4.1: the upgrade request's "HTTP version MUST

@@ -30,7 +30,9 @@ On a quiet machine, the figures of the closing note::
     python benchmarks/callgrind_broadcast.py --real --repeat 7 -c 15000 --server floor --server squall
 
 Usage: python benchmarks/callgrind_broadcast.py [--server NAME ...] [-c N]
-       [--loop uvloop|asyncio] [--real [--rounds R] [--repeat R]]
+       [--loop uvloop|asyncio] [--real [--rounds R] [--repeat R]] [--keep FILE]
+``--keep FILE`` keeps each server's callgrind output as FILE.SERVER (for
+callgrind_annotate: where the instructions of a delivery go).
 aiohttp runs where it is installed (the benchmark venv); callgrind needs valgrind.
 """
 
@@ -347,6 +349,8 @@ def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
             from callgrind_hotpath import annotate
 
             incl = annotate(cg, True)
+            if cfg.get("keep"):
+                shutil.copy(cg, f"{cfg['keep']}.{cfg['server']}")
             per_broadcast = incl.get("sq_measure_b", 0) - incl.get("sq_measure_a", 0)
             result["per_delivery"] = per_broadcast / ((K2 - K1) * cfg["count"])
         else:
@@ -374,6 +378,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per server (--real), alternated")
     ap.add_argument("--cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
+    ap.add_argument("--keep", metavar="FILE", help="keep callgrind's output as FILE.SERVER")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     ap.add_argument("--clients", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -411,6 +416,7 @@ def main() -> int:
                     "rounds": args.rounds,
                     "cpu": args.cpu,
                     "client_cpu": args.client_cpu,
+                    "keep": args.keep,
                 }
             )
             figures[server].append(res["per_delivery"])

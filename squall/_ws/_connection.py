@@ -29,6 +29,7 @@ from typing import ClassVar, Optional, Union
 from squall._ws._deflate import PerMessageDeflate
 from squall._ws._errors import LocalProtocolError, RemoteProtocolError
 from squall._ws._frames import (
+    _EMPTY_BUFFER,
     Frame,
     FrameParser,
     build_close_payload,
@@ -164,6 +165,11 @@ class ProtocolFailed(Event):
         self.reason = reason
 
 
+# What a connection holds before its first read (see receive_data): never
+# fed; its wire_bytes stay 0.
+_NO_PARSER = FrameParser(masked=True)
+
+
 class WSConnection:
     """One WebSocket connection, after the opening handshake.
 
@@ -207,14 +213,16 @@ class WSConnection:
         self._extension = extension
         # A server without compression: frames need no mask and no deflate.
         self._plain_server = not client and extension is None
-        self._parser = FrameParser(masked=not client, allow_rsv1=extension is not None)
-        self._parser.max_payload = self._frame_limit(max_message_size)
+        # Made by the first receive_data: an idle connection keeps none.
+        self._parser = _NO_PARSER
         self._key_source = mask_key_source
         self.max_message_size = max_message_size
         self._in_opcode = 0
         self._in_compressed = False
         self._in_size = 0
-        self._fragments: list[bytes] = []
+        # A fragmented message's pieces so far; None between messages (an
+        # idle connection keeps no list).
+        self._fragments: Optional[list[bytes]] = None
         self._decoder: Optional[codecs.IncrementalDecoder] = None
         # The text frame under way checked so far (_check_partial_text).
         self._partial_decoder: Optional[codecs.IncrementalDecoder] = None
@@ -275,6 +283,11 @@ class WSConnection:
         if self.close_received:
             return []
         parser = self._parser
+        if parser is _NO_PARSER:
+            parser = self._parser = FrameParser(
+                masked=not self._client, allow_rsv1=self._extension is not None
+            )
+            parser.max_payload = self._frame_limit(self.max_message_size)
         parser.feed(data)
         events: list[Event] = []
         try:
@@ -285,6 +298,12 @@ class WSConnection:
                 if frame is None:
                     if parser._pos < len(parser._buf):
                         self._check_partial_text()
+                    else:
+                        # All parsed: an idle connection keeps no copy of
+                        # its last read (up to a read's size) until the next
+                        # (FrameParser.release, inline).
+                        parser._buf = _EMPTY_BUFFER
+                        parser._pos = 0
                     return events
                 event = self._handle_frame(frame)
                 if event is not None:
@@ -457,12 +476,16 @@ class WSConnection:
                 decoder.decode(payload, frame.fin)
             except UnicodeDecodeError:
                 raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
-        self._fragments.append(payload)
+        fragments = self._fragments
+        if fragments is None:
+            fragments = self._fragments = [payload]
+        else:
+            fragments.append(payload)
         if not frame.fin:
             return None
-        whole = b"".join(self._fragments)
+        whole = b"".join(fragments)
         text = self._in_opcode == 1
-        self._fragments = []
+        self._fragments = None
         self._decoder = None
         self._in_opcode = 0
         self.message_bytes_in += len(whole)

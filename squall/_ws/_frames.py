@@ -84,6 +84,11 @@ class Frame:
         return f"Frame(opcode={self.opcode:#x}, payload={self.payload[:20]!r}, fin={self.fin}, rsv1={self.rsv1})"
 
 
+# The buffer of every parser with nothing buffered: never written to (feed
+# replaces it), so that an idle connection's parser holds no buffer of its own.
+_EMPTY_BUFFER = bytearray()
+
+
 class FrameParser:
     """Incremental frame parser for one direction of a connection.
 
@@ -102,7 +107,7 @@ class FrameParser:
     __slots__ = ("_buf", "_pos", "allow_rsv1", "masked", "max_payload", "wire_bytes")
 
     def __init__(self, masked: bool, allow_rsv1: bool = False) -> None:
-        self._buf = bytearray()
+        self._buf = _EMPTY_BUFFER
         self._pos = 0
         self.masked = masked
         self.allow_rsv1 = allow_rsv1
@@ -111,13 +116,24 @@ class FrameParser:
 
     def feed(self, data: bytes) -> None:
         """Appends received bytes."""
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
+        buf = self._buf
+        if self._pos == len(buf):
+            # Everything before is parsed (or nothing came yet): a buffer
+            # of its own for these bytes; the shared empty one is never
+            # written to.
+            self._buf = bytearray(data)
             self._pos = 0
-        elif self._pos > 65536:
-            del self._buf[: self._pos]
+            return
+        if self._pos > 65536:
+            del buf[: self._pos]
             self._pos = 0
-        self._buf += data
+        buf += data
+
+    def release(self) -> None:
+        """Drops the buffer once everything in it is parsed (an idle connection keeps none)."""
+        if self._pos == len(self._buf):
+            self._buf = _EMPTY_BUFFER
+            self._pos = 0
 
     @property
     def buffered(self) -> int:

@@ -105,6 +105,19 @@ _LINGER_SECONDS = 2.0
 # _h1exchange, beside the request connection that reads them.
 
 
+# What a detached connection holds instead of its own H1Connection: one for
+# the process, never fed (see _detach).
+_spent: Optional[H1Connection] = None
+
+
+def _spent_core(params: HTTP1ConnectionParameters) -> H1Connection:
+    global _spent
+    core = _spent
+    if core is None:
+        core = _spent = _new_h1("server", params, False)
+    return core
+
+
 def _no_request(protocol: object, request: HTTPConnection) -> HTTPMessageDelegate:
     raise RuntimeError("the connection was detached: no more requests start on it")
 
@@ -315,6 +328,9 @@ class _HTTPProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._flow |= _WRITE_PAUSED
         self._pause_reading()
+        stream = self._stream
+        if stream is not None:
+            stream._unwritable()
         timeout = self._server.write_timeout
         if timeout is not None and self._write_timer is None:
             # A client that stops reading must not hold our buffer forever.
@@ -787,6 +803,9 @@ class _HTTPProtocol(asyncio.Protocol):
         self._delegate = None
         self._cancel_timers()
         leftover = self._h1.detach()
+        # The core is not read again: an idle WebSocket, which keeps this
+        # protocol for its lifetime, need not keep it either.
+        self._h1 = _spent_core(self._params)
         if leftover:
             stream._inbox += leftover
         # The stream decides from now on when to read.

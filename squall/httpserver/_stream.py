@@ -33,6 +33,13 @@ _WRITE = IOLoop.WRITE
 # when the transport has it all, fails if the connection closes first, and
 # the transport never holds (and copies) a whole large write at once.
 _WRITE_CHUNK = 256 * 1024
+# The inbox of a stream whose reads go to a receiver (see set_receiver).
+_NO_INBOX = bytearray()
+
+
+def _to_websocket(data: bytes) -> None:
+    """The receiver that stands for the adopted WebSocket's ``_receive`` (never called)."""
+    raise AssertionError("_TransportStream._feed calls the WebSocket's _receive instead")
 
 
 class _TransportStream(BaseIOStream):
@@ -42,7 +49,16 @@ class _TransportStream(BaseIOStream):
     driver; writes go out at once (after any HTTP output queued before).
     """
 
-    __slots__ = ("_proto", "_transport", "_inbox", "_eof", "on_drain", "_receiver", "_receiving")
+    __slots__ = (
+        "_proto",
+        "_transport",
+        "_inbox",
+        "_eof",
+        "_on_drain",
+        "_receiver",
+        "_receiving",
+        "_ws",
+    )
 
     def __init__(
         self,
@@ -56,14 +72,48 @@ class _TransportStream(BaseIOStream):
         self._transport = transport
         self._inbox = bytearray()
         self._eof = False
-        #: Called when the server drains (`HTTPServer.drain`), so that the
-        #: owner of a detached connection can end it politely (WebSocket
-        #: sends close 1001); without one, the connection is aborted at the
-        #: drain's deadline.
-        self.on_drain: Optional[Callable[[], None]] = None
+        self._on_drain: Optional[Callable[[], None]] = None
         # See `set_receiver`: a callback that takes reads directly.
         self._receiver: Optional[Callable[[bytes], None]] = None
         self._receiving = True
+        # The WebSocket protocol that owns the detached connection, if any
+        # (see `adopt_websocket`).
+        self._ws: Any = None
+
+    @property
+    def on_drain(self) -> Optional[Callable[[], None]]:
+        """Called when the server drains (`HTTPServer.drain`).
+
+        So that the owner of a detached connection can end it politely
+        (a WebSocket sends close 1001); without one, the connection is
+        aborted at the drain's deadline.
+        """
+        hook = self._on_drain
+        if hook is None and self._ws is not None:
+            return self._ws._going_away  # type: ignore[no-any-return]
+        return hook
+
+    @on_drain.setter
+    def on_drain(self, hook: Optional[Callable[[], None]]) -> None:
+        self._on_drain = hook
+
+    def adopt_websocket(self, ws: Any) -> None:
+        """Makes a server WebSocket protocol (`~squall.websocket.WebSocketProtocol13`) the owner.
+
+        The stream then calls it back itself, with no bound method kept per
+        connection (an idle WebSocket's bytes count): its
+        ``on_connection_close`` once closed (as `set_close_callback`
+        would), its ``_going_away`` when the server drains (unless
+        `on_drain` is set), and its ``_set_paused`` when the transport
+        pauses and resumes writing (so that `squall.websocket.broadcast`
+        needs no test of its own per connection).
+        """
+        self._ws = ws
+        if self._closed:
+            self.io_loop.add_callback(ws.on_connection_close)
+        elif not self._buffered():
+            # As set_close_callback: listen for EOF, which only a read sees.
+            self._want(_READ)
 
     # -- direct writes (squall.websocket.broadcast)
 
@@ -193,7 +243,9 @@ class _TransportStream(BaseIOStream):
         pending = bytes(self._rbuf[self._rpos :]) + bytes(self._inbox)
         self._rbuf.clear()
         self._rpos = 0
-        self._inbox.clear()
+        # While a receiver takes the reads, the inbox stays empty: the
+        # shared empty one (never written to) instead of one per connection.
+        self._inbox = bytearray() if receiver is None else _NO_INBOX
         self._receiving = True
         proto = self._proto
         if proto._detached and not self._closed:
@@ -201,6 +253,14 @@ class _TransportStream(BaseIOStream):
             # state does.
             proto._set_stream_reading(True)
         return pending
+
+    def receive_to_websocket(self) -> bytes:
+        """`set_receiver` with the adopted WebSocket's ``_receive`` (see `adopt_websocket`).
+
+        The stream calls it itself, rather than keep a bound method per
+        connection.
+        """
+        return self.set_receiver(_to_websocket)
 
     def set_receiving(self, receiving: bool) -> None:
         """Pauses (False) or resumes the reads that go to the receiver."""
@@ -216,12 +276,22 @@ class _TransportStream(BaseIOStream):
         self._state = None
         super().close(exc_info)
 
+    def _signal_closed(self) -> None:
+        super()._signal_closed()
+        ws = self._ws
+        if ws is not None:
+            self.io_loop.add_callback(ws.on_connection_close)
+
     # -- called by the protocol ----------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
         receiver = self._receiver
-        if receiver is not None and not self._closed:
-            receiver(data)
+        if receiver is not None:
+            if not self._closed:
+                if receiver is _to_websocket:
+                    self._ws._receive(data)
+                else:
+                    receiver(data)
             return
         self._inbox += data
         if self._closed:
@@ -241,7 +311,16 @@ class _TransportStream(BaseIOStream):
         if not self._closed:
             self._handle_events(None, _READ)
 
+    def _unwritable(self) -> None:
+        # The transport is over its high-water mark.
+        ws = self._ws
+        if ws is not None:
+            ws._set_paused(True)
+
     def _writable(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            ws._set_paused(False)
         if self._closed:
             return
         if len(self._write_buffer):
@@ -265,6 +344,6 @@ class _TransportStream(BaseIOStream):
         # What arrived before the close stays readable after it.
         if self._inbox:
             self._rbuf += self._inbox
-            self._inbox.clear()
+            self._inbox = bytearray()
         self._eof = True
         self.close(exc_info=exc if exc is not None else False)

@@ -72,8 +72,8 @@ def broadcast(
     writing; for a client connection, over `CLIENT_HIGH_WATER` bytes
     buffered; for one carried by `~squall.asgi.ASGIAdapter`, 64 messages
     waiting for the ASGI server) is skipped for this message and counted.
-    Skips in a row are counted per connection until a message reaches it
-    or its output has fully drained; with ``max_skips`` or ``max_buffer`` set, a
+    Skips in a row are counted per connection until a message reaches it;
+    with ``max_skips`` or ``max_buffer`` set, a
     connection past either limit is sent a close frame with
     ``close_code`` (1013, "try again later", by default; 1008 says "policy
     violation") and, as with `WebSocketHandler.close`, cut off if it does
@@ -130,20 +130,20 @@ def broadcast(
     protocol: Any
     sink: Any
     for item in connections:
-        # The hot path, in as few steps as can be: an open server connection
-        # without compression (it has a sink), not inside its own callbacks
-        # (whose writes are held to go out together, see
-        # WebSocketProtocol13._run_events), with nothing queued in its
-        # transport (so nothing in its stream either, and not paused): the
+        # The hot path, in as few steps as can be: a handler whose protocol
+        # has a sink (an open server connection without compression, not
+        # inside its own callbacks, whose writes are held to go out
+        # together, and its transport not paused, so that nothing is
+        # queued in its stream either: see WebSocketProtocol13._sink). The
         # frame goes straight to the transport, as the stream's own write
-        # would send it. Only the handler, the protocol and the transport
-        # are read; a skip count needs no reset here (see _caught_up).
+        # would send it; two attributes are read. A skip count needs no
+        # reset here (see _caught_up).
         try:
-            protocol = item.ws_connection
-            sink = protocol._sink
-            if sink is not None and protocol._cork is None and sink.get_write_buffer_size() == 0:
+            sink = item.ws_connection._sink
+            if sink is not None:
                 sink.write(frame)
                 continue
+            protocol = item.ws_connection
         except AttributeError:
             # Not a handler (a client connection, a protocol), or not open.
             protocol = _protocol_of(item)
@@ -178,9 +178,9 @@ _SKIPPED = 1
 _INACTIVE = 2
 
 # Connections skipped by broadcasts in a row, and how many times. A
-# connection leaves once a message reaches it, or once its output has fully
-# drained when a broadcast starts: one that takes the hot path then is not
-# lagging any more, so the hot path has no count to reset.
+# connection leaves once a message reaches it: by _deliver, or, for one
+# that the hot path will reach (its transport has resumed writing), when a
+# broadcast starts, so that the hot path has no count to reset.
 _lagging: dict[WebSocketProtocol13, int] = {}
 
 
@@ -195,10 +195,9 @@ def _protocol_of(item: Any) -> Optional[WebSocketProtocol13]:
 
 
 def _caught_up() -> None:
-    """Forgets the lagging connections that have closed or caught up since."""
+    """Forgets the lagging connections that have closed, or that the hot path will reach now."""
     for protocol in list(_lagging):
-        sink = protocol._sink
-        if protocol.is_closing() or (sink is not None and sink.get_write_buffer_size() == 0):
+        if protocol._sink is not None or protocol.is_closing():
             del _lagging[protocol]
 
 

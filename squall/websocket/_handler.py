@@ -15,6 +15,7 @@ from squall.httputil import responses
 from squall.httputil._headers import _NAME_CACHE, _normalize_header
 from squall.httputil._response import _ResponseHeaders
 from squall.web import Application, RequestHandler
+from squall.websocket._idle import release_request
 from squall.websocket._protocol import (
     _DEFAULT_MAX_MESSAGE_SIZE,
     MessageType,
@@ -67,7 +68,9 @@ class WebSocketHandler(RequestHandler, _Peer):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Checks the upgrade request and, if valid, runs the WebSocket."""
         self.open_args = args
-        self.open_kwargs = kwargs
+        # Without keyword arguments (the usual route), the handler's own
+        # empty path_kwargs rather than one more empty dict per connection.
+        self.open_kwargs = kwargs or self.path_kwargs
         headers = self.request.headers
         if self.request.version == "HTTP/1.0":
             # RFC 6455 section 4.1: the upgrade request's "HTTP version MUST
@@ -162,6 +165,8 @@ class WebSocketHandler(RequestHandler, _Peer):
             self.log_exception(*sys.exc_info())
             protocol._abort()
             return
+        # open() has read what it needed of the request: pack the rest.
+        release_request(request)
         protocol.start_reading()
 
     def _write_101(self, fields: list[tuple[str, str]]) -> None:

@@ -154,10 +154,16 @@ class WebSocketProtocol13(WebSocketProtocol):
         # Reads come straight from the stream (see start_reading), in this context.
         self._direct = False
         self._context: Optional[contextvars.Context] = None
-        # For squall.websocket.broadcast: while a server connection without
-        # compression is open, the transport under its stream, to write a
-        # shared frame straight to while nothing is queued (see start).
+        # For squall.websocket.broadcast, whose loop reads only this: the
+        # transport under the stream of a server connection without
+        # compression while a shared frame may be written straight to it
+        # (open, not inside its own callbacks, whose writes are held in
+        # _cork, and its transport not paused, so that nothing is queued in
+        # the stream either); None otherwise. _plain is that transport
+        # until the connection starts closing, the sink's value whenever
+        # it is set (see _uncork, _set_paused).
         self._sink: Optional[asyncio.WriteTransport] = None
+        self._plain: Optional[asyncio.WriteTransport] = None
 
     # -- counters (read by tests and tools)
 
@@ -188,14 +194,20 @@ class WebSocketProtocol13(WebSocketProtocol):
             conn = core(conn)
         self.stream = stream
         self.conn = conn
-        stream.set_close_callback(self.on_connection_close)
-        if not self.client and conn.extension is None:
-            # The server's own stream exposes its transport, which takes
-            # writes directly while nothing is queued in either of them.
-            self._sink = getattr(stream, "transport", None)
-        if not self.client and hasattr(stream, "on_drain"):
-            # The server is shutting down (HTTPServer.drain): RFC 6455 §7.4.1.
-            stream.on_drain = self._going_away
+        adopt = None if self.client else getattr(stream, "adopt_websocket", None)
+        if adopt is None:
+            stream.set_close_callback(self.on_connection_close)
+        else:
+            # The server's own stream calls us back itself: on close, when
+            # the server drains (_going_away: RFC 6455 section 7.4.1), and
+            # when its transport pauses or resumes writing (_set_paused).
+            adopt(self)
+            if conn.extension is None:
+                # Its transport takes writes directly while nothing is
+                # queued in either of them (see _sink).
+                self._sink = self._plain = stream.transport  # type: ignore[attr-defined]
+                if stream.writing_paused():  # type: ignore[attr-defined]
+                    self._set_paused(True)
         if self.ping_interval:
             self._last_ping = IOLoop.current().time()
             self._schedule_ping(self.ping_interval)
@@ -219,16 +231,24 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._task = asyncio.ensure_future(self._receive_loop())
             return
         # Callbacks see the context reading started in, as they would in a
-        # task created here.
-        self._context = contextvars.copy_context()
+        # task created here. An empty one (the usual case) is made when a
+        # read first needs it: an idle connection keeps none.
+        context = contextvars.copy_context()
+        self._context = context if len(context) else _EMPTY_CONTEXT
         self._direct = True
-        pending = set_receiver(self._receive)
+        if getattr(stream, "_ws", None) is self:
+            # The server's stream calls _receive itself: no bound method kept.
+            pending = stream.receive_to_websocket()  # type: ignore[union-attr]
+        else:
+            pending = set_receiver(self._receive)
         if pending:
             self._receive(pending)
 
     def _receive(self, data: bytes) -> None:
         context = self._context
         if context is not None:
+            if context is _EMPTY_CONTEXT:
+                context = self._context = contextvars.Context()
             context.run(self._receive_in_context, data)
 
     def _receive_in_context(self, data: bytes) -> None:
@@ -258,6 +278,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         if getattr(self._handle_message, "__func__", None) is not _HANDLE_MESSAGE:
             peer = None
         self._cork = []
+        self._sink = None
         try:
             while index < count:
                 event = events[index]
@@ -335,6 +356,7 @@ class WebSocketProtocol13(WebSocketProtocol):
                 # What the callbacks write while one read's events are
                 # dispatched goes out in one stream write.
                 self._cork = []
+                self._sink = None
                 handled = 0
                 delivered = False
                 while index < len(events):
@@ -353,16 +375,19 @@ class WebSocketProtocol13(WebSocketProtocol):
                             self._uncork()
                             await asyncio.sleep(0)
                             self._cork = []
+                            self._sink = None
                         result = self._dispatch(event)
                     if result is not None:
                         self._uncork()
                         await result
                         self._cork = []
+                        self._sink = None
                     handled += 1
                     if handled % _EVENTS_PER_TURN == 0:
                         self._uncork()
                         await asyncio.sleep(0)
                         self._cork = []
+                        self._sink = None
                     if self._closed:
                         return
                 self._uncork()
@@ -399,7 +424,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             return self._handle_message(0xA, cast(_ws.Pong, event).payload)
         if kind is _ws.CloseReceived:
             self._close_seen = True
-            self._sink = None
+            self._sink = self._plain = None
             close = cast(_ws.CloseReceived, event)
             if self.close_code is None:
                 self.close_code = close.code
@@ -409,7 +434,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._close_stream()
             return None
         self._close_seen = True
-        self._sink = None
+        self._sink = self._plain = None
         failed = cast(_ws.ProtocolFailed, event)
         gen_log.debug("Closing WebSocket: %s (close code %d)", failed.reason, failed.code)
         self._send_close(failed.code, failed.reason)
@@ -455,11 +480,25 @@ class WebSocketProtocol13(WebSocketProtocol):
 
     # -- writing
 
+    # Whether the transport is over its high-water mark (told by the
+    # server's stream, see _set_paused); a class default until it first is.
+    _paused = False
+
+    def _set_paused(self, paused: bool) -> None:
+        """The server's stream says its transport paused or resumed writing."""
+        self._paused = paused
+        if paused:
+            self._sink = None
+        elif self._cork is None:
+            self._sink = self._plain
+
     def _uncork(self) -> None:
         out = self._cork
         future = self._cork_future
         self._cork = None
         self._cork_future = None
+        if self._plain is not None and not self._paused:
+            self._sink = self._plain
         if not out:
             return
         data = out[0] if len(out) == 1 else b"".join(out)
@@ -616,7 +655,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         stream = self.stream
         if conn is None or stream is None or conn.close_sent:
             return
-        self._sink = None
+        self._sink = self._plain = None
         self._uncork()
         try:
             frame = conn.send_close(code, reason)
@@ -655,7 +694,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.close(1001, "server shutting down")
 
     def _close_stream(self) -> None:
-        self._sink = None
+        self._sink = self._plain = None
         self._uncork()
         stream = self.stream
         if stream is not None and not stream.closed():
@@ -672,7 +711,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         if self._closed:
             return
         self._closed = True
-        self._sink = None
+        self._sink = self._plain = None
         loop = IOLoop.current()
         for timer in (self._close_timer, self._ping_timer):
             if timer is not None:
@@ -685,6 +724,10 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.peer = None
         if peer is not None:
             peer.on_ws_connection_close(self.close_code, self.close_reason)
+
+
+# Stands for an empty context not made yet (see start_reading); never run.
+_EMPTY_CONTEXT = contextvars.Context()
 
 
 def _translate_write(source: Future[None], target: Future[None]) -> None:

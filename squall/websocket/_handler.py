@@ -426,14 +426,6 @@ class WebSocketHandler(RequestHandler, _Peer):
         if parsed.scheme and parsed.netloc and parsed.netloc.lower() == host:
             return True
         return self.check_trusted_origin(origin)
-        host = (self.request.headers.get("Host") or "").lower()
-        lowered = origin.lower()
-        if host and lowered.endswith(host) and lowered[: -len(host)] in _SAME_HOST_PREFIXES:
-            return True  # what the parse below finds for a browser's own origin
-        parsed = urllib.parse.urlsplit(origin)
-        if parsed.scheme and parsed.netloc and parsed.netloc.lower() == host:
-            return True
-        return self.check_trusted_origin(origin)
 
     # -- sending
 

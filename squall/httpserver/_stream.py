@@ -215,6 +215,12 @@ class _TransportStream(BaseIOStream):
         # Nothing is registered with the IOLoop; keep the base class from trying.
         self._state = None
         super().close(exc_info)
+        # Neither can be called once closed; both are bound methods of the
+        # stream's owner (a WebSocket protocol, which holds the stream):
+        # dropped, the two are freed by their reference counts, not left
+        # for the cycle collector (issue 22, the handshake).
+        self._receiver = None
+        self.on_drain = None
 
     # -- called by the protocol ----------------------------------------------------
 

@@ -123,12 +123,8 @@ class WebSocketHandler(RequestHandler, _Peer):
             self.finish()
             return
         self.ws_connection = protocol
-        await self._accept(protocol)
-
-    async def _accept(self, protocol: WebSocketProtocol13) -> None:
-        request = self.request
-        headers = request.headers
-        fields = headers._as_list if type(headers) is HTTPHeaders else None
+        # (The acceptance follows here, not in a coroutine of its own: one
+        # coroutine object fewer per handshake.)
         try:
             # get() has checked the method, Upgrade, Connection and (through
             # get_websocket_protocol) the version, unless a subclass changed
@@ -506,7 +502,7 @@ class WebSocketHandler(RequestHandler, _Peer):
 
 
 # The stock methods, as globals: a subclass that overrides one is seen by
-# identity (see _write_101, _accept, get_websocket_protocol).
+# identity (see get, _write_101, get_websocket_protocol).
 _websocket_set_header = WebSocketHandler.set_header
 _websocket_set_status = WebSocketHandler.set_status
 _websocket_finish = WebSocketHandler.finish

@@ -17,7 +17,10 @@ hottest Python functions of squall (self instructions per handshake).
 Servers: ``squall-pure`` (SQUALL_NO_SPEEDUPS=1), ``squall`` (the compiled
 modules when squall-speedups is installed), ``aiohttp`` (where installed:
 the benchmark venv), each with its defaults (Squall compresses only when a
-handler asks; aiohttp's WebSocketResponse accepts the deflate offer).
+handler asks; aiohttp's WebSocketResponse accepts the deflate offer);
+``null``: a protocol that answers each request with a canned 101, joins the
+room, and on the close frame leaves it and closes: the cost of the harness
+itself (loop, fake transport, the request's formatting), to subtract.
 
 Usage: python benchmarks/callgrind_handshake.py [--server NAME ...] [-n N]
        [--loop asyncio|uvloop] [--profile]
@@ -42,7 +45,7 @@ sys.path.insert(0, str(HERE))
 
 from callgrind_hotpath import add_probe_costs, capture_protocol, run_inner  # noqa: E402
 
-SERVERS = ["squall-pure", "squall", "aiohttp"]
+SERVERS = ["squall-pure", "squall", "aiohttp", "null"]
 WARMUP = 100
 FIRST = 100
 
@@ -198,6 +201,36 @@ def _squall_factory(loop: asyncio.AbstractEventLoop, room: set[Any]) -> Any:
     return made[0]
 
 
+class _NullProtocol(asyncio.Protocol):
+    """The harness's floor: a canned 101, no parsing, no WebSocket."""
+
+    ANSWER = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+
+    def __init__(self, room: set[Any]) -> None:
+        self.room = room
+        self.transport: Any = None
+        self.upgraded = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded:
+            self.upgraded = True
+            self.transport.write(self.ANSWER)
+            self.room.add(self)
+        else:
+            self.room.discard(self)
+            self.transport.close()
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.transport = None
+
+
+def _null_factory(loop: asyncio.AbstractEventLoop, room: set[Any]) -> Any:
+    return lambda: _NullProtocol(room)
+
+
 def _aiohttp_factory(loop: asyncio.AbstractEventLoop, room: set[Any]) -> Any:
     from aiohttp import web
 
@@ -250,6 +283,8 @@ def inner(cfg: dict[str, Any]) -> None:
     labels: list[Any] = []
     if server.startswith("squall"):
         factory = _squall_factory(loop, room)
+    elif server == "null":
+        factory = _null_factory(loop, room)
     else:
         factory = _aiohttp_factory(loop, room)
     driver = Driver(loop, factory, room)

@@ -20,12 +20,23 @@ the context, so context variables it sets stay with the request.
 
 * Python 3.12+: ``asyncio.Task(coro, eager_start=True)``, the interpreter's
   own eager start, which does exactly this.
-* Python 3.11 has no eager start. The Task is made first, bound to
-  `_ShellLoop` (a stand-in whose ``call_soon`` schedules nothing), entered
-  as the loop's current task while the step runs, then, if the coroutine
-  suspended, initialised again on the real loop with `_continue`, which
-  hands the Task what the coroutine yielded and then delegates to it. A
-  cancellation requested during the first step is carried over.
+* Python 3.11 has no eager start. A Task bound to `_ShellLoop` (a stand-in
+  whose ``call_soon`` schedules nothing) is entered as the loop's current
+  task while the step runs; if the coroutine suspended, it is initialised
+  again on the real loop with `_continue`, which hands the Task what the
+  coroutine yielded and then delegates to it. A cancellation requested
+  during the first step is carried over.
+
+  Making that Task is most of the cost of a step that does not suspend
+  (about 10,000 instructions: the registry's WeakSet, its name, its
+  scheduling; a WebSocket handshake or an ASGI request that answers at
+  once pays it for nothing), so such a Task is kept for the next step when
+  nothing can tell: no reference to it is left (nobody kept
+  ``current_task()``), no weak reference but the registry's (anyio keys its
+  task states by weak reference), no done callback, no cancellation. Any
+  Task an application saw and kept is never handed to another request.
+  While it is a shell its coroutine is a started placeholder generator (not
+  the request's); ``get_name()`` answers the same for the steps it serves.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import contextvars
 import functools
 import sys
 import types
+import weakref
 from collections.abc import Coroutine, Generator
 from typing import Any, Optional
 
@@ -114,6 +126,30 @@ if sys.version_info >= (3, 12):
 
 else:
 
+    def _placeholder() -> Generator[None, None, None]:
+        # A shell's coroutine while it waits: started, so that a library
+        # asking whether the current task has started (anyio) hears yes.
+        while True:
+            yield None
+
+    def _new_shell() -> asyncio.Task[None]:
+        body = _placeholder()
+        body.send(None)
+        shell: asyncio.Task[None] = _Task(body, loop=_SHELL)
+        # Never to run: no "Task was destroyed but it is pending".
+        shell._log_destroy_pending = False  # type: ignore[attr-defined]
+        return shell
+
+    # Shells free for a step (a list: pop and append are atomic, so nested
+    # steps and threads each take their own).
+    _shells: list[asyncio.Task[None]] = []
+    # References to a shell while start() checks it: its local and
+    # getrefcount's argument. Weak references: the registry's (_all_tasks).
+    _OWN_REFS = 2
+    _OWN_WEAKREFS = 1
+    _getrefcount = sys.getrefcount
+    _getweakrefcount = weakref.getweakrefcount
+
     def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
         """Run ``coro`` until it first suspends; return the Task that goes
         on with it, or None if it is done already.
@@ -123,7 +159,14 @@ else:
                 ``CancelledError`` (which ends it, as in a Task).
         """
         context = contextvars.copy_context()
-        task: asyncio.Task[None] = _Task(coro, loop=_SHELL, context=context)
+        task: Optional[asyncio.Task[None]] = None
+        if _shells:
+            try:
+                task = _shells.pop()
+            except IndexError:  # another thread's step took the last one
+                pass
+        if task is None:
+            task = _new_shell()
         # Called from inside a task (a driver's coroutine, a mounted app's
         # handler), that task steps aside for the step, as 3.12's eager start
         # does. Asked first, not learnt from _enter_task's RuntimeError: its
@@ -138,8 +181,14 @@ else:
             _leave_task(loop, task)
             if outer is not None:
                 _enter_task(loop, outer)
-            # Never to run: no "Task was destroyed but it is pending".
-            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            if (
+                _getrefcount(task) == _OWN_REFS
+                and _getweakrefcount(task) == _OWN_WEAKREFS
+                and not task.cancelling()
+                and task._callbacks is None
+            ):
+                # Nobody kept it or heard from it: the next step's shell.
+                _shells.append(task)
             if isinstance(exc, (StopIteration, asyncio.CancelledError)):
                 return None
             raise

@@ -46,7 +46,8 @@ def new_key() -> str:
 def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value answering ``key`` (section 4.2.2)."""
     digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
-    return base64.b64encode(digest).decode("ascii")
+    # binascii's own function (base64.b64encode is a Python frame around it).
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 def _tokens(value: Optional[str]) -> list[str]:
@@ -104,7 +105,8 @@ def check_key(value: Optional[str]) -> str:
     if len(key) != 24 or key[22:] != "==":
         raise HandshakeError("Missing/Invalid WebSocket headers")
     try:
-        raw = base64.b64decode(key.encode("ascii"), validate=True)
+        # What base64.b64decode(..., validate=True) calls, without its frame.
+        raw = binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError):
         raw = b""
     if len(raw) != 16:

@@ -847,6 +847,9 @@ class _HTTPProtocol(asyncio.Protocol):
                     waiter.exception()
         stream = self._stream
         if stream is not None:
+            # The stream refers back to this protocol: let the pair go by
+            # reference counting, not the cycle collector (issue 22).
+            self._stream = None
             stream._lost(exc)
         req = self._req
         delegate = self._delegate

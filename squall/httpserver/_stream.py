@@ -275,6 +275,14 @@ class _TransportStream(BaseIOStream):
         # Nothing is registered with the IOLoop; keep the base class from trying.
         self._state = None
         super().close(exc_info)
+        # None of these is called once closed (the adopted WebSocket's
+        # on_connection_close is scheduled by _signal_closed above); each
+        # refers to the stream's owner, a WebSocket protocol that holds the
+        # stream: dropped, the pair is freed by reference counting, not left
+        # for the cycle collector (issue 22, the handshake).
+        self._receiver = None
+        self.on_drain = None
+        self._ws = None
 
     def _signal_closed(self) -> None:
         super()._signal_closed()

@@ -35,9 +35,16 @@ _DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 _SLICE = 2048
 
 
+# Read once, when squall is imported, as squall._compiled reads it to choose
+# the compiled modules: os.environ.get of an absent name raises and catches a
+# KeyError inside, 8,500 instructions per connection (issue 22's handshake).
+_PARSER_CHOICE = "python" if os.environ.get("SQUALL_NO_SPEEDUPS") == "1" else "auto"
+
+
 def _parser_choice() -> str:
-    """``"python"`` when ``SQUALL_NO_SPEEDUPS=1``, else httptools if importable."""
-    return "python" if os.environ.get("SQUALL_NO_SPEEDUPS") == "1" else "auto"
+    """``"python"`` when ``SQUALL_NO_SPEEDUPS=1`` (when squall was imported), else
+    httptools if importable."""
+    return _PARSER_CHOICE
 
 
 def _limits(params: HTTP1ConnectionParameters) -> H1Limits:

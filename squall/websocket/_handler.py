@@ -6,15 +6,16 @@ import asyncio
 import sys
 import urllib.parse
 from collections.abc import Awaitable
+from types import MappingProxyType
 from typing import Any, Optional, Union, cast
 
 from squall import _ws
 from squall.concurrent import Future
 from squall.escape import utf8
 from squall.httputil import responses
-from squall.httputil._headers import _NAME_CACHE, _normalize_header
+from squall.httputil._headers import HTTPHeaders
 from squall.httputil._response import _ResponseHeaders
-from squall.web import Application, RequestHandler
+from squall.web import RequestHandler
 from squall.websocket._idle import release_request
 from squall.websocket._protocol import (
     _DEFAULT_MAX_MESSAGE_SIZE,
@@ -30,6 +31,17 @@ __all__ = ["WebSocketHandler"]
 _SAME_HOST_PREFIXES = ("http://", "https://")
 _SWITCHING = responses[101]
 _NOT_SUPPORTED = "Method not supported for Web Sockets"
+# The 101's constant field values (shared lists: see _write_101).
+_UPGRADE_VALUES = ["websocket"]
+_CONNECTION_VALUES = ["Upgrade"]
+
+
+def _joined(fields: dict[str, list[str]], name: str) -> Optional[str]:
+    # HTTPHeaders.get() for a canonical name, from its dict.
+    values = fields.get(name)
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else ",".join(values)
 
 
 class WebSocketHandler(RequestHandler, _Peer):
@@ -54,16 +66,18 @@ class WebSocketHandler(RequestHandler, _Peer):
     # for the next loop turn was a fifth of their cost.
     _eager_methods = True
 
-    def __init__(self, application: Application, request: Any, **kwargs: Any) -> None:
-        self.ws_connection: Optional[WebSocketProtocol13] = None
-        self.close_code: Optional[int] = None
-        self.close_reason: Optional[str] = None
-        self._on_close_called = False
-        self._opening: Optional[asyncio.Future[Any]] = None
-        self._open_abandoned = False
-        self.open_args: tuple[Any, ...] = ()
-        self.open_kwargs: dict[str, Any] = {}
-        super().__init__(application, request, **kwargs)
+    # The per-connection state starts as these class defaults (no __init__
+    # of its own: one Python frame and eight stores fewer per handshake);
+    # each is set on the instance when it changes.
+    ws_connection: Optional[WebSocketProtocol13] = None
+    close_code: Optional[int] = None
+    close_reason: Optional[str] = None
+    _on_close_called = False
+    _opening: Optional[asyncio.Future[Any]] = None
+    _open_abandoned = False
+    open_args: tuple[Any, ...] = ()
+    # (Set by get(); until then a shared empty mapping no caller can change.)
+    open_kwargs: dict[str, Any] = cast(dict[str, Any], MappingProxyType({}))
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Checks the upgrade request and, if valid, runs the WebSocket."""
@@ -71,24 +85,36 @@ class WebSocketHandler(RequestHandler, _Peer):
         # Without keyword arguments (the usual route), the handler's own
         # empty path_kwargs rather than one more empty dict per connection.
         self.open_kwargs = kwargs or self.path_kwargs
-        headers = self.request.headers
-        if self.request.version == "HTTP/1.0":
+        request = self.request
+        headers = request.headers
+        # The fields are read from the parsed headers' dict when they are
+        # the server's own HTTPHeaders (what get() returns, a fifth of the
+        # cost of the call each).
+        fields = headers._as_list if type(headers) is HTTPHeaders else None
+        if request.version == "HTTP/1.0":
             # RFC 6455 section 4.1: the upgrade request's "HTTP version MUST
             # be at least 1.1" (HTTP/1.0 has no Upgrade mechanism).
             self.set_status(400)
             self.finish("A WebSocket handshake needs HTTP/1.1.")
             return
         # Section 4.2.1; the order of checks follows the statuses callers see.
-        if (headers.get("Upgrade") or "").lower() != "websocket":
+        upgrade = headers.get("Upgrade") if fields is None else _joined(fields, "Upgrade")
+        if (upgrade or "").lower() != "websocket":
             self.set_status(400)
             self.finish('Can "Upgrade" only to "WebSocket".')
             return
-        connection = (headers.get("Connection") or "").lower()
+        connection = (
+            headers.get("Connection") if fields is None else _joined(fields, "Connection")
+        ) or ""
+        connection = connection.lower()
         if connection != "upgrade" and "upgrade" not in [t.strip() for t in connection.split(",")]:
             self.set_status(400)
             self.finish('"Connection" must be "Upgrade".')
             return
-        origin = headers.get("Origin") or headers.get("Sec-Websocket-Origin")
+        if fields is None:
+            origin = headers.get("Origin") or headers.get("Sec-Websocket-Origin")
+        else:
+            origin = _joined(fields, "Origin") or _joined(fields, "Sec-Websocket-Origin")
         if origin is not None and not self.check_origin(origin):
             self.set_status(403)
             self.finish("Cross origin websockets not allowed")
@@ -100,19 +126,22 @@ class WebSocketHandler(RequestHandler, _Peer):
             self.finish()
             return
         self.ws_connection = protocol
-        await self._accept(protocol)
-
-    async def _accept(self, protocol: WebSocketProtocol13) -> None:
-        request = self.request
-        headers = request.headers
+        # (The acceptance follows here, not in a coroutine of its own: one
+        # coroutine object fewer per handshake.)
         try:
             # get() has checked the method, Upgrade, Connection and (through
             # get_websocket_protocol) the version, unless a subclass changed
             # those: the version is checked again, the key here.
-            if (headers.get("Sec-WebSocket-Version") or "").strip() != _ws.VERSION:
+            if fields is None:
+                version = headers.get("Sec-WebSocket-Version")
+                key = headers.get("Sec-WebSocket-Key")
+            else:
+                version = _joined(fields, "Sec-Websocket-Version")
+                key = _joined(fields, "Sec-Websocket-Key")
+            if (version or "").strip() != _ws.VERSION:
                 key = _ws.check_request(request.method or "", headers)
             else:
-                key = _ws.check_key(headers.get("Sec-WebSocket-Key"))
+                key = _ws.check_key(key)
         except _ws.HandshakeError as exc:
             self.ws_connection = None
             self.set_status(exc.status_hint)
@@ -120,21 +149,36 @@ class WebSocketHandler(RequestHandler, _Peer):
                 self.set_header(name, value)
             self.finish(str(exc))
             return
-        offered = _ws.parse_subprotocols(headers.get("Sec-WebSocket-Protocol"))
-        selected = self.select_subprotocol(offered)
-        if selected is not None and selected not in offered:
-            raise ValueError(
-                f"select_subprotocol returned {selected!r}, which the client did not offer"
-            )
+        cls = type(self)
+        offer = (
+            headers.get("Sec-WebSocket-Protocol")
+            if fields is None
+            else _joined(fields, "Sec-Websocket-Protocol")
+        )
+        selected: Optional[str] = None
+        if offer or cls.select_subprotocol is not _stock_select_subprotocol:
+            # (The stock hook chooses none: not called when nothing is offered.)
+            offered = _ws.parse_subprotocols(offer)
+            selected = self.select_subprotocol(offered)
+            if selected is not None and selected not in offered:
+                raise ValueError(
+                    f"select_subprotocol returned {selected!r}, which the client did not offer"
+                )
         extension_header: Optional[str] = None
         extension: Optional[_ws.PerMessageDeflate] = None
-        options = self.get_compression_options()
-        offer = headers.get("Sec-WebSocket-Extensions")
-        if options is not None and offer:
-            accepted = _ws.server_accept(offer, options)
-            if accepted is not None:
-                extension_header, extension = accepted
-        self._write_101(_ws.server_headers(key, selected, extension_header))
+        if cls.get_compression_options is not _stock_get_compression_options:
+            # (The stock hook returns None: no compression.)
+            options = self.get_compression_options()
+            offer = (
+                headers.get("Sec-WebSocket-Extensions")
+                if fields is None
+                else _joined(fields, "Sec-Websocket-Extensions")
+            )
+            if options is not None and offer:
+                accepted = _ws.server_accept(offer, options)
+                if accepted is not None:
+                    extension_header, extension = accepted
+        self._write_101(key, selected, extension_header)
         stream = self.detach()
         self._upgraded = True
         # The 101's headers are sent and no more can be: an idle connection
@@ -169,7 +213,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         release_request(request)
         protocol.start_reading()
 
-    def _write_101(self, fields: list[tuple[str, str]]) -> None:
+    def _write_101(self, key: str, subprotocol: Optional[str], extensions: Optional[str]) -> None:
         # RFC 6455 section 4.2.2: the 101 with the handshake's headers, after
         # what the application set (set_default_headers, cookies), logged
         # and on_finish()ed as any response. Unless a subclass changed how
@@ -183,29 +227,49 @@ class WebSocketHandler(RequestHandler, _Peer):
             and cls.set_status is _websocket_set_status
         ):
             as_list = headers._as_list
-            for name, value in fields:
-                as_list[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
+            # (Shared value lists, as the default fields': replaced, never
+            # changed in place; see _ResponseHeaders.)
+            as_list["Upgrade"] = _UPGRADE_VALUES
+            as_list["Connection"] = _CONNECTION_VALUES
+            as_list["Sec-Websocket-Accept"] = [_ws.accept_key(key)]
+            if subprotocol:
+                as_list["Sec-Websocket-Protocol"] = [subprotocol]
+            if extensions:
+                as_list["Sec-Websocket-Extensions"] = [extensions]
             self._status_code = 101
             self._reason = _SWITCHING
         else:
-            for name, value in fields:
+            for name, value in _ws.server_headers(key, subprotocol, extensions):
                 self.set_header(name, value)
             self.set_status(101)
         # (finish() drops Content-Type and the other representation headers
         # of a 1xx answer.)
-        self.finish()
+        if cls.finish is _websocket_finish:
+            # Not yet upgraded: the stock finish() is the base class's.
+            RequestHandler.finish(self)
+        else:
+            self.finish()
 
     def get_websocket_protocol(self) -> Optional[WebSocketProtocol13]:
         """The protocol for this request's ``Sec-WebSocket-Version`` (only 13), or None."""
-        if (self.request.headers.get("Sec-WebSocket-Version") or "").strip() != "13":
+        headers = self.request.headers
+        if type(headers) is HTTPHeaders:
+            version = _joined(headers._as_list, "Sec-Websocket-Version")
+        else:
+            version = headers.get("Sec-WebSocket-Version")
+        if (version or "").strip() != "13":
             return None
-        settings = self.settings
+        settings = self.application.settings
+        if type(self).max_message_size is _stock_max_message_size:
+            max_message_size = settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE)
+        else:
+            max_message_size = self.max_message_size
         return WebSocketProtocol13(
             self,
-            client=False,
-            ping_interval=settings.get("websocket_ping_interval"),
-            ping_timeout=settings.get("websocket_ping_timeout"),
-            max_message_size=self.max_message_size,
+            False,
+            settings.get("websocket_ping_interval"),
+            settings.get("websocket_ping_timeout"),
+            max_message_size,
         )
 
     @property
@@ -343,12 +407,19 @@ class WebSocketHandler(RequestHandler, _Peer):
         Override to accept cross-origin connections (then authenticate them
         some other way).
         """
-        site = self.request.headers.get("Sec-Fetch-Site")
+        headers = self.request.headers
+        if type(headers) is HTTPHeaders:
+            fields = headers._as_list
+            site = _joined(fields, "Sec-Fetch-Site")
+            host = _joined(fields, "Host")
+        else:
+            site = headers.get("Sec-Fetch-Site")
+            host = headers.get("Host")
         if site is not None:
             if site.strip().lower() in ("same-origin", "none"):
                 return True
             return self.check_trusted_origin(origin)
-        host = (self.request.headers.get("Host") or "").lower()
+        host = (host or "").lower()
         lowered = origin.lower()
         if host and lowered.endswith(host) and lowered[: -len(host)] in _SAME_HOST_PREFIXES:
             return True  # what the parse below finds for a browser's own origin
@@ -435,5 +506,11 @@ class WebSocketHandler(RequestHandler, _Peer):
         super().send_error(*args, **kwargs)
 
 
+# The stock methods, as globals: a subclass that overrides one is seen by
+# identity (see get, _write_101, get_websocket_protocol).
 _websocket_set_header = WebSocketHandler.set_header
 _websocket_set_status = WebSocketHandler.set_status
+_websocket_finish = WebSocketHandler.finish
+_stock_select_subprotocol = WebSocketHandler.select_subprotocol
+_stock_get_compression_options = WebSocketHandler.get_compression_options
+_stock_max_message_size = WebSocketHandler.__dict__["max_message_size"]

@@ -10,6 +10,8 @@ access log and ``on_finish``, overridden header methods being called, and
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any, Optional
 
 from squall.testing import AsyncHTTPTestCase, gen_test
@@ -24,6 +26,8 @@ class Seen:
         self.tasks: dict[str, Optional[asyncio.Task[Any]]] = {}
         self.set_headers: list[str] = []
         self.opened: asyncio.Event = asyncio.Event()
+        self.closed: asyncio.Event = asyncio.Event()
+        self.refs: list[weakref.ref[Any]] = []
 
 
 class Decorated(WebSocketHandler):
@@ -70,6 +74,25 @@ class AsyncOpen(Decorated):
         self.seen.opened.set()
 
 
+class Watched(WebSocketHandler):
+    """Keeps weak references to its connection's objects, to see them freed."""
+
+    def initialize(self, seen: Seen) -> None:
+        self.seen = seen
+
+    def open(self, *args: Any) -> None:
+        protocol = self.ws_connection
+        assert protocol is not None and protocol.stream is not None
+        self.seen.refs = [weakref.ref(protocol), weakref.ref(protocol.stream)]
+        self.seen.opened.set()
+
+    def on_message(self, message: Any) -> None:
+        pass
+
+    def on_close(self) -> None:
+        self.seen.closed.set()
+
+
 class Plain(RequestHandler):
     async def get(self) -> None:
         self.write("plain")
@@ -89,6 +112,7 @@ class UpgradePath(AsyncHTTPTestCase):
                 ("/awaiting", AwaitingPrepare, args),
                 ("/own", OwnSetHeader, args),
                 ("/async_open", AsyncOpen, args),
+                ("/watched", Watched, args),
                 ("/plain", Plain),
             ],
             log_function=log,
@@ -163,3 +187,26 @@ class UpgradePath(AsyncHTTPTestCase):
         response = await self.http_client.fetch(self.get_url("/plain"))
         self.assertEqual(response.body, b"plain")
         self.assertEqual(self.seen.logged, [(200, "Plain")])
+
+    @gen_test
+    async def test_a_closed_connection_is_freed_without_the_cycle_collector(self) -> None:
+        # A reconnect storm makes and drops many: objects left in reference
+        # cycles would wait for (and lengthen) the cycle collector's passes.
+        gc.collect()
+        gc.disable()
+        try:
+            ws = await self.connect("/watched")
+            await asyncio.wait_for(self.seen.opened.wait(), 5)
+            refs = self.seen.refs
+            self.assertEqual(len(refs), 2)
+            ws.close()
+            await asyncio.wait_for(self.seen.closed.wait(), 5)
+            # The server's side ends over a few loop turns (the close frame,
+            # then the transport's connection_lost).
+            for _ in range(200):
+                if all(ref() is None for ref in refs):
+                    break
+                await asyncio.sleep(0)
+            self.assertEqual([ref() for ref in refs], [None, None])
+        finally:
+            gc.enable()

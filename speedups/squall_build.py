@@ -79,10 +79,13 @@ COMPILED_PACKAGES = ("_h1", "_ws")
 # (its scope): callgrind_asgi.py, bare ASGI app, squall-bare 106.8k net per
 # request, Starlette hello 183.1k (uvicorn 162.7k and 239.4k); with the scope
 # built in _scope (not the interpreted delegate) 95.9k and 171.9k.
-# squall._eager stays interpreted: a types.coroutine generator hands a
-# suspended coroutine to a Task, and its start() compiled (the generator moved
-# out) measured dearer, bare app 96.5k -> 98.5k (mypyc reaches asyncio's
-# module functions and the Task's attributes by generic calls).
+# squall._eager (a coroutine's first step outside a Task, 3.11): compiled
+# once its step stopped raising StopIteration (next() with a default) and it
+# reused a spare Task (asyncio registers each new one in a WeakSet, in
+# Python code): callgrind_asgi.py, uvloop, bare app, squall-bare 82.8k ->
+# 75.8k (spare Task, interpreted) -> 72.2k (compiled, no StopIteration).
+# Compiled while the step still caught StopIteration it measured dearer
+# than interpreted (78.1k: a traceback entry and exception state per step).
 # squall.httpserver._h1exchange (the connection states, the write queue and
 # _RequestConnection) was split out of _protocol for size and is compiled
 # with it: each reads the other's fields natively.
@@ -93,6 +96,7 @@ COMPILED_MODULES = (
     "squall.web._delegate",
     "squall.asgi._http",
     "squall.asgi._scope",
+    "squall._eager",
 )
 # Modules that would be compiled but must not be; why beside each.
 SKIPPED: dict[str, str] = {

@@ -3,8 +3,8 @@
 ``pip install squall`` compiles, where a C compiler is there, the modules of
 ``squall._h1`` and ``squall._ws``, ``squall.httpserver._protocol`` (with
 ``_h1exchange``),
-``squall.httputil._request``, ``squall.web._delegate``, ``squall.asgi._http``
-and ``squall.asgi._scope`` by mypyc (with
+``squall.httputil._request``, ``squall.web._delegate``, ``squall.asgi._http``,
+``squall.asgi._scope`` and ``squall._eager`` by mypyc (with
 hand-written C modules: the request head's pass and HTML escaping) into
 ``squall/_native``, with a manifest naming each one with the SHA-256 of the
 source it was built from (``speedups/squall_build.py`` builds them). `install`

@@ -197,6 +197,7 @@ class _HTTPCycle(HTTPMessageDelegate):
             server.root_path,
             server._prefix_in_path,
             server.lifespan.state,
+            server._proxy,
         )
         task = self._task = start(self._loop, self._run_app(scope))
         if task is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any, Optional
 
 from squall.asgi._types import address_tuple, split_target
@@ -41,10 +42,6 @@ def _scope_name(name: str) -> bytes:
     if len(_SCOPE_NAMES) < 512:
         _SCOPE_NAMES[name] = low
     return low
-
-
-def _scope_headers(headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
-    return _scope_fields(headers._as_list)
 
 
 def _scope_fields(fields: dict[str, list[str]]) -> list[tuple[bytes, bytes]]:
@@ -111,6 +108,40 @@ def _tls_extension(transport: Any) -> Optional[dict[str, Any]]:
     }
 
 
+# What `squall run` sets on the delegate to honour proxy headers without a
+# delegate in front (``ASGIServerDelegate._proxy``): called with the
+# connection's context and the request's fields, it returns the client's
+# address and the scheme ("http"/"https") trusted proxy headers name
+# (either None when they name none), or None. Asked only of a request with
+# a Forwarded, X-Forwarded-For or X-Forwarded-Proto field.
+ProxyView = Callable[[Any, dict[str, list[str]]], Optional[tuple[Optional[str], Optional[str]]]]
+
+
+def _behind_proxy(
+    proxy: Optional[ProxyView],
+    conn: HTTPConnection,
+    fields: dict[str, list[str]],
+    client: Any,
+    scheme: Optional[str],
+) -> tuple[Any, Optional[str]]:
+    """(client, scheme) of a request, after what its proxy headers name."""
+    if proxy is None or (
+        "Forwarded" not in fields
+        and "X-Forwarded-For" not in fields
+        and "X-Forwarded-Proto" not in fields
+    ):
+        return client, scheme
+    named = proxy(getattr(conn, "context", None), fields)
+    if named is not None:
+        address, protocol = named
+        if address is not None and client is not None:
+            # The peer's port stays, as it does for xheaders.
+            client = (address, client[1])
+        if protocol is not None:
+            scheme = protocol
+    return client, scheme
+
+
 # (peer port, server address, extensions) by connection context: the same
 # for every request of a connection. Bounded, since mounted delegates never
 # hear of a connection's end.
@@ -161,9 +192,9 @@ def _http_scope(
     root: str,
     prefix_in_path: bool,
     state: dict[str, Any],
+    proxy: Optional[ProxyView] = None,
 ) -> dict[str, Any]:
-    """The ``http`` scope of a request (``_base_scope`` unrolled for the
-    hot path, here to be compiled: see squall._compiled)."""
+    """The ``http`` scope of a request (compiled: see squall._compiled)."""
     target = start_line.path
     raw, _, query = target.partition("?")
     if raw[:1] == "/" and raw.isascii() and "%" not in raw:
@@ -175,9 +206,12 @@ def _http_scope(
         path, raw_path, query_string = split_target(target)
     if root and not prefix_in_path:
         path = root + path
-        raw_path = root.encode("latin-1") + raw_path
+        # (UTF-8, as split_target decodes the path: a root outside
+        # Latin-1 is no error.)
+        raw_path = root.encode("utf-8") + raw_path
     http_version = _HTTP_VERSIONS.get(start_line.version, "1.1")
     client, server, scheme, extensions = _connection_addresses(conn, http_version == "2")
+    client, scheme = _behind_proxy(proxy, conn, fields, client, scheme)
     names = _SCOPE_NAMES
     try:
         # The usual head: each name once and already seen (a name sent
@@ -201,3 +235,18 @@ def _http_scope(
         "state": state.copy(),
         "extensions": extensions,
     }
+
+
+def _websocket_scope(scope: dict[str, Any]) -> dict[str, Any]:
+    """The ``websocket`` scope of an upgrade request, made of its ``http``
+    ``scope``: the WebSocket's type, scheme and extensions (the caller adds
+    ``subprotocols``)."""
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
+    tls = scope["extensions"].get("tls")
+    extensions: dict[str, Any] = {"websocket.http.response": {}}
+    if tls is not None:
+        extensions["tls"] = tls
+    scope["extensions"] = extensions
+    return scope

@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Optional
 
 from squall import _ws
+from squall.asgi._scope import _http_scope, _websocket_scope
 from squall.asgi._types import ASGIProtocolError, ClientDisconnected, Message, Scope, expected
 from squall.httputil import (
     HTTPConnection,
@@ -98,7 +99,17 @@ class _WebSocketCycle(_Peer):
         set_close = getattr(conn, "set_close_callback", None)
         if set_close is not None:
             set_close(self.on_connection_close)
-        scope = server._base_scope("websocket", start_line, headers, conn)
+        scope = _websocket_scope(
+            _http_scope(
+                start_line,
+                headers._as_list,
+                conn,
+                server.root_path,
+                server._prefix_in_path,
+                server.lifespan.state,
+                server._proxy,
+            )
+        )
         scope["subprotocols"] = _ws.parse_subprotocols(headers.get("Sec-WebSocket-Protocol"))
         self._inbox.append({"type": "websocket.connect"})
         server._run(self._run_app(scope))

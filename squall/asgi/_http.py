@@ -503,7 +503,16 @@ class _HTTPCycle(HTTPMessageDelegate):
         raw: list[bytes] = []
         unchecked = False
         try:
-            for name, value in message.get("headers", ()):
+            items = message.get("headers", ())
+            if not isinstance(items, list):
+                items = list(items)  # (a list is read by index when compiled)
+            for item in items:
+                if isinstance(item, tuple) and len(item) == 2:
+                    # The usual pair: read by index, not unpacked as any iterable.
+                    name = item[0]
+                    value = item[1]
+                else:
+                    name, value = item
                 key = names.get(name) if type(name) is bytes else None
                 if key is None:
                     key, valid = _response_name(name)

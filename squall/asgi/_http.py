@@ -32,6 +32,7 @@ from squall.asgi._types import (
     Message,
     Scope,
     expected,
+    resolve,
 )
 from squall.asgi._websocket import _WebSocketCycle
 from squall.httputil import (
@@ -242,33 +243,25 @@ class _HTTPCycle(HTTPMessageDelegate):
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._waiter = None
+        resolve(waiter)
 
     def _release(self) -> None:
         """Let the driver go on: the application no longer waits for the body."""
         gate = self._gate
-        if gate is not None:
-            self._gate = None
-            if not gate.done():
-                gate.set_result(None)
+        self._gate = None
+        resolve(gate)
         drain = self._drain
-        if drain is not None:
-            self._drain = None
-            if not drain.done():
-                drain.set_result(None)
+        self._drain = None
+        resolve(drain)
 
     # -- the application's side ------------------------------------------------------
 
     async def receive(self) -> Message:
         """The next ``http.request`` piece, or ``http.disconnect``."""
         gate = self._gate
-        if gate is not None:
-            self._gate = None
-            if not gate.done():
-                gate.set_result(None)
+        self._gate = None
+        resolve(gate)
         while True:
             chunks = self._chunks
             if chunks:
@@ -276,10 +269,8 @@ class _HTTPCycle(HTTPMessageDelegate):
                 self._chunks = []
                 self._buffered = 0
                 drain = self._drain
-                if drain is not None:
-                    self._drain = None
-                    if not drain.done():
-                        drain.set_result(None)
+                self._drain = None
+                resolve(drain)
                 more = not self._body_done
                 self._final_sent = not more
                 return {"type": "http.request", "body": body, "more_body": more}

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Optional
 
 from squall import _ws
 from squall.asgi._scope import _http_scope, _websocket_scope
-from squall.asgi._types import ASGIProtocolError, ClientDisconnected, Message, Scope, expected
+from squall.asgi._types import (
+    ASGIProtocolError,
+    ClientDisconnected,
+    Message,
+    Scope,
+    expected,
+    resolve,
+)
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -118,10 +125,8 @@ class _WebSocketCycle(_Peer):
 
     def request_finished(self) -> None:
         done = self._request_done
-        if done is not None:
-            self._request_done = None
-            if not done.done():
-                done.set_result(None)
+        self._request_done = None
+        resolve(done)
 
     def on_connection_close(self) -> None:
         """The connection closed before the handshake completed."""
@@ -162,10 +167,8 @@ class _WebSocketCycle(_Peer):
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._waiter = None
+        resolve(waiter)
 
     # -- the application's side ------------------------------------------------------
 
@@ -178,8 +181,7 @@ class _WebSocketCycle(_Peer):
                 space = self._space
                 if space is not None and len(inbox) < _INBOX_HIGH_WATER // 2:
                     self._space = None
-                    if not space.done():
-                        space.set_result(None)
+                    resolve(space)
                 return message
             if self._close_code is not None:
                 return {"type": "websocket.disconnect", "code": self._close_code, "reason": ""}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Final, Optional
 
 from squall.asgi._types import address_tuple, split_target
 from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, format_timestamp
@@ -15,7 +15,7 @@ __all__: list[str] = []
 # The Date header, formatted once per second: [the time it stops being
 # current, its value]. Read in place on the response path (see
 # _HTTPCycle._start_response), refreshed by _http_date.
-_date_cache: list[Any] = [0.0, ""]
+_date_cache: Final[list[Any]] = [0.0, ""]
 
 
 def _http_date() -> str:
@@ -31,10 +31,10 @@ def _http_date() -> str:
 
 
 # Start-line versions to the scope's "http_version" (RFC 9113 streams say "2").
-_HTTP_VERSIONS = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
+_HTTP_VERSIONS: Final = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
 
 # Header names as scopes carry them (lowercased bytes), by HTTPHeaders' name.
-_SCOPE_NAMES: dict[str, bytes] = {}
+_SCOPE_NAMES: Final[dict[str, bytes]] = {}
 
 
 def _scope_name(name: str) -> bytes:
@@ -73,13 +73,16 @@ def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:
 # What a request's scope advertises in "extensions" (ASGI 2.4+), shared by
 # the requests of every connection of a kind (applications read it; a
 # connection over TLS gets its own dict, with its "tls" entry).
-_EXTENSIONS_HTTP1: dict[str, Any] = {"http.response.pathsend": {}}
+_EXTENSIONS_HTTP1: Final[dict[str, Any]] = {"http.response.pathsend": {}}
 # RFC 9113 §8.1: trailers go in a HEADERS frame that ends the stream.
-_EXTENSIONS_HTTP2: dict[str, Any] = {"http.response.pathsend": {}, "http.response.trailers": {}}
+_EXTENSIONS_HTTP2: Final[dict[str, Any]] = {
+    "http.response.pathsend": {},
+    "http.response.trailers": {},
+}
 
 # TLS protocol names (ssl.SSLSocket.version()) to the numbers the "tls"
 # extension gives (RFC 8446 §4.1.2 legacy_version style).
-_TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+_TLS_VERSIONS: Final = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
 def _tls_extension(transport: Any) -> Optional[dict[str, Any]]:
@@ -145,7 +148,7 @@ def _behind_proxy(
 # (peer port, server address, extensions) by connection context: the same
 # for every request of a connection. Bounded, since mounted delegates never
 # hear of a connection's end.
-_ADDRESSES: dict[object, tuple[Optional[int], Any, dict[str, Any]]] = {}
+_ADDRESSES: Final[dict[object, tuple[Optional[int], Any, dict[str, Any]]]] = {}
 
 
 def _connection_addresses(
@@ -188,7 +191,7 @@ def _connection_addresses(
 # An http scope's keys, in order: a copy of this dict, its values then
 # replaced, costs less than a dict built key by key (one table copied, no
 # insertion).
-_HTTP_SCOPE: dict[str, Any] = {
+_HTTP_SCOPE: Final[dict[str, Any]] = {
     "type": "http",
     "asgi": None,
     "http_version": "1.1",

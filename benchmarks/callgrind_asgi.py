@@ -28,7 +28,8 @@ the server's own cost.
 Usage:
   python benchmarks/callgrind_asgi.py                    # servers x apps table
   python benchmarks/callgrind_asgi.py --profile          # Squall's hottest functions
-  options: --server NAME (repeatable), --app NAME (repeatable), -n, --loop, --json FILE
+  options: --server NAME (repeatable), --app NAME (repeatable), -n, --loop, --json FILE,
+           --keep PREFIX (callgrind outputs, for callgrind_annotate)
 Needs valgrind (``make bench-callgrind`` installs it), starlette and uvicorn.
 """
 
@@ -37,14 +38,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -58,11 +55,11 @@ from callgrind_hotpath import (  # noqa: E402
     Probes,
     _FixedClock,
     _NullProtocol,
-    annotate,
+    add_probe_costs,
     calls_per_request,
     capture_protocol,
     request_stream,
-    self_costs,
+    run_inner,
 )
 
 SERVERS = ["squall", "squall-bare", "squall-floor", "uvicorn", "null"]
@@ -215,39 +212,16 @@ async def _async(make: Any) -> Any:
     return make()
 
 
-def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
-    """One valgrind run; the inner result plus instructions per request."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = dict(cfg, out=os.path.join(tmp, "result.json"))
-        cg = os.path.join(tmp, "callgrind.out")
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=sq_measure_*",
-            f"--callgrind-out-file={cg}",
-            sys.executable,
-            __file__,
-            "--inner",
-            json.dumps(cfg),
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(Path(cfg["out"]).read_text())
-        incl = annotate(cg, True)
-        result["self_c"] = sorted(annotate(cg, False).items(), key=lambda kv: -kv[1])[:25]
+def run_one(cfg: dict[str, Any], keep: Optional[str] = None) -> dict[str, Any]:
+    """One valgrind run; the inner result plus instructions per request.
+
+    ``keep`` names a file to keep the callgrind output in (callgrind_annotate).
+    """
+    result, incl, self_c = run_inner(__file__, cfg, keep)
+    result["self_c"] = sorted(self_c.items(), key=lambda kv: -kv[1])[:25]
     n = cfg["n"]
     result["per_request"] = (incl.get("sq_measure_b", 0) - incl.get("sq_measure_a", 0)) / n
-    measured = FIRST + FIRST + n
-    slots = {
-        int(m.group(1)): cost
-        for name, cost in incl.items()
-        if (m := re.fullmatch(r"sq_probe_(\d+)", name))
-    }
-    result["probe_incl"] = {str(k): v / measured for k, v in slots.items()}
-    result["probe_self"] = self_costs(result["labels"], result["edges"], slots, measured)
+    add_probe_costs(result, incl, FIRST + FIRST + n)
     expected_ok = WARMUP + FIRST + FIRST + n
     if result["statuses"].get("200") != expected_ok:
         raise RuntimeError(
@@ -272,7 +246,8 @@ def table(args: argparse.Namespace, report: dict[str, Any]) -> None:
             if server == "null" or (server == "squall-floor" and app != apps[0]):
                 continue
             cfg = {"server": server, "app": app, "n": args.n, "loop": args.loop, "probes": "-"}
-            per = run_one(cfg)["per_request"]
+            keep = f"{args.keep}.{app}.{server}" if args.keep else None
+            per = run_one(cfg, keep)["per_request"]
             rows.setdefault(app, {})[server] = per
             # The floor's delegate answers by itself: no app runs.
             shown = "(no app)" if server == "squall-floor" else app
@@ -319,6 +294,9 @@ def main() -> int:
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     ap.add_argument("--profile", action="store_true", help="hottest Squall functions")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument(
+        "--keep", help="keep each run's callgrind output in KEEP.APP.SERVER (callgrind_annotate)"
+    )
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:

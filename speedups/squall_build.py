@@ -78,11 +78,14 @@ COMPILED_PACKAGES = ("_h1", "_ws")
 # squall.asgi._http (a served ASGI app's request cycle) and squall.asgi._scope
 # (its scope): callgrind_asgi.py, bare ASGI app, squall-bare 106.8k net per
 # request, Starlette hello 183.1k (uvicorn 162.7k and 239.4k); with the scope
-# built in _scope (not the interpreted delegate) 95.9k and 171.9k.
-# squall._eager stays interpreted: a types.coroutine generator hands a
-# suspended coroutine to a Task, and its start() compiled (the generator moved
-# out) measured dearer, bare app 96.5k -> 98.5k (mypyc reaches asyncio's
-# module functions and the Task's attributes by generic calls).
+# built in _scope (not the interpreted delegate) 95.9k and 171.9k; with a
+# spare Task reused for a first step (squall._eager), the scope copied from a
+# template and the modules' constants Final, uvloop: bare 82.8k -> ~72k.
+# squall._eager (a coroutine's first step outside a Task, 3.11) stays
+# interpreted: its spare Task's coroutine and the continuation after a
+# suspension must be real generator/coroutine objects, which anyio inspects
+# (inspect.getcoroutinestate) to tell whether a task has started; compiled,
+# with no StopIteration per step, it measured 75.8k -> 72.2k (bare app).
 # squall.httpserver._h1exchange (the connection states, the write queue and
 # _RequestConnection) was split out of _protocol for size and is compiled
 # with it: each reads the other's fields natively. squall.httpserver._flow

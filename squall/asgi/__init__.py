@@ -51,15 +51,10 @@ __all__ = [
     "mount",
 ]
 
-for _name in (
-    "ASGIAdapter",
-    "ASGIHandler",
-    "ASGIProtocolError",
-    "ASGIServerDelegate",
-    "ClientDisconnected",
-    "Lifespan",
-    "LifespanFailure",
-    "mount",
-):
-    globals()[_name].__module__ = __name__
-del _name
+# The classes and functions show the public path (the type aliases are not
+# objects of ours).
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith(__name__ + "."):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Final, Optional, Union
 
 from squall._eager import start
 from squall._h1._rules import STR_TOKEN_RE
@@ -32,6 +32,7 @@ from squall.asgi._types import (
     Message,
     Scope,
     expected,
+    resolve,
 )
 from squall.asgi._websocket import _WebSocketCycle
 from squall.httputil import (
@@ -54,12 +55,12 @@ __all__ = ["_HTTPCycle"]
 app_log = logging.getLogger("squall.application")
 
 # Request body bytes held for an application that is not receiving.
-_BODY_HIGH_WATER = 64 * 1024
+_BODY_HIGH_WATER: Final = 64 * 1024
 
-_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+_DISCONNECT: Final[dict[str, Any]] = {"type": "http.disconnect"}
 
 # Final responses' start lines, built once (ResponseStartLine is a NamedTuple).
-_START_LINES: dict[int, ResponseStartLine] = {
+_START_LINES: Final[dict[int, ResponseStartLine]] = {
     code: ResponseStartLine("HTTP/1.1", code, reason)
     for code, reason in responses.items()
     if code >= 200
@@ -68,15 +69,16 @@ _START_LINES: dict[int, ResponseStartLine] = {
 # Response header names as the application sends them (bytes) to the
 # canonical names HTTPHeaders keys by; only names that are tokens (RFC 9110
 # §5.1), so a name found here needs no check.
-_RESPONSE_NAMES: dict[Any, str] = {}
+_RESPONSE_NAMES: Final[dict[Any, str]] = {}
 
-_new_headers = object.__new__
+_new_headers: Final = object.__new__
+_get_running_loop: Final = asyncio.get_running_loop
 
 # RFC 9110 §5.5: the octets a field value may hold (HTAB, VCHAR, SP,
 # obs-text) map to themselves, every other to another, so that
 # bytes.translate returns the very object it was given when all are valid
 # (no table is built per call, as deleting characters would).
-_SAME_IF_VALUE = bytes(
+_SAME_IF_VALUE: Final = bytes(
     c if c == 0x09 or 0x20 <= c < 0x7F or c >= 0x80 else c ^ 0x40 for c in range(256)
 )
 
@@ -94,10 +96,16 @@ def _response_name(name: Any) -> tuple[str, bool]:
 
 
 # States of a response.
-_START, _HEAD_PENDING, _BODY, _TRAILERS, _DONE = range(5)
+# (Final, as the other module constants: the compiled build reads them as
+# C constants, not from the module's dict at each use.)
+_START: Final = 0
+_HEAD_PENDING: Final = 1
+_BODY: Final = 2
+_TRAILERS: Final = 3
+_DONE: Final = 4
 
 # Bytes read from a file per write by http.response.pathsend.
-_PATHSEND_CHUNK = 256 * 1024
+_PATHSEND_CHUNK: Final = 256 * 1024
 
 
 class _HTTPCycle(HTTPMessageDelegate):
@@ -134,7 +142,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         # frame in between (see ASGIServerDelegate.__init__).
         self._server = server
         self._conn = conn
-        loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop = _get_running_loop()
         self._ws: Optional[_WebSocketCycle] = None
         self._chunks: list[bytes] = []
         self._buffered = 0
@@ -184,7 +192,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         if (
             "Content-Length" not in fields
             and "Transfer-Encoding" not in fields
-            and request_line.version[:7] == "HTTP/1."
+            and request_line.version.startswith("HTTP/1.")
         ):
             # RFC 9112 §6.3: no framing field, no body. Known now, so an
             # application that reads the body before answering gets the
@@ -197,6 +205,7 @@ class _HTTPCycle(HTTPMessageDelegate):
             server.root_path,
             server._prefix_in_path,
             server.lifespan.state,
+            server._proxy,
         )
         task = self._task = start(self._loop, self._run_app(scope))
         if task is not None:
@@ -241,33 +250,25 @@ class _HTTPCycle(HTTPMessageDelegate):
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._waiter = None
+        resolve(waiter)
 
     def _release(self) -> None:
         """Let the driver go on: the application no longer waits for the body."""
         gate = self._gate
-        if gate is not None:
-            self._gate = None
-            if not gate.done():
-                gate.set_result(None)
+        self._gate = None
+        resolve(gate)
         drain = self._drain
-        if drain is not None:
-            self._drain = None
-            if not drain.done():
-                drain.set_result(None)
+        self._drain = None
+        resolve(drain)
 
     # -- the application's side ------------------------------------------------------
 
     async def receive(self) -> Message:
         """The next ``http.request`` piece, or ``http.disconnect``."""
         gate = self._gate
-        if gate is not None:
-            self._gate = None
-            if not gate.done():
-                gate.set_result(None)
+        self._gate = None
+        resolve(gate)
         while True:
             chunks = self._chunks
             if chunks:
@@ -275,10 +276,8 @@ class _HTTPCycle(HTTPMessageDelegate):
                 self._chunks = []
                 self._buffered = 0
                 drain = self._drain
-                if drain is not None:
-                    self._drain = None
-                    if not drain.done():
-                        drain.set_result(None)
+                self._drain = None
+                resolve(drain)
                 more = not self._body_done
                 self._final_sent = not more
                 return {"type": "http.request", "body": body, "more_body": more}
@@ -502,7 +501,16 @@ class _HTTPCycle(HTTPMessageDelegate):
         raw: list[bytes] = []
         unchecked = False
         try:
-            for name, value in message.get("headers", ()):
+            items = message.get("headers", ())
+            if not isinstance(items, list):
+                items = list(items)  # (a list is read by index when compiled)
+            for item in items:
+                if isinstance(item, tuple) and len(item) == 2:
+                    # The usual pair: read by index, not unpacked as any iterable.
+                    name = item[0]
+                    value = item[1]
+                else:
+                    name, value = item
                 key = names.get(name) if type(name) is bytes else None
                 if key is None:
                     key, valid = _response_name(name)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ssl
 import time
-from typing import Any, Optional
+from collections.abc import Callable
+from typing import Any, Final, Optional
 
 from squall.asgi._types import address_tuple, split_target
 from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, format_timestamp
@@ -14,7 +15,7 @@ __all__: list[str] = []
 # The Date header, formatted once per second: [the time it stops being
 # current, its value]. Read in place on the response path (see
 # _HTTPCycle._start_response), refreshed by _http_date.
-_date_cache: list[Any] = [0.0, ""]
+_date_cache: Final[list[Any]] = [0.0, ""]
 
 
 def _http_date() -> str:
@@ -30,10 +31,10 @@ def _http_date() -> str:
 
 
 # Start-line versions to the scope's "http_version" (RFC 9113 streams say "2").
-_HTTP_VERSIONS = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
+_HTTP_VERSIONS: Final = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
 
 # Header names as scopes carry them (lowercased bytes), by HTTPHeaders' name.
-_SCOPE_NAMES: dict[str, bytes] = {}
+_SCOPE_NAMES: Final[dict[str, bytes]] = {}
 
 
 def _scope_name(name: str) -> bytes:
@@ -41,10 +42,6 @@ def _scope_name(name: str) -> bytes:
     if len(_SCOPE_NAMES) < 512:
         _SCOPE_NAMES[name] = low
     return low
-
-
-def _scope_headers(headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
-    return _scope_fields(headers._as_list)
 
 
 def _scope_fields(fields: dict[str, list[str]]) -> list[tuple[bytes, bytes]]:
@@ -76,13 +73,16 @@ def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:
 # What a request's scope advertises in "extensions" (ASGI 2.4+), shared by
 # the requests of every connection of a kind (applications read it; a
 # connection over TLS gets its own dict, with its "tls" entry).
-_EXTENSIONS_HTTP1: dict[str, Any] = {"http.response.pathsend": {}}
+_EXTENSIONS_HTTP1: Final[dict[str, Any]] = {"http.response.pathsend": {}}
 # RFC 9113 §8.1: trailers go in a HEADERS frame that ends the stream.
-_EXTENSIONS_HTTP2: dict[str, Any] = {"http.response.pathsend": {}, "http.response.trailers": {}}
+_EXTENSIONS_HTTP2: Final[dict[str, Any]] = {
+    "http.response.pathsend": {},
+    "http.response.trailers": {},
+}
 
 # TLS protocol names (ssl.SSLSocket.version()) to the numbers the "tls"
 # extension gives (RFC 8446 §4.1.2 legacy_version style).
-_TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+_TLS_VERSIONS: Final = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
 def _tls_extension(transport: Any) -> Optional[dict[str, Any]]:
@@ -111,10 +111,44 @@ def _tls_extension(transport: Any) -> Optional[dict[str, Any]]:
     }
 
 
+# What `squall run` sets on the delegate to honour proxy headers without a
+# delegate in front (``ASGIServerDelegate._proxy``): called with the
+# connection's context and the request's fields, it returns the client's
+# address and the scheme ("http"/"https") trusted proxy headers name
+# (either None when they name none), or None. Asked only of a request with
+# a Forwarded, X-Forwarded-For or X-Forwarded-Proto field.
+ProxyView = Callable[[Any, dict[str, list[str]]], Optional[tuple[Optional[str], Optional[str]]]]
+
+
+def _behind_proxy(
+    proxy: Optional[ProxyView],
+    conn: HTTPConnection,
+    fields: dict[str, list[str]],
+    client: Any,
+    scheme: Optional[str],
+) -> tuple[Any, Optional[str]]:
+    """(client, scheme) of a request, after what its proxy headers name."""
+    if proxy is None or (
+        "Forwarded" not in fields
+        and "X-Forwarded-For" not in fields
+        and "X-Forwarded-Proto" not in fields
+    ):
+        return client, scheme
+    named = proxy(getattr(conn, "context", None), fields)
+    if named is not None:
+        address, protocol = named
+        if address is not None and client is not None:
+            # The peer's port stays, as it does for xheaders.
+            client = (address, client[1])
+        if protocol is not None:
+            scheme = protocol
+    return client, scheme
+
+
 # (peer port, server address, extensions) by connection context: the same
 # for every request of a connection. Bounded, since mounted delegates never
 # hear of a connection's end.
-_ADDRESSES: dict[object, tuple[Optional[int], Any, dict[str, Any]]] = {}
+_ADDRESSES: Final[dict[object, tuple[Optional[int], Any, dict[str, Any]]]] = {}
 
 
 def _connection_addresses(
@@ -154,6 +188,27 @@ def _connection_addresses(
     return client, server, getattr(context, "protocol", None), extensions
 
 
+# An http scope's keys, in order: a copy of this dict, its values then
+# replaced, costs less than a dict built key by key (one table copied, no
+# insertion).
+_HTTP_SCOPE: Final[dict[str, Any]] = {
+    "type": "http",
+    "asgi": None,
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/",
+    "raw_path": b"/",
+    "query_string": b"",
+    "root_path": "",
+    "headers": None,
+    "client": None,
+    "server": None,
+    "state": None,
+    "extensions": None,
+}
+
+
 def _http_scope(
     start_line: RequestStartLine,
     fields: dict[str, list[str]],
@@ -161,9 +216,9 @@ def _http_scope(
     root: str,
     prefix_in_path: bool,
     state: dict[str, Any],
+    proxy: Optional[ProxyView] = None,
 ) -> dict[str, Any]:
-    """The ``http`` scope of a request (``_base_scope`` unrolled for the
-    hot path, here to be compiled: see squall._compiled)."""
+    """The ``http`` scope of a request (compiled: see squall._compiled)."""
     target = start_line.path
     raw, _, query = target.partition("?")
     if raw[:1] == "/" and raw.isascii() and "%" not in raw:
@@ -175,9 +230,12 @@ def _http_scope(
         path, raw_path, query_string = split_target(target)
     if root and not prefix_in_path:
         path = root + path
-        raw_path = root.encode("latin-1") + raw_path
+        # (UTF-8, as split_target decodes the path: a root outside
+        # Latin-1 is no error.)
+        raw_path = root.encode("utf-8") + raw_path
     http_version = _HTTP_VERSIONS.get(start_line.version, "1.1")
     client, server, scheme, extensions = _connection_addresses(conn, http_version == "2")
+    client, scheme = _behind_proxy(proxy, conn, fields, client, scheme)
     names = _SCOPE_NAMES
     try:
         # The usual head: each name once and already seen (a name sent
@@ -185,19 +243,33 @@ def _http_scope(
         headers = [(names[name], value.encode("latin-1")) for name, (value,) in fields.items()]
     except (KeyError, ValueError):
         headers = _scope_fields(fields)
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.5"},
-        "http_version": http_version,
-        "method": start_line.method,
-        "scheme": scheme or "http",
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query_string,
-        "root_path": root,
-        "headers": headers,
-        "client": client,
-        "server": server,
-        "state": state.copy(),
-        "extensions": extensions,
-    }
+    scope = _HTTP_SCOPE.copy()
+    scope["asgi"] = {"version": "3.0", "spec_version": "2.5"}
+    scope["http_version"] = http_version
+    scope["method"] = start_line.method
+    scope["scheme"] = scheme or "http"
+    scope["path"] = path
+    scope["raw_path"] = raw_path
+    scope["query_string"] = query_string
+    scope["root_path"] = root
+    scope["headers"] = headers
+    scope["client"] = client
+    scope["server"] = server
+    scope["state"] = state.copy()
+    scope["extensions"] = extensions
+    return scope
+
+
+def _websocket_scope(scope: dict[str, Any]) -> dict[str, Any]:
+    """The ``websocket`` scope of an upgrade request, made of its ``http``
+    ``scope``: the WebSocket's type, scheme and extensions (the caller adds
+    ``subprotocols``)."""
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
+    tls = scope["extensions"].get("tls")
+    extensions: dict[str, Any] = {"websocket.http.response": {}}
+    if tls is not None:
+        extensions["tls"] = tls
+    scope["extensions"] = extensions
+    return scope

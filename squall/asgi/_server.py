@@ -16,16 +16,10 @@ from typing import Any, Optional
 
 from squall.asgi._http import _HTTPCycle
 from squall.asgi._lifespan import Lifespan, LifespanMode
-from squall.asgi._scope import (
-    _HTTP_VERSIONS,
-    _connection_addresses,
-    _http_scope,
-    _scope_headers,
-)
-from squall.asgi._types import ASGIApp, Scope, split_target
+from squall.asgi._scope import ProxyView, _http_scope
+from squall.asgi._types import ASGIApp, Scope
 from squall.httputil import (
     HTTPConnection,
-    HTTPHeaders,
     HTTPMessageDelegate,
     HTTPServerConnectionDelegate,
     RequestStartLine,
@@ -73,6 +67,9 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         # A mounted application sees the full path: the prefix is part of it.
         self._prefix_in_path = False
         self._ready: Optional[asyncio.Future[None]] = None
+        # Proxy headers read while the scope is built (see _scope.ProxyView);
+        # `squall run` sets it, instead of putting a delegate in front.
+        self._proxy: Optional[ProxyView] = None
         if type(self).start_request is ASGIServerDelegate.start_request:
             # What the driver calls per request, as a C callable: the cycle
             # is made without this class's Python frame around it.
@@ -123,59 +120,12 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         """Return the delegate that runs the application for one request."""
         return _HTTPCycle(self, server_conn, request_conn)
 
-    def _base_scope(
-        self, kind: str, start_line: RequestStartLine, headers: HTTPHeaders, conn: HTTPConnection
-    ) -> Scope:
-        path, raw_path, query = split_target(start_line.path)
-        root = self.root_path
-        if root and not self._prefix_in_path:
-            path = root + path
-            raw_path = root.encode("utf-8") + raw_path
-        http_version = _HTTP_VERSIONS.get(start_line.version, "1.1")
-        client, server, scheme, extensions = _connection_addresses(conn, http_version == "2")
-        if kind == "http":
-            return {
-                "type": "http",
-                "asgi": {"version": "3.0", "spec_version": "2.5"},
-                "http_version": http_version,
-                "method": start_line.method,
-                "scheme": scheme or "http",
-                "path": path,
-                "raw_path": raw_path,
-                "query_string": query,
-                "root_path": root,
-                "headers": _scope_headers(headers),
-                "client": client,
-                "server": server,
-                "state": self.lifespan.state.copy(),
-                "extensions": extensions,
-            }
-        return {
-            "type": kind,
-            "asgi": {"version": "3.0", "spec_version": "2.5"},
-            "http_version": http_version,
-            "scheme": "wss" if scheme == "https" else "ws",
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": root,
-            "headers": _scope_headers(headers),
-            "client": client,
-            "server": server,
-            "state": self.lifespan.state.copy(),
-            "extensions": (
-                {"websocket.http.response": {}, "tls": extensions["tls"]}
-                if "tls" in extensions
-                else {"websocket.http.response": {}}
-            ),
-        }
-
     def _http_scope(
         self, start_line: RequestStartLine, fields: dict[str, list[str]], conn: HTTPConnection
     ) -> Scope:
         """The ``http`` scope of a request (built by `_scope._http_scope`)."""
         root, state = self.root_path, self.lifespan.state
-        return _http_scope(start_line, fields, conn, root, self._prefix_in_path, state)
+        return _http_scope(start_line, fields, conn, root, self._prefix_in_path, state, self._proxy)
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         # The coroutine takes its task out of `tasks` when it ends (see

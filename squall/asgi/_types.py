@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Optional
@@ -37,6 +38,15 @@ def expected(what: str, message: Message) -> ASGIProtocolError:
     """The error for a message of the wrong type: says what was expected instead."""
     got = message.get("type") if isinstance(message, MutableMapping) else message
     return ASGIProtocolError(f"Expected ASGI message {what}, but got {got!r}")
+
+
+def resolve(future: Optional[asyncio.Future[None]]) -> None:
+    """Let whoever waits on ``future`` go on (nothing if None or done already).
+
+    The callers take the future out of its slot first: a waiter is woken once.
+    """
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def split_target(target: str) -> tuple[str, bytes, bytes]:

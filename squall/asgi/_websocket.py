@@ -23,7 +23,15 @@ from collections import deque
 from typing import TYPE_CHECKING, Optional
 
 from squall import _ws
-from squall.asgi._types import ASGIProtocolError, ClientDisconnected, Message, Scope, expected
+from squall.asgi._scope import _http_scope, _websocket_scope
+from squall.asgi._types import (
+    ASGIProtocolError,
+    ClientDisconnected,
+    Message,
+    Scope,
+    expected,
+    resolve,
+)
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -98,7 +106,17 @@ class _WebSocketCycle(_Peer):
         set_close = getattr(conn, "set_close_callback", None)
         if set_close is not None:
             set_close(self.on_connection_close)
-        scope = server._base_scope("websocket", start_line, headers, conn)
+        scope = _websocket_scope(
+            _http_scope(
+                start_line,
+                headers._as_list,
+                conn,
+                server.root_path,
+                server._prefix_in_path,
+                server.lifespan.state,
+                server._proxy,
+            )
+        )
         scope["subprotocols"] = _ws.parse_subprotocols(headers.get("Sec-WebSocket-Protocol"))
         self._inbox.append({"type": "websocket.connect"})
         server._run(self._run_app(scope))
@@ -107,10 +125,8 @@ class _WebSocketCycle(_Peer):
 
     def request_finished(self) -> None:
         done = self._request_done
-        if done is not None:
-            self._request_done = None
-            if not done.done():
-                done.set_result(None)
+        self._request_done = None
+        resolve(done)
 
     def on_connection_close(self) -> None:
         """The connection closed before the handshake completed."""
@@ -151,10 +167,8 @@ class _WebSocketCycle(_Peer):
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._waiter = None
+        resolve(waiter)
 
     # -- the application's side ------------------------------------------------------
 
@@ -167,8 +181,7 @@ class _WebSocketCycle(_Peer):
                 space = self._space
                 if space is not None and len(inbox) < _INBOX_HIGH_WATER // 2:
                     self._space = None
-                    if not space.done():
-                        space.set_result(None)
+                    resolve(space)
                 return message
             if self._close_code is not None:
                 return {"type": "websocket.disconnect", "code": self._close_code, "reason": ""}

@@ -192,21 +192,25 @@ class _Reject(HTTPMessageDelegate):
         self.connection.finish()
 
 
-def _apply_proxy(ctx: Any, headers: HTTPHeaders, trusted: TrustedPeers) -> bool:
-    """Set ``ctx.remote_ip``/``protocol`` from proxy headers; True if changed.
+def proxied(
+    ctx: Any, fields: dict[str, list[str]], trusted: TrustedPeers
+) -> Optional[tuple[Optional[str], Optional[str]]]:
+    """The client's address and the scheme (``http``/``https``) that proxy
+    headers name, either None if they name none; None if they name neither
+    or do not count.
 
     Only a trusted peer's headers count (any peer on a Unix socket: only a
     local proxy can reach it). The client is the right-most address that is
     not itself a trusted proxy.
     """
-    get = headers._as_list.get
+    get = fields.get
     forwarded = get("Forwarded")
     xff = get("X-Forwarded-For")
     xfp = get("X-Forwarded-Proto")
     if forwarded is None and xff is None and xfp is None:
-        return False
-    if ctx.address_family != socket.AF_UNIX and ctx._orig_remote_ip not in trusted:
-        return False
+        return None
+    if ctx is None or (ctx.address_family != socket.AF_UNIX and ctx._orig_remote_ip not in trusted):
+        return None
     ip: Optional[str] = None
     scheme: Optional[str] = None
     if forwarded is not None:
@@ -227,17 +231,31 @@ def _apply_proxy(ctx: Any, headers: HTTPHeaders, trusted: TrustedPeers) -> bool:
                     break
         if xfp is not None:
             scheme = xfp[-1].split(",")[-1].strip().lower()
-    changed = False
+    address: Optional[str] = None
     if ip:
         try:
-            ctx.remote_ip = str(ipaddress.ip_address(ip))
-            changed = True
+            address = str(ipaddress.ip_address(ip))
         except ValueError:
             pass
+    protocol: Optional[str] = None
     if scheme in ("http", "https", "ws", "wss"):
-        ctx.protocol = "https" if scheme in ("https", "wss") else "http"
-        changed = True
-    return changed
+        protocol = "https" if scheme in ("https", "wss") else "http"
+    if address is None and protocol is None:
+        return None
+    return address, protocol
+
+
+def _apply_proxy(ctx: Any, headers: HTTPHeaders, trusted: TrustedPeers) -> bool:
+    """Set ``ctx.remote_ip``/``protocol`` from proxy headers (see `proxied`); True if changed."""
+    named = proxied(ctx, headers._as_list, trusted)
+    if named is None:
+        return False
+    address, protocol = named
+    if address is not None:
+        ctx.remote_ip = address
+    if protocol is not None:
+        ctx.protocol = protocol
+    return True
 
 
 def _strip_root(start_line: RequestStartLine, root: str) -> RequestStartLine:

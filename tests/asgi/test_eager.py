@@ -199,3 +199,73 @@ def test_started_from_inside_a_task_the_caller_is_current_again_after() -> None:
         assert asyncio.current_task() is me
 
     run(main())
+
+
+def test_a_cancel_asked_in_a_step_that_finished_does_not_reach_the_next() -> None:
+    seen: list[str] = []
+
+    async def cancels_itself() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+
+    async def waits() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append(f"cancelling={task.cancelling()}")
+        await asyncio.sleep(0)
+        seen.append("resumed")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        made: asyncio.Future[Any] = loop.create_future()
+
+        def both() -> None:
+            assert start(loop, cancels_itself()) is None
+            made.set_result(start(loop, waits()))
+
+        loop.call_soon(both)
+        task = await made
+        assert task is not None
+        await task
+
+    run(main())
+    assert seen == ["cancelling=0", "resumed"]
+
+
+def test_a_task_kept_or_given_a_callback_by_a_step_is_never_another_steps() -> None:
+    ids: list[int] = []
+    kept: list[Any] = []
+    called: list[Any] = []
+
+    async def plain() -> None:
+        ids.append(id(asyncio.current_task()))
+
+    async def keeps() -> None:
+        kept.append(asyncio.current_task())
+
+    async def adds_callback() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.add_done_callback(called.append)
+
+    async def finds_callback() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        # 1 if this were the task the callback was added to.
+        kept.append(task.remove_done_callback(called.append))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        # Steps that leave no trace of their task may share one.
+        for coro in (plain(), plain()):
+            assert start(loop, coro) is None
+        assert ids[0] == ids[1]
+        assert start(loop, keeps()) is None
+        assert start(loop, plain()) is None
+        assert kept[0] is not None and ids[2] != id(kept[0])
+        assert start(loop, adds_callback()) is None
+        assert start(loop, finds_callback()) is None
+        assert kept[1] == 0
+
+    run(main())

@@ -100,6 +100,80 @@ def test_proxy_headers_ignored_from_an_untrusted_peer_or_when_off() -> None:
     run(body)
 
 
+async def _scope_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that answers with what its scope says of the client."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send(
+            {"type": "websocket.send", "text": json.dumps([scope["client"][0], scope["scheme"]])}
+        )
+        await send({"type": "websocket.close"})
+        return
+    body = json.dumps([scope["client"][0], scope["scheme"]]).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize(
+    ("headers", "client", "scheme"),
+    [
+        ("X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n", "203.0.113.9", "https"),
+        ("X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.5\r\n", "203.0.113.9", "http"),
+        ("Forwarded: for=203.0.113.9;proto=https\r\n", "203.0.113.9", "https"),
+        ("X-Forwarded-Proto: wss\r\n", "127.0.0.1", "https"),
+        ("X-Forwarded-For: not-an-address\r\n", "127.0.0.1", "http"),
+        ("", "127.0.0.1", "http"),
+    ],
+)
+@pytest.mark.parametrize("access_log", [False, True])
+def test_proxy_headers_reach_an_asgi_scope(
+    headers: str, client: str, scheme: str, access_log: bool
+) -> None:
+    async def body() -> None:
+        server, port = start(
+            _scope_echo, forwarded_allow_ips=["127.0.0.1", "10.0.0.0/8"], access_log=access_log
+        )
+        # Without an access log, no delegate in front: the scope is built
+        # with the proxy's view; with one, the front delegate applies it.
+        front = type(server.request_callback).__name__
+        assert front == ("ServingDelegate" if access_log else "ASGIServerDelegate")
+        status, _, data = await fetch(port, "/", headers)
+        assert (status, json.loads(data)) == (200, [client, scheme])
+        # The next request starts from the peer's own address.
+        status, _, data = await fetch(port, "/")
+        assert (status, json.loads(data)) == (200, ["127.0.0.1", "http"])
+        server.stop()
+
+    run(body)
+
+
+def test_proxy_headers_reach_an_asgi_websocket_scope_only_from_a_trusted_peer() -> None:
+    upgrade = (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
+    )
+
+    async def seen(trusted: list[str]) -> Any:
+        server, port = start(_scope_echo, forwarded_allow_ips=trusted, access_log=False)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET / HTTP/1.1\r\nHost: t\r\n{upgrade}\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        frame = await reader.readexactly(2)
+        payload = await reader.readexactly(frame[1] & 0x7F)
+        writer.close()
+        server.stop()
+        return json.loads(payload)
+
+    async def body() -> None:
+        assert await seen(["127.0.0.1"]) == ["203.0.113.9", "wss"]
+        assert await seen(["10.9.9.9"]) == ["127.0.0.1", "ws"]
+
+    run(body)
+
+
 def test_root_path_is_stripped_for_applications_and_given_to_asgi() -> None:
     async def body() -> None:
         server, port = start(sample_apps.make_app(), root_path="/api/")

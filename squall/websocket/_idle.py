@@ -6,12 +6,14 @@ the largest part of it (a browser's upgrade carries eight to twenty
 fields: a dict, a list per field and a string per value, 1-2 KB), and they
 are rarely read again after ``open()``. `release_request` packs them into
 one string, unpacked the first time anything reads them, so that an
-application that does read them sees the same headers.
+application that does read them sees the same headers. The names and
+values every upgrade repeats (``Sec-WebSocket-Version``, ``websocket``...)
+take one character each in that string.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from squall.httputil import HTTPHeaders
 from squall.httputil._headers import _NAME_CACHE, _cache_name
@@ -23,6 +25,47 @@ _FIELDS = cast(Any, HTTPHeaders.__dict__["_as_list"])
 # Between names and values in a packed string: header values never contain
 # a line feed (RFC 9110 section 5.5: the parsers refuse control characters).
 _SEPARATOR = "\n"
+# Words an upgrade request repeats, each packed as one control character:
+# the character whose code is the word's index (10 is the separator's, so
+# no word there). Canonical header names (the keys of HTTPHeaders' fields)
+# and values, of browsers' upgrades and of the proxies in front of them. A
+# name or a value that is itself one control character is never packed (it
+# would read back as a word); the parsers refuse those anyway.
+_WORDS: Final = (
+    "Host",
+    "Connection",
+    "Upgrade",
+    "Sec-Websocket-Key",
+    "Sec-Websocket-Version",
+    "Sec-Websocket-Extensions",
+    "Sec-Websocket-Protocol",
+    "Origin",
+    "User-Agent",
+    "Pragma",
+    "",
+    "Cache-Control",
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Cookie",
+    "Sec-Fetch-Dest",
+    "Sec-Fetch-Mode",
+    "Sec-Fetch-Site",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Real-Ip",
+    "websocket",
+    "13",
+    "no-cache",
+    "permessage-deflate; client_max_window_bits",
+    "keep-alive, Upgrade",
+    "same-origin",
+    "*/*",
+    "gzip, deflate, br, zstd",
+    "gzip, deflate, br",
+    "same-site",
+)
+_CODES: Final = {word: chr(i) for i, word in enumerate(_WORDS) if word}
 
 
 class _PackedHeaders(HTTPHeaders):
@@ -45,14 +88,21 @@ class _PackedHeaders(HTTPHeaders):
         if packed:
             parts = packed.split(_SEPARATOR)
             cache_get = _NAME_CACHE.get
+            words = _WORDS
             for i in range(0, len(parts), 2):
                 name = parts[i]
-                name = cache_get(name) or _cache_name(name)
+                if len(name) == 1 and name < " ":
+                    name = words[ord(name)]
+                else:
+                    name = cache_get(name) or _cache_name(name)
+                value = parts[i + 1]
+                if len(value) == 1 and value < " ":
+                    value = words[ord(value)]
                 values = fields.get(name)
                 if values is None:
-                    fields[name] = [parts[i + 1]]
+                    fields[name] = [value]
                 else:
-                    values.append(parts[i + 1])
+                    values.append(value)
         _FIELDS.__set__(self, fields)
         self.__class__ = HTTPHeaders  # type: ignore[assignment]
         return fields
@@ -69,11 +119,22 @@ def _pack(headers: HTTPHeaders) -> None:
         return  # a subclass of the application's, or already packed
     parts: list[str] = []
     append = parts.append
-    for name, values in headers._as_list.items():
-        for value in values:
-            append(name)
-            append(value)
+    code_of = _CODES.get
     try:
+        for name, values in headers._as_list.items():
+            code = code_of(name)
+            if code is None:
+                if len(name) == 1 and name < " ":
+                    return
+                code = name
+            for value in values:
+                append(code)
+                short = code_of(value)
+                if short is None:
+                    if len(value) == 1 and value < " ":
+                        return
+                    short = value
+                append(short)
         packed = _SEPARATOR.join(parts)
     except TypeError:
         return  # a name or a value that is not a str

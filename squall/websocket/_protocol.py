@@ -63,6 +63,10 @@ class _Peer:
 class WebSocketProtocol:
     """Base of the per-connection protocol objects (``handler.ws_connection``)."""
 
+    # Fields in slots, and an instance dict only when something sets another
+    # attribute (an idle WebSocket's bytes count; see WebSocketProtocol13).
+    __slots__ = ("__dict__", "__weakref__")
+
     close_code: Optional[int] = None
     close_reason: Optional[str] = None
 
@@ -105,8 +109,38 @@ class WebSocketProtocol13(WebSocketProtocol):
         max_message_size: the largest message accepted, in bytes.
     """
 
-    # No __slots__: applications and Tornado's tests wrap methods of a live
-    # protocol (``_handle_message``, ``_write_frame``) on the instance.
+    # The fields in slots, and a __dict__ (the base's): applications and
+    # Tornado's tests wrap methods of a live protocol (``_handle_message``,
+    # ``_write_frame``) on the instance.
+    __slots__ = (
+        "peer",
+        "client",
+        "ping_interval",
+        "ping_timeout",
+        "max_message_size",
+        "stream",
+        "conn",
+        "selected_subprotocol",
+        "close_code",
+        "close_reason",
+        "_closed",
+        "_close_seen",
+        "_close_timer",
+        "_ping_timer",
+        "_last_ping",
+        "_pings_sent",
+        "_pings_answered",
+        "_pong_future",
+        "_pending_pong",
+        "_task",
+        "_cork",
+        "_cork_future",
+        "_direct",
+        "_context",
+        "_sink",
+        "_plain",
+        "_paused",
+    )
 
     # The bits of a frame's first byte (RFC 6455 §5.2).
     FIN = 0x80
@@ -164,6 +198,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         # it is set (see _uncork, _set_paused).
         self._sink: Optional[asyncio.WriteTransport] = None
         self._plain: Optional[asyncio.WriteTransport] = None
+        # Whether the transport is over its high-water mark (told by the
+        # server's stream, see _set_paused).
+        self._paused = False
 
     # -- counters (read by tests and tools)
 
@@ -479,10 +516,6 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._answer_ping(pending)
 
     # -- writing
-
-    # Whether the transport is over its high-water mark (told by the
-    # server's stream, see _set_paused); a class default until it first is.
-    _paused = False
 
     def _set_paused(self, paused: bool) -> None:
         """The server's stream says its transport paused or resumed writing."""

@@ -34,6 +34,13 @@ _NOT_SUPPORTED = "Method not supported for Web Sockets"
 # The 101's constant field values (shared lists: see _write_101).
 _UPGRADE_VALUES = ["websocket"]
 _CONNECTION_VALUES = ["Upgrade"]
+# What an open WebSocket's handler keeps of its response: its headers and
+# its output were sent with the 101 and nothing more can be (the methods
+# that would write raise). Shared empty ones nothing can change: neither
+# takes a write (add_header first gives the handler headers of its own).
+_SPENT_HEADERS = _ResponseHeaders()
+_SPENT_HEADERS._as_list = cast(dict[str, list[str]], MappingProxyType({}))
+_SPENT_OUTPUT = cast(list[bytes], ())
 
 
 def _joined(fields: dict[str, list[str]], name: str) -> Optional[str]:
@@ -181,9 +188,9 @@ class WebSocketHandler(RequestHandler, _Peer):
         self._write_101(key, selected, extension_header)
         stream = self.detach()
         self._upgraded = True
-        # The 101's headers are sent and no more can be: an idle connection
-        # need not keep them (the lists and the accept value, ~600 bytes).
-        self._headers._as_list.clear()
+        # An idle connection need not keep what the 101 sent (~700 bytes).
+        self._headers = _SPENT_HEADERS
+        self._write_buffer = _SPENT_OUTPUT
         protocol.selected_subprotocol = selected
         protocol.start(stream, _ws.WSConnection(False, extension, protocol.max_message_size))
         try:
@@ -306,6 +313,13 @@ class WebSocketHandler(RequestHandler, _Peer):
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
         super().set_header(name, value)
+
+    def add_header(self, name: str, value: Any) -> None:
+        # Not refused (Tornado's is not), and as before the upgrade's
+        # headers went nowhere: into headers of the handler's own.
+        if self._headers is _SPENT_HEADERS:
+            self._headers = _ResponseHeaders()
+        super().add_header(name, value)
 
     def set_cookie(
         self,

@@ -6,6 +6,8 @@ import contextvars
 import socket
 from typing import Any
 
+import pytest
+
 from squall._ws import Message, WSConnection, build_frame
 from squall._ws._connection import _NO_PARSER
 from squall.httputil import HTTPHeaders
@@ -98,6 +100,26 @@ class IdleTest(AsyncHTTPTestCase):
         )
         assert handler.request.headers is headers and type(headers) is HTTPHeaders
         stream.close()
+
+    @gen_test
+    async def test_an_open_handler_keeps_no_response_of_its_own(self) -> None:
+        url = self.get_url("/ws").replace("http", "ws")
+        clients = [await websocket_connect(url), await websocket_connect(url)]
+        await self.seen.wait_for(2)
+        first, second = self.seen.handlers
+        assert first._headers is second._headers and not first._headers._as_list
+        assert not first._write_buffer and first._write_buffer is second._write_buffer
+        first.clear_header("Server")
+        with pytest.raises(RuntimeError):
+            first.set_header("X-A", "1")
+        with pytest.raises(RuntimeError):
+            first.write("late")
+        # add_header is not refused: the handler gets headers of its own.
+        first.add_header("X-A", "1")
+        assert first._headers.get_list("X-A") == ["1"]
+        assert "X-A" not in second._headers and not second._headers._as_list
+        for client in clients:
+            client.close()
 
     @gen_test
     async def test_the_broadcast_sink_follows_the_transport_and_the_callbacks(self) -> None:

@@ -33,7 +33,8 @@ _WRITE = IOLoop.WRITE
 # when the transport has it all, fails if the connection closes first, and
 # the transport never holds (and copies) a whole large write at once.
 _WRITE_CHUNK = 256 * 1024
-# The inbox of a stream whose reads go to a receiver (see set_receiver).
+# The inbox and the read buffer of a stream whose reads go to a receiver
+# (see set_receiver).
 _NO_INBOX = bytearray()
 
 
@@ -241,11 +242,15 @@ class _TransportStream(BaseIOStream):
             raise RuntimeError("a read is pending on the stream")
         self._receiver = receiver
         pending = bytes(self._rbuf[self._rpos :]) + bytes(self._inbox)
-        self._rbuf.clear()
         self._rpos = 0
-        # While a receiver takes the reads, the inbox stays empty: the
-        # shared empty one (never written to) instead of one per connection.
-        self._inbox = bytearray() if receiver is None else _NO_INBOX
+        # While a receiver takes the reads, the read buffer and the inbox
+        # stay empty: the shared empty one (never written to) instead of
+        # two per connection.
+        if receiver is None:
+            self._rbuf = bytearray()
+            self._inbox = bytearray()
+        else:
+            self._rbuf = self._inbox = _NO_INBOX
         self._receiving = True
         proto = self._proto
         if proto._detached and not self._closed:

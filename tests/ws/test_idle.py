@@ -118,6 +118,13 @@ class IdleTest(AsyncHTTPTestCase):
         first.add_header("X-A", "1")
         assert first._headers.get_list("X-A") == ["1"]
         assert "X-A" not in second._headers and not second._headers._as_list
+        # Nor read buffers of its own stream.
+        stream = first.ws_connection.stream
+        assert stream._rbuf is stream._inbox is second.ws_connection.stream._rbuf
+        assert not stream._rbuf
+        await clients[0].write_message("count")
+        assert await clients[0].read_message() == "1"
+        assert not stream._rbuf and stream._rbuf is second.ws_connection.stream._inbox
         for client in clients:
             client.close()
 

@@ -6,9 +6,9 @@ the largest part of it (a browser's upgrade carries eight to twenty
 fields: a dict, a list per field and a string per value, 1-2 KB), and they
 are rarely read again after ``open()``. `release_request` packs them into
 one string, unpacked the first time anything reads them, so that an
-application that does read them sees the same headers. The names and
-values every upgrade repeats (``Sec-WebSocket-Version``, ``websocket``...)
-take one character each in that string.
+application that does read them sees the same headers. The names every
+upgrade repeats (``Sec-WebSocket-Version``, ``User-Agent``...) take one
+character each in that string.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ _FIELDS = cast(Any, HTTPHeaders.__dict__["_as_list"])
 # Between names and values in a packed string: header values never contain
 # a line feed (RFC 9110 section 5.5: the parsers refuse control characters).
 _SEPARATOR = "\n"
-# Words an upgrade request repeats, each packed as one control character:
-# the character whose code is the word's index (10 is the separator's, so
-# no word there). Canonical header names (the keys of HTTPHeaders' fields)
-# and values, of browsers' upgrades and of the proxies in front of them. A
-# name or a value that is itself one control character is never packed (it
-# would read back as a word); the parsers refuse those anyway.
+# The field names of browsers' upgrades and of the proxies in front of
+# them (canonical: the keys of HTTPHeaders' fields), each packed as one
+# control character, the one whose code is the name's index (10 is the
+# separator's: no name there). Header names are tokens, never a control
+# character; the values are packed as they are (looking each up costs the
+# handshake more than it saves).
 _WORDS: Final = (
     "Host",
     "Connection",
@@ -53,17 +53,17 @@ _WORDS: Final = (
     "Sec-Fetch-Site",
     "X-Forwarded-For",
     "X-Forwarded-Proto",
+    "X-Forwarded-Host",
     "X-Real-Ip",
-    "websocket",
-    "13",
-    "no-cache",
-    "permessage-deflate; client_max_window_bits",
-    "keep-alive, Upgrade",
-    "same-origin",
-    "*/*",
-    "gzip, deflate, br, zstd",
-    "gzip, deflate, br",
-    "same-site",
+    "Forwarded",
+    "Authorization",
+    "Referer",
+    "Dnt",
+    "Sec-Gpc",
+    "Sec-Ch-Ua",
+    "Sec-Ch-Ua-Mobile",
+    "Sec-Ch-Ua-Platform",
+    "Priority",
 )
 _CODES: Final = {word: chr(i) for i, word in enumerate(_WORDS) if word}
 
@@ -96,8 +96,6 @@ class _PackedHeaders(HTTPHeaders):
                 else:
                     name = cache_get(name) or _cache_name(name)
                 value = parts[i + 1]
-                if len(value) == 1 and value < " ":
-                    value = words[ord(value)]
                 values = fields.get(name)
                 if values is None:
                     fields[name] = [value]
@@ -125,16 +123,11 @@ def _pack(headers: HTTPHeaders) -> None:
             code = code_of(name)
             if code is None:
                 if len(name) == 1 and name < " ":
-                    return
+                    return  # not a token (written into the fields directly)
                 code = name
             for value in values:
                 append(code)
-                short = code_of(value)
-                if short is None:
-                    if len(value) == 1 and value < " ":
-                        return
-                    short = value
-                append(short)
+                append(value)
         packed = _SEPARATOR.join(parts)
     except TypeError:
         return  # a name or a value that is not a str

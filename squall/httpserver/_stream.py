@@ -288,7 +288,18 @@ class _TransportStream(BaseIOStream):
         super()._signal_closed()
         ws = self._ws
         if ws is not None:
-            self.io_loop.add_callback(ws.on_connection_close)
+            aloop = self._aloop
+            if aloop is None:
+                self.io_loop.add_callback(ws.on_connection_close)
+            else:
+                # add_callback's effect (run a loop turn later by the IOLoop's
+                # _run_callback, which logs an exception), without its
+                # thread test and partial: this runs on the loop's thread, in
+                # a transport callback or a close() made there (issue 22).
+                try:
+                    aloop.call_soon(self.io_loop._run_callback, ws.on_connection_close)
+                except RuntimeError:
+                    pass  # the loop is closed (as add_callback: the call is dropped)
 
     # -- called by the protocol ----------------------------------------------------
 

@@ -181,11 +181,9 @@ class _TransportStream(BaseIOStream):
                 self._total_queued += size
                 self._total_written += size
                 transport.write(data)
-                done = self._done_write
-                if done is None:
-                    done = self._done_write = self._new_future()
-                    done.set_result(None)
-                return done
+                # The loop's resolved future the protocol's own writes
+                # return, not one made per stream.
+                return proto._done_future
         return super().write(data)
 
     def write_to_fd(self, data: memoryview) -> int:
@@ -240,8 +238,15 @@ class _TransportStream(BaseIOStream):
         if self._read_future is not None:
             raise RuntimeError("a read is pending on the stream")
         self._receiver = receiver
-        pending = bytes(self._rbuf[self._rpos :]) + bytes(self._inbox)
-        self._rbuf.clear()
+        rbuf = self._rbuf
+        inbox = self._inbox
+        if rbuf or inbox:
+            pending = bytes(rbuf[self._rpos :]) + bytes(inbox)
+            rbuf.clear()
+        else:
+            # (The usual handshake: the client waits for the 101 before
+            # it sends a frame.)
+            pending = b""
         self._rpos = 0
         # While a receiver takes the reads, the inbox stays empty: the
         # shared empty one (never written to) instead of one per connection.

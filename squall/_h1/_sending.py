@@ -327,6 +327,10 @@ class _Sender:
                         lines.append(name + ": " + value + "\r\n")
             except TypeError:
                 raise LocalProtocolError("header fields must be (str, str) pairs") from None
+        if status == 101 and checked and not data:
+            head = self._switching_head(reason, fields, lines)
+            if head is not None:
+                return head
         # The usual answer takes the few lines below: checked fields, one
         # valid Content-Length covering the data, no Transfer-Encoding or
         # Connection, a final status with a body, on a kept-alive HTTP/1.1
@@ -393,6 +397,48 @@ class _Sender:
             conn = ["close"]
             lines.append("Connection: close\r\n")
         return self.send_head(status, reason, lines, cl, te, conn, data, checked)
+
+    def _switching_head(self, reason: str, fields: Fields, lines: list[str]) -> Optional[bytes]:
+        """`send_fields`'s 101 of an upgrade (a WebSocket handshake), or None.
+
+        The case it takes: ``Connection: Upgrade`` alone, no Content-Length
+        or Transfer-Encoding, the request read, an HTTP/1.1 exchange;
+        `send_head` renders the same bytes and sets the same state, but
+        reaches them through its general framing rules. ``lines`` are the
+        checked fields with their status line's place first (left as they
+        were when None is returned).
+        """
+        conn = fields.get("Connection")
+        rst = self._rstate
+        if (
+            conn is None
+            or len(conn) != 1
+            or conn[0].lower() != "upgrade"
+            or "Content-Length" in fields
+            or "Transfer-Encoding" in fields
+            or self._sstate != _S_IDLE
+            or not (rst == _R_DONE or rst == _R_EOM)
+            or self._client
+            or not self._is11
+            or not reason.isprintable()
+        ):
+            return None
+        lines[0] = f"HTTP/1.1 101 {reason}\r\n"
+        lines.append("\r\n")
+        try:
+            head = "".join(lines).encode("latin-1")
+        except UnicodeEncodeError:
+            lines[0] = ""
+            del lines[-1]
+            return None
+        # RFC 9110 §15.2.2: the connection changes protocol after this head,
+        # which has no body.
+        self._switching = True
+        self.expects_continue = False
+        self._sstate = _S_BODY
+        self._out_chunked = False
+        self._out = _NO_BODY
+        return head
 
     def _response_head(
         self,

@@ -182,11 +182,9 @@ class _TransportStream(BaseIOStream):
                 self._total_queued += size
                 self._total_written += size
                 transport.write(data)
-                done = self._done_write
-                if done is None:
-                    done = self._done_write = self._new_future()
-                    done.set_result(None)
-                return done
+                # The loop's resolved future the protocol's own writes
+                # return, not one made per stream.
+                return proto._done_future
         return super().write(data)
 
     def write_to_fd(self, data: memoryview) -> int:
@@ -241,7 +239,14 @@ class _TransportStream(BaseIOStream):
         if self._read_future is not None:
             raise RuntimeError("a read is pending on the stream")
         self._receiver = receiver
-        pending = bytes(self._rbuf[self._rpos :]) + bytes(self._inbox)
+        rbuf = self._rbuf
+        inbox = self._inbox
+        if rbuf or inbox:
+            pending = bytes(rbuf[self._rpos :]) + bytes(inbox)
+        else:
+            # (The usual handshake: the client waits for the 101 before
+            # it sends a frame.)
+            pending = b""
         self._rpos = 0
         # While a receiver takes the reads, the read buffer and the inbox
         # stay empty: the shared empty one (never written to) instead of
@@ -293,7 +298,18 @@ class _TransportStream(BaseIOStream):
         super()._signal_closed()
         ws = self._ws
         if ws is not None:
-            self.io_loop.add_callback(ws.on_connection_close)
+            aloop = self._aloop
+            if aloop is None:
+                self.io_loop.add_callback(ws.on_connection_close)
+            else:
+                # add_callback's effect (run a loop turn later by the IOLoop's
+                # _run_callback, which logs an exception), without its
+                # thread test and partial: this runs on the loop's thread, in
+                # a transport callback or a close() made there (issue 22).
+                try:
+                    aloop.call_soon(self.io_loop._run_callback, ws.on_connection_close)
+                except RuntimeError:
+                    pass  # the loop is closed (as add_callback: the call is dropped)
 
     # -- called by the protocol ----------------------------------------------------
 

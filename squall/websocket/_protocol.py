@@ -745,11 +745,16 @@ class WebSocketProtocol13(WebSocketProtocol):
             return
         self._closed = True
         self._sink = self._plain = None
-        loop = IOLoop.current()
-        for timer in (self._close_timer, self._ping_timer):
-            if timer is not None:
-                loop.remove_timeout(timer)
-        self._close_timer = self._ping_timer = None
+        close_timer = self._close_timer
+        ping_timer = self._ping_timer
+        if close_timer is not None or ping_timer is not None:
+            # (IOLoop.current() only then: a peer that closes first leaves
+            # no timer, and the lookup was a tenth of the close's cost.)
+            loop = IOLoop.current()
+            for timer in (close_timer, ping_timer):
+                if timer is not None:
+                    loop.remove_timeout(timer)
+            self._close_timer = self._ping_timer = None
         task = self._task
         if task is not None and task is not asyncio.current_task():
             task.cancel()

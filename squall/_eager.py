@@ -150,6 +150,11 @@ else:
     _getrefcount = sys.getrefcount
     _getweakrefcount = weakref.getweakrefcount
 
+    # What next() returns for a coroutine that finished its step (a
+    # coroutine may yield None itself: a bare yield, asyncio.sleep(0)).
+    _FINISHED: Any = object()
+    _next = next
+
     def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
         """Run ``coro`` until it first suspends; return the Task that goes
         on with it, or None if it is done already.
@@ -175,12 +180,18 @@ else:
         if outer is not None:
             _leave_task(loop, outer)
         _enter_task(loop, task)
+        error: Optional[BaseException] = None
         try:
-            yielded = context.run(coro.send, None)
+            # next() with a default: a coroutine that returns None ends the
+            # step with no StopIteration made, raised and caught.
+            yielded = context.run(_next, coro.__await__(), _FINISHED)
         except BaseException as exc:
-            _leave_task(loop, task)
-            if outer is not None:
-                _enter_task(loop, outer)
+            error = exc
+            yielded = _FINISHED
+        _leave_task(loop, task)
+        if outer is not None:
+            _enter_task(loop, outer)
+        if yielded is _FINISHED:
             if (
                 _getrefcount(task) == _OWN_REFS
                 and _getweakrefcount(task) == _OWN_WEAKREFS
@@ -189,12 +200,15 @@ else:
             ):
                 # Nobody kept it or heard from it: the next step's shell.
                 _shells.append(task)
-            if isinstance(exc, (StopIteration, asyncio.CancelledError)):
+            if error is None:
                 return None
-            raise
-        _leave_task(loop, task)
-        if outer is not None:
-            _enter_task(loop, outer)
+            # (error dropped on the way out: its traceback holds this frame.)
+            try:
+                if isinstance(error, (StopIteration, asyncio.CancelledError)):
+                    return None
+                raise error
+            finally:
+                error = None
         cancels = task.cancelling()
         body = _continue(coro, yielded)
         body.send(None)  # to _rest's first yield

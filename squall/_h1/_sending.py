@@ -440,6 +440,38 @@ class _Sender:
         self._out = _NO_BODY
         return head
 
+    def send_rendered_head(self, head: bytes, framing: int, data: bytes) -> Optional[bytes]:
+        """Server: a final response head the caller rendered and checked
+        whole, with the first body piece; None, nothing done, unless it is
+        the plain case this needs no more than state to decide.
+
+        The caller vouches for ``head``: a final status other than 204 and
+        304, names that are tokens, values without control octets, exactly
+        one Content-Length (``framing``, at least ``len(data)``), no
+        Transfer-Encoding or Connection field. The plain case: a kept-alive
+        HTTP/1.1 exchange whose request is read, not HEAD or CONNECT, with
+        nothing sent yet; anything else goes through `send_head`, which
+        adds what the connection's rules need.
+        """
+        rst = self._rstate
+        method = self._method
+        if (
+            self._sstate != _S_IDLE
+            or not (rst == _R_DONE or rst == _R_EOM)
+            or not self.keep_alive
+            or not self._is11
+            or method == "HEAD"
+            or method == "CONNECT"
+            or self._client
+            or framing < len(data)
+        ):
+            return None
+        self.expects_continue = False
+        self._sstate = _S_BODY
+        self._out_chunked = False
+        self._out = framing - len(data)
+        return head + data if data else head
+
     def _response_head(
         self,
         status: int,

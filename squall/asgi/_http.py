@@ -35,6 +35,7 @@ from squall.asgi._types import (
     resolve,
 )
 from squall.asgi._websocket import _WebSocketCycle
+from squall.httpserver._h1exchange import _RequestConnection
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -66,33 +67,72 @@ _START_LINES: Final[dict[int, ResponseStartLine]] = {
     if code >= 200
 }
 
-# Response header names as the application sends them (bytes) to the
-# canonical names HTTPHeaders keys by; only names that are tokens (RFC 9110
-# §5.1), so a name found here needs no check.
-_RESPONSE_NAMES: Final[dict[Any, str]] = {}
+# Final responses' status lines as bytes, without their CRLF (see
+# _start_response: each field line starts with one).
+_STATUS_HEADS: Final[dict[int, bytes]] = {
+    code: f"HTTP/1.1 {code} {reason}".encode("latin-1")
+    for code, reason in responses.items()
+    if code >= 200
+}
+
+# The start of a response field's line, ``b"\r\nName: "``, by the name as
+# the application sends it (bytes), canonical as HTTPHeaders writes it; only
+# names that are tokens (RFC 9110 §5.1), so a name found here needs no
+# check. The fields the head's framing depends on are these very objects
+# whatever the name's case: _start_response tells them by identity.
+_CONTENT_LENGTH: Final = b"\r\nContent-Length: "
+_TRANSFER_ENCODING: Final = b"\r\nTransfer-Encoding: "
+_CONNECTION: Final = b"\r\nConnection: "
+_DATE: Final = b"\r\nDate: "
+_SPECIAL_PREFIXES: Final[dict[str, bytes]] = {
+    "Content-Length": _CONTENT_LENGTH,
+    "Transfer-Encoding": _TRANSFER_ENCODING,
+    "Connection": _CONNECTION,
+    "Date": _DATE,
+}
+_PREFIXES: Final[dict[Any, bytes]] = {}
 
 _new_headers: Final = object.__new__
 _get_running_loop: Final = asyncio.get_running_loop
 
 # RFC 9110 §5.5: the octets a field value may hold (HTAB, VCHAR, SP,
-# obs-text) map to themselves, every other to another, so that
-# bytes.translate returns the very object it was given when all are valid
-# (no table is built per call, as deleting characters would).
-_SAME_IF_VALUE: Final = bytes(
-    c if c == 0x09 or 0x20 <= c < 0x7F or c >= 0x80 else c ^ 0x40 for c in range(256)
+# obs-text) map to themselves, and so do CR and LF (each field line starts
+# with CRLF: their count is checked apart), every other octet to another,
+# so that bytes.translate returns the very object it was given when all are
+# valid (no table is built per call, as deleting characters would).
+_SAME_IF_FIELDS: Final = bytes(
+    c if c in (0x09, 0x0A, 0x0D) or 0x20 <= c < 0x7F or c >= 0x80 else c ^ 0x40 for c in range(256)
 )
 
 
-def _response_name(name: Any) -> tuple[str, bool]:
-    """The canonical name of a response header name, and whether it is a token."""
+def _response_prefix(name: Any) -> bytes:
+    """``b"\r\nName: "`` for a response header name (canonical), cached.
+
+    Raises:
+        ASGIProtocolError: the name is not a token.
+        TypeError: the name is not bytes-like.
+    """
     if type(name) is not bytes:
         name = bytes(name)
     text = name.decode("latin-1")
+    if STR_TOKEN_RE.fullmatch(text) is None:
+        # RFC 9110 §5.1 (a colon would read as a shorter name).
+        raise ASGIProtocolError(f"invalid response header name {name!r}")
     key = _canonical(text)
-    valid = STR_TOKEN_RE.fullmatch(text) is not None
-    if valid and len(_RESPONSE_NAMES) < 1024:
-        _RESPONSE_NAMES[name] = key
-    return key, valid
+    prefix = _SPECIAL_PREFIXES.get(key)
+    if prefix is None:
+        prefix = b"\r\n" + key.encode("latin-1") + b": "
+    if len(_PREFIXES) < 1024:
+        _PREFIXES[name] = prefix
+    return prefix
+
+
+def _status_head(status: int) -> bytes:
+    """``b"HTTP/1.1 200 OK"`` for a final status (no CRLF)."""
+    head = _STATUS_HEADS.get(status)
+    if head is None:
+        head = f"HTTP/1.1 {status} {responses.get(status, 'Unknown')}".encode("latin-1")
+    return head
 
 
 # States of a response.
@@ -125,8 +165,13 @@ class _HTTPCycle(HTTPMessageDelegate):
         "_drain",
         "_gate",
         "_state",
-        "_start_line",
-        "_headers",
+        "_status",
+        "_parts",
+        "_block",
+        "_length",
+        "_plain",
+        "_dated",
+        "_clean",
         "_method",
         "_no_body",
         "_task",
@@ -153,8 +198,14 @@ class _HTTPCycle(HTTPMessageDelegate):
         self._drain: Optional[asyncio.Future[None]] = None
         self._gate: Optional[asyncio.Future[None]] = None
         self._state = _START
-        self._start_line: Optional[ResponseStartLine] = None
-        self._headers: Optional[HTTPHeaders] = None
+        # The response's head as _start_response took it (see there).
+        self._status = 0
+        self._parts: list[bytes] = []
+        self._block = b""
+        self._length: Optional[bytes] = None
+        self._plain = False
+        self._dated = False
+        self._clean = False
         self._method = "GET"
         self._no_body = False
         self._task: Optional[asyncio.Task[None]] = None
@@ -339,14 +390,38 @@ class _HTTPCycle(HTTPMessageDelegate):
         if self._no_body:
             body = b""  # RFC 9110 §15.3.5, §15.4.5: 204 and 304 have no content
         if state == _HEAD_PENDING:
-            start_line, headers = self._start_line, self._headers
-            assert start_line is not None and headers is not None
-            if not more and not self._no_body and (body or self._method != "HEAD"):
-                fields = headers._as_list
-                if "Content-Length" not in fields and "Transfer-Encoding" not in fields:
-                    fields["Content-Length"] = [str(len(body))]
             # Head and body in one write when the body is complete.
-            written: Optional[asyncio.Future[None]] = conn.write_headers(start_line, headers, body)
+            written: Optional[asyncio.Future[None]] = None
+            if self._plain and type(conn) is _RequestConnection:
+                # The head rendered here from the application's bytes, which
+                # _start_response checked: the HTTP/1.1 connection takes it
+                # as it is when its state needs nothing added (else None).
+                length = self._length
+                framing = -1
+                extra = b""
+                if length is None:
+                    if not more:
+                        framing = len(body)
+                        extra = b"\r\nContent-Length: " + str(framing).encode()
+                elif length.isdigit() and len(length) <= 18:
+                    framing = int(length)
+                if framing >= 0:
+                    if self._dated:
+                        tail = b"\r\n\r\n"
+                    else:
+                        date = _date_cache
+                        if time.time() >= date[0]:
+                            _http_date()
+                        tail = date[2]
+                    head = b"".join((_status_head(self._status), self._block, extra, tail))
+                    written = conn.write_rendered_head(head, framing, body)
+            if written is None:
+                start_line, headers = self._general_head()
+                if not more and not self._no_body and (body or self._method != "HEAD"):
+                    fields = headers._as_list
+                    if "Content-Length" not in fields and "Transfer-Encoding" not in fields:
+                        fields["Content-Length"] = [str(len(body))]
+                written = conn.write_headers(start_line, headers, body)
             self._state = _BODY
         elif body:
             written = conn.write(body)
@@ -415,8 +490,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
             if state == _HEAD_PENDING:
-                start_line, headers = self._start_line, self._headers
-                assert start_line is not None and headers is not None
+                start_line, headers = self._general_head()
                 fields = headers._as_list
                 if (
                     not self._no_body
@@ -482,24 +556,24 @@ class _HTTPCycle(HTTPMessageDelegate):
                 raise ASGIProtocolError(
                     f"http.response.start needs an integer 'status', got {status!r}"
                 ) from None
-        start_line = _START_LINES.get(status)
-        if start_line is None:
-            if not 200 <= status <= 999:
-                # 1xx are not final responses (and 101 would switch protocols
-                # under the application's feet).
-                raise ASGIProtocolError(f"invalid response status {status}")
-            start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
-        # The response's headers built in place: names through a cache of
-        # their canonical form, values decoded one byte per character. When
-        # every name is a token (refused here otherwise) and no value holds
-        # a control octet (one check over all the values), the driver is
-        # told so and writes the head without parsing it again; otherwise
-        # it checks the head (the grammar the parser enforces) and raises
-        # HTTPOutputError naming the bad field.
-        fields: dict[str, list[str]] = {}
-        names = _RESPONSE_NAMES
-        raw: list[bytes] = []
-        unchecked = False
+        if status not in _STATUS_HEADS and not 200 <= status <= 999:
+            # 1xx are not final responses (and 101 would switch protocols
+            # under the application's feet).
+            raise ASGIProtocolError(f"invalid response status {status}")
+        # The fields kept as the bytes of their lines, ``b"\r\nName: value"``:
+        # names through a cache of their line's start (refused here unless
+        # tokens), values as given. One check over the joined lines tells
+        # whether any value holds a control octet; if none does and no field
+        # asks for more than Content-Length framing, send() writes the head
+        # from these bytes (see _RequestConnection.write_rendered_head).
+        # Otherwise, and on HTTP/2, the fields go to write_headers as
+        # HTTPHeaders (_general_head), which checks a head marked unchecked
+        # and raises HTTPOutputError naming the bad field.
+        prefixes = _PREFIXES
+        parts: list[bytes] = []
+        length: Optional[bytes] = None
+        plain = True
+        dated = False
         try:
             items = message.get("headers", ())
             if not isinstance(items, list):
@@ -511,38 +585,66 @@ class _HTTPCycle(HTTPMessageDelegate):
                     value = item[1]
                 else:
                     name, value = item
-                key = names.get(name) if type(name) is bytes else None
-                if key is None:
-                    key, valid = _response_name(name)
-                    if not valid:
-                        # RFC 9110 §5.1 (a colon would read as a shorter name).
-                        raise ASGIProtocolError(f"invalid response header name {name!r}")
+                prefix = prefixes.get(name) if type(name) is bytes else None
+                if prefix is None:
+                    prefix = _response_prefix(name)
                 if type(value) is not bytes:
                     value = bytes(value)
-                raw.append(value)
-                if key in fields:
-                    fields[key].append(value.decode("latin-1"))
-                else:
-                    fields[key] = [value.decode("latin-1")]
+                if prefix is _CONTENT_LENGTH:
+                    if length is not None:
+                        plain = False
+                    length = value
+                elif prefix is _DATE:
+                    dated = True
+                elif prefix is _TRANSFER_ENCODING or prefix is _CONNECTION:
+                    plain = False
+                parts.append(prefix + value)
         except (TypeError, ValueError):
             raise ASGIProtocolError(
                 "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
             ) from None
-        values = b"".join(raw)
-        if values.translate(_SAME_IF_VALUE) is not values:
-            unchecked = True
-        if "Date" not in fields:
-            date = _date_cache
-            fields["Date"] = [date[1] if time.time() < date[0] else _http_date()]
-        headers = _new_headers(_ResponseHeaders)
-        headers._as_list = fields
-        headers._unchecked = unchecked
-        self._start_line = start_line
+        block = b"".join(parts)
+        count = len(parts)
+        # Each line brings one CR and one LF: more means a value holds one.
+        clean = (
+            block.translate(_SAME_IF_FIELDS) is block
+            and block.count(b"\r") == count
+            and block.count(b"\n") == count
+        )
+        self._status = status
+        self._parts = parts
+        self._block = block
+        self._length = length
+        self._dated = dated
+        self._clean = clean
         self._no_body = status == 204 or status == 304
+        self._plain = plain and clean and not self._no_body
         if message.get("trailers"):
             self._trailers = []
-        self._headers = headers
         self._state = _HEAD_PENDING
+
+    def _general_head(self) -> tuple[ResponseStartLine, HTTPHeaders]:
+        """The response's head for `HTTPConnection.write_headers`."""
+        status = self._status
+        start_line = _START_LINES.get(status)
+        if start_line is None:
+            start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
+        fields: dict[str, list[str]] = {}
+        for part in self._parts:
+            # (A token holds no colon: the first ": " ends the name.)
+            name, _, value = part.partition(b": ")
+            key = name[2:].decode("latin-1")
+            text = value.decode("latin-1")
+            if key in fields:
+                fields[key].append(text)
+            else:
+                fields[key] = [text]
+        if not self._dated:
+            fields["Date"] = [_http_date()]
+        headers = _new_headers(_ResponseHeaders)
+        headers._as_list = fields
+        headers._unchecked = not self._clean
+        return start_line, headers
 
     async def _run_app(self, scope: Scope) -> None:
         server = self._server

@@ -13,9 +13,10 @@ from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, forma
 __all__: list[str] = []
 
 # The Date header, formatted once per second: [the time it stops being
-# current, its value]. Read in place on the response path (see
-# _HTTPCycle._start_response), refreshed by _http_date.
-_date_cache: Final[list[Any]] = [0.0, ""]
+# current, its value, the end of a head that carries it,
+# b"\r\nDate: value\r\n\r\n"]. Read in place on the response path (see
+# _HTTPCycle.send), refreshed by _http_date.
+_date_cache: Final[list[Any]] = [0.0, "", b""]
 
 
 def _http_date() -> str:
@@ -24,8 +25,10 @@ def _http_date() -> str:
     cache = _date_cache
     if now >= cache[0]:
         second = int(now)
-        cache[1] = format_timestamp(second)
-        cache[0] = second + 1.0
+        text = format_timestamp(second)
+        # Replaced whole (once a second): no reader sees a value of one
+        # second with the head's end of another.
+        cache[:] = [second + 1.0, text, b"\r\nDate: " + text.encode("latin-1") + b"\r\n\r\n"]
     value: str = cache[1]
     return value
 

@@ -213,6 +213,30 @@ class _RequestConnection(HTTPConnection):
             return p._done_future
         return p._send(data)
 
+    def write_rendered_head(
+        self, head: bytes, framing: int, chunk: bytes
+    ) -> Optional[asyncio.Future[None]]:
+        """Write a response head already rendered and checked, with the first body chunk.
+
+        For a caller that renders heads from bytes (the ASGI driver): see
+        `H1Connection.send_rendered_head` for what it vouches for. None,
+        nothing written, where the plain case does not apply (a HEAD
+        request, HTTP/1.0, a connection to close...): the caller then goes
+        through `write_headers`.
+        """
+        p = self._proto
+        if p._req is not self or p._state >= _CLOSING or p._params.no_keep_alive:
+            return None
+        data = p._h1.send_rendered_head(head, framing, chunk)
+        if data is None:
+            return None
+        self._phase = HEAD
+        if p._in_feed and not p._flow & _WRITE_PAUSED:
+            # As in write_headers: flushed at the end of _process.
+            p._out.append(data)
+            return p._done_future
+        return p._send(data)
+
     def write(self, chunk: bytes) -> asyncio.Future[None]:
         """Write a piece of the body (the raw response, if no head was written).
 

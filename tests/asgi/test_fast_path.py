@@ -163,7 +163,7 @@ def test_date_header_is_refreshed_each_second(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(squall.asgi._http, "time", clock)
     monkeypatch.setattr(squall.asgi._scope, "time", clock)
     saved = list(squall.asgi._scope._date_cache)
-    squall.asgi._scope._date_cache[:] = [0.0, ""]
+    squall.asgi._scope._date_cache[:] = [0.0, "", b""]
 
     async def main() -> list[str]:
         dates = []
@@ -216,3 +216,83 @@ def test_response_headers_are_checked_before_the_head_is_written(
 
     with ExpectLog("squall.application", "Exception in ASGI application"):
         run(main())
+
+
+async def _fielded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with the fields and body the query names."""
+    query = scope["query_string"]
+    headers = [(b"content-type", b"text/plain"), (b"x-a", b"1"), (b"X-B", b"2"), (b"x-A", b"3")]
+    body = b"hello"
+    more = False
+    if query == b"cl":
+        headers.append((b"CONTENT-LENGTH", b"5"))
+    elif query == b"close":
+        headers.append((b"connection", b"close"))
+    elif query == b"stream":
+        more = True
+    elif query == b"date":
+        headers.append((b"date", b"Thu, 01 Jan 2026 00:00:00 GMT"))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": more})
+    if more:
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize(
+    ("request_line", "query", "expected", "closes"),
+    [
+        ("GET", "", ["Content-Length: 5"], False),
+        ("GET", "cl", ["Content-Length: 5"], False),
+        ("GET", "date", ["Content-Length: 5", "Date: Thu, 01 Jan 2026 00:00:00 GMT"], False),
+        ("GET", "close", ["Connection: close", "Content-Length: 5"], True),
+        ("GET", "stream", ["Transfer-Encoding: chunked"], False),
+        ("HEAD", "cl", ["Content-Length: 5"], False),
+        ("GET/1.0", "", ["Content-Length: 5"], True),
+        ("GET/1.0-keep", "", ["Connection: Keep-Alive", "Content-Length: 5"], False),
+    ],
+)
+def test_response_heads_from_the_applications_bytes(
+    request_line: str, query: str, expected: list[str], closes: bool
+) -> None:
+    """The head as written from the application's byte pairs (the HTTP/1.1
+    path renders it straight from them): names canonical, in the order
+    sent, one Date, the framing and Connection fields the exchange needs."""
+    method, _, version = request_line.partition("/")
+    extra = ""
+    if version == "1.0-keep":
+        extra = "Connection: keep-alive\r\n"
+    line = f"{method} /?{query} HTTP/{'1.0' if version else '1.1'}\r\nHost: h\r\n{extra}\r\n"
+
+    async def main() -> tuple[list[str], bytes, bool]:
+        async with serving(_fielded) as (port, _, _):
+            client = await RawClient.connect(port)
+            try:
+                await client.send(line.encode())
+                raw = await client.reader.readuntil(b"\r\n\r\n")
+                head = raw.decode("latin-1").split("\r\n")
+                fields = {
+                    name.lower(): value for name, _, value in (h.partition(": ") for h in head)
+                }
+                if method == "HEAD":
+                    body = b""
+                else:
+                    body = await client.body({k: v for k, v in fields.items() if k})
+                closed = await client.closed() if closes else False
+            finally:
+                await client.close()
+        return head, body, closed
+
+    head, body, closed = run(main())
+    assert head[0] == "HTTP/1.1 200 OK" and head[-2:] == ["", ""]
+    fields = head[1:-2]
+    # (Fields of different names may come in any order; one name's in order.)
+    assert [h for h in fields if h.startswith("X-A: ")] == ["X-A: 1", "X-A: 3"]
+    dates = [h for h in fields if h.startswith("Date: ")]
+    assert len(dates) == 1
+    if query == "date":
+        assert dates == ["Date: Thu, 01 Jan 2026 00:00:00 GMT"]
+    mine = ["Content-Type: text/plain", "X-A: 1", "X-B: 2", "X-A: 3"]
+    expected = [h for h in expected if not h.startswith("Date: ")]
+    assert sorted(h for h in fields if not h.startswith("Date: ")) == sorted(mine + expected)
+    assert body == (b"" if method == "HEAD" else b"hello")
+    assert closed == closes

@@ -84,8 +84,11 @@ COMPILED_PACKAGES = ("_h1", "_ws")
 # squall._eager (a coroutine's first step outside a Task, 3.11) stays
 # interpreted: its spare Task's coroutine and the continuation after a
 # suspension must be real generator/coroutine objects, which anyio inspects
-# (inspect.getcoroutinestate) to tell whether a task has started; compiled,
-# with no StopIteration per step, it measured 75.8k -> 72.2k (bare app).
+# (inspect.getcoroutinestate) to tell whether a task has started. A step
+# that ends raises no StopIteration (next() with a default) in either build.
+# With the response head rendered from the app's byte pairs as well
+# (asgi._http -> _h1 send_rendered_head), uvloop, net: bare squall-bare
+# 70.7k -> 62.7k, Starlette under squall run 147.8k -> 138.6k (uvicorn 205.7k).
 # squall.httpserver._h1exchange (the connection states, the write queue and
 # _RequestConnection) was split out of _protocol for size and is compiled
 # with it: each reads the other's fields natively. squall.httpserver._flow

@@ -67,7 +67,7 @@ def _load_compiled() -> None:
 
     from squall import _compiled
 
-    _compiled.install(pathlib.Path(__file__).resolve().parent, version)
+    _compiled.install(pathlib.Path(__file__).resolve().parent, version, search_path=__path__)
 
 
 _load_compiled()

@@ -25,12 +25,29 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.abc import MetaPathFinder
-from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec
+from importlib.machinery import (
+    BYTECODE_SUFFIXES,
+    EXTENSION_SUFFIXES,
+    SOURCE_SUFFIXES,
+    ExtensionFileLoader,
+    FileFinder,
+    ModuleSpec,
+    SourceFileLoader,
+    SourcelessFileLoader,
+)
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional, TypeVar
 
-__all__ = ["HOW_TO_COMPILE", "CompiledFinder", "check", "install", "mypyc_attr", "state"]
+__all__ = [
+    "HOW_TO_COMPILE",
+    "CompiledDirFinder",
+    "CompiledFinder",
+    "check",
+    "install",
+    "mypyc_attr",
+    "state",
+]
 
 _T = TypeVar("_T")
 
@@ -89,6 +106,54 @@ class CompiledFinder(MetaPathFinder):
         )
 
 
+# The loaders a directory's FileFinder uses by default, in the same order.
+_FILE_LOADERS: list[tuple[Any, list[str]]] = [
+    (ExtensionFileLoader, EXTENSION_SUFFIXES),
+    (SourceFileLoader, SOURCE_SUFFIXES),
+    (SourcelessFileLoader, BYTECODE_SUFFIXES),
+]
+
+
+class CompiledDirFinder(FileFinder):
+    """The path-entry finder of a squall package directory with compiled modules.
+
+    `CompiledFinder` on ``sys.meta_path`` is not enough on its own: a finder
+    put ahead of it later (pytest's assertion rewriting, which claims every
+    module of a distribution that declares a pytest plugin, as squall does)
+    asks the path machinery for the module and loads the ``.py`` it finds.
+    Then one process holds pure and compiled modules side by side, and a
+    compiled class refuses an instance of its pure twin (``H1Connection
+    object expected; got H1Connection``). Registered in
+    ``sys.path_importer_cache`` for the package's directory, this finder makes
+    the path machinery itself answer with the extension module, so such a
+    finder sees no source to load and steps aside. Other names are found as
+    a plain `FileFinder` finds them.
+    """
+
+    def __init__(self, path: str, files: dict[str, str]) -> None:
+        super().__init__(path, *_FILE_LOADERS)
+        self.files = files
+
+    def find_spec(self, fullname: str, target: Optional[ModuleType] = None) -> Optional[ModuleSpec]:
+        file = self.files.get(fullname)
+        if file is None:
+            return super().find_spec(fullname, target)
+        return importlib.util.spec_from_file_location(
+            fullname, file, loader=ExtensionFileLoader(fullname, file)
+        )
+
+
+def _register_dirs(files: dict[str, str], search_path: Sequence[str]) -> None:
+    # The directory a package's modules are looked up in is its __path__
+    # entry, which the import system builds from squall's own: the same
+    # strings must key the cache.
+    packages = {name.rpartition(".")[0] for name in files}
+    for entry in search_path:
+        for package in packages:
+            directory = os.path.join(entry, *package.split(".")[1:])
+            sys.path_importer_cache[directory] = CompiledDirFinder(directory, files)
+
+
 def check(manifest: dict[str, Any], native: Path, squall_dir: Path, version: str) -> dict[str, str]:
     """The ``{module name: extension file}`` to load, after checking the build.
 
@@ -145,13 +210,20 @@ def _installed_home(squall_dir: Optional[Path] = None) -> Optional[Path]:
     return home if (home / "manifest.json").is_file() else None
 
 
-def install(squall_dir: Path, version: str, home: Optional[Path] = None) -> None:
+def install(
+    squall_dir: Path,
+    version: str,
+    home: Optional[Path] = None,
+    search_path: Sequence[str] = (),
+) -> None:
     """Loads the compiled modules from now on, if installed and fitting; see `state`.
 
     Args:
         squall_dir: the squall package directory.
         version: its version.
         home: the directory of the build's manifest (``squall_dir/_native`` if None).
+        search_path: squall's ``__path__``: the directories of its packages
+            get a `CompiledDirFinder` each.
     """
     if state.loaded:
         return
@@ -174,5 +246,6 @@ def install(squall_dir: Path, version: str, home: Optional[Path] = None) -> None
         state.reason = str(exc)
         return
     sys.meta_path.insert(0, CompiledFinder(files))
+    _register_dirs(files, search_path)
     state.loaded = True
     state.modules = files

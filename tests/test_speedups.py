@@ -258,8 +258,13 @@ def test_install_puts_a_finder_for_a_fitting_build(
     state = _compiled._State()
     monkeypatch.setattr(_compiled, "state", state)
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
-    _compiled.install(src, "9.9", home)
+    monkeypatch.setattr(sys, "path_importer_cache", dict(sys.path_importer_cache))
+    _compiled.install(src, "9.9", home, search_path=[str(src)])
     assert state.loaded, state.reason
+    dir_finder = sys.path_importer_cache[str(src / "_h1")]
+    assert isinstance(dir_finder, _compiled.CompiledDirFinder)
+    assert dir_finder.files == state.modules
+    assert str(src) not in sys.path_importer_cache  # no compiled module directly in squall/
     finder = sys.meta_path[0]
     assert isinstance(finder, _compiled.CompiledFinder)
     assert (
@@ -280,3 +285,75 @@ def test_finder_maps_only_its_names(tmp_path: Path) -> None:
     assert spec is not None
     assert spec.origin == str(ext)
     assert isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+
+
+ONE_BUILD_TEST = """
+import importlib.machinery
+import sys
+
+import squall.speedups
+from squall.testing import AsyncHTTPTestCase
+from squall.web import Application, RequestHandler
+
+
+class Hello(RequestHandler):
+    def get(self) -> None:
+        self.write("hi")
+
+
+class TestServes(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application([("/", Hello)])
+
+    def test_get(self) -> None:
+        assert self.fetch("/").body == b"hi"
+
+
+def test_no_module_is_pure_beside_compiled_ones() -> None:
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    loaded = [n for n in squall.speedups.compiled_modules() if n in sys.modules]
+    assert loaded or not squall.speedups.compiled
+    assert [n for n in loaded if not str(sys.modules[n].__file__).endswith(suffixes)] == []
+"""
+
+
+def test_pytest_rewriting_squall_keeps_one_build(tmp_path: Path) -> None:
+    # squall imported before pytest starts (by a .pth such as the Tornado
+    # alias, or an app's own import), then squall's modules claimed by
+    # pytest's assertion rewriting, whose finder goes ahead of squall's: the
+    # modules imported from then on must be the compiled ones too. They were
+    # the .py files, and a compiled server refused its pure H1Connection
+    # (Jupyter Server's suite failed on the compiled build).
+    (tmp_path / "conftest.py").write_text(
+        'import pytest\n\npytest.register_assert_rewrite("squall")\n'
+    )
+    (tmp_path / "test_one_build.py").write_text(ONE_BUILD_TEST)
+    code = (
+        "import sys\nimport squall\nimport pytest\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'test_one_build.py']))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(SQUALL_DIR.parent)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+def test_compiled_dir_finder_answers_its_names_and_finds_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "_plain.py").write_text("X = 1\n")
+    ext = tmp_path / ("_x" + SUFFIX)
+    finder = _compiled.CompiledDirFinder(str(tmp_path), {"squall._h1._x": str(ext)})
+    spec = finder.find_spec("squall._h1._x")
+    assert spec is not None and spec.origin == str(ext)
+    assert isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+    plain = finder.find_spec("squall._h1._plain")
+    assert plain is not None and plain.origin == str(tmp_path / "_plain.py")
+    assert isinstance(plain.loader, importlib.machinery.SourceFileLoader)
+    assert finder.find_spec("squall._h1._absent") is None

@@ -9,7 +9,8 @@ hand-written C modules: the request head's pass and HTML escaping) into
 ``squall/_native``, with a manifest naming each one with the SHA-256 of the
 source it was built from (``speedups/squall_build.py`` builds them). `install`
 (called once by ``import squall``) puts a finder ahead of the normal import
-path that loads those extension modules under the modules' own names, but
+path, and one in front of each package directory that holds compiled modules,
+that load those extension modules under the modules' own names, but
 only if every recorded source still matches this squall's ``.py`` file: the
 pure-Python modules stay the source of truth, and a build from other sources
 (another version, an edited checkout) is ignored as a whole, never mixed.

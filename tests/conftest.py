@@ -5,9 +5,45 @@ loaded machine (CI, or two suites at once on two cores) a correct example can
 take longer, and the property test fails with DeadlineExceeded. Our properties
 are about results, not speed (speed is measured by the benchmarks), so the
 deadline is off everywhere; the number of examples stays each test's own.
+
+A test that leaves the ``tornado`` alias (squall.compat) installed, or
+SQUALL_TORNADO_ALIAS set, changes what every later test in the process
+imports and what its subprocesses inherit: the failure then shows in
+whichever test happens to run next (test_compat checks that no alias is
+installed). `_no_tornado_alias_left_behind` makes it fail in the test that
+left it, and undoes it so that the tests after run as they would alone.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import settings
 
 settings.register_profile("squall", deadline=None)
 settings.load_profile("squall")
+
+_ALIAS_ENV = "SQUALL_TORNADO_ALIAS"  # squall.cli.TORNADO_ALIAS_ENV
+
+
+@pytest.fixture(autouse=True)
+def _no_tornado_alias_left_behind() -> Iterator[None]:
+    import squall.compat
+
+    installed = squall.compat.installed()
+    env = os.environ.get(_ALIAS_ENV)
+    yield
+    left = []
+    if squall.compat.installed() and not installed:
+        squall.compat.uninstall()
+        left.append("squall.compat installed")
+    if os.environ.get(_ALIAS_ENV) != env:
+        left.append(f"{_ALIAS_ENV}={os.environ.get(_ALIAS_ENV)!r}")
+        if env is None:
+            del os.environ[_ALIAS_ENV]
+        else:
+            os.environ[_ALIAS_ENV] = env
+    if left:
+        pytest.fail(f"the test left {' and '.join(left)} behind (use a fixture that undoes it)")

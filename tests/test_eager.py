@@ -1,12 +1,16 @@
-"""squall._eager.start: a Task that served a step and could be kept for the
-next one is never one an application saw and held on to."""
+"""squall._eager.start: the Task that goes on with a coroutine that suspended
+(cancellation carried over, the caller's task current again), and a Task that
+served a step and could be kept for the next one is never one an application
+saw and held on to. What an ASGI application sees of it is in
+tests/asgi/test_eager.py."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from squall._eager import start
@@ -38,6 +42,32 @@ def _steps(*apps: Callable[[], Any]) -> list[Any]:
     return results
 
 
+def _me() -> asyncio.Task[Any]:
+    """The current task, which a step always has."""
+    task = asyncio.current_task()
+    assert task is not None
+    return task
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Runs ``main`` in a Task on a fresh loop, failing after 5 seconds."""
+    asyncio.run(asyncio.wait_for(main, 5))
+
+
+def test_a_task_nobody_kept_serves_the_next_step() -> None:
+    names: list[str] = []
+
+    async def plain() -> None:
+        task = _me()
+        # Its name, not its id: a new Task can take a freed one's address.
+        names.append(task.get_name())
+
+    _steps(plain, plain)
+    # The saving 3.11's version is for; 3.12's eager start makes a Task
+    # (with a name of its own) each time.
+    assert (names[0] == names[1]) is (sys.version_info < (3, 12))
+
+
 def test_a_task_the_application_kept_serves_no_other_request() -> None:
     kept: list[Any] = []
 
@@ -65,33 +95,58 @@ def test_a_task_referred_to_weakly_serves_no_other_request() -> None:
     assert seen == ["fresh", "fresh"]
 
 
-def test_a_task_cancelled_or_called_back_during_its_step_is_not_handed_on() -> None:
-    called: list[str] = []
-    seen: list[Any] = []
+def test_a_cancel_asked_in_a_step_that_finished_does_not_reach_the_next() -> None:
+    seen: list[str] = []
 
-    async def cancelling() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        task.cancel()
+    async def cancels_itself() -> None:
+        _me().cancel()
 
-    async def calling_back() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        task.add_done_callback(lambda _: called.append("called"))
-
-    async def later() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        seen.append(task.cancelling())
+    async def waits() -> None:
+        task = _me()
+        seen.append(f"cancelling={task.cancelling()}")
         await asyncio.sleep(0)
-        seen.append("went on")
+        seen.append("resumed")
 
-    results = _steps(cancelling, calling_back, later, later)
-    assert results[:2] == [None, None] and None not in results[2:]
-    # Had either shell been handed on, a later request would be cancelled
-    # or run a stranger's done callback when it ends.
-    assert seen == [0, 0, "went on", "went on"] or seen == [0, "went on", 0, "went on"]
-    assert called == []
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        made: asyncio.Future[Any] = loop.create_future()
+
+        def both() -> None:
+            # Back to back, as two pipelined requests' steps: nothing in
+            # between may take the cancelled Task first.
+            assert start(loop, cancels_itself()) is None
+            made.set_result(start(loop, waits()))
+
+        loop.call_soon(both)
+        task = await made
+        assert task is not None
+        await task
+
+    _run(main())
+    assert seen == ["cancelling=0", "resumed"]
+
+
+def test_a_task_given_a_done_callback_is_never_another_steps() -> None:
+    called: list[Any] = []
+    found: list[bool] = []
+
+    async def adds_callback() -> None:
+        task = _me()
+        task.add_done_callback(called.append)
+
+    async def finds_callback() -> None:
+        task = _me()
+        # True if this were the task the callback was added to.
+        found.append(task.remove_done_callback(called.append) > 0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert start(loop, adds_callback()) is None
+        assert start(loop, finds_callback()) is None
+
+    _run(main())
+    assert found == [False]
+    assert called == []  # nor ran a stranger's callback
 
 
 def test_the_current_task_of_a_step_looks_started() -> None:
@@ -128,3 +183,71 @@ def test_a_task_that_went_on_is_not_a_later_steps_task() -> None:
     assert results[0] is not None and results[1] is None
     assert tasks[0] is tasks[1] is results[0]
     assert tasks[2] is not tasks[0]
+
+
+def test_started_from_inside_a_task_the_caller_is_current_again_after() -> None:
+    async def coro(seen: list[Any]) -> None:
+        seen.append(asyncio.current_task())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        seen: list[Any] = []
+        assert start(loop, coro(seen)) is None
+        assert seen[0] is not None and seen[0] is not me
+        assert asyncio.current_task() is me
+
+    _run(main())
+
+
+async def _start_from_a_callback(coro: Coroutine[Any, Any, None]) -> Any:
+    """What start() returns for ``coro`` run from a plain loop callback, as
+    a driver's data_received runs it."""
+    loop = asyncio.get_running_loop()
+    made: asyncio.Future[Any] = loop.create_future()
+    loop.call_soon(lambda: made.set_result(start(loop, coro)))
+    return await made
+
+
+def test_cancel_before_the_task_resumes_reaches_the_coroutine() -> None:
+    steps: list[str] = []
+
+    async def coro() -> None:
+        steps.append("first")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            steps.append("cancelled inside")
+            raise
+
+    async def main() -> None:
+        task = await _start_from_a_callback(coro())
+        assert task is not None and steps == ["first"]
+        task.cancel()  # before the Task has run a step of its own
+        await asyncio.wait([task])
+        assert task.cancelled()
+
+    _run(main())
+    assert steps == ["first", "cancelled inside"]
+
+
+def test_cancel_during_the_first_step_is_kept() -> None:
+    steps: list[str] = []
+
+    async def coro() -> None:
+        _me().cancel()
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            steps.append("cancelled")
+            raise
+        steps.append("not cancelled")
+
+    async def main() -> None:
+        task = await _start_from_a_callback(coro())
+        assert task is not None
+        await asyncio.wait([task])
+        assert task.cancelled()
+
+    _run(main())
+    assert steps == ["cancelled"]

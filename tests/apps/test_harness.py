@@ -12,16 +12,15 @@ import pytest
 APPS = Path(__file__).resolve().parent.parent.parent / "compat" / "apps"
 
 
-def _harness() -> ModuleType:
-    sys.path.insert(0, str(APPS))
-    try:
-        spec = importlib.util.spec_from_file_location("apps_run", APPS / "run.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(APPS))
+def _harness(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # run.py puts its folder on sys.path itself (so the removal of our own
+    # entry left one behind): the whole list is restored after the test.
+    monkeypatch.syspath_prepend(str(APPS))
+    spec = importlib.util.spec_from_file_location("apps_run", APPS / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_a_run_killed_by_a_plugin_counts_what_ran_and_resumes(
@@ -37,7 +36,7 @@ def test_a_run_killed_by_a_plugin_counts_what_ran_and_resumes(
         "def test_b():\n    os._exit(3)\n\n"
         "def test_c():\n    pass\n"
     )
-    run = _harness()
+    run = _harness(monkeypatch)
     app = run.App(name="fake", version="0", pytest_args=("test_suite.py",), suite_timeout=120)
     result = run.run_suite(app, "tornado", Path(sys.executable), tmp_path, tmp_path, None, [])
     outcomes = {key.split("::")[-1]: value["outcome"] for key, value in result["outcomes"].items()}

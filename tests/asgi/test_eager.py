@@ -1,5 +1,8 @@
 """A request's coroutine runs at once and goes into a Task only if it suspends
-(squall._eager): what the application sees of its task and context."""
+(squall._eager): what an ASGI application sees of its task and context.
+
+squall._eager.start's own rules (cancellation, which Task is handed on) are
+tested in tests/test_eager.py."""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ import contextvars
 from typing import Any
 
 import anyio
-
-from squall._eager import start
 
 from ._helpers import RawClient, request, run, serving
 
@@ -127,145 +128,3 @@ def test_asyncio_timeout_entered_before_the_first_await() -> None:
             await _answer(send, b"timeout")
 
     assert _get(app) == (200, b"timeout")
-
-
-def _first_step_probe(steps: list[str]) -> Any:
-    async def coro() -> None:
-        steps.append("first")
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            steps.append("cancelled inside")
-            raise
-
-    return coro()
-
-
-def test_cancel_before_the_task_resumes_reaches_the_coroutine() -> None:
-    steps: list[str] = []
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        made: asyncio.Future[Any] = loop.create_future()
-        # From a plain callback, as a driver's data_received runs.
-        loop.call_soon(lambda: made.set_result(start(loop, _first_step_probe(steps))))
-        task = await made
-        assert task is not None and steps == ["first"]
-        task.cancel()  # before the Task has run a step of its own
-        await asyncio.wait([task])
-        assert task.cancelled()
-
-    run(main())
-    assert steps == ["first", "cancelled inside"]
-
-
-def test_cancel_during_the_first_step_is_kept() -> None:
-    steps: list[str] = []
-
-    async def coro() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        task.cancel()
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            steps.append("cancelled")
-            raise
-        steps.append("not cancelled")
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        made: asyncio.Future[Any] = loop.create_future()
-        loop.call_soon(lambda: made.set_result(start(loop, coro())))
-        task = await made
-        assert task is not None
-        await asyncio.wait([task])
-        assert task.cancelled()
-
-    run(main())
-    assert steps == ["cancelled"]
-
-
-def test_started_from_inside_a_task_the_caller_is_current_again_after() -> None:
-    async def coro(seen: list[Any]) -> None:
-        seen.append(asyncio.current_task())
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
-        seen: list[Any] = []
-        assert start(loop, coro(seen)) is None
-        assert seen[0] is not None and seen[0] is not me
-        assert asyncio.current_task() is me
-
-    run(main())
-
-
-def test_a_cancel_asked_in_a_step_that_finished_does_not_reach_the_next() -> None:
-    seen: list[str] = []
-
-    async def cancels_itself() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        task.cancel()
-
-    async def waits() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        seen.append(f"cancelling={task.cancelling()}")
-        await asyncio.sleep(0)
-        seen.append("resumed")
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        made: asyncio.Future[Any] = loop.create_future()
-
-        def both() -> None:
-            assert start(loop, cancels_itself()) is None
-            made.set_result(start(loop, waits()))
-
-        loop.call_soon(both)
-        task = await made
-        assert task is not None
-        await task
-
-    run(main())
-    assert seen == ["cancelling=0", "resumed"]
-
-
-def test_a_task_kept_or_given_a_callback_by_a_step_is_never_another_steps() -> None:
-    ids: list[int] = []
-    kept: list[Any] = []
-    called: list[Any] = []
-
-    async def plain() -> None:
-        ids.append(id(asyncio.current_task()))
-
-    async def keeps() -> None:
-        kept.append(asyncio.current_task())
-
-    async def adds_callback() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        task.add_done_callback(called.append)
-
-    async def finds_callback() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        # 1 if this were the task the callback was added to.
-        kept.append(task.remove_done_callback(called.append))
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        # Steps that leave no trace of their task may share one.
-        for coro in (plain(), plain()):
-            assert start(loop, coro) is None
-        assert ids[0] == ids[1]
-        assert start(loop, keeps()) is None
-        assert start(loop, plain()) is None
-        assert kept[0] is not None and ids[2] != id(kept[0])
-        assert start(loop, adds_callback()) is None
-        assert start(loop, finds_callback()) is None
-        assert kept[1] == 0
-
-    run(main())

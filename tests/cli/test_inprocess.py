@@ -13,12 +13,13 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from squall.cli import main
+from squall import compat
+from squall.cli import TORNADO_ALIAS_ENV, main
 from squall.cli._link import WorkerLink
 from squall.cli._options import Config
 from squall.cli._reload import Watcher
@@ -174,7 +175,41 @@ def test_supervisor_restarts_rolls_scales_and_stops() -> None:
             sock.close()
 
 
-def test_run_in_process_serves_until_sigterm(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def command_process() -> Iterator[None]:
+    """Undoes what main() does to the process it runs in, for the tests after.
+
+    main() is a command: it sets logging up, makes ``tornado`` an alias of
+    squall (squall.compat) and exports SQUALL_TORNADO_ALIAS=1 for its
+    workers and the application's subprocesses, all for the rest of the
+    process, which ends with the command. Here the process goes on to run
+    other tests, which must find none of it (test_compat checks that no
+    alias is installed).
+    """
+    root = logging.getLogger()
+    access = logging.getLogger("squall.access")
+    saved = root.handlers[:], root.level, access.handlers[:], access.propagate
+    aliased = compat.installed()
+    alias_env = os.environ.get(TORNADO_ALIAS_ENV)
+    try:
+        yield
+    finally:
+        for handler in access.handlers:
+            if handler not in saved[2]:
+                handler.close()
+        root.handlers[:], level, access.handlers[:], access.propagate = saved
+        root.setLevel(level)
+        if not aliased:
+            compat.uninstall()
+        if alias_env is None:
+            os.environ.pop(TORNADO_ALIAS_ENV, None)
+        else:
+            os.environ[TORNADO_ALIAS_ENV] = alias_env
+
+
+def test_run_in_process_serves_until_sigterm(
+    command_process: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     # main() binds, logs the address and serves in this process (one worker).
     import threading
 
@@ -192,18 +227,7 @@ def test_run_in_process_serves_until_sigterm(capsys: pytest.CaptureFixture[str])
     thread = threading.Thread(target=client)
     thread.start()
     fd = listener.detach()  # main() owns (and closes) the descriptor now
-    root = logging.getLogger()
-    access = logging.getLogger("squall.access")
-    saved = root.handlers[:], root.level, access.handlers[:], access.propagate
-    try:
-        code = main(["run", "sample_apps:app", "--app-dir", str(HERE), "-b", f"fd://{fd}"])
-    finally:
-        # main() set the process's logging up as a command does: undo it.
-        for handler in access.handlers:
-            if handler not in saved[2]:
-                handler.close()
-        root.handlers[:], level, access.handlers[:], access.propagate = saved
-        root.setLevel(level)
+    code = main(["run", "sample_apps:app", "--app-dir", str(HERE), "-b", f"fd://{fd}"])
     thread.join(10)
     assert code == 0
     assert main(["run", "sample_apps:app", "--certfile", "c.pem"]) == 2  # before any logging setup

@@ -17,6 +17,7 @@ from squall.cli._serving import TrustedPeers, parse_forwarded
 from squall.cli._target import serve_target
 from squall.cli._worker import build_server
 from squall.testing import bind_unused_port
+from squall.web import Application, RequestHandler
 from tests._paths import CERTS
 from tests._wait import until
 
@@ -224,8 +225,6 @@ def test_handler_fast_path_and_close_report_under_the_runner() -> None:
     # close_callback_attribute capability, so the handler makes no
     # set_close_callback call; a client that leaves mid-response still
     # reaches on_connection_close, and the request stops counting.
-    from squall.web import Application, RequestHandler
-
     seen: dict[str, Any] = {}
 
     class Wait(RequestHandler):
@@ -260,16 +259,43 @@ def test_handler_fast_path_and_close_report_under_the_runner() -> None:
     run(body)
 
 
+class Held(RequestHandler):
+    """Answers when the test says so: the request stays in progress until then."""
+
+    def initialize(self, entered: asyncio.Queue[None], release: asyncio.Event) -> None:
+        self.entered = entered
+        self.release = release
+
+    async def get(self) -> None:
+        self.entered.put_nowait(None)
+        await self.release.wait()
+        self.write("released")
+
+
 def test_limit_concurrency_answers_503() -> None:
+    # The requests that fill the limit are held open by an event, not by a
+    # sleep in the handler: however slow the machine, they are still in
+    # progress when the one over the limit arrives.
     async def body() -> None:
-        server, port = start(sample_apps.make_app(), limit_concurrency=1)
-        slow = asyncio.ensure_future(fetch(port, "/slow?s=0.3"))
-        await until(lambda: bool(server.request_callback.active))  # the slow one is in
+        entered: asyncio.Queue[None] = asyncio.Queue()
+        release = asyncio.Event()
+        app = Application(
+            [("/", sample_apps.Pid), ("/held", Held, {"entered": entered, "release": release})]
+        )
+        server, port = start(app, limit_concurrency=2)
+        serving = server.request_callback
+        held = [asyncio.ensure_future(fetch(port, "/held")) for _ in range(2)]
+        for _ in held:
+            await entered.get()  # both are in their handlers
+        assert serving.active == 2
         status, fields, data = await fetch(port, "/")
         assert status == 503 and fields["retry-after"] == "1"
         assert b"too many requests" in data
-        status, _, data = await slow
-        assert status == 200
+        assert not any(f.done() for f in held)  # the 503 did not wait for them
+        release.set()
+        for status, _, data in await asyncio.gather(*held):
+            assert (status, data) == (200, b"released")
+        assert serving.active == 0
         status, _, _ = await fetch(port, "/")
         assert status == 200
         server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,13 +191,28 @@ def test_sync_client(thread_server: str) -> None:
 def test_main_prints_body_and_headers(
     thread_server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import squall.options
     from squall.httpclient import main
+    from squall.log import define_logging_options
 
     monkeypatch.setattr(
         "sys.argv",
         ["httpclient", "--print_headers", thread_server + "/m", thread_server + "/missing"],
     )
-    main()
+    # main() is a command: it defines its options in the process-wide
+    # parser (a second main() there would find them defined) and sets the
+    # root logger's level from --logging (INFO). The tests after see
+    # neither: a parser of its own, the level put back.
+    parser = squall.options.OptionParser()
+    define_logging_options(parser)
+    monkeypatch.setattr(squall.options, "options", parser)
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    try:
+        main()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     out = capsys.readouterr().out
     assert "sync /m" in out and "sync /missing" in out
     assert "Content-Length: 7" in out

@@ -14,7 +14,7 @@ source is compiled here (skipped, saying why, without a C compiler).
 
 from __future__ import annotations
 
-import sys
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -208,12 +208,19 @@ def test_many_distinct_names_keep_working(quick: Quick) -> None:
         assert req.fields == {f"X-{i}-N": ["v"], "Host": ["h"]}
 
 
-def test_the_benchmark_stream_takes_the_fast_path(quick: Quick) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from callgrind_hotpath import request_stream
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def _import_from(folder: str, name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Imports ``name`` from ``folder`` of the checkout, with ``sys.path``
+    as it was again after the test (the whole list: callgrind_hotpath
+    puts benchmarks/ and benchmarks/servers/ on it, whose run.py and
+    http_client.py would then answer later tests' imports)."""
+    monkeypatch.syspath_prepend(str(ROOT / folder))
+    return importlib.import_module(name)
+
+
+def test_the_benchmark_stream_takes_the_fast_path(
+    quick: Quick, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_stream = _import_from("benchmarks", "callgrind_hotpath", monkeypatch).request_stream
     for head in request_stream("varied", 200):
         assert check(quick, head) is not None
 
@@ -253,12 +260,8 @@ def test_python_pass_takes_the_common_heads() -> None:
     assert python_pass(taken[2], max_count=2) is not None
 
 
-def test_python_pass_takes_the_benchmark_stream() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from callgrind_hotpath import request_stream
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def test_python_pass_takes_the_benchmark_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    request_stream = _import_from("benchmarks", "callgrind_hotpath", monkeypatch).request_stream
     for head in request_stream("varied", 200):
         assert python_pass(head) is not None
 
@@ -273,12 +276,8 @@ def test_property_python_pass_mutated_heads(data: bytes, cut: int) -> None:
         python_pass(head[: end + 4])
 
 
-def test_differential_seed_corpus(quick: Quick) -> None:
-    sys.path.insert(0, str(ROOT / "compat" / "differential"))
-    try:
-        from corpus import request_seeds
-    finally:
-        sys.path.remove(str(ROOT / "compat" / "differential"))
+def test_differential_seed_corpus(quick: Quick, monkeypatch: pytest.MonkeyPatch) -> None:
+    request_seeds = _import_from("compat/differential", "corpus", monkeypatch).request_seeds
     taken = 0
     for _name, stream in request_seeds():
         end = stream.find(b"\r\n\r\n")

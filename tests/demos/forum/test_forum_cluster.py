@@ -8,6 +8,7 @@ redis-server or nginx is not installed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
 from collections.abc import Iterator
@@ -32,12 +33,26 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@contextlib.contextmanager
+def new_cluster(**options: Any) -> Iterator[Any]:
+    """A two-worker Cluster in a directory of its own, not started yet."""
+    with tempfile.TemporaryDirectory(prefix="squall-forum-cluster-") as workdir:
+        yield cluster_module.Cluster(Path(workdir), port=0, workers=2, **options)
+
+
+async def open_topic(visitor: Visitor, name: str, title: str) -> tuple[int, str]:
+    """Signs ``visitor`` up as ``name`` and starts a topic: (the topic, its
+    live WebSocket URL from the first post on)."""
+    assert (await visitor.signup(name)).code == 302
+    topic = await visitor.new_topic("performance", title, "first")
+    return topic, visitor.base.replace("http", "ws") + f"/t/{topic}/live?after=0"
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """One cluster for the module's tests (starting it costs about a second)."""
-    with tempfile.TemporaryDirectory(prefix="squall-forum-cluster-") as workdir:
-        with cluster_module.Cluster(Path(workdir), port=0, workers=2) as running:
-            yield running
+    with new_cluster() as new, new as running:
+        yield running
 
 
 def test_a_reply_through_one_worker_reaches_readers_on_the_other(cluster: Any) -> None:
@@ -51,10 +66,7 @@ def test_a_reply_through_one_worker_reaches_readers_on_the_other(cluster: Any) -
             assert upstreams[1].endswith("worker-2.sock")
             # One cookie secret and one database: an account made through
             # worker 1 is logged in on worker 2 too.
-            assert (await ann.signup("ann-cluster")).code == 302
-            topic = await ann.new_topic("performance", "across workers", "first")
-
-            ws = cluster.url.replace("http", "ws") + f"/t/{topic}/live?after=0"
+            topic, ws = await open_topic(ann, "ann-cluster", "across workers")
             conn = await websocket_connect(
                 HTTPRequest(ws, headers={"Cookie": bob.cookie_header()}),
                 connect_timeout=LIMIT_REQUEST,
@@ -82,8 +94,7 @@ def test_live_reply_between_tabs_on_different_workers(cluster: Any) -> None:
 def test_stopping_the_cluster_stops_redis_after_the_workers_have_drained() -> None:
     """Workers holding live readers drain (their relays unsubscribe) while
     Redis is still up: no pub/sub loss, no unretrieved task exception."""
-    with tempfile.TemporaryDirectory(prefix="squall-forum-cluster-") as workdir:
-        cluster = cluster_module.Cluster(Path(workdir), port=0, workers=2)
+    with new_cluster() as cluster:
         cluster.start()
         readers = list(cluster.readers)
         redis, others = (
@@ -103,9 +114,7 @@ def test_stopping_the_cluster_stops_redis_after_the_workers_have_drained() -> No
             async def main() -> None:
                 async with client() as http:
                     ann = Visitor(cluster.url, http)
-                    assert (await ann.signup("ann-stop")).code == 302
-                    topic = await ann.new_topic("performance", "stop order", "first")
-                    ws = cluster.url.replace("http", "ws") + f"/t/{topic}/live?after=0"
+                    _, ws = await open_topic(ann, "ann-stop", "stop order")
                     for worker in ("1", "2"):
                         ann.cookies["forum_worker"] = worker
                         conn = await websocket_connect(
@@ -134,26 +143,23 @@ def test_stopping_the_cluster_stops_redis_after_the_workers_have_drained() -> No
 def test_two_workers_sharing_the_port_without_nginx() -> None:
     """Cluster(nginx=False), as `make bench-forum` runs it: one `squall run
     --workers 2` on the port, Redis between the workers."""
-    with tempfile.TemporaryDirectory(prefix="squall-forum-cluster-") as workdir:
-        with cluster_module.Cluster(Path(workdir), port=0, workers=2, nginx=False) as cluster:
-            pids = cluster.server_pids()
-            assert len(pids) == 4  # Redis, the supervisor and its two workers
+    with new_cluster(nginx=False) as new, new as cluster:
+        pids = cluster.server_pids()
+        assert len(pids) == 4  # Redis, the supervisor and its two workers
 
-            async def main() -> None:
-                async with client() as http:
-                    ann = Visitor(cluster.url, http)
-                    assert (await ann.signup("ann-shared")).code == 302
-                    topic = await ann.new_topic("performance", "shared port", "first")
-                    ws = cluster.url.replace("http", "ws") + f"/t/{topic}/live?after=0"
-                    readers = [
-                        await websocket_connect(ws, connect_timeout=LIMIT_REQUEST) for _ in range(6)
-                    ]
-                    for conn in readers:
-                        assert json.loads(await conn.read_message())["posts"]
-                    reply, _ = await ann.reply(topic, "to every reader")
-                    for conn in readers:
-                        pushed = json.loads(await conn.read_message())
-                        assert [p["id"] for p in pushed["posts"]] == [reply]
-                        conn.close()
+        async def main() -> None:
+            async with client() as http:
+                ann = Visitor(cluster.url, http)
+                topic, ws = await open_topic(ann, "ann-shared", "shared port")
+                readers = [
+                    await websocket_connect(ws, connect_timeout=LIMIT_REQUEST) for _ in range(6)
+                ]
+                for conn in readers:
+                    assert json.loads(await conn.read_message())["posts"]
+                reply, _ = await ann.reply(topic, "to every reader")
+                for conn in readers:
+                    pushed = json.loads(await conn.read_message())
+                    assert [p["id"] for p in pushed["posts"]] == [reply]
+                    conn.close()
 
-            run(main())
+        run(main())

@@ -832,8 +832,10 @@ class _HTTPProtocol(asyncio.Protocol):
         self._set_stream_reading(True)
         self._server._forget(self)
         # No request will start here again: let the per-connection starter go
-        # (an idle WebSocket keeps this protocol for its lifetime).
+        # (an idle WebSocket keeps this protocol for its lifetime), and the
+        # Host value kept to check the next request's.
         self._start_request = _no_request
+        self._good_host = None
         self._server._detached.add(self)
         return stream
 

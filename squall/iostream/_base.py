@@ -38,10 +38,31 @@ from squall.iostream._errors import (
     UnsatisfiableReadError,
     is_connreset,
 )
-from squall.iostream._reading import _CLOSE, _ERROR, _READ, _UNTIL, _WRITE, _Reading
+from squall.iostream._reading import (
+    _CLOSE,
+    _ERROR,
+    _READ,
+    _UNTIL,
+    _WRITE,
+    READ_SLOTS,
+    _Reading,
+)
 
-__all__ = ["BaseIOStream", "_ERROR", "_READ", "_WRITE", "_mark_retrieved", "gen_log"]
+__all__ = [
+    "BaseIOStream",
+    "FD_SLOTS",
+    "_ERROR",
+    "_READ",
+    "_WRITE",
+    "_mark_retrieved",
+    "gen_log",
+]
 from squall.log import gen_log
+
+# The slots of a stream over its own fd (`IOStream`, `PipeIOStream`), with
+# class defaults for other streams: the read under way (READ_SLOTS) and a
+# connect's state and a socket's ``send`` (BaseIOStream's defaults).
+FD_SLOTS = (*READ_SLOTS, "_connect_future", "_connecting", "_send")
 
 _DEFAULT_MAX_BUFFER_SIZE = 100 * 1024 * 1024
 _DEFAULT_READ_CHUNK_SIZE = 64 * 1024
@@ -89,16 +110,17 @@ class BaseIOStream(_Reading):
         "_total_queued",
         "_total_written",
         "_close_callback",
-        "_connect_future",
-        "_connecting",
         "_state",
         "_closed",
         "_aloop",
         "_done_write",
-        "_send",
-        "__dict__",
         "__weakref__",
     )
+
+    # FD_SLOTS' values where they are not slots (see READ_SLOTS).
+    _connect_future: Optional[Future[Any]] = None
+    _connecting = False
+    _send: Optional[Callable[[memoryview], int]] = None
 
     # Whether a read or write that moves fewer bytes than offered shows that
     # the fd is drained (or full). True for sockets and pipes; not for TLS,
@@ -129,15 +151,17 @@ class BaseIOStream(_Reading):
         self._total_queued = 0
         self._total_written = 0
         self._close_callback: Optional[Callable[[], None]] = None
-        self._connect_future: Optional[Future[Any]] = None
-        self._connecting = False
+        if self._read_slots:
+            self._connect_future = None
+            self._connecting = False
+            # A plain socket's ``send``, for streams whose write_to_fd is
+            # just that (`IOStream`): the direct write calls it without the
+            # method.
+            self._send = None
         self._state: Optional[int] = None
         self._closed = False
         self._aloop: Any = getattr(self.io_loop, "asyncio_loop", None)
         self._done_write: Optional[Future[None]] = None
-        # A plain socket's ``send``, for streams whose write_to_fd is just
-        # that (`IOStream`): the direct write calls it without the method.
-        self._send: Optional[Callable[[memoryview], int]] = None
 
     # -- methods for subclasses ---------------------------------------------------------
 

@@ -45,6 +45,25 @@ class StreamTest(AsyncTestCase):
         assert await future == b"xyz"
 
     @gen_test
+    async def test_the_read_state_is_made_by_the_first_read_and_is_each_streams_own(
+        self,
+    ) -> None:
+        proto, t, stream = self.detached()
+        other_proto, _, other = self.detached()
+        # An idle stream keeps none (its class stands for it)...
+        assert not vars(stream) and stream._read_delimiter == b""
+        proto.data_received(b"abc;de")
+        assert await stream.read_until(b";", max_bytes=10) == b"abc;"
+        # ...a read after the idle time makes it, for this stream alone.
+        assert vars(stream)["_read_delimiter"] == b";" and not vars(other)
+        other_proto.data_received(b"x1y")
+        assert await other.read_until_regex(b"[0-9]") == b"x1"
+        target = bytearray(2)
+        assert await stream.read_into(target) == 2 and target == b"de"
+        assert await other.read_bytes(1) == b"y"
+        assert stream._read_delimiter == b";" and other._read_regex is None
+
+    @gen_test
     async def test_writes_follow_the_high_water_mark(self) -> None:
         proto, t, stream = self.detached()
         await stream.write(b"one")

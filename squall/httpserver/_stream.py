@@ -61,6 +61,10 @@ class _TransportStream(BaseIOStream):
         "_ws",
     )
 
+    # Most writes go to the transport at once (see write): the shared empty
+    # write buffer until one is queued.
+    _lazy_write_buffer = True
+
     def __init__(
         self,
         proto: _HTTPProtocol,

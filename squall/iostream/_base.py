@@ -31,7 +31,7 @@ from typing import Any, Optional, Union
 
 from squall.concurrent import Future
 from squall.ioloop import IOLoop
-from squall.iostream._buffer import _StreamBuffer
+from squall.iostream._buffer import NO_WRITES, _StreamBuffer
 from squall.iostream._errors import (
     StreamBufferFullError,
     StreamClosedError,
@@ -128,6 +128,11 @@ class BaseIOStream(_Reading):
     _short_io_means_blocked = False
     # Whether _in_setup can be true when _connecting is not (a TLS handshake).
     _has_setup_phase = False
+    # Whether the stream starts with the shared empty write buffer (NO_WRITES)
+    # and makes its own at the first write that queues: for streams whose
+    # writes go out at once (_TransportStream). Not IOStream's: applications
+    # (dask's distributed) append to its _write_buffer themselves.
+    _lazy_write_buffer = False
 
     def __init__(
         self,
@@ -144,7 +149,7 @@ class BaseIOStream(_Reading):
         self.max_write_buffer_size: Optional[int] = max_write_buffer_size
         self.error: Optional[BaseException] = None
         self._init_reading()
-        self._write_buffer = _StreamBuffer()
+        self._write_buffer = NO_WRITES if self._lazy_write_buffer else _StreamBuffer()
         # Made at the first write that waits (an empty deque is 760 bytes,
         # carried by every idle connection otherwise).
         self._write_futures: Optional[collections.deque[tuple[int, Future[None]]]] = None
@@ -229,6 +234,8 @@ class BaseIOStream(_Reading):
         ):
             future: Future[None] = self._new_future()
             if size:
+                if buffer is NO_WRITES:
+                    buffer = self._write_buffer = _StreamBuffer()
                 buffer.append(data)
                 self._total_queued += size
             self._wait_for_write(future)
@@ -263,6 +270,8 @@ class BaseIOStream(_Reading):
             self._total_written += sent
             if sent < size:
                 rest = view[sent:]
+                if buffer is NO_WRITES:
+                    buffer = self._write_buffer = _StreamBuffer()
                 buffer.append(rest)
                 rest.release()
             view.release()

@@ -10,6 +10,7 @@ import pytest
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import HTTPServerRequest
 from squall.iostream import StreamClosedError
+from squall.iostream._buffer import NO_WRITES
 from squall.testing import AsyncTestCase, gen_test
 
 from ._fakes import FakeTransport, make
@@ -66,14 +67,22 @@ class StreamTest(AsyncTestCase):
     @gen_test
     async def test_writes_follow_the_high_water_mark(self) -> None:
         proto, t, stream = self.detached()
+        _, _, other = self.detached()
         await stream.write(b"one")
         assert t.writes == [b"one"]
+        # Nothing queued yet: the shared empty buffer.
+        assert stream._write_buffer is NO_WRITES is other._write_buffer
         proto.pause_writing()
         future = stream.write(b"two")
         assert not future.done() and t.writes == [b"one"]
+        # Queued in a buffer of its own; the shared one stays empty.
+        assert stream._write_buffer is not NO_WRITES and len(stream._write_buffer) == 3
+        assert not len(NO_WRITES) and other._write_buffer is NO_WRITES
         proto.resume_writing()
         await future
         assert t.writes == [b"one", b"two"]
+        with pytest.raises(RuntimeError):
+            NO_WRITES.append(b"x")
 
     @gen_test
     async def test_eof_ends_read_until_close(self) -> None:

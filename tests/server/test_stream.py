@@ -65,6 +65,21 @@ class StreamTest(AsyncTestCase):
         assert stream._read_delimiter == b";" and other._read_regex is None
 
     @gen_test
+    async def test_an_on_drain_hook_is_the_streams_own_until_closed(self) -> None:
+        proto, t, stream = self.detached()
+        _, _, other = self.detached()
+        assert stream.on_drain is None and "_on_drain" not in vars(stream)
+        calls: list[str] = []
+        stream.on_drain = lambda: calls.append("drain")
+        assert other.on_drain is None
+        hook = stream.on_drain
+        assert hook is not None
+        hook()
+        assert calls == ["drain"]
+        stream.close()
+        assert stream.on_drain is None and t.closed
+
+    @gen_test
     async def test_writes_follow_the_high_water_mark(self) -> None:
         proto, t, stream = self.detached()
         _, _, other = self.detached()

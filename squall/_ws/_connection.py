@@ -165,9 +165,45 @@ class ProtocolFailed(Event):
         self.reason = reason
 
 
+class _MessageReader(FrameParser):
+    """A connection's frame parser and the message it is assembling.
+
+    Made by the connection's first read (`WSConnection.receive_data`): an
+    idle connection keeps none of this state (issue 22).
+    """
+
+    __slots__ = (
+        "_decoder",
+        "_fragments",
+        "_in_compressed",
+        "_in_opcode",
+        "_in_size",
+        "_partial_checked",
+        "_partial_decoder",
+        "_partial_id",
+        "message_bytes_in",
+    )
+
+    def __init__(self, masked: bool, allow_rsv1: bool = False) -> None:
+        # (Not super(): its lookup costs the pure build more than the call.)
+        FrameParser.__init__(self, masked, allow_rsv1)
+        # The opcode of the message under way (0: between messages).
+        self._in_opcode = 0
+        self._in_compressed = False
+        self._in_size = 0
+        # A fragmented message's pieces so far; None between messages.
+        self._fragments: Optional[list[bytes]] = None
+        self._decoder: Optional[codecs.IncrementalDecoder] = None
+        # The text frame under way checked so far (_check_partial_text).
+        self._partial_decoder: Optional[codecs.IncrementalDecoder] = None
+        self._partial_id = -1
+        self._partial_checked = 0
+        self.message_bytes_in = 0
+
+
 # What a connection holds before its first read (see receive_data): never
-# fed; its wire_bytes stay 0.
-_NO_PARSER = FrameParser(masked=True)
+# fed; its counts stay 0.
+_NO_PARSER = _MessageReader(masked=True)
 
 
 class WSConnection:
@@ -182,22 +218,13 @@ class WSConnection:
 
     __slots__ = (
         "_client",
-        "_decoder",
         "_extension",
-        "_fragments",
-        "_in_compressed",
-        "_in_opcode",
-        "_in_size",
         "_key_source",
         "_parser",
-        "_partial_checked",
-        "_partial_decoder",
-        "_partial_id",
         "_plain_server",
         "close_received",
         "close_sent",
         "max_message_size",
-        "message_bytes_in",
         "message_bytes_out",
         "wire_bytes_out",
     )
@@ -213,24 +240,13 @@ class WSConnection:
         self._extension = extension
         # A server without compression: frames need no mask and no deflate.
         self._plain_server = not client and extension is None
-        # Made by the first receive_data: an idle connection keeps none.
+        # Made by the first receive_data, with the state of the message
+        # being read: an idle connection keeps none.
         self._parser = _NO_PARSER
         self._key_source = mask_key_source
         self.max_message_size = max_message_size
-        self._in_opcode = 0
-        self._in_compressed = False
-        self._in_size = 0
-        # A fragmented message's pieces so far; None between messages (an
-        # idle connection keeps no list).
-        self._fragments: Optional[list[bytes]] = None
-        self._decoder: Optional[codecs.IncrementalDecoder] = None
-        # The text frame under way checked so far (_check_partial_text).
-        self._partial_decoder: Optional[codecs.IncrementalDecoder] = None
-        self._partial_id = -1
-        self._partial_checked = 0
         self.close_sent = False
         self.close_received = False
-        self.message_bytes_in = 0
         self.message_bytes_out = 0
         self.wire_bytes_out = 0
 
@@ -254,6 +270,11 @@ class WSConnection:
     def wire_bytes_in(self) -> int:
         """Bytes of complete frames received, headers included."""
         return self._parser.wire_bytes
+
+    @property
+    def message_bytes_in(self) -> int:
+        """Bytes of complete messages received (after decompression)."""
+        return self._parser.message_bytes_in
 
     @property
     def extension(self) -> Optional[PerMessageDeflate]:
@@ -284,7 +305,7 @@ class WSConnection:
             return []
         parser = self._parser
         if parser is _NO_PARSER:
-            parser = self._parser = FrameParser(
+            parser = self._parser = _MessageReader(
                 masked=not self._client, allow_rsv1=self._extension is not None
             )
             parser.max_payload = self._frame_limit(self.max_message_size)
@@ -292,7 +313,7 @@ class WSConnection:
         events: list[Event] = []
         try:
             while True:
-                if not self._in_opcode:
+                if not parser._in_opcode:
                     self._take_small_messages(events)
                 frame = parser.next_frame()
                 if frame is None:
@@ -331,23 +352,23 @@ class WSConnection:
         if length > _EARLY_CHECK_LIMIT or rsv1:
             return
         if opcode == 1:
-            if self._in_opcode:
+            if parser._in_opcode:
                 return  # a protocol error, found when the frame is complete
             previous = None
-        elif opcode == 0 and self._in_opcode == 1 and not self._in_compressed:
-            previous = self._decoder
+        elif opcode == 0 and parser._in_opcode == 1 and not parser._in_compressed:
+            previous = parser._decoder
         else:
             return
         frame_id = parser.wire_bytes
-        decoder = self._partial_decoder
-        if decoder is None or self._partial_id != frame_id:
-            decoder = self._partial_decoder = codecs.getincrementaldecoder("utf-8")()
+        decoder = parser._partial_decoder
+        if decoder is None or parser._partial_id != frame_id:
+            decoder = parser._partial_decoder = codecs.getincrementaldecoder("utf-8")()
             if previous is not None:
                 # Go on from the message's earlier fragments.
                 decoder.setstate(previous.getstate())
-            self._partial_id = frame_id
-            self._partial_checked = 0
-        checked = self._partial_checked
+            parser._partial_id = frame_id
+            parser._partial_checked = 0
+        checked = parser._partial_checked
         end = len(parser._buf)
         if end - start <= checked:
             return
@@ -359,7 +380,7 @@ class WSConnection:
             decoder.decode(chunk, False)
         except UnicodeDecodeError:
             raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
-        self._partial_checked = end - start
+        parser._partial_checked = end - start
 
     def _take_small_messages(self, events: list[Event]) -> None:
         """The hot path: whole text or binary messages in one frame under 64 KiB.
@@ -421,7 +442,7 @@ class WSConnection:
                 except UnicodeDecodeError:
                     parser._pos = pos
                     parser.wire_bytes += wire
-                    self.message_bytes_in += received
+                    parser.message_bytes_in += received
                     raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
             else:
                 append(Message(payload))
@@ -430,65 +451,66 @@ class WSConnection:
             pos = stop
         parser._pos = pos
         parser.wire_bytes += wire
-        self.message_bytes_in += received
+        parser.message_bytes_in += received
 
     def _handle_frame(self, frame: Frame) -> Optional[Event]:
         opcode = frame.opcode
         if opcode >= 8:
             return self._handle_control(frame)
+        parser = self._parser
         if opcode == 0:
-            if not self._in_opcode:
+            if not parser._in_opcode:
                 raise RemoteProtocolError("continuation frame without a message in progress")
         else:
-            if self._in_opcode:
+            if parser._in_opcode:
                 raise RemoteProtocolError("new message before the previous one ended")
-            self._in_opcode = opcode
-            self._in_compressed = frame.rsv1
-            self._in_size = 0
+            parser._in_opcode = opcode
+            parser._in_compressed = frame.rsv1
+            parser._in_size = 0
         payload = frame.payload
         limit = self.max_message_size
-        if self._in_compressed:
+        if parser._in_compressed:
             assert self._extension is not None
-            remaining = None if limit is None else limit - self._in_size
+            remaining = None if limit is None else limit - parser._in_size
             payload = self._extension.decompress(payload, frame.fin, remaining)
-        self._in_size += len(payload)
+        parser._in_size += len(payload)
         if limit is not None:
-            if self._in_size > limit:
+            if parser._in_size > limit:
                 raise RemoteProtocolError("message too big", 1009)
-            self._parser.max_payload = self._frame_limit(
-                limit - self._in_size if not frame.fin else limit
+            parser.max_payload = self._frame_limit(
+                limit - parser._in_size if not frame.fin else limit
             )
-        if frame.fin and not self._fragments:
+        if frame.fin and not parser._fragments:
             # The common case: one frame, one message.
-            self._in_opcode = 0
-            self.message_bytes_in += len(payload)
+            parser._in_opcode = 0
+            parser.message_bytes_in += len(payload)
             if opcode == 1:
                 try:
                     return Message(payload.decode("utf-8"))
                 except UnicodeDecodeError:
                     raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
             return Message(payload)
-        if self._in_opcode == 1:
-            decoder = self._decoder
+        if parser._in_opcode == 1:
+            decoder = parser._decoder
             if decoder is None:
-                decoder = self._decoder = codecs.getincrementaldecoder("utf-8")()
+                decoder = parser._decoder = codecs.getincrementaldecoder("utf-8")()
             try:
                 decoder.decode(payload, frame.fin)
             except UnicodeDecodeError:
                 raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
-        fragments = self._fragments
+        fragments = parser._fragments
         if fragments is None:
-            fragments = self._fragments = [payload]
+            fragments = parser._fragments = [payload]
         else:
             fragments.append(payload)
         if not frame.fin:
             return None
         whole = b"".join(fragments)
-        text = self._in_opcode == 1
-        self._fragments = None
-        self._decoder = None
-        self._in_opcode = 0
-        self.message_bytes_in += len(whole)
+        text = parser._in_opcode == 1
+        parser._fragments = None
+        parser._decoder = None
+        parser._in_opcode = 0
+        parser.message_bytes_in += len(whole)
         # Already validated fragment by fragment.
         return Message(whole.decode("utf-8") if text else whole)
 

@@ -209,7 +209,9 @@ class _RequestConnection(HTTPConnection):
         if p._in_feed and not p._flow & _WRITE_PAUSED:
             # _send() for the usual case, in this frame: written while the
             # request is processed, so _process flushes it at its end.
-            p._out.append(data)
+            out = p._out
+            assert out is not None  # (None only once detached)
+            out.append(data)
             return p._done_future
         return p._send(data)
 
@@ -233,7 +235,9 @@ class _RequestConnection(HTTPConnection):
         self._phase = HEAD
         if p._in_feed and not p._flow & _WRITE_PAUSED:
             # As in write_headers: flushed at the end of _process.
-            p._out.append(data)
+            out = p._out
+            assert out is not None  # (None only once detached)
+            out.append(data)
             return p._done_future
         return p._send(data)
 
@@ -313,7 +317,9 @@ class _RequestConnection(HTTPConnection):
             raise HTTPOutputError(str(exc)) from None
         self._phase = DONE
         if data:
-            p._out.append(data)
+            out = p._out
+            assert out is not None  # (None only once detached)
+            out.append(data)
         if not p._h1.keep_alive:
             p._state = _CLOSING
         if not p._in_feed:

@@ -205,7 +205,10 @@ class _HTTPProtocol(asyncio.Protocol):
         # The request's delegate until its body has been read (None after).
         self._delegate: Optional[HTTPMessageDelegate] = None
         self._leftover: Optional[bytes] = None
-        self._out: list[bytes] = []
+        # Output queued for the next write; None once detached (the stream
+        # writes to the transport itself, and an idle WebSocket keeps this
+        # protocol for its lifetime).
+        self._out: Optional[list[bytes]] = []
         self._drain_waiters: Optional[list[asyncio.Future[None]]] = None
         self._done_future, self._timer_context, self._writes = _loop_shared(loop)
         self._stream: Optional[_TransportStream] = None
@@ -413,6 +416,7 @@ class _HTTPProtocol(asyncio.Protocol):
                         # (_WriteQueue), so pause_writing cannot stop them:
                         # none starts while the output is over the mark.
                         out = self._out
+                        assert out is not None  # (None only once detached)
                         while counted < len(out):
                             queued += len(out[counted])
                             counted += 1
@@ -498,7 +502,9 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._reject(413, "Content-Length too long", final=True)
                 return
             # RFC 9110 §10.1.1: the delegate is ready to read the body.
-            self._out.append(h1.send_informational(100, "(Continue)"))
+            out = self._out
+            assert out is not None  # (None only once detached)
+            out.append(h1.send_informational(100, "(Continue)"))
         timeout = req._body_timeout
         if timeout is None:
             timeout = self._params.body_timeout
@@ -611,8 +617,9 @@ class _HTTPProtocol(asyncio.Protocol):
         `_error_response`), then close lingering (`_linger`)."""
         _log_malformed(self.context, message, status_hint)
         req = self._req
-        if req is None or req._phase == IDLE:
-            self._out.append(_error_response(status_hint, message if explain else "", final))
+        out = self._out
+        if out is not None and (req is None or req._phase == IDLE):
+            out.append(_error_response(status_hint, message if explain else "", final))
         self._flow |= _LINGER
         self._close_soon()
 
@@ -718,6 +725,7 @@ class _HTTPProtocol(asyncio.Protocol):
 
     def _send(self, data: bytes) -> asyncio.Future[None]:
         out = self._out
+        assert out is not None  # (None only once detached)
         out.append(data)
         if not self._in_feed:
             if sum(map(len, out)) >= _WRITE_NOW:
@@ -742,7 +750,8 @@ class _HTTPProtocol(asyncio.Protocol):
         transport = self.transport
         out = self._out
         if transport is None or self._state == _CLOSED:
-            out.clear()
+            if out:
+                out.clear()
             return
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
@@ -814,6 +823,8 @@ class _HTTPProtocol(asyncio.Protocol):
             raise RuntimeError("the connection was already detached")
         self._flow |= _TAKEN
         self._flush()
+        # Nothing is queued here again: the stream writes to the transport.
+        self._out = None
         stream = self._get_stream()
         if self._state == _CLOSED:
             return stream  # already lost: nothing to take over
@@ -832,8 +843,10 @@ class _HTTPProtocol(asyncio.Protocol):
         self._set_stream_reading(True)
         self._server._forget(self)
         # No request will start here again: let the per-connection starter go
-        # (an idle WebSocket keeps this protocol for its lifetime).
+        # (an idle WebSocket keeps this protocol for its lifetime), and the
+        # Host value kept to check the next request's.
         self._start_request = _no_request
+        self._good_host = None
         self._server._detached.add(self)
         return stream
 
@@ -856,7 +869,9 @@ class _HTTPProtocol(asyncio.Protocol):
             timer.cancel()
             self._write_timer = None
         self._flow &= ~_QUEUED
-        self._out.clear()
+        out = self._out
+        if out:
+            out.clear()
         waiters = self._drain_waiters
         if waiters is not None:
             self._drain_waiters = None

@@ -55,11 +55,17 @@ class _TransportStream(BaseIOStream):
         "_transport",
         "_inbox",
         "_eof",
-        "_on_drain",
         "_receiver",
         "_receiving",
         "_ws",
     )
+
+    # Most writes go to the transport at once (see write): the shared empty
+    # write buffer until one is queued.
+    _lazy_write_buffer = True
+    # See on_drain: in the instance dict once set (few owners set one; an
+    # idle WebSocket's stream keeps no slot for it).
+    _on_drain: Optional[Callable[[], None]] = None
 
     def __init__(
         self,
@@ -73,7 +79,6 @@ class _TransportStream(BaseIOStream):
         self._transport = transport
         self._inbox = bytearray()
         self._eof = False
-        self._on_drain: Optional[Callable[[], None]] = None
         # See `set_receiver`: a callback that takes reads directly.
         self._receiver: Optional[Callable[[bytes], None]] = None
         self._receiving = True
@@ -291,7 +296,8 @@ class _TransportStream(BaseIOStream):
         # stream: dropped, the pair is freed by reference counting, not left
         # for the cycle collector (issue 22, the handshake).
         self._receiver = None
-        self.on_drain = None
+        if self._on_drain is not None:
+            self._on_drain = None
         self._ws = None
 
     def _signal_closed(self) -> None:

@@ -31,17 +31,38 @@ from typing import Any, Optional, Union
 
 from squall.concurrent import Future
 from squall.ioloop import IOLoop
-from squall.iostream._buffer import _StreamBuffer
+from squall.iostream._buffer import NO_WRITES, _StreamBuffer
 from squall.iostream._errors import (
     StreamBufferFullError,
     StreamClosedError,
     UnsatisfiableReadError,
     is_connreset,
 )
-from squall.iostream._reading import _CLOSE, _ERROR, _READ, _UNTIL, _WRITE, _Reading
+from squall.iostream._reading import (
+    _CLOSE,
+    _ERROR,
+    _READ,
+    _UNTIL,
+    _WRITE,
+    READ_SLOTS,
+    _Reading,
+)
 
-__all__ = ["BaseIOStream", "_ERROR", "_READ", "_WRITE", "_mark_retrieved", "gen_log"]
+__all__ = [
+    "BaseIOStream",
+    "FD_SLOTS",
+    "_ERROR",
+    "_READ",
+    "_WRITE",
+    "_mark_retrieved",
+    "gen_log",
+]
 from squall.log import gen_log
+
+# The slots of a stream over its own fd (`IOStream`, `PipeIOStream`), with
+# class defaults for other streams: the read under way (READ_SLOTS) and a
+# connect's state and a socket's ``send`` (BaseIOStream's defaults).
+FD_SLOTS = (*READ_SLOTS, "_connect_future", "_connecting", "_send")
 
 _DEFAULT_MAX_BUFFER_SIZE = 100 * 1024 * 1024
 _DEFAULT_READ_CHUNK_SIZE = 64 * 1024
@@ -89,16 +110,17 @@ class BaseIOStream(_Reading):
         "_total_queued",
         "_total_written",
         "_close_callback",
-        "_connect_future",
-        "_connecting",
         "_state",
         "_closed",
         "_aloop",
         "_done_write",
-        "_send",
-        "__dict__",
         "__weakref__",
     )
+
+    # FD_SLOTS' values where they are not slots (see READ_SLOTS).
+    _connect_future: Optional[Future[Any]] = None
+    _connecting = False
+    _send: Optional[Callable[[memoryview], int]] = None
 
     # Whether a read or write that moves fewer bytes than offered shows that
     # the fd is drained (or full). True for sockets and pipes; not for TLS,
@@ -106,6 +128,11 @@ class BaseIOStream(_Reading):
     _short_io_means_blocked = False
     # Whether _in_setup can be true when _connecting is not (a TLS handshake).
     _has_setup_phase = False
+    # Whether the stream starts with the shared empty write buffer (NO_WRITES)
+    # and makes its own at the first write that queues: for streams whose
+    # writes go out at once (_TransportStream). Not IOStream's: applications
+    # (dask's distributed) append to its _write_buffer themselves.
+    _lazy_write_buffer = False
 
     def __init__(
         self,
@@ -122,22 +149,24 @@ class BaseIOStream(_Reading):
         self.max_write_buffer_size: Optional[int] = max_write_buffer_size
         self.error: Optional[BaseException] = None
         self._init_reading()
-        self._write_buffer = _StreamBuffer()
+        self._write_buffer = NO_WRITES if self._lazy_write_buffer else _StreamBuffer()
         # Made at the first write that waits (an empty deque is 760 bytes,
         # carried by every idle connection otherwise).
         self._write_futures: Optional[collections.deque[tuple[int, Future[None]]]] = None
         self._total_queued = 0
         self._total_written = 0
         self._close_callback: Optional[Callable[[], None]] = None
-        self._connect_future: Optional[Future[Any]] = None
-        self._connecting = False
+        if self._read_slots:
+            self._connect_future = None
+            self._connecting = False
+            # A plain socket's ``send``, for streams whose write_to_fd is
+            # just that (`IOStream`): the direct write calls it without the
+            # method.
+            self._send = None
         self._state: Optional[int] = None
         self._closed = False
         self._aloop: Any = getattr(self.io_loop, "asyncio_loop", None)
         self._done_write: Optional[Future[None]] = None
-        # A plain socket's ``send``, for streams whose write_to_fd is just
-        # that (`IOStream`): the direct write calls it without the method.
-        self._send: Optional[Callable[[memoryview], int]] = None
 
     # -- methods for subclasses ---------------------------------------------------------
 
@@ -205,6 +234,8 @@ class BaseIOStream(_Reading):
         ):
             future: Future[None] = self._new_future()
             if size:
+                if buffer is NO_WRITES:
+                    buffer = self._write_buffer = _StreamBuffer()
                 buffer.append(data)
                 self._total_queued += size
             self._wait_for_write(future)
@@ -239,6 +270,8 @@ class BaseIOStream(_Reading):
             self._total_written += sent
             if sent < size:
                 rest = view[sent:]
+                if buffer is NO_WRITES:
+                    buffer = self._write_buffer = _StreamBuffer()
                 buffer.append(rest)
                 rest.release()
             view.release()

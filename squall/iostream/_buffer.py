@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Optional, Union
 
-__all__ = ["_StreamBuffer"]
+__all__ = ["NO_WRITES", "_StreamBuffer"]
 
 _Piece = Union[bytearray, memoryview]
 
@@ -114,3 +114,29 @@ class _StreamBuffer:
             buffers.clear()
         self._first_pos = 0
         self._size = 0
+
+
+class _NoWrites(_StreamBuffer):
+    """The empty write buffer of a stream that has queued nothing yet.
+
+    Shared, so nothing changes it: `append` refuses (the stream makes a
+    buffer of its own first, see `BaseIOStream.write`) and `clear` has
+    nothing to drop. A stream that writes mostly straight to its transport
+    (the server's detached connections: `_TransportStream`) starts with it,
+    and an idle one keeps no buffer of its own (issue 22).
+    """
+
+    __slots__ = ()
+
+    def append(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        raise RuntimeError("the shared empty write buffer takes no data")
+
+    def advance(self, size: int) -> None:
+        if size:
+            super().advance(size)  # (raises: there is nothing to drop)
+
+    def clear(self) -> None:
+        pass
+
+
+NO_WRITES = _NoWrites()

@@ -100,6 +100,28 @@ def _scratch_view(size: int) -> memoryview:
     return view[:size]
 
 
+# The parameters of the read under way, and a plain socket's ``recv``:
+# slots of the streams that read their own fd (`IOStream`, `PipeIOStream`
+# list these in their ``__slots__``), class defaults below for the others.
+# A stream whose reads usually go elsewhere (the server's detached
+# connection, whose WebSocket takes the bytes as they arrive) then holds
+# them in its instance dict, made by its first read: an idle one keeps
+# none (issue 22).
+READ_SLOTS = (
+    "_read_kind",
+    "_read_bytes",
+    "_read_partial",
+    "_read_delimiter",
+    "_read_regex",
+    "_read_max_bytes",
+    "_read_scanned",
+    "_read_into",
+    "_read_into_filled",
+    "_read_target",
+    "_recv",
+)
+
+
 class _Reading:
     """The read state and read methods of `BaseIOStream`.
 
@@ -107,23 +129,25 @@ class _Reading:
     and the event registration declared at the end.
     """
 
-    __slots__ = (
-        "_rbuf",
-        "_rpos",
-        "_read_future",
-        "_read_kind",
-        "_read_bytes",
-        "_read_partial",
-        "_read_delimiter",
-        "_read_regex",
-        "_read_max_bytes",
-        "_read_scanned",
-        "_read_into",
-        "_read_into_filled",
-        "_read_target",
-        "_drained",
-        "_recv",
-    )
+    # (The instance dict is BaseIOStream's: declared here, where the read
+    # methods may store READ_SLOTS in it.)
+    __slots__ = ("_rbuf", "_rpos", "_read_future", "_drained", "__dict__")
+
+    # Whether the class has READ_SLOTS among its slots (set by the classes
+    # that list them): _init_reading then sets them.
+    _read_slots = False
+    # READ_SLOTS' values where they are not slots (see READ_SLOTS).
+    _read_kind = 0
+    _read_bytes = 0
+    _read_partial = False
+    _read_delimiter = b""
+    _read_regex: Optional[re.Pattern[bytes]] = None
+    _read_max_bytes: Optional[int] = None
+    _read_scanned = 0
+    _read_into: Optional[memoryview] = None
+    _read_into_filled = 0
+    _read_target: Optional[bytes] = None
+    _recv: Optional[Callable[[int], bytes]] = None
 
     # Provided by BaseIOStream.
     error: Optional[BaseException]
@@ -138,24 +162,25 @@ class _Reading:
         self._rbuf = bytearray()
         self._rpos = 0
         self._read_future: Optional[Future[Any]] = None
-        self._read_kind = 0
-        self._read_bytes = 0
-        self._read_partial = False
-        self._read_delimiter = b""
-        self._read_regex: Optional[re.Pattern[bytes]] = None
-        self._read_max_bytes: Optional[int] = None
-        # How much of the buffer a delimiter or regex search has covered.
-        self._read_scanned = 0
-        self._read_into: Optional[memoryview] = None
-        self._read_into_filled = 0
-        # The bytes object a direct read_bytes fills through _read_into.
-        self._read_target: Optional[bytes] = None
         # True once a read found nothing to read and no READ event came since.
         self._drained = False
-        # A plain socket's ``recv``, for streams whose read_from_fd is just
-        # ``recv_into`` on it (`IOStream`); lets a read_until take a chunk
-        # as a ready-made ``bytes``.
-        self._recv: Optional[Callable[[int], bytes]] = None
+        if self._read_slots:
+            self._read_kind = 0
+            self._read_bytes = 0
+            self._read_partial = False
+            self._read_delimiter = b""
+            self._read_regex = None
+            self._read_max_bytes = None
+            # How much of the buffer a delimiter or regex search has covered.
+            self._read_scanned = 0
+            self._read_into = None
+            self._read_into_filled = 0
+            # The bytes object a direct read_bytes fills through _read_into.
+            self._read_target = None
+            # A plain socket's ``recv``, for streams whose read_from_fd is
+            # just ``recv_into`` on it (`IOStream`); lets a read_until take
+            # a chunk as a ready-made ``bytes``.
+            self._recv = None
 
     # -- reading ------------------------------------------------------------------------
 

@@ -10,7 +10,15 @@ import ssl
 from typing import Any, Optional, Union
 
 from squall.concurrent import Future
-from squall.iostream._base import _ERROR, _READ, _WRITE, BaseIOStream, _mark_retrieved, gen_log
+from squall.iostream._base import (
+    _ERROR,
+    _READ,
+    _WRITE,
+    FD_SLOTS,
+    BaseIOStream,
+    _mark_retrieved,
+    gen_log,
+)
 from squall.iostream._errors import StreamClosedError, is_connreset
 
 __all__ = ["IOStream", "PipeIOStream", "SSLIOStream"]
@@ -60,9 +68,10 @@ class IOStream(BaseIOStream):
         **kwargs: as ``*args``.
     """
 
-    __slots__ = ("socket",)
+    __slots__ = ("socket", *FD_SLOTS)
 
     _short_io_means_blocked = True
+    _read_slots = True
 
     def __init__(self, socket: socket.socket, *args: Any, **kwargs: Any) -> None:
         self.socket = socket
@@ -415,9 +424,10 @@ class PipeIOStream(BaseIOStream):
         **kwargs: as ``*args``.
     """
 
-    __slots__ = ("fd", "_fio")
+    __slots__ = ("fd", "_fio", *FD_SLOTS)
 
     _short_io_means_blocked = True
+    _read_slots = True
 
     def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
         self.fd = fd

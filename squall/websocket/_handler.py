@@ -16,7 +16,14 @@ from squall.httputil import responses
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._response import _ResponseHeaders
 from squall.web import RequestHandler
-from squall.websocket._idle import release_request
+from squall.websocket._idle import (
+    _OPEN_KWARGS,
+    _PATH_ARGS,
+    _PATH_KWARGS,
+    lazy_arguments,
+    release_arguments,
+    release_request,
+)
 from squall.websocket._protocol import (
     _DEFAULT_MAX_MESSAGE_SIZE,
     MessageType,
@@ -83,8 +90,17 @@ class WebSocketHandler(RequestHandler, _Peer):
     _opening: Optional[asyncio.Future[Any]] = None
     _open_abandoned = False
     open_args: tuple[Any, ...] = ()
-    # (Set by get(); until then a shared empty mapping no caller can change.)
-    open_kwargs: dict[str, Any] = cast(dict[str, Any], MappingProxyType({}))
+    # Empty ones made when read, once an open connection's own are dropped
+    # (set by get(); see release_arguments).
+    open_kwargs: dict[str, Any] = cast(dict[str, Any], _OPEN_KWARGS)
+    path_args: list[Any] = cast(list[Any], _PATH_ARGS)
+    path_kwargs: dict[str, Any] = cast(dict[str, Any], _PATH_KWARGS)
+    # Whether the three above are still those (see lazy_arguments).
+    _lazy_arguments = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._lazy_arguments = lazy_arguments(cls)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Checks the upgrade request and, if valid, runs the WebSocket."""
@@ -218,6 +234,8 @@ class WebSocketHandler(RequestHandler, _Peer):
             return
         # open() has read what it needed of the request: pack the rest.
         release_request(request)
+        if cls._lazy_arguments:
+            release_arguments(self)
         protocol.start_reading()
 
     def _write_101(self, key: str, subprotocol: Optional[str], extensions: Optional[str]) -> None:

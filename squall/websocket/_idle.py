@@ -13,12 +13,13 @@ character each in that string.
 
 from __future__ import annotations
 
-from typing import Any, Final, cast
+from collections.abc import Callable
+from typing import Any, Final, Optional, cast
 
 from squall.httputil import HTTPHeaders
 from squall.httputil._headers import _NAME_CACHE, _cache_name
 
-__all__ = ["release_request"]
+__all__ = ["EmptyUntilRead", "release_arguments", "release_request"]
 
 # The slot that holds the fields of an HTTPHeaders (a dict of value lists).
 _FIELDS = cast(Any, HTTPHeaders.__dict__["_as_list"])
@@ -149,3 +150,68 @@ def release_request(request: Any) -> None:
         _pack(headers)
     if getattr(request, "_cookies", None) is not None:
         request._cookies = None
+
+
+class EmptyUntilRead:
+    """A handler class's attribute that stands for an instance's empty container.
+
+    Once the instance's own empty one is deleted (`release_arguments`), the
+    first read makes a new one and stores it on the instance, where later
+    reads and changes find it: the handler reads and changes it as before.
+    (A non-data descriptor: the instance's own value, while it has one, is
+    found first.)
+    """
+
+    __slots__ = ("_name", "_factory")
+
+    def __init__(self, name: str, factory: Callable[[], Any]) -> None:
+        self._name = name
+        self._factory = factory
+
+    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
+        if obj is None:
+            return self
+        value = self._factory()
+        object.__setattr__(obj, self._name, value)
+        return value
+
+
+def release_arguments(handler: Any) -> None:
+    """Lets an open WebSocket's handler drop its empty path arguments.
+
+    ``path_args``, ``path_kwargs`` and ``open_kwargs`` (an empty list and
+    dict on the usual route: 120 bytes per idle connection) are deleted
+    when empty; the class stands for them with `EmptyUntilRead` (see
+    `lazy_arguments`, which the caller checks first): a later read gets an
+    empty one again.
+    """
+    args = handler.path_args
+    if type(args) is list and not args:
+        del handler.path_args
+    kwargs = handler.path_kwargs
+    if type(kwargs) is dict and not kwargs:
+        del handler.path_kwargs
+        if handler.open_kwargs is kwargs:
+            del handler.open_kwargs
+
+
+def lazy_arguments(cls: type) -> bool:
+    """Whether ``cls`` (a handler class) has `EmptyUntilRead` for the three arguments.
+
+    (Not when a subclass defines one of them otherwise: a property, a slot.)
+    """
+    for name, lazy in (
+        ("path_args", _PATH_ARGS),
+        ("path_kwargs", _PATH_KWARGS),
+        ("open_kwargs", _OPEN_KWARGS),
+    ):
+        found = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), None)
+        if found is not lazy:
+            return False
+    return True
+
+
+# What WebSocketHandler's class has for the three (see release_arguments).
+_PATH_ARGS: Final = EmptyUntilRead("path_args", list)
+_PATH_KWARGS: Final = EmptyUntilRead("path_kwargs", dict)
+_OPEN_KWARGS: Final = EmptyUntilRead("open_kwargs", dict)

@@ -60,6 +60,36 @@ class _Peer:
         app_log.error("Uncaught exception in WebSocket", exc_info=(typ, value, tb))
 
 
+class _Rare:
+    """What a connection needs only once it pings, is pinged or closes.
+
+    The close's timer and the state of pings, made by the first of those
+    (`WebSocketProtocol13._rare_state`): an idle connection that does
+    neither keeps none of it (issue 22).
+    """
+
+    __slots__ = (
+        "close_timer",
+        "ping_timer",
+        "last_ping",
+        "pings_sent",
+        "pings_answered",
+        "pong_future",
+        "pending_pong",
+    )
+
+    def __init__(self) -> None:
+        self.close_timer: Optional[object] = None
+        self.ping_timer: Optional[object] = None
+        self.last_ping = 0.0
+        self.pings_sent = 0
+        self.pings_answered = 0
+        # The write of our last pong while it is not done, and the payload of
+        # the latest ping received meanwhile (see _answer_ping).
+        self.pong_future: Optional[Future[None]] = None
+        self.pending_pong: Optional[bytes] = None
+
+
 class WebSocketProtocol:
     """Base of the per-connection protocol objects (``handler.ws_connection``)."""
 
@@ -125,13 +155,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         "close_reason",
         "_closed",
         "_close_seen",
-        "_close_timer",
-        "_ping_timer",
-        "_last_ping",
-        "_pings_sent",
-        "_pings_answered",
-        "_pong_future",
-        "_pending_pong",
+        "_rare",
         "_task",
         "_cork",
         "_cork_future",
@@ -175,13 +199,8 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.close_reason: Optional[str] = None
         self._closed = False
         self._close_seen = False
-        self._close_timer: Optional[object] = None
-        self._ping_timer: Optional[object] = None
-        self._last_ping = 0.0
-        self._pings_sent = 0
-        self._pings_answered = 0
-        self._pong_future: Optional[Future[None]] = None
-        self._pending_pong: Optional[bytes] = None
+        # Timers and pings (see _Rare), made when first needed.
+        self._rare: Optional[_Rare] = None
         self._task: Optional[asyncio.Task[None]] = None
         self._cork: Optional[list[bytes]] = None
         self._cork_future: Optional[Future[None]] = None
@@ -246,8 +265,14 @@ class WebSocketProtocol13(WebSocketProtocol):
                 if stream.writing_paused():  # type: ignore[attr-defined]
                     self._set_paused(True)
         if self.ping_interval:
-            self._last_ping = IOLoop.current().time()
+            self._rare_state().last_ping = IOLoop.current().time()
             self._schedule_ping(self.ping_interval)
+
+    def _rare_state(self) -> _Rare:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        return rare
 
     def start_reading(self) -> None:
         """Starts reading frames and dispatching their events.
@@ -489,7 +514,9 @@ class WebSocketProtocol13(WebSocketProtocol):
                 self._answer_ping(data)
             peer.on_ping(data)
             return None
-        self._pings_answered = self._pings_sent
+        rare = self._rare
+        if rare is not None:
+            rare.pings_answered = rare.pings_sent
         peer.on_pong(data)
         return None
 
@@ -499,20 +526,22 @@ class WebSocketProtocol13(WebSocketProtocol):
         # earlier read's pong is still unwritten (the peer does not read)
         # is just the latest ping answered (RFC 6455 section 5.5.3 allows
         # it), so that a ping flood cannot pile pongs up in our buffer.
-        pending = self._pong_future
+        rare = self._rare_state()
+        pending = rare.pong_future
         if pending is not None and pending is not self._cork_future:
-            self._pending_pong = data
+            rare.pending_pong = data
             return
         future = self._write_frame(True, 0xA, data)
         if future is not pending and not future.done():
-            self._pong_future = future
+            rare.pong_future = future
             future.add_done_callback(self._pong_written)
 
     def _pong_written(self, future: Future[None]) -> None:
-        self._pong_future = None
-        pending = self._pending_pong
+        rare = self._rare_state()
+        rare.pong_future = None
+        pending = rare.pending_pong
         if pending is not None and not self.is_closing():
-            self._pending_pong = None
+            rare.pending_pong = None
             self._answer_ping(pending)
 
     # -- writing
@@ -648,30 +677,31 @@ class WebSocketProtocol13(WebSocketProtocol):
         return max(0.0, last_ping_time + interval - now)
 
     def _schedule_ping(self, delay: float) -> None:
-        self._ping_timer = IOLoop.current().call_later(delay, self._send_periodic_ping)
+        self._rare_state().ping_timer = IOLoop.current().call_later(delay, self._send_periodic_ping)
 
     def _send_periodic_ping(self) -> None:
-        self._ping_timer = None
+        rare = self._rare_state()
+        rare.ping_timer = None
         if self.is_closing() or not self.ping_interval:
             return
         loop = IOLoop.current()
         now = loop.time()
-        self._last_ping = now
-        self._pings_sent += 1
+        rare.last_ping = now
+        rare.pings_sent += 1
         try:
             self._write_frame(True, 0x9, b"")
         except WebSocketClosedError:
             return
         if self.ping_timeout:
-            loop.call_later(self.ping_timeout, self._check_pong, self._pings_sent)
+            loop.call_later(self.ping_timeout, self._check_pong, rare.pings_sent)
         self._schedule_ping(
             self.ping_sleep_time(
-                last_ping_time=self._last_ping, interval=self.ping_interval, now=loop.time()
+                last_ping_time=rare.last_ping, interval=self.ping_interval, now=loop.time()
             )
         )
 
     def _check_pong(self, ping_number: int) -> None:
-        if self._pings_answered < ping_number and not self.is_closing():
+        if self._rare_state().pings_answered < ping_number and not self.is_closing():
             self.close(1000, "ping timed out")
 
     # -- closing
@@ -719,9 +749,11 @@ class WebSocketProtocol13(WebSocketProtocol):
         self._send_close(code, reason)
         if self._close_seen:
             self._close_stream()
-        elif self._close_timer is None:
-            # The peer should echo the close frame and (server) close TCP.
-            self._close_timer = IOLoop.current().call_later(_CLOSE_TIMEOUT, self._abort)
+        else:
+            rare = self._rare_state()
+            if rare.close_timer is None:
+                # The peer should echo the close frame and (server) close TCP.
+                rare.close_timer = IOLoop.current().call_later(_CLOSE_TIMEOUT, self._abort)
 
     def _going_away(self) -> None:
         self.close(1001, "server shutting down")
@@ -745,16 +777,15 @@ class WebSocketProtocol13(WebSocketProtocol):
             return
         self._closed = True
         self._sink = self._plain = None
-        close_timer = self._close_timer
-        ping_timer = self._ping_timer
-        if close_timer is not None or ping_timer is not None:
+        rare = self._rare
+        if rare is not None and (rare.close_timer is not None or rare.ping_timer is not None):
             # (IOLoop.current() only then: a peer that closes first leaves
             # no timer, and the lookup was a tenth of the close's cost.)
             loop = IOLoop.current()
-            for timer in (close_timer, ping_timer):
+            for timer in (rare.close_timer, rare.ping_timer):
                 if timer is not None:
                     loop.remove_timeout(timer)
-            self._close_timer = self._ping_timer = None
+            rare.close_timer = rare.ping_timer = None
         task = self._task
         if task is not None and task is not asyncio.current_task():
             task.cancel()

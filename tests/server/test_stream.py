@@ -10,6 +10,7 @@ import pytest
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import HTTPServerRequest
 from squall.iostream import StreamClosedError
+from squall.iostream._buffer import NO_WRITES
 from squall.testing import AsyncTestCase, gen_test
 
 from ._fakes import FakeTransport, make
@@ -45,16 +46,58 @@ class StreamTest(AsyncTestCase):
         assert await future == b"xyz"
 
     @gen_test
+    async def test_the_read_state_is_made_by_the_first_read_and_is_each_streams_own(
+        self,
+    ) -> None:
+        proto, t, stream = self.detached()
+        other_proto, _, other = self.detached()
+        # An idle stream keeps none (its class stands for it)...
+        assert not vars(stream) and stream._read_delimiter == b""
+        proto.data_received(b"abc;de")
+        assert await stream.read_until(b";", max_bytes=10) == b"abc;"
+        # ...a read after the idle time makes it, for this stream alone.
+        assert vars(stream)["_read_delimiter"] == b";" and not vars(other)
+        other_proto.data_received(b"x1y")
+        assert await other.read_until_regex(b"[0-9]") == b"x1"
+        target = bytearray(2)
+        assert await stream.read_into(target) == 2 and target == b"de"
+        assert await other.read_bytes(1) == b"y"
+        assert stream._read_delimiter == b";" and other._read_regex is None
+
+    @gen_test
+    async def test_an_on_drain_hook_is_the_streams_own_until_closed(self) -> None:
+        proto, t, stream = self.detached()
+        _, _, other = self.detached()
+        assert stream.on_drain is None and "_on_drain" not in vars(stream)
+        calls: list[str] = []
+        stream.on_drain = lambda: calls.append("drain")
+        assert other.on_drain is None
+        hook = stream.on_drain
+        assert hook is not None
+        hook()
+        assert calls == ["drain"]
+        stream.close()
+        assert stream.on_drain is None and t.closed
+
+    @gen_test
     async def test_writes_follow_the_high_water_mark(self) -> None:
         proto, t, stream = self.detached()
+        _, _, other = self.detached()
         await stream.write(b"one")
         assert t.writes == [b"one"]
+        # Nothing queued yet: the shared empty buffer.
+        assert stream._write_buffer is NO_WRITES is other._write_buffer
         proto.pause_writing()
         future = stream.write(b"two")
         assert not future.done() and t.writes == [b"one"]
+        # Queued in a buffer of its own; the shared one stays empty.
+        assert stream._write_buffer is not NO_WRITES and len(stream._write_buffer) == 3
+        assert not len(NO_WRITES) and other._write_buffer is NO_WRITES
         proto.resume_writing()
         await future
         assert t.writes == [b"one", b"two"]
+        with pytest.raises(RuntimeError):
+            NO_WRITES.append(b"x")
 
     @gen_test
     async def test_eof_ends_read_until_close(self) -> None:

@@ -66,7 +66,9 @@ class Reader(WebSocketHandler):
 class IdleTest(AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.seen = Seen()
-        return Application([("/ws", Reader, {"seen": self.seen})])
+        return Application(
+            [("/ws", Reader, {"seen": self.seen}), ("/ws/(.*)", Reader, {"seen": self.seen})]
+        )
 
     async def raw_client(self) -> IOStream:
         sock = socket.socket()
@@ -125,6 +127,25 @@ class IdleTest(AsyncHTTPTestCase):
         await clients[0].write_message("count")
         assert await clients[0].read_message() == "1"
         assert not stream._rbuf and stream._rbuf is second.ws_connection.stream._inbox
+        for client in clients:
+            client.close()
+
+    @gen_test
+    async def test_an_open_handler_reads_its_empty_path_arguments_back(self) -> None:
+        url = self.get_url("/ws").replace("http", "ws")
+        clients = [await websocket_connect(url), await websocket_connect(url + "/room")]
+        await self.seen.wait_for(2)
+        plain, routed = self.seen.handlers
+        # The empty ones were dropped once open; a read makes them again,
+        # each handler's own, and keeps what is put in them.
+        assert "path_args" not in vars(plain) and "path_kwargs" not in vars(plain)
+        assert plain.path_args == [] and plain.path_kwargs == {} and plain.open_kwargs == {}
+        assert plain.path_kwargs is not plain.open_kwargs
+        plain.path_args.append("a")
+        plain.path_kwargs["k"] = "v"
+        assert plain.path_args == ["a"] and plain.path_kwargs == {"k": "v"}
+        assert routed.path_args == ["room"] and routed.open_args == ("room",)
+        assert routed.path_kwargs == {} and routed.path_kwargs is not plain.path_kwargs
         for client in clients:
             client.close()
 
@@ -218,12 +239,16 @@ def test_an_idle_connection_keeps_no_buffer_of_its_last_read() -> None:
     assert conn._parser is _NO_PARSER and conn.wire_bytes_in == 0
     fragments = build_frame(1, b"he", False, False, KEY) + build_frame(0, b"llo", True, False, KEY)
     assert conn.receive_data(fragments[:-1]) == []
-    assert conn._fragments is not None
+    # The message being assembled is the first read's parser's, not the shared one's.
+    assert conn._parser._fragments is not None and conn._parser._in_opcode == 1
     assert conn.receive_data(fragments[-1:]) == [Message("hello")]
-    assert conn._fragments is None
+    assert conn._parser._fragments is None
     assert conn._parser.buffered == 0 and len(conn._parser._buf) == 0
     assert conn._parser is not _NO_PARSER and conn.wire_bytes_in == len(fragments)
+    assert conn.message_bytes_in == 5
     assert _NO_PARSER.wire_bytes == 0 and not _NO_PARSER._buf
+    assert _NO_PARSER.message_bytes_in == 0 and _NO_PARSER._in_opcode == 0
+    assert _NO_PARSER._fragments is None
 
 
 def test_a_connection_started_in_an_empty_context_makes_its_own_at_the_first_read() -> None:
@@ -283,3 +308,16 @@ def test_a_name_that_is_one_control_character_is_left_unpacked() -> None:
     headers._as_list["\x02"] = ["b"]
     release_request(type("Request", (), {"headers": headers})())
     assert type(headers) is HTTPHeaders and headers._as_list == {"\x02": ["b"]}
+
+
+def test_a_handler_class_that_defines_a_path_argument_keeps_its_own() -> None:
+    class Own(WebSocketHandler):
+        @property
+        def path_args(self) -> list[Any]:  # type: ignore[override]
+            return ["fixed"]
+
+    class Below(Own):
+        pass
+
+    assert Reader._lazy_arguments and WebSocketHandler._lazy_arguments
+    assert not Own._lazy_arguments and not Below._lazy_arguments

@@ -317,7 +317,6 @@ class _H2Tunnel(BaseIOStream):
             inbox.clear()
             self._give_back()
             receiver(data)
-            self._proto._flush_soon()
         if self._eof and not self._closed and not self._inbox:
             self.close()
 
@@ -335,8 +334,12 @@ class _H2Tunnel(BaseIOStream):
             return
         self._inbox += data
         self._held += flow
-        if receiver is None and self._read_future is not None:
-            self._handle_events(None, _READ)
+        if receiver is None:
+            if self._read_future is not None:
+                self._handle_events(None, _READ)
+            else:
+                # As an fd that became readable: the next read takes it.
+                self._drained = False
 
     def _feed_eof(self) -> None:
         """The peer's END_STREAM: the end of the WebSocket's input."""
@@ -347,13 +350,17 @@ class _H2Tunnel(BaseIOStream):
             if not self._inbox and self._receiving:
                 self.close()
             return
-        self._handle_events(None, _READ)
+        self._drained = False
+        if self._read_future is not None:
+            self._handle_events(None, _READ)
 
     def _give_back(self) -> None:
         held = self._held
         if held:
             self._held = 0
-            self._proto._h2.consumed(self._exchange.stream_id, held)
+            proto = self._proto
+            proto._h2.consumed(self._exchange.stream_id, held)
+            proto._flush_soon()  # its WINDOW_UPDATE, if one is due
 
     def _window_opened(self) -> None:
         """Everything queued went out (our END_STREAM too, if it was queued)."""

@@ -127,6 +127,24 @@ class Deflating(Echo):
         return {}
 
 
+class AsyncEcho(Echo):
+    """on_message is a coroutine: the WebSocket reads with read_bytes from
+    then on; open() waits for the test (what the client sends meanwhile
+    waits in the stream)."""
+
+    def initialize(self, room: Room, gate: Optional[asyncio.Future[None]] = None) -> None:
+        super().initialize(room)
+        self.gate = gate
+
+    async def open(self) -> None:  # type: ignore[override]
+        super().open()
+        if self.gate is not None:
+            await self.gate
+
+    async def on_message(self, message: Any) -> None:  # type: ignore[override]
+        super().on_message(message)
+
+
 class Plain(RequestHandler):
     def get(self) -> None:
         self.write("plain " + self.request.version)
@@ -215,10 +233,13 @@ class WSClient:
 class H2WebSocketTest(AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.room = Room()
+        self.gate: asyncio.Future[None] = asyncio.Future()
         return Application(
             [
                 ("/ws", Echo, {"room": self.room}),
                 ("/deflate", Deflating, {"room": self.room}),
+                ("/async", AsyncEcho, {"room": self.room}),
+                ("/gated", AsyncEcho, {"room": self.room, "gate": self.gate}),
                 ("/plain", Plain),
             ]
         )
@@ -238,12 +259,12 @@ class H2WebSocketTest(AsyncHTTPTestCase):
         assert await c.opened(b) == 200
         return c, a, b
 
-    async def open_ws(self) -> tuple[WSClient, int, asyncio.Future[None]]:
+    async def open_ws(self, path: str = "/ws") -> tuple[WSClient, int, asyncio.Future[None]]:
         """A client with one open WebSocket (its handler's open() has run),
         and a future for that handler's on_close."""
         c = await self.client()
         opened = self.room.expect_open()
-        sid = c.open()
+        sid = c.open(path)
         assert await c.opened(sid) == 200
         await asyncio.wait_for(opened, DEADLINE)
         return c, sid, self.room.expect_close()
@@ -355,6 +376,52 @@ class H2WebSocketTest(AsyncHTTPTestCase):
         assert self.room.closed == [("HTTP/2.0", None)]
         r = c.raw.responses[sid]
         await c.raw.until(lambda: r.ended)
+        await c.raw.close()
+
+    @gen_test
+    async def test_many_frames_in_one_read(self) -> None:
+        # More than the WebSocket dispatches in one turn (64): the rest
+        # waits in the stream and goes on the next turns, in order.
+        c, sid, _ = await self.open_ws()
+        await c.send(sid, b"".join(client_frame(0x1, b"%d" % i) for i in range(150)))
+        for i in range(150):
+            assert await c.message(sid) == (0x1, b"%d" % i)
+        await c.raw.close()
+
+    @gen_test
+    async def test_coroutine_on_message_reads_through_the_stream(self) -> None:
+        c, sid, gone = await self.open_ws("/async")
+        payload = os.urandom(BIG)
+        for data in (b"one", payload, b"two"):
+            await c.send(sid, client_frame(0x2, data))
+            assert await c.message(sid) == (0x2, data)
+        await c.send(sid, client_frame(0x8, close_payload(1000)), end=True)
+        assert await c.message(sid) == (0x8, close_payload(1000))
+        await asyncio.wait_for(gone, DEADLINE)
+        assert self.room.closed == [("HTTP/2.0", 1000)]
+        await c.raw.close()
+
+    @gen_test
+    async def test_frames_sent_while_open_runs_wait_for_it(self) -> None:
+        c = await self.client()
+        opened = self.room.expect_open()
+        sid = c.open("/gated")
+        assert await c.opened(sid) == 200
+        await asyncio.wait_for(opened, DEADLINE)
+        # A frame larger than the stream's window: its first window's worth
+        # stays unread, and unacknowledged, until open() is done.
+        payload = os.urandom(BIG)
+        frame = client_frame(0x2, payload)
+        window = c.raw.conn.local_flow_control_window(sid)
+        assert window == WINDOW
+        await c.send(sid, frame[:window])
+        # Served in order after that DATA: any WINDOW_UPDATE for it would
+        # have come first.
+        assert (await c.raw.fetch("/plain")).status == 200
+        assert c.raw.conn.local_flow_control_window(sid) == 0
+        self.gate.set_result(None)
+        await c.send(sid, frame[window:])
+        assert await c.message(sid) == (0x2, payload)
         await c.raw.close()
 
     @gen_test

@@ -747,11 +747,11 @@ class _H2Protocol(asyncio.Protocol):
     def _complete(self, stream: _H2Stream) -> None:
         """The response's last frame is out (or the stream is gone)."""
         self._release(stream)
-        if stream._read_done:
+        if stream._read_done and stream._tunnel is None:
             self._retire(stream)
         elif not stream._closed:
             # RFC 9113 §8.1: the response is complete; the rest of the
-            # request body is not wanted.
+            # request body (or a refused tunnel's DATA) is not wanted.
             self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
             self._retire(stream)
 

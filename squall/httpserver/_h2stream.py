@@ -192,7 +192,7 @@ class _H2Stream(Exchange):
             RuntimeError: already detached.
         """
         tunnel = self._tunnel
-        if tunnel is None or not tunnel.accepted or self._phase != DONE:
+        if tunnel is None or not tunnel.accepted or self._phase < DONE:
             raise HTTPOutputError("an HTTP/2 stream cannot be detached")
         return tunnel._detach()
 

@@ -19,7 +19,7 @@ import h2.events  # noqa: E402
 import h2.settings  # noqa: E402
 
 from squall._h2 import H2Limits  # noqa: E402
-from squall.testing import AsyncHTTPTestCase, gen_test  # noqa: E402
+from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from squall.websocket import WebSocketHandler, broadcast, websocket_connect  # noqa: E402
 
@@ -162,8 +162,8 @@ class WSClient:
         self.taken: dict[int, int] = {}
 
     @classmethod
-    async def connect(cls, port: int) -> WSClient:
-        raw = await RawH2.connect(port)
+    async def connect(cls, port: int, tls: bool = False) -> WSClient:
+        raw = await RawH2.connect(port, tls=tls)
         await raw.until(
             lambda: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in raw.events)
         )
@@ -496,7 +496,10 @@ class H2WebSocketTest(AsyncHTTPTestCase):
         sid = c.open("/plain")
         assert await c.opened(sid) == 405
         r = c.raw.responses[sid]
-        await c.raw.until(lambda: r.ended)
+        # The response ends the stream; what the client would send on it
+        # is not wanted (RST_STREAM NO_ERROR).
+        await c.raw.until(lambda: r.ended and r.reset is not None)
+        assert r.reset == 0
         await c.raw.close()
 
     @gen_test
@@ -534,4 +537,52 @@ class H2WebSocketTest(AsyncHTTPTestCase):
         c = await self.client()
         r = await c.raw.fetch("/ws")
         assert r.status == 400
+        await c.raw.close()
+
+
+class H2WebSocketTLSTest(AsyncHTTPSTestCase):
+    """The same over TLS, ``h2`` chosen by ALPN."""
+
+    def get_app(self) -> Application:
+        self.room = Room()
+        return Application([("/ws", Echo, {"room": self.room})])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = super().get_httpserver_options()
+        return {**options, "http2": True}
+
+    @gen_test
+    async def test_echo_over_tls(self) -> None:
+        c = await WSClient.connect(self.get_http_port(), tls=True)
+        assert c.settings_advertised() == 1
+        sid = c.open()
+        assert await c.opened(sid) == 200
+        await c.send(sid, client_frame(0x1, b"over tls"))
+        assert await c.message(sid) == (0x1, b"over tls")
+        await c.raw.close()
+
+
+class H2WebSocketXSRFTest(AsyncHTTPTestCase):
+    """XSRF and cross-origin protection: the extended CONNECT is checked by
+    check_origin, as the HTTP/1.1 upgrade's GET is, not refused as a POST
+    without a token would be."""
+
+    def get_app(self) -> Application:
+        self.room = Room()
+        return Application(
+            [("/ws", Echo, {"room": self.room})],
+            xsrf_cookies=True,
+            cross_origin_protection=True,
+        )
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    @gen_test
+    async def test_same_origin_opens_and_another_origin_is_refused(self) -> None:
+        c = await WSClient.connect(self.get_http_port())
+        same = c.open(extra=[("origin", "http://localhost")])
+        assert await c.opened(same) == 200
+        other = c.open(extra=[("origin", "http://evil.example")])
+        assert await c.opened(other) == 403
         await c.raw.close()

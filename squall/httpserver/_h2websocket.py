@@ -219,6 +219,8 @@ class _H2Tunnel(BaseIOStream):
             StreamClosedError: the stream is closed.
         """
         self._check_closed()
+        if not data:
+            return self._proto._ready(self._exchange)  # (no empty DATA frame)
         return self._send_data(data if type(data) is bytes else bytes(data))
 
     def _send_data(self, data: bytes) -> asyncio.Future[None]:

@@ -754,6 +754,8 @@ class _H2Protocol(asyncio.Protocol):
             # request body (or a refused tunnel's DATA) is not wanted.
             self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
             self._retire(stream)
+            if stream._tunnel is not None:
+                stream._tunnel._lost(None)  # gives back the window it held
 
     def _release(self, stream: _H2Stream) -> None:
         if stream._counted:

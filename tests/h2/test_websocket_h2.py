@@ -20,7 +20,7 @@ import h2.settings  # noqa: E402
 
 from squall._h2 import H2Limits  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, gen_test  # noqa: E402
-from squall.web import Application, RequestHandler  # noqa: E402
+from squall.web import Application, HTTPError, RequestHandler  # noqa: E402
 from squall.websocket import WebSocketHandler, broadcast, websocket_connect  # noqa: E402
 
 from ._client import DEADLINE, RawH2  # noqa: E402
@@ -145,6 +145,19 @@ class AsyncEcho(Echo):
         super().on_message(message)
 
 
+class Refusing(Echo):
+    """Refuses the handshake (403) once the test sets ``release``."""
+
+    def initialize(self, room: Room, release: asyncio.Event) -> None:
+        super().initialize(room)
+        self.release = release
+
+    async def prepare(self) -> None:
+        # (An Event: each handler waits on a future of its own.)
+        await self.release.wait()
+        raise HTTPError(403)
+
+
 class Plain(RequestHandler):
     def get(self) -> None:
         self.write("plain " + self.request.version)
@@ -234,12 +247,14 @@ class H2WebSocketTest(AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.room = Room()
         self.gate: asyncio.Future[None] = asyncio.Future()
+        self.release = asyncio.Event()
         return Application(
             [
                 ("/ws", Echo, {"room": self.room}),
                 ("/deflate", Deflating, {"room": self.room}),
                 ("/async", AsyncEcho, {"room": self.room}),
                 ("/gated", AsyncEcho, {"room": self.room, "gate": self.gate}),
+                ("/refuse", Refusing, {"room": self.room, "release": self.release}),
                 ("/plain", Plain),
             ]
         )
@@ -500,6 +515,28 @@ class H2WebSocketTest(AsyncHTTPTestCase):
         # is not wanted (RST_STREAM NO_ERROR).
         await c.raw.until(lambda: r.ended and r.reset is not None)
         assert r.reset == 0
+        await c.raw.close()
+
+    @gen_test
+    async def test_refused_tunnels_give_their_window_back(self) -> None:
+        # DATA sent on extended CONNECTs before they are refused waits in
+        # their streams; once refused, the connection's window is given
+        # back, so it does not run dry for the other streams.
+        c = await self.client()
+        sids = [c.open("/refuse") for _ in range(4)]
+        for sid in sids:
+            await c.send(sid, b"x" * 16_000)  # 64,000 of the 65,535
+        # Answered after those frames: the server holds them now.
+        assert (await c.raw.fetch("/plain")).status == 200
+        assert c.raw.conn.outbound_flow_control_window < 16_000
+        self.release.set()
+        for sid in sids:
+            assert await c.opened(sid) == 403
+        post = c.raw.request("/plain", method="POST", end=False)
+        await c.send(post, b"y" * 30_000, end=True)
+        r = c.raw.responses[post]
+        await c.raw.until(lambda: r.ended)
+        assert r.status == 405  # (Plain has no post(); the body went through)
         await c.raw.close()
 
     @gen_test

@@ -25,7 +25,7 @@ from squall._h2._events import (
     Trailers,
 )
 from squall._h2._limits import H2Limits
-from squall._h2._rules import content_length, response_fields, trailer_fields
+from squall._h2._rules import content_length, response_fields, trailer_fields, tunnel_fields
 
 __all__ = [
     "PREFACE",
@@ -47,4 +47,5 @@ __all__ = [
     "content_length",
     "response_fields",
     "trailer_fields",
+    "tunnel_fields",
 ]

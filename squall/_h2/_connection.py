@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Optional, Union
 
 from squall._h2._base import (
+    _ENABLE_CONNECT,
     _END_STREAM,
     _MAX_STREAMS,
     PREFACE,
@@ -103,7 +104,11 @@ class H2Connection(H2Base):
                 self._apply_settings(payload)
             except _ConnectionError as exc:
                 raise RemoteProtocolError(f"invalid HTTP2-Settings: {exc}") from None
-        self._send_settings(((_MAX_STREAMS, self.limits.max_concurrent_streams),))
+        # RFC 8441 §3: extended CONNECT (WebSockets over HTTP/2) is always
+        # on; what a `:protocol` names is the application's to accept.
+        self._send_settings(
+            ((_MAX_STREAMS, self.limits.max_concurrent_streams), (_ENABLE_CONNECT, 1))
+        )
         if upgrade_settings is not None:
             # The upgrade request is stream 1, half-closed (remote).
             self._new_stream(1).state = HALF_CLOSED_REMOTE
@@ -209,7 +214,7 @@ class H2Connection(H2Base):
         A malformed head is a stream error: the stream is reset with
         PROTOCOL_ERROR and None is returned.
         """
-        method = target = authority = scheme = None
+        method = target = authority = scheme = protocol = None
         fields: list[tuple[str, str]] = []
         cookies: Optional[list[str]] = None
         lengths: Optional[list[str]] = None
@@ -256,6 +261,8 @@ class H2Connection(H2Base):
                     authority = value
                 elif name == ":scheme" and scheme is None:
                     scheme = value
+                elif name == ":protocol" and protocol is None:
+                    protocol = value
                 else:
                     problem = f"unexpected or repeated pseudo-header {name}"
                     break
@@ -291,13 +298,23 @@ class H2Connection(H2Base):
         if problem is None:
             if method is None:
                 problem = "no :method"
-            elif method == "CONNECT":
+            elif method == "CONNECT" and protocol is None:
                 if authority is None or target is not None or scheme is not None:
                     problem = "CONNECT needs :authority and no :path or :scheme"
             elif not target or scheme is None:
                 problem = "no :path or no :scheme"
             elif target != "*" and target[0] != "/" and scheme in ("http", "https"):
                 problem = f"invalid :path {target!r}"
+            if problem is None and protocol is not None:
+                # RFC 8441 §4: :protocol goes with CONNECT only (:scheme and
+                # :path present, checked above), and names an upgrade token
+                # (RFC 9110 §7.8). A malformed request otherwise (§8.1.1).
+                if method != "CONNECT":
+                    problem = f"unexpected :protocol with method {str(method)[:20]!r}"
+                elif authority is None:
+                    problem = "extended CONNECT without :authority"
+                elif _method(protocol) is None:
+                    problem = f"invalid :protocol {protocol[:100]!r}"
             if problem is None:
                 # RFC 9113 §8.3.1: the target's host comes from one of them,
                 # and they may not disagree.
@@ -324,6 +341,7 @@ class H2Connection(H2Base):
             -1 if lengths is None else content_length(lengths),
             # RFC 9110 §10.1.1: the client waits for 100 (Continue).
             expect is not None and expect.lower() == "100-continue",
+            protocol,
         )
 
     def _malformed(self, sid: int, problem: str) -> None:

@@ -35,6 +35,8 @@ class Request:
             it is not one number (RFC 9110 §8.6; a 400 then).
         expect_continue: The client sent ``expect: 100-continue`` and waits
             for a 100 (Continue) before the body (RFC 9110 §10.1.1).
+        protocol: ``:protocol`` of an extended CONNECT (RFC 8441 §4:
+            ``"websocket"`` opens a WebSocket on the stream), or None.
     """
 
     __slots__ = (
@@ -46,6 +48,7 @@ class Request:
         "headers",
         "content_length",
         "expect_continue",
+        "protocol",
     )
 
     def __init__(
@@ -58,6 +61,7 @@ class Request:
         headers: list[tuple[str, str]],
         content_length: int = -1,
         expect_continue: bool = False,
+        protocol: str | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.method = method
@@ -67,6 +71,7 @@ class Request:
         self.headers = headers
         self.content_length = content_length
         self.expect_continue = expect_continue
+        self.protocol = protocol
 
     def __repr__(self) -> str:
         return f"Request({self.stream_id}, {self.method!r}, {self.target!r})"

@@ -20,6 +20,7 @@ __all__ = [
     "good_scheme",
     "response_fields",
     "trailer_fields",
+    "tunnel_fields",
 ]
 
 #: Fields that name the connection, not the message: forbidden in HTTP/2
@@ -118,6 +119,13 @@ def response_fields(fields: Iterable[tuple[str, list[str]]]) -> list[tuple[bytes
     except (TypeError, AttributeError, UnicodeEncodeError):
         raise ValueError("header fields must be (str, str) pairs") from None
     return out
+
+
+def tunnel_fields(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The head of a 2xx answer to CONNECT (an extended CONNECT's too, RFC
+    8441 §5): without Content-Length, which RFC 9110 §9.3.6 forbids there
+    (Transfer-Encoding is gone already, see `response_fields`)."""
+    return [field for field in fields if field[0] != b"content-length"]
 
 
 def trailer_fields(fields: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

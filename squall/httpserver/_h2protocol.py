@@ -61,6 +61,7 @@ from squall.httpserver._flow import ReadFlow
 # over; its _closed_future is the done Future of a write to a closed stream.
 from squall.httpserver._h1exchange import _closed_future
 from squall.httpserver._h2stream import _H2Stream
+from squall.httpserver._h2websocket import _H2Tunnel, drain_tunnels, tunnels
 from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import (
     HTTPHeaders,
@@ -262,6 +263,8 @@ class _H2Protocol(asyncio.Protocol):
         # Stop reading too: a client that does not read must not make us
         # produce more (PING and SETTINGS answers, new responses).
         self._reading.pause()
+        for tunnel in tunnels(self):
+            tunnel._set_paused(True)
 
     def resume_writing(self) -> None:
         self._write_paused = False
@@ -270,6 +273,8 @@ class _H2Protocol(asyncio.Protocol):
         for stream in list(self._streams.values()):
             if stream._waiters and self._h2.pending(stream.stream_id) == 0:
                 self._wake(stream)
+            if stream._tunnel is not None:
+                stream._tunnel._set_paused(False)
 
     # -- input --------------------------------------------------------------------------
 
@@ -309,7 +314,11 @@ class _H2Protocol(asyncio.Protocol):
                 elif kind is EndOfStream:
                     assert isinstance(event, EndOfStream)
                     stream = self._streams.get(event.stream_id)
-                    if stream is not None:
+                    if stream is None:
+                        pass
+                    elif stream._tunnel is not None:
+                        stream._tunnel._feed_eof()
+                    else:
                         self._on_end(stream)
                 elif kind is Drained:
                     assert isinstance(event, Drained)
@@ -317,6 +326,8 @@ class _H2Protocol(asyncio.Protocol):
                     stream = self._streams.get(event.stream_id)
                     if stream is None:
                         pass
+                    elif stream._tunnel is not None and stream._tunnel.detached:
+                        stream._tunnel._window_opened()
                     elif stream._phase >= DONE:
                         if not stream._closed:
                             self._complete(stream)  # its END_STREAM went out
@@ -345,8 +356,11 @@ class _H2Protocol(asyncio.Protocol):
                 else:
                     assert isinstance(event, GoAway)
                     # The client is leaving (RFC 9113 §6.8): no new streams;
-                    # the ones in flight are answered, then we close.
+                    # the ones in flight are answered, then we close. Its
+                    # WebSockets go now (RFC 8441 §6: as a TCP reset would).
                     self._closing = True
+                    for tunnel in tunnels(self):
+                        self._reset(tunnel._exchange, ErrorCode.CANCEL)
                     if not self._active:
                         self._abort(linger=True)
             except RemoteProtocolError as exc:
@@ -379,7 +393,8 @@ class _H2Protocol(asyncio.Protocol):
             fields = [("host", authority)] + (rest if len(fields) - len(rest) < 2 else fields)
         start_line = _new_tuple(RequestStartLine, (event.method, event.target, _VERSION))
         headers = HTTPHeaders._from_pairs(fields)
-        self._begin(sid, start_line, headers, now, event.content_length, event.expect_continue)
+        declared = event.content_length
+        self._begin(sid, start_line, headers, now, declared, event.expect_continue, event.protocol)
 
     def _on_upgrade_request(self, req: H1Request) -> None:
         fields = [(n, v) for n, v in req.headers if n.lower() not in _UPGRADE_FIELDS]
@@ -399,9 +414,11 @@ class _H2Protocol(asyncio.Protocol):
         now: float,
         declared: int,
         expect_continue: bool,
+        protocol: Optional[str] = None,
     ) -> Optional[_H2Stream]:
         """Start a request whose Content-Length (``declared``, see
-        `squall._h2.Request.content_length`) and Expect the core read."""
+        `squall._h2.Request.content_length`), Expect and ``:protocol`` (an
+        extended CONNECT's, RFC 8441) the core read."""
         stream = _H2Stream(self, sid, now)
         self._streams[sid] = stream
         self._active += 1
@@ -416,6 +433,9 @@ class _H2Protocol(asyncio.Protocol):
             stream._bodiless = True
         if expect_continue:
             stream._expect_continue = True
+        if protocol is not None:
+            stream.protocol = protocol
+            stream._tunnel = _H2Tunnel(self, stream)
         hosts = headers._as_list.get("Host")
         # The same check as HTTP/1.1's (RFC 9110 §7.2); a client sends the
         # same authority each time: checked once per connection.
@@ -444,6 +464,10 @@ class _H2Protocol(asyncio.Protocol):
             self._block(stream, ret, 0)
         elif stream._expect_continue:
             self._continue(stream)
+        if protocol is not None:
+            # RFC 8441 §5: the head is the whole request; the DATA frames
+            # that follow are the tunnel's (they go to stream._tunnel).
+            self._on_end(stream)
         return stream
 
     def _continue(self, stream: _H2Stream) -> None:
@@ -472,6 +496,9 @@ class _H2Protocol(asyncio.Protocol):
 
     def _on_data(self, event: Data, now: float) -> None:
         stream = self._streams.get(event.stream_id)
+        if stream is not None and stream._tunnel is not None:
+            stream._tunnel._feed(event.data, event.flow_length)
+            return
         if stream is None or stream._delegate is None:
             self._h2.consumed(event.stream_id, event.flow_length)
             return
@@ -639,15 +666,21 @@ class _H2Protocol(asyncio.Protocol):
         return sent
 
     def _send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
+        if not self._queue_body(stream, chunk):
+            return _closed_future(self._loop)
+        return self._ready(stream)
+
+    def _queue_body(self, stream: _H2Stream, chunk: bytes) -> bool:
+        """Hand ``chunk`` to the core (which holds what the windows do not
+        let out); False if the stream is closed there."""
         try:
             sent = self._h2.send_data(stream.stream_id, chunk)
         except LocalProtocolError:
-            return _closed_future(self._loop)
+            return False
         if not sent:
             self._waiting_window.setdefault(stream.stream_id, self._loop.time())
-        if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
-        return self._ready(stream)
+        self._flush_soon()
+        return True
 
     def _ready(self, stream: _H2Stream) -> asyncio.Future[None]:
         """The Future a write returns: done now, or once the bytes can go out."""
@@ -677,6 +710,10 @@ class _H2Protocol(asyncio.Protocol):
 
     def _end_response(self, stream: _H2Stream) -> None:
         sid = stream.stream_id
+        tunnel = stream._tunnel
+        if tunnel is not None and tunnel.accepted:
+            tunnel._open()  # RFC 8441 §5: the 2xx opens the tunnel
+            return
         trailers = stream._trailers_out
         sent = True
         if trailers is not None and not stream._bodiless:
@@ -710,13 +747,15 @@ class _H2Protocol(asyncio.Protocol):
     def _complete(self, stream: _H2Stream) -> None:
         """The response's last frame is out (or the stream is gone)."""
         self._release(stream)
-        if stream._read_done:
+        if stream._read_done and stream._tunnel is None:
             self._retire(stream)
         elif not stream._closed:
             # RFC 9113 §8.1: the response is complete; the rest of the
-            # request body is not wanted.
+            # request body (or a refused tunnel's DATA) is not wanted.
             self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
             self._retire(stream)
+            if stream._tunnel is not None:
+                stream._tunnel._lost(None)  # gives back the window it held
 
     def _release(self, stream: _H2Stream) -> None:
         if stream._counted:
@@ -732,6 +771,11 @@ class _H2Protocol(asyncio.Protocol):
         self._streams.pop(stream.stream_id, None)
         stream._delegate = None
         stream.close_callback = None
+
+    def _flush_soon(self) -> None:
+        """Write what the core has queued, at the end of this feed or on the next turn."""
+        if not self._in_feed and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         handle = self._flush_handle
@@ -781,6 +825,8 @@ class _H2Protocol(asyncio.Protocol):
         if self._notify_closed(stream, delegate) >= DONE:
             self._release(stream)
         # Otherwise it stays counted until its handler finishes.
+        if stream._tunnel is not None:
+            stream._tunnel._lost(exc)
 
     def _notify_closed(self, stream: _H2Stream, delegate: Optional[HTTPMessageDelegate]) -> int:
         """The stream's exchange is gone (see `.Exchange._report_gone`): tell its
@@ -903,6 +949,7 @@ class _H2Protocol(asyncio.Protocol):
         if self._closed:
             return
         self._closing = True
+        drain_tunnels(self)  # their close frames first, then the GOAWAY
         self._h2.goaway(ErrorCode.NO_ERROR)
         self._flush()
         if not self._active:

@@ -25,6 +25,7 @@ from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
 
 if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
+    from squall.httpserver._h2websocket import _H2Tunnel
 
 __all__ = ["_H2Stream"]
 
@@ -57,6 +58,8 @@ class _H2Stream(Exchange):
         "_expect_continue",
         "trailers",
         "_trailers_out",
+        "protocol",
+        "_tunnel",
     )
 
     def __init__(self, proto: _H2Protocol, stream_id: int, now: float) -> None:
@@ -93,6 +96,10 @@ class _H2Stream(Exchange):
         #: the body (HTTP/2 only; None otherwise).
         self.trailers: Optional[HTTPHeaders] = None
         self._trailers_out: Optional[list[tuple[bytes, bytes]]] = None
+        #: The ``:protocol`` of an extended CONNECT (RFC 8441: ``"websocket"``),
+        #: or None; its stream is taken over by `detach` after a 2xx.
+        self.protocol: Optional[str] = None
+        self._tunnel: Optional[_H2Tunnel] = None
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
 
@@ -103,6 +110,9 @@ class _H2Stream(Exchange):
             fields = response_fields(headers._as_list.items())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
+        tunnel = self._tunnel
+        if tunnel is not None:
+            fields = tunnel._head_fields(start_line.code, fields)
         self._head = (start_line.code, fields, chunk)
         return self._proto._queue_head(self)
 
@@ -171,12 +181,20 @@ class _H2Stream(Exchange):
         return self._proto.transport
 
     def detach(self) -> Any:
-        """Not possible on an HTTP/2 stream (other streams share the connection).
+        """Take over the stream of an extended CONNECT answered with a 2xx
+        (RFC 8441: a WebSocket over HTTP/2), as an IOStream whose bytes
+        travel in the stream's DATA frames (`_H2Tunnel`).
 
         Raises:
-            HTTPOutputError: always.
+            HTTPOutputError: any other stream (the connection is shared by
+                other streams; only the stream of an accepted extended
+                CONNECT can be handed over).
+            RuntimeError: already detached.
         """
-        raise HTTPOutputError("an HTTP/2 stream cannot be detached")
+        tunnel = self._tunnel
+        if tunnel is None or not tunnel.accepted or self._phase < DONE:
+            raise HTTPOutputError("an HTTP/2 stream cannot be detached")
+        return tunnel._detach()
 
     def close(self) -> None:
         """Reset the stream (the connection stays open for other streams)."""

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from squall.concurrent import Future
     from squall.httpserver._protocol import _HTTPProtocol
 
-__all__ = ["_TransportStream"]
+__all__ = ["_TransportStream", "take_received"]
 
 _READ = IOLoop.READ
 _WRITE = IOLoop.WRITE
@@ -36,6 +36,17 @@ _WRITE_CHUNK = 256 * 1024
 # The inbox and the read buffer of a stream whose reads go to a receiver
 # (see set_receiver).
 _NO_INBOX = bytearray()
+
+
+def take_received(inbox: bytearray, buf: Union[bytearray, memoryview], eof: bool) -> Optional[int]:
+    """``read_from_fd`` of a stream fed by a protocol: move what ``inbox``
+    holds into ``buf``; 0 at the end (``eof``), None while nothing waits."""
+    if not inbox:
+        return 0 if eof else None
+    n = min(len(buf), len(inbox))
+    buf[:n] = inbox[:n]
+    del inbox[:n]
+    return n
 
 
 def _to_websocket(data: bytes) -> None:
@@ -156,13 +167,7 @@ class _TransportStream(BaseIOStream):
 
     def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
         """Move bytes the protocol received into ``buf``."""
-        inbox = self._inbox
-        if not inbox:
-            return 0 if self._eof else None
-        n = min(len(buf), len(inbox))
-        buf[:n] = inbox[:n]
-        del inbox[:n]
-        return n
+        return take_received(self._inbox, buf, self._eof)
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> Future[None]:
         """Queue ``data`` for writing (see `BaseIOStream.write`).

@@ -85,10 +85,14 @@ def broadcast(
     connection's ``_message_bytes_out`` and ``_wire_bytes_out`` (private
     tallies, kept for Tornado's tests of compression): updating two
     counters per connection would cost as much as the rest of a delivery.
-    WebSockets over HTTP/2 (RFC 8441) are not served by Squall, so every
-    server connection here is an HTTP/1.1 one, or one carried by
-    `~squall.asgi.ASGIAdapter` (which gets the message queued as a
-    ``websocket.send``, unframed).
+    A server connection is an HTTP/1.1 one, a WebSocket over HTTP/2 (RFC
+    8441), or one carried by `~squall.asgi.ASGIAdapter` (which gets the
+    message queued as a ``websocket.send``, unframed). Over HTTP/2 the same
+    frame goes into the stream's DATA frames, in order with the
+    connection's own writes and under the stream's flow control: its
+    output is over the high-water mark when 64 KiB wait for the client's
+    window (or the connection's transport is paused), and it is skipped
+    then.
 
     Args:
         connections: the connections to send to.

@@ -15,7 +15,7 @@ from squall.escape import utf8
 from squall.httputil import responses
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._response import _ResponseHeaders
-from squall.web import RequestHandler
+from squall.web import HTTPError, RequestHandler
 from squall.websocket._idle import (
     _OPEN_KWARGS,
     _PATH_ARGS,
@@ -70,6 +70,10 @@ class WebSocketHandler(RequestHandler, _Peer):
     default).
     """
 
+    #: CONNECT: a WebSocket over HTTP/2 opens with an extended CONNECT
+    #: (RFC 8441), answered by `connect`.
+    SUPPORTED_METHODS = (*RequestHandler.SUPPORTED_METHODS, "CONNECT")
+
     # Once upgraded, the HTTP response methods below raise RuntimeError.
     # A class default and overrides rather than seven methods set on each
     # instance: an idle connection's handler keeps fewer attributes.
@@ -123,17 +127,25 @@ class WebSocketHandler(RequestHandler, _Peer):
         # Section 4.2.1; the order of checks follows the statuses callers see.
         upgrade = headers.get("Upgrade") if fields is None else _joined(fields, "Upgrade")
         if (upgrade or "").lower() != "websocket":
-            self.set_status(400)
-            self.finish('Can "Upgrade" only to "WebSocket".')
-            return
-        connection = (
-            headers.get("Connection") if fields is None else _joined(fields, "Connection")
-        ) or ""
-        connection = connection.lower()
-        if connection != "upgrade" and "upgrade" not in [t.strip() for t in connection.split(",")]:
-            self.set_status(400)
-            self.finish('"Connection" must be "Upgrade".')
-            return
+            # Over HTTP/2 (RFC 8441 §5) the extended CONNECT's :protocol says
+            # it, and there is no Upgrade, Connection or Sec-WebSocket-Key.
+            tunnel = request.method == "CONNECT"
+            if not tunnel or getattr(request.connection, "protocol", None) != "websocket":
+                self.set_status(400)
+                self.finish('Can "Upgrade" only to "WebSocket".')
+                return
+        else:
+            tunnel = False
+            connection = (
+                headers.get("Connection") if fields is None else _joined(fields, "Connection")
+            ) or ""
+            connection = connection.lower()
+            if connection != "upgrade" and "upgrade" not in [
+                t.strip() for t in connection.split(",")
+            ]:
+                self.set_status(400)
+                self.finish('"Connection" must be "Upgrade".')
+                return
         if fields is None:
             origin = headers.get("Origin") or headers.get("Sec-Websocket-Origin")
         else:
@@ -163,6 +175,8 @@ class WebSocketHandler(RequestHandler, _Peer):
                 key = _joined(fields, "Sec-Websocket-Key")
             if (version or "").strip() != _ws.VERSION:
                 key = _ws.check_request(request.method or "", headers)
+            elif tunnel:
+                key = ""  # RFC 8441 §5: no Sec-WebSocket-Key over HTTP/2
             else:
                 key = _ws.check_key(key)
         except _ws.HandshakeError as exc:
@@ -201,7 +215,10 @@ class WebSocketHandler(RequestHandler, _Peer):
                 accepted = _ws.server_accept(offer, options)
                 if accepted is not None:
                     extension_header, extension = accepted
-        self._write_101(key, selected, extension_header)
+        if tunnel:
+            self._write_200(selected, extension_header)
+        else:
+            self._write_101(key, selected, extension_header)
         stream = self.detach()
         self._upgraded = True
         # An idle connection need not keep what the 101 sent (~700 bytes).
@@ -274,6 +291,45 @@ class WebSocketHandler(RequestHandler, _Peer):
             RequestHandler.finish(self)
         else:
             self.finish()
+
+    def _write_200(self, subprotocol: Optional[str], extensions: Optional[str]) -> None:
+        # RFC 8441 §5: a 2xx answers the extended CONNECT, with the
+        # negotiated subprotocol and extensions and none of the 101's
+        # upgrade fields; HTTP/2 leaves out its Content-Length (RFC 9110
+        # §9.3.6). No representation to describe: no Content-Type.
+        self.clear_header("Content-Type")
+        if subprotocol:
+            self.set_header("Sec-WebSocket-Protocol", subprotocol)
+        if extensions:
+            self.set_header("Sec-WebSocket-Extensions", extensions)
+        self.set_status(200)
+        if type(self).finish is _websocket_finish:
+            RequestHandler.finish(self)
+        else:
+            self.finish()
+
+    def connect(self, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        """Answers the extended CONNECT that opens a WebSocket over HTTP/2
+        (RFC 8441) with `get`, as the HTTP/1.1 upgrade is: a subclass's
+        ``get`` (an authentication check, say) runs for both.
+
+        Raises:
+            HTTPError: 405 for a CONNECT that is not an extended one.
+        """
+        if getattr(self.request.connection, "protocol", None) is None:
+            raise HTTPError(405)
+        return self.get(*args, **kwargs)
+
+    def check_xsrf_cookie(self) -> None:
+        """Not for the handshake: `check_origin` checks an extended CONNECT
+        (RFC 8441) as it checks the HTTP/1.1 upgrade's GET."""
+        if self.request.method != "CONNECT":
+            super().check_xsrf_cookie()
+
+    def _check_cross_origin(self) -> None:
+        # As check_xsrf_cookie: check_origin decides for the handshake.
+        if self.request.method != "CONNECT":
+            super()._check_cross_origin()
 
     def get_websocket_protocol(self) -> Optional[WebSocketProtocol13]:
         """The protocol for this request's ``Sec-WebSocket-Version`` (only 13), or None."""

@@ -94,6 +94,10 @@ def _rest(coro: _Coro, yielded: Any) -> Generator[Any, Any, None]:
             except StopIteration:
                 return None
             error = None
+        # `start` cleared the blocking mark of the Future the first step
+        # awaited (see there): the Task wants it set, as the await left it.
+        if getattr(yielded, "_asyncio_future_blocking", None) is False:
+            yielded._asyncio_future_blocking = True
         try:
             # What the coroutine waits on: the Task waits on it in turn.
             yield yielded
@@ -209,6 +213,13 @@ else:
                 raise error
             finally:
                 error = None
+        # A Future marks itself blocking when awaited and refuses a second
+        # await while marked; the Task that receives it clears the mark at
+        # once. Here that Task runs a loop turn later: cleared now, so that
+        # another step may await the same Future meanwhile (two requests
+        # waiting on one event), and set again in `_rest`.
+        if getattr(yielded, "_asyncio_future_blocking", False) is True:
+            yielded._asyncio_future_blocking = False
         cancels = task.cancelling()
         body = _continue(coro, yielded)
         body.send(None)  # to _rest's first yield

@@ -251,3 +251,43 @@ def test_cancel_during_the_first_step_is_kept() -> None:
 
     _run(main())
     assert steps == ["cancelled"]
+
+
+def test_steps_awaiting_one_future_all_go_on() -> None:
+    # A Future refuses a second await while marked blocking by a first one
+    # whose Task has not taken it yet ("await wasn't used with future"):
+    # two requests waiting on one shared future in their first step.
+    got: list[tuple[str, int]] = []
+
+    async def waiter(shared: asyncio.Future[int], name: str) -> None:
+        got.append((name, await shared))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        shared: asyncio.Future[int] = loop.create_future()
+        tasks = [start(loop, waiter(shared, name)) for name in ("a", "b", "c")]
+        plain = asyncio.ensure_future(waiter(shared, "plain"))
+        assert all(task is not None for task in tasks)
+        await asyncio.sleep(0)  # the Tasks take the future before it resolves
+        shared.set_result(7)
+        await asyncio.gather(*(task for task in tasks if task is not None), plain)
+
+    _run(main())
+    assert sorted(got) == [("a", 7), ("b", 7), ("c", 7), ("plain", 7)]
+
+
+def test_steps_awaiting_one_future_resolved_before_their_tasks_run() -> None:
+    got: list[str] = []
+
+    async def waiter(shared: asyncio.Future[str], name: str) -> None:
+        got.append(name + await shared)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        shared: asyncio.Future[str] = loop.create_future()
+        tasks = [start(loop, waiter(shared, name)) for name in ("a", "b")]
+        shared.set_result("!")
+        await asyncio.gather(*(task for task in tasks if task is not None))
+
+    _run(main())
+    assert sorted(got) == ["a!", "b!"]

@@ -34,7 +34,10 @@ the context, so context variables it sets stay with the request.
   nothing can tell: no reference to it is left (nobody kept
   ``current_task()``), no weak reference but the registry's (anyio keys its
   task states by weak reference), no done callback, no cancellation. Any
-  Task an application saw and kept is never handed to another request.
+  Task an application saw and kept is never handed to another request; it
+  ends on the next turn as the request's own Task would (``done()``, its
+  done callbacks run, awaiting it returns). Done callbacks given during a
+  step that suspends stay with the Task that goes on.
   While it is a shell its coroutine is a started placeholder generator (not
   the request's); ``get_name()`` answers the same for the steps it serves.
 """
@@ -112,6 +115,27 @@ def _rest(coro: _Coro, yielded: Any) -> Generator[Any, Any, None]:
 
 async def _continue(coro: _Coro, yielded: Any) -> None:
     await _rest(coro, yielded)
+
+
+def _go_on(
+    task: asyncio.Task[None],
+    body: _Coro,
+    loop: asyncio.AbstractEventLoop,
+    context: contextvars.Context,
+) -> None:
+    """Binds ``task`` to the real loop with ``body``, keeping the done
+    callbacks the first step gave it (``Task.__init__`` drops them)."""
+    callbacks = task._callbacks
+    task.__init__(body, loop=loop, context=context)  # type: ignore[misc]
+    if callbacks:
+        for callback, callback_context in callbacks:
+            task.add_done_callback(callback, context=callback_context)
+
+
+async def _ended() -> None:
+    """The body of a 3.11 Task whose coroutine ended in its first step, but
+    which an application kept or asked to be told about: run on the real
+    loop, it ends the Task as a Task of its own would have ended."""
 
 
 _enter_task = asyncio.tasks._enter_task
@@ -204,6 +228,14 @@ else:
             ):
                 # Nobody kept it or heard from it: the next step's shell.
                 _shells.append(task)
+            else:
+                # Someone holds it, waits on it or gave it a done callback:
+                # it must end as a Task does (done(), callbacks run, awaiters
+                # woken) on the next turn, not stay pending for ever.
+                cancelled = task.cancelling() or isinstance(error, asyncio.CancelledError)
+                _go_on(task, _ended(), loop, context)
+                if cancelled:
+                    task.cancel()
             if error is None:
                 return None
             # (error dropped on the way out: its traceback holds this frame.)
@@ -223,7 +255,7 @@ else:
         cancels = task.cancelling()
         body = _continue(coro, yielded)
         body.send(None)  # to _rest's first yield
-        task.__init__(body, loop=loop, context=context)  # type: ignore[misc]
+        _go_on(task, body, loop, context)
         if cancels:
             task.cancel()
         return task

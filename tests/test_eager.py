@@ -129,9 +129,11 @@ def test_a_cancel_asked_in_a_step_that_finished_does_not_reach_the_next() -> Non
 def test_a_task_given_a_done_callback_is_never_another_steps() -> None:
     called: list[Any] = []
     found: list[bool] = []
+    mine: list[asyncio.Task[Any]] = []
 
     async def adds_callback() -> None:
         task = _me()
+        mine.append(task)
         task.add_done_callback(called.append)
 
     async def finds_callback() -> None:
@@ -143,10 +145,47 @@ def test_a_task_given_a_done_callback_is_never_another_steps() -> None:
         loop = asyncio.get_running_loop()
         assert start(loop, adds_callback()) is None
         assert start(loop, finds_callback()) is None
+        # The task that was given the callback ends as a Task does.
+        await asyncio.wait_for(mine[0], 5)
 
     _run(main())
     assert found == [False]
-    assert called == []  # nor ran a stranger's callback
+    assert called == mine  # its own callback, once; never a stranger's
+
+
+def test_a_done_callback_added_in_a_step_that_suspends_runs_when_it_ends() -> None:
+    called: list[Any] = []
+
+    async def adds_then_waits(event: asyncio.Event) -> None:
+        _me().add_done_callback(called.append)
+        await event.wait()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        task = start(loop, adds_then_waits(event))
+        assert task is not None
+        event.set()
+        await asyncio.wait_for(task, 5)
+        await asyncio.sleep(0)  # done callbacks run on the turn after
+        assert called == [task]
+
+    _run(main())
+
+
+def test_a_kept_task_of_a_step_that_ended_is_done_and_can_be_awaited() -> None:
+    kept: list[asyncio.Task[Any]] = []
+
+    async def keeps() -> None:
+        kept.append(_me())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert start(loop, keeps()) is None
+        await asyncio.wait_for(kept[0], 5)
+        assert kept[0].done() and not kept[0].cancelled()
+
+    _run(main())
 
 
 def test_the_current_task_of_a_step_looks_started() -> None:

@@ -344,6 +344,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "2",
         *subj,
         "/CN=test ca",
+        # Python 3.13's default contexts verify strictly (VERIFY_X509_STRICT):
+        # a CA must say it signs certificates.
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
         cwd=d,
     )
     _openssl(
@@ -359,6 +365,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "/CN=client",
         cwd=d,
     )
+    # And a certificate it signed names its issuer's key and its use.
+    (d / "client.ext").write_text(
+        "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=clientAuth\n"
+    )
     _openssl(
         "x509",
         "-req",
@@ -373,6 +385,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "client.crt",
         "-days",
         "2",
+        "-extfile",
+        "client.ext",
         cwd=d,
     )
     _openssl(

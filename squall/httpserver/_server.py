@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 from squall.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
 from squall.httpserver._context import _CallableAdapter, _HTTPRequestContext, _ProxyAdapter
@@ -378,10 +378,14 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
                 waiter.set_result(None)
 
     def _detached_lost(self, proto: _HTTPProtocol) -> None:
-        self._detached.discard(proto)
-        self._check_drained()
+        detached = self._detached
+        detached.discard(proto)
+        # (Each waiter tested here: a call to _check_drained per closed
+        # WebSocket cost more than the test, issue 22.)
+        if self._drain_waiter is not None:
+            self._check_drained()
         waiter = self._detached_waiter
-        if waiter is not None and not self._detached and not waiter.done():
+        if waiter is not None and not detached and not waiter.done():
             waiter.set_result(None)
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
@@ -440,6 +444,4 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         if self._drain_waiter is not None:
             self._check_drained()
         if self._is_delegate:
-            callback = self.request_callback
-            assert isinstance(callback, HTTPServerConnectionDelegate)
-            callback.on_close(server_conn)
+            cast(HTTPServerConnectionDelegate, self.request_callback).on_close(server_conn)

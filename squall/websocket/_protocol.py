@@ -719,12 +719,17 @@ class WebSocketProtocol13(WebSocketProtocol):
         if conn is None or stream is None or conn.close_sent:
             return
         self._sink = self._plain = None
-        self._uncork()
         try:
             frame = conn.send_close(code, reason)
         except _ws.LocalProtocolError:
             # A code we may not send (1005, say): send an empty close frame.
             frame = conn.send_close(None, None)
+        cork = self._cork
+        if cork is not None:
+            # Inside callbacks (an echoed close, say): after their answers,
+            # in the same write, when the cork is let go (its _uncork).
+            cork.append(frame)
+            return
         if not stream.closed():
             try:
                 stream.write(frame)

@@ -36,7 +36,7 @@ from squall._ws._frames import (
     build_frame,
     parse_close_payload,
 )
-from squall._ws._mask import mask
+from squall._ws._mask import _LOW_BYTES, _REPEAT, mask
 
 __all__ = [
     "CloseReceived",
@@ -57,10 +57,6 @@ _EARLY_CHECK_LIMIT = 65536
 # The 2-byte headers of a server's unfragmented, uncompressed frames under 126 bytes.
 _TEXT_HEADS = [bytes((0x81, n)) for n in range(126)]
 _BINARY_HEADS = [bytes((0x82, n)) for n in range(126)]
-# For unmasking payloads of n < 126 bytes: a 1 every 32 bits over n bytes
-# (rounded up to whole keys), and n bytes of ones.
-_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(126)]
-_LOW_BYTES = [(1 << (8 * n)) - 1 for n in range(126)]
 
 
 def server_message_frame(payload: bytes, binary: bool = False, compressed: bool = False) -> bytes:

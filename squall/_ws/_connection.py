@@ -30,6 +30,7 @@ from squall._ws._deflate import PerMessageDeflate
 from squall._ws._errors import LocalProtocolError, RemoteProtocolError
 from squall._ws._frames import (
     _EMPTY_BUFFER,
+    _VALID_CLOSE_CODES,
     Frame,
     FrameParser,
     build_close_payload,
@@ -57,6 +58,11 @@ _EARLY_CHECK_LIMIT = 65536
 # The 2-byte headers of a server's unfragmented, uncompressed frames under 126 bytes.
 _TEXT_HEADS = [bytes((0x81, n)) for n in range(126)]
 _BINARY_HEADS = [bytes((0x82, n)) for n in range(126)]
+# A server's close frame with a code of RFC 6455's and no reason, by code:
+# what it sends to echo a peer's close (see send_close), made once.
+_SERVER_CLOSES = {
+    code: build_frame(0x8, build_close_payload(code, None)) for code in _VALID_CLOSE_CODES
+}
 
 
 def server_message_frame(payload: bytes, binary: bool = False, compressed: bool = False) -> bytes:
@@ -592,6 +598,12 @@ class WSConnection:
         """
         if self.close_sent:
             return b""
+        if not reason and not self._client and code is not None:
+            frame = _SERVER_CLOSES.get(code)
+            if frame is not None:
+                self.close_sent = True
+                self.wire_bytes_out += len(frame)
+                return frame
         payload = build_close_payload(code, reason)
         self.close_sent = True
         return self._frame(0x8, payload)

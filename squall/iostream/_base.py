@@ -559,7 +559,9 @@ class BaseIOStream(_Reading):
         self._fail_setup_futures()
         # Release the callers' large buffers now rather than when we are collected.
         # (Buffered input stays: reads it can satisfy still succeed after a close.)
-        self._write_buffer.clear()
+        buffer = self._write_buffer
+        if buffer is not NO_WRITES:
+            buffer.clear()
         callback = self._close_callback
         if callback is not None:
             self._close_callback = None

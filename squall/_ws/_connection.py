@@ -311,6 +311,23 @@ class WSConnection:
                 masked=not self._client, allow_rsv1=self._extension is not None
             )
             parser.max_payload = self._frame_limit(self.max_message_size)
+        if (
+            len(data) == 8
+            and data[0] == 0x88
+            and data[1] == 0x82
+            and parser.masked
+            and parser._pos == len(parser._buf)
+        ):
+            # A read that is one masked close frame with a code and no
+            # reason, nothing before it: how a browser leaving the page
+            # ends a connection (1001). Its code, unmasked, without the
+            # frame parser's round (what next_frame and _handle_control
+            # would find; issue 22, the handshake).
+            code = ((data[6] ^ data[2]) << 8) | (data[7] ^ data[3])
+            if code in _VALID_CLOSE_CODES or 3000 <= code <= 4999:
+                parser.wire_bytes += 8
+                self.close_received = True
+                return [CloseReceived(code, "")]
         parser.feed(data)
         events: list[Event] = []
         try:

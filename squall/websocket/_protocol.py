@@ -484,15 +484,15 @@ class WebSocketProtocol13(WebSocketProtocol):
             return self._handle_message(0x9, cast(_ws.Ping, event).payload)
         if kind is _ws.Pong:
             return self._handle_message(0xA, cast(_ws.Pong, event).payload)
-        if kind is _ws.CloseReceived:
+        if type(event) is _ws.CloseReceived:
+            # (Narrowed by its type, not cast(): a call in the pure build.)
             self._close_seen = True
             self._sink = self._plain = None
-            close = cast(_ws.CloseReceived, event)
             if self.close_code is None:
-                self.close_code = close.code
-                self.close_reason = close.reason
+                self.close_code = event.code
+                self.close_reason = event.reason
             # Section 5.5.1: echo the code, then the closing handshake is done.
-            self._send_close(close.code, None)
+            self._send_close(event.code, None)
             self._close_stream()
             return None
         self._close_seen = True

@@ -98,9 +98,17 @@ class WebSocketHandler(RequestHandler, _Peer):
     # Whether the three above are still those (see lazy_arguments).
     _lazy_arguments = True
 
+    # Whether RequestHandler comes right after WebSocketHandler in the
+    # class's MRO: flush (called by every 101's finish) then calls its
+    # method by name, not through super(), whose lookup cost more than the
+    # call (issue 22, the handshake).
+    _base_next = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._lazy_arguments = lazy_arguments(cls)
+        mro = cls.__mro__
+        cls._base_next = mro[mro.index(WebSocketHandler) + 1] is RequestHandler
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Checks the upgrade request and, if valid, runs the WebSocket."""
@@ -383,6 +391,8 @@ class WebSocketHandler(RequestHandler, _Peer):
     def flush(self, include_footers: bool = False) -> Future[None]:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
+        if self._base_next:
+            return RequestHandler.flush(self, include_footers)
         return super().flush(include_footers)
 
     def finish(self, chunk: Union[None, str, bytes, dict[str, Any]] = None) -> Future[None]:

@@ -30,13 +30,14 @@ from squall._ws._deflate import PerMessageDeflate
 from squall._ws._errors import LocalProtocolError, RemoteProtocolError
 from squall._ws._frames import (
     _EMPTY_BUFFER,
+    _VALID_CLOSE_CODES,
     Frame,
     FrameParser,
     build_close_payload,
     build_frame,
     parse_close_payload,
 )
-from squall._ws._mask import mask
+from squall._ws._mask import _LOW_BYTES, _REPEAT, mask
 
 __all__ = [
     "CloseReceived",
@@ -57,10 +58,11 @@ _EARLY_CHECK_LIMIT = 65536
 # The 2-byte headers of a server's unfragmented, uncompressed frames under 126 bytes.
 _TEXT_HEADS = [bytes((0x81, n)) for n in range(126)]
 _BINARY_HEADS = [bytes((0x82, n)) for n in range(126)]
-# For unmasking payloads of n < 126 bytes: a 1 every 32 bits over n bytes
-# (rounded up to whole keys), and n bytes of ones.
-_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(126)]
-_LOW_BYTES = [(1 << (8 * n)) - 1 for n in range(126)]
+# A server's close frame with a code of RFC 6455's and no reason, by code:
+# what it sends to echo a peer's close (see send_close), made once.
+_SERVER_CLOSES = {
+    code: build_frame(0x8, build_close_payload(code, None)) for code in _VALID_CLOSE_CODES
+}
 
 
 def server_message_frame(payload: bytes, binary: bool = False, compressed: bool = False) -> bytes:
@@ -309,6 +311,23 @@ class WSConnection:
                 masked=not self._client, allow_rsv1=self._extension is not None
             )
             parser.max_payload = self._frame_limit(self.max_message_size)
+        if (
+            len(data) == 8
+            and data[0] == 0x88
+            and data[1] == 0x82
+            and parser.masked
+            and parser._pos == len(parser._buf)
+        ):
+            # A read that is one masked close frame with a code and no
+            # reason, nothing before it: how a browser leaving the page
+            # ends a connection (1001). Its code, unmasked, without the
+            # frame parser's round (what next_frame and _handle_control
+            # would find; issue 22, the handshake).
+            code = ((data[6] ^ data[2]) << 8) | (data[7] ^ data[3])
+            if code in _VALID_CLOSE_CODES or 3000 <= code <= 4999:
+                parser.wire_bytes += 8
+                self.close_received = True
+                return [CloseReceived(code, "")]
         parser.feed(data)
         events: list[Event] = []
         try:
@@ -596,6 +615,12 @@ class WSConnection:
         """
         if self.close_sent:
             return b""
+        if not reason and not self._client and code is not None:
+            frame = _SERVER_CLOSES.get(code)
+            if frame is not None:
+                self.close_sent = True
+                self.wire_bytes_out += len(frame)
+                return frame
         payload = build_close_payload(code, reason)
         self.close_sent = True
         return self._frame(0x8, payload)

@@ -181,9 +181,11 @@ class FrameParser:
         end = pos + header + length
         if len(buf) < end:
             return None
-        payload = bytes(buf[pos + header : end])
         if b1 & 0x80:
-            payload = mask(bytes(buf[pos + header - 4 : pos + header]), payload)
+            # (Unmasked from the buffer's slice: no copy of it first.)
+            payload = mask(bytes(buf[pos + header - 4 : pos + header]), buf[pos + header : end])
+        else:
+            payload = bytes(buf[pos + header : end])
         self._pos = end
         self.wire_bytes += header + length
         return Frame(opcode, payload, bool(b0 & 0x80), bool(b0 & 0x40))

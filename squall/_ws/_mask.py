@@ -14,6 +14,12 @@ from __future__ import annotations
 
 __all__ = ["mask"]
 
+# For payloads of n < 126 bytes (every control frame, most messages): a 1
+# every 32 bits over n bytes (rounded up to whole keys), and n bytes of
+# ones: the key, as a little-endian int, times the first repeats it over
+# the payload, in one multiplication.
+_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(126)]
+_LOW_BYTES = [(1 << (8 * n)) - 1 for n in range(126)]
 _IDENTITY = int.from_bytes(bytes(range(256)), "big")
 _INT_LIMIT = 4096
 # The translation table of each key byte, made when first needed (64 KiB at
@@ -47,9 +53,14 @@ def mask(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
     if len(key) != 4:
         raise ValueError(f"a WebSocket mask key is 4 bytes, got {len(key)}")
     n = len(data)
-    if n <= _INT_LIMIT:
+    if n < 126:
         if n == 0:
             return b""
+        return (
+            int.from_bytes(data, "little")
+            ^ (int.from_bytes(key, "little") * _REPEAT[n]) & _LOW_BYTES[n]
+        ).to_bytes(n, "little")
+    if n <= _INT_LIMIT:
         repeated = (key * ((n >> 2) + 1))[:n]
         value = int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")
         return value.to_bytes(n, "little")

@@ -85,7 +85,8 @@ class _TransportStream(BaseIOStream):
         max_buffer_size: Optional[int] = None,
         read_chunk_size: Optional[int] = None,
     ) -> None:
-        super().__init__(max_buffer_size, read_chunk_size)
+        # (Not super(): its lookup costs more than the call, once per WebSocket.)
+        BaseIOStream.__init__(self, max_buffer_size, read_chunk_size)
         self._proto = proto
         self._transport = transport
         self._inbox = bytearray()
@@ -294,7 +295,7 @@ class _TransportStream(BaseIOStream):
         """Close the stream and its transport."""
         # Nothing is registered with the IOLoop; keep the base class from trying.
         self._state = None
-        super().close(exc_info)
+        BaseIOStream.close(self, exc_info)
         # None of these is called once closed (the adopted WebSocket's
         # on_connection_close is scheduled by _signal_closed above); each
         # refers to the stream's owner, a WebSocket protocol that holds the
@@ -306,7 +307,7 @@ class _TransportStream(BaseIOStream):
         self._ws = None
 
     def _signal_closed(self) -> None:
-        super()._signal_closed()
+        BaseIOStream._signal_closed(self)
         ws = self._ws
         if ws is not None:
             aloop = self._aloop

@@ -552,6 +552,23 @@ class BaseIOStream(_Reading):
             raise close_error
 
     def _signal_closed(self) -> None:
+        if self._read_future is not None or self._write_futures or self._connect_future is not None:
+            # (Tested first: most streams close with nothing pending, and
+            # a closed WebSocket's is one per handshake, issue 22.)
+            self._fail_pending()
+        self._fail_setup_futures()
+        # Release the callers' large buffers now rather than when we are collected.
+        # (Buffered input stays: reads it can satisfy still succeed after a close.)
+        buffer = self._write_buffer
+        if buffer is not NO_WRITES:
+            buffer.clear()
+        callback = self._close_callback
+        if callback is not None:
+            self._close_callback = None
+            self.io_loop.add_callback(callback)
+
+    def _fail_pending(self) -> None:
+        """Fail the pending read, writes and connect: the stream closed."""
         futures: list[Future[Any]] = []
         if self._read_future is not None:
             futures.append(self._read_future)
@@ -567,14 +584,6 @@ class BaseIOStream(_Reading):
             if not future.done():
                 future.set_exception(StreamClosedError(real_error=self.error))
                 _mark_retrieved(future)
-        self._fail_setup_futures()
-        # Release the callers' large buffers now rather than when we are collected.
-        # (Buffered input stays: reads it can satisfy still succeed after a close.)
-        self._write_buffer.clear()
-        callback = self._close_callback
-        if callback is not None:
-            self._close_callback = None
-            self.io_loop.add_callback(callback)
 
     def _fail_setup_futures(self) -> None:
         """Fail subclass Futures (like a TLS handshake) when the stream closes."""

@@ -102,9 +102,17 @@ class WebSocketHandler(RequestHandler, _Peer):
     # Whether the three above are still those (see lazy_arguments).
     _lazy_arguments = True
 
+    # Whether RequestHandler comes right after WebSocketHandler in the
+    # class's MRO: flush (called by every 101's finish) then calls its
+    # method by name, not through super(), whose lookup cost more than the
+    # call (issue 22, the handshake).
+    _base_next = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._lazy_arguments = lazy_arguments(cls)
+        mro = cls.__mro__
+        cls._base_next = mro[mro.index(WebSocketHandler) + 1] is RequestHandler
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Checks the upgrade request and, if valid, runs the WebSocket."""
@@ -356,17 +364,22 @@ class WebSocketHandler(RequestHandler, _Peer):
     @property
     def ping_interval(self) -> Optional[float]:
         """The ``websocket_ping_interval`` setting."""
-        return cast(Optional[float], self.settings.get("websocket_ping_interval"))
+        # (No cast(): a call in the pure build, per handshake.)
+        value: Optional[float] = self.settings.get("websocket_ping_interval")
+        return value
 
     @property
     def ping_timeout(self) -> Optional[float]:
         """The ``websocket_ping_timeout`` setting."""
-        return cast(Optional[float], self.settings.get("websocket_ping_timeout"))
+        # (No cast(): a call in the pure build, per handshake.)
+        value: Optional[float] = self.settings.get("websocket_ping_timeout")
+        return value
 
     @property
     def max_message_size(self) -> int:
         """The largest message accepted (``websocket_max_message_size``, 10 MiB by default)."""
-        return cast(int, self.settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE))
+        value: int = self.settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE)
+        return value
 
     # -- HTTP methods, refused after the upgrade
 
@@ -434,6 +447,8 @@ class WebSocketHandler(RequestHandler, _Peer):
     def flush(self, include_footers: bool = False) -> Future[None]:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
+        if self._base_next:
+            return RequestHandler.flush(self, include_footers)
         return super().flush(include_footers)
 
     def finish(self, chunk: Union[None, str, bytes, dict[str, Any]] = None) -> Future[None]:

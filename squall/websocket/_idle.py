@@ -126,9 +126,14 @@ def _pack(headers: HTTPHeaders) -> None:
                 if len(name) == 1 and name < " ":
                     return  # not a token (written into the fields directly)
                 code = name
-            for value in values:
+            if len(values) == 1:
+                # (The usual field: no loop over its values.)
                 append(code)
-                append(value)
+                append(values[0])
+            else:
+                for value in values:
+                    append(code)
+                    append(value)
         packed = _SEPARATOR.join(parts)
     except TypeError:
         return  # a name or a value that is not a str

@@ -484,15 +484,15 @@ class WebSocketProtocol13(WebSocketProtocol):
             return self._handle_message(0x9, cast(_ws.Ping, event).payload)
         if kind is _ws.Pong:
             return self._handle_message(0xA, cast(_ws.Pong, event).payload)
-        if kind is _ws.CloseReceived:
+        if type(event) is _ws.CloseReceived:
+            # (Narrowed by its type, not cast(): a call in the pure build.)
             self._close_seen = True
             self._sink = self._plain = None
-            close = cast(_ws.CloseReceived, event)
             if self.close_code is None:
-                self.close_code = close.code
-                self.close_reason = close.reason
+                self.close_code = event.code
+                self.close_reason = event.reason
             # Section 5.5.1: echo the code, then the closing handshake is done.
-            self._send_close(close.code, None)
+            self._send_close(event.code, None)
             self._close_stream()
             return None
         self._close_seen = True
@@ -719,12 +719,17 @@ class WebSocketProtocol13(WebSocketProtocol):
         if conn is None or stream is None or conn.close_sent:
             return
         self._sink = self._plain = None
-        self._uncork()
         try:
             frame = conn.send_close(code, reason)
         except _ws.LocalProtocolError:
             # A code we may not send (1005, say): send an empty close frame.
             frame = conn.send_close(None, None)
+        cork = self._cork
+        if cork is not None:
+            # Inside callbacks (an echoed close, say): after their answers,
+            # in the same write, when the cork is let go (its _uncork).
+            cork.append(frame)
+            return
         if not stream.closed():
             try:
                 stream.write(frame)

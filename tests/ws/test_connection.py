@@ -143,6 +143,35 @@ def test_close_handshake_initiated_by_peer() -> None:
     assert srv.send_close(1000) == b""
 
 
+@pytest.mark.parametrize("code", [1000, 1001, 1011, 3000, 4999, 999, 1004, 1005, 1006, 2999, 5000])
+def test_a_lone_close_frame_with_a_code_reads_as_one_parsed_in_pieces(code: int) -> None:
+    # A read that is exactly one masked close frame with a 2-byte payload
+    # (a browser leaving the page) has a short way through receive_data;
+    # it must give what the frame parser gives when the same bytes come in
+    # two reads, invalid codes (a protocol failure) included.
+    frame = client_frame(0x8, struct.pack("!H", code))
+    assert len(frame) == 8
+    whole, pieces = server(), server()
+    got = whole.receive_data(frame)
+    expected = pieces.receive_data(frame[:3]) + pieces.receive_data(frame[3:])
+    assert got == expected and len(got) == 1
+    if 1000 <= code <= 4999 and code not in (1004, 1005, 1006) and not 1015 <= code < 3000:
+        assert got == [CloseReceived(code, "")]
+    else:
+        assert type(got[0]) is ProtocolFailed
+    assert whole.wire_bytes_in == pieces.wire_bytes_in
+    assert whole.close_received and pieces.close_received
+    assert whole.receive_data(frame) == []
+    # After other bytes, or on the client side, the frame parser reads it.
+    later = server()
+    assert later.receive_data(client_frame(0x1, b"hi") + frame) == [
+        Message("hi"),
+        *expected,
+    ]
+    client = WSConnection(client=True)
+    assert type(client.receive_data(frame)[0]) is ProtocolFailed  # masked, from a server
+
+
 def test_close_handshake_initiated_by_us() -> None:
     client = WSConnection(client=True, mask_key_source=fixed_key)
     client.send_close(1000, "done")

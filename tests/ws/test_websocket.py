@@ -170,6 +170,20 @@ class Limited(Echo):
         return 100
 
 
+class FlushSeen(RequestHandler):
+    """A mixin after WebSocketHandler in the MRO: its flush is reached through super()."""
+
+    flushes: list[int] = []
+
+    def flush(self, include_footers: bool = False) -> Future[None]:
+        self.flushes.append(self.get_status())
+        return super().flush(include_footers)
+
+
+class MixedIn(Echo, FlushSeen):
+    pass
+
+
 class WebSocketEndToEnd(AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.rec = Recorder()
@@ -190,6 +204,7 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
                 ("/plain", Plain),
                 ("/failing_open", FailingOpen, args),
                 ("/error_after_upgrade", ErrorAfterUpgrade, args),
+                ("/mixed_in", MixedIn, args),
             ]
         )
 
@@ -215,6 +230,17 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         self.assertEqual(await ws.read_message(), big)
         self.assertIsNone(ws.selected_subprotocol)
         self.assertEqual(ws.headers["Upgrade"].lower(), "websocket")
+
+    @gen_test
+    async def test_a_mixin_after_the_handler_class_still_sees_the_101_flushed(self) -> None:
+        # WebSocketHandler.flush calls RequestHandler's by name only when
+        # RequestHandler comes next in the class's MRO.
+        assert Echo._base_next and not MixedIn._base_next
+        FlushSeen.flushes.clear()
+        ws = await self.connect("/mixed_in")
+        await ws.write_message("hi")
+        self.assertEqual(await ws.read_message(), "hi")
+        self.assertEqual(FlushSeen.flushes, [101])
 
     @gen_test
     async def test_reading_resumes_once_the_transport_drains(self) -> None:

@@ -49,7 +49,14 @@ async def start_demo(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
-    line = (await process.stdout.readline()).decode()
+    try:
+        line = (await process.stdout.readline()).decode()
+    except BaseException:
+        # A deadline (the test's wait_for) cancels the read: the child must
+        # still be ended and reaped before the loop closes, or it outlives the
+        # test and its transports are collected open.
+        await stop(process)
+        raise
     found = re.search(pattern, line)
     if found is None:
         await stop(process)
@@ -58,6 +65,16 @@ async def start_demo(
 
 
 async def stop(process: asyncio.subprocess.Process) -> None:
+    """Ends the child and reads its output to the end.
+
+    Reading to EOF is what lets the pipe transport close: the wait for the exit
+    returns only once every pipe is closed, and a reader paused on a full
+    buffer never sees EOF. A child that ignores SIGTERM is killed.
+    """
     if process.returncode is None:
         process.terminate()
-    await process.wait()
+    try:
+        await asyncio.wait_for(process.communicate(), LIMIT)
+    except TimeoutError:
+        process.kill()
+        await process.communicate()

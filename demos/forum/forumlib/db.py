@@ -193,8 +193,14 @@ class Database:
             return self
         async with self._lock:
             if not self._ready:
-                await self._connect()
-                await self._migrate()
+                try:
+                    await self._connect()
+                    await self._migrate()
+                except BaseException:
+                    # A start that failed or was cancelled (its request given
+                    # up) must not keep a connection nobody will close.
+                    await self.close()
+                    raise
                 self._ready = True
                 self._closer = asyncio.ensure_future(self._close_with_loop())
         return self

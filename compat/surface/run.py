@@ -2,6 +2,7 @@
 
     python compat/surface/run.py --tornado-python PATH     # (make surface)
     python compat/surface/run.py --snapshot-only          # compare with the checked-in snapshot
+    python compat/surface/run.py --snapshot-only --prune  # and drop listed differences now gone
 
 Runs probe.py with Tornado's interpreter (a venv with tornado==6.6.1; it
 refreshes ``tornado-6.6.1.json``, the snapshot that tests/test_surface.py
@@ -193,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot-only", action="store_true", help="use the checked-in snapshot")
     parser.add_argument("--show", action="store_true", help="print every difference")
     parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove from known.json the listed differences that are gone (after a fix lands)",
+    )
+    parser.add_argument(
         "--write-homes",
         action="store_true",
         help=f"regenerate {HOMES.relative_to(REPO)} from the snapshot (squall.compat reads it)",
@@ -217,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {'   ' if key in known else 'NEW'} {key}: {diffs[key]}")
     for key in sorted(new):
         print(f"not listed in known.json: {key}: {new[key]}")
+    if args.prune and gone:
+        data = json.loads(KNOWN.read_text())
+        for key in gone:
+            del data[key]
+        KNOWN.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        print(f"removed {len(gone)} entries that no longer differ from {KNOWN.name}")
+        gone = []
     for key in gone:
         print(f"listed in known.json but no longer differs (remove it): {key}")
     return 1 if new or gone else 0

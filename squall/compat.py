@@ -756,7 +756,11 @@ def _alias_command(option: str) -> int:
         except (RuntimeError, OSError) as exc:
             print(f"python -m squall.compat: error: {exc}", file=sys.stderr)
             return 1
-        print(f"wrote {path}: `import tornado` now gives Squall in {sys.prefix}")
+        print(
+            f"wrote {path}: `import tornado` now gives Squall in {sys.prefix}, "
+            f"and pip sees {_dist_info_name()[: -len('.dist-info')]} provided by Squall "
+            "(`pip uninstall tornado` or --uninstall-alias removes both)"
+        )
         return 0
     removed = uninstall_alias()
     print(f"removed {removed}" if removed else "no alias was installed")

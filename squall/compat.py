@@ -32,8 +32,9 @@ classes and functions it defines take ``__module__ == "tornado.X"``
 module is entered in `sys.modules` under that name, so that post-import
 hooks keyed on ``tornado.*`` names fire. Squall's own submodules of it
 (``squall.web.handler``) become ``tornado.web.handler`` in `sys.modules`
-too. `uninstall` puts Squall's names back; without the alias nothing is
-renamed. While it is installed, ``importlib.metadata.version("tornado")``
+too, and the Squall modules Tornado has that are loaded by then are imported
+under their ``tornado`` names (`_import_companions`). `uninstall` puts
+Squall's names back; without the alias nothing is renamed. While it is installed, ``importlib.metadata.version("tornado")``
 answers `TORNADO_VERSION` (`tornado_distribution`), so instrumentation
 that checks the installed tornado's version (OpenTelemetry's) proceeds.
 
@@ -148,6 +149,7 @@ class _AliasLoader(importlib.abc.Loader):
         if self._own_spec is not None:
             module.__spec__ = self._own_spec
             _offer_homes(module, self.target[len(_TARGET) + 1 :])
+            _import_companions()
 
     def _target_loader(self) -> importlib.abc.InspectLoader:
         spec = importlib.util.find_spec(self.target)
@@ -318,6 +320,35 @@ def _present_as_tornado(module: types.ModuleType, rel: str) -> None:
         for value in list(member.__dict__.values()):
             if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
                 _rename_defined(value, family)
+
+
+_companions = threading.local()
+
+
+def _import_companions() -> None:
+    """Imports, under their ``tornado`` names, the Squall modules Tornado has that are loaded.
+
+    On Tornado, ``import tornado.web`` imports ``tornado.iostream``,
+    ``tornado.httputil`` and the rest of what it uses, each through the
+    import system. Here ``squall.web`` loaded their Squall modules under
+    Squall's names; importing them as ``tornado.X`` now presents them as
+    Tornado would have (``StreamClosedError.__module__ ==
+    "tornado.iostream"`` in an error report) and fires the import hooks
+    waiting for those names. Nothing is imported that was not loaded.
+    """
+    if getattr(_companions, "busy", False):
+        return
+    _companions.busy = True
+    try:
+        for rel in sorted(_TORNADO_MODULES):  # a package before its submodules
+            if f"{_ALIAS}.{rel}" in sys.modules or f"{_TARGET}.{rel}" not in sys.modules:
+                continue
+            try:
+                importlib.import_module(f"{_ALIAS}.{rel}")
+            except ImportError:
+                continue  # not importable as it stands (an extra missing): left as it is
+    finally:
+        _companions.busy = False
 
 
 def _rename_defined(obj: object, family: dict[str, types.ModuleType]) -> None:

@@ -74,11 +74,6 @@ class WebSocketHandler(RequestHandler, _Peer):
     # A class default and overrides rather than seven methods set on each
     # instance: an idle connection's handler keeps fewer attributes.
     _upgraded = False
-    # get() runs at once when the upgrade request is read, and becomes a
-    # Task only if it suspends (an awaiting prepare(), get() override or
-    # open()): most handshakes finish without waiting, and a Task scheduled
-    # for the next loop turn was a fifth of their cost.
-    _eager_methods = True
 
     # The per-connection state starts as these class defaults (no __init__
     # of its own: one Python frame and eight stores fewer per handshake);

@@ -35,16 +35,15 @@ try:
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise _needs_extra(__name__, "pycurl", "curl", _exc) from _exc
 
-import squall
 from squall import gen
 from squall.httpclient import AsyncHTTPClient, HTTPError, HTTPRequest, HTTPResponse
 from squall.httputil import HTTPHeaders
 from squall.ioloop import IOLoop, PeriodicCallback
 from squall.log import app_log, gen_log
+from squall.simple_httpclient._policy import USER_AGENT, check_method_body
 
 __all__ = ["CurlAsyncHTTPClient", "CurlError"]
 
-_USER_AGENT = "Squall/" + squall.version
 _DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 _BAD_HEADER_CHARS = frozenset("\r\n\0")
 
@@ -454,7 +453,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(1000 * request.connect_timeout))
         if request.request_timeout:
             curl.setopt(pycurl.TIMEOUT_MS, int(1000 * request.request_timeout))
-        curl.setopt(pycurl.USERAGENT, _latin1(request.user_agent or _USER_AGENT))
+        curl.setopt(pycurl.USERAGENT, _latin1(request.user_agent or USER_AGENT))
         if request.network_interface:
             curl.setopt(pycurl.INTERFACE, request.network_interface)
         if request.decompress_response:
@@ -538,14 +537,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         body = request.body
         if request.body_producer is not None:
             raise ValueError("body_producer is not supported by curl_httpclient")
-        if not request.allow_nonstandard_methods:
-            body_expected = method in ("POST", "PATCH", "PUT")
-            body_present = body is not None
-            if body_expected != body_present:
-                raise ValueError(
-                    "Body must {}be None for method {} (unless allow_nonstandard_methods "
-                    "is true)".format("not " if body_expected else "", method)
-                )
+        check_method_body(method, body is not None, request.allow_nonstandard_methods)
         if method == "GET" and body is None:
             curl.setopt(pycurl.HTTPGET, 1)
         elif method == "HEAD":

@@ -155,6 +155,10 @@ def _callback_failed(what: str, spec: RequestSpec, exc: BaseException) -> HTTPSt
     return HTTPStreamClosedError("Connection closed")
 
 
+def _ignore(conn: ClientConnection, outcome: Outcome) -> None:
+    pass
+
+
 class Exchange:
     """Sends ``spec`` on ``conn`` and calls ``on_done(conn, outcome)`` once,
     with itself when the response is complete (read ``response``,
@@ -323,7 +327,10 @@ class Exchange:
                 try:
                     event = h1.next_event()
                 except RemoteProtocolError as exc:
-                    raise self._protocol_error(exc) from None
+                    # The core keeps its error (to raise it again); with this
+                    # frame in its traceback it would hold the exchange, and
+                    # the body read so far, in a cycle with the connection.
+                    raise self._protocol_error(exc.with_traceback(None)) from None
                 if event is NEED_DATA:
                     return
                 # Checked by type() (mypy narrows on it; no assert per event).
@@ -486,9 +493,19 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        # The error's traceback holds this exchange (pump's frame) for as
+        # long as the caller keeps the error: the body read so far goes now.
+        self.body = None
+        self.bio = None
+        self.decompressor = None
         conn = self.conn
         conn.close()
-        self.on_done(conn, exc)
+        on_done = self.on_done
+        # And the exchange no longer leads to the fetch, whose callback
+        # leads to the Future that holds the error: no cycle for the
+        # collector to find.
+        self.on_done = _ignore
+        on_done(conn, exc)
 
     def abort(self) -> None:
         """Give up (a timeout): close the connection; ``on_done`` is not called."""

@@ -40,7 +40,13 @@ from squall.httpclient import AsyncHTTPClient, HTTPError, HTTPRequest, HTTPRespo
 from squall.httputil import HTTPHeaders
 from squall.ioloop import IOLoop, PeriodicCallback
 from squall.log import app_log, gen_log
-from squall.simple_httpclient._policy import USER_AGENT, check_method_body
+from squall.simple_httpclient._policy import (
+    CREDENTIAL_FIELDS,
+    REDIRECT_CODES,
+    USER_AGENT,
+    check_method_body,
+    redirected,
+)
 
 __all__ = ["CurlAsyncHTTPClient", "CurlError"]
 
@@ -69,12 +75,19 @@ class _Transfer:
         "stream",
         "received",
         "too_large",
+        "status",
+        "follows",
     )
 
-    def __init__(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
+    def __init__(
+        self,
+        request: HTTPRequest,
+        callback: Callable[[HTTPResponse], None],
+        start: Optional[float] = None,
+    ) -> None:
         self.request = request
         self.callback = callback
-        self.start = time.monotonic()
+        self.start = time.monotonic() if start is None else start
         # The header lines of the last response (a redirect's are dropped).
         self.headers: list[tuple[str, str]] = []
         self.reason = ""
@@ -82,6 +95,20 @@ class _Transfer:
         self.stream: Optional[_CurlStreamingBuffer] = None
         self.received = 0
         self.too_large = False
+        # The status of the response being read.
+        self.status = 0
+        # Redirects are followed here, by the client policy, not by libcurl
+        # (see `CurlAsyncHTTPClient._follows_itself`).
+        self.follows = False
+
+    def superseded(self) -> bool:
+        """Whether the response being read is a redirect we follow (its
+        body is nobody's)."""
+        return (
+            self.follows
+            and self.status in REDIRECT_CODES
+            and any(name.lower() == "location" for name, _ in self.headers)
+        )
 
 
 class _CurlStreamingBuffer:
@@ -191,9 +218,11 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._handle_socket)
         self._curls = [pycurl.Curl() for _ in range(max_clients)]
         self._free_list = list(self._curls)
-        self._requests: collections.deque[tuple[HTTPRequest, Callable[[HTTPResponse], None]]] = (
-            collections.deque()
-        )
+        # Requests waiting for a handle, their callback, and when the fetch
+        # started if this is a redirect we follow.
+        self._requests: collections.deque[
+            tuple[HTTPRequest, Callable[[HTTPResponse], None], Optional[float]]
+        ] = collections.deque()
         self._transfers: dict[Any, _Transfer] = {}
         self._fds: dict[int, int] = {}
         self._timeout: Optional[object] = None
@@ -227,7 +256,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         ):
             # The callback runs from libcurl's transfer loop: it cannot be waited on.
             raise TypeError("curl_httpclient does not support a coroutine streaming_callback")
-        self._requests.append((request, callback))
+        self._requests.append((request, callback, None))
         self._process_queue()
         self._set_timeout(0)
 
@@ -308,9 +337,9 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
 
     def _process_queue(self) -> None:
         while self._free_list and self._requests and not self._closed:
-            request, callback = self._requests.popleft()
+            request, callback, start = self._requests.popleft()
             curl = self._free_list.pop()
-            transfer = _Transfer(request, callback)
+            transfer = _Transfer(request, callback, start)
             try:
                 self._setup(curl, transfer)
             except Exception as exc:
@@ -357,6 +386,11 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             code = error.code
         else:
             code = curl.getinfo(pycurl.HTTP_CODE)
+            if transfer.superseded():
+                # Dropped the handle's callbacks, which refer to this transfer.
+                curl.reset()
+                self._redirect(transfer, headers)
+                return
         # The phases of the transfer, from libcurl's clock (seconds).
         info = {
             "namelookup": curl.getinfo(pycurl.NAMELOOKUP_TIME),
@@ -374,7 +408,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         # Drop the handle's callbacks, which refer to this transfer.
         curl.reset()
         response = HTTPResponse(
-            request=request,
+            request=getattr(request, "original_request", None) or request,
             code=code,
             headers=headers,
             buffer=None if error is not None else buffer,
@@ -390,6 +424,43 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         except Exception:
             app_log.error("Exception in callback %r", transfer.callback, exc_info=True)
 
+    def _follows_itself(self, request: HTTPRequest) -> bool:
+        """Whether the client, not libcurl, follows ``request``'s redirects.
+
+        libcurl keeps a caller's Authorization and Cookie fields from
+        another host, but not Proxy-Authorization: a request carrying any
+        credential field is followed here, by the one policy of every
+        client (`squall.simple_httpclient._policy.redirected`).
+        """
+        if not request.follow_redirects:
+            return False
+        headers = request.headers
+        return any(name in headers for name in CREDENTIAL_FIELDS)
+
+    def _redirect(self, transfer: _Transfer, headers: HTTPHeaders) -> None:
+        request = transfer.request
+        original = getattr(request, "original_request", None) or request
+        if (request.max_redirects or 0) <= 0:
+            # As libcurl says when it follows.
+            error = CurlError(
+                pycurl.E_TOO_MANY_REDIRECTS,
+                f"Maximum ({original.max_redirects or 0}) redirects followed",
+            )
+            response = HTTPResponse(
+                request=original,
+                code=599,
+                error=error,
+                request_time=time.monotonic() - transfer.start,
+                start_time=original.start_time,
+            )
+            try:
+                transfer.callback(response)
+            except Exception:
+                app_log.error("Exception in callback %r", transfer.callback, exc_info=True)
+            return
+        new = redirected(request, transfer.status, headers["Location"], self.defaults, original)
+        self._requests.appendleft((new, transfer.callback, transfer.start))
+
     # -- one request ------------------------------------------------------------
 
     def _header_line(self, transfer: _Transfer, raw: bytes) -> None:
@@ -404,6 +475,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             transfer.headers = []
             parts = line.split(" ", 2)
             transfer.reason = parts[2] if len(parts) > 2 else ""
+            transfer.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         elif not line:
             return
         elif line[0] in " \t" and transfer.headers:
@@ -416,6 +488,8 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
 
     def _write(self, transfer: _Transfer, chunk: bytes) -> int:
         """libcurl's WRITEFUNCTION without a streaming_callback: keep, up to max_body_size."""
+        if transfer.superseded():
+            return len(chunk)
         if transfer.received + len(chunk) > self.max_body_size:
             transfer.too_large = True
             return 0
@@ -438,13 +512,21 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         header_lines = self._header_lines(request)
         curl.setopt(pycurl.HTTPHEADER, header_lines)
         curl.setopt(pycurl.HEADERFUNCTION, functools.partial(self._header_line, transfer))
+        transfer.follows = self._follows_itself(request)
         if request.streaming_callback is not None:
-            transfer.stream = _CurlStreamingBuffer(self, curl, request.streaming_callback)
-            curl.setopt(pycurl.WRITEFUNCTION, transfer.stream.write)
+            stream = transfer.stream = _CurlStreamingBuffer(self, curl, request.streaming_callback)
+            if transfer.follows:
+
+                def write(chunk: bytes) -> int:
+                    return len(chunk) if transfer.superseded() else stream.write(chunk)
+
+                curl.setopt(pycurl.WRITEFUNCTION, write)
+            else:
+                curl.setopt(pycurl.WRITEFUNCTION, stream.write)
         else:
             curl.setopt(pycurl.WRITEFUNCTION, functools.partial(self._write, transfer))
 
-        curl.setopt(pycurl.FOLLOWLOCATION, bool(request.follow_redirects))
+        curl.setopt(pycurl.FOLLOWLOCATION, bool(request.follow_redirects) and not transfer.follows)
         curl.setopt(pycurl.MAXREDIRS, request.max_redirects or 0)
         # Only HTTP(S), also where a redirect points (no file://, ftp://...).
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)

@@ -5,7 +5,7 @@ another origin) and each test asserts what the client must do: free a
 failed body at once, and carry no credentials or stale ``Host`` from one
 origin to another. The redirect rules are one policy
 (``squall/simple_httpclient/_policy.py``), so each test runs against the
-HTTP/1.1 client and the HTTP/2 one (h2c by prior knowledge).
+HTTP/1.1 client, the HTTP/2 one (h2c by prior knowledge) and the curl one.
 """
 
 from __future__ import annotations
@@ -25,7 +25,16 @@ from squall.web import Application, RequestHandler
 
 from ._serve import LOOPS, run, serving
 
-CLIENTS = ["http/1.1", "h2"]
+try:
+    import pycurl
+except ImportError:  # pragma: no cover - pycurl is in the curl extra
+    pycurl = None
+
+CLIENTS = [
+    "http/1.1",
+    "h2",
+    pytest.param("curl", marks=pytest.mark.skipif(pycurl is None, reason="no pycurl")),
+]
 # A body the client must refuse; small, so that the test is quick, but far
 # above what the rest of a fetch allocates.
 LIMIT = 4 * 1024 * 1024
@@ -36,6 +45,10 @@ def make_client(kind: str, **kwargs: Any) -> AsyncHTTPClient:
         from squall.h2client import H2AsyncHTTPClient
 
         return H2AsyncHTTPClient(force_instance=True, http2_prior_knowledge=True, **kwargs)
+    if kind == "curl":
+        from squall.curl_httpclient import CurlAsyncHTTPClient
+
+        return CurlAsyncHTTPClient(force_instance=True, **kwargs)
     return SimpleAsyncHTTPClient(force_instance=True, **kwargs)
 
 
@@ -202,7 +215,7 @@ def test_userinfo_is_not_part_of_the_origin(kind: str) -> None:
     run(lambda: with_origins(kind, test), "asyncio")
 
 
-@pytest.mark.parametrize("kind", CLIENTS)
+@pytest.mark.parametrize("kind", CLIENTS[:2])  # curl_httpclient takes no body_producer
 @pytest.mark.parametrize("status", [301, 302, 303])
 def test_post_redirected_to_get_drops_body_producer_and_framing(kind: str, status: int) -> None:
     # A body_producer request goes over HTTP/1.1 with either client; its

@@ -41,7 +41,6 @@ from squall.httputil import HTTPHeaders
 from squall.ioloop import IOLoop, PeriodicCallback
 from squall.log import app_log, gen_log
 from squall.simple_httpclient._policy import (
-    CREDENTIAL_FIELDS,
     REDIRECT_CODES,
     USER_AGENT,
     check_method_body,
@@ -97,8 +96,7 @@ class _Transfer:
         self.too_large = False
         # The status of the response being read.
         self.status = 0
-        # Redirects are followed here, by the client policy, not by libcurl
-        # (see `CurlAsyncHTTPClient._follows_itself`).
+        # follow_redirects: a redirect is followed by `CurlAsyncHTTPClient`.
         self.follows = False
 
     def superseded(self) -> bool:
@@ -424,19 +422,6 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         except Exception:
             app_log.error("Exception in callback %r", transfer.callback, exc_info=True)
 
-    def _follows_itself(self, request: HTTPRequest) -> bool:
-        """Whether the client, not libcurl, follows ``request``'s redirects.
-
-        libcurl keeps a caller's Authorization and Cookie fields from
-        another host, but not Proxy-Authorization: a request carrying any
-        credential field is followed here, by the one policy of every
-        client (`squall.simple_httpclient._policy.redirected`).
-        """
-        if not request.follow_redirects:
-            return False
-        headers = request.headers
-        return any(name in headers for name in CREDENTIAL_FIELDS)
-
     def _redirect(self, transfer: _Transfer, headers: HTTPHeaders) -> None:
         request = transfer.request
         original = getattr(request, "original_request", None) or request
@@ -512,7 +497,11 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         header_lines = self._header_lines(request)
         curl.setopt(pycurl.HTTPHEADER, header_lines)
         curl.setopt(pycurl.HEADERFUNCTION, functools.partial(self._header_line, transfer))
-        transfer.follows = self._follows_itself(request)
+        # Redirects are followed here, by the policy every client follows
+        # (squall.simple_httpclient._policy), not by libcurl: libcurl sends
+        # a caller's Proxy-Authorization on to another origin, keeps PUT
+        # after a 303, and drops the body of a PUT redirected by 302.
+        transfer.follows = bool(request.follow_redirects)
         if request.streaming_callback is not None:
             stream = transfer.stream = _CurlStreamingBuffer(self, curl, request.streaming_callback)
             if transfer.follows:
@@ -526,11 +515,9 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         else:
             curl.setopt(pycurl.WRITEFUNCTION, functools.partial(self._write, transfer))
 
-        curl.setopt(pycurl.FOLLOWLOCATION, bool(request.follow_redirects) and not transfer.follows)
-        curl.setopt(pycurl.MAXREDIRS, request.max_redirects or 0)
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
         # Only HTTP(S), also where a redirect points (no file://, ftp://...).
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        curl.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         if request.connect_timeout:
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(1000 * request.connect_timeout))
         if request.request_timeout:

@@ -172,9 +172,11 @@ class CurlTest(AsyncHTTPTestCase):
             self.fetch("/redirect?to=/redirect%3Fto%3D/echo", max_redirects=1)
         assert info.value.errno == pycurl.E_TOO_MANY_REDIRECTS
 
-    def test_redirects_of_a_request_with_credentials_follow_the_client_policy(self) -> None:
-        # A Cookie (any credential field) makes the client, not libcurl,
-        # follow: the same outcomes as test_redirects, and the same response.
+    def test_redirects_follow_the_client_policy(self) -> None:
+        # The client, not libcurl, follows (libcurl kept PUT after a 303 and
+        # dropped a PUT's body on a 302): the same-origin Cookie stays, the
+        # response names the caller's request, and neither the buffer nor
+        # the streaming_callback gets the redirect's body.
         cookie = {"Cookie": "c=1"}
         response = self.fetch(
             "/redirect?to=/echo&status=302", method="POST", body="x", headers=cookie
@@ -204,6 +206,10 @@ class CurlTest(AsyncHTTPTestCase):
         assert any(line.startswith("HTTP/1.1 200") for line in lines)
         assert json_decode(b"".join(chunks))["method"] == "GET"
         assert "Location" not in response.headers
+        put = self.fetch("/redirect?to=/echo&status=302", method="PUT", body="p")
+        assert (json_decode(put.body)["method"], json_decode(put.body)["body"]) == ("PUT", "p")
+        put = self.fetch("/redirect?to=/echo&status=303", method="PUT", body="p")
+        assert (json_decode(put.body)["method"], json_decode(put.body)["body"]) == ("GET", "")
 
     def test_basic_and_digest_auth(self) -> None:
         basic = self.fetch("/auth", auth_username="jos\u0065\u0301", auth_password="p\xe9")

@@ -76,6 +76,7 @@ class _Transfer:
         "too_large",
         "status",
         "follows",
+        "superseded",
     )
 
     def __init__(
@@ -98,11 +99,12 @@ class _Transfer:
         self.status = 0
         # follow_redirects: a redirect is followed by `CurlAsyncHTTPClient`.
         self.follows = False
+        # The response being read is such a redirect: its body is nobody's.
+        self.superseded = False
 
-    def superseded(self) -> bool:
-        """Whether the response being read is a redirect we follow (its
-        body is nobody's)."""
-        return (
+    def head_done(self) -> None:
+        """The head of a response is complete: is it a redirect we follow?"""
+        self.superseded = (
             self.follows
             and self.status in REDIRECT_CODES
             and any(name.lower() == "location" for name, _ in self.headers)
@@ -384,7 +386,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             code = error.code
         else:
             code = curl.getinfo(pycurl.HTTP_CODE)
-            if transfer.superseded():
+            if transfer.superseded:
                 # Dropped the handle's callbacks, which refer to this transfer.
                 curl.reset()
                 self._redirect(transfer, headers)
@@ -462,7 +464,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             transfer.reason = parts[2] if len(parts) > 2 else ""
             transfer.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         elif not line:
-            return
+            transfer.head_done()
         elif line[0] in " \t" and transfer.headers:
             # obs-fold (RFC 9112 §5.2): a continuation of the previous field.
             name, value = transfer.headers[-1]
@@ -473,7 +475,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
 
     def _write(self, transfer: _Transfer, chunk: bytes) -> int:
         """libcurl's WRITEFUNCTION without a streaming_callback: keep, up to max_body_size."""
-        if transfer.superseded():
+        if transfer.superseded:
             return len(chunk)
         if transfer.received + len(chunk) > self.max_body_size:
             transfer.too_large = True
@@ -507,7 +509,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             if transfer.follows:
 
                 def write(chunk: bytes) -> int:
-                    return len(chunk) if transfer.superseded() else stream.write(chunk)
+                    return len(chunk) if transfer.superseded else stream.write(chunk)
 
                 curl.setopt(pycurl.WRITEFUNCTION, write)
             else:

@@ -40,6 +40,7 @@ class Config:
     certfile: Optional[str] = None
     keyfile: Optional[str] = None
     http2: bool = False
+    h2c_upgrade: Optional[bool] = None  # None: only when proxy headers are not trusted
     proxy_headers: bool = True
     forwarded_allow_ips: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1"])
     root_path: str = ""
@@ -290,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve HTTP/2: h2 by ALPN with TLS, h2c without [SQUALL_HTTP2]",
     )
     add(
+        "--h2c-upgrade",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --http2 on a plain port, also take 'Upgrade: h2c' (prior knowledge is "
+        "always taken); default: only with --no-proxy-headers, since behind a proxy the "
+        "upgrade would make the proxied connection a tunnel [SQUALL_H2C_UPGRADE]",
+    )
+    add(
         "--proxy-headers",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -497,6 +506,7 @@ _KINDS = {
     "certfile": "str",
     "keyfile": "str",
     "http2": "bool",
+    "h2c_upgrade": "bool",
     "proxy_headers": "bool",
     "forwarded_allow_ips": "list",
     "root_path": "str",

@@ -161,6 +161,9 @@ def build_server(
     extra: dict[str, Any] = {}
     if config.http2:
         extra["http2"] = True
+        # Behind a proxy, an h2c upgrade would tunnel past it (issue 36).
+        upgrade = config.h2c_upgrade
+        extra["h2c_upgrade"] = not config.proxy_headers if upgrade is None else upgrade
     try:
         server = HTTPServer(
             callback,

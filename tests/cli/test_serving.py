@@ -335,3 +335,38 @@ def test_http2_option_turns_http2_on() -> None:
     server, _ = start(sample_apps.make_app(), http2=True)
     assert server._h2_limits is not None
     server.stop()
+
+
+H2C_UPGRADE = (
+    "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    "HTTP2-Settings: AAMAAABkAAQAAP__\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "upgraded"),
+    [
+        # Issue 36, row 1: proxy headers trusted (the default) means behind
+        # a proxy, where an h2c upgrade would tunnel past it.
+        ({}, False),
+        ({"proxy_headers": False}, True),
+        ({"h2c_upgrade": True}, True),
+        ({"proxy_headers": False, "h2c_upgrade": False}, False),
+    ],
+)
+def test_h2c_upgrade_is_off_behind_a_proxy_by_default(
+    options: dict[str, Any], upgraded: bool
+) -> None:
+    pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+    async def body() -> None:
+        server, port = start(sample_apps.make_app(), http2=True, **options)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET / HTTP/1.1\r\nHost: t\r\n{H2C_UPGRADE}\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 " if upgraded else b"HTTP/1.1 200 ")
+        writer.close()
+        server.stop()
+        await server.close_all_connections()
+
+    run(body)

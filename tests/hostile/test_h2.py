@@ -316,6 +316,60 @@ class HostileH2Test(AsyncHTTPTestCase):
         )
         assert status.startswith(b"HTTP/1.1 200 ")
 
+    @gen_test
+    async def test_upgrade_whose_connection_omits_http2_settings_stays_http1(self) -> None:
+        # Issue 36, row 1: nginx's WebSocket recipe forwards the client's
+        # Upgrade with "Connection: upgrade". RFC 7540 §3.2: Connection
+        # names HTTP2-Settings too, else this is no h2c upgrade.
+        for connection in (b"upgrade", b"Upgrade, Keep-Alive", b"HTTP2-Settings"):
+            status = await http1_head(
+                self.get_http_port(),
+                b"GET /host HTTP/1.1\r\nHost: x\r\nConnection: " + connection + b"\r\n"
+                b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+            )
+            assert status.startswith(b"HTTP/1.1 200 "), (connection, status)
+
+
+H2C_REQUEST = (
+    b"GET /host HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"
+)
+
+
+class BehindProxyTest(AsyncHTTPTestCase):
+    """Issue 36, row 1: behind a proxy (xheaders), no h2c upgrade by default."""
+
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "xheaders": True}
+
+    @gen_test
+    async def test_h2c_upgrade_is_not_taken_but_prior_knowledge_is(self) -> None:
+        status = await http1_head(self.get_http_port(), H2C_REQUEST)
+        assert status.startswith(b"HTTP/1.1 200 ")
+        # A proxy that parses HTTP/1.1 cannot pass the preface on.
+        client = await RawH2.connect(self.get_http_port())
+        r = send(client, 1, head("/host"))
+        await client.until(lambda: r.ended)
+        assert r.status == 200
+        await client.close()
+
+
+class UpgradeAskedForBehindProxyTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "xheaders": True, "h2c_upgrade": True}
+
+    @gen_test
+    async def test_h2c_upgrade_is_taken_when_asked_for(self) -> None:
+        # Asked for explicitly: the operator's proxy does not forward Upgrade.
+        status = await http1_head(self.get_http_port(), H2C_REQUEST)
+        assert status.startswith(b"HTTP/1.1 101 ")
+
 
 class WithoutHTTP2Test(AsyncHTTPTestCase):
     def get_app(self) -> Application:

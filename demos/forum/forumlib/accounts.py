@@ -52,7 +52,13 @@ def make_throttles(db: Any, settings: dict[str, Any]) -> dict[str, Throttle]:
     """The throttles named by the settings' ``(limit, window seconds)`` pairs."""
     return {
         name: Throttle(db, name, *settings[name])
-        for name in ("login_account_limit", "login_address_limit", "signup_address_limit")
+        for name in (
+            "login_account_limit",
+            "login_address_limit",
+            "signup_address_limit",
+            "post_user_limit",
+        )
+        if settings.get(name)
     }
 
 

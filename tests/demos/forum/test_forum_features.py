@@ -403,3 +403,33 @@ def test_text_colours_meet_wcag_aa_contrast_in_light_and_dark() -> None:
             ratio = contrast(colours[fg], colours[bg])
             assert ratio >= 4.5, (fg, bg, round(ratio, 2), block[:40])
     assert round(contrast("#000000", "#ffffff"), 1) == 21.0
+
+
+def test_a_post_notifies_a_user_once_and_writes_are_throttled(tmp_path: Path, db_url: str) -> None:
+    # Issue 36, row 9: five edits toggling "@bob" sent bob six notifications
+    # for one post, and edits had no rate limit.
+    async def main() -> None:
+        limit = {"post_user_limit": (8, 600.0)}
+        async with forum_server(tmp_path, db_url, **limit) as (_, base), client() as http:
+            ann, bob = Visitor(base, http), Visitor(base, http)
+            await ann.signup("ann")
+            await bob.signup("bob")
+            topic = await ann.new_topic("general", "Ping", "opening")
+            reply, _ = await ann.reply(topic, "hey @bob")
+            for n in range(5):
+                body = "hey" if n % 2 == 0 else "hey @bob"
+                assert (await ann.fetch(f"/p/{reply}/edit", {"body": body})).code == 302
+            listed = (await bob.fetch("/notifications")).body.decode()
+            assert listed.count("mentioned you in") == 1
+            # 7 writes so far (topic, reply, 5 edits): the 8th is the last
+            # this window allows, whichever kind it is.
+            assert (await ann.fetch(f"/p/{reply}/edit", {"body": "last"})).code == 302
+            refused = await ann.fetch(f"/p/{reply}/edit", {"body": "one too many"})
+            assert refused.code == 429
+            assert 0 < int(refused.headers["Retry-After"]) <= 600
+            assert b"too many posts and edits" in refused.body
+            assert (await ann.fetch(f"/t/{topic}", {"body": "a reply"})).code == 429
+            # Per user: bob still writes.
+            assert (await bob.fetch(f"/t/{topic}", {"body": "bob's"})).code == 302
+
+    run(main())

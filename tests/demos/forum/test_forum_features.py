@@ -433,3 +433,18 @@ def test_a_post_notifies_a_user_once_and_writes_are_throttled(tmp_path: Path, db
             assert (await bob.fetch(f"/t/{topic}", {"body": "bob's"})).code == 302
 
     run(main())
+
+
+def test_names_with_direction_or_invisible_characters_are_refused(tmp_path: Path) -> None:
+    # Issue 36, row 10: the name "\u202eevil" showed as "live" (and
+    # "bob\u200b" as "bob"): anyone could pass as another name. How titles
+    # with such characters show is the browser test's (test_forum_browser).
+    async def main() -> None:
+        async with forum_server(tmp_path) as (_, base), client() as http:
+            for name in ("\u202eevil", "bob\u200b", "a\u2067b"):
+                refused = await Visitor(base, http).signup(name)
+                assert refused.code == 400, name
+                assert b"cannot hold control, format or direction" in refused.body
+            assert (await Visitor(base, http).signup("\u05e9\u05dc\u05d5\u05dd")).code == 302
+
+    run(main())

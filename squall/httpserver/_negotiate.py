@@ -78,25 +78,8 @@ class _PrefaceSniffer(_HTTPProtocol):
 
     __slots__ = ()
 
-    # What a connection that did not start with the preface becomes.
-    _then: type[_HTTPProtocol] = _UpgradeSniffer
-
     def data_received(self, data: bytes) -> None:
-        # Bytes held back so far are a prefix of the preface, so they are
-        # known without reading them back.
-        held = self._h1.buffered
-        seen = PREFACE[:held] + data if held else data
-        n = min(len(seen), len(PREFACE))
-        transport = self.transport
-        if transport is not None and seen[:n] == PREFACE[:n]:
-            self._h1.detach()
-            if n == len(PREFACE):
-                _H2Protocol._take_over(self, transport, seen)
-            else:
-                self._h1.receive_data(seen)  # wait for the rest of the preface
-            return
-        self.__class__ = self._then  # type: ignore[assignment]
-        _HTTPProtocol.data_received(self, data)
+        _sniff(self, data, _UpgradeSniffer)
 
 
 class _PrefaceOnlySniffer(_PrefaceSniffer):
@@ -105,7 +88,33 @@ class _PrefaceOnlySniffer(_PrefaceSniffer):
 
     __slots__ = ()
 
-    _then = _HTTPProtocol
+    def data_received(self, data: bytes) -> None:
+        _sniff(self, data, _HTTPProtocol)
+
+
+def _sniff(proto: _HTTPProtocol, data: bytes, then: type[_HTTPProtocol]) -> None:
+    """A sniffer's read: the preface (HTTP/2), or HTTP/1.1 as ``then``."""
+    if not isinstance(proto, _PrefaceSniffer):
+        # uvloop keeps calling the data_received it took at connection_made
+        # after the class has changed: past the first read, this is HTTP/1.1
+        # (and a later request no longer looked at for a preface or h2c).
+        _HTTPProtocol.data_received(proto, data)
+        return
+    # Bytes held back so far are a prefix of the preface, so they are
+    # known without reading them back.
+    held = proto._h1.buffered
+    seen = PREFACE[:held] + data if held else data
+    n = min(len(seen), len(PREFACE))
+    transport = proto.transport
+    if transport is not None and seen[:n] == PREFACE[:n]:
+        proto._h1.detach()
+        if n == len(PREFACE):
+            _H2Protocol._take_over(proto, transport, seen)
+        else:
+            proto._h1.receive_data(seen)  # wait for the rest of the preface
+        return
+    proto.__class__ = then  # type: ignore[assignment]
+    _HTTPProtocol.data_received(proto, data)
 
 
 def _negotiated_h2(proto: _HTTPProtocol, transport: asyncio.Transport) -> bool:

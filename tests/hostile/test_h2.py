@@ -27,6 +27,7 @@ from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from tests.h2._client import RawH2, Response, http1_head  # noqa: E402
+from tests.hostile._serve import LOOPS, connect, read_response, run, serving  # noqa: E402
 
 WINDOW = 16384
 
@@ -387,3 +388,25 @@ class WithoutHTTP2Test(AsyncHTTPTestCase):
             await client.until_closed()
         assert bytes(client.raw).startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
         await client.close()
+
+
+@pytest.mark.parametrize("h2c_upgrade", [True, False])
+@pytest.mark.parametrize("loop", LOOPS)
+def test_only_a_connections_first_request_may_upgrade(loop: str, h2c_upgrade: bool) -> None:
+    # uvloop keeps calling the data_received it took at connection_made: the
+    # preface sniffer's, after the connection became plain HTTP/1.1. Before,
+    # each later read made the connection a sniffer again (so its next
+    # request could upgrade); with issue 36's first change, it raised.
+    async def main() -> None:
+        async with serving(make_app(), http2=True, h2c_upgrade=h2c_upgrade) as (_, port):
+            reader, writer = await connect(port)
+            try:
+                writer.write(b"GET /host HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert (await read_response(reader))[0] == 200
+                writer.write(H2C_REQUEST)
+                status, _, body = await read_response(reader)
+                assert (status, body) == (200, b"x")
+            finally:
+                writer.close()
+
+    run(main, loop)

@@ -26,6 +26,7 @@ from squall._h2 import ErrorCode, H2Limits  # noqa: E402
 from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
+from tests._clock import LoopClock  # noqa: E402
 from tests.h2._client import RawH2, Response, http1_head  # noqa: E402
 from tests.hostile._serve import LOOPS, connect, read_response, run, serving  # noqa: E402
 
@@ -130,21 +131,34 @@ def records(*names: str, level: int = logging.INFO) -> Iterator[list[logging.Log
 
 
 class SlowReaderTest(AsyncHTTPTestCase):
-    """Issue 23, item 2: a response held by flow control is not idle."""
+    """Issue 23, item 2: a response held by flow control is not idle.
 
-    IDLE = 0.1
-    PAUSE = 0.2  # longer than the idle timeout (and its sweep)
+    The test moves the server's clock (tests/_clock.py): its timeouts are
+    far longer than any stall of a loaded machine, and the pauses step past
+    the idle timeout without waiting for it.
+    """
+
+    IDLE = 30.0
+    SEND_TIMEOUT = 120.0  # longer than a pause: it measures a window held shut
+    PAUSE = 40.0  # longer than the idle timeout (and its sweep)
 
     def get_app(self) -> Application:
         return make_app()
 
     def get_httpserver_options(self) -> dict[str, Any]:
-        # A send timeout shorter than the whole download (and well over a
-        # pause): it measures a window held shut, not a slow one.
-        limits = H2Limits(send_timeout=0.5)
+        limits = H2Limits(send_timeout=self.SEND_TIMEOUT, idle_stream_timeout=self.SEND_TIMEOUT)
         return {"http2": True, "idle_connection_timeout": self.IDLE, "http2_limits": limits}
 
-    @gen_test(timeout=10)
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = LoopClock(self.io_loop.asyncio_loop)  # type: ignore[attr-defined]
+
+    def tearDown(self) -> None:
+        self.clock.close()
+        super().tearDown()
+
+    # The test's deadline is on the same clock: the time advanced, and 10 s.
+    @gen_test(timeout=10 + 4 * PAUSE + 2 * IDLE)
     async def test_response_waiting_for_window_is_not_cut_off_as_idle(self) -> None:
         total = 5 * WINDOW
         client = await RawH2.connect(
@@ -161,13 +175,14 @@ class SlowReaderTest(AsyncHTTPTestCase):
             await client.until(lambda want=want: len(r.body) >= want or r.ended)
             if r.ended:
                 break
-            await asyncio.sleep(self.PAUSE)
+            await self.clock.advance(self.PAUSE)
             client.conn.increment_flow_control_window(WINDOW, stream_id=sid)
             client.conn.increment_flow_control_window(WINDOW)
             client.flush()
         assert (r.status, len(r.body), r.reset) == (200, total, None)
         assert client.goaway is None and not client.closed
         # Once the last byte is out the connection is idle, and closed as such.
+        await self.clock.advance(2 * self.IDLE)
         await client.until_closed()
         assert client.goaway is not None
         assert client.goaway.additional_data == b"idle"

@@ -498,6 +498,10 @@ async def soak(pid: int, port: int, args: argparse.Namespace, mport: int | None)
         print("too few samples for a slope: run longer")
         return 2
     kb_per_1000 = 1000 * slope([s[1] for s in steady], [s[2] for s in steady])
+    # The same over the run's second half: a warm-up that settles (the
+    # allocator's heap reaching its working size) flattens here, a leak not.
+    late = samples[len(samples) // 2 :]
+    late_kb_per_1000 = 1000 * slope([s[1] for s in late], [s[2] for s in late])
     fds_per_min = 60 * slope([s[0] for s in steady], [s[3] for s in steady])
     total = stats["requests"]
     print(f"== {total:,} requests in {args.minutes:g} min ({total / (args.minutes * 60):,.0f}/s)")
@@ -507,7 +511,8 @@ async def soak(pid: int, port: int, args: argparse.Namespace, mport: int | None)
     print(
         f"== RSS {steady[0][2] / 1024:.1f} MB after the warm-up, {samples[-1][2] / 1024:.1f} MB"
         f" at the end (max {max(s[2] for s in samples) / 1024:.1f});"
-        f" slope {kb_per_1000:+.3f} KB per 1,000 requests (limit {args.max_kb_per_1000:g})"
+        f" slope {kb_per_1000:+.3f} KB per 1,000 requests (limit {args.max_kb_per_1000:g});"
+        f" over the second half {late_kb_per_1000:+.3f}"
     )
     if supervisor_rss:
         print(

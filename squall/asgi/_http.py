@@ -514,10 +514,16 @@ class _HTTPCycle(HTTPMessageDelegate):
                     raise ClientDisconnected("the client disconnected") from None
             elif not self._no_body and self._method != "HEAD":
                 read = file.read
-                while True:
-                    chunk = read(_PATHSEND_CHUNK)
+                # The body is the file as long as it was when its length was
+                # announced: bytes appended meanwhile are not sent (beyond the
+                # Content-Length they would reset the HTTP/2 stream, or break
+                # the HTTP/1.1 connection's framing), as sendfile's path does.
+                remaining = size
+                while remaining > 0:
+                    chunk = read(min(_PATHSEND_CHUNK, remaining))
                     if not chunk:
                         break
+                    remaining -= len(chunk)
                     if self._disconnected:
                         raise ClientDisconnected("the client disconnected")
                     written = conn.write(chunk)

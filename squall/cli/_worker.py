@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import random
@@ -17,11 +16,11 @@ from squall.cli._link import WorkerLink
 from squall.cli._logging import flush_access_log
 from squall.cli._options import Config, StartupError, UsageError
 from squall.cli._serving import (
+    ProxyHeaders,
     RequestIds,
     RequestIdTransform,
     ServingDelegate,
     TrustedPeers,
-    proxied,
     request_logger,
     wsgi_logger,
 )
@@ -120,7 +119,11 @@ def build_server(
     elif served.kind == "wsgi":
         callback._log = wsgi_logger(fmt, on_request_done, metrics)
         track_fmt, track_done, track_metrics = None, None, None
-    trusted = TrustedPeers(config.forwarded_allow_ips) if config.proxy_headers else None
+    trusted = (
+        ProxyHeaders(config.proxy_header_style, TrustedPeers(config.forwarded_allow_ips))
+        if config.proxy_headers
+        else None
+    )
     strip_root = config.root_path.rstrip("/") if served.kind != "asgi" else ""
     ids = RequestIds(TrustedPeers(config.forwarded_allow_ips)) if config.request_id else None
     # The response's copy of the id: an Application's transform, else the exchange.
@@ -142,7 +145,7 @@ def build_server(
             # The scope is built with the client and scheme the proxy
             # headers name: no delegate in front (it cost about 8,000
             # instructions a request).
-            callback._proxy = functools.partial(proxied, trusted=trusted)
+            callback._proxy = trusted.resolve
             trusted = None
     serving: Optional[ServingDelegate] = None
     if track or trusted is not None or strip_root or ids is not None:
@@ -161,6 +164,9 @@ def build_server(
     extra: dict[str, Any] = {}
     if config.http2:
         extra["http2"] = True
+        # Behind a proxy, an h2c upgrade would tunnel past it (issue 36).
+        upgrade = config.h2c_upgrade
+        extra["h2c_upgrade"] = not config.proxy_headers if upgrade is None else upgrade
     try:
         server = HTTPServer(
             callback,

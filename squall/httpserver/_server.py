@@ -92,6 +92,12 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             context is told to offer it), on plain ports by prior knowledge
             (the connection starts with the HTTP/2 preface) or by
             ``Upgrade: h2c``. HTTP/1.1 keeps working on the same port.
+        h2c_upgrade: take ``Upgrade: h2c`` on a plain port (with ``http2``).
+            The default (None) is to take it unless ``xheaders`` is set:
+            behind a proxy the upgrade would turn the proxied connection
+            into a tunnel the proxy no longer inspects (RFC 9113 §3.1
+            deprecates it). Prior knowledge (the HTTP/2 preface) is taken
+            either way.
         http2_limits: a `squall._h2.H2Limits` (concurrency, flood rates,
             timeouts); its defaults otherwise.
     """
@@ -119,6 +125,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         write_timeout: Optional[float] = _DEFAULT_WRITE_TIMEOUT,
         http2: bool = False,
         http2_limits: Any = None,
+        h2c_upgrade: Optional[bool] = None,
     ) -> None:
         """Set the server up; the arguments are described on the class."""
         self.request_callback = request_callback
@@ -158,9 +165,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self._h2_select: Optional[Callable[[_HTTPProtocol, asyncio.Transport], bool]] = None
         self._h2_limits: Any = None
         if http2:
-            self._setup_http2(http2_limits)
+            self._setup_http2(http2_limits, not xheaders if h2c_upgrade is None else h2c_upgrade)
 
-    def _setup_http2(self, limits: Any) -> None:
+    def _setup_http2(self, limits: Any, h2c_upgrade: bool) -> None:
         from squall._h2 import H2Limits
         from squall.httpserver import _negotiate
 
@@ -171,8 +178,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         if self._ssl_context is not None:
             self._ssl_context.set_alpn_protocols(["h2", "http/1.1"])
             self._h2_select = _negotiate._negotiated_h2
-        else:
+        elif h2c_upgrade:
             self._protocol_class = _negotiate._PrefaceSniffer
+        else:
+            self._protocol_class = _negotiate._PrefaceOnlySniffer
 
     @classmethod
     def configurable_base(cls) -> type[Configurable]:

@@ -23,6 +23,16 @@ def when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
+class TooFast(squall.web.HTTPError):
+    """429: a throttle's limit is reached; ``retry_after`` seconds until the next."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            429, reason=f"too many posts and edits: try again in {retry_after} seconds"
+        )
+        self.retry_after = retry_after
+
+
 class ForumResponses(squall.web.RequestHandler):
     """Mixed into every handler (pages, static files): the security headers, and
     errors shown as the forum's own styled page."""
@@ -34,6 +44,9 @@ class ForumResponses(squall.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         reason = getattr(exc, "reason", None)
+        if isinstance(exc, TooFast):
+            # (send_error cleared the headers set before the raise.)
+            self.set_header("Retry-After", str(exc.retry_after))
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             # Other workers held SQLite's one write lock longer than busy_timeout:
             # load, not a fault here. RFC 9110 section 15.6.4: 503, come back soon.

@@ -76,11 +76,17 @@ def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:
 # What a request's scope advertises in "extensions" (ASGI 2.4+), shared by
 # the requests of every connection of a kind (applications read it; a
 # connection over TLS gets its own dict, with its "tls" entry).
-_EXTENSIONS_HTTP1: Final[dict[str, Any]] = {"http.response.pathsend": {}}
+# http.response.early_hint: a 103 (RFC 8297) through the connection's
+# write_informational, which an HTTP/1.0 client's declines.
+_EXTENSIONS_HTTP1: Final[dict[str, Any]] = {
+    "http.response.pathsend": {},
+    "http.response.early_hint": {},
+}
 # RFC 9113 §8.1: trailers go in a HEADERS frame that ends the stream.
 _EXTENSIONS_HTTP2: Final[dict[str, Any]] = {
     "http.response.pathsend": {},
     "http.response.trailers": {},
+    "http.response.early_hint": {},
 }
 
 # TLS protocol names (ssl.SSLSocket.version()) to the numbers the "tls"

@@ -66,6 +66,22 @@ def ssl_context(config: Config) -> Optional[ssl.SSLContext]:
     return context
 
 
+def _reload_certificate(config: Config, server: HTTPServer) -> None:
+    """SIGHUP without a supervisor: read ``--certfile``/``--keyfile`` again.
+
+    New connections get the new certificate; open ones keep theirs. A
+    certificate that does not load is logged and the old one serves on.
+    (Under a supervisor, SIGHUP replaces the workers, each of which reads
+    the files as it starts.)
+    """
+    try:
+        server.reload_ssl(ssl_context(config))
+    except (UsageError, OSError, ValueError) as exc:
+        log.error("SIGHUP: the certificate was not reloaded (the old one serves on): %s", exc)
+        return
+    log.info("SIGHUP: certificate reloaded from %s", config.certfile)
+
+
 def build_server(
     config: Config,
     served: Served,
@@ -256,7 +272,10 @@ async def serve(
             )
 
         for sig in supervisor_signals:
-            loop.add_signal_handler(sig, unsupervised, sig)
+            if sig == signal.SIGHUP and config.certfile:
+                loop.add_signal_handler(sig, _reload_certificate, config, server)
+            else:
+                loop.add_signal_handler(sig, unsupervised, sig)
     if link is not None:
         # Under a supervisor: if it dies (SIGKILL, OOM), stop rather than
         # serve on unsupervised.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Optional, Union
 
@@ -18,7 +19,7 @@ from squall.httputil import (
     HTTPServerRequest,
 )
 from squall.iostream import IOStream, SSLIOStream
-from squall.netutil import _listen_backlog
+from squall.netutil import _listen_backlog, ssl_options_to_context
 from squall.tcpserver import TCPServer
 from squall.util import Configurable
 
@@ -157,6 +158,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         # Set for http2: picks HTTP/2 after a TLS handshake (ALPN).
         self._h2_select: Optional[Callable[[_HTTPProtocol, asyncio.Transport], bool]] = None
         self._h2_limits: Any = None
+        # Set by reload_ssl: the context new TLS connections are served with.
+        self._ssl_current: Optional[ssl.SSLContext] = None
+        # Called with reload_ssl's options (the HTTP/3 endpoint reloads its own).
+        self._ssl_reload_hooks: list[Callable[[Any], None]] = []
         if http2:
             self._setup_http2(http2_limits)
 
@@ -173,6 +178,64 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             self._h2_select = _negotiate._negotiated_h2
         else:
             self._protocol_class = _negotiate._PrefaceSniffer
+
+    def reload_ssl(self, ssl_options: Union[dict[str, Any], ssl.SSLContext, None] = None) -> None:
+        """Serves connections accepted from now on with a new TLS context
+        (a renewed certificate, say); connections already open keep theirs.
+
+        The new context is made (its files read) before anything changes, so
+        a certificate that does not load leaves the server as it was. New
+        handshakes switch to it as soon as the client's hello is read (by
+        the serving context's ``sni_callback``: a callback of the new
+        context's own is called after the switch); the listening sockets and
+        the connections in flight are not touched. With ``http2``, the new
+        context is told to offer ``h2`` by ALPN.
+
+        Args:
+            ssl_options: an `ssl.SSLContext`, or a dict as for the
+                constructor. None reads the files of the server's own
+                ``ssl_options`` dict again (after they were replaced on disk).
+
+        Raises:
+            ValueError: the server does not serve TLS, or None was given
+                and the server's ``ssl_options`` is a context (whose files
+                it cannot know).
+            OSError, ssl.SSLError: a certificate or key that does not load.
+        """
+        serving = self._ssl_context
+        if serving is None:
+            raise ValueError("reload_ssl: this server does not serve TLS")
+        if ssl_options is None:
+            ssl_options = self.ssl_options
+            if not isinstance(ssl_options, dict):
+                raise ValueError(
+                    "reload_ssl: the server was given an SSLContext; pass the new context"
+                )
+        context = ssl_options_to_context(ssl_options, server_side=True)
+        if self._h2_limits is not None:
+            context.set_alpn_protocols(["h2", "http/1.1"])
+        for hook in self._ssl_reload_hooks:
+            hook(ssl_options)
+        if context is serving:
+            self._ssl_current = None  # back to the first context: no switch
+            return
+        self._ssl_current = context
+        # The context a connection starts with is the one the listeners and
+        # protocols were given at add_sockets: rather than rebuild those, a
+        # new handshake moves to the current context in its first callback.
+        serving.sni_callback = self._switch_context
+
+    def _switch_context(
+        self, ssl_object: Any, server_name: Optional[str], serving: ssl.SSLContext
+    ) -> Optional[int]:
+        context = self._ssl_current
+        if context is None:
+            return None
+        ssl_object.context = context
+        own = context.sni_callback
+        if own is not None:
+            return own(ssl_object, server_name, context)  # type: ignore[arg-type]
+        return None
 
     @classmethod
     def configurable_base(cls) -> type[Configurable]:

@@ -34,7 +34,13 @@ def _http_date() -> str:
 
 
 # Start-line versions to the scope's "http_version" (RFC 9113 streams say "2").
-_HTTP_VERSIONS: Final = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
+_HTTP_VERSIONS: Final = {
+    "HTTP/1.1": "1.1",
+    "HTTP/1.0": "1.0",
+    "HTTP/2.0": "2",
+    "HTTP/2": "2",
+    "HTTP/3": "3",
+}
 
 # Header names as scopes carry them (lowercased bytes), by HTTPHeaders' name.
 _SCOPE_NAMES: Final[dict[str, bytes]] = {}

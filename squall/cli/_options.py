@@ -40,6 +40,7 @@ class Config:
     certfile: Optional[str] = None
     keyfile: Optional[str] = None
     http2: bool = False
+    http3: bool = False
     proxy_headers: bool = True
     forwarded_allow_ips: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1"])
     root_path: str = ""
@@ -290,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve HTTP/2: h2 by ALPN with TLS, h2c without [SQUALL_HTTP2]",
     )
     add(
+        "--http3",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also serve HTTP/3 over QUIC on UDP at each TLS port, advertised by Alt-Svc; "
+        "needs --certfile/--keyfile and squall[http3] (aioquic) [SQUALL_HTTP3]",
+    )
+    add(
         "--proxy-headers",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -497,6 +505,7 @@ _KINDS = {
     "certfile": "str",
     "keyfile": "str",
     "http2": "bool",
+    "http3": "bool",
     "proxy_headers": "bool",
     "forwarded_allow_ips": "list",
     "root_path": "str",
@@ -587,6 +596,8 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
         config.bind = ["127.0.0.1:8000"]
     if bool(config.certfile) != bool(config.keyfile):
         raise UsageError("--certfile and --keyfile go together: give both or neither")
+    if config.http3 and not config.certfile:
+        raise UsageError("--http3 needs --certfile and --keyfile: QUIC is always TLS")
     if config.reload and config.workers > 1:
         raise UsageError("--reload runs one worker: drop --workers or --reload")
     if config.max_requests_jitter < 0:

@@ -177,6 +177,12 @@ def build_server(
     extra: dict[str, Any] = {}
     if config.http2:
         extra["http2"] = True
+    if config.http3:
+        extra["http3"] = {
+            "certfile": config.certfile,
+            "keyfile": config.keyfile,
+            "password": config.ssl_keyfile_password,
+        }
     try:
         server = HTTPServer(
             callback,
@@ -187,7 +193,12 @@ def build_server(
             **extra,
         )
     except ImportError as exc:
-        raise UsageError(f"--http2: {exc}") from None
+        flag = "--http3" if config.http3 else "--http2"
+        raise UsageError(f"{flag}: {exc}") from None
+    except ValueError as exc:
+        if not config.http3:
+            raise
+        raise UsageError(f"--http3: {exc}") from None
     return server, serving
 
 

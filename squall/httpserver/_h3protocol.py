@@ -30,9 +30,9 @@ import socket
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from aioquic._buffer import Buffer
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
-from aioquic._buffer import Buffer
 from aioquic.buffer import encode_uint_var
 from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection, encode_frame
 from aioquic.h3.connection import ErrorCode as H3Error
@@ -88,18 +88,25 @@ def quic_configuration(options: Any, idle_timeout: float) -> QuicConfiguration:
     return config
 
 
-def _udp_socket(tcp: socket.socket, reuse_port: bool) -> Optional[socket.socket]:
-    """A UDP socket bound where ``tcp`` listens (None for a Unix socket)."""
+def _udp_socket(tcp: socket.socket, reuse_port: bool = True) -> Optional[socket.socket]:
+    """A UDP socket bound where ``tcp`` listens (None for a Unix socket).
+
+    With SO_REUSEPORT, so that each worker of ``squall run`` binds its own
+    at the port the supervisor's TCP listener has (workers inherit the TCP
+    socket, not this one). The kernel picks a worker's socket by a hash of
+    the 4-tuple: a QUIC connection's packets reach the worker that has it
+    as long as the client's address and port stay the same and the set of
+    workers does not change (a worker that leaves or joins moves some
+    clients' packets to a worker that does not know their connection,
+    which then times out; connection migration is not followed either).
+    """
     if tcp.family not in (socket.AF_INET, socket.AF_INET6):
         return None
     udp = socket.socket(tcp.family, socket.SOCK_DGRAM)
     try:
         if tcp.family == socket.AF_INET6:
             udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if reuse_port:
-            # One socket per worker; the kernel hashes the 4-tuple, so the
-            # packets of a connection reach one worker while the client's
-            # address stays the same.
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         udp.bind(tcp.getsockname()[:2])
         udp.setblocking(False)
@@ -176,8 +183,11 @@ class _H3Protocol(QuicConnectionProtocol):
         limits = server._h3_limits
         self.max_streams: int = limits.get("max_concurrent_streams", _DEFAULT_MAX_STREAMS)
         self.max_header_size: int = params.max_header_size or 65536
-        # aioquic has no option for the initial MAX_STREAMS credit it gives.
-        quic._local_max_streams_bidi.value = self.max_streams
+        # aioquic has no option for the initial MAX_STREAMS credit it gives
+        # (its transport parameter): set before the handshake, as both the
+        # limit and what was announced.
+        credit = quic._local_max_streams_bidi
+        credit.value = credit.sent = self.max_streams
         self._h3: Optional[H3Connection] = None
         self._streams: dict[int, _H3Stream] = {}
         self._active = 0
@@ -351,7 +361,7 @@ class _H3Protocol(QuicConnectionProtocol):
             )
             self._quic.stop_stream(sid, H3Error.H3_NO_ERROR)
         except Exception:
-            pass
+            pass  # the stream is gone in aioquic already
         self._release(stream)
         self._flush_soon()
 

@@ -233,11 +233,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         """Serve HTTP/3 on UDP where ``sock`` (a TLS listener) listens."""
         from squall.httpserver._h3protocol import _H3Endpoint, _udp_socket
 
-        try:
-            reuse_port = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
-        except (AttributeError, OSError):
-            reuse_port = False
-        udp = _udp_socket(sock, reuse_port)
+        udp = _udp_socket(sock)
         if udp is None:
             return
         self._h3_sockets.append(udp)

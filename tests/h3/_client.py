@@ -17,7 +17,12 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    QuicEvent,
+    StreamDataReceived,
+    StreamReset,
+)
 
 DEADLINE = 5.0
 
@@ -41,7 +46,9 @@ class H3Client(QuicConnectionProtocol):
         self.responses: dict[int, Response] = {}
         self.events: list[H3Event] = []
         self.terminated: Optional[ConnectionTerminated] = None
-        self.goaway_seen = False
+        # What the server sent on its control stream (3), raw: GOAWAY is
+        # read and dropped by aioquic's H3 layer.
+        self.control = b""
         self._changed: Optional[asyncio.Future[None]] = None
 
     def quic_event_received(self, event: QuicEvent) -> None:
@@ -49,6 +56,8 @@ class H3Client(QuicConnectionProtocol):
             self.terminated = event
         elif isinstance(event, StreamReset):
             self.responses.setdefault(event.stream_id, Response()).reset = event.error_code
+        elif isinstance(event, StreamDataReceived) and event.stream_id == 3:
+            self.control += event.data
         for h3_event in self.h3.handle_event(event):
             self.events.append(h3_event)
             if isinstance(h3_event, HeadersReceived):
@@ -65,8 +74,6 @@ class H3Client(QuicConnectionProtocol):
                 r = self.responses.setdefault(h3_event.stream_id, Response())
                 r.body += h3_event.data
                 r.ended = r.ended or h3_event.stream_ended
-        # GOAWAY: aioquic's H3 layer reads it and drops it; its frame type
-        # (7) on the server's control stream is enough for the tests.
         waiter = self._changed
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

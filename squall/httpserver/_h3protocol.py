@@ -50,6 +50,7 @@ from aioquic.quic.packet import pull_quic_header
 from squall._h1 import H1Limits
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._h3stream import _H3Stream
+from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.httputil._kit import _check_host, _GzipMessageDelegate
 
@@ -261,6 +262,13 @@ class _H3Protocol(QuicConnectionProtocol):
             stream = self._streams.get(event.stream_id)
             if stream is None:
                 return
+            tunnel = stream._tunnel
+            if tunnel is not None:
+                if event.data:
+                    tunnel._feed(event.data)
+                if event.stream_ended:
+                    tunnel._feed_eof()
+                return
             if event.data:
                 self._on_data(stream, event.data)
             if event.stream_ended and not stream._closed:
@@ -303,9 +311,10 @@ class _H3Protocol(QuicConnectionProtocol):
         if size > self.max_header_size:
             self._refuse_request(stream, 431, "header section too large")
             return
-        if protocol is not None or method is None or method == "CONNECT" or not path:
-            # RFC 9220 (WebSocket over HTTP/3) is not served.
-            self._refuse_request(stream, 501 if protocol else 400, "unsupported request")
+        if method is None or not path or (method == "CONNECT") != (protocol is not None):
+            # A plain CONNECT (a proxy's) is not served; :protocol comes
+            # only with CONNECT (RFC 9220 section 3, RFC 8441 section 4).
+            self._refuse_request(stream, 400, "unsupported request")
             return
         if authority is not None:
             rest = [f for f in fields if f[0] != "host"]
@@ -331,6 +340,9 @@ class _H3Protocol(QuicConnectionProtocol):
                 return
         if method == "HEAD":
             stream._bodiless = True
+        if protocol is not None:
+            stream.protocol = protocol
+            stream._tunnel = _H3Tunnel(self, stream)
         delegate = self._start_request(self, stream)
         params = self._params
         if params.decompress:
@@ -343,7 +355,12 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         if ret is not None:
             self._block(stream, ret)
-        if event.stream_ended:
+        if protocol is not None:
+            # The head is the whole request; DATA that follows is the tunnel's.
+            self._on_end(stream)
+            if event.stream_ended and stream._tunnel is not None:
+                stream._tunnel._feed_eof()
+        elif event.stream_ended:
             self._on_end(stream)
 
     def _refuse_request(self, stream: _H3Stream, status: int, message: str) -> None:
@@ -538,6 +555,19 @@ class _H3Protocol(QuicConnectionProtocol):
             self._retire(stream)
         self._flush_soon()
 
+    def _end_tunnel(self, stream: _H3Stream) -> None:
+        """The WebSocket closed its tunnel: FIN after what is queued."""
+        h3 = self._h3
+        assert h3 is not None
+        try:
+            h3.send_data(stream.stream_id, b"", True)
+        except Exception:
+            pass
+        stream._closed = True
+        self._release(stream)
+        self._retire(stream)
+        self._flush_soon()
+
     def _release(self, stream: _H3Stream) -> None:
         if stream._counted:
             stream._counted = False
@@ -574,6 +604,8 @@ class _H3Protocol(QuicConnectionProtocol):
         stream._read_done = True
         if stream._report_gone(delegate) >= 3:
             self._release(stream)
+        if stream._tunnel is not None:
+            stream._tunnel._lost()
 
     def _flush_soon(self) -> None:
         if self._flush_handle is None and not self._gone:
@@ -635,6 +667,7 @@ class _H3Protocol(QuicConnectionProtocol):
         if self._gone or self._closing:
             return
         self._closing = True
+        drain_tunnels(self)  # their close frames first, then the GOAWAY
         self._goaway()
         if not self._active:
             self._close_quic()

@@ -19,6 +19,7 @@ from squall.httputil._exchange import DONE, GONE, IDLE, Exchange, closed_future
 
 if TYPE_CHECKING:
     from squall.httpserver._h3protocol import _H3Protocol
+    from squall.httpserver._h3websocket import _H3Tunnel
 
 __all__ = ["_H3Stream"]
 
@@ -54,6 +55,8 @@ class _H3Stream(Exchange):
         "_started",
         "_inbox",
         "_blocked",
+        "protocol",
+        "_tunnel",
     )
 
     def __init__(self, proto: _H3Protocol, stream_id: int, now: float) -> None:
@@ -72,6 +75,10 @@ class _H3Stream(Exchange):
         # Body pieces (and the end, as None) held while the delegate is busy.
         self._inbox: Optional[list[Optional[bytes]]] = None
         self._blocked = False
+        #: The ``:protocol`` of an extended CONNECT (RFC 9220: ``"websocket"``),
+        #: or None; its stream is taken over by `detach` after a 2xx.
+        self.protocol: Optional[str] = None
+        self._tunnel: Optional[_H3Tunnel] = None
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
 
@@ -81,6 +88,9 @@ class _H3Stream(Exchange):
         fields = _fields(start_line.code, headers)
         if self._closed:
             return closed_future()
+        tunnel = self._tunnel
+        if tunnel is not None:
+            fields = tunnel._head_fields(start_line.code, fields)
         return self._proto._send_head(self, fields, b"" if self._bodiless else chunk)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
@@ -92,8 +102,11 @@ class _H3Stream(Exchange):
 
     def _emit_end(self, phase: int) -> None:
         p = self._proto
+        tunnel = self._tunnel
         if phase == GONE or self._closed:
             p._release(self)
+        elif tunnel is not None and tunnel.accepted:
+            p._flush_soon()  # the 2xx is out; the stream stays open for the tunnel
         elif phase == IDLE:
             # Nothing was written: the stream cannot carry a response.
             p._reset(self, p.INTERNAL_ERROR)
@@ -132,12 +145,18 @@ class _H3Stream(Exchange):
         return self._proto._transport
 
     def detach(self) -> Any:
-        """An HTTP/3 stream cannot be handed over.
+        """Take over the stream of an extended CONNECT answered with a 2xx
+        (RFC 9220: a WebSocket over HTTP/3), as an IOStream whose bytes
+        travel in the stream's DATA frames (`_H3Tunnel`).
 
         Raises:
-            HTTPOutputError: always (WebSocket over HTTP/3, RFC 9220, is not served).
+            HTTPOutputError: any other stream (the connection is shared).
+            RuntimeError: already detached.
         """
-        raise HTTPOutputError("an HTTP/3 stream cannot be detached")
+        tunnel = self._tunnel
+        if tunnel is None or not tunnel.accepted or self._phase < DONE:
+            raise HTTPOutputError("an HTTP/3 stream cannot be detached")
+        return tunnel._detach()
 
     def close(self) -> None:
         """Reset the stream (the connection stays open for other streams)."""

@@ -18,8 +18,14 @@ connection once its streams are done.
 
 aioquic credits flow-control windows as data arrives, not as the
 application takes it: a delegate that returns an awaitable holds the
-body pieces here, bounded by the body limit. Writes are buffered by
-aioquic without a bound of its own; a write's future resolves at once.
+body pieces here, bounded by the body limit. Writes go to aioquic's
+per-stream send buffer; a write's future waits while that buffer holds
+more than `_HIGH_WATER` bytes the client has not acknowledged (so
+``await self.flush()`` waits for a slow client), and a stream whose
+buffer does not move for the server's ``write_timeout`` is reset. A
+connection whose handshake does not complete within the header timeout
+is dropped (QUIC's own idle timeout is the server's idle one, an hour by
+default, far too long for a flood of half-open connections).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
     ConnectionTerminated,
+    HandshakeCompleted,
     ProtocolNegotiated,
     QuicEvent,
     StopSendingReceived,
@@ -53,6 +60,7 @@ from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.httputil._kit import _check_host, _GzipMessageDelegate
+from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
@@ -66,6 +74,8 @@ app_log = logging.getLogger("squall.application")
 _VERSION = "HTTP/3"
 _DEFAULT_MAX_BODY = H1Limits().max_body_size
 _DEFAULT_MAX_STREAMS = 100
+# Unacknowledged bytes a stream's send buffer may hold before its writes wait.
+_HIGH_WATER = 256 * 1024
 _new_tuple = tuple.__new__
 
 
@@ -206,8 +216,15 @@ class _H3Protocol(QuicConnectionProtocol):
         self._closed_waiter: Optional[asyncio.Future[None]] = None
         self._flush_handle: Optional[asyncio.Handle] = None
         self._sweep_handle: Optional[asyncio.TimerHandle] = None
+        # Writes waiting for the client to take a stream's output, by
+        # stream; since when, and how much it held at the last sweep.
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._stalled: dict[int, tuple[float, int]] = {}
         server._connections.add(self)
         self._schedule_sweep()
+        self._handshake_timer: Optional[asyncio.TimerHandle] = self._loop.call_later(
+            params.header_timeout or 10.0, self._handshake_timed_out
+        )
 
     # -- datagrams in ---------------------------------------------------------------
 
@@ -221,6 +238,12 @@ class _H3Protocol(QuicConnectionProtocol):
         super().datagram_received(data, addr)
 
     def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, HandshakeCompleted):
+            timer = self._handshake_timer
+            if timer is not None:
+                self._handshake_timer = None
+                timer.cancel()
+            return
         if isinstance(event, ProtocolNegotiated):
             if event.alpn_protocol in H3_ALPN:
                 self._h3 = H3Connection(self._quic)
@@ -491,6 +514,46 @@ class _H3Protocol(QuicConnectionProtocol):
 
     # -- responses (called by _H3Stream) ----------------------------------------------
 
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        if not self._gone:
+            gen_log.info("HTTP/3: handshake from %s not completed in time; dropped", self.context)
+            self._close_quic()
+
+    def transmit(self) -> None:
+        super().transmit()
+        if self._waiters:
+            # Acknowledgements came in: wake the writes whose stream took them.
+            for sid in list(self._waiters):
+                if self._unacked(sid) <= _HIGH_WATER:
+                    self._stalled.pop(sid, None)
+                    self._wake(sid)
+
+    def _unacked(self, sid: int) -> int:
+        # aioquic keeps a stream's output until it is acknowledged; it has
+        # no public count of it.
+        stream = self._quic._streams.get(sid)
+        return len(stream.sender._buffer) if stream is not None else 0
+
+    def _wake(self, sid: int, exc: Optional[BaseException] = None) -> None:
+        for waiter in self._waiters.pop(sid, ()):
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
+                    waiter.exception()
+
+    def _ready_for(self, stream: _H3Stream) -> asyncio.Future[None]:
+        """What a write returns: done, or a wait while the stream holds too much."""
+        sid = stream.stream_id
+        if self._unacked(sid) <= _HIGH_WATER:
+            return self._ready()
+        waiter = self._loop.create_future()
+        self._waiters.setdefault(sid, []).append(waiter)
+        self._stalled.setdefault(sid, (self._loop.time(), self._unacked(sid)))
+        return waiter
+
     def _ready(self) -> asyncio.Future[None]:
         done = self._done_future
         if done is None:
@@ -511,7 +574,7 @@ class _H3Protocol(QuicConnectionProtocol):
             # The stream is gone in aioquic (reset by the client meanwhile).
             self._lose_stream(stream)
         self._flush_soon()
-        return self._ready()
+        return self._ready_for(stream)
 
     def _send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
         h3 = self._h3
@@ -521,7 +584,7 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             self._lose_stream(stream)
         self._flush_soon()
-        return self._ready()
+        return self._ready_for(stream)
 
     def _send_interim(self, stream: _H3Stream, fields: list[tuple[bytes, bytes]]) -> bool:
         h3 = self._h3
@@ -596,6 +659,9 @@ class _H3Protocol(QuicConnectionProtocol):
         if stream._closed:
             return
         stream._closed = True
+        self._stalled.pop(stream.stream_id, None)
+        if stream.stream_id in self._waiters:
+            self._wake(stream.stream_id, StreamClosedError())
         self._streams.pop(stream.stream_id, None)
         delegate = stream._delegate
         stream._delegate = None
@@ -619,8 +685,11 @@ class _H3Protocol(QuicConnectionProtocol):
     # -- timeouts ---------------------------------------------------------------------
 
     def _schedule_sweep(self) -> None:
-        params = self._params
-        interval = (params.header_timeout or 10.0) / 4
+        interval = self._params.header_timeout or 10.0
+        write_timeout = self._server.write_timeout
+        if write_timeout is not None:
+            interval = min(interval, write_timeout)
+        interval /= 4
         self._sweep_handle = self._loop.call_later(max(interval, 0.01), self._sweep)
 
     def _sweep(self) -> None:
@@ -632,6 +701,23 @@ class _H3Protocol(QuicConnectionProtocol):
         if self._gone:
             return
         now = self._loop.time()
+        write_timeout = self._server.write_timeout
+        for sid, (since, held) in list(self._stalled.items()):
+            unacked = self._unacked(sid)
+            if unacked < held:
+                self._stalled[sid] = (now, unacked)  # slow, not stopped
+            elif write_timeout is not None and now - since > write_timeout:
+                stalled = self._streams.get(sid)
+                gen_log.info(
+                    "HTTP/3 stream %d of %s: the client took nothing for %gs; reset",
+                    sid,
+                    self.context,
+                    write_timeout,
+                )
+                if stalled is not None:
+                    self._reset(stalled, H3Error.H3_REQUEST_CANCELLED)
+                else:
+                    self._stalled.pop(sid, None)
         body_timeout = self._params.body_timeout
         for stream in list(self._streams.values()):
             if stream._read_done or stream._closed or stream._phase >= 3:
@@ -696,10 +782,10 @@ class _H3Protocol(QuicConnectionProtocol):
         if self._gone:
             return
         self._gone = True
-        for handle in (self._sweep_handle, self._flush_handle):
+        for handle in (self._sweep_handle, self._flush_handle, self._handshake_timer):
             if handle is not None:
                 handle.cancel()
-        self._sweep_handle = self._flush_handle = None
+        self._sweep_handle = self._flush_handle = self._handshake_timer = None
         for stream in list(self._streams.values()):
             self._lose_stream(stream)
         self._streams.clear()

@@ -168,6 +168,10 @@ class H3ASGITest(H3TestCase):
         async with h3_client(self.get_http_port()) as client:
             r = await client.fetch("/", method="POST", body=b"z" * 5000)
             assert (r.status, r.body) == (200, b"3 POST 5000")
+        # Over TCP the same app, its head through the Alt-Svc proxy.
+        response = await self.http_client.fetch(self.get_url("/"))
+        assert response.body == b"1.1 GET 0"
+        assert response.headers["Alt-Svc"].startswith('h3=":')
 
 
 class H3WSGITest(H3TestCase):

@@ -88,3 +88,28 @@ class H3WebSocketTest(H3TestCase):
             r = client.responses[sid]
             await client.until(lambda: r.status != 0 or r.reset is not None)
             assert r.status == 400
+
+
+class TCPWebSocketBesideH3Test(H3TestCase):
+    """With http3 on, TCP exchanges go through the Alt-Svc proxy: a
+    WebSocket over HTTP/1.1 (detach through the proxy) still works."""
+
+    def get_app(self) -> Application:
+        return Application([("/ws", Echo)])
+
+    @gen_test
+    async def test_websocket_over_tls_tcp(self) -> None:
+        import ssl
+
+        from squall.httpclient import HTTPRequest
+        from squall.websocket import websocket_connect
+
+        await self.started()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        request = HTTPRequest(f"wss://127.0.0.1:{self.get_http_port()}/ws", ssl_options=ctx)
+        conn = await websocket_connect(request)
+        await conn.write_message("hi")
+        assert await conn.read_message() == "echo hi over HTTP/1.1"
+        conn.close()

@@ -220,6 +220,8 @@ class _H3Protocol(QuicConnectionProtocol):
         # stream; since when, and how much it held at the last sweep.
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._stalled: dict[int, tuple[float, int]] = {}
+        # Since when no request has been in progress (the idle timeout).
+        self._idle_since = self._loop.time()
         server._connections.add(self)
         self._schedule_sweep()
         self._handshake_timer: Optional[asyncio.TimerHandle] = self._loop.call_later(
@@ -635,6 +637,8 @@ class _H3Protocol(QuicConnectionProtocol):
         if stream._counted:
             stream._counted = False
             self._active -= 1
+            if not self._active:
+                self._idle_since = self._loop.time()
             if self._closing and not self._active:
                 self._loop.call_soon(self._close_quic)
 
@@ -686,9 +690,9 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _schedule_sweep(self) -> None:
         interval = self._params.header_timeout or 10.0
-        write_timeout = self._server.write_timeout
-        if write_timeout is not None:
-            interval = min(interval, write_timeout)
+        for timeout in (self._server.write_timeout, self._server.idle_connection_timeout):
+            if timeout is not None:
+                interval = min(interval, timeout)
         interval /= 4
         self._sweep_handle = self._loop.call_later(max(interval, 0.01), self._sweep)
 
@@ -730,6 +734,15 @@ class _H3Protocol(QuicConnectionProtocol):
                     self.context,
                 )
                 self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
+        # HTTPServer's idle_connection_timeout: no request for that long.
+        # (QUIC's own idle timeout counts packets: a client that only
+        # sends PINGs would keep the connection for ever.)
+        idle = self._server.idle_connection_timeout
+        if not self._active and idle is not None and now - self._idle_since > idle:
+            gen_log.debug("HTTP/3 connection of %s idle for %gs; closed", self.context, idle)
+            self._goaway()
+            self._close_quic()
+            return
         self._schedule_sweep()
 
     # -- closing ------------------------------------------------------------------------

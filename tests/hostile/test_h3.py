@@ -143,3 +143,25 @@ def test_handshakes_that_never_complete_are_dropped(loop: str) -> None:
             assert await served_ok(port)
 
     run(main, loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_connection_kept_alive_by_pings_alone_is_closed(loop: str) -> None:
+    async def main() -> None:
+        async with serving(app(), **options(idle_connection_timeout=0.5)) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            async with h3_client(port) as client:
+                r = await client.fetch("/")
+                assert r.body == b"hello"
+                # PINGs keep QUIC's own idle timer from firing; no request
+                # comes, so the server's idle timeout closes the connection.
+                deadline = asyncio.get_running_loop().time() + 5
+                while client._quic._close_event is None:
+                    assert asyncio.get_running_loop().time() < deadline, "not closed"
+                    try:
+                        await asyncio.wait_for(client.ping(), 0.1)
+                    except (TimeoutError, ConnectionError):
+                        pass
+                assert client._quic._close_event.error_code == 0x100  # H3_NO_ERROR
+
+    run(main, loop)

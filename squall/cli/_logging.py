@@ -130,6 +130,12 @@ def setup_logging(level: str, log_config: Optional[str] = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
+    # aioquic (HTTP/3) logs every connection's negotiation and close at INFO
+    # on "quic": one line per client is noise at the server's INFO; its
+    # warnings and errors still show. --log-level debug lets them through.
+    quic = logging.getLogger("quic")
+    if quic.level == logging.NOTSET and LEVELS[level] > logging.DEBUG:
+        quic.setLevel(logging.WARNING)
     access = logging.getLogger("squall.access")
     for old in access.handlers[:]:
         if isinstance(old, AccessHandler):

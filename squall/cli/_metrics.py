@@ -263,7 +263,7 @@ class WorkerMetrics:
         """What to sample: the application (for route names) and its server."""
         self._app = app
         self._server = server
-        for protocol in ("http/1.1", "h2", "websocket"):
+        for protocol in ("http/1.1", "h2", "h3", "websocket"):
             self.connections.labels(protocol).set(0)
 
     def record(self, method: str, handler_class: Any, status: int, seconds: float) -> None:
@@ -318,11 +318,15 @@ class WorkerMetrics:
         server = self._server
         if server is None:
             return
-        h1 = h2 = busy = tunnels = 0
+        h1 = h2 = h3 = busy = tunnels = 0
         for conn in server._connections:
             streams = getattr(conn, "_streams", None)
             if streams is not None:
-                h2 += 1
+                # HTTP/3's connections (QUIC) have a _quic; HTTP/2's do not.
+                if hasattr(conn, "_quic"):
+                    h3 += 1
+                else:
+                    h2 += 1
                 # A WebSocket over HTTP/2 (RFC 8441) holds its stream for as
                 # long as it is open: a connection, not a request in flight.
                 for stream in streams.values():
@@ -337,6 +341,7 @@ class WorkerMetrics:
                     busy += 1
         self.connections.labels("http/1.1").set(h1)
         self.connections.labels("h2").set(h2)
+        self.connections.labels("h3").set(h3)
         self.connections.labels("websocket").set(len(server._detached) + tunnels)
         self.in_flight.set(busy)
 

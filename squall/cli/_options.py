@@ -41,6 +41,7 @@ class Config:
     keyfile: Optional[str] = None
     http2: bool = False
     h2c_upgrade: Optional[bool] = None  # None: only when proxy headers are not trusted
+    http3: bool = False
     proxy_headers: bool = True
     proxy_header_style: str = "x-forwarded"
     forwarded_allow_ips: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1"])
@@ -300,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
         "upgrade would make the proxied connection a tunnel [SQUALL_H2C_UPGRADE]",
     )
     add(
+        "--http3",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also serve HTTP/3 over QUIC on UDP at each TLS port, advertised by Alt-Svc; "
+        "needs --certfile/--keyfile and squall[http3] (aioquic) [SQUALL_HTTP3]",
+    )
+    add(
         "--proxy-headers",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -515,6 +523,7 @@ _KINDS = {
     "keyfile": "str",
     "http2": "bool",
     "h2c_upgrade": "bool",
+    "http3": "bool",
     "proxy_headers": "bool",
     "proxy_header_style": "str",
     "forwarded_allow_ips": "list",
@@ -606,6 +615,8 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
         config.bind = ["127.0.0.1:8000"]
     if bool(config.certfile) != bool(config.keyfile):
         raise UsageError("--certfile and --keyfile go together: give both or neither")
+    if config.http3 and not config.certfile:
+        raise UsageError("--http3 needs --certfile and --keyfile: QUIC is always TLS")
     if config.reload and config.workers > 1:
         raise UsageError("--reload runs one worker: drop --workers or --reload")
     if config.max_requests_jitter < 0:

@@ -336,6 +336,11 @@ class _AppConnection(HTTPConnection):
         self._conn.finish()
         self._exchange._end()
 
+    def write_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        # Declared on HTTPConnection (declining), so not reached through
+        # __getattr__: forwarded to the server's connection here.
+        return self._conn.write_informational(code, headers) is True
+
     @property
     def head_written(self) -> bool:
         return getattr(self._conn, "head_written", True) is not False

@@ -65,6 +65,22 @@ def ssl_context(config: Config) -> Optional[ssl.SSLContext]:
     return context
 
 
+def _reload_certificate(config: Config, server: HTTPServer) -> None:
+    """SIGHUP without a supervisor: read ``--certfile``/``--keyfile`` again.
+
+    New connections get the new certificate; open ones keep theirs. A
+    certificate that does not load is logged and the old one serves on.
+    (Under a supervisor, SIGHUP replaces the workers, each of which reads
+    the files as it starts.)
+    """
+    try:
+        server.reload_ssl(ssl_context(config))
+    except (UsageError, OSError, ValueError) as exc:
+        log.error("SIGHUP: the certificate was not reloaded (the old one serves on): %s", exc)
+        return
+    log.info("SIGHUP: certificate reloaded from %s", config.certfile)
+
+
 def build_server(
     config: Config,
     served: Served,
@@ -167,6 +183,12 @@ def build_server(
         # Behind a proxy, an h2c upgrade would tunnel past it (issue 36).
         upgrade = config.h2c_upgrade
         extra["h2c_upgrade"] = not config.proxy_headers if upgrade is None else upgrade
+    if config.http3:
+        extra["http3"] = {
+            "certfile": config.certfile,
+            "keyfile": config.keyfile,
+            "password": config.ssl_keyfile_password,
+        }
     try:
         server = HTTPServer(
             callback,
@@ -177,7 +199,12 @@ def build_server(
             **extra,
         )
     except ImportError as exc:
-        raise UsageError(f"--http2: {exc}") from None
+        flag = "--http3" if config.http3 else "--http2"
+        raise UsageError(f"{flag}: {exc}") from None
+    except ValueError as exc:
+        if not config.http3:
+            raise
+        raise UsageError(f"--http3: {exc}") from None
     return server, serving
 
 
@@ -262,7 +289,10 @@ async def serve(
             )
 
         for sig in supervisor_signals:
-            loop.add_signal_handler(sig, unsupervised, sig)
+            if sig == signal.SIGHUP and config.certfile:
+                loop.add_signal_handler(sig, _reload_certificate, config, server)
+            else:
+                loop.add_signal_handler(sig, unsupervised, sig)
     if link is not None:
         # Under a supervisor: if it dies (SIGKILL, OOM), stop rather than
         # serve on unsupervised.

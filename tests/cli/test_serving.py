@@ -398,3 +398,31 @@ def test_h2c_upgrade_is_off_behind_a_proxy_by_default(
         await server.close_all_connections()
 
     run(body)
+
+
+class _EarlyHinted(RequestHandler):
+    def get(self) -> None:
+        sent = self.send_early_hints(["</a.css>; rel=preload; as=style"])
+        self.write(f"sent={sent}")
+
+
+@pytest.mark.parametrize("request_id", [False, True])
+def test_early_hints_pass_the_runner(request_id: bool) -> None:
+    # The runner's request.connection (a proxy that follows the response for
+    # the access log) hands the 103 to the server's connection.
+    async def body() -> None:
+        server, port = start(Application([("/", _EarlyHinted)]), request_id=request_id)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = await reader.read()
+            writer.close()
+            interim, _, rest = data.partition(b"\r\n\r\n")
+            assert interim == b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload; as=style"
+            assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert rest.endswith(b"sent=True")
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    run(body)

@@ -194,5 +194,25 @@ def _public_stdlib_name(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     return missing_reference(app, env, node, contnode)
 
 
+def _drop_modules_without_source(app: Any) -> list[Any]:
+    # viewcode lists, on its index of source pages, modules whose source it
+    # could not read (asyncio's C module, builtins) and links to pages it
+    # never writes; run before its collect_pages and forget them.
+    modules = getattr(app.env, "_viewcode_modules", {})
+    for name in [name for name, entry in modules.items() if entry is False]:
+        del modules[name]
+    # Its links back to the documentation go to the page that last mentioned
+    # an object (an alias documented elsewhere: squall.web.url); send them to
+    # the page that documents it under that name.
+    objects = app.env.get_domain("py").objects
+    for entry in modules.values():
+        used, module = entry[2], entry[3]
+        for name in used:
+            if f"{module}.{name}" in objects:
+                used[name] = objects[f"{module}.{name}"].docname
+    return []
+
+
 def setup(app: Any) -> None:
     app.connect("missing-reference", _public_stdlib_name)
+    app.connect("html-collect-pages", _drop_modules_without_source, priority=100)

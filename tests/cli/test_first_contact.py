@@ -116,3 +116,20 @@ def test_compat_reports_a_port_in_use_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"cannot listen on 127.0.0.1:{port}: " in result.stderr, result.stderr
+
+
+def test_general_and_access_log_lines_write_the_time_alike() -> None:
+    import logging
+    import re
+
+    from squall.cli._logging import _Formatter
+    from squall.cli._serving import _Clock
+
+    record = logging.LogRecord("squall.general", logging.INFO, __file__, 1, "hello", None, None)
+    general = re.match(r"\[([^\]]+)\]", _Formatter().format(record))
+    assert general is not None
+
+    def shape(stamp: str) -> str:
+        return re.sub(r"\d", "0", stamp)
+
+    assert shape(general.group(1)) == shape(_Clock.now()) == "0000-00-00T00:00:00.000"

@@ -3,7 +3,8 @@ links, option names keep their double dash, and the front page renders in
 headless Chromium.
 
 ``make docs`` builds docs/_build/html (with ``-n -W``) before the tests run;
-when that build is missing or older than its sources, the fixture builds it.
+when that build is missing or older than its sources, the fixture builds it
+(with the same options, so a reference that does not resolve fails here too).
 ``SQUALL_DOCS_SCREENSHOTS=DIR`` also writes PNGs of three pages into DIR.
 """
 
@@ -45,16 +46,18 @@ def _sources() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def site() -> Path:
-    index = HTML / "index.html"
+    # Sphinx rewrites only the pages that changed: make docs (and this
+    # fixture) touch a stamp after a build.
+    stamp = HTML / ".built"
     newest = max(p.stat().st_mtime for p in _sources())
-    if not index.exists() or index.stat().st_mtime < newest:
+    if not stamp.exists() or stamp.stat().st_mtime < newest:
         subprocess.run(
             [sys.executable, "-m", "sphinx", "-n", "-W", "--keep-going", "-q", "-b", "html"]
             + [str(DOCS), str(HTML)],
             check=True,
             timeout=600,
         )
-        index.touch()
+        stamp.touch()
     return HTML
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -133,3 +134,30 @@ def test_general_and_access_log_lines_write_the_time_alike() -> None:
         return re.sub(r"\d", "0", stamp)
 
     assert shape(general.group(1)) == shape(_Clock.now()) == "0000-00-00T00:00:00.000"
+
+
+def test_a_handler_traceback_under_squall_run_without_uvloop(tmp_path: Path) -> None:
+    from ._proc import Squall, get
+
+    # A uvloop that cannot be imported, as where it is not installed.
+    (tmp_path / "uvloop.py").write_text("raise ImportError('no uvloop here')\n")
+    (tmp_path / "failing_app.py").write_text(
+        "from squall.web import Application, RequestHandler\n"
+        "class Fail(RequestHandler):\n"
+        "    def get(self):\n"
+        "        raise ValueError('the handler failed')\n"
+        "app = Application([(r'/', Fail)])\n"
+    )
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    with Squall(
+        "failing_app:app", "--bind", "127.0.0.1:0", "--app-dir", str(tmp_path), env=env
+    ) as squall:
+        address = squall.address()
+        assert get(address)[0] == 500
+        squall.expect(r"ValueError: the handler failed")
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+    text = "\n".join(squall.seen)
+    assert "Traceback" in text
+    assert "uvloop" not in text
+    assert "During handling of the above exception" not in text

@@ -73,8 +73,10 @@ def check_importable(spec: str, app_dir: str = ".") -> None:
         else:
             # PathFinder looks on disk only: no parent package is imported.
             found_spec = importlib.machinery.PathFinder.find_spec(name, search)
-            if found_spec is None and not found:
-                # A builtin or frozen module, or one a meta path hook provides.
+            if found_spec is None and (not found or found in sys.modules):
+                # A builtin or frozen module, one a meta path hook provides
+                # (an editable install), or one its already imported parent
+                # makes (os.path): the full search imports nothing new here.
                 try:
                     found_spec = importlib.util.find_spec(name)
                 except (ImportError, ValueError):

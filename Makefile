@@ -50,7 +50,8 @@ test: lint typecheck docs pytest
 # docstrings, the `squall run` reference from its argument parser; warnings
 # are errors. Output in docs/_build/html.
 docs: $(STAMP)
-	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -n -W --keep-going -q -b html docs docs/_build/html
+	@touch docs/_build/html/.built  # tests/test_docs_site.py: the build is current
 	@echo "== docs: $$(find docs/_build/html -name '*.html' | wc -l) pages in docs/_build/html"
 
 # The suite against an installed squall rather than this tree's: run from a

@@ -1,9 +1,9 @@
-"""`CurlAsyncHTTPClient`: an `AsyncHTTPClient` over libcurl (``pycurl``).
+"""`CurlAsyncHTTPClient`: an `~squall.httpclient.AsyncHTTPClient` over libcurl (``pycurl``).
 
 Select it with ``AsyncHTTPClient.configure("squall.curl_httpclient.CurlAsyncHTTPClient")``
 or make one directly. libcurl's multi interface runs on the IOLoop: libcurl
 names the sockets to watch and the timer to set, the IOLoop tells it when
-they are ready. Every `HTTPRequest` option that applies is honoured,
+they are ready. Every `~squall.httpclient.HTTPRequest` option that applies is honoured,
 including proxies (``proxy_host`` ..., basic or digest), ``network_interface``,
 digest authentication and ``prepare_curl_callback`` (called with the
 ``pycurl.Curl`` handle last, to set anything else).
@@ -189,13 +189,13 @@ class _CurlStreamingBuffer:
 
 
 class CurlAsyncHTTPClient(AsyncHTTPClient):
-    """An `AsyncHTTPClient` over libcurl.
+    """An `~squall.httpclient.AsyncHTTPClient` over libcurl.
 
-    Arguments are given to the constructor or `AsyncHTTPClient.configure`.
+    Arguments are given to the constructor or `~squall.httpclient.AsyncHTTPClient.configure`.
 
     Args:
         max_clients: requests in progress at once; more wait in a queue.
-        defaults: values for `HTTPRequest` options a request leaves unset.
+        defaults: values for `~squall.httpclient.HTTPRequest` options a request leaves unset.
         max_body_size: largest response body, after decoding (100 MB), also
             with a ``streaming_callback``. Past it the fetch fails with a
             `CurlError` saying so (and, under the default, a log line).

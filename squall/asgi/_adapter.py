@@ -64,7 +64,7 @@ class _ASGIContext:
 
 
 class ASGIAdapter:
-    """Runs a Squall `~squall.web.Application` (any `HTTPServerConnectionDelegate`) under ASGI.
+    """Runs a Squall `~squall.web.Application` (any `~squall.httputil.HTTPServerConnectionDelegate`) under ASGI.
 
     ``uvicorn module:asgi_app`` with ``asgi_app = ASGIAdapter(Application(...))``.
 

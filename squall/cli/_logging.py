@@ -55,8 +55,10 @@ class _Formatter(logging.Formatter):
         second = int(record.created)
         if second != self._second:
             self._second = second
-            self._text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        return f"{self._text},{int(record.msecs):03d}"
+            # The access log's {time} has the same form (ISO 8601, local time,
+            # milliseconds): one log, one way to write a time.
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+        return f"{self._text}.{int(record.msecs):03d}"
 
 
 class AccessHandler(logging.Handler):

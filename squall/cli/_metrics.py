@@ -193,10 +193,10 @@ async def start_metrics_server(supervisor: Supervisor, bind: str) -> SupervisorM
 
     metrics = SupervisorMetrics(supervisor)
     try:
-        sockets = bind_all([bind], 128)
-    except UsageError as exc:
+        sockets = bind_all([bind], 128, option="--metrics-bind")
+    except UsageError:
         metrics.close()
-        raise UsageError(f"--metrics-bind: {exc}") from None
+        raise
     server = HTTPServer(metrics.handle)
     server.add_sockets(sockets)
     metrics.server = server

@@ -9,7 +9,7 @@ import random
 import signal
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Optional
 
 from squall.cli._link import WorkerLink
@@ -216,6 +216,7 @@ async def serve(
     config: Config,
     sockets: list[socket.socket],
     link: Optional[WorkerLink] = None,
+    announce: Optional[Callable[[], None]] = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT (or ``--max-requests``), then drain.
 
@@ -223,6 +224,9 @@ async def serve(
         config: the options.
         sockets: listening sockets, already bound.
         link: the pipe to the supervisor (ready, heartbeats), if supervised.
+        announce: called once the target is loaded and started, before
+            serving (``squall run`` logs its "Listening on" lines there, so
+            that a bad target is not announced first).
 
     Returns:
         The process exit status.
@@ -254,6 +258,8 @@ async def serve(
             await served.startup()
         except RuntimeError as exc:  # squall.asgi.LifespanFailure
             raise StartupError(_sentence(str(exc))) from None
+    if announce is not None:
+        announce()
     stop = asyncio.Event()
     reason = ["signal"]
     on_done = None
@@ -385,11 +391,21 @@ def _start_heartbeat(loop: asyncio.AbstractEventLoop, link: WorkerLink, timeout:
 
 
 def run_worker(
-    config: Config, sockets: list[socket.socket], link: Optional[WorkerLink] = None
+    config: Config,
+    sockets: list[socket.socket],
+    link: Optional[WorkerLink] = None,
+    announce: Optional[Callable[[], None]] = None,
 ) -> int:
     """Run `serve` on a fresh event loop (uvloop's when installed)."""
+    # The loop is started outside the ``except ImportError`` block: inside it,
+    # every traceback the worker prints (a handler's 500, the debug page, a
+    # failed import) would begin with uvloop's ModuleNotFoundError as its
+    # context, which reads as if uvloop were required.
+    runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(config, sockets, link))
-    return uvloop.run(serve(config, sockets, link))
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    return runner(serve(config, sockets, link, announce))

@@ -382,11 +382,11 @@ class _RequestConnection(HTTPConnection):
 
     @property
     def stream(self) -> _TransportStream:
-        """An `IOStream` over the connection, for raw writes; see `detach`."""
+        """An `~squall.iostream.IOStream` over the connection, for raw writes; see `detach`."""
         return self._proto._get_stream()
 
     def detach(self) -> _TransportStream:
-        """Take the connection over as an `IOStream`; HTTP processing stops.
+        """Take the connection over as an `~squall.iostream.IOStream`; HTTP processing stops.
 
         Bytes received after the request are readable from the stream.
         """

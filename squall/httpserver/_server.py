@@ -1,4 +1,4 @@
-"""`HTTPServer`: a `TCPServer` whose connections are served by `_HTTPProtocol`."""
+"""`HTTPServer`: a `~squall.tcpserver.TCPServer` whose connections are served by `_HTTPProtocol`."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     writing the response through ``request.connection``.
 
     Listening sockets are served by the asyncio loop with one protocol
-    object per connection (see `squall.httpserver`); the `TCPServer` API
-    (`listen`, `add_sockets`, `bind`/`start`, `stop`) is unchanged.
+    object per connection (see `squall.httpserver`); the `~squall.tcpserver.TCPServer` API
+    (`~squall.tcpserver.TCPServer.listen`, `add_sockets`, `~squall.tcpserver.TCPServer.bind`/`~squall.tcpserver.TCPServer.start`, `stop`) is unchanged.
 
     Args:
         request_callback: the delegate or callable.
@@ -562,7 +562,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             waiter.set_result(None)
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
-        """Serve a connection given as an `IOStream` (the `TCPServer` path)."""
+        """Serve a connection given as an `~squall.iostream.IOStream` (the `~squall.tcpserver.TCPServer` path)."""
         sock = stream.socket
         family = sock.family if sock is not None else socket.AF_UNSPEC
         context = _HTTPRequestContext(

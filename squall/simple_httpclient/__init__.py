@@ -1,14 +1,14 @@
 """Non-blocking HTTP/1.1 client with a keep-alive pool and HTTP proxy support.
 
 `SimpleAsyncHTTPClient` is the default `squall.httpclient.AsyncHTTPClient`.
-Its connections are asyncio protocols that feed the sans-I/O `squall._h1`
+Its connections are asyncio protocols that feed the sans-I/O ``squall._h1``
 core and are driven by its events, with no Task or Future per request on a
 pooled connection (see benchmarks/http_client.py):
 
 * ``_client``: the client, its request queue (``max_clients``), timeouts
   (one loop timer for all deadlines), redirects, digest retry, and the
   per-client cache of request plans;
-* ``_pool``: `ConnectionPool`, idle connections per key with an idle
+* ``_pool``: ``ConnectionPool``, idle connections per key with an idle
   timeout and a bound per key;
 * ``_connection``: resolve, connect, CONNECT tunnel, TLS;
 * ``_exchange``: one request and its response on a connection;

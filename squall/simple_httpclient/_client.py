@@ -3,7 +3,7 @@
 Each fetch is one `_Fetch`, driven by callbacks, that holds one of
 ``max_clients`` slots for its whole life (redirects and a digest retry
 included). Each hop takes an idle connection from the `ConnectionPool` or
-opens one (the only step that runs as a Task), runs an `Exchange`, and gives
+opens one (the only step that runs as a Task), runs an ``Exchange``, and gives
 the connection back when the response allowed it.
 
 What the fetch path does per request is kept small (benchmarks/http_client.py

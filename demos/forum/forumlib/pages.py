@@ -37,7 +37,10 @@ class IndexHandler(BaseHandler):
                 board["id"],
             )
         messages = await self.db.count("SELECT COUNT(*) AS n FROM tb_message")
-        self.render("index.html", boards=boards, messages=messages)
+        last_message = await self.db.fetchone(
+            "SELECT name, created FROM tb_message ORDER BY id DESC LIMIT 1"
+        )
+        self.render("index.html", boards=boards, messages=messages, last_message=last_message)
 
 
 class PostWriter(TopicMixin):

@@ -77,7 +77,9 @@ def test_search_excerpts_are_plain_escaped_text_with_the_words_marked() -> None:
 
     body = "> quoted\n\nUse **write_message** with `<b>` & x > 1, *not* " + "filler " * 60 + "END"
     shown = excerpt(body, ["write_message", "end"])
-    assert shown.startswith("quoted Use <mark>write_message</mark> with &lt;b&gt; &amp; x &gt; 1,")
+    assert shown.startswith(
+        "quoted Use <mark>write_message</mark> with <code>&lt;b&gt;</code> &amp; x &gt; 1,"
+    )
     assert " not filler" in shown and shown.endswith("…")
     late = excerpt(body, ["END"])
     assert late.startswith("…filler") and late.endswith("<mark>END</mark>")

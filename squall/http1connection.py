@@ -45,7 +45,7 @@ from squall.httputil import (
 )
 
 # The drivers' kit moved to httputil/_kit; the names stay importable from here.
-from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, Exchange
+from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, Exchange, closed_future
 from squall.httputil._kit import (
     _DEFAULT_CHUNK_SIZE,
     _DEFAULT_MAX_BODY_SIZE,
@@ -505,6 +505,12 @@ class HTTP1Connection(Exchange):
         h1 = self._h1
         if self.is_client:
             assert isinstance(start_line, RequestStartLine)
+            if self._phase == HEAD or self._phase == BODY:
+                # The request being written has not finished (a connection
+                # kept alive starts its next request after finish()).
+                raise HTTPOutputError(
+                    "the request has already started: its head was already written"
+                )
             self._request_start_line = start_line
             self._read_finished = False
             self._phase = IDLE
@@ -539,10 +545,13 @@ class HTTP1Connection(Exchange):
         Raises:
             HTTPOutputError: more bytes than the Content-Length allows.
         """
-        if self._phase == IDLE:
+        phase = self._phase
+        if phase == IDLE:
             # Tornado's legacy interface: the application writes the whole
             # response itself; the connection closes after it.
             return self._write(chunk)
+        if phase == DONE:
+            return closed_future()
         try:
             data = _body(self._h1, chunk)
         except HTTPOutputError:
@@ -557,7 +566,10 @@ class HTTP1Connection(Exchange):
         Raises:
             HTTPOutputError: fewer bytes written than the Content-Length.
         """
-        if self._phase == IDLE:
+        phase = self._phase
+        if phase == DONE:
+            return
+        if phase == IDLE:
             self._phase = DONE
             self._close_after_write()
             return

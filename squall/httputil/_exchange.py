@@ -270,15 +270,16 @@ class Exchange(HTTPConnection):
             raise HTTPOutputError("the response has already started: its head was already written")
         assert isinstance(start_line, ResponseStartLine)
         code = start_line.code
-        self._phase = HEAD
         lengths = headers._as_list.get("Content-Length")
         if lengths is not None:
             value = lengths[0]
             # RFC 9110 section 8.6: digits only (int() would also take "+1" or "1_0").
+            # Refused before anything is sent: the application may still
+            # answer with an error (head_written stays False).
             if len(lengths) != 1 or not (value.isascii() and value.isdigit()):
-                self._refuse()
                 raise HTTPOutputError(f"invalid Content-Length {value!r}")
             self._declared = int(value)
+        self._phase = HEAD
         if code in (204, 304) or 100 <= code < 200:
             self._bodiless = True
         if chunk:

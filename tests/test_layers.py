@@ -230,9 +230,6 @@ PRIVATE_RULES: dict[str, list[str]] = {
 }
 # Known crossings, each with its reason; the list only shrinks.
 PRIVATE_KNOWN = {
-    ("asgi/_http.py", "squall.httpserver._h1exchange._RequestConnection"): (
-        "the rendered-head fast path tests the driver class (issue 38: a declared capability)"
-    ),
     ("asgi/_websocket.py", "squall.websocket._protocol.MessageType"): (
         "the ASGI WebSocket app drives WebSocketProtocol13 with its own peer"
     ),

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Optional, Union
+from typing import IO, Any, Optional, Union
 
 from squall.httpserver._context import _CallableAdapter
 from squall.httputil import (
@@ -447,6 +447,13 @@ class _AppConnection(HTTPConnection):
     def write(self, chunk: bytes) -> Any:
         self._exchange._size += len(chunk)
         return self._conn.write(chunk)
+
+    def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
+        conn: HTTPConnection = self._conn
+        sent = conn.sendfile(file, count)
+        if sent is not None:
+            self._exchange._size += count
+        return sent
 
     def finish(self) -> None:
         self._conn.finish()

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Optional
+from collections.abc import Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any, Final, Optional
 
 from squall.httputil._headers import HTTPHeaders, HTTPOutputError
 from squall.httputil._misc import ResponseStartLine, StartLine
@@ -157,6 +157,40 @@ class HTTPConnection:
         """Call ``callback`` (from the event loop) if the connection closes
         before the response is finished; ``None`` removes it. Raises nothing."""
         raise NotImplementedError()
+
+    # -- optional capabilities: each may decline (None), and then nothing was done ----
+
+    def write_rendered_head(
+        self, head: bytes, framing: int, chunk: bytes
+    ) -> Optional[asyncio.Future[None]]:
+        """Writes a response head already rendered to bytes, with the first body chunk.
+
+        For a caller that renders heads itself from checked bytes (the ASGI
+        driver): ``head`` is the status line and fields, each line checked,
+        ending with the blank line; ``framing`` the body's length (its
+        Content-Length, already in ``head``), or -1 if none is declared.
+
+        Returns:
+            The future of `write_headers`; or None, with nothing written,
+            where the connection declines (the default, and HTTP/1.1 where
+            its state needs the head changed: a HEAD request, HTTP/1.0, a
+            connection to close): the caller then uses `write_headers`.
+        """
+        return None
+
+    def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
+        """Sends ``count`` body bytes of ``file``, from its offset, without
+        copying them through Python (sendfile(2)), after `write_headers`.
+
+        Returns:
+            An awaitable that resolves once sent; or None, with nothing done,
+            where the connection declines (the default; TLS; a body not framed
+            by a Content-Length): the caller then writes the bytes itself.
+
+        Raises:
+            HTTPOutputError: more bytes than the Content-Length.
+        """
+        return None
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limits the time to receive this request's body (seconds), where

@@ -358,3 +358,35 @@ def test_setters_raise_nothing(name: str) -> None:
         conn.set_max_body_size(1000)
 
     run_check(name, check)
+
+
+# The optional capabilities: a declared method that declines (returns None,
+# having done nothing) where the connection cannot; which ones accept today.
+RENDERS_HEADS = {"_RequestConnection"}
+
+
+@implementations
+def test_write_rendered_head_writes_or_declines(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+        written = conn.write_rendered_head(head, 2, b"ok")
+        if name in RENDERS_HEADS:
+            assert written is not None
+            await asyncio.wait_for(written, DEADLINE)
+            assert conn.head_written is True
+            conn.finish()
+        else:
+            assert written is None
+            assert conn.head_written is False
+
+    run_check(name, check)
+
+
+@implementations
+def test_sendfile_declines_before_the_head(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        with open(__file__, "rb") as file:
+            assert conn.sendfile(file, 10) is None
+        assert conn.head_written is False
+
+    run_check(name, check)

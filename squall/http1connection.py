@@ -45,7 +45,7 @@ from squall.httputil import (
 )
 
 # The drivers' kit moved to httputil/_kit; the names stay importable from here.
-from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, Exchange, closed_future
+from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, Exchange
 from squall.httputil._kit import (
     _DEFAULT_CHUNK_SIZE,
     _DEFAULT_MAX_BODY_SIZE,
@@ -539,38 +539,25 @@ class HTTP1Connection(Exchange):
         future = self._pending_write = stream.write(data)
         return future
 
-    def write(self, chunk: bytes) -> Future[None]:
-        """Write a piece of the body (raw bytes if no head was written).
+    # write() and finish() are Exchange's (the phase); the emit hooks below
+    # hand the body to the core, which counts it against the Content-Length
+    # it framed the message by (RFC 9112 section 6).
 
-        Raises:
-            HTTPOutputError: more bytes than the Content-Length allows.
-        """
-        phase = self._phase
-        if phase == IDLE:
-            # Tornado's legacy interface: the application writes the whole
-            # response itself; the connection closes after it.
-            return self._write(chunk)
-        if phase == DONE:
-            return closed_future()
+    def _emit_raw(self, chunk: bytes) -> Future[None]:
+        # Tornado's legacy interface: the application writes the whole
+        # response itself; the connection closes after it.
+        return self._write(chunk)
+
+    def _emit_body(self, chunk: bytes) -> Future[None]:
         try:
             data = _body(self._h1, chunk)
         except HTTPOutputError:
             self._refuse()
             raise
-        self._phase = BODY
         return self._write(data)
 
-    def finish(self) -> None:
-        """Finish the message being written.
-
-        Raises:
-            HTTPOutputError: fewer bytes written than the Content-Length.
-        """
-        phase = self._phase
-        if phase == DONE:
-            return
+    def _emit_end(self, phase: int) -> None:
         if phase == IDLE:
-            self._phase = DONE
             self._close_after_write()
             return
         try:
@@ -578,7 +565,6 @@ class HTTP1Connection(Exchange):
         except HTTPOutputError:
             self._refuse()
             raise
-        self._phase = DONE
         if data:
             self._write(data)
         stream = self.stream

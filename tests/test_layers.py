@@ -443,3 +443,29 @@ def test_no_import_cycle_inside_the_driver_packages(package: str) -> None:
     if package == "httpserver":
         assert "_protocol" in graph["_negotiate"]  # the graph sees the imports
     assert not _cycle(graph), f"import cycle in squall/{package}: {' -> '.join(_cycle(graph))}"
+
+
+SEAM_DOC = Path(__file__).resolve().parent.parent / "docs" / "guide" / "seam.md"
+
+
+def test_the_drawing_in_the_guide_matches_the_layers() -> None:
+    if not SEAM_DOC.is_file():
+        pytest.skip(f"{SEAM_DOC} is not in this tree")
+    text = SEAM_DOC.read_text(encoding="utf-8")
+    block = text.split("## Layers", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    drawn: dict[str, int] = {}
+    level = -1
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        head = line.split()[0]
+        if head.isdigit():
+            level = int(head)
+            # "8  serving        cli": the names follow the row's title.
+            names = line.split(None, 1)[1].split("  ", 1)[1]
+        else:
+            names = line
+        for name in names.split(","):
+            if name.strip():
+                drawn[name.strip()] = level
+    assert drawn == LAYERS

@@ -8,20 +8,27 @@ once: the response's phase, the Content-Length accounting and the close
 callback. A driver subclasses it and writes only its emit hooks
 (`Exchange._emit_head`, `_emit_body`, `_emit_end`, `_refuse`).
 
-Who implements what (docs/guide/seam.md draws it):
+Who implements what (docs/guide/seam.md draws it; one conformance suite,
+tests/httputil/test_exchange_conformance.py, runs over all of them):
 
-* HTTP/2 (``httpserver/_h2stream._H2Stream``) and the ASGI adapter
-  (``asgi/_adapter._ASGIConnection``): `Exchange` subclasses.
+* HTTP/2 (``httpserver/_h2stream._H2Stream``), the ASGI adapter
+  (``asgi/_adapter._ASGIConnection``) and the test client
+  (``testclient._Connection``): `Exchange` subclasses, emit hooks only.
+* `.HTTP1Connection` (over an IOStream, client and server): an `Exchange`
+  whose `write` and `finish` are Exchange's; its hooks hand the body to the
+  sans-I/O core, which keeps the Content-Length accounting (it frames the
+  message by it, RFC 9112 section 6); its `write_headers` is its own (a
+  client writes a request head).
 * HTTP/1.1 on the server's protocol (``httpserver/_h1exchange._RequestConnection``):
   compiled by mypyc and on the hot path, so it keeps its three write methods
   fused with its emit code; its phase is the same `IDLE` .. `GONE` field, its
-  Content-Length accounting is the sans-I/O core's (`squall._h1`, which frames
-  the message by it, RFC 9112 section 6).
-* `.HTTP1Connection` (over an IOStream, client and server): an `Exchange`
-  whose write methods, as on the protocol path, are fused with their emit
-  code (the core counts the Content-Length).
+  Content-Length accounting is the core's.
 * The runner's ``cli/_serving._AppConnection`` (a proxy that follows the
   response for the access log) implements the contract directly.
+
+Optional capabilities are declared methods that may decline (return None,
+having done nothing): `HTTPConnection.write_rendered_head` and
+`HTTPConnection.sendfile`.
 
 The phase of a response, in this order (one field, ``_phase``)::
 

@@ -348,7 +348,7 @@ class RequestIdTransform:
         return chunk
 
 
-class _Exchange(_Front):
+class _Tracked(_Front):
     """A `_Front` that also follows the response (through `_AppConnection`):
     status and size for the access log, the end for the concurrency limit
     and the request count."""
@@ -391,8 +391,8 @@ class _Exchange(_Front):
         self.serving._request_done(self)
 
 
-class _IdExchange(_Exchange):
-    """An `_Exchange` that gives the request an id (``--request-id``), in both heads."""
+class _IdTracked(_Tracked):
+    """A `_Tracked` that gives the request an id (``--request-id``), in both heads."""
 
     __slots__ = ("request_id",)
 
@@ -410,7 +410,7 @@ class _IdExchange(_Exchange):
 
 
 class _AppConnection(HTTPConnection):
-    """``request.connection`` as the application sees it, over an `_Exchange`.
+    """``request.connection`` as the application sees it, over an `_Tracked`.
 
     `HTTPConnection.finish` and `HTTPMessageDelegate.finish` share a name,
     so the exchange cannot be both; this small proxy is the connection. It
@@ -418,12 +418,12 @@ class _AppConnection(HTTPConnection):
     keeps the server connection's close_callback_attribute capability, so
     that a handler's fast path holds under ``squall run`` too: the close is
     reported by the server's connection from the event loop, through
-    `_Exchange._on_close`, which calls `close_callback`. Other attributes
+    `_Tracked._on_close`, which calls `close_callback`. Other attributes
     (``stream``, ``transport``, HTTP/2's ``trailers``...) are the server
     connection's.
     """
 
-    def __init__(self, exchange: _Exchange) -> None:
+    def __init__(self, exchange: _Tracked) -> None:
         self._exchange = exchange
         conn = self._conn = exchange._conn
         self.context = exchange.context
@@ -485,13 +485,13 @@ class _AppConnection(HTTPConnection):
 
 
 class _IdAppConnection(_AppConnection):
-    """An `_AppConnection` over an `_IdExchange`: the request's id in the response head."""
+    """An `_AppConnection` over an `_IdTracked`: the request's id in the response head."""
 
     def write_headers(
         self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> Any:
         exchange = self._exchange
-        assert isinstance(exchange, _IdExchange)
+        assert isinstance(exchange, _IdTracked)
         if isinstance(start_line, ResponseStartLine) and "X-Request-ID" not in headers:
             headers["X-Request-ID"] = exchange.request_id
         return super().write_headers(start_line, headers, chunk)
@@ -557,10 +557,10 @@ class ServingDelegate(HTTPServerConnectionDelegate):
             return _Reject(request_conn)
         self.active += 1
         if self.request_ids is None:
-            exchange = _Exchange(self, request_conn)
+            exchange = _Tracked(self, request_conn)
             conn = _AppConnection(exchange)
         else:
-            exchange = _IdExchange(self, request_conn)
+            exchange = _IdTracked(self, request_conn)
             conn = _IdAppConnection(exchange)
         if isinstance(app, HTTPServerConnectionDelegate):
             exchange.delegate = app.start_request(server_conn, conn)
@@ -573,7 +573,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         if isinstance(app, HTTPServerConnectionDelegate):
             app.on_close(server_conn)
 
-    def _request_done(self, exchange: _Exchange) -> None:
+    def _request_done(self, exchange: _Tracked) -> None:
         self.active -= 1
         self.finished += 1
         fmt = self.access_format
@@ -584,7 +584,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         if self.metrics is not None:
             self.metrics.observe(exchange)
 
-    def _log(self, fmt: str, exchange: _Exchange) -> None:
+    def _log(self, fmt: str, exchange: _Tracked) -> None:
         start_line = exchange.start_line
         ctx = exchange.context
         target = start_line.path if start_line else "-"

@@ -36,7 +36,6 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Optional, cast
 
-from squall._h1 import H1Limits
 from squall._h1 import Request as H1Request
 from squall._h2 import (
     Data,
@@ -83,7 +82,6 @@ app_log = logging.getLogger("squall.application")
 
 _new_tuple = tuple.__new__
 _VERSION = "HTTP/2.0"
-_DEFAULT_MAX_BODY = H1Limits().max_body_size
 # Seconds a connection closed for a protocol error keeps reading (and
 # dropping) the client's bytes so that the GOAWAY reaches it.
 _LINGER = 1.0
@@ -145,7 +143,7 @@ class _H2Protocol(asyncio.Protocol):
         self._good_host: Optional[str] = None
         self._start_request = server._request_starter()
         self._max_body = (
-            params.max_body_size if params.max_body_size is not None else _DEFAULT_MAX_BODY
+            params.max_body_size if params.max_body_size is not None else limits.max_body_size
         )
         self._in_feed = False
         self._flush_handle: Optional[asyncio.Handle] = None

@@ -54,7 +54,7 @@ from squall._h2 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
-from squall.httpserver._flow import ReadFlow
+from squall.httpserver._flow import BAD_REQUEST, FINISHED, ReadFlow, sort_outcome, wait_on
 
 # The HTTP/1.1 driver: it accepts every connection and hands HTTP/2 ones
 # over; its _closed_future is the done Future of a write to a closed stream.
@@ -590,29 +590,24 @@ class _H2Protocol(asyncio.Protocol):
 
     def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
         stream._blocked = True
-        if isinstance(awaitable, asyncio.Future):
-            future: asyncio.Future[None] = awaitable
-        else:
-            future = asyncio.ensure_future(awaitable, loop=self._loop)
 
         def unblock(f: asyncio.Future[None]) -> None:
             self._unblock(stream, f, flow)
 
-        future.add_done_callback(unblock)
+        wait_on(awaitable, self._loop, unblock)
 
     def _unblock(self, stream: _H2Stream, future: asyncio.Future[None], flow: int) -> None:
         stream._blocked = False
         if self._closed or stream._closed:
             return
-        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
         self._in_feed = True
         try:
             self._h2.consumed(stream.stream_id, flow)
-            if exc is not None:
-                if isinstance(exc, HTTPInputError):
-                    self._bad_body(stream, str(exc))
+            outcome, message = sort_outcome(future)
+            if outcome != FINISHED:
+                if outcome == BAD_REQUEST:
+                    self._bad_body(stream, message)
                 else:
-                    app_log.error("Uncaught exception", exc_info=exc)
                     self._reset(stream, ErrorCode.INTERNAL_ERROR)
                 return
             if stream._expect_continue:

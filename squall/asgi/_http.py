@@ -50,7 +50,7 @@ from squall.iostream import StreamClosedError
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
 
-__all__ = ["_HTTPCycle"]
+__all__: list[str] = []  # private to the ASGI server
 
 app_log = logging.getLogger("squall.application")
 

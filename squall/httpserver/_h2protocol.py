@@ -75,7 +75,7 @@ from squall.iostream import StreamClosedError
 if TYPE_CHECKING:
     from squall.httpserver._server import HTTPServer
 
-__all__ = ["_H2Protocol", "_H2Stream"]
+__all__: list[str] = []  # private to the driver
 
 gen_log = logging.getLogger("squall.general")
 app_log = logging.getLogger("squall.application")

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
     from squall.httpserver._h2stream import _H2Stream
 
-__all__ = ["_H2Tunnel", "_TunnelSink", "drain_tunnels", "tunnels"]
+__all__ = ["drain_tunnels", "tunnels"]
 
 # Bytes queued on a stream for want of window (or in a paused transport)
 # above which a WebSocket's output counts as full: asyncio's default

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 
 # _WRITE_PAUSED: websocket/_broadcast reads it (from here, until it asks the
 # connection instead).
-__all__ = ["_HTTPProtocol", "_RequestConnection", "_WRITE_PAUSED"]
+__all__: list[str] = []  # private to the driver
 
 _new_tuple = tuple.__new__
 

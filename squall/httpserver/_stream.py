@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from squall.concurrent import Future
     from squall.httpserver._protocol import _HTTPProtocol
 
-__all__ = ["_TransportStream", "take_received"]
+__all__ = ["take_received"]
 
 _READ = IOLoop.READ
 _WRITE = IOLoop.WRITE

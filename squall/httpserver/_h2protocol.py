@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Optional, cast
 
 from squall._h1 import Request as H1Request
 from squall._h2 import (
+    INVALID_LENGTH,
+    NO_LENGTH,
     Data,
     Drained,
     EndOfStream,
@@ -420,8 +422,8 @@ class _H2Protocol(asyncio.Protocol):
         stream = _H2Stream(self, sid, now)
         self._streams[sid] = stream
         self._active += 1
-        if declared != -1:
-            if declared == -2:
+        if declared != NO_LENGTH:
+            if declared == INVALID_LENGTH:
                 self._refuse_request(stream, 400, "invalid Content-Length")
                 return None
             if declared > stream._max_body:

@@ -30,6 +30,7 @@ from squall.httputil import (
     ResponseStartLine,
 )
 from squall.httputil._delegates import _Forwarding
+from squall.httputil._exchange import close_by_attribute
 from squall.httputil._misc import StartLine
 
 __all__ = [
@@ -363,11 +364,7 @@ class _Tracked(_Front):
         self._status = 0
         self._size = 0
         self._done = False
-        try:
-            attribute = conn.close_callback_attribute is True
-        except AttributeError:
-            attribute = False
-        if attribute:
+        if close_by_attribute(conn):
             conn.close_callback = self._on_close
         else:
             conn.set_close_callback(self._on_close)
@@ -428,10 +425,7 @@ class _AppConnection(HTTPConnection):
         conn = self._conn = exchange._conn
         self.context = exchange.context
         self.close_callback: Optional[Callable[[], None]] = None
-        try:
-            self.close_callback_attribute = conn.close_callback_attribute is True
-        except AttributeError:
-            self.close_callback_attribute = False
+        self.close_callback_attribute = close_by_attribute(conn)
         exchange._app = self
 
     def write_headers(

@@ -62,6 +62,7 @@ __all__ = [
     "Exchange",
     "HTTPConnection",
     "OneShot",
+    "close_by_attribute",
     "closed_future",
     "report_closed",
 ]
@@ -224,6 +225,16 @@ class HTTPConnection:
         """Closes the exchange now (HTTP/1.1: the connection; HTTP/2: the
         stream, by a reset; ASGI: the call returns). Raises nothing."""
         raise NotImplementedError()
+
+
+def close_by_attribute(connection: Any) -> bool:
+    """Whether ``connection`` has the `HTTPConnection.close_callback_attribute`
+    capability (``is True``: a stand-in such as a Mock answers any attribute);
+    a duck-typed connection without the attribute has not. Raises nothing."""
+    try:
+        return connection.close_callback_attribute is True
+    except AttributeError:
+        return False
 
 
 def closed_future() -> asyncio.Future[None]:

@@ -390,3 +390,27 @@ def test_sendfile_declines_before_the_head(name: str) -> None:
         assert conn.head_written is False
 
     run_check(name, check)
+
+
+# The connections whose close callback is the plain attribute, reported only
+# from the event loop (HTTPConnection.close_callback_attribute).
+CLOSE_BY_ATTRIBUTE = {"_RequestConnection", "_AppConnection"}
+
+
+@implementations
+def test_close_callback_capability(name: str) -> None:
+    from squall.httputil._exchange import close_by_attribute
+
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        assert close_by_attribute(conn) is (name in CLOSE_BY_ATTRIBUTE)
+
+    run_check(name, check)
+
+
+def test_close_by_attribute_on_stand_ins() -> None:
+    from unittest import mock
+
+    from squall.httputil._exchange import close_by_attribute
+
+    assert close_by_attribute(object()) is False  # duck-typed, no attribute
+    assert close_by_attribute(mock.Mock()) is False  # answers anything, not True

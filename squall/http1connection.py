@@ -505,6 +505,12 @@ class HTTP1Connection(Exchange):
         h1 = self._h1
         if self.is_client:
             assert isinstance(start_line, RequestStartLine)
+            if self._phase == HEAD or self._phase == BODY:
+                # The request being written has not finished (a connection
+                # kept alive starts its next request after finish()).
+                raise HTTPOutputError(
+                    "the request has already started: its head was already written"
+                )
             self._request_start_line = start_line
             self._read_finished = False
             self._phase = IDLE
@@ -533,32 +539,25 @@ class HTTP1Connection(Exchange):
         future = self._pending_write = stream.write(data)
         return future
 
-    def write(self, chunk: bytes) -> Future[None]:
-        """Write a piece of the body (raw bytes if no head was written).
+    # write() and finish() are Exchange's (the phase); the emit hooks below
+    # hand the body to the core, which counts it against the Content-Length
+    # it framed the message by (RFC 9112 section 6).
 
-        Raises:
-            HTTPOutputError: more bytes than the Content-Length allows.
-        """
-        if self._phase == IDLE:
-            # Tornado's legacy interface: the application writes the whole
-            # response itself; the connection closes after it.
-            return self._write(chunk)
+    def _emit_raw(self, chunk: bytes) -> Future[None]:
+        # Tornado's legacy interface: the application writes the whole
+        # response itself; the connection closes after it.
+        return self._write(chunk)
+
+    def _emit_body(self, chunk: bytes) -> Future[None]:
         try:
             data = _body(self._h1, chunk)
         except HTTPOutputError:
             self._refuse()
             raise
-        self._phase = BODY
         return self._write(data)
 
-    def finish(self) -> None:
-        """Finish the message being written.
-
-        Raises:
-            HTTPOutputError: fewer bytes written than the Content-Length.
-        """
-        if self._phase == IDLE:
-            self._phase = DONE
+    def _emit_end(self, phase: int) -> None:
+        if phase == IDLE:
             self._close_after_write()
             return
         try:
@@ -566,7 +565,6 @@ class HTTP1Connection(Exchange):
         except HTTPOutputError:
             self._refuse()
             raise
-        self._phase = DONE
         if data:
             self._write(data)
         stream = self.stream

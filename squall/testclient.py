@@ -43,7 +43,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Optional, Union
 
 from squall.httputil import (
-    HTTPConnection,
     HTTPHeaders,
     HTTPMessageDelegate,
     HTTPOutputError,
@@ -51,7 +50,7 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
-from squall.httputil._misc import StartLine
+from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
 
 __all__ = ["TestClient", "TestResponse"]
 
@@ -73,51 +72,65 @@ class _Context:
         return self.remote_ip
 
 
-class _Connection(HTTPConnection):
-    """The request's `HTTPConnection`: keeps the response instead of sending it."""
+class _Connection(Exchange):
+    """The request's `HTTPConnection`: keeps the response instead of sending it.
 
-    def __init__(self, context: _Context) -> None:
-        self.context = context
+    An `.Exchange`, as the server's connections are: the same phases and
+    Content-Length accounting, so a response that breaks its Content-Length
+    fails here as it fails behind `.HTTPServer` (where the connection is
+    aborted): ``done`` fails and the request raises in the test.
+    """
+
+    def __init__(self, context: _Context, bodiless: bool = False) -> None:
+        Exchange.__init__(self, context, bodiless)
         self.start_line: Optional[ResponseStartLine] = None
         self.headers: Optional[HTTPHeaders] = None
         self.chunks: list[bytes] = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._close_callback: Optional[Any] = None
 
-    def _written(self) -> asyncio.Future[None]:
+    def _resolved(self) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
 
-    def write_headers(
-        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
+    def _emit_head(
+        self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
-        if self.start_line is not None:
-            raise HTTPOutputError("the response has already started")
-        assert isinstance(start_line, ResponseStartLine)
         self.start_line = start_line
         self.headers = headers
         if chunk:
             self.chunks.append(bytes(chunk))
-        return self._written()
+        return self._resolved()
 
-    def write(self, chunk: bytes) -> asyncio.Future[None]:
-        if self.start_line is None:
-            raise HTTPOutputError("write() before write_headers()")
-        if self.done.done():
-            raise HTTPOutputError("write() after finish()")
-        self.chunks.append(bytes(chunk))
-        return self._written()
+    def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
+        if chunk:
+            self.chunks.append(bytes(chunk))
+        return self._resolved()
 
-    def finish(self) -> None:
-        if self.start_line is None:
+    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
+        raise HTTPOutputError("write() before write_headers()")
+
+    def _emit_end(self, phase: int) -> None:
+        if phase == GONE:
+            return
+        if phase == IDLE:
             raise HTTPOutputError("finish() before write_headers()")
         if not self.done.done():
             self.done.set_result(None)
 
-    def set_close_callback(self, callback: Optional[Any]) -> None:
-        """Kept, never called: the in-process client does not go away mid-response."""
-        self._close_callback = callback
+    def _refuse(self) -> None:
+        self._abandon("broke its Content-Length")
+
+    def _abandon(self, why: str) -> None:
+        # Behind a server the connection is closed under the client: the
+        # response the test waits for never completes.
+        if self._phase == GONE:
+            return
+        self._report_gone()
+        if not self.done.done():
+            self.done.set_exception(
+                ConnectionError(f"the application {why}: the response was cut off")
+            )
 
     def set_body_timeout(self, timeout: float) -> None:
         """Accepted for the interface; the whole body is there at once."""
@@ -130,6 +143,11 @@ class _Connection(HTTPConnection):
             "the in-process TestClient has no socket to hand over (a WebSocket?): "
             "use the pytest plugin's ws_connect fixture"
         )
+
+    def close(self) -> None:
+        """Closes the exchange: an unfinished response is cut off (the request raises)."""
+        if self._phase != DONE:
+            self._abandon("closed the connection")
 
 
 class TestResponse:
@@ -402,7 +420,7 @@ class TestClient:
         if payload is not None or method in ("POST", "PUT", "PATCH"):
             request_headers["Content-Length"] = str(len(payload or b""))
         scheme = urllib.parse.urlsplit(self.base_url).scheme
-        connection = _Connection(_Context(self.remote_ip, scheme))
+        connection = _Connection(_Context(self.remote_ip, scheme), method == "HEAD")
         server_conn = object()
         delegate: HTTPMessageDelegate = self.app.start_request(server_conn, connection)
         try:

@@ -109,7 +109,7 @@ class WSGIContainer:
 
     async def handle_request(self, request: HTTPServerRequest) -> None:
         """Run the application for ``request`` and write its response."""
-        exchange = _Exchange(self, request)
+        exchange = _WSGICall(self, request)
         await exchange.run()
 
     def environ(self, request: HTTPServerRequest) -> _Environ:
@@ -175,7 +175,7 @@ class WSGIContainer:
         )
 
 
-class _Exchange:
+class _WSGICall:
     """One request's trip through the WSGI application."""
 
     __slots__ = (

@@ -218,3 +218,18 @@ def test_sync_methods_refuse_a_running_loop_and_fetch_works_there() -> None:
 def test_not_collected_as_tests() -> None:
     assert TestClient.__test__ is False
     assert TestResponse.__test__ is False
+
+
+class Overlong(web.RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Length", "3")
+        self.write(b"hello")
+
+
+def test_body_longer_than_its_content_length_fails_as_behind_a_server() -> None:
+    # Behind HTTPServer the connection is aborted mid-response; in-process
+    # the request raises instead of returning a response that passes.
+    with TestClient(web.Application([("/", Overlong)])) as client:
+        with ExpectLog("squall.application", "Uncaught exception"):
+            with pytest.raises(ConnectionError, match="Content-Length"):
+                client.get("/")

@@ -153,9 +153,9 @@ class WSGITest(AsyncHTTPTestCase):
 
     def early_write(self, data: bytes) -> None:
         # write() of an exchange whose start_response was never called.
-        from squall.wsgi import _Exchange
+        from squall.wsgi import _WSGICall
 
-        exchange = _Exchange(WSGIContainer(environ_app), None)  # type: ignore[arg-type]
+        exchange = _WSGICall(WSGIContainer(environ_app), None)  # type: ignore[arg-type]
         exchange.write(data)
 
     def late_exc_info_app(self, environ: Environ, start_response: StartResponse) -> Iterator[bytes]:

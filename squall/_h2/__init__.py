@@ -25,9 +25,18 @@ from squall._h2._events import (
     Trailers,
 )
 from squall._h2._limits import H2Limits
-from squall._h2._rules import content_length, response_fields, trailer_fields, tunnel_fields
+from squall._h2._rules import (
+    INVALID_LENGTH,
+    NO_LENGTH,
+    content_length,
+    response_fields,
+    trailer_fields,
+    tunnel_fields,
+)
 
 __all__ = [
+    "INVALID_LENGTH",
+    "NO_LENGTH",
     "PREFACE",
     "Data",
     "Drained",

@@ -37,8 +37,8 @@ from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import Event, Fields, Request, Trailers
 from squall._h2._limits import H2Limits
 from squall._h2._rules import CONNECTION_FIELDS as _CONNECTION_FIELDS
+from squall._h2._rules import NO_LENGTH, content_length
 from squall._h2._rules import bad_value as _bad_value
-from squall._h2._rules import content_length
 from squall._h2._rules import good_method as _method
 from squall._h2._rules import good_name as _good_name
 from squall._h2._rules import good_scheme as _scheme
@@ -338,7 +338,7 @@ class H2Connection(H2Base):
             authority,
             scheme or "https",
             fields,
-            -1 if lengths is None else content_length(lengths),
+            NO_LENGTH if lengths is None else content_length(lengths),
             # RFC 9110 §10.1.1: the client waits for 100 (Continue).
             expect is not None and expect.lower() == "100-continue",
             protocol,

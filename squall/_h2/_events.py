@@ -31,8 +31,9 @@ class Request:
         scheme: ``:scheme``.
         headers: The regular fields in arrival order, names lowercase;
             several ``cookie`` fields are joined into one (RFC 9113 §8.2.3).
-        content_length: The ``content-length``: -1 if there is none, -2 if
-            it is not one number (RFC 9110 §8.6; a 400 then).
+        content_length: The ``content-length``: ``NO_LENGTH`` (-1) if there
+            is none, ``INVALID_LENGTH`` (-2) if it is not one number (RFC 9110
+            §8.6; a 400 then).
         expect_continue: The client sent ``expect: 100-continue`` and waits
             for a 100 (Continue) before the body (RFC 9110 §10.1.1).
         protocol: ``:protocol`` of an extended CONNECT (RFC 8441 §4:

@@ -44,6 +44,11 @@ class H2Limits:
         idle_stream_timeout: Seconds a stream whose request is not complete
             may go without a frame (300): a stream opened and never
             finished is reset.
+        max_body_size: Largest request body of one stream, in bytes (100
+            MiB, as HTTP/1.1's): a larger declared Content-Length, or more
+            DATA, is answered 400. The server's ``max_body_size`` option,
+            when given, overrides it; a handler may lower it for its own
+            request (``set_max_body_size``).
     """
 
     __slots__ = (
@@ -60,6 +65,7 @@ class H2Limits:
         "max_empty_frames_per_second",
         "send_timeout",
         "idle_stream_timeout",
+        "max_body_size",
     )
 
     def __init__(
@@ -78,6 +84,7 @@ class H2Limits:
         max_empty_frames_per_second: float = 100.0,
         send_timeout: float = 60.0,
         idle_stream_timeout: float = 300.0,
+        max_body_size: int = 100 * 1024 * 1024,
     ) -> None:
         if not 1 <= max_concurrent_streams < 2**31:
             raise ValueError(f"max_concurrent_streams out of range: {max_concurrent_streams}")
@@ -97,6 +104,7 @@ class H2Limits:
             ("max_empty_frames_per_second", max_empty_frames_per_second),
             ("send_timeout", send_timeout),
             ("idle_stream_timeout", idle_stream_timeout),
+            ("max_body_size", max_body_size),
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be positive, not {value!r}")
@@ -113,6 +121,7 @@ class H2Limits:
         self.max_empty_frames_per_second = max_empty_frames_per_second
         self.send_timeout = send_timeout
         self.idle_stream_timeout = idle_stream_timeout
+        self.max_body_size = max_body_size
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Optional
+from typing import Final, Optional
 
 __all__ = [
     "CONNECTION_FIELDS",
@@ -144,12 +144,19 @@ def trailer_fields(fields: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes
     return out
 
 
+# What `content_length` returns besides a length (an int, for the compiled
+# callers' sake, not an Optional).
+NO_LENGTH: Final = -1  # no Content-Length field
+INVALID_LENGTH: Final = -2  # not one number of digits: the request is answered 400
+
+
 def content_length(values: Optional[list[str]]) -> int:
-    """A request's Content-Length: -1 if there is none, -2 if it is not one
-    number of digits (RFC 9110 §8.6; ``int()`` would take "+1" or "1_0")."""
+    """A request's Content-Length: `NO_LENGTH` if there is none,
+    `INVALID_LENGTH` if it is not one number of digits (RFC 9110 §8.6;
+    ``int()`` would take "+1" or "1_0")."""
     if values is None:
-        return -1
+        return NO_LENGTH
     value = values[0]
     if len(values) == 1 and value.isascii() and value.isdigit():
         return int(value)
-    return -2
+    return INVALID_LENGTH

@@ -40,7 +40,7 @@ from squall.iostream import StreamClosedError
 if TYPE_CHECKING:
     from squall.asgi._adapter import _ASGIConnection
 
-__all__ = ["_ASGIChannel", "_ASGIMessages"]
+__all__: list[str] = []  # private to the adapter
 
 # Payload bytes (or characters) received and not yet taken by the handler
 # before receive() waits for it.

@@ -35,7 +35,6 @@ from squall.asgi._types import (
     resolve,
 )
 from squall.asgi._websocket import _WebSocketCycle
-from squall.httpserver._h1exchange import _RequestConnection
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -53,7 +52,7 @@ from squall.iostream import StreamClosedError
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
 
-__all__ = ["_HTTPCycle"]
+__all__: list[str] = []  # private to the ASGI server
 
 app_log = logging.getLogger("squall.application")
 
@@ -396,10 +395,11 @@ class _HTTPCycle(HTTPMessageDelegate):
         if state == _HEAD_PENDING:
             # Head and body in one write when the body is complete.
             written: Optional[asyncio.Future[None]] = None
-            if self._plain and type(conn) is _RequestConnection:
+            if self._plain:
                 # The head rendered here from the application's bytes, which
-                # _start_response checked: the HTTP/1.1 connection takes it
-                # as it is when its state needs nothing added (else None).
+                # _start_response checked: a connection that can (HTTP/1.1)
+                # takes it as it is when its state needs nothing added; the
+                # others decline (None: HTTPConnection.write_rendered_head).
                 length = self._length
                 framing = -1
                 extra = b""
@@ -529,12 +529,11 @@ class _HTTPCycle(HTTPMessageDelegate):
                     fields["Content-Length"] = [str(size)]
                 conn.write_headers(start_line, headers)
                 self._state = _BODY
-            sendfile = getattr(conn, "sendfile", None)
             sent = None
-            if sendfile is not None and not self._no_body and self._method != "HEAD" and size:
+            if not self._no_body and self._method != "HEAD" and size:
                 # Zero-copy where the connection can (plain HTTP/1.1); None
-                # from it (TLS, a chunked body) means copy.
-                sent = sendfile(file, size)
+                # from it (TLS, a chunked body, another protocol) means copy.
+                sent = conn.sendfile(file, size)
             if sent is not None:
                 try:
                     await sent

@@ -44,7 +44,7 @@ from squall.websocket._protocol import MessageType, WebSocketProtocol13, _Peer
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
 
-__all__ = ["_WebSocketCycle"]
+__all__: list[str] = []  # private to the ASGI server
 
 app_log = logging.getLogger("squall.application")
 

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Optional, Union
+from typing import IO, Any, Optional, Union
 
 from squall.httpserver._context import _CallableAdapter
 from squall.httpserver._proxy import ProxyHeaders, TrustedPeers, parse_forwarded
@@ -31,6 +31,7 @@ from squall.httputil import (
     ResponseStartLine,
 )
 from squall.httputil._delegates import _Forwarding
+from squall.httputil._exchange import close_by_attribute
 from squall.httputil._misc import StartLine
 
 __all__ = [
@@ -232,7 +233,7 @@ class RequestIdTransform:
         return chunk
 
 
-class _Exchange(_Front):
+class _Tracked(_Front):
     """A `_Front` that also follows the response (through `_AppConnection`):
     status and size for the access log, the end for the concurrency limit
     and the request count."""
@@ -247,11 +248,7 @@ class _Exchange(_Front):
         self._status = 0
         self._size = 0
         self._done = False
-        try:
-            attribute = conn.close_callback_attribute is True
-        except AttributeError:
-            attribute = False
-        if attribute:
+        if close_by_attribute(conn):
             conn.close_callback = self._on_close
         else:
             conn.set_close_callback(self._on_close)
@@ -275,8 +272,8 @@ class _Exchange(_Front):
         self.serving._request_done(self)
 
 
-class _IdExchange(_Exchange):
-    """An `_Exchange` that gives the request an id (``--request-id``), in both heads."""
+class _IdTracked(_Tracked):
+    """A `_Tracked` that gives the request an id (``--request-id``), in both heads."""
 
     __slots__ = ("request_id",)
 
@@ -294,7 +291,7 @@ class _IdExchange(_Exchange):
 
 
 class _AppConnection(HTTPConnection):
-    """``request.connection`` as the application sees it, over an `_Exchange`.
+    """``request.connection`` as the application sees it, over an `_Tracked`.
 
     `HTTPConnection.finish` and `HTTPMessageDelegate.finish` share a name,
     so the exchange cannot be both; this small proxy is the connection. It
@@ -302,20 +299,17 @@ class _AppConnection(HTTPConnection):
     keeps the server connection's close_callback_attribute capability, so
     that a handler's fast path holds under ``squall run`` too: the close is
     reported by the server's connection from the event loop, through
-    `_Exchange._on_close`, which calls `close_callback`. Other attributes
+    `_Tracked._on_close`, which calls `close_callback`. Other attributes
     (``stream``, ``transport``, HTTP/2's ``trailers``...) are the server
     connection's.
     """
 
-    def __init__(self, exchange: _Exchange) -> None:
+    def __init__(self, exchange: _Tracked) -> None:
         self._exchange = exchange
         conn = self._conn = exchange._conn
         self.context = exchange.context
         self.close_callback: Optional[Callable[[], None]] = None
-        try:
-            self.close_callback_attribute = conn.close_callback_attribute is True
-        except AttributeError:
-            self.close_callback_attribute = False
+        self.close_callback_attribute = close_by_attribute(conn)
         exchange._app = self
 
     def write_headers(
@@ -331,6 +325,13 @@ class _AppConnection(HTTPConnection):
     def write(self, chunk: bytes) -> Any:
         self._exchange._size += len(chunk)
         return self._conn.write(chunk)
+
+    def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
+        conn: HTTPConnection = self._conn
+        sent = conn.sendfile(file, count)
+        if sent is not None:
+            self._exchange._size += count
+        return sent
 
     def finish(self) -> None:
         self._conn.finish()
@@ -367,13 +368,13 @@ class _AppConnection(HTTPConnection):
 
 
 class _IdAppConnection(_AppConnection):
-    """An `_AppConnection` over an `_IdExchange`: the request's id in the response head."""
+    """An `_AppConnection` over an `_IdTracked`: the request's id in the response head."""
 
     def write_headers(
         self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
     ) -> Any:
         exchange = self._exchange
-        assert isinstance(exchange, _IdExchange)
+        assert isinstance(exchange, _IdTracked)
         if isinstance(start_line, ResponseStartLine) and "X-Request-ID" not in headers:
             headers["X-Request-ID"] = exchange.request_id
         return super().write_headers(start_line, headers, chunk)
@@ -440,10 +441,10 @@ class ServingDelegate(HTTPServerConnectionDelegate):
             return _Reject(request_conn)
         self.active += 1
         if self.request_ids is None:
-            exchange = _Exchange(self, request_conn)
+            exchange = _Tracked(self, request_conn)
             conn = _AppConnection(exchange)
         else:
-            exchange = _IdExchange(self, request_conn)
+            exchange = _IdTracked(self, request_conn)
             conn = _IdAppConnection(exchange)
         if isinstance(app, HTTPServerConnectionDelegate):
             exchange.delegate = app.start_request(server_conn, conn)
@@ -456,7 +457,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         if isinstance(app, HTTPServerConnectionDelegate):
             app.on_close(server_conn)
 
-    def _request_done(self, exchange: _Exchange) -> None:
+    def _request_done(self, exchange: _Tracked) -> None:
         self.active -= 1
         self.finished += 1
         fmt = self.access_format
@@ -467,7 +468,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         if self.metrics is not None:
             self.metrics.observe(exchange)
 
-    def _log(self, fmt: str, exchange: _Exchange) -> None:
+    def _log(self, fmt: str, exchange: _Tracked) -> None:
         start_line = exchange.start_line
         ctx = exchange.context
         target = start_line.path if start_line else "-"

@@ -13,6 +13,11 @@ we did not pause, and nothing reaches a transport the driver has let go
 (lost, or handed to another protocol). HTTP/2 slows a busy stream by its
 window instead (``_h2protocol``), not by reading.
 
+Both drivers also wait on a delegate's awaitable the same way here
+(`wait_on`) and sort what it ended with (`sort_outcome`): the request's
+fault (`.HTTPInputError`, answered 400) or the application's (logged, and
+the exchange aborted).
+
 Compiled with the HTTP/1.1 driver (speedups/squall_build.py): its checks
 are on the request path.
 """
@@ -20,9 +25,50 @@ are on the request path.
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, Optional
 
-__all__ = ["ReadFlow"]
+from squall.httputil import HTTPInputError
+
+__all__ = ["APP_ERROR", "BAD_REQUEST", "FINISHED", "ReadFlow", "sort_outcome", "wait_on"]
+
+app_log = logging.getLogger("squall.application")
+
+# What a delegate's awaitable ended with (`sort_outcome`).
+FINISHED: Final = 0  # it finished: hand on the next event
+BAD_REQUEST: Final = 1  # HTTPInputError: the request is at fault, answered 400
+APP_ERROR: Final = 2  # anything else, cancelled included: logged; the exchange is aborted
+
+
+def wait_on(
+    awaitable: Awaitable[None],
+    loop: asyncio.AbstractEventLoop,
+    callback: Callable[[asyncio.Future[None]], None],
+) -> None:
+    """Calls ``callback(future)`` once a delegate's ``awaitable`` is done
+    (a coroutine gets a Task; a future is waited on as it is)."""
+    if isinstance(awaitable, asyncio.Future):
+        future: asyncio.Future[None] = awaitable
+    else:
+        future = asyncio.ensure_future(awaitable, loop=loop)
+    future.add_done_callback(callback)
+
+
+def sort_outcome(future: asyncio.Future[None]) -> tuple[int, str]:
+    """Sorts what a delegate's awaitable ended with: `FINISHED`, `BAD_REQUEST`
+    (with the message for the 400) or `APP_ERROR` (logged here). Call it only
+    while the exchange is still served: an error is logged once, by it."""
+    if future.cancelled():
+        exc: Optional[BaseException] = asyncio.CancelledError()
+    else:
+        exc = future.exception()
+    if exc is None:
+        return FINISHED, ""
+    if isinstance(exc, HTTPInputError):
+        return BAD_REQUEST, str(exc)
+    app_log.error("Uncaught exception", exc_info=exc)
+    return APP_ERROR, ""
 
 
 class ReadFlow:

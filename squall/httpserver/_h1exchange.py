@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from squall.httpserver._protocol import _HTTPProtocol
 
 
-__all__ = ["_RequestConnection", "_WriteQueue", "_closed_future", "_loop_shared"]
+__all__: list[str] = []  # private to the driver
 
 app_log = logging.getLogger("squall.application")
 

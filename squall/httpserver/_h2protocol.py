@@ -36,9 +36,10 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Optional, cast
 
-from squall._h1 import H1Limits
 from squall._h1 import Request as H1Request
 from squall._h2 import (
+    INVALID_LENGTH,
+    NO_LENGTH,
     Data,
     Drained,
     EndOfStream,
@@ -55,7 +56,7 @@ from squall._h2 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
-from squall.httpserver._flow import ReadFlow
+from squall.httpserver._flow import BAD_REQUEST, FINISHED, ReadFlow, sort_outcome, wait_on
 
 # The HTTP/1.1 driver: it accepts every connection and hands HTTP/2 ones
 # over; its _closed_future is the done Future of a write to a closed stream.
@@ -76,14 +77,13 @@ from squall.iostream import StreamClosedError
 if TYPE_CHECKING:
     from squall.httpserver._server import HTTPServer
 
-__all__ = ["_H2Protocol", "_H2Stream"]
+__all__: list[str] = []  # private to the driver
 
 gen_log = logging.getLogger("squall.general")
 app_log = logging.getLogger("squall.application")
 
 _new_tuple = tuple.__new__
 _VERSION = "HTTP/2.0"
-_DEFAULT_MAX_BODY = H1Limits().max_body_size
 # Seconds a connection closed for a protocol error keeps reading (and
 # dropping) the client's bytes so that the GOAWAY reaches it.
 _LINGER = 1.0
@@ -145,7 +145,7 @@ class _H2Protocol(asyncio.Protocol):
         self._good_host: Optional[str] = None
         self._start_request = server._request_starter()
         self._max_body = (
-            params.max_body_size if params.max_body_size is not None else _DEFAULT_MAX_BODY
+            params.max_body_size if params.max_body_size is not None else limits.max_body_size
         )
         self._in_feed = False
         self._flush_handle: Optional[asyncio.Handle] = None
@@ -422,8 +422,8 @@ class _H2Protocol(asyncio.Protocol):
         stream = _H2Stream(self, sid, now)
         self._streams[sid] = stream
         self._active += 1
-        if declared != -1:
-            if declared == -2:
+        if declared != NO_LENGTH:
+            if declared == INVALID_LENGTH:
                 self._refuse_request(stream, 400, "invalid Content-Length")
                 return None
             if declared > stream._max_body:
@@ -592,29 +592,24 @@ class _H2Protocol(asyncio.Protocol):
 
     def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
         stream._blocked = True
-        if isinstance(awaitable, asyncio.Future):
-            future: asyncio.Future[None] = awaitable
-        else:
-            future = asyncio.ensure_future(awaitable, loop=self._loop)
 
         def unblock(f: asyncio.Future[None]) -> None:
             self._unblock(stream, f, flow)
 
-        future.add_done_callback(unblock)
+        wait_on(awaitable, self._loop, unblock)
 
     def _unblock(self, stream: _H2Stream, future: asyncio.Future[None], flow: int) -> None:
         stream._blocked = False
         if self._closed or stream._closed:
             return
-        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
         self._in_feed = True
         try:
             self._h2.consumed(stream.stream_id, flow)
-            if exc is not None:
-                if isinstance(exc, HTTPInputError):
-                    self._bad_body(stream, str(exc))
+            outcome, message = sort_outcome(future)
+            if outcome != FINISHED:
+                if outcome == BAD_REQUEST:
+                    self._bad_body(stream, message)
                 else:
-                    app_log.error("Uncaught exception", exc_info=exc)
                     self._reset(stream, ErrorCode.INTERNAL_ERROR)
                 return
             if stream._expect_continue:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
     from squall.httpserver._h2websocket import _H2Tunnel
 
-__all__ = ["_H2Stream"]
+__all__: list[str] = []  # private to the driver
 
 
 class _H2Stream(Exchange):

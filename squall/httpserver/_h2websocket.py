@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall._h2 import ErrorCode, LocalProtocolError, tunnel_fields
 from squall.httpserver._stream import take_received
+from squall.httputil._websocket_link import WebSocketEndpoint
 from squall.ioloop import IOLoop
 from squall.iostream import BaseIOStream
 from squall.log import app_log
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
     from squall.httpserver._h2stream import _H2Stream
 
-__all__ = ["_H2Tunnel", "_TunnelSink", "drain_tunnels", "tunnels"]
+__all__ = ["drain_tunnels", "tunnels"]
 
 # Bytes queued on a stream for want of window (or in a paused transport)
 # above which a WebSocket's output counts as full: asyncio's default
@@ -122,7 +123,7 @@ class _H2Tunnel(BaseIOStream):
         self._receiver: Optional[Callable[[bytes], None]] = None
         self._receiving = True
         # The WebSocket protocol that owns the stream (see adopt_websocket).
-        self._owner: Any = None
+        self._owner: Optional[WebSocketEndpoint] = None
         self._delivering: Optional[asyncio.Handle] = None
 
     # -- the handler's side ----------------------------------------------------------
@@ -159,10 +160,15 @@ class _H2Tunnel(BaseIOStream):
         """The HTTP/2 stream carrying the tunnel."""
         return self._exchange.stream_id
 
-    def adopt_websocket(self, ws: Any) -> None:
+    @property
+    def adopted_websocket(self) -> Optional[WebSocketEndpoint]:
+        """The WebSocket given to `adopt_websocket`, until the tunnel closes."""
+        return self._owner
+
+    def adopt_websocket(self, ws: WebSocketEndpoint) -> None:
         """Makes a server WebSocket protocol the owner (see `_TransportStream.adopt_websocket`):
-        it is told of the close, of a drain (``_going_away``) and of its
-        output going over or under `HIGH_WATER` (``_set_paused``)."""
+        it is told of the close, of a drain (``going_away``) and of its
+        output going over or under `HIGH_WATER` (``set_write_paused``)."""
         self._owner = ws
         if self._closed:
             self.io_loop.add_callback(ws.on_connection_close)
@@ -233,8 +239,8 @@ class _H2Tunnel(BaseIOStream):
         # Over HIGH_WATER: the owner's sink stops taking broadcasts, which
         # then skip this connection (see squall.websocket.broadcast).
         owner = self._owner
-        if owner is not None and owner._sink is not None and self.writing_paused():
-            owner._set_paused(True)
+        if owner is not None and owner.takes_direct_writes and self.writing_paused():
+            owner.set_write_paused(True)
 
     def close_fd(self) -> None:
         """End the stream: END_STREAM after what is queued (RFC 8441 §6)."""
@@ -273,6 +279,14 @@ class _H2Tunnel(BaseIOStream):
             self.io_loop.add_callback(owner.on_connection_close)
 
     # -- reads handed over (the WebSocket's direct reads) ----------------------------
+
+    def receive_to_websocket(self) -> bytes:
+        """`set_receiver` with the adopted WebSocket's ``receive_bytes``
+        (see `_TransportStream.receive_to_websocket`)."""
+        owner = self._owner
+        if owner is None:
+            raise RuntimeError("no WebSocket was adopted")
+        return self.set_receiver(owner.receive_bytes)
 
     def set_receiver(self, receiver: Optional[Callable[[bytes], None]]) -> bytes:
         """As `_TransportStream.set_receiver`: later reads go to ``receiver``.
@@ -376,7 +390,7 @@ class _H2Tunnel(BaseIOStream):
             proto._wake(exchange)
             owner = self._owner
             if owner is not None:
-                owner._set_paused(False)
+                owner.set_write_paused(False)
 
     def _ended(self) -> None:
         """Our END_STREAM is out: the stream is done on our side."""
@@ -394,7 +408,7 @@ class _H2Tunnel(BaseIOStream):
         """The connection's transport paused or resumed writing."""
         owner = self._owner
         if owner is not None:
-            owner._set_paused(paused or self.writing_paused())
+            owner.set_write_paused(paused or self.writing_paused())
 
     def _lost(self, exc: Optional[BaseException]) -> None:
         """The stream is gone (reset, GOAWAY, the connection lost)."""
@@ -415,6 +429,6 @@ def drain_tunnels(proto: _H2Protocol) -> None:
         owner = tunnel._owner
         if owner is not None:
             try:
-                owner._going_away()
+                owner.going_away()
             except Exception:
                 app_log.error("Uncaught exception closing a WebSocket", exc_info=True)

@@ -36,7 +36,7 @@ from squall._h1 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
-from squall.httpserver._flow import ReadFlow
+from squall.httpserver._flow import BAD_REQUEST, FINISHED, ReadFlow, sort_outcome, wait_on
 from squall.httpserver._h1exchange import (
     _BLOCKED,
     _CLOSED,
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 
 # _WRITE_PAUSED: websocket/_broadcast reads it (from here, until it asks the
 # connection instead).
-__all__ = ["_HTTPProtocol", "_RequestConnection", "_WRITE_PAUSED"]
+__all__: list[str] = []  # private to the driver
 
 _new_tuple = tuple.__new__
 
@@ -577,28 +577,20 @@ class _HTTPProtocol(asyncio.Protocol):
         came from ``headers_received``, so the body is asked for then)."""
         self._flow |= _BLOCKED
         self._pause_reading()
-        if isinstance(awaitable, asyncio.Future):
-            future: asyncio.Future[None] = awaitable
-        else:
-            future = asyncio.ensure_future(awaitable, loop=self._loop)
-        future.add_done_callback(self._unblock_head if head else self._unblock)
+        wait_on(awaitable, self._loop, self._unblock_head if head else self._unblock)
 
     def _unblock_head(self, future: asyncio.Future[None]) -> None:
         self._unblock(future, True)
 
     def _unblock(self, future: asyncio.Future[None], head: bool = False) -> None:
         self._flow &= ~_BLOCKED
-        if future.cancelled():
-            exc: Optional[BaseException] = asyncio.CancelledError()
-        else:
-            exc = future.exception()
         if self._state >= _CLOSING:
             return
-        if exc is not None:
-            if isinstance(exc, HTTPInputError):
-                self._reject(400, str(exc), explain=True)
+        outcome, message = sort_outcome(future)
+        if outcome != FINISHED:
+            if outcome == BAD_REQUEST:
+                self._reject(400, message, explain=True)
             else:
-                app_log.error("Uncaught exception", exc_info=exc)
                 self._abort()
             self._flush()
             return

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from squall.httputil._websocket_link import WebSocketEndpoint
 from squall.ioloop import IOLoop
 from squall.iostream import BaseIOStream
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from squall.concurrent import Future
     from squall.httpserver._protocol import _HTTPProtocol
 
-__all__ = ["_TransportStream", "take_received"]
+__all__ = ["take_received"]
 
 _READ = IOLoop.READ
 _WRITE = IOLoop.WRITE
@@ -50,7 +51,7 @@ def take_received(inbox: bytearray, buf: Union[bytearray, memoryview], eof: bool
 
 
 def _to_websocket(data: bytes) -> None:
-    """The receiver that stands for the adopted WebSocket's ``_receive`` (never called)."""
+    """The receiver that stands for the adopted WebSocket's ``receive_bytes`` (never called)."""
     raise AssertionError("_TransportStream._feed calls the WebSocket's _receive instead")
 
 
@@ -96,7 +97,7 @@ class _TransportStream(BaseIOStream):
         self._receiving = True
         # The WebSocket protocol that owns the detached connection, if any
         # (see `adopt_websocket`).
-        self._ws: Any = None
+        self._ws: Optional[WebSocketEndpoint] = None
 
     @property
     def on_drain(self) -> Optional[Callable[[], None]]:
@@ -108,21 +109,26 @@ class _TransportStream(BaseIOStream):
         """
         hook = self._on_drain
         if hook is None and self._ws is not None:
-            return self._ws._going_away  # type: ignore[no-any-return]
+            return self._ws.going_away
         return hook
 
     @on_drain.setter
     def on_drain(self, hook: Optional[Callable[[], None]]) -> None:
         self._on_drain = hook
 
-    def adopt_websocket(self, ws: Any) -> None:
+    @property
+    def adopted_websocket(self) -> Optional[WebSocketEndpoint]:
+        """The WebSocket given to `adopt_websocket`, until the stream closes."""
+        return self._ws
+
+    def adopt_websocket(self, ws: WebSocketEndpoint) -> None:
         """Makes a server WebSocket protocol (`~squall.websocket.WebSocketProtocol13`) the owner.
 
         The stream then calls it back itself, with no bound method kept per
         connection (an idle WebSocket's bytes count): its
         ``on_connection_close`` once closed (as `set_close_callback`
-        would), its ``_going_away`` when the server drains (unless
-        `on_drain` is set), and its ``_set_paused`` when the transport
+        would), its ``going_away`` when the server drains (unless
+        `on_drain` is set), and its ``set_write_paused`` when the transport
         pauses and resumes writing (so that `squall.websocket.broadcast`
         needs no test of its own per connection).
         """
@@ -276,7 +282,7 @@ class _TransportStream(BaseIOStream):
         return pending
 
     def receive_to_websocket(self) -> bytes:
-        """`set_receiver` with the adopted WebSocket's ``_receive`` (see `adopt_websocket`).
+        """`set_receiver` with the adopted WebSocket's ``receive_bytes`` (see `adopt_websocket`).
 
         The stream calls it itself, rather than keep a bound method per
         connection.
@@ -330,7 +336,9 @@ class _TransportStream(BaseIOStream):
         if receiver is not None:
             if not self._closed:
                 if receiver is _to_websocket:
-                    self._ws._receive(data)
+                    ws = self._ws
+                    assert ws is not None  # (receive_to_websocket follows adopt_websocket)
+                    ws.receive_bytes(data)
                 else:
                     receiver(data)
             return
@@ -356,12 +364,12 @@ class _TransportStream(BaseIOStream):
         # The transport is over its high-water mark.
         ws = self._ws
         if ws is not None:
-            ws._set_paused(True)
+            ws.set_write_paused(True)
 
     def _writable(self) -> None:
         ws = self._ws
         if ws is not None:
-            ws._set_paused(False)
+            ws.set_write_paused(False)
         if self._closed:
             return
         if len(self._write_buffer):

@@ -8,20 +8,27 @@ once: the response's phase, the Content-Length accounting and the close
 callback. A driver subclasses it and writes only its emit hooks
 (`Exchange._emit_head`, `_emit_body`, `_emit_end`, `_refuse`).
 
-Who implements what (docs/guide/seam.md draws it):
+Who implements what (docs/guide/seam.md draws it; one conformance suite,
+tests/httputil/test_exchange_conformance.py, runs over all of them):
 
-* HTTP/2 (``httpserver/_h2stream._H2Stream``) and the ASGI adapter
-  (``asgi/_adapter._ASGIConnection``): `Exchange` subclasses.
+* HTTP/2 (``httpserver/_h2stream._H2Stream``), the ASGI adapter
+  (``asgi/_adapter._ASGIConnection``) and the test client
+  (``testclient._Connection``): `Exchange` subclasses, emit hooks only.
+* `.HTTP1Connection` (over an IOStream, client and server): an `Exchange`
+  whose `write` and `finish` are Exchange's; its hooks hand the body to the
+  sans-I/O core, which keeps the Content-Length accounting (it frames the
+  message by it, RFC 9112 section 6); its `write_headers` is its own (a
+  client writes a request head).
 * HTTP/1.1 on the server's protocol (``httpserver/_h1exchange._RequestConnection``):
   compiled by mypyc and on the hot path, so it keeps its three write methods
   fused with its emit code; its phase is the same `IDLE` .. `GONE` field, its
-  Content-Length accounting is the sans-I/O core's (`squall._h1`, which frames
-  the message by it, RFC 9112 section 6).
-* `.HTTP1Connection` (over an IOStream, client and server): an `Exchange`
-  whose write methods, as on the protocol path, are fused with their emit
-  code (the core counts the Content-Length).
+  Content-Length accounting is the core's.
 * The runner's ``cli/_serving._AppConnection`` (a proxy that follows the
   response for the access log) implements the contract directly.
+
+Optional capabilities are declared methods that may decline (return None,
+having done nothing): `HTTPConnection.write_rendered_head` and
+`HTTPConnection.sendfile`.
 
 The phase of a response, in this order (one field, ``_phase``)::
 
@@ -36,8 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Optional
+from collections.abc import Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any, Final, Optional
 
 from squall.httputil._headers import HTTPHeaders, HTTPOutputError
 from squall.httputil._misc import ResponseStartLine, StartLine
@@ -56,6 +63,7 @@ __all__ = [
     "HTTPConnection",
     "OneShot",
     "check_informational",
+    "close_by_attribute",
     "closed_future",
     "report_closed",
 ]
@@ -184,6 +192,40 @@ class HTTPConnection:
         before the response is finished; ``None`` removes it. Raises nothing."""
         raise NotImplementedError()
 
+    # -- optional capabilities: each may decline (None), and then nothing was done ----
+
+    def write_rendered_head(
+        self, head: bytes, framing: int, chunk: bytes
+    ) -> Optional[asyncio.Future[None]]:
+        """Writes a response head already rendered to bytes, with the first body chunk.
+
+        For a caller that renders heads itself from checked bytes (the ASGI
+        driver): ``head`` is the status line and fields, each line checked,
+        ending with the blank line; ``framing`` the body's length (its
+        Content-Length, already in ``head``), or -1 if none is declared.
+
+        Returns:
+            The future of `write_headers`; or None, with nothing written,
+            where the connection declines (the default, and HTTP/1.1 where
+            its state needs the head changed: a HEAD request, HTTP/1.0, a
+            connection to close): the caller then uses `write_headers`.
+        """
+        return None
+
+    def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
+        """Sends ``count`` body bytes of ``file``, from its offset, without
+        copying them through Python (sendfile(2)), after `write_headers`.
+
+        Returns:
+            An awaitable that resolves once sent; or None, with nothing done,
+            where the connection declines (the default; TLS; a body not framed
+            by a Content-Length): the caller then writes the bytes itself.
+
+        Raises:
+            HTTPOutputError: more bytes than the Content-Length.
+        """
+        return None
+
     def set_body_timeout(self, timeout: float) -> None:
         """Limits the time to receive this request's body (seconds), where
         the server owns the timeouts (an ASGI server keeps its own). Raises nothing."""
@@ -215,6 +257,16 @@ def check_informational(code: int) -> None:
     """Raises `.HTTPOutputError` unless ``code`` may be sent as an interim head."""
     if type(code) is not int or not 100 <= code < 200 or code == 101:
         raise HTTPOutputError(f"{code!r} is not an interim (1xx) status other than 101")
+
+
+def close_by_attribute(connection: Any) -> bool:
+    """Whether ``connection`` has the `HTTPConnection.close_callback_attribute`
+    capability (``is True``: a stand-in such as a Mock answers any attribute);
+    a duck-typed connection without the attribute has not. Raises nothing."""
+    try:
+        return connection.close_callback_attribute is True
+    except AttributeError:
+        return False
 
 
 def closed_future() -> asyncio.Future[None]:
@@ -304,15 +356,16 @@ class Exchange(HTTPConnection):
             raise HTTPOutputError("the response has already started: its head was already written")
         assert isinstance(start_line, ResponseStartLine)
         code = start_line.code
-        self._phase = HEAD
         lengths = headers._as_list.get("Content-Length")
         if lengths is not None:
             value = lengths[0]
             # RFC 9110 section 8.6: digits only (int() would also take "+1" or "1_0").
+            # Refused before anything is sent: the application may still
+            # answer with an error (head_written stays False).
             if len(lengths) != 1 or not (value.isascii() and value.isdigit()):
-                self._refuse()
                 raise HTTPOutputError(f"invalid Content-Length {value!r}")
             self._declared = int(value)
+        self._phase = HEAD
         if code in (204, 304) or 100 <= code < 200:
             self._bodiless = True
         if chunk:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union, cast
 from squall import _ws
 from squall.concurrent import Future
 from squall.escape import json_encode
+from squall.httputil._websocket_link import WebSocketCarrier
 from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
@@ -214,11 +215,11 @@ class WebSocketProtocol13(WebSocketProtocol):
         # _cork, and its transport not paused, so that nothing is queued in
         # the stream either); None otherwise. _plain is that transport
         # until the connection starts closing, the sink's value whenever
-        # it is set (see _uncork, _set_paused).
+        # it is set (see _uncork, set_write_paused).
         self._sink: Optional[asyncio.WriteTransport] = None
         self._plain: Optional[asyncio.WriteTransport] = None
         # Whether the transport is over its high-water mark (told by the
-        # server's stream, see _set_paused).
+        # server's stream, see set_write_paused).
         self._paused = False
 
     # -- counters (read by tests and tools)
@@ -255,15 +256,16 @@ class WebSocketProtocol13(WebSocketProtocol):
             stream.set_close_callback(self.on_connection_close)
         else:
             # The server's own stream calls us back itself: on close, when
-            # the server drains (_going_away: RFC 6455 section 7.4.1), and
-            # when its transport pauses or resumes writing (_set_paused).
+            # the server drains (going_away: RFC 6455 section 7.4.1), and
+            # when its transport pauses or resumes writing (set_write_paused).
             adopt(self)
             if conn.extension is None:
                 # Its transport takes writes directly while nothing is
                 # queued in either of them (see _sink).
-                self._sink = self._plain = stream.transport  # type: ignore[attr-defined]
-                if stream.writing_paused():  # type: ignore[attr-defined]
-                    self._set_paused(True)
+                carrier = cast(WebSocketCarrier, stream)
+                self._sink = self._plain = carrier.transport
+                if carrier.writing_paused():
+                    self.set_write_paused(True)
         if self.ping_interval:
             self._rare_state().last_ping = IOLoop.current().time()
             self._schedule_ping(self.ping_interval)
@@ -298,15 +300,16 @@ class WebSocketProtocol13(WebSocketProtocol):
         context = contextvars.copy_context()
         self._context = context if len(context) else _EMPTY_CONTEXT
         self._direct = True
-        if getattr(stream, "_ws", None) is self:
-            # The server's stream calls _receive itself: no bound method kept.
-            pending = stream.receive_to_websocket()  # type: ignore[union-attr]
+        if getattr(stream, "adopted_websocket", None) is self:
+            # The server's stream calls receive_bytes itself: no bound method kept.
+            pending = cast(WebSocketCarrier, stream).receive_to_websocket()
         else:
-            pending = set_receiver(self._receive)
+            pending = set_receiver(self.receive_bytes)
         if pending:
-            self._receive(pending)
+            self.receive_bytes(pending)
 
-    def _receive(self, data: bytes) -> None:
+    def receive_bytes(self, data: bytes) -> None:
+        """Bytes read from the peer, handed over by the stream (see `start_reading`)."""
         context = self._context
         if context is not None:
             if context is _EMPTY_CONTEXT:
@@ -548,7 +551,7 @@ class WebSocketProtocol13(WebSocketProtocol):
 
     # -- writing
 
-    def _set_paused(self, paused: bool) -> None:
+    def set_write_paused(self, paused: bool) -> None:
         """The server's stream says its transport paused or resumed writing."""
         self._paused = paused
         if paused:
@@ -762,7 +765,14 @@ class WebSocketProtocol13(WebSocketProtocol):
                 # The peer should echo the close frame and (server) close TCP.
                 rare.close_timer = IOLoop.current().call_later(_CLOSE_TIMEOUT, self._abort)
 
-    def _going_away(self) -> None:
+    @property
+    def takes_direct_writes(self) -> bool:
+        """Whether writes go to the server stream's transport directly now
+        (not paused, nothing corked, no extension)."""
+        return self._sink is not None
+
+    def going_away(self) -> None:
+        """The server drains: close with 1001 (RFC 6455 section 7.4.1)."""
         self.close(1001, "server shutting down")
 
     def _close_stream(self) -> None:

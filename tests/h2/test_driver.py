@@ -614,3 +614,35 @@ class EarlyResponseTest(AsyncHTTPTestCase):
             await self.clock.advance(self.SEND_TIMEOUT)
             await condition(lambda: not self.http_server._connections)
         await client.close()
+
+
+class LimitsBodyTest(AsyncHTTPTestCase):
+    """HTTP/2's body limit is H2Limits.max_body_size when the server's
+    ``max_body_size`` option is not given."""
+
+    def get_app(self) -> Any:
+        return lambda request: None
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "http2_limits": H2Limits(max_body_size=500)}
+
+    @gen_test
+    async def test_body_over_the_limits_max_body_size(self) -> None:
+        client = await RawH2.connect(self.get_http_port())
+        with ExpectLog("squall.general", "Malformed HTTP message.*too large", level=logging.INFO):
+            sid = client.request("/", method="POST", body=b"z" * 400, end=False)
+            client.conn.send_data(sid, b"z" * 400, end_stream=True)
+            client.flush()
+            r = client.responses[sid]
+            await client.until(lambda: r.ended or r.reset is not None)
+        assert r.status == 400
+        await client.close()
+
+
+def test_limits_max_body_size_default_and_range() -> None:
+    from squall._h1 import H1Limits
+
+    # The same default as HTTP/1.1's, now held by HTTP/2's own limits.
+    assert H2Limits().max_body_size == H1Limits().max_body_size
+    with pytest.raises(ValueError, match="max_body_size must be positive"):
+        H2Limits(max_body_size=0)

@@ -122,3 +122,12 @@ def test_request_content_length_and_expect_read_by_the_core() -> None:
     assert bad.content_length == -2
     other = request_of([("expect", "something-else")])
     assert other.expect_continue is False
+
+
+def test_content_length_sentinels_are_named() -> None:
+    from squall._h2 import INVALID_LENGTH, NO_LENGTH
+
+    assert content_length(None) == NO_LENGTH
+    assert content_length(["+1"]) == INVALID_LENGTH
+    assert content_length(["12"]) == 12
+    assert NO_LENGTH < 0 and INVALID_LENGTH < 0 and NO_LENGTH != INVALID_LENGTH

@@ -79,3 +79,62 @@ def test_both_drivers_pause_reading_while_the_transport_is_over_its_mark() -> No
             proto._reading.release()
     finally:
         loop.close()
+
+
+def test_both_drivers_sort_a_delegates_outcome_the_same_way() -> None:
+    # One helper for both drivers (_protocol and _h2protocol): the request's
+    # fault is a 400 with its message; anything else is the application's,
+    # logged once, cancellation included.
+    import logging
+
+    from squall.httpserver._flow import (
+        APP_ERROR,
+        BAD_REQUEST,
+        FINISHED,
+        sort_outcome,
+        wait_on,
+    )
+    from squall.httputil import HTTPInputError
+    from squall.testing import ExpectLog
+
+    async def main() -> list[tuple[int, str]]:
+        loop = asyncio.get_running_loop()
+        outcomes: list[tuple[int, str]] = []
+        futures = []
+        for fill in ("result", "input", "app", "cancel"):
+            future: asyncio.Future[None] = loop.create_future()
+            if fill == "result":
+                future.set_result(None)
+            elif fill == "input":
+                future.set_exception(HTTPInputError("bad chunk"))
+            elif fill == "app":
+                future.set_exception(ValueError("oops"))
+            else:
+                future.cancel()
+            futures.append(future)
+        sorted_all = loop.create_future()
+
+        def collect(future: asyncio.Future[None]) -> None:
+            outcomes.append(sort_outcome(future))
+            if len(outcomes) == 5 and not sorted_all.done():
+                sorted_all.set_result(None)
+
+        for future in futures:
+            wait_on(future, loop, collect)
+
+        async def coroutine() -> None:
+            return None
+
+        wait_on(coroutine(), loop, collect)  # a coroutine gets a Task
+        await asyncio.wait_for(sorted_all, 1)
+        return outcomes
+
+    with ExpectLog("squall.application", "Uncaught exception", level=logging.ERROR):
+        outcomes = asyncio.run(main())
+    assert outcomes[:4] == [
+        (FINISHED, ""),
+        (BAD_REQUEST, "bad chunk"),
+        (APP_ERROR, ""),
+        (APP_ERROR, ""),
+    ]
+    assert outcomes[4] == (FINISHED, "")

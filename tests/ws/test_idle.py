@@ -271,8 +271,8 @@ def test_a_connection_started_in_an_empty_context_makes_its_own_at_the_first_rea
     contextvars.Context().run(protocol.start_reading)
     assert protocol._context is _EMPTY_CONTEXT
     frame = build_frame(1, b"a", True, False, KEY)
-    protocol._receive(frame)
-    protocol._receive(frame)
+    protocol.receive_bytes(frame)
+    protocol.receive_bytes(frame)
     assert peer.seen == [1, 2] and COUNT.get() == 0
     assert protocol._context is not _EMPTY_CONTEXT and len(_EMPTY_CONTEXT) == 0
 

@@ -1,0 +1,415 @@
+"""The exchange contract (`squall.httputil.HTTPConnection`) as a contract.
+
+One suite of checks, each run against every implementation of
+``request.connection`` (and the client side of `.HTTP1Connection`), each
+reached the way its users reach it: the HTTP/1.1 server's connection
+through its protocol over a fake transport, an HTTP/2 stream through the
+HTTP/2 driver fed by the ``h2`` package, the ASGI adapter's connection
+through an ASGI call, the runner's wrapper through `ServingDelegate`, the
+test client's as the test client makes it. A test id names the class
+(``test_second_head_refused[_H2Stream]``). The checks only call what the
+contract documents (`squall.httputil._exchange`): what it returns and what
+it raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional
+
+import pytest
+
+from squall.http1connection import HTTP1Connection
+from squall.httpserver import HTTPServer
+from squall.httpserver._protocol import _HTTPProtocol
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPOutputError,
+    HTTPServerConnectionDelegate,
+    RequestStartLine,
+    ResponseStartLine,
+)
+from squall.httputil._misc import StartLine
+from squall.iostream import IOStream, StreamClosedError
+
+from ..server._fakes import FakeTransport
+
+DEADLINE = 2.0
+
+
+class _Capture(HTTPServerConnectionDelegate):
+    """A server's delegate that hands each request's connection to the test
+    once the request is read, and writes nothing itself."""
+
+    def __init__(self) -> None:
+        self.connection: asyncio.Future[HTTPConnection] = asyncio.get_running_loop().create_future()
+
+    def start_request(self, server_conn: object, request_conn: HTTPConnection) -> Any:
+        captured = self.connection
+
+        class Message(HTTPMessageDelegate):
+            def finish(self) -> None:
+                if not captured.done():
+                    captured.set_result(request_conn)
+
+        return Message()
+
+
+class Harness:
+    """One implementation: `open` gives a connection whose request is read
+    and whose response has not started; `close` releases what it holds."""
+
+    #: The start line this side writes (a response, or a request on a client).
+    line: StartLine = ResponseStartLine("HTTP/1.1", 200, "OK")
+
+    async def open(self) -> HTTPConnection:
+        raise NotImplementedError()
+
+    async def close(self) -> None:
+        pass
+
+
+class H1Server(Harness):
+    """`_RequestConnection`: the HTTP/1.1 server's protocol."""
+
+    def delegate(self, capture: _Capture) -> Any:
+        return capture
+
+    async def open(self) -> HTTPConnection:
+        loop = asyncio.get_running_loop()
+        capture = _Capture()
+        server = HTTPServer(self.delegate(capture))
+        proto = _HTTPProtocol(server, server.conn_params, None, loop)
+        self.transport = FakeTransport(proto, loop)
+        proto.connection_made(self.transport)
+        proto.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        return await asyncio.wait_for(capture.connection, DEADLINE)
+
+    async def close(self) -> None:
+        self.transport.close()
+        await asyncio.sleep(0)  # one loop turn: connection_lost runs (call_soon)
+
+
+class Runner(H1Server):
+    """``cli/_serving._AppConnection``: the runner's wrapper (it follows the
+    response for the access log and the concurrency limit)."""
+
+    def delegate(self, capture: _Capture) -> Any:
+        from squall.cli._serving import ServingDelegate
+
+        return ServingDelegate(capture, limit_concurrency=10)
+
+
+class H2Stream(Harness):
+    """``_H2Stream``: one stream of the HTTP/2 driver."""
+
+    line = ResponseStartLine("HTTP/2.0", 200, "OK")
+
+    async def open(self) -> HTTPConnection:
+        h2_connection = pytest.importorskip("h2.connection", reason="h2 is not installed")
+        import h2.config
+
+        from squall.httpserver._h2protocol import _H2Protocol
+
+        loop = asyncio.get_running_loop()
+        capture = _Capture()
+        server = HTTPServer(capture, http2=True)
+        proto = _H2Protocol(server, server.conn_params, loop, None, server._h2_limits)
+        self.transport = FakeTransport(proto, loop)
+        proto.connection_made(self.transport)
+        client = h2_connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        fields = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
+        client.send_headers(1, fields, end_stream=True)
+        proto.data_received(client.data_to_send())
+        return await asyncio.wait_for(capture.connection, DEADLINE)
+
+    async def close(self) -> None:
+        self.transport.close()
+        await asyncio.sleep(0)  # one loop turn: connection_lost runs (call_soon)
+
+
+class ASGI(Harness):
+    """``asgi/_adapter._ASGIConnection``: an Application served as ASGI."""
+
+    async def open(self) -> HTTPConnection:
+        from squall.asgi import ASGIAdapter
+
+        loop = asyncio.get_running_loop()
+        capture = _Capture()
+        self.sent: list[dict[str, Any]] = []
+        self.gone: asyncio.Future[None] = loop.create_future()
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await self.gone
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            self.sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"t")],
+            "client": ("127.0.0.1", 1234),
+            "server": ("127.0.0.1", 80),
+        }
+        self.call = asyncio.ensure_future(ASGIAdapter(capture)(scope, receive, send))
+        return await asyncio.wait_for(capture.connection, DEADLINE)
+
+    async def close(self) -> None:
+        if not self.gone.done():
+            self.gone.set_result(None)
+        await asyncio.wait_for(self.call, DEADLINE)
+
+
+class TestClientConnection(Harness):
+    """``testclient._Connection``: the in-process test client's."""
+
+    async def open(self) -> HTTPConnection:
+        from squall.testclient import _Connection, _Context
+
+        self.connection = _Connection(_Context("127.0.0.1", "http"))
+        return self.connection
+
+    async def close(self) -> None:
+        done = self.connection.done
+        if done.done() and not done.cancelled():
+            done.exception()  # a cut-off response is what some checks cause
+
+
+class H1Client(Harness):
+    """`.HTTP1Connection`, client side, over an `.IOStream`."""
+
+    line = RequestStartLine("POST", "/", "HTTP/1.1")
+
+    async def open(self) -> HTTPConnection:
+        ours, self.peer = socket.socketpair()
+        self.stream = IOStream(ours)
+        return HTTP1Connection(self.stream, is_client=True)
+
+    async def close(self) -> None:
+        self.stream.close()
+        self.peer.close()
+
+
+HARNESSES: dict[str, Callable[[], Harness]] = {
+    "_RequestConnection": H1Server,
+    "_H2Stream": H2Stream,
+    "_ASGIConnection": ASGI,
+    "_AppConnection": Runner,
+    "testclient._Connection": TestClientConnection,
+    "HTTP1Connection(client)": H1Client,
+}
+
+Check = Callable[[HTTPConnection, StartLine], Awaitable[None]]
+
+
+def run_check(name: str, check: Check) -> None:
+    async def main() -> None:
+        harness = HARNESSES[name]()
+        connection = await harness.open()
+        try:
+            await check(connection, harness.line)
+        finally:
+            await harness.close()
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+
+
+def length(n: Any) -> HTTPHeaders:
+    return HTTPHeaders({"Content-Length": str(n)})
+
+
+async def written(future: Optional[Awaitable[None]]) -> None:
+    """A write's future resolves (the bytes went out, or were taken)."""
+    assert future is not None
+    await asyncio.wait_for(future, DEADLINE)
+
+
+implementations = pytest.mark.parametrize("name", list(HARNESSES))
+
+
+@implementations
+def test_head_written_follows_the_head(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        assert conn.head_written is False
+        await written(conn.write_headers(line, length(2), b"ok"))
+        assert conn.head_written is True
+        conn.finish()
+
+    run_check(name, check)
+
+
+@implementations
+def test_second_head_refused(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        conn.write_headers(line, HTTPHeaders())
+        with pytest.raises(HTTPOutputError):
+            conn.write_headers(line, HTTPHeaders())
+        assert conn.head_written is True
+
+    run_check(name, check)
+
+
+@implementations
+def test_writes_resolve(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        await written(conn.write_headers(line, length(6), b"abc"))
+        await written(conn.write(b"def"))
+        conn.finish()
+
+    run_check(name, check)
+
+
+@implementations
+def test_finish_twice_is_harmless(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        conn.write_headers(line, length(2), b"ok")
+        conn.finish()
+        conn.finish()
+
+    run_check(name, check)
+
+
+@implementations
+def test_write_after_finish_fails_closed(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        conn.write_headers(line, length(2), b"ok")
+        conn.finish()
+        late = conn.write(b"late")
+        with pytest.raises(StreamClosedError):
+            await asyncio.wait_for(late, DEADLINE)
+
+    run_check(name, check)
+
+
+@implementations
+def test_write_after_close_fails_closed(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        conn.write_headers(line, HTTPHeaders())
+        conn.close()
+        late = conn.write(b"late")
+        with pytest.raises(StreamClosedError):
+            await asyncio.wait_for(late, DEADLINE)
+
+    run_check(name, check)
+
+
+@implementations
+def test_more_than_content_length_refused(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        conn.write_headers(line, length(3), b"ab")
+        with pytest.raises(HTTPOutputError):
+            conn.write(b"cd")
+
+    run_check(name, check)
+
+
+@implementations
+def test_first_chunk_over_content_length_refused(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        with pytest.raises(HTTPOutputError):
+            conn.write_headers(line, length(2), b"abc")
+
+    run_check(name, check)
+
+
+@implementations
+def test_less_than_content_length_refused(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        conn.write_headers(line, length(5), b"ab")
+        with pytest.raises(HTTPOutputError):
+            conn.finish()
+
+    run_check(name, check)
+
+
+@implementations
+def test_invalid_content_length_refused(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        with pytest.raises(HTTPOutputError):
+            conn.write_headers(line, length("+1"), b"a")
+        assert conn.head_written is False
+
+    run_check(name, check)
+
+
+@implementations
+def test_setters_raise_nothing(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        conn.set_close_callback(lambda: None)
+        conn.set_close_callback(None)
+        conn.set_body_timeout(5.0)
+        conn.set_max_body_size(1000)
+
+    run_check(name, check)
+
+
+# The optional capabilities: a declared method that declines (returns None,
+# having done nothing) where the connection cannot; which ones accept today.
+RENDERS_HEADS = {"_RequestConnection"}
+
+
+@implementations
+def test_write_rendered_head_writes_or_declines(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+        result = conn.write_rendered_head(head, 2, b"ok")
+        if name in RENDERS_HEADS:
+            await written(result)
+            assert conn.head_written is True
+            conn.finish()
+        else:
+            assert result is None
+            assert conn.head_written is False
+
+    run_check(name, check)
+
+
+@implementations
+def test_sendfile_declines_before_the_head(name: str) -> None:
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        with open(__file__, "rb") as file:
+            assert conn.sendfile(file, 10) is None
+        assert conn.head_written is False
+
+    run_check(name, check)
+
+
+# The connections whose close callback is the plain attribute, reported only
+# from the event loop (HTTPConnection.close_callback_attribute).
+CLOSE_BY_ATTRIBUTE = {"_RequestConnection", "_AppConnection"}
+
+
+@implementations
+def test_close_callback_capability(name: str) -> None:
+    from squall.httputil._exchange import close_by_attribute
+
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        assert close_by_attribute(conn) is (name in CLOSE_BY_ATTRIBUTE)
+
+    run_check(name, check)
+
+
+def test_close_by_attribute_on_stand_ins() -> None:
+    from unittest import mock
+
+    from squall.httputil._exchange import close_by_attribute
+
+    assert close_by_attribute(object()) is False  # duck-typed, no attribute
+    assert close_by_attribute(mock.Mock()) is False  # answers anything, not True

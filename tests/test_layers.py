@@ -321,6 +321,10 @@ def private_getattrs(path: Path) -> Iterator[tuple[int, str]]:
 _THIRD_PARTY = "a private name of asyncio, logging, pytest or the stdlib that has no public one"
 GETATTR_KNOWN = {
     ("_eager.py", "getattr(yielded, '_asyncio_future_blocking')"): _THIRD_PARTY,
+    ("_eager_resume.py", "getattr(yielded, '_asyncio_future_blocking')"): _THIRD_PARTY,
+    ("httpserver/_h3protocol.py", "getattr(h3, '_local_control_stream_id')"): (
+        "aioquic's H3Connection: the control stream a GOAWAY is written on"
+    ),
     ("compat.py", "getattr(logging, '_lock')"): _THIRD_PARTY,
     ("compat.py", "getattr(manager, '_clear_cache')"): _THIRD_PARTY,
     ("compat.py", "getattr(module, '_squall_facade')"): "a marker squall sets on modules it makes",
@@ -351,6 +355,8 @@ GETATTR_KNOWN = {
     ),
     ("cli/_metrics.py", "getattr(conn, '_streams')"): "the drivers' connection state: to declare",
     ("cli/_metrics.py", "getattr(conn, '_state')"): "the drivers' connection state: to declare",
+    ("cli/_metrics.py", "hasattr(conn, '_quic')"): "the drivers' connection state: to declare",
+    ("cli/_metrics.py", "getattr(stream, '_tunnel')"): "the drivers' connection state: to declare",
     ("cli/_serving.py", "getattr(ctx, '_orig_remote_ip')"): (
         "Tornado's name for the peer before proxy headers (_HTTPRequestContext)"
     ),

@@ -3,7 +3,7 @@
 `ServingDelegate` wraps the application's delegate when any of these is on:
 proxy headers (``X-Forwarded-For``/``X-Forwarded-Proto`` or RFC 7239
 ``Forwarded``, as configured, from trusted peers only: see
-`squall.httpserver._proxy`), a root path, the access log, a
+`squall.httputil._proxy`), a root path, the access log, a
 concurrency limit (503 beyond it) and the request count behind
 ``--max-requests``. Without any, the application is served directly.
 """
@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from typing import IO, Any, Optional, Union
 
 from squall.httpserver._context import _CallableAdapter
-from squall.httpserver._proxy import ProxyHeaders, TrustedPeers, parse_forwarded
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -33,6 +32,7 @@ from squall.httputil import (
 from squall.httputil._delegates import _Forwarding
 from squall.httputil._exchange import close_by_attribute
 from squall.httputil._misc import StartLine
+from squall.httputil._proxy import ProxyHeaders, TrustedPeers, parse_forwarded
 
 __all__ = [
     "ProxyHeaders",

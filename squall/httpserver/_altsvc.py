@@ -16,7 +16,7 @@ from typing import Any, Optional
 from squall.httputil import HTTPConnection, HTTPHeaders
 from squall.httputil._misc import ResponseStartLine, StartLine
 
-__all__ = ["_AltSvcConnection"]
+__all__: list[str] = []
 
 
 class _AltSvcConnection(HTTPConnection):

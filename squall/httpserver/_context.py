@@ -7,7 +7,6 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 
-from squall.httpserver._proxy import ProxyHeaders
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -16,6 +15,7 @@ from squall.httputil import (
     RequestStartLine,
 )
 from squall.httputil._misc import StartLine
+from squall.httputil._proxy import ProxyHeaders
 
 __all__ = ["_CallableAdapter", "_HTTPRequestContext", "_ProxyAdapter"]
 
@@ -85,7 +85,7 @@ class _HTTPRequestContext:
 
     def _apply_xheaders(self, headers: HTTPHeaders) -> None:
         """Take the client's address and scheme from a proxy's headers
-        (`squall.httpserver._proxy`, style ``xheaders``)."""
+        (`squall.httputil._proxy`, style ``xheaders``)."""
         model = _XHEADERS
         skip = self.trusted_downstream
         if skip:

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
     from squall.httpserver._server import HTTPServer
 
-__all__ = ["_H3Endpoint", "_H3Protocol", "quic_configuration"]
+__all__ = ["quic_configuration"]
 
 gen_log = logging.getLogger("squall.general")
 app_log = logging.getLogger("squall.application")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from squall.httpserver._h3protocol import _H3Protocol
     from squall.httpserver._h3websocket import _H3Tunnel
 
-__all__ = ["_H3Stream"]
+__all__: list[str] = []
 
 _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
 

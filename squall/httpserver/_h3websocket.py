@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from squall.httpserver._h3protocol import _H3Protocol
     from squall.httpserver._h3stream import _H3Stream
 
-__all__ = ["_H3Tunnel", "drain_tunnels"]
+__all__ = ["drain_tunnels"]
 
 _READ = IOLoop.READ
 

@@ -73,19 +73,18 @@ else:
     # steps and threads each take their own).
     _shells: list[asyncio.Task[None]] = []
     _getrefcount = sys.getrefcount
+
+    def _untyped(task: asyncio.Task[None]) -> Any:
+        # Read through Any: compiled code would check what typeshed declares
+        # of a private field (a list; None on a Task with no callbacks).
+        return task
+
     _getweakrefcount = weakref.getweakrefcount
 
-    def _refs_of_a_local() -> int:
-        # What getrefcount says of an object only a local holds, written as
-        # start() asks it of a shell: 2 interpreted (the local and the
-        # argument), possibly another figure when mypyc compiles this module.
-        held: Optional[object] = None
-        held = object()
-        return _getrefcount(held)
-
-    # References to a shell while start() checks it (see _refs_of_a_local).
-    # Weak references: the registry's (_all_tasks).
-    _OWN_REFS = _refs_of_a_local()
+    # Weak references to a shell while start() checks it: the registry's
+    # (_all_tasks). Its strong references are counted before the step and
+    # compared after it: what getrefcount reports of a local differs between
+    # the interpreted and the compiled build.
     _OWN_WEAKREFS = 1
 
     # What next() returns for a coroutine that finished its step (a
@@ -117,6 +116,7 @@ else:
         outer: Optional[asyncio.Task[Any]] = _current_task(loop)
         if outer is not None:
             _leave_task(loop, outer)
+        own_refs = _getrefcount(task)
         _enter_task(loop, task)
         error: Optional[BaseException] = None
         try:
@@ -131,10 +131,10 @@ else:
             _enter_task(loop, outer)
         if yielded is _FINISHED:
             if (
-                _getrefcount(task) == _OWN_REFS
+                _getrefcount(task) == own_refs
                 and _getweakrefcount(task) == _OWN_WEAKREFS
                 and not task.cancelling()
-                and task._callbacks is None
+                and _untyped(task)._callbacks is None
             ):
                 # Nobody kept it or heard from it: the next step's shell.
                 _shells.append(task)

@@ -46,8 +46,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import operator
 import sys
 import weakref
+from collections.abc import Callable
 from typing import Any, Optional
 
 from squall._eager_resume import _continue, _Coro, _ended, _go_on, _new_shell
@@ -74,10 +76,10 @@ else:
     _shells: list[asyncio.Task[None]] = []
     _getrefcount = sys.getrefcount
 
-    def _untyped(task: asyncio.Task[None]) -> Any:
-        # Read through Any: compiled code would check what typeshed declares
-        # of a private field (a list; None on a Task with no callbacks).
-        return task
+    # A Task's done callbacks (None when it has none), read by a C callable:
+    # compiled code reading ``task._callbacks`` would check the list type
+    # typeshed declares of it, and a Python helper would cost a frame.
+    _callbacks_of: Callable[[asyncio.Task[None]], Any] = operator.attrgetter("_callbacks")
 
     _getweakrefcount = weakref.getweakrefcount
 
@@ -134,7 +136,7 @@ else:
                 _getrefcount(task) == own_refs
                 and _getweakrefcount(task) == _OWN_WEAKREFS
                 and not task.cancelling()
-                and _untyped(task)._callbacks is None
+                and _callbacks_of(task) is None
             ):
                 # Nobody kept it or heard from it: the next step's shell.
                 _shells.append(task)

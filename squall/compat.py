@@ -35,7 +35,7 @@ hooks keyed on ``tornado.*`` names fire. Squall's own submodules of it
 too, and the Squall modules Tornado has that are loaded by then are imported
 under their ``tornado`` names (`_import_companions`). `uninstall` puts
 Squall's names back; without the alias nothing is renamed. While it is installed, ``importlib.metadata.version("tornado")``
-answers `TORNADO_VERSION` (`tornado_distribution`), so instrumentation
+answers `TORNADO_VERSION` (``tornado_distribution``), so instrumentation
 that checks the installed tornado's version (OpenTelemetry's) proceeds.
 
 Logging: the loggers ``tornado``, ``tornado.access``, ``tornado.application``
@@ -435,7 +435,7 @@ class _TornadoFinder(importlib.abc.MetaPathFinder):
         )
 
     def find_distributions(self, context: object = None) -> list[object]:
-        """Answers ``importlib.metadata`` lookups of ``tornado`` (see `tornado_distribution`).
+        """Answers ``importlib.metadata`` lookups of ``tornado`` (see ``tornado_distribution``).
 
         Only a lookup by that name on the default path is answered: a listing
         of every distribution, or a search of given directories, is left to

@@ -1,7 +1,7 @@
 """HTTP/1.1 over an `~squall.iostream.IOStream`, for clients and for code that drives a stream itself.
 
 `HTTP1Connection` implements `.HTTPConnection` for both roles: a client
-writes a request with `~HTTP1Connection.write_headers` / `~squall.http1connection.HTTP1Connection.write` / `~squall.http1connection.HTTP1Connection.finish`
+writes a request with `~HTTP1Connection.write_headers` / `~squall.httputil.HTTPConnection.write` / `~squall.httputil.HTTPConnection.finish`
 and reads the response with `~HTTP1Connection.read_response`; a server (see
 `HTTP1ServerConnection`) reads requests and writes responses. It is a thin
 driver over the sans-I/O core ``squall._h1``: bytes read from the stream are

@@ -16,7 +16,7 @@ pooled connection (see benchmarks/http_client.py):
 * ``_policy``: what every client here decides alike (default fields,
   redirects, credentials kept from other origins, decompression), used by
   the HTTP/2 and curl clients too;
-* ``_h2``: the HTTP/2 client, public as `squall.h2client.H2AsyncHTTPClient`.
+* ``_h2``: the HTTP/2 client, public as ``squall.h2client.H2AsyncHTTPClient``.
 
 Connection reuse: a connection goes back to the pool only after a response
 read to its end on a keep-alive connection (HTTP/1.1 without

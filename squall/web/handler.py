@@ -561,7 +561,8 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                 ``"</app.js>; rel=preload; as=script"``.
 
         Returns:
-            Whether the hints were sent (False: the connection declined).
+            bool: whether the hints were sent (False when the connection
+            declined them).
 
         Raises:
             RuntimeError: the headers were already sent.

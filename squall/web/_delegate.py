@@ -225,7 +225,21 @@ class _HandlerDelegate(HTTPMessageDelegate):
             running = handler._execute(applied, *(path_args or ()), **(path_kwargs or {}))
         else:
             running = handler._execute(applied)
-        if running is not None:
+        if type(running) is _CoroutineType:
+            # The usual case, inline: a handler that never waits is done when
+            # start() returns None.
+            try:
+                loop = _get_running_loop()
+            except RuntimeError:
+                _drive(handler, running)
+            else:
+                task = _eager_start(loop, running)
+                if task is not None:
+                    task.add_done_callback(_surface_error)
+                    handler._watch_close()
+                elif not handler._finished:
+                    handler._watch_close()
+        elif running is not None:
             _drive(handler, running)
         prepared: Optional[Awaitable[None]] = handler._prepared_future
         return prepared

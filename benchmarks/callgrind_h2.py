@@ -29,7 +29,7 @@ rest of _h2protocol's data_received and flush (the stream, _h2stream, included).
 Usage:
   python benchmarks/callgrind_h2.py [--server app|asgi] [--stream h2load|varied]
                                     [--batch 16] [-n 2000]
-                                    [--profile] [--json FILE]
+                                    [--profile | --total] [--json FILE]
 Installs nothing: needs valgrind (`make bench-callgrind` installs it with apt).
 """
 
@@ -350,6 +350,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16, help="requests per read (h2load -m)")
     ap.add_argument("-n", type=int, default=1600, help="requests in the difference")
     ap.add_argument("--profile", action="store_true", help="hottest functions")
+    ap.add_argument("--total", action="store_true", help="the total only (one valgrind run)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -382,7 +383,9 @@ def main() -> int:
         f"{args.batch} per read, "
         f"n={args.n}: {per:,.0f} (server protocol {total['protocol']})"
     )
-    if args.profile:
+    if args.total:
+        pass
+    elif args.profile:
         res = run_one(dict(cfg, probes="all"))
         rows = sorted(res["probe_self"].items(), key=lambda kv: -kv[1])
         print(

@@ -86,12 +86,11 @@ _STATIC: tuple[tuple[bytes, bytes], ...] = (
     (b"www-authenticate", b""),
 )
 
-_FULL: dict[tuple[bytes, bytes], int] = {}
-_NAMES: dict[bytes, int] = {}
-for _i, (_name, _value) in enumerate(_STATIC, 1):
-    if _value:
-        _FULL[(_name, _value)] = _i
-    _NAMES.setdefault(_name, _i)
+_FULL: dict[tuple[bytes, bytes], int] = {
+    (name, value): index for index, (name, value) in enumerate(_STATIC, 1) if value
+}
+# The first index of each name (a name may have several entries).
+_NAMES: dict[bytes, int] = {_STATIC[index - 1][0]: index for index in range(len(_STATIC), 0, -1)}
 
 # Bounds the memo: header values such as Date and Etag keep changing.
 _MEMO_MAX = 4096

@@ -219,6 +219,17 @@ bench: $(BENCH_SPEEDUPS)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
+# HTTP/2 over h2c: h2load (-c 20 -m 10) against `squall run --http2` with a
+# bare ASGI app, Squall's Application with http2=True, Granian (--http 2,
+# one worker, one runtime thread) and Hypercorn, each pinned to CPU 0, h2load
+# to CPU 1, 5 alternated rounds: medians of req/s and req per server
+# CPU-second (benchmarks/h2_bench.py). h2load comes from Debian's nghttp2-client.
+bench-h2: $(BENCH_SPEEDUPS)
+	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
+	$(BENCH_VENV)/bin/python benchmarks/h2_bench.py $(BENCH_ARGS)
+
+.PHONY: bench-h2
+
 # Instructions per request and per stage (callgrind, on a seeded varied
 # request stream); valgrind comes from Debian's packages when missing.
 bench-callgrind: $(BENCH_SPEEDUPS)

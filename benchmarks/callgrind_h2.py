@@ -13,6 +13,12 @@ agent; after the first, HPACK sends it as a few indexed bytes), the shape
 ``benchmarks/h2_bench.py`` measures; ``varied`` gives each request its own
 query string, cookie and user agent, as ``callgrind_hotpath.py`` does.
 
+Servers: ``app`` is Squall's own ``Application`` (``HTTPServer(app,
+http2=True)``, a RequestHandler that writes the query argument); ``asgi``
+is the server ``squall run --http2 --no-access-log`` builds around the bare
+ASGI callable of benchmarks/servers/asgi_starlette.py (two constant
+messages), the shape ``make bench-h2`` measures.
+
 Instructions per request = (count of a run of N+M requests - count of a run
 of M requests) / N, after a warm-up, so start-up costs cancel. Stages (from
 a second run with probes; see _probe.py): ``h2 core`` is squall._h2
@@ -21,8 +27,9 @@ package), ``app`` the delegates (routing, RequestHandler), ``driver`` the
 rest of _h2protocol's data_received and flush (the stream, _h2stream, included).
 
 Usage:
-  python benchmarks/callgrind_h2.py [--stream h2load|varied] [--batch 16] [-n 2000]
-                                    [--profile] [--json FILE]
+  python benchmarks/callgrind_h2.py [--server app|asgi] [--stream h2load|varied]
+                                    [--batch 16] [-n 2000]
+                                    [--profile | --total] [--json FILE]
 Installs nothing: needs valgrind (`make bench-callgrind` installs it with apt).
 """
 
@@ -211,7 +218,9 @@ class Driver:
             self.done.set_result(None)
 
 
-def _server_protocol(loop: asyncio.AbstractEventLoop) -> Any:
+def _server_protocol(loop: asyncio.AbstractEventLoop, server: str = "app") -> Any:
+    if server == "asgi":
+        return _asgi_protocol(loop)
 
     from squall.httpserver import HTTPServer
     from squall.web import Application, RequestHandler
@@ -223,6 +232,24 @@ def _server_protocol(loop: asyncio.AbstractEventLoop) -> Any:
 
     app = Application([("/", Hello)], log_function=lambda handler: None)
     return capture_protocol(loop, HTTPServer(app, http2=True))
+
+
+def _asgi_protocol(loop: asyncio.AbstractEventLoop) -> Any:
+    sys.path.insert(0, str(HERE / "servers"))
+    import asgi_starlette
+
+    import squall.asgi._http
+    import squall.asgi._scope
+    from squall.cli._options import Config
+    from squall.cli._target import serve_target
+    from squall.cli._worker import build_server
+
+    # A clock that stands still: the Date header is formatted once.
+    squall.asgi._scope.time = squall.asgi._http.time = _FixedClock()  # type: ignore[assignment]
+    config = Config(target="asgi_starlette:bare", access_log=False, http2=True)
+    served = serve_target(asgi_starlette.bare, config.target, config.root_path, config.factory)
+    server, _ = build_server(config, served, None)
+    return capture_protocol(loop, server)
 
 
 def inner(cfg: dict[str, Any]) -> None:
@@ -254,10 +281,12 @@ def inner(cfg: dict[str, Any]) -> None:
                 "squall._h2",
                 "squall.httpserver._h2protocol",
                 "squall.httpserver._h2stream",
+                "squall.httputil",
                 "squall.web",
+                "squall.asgi",
             )
         )
-    driver.start(_server_protocol(loop))
+    driver.start(_server_protocol(loop, cfg.get("server", "app")))
     driver.run(WARMUP)
     mod.reset()
     mod.measure_a(lambda: driver.run(FIRST))
@@ -316,10 +345,12 @@ def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--server", choices=["app", "asgi"], default="app")
     ap.add_argument("--stream", choices=["h2load", "varied"], default="h2load")
     ap.add_argument("--batch", type=int, default=16, help="requests per read (h2load -m)")
     ap.add_argument("-n", type=int, default=1600, help="requests in the difference")
     ap.add_argument("--profile", action="store_true", help="hottest functions")
+    ap.add_argument("--total", action="store_true", help="the total only (one valgrind run)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -332,15 +363,29 @@ def main() -> int:
     if args.n % args.batch or FIRST % args.batch or WARMUP % args.batch:
         print(f"-n, {FIRST} and {WARMUP} must be multiples of --batch", file=sys.stderr)
         return 2
-    cfg = {"stream": args.stream, "batch": args.batch, "n": args.n, "probes": "none"}
+    cfg = {
+        "server": args.server,
+        "stream": args.stream,
+        "batch": args.batch,
+        "n": args.n,
+        "probes": "none",
+    }
     total = run_one(cfg)
     per = total["per_request"]
-    report: dict[str, Any] = {"stream": args.stream, "batch": args.batch, "total": per}
+    report: dict[str, Any] = {
+        "server": args.server,
+        "stream": args.stream,
+        "batch": args.batch,
+        "total": per,
+    }
     print(
-        f"== HTTP/2 instructions per request: {args.stream} stream, {args.batch} per read, "
+        f"== HTTP/2 instructions per request: {args.server} server, {args.stream} stream, "
+        f"{args.batch} per read, "
         f"n={args.n}: {per:,.0f} (server protocol {total['protocol']})"
     )
-    if args.profile:
+    if args.total:
+        pass
+    elif args.profile:
         res = run_one(dict(cfg, probes="all"))
         rows = sorted(res["probe_self"].items(), key=lambda kv: -kv[1])
         print(

@@ -1,23 +1,36 @@
-"""HTTP/2 benchmark: h2load against Squall and Hypercorn, same app shape.
+"""HTTP/2 benchmark: h2load against Squall, Granian and Hypercorn over h2c.
 
-Each server runs pinned to one core, h2load (Debian's nghttp2-client) to
-another; the contenders alternate over several rounds and the report gives
-medians and their ratios, in requests per second and per server CPU-second.
-Squall over HTTP/1.1 (h2load --h1, same connections, one request in flight
-each) is measured in the same run for comparison.
+Contenders (``make bench-h2`` runs them from the bench venv, compiled squall):
 
-    python benchmarks/h2_bench.py [--rounds 5] [--duration 5] [--hypercorn-python PATH]
+* ``squall run``: ``python -m squall run asgi_starlette:bare --http2`` (one
+  process, uvloop, no access log), the bare ASGI callable of
+  benchmarks/servers/asgi_starlette.py (two constant messages);
+* ``squall app``: Squall's own ``Application`` with ``http2=True``, a
+  RequestHandler that writes its query argument;
+* ``granian``: ``granian --interface asgi --http 2 --workers 1
+  --runtime-threads 1 --loop uvloop``, the same bare ASGI callable (its
+  supervisor and worker processes are both counted);
+* ``hypercorn``: ``hypercorn -k uvloop``, the same bare ASGI callable.
 
-The app answers ``GET /?n=...`` with a short text body that includes the
-query argument. Servers speak h2c by prior knowledge (h2load's default for
-``http://``), so TLS cost does not blur the comparison. Hypercorn runs from
-``--hypercorn-python`` (an interpreter that has it; the current one by
-default) and is left out, saying why, when it is missing.
+Each server is pinned to core 0 (``taskset -c 0``; threads and children
+inherit it), h2load (Debian's nghttp2-client, one thread) to core 1, h2c by
+prior knowledge (h2load's default for ``http://``), ``-c 20 -m 10`` by
+default. The contenders alternate over ``--rounds`` rounds; per round and
+contender a 1 s warm-up, then the measured run: requests per second as
+h2load reports it, and requests per server CPU-second (utime + stime of
+the server's process tree from /proc/PID/stat, read before and after the
+run). The report gives each contender's medians and the ratios of the
+medians against Granian. Contenders whose packages are missing are left
+out, saying why; ``--only NAME`` (repeatable) picks some.
+
+    python benchmarks/h2_bench.py [--rounds 5] [--duration 5] [--clients 20]
+                                  [--streams 10] [--only NAME] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -26,11 +39,13 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Optional
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = Path(__file__).resolve().parent
+SERVERS = HERE / "servers"
+BARE = "asgi_starlette:bare"
 
-SQUALL_SERVER = """
+SQUALL_APP = """
 import sys
 try:
     import uvloop, asyncio
@@ -50,26 +65,56 @@ app.listen(int(sys.argv[1]), "127.0.0.1", http2=True)
 IOLoop.current().start()
 """
 
-HYPERCORN_APP = """
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    from urllib.parse import parse_qs
-    n = parse_qs(scope["query_string"].decode()).get("n", ["world"])[0]
-    body = ("Hello, " + n + "!").encode()
-    await send({
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
-    })
-    await send({"type": "http.response.body", "body": body})
-"""
+# The servers run from benchmarks/servers with no PYTHONPATH: from the
+# checkout, ``python -c`` / ``-m`` would put the checkout first on sys.path
+# and import its squall (pure Python) instead of the installed, compiled one.
+SERVER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def command(name: str, port: int) -> list[str]:
+    """The server's command line, listening on 127.0.0.1:``port``."""
+    if name == "squall run":
+        return [sys.executable, "-m", "squall", "run", BARE, "--http2", "--no-access-log"] + [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+    if name == "squall app":
+        return [sys.executable, "-c", SQUALL_APP, str(port)]
+    if name == "granian":
+        granian = str(Path(sys.executable).with_name("granian"))
+        return [granian, "--interface", "asgi", "--http", "2", "--host", "127.0.0.1"] + [
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--runtime-threads",
+            "1",
+            "--loop",
+            "uvloop",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            BARE,
+        ]
+    assert name == "hypercorn"
+    return [sys.executable, "-m", "hypercorn", "-k", "uvloop", "--log-level", "error"] + [
+        "--bind",
+        f"127.0.0.1:{port}",
+        BARE,
+    ]
+
+
+CONTENDERS = ("squall run", "squall app", "granian", "hypercorn")
+NEEDS = {
+    "squall run": "squall",
+    "squall app": "squall",
+    "granian": "granian",
+    "hypercorn": "hypercorn",
+}
 
 
 def free_port() -> int:
@@ -112,16 +157,21 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, name: str, argv: list[str], port: int, cwd: Optional[str] = None) -> None:
+    def __init__(self, name: str, port: int) -> None:
         self.name = name
         self.port = port
         self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", *argv],
-            cwd=cwd,
+            ["taskset", "-c", "0", *command(name, port)],
+            cwd=SERVERS,
+            env=SERVER_ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_listening(port, self.proc)
+        try:
+            wait_listening(port, self.proc)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -132,24 +182,19 @@ class Server:
             self.proc.wait()
 
 
-def start(name: str, argv: list[str], cwd: Optional[str]) -> Server:
+def start(name: str) -> Server:
     """Start a contender on a free port; once more on another if it fails
     (the port picked can be taken by someone else before the server binds)."""
     for attempt in (1, 2):
-        port = free_port()
-        if name.startswith("hypercorn"):
-            full = [*argv, "--bind", f"127.0.0.1:{port}"]
-        else:
-            full = [*argv, str(port)]
         try:
-            return Server(name, full, port, cwd)
+            return Server(name, free_port())
         except RuntimeError:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
 
-def h2load(port: int, duration: float, clients: int, streams: int, h1: bool) -> float:
+def h2load(port: int, duration: float, clients: int, streams: int) -> float:
     argv = [
         "taskset",
         "-c",
@@ -160,13 +205,11 @@ def h2load(port: int, duration: float, clients: int, streams: int, h1: bool) -> 
         "-c",
         str(clients),
         "-m",
-        "1" if h1 else str(streams),
+        str(streams),
         "-D",
         f"{duration:g}",
         "--warm-up-time=1",
     ]
-    if h1:
-        argv.append("--h1")
     argv.append(f"http://127.0.0.1:{port}/?n=bench")
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     out = result.stdout + result.stderr
@@ -186,49 +229,49 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--streams", type=int, default=16, help="concurrent streams per connection")
-    parser.add_argument("--hypercorn-python", default=sys.executable)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--streams", type=int, default=10, help="concurrent streams per connection")
+    parser.add_argument("--only", action="append", choices=CONTENDERS, help="these contenders")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if shutil.which("h2load") is None:
         print("h2load is not installed (apt-get install nghttp2-client)", file=sys.stderr)
         return 2
-
-    contenders: list[tuple[str, list[str], bool, Optional[str]]] = [
-        ("squall h2", [sys.executable, "-c", SQUALL_SERVER], False, ROOT),
-        ("squall h1", [sys.executable, "-c", SQUALL_SERVER], True, ROOT),
-    ]
-    probe = subprocess.run(
-        [args.hypercorn_python, "-c", "import hypercorn"], capture_output=True, check=False
-    )
-    appdir = None
-    if probe.returncode == 0:
-        appdir = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"h2bench-{os.getpid()}")
-        os.makedirs(appdir, exist_ok=True)
-        with open(os.path.join(appdir, "hyper_app.py"), "w") as f:
-            f.write(HYPERCORN_APP)
-        worker = (
-            "uvloop"
-            if subprocess.run(
-                [args.hypercorn_python, "-c", "import uvloop"], capture_output=True, check=False
-            ).returncode
-            == 0
-            else "asyncio"
+    contenders = []
+    for name in args.only or CONTENDERS:
+        module = NEEDS[name]
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import {module}, starlette"],
+            cwd=SERVERS,
+            env=SERVER_ENV,
+            capture_output=True,
+            check=False,
         )
-        hyper = [args.hypercorn_python, "-m", "hypercorn", "-k", worker, "--log-level", "error"]
-        contenders.insert(1, ("hypercorn h2", [*hyper, "hyper_app:app"], False, appdir))
-    else:
-        print(f"Hypercorn left out: not importable by {args.hypercorn_python}")
-
-    rates: dict[str, list[float]] = {name: [] for name, *_ in contenders}
-    per_cpu: dict[str, list[float]] = {name: [] for name, *_ in contenders}
+        if probe.returncode:
+            print(f"{name} left out: {module} or starlette is not importable by {sys.executable}")
+        else:
+            contenders.append(name)
+    build = subprocess.run(
+        [sys.executable, "-m", "squall.speedups"],
+        cwd=SERVERS,
+        env=SERVER_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    print(f"squall: {build[0] if build else 'unknown build'}")
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    per_cpu: dict[str, list[float]] = {name: [] for name in contenders}
     for rnd in range(args.rounds):
-        for name, argv, h1, cwd in contenders:
-            server = start(name, argv, cwd)
+        # Alternate the order, so that no contender always follows another.
+        order = contenders if rnd % 2 == 0 else contenders[::-1]
+        for name in order:
+            server = start(name)
             try:
+                h2load(server.port, 1.0, args.clients, args.streams)  # warm-up
                 before = cpu_seconds(server.proc.pid)
                 t0 = time.monotonic()
-                rate = h2load(server.port, args.duration, args.clients, args.streams, h1)
+                rate = h2load(server.port, args.duration, args.clients, args.streams)
                 elapsed = time.monotonic() - t0
                 cpu = cpu_seconds(server.proc.pid) - before
             finally:
@@ -237,25 +280,29 @@ def main() -> int:
             # Requests per server CPU-second, over the measured window.
             per_cpu[name].append(rate * elapsed / cpu if cpu else 0.0)
             print(
-                f"round {rnd + 1} {name:13} {rate:9.0f} req/s  {per_cpu[name][-1]:9.0f} req/CPU-s"
+                f"round {rnd + 1} {name:11} {rate:9.0f} req/s  {per_cpu[name][-1]:9.0f} req/CPU-s",
+                flush=True,
             )
-
-    print(
-        f"\nmedians over {args.rounds} rounds ({args.clients} connections, "
-        f"{args.streams} streams each for h2):"
-    )
     med = {name: statistics.median(v) for name, v in rates.items()}
     med_cpu = {name: statistics.median(v) for name, v in per_cpu.items()}
-    for name in rates:
-        print(f"  {name:13} {med[name]:9.0f} req/s  {med_cpu[name]:9.0f} req/CPU-s")
-    if "hypercorn h2" in med:
-        print(
-            f"squall h2 / hypercorn h2: {med['squall h2'] / med['hypercorn h2']:.2f}x req/s, "
-            f"{med_cpu['squall h2'] / med_cpu['hypercorn h2']:.2f}x per CPU-s"
+    print(
+        f"\nh2c, h2load -c {args.clients} -m {args.streams}, medians of {args.rounds} rounds"
+        f" ({args.duration:g} s each):"
+    )
+    base = "granian" if "granian" in med else None
+    print(
+        f"| {'server':11} | {'req/s':>9} | {'req/CPU-s':>9} |" + (" vs granian |" if base else "")
+    )
+    print(f"|{'-' * 13}|{'-' * 10}:|{'-' * 10}:|" + ("-----------:|" if base else ""))
+    for name in contenders:
+        row = f"| {name:11} | {med[name]:9.0f} | {med_cpu[name]:9.0f} |"
+        if base and med_cpu[base]:
+            row += f" {med_cpu[name] / med_cpu[base]:9.2f}x |"
+        print(row)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"rates": rates, "per_cpu": per_cpu, "median": med, "median_cpu": med_cpu})
         )
-    print(f"squall h2 / squall h1:    {med['squall h2'] / med['squall h1']:.2f}x req/s")
-    if appdir is not None:
-        shutil.rmtree(appdir, ignore_errors=True)
     return 0
 
 

@@ -59,7 +59,15 @@ GROUP = NATIVE + ".hotpath"
 # subclassable class that web/ and asgi/ build with object.__new__ (refused
 # for a compiled class); web/ holds the classes users subclass and stays
 # interpreted.
-COMPILED_PACKAGES = ("_h1", "_ws")
+# squall._h2 (HTTP/2 framing, HPACK, stream states) was interpreted in the
+# compiled build; compiled (benchmarks/callgrind_h2.py, h2load stream, 16
+# streams per read, instructions per request): bare ASGI app under squall
+# run --http2 141.9k -> 116.7k, Application with http2=True 170.4k -> 143.1k.
+# Then squall.httpserver._h2protocol (the HTTP/2 driver): 116.7k -> 107.2k and
+# 143.1k -> 135.7k. Its _h2stream stays interpreted: _H2Stream subclasses the
+# interpreted Exchange and has __slots__, which a mypyc class may not
+# ("mypyc classes can't have __slots__" when the module loads).
+COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # Single modules compiled beside those packages. Measured (callgrind, varied
 # stream, asyncio loop, instructions per request, same tree otherwise):
 # squall.httpserver._protocol, hello 134.8k -> 120.1k, json 153.4k -> 138.7k;
@@ -106,6 +114,7 @@ COMPILED_MODULES = (
     "squall.asgi._http",
     "squall.asgi._scope",
     "squall._eager",
+    "squall.httpserver._h2protocol",
 )
 # Interpreted modules that import an optional extra (aioquic, squall[http3]):
 # type-checked by the build with their errors ignored (see _compile).
@@ -117,6 +126,7 @@ OPTIONAL_EXTRA_MODULES = (
 # Modules that would be compiled but must not be; why beside each.
 SKIPPED: dict[str, str] = {
     "squall._h1._quick": "replaced by the C module c/quick.c, not compiled by mypyc",
+    "squall._h2._limits": "H2Limits is public configuration, read once per connection",
 }
 # Hand-written C modules: the squall module each replaces, and its source.
 # Measured (callgrind, varied stream, hello handler, instructions per

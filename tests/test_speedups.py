@@ -22,6 +22,8 @@ import pytest
 
 import squall
 import squall._h1._connection
+import squall._h2._base
+import squall._h2._hpack
 import squall._ws._frames
 import squall.speedups
 from squall import _compiled
@@ -53,6 +55,8 @@ def test_compiled_run_is_compiled() -> None:
     assert squall.speedups.compiled, squall.speedups.reason
     assert is_extension(squall._h1._connection)
     assert is_extension(squall._ws._frames)
+    # HTTP/2's core too (its framing and HPACK run per request).
+    assert is_extension(squall._h2._base) and is_extension(squall._h2._hpack)
     # A compiled class is a native type: it has no instance __dict__ and no
     # __slots__ attribute.
     assert not hasattr(squall._h1._connection.H1Connection, "__slots__")
@@ -84,6 +88,9 @@ def bound_names(source: Path) -> set[str]:
         "squall._h1._quick",
         "squall._ws._frames",
         "squall._ws._mask",
+        "squall._h2._base",
+        "squall._h2._connection",
+        "squall._h2._hpack",
         "squall._xhtml",
         "squall.httpserver._protocol",
         "squall.httpserver._h1exchange",

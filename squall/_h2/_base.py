@@ -23,8 +23,7 @@ current time to `receive_data`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from typing import NoReturn, Optional
+from typing import Final, NoReturn, Optional
 
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import Data, Drained, EndOfStream, Event, Fields, GoAway, StreamReset
@@ -41,16 +40,16 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 class ErrorCode:
     """The error codes of RFC 9113 §7 that this package uses."""
 
-    NO_ERROR = 0x0
-    PROTOCOL_ERROR = 0x1
-    INTERNAL_ERROR = 0x2
-    FLOW_CONTROL_ERROR = 0x3
-    FRAME_SIZE_ERROR = 0x6
-    STREAM_CLOSED = 0x5
-    REFUSED_STREAM = 0x7
-    CANCEL = 0x8
-    COMPRESSION_ERROR = 0x9
-    ENHANCE_YOUR_CALM = 0xB
+    NO_ERROR: Final = 0x0
+    PROTOCOL_ERROR: Final = 0x1
+    INTERNAL_ERROR: Final = 0x2
+    FLOW_CONTROL_ERROR: Final = 0x3
+    FRAME_SIZE_ERROR: Final = 0x6
+    STREAM_CLOSED: Final = 0x5
+    REFUSED_STREAM: Final = 0x7
+    CANCEL: Final = 0x8
+    COMPRESSION_ERROR: Final = 0x9
+    ENHANCE_YOUR_CALM: Final = 0xB
 
 
 # Frame types (RFC 9113 §6) and flags.
@@ -228,7 +227,12 @@ class H2Base:
     # is (a request, a response, trailers). Every block is decoded first,
     # here (HPACK's state is the connection's, whatever happens to the
     # stream next); a block HPACK refuses goes to _undecodable.
-    _headers_done: Callable[[int, int, Fields, bool, list[Event], float], None]
+    def _headers_done(
+        self, sid: int, flags: int, fields: Fields, cyclic: bool, events: list[Event], now: float
+    ) -> None:
+        # A method, not an annotated attribute: mypyc compiles this module,
+        # and a compiled attribute cannot be overridden by a method.
+        raise NotImplementedError
 
     def _undecodable(self, exc: Exception) -> NoReturn:
         """A header block HPACK refused: the connection cannot go on (§4.3)."""

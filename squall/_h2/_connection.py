@@ -73,6 +73,11 @@ class H2Connection(H2Base):
         # are (bounded).
         self._known_fields: dict[tuple[str, str], object] = {}
         self._skipped: list[tuple[int, int]] = []  # (first, last) ids never opened
+        # The last decoded field list `_request` accepted, and the
+        # Request's fields it made of it: HPACK's decoder hands back the
+        # same list for a repeated block, which then needs no checking.
+        self._last_raw: Optional[list[tuple[str, str]]] = None
+        self._last_request: Optional[Request] = None
         #: (stream, reason) for each malformed request head reset so far;
         #: the driver logs and clears it.
         self.malformed: list[tuple[int, str]] = []
@@ -214,6 +219,20 @@ class H2Connection(H2Base):
         A malformed head is a stream error: the stream is reset with
         PROTOCOL_ERROR and None is returned.
         """
+        if raw_fields is self._last_raw:
+            last = self._last_request
+            assert last is not None
+            return Request(
+                sid,
+                last.method,
+                last.target,
+                last.authority,
+                last.scheme,
+                list(last.headers),
+                last.content_length,
+                last.expect_continue,
+                last.protocol,
+            )
         method = target = authority = scheme = protocol = None
         fields: list[tuple[str, str]] = []
         cookies: Optional[list[str]] = None
@@ -331,7 +350,7 @@ class H2Connection(H2Base):
             fields.append(("cookie", "; ".join(cookies)))
         # The body's length is checked against the DATA frames when it is one
         # number; the driver answers anything else with 400.
-        return Request(
+        request = Request(
             sid,
             method,
             target or authority or "",
@@ -343,6 +362,9 @@ class H2Connection(H2Base):
             expect is not None and expect.lower() == "100-continue",
             protocol,
         )
+        self._last_raw = raw_fields
+        self._last_request = request
+        return request
 
     def _malformed(self, sid: int, problem: str) -> None:
         self.malformed.append((sid, problem))

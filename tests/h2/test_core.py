@@ -84,6 +84,25 @@ def test_request_events() -> None:
     assert isinstance(data, Data) and data.data == b"body" and data.flow_length == 4
 
 
+def test_repeated_request_is_checked_once_and_its_fields_are_its_own() -> None:
+    # A repeated head (the same HPACK bytes) gives an equal Request whose
+    # fields list is a copy, so one request's handler cannot change another's.
+    server, c = pair()
+    head = REQUEST + [("user-agent", "x"), ("cookie", "a=1"), ("cookie", "b=2")]
+    c.send_headers(1, head, end_stream=True)
+    c.send_headers(3, head, end_stream=True)
+    c.send_headers(5, head + [("x-new", "1")], end_stream=True)
+    events = [e for e in server.receive_data(c.data_to_send(), 0.0) if isinstance(e, Request)]
+    assert [e.stream_id for e in events] == [1, 3, 5]
+    first, second, third = events
+    assert server._last_raw is not None  # the memo is in use
+    for attr in ("method", "target", "authority", "scheme", "headers", "content_length"):
+        assert getattr(first, attr) == getattr(second, attr)
+    assert first.headers is not second.headers
+    assert ("cookie", "a=1; b=2") in second.headers
+    assert ("x-new", "1") in third.headers and ("x-new", "1") not in second.headers
+
+
 def test_response_roundtrip() -> None:
     server, c = pair()
     c.send_headers(1, REQUEST, end_stream=True)

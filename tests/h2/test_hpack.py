@@ -164,3 +164,22 @@ def test_encoder_output_decodes() -> None:
     assert Decoder(65536).decode(StatelessEncoder().encode(fields)) == [
         (n.decode(), v.decode()) for n, v in fields
     ]
+
+
+def test_repeated_block_reuses_its_fields_until_the_table_changes() -> None:
+    # A client repeating a request sends the same indexed bytes: decoded
+    # once, then handed back while the table stays as it was.
+    decoder = Decoder(65536)
+    first = decoder.decode(b"\x82\x40\x01a\x01b")  # :method GET, then a: b into the table
+    assert first == [(":method", "GET"), ("a", "b")]
+    again = b"\x82\xbe"  # :method GET, dynamic entry 62
+    fields = decoder.decode(again)
+    assert fields == [(":method", "GET"), ("a", "b")]
+    assert decoder.decode(again) is fields
+    # A new entry moves index 62 to it: the same bytes mean something else.
+    assert decoder.decode(b"\x40\x01c\x01d") == [("c", "d")]
+    assert decoder.decode(again) == [(":method", "GET"), ("c", "d")]
+    # A size update empties the table: index 62 no longer exists.
+    assert decoder.decode(b"\x20") == []
+    with pytest.raises(DecodingError):
+        decoder.decode(again)

@@ -42,8 +42,9 @@ Logging: the loggers ``tornado``, ``tornado.access``, ``tornado.application``
 and ``tornado.general`` are made aliases of ``squall``, ``squall.access``,
 ``squall.application`` and ``squall.general``: `logging.getLogger` returns
 the same `logging.Logger` object for either name, so a level, handler or
-filter set on ``tornado.access`` applies to Squall's access log. Records
-keep Squall's logger names (``record.name == "squall.access"``). A logger
+filter set on ``tornado.access`` applies to Squall's access log. Once a
+``tornado`` module is imported the four loggers are named ``tornado.*``
+(records say ``record.name == "tornado.access"``, as on Tornado). A logger
 that already existed under a ``tornado`` name when `install` ran has its
 handlers, filters and level moved onto Squall's. One caveat: a
 `logging.config.dictConfig` with ``disable_existing_loggers=True`` (its
@@ -298,6 +299,13 @@ def _present_as_tornado(module: types.ModuleType, rel: str) -> None:
     """
     if not rel or rel in _presented:
         return
+    if not _presented:
+        # The first Tornado module imported: the loggers say Tornado's names
+        # too (a record's name is its logger's), so that a filter or an error
+        # reporter keyed on "tornado.access" (Sentry ignores that logger's
+        # lines) meets them as on Tornado. The objects were already shared.
+        for suffix in _LOGGER_SUFFIXES:
+            _rename(logging.getLogger(_TARGET + suffix), "name", _ALIAS + suffix)
     _presented.add(rel)
     prefix = f"{_TARGET}.{rel}"
     family = {prefix: module}

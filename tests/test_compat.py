@@ -21,7 +21,7 @@ import pytest
 import squall
 import squall.compat
 from squall import autoreload
-from squall.log import access_log, gen_log
+from squall.log import access_log, app_log, gen_log
 
 HELLO = Path(__file__).parent / "data" / "compat" / "hello.py"
 
@@ -166,6 +166,7 @@ class Collect(logging.Handler):
 
 
 def test_handler_and_level_on_tornado_access_see_squall_records(compat: None) -> None:
+    importlib.import_module("tornado.log")
     tornado_access = logging.getLogger("tornado.access")
     assert tornado_access is access_log
     collect = Collect()
@@ -178,7 +179,24 @@ def test_handler_and_level_on_tornado_access_see_squall_records(compat: None) ->
         tornado_access.removeHandler(collect)
         tornado_access.setLevel(old_level)
     assert [r.getMessage() for r in collect.records] == ["200 GET / (::1) 1.00ms"]
-    assert collect.records[0].name == "squall.access"
+    # A tornado module has been imported: records say Tornado's names, which
+    # error reporters filter on (Sentry ignores tornado.access).
+    assert collect.records[0].name == "tornado.access"
+
+
+def test_logger_names_are_tornados_only_once_tornado_is_imported() -> None:
+    squall.compat.install()
+    try:
+        assert access_log.name == "squall.access"  # nothing imported tornado yet
+        importlib.import_module("tornado.web")
+        assert [logging.getLogger(f"squall{s}").name for s in ("", ".access", ".general")] == [
+            "tornado",
+            "tornado.access",
+            "tornado.general",
+        ]
+    finally:
+        squall.compat.uninstall()
+    assert access_log.name == "squall.access" and app_log.name == "squall.application"
 
 
 def test_level_on_tornado_reaches_squall_loggers(compat: None) -> None:

@@ -52,6 +52,7 @@ from squall.httpserver._h1exchange import (
     _STOPPED,
     _TAKEN,
     _WRITE_PAUSED,
+    _closed_future,
     _loop_shared,
     _RequestConnection,
 )
@@ -745,6 +746,12 @@ class _HTTPProtocol(asyncio.Protocol):
             else:
                 self._drain_waiters.append(waiter)
             return waiter
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            # The peer is gone (asyncio drops writes once a send failed, and
+            # tells connection_lost a loop turn later): a handler that writes
+            # and awaits in a loop must see it now, or it never yields.
+            return _closed_future(self._loop)
         return self._done_future
 
     def _flush(self) -> None:

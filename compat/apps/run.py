@@ -257,14 +257,12 @@ def build_wheel(squall_src: Path, python: str, pure: bool, cache: Path) -> Path:
     A wheel is a snapshot: a suite that runs for half an hour sees one state of
     the tree even while it is being edited, and the run also checks that the
     package ships everything it needs. The compiled build takes minutes, so a
-    wheel of a clean tree is kept in the cache under its commit and interpreter,
-    and one of a dirty tree is built once per harness run.
+    wheel is kept in the cache under the git trees of what goes into it, and
+    one of a tree with uncommitted changes there is built once per harness run.
     """
     kind = "pure" if pure else "compiled"
     pyver = run([python, "-c", "import sys; print(sys.implementation.cache_tag)"]).stdout.strip()
-    rev = squall_revision(squall_src)
-    if rev.endswith("-dirty") or rev == "unknown":
-        rev = f"{rev}-{os.getpid()}"
+    rev = _build_inputs_key(squall_src)
     dest = cache / "wheels" / f"{rev}-{pyver}-{kind}"
     found = sorted(dest.glob("squall-*.whl")) if dest.exists() else []
     if found:
@@ -285,6 +283,23 @@ def build_wheel(squall_src: Path, python: str, pure: bool, cache: Path) -> Path:
     )  # fmt: skip
     (wheel,) = list(dest.glob("squall-*.whl"))
     return wheel
+
+
+_BUILD_INPUTS = ("squall", "speedups", "setup.py", "pyproject.toml")
+
+
+def _build_inputs_key(squall_src: Path) -> str:
+    """The git object names of what the wheel is built from; a run's own key when edited."""
+    git = ["git", "-C", str(squall_src)]
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", *_BUILD_INPUTS], text=True, capture_output=True
+    )
+    names = subprocess.run(
+        [*git, "rev-parse", *(f"HEAD:{p}" for p in _BUILD_INPUTS)], text=True, capture_output=True
+    )
+    if dirty.returncode or names.returncode or dirty.stdout.strip():
+        return f"{squall_revision(squall_src)}-{os.getpid()}"
+    return hashlib.sha256(names.stdout.encode()).hexdigest()[:16]
 
 
 def verify(py: Path, side: str) -> str:

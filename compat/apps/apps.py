@@ -234,7 +234,13 @@ APPS: dict[str, App] = {
             name="distributed",
             version="2026.7.1",
             tests_repo="dask/distributed",
-            tests_paths=("pyproject.toml", "conftest.py", "distributed"),
+            # test_prometheus_api_doc reads the metrics' documentation page.
+            tests_paths=(
+                "pyproject.toml",
+                "conftest.py",
+                "distributed",
+                "docs/source/prometheus.rst",
+            ),
             # Its pixi "test" feature, and the optional packages the chosen
             # files import (the dashboard, the Prometheus endpoint).
             test_deps=(

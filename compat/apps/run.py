@@ -122,7 +122,8 @@ def fetch_tests(app: App, cache: Path, local: dict[str, str]) -> Path:
     """
     ref = app.tests_ref or app.version
     dest = cache / "src" / f"{app.name}-{app.version}-tests"
-    if (dest / ".unpacked").exists():
+    stamp = f"{app.tests_repo}@{ref}: {' '.join(app.tests_paths)}\n"
+    if (dest / ".unpacked").exists() and (dest / ".unpacked").read_text() == stamp:
         return dest
     gitdir = local.get(app.tests_repo)
     if gitdir is None:
@@ -145,7 +146,7 @@ def fetch_tests(app: App, cache: Path, local: dict[str, str]) -> Path:
     )
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
         tar.extractall(dest, filter="data")
-    (dest / ".unpacked").write_text(f"{app.tests_repo}@{ref}\n")
+    (dest / ".unpacked").write_text(stamp)
     return dest
 
 

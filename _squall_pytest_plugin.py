@@ -17,9 +17,20 @@ for _finder in sys.meta_path:
 
 from squall.pytest_plugin import (  # noqa: E402
     TornadoStyleFixtures,
+    pytest_addoption,
     pytest_configure,
+    pytest_load_initial_conftests,
+    pytest_unconfigure,
     squall_client,
     ws_connect,
 )
 
-__all__ = ["TornadoStyleFixtures", "pytest_configure", "squall_client", "ws_connect"]
+__all__ = [
+    "TornadoStyleFixtures",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_load_initial_conftests",
+    "pytest_unconfigure",
+    "squall_client",
+    "ws_connect",
+]

@@ -25,6 +25,19 @@ Squall's submodules lazily, as ``squall.X`` does. A
 `ModuleNotFoundError` naming both. A real Tornado installation is never
 imported while the hook is installed.
 
+Names: what programs and tools read back says Tornado. When ``tornado.X``
+is imported, the module's ``__name__`` becomes ``"tornado.X"`` and the
+classes and functions it defines take ``__module__ == "tornado.X"``
+(``tornado.web.ErrorHandler.__module__ == "tornado.web"``), before the
+module is entered in `sys.modules` under that name, so that post-import
+hooks keyed on ``tornado.*`` names fire. Squall's own submodules of it
+(``squall.web.handler``) become ``tornado.web.handler`` in `sys.modules`
+too, and the Squall modules Tornado has that are loaded by then are imported
+under their ``tornado`` names (`_import_companions`). `uninstall` puts
+Squall's names back; without the alias nothing is renamed. While it is installed, ``importlib.metadata.version("tornado")``
+answers `TORNADO_VERSION` (`tornado_distribution`), so instrumentation
+that checks the installed tornado's version (OpenTelemetry's) proceeds.
+
 Logging: the loggers ``tornado``, ``tornado.access``, ``tornado.application``
 and ``tornado.general`` are made aliases of ``squall``, ``squall.access``,
 ``squall.application`` and ``squall.general``: `logging.getLogger` returns
@@ -50,10 +63,13 @@ command::
 writes (or removes) ``squall-tornado-alias.pth`` in the environment's
 site-packages: at each start-up Python puts a small finder on
 `sys.meta_path` that imports nothing, and on the first ``import tornado``
-it runs `install`. It refuses while a real Tornado is installed (``pip
-uninstall tornado`` first; a plugin that requires tornado, such as
-pytest-tornasync, installs beside Squall with ``pip install --no-deps``).
-Remove the alias before uninstalling squall: pip does not know of the file.
+it runs `install`. Beside it, a ``tornado-6.6.1.dist-info`` says that Squall
+provides tornado 6.6.1: pip and `importlib.metadata` see it installed (a
+package that requires tornado installs beside Squall without pulling in
+the real one), and ``pip uninstall tornado`` removes the alias. It refuses
+while a real Tornado is installed (``pip uninstall tornado`` first).
+Remove the alias before uninstalling squall (``pip check`` reports the
+shim's requirement of squall otherwise).
 """
 
 from __future__ import annotations
@@ -64,11 +80,16 @@ import importlib.machinery
 import importlib.util
 import logging
 import os
+import pathlib
+import re
 import sys
 import threading
 import types
 from collections.abc import Callable, Sequence
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 __all__ = ["TORNADO_VERSION", "TORNADO_VERSION_INFO", "install", "installed", "main", "uninstall"]
 
@@ -115,6 +136,10 @@ class _AliasLoader(importlib.abc.Loader):
             return _facade()
         module = importlib.import_module(self.target)
         self._own_spec = module.__spec__
+        # Before the import system enters it in sys.modules under the alias,
+        # so that hooks keyed on tornado names (wrapt's post-import hooks,
+        # watchers of sys.modules) find the name they wait for.
+        _present_as_tornado(module, self.target[len(_TARGET) + 1 :])
         return module
 
     def exec_module(self, module: types.ModuleType) -> None:
@@ -124,6 +149,7 @@ class _AliasLoader(importlib.abc.Loader):
         if self._own_spec is not None:
             module.__spec__ = self._own_spec
             _offer_homes(module, self.target[len(_TARGET) + 1 :])
+            _import_companions()
 
     def _target_loader(self) -> importlib.abc.InspectLoader:
         spec = importlib.util.find_spec(self.target)
@@ -194,6 +220,162 @@ def _withdraw_homes() -> None:
     _hooked.clear()
 
 
+# The modules Tornado 6.6.1 has (its surface snapshot's list, without the package).
+_TORNADO_MODULES = frozenset(
+    {
+        "auth",
+        "autoreload",
+        "concurrent",
+        "curl_httpclient",
+        "escape",
+        "gen",
+        "http1connection",
+        "httpclient",
+        "httpserver",
+        "httputil",
+        "ioloop",
+        "iostream",
+        "locale",
+        "locks",
+        "log",
+        "netutil",
+        "options",
+        "platform",
+        "platform.asyncio",
+        "platform.caresresolver",
+        "platform.twisted",
+        "process",
+        "queues",
+        "routing",
+        "simple_httpclient",
+        "speedups",
+        "tcpclient",
+        "tcpserver",
+        "template",
+        "testing",
+        "util",
+        "web",
+        "websocket",
+        "wsgi",
+    }
+)
+
+# (object, attribute, value before) for every name rewritten by
+# _present_as_tornado, in order, so that uninstall puts each one back.
+_renamed: list[tuple[object, str, str]] = []
+_presented: set[str] = set()
+
+
+def _tornado_spelling(name: str) -> str:
+    return _ALIAS + name[len(_TARGET) :]
+
+
+def _rename(obj: object, attr: str, value: str) -> None:
+    before = getattr(obj, attr, None)
+    if not isinstance(before, str) or before == value:
+        return
+    try:
+        setattr(obj, attr, value)
+    except (AttributeError, TypeError):
+        return  # a compiled (mypyc) class whose type is immutable keeps its name
+    _renamed.append((obj, attr, before))
+
+
+def _present_as_tornado(module: types.ModuleType, rel: str) -> None:
+    """Make ``squall.<rel>`` (being imported as ``tornado.<rel>``) say Tornado's names.
+
+    The module's ``__name__``, and the ``__module__`` of the classes and
+    functions it defines (methods included), take the ``tornado`` spelling,
+    so that what tools read back (``f"{cls.__module__}.{cls.__qualname__}"``
+    in a span name, ``frame.f_globals["__name__"]`` in an error report, the
+    name a post-import hook waits for) is what it is on Tornado. Squall's own
+    submodules of it that Tornado does not have (``squall.web.handler``) are
+    entered in `sys.modules` under their ``tornado`` spelling too: a
+    ``__module__`` always names a module that is imported, which
+    `inspect.getmodule`, `pickle` and `typing.get_type_hints` rely on. A
+    name changes only once its Tornado module is imported, and `uninstall`
+    puts every one back.
+    """
+    if not rel or rel in _presented:
+        return
+    _presented.add(rel)
+    prefix = f"{_TARGET}.{rel}"
+    family = {prefix: module}
+    for name, sub in list(sys.modules.items()):
+        if not name.startswith(prefix + ".") or not isinstance(sub, types.ModuleType):
+            continue
+        sub_rel = name[len(_TARGET) + 1 :]
+        # A submodule Tornado has (tornado.platform.asyncio under
+        # tornado.platform) is presented when it is itself imported.
+        parts = sub_rel.split(".")
+        if any(".".join(parts[:i]) in _TORNADO_MODULES for i in range(len(parts), 1, -1)):
+            continue
+        family[name] = sub
+    for name, member in family.items():
+        if name != prefix:
+            sys.modules.setdefault(_tornado_spelling(name), member)
+            _presented.add(name[len(_TARGET) + 1 :])
+        _rename(member, "__name__", _tornado_spelling(name))
+    for member in family.values():
+        for value in list(member.__dict__.values()):
+            if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
+                _rename_defined(value, family)
+
+
+_companions = threading.local()
+
+
+def _import_companions() -> None:
+    """Imports, under their ``tornado`` names, the Squall modules Tornado has that are loaded.
+
+    On Tornado, ``import tornado.web`` imports ``tornado.iostream``,
+    ``tornado.httputil`` and the rest of what it uses, each through the
+    import system. Here ``squall.web`` loaded their Squall modules under
+    Squall's names; importing them as ``tornado.X`` now presents them as
+    Tornado would have (``StreamClosedError.__module__ ==
+    "tornado.iostream"`` in an error report) and fires the import hooks
+    waiting for those names. Nothing is imported that was not loaded.
+    """
+    if getattr(_companions, "busy", False):
+        return
+    _companions.busy = True
+    try:
+        for rel in sorted(_TORNADO_MODULES):  # a package before its submodules
+            if f"{_ALIAS}.{rel}" in sys.modules or f"{_TARGET}.{rel}" not in sys.modules:
+                continue
+            try:
+                importlib.import_module(f"{_ALIAS}.{rel}")
+            except ImportError:
+                continue  # not importable as it stands (an extra missing): left as it is
+    finally:
+        _companions.busy = False
+
+
+def _rename_defined(obj: object, family: dict[str, types.ModuleType]) -> None:
+    home = getattr(obj, "__module__", None)
+    if not isinstance(home, str) or home not in family:
+        return
+    _rename(obj, "__module__", _tornado_spelling(home))
+    if not isinstance(obj, type):
+        return
+    for value in list(vars(obj).values()):
+        function = getattr(value, "__func__", value)  # classmethod, staticmethod
+        if isinstance(function, types.FunctionType):
+            method_home = function.__module__
+            if method_home in family:
+                _rename(function, "__module__", _tornado_spelling(method_home))
+
+
+def _restore_names() -> None:
+    while _renamed:
+        obj, attr, before = _renamed.pop()
+        try:
+            setattr(obj, attr, before)
+        except (AttributeError, TypeError):
+            pass
+    _presented.clear()
+
+
 def _facade() -> types.ModuleType:
     """The ``tornado`` package: Tornado's version numbers, Squall's submodules."""
     squall = importlib.import_module(_TARGET)
@@ -252,6 +434,82 @@ class _TornadoFinder(importlib.abc.MetaPathFinder):
             is_package=squall_spec.submodule_search_locations is not None,
         )
 
+    def find_distributions(self, context: object = None) -> list[object]:
+        """Answers ``importlib.metadata`` lookups of ``tornado`` (see `tornado_distribution`).
+
+        Only a lookup by that name on the default path is answered: a listing
+        of every distribution, or a search of given directories, is left to
+        the distributions installed there.
+        """
+        name = getattr(context, "name", None)
+        if not isinstance(name, str) or _normalize(name) != _ALIAS:
+            return []
+        if vars(context).get("path") is not None:
+            return []
+        return [tornado_distribution()]
+
+
+def _finder_position() -> int:
+    """Where the hook goes on `sys.meta_path`: just before the path finder.
+
+    Finders already ahead of it stay ahead: an import hook that chains to
+    the others (wrapt's post-import hooks, an APM agent's module watcher)
+    then sees ``tornado.X`` imports, whichever of it and us came first.
+    Ahead of the path finder, a real Tornado on `sys.path` is never found.
+    """
+    for index, finder in enumerate(sys.meta_path):
+        if finder is importlib.machinery.PathFinder:
+            return index
+    return 0
+
+
+_INSTALLER = "squall.compat"
+"""What the ``INSTALLER`` of a tornado distribution provided by Squall says."""
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _metadata_text() -> str:
+    squall = importlib.import_module(_TARGET)
+    return (
+        "Metadata-Version: 2.1\n"
+        f"Name: {_ALIAS}\n"
+        f"Version: {TORNADO_VERSION}\n"
+        f"Summary: Tornado's API, provided by Squall {squall.version} "
+        "(squall.compat); not the tornado project\n"
+        "Home-page: https://pypi.org/project/squall/\n"
+        f"Requires-Dist: {_TARGET}\n"
+    )
+
+
+def tornado_distribution() -> importlib.metadata.Distribution:
+    """The ``tornado`` distribution that the alias presents to `importlib.metadata`.
+
+    Instrumentation checks that a ``tornado`` distribution in the version
+    range it supports is installed before it patches anything
+    (OpenTelemetry's ``_instruments = ("tornado >= 5.1.1",)``); while the
+    alias is installed, ``importlib.metadata.version("tornado")`` answers
+    `TORNADO_VERSION`, the API level Squall implements. Its ``METADATA``
+    says that Squall provides it; it lists no files and no entry points.
+    """
+    import importlib.metadata
+
+    class TornadoBySquall(importlib.metadata.Distribution):
+        def read_text(self, filename: str) -> Optional[str]:
+            if filename == "METADATA":
+                return _metadata_text()
+            if filename == "INSTALLER":
+                return _INSTALLER + "\n"
+            return None
+
+        def locate_file(self, path: Union[str, os.PathLike[str]]) -> pathlib.Path:
+            squall = importlib.import_module(_TARGET)
+            return pathlib.Path(squall.__path__[0]).parent / path
+
+    return TornadoBySquall()
+
 
 def installed() -> bool:
     """True while the ``tornado`` import hook is installed."""
@@ -277,7 +535,7 @@ def install() -> None:
                     "before anything imports tornado"
                 )
         _finder = _TornadoFinder()
-        sys.meta_path.insert(0, _finder)
+        sys.meta_path.insert(_finder_position(), _finder)
         _alias_loggers()
         from squall import util
 
@@ -302,6 +560,7 @@ def uninstall() -> None:
         for name, module in list(sys.modules.items()):
             if _is_alias(name) and _is_ours(name, module):
                 del sys.modules[name]
+        _restore_names()
         _unalias_loggers()
 
 
@@ -445,15 +704,29 @@ def _real_tornado() -> Optional[str]:
     spec = importlib.machinery.PathFinder.find_spec(_ALIAS)
     if spec is not None:
         return str(spec.origin or list(spec.submodule_search_locations or ["?"])[0])
-    try:
-        dist = importlib.metadata.distribution(_ALIAS)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    return f"the distribution tornado {dist.version}"
+    for dist in importlib.metadata.distributions(name=_ALIAS):
+        if not _is_our_distribution(dist):
+            return f"the distribution tornado {dist.version}"
+    return None
+
+
+def _is_our_distribution(dist: importlib.metadata.Distribution) -> bool:
+    return (dist.read_text("INSTALLER") or "").strip() == _INSTALLER
+
+
+def _dist_info_name() -> str:
+    return f"{_ALIAS}-{TORNADO_VERSION}.dist-info"
 
 
 def install_alias(site_dir: Optional[str] = None) -> str:
     """Makes ``import tornado`` give Squall in every program of this environment.
+
+    Writes `ALIAS_PTH`, and a ``tornado-6.6.1.dist-info`` whose ``METADATA``
+    says Squall provides it: `importlib.metadata` (and so instrumentation
+    that checks which tornado is installed) and pip then see tornado 6.6.1
+    installed. Its ``RECORD`` lists the ``.pth`` file, so ``pip uninstall
+    tornado`` removes the alias whole, as does pip replacing it by a real
+    Tornado (``pip install tornado==X``).
 
     Args:
         site_dir: the site-packages directory (this interpreter's by default).
@@ -468,12 +741,18 @@ def install_alias(site_dir: Optional[str] = None) -> str:
 
     found = _real_tornado()
     if found is not None:
-        raise RuntimeError(
-            f"a real Tornado is installed ({found}): `pip uninstall tornado` first "
-            "(a plugin that requires tornado, such as pytest-tornasync, can stay: "
-            "install it with `pip install --no-deps`)"
-        )
-    target = os.path.join(site_dir or sysconfig.get_paths()["purelib"], ALIAS_PTH)
+        raise RuntimeError(f"a real Tornado is installed ({found}): `pip uninstall tornado` first")
+    site = site_dir or sysconfig.get_paths()["purelib"]
+    dist_info = os.path.join(site, _dist_info_name())
+    os.makedirs(dist_info, exist_ok=True)
+    files = {"METADATA": _metadata_text(), "INSTALLER": _INSTALLER + "\n"}
+    for name, text in files.items():
+        with open(os.path.join(dist_info, name), "w") as f:
+            f.write(text)
+    recorded = [ALIAS_PTH] + [f"{_dist_info_name()}/{name}" for name in (*files, "RECORD")]
+    with open(os.path.join(dist_info, "RECORD"), "w") as f:
+        f.writelines(f"{path},,\n" for path in recorded)
+    target = os.path.join(site, ALIAS_PTH)
     with open(target, "w") as f:
         f.write(_PTH_LINE)
     return target
@@ -481,9 +760,19 @@ def install_alias(site_dir: Optional[str] = None) -> str:
 
 def uninstall_alias(site_dir: Optional[str] = None) -> Optional[str]:
     """Removes what `install_alias` wrote; returns its path, or None if it was not there."""
+    import shutil
     import sysconfig
 
-    target = os.path.join(site_dir or sysconfig.get_paths()["purelib"], ALIAS_PTH)
+    site = site_dir or sysconfig.get_paths()["purelib"]
+    dist_info = os.path.join(site, _dist_info_name())
+    try:
+        with open(os.path.join(dist_info, "INSTALLER")) as f:
+            ours = f.read().strip() == _INSTALLER
+    except OSError:
+        ours = False
+    if ours:
+        shutil.rmtree(dist_info, ignore_errors=True)
+    target = os.path.join(site, ALIAS_PTH)
     try:
         os.remove(target)
     except FileNotFoundError:
@@ -498,7 +787,11 @@ def _alias_command(option: str) -> int:
         except (RuntimeError, OSError) as exc:
             print(f"python -m squall.compat: error: {exc}", file=sys.stderr)
             return 1
-        print(f"wrote {path}: `import tornado` now gives Squall in {sys.prefix}")
+        print(
+            f"wrote {path}: `import tornado` now gives Squall in {sys.prefix}, "
+            f"and pip sees {_dist_info_name()[: -len('.dist-info')]} provided by Squall "
+            "(`pip uninstall tornado` or --uninstall-alias removes both)"
+        )
         return 0
     removed = uninstall_alias()
     print(f"removed {removed}" if removed else "no alias was installed")

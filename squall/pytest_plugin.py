@@ -14,20 +14,32 @@ Application, then::
         ws.write_message("hi")
         assert await ws.read_message() == "hi"
 
+Tests written for pytest-tornado or pytest-tornasync run unchanged, with
+only Squall installed:
+
+- ``import tornado`` gives Squall for the session (`squall.compat`, as under
+  ``squall run``), installed before the first conftest is imported and
+  removed at the session's end; not when a real Tornado is installed, nor
+  with ``SQUALL_TORNADO_ALIAS=0`` or the ini option
+  ``squall_tornado_alias = false``;
+- every ``async def`` test runs on the test's ``io_loop`` (set up for it when
+  it does not ask for it), as under pytest-tornasync, unless another plugin
+  claims it (marked ``asyncio``, ``anyio`` or ``trio``, or using
+  ``anyio_backend``); within ``ASYNC_TEST_TIMEOUT`` seconds (5 by default);
+- ``@pytest.mark.gen_test`` (``timeout=`` sets the limit) marks such a test,
+  or a generator test in pytest-tornado's ``response = yield
+  http_client.fetch(base_url)`` style, which pytest alone refuses.
+
 The fixtures over a real socket take the names pytest-tornasync and
-pytest-tornado gave them, so that tests written for those plugins run
-unchanged:
+pytest-tornado gave them:
 
 - ``io_loop``: a new `.IOLoop` (on a new asyncio loop) for the test, closed
-  after it; an ``async def`` test that uses it (directly or through the
-  fixtures below) runs on it, within ``ASYNC_TEST_TIMEOUT`` seconds (5 by
-  default; ``@pytest.mark.gen_test(timeout=...)`` sets it per test, as
-  pytest-tornado's marker does);
+  after it;
 - ``http_port`` (also ``http_server_port``): the port the server listens on;
 - ``base_url``: ``http://127.0.0.1:<port>`` (it starts ``http_server``);
 - ``http_server``: an `.HTTPServer` serving ``app`` on that port;
-- ``http_client``: an `.AsyncHTTPClient`, closed after the test (it starts no
-  server: pair it with ``base_url``);
+- ``http_client``: an `.AsyncHTTPClient`, closed after the test; with an
+  ``app`` fixture it starts ``http_server`` too, as pytest-tornado's does;
 - ``http_server_client``: the same, whose ``fetch`` takes a path on the server.
 
 Squall's own, under names no other plugin uses:
@@ -40,11 +52,11 @@ Squall's own, under names no other plugin uses:
 With pytest-tornasync or pytest-tornado installed (both load under the plugin
 name ``tornado``), their fixtures of those names are the ones used and their
 runner runs the coroutine tests: this plugin then provides only its own two,
-which work over either's server. The plugin adds no autouse fixture and no
-collection hook: it changes nothing for a test that uses none of its fixtures.
-(PYTEST_DONT_REWRITE: pytest leaves its asserts alone, and does not warn when
-a test's in-process pytest meets it already imported.) (So generator tests, ``yield``-style under ``gen_test``, which pytest refuses
-at collection, still need pytest-tornado itself.)
+which work over either's server. It adds no autouse fixture. (PYTEST_DONT_REWRITE:
+pytest leaves its asserts alone, and does not warn when a test's in-process
+pytest meets it already imported.) Not provided: pytest-tornado's
+``https_*`` fixtures, its ``--async-test-timeout`` and ``--app-fixture``
+options and ``gen_test(run_sync=False)``.
 """
 
 from __future__ import annotations
@@ -60,6 +72,58 @@ __all__ = ["TornadoStyleFixtures"]
 # The name pytest-tornasync and pytest-tornado both register their plugin under.
 _OTHERS = "tornado"
 _FIXTURES = "squall.fixtures"
+
+
+_ALIAS_INI = "squall_tornado_alias"
+_ALIAS_ENV = "SQUALL_TORNADO_ALIAS"  # squall.cli.TORNADO_ALIAS_ENV
+# Whether this session installed the tornado alias (and so removes it at its end).
+_alias_owner: list[pytest.Config] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        _ALIAS_INI,
+        "make `import tornado` give Squall for the session when no Tornado is installed",
+        type="bool",
+        default=True,
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Installs the ``tornado`` alias before the first conftest is imported.
+
+    A Tornado program's tests (and its conftest, and the plugins it names)
+    import ``tornado``: with Squall installed and Tornado not, that import
+    gives Squall for the session, as under ``squall run``. Not when a real
+    Tornado is installed, nor with ``SQUALL_TORNADO_ALIAS=0`` or the ini
+    option ``squall_tornado_alias = false``.
+    """
+    import importlib.util
+    import os
+
+    from squall import compat
+
+    if compat.installed() or os.environ.get(_ALIAS_ENV, "").strip() == "0":
+        return
+    if not early_config.getini(_ALIAS_INI):
+        return
+    try:
+        found = importlib.util.find_spec("tornado") is not None
+    except (ImportError, ValueError):
+        found = True  # something named tornado that does not import: leave it be
+    if found or compat.installed():  # a real Tornado, or the venv-wide alias now on
+        return
+    compat.install()
+    _alias_owner.append(early_config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config in _alias_owner:
+        from squall import compat
+
+        _alias_owner.remove(config)
+        compat.uninstall()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -185,10 +249,18 @@ class TornadoStyleFixtures:
         io_loop.run_sync(server.close_all_connections, timeout=get_async_test_timeout())
 
     @pytest.fixture
-    def http_client(self, io_loop: Any) -> Iterator[Any]:
-        """An AsyncHTTPClient of the test's own, closed after it."""
+    def http_client(self, request: pytest.FixtureRequest, io_loop: Any) -> Iterator[Any]:
+        """An AsyncHTTPClient of the test's own, closed after it.
+
+        With an ``app`` fixture, it starts ``http_server`` too, as
+        pytest-tornado's does (``http_client.fetch(base_url)`` or
+        ``f"http://localhost:{http_port}/"``); without one it is a client only,
+        as pytest-tornasync's is.
+        """
         from squall.httpclient import AsyncHTTPClient
 
+        if _has_fixture(request, "app"):
+            request.getfixturevalue("http_server")
         client = AsyncHTTPClient(force_instance=True)
         yield client
         client.close()
@@ -203,22 +275,59 @@ class TornadoStyleFixtures:
         client.close()
 
     @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makeitem(
+        self, collector: pytest.Module | pytest.Class, name: str, obj: object
+    ) -> Optional[list[pytest.Function]]:
+        """Collects generator tests marked ``gen_test`` (pytest-tornado's ``yield`` style)."""
+        if not inspect.isgeneratorfunction(obj) or not collector.funcnamefilter(name):
+            return None
+        marks = getattr(obj, "pytestmark", [])
+        if not any(getattr(mark, "name", None) == "gen_test" for mark in marks):
+            return None  # pytest's own answer: yield tests are not supported
+        return list(collector._genfunctions(name, obj))
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Optional[bool]:
-        """Runs a coroutine test that uses ``io_loop`` (maybe through another fixture) on it."""
+        """Runs a coroutine test on the test's ``io_loop``, as pytest-tornasync does.
+
+        That is every ``async def`` test (and every generator test marked
+        ``gen_test``) but those another plugin claims: marked ``asyncio``,
+        ``anyio`` or ``trio``, or using anyio's ``anyio_backend``. The
+        ``io_loop`` fixture is set up for it when it does not ask for it.
+        """
         function = pyfuncitem.obj
-        if not inspect.iscoroutinefunction(function) or "io_loop" not in pyfuncitem.fixturenames:
-            return None  # not ours: a plain test, or pytest-asyncio's, anyio's...
+        marker = pyfuncitem.get_closest_marker("gen_test")
+        if inspect.isgeneratorfunction(function) and marker is not None:
+            from squall import gen
+
+            function = gen.coroutine(function)
+        elif not inspect.iscoroutinefunction(function):
+            return None
+        elif marker is None and "io_loop" not in pyfuncitem.fixturenames:
+            if _claimed_elsewhere(pyfuncitem):
+                return None
         from squall.testing import get_async_test_timeout
 
-        marker = pyfuncitem.get_closest_marker("gen_test")
         timeout = marker.kwargs.get("timeout") if marker is not None else None
         if timeout is None:
             timeout = get_async_test_timeout()
         names = pyfuncitem._fixtureinfo.argnames
         kwargs = {name: pyfuncitem.funcargs[name] for name in names}
-        loop: Any = pyfuncitem.funcargs["io_loop"]
+        loop: Any = pyfuncitem.funcargs.get("io_loop")
+        if loop is None:
+            loop = pyfuncitem._request.getfixturevalue("io_loop")
         loop.run_sync(lambda: function(**kwargs), timeout=timeout)
         return True
+
+
+# Markers and fixtures by which other plugins claim a coroutine test.
+_OTHER_RUNNERS = ("asyncio", "anyio", "trio")
+
+
+def _claimed_elsewhere(item: pytest.Function) -> bool:
+    if any(item.get_closest_marker(name) is not None for name in _OTHER_RUNNERS):
+        return True
+    return "anyio_backend" in item.fixturenames
 
 
 class _ServerClient:
@@ -240,6 +349,13 @@ class _ServerClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+
+def _has_fixture(request: pytest.FixtureRequest, name: str) -> bool:
+    try:
+        return bool(request._fixturemanager.getfixturedefs(name, request.node))
+    except (AttributeError, TypeError):  # a pytest whose private API moved: as without an app
+        return False
 
 
 def _cancel_pending(loop: Any, asyncio_loop: Any) -> None:

@@ -257,6 +257,7 @@ class PathMatches(Matcher):
                 f"{self.regex.pattern!r}"
             )
         self._path, self._group_count = self._find_groups()
+        self._template = self._reverse_template()
         body = self.regex.pattern[:-1] if self.regex.pattern.endswith("$") else None
         self._literal: Optional[str] = None
         if body is not None and not (_REGEX_SPECIAL & set(body)) and not self.regex.flags & ~re.U:
@@ -285,46 +286,73 @@ class PathMatches(Matcher):
             ValueError: if the pattern has regex syntax outside its groups,
                 or if the number of ``args`` is not the number of groups.
         """
-        if self._path is None:
+        if self._template is None:
             raise ValueError(f"Cannot reverse url regex {self.regex.pattern}")
-        if len(args) != self._group_count:
+        if len(args) != self.regex.groups:
             raise ValueError(
-                f"{self.regex.pattern} takes {self._group_count} arguments, got {len(args)}"
+                f"{self.regex.pattern} takes {self.regex.groups} arguments, got {len(args)}"
             )
-        if not args:
-            return self._path
         converted = []
         for arg in args:
             if not isinstance(arg, (str, bytes)):
                 arg = str(arg)
             converted.append(url_escape(utf8(arg), plus=False))
-        return self._path % tuple(converted)
+        return self._template % tuple(converted)
 
     def _find_groups(self) -> tuple[Optional[str], Optional[int]]:
-        # Turns "/item/([0-9]+)/edit$" into ("/item/%s/edit", 1); (None, None)
-        # when the pattern has regex syntax outside simple groups.
-        pattern = self.regex.pattern
-        if pattern.startswith("^"):
-            pattern = pattern[1:]
-        if pattern.endswith("$"):
-            pattern = pattern[:-1]
+        # What tracers (OpenTelemetry's span names) and apispec's Tornado
+        # plugin read as the route's template: the pattern with each group
+        # replaced by "%s" and escapes undone, whatever regex syntax is left
+        # outside the groups ("/files/*" stays "/files/*"). Only a pattern
+        # whose "(" count is not its group count, or that holds an escape
+        # standing for a class (\d), has none. Tornado's quirks are kept
+        # (text before a ")" in a fragment is dropped), as plugins were
+        # written against them.
+        pattern = _unanchored(self.regex.pattern)
         if self.regex.groups != pattern.count("("):
-            return None, None  # nested groups or escaped parentheses
+            return None, None
+        pieces = []
+        for fragment in pattern.split("("):
+            close = fragment.find(")")
+            try:
+                if close < 0:
+                    pieces.append(re_unescape(fragment))
+                else:
+                    pieces.append("%s" + re_unescape(fragment[close + 1 :]))
+            except ValueError:
+                return None, None
+        return "".join(pieces), self.regex.groups
+
+    def _reverse_template(self) -> Optional[str]:
+        # Stricter than _path: reverse() refuses a pattern with regex syntax
+        # outside simple groups (it could not produce a URL that matches),
+        # and "%" in the literal text is escaped for the %-formatting.
+        pattern = _unanchored(self.regex.pattern)
+        if self.regex.groups != pattern.count("("):
+            return None  # nested groups or escaped parentheses
         pieces = []
         for number, fragment in enumerate(pattern.split("(")):
             if number:
                 close = fragment.find(")")
                 if close < 0:
-                    return None, None
+                    return None
                 fragment = fragment[close + 1 :]
             if any(c in _REVERSE_SPECIAL for c in _unescaped_chars(fragment)):
-                return None, None  # a class, repeat, anchor or alternation
+                return None  # a class, repeat, anchor or alternation
             try:
                 literal = re_unescape(fragment)
             except ValueError:
-                return None, None  # an escape such as \\d stands for a class
+                return None  # an escape such as \d stands for a class
             pieces.append(("%s" if number else "") + literal.replace("%", "%%"))
-        return "".join(pieces), self.regex.groups
+        return "".join(pieces)
+
+
+def _unanchored(pattern: str) -> str:
+    if pattern.startswith("^"):
+        pattern = pattern[1:]
+    if pattern.endswith("$"):
+        pattern = pattern[:-1]
+    return pattern
 
 
 def _unescaped_chars(fragment: str) -> Iterable[str]:

@@ -331,11 +331,17 @@ class TCPClient:
             deadline = io_loop.time() + float(timeout)
         elif timeout is not None:
             raise TypeError(f"Unsupported timeout {timeout!r}: expected seconds or a timedelta")
-        addrinfo = await _await_until(
-            self.resolver.resolve(host, port, af),
-            deadline,
-            lambda: f"Timeout while resolving {host}",
-        )
+        resolving = self.resolver.resolve(host, port, af)
+        if deadline is None and asyncio.iscoroutine(resolving):
+            # Awaited in place, not in a Task: no loop turn before the
+            # lookup starts, and a resolver that fails at once (an address
+            # of the wrong family, a test's stub) raises before connect()
+            # first suspends, as on Tornado.
+            addrinfo = await resolving
+        else:
+            addrinfo = await _await_until(
+                resolving, deadline, lambda: f"Timeout while resolving {host}"
+            )
         connector = _Connector(
             addrinfo,
             functools.partial(

@@ -102,3 +102,28 @@ def test_command_line(
     assert exit_.value.code == 1
     assert "pip uninstall tornado" in capsys.readouterr().err
     assert not os.path.exists(site_dir / squall.compat.ALIAS_PTH)
+
+
+def test_tornado_distribution_for_importlib_metadata_and_pip(site_dir: Path) -> None:
+    squall.compat.install_alias(str(site_dir))
+    dist_info = site_dir / f"tornado-{squall.compat.TORNADO_VERSION}.dist-info"
+    # pip uninstall tornado removes what RECORD lists: the alias goes with it.
+    record = (dist_info / "RECORD").read_text().splitlines()
+    assert f"{squall.compat.ALIAS_PTH},," in record
+    assert f"{dist_info.name}/METADATA,," in record
+    code = (
+        "import importlib.metadata as m; "
+        "print(m.version('tornado')); "
+        "print(m.distribution('tornado').metadata['Summary']); "
+        "assert 'squall' not in sys.modules, 'read without importing squall'; "
+        # The distribution is Squall's, not a real Tornado that --install-alias refuses.
+        "import squall.compat; assert squall.compat._real_tornado() is None"
+    )
+    proc = run_with_site(site_dir, code)
+    assert proc.returncode == 0, proc.stderr
+    version, summary = proc.stdout.splitlines()
+    assert version == squall.compat.TORNADO_VERSION
+    assert "provided by Squall" in summary
+    squall.compat.uninstall_alias(str(site_dir))
+    assert not dist_info.exists()
+    assert list(site_dir.iterdir()) == []

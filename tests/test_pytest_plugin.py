@@ -107,12 +107,128 @@ def test_user_project(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*define an `app` fixture*"])
 
 
-def test_other_coroutine_tests_are_left_alone(pytester: pytest.Pytester) -> None:
-    # A coroutine test that uses none of the loop fixtures belongs to another
-    # plugin (pytest-asyncio, anyio): not run here, so pytest reports it as
-    # it does without this plugin.
-    pytester.makepyfile(test_user="async def test_x():\n    pass\n")
-    result = pytester.runpytest(*PLUGIN)
+TORNADO_CONFTEST = """
+import pytest
+import tornado.web
+
+
+class MainHandler(tornado.web.RequestHandler):
+    def get(self):
+        self.write("Hello, world")
+
+
+@pytest.fixture
+def app():
+    return tornado.web.Application([(r"/", MainHandler)])
+"""
+
+# Written for pytest-tornado and pytest-tornasync, with Tornado's imports.
+TORNADO_TESTS = """
+import asyncio
+import importlib.metadata
+
+import pytest
+import tornado.web
+from tornado import gen
+from tornado.ioloop import IOLoop
+
+
+@pytest.mark.gen_test
+def test_hello_world(http_client, base_url):
+    response = yield http_client.fetch(base_url)
+    assert response.code == 200
+
+
+@pytest.mark.gen_test(timeout=5)
+def test_http_client_starts_the_server(http_client, http_port):
+    response = yield http_client.fetch(f"http://127.0.0.1:{http_port}/")
+    assert response.body == b"Hello, world"
+
+
+@pytest.mark.gen_test
+async def test_marked_without_io_loop():
+    await gen.moment
+    assert IOLoop.current().asyncio_loop is asyncio.get_running_loop()
+
+
+async def test_plain_async_def(http_server_client):
+    response = await http_server_client.fetch("/")
+    assert response.body == b"Hello, world"
+
+
+async def test_plain_async_def_without_fixtures():
+    await gen.moment
+
+
+@pytest.mark.gen_test(timeout=0.2)
+async def test_times_out():
+    await asyncio.Event().wait()
+
+
+async def test_fails():
+    await gen.moment
+    assert 1 == 2
+
+
+@pytest.mark.anyio
+async def test_left_to_anyio():
+    await asyncio.sleep(0)
+
+
+def test_names_say_tornado():
+    assert tornado.web.ErrorHandler.__module__ == "tornado.web"
+    assert importlib.metadata.version("tornado") == "6.6.1"
+"""
+
+
+def test_tornado_style_tests_run_unchanged(pytester: pytest.Pytester) -> None:
+    # Tornado is not installed: the plugin makes `import tornado` give Squall
+    # (the conftest imports it), runs async def tests and gen_test-marked
+    # ones (yield-style too) on io_loop without their asking for it.
+    pytester.makeconftest(TORNADO_CONFTEST)
+    pytester.makepyfile(test_tornado_style=TORNADO_TESTS)
+    result = pytester.runpytest_subprocess(*PLUGIN, *STRICT, "-p", "anyio")
+    result.assert_outcomes(passed=7, failed=2)
+    result.stdout.fnmatch_lines(["*test_times_out*", "*timed out after 0.2 seconds*"])
+    result.stdout.fnmatch_lines(["*assert 1 == 2*"])
+    result.stdout.no_fnmatch_line("*not natively supported*")
+
+
+def test_alias_is_off_by_ini_option_and_undone_after_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    import squall.compat
+
+    pytester.makepyfile(
+        test_user="""
+        import squall.compat
+
+        def test_installed():
+            assert squall.compat.installed()
+        """
+    )
+    result = pytester.runpytest(*PLUGIN, *STRICT)
+    result.assert_outcomes(passed=1)
+    assert not squall.compat.installed()
+    pytester.makeini("[pytest]\nsquall_tornado_alias = false\n")
+    result = pytester.runpytest(*PLUGIN, *STRICT)
+    result.assert_outcomes(failed=1)
+
+
+def test_coroutine_tests_of_other_plugins_are_left_alone(pytester: pytest.Pytester) -> None:
+    # Marked for pytest-asyncio (not installed here): not run by this plugin,
+    # so pytest reports it as it does without it.
+    pytester.makeini("[pytest]\nmarkers =\n    asyncio: pytest-asyncio's marker\n")
+    pytester.makepyfile(
+        test_user="""
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_x():
+            pass
+        """
+    )
+    result = pytester.runpytest(*PLUGIN, "-p", "no:anyio")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
 

@@ -73,3 +73,44 @@ def test_signature_compatibility_rule() -> None:
     assert not compatible("method(a, b=1)", "method(a, b=2)")
     assert not compatible("method(a, b=1)", "method(b=1, a)")
     assert not compatible("data", "method()")
+
+
+def test_the_snapshot_has_every_part() -> None:
+    run = _runner()
+    tornado = json.loads(run.SNAPSHOT.read_text())
+    for part in run.PARTS:
+        assert tornado[part], f"the snapshot's {part} part is empty"
+    # What sentry-sdk checks before wrapping it, and a coroutine whose first
+    # step raises on Tornado (a resolver that fails at once).
+    assert tornado["coroutines"]["web.RequestHandler._execute"] == "coroutine function"
+    assert tornado["first_step"]["tcpclient.connect.resolver_fails"] == "first step: gaierror"
+    assert tornado["qualnames"]["web.RequestHandler"] == "tornado.web:RequestHandler"
+
+
+def test_a_method_beyond_tornados_is_a_difference() -> None:
+    # Jupyter Server audits the methods named after SUPPORTED_METHODS: a
+    # method Squall adds to one of Tornado's classes is reported.
+    run = _runner()
+    empty = {part: {} for part in run.PARTS}
+    tornado = {**empty, "names": {"web.H": "class", "web.H.get": "method()"}}
+    squall = {
+        **empty,
+        "names": {"web.H": "class", "web.H.get": "method()", "web.H.connect": "method()"},
+    }
+    assert run.differences(tornado, squall) == {"extras:web.H.connect": "squall only: method()"}
+    # Data members (slots, properties) are instance attributes on Tornado too.
+    squall["names"]["web.H.connect"] = "data"
+    assert run.differences(tornado, squall) == {}
+
+
+def test_a_private_method_only_tornado_has_is_not_a_coroutine_difference() -> None:
+    run = _runner()
+    empty = {part: {} for part in run.PARTS}
+    tornado = {
+        **empty,
+        "coroutines": {"web.H._run": "coroutine function", "web.H._execute": "coroutine function"},
+    }
+    squall = {**empty, "coroutines": {"web.H._execute": "function"}}
+    assert run.differences(tornado, squall) == {
+        "coroutines:web.H._execute": "tornado: coroutine function / squall: function"
+    }

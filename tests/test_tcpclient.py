@@ -612,3 +612,60 @@ def _done(value: Any) -> Any:
         return value
 
     return answer()
+
+
+class FamilyCheckingResolver(Resolver):
+    """Refuses an IPv6 literal asked for as IPv4 without suspending, as a
+    test's stub resolver (or a cache) does."""
+
+    async def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[tuple[int, Any]]:
+        if family == socket.AF_INET and ":" in host:
+            raise socket.gaierror(socket.EAI_FAMILY, "address family mismatch")
+        return [(socket.AF_INET, ("127.0.0.1", port))]
+
+
+def test_a_resolver_failing_at_once_raises_before_the_first_suspension() -> None:
+    # Tornado awaits the resolver's coroutine in place: driven by
+    # send(None), connect() raises the resolver's error at once instead
+    # of suspending on a Task that runs the lookup.
+    async def main() -> None:
+        client = TCPClient(resolver=FamilyCheckingResolver())
+        coro = client.connect(host="::1", port=1234, af=socket.AF_INET)
+        with pytest.raises(socket.gaierror, match="family mismatch"):
+            coro.send(None)
+        coro.close()
+
+    run(main())
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_resolver_answering_at_once_adds_no_task() -> None:
+    # The common path (an IP literal, answered without a lookup) does not
+    # spawn a Task for the resolve step.
+    created: list[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        factory = loop.get_task_factory()
+
+        def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            created.append(coro)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(counting)
+        try:
+            coro = TCPClient(resolver=FamilyCheckingResolver()).connect("127.0.0.1", _closed_port())
+            with pytest.raises(OSError):
+                await coro
+        finally:
+            loop.set_task_factory(factory)
+        assert not any(getattr(c, "__name__", "") == "resolve" for c in created)
+
+    run(main())

@@ -52,6 +52,8 @@ class Recorder:
         self.states: dict[str, str] = {}
         self.warnings: dict[str, str] = {}
         self.raises: dict[str, str] = {}
+        self.private: dict[str, str] = {}
+        self.first_step: dict[str, str] = {}
 
     # -- states
 
@@ -62,8 +64,14 @@ class Recorder:
             n for c, names in _PRIVATE_API.items() if c in cls_names or c == role for n in names
         ]
         for name in sorted(set(dir(obj)) | set(private)):
+            # Private attributes (what instrumentation may read, those a
+            # private base class gave included) go to their own part; the
+            # ones plugins are known to read are compared with the public.
+            into = self.states
             if name.startswith("_") and name not in private:
-                continue
+                if name.startswith("__") and name.endswith("__"):
+                    continue
+                into = self.private
             try:
                 value = getattr(obj, name)
             except Exception as exc:  # a property that refuses in this state
@@ -77,8 +85,10 @@ class Recorder:
                     continue
                 if name in type(obj).__dict__ and isinstance(type(obj).__dict__[name], type):
                     continue  # a nested class
+                if inspect.isfunction(value) and name in _class_functions(type(obj)):
+                    continue  # a staticmethod's function
                 desc = kind_of(value, self.package)
-            self.states[f"{label}.{name}"] = desc
+            into[f"{label}.{name}"] = desc
         if not any(k.startswith(label + ".") for k in self.states):
             self.states[label] = "(no attributes)"
 
@@ -129,6 +139,63 @@ class Recorder:
                     self.raises[label] = "ok (awaitable)"
                 return
         self.raises[label] = "ok"
+
+    # -- first steps
+
+    def first(self, label: str, fn: Callable[[], Any]) -> None:
+        """What calling ``fn`` and taking the first step of what it returns does.
+
+        ``call: Type`` (the call raised), ``first step: Type`` (a coroutine
+        whose first ``send(None)`` raised), ``first step: returns``,
+        ``first step: suspends``; for a Future, its state right after the
+        call (``future: failed Type``, ``future: done``, ``future: pending``).
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                result = fn()
+            except Exception as exc:
+                self.first_step[label] = f"call: {type_name(exc)}"
+                return
+            if inspect.iscoroutine(result):
+                try:
+                    yielded = result.send(None)
+                except StopIteration:
+                    self.first_step[label] = "first step: returns"
+                except Exception as exc:
+                    self.first_step[label] = f"first step: {type_name(exc)}"
+                else:
+                    self.first_step[label] = "first step: suspends"
+                    if isinstance(yielded, asyncio.Future):
+                        # A future the coroutine waited on: its outcome is
+                        # not wanted (and not retrieving it would warn).
+                        yielded.add_done_callback(_retrieve)
+                    result.close()
+            elif isinstance(result, asyncio.Future):
+                if not result.done():
+                    self.first_step[label] = "future: pending"
+                    result.add_done_callback(_retrieve)
+                elif result.cancelled() or result.exception() is None:
+                    self.first_step[label] = "future: done"
+                else:
+                    exc = result.exception()
+                    self.first_step[label] = f"future: failed {type_name(exc)}"
+            else:
+                self.first_step[label] = f"returns {type_name(result)}"
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _class_functions(cls: type) -> set[str]:
+    return {
+        name
+        for klass in cls.__mro__
+        for name, raw in vars(klass).items()
+        if isinstance(raw, staticmethod)
+    }
 
 
 def _closed_port() -> int:
@@ -304,6 +371,99 @@ async def http(r: Recorder, M: _Modules) -> None:
     await server.close_all_connections()
 
 
+async def client_objects(r: Recorder, M: _Modules) -> None:
+    """The HTTP client's request and response objects, as a fetch leaves them."""
+    web = M.web
+
+    class Hello(web.RequestHandler):  # type: ignore[misc,name-defined]
+        def get(self) -> None:
+            self.write("hello")
+
+    request = M.httpclient.HTTPRequest("http://127.0.0.1/", method="GET")
+    r.state("httprequest.new", request)
+    server = M.httpserver.HTTPServer(web.Application([("/", Hello)]))
+    sock = M.netutil.bind_sockets(0, "127.0.0.1")[0]
+    port = sock.getsockname()[1]
+    server.add_sockets([sock])
+    client = M.httpclient.AsyncHTTPClient(force_instance=True)
+    response = await client.fetch(f"http://127.0.0.1:{port}/")
+    r.state("httpresponse.ok.request", response.request)
+    client.close()
+    server.stop()
+    await server.close_all_connections()
+
+
+async def first_steps(r: Recorder, M: _Modules) -> None:
+    """Public coroutines (and calls returning Futures) with bad arguments,
+    driven by hand: what happens before the first suspension."""
+    tcpclient, netutil = M.tcpclient, M.netutil
+
+    class FailingResolver(netutil.Resolver):  # type: ignore[misc,name-defined]
+        async def resolve(self, host: str, port: int, family: Any = socket.AF_UNSPEC) -> Any:
+            raise socket.gaierror(socket.EAI_FAMILY, "refused by the stub")
+
+    client = tcpclient.TCPClient()
+    stub = tcpclient.TCPClient(resolver=FailingResolver())
+    r.first(
+        "tcpclient.connect.af_mismatch",
+        lambda: client.connect(host="::1", port=1234, af=socket.AF_INET),
+    )
+    r.first("tcpclient.connect.unresolvable", lambda: client.connect("nope.invalid", 1234))
+    r.first("tcpclient.connect.bad_timeout", lambda: client.connect("127.0.0.1", 1, timeout="5"))
+    r.first(
+        "tcpclient.connect.resolver_fails", lambda: stub.connect("::1", 1234, af=socket.AF_INET)
+    )
+    r.first(
+        "tcpclient.connect.resolver_fails_with_timeout",
+        lambda: stub.connect("::1", 1234, af=socket.AF_INET, timeout=5),
+    )
+    r.first(
+        "netutil.DefaultLoopResolver.resolve.af_mismatch",
+        lambda: netutil.DefaultLoopResolver().resolve("::1", 1, socket.AF_INET),
+    )
+    r.first(
+        "netutil.DefaultExecutorResolver.resolve.af_mismatch",
+        lambda: netutil.DefaultExecutorResolver().resolve("::1", 1, socket.AF_INET),
+    )
+    r.first(
+        "netutil.Resolver.resolve.base", lambda: netutil.Resolver.resolve(stub.resolver, "a", 1)
+    )
+    closed = M.iostream.IOStream(socket.socket())
+    closed.close()
+    r.first("iostream.closed.connect", lambda: closed.connect(("127.0.0.1", 1)))
+    r.first("iostream.closed.read_bytes", lambda: closed.read_bytes(1))
+    r.first("iostream.closed.write", lambda: closed.write(b"x"))
+    r.first("iostream.closed.start_tls", lambda: closed.start_tls(False))
+    r.first("gen.sleep.negative", lambda: M.gen.sleep(-1))
+    r.first("locks.Event.wait.bad_timeout", lambda: M.locks.Event().wait(timeout="x"))
+    r.first("queues.Queue.get.past_deadline", lambda: M.queues.Queue().get(timeout=-1))
+    r.first("queues.Queue.join.past_deadline", lambda: _unfinished(M).join(timeout=-1))
+    r.first(
+        "httpclient.fetch.bad_scheme",
+        lambda: M.httpclient.AsyncHTTPClient(force_instance=True).fetch("nope://x"),
+    )
+    r.first(
+        "websocket.websocket_connect.bad_scheme",
+        lambda: M.websocket.websocket_connect("nope://x"),
+    )
+    r.first(
+        "websocket.websocket_connect.unresolvable",
+        lambda: M.websocket.websocket_connect("ws://nope.invalid/"),
+    )
+    loop = M.ioloop.IOLoop.current()
+    r.first("ioloop.run_in_executor.bad", lambda: loop.run_in_executor(None, 42))
+    r.first("gen.multi.bad", lambda: M.gen.multi([42]))
+    r.first("gen.convert_yielded.bad", lambda: M.gen.convert_yielded(42))
+    client.close()
+    stub.close()
+
+
+def _unfinished(M: _Modules) -> Any:
+    queue = M.queues.Queue()
+    queue.put_nowait(1)
+    return queue
+
+
 async def calls(r: Recorder, M: _Modules) -> None:
     """Plain calls that raise: where and what."""
     httputil = M.httputil
@@ -451,9 +611,15 @@ def run(package: str) -> dict[str, dict[str, str]]:
     M = _Modules(package)
     r = Recorder(package)
     sync_deprecated(r, M)
-    for scenario in (tcpserver, iostream, http, calls, deprecated):
+    for scenario in (tcpserver, iostream, http, client_objects, calls, deprecated, first_steps):
         asyncio.run(_guarded(r, scenario, M))
-    return {"states": r.states, "warnings": r.warnings, "raises": r.raises}
+    return {
+        "states": r.states,
+        "warnings": r.warnings,
+        "raises": r.raises,
+        "private": r.private,
+        "first_step": r.first_step,
+    }
 
 
 async def _guarded(

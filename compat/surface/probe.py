@@ -25,6 +25,21 @@ the checked-in Tornado snapshot):
   others), which warnings it emits: category and exact text.
 - ``raises``: for calls that fail, the exception type and where it
   surfaces: at the call, or when the awaitable it returned is awaited.
+- ``coroutines``: for every function and every method (private ones too) of
+  the public classes, whether `inspect.iscoroutinefunction` says so (what
+  sentry-sdk checks on ``RequestHandler._execute`` before wrapping it).
+- ``qualnames``: ``__module__`` and ``__qualname__`` of each public class and
+  ``__name__`` of each module, as read back (not respelled): under
+  `squall.compat` they should say ``tornado``.
+- ``private``: the private attributes of the objects the ``states`` part
+  records (those inherited from private base classes included).
+- ``first_step``: public coroutines driven by hand with ``send(None)`` (as
+  tests and frameworks do): whether the first step raises (and what),
+  returns, or suspends; a call returning a Future is recorded with the
+  Future's state right after the call.
+
+``run.py`` also compares the members a public class has on Squall beyond
+Tornado's (``extras``) from the ``names`` of both.
 
 Keys and descriptions name modules relative to the package ("web.RequestHandler").
 """
@@ -180,6 +195,35 @@ def _member_kind(cls: type, name: str) -> tuple[str, Any]:
     return "data", None
 
 
+def coroutine_kind(fn: Any) -> str:
+    """``"coroutine function"``, ``"async generator function"`` or ``"function"``."""
+    if inspect.iscoroutinefunction(fn):
+        return "coroutine function"
+    if inspect.isasyncgenfunction(fn):
+        return "async generator function"
+    return "function"
+
+
+def class_coroutines(cls: type) -> dict[str, str]:
+    """What `coroutine_kind` says of each method of ``cls``, private ones
+    included (dunders and what ``object`` has left out)."""
+    out: dict[str, str] = {}
+    for name in dir(cls):
+        if name.startswith("__") or hasattr(object, name):
+            continue
+        kind, fn = _member_kind(cls, name)
+        if kind != "data":
+            out[name] = coroutine_kind(fn)
+    return out
+
+
+def qualname_of(obj: Any) -> str:
+    """``module:qualname`` of a class (``module`` of a module), as the object says."""
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
+
+
 def class_members(cls: type, package: str) -> dict[str, str]:
     out: dict[str, str] = {}
     try:
@@ -205,7 +249,13 @@ def class_members(cls: type, package: str) -> dict[str, str]:
     return out
 
 
-def names(package: str, modules: list[str], homes: dict[str, str] | None = None) -> dict[str, str]:
+def names(
+    package: str,
+    modules: list[str],
+    homes: dict[str, str] | None = None,
+    coroutines: dict[str, str] | None = None,
+    qualnames: dict[str, str] | None = None,
+) -> dict[str, str]:
     """``"web.RequestHandler" -> "class"``, ``"web.RequestHandler.write" -> "method(chunk)"``...
 
     ``homes`` gets, for each name that a module has because it imported it
@@ -215,6 +265,10 @@ def names(package: str, modules: list[str], homes: dict[str, str] | None = None)
     out: dict[str, str] = {}
     if homes is None:
         homes = {}
+    if coroutines is None:
+        coroutines = {}
+    if qualnames is None:
+        qualnames = {}
     for rel in modules:
         try:
             mod = importlib.import_module(_qual(package, rel))
@@ -225,6 +279,7 @@ def names(package: str, modules: list[str], homes: dict[str, str] | None = None)
             continue
         prefix = f"{rel}." if rel else ""
         out[rel or "<package>"] = "module"
+        qualnames[rel or "<package>"] = qualname_of(mod)
         for name in dir(mod):
             if name.startswith("_") or (not rel and name == "test"):
                 continue  # (walking the package imported Tornado's own tests)
@@ -248,10 +303,15 @@ def names(package: str, modules: list[str], homes: dict[str, str] | None = None)
             kind = kind_of(value, package)
             if kind == "function":
                 kind += signature(value)
+                if _defined_in_module(value, package, rel):
+                    coroutines[key] = coroutine_kind(value)
             out[key] = kind
             if kind == "class" and _defined_in(value, package, rel):
+                qualnames[key] = qualname_of(value)
                 for member, desc in class_members(value, package).items():
                     out[f"{key}.{member}"] = desc
+                for member, desc in class_coroutines(value).items():
+                    coroutines[f"{key}.{member}"] = desc
     return out
 
 
@@ -289,8 +349,10 @@ def probe(modules: list[str] | None = None) -> dict[str, Any]:
     package = "tornado"
     if modules is None:
         modules = tornado_modules(package)
-    result: dict[str, Any] = {"modules": modules, "homes": {}}
-    result["names"] = names(package, modules, result["homes"])
+    result: dict[str, Any] = {"modules": modules, "homes": {}, "coroutines": {}, "qualnames": {}}
+    result["names"] = names(
+        package, modules, result["homes"], result["coroutines"], result["qualnames"]
+    )
     result.update(lifecycle.run(package))
     return result
 

@@ -2,6 +2,7 @@
 
     python compat/surface/run.py --tornado-python PATH     # (make surface)
     python compat/surface/run.py --snapshot-only          # compare with the checked-in snapshot
+    python compat/surface/run.py --snapshot-only --prune  # and drop listed differences now gone
 
 Runs probe.py with Tornado's interpreter (a venv with tornado==6.6.1; it
 refreshes ``tornado-6.6.1.json``, the snapshot that tests/test_surface.py
@@ -12,8 +13,11 @@ Exits non-zero when a difference is not listed or a listed one is gone.
 
 A difference is keyed ``part:key`` ("names:web.RequestHandler.write",
 "states:ws_client.close.stream", "warnings:tcpserver.start",
-"raises:iostream.closed.write"). Names Squall has and Tornado does not are
-not differences.
+"raises:iostream.closed.write", "coroutines:web.RequestHandler._execute",
+"qualnames:web.RequestHandler", "private:handler.get._write_buffer",
+"first_step:tcpclient.connect.af_mismatch"). Names Squall has and Tornado
+does not are not differences, except a member of one of Tornado's public
+classes ("extras:websocket.WebSocketHandler.connect").
 """
 
 from __future__ import annotations
@@ -31,7 +35,20 @@ REPO = HERE.parent.parent
 SNAPSHOT = HERE / "tornado-6.6.1.json"
 HOMES = REPO / "squall" / "_tornado_homes.py"
 KNOWN = HERE / "known.json"
-PARTS = ("names", "states", "warnings", "raises")
+PARTS = (
+    "names",
+    "states",
+    "warnings",
+    "raises",
+    "coroutines",
+    "qualnames",
+    "private",
+    "first_step",
+)
+# Parts where a key Tornado has and Squall lacks is not itself a difference:
+# a private method Squall does not have is not one whose coroutine-ness
+# differs (a public one missing is a difference of ``names``).
+_BOTH_SIDES = frozenset({"coroutines"})
 
 
 def probe_with(python: str, package: str, modules_from: Path | None = None) -> dict[str, Any]:
@@ -87,9 +104,28 @@ def differences(tornado: dict[str, Any], squall: dict[str, Any]) -> dict[str, st
     for part in PARTS:
         theirs, ours = tornado[part], squall[part]
         for key, value in theirs.items():
+            if part in _BOTH_SIDES and key not in ours:
+                continue
             mine = ours.get(key, "(missing)")
             if not compatible(value, mine):
                 out[f"{part}:{key}"] = f"tornado: {value} / squall: {mine}"
+    out.update(extras(tornado, squall))
+    return out
+
+
+def extras(tornado: dict[str, Any], squall: dict[str, Any]) -> dict[str, str]:
+    """``extras:web.RequestHandler.x -> "squall only: method()"``: members a
+    public class of Tornado's has on Squall and not on Tornado (what code
+    that walks a class's methods, as Jupyter Server's audit does, meets)."""
+    theirs, ours = tornado["names"], squall["names"]
+    classes = {key for key, kind in theirs.items() if kind == "class"}
+    out: dict[str, str] = {}
+    for key, desc in ours.items():
+        owner, _, member = key.rpartition(".")
+        # Methods only: a "data" member Squall declares on the class (a
+        # slot, a property) is an attribute Tornado's instances have too.
+        if owner in classes and key not in theirs and desc != "data":
+            out[f"extras:{key}"] = f"squall only: {desc}"
     return out
 
 
@@ -124,14 +160,29 @@ def load_known() -> dict[str, str]:
     return {key: reason for key, reason in data.items() if not key.startswith("//")}
 
 
-def summary(tornado: dict[str, Any], diffs: dict[str, str], known: dict[str, str]) -> list[str]:
-    lines = [f"{'part':<10}{'compared':>10}{'equal':>8}{'differ':>8}{'listed':>8}{'new':>6}"]
-    for part in PARTS:
+def summary(
+    tornado: dict[str, Any],
+    diffs: dict[str, str],
+    known: dict[str, str],
+    squall: dict[str, Any] | None = None,
+) -> list[str]:
+    lines = [f"{'part':<12}{'compared':>10}{'equal':>8}{'differ':>8}{'listed':>8}{'new':>6}"]
+    for part in (*PARTS, "extras"):
         keys = [k for k in diffs if k.startswith(part + ":")]
         listed = sum(1 for k in keys if k in known)
-        total = len(tornado[part])
+        if part == "extras":
+            # Members of Tornado's classes, counted on Squall's side.
+            classes = {k for k, kind in tornado["names"].items() if kind == "class"}
+            ours = squall["names"] if squall is not None else {}
+            total = sum(
+                1 for k, d in ours.items() if k.rpartition(".")[0] in classes and d != "data"
+            )
+        elif part in _BOTH_SIDES and squall is not None:
+            total = sum(1 for k in tornado[part] if k in squall[part])
+        else:
+            total = len(tornado[part])
         lines.append(
-            f"{part:<10}{total:>10}{total - len(keys):>8}{len(keys):>8}{listed:>8}{len(keys) - listed:>6}"
+            f"{part:<12}{total:>10}{total - len(keys):>8}{len(keys):>8}{listed:>8}{len(keys) - listed:>6}"
         )
     return lines
 
@@ -142,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--squall-python", default=sys.executable)
     parser.add_argument("--snapshot-only", action="store_true", help="use the checked-in snapshot")
     parser.add_argument("--show", action="store_true", help="print every difference")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove from known.json the listed differences that are gone (after a fix lands)",
+    )
     parser.add_argument(
         "--write-homes",
         action="store_true",
@@ -160,13 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     known = load_known()
     new = {k: v for k, v in diffs.items() if k not in known}
     gone = sorted(k for k in known if k not in diffs)
-    for line in summary(tornado, diffs, known):
+    for line in summary(tornado, diffs, known, squall):
         print(line)
     if args.show:
         for key in sorted(diffs):
             print(f"  {'   ' if key in known else 'NEW'} {key}: {diffs[key]}")
     for key in sorted(new):
         print(f"not listed in known.json: {key}: {new[key]}")
+    if args.prune and gone:
+        data = json.loads(KNOWN.read_text())
+        for key in gone:
+            del data[key]
+        KNOWN.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        print(f"removed {len(gone)} entries that no longer differ from {KNOWN.name}")
+        gone = []
     for key in gone:
         print(f"listed in known.json but no longer differs (remove it): {key}")
     return 1 if new or gone else 0

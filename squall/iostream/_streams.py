@@ -121,7 +121,12 @@ class IOStream(BaseIOStream):
         Returns:
             A Future resolving to this stream once connected; it fails with
             `StreamClosedError` (cause in ``error``) if the connection fails.
+
+        Raises:
+            StreamClosedError: the stream is already closed (its Future
+                would never resolve).
         """
+        self._check_closed()
         self._connecting = True
         future: Future[Any] = self._new_future()
         self._connect_future = future

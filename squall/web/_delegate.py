@@ -9,9 +9,12 @@ fills in the few names it needs (see `_bind`).
 
 from __future__ import annotations
 
+import asyncio
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
+from squall._eager import start as _eager_start
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
 from squall.httputil._headers import HTTPHeaders
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
     from squall.web.handler import RequestHandler
 
 __all__: list[str] = []
+
+_CoroutineType = types.CoroutineType
+_get_running_loop = asyncio.get_running_loop
 
 # Filled in by squall.web.application (see _bind): the Application class
 # (an application that overrides its find_handler routes everything through
@@ -216,11 +222,45 @@ class _HandlerDelegate(HTTPMessageDelegate):
         path_args = self.path_args
         path_kwargs = self.path_kwargs
         if path_args or path_kwargs:
-            handler._execute(applied, *(path_args or ()), **(path_kwargs or {}))
+            running = handler._execute(applied, *(path_args or ()), **(path_kwargs or {}))
         else:
-            handler._execute(applied)
+            running = handler._execute(applied)
+        if running is not None:
+            _drive(handler, running)
         prepared: Optional[Awaitable[None]] = handler._prepared_future
         return prepared
+
+
+def _drive(handler: Any, running: Any) -> None:
+    """Runs what ``handler._execute`` returned: to its first suspension at once
+    if it is a coroutine, then in a Task (see `squall._eager`); any other
+    awaitable (what a wrapper of ``_execute`` may return) in a Task."""
+    task: Optional[asyncio.Future[Any]]
+    if type(running) is _CoroutineType:
+        try:
+            loop = _get_running_loop()
+        except RuntimeError:
+            # No loop running (a test driving the delegate by hand): the
+            # coroutine waits for one, as a Tornado handler's does.
+            task = asyncio.ensure_future(running)
+        else:
+            task = _eager_start(loop, running)
+    else:
+        task = asyncio.ensure_future(running)
+    if task is not None:
+        task.add_done_callback(_surface_error)
+        handler._watch_close()
+    elif not handler._finished:
+        # Done with its step but not finished (auto_finish off): a close
+        # must still reach it.
+        handler._watch_close()
+
+
+def _surface_error(task: asyncio.Future[Any]) -> None:
+    # _execute handles its errors itself; what remains is a cancellation or
+    # a bug in the error handling, which the loop should report.
+    if not task.cancelled():
+        task.result()
 
 
 def _for_handler(

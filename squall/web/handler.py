@@ -7,11 +7,12 @@ template methods from `.RenderMixin` (``rendering.py``), the user, locale
 and cross-origin checks from `IdentityMixin` (``_identity.py``), and the
 error page and exception log from `ErrorPageMixin` (``_failure.py``).
 
-A handler whose methods are plain functions runs start to finish inside the
-server's callback: no Task or Future is made for it. Only when ``prepare`` or
-the HTTP method returns an awaitable (an ``async def`` method, a
-``gen.coroutine``), or the handler streams its request body, does the rest of
-the request run in a Task.
+``_execute`` is a coroutine function, as in Tornado, but the application's
+delegate runs it to its first suspension at once, inside the server's
+callback: a handler that never waits (plain methods, or coroutines that
+finish without suspending) is done with no Task scheduled and no loop turn.
+Only a handler that waits goes on in a Task, the same Task its first step
+saw as `asyncio.current_task` (see `squall._eager`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import numbers
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union, overload
 
 from squall import escape
-from squall._eager import start as _eager_start
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
 from squall.httputil import (
@@ -163,12 +163,6 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     # Whether a class after RequestHandler in the MRO has an __init__ of
     # its own (a mixin's): only then is super().__init__() worth its call.
     _next_init = False
-
-    # Whether a coroutine prepare() or HTTP method runs its first step at
-    # once, inside _execute, going on in a Task only if it suspends (see
-    # squall._eager), instead of in a Task started a loop turn later.
-    # WebSocketHandler sets it: its get() usually upgrades without waiting.
-    _eager_methods = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -815,10 +809,19 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
             if settings.get("xsrf_cookies"):
                 self.check_xsrf_cookie()
 
-    def _execute(
+    async def _execute(
         self, transforms: Sequence[OutputTransform], *args: Any, **kwargs: Any
-    ) -> Optional[asyncio.Task[None]]:
-        """Runs the request; returns the Task running its rest if it had to go asynchronous."""
+    ) -> None:
+        """Runs the request: checks, ``prepare()``, the HTTP method, ``finish()``.
+
+        A coroutine function, as instrumentation expects (error reporters and
+        tracers wrap it with ``async def w(...): return await original(...)``);
+        the application's delegate drives what it returns (or what a wrapper
+        returns) to its first suspension at once, in the server's callback,
+        and in a Task only from there (see `squall._eager`). So ``prepare()``,
+        the method and ``on_finish()`` share one Task and one context, and a
+        handler that never waits costs no Task and no loop turn.
+        """
         self._transforms = transforms
         try:
             request = self.request
@@ -833,13 +836,19 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
             ):
                 self._start(*args, **kwargs)
             result = self.prepare()
-            if result is not None or self._stream_request_body:
-                self._watch_close()
-                return _spawn(self._execute_async(result), self._eager_methods)
+            if result is not None:
+                await result
             if self._prepared_future is not None:
                 future_set_result_unless_cancelled(self._prepared_future, None)
             if self._finished:
-                return None
+                return
+            if self._stream_request_body:
+                from squall.iostream import StreamClosedError
+
+                try:
+                    await self.request._body_future  # type: ignore[attr-defined]
+                except StreamClosedError:
+                    return
             if method_name == "GET":
                 # The common case, as a plain attribute read.
                 method = self.get
@@ -852,18 +861,16 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
             else:
                 result = method()
             if result is not None:
-                self._watch_close()
-                return _spawn(self._finish_async(result), self._eager_methods)
+                await result
             if self._auto_finish and not self._finished:
                 self.finish()
+        except asyncio.CancelledError as exc:
+            self._on_cancelled(exc)
         except Exception as exc:
             self._on_error(exc)
-        if not self._finished:
-            self._watch_close()
-        return None
 
     def _watch_close(self) -> None:
-        # The handler goes on after _execute returns: a connection with the
+        # The handler goes on after its first step: a connection with the
         # close_callback_attribute capability reports its close from now on
         # (set_close_callback(), without the call; see __init__).
         connection = self.request.connection
@@ -874,42 +881,6 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
             attribute = False
         if attribute:
             connection.close_callback = self._connection_closed
-
-    async def _execute_async(self, prepared: Optional[Awaitable[None]]) -> None:
-        try:
-            if prepared is not None:
-                await prepared
-            if self._prepared_future is not None:
-                future_set_result_unless_cancelled(self._prepared_future, None)
-            if self._finished:
-                return
-            if self._stream_request_body:
-                from squall.iostream import StreamClosedError
-
-                try:
-                    await self.request._body_future  # type: ignore[attr-defined]
-                except StreamClosedError:
-                    return
-            method = getattr(self, self.request.method.lower())
-            result = method(*self.path_args, **self.path_kwargs)
-            if result is not None:
-                await result
-            if self._auto_finish and not self._finished:
-                self.finish()
-        except asyncio.CancelledError as exc:
-            self._on_cancelled(exc)
-        except Exception as exc:
-            self._on_error(exc)
-
-    async def _finish_async(self, result: Awaitable[None]) -> None:
-        try:
-            await result
-            if self._auto_finish and not self._finished:
-                self.finish()
-        except asyncio.CancelledError as exc:
-            self._on_cancelled(exc)
-        except Exception as exc:
-            self._on_error(exc)
 
     def _on_cancelled(self, exc: asyncio.CancelledError) -> None:
         task = asyncio.current_task()
@@ -956,29 +927,3 @@ RequestHandler._next_init = any(
 def _remember_etag(body: bytes, etag: str) -> None:
     global _etag_memo
     _etag_memo = (body, etag, [etag])
-
-
-def _spawn(coro: Coroutine[Any, Any, None], eager: bool = False) -> Optional[asyncio.Task[None]]:
-    # eager (the handler class's _eager_methods): the coroutine's first step
-    # runs now, and a Task goes on with it only if it suspends (squall._eager;
-    # asyncio.current_task() is that Task from the first step on).
-    if eager:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            started = _eager_start(loop, coro)
-            if started is not None:
-                started.add_done_callback(_surface_error)
-            return started
-    task = asyncio.ensure_future(coro)
-    task.add_done_callback(_surface_error)
-    return task
-
-
-def _surface_error(task: asyncio.Future[None]) -> None:
-    # Errors are handled inside the coroutine; what remains is cancellation
-    # or a bug in the error handling itself, which the loop should report.
-    if not task.cancelled():
-        task.result()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import time
 import urllib.parse
 import warnings
 from collections import deque
@@ -15,7 +16,12 @@ from squall import _ws, gen
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import utf8
 from squall.httpclient import HTTPClientError, HTTPRequest
-from squall.httputil import HTTPHeaders, ResponseStartLine, parse_response_start_line
+from squall.httputil import (
+    HTTPHeaders,
+    ResponseStartLine,
+    parse_response_start_line,
+    split_host_and_port,
+)
 from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
 from squall.log import app_log
@@ -47,6 +53,18 @@ class WebSocketClientConnection(_Peer):
             handshake otherwise.
         reason: the reason phrase of a refused handshake, else None.
         protocol: the `WebSocketProtocol13` driving the connection.
+        parsed: the request's URL split by `urllib.parse.urlsplit`, its
+            scheme spelled ``http``/``https`` (set when connecting starts;
+            Dask reads ``parsed.netloc`` for the peer's address).
+        parsed_hostname: the host of ``parsed`` (brackets of an IPv6
+            literal removed).
+        io_loop: the `.IOLoop` current when the connection was made.
+        tcp_client: the `.TCPClient` that opens the connection.
+        connect_future: the future `websocket_connect` returned.
+        start_time: `.IOLoop.time` when the connection was made.
+        start_wall_time: `time.time` when the connection was made.
+        final_callback: always None (kept for code written for Tornado,
+            whose client connection shares it with the HTTP client's).
     """
 
     # No __slots__: callers hang their own state on a connection object.
@@ -67,6 +85,16 @@ class WebSocketClientConnection(_Peer):
         self.compression_options = compression_options
         self.subprotocols = list(subprotocols or [])
         self.resolver = resolver
+        # What Tornado's client connection carries from its HTTP-client base
+        # and instrumentation or libraries read (Dask: ``parsed``).
+        self.io_loop = IOLoop.current()
+        self.start_time = self.io_loop.time()
+        self.start_wall_time = time.time()
+        self.final_callback: Optional[Callable[..., Any]] = None
+        self.connect_future: Optional[Future[WebSocketClientConnection]] = None
+        from squall.tcpclient import TCPClient
+
+        self.tcp_client = TCPClient(resolver=resolver)
         self.protocol = WebSocketProtocol13(
             self,
             client=True,
@@ -93,9 +121,13 @@ class WebSocketClientConnection(_Peer):
         if scheme not in ("ws", "wss", "http", "https"):
             raise ValueError(f"unsupported WebSocket URL scheme: {request.url!r}")
         secure = scheme in ("wss", "https")
+        self.parsed = parsed._replace(scheme="https" if secure else "http")
         host = parsed.hostname
         if not host:
             raise ValueError(f"no host in WebSocket URL {request.url!r}")
+        # As written in the URL (case kept), without userinfo or port.
+        named, _ = split_host_and_port(parsed.netloc.rpartition("@")[2])
+        self.parsed_hostname = named[1:-1] if named.startswith("[") else named
         port = parsed.port or (443 if secure else 80)
         ssl_options: Any = None
         if secure:
@@ -156,10 +188,8 @@ class WebSocketClientConnection(_Peer):
 
     async def _open_stream(self, host: str, port: int, ssl_options: Any) -> BaseIOStream:
         """Connects to the server, through an HTTP proxy's CONNECT tunnel if one is set."""
-        from squall.tcpclient import TCPClient
-
         request = self.request
-        client = TCPClient(resolver=self.resolver)
+        client = self.tcp_client
         timeout = request.connect_timeout
         if not request.proxy_host:
             return await client.connect(host, port, ssl_options=ssl_options, timeout=timeout)
@@ -426,6 +456,7 @@ def websocket_connect(
         resolver=resolver,
     )
     future: Future[WebSocketClientConnection] = Future()
+    connection.connect_future = future
 
     def done(task: asyncio.Task[WebSocketClientConnection]) -> None:
         if future.done():

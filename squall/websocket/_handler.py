@@ -15,7 +15,7 @@ from squall.escape import utf8
 from squall.httputil import responses
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._response import _ResponseHeaders
-from squall.web import HTTPError, RequestHandler
+from squall.web import RequestHandler
 from squall.websocket._idle import (
     _OPEN_KWARGS,
     _PATH_ARGS,
@@ -70,19 +70,10 @@ class WebSocketHandler(RequestHandler, _Peer):
     default).
     """
 
-    #: CONNECT: a WebSocket over HTTP/2 opens with an extended CONNECT
-    #: (RFC 8441), answered by `connect`.
-    SUPPORTED_METHODS = (*RequestHandler.SUPPORTED_METHODS, "CONNECT")
-
     # Once upgraded, the HTTP response methods below raise RuntimeError.
     # A class default and overrides rather than seven methods set on each
     # instance: an idle connection's handler keeps fewer attributes.
     _upgraded = False
-    # get() runs at once when the upgrade request is read, and becomes a
-    # Task only if it suspends (an awaiting prepare(), get() override or
-    # open()): most handshakes finish without waiting, and a Task scheduled
-    # for the next loop turn was a fifth of their cost.
-    _eager_methods = True
 
     # The per-connection state starts as these class defaults (no __init__
     # of its own: one Python frame and eight stores fewer per handshake);
@@ -316,17 +307,27 @@ class WebSocketHandler(RequestHandler, _Peer):
         else:
             self.finish()
 
-    def connect(self, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
-        """Answers the extended CONNECT that opens a WebSocket over HTTP/2
-        (RFC 8441) with `get`, as the HTTP/1.1 upgrade is: a subclass's
-        ``get`` (an authentication check, say) runs for both.
-
-        Raises:
-            HTTPError: 405 for a CONNECT that is not an extended one.
-        """
-        if getattr(self.request.connection, "protocol", None) is None:
-            raise HTTPError(405)
-        return self.get(*args, **kwargs)
+    def _start(self, *args: Any, **kwargs: Any) -> None:
+        request = self.request
+        method = request.method
+        if method == "GET":
+            # The upgrade's GET without path arguments or a body: the base
+            # class's checks have nothing to do (its _execute skips them
+            # unless _start is overridden), and a handshake is a hot path.
+            if not (args or kwargs or request.body) and "GET" in self.SUPPORTED_METHODS:
+                return
+        elif method == "CONNECT" and getattr(request.connection, "protocol", None):
+            # RFC 8441: an extended CONNECT opens a WebSocket over HTTP/2,
+            # and get() answers it as it answers the HTTP/1.1 upgrade's GET
+            # (a subclass's authentication check in get() runs for both).
+            # Allowed on this instance only: the class keeps Tornado's
+            # SUPPORTED_METHODS and no connect() method, as Jupyter Server
+            # audits every method named after SUPPORTED_METHODS for its
+            # authentication decorators and refuses to start otherwise.
+            # (A CONNECT without :protocol stays a 405.)
+            self.SUPPORTED_METHODS = (*self.SUPPORTED_METHODS, "CONNECT")
+            vars(self)["connect"] = self.get
+        super()._start(*args, **kwargs)
 
     def check_xsrf_cookie(self) -> None:
         """Not for the handshake: `check_origin` checks an extended CONNECT

@@ -490,7 +490,9 @@ class WebSocketProtocol13(WebSocketProtocol):
             self._sink = self._plain = None
             if self.close_code is None:
                 self.close_code = event.code
-                self.close_reason = event.reason
+                # A close frame with a code and no reason text leaves the
+                # reason None, as on Tornado (code compares it with None).
+                self.close_reason = event.reason or None
             # Section 5.5.1: echo the code, then the closing handshake is done.
             self._send_close(event.code, None)
             self._close_stream()

@@ -623,3 +623,42 @@ class H2WebSocketXSRFTest(AsyncHTTPTestCase):
         other = c.open(extra=[("origin", "http://evil.example")])
         assert await c.opened(other) == 403
         await c.raw.close()
+
+
+class Audited(Echo):
+    """Jupyter Server's shape: prepare() looks the request's method up by name."""
+
+    def prepare(self) -> None:
+        self.looked_up = getattr(self, self.request.method.lower()).__func__
+
+
+def test_websocket_handler_has_tornados_methods_only() -> None:
+    # Jupyter Server walks SUPPORTED_METHODS and refuses to start when a
+    # method named after one lacks its authentication decorators; Tornado's
+    # WebSocketHandler answers GET only, so the HTTP/2 extended CONNECT must
+    # not show up as a method of the class.
+    assert WebSocketHandler.SUPPORTED_METHODS == RequestHandler.SUPPORTED_METHODS
+    assert not hasattr(WebSocketHandler, "connect")
+    assert not hasattr(Audited, "connect")
+
+
+class H2WebSocketMethodLookupTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.room = Room()
+        return Application([("/ws", Audited, {"room": self.room})])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    @gen_test
+    async def test_extended_connect_runs_get_and_is_looked_up_by_its_name(self) -> None:
+        c = await WSClient.connect(self.get_http_port())
+        opened = self.room.expect_open()
+        sid = c.open()
+        assert await c.opened(sid) == 200
+        handler = await asyncio.wait_for(opened, DEADLINE)
+        assert handler.request.method == "CONNECT"
+        assert handler.looked_up is WebSocketHandler.get  # type: ignore[attr-defined]
+        await c.send(sid, client_frame(0x1, b"hi"))
+        assert await c.message(sid) == (0x1, b"hi")
+        await c.raw.close()

@@ -120,6 +120,18 @@ def test_connect_with_a_bad_address_type_raises() -> None:
     run(main)
 
 
+def test_connect_on_a_closed_stream_raises_instead_of_hanging() -> None:
+    # Before, the closed socket's EBADF went to close(), a no-op on a closed
+    # stream, and the Future never resolved.
+    async def main() -> None:
+        stream = IOStream(socket.socket())
+        stream.close()
+        with pytest.raises(StreamClosedError):
+            stream.connect(refusing_address())
+
+    run(main)
+
+
 def test_peer_reset_counts_as_a_clean_close() -> None:
     async def main() -> None:
         rs, ws = await tcp_pair()

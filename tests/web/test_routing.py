@@ -172,6 +172,58 @@ def test_patterns_with_regex_outside_groups_do_not_reverse(pattern: str) -> None
         PathMatches(pattern).reverse()
 
 
+# (pattern, _path, _group_count) as Tornado 6.6.1 computes them: OpenTelemetry
+# names spans from _path, apispec's Tornado plugin builds OpenAPI paths from
+# both, whatever regex syntax the pattern keeps outside its groups.
+_TORNADO_PATHS = [
+    (r"/hello/world/*", "/hello/world/*", 0),
+    (r"/a/[0-9]+", "/a/[0-9]+", 0),
+    (r"/robots.txt", "/robots.txt", 0),
+    (r"/favicon\.ico", "/favicon.ico", 0),
+    (r"/x?", "/x?", 0),
+    (r"/x?/(\d+)", "/x?/%s", 1),
+    (r"/a\(b(c)", None, None),
+    (r"/((a)b)", "/%sb)", 2),
+    (r"/(?P<id>\d+)/(?P<n>[a-z]+)", "/%s/%s", 2),
+    (r"/(\d+)/(.*)$", "/%s/%s", 2),
+    (r"^/a/(b)$", "/a/%s", 1),
+    (r"/a\)b", "%sb", 0),
+    (r"/a|b", "/a|b", 0),
+    (r"/v\d+/(\w+)", None, None),
+    (r"/100%/(x)", "/100%/%s", 1),
+    (r"/a/(?:b)", None, None),
+    (r"/(a(b))", "/a%s)", 2),
+    (r"/a$b", "/a$b", 0),
+    (r"/a\.b\-c\/d", "/a.b-c/d", 0),
+    (r"/u/(?P<name>.+)", "/u/%s", 1),
+    (r"/\w+", None, None),
+    (r"/(a)\d(b)", None, None),
+    (r"/a{2}", "/a{2}", 0),
+    (r"/^x", "/^x", 0),
+    (r".*", ".*", 0),
+    (r"/static/(.*)", "/static/%s", 1),
+    (r"/a\\b", "/a\\b", 0),
+    (r"/(a)[(]b", None, None),
+]
+
+
+@pytest.mark.parametrize(("pattern", "path", "group_count"), _TORNADO_PATHS)
+def test_path_and_group_count_are_tornados(
+    pattern: str, path: str | None, group_count: int | None
+) -> None:
+    matcher = PathMatches(pattern)
+    assert (matcher._path, matcher._group_count) == (path, group_count)
+
+
+def test_a_path_with_regex_syntax_still_does_not_reverse() -> None:
+    # _path keeps "*" for the tracers; reverse() still refuses, as a URL
+    # built from it would not be one the pattern matches.
+    matcher = PathMatches("/files/*")
+    assert matcher._path == "/files/*"
+    with pytest.raises(ValueError, match="Cannot reverse"):
+        matcher.reverse()
+
+
 def test_reverse_checks_the_argument_count() -> None:
     with pytest.raises(ValueError, match="takes 1 arguments, got 0"):
         PathMatches(r"/a/(\w+)").reverse()

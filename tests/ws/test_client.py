@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from squall._ws import accept_key
 from squall.httpclient import HTTPClientError, HTTPRequest
+from squall.ioloop import IOLoop
 from squall.queues import QueueEmpty
+from squall.tcpclient import TCPClient
 from squall.testing import AsyncHTTPTestCase, AsyncTestCase, gen_test
 from squall.web import Application
-from squall.websocket import WebSocketError, WebSocketHandler, websocket_connect
+from squall.websocket import (
+    WebSocketClientConnection,
+    WebSocketError,
+    WebSocketHandler,
+    websocket_connect,
+)
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -311,3 +319,38 @@ class UnreadMessages(AsyncHTTPTestCase):
         with self.assertRaises(TimeoutError):
             await ws.read_queue.get(timeout=0.01)
         ws.close()
+
+
+class EchoingPeer(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application([("/echo", Echo)])
+
+    @gen_test
+    async def test_attributes_tornados_client_connection_has(self) -> None:
+        # Dask's WebSocket comm names its peer from ``sock.parsed.netloc``;
+        # these are the attributes Tornado's client connection has (from its
+        # HTTP client base) after connecting.
+        port = self.get_http_port()
+        future = websocket_connect(f"ws://LocalHost:{port}/echo?x=1")
+        ws = await future
+        assert ws.parsed == urllib.parse.urlsplit(f"http://LocalHost:{port}/echo?x=1")
+        assert ws.parsed_hostname == "LocalHost"
+        assert ws.io_loop is IOLoop.current()
+        assert ws.connect_future is future
+        assert isinstance(ws.tcp_client, TCPClient)
+        assert ws.final_callback is None
+        assert ws.start_time <= ws.io_loop.time()
+        assert isinstance(ws.start_wall_time, float)
+        ws.close(1001, "bye")
+        assert await ws.read_message() is None
+        # The server's echo carries the code alone: no reason, so None.
+        assert (ws.close_code, ws.close_reason) == (1001, None)
+        assert ws.parsed.netloc == f"LocalHost:{port}"
+
+    @gen_test
+    async def test_parsed_of_a_secure_ipv6_url(self) -> None:
+        ws = WebSocketClientConnection(HTTPRequest("wss://u:p@[::1]:1/x"))
+        with self.assertRaises(OSError):
+            await ws._connect()
+        assert ws.parsed.scheme == "https" and ws.parsed.netloc == "u:p@[::1]:1"
+        assert ws.parsed_hostname == "::1"

@@ -519,7 +519,8 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         await stream.read_until(b"\r\n\r\n")
         rest = await stream.read_until_close()
         self.assertEqual(rest, b"\x81\x05early\x88\x02\x03\xe8")
-        self.assertEqual(await self.rec.closed, (1000, ""))
+        # A code and no reason text: the reason is None, as on Tornado.
+        self.assertEqual(await self.rec.closed, (1000, None))
 
 
 class PeriodicPing(AsyncHTTPTestCase):

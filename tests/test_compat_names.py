@@ -1,0 +1,172 @@
+"""Under the ``tornado`` alias, what programs and tools read back says Tornado:
+module ``__name__``, class and function ``__module__``, post-import hooks keyed
+on ``tornado.*`` names, and ``importlib.metadata``'s tornado distribution."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+import pickle
+import subprocess
+import sys
+import typing
+from collections.abc import Iterator
+
+import pytest
+
+import squall.compat
+
+
+@pytest.fixture
+def compat() -> Iterator[None]:
+    squall.compat.install()
+    try:
+        yield
+    finally:
+        squall.compat.uninstall()
+
+
+def test_module_and_class_names_are_tornado_s(compat: None) -> None:
+    import tornado.web
+
+    assert tornado.web.__name__ == "tornado.web"
+    # OpenTelemetry names a 404's handler f"{cls.__module__}.{cls.__qualname__}".
+    cls = tornado.web.ErrorHandler
+    assert f"{cls.__module__}.{cls.__qualname__}" == "tornado.web.ErrorHandler"
+    assert tornado.web.RequestHandler.__module__ == "tornado.web"
+    assert tornado.web.HTTPError.__module__ == "tornado.web"
+    assert tornado.web.authenticated.__module__ == "tornado.web"
+    # A submodule Tornado does not have answers to the tornado spelling too,
+    # and is imported under it, so that every __module__ names a module.
+    method = tornado.web.RequestHandler._execute
+    assert method.__module__ == "tornado.web.handler"
+    assert sys.modules["tornado.web.handler"] is sys.modules["squall.web.handler"]
+    assert sys.modules["tornado.web.handler"].__name__ == "tornado.web.handler"
+
+
+def test_loaded_modules_are_presented_with_a_tornado_import() -> None:
+    # In a new interpreter, so that which Squall modules are loaded is known.
+    code = """
+import sys
+import squall.compat
+squall.compat.install()
+import tornado.web
+# Loaded by squall.web, as tornado.web imports tornado.iostream on Tornado:
+# presented (and imported under Tornado's name) with it.
+assert sys.modules["tornado.iostream"] is sys.modules["squall.iostream"]
+import squall.iostream
+assert squall.iostream.StreamClosedError.__module__ == "tornado.iostream"
+# Not loaded then: Squall's names until its tornado module is imported,
+# so that a __module__ always names an imported module.
+assert "squall.wsgi" not in sys.modules
+import squall.wsgi
+assert squall.wsgi.WSGIContainer.__module__ == "squall.wsgi"
+import tornado.wsgi
+assert squall.wsgi.WSGIContainer.__module__ == "tornado.wsgi"
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_tornado_submodule_is_presented_on_its_own_import(compat: None) -> None:
+    import tornado.platform
+    import tornado.platform.asyncio
+
+    assert tornado.platform.__name__ == "tornado.platform"
+    assert tornado.platform.asyncio.__name__ == "tornado.platform.asyncio"
+    assert tornado.platform.asyncio.AsyncIOLoop.__module__ == "tornado.platform.asyncio"
+
+
+def test_introspection_keeps_working(compat: None) -> None:
+    import tornado.escape
+    import tornado.web
+
+    assert inspect.getmodule(tornado.web.RequestHandler) is tornado.web
+    assert (
+        inspect.getmodule(tornado.web.RequestHandler._execute) is sys.modules["squall.web.handler"]
+    )
+    assert pickle.loads(pickle.dumps(tornado.web.RequestHandler)) is tornado.web.RequestHandler
+    assert pickle.loads(pickle.dumps(tornado.escape.url_escape)) is tornado.escape.url_escape
+    hints = typing.get_type_hints(tornado.escape.url_escape)
+    assert hints["return"] is str
+    # Squall's own names keep working beside them.
+    import squall.web
+    from squall.web.handler import RequestHandler
+
+    assert RequestHandler is tornado.web.RequestHandler is squall.web.RequestHandler
+    assert importlib.import_module("squall.web.handler").__name__ == "tornado.web.handler"
+
+
+def test_uninstall_puts_squall_names_back() -> None:
+    import squall.web
+
+    # Without the alias, nothing is renamed.
+    assert squall.web.__name__ == "squall.web"
+    assert squall.web.ErrorHandler.__module__ == "squall.web"
+    squall.compat.install()
+    try:
+        import tornado.web  # noqa: F401
+
+        assert squall.web.ErrorHandler.__module__ == "tornado.web"
+    finally:
+        squall.compat.uninstall()
+    assert squall.web.__name__ == "squall.web"
+    assert squall.web.ErrorHandler.__module__ == "squall.web"
+    assert squall.web.RequestHandler._execute.__module__ == "squall.web.handler"
+    assert sys.modules["squall.web.handler"].__name__ == "squall.web.handler"
+    assert not any(n == "tornado" or n.startswith("tornado.") for n in sys.modules)
+
+
+def test_wrapt_post_import_hooks_keyed_on_tornado_names_fire() -> None:
+    wrapt = pytest.importorskip("wrapt")
+    seen: list[str] = []
+    # Registered before the alias is installed (an APM agent's start-up),
+    # and after (an instrumentor started by the application).
+    wrapt.register_post_import_hook(lambda m: seen.append(m.__name__), "tornado.web")
+    squall.compat.install()
+    try:
+        wrapt.register_post_import_hook(lambda m: seen.append(m.__name__), "tornado.ioloop")
+        import tornado.ioloop  # noqa: F401
+        import tornado.web
+
+        assert sorted(seen) == ["tornado.ioloop", "tornado.web"]
+
+        calls: list[str] = []
+
+        async def wrapper(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
+            calls.append(type(instance).__name__)
+            return await wrapped(*args, **kwargs)
+
+        original = tornado.web.RequestHandler._execute
+        wrapt.wrap_function_wrapper("tornado.web", "RequestHandler._execute", wrapper)
+        try:
+            assert tornado.web.RequestHandler._execute is not original
+        finally:
+            tornado.web.RequestHandler._execute = original
+    finally:
+        squall.compat.uninstall()
+
+
+def test_importlib_metadata_sees_tornado_while_the_alias_is_installed() -> None:
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.version("tornado")
+    squall.compat.install()
+    try:
+        assert importlib.metadata.version("tornado") == squall.compat.TORNADO_VERSION
+        dist = importlib.metadata.distribution("Tornado")
+        assert "provided by Squall" in dist.metadata["Summary"]
+        assert dist.requires == ["squall"]
+        # Listings are left to what is installed: no tornado appears twice.
+        assert all(d.metadata["Name"] != "tornado" for d in importlib.metadata.distributions())
+    finally:
+        squall.compat.uninstall()
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.version("tornado")
+
+
+def test_opentelemetry_instrumentor_dependency_check_passes(compat: None) -> None:
+    pytest.importorskip("opentelemetry.instrumentation.tornado")
+    from opentelemetry.instrumentation.tornado import TornadoInstrumentor
+
+    assert TornadoInstrumentor()._check_dependency_conflicts() is None

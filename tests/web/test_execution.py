@@ -1,0 +1,162 @@
+"""What instrumentation observes of a request's execution.
+
+Error reporters, tracers and APM agents wrap ``RequestHandler._execute``
+(``async def w(self, *a, **k): return await original(self, *a, **k)``),
+check ``inspect.iscoroutinefunction`` on it, and keep state in context
+variables and the current Task between ``prepare()`` and ``on_finish()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from typing import Any, Optional
+from unittest import mock
+
+from squall import gen
+from squall.testing import AsyncHTTPTestCase
+from squall.web import Application, RequestHandler
+from squall.websocket import WebSocketHandler
+
+_request_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    "_request_id", default=None
+)
+
+
+def test_execute_is_a_coroutine_function() -> None:
+    assert inspect.iscoroutinefunction(RequestHandler._execute)
+    assert inspect.iscoroutinefunction(WebSocketHandler._execute)
+
+
+class _Observed(RequestHandler):
+    """Records the Task and context variable each hook sees."""
+
+    seen: list[tuple[str, Any, Optional[str]]] = []
+
+    def _note(self, hook: str) -> None:
+        self.seen.append((hook, asyncio.current_task(), _request_id.get()))
+
+    def prepare(self) -> None:
+        self._token = _request_id.set(self.get_argument("id", "x"))
+        self._note("prepare")
+
+    def on_finish(self) -> None:
+        self._note("on_finish")
+        # Raises ValueError if on_finish runs in another Context than the
+        # one prepare() set the variable in.
+        _request_id.reset(self._token)
+
+
+class _Plain(_Observed):
+    def get(self) -> None:
+        self._note("get")
+        self.write("plain")
+
+
+class _Waiting(_Observed):
+    async def get(self) -> None:
+        self._note("get")
+        await asyncio.sleep(0)
+        await gen.moment
+        self._note("get, resumed")
+        self.write("waited")
+
+
+class _AsyncPrepare(_Observed):
+    async def prepare(self) -> None:  # type: ignore[override]
+        super().prepare()
+        await asyncio.sleep(0)
+
+    def get(self) -> None:
+        self._note("get")
+        self.write("prepared")
+
+
+class ExecutionTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application([("/plain", _Plain), ("/waiting", _Waiting), ("/prepare", _AsyncPrepare)])
+
+    def setUp(self) -> None:
+        super().setUp()
+        _Observed.seen = []
+
+    def _hooks_share_one_task_and_context(self, path: str, body: bytes, hooks: list[str]) -> None:
+        response = self.fetch(path + "?id=" + path.strip("/"))
+        assert response.code == 200 and response.body == body
+        assert [hook for hook, _, _ in _Observed.seen] == hooks
+        tasks = {id(task) for _, task, _ in _Observed.seen}
+        assert None not in [task for _, task, _ in _Observed.seen]
+        assert len(tasks) == 1
+        assert {value for _, _, value in _Observed.seen} == {path.strip("/")}
+        # The request's context did not leak into the server's.
+        assert _request_id.get() is None
+
+    def test_a_plain_handler(self) -> None:
+        self._hooks_share_one_task_and_context(
+            "/plain", b"plain", ["prepare", "get", "on_finish"]
+        )
+
+    def test_a_handler_that_waits(self) -> None:
+        self._hooks_share_one_task_and_context(
+            "/waiting", b"waited", ["prepare", "get", "get, resumed", "on_finish"]
+        )
+
+    def test_a_prepare_that_waits(self) -> None:
+        self._hooks_share_one_task_and_context(
+            "/prepare", b"prepared", ["prepare", "get", "on_finish"]
+        )
+
+    def test_an_async_wrapper_of_execute_is_awaited(self) -> None:
+        original = RequestHandler._execute
+        events: list[str] = []
+
+        async def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Any:
+            events.append("enter")
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                events.append("exit finished=%s" % self._finished)
+
+        with mock.patch.object(RequestHandler, "_execute", wrapper):
+            assert inspect.iscoroutinefunction(RequestHandler._execute)
+            for path, body in (("/plain", b"plain"), ("/waiting", b"waited")):
+                events.clear()
+                response = self.fetch(path)
+                assert response.code == 200 and response.body == body
+                assert events == ["enter", "exit finished=True"]
+
+    def test_a_wrapper_returning_a_future_is_awaited(self) -> None:
+        # The shape of a pre-Tornado-6 instrumentation: a gen.coroutine.
+        original = RequestHandler._execute
+        calls: list[str] = []
+
+        @gen.coroutine
+        def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Any:
+            calls.append("before")
+            yield original(self, *args, **kwargs)
+            calls.append("after")
+
+        with mock.patch.object(RequestHandler, "_execute", wrapper):
+            response = self.fetch("/waiting")
+        assert response.code == 200 and response.body == b"waited"
+        assert calls == ["before", "after"]
+
+    def test_an_error_in_the_handler_is_reported_in_its_task(self) -> None:
+        reported: list[Any] = []
+
+        class Failing(RequestHandler):
+            def prepare(self) -> None:
+                self._task = asyncio.current_task()
+
+            async def get(self) -> None:
+                await asyncio.sleep(0)
+                raise ZeroDivisionError("boom")
+
+            def log_exception(self, *exc_info: Any) -> None:
+                reported.append((exc_info[0], asyncio.current_task() is self._task))
+
+        self._app.add_handlers(".*", [("/failing", Failing)])
+        response = self.fetch("/failing")
+        assert response.code == 500
+        assert reported == [(ZeroDivisionError, True)]

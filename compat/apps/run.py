@@ -50,10 +50,12 @@ from apps import APPS, App  # noqa: E402
 REPO = HERE.parent.parent
 PLUGIN_DIR = HERE / "plugin"
 TORNADO_PIN = "tornado==6.6.1"
-PTH_NAME = "squall_as_tornado.pth"
-# One line: site.py executes .pth lines that start with "import", in every
-# interpreter started from the venv, subprocesses included.
-PTH_LINE = "import squall.compat; squall.compat.install()\n"
+# What `python -m squall.compat --install-alias` writes into site-packages:
+# a .pth that installs the alias in every interpreter the venv starts
+# (subprocesses included) and a tornado dist-info that importlib.metadata reads.
+ALIAS_PTH = "squall-tornado-alias.pth"
+# The .pth this harness wrote before Squall had --install-alias.
+OLD_PTH = "squall_as_tornado.pth"
 
 
 def log(msg: str) -> None:
@@ -246,9 +248,12 @@ def setup_squall(
         run([str(py), "-m", "pip", "uninstall", "-q", "-y", "tornado"])
         stamp.write_text(key)
     py = venv_python(venv)
-    if reinstall or not (site_packages(py) / PTH_NAME).exists():
+    site = site_packages(py)
+    (site / OLD_PTH).unlink(missing_ok=True)
+    if reinstall or not (site / ALIAS_PTH).exists():
         run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)])
-        (site_packages(py) / PTH_NAME).write_text(PTH_LINE)
+        # Squall's own way to stand in for Tornado, as a deployment would do it.
+        run([str(py), "-m", "squall.compat", "--install-alias"], cwd="/")
     return py
 
 

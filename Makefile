@@ -50,7 +50,8 @@ test: lint typecheck docs pytest
 # docstrings, the `squall run` reference from its argument parser; warnings
 # are errors. Output in docs/_build/html.
 docs: $(STAMP)
-	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -n -W --keep-going -q -b html docs docs/_build/html
+	@touch docs/_build/html/.built  # tests/test_docs_site.py: the build is current
 	@echo "== docs: $$(find docs/_build/html -name '*.html' | wc -l) pages in docs/_build/html"
 
 # The suite against an installed squall rather than this tree's: run from a
@@ -238,6 +239,19 @@ bench-c10k: $(BENCH_SPEEDUPS)
 
 .PHONY: bench-c10k
 
+# HTTP/3 (issue 37): Squall against Hypercorn[h3] (in a venv of its own,
+# HC_VENV) over QUIC, and Squall's HTTP/3 against its HTTP/2 and HTTP/1.1
+# over TLS; servers on CPU 0, the generators (benchmarks/h3load.py on
+# aioquic, h2load) on CPU 1; req/s and req per server CPU-second.
+HC_VENV ?= .venv-hypercorn
+bench-h3: $(BENCH_SPEEDUPS)
+	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
+	test -x $(HC_VENV)/bin/python || ($(PYTHON) -m venv $(HC_VENV) && $(HC_VENV)/bin/pip install -q 'hypercorn[h3]' uvloop)
+	$(BENCH_VENV)/bin/pip install -q 'aioquic>=1.2'
+	$(BENCH_VENV)/bin/python benchmarks/h3_bench.py --hypercorn-python $(HC_VENV)/bin/python $(BENCH_ARGS)
+
+.PHONY: bench-h3
+
 # ASGI: Starlette hello and FastAPI JSON, varied requests, under squall run,
 # uvicorn (httptools, uvloop) and Granian (one worker, one runtime thread,
 # uvloop), each pinned to CPU 0, wrk on CPU 1, 5 alternated rounds: req/s
@@ -310,7 +324,8 @@ h2spec: $(STAMP)
 .PHONY: h2spec
 
 # `make soak`: `squall run` under a mixed, bounded load (HTTP/1.1 churn,
-# aborted bodies and responses, WebSocket cycles, HTTP/2 streams with resets)
+# aborted bodies and responses, WebSocket cycles, HTTP/2 streams with resets,
+# WebSockets over HTTP/2, ASGI pathsend, /metrics scrapes)
 # for SOAK_MINUTES, sampling RSS and descriptors; fails on steady growth.
 SOAK_MINUTES ?= 10
 

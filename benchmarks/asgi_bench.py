@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "servers"
@@ -254,6 +255,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="write benchmarks/results/asgi.json and regenerate the README's table",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed", file=sys.stderr)
@@ -262,11 +268,54 @@ def main() -> int:
     if names[0] != "squall":
         print("--servers must start with squall (the ratios are squall's)", file=sys.stderr)
         return 2
-    print(f"squall: {squall_build()}", flush=True)
+    build = squall_build()
+    print(f"squall: {build}", flush=True)
     summaries = [bench_app(app, names, args) for app in args.app or ["starlette", "fastapi"]]
     if args.json:
         Path(args.json).write_text(json.dumps(summaries, indent=1))
+    if args.record:
+        _record(summaries, names, build, args)
     return 0
+
+
+_LABELS = {
+    "starlette": "ASGI: Starlette hello world, `squall run` / {other}",
+    "fastapi": "ASGI: FastAPI JSON endpoint, `squall run` / {other}",
+    "bare": "ASGI: bare app, `squall run` / {other}",
+}
+
+
+def _record(
+    summaries: list[dict[str, object]], names: list[str], build: str, args: argparse.Namespace
+) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import figures
+
+    rows = []
+    for summary in summaries:
+        for other in names[1:]:
+            ratio: Any = summary[f"squall/{other}"]
+            rows.append(
+                {
+                    "label": _LABELS[str(summary["app"])].format(other=other),
+                    "ratio_cpu": round(ratio["req_per_cpu_s"], 3),
+                    "ratio_rps": round(ratio["req_per_s"], 3),
+                }
+            )
+    path = figures.record(
+        "asgi",
+        Path(__file__).resolve(),
+        build,
+        {
+            "rows": rows,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "summaries": summaries,
+        },
+    )
+    figures.main_update()
+    print(f"recorded in {path}")
 
 
 if __name__ == "__main__":

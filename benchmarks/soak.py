@@ -10,10 +10,19 @@ clients busy with a mix of traffic for the whole run:
   response  a GET of a 4 MB answer whose client aborts after 64 KB;
   ws        WebSocket cycles: handshake, ten echoes, close handshake;
   h2        HTTP/2 (h2c, prior knowledge, the h2 package) connections of 20
-            streams, every fourth a large answer reset with CANCEL.
+            streams, every fourth a large answer reset with CANCEL, every
+            fifth a file by ASGI http.response.pathsend (the copying path);
+  h2ws      WebSockets over HTTP/2 (RFC 8441): two on one connection, ten
+            echoes each, close handshakes;
+  pathsend  HTTP/1.1 connections fetching a 200 KB file 1-3 times from an
+            ASGI application mounted in the Application (sendfile);
 
-Every --interval seconds it samples the server's resident set (VmRSS) and its
-open descriptors. After the warm-up (the first fifth of the run) it fits a
+and, with prometheus_client installed, the server runs with --metrics-bind
+(a supervisor and one worker) and a scraper reads /metrics and /livez every
+two seconds (its lines are counted: they must stay bounded).
+
+Every --interval seconds it samples the serving process's resident set
+(VmRSS; the worker's, when there is a supervisor) and its open descriptors. After the warm-up (the first fifth of the run) it fits a
 least-squares line to RSS over the requests served and reports its slope in
 KB per 1,000 requests (a leak of N bytes per request shows as N); the run
 fails when that slope is over --max-kb-per-1000, or when the descriptors,
@@ -43,7 +52,14 @@ HERE = Path(__file__).resolve().parent
 # --- the server's application (imported by `squall run soak:make_app`) ----------
 
 
+# The file the mounted ASGI application sends by http.response.pathsend.
+BLOB_SIZE = 200_000
+
+
 def make_app() -> Any:
+    import tempfile
+
+    from squall.asgi import mount
     from squall.iostream import StreamClosedError
     from squall.web import Application, RequestHandler, stream_request_body
     from squall.websocket import WebSocketHandler
@@ -80,8 +96,24 @@ def make_app() -> Any:
         def on_message(self, message: str | bytes) -> None:
             self.write_message(message, binary=isinstance(message, bytes))
 
+    blob = os.path.join(tempfile.mkdtemp(prefix="squall-soak-"), "blob")
+    with open(blob, "wb") as f:
+        f.write(os.urandom(BLOB_SIZE))
+
+    async def files(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": blob})
+
     return Application(
-        [("/", Small), ("/big", Big), ("/upload", Upload), ("/ws", Echo)],
+        [
+            ("/", Small),
+            ("/big", Big),
+            ("/upload", Upload),
+            ("/ws", Echo),
+            mount("/files", files),
+        ],
         max_body_size=2 * 1024 * 1024,
     )
 
@@ -175,6 +207,8 @@ async def h2_session(port: int, rng: random.Random) -> None:
         stream_id = conn.get_next_available_stream_id()
         big = i % 4 == 3
         path = "/big?n=1000000" if big else f"/?q=h2-{rng.getrandbits(32):x}"
+        if i % 5 == 1:
+            path = "/files/blob"
         conn.send_headers(
             stream_id,
             [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "soak")],
@@ -213,8 +247,150 @@ async def h2_session(port: int, rng: random.Random) -> None:
         writer.close()
 
 
+async def pathsend(port: int, rng: random.Random) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(rng.randint(1, 3)):
+            writer.write(b"GET /files/blob HTTP/1.1\r\nHost: soak\r\n\r\n")
+            if len(await read_response(reader)) != BLOB_SIZE:
+                raise AssertionError("pathsend body differs in length")
+            stats["requests"] += 1
+            stats["pathsend requests"] += 1
+    finally:
+        writer.close()
+
+
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked client frame (RFC 6455 §5.2)."""
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    else:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Takes the complete (unmasked) server frames off the front of ``buf``."""
+    out = []
+    while len(buf) >= 2:
+        n, at = buf[1] & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                break
+            n, at = int.from_bytes(buf[2:4], "big"), 4
+        if len(buf) < at + n:
+            break
+        out.append((buf[0] & 0x0F, bytes(buf[at : at + n])))
+        del buf[: at + n]
+    return out
+
+
+async def h2_ws_session(port: int, rng: random.Random) -> None:
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    writer.write(conn.data_to_send())
+    inbox: dict[int, bytearray] = {}
+    ended: set[int] = set()
+
+    async def pump() -> list[Any]:
+        data = await reader.read(65536)
+        if not data:
+            raise ConnectionError("the server closed an HTTP/2 connection")
+        events = conn.receive_data(data)
+        for event in events:
+            if isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                inbox.setdefault(event.stream_id, bytearray()).extend(event.data)
+            elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                ended.add(event.stream_id)
+        writer.write(conn.data_to_send())
+        return events
+
+    try:
+        # Extended CONNECT waits for the server's SETTINGS_ENABLE_CONNECT_PROTOCOL.
+        while not any(isinstance(e, h2.events.RemoteSettingsChanged) for e in await pump()):
+            pass
+        sids = []
+        for _ in range(2):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(
+                sid,
+                [
+                    (":method", "CONNECT"),
+                    (":protocol", "websocket"),
+                    (":scheme", "http"),
+                    (":path", "/ws"),
+                    (":authority", "soak"),
+                    ("sec-websocket-version", "13"),
+                ],
+            )
+            sids.append(sid)
+        writer.write(conn.data_to_send())
+        for i in range(10):
+            sent = {}
+            for sid in sids:
+                sent[sid] = f"{rng.getrandbits(64):x}-{i}".encode() * rng.randint(1, 50)
+                conn.send_data(sid, ws_frame(1, sent[sid]))
+            writer.write(conn.data_to_send())
+            got: dict[int, bytes] = {}
+            while len(got) < len(sids):
+                await pump()
+                for sid in sids:
+                    for opcode, payload in ws_frames(inbox.setdefault(sid, bytearray())):
+                        if opcode == 1:
+                            got[sid] = payload
+            if got != sent:
+                raise AssertionError("WebSocket over HTTP/2 echo differs")
+            stats["h2ws messages"] += len(sids)
+        for sid in sids:
+            conn.send_data(sid, ws_frame(8, (1000).to_bytes(2, "big")))
+        writer.write(conn.data_to_send())
+        while not set(sids) <= ended:
+            await pump()
+        conn.close_connection()
+        writer.write(conn.data_to_send())
+        await writer.drain()
+        stats["requests"] += len(sids)
+        stats["h2ws cycles"] += len(sids)
+    finally:
+        writer.close()
+
+
+async def scraper(mport: int, until: float) -> None:
+    """Reads /metrics and /livez every two seconds while the load runs."""
+    while time.monotonic() < until:
+        for path in ("/metrics", "/livez"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", mport)
+            try:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
+                body = await asyncio.wait_for(read_response(reader), 30)
+            finally:
+                writer.close()
+            if path == "/metrics":
+                stats["metrics scrapes"] += 1
+                lines = body.count(b"\n")
+                stats["metrics lines (max)"] = max(stats["metrics lines (max)"], lines)
+        await asyncio.sleep(2)  # a scrape interval, not a wait for an event
+
+
 # What each client does next, by weight.
-MIX = [(churn, 70), (aborted_body, 5), (aborted_response, 5), (ws_cycle, 10), (h2_session, 10)]
+MIX = [
+    (churn, 60),
+    (aborted_body, 5),
+    (aborted_response, 5),
+    (ws_cycle, 10),
+    (h2_session, 10),
+    (h2_ws_session, 5),
+    (pathsend, 5),
+]
 CLIENTS = 12
 
 
@@ -269,23 +445,38 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
 
 
-async def soak(pid: int, port: int, args: argparse.Namespace) -> int:
+def serving_pid(pid: int) -> int:
+    """The process that serves: ``pid``'s one child (a worker under a
+    supervisor, with --metrics-bind), else ``pid`` itself."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = [int(c) for c in f.read().split()]
+    return children[0] if len(children) == 1 else pid
+
+
+async def soak(pid: int, port: int, args: argparse.Namespace, mport: int | None) -> int:
     # One of each kind first: the loop's lazily made descriptors (thread
     # pool, io_uring, wake-up pipes) exist before the count that must come back.
     rng = random.Random(-1)
     for kind, _ in MIX:
         await kind(port, rng)
+    supervisor = pid
+    pid = serving_pid(pid)
     base_fds = await settled_fds(pid)
     stats.clear()
     start = time.monotonic()
     until = start + args.minutes * 60
     tasks = [asyncio.ensure_future(client(port, seed, until)) for seed in range(CLIENTS)]
+    if mport is not None:
+        tasks.append(asyncio.ensure_future(scraper(mport, until)))
+    supervisor_rss = [rss_kb(supervisor)] if supervisor != pid else []
     samples: list[tuple[float, int, int, int]] = []
     next_print = start
     while time.monotonic() < until:
         await asyncio.sleep(args.interval)  # a sampling period, not a wait for an event
         sample = (time.monotonic() - start, stats["requests"], rss_kb(pid), open_fds(pid))
         samples.append(sample)
+        if supervisor_rss:
+            supervisor_rss.append(rss_kb(supervisor))
         if sample[0] >= next_print - start:
             next_print += 60
             print(
@@ -307,6 +498,10 @@ async def soak(pid: int, port: int, args: argparse.Namespace) -> int:
         print("too few samples for a slope: run longer")
         return 2
     kb_per_1000 = 1000 * slope([s[1] for s in steady], [s[2] for s in steady])
+    # The same over the run's second half: a warm-up that settles (the
+    # allocator's heap reaching its working size) flattens here, a leak not.
+    late = samples[len(samples) // 2 :]
+    late_kb_per_1000 = 1000 * slope([s[1] for s in late], [s[2] for s in late])
     fds_per_min = 60 * slope([s[0] for s in steady], [s[3] for s in steady])
     total = stats["requests"]
     print(f"== {total:,} requests in {args.minutes:g} min ({total / (args.minutes * 60):,.0f}/s)")
@@ -316,8 +511,15 @@ async def soak(pid: int, port: int, args: argparse.Namespace) -> int:
     print(
         f"== RSS {steady[0][2] / 1024:.1f} MB after the warm-up, {samples[-1][2] / 1024:.1f} MB"
         f" at the end (max {max(s[2] for s in samples) / 1024:.1f});"
-        f" slope {kb_per_1000:+.3f} KB per 1,000 requests (limit {args.max_kb_per_1000:g})"
+        f" slope {kb_per_1000:+.3f} KB per 1,000 requests (limit {args.max_kb_per_1000:g});"
+        f" over the second half {late_kb_per_1000:+.3f}"
     )
+    if supervisor_rss:
+        print(
+            f"== supervisor (metrics) RSS {supervisor_rss[0] / 1024:.1f} MB at the start,"
+            f" {supervisor_rss[-1] / 1024:.1f} MB at the end"
+            f" (max {max(supervisor_rss) / 1024:.1f})"
+        )
     print(
         f"== descriptors: {base_fds} before, {max(s[3] for s in samples)} at most under load,"
         f" slope {fds_per_min:+.2f} per minute, {end_fds} after the load"
@@ -343,6 +545,12 @@ def main() -> int:
     from run import free_port, pin, wait_listening
 
     port = free_port()
+    try:
+        import prometheus_client  # noqa: F401
+
+        mport: int | None = free_port()
+    except ImportError:
+        mport = None
     cmd = pin(0) + [
         sys.executable,
         "-m",
@@ -357,6 +565,8 @@ def main() -> int:
         "--http2",
         "--no-access-log",
     ]
+    if mport is not None:
+        cmd += ["--metrics-bind", f"127.0.0.1:{mport}"]
     proc = subprocess.Popen(cmd)
     try:
         wait_listening(port, proc, time.monotonic() + 30)
@@ -365,10 +575,11 @@ def main() -> int:
         print(
             f"== soak: squall run (pid {proc.pid}) for {args.minutes:g} min, sampled every"
             f" {args.interval:g} s; {CLIENTS} clients, each picking by weight: "
-            + ", ".join(f"{kind.__name__} {weight}" for kind, weight in MIX),
+            + ", ".join(f"{kind.__name__} {weight}" for kind, weight in MIX)
+            + (f"; /metrics scraped every 2 s on port {mport}" if mport else ""),
             flush=True,
         )
-        return asyncio.run(soak(proc.pid, port, args))
+        return asyncio.run(soak(proc.pid, port, args, mport))
     finally:
         proc.terminate()
         proc.wait(10)

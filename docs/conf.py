@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -31,11 +32,12 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinx.ext.intersphinx",
     "myst_parser",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 myst_heading_anchors = 3
-exclude_patterns = ["_build", "examples"]
+exclude_patterns = ["_build", "examples", "_intersphinx"]
 html_theme = "furo"
 html_title = f"Squall {release}"
 autodoc_member_order = "bysource"
@@ -46,16 +48,51 @@ napoleon_numpy_docstring = False
 # Attributes sections become fields of their class, not a second description
 # of attributes autodoc documents anyway.
 napoleon_use_ivar = True
-# Docstrings mention Tornado's and the standard library's names in backquotes;
-# without intersphinx (the build runs with no network) they cannot resolve.
-nitpicky = False
+# A name in single backquotes is a cross-reference (``~squall.web.Application``
+# shows only the last part); every reference must resolve (``make docs``
+# builds with -n -W).
+default_role = "py:obj"
+nitpicky = True
+# The build has no network: Python's inventory is a committed copy (from
+# Debian's python3.11-doc package), and links go to docs.python.org.
+intersphinx_mapping = {"python": ("https://docs.python.org/3", "_intersphinx/python3.11.inv")}
+# Names private by their leading underscore (type variables, private bases
+# shown by show-inheritance, internal hooks a docstring mentions) have no
+# page of their own, on purpose.
+nitpick_ignore_regex = [(r"py:.*", r"(.+\.)?_\w+(\..+)?")]
+# In Python but not in its 3.11 inventory.
+nitpick_ignore = [("py:class", "socket.AddressFamily"), ("py:class", "re.Pattern")]
+# Type aliases in annotations (Union, Literal and Callable spelled out in
+# the text of the functions that take them): autodoc gives aliases no entry.
+nitpick_ignore += [("py:class", name) for name in ("ASGIApp", "LifespanMode", "MessageType")]
+# RequestHandler's mixins: their members are documented on RequestHandler.
+nitpick_ignore += [
+    ("py:class", f"squall.web.{name}") for name in ("rendering.RenderMixin", "cookies.CookieMixin")
+]
+# Type hints name the classes where they are defined; Python documents them
+# under their public module.
+_STDLIB_PUBLIC = {
+    "concurrent.futures._base.Future": "concurrent.futures.Future",
+    "concurrent.futures._base.Executor": "concurrent.futures.Executor",
+    "unittest.case.TestCase": "unittest.TestCase",
+    "unittest.suite.TestSuite": "unittest.TestSuite",
+    "asyncio.events.AbstractEventLoop": "asyncio.AbstractEventLoop",
+}
+# Annotations that name a type alias, or a class imported only for type
+# checking, by its short name.
+_SHORT_NAMES = {
+    "BytesIO": "io.BytesIO",
+    "TracebackType": "types.TracebackType",
+}
+# Smart quotes would turn "--port" into an en dash in option names.
+smartquotes = False
 suppress_warnings = ["myst.xref_missing"]
 
 # The modules a program imports, each with a page of its own.
 PUBLIC_MODULES = sorted(
     [f"squall.{name}" for name in squall.__all__]
     + ["squall.websocket", "squall.wsgi", "squall.asgi", "squall.pubsub", "squall.compat"]
-    + ["squall.testclient"]
+    + ["squall.testclient", "squall.platform.asyncio"]
 )
 
 
@@ -73,7 +110,16 @@ def _api_pages() -> None:
         body = f"{title}\n{'=' * len(title)}\n\n.. automodule:: {module}\n"
         # The builtin TimeoutError, re-exported under Tornado's names, is
         # the standard library's class: not described again here.
-        body += "   :exclude-members: TimeoutError\n"
+        body += "   :exclude-members: TimeoutError, CalledProcessError\n"
+        if module == "squall.web":
+            # RequestHandler is assembled from mixins in private modules:
+            # their methods are documented as RequestHandler's own (after
+            # the module's other names: one directive cannot do both).
+            body = body.replace("TimeoutError", "TimeoutError, RequestHandler")
+            body += (
+                "\n.. autoclass:: squall.web.RequestHandler\n"
+                "   :members:\n   :inherited-members: object\n   :show-inheritance:\n"
+            )
         _write_if_changed(HERE / "api" / f"{module}.rst", body)
     toc = "\n".join(f"   {name}" for name in names)
     index = (
@@ -135,3 +181,38 @@ def _cli_page() -> None:
 _api_pages()
 _cli_page()
 os.environ.setdefault("SQUALL_DOCS_BUILD", "1")
+
+
+def _public_stdlib_name(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    from sphinx.ext.intersphinx import missing_reference
+
+    target = node.get("reftarget")
+    target = _STDLIB_PUBLIC.get(target) or _SHORT_NAMES.get(target)
+    if target is None:
+        return None
+    node["reftarget"] = target
+    return missing_reference(app, env, node, contnode)
+
+
+def _drop_modules_without_source(app: Any) -> list[Any]:
+    # viewcode lists, on its index of source pages, modules whose source it
+    # could not read (asyncio's C module, builtins) and links to pages it
+    # never writes; run before its collect_pages and forget them.
+    modules = getattr(app.env, "_viewcode_modules", {})
+    for name in [name for name, entry in modules.items() if entry is False]:
+        del modules[name]
+    # Its links back to the documentation go to the page that last mentioned
+    # an object (an alias documented elsewhere: squall.web.url); send them to
+    # the page that documents it under that name.
+    objects = app.env.get_domain("py").objects
+    for entry in modules.values():
+        used, module = entry[2], entry[3]
+        for name in used:
+            if f"{module}.{name}" in objects:
+                used[name] = objects[f"{module}.{name}"].docname
+    return []
+
+
+def setup(app: Any) -> None:
+    app.connect("missing-reference", _public_stdlib_name)
+    app.connect("html-collect-pages", _drop_modules_without_source, priority=100)

@@ -81,11 +81,14 @@ COMPILED_PACKAGES = ("_h1", "_ws")
 # built in _scope (not the interpreted delegate) 95.9k and 171.9k; with a
 # spare Task reused for a first step (squall._eager), the scope copied from a
 # template and the modules' constants Final, uvloop: bare 82.8k -> ~72k.
-# squall._eager (a coroutine's first step outside a Task, 3.11) stays
-# interpreted: its spare Task's coroutine and the continuation after a
-# suspension must be real generator/coroutine objects, which anyio inspects
-# (inspect.getcoroutinestate) to tell whether a task has started. A step
-# that ends raises no StopIteration (next() with a default) in either build.
+# squall._eager (a coroutine's first step outside a Task, 3.11) is compiled:
+# every request runs its start() (RequestHandler._execute is a coroutine
+# function, driven by it); hello, asyncio loop, +7.8k instructions per
+# request with it interpreted. Its spare Task's coroutine and the
+# continuation after a suspension must be real generator/coroutine objects,
+# which anyio inspects (inspect.getcoroutinestate) to tell whether a task has
+# started: they live in squall._eager_resume, interpreted. A step that ends
+# raises no StopIteration (next() with a default) in either build.
 # With the response head rendered from the app's byte pairs as well
 # (asgi._http -> _h1 send_rendered_head), uvloop, net: bare squall-bare
 # 70.7k -> 62.7k, Starlette under squall run 147.8k -> 138.6k (uvicorn 205.7k).
@@ -102,6 +105,7 @@ COMPILED_MODULES = (
     "squall.web._delegate",
     "squall.asgi._http",
     "squall.asgi._scope",
+    "squall._eager",
 )
 # Modules that would be compiled but must not be; why beside each.
 SKIPPED: dict[str, str] = {

@@ -46,97 +46,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import sys
-import types
 import weakref
-from collections.abc import Coroutine, Generator
 from typing import Any, Optional
 
+from squall._eager_resume import _continue, _Coro, _ended, _go_on, _new_shell
+
 __all__: list[str] = []
-
-_Coro = Coroutine[Any, Any, None]
-
-
-class _ShellLoop:
-    """The loop a 3.11 Task is bound to while its coroutine's first step runs
-    outside it: Task.__init__ asks it for its debug flag (``bool()``: False)
-    and to schedule the first step, which it does not (``partial`` makes an
-    object and calls nothing; `start` runs that step itself). Both are C
-    callables: they cost no Python frame per request."""
-
-    __slots__ = ()
-
-    get_debug = bool
-    call_soon = functools.partial
-
-    def call_exception_handler(self, context: dict[str, Any]) -> None:
-        return None
-
-
-_SHELL: Any = _ShellLoop()
-
-
-@types.coroutine
-def _rest(coro: _Coro, yielded: Any) -> Generator[Any, Any, None]:
-    """Continues ``coro``, which yielded ``yielded`` at its first step.
-
-    Primed to its first bare ``yield`` before the Task gets it, so that an
-    exception the Task throws in at once (a cancellation before the first
-    resume) lands inside this body and is thrown into ``coro``.
-    """
-    error: Optional[BaseException] = None
-    try:
-        yield None
-    except BaseException as exc:  # noqa: BLE001 - every exception goes to the coroutine
-        error = exc
-    while True:
-        if error is not None:
-            try:
-                yielded = coro.throw(error)
-            except StopIteration:
-                return None
-            error = None
-        # `start` cleared the blocking mark of the Future the first step
-        # awaited (see there): the Task wants it set, as the await left it.
-        if getattr(yielded, "_asyncio_future_blocking", None) is False:
-            yielded._asyncio_future_blocking = True
-        try:
-            # What the coroutine waits on: the Task waits on it in turn.
-            yield yielded
-        except BaseException as exc:  # noqa: BLE001
-            error = exc
-        else:
-            break
-    # Resumed normally: the Task sends None, as `yield from` does first.
-    yield from coro
-    return None
-
-
-async def _continue(coro: _Coro, yielded: Any) -> None:
-    await _rest(coro, yielded)
-
-
-def _go_on(
-    task: asyncio.Task[None],
-    body: _Coro,
-    loop: asyncio.AbstractEventLoop,
-    context: contextvars.Context,
-) -> None:
-    """Binds ``task`` to the real loop with ``body``, keeping the done
-    callbacks the first step gave it (``Task.__init__`` drops them)."""
-    callbacks = task._callbacks
-    task.__init__(body, loop=loop, context=context)  # type: ignore[misc]
-    if callbacks:
-        for callback, callback_context in callbacks:
-            task.add_done_callback(callback, context=callback_context)
-
-
-async def _ended() -> None:
-    """The body of a 3.11 Task whose coroutine ended in its first step, but
-    which an application kept or asked to be told about: run on the real
-    loop, it ends the Task as a Task of its own would have ended."""
-
 
 _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task
@@ -153,30 +69,24 @@ if sys.version_info >= (3, 12):
         return None if task.done() else task
 
 else:
-
-    def _placeholder() -> Generator[None, None, None]:
-        # A shell's coroutine while it waits: started, so that a library
-        # asking whether the current task has started (anyio) hears yes.
-        while True:
-            yield None
-
-    def _new_shell() -> asyncio.Task[None]:
-        body = _placeholder()
-        body.send(None)
-        shell: asyncio.Task[None] = _Task(body, loop=_SHELL)
-        # Never to run: no "Task was destroyed but it is pending".
-        shell._log_destroy_pending = False  # type: ignore[attr-defined]
-        return shell
-
     # Shells free for a step (a list: pop and append are atomic, so nested
     # steps and threads each take their own).
     _shells: list[asyncio.Task[None]] = []
-    # References to a shell while start() checks it: its local and
-    # getrefcount's argument. Weak references: the registry's (_all_tasks).
-    _OWN_REFS = 2
-    _OWN_WEAKREFS = 1
     _getrefcount = sys.getrefcount
     _getweakrefcount = weakref.getweakrefcount
+
+    def _refs_of_a_local() -> int:
+        # What getrefcount says of an object only a local holds, written as
+        # start() asks it of a shell: 2 interpreted (the local and the
+        # argument), possibly another figure when mypyc compiles this module.
+        held: Optional[object] = None
+        held = object()
+        return _getrefcount(held)
+
+    # References to a shell while start() checks it (see _refs_of_a_local).
+    # Weak references: the registry's (_all_tasks).
+    _OWN_REFS = _refs_of_a_local()
+    _OWN_WEAKREFS = 1
 
     # What next() returns for a coroutine that finished its step (a
     # coroutine may yield None itself: a bare yield, asyncio.sleep(0)).

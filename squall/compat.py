@@ -668,7 +668,36 @@ def main() -> None:
     from squall import autoreload
 
     autoreload._wrap_main(original_argv)
-    autoreload._run_main(module, path, rest, original_argv[0], path_dir=True)
+    try:
+        autoreload._run_main(module, path, rest, original_argv[0], path_dir=True)
+    except OSError as exc:
+        address = _listen_address(exc)
+        if address is None:
+            raise
+        # A port in use is the commonest first-run failure: one line saying
+        # which address, not a traceback through the program and runpy.
+        print(
+            f"python -m squall.compat: error: cannot listen on {address}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+def _listen_address(exc: OSError) -> Optional[str]:
+    """``host:port`` when ``exc`` is `~squall.netutil.bind_sockets` failing to bind."""
+    tb = exc.__traceback__
+    address = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "bind_sockets" and frame.f_globals.get("__name__") == (
+            "squall.netutil"
+        ):
+            sockaddr = frame.f_locals.get("sockaddr")
+            if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+                host = f"[{sockaddr[0]}]" if ":" in str(sockaddr[0]) else sockaddr[0]
+                address = f"{host}:{sockaddr[1]}"
+        tb = tb.tb_next
+    return address
 
 
 # -- the alias for a whole environment (a .pth file) ----------------------------------

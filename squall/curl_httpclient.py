@@ -1,9 +1,9 @@
-"""`CurlAsyncHTTPClient`: an `AsyncHTTPClient` over libcurl (``pycurl``).
+"""`CurlAsyncHTTPClient`: an `~squall.httpclient.AsyncHTTPClient` over libcurl (``pycurl``).
 
 Select it with ``AsyncHTTPClient.configure("squall.curl_httpclient.CurlAsyncHTTPClient")``
 or make one directly. libcurl's multi interface runs on the IOLoop: libcurl
 names the sockets to watch and the timer to set, the IOLoop tells it when
-they are ready. Every `HTTPRequest` option that applies is honoured,
+they are ready. Every `~squall.httpclient.HTTPRequest` option that applies is honoured,
 including proxies (``proxy_host`` ..., basic or digest), ``network_interface``,
 digest authentication and ``prepare_curl_callback`` (called with the
 ``pycurl.Curl`` handle last, to set anything else).
@@ -35,16 +35,20 @@ try:
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise _needs_extra(__name__, "pycurl", "curl", _exc) from _exc
 
-import squall
 from squall import gen
 from squall.httpclient import AsyncHTTPClient, HTTPError, HTTPRequest, HTTPResponse
 from squall.httputil import HTTPHeaders
 from squall.ioloop import IOLoop, PeriodicCallback
 from squall.log import app_log, gen_log
+from squall.simple_httpclient._policy import (
+    REDIRECT_CODES,
+    USER_AGENT,
+    check_method_body,
+    redirected,
+)
 
 __all__ = ["CurlAsyncHTTPClient", "CurlError"]
 
-_USER_AGENT = "Squall/" + squall.version
 _DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 _BAD_HEADER_CHARS = frozenset("\r\n\0")
 
@@ -70,12 +74,20 @@ class _Transfer:
         "stream",
         "received",
         "too_large",
+        "status",
+        "follows",
+        "superseded",
     )
 
-    def __init__(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
+    def __init__(
+        self,
+        request: HTTPRequest,
+        callback: Callable[[HTTPResponse], None],
+        start: Optional[float] = None,
+    ) -> None:
         self.request = request
         self.callback = callback
-        self.start = time.monotonic()
+        self.start = time.monotonic() if start is None else start
         # The header lines of the last response (a redirect's are dropped).
         self.headers: list[tuple[str, str]] = []
         self.reason = ""
@@ -83,6 +95,20 @@ class _Transfer:
         self.stream: Optional[_CurlStreamingBuffer] = None
         self.received = 0
         self.too_large = False
+        # The status of the response being read.
+        self.status = 0
+        # follow_redirects: a redirect is followed by `CurlAsyncHTTPClient`.
+        self.follows = False
+        # The response being read is such a redirect: its body is nobody's.
+        self.superseded = False
+
+    def head_done(self) -> None:
+        """The head of a response is complete: is it a redirect we follow?"""
+        self.superseded = (
+            self.follows
+            and self.status in REDIRECT_CODES
+            and any(name.lower() == "location" for name, _ in self.headers)
+        )
 
 
 class _CurlStreamingBuffer:
@@ -163,13 +189,13 @@ class _CurlStreamingBuffer:
 
 
 class CurlAsyncHTTPClient(AsyncHTTPClient):
-    """An `AsyncHTTPClient` over libcurl.
+    """An `~squall.httpclient.AsyncHTTPClient` over libcurl.
 
-    Arguments are given to the constructor or `AsyncHTTPClient.configure`.
+    Arguments are given to the constructor or `~squall.httpclient.AsyncHTTPClient.configure`.
 
     Args:
         max_clients: requests in progress at once; more wait in a queue.
-        defaults: values for `HTTPRequest` options a request leaves unset.
+        defaults: values for `~squall.httpclient.HTTPRequest` options a request leaves unset.
         max_body_size: largest response body, after decoding (100 MB), also
             with a ``streaming_callback``. Past it the fetch fails with a
             `CurlError` saying so (and, under the default, a log line).
@@ -192,9 +218,11 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._handle_socket)
         self._curls = [pycurl.Curl() for _ in range(max_clients)]
         self._free_list = list(self._curls)
-        self._requests: collections.deque[tuple[HTTPRequest, Callable[[HTTPResponse], None]]] = (
-            collections.deque()
-        )
+        # Requests waiting for a handle, their callback, and when the fetch
+        # started if this is a redirect we follow.
+        self._requests: collections.deque[
+            tuple[HTTPRequest, Callable[[HTTPResponse], None], Optional[float]]
+        ] = collections.deque()
         self._transfers: dict[Any, _Transfer] = {}
         self._fds: dict[int, int] = {}
         self._timeout: Optional[object] = None
@@ -228,7 +256,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         ):
             # The callback runs from libcurl's transfer loop: it cannot be waited on.
             raise TypeError("curl_httpclient does not support a coroutine streaming_callback")
-        self._requests.append((request, callback))
+        self._requests.append((request, callback, None))
         self._process_queue()
         self._set_timeout(0)
 
@@ -309,9 +337,9 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
 
     def _process_queue(self) -> None:
         while self._free_list and self._requests and not self._closed:
-            request, callback = self._requests.popleft()
+            request, callback, start = self._requests.popleft()
             curl = self._free_list.pop()
-            transfer = _Transfer(request, callback)
+            transfer = _Transfer(request, callback, start)
             try:
                 self._setup(curl, transfer)
             except Exception as exc:
@@ -358,6 +386,11 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             code = error.code
         else:
             code = curl.getinfo(pycurl.HTTP_CODE)
+            if transfer.superseded:
+                # Dropped the handle's callbacks, which refer to this transfer.
+                curl.reset()
+                self._redirect(transfer, headers)
+                return
         # The phases of the transfer, from libcurl's clock (seconds).
         info = {
             "namelookup": curl.getinfo(pycurl.NAMELOOKUP_TIME),
@@ -375,7 +408,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         # Drop the handle's callbacks, which refer to this transfer.
         curl.reset()
         response = HTTPResponse(
-            request=request,
+            request=getattr(request, "original_request", None) or request,
             code=code,
             headers=headers,
             buffer=None if error is not None else buffer,
@@ -391,6 +424,30 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         except Exception:
             app_log.error("Exception in callback %r", transfer.callback, exc_info=True)
 
+    def _redirect(self, transfer: _Transfer, headers: HTTPHeaders) -> None:
+        request = transfer.request
+        original = getattr(request, "original_request", None) or request
+        if (request.max_redirects or 0) <= 0:
+            # As libcurl says when it follows.
+            error = CurlError(
+                pycurl.E_TOO_MANY_REDIRECTS,
+                f"Maximum ({original.max_redirects or 0}) redirects followed",
+            )
+            response = HTTPResponse(
+                request=original,
+                code=599,
+                error=error,
+                request_time=time.monotonic() - transfer.start,
+                start_time=original.start_time,
+            )
+            try:
+                transfer.callback(response)
+            except Exception:
+                app_log.error("Exception in callback %r", transfer.callback, exc_info=True)
+            return
+        new = redirected(request, transfer.status, headers["Location"], self.defaults, original)
+        self._requests.appendleft((new, transfer.callback, transfer.start))
+
     # -- one request ------------------------------------------------------------
 
     def _header_line(self, transfer: _Transfer, raw: bytes) -> None:
@@ -405,8 +462,9 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             transfer.headers = []
             parts = line.split(" ", 2)
             transfer.reason = parts[2] if len(parts) > 2 else ""
+            transfer.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         elif not line:
-            return
+            transfer.head_done()
         elif line[0] in " \t" and transfer.headers:
             # obs-fold (RFC 9112 §5.2): a continuation of the previous field.
             name, value = transfer.headers[-1]
@@ -417,6 +475,8 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
 
     def _write(self, transfer: _Transfer, chunk: bytes) -> int:
         """libcurl's WRITEFUNCTION without a streaming_callback: keep, up to max_body_size."""
+        if transfer.superseded:
+            return len(chunk)
         if transfer.received + len(chunk) > self.max_body_size:
             transfer.too_large = True
             return 0
@@ -439,22 +499,32 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         header_lines = self._header_lines(request)
         curl.setopt(pycurl.HTTPHEADER, header_lines)
         curl.setopt(pycurl.HEADERFUNCTION, functools.partial(self._header_line, transfer))
+        # Redirects are followed here, by the policy every client follows
+        # (squall.simple_httpclient._policy), not by libcurl: libcurl sends
+        # a caller's Proxy-Authorization on to another origin, keeps PUT
+        # after a 303, and drops the body of a PUT redirected by 302.
+        transfer.follows = bool(request.follow_redirects)
         if request.streaming_callback is not None:
-            transfer.stream = _CurlStreamingBuffer(self, curl, request.streaming_callback)
-            curl.setopt(pycurl.WRITEFUNCTION, transfer.stream.write)
+            stream = transfer.stream = _CurlStreamingBuffer(self, curl, request.streaming_callback)
+            if transfer.follows:
+
+                def write(chunk: bytes) -> int:
+                    return len(chunk) if transfer.superseded else stream.write(chunk)
+
+                curl.setopt(pycurl.WRITEFUNCTION, write)
+            else:
+                curl.setopt(pycurl.WRITEFUNCTION, stream.write)
         else:
             curl.setopt(pycurl.WRITEFUNCTION, functools.partial(self._write, transfer))
 
-        curl.setopt(pycurl.FOLLOWLOCATION, bool(request.follow_redirects))
-        curl.setopt(pycurl.MAXREDIRS, request.max_redirects or 0)
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
         # Only HTTP(S), also where a redirect points (no file://, ftp://...).
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        curl.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         if request.connect_timeout:
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(1000 * request.connect_timeout))
         if request.request_timeout:
             curl.setopt(pycurl.TIMEOUT_MS, int(1000 * request.request_timeout))
-        curl.setopt(pycurl.USERAGENT, _latin1(request.user_agent or _USER_AGENT))
+        curl.setopt(pycurl.USERAGENT, _latin1(request.user_agent or USER_AGENT))
         if request.network_interface:
             curl.setopt(pycurl.INTERFACE, request.network_interface)
         if request.decompress_response:
@@ -538,14 +608,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         body = request.body
         if request.body_producer is not None:
             raise ValueError("body_producer is not supported by curl_httpclient")
-        if not request.allow_nonstandard_methods:
-            body_expected = method in ("POST", "PATCH", "PUT")
-            body_present = body is not None
-            if body_expected != body_present:
-                raise ValueError(
-                    "Body must {}be None for method {} (unless allow_nonstandard_methods "
-                    "is true)".format("not " if body_expected else "", method)
-                )
+        check_method_body(method, body is not None, request.allow_nonstandard_methods)
         if method == "GET" and body is None:
             curl.setopt(pycurl.HTTPGET, 1)
         elif method == "HEAD":

@@ -535,7 +535,7 @@ def with_timeout(
     """Wrap ``future`` in a future that fails with `TimeoutError` at ``timeout``.
 
     Args:
-        timeout: a deadline on the `IOLoop.time` clock, or a
+        timeout: a deadline on the `~squall.ioloop.IOLoop.time` clock, or a
             `datetime.timedelta` from now.
         future: anything `convert_yielded` accepts.
         quiet_exceptions: if ``future`` fails after the timeout, its
@@ -599,7 +599,7 @@ class WaitIterator:
 
     Pass the futures positionally or by keyword (not both). Each `next`
     returns a future for the next result to arrive; afterwards
-    `current_index` holds its position or keyword and `current_future` the
+    ``current_index`` holds its position or keyword and ``current_future`` the
     future it came from. Futures already done are delivered first, in the
     order given. Use it in a loop::
 
@@ -641,7 +641,7 @@ class WaitIterator:
     def done(self) -> bool:
         """Return True once every result has been delivered.
 
-        `current_index` and `current_future` are reset to None then.
+        ``current_index`` and ``current_future`` are reset to None then.
         """
         if self._undelivered:
             return False

@@ -1,16 +1,16 @@
-"""HTTP/1.1 over an `IOStream`, for clients and for code that drives a stream itself.
+"""HTTP/1.1 over an `~squall.iostream.IOStream`, for clients and for code that drives a stream itself.
 
 `HTTP1Connection` implements `.HTTPConnection` for both roles: a client
-writes a request with `~HTTP1Connection.write_headers` / `write` / `finish`
+writes a request with `~HTTP1Connection.write_headers` / `~squall.http1connection.HTTP1Connection.write` / `~squall.http1connection.HTTP1Connection.finish`
 and reads the response with `~HTTP1Connection.read_response`; a server (see
 `HTTP1ServerConnection`) reads requests and writes responses. It is a thin
-driver over the sans-I/O core `squall._h1`: bytes read from the stream are
-fed to an `H1Connection`, its events go to the `.HTTPMessageDelegate`, and
+driver over the sans-I/O core ``squall._h1``: bytes read from the stream are
+fed to an ``H1Connection``, its events go to the `.HTTPMessageDelegate`, and
 what we send is serialized by the same core. `.HTTPServer` serves listening
 sockets through a faster protocol-based driver (see `squall.httpserver`)
 built from the same pieces.
 
-Parser choice: the httptools backend of `_h1` is used when importable,
+Parser choice: the httptools backend of ``_h1`` is used when importable,
 unless the environment variable ``SQUALL_NO_SPEEDUPS=1`` is set.
 """
 
@@ -180,9 +180,9 @@ def _unread(stream: IOStream, data: bytes) -> None:
 class HTTP1Connection(Exchange):
     """One HTTP/1.x message exchange over an `.IOStream`, client or server side.
 
-    An `.Exchange` (its phase, close callback and `head_written`); like the
+    An ``Exchange`` (its phase, close callback and `~squall.httputil.HTTPConnection.head_written`); like the
     server's protocol path, its write methods are fused with their emit code
-    and its Content-Length accounting is the sans-I/O core's (`squall._h1`,
+    and its Content-Length accounting is the sans-I/O core's (``squall._h1``,
     which frames the message by it).
 
     Args:

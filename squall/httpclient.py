@@ -7,7 +7,7 @@
   `squall.simple_httpclient.SimpleAsyncHTTPClient`, which keeps connections
   alive in a pool and can go through an HTTP proxy.
 * `HTTPClient`: the same, blocking, on a private `~squall.ioloop.IOLoop`.
-* `HTTPRequest` holds every option of a request; `_RequestProxy` fills the
+* `HTTPRequest` holds every option of a request; ``_RequestProxy`` fills the
   options a request leaves unset from the client's ``defaults``.
 
 Errors::
@@ -188,7 +188,7 @@ class AsyncHTTPClient(Configurable):
         """Set up the instance (called once, by the constructor).
 
         Args:
-            defaults: Values for `HTTPRequest` options a request leaves unset.
+            defaults: Values for `~squall.httpclient.HTTPRequest` options a request leaves unset.
         """
         self.io_loop = IOLoop.current()
         self.defaults = dict(HTTPRequest._DEFAULTS)

@@ -140,7 +140,7 @@ class IOLoop(Configurable):
         """Choose the `IOLoop` implementation; it must wrap asyncio.
 
         Raises:
-            RuntimeError: if ``impl`` is not a `BaseAsyncIOLoop` subclass.
+            RuntimeError: if ``impl`` is not a ``BaseAsyncIOLoop`` subclass.
         """
         from squall.platform.asyncio import BaseAsyncIOLoop
 
@@ -264,7 +264,7 @@ class IOLoop(Configurable):
 
         ``fd`` is an integer file descriptor or an object with a ``fileno()``
         method; the handler receives it as given. ``events`` is a
-        combination of `READ`, `WRITE` and `ERROR`.
+        combination of ``READ``, ``WRITE`` and ``ERROR``.
         """
         raise NotImplementedError()
 

@@ -2,7 +2,7 @@
 
 - `fork_processes` forks workers that share listening sockets, restarts
   those that die abnormally, and returns each worker's `task_id`.
-- `Subprocess` is `subprocess.Popen` whose pipes can be `PipeIOStream`\\s
+- `Subprocess` is `subprocess.Popen` whose pipes can be `~squall.iostream.PipeIOStream`\\s
   and whose exit is reported on the IOLoop.
 
 How a child's exit is noticed: Tornado installs a process-wide SIGCHLD
@@ -162,7 +162,7 @@ class Subprocess:
     """`subprocess.Popen` with IOLoop-friendly pipes and exit notification.
 
     Pass ``stdin``, ``stdout`` or ``stderr=Subprocess.STREAM`` to get that
-    pipe as a `PipeIOStream` in the attribute of the same name; every other
+    pipe as a `~squall.iostream.PipeIOStream` in the attribute of the same name; every other
     argument goes to `subprocess.Popen` as it is. An attribute not asked
     for as a stream holds what ``Popen`` made of it (a file or None).
 
@@ -172,7 +172,9 @@ class Subprocess:
         returncode: None until the exit is reported to `set_exit_callback`
             or `wait_for_exit`; then the exit status, or ``-N`` if signal N
             killed the child.
-        stdin, stdout, stderr: the pipes, as described above.
+        stdin: the child's standard input, as described above.
+        stdout: its standard output, likewise.
+        stderr: its standard error, likewise.
     """
 
     STREAM = object()

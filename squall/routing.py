@@ -378,7 +378,7 @@ class Rule:
             name of one of these.
         target_kwargs: keyword arguments for the target (for a handler, the
             arguments of its ``initialize``).
-        name: a name for `reverse_url`.
+        name: a name for ``reverse_url``.
     """
 
     def __init__(
@@ -396,7 +396,7 @@ class Rule:
         self.name = name
 
     def reverse(self, *args: Any) -> Optional[str]:
-        """The URL of this rule with ``args`` filled in (see `Matcher.reverse`)."""
+        """The URL of this rule with ``args`` filled in (see `~squall.routing.Matcher.reverse`)."""
         return self.matcher.reverse(*args)
 
     def __repr__(self) -> str:
@@ -473,7 +473,7 @@ class RuleRouter(Router):
     Args:
         rules: `Rule` objects, or tuples ``(matcher_or_path, target[,
             target_kwargs[, name]])``; a string in first place is a path
-            pattern (`PathMatches`).
+            pattern (`~squall.routing.PathMatches`).
     """
 
     def __init__(self, rules: Optional[Sequence[_RuleLike]] = None) -> None:
@@ -591,7 +591,7 @@ class RuleRouter(Router):
 
 
 class ReversibleRuleRouter(ReversibleRouter, RuleRouter):
-    """A rule router whose rules may be named and reversed with `reverse_url`."""
+    """A rule router whose rules may be named and reversed with ``reverse_url``."""
 
     def __init__(self, rules: Optional[Sequence[_RuleLike]] = None) -> None:
         self.named_rules: dict[str, Rule] = {}
@@ -620,7 +620,7 @@ class URLSpec(Rule):
     """A rule matching the request path against a regex, for `.Application`.
 
     Args:
-        pattern: the path regex (see `PathMatches`).
+        pattern: the path regex (see `~squall.routing.PathMatches`).
         handler: the `.RequestHandler` class (or its dotted name).
         kwargs: arguments for the handler's ``initialize``.
         name: a name for `.Application.reverse_url`.

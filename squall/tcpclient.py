@@ -3,9 +3,9 @@
 `TCPClient.connect` resolves the host, then races connection attempts:
 addresses are tried one at a time in the family of the first address the
 resolver returned (the *primary* family); the other family starts
-`_INITIAL_CONNECT_TIMEOUT` seconds later, or at once when a primary attempt
+``_INITIAL_CONNECT_TIMEOUT`` seconds later, or at once when a primary attempt
 fails (RFC 8305 section 5). The first connection wins and every other
-attempt is closed. The race itself is `_Connector`, which knows nothing of
+attempt is closed. The race itself is ``_Connector``, which knows nothing of
 sockets: it is given a function that starts one attempt.
 """
 
@@ -36,7 +36,7 @@ _INITIAL_CONNECT_TIMEOUT = 0.3
 
 _PRIMARY, _SECONDARY = 0, 1
 
-# What `_Connector` is given to start one attempt: (family, address) ->
+# What ``_Connector`` is given to start one attempt: (family, address) ->
 # (stream, future of the connected stream). It may raise to fail at once.
 _ConnectFunc = Callable[[Any, Any], tuple[Any, "Future[Any]"]]
 
@@ -275,7 +275,7 @@ class TCPClient:
     """Opens TCP (and TLS) connections to a host name.
 
     Args:
-        resolver: the `Resolver` for host names; by default a new
+        resolver: the `~squall.netutil.Resolver` for host names; by default a new
             ``Resolver()``, closed by `close`.
     """
 
@@ -311,7 +311,7 @@ class TCPClient:
             af: ``AF_INET`` or ``AF_INET6`` to keep to one family.
             ssl_options: an `ssl.SSLContext` or ``ssl_options`` dict: the
                 connection then does a TLS handshake (checking the
-                certificate against ``host``) and an `SSLIOStream` is returned.
+                certificate against ``host``) and an `~squall.iostream.SSLIOStream` is returned.
             max_buffer_size: passed to the stream.
             source_ip: the local address to connect from.
             source_port: the local port to connect from.

@@ -3,7 +3,7 @@
 Three ways to start one, as in Tornado:
 
 1. `TCPServer.listen` in a running event loop (one process).
-2. `bind_sockets`, `fork_processes`, then `TCPServer.add_sockets` in each
+2. `~squall.netutil.bind_sockets`, `~squall.process.fork_processes`, then `TCPServer.add_sockets` in each
    worker's event loop (several processes sharing the listening sockets).
 3. `TCPServer.bind` then `TCPServer.start` (deprecated: it forks after the
    server object exists, which is easy to get wrong). Deprecated in the
@@ -11,7 +11,7 @@ Three ways to start one, as in Tornado:
    programs that turn warnings into errors (Bokeh's tests) call them.
 
 With ``ssl_options`` the server speaks TLS: each accepted socket is wrapped
-and handed over as an `SSLIOStream` whose handshake runs on its own; a
+and handed over as an `~squall.iostream.SSLIOStream` whose handshake runs on its own; a
 handshake failure is logged by the stream ("SSL Error", as a warning, with
 no traceback) and closes it.
 """
@@ -65,8 +65,8 @@ def _check_ssl_options(ssl_options: Union[dict[str, Any], ssl.SSLContext]) -> No
 class TCPServer:
     """A non-blocking, single-threaded TCP server.
 
-    Subclass it and override `handle_stream`, which gets an `IOStream` (an
-    `SSLIOStream` with ``ssl_options``) for each accepted connection::
+    Subclass it and override `handle_stream`, which gets an `~squall.iostream.IOStream` (an
+    `~squall.iostream.SSLIOStream` with ``ssl_options``) for each accepted connection::
 
         class EchoServer(TCPServer):
             async def handle_stream(self, stream, address):
@@ -91,7 +91,7 @@ class TCPServer:
         ValueError: if its ``certfile`` or ``keyfile`` does not exist.
 
     A certificate or key that cannot be loaded raises `OSError` or
-    `ssl.SSLError` where the context is first needed: `HTTPServer`'s
+    `ssl.SSLError` where the context is first needed: `~squall.httpserver.HTTPServer`'s
     `listen`/`add_sockets`, or a plain `TCPServer`'s first connection
     (logged, and the connection closed).
     """
@@ -185,7 +185,7 @@ class TCPServer:
         before `start` to listen on several addresses.
 
         .. deprecated:: 6.3
-            Use `listen`, or `bind_sockets`, `fork_processes` and
+            Use `listen`, or `~squall.netutil.bind_sockets`, `~squall.process.fork_processes` and
             `add_sockets`.
         """
         sockets = bind_sockets(
@@ -204,20 +204,20 @@ class TCPServer:
     def start(self, num_processes: Optional[int] = 1, max_restarts: Optional[int] = None) -> None:
         """Serves the sockets of `bind`, after forking workers if asked.
 
-        With ``num_processes`` other than 1, `fork_processes` runs first (see
+        With ``num_processes`` other than 1, `~squall.process.fork_processes` runs first (see
         there: None or <= 0 means one per CPU), and the sockets are served in
         each worker; the parent never returns. Only then may the IOLoop be
         created, so do not touch it before calling this.
 
         Args:
             num_processes: how many processes serve.
-            max_restarts: passed to `fork_processes`.
+            max_restarts: passed to `~squall.process.fork_processes`.
 
         Raises:
             RuntimeError: if called twice.
 
         .. deprecated:: 6.3
-            Use `listen`, or `bind_sockets`, `fork_processes` and
+            Use `listen`, or `~squall.netutil.bind_sockets`, `~squall.process.fork_processes` and
             `add_sockets`.
         """
         if self._started:
@@ -251,7 +251,7 @@ class TCPServer:
         ``squall.application``), not raised.
 
         Args:
-            stream: the connection; an `SSLIOStream` if the server has
+            stream: the connection; an `~squall.iostream.SSLIOStream` if the server has
                 ``ssl_options`` (its handshake may not be done yet).
             address: the peer's address, as ``socket.accept`` gives it.
         """

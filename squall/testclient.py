@@ -20,7 +20,7 @@ behind `.HTTPServer`; only the HTTP/1.1 framing (and so the ``Date`` header
 and chunked encoding) is not there. A WebSocket needs a socket: use the
 pytest plugin's ``ws_connect`` fixture.
 
-The methods (`TestClient.get`, `post`, ...) are synchronous: each runs the
+The methods (`TestClient.get`, `~squall.testclient.TestClient.post`, ...) are synchronous: each runs the
 client's own event loop until the response is complete, so the application's
 background callbacks run during requests. Inside a coroutine (a test already
 running on a loop) use ``await client.fetch(...)`` instead.
@@ -159,7 +159,7 @@ class TestResponse:
 
     @property
     def code(self) -> int:
-        """The status (Tornado's name for `status_code`)."""
+        """The status (Tornado's name for ``status_code``)."""
         return self.status_code
 
     @property
@@ -196,7 +196,7 @@ class TestClient:
     """Sends requests to an Application in-process, without a socket.
 
     Args:
-        app: the `~squall.web.Application` (any `HTTPServerConnectionDelegate`).
+        app: the `~squall.web.Application` (any `~squall.httputil.HTTPServerConnectionDelegate`).
         base_url: the scheme and host the requests are made to; the host
             becomes the ``Host`` header, the scheme ``request.protocol``.
         headers: headers sent with every request.
@@ -228,7 +228,7 @@ class TestClient:
         self.remote_ip = remote_ip
         self.timeout = timeout
         self.cookies: dict[str, str] = {}
-        """The cookie jar: name to value, sent with every request."""
+        """The cookie jar (name to value), sent with every request."""
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     # -- the synchronous API --------------------------------------------------------------

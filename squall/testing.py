@@ -1,6 +1,6 @@
 """Test support for code that runs on an `~squall.ioloop.IOLoop`.
 
-* `AsyncTestCase` gives each test a fresh `IOLoop`; decorate test methods with
+* `AsyncTestCase` gives each test a fresh `~squall.ioloop.IOLoop`; decorate test methods with
   `gen_test` to write them as coroutines (generator or ``async def``).
 * `AsyncHTTPTestCase` and `AsyncHTTPSTestCase` also start an HTTP(S) server
   for the application returned by ``get_app`` and a client to fetch from it.
@@ -127,7 +127,7 @@ def setup_with_context_manager(testcase: unittest.TestCase, cm: AbstractContextM
 
 
 class AsyncTestCase(unittest.TestCase):
-    """A `unittest.TestCase` with a new `IOLoop` for each test, as ``self.io_loop``.
+    """A `unittest.TestCase` with a new `~squall.ioloop.IOLoop` for each test, as ``self.io_loop``.
 
     Test methods are synchronous; to write one as a coroutine decorate it
     with `gen_test`. The older style is `stop` and `wait`: the test calls
@@ -217,7 +217,7 @@ class AsyncTestCase(unittest.TestCase):
         return isinstance(self.io_loop, AsyncIOMainLoop)
 
     def get_new_ioloop(self) -> IOLoop:
-        """Return the `IOLoop` for one test; a new one by default.
+        """Return the `~squall.ioloop.IOLoop` for one test; a new one by default.
 
         Overriding this is deprecated.
         """
@@ -527,9 +527,9 @@ class AsyncHTTPTestCase(AsyncTestCase):
         """Fetch ``path`` from the test server, running the loop until done.
 
         A ``path`` starting with ``http://`` or ``https://`` is fetched as the
-        full URL it is. Unlike `AsyncHTTPClient.fetch`, an error status is
+        full URL it is. Unlike `~squall.httpclient.AsyncHTTPClient.fetch`, an error status is
         returned as a response unless ``raise_error`` is true. Other keyword
-        arguments go to `AsyncHTTPClient.fetch`. Times out after
+        arguments go to `~squall.httpclient.AsyncHTTPClient.fetch`. Times out after
         `get_async_test_timeout` seconds.
         """
         if path.lower().startswith(("http://", "https://")):
@@ -543,7 +543,7 @@ class AsyncHTTPTestCase(AsyncTestCase):
         return response
 
     def get_httpserver_options(self) -> dict[str, Any]:
-        """Return keyword arguments for the `HTTPServer`; override to add some."""
+        """Return keyword arguments for the `~squall.httpserver.HTTPServer`; override to add some."""
         return {}
 
     def get_http_port(self) -> int:

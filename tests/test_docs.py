@@ -137,3 +137,24 @@ class AsgiTest(AsyncHTTPTestCase):
 
     def test_adapter_is_an_asgi_app(self) -> None:
         self.assertIsInstance(self.module.asgi_app, squall.asgi.ASGIAdapter)
+
+
+class FrontPageTest(AsyncHTTPTestCase):
+    """docs/examples/app.py, the program the front page shows."""
+
+    def get_app(self) -> squall.web.Application:
+        app: squall.web.Application = load("app").app
+        return app
+
+    def test_page_and_websocket(self) -> None:
+        response = self.fetch("/?name=squall")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.body, b'{"hello": "squall"}')
+
+    @gen_test
+    async def test_echo(self) -> None:
+        url = f"ws://127.0.0.1:{self.get_http_port()}/echo"
+        socket = await squall.websocket.websocket_connect(url)
+        await socket.write_message("hi")
+        self.assertEqual(await socket.read_message(), "you said: hi")
+        socket.close()

@@ -18,7 +18,7 @@ for level, names in enumerate(
     [
         ["_h1", "_ws", "_h2", "_content_coding", "_compiled", "_native", "_xhtml"],
         ["util", "escape", "log", "options", "speedups"],
-        ["concurrent", "ioloop", "gen", "locks", "queues", "platform", "_eager"],
+        ["concurrent", "ioloop", "gen", "locks", "queues", "platform", "_eager", "_eager_resume"],
         ["iostream", "netutil", "tcpserver", "tcpclient", "process"],
         [
             "httputil",

@@ -72,6 +72,7 @@ def make_app(
     login_account_limit: tuple[int, float] = (12, 900.0),
     login_address_limit: tuple[int, float] = (50, 900.0),
     signup_address_limit: tuple[int, float] = (20, 3600.0),
+    post_user_limit: Optional[tuple[int, float]] = (30, 60.0),
     debug: bool = False,
 ) -> squall.web.Application:
     """The forum application; it connects to its database on the first request.
@@ -91,6 +92,8 @@ def make_app(
             the next try gets 429 with Retry-After.
         login_address_limit: wrong passwords per client address per window.
         signup_address_limit: sign-up attempts per client address per window.
+        post_user_limit: new topics, replies and edits per user per window
+            (429 beyond); None: no limit.
         debug: squall.web's debug mode.
 
     Raises:
@@ -102,6 +105,7 @@ def make_app(
         login_account_limit=login_account_limit,
         login_address_limit=login_address_limit,
         signup_address_limit=signup_address_limit,
+        post_user_limit=post_user_limit,
     )
     return squall.web.Application(
         [
@@ -158,9 +162,18 @@ def cluster_app() -> squall.web.Application:
     """The factory ``squall run`` calls in each worker; configured by the environment.
 
     ``FORUM_DB``, ``FORUM_PUBSUB`` (``redis://...``: workers see each other's
-    posts) and ``FORUM_SECRET`` (the same in every worker).
+    posts), ``FORUM_SECRET`` (the same in every worker) and
+    ``FORUM_POST_LIMIT`` (``N/SECONDS``, or ``off`` for load tests).
     """
+    limit = os.environ.get("FORUM_POST_LIMIT", "")
+    post_limit: Optional[tuple[int, float]] = (30, 60.0)
+    if limit == "off":
+        post_limit = None
+    elif limit:
+        count, _, seconds = limit.partition("/")
+        post_limit = (int(count), float(seconds or 60))
     return make_app(
+        post_user_limit=post_limit,
         db=os.environ.get("FORUM_DB") or None,
         pubsub=os.environ.get("FORUM_PUBSUB") or None,
         cookie_secret=os.environ.get("FORUM_SECRET") or None,

@@ -92,6 +92,18 @@ class _Sender:
     def _end_cycle(self) -> None:
         raise NotImplementedError
 
+    @property
+    def takes_informational(self) -> bool:
+        """Server: whether an interim (1xx) head may be sent now: a request
+        has arrived, no response has started, and the client speaks
+        HTTP/1.1 (RFC 9110 section 15.2: none to an HTTP/1.0 client)."""
+        return (
+            not self._client
+            and self._sstate == _S_IDLE
+            and self._rstate not in (_R_HEAD, _R_ERROR)
+            and self._is11
+        )
+
     def send_informational(
         self, status: int = 100, reason: str = "Continue", headers: Iterable[tuple[str, str]] = ()
     ) -> bytes:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Optional, Union
 
 from squall._h2._base import (
@@ -395,14 +395,18 @@ class H2Connection(H2Base):
         stream.trailers = block
         return False
 
-    def send_informational(self, stream_id: int, status: int) -> None:
-        """Send a ``1xx`` head (``100 Continue``) on ``stream_id``.
+    def send_informational(
+        self, stream_id: int, status: int, fields: Iterable[tuple[bytes, bytes]] = ()
+    ) -> None:
+        """Send a ``1xx`` head (``100 Continue``, ``103 Early Hints``) on
+        ``stream_id``, with ``fields`` (names lowercase, as `response_fields`
+        makes them).
 
         Raises:
             LocalProtocolError: the stream is closed.
         """
         self._open_stream(stream_id)
-        self._header_frames(stream_id, self._encoder.encode_response(status, ()), False)
+        self._header_frames(stream_id, self._encoder.encode_response(status, fields), False)
 
     def refuse(self, stream_id: int, now: float) -> None:
         """Refuse a new stream (REFUSED_STREAM); refusals count as resets.

@@ -64,7 +64,7 @@ class _ASGIContext:
 
 
 class ASGIAdapter:
-    """Runs a Squall `~squall.web.Application` (any `HTTPServerConnectionDelegate`) under ASGI.
+    """Runs a Squall `~squall.web.Application` (any `~squall.httputil.HTTPServerConnectionDelegate`) under ASGI.
 
     ``uvicorn module:asgi_app`` with ``asgi_app = ASGIAdapter(Application(...))``.
 
@@ -198,6 +198,24 @@ class _ASGIConnection(Exchange):
 
     def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
         raise HTTPOutputError("ASGI responses need write_headers before write")
+
+    def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        # ASGI carries one kind of interim head, 103, by an extension the
+        # server advertises in the scope: http.response.early_hint, whose
+        # message holds the Link values only.
+        if (
+            code != 103
+            or self._websocket
+            or "http.response.early_hint" not in (self._scope.get("extensions") or {})
+        ):
+            return False
+        try:
+            links = [value.encode("latin-1") for value in headers.get_list("Link")]
+        except UnicodeEncodeError:
+            raise HTTPOutputError("Link values must be latin-1") from None
+        if links:
+            self._queue({"type": "http.response.early_hint", "links": links})
+        return True
 
     def _emit_end(self, phase: int) -> None:
         """Queue the end of the response."""

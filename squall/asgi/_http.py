@@ -39,7 +39,9 @@ from squall.httpserver._h1exchange import _RequestConnection
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
+    HTTPInputError,
     HTTPMessageDelegate,
+    HTTPOutputError,
     RequestStartLine,
     ResponseStartLine,
     responses,
@@ -359,6 +361,8 @@ class _HTTPCycle(HTTPMessageDelegate):
         state = self._state
         if state == _START:
             if kind != "http.response.start":
+                if kind == "http.response.early_hint":
+                    return self._early_hint(msg)
                 raise expected("'http.response.start'", message)
             self._start_response(msg)
             return self._ready
@@ -442,6 +446,31 @@ class _HTTPCycle(HTTPMessageDelegate):
             return self._after_write()
         return self._wait_written(written)
 
+    def _early_hint(self, message: dict[str, Any]) -> Awaitable[None]:
+        """``http.response.early_hint`` (the ASGI extension): a 103 with its
+        Link values, before ``http.response.start``; a connection that cannot
+        carry it (an HTTP/1.0 client) drops it, as the extension allows."""
+        links = message.get("links")
+        headers = HTTPHeaders()
+        try:
+            if isinstance(links, (bytes, str)):
+                raise TypeError
+            for link in links:  # type: ignore[union-attr]
+                if type(link) is not bytes:
+                    raise TypeError
+                headers.add("Link", link.decode("latin-1"))
+        except (TypeError, ValueError, HTTPInputError) as exc:
+            raise ASGIProtocolError(
+                "http.response.early_hint 'links' must be an iterable of byte strings"
+                + (f" ({exc})" if str(exc) else "")
+            ) from None
+        if headers and not self._disconnected:
+            try:
+                self._conn.write_informational(103, headers)
+            except HTTPOutputError as exc:
+                raise ASGIProtocolError(f"http.response.early_hint refused: {exc}") from None
+        return self._ready
+
     def _end(self) -> None:
         """The response is complete: finish it on the connection."""
         self._state = _DONE
@@ -514,10 +543,16 @@ class _HTTPCycle(HTTPMessageDelegate):
                     raise ClientDisconnected("the client disconnected") from None
             elif not self._no_body and self._method != "HEAD":
                 read = file.read
-                while True:
-                    chunk = read(_PATHSEND_CHUNK)
+                # The body is the file as long as it was when its length was
+                # announced: bytes appended meanwhile are not sent (beyond the
+                # Content-Length they would reset the HTTP/2 stream, or break
+                # the HTTP/1.1 connection's framing), as sendfile's path does.
+                remaining = size
+                while remaining > 0:
+                    chunk = read(min(_PATHSEND_CHUNK, remaining))
                     if not chunk:
                         break
+                    remaining -= len(chunk)
                     if self._disconnected:
                         raise ClientDisconnected("the client disconnected")
                     written = conn.write(chunk)

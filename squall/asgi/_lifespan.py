@@ -20,10 +20,10 @@ class LifespanFailure(RuntimeError):
 
 
 class Lifespan:
-    """Runs an application's ``lifespan`` scope: `startup` before serving, `shutdown` after.
+    """Runs an application's ``lifespan`` scope: `~squall.asgi.ASGIServerDelegate.startup` before serving, `~squall.asgi.ASGIServerDelegate.shutdown` after.
 
     The application runs in one Task for the server's lifetime. Its
-    ``scope["state"]`` is `state`, which servers copy into each request's
+    ``scope["state"]`` is `~squall.asgi.ASGIServerDelegate.state`, which servers copy into each request's
     scope.
 
     Args:

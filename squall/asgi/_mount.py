@@ -18,7 +18,7 @@ class ASGIHandler(ASGIServerDelegate):
     The application sees the full request path and ``root_path`` set to
     ``prefix`` (Starlette's ``Mount`` convention), so a FastAPI route
     ``/items`` answers ``/api/items`` under ``prefix="/api"``. Its lifespan
-    runs only if you call `startup` / `shutdown` (the Application does not).
+    runs only if you call `~squall.asgi.ASGIServerDelegate.startup` / `~squall.asgi.ASGIServerDelegate.shutdown` (the Application does not).
 
     Args:
         app: the ASGI application.

@@ -34,7 +34,13 @@ def _http_date() -> str:
 
 
 # Start-line versions to the scope's "http_version" (RFC 9113 streams say "2").
-_HTTP_VERSIONS: Final = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
+_HTTP_VERSIONS: Final = {
+    "HTTP/1.1": "1.1",
+    "HTTP/1.0": "1.0",
+    "HTTP/2.0": "2",
+    "HTTP/2": "2",
+    "HTTP/3": "3",
+}
 
 # Header names as scopes carry them (lowercased bytes), by HTTPHeaders' name.
 _SCOPE_NAMES: Final[dict[str, bytes]] = {}
@@ -76,11 +82,17 @@ def _is_websocket(start_line: RequestStartLine, headers: HTTPHeaders) -> bool:
 # What a request's scope advertises in "extensions" (ASGI 2.4+), shared by
 # the requests of every connection of a kind (applications read it; a
 # connection over TLS gets its own dict, with its "tls" entry).
-_EXTENSIONS_HTTP1: Final[dict[str, Any]] = {"http.response.pathsend": {}}
+# http.response.early_hint: a 103 (RFC 8297) through the connection's
+# write_informational, which an HTTP/1.0 client's declines.
+_EXTENSIONS_HTTP1: Final[dict[str, Any]] = {
+    "http.response.pathsend": {},
+    "http.response.early_hint": {},
+}
 # RFC 9113 §8.1: trailers go in a HEADERS frame that ends the stream.
 _EXTENSIONS_HTTP2: Final[dict[str, Any]] = {
     "http.response.pathsend": {},
     "http.response.trailers": {},
+    "http.response.early_hint": {},
 }
 
 # TLS protocol names (ssl.SSLSocket.version()) to the numbers the "tls"

@@ -1,6 +1,6 @@
-"""Serving an ASGI application on `HTTPServer`: `ASGIServerDelegate`.
+"""Serving an ASGI application on `~squall.httpserver.HTTPServer`: `ASGIServerDelegate`.
 
-The delegate sits behind `HTTPServer` like an `Application` does: the
+The delegate sits behind `~squall.httpserver.HTTPServer` like an `Application` does: the
 server's driver calls ``start_request`` per request and feeds the returned
 `_HTTPCycle` (see ``_http``), which runs the application; a WebSocket
 upgrade is handed on to ``_websocket``; the lifespan protocol is in
@@ -29,10 +29,10 @@ __all__ = ["ASGIServerDelegate"]
 
 
 class ASGIServerDelegate(HTTPServerConnectionDelegate):
-    """Serves an ASGI 3.0 application on `HTTPServer`: ``HTTPServer(ASGIServerDelegate(app))``.
+    """Serves an ASGI 3.0 application on `~squall.httpserver.HTTPServer`: ``HTTPServer(ASGIServerDelegate(app))``.
 
     HTTP requests get an ``http`` scope, WebSocket upgrades a ``websocket``
-    scope; call `startup` before serving and `shutdown` after to run the
+    scope; call `~squall.asgi.ASGIServerDelegate.startup` before serving and `~squall.asgi.ASGIServerDelegate.shutdown` after to run the
     application's lifespan protocol (its ``state`` is copied into each scope).
 
     Args:

@@ -6,7 +6,7 @@ handler sends the browser to the provider (``authorize_redirect`` or
 answer into a user dict (``get_authenticated_user``). Other handlers call the
 provider's API with the stored access token (``oauth2_request``,
 ``facebook_request``, ``twitter_request``). All network calls go through
-`get_auth_http_client`, a `~squall.httpclient.AsyncHTTPClient` unless
+``get_auth_http_client``, a `~squall.httpclient.AsyncHTTPClient` unless
 overridden.
 
 Providers are configured by class attributes (``_OAUTH_AUTHORIZE_URL`` and

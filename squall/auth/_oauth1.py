@@ -296,7 +296,7 @@ class TwitterMixin(OAuthMixin):
     _TWITTER_BASE_URL = "https://api.twitter.com/1.1"
 
     async def authenticate_redirect(self, callback_uri: Optional[str] = None) -> None:
-        """Like `authorize_redirect`, but skips the prompt for users who already allowed the app.
+        """Like `~squall.auth.OAuthMixin.authorize_redirect`, but skips the prompt for users who already allowed the app.
 
         Args:
             callback_uri: where Twitter sends the browser back.

@@ -140,14 +140,14 @@ class GoogleOAuth2Mixin(OAuth2Mixin):
         """Exchange the authorization ``code`` for tokens.
 
         Args:
-            redirect_uri: the same redirect URI given to `authorize_redirect`.
+            redirect_uri: the same redirect URI given to `~squall.auth.OAuthMixin.authorize_redirect`.
             code: the ``code`` argument Google sent back.
             client_id: defaults to the setting's ``key``.
             client_secret: defaults to the setting's ``secret``.
 
         Returns:
             Google's token answer (``access_token``, ``expires_in``, ...);
-            fetch the profile with `oauth2_request` and ``_OAUTH_USERINFO_URL``.
+            fetch the profile with `~squall.auth.OAuth2Mixin.oauth2_request` and ``_OAUTH_USERINFO_URL``.
         """
         if client_id is None or client_secret is None:
             settings = self.get_google_oauth_settings()
@@ -192,7 +192,7 @@ class FacebookGraphMixin(OAuth2Mixin):
         """Exchange ``code`` for an access token and fetch the user's profile.
 
         Args:
-            redirect_uri: the same redirect URI given to `authorize_redirect`.
+            redirect_uri: the same redirect URI given to `~squall.auth.OAuthMixin.authorize_redirect`.
             client_id: the application id.
             client_secret: the application secret.
             code: the ``code`` argument Facebook sent back.

@@ -84,6 +84,41 @@ def tornado_alias() -> bool:
     return True
 
 
+# An option, the module it needs, and what to install for it.
+_EXTRAS = (
+    (
+        "metrics_bind",
+        "prometheus_client",
+        "--metrics-bind needs prometheus_client: pip install 'squall[metrics]'",
+    ),
+    (
+        "opentelemetry",
+        "opentelemetry.instrumentation.tornado",
+        "--opentelemetry needs opentelemetry-instrumentation-tornado: "
+        "pip install 'squall[opentelemetry]'",
+    ),
+)
+
+
+def _check_extras(config: Config) -> None:
+    """Refuse an option whose optional dependency is not installed.
+
+    Raises:
+        UsageError: naming the option and what to install.
+    """
+    import importlib.util
+
+    for attribute, module, message in _EXTRAS:
+        if not getattr(config, attribute):
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            raise UsageError(message)
+
+
 def run(config: Config) -> int:
     """Serve ``config.target`` as ``squall run`` does; returns the exit status.
 
@@ -95,15 +130,23 @@ def run(config: Config) -> int:
     """
     from squall.cli._options import StartupError
     from squall.cli._sockets import bind_all, describe, unix_paths, unlink_unix
+    from squall.cli._target import check_importable
 
+    # What can be known to fail is refused before anything is bound or
+    # announced: "Listening on ..." followed by an error misleads.
+    check_importable(config.target, config.app_dir)
+    _check_extras(config)
     sockets = bind_all(config.bind, config.backlog, config.reuse_port)
     paths = unix_paths(sockets)
-    try:
+
+    def announce() -> None:
         tls = bool(config.certfile)
         for sock in sockets:
             # Tests and scripts read this line for the address (port 0 included).
             log.info("Listening on %s", describe(sock, tls))
         sys.stderr.flush()
+
+    try:
         if (
             config.workers == 1
             and not config.reload
@@ -113,13 +156,19 @@ def run(config: Config) -> int:
             from squall.cli._worker import run_worker
 
             try:
-                return run_worker(config, sockets)
+                # Announced once the target is loaded and started.
+                return run_worker(config, sockets, announce=announce)
             except StartupError as exc:
                 log.error("%s", exc)
                 return 1
         from squall.cli._supervisor import Supervisor
 
-        return asyncio.run(Supervisor(config, sockets).run())
+        if config.reload:
+            # In development the supervisor waits for a broken application
+            # to be fixed: the address is wanted meanwhile.
+            announce()
+            return asyncio.run(Supervisor(config, sockets).run())
+        return asyncio.run(Supervisor(config, sockets, announce).run())
     finally:
         unlink_unix(paths)
         for sock in sockets:

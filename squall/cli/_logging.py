@@ -55,8 +55,10 @@ class _Formatter(logging.Formatter):
         second = int(record.created)
         if second != self._second:
             self._second = second
-            self._text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        return f"{self._text},{int(record.msecs):03d}"
+            # The access log's {time} has the same form (ISO 8601, local time,
+            # milliseconds): one log, one way to write a time.
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+        return f"{self._text}.{int(record.msecs):03d}"
 
 
 class AccessHandler(logging.Handler):
@@ -130,6 +132,12 @@ def setup_logging(level: str, log_config: Optional[str] = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
+    # aioquic (HTTP/3) logs every connection's negotiation and close at INFO
+    # on "quic": one line per client is noise at the server's INFO; its
+    # warnings and errors still show. --log-level debug lets them through.
+    quic = logging.getLogger("quic")
+    if quic.level == logging.NOTSET and LEVELS[level] > logging.DEBUG:
+        quic.setLevel(logging.WARNING)
     access = logging.getLogger("squall.access")
     for old in access.handlers[:]:
         if isinstance(old, AccessHandler):

@@ -11,7 +11,12 @@ restarts, draining) is read from it at scrape time.
 
 Per request, a worker counts it by method, route (a Squall
 Application's route name, else its pattern; ``-`` for ASGI and WSGI) and
-status class, and its duration into the histogram's buckets, in plain
+status class. Every label value comes from a fixed set, so the number of
+series is bounded however the clients behave: a method outside RFC 9110's
+and RFC 5789's is counted as ``other``, a handler class that is none of
+the application's routes (a 404's) by its class name, with at most
+`_MAX_OTHER_ROUTES` such names and ``other`` beyond (issue 36: 5,000
+made-up methods made 85,000 lines and 76 MB before). It counts and its duration into the histogram's buckets, in plain
 Python lists; once a second these go to prometheus_client, and
 connections by protocol and requests in flight are sampled from the
 server. Nothing of this exists unless
@@ -50,6 +55,13 @@ _SAMPLE_INTERVAL = 1.0
 # Seconds: HTTP request latencies, from a fast cached answer to a slow report.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
+# The method label's values: a client's made-up token is "other".
+_METHODS = {
+    m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+}
+# Handler classes named by class name (not one of the application's
+# routes): a few for the 404 and redirect handlers, "other" past these.
+_MAX_OTHER_ROUTES = 16
 
 
 def _import_client() -> Any:
@@ -181,10 +193,10 @@ async def start_metrics_server(supervisor: Supervisor, bind: str) -> SupervisorM
 
     metrics = SupervisorMetrics(supervisor)
     try:
-        sockets = bind_all([bind], 128)
-    except UsageError as exc:
+        sockets = bind_all([bind], 128, option="--metrics-bind")
+    except UsageError:
         metrics.close()
-        raise UsageError(f"--metrics-bind: {exc}") from None
+        raise
     server = HTTPServer(metrics.handle)
     server.add_sockets(sockets)
     metrics.server = server
@@ -243,6 +255,7 @@ class WorkerMetrics:
         # (method, handler class or None, status // 100) -> [count, sum, bucket counts...]
         self._pending: dict[tuple[str, Any, int], list[float]] = {}
         self._routes: dict[Any, str] = {None: "-"}
+        self._other_routes = 0
         self._app: Any = None
         self._server: Any = None
 
@@ -250,12 +263,12 @@ class WorkerMetrics:
         """What to sample: the application (for route names) and its server."""
         self._app = app
         self._server = server
-        for protocol in ("http/1.1", "h2", "websocket"):
+        for protocol in ("http/1.1", "h2", "h3", "websocket"):
             self.connections.labels(protocol).set(0)
 
     def record(self, method: str, handler_class: Any, status: int, seconds: float) -> None:
         """One finished request (per request: keep it cheap)."""
-        key = (method, handler_class, status // 100)
+        key = (_METHODS.get(method, "other"), handler_class, status // 100)
         entry = self._pending.get(key)
         if entry is None:
             entry = self._pending[key] = [0.0] * (len(_BUCKETS) + 3)
@@ -280,7 +293,7 @@ class WorkerMetrics:
         for (method, handler_class, status), entry in pending.items():
             route = self._routes.get(handler_class)
             if route is None:
-                route = self._routes[handler_class] = _route_name(self._app, handler_class)
+                route = self._route_label(handler_class)
             self.requests.labels(method, route, _STATUS_CLASSES.get(status, "other")).inc(entry[0])
             child = self.duration.labels(method, route)
             # No bulk observe in prometheus_client: its per-bucket values.
@@ -289,18 +302,38 @@ class WorkerMetrics:
                 if count:
                     child._buckets[index].inc(count)
 
+    def _route_label(self, handler_class: Any) -> str:
+        name, is_route = _route_name(self._app, handler_class)
+        if not is_route:
+            if self._other_routes >= _MAX_OTHER_ROUTES:
+                # Not remembered either: the cache stays bounded too.
+                return "other"
+            self._other_routes += 1
+        self._routes[handler_class] = name
+        return name
+
     def sample(self) -> None:
         """Flush the counts; set the gauges from the server's connections."""
         self.flush()
         server = self._server
         if server is None:
             return
-        h1 = h2 = busy = 0
+        h1 = h2 = h3 = busy = tunnels = 0
         for conn in server._connections:
             streams = getattr(conn, "_streams", None)
             if streams is not None:
-                h2 += 1
-                busy += len(streams)
+                # HTTP/3's connections (QUIC) have a _quic; HTTP/2's do not.
+                if hasattr(conn, "_quic"):
+                    h3 += 1
+                else:
+                    h2 += 1
+                # A WebSocket over HTTP/2 (RFC 8441) holds its stream for as
+                # long as it is open: a connection, not a request in flight.
+                for stream in streams.values():
+                    if getattr(stream, "_tunnel", None) is None:
+                        busy += 1
+                    else:
+                        tunnels += 1
             else:
                 h1 += 1
                 # _HTTPProtocol's states: 1 reading a request, 2 answering it.
@@ -308,7 +341,8 @@ class WorkerMetrics:
                     busy += 1
         self.connections.labels("http/1.1").set(h1)
         self.connections.labels("h2").set(h2)
-        self.connections.labels("websocket").set(len(server._detached))
+        self.connections.labels("h3").set(h3)
+        self.connections.labels("websocket").set(len(server._detached) + tunnels)
         self.in_flight.set(busy)
 
     def start_sampling(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -333,14 +367,15 @@ def _handler_class(delegate: Any) -> Any:
     return None
 
 
-def _route_name(app: Any, handler_class: Any) -> str:
-    """A route's label: its name, else its pattern, else the handler class's name."""
+def _route_name(app: Any, handler_class: Any) -> tuple[str, bool]:
+    """A route's label: its name, else its pattern, else the handler class's
+    name; and whether the class is one of the application's routes."""
     router = getattr(app, "wildcard_router", None)
     for rule in getattr(router, "rules", ()):
         if rule.target is handler_class:
             if rule.name:
-                return str(rule.name)
+                return str(rule.name), True
             pattern = getattr(getattr(rule.matcher, "regex", None), "pattern", None)
             if pattern:
-                return str(pattern).removesuffix("$")
-    return str(getattr(handler_class, "__name__", handler_class))
+                return str(pattern).removesuffix("$"), True
+    return str(getattr(handler_class, "__name__", handler_class)), False

@@ -40,7 +40,10 @@ class Config:
     certfile: Optional[str] = None
     keyfile: Optional[str] = None
     http2: bool = False
+    h2c_upgrade: Optional[bool] = None  # None: only when proxy headers are not trusted
+    http3: bool = False
     proxy_headers: bool = True
+    proxy_header_style: str = "x-forwarded"
     forwarded_allow_ips: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1"])
     root_path: str = ""
     access_log: bool = True
@@ -290,12 +293,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve HTTP/2: h2 by ALPN with TLS, h2c without [SQUALL_HTTP2]",
     )
     add(
+        "--h2c-upgrade",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --http2 on a plain port, also take 'Upgrade: h2c' (prior knowledge is "
+        "always taken); default: only with --no-proxy-headers, since behind a proxy the "
+        "upgrade would make the proxied connection a tunnel [SQUALL_H2C_UPGRADE]",
+    )
+    add(
+        "--http3",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also serve HTTP/3 over QUIC on UDP at each TLS port, advertised by Alt-Svc; "
+        "needs --certfile/--keyfile and squall[http3] (aioquic) [SQUALL_HTTP3]",
+    )
+    add(
         "--proxy-headers",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="take the client address and scheme from X-Forwarded-For/X-Forwarded-Proto "
-        "or Forwarded, when the peer is in --forwarded-allow-ips (default on) "
+        help="take the client address and scheme from proxy headers (see "
+        "--proxy-header-style), when the peer is in --forwarded-allow-ips (default on) "
         "[SQUALL_PROXY_HEADERS]",
+    )
+    add(
+        "--proxy-header-style",
+        choices=("x-forwarded", "forwarded"),
+        help="which headers your proxy sets: X-Forwarded-For/X-Forwarded-Proto "
+        "(default), or RFC 7239 Forwarded; the other kind is ignored, since a proxy "
+        "passes it on from the client as it came [SQUALL_PROXY_HEADER_STYLE]",
     )
     add(
         "--forwarded-allow-ips",
@@ -497,7 +522,10 @@ _KINDS = {
     "certfile": "str",
     "keyfile": "str",
     "http2": "bool",
+    "h2c_upgrade": "bool",
+    "http3": "bool",
     "proxy_headers": "bool",
+    "proxy_header_style": "str",
     "forwarded_allow_ips": "list",
     "root_path": "str",
     "access_log": "bool",
@@ -587,6 +615,8 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
         config.bind = ["127.0.0.1:8000"]
     if bool(config.certfile) != bool(config.keyfile):
         raise UsageError("--certfile and --keyfile go together: give both or neither")
+    if config.http3 and not config.certfile:
+        raise UsageError("--http3 needs --certfile and --keyfile: QUIC is always TLS")
     if config.reload and config.workers > 1:
         raise UsageError("--reload runs one worker: drop --workers or --reload")
     if config.max_requests_jitter < 0:
@@ -595,6 +625,10 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
         raise UsageError(f"--log-level {config.log_level!r}: expected one of {_LOG_LEVELS}")
     if config.lifespan not in ("auto", "on", "off"):
         raise UsageError(f"--lifespan {config.lifespan!r}: expected auto, on or off")
+    if config.proxy_header_style not in ("x-forwarded", "forwarded"):
+        raise UsageError(
+            f"--proxy-header-style {config.proxy_header_style!r}: expected x-forwarded or forwarded"
+        )
     try:
         config.ssl_cert_reqs = _cert_reqs(config.ssl_cert_reqs)
     except argparse.ArgumentTypeError as exc:

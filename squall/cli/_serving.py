@@ -1,15 +1,15 @@
 """What ``squall run`` puts between a connection and the application.
 
 `ServingDelegate` wraps the application's delegate when any of these is on:
-proxy headers (``X-Forwarded-For``/``X-Forwarded-Proto`` and RFC 7239
-``Forwarded``, from trusted peers only), a root path, the access log, a
+proxy headers (``X-Forwarded-For``/``X-Forwarded-Proto`` or RFC 7239
+``Forwarded``, as configured, from trusted peers only: see
+`squall.httpserver._proxy`), a root path, the access log, a
 concurrency limit (503 beyond it) and the request count behind
 ``--max-requests``. Without any, the application is served directly.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import json
 import logging
@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Optional, Union
 
 from squall.httpserver._context import _CallableAdapter
+from squall.httpserver._proxy import ProxyHeaders, TrustedPeers, parse_forwarded
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -33,6 +34,7 @@ from squall.httputil._delegates import _Forwarding
 from squall.httputil._misc import StartLine
 
 __all__ = [
+    "ProxyHeaders",
     "RequestIdTransform",
     "RequestIds",
     "ServingDelegate",
@@ -43,38 +45,6 @@ __all__ = [
 ]
 
 access_log = logging.getLogger("squall.access")
-
-_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-
-class TrustedPeers:
-    """The ``--forwarded-allow-ips`` set: addresses, networks or ``*``."""
-
-    def __init__(self, items: list[str]) -> None:
-        self.any = "*" in items
-        self.addresses: set[str] = set()
-        self.networks: list[_Network] = []
-        for item in items:
-            if item == "*":
-                continue
-            if "/" in item:
-                try:
-                    self.networks.append(ipaddress.ip_network(item, strict=False))
-                except ValueError:
-                    raise ValueError(f"--forwarded-allow-ips: {item!r} is not a network") from None
-            else:
-                self.addresses.add(item)
-
-    def __contains__(self, ip: str) -> bool:
-        if self.any or ip in self.addresses:
-            return True
-        if not self.networks:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.networks)
 
 
 class RequestIds:
@@ -119,53 +89,6 @@ class RequestIds:
         return 0 < len(value) <= cls.MAX_LENGTH and all("!" <= c <= "~" for c in value)
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1].replace('\\"', '"')
-    return value
-
-
-def _node_ip(node: str) -> Optional[str]:
-    """The IP of a ``for=`` node (RFC 7239 §6), without port; None if obfuscated."""
-    node = _unquote(node)
-    if node.startswith("["):
-        end = node.find("]")
-        node = node[1:end] if end > 0 else node[1:]
-    elif node.count(":") == 1:
-        node = node.split(":", 1)[0]
-    try:
-        return str(ipaddress.ip_address(node))
-    except ValueError:
-        return None
-
-
-def parse_forwarded(value: str) -> list[dict[str, str]]:
-    """The elements of a ``Forwarded`` header (RFC 7239 §4), nearest proxy last."""
-    elements = []
-    # Quoted strings may hold commas and semicolons: split outside quotes only.
-    element: dict[str, str] = {}
-    pair = []
-    quoted = False
-    for ch in value + ",":
-        if ch == '"':
-            quoted = not quoted
-            pair.append(ch)
-        elif not quoted and ch in ";,":
-            text = "".join(pair).strip()
-            pair = []
-            if "=" in text:
-                name, _, val = text.partition("=")
-                element[name.strip().lower()] = _unquote(val)
-            if ch == ",":
-                if element:
-                    elements.append(element)
-                element = {}
-        else:
-            pair.append(ch)
-    return elements
-
-
 class _Reject(HTTPMessageDelegate):
     """Answers 503 at once: the worker is at its concurrency limit."""
 
@@ -193,61 +116,22 @@ class _Reject(HTTPMessageDelegate):
 
 
 def proxied(
-    ctx: Any, fields: dict[str, list[str]], trusted: TrustedPeers
+    ctx: Any, fields: dict[str, list[str]], trusted: Union[TrustedPeers, ProxyHeaders]
 ) -> Optional[tuple[Optional[str], Optional[str]]]:
-    """The client's address and the scheme (``http``/``https``) that proxy
-    headers name, either None if they name none; None if they name neither
-    or do not count.
-
-    Only a trusted peer's headers count (any peer on a Unix socket: only a
-    local proxy can reach it). The client is the right-most address that is
-    not itself a trusted proxy.
-    """
-    get = fields.get
-    forwarded = get("Forwarded")
-    xff = get("X-Forwarded-For")
-    xfp = get("X-Forwarded-Proto")
-    if forwarded is None and xff is None and xfp is None:
-        return None
-    if ctx is None or (ctx.address_family != socket.AF_UNIX and ctx._orig_remote_ip not in trusted):
-        return None
-    ip: Optional[str] = None
-    scheme: Optional[str] = None
-    if forwarded is not None:
-        chosen: Optional[dict[str, str]] = None
-        for element in reversed(parse_forwarded(",".join(forwarded))):
-            chosen = element
-            node = _node_ip(element.get("for", ""))
-            if node is None or node not in trusted:
-                break
-        if chosen is not None:
-            ip = _node_ip(chosen.get("for", ""))
-            scheme = chosen.get("proto")
-    else:
-        if xff is not None:
-            for candidate in reversed(",".join(xff).split(",")):
-                ip = candidate.strip()
-                if ip not in trusted:
-                    break
-        if xfp is not None:
-            scheme = xfp[-1].split(",")[-1].strip().lower()
-    address: Optional[str] = None
-    if ip:
-        try:
-            address = str(ipaddress.ip_address(ip))
-        except ValueError:
-            pass
-    protocol: Optional[str] = None
-    if scheme in ("http", "https", "ws", "wss"):
-        protocol = "https" if scheme in ("https", "wss") else "http"
-    if address is None and protocol is None:
-        return None
-    return address, protocol
+    """The client's address and scheme that trusted proxy headers name
+    (`ProxyHeaders.resolve`; a bare `TrustedPeers` reads X-Forwarded-*)."""
+    return _model(trusted).resolve(ctx, fields)
 
 
-def _apply_proxy(ctx: Any, headers: HTTPHeaders, trusted: TrustedPeers) -> bool:
+def _model(proxy: Union[TrustedPeers, ProxyHeaders]) -> ProxyHeaders:
+    if isinstance(proxy, ProxyHeaders):
+        return proxy
+    return ProxyHeaders("x-forwarded", proxy)
+
+
+def _apply_proxy(ctx: Any, headers: HTTPHeaders, proxy: ProxyHeaders) -> bool:
     """Set ``ctx.remote_ip``/``protocol`` from proxy headers (see `proxied`); True if changed."""
-    named = proxied(ctx, headers._as_list, trusted)
+    named = proxy.resolve(ctx, headers._as_list)
     if named is None:
         return False
     address, protocol = named
@@ -452,6 +336,11 @@ class _AppConnection(HTTPConnection):
         self._conn.finish()
         self._exchange._end()
 
+    def write_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        # Declared on HTTPConnection (declining), so not reached through
+        # __getattr__: forwarded to the server's connection here.
+        return self._conn.write_informational(code, headers) is True
+
     @property
     def head_written(self) -> bool:
         return getattr(self._conn, "head_written", True) is not False
@@ -495,7 +384,8 @@ class ServingDelegate(HTTPServerConnectionDelegate):
 
     Args:
         app: an `HTTPServerConnectionDelegate` or a ``callback(request)``.
-        proxy_headers: the trusted peers, or None to ignore proxy headers.
+        proxy_headers: which proxy headers count from which peers (a bare
+            `TrustedPeers` reads X-Forwarded-*), or None to ignore them.
         strip_root: a path prefix removed from request paths (for apps that
             route on the full path; ASGI apps get ``root_path`` instead).
         access_format: the access-log line (``str.format``), or None.
@@ -511,7 +401,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
     def __init__(
         self,
         app: Any,
-        proxy_headers: Optional[TrustedPeers] = None,
+        proxy_headers: Union[ProxyHeaders, TrustedPeers, None] = None,
         strip_root: str = "",
         access_format: Optional[str] = None,
         limit_concurrency: Optional[int] = None,
@@ -524,7 +414,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         self.request_ids = request_ids
         self.metrics = metrics
         self.track = track
-        self.proxy_headers = proxy_headers
+        self.proxy_headers = None if proxy_headers is None else _model(proxy_headers)
         self.strip_root = strip_root.rstrip("/")
         self.access_format = access_format
         self.limit_concurrency = limit_concurrency

@@ -12,8 +12,12 @@ from squall.netutil import _remember_backlog, bind_sockets, bind_unix_socket
 __all__ = ["bind_all", "describe", "parse_bind"]
 
 
-def parse_bind(text: str) -> tuple[str, str, int]:
+def parse_bind(text: str, option: str = "--bind") -> tuple[str, str, int]:
     """``(kind, host_or_path, port_or_fd)`` with kind ``tcp``, ``unix`` or ``fd``.
+
+    Args:
+        text: the address, as ``--bind`` takes it.
+        option: the option it came from, named in errors.
 
     Raises:
         UsageError: an address of none of the forms.
@@ -21,13 +25,13 @@ def parse_bind(text: str) -> tuple[str, str, int]:
     if text.startswith("unix:"):
         path = text[5:]
         if not path:
-            raise UsageError(f"--bind {text!r}: unix: needs a path, e.g. unix:/run/app.sock")
+            raise UsageError(f"{option} {text!r}: unix: needs a path, e.g. unix:/run/app.sock")
         return "unix", path, 0
     if text.startswith("fd://"):
         try:
             return "fd", "", int(text[5:])
         except ValueError:
-            raise UsageError(f"--bind {text!r}: fd:// needs a file descriptor number") from None
+            raise UsageError(f"{option} {text!r}: fd:// needs a file descriptor number") from None
     host, sep, port_text = text.rpartition(":")
     if not sep:
         host, port_text = text, "8000"
@@ -39,27 +43,35 @@ def parse_bind(text: str) -> tuple[str, str, int]:
             raise ValueError
     except ValueError:
         raise UsageError(
-            f"--bind {text!r}: expected host:port, unix:PATH or fd://N (bad port {port_text!r})"
+            f"{option} {text!r}: expected host:port, unix:PATH or fd://N (bad port {port_text!r})"
         ) from None
     return "tcp", host, port
 
 
-def bind_all(binds: list[str], backlog: int, reuse_port: bool = False) -> list[socket.socket]:
+def bind_all(
+    binds: list[str], backlog: int, reuse_port: bool = False, option: str = "--bind"
+) -> list[socket.socket]:
     """Bind (or adopt) a listening socket for every address.
+
+    Args:
+        binds: the addresses, as ``--bind`` takes them.
+        backlog: the listen backlog.
+        reuse_port: set SO_REUSEPORT.
+        option: the option the addresses came from, named in errors.
 
     Raises:
         UsageError: an address that cannot be bound, with the reason.
     """
     sockets: list[socket.socket] = []
     for text in binds:
-        kind, host, port = parse_bind(text)
+        kind, host, port = parse_bind(text, option)
         try:
             if kind == "unix":
                 sockets.append(bind_unix_socket(host, mode=0o666, backlog=backlog))
             elif kind == "fd":
                 sock = socket.socket(fileno=port)
                 if sock.type != socket.SOCK_STREAM:
-                    raise UsageError(f"--bind {text!r}: fd {port} is not a stream socket")
+                    raise UsageError(f"{option} {text!r}: fd {port} is not a stream socket")
                 sock.setblocking(False)
                 sock.listen(backlog)
                 _remember_backlog(sock, backlog)
@@ -71,7 +83,7 @@ def bind_all(binds: list[str], backlog: int, reuse_port: bool = False) -> list[s
         except OSError as exc:
             for sock in sockets:
                 sock.close()
-            raise UsageError(f"--bind {text!r}: {exc.strerror or exc}") from None
+            raise UsageError(f"{option} {text!r}: {exc.strerror or exc}") from None
     return sockets
 
 

@@ -90,8 +90,16 @@ class Supervisor:
         sockets: the bound listening sockets, inherited by every worker.
     """
 
-    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sockets: list[socket.socket],
+        announce: Optional[Callable[[], None]] = None,
+    ) -> None:
         self.config = config
+        # Called when the first worker is ready: a target that fails in every
+        # worker is then never announced as listening.
+        self._announce = announce
         self.sockets = sockets
         self.target = config.workers
         self.workers: dict[int, _Worker] = {}
@@ -131,11 +139,11 @@ class Supervisor:
                 self.config.reload_includes,
                 self.config.reload_excludes,
             )
-        log.info("Supervisor %d starting %d worker(s)", os.getpid(), self.target)
         if self.config.metrics_bind:
             from squall.cli._metrics import start_metrics_server
 
             self.metrics = await start_metrics_server(self, self.config.metrics_bind)
+        log.debug("Supervisor %d starting %d worker(s)", os.getpid(), self.target)
         if self.config.timeout_worker_healthcheck:
             self._task(self._check_heartbeats(self.config.timeout_worker_healthcheck))
         await asyncio.gather(*(self._spawn() for _ in range(self.target)))
@@ -218,7 +226,10 @@ class Supervisor:
             await ready
         except RuntimeError:
             return None
-        self.ever_ready = True
+        if not self.ever_ready:
+            self.ever_ready = True
+            if self._announce is not None:
+                self._announce()
         log.info("Worker %d ready", proc.pid)
         self._changed()
         return worker

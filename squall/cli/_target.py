@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import sys
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ from typing import Any, Optional
 from squall.cli._options import UsageError
 from squall.httputil import HTTPServerConnectionDelegate
 
-__all__ = ["Served", "load", "serve_target"]
+__all__ = ["Served", "check_importable", "load", "serve_target"]
 
 
 class Served:
@@ -40,6 +41,52 @@ class Served:
         self.shutdown = shutdown
 
 
+def _split(spec: str) -> tuple[str, str]:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"TARGET {spec!r} must be module:attribute, e.g. myapp.main:app")
+    return module_name, attr
+
+
+def check_importable(spec: str, app_dir: str = ".") -> None:
+    """Check, without importing anything, that TARGET's module can be found.
+
+    The runner calls it before it binds or announces anything, so that a
+    misspelt target fails first; a module that is found but fails to import,
+    or lacks the attribute, is reported when a worker loads it.
+
+    Raises:
+        UsageError: a malformed spec, or no such module.
+    """
+    import importlib.machinery
+    import os
+
+    module_name, _ = _split(spec)
+    paths = [os.path.abspath(app_dir), *sys.path] if app_dir is not None else list(sys.path)
+    search: Optional[list[str]] = paths
+    found = ""
+    for part in module_name.split("."):
+        name = f"{found}.{part}" if found else part
+        if name in sys.modules:
+            module = sys.modules[name]
+            search = list(getattr(module, "__path__", None) or [])
+        else:
+            # PathFinder looks on disk only: no parent package is imported.
+            found_spec = importlib.machinery.PathFinder.find_spec(name, search)
+            if found_spec is None and (not found or found in sys.modules):
+                # A builtin or frozen module, one a meta path hook provides
+                # (an editable install), or one its already imported parent
+                # makes (os.path): the full search imports nothing new here.
+                try:
+                    found_spec = importlib.util.find_spec(name)
+                except (ImportError, ValueError):
+                    found_spec = None
+            if found_spec is None:
+                raise UsageError(f"TARGET {spec!r}: no module named {name!r}")
+            search = list(found_spec.submodule_search_locations or [])
+        found = name
+
+
 def load(spec: str, app_dir: str = ".") -> Any:
     """Import ``module:attribute`` (the attribute may be dotted).
 
@@ -47,9 +94,7 @@ def load(spec: str, app_dir: str = ".") -> Any:
         UsageError: a malformed spec, a module that does not import, or a
             missing attribute.
     """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f"TARGET {spec!r} must be module:attribute, e.g. myapp.main:app")
+    module_name, attr = _split(spec)
     if app_dir is not None:
         import os
 

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import random
 import signal
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Optional
 
 from squall.cli._link import WorkerLink
 from squall.cli._logging import flush_access_log
 from squall.cli._options import Config, StartupError, UsageError
 from squall.cli._serving import (
+    ProxyHeaders,
     RequestIds,
     RequestIdTransform,
     ServingDelegate,
     TrustedPeers,
-    proxied,
     request_logger,
     wsgi_logger,
 )
@@ -64,6 +63,22 @@ def ssl_context(config: Config) -> Optional[ssl.SSLContext]:
         except ssl.SSLError as exc:
             raise UsageError(f"--ssl-ciphers {config.ssl_ciphers!r}: {exc}") from None
     return context
+
+
+def _reload_certificate(config: Config, server: HTTPServer) -> None:
+    """SIGHUP without a supervisor: read ``--certfile``/``--keyfile`` again.
+
+    New connections get the new certificate; open ones keep theirs. A
+    certificate that does not load is logged and the old one serves on.
+    (Under a supervisor, SIGHUP replaces the workers, each of which reads
+    the files as it starts.)
+    """
+    try:
+        server.reload_ssl(ssl_context(config))
+    except (UsageError, OSError, ValueError) as exc:
+        log.error("SIGHUP: the certificate was not reloaded (the old one serves on): %s", exc)
+        return
+    log.info("SIGHUP: certificate reloaded from %s", config.certfile)
 
 
 def build_server(
@@ -120,7 +135,11 @@ def build_server(
     elif served.kind == "wsgi":
         callback._log = wsgi_logger(fmt, on_request_done, metrics)
         track_fmt, track_done, track_metrics = None, None, None
-    trusted = TrustedPeers(config.forwarded_allow_ips) if config.proxy_headers else None
+    trusted = (
+        ProxyHeaders(config.proxy_header_style, TrustedPeers(config.forwarded_allow_ips))
+        if config.proxy_headers
+        else None
+    )
     strip_root = config.root_path.rstrip("/") if served.kind != "asgi" else ""
     ids = RequestIds(TrustedPeers(config.forwarded_allow_ips)) if config.request_id else None
     # The response's copy of the id: an Application's transform, else the exchange.
@@ -142,7 +161,7 @@ def build_server(
             # The scope is built with the client and scheme the proxy
             # headers name: no delegate in front (it cost about 8,000
             # instructions a request).
-            callback._proxy = functools.partial(proxied, trusted=trusted)
+            callback._proxy = trusted.resolve
             trusted = None
     serving: Optional[ServingDelegate] = None
     if track or trusted is not None or strip_root or ids is not None:
@@ -161,6 +180,15 @@ def build_server(
     extra: dict[str, Any] = {}
     if config.http2:
         extra["http2"] = True
+        # Behind a proxy, an h2c upgrade would tunnel past it (issue 36).
+        upgrade = config.h2c_upgrade
+        extra["h2c_upgrade"] = not config.proxy_headers if upgrade is None else upgrade
+    if config.http3:
+        extra["http3"] = {
+            "certfile": config.certfile,
+            "keyfile": config.keyfile,
+            "password": config.ssl_keyfile_password,
+        }
     try:
         server = HTTPServer(
             callback,
@@ -171,7 +199,12 @@ def build_server(
             **extra,
         )
     except ImportError as exc:
-        raise UsageError(f"--http2: {exc}") from None
+        flag = "--http3" if config.http3 else "--http2"
+        raise UsageError(f"{flag}: {exc}") from None
+    except ValueError as exc:
+        if not config.http3:
+            raise
+        raise UsageError(f"--http3: {exc}") from None
     return server, serving
 
 
@@ -183,6 +216,7 @@ async def serve(
     config: Config,
     sockets: list[socket.socket],
     link: Optional[WorkerLink] = None,
+    announce: Optional[Callable[[], None]] = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT (or ``--max-requests``), then drain.
 
@@ -190,6 +224,9 @@ async def serve(
         config: the options.
         sockets: listening sockets, already bound.
         link: the pipe to the supervisor (ready, heartbeats), if supervised.
+        announce: called once the target is loaded and started, before
+            serving (``squall run`` logs its "Listening on" lines there, so
+            that a bad target is not announced first).
 
     Returns:
         The process exit status.
@@ -221,6 +258,8 @@ async def serve(
             await served.startup()
         except RuntimeError as exc:  # squall.asgi.LifespanFailure
             raise StartupError(_sentence(str(exc))) from None
+    if announce is not None:
+        announce()
     stop = asyncio.Event()
     reason = ["signal"]
     on_done = None
@@ -256,7 +295,10 @@ async def serve(
             )
 
         for sig in supervisor_signals:
-            loop.add_signal_handler(sig, unsupervised, sig)
+            if sig == signal.SIGHUP and config.certfile:
+                loop.add_signal_handler(sig, _reload_certificate, config, server)
+            else:
+                loop.add_signal_handler(sig, unsupervised, sig)
     if link is not None:
         # Under a supervisor: if it dies (SIGKILL, OOM), stop rather than
         # serve on unsupervised.
@@ -349,11 +391,21 @@ def _start_heartbeat(loop: asyncio.AbstractEventLoop, link: WorkerLink, timeout:
 
 
 def run_worker(
-    config: Config, sockets: list[socket.socket], link: Optional[WorkerLink] = None
+    config: Config,
+    sockets: list[socket.socket],
+    link: Optional[WorkerLink] = None,
+    announce: Optional[Callable[[], None]] = None,
 ) -> int:
     """Run `serve` on a fresh event loop (uvloop's when installed)."""
+    # The loop is started outside the ``except ImportError`` block: inside it,
+    # every traceback the worker prints (a handler's 500, the debug page, a
+    # failed import) would begin with uvloop's ModuleNotFoundError as its
+    # context, which reads as if uvloop were required.
+    runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(config, sockets, link))
-    return uvloop.run(serve(config, sockets, link))
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    return runner(serve(config, sockets, link, announce))

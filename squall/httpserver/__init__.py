@@ -2,11 +2,11 @@
 
 `HTTPServer` accepts connections on the asyncio loop with one
 `asyncio.Protocol` per connection, which drives the sans-I/O core
-`squall._h1` directly: each read is parsed at once and complete events go
+``squall._h1`` directly: each read is parsed at once and complete events go
 straight to the application's delegate, without a Future or Task per read.
 ``request.connection`` implements `.HTTPConnection` (``write_headers``,
 ``write``, ``finish``, ``set_close_callback``, ``detach``); ``detach()``
-returns an `IOStream`-compatible stream over the same connection.
+returns an `~squall.iostream.IOStream`-compatible stream over the same connection.
 
 The httptools parser backend is used when installed, unless the environment
 variable ``SQUALL_NO_SPEEDUPS=1`` is set.

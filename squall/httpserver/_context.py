@@ -7,7 +7,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 
-from squall import netutil
+from squall.httpserver._proxy import ProxyHeaders
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -21,6 +21,11 @@ __all__ = ["_CallableAdapter", "_HTTPRequestContext", "_ProxyAdapter"]
 
 _IP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _NO_PROXIES: frozenset[str] = frozenset()
+# xheaders=True: Tornado's headers from any peer; the addresses to skip in
+# X-Forwarded-For are the connection's (trusted_downstream).
+_XHEADERS = ProxyHeaders("xheaders")
+# One model per trusted_downstream set (one per server, in practice).
+_SKIPPING: dict[frozenset[str], ProxyHeaders] = {}
 
 
 class _HTTPRequestContext:
@@ -79,21 +84,21 @@ class _HTTPRequestContext:
         return str(self.address)
 
     def _apply_xheaders(self, headers: HTTPHeaders) -> None:
-        """Take the client's address and scheme from a proxy's headers."""
-        ip = headers.get("X-Forwarded-For", self.remote_ip)
-        # The last address not added by a trusted proxy is the client's.
-        for candidate in reversed(ip.split(",")):
-            ip = candidate.strip()
-            if ip not in self.trusted_downstream:
-                break
-        ip = headers.get("X-Real-Ip", ip)
-        if netutil.is_valid_ip(ip):
-            self.remote_ip = ip
-        scheme = headers.get("X-Scheme", headers.get("X-Forwarded-Proto", self.protocol))
-        if scheme:
-            scheme = scheme.split(",")[-1].strip()
-        if scheme in ("http", "https"):
-            self.protocol = scheme
+        """Take the client's address and scheme from a proxy's headers
+        (`squall.httpserver._proxy`, style ``xheaders``)."""
+        model = _XHEADERS
+        skip = self.trusted_downstream
+        if skip:
+            model = _SKIPPING.get(skip)  # type: ignore[assignment]
+            if model is None:
+                model = _SKIPPING[skip] = ProxyHeaders("xheaders", skip=skip)
+        named = model.resolve(self, headers._as_list)
+        if named is not None:
+            ip, scheme = named
+            if ip is not None:
+                self.remote_ip = ip
+            if scheme is not None:
+                self.protocol = scheme
 
     def _unapply_xheaders(self) -> None:
         """Back to the connection's own values (for the next request)."""

@@ -14,13 +14,14 @@ import contextvars
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
+from http.client import responses
 from typing import IO, TYPE_CHECKING, Any, Final, Optional
 
 from squall._h1 import LocalProtocolError
 from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import HTTPConnection, HTTPHeaders, HTTPOutputError
-from squall.httputil._exchange import BODY, DONE, HEAD, IDLE
+from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, check_informational
 from squall.httputil._kit import _body
 from squall.httputil._misc import StartLine
 from squall.httputil._response import _ResponseHeaders
@@ -241,6 +242,30 @@ class _RequestConnection(HTTPConnection):
             return p._done_future
         return p._send(data)
 
+    def write_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        """Send an interim (1xx) head before the response (see
+        `HTTPConnection.write_informational`); declined once the response
+        has started, and to an HTTP/1.0 client.
+
+        Raises:
+            HTTPOutputError: not an interim status, or a field that is not latin-1.
+        """
+        check_informational(code)
+        p = self._proto
+        if (
+            p._req is not self
+            or p._state >= _CLOSING
+            or self._phase != IDLE
+            or not p._h1.takes_informational
+        ):
+            return False
+        try:
+            data = p._h1.send_informational(code, responses.get(code, ""), headers.get_all())
+        except LocalProtocolError as exc:
+            raise HTTPOutputError(str(exc)) from None
+        p._send(data)
+        return True
+
     def write(self, chunk: bytes) -> asyncio.Future[None]:
         """Write a piece of the body (the raw response, if no head was written).
 
@@ -357,7 +382,7 @@ class _RequestConnection(HTTPConnection):
 
     @property
     def stream(self) -> Optional[_TransportStream]:
-        """An `IOStream` over the connection, for raw writes; see `detach`.
+        """An `~squall.iostream.IOStream` over the connection, for raw writes; see `detach`.
 
         None once the connection is detached: the stream is the detacher's
         then, and code that tells an upgraded connection by this None (Dask's
@@ -369,7 +394,7 @@ class _RequestConnection(HTTPConnection):
         return proto._get_stream()
 
     def detach(self) -> _TransportStream:
-        """Take the connection over as an `IOStream`; HTTP processing stops.
+        """Take the connection over as an `~squall.iostream.IOStream`; HTTP processing stops.
 
         Bytes received after the request are readable from the stream.
         """

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
-from squall._h2 import Data, ErrorCode, response_fields, trailer_fields
+from squall._h2 import Data, ErrorCode, LocalProtocolError, response_fields, trailer_fields
 from squall.httputil import (
     HTTPHeaders,
     HTTPMessageDelegate,
@@ -137,6 +137,21 @@ class _H2Stream(Exchange):
 
     def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
         raise HTTPOutputError("write_headers must come first on an HTTP/2 stream")
+
+    def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        if self._closed:
+            return False
+        try:
+            fields = response_fields(headers._as_list.items())
+        except ValueError as exc:
+            raise HTTPOutputError(str(exc)) from None
+        p = self._proto
+        try:
+            p._h2.send_informational(self.stream_id, code, fields)
+        except LocalProtocolError:
+            return False
+        p._flush_soon()
+        return True
 
     def _refuse(self) -> None:
         p = self._proto

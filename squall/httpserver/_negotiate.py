@@ -6,7 +6,9 @@ from what the client does first, whether `_H2Protocol` takes it over:
 * TLS: ALPN chose ``h2`` (`_negotiated_h2`, called after the handshake);
 * a plain port: the connection's first bytes are the HTTP/2 preface
   (prior knowledge, `_PrefaceSniffer`), or its first request asks for
-  ``Upgrade: h2c`` (`_UpgradeSniffer`).
+  ``Upgrade: h2c`` (`_UpgradeSniffer`), unless the server was told not to
+  take that upgrade (``h2c_upgrade=False``, the default behind a proxy:
+  `_PrefaceOnlySniffer`).
 
 The checks cost only a connection's first read or first request; then the
 object is an ordinary `_HTTPProtocol`. Imported by the server only.
@@ -21,17 +23,20 @@ from squall._h2 import PREFACE
 from squall.httpserver._h2protocol import _H2Protocol
 from squall.httpserver._protocol import _HTTPProtocol
 
-__all__ = ["_PrefaceSniffer", "_UpgradeSniffer", "_negotiated_h2"]
+__all__ = ["_PrefaceOnlySniffer", "_PrefaceSniffer", "_UpgradeSniffer", "_negotiated_h2"]
 
 
 def _wants_h2c(event: H1Request) -> bool:
     """An HTTP/1.1 request asking to switch to h2c, with no body to carry over."""
     upgrade = False
     settings = 0
+    connection: set[str] = set()
     for name, value in event.headers:
         lname = name.lower()
         if lname == "upgrade":
             upgrade = upgrade or "h2c" in [t.strip().lower() for t in value.split(",")]
+        elif lname == "connection":
+            connection.update(t.strip().lower() for t in value.split(","))
         elif lname == "http2-settings":
             settings += 1
         elif lname == "transfer-encoding" or (lname == "content-length" and value != "0"):
@@ -39,8 +44,13 @@ def _wants_h2c(event: H1Request) -> bool:
             # have to be read over HTTP/1.1 first.
             return False
     # RFC 7540 §3.2.1: no upgrade unless there is exactly one HTTP2-Settings
-    # field; the request is then served over HTTP/1.1.
-    return upgrade and settings == 1
+    # field; the request is then served over HTTP/1.1. §3.2 and RFC 9110
+    # §7.8: both Upgrade and HTTP2-Settings are hop-by-hop, so Connection
+    # names both. A proxy that forwards a client's Upgrade with "Connection:
+    # upgrade" (nginx's WebSocket recipe) does not name HTTP2-Settings:
+    # taking that request as an upgrade would turn the proxied connection
+    # into a tunnel the proxy no longer inspects.
+    return upgrade and settings == 1 and "upgrade" in connection and "http2-settings" in connection
 
 
 class _UpgradeSniffer(_HTTPProtocol):
@@ -69,21 +79,42 @@ class _PrefaceSniffer(_HTTPProtocol):
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
-        # Bytes held back so far are a prefix of the preface, so they are
-        # known without reading them back.
-        held = self._h1.buffered
-        seen = PREFACE[:held] + data if held else data
-        n = min(len(seen), len(PREFACE))
-        transport = self.transport
-        if transport is not None and seen[:n] == PREFACE[:n]:
-            self._h1.detach()
-            if n == len(PREFACE):
-                _H2Protocol._take_over(self, transport, seen)
-            else:
-                self._h1.receive_data(seen)  # wait for the rest of the preface
-            return
-        self.__class__ = _UpgradeSniffer  # type: ignore[assignment]
-        _HTTPProtocol.data_received(self, data)
+        _sniff(self, data, _UpgradeSniffer)
+
+
+class _PrefaceOnlySniffer(_PrefaceSniffer):
+    """A `_PrefaceSniffer` that never takes ``Upgrade: h2c``: HTTP/2 on a plain
+    port by prior knowledge only (``h2c_upgrade=False``)."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        _sniff(self, data, _HTTPProtocol)
+
+
+def _sniff(proto: _HTTPProtocol, data: bytes, then: type[_HTTPProtocol]) -> None:
+    """A sniffer's read: the preface (HTTP/2), or HTTP/1.1 as ``then``."""
+    if not isinstance(proto, _PrefaceSniffer):
+        # uvloop keeps calling the data_received it took at connection_made
+        # after the class has changed: past the first read, this is HTTP/1.1
+        # (and a later request no longer looked at for a preface or h2c).
+        _HTTPProtocol.data_received(proto, data)
+        return
+    # Bytes held back so far are a prefix of the preface, so they are
+    # known without reading them back.
+    held = proto._h1.buffered
+    seen = PREFACE[:held] + data if held else data
+    n = min(len(seen), len(PREFACE))
+    transport = proto.transport
+    if transport is not None and seen[:n] == PREFACE[:n]:
+        proto._h1.detach()
+        if n == len(PREFACE):
+            _H2Protocol._take_over(proto, transport, seen)
+        else:
+            proto._h1.receive_data(seen)  # wait for the rest of the preface
+        return
+    proto.__class__ = then  # type: ignore[assignment]
+    _HTTPProtocol.data_received(proto, data)
 
 
 def _negotiated_h2(proto: _HTTPProtocol, transport: asyncio.Transport) -> bool:

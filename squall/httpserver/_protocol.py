@@ -741,6 +741,16 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._flush()
             elif not self._flow & _QUEUED:
                 self._writes.add(self)
+        elif sum(map(len, out)) >= _WRITE_NOW:
+            # A handler writing from inside this read (its first step runs
+            # at once, in the server's callback): written now as well, so
+            # that the high-water mark can make it wait, rather than queue
+            # megabytes until the read is done.
+            transport = self.transport
+            if transport is not None and self._state < _CLOSING:
+                data = b"".join(out)
+                out.clear()
+                transport.write(data)
         if self._flow & _WRITE_PAUSED:
             waiter = self._loop.create_future()
             if self._drain_waiters is None:

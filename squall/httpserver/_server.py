@@ -1,10 +1,11 @@
-"""`HTTPServer`: a `TCPServer` whose connections are served by `_HTTPProtocol`."""
+"""`HTTPServer`: a `~squall.tcpserver.TCPServer` whose connections are served by `_HTTPProtocol`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Optional, Union
 
@@ -18,7 +19,7 @@ from squall.httputil import (
     HTTPServerRequest,
 )
 from squall.iostream import IOStream, SSLIOStream
-from squall.netutil import _listen_backlog
+from squall.netutil import _listen_backlog, ssl_options_to_context
 from squall.tcpserver import TCPServer
 from squall.util import Configurable
 
@@ -61,8 +62,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     writing the response through ``request.connection``.
 
     Listening sockets are served by the asyncio loop with one protocol
-    object per connection (see `squall.httpserver`); the `TCPServer` API
-    (`listen`, `add_sockets`, `bind`/`start`, `stop`) is unchanged.
+    object per connection (see `squall.httpserver`); the `~squall.tcpserver.TCPServer` API
+    (`~squall.tcpserver.TCPServer.listen`, `add_sockets`, `~squall.tcpserver.TCPServer.bind`/`~squall.tcpserver.TCPServer.start`, `stop`) is unchanged.
 
     Args:
         request_callback: the delegate or callable.
@@ -92,8 +93,22 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             context is told to offer it), on plain ports by prior knowledge
             (the connection starts with the HTTP/2 preface) or by
             ``Upgrade: h2c``. HTTP/1.1 keeps working on the same port.
+        h2c_upgrade: take ``Upgrade: h2c`` on a plain port (with ``http2``).
+            The default (None) is to take it unless ``xheaders`` is set:
+            behind a proxy the upgrade would turn the proxied connection
+            into a tunnel the proxy no longer inspects (RFC 9113 §3.1
+            deprecates it). Prior knowledge (the HTTP/2 preface) is taken
+            either way.
         http2_limits: a `squall._h2.H2Limits` (concurrency, flood rates,
             timeouts); its defaults otherwise.
+        http3: also serve HTTP/3 over QUIC (``pip install squall[http3]``,
+            which brings aioquic), on UDP at the port number of each TLS
+            listening address, advertised on TCP responses by ``Alt-Svc``.
+            Needs ``ssl_options``; aioquic reads the certificate from files,
+            so ``ssl_options`` is then a dict with ``certfile`` and
+            ``keyfile``, or ``http3`` is such a dict itself (with
+            ``password`` for an encrypted key). ``http2_limits``'
+            ``max_concurrent_streams`` bounds its streams too.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -119,6 +134,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         write_timeout: Optional[float] = _DEFAULT_WRITE_TIMEOUT,
         http2: bool = False,
         http2_limits: Any = None,
+        h2c_upgrade: Optional[bool] = None,
+        http3: Union[bool, dict[str, Any]] = False,
     ) -> None:
         """Set the server up; the arguments are described on the class."""
         self.request_callback = request_callback
@@ -157,10 +174,26 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         # Set for http2: picks HTTP/2 after a TLS handshake (ALPN).
         self._h2_select: Optional[Callable[[_HTTPProtocol, asyncio.Transport], bool]] = None
         self._h2_limits: Any = None
+        # Set by reload_ssl: the context new TLS connections are served with.
+        self._ssl_current: Optional[ssl.SSLContext] = None
+        # Called with reload_ssl's options (the HTTP/3 endpoint reloads its own).
+        self._ssl_reload_hooks: list[Callable[[Any], None]] = []
+        # HTTP/3 (None: off): aioquic's configuration, the endpoints, and
+        # the Alt-Svc value TCP responses carry.
+        self._h3_config: Any = None
+        self._h3_options: Optional[dict[str, Any]] = None
+        self._h3_limits: dict[str, int] = {}
+        self._h3_endpoints: list[Any] = []
+        self._h3_sockets: list[socket.socket] = []
+        self._h3_tasks: list[asyncio.Task[None]] = []
+        self._h3_stopped = False
+        self._alt_svc: Optional[str] = None
         if http2:
-            self._setup_http2(http2_limits)
+            self._setup_http2(http2_limits, not xheaders if h2c_upgrade is None else h2c_upgrade)
+        if http3:
+            self._setup_http3(http3, http2_limits)
 
-    def _setup_http2(self, limits: Any) -> None:
+    def _setup_http2(self, limits: Any, h2c_upgrade: bool) -> None:
         from squall._h2 import H2Limits
         from squall.httpserver import _negotiate
 
@@ -171,8 +204,139 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         if self._ssl_context is not None:
             self._ssl_context.set_alpn_protocols(["h2", "http/1.1"])
             self._h2_select = _negotiate._negotiated_h2
-        else:
+        elif h2c_upgrade:
             self._protocol_class = _negotiate._PrefaceSniffer
+        else:
+            self._protocol_class = _negotiate._PrefaceOnlySniffer
+
+    def _setup_http3(self, http3: Union[bool, dict[str, Any]], limits: Any) -> None:
+        try:
+            from squall.httpserver._h3protocol import quic_configuration
+        except ImportError as exc:
+            raise ImportError(
+                f"HTTP/3 needs aioquic: pip install 'squall[http3]' ({exc})"
+            ) from None
+        if self._ssl_context is None:
+            raise ValueError("http3 needs ssl_options: HTTP/3 runs over QUIC, which is TLS")
+        options = http3 if isinstance(http3, dict) else self.ssl_options
+        self._h3_options = options if isinstance(options, dict) else None
+        self._h3_config = quic_configuration(options, self.idle_connection_timeout)
+        if limits is not None:
+            self._h3_limits["max_concurrent_streams"] = limits.max_concurrent_streams
+        self._ssl_reload_hooks.append(self._reload_http3)
+
+    def _reload_http3(self, ssl_options: Any) -> None:
+        from squall.httpserver._h3protocol import quic_configuration
+
+        options: Any = self._h3_options
+        if isinstance(ssl_options, dict) and ssl_options.get("certfile"):
+            options = ssl_options
+        # (Else a context was given: the HTTP/3 certificate's own files,
+        # read again.)
+        config = quic_configuration(options, self.idle_connection_timeout)
+        self._h3_config = config
+        for endpoint in self._h3_endpoints:
+            endpoint.set_configuration(config)
+
+    def _start_http3(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        """Serve HTTP/3 on UDP where ``sock`` (a TLS listener) listens."""
+        from squall.httpserver._h3protocol import _H3Endpoint, _udp_socket
+
+        udp = _udp_socket(sock)
+        if udp is None:
+            return
+        self._h3_sockets.append(udp)
+        if self._alt_svc is None:
+            port = udp.getsockname()[1]
+            self._alt_svc = f'h3=":{port}"; ma=86400'
+
+        async def serve() -> None:
+            endpoint = _H3Endpoint(self, self._h3_config)
+            await loop.create_datagram_endpoint(lambda: endpoint, sock=udp)
+            # The transport owns the socket now (and closes it).
+            self._h3_sockets.remove(udp)
+            self._h3_endpoints.append(endpoint)
+            if self._h3_stopped:
+                endpoint.stop()
+                self._h3_maybe_close()
+
+        self._h3_tasks.append(loop.create_task(serve()))
+
+    def _h3_maybe_close(self) -> None:
+        """Once stopped, the UDP endpoints close with their last connection."""
+        if not self._h3_stopped:
+            return
+        from squall.httpserver._h3protocol import _H3Protocol
+
+        if any(isinstance(conn, _H3Protocol) for conn in self._connections):
+            return
+        endpoints, self._h3_endpoints = self._h3_endpoints, []
+        for endpoint in endpoints:
+            endpoint.close_transport()
+        for task in self._h3_tasks:
+            task.cancel()
+        self._h3_tasks = []
+        sockets, self._h3_sockets = self._h3_sockets, []
+        for udp in sockets:
+            udp.close()  # never handed to an endpoint
+
+    def reload_ssl(self, ssl_options: Union[dict[str, Any], ssl.SSLContext, None] = None) -> None:
+        """Serves connections accepted from now on with a new TLS context
+        (a renewed certificate, say); connections already open keep theirs.
+
+        The new context is made (its files read) before anything changes, so
+        a certificate that does not load leaves the server as it was. New
+        handshakes switch to it as soon as the client's hello is read (by
+        the serving context's ``sni_callback``: a callback of the new
+        context's own is called after the switch); the listening sockets and
+        the connections in flight are not touched. With ``http2``, the new
+        context is told to offer ``h2`` by ALPN.
+
+        Args:
+            ssl_options: an `ssl.SSLContext`, or a dict as for the
+                constructor. None reads the files of the server's own
+                ``ssl_options`` dict again (after they were replaced on disk).
+
+        Raises:
+            ValueError: the server does not serve TLS, or None was given
+                and the server's ``ssl_options`` is a context (whose files
+                it cannot know).
+            OSError, ssl.SSLError: a certificate or key that does not load.
+        """
+        serving = self._ssl_context
+        if serving is None:
+            raise ValueError("reload_ssl: this server does not serve TLS")
+        if ssl_options is None:
+            ssl_options = self.ssl_options
+            if not isinstance(ssl_options, dict):
+                raise ValueError(
+                    "reload_ssl: the server was given an SSLContext; pass the new context"
+                )
+        context = ssl_options_to_context(ssl_options, server_side=True)
+        if self._h2_limits is not None:
+            context.set_alpn_protocols(["h2", "http/1.1"])
+        for hook in self._ssl_reload_hooks:
+            hook(ssl_options)
+        if context is serving:
+            self._ssl_current = None  # back to the first context: no switch
+            return
+        self._ssl_current = context
+        # The context a connection starts with is the one the listeners and
+        # protocols were given at add_sockets: rather than rebuild those, a
+        # new handshake moves to the current context in its first callback.
+        serving.sni_callback = self._switch_context
+
+    def _switch_context(
+        self, ssl_object: Any, server_name: Optional[str], serving: ssl.SSLContext
+    ) -> Optional[int]:
+        context = self._ssl_current
+        if context is None:
+            return None
+        ssl_object.context = context
+        own = context.sni_callback
+        if own is not None:
+            return own(ssl_object, server_name, context)  # type: ignore[arg-type]
+        return None
 
     @classmethod
     def configurable_base(cls) -> type[Configurable]:
@@ -233,6 +397,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             fd = sock.fileno()
             self._sockets[fd] = sock
             self._handlers[fd] = server.close
+            if self._h3_config is not None:
+                self._start_http3(loop, sock)
 
     def stop(self) -> None:
         """Stop accepting connections and close the listening sockets.
@@ -243,6 +409,13 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
+        if self._h3_config is not None:
+            # QUIC connections share their endpoint's socket: it stops
+            # taking new ones and closes after the last.
+            self._h3_stopped = True
+            for endpoint in self._h3_endpoints:
+                endpoint.stop()
+            self._h3_maybe_close()
 
     def _close_fds(self) -> None:
         # Called by IOLoop.close(all_fds=True): stop listening and drop every
@@ -389,7 +562,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             waiter.set_result(None)
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
-        """Serve a connection given as an `IOStream` (the `TCPServer` path)."""
+        """Serve a connection given as an `~squall.iostream.IOStream` (the `~squall.tcpserver.TCPServer` path)."""
         sock = stream.socket
         family = sock.family if sock is not None else socket.AF_UNSPEC
         context = _HTTPRequestContext(
@@ -419,9 +592,21 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             delegate = _ProxyAdapter(delegate, getattr(request_conn, "context", None))
         return delegate
 
-    def _request_starter(self) -> Callable[[object, HTTPConnection], HTTPMessageDelegate]:
+    def _request_starter(
+        self, alt_svc: bool = True
+    ) -> Callable[[object, HTTPConnection], HTTPMessageDelegate]:
         # What a new connection calls per request: the application's own
         # start_request when nothing of ours has to wrap its delegate.
+        value = self._alt_svc
+        if alt_svc and value is not None:
+            from squall.httpserver._altsvc import _AltSvcConnection
+
+            inner = self._request_starter(alt_svc=False)
+
+            def start(server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
+                return inner(server_conn, _AltSvcConnection(request_conn, value))
+
+            return start
         callback = self.request_callback
         if (
             self._is_delegate
@@ -441,6 +626,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     def on_close(self, server_conn: object) -> None:
         """Forget a closed connection (and tell a delegate ``request_callback``)."""
         self._connections.discard(server_conn)
+        if self._h3_stopped:
+            self._h3_maybe_close()
         if self._drain_waiter is not None:
             self._check_drained()
         if self._is_delegate:

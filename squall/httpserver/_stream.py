@@ -1,8 +1,8 @@
 """`_TransportStream`: the `BaseIOStream` API over an asyncio transport.
 
 The server reads connections through an `asyncio.Protocol`, not an
-`IOStream`; code that takes a connection over (`HTTPConnection.detach`,
-WebSocket) still expects an `IOStream`. This one keeps the base class's
+`~squall.iostream.IOStream`; code that takes a connection over (`HTTPConnection.detach`,
+WebSocket) still expects an `~squall.iostream.IOStream`. This one keeps the base class's
 buffering and Futures and replaces the fd with the protocol: bytes the
 protocol receives land in an inbox that ``read_from_fd`` drains; writes go
 to ``transport.write``; interest in READ pauses and resumes the transport.

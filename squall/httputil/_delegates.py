@@ -29,10 +29,10 @@ class HTTPServerConnectionDelegate:
         Args:
             server_conn: an opaque object standing for the long-lived
                 (possibly multi-request) connection.
-            request_conn: the `HTTPConnection` for this one request.
+            request_conn: the `~squall.httputil.HTTPConnection` for this one request.
 
         Returns:
-            The `HTTPMessageDelegate` that will receive the request.
+            The `~squall.httputil.HTTPMessageDelegate` that will receive the request.
         """
         raise NotImplementedError()
 

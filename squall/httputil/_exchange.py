@@ -55,6 +55,7 @@ __all__ = [
     "Exchange",
     "HTTPConnection",
     "OneShot",
+    "check_informational",
     "closed_future",
     "report_closed",
 ]
@@ -144,6 +145,31 @@ class HTTPConnection:
         """
         raise NotImplementedError()
 
+    def write_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        """Sends an interim (1xx) response ahead of the final one, if the
+        connection can: a capability a connection may decline.
+
+        ``103 Early Hints`` (RFC 8297) is what an application sends this way;
+        ``100 Continue`` is the server's own. The base class declines.
+
+        Args:
+            code: the status, 1xx and not 101 (a switch of protocol is a
+                final answer here).
+            headers: the fields of the interim head (``Link``, for 103).
+
+        Returns:
+            True once the head is queued to go out ahead of the response.
+            False, with nothing sent, when the connection declines: the
+            response has started, the client cannot take a 1xx (HTTP/1.0,
+            RFC 9110 section 15.2), or the protocol has no way to carry it.
+
+        Raises:
+            HTTPOutputError: ``code`` is not an interim status, or a field
+                the protocol cannot carry.
+        """
+        check_informational(code)
+        return False
+
     @property
     def head_written(self) -> bool:
         """Whether a head went out (read after `write_headers` raised).
@@ -185,6 +211,12 @@ class HTTPConnection:
         raise NotImplementedError()
 
 
+def check_informational(code: int) -> None:
+    """Raises `.HTTPOutputError` unless ``code`` may be sent as an interim head."""
+    if type(code) is not int or not 100 <= code < 200 or code == 101:
+        raise HTTPOutputError(f"{code!r} is not an interim (1xx) status other than 101")
+
+
 def closed_future() -> asyncio.Future[None]:
     """What a write to a gone peer returns: a future failed with `.StreamClosedError`."""
     future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -221,6 +253,8 @@ class Exchange(HTTPConnection):
     * `_emit_body`: a body chunk was counted; send it (may be empty).
     * `_emit_end`: the response ended (``phase`` is what it was before).
     * `_emit_raw`: `write` before any head (default: refused).
+    * `_emit_informational`: an interim (1xx) head before the response;
+      send it and return True, or decline with False (the default).
     * `_refuse`: the application broke the Content-Length; abort the
       exchange (its phase may move to `GONE` by `_report_gone`).
 
@@ -325,6 +359,19 @@ class Exchange(HTTPConnection):
             )
         self._emit_end(phase)
 
+    def write_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        """Sends an interim head while no response has started (see
+        `HTTPConnection.write_informational`); the driver's
+        `_emit_informational` sends it or declines.
+
+        Raises:
+            HTTPOutputError: not an interim status, or a field the protocol refuses.
+        """
+        check_informational(code)
+        if self._phase != IDLE:
+            return False
+        return self._emit_informational(code, headers)
+
     @property
     def head_written(self) -> bool:
         """Whether a head was accepted (see `HTTPConnection.head_written`)."""
@@ -370,6 +417,10 @@ class Exchange(HTTPConnection):
 
     def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
         raise HTTPOutputError("write_headers must come before write on this connection")
+
+    def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        # A driver that can carry interim heads sends this one and says so.
+        return False
 
     def _refuse(self) -> None:
         raise NotImplementedError()

@@ -51,9 +51,9 @@ class HTTPServerRequest(_OpenAttributes):
         remote_ip: the client's address, as a string (``None`` if unknown).
         protocol: ``"http"`` or ``"https"``.
         host: the requested host, from the ``Host`` header.
-        host_name: `host` without its port, lowercased.
-        path: the part of `uri` before ``?``.
-        query: the part of `uri` after ``?``.
+        host_name: ``host`` without its port, lowercased.
+        path: the part of ``uri`` before ``?``.
+        query: the part of ``uri`` after ``?``.
         files: uploaded files, ``{field name: [HTTPFile, ...]}``.
         query_arguments: arguments from the query string, ``{name: [bytes, ...]}``.
         body_arguments: arguments from a form body, in the same shape.
@@ -222,7 +222,7 @@ class HTTPServerRequest(_OpenAttributes):
 
     @property
     def host_name(self) -> str:
-        """`host` without its port, lowercased (split on first read; only host routing reads it)."""
+        """``host`` without its port, lowercased (split on first read; only host routing reads it)."""
         value = self._host_name
         if value is None:
             value = self._host_name = split_host_and_port(self.host.lower())[0]
@@ -303,7 +303,7 @@ class HTTPServerRequest(_OpenAttributes):
         return self._cookies
 
     def full_url(self) -> str:
-        """The URL the client asked for: protocol, host and `uri`."""
+        """The URL the client asked for: protocol, host and ``uri``."""
         return f"{self.protocol}://{self.host}{self.uri}"
 
     def request_time(self) -> float:

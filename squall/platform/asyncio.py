@@ -1,8 +1,8 @@
 """The asyncio implementations of `squall.ioloop.IOLoop`.
 
 `AsyncIOMainLoop` wraps an asyncio loop that already exists (the one that
-`IOLoop.current` finds running); `AsyncIOLoop` creates and owns a new one
-(``IOLoop()`` builds it). Both share `BaseAsyncIOLoop`.
+`~squall.ioloop.IOLoop.current` finds running); `AsyncIOLoop` creates and
+owns a new one (``IOLoop()`` builds it). Both share `BaseAsyncIOLoop`.
 
 Event loops without ``add_reader`` (Windows' proactor loop) get their file
 descriptor handlers from a `SelectorThread`, which runs ``select`` on a
@@ -51,7 +51,7 @@ def _needs_selector_thread(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 class BaseAsyncIOLoop(IOLoop):
-    """An `IOLoop` that delegates to an asyncio event loop."""
+    """An `~squall.ioloop.IOLoop` that delegates to an asyncio event loop."""
 
     def initialize(  # type: ignore[override]
         self, asyncio_loop: asyncio.AbstractEventLoop, **kwargs: Any
@@ -59,7 +59,7 @@ class BaseAsyncIOLoop(IOLoop):
         """Wrap ``asyncio_loop``.
 
         Raises:
-            RuntimeError: if that loop already has an `IOLoop`.
+            RuntimeError: if that loop already has an `~squall.ioloop.IOLoop`.
         """
         self.asyncio_loop = asyncio_loop
         self.selector_loop: asyncio.AbstractEventLoop = asyncio_loop
@@ -126,7 +126,7 @@ class BaseAsyncIOLoop(IOLoop):
             loop.run_forever()
 
     def add_handler(self, fd: Any, handler: Callable[..., None], events: int) -> None:
-        """Watch ``fd`` for ``events``; see `IOLoop.add_handler`.
+        """Watch ``fd`` for ``events``; see `~squall.ioloop.IOLoop.add_handler`.
 
         Raises:
             ValueError: if ``fd`` (or its file descriptor) is already watched.
@@ -219,7 +219,9 @@ class BaseAsyncIOLoop(IOLoop):
         )
 
     def remove_timeout(self, timeout: object) -> None:
-        """Cancel a handle from `call_at`, `call_later` or `add_timeout`."""
+        """Cancel a handle from `~squall.ioloop.IOLoop.call_at`,
+        `~squall.ioloop.IOLoop.call_later` or `~squall.ioloop.IOLoop.add_timeout`.
+        """
         # uvloop's handles are not asyncio.Handle subclasses: accept anything
         # a loop's call_at/call_later returns, i.e. that can be cancelled.
         cancel = getattr(timeout, "cancel", None)
@@ -278,9 +280,9 @@ class BaseAsyncIOLoop(IOLoop):
 
 
 class AsyncIOMainLoop(BaseAsyncIOLoop):
-    """The `IOLoop` of an asyncio loop that already exists.
+    """The `~squall.ioloop.IOLoop` of an asyncio loop that already exists.
 
-    `IOLoop.current` creates one for the running (or current) asyncio loop;
+    `~squall.ioloop.IOLoop.current` creates one for the running (or current) asyncio loop;
     it need not be created directly.
     """
 
@@ -304,7 +306,7 @@ class AsyncIOMainLoop(BaseAsyncIOLoop):
 
 
 class AsyncIOLoop(BaseAsyncIOLoop):
-    """An `IOLoop` that creates and owns a new asyncio event loop.
+    """An `~squall.ioloop.IOLoop` that creates and owns a new asyncio event loop.
 
     ``IOLoop()`` builds one. Closing it closes the asyncio loop. Pass
     ``asyncio_loop=`` to wrap a given loop instead of a new one.

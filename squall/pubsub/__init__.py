@@ -27,7 +27,7 @@ Slow subscribers are bounded: each `Subscription` holds at most
 is dropped and `Subscription.dropped` counts it, so a stalled reader costs a
 fixed amount of memory and, when it catches up, sees the newest messages.
 A caller that needs every message compares sequence numbers in its messages
-(or `dropped`) and reloads from its database.
+(or `~squall.pubsub.Subscription.dropped`) and reloads from its database.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class RedisPubSub(PubSub):
     Args:
         url: a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``).
         max_pending: default bound of each `Subscription` (drop-oldest past it).
-        subscribe_timeout: seconds `subscribe` waits for Redis to confirm.
+        subscribe_timeout: seconds `~squall.pubsub.PubSub.subscribe` waits for Redis to confirm.
         reconnect_delay: first wait before reconnecting; doubles per failure.
         max_reconnect_delay: the longest wait between reconnection attempts.
     """

@@ -1,18 +1,22 @@
 """Non-blocking HTTP/1.1 client with a keep-alive pool and HTTP proxy support.
 
 `SimpleAsyncHTTPClient` is the default `squall.httpclient.AsyncHTTPClient`.
-Its connections are asyncio protocols that feed the sans-I/O `squall._h1`
+Its connections are asyncio protocols that feed the sans-I/O ``squall._h1``
 core and are driven by its events, with no Task or Future per request on a
 pooled connection (see benchmarks/http_client.py):
 
 * ``_client``: the client, its request queue (``max_clients``), timeouts
   (one loop timer for all deadlines), redirects, digest retry, and the
   per-client cache of request plans;
-* ``_pool``: `ConnectionPool`, idle connections per key with an idle
+* ``_pool``: ``ConnectionPool``, idle connections per key with an idle
   timeout and a bound per key;
 * ``_connection``: resolve, connect, CONNECT tunnel, TLS;
 * ``_exchange``: one request and its response on a connection;
-* ``_auth``: Basic and Digest ``Authorization`` values.
+* ``_auth``: Basic and Digest ``Authorization`` values;
+* ``_policy``: what every client here decides alike (default fields,
+  redirects, credentials kept from other origins, decompression), used by
+  the HTTP/2 and curl clients too;
+* ``_h2``: the HTTP/2 client, public as `squall.h2client.H2AsyncHTTPClient`.
 
 Connection reuse: a connection goes back to the pool only after a response
 read to its end on a keep-alive connection (HTTP/1.1 without

@@ -3,7 +3,7 @@
 Each fetch is one `_Fetch`, driven by callbacks, that holds one of
 ``max_clients`` slots for its whole life (redirects and a digest retry
 included). Each hop takes an idle connection from the `ConnectionPool` or
-opens one (the only step that runs as a Task), runs an `Exchange`, and gives
+opens one (the only step that runs as a Task), runs an ``Exchange``, and gives
 the connection back when the response allowed it.
 
 What the fetch path does per request is kept small (benchmarks/http_client.py
@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import copy
 import functools
 import logging
 import operator
-import re
 import socket
 import ssl
 import time
@@ -41,7 +39,6 @@ from squall.iostream import StreamClosedError
 from squall.log import gen_log
 from squall.netutil import OverrideResolver, Resolver
 from squall.simple_httpclient._auth import (
-    basic_authorization,
     digest_authorization,
     parse_digest_challenge,
 )
@@ -59,15 +56,16 @@ from squall.simple_httpclient._exchange import (
     RequestSpec,
     ResendableError,
 )
+from squall.simple_httpclient._policy import (
+    REDIRECT_CODES,
+    follows_redirects,
+    options,
+    redirected,
+    request_fields,
+)
 from squall.simple_httpclient._pool import ConnectionPool
 
 __all__ = ["SimpleAsyncHTTPClient"]
-
-_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_BAD_VALUE_RE = re.compile(r"[\x00\r\n]")
-_REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
-# The library and its version, as Tornado's default names Tornado and its own.
-_USER_AGENT = "Squall/" + __import__("squall").version
 
 # Every HTTPRequest attribute `_Fetch._plan` reads, apart from the headers
 # and body (a cached plan has neither). Equal values (and equal client
@@ -337,28 +335,6 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         self._pool_timer = None
         self.pool.prune()
         self._schedule_prune()
-
-
-def _options(req: HTTPRequest) -> dict[str, Any]:
-    """Every option of ``req``, with the client's defaults filled in.
-
-    A copy of the request's attributes instead of a `_RequestProxy` lookup
-    per use: the planning reads each option once from a dict.
-    """
-    if isinstance(req, _RequestProxy):
-        opts = vars(req.request).copy()
-        defaults = req.defaults
-    else:
-        opts = vars(req).copy()
-        defaults = None
-    opts["headers"] = opts.get("_headers")
-    opts["body"] = opts.get("_body")
-    if defaults:
-        get = opts.get
-        for name, value in defaults.items():
-            if get(name) is None:
-                opts[name] = value
-    return opts
 
 
 class _Hop:
@@ -690,7 +666,7 @@ class _Fetch:
 
     def _plan(self, req: HTTPRequest) -> _Hop:
         client = self.client
-        opts = _options(req)
+        opts = options(req)
         url = opts["url"]
         parsed = urllib.parse.urlsplit(url)
         scheme = parsed.scheme
@@ -730,17 +706,22 @@ class _Fetch:
         else:
             key = (scheme, host, port, tls, proxy, source_ip, af)
             target = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
-        headers, wants_digest = self._headers(
-            opts, parsed, netloc, proxy[2] if via_proxy and proxy is not None else None
+        headers, wants_digest = request_fields(
+            opts,
+            parsed,
+            netloc,
+            digest=self.digest,
+            keep_alive=client._keep_alive,
+            proxy_auth=proxy[2] if via_proxy and proxy is not None else None,
         )
-        follows = bool(opts["follow_redirects"]) and (opts["max_redirects"] or 0) > 0
+        follows = follows_redirects(opts)
         may_digest = wants_digest and not self.digest_tried
 
         def superseded(code: int, response_headers: HTTPHeaders) -> bool:
             if code == 401 and may_digest:
                 challenge = response_headers.get("WWW-Authenticate", "")
                 return parse_digest_challenge(challenge) is not None
-            return follows and code in _REDIRECT_CODES and "Location" in response_headers
+            return follows and code in REDIRECT_CODES and "Location" in response_headers
 
         spec = RequestSpec(
             opts["method"],
@@ -771,95 +752,12 @@ class _Fetch:
             not wants_digest,
         )
 
-    def _headers(
-        self,
-        opts: dict[str, Any],
-        parsed: urllib.parse.SplitResult,
-        netloc: str,
-        proxy_auth: Optional[str],
-    ) -> tuple[list[tuple[str, str]], bool]:
-        items: list[tuple[str, str]] = []
-        names: set[str] = set()
-        source = opts["headers"]
-        if source is None:
-            pairs: Any = ()
-        else:
-            pairs = source.get_all() if isinstance(source, HTTPHeaders) else source.items()
-        for name, value in pairs:
-            if isinstance(value, bytes):
-                value = value.decode("latin-1")
-            elif not isinstance(value, str):
-                value = str(value)
-            # RFC 9112 §2.2, RFC 9110 §5.5: a CR or LF would inject fields.
-            if _TOKEN_RE.fullmatch(name) is None:
-                raise ValueError(f"Invalid header name {name!r}")
-            if _BAD_VALUE_RE.search(value) is not None:
-                raise ValueError(f"Invalid header value {value!r} for {name}")
-            items.append((name, value))
-            names.add(name.lower())
-
-        def put(name: str, value: str) -> None:
-            low = name.lower()
-            if low in names:
-                items[:] = [(n, v) for n, v in items if n.lower() != low]
-            items.append((name, value))
-            names.add(low)
-
-        if "host" not in names:
-            items.insert(0, ("Host", netloc))
-            names.add("host")
-        wants_digest = False
-        if parsed.username is not None:
-            username: Optional[str] = urllib.parse.unquote(parsed.username)
-            password = urllib.parse.unquote(parsed.password or "")
-        else:
-            username = opts["auth_username"]
-            password = opts["auth_password"] or ""
-        if username is not None:
-            mode = opts["auth_mode"]
-            if mode in (None, "basic"):
-                put("Authorization", basic_authorization(username, password))
-            elif mode == "digest":
-                wants_digest = True
-                if self.digest is not None:
-                    put("Authorization", self.digest)
-            else:
-                raise ValueError(f"unsupported auth_mode {mode!r}")
-        method = opts["method"]
-        if opts["user_agent"]:
-            put("User-Agent", opts["user_agent"])
-        elif "user-agent" not in names:
-            items.append(("User-Agent", _USER_AGENT))
-        body = opts["body"]
-        if not opts["allow_nonstandard_methods"]:
-            body_expected = method in ("POST", "PATCH", "PUT")
-            body_present = body is not None or opts["body_producer"] is not None
-            if body_expected != body_present:
-                raise ValueError(
-                    "Body must {}be None for method {} (unless allow_nonstandard_methods "
-                    "is true)".format("not " if body_expected else "", method)
-                )
-        if opts["expect_100_continue"]:
-            put("Expect", "100-continue")
-        if body is not None:
-            put("Content-Length", str(len(body)))
-        if method == "POST" and "content-type" not in names:
-            items.append(("Content-Type", "application/x-www-form-urlencoded"))
-        if opts["decompress_response"]:
-            put("Accept-Encoding", "gzip")
-        if proxy_auth is not None:
-            put("Proxy-Authorization", proxy_auth)
-        if not self.client._keep_alive and "connection" not in names:
-            # Nothing will be reused: let the server close too (RFC 9112 §9.6).
-            items.append(("Connection", "close"))
-        return items, wants_digest
-
     def _digest_answer(self, result: Exchange) -> str:
         # A superseded exchange has built its headers.
         assert result.headers is not None
         challenge = parse_digest_challenge(result.headers.get("WWW-Authenticate", ""))
         assert challenge is not None
-        opts = _options(self.req)
+        opts = options(self.req)
         parsed = urllib.parse.urlsplit(opts["url"])
         uri = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
         if parsed.username is not None:
@@ -871,45 +769,11 @@ class _Fetch:
         return digest_authorization(challenge, opts["method"], uri, username, password)
 
     def _redirect(self, result: Exchange) -> HTTPRequest:
-        req = self.req
-        opts = _options(req)
-        base = req.request if isinstance(req, _RequestProxy) else req
-        new = copy.copy(base)
         assert result.headers is not None and result.response is not None
-        new.url = urllib.parse.urljoin(opts["url"], result.headers["Location"])
-        new.max_redirects = (opts["max_redirects"] or 0) - 1
-        new.headers = HTTPHeaders(new.headers)
-        if "Host" in new.headers:
-            del new.headers["Host"]
-        code = result.response.status
-        method = opts["method"]
-        # RFC 9110 §15.4.4: 303 means GET; 301/302 turn POST into GET, as
-        # browsers do.
-        if (code == 303 and method != "HEAD") or (code in (301, 302) and method == "POST"):
-            new.method = "GET"
-            new.body = None
-            new.body_producer = None
-            for name in ("Content-Length", "Content-Type", "Content-Encoding", "Transfer-Encoding"):
-                if name in new.headers:
-                    del new.headers[name]
-        if _origin(new.url) != _origin(opts["url"]):
-            # Credentials for one origin must not leak to another.
-            for name in ("Authorization", "Cookie"):
-                if name in new.headers:
-                    del new.headers[name]
-            new.auth_username = None
-            new.auth_password = None
-        new.original_request = self.request
-        return cast(HTTPRequest, _RequestProxy(new, self.client.defaults))
-
-
-def _origin(url: str) -> tuple[str, str, Optional[int]]:
-    parsed = urllib.parse.urlsplit(url)
-    scheme = parsed.scheme.lower()
-    try:
-        port = parsed.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = 443 if scheme == "https" else 80
-    return scheme, (parsed.hostname or ""), port
+        return redirected(
+            self.req,
+            result.response.status,
+            result.headers["Location"],
+            self.client.defaults,
+            self.request,
+        )

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from io import BytesIO
 from typing import Any, Optional, Union
 
-from squall._content_coding import ContentCodingError, Decoder, make_decoder
+from squall._content_coding import ContentCodingError, Decoder
 from squall._h1 import (
     NEED_DATA,
     ConnectionClosed,
@@ -40,6 +40,7 @@ from squall.iostream import UnsatisfiableReadError
 from squall.log import app_log, gen_log
 from squall.simple_httpclient._connection import ClientConnection
 from squall.simple_httpclient._errors import HTTPStreamClosedError
+from squall.simple_httpclient._policy import DECOMPRESS_STEP, take_decoder
 
 __all__ = ["Exchange", "Outcome", "RequestSpec", "ResendableError", "field_value"]
 
@@ -49,9 +50,6 @@ _MAY_SUPERSEDE = frozenset((301, 302, 303, 307, 308, 401))
 
 # RFC 9110 §9.2.2: the methods a client may send again after a failure.
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
-
-# Decompressed output per step: bounds memory for a compression bomb.
-_DECOMPRESS_STEP = 64 * 1024
 
 BodyProducer = Callable[[Callable[[bytes], Awaitable[None]]], Any]
 
@@ -155,6 +153,10 @@ def _callback_failed(what: str, spec: RequestSpec, exc: BaseException) -> HTTPSt
         exc_info=(type(exc), exc, exc.__traceback__),
     )
     return HTTPStreamClosedError("Connection closed")
+
+
+def _ignore(conn: ClientConnection, outcome: Outcome) -> None:
+    pass
 
 
 class Exchange:
@@ -311,7 +313,7 @@ class Exchange:
                     decompressor = self.decompressor
                     assert decompressor is not None
                     try:
-                        piece = decompressor.read(_DECOMPRESS_STEP)
+                        piece = decompressor.read(DECOMPRESS_STEP)
                     except ContentCodingError as exc:
                         raise _malformed(str(exc)) from None
                     if piece:
@@ -325,7 +327,10 @@ class Exchange:
                 try:
                     event = h1.next_event()
                 except RemoteProtocolError as exc:
-                    raise self._protocol_error(exc) from None
+                    # The core keeps its error (to raise it again); with this
+                    # frame in its traceback it would hold the exchange, and
+                    # the body read so far, in a cycle with the connection.
+                    raise self._protocol_error(exc.with_traceback(None)) from None
                 if event is NEED_DATA:
                     return
                 # Checked by type() (mypy narrows on it; no assert per event).
@@ -404,17 +409,11 @@ class Exchange:
             if spec.superseded(status, self.headers):
                 self.superseded = True
                 return
-        encoding = field_value(event.headers, "content-encoding") if spec.decompress else None
-        decoder = make_decoder(encoding) if encoding is not None else None
-        if decoder is not None:
-            # Any coding we can decode, asked for or not: decoding is
-            # bounded, so an unrequested br or zstd body costs no more.
+        if spec.decompress and field_value(event.headers, "content-encoding") is not None:
             headers = self.headers
             if headers is None:
                 headers = self.headers = HTTPHeaders._from_pairs(event.headers)
-            self.decompressor = decoder
-            headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
-            del headers["Content-Encoding"]
+            self.decompressor = take_decoder(headers)
         callback = spec.header_callback
         if callback is not None:
             try:
@@ -494,9 +493,19 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        # The error's traceback holds this exchange (pump's frame) for as
+        # long as the caller keeps the error: the body read so far goes now.
+        self.body = None
+        self.bio = None
+        self.decompressor = None
         conn = self.conn
         conn.close()
-        self.on_done(conn, exc)
+        on_done = self.on_done
+        # And the exchange no longer leads to the fetch, whose callback
+        # leads to the Future that holds the error: no cycle for the
+        # collector to find.
+        self.on_done = _ignore
+        on_done(conn, exc)
 
     def abort(self) -> None:
         """Give up (a timeout): close the connection; ``on_done`` is not called."""

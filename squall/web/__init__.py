@@ -12,7 +12,7 @@ The public names of ``tornado.web``, gathered from the modules of this package:
 * ``static``: `StaticFileHandler`
 * ``transforms``: `OutputTransform`, `GZipContentEncoding`
 
-Routes are `squall.routing` objects; `URLSpec` is re-exported and `url` is its alias.
+Routes are `squall.routing` objects; `~squall.routing.URLSpec` is re-exported and `url` is its alias.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from squall.web.static import StaticFileHandler
 from squall.web.transforms import GZipContentEncoding, OutputTransform
 from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 
-#: Shorthand for `URLSpec` in handler lists: ``url(r"/", MainHandler, name="home")``.
+#: Shorthand for `~squall.routing.URLSpec` in handler lists: ``url(r"/", MainHandler, name="home")``.
 url = URLSpec
 
 for _obj in (

@@ -1,6 +1,6 @@
 """`ErrorPageMixin`, part of `RequestHandler`: what a failed request answers and logs.
 
-`send_error` replaces the response with an error page (`write_error`
+`send_error` replaces the response with an error page (`~squall.web.RequestHandler.write_error`
 writes its body); `log_exception` logs the exception that ended the request.
 """
 
@@ -40,11 +40,11 @@ class ErrorPageMixin:
         def finish(self, chunk: Union[None, str, bytes, dict[str, Any]] = None) -> Future[None]: ...
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        """Replaces the response with an error page (see `write_error`) and finishes it.
+        """Replaces the response with an error page (see `~squall.web.RequestHandler.write_error`) and finishes it.
 
         Args:
             status_code: the status of the error response.
-            kwargs: passed to `write_error`; ``reason`` sets the reason phrase,
+            kwargs: passed to `~squall.web.RequestHandler.write_error`; ``reason`` sets the reason phrase,
                 ``exc_info`` is the exception that caused the error.
         """
         if self._headers_written:

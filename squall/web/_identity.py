@@ -1,6 +1,6 @@
 """`IdentityMixin`, part of `RequestHandler`: who is asking and from where.
 
-The user (`current_user`, `get_current_user`, `get_login_url`), the locale,
+The user (`~squall.web.RequestHandler.current_user`, `get_current_user`, `~squall.web.RequestHandler.get_login_url`), the locale,
 the settings a feature needs, and the cross-origin check run before
 `prepare` for unsafe methods.
 """
@@ -32,7 +32,7 @@ class IdentityMixin:
 
     @property
     def locale(self) -> locale_module.Locale:
-        """The user's locale: `get_user_locale`, else `get_browser_locale` (may be assigned)."""
+        """The user's locale, from `get_user_locale`, else `get_browser_locale` (may be assigned)."""
         # getattr, not self.__dict__: reading __dict__ makes CPython build
         # it, and every attribute access on the handler is slower after.
         loc = getattr(self, "_locale", None)
@@ -60,7 +60,7 @@ class IdentityMixin:
 
     @property
     def current_user(self) -> Any:
-        """The authenticated user: `get_current_user`'s result, computed once (may be assigned)."""
+        """The authenticated user, `get_current_user`'s result, computed once (may be assigned)."""
         user = getattr(self, "_current_user", _UNSET)
         if user is _UNSET:
             user = self._current_user = self.get_current_user()

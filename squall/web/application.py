@@ -136,7 +136,7 @@ class Application(ReversibleRouter):
             ``compress_response`` setting is on.
         settings: ``debug``, ``template_path``, ``static_path``,
             ``cookie_secret``, ``login_url``, ``xsrf_cookies``, and the rest
-            described in the documentation; kept in `settings`.
+            described in the documentation; kept in ``settings``.
     """
 
     def __init__(

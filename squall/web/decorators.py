@@ -47,9 +47,9 @@ def _has_stream_request_body(cls: type[Any]) -> bool:
 
 
 def authenticated(method: _Method) -> _Method:
-    """Method decorator: only for a logged-in user (a true `current_user`).
+    """Method decorator: only for a logged-in user (a true `~squall.web.RequestHandler.current_user`).
 
-    Anonymous GET and HEAD requests are redirected to `get_login_url`, with
+    Anonymous GET and HEAD requests are redirected to `~squall.web.RequestHandler.get_login_url`, with
     the requested URL as the ``next`` argument; other methods get a 403.
     """
 

@@ -13,7 +13,7 @@ class HTTPError(Exception):
     """Ends the request with an HTTP error response.
 
     Raising it from a handler is the same as calling `RequestHandler.send_error`
-    and is cheaper than writing the error page by hand: `write_error` renders
+    and is cheaper than writing the error page by hand: `~squall.web.RequestHandler.write_error` renders
     it and the error is logged as a warning (with ``log_message``) instead of
     with a traceback.
 

@@ -24,7 +24,7 @@ import numbers
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union, overload
 
 from squall import escape
@@ -32,6 +32,7 @@ from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
 from squall.httputil import (
     HTTPHeaders,
+    HTTPInputError,
     HTTPOutputError,
     ResponseStartLine,
     format_timestamp,
@@ -541,6 +542,52 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                 " can be read cross-site); wrap the list in a dict"
             )
         raise TypeError(message)
+
+    def send_early_hints(self, links: Iterable[str]) -> bool:
+        """Sends ``103 Early Hints`` (RFC 8297) with a ``Link`` header per item,
+        while the response is still being made, so that a browser can start
+        fetching what the page will need.
+
+        The final response does not inherit these: set its own ``Link``
+        headers if it should carry them too. Over HTTP/1.1, HTTP/2 and
+        HTTP/3 the hints go out at once; an HTTP/1.0 client (which may not
+        be sent a 1xx), or a connection with no way to carry one, is sent
+        nothing. May be called more than once, before the headers are sent::
+
+            self.send_early_hints(["</app.css>; rel=preload; as=style"])
+
+        Args:
+            links: ``Link`` field values (RFC 8288), such as
+                ``"</app.js>; rel=preload; as=script"``.
+
+        Returns:
+            Whether the hints were sent (False: the connection declined).
+
+        Raises:
+            RuntimeError: the headers were already sent.
+            ValueError: a value a header may not hold (CR, LF, NUL...).
+            TypeError: an item that is not a str.
+        """
+        if self._headers_written:
+            raise RuntimeError("Cannot send early hints after the headers have been written")
+        if isinstance(links, str):
+            links = [links]  # one value, not its characters
+        headers = HTTPHeaders()
+        for link in links:
+            if not isinstance(link, str):
+                raise TypeError(f"a Link value is a str, not {type(link).__name__}")
+            try:
+                headers.add("Link", link)
+            except HTTPInputError as exc:
+                raise ValueError(f"invalid Link value {link!r}") from exc
+        if not headers:
+            return False
+        connection = self.request.connection
+        assert connection is not None
+        try:
+            return connection.write_informational(103, headers) is True
+        except HTTPOutputError as exc:
+            raise ValueError(str(exc)) from exc
 
     def flush(self, include_footers: bool = False) -> Future[None]:
         """Sends the buffered output (and, the first time, the headers).

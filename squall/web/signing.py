@@ -92,7 +92,7 @@ def create_signed_value(
         name: the name the value is bound to (a cookie name); decoding under
             another name fails.
         value: the payload; any bytes (text is UTF-8 encoded).
-        version: the format, 1 or 2 (default `DEFAULT_SIGNED_VALUE_VERSION`).
+        version: the format, 1 or 2 (default ``DEFAULT_SIGNED_VALUE_VERSION``).
         clock: returns the current Unix time (default `time.time`).
         key_version: which key of a dict ``secret`` signs; recorded in the value.
 
@@ -164,7 +164,7 @@ def decode_signed_value(
         max_age_days: values signed longer ago than this are refused.
         clock: returns the current Unix time (default `time.time`).
         min_version: the oldest format accepted (default
-            `DEFAULT_SIGNED_VALUE_MIN_VERSION`).
+            ``DEFAULT_SIGNED_VALUE_MIN_VERSION``).
 
     Returns:
         The payload bytes, or None if the value is missing, malformed,

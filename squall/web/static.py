@@ -86,8 +86,8 @@ class StaticFileHandler(RequestHandler):
     Responses carry an ``Etag`` (the SHA-512 of the content) and
     ``Last-Modified``, answer ``If-None-Match``/``If-Modified-Since`` with 304,
     and serve a single ``Range`` with 206 (or 416). Requests with a ``v``
-    argument (from `static_url`, which carries the first `VERSION_URL_LENGTH`
-    characters of the hash) are cacheable for `CACHE_MAX_AGE` seconds.
+    argument (from `~squall.web.RequestHandler.static_url`, which carries the first ``VERSION_URL_LENGTH``
+    characters of the hash) are cacheable for ``CACHE_MAX_AGE`` seconds.
 
     With ``precompressed``, a file ``x`` is answered from a sibling
     ``x.br``, ``x.zst`` or ``x.gz`` made ahead of time, with its
@@ -375,7 +375,7 @@ class StaticFileHandler(RequestHandler):
 
         Raises:
             OSError: if it is not a regular file or larger than
-                `MAX_VERSION_CONTENT_SIZE`.
+                ``MAX_VERSION_CONTENT_SIZE``.
         """
         hasher = hashlib.sha512()
         if cls.get_content.__func__ is not StaticFileHandler.get_content.__func__:  # type: ignore[attr-defined]
@@ -434,7 +434,7 @@ class StaticFileHandler(RequestHandler):
     def get_cache_time(
         self, path: str, modified: Optional[datetime.datetime], mime_type: str
     ) -> int:
-        """Seconds the response may be cached: `CACHE_MAX_AGE` for versioned URLs, else 0."""
+        """Seconds the response may be cached: ``CACHE_MAX_AGE`` for versioned URLs, else 0."""
         return self.CACHE_MAX_AGE if "v" in self.request.arguments else 0
 
     @classmethod

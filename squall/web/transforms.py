@@ -55,14 +55,14 @@ class GZipContentEncoding(OutputTransform):
     """Compresses text responses for clients that accept it: gzip, br or zstd.
 
     The coding is chosen from the request's ``Accept-Encoding`` (highest
-    qvalue; ties go to the order of `ENCODINGS`) among those allowed and
+    qvalue; ties go to the order of ``ENCODINGS``) among those allowed and
     installed: gzip always, ``br`` with the ``brotli`` extra, ``zstd`` with
     the ``zstd`` extra. The ``compress_response_encodings`` application
     setting (or `with_encodings`) picks which are allowed, best first.
 
-    Compressed: responses whose type is ``text/*`` or one of `CONTENT_TYPES`,
+    Compressed: responses whose type is ``text/*`` or one of ``CONTENT_TYPES``,
     that have no ``Content-Encoding`` yet, and that are streamed or at least
-    `MIN_LENGTH` bytes long. ``Vary: Accept-Encoding`` is added to every
+    ``MIN_LENGTH`` bytes long. ``Vary: Accept-Encoding`` is added to every
     response, compressed or not, since caches must key on it either way.
     Streamed responses stay one compressed stream, flushed at each chunk.
     """

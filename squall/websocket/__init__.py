@@ -1,6 +1,6 @@
 """WebSocket (RFC 6455) for servers (`WebSocketHandler`) and clients (`websocket_connect`).
 
-Every protocol rule lives in the sans-I/O core `squall._ws`; this module only
+Every protocol rule lives in the sans-I/O core ``squall._ws``; this module only
 moves bytes between it and an `~squall.iostream.IOStream` and calls the
 application:
 
@@ -24,9 +24,9 @@ await), so a burst of echoes costs one system call.
 each without awaiting, slow readers skipped and counted (and closed past a
 limit the application sets).
 
-Modules: `_protocol` (the per-connection driver, `WebSocketProtocol13`),
-`_handler` (`WebSocketHandler`), `_client` (`websocket_connect`),
-`_broadcast` (`broadcast`).
+Modules: ``_protocol`` (the per-connection driver, `WebSocketProtocol13`),
+``_handler`` (`WebSocketHandler`), ``_client`` (`websocket_connect`),
+``_broadcast`` (`broadcast`).
 
 Errors::
 

@@ -60,7 +60,7 @@ def broadcast(
     compress every message from a fresh context, so the message is
     compressed once per distinct setting (level, window, memLevel) and that
     frame is shared. Those with context takeover (the default of browsers
-    and of `get_compression_options`) get the uncompressed frame, which
+    and of `~squall.websocket.WebSocketHandler.get_compression_options`) get the uncompressed frame, which
     RFC 7692 section 6 allows for any message: compressing for each of them
     would cost a zlib pass per subscriber and, for one that had received
     nothing compressed yet, a compression context of a few hundred KB.
@@ -69,7 +69,7 @@ def broadcast(
 
     Slow readers do not hold the others or the loop: a connection whose
     output is over its high-water mark (its transport asked us to pause
-    writing; for a client connection, over `CLIENT_HIGH_WATER` bytes
+    writing; for a client connection, over ``CLIENT_HIGH_WATER`` bytes
     buffered; for one carried by `~squall.asgi.ASGIAdapter`, 64 messages
     waiting for the ASGI server) is skipped for this message and counted.
     Skips in a row are counted per connection until a message reaches it;

@@ -474,7 +474,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         """Called with the payload of each pong."""
 
     def on_close(self) -> None:
-        """Called once when the WebSocket closes; see `close_code` and `close_reason`."""
+        """Called once when the WebSocket closes; see `~squall.websocket.WebSocketClientConnection.close_code` and `~squall.websocket.WebSocketClientConnection.close_reason`."""
 
     def select_subprotocol(self, subprotocols: list[str]) -> Optional[str]:
         """Chooses one of the client's subprotocols (or None, the default).

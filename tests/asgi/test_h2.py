@@ -346,3 +346,36 @@ def test_expect_continue_waits_for_receive_over_h2() -> None:
         assert r.status == 200 and r.body == b"payload"
 
     run(main())
+
+
+def test_pathsend_of_a_file_growing_meanwhile_sends_the_announced_length(tmp_path: Any) -> None:
+    # Issue 36, row 7: bytes appended while the file was sent went out after
+    # the announced length: RST_STREAM INTERNAL_ERROR and an ERROR logged
+    # instead of END_STREAM.
+    path = tmp_path / "growing.bin"
+    first = bytes(range(256)) * 1200  # 307,200 bytes: more than one read
+    path.write_bytes(first)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": str(path)})
+
+    async def main() -> None:
+        async with serving_h2(app) as (port, _):
+            client = await RawH2.connect(port)
+            client.auto_ack = False  # the server waits for our window...
+            sid = client.request("/")
+            r = client.responses[sid]
+            await client.until(lambda: len(r.body) >= 65535)
+            with path.open("ab") as file:  # ...while the file grows
+                file.write(b"x" * 300_000)
+            client.auto_ack = True
+            client.conn.acknowledge_received_data(len(r.body), sid)
+            client.flush()
+            await client.until(lambda: r.ended or r.reset is not None)
+            assert r.reset is None
+            assert r.headers["content-length"] == str(len(first))
+            assert r.body == first
+            await client.close()
+
+    run(main())

@@ -257,3 +257,48 @@ def test_pathsend_over_tls_is_copied(tmp_path: Path, counted: _Sendfile) -> None
     assert response.status == 200 and response.body == data
     assert response.headers["content-length"] == str(len(data))
     assert counted.calls == 0
+
+
+def test_a_file_growing_mid_file_over_tls_sends_the_announced_length(
+    tmp_path: Path, counted: _Sendfile
+) -> None:
+    # Issue 36, row 7: over TLS (the copying path), bytes appended while the
+    # file was sent were written past the Content-Length: the connection
+    # closed and the pipelined request after it went unanswered.
+    pytest.importorskip("h2")
+    import ssl
+
+    from .test_h2 import serving_h2
+
+    data = os.urandom(BIG // 2)  # more than the kernel buffers: the copy waits
+    target = tmp_path / "f.bin"
+    target.write_bytes(data)
+
+    async def main() -> None:
+        client_ctx = ssl.create_default_context()
+        client_ctx.check_hostname = False
+        client_ctx.verify_mode = ssl.CERT_NONE
+        async with serving_h2(_app(target, []), tls=True) as (port, _):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(
+                sock=sock, ssl=client_ctx, server_hostname="localhost"
+            )
+            client = RawClient(reader, writer)
+            request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+            await client.send(request + request)
+            status, headers = await client.head()
+            with target.open("ab") as file:  # the server is held by our window
+                file.write(b"x" * 100_000)
+            assert (status, headers["content-length"]) == (200, str(len(data)))
+            assert await client.body(headers) == data
+            # The connection's framing held: the next response follows.
+            status, headers = await client.head()
+            assert status == 200
+            assert await client.body(headers) == data + b"x" * 100_000
+            await client.close()
+
+    _runner("asyncio")(main())
+    assert counted.calls == 0

@@ -14,6 +14,7 @@ from squall.httpserver import HTTPServer, _protocol
 from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler
 from squall.websocket import WebSocketHandler, websocket_connect
+from tests._clock import LoopClock
 from tests._wait import until
 
 from ._proc import Load, Squall
@@ -76,8 +77,21 @@ async def request(reader: Reader, writer: Writer, path: str) -> tuple[bytes, byt
     return head, await reader.readexactly(length)
 
 
-def run(body: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(body(), 5))
+def run(body: Callable[[], Awaitable[None]], advanced: float = 0.0) -> None:
+    """Run ``body`` with a 5 s deadline, plus the time it moves the clock by
+    (the deadline is on the loop's clock, which `LoopClock` moves too)."""
+    asyncio.run(asyncio.wait_for(body(), 5 + advanced))
+
+
+# Timeouts of the tests that move the server's clock past them (tests/_clock.py):
+# far longer than any stall of a loaded machine.
+TIMEOUT = 30.0
+
+
+async def turns(n: int = 3) -> None:
+    """A few loop turns: what the server does on its own has happened."""
+    for _ in range(n):
+        await asyncio.sleep(0)
 
 
 def test_drain_closes_busy_connections_after_their_response() -> None:
@@ -234,65 +248,79 @@ def test_close_all_connections_does_not_hang_on_a_client_that_stops_reading(
 
 def test_a_client_that_stops_reading_is_dropped_at_the_write_timeout() -> None:
     async def body() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
         state = _State()
-        server, port = serve(state, write_timeout=0.05)
+        server, port = serve(state, write_timeout=TIMEOUT)
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
         await until(lambda: any(c._write_paused for c in server._connections))
-        # Until the write timeout aborts it.
+        await clock.advance(TIMEOUT / 2)
+        assert server._connections  # not before the write timeout
+        await clock.advance(TIMEOUT)
         await until(lambda: not server._connections)
-        assert not server._connections
         server.stop()
         sock.close()
+        clock.close()
 
-    run(body)
+    run(body, 2 * TIMEOUT)
 
 
 def test_a_head_must_arrive_within_header_timeout() -> None:
     async def body() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
         state = _State()
-        server, port = serve(state, header_timeout=0.05)
-        loop = asyncio.get_running_loop()
+        server, port = serve(state, header_timeout=TIMEOUT)
         # A fresh connection that trickles its head.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        t0 = loop.time()
         writer.write(b"GET /fast HTTP/1.1\r\n")
-        assert await reader.read() == b""
-        assert 0.04 < loop.time() - t0 < 1
+        eof = asyncio.ensure_future(reader.read())
+        await until(lambda: any(c._h1.buffered for c in server._connections))
+        await clock.advance(TIMEOUT / 2)
+        assert not eof.done()  # not before the header timeout
+        await clock.advance(TIMEOUT)
+        assert await eof == b""
         writer.close()
         # A keep-alive connection: idle is allowed (idle_connection_timeout),
         # but the next head's clock starts at its first byte.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert (await request(reader, writer, "/fast"))[1] == b"fast"
         eof = asyncio.ensure_future(reader.read())
-        done, _ = await asyncio.wait([eof], timeout=0.15)
-        assert not done, "an idle keep-alive connection was closed at header_timeout"
-        t0 = loop.time()
+        await clock.advance(2 * TIMEOUT)
+        await turns()
+        assert not eof.done(), "an idle keep-alive connection was closed at header_timeout"
         writer.write(b"GET /fast HTTP/1.1\r\n")
+        await until(lambda: any(c._h1.buffered for c in server._connections))
+        await clock.advance(TIMEOUT / 2)
+        assert not eof.done()
+        await clock.advance(TIMEOUT)
         assert await eof == b""
-        assert 0.04 < loop.time() - t0 < 1
         writer.close()
         server.stop()
         await server.close_all_connections()
+        clock.close()
 
-    run(body)
+    run(body, 6 * TIMEOUT)
 
 
 def test_idle_keep_alive_connection_closes_at_idle_timeout() -> None:
     async def body() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
         state = _State()
-        server, port = serve(state, idle_connection_timeout=0.05, header_timeout=5)
+        server, port = serve(state, idle_connection_timeout=TIMEOUT, header_timeout=5 * TIMEOUT)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert (await request(reader, writer, "/fast"))[1] == b"fast"
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        assert await reader.read() == b""
-        assert loop.time() - t0 < 1
+        eof = asyncio.ensure_future(reader.read())
+        await clock.advance(TIMEOUT / 2)
+        await turns()
+        assert not eof.done()  # not before the idle timeout
+        await clock.advance(TIMEOUT)
+        assert await eof == b""
         writer.close()
         server.stop()
+        clock.close()
 
-    run(body)
+    run(body, 2 * TIMEOUT)
 
 
 def test_drain_closes_connections_served_through_handle_stream() -> None:

@@ -111,13 +111,14 @@ def test_readiness_is_false_while_starting_and_while_draining(tmp_path: Path) ->
         f"{metrics_address[0]}:{metrics_address[1]}",
         env={"SQUALL_TEST_GATE": str(gate)},
     ) as squall:
-        address = squall.address()
         squall.expect(r"Metrics on")
         # The worker is importing the application (held at the gate).
         assert get(metrics_address, "/readyz") == (503, b"not ready: no worker ready yet\n")
         assert get(metrics_address, "/livez")[0] == 200
         with open(gate, "wb") as opened:
             opened.write(b"go")
+        # Announced once a worker is ready (a target that fails is never).
+        address = squall.address()
         squall.expect(r"Worker (\d+) ready")
         assert get(metrics_address, "/readyz")[0] == 200
         held = http.client.HTTPConnection(*address, timeout=10)

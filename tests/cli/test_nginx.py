@@ -84,12 +84,18 @@ def test_proxy_headers_and_websocket_through_nginx(nginx: tuple[tuple[str, int],
     address, sock_path = nginx
     with Squall("sample_apps:app", "--bind", f"unix:{sock_path}") as squall:
         squall.expect("serving")
-        status, body = _get(address, "/", "X-Forwarded-For: 203.0.113.5\r\n")
-        assert status == 200, body
-        seen = json.loads(body)
-        # nginx appended its peer (127.0.0.1, trusted); the client is left of it.
-        assert seen["remote_ip"] == "203.0.113.5"
-        assert seen["protocol"] == "http"
+        # Issue 36, row 3: what the client wrote in X-Forwarded-For or
+        # Forwarded is not believed; nginx's own X-Forwarded-For (its peer,
+        # this test's 127.0.0.1) is.
+        for spoof in (
+            "X-Forwarded-For: 203.0.113.5\r\n",
+            "Forwarded: for=6.6.6.6;proto=https\r\n",
+            "X-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n",
+        ):
+            status, body = _get(address, "/", spoof)
+            assert status == 200, body
+            seen = json.loads(body)
+            assert (seen["remote_ip"], seen["protocol"]) == ("127.0.0.1", "http"), spoof
 
         from squall.websocket import websocket_connect
 
@@ -119,5 +125,27 @@ def test_rolling_restart_behind_nginx_has_zero_502s(nginx: tuple[tuple[str, int]
         assert load.failures == []  # a 502 would be a failure
         assert load.retried == 0  # nginx itself never closed on the clients
         assert load.pids & new
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+
+
+def test_h2c_upgrade_does_not_pass_nginx(nginx: tuple[tuple[str, int], Path]) -> None:
+    # Issue 36, row 1: behind the README's nginx, "Upgrade: h2c" became a
+    # 101 and the connection a tunnel nginx no longer read.
+    address, sock_path = nginx
+    with Squall("sample_apps:app", "--bind", f"unix:{sock_path}", "--http2") as squall:
+        squall.expect("serving")
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+                b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            )
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        # Both requests answered over HTTP/1.1 by the application.
+        assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+        assert data.count(b"HTTP/1.1 200 ") == 2, data
         squall.signal(signal.SIGTERM)
         assert squall.wait() == 0

@@ -68,15 +68,39 @@ def test_forwarded_chain_with_trusted_proxies() -> None:
         ("X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n", "203.0.113.9", "https"),
         # The right-most address not of a trusted proxy is the client's.
         ("X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.5\r\n", "203.0.113.9", "http"),
-        ("Forwarded: for=203.0.113.9;proto=https\r\n", "203.0.113.9", "https"),
-        ('Forwarded: for="[2001:db8::7]:80", for=10.0.0.5;proto=https\r\n', "2001:db8::7", "http"),
         ("X-Forwarded-For: not-an-address\r\n", "127.0.0.1", "http"),
+        # Issue 36, row 3: the kind of header the proxy does not set is the
+        # client's own, passed on: it does not count.
+        (
+            "Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-For: 203.0.113.7\r\n",
+            "203.0.113.7",
+            "http",
+        ),
+        ("Forwarded: for=6.6.6.6;proto=https\r\n", "127.0.0.1", "http"),
+        # RFC 7239 Forwarded when the proxy is said to set it (the other
+        # kind is then the client's).
+        ("forwarded|Forwarded: for=203.0.113.9;proto=https\r\n", "203.0.113.9", "https"),
+        (
+            'forwarded|Forwarded: for="[2001:db8::7]:80", for=10.0.0.5;proto=https\r\n',
+            "2001:db8::7",
+            "http",
+        ),
+        (
+            "forwarded|X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n"
+            "Forwarded: for=203.0.113.9\r\n",
+            "203.0.113.9",
+            "http",
+        ),
     ],
 )
 def test_proxy_headers_from_a_trusted_peer(headers: str, remote_ip: str, protocol: str) -> None:
+    # "STYLE|HEADERS": with --proxy-header-style STYLE.
+    style, _, headers = headers.rpartition("|")
+    options = {"proxy_header_style": style} if style else {}
+
     async def body() -> None:
         server, port = start(
-            sample_apps.make_app(), forwarded_allow_ips=["127.0.0.1", "10.0.0.0/8"]
+            sample_apps.make_app(), forwarded_allow_ips=["127.0.0.1", "10.0.0.0/8"], **options
         )
         status, _, data = await fetch(port, "/", headers)
         assert status == 200
@@ -121,7 +145,12 @@ async def _scope_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     [
         ("X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n", "203.0.113.9", "https"),
         ("X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.5\r\n", "203.0.113.9", "http"),
-        ("Forwarded: for=203.0.113.9;proto=https\r\n", "203.0.113.9", "https"),
+        # Issue 36, row 3: a Forwarded passed through by an X-Forwarded-* proxy.
+        (
+            "Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-For: 203.0.113.9\r\n",
+            "203.0.113.9",
+            "http",
+        ),
         ("X-Forwarded-Proto: wss\r\n", "127.0.0.1", "https"),
         ("X-Forwarded-For: not-an-address\r\n", "127.0.0.1", "http"),
         ("", "127.0.0.1", "http"),
@@ -335,3 +364,65 @@ def test_http2_option_turns_http2_on() -> None:
     server, _ = start(sample_apps.make_app(), http2=True)
     assert server._h2_limits is not None
     server.stop()
+
+
+H2C_UPGRADE = (
+    "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "upgraded"),
+    [
+        # Issue 36, row 1: proxy headers trusted (the default) means behind
+        # a proxy, where an h2c upgrade would tunnel past it.
+        ({}, False),
+        ({"proxy_headers": False}, True),
+        ({"h2c_upgrade": True}, True),
+        ({"proxy_headers": False, "h2c_upgrade": False}, False),
+    ],
+)
+def test_h2c_upgrade_is_off_behind_a_proxy_by_default(
+    options: dict[str, Any], upgraded: bool
+) -> None:
+    pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+    async def body() -> None:
+        server, port = start(sample_apps.make_app(), http2=True, **options)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET / HTTP/1.1\r\nHost: t\r\n{H2C_UPGRADE}\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 " if upgraded else b"HTTP/1.1 200 ")
+        writer.close()
+        server.stop()
+        await server.close_all_connections()
+
+    run(body)
+
+
+class _EarlyHinted(RequestHandler):
+    def get(self) -> None:
+        sent = self.send_early_hints(["</a.css>; rel=preload; as=style"])
+        self.write(f"sent={sent}")
+
+
+@pytest.mark.parametrize("request_id", [False, True])
+def test_early_hints_pass_the_runner(request_id: bool) -> None:
+    # The runner's request.connection (a proxy that follows the response for
+    # the access log) hands the 103 to the server's connection.
+    async def body() -> None:
+        server, port = start(Application([("/", _EarlyHinted)]), request_id=request_id)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = await reader.read()
+            writer.close()
+            interim, _, rest = data.partition(b"\r\n\r\n")
+            assert interim == b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload; as=style"
+            assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert rest.endswith(b"sent=True")
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    run(body)

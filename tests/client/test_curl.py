@@ -172,6 +172,45 @@ class CurlTest(AsyncHTTPTestCase):
             self.fetch("/redirect?to=/redirect%3Fto%3D/echo", max_redirects=1)
         assert info.value.errno == pycurl.E_TOO_MANY_REDIRECTS
 
+    def test_redirects_follow_the_client_policy(self) -> None:
+        # The client, not libcurl, follows (libcurl kept PUT after a 303 and
+        # dropped a PUT's body on a 302): the same-origin Cookie stays, the
+        # response names the caller's request, and neither the buffer nor
+        # the streaming_callback gets the redirect's body.
+        cookie = {"Cookie": "c=1"}
+        response = self.fetch(
+            "/redirect?to=/echo&status=302", method="POST", body="x", headers=cookie
+        )
+        seen = json_decode(response.body)
+        assert (seen["method"], seen["headers"]["Cookie"]) == ("GET", "c=1")
+        assert response.effective_url == self.get_url("/echo")
+        assert response.request.url == self.get_url("/redirect?to=/echo&status=302")
+        kept = self.fetch(
+            "/redirect?to=/echo&status=307", method="PUT", body="keep", headers=cookie
+        )
+        assert json_decode(kept.body)["body"] == "keep"
+        unfollowed = self.fetch("/redirect?to=/echo", follow_redirects=False, headers=cookie)
+        assert unfollowed.code == 302
+        with pytest.raises(CurlError) as info:
+            self.fetch("/redirect?to=/redirect%3Fto%3D/echo", max_redirects=1, headers=cookie)
+        assert info.value.errno == pycurl.E_TOO_MANY_REDIRECTS
+        lines: list[str] = []
+        chunks: list[bytes] = []
+        response = self.fetch(
+            "/redirect?to=/echo",
+            headers=cookie,
+            header_callback=lines.append,
+            streaming_callback=chunks.append,
+        )
+        assert lines[0].startswith("HTTP/1.1 302")
+        assert any(line.startswith("HTTP/1.1 200") for line in lines)
+        assert json_decode(b"".join(chunks))["method"] == "GET"
+        assert "Location" not in response.headers
+        put = self.fetch("/redirect?to=/echo&status=302", method="PUT", body="p")
+        assert (json_decode(put.body)["method"], json_decode(put.body)["body"]) == ("PUT", "p")
+        put = self.fetch("/redirect?to=/echo&status=303", method="PUT", body="p")
+        assert (json_decode(put.body)["method"], json_decode(put.body)["body"]) == ("GET", "")
+
     def test_basic_and_digest_auth(self) -> None:
         basic = self.fetch("/auth", auth_username="jos\u0065\u0301", auth_password="p\xe9")
         # RFC 7617: the credentials are NFC-normalised UTF-8.

@@ -31,6 +31,7 @@ from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 
+from .._clock import LoopClock  # noqa: E402
 from ._client import RawH2, http1_head  # noqa: E402
 
 REQUEST = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
@@ -109,9 +110,13 @@ LIMITS = H2Limits(
     max_window_updates_per_second=50,
     max_continuation_frames=8,
     max_header_list_size=8192,
-    send_timeout=0.2,
-    idle_stream_timeout=0.2,
+    # Far longer than any stall of a loaded machine: the tests that want
+    # them to pass move the server's clock past them (tests/_clock.py).
+    send_timeout=60.0,
+    idle_stream_timeout=60.0,
 )
+# gen_test's deadline is on the moved clock too: the time moved, and 10 s.
+TIMED = 10 + LIMITS.send_timeout + 1
 
 
 class AttackTest(AsyncHTTPTestCase):
@@ -122,6 +127,14 @@ class AttackTest(AsyncHTTPTestCase):
 
     def get_httpserver_options(self) -> dict[str, Any]:
         return {"http2": True, "http2_limits": LIMITS}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = LoopClock(self.io_loop.asyncio_loop)  # type: ignore[attr-defined]
+
+    def tearDown(self) -> None:
+        self.clock.close()
+        super().tearDown()
 
     async def expect_calm(self, client: RawH2) -> None:
         await client.until_closed()
@@ -256,7 +269,7 @@ class AttackTest(AsyncHTTPTestCase):
         await client.close()
         await self.still_serving()
 
-    @gen_test
+    @gen_test(timeout=TIMED)
     async def test_zero_window_held_forever(self) -> None:
         client = await RawH2.connect(
             self.get_http_port(), settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
@@ -267,6 +280,9 @@ class AttackTest(AsyncHTTPTestCase):
         ):
             sid = client.request("/big")
             r = client.responses[sid]
+            await client.until(lambda: self.state.started > 0)
+            assert r.reset is None  # not before the send timeout
+            await self.clock.advance(LIMITS.send_timeout + 1)
             await client.until(lambda: r.reset is not None)
             await asyncio.wait_for(self.state.write_failed.wait(), 2)
         assert r.reset == ErrorCode.CANCEL
@@ -275,7 +291,7 @@ class AttackTest(AsyncHTTPTestCase):
         assert not client.closed
         await client.close()
 
-    @gen_test
+    @gen_test(timeout=TIMED)
     async def test_stream_opened_and_never_finished(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         with ExpectLog(
@@ -283,9 +299,16 @@ class AttackTest(AsyncHTTPTestCase):
         ):
             sid = client.request("/", method="POST", end=False)
             r = client.responses[sid]
+            # The HEADERS are in once the server has answered our SETTINGS'
+            # ping-pong: a round trip after them.
+            await client.fetch("/")
+            assert r.reset is None  # not before the timeout
+            await self.clock.advance(LIMITS.idle_stream_timeout + 1)
             await client.until(lambda: r.reset is not None)
         assert r.reset == ErrorCode.CANCEL
-        assert self.state.started == 0  # a body that never ended: no handler ran
+        # A body that never ended: no handler ran for it (the one that ran
+        # is the round trip's).
+        assert self.state.started == 1
         await client.close()
 
 

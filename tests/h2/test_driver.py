@@ -28,6 +28,7 @@ from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
 
+from .._clock import LoopClock  # noqa: E402
 from ._client import RawH2, http1_head  # noqa: E402
 from .test_attacks import condition  # noqa: E402
 
@@ -339,13 +340,25 @@ class TimeoutTest(AsyncHTTPTestCase):
         self.log: list[Any] = []
         return Application([("/stream", Streaming, {"log": self.log}), ("/bodiless", Bodiless)])
 
+    # Far longer than any stall of a loaded machine: the tests that want
+    # them to pass move the server's clock past them (tests/_clock.py).
+    TIMEOUT = 60.0
+
     def get_httpserver_options(self) -> dict[str, Any]:
         return {
             "http2": True,
-            "idle_connection_timeout": 0.2,
-            "body_timeout": 0.2,
-            "http2_limits": H2Limits(idle_stream_timeout=30),
+            "idle_connection_timeout": self.TIMEOUT,
+            "body_timeout": self.TIMEOUT,
+            "http2_limits": H2Limits(idle_stream_timeout=30 * self.TIMEOUT),
         }
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = LoopClock(self.io_loop.asyncio_loop)  # type: ignore[attr-defined]
+
+    def tearDown(self) -> None:
+        self.clock.close()
+        super().tearDown()
 
     @gen_test
     async def test_streamed_body_waits_for_prepare(self) -> None:
@@ -371,14 +384,18 @@ class TimeoutTest(AsyncHTTPTestCase):
         assert (r.status, r.body, r.headers["content-length"]) == (200, b"", "42")
         await client.close()
 
-    @gen_test
+    # gen_test's deadline is on the moved clock too: the time moved, and 10 s.
+    @gen_test(timeout=10 + 2 * TIMEOUT)
     async def test_idle_connection_closed_with_goaway(self) -> None:
         client = await RawH2.connect(self.get_http_port())
+        r = await client.fetch("/bodiless")  # a round trip: the connection is served
+        assert r.status == 304 and client.goaway is None
+        await self.clock.advance(2 * self.TIMEOUT)
         await client.until_closed()
         assert client.goaway is not None and client.goaway.error_code == ErrorCode.NO_ERROR
         await client.close()
 
-    @gen_test
+    @gen_test(timeout=10 + 2 * TIMEOUT)
     async def test_body_timeout(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         with ExpectLog(
@@ -386,6 +403,9 @@ class TimeoutTest(AsyncHTTPTestCase):
         ):
             sid = client.request("/stream", method="PUT", body=b"x", end=False)
             r = client.responses[sid]
+            await client.fetch("/bodiless")  # a round trip: the body's start is in
+            assert r.reset is None  # not before the body timeout
+            await self.clock.advance(2 * self.TIMEOUT)
             await client.until(lambda: r.reset is not None)
         assert r.reset == ErrorCode.CANCEL
         await client.close()
@@ -545,8 +565,18 @@ class EarlyResponseTest(AsyncHTTPTestCase):
     def get_app(self) -> Any:
         return EarlyApp()
 
+    SEND_TIMEOUT = 60.0  # the test moves the server's clock past it (tests/_clock.py)
+
     def get_httpserver_options(self) -> dict[str, Any]:
-        return {"http2": True, "http2_limits": H2Limits(send_timeout=0.1)}
+        return {"http2": True, "http2_limits": H2Limits(send_timeout=self.SEND_TIMEOUT)}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = LoopClock(self.io_loop.asyncio_loop)  # type: ignore[attr-defined]
+
+    def tearDown(self) -> None:
+        self.clock.close()
+        super().tearDown()
 
     @gen_test
     async def test_response_before_the_body_resets_with_no_error(self) -> None:
@@ -571,12 +601,16 @@ class EarlyResponseTest(AsyncHTTPTestCase):
         assert r.reset == ErrorCode.PROTOCOL_ERROR
         await client.close()
 
-    @gen_test
+    # gen_test's deadline is on the moved clock too: the time moved, and 10 s.
+    @gen_test(timeout=10 + 2 * SEND_TIMEOUT)
     async def test_client_that_never_reads_is_dropped(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         await client.fetch("/")
         (conn,) = self.http_server._connections
         with ExpectLog("squall.general", "HTTP/2 client .* does not read", level=logging.INFO):
             conn.pause_writing()  # as if the socket buffer stayed full
+            await self.clock.advance(self.SEND_TIMEOUT / 2)
+            assert self.http_server._connections  # not before the send timeout
+            await self.clock.advance(self.SEND_TIMEOUT)
             await condition(lambda: not self.http_server._connections)
         await client.close()

@@ -26,7 +26,9 @@ from squall._h2 import ErrorCode, H2Limits  # noqa: E402
 from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
+from tests._clock import LoopClock  # noqa: E402
 from tests.h2._client import RawH2, Response, http1_head  # noqa: E402
+from tests.hostile._serve import LOOPS, connect, read_response, run, serving  # noqa: E402
 
 WINDOW = 16384
 
@@ -129,21 +131,34 @@ def records(*names: str, level: int = logging.INFO) -> Iterator[list[logging.Log
 
 
 class SlowReaderTest(AsyncHTTPTestCase):
-    """Issue 23, item 2: a response held by flow control is not idle."""
+    """Issue 23, item 2: a response held by flow control is not idle.
 
-    IDLE = 0.1
-    PAUSE = 0.2  # longer than the idle timeout (and its sweep)
+    The test moves the server's clock (tests/_clock.py): its timeouts are
+    far longer than any stall of a loaded machine, and the pauses step past
+    the idle timeout without waiting for it.
+    """
+
+    IDLE = 30.0
+    SEND_TIMEOUT = 120.0  # longer than a pause: it measures a window held shut
+    PAUSE = 40.0  # longer than the idle timeout (and its sweep)
 
     def get_app(self) -> Application:
         return make_app()
 
     def get_httpserver_options(self) -> dict[str, Any]:
-        # A send timeout shorter than the whole download (and well over a
-        # pause): it measures a window held shut, not a slow one.
-        limits = H2Limits(send_timeout=0.5)
+        limits = H2Limits(send_timeout=self.SEND_TIMEOUT, idle_stream_timeout=self.SEND_TIMEOUT)
         return {"http2": True, "idle_connection_timeout": self.IDLE, "http2_limits": limits}
 
-    @gen_test(timeout=10)
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = LoopClock(self.io_loop.asyncio_loop)  # type: ignore[attr-defined]
+
+    def tearDown(self) -> None:
+        self.clock.close()
+        super().tearDown()
+
+    # The test's deadline is on the same clock: the time advanced, and 10 s.
+    @gen_test(timeout=10 + 4 * PAUSE + 2 * IDLE)
     async def test_response_waiting_for_window_is_not_cut_off_as_idle(self) -> None:
         total = 5 * WINDOW
         client = await RawH2.connect(
@@ -160,13 +175,14 @@ class SlowReaderTest(AsyncHTTPTestCase):
             await client.until(lambda want=want: len(r.body) >= want or r.ended)
             if r.ended:
                 break
-            await asyncio.sleep(self.PAUSE)
+            await self.clock.advance(self.PAUSE)
             client.conn.increment_flow_control_window(WINDOW, stream_id=sid)
             client.conn.increment_flow_control_window(WINDOW)
             client.flush()
         assert (r.status, len(r.body), r.reset) == (200, total, None)
         assert client.goaway is None and not client.closed
         # Once the last byte is out the connection is idle, and closed as such.
+        await self.clock.advance(2 * self.IDLE)
         await client.until_closed()
         assert client.goaway is not None
         assert client.goaway.additional_data == b"idle"
@@ -316,6 +332,60 @@ class HostileH2Test(AsyncHTTPTestCase):
         )
         assert status.startswith(b"HTTP/1.1 200 ")
 
+    @gen_test
+    async def test_upgrade_whose_connection_omits_http2_settings_stays_http1(self) -> None:
+        # Issue 36, row 1: nginx's WebSocket recipe forwards the client's
+        # Upgrade with "Connection: upgrade". RFC 7540 §3.2: Connection
+        # names HTTP2-Settings too, else this is no h2c upgrade.
+        for connection in (b"upgrade", b"Upgrade, Keep-Alive", b"HTTP2-Settings"):
+            status = await http1_head(
+                self.get_http_port(),
+                b"GET /host HTTP/1.1\r\nHost: x\r\nConnection: " + connection + b"\r\n"
+                b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+            )
+            assert status.startswith(b"HTTP/1.1 200 "), (connection, status)
+
+
+H2C_REQUEST = (
+    b"GET /host HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"
+)
+
+
+class BehindProxyTest(AsyncHTTPTestCase):
+    """Issue 36, row 1: behind a proxy (xheaders), no h2c upgrade by default."""
+
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "xheaders": True}
+
+    @gen_test
+    async def test_h2c_upgrade_is_not_taken_but_prior_knowledge_is(self) -> None:
+        status = await http1_head(self.get_http_port(), H2C_REQUEST)
+        assert status.startswith(b"HTTP/1.1 200 ")
+        # A proxy that parses HTTP/1.1 cannot pass the preface on.
+        client = await RawH2.connect(self.get_http_port())
+        r = send(client, 1, head("/host"))
+        await client.until(lambda: r.ended)
+        assert r.status == 200
+        await client.close()
+
+
+class UpgradeAskedForBehindProxyTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "xheaders": True, "h2c_upgrade": True}
+
+    @gen_test
+    async def test_h2c_upgrade_is_taken_when_asked_for(self) -> None:
+        # Asked for explicitly: the operator's proxy does not forward Upgrade.
+        status = await http1_head(self.get_http_port(), H2C_REQUEST)
+        assert status.startswith(b"HTTP/1.1 101 ")
+
 
 class WithoutHTTP2Test(AsyncHTTPTestCase):
     def get_app(self) -> Application:
@@ -333,3 +403,25 @@ class WithoutHTTP2Test(AsyncHTTPTestCase):
             await client.until_closed()
         assert bytes(client.raw).startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
         await client.close()
+
+
+@pytest.mark.parametrize("h2c_upgrade", [True, False])
+@pytest.mark.parametrize("loop", LOOPS)
+def test_only_a_connections_first_request_may_upgrade(loop: str, h2c_upgrade: bool) -> None:
+    # uvloop keeps calling the data_received it took at connection_made: the
+    # preface sniffer's, after the connection became plain HTTP/1.1. Before,
+    # each later read made the connection a sniffer again (so its next
+    # request could upgrade); with issue 36's first change, it raised.
+    async def main() -> None:
+        async with serving(make_app(), http2=True, h2c_upgrade=h2c_upgrade) as (_, port):
+            reader, writer = await connect(port)
+            try:
+                writer.write(b"GET /host HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert (await read_response(reader))[0] == 200
+                writer.write(H2C_REQUEST)
+                status, _, body = await read_response(reader)
+                assert (status, body) == (200, b"x")
+            finally:
+                writer.close()
+
+    run(main, loop)

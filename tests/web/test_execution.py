@@ -75,7 +75,9 @@ class _AsyncPrepare(_Observed):
 
 class ExecutionTest(AsyncHTTPTestCase):
     def get_app(self) -> Application:
-        return Application([("/plain", _Plain), ("/waiting", _Waiting), ("/prepare", _AsyncPrepare)])
+        return Application(
+            [("/plain", _Plain), ("/waiting", _Waiting), ("/prepare", _AsyncPrepare)]
+        )
 
     def setUp(self) -> None:
         super().setUp()
@@ -93,9 +95,7 @@ class ExecutionTest(AsyncHTTPTestCase):
         assert _request_id.get() is None
 
     def test_a_plain_handler(self) -> None:
-        self._hooks_share_one_task_and_context(
-            "/plain", b"plain", ["prepare", "get", "on_finish"]
-        )
+        self._hooks_share_one_task_and_context("/plain", b"plain", ["prepare", "get", "on_finish"])
 
     def test_a_handler_that_waits(self) -> None:
         self._hooks_share_one_task_and_context(
@@ -116,7 +116,7 @@ class ExecutionTest(AsyncHTTPTestCase):
             try:
                 return await original(self, *args, **kwargs)
             finally:
-                events.append("exit finished=%s" % self._finished)
+                events.append(f"exit finished={self._finished}")
 
         with mock.patch.object(RequestHandler, "_execute", wrapper):
             assert inspect.iscoroutinefunction(RequestHandler._execute)

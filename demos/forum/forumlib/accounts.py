@@ -7,12 +7,17 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 from typing import Any
 
 from .base import USER_COOKIE, BaseHandler
 from .security import Throttle, safe_next
 
 MAX_NAME = 32
+# Unicode categories refused in names: controls, format characters (the
+# bidirectional overrides and isolates, zero-width joiners), surrogates,
+# private use and unassigned code points.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
@@ -52,7 +57,13 @@ def make_throttles(db: Any, settings: dict[str, Any]) -> dict[str, Throttle]:
     """The throttles named by the settings' ``(limit, window seconds)`` pairs."""
     return {
         name: Throttle(db, name, *settings[name])
-        for name in ("login_account_limit", "login_address_limit", "signup_address_limit")
+        for name in (
+            "login_account_limit",
+            "login_address_limit",
+            "signup_address_limit",
+            "post_user_limit",
+        )
+        if settings.get(name)
     }
 
 
@@ -102,6 +113,10 @@ class SignupHandler(AccountHandler):
         error = None
         if not name or len(name) > MAX_NAME:
             error = f"Pick a name of 1 to {MAX_NAME} characters."
+        elif any(unicodedata.category(char) in _HIDDEN for char in name):
+            # A right-to-left override shows "\u202eevil" as "live", and an
+            # invisible character makes "bob\u200b" look like "bob".
+            error = "A name cannot hold control, format or direction characters."
         elif not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             error = f"Pick a password of at least {MIN_PASSWORD} characters."
         elif await self.db.fetchone("SELECT id FROM users WHERE name = ?", name) is not None:

@@ -23,6 +23,34 @@ def when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
+class TooFast(squall.web.HTTPError):
+    """429: a throttle's limit is reached; ``retry_after`` seconds until the next."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            429, reason=f"too many posts and edits: try again in {retry_after} seconds"
+        )
+        self.retry_after = retry_after
+
+
+class FieldTooLong(squall.web.HTTPError):
+    """A form field over its limit: the form comes back with the text in it.
+
+    Only a client that bypasses the field's ``maxlength`` sends one; its text
+    is not thrown away with a bare 400 page.
+    """
+
+    def __init__(self, name: str, limit: int, length: int) -> None:
+        super().__init__(
+            400, reason=f"{name} is over {limit} characters (it has {length:,}): not saved yet"
+        )
+        self.field = name
+
+
+# Form fields shown as a text area when a form is sent back.
+_LONG_FIELDS = ("body", "message")
+
+
 class ForumResponses(squall.web.RequestHandler):
     """Mixed into every handler (pages, static files): the security headers, and
     errors shown as the forum's own styled page."""
@@ -34,6 +62,9 @@ class ForumResponses(squall.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         reason = getattr(exc, "reason", None)
+        if isinstance(exc, TooFast):
+            # (send_error cleared the headers set before the raise.)
+            self.set_header("Retry-After", str(exc.retry_after))
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             # Other workers held SQLite's one write lock longer than busy_timeout:
             # load, not a fault here. RFC 9110 section 15.6.4: 503, come back soon.
@@ -46,11 +77,30 @@ class ForumResponses(squall.web.RequestHandler):
         if not reason:
             reason = squall.httputil.responses.get(status_code, "Error")
         try:
+            if isinstance(exc, FieldTooLong) and self.request.method == "POST":
+                self.render_form_again(reason, exc.field)
+                return
             self.render("error.html", status_code=status_code, reason=reason)
         except Exception:
             # The error page itself failed (the database is down, say): plain text.
             self.set_header("Content-Type", "text/plain; charset=utf-8")
             self.finish(f"{status_code}: {reason}\n")
+
+    def render_form_again(self, reason: str, field: str) -> None:
+        """The form just posted, filled with what was sent, and why it was refused."""
+        fields = [
+            (name, self.decode_argument(values[-1], name))
+            for name, values in self.request.body_arguments.items()
+            if name != "_xsrf" and values
+        ]
+        self.render(
+            "form_again.html",
+            reason=reason,
+            field=field,
+            fields=fields,
+            long_fields=_LONG_FIELDS,
+            action=self.request.uri,
+        )
 
 
 class BaseHandler(ForumResponses):
@@ -108,7 +158,7 @@ class BaseHandler(ForumResponses):
         if not value:
             raise squall.web.HTTPError(400, reason=f"{name} is required")
         if len(value) > limit:
-            raise squall.web.HTTPError(400, reason=f"{name} is over {limit} characters")
+            raise FieldTooLong(name, limit, len(value))
         return value
 
     def page_argument(self) -> int:

@@ -218,21 +218,43 @@ def make_renderer(user_url: Callable[[str], str]) -> Callable[[str], str]:
     return render
 
 
-def excerpt(body: str, words: list[str], size: int = 240) -> str:
-    """A stretch of ``body`` as plain text (Markdown marks dropped) around the
-    first of ``words``, escaped, with the words wrapped in ``<mark>``."""
-    lines = r"```[\w+-]*|^\s*(?:>\s*)+|^\s*#+\s|^\s*[-+*]\s"
-    inline = r"`|\*\*|(?<!\w)\*|\*(?!\w)"
+# Code in a post: a fenced block (to its closing fence, or the end) or an
+# inline span.
+_CODE = re.compile(r"```[\w+-]*[^\S\n]*\n?(.*?)(?:\n?```|\Z)|`([^`\n]+)`", re.S)
+
+
+def _prose(text: str) -> str:
+    """Prose as one line of plain text, Markdown marks dropped."""
+    lines = r"^\s*(?:>\s*)+|^\s*#+\s|^\s*[-+*]\s"
+    inline = r"\*\*|(?<!\w)\*|\*(?!\w)"
     # A table's delimiter row goes; its cells are separated by a dot, rows by ";".
-    body = re.sub(r"^\s*\|?(?:\s*:?-+:?\s*\|)+\s*(?::?-+:?\s*)?$", " ", body, flags=re.M)
-    body = re.sub(
+    text = re.sub(r"^\s*\|?(?:\s*:?-+:?\s*\|)+\s*(?::?-+:?\s*)?$", " ", text, flags=re.M)
+    text = re.sub(
         r"^\s*\|(.*?)\|?\s*$",
         lambda row: " · ".join(c.strip() for c in row.group(1).split("|")) + ";",
-        body,
+        text,
         flags=re.M,
     )
-    text = re.sub(inline, "", re.sub(lines, " ", body, flags=re.M))
-    text = " ".join(text.split())
+    return " ".join(re.sub(inline, "", re.sub(lines, " ", text, flags=re.M)).split())
+
+
+def excerpt(body: str, words: list[str], size: int = 240) -> str:
+    """A stretch of ``body`` around the first of ``words``, escaped, with the
+    words wrapped in ``<mark>``: prose as plain text (Markdown marks dropped),
+    code kept apart from it in ``<code>`` with its line breaks."""
+    # (is_code, text) pieces, in order; the excerpt's window runs over their
+    # texts joined by single spaces.
+    pieces: list[tuple[bool, str]] = []
+    at = 0
+    for found in _CODE.finditer(body):
+        pieces.append((False, _prose(body[at : found.start()])))
+        code = found.group(1) if found.group(1) is not None else found.group(2)
+        lines = [line.rstrip() for line in code.strip("\n").splitlines()]
+        pieces.append((True, "\n".join(line for line in lines if line.strip())))
+        at = found.end()
+    pieces.append((False, _prose(body[at:])))
+    pieces = [(is_code, text) for is_code, text in pieces if text]
+    text = " ".join(piece for _, piece in pieces)
     lowered = text.lower()
     first = min((i for i in (lowered.find(w.lower()) for w in words) if i >= 0), default=0)
     start = max(0, first - size // 3)
@@ -240,12 +262,19 @@ def excerpt(body: str, words: list[str], size: int = 240) -> str:
         # Begin at a word: after the first space within a few characters.
         space = text.find(" ", start, first)
         start = space + 1 if space != -1 and space - start < 20 else start
-    piece = text[start : start + size]
-    shown = html.escape(piece, quote=False)
-    if words:
-        pattern = "|".join(re.escape(html.escape(w, quote=False)) for w in words)
-        shown = re.sub(f"({pattern})", r"<mark>\1</mark>", shown, flags=re.I)
-    return ("…" if start else "") + shown + ("…" if start + size < len(text) else "")
+    stop = start + size
+    pattern = "|".join(re.escape(html.escape(w, quote=False)) for w in words if w)
+    shown = []
+    offset = 0
+    for is_code, piece in pieces:
+        lo, hi = max(start, offset), min(stop, offset + len(piece))
+        if lo < hi:
+            part = html.escape(piece[lo - offset : hi - offset], quote=False)
+            if pattern:
+                part = re.sub(f"({pattern})", r"<mark>\1</mark>", part, flags=re.I)
+            shown.append(f"<code>{part}</code>" if is_code else part)
+        offset += len(piece) + 1
+    return ("…" if start else "") + " ".join(shown) + ("…" if stop < len(text) else "")
 
 
 def mentions(text: str) -> list[str]:

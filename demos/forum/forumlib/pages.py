@@ -11,7 +11,7 @@ from typing import Optional
 
 import squall.web
 
-from .base import GUEST_COOKIE, BaseHandler
+from .base import GUEST_COOKIE, BaseHandler, TooFast
 from .db import Row
 from .live import POSTS_SQL, TopicMixin
 from .markup import mentions, quote_post
@@ -37,11 +37,26 @@ class IndexHandler(BaseHandler):
                 board["id"],
             )
         messages = await self.db.count("SELECT COUNT(*) AS n FROM tb_message")
-        self.render("index.html", boards=boards, messages=messages)
+        last_message = await self.db.fetchone(
+            "SELECT name, created FROM tb_message ORDER BY id DESC LIMIT 1"
+        )
+        self.render("index.html", boards=boards, messages=messages, last_message=last_message)
 
 
 class PostWriter(TopicMixin):
-    """What starting a topic, replying and editing share: mentions."""
+    """What starting a topic, replying and editing share: a rate limit, mentions."""
+
+    async def refuse_if_writing_too_fast(self) -> None:
+        """429 with Retry-After when the user is over ``post_user_limit``
+        (new topics, replies and edits together); else counts this one."""
+        throttle = self.settings["throttles"].get("post_user_limit")
+        if throttle is None:
+            return
+        key = str(self.current_user["id"])
+        wait = await throttle.retry_after(key)
+        if wait:
+            raise TooFast(wait)
+        await throttle.hit(key)
 
     async def mention(
         self, body: str, post_id: int, topic_id: int, title: str, old: str = ""
@@ -54,6 +69,14 @@ class PostWriter(TopicMixin):
                 continue
             user = await self.db.fetchone("SELECT id FROM users WHERE name = ?", name)
             if user is None:
+                continue
+            # One notification per user per post: edits that take a mention
+            # out and put it back do not send it again.
+            if await self.db.fetchone(
+                "SELECT id FROM notifications WHERE user_id = ? AND post_id = ?",
+                user["id"],
+                post_id,
+            ):
                 continue
             note_id = await self.db.insert(
                 "notifications",
@@ -116,6 +139,7 @@ class BoardHandler(PostWriter):
         board = await self.board(slug)
         title = self.text_argument("title", MAX_TITLE)
         body = self.text_argument("body", MAX_BODY)
+        await self.refuse_if_writing_too_fast()
         now = time.time()
         user_id = self.current_user["id"]
         topic_id = await self.db.insert(
@@ -189,6 +213,7 @@ class TopicHandler(PostWriter):
         if topic["is_locked"] and not self.is_admin:
             raise squall.web.HTTPError(403, reason="this topic is locked")
         body = self.text_argument("body", MAX_BODY)
+        await self.refuse_if_writing_too_fast()
         now = time.time()
         user_id = self.current_user["id"]
         post_id = await self.db.insert(
@@ -267,6 +292,8 @@ class PostHandler(TopicHandler):
             if post["is_first"]:
                 # The topic's opening post carries its title.
                 title = self.text_argument("title", MAX_TITLE)
+            await self.refuse_if_writing_too_fast()
+            if post["is_first"]:
                 await self.db.execute(
                     "UPDATE topics SET title = ? WHERE id = ?", title, post["topic_id"]
                 )

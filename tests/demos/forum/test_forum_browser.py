@@ -340,3 +340,90 @@ def test_post_code_with_preview_edit_search_mobile_and_dark(tmp_path: Path) -> N
                     drain.cancel()
 
     run(main(), limit=BROWSER_LIMIT)
+
+
+# [document's scrollWidth, innerWidth] and each selector's widest box.
+MEASURE = """(selectors) => [document.documentElement.scrollWidth, innerWidth,
+  ...selectors.map((s) => Math.max(0, ...Array.from(document.querySelectorAll(s),
+                                                    (e) => e.getBoundingClientRect().width)))]"""
+
+# Where the first two letters of a text node that starts with ``text`` are
+# drawn, left to right: [x of the first, x of the second].
+LETTERS = """(selector, text) => {
+  for (const element of document.querySelectorAll(selector)) {
+    const node = Array.from(element.childNodes).find(
+      (n) => n.nodeType === Node.TEXT_NODE && n.textContent.startsWith(text));
+    if (!node) continue;
+    const at = (i) => { const r = document.createRange(); r.setStart(node, i);
+                        r.setEnd(node, i + 1); return r.getBoundingClientRect().left; };
+    return [at(0), at(1)];
+  }
+  return null;
+}"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_hostile_titles_neither_widen_pages_nor_reverse_bylines(tmp_path: Path) -> None:
+    # Issue 36, row 11: a 150-character title with no spaces made the lists,
+    # the topic heading, search and the front page 4,411 px wide at 1,280,
+    # and squeezed the front page's Board column to a word per line.
+    # Row 10: a title with U+202E reversed the byline after it.
+    from squall.httpclient import AsyncHTTPClient
+
+    from ._client import Visitor
+
+    async def main() -> None:
+        async with forum_server(tmp_path) as (_, base):
+            http = AsyncHTTPClient(force_instance=True)
+            ann = Visitor(base, http)
+            await ann.signup("ann")
+            long_title = "W" * 150
+            long_topic = await ann.new_topic("general", long_title, "wide words")
+            await ann.new_topic("squall", "\u202eesrever ni", "bidi check")
+            http.close()
+            with tempfile.TemporaryDirectory(prefix="squall-chromium-") as profile:
+                process, endpoint, drain = await launch(profile)
+                conn: Optional[WebSocketClientConnection] = None
+                try:
+                    conn = await websocket_connect(endpoint, max_message_size=64 * 1024 * 1024)
+                    devtools = DevTools(conn)
+                    tab = await Tab.open(devtools)
+                    await devtools.send(
+                        "Emulation.setDeviceMetricsOverride",
+                        tab.session,
+                        width=1280,
+                        height=800,
+                        deviceScaleFactor=1,
+                        mobile=False,
+                    )
+                    for path in (
+                        "/",
+                        "/b/general",
+                        f"/t/{long_topic}",
+                        "/search?q=wide",
+                        "/u/ann",
+                    ):
+                        await tab.goto(base + path)
+                        assert long_title in await tab.evaluate("document.body.textContent"), path
+                        widths = await tab.evaluate(
+                            f"({MEASURE})(['h1', 'table.list', '.results', '.crumbs'])"
+                        )
+                        assert widths[0] <= widths[1] == 1280, (path, widths)
+                        assert max(widths[2:]) <= 1280, (path, widths)
+                    # The front page's Board column keeps its room (the
+                    # long title is the Last post column's, which breaks it).
+                    await tab.goto(base + "/")
+                    board = await tab.evaluate(f"({MEASURE})(['.boards td:first-child'])")
+                    assert board[2] >= 300, board
+                    # "by ann" after the reversed title reads left to right.
+                    await tab.goto(base + "/search?q=bidi")
+                    b, y = await tab.evaluate(f"({LETTERS})('.result .muted', 'by ')")
+                    assert b < y
+                    await devtools.send("Browser.close")
+                finally:
+                    if conn is not None:
+                        conn.close()
+                    await shut(process)
+                    drain.cancel()
+
+    run(main(), limit=BROWSER_LIMIT)

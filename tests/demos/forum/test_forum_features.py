@@ -77,7 +77,9 @@ def test_search_excerpts_are_plain_escaped_text_with_the_words_marked() -> None:
 
     body = "> quoted\n\nUse **write_message** with `<b>` & x > 1, *not* " + "filler " * 60 + "END"
     shown = excerpt(body, ["write_message", "end"])
-    assert shown.startswith("quoted Use <mark>write_message</mark> with &lt;b&gt; &amp; x &gt; 1,")
+    assert shown.startswith(
+        "quoted Use <mark>write_message</mark> with <code>&lt;b&gt;</code> &amp; x &gt; 1,"
+    )
     assert " not filler" in shown and shown.endswith("…")
     late = excerpt(body, ["END"])
     assert late.startswith("…filler") and late.endswith("<mark>END</mark>")
@@ -403,3 +405,48 @@ def test_text_colours_meet_wcag_aa_contrast_in_light_and_dark() -> None:
             ratio = contrast(colours[fg], colours[bg])
             assert ratio >= 4.5, (fg, bg, round(ratio, 2), block[:40])
     assert round(contrast("#000000", "#ffffff"), 1) == 21.0
+
+
+def test_a_post_notifies_a_user_once_and_writes_are_throttled(tmp_path: Path, db_url: str) -> None:
+    # Issue 36, row 9: five edits toggling "@bob" sent bob six notifications
+    # for one post, and edits had no rate limit.
+    async def main() -> None:
+        limit = {"post_user_limit": (8, 600.0)}
+        async with forum_server(tmp_path, db_url, **limit) as (_, base), client() as http:
+            ann, bob = Visitor(base, http), Visitor(base, http)
+            await ann.signup("ann")
+            await bob.signup("bob")
+            topic = await ann.new_topic("general", "Ping", "opening")
+            reply, _ = await ann.reply(topic, "hey @bob")
+            for n in range(5):
+                body = "hey" if n % 2 == 0 else "hey @bob"
+                assert (await ann.fetch(f"/p/{reply}/edit", {"body": body})).code == 302
+            listed = (await bob.fetch("/notifications")).body.decode()
+            assert listed.count("mentioned you in") == 1
+            # 7 writes so far (topic, reply, 5 edits): the 8th is the last
+            # this window allows, whichever kind it is.
+            assert (await ann.fetch(f"/p/{reply}/edit", {"body": "last"})).code == 302
+            refused = await ann.fetch(f"/p/{reply}/edit", {"body": "one too many"})
+            assert refused.code == 429
+            assert 0 < int(refused.headers["Retry-After"]) <= 600
+            assert b"too many posts and edits" in refused.body
+            assert (await ann.fetch(f"/t/{topic}", {"body": "a reply"})).code == 429
+            # Per user: bob still writes.
+            assert (await bob.fetch(f"/t/{topic}", {"body": "bob's"})).code == 302
+
+    run(main())
+
+
+def test_names_with_direction_or_invisible_characters_are_refused(tmp_path: Path) -> None:
+    # Issue 36, row 10: the name "\u202eevil" showed as "live" (and
+    # "bob\u200b" as "bob"): anyone could pass as another name. How titles
+    # with such characters show is the browser test's (test_forum_browser).
+    async def main() -> None:
+        async with forum_server(tmp_path) as (_, base), client() as http:
+            for name in ("\u202eevil", "bob\u200b", "a\u2067b"):
+                refused = await Visitor(base, http).signup(name)
+                assert refused.code == 400, name
+                assert b"cannot hold control, format or direction" in refused.body
+            assert (await Visitor(base, http).signup("\u05e9\u05dc\u05d5\u05dd")).code == 302
+
+    run(main())

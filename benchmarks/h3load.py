@@ -1,0 +1,140 @@
+"""A small HTTP/3 load generator on aioquic, for ``make bench-h3``.
+
+h2load cannot speak HTTP/3 here (Debian's nghttp2-client is built without
+QUIC), so this keeps ``--streams`` requests in flight on each of
+``--connections`` QUIC connections for ``--duration`` seconds and prints one
+JSON line: the responses completed after ``--warm-up`` seconds and the time
+they took. Run it in its own process, pinned to a core of its own: it is
+Python, and it is usually the slower side.
+
+    python benchmarks/h3load.py PORT [--connections 4] [--streams 16] [--duration 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import sys
+import time
+from typing import Any
+
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import QuicEvent
+
+
+class Loader(QuicConnectionProtocol):
+    """Keeps a fixed number of requests in flight until the deadline."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.h3 = H3Connection(self._quic)
+        self.deadline = 0.0
+        self.counting_from = 0.0
+        self.done = 0
+        self.errors = 0
+        self.in_flight = 0
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.request_head = [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"localhost"),
+            (b":path", b"/?n=bench"),
+        ]
+
+    def fire(self) -> None:
+        sid = self._quic.get_next_available_stream_id()
+        self.h3.send_headers(sid, self.request_head, end_stream=True)
+        self.in_flight += 1
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        for h3_event in self.h3.handle_event(event):
+            if isinstance(h3_event, HeadersReceived):
+                if h3_event.headers[0] != (b":status", b"200"):
+                    self.errors += 1
+                ended = h3_event.stream_ended
+            elif isinstance(h3_event, DataReceived):
+                ended = h3_event.stream_ended
+            else:
+                continue
+            if ended:
+                self.in_flight -= 1
+                now = time.monotonic()
+                if now >= self.counting_from:
+                    self.done += 1
+                if now < self.deadline:
+                    self.fire()
+                elif not self.in_flight and not self.finished.done():
+                    self.finished.set_result(None)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warm-up", type=float, default=1.0)
+    args = parser.parse_args()
+    config = QuicConfiguration(is_client=True, alpn_protocols=list(H3_ALPN))
+    config.verify_mode = ssl.CERT_NONE
+    start = time.monotonic()
+    deadline = start + args.warm_up + args.duration
+    async with contextlib_group(args.connections, args.port, config) as loaders:
+        for loader in loaders:
+            loader.deadline = deadline
+            loader.counting_from = start + args.warm_up
+            for _ in range(args.streams):
+                loader.fire()
+            loader.transmit()
+        await asyncio.wait_for(
+            asyncio.gather(*(loader.finished for loader in loaders)), args.duration * 3 + 10
+        )
+    elapsed = time.monotonic() - (start + args.warm_up)
+    done = sum(loader.done for loader in loaders)
+    errors = sum(loader.errors for loader in loaders)
+    print(json.dumps({"requests": done, "seconds": elapsed, "errors": errors}))
+
+
+class contextlib_group:
+    """Open ``n`` connections; close them all on exit."""
+
+    def __init__(self, n: int, port: int, config: QuicConfiguration) -> None:
+        self.managers = [
+            connect("127.0.0.1", port, configuration=config, create_protocol=Loader)
+            for _ in range(n)
+        ]
+
+    async def __aenter__(self) -> list[Loader]:
+        loaders = []
+        for manager in self.managers:
+            # The server's UDP endpoint may still be starting: retry for a while.
+            for attempt in range(10):
+                try:
+                    loaders.append(await manager.__aenter__())  # type: ignore[misc]
+                    break
+                except ConnectionError:
+                    if attempt == 9:
+                        raise
+                    await asyncio.sleep(0.2)
+        return loaders
+
+    async def __aexit__(self, *exc: Any) -> None:
+        for manager in self.managers:
+            await manager.__aexit__(*exc)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())
+    sys.exit(0)

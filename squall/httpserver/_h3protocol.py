@@ -1,0 +1,805 @@
+"""HTTP/3 for `HTTPServer` (``http3=True``): QUIC and QPACK from aioquic.
+
+``pip install squall[http3]``. One UDP endpoint (`_H3Endpoint`) per TLS
+listening address, on the same port number; one `_H3Protocol` per QUIC
+connection; one `_H3Stream` (`.Exchange`) per request. Requests reach the
+application through the same seams as HTTP/1.1 and HTTP/2: the server's
+``start_request(server_conn, request_conn)`` gives an
+`.HTTPMessageDelegate`, which gets ``headers_received``,
+``data_received`` and ``finish``; ``request.version`` is ``"HTTP/3"``.
+
+Limits, as over HTTP/2: concurrent streams (QUIC's MAX_STREAMS credit,
+and a stream over the limit is refused with H3_REQUEST_REJECTED), the
+header section (431 beyond the server's ``max_header_size``), the body
+(413 beyond ``max_body_size``), the connection's idle timeout (QUIC's),
+and a request whose head or body does not arrive in time (reset). A
+draining server sends GOAWAY (RFC 9114 section 5.2) and closes each
+connection once its streams are done.
+
+aioquic credits flow-control windows as data arrives, not as the
+application takes it: a delegate that returns an awaitable holds the
+body pieces here, bounded by the body limit. Writes go to aioquic's
+per-stream send buffer; a write's future waits while that buffer holds
+more than `_HIGH_WATER` bytes the client has not acknowledged (so
+``await self.flush()`` waits for a slow client), and a stream whose
+buffer does not move for the server's ``write_timeout`` is reset. A
+connection whose handshake does not complete within the header timeout
+is dropped (QUIC's own idle timeout is the server's idle one, an hour by
+default, far too long for a flood of half-open connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from aioquic._buffer import Buffer
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection, encode_frame
+from aioquic.h3.connection import ErrorCode as H3Error
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    ProtocolNegotiated,
+    QuicEvent,
+    StopSendingReceived,
+    StreamReset,
+)
+from aioquic.quic.packet import pull_quic_header
+
+from squall._h1 import H1Limits
+from squall.httpserver._context import _HTTPRequestContext
+from squall.httpserver._h3stream import _H3Stream
+from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
+from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
+from squall.httputil._kit import _check_host, _GzipMessageDelegate
+from squall.iostream import StreamClosedError
+
+if TYPE_CHECKING:
+    from squall.http1connection import HTTP1ConnectionParameters
+    from squall.httpserver._server import HTTPServer
+
+__all__ = ["_H3Endpoint", "_H3Protocol", "quic_configuration"]
+
+gen_log = logging.getLogger("squall.general")
+app_log = logging.getLogger("squall.application")
+
+_VERSION = "HTTP/3"
+_DEFAULT_MAX_BODY = H1Limits().max_body_size
+_DEFAULT_MAX_STREAMS = 100
+# Unacknowledged bytes a stream's send buffer may hold before its writes wait.
+_HIGH_WATER = 256 * 1024
+_new_tuple = tuple.__new__
+
+
+def quic_configuration(options: Any, idle_timeout: float) -> QuicConfiguration:
+    """The QUIC server configuration for ``options``: a dict with
+    ``certfile``, ``keyfile`` (and ``password``), as aioquic reads the
+    certificate from files, not from an `ssl.SSLContext`.
+
+    Raises:
+        ValueError: no certificate file in ``options``.
+        OSError, ValueError: a certificate or key that does not load.
+    """
+    if not isinstance(options, dict) or not options.get("certfile"):
+        raise ValueError(
+            "http3 needs the certificate's files: ssl_options as a dict with "
+            "'certfile' and 'keyfile', or http3={'certfile': ..., 'keyfile': ...}"
+        )
+    config = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN))
+    config.idle_timeout = idle_timeout
+    config.load_cert_chain(options["certfile"], options.get("keyfile"), options.get("password"))
+    return config
+
+
+def _udp_socket(tcp: socket.socket, reuse_port: bool = True) -> Optional[socket.socket]:
+    """A UDP socket bound where ``tcp`` listens (None for a Unix socket).
+
+    With SO_REUSEPORT, so that each worker of ``squall run`` binds its own
+    at the port the supervisor's TCP listener has (workers inherit the TCP
+    socket, not this one). The kernel picks a worker's socket by a hash of
+    the 4-tuple: a QUIC connection's packets reach the worker that has it
+    as long as the client's address and port stay the same and the set of
+    workers does not change (a worker that leaves or joins moves some
+    clients' packets to a worker that does not know their connection,
+    which then times out; connection migration is not followed either).
+    """
+    if tcp.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    udp = socket.socket(tcp.family, socket.SOCK_DGRAM)
+    try:
+        if tcp.family == socket.AF_INET6:
+            udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        udp.bind(tcp.getsockname()[:2])
+        udp.setblocking(False)
+    except BaseException:
+        udp.close()
+        raise
+    return udp
+
+
+class _H3Endpoint(QuicServer):
+    """The UDP endpoint: routes datagrams to connections by connection ID."""
+
+    def __init__(self, server: HTTPServer, configuration: QuicConfiguration) -> None:
+        super().__init__(configuration=configuration, create_protocol=self._new_connection)
+        self._server = server
+        self.accepting = True
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def _new_connection(self, quic: Any, stream_handler: Any = None) -> _H3Protocol:
+        return _H3Protocol(quic, self._server)
+
+    def datagram_received(self, data: Union[bytes, str], addr: Any) -> None:
+        if not self.accepting:
+            # Stopped: only the connections already open are served.
+            assert isinstance(data, bytes)
+            try:
+                header = pull_quic_header(
+                    Buffer(data=data), host_cid_length=self._configuration.connection_id_length
+                )
+            except ValueError:
+                return
+            if header.destination_cid not in self._protocols:
+                return
+        try:
+            super().datagram_received(data, addr)
+        except Exception:
+            # aioquic raising on hostile input must not escape the loop's callback.
+            gen_log.info("HTTP/3: datagram from %s dropped", addr, exc_info=True)
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP error for one peer (port unreachable...): its connection
+        # times out by itself; the endpoint serves on.
+        pass
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def set_configuration(self, configuration: QuicConfiguration) -> None:
+        """New connections use ``configuration`` (a reloaded certificate)."""
+        self._configuration = configuration
+
+    def stop(self) -> None:
+        """Accept no new connection; the open ones go on."""
+        self.accepting = False
+
+    def close_transport(self) -> None:
+        transport = self._transport
+        if transport is not None:
+            transport.close()
+
+
+class _H3Protocol(QuicConnectionProtocol):
+    """One QUIC connection carrying HTTP/3, served by `HTTPServer`."""
+
+    INTERNAL_ERROR = H3Error.H3_INTERNAL_ERROR
+    REQUEST_CANCELLED = H3Error.H3_REQUEST_CANCELLED
+
+    def __init__(self, quic: Any, server: HTTPServer) -> None:
+        super().__init__(quic)
+        self._server = server
+        params: HTTP1ConnectionParameters = server.conn_params
+        self._params = params
+        limits = server._h3_limits
+        self.max_streams: int = limits.get("max_concurrent_streams", _DEFAULT_MAX_STREAMS)
+        self.max_header_size: int = params.max_header_size or 65536
+        # aioquic has no option for the initial MAX_STREAMS credit it gives
+        # (its transport parameter): set before the handshake, as both the
+        # limit and what was announced.
+        credit = quic._local_max_streams_bidi
+        credit.value = credit.sent = self.max_streams
+        self._h3: Optional[H3Connection] = None
+        self._streams: dict[int, _H3Stream] = {}
+        self._active = 0
+        self._max_body = (
+            params.max_body_size if params.max_body_size is not None else _DEFAULT_MAX_BODY
+        )
+        self.context: Optional[_HTTPRequestContext] = None
+        self._start_request = server._request_starter(alt_svc=False)
+        self._good_host: Optional[str] = None
+        # The first request stream not processed (GOAWAY's identifier).
+        self._next_stream = 0
+        self._closing = False
+        self._gone = False
+        self._done_future: Optional[asyncio.Future[None]] = None
+        self._closed_waiter: Optional[asyncio.Future[None]] = None
+        self._flush_handle: Optional[asyncio.Handle] = None
+        self._sweep_handle: Optional[asyncio.TimerHandle] = None
+        # Writes waiting for the client to take a stream's output, by
+        # stream; since when, and how much it held at the last sweep.
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._stalled: dict[int, tuple[float, int]] = {}
+        # Since when no request has been in progress (the idle timeout).
+        self._idle_since = self._loop.time()
+        server._connections.add(self)
+        self._schedule_sweep()
+        self._handshake_timer: Optional[asyncio.TimerHandle] = self._loop.call_later(
+            params.header_timeout or 10.0, self._handshake_timed_out
+        )
+
+    # -- datagrams in ---------------------------------------------------------------
+
+    def datagram_received(self, data: Union[bytes, str], addr: Any) -> None:
+        if self.context is None:
+            family = socket.AF_INET6 if ":" in str(addr[0]) else socket.AF_INET
+            server = self._server
+            self.context = _HTTPRequestContext(
+                family, tuple(addr[:2]), server.protocol, server.trusted_downstream, True
+            )
+        super().datagram_received(data, addr)
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, HandshakeCompleted):
+            timer = self._handshake_timer
+            if timer is not None:
+                self._handshake_timer = None
+                timer.cancel()
+            return
+        if isinstance(event, ProtocolNegotiated):
+            if event.alpn_protocol in H3_ALPN:
+                self._h3 = H3Connection(self._quic)
+            return
+        if isinstance(event, ConnectionTerminated):
+            self._on_lost()
+            return
+        if isinstance(event, (StreamReset, StopSendingReceived)):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                gen_log.debug(
+                    "HTTP/3 stream %d of %s reset by the client", event.stream_id, self.context
+                )
+                if isinstance(event, StopSendingReceived):
+                    self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
+                else:
+                    self._lose_stream(stream)
+        h3 = self._h3
+        if h3 is None:
+            return
+        for h3_event in h3.handle_event(event):
+            try:
+                self._on_h3_event(h3_event)
+            except Exception:
+                # The application's code runs inside these calls.
+                app_log.error("Uncaught exception", exc_info=True)
+                stream = self._streams.get(getattr(h3_event, "stream_id", -1))
+                if stream is not None:
+                    self._reset(stream, H3Error.H3_INTERNAL_ERROR)
+
+    def _on_h3_event(self, event: H3Event) -> None:
+        if isinstance(event, HeadersReceived):
+            stream = self._streams.get(event.stream_id)
+            if stream is None:
+                self._on_request(event)
+            elif event.stream_ended:
+                self._on_end(stream)  # trailers: dropped, as over HTTP/1.1
+        elif isinstance(event, DataReceived):
+            stream = self._streams.get(event.stream_id)
+            if stream is None:
+                return
+            tunnel = stream._tunnel
+            if tunnel is not None:
+                if event.data:
+                    tunnel._feed(event.data)
+                if event.stream_ended:
+                    tunnel._feed_eof()
+                return
+            if event.data:
+                self._on_data(stream, event.data)
+            if event.stream_ended and not stream._closed:
+                self._on_end(stream)
+
+    # -- requests -------------------------------------------------------------------
+
+    def _on_request(self, event: HeadersReceived) -> None:
+        sid = event.stream_id
+        quic = self._quic
+        if sid % 4 != 0:
+            return  # not a client-initiated bidirectional stream
+        if self._closing or self._active >= self.max_streams:
+            # RFC 9114 section 4.1.1: refused before any processing.
+            quic.reset_stream(sid, H3Error.H3_REQUEST_REJECTED)
+            quic.stop_stream(sid, H3Error.H3_REQUEST_REJECTED)
+            return
+        self._next_stream = max(self._next_stream, sid + 4)
+        loop = self._loop
+        now = loop.time()
+        stream = _H3Stream(self, sid, now)
+        self._streams[sid] = stream
+        self._active += 1
+        size = 0
+        method = path = authority = protocol = None
+        fields: list[tuple[str, str]] = []
+        for raw_name, raw_value in event.headers:
+            size += len(raw_name) + len(raw_value) + 32
+            if raw_name.startswith(b":"):
+                if raw_name == b":method":
+                    method = raw_value.decode("latin-1")
+                elif raw_name == b":path":
+                    path = raw_value.decode("latin-1")
+                elif raw_name == b":authority":
+                    authority = raw_value.decode("latin-1")
+                elif raw_name == b":protocol":
+                    protocol = raw_value.decode("latin-1")
+                continue
+            fields.append((raw_name.decode("latin-1"), raw_value.decode("latin-1")))
+        if size > self.max_header_size:
+            self._refuse_request(stream, 431, "header section too large")
+            return
+        if method is None or not path or (method == "CONNECT") != (protocol is not None):
+            # A plain CONNECT (a proxy's) is not served; :protocol comes
+            # only with CONNECT (RFC 9220 section 3, RFC 8441 section 4).
+            self._refuse_request(stream, 400, "unsupported request")
+            return
+        if authority is not None:
+            rest = [f for f in fields if f[0] != "host"]
+            if len(fields) - len(rest) < 2:
+                fields = [("host", authority), *rest]
+        headers = HTTPHeaders._from_pairs(fields)
+        start_line = _new_tuple(RequestStartLine, (method, path, _VERSION))
+        hosts = headers._as_list.get("Host")
+        if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
+            try:
+                _check_host(headers, _VERSION)
+            except HTTPInputError as exc:
+                self._refuse_request(stream, 400, str(exc))
+                return
+            self._good_host = hosts[0] if hosts else None
+        lengths = headers._as_list.get("Content-Length")
+        if lengths is not None:
+            if len(lengths) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
+                self._refuse_request(stream, 400, "invalid Content-Length")
+                return
+            if int(lengths[0]) > stream._max_body:
+                self._refuse_request(stream, 413, "Content-Length too long")
+                return
+        if method == "HEAD":
+            stream._bodiless = True
+        if protocol is not None:
+            stream.protocol = protocol
+            stream._tunnel = _H3Tunnel(self, stream)
+        delegate = self._start_request(self, stream)
+        params = self._params
+        if params.decompress:
+            delegate = _GzipMessageDelegate(delegate, params.chunk_size, self._max_body)
+        stream._delegate = delegate
+        try:
+            ret = delegate.headers_received(start_line, headers)
+        except HTTPInputError as exc:
+            self._refuse_request(stream, 400, str(exc))
+            return
+        if ret is not None:
+            self._block(stream, ret)
+        if protocol is not None:
+            # The head is the whole request; DATA that follows is the tunnel's.
+            self._on_end(stream)
+            if event.stream_ended and stream._tunnel is not None:
+                stream._tunnel._feed_eof()
+        elif event.stream_ended:
+            self._on_end(stream)
+
+    def _refuse_request(self, stream: _H3Stream, status: int, message: str) -> None:
+        """Answer a bad request on its stream and read no more of it."""
+        gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, message)
+        sid = stream.stream_id
+        h3 = self._h3
+        assert h3 is not None
+        stream._phase = 3  # DONE: the application never saw it
+        stream._closed = True
+        self._streams.pop(sid, None)
+        try:
+            h3.send_headers(
+                sid, [(b":status", str(status).encode()), (b"content-length", b"0")], True
+            )
+            self._quic.stop_stream(sid, H3Error.H3_NO_ERROR)
+        except Exception:
+            pass  # the stream is gone in aioquic already
+        self._release(stream)
+        self._flush_soon()
+
+    def _on_data(self, stream: _H3Stream, data: bytes) -> None:
+        if stream._delegate is None or stream._closed:
+            return
+        stream._received += len(data)
+        if stream._received > stream._max_body:
+            gen_log.info("Malformed HTTP/3 request from %s: body too large", self.context)
+            if stream._phase == 0:
+                delegate = stream._delegate
+                stream._delegate = None
+                self._refuse_request(stream, 413, "body too large")
+                stream._report_gone(delegate)
+            else:
+                self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
+            return
+        if stream._blocked or stream._inbox:
+            self._hold(stream, data)
+            return
+        self._deliver(stream, data)
+
+    @staticmethod
+    def _hold(stream: _H3Stream, item: Optional[bytes]) -> None:
+        inbox = stream._inbox
+        if inbox is None:
+            stream._inbox = [item]
+        else:
+            inbox.append(item)
+
+    def _deliver(self, stream: _H3Stream, data: bytes) -> None:
+        delegate = stream._delegate
+        assert delegate is not None
+        size = self._params.chunk_size
+        for i in range(0, len(data), size):
+            try:
+                ret = delegate.data_received(data[i : i + size])
+            except HTTPInputError as exc:
+                self._bad_body(stream, str(exc))
+                return
+            if ret is not None:
+                rest = data[i + size :]
+                if rest:
+                    inbox = stream._inbox = stream._inbox or []
+                    inbox.insert(0, rest)
+                self._block(stream, ret)
+                return
+
+    def _bad_body(self, stream: _H3Stream, message: str) -> None:
+        if stream._phase == 0:
+            delegate = stream._delegate
+            stream._delegate = None
+            self._refuse_request(stream, 400, message)
+            stream._report_gone(delegate)
+        else:
+            gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, message)
+            self._reset(stream, H3Error.H3_MESSAGE_ERROR)
+
+    def _on_end(self, stream: _H3Stream) -> None:
+        if stream._blocked or stream._inbox:
+            self._hold(stream, None)
+            return
+        stream._read_done = True
+        delegate = stream._delegate
+        if delegate is None:
+            return
+        try:
+            delegate.finish()
+        except HTTPInputError as exc:
+            self._bad_body(stream, str(exc))
+            return
+        if stream._phase >= 3 and not stream._counted:
+            self._retire(stream)
+
+    def _block(self, stream: _H3Stream, awaitable: Awaitable[None]) -> None:
+        stream._blocked = True
+        future = asyncio.ensure_future(awaitable)
+
+        def unblock(f: asyncio.Future[None]) -> None:
+            self._unblock(stream, f)
+
+        future.add_done_callback(unblock)
+
+    def _unblock(self, stream: _H3Stream, future: asyncio.Future[None]) -> None:
+        stream._blocked = False
+        if self._gone or stream._closed:
+            return
+        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
+        try:
+            if exc is not None:
+                if isinstance(exc, HTTPInputError):
+                    self._bad_body(stream, str(exc))
+                else:
+                    app_log.error("Uncaught exception", exc_info=exc)
+                    self._reset(stream, H3Error.H3_INTERNAL_ERROR)
+                return
+            inbox = stream._inbox
+            while inbox and not stream._blocked and not stream._closed:
+                item = inbox.pop(0)
+                if item is None:
+                    stream._inbox = None
+                    self._on_end(stream)
+                    break
+                self._deliver(stream, item)
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self._reset(stream, H3Error.H3_INTERNAL_ERROR)
+        finally:
+            self._flush_soon()
+
+    # -- responses (called by _H3Stream) ----------------------------------------------
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        if not self._gone:
+            gen_log.info("HTTP/3: handshake from %s not completed in time; dropped", self.context)
+            self._close_quic()
+
+    def transmit(self) -> None:
+        super().transmit()
+        if self._waiters:
+            # Acknowledgements came in: wake the writes whose stream took them.
+            for sid in list(self._waiters):
+                if self._unacked(sid) <= _HIGH_WATER:
+                    self._stalled.pop(sid, None)
+                    self._wake(sid)
+
+    def _unacked(self, sid: int) -> int:
+        # aioquic keeps a stream's output until it is acknowledged; it has
+        # no public count of it.
+        stream = self._quic._streams.get(sid)
+        return len(stream.sender._buffer) if stream is not None else 0
+
+    def _wake(self, sid: int, exc: Optional[BaseException] = None) -> None:
+        for waiter in self._waiters.pop(sid, ()):
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
+                    waiter.exception()
+
+    def _ready_for(self, stream: _H3Stream) -> asyncio.Future[None]:
+        """What a write returns: done, or a wait while the stream holds too much."""
+        sid = stream.stream_id
+        if self._unacked(sid) <= _HIGH_WATER:
+            return self._ready()
+        waiter = self._loop.create_future()
+        self._waiters.setdefault(sid, []).append(waiter)
+        self._stalled.setdefault(sid, (self._loop.time(), self._unacked(sid)))
+        return waiter
+
+    def _ready(self) -> asyncio.Future[None]:
+        done = self._done_future
+        if done is None:
+            done = self._done_future = self._loop.create_future()
+            done.set_result(None)
+        return done
+
+    def _send_head(
+        self, stream: _H3Stream, fields: list[tuple[bytes, bytes]], chunk: bytes
+    ) -> asyncio.Future[None]:
+        h3 = self._h3
+        assert h3 is not None
+        try:
+            h3.send_headers(stream.stream_id, fields, False)
+            if chunk:
+                h3.send_data(stream.stream_id, chunk, False)
+        except Exception:
+            # The stream is gone in aioquic (reset by the client meanwhile).
+            self._lose_stream(stream)
+        self._flush_soon()
+        return self._ready_for(stream)
+
+    def _send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
+        h3 = self._h3
+        assert h3 is not None
+        try:
+            h3.send_data(stream.stream_id, chunk, False)
+        except Exception:
+            self._lose_stream(stream)
+        self._flush_soon()
+        return self._ready_for(stream)
+
+    def _send_interim(self, stream: _H3Stream, fields: list[tuple[bytes, bytes]]) -> bool:
+        h3 = self._h3
+        assert h3 is not None
+        try:
+            h3.send_headers(stream.stream_id, fields, False)
+        except Exception:
+            return False
+        self._flush_soon()
+        return True
+
+    def _end_response(self, stream: _H3Stream) -> None:
+        h3 = self._h3
+        assert h3 is not None
+        try:
+            h3.send_data(stream.stream_id, b"", True)
+        except Exception:
+            self._lose_stream(stream)
+            return
+        self._release(stream)
+        if stream._read_done:
+            self._retire(stream)
+        else:
+            # RFC 9114 section 4.1.1: the response is complete; the rest of
+            # the request is not wanted.
+            try:
+                self._quic.stop_stream(stream.stream_id, H3Error.H3_NO_ERROR)
+            except Exception:
+                pass
+            stream._closed = True
+            self._retire(stream)
+        self._flush_soon()
+
+    def _end_tunnel(self, stream: _H3Stream) -> None:
+        """The WebSocket closed its tunnel: FIN after what is queued."""
+        h3 = self._h3
+        assert h3 is not None
+        try:
+            h3.send_data(stream.stream_id, b"", True)
+        except Exception:
+            pass
+        stream._closed = True
+        self._release(stream)
+        self._retire(stream)
+        self._flush_soon()
+
+    def _release(self, stream: _H3Stream) -> None:
+        if stream._counted:
+            stream._counted = False
+            self._active -= 1
+            if not self._active:
+                self._idle_since = self._loop.time()
+            if self._closing and not self._active:
+                self._loop.call_soon(self._close_quic)
+
+    def _retire(self, stream: _H3Stream) -> None:
+        self._streams.pop(stream.stream_id, None)
+        stream._delegate = None
+        stream.close_callback = None
+
+    def _reset(self, stream: _H3Stream, code: int) -> None:
+        if stream._closed:
+            return
+        try:
+            self._quic.reset_stream(stream.stream_id, code)
+            if not stream._read_done:
+                self._quic.stop_stream(stream.stream_id, code)
+        except Exception:
+            pass
+        self._lose_stream(stream)
+        self._flush_soon()
+
+    def _lose_stream(self, stream: _H3Stream) -> None:
+        if stream._closed:
+            return
+        stream._closed = True
+        self._stalled.pop(stream.stream_id, None)
+        if stream.stream_id in self._waiters:
+            self._wake(stream.stream_id, StreamClosedError())
+        self._streams.pop(stream.stream_id, None)
+        delegate = stream._delegate
+        stream._delegate = None
+        if stream._read_done:
+            delegate = None
+        stream._read_done = True
+        if stream._report_gone(delegate) >= 3:
+            self._release(stream)
+        if stream._tunnel is not None:
+            stream._tunnel._lost()
+
+    def _flush_soon(self) -> None:
+        if self._flush_handle is None and not self._gone:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if not self._gone and self._transport is not None:
+            self.transmit()
+
+    # -- timeouts ---------------------------------------------------------------------
+
+    def _schedule_sweep(self) -> None:
+        interval = self._params.header_timeout or 10.0
+        for timeout in (self._server.write_timeout, self._server.idle_connection_timeout):
+            if timeout is not None:
+                interval = min(interval, timeout)
+        interval /= 4
+        self._sweep_handle = self._loop.call_later(max(interval, 0.01), self._sweep)
+
+    def _sweep(self) -> None:
+        """A request whose head came but whose body does not, in time: reset.
+
+        (QUIC's idle timeout ends a connection that sends nothing at all.)
+        """
+        self._sweep_handle = None
+        if self._gone:
+            return
+        now = self._loop.time()
+        write_timeout = self._server.write_timeout
+        for sid, (since, held) in list(self._stalled.items()):
+            unacked = self._unacked(sid)
+            if unacked < held:
+                self._stalled[sid] = (now, unacked)  # slow, not stopped
+            elif write_timeout is not None and now - since > write_timeout:
+                stalled = self._streams.get(sid)
+                gen_log.info(
+                    "HTTP/3 stream %d of %s: the client took nothing for %gs; reset",
+                    sid,
+                    self.context,
+                    write_timeout,
+                )
+                if stalled is not None:
+                    self._reset(stalled, H3Error.H3_REQUEST_CANCELLED)
+                else:
+                    self._stalled.pop(sid, None)
+        body_timeout = self._params.body_timeout
+        for stream in list(self._streams.values()):
+            if stream._read_done or stream._closed or stream._phase >= 3:
+                continue
+            limit = stream._body_timeout or body_timeout
+            if limit is not None and now - stream._started > limit:
+                gen_log.info(
+                    "HTTP/3 stream %d of %s: request not completed in time; reset",
+                    stream.stream_id,
+                    self.context,
+                )
+                self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
+        # HTTPServer's idle_connection_timeout: no request for that long.
+        # (QUIC's own idle timeout counts packets: a client that only
+        # sends PINGs would keep the connection for ever.)
+        idle = self._server.idle_connection_timeout
+        if not self._active and idle is not None and now - self._idle_since > idle:
+            gen_log.debug("HTTP/3 connection of %s idle for %gs; closed", self.context, idle)
+            self._goaway()
+            self._close_quic()
+            return
+        self._schedule_sweep()
+
+    # -- closing ------------------------------------------------------------------------
+
+    def _goaway(self) -> None:
+        h3 = self._h3
+        control = getattr(h3, "_local_control_stream_id", None)
+        if h3 is None or control is None:
+            return
+        # RFC 9114 section 5.2: requests on streams from this one on were
+        # not processed (aioquic has no call for it: the frame is written
+        # on its control stream).
+        frame = encode_frame(FrameType.GOAWAY, encode_uint_var(self._next_stream))
+        try:
+            self._quic.send_stream_data(control, frame)
+        except Exception:
+            pass
+
+    def _drain(self, params: Any = None) -> None:
+        """The server drains: GOAWAY, close once the streams in flight are done."""
+        if self._gone or self._closing:
+            return
+        self._closing = True
+        drain_tunnels(self)  # their close frames first, then the GOAWAY
+        self._goaway()
+        if not self._active:
+            self._close_quic()
+        else:
+            self._flush_soon()
+
+    def _close_quic(self, code: int = H3Error.H3_NO_ERROR) -> None:
+        if self._gone:
+            return
+        self._quic.close(error_code=code)
+        self.transmit()
+        # The QUIC close lingers for its drain period in aioquic (three
+        # probe timeouts); the server is done with the connection now.
+        self._on_lost()
+
+    def _hard_close(self) -> None:
+        self._close_quic()
+
+    async def close(self) -> None:  # type: ignore[override]
+        """GOAWAY, close the connection now (streams in flight are reset)."""
+        if not self._gone:
+            self._goaway()
+            self._close_quic()
+
+    def _on_lost(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        for handle in (self._sweep_handle, self._flush_handle, self._handshake_timer):
+            if handle is not None:
+                handle.cancel()
+        self._sweep_handle = self._flush_handle = self._handshake_timer = None
+        for stream in list(self._streams.values()):
+            self._lose_stream(stream)
+        self._streams.clear()
+        self._server._forget(self)

@@ -1,0 +1,164 @@
+"""`request.connection` for one HTTP/3 request stream: `.Exchange` over
+``httpserver/_h3protocol``'s `_H3Protocol`.
+
+The exchange contract keeps the response's phase and Content-Length; the
+field rules are HTTP/2's (RFC 9114 section 4.2 keeps them: lowercase
+names, no connection-specific fields), shared through `squall._h2`'s
+`response_fields`. The stream hands its frames to the protocol, which owns
+aioquic's QUIC and HTTP/3 (QPACK) state and the UDP transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Optional
+
+from squall._h2 import response_fields
+from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError, ResponseStartLine
+from squall.httputil._exchange import DONE, GONE, IDLE, Exchange, closed_future
+
+if TYPE_CHECKING:
+    from squall.httpserver._h3protocol import _H3Protocol
+    from squall.httpserver._h3websocket import _H3Tunnel
+
+__all__ = ["_H3Stream"]
+
+_STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
+
+
+def _fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
+    try:
+        fields = response_fields(headers._as_list.items())
+    except ValueError as exc:
+        raise HTTPOutputError(str(exc)) from None
+    status = _STATUS.get(code) or str(code).encode("ascii")
+    return [(b":status", status), *fields]
+
+
+class _H3Stream(Exchange):
+    """`request.connection` for one HTTP/3 request stream.
+
+    ``_closed``: the stream was reset, or the connection is gone; nothing
+    more goes out (it may come after the response is done).
+    """
+
+    __slots__ = (
+        "_proto",
+        "stream_id",
+        "_delegate",
+        "_read_done",
+        "_closed",
+        "_counted",
+        "_received",
+        "_max_body",
+        "_body_timeout",
+        "_started",
+        "_inbox",
+        "_blocked",
+        "protocol",
+        "_tunnel",
+    )
+
+    def __init__(self, proto: _H3Protocol, stream_id: int, now: float) -> None:
+        Exchange.__init__(self, proto.context)
+        self._proto = proto
+        self.stream_id = stream_id
+        self._delegate: Optional[HTTPMessageDelegate] = None
+        self._read_done = False
+        self._closed = False
+        # Counted against the connection's stream limit until the response ends.
+        self._counted = True
+        self._received = 0
+        self._max_body = proto._max_body
+        self._body_timeout: Optional[float] = None
+        self._started = now
+        # Body pieces (and the end, as None) held while the delegate is busy.
+        self._inbox: Optional[list[Optional[bytes]]] = None
+        self._blocked = False
+        #: The ``:protocol`` of an extended CONNECT (RFC 9220: ``"websocket"``),
+        #: or None; its stream is taken over by `detach` after a 2xx.
+        self.protocol: Optional[str] = None
+        self._tunnel: Optional[_H3Tunnel] = None
+
+    # -- the emit hooks (Exchange) -----------------------------------------------------
+
+    def _emit_head(
+        self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
+    ) -> asyncio.Future[None]:
+        fields = _fields(start_line.code, headers)
+        if self._closed:
+            return closed_future()
+        tunnel = self._tunnel
+        if tunnel is not None:
+            fields = tunnel._head_fields(start_line.code, fields)
+        return self._proto._send_head(self, fields, b"" if self._bodiless else chunk)
+
+    def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
+        if self._closed:
+            return closed_future()
+        if not chunk or self._bodiless:
+            return self._proto._ready()
+        return self._proto._send_body(self, chunk)
+
+    def _emit_end(self, phase: int) -> None:
+        p = self._proto
+        tunnel = self._tunnel
+        if phase == GONE or self._closed:
+            p._release(self)
+        elif tunnel is not None and tunnel.accepted:
+            p._flush_soon()  # the 2xx is out; the stream stays open for the tunnel
+        elif phase == IDLE:
+            # Nothing was written: the stream cannot carry a response.
+            p._reset(self, p.INTERNAL_ERROR)
+            p._release(self)
+        else:
+            p._end_response(self)
+
+    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
+        raise HTTPOutputError("write_headers must come first on an HTTP/3 stream")
+
+    def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        fields = _fields(code, headers)
+        if self._closed:
+            return False
+        return self._proto._send_interim(self, fields)
+
+    def _refuse(self) -> None:
+        p = self._proto
+        p._reset(self, p.INTERNAL_ERROR)
+        if self._phase == DONE:
+            p._release(self)
+
+    # -- HTTPConnection ---------------------------------------------------------------
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Limit the time to receive this request's body (seconds)."""
+        self._body_timeout = timeout
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Limit the size of this request's body (bytes)."""
+        self._max_body = max_body_size
+
+    @property
+    def transport(self) -> Optional[asyncio.BaseTransport]:
+        """The UDP transport the connection's datagrams go through (shared)."""
+        return self._proto._transport
+
+    def detach(self) -> Any:
+        """Take over the stream of an extended CONNECT answered with a 2xx
+        (RFC 9220: a WebSocket over HTTP/3), as an IOStream whose bytes
+        travel in the stream's DATA frames (`_H3Tunnel`).
+
+        Raises:
+            HTTPOutputError: any other stream (the connection is shared).
+            RuntimeError: already detached.
+        """
+        tunnel = self._tunnel
+        if tunnel is None or not tunnel.accepted or self._phase < DONE:
+            raise HTTPOutputError("an HTTP/3 stream cannot be detached")
+        return tunnel._detach()
+
+    def close(self) -> None:
+        """Reset the stream (the connection stays open for other streams)."""
+        p = self._proto
+        p._reset(self, p.REQUEST_CANCELLED)

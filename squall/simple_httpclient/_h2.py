@@ -1,0 +1,678 @@
+"""`H2AsyncHTTPClient`: HTTP/2 streams, one shared connection per origin,
+for the requests `SimpleAsyncHTTPClient` would otherwise send over HTTP/1.1
+(its public home, and what it does, are in `squall.h2client`).
+
+``_H2ClientProtocol`` drives the sans-I/O `squall._h2` client core on an
+asyncio transport; what is sent and which redirects are followed is
+decided by the client policy (`squall.simple_httpclient._policy`), as for
+the HTTP/1.1 client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from io import BytesIO
+from typing import Any, Optional, cast
+
+from squall._content_coding import ContentCodingError, Decoder
+from squall._h2 import (
+    Data,
+    Drained,
+    EndOfStream,
+    ErrorCode,
+    GoAway,
+    H2Limits,
+    LocalProtocolError,
+    RemoteProtocolError,
+    StreamReset,
+)
+from squall._h2._client import H2ClientConnection, Response
+from squall.httpclient import HTTPRequest, HTTPResponse, _RequestProxy
+from squall.httputil import HTTPHeaders
+from squall.netutil import ssl_options_to_context
+from squall.simple_httpclient._client import SimpleAsyncHTTPClient
+from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
+from squall.simple_httpclient._policy import (
+    DECOMPRESS_STEP,
+    REDIRECT_CODES,
+    follows_redirects,
+    options,
+    redirected,
+    request_fields,
+    take_decoder,
+)
+
+__all__ = ["H2AsyncHTTPClient"]
+
+gen_log = logging.getLogger("squall.general")
+app_log = logging.getLogger("squall.application")
+
+# Request fields HTTP/2 does not carry (RFC 9113 §8.2.2) or carries as
+# pseudo-header fields (Host is :authority).
+_DROP = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host")
+)
+
+
+def _opt(request: HTTPRequest, name: str) -> Any:
+    return getattr(request, name)
+
+
+# (scheme, host, port) and, for https, the TLS settings.
+_Key = tuple[Any, ...]
+
+
+class _Fetch:
+    """One request on an HTTP/2 connection, and its response so far."""
+
+    __slots__ = (
+        "request",
+        "callback",
+        "start",
+        "stream_id",
+        "status",
+        "headers",
+        "chunks",
+        "timer",
+        "decompressor",
+        "received",
+        "body",
+        "done",
+        "retried",
+        "fields",
+        "follows",
+    )
+
+    def __init__(
+        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], start: float
+    ) -> None:
+        self.request = request
+        self.callback = callback
+        self.start = start
+        self.stream_id = 0
+        self.status = 0
+        self.headers: Optional[HTTPHeaders] = None
+        self.chunks: list[bytes] = []
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.body = b""
+        self.done = False
+        self.retried = False
+        self.decompressor: Optional[Decoder] = None
+        self.received = 0
+        # The request's header fields, as the client policy makes them.
+        self.fields: list[tuple[str, str]] = []
+        self.follows = False
+
+
+class _H2ClientProtocol(asyncio.Protocol):
+    """One HTTP/2 connection to an origin, shared by the fetches to it."""
+
+    def __init__(self, client: H2AsyncHTTPClient, key: _Key, limits: H2Limits) -> None:
+        self.client = client
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.h2 = H2ClientConnection(limits)
+        self.transport: Optional[asyncio.Transport] = None
+        self.streams: dict[int, _Fetch] = {}
+        self.waiting: deque[_Fetch] = deque()
+        self.closed = False
+        self.goaway = False
+        self.flush_handle: Optional[asyncio.Handle] = None
+        self.idle_handle: Optional[asyncio.TimerHandle] = None
+
+    # -- asyncio ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None or ssl_object.selected_alpn_protocol() == "h2":
+            # The preface goes first: the server's SETTINGS may arrive (and
+            # be acknowledged) before create_connection() returns.
+            self.h2.initiate()
+            self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events: list[Any] = self.h2.receive_data(data, self.loop.time())
+        except RemoteProtocolError as exc:
+            gen_log.info("HTTP/2 error from server %s: %s", self.key[1], exc)
+            self.fail_all(HTTPStreamClosedError(f"HTTP/2 protocol error: {exc}"))
+            self.flush()
+            self.abort()
+            return
+        for event in events:
+            kind = type(event)
+            if kind is Data:
+                assert isinstance(event, Data)
+                self.on_data(event)
+            elif kind is Response:
+                assert isinstance(event, Response)
+                self.on_response(event)
+            elif kind is EndOfStream:
+                assert isinstance(event, EndOfStream)
+                fetch = self.streams.pop(event.stream_id, None)
+                if fetch is not None:
+                    self.on_end(fetch)
+            elif kind is StreamReset:
+                assert isinstance(event, StreamReset)
+                fetch = self.streams.pop(event.stream_id, None)
+                if fetch is not None:
+                    by = "the server" if event.remote else "us: the server broke HTTP/2"
+                    self.fail(
+                        fetch, HTTPStreamClosedError(f"stream reset by {by} ({event.error_code})")
+                    )
+            elif kind is GoAway:
+                assert isinstance(event, GoAway)
+                self.goaway = True
+                self.client._forget(self)
+                # Streams above the last one the server took were not
+                # processed: they may go again on a new connection.
+                # Once, and only after a graceful GOAWAY: a server that
+                # refuses again is not asked a third time.
+                unsent = [
+                    self.streams.pop(s) for s in list(self.streams) if s > event.last_stream_id
+                ]
+                unsent += self.waiting
+                self.waiting.clear()
+                for fetch in unsent:
+                    if event.error_code == ErrorCode.NO_ERROR and not fetch.retried:
+                        fetch.retried = True
+                        self.client._retry(fetch)
+                    else:
+                        self.fail(
+                            fetch,
+                            HTTPStreamClosedError(
+                                f"the server closed the connection (GOAWAY {event.error_code})"
+                            ),
+                        )
+            elif kind is Drained:
+                pass
+        self.send_waiting()
+        self.flush()
+        if self.goaway and not self.streams:
+            self.abort()
+        elif not self.streams and not self.waiting and self.idle_handle is None:
+            # The HTTP/1.1 pool's rule: an idle connection is kept for
+            # idle_timeout seconds, then closed.
+            self.idle_handle = self.loop.call_later(self.client.pool.idle_timeout, self.close_idle)
+
+    def close_idle(self) -> None:
+        self.idle_handle = None
+        if not self.streams and not self.waiting:
+            self.client._forget(self)
+            self.close()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.closed = True
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+        self.client._forget(self)
+        self.fail_all(HTTPStreamClosedError("Connection closed"))
+
+    # -- requests --------------------------------------------------------------
+
+    def submit(self, fetch: _Fetch) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+        self.waiting.append(fetch)
+        self.send_waiting()
+        self.schedule_flush()
+
+    def send_waiting(self) -> None:
+        while self.waiting and not self.closed and not self.goaway:
+            if len(self.streams) >= self.h2.max_streams:
+                return
+            fetch = self.waiting.popleft()
+            try:
+                self.send(fetch)
+            except Exception as exc:
+                # A request that cannot be encoded fails alone.
+                self.fail(fetch, exc)
+
+    def send(self, fetch: _Fetch) -> None:
+        request = fetch.request
+        parsed = urllib.parse.urlsplit(_opt(request, "url"))
+        path = parsed.path or "/"
+        if parsed.query:
+            path += "?" + parsed.query
+        host = ""
+        fields = []
+        for name, value in fetch.fields:
+            low = name.lower()
+            if low not in _DROP:
+                fields.append((low, value))
+            elif low == "host":
+                # The policy's Host: the caller's, or this URL's authority.
+                host = value
+        body = fetch.body
+        try:
+            sid = self.h2.send_request(
+                _opt(request, "method"), parsed.scheme, host, path, fields, not body
+            )
+            if body:
+                self.h2.send_data(sid, body, end_stream=True)
+        except LocalProtocolError as exc:
+            self.fail(fetch, HTTPStreamClosedError(str(exc)))
+            return
+        fetch.stream_id = sid
+        self.streams[sid] = fetch
+
+    def on_response(self, event: Response) -> None:
+        fetch = self.streams.get(event.stream_id)
+        if fetch is None:
+            return
+        headers = HTTPHeaders()
+        for name, value in event.headers:
+            headers.add(name, value)
+        fetch.status = event.status
+        fetch.headers = headers
+        if _opt(fetch.request, "decompress_response"):
+            # Decoded as it arrives, so streaming_callback gets plain bytes.
+            fetch.decompressor = take_decoder(headers)
+        header_callback = _opt(fetch.request, "header_callback")
+        if header_callback is not None:
+            try:
+                header_callback(f"HTTP/2.0 {event.status} \r\n")
+                for name, value in headers.get_all():
+                    header_callback(f"{name}: {value}\r\n")
+                header_callback("\r\n")
+            except Exception as exc:
+                self.abandon(fetch, exc)
+
+    def on_data(self, event: Data) -> None:
+        self.h2.consumed(event.stream_id, event.flow_length)
+        fetch = self.streams.get(event.stream_id)
+        if fetch is None:
+            return
+        streaming = _opt(fetch.request, "streaming_callback")
+        if self.client._will_redirect(fetch):
+            return  # the redirect's body is not wanted
+        decompressor = fetch.decompressor
+        if decompressor is None:
+            self._take(fetch, event.data, streaming)
+            return
+        decompressor.feed(event.data)
+        self._decode(fetch, decompressor, streaming)
+
+    def _decode(
+        self, fetch: _Fetch, decompressor: Decoder, streaming: Optional[Callable[[bytes], Any]]
+    ) -> bool:
+        """Pass on what ``decompressor`` has decoded, a bounded step at a time
+        (a compression bomb never holds more than one step); False if the
+        fetch was abandoned."""
+        while True:
+            try:
+                piece = decompressor.read(DECOMPRESS_STEP)
+            except ContentCodingError as exc:
+                self.abandon(fetch, HTTPStreamClosedError(f"invalid body: {exc}"))
+                return False
+            if not piece:
+                return True
+            if not self._take(fetch, piece, streaming):
+                return False
+
+    def _take(
+        self, fetch: _Fetch, piece: bytes, streaming: Optional[Callable[[bytes], Any]]
+    ) -> bool:
+        """Hand one decoded piece on; False if the fetch was abandoned."""
+        fetch.received += len(piece)
+        limit = self.client.max_body_size or self.client.max_buffer_size
+        if streaming is None and fetch.received > limit:
+            # Buffered whole, a body this size (a compression bomb, say)
+            # would exhaust memory: refused instead.
+            gen_log.warning("Malformed HTTP message from server: decompressed body too large")
+            self.abandon(fetch, HTTPStreamClosedError("body too large"))
+            return False
+        if not piece:
+            return True
+        if streaming is not None:
+            try:
+                streaming(piece)
+            except Exception as exc:
+                self.abandon(fetch, exc)
+                return False
+        else:
+            fetch.chunks.append(piece)
+        return True
+
+    def on_end(self, fetch: _Fetch) -> None:
+        """The response is complete: check a coded body ended whole, then deliver."""
+        decompressor = fetch.decompressor
+        if decompressor is not None and not self.client._will_redirect(fetch):
+            try:
+                decompressor.finish()
+            except ContentCodingError as exc:
+                self.fail(fetch, HTTPStreamClosedError(f"invalid body: {exc}"))
+                return
+        self.complete(fetch)
+
+    def abandon(self, fetch: _Fetch, error: BaseException) -> None:
+        """Reset ``fetch``'s stream and fail it."""
+        self.streams.pop(fetch.stream_id, None)
+        self.h2.reset(fetch.stream_id, ErrorCode.CANCEL)
+        self.schedule_flush()
+        self.fail(fetch, error)
+
+    def complete(self, fetch: _Fetch) -> None:
+        self.client._complete(fetch)
+
+    def fail(self, fetch: _Fetch, error: BaseException) -> None:
+        self.client._fail(fetch, error)
+
+    def fail_all(self, error: BaseException) -> None:
+        fetches = list(self.streams.values()) + list(self.waiting)
+        self.streams.clear()
+        self.waiting.clear()
+        for fetch in fetches:
+            self.fail(fetch, error)
+
+    def cancel(self, fetch: _Fetch) -> None:
+        """Give up on ``fetch`` (timeout): reset its stream."""
+        if fetch.stream_id and self.streams.pop(fetch.stream_id, None) is not None:
+            self.h2.reset(fetch.stream_id, ErrorCode.CANCEL)
+            self.schedule_flush()
+        else:
+            try:
+                self.waiting.remove(fetch)
+            except ValueError:
+                pass
+
+    # -- output ------------------------------------------------------------------
+
+    def schedule_flush(self) -> None:
+        if self.flush_handle is None:
+            self.flush_handle = self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        handle = self.flush_handle
+        if handle is not None:
+            handle.cancel()
+            self.flush_handle = None
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.h2.goaway(ErrorCode.NO_ERROR)
+            self.flush()
+            self.abort()
+
+
+class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
+    """`SimpleAsyncHTTPClient` with HTTP/2 for servers that offer it by ALPN.
+
+    Args:
+        http2_prior_knowledge: also speak HTTP/2 (h2c) to ``http`` URLs,
+            without asking: only for servers known to accept it.
+        http2_limits: `squall._h2.H2Limits` applied to what servers send.
+        **kwargs: as for `SimpleAsyncHTTPClient` (``max_clients`` bounds
+            the HTTP/1.1 fetches only; HTTP/2 ones are bounded by each
+            server's concurrent-stream limit).
+    """
+
+    def initialize(  # type: ignore[override]
+        self,
+        http2_prior_knowledge: bool = False,
+        http2_limits: Optional[H2Limits] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().initialize(**kwargs)
+        self.http2_prior_knowledge = http2_prior_knowledge
+        self.http2_limits = http2_limits or H2Limits()
+        self._h2_conns: dict[_Key, _H2ClientProtocol] = {}
+        self._h2_connecting: dict[_Key, list[_Fetch]] = {}
+        # Origins that answered ALPN with HTTP/1.1: not asked again.
+        self._h1_only: set[_Key] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def close(self) -> None:
+        """Close the HTTP/2 connections too (see `AsyncHTTPClient.close`)."""
+        for conn in list(self._h2_conns.values()):
+            conn.close()
+        self._h2_conns.clear()
+        super().close()
+
+    # -- routing ---------------------------------------------------------------
+
+    def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
+        key = self._h2_key(request)
+        if key is None:
+            super().fetch_impl(request, callback)
+            return
+        fetch = _Fetch(request, callback, time.time())
+        opts = options(request)
+        parsed = urllib.parse.urlsplit(opts["url"])
+        try:
+            fetch.fields = request_fields(opts, parsed, parsed.netloc.rpartition("@")[2])[0]
+        except ValueError as exc:
+            self._fail(fetch, exc)
+            return
+        fetch.follows = follows_redirects(opts)
+        body = opts["body"]
+        fetch.body = body.encode() if isinstance(body, str) else (body or b"")
+        timeout = _opt(request, "request_timeout")
+        if timeout:
+            fetch.timer = self.io_loop.asyncio_loop.call_later(  # type: ignore[attr-defined]
+                timeout, self._timed_out, fetch, key
+            )
+        self._route(fetch, key)
+
+    def _route(self, fetch: _Fetch, key: _Key) -> None:
+        conn = self._h2_conns.get(key)
+        if conn is not None and not conn.closed and not conn.goaway:
+            conn.submit(fetch)
+            return
+        pending = self._h2_connecting.get(key)
+        if pending is not None:
+            pending.append(fetch)
+            return
+        self._h2_connecting[key] = [fetch]
+        task = asyncio.ensure_future(self._connect(key, fetch.request))
+        # Held until done: the loop keeps only weak references to tasks.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _h2_key(self, request: HTTPRequest) -> Optional[_Key]:
+        if (
+            _opt(request, "proxy_host")
+            or _opt(request, "body_producer") is not None
+            or _opt(request, "expect_100_continue")
+            or _opt(request, "network_interface")
+            or _opt(request, "auth_mode") == "digest"
+        ):
+            return None
+        parsed = urllib.parse.urlsplit(_opt(request, "url"))
+        scheme = parsed.scheme.lower()
+        if scheme == "http" and not self.http2_prior_knowledge:
+            return None
+        if scheme not in ("http", "https") or not parsed.hostname:
+            return None
+        try:
+            port = parsed.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            return None
+        key: _Key = (scheme, parsed.hostname, port)
+        if scheme == "https":
+            # A connection made with one set of TLS settings (say, no
+            # certificate check) must not serve a request asking for others.
+            options = _opt(request, "ssl_options")
+            key += (
+                bool(_opt(request, "validate_cert")),
+                _opt(request, "ca_certs"),
+                _opt(request, "client_cert"),
+                _opt(request, "client_key"),
+                id(options) if options is not None else None,
+            )
+        return None if key in self._h1_only else key
+
+    async def _connect(self, key: _Key, request: HTTPRequest) -> None:
+        scheme, host, port = key[:3]
+        loop = asyncio.get_running_loop()
+        limits = self.http2_limits
+        timeout = _opt(request, "connect_timeout") or None
+        try:
+            ctx = self._tls_context(request) if scheme == "https" else None
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            for fetch in self._h2_connecting.pop(key, []):
+                self._fail(fetch, exc)
+            return
+        try:
+            transport, proto = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _H2ClientProtocol(self, key, limits),
+                    host,
+                    port,
+                    ssl=ctx,
+                    server_hostname=host if ctx is not None else None,
+                ),
+                timeout,
+            )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            error: BaseException = exc
+            if isinstance(exc, TimeoutError):
+                error = HTTPTimeoutError("Timeout while connecting")
+            for fetch in self._h2_connecting.pop(key, []):
+                self._fail(fetch, error)
+            return
+        fetches = self._h2_connecting.pop(key, [])
+        if ctx is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+                # The server speaks HTTP/1.1: the inherited client serves it.
+                transport.close()
+                self._h1_only.add(key)
+                for fetch in fetches:
+                    self._to_http1(fetch)
+                return
+        self._h2_conns[key] = proto
+        for fetch in fetches:
+            if fetch.done:
+                continue
+            proto.submit(fetch)
+
+    def _tls_context(self, request: HTTPRequest) -> ssl.SSLContext:
+        options = _opt(request, "ssl_options")
+        if options is not None:
+            ctx = ssl_options_to_context(options, server_side=False)
+        else:
+            ctx = ssl.create_default_context(cafile=_opt(request, "ca_certs"))
+            if not _opt(request, "validate_cert"):
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            cert = _opt(request, "client_cert")
+            if cert:
+                ctx.load_cert_chain(cert, _opt(request, "client_key"))
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        return ctx
+
+    def _to_http1(self, fetch: _Fetch) -> None:
+        if fetch.timer is not None:
+            fetch.timer.cancel()
+        if not fetch.done:
+            fetch.done = True
+            SimpleAsyncHTTPClient.fetch_impl(self, fetch.request, fetch.callback)
+
+    def _forget(self, conn: _H2ClientProtocol) -> None:
+        if self._h2_conns.get(conn.key) is conn:
+            del self._h2_conns[conn.key]
+
+    def _retry(self, fetch: _Fetch) -> None:
+        fetch.stream_id = 0
+        fetch.chunks = []
+        key = self._h2_key(fetch.request)
+        if key is None:
+            self._to_http1(fetch)
+        else:
+            self._route(fetch, key)
+
+    def _timed_out(self, fetch: _Fetch, key: _Key) -> None:
+        fetch.timer = None
+        conn = self._h2_conns.get(key)
+        if conn is not None:
+            conn.cancel(fetch)
+        pending = self._h2_connecting.get(key)
+        if pending is not None and fetch in pending:
+            pending.remove(fetch)
+        self._fail(fetch, HTTPTimeoutError("Timeout during request"))
+
+    # -- responses ---------------------------------------------------------------
+
+    def _will_redirect(self, fetch: _Fetch) -> bool:
+        return (
+            fetch.follows
+            and fetch.status in REDIRECT_CODES
+            and fetch.headers is not None
+            and "Location" in fetch.headers
+        )
+
+    def _complete(self, fetch: _Fetch) -> None:
+        if fetch.done:
+            return
+        if self._will_redirect(fetch):
+            fetch.done = True
+            if fetch.timer is not None:
+                fetch.timer.cancel()
+            self.fetch_impl(self._redirect_request(fetch), fetch.callback)
+            return
+        body = b"".join(fetch.chunks)
+        headers = fetch.headers or HTTPHeaders()
+        request = fetch.request
+        original = getattr(request, "original_request", None) or request
+        response = HTTPResponse(
+            original,
+            fetch.status,
+            headers=headers,
+            buffer=BytesIO(body),
+            effective_url=_opt(request, "url"),
+            request_time=time.time() - fetch.start,
+            start_time=fetch.start,
+        )
+        self._deliver(fetch, response)
+
+    def _redirect_request(self, fetch: _Fetch) -> HTTPRequest:
+        req = fetch.request
+        assert fetch.headers is not None
+        original = getattr(req, "original_request", None) or (
+            req.request if isinstance(req, _RequestProxy) else req
+        )
+        return redirected(req, fetch.status, fetch.headers["Location"], self.defaults, original)
+
+    def _fail(self, fetch: _Fetch, error: BaseException) -> None:
+        if fetch.done:
+            return
+        request = fetch.request
+        original = getattr(request, "original_request", None) or request
+        code = getattr(error, "code", 599)
+        self._deliver(
+            fetch,
+            HTTPResponse(
+                original,
+                code if isinstance(code, int) else 599,
+                error=error,
+                request_time=time.time() - fetch.start,
+                start_time=fetch.start,
+            ),
+        )
+
+    def _deliver(self, fetch: _Fetch, response: HTTPResponse) -> None:
+        fetch.done = True
+        if fetch.timer is not None:
+            fetch.timer.cancel()
+            fetch.timer = None
+        try:
+            fetch.callback(response)
+        except Exception:
+            app_log.error("Exception in callback %r", fetch.callback, exc_info=True)

@@ -1,0 +1,290 @@
+"""The client policy: the decisions every HTTP client here makes the same way,
+whatever protocol carries the request.
+
+* Default fields: ``Host`` (the URL's authority unless the caller set one),
+  ``User-Agent``, ``Accept-Encoding: gzip`` when decompressing,
+  ``Content-Length`` and a form ``Content-Type`` for a POST, ``Authorization``
+  from the URL's userinfo or ``auth_username``; checked for CR, LF and NUL.
+* Redirects (RFC 9110 §15.4): which statuses are followed; 303 (but for a
+  HEAD), and 301/302 after a POST, become a GET without a body; 307 and 308
+  keep the method and the body. ``Host`` is always recomputed for the new URL.
+* Credentials: a redirect to another origin (scheme, host and port; userinfo
+  is not part of it, RFC 6454) drops ``Authorization``, ``Cookie`` and
+  ``Proxy-Authorization`` (as urllib3 does since CVE-2024-37891) and the
+  ``auth_username``/``auth_password`` options.
+* Decompression: any coding `squall._content_coding` can decode is decoded,
+  in bounded steps, and ``Content-Encoding`` becomes
+  ``X-Consumed-Content-Encoding``.
+
+`SimpleAsyncHTTPClient` (HTTP/1.1), `squall.h2client.H2AsyncHTTPClient` and,
+for the defaults and checks libcurl leaves to it,
+`squall.curl_httpclient.CurlAsyncHTTPClient` use it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import urllib.parse
+from typing import Any, Optional, cast
+
+import squall
+from squall._content_coding import Decoder, make_decoder
+from squall.httpclient import HTTPRequest, _RequestProxy
+from squall.httputil import HTTPHeaders
+from squall.simple_httpclient._auth import basic_authorization
+
+__all__ = [
+    "CREDENTIAL_FIELDS",
+    "DECOMPRESS_STEP",
+    "REDIRECT_CODES",
+    "USER_AGENT",
+    "check_method_body",
+    "follows_redirects",
+    "options",
+    "origin",
+    "redirected",
+    "request_fields",
+    "take_decoder",
+]
+
+REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
+
+# The library and its version, as Tornado's default names Tornado and its own.
+USER_AGENT = "Squall/" + squall.version
+
+# Fields that carry one origin's (or its proxy's) credentials: never sent on
+# to another origin by a redirect.
+CREDENTIAL_FIELDS = ("Authorization", "Cookie", "Proxy-Authorization")
+
+# Fields that describe a body: gone with the body when a redirect turns the
+# request into a GET.
+_BODY_FIELDS = ("Content-Length", "Content-Type", "Content-Encoding", "Transfer-Encoding")
+
+# Decompressed output per step: bounds memory for a compression bomb.
+DECOMPRESS_STEP = 64 * 1024
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_VALUE_RE = re.compile(r"[\x00\r\n]")
+
+
+def options(req: HTTPRequest) -> dict[str, Any]:
+    """Every option of ``req``, with the client's defaults filled in.
+
+    A copy of the request's attributes instead of a `_RequestProxy` lookup
+    per use: the planning reads each option once from a dict.
+    """
+    if isinstance(req, _RequestProxy):
+        opts = vars(req.request).copy()
+        defaults = req.defaults
+    else:
+        opts = vars(req).copy()
+        defaults = None
+    opts["headers"] = opts.get("_headers")
+    opts["body"] = opts.get("_body")
+    if defaults:
+        get = opts.get
+        for name, value in defaults.items():
+            if get(name) is None:
+                opts[name] = value
+    return opts
+
+
+def origin(url: str) -> tuple[str, str, Optional[int]]:
+    """``url``'s origin: scheme, host and port (the scheme's default if none).
+
+    Userinfo is not part of it: ``http://u@a/`` and ``http://a/`` are one
+    origin.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    scheme = parsed.scheme.lower()
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    return scheme, (parsed.hostname or ""), port
+
+
+def check_method_body(method: str, body_present: bool, allow_nonstandard: Any) -> None:
+    """Refuse a body where the method has none, or none where it needs one.
+
+    Raises:
+        ValueError: POST, PATCH or PUT without a body, or another method
+            with one, unless ``allow_nonstandard`` is true.
+    """
+    if allow_nonstandard:
+        return
+    body_expected = method in ("POST", "PATCH", "PUT")
+    if body_expected != body_present:
+        raise ValueError(
+            "Body must {}be None for method {} (unless allow_nonstandard_methods is true)".format(
+                "not " if body_expected else "", method
+            )
+        )
+
+
+def request_fields(
+    opts: dict[str, Any],
+    parsed: urllib.parse.SplitResult,
+    netloc: str,
+    *,
+    digest: Optional[str] = None,
+    keep_alive: bool = True,
+    proxy_auth: Optional[str] = None,
+) -> tuple[list[tuple[str, str]], bool]:
+    """The header fields of a request: the caller's, checked, and the defaults.
+
+    Args:
+        opts: The request's `options`.
+        parsed: Its URL, split.
+        netloc: The URL's authority without userinfo (the default ``Host``).
+        digest: A digest ``Authorization`` answer to a challenge, if any.
+        keep_alive: False to ask the server to close (``Connection: close``).
+        proxy_auth: The ``Proxy-Authorization`` for a proxy that sees the
+            request (absolute-form through an HTTP proxy).
+
+    Returns:
+        The fields, ``Host`` first, and whether digest auth is wanted.
+
+    Raises:
+        ValueError: An invalid field name or value (RFC 9110 §5.5: a CR or LF
+            would inject fields), a body that does not fit the method, or an
+            unknown ``auth_mode``.
+    """
+    items: list[tuple[str, str]] = []
+    names: set[str] = set()
+    source = opts["headers"]
+    if source is None:
+        pairs: Any = ()
+    else:
+        pairs = source.get_all() if isinstance(source, HTTPHeaders) else source.items()
+    for name, value in pairs:
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        elif not isinstance(value, str):
+            value = str(value)
+        if _TOKEN_RE.fullmatch(name) is None:
+            raise ValueError(f"Invalid header name {name!r}")
+        if _BAD_VALUE_RE.search(value) is not None:
+            raise ValueError(f"Unsafe header value {value!r} for {name}: no CR, LF or NUL")
+        items.append((name, value))
+        names.add(name.lower())
+
+    def put(name: str, value: str) -> None:
+        low = name.lower()
+        if low in names:
+            items[:] = [(n, v) for n, v in items if n.lower() != low]
+        items.append((name, value))
+        names.add(low)
+
+    if "host" not in names:
+        items.insert(0, ("Host", netloc))
+        names.add("host")
+    wants_digest = False
+    if parsed.username is not None:
+        username: Optional[str] = urllib.parse.unquote(parsed.username)
+        password = urllib.parse.unquote(parsed.password or "")
+    else:
+        username = opts["auth_username"]
+        password = opts["auth_password"] or ""
+    if username is not None:
+        mode = opts["auth_mode"]
+        if mode in (None, "basic"):
+            put("Authorization", basic_authorization(username, password))
+        elif mode == "digest":
+            wants_digest = True
+            if digest is not None:
+                put("Authorization", digest)
+        else:
+            raise ValueError(f"unsupported auth_mode {mode!r}")
+    method = opts["method"]
+    if opts["user_agent"]:
+        put("User-Agent", opts["user_agent"])
+    elif "user-agent" not in names:
+        items.append(("User-Agent", USER_AGENT))
+    body = opts["body"]
+    check_method_body(
+        method,
+        body is not None or opts["body_producer"] is not None,
+        opts["allow_nonstandard_methods"],
+    )
+    if opts["expect_100_continue"]:
+        put("Expect", "100-continue")
+    if body is not None:
+        put("Content-Length", str(len(body)))
+    if method == "POST" and "content-type" not in names:
+        items.append(("Content-Type", "application/x-www-form-urlencoded"))
+    if opts["decompress_response"]:
+        put("Accept-Encoding", "gzip")
+    if proxy_auth is not None:
+        put("Proxy-Authorization", proxy_auth)
+    if not keep_alive and "connection" not in names:
+        # Nothing will be reused: let the server close too (RFC 9112 §9.6).
+        items.append(("Connection", "close"))
+    return items, wants_digest
+
+
+def follows_redirects(opts: dict[str, Any]) -> bool:
+    """Whether a request with options ``opts`` follows a redirect."""
+    return bool(opts["follow_redirects"]) and (opts["max_redirects"] or 0) > 0
+
+
+def redirected(
+    req: HTTPRequest,
+    status: int,
+    location: str,
+    defaults: Optional[dict[str, Any]],
+    original: HTTPRequest,
+) -> HTTPRequest:
+    """The request that follows ``req``'s redirect ``status`` to ``location``.
+
+    Args:
+        req: The request redirected (a `_RequestProxy` or an `HTTPRequest`).
+        status: The redirect's status, one of `REDIRECT_CODES`.
+        location: Its ``Location``, relative to ``req``'s URL or absolute.
+        defaults: The client's defaults, for the new request's proxy.
+        original: The request the caller made (``original_request``).
+    """
+    url: str = req.url
+    method: str = req.method
+    base = req.request if isinstance(req, _RequestProxy) else req
+    new = copy.copy(base)
+    new.url = urllib.parse.urljoin(url, location)
+    new.max_redirects = (req.max_redirects or 0) - 1
+    headers = new.headers = HTTPHeaders(new.headers)
+    # The caller's Host named the first URL's server, not this one's.
+    drop = ["Host"]
+    # RFC 9110 §15.4.4: 303 means GET; 301/302 turn POST into GET, as
+    # browsers do.
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        new.method = "GET"
+        new.body = None
+        new.body_producer = None
+        drop += _BODY_FIELDS
+    if origin(new.url) != origin(url):
+        # Credentials for one origin must not leak to another.
+        drop += CREDENTIAL_FIELDS
+        new.auth_username = None
+        new.auth_password = None
+    for name in drop:
+        if name in headers:
+            del headers[name]
+    new.original_request = original
+    return cast(HTTPRequest, _RequestProxy(new, defaults))
+
+
+def take_decoder(headers: HTTPHeaders) -> Optional[Decoder]:
+    """A decoder for the response's ``Content-Encoding``, if it is one we can
+    decode; the field is then renamed ``X-Consumed-Content-Encoding``.
+
+    Any coding we can decode, asked for or not: decoding is bounded (see
+    `DECOMPRESS_STEP`), so an unrequested br or zstd body costs no more.
+    """
+    coding = headers.get("Content-Encoding")
+    decoder = make_decoder(coding) if coding is not None else None
+    if decoder is not None:
+        headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
+        del headers["Content-Encoding"]
+    return decoder

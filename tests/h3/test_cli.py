@@ -1,0 +1,73 @@
+"""``squall run --http3``: workers serving HTTP/3, the access log, and the errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from typing import Any
+
+import pytest
+
+from squall.cli._options import Config, UsageError, parse_config
+from squall.cli._target import serve_target
+from squall.cli._worker import build_server
+from tests._paths import CERTS
+from tests.cli import sample_apps
+from tests.cli._proc import Squall
+
+CERT, KEY = str(CERTS / "test.crt"), str(CERTS / "test.key")
+
+
+def test_http3_needs_a_certificate() -> None:
+    with pytest.raises(UsageError, match="--http3 needs --certfile"):
+        parse_config(["m:app", "--http3"])
+
+
+def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if aioquic were not installed (its submodules too, if loaded).
+    for name in [m for m in sys.modules if m == "aioquic" or m.startswith("aioquic.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "aioquic", None)
+    monkeypatch.delitem(sys.modules, "squall.httpserver._h3protocol", raising=False)
+    config = Config(target="t:app", certfile=CERT, keyfile=KEY, http3=True)
+    served = serve_target(sample_apps.make_app(), "t:app", config.root_path)
+    with pytest.raises(
+        UsageError, match=r"--http3: HTTP/3 needs aioquic: pip install 'squall\[http3\]'"
+    ):
+        build_server(config, served)
+
+
+def test_workers_serve_http3_and_log_it() -> None:
+    pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+    from ._client import h3_client
+
+    with Squall(
+        "sample_apps:app",
+        "--bind",
+        "127.0.0.1:0",
+        "--certfile",
+        CERT,
+        "--keyfile",
+        KEY,
+        "--http3",
+        "--workers",
+        "2",
+    ) as squall:
+        _, port = squall.address()
+        squall.expect("Worker .* serving")
+        squall.expect("Worker .* serving")
+
+        async def fetch() -> Any:
+            async with h3_client(port) as client:
+                return await client.fetch("/")
+
+        r = asyncio.run(asyncio.wait_for(fetch(), 10))
+        assert r.status == 200
+        assert json.loads(r.body)["protocol"] == "https"
+        squall.expect(r'"GET / HTTP/3" 200')
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+        # aioquic's per-connection INFO lines are kept out of the server's log.
+        assert not [line for line in squall.seen if "Negotiated protocol" in line]

@@ -1,0 +1,197 @@
+"""HTTPServer(http3=True): an unchanged Application, an ASGI app and a WSGI app over HTTP/3.
+
+The client is aioquic's own (QUIC + H3Connection) over a real UDP socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+
+from squall import gen  # noqa: E402
+from squall.asgi import ASGIServerDelegate  # noqa: E402
+from squall.testing import AsyncHTTPSTestCase, gen_test  # noqa: E402
+from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
+from squall.wsgi import WSGIContainer  # noqa: E402
+
+from ._client import h3_client  # noqa: E402
+
+
+class Hello(RequestHandler):
+    def get(self) -> None:
+        self.set_header("X-Version", self.request.version)
+        self.write(f"hello {self.get_argument('name', 'world')}")
+
+    def post(self) -> None:
+        self.write(b"got " + self.request.body)
+
+    head = get
+
+
+class Hinted(RequestHandler):
+    async def get(self) -> None:
+        self.send_early_hints(["</a.css>; rel=preload; as=style"])
+        await gen.moment
+        self.write("page")
+
+
+class Streamed(RequestHandler):
+    async def get(self) -> None:
+        for i in range(5):
+            self.write(f"piece {i}\n" * 1000)
+            await self.flush()
+
+
+@stream_request_body
+class Upload(RequestHandler):
+    def prepare(self) -> None:
+        self.size = 0
+        self.pieces = 0
+
+    async def data_received(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self.pieces += 1
+        await gen.moment
+
+    def put(self) -> None:
+        self.write({"size": self.size})
+
+
+class Hold(RequestHandler):
+    async def get(self) -> None:
+        release: asyncio.Future[None] = self.application.settings["release"]
+        self.application.settings["held"].set_result(None)
+        await release
+        self.write("released")
+
+
+def make_app(**settings: Any) -> Application:
+    return Application(
+        [
+            ("/", Hello),
+            ("/hinted", Hinted),
+            ("/streamed", Streamed),
+            ("/upload", Upload),
+            ("/hold", Hold),
+        ],
+        **settings,
+    )
+
+
+class H3TestCase(AsyncHTTPSTestCase):
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {**super().get_httpserver_options(), "http3": True}
+
+    async def started(self) -> None:
+        await asyncio.gather(*self.http_server._h3_tasks)
+
+
+class H3ApplicationTest(H3TestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    @gen_test
+    async def test_get_post_404(self) -> None:
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            r = await client.fetch("/?name=h3")
+            assert (r.status, r.body) == (200, b"hello h3")
+            assert r.headers["x-version"] == "HTTP/3"
+            assert r.headers["content-length"] == "8"
+            assert "alt-svc" not in r.headers
+            r = await client.fetch("/", method="POST", body=b"a" * 100000)
+            assert (r.status, r.body) == (200, b"got " + b"a" * 100000)
+            r = await client.fetch("/nowhere")
+            assert r.status == 404
+
+    @gen_test
+    async def test_many_streams_at_once(self) -> None:
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sids = [client.request(f"/?name={i}") for i in range(30)]
+            await client.until(lambda: all(client.responses[s].ended for s in sids))
+            bodies = sorted(client.responses[s].body for s in sids)
+            assert bodies == sorted(f"hello {i}".encode() for i in range(30))
+
+    @gen_test
+    async def test_streaming_both_ways(self) -> None:
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            r = await client.fetch("/streamed")
+            assert r.body == b"".join(f"piece {i}\n".encode() * 1000 for i in range(5))
+            sid = client.request("/upload", method="PUT", end=False)
+            for _ in range(10):
+                client.send_body(sid, b"x" * 30000)
+            client.send_body(sid, b"", end=True)
+            r = client.responses[sid]
+            await client.until(lambda: r.ended)
+            assert json.loads(r.body) == {"size": 300000}
+
+    @gen_test
+    async def test_early_hints(self) -> None:
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            r = await client.fetch("/hinted")
+            assert r.interim == [[(":status", "103"), ("link", "</a.css>; rel=preload; as=style")]]
+            assert (r.status, r.body) == (200, b"page")
+
+    @gen_test
+    async def test_alt_svc_on_tcp(self) -> None:
+        await self.started()
+        response = await self.http_client.fetch(self.get_url("/"))
+        assert response.headers["Alt-Svc"] == f'h3=":{self.get_http_port()}"; ma=86400'
+
+
+class H3ASGITest(H3TestCase):
+    def get_app(self) -> Any:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            reply = f"{scope['http_version']} {scope['method']} {len(body)}".encode()
+            await send({"type": "http.response.body", "body": reply})
+
+        return ASGIServerDelegate(app)
+
+    @gen_test
+    async def test_asgi_app(self) -> None:
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            r = await client.fetch("/", method="POST", body=b"z" * 5000)
+            assert (r.status, r.body) == (200, b"3 POST 5000")
+        # Over TCP the same app, its head through the Alt-Svc proxy.
+        response = await self.http_client.fetch(self.get_url("/"))
+        assert response.body == b"1.1 GET 0"
+        assert response.headers["Alt-Svc"].startswith('h3=":')
+
+
+class H3WSGITest(H3TestCase):
+    def get_app(self) -> Any:
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [environ["SERVER_PROTOCOL"].encode(), b" ", environ["PATH_INFO"].encode()]
+
+        return WSGIContainer(app)
+
+    @gen_test
+    async def test_wsgi_app(self) -> None:
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            r = await client.fetch("/p")
+            assert (r.status, r.body) == (200, b"HTTP/3 /p")
+
+
+def test_http3_needs_tls() -> None:
+    from squall.httpserver import HTTPServer
+
+    with pytest.raises(ValueError, match="http3 needs ssl_options"):
+        HTTPServer(make_app(), http3=True)

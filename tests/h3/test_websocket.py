@@ -1,0 +1,115 @@
+"""WebSocket over HTTP/3 (RFC 9220): an extended CONNECT taken over by `WebSocketHandler`."""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any, Optional
+
+import pytest
+
+pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+
+from squall.testing import gen_test  # noqa: E402
+from squall.web import Application  # noqa: E402
+from squall.websocket import WebSocketHandler  # noqa: E402
+
+from ._client import H3Client, h3_client  # noqa: E402
+from .test_server import H3TestCase  # noqa: E402
+
+
+class Echo(WebSocketHandler):
+    def on_message(self, message: Any) -> None:
+        self.write_message(f"echo {message} over {self.request.version}")
+
+    def on_close(self) -> None:
+        self.application.settings["closed"] = self.close_code
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked frame, as a client sends it (RFC 6455 section 5.3)."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert len(payload) < 126
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def server_frame(data: bytes) -> Optional[tuple[int, bytes, bytes]]:
+    """(opcode, payload, rest) of the first unmasked frame in ``data``."""
+    if len(data) < 2:
+        return None
+    opcode, length = data[0] & 0x0F, data[1] & 0x7F
+    pos = 2
+    if length == 126:
+        (length,) = struct.unpack("!H", data[2:4])
+        pos = 4
+    if len(data) < pos + length:
+        return None
+    return opcode, data[pos : pos + length], data[pos + length :]
+
+
+def connect(client: H3Client, path: str = "/ws") -> int:
+    return client.request(
+        path,
+        method="CONNECT",
+        headers=[(":protocol", "websocket"), ("sec-websocket-version", "13")],
+        end=False,
+    )
+
+
+class H3WebSocketTest(H3TestCase):
+    def get_app(self) -> Application:
+        return Application([("/ws", Echo)])
+
+    @gen_test
+    async def test_echo_over_extended_connect(self) -> None:
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sid = connect(client)
+            r = client.responses[sid]
+            await client.until(lambda: r.status != 0)
+            assert r.status == 200
+            assert "content-length" not in r.headers
+            client.send_body(sid, client_frame(0x1, b"hi"))
+            await client.until(lambda: server_frame(r.body) is not None)
+            frame = server_frame(r.body)
+            assert frame is not None
+            assert frame[:2] == (0x1, b"echo hi over HTTP/3")
+            # A close from the client: the server answers it and ends the stream.
+            client.send_body(sid, client_frame(0x8, struct.pack("!H", 1000)))
+            await client.until(lambda: r.ended)
+            assert self._app.settings["closed"] == 1000
+
+    @gen_test
+    async def test_connect_without_protocol_is_refused(self) -> None:
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sid = client.request("/ws", method="CONNECT", end=False)
+            r = client.responses[sid]
+            await client.until(lambda: r.status != 0 or r.reset is not None)
+            assert r.status == 400
+
+
+class TCPWebSocketBesideH3Test(H3TestCase):
+    """With http3 on, TCP exchanges go through the Alt-Svc proxy: a
+    WebSocket over HTTP/1.1 (detach through the proxy) still works."""
+
+    def get_app(self) -> Application:
+        return Application([("/ws", Echo)])
+
+    @gen_test
+    async def test_websocket_over_tls_tcp(self) -> None:
+        import ssl
+
+        from squall.httpclient import HTTPRequest
+        from squall.websocket import websocket_connect
+
+        await self.started()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        request = HTTPRequest(f"wss://127.0.0.1:{self.get_http_port()}/ws", ssl_options=ctx)
+        conn = await websocket_connect(request)
+        await conn.write_message("hi")
+        assert await conn.read_message() == "echo hi over HTTP/1.1"
+        conn.close()

@@ -1,0 +1,102 @@
+"""Issue 36, rows 2 and 8: what hostile traffic does to ``--metrics-bind``'s numbers.
+
+The worker's side (`WorkerMetrics`) is driven in-process, behind a real
+server on loopback: the attack goes over a socket, and the series are read
+from prometheus_client's own objects (the worker's counters), not timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+pytest.importorskip("prometheus_client", reason="needs squall[metrics]")
+pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+from squall.cli._metrics import WorkerMetrics  # noqa: E402
+from squall.cli._serving import request_logger  # noqa: E402
+from squall.testing import AsyncHTTPTestCase, gen_test  # noqa: E402
+from squall.web import Application, RequestHandler  # noqa: E402
+from squall.websocket import WebSocketHandler  # noqa: E402
+from tests.h2.test_websocket_h2 import WSClient  # noqa: E402
+
+METHODS = 300
+
+
+class Hello(RequestHandler):
+    def get(self) -> None:
+        self.write("hello")
+
+
+class Idle(WebSocketHandler):
+    """Opens and waits; tells the test how many are open."""
+
+    def initialize(self, opened: list[WebSocketHandler], ready: asyncio.Event) -> None:
+        self.opened = opened
+        self.ready = ready
+
+    def open(self) -> None:
+        self.opened.append(self)
+        self.ready.set()
+
+
+def series(metric: Any) -> int:
+    """How many label sets (lines on /metrics, per sample name) a metric has."""
+    return len(metric._metrics)
+
+
+class MetricsUnderAttackTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.metrics = WorkerMetrics()
+        self.opened: list[WebSocketHandler] = []
+        self.ready = asyncio.Event()
+        app = Application(
+            [("/", Hello), ("/ws", Idle, {"opened": self.opened, "ready": self.ready})],
+            log_function=request_logger(None, None, self.metrics),
+        )
+        return app
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.metrics.attach(self._app, self.http_server)
+
+    @gen_test
+    async def test_made_up_methods_are_one_label_value(self) -> None:
+        # Row 2: each request with a token of its own as method (a 405)
+        # made a series of its own, and /metrics grew without bound.
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        for i in range(METHODS):
+            writer.write(f"M{i:04d} / HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = await reader.read()  # to the close: every response is in
+        writer.close()
+        await writer.wait_closed()
+        assert data.count(b"HTTP/1.1 405 ") == METHODS
+        self.metrics.flush()
+        labels = {tuple(key) for key in self.metrics.requests._metrics}
+        assert labels == {("other", "/", "4xx"), ("GET", "/", "2xx")}
+        assert self.metrics.requests.labels("other", "/", "4xx")._value.get() == METHODS
+        assert series(self.metrics.duration) == 2
+
+    @gen_test
+    async def test_idle_websockets_over_http2_are_not_requests_in_flight(self) -> None:
+        # Row 8: five open WebSockets over HTTP/2 were five requests in flight.
+        client = await WSClient.connect(self.get_http_port())
+        sids = [client.open() for _ in range(5)]
+        for sid in sids:
+            assert await client.opened(sid) == 200
+        while len(self.opened) < 5:
+            self.ready.clear()
+            await self.ready.wait()
+        self.metrics.sample()
+        assert self.metrics.in_flight._value.get() == 0
+        assert self.metrics.connections.labels("websocket")._value.get() == 5
+        assert self.metrics.connections.labels("h2")._value.get() == 1
+        for handler in self.opened:
+            handler.close()
+        await client.raw.close()

@@ -1,0 +1,90 @@
+"""The README's figures are generated from recorded runs and go stale loudly.
+
+benchmarks/figures.py writes the table between the README's ``figures``
+markers from benchmarks/results/*.json; each record carries the SHA-256 of
+the benchmark that produced it. The compiled-module lists in the README and
+the docs are checked against the build's own list.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+figures = _load("_bench_figures", ROOT / "benchmarks" / "figures.py")
+
+
+def test_the_readme_table_is_the_generated_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert figures.render(readme) == readme, "run: python benchmarks/figures.py"
+
+
+def test_there_are_recorded_figures() -> None:
+    assert figures.records(), "benchmarks/results/ has no record"
+    assert "| ASGI: Starlette hello world" in figures.table()
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "benchmarks" / "results").glob("*.json")), ids=lambda p: p.name
+)
+def test_each_record_matches_the_benchmark_source(path: Path) -> None:
+    record = json.loads(path.read_text())
+    script = ROOT / record["benchmark"]
+    assert script.is_file(), f"{path.name}: {record['benchmark']} is gone"
+    assert figures.source_hash(script) == record["source_sha256"], (
+        f"{record['benchmark']} changed since {path.name} was recorded "
+        f"({record['date']}): run it again with --record"
+    )
+    for key in ("date", "commit", "machine", "squall_build", "rows"):
+        assert record[key], key
+
+
+def test_a_stale_record_or_a_hand_edit_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "bench.py"
+    script.write_text("print('v1')\n")
+    monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(figures, "ROOT", tmp_path)
+    figures.record("x", script, "pure", {"rows": [{"label": "w", "ratio_cpu": 2, "ratio_rps": 1}]})
+    saved = json.loads((tmp_path / "results" / "x.json").read_text())
+    assert saved["source_sha256"] == figures.source_hash(script)
+    script.write_text("print('v2')\n")
+    assert saved["source_sha256"] != figures.source_hash(script)
+    page = f"a\n{figures.START}\n{figures.table()}\n{figures.END}\nb"
+    assert figures.render(page) == page
+    assert "| 2.00x | 1.00x |" in page
+    assert figures.render(page.replace("2.00x", "3.00x")) == page
+
+
+def _compiled_modules() -> list[str]:
+    build = _load("_squall_build", ROOT / "speedups" / "squall_build.py")
+    names = [f"squall.{p}" for p in build.COMPILED_PACKAGES]
+    return names + list(build.COMPILED_MODULES) + list(build.C_MODULES)
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/guide/compiled.md"])
+def test_the_compiled_module_lists_are_complete(page: str) -> None:
+    text = (ROOT / page).read_text()
+    missing = [name for name in _compiled_modules() if f"`{name}`" not in text]
+    assert not missing, f"{page} does not name {missing}"

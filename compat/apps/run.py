@@ -890,7 +890,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     print()
     header = (
-        f"{'app':<48} {'run':>6} {'tornado':>8} {'squall':>8} {'lost':>6} {'gained':>6}"
+        f"{'app':<52} {'run':>6} {'tornado':>8} {'squall':>8} {'lost':>6} {'gained':>6}"
         f"  {'wall tornado':>13} {'wall squall':>13}"
     )
     print(header)
@@ -899,7 +899,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         lost = sum(len(v) for _, v in cmp["groups"])
         label = f"{app.name} {app.version}{' (pure)' if side == 'squall-pure' else ''}"
         print(
-            f"{label:<48} {cmp['run']:>6} {cmp['tornado_passed']:>8} "
+            f"{label:<52} {cmp['run']:>6} {cmp['tornado_passed']:>8} "
             f"{cmp['squall_passed']:>8} {lost:>6} {len(cmp['gained']):>6}  "
             f"{fmt_wall(tornado.get('last_run')):>13} {fmt_wall(squall.get('last_run')):>13}"
         )

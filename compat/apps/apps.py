@@ -39,6 +39,12 @@ class App:
     #: The tag (default: ``version``) and the paths taken from it.
     tests_ref: str = ""
     tests_paths: tuple[str, ...] = ("tests",)
+    #: Run each test file in its own pytest (the paths in ``pytest_args`` are
+    #: expanded to their ``test_*.py`` files), so that a file that hangs or
+    #: crashes its interpreter costs that file alone.
+    per_file: bool = False
+    #: Wall-time limit for one file's pytest in ``per_file`` mode, in seconds.
+    file_timeout: int = 10 * 60
 
 
 APPS: dict[str, App] = {
@@ -143,6 +149,122 @@ APPS: dict[str, App] = {
                 "jupyterlab_server[test]>=2.27.1,<3",
             ),
             suite_timeout=15 * 60,
+            test_timeout=120,
+        ),
+        # Error and performance monitoring: its Tornado integration patches
+        # RequestHandler._execute and log_exception, and reads the request's
+        # context from a contextvar set while the handler runs.
+        App(
+            name="sentry-sdk",
+            version="2.68.0",
+            tests_repo="getsentry/sentry-python",
+            tests_paths=(
+                "pyproject.toml",
+                "tests/__init__.py",
+                "tests/conftest.py",
+                "tests/integrations/__init__.py",
+                "tests/integrations/utils.py",
+                "tests/integrations/tornado",
+            ),
+            # Its tox "common" dependencies (tox.ini), less coverage.
+            test_deps=(
+                "pytest",
+                "pytest-asyncio",
+                "pytest-forked",
+                "pytest-timeout",
+                "pytest-localserver",
+                "werkzeug",
+                "jsonschema",
+                "executing",
+                "brotli",
+            ),
+            # Its addopts ask for pytest-cov (--cov) and -s; neither is needed.
+            pytest_args=("tests/integrations/tornado", "-o", "addopts=-rfEs"),
+            per_file=True,
+            suite_timeout=10 * 60,
+            test_timeout=60,
+        ),
+        # OpenTelemetry's instrumentation: wraps RequestHandler methods and
+        # the HTTP client's fetch, and checks the installed tornado's version
+        # (importlib.metadata) before it instruments anything.
+        App(
+            name="opentelemetry-instrumentation-tornado",
+            version="0.65b0",
+            tests_repo="open-telemetry/opentelemetry-python-contrib",
+            tests_ref="v0.65b0",
+            tests_paths=(
+                "pytest.ini",
+                "instrumentation/opentelemetry-instrumentation-tornado/tests",
+            ),
+            # Its test-requirements.txt, less the pins of what the app pulls in.
+            test_deps=(
+                "opentelemetry-test-utils==0.65b0",
+                "http_server_mock==1.7",
+                "requests",
+                "pytest",
+                "pytest-timeout",
+            ),
+            pytest_args=("instrumentation/opentelemetry-instrumentation-tornado/tests",),
+            per_file=True,
+            suite_timeout=10 * 60,
+            test_timeout=60,
+        ),
+        # OpenAPI specs from Tornado URLSpecs: reads the routing rules' matchers.
+        App(
+            name="apispec-webframeworks",
+            version="1.2.0",
+            tests_repo="marshmallow-code/apispec-webframeworks",
+            tests_paths=(
+                "pyproject.toml",
+                "tests/__init__.py",
+                "tests/utils.py",
+                "tests/test_ext_tornado.py",
+            ),
+            test_deps=("apispec==6.10.0", "pytest", "pytest-timeout"),
+            pytest_args=("tests/test_ext_tornado.py",),
+            per_file=True,
+            suite_timeout=5 * 60,
+            test_timeout=60,
+        ),
+        # Dask's scheduler and workers talk over Tornado's TCP and WebSocket
+        # streams and serve the dashboard with Tornado's web framework. The
+        # tests live in the package; the whole package is taken from the tag
+        # (and imported from there), with the root conftest and pytest config.
+        App(
+            name="distributed",
+            version="2026.7.1",
+            tests_repo="dask/distributed",
+            # test_prometheus_api_doc reads the metrics' documentation page.
+            tests_paths=(
+                "pyproject.toml",
+                "conftest.py",
+                "distributed",
+                "docs/source/prometheus.rst",
+            ),
+            # Its pixi "test" feature, and the optional packages the chosen
+            # files import (the dashboard, the Prometheus endpoint).
+            test_deps=(
+                "pytest",
+                "pytest-timeout",
+                "pytest-rerunfailures",
+                "pytest-repeat",
+                "requests",
+                "prometheus_client",
+                "bokeh",
+                "lz4",
+            ),
+            pytest_args=(
+                "distributed/comm/tests",
+                "distributed/tests/test_core.py",
+                "distributed/tests/test_batched.py",
+                "distributed/tests/test_utils_comm.py",
+                "distributed/http",
+                "distributed/deploy/tests/test_local.py",
+                "distributed/tests/test_nanny.py",
+            ),
+            per_file=True,
+            file_timeout=15 * 60,
+            suite_timeout=60 * 60,
             test_timeout=120,
         ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it

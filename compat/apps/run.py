@@ -50,11 +50,12 @@ from apps import APPS, App  # noqa: E402
 REPO = HERE.parent.parent
 PLUGIN_DIR = HERE / "plugin"
 TORNADO_PIN = "tornado==6.6.1"
-PTH_NAME = "squall_as_tornado.pth"
-# One line: site.py executes .pth lines that start with "import", in every
-# interpreter started from the venv, subprocesses included.
-PTH_LINE = "import squall.compat; squall.compat.install()\n"
-SIDES = ("tornado", "squall")
+# What `python -m squall.compat --install-alias` writes into site-packages:
+# a .pth that installs the alias in every interpreter the venv starts
+# (subprocesses included) and a tornado dist-info that importlib.metadata reads.
+ALIAS_PTH = "squall-tornado-alias.pth"
+# The .pth this harness wrote before Squall had --install-alias.
+OLD_PTH = "squall_as_tornado.pth"
 
 
 def log(msg: str) -> None:
@@ -123,7 +124,8 @@ def fetch_tests(app: App, cache: Path, local: dict[str, str]) -> Path:
     """
     ref = app.tests_ref or app.version
     dest = cache / "src" / f"{app.name}-{app.version}-tests"
-    if (dest / ".unpacked").exists():
+    stamp = f"{app.tests_repo}@{ref}: {' '.join(app.tests_paths)}\n"
+    if (dest / ".unpacked").exists() and (dest / ".unpacked").read_text() == stamp:
         return dest
     gitdir = local.get(app.tests_repo)
     if gitdir is None:
@@ -146,7 +148,7 @@ def fetch_tests(app: App, cache: Path, local: dict[str, str]) -> Path:
     )
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
         tar.extractall(dest, filter="data")
-    (dest / ".unpacked").write_text(f"{app.tests_repo}@{ref}\n")
+    (dest / ".unpacked").write_text(stamp)
     return dest
 
 
@@ -212,14 +214,24 @@ def constraints_from(freeze: str, app: App) -> str:
 
 
 def setup_squall(
-    app: App, src: Path, work: Path, python: str, squall_src: Path, rebuild: bool, reinstall: bool
+    app: App,
+    src: Path,
+    work: Path,
+    python: str,
+    wheel: Path,
+    side: str,
+    rebuild: bool,
+    reinstall: bool,
 ) -> Path:
-    """The same venv with Tornado uninstalled and Squall from the checkout answering for it."""
-    venv = work / "squall"
+    """The same venv with Tornado uninstalled and Squall's ``wheel`` answering for it.
+
+    ``side`` is ``squall`` (the compiled build) or ``squall-pure``; each has its venv.
+    """
+    venv = work / side
     stamp = venv / ".squall-apps-stamp"
     key = setup_key(app, python)
     if rebuild or not stamp.exists() or stamp.read_text() != key:
-        log(f"{app.name}: making the Squall venv")
+        log(f"{app.name}: making the {side} venv")
         py = make_venv(venv, python)
         freeze_file = work / "tornado-freeze.txt"
         cons = work / "squall-constraints.txt"
@@ -236,39 +248,93 @@ def setup_squall(
         run([str(py), "-m", "pip", "uninstall", "-q", "-y", "tornado"])
         stamp.write_text(key)
     py = venv_python(venv)
-    if reinstall or not (site_packages(py) / PTH_NAME).exists():
-        install_squall(py, squall_src)
+    site = site_packages(py)
+    (site / OLD_PTH).unlink(missing_ok=True)
+    if reinstall or not (site / ALIAS_PTH).exists():
+        run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)])
+        # Squall's own way to stand in for Tornado, as a deployment would do it.
+        run([str(py), "-m", "squall.compat", "--install-alias"], cwd="/")
     return py
 
 
-def install_squall(py: Path, squall_src: Path) -> None:
-    """Install the checkout as a wheel (not editable), fresh on every run.
+def build_wheel(squall_src: Path, python: str, pure: bool, cache: Path) -> Path:
+    """A wheel of the checkout: compiled (mypyc and C, where a compiler is) or pure.
 
     A wheel is a snapshot: a suite that runs for half an hour sees one state of
     the tree even while it is being edited, and the run also checks that the
-    package ships everything it needs. Building it costs a few seconds.
+    package ships everything it needs. The compiled build takes minutes, so a
+    wheel is kept in the cache under the git trees of what goes into it, and
+    one of a tree with uncommitted changes there is built once per harness run.
     """
-    with tempfile.TemporaryDirectory() as wheels:
-        run(
-            [str(py), "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, str(squall_src)],
-            cwd=squall_src,
-        )  # fmt: skip
-        (wheel,) = list(Path(wheels).glob("squall-*.whl"))
-        run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)])
-    (site_packages(py) / PTH_NAME).write_text(PTH_LINE)
+    kind = "pure" if pure else "compiled"
+    pyver = run([python, "-c", "import sys; print(sys.implementation.cache_tag)"]).stdout.strip()
+    rev = _build_inputs_key(squall_src)
+    dest = cache / "wheels" / f"{rev}-{pyver}-{kind}"
+    found = sorted(dest.glob("squall-*.whl")) if dest.exists() else []
+    if found:
+        return found[0]
+    log(f"building a {kind} wheel of {squall_src} ({rev}, {pyver})")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    env = dict(os.environ)
+    env.pop("SQUALL_NO_EXTENSIONS", None)
+    if pure:
+        env["SQUALL_NO_EXTENSIONS"] = "1"
+    # The venvs' interpreter builds it (pip's build isolation leaves it
+    # untouched): the compiled modules are tied to its version.
+    run(
+        [python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(squall_src)],
+        cwd=squall_src,
+        env=env,
+    )  # fmt: skip
+    (wheel,) = list(dest.glob("squall-*.whl"))
+    return wheel
+
+
+_BUILD_INPUTS = ("squall", "speedups", "setup.py", "pyproject.toml")
+
+
+def _build_inputs_key(squall_src: Path) -> str:
+    """The git object names of what the wheel is built from; a run's own key when edited."""
+    git = ["git", "-C", str(squall_src)]
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", *_BUILD_INPUTS], text=True, capture_output=True
+    )
+    names = subprocess.run(
+        [*git, "rev-parse", *(f"HEAD:{p}" for p in _BUILD_INPUTS)], text=True, capture_output=True
+    )
+    if dirty.returncode or names.returncode or dirty.stdout.strip():
+        return f"{squall_revision(squall_src)}-{os.getpid()}"
+    return hashlib.sha256(names.stdout.encode()).hexdigest()[:16]
 
 
 def verify(py: Path, side: str) -> str:
-    """Check which module ``import tornado.web`` gives in a fresh interpreter."""
+    """Check which package answers ``import tornado.web`` in a fresh interpreter.
+
+    On the Squall sides the alias may call its modules ``tornado.*`` and answer
+    ``importlib.metadata`` for ``tornado``, so identity with ``squall.web`` and
+    the absence of a real ``tornado`` package on disk are what is checked; and
+    the build (compiled or pure) must be the one asked for, since a compiled
+    build that fell back to pure Python would measure the wrong thing.
+    """
     code = (
-        "import importlib.metadata as m, tornado, tornado.web\n"
+        "import importlib.metadata as m, importlib.util, sys, tornado, tornado.web\n"
         "try:\n    dist = m.version('tornado')\nexcept m.PackageNotFoundError:\n    dist = None\n"
-        "print(tornado.web.__name__, tornado.version, dist)\n"
+        "try:\n    import squall.web, squall.speedups\n"
+        "    alias = tornado.web.RequestHandler is squall.web.RequestHandler\n"
+        "    build = 'compiled' if squall.speedups.compiled else 'pure'\n"
+        "except ImportError:\n    alias, build = False, '-'\n"
+        "print(tornado.web.__name__, tornado.version, dist, alias, build)\n"
     )
     out = run([str(py), "-c", code], cwd="/").stdout.strip()
-    name, api, dist = out.split()
-    if side == "squall" and (name != "squall.web" or dist != "None"):
-        raise SystemExit(f"Squall venv: tornado.web is {name}, tornado distribution {dist}")
+    name, api, dist, alias, build = out.split()
+    if side.startswith("squall"):
+        want = "pure" if side == "squall-pure" else "compiled"
+        real = site_packages(py) / "tornado"
+        if alias != "True" or real.exists():
+            raise SystemExit(f"{side} venv: tornado.web is not Squall's ({out}; {real})")
+        if build != want:
+            raise SystemExit(f"{side} venv: squall runs {build}, not {want} ({out})")
     if side == "tornado" and (name != "tornado.web" or dist != TORNADO_PIN.split("==")[1]):
         raise SystemExit(f"Tornado venv: tornado.web is {name}, tornado distribution {dist}")
     return out
@@ -286,52 +352,109 @@ def squall_revision(squall_src: Path) -> str:
 # --- running ---------------------------------------------------------------
 
 
+def test_files(app: App, src: Path) -> list[list[str]]:
+    """The pytest invocations of a suite: one, or one per test file (``per_file``).
+
+    Each is the list of ``pytest_args`` paths it runs; options in
+    ``pytest_args`` (those starting with ``-``, and an ``-o``'s value) are
+    kept apart by `split_args` and given to every invocation.
+    """
+    paths, _ = split_args(app.pytest_args)
+    if not app.per_file:
+        return [paths]
+    units = []
+    for arg in paths:
+        path = src / arg
+        if path.is_dir():
+            found = sorted({*path.rglob("test_*.py"), *path.rglob("*_test.py")})
+            units += [[str(f.relative_to(src))] for f in found]
+        else:
+            units.append([arg])
+    return units
+
+
+def split_args(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``pytest_args`` as (paths, options); an option's separate value stays with it."""
+    paths: list[str] = []
+    options: list[str] = []
+    takes_value = {"-o", "-p", "-m", "-k", "-c", "--override-ini", "--rootdir", "--deselect"}
+    it = iter(args)
+    for arg in it:
+        if arg.startswith("-"):
+            options.append(arg)
+            if arg in takes_value:
+                options.append(next(it))
+        else:
+            paths.append(arg)
+    return paths, options
+
+
 def run_suite(
     app: App, side: str, py: Path, src: Path, work: Path, k: Optional[str], extra: list[str]
 ) -> dict[str, Any]:
-    """Run one side's suite; return its summary (outcomes are in the jsonl file)."""
-    jsonl = work / f"{side}-last.jsonl"
-    jsonl.unlink(missing_ok=True)
+    """Run one side's suite; return its summary and outcomes.
+
+    The JSON lines of each pytest invocation (one, or one per file) go to
+    their own file under ``<side>-last/``, read back when the run ends.
+    """
+    outdir = work / f"{side}-last"
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir()
     logfile = work / f"{side}.log"
-    cmd = [str(py), "-m", "pytest", *app.pytest_args]
-    cmd += ["-p", "no:cacheprovider", "-p", "squall_apps_outcomes", "--color=no"]
+    logfile.unlink(missing_ok=True)
+    _, options = split_args(app.pytest_args)
+    common = ["-p", "no:cacheprovider", "-p", "squall_apps_outcomes", "--color=no", *options]
     if app.test_timeout:
         # The signal method fails the one test that hangs; the thread method
-        # (jupyter_server's setting) ends the whole run at the first hang.
-        cmd += [f"--timeout={app.test_timeout}", "-o", "timeout_method=signal"]
+        # (jupyter_server's and dask's setting) ends the whole run at the first hang.
+        common += [f"--timeout={app.test_timeout}", "-o", "timeout_method=signal"]
     if k:
-        cmd += ["-k", k]
-    cmd += extra
+        common += ["-k", k]
+    common += extra
     env = {key: val for key, val in os.environ.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
     env.update(app.env)
     env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(py.parent.parent)
     env["PYTHONPATH"] = str(PLUGIN_DIR)
-    env["SQUALL_APPS_OUTCOMES"] = str(jsonl)
-    log(f"{app.name} on {side}: {shlex.join(cmd[1:])} (log: {logfile})")
+    units = test_files(app, src)
+    log(
+        f"{app.name} on {side}: pytest {shlex.join(common)} on "
+        f"{len(units)} {'files, one pytest each' if app.per_file else 'path set'} (log: {logfile})"
+    )
     start = time.monotonic()
+    records: list[dict[str, Any]] = []
     timed_out = False
     resumed = 0
-    run_cmd = cmd
-    logfile.unlink(missing_ok=True)
-    while True:
-        with open(logfile, "a") as out:
-            left = app.suite_timeout - (time.monotonic() - start)
-            rc, timed_out = _run_bounded(run_cmd, src, env, out, max(left, 1.0))
-        records = read_jsonl(jsonl)
-        missing = _not_reached(records)
-        # A pytest that crashed (INTERNALERROR) mid-suite leaves tests unreached:
-        # run those again in a new pytest, so that one crash costs one test.
-        if timed_out or not missing or resumed >= MAX_RESUMES:
+    rc = 0
+    files_timed_out = []
+    for i, unit in enumerate(units):
+        left = app.suite_timeout - (time.monotonic() - start)
+        if left <= 0:
+            timed_out = True
+            log(f"{app.name} on {side}: suite time limit reached; {len(units) - i} files not run")
             break
-        resumed += 1
-        log(
-            f"{app.name} on {side}: pytest ended (exit {rc}) with {len(missing)} tests unreached; resuming"
+        limit = min(left, app.file_timeout) if app.per_file else left
+        jsonl = outdir / f"{i:03d}.jsonl"
+        env["SQUALL_APPS_OUTCOMES"] = str(jsonl)
+        rc_unit, unit_timed_out, unit_resumed = _run_unit(
+            [str(py), "-m", "pytest", *unit, *common], common, py, src, env, logfile, limit, k
         )
-        run_cmd = [str(py), "-m", "pytest", *cmd[cmd.index("-p") :], *missing]
-        if k:  # the ids are already selected; -k would only narrow them again
-            i = run_cmd.index("-k")
-            del run_cmd[i : i + 2]
+        rc = rc or rc_unit
+        resumed += unit_resumed
+        unit_records = read_jsonl(jsonl)
+        records += unit_records
+        if unit_timed_out:
+            if app.per_file and left > app.file_timeout:
+                files_timed_out.append(" ".join(unit))
+                log(f"{app.name} on {side}: {' '.join(unit)} hit the per-file limit")
+            else:
+                timed_out = True
+        if app.per_file:
+            outcomes = fold(unit_records)
+            log(
+                f"{app.name} on {side}: {' '.join(unit)}: {len(outcomes)} tests, "
+                f"{sum(o['outcome'] == 'passed' for o in outcomes.values())} passed, exit {rc_unit}"
+            )
     wall = time.monotonic() - start
     outcomes = fold(records)
     summary = {
@@ -339,6 +462,7 @@ def run_suite(
         "wall": round(wall, 1),
         "rc": rc,
         "timed_out": timed_out,
+        "files_timed_out": files_timed_out,
         "k": k,
         "extra": extra,
         "count": len(outcomes),
@@ -352,6 +476,41 @@ def run_suite(
         f"{f', resumed {resumed}x after a pytest crash' if resumed else ''}"
     )
     return {"summary": summary, "outcomes": outcomes}
+
+
+def _run_unit(
+    cmd: list[str],
+    common: list[str],
+    py: Path,
+    src: Path,
+    env: dict[str, str],
+    logfile: Path,
+    limit: float,
+    k: Optional[str],
+) -> tuple[int, bool, int]:
+    """One pytest invocation, resumed on the tests it had not reached if it crashed.
+
+    Returns (exit code, whether it hit ``limit``, how many times it was resumed).
+    """
+    start = time.monotonic()
+    resumed = 0
+    run_cmd = cmd
+    jsonl = Path(env["SQUALL_APPS_OUTCOMES"])
+    while True:
+        with open(logfile, "a") as out:
+            left = limit - (time.monotonic() - start)
+            rc, timed_out = _run_bounded(run_cmd, src, env, out, max(left, 1.0))
+        missing = _not_reached(read_jsonl(jsonl))
+        # A pytest that crashed (INTERNALERROR, a segfault) mid-run leaves tests
+        # unreached: run those again in a new pytest, so that one crash costs one test.
+        if timed_out or not missing or resumed >= MAX_RESUMES:
+            return rc, timed_out, resumed
+        resumed += 1
+        log(f"pytest ended (exit {rc}) with {len(missing)} tests unreached; resuming")
+        run_cmd = [str(py), "-m", "pytest", *common, *missing]
+        if k:  # the ids are already selected; -k would only narrow them again
+            i = run_cmd.index("-k")
+            del run_cmd[i : i + 2]
 
 
 MAX_RESUMES = 5
@@ -568,10 +727,14 @@ def compare(
     }
 
 
-def write_report(app: App, work: Path, cmp: dict[str, Any], meta: dict[str, Any]) -> Path:
+def write_report(
+    app: App, work: Path, side: str, cmp: dict[str, Any], meta: dict[str, Any]
+) -> Path:
     """A markdown file with every lost id and one traceback tail per cause."""
-    path = work / "report.md"
-    out = [f"# {app.name} {app.version} on Squall ({meta['squall_rev']})", ""]
+    pure = side == "squall-pure"
+    path = work / ("report-pure.md" if pure else "report.md")
+    build = "pure" if pure else "compiled"
+    out = [f"# {app.name} {app.version} on Squall, {build} ({meta['squall_rev']})", ""]
     out.append(
         f"run {cmp['run']}, passed on Tornado {cmp['tornado_passed']}, "
         f"passed on Squall {cmp['squall_passed']}, "
@@ -636,6 +799,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--squall-src", default=str(REPO), help="the Squall checkout to install (default: this one)"
     )
+    parser.add_argument(
+        "--build",
+        choices=("compiled", "pure", "both"),
+        default="compiled",
+        help="which Squall build the Squall side runs: the compiled wheel (default), "
+        "the pure-Python one (SQUALL_NO_EXTENSIONS=1), or both, each in its venv",
+    )
     parser.add_argument("--rebuild", action="store_true", help="remake the venvs")
     parser.add_argument(
         "--no-reinstall",
@@ -663,22 +833,27 @@ def main(argv: Optional[list[str]] = None) -> int:
     ).stdout.strip()
     extra = shlex.split(args.pytest_args)
     partial = bool(args.k or extra)
+    squall_sides = {"compiled": ["squall"], "pure": ["squall-pure"]}.get(
+        args.build, ["squall", "squall-pure"]
+    )
+    wheels: dict[str, Path] = {}
     rows = []
     for name in args.app or list(APPS):
         app = APPS[name]
         work = cache / f"{app.name}-{app.version}" / f"py{pyver}"
         work.mkdir(parents=True, exist_ok=True)
         meta = {"squall_rev": squall_revision(squall_src)}
+        only: Optional[set[str]] = None
         if not args.report:
             src = (
                 fetch_tests(app, cache, tests_repos) if app.tests_repo else fetch_sdist(app, cache)
             )
             sides = (
-                ["squall"]
+                squall_sides
                 if args.squall_only
                 else ["tornado"]
                 if args.tornado_only
-                else list(SIDES)
+                else ["tornado", *squall_sides]
             )
             selected: Optional[set[str]] = None
             for s in sides:
@@ -688,51 +863,57 @@ def main(argv: Optional[list[str]] = None) -> int:
                     if not (work / "tornado-freeze.txt").exists():
                         # The Squall venv copies the Tornado venv's versions.
                         setup_tornado(app, src, work, args.python, args.rebuild)
+                    if s not in wheels and not args.no_reinstall:
+                        wheels[s] = build_wheel(squall_src, args.python, s == "squall-pure", cache)
                     py = setup_squall(
-                        app, src, work, args.python, squall_src, args.rebuild, not args.no_reinstall
-                    )
+                        app, src, work, args.python, wheels.get(s, Path()), s,
+                        args.rebuild, not args.no_reinstall,
+                    )  # fmt: skip
                 log(f"{app.name} on {s}: import tornado.web -> {verify(py, s)}")
                 result = run_suite(app, s, py, src, work, args.k, extra)
                 save_merged(work, s, result, full_run=not partial)
                 ran = set(result["outcomes"])
                 selected = ran if selected is None else selected | ran
             only = selected if partial else None
-        else:
-            only = None
-        tornado, squall = load_saved(work, "tornado"), load_saved(work, "squall")
-        if not tornado["outcomes"] or not squall["outcomes"]:
-            log(
-                f"{app.name}: no saved {'Tornado' if not tornado['outcomes'] else 'Squall'} outcomes to compare yet"
-            )
-            continue
-        cmp = compare(app, work, tornado, squall, only)
-        report = write_report(app, work, cmp, meta)
-        rows.append((app, cmp, tornado, squall, report))
+        tornado = load_saved(work, "tornado")
+        for side in squall_sides:
+            squall = load_saved(work, side)
+            if not tornado["outcomes"] or not squall["outcomes"]:
+                missing = "Tornado" if not tornado["outcomes"] else side
+                log(f"{app.name}: no saved {missing} outcomes to compare yet")
+                continue
+            cmp = compare(app, work, tornado, squall, only)
+            report = write_report(app, work, side, cmp, meta)
+            rows.append((app, side, cmp, tornado, squall, report))
 
     if not rows:
         return 1
     print()
-    header = f"{'app':<24} {'run':>6} {'tornado':>8} {'squall':>8} {'lost':>6} {'gained':>6}  {'wall tornado':>13} {'wall squall':>13}"
+    header = (
+        f"{'app':<52} {'run':>6} {'tornado':>8} {'squall':>8} {'lost':>6} {'gained':>6}"
+        f"  {'wall tornado':>13} {'wall squall':>13}"
+    )
     print(header)
     print("-" * len(header))
-    for app, cmp, tornado, squall, _ in rows:
+    for app, side, cmp, tornado, squall, _ in rows:
         lost = sum(len(v) for _, v in cmp["groups"])
+        label = f"{app.name} {app.version}{' (pure)' if side == 'squall-pure' else ''}"
         print(
-            f"{app.name + ' ' + app.version:<24} {cmp['run']:>6} {cmp['tornado_passed']:>8} "
+            f"{label:<52} {cmp['run']:>6} {cmp['tornado_passed']:>8} "
             f"{cmp['squall_passed']:>8} {lost:>6} {len(cmp['gained']):>6}  "
             f"{fmt_wall(tornado.get('last_run')):>13} {fmt_wall(squall.get('last_run')):>13}"
         )
-    for app, cmp, _, _, report in rows:
+    for app, side, cmp, _, _, report in rows:
         if not cmp["groups"]:
             continue
-        print(f"\n{app.name}: pass on Tornado, not on Squall (details: {report})")
+        print(f"\n{app.name} ({side}): pass on Tornado, not on Squall (details: {report})")
         for key, nodeids in cmp["groups"]:
             print(f"\n  {len(nodeids)} × {key}")
             for n in nodeids[: args.ids]:
                 print(f"      {n}")
             if len(nodeids) > args.ids:
                 print(f"      ... {len(nodeids) - args.ids} more")
-    return 0 if all(not cmp["groups"] for _, cmp, *_ in rows) else 2
+    return 0 if all(not cmp["groups"] for _, _, cmp, *_ in rows) else 2
 
 
 if __name__ == "__main__":

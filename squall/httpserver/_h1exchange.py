@@ -381,9 +381,17 @@ class _RequestConnection(HTTPConnection):
         return self._proto.transport
 
     @property
-    def stream(self) -> _TransportStream:
-        """An `~squall.iostream.IOStream` over the connection, for raw writes; see `detach`."""
-        return self._proto._get_stream()
+    def stream(self) -> Optional[_TransportStream]:
+        """An `~squall.iostream.IOStream` over the connection, for raw writes; see `detach`.
+
+        None once the connection is detached: the stream is the detacher's
+        then, and code that tells an upgraded connection by this None (Dask's
+        WebSocket comm) sees what it sees on Tornado.
+        """
+        proto = self._proto
+        if proto._taken:
+            return None
+        return proto._get_stream()
 
     def detach(self) -> _TransportStream:
         """Take the connection over as an `~squall.iostream.IOStream`; HTTP processing stops.

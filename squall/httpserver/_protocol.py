@@ -231,6 +231,11 @@ class _HTTPProtocol(asyncio.Protocol):
         return self._state == _DETACHED
 
     @property
+    def _taken(self) -> bool:
+        # Detached (even if lost before): read by the exchange's ``stream``.
+        return bool(self._flow & _TAKEN)
+
+    @property
     def _write_paused(self) -> bool:
         # Read by the transport stream and by tests.
         return bool(self._flow & _WRITE_PAUSED)

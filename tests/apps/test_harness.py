@@ -44,3 +44,41 @@ def test_a_run_killed_by_a_plugin_counts_what_ran_and_resumes(
     b = next(v for k, v in result["outcomes"].items() if k.endswith("test_b"))
     assert "ended during this test" in b["message"]
     assert result["summary"]["resumed"] == 1 and not result["summary"]["timed_out"]
+
+
+def test_per_file_runs_each_file_alone_so_a_hang_costs_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    tests = tmp_path / "suite"
+    tests.mkdir()
+    # The first file hangs in its second test (the file's time limit ends it);
+    # the second file, and an option from pytest_args, must still be used.
+    (tests / "test_hangs.py").write_text(
+        "import threading\n\n"
+        "def test_a():\n    pass\n\n"
+        "def test_b():\n    threading.Event().wait()\n"
+    )
+    (tests / "test_after.py").write_text(
+        "def test_c():\n    pass\n\ndef test_d():\n    pass\n\ndef test_skipped_by_k():\n    pass\n"
+    )
+    run = _harness(monkeypatch)
+    app = run.App(
+        name="fake",
+        version="0",
+        pytest_args=("suite", "-k", "not skipped_by_k"),
+        per_file=True,
+        file_timeout=10,
+        suite_timeout=120,
+    )
+    assert run.test_files(app, tmp_path) == [["suite/test_after.py"], ["suite/test_hangs.py"]]
+    result = run.run_suite(app, "tornado", Path(sys.executable), tmp_path, tmp_path, None, [])
+    outcomes = {key.split("::")[-1]: value["outcome"] for key, value in result["outcomes"].items()}
+    assert outcomes == {
+        "test_c": "passed",
+        "test_d": "passed",
+        "test_a": "passed",
+        "test_b": "error",
+    }
+    assert result["summary"]["files_timed_out"] == ["suite/test_hangs.py"]
+    assert not result["summary"]["timed_out"]

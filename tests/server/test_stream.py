@@ -30,6 +30,24 @@ class StreamTest(AsyncTestCase):
         assert not server._connections
         return proto, t, stream
 
+    def test_connection_stream_is_none_once_detached(self) -> None:
+        # As on Tornado: Dask's WebSocket comm takes a connection whose
+        # ``stream`` is still set for one that is not upgraded yet.
+        seen: list[Any] = []
+
+        def handle(request: HTTPServerRequest) -> None:
+            connection: Any = request.connection
+            seen.append(connection.stream)
+            detached = connection.detach()
+            seen.extend([connection.stream, detached])
+
+        loop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
+        _, proto, _ = make(loop, handle)
+        proto.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        before, after, detached = seen
+        assert isinstance(before, _TransportStream) and before is detached
+        assert after is None
+
     @gen_test
     async def test_reads_leftover_then_new_data(self) -> None:
         proto, t, stream = self.detached(b"early")

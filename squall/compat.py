@@ -693,13 +693,15 @@ def main() -> None:
 
 def _listen_address(exc: OSError) -> Optional[str]:
     """``host:port`` when ``exc`` is `~squall.netutil.bind_sockets` failing to bind."""
+    from squall import netutil
+
+    # By its code object: under the alias the module is named tornado.netutil.
+    code = netutil.bind_sockets.__code__
     tb = exc.__traceback__
     address = None
     while tb is not None:
         frame = tb.tb_frame
-        if frame.f_code.co_name == "bind_sockets" and frame.f_globals.get("__name__") == (
-            "squall.netutil"
-        ):
+        if frame.f_code is code:
             sockaddr = frame.f_locals.get("sockaddr")
             if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
                 host = f"[{sockaddr[0]}]" if ":" in str(sockaddr[0]) else sockaddr[0]

@@ -714,6 +714,12 @@ class _Fetch:
             keep_alive=client._keep_alive,
             proxy_auth=proxy[2] if via_proxy and proxy is not None else None,
         )
+        own = req.headers
+        if isinstance(own, HTTPHeaders) and "Host" not in own:
+            # As Tornado's client does: the Host sent is written into the
+            # request's own fields (tracers read it back from
+            # response.request.headers). request_fields puts Host first.
+            own["Host"] = headers[0][1]
         follows = follows_redirects(opts)
         may_digest = wants_digest and not self.digest_tried
 

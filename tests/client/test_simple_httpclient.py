@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import squall.compat
 from squall._h1 import Request
-from squall.httpclient import HTTPClientError, HTTPResponse
+from squall.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 from squall.iostream import UnsatisfiableReadError
 from squall.log import app_log, gen_log
 from squall.netutil import Resolver
@@ -75,6 +75,18 @@ class ReuseTest(ClientTestCase):
             self.assertEqual(response.body, f"hello /{i}".encode())
         self.assertEqual(server.accepted, 1)
         self.assertEqual(len(self.client.pool), 1)
+
+    @gen_test
+    async def test_the_host_sent_is_written_into_the_request(self) -> None:
+        # As on Tornado: OpenTelemetry's client metrics read it back from
+        # response.request.headers["Host"].
+        server = await self.serve(hello)
+        response = await self.fetch(server.url("/"))
+        host = server.url("/").split("/")[2]
+        self.assertEqual(response.request.headers["Host"], host)
+        request = HTTPRequest(server.url("/x"), headers={"Host": "chosen.example"})
+        response = await self.client.fetch(request, raise_error=False)
+        self.assertEqual(response.request.headers.get_list("Host"), ["chosen.example"])
 
     @gen_test
     async def test_error_status_keeps_connection(self) -> None:

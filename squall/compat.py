@@ -89,6 +89,8 @@ import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Optional, Union
 
+import squall
+
 if TYPE_CHECKING:
     import importlib.metadata
 
@@ -221,45 +223,15 @@ def _withdraw_homes() -> None:
     _hooked.clear()
 
 
-# The modules Tornado 6.6.1 has (its surface snapshot's list, without the package).
-_TORNADO_MODULES = frozenset(
-    {
-        "auth",
-        "autoreload",
-        "concurrent",
-        "curl_httpclient",
-        "escape",
-        "gen",
-        "http1connection",
-        "httpclient",
-        "httpserver",
-        "httputil",
-        "ioloop",
-        "iostream",
-        "locale",
-        "locks",
-        "log",
-        "netutil",
-        "options",
-        "platform",
-        "platform.asyncio",
-        "platform.caresresolver",
-        "platform.twisted",
-        "process",
-        "queues",
-        "routing",
-        "simple_httpclient",
-        "speedups",
-        "tcpclient",
-        "tcpserver",
-        "template",
-        "testing",
-        "util",
-        "web",
-        "websocket",
-        "wsgi",
-    }
-)
+# The modules Tornado 6.6.1 has (its surface snapshot's list, without the
+# package): Squall's lazily imported submodules, which are Tornado's, and the
+# submodules of platform and the C speedups module Tornado has beside them.
+_TORNADO_MODULES = squall._LAZY | {
+    "platform.asyncio",
+    "platform.caresresolver",
+    "platform.twisted",
+    "speedups",
+}
 
 # (object, attribute, value before) for every name rewritten by
 # _present_as_tornado, in order, so that uninstall puts each one back.

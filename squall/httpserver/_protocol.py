@@ -739,11 +739,8 @@ class _HTTPProtocol(asyncio.Protocol):
             # at once, in the server's callback): written now as well, so
             # that the high-water mark can make it wait, rather than queue
             # megabytes until the read is done.
-            transport = self.transport
-            if transport is not None and self._state < _CLOSING:
-                data = b"".join(out)
-                out.clear()
-                transport.write(data)
+            if self._state < _CLOSING:
+                self._flush()
         if self._flow & _WRITE_PAUSED:
             waiter = self._loop.create_future()
             if self._drain_waiters is None:

@@ -225,49 +225,30 @@ class _HandlerDelegate(HTTPMessageDelegate):
             running = handler._execute(applied, *(path_args or ()), **(path_kwargs or {}))
         else:
             running = handler._execute(applied)
+        task: Optional[asyncio.Future[Any]] = None
         if type(running) is _CoroutineType:
-            # The usual case, inline: a handler that never waits is done when
-            # start() returns None.
+            # The usual case: run to its first suspension now; a handler that
+            # never waits is done when start() returns None.
             try:
                 loop = _get_running_loop()
             except RuntimeError:
-                _drive(handler, running)
+                # No loop running (a test driving the delegate by hand): the
+                # coroutine waits for one, as a Tornado handler's does.
+                task = asyncio.ensure_future(running)
             else:
                 task = _eager_start(loop, running)
-                if task is not None:
-                    task.add_done_callback(_surface_error)
-                    handler._watch_close()
-                elif not handler._finished:
-                    handler._watch_close()
         elif running is not None:
-            _drive(handler, running)
+            # What a wrapper of _execute may return: a Future, an awaitable.
+            task = asyncio.ensure_future(running)
+        if task is not None:
+            task.add_done_callback(_surface_error)
+            handler._watch_close()
+        elif not handler._finished:
+            # Done with its step but not finished (auto_finish off): a close
+            # must still reach it.
+            handler._watch_close()
         prepared: Optional[Awaitable[None]] = handler._prepared_future
         return prepared
-
-
-def _drive(handler: Any, running: Any) -> None:
-    """Runs what ``handler._execute`` returned: to its first suspension at once
-    if it is a coroutine, then in a Task (see `squall._eager`); any other
-    awaitable (what a wrapper of ``_execute`` may return) in a Task."""
-    task: Optional[asyncio.Future[Any]]
-    if type(running) is _CoroutineType:
-        try:
-            loop = _get_running_loop()
-        except RuntimeError:
-            # No loop running (a test driving the delegate by hand): the
-            # coroutine waits for one, as a Tornado handler's does.
-            task = asyncio.ensure_future(running)
-        else:
-            task = _eager_start(loop, running)
-    else:
-        task = asyncio.ensure_future(running)
-    if task is not None:
-        task.add_done_callback(_surface_error)
-        handler._watch_close()
-    elif not handler._finished:
-        # Done with its step but not finished (auto_finish off): a close
-        # must still reach it.
-        handler._watch_close()
 
 
 def _surface_error(task: asyncio.Future[Any]) -> None:

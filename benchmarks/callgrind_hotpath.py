@@ -834,6 +834,12 @@ def main() -> int:
     ap.add_argument("--totals", action="store_true", help="totals only (no stage run)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--keep", help="keep the profile run's callgrind output here")
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="write benchmarks/results/callgrind-LOOP.json (each squall server's total "
+        "against aiohttp's) and regenerate the README's tables",
+    )
     ap.add_argument("--top", type=int, default=25, help="functions listed by --profile")
     ap.add_argument(
         "--squall-run",
@@ -860,7 +866,42 @@ def main() -> int:
             stage_table(args, report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+    if args.record:
+        record(args, report)
     return 0
+
+
+RECORD_NAMES = {"squall": "Squall (compiled)", "squall-pure": "pure Squall"}
+
+
+def record(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """Writes the totals of a stage run as benchmarks/results/callgrind-LOOP.json."""
+    import figures
+
+    totals = report.get("stages", {}).get(args.stream, {})
+    if "aiohttp" not in totals:
+        raise SystemExit("--record: needs --server aiohttp (the figures are against it)")
+    rows = [
+        {
+            "label": f"instructions per {args.handler} request, {name} / aiohttp "
+            f"({args.loop} loop, {args.stream} stream, callgrind)",
+            "squall": round(totals[server]["total"]),
+            "other": round(totals["aiohttp"]["total"]),
+            "unit": "instructions",
+        }
+        for server, name in RECORD_NAMES.items()
+        if server in totals
+    ]
+    if not rows:
+        raise SystemExit("--record: needs --server squall or --server squall-pure")
+    path = figures.record(
+        f"callgrind-{args.loop}",
+        Path(__file__).resolve(),
+        figures.squall_build(),
+        {"rows": rows, "n": args.n, "totals": totals},
+    )
+    figures.main_update()
+    print(f"recorded in {path}")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,25 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs{', ' + model if model else ''}"
 
 
+def squall_build(env: dict[str, str] | None = None) -> str:
+    """What a benchmark's squall runs: ``python -m squall.speedups``'s first line.
+
+    Run from outside the tree (so an installed squall is the one asked),
+    with ``env`` (default: this process's environment without PYTHONPATH).
+    """
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-m", "squall.speedups"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env=env,
+        check=False,
+    ).stdout
+    return out.splitlines()[0] if out else "unknown"
+
+
 def record(name: str, script: Path, build: str, figures: dict[str, Any]) -> Path:
     """Write ``benchmarks/results/NAME.json`` for a run that just ended.
 
@@ -62,7 +81,10 @@ def record(name: str, script: Path, build: str, figures: dict[str, Any]) -> Path
         name: the record's name (one file per benchmark and workload).
         script: the benchmark's source file (its hash is recorded).
         build: which squall ran (``python -m squall.speedups``'s first line).
-        figures: ``{"rows": [{"label", "ratio_cpu", "ratio_rps"}, ...], ...}``.
+        figures: ``{"rows": [row, ...], ...}``, each row either
+            ``{"label", "ratio_cpu", "ratio_rps"}`` (Squall over another
+            server) or ``{"label", "squall", "other", "unit"}`` (a measured
+            quantity, e.g. instructions per request).
     """
     dirty = bool(_git("status", "--porcelain", "--", "squall", "benchmarks"))
     data = {
@@ -87,20 +109,48 @@ def records() -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
 
 
+def _fmt(value: float, unit: str) -> str:
+    if unit == "instructions":
+        return f"{value / 1000:.1f}k"
+    return f"{value:.1f} {unit}"
+
+
 def table() -> str:
-    """The Markdown block the README carries between the markers."""
-    lines = [
+    """The Markdown block the README carries between the markers.
+
+    Two kinds of row: a throughput ratio (``ratio_cpu`` and ``ratio_rps``:
+    Squall over another server, medians of alternated rounds) and a measured
+    quantity (``squall`` and ``other`` in ``unit``: instructions per request,
+    memory per connection), each in its own table.
+    """
+    ratios = [
         "| workload | ratio per server CPU-second | ratio of requests per second "
         "| measured | commit | machine | squall build |",
         "|---|---:|---:|---|---|---|---|",
     ]
+    quantities = [
+        "| measure | Squall | other | Squall / other | measured | commit | squall build |",
+        "|---|---:|---:|---:|---|---|---|",
+    ]
     for rec in records():
+        when = f"{rec['date']} | `{rec['commit']}`"
+        build = rec["squall_build"].split(":")[0]
         for row in rec["rows"]:
-            lines.append(
-                f"| {row['label']} | {row['ratio_cpu']:.2f}x | {row['ratio_rps']:.2f}x "
-                f"| {rec['date']} | `{rec['commit']}` | {rec['machine']} "
-                f"| {rec['squall_build'].split(':')[0]} |"
-            )
+            if "ratio_cpu" in row:
+                ratios.append(
+                    f"| {row['label']} | {row['ratio_cpu']:.2f}x | {row['ratio_rps']:.2f}x "
+                    f"| {when} | {rec['machine']} | {build} |"
+                )
+            else:
+                unit = row["unit"]
+                quantities.append(
+                    f"| {row['label']} | {_fmt(row['squall'], unit)} "
+                    f"| {_fmt(row['other'], unit)} | {row['squall'] / row['other']:.2f}x "
+                    f"| {when} | {build} |"
+                )
+    lines = ratios if len(ratios) > 2 else []
+    if len(quantities) > 2:
+        lines += ([""] if lines else []) + quantities
     sources = sorted({f"`{rec['benchmark']}` (`{rec['command']}`)" for rec in records()})
     lines += ["", "From " + ", ".join(sources) + "."]
     return "\n".join(lines)

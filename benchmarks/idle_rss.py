@@ -137,6 +137,12 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=10_000)
     ap.add_argument("--only", help="comma-separated contender names")
     ap.add_argument("--ws", action="store_true", help="idle WebSockets instead")
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="write benchmarks/results/idle-rss[-ws].json (squall against each other "
+        "contender) and regenerate the README's tables",
+    )
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 2 * args.connections + 1000
@@ -149,6 +155,7 @@ def main() -> int:
     what = "WebSockets" if args.ws else "keep-alive connections"
     print(f"== idle {what}: server RSS per connection ({args.connections} held)")
     contenders = list(WS if args.ws else WEB)
+    kb: dict[str, float] = {}
     for c in contenders:
         if only is not None and c.name not in only:
             continue
@@ -164,6 +171,7 @@ def main() -> int:
             wait_listening(port, proc, time.monotonic() + 15)
             before, after = asyncio.run(measure(proc.pid, port, args.connections, args.ws))
             per = (after - before) * 1024 / args.connections
+            kb[c.name] = per / 1024
             print(
                 f"  {c.name:<20} {per / 1024:6.2f} KB per connection "
                 f"(RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB)"
@@ -176,7 +184,41 @@ def main() -> int:
             proc.terminate()
             proc.wait(10)
             log.close()
+    if args.record:
+        record(args, kb)
     return 0
+
+
+def record(args: argparse.Namespace, kb: dict[str, float]) -> None:
+    """Writes Squall's memory per connection against each other contender's."""
+    import figures
+    from run import CONTENDER_LABELS
+
+    if "squall" not in kb:
+        raise SystemExit("--record: squall did not run")
+    what = "idle WebSocket" if args.ws else "idle keep-alive connection"
+    rows = [
+        {
+            "label": f"server memory per {what}, Squall / {CONTENDER_LABELS[name]}",
+            "squall": round(kb["squall"], 2),
+            "other": round(other, 2),
+            "unit": "KB",
+        }
+        for name, other in kb.items()
+        if name not in ("squall", "squall-pure")
+    ]
+    path = figures.record(
+        "idle-rss-ws" if args.ws else "idle-rss",
+        Path(__file__).resolve(),
+        figures.squall_build(),
+        {
+            "rows": rows,
+            "connections": args.connections,
+            "kb_per_connection": {k: round(v, 3) for k, v in kb.items()},
+        },
+    )
+    figures.main_update()
+    print(f"recorded in {path}")
 
 
 if __name__ == "__main__":

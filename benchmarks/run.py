@@ -222,10 +222,17 @@ def measure(
         log.close()
 
 
+Ratios = dict[tuple[str, str], tuple[float, float]]
+
+
 def report(
     scenario: Scenario, rounds: list[dict[str, tuple[float, float]]], args: Any
-) -> list[str]:
-    """Prints the medians and ratios of one scenario; returns its markdown table row cells."""
+) -> tuple[list[str], Ratios]:
+    """Prints the medians and ratios of one scenario.
+
+    Returns its markdown table row cells, and for each ratio of the scenario
+    whose two contenders both ran, the medians (per CPU-second, per second).
+    """
     unit = "msg" if scenario.ws else "req"
     print(
         f"== {scenario.name} ({scenario.note}; path {scenario.path}, "
@@ -234,6 +241,7 @@ def report(
     )
     print(f"  {'':<16} {unit + '/s':>10} {unit + '/CPU-s':>11}   (CPU-s range over rounds)")
     cells = []
+    ratios: Ratios = {}
     for c in scenario.contenders:
         got = [r[c.name] for r in rounds if c.name in r]
         if got:
@@ -253,12 +261,67 @@ def report(
             wall = [x[0] / y[0] for x, y in pairs]
             cpu = [x[1] / y[1] for x, y in pairs]
             spread = ", ".join(f"{x:.2f}" for x in cpu)
+            ratios[(a, b)] = (statistics.median(cpu), statistics.median(wall))
             goal = f"  [target >= {target:g}x per CPU-s]" if target else ""
             print(
                 f"  ratio {a}/{b}: {statistics.median(cpu):.2f}x per CPU-s (rounds: {spread}); "
                 f"{statistics.median(wall):.2f}x per s{goal}"
             )
-    return cells
+    return cells, ratios
+
+
+# What the recorded rows call the scenarios and contenders (README's table).
+RECORD_LABELS = {
+    "hello": "hello world through `RequestHandler`",
+    "json": "JSON endpoint",
+    "page": "templated page (Squall templates, aiohttp with jinja2)",
+    "ws": "WebSocket echo, 100 connections",
+}
+CONTENDER_LABELS = {
+    "squall": "Squall",
+    "squall-pure": "pure Squall",
+    "aiohttp": "aiohttp",
+    "aiohttp-uvloop": "aiohttp on uvloop",
+    "tornado": "Tornado 6.6.1",
+}
+
+
+def record(results: list[tuple[Scenario, Ratios]], args: Any) -> None:
+    """Writes benchmarks/results/wrk.json and regenerates the README's tables.
+
+    Only the headline scenarios (varied requests, and the WebSocket echo) are
+    recorded; a secondary one (one request repeated) never is.
+    """
+    import figures
+
+    rows = []
+    for scenario, ratios in results:
+        if scenario.name not in RECORD_LABELS:
+            continue
+        for (a, b), (cpu, wall) in ratios.items():
+            rows.append(
+                {
+                    "label": f"{RECORD_LABELS[scenario.name]}, "
+                    f"{CONTENDER_LABELS[a]} / {CONTENDER_LABELS[b]}",
+                    "ratio_cpu": round(cpu, 3),
+                    "ratio_rps": round(wall, 3),
+                }
+            )
+    if not rows:
+        raise SystemExit("--record: no headline scenario gave a ratio")
+    path = figures.record(
+        "wrk",
+        Path(__file__).resolve(),
+        figures.squall_build(),
+        {
+            "rows": rows,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "connections": args.connections,
+        },
+    )
+    figures.main_update()
+    print(f"recorded in {path}")
 
 
 def main() -> int:
@@ -268,12 +331,18 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", help="comma-separated contender names to run")
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="write benchmarks/results/wrk.json and regenerate the README's tables",
+    )
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
         ap.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     table: list[tuple[Scenario, list[str]]] = []
+    measured: list[tuple[Scenario, Ratios]] = []
     for name in args.scenarios or DEFAULT:
         scenario = SCENARIOS[name]
         contenders = [c for c in scenario.contenders if only is None or c.name in only]
@@ -287,7 +356,9 @@ def main() -> int:
                 except (RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
                     print(f"  {name}/{c.name}: failed: {exc}", file=sys.stderr)
             rounds.append(results)
-        table.append((scenario, report(scenario, rounds, args)))
+        cells, ratios = report(scenario, rounds, args)
+        table.append((scenario, cells))
+        measured.append((scenario, ratios))
         sys.stdout.flush()
     names = [c.name for c in WEB]
     print("\n| workload (req/s / req per CPU-s, medians) | " + " | ".join(names) + " |")
@@ -295,6 +366,8 @@ def main() -> int:
     for scenario, cells in table:
         if [c.name for c in scenario.contenders] == names or scenario.ws:
             print(f"| {scenario.name} ({scenario.note}) | " + " | ".join(cells) + " |")
+    if args.record:
+        record(measured, args)
     return 0
 
 

@@ -77,6 +77,23 @@ def test_a_stale_record_or_a_hand_edit_is_caught(
     assert figures.render(page.replace("2.00x", "3.00x")) == page
 
 
+def test_quantities_get_their_own_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "bench.py"
+    script.write_text("print('v1')\n")
+    monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(figures, "ROOT", tmp_path)
+    figures.record("r", script, "pure", {"rows": [{"label": "w", "ratio_cpu": 2, "ratio_rps": 1}]})
+    figures.record(
+        "q",
+        script,
+        "pure",
+        {"rows": [{"label": "insns", "squall": 96_400, "other": 192_800, "unit": "instructions"}]},
+    )
+    ratios, quantities, _sources = figures.table().split("\n\n")
+    assert "| w | 2.00x | 1.00x |" in ratios and "insns" not in ratios
+    assert "| insns | 96.4k | 192.8k | 0.50x |" in quantities
+
+
 def _compiled_modules() -> list[str]:
     build = _load("_squall_build", ROOT / "speedups" / "squall_build.py")
     names = [f"squall.{p}" for p in build.COMPILED_PACKAGES]

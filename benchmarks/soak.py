@@ -29,8 +29,17 @@ fails when that slope is over --max-kb-per-1000, or when the descriptors,
 once the load has stopped and its connections are closed, do not come back
 to where they started.
 
+With --memory-report DIR the server also records, each minute, what its
+memory is made of (glibc's heap in use and free, pymalloc's arenas, live
+objects by type; with --tracemalloc N, a tracemalloc snapshot), and the run
+ends with where it went between --compare-from (minute 3) and the end,
+then after a full collection and after malloc_trim(0). Growth that a
+collection removes was garbage waiting for one; growth that malloc_trim
+gives back was free heap kept, not live data; objects that stay are held.
+
 Usage: python benchmarks/soak.py [--minutes 10] [--interval 5]
-       [--max-kb-per-1000 5]        (make soak SOAK_MINUTES=10)
+       [--max-kb-per-1000 5] [--memory-report DIR [--tracemalloc 1]]
+       (make soak SOAK_MINUTES=10 SOAK_ARGS="--memory-report /tmp/soak")
 """
 
 from __future__ import annotations

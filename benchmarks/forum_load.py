@@ -271,8 +271,33 @@ def percentile(values: list[float], p: float) -> float:
 async def run_load(
     base: str, args: argparse.Namespace, label: str, server_pids: Callable[[], list[int]]
 ) -> dict[str, Any]:
+    """The load on one configuration; a failure says in which phase it happened."""
+    phase = ["sign-up"]
+    try:
+        return await _run_load(base, args, label, server_pids, phase)
+    except Exception as exc:
+        raise RuntimeError(f"{phase[0]}: {type(exc).__name__}: {exc}") from exc
+
+
+async def _run_load(
+    base: str,
+    args: argparse.Namespace,
+    label: str,
+    server_pids: Callable[[], list[int]],
+    phase: list[str],
+) -> dict[str, Any]:
     # Enough slots for the open-loop schedule's posts in flight at once.
-    http = AsyncHTTPClient(force_instance=True, max_clients=max(args.posters, 64) + 4)
+    # Pooled connections are reused for 2 s at most, under `squall run`'s
+    # 5 s --timeout-keep-alive: a post sent on a connection the worker was
+    # closing as idle fails, and POST is not retried (RFC 9110, 9.2.2). The
+    # race is wide here: while 10,000 readers take a post, one turn of this
+    # loop lasts long enough that the worker's FIN is not read before the
+    # connection goes back to work (two of three runs of `workers` at
+    # 10,000 readers failed on it: "Connection reset by peer", "Connection
+    # closed").
+    http = AsyncHTTPClient(
+        force_instance=True, max_clients=max(args.posters, 64) + 4, idle_timeout=2.0
+    )
     owner = Poster(base, http)
     await owner.sign_up("owner")
     response = await owner.fetch("/b/performance", {"title": "load test", "body": "watch this"})
@@ -284,6 +309,7 @@ async def run_load(
         base.replace("http", "ws", 1) + f"/t/{topic}/live?after=0"
     )  # the opening post comes first
     readers: list[Any] = [RawReader() if args.raw else Reader() for _ in range(args.clients)]
+    phase[0] = "readers connecting"
     started = time.perf_counter()
     for batch in range(0, len(readers), 100):
         connected = await asyncio.gather(
@@ -299,6 +325,7 @@ async def run_load(
     pids = server_pids()
     split = open_sockets(pids)
 
+    phase[0] = "warm-up"
     warm = [await owner.reply(topic, f"warm-up {n}") for n in range(3)]
     missing = await wait_all(readers, warm, 30)
     if missing:
@@ -312,6 +339,7 @@ async def run_load(
         post_id = await poster.reply(topic, f"latency {n}")
         sent[post_id] = t0
 
+    phase[0] = "latency"
     tasks = []
     client_cpu = time.process_time()
     begin = time.perf_counter()
@@ -327,6 +355,7 @@ async def run_load(
     latencies = [(r.arrivals[i] - sent[i]) * 1000 for r in readers for i in ids if i in r.arrivals]
 
     # Throughput: posters flat out; every post reaches every reader.
+    phase[0] = "throughput"
     count = iter(range(args.posts))
     done: list[int] = []
     server_cpu, client_cpu = cpu_seconds(pids), time.process_time()

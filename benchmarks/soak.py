@@ -29,14 +29,25 @@ fails when that slope is over --max-kb-per-1000, or when the descriptors,
 once the load has stopped and its connections are closed, do not come back
 to where they started.
 
+With --memory-report DIR the server also records, each minute, what its
+memory is made of (glibc's heap in use and free, pymalloc's arenas, live
+objects by type; with --tracemalloc N, a tracemalloc snapshot), and the run
+ends with where it went between --compare-from (minute 3) and the end,
+then after a full collection and after malloc_trim(0). Growth that a
+collection removes was garbage waiting for one; growth that malloc_trim
+gives back was free heap kept, not live data; objects that stay are held.
+
 Usage: python benchmarks/soak.py [--minutes 10] [--interval 5]
-       [--max-kb-per-1000 5]        (make soak SOAK_MINUTES=10)
+       [--max-kb-per-1000 5] [--memory-report DIR [--tracemalloc 1]]
+       (make soak SOAK_MINUTES=10 SOAK_ARGS="--memory-report /tmp/soak")
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import json
 import os
 import random
 import subprocess
@@ -106,16 +117,127 @@ def make_app() -> Any:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.pathsend", "path": blob})
 
-    return Application(
-        [
-            ("/", Small),
-            ("/big", Big),
-            ("/upload", Upload),
-            ("/ws", Echo),
-            mount("/files", files),
-        ],
-        max_body_size=2 * 1024 * 1024,
-    )
+    routes: list[Any] = [
+        ("/", Small),
+        ("/big", Big),
+        ("/upload", Upload),
+        ("/ws", Echo),
+        mount("/files", files),
+    ]
+    memory_dir = os.environ.get("SOAK_MEMORY_DIR")
+    if memory_dir:
+        routes.append(("/_soak/memory", memory_probe(memory_dir)))
+    return Application(routes, max_body_size=2 * 1024 * 1024)
+
+
+# --- where the memory goes (--memory-report) ------------------------------------
+
+
+def memory_probe(directory: str) -> Any:
+    """A handler that records, in the serving process, what its memory is made of.
+
+    ``GET /_soak/memory?label=L`` writes ``L.json`` in ``directory``: VmRSS,
+    glibc's malloc totals (mallinfo2: bytes in use and free inside the
+    heap), pymalloc's arenas (from ``sys._debugmallocstats``), and the count
+    of gc-tracked objects by type; with tracemalloc on (PYTHONTRACEMALLOC in
+    the server's environment) also ``L.tracemalloc``, a snapshot.
+    ``&collect=1`` runs a full collection first (what is then gone was
+    garbage in reference cycles, waiting for one), and ``&trim=1`` calls
+    ``malloc_trim(0)``: RSS that this gives back was free memory the heap
+    kept, not live data.
+    """
+    import gc
+    import json
+    import tracemalloc
+
+    from squall.web import RequestHandler
+
+    try:
+        libc: Any = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):  # not glibc, or older than 2.33
+        libc = None
+
+    class Memory(RequestHandler):
+        def get(self) -> None:
+            label = self.get_argument("label")
+            if not label.isalnum():
+                self.send_error(400)
+                return
+            if self.get_argument("collect", ""):
+                report_collected = gc.collect()
+            else:
+                report_collected = None
+            if self.get_argument("trim", "") and libc is not None:
+                libc.malloc_trim(0)
+            report: dict[str, Any] = {"rss_kb": rss_kb(os.getpid())}
+            if report_collected is not None:
+                report["collected"] = report_collected
+            if libc is not None:
+                info = libc.mallinfo2()
+                report["malloc"] = {name: getattr(info, name) for name, _ in info._fields_}
+            report["pymalloc"] = pymalloc_stats()
+            counts: Counter[str] = Counter(type(o).__qualname__ for o in gc.get_objects())
+            report["gc_objects"] = dict(counts)
+            if tracemalloc.is_tracing():
+                tracemalloc.take_snapshot().dump(os.path.join(directory, f"{label}.tracemalloc"))
+                report["traced_kb"] = tracemalloc.get_traced_memory()[0] // 1024
+            with open(os.path.join(directory, f"{label}.json"), "w") as f:
+                json.dump(report, f)
+            self.write({"ok": True})
+
+    return Memory
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (every field a size_t)."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",  # bytes obtained by sbrk (the main heap)
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",  # bytes in mmap'd blocks
+            "usmblks",
+            "fsmblks",
+            "uordblks",  # bytes in use
+            "fordblks",  # bytes free inside the heap
+            "keepcost",
+        )
+    ]
+
+
+def pymalloc_stats() -> dict[str, int]:
+    """pymalloc's arena totals, parsed from ``sys._debugmallocstats()`` (which
+    writes to the C stderr: it is sent to a temporary file for the call)."""
+    import re
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode("ascii", "replace")
+    stats = {}
+    for key, pattern in {
+        "arenas_allocated_current": r"# arenas allocated current\s*=\s*([\d,]+)",
+        "arenas_highwater": r"# arenas highwater mark\s*=\s*([\d,]+)",
+        "bytes_in_allocated_blocks": r"# bytes in allocated blocks\s*=\s*([\d,]+)",
+        "bytes_in_available_blocks": r"# bytes in available blocks\s*=\s*([\d,]+)",
+        "bytes_in_arenas": r"Total\s*=\s*([\d,]+)",
+    }.items():
+        found = re.search(pattern, text)
+        if found:
+            stats[key] = int(found.group(1).replace(",", ""))
+    return stats
 
 
 # --- the load ---------------------------------------------------------------------
@@ -436,6 +558,67 @@ async def settled_fds(pid: int, target: int = 0, limit: float = 15.0) -> int:
     return last
 
 
+async def probe_memory(port: int, label: str, collect: bool = False, trim: bool = False) -> None:
+    """Has the server record its memory (see `memory_probe`)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        query = f"label={label}" + ("&collect=1" if collect else "") + ("&trim=1" if trim else "")
+        writer.write(f"GET /_soak/memory?{query} HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
+        await asyncio.wait_for(read_response(reader), 60)
+    finally:
+        writer.close()
+
+
+def print_memory_report(directory: Path, compare_from: int) -> None:
+    """Where the memory went: per minute, then what grew from ``compare_from`` to the end."""
+    reports = {p.stem: json.loads(p.read_text()) for p in directory.glob("*.json")}
+    order = sorted((k for k in reports if k[1:].isdigit()), key=lambda k: int(k[1:]))
+    order += [k for k in ("end", "after", "collected", "trimmed") if k in reports]
+    print("== memory, in the serving process (KB):")
+    print(
+        "   sample    RSS   malloc in use   malloc free   mmap'd   pymalloc arenas"
+        "   (blocks in use)   gc objects   traced"
+    )
+    for key in order:
+        r = reports[key]
+        m = r.get("malloc", {})
+        pm = r["pymalloc"]
+        print(
+            f"   {key:>7} {r['rss_kb']:>7,} {m.get('uordblks', 0) // 1024:>14,}"
+            f" {m.get('fordblks', 0) // 1024:>13,} {m.get('hblkhd', 0) // 1024:>8,}"
+            f" {pm.get('bytes_in_arenas', 0) // 1024:>17,}"
+            f" {pm.get('bytes_in_allocated_blocks', 0) // 1024:>17,}"
+            f" {sum(r['gc_objects'].values()):>12,} {r.get('traced_kb', '-'):>8}"
+        )
+    first, last = reports.get(f"m{compare_from}"), reports.get("end")
+    if first is None or last is None:
+        return
+    grown = Counter(last["gc_objects"])
+    grown.subtract(first["gc_objects"])
+    print(f"== gc-tracked objects by type, minute {compare_from} to the end (largest changes):")
+    for name, n in sorted(grown.items(), key=lambda kv: -abs(kv[1]))[:15]:
+        if n:
+            print(f"   {n:+8,} {name}")
+    before, after = directory / f"m{compare_from}.tracemalloc", directory / "end.tracemalloc"
+    if before.exists() and after.exists():
+        import tracemalloc
+
+        diff = tracemalloc.Snapshot.load(str(after)).compare_to(
+            tracemalloc.Snapshot.load(str(before)), "lineno"
+        )
+        total = sum(d.size_diff for d in diff)
+        print(
+            f"== tracemalloc, minute {compare_from} to the end: {total / 1024:+,.0f} KB in all;"
+            " largest changes by line:"
+        )
+        for d in sorted(diff, key=lambda d: -abs(d.size_diff))[:20]:
+            frame = d.traceback[0]
+            print(
+                f"   {d.size_diff / 1024:+9,.1f} KB {d.count_diff:+7,} blocks"
+                f"  {frame.filename}:{frame.lineno}"
+            )
+
+
 def slope(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of ys over xs."""
     n = len(xs)
@@ -479,14 +662,23 @@ async def soak(pid: int, port: int, args: argparse.Namespace, mport: int | None)
             supervisor_rss.append(rss_kb(supervisor))
         if sample[0] >= next_print - start:
             next_print += 60
+            if args.memory_report:
+                await probe_memory(port, f"m{round(sample[0] / 60)}")
             print(
                 f"  {sample[0] / 60:5.1f} min  {sample[1]:>9,} requests"
                 f"  RSS {sample[2] / 1024:7.1f} MB  {sample[3]:4} fds",
                 flush=True,
             )
+    if args.memory_report:
+        await probe_memory(port, "end")
     await asyncio.gather(*tasks)
     # Once the clients' connections are gone the descriptors must come back.
     end_fds = await settled_fds(pid, base_fds)
+    if args.memory_report:
+        await probe_memory(port, "after")
+        await probe_memory(port, "collected", collect=True)
+        await probe_memory(port, "trimmed", trim=True)
+        print_memory_report(Path(args.memory_report), args.compare_from)
     if end_fds > base_fds:
         fd_dir = f"/proc/{pid}/fd"
         print(
@@ -540,6 +732,27 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
     ap.add_argument("--max-kb-per-1000", type=float, default=5.0)
+    ap.add_argument(
+        "--memory-report",
+        metavar="DIR",
+        help="every minute, have the server record what its memory is made of (malloc and "
+        "pymalloc totals, gc objects by type) in DIR, and print where it went",
+    )
+    ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="with --memory-report: run the server under tracemalloc (FRAMES deep; slow) "
+        "and print the lines whose allocations grew",
+    )
+    ap.add_argument(
+        "--compare-from",
+        type=int,
+        default=3,
+        metavar="MINUTE",
+        help="with --memory-report: the minute the end is compared with (3)",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from run import free_port, pin, wait_listening
@@ -567,7 +780,13 @@ def main() -> int:
     ]
     if mport is not None:
         cmd += ["--metrics-bind", f"127.0.0.1:{mport}"]
-    proc = subprocess.Popen(cmd)
+    env = dict(os.environ)
+    if args.memory_report:
+        os.makedirs(args.memory_report, exist_ok=True)
+        env["SOAK_MEMORY_DIR"] = os.path.abspath(args.memory_report)
+        if args.tracemalloc:
+            env["PYTHONTRACEMALLOC"] = str(args.tracemalloc)
+    proc = subprocess.Popen(cmd, env=env)
     try:
         wait_listening(port, proc, time.monotonic() + 30)
         if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:

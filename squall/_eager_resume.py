@@ -110,10 +110,20 @@ def _placeholder() -> Generator[None, None, None]:
         yield None
 
 
+# The context every shell is made with. A shell whose step suspends is bound
+# again by `_go_on` with ``Task.__init__(..., context=...)``, and on 3.11 that
+# call replaces the Task's context without releasing the one it had: with a
+# context of its own (copied at creation, the default) each such shell leaked
+# that Context, about 100 bytes (`make soak`'s RSS slope; benchmarks/soak.py
+# --memory-report showed the Contexts). What is left unreleased now is one
+# reference to this one Context, which lives as long as the module anyway.
+_SHELL_CONTEXT = contextvars.Context()
+
+
 def _new_shell() -> asyncio.Task[None]:
     body = _placeholder()
     body.send(None)
-    shell: asyncio.Task[None] = _Task(body, loop=_SHELL)
+    shell: asyncio.Task[None] = _Task(body, loop=_SHELL, context=_SHELL_CONTEXT)
     # Never to run: no "Task was destroyed but it is pending".
     shell._log_destroy_pending = False  # type: ignore[attr-defined]
     return shell

@@ -201,7 +201,7 @@ class Cluster:
             "@DIR@": str(self.workdir),
             "@PORT@": str(self.port),
             "@NGINX_WORKERS@": str(self.nginx_workers),
-            "@LISTEN@": " reuseport" if shared else "",
+            "@LISTEN@": " reuseport backlog=4096" if shared else "",
             "@SERVERS@": servers,
             "@PIN_MAP@": pins,
             "@PINNED@": pinned,

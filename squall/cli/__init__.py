@@ -119,6 +119,35 @@ def _check_extras(config: Config) -> None:
             raise UsageError(message)
 
 
+def _raise_descriptor_limit() -> None:
+    """Lets this process, and the workers it starts, open as many descriptors as allowed.
+
+    Every connection, WebSocket included, is a descriptor. The soft limit a
+    service inherits is often 1024 (systemd's default), far under its hard
+    limit: past it, accept() fails with EMFILE and the loop stops accepting
+    for a while. The soft limit is raised to the hard one (bounded by the
+    kernel's nr_open), as Go's runtime and Node.js do at start.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                target = int(f.read())
+        except (OSError, ValueError):
+            target = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            return
+        log.debug("descriptor limit raised from %d to %d", soft, target)
+
+
 def run(config: Config) -> int:
     """Serve ``config.target`` as ``squall run`` does; returns the exit status.
 
@@ -136,6 +165,7 @@ def run(config: Config) -> int:
     # announced: "Listening on ..." followed by an error misleads.
     check_importable(config.target, config.app_dir)
     _check_extras(config)
+    _raise_descriptor_limit()
     sockets = bind_all(config.bind, config.backlog, config.reuse_port)
     paths = unix_paths(sockets)
 

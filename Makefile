@@ -219,6 +219,17 @@ bench: $(BENCH_SPEEDUPS)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
+# The compiled build against the pure one on asyncio's own loop (issue 40):
+# 12 runs of hello each, every run on a fresh server, builds alternated, every
+# run's figures (req per CPU-second, page faults, context switches, run-queue
+# wait, gc) printed, then medians, ratio and the largest deviation from the
+# median (benchmarks/asyncio_loop.py; BENCH_ARGS="--waves 3 --strace" etc.).
+bench-asyncio: $(BENCH_SPEEDUPS)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BENCH_VENV)/bin/python benchmarks/asyncio_loop.py $(BENCH_ARGS)
+
+.PHONY: bench-asyncio
+
 # HTTP/2 over h2c: h2load (-c 20 -m 10) against `squall run --http2` with a
 # bare ASGI app, Squall's Application with http2=True, Granian (--http 2,
 # one worker, one runtime thread) and Hypercorn, each pinned to CPU 0, h2load

@@ -402,3 +402,28 @@ def test_no_warnings_from_default_paths() -> None:
         io_loop = IOLoop(make_current=False)
         io_loop.run_sync(lambda: asyncio.sleep(0))
         io_loop.close()
+
+
+def test_bound_reads_only_changes_asyncio_socket_transports() -> None:
+    class Other(asyncio.Transport):
+        max_size = 256 * 1024
+
+    other = Other()
+    platform_asyncio._bound_reads(other)
+    assert other.max_size == 256 * 1024  # uvloop's and TLS transports read their own way
+
+    async def main() -> int:
+        a, b = socket.socketpair()
+        try:
+            transport, _ = await asyncio.get_running_loop().create_connection(
+                asyncio.Protocol, sock=a
+            )
+            platform_asyncio._bound_reads(transport)
+            size: int = transport.max_size  # type: ignore[attr-defined]
+            transport.close()
+            await asyncio.sleep(0)  # the transport closes its socket a turn later
+            return size
+        finally:
+            b.close()
+
+    assert asyncio.run(main()) == platform_asyncio._READ_SIZE < 128 * 1024

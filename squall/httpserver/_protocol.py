@@ -74,6 +74,7 @@ from squall.httputil._kit import (
     _new_h1,
 )
 from squall.iostream import StreamClosedError
+from squall.platform.asyncio import _bound_reads
 
 if TYPE_CHECKING:
     from squall.httpserver._server import HTTPServer
@@ -265,6 +266,7 @@ class _HTTPProtocol(asyncio.Protocol):
         first = self.transport is None
         self.transport = self._reading.transport = transport
         if first:
+            _bound_reads(transport)
             server = self._server
             server._connections.add(self)
             if server._drain_params is not None:

@@ -42,6 +42,32 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+# (Private to asyncio, and in every CPython since 3.4; typeshed omits it.)
+_SelectorSocketTransport: type = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+
+# The most a socket transport of asyncio's selector loop reads at a time,
+# once `_bound_reads` has set it: well under glibc's initial mmap threshold
+# (128 KiB) and musl's, see there.
+_READ_SIZE = 64 * 1024
+
+
+def _bound_reads(transport: object) -> None:
+    """Have asyncio's socket transport read at most `_READ_SIZE` bytes a time.
+
+    asyncio's selector transport reads with ``sock.recv(256 KiB)``: a bytes
+    object of that size is allocated and then shrunk to what arrived, a few
+    hundred bytes for a request. glibc serves an allocation that large with
+    mmap until a process has freed one of at least that size (its threshold
+    then rises), so until then every read cost mmap, mremap, munmap and two
+    page faults: hello world at half speed. The compiled build's imports
+    never raise the threshold (the pure build's do), so a compiled server on
+    asyncio's loop read that way until its first connection closed, or for
+    good. 64 KiB is served from the heap in any state; uvloop and the TLS
+    transports read into buffers of their own and are left alone.
+    """
+    if type(transport) is _SelectorSocketTransport:
+        transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
+
 
 def _needs_selector_thread(loop: asyncio.AbstractEventLoop) -> bool:
     # A loop that does not implement add_reader inherits the abstract

@@ -32,6 +32,7 @@ from squall._h1 import (
 from squall.httputil import encode_username_password
 from squall.log import gen_log
 from squall.netutil import Resolver, ssl_options_to_context
+from squall.platform.asyncio import _bound_reads
 
 __all__ = [
     "ClientConnection",
@@ -194,6 +195,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have Transport's methods but not its class.
         self.transport = cast(asyncio.Transport, transport)
+        _bound_reads(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:

@@ -36,6 +36,7 @@ from squall._h2._client import H2ClientConnection, Response
 from squall.httpclient import HTTPRequest, HTTPResponse, _RequestProxy
 from squall.httputil import HTTPHeaders
 from squall.netutil import ssl_options_to_context
+from squall.platform.asyncio import _bound_reads
 from squall.simple_httpclient._client import SimpleAsyncHTTPClient
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._policy import (
@@ -130,6 +131,7 @@ class _H2ClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        _bound_reads(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is None or ssl_object.selected_alpn_protocol() == "h2":
             # The preface goes first: the server's SETTINGS may arrive (and

@@ -284,6 +284,17 @@ _PROFILED = (
 def setup(cfg: dict[str, Any]) -> tuple[asyncio.AbstractEventLoop, Harness]:
     if cfg["build"] == "pure":
         os.environ["SQUALL_NO_SPEEDUPS"] = "1"
+    if cfg.get("log"):
+        # As the chat programs' command line sets it up: INFO lines through
+        # squall.log's formatter (to /dev/null here), an access line each.
+        import logging
+
+        from squall.log import LogFormatter
+
+        handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115
+        handler.setFormatter(LogFormatter(color=False))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
     loop = new_loop(cfg["loop"])
     asyncio.set_event_loop(loop)
     harness = build(loop, cfg["app"])
@@ -356,6 +367,7 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="hottest squall functions")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--time", action="store_true", help="CPU time per waiter, no valgrind")
+    ap.add_argument("--log", action="store_true", help="access log on (INFO, to /dev/null)")
     ap.add_argument("--rounds", type=int, default=7, help="wakes timed by --time")
     ap.add_argument("--keep", help="keep the callgrind output in KEEP.APP.BUILD.LOOP")
     ap.add_argument("--json", help="also write the figures to this file")
@@ -377,7 +389,7 @@ def main() -> int:
     for app in args.app or APPS:
         for build_ in args.build or BUILDS:
             for loop in args.loop or LOOPS:
-                cfg = {"app": app, "build": build_, "loop": loop, "k": args.k}
+                cfg = {"app": app, "build": build_, "loop": loop, "k": args.k, "log": args.log}
                 cfg["profile"] = args.profile
                 name = f"{app} {build_} {loop}"
                 if args.time:

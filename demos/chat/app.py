@@ -67,7 +67,15 @@ class MessageBuffer:
         """The cached messages newer than ``cursor``, oldest first."""
         if cursor >= self.cursor:
             return []
-        return [m for m in self.cache if m["seq"] > cursor]
+        # From the newest back: a poll woken by one message reads one entry,
+        # not the whole cache (every waiter of a wake-up does this).
+        newer = []
+        for message in reversed(self.cache):
+            if message["seq"] <= cursor:
+                break
+            newer.append(message)
+        newer.reverse()
+        return newer
 
     def next_seq(self) -> int:
         """The sequence number for the next message (take one per `add`)."""

@@ -35,6 +35,10 @@ the time column, less the CPU one.
 
 Usage: python benchmarks/c10k/longpoll.py [--polls 5000] [--rounds 5]
        [--wakes 3] [--only tornado,compat-compiled-uvloop,...] [--json]
+       [--server-args=--logging=none]
+(``make bench-longpoll LONGPOLL_ARGS=...``; ``make bench-c10k`` runs it after
+its own table.) ``--server-args`` are given to every server: the programs
+log an access line per request by default, as they ship.
 """
 
 from __future__ import annotations

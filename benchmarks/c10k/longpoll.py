@@ -90,7 +90,14 @@ def contenders() -> list[tuple[str, list[str], dict[str, str], str]]:
             out.append(
                 (
                     f"chat-{build}-{loop}",
-                    [loop, str(SQUALL_CHAT), f"--cookie_secret={SECRET}", "--address=127.0.0.1"],
+                    [
+                        loop,
+                        str(SQUALL_CHAT),
+                        f"--cookie_secret={SECRET}",
+                        "--address=127.0.0.1",
+                        # Longer than a loaded machine may take to park them all.
+                        "--poll_timeout=900",
+                    ],
                     env,
                     "squall-chat",
                 )

@@ -323,6 +323,7 @@ def parse_options(argv: list[str]) -> squall.options.OptionParser:
     parser.define("address", default="127.0.0.1", help="address to listen on")
     parser.define("cookie_secret", default="", help="secret signing the name cookie")
     parser.define("debug", default=False, type=bool, help="reload templates and static files")
+    parser.define("poll_timeout", default=25.0, type=float, help="seconds a long poll waits")
     parser.parse_command_line(argv, final=False)
     return parser
 
@@ -341,7 +342,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     opts = parse_options(sys.argv if argv is None else argv)
 
     async def serve() -> None:
-        app = make_app(cookie_secret=opts.cookie_secret or None, debug=opts.debug)
+        app = make_app(
+            cookie_secret=opts.cookie_secret or None,
+            poll_timeout=opts.poll_timeout,
+            debug=opts.debug,
+        )
         _, url = listen(app, opts.port, opts.address)
         print(f"Chat demo serving on {url} (Ctrl-C stops)", flush=True)
         await asyncio.Event().wait()

@@ -255,11 +255,19 @@ bench-rss: $(BENCH_SPEEDUPS)
 
 # Many long-lived connections (issue 22): WebSocket subscribers, broadcast,
 # long polls and a connection storm, Squall against aiohttp, Tornado and a
-# bare uvloop floor, one table of medians (benchmarks/c10k/run.py).
+# bare uvloop floor, one table of medians (benchmarks/c10k/run.py); then the
+# chat programs' long polls (issue 40): 5,000 waiters woken by one POST,
+# server CPU per woken waiter and time to the last answer, Squall compiled
+# and pure on both loops against Tornado (benchmarks/c10k/longpoll.py,
+# options in LONGPOLL_ARGS; `make bench-longpoll` runs only that table).
 bench-c10k: $(BENCH_SPEEDUPS)
 	$(BENCH_VENV)/bin/python benchmarks/c10k/run.py $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python benchmarks/c10k/longpoll.py $(LONGPOLL_ARGS)
 
-.PHONY: bench-c10k
+bench-longpoll: $(BENCH_SPEEDUPS)
+	$(BENCH_VENV)/bin/python benchmarks/c10k/longpoll.py $(LONGPOLL_ARGS)
+
+.PHONY: bench-c10k bench-longpoll
 
 # HTTP/3 (issue 37): Squall against Hypercorn[h3] (in a venv of its own,
 # HC_VENV) over QUIC, and Squall's HTTP/3 against its HTTP/2 and HTTP/1.1

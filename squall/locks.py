@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import heapq
+import itertools
 import numbers
 import types
 from collections.abc import Callable
@@ -47,6 +49,19 @@ def _schedule_timeout(
     if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
         return loop.call_later(float(timeout) - IOLoop.current().time(), callback)
     raise TypeError(f"timeout must be a deadline (float) or a datetime.timedelta, not {timeout!r}")
+
+
+def _loop_deadline(loop: asyncio.AbstractEventLoop, timeout: _Timeout) -> float:
+    """``timeout`` as a time on ``loop``'s own clock (see `_schedule_timeout`)."""
+    if isinstance(timeout, datetime.timedelta):
+        return loop.time() + timeout.total_seconds()
+    if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
+        return loop.time() + (float(timeout) - IOLoop.current().time())
+    raise TypeError(f"timeout must be a deadline (float) or a datetime.timedelta, not {timeout!r}")
+
+
+# Orders waiters with the same deadline by when they began to wait.
+_sequence = itertools.count()
 
 
 def _cancel_on_done(future: asyncio.Future[Any], handle: asyncio.TimerHandle) -> None:
@@ -94,10 +109,19 @@ class Condition(_TimeoutGarbageCollector):
             condition.notify()
     """
 
-    __slots__ = ()
+    # Waits with a timeout share one loop timer, armed for the earliest
+    # deadline (``_deadlines`` is a heap of (loop time, sequence, waiter)):
+    # a long poll's wait then costs no timer of its own, and waking it no
+    # done callback (a loop callback per waiter) to cancel one. Entries of
+    # waiters that are done already are dropped when they come up, or all
+    # at once when the heap outgrows the live waiters (`_prune`).
+    __slots__ = ("_deadlines", "_timer", "_timer_when")
 
     def __init__(self) -> None:
         super().__init__()
+        self._deadlines: list[tuple[float, int, asyncio.Future[bool]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
 
     def __repr__(self) -> str:
         if self._waiters:
@@ -115,16 +139,50 @@ class Condition(_TimeoutGarbageCollector):
             timeout expired first.
         """
         waiter: asyncio.Future[bool] = asyncio.Future()
-        self._waiters.append(waiter)
         if timeout is not None:
-
-            def on_timeout() -> None:
-                if not waiter.done():
-                    waiter.set_result(False)
-                    self._garbage_collect()
-
-            _cancel_on_done(waiter, _schedule_timeout(waiter.get_loop(), timeout, on_timeout))
+            loop = waiter.get_loop()
+            when = _loop_deadline(loop, timeout)
+            deadlines = self._deadlines
+            if len(deadlines) > 2 * len(self._waiters) + 64:
+                self._prune()
+            heapq.heappush(deadlines, (when, next(_sequence), waiter))
+            timer = self._timer
+            if timer is None or when < self._timer_when:
+                if timer is not None:
+                    timer.cancel()
+                self._arm(loop, when)
+        self._waiters.append(waiter)
         return waiter
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._timer_when = when
+        self._timer = loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        """The timer: every waiter whose deadline has come resolves to False."""
+        self._timer = None
+        deadlines = self._deadlines
+        if not deadlines:
+            return
+        loop = deadlines[0][2].get_loop()
+        # Never before the deadline the timer was armed for, whatever the
+        # loop's clock resolution.
+        limit = max(loop.time(), self._timer_when)
+        while deadlines and deadlines[0][0] <= limit:
+            waiter = heapq.heappop(deadlines)[2]
+            if not waiter.done():
+                waiter.set_result(False)
+                self._garbage_collect()
+        while deadlines and deadlines[0][2].done():
+            heapq.heappop(deadlines)
+        if deadlines:
+            self._arm(loop, deadlines[0][0])
+
+    def _prune(self) -> None:
+        """Drops the deadlines of waiters already done."""
+        live = [entry for entry in self._deadlines if not entry[2].done()]
+        heapq.heapify(live)
+        self._deadlines = live
 
     def notify(self, n: int = 1) -> None:
         """Wakes up to ``n`` waiters, oldest first."""
@@ -135,6 +193,13 @@ class Condition(_TimeoutGarbageCollector):
             if not waiter.done():  # skip those that timed out or were cancelled
                 n -= 1
                 woken.append(waiter)
+        if not waiters and self._deadlines:
+            # Nobody waits any more: no deadline is left to keep.
+            self._deadlines = []
+            timer = self._timer
+            if timer is not None:
+                self._timer = None
+                timer.cancel()
         # Resolve only after the selection so that a waiter's callback that
         # re-enters notify() sees a consistent deque.
         for waiter in woken:

@@ -18,6 +18,7 @@ import importlib
 import logging
 import logging.handlers
 import sys
+import time
 import types
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
 
@@ -134,6 +135,10 @@ class LogFormatter(logging.Formatter):
         )
         self._colors: dict[int, str] = {}
         self._normal = ""
+        # The last second formatted by `_asctime`, and its text.
+        self._second = -1
+        self._second_text = ""
+        self._second_format: Optional[str] = None
         if color and _stderr_supports_color():
             self._colors, self._normal = self._color_codes(colors)
 
@@ -158,7 +163,7 @@ class LogFormatter(logging.Formatter):
             # A message whose arguments do not fit its format string should
             # still be logged, with enough detail to find the culprit.
             record.message = f"Bad message ({exc!r}): {record.__dict__!r}"
-        record.asctime = self.formatTime(record, self.datefmt)
+        record.asctime = self._asctime(record)
         if record.levelno in self._colors:
             record.color = self._colors[record.levelno]
             record.end_color = self._normal
@@ -167,13 +172,34 @@ class LogFormatter(logging.Formatter):
         formatted = self.formatMessage(record)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
-        extra = [text for text in (record.exc_text, record.stack_info) if text]
-        if extra:
+        if record.exc_text or record.stack_info:
             lines = [formatted.rstrip()]
-            for text in extra:
-                lines.extend(_safe_unicode(line) for line in text.split("\n"))
+            for text in (record.exc_text, record.stack_info):
+                if text:
+                    lines.extend(_safe_unicode(line) for line in text.split("\n"))
             formatted = "\n".join(lines)
+        if "\n" not in formatted:
+            return formatted
         return formatted.replace("\n", "\n    ")
+
+    def _asctime(self, record: logging.LogRecord) -> str:
+        """``formatTime``, formatted once per second.
+
+        `time.strftime` has no field finer than a second, so records of one
+        second share their text (an access log writes thousands a second).
+        A subclass's own ``formatTime`` or ``converter`` is called as it is.
+        """
+        if type(self).formatTime is not logging.Formatter.formatTime or (
+            self.converter is not time.localtime
+        ):
+            return self.formatTime(record, self.datefmt)
+        second = int(record.created)
+        datefmt = self.datefmt
+        if second != self._second or datefmt is not self._second_format:
+            self._second_text = self.formatTime(record, datefmt)
+            self._second = second
+            self._second_format = datefmt
+        return self._second_text
 
 
 def _level_number(name: str) -> int:

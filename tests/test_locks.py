@@ -12,6 +12,8 @@ import pytest
 from squall import locks
 from squall.ioloop import IOLoop
 
+from ._clock import LoopClock
+
 _T = TypeVar("_T")
 
 # Waits on futures are bounded so that a bug fails the test instead of hanging.
@@ -209,6 +211,58 @@ def test_condition_few_timeouts_are_not_swept() -> None:
         assert len(c._waiters) == 11
 
     run(main)
+
+
+def test_condition_timed_waits_share_one_timer_and_wake_without_callbacks() -> None:
+    # A long poll with a timeout: many waits with deadlines cost one loop
+    # timer, and notify_all schedules nothing per waiter beyond its own
+    # wake-up (no done callback to cancel a timer of its own).
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, asyncio.BaseEventLoop)
+        c = locks.Condition()
+        timers = len(loop._scheduled)  # type: ignore[attr-defined]
+        waiters = [c.wait(datetime.timedelta(seconds=60 + i)) for i in range(50)]
+        assert len(loop._scheduled) == timers + 1  # type: ignore[attr-defined]
+        ready = len(loop._ready)  # type: ignore[attr-defined]
+        c.notify_all()
+        assert len(loop._ready) == ready  # type: ignore[attr-defined]
+        assert all(w.result() is True for w in waiters)
+        assert all(h.cancelled() for h in loop._scheduled[timers:])  # type: ignore[attr-defined]
+
+    run(main)
+
+
+def test_condition_shared_timer_keeps_each_deadline() -> None:
+    async def main() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
+        try:
+            c = locks.Condition()
+            late = c.wait(datetime.timedelta(seconds=300))
+            early = c.wait(datetime.timedelta(seconds=100))
+            middle = c.wait(datetime.timedelta(seconds=200))
+            gone = c.wait(datetime.timedelta(seconds=50))
+            forever = c.wait()
+            gone.cancel()
+            await clock.advance(60)
+            assert not any(w.done() for w in (late, early, middle, forever))
+            await clock.advance(50)
+            assert early.result() is False
+            assert not any(w.done() for w in (late, middle, forever))
+            c.notify()  # the oldest still waiting
+            assert late.result() is True
+            await clock.advance(100)
+            assert middle.result() is False and not forever.done()
+            later = c.wait(datetime.timedelta(seconds=10))
+            await clock.advance(11)
+            assert later.result() is False and not forever.done()
+            c.notify()
+            assert forever.result() is True
+        finally:
+            clock.close()
+
+    # The test's own bound is on the clock it moves (221 s in all).
+    asyncio.run(asyncio.wait_for(main(), 300 + LIMIT))
 
 
 # -- Event -------------------------------------------------------------------

@@ -155,6 +155,38 @@ def test_custom_date_format() -> None:
     assert re.fullmatch(r"\d{4}", formatter.format(make_record()))
 
 
+def test_time_is_formatted_once_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An access log writes thousands of lines a second: strftime once.
+    formatter = LogFormatter(fmt="%(asctime)s %(message)s", color=False)
+    calls: list[float] = []
+    real = logging.Formatter.formatTime
+
+    def counted(self: logging.Formatter, record: logging.LogRecord, datefmt: Any = None) -> str:
+        calls.append(record.created)
+        return real(self, record, datefmt)
+
+    monkeypatch.setattr(logging.Formatter, "formatTime", counted)
+    monkeypatch.setattr(LogFormatter, "formatTime", counted, raising=False)
+    first = [formatter.format(make_record(created=1_800_000_000.25 + i / 10)) for i in range(5)]
+    assert len(calls) == 1 and len(set(first)) == 1
+    assert formatter.format(make_record(created=1_800_000_001.0)) != first[0]
+    formatter.datefmt = "%Y"
+    assert formatter.format(make_record(created=1_800_000_001.5)).startswith("2027 ")
+    assert len(calls) == 3
+
+
+def test_own_format_time_is_called_each_time() -> None:
+    class Stamped(LogFormatter):
+        n = 0
+
+        def formatTime(self, record: logging.LogRecord, datefmt: Any = None) -> str:
+            self.n += 1
+            return f"t{self.n}"
+
+    formatter = Stamped(fmt="%(asctime)s", color=False)
+    assert [formatter.format(make_record()) for _ in range(2)] == ["t1", "t2"]
+
+
 def test_no_color_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     formatter = LogFormatter(fmt="%(color)s%(message)s%(end_color)s")

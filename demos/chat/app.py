@@ -67,7 +67,15 @@ class MessageBuffer:
         """The cached messages newer than ``cursor``, oldest first."""
         if cursor >= self.cursor:
             return []
-        return [m for m in self.cache if m["seq"] > cursor]
+        # From the newest back: a poll woken by one message reads one entry,
+        # not the whole cache (every waiter of a wake-up does this).
+        newer = []
+        for message in reversed(self.cache):
+            if message["seq"] <= cursor:
+                break
+            newer.append(message)
+        newer.reverse()
+        return newer
 
     def next_seq(self) -> int:
         """The sequence number for the next message (take one per `add`)."""
@@ -87,24 +95,8 @@ class MessageBuffer:
         squall.websocket.broadcast(self.sockets, {"messages": [message]}, max_skips=1)
         return message
 
-    async def wait(self, cursor: int, timeout: float) -> list[Message]:
-        """The messages after ``cursor``, waiting up to ``timeout`` seconds for one.
-
-        Cancelling the caller (the client went away) drops the wait.
-        """
-        loop_time = squall.ioloop.IOLoop.current().time
-        deadline = loop_time() + timeout
-        self._poller_delta(1)
-        try:
-            while True:
-                messages = self.since(cursor)
-                if messages or loop_time() >= deadline:
-                    return messages
-                await self.cond.wait(timeout=deadline)
-        finally:
-            self._poller_delta(-1)
-
-    def _poller_delta(self, delta: int) -> None:
+    def polling(self, delta: int) -> None:
+        """Counts a long poll in (``delta`` 1) or out (-1) of `pollers`."""
         self.pollers += delta
         self.listeners_changed.notify_all()
 
@@ -196,29 +188,45 @@ class MessageNewHandler(BaseHandler):
 
 
 class MessageUpdatesHandler(BaseHandler):
-    """Answers with the messages after ``cursor`` as soon as there is one."""
+    """Answers with the messages after ``cursor`` as soon as there is one.
 
-    wait_task: Optional[asyncio.Future[list[Message]]] = None
+    The poll awaits the buffer's condition itself: no Task of its own, and
+    no timer of its own either (the condition keeps one timer for all its
+    waiters' deadlines), so that one message wakes thousands of polls
+    cheaply.
+    """
+
+    waiting: Optional[asyncio.Future[bool]] = None
     gone = False
 
     @squall.web.authenticated
     async def post(self) -> None:
         cursor = _cursor(self.get_body_argument("cursor", "0") or "0")
-        self.wait_task = asyncio.ensure_future(
-            self.buffer.wait(cursor, self.settings["poll_timeout"])
-        )
-        try:
-            messages = await self.wait_task
-        except asyncio.CancelledError:
-            return  # the client left; there is nobody to answer
+        buffer = self.buffer
+        messages = buffer.since(cursor)
+        if not messages:
+            deadline = squall.ioloop.IOLoop.current().time() + self.settings["poll_timeout"]
+            buffer.polling(1)
+            try:
+                while not messages:
+                    self.waiting = buffer.cond.wait(timeout=deadline)
+                    try:
+                        notified = await self.waiting
+                    except asyncio.CancelledError:
+                        return  # the client left; there is nobody to answer
+                    messages = buffer.since(cursor)
+                    if not notified:
+                        break  # timed out: answer with what there is (nothing)
+            finally:
+                buffer.polling(-1)
         if self.gone:
             return
         self.write({"messages": messages, "cursor": messages[-1]["seq"] if messages else cursor})
 
     def on_connection_close(self) -> None:
         self.gone = True
-        if self.wait_task is not None:
-            self.wait_task.cancel()
+        if self.waiting is not None:
+            self.waiting.cancel()
 
 
 def _cursor(value: str) -> int:
@@ -315,6 +323,7 @@ def parse_options(argv: list[str]) -> squall.options.OptionParser:
     parser.define("address", default="127.0.0.1", help="address to listen on")
     parser.define("cookie_secret", default="", help="secret signing the name cookie")
     parser.define("debug", default=False, type=bool, help="reload templates and static files")
+    parser.define("poll_timeout", default=25.0, type=float, help="seconds a long poll waits")
     parser.parse_command_line(argv, final=False)
     return parser
 
@@ -333,7 +342,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     opts = parse_options(sys.argv if argv is None else argv)
 
     async def serve() -> None:
-        app = make_app(cookie_secret=opts.cookie_secret or None, debug=opts.debug)
+        app = make_app(
+            cookie_secret=opts.cookie_secret or None,
+            poll_timeout=opts.poll_timeout,
+            debug=opts.debug,
+        )
         _, url = listen(app, opts.port, opts.address)
         print(f"Chat demo serving on {url} (Ctrl-C stops)", flush=True)
         await asyncio.Event().wait()

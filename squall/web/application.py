@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import socket
+import sys
 import types
 from collections.abc import Awaitable
 from functools import partial
@@ -373,7 +375,32 @@ class Application(ReversibleRouter):
             enabled = access_log.isEnabledFor(level)
         if enabled:
             request_time = 1000.0 * handler.request.request_time()
-            access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
+            args = (status, handler._request_summary(), request_time)
+            # The record Logger.log would make, without its walk up the
+            # stack for the caller (this method, found once): an access
+            # line per request, thousands at once when long polls wake.
+            if logging._srcfile is None:  # the caller lookup is turned off
+                site = _NO_SITE
+            else:
+                site = _access_site or _find_access_site(sys._getframe())
+            fn, lno, func = site
+            record = access_log.makeRecord(
+                access_log.name, level, fn, lno, "%d %s %.2fms", args, None, func
+            )
+            access_log.handle(record)
+
+
+_NO_SITE = ("(unknown file)", 0, "(unknown function)")
+# What findCaller answers for the access log's record: the place in
+# log_request that makes it, taken from its frame the first time.
+_access_site: Optional[tuple[str, int, str]] = None
+
+
+def _find_access_site(frame: types.FrameType) -> tuple[str, int, str]:
+    global _access_site
+    code = frame.f_code
+    _access_site = (code.co_filename, frame.f_lineno, code.co_name)
+    return _access_site
 
 
 def _route_fallback(

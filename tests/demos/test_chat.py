@@ -278,6 +278,25 @@ def test_message_buffer_keeps_only_the_newest() -> None:
         buffer.add({"seq": 2, "body": "late"})
 
 
+def test_since_reads_only_the_newer_messages() -> None:
+    # Every poll woken by a message asks for what is newer than its cursor:
+    # that must cost the new messages, not a scan of the whole cache.
+    reads = 0
+
+    class Counted(dict[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            nonlocal reads
+            reads += 1
+            return super().__getitem__(key)
+
+    buffer = chat.MessageBuffer(size=200)
+    for i in range(250):
+        buffer.add(Counted(seq=buffer.next_seq(), body=str(i)))
+    reads = 0
+    assert [m["body"] for m in buffer.since(248)] == ["248", "249"]
+    assert reads <= 4 + 2  # the cursor, the two new ones and the one before (+ the bodies)
+
+
 def test_chat_entry_point_prints_its_address() -> None:
     async def main() -> None:
         process, url = await start_demo("chat/app.py", "--port=0")

@@ -415,11 +415,12 @@ def test_log_request_honours_an_overridden_get_status() -> None:
     level = access_log.level
     access_log.setLevel(logging.WARNING)
     try:
-        with mock.patch.object(access_log, "log") as log:
+        with mock.patch.object(access_log, "handle") as handle:
             handler.application.log_request(handler)
     finally:
         access_log.setLevel(level)
-    assert log.call_args[0][0] == logging.WARNING and log.call_args[0][2] == 418
+    record = handle.call_args[0][0]
+    assert record.levelno == logging.WARNING and record.args[0] == 418
 
 
 def test_log_request_follows_level_changes_after_a_request_was_logged() -> None:
@@ -428,7 +429,7 @@ def test_log_request_follows_level_changes_after_a_request_was_logged() -> None:
     handler = Reply(Application(), _request(_conn()))
     level = access_log.level
     try:
-        with mock.patch.object(access_log, "log") as log:
+        with mock.patch.object(access_log, "handle") as log:
             access_log.setLevel(logging.CRITICAL)
             handler.application.log_request(handler)
             assert not log.called
@@ -451,6 +452,30 @@ def test_log_request_follows_level_changes_after_a_request_was_logged() -> None:
             assert log.call_count == 2
     finally:
         access_log.setLevel(level)
+
+
+def test_access_record_is_made_without_a_caller_lookup_per_request() -> None:
+    # Thousands of long polls answered at once log thousands of lines: the
+    # record says where log_request made it, as findCaller would, without
+    # walking the stack for each one.
+    handler = Reply(Application(), _request(_conn()))
+    level = access_log.level
+    access_log.setLevel(logging.INFO)
+    try:
+        handler.application.log_request(handler)  # the place is found once
+        with (
+            mock.patch.object(access_log, "findCaller", side_effect=AssertionError) as find,
+            mock.patch.object(access_log, "handle") as handle,
+        ):
+            for _ in range(3):
+                handler.application.log_request(handler)
+    finally:
+        access_log.setLevel(level)
+    assert not find.called and handle.call_count == 3
+    record = handle.call_args[0][0]
+    assert record.funcName == "log_request"
+    assert record.module == "application" and record.lineno > 0
+    assert record.getMessage().startswith("200 GET / (")
 
 
 def _get(path: str) -> httputil.HTTPServerRequest:

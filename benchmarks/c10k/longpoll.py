@@ -1,0 +1,390 @@
+"""Long polls woken by one message: the chat demos, Squall against Tornado.
+
+P clients (bare uvloop protocols, one process pinned to CPU 1) each hold a
+long poll on ``/a/message/updates`` of a chat server (pinned to CPU 0);
+one POST to ``/a/message/new`` wakes them all. Per wake, two figures:
+
+* server CPU per woken waiter: the server's utime+stime (/proc/PID/stat)
+  from just before the POST until it has gone quiet after the last answer,
+  divided by P. Connecting and parking the polls are outside it;
+* the time from sending the POST until the last client has its answer.
+
+After each wake every client polls again from the new message's cursor
+(over its kept-alive connection) and, once the server is quiet, the next
+wake is measured: ``--wakes`` per server, the server's median is kept, and
+the table shows the median over ``--rounds`` rounds, contenders alternated.
+
+Servers:
+
+* ``tornado``: benchmarks/c10k/tornado_chat/app.py (our program of the shape
+  of Tornado 6.6.1's ``demos/chat``, which Tornado's sdist does not ship) on
+  real Tornado, on asyncio's loop, as it ships;
+* ``compat-BUILD-LOOP``: the same file, unchanged, under ``python -m
+  squall.compat``;
+* ``chat-BUILD-LOOP``: Squall's own chat demo, demos/chat/app.py (a
+  logged-in visitor's poll, xsrf token and signed name cookie included).
+
+BUILD is ``compiled`` (the bench venv's squall) or ``pure``
+(SQUALL_NO_SPEEDUPS=1); LOOP is ``uvloop`` or ``asyncio`` (set by the
+launcher, with_loop.py, before the program starts; the programs themselves
+call ``asyncio.run``).
+
+"Quiet" is no CPU tick for 150 ms (the kernel counts CPU in 10 ms ticks, so
+the figure per waiter is exact to 10 ms / P). The machine's load disturbs
+the time column, less the CPU one.
+
+Usage: python benchmarks/c10k/longpoll.py [--polls 5000] [--rounds 5]
+       [--wakes 3] [--only tornado,compat-compiled-uvloop,...] [--json]
+       [--server-args=--logging=none]
+(``make bench-longpoll LONGPOLL_ARGS=...``; ``make bench-c10k`` runs it after
+its own table.) ``--server-args`` are given to every server: the programs
+log an access line per request by default, as they ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+
+from run import free_port, pin, wait_listening  # noqa: E402
+
+TORNADO_CHAT = HERE / "tornado_chat" / "app.py"
+SQUALL_CHAT = ROOT / "demos" / "chat" / "app.py"
+LAUNCHER = HERE / "with_loop.py"
+XSRF = "0123456789abcdef0123456789abcdef"
+SECRET = "longpoll-bench"
+LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def contenders() -> list[tuple[str, list[str], dict[str, str], str]]:
+    """(name, command after the launcher, environment, app) for every server."""
+    out: list[tuple[str, list[str], dict[str, str], str]] = [
+        ("tornado", ["asyncio", str(TORNADO_CHAT)], {}, "tornado-chat")
+    ]
+    for build in ("compiled", "pure"):
+        env = {"SQUALL_NO_SPEEDUPS": "1"} if build == "pure" else {}
+        for loop in ("uvloop", "asyncio"):
+            out.append(
+                (
+                    f"compat-{build}-{loop}",
+                    [loop, "-m", "squall.compat", str(TORNADO_CHAT)],
+                    env,
+                    "tornado-chat",
+                )
+            )
+            out.append(
+                (
+                    f"chat-{build}-{loop}",
+                    [
+                        loop,
+                        str(SQUALL_CHAT),
+                        f"--cookie_secret={SECRET}",
+                        "--address=127.0.0.1",
+                        # Longer than a loaded machine may take to park them all.
+                        "--poll_timeout=900",
+                    ],
+                    env,
+                    "squall-chat",
+                )
+            )
+    return out
+
+
+# -- the client ------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def form(path: str, body: str, cookie: str) -> bytes:
+    data = body.encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded; charset=UTF-8\r\n"
+        f"Cookie: {cookie}\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+class Poller(asyncio.Protocol):
+    """One keep-alive connection; resolves ``done`` with each whole response.
+
+    The first request goes out as soon as the connection is made (a server
+    may bound the time to a first request head).
+    """
+
+    __slots__ = ("transport", "buf", "done", "first")
+
+    def __init__(self, first: bytes, done: asyncio.Future[tuple[float, bytes]]) -> None:
+        self.buf = b""
+        self.first = first
+        self.done: Optional[asyncio.Future[tuple[float, bytes]]] = done
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(self.first)
+
+    def send(self, request: bytes, done: asyncio.Future[tuple[float, bytes]]) -> None:
+        self.done = done
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            self.buf = buf
+            return
+        i = buf.lower().find(b"content-length:", 0, end)
+        length = int(buf[i + 15 : buf.find(b"\r\n", i)]) if i >= 0 else 0
+        if len(buf) < end + 4 + length:
+            self.buf = buf
+            return
+        self.buf = buf[end + 4 + length :]
+        done, self.done = self.done, None
+        if done is None or done.done():
+            return
+        if buf.startswith(b"HTTP/1.1 200"):
+            done.set_result((time.perf_counter(), buf[end + 4 : end + 4 + length]))
+        else:
+            done.set_exception(RuntimeError(f"bad response {buf[:200]!r}"))
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(RuntimeError(f"connection lost: {exc}"))
+
+
+def reset(transport: Any) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        except OSError:
+            pass
+    transport.abort()
+
+
+async def quiet(pid: int, still: float = 0.15, limit: float = 60.0) -> float:
+    """Waits until the server has used no CPU for ``still`` seconds; returns its CPU."""
+    deadline = time.monotonic() + limit
+    last = cpu_seconds(pid)
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.025)
+        now = cpu_seconds(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= still:
+            return now
+    raise RuntimeError("the server never went quiet")
+
+
+async def client(port: int, pid: int, app: str, polls: int, wakes: int, batch: int) -> Any:
+    loop = asyncio.get_running_loop()
+    cookie = f"_xsrf={XSRF}"
+    if app == "squall-chat":
+        from squall.web import create_signed_value
+
+        cookie += "; chatuser=" + create_signed_value(SECRET, "chatuser", "bench").decode()
+
+    def poll_request(cursor: str) -> bytes:
+        body = f"_xsrf={XSRF}" + (f"&cursor={cursor}" if cursor else "")
+        return form("/a/message/updates", body, cookie)
+
+    async def connect(first: bytes, pending: list[asyncio.Future[Any]]) -> Poller:
+        done: asyncio.Future[Any] = loop.create_future()
+        pending.append(done)
+        _, proto = await loop.create_connection(lambda: Poller(first, done), "127.0.0.1", port)
+        return proto
+
+    def poll_all(pollers: list[Poller], cursor: str) -> list[asyncio.Future[Any]]:
+        request = poll_request(cursor)
+        futures = []
+        for p in pollers:
+            f: asyncio.Future[Any] = loop.create_future()
+            p.send(request, f)
+            futures.append(f)
+        return futures
+
+    cursor = "0" if app == "squall-chat" else ""
+    # The poster's first request is a page (Tornado's demo: its form; Squall's: the room).
+    page: list[asyncio.Future[Any]] = []
+    head = f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
+    poster = await connect(head.encode(), page)
+    await page[0]
+    # Warm-up: a few polls woken, so that first-time costs are paid.
+    pending: list[asyncio.Future[Any]] = []
+    warm = [await connect(poll_request(cursor), pending) for _ in range(20)]
+    await quiet(pid)
+    cursor = await post(poster, cookie, app, "warm")
+    await asyncio.gather(*pending)
+    for p in warm:
+        reset(p.transport)
+    pollers: list[Poller] = []
+    pending = []
+    request = poll_request(cursor)
+    for start in range(0, polls, batch):
+        pollers += await asyncio.gather(
+            *(connect(request, pending) for _ in range(min(batch, polls - start)))
+        )
+    out: dict[str, list[float]] = {"cpu_us": [], "last_s": []}
+    for n in range(wakes):
+        cpu0 = await quiet(pid)
+        t0 = time.perf_counter()
+        new_cursor = await post(poster, cookie, app, f"wake {n}")
+        answers = await asyncio.wait_for(asyncio.gather(*pending), 120)
+        last = max(t for t, _ in answers)
+        cpu1 = await quiet(pid)
+        check = answers[-1][1]
+        if new_cursor.encode() not in check:
+            raise RuntimeError(f"a poll was answered without the message: {check[:200]!r}")
+        out["cpu_us"].append((cpu1 - cpu0) / polls * 1e6)
+        out["last_s"].append(last - t0)
+        cursor = new_cursor
+        if n + 1 < wakes:
+            pending = poll_all(pollers, cursor)
+    for p in pollers + [poster]:
+        reset(p.transport)
+    return out
+
+
+async def post(poster: Poller, cookie: str, app: str, text: str) -> str:
+    """Posts one message; returns the cursor that follows it."""
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    poster.send(form("/a/message/new", f"_xsrf={XSRF}&body={text.replace(' ', '+')}", cookie), done)
+    _, body = await done
+    answer = json.loads(body)
+    if app == "tornado-chat":
+        return str(answer["id"])
+    return str(answer["messages"][-1]["seq"])
+
+
+def client_main(argv: list[str]) -> None:
+    port, pid, app, polls, wakes, batch = argv
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    import uvloop
+
+    out = uvloop.run(client(int(port), int(pid), app, int(polls), int(wakes), int(batch)))
+    json.dump(out, sys.stdout)
+
+
+# -- the runner ------------------------------------------------------------------------
+
+
+def raise_nofile() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def measure(
+    name: str, command: list[str], env: dict[str, str], app: str, args: argparse.Namespace
+) -> dict[str, float]:
+    port = free_port()
+    server_env = dict(os.environ, **env)
+    log = None if args.verbose else open(os.devnull, "wb")
+    proc = subprocess.Popen(
+        pin(0)
+        + [sys.executable, str(LAUNCHER), *command, f"--port={port}", *args.server_args.split()],
+        env=server_env,
+        stdout=log,
+        stderr=log,
+        preexec_fn=raise_nofile,
+    )
+    try:
+        wait_listening(port, proc, time.monotonic() + 60)
+        cmd = pin(1) + [
+            sys.executable,
+            __file__,
+            "--client",
+            str(port),
+            str(proc.pid),
+            app,
+            str(args.polls),
+            str(args.wakes),
+            str(args.batch),
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(f"client failed for {name}:\n{out.stderr[-3000:]}")
+        got = json.loads(out.stdout)
+        return {
+            "cpu_us": statistics.median(got["cpu_us"]),
+            "last_s": statistics.median(got["last_s"]),
+            "wakes": got,
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log is not None:
+            log.close()
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--client"]:
+        client_main(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--polls", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--wakes", type=int, default=3, help="wakes measured per server")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--only", default="", help="comma-separated contender names")
+    parser.add_argument("--json", action="store_true", help="also print every round")
+    parser.add_argument("--verbose", action="store_true", help="show the servers' output")
+    parser.add_argument("--server-args", default="", help="more arguments for every server")
+    args = parser.parse_args()
+    raise_nofile()
+    wanted = [c for c in contenders() if not args.only or c[0] in args.only.split(",")]
+    rounds: dict[str, list[dict[str, Any]]] = {c[0]: [] for c in wanted}
+    for r in range(args.rounds):
+        order = wanted[r % len(wanted) :] + wanted[: r % len(wanted)]
+        for name, command, env, app in order:
+            got = measure(name, command, env, app, args)
+            rounds[name].append(got)
+            print(
+                f"round {r + 1} {name}: {got['cpu_us']:.1f} us/waiter, last {got['last_s']:.3f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        f"\nlong polls: P={args.polls} waiters woken by one POST, {args.wakes} wakes per server, "
+        f"median of {args.rounds} round(s); server on CPU 0, clients on CPU 1"
+    )
+    base = None
+    if "tornado" in rounds and rounds["tornado"]:
+        base = statistics.median(g["cpu_us"] for g in rounds["tornado"])
+    print(f"{'server':<26}{'CPU per waiter':>16}{'vs Tornado':>12}{'last answer':>14}")
+    for name in rounds:
+        if not rounds[name]:
+            continue
+        cpu = statistics.median(g["cpu_us"] for g in rounds[name])
+        last = statistics.median(g["last_s"] for g in rounds[name])
+        ratio = f"{cpu / base:.2f}x" if base else "-"
+        print(f"{name:<26}{cpu:>13.1f} us{ratio:>12}{last:>12.3f} s")
+    if args.json:
+        print(json.dumps(rounds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,432 @@
+"""Instructions per woken long poll on the server, counted by callgrind.
+
+K connections (the server's own protocol objects, from the factory
+``HTTPServer`` hands to the loop, over fake transports) each send a
+browser's long poll and park; then one new message, posted on a further
+connection, wakes them all. What is counted is the wake-up only: the
+message's POST, every waiter's Future resolved by the condition, its Task
+resumed, the handler's write and finish, the response leaving through the
+transport and the connection going back to reading. Parking is done
+outside the count.
+
+Instructions per woken waiter = (count of a wake of K2 waiters - count of a
+wake of K1) / (K2 - K1), in one process after a warm-up wake, so the POST
+and the fixed costs cancel.
+
+Apps:
+
+* ``tornado-chat``: benchmarks/c10k/tornado_chat/app.py (the shape of
+  Tornado's ``demos/chat``: a ``Condition``, ``notify_all``, xsrf cookies),
+  imported as ``tornado`` through ``squall.compat``;
+* ``squall-chat``: demos/chat/app.py (a logged-in visitor's poll, with its
+  xsrf token and its signed name cookie).
+
+Builds: ``--build pure`` (SQUALL_NO_SPEEDUPS=1) or ``compiled`` (the
+installed squall's compiled modules: run from the benchmark venv). Loops:
+``--loop asyncio|uvloop``.
+
+Modes: the default counts instructions under valgrind; ``--time`` runs the
+same in-process wake without valgrind and prints CPU microseconds per
+waiter (quick, noisy); ``--profile`` lists the hottest squall functions
+(self instructions per waiter, through _probe.py).
+
+Usage: python benchmarks/callgrind_longpoll.py [--app NAME ...] [--build B ...]
+       [--loop L ...] [-k K] [--profile] [--time]
+Needs valgrind (except ``--time``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from callgrind_hotpath import add_probe_costs, capture_protocol, run_inner  # noqa: E402
+
+APPS = ["tornado-chat", "squall-chat"]
+BUILDS = ["compiled", "pure"]
+LOOPS = ["uvloop", "asyncio"]
+K1 = 200  # waiters woken in the short run; the long run wakes K1 + k
+XSRF = "0123456789abcdef0123456789abcdef"
+SECRET = "callgrind-longpoll"
+
+_CL = re.compile(rb"\r\ncontent-length: *(\d+)", re.I)
+
+
+class Transport(asyncio.Transport):
+    """Takes what the server writes and counts complete responses."""
+
+    def __init__(self, harness: Harness) -> None:
+        super().__init__()
+        self.harness = harness
+        self.buf = b""
+        self.closing = False
+        self.last = b""
+        self.extra = {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8888)}
+
+    def write(self, data: Any) -> None:
+        buf = self.buf + bytes(data)
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            m = _CL.search(buf, 0, end + 2)
+            length = int(m.group(1)) if m else 0
+            if len(buf) < end + 4 + length:
+                break
+            if not buf.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected response {buf[:300]!r}")
+            self.last = buf[end + 4 : end + 4 + length]
+            buf = buf[end + 4 + length :]
+            self.harness.answered()
+        self.buf = buf
+
+    def writelines(self, parts: Any) -> None:
+        self.write(b"".join(parts))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.extra.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return True
+
+    def set_write_buffer_limits(self, high: Any = None, low: Any = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def can_write_eof(self) -> bool:
+        return False
+
+
+def _form_request(path: str, body: str, cookie: str) -> bytes:
+    data = body.encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:8888\r\n"
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0\r\n"
+        "Accept: */*\r\nAccept-Language: en-US,en;q=0.5\r\n"
+        "Content-Type: application/x-www-form-urlencoded; charset=UTF-8\r\n"
+        f"Cookie: {cookie}\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+class Harness:
+    """Parks long polls on ``factory``'s protocols and wakes them with one post."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: str, factory: Any) -> None:
+        self.loop = loop
+        self.app = app
+        self.factory = factory
+        self.conns: list[tuple[Any, Transport]] = []
+        # Made at the first wake: a new connection owes its first head
+        # within the server's header_timeout (10 s), which a slow run
+        # under valgrind would exceed while the first polls park.
+        self.poster: Optional[tuple[Any, Transport]] = None
+        self.pending = 0
+        self.all_in: Optional[asyncio.Future[None]] = None
+        self.cookie = f"_xsrf={XSRF}"
+        if app == "squall-chat":
+            from squall.web import create_signed_value
+
+            name = create_signed_value(SECRET, "chatuser", "bench").decode()
+            self.cookie += f"; chatuser={name}"
+        self.cursor = ""
+        self.posted = 0
+
+    def connect(self) -> tuple[Any, Transport]:
+        proto = self.factory()
+        transport = Transport(self)
+        proto.connection_made(transport)
+        return proto, transport
+
+    def answered(self) -> None:
+        self.pending -= 1
+        if self.pending == 0 and self.all_in is not None and not self.all_in.done():
+            self.all_in.set_result(None)
+
+    def parked(self) -> int:
+        """How many polls wait in the app's condition."""
+        if self.app == "tornado-chat":
+            return len(self.module.room.changed._waiters)
+        buffer = self.module_app.settings["message_buffer"]
+        return int(buffer.pollers)
+
+    def park(self, count: int) -> None:
+        while len(self.conns) < count:
+            self.conns.append(self.connect())
+        body = f"_xsrf={XSRF}"
+        if self.cursor:
+            body += f"&cursor={self.cursor}"
+        request = _form_request("/a/message/updates", body, self.cookie)
+
+        async def settle() -> None:
+            for proto, _ in self.conns[:count]:
+                proto.data_received(request)
+            for _ in range(100):
+                await asyncio.sleep(0)
+                if self.parked() == count:
+                    return
+            raise RuntimeError(f"{self.parked()} of {count} polls parked")
+
+        self.loop.run_until_complete(settle())
+
+    def wake(self, count: int) -> int:
+        """Posts one message; runs until the ``count`` parked polls and the
+        post have their answers. Returns the waiters answered."""
+        self.posted += 1
+        self.pending = count + 1
+        self.all_in = self.loop.create_future()
+        request = _form_request(
+            "/a/message/new", f"_xsrf={XSRF}&body=message+{self.posted}", self.cookie
+        )
+        if self.poster is None:
+            self.poster = self.connect()
+        self.poster[0].data_received(request)
+        self.loop.run_until_complete(self.all_in)
+        answer = json.loads(self.poster[1].last)
+        if self.app == "tornado-chat":
+            self.cursor = answer["id"]
+        else:
+            self.cursor = str(answer["messages"][-1]["seq"])
+        return count
+
+    def round(self, count: int, measure: Any = None) -> int:
+        self.park(count)
+        if measure is None:
+            return self.wake(count)
+        got: list[int] = []
+        measure(lambda: got.append(self.wake(count)))
+        return got[0]
+
+
+def _load(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(loop: asyncio.AbstractEventLoop, app: str) -> Harness:
+    from squall.httpserver import HTTPServer
+
+    made: list[Any] = []
+    if app == "tornado-chat":
+        import squall.compat
+
+        squall.compat.install()
+        module = _load(HERE / "c10k" / "tornado_chat" / "app.py", "tornado_chat_app")
+        application = module.make_app(False)
+    else:
+        module = _load(HERE.parent / "demos" / "chat" / "app.py", "squall_chat_app")
+        application = module.make_app(cookie_secret=SECRET, poll_timeout=3600.0)
+    capture_protocol(loop, HTTPServer(application), made)
+    harness = Harness(loop, app, made[0])
+    harness.module = module  # type: ignore[attr-defined]
+    harness.module_app = application  # type: ignore[attr-defined]
+    return harness
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+_PROFILED = (
+    "squall.locks",
+    "squall.web",
+    "squall.httputil",
+    "squall.httpserver",
+    "squall._h1",
+    "squall.concurrent",
+    "squall.ioloop",
+    "squall.escape",
+    "squall.routing",
+    "squall.gen",
+    "squall._eager",
+    "squall.platform",
+    "squall.template",
+)
+
+
+def setup(cfg: dict[str, Any]) -> tuple[asyncio.AbstractEventLoop, Harness]:
+    if cfg["build"] == "pure":
+        os.environ["SQUALL_NO_SPEEDUPS"] = "1"
+    if cfg.get("log"):
+        # As the chat programs' command line sets it up: INFO lines through
+        # squall.log's formatter (to /dev/null here), an access line each.
+        import logging
+
+        from squall.log import LogFormatter
+
+        handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115
+        handler.setFormatter(LogFormatter(color=False))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+    loop = new_loop(cfg["loop"])
+    asyncio.set_event_loop(loop)
+    harness = build(loop, cfg["app"])
+    # Warm-up: every path once, at both sizes.
+    harness.round(K1)
+    harness.round(K1 + cfg["k"])
+    return loop, harness
+
+
+def inner(cfg: dict[str, Any]) -> None:
+    """Runs inside valgrind: counts a wake of K1 and a wake of K1 + k waiters."""
+    import _probe
+
+    mod = _probe.load()
+    _loop, harness = setup(cfg)
+    labels: list[Any] = []
+    if cfg["profile"]:
+        from callgrind_hotpath import Probes
+
+        probes = Probes(mod)
+        probes.wrap_all(_PROFILED)
+        labels = probes.labels
+    mod.reset()
+    counts = [harness.round(K1, mod.measure_a), harness.round(K1 + cfg["k"], mod.measure_b)]
+    result = {
+        "counts": counts,
+        "loop": type(_loop).__name__,
+        "squall": sys.modules["squall"].__file__,
+        "compiled": _compiled(),
+        "labels": labels,
+        "edges": mod.edges() if labels else [],
+    }
+    Path(cfg["out"]).write_text(json.dumps(result))
+
+
+def _compiled() -> bool:
+    import squall.httpserver._protocol as protocol
+
+    return not str(protocol.__file__).endswith(".py")
+
+
+def timed(cfg: dict[str, Any], rounds: int) -> list[float]:
+    """CPU microseconds per waiter of ``rounds`` wakes of K1 + k, without valgrind."""
+    _loop, harness = setup(cfg)
+    out = []
+    count = K1 + cfg["k"]
+    for _ in range(rounds):
+        harness.park(count)
+        t0 = time.process_time()
+        harness.wake(count)
+        out.append((time.process_time() - t0) / count * 1e6)
+    return out
+
+
+def run_one(cfg: dict[str, Any], keep: Optional[str] = None) -> dict[str, Any]:
+    result, incl, _ = run_inner(__file__, cfg, keep)
+    a, b = result["counts"]
+    result["per_waiter"] = (incl.get("sq_measure_b", 0) - incl.get("sq_measure_a", 0)) / (b - a)
+    if result["labels"]:
+        add_probe_costs(result, incl, a + b)
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--app", action="append", choices=APPS)
+    ap.add_argument("--build", action="append", choices=BUILDS)
+    ap.add_argument("--loop", action="append", choices=LOOPS)
+    ap.add_argument("-k", type=int, default=1000, help="waiters in the difference")
+    ap.add_argument("--profile", action="store_true", help="hottest squall functions")
+    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--time", action="store_true", help="CPU time per waiter, no valgrind")
+    ap.add_argument("--log", action="store_true", help="access log on (INFO, to /dev/null)")
+    ap.add_argument("--rounds", type=int, default=7, help="wakes timed by --time")
+    ap.add_argument("--keep", help="keep the callgrind output in KEEP.APP.BUILD.LOOP")
+    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--inner", help=argparse.SUPPRESS)
+    ap.add_argument("--time-inner", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.time_inner:
+        print(json.dumps(timed(json.loads(args.time_inner[0]), int(args.time_inner[1]))))
+        return 0
+    if args.inner:
+        inner(json.loads(args.inner))
+        os._exit(0)
+    if not args.time and shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {}
+    what = "CPU us" if args.time else "instructions"
+    print(f"== {what} per woken long poll (a wake of {K1}+{args.k} less one of {K1})")
+    for app in args.app or APPS:
+        for build_ in args.build or BUILDS:
+            for loop in args.loop or LOOPS:
+                cfg = {"app": app, "build": build_, "loop": loop, "k": args.k, "log": args.log}
+                cfg["profile"] = args.profile
+                name = f"{app} {build_} {loop}"
+                if args.time:
+                    # In a child, so that each build imports its own modules.
+                    proc = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--time-inner",
+                            json.dumps(cfg),
+                            str(args.rounds),
+                        ],
+                        capture_output=True,
+                        text=True,
+                    )
+                    if proc.returncode:
+                        raise RuntimeError(proc.stderr[-3000:])
+                    times = sorted(json.loads(proc.stdout.splitlines()[-1]))
+                    median = times[len(times) // 2]
+                    print(f"  {name:<28} {median:>8.1f} us  (min {times[0]:.1f})", flush=True)
+                    report[name] = times
+                    continue
+                keep = f"{args.keep}.{app}.{build_}.{loop}" if args.keep else None
+                res = run_one(cfg, keep)
+                flag = "" if res["compiled"] == (build_ == "compiled") else "  (build mismatch!)"
+                print(f"  {name:<28} {res['per_waiter']:>10,.0f}{flag}", flush=True)
+                report[name] = res["per_waiter"]
+                if args.profile:
+                    rows = sorted(res["probe_self"].items(), key=lambda kv: -kv[1])
+                    print("  hottest functions, self / inclusive instructions per waiter:")
+                    for slot, cost in rows[: args.top]:
+                        label = res["labels"][int(slot)][1]
+                        print(f"    {cost:>8,.0f} {res['probe_incl'][slot]:>8,.0f}  {label}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

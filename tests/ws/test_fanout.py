@@ -179,3 +179,31 @@ class FanOutTest(AsyncHTTPTestCase):
         assert await slow.read_bytes(6) == server_message_frame(b"last")
         assert await waiting is None
         slow.close()
+
+    @gen_test
+    async def test_another_protocol_in_its_place_gets_the_call(self) -> None:
+        await self.join(1)
+        member = self.room.members[0]
+        real = member.ws_connection
+        assert real is not None
+
+        class Standing:
+            """What a test's mock offers: every attribute, a recorded call."""
+
+            _sink = real._sink
+            conn = real.conn
+
+            def __init__(self) -> None:
+                self.calls: list[tuple[Any, bool]] = []
+
+            def write_message(self, message: Any, binary: bool = False) -> str:
+                self.calls.append((message, binary))
+                return "recorded"
+
+        standing = Standing()
+        member.ws_connection = standing  # type: ignore[assignment]
+        try:
+            assert member.write_message("x") == "recorded"
+            assert standing.calls == [("x", False)]
+        finally:
+            member.ws_connection = real

@@ -345,7 +345,8 @@ def main() -> int:
         cfg = {"server": server, "n": args.n, "loop": args.loop, "profile": args.profile}
         res = run_one(cfg, f"{args.keep}.{server}" if args.keep else None)
         print(f"  {server:<12} {res['per_handshake']:>10,.0f}")
-        if args.profile:
+        if args.profile and "probe_self" in res:
+            # (Only squall's servers are probed: aiohttp and null have no rows.)
             rows = sorted(res["probe_self"].items(), key=lambda kv: -kv[1])
             print("  hottest functions, self / inclusive instructions per handshake:")
             for slot, cost in rows[: args.top]:

@@ -8,7 +8,9 @@ Nothing here does I/O, reads a clock or imports asyncio, socket, ssl or time
 * `_connection`: `WSConnection`, frames to messages with the protocol's rules
   and limits, and messages to bytes;
 * `_handshake`: the opening handshake for both roles;
-* `_deflate`: permessage-deflate negotiation and (de)compression.
+* `_deflate`: permessage-deflate negotiation and (de)compression;
+* `_packing`: an open connection's upgrade header fields packed into one
+  string (for `squall.websocket`, which keeps them while the socket idles).
 
 A driver, after the handshake::
 

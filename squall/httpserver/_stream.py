@@ -310,7 +310,14 @@ class _TransportStream(BaseIOStream):
         self._receiver = None
         if self._on_drain is not None:
             self._on_drain = None
-        self._ws = None
+        ws = self._ws
+        if ws is not None:
+            # Its on_connection_close comes a loop turn later: meanwhile its
+            # writes must not go straight to the transport (write_message
+            # and broadcast write to it while it takes writes), but find the
+            # stream closed.
+            ws.set_write_paused(True)
+            self._ws = None
 
     def _signal_closed(self) -> None:
         BaseIOStream._signal_closed(self)

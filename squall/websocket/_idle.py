@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, Optional, cast
 
+from squall._ws._packing import SEPARATOR, WORDS, pack_fields
 from squall.httputil import HTTPHeaders
 from squall.httputil._headers import _NAME_CACHE, _cache_name
 
@@ -23,50 +24,9 @@ __all__ = ["EmptyUntilRead", "release_arguments", "release_request"]
 
 # The slot that holds the fields of an HTTPHeaders (a dict of value lists).
 _FIELDS = cast(Any, HTTPHeaders.__dict__["_as_list"])
-# Between names and values in a packed string: header values never contain
-# a line feed (RFC 9110 section 5.5: the parsers refuse control characters).
-_SEPARATOR = "\n"
-# The field names of browsers' upgrades and of the proxies in front of
-# them (canonical: the keys of HTTPHeaders' fields), each packed as one
-# control character, the one whose code is the name's index (10 is the
-# separator's: no name there). Header names are tokens, never a control
-# character; the values are packed as they are (looking each up costs the
-# handshake more than it saves).
-_WORDS: Final = (
-    "Host",
-    "Connection",
-    "Upgrade",
-    "Sec-Websocket-Key",
-    "Sec-Websocket-Version",
-    "Sec-Websocket-Extensions",
-    "Sec-Websocket-Protocol",
-    "Origin",
-    "User-Agent",
-    "Pragma",
-    "",
-    "Cache-Control",
-    "Accept",
-    "Accept-Encoding",
-    "Accept-Language",
-    "Cookie",
-    "Sec-Fetch-Dest",
-    "Sec-Fetch-Mode",
-    "Sec-Fetch-Site",
-    "X-Forwarded-For",
-    "X-Forwarded-Proto",
-    "X-Forwarded-Host",
-    "X-Real-Ip",
-    "Forwarded",
-    "Authorization",
-    "Referer",
-    "Dnt",
-    "Sec-Gpc",
-    "Sec-Ch-Ua",
-    "Sec-Ch-Ua-Mobile",
-    "Sec-Ch-Ua-Platform",
-    "Priority",
-)
-_CODES: Final = {word: chr(i) for i, word in enumerate(_WORDS) if word}
+# (Packed by squall._ws._packing, compiled: every handshake packs.)
+_SEPARATOR = SEPARATOR
+_WORDS: Final = WORDS
 
 
 class _PackedHeaders(HTTPHeaders):
@@ -116,31 +76,13 @@ def _pack(headers: HTTPHeaders) -> None:
     """Packs ``headers`` in place, unless a field could not be unpacked the same."""
     if type(headers) is not HTTPHeaders:
         return  # a subclass of the application's, or already packed
-    parts: list[str] = []
-    append = parts.append
-    code_of = _CODES.get
     try:
-        for name, values in headers._as_list.items():
-            code = code_of(name)
-            if code is None:
-                if len(name) == 1 and name < " ":
-                    return  # not a token (written into the fields directly)
-                code = name
-            if len(values) == 1:
-                # (The usual field: no loop over its values.)
-                append(code)
-                append(values[0])
-            else:
-                for value in values:
-                    append(code)
-                    append(value)
-        packed = _SEPARATOR.join(parts)
+        packed = pack_fields(headers._as_list)
     except TypeError:
         return  # a name or a value that is not a str
-    if parts and packed.count(_SEPARATOR) != len(parts) - 1:
-        return  # a separator inside a name or a value
-    headers.__class__ = _PackedHeaders
-    _FIELDS.__set__(headers, packed)
+    if packed is not None:
+        headers.__class__ = _PackedHeaders
+        _FIELDS.__set__(headers, packed)
 
 
 def release_request(request: Any) -> None:

@@ -165,7 +165,13 @@ class WebSocketProtocol13(WebSocketProtocol):
         "_sink",
         "_plain",
         "_paused",
+        "_done",
     )
+
+    # What a message handed to the sink returns: its loop's resolved future,
+    # shared (as the stream's own writes share one). Set with _plain, and
+    # read only while _sink is set.
+    _done: Future[None]
 
     # The bits of a frame's first byte (RFC 6455 §5.2).
     FIN = 0x80
@@ -264,6 +270,7 @@ class WebSocketProtocol13(WebSocketProtocol):
                 # queued in either of them (see _sink).
                 carrier = cast(WebSocketCarrier, stream)
                 self._sink = self._plain = carrier.transport
+                self._done = _loop_done()
                 if carrier.writing_paused():
                     self.set_write_paused(True)
         if self.ping_interval:
@@ -645,6 +652,14 @@ class WebSocketProtocol13(WebSocketProtocol):
                 f"a WebSocket message is str, bytes or dict, not {type(message).__name__}"
             )
         frame = conn.send_message(payload, binary)
+        sink = self._sink
+        if sink is not None:
+            try:
+                sink.write(frame)
+                return self._done
+            except RuntimeError:
+                # A transport closed under a stream not told yet.
+                pass
         cork = self._cork
         if cork is None:
             return self._write(frame)
@@ -810,6 +825,21 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.peer = None
         if peer is not None:
             peer.on_ws_connection_close(self.close_code, self.close_reason)
+
+
+# The resolved future of the loop connections last started on (see _done).
+_last_done: Optional[Future[None]] = None
+
+
+def _loop_done() -> Future[None]:
+    """A resolved future of the running loop, the same for its connections."""
+    global _last_done
+    loop = asyncio.get_running_loop()
+    done = _last_done
+    if done is None or done.get_loop() is not loop:
+        done = _last_done = loop.create_future()
+        done.set_result(None)
+    return done
 
 
 # Stands for an empty context not made yet (see start_reading); never run.

@@ -40,29 +40,24 @@ the context, so context variables it sets stay with the request.
   step that suspends stay with the Task that goes on.
   While it is a shell its coroutine is a started placeholder generator (not
   the request's); ``get_name()`` answers the same for the steps it serves.
+  That step lives in `squall._eager_step`, which the compiled build
+  replaces with C (``speedups/c/eager.c``); what follows a step that
+  suspends or is kept, in `squall._eager_resume`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import operator
 import sys
-import weakref
-from collections.abc import Callable
-from typing import Any, Optional
+from typing import Optional
 
-from squall._eager_resume import _continue, _Coro, _ended, _go_on, _new_shell
+from squall._eager_resume import _Coro
 
 __all__: list[str] = []
 
-_enter_task = asyncio.tasks._enter_task
-_leave_task = asyncio.tasks._leave_task
-_current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
-_Task = asyncio.Task
-
 
 if sys.version_info >= (3, 12):
+    _Task = asyncio.Task
 
     def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
         """Run ``coro`` until it first suspends; return the Task that goes
@@ -71,111 +66,4 @@ if sys.version_info >= (3, 12):
         return None if task.done() else task
 
 else:
-    # Shells free for a step (a list: pop and append are atomic, so nested
-    # steps and threads each take their own).
-    _shells: list[asyncio.Task[None]] = []
-    _getrefcount = sys.getrefcount
-
-    # A Task's done callbacks (None when it has none), read by a C callable:
-    # compiled code reading ``task._callbacks`` would check the list type
-    # typeshed declares of it, and a Python helper would cost a frame.
-    _callbacks_of: Callable[[asyncio.Task[None]], Any] = operator.attrgetter("_callbacks")
-
-    _getweakrefcount = weakref.getweakrefcount
-
-    # Weak references to a shell while start() checks it: the registry's
-    # (_all_tasks). Its strong references are counted before the step and
-    # compared after it: what getrefcount reports of a local differs between
-    # the interpreted and the compiled build.
-    _OWN_WEAKREFS = 1
-
-    # What next() returns for a coroutine that finished its step (a
-    # coroutine may yield None itself: a bare yield, asyncio.sleep(0)).
-    _FINISHED: Any = object()
-    _next = next
-
-    def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
-        """Run ``coro`` until it first suspends; return the Task that goes
-        on with it, or None if it is done already.
-
-        Raises:
-            BaseException: what the coroutine raised other than
-                ``CancelledError`` (which ends it, as in a Task).
-        """
-        context = contextvars.copy_context()
-        task: Optional[asyncio.Task[None]] = None
-        if _shells:
-            try:
-                task = _shells.pop()
-            except IndexError:  # another thread's step took the last one
-                pass
-        if task is None:
-            task = _new_shell()
-        # Called from inside a task (a driver's coroutine, a mounted app's
-        # handler), that task steps aside for the step, as 3.12's eager start
-        # does. Asked first, not learnt from _enter_task's RuntimeError: its
-        # message holds the repr of both tasks, about 40,000 instructions.
-        # The registry of current tasks read and written as the dict it is
-        # (asyncio.current_task is a Python function on 3.11, and the C
-        # _enter_task/_leave_task check what the step cannot have changed):
-        # about 1,800 instructions less per step.
-        outer: Optional[asyncio.Task[Any]] = _current_tasks.get(loop)
-        own_refs = _getrefcount(task)
-        if outer is None:
-            _current_tasks[loop] = task
-        else:
-            _leave_task(loop, outer)
-            _enter_task(loop, task)
-        error: Optional[BaseException] = None
-        try:
-            # next() with a default: a coroutine that returns None ends the
-            # step with no StopIteration made, raised and caught.
-            yielded = context.run(_next, coro.__await__(), _FINISHED)
-        except BaseException as exc:
-            error = exc
-            yielded = _FINISHED
-        if outer is None:
-            _current_tasks.pop(loop, None)
-        else:
-            _leave_task(loop, task)
-            _enter_task(loop, outer)
-        if yielded is _FINISHED:
-            if (
-                _getrefcount(task) == own_refs
-                and _getweakrefcount(task) == _OWN_WEAKREFS
-                and not task.cancelling()
-                and _callbacks_of(task) is None
-            ):
-                # Nobody kept it or heard from it: the next step's shell.
-                _shells.append(task)
-            else:
-                # Someone holds it, waits on it or gave it a done callback:
-                # it must end as a Task does (done(), callbacks run, awaiters
-                # woken) on the next turn, not stay pending for ever.
-                cancelled = task.cancelling() or isinstance(error, asyncio.CancelledError)
-                _go_on(task, _ended(), loop, context)
-                if cancelled:
-                    task.cancel()
-            if error is None:
-                return None
-            # (error dropped on the way out: its traceback holds this frame.)
-            try:
-                if isinstance(error, (StopIteration, asyncio.CancelledError)):
-                    return None
-                raise error
-            finally:
-                error = None
-        # A Future marks itself blocking when awaited and refuses a second
-        # await while marked; the Task that receives it clears the mark at
-        # once. Here that Task runs a loop turn later: cleared now, so that
-        # another step may await the same Future meanwhile (two requests
-        # waiting on one event), and set again in `_rest`.
-        if getattr(yielded, "_asyncio_future_blocking", False) is True:
-            yielded._asyncio_future_blocking = False
-        cancels = task.cancelling()
-        body = _continue(coro, yielded)
-        body.send(None)  # to _rest's first yield
-        _go_on(task, body, loop, context)
-        if cancels:
-            task.cancel()
-        return task
+    from squall._eager_step import start as start

@@ -1,10 +1,12 @@
-"""The interpreted half of `squall._eager`: the coroutines and generators a
-3.11 Task runs, which must stay real generator/coroutine objects (anyio
-inspects them with ``inspect.getcoroutinestate`` to tell whether a task has
-started), and the stand-in loop a shell Task is bound to.
+"""The interpreted half of `squall._eager` on Python 3.11: the coroutines and
+generators a 3.11 Task runs, which must stay real generator/coroutine
+objects (anyio inspects them with ``inspect.getcoroutinestate`` to tell
+whether a task has started), the stand-in loop a shell Task is bound to,
+and what becomes of a shell whose step did not simply end (`_suspended`,
+`_kept`).
 
-`squall._eager` (compiled by mypyc in the speedups build: it runs for every
-request) holds `~squall._eager.start` and the pool of shells.
+`squall._eager_step` (C in the compiled build: it runs for every request)
+holds `~squall._eager.start` and the pool of shells, and calls these.
 """
 
 from __future__ import annotations
@@ -117,3 +119,45 @@ def _new_shell() -> asyncio.Task[None]:
     # Never to run: no "Task was destroyed but it is pending".
     shell._log_destroy_pending = False  # type: ignore[attr-defined]
     return shell
+
+
+def _suspended(
+    task: asyncio.Task[None],
+    coro: _Coro,
+    yielded: Any,
+    loop: asyncio.AbstractEventLoop,
+    context: contextvars.Context,
+) -> asyncio.Task[None]:
+    """Hands ``coro``, which yielded ``yielded`` in the step ``task`` served,
+    to ``task`` on the real loop; returns ``task``."""
+    # A Future marks itself blocking when awaited and refuses a second
+    # await while marked; the Task that receives it clears the mark at
+    # once. Here that Task runs a loop turn later: cleared now, so that
+    # another step may await the same Future meanwhile (two requests
+    # waiting on one event), and set again in `_rest`.
+    if getattr(yielded, "_asyncio_future_blocking", False) is True:
+        yielded._asyncio_future_blocking = False
+    # (Task.__init__ forgets a cancellation asked during the step.)
+    cancels = task.cancelling()
+    body = _continue(coro, yielded)
+    body.send(None)  # to _rest's first yield
+    _go_on(task, body, loop, context)
+    if cancels:
+        task.cancel()
+    return task
+
+
+def _kept(
+    task: asyncio.Task[None],
+    loop: asyncio.AbstractEventLoop,
+    context: contextvars.Context,
+    error: Optional[BaseException],
+) -> None:
+    """Ends ``task``, whose step ended (raising ``error``, or not) but which
+    someone holds, waits on, or gave a done callback, as a Task of its own
+    ends: ``done()``, its callbacks run and awaiters woken on the next turn,
+    not pending for ever. It serves no other step."""
+    cancelled = task.cancelling() > 0 or isinstance(error, asyncio.CancelledError)
+    _go_on(task, _ended(), loop, context)
+    if cancelled:
+        task.cancel()

@@ -2,18 +2,62 @@
 (cancellation carried over, the caller's task current again), and a Task that
 served a step and could be kept for the next one is never one an application
 saw and held on to. What an ASGI application sees of it is in
-tests/asgi/test_eager.py."""
+tests/asgi/test_eager.py.
+
+On Python 3.11 every test runs on both versions of start(): the reference
+(squall/_eager_step.py, loaded from its source) and the C one
+(speedups/c/eager.c: the installed module in the compiled run, compiled
+here in the pure run, skipped without a C compiler)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import sys
 import weakref
 from collections.abc import Callable, Coroutine
+from types import ModuleType
 from typing import Any
 
-from squall._eager import start
+import pytest
+
+import squall._eager
+from tests import _cext
+from tests._paths import SQUALL_DIR
+
+start = squall._eager.start
+
+_VERSIONS = ["python", "c"] if sys.version_info < (3, 12) else ["eager_start"]
+
+
+@pytest.fixture(scope="module")
+def _versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if sys.version_info >= (3, 12):
+        return {"eager_start": squall._eager.start}
+    name = "squall._eager_step"
+    python: ModuleType = _cext.load(name, SQUALL_DIR / "_eager_step.py")
+    c_start: Any = squall._eager.start
+    if inspect.isfunction(c_start):  # the pure run: built here
+        tmp = tmp_path_factory.mktemp("eager")
+        try:
+            c_start = _cext.build("eager.c", name, tmp, ("-Wall", "-Wextra")).start
+        except pytest.skip.Exception as exc:
+            c_start = str(exc)  # why the C version's tests skip
+    assert inspect.isfunction(python.start)
+    return {"python": python.start, "c": c_start}
+
+
+@pytest.fixture(params=_VERSIONS, autouse=True)
+def _each_version(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, _versions: dict[str, Any]
+) -> None:
+    version = _versions[request.param]
+    if isinstance(version, str):
+        pytest.skip(version)
+    assert request.param != "c" or inspect.isbuiltin(version)
+    # The tests call this module's ``start``: each version in turn.
+    monkeypatch.setitem(globals(), "start", version)
 
 
 def _steps(*apps: Callable[[], Any]) -> list[Any]:
@@ -330,3 +374,130 @@ def test_steps_awaiting_one_future_resolved_before_their_tasks_run() -> None:
 
     _run(main())
     assert sorted(got) == ["a!", "b!"]
+
+
+def test_an_error_of_the_first_step_is_raised_to_the_caller() -> None:
+    async def fails() -> None:
+        raise ValueError("first step")
+
+    async def plain() -> None:
+        pass
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            start(loop, fails())
+        except ValueError as exc:
+            assert str(exc) == "first step"
+        else:
+            raise AssertionError("start() did not raise")
+        assert start(loop, plain()) is None
+        assert asyncio.current_task() is not None
+
+    _run(main())
+
+
+def test_a_cancellation_that_ends_the_first_step_is_not_raised() -> None:
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    async def main() -> None:
+        assert start(asyncio.get_running_loop(), cancelled()) is None
+
+    _run(main())
+
+
+def test_a_kept_task_of_a_step_that_raised_ends_too() -> None:
+    kept: list[asyncio.Task[Any]] = []
+
+    async def keeps_then_fails() -> None:
+        kept.append(_me())
+        raise KeyError("x")
+
+    async def keeps_then_is_cancelled() -> None:
+        kept.append(_me())
+        raise asyncio.CancelledError
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            start(loop, keeps_then_fails())
+        except KeyError:
+            pass
+        else:
+            raise AssertionError("start() did not raise")
+        assert start(loop, keeps_then_is_cancelled()) is None
+        await asyncio.wait(kept, timeout=5)
+        assert kept[0].done() and not kept[0].cancelled()
+        assert kept[1].cancelled()
+
+    _run(main())
+
+
+def test_what_the_coroutine_returns_is_dropped() -> None:
+    async def answers() -> int:
+        return 42
+
+    async def main() -> None:
+        assert start(asyncio.get_running_loop(), answers()) is None  # type: ignore[arg-type]
+
+    _run(main())
+
+
+def test_a_coroutine_of_another_kind_is_stepped_through_its_await() -> None:
+    # As a coroutine compiled by mypyc (squall.asgi._http's, in the compiled
+    # build): an iterator with send and throw, and __await__ returning it.
+    steps: list[str] = []
+
+    async def body() -> None:
+        steps.append("first")
+        await asyncio.sleep(0)
+        steps.append("second")
+
+    class Compiled:
+        def __init__(self) -> None:
+            self._iterator = body().__await__()
+
+        def __await__(self) -> Any:
+            return self
+
+        def __iter__(self) -> Any:
+            return self
+
+        def __next__(self) -> Any:
+            return self._iterator.send(None)
+
+        def send(self, value: Any) -> Any:
+            return self._iterator.send(value)
+
+        def throw(self, *exc: Any) -> Any:
+            return self._iterator.throw(*exc)
+
+    async def main() -> None:
+        task = start(asyncio.get_running_loop(), Compiled())  # type: ignore[arg-type]
+        assert steps == ["first"] and task is not None
+        await asyncio.wait_for(task, 5)
+        assert steps == ["first", "second"]
+
+    _run(main())
+
+
+def test_the_step_runs_in_a_copy_of_the_context() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[str] = []
+
+    async def sets() -> None:
+        seen.append(var.get())
+        var.set("inside")
+        await asyncio.sleep(0)
+        seen.append(var.get())
+
+    async def main() -> None:
+        var.set("outside")
+        task = start(asyncio.get_running_loop(), sets())
+        assert task is not None and var.get() == "outside"
+        await asyncio.wait_for(task, 5)
+        assert var.get() == "outside"
+
+    _run(main())
+    assert seen == ["outside", "inside"]

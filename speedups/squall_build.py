@@ -143,6 +143,9 @@ SKIPPED: dict[str, str] = {
 # (Python 3.11; RequestHandler._execute and ASGI apps are run through it):
 # PyIter_Send on the coroutine inside PyContext_Enter/Exit, the registry of
 # current tasks written as the dict it is, the free shells in an array.
+# Measured (callgrind_hotpath.py --totals, hello, varied stream, instructions
+# per request) against the same start() compiled by mypyc: asyncio loop
+# 130.5k -> 126.0k, uvloop 104.7k -> 99.7k.
 C_MODULES = {
     "squall._h1._quick": "speedups/c/quick.c",
     "squall._xhtml": "speedups/c/xhtml.c",

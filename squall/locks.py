@@ -115,13 +115,16 @@ class Condition(_TimeoutGarbageCollector):
     # done callback (a loop callback per waiter) to cancel one. Entries of
     # waiters that are done already are dropped when they come up, or all
     # at once when the heap outgrows the live waiters (`_prune`).
-    __slots__ = ("_deadlines", "_timer", "_timer_when")
+    __slots__ = ("_deadlines", "_timer", "_timer_when", "_timer_loop")
 
     def __init__(self) -> None:
         super().__init__()
         self._deadlines: list[tuple[float, int, asyncio.Future[bool]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
+        # The loop the timer is on: a condition kept across event loops
+        # (one asyncio.run after another) arms the timer on the new one.
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         if self._waiters:
@@ -147,7 +150,7 @@ class Condition(_TimeoutGarbageCollector):
                 self._prune()
             heapq.heappush(deadlines, (when, next(_sequence), waiter))
             timer = self._timer
-            if timer is None or when < self._timer_when:
+            if timer is None or when < self._timer_when or loop is not self._timer_loop:
                 if timer is not None:
                     timer.cancel()
                 self._arm(loop, when)
@@ -156,24 +159,26 @@ class Condition(_TimeoutGarbageCollector):
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         self._timer_when = when
+        self._timer_loop = loop
         self._timer = loop.call_at(when, self._expire)
 
     def _expire(self) -> None:
         """The timer: every waiter whose deadline has come resolves to False."""
         self._timer = None
+        loop = self._timer_loop
         deadlines = self._deadlines
-        if not deadlines:
+        if loop is None or not deadlines:
             return
-        loop = deadlines[0][2].get_loop()
         # Never before the deadline the timer was armed for, whatever the
         # loop's clock resolution.
         limit = max(loop.time(), self._timer_when)
         while deadlines and deadlines[0][0] <= limit:
             waiter = heapq.heappop(deadlines)[2]
-            if not waiter.done():
+            # (A waiter of a loop that is gone is only dropped.)
+            if not waiter.done() and waiter.get_loop() is loop:
                 waiter.set_result(False)
                 self._garbage_collect()
-        while deadlines and deadlines[0][2].done():
+        while deadlines and (deadlines[0][2].done() or deadlines[0][2].get_loop() is not loop):
             heapq.heappop(deadlines)
         if deadlines:
             self._arm(loop, deadlines[0][0])

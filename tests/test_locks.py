@@ -265,6 +265,22 @@ def test_condition_shared_timer_keeps_each_deadline() -> None:
     asyncio.run(asyncio.wait_for(main(), 300 + LIMIT))
 
 
+def test_condition_kept_across_event_loops_still_times_out() -> None:
+    # A module-level condition used by one asyncio.run after another: the
+    # shared timer of a closed loop must not hold the next loop's deadlines.
+    c = locks.Condition()
+
+    async def first() -> None:
+        c.wait(datetime.timedelta(seconds=0.01))  # left waiting when the loop closes
+
+    async def second() -> bool:
+        # A deadline after the first one's: only a timer on this loop ends it.
+        return await c.wait(datetime.timedelta(seconds=0.3))
+
+    asyncio.run(first())
+    assert asyncio.run(asyncio.wait_for(second(), LIMIT)) is False
+
+
 # -- Event -------------------------------------------------------------------
 
 

@@ -303,7 +303,9 @@ def test_chat_entry_point_prints_its_address() -> None:
         http = AsyncHTTPClient(force_instance=True)
         try:
             assert url.startswith("http://127.0.0.1:")
-            response = await http.fetch(url + "login", request_timeout=LIMIT_REQUEST)
+            # A fresh process's first request (imports, template compiled):
+            # a deadline for a hung server, not a speed check.
+            response = await http.fetch(url + "login", request_timeout=30)
             assert b"Your name" in response.body
         finally:
             http.close()

@@ -10,6 +10,7 @@ concurrency limit (503 beyond it) and the request count behind
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -24,13 +25,14 @@ from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
     HTTPMessageDelegate,
+    HTTPOutputError,
     HTTPServerConnectionDelegate,
     HTTPServerRequest,
     RequestStartLine,
     ResponseStartLine,
 )
 from squall.httputil._delegates import _Forwarding
-from squall.httputil._exchange import close_by_attribute
+from squall.httputil._exchange import IDLE, Exchange, close_by_attribute
 from squall.httputil._misc import StartLine
 from squall.httputil._proxy import ProxyHeaders, TrustedPeers, parse_forwarded
 
@@ -290,41 +292,73 @@ class _IdTracked(_Tracked):
         return super().headers_received(start_line, headers)
 
 
-class _AppConnection(HTTPConnection):
+class _AppConnection(Exchange):
     """``request.connection`` as the application sees it, over an `_Tracked`.
 
     `HTTPConnection.finish` and `HTTPMessageDelegate.finish` share a name,
-    so the exchange cannot be both; this small proxy is the connection. It
-    calls the server's connection itself (no hop through the exchange) and
-    keeps the server connection's close_callback_attribute capability, so
-    that a handler's fast path holds under ``squall run`` too: the close is
-    reported by the server's connection from the event loop, through
-    `_Tracked._on_close`, which calls `close_callback`. Other attributes
-    (``stream``, ``transport``, HTTP/2's ``trailers``...) are the server
-    connection's.
+    so the exchange cannot be both; this small `.Exchange` is the
+    connection. Its emit hooks call the server's connection itself (no hop
+    through the exchange), and it keeps the server connection's
+    close_callback_attribute capability, so that a handler's fast path
+    holds under ``squall run`` too: the close is reported by the server's
+    connection from the event loop, through `_Tracked._on_close`, which
+    calls `close_callback`. What the protocols add to the contract
+    (``stream``, ``transport``, HTTP/2's ``trailers``...) is forwarded by
+    name below.
     """
 
     def __init__(self, exchange: _Tracked) -> None:
+        conn = exchange._conn
+        Exchange.__init__(self, exchange.context)
         self._exchange = exchange
-        conn = self._conn = exchange._conn
-        self.context = exchange.context
-        self.close_callback: Optional[Callable[[], None]] = None
+        self._conn = conn
         self.close_callback_attribute = close_by_attribute(conn)
         exchange._app = self
 
-    def write_headers(
-        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
-    ) -> Any:
-        exchange = self._exchange
-        if isinstance(start_line, ResponseStartLine):
-            exchange._status = start_line.code
-        if chunk:
-            exchange._size += len(chunk)
-        return self._conn.write_headers(start_line, headers, chunk)
+    # -- the emit hooks (Exchange) ------------------------------------------------
 
-    def write(self, chunk: bytes) -> Any:
+    def _emit_head(
+        self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
+    ) -> asyncio.Future[None]:
+        exchange = self._exchange
+        request = exchange.start_line
+        if request is not None and request.method == "HEAD":
+            self._bodiless = True  # no body follows, whatever the Content-Length
+        exchange._status = start_line.code
+        exchange._size += len(chunk)
+        conn: HTTPConnection = self._conn
+        try:
+            return conn.write_headers(start_line, headers, chunk)
+        except HTTPOutputError:
+            if not conn.head_written:
+                self._phase = IDLE  # refused, nothing sent: an error may follow
+            raise
+
+    def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         self._exchange._size += len(chunk)
-        return self._conn.write(chunk)
+        conn: HTTPConnection = self._conn
+        return conn.write(chunk)
+
+    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
+        # The legacy raw response (HTTP/1.1): the server's connection decides.
+        return self._emit_body(chunk)
+
+    def _emit_end(self, phase: int) -> None:
+        conn: HTTPConnection = self._conn
+        try:
+            conn.finish()
+        finally:
+            self._exchange._end()
+
+    def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        conn: HTTPConnection = self._conn
+        return conn.write_informational(code, headers) is True
+
+    def _refuse(self) -> None:
+        conn: HTTPConnection = self._conn
+        conn.close()
+
+    # -- the rest of the contract, forwarded ----------------------------------------
 
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
         conn: HTTPConnection = self._conn
@@ -333,21 +367,11 @@ class _AppConnection(HTTPConnection):
             self._exchange._size += count
         return sent
 
-    def finish(self) -> None:
-        self._conn.finish()
-        self._exchange._end()
-
-    def write_informational(self, code: int, headers: HTTPHeaders) -> bool:
-        # Declared on HTTPConnection (declining), so not reached through
-        # __getattr__: forwarded to the server's connection here.
-        return self._conn.write_informational(code, headers) is True
-
-    @property
-    def head_written(self) -> bool:
-        return getattr(self._conn, "head_written", True) is not False
-
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        self.close_callback = callback
+    def write_rendered_head(
+        self, head: bytes, framing: int, chunk: bytes
+    ) -> Optional[asyncio.Future[None]]:
+        # Declined: the head's status and size are not read back from bytes.
+        return None
 
     def set_body_timeout(self, timeout: float) -> None:
         self._conn.set_body_timeout(timeout)
@@ -363,8 +387,42 @@ class _AppConnection(HTTPConnection):
     def close(self) -> None:
         self._conn.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
+    # -- what a protocol adds: the server connection's own ------------------------
+
+    @property
+    def stream(self) -> Any:
+        """The HTTP/1.1 connection's IOStream (None elsewhere)."""
+        return getattr(self._conn, "stream", None)
+
+    @property
+    def transport(self) -> Optional[asyncio.BaseTransport]:
+        """The asyncio transport of the connection, if it has one."""
+        transport: Optional[asyncio.BaseTransport] = getattr(self._conn, "transport", None)
+        return transport
+
+    @property
+    def protocol(self) -> Optional[str]:
+        """An extended CONNECT's ``:protocol`` (HTTP/2 and 3), else None."""
+        protocol: Optional[str] = getattr(self._conn, "protocol", None)
+        return protocol
+
+    @property
+    def trailers(self) -> Optional[HTTPHeaders]:
+        """The request's trailer section (HTTP/2 and 3), else None."""
+        trailers: Optional[HTTPHeaders] = getattr(self._conn, "trailers", None)
+        return trailers
+
+    def set_trailers(self, trailers: HTTPHeaders) -> None:
+        """Sends the response's trailers (HTTP/2 and 3; see `_H2Stream.set_trailers`).
+
+        Raises:
+            HTTPOutputError: the protocol carries no trailers, or as the
+                server's connection raises.
+        """
+        set_trailers = getattr(self._conn, "set_trailers", None)
+        if set_trailers is None:
+            raise HTTPOutputError("this connection sends no trailers")
+        set_trailers(trailers)
 
 
 class _IdAppConnection(_AppConnection):

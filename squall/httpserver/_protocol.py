@@ -64,7 +64,7 @@ from squall.httputil import (
     HTTPMessageDelegate,
     RequestStartLine,
 )
-from squall.httputil._exchange import DONE, GONE, IDLE, report_closed
+from squall.httputil._exchange import DONE, IDLE
 from squall.httputil._kit import (
     _check_host,
     _error_response,
@@ -902,11 +902,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._delegate = None
         if req is not None:
             # The delegate is set while the request's body was still coming.
-            callback = req.close_callback
-            req.close_callback = None
-            finished = req._phase == DONE
-            req._phase = GONE
-            report_closed(delegate, None if finished else callback)
+            req._report_gone(delegate)
         if state == _DETACHED:
             # (_detach has already forgotten it: one server call, not two.)
             self._server._detached_lost(self)

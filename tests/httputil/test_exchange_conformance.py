@@ -413,3 +413,35 @@ def test_close_by_attribute_on_stand_ins() -> None:
 
     assert close_by_attribute(object()) is False  # duck-typed, no attribute
     assert close_by_attribute(mock.Mock()) is False  # answers anything, not True
+
+
+# What `Exchange` owns for every implementation: the phase and what reads or
+# moves it. An implementation writes the emit hooks (and `write_headers`
+# where its core renders heads), never these, and forwards nothing by
+# __getattr__ (what a protocol adds is declared by name).
+OWNED_BY_EXCHANGE = (
+    "write",
+    "finish",
+    "write_informational",
+    "head_written",
+    "set_close_callback",
+    "__getattr__",
+)
+
+
+@implementations
+def test_on_the_exchange_hooks(name: str) -> None:
+    from squall.httputil._exchange import Exchange
+
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        assert isinstance(conn, Exchange)
+        mro = type(conn).__mro__
+        own = {
+            member
+            for cls in mro[: mro.index(Exchange)]
+            for member in OWNED_BY_EXCHANGE
+            if member in vars(cls)
+        }
+        assert not own, f"{type(conn).__name__} redefines {sorted(own)}"
+
+    run_check(name, check)

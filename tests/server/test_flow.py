@@ -138,3 +138,89 @@ def test_both_drivers_sort_a_delegates_outcome_the_same_way() -> None:
         (APP_ERROR, ""),
     ]
     assert outcomes[4] == (FINISHED, "")
+
+
+class _Delegate:
+    """Takes body pieces; answers the piece numbered ``busy_at`` with an awaitable."""
+
+    def __init__(self, busy_at: int = -1) -> None:
+        self.pieces: list[bytes] = []
+        self.busy_at = busy_at
+
+    def data_received(self, chunk: bytes) -> object:
+        self.pieces.append(chunk)
+        return object() if len(self.pieces) - 1 == self.busy_at else None
+
+
+def test_deliver_hands_a_body_on_in_chunk_size_pieces() -> None:
+    from squall.httpserver._flow import deliver
+
+    delegate = _Delegate()
+    assert deliver(delegate, b"abcdefg", 3) == (None, b"")  # type: ignore[arg-type]
+    assert delegate.pieces == [b"abc", b"def", b"g"]
+    small = _Delegate()
+    assert deliver(small, b"ab", 3) == (None, b"")  # type: ignore[arg-type]
+    assert small.pieces == [b"ab"]
+
+
+def test_deliver_stops_at_a_busy_delegate_and_returns_the_rest() -> None:
+    from squall.httpserver._flow import deliver
+
+    delegate = _Delegate(busy_at=1)
+    ret, rest = deliver(delegate, b"abcdefg", 3)  # type: ignore[arg-type]
+    assert ret is not None and rest == b"g"
+    assert delegate.pieces == [b"abc", b"def"]
+
+
+def test_hold_keeps_the_rest_ahead_of_what_came_later() -> None:
+    from types import SimpleNamespace
+
+    from squall.httpserver._flow import hold
+
+    stream = SimpleNamespace(_inbox=None)
+    hold(stream, b"later")
+    hold(stream, None)  # the end of the body
+    hold(stream, b"rest", True)
+    assert stream._inbox == [b"rest", b"later", None]
+
+
+def test_body_overdue_takes_the_requests_timeout_first() -> None:
+    from squall.httpserver._flow import body_overdue
+
+    assert body_overdue(None, None, 1e9) is False  # no limit at all
+    assert body_overdue(None, 5.0, 6.0) is True
+    assert body_overdue(10.0, 5.0, 6.0) is False  # set_body_timeout wins
+    assert body_overdue(1.0, None, 2.0) is True
+
+
+def test_checked_host_returns_the_host_to_remember() -> None:
+    import pytest
+
+    from squall.httpserver._flow import checked_host
+    from squall.httputil import HTTPHeaders, HTTPInputError
+
+    assert checked_host(HTTPHeaders({"Host": "example.com:8080"}), "HTTP/1.1") == (
+        "example.com:8080"
+    )
+    assert checked_host(HTTPHeaders(), "HTTP/1.0") is None
+    with pytest.raises(HTTPInputError):
+        checked_host(HTTPHeaders(), "HTTP/1.1")
+    with pytest.raises(HTTPInputError):
+        checked_host(HTTPHeaders({"Host": "a b"}), "HTTP/1.1")
+
+
+def test_the_three_drivers_read_through_one_path() -> None:
+    # Body delivery, the Host check and the inbox of a busy stream are
+    # _flow's, not a copy per driver (issue 38). Read as text: the compiled
+    # build has no source to inspect.
+    from pathlib import Path
+
+    import squall
+
+    here = Path(squall.__file__).parent / "httpserver"
+    for name in ("_protocol.py", "_h3protocol.py"):
+        source = (here / name).read_text()
+        assert "deliver(delegate" in source, name
+        assert "checked_host(headers" in source, name
+        assert "delegate.data_received(" not in source, name
+        assert "_check_host(" not in source, name

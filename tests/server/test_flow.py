@@ -218,7 +218,7 @@ def test_the_three_drivers_read_through_one_path() -> None:
     import squall
 
     here = Path(squall.__file__).parent / "httpserver"
-    for name in ("_protocol.py", "_h3protocol.py"):
+    for name in ("_protocol.py", "_h2protocol.py", "_h3protocol.py"):
         source = (here / name).read_text()
         assert "deliver(delegate" in source, name
         assert "checked_host(headers" in source, name

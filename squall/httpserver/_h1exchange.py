@@ -206,17 +206,6 @@ class _RequestConnection(Exchange):
             raise HTTPOutputError(str(exc)) from None
         self._phase = HEAD
         if p._in_feed and not p._flow & _WRITE_PAUSED:
-            # As in _queue, in this frame (a call fewer per request, pure).
-            out = p._out
-            assert out is not None  # (None only once detached)
-            out.append(data)
-            return p._done_future
-        return p._send(data)
-
-    @staticmethod
-    def _queue(p: _HTTPProtocol, data: bytes) -> asyncio.Future[None]:
-        """Hands a rendered head (and first chunk) to the protocol's output."""
-        if p._in_feed and not p._flow & _WRITE_PAUSED:
             # _send() for the usual case, in this frame: written while the
             # request is processed, so _process flushes it at its end.
             out = p._out
@@ -243,7 +232,7 @@ class _RequestConnection(Exchange):
         if data is None:
             return None
         self._phase = HEAD
-        return self._queue(p, data)
+        return p._send(data)
 
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
         """Send ``count`` body bytes of ``file`` (from its offset) by sendfile(2).

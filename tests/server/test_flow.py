@@ -224,3 +224,21 @@ def test_the_three_drivers_read_through_one_path() -> None:
         assert "checked_host(headers" in source, name
         assert "delegate.data_received(" not in source, name
         assert "_check_host(" not in source, name
+
+
+def test_http2_and_http3_streams_share_one_base() -> None:
+    # What an HTTP/2 and an HTTP/3 stream do alike (detach, close, the body
+    # limits, a broken Content-Length) is written once, in _MuxStream.
+    import pytest
+
+    from squall.httpserver._h2stream import _H2Stream
+    from squall.httpserver._muxstream import _MuxStream
+
+    pytest.importorskip("aioquic")
+    from squall.httpserver._h3stream import _H3Stream
+
+    shared = ("detach", "close", "set_body_timeout", "set_max_body_size", "_refuse", "_emit_raw")
+    for cls in (_H2Stream, _H3Stream):
+        assert issubclass(cls, _MuxStream)
+        assert not [name for name in shared if name in vars(cls)], cls.__name__
+    assert (_H2Stream.PROTOCOL, _H3Stream.PROTOCOL) == ("HTTP/2", "HTTP/3")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import socket
 import ssl
@@ -487,16 +488,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
 
         loop: asyncio.AbstractEventLoop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
         self.stop()
-        p = self.conn_params
-        self._drain_params = HTTP1ConnectionParameters(
-            no_keep_alive=True,
-            chunk_size=p.chunk_size,
-            max_header_size=p.max_header_size,
-            header_timeout=p.header_timeout,
-            max_body_size=p.max_body_size,
-            body_timeout=p.body_timeout,
-            decompress=p.decompress,
-        )
+        # The server's own parameters, but every response closes its connection.
+        params = self._drain_params = copy.copy(self.conn_params)
+        params.no_keep_alive = True
         self._drain_waiter = waiter = loop.create_future()
         self._drain_idle_deadline = loop.time() + idle_grace
         closing: list[asyncio.Task[None]] = []

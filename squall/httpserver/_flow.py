@@ -10,8 +10,9 @@ bytes their core parsed and the request's `.HTTPMessageDelegate`.
 * Blocking on a delegate: `wait_on` waits on that awaitable, `sort_outcome`
   sorts what it ended with: the request's fault (`.HTTPInputError`,
   answered 400) or the application's (logged, and the exchange aborted).
-  The multiplexed drivers keep a busy stream's body in its inbox (`hold`)
-  meanwhile, and HTTP/2 slows the stream by its window.
+  The multiplexed drivers keep a busy stream's body, and the end of it
+  (`end_of_body`), in its inbox (`hold`) meanwhile, and hand it on once the
+  delegate is free (`drain`); HTTP/2 slows the stream by its window.
 * The body timer: `body_overdue`, for the drivers that sweep their
   streams (HTTP/1.1 arms one timer per request).
 * Read-side flow control: `ReadFlow`, the one place a driver pauses and
@@ -55,6 +56,8 @@ __all__ = [
     "body_overdue",
     "checked_host",
     "deliver",
+    "drain",
+    "end_of_body",
     "hold",
     "sort_outcome",
     "wait_on",
@@ -133,6 +136,34 @@ def hold(stream: Any, item: Any, first: bool = False) -> None:
         inbox.insert(0, item)
     else:
         inbox.append(item)
+
+
+def end_of_body(stream: Any) -> Optional[HTTPMessageDelegate]:
+    """The end of a multiplexed stream's body arrived: kept in its inbox
+    (None returned) while its delegate is busy or pieces wait before it;
+    else the stream is read to its end, and its delegate (None once the
+    request was refused) is returned for the driver to finish."""
+    if stream._blocked or stream._inbox:
+        hold(stream, None)
+        return None
+    stream._read_done = True
+    delegate: Optional[HTTPMessageDelegate] = stream._delegate
+    return delegate
+
+
+def drain(stream: Any, piece: Callable[[Any, Any], None], end: Callable[[Any], None]) -> None:
+    """Hands on, in order, what a multiplexed stream's inbox kept while its
+    delegate was busy: each body piece to ``piece(stream, item)``, the end
+    of the body to ``end(stream)``; stops when the delegate is busy again
+    or the stream closes."""
+    inbox = stream._inbox
+    while inbox and not stream._blocked and not stream._closed:
+        item = inbox.pop(0)
+        if item is None:
+            stream._inbox = None
+            end(stream)
+            return
+        piece(stream, item)
 
 
 def wait_on(

@@ -62,6 +62,8 @@ from squall.httpserver._flow import (
     body_overdue,
     checked_host,
     deliver,
+    drain,
+    end_of_body,
     hold,
     sort_outcome,
     wait_on,
@@ -459,11 +461,7 @@ class _H3Protocol(QuicConnectionProtocol):
             self._reset(stream, H3Error.H3_MESSAGE_ERROR)
 
     def _on_end(self, stream: _H3Stream) -> None:
-        if stream._blocked or stream._inbox:
-            hold(stream, None)
-            return
-        stream._read_done = True
-        delegate = stream._delegate
+        delegate = end_of_body(stream)
         if delegate is None:
             return
         try:
@@ -494,14 +492,7 @@ class _H3Protocol(QuicConnectionProtocol):
                 else:
                     self._reset(stream, H3Error.H3_INTERNAL_ERROR)
                 return
-            inbox = stream._inbox
-            while inbox and not stream._blocked and not stream._closed:
-                item = inbox.pop(0)
-                if item is None:
-                    stream._inbox = None
-                    self._on_end(stream)
-                    break
-                self._deliver(stream, item)
+            drain(stream, self._deliver, self._on_end)
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
             self._reset(stream, H3Error.H3_INTERNAL_ERROR)

@@ -242,3 +242,36 @@ def test_http2_and_http3_streams_share_one_base() -> None:
         assert issubclass(cls, _MuxStream)
         assert not [name for name in shared if name in vars(cls)], cls.__name__
     assert (_H2Stream.PROTOCOL, _H3Stream.PROTOCOL) == ("HTTP/2", "HTTP/3")
+
+
+def test_end_of_body_waits_behind_a_busy_delegate_then_drain_hands_on_in_order() -> None:
+    from types import SimpleNamespace
+
+    from squall.httpserver._flow import drain, end_of_body, hold
+
+    delegate = object()
+    stream = SimpleNamespace(
+        _inbox=None, _blocked=True, _closed=False, _read_done=False, _delegate=delegate
+    )
+    hold(stream, b"a")
+    assert end_of_body(stream) is None  # busy: the end waits behind b"a"
+    assert stream._inbox == [b"a", None] and not stream._read_done
+    seen: list[object] = []
+    stream._blocked = False
+    drain(stream, lambda s, item: seen.append(item), lambda s: seen.append(end_of_body(s)))
+    assert seen == [b"a", delegate]
+    assert stream._inbox is None and stream._read_done
+
+
+def test_drain_stops_when_the_delegate_is_busy_again() -> None:
+    from types import SimpleNamespace
+
+    from squall.httpserver._flow import drain
+
+    stream = SimpleNamespace(_inbox=[b"a", b"b", None], _blocked=False, _closed=False)
+
+    def piece(s: SimpleNamespace, item: object) -> None:
+        s._blocked = True  # the delegate answered with an awaitable
+
+    drain(stream, piece, lambda s: None)
+    assert stream._inbox == [b"b", None]

@@ -64,6 +64,8 @@ from squall.httpserver._flow import (
     body_overdue,
     checked_host,
     deliver,
+    drain,
+    end_of_body,
     hold,
     sort_outcome,
     wait_on,
@@ -559,11 +561,7 @@ class _H2Protocol(asyncio.Protocol):
             self._notify_closed(stream, delegate)
 
     def _on_end(self, stream: _H2Stream) -> None:
-        if stream._blocked or stream._inbox:
-            hold(stream, None)
-            return
-        stream._read_done = True
-        delegate = stream._delegate
+        delegate = end_of_body(stream)
         if delegate is None:
             return
         try:
@@ -602,14 +600,7 @@ class _H2Protocol(asyncio.Protocol):
                 return
             if stream._expect_continue:
                 self._continue(stream)
-            inbox = stream._inbox
-            while inbox and not stream._blocked and not stream._closed:
-                item = inbox.pop(0)
-                if item is None:
-                    stream._inbox = None
-                    self._on_end(stream)
-                    break
-                self._deliver(stream, item)
+            drain(stream, self._deliver, self._on_end)
         finally:
             self._in_feed = False
             self._flush()

@@ -58,6 +58,7 @@ __all__ = [
     "deliver",
     "drain",
     "end_of_body",
+    "hold_if_busy",
     "hold",
     "sort_outcome",
     "wait_on",
@@ -138,13 +139,22 @@ def hold(stream: Any, item: Any, first: bool = False) -> None:
         inbox.append(item)
 
 
+def hold_if_busy(stream: Any, item: Any) -> bool:
+    """Keeps a body piece in a multiplexed stream's inbox if its delegate is
+    busy or earlier pieces wait there (see `hold`); True if it was kept,
+    False if the driver hands it on now."""
+    if stream._blocked or stream._inbox:
+        hold(stream, item)
+        return True
+    return False
+
+
 def end_of_body(stream: Any) -> Optional[HTTPMessageDelegate]:
     """The end of a multiplexed stream's body arrived: kept in its inbox
     (None returned) while its delegate is busy or pieces wait before it;
     else the stream is read to its end, and its delegate (None once the
     request was refused) is returned for the driver to finish."""
-    if stream._blocked or stream._inbox:
-        hold(stream, None)
+    if hold_if_busy(stream, None):
         return None
     stream._read_done = True
     delegate: Optional[HTTPMessageDelegate] = stream._delegate

@@ -65,6 +65,7 @@ from squall.httpserver._flow import (
     drain,
     end_of_body,
     hold,
+    hold_if_busy,
     sort_outcome,
     wait_on,
 )
@@ -432,10 +433,8 @@ class _H3Protocol(QuicConnectionProtocol):
             else:
                 self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
             return
-        if stream._blocked or stream._inbox:
-            hold(stream, data)
-            return
-        self._deliver(stream, data)
+        if not hold_if_busy(stream, data):
+            self._deliver(stream, data)
 
     def _deliver(self, stream: _H3Stream, data: bytes) -> None:
         delegate = stream._delegate

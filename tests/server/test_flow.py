@@ -275,3 +275,17 @@ def test_drain_stops_when_the_delegate_is_busy_again() -> None:
 
     drain(stream, piece, lambda s: None)
     assert stream._inbox == [b"b", None]
+
+
+def test_hold_if_busy_keeps_a_piece_only_behind_a_busy_delegate_or_held_pieces() -> None:
+    from types import SimpleNamespace
+
+    from squall.httpserver._flow import hold_if_busy
+
+    stream = SimpleNamespace(_inbox=None, _blocked=False)
+    assert hold_if_busy(stream, b"a") is False and stream._inbox is None
+    stream._blocked = True
+    assert hold_if_busy(stream, b"b") is True
+    stream._blocked = False
+    assert hold_if_busy(stream, b"c") is True  # behind b"b", in order
+    assert stream._inbox == [b"b", b"c"]

@@ -67,6 +67,7 @@ from squall.httpserver._flow import (
     drain,
     end_of_body,
     hold,
+    hold_if_busy,
     sort_outcome,
     wait_on,
 )
@@ -524,10 +525,8 @@ class _H2Protocol(asyncio.Protocol):
                 self._refuse_request(stream, 400, "body too large")
                 self._notify_closed(stream, delegate)
             return
-        if stream._blocked or stream._inbox:
-            hold(stream, event)
-            return
-        self._deliver(stream, event)
+        if not hold_if_busy(stream, event):
+            self._deliver(stream, event)
 
     def _deliver(self, stream: _H2Stream, event: Data) -> None:
         delegate = stream._delegate

@@ -25,16 +25,16 @@ from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
     HTTPMessageDelegate,
-    HTTPOutputError,
     HTTPServerConnectionDelegate,
     HTTPServerRequest,
     RequestStartLine,
     ResponseStartLine,
 )
 from squall.httputil._delegates import _Forwarding
-from squall.httputil._exchange import IDLE, Exchange, close_by_attribute
+from squall.httputil._exchange import BODY, close_by_attribute
 from squall.httputil._misc import StartLine
 from squall.httputil._proxy import ProxyHeaders, TrustedPeers, parse_forwarded
+from squall.httputil._wrapped import WrappedConnection
 
 __all__ = [
     "ProxyHeaders",
@@ -292,137 +292,58 @@ class _IdTracked(_Tracked):
         return super().headers_received(start_line, headers)
 
 
-class _AppConnection(Exchange):
+class _AppConnection(WrappedConnection):
     """``request.connection`` as the application sees it, over an `_Tracked`.
 
     `HTTPConnection.finish` and `HTTPMessageDelegate.finish` share a name,
-    so the exchange cannot be both; this small `.Exchange` is the
-    connection. Its emit hooks call the server's connection itself (no hop
-    through the exchange), and it keeps the server connection's
-    close_callback_attribute capability, so that a handler's fast path
-    holds under ``squall run`` too: the close is reported by the server's
-    connection from the event loop, through `_Tracked._on_close`, which
-    calls `close_callback`. What the protocols add to the contract
-    (``stream``, ``transport``, HTTP/2's ``trailers``...) is forwarded by
-    name below.
+    so the exchange cannot be both; this small `.WrappedConnection` is the
+    connection. Its emit hooks follow status and size and call the server's
+    connection itself (no hop through the exchange); it keeps that
+    connection's close_callback_attribute capability, so that a handler's
+    fast path holds under ``squall run`` too: the close is reported by the
+    server's connection from the event loop, through `_Tracked._on_close`,
+    which calls `close_callback`.
     """
 
     def __init__(self, exchange: _Tracked) -> None:
-        conn = exchange._conn
-        Exchange.__init__(self, exchange.context)
+        WrappedConnection.__init__(self, exchange._conn)
         self._exchange = exchange
-        self._conn = conn
-        self.close_callback_attribute = close_by_attribute(conn)
         exchange._app = self
-
-    # -- the emit hooks (Exchange) ------------------------------------------------
 
     def _emit_head(
         self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
         exchange = self._exchange
-        request = exchange.start_line
-        if request is not None and request.method == "HEAD":
-            self._bodiless = True  # no body follows, whatever the Content-Length
         exchange._status = start_line.code
         exchange._size += len(chunk)
-        conn: HTTPConnection = self._conn
-        try:
-            return conn.write_headers(start_line, headers, chunk)
-        except HTTPOutputError:
-            if not conn.head_written:
-                self._phase = IDLE  # refused, nothing sent: an error may follow
-            raise
+        return WrappedConnection._emit_head(self, start_line, headers, chunk)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         self._exchange._size += len(chunk)
-        conn: HTTPConnection = self._conn
-        return conn.write(chunk)
+        return self._conn.write(chunk)
 
     def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
-        # The legacy raw response (HTTP/1.1): the server's connection decides.
         return self._emit_body(chunk)
 
     def _emit_end(self, phase: int) -> None:
-        conn: HTTPConnection = self._conn
         try:
-            conn.finish()
+            self._conn.finish()
         finally:
             self._exchange._end()
 
-    def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
-        conn: HTTPConnection = self._conn
-        return conn.write_informational(code, headers) is True
-
-    def _refuse(self) -> None:
-        conn: HTTPConnection = self._conn
-        conn.close()
-
-    # -- the rest of the contract, forwarded ----------------------------------------
-
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
-        conn: HTTPConnection = self._conn
-        sent = conn.sendfile(file, count)
+        """The server's connection's (see `HTTPConnection.sendfile`), counted
+        for the access log."""
+        sent = self._conn.sendfile(file, count)
         if sent is not None:
+            self._phase = BODY
             self._exchange._size += count
         return sent
-
-    def write_rendered_head(
-        self, head: bytes, framing: int, chunk: bytes
-    ) -> Optional[asyncio.Future[None]]:
-        # Declined: the head's status and size are not read back from bytes.
-        return None
-
-    def set_body_timeout(self, timeout: float) -> None:
-        self._conn.set_body_timeout(timeout)
-
-    def set_max_body_size(self, max_body_size: int) -> None:
-        self._conn.set_max_body_size(max_body_size)
 
     def detach(self) -> Any:
         stream = self._conn.detach()
         self._exchange._end()
         return stream
-
-    def close(self) -> None:
-        self._conn.close()
-
-    # -- what a protocol adds: the server connection's own ------------------------
-
-    @property
-    def stream(self) -> Any:
-        """The HTTP/1.1 connection's IOStream (None elsewhere)."""
-        return getattr(self._conn, "stream", None)
-
-    @property
-    def transport(self) -> Optional[asyncio.BaseTransport]:
-        """The asyncio transport of the connection, if it has one."""
-        transport: Optional[asyncio.BaseTransport] = getattr(self._conn, "transport", None)
-        return transport
-
-    @property
-    def protocol(self) -> Optional[str]:
-        """An extended CONNECT's ``:protocol`` (HTTP/2 and 3), else None."""
-        protocol: Optional[str] = getattr(self._conn, "protocol", None)
-        return protocol
-
-    @property
-    def trailers(self) -> Optional[HTTPHeaders]:
-        """The request's trailer section (HTTP/2 and 3), else None."""
-        trailers: Optional[HTTPHeaders] = getattr(self._conn, "trailers", None)
-        return trailers
-
-    def set_trailers(self, trailers: HTTPHeaders) -> None:
-        """Sends the response's trailers (HTTP/2 and 3; see `_H2Stream.set_trailers`).
-
-        Raises:
-            HTTPOutputError: the protocol carries no trailers, or as the
-                server's connection raises.
-        """
-        set_trailers = getattr(self._conn, "set_trailers", None)
-        if set_trailers is None:
-            raise HTTPOutputError("this connection sends no trailers")
-        set_trailers(trailers)
 
 
 class _IdAppConnection(_AppConnection):

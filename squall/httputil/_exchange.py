@@ -14,9 +14,11 @@ tests/httputil/test_exchange_conformance.py, runs over all of them):
 * Every implementation subclasses `Exchange`: HTTP/2
   (``httpserver/_h2stream._H2Stream``), HTTP/3 (``_h3stream._H3Stream``), the
   ASGI adapter (``asgi/_adapter._ASGIConnection``), the test client
-  (``testclient._Connection``) and the runner's wrapper
-  (``cli/_serving._AppConnection``, which follows the response for the
-  access log) write the emit hooks only.
+  (``testclient._Connection``) and the wrappers over another connection
+  (``httputil/_wrapped.WrappedConnection``: the runner's
+  ``cli/_serving._AppConnection``, which follows the response for the
+  access log, and ``httpserver/_altsvc._AltSvcConnection``, which adds
+  Alt-Svc) write the emit hooks only.
 * The HTTP/1.1 drivers, `.HTTP1Connection` (over an IOStream, client and
   server) and ``httpserver/_h1exchange._RequestConnection`` (the server's
   protocol, on the hot path), write their own `write_headers`: the sans-I/O

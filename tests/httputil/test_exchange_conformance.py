@@ -104,6 +104,24 @@ class Runner(H1Server):
         return ServingDelegate(capture, limit_concurrency=10)
 
 
+class AltSvc(H1Server):
+    """``httpserver/_altsvc._AltSvcConnection``: what a server that also
+    serves HTTP/3 puts in front of its TCP exchanges (it adds Alt-Svc)."""
+
+    async def open(self) -> HTTPConnection:
+        loop = asyncio.get_running_loop()
+        capture = _Capture()
+        server = HTTPServer(capture)
+        server._alt_svc = 'h3=":443"'  # as listen() with http3 sets it
+        proto = _HTTPProtocol(server, server.conn_params, None, loop)
+        self.transport = FakeTransport(proto, loop)
+        proto.connection_made(self.transport)
+        proto.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        connection = await asyncio.wait_for(capture.connection, DEADLINE)
+        assert type(connection).__name__ == "_AltSvcConnection"
+        return connection
+
+
 class H2Stream(Harness):
     """``_H2Stream``: one stream of the HTTP/2 driver."""
 
@@ -212,6 +230,7 @@ HARNESSES: dict[str, Callable[[], Harness]] = {
     "_H2Stream": H2Stream,
     "_ASGIConnection": ASGI,
     "_AppConnection": Runner,
+    "_AltSvcConnection": AltSvc,
     "testclient._Connection": TestClientConnection,
     "HTTP1Connection(client)": H1Client,
 }
@@ -393,7 +412,7 @@ def test_sendfile_declines_before_the_head(name: str) -> None:
 
 # The connections whose close callback is the plain attribute, reported only
 # from the event loop (HTTPConnection.close_callback_attribute).
-CLOSE_BY_ATTRIBUTE = {"_RequestConnection", "_AppConnection"}
+CLOSE_BY_ATTRIBUTE = {"_RequestConnection", "_AppConnection", "_AltSvcConnection"}
 
 
 @implementations

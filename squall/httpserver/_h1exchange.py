@@ -232,6 +232,13 @@ class _RequestConnection(Exchange):
         if data is None:
             return None
         self._phase = HEAD
+        if p._in_feed and not p._flow & _WRITE_PAUSED:
+            # As in write_headers (the ASGI driver's hot path, where _send
+            # measured +1k instructions per request, pure).
+            out = p._out
+            assert out is not None  # (None only once detached)
+            out.append(data)
+            return p._done_future
         return p._send(data)
 
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:

@@ -106,14 +106,19 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # with it: each reads the other's fields natively. squall.httpserver._flow
 # (ReadFlow, read-side flow control for both drivers) is compiled with them
 # for the same reason: the HTTP/1.1 driver checks it once per request.
-# squall.httputil._exchange (HTTPConnection and Exchange, the exchange
-# contract, both marked for interpreted subclasses) is compiled so that
-# _RequestConnection subclasses Exchange natively and runs its write,
-# finish and phase with its own emit hooks (issue 38): hello, asyncio loop,
-# squall-httptools 130,540 -> 130,495 instructions per request (before, it
-# subclassed the interpreted HTTPConnection and wrote its own write, finish,
-# phase and close callback: an interpreted Exchange between them measured
-# +1.2k).
+# squall.httputil._exchange (Exchange, marked for interpreted subclasses) is
+# compiled so that _RequestConnection runs Exchange's write, finish and
+# phase with its own emit hooks (issue 38). Hello, asyncio loop,
+# squall-httptools, instructions per request: 130,540 before (it subclassed
+# HTTPConnection and wrote its own write, finish, phase and close callback);
+# 129,958 with HTTPConnection compiled too, but compiled code then checks
+# the type of every argument annotated HTTPConnection and refuses a
+# duck-typed connection or None (HTTPServerRequest._for_server(None, ...)
+# in tests/httputil/test_request.py); with HTTPConnection interpreted
+# (httputil/_contract.py) under the compiled Exchange, 131,768 (+1.2k, the
+# figure an interpreted Exchange had). To win it back: annotate the
+# compiled modules' connection parameters with a type mypyc does not check
+# (a Protocol), then compile HTTPConnection again.
 COMPILED_MODULES = (
     "squall.httpserver._protocol",
     "squall.httpserver._h1exchange",

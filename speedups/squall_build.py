@@ -64,9 +64,10 @@ GROUP = NATIVE + ".hotpath"
 # streams per read, instructions per request): bare ASGI app under squall
 # run --http2 141.9k -> 116.7k, Application with http2=True 170.4k -> 143.1k.
 # Then squall.httpserver._h2protocol (the HTTP/2 driver): 116.7k -> 107.2k and
-# 143.1k -> 135.7k. Its _h2stream stays interpreted: _H2Stream subclasses the
-# interpreted Exchange and has __slots__, which a mypyc class may not
-# ("mypyc classes can't have __slots__" when the module loads).
+# 143.1k -> 135.7k. Its _h2stream stays interpreted (an interpreted subclass
+# of the compiled Exchange): compiled, its __slots__ refused when the module
+# loaded ("mypyc classes can't have __slots__"), under the interpreted
+# Exchange it had then.
 COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # Single modules compiled beside those packages. Measured (callgrind, varied
 # stream, asyncio loop, instructions per request, same tree otherwise):
@@ -105,6 +106,19 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # with it: each reads the other's fields natively. squall.httpserver._flow
 # (ReadFlow, read-side flow control for both drivers) is compiled with them
 # for the same reason: the HTTP/1.1 driver checks it once per request.
+# squall.httputil._exchange (Exchange, marked for interpreted subclasses) is
+# compiled so that _RequestConnection runs Exchange's write, finish and
+# phase with its own emit hooks (issue 38). Hello, asyncio loop,
+# squall-httptools, instructions per request: 130,540 before (it subclassed
+# HTTPConnection and wrote its own write, finish, phase and close callback);
+# 129,958 with HTTPConnection compiled too, but compiled code then checks
+# the type of every argument annotated HTTPConnection and refuses a
+# duck-typed connection or None (HTTPServerRequest._for_server(None, ...)
+# in tests/httputil/test_request.py); with HTTPConnection interpreted
+# (httputil/_contract.py) under the compiled Exchange, 131,768 (+1.2k, the
+# figure an interpreted Exchange had). To win it back: annotate the
+# compiled modules' connection parameters with a type mypyc does not check
+# (a Protocol), then compile HTTPConnection again.
 COMPILED_MODULES = (
     "squall.httpserver._protocol",
     "squall.httpserver._h1exchange",
@@ -115,6 +129,7 @@ COMPILED_MODULES = (
     "squall.asgi._scope",
     "squall._eager",
     "squall.httpserver._h2protocol",
+    "squall.httputil._exchange",
 )
 # Interpreted modules that import an optional extra (aioquic, squall[http3]):
 # type-checked by the build with their errors ignored (see _compile).

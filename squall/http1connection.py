@@ -180,10 +180,11 @@ def _unread(stream: IOStream, data: bytes) -> None:
 class HTTP1Connection(Exchange):
     """One HTTP/1.x message exchange over an `.IOStream`, client or server side.
 
-    An ``Exchange`` (its phase, close callback and `~squall.httputil.HTTPConnection.head_written`); like the
-    server's protocol path, its write methods are fused with their emit code
-    and its Content-Length accounting is the sans-I/O core's (``squall._h1``,
-    which frames the message by it).
+    An ``Exchange`` (its phase, close callback, `write`, `finish` and
+    `~squall.httputil.HTTPConnection.head_written`); like the server's
+    protocol path, it writes its own `write_headers`, and its Content-Length
+    accounting is the sans-I/O core's (``squall._h1``, which frames the
+    message by it).
 
     Args:
         stream: the connected stream.

@@ -350,15 +350,6 @@ GETATTR_KNOWN = {
     ("simple_httpclient/_client.py", "getattr(self.io_loop, '_fd_owners')"): (
         "the IOLoop's fd table"
     ),
-    ("httpserver/_server.py", "getattr(conn, '_hard_close')"): (
-        "connections of either driver, or an IOStream-based one: to declare"
-    ),
-    ("httpserver/_server.py", "hasattr(conn, '_hard_close')"): (
-        "connections of either driver, or an IOStream-based one: to declare"
-    ),
-    ("httpserver/_server.py", "hasattr(conn, '_drain')"): (
-        "connections of either driver, or an IOStream-based one: to declare"
-    ),
     ("http1connection.py", "getattr(stream, '_rbuf')"): (
         "an IOStream's read buffer, put back when a connection is detached"
     ),

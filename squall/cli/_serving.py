@@ -10,6 +10,7 @@ concurrency limit (503 beyond it) and the request count behind
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -30,9 +31,10 @@ from squall.httputil import (
     ResponseStartLine,
 )
 from squall.httputil._delegates import _Forwarding
-from squall.httputil._exchange import close_by_attribute
+from squall.httputil._exchange import BODY, close_by_attribute
 from squall.httputil._misc import StartLine
 from squall.httputil._proxy import ProxyHeaders, TrustedPeers, parse_forwarded
+from squall.httputil._wrapped import WrappedConnection
 
 __all__ = [
     "ProxyHeaders",
@@ -290,81 +292,58 @@ class _IdTracked(_Tracked):
         return super().headers_received(start_line, headers)
 
 
-class _AppConnection(HTTPConnection):
+class _AppConnection(WrappedConnection):
     """``request.connection`` as the application sees it, over an `_Tracked`.
 
     `HTTPConnection.finish` and `HTTPMessageDelegate.finish` share a name,
-    so the exchange cannot be both; this small proxy is the connection. It
-    calls the server's connection itself (no hop through the exchange) and
-    keeps the server connection's close_callback_attribute capability, so
-    that a handler's fast path holds under ``squall run`` too: the close is
-    reported by the server's connection from the event loop, through
-    `_Tracked._on_close`, which calls `close_callback`. Other attributes
-    (``stream``, ``transport``, HTTP/2's ``trailers``...) are the server
-    connection's.
+    so the exchange cannot be both; this small `.WrappedConnection` is the
+    connection. Its emit hooks follow status and size and call the server's
+    connection itself (no hop through the exchange); it keeps that
+    connection's close_callback_attribute capability, so that a handler's
+    fast path holds under ``squall run`` too: the close is reported by the
+    server's connection from the event loop, through `_Tracked._on_close`,
+    which calls `close_callback`.
     """
 
     def __init__(self, exchange: _Tracked) -> None:
+        WrappedConnection.__init__(self, exchange._conn)
         self._exchange = exchange
-        conn = self._conn = exchange._conn
-        self.context = exchange.context
-        self.close_callback: Optional[Callable[[], None]] = None
-        self.close_callback_attribute = close_by_attribute(conn)
         exchange._app = self
 
-    def write_headers(
-        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
-    ) -> Any:
+    def _emit_head(
+        self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
+    ) -> asyncio.Future[None]:
         exchange = self._exchange
-        if isinstance(start_line, ResponseStartLine):
-            exchange._status = start_line.code
-        if chunk:
-            exchange._size += len(chunk)
-        return self._conn.write_headers(start_line, headers, chunk)
+        exchange._status = start_line.code
+        exchange._size += len(chunk)
+        return WrappedConnection._emit_head(self, start_line, headers, chunk)
 
-    def write(self, chunk: bytes) -> Any:
+    def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         self._exchange._size += len(chunk)
         return self._conn.write(chunk)
 
+    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
+        return self._emit_body(chunk)
+
+    def _emit_end(self, phase: int) -> None:
+        try:
+            self._conn.finish()
+        finally:
+            self._exchange._end()
+
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
-        conn: HTTPConnection = self._conn
-        sent = conn.sendfile(file, count)
+        """The server's connection's (see `HTTPConnection.sendfile`), counted
+        for the access log."""
+        sent = self._conn.sendfile(file, count)
         if sent is not None:
+            self._phase = BODY
             self._exchange._size += count
         return sent
-
-    def finish(self) -> None:
-        self._conn.finish()
-        self._exchange._end()
-
-    def write_informational(self, code: int, headers: HTTPHeaders) -> bool:
-        # Declared on HTTPConnection (declining), so not reached through
-        # __getattr__: forwarded to the server's connection here.
-        return self._conn.write_informational(code, headers) is True
-
-    @property
-    def head_written(self) -> bool:
-        return getattr(self._conn, "head_written", True) is not False
-
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        self.close_callback = callback
-
-    def set_body_timeout(self, timeout: float) -> None:
-        self._conn.set_body_timeout(timeout)
-
-    def set_max_body_size(self, max_body_size: int) -> None:
-        self._conn.set_max_body_size(max_body_size)
 
     def detach(self) -> Any:
         stream = self._conn.detach()
         self._exchange._end()
         return stream
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
 
 
 class _IdAppConnection(_AppConnection):

@@ -1,22 +1,33 @@
-"""Read-side flow control: the one place a server's driver pauses and
-resumes reading from its transport.
+"""The server drivers' one request read path: what HTTP/1.1 (``_protocol``),
+HTTP/2 (``_h2protocol``) and HTTP/3 (``_h3protocol``) do alike between the
+bytes their core parsed and the request's `.HTTPMessageDelegate`.
 
-A driver stops reading when taking more input would only pile up work it
-cannot pass on: the HTTP/1.1 driver while a delegate's awaitable is pending
-(a busy delegate), while pipelined requests wait for their responses to
-drain, or while the parser holds more pipelined bytes than it should; both
-drivers while the transport is over its write high-water mark (a client
-that does not read must not make us produce more). The drivers decide *when*
-(each has its own reasons); `ReadFlow` remembers *whether* reading is paused
-by us, so that a pause is never doubled, a resume never reaches a transport
-we did not pause, and nothing reaches a transport the driver has let go
-(lost, or handed to another protocol). HTTP/2 slows a busy stream by its
-window instead (``_h2protocol``), not by reading.
+* Taking a request head: `checked_host` (RFC 9110 section 7.2, the Host
+  check, remembered per connection by the driver), `body_limit` (the
+  server's ``max_body_size`` or the protocol's default).
+* Body delivery: `deliver` hands a body piece on in ``chunk_size`` pieces
+  and stops at the first piece the delegate answers with an awaitable.
+* Blocking on a delegate: `wait_on` waits on that awaitable, `sort_outcome`
+  sorts what it ended with: the request's fault (`.HTTPInputError`,
+  answered 400) or the application's (logged, and the exchange aborted).
+  The multiplexed drivers keep a busy stream's body, and the end of it
+  (`end_of_body`), in its inbox (`hold`) meanwhile, and hand it on once the
+  delegate is free (`drain`); HTTP/2 slows the stream by its window.
+* The body timer: `body_overdue`, for the drivers that sweep their
+  streams (HTTP/1.1 arms one timer per request).
+* Read-side flow control: `ReadFlow`, the one place a driver pauses and
+  resumes reading from its transport. A driver stops reading when taking
+  more input would only pile up work it cannot pass on: the HTTP/1.1
+  driver while a delegate's awaitable is pending, while pipelined requests
+  wait for their responses to drain, or while the parser holds more
+  pipelined bytes than it should; both TCP drivers while the transport is
+  over its write high-water mark. The drivers decide *when*; `ReadFlow`
+  remembers *whether* reading is paused by us, so that a pause is never
+  doubled, a resume never reaches a transport we did not pause, and nothing
+  reaches a transport the driver has let go.
 
-Both drivers also wait on a delegate's awaitable the same way here
-(`wait_on`) and sort what it ended with (`sort_outcome`): the request's
-fault (`.HTTPInputError`, answered 400) or the application's (logged, and
-the exchange aborted).
+The 100-continue stays with each driver: how an interim head is sent is
+the protocol's.
 
 Compiled with the HTTP/1.1 driver (speedups/squall_build.py): its checks
 are on the request path.
@@ -27,11 +38,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, Optional
+from typing import TYPE_CHECKING, Any, Final, Optional
 
 from squall.httputil import HTTPInputError
+from squall.httputil._kit import _check_host
 
-__all__ = ["APP_ERROR", "BAD_REQUEST", "FINISHED", "ReadFlow", "sort_outcome", "wait_on"]
+if TYPE_CHECKING:
+    from squall.http1connection import HTTP1ConnectionParameters
+    from squall.httputil import HTTPHeaders, HTTPMessageDelegate
+
+__all__ = [
+    "APP_ERROR",
+    "BAD_REQUEST",
+    "FINISHED",
+    "ReadFlow",
+    "body_limit",
+    "body_overdue",
+    "checked_host",
+    "deliver",
+    "drain",
+    "end_of_body",
+    "hold_if_busy",
+    "hold",
+    "sort_outcome",
+    "wait_on",
+]
 
 app_log = logging.getLogger("squall.application")
 
@@ -39,6 +70,110 @@ app_log = logging.getLogger("squall.application")
 FINISHED: Final = 0  # it finished: hand on the next event
 BAD_REQUEST: Final = 1  # HTTPInputError: the request is at fault, answered 400
 APP_ERROR: Final = 2  # anything else, cancelled included: logged; the exchange is aborted
+
+
+def checked_host(headers: HTTPHeaders, version: str) -> Optional[str]:
+    """Checks a request's Host field (RFC 9110 section 7.2, RFC 9112 section
+    3.2) and returns it (None if absent), for the driver to remember: a
+    client sends the same Host each time, and a driver checks it again only
+    when it differs from the last one.
+
+    Raises:
+        HTTPInputError: several Host fields, an invalid one, or none where
+            the version requires one.
+    """
+    _check_host(headers, version)
+    hosts = headers._as_list.get("Host")
+    return hosts[0] if hosts else None
+
+
+def body_limit(params: HTTP1ConnectionParameters, default: int) -> int:
+    """The largest request body a connection takes: the server's
+    ``max_body_size`` if set, else the protocol's ``default`` (its core's
+    limits: `.H1Limits`, `.H2Limits`)."""
+    size = params.max_body_size
+    return default if size is None else size
+
+
+def body_overdue(timeout: Optional[float], default: Optional[float], waited: float) -> bool:
+    """Whether a request body read for ``waited`` seconds is past its time:
+    the request's own ``timeout`` (`HTTPConnection.set_body_timeout`), else
+    the server's ``default``; no limit if neither is set."""
+    limit = timeout or default
+    return limit is not None and waited > limit
+
+
+def deliver(
+    delegate: HTTPMessageDelegate, data: bytes, size: int
+) -> tuple[Optional[Awaitable[None]], bytes]:
+    """Hands ``data`` to ``delegate.data_received`` in pieces of at most
+    ``size`` bytes (the server's ``chunk_size``), stopping at the first
+    piece whose call returns an awaitable.
+
+    Returns:
+        That awaitable (None if every piece was taken at once), and the
+        bytes not handed on yet: the driver holds them until it is done.
+
+    Raises:
+        What ``data_received`` raises: the driver sorts it (`sort_outcome`).
+    """
+    if len(data) <= size:
+        return delegate.data_received(data), b""
+    for i in range(0, len(data), size):
+        ret = delegate.data_received(data[i : i + size])
+        if ret is not None:
+            return ret, data[i + size :]
+    return None, b""
+
+
+def hold(stream: Any, item: Any, first: bool = False) -> None:
+    """Keeps a body piece (or the end of the body, as None) in a multiplexed
+    stream's ``_inbox`` until its delegate is ready for it (``first``: the
+    rest of a piece `deliver` did not hand on, ahead of what came later)."""
+    inbox: Optional[list[Any]] = stream._inbox
+    if inbox is None:
+        stream._inbox = [item]
+    elif first:
+        inbox.insert(0, item)
+    else:
+        inbox.append(item)
+
+
+def hold_if_busy(stream: Any, item: Any) -> bool:
+    """Keeps a body piece in a multiplexed stream's inbox if its delegate is
+    busy or earlier pieces wait there (see `hold`); True if it was kept,
+    False if the driver hands it on now."""
+    if stream._blocked or stream._inbox:
+        hold(stream, item)
+        return True
+    return False
+
+
+def end_of_body(stream: Any) -> Optional[HTTPMessageDelegate]:
+    """The end of a multiplexed stream's body arrived: kept in its inbox
+    (None returned) while its delegate is busy or pieces wait before it;
+    else the stream is read to its end, and its delegate (None once the
+    request was refused) is returned for the driver to finish."""
+    if hold_if_busy(stream, None):
+        return None
+    stream._read_done = True
+    delegate: Optional[HTTPMessageDelegate] = stream._delegate
+    return delegate
+
+
+def drain(stream: Any, piece: Callable[[Any, Any], None], end: Callable[[Any], None]) -> None:
+    """Hands on, in order, what a multiplexed stream's inbox kept while its
+    delegate was busy: each body piece to ``piece(stream, item)``, the end
+    of the body to ``end(stream)``; stops when the delegate is busy again
+    or the stream closes."""
+    inbox = stream._inbox
+    while inbox and not stream._blocked and not stream._closed:
+        item = inbox.pop(0)
+        if item is None:
+            stream._inbox = None
+            end(stream)
+            return
+        piece(stream, item)
 
 
 def wait_on(

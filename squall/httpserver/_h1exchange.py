@@ -13,15 +13,15 @@ import asyncio
 import contextvars
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from http.client import responses
-from typing import IO, TYPE_CHECKING, Any, Final, Optional
+from typing import IO, TYPE_CHECKING, Final, Optional
 
 from squall._h1 import LocalProtocolError
 from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
-from squall.httputil import HTTPConnection, HTTPHeaders, HTTPOutputError
-from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, check_informational
+from squall.httputil import HTTPHeaders, HTTPOutputError
+from squall.httputil._exchange import GONE, HEAD, IDLE, Exchange
 from squall.httputil._kit import _body
 from squall.httputil._misc import StartLine
 from squall.httputil._response import _ResponseHeaders
@@ -146,33 +146,31 @@ def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     return future
 
 
-class _RequestConnection(HTTPConnection):
-    """`request.connection` for one request on the protocol path."""
+class _RequestConnection(Exchange):
+    """`request.connection` for one request on the protocol path.
 
-    __slots__ = (
-        "_proto",
-        "context",
-        "close_callback_attribute",
-        "close_callback",
-        "_phase",
-        "_body_timeout",
-    )
+    An `.Exchange`: its phase, `head_written`, the close callback, `write`
+    and `finish` are the contract's; this class writes the emit hooks and
+    its own `write_headers` (the core renders the head and keeps the
+    Content-Length accounting, so Exchange's ``_declared`` stays None).
+    Compiled with `.Exchange` (speedups/squall_build.py): a native subclass,
+    whose hooks are called natively.
+    """
+
+    __slots__ = ("_proto", "_body_timeout")
 
     def __init__(self, proto: _HTTPProtocol) -> None:
-        self._proto = proto
-        # (Both annotated here: the compiled build then keeps them in
-        # native slots; unannotated, as attributes of the interpreted base,
-        # they went to an instance dict, ~300 bytes per request and per
-        # open WebSocket.)
-        self.context: Any = proto.context
+        # Exchange.__init__'s fields, set here: a call fewer per request.
+        self.context = proto.context
         # The close callback is the plain attribute, called from
-        # connection_lost only (see HTTPConnection.close_callback_attribute;
-        # a slot, which the interpreter reads faster than a class attribute).
-        self.close_callback_attribute: bool = True
-        self.close_callback: Optional[Callable[[], None]] = None
-        # The exchange contract's phase (squall.httputil._exchange): IDLE,
-        # HEAD, BODY, DONE, GONE.
+        # connection_lost only (see HTTPConnection.close_callback_attribute).
+        self.close_callback_attribute = True
+        self.close_callback = None
         self._phase = IDLE
+        self._declared = None
+        self._written = 0
+        self._bodiless = False
+        self._proto = proto
         self._body_timeout: Optional[float] = None
 
     def write_headers(
@@ -235,56 +233,12 @@ class _RequestConnection(HTTPConnection):
             return None
         self._phase = HEAD
         if p._in_feed and not p._flow & _WRITE_PAUSED:
-            # As in write_headers: flushed at the end of _process.
+            # As in write_headers (the ASGI driver's hot path, where _send
+            # measured +1k instructions per request, pure).
             out = p._out
             assert out is not None  # (None only once detached)
             out.append(data)
             return p._done_future
-        return p._send(data)
-
-    def write_informational(self, code: int, headers: HTTPHeaders) -> bool:
-        """Send an interim (1xx) head before the response (see
-        `HTTPConnection.write_informational`); declined once the response
-        has started, and to an HTTP/1.0 client.
-
-        Raises:
-            HTTPOutputError: not an interim status, or a field that is not latin-1.
-        """
-        check_informational(code)
-        p = self._proto
-        if (
-            p._req is not self
-            or p._state >= _CLOSING
-            or self._phase != IDLE
-            or not p._h1.takes_informational
-        ):
-            return False
-        try:
-            data = p._h1.send_informational(code, responses.get(code, ""), headers.get_all())
-        except LocalProtocolError as exc:
-            raise HTTPOutputError(str(exc)) from None
-        p._send(data)
-        return True
-
-    def write(self, chunk: bytes) -> asyncio.Future[None]:
-        """Write a piece of the body (the raw response, if no head was written).
-
-        Raises:
-            HTTPOutputError: more bytes than the Content-Length.
-        """
-        p = self._proto
-        if p._req is not self or p._state >= _CLOSING:
-            return _closed_future(p._loop)
-        if self._phase == IDLE:
-            # Tornado's legacy interface: the application writes the whole
-            # response itself; we close after it.
-            return p._send(chunk)
-        self._phase = BODY
-        try:
-            data = _body(p._h1, chunk)
-        except HTTPOutputError:
-            p._abort()
-            raise
         return p._send(data)
 
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
@@ -319,18 +273,40 @@ class _RequestConnection(HTTPConnection):
             p._flush()
         return send_file(p, transport, file, count)
 
-    def finish(self) -> None:
-        """Finish the response.
+    # -- the emit hooks (Exchange) -----------------------------------------------------
+    #
+    # Each first checks that the protocol still serves this exchange: an
+    # error, a timeout or close() stops HTTP on the connection (_CLOSING)
+    # before connection_lost moves the phase to GONE.
 
-        Raises:
-            HTTPOutputError: fewer bytes written than the Content-Length.
-        """
+    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
+        # Tornado's legacy interface: the application writes the whole
+        # response itself; we close after it.
         p = self._proto
-        phase = self._phase
-        if p._req is not self or p._state >= _CLOSING or phase == DONE:
+        if p._req is not self or p._state >= _CLOSING:
+            return _closed_future(p._loop)
+        return p._send(chunk)
+
+    def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
+        p = self._proto
+        if p._req is not self or p._state >= _CLOSING:
+            return _closed_future(p._loop)
+        try:
+            data = _body(p._h1, chunk)
+        except HTTPOutputError:
+            p._abort()
+            raise
+        return p._send(data)
+
+    def _emit_end(self, phase: int) -> None:
+        p = self._proto
+        if p._req is not self or p._state >= _CLOSING:
+            # Not ended: the connection stops, and connection_lost reports
+            # the unfinished response to the close callback.
+            if phase != GONE:
+                self._phase = phase
             return
         if phase == IDLE:
-            self._phase = DONE
             p._state = _CLOSING
             if not p._in_feed:
                 p._flush()
@@ -338,9 +314,9 @@ class _RequestConnection(HTTPConnection):
         try:
             data = p._h1.send_end()
         except LocalProtocolError as exc:
+            self._phase = phase
             p._abort()
             raise HTTPOutputError(str(exc)) from None
-        self._phase = DONE
         if data:
             out = p._out
             assert out is not None  # (None only once detached)
@@ -353,17 +329,21 @@ class _RequestConnection(HTTPConnection):
             # The request was read to its end: the exchange is over.
             p._end_exchange()
 
-    # head_written and set_close_callback as Exchange has them: this class
-    # does not share a base with Exchange (an interpreted base between it and
-    # HTTPConnection measured +1.2k instructions per request, compiled).
-    @property
-    def head_written(self) -> bool:
-        """Whether the head went out (see `HTTPConnection.head_written`)."""
-        return self._phase != IDLE
+    def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
+        # Declined to an HTTP/1.0 client (RFC 9110 section 15.2).
+        p = self._proto
+        if p._req is not self or p._state >= _CLOSING or not p._h1.takes_informational:
+            return False
+        try:
+            data = p._h1.send_informational(code, responses.get(code, ""), headers.get_all())
+        except LocalProtocolError as exc:
+            raise HTTPOutputError(str(exc)) from None
+        p._send(data)
+        return True
 
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        """Call ``callback`` if the connection closes before the response is finished."""
-        self.close_callback = callback
+    def _refuse(self) -> None:
+        # (Unused while _declared stays None: the core counts the body.)
+        self._proto._abort()
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""

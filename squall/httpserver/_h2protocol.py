@@ -56,7 +56,21 @@ from squall._h2 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
-from squall.httpserver._flow import BAD_REQUEST, FINISHED, ReadFlow, sort_outcome, wait_on
+from squall.httpserver._flow import (
+    BAD_REQUEST,
+    FINISHED,
+    ReadFlow,
+    body_limit,
+    body_overdue,
+    checked_host,
+    deliver,
+    drain,
+    end_of_body,
+    hold,
+    hold_if_busy,
+    sort_outcome,
+    wait_on,
+)
 
 # The HTTP/1.1 driver: it accepts every connection and hands HTTP/2 ones
 # over; its _closed_future is the done Future of a write to a closed stream.
@@ -71,7 +85,7 @@ from squall.httputil import (
     RequestStartLine,
 )
 from squall.httputil._exchange import DONE, IDLE
-from squall.httputil._kit import _check_host, _GzipMessageDelegate
+from squall.httputil._kit import _GzipMessageDelegate
 from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:
@@ -144,9 +158,7 @@ class _H2Protocol(asyncio.Protocol):
         self._active = 0
         self._good_host: Optional[str] = None
         self._start_request = server._request_starter()
-        self._max_body = (
-            params.max_body_size if params.max_body_size is not None else limits.max_body_size
-        )
+        self._max_body = body_limit(params, limits.max_body_size)
         self._in_feed = False
         self._flush_handle: Optional[asyncio.Handle] = None
         self._heads: list[_H2Stream] = []
@@ -441,11 +453,10 @@ class _H2Protocol(asyncio.Protocol):
         # same authority each time: checked once per connection.
         if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
             try:
-                _check_host(headers, _VERSION)
+                self._good_host = checked_host(headers, _VERSION)
             except HTTPInputError as exc:
                 self._refuse_request(stream, 400, str(exc))
                 return None
-            self._good_host = hosts[0] if hosts else None
         self._idle_since = now
         delegate = self._start_request(self, stream)
         if self._params.decompress:
@@ -514,38 +525,16 @@ class _H2Protocol(asyncio.Protocol):
                 self._refuse_request(stream, 400, "body too large")
                 self._notify_closed(stream, delegate)
             return
-        if stream._blocked or stream._inbox:
-            self._hold(stream, event)
-            return
-        self._deliver(stream, event)
-
-    @staticmethod
-    def _hold(stream: _H2Stream, item: Optional[Data]) -> None:
-        """Keep a body piece (or the end, None) until the delegate is ready."""
-        inbox = stream._inbox
-        if inbox is None:
-            stream._inbox = [item]
-        else:
-            inbox.append(item)
+        if not hold_if_busy(stream, event):
+            self._deliver(stream, event)
 
     def _deliver(self, stream: _H2Stream, event: Data) -> None:
         delegate = stream._delegate
         assert delegate is not None
-        data = event.data
-        size = self._params.chunk_size
         try:
-            if len(data) <= size:
-                ret = delegate.data_received(data)
-            else:
-                ret = None
-                for i in range(0, len(data), size):
-                    ret = delegate.data_received(data[i : i + size])
-                    if ret is not None:
-                        rest = data[i + size :]
-                        if rest:
-                            inbox = stream._inbox = stream._inbox or []
-                            inbox.insert(0, Data(event.stream_id, rest, 0))
-                        break
+            ret, rest = deliver(delegate, event.data, self._params.chunk_size)
+            if rest:
+                hold(stream, Data(event.stream_id, rest, 0), True)
         except HTTPInputError as exc:
             self._h2.consumed(event.stream_id, event.flow_length)
             self._bad_body(stream, str(exc))
@@ -571,11 +560,7 @@ class _H2Protocol(asyncio.Protocol):
             self._notify_closed(stream, delegate)
 
     def _on_end(self, stream: _H2Stream) -> None:
-        if stream._blocked or stream._inbox:
-            self._hold(stream, None)
-            return
-        stream._read_done = True
-        delegate = stream._delegate
+        delegate = end_of_body(stream)
         if delegate is None:
             return
         try:
@@ -614,14 +599,7 @@ class _H2Protocol(asyncio.Protocol):
                 return
             if stream._expect_continue:
                 self._continue(stream)
-            inbox = stream._inbox
-            while inbox and not stream._blocked and not stream._closed:
-                item = inbox.pop(0)
-                if item is None:
-                    stream._inbox = None
-                    self._on_end(stream)
-                    break
-                self._deliver(stream, item)
+            drain(stream, self._deliver, self._on_end)
         finally:
             self._in_feed = False
             self._flush()
@@ -888,9 +866,8 @@ class _H2Protocol(asyncio.Protocol):
         for stream in list(self._streams.values()):
             if stream._read_done or stream._closed or stream._phase >= DONE:
                 continue
-            limit = stream._body_timeout or body_timeout
-            if now - stream._last_active > limits.idle_stream_timeout or (
-                limit is not None and now - stream._started > limit
+            if now - stream._last_active > limits.idle_stream_timeout or body_overdue(
+                stream._body_timeout, body_timeout, now - stream._started
             ):
                 gen_log.info(
                     "HTTP/2 stream %d of %s: request not completed in time; reset",

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from squall._h2 import Data, ErrorCode, LocalProtocolError, response_fields, trailer_fields
+from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import (
     HTTPHeaders,
     HTTPMessageDelegate,
     HTTPOutputError,
     ResponseStartLine,
 )
-from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
+from squall.httputil._exchange import DONE, GONE, IDLE
 
 if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 __all__: list[str] = []  # private to the driver
 
 
-class _H2Stream(Exchange):
+class _H2Stream(_MuxStream):
     """`request.connection` for one HTTP/2 stream.
 
     The exchange contract's phase, Content-Length accounting and close
@@ -40,27 +41,19 @@ class _H2Stream(Exchange):
     """
 
     __slots__ = (
-        "_proto",
-        "stream_id",
-        "_delegate",
-        "_read_done",
-        "_closed",
-        "_counted",
         "_waiters",
-        "_inbox",
-        "_blocked",
         "_head",
-        "_received",
-        "_max_body",
-        "_body_timeout",
-        "_started",
         "_last_active",
         "_expect_continue",
         "trailers",
         "_trailers_out",
-        "protocol",
-        "_tunnel",
     )
+
+    PROTOCOL = "HTTP/2"
+    INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
+    CANCEL = ErrorCode.CANCEL
+    _proto: _H2Protocol
+    _tunnel: Optional[_H2Tunnel]
 
     def __init__(self, proto: _H2Protocol, stream_id: int, now: float) -> None:
         # Exchange.__init__'s fields, set here: a call fewer per stream.
@@ -135,9 +128,6 @@ class _H2Stream(Exchange):
         else:
             p._end_response(self)
 
-    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
-        raise HTTPOutputError("write_headers must come first on an HTTP/2 stream")
-
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         if self._closed:
             return False
@@ -152,12 +142,6 @@ class _H2Stream(Exchange):
             return False
         p._flush_soon()
         return True
-
-    def _refuse(self) -> None:
-        p = self._proto
-        p._reset(self, ErrorCode.INTERNAL_ERROR)
-        if self._phase == DONE:
-            p._release(self)
 
     # -- HTTPConnection ---------------------------------------------------------------
 
@@ -182,35 +166,7 @@ class _H2Stream(Exchange):
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
 
-    def set_body_timeout(self, timeout: float) -> None:
-        """Limit the time to receive this request's body (seconds)."""
-        self._body_timeout = timeout
-
-    def set_max_body_size(self, max_body_size: int) -> None:
-        """Limit the size of this request's body (bytes)."""
-        self._max_body = max_body_size
-
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:
         """The asyncio transport of the connection (shared by all its streams)."""
         return self._proto.transport
-
-    def detach(self) -> Any:
-        """Take over the stream of an extended CONNECT answered with a 2xx
-        (RFC 8441: a WebSocket over HTTP/2), as an IOStream whose bytes
-        travel in the stream's DATA frames (`_H2Tunnel`).
-
-        Raises:
-            HTTPOutputError: any other stream (the connection is shared by
-                other streams; only the stream of an accepted extended
-                CONNECT can be handed over).
-            RuntimeError: already detached.
-        """
-        tunnel = self._tunnel
-        if tunnel is None or not tunnel.accepted or self._phase < DONE:
-            raise HTTPOutputError("an HTTP/2 stream cannot be detached")
-        return tunnel._detach()
-
-    def close(self) -> None:
-        """Reset the stream (the connection stays open for other streams)."""
-        self._proto._reset(self, ErrorCode.CANCEL)

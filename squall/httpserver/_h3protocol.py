@@ -54,12 +54,25 @@ from aioquic.quic.events import (
 )
 from aioquic.quic.packet import pull_quic_header
 
-from squall._h1 import H1Limits
 from squall.httpserver._context import _HTTPRequestContext
+from squall.httpserver._flow import (
+    BAD_REQUEST,
+    FINISHED,
+    body_limit,
+    body_overdue,
+    checked_host,
+    deliver,
+    drain,
+    end_of_body,
+    hold,
+    hold_if_busy,
+    sort_outcome,
+    wait_on,
+)
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
-from squall.httputil._kit import _check_host, _GzipMessageDelegate
+from squall.httputil._kit import _GzipMessageDelegate
 from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:
@@ -72,7 +85,9 @@ gen_log = logging.getLogger("squall.general")
 app_log = logging.getLogger("squall.application")
 
 _VERSION = "HTTP/3"
-_DEFAULT_MAX_BODY = H1Limits().max_body_size
+# HTTP/3's largest request body when the server sets none (aioquic's core
+# has no body limit of its own): the same as HTTP/1.1's and HTTP/2's.
+_MAX_BODY_SIZE = 100 * 1024 * 1024
 _DEFAULT_MAX_STREAMS = 100
 # Unacknowledged bytes a stream's send buffer may hold before its writes wait.
 _HIGH_WATER = 256 * 1024
@@ -202,9 +217,7 @@ class _H3Protocol(QuicConnectionProtocol):
         self._h3: Optional[H3Connection] = None
         self._streams: dict[int, _H3Stream] = {}
         self._active = 0
-        self._max_body = (
-            params.max_body_size if params.max_body_size is not None else _DEFAULT_MAX_BODY
-        )
+        self._max_body = body_limit(params, _MAX_BODY_SIZE)
         self.context: Optional[_HTTPRequestContext] = None
         self._start_request = server._request_starter(alt_svc=False)
         self._good_host: Optional[str] = None
@@ -350,11 +363,10 @@ class _H3Protocol(QuicConnectionProtocol):
         hosts = headers._as_list.get("Host")
         if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
             try:
-                _check_host(headers, _VERSION)
+                self._good_host = checked_host(headers, _VERSION)
             except HTTPInputError as exc:
                 self._refuse_request(stream, 400, str(exc))
                 return
-            self._good_host = hosts[0] if hosts else None
         lengths = headers._as_list.get("Content-Length")
         if lengths is not None:
             if len(lengths) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
@@ -421,36 +433,21 @@ class _H3Protocol(QuicConnectionProtocol):
             else:
                 self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
             return
-        if stream._blocked or stream._inbox:
-            self._hold(stream, data)
-            return
-        self._deliver(stream, data)
-
-    @staticmethod
-    def _hold(stream: _H3Stream, item: Optional[bytes]) -> None:
-        inbox = stream._inbox
-        if inbox is None:
-            stream._inbox = [item]
-        else:
-            inbox.append(item)
+        if not hold_if_busy(stream, data):
+            self._deliver(stream, data)
 
     def _deliver(self, stream: _H3Stream, data: bytes) -> None:
         delegate = stream._delegate
         assert delegate is not None
-        size = self._params.chunk_size
-        for i in range(0, len(data), size):
-            try:
-                ret = delegate.data_received(data[i : i + size])
-            except HTTPInputError as exc:
-                self._bad_body(stream, str(exc))
-                return
-            if ret is not None:
-                rest = data[i + size :]
-                if rest:
-                    inbox = stream._inbox = stream._inbox or []
-                    inbox.insert(0, rest)
-                self._block(stream, ret)
-                return
+        try:
+            ret, rest = deliver(delegate, data, self._params.chunk_size)
+        except HTTPInputError as exc:
+            self._bad_body(stream, str(exc))
+            return
+        if ret is not None:
+            if rest:
+                hold(stream, rest, True)
+            self._block(stream, ret)
 
     def _bad_body(self, stream: _H3Stream, message: str) -> None:
         if stream._phase == 0:
@@ -463,11 +460,7 @@ class _H3Protocol(QuicConnectionProtocol):
             self._reset(stream, H3Error.H3_MESSAGE_ERROR)
 
     def _on_end(self, stream: _H3Stream) -> None:
-        if stream._blocked or stream._inbox:
-            self._hold(stream, None)
-            return
-        stream._read_done = True
-        delegate = stream._delegate
+        delegate = end_of_body(stream)
         if delegate is None:
             return
         try:
@@ -480,34 +473,25 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _block(self, stream: _H3Stream, awaitable: Awaitable[None]) -> None:
         stream._blocked = True
-        future = asyncio.ensure_future(awaitable)
 
         def unblock(f: asyncio.Future[None]) -> None:
             self._unblock(stream, f)
 
-        future.add_done_callback(unblock)
+        wait_on(awaitable, self._loop, unblock)
 
     def _unblock(self, stream: _H3Stream, future: asyncio.Future[None]) -> None:
         stream._blocked = False
         if self._gone or stream._closed:
             return
-        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
         try:
-            if exc is not None:
-                if isinstance(exc, HTTPInputError):
-                    self._bad_body(stream, str(exc))
+            outcome, message = sort_outcome(future)
+            if outcome != FINISHED:
+                if outcome == BAD_REQUEST:
+                    self._bad_body(stream, message)
                 else:
-                    app_log.error("Uncaught exception", exc_info=exc)
                     self._reset(stream, H3Error.H3_INTERNAL_ERROR)
                 return
-            inbox = stream._inbox
-            while inbox and not stream._blocked and not stream._closed:
-                item = inbox.pop(0)
-                if item is None:
-                    stream._inbox = None
-                    self._on_end(stream)
-                    break
-                self._deliver(stream, item)
+            drain(stream, self._deliver, self._on_end)
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
             self._reset(stream, H3Error.H3_INTERNAL_ERROR)
@@ -726,8 +710,7 @@ class _H3Protocol(QuicConnectionProtocol):
         for stream in list(self._streams.values()):
             if stream._read_done or stream._closed or stream._phase >= 3:
                 continue
-            limit = stream._body_timeout or body_timeout
-            if limit is not None and now - stream._started > limit:
+            if body_overdue(stream._body_timeout, body_timeout, now - stream._started):
                 gen_log.info(
                     "HTTP/3 stream %d of %s: request not completed in time; reset",
                     stream.stream_id,

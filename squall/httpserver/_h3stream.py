@@ -11,11 +11,14 @@ aioquic's QUIC and HTTP/3 (QPACK) state and the UDP transport.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
+
+from aioquic.h3.connection import ErrorCode as H3Error
 
 from squall._h2 import response_fields
+from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError, ResponseStartLine
-from squall.httputil._exchange import DONE, GONE, IDLE, Exchange, closed_future
+from squall.httputil._exchange import GONE, IDLE, Exchange, closed_future
 
 if TYPE_CHECKING:
     from squall.httpserver._h3protocol import _H3Protocol
@@ -35,29 +38,16 @@ def _fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
     return [(b":status", status), *fields]
 
 
-class _H3Stream(Exchange):
-    """`request.connection` for one HTTP/3 request stream.
+class _H3Stream(_MuxStream):
+    """`request.connection` for one HTTP/3 request stream (a `_MuxStream`)."""
 
-    ``_closed``: the stream was reset, or the connection is gone; nothing
-    more goes out (it may come after the response is done).
-    """
+    __slots__ = ()
 
-    __slots__ = (
-        "_proto",
-        "stream_id",
-        "_delegate",
-        "_read_done",
-        "_closed",
-        "_counted",
-        "_received",
-        "_max_body",
-        "_body_timeout",
-        "_started",
-        "_inbox",
-        "_blocked",
-        "protocol",
-        "_tunnel",
-    )
+    PROTOCOL = "HTTP/3"
+    INTERNAL_ERROR = H3Error.H3_INTERNAL_ERROR
+    CANCEL = H3Error.H3_REQUEST_CANCELLED
+    _proto: _H3Protocol
+    _tunnel: Optional[_H3Tunnel]
 
     def __init__(self, proto: _H3Protocol, stream_id: int, now: float) -> None:
         Exchange.__init__(self, proto.context)
@@ -114,51 +104,15 @@ class _H3Stream(Exchange):
         else:
             p._end_response(self)
 
-    def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
-        raise HTTPOutputError("write_headers must come first on an HTTP/3 stream")
-
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         fields = _fields(code, headers)
         if self._closed:
             return False
         return self._proto._send_interim(self, fields)
 
-    def _refuse(self) -> None:
-        p = self._proto
-        p._reset(self, p.INTERNAL_ERROR)
-        if self._phase == DONE:
-            p._release(self)
-
     # -- HTTPConnection ---------------------------------------------------------------
-
-    def set_body_timeout(self, timeout: float) -> None:
-        """Limit the time to receive this request's body (seconds)."""
-        self._body_timeout = timeout
-
-    def set_max_body_size(self, max_body_size: int) -> None:
-        """Limit the size of this request's body (bytes)."""
-        self._max_body = max_body_size
 
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:
         """The UDP transport the connection's datagrams go through (shared)."""
         return self._proto._transport
-
-    def detach(self) -> Any:
-        """Take over the stream of an extended CONNECT answered with a 2xx
-        (RFC 9220: a WebSocket over HTTP/3), as an IOStream whose bytes
-        travel in the stream's DATA frames (`_H3Tunnel`).
-
-        Raises:
-            HTTPOutputError: any other stream (the connection is shared).
-            RuntimeError: already detached.
-        """
-        tunnel = self._tunnel
-        if tunnel is None or not tunnel.accepted or self._phase < DONE:
-            raise HTTPOutputError("an HTTP/3 stream cannot be detached")
-        return tunnel._detach()
-
-    def close(self) -> None:
-        """Reset the stream (the connection stays open for other streams)."""
-        p = self._proto
-        p._reset(self, p.REQUEST_CANCELLED)

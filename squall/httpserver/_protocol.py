@@ -36,7 +36,15 @@ from squall._h1 import (
 )
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
-from squall.httpserver._flow import BAD_REQUEST, FINISHED, ReadFlow, sort_outcome, wait_on
+from squall.httpserver._flow import (
+    BAD_REQUEST,
+    FINISHED,
+    ReadFlow,
+    checked_host,
+    deliver,
+    sort_outcome,
+    wait_on,
+)
 from squall.httpserver._h1exchange import (
     _BLOCKED,
     _CLOSED,
@@ -64,9 +72,8 @@ from squall.httputil import (
     HTTPMessageDelegate,
     RequestStartLine,
 )
-from squall.httputil._exchange import DONE, GONE, IDLE, report_closed
+from squall.httputil._exchange import DONE, IDLE
 from squall.httputil._kit import (
-    _check_host,
     _error_response,
     _GzipMessageDelegate,
     _lenient_after,
@@ -474,8 +481,7 @@ class _HTTPProtocol(asyncio.Protocol):
         hosts = headers._as_list.get("Host")
         # A keep-alive client sends the same Host each time: check it once.
         if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
-            _check_host(headers, event.version)
-            self._good_host = hosts[0] if hosts else None
+            self._good_host = checked_host(headers, event.version)
         req = _RequestConnection(self)
         self._req = req
         self._state = _REQUEST
@@ -522,20 +528,11 @@ class _HTTPProtocol(asyncio.Protocol):
     def _deliver(self, data: bytes) -> None:
         delegate = self._delegate
         assert delegate is not None
-        size = self._params.chunk_size
-        if len(data) <= size:
-            ret = delegate.data_received(data)
-            if ret is not None:
-                self._block(ret, False)
-            return
-        for i in range(0, len(data), size):
-            ret = delegate.data_received(data[i : i + size])
-            if ret is not None:
-                rest = data[i + size :]
-                if rest:
-                    self._leftover = rest
-                self._block(ret, False)
-                return
+        ret, rest = deliver(delegate, data, self._params.chunk_size)
+        if ret is not None:
+            if rest:
+                self._leftover = rest
+            self._block(ret, False)
 
     def _on_end(self) -> None:
         timer = self._body_timer
@@ -904,11 +901,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._delegate = None
         if req is not None:
             # The delegate is set while the request's body was still coming.
-            callback = req.close_callback
-            req.close_callback = None
-            finished = req._phase == DONE
-            req._phase = GONE
-            report_closed(delegate, None if finished else callback)
+            req._report_gone(delegate)
         if state == _DETACHED:
             # (_detach has already forgotten it: one server call, not two.)
             self._server._detached_lost(self)

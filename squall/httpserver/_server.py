@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import socket
 import ssl
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 from squall.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
 from squall.httpserver._context import _CallableAdapter, _HTTPRequestContext, _ProxyAdapter
@@ -52,6 +53,21 @@ def _run_now(coro: Coroutine[Any, Any, Any]) -> Any:
         return stop.value
     coro.close()
     return None
+
+
+@runtime_checkable
+class _DriverConnection(Protocol):
+    """What `HTTPServer` asks of the connections of its own drivers (the
+    HTTP/1.1, HTTP/2 and HTTP/3 protocols), and a connection of
+    ``handle_stream`` (an `.HTTP1ServerConnection` over an IOStream) lacks:
+    such a one is closed by its ``close()`` coroutine instead."""
+
+    def _drain(self, params: HTTP1ConnectionParameters) -> None:
+        """Finish what is in progress, take nothing new (``params``: the
+        server's, with keep-alive off), then close."""
+
+    def _hard_close(self) -> None:
+        """Drop the connection now (its transport aborted)."""
 
 
 class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
@@ -422,10 +438,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         # connection at once (IOStream-based ones are closed by the loop).
         self.stop()
         for conn in list(self._connections) + list(self._detached):
-            # HTTP/1 and HTTP/2 protocols; not IOStream connections (no such method).
-            hard_close = getattr(conn, "_hard_close", None)
-            if hard_close is not None:
-                hard_close()
+            # Not IOStream connections: the loop closes their fds.
+            if isinstance(conn, _DriverConnection):
+                conn._hard_close()
 
     async def close_all_connections(self) -> None:
         """Close every open HTTP connection and wait until they are closed.
@@ -487,16 +502,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
 
         loop: asyncio.AbstractEventLoop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
         self.stop()
-        p = self.conn_params
-        self._drain_params = HTTP1ConnectionParameters(
-            no_keep_alive=True,
-            chunk_size=p.chunk_size,
-            max_header_size=p.max_header_size,
-            header_timeout=p.header_timeout,
-            max_body_size=p.max_body_size,
-            body_timeout=p.body_timeout,
-            decompress=p.decompress,
-        )
+        # The server's own parameters, but every response closes its connection.
+        params = self._drain_params = copy.copy(self.conn_params)
+        params.no_keep_alive = True
         self._drain_waiter = waiter = loop.create_future()
         self._drain_idle_deadline = loop.time() + idle_grace
         closing: list[asyncio.Task[None]] = []
@@ -507,9 +515,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         for _ in range(2):
             await asyncio.sleep(0)
         for conn in list(self._connections):
-            if hasattr(conn, "_drain"):
-                # _HTTPProtocol, and the HTTP/2 protocol (GOAWAY).
-                conn._drain(self._drain_params)
+            if isinstance(conn, _DriverConnection):
+                # HTTP/2 and HTTP/3 send a GOAWAY.
+                conn._drain(params)
             else:
                 # An IOStream connection (handle_stream): closed at once.
                 closing.append(loop.create_task(conn.close()))
@@ -530,7 +538,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         except TimeoutError:
             clean = False
             for conn in list(self._connections) + list(self._detached):
-                if hasattr(conn, "_hard_close"):
+                if isinstance(conn, _DriverConnection):
                     conn._hard_close()
                 else:
                     closing.append(loop.create_task(conn.close()))

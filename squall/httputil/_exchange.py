@@ -1,8 +1,9 @@
 """The exchange contract: ``request.connection``, one HTTP message exchange
 as the application sees it, whatever protocol carries it.
 
-`HTTPConnection` declares what the application (`.RequestHandler`, a WSGI
-container, a router's delegate) may call, and what each call raises.
+`HTTPConnection` (in ``_contract``, interpreted) declares what the
+application (`.RequestHandler`, a WSGI container, a router's delegate) may
+call, and what each call raises.
 `Exchange` is the part of it that does not depend on the protocol, written
 once: the response's phase, the Content-Length accounting and the close
 callback. A driver subclasses it and writes only its emit hooks
@@ -11,20 +12,22 @@ callback. A driver subclasses it and writes only its emit hooks
 Who implements what (docs/guide/seam.md draws it; one conformance suite,
 tests/httputil/test_exchange_conformance.py, runs over all of them):
 
-* HTTP/2 (``httpserver/_h2stream._H2Stream``), the ASGI adapter
-  (``asgi/_adapter._ASGIConnection``) and the test client
-  (``testclient._Connection``): `Exchange` subclasses, emit hooks only.
-* `.HTTP1Connection` (over an IOStream, client and server): an `Exchange`
-  whose `write` and `finish` are Exchange's; its hooks hand the body to the
-  sans-I/O core, which keeps the Content-Length accounting (it frames the
-  message by it, RFC 9112 section 6); its `write_headers` is its own (a
-  client writes a request head).
-* HTTP/1.1 on the server's protocol (``httpserver/_h1exchange._RequestConnection``):
-  compiled by mypyc and on the hot path, so it keeps its three write methods
-  fused with its emit code; its phase is the same `IDLE` .. `GONE` field, its
-  Content-Length accounting is the core's.
-* The runner's ``cli/_serving._AppConnection`` (a proxy that follows the
-  response for the access log) implements the contract directly.
+* Every implementation subclasses `Exchange`: HTTP/2
+  (``httpserver/_h2stream._H2Stream``), HTTP/3 (``_h3stream._H3Stream``), the
+  ASGI adapter (``asgi/_adapter._ASGIConnection``), the test client
+  (``testclient._Connection``) and the wrappers over another connection
+  (``httputil/_wrapped.WrappedConnection``: the runner's
+  ``cli/_serving._AppConnection``, which follows the response for the
+  access log, and ``httpserver/_altsvc._AltSvcConnection``, which adds
+  Alt-Svc) write the emit hooks only.
+* The HTTP/1.1 drivers, `.HTTP1Connection` (over an IOStream, client and
+  server) and ``httpserver/_h1exchange._RequestConnection`` (the server's
+  protocol, on the hot path), write their own `write_headers`: the sans-I/O
+  core renders the head and keeps the Content-Length accounting (it frames
+  the message by it, RFC 9112 section 6). `write`, `finish`, the phase,
+  `head_written` and the close callback are Exchange's. This module is
+  compiled by mypyc with the HTTP/1.1 server's driver, so the hooks cost no
+  more than the methods they replaced there.
 
 Optional capabilities are declared methods that may decline (return None,
 having done nothing): `HTTPConnection.write_rendered_head` and
@@ -43,9 +46,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import IO, TYPE_CHECKING, Any, Final, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Optional
 
+from squall._compiled import mypyc_attr
+from squall.httputil._contract import HTTPConnection, check_informational
 from squall.httputil._headers import HTTPHeaders, HTTPOutputError
 from squall.httputil._misc import ResponseStartLine, StartLine
 from squall.iostream import StreamClosedError
@@ -75,188 +80,6 @@ HEAD: Final = 1  # the head is written (a driver may still hold it)
 BODY: Final = 2  # body bytes followed the head
 DONE: Final = 3  # finish() ended the response
 GONE: Final = 4  # lost, reset or closed: nothing more goes out
-
-
-class HTTPConnection:
-    """The application's side of one HTTP message exchange: what it writes the response to.
-
-    A server hands one to the application per request (``request.connection``).
-    Every method below is part of the contract; a method a protocol cannot
-    honour raises as documented instead of being absent. The base class
-    raises `NotImplementedError` everywhere: a subclass from outside Squall
-    (Tornado's interface has only the first three) implements what it needs.
-    """
-
-    #: A capability of the connection, read by the application
-    #: (`.RequestHandler`) instead of testing for a concrete class. ``True``
-    #: promises two things: the close callback is the plain attribute
-    #: `close_callback` (``set_close_callback(cb)`` only assigns it, so the
-    #: application may assign it directly), and a close is reported only from
-    #: the event loop, never while the application's own code runs, so an
-    #: application may leave the attribute unset until its synchronous part
-    #: has returned and set it only if it is still running then. ``False``
-    #: (the default): the application calls ``set_close_callback`` as soon as
-    #: it starts. A class attribute here; a connection may set it per
-    #: instance (a slot is read faster).
-    close_callback_attribute: bool = False
-    #: Called if the connection closes before the response is finished
-    #: (only where `close_callback_attribute` is ``True``).
-    close_callback: Optional[Callable[[], None]]
-    #: What the request reads of the peer: ``remote_ip``, ``protocol`` and
-    #: ``address`` (a server's connections have all three).
-    context: Any
-
-    def write_headers(
-        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
-    ) -> asyncio.Future[None]:
-        """Writes the start line and headers, and optionally the first body chunk.
-
-        Args:
-            start_line: a `.RequestStartLine` or `.ResponseStartLine`.
-            headers: the headers to send.
-            chunk: the first (possibly only) piece of the body.
-
-        Returns:
-            A future that resolves once the data has been written out; if
-            the peer is gone, one failed with `.StreamClosedError`.
-
-        Raises:
-            HTTPOutputError: a head already written, a field the protocol
-                cannot carry, an invalid Content-Length, or a first chunk
-                longer than it. Unless `head_written` says otherwise
-                afterwards, nothing was sent and the application may still
-                answer with an error instead.
-        """
-        raise NotImplementedError()
-
-    def write(self, chunk: bytes) -> asyncio.Future[None]:
-        """Writes a chunk of the body.
-
-        Returns:
-            A future that resolves once the chunk has been written out (the
-            peer's flow control holds it back); if the peer is gone or the
-            response finished, one failed with `.StreamClosedError`.
-
-        Raises:
-            HTTPOutputError: more bytes than the Content-Length (the
-                exchange is then aborted), or no head written where the
-                protocol needs one first (HTTP/2, ASGI).
-        """
-        raise NotImplementedError()
-
-    def finish(self) -> None:
-        """Marks the end of the message. A second call does nothing.
-
-        Raises:
-            HTTPOutputError: fewer bytes written than the Content-Length (the
-                exchange is then aborted).
-        """
-        raise NotImplementedError()
-
-    def write_informational(self, code: int, headers: HTTPHeaders) -> bool:
-        """Sends an interim (1xx) response ahead of the final one, if the
-        connection can: a capability a connection may decline.
-
-        ``103 Early Hints`` (RFC 8297) is what an application sends this way;
-        ``100 Continue`` is the server's own. The base class declines.
-
-        Args:
-            code: the status, 1xx and not 101 (a switch of protocol is a
-                final answer here).
-            headers: the fields of the interim head (``Link``, for 103).
-
-        Returns:
-            True once the head is queued to go out ahead of the response.
-            False, with nothing sent, when the connection declines: the
-            response has started, the client cannot take a 1xx (HTTP/1.0,
-            RFC 9110 section 15.2), or the protocol has no way to carry it.
-
-        Raises:
-            HTTPOutputError: ``code`` is not an interim status, or a field
-                the protocol cannot carry.
-        """
-        check_informational(code)
-        return False
-
-    @property
-    def head_written(self) -> bool:
-        """Whether a head went out (read after `write_headers` raised).
-
-        ``True`` where the connection cannot tell: the application then
-        does not try a second head.
-        """
-        return True
-
-    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        """Call ``callback`` (from the event loop) if the connection closes
-        before the response is finished; ``None`` removes it. Raises nothing."""
-        raise NotImplementedError()
-
-    # -- optional capabilities: each may decline (None), and then nothing was done ----
-
-    def write_rendered_head(
-        self, head: bytes, framing: int, chunk: bytes
-    ) -> Optional[asyncio.Future[None]]:
-        """Writes a response head already rendered to bytes, with the first body chunk.
-
-        For a caller that renders heads itself from checked bytes (the ASGI
-        driver): ``head`` is the status line and fields, each line checked,
-        ending with the blank line; ``framing`` the body's length (its
-        Content-Length, already in ``head``), or -1 if none is declared.
-
-        Returns:
-            The future of `write_headers`; or None, with nothing written,
-            where the connection declines (the default, and HTTP/1.1 where
-            its state needs the head changed: a HEAD request, HTTP/1.0, a
-            connection to close): the caller then uses `write_headers`.
-        """
-        return None
-
-    def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
-        """Sends ``count`` body bytes of ``file``, from its offset, without
-        copying them through Python (sendfile(2)), after `write_headers`.
-
-        Returns:
-            An awaitable that resolves once sent; or None, with nothing done,
-            where the connection declines (the default; TLS; a body not framed
-            by a Content-Length): the caller then writes the bytes itself.
-
-        Raises:
-            HTTPOutputError: more bytes than the Content-Length.
-        """
-        return None
-
-    def set_body_timeout(self, timeout: float) -> None:
-        """Limits the time to receive this request's body (seconds), where
-        the server owns the timeouts (an ASGI server keeps its own). Raises nothing."""
-        raise NotImplementedError()
-
-    def set_max_body_size(self, max_body_size: int) -> None:
-        """Limits the size of this request's body (bytes); a larger body
-        closes the exchange (a 400 if no response started). Raises nothing."""
-        raise NotImplementedError()
-
-    def detach(self) -> Any:
-        """Takes the connection over as an `.IOStream` (after a 101 answer,
-        for WebSocket); HTTP processing stops.
-
-        Raises:
-            HTTPOutputError: the protocol cannot hand the connection over (an
-                HTTP/2 stream shares its connection; an ASGI HTTP request).
-            RuntimeError: already detached.
-        """
-        raise NotImplementedError()
-
-    def close(self) -> None:
-        """Closes the exchange now (HTTP/1.1: the connection; HTTP/2: the
-        stream, by a reset; ASGI: the call returns). Raises nothing."""
-        raise NotImplementedError()
-
-
-def check_informational(code: int) -> None:
-    """Raises `.HTTPOutputError` unless ``code`` may be sent as an interim head."""
-    if type(code) is not int or not 100 <= code < 200 or code == 101:
-        raise HTTPOutputError(f"{code!r} is not an interim (1xx) status other than 101")
 
 
 def close_by_attribute(connection: Any) -> bool:
@@ -295,6 +118,7 @@ def report_closed(
             app_log.error("Uncaught exception in close callback", exc_info=True)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Exchange(HTTPConnection):
     """`HTTPConnection` written once: the phase, Content-Length accounting
     and close callback; a driver writes the emit hooks.
@@ -311,6 +135,12 @@ class Exchange(HTTPConnection):
       exchange (its phase may move to `GONE` by `_report_gone`).
 
     A driver calls `_report_gone` when the peer goes away or the exchange is reset.
+
+    Compiled by mypyc with the HTTP/1.1 driver (speedups/squall_build.py):
+    its fields are then native attributes (mypyc passes ``__slots__`` over),
+    and the HTTP/1.1 server's `_RequestConnection`, a native subclass, calls
+    the hooks natively; interpreted subclasses (HTTP/2, HTTP/3, ASGI, the
+    test client, the runner's) override them as usual.
     """
 
     __slots__ = (
@@ -387,7 +217,12 @@ class Exchange(HTTPConnection):
         if phase == IDLE:
             return self._emit_raw(chunk)
         if chunk:
-            self._count(len(chunk))
+            # _count, inlined: a call fewer per chunk.
+            written = self._written = self._written + len(chunk)
+            declared = self._declared
+            if declared is not None and written > declared:
+                self._refuse()
+                raise HTTPOutputError("Tried to write more data than Content-Length")
         self._phase = BODY
         return self._emit_body(chunk)
 
@@ -398,10 +233,9 @@ class Exchange(HTTPConnection):
             HTTPOutputError: fewer bytes written than the Content-Length.
         """
         phase = self._phase
-        if phase == DONE:
-            return
-        if phase == GONE:
-            self._emit_end(GONE)
+        if phase >= DONE:
+            if phase == GONE:
+                self._emit_end(GONE)
             return
         self._phase = DONE
         declared = self._declared

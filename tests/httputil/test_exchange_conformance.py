@@ -104,6 +104,24 @@ class Runner(H1Server):
         return ServingDelegate(capture, limit_concurrency=10)
 
 
+class AltSvc(H1Server):
+    """``httpserver/_altsvc._AltSvcConnection``: what a server that also
+    serves HTTP/3 puts in front of its TCP exchanges (it adds Alt-Svc)."""
+
+    async def open(self) -> HTTPConnection:
+        loop = asyncio.get_running_loop()
+        capture = _Capture()
+        server = HTTPServer(capture)
+        server._alt_svc = 'h3=":443"'  # as listen() with http3 sets it
+        proto = _HTTPProtocol(server, server.conn_params, None, loop)
+        self.transport = FakeTransport(proto, loop)
+        proto.connection_made(self.transport)
+        proto.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        connection = await asyncio.wait_for(capture.connection, DEADLINE)
+        assert type(connection).__name__ == "_AltSvcConnection"
+        return connection
+
+
 class H2Stream(Harness):
     """``_H2Stream``: one stream of the HTTP/2 driver."""
 
@@ -212,6 +230,7 @@ HARNESSES: dict[str, Callable[[], Harness]] = {
     "_H2Stream": H2Stream,
     "_ASGIConnection": ASGI,
     "_AppConnection": Runner,
+    "_AltSvcConnection": AltSvc,
     "testclient._Connection": TestClientConnection,
     "HTTP1Connection(client)": H1Client,
 }
@@ -393,7 +412,7 @@ def test_sendfile_declines_before_the_head(name: str) -> None:
 
 # The connections whose close callback is the plain attribute, reported only
 # from the event loop (HTTPConnection.close_callback_attribute).
-CLOSE_BY_ATTRIBUTE = {"_RequestConnection", "_AppConnection"}
+CLOSE_BY_ATTRIBUTE = {"_RequestConnection", "_AppConnection", "_AltSvcConnection"}
 
 
 @implementations
@@ -413,3 +432,35 @@ def test_close_by_attribute_on_stand_ins() -> None:
 
     assert close_by_attribute(object()) is False  # duck-typed, no attribute
     assert close_by_attribute(mock.Mock()) is False  # answers anything, not True
+
+
+# What `Exchange` owns for every implementation: the phase and what reads or
+# moves it. An implementation writes the emit hooks (and `write_headers`
+# where its core renders heads), never these, and forwards nothing by
+# __getattr__ (what a protocol adds is declared by name).
+OWNED_BY_EXCHANGE = (
+    "write",
+    "finish",
+    "write_informational",
+    "head_written",
+    "set_close_callback",
+    "__getattr__",
+)
+
+
+@implementations
+def test_on_the_exchange_hooks(name: str) -> None:
+    from squall.httputil._exchange import Exchange
+
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        assert isinstance(conn, Exchange)
+        mro = type(conn).__mro__
+        own = {
+            member
+            for cls in mro[: mro.index(Exchange)]
+            for member in OWNED_BY_EXCHANGE
+            if member in vars(cls)
+        }
+        assert not own, f"{type(conn).__name__} redefines {sorted(own)}"
+
+    run_check(name, check)

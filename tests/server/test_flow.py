@@ -138,3 +138,154 @@ def test_both_drivers_sort_a_delegates_outcome_the_same_way() -> None:
         (APP_ERROR, ""),
     ]
     assert outcomes[4] == (FINISHED, "")
+
+
+class _Delegate:
+    """Takes body pieces; answers the piece numbered ``busy_at`` with an awaitable."""
+
+    def __init__(self, busy_at: int = -1) -> None:
+        self.pieces: list[bytes] = []
+        self.busy_at = busy_at
+
+    def data_received(self, chunk: bytes) -> object:
+        self.pieces.append(chunk)
+        return object() if len(self.pieces) - 1 == self.busy_at else None
+
+
+def test_deliver_hands_a_body_on_in_chunk_size_pieces() -> None:
+    from squall.httpserver._flow import deliver
+
+    delegate = _Delegate()
+    assert deliver(delegate, b"abcdefg", 3) == (None, b"")  # type: ignore[arg-type]
+    assert delegate.pieces == [b"abc", b"def", b"g"]
+    small = _Delegate()
+    assert deliver(small, b"ab", 3) == (None, b"")  # type: ignore[arg-type]
+    assert small.pieces == [b"ab"]
+
+
+def test_deliver_stops_at_a_busy_delegate_and_returns_the_rest() -> None:
+    from squall.httpserver._flow import deliver
+
+    delegate = _Delegate(busy_at=1)
+    ret, rest = deliver(delegate, b"abcdefg", 3)  # type: ignore[arg-type]
+    assert ret is not None and rest == b"g"
+    assert delegate.pieces == [b"abc", b"def"]
+
+
+def test_hold_keeps_the_rest_ahead_of_what_came_later() -> None:
+    from types import SimpleNamespace
+
+    from squall.httpserver._flow import hold
+
+    stream = SimpleNamespace(_inbox=None)
+    hold(stream, b"later")
+    hold(stream, None)  # the end of the body
+    hold(stream, b"rest", True)
+    assert stream._inbox == [b"rest", b"later", None]
+
+
+def test_body_overdue_takes_the_requests_timeout_first() -> None:
+    from squall.httpserver._flow import body_overdue
+
+    assert body_overdue(None, None, 1e9) is False  # no limit at all
+    assert body_overdue(None, 5.0, 6.0) is True
+    assert body_overdue(10.0, 5.0, 6.0) is False  # set_body_timeout wins
+    assert body_overdue(1.0, None, 2.0) is True
+
+
+def test_checked_host_returns_the_host_to_remember() -> None:
+    import pytest
+
+    from squall.httpserver._flow import checked_host
+    from squall.httputil import HTTPHeaders, HTTPInputError
+
+    assert checked_host(HTTPHeaders({"Host": "example.com:8080"}), "HTTP/1.1") == (
+        "example.com:8080"
+    )
+    assert checked_host(HTTPHeaders(), "HTTP/1.0") is None
+    with pytest.raises(HTTPInputError):
+        checked_host(HTTPHeaders(), "HTTP/1.1")
+    with pytest.raises(HTTPInputError):
+        checked_host(HTTPHeaders({"Host": "a b"}), "HTTP/1.1")
+
+
+def test_the_three_drivers_read_through_one_path() -> None:
+    # Body delivery, the Host check and the inbox of a busy stream are
+    # _flow's, not a copy per driver (issue 38). Read as text: the compiled
+    # build has no source to inspect.
+    from pathlib import Path
+
+    import squall
+
+    here = Path(squall.__file__).parent / "httpserver"
+    for name in ("_protocol.py", "_h2protocol.py", "_h3protocol.py"):
+        source = (here / name).read_text()
+        assert "deliver(delegate" in source, name
+        assert "checked_host(headers" in source, name
+        assert "delegate.data_received(" not in source, name
+        assert "_check_host(" not in source, name
+
+
+def test_http2_and_http3_streams_share_one_base() -> None:
+    # What an HTTP/2 and an HTTP/3 stream do alike (detach, close, the body
+    # limits, a broken Content-Length) is written once, in _MuxStream.
+    import pytest
+
+    from squall.httpserver._h2stream import _H2Stream
+    from squall.httpserver._muxstream import _MuxStream
+
+    pytest.importorskip("aioquic")
+    from squall.httpserver._h3stream import _H3Stream
+
+    shared = ("detach", "close", "set_body_timeout", "set_max_body_size", "_refuse", "_emit_raw")
+    for cls in (_H2Stream, _H3Stream):
+        assert issubclass(cls, _MuxStream)
+        assert not [name for name in shared if name in vars(cls)], cls.__name__
+    assert (_H2Stream.PROTOCOL, _H3Stream.PROTOCOL) == ("HTTP/2", "HTTP/3")
+
+
+def test_end_of_body_waits_behind_a_busy_delegate_then_drain_hands_on_in_order() -> None:
+    from types import SimpleNamespace
+
+    from squall.httpserver._flow import drain, end_of_body, hold
+
+    delegate = object()
+    stream = SimpleNamespace(
+        _inbox=None, _blocked=True, _closed=False, _read_done=False, _delegate=delegate
+    )
+    hold(stream, b"a")
+    assert end_of_body(stream) is None  # busy: the end waits behind b"a"
+    assert stream._inbox == [b"a", None] and not stream._read_done
+    seen: list[object] = []
+    stream._blocked = False
+    drain(stream, lambda s, item: seen.append(item), lambda s: seen.append(end_of_body(s)))
+    assert seen == [b"a", delegate]
+    assert stream._inbox is None and stream._read_done
+
+
+def test_drain_stops_when_the_delegate_is_busy_again() -> None:
+    from types import SimpleNamespace
+
+    from squall.httpserver._flow import drain
+
+    stream = SimpleNamespace(_inbox=[b"a", b"b", None], _blocked=False, _closed=False)
+
+    def piece(s: SimpleNamespace, item: object) -> None:
+        s._blocked = True  # the delegate answered with an awaitable
+
+    drain(stream, piece, lambda s: None)
+    assert stream._inbox == [b"b", None]
+
+
+def test_hold_if_busy_keeps_a_piece_only_behind_a_busy_delegate_or_held_pieces() -> None:
+    from types import SimpleNamespace
+
+    from squall.httpserver._flow import hold_if_busy
+
+    stream = SimpleNamespace(_inbox=None, _blocked=False)
+    assert hold_if_busy(stream, b"a") is False and stream._inbox is None
+    stream._blocked = True
+    assert hold_if_busy(stream, b"b") is True
+    stream._blocked = False
+    assert hold_if_busy(stream, b"c") is True  # behind b"b", in order
+    assert stream._inbox == [b"b", b"c"]

@@ -283,3 +283,23 @@ class ListenTest(AsyncTestCase):
         server.stop()
         assert server._servers == []
         await server.close_all_connections()
+
+
+def test_the_drivers_connections_declare_drain_and_hard_close() -> None:
+    # HTTPServer tells its drivers' connections from handle_stream's by a
+    # declared capability (not hasattr/getattr of private names).
+    import importlib.util
+
+    from squall.http1connection import HTTP1ServerConnection
+    from squall.httpserver._h2protocol import _H2Protocol
+    from squall.httpserver._protocol import _HTTPProtocol
+    from squall.httpserver._server import _DriverConnection
+
+    drivers: list[type] = [_HTTPProtocol, _H2Protocol]
+    if importlib.util.find_spec("aioquic") is not None:
+        from squall.httpserver._h3protocol import _H3Protocol
+
+        drivers.append(_H3Protocol)
+    for driver in drivers:
+        assert issubclass(driver, _DriverConnection), driver.__name__
+    assert not issubclass(HTTP1ServerConnection, _DriverConnection)

@@ -1,0 +1,107 @@
+"""What a request stream of a multiplexed connection is, whatever the
+protocol: the base of `_H2Stream` (``_h2stream``) and `_H3Stream` (``_h3stream``).
+
+Both are `.Exchange`s whose connection is shared by other streams: closing
+one resets it (the connection stays), only an accepted extended CONNECT
+(RFC 8441, RFC 9220: a WebSocket) can be detached, and a broken
+Content-Length resets the stream. Their read side is the same too (the
+driver's, through `squall.httpserver._flow`): its fields are declared here.
+Each subclass names its protocol and its two reset codes, and writes the
+emit hooks that move frames.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Optional
+
+from squall.httputil import HTTPMessageDelegate, HTTPOutputError
+from squall.httputil._exchange import DONE, Exchange
+
+__all__: list[str] = []  # private to the drivers
+
+
+class _MuxStream(Exchange):
+    """A request stream of an HTTP/2 or HTTP/3 connection (see the module).
+
+    ``_closed``: the stream was reset, timed out or its connection lost;
+    nothing more goes out (it may come after the response is done).
+    """
+
+    __slots__ = (
+        "_proto",
+        "stream_id",
+        "_delegate",
+        "_read_done",
+        "_closed",
+        "_counted",
+        "_inbox",
+        "_blocked",
+        "_received",
+        "_max_body",
+        "_body_timeout",
+        "_started",
+        "protocol",
+        "_tunnel",
+    )
+
+    #: The protocol's name, in what is raised.
+    PROTOCOL: ClassVar[str]
+    #: The stream reset a broken response gets, and the one close() sends.
+    INTERNAL_ERROR: ClassVar[int]
+    CANCEL: ClassVar[int]
+
+    # The driver's protocol (its own type in each subclass).
+    _proto: Any
+    stream_id: int
+    _delegate: Optional[HTTPMessageDelegate]
+    _read_done: bool
+    _closed: bool
+    _counted: bool
+    _inbox: Optional[list[Any]]
+    _blocked: bool
+    _received: int
+    _max_body: int
+    _body_timeout: Optional[float]
+    _started: float
+    #: The ``:protocol`` of an extended CONNECT (``"websocket"``), or None;
+    #: its stream is taken over by `detach` after a 2xx.
+    protocol: Optional[str]
+    _tunnel: Any
+
+    def _emit_raw(self, chunk: bytes) -> Any:
+        raise HTTPOutputError(f"write_headers must come first on an {self.PROTOCOL} stream")
+
+    def _refuse(self) -> None:
+        p = self._proto
+        p._reset(self, self.INTERNAL_ERROR)
+        if self._phase == DONE:
+            p._release(self)
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Limit the time to receive this request's body (seconds)."""
+        self._body_timeout = timeout
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Limit the size of this request's body (bytes)."""
+        self._max_body = max_body_size
+
+    def detach(self) -> Any:
+        """Take over the stream of an extended CONNECT answered with a 2xx
+        (RFC 8441, RFC 9220: a WebSocket over HTTP/2 or HTTP/3), as an
+        IOStream whose bytes travel in the stream's DATA frames (the
+        protocol's tunnel).
+
+        Raises:
+            HTTPOutputError: any other stream (the connection is shared by
+                other streams; only the stream of an accepted extended
+                CONNECT can be handed over).
+            RuntimeError: already detached.
+        """
+        tunnel = self._tunnel
+        if tunnel is None or not tunnel.accepted or self._phase < DONE:
+            raise HTTPOutputError(f"an {self.PROTOCOL} stream cannot be detached")
+        return tunnel._detach()
+
+    def close(self) -> None:
+        """Reset the stream (the connection stays open for other streams)."""
+        self._proto._reset(self, self.CANCEL)

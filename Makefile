@@ -65,7 +65,7 @@ endef
 
 # The pure sources: the editable install in .venv, with branch coverage.
 pytest: $(STAMP) system-deps
-	$(call summarized,pure,$(PY) -m coverage run -m pytest -W error $(PYTEST_FLAGS))
+	$(call summarized,pure,$(PY) -m coverage run -m pytest -W error -rfEs $(PYTEST_FLAGS))
 	$(PY) -m coverage report --fail-under=$(COVERAGE_FAIL_UNDER) | tee $(TEST_OUT)/coverage.log
 	@sed -i -E "s/ \(exit 0\)$$/, coverage $$(tail -n 1 $(TEST_OUT)/coverage.log | awk '{print $$NF}') (exit 0)/" $(TEST_OUT)/pure.summary
 	@cat $(TEST_OUT)/pure.summary
@@ -109,7 +109,7 @@ docs: $(STAMP)
 # environment $(2). The copy comes from the tree (test-compiled) or from the
 # sdist (dist, which so proves the sdist runs the whole suite).
 define pytest_installed
-	cd $(1)/tree && env -u PYTHONPATH $(2) $(abspath $(1))/bin/python -m pytest -W error -p no:cacheprovider $(PYTEST_FLAGS)
+	cd $(1)/tree && env -u PYTHONPATH $(2) $(abspath $(1))/bin/python -m pytest -W error -rfEs -p no:cacheprovider $(PYTEST_FLAGS)
 endef
 TREE_FOR_TESTS := tests demos benchmarks compat fuzz docs speedups pyproject.toml Makefile README.md CHANGELOG.md
 
@@ -134,7 +134,7 @@ $(COMPILED_VENV)/.installed: pyproject.toml
 	touch $@
 
 $(COMPILED_VENV)/.compiled: $(COMPILED_VENV)/.installed $(BUILD_SOURCES) $(SQUALL_SOURCES)
-	start=$$(date +%s); env -u SQUALL_NO_EXTENSIONS $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps . ; \
+	start=$$(date +%s); env -u SQUALL_NO_EXTENSIONS $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps . && \
 	  echo "== squall built and installed in $$(( $$(date +%s) - start ))s"
 	touch $@
 

@@ -67,7 +67,7 @@ endef
 pytest: $(STAMP) system-deps
 	$(call summarized,pure,$(PY) -m coverage run -m pytest -W error -rfEs $(PYTEST_FLAGS))
 	$(PY) -m coverage report --fail-under=$(COVERAGE_FAIL_UNDER) | tee $(TEST_OUT)/coverage.log
-	@sed -i -E "s/ \(exit 0\)$$/, coverage $$(tail -n 1 $(TEST_OUT)/coverage.log | awk '{print $$NF}') (exit 0)/" $(TEST_OUT)/pure.summary
+	@sed -i -E "s/ \(exit 0\)$$/, coverage $$(awk '$$1 == "TOTAL" {print $$NF}' $(TEST_OUT)/coverage.log) (exit 0)/" $(TEST_OUT)/pure.summary
 	@cat $(TEST_OUT)/pure.summary
 
 # Every check, then the whole suite twice: against the pure sources (above)

@@ -76,6 +76,8 @@ pytest: $(STAMP) system-deps
 # background beside the other venv, Debian's packages, lint, typecheck and
 # docs (their output in $(TEST_OUT)/compiled-build.log, shown when done),
 # never beside a test run, whose timing-sensitive tests they could slow.
+# The compile waits for .venv's editable install: pip builds both in the
+# tree, and both write build/squall.egg-info.
 # Both suites run even when the first fails; the closing lines give each
 # stage's time and each build's summary.
 test:
@@ -83,9 +85,11 @@ test:
 	stage() { name=$$1; shift; start=$$(date +%s); "$$@"; rc=$$?; \
 	  echo "== stage $$name: $$(( $$(date +%s) - start ))s (exit $$rc)" >> $(TEST_OUT)/stages; return $$rc; }; \
 	m="$(MAKE) --no-print-directory"; \
-	( stage "compiled venv" $$m $(COMPILED_VENV)/.installed && stage "compiled build" $$m compiled-build ) \
-	  > $(TEST_OUT)/compiled-build.log 2>&1 & build=$$!; \
-	stage venv $$m venv && stage "Debian packages" $$m system-deps && stage lint $$m lint && \
+	( stage "compiled venv" $$m $(COMPILED_VENV)/.installed && \
+	  until [ -e $(TEST_OUT)/venv-done ]; do sleep 1; done && \
+	  stage "compiled build" $$m compiled-build ) > $(TEST_OUT)/compiled-build.log 2>&1 & build=$$!; \
+	stage venv $$m venv; rc=$$?; touch $(TEST_OUT)/venv-done; \
+	[ $$rc = 0 ] && stage "Debian packages" $$m system-deps && stage lint $$m lint && \
 	  stage typecheck $$m typecheck && stage docs $$m docs || status=1; \
 	wait $$build || status=1; \
 	echo "== the compiled build ($(TEST_OUT)/compiled-build.log):"; cat $(TEST_OUT)/compiled-build.log; \
@@ -119,9 +123,9 @@ TREE_FOR_TESTS := tests demos benchmarks compat fuzz docs speedups pyproject.tom
 # for most users), with a C compiler (the hot modules compiled by mypyc, and
 # the C passes over request heads and HTML escaping), then pytest with
 # SQUALL_EXPECT_COMPILED=1 (a test fails unless the compiled modules are the
-# ones loaded). Without coverage. The venv's dependencies come with a pure
-# install (SQUALL_NO_EXTENSIONS=1), so that squall is compiled once, by
-# compiled-build, and again only when its sources or its build change.
+# ones loaded). Without coverage. The venv gets the dev and speedups extras
+# first, without squall, so that squall is built once, by compiled-build,
+# and again only when its sources or its build change.
 COMPILED_VENV := .venv-compiled
 BUILD_REQUIRES := 'setuptools>=77' 'mypy>=1.11'
 SQUALL_SOURCES := $(shell find squall -type f -not -path '*/__pycache__/*' -not -name '*.so' 2>/dev/null)
@@ -130,7 +134,8 @@ BUILD_SOURCES := pyproject.toml setup.py MANIFEST.in speedups/squall_build.py $(
 $(COMPILED_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(COMPILED_VENV)
 	$(COMPILED_VENV)/bin/python -m pip install -q --upgrade pip
-	SQUALL_NO_EXTENSIONS=1 $(COMPILED_VENV)/bin/python -m pip install -q '.[dev,speedups]'
+	$(COMPILED_VENV)/bin/python -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(x["dev"] + x["speedups"]))' > $(COMPILED_VENV)/requirements.txt
+	$(COMPILED_VENV)/bin/python -m pip install -q -r $(COMPILED_VENV)/requirements.txt
 	touch $@
 
 $(COMPILED_VENV)/.compiled: $(COMPILED_VENV)/.installed $(BUILD_SOURCES) $(SQUALL_SOURCES)

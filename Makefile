@@ -1,10 +1,16 @@
 PYTHON ?= python3
+# bash with pipefail: a test run's output goes through tee, and its exit
+# status must not be tee's.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
+# The pure run's branch coverage must reach this (a run of a few files: 0).
+COVERAGE_FAIL_UNDER ?= 90
 
-.PHONY: docs test test-compiled lint typecheck pytest coverage demo bench bench-callgrind callgrind bench-rss venv clean test-pythons
+.PHONY: docs test test-compiled compiled-build system-deps lint typecheck pytest coverage demo bench bench-callgrind callgrind bench-rss venv clean test-pythons
 
 venv: $(STAMP)
 
@@ -28,7 +34,7 @@ typecheck: $(STAMP)
 # (iproute2: listen backlogs), and mariadb-server and postgresql (the
 # forum's tests on each database); the
 # missing ones are installed in one apt run. Where they cannot be installed, their tests skip, saying why.
-pytest: $(STAMP)
+system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
@@ -41,10 +47,57 @@ pytest: $(STAMP)
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "could not install$$missing: their tests will skip"; \
 	fi
-	$(PY) -m coverage run -m pytest -W error $(PYTEST_FLAGS)
-	$(PY) -m coverage report --fail-under=90
 
-test: lint typecheck docs pytest
+# Each pytest run's output is kept in $(TEST_OUT)/NAME.log, and one line about
+# it ("== NAME: <pytest's closing line> in Ns (exit N)") in
+# $(TEST_OUT)/NAME.summary, which `make test` prints at its end; a note the
+# target wrote first to $(TEST_OUT)/NAME.note goes before the exit status.
+# $(1): the name; $(2): the command.
+TEST_OUT := $(abspath build/test-results)
+
+define summarized
+	@mkdir -p $(TEST_OUT); start=$$(date +%s); \
+	( $(2) ) 2>&1 | tee $(TEST_OUT)/$(1).log; rc=$$?; \
+	closing=$$(grep -E '(passed|failed|errors?|skipped|deselected|no tests ran).* in [0-9.]+s' $(TEST_OUT)/$(1).log | tail -n 1 | sed -E 's/^=+ //; s/ in [0-9.]+s.*//'); \
+	echo "== $(1): $${closing:-no pytest summary} in $$(( $$(date +%s) - start ))s$$(cat $(TEST_OUT)/$(1).note 2>/dev/null) (exit $$rc)" > $(TEST_OUT)/$(1).summary; \
+	exit $$rc
+endef
+
+# The pure sources: the editable install in .venv, with branch coverage.
+pytest: $(STAMP) system-deps
+	$(call summarized,pure,$(PY) -m coverage run -m pytest -W error -rfEs $(PYTEST_FLAGS))
+	$(PY) -m coverage report --fail-under=$(COVERAGE_FAIL_UNDER) | tee $(TEST_OUT)/coverage.log
+	@sed -i -E "s/ \(exit 0\)$$/, coverage $$(awk '$$1 == "TOTAL" {print $$NF}' $(TEST_OUT)/coverage.log) (exit 0)/" $(TEST_OUT)/pure.summary
+	@cat $(TEST_OUT)/pure.summary
+
+# Every check, then the whole suite twice: against the pure sources (above)
+# and against the compiled build as `pip install .` makes it (test-compiled,
+# below). The compiled venv and build (3-8 minutes, one core) run in the
+# background beside the other venv, Debian's packages, lint, typecheck and
+# docs (their output in $(TEST_OUT)/compiled-build.log, shown when done),
+# never beside a test run, whose timing-sensitive tests they could slow.
+# The compile waits for .venv's editable install: pip builds both in the
+# tree, and both write build/squall.egg-info.
+# Both suites run even when the first fails; the closing lines give each
+# stage's time and each build's summary.
+test:
+	@rm -rf $(TEST_OUT); mkdir -p $(TEST_OUT); status=0; \
+	stage() { name=$$1; shift; start=$$(date +%s); "$$@"; rc=$$?; \
+	  echo "== stage $$name: $$(( $$(date +%s) - start ))s (exit $$rc)" >> $(TEST_OUT)/stages; return $$rc; }; \
+	m="$(MAKE) --no-print-directory"; \
+	( stage "compiled venv" $$m $(COMPILED_VENV)/.installed && \
+	  until [ -e $(TEST_OUT)/venv-done ]; do sleep 1; done && \
+	  stage "compiled build" $$m compiled-build ) > $(TEST_OUT)/compiled-build.log 2>&1 & build=$$!; \
+	stage venv $$m venv; rc=$$?; touch $(TEST_OUT)/venv-done; \
+	[ $$rc = 0 ] && stage "Debian packages" $$m system-deps && stage lint $$m lint && \
+	  stage typecheck $$m typecheck && stage docs $$m docs || status=1; \
+	wait $$build || status=1; \
+	echo "== the compiled build ($(TEST_OUT)/compiled-build.log):"; cat $(TEST_OUT)/compiled-build.log; \
+	if [ $$status = 0 ]; then \
+	  stage "pytest, pure" $$m pytest || status=1; \
+	  stage "pytest, compiled" $$m test-compiled || status=1; \
+	fi; \
+	echo; cat $(TEST_OUT)/stages; cat $(TEST_OUT)/pure.summary $(TEST_OUT)/compiled.summary 2>/dev/null; exit $$status
 
 # The documentation site (docs/, Sphinx): API reference generated from the
 # docstrings, the `squall run` reference from its argument parser; warnings
@@ -60,30 +113,46 @@ docs: $(STAMP)
 # environment $(2). The copy comes from the tree (test-compiled) or from the
 # sdist (dist, which so proves the sdist runs the whole suite).
 define pytest_installed
-	cd $(1)/tree && env -u PYTHONPATH $(2) $(abspath $(1))/bin/python -m pytest -W error -p no:cacheprovider $(PYTEST_FLAGS)
+	cd $(1)/tree && env -u PYTHONPATH $(2) $(abspath $(1))/bin/python -m pytest -W error -rfEs -p no:cacheprovider $(PYTEST_FLAGS)
 endef
-TREE_FOR_TESTS := tests demos benchmarks compat fuzz docs speedups pyproject.toml Makefile
+TREE_FOR_TESTS := tests demos benchmarks compat fuzz docs speedups pyproject.toml Makefile README.md CHANGELOG.md
 
 # The whole suite against the compiled build: squall installed (not editable)
-# into its own venv by `pip install .` with a C compiler (the hot modules
-# compiled by mypyc, and the C passes over request heads and HTML escaping),
-# then pytest with SQUALL_EXPECT_COMPILED=1 (a test fails unless the compiled
-# modules are the ones loaded). Without coverage.
+# into its own venv by `pip install .`, as a user's pip does it (in an
+# isolated build environment: the build requirements only, so no aioquic, as
+# for most users), with a C compiler (the hot modules compiled by mypyc, and
+# the C passes over request heads and HTML escaping), then pytest with
+# SQUALL_EXPECT_COMPILED=1 (a test fails unless the compiled modules are the
+# ones loaded). Without coverage. The venv gets the dev and speedups extras
+# first, without squall, so that squall is built once, by compiled-build,
+# and again only when its sources or its build change.
 COMPILED_VENV := .venv-compiled
 BUILD_REQUIRES := 'setuptools>=77' 'mypy>=1.11'
+SQUALL_SOURCES := $(shell find squall -type f -not -path '*/__pycache__/*' -not -name '*.so' 2>/dev/null)
+BUILD_SOURCES := pyproject.toml setup.py MANIFEST.in speedups/squall_build.py $(wildcard speedups/c/*.c)
 
 $(COMPILED_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(COMPILED_VENV)
 	$(COMPILED_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COMPILED_VENV)/bin/python -m pip install -q $(BUILD_REQUIRES) '.[dev,speedups]'
+	$(COMPILED_VENV)/bin/python -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(x["dev"] + x["speedups"]))' > $(COMPILED_VENV)/requirements.txt
+	$(COMPILED_VENV)/bin/python -m pip install -q -r $(COMPILED_VENV)/requirements.txt
 	touch $@
 
-test-compiled: $(COMPILED_VENV)/.installed
-	start=$$(date +%s); $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps --no-build-isolation .; \
+$(COMPILED_VENV)/.compiled: $(COMPILED_VENV)/.installed $(BUILD_SOURCES) $(SQUALL_SOURCES)
+	start=$$(date +%s); env -u SQUALL_NO_EXTENSIONS $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps . && \
 	  echo "== squall built and installed in $$(( $$(date +%s) - start ))s"
-	cd /tmp && env -u PYTHONPATH $(abspath $(COMPILED_VENV))/bin/python -m squall.speedups
-	rm -rf $(COMPILED_VENV)/tree && mkdir -p $(COMPILED_VENV)/tree && cp -r $(TREE_FOR_TESTS) $(COMPILED_VENV)/tree/
-	$(call pytest_installed,$(COMPILED_VENV),SQUALL_EXPECT_COMPILED=1)
+	touch $@
+
+compiled-build: $(COMPILED_VENV)/.compiled
+
+test-compiled: $(COMPILED_VENV)/.compiled system-deps
+	@mkdir -p $(TEST_OUT)
+	cd /tmp && env -u PYTHONPATH $(abspath $(COMPILED_VENV))/bin/python -m squall.speedups | tee $(TEST_OUT)/speedups.log
+	@modules=$$(sed -nE 's/^squall runs ([0-9]+) compiled modules:$$/\1 modules compiled/p' $(TEST_OUT)/speedups.log); \
+	  echo ", $${modules:-NOT COMPILED}" > $(TEST_OUT)/compiled.note
+	rm -rf $(COMPILED_VENV)/tree && mkdir -p $(COMPILED_VENV)/tree && cp -a $(TREE_FOR_TESTS) $(COMPILED_VENV)/tree/
+	$(call summarized,compiled,$(call pytest_installed,$(COMPILED_VENV),SQUALL_EXPECT_COMPILED=1))
+	@cat $(TEST_OUT)/compiled.summary
 
 # The release files, checked: `python -m build` makes the sdist and then the
 # wheel from that sdist (compiled: timed), auditwheel (from PyPI) makes the
@@ -207,7 +276,6 @@ $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
 # installed (not editable) into the bench venv and reinstalled, compiled, when
 # any of its sources or the build changes (a stale copy would run old code).
 BENCH_SPEEDUPS := $(BENCH_VENV)/.speedups
-SQUALL_SOURCES := $(shell find squall -name '*.py' 2>/dev/null)
 
 $(BENCH_SPEEDUPS): $(BENCH_STAMP) setup.py speedups/squall_build.py $(wildcard speedups/c/*.c) $(SQUALL_SOURCES)
 	$(BENCH_VENV)/bin/python -m pip install -q --force-reinstall --no-deps --no-build-isolation .

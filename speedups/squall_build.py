@@ -240,6 +240,19 @@ def _failed(reason: str) -> dict[str, Any]:
     return {"compiled": False, "reason": reason}
 
 
+def mypy_config() -> str:
+    """The configuration mypy (mypyc) checks the staged sources with."""
+    # The HTTP/3 modules are built on aioquic, an optional extra: where it is
+    # not installed (pip's isolated build environment has only the build
+    # requirements) its names are Any, and strict mode's errors about them (a
+    # class over Any, a return of Any) would make mypyc refuse the build of
+    # the compiled modules that import the server. They stay interpreted.
+    return (
+        "[mypy]\nstrict = True\nwarn_unused_ignores = False\nignore_missing_imports = True\n"
+        f"[mypy-{','.join(OPTIONAL_EXTRA_MODULES)}]\nignore_errors = True\n"
+    )
+
+
 def _compile() -> tuple[list[Any], dict[str, Any]]:
     """mypycify over a copy of squall; returns (extensions, manifest)."""
     if os.environ.get("SQUALL_SPEEDUPS_FAIL") == "1":
@@ -254,14 +267,7 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
     # The whole package, so that mypy resolves every import; only the
     # modules listed below are compiled.
     shutil.copytree(src, root / "squall", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-    # The HTTP/3 modules are built on aioquic, an optional extra: where it is
-    # not installed its names are Any, and strict mode's errors about them
-    # (a class over Any, a return of Any) would make mypyc refuse the build
-    # of the compiled modules that import the server. They stay interpreted.
-    (root / "mypy.ini").write_text(
-        "[mypy]\nstrict = True\nwarn_unused_ignores = False\nignore_missing_imports = True\n"
-        f"[mypy-{','.join(OPTIONAL_EXTRA_MODULES)}]\nignore_errors = True\n"
-    )
+    (root / "mypy.ini").write_text(mypy_config())
     modules: dict[str, str] = {}
     paths: list[str] = []
     for package in COMPILED_PACKAGES:

@@ -37,7 +37,9 @@ SHARED_PORT_DEPARTURES = {("http2/3.5", "Sends invalid connection preface")}
 def find_h2spec() -> tuple[Optional[str], str]:
     """The h2spec command, built if needed; or None and why not."""
     candidates = [os.environ.get("H2SPEC"), shutil.which("h2spec")]
-    candidates += [str(up / "shared" / "tools" / "h2spec") for up in (ROOT.parent, ROOT.parents[1])]
+    # shared/ is beside the checkout, whose copy of the tests may be deeper
+    # down (.venv-compiled/tree for the compiled run): every ancestor is tried.
+    candidates += [str(up / "shared" / "tools" / "h2spec") for up in ROOT.parents]
     found = [c for c in candidates if c and os.access(c, os.X_OK)]
     if not found:
         return None, "h2spec not found (set H2SPEC, or put h2spec on PATH)"

@@ -273,8 +273,15 @@ def inner(cfg: dict[str, Any]) -> None:
         for label, module, qualname in STAGES:
             probes.wrap_path(label, module, qualname)
     elif cfg["probes"] == "all":
+        # Imported before wrapping: the driver, its stream and the ASGI
+        # server are imported lazily, and a module not yet loaded is not
+        # wrapped.
         import squall._h2
-        import squall.httpserver  # noqa: F401
+        import squall.asgi._http
+        import squall.asgi._scope
+        import squall.httpserver._h2protocol
+        import squall.httpserver._h2stream
+        import squall.web.application  # noqa: F401
 
         probes.wrap_all(
             (

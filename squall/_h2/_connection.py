@@ -35,6 +35,7 @@ from squall._h2._base import (
 )
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import Event, Fields, Request, Trailers
+from squall._h2._hpack import encoded_field, encoded_status
 from squall._h2._limits import H2Limits
 from squall._h2._rules import CONNECTION_FIELDS as _CONNECTION_FIELDS
 from squall._h2._rules import NO_LENGTH, content_length
@@ -58,6 +59,51 @@ _KNOWN_FIELDS_MAX = 512
 _KNOWN_VALUE_MAX = 512
 _REGULAR = object()  # a plain field: passed every check, nothing more to do
 _PSEUDO = object()  # a pseudo-header field with a valid value
+
+# The lines of response heads rendered for HTTP/1.1 (see
+# `H2Connection.encode_rendered_head`) and their HPACK encoding; b"" for a
+# connection-specific field, which HTTP/2 leaves out. What a line encodes
+# to depends on the line alone (the encoder keeps no table), so the memo
+# is shared by every connection; bounded as the encoder's own memo is.
+_rendered: dict[bytes, bytes] = {}
+_RENDERED_MAX = 4096
+_RENDERED_LINE_MAX = 256
+
+
+def _rendered_line(line: bytes, first: bool) -> Optional[bytes]:
+    """The HPACK encoding of one line of a rendered response head (the
+    status line if ``first``); None if HTTP/2 cannot send it as it is."""
+    if first:
+        # "HTTP/1.1 200 OK": a final status other than 204 and 304, whose
+        # heads carry more rules than a rendered head can tell.
+        version, _, rest = line.partition(b" ")
+        digits = rest[:3]
+        if (
+            version != b"HTTP/1.1"
+            or len(digits) != 3
+            or not digits.isdigit()
+            or rest[3:4] not in (b"", b" ")
+        ):
+            return None
+        status = int(digits)
+        if status < 200 or status == 204 or status == 304:
+            return None
+        encoded = encoded_status(status)
+    else:
+        name, sep, value = line.partition(b": ")
+        text = name.decode("latin-1").lower()
+        if not sep or _good_name(text) is None:
+            return None
+        if b"\r" in value or b"\n" in value or b"\x00" in value:
+            return None
+        # RFC 9113 §8.2.2: HTTP/2 frames the message itself (as
+        # `response_fields` leaves these out of a head given as fields).
+        encoded = b"" if text in _CONNECTION_FIELDS else encoded_field(text.encode(), value)
+    if len(line) <= _RENDERED_LINE_MAX:
+        if len(_rendered) >= _RENDERED_MAX:
+            _rendered.clear()
+        _rendered[line] = encoded
+    return encoded
 
 
 class H2Connection(H2Base):
@@ -383,10 +429,61 @@ class H2Connection(H2Base):
         Raises:
             LocalProtocolError: the stream is closed.
         """
+        self.send_head_block(stream_id, self.encode_head(status, headers), end_stream)
+
+    def encode_head(
+        self, status: int, headers: Iterable[tuple[Union[str, bytes], Union[str, bytes]]]
+    ) -> bytes:
+        """A response head as the header block `send_head_block` sends
+        (names lowercase; bytes as they are, text as UTF-8). Encoding uses
+        no connection state: the block may be sent later."""
+        return self._encoder.encode_response(status, headers)
+
+    def encode_rendered_head(self, head: bytes) -> Optional[bytes]:
+        """A response head rendered for HTTP/1.1, as the header block
+        `send_head_block` sends; None if it cannot go as it is.
+
+        ``head`` is a status line and field lines, each ending with CRLF,
+        then an empty line: what `.HTTPConnection.write_rendered_head` is
+        given. The status becomes ``:status``, the names lowercase, the
+        connection-specific fields are left out (RFC 9113 §8.2.2). None
+        for anything else: an informational, 204 or 304 status, a line
+        that is no ``Name: value`` field, a control octet in a value. Each
+        line's encoding is memoized: a head's lines recur (the Date line
+        changes once a second).
+        """
+        lines = head.split(b"\r\n")
+        n = len(lines)
+        if n < 3 or lines[n - 1] or lines[n - 2]:
+            return None
+        memo = _rendered
+        line = lines[0]
+        encoded = memo.get(line)
+        if encoded is None:
+            encoded = _rendered_line(line, True)
+            if encoded is None:
+                return None
+        parts = [encoded]
+        for i in range(1, n - 2):
+            line = lines[i]
+            encoded = memo.get(line)
+            if encoded is None:
+                encoded = _rendered_line(line, False)
+                if encoded is None:
+                    return None
+            parts.append(encoded)
+        return b"".join(parts)
+
+    def send_head_block(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
+        """Send a response head encoded by `encode_head` or `encode_rendered_head`.
+
+        Raises:
+            LocalProtocolError: the stream is closed.
+        """
         stream = self._streams.get(stream_id)
         if stream is None or not stream.state.self_open:
             raise LocalProtocolError(f"stream {stream_id} is closed")
-        self._header_frames(stream_id, self._encoder.encode_response(status, headers), end_stream)
+        self._header_frames(stream_id, block, end_stream)
         if end_stream:
             self._local_end(stream_id, stream)
 

@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["Decoder", "DecodingError", "HeaderListTooLarge", "StatelessEncoder"]
+__all__ = [
+    "Decoder",
+    "DecodingError",
+    "HeaderListTooLarge",
+    "StatelessEncoder",
+    "encoded_field",
+    "encoded_status",
+]
 
 # RFC 7541 Appendix A, in order (index = position + 1).
 _STATIC: tuple[tuple[bytes, bytes], ...] = (
@@ -173,6 +180,16 @@ class StatelessEncoder:
 
 
 _STATUS = {code: _field(b":status", str(code).encode("ascii")) for code in range(100, 600)}
+
+
+def encoded_status(status: int) -> bytes:
+    """``:status`` (a three-digit code) as a field of a response head block."""
+    return _STATUS.get(status) or _field(b":status", str(status).encode("ascii"))
+
+
+def encoded_field(name: bytes, value: bytes) -> bytes:
+    """One field (``name`` lowercase) as `StatelessEncoder` encodes it."""
+    return _field(name, value)
 
 
 # -- decoding ------------------------------------------------------------------------

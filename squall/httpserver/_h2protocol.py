@@ -641,13 +641,13 @@ class _H2Protocol(asyncio.Protocol):
         head = stream._head
         assert head is not None
         stream._head = None
-        code, fields, chunk = head
+        block, chunk = head
         sid = stream.stream_id
         try:
             if stream._bodiless or not chunk:
-                self._h2.send_headers(sid, code, fields, end)
+                self._h2.send_head_block(sid, block, end)
                 return True
-            self._h2.send_headers(sid, code, fields, False)
+            self._h2.send_head_block(sid, block, False)
             sent = self._h2.send_data(sid, chunk, end)
         except LocalProtocolError:
             # The stream is closed in h2 but not here: the client reset it

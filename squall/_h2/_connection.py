@@ -35,7 +35,13 @@ from squall._h2._base import (
 )
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import Event, Fields, Request, Trailers
-from squall._h2._hpack import encoded_field, encoded_status
+from squall._h2._hpack import (
+    _FULL_INDEX,
+    encoded_field,
+    encoded_status,
+    encoded_string,
+    literal_name,
+)
 from squall._h2._limits import H2Limits
 from squall._h2._rules import CONNECTION_FIELDS as _CONNECTION_FIELDS
 from squall._h2._rules import NO_LENGTH, content_length
@@ -60,45 +66,73 @@ _KNOWN_VALUE_MAX = 512
 _REGULAR = object()  # a plain field: passed every check, nothing more to do
 _PSEUDO = object()  # a pseudo-header field with a valid value
 
-# The lines of response heads rendered for HTTP/1.1 (see
-# `H2Connection.encode_rendered_head`) and their HPACK encoding; b"" for a
-# connection-specific field, which HTTP/2 leaves out. What a line encodes
-# to depends on the line alone (the encoder keeps no table), so the memo
-# is shared by every connection; bounded as the encoder's own memo is.
+# Rendered response heads (see `H2Connection.encode_rendered_head`) are
+# encoded line by line. Their names recur whatever the values: each maps to
+# the start of its HPACK field (b"" for a connection-specific field, which
+# HTTP/2 leaves out; None for a name that is no token). Whole lines recur
+# too (the same Content-Type, the Date line for a second): each maps to its
+# encoding. Both memos hold what depends on their key alone (the encoder
+# keeps no table), are shared by every connection, and are bounded.
+_rendered_names: dict[bytes, Optional[bytes]] = {}
+_control = re.compile(b"[\r\n\x00]").search
 _rendered: dict[bytes, bytes] = {}
 _RENDERED_MAX = 4096
 _RENDERED_LINE_MAX = 256
 
 
-def _rendered_line(line: bytes, first: bool) -> Optional[bytes]:
-    """The HPACK encoding of one line of a rendered response head (the
-    status line if ``first``); None if HTTP/2 cannot send it as it is."""
-    if first:
-        # "HTTP/1.1 200 OK": a final status other than 204 and 304, whose
-        # heads carry more rules than a rendered head can tell.
-        version, _, rest = line.partition(b" ")
-        digits = rest[:3]
-        if (
-            version != b"HTTP/1.1"
-            or len(digits) != 3
-            or not digits.isdigit()
-            or rest[3:4] not in (b"", b" ")
-        ):
-            return None
-        status = int(digits)
-        if status < 200 or status == 204 or status == 304:
-            return None
-        encoded = encoded_status(status)
-    else:
-        name, sep, value = line.partition(b": ")
-        text = name.decode("latin-1").lower()
-        if not sep or _good_name(text) is None:
-            return None
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
-            return None
+def _rendered_name(name: bytes) -> Optional[bytes]:
+    text = name.decode("latin-1").lower()
+    if _good_name(text) is None:
+        prefix: Optional[bytes] = None
+    elif text in _CONNECTION_FIELDS:
         # RFC 9113 §8.2.2: HTTP/2 frames the message itself (as
         # `response_fields` leaves these out of a head given as fields).
-        encoded = b"" if text in _CONNECTION_FIELDS else encoded_field(text.encode(), value)
+        prefix = b""
+    else:
+        prefix = literal_name(text.encode())
+    if len(_rendered_names) >= _RENDERED_MAX:
+        _rendered_names.clear()
+    _rendered_names[name] = prefix
+    return prefix
+
+
+def _rendered_status(line: bytes) -> Optional[bytes]:
+    """``:status`` for a status line, "HTTP/1.1 200 OK"; None unless it is
+    a final status other than 204 and 304 (whose heads carry more rules
+    than a rendered head can tell)."""
+    version, _, rest = line.partition(b" ")
+    digits = rest[:3]
+    if (
+        version != b"HTTP/1.1"
+        or len(digits) != 3
+        or not digits.isdigit()
+        or rest[3:4] not in (b"", b" ")
+    ):
+        return None
+    status = int(digits)
+    if status < 200 or status == 204 or status == 304:
+        return None
+    return encoded_status(status)
+
+
+def _rendered_field(line: bytes) -> Optional[bytes]:
+    """A ``Name: value`` line's HPACK encoding; None if it is not one, or
+    its value holds a control octet."""
+    name, sep, value = line.partition(b": ")
+    prefix = _rendered_names.get(name)
+    if prefix is None:
+        prefix = _rendered_name(name)
+        if prefix is None:
+            return None
+    if not sep or _control(value) is not None:
+        return None
+    encoded: bytes
+    if not prefix:
+        encoded = b""  # left out
+    elif prefix == _FULL_INDEX:
+        encoded = encoded_field(name.lower(), value)
+    else:
+        encoded = prefix + encoded_string(value)
     if len(line) <= _RENDERED_LINE_MAX:
         if len(_rendered) >= _RENDERED_MAX:
             _rendered.clear()
@@ -460,15 +494,19 @@ class H2Connection(H2Base):
         line = lines[0]
         encoded = memo.get(line)
         if encoded is None:
-            encoded = _rendered_line(line, True)
+            encoded = _rendered_status(line)
             if encoded is None:
                 return None
+            if len(line) <= _RENDERED_LINE_MAX:
+                if len(memo) >= _RENDERED_MAX:
+                    memo.clear()
+                memo[line] = encoded
         parts = [encoded]
         for i in range(1, n - 2):
             line = lines[i]
             encoded = memo.get(line)
             if encoded is None:
-                encoded = _rendered_line(line, False)
+                encoded = _rendered_field(line)
                 if encoded is None:
                     return None
             parts.append(encoded)

@@ -887,8 +887,13 @@ def test_the_memo_of_rendered_lines_is_bounded() -> None:
     server = H2Connection()
     long_value = b"v" * 300
     for i in range(_connection._RENDERED_MAX + 10):
-        head = b"HTTP/1.1 200 OK\r\nX-N: %d\r\nX-Long: %s\r\n\r\n" % (i, long_value)
+        head = b"HTTP/1.1 200 OK\r\nX-N: %d\r\nX-%d: 1\r\nX-Long: %s\r\n\r\n" % (
+            i,
+            i,
+            long_value,
+        )
         block = server.encode_rendered_head(head)
         assert block is not None
     assert len(_connection._rendered) <= _connection._RENDERED_MAX
+    assert len(_connection._rendered_names) <= _connection._RENDERED_MAX
     assert all(len(line) <= _connection._RENDERED_LINE_MAX for line in _connection._rendered)

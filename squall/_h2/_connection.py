@@ -21,7 +21,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable, Sequence
-from typing import Optional, Union
+from typing import Final, Optional, Union
 
 from squall._h2._base import (
     _ENABLE_CONNECT,
@@ -73,11 +73,15 @@ _PSEUDO = object()  # a pseudo-header field with a valid value
 # too (the same Content-Type, the Date line for a second): each maps to its
 # encoding. Both memos hold what depends on their key alone (the encoder
 # keeps no table), are shared by every connection, and are bounded.
-_rendered_names: dict[bytes, Optional[bytes]] = {}
-_control = re.compile(b"[\r\n\x00]").search
-_rendered: dict[bytes, bytes] = {}
-_RENDERED_MAX = 4096
-_RENDERED_LINE_MAX = 256
+# (Final: the compiled build reads them as C globals, not from the
+# module's dict at each use.)
+_rendered_names: Final[dict[bytes, Optional[bytes]]] = {}
+_rendered: Final[dict[bytes, bytes]] = {}
+_RENDERED_MAX: Final = 4096
+_RENDERED_LINE_MAX: Final = 256
+# A string literal's length prefix (RFC 7541 §5.2, no Huffman coding), for
+# the lengths that fit the prefix's seven bits.
+_SHORT_LENGTHS: Final = [bytes((n,)) for n in range(127)]
 
 
 def _rendered_name(name: bytes) -> Optional[bytes]:
@@ -116,21 +120,24 @@ def _rendered_status(line: bytes) -> Optional[bytes]:
 
 
 def _rendered_field(line: bytes) -> Optional[bytes]:
-    """A ``Name: value`` line's HPACK encoding; None if it is not one, or
-    its value holds a control octet."""
+    """A ``Name: value`` line's HPACK encoding; None if it is not one. (Its
+    value was checked by the caller: see `H2Connection.encode_rendered_head`.)"""
     name, sep, value = line.partition(b": ")
     prefix = _rendered_names.get(name)
     if prefix is None:
         prefix = _rendered_name(name)
         if prefix is None:
             return None
-    if not sep or _control(value) is not None:
+    if not sep:
         return None
     encoded: bytes
+    n = len(value)
     if not prefix:
         encoded = b""  # left out
     elif prefix == _FULL_INDEX:
         encoded = encoded_field(name.lower(), value)
+    elif n < 127:
+        encoded = prefix + _SHORT_LENGTHS[n] + value
     else:
         encoded = prefix + encoded_string(value)
     if len(line) <= _RENDERED_LINE_MAX:
@@ -482,9 +489,10 @@ class H2Connection(H2Base):
         given. The status becomes ``:status``, the names lowercase, the
         connection-specific fields are left out (RFC 9113 §8.2.2). None
         for anything else: an informational, 204 or 304 status, a line
-        that is no ``Name: value`` field, a control octet in a value. Each
-        line's encoding is memoized: a head's lines recur (the Date line
-        changes once a second).
+        that is no ``Name: value`` field with a token for a name. As for
+        HTTP/1.1's rendered heads, the caller vouches that no value holds
+        a control octet. Each line's encoding is memoized, and each name's:
+        a head's lines recur (the Date line changes once a second).
         """
         lines = head.split(b"\r\n")
         n = len(lines)

@@ -20,7 +20,11 @@ ASGI callable of benchmarks/servers/asgi_starlette.py (two constant
 messages), the shape ``make bench-h2`` measures.
 
 Instructions per request = (count of a run of N+M requests - count of a run
-of M requests) / N, after a warm-up, so start-up costs cancel. Stages (from
+of M requests) / N, after a warm-up, so start-up costs cancel. The count
+includes the fake transport's reading of the server's frames (about 13,800
+instructions per request, "(harness) FakeTransport.write" in ``--profile``),
+which no real server pays: compare figures with each other, not with a
+server's CPU time. Stages (from
 a second run with probes; see _probe.py): ``h2 core`` is squall._h2
 (framing, HPACK, flow control, including what it calls in the ``h2``
 package), ``app`` the delegates (routing, RequestHandler), ``driver`` the
@@ -273,8 +277,15 @@ def inner(cfg: dict[str, Any]) -> None:
         for label, module, qualname in STAGES:
             probes.wrap_path(label, module, qualname)
     elif cfg["probes"] == "all":
+        # Imported before wrapping: the driver, its stream and the ASGI
+        # server are imported lazily, and a module not yet loaded is not
+        # wrapped.
         import squall._h2
-        import squall.httpserver  # noqa: F401
+        import squall.asgi._http
+        import squall.asgi._scope
+        import squall.httpserver._h2protocol
+        import squall.httpserver._h2stream
+        import squall.web.application  # noqa: F401
 
         probes.wrap_all(
             (

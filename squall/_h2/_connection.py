@@ -21,7 +21,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable, Sequence
-from typing import Optional, Union
+from typing import Final, Optional, Union
 
 from squall._h2._base import (
     _ENABLE_CONNECT,
@@ -35,6 +35,13 @@ from squall._h2._base import (
 )
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import Event, Fields, Request, Trailers
+from squall._h2._hpack import (
+    _FULL_INDEX,
+    encoded_field,
+    encoded_status,
+    encoded_string,
+    literal_name,
+)
 from squall._h2._limits import H2Limits
 from squall._h2._rules import CONNECTION_FIELDS as _CONNECTION_FIELDS
 from squall._h2._rules import NO_LENGTH, content_length
@@ -58,6 +65,86 @@ _KNOWN_FIELDS_MAX = 512
 _KNOWN_VALUE_MAX = 512
 _REGULAR = object()  # a plain field: passed every check, nothing more to do
 _PSEUDO = object()  # a pseudo-header field with a valid value
+
+# Rendered response heads (see `H2Connection.encode_rendered_head`) are
+# encoded line by line. Their names recur whatever the values: each maps to
+# the start of its HPACK field (b"" for a connection-specific field, which
+# HTTP/2 leaves out; None for a name that is no token). Whole lines recur
+# too (the same Content-Type, the Date line for a second): each maps to its
+# encoding. Both memos hold what depends on their key alone (the encoder
+# keeps no table), are shared by every connection, and are bounded.
+# (Final: the compiled build reads them as C globals, not from the
+# module's dict at each use.)
+_rendered_names: Final[dict[bytes, Optional[bytes]]] = {}
+_rendered: Final[dict[bytes, bytes]] = {}
+_RENDERED_MAX: Final = 4096
+_RENDERED_LINE_MAX: Final = 256
+# A string literal's length prefix (RFC 7541 §5.2, no Huffman coding), for
+# the lengths that fit the prefix's seven bits.
+_SHORT_LENGTHS: Final = [bytes((n,)) for n in range(127)]
+
+
+def _rendered_name(name: bytes) -> Optional[bytes]:
+    text = name.decode("latin-1").lower()
+    if _good_name(text) is None:
+        prefix: Optional[bytes] = None
+    elif text in _CONNECTION_FIELDS:
+        # RFC 9113 §8.2.2: HTTP/2 frames the message itself (as
+        # `response_fields` leaves these out of a head given as fields).
+        prefix = b""
+    else:
+        prefix = literal_name(text.encode())
+    if len(_rendered_names) >= _RENDERED_MAX:
+        _rendered_names.clear()
+    _rendered_names[name] = prefix
+    return prefix
+
+
+def _rendered_status(line: bytes) -> Optional[bytes]:
+    """``:status`` for a status line, "HTTP/1.1 200 OK"; None unless it is
+    a final status other than 204 and 304 (whose heads carry more rules
+    than a rendered head can tell)."""
+    version, _, rest = line.partition(b" ")
+    digits = rest[:3]
+    if (
+        version != b"HTTP/1.1"
+        or len(digits) != 3
+        or not digits.isdigit()
+        or rest[3:4] not in (b"", b" ")
+    ):
+        return None
+    status = int(digits)
+    if status < 200 or status == 204 or status == 304:
+        return None
+    return encoded_status(status)
+
+
+def _rendered_field(line: bytes) -> Optional[bytes]:
+    """A ``Name: value`` line's HPACK encoding; None if it is not one. (Its
+    value was checked by the caller: see `H2Connection.encode_rendered_head`.)"""
+    name, sep, value = line.partition(b": ")
+    prefix = _rendered_names.get(name)
+    if prefix is None:
+        prefix = _rendered_name(name)
+        if prefix is None:
+            return None
+    if not sep:
+        return None
+    encoded: bytes
+    n = len(value)
+    if not prefix:
+        encoded = b""  # left out
+    elif prefix == _FULL_INDEX:
+        encoded = encoded_field(name.lower(), value)
+    elif n < 127:
+        encoded = prefix + _SHORT_LENGTHS[n] + value
+    else:
+        encoded = prefix + encoded_string(value)
+    if len(line) <= _RENDERED_LINE_MAX:
+        if len(_rendered) >= _RENDERED_MAX:
+            _rendered.clear()
+        _rendered[line] = encoded
+    return encoded
 
 
 class H2Connection(H2Base):
@@ -383,10 +470,66 @@ class H2Connection(H2Base):
         Raises:
             LocalProtocolError: the stream is closed.
         """
+        self.send_head_block(stream_id, self.encode_head(status, headers), end_stream)
+
+    def encode_head(
+        self, status: int, headers: Iterable[tuple[Union[str, bytes], Union[str, bytes]]]
+    ) -> bytes:
+        """A response head as the header block `send_head_block` sends
+        (names lowercase; bytes as they are, text as UTF-8). Encoding uses
+        no connection state: the block may be sent later."""
+        return self._encoder.encode_response(status, headers)
+
+    def encode_rendered_head(self, head: bytes) -> Optional[bytes]:
+        """A response head rendered for HTTP/1.1, as the header block
+        `send_head_block` sends; None if it cannot go as it is.
+
+        ``head`` is a status line and field lines, each ending with CRLF,
+        then an empty line: what `.HTTPConnection.write_rendered_head` is
+        given. The status becomes ``:status``, the names lowercase, the
+        connection-specific fields are left out (RFC 9113 §8.2.2). None
+        for anything else: an informational, 204 or 304 status, a line
+        that is no ``Name: value`` field with a token for a name. As for
+        HTTP/1.1's rendered heads, the caller vouches that no value holds
+        a control octet. Each line's encoding is memoized, and each name's:
+        a head's lines recur (the Date line changes once a second).
+        """
+        lines = head.split(b"\r\n")
+        n = len(lines)
+        if n < 3 or lines[n - 1] or lines[n - 2]:
+            return None
+        memo = _rendered
+        line = lines[0]
+        encoded = memo.get(line)
+        if encoded is None:
+            encoded = _rendered_status(line)
+            if encoded is None:
+                return None
+            if len(line) <= _RENDERED_LINE_MAX:
+                if len(memo) >= _RENDERED_MAX:
+                    memo.clear()
+                memo[line] = encoded
+        parts = [encoded]
+        for i in range(1, n - 2):
+            line = lines[i]
+            encoded = memo.get(line)
+            if encoded is None:
+                encoded = _rendered_field(line)
+                if encoded is None:
+                    return None
+            parts.append(encoded)
+        return b"".join(parts)
+
+    def send_head_block(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
+        """Send a response head encoded by `encode_head` or `encode_rendered_head`.
+
+        Raises:
+            LocalProtocolError: the stream is closed.
+        """
         stream = self._streams.get(stream_id)
         if stream is None or not stream.state.self_open:
             raise LocalProtocolError(f"stream {stream_id} is closed")
-        self._header_frames(stream_id, self._encoder.encode_response(status, headers), end_stream)
+        self._header_frames(stream_id, block, end_stream)
         if end_stream:
             self._local_end(stream_id, stream)
 

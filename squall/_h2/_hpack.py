@@ -19,7 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["Decoder", "DecodingError", "HeaderListTooLarge", "StatelessEncoder"]
+__all__ = [
+    "Decoder",
+    "DecodingError",
+    "HeaderListTooLarge",
+    "StatelessEncoder",
+    "encoded_field",
+    "encoded_status",
+    "encoded_string",
+    "literal_name",
+]
 
 # RFC 7541 Appendix A, in order (index = position + 1).
 _STATIC: tuple[tuple[bytes, bytes], ...] = (
@@ -173,6 +182,39 @@ class StatelessEncoder:
 
 
 _STATUS = {code: _field(b":status", str(code).encode("ascii")) for code in range(100, 600)}
+
+
+def encoded_status(status: int) -> bytes:
+    """``:status`` (a three-digit code) as a field of a response head block."""
+    return _STATUS.get(status) or _field(b":status", str(status).encode("ascii"))
+
+
+def encoded_field(name: bytes, value: bytes) -> bytes:
+    """One field (``name`` lowercase) as `StatelessEncoder` encodes it."""
+    return _field(name, value)
+
+
+#: What `literal_name` returns for a name with a value in the static table:
+#: its fields go through `encoded_field`.
+_FULL_INDEX = b"\x00full"
+
+
+def literal_name(name: bytes) -> bytes:
+    """The start of a field named ``name`` (lowercase) as `StatelessEncoder`
+    encodes it when its value is not in the static table: the value's
+    `encoded_string` follows. `_FULL_INDEX` for the names that have a value
+    in the static table (a response can carry only ``accept-encoding``)."""
+    if any(entry[0] == name for entry in _FULL):
+        return _FULL_INDEX
+    index = _NAMES.get(name)
+    if index is not None:
+        return _integer(index, 4, 0x00)  # §6.2.2, indexed name
+    return b"\x00" + _string(name)
+
+
+def encoded_string(data: bytes) -> bytes:
+    """RFC 7541 §5.2: a string literal, not Huffman-coded."""
+    return _string(data)
 
 
 # -- decoding ------------------------------------------------------------------------

@@ -85,6 +85,7 @@ from squall.httputil import (
     RequestStartLine,
 )
 from squall.httputil._exchange import DONE, IDLE
+from squall.httputil._headers import _NAME_CACHE, _cache_name
 from squall.httputil._kit import _GzipMessageDelegate
 from squall.iostream import StreamClosedError
 
@@ -404,7 +405,21 @@ class _H2Protocol(asyncio.Protocol):
             rest = [f for f in fields if f[0] != "host"]
             fields = [("host", authority)] + (rest if len(fields) - len(rest) < 2 else fields)
         start_line = _new_tuple(RequestStartLine, (event.method, event.target, _VERSION))
-        headers = HTTPHeaders._from_pairs(fields)
+        # HTTPHeaders._from_pairs's loop, here where it is compiled: the
+        # core checked every field already.
+        as_list: dict[str, list[str]] = {}
+        names = _NAME_CACHE
+        for field in fields:
+            name = field[0]
+            norm = names.get(name)
+            if norm is None:
+                norm = _cache_name(name)
+            values = as_list.get(norm)
+            if values is None:
+                as_list[norm] = [field[1]]
+            else:
+                values.append(field[1])
+        headers = HTTPHeaders._from_fields(as_list)
         declared = event.content_length
         self._begin(sid, start_line, headers, now, declared, event.expect_continue, event.protocol)
 
@@ -619,13 +634,13 @@ class _H2Protocol(asyncio.Protocol):
         head = stream._head
         assert head is not None
         stream._head = None
-        code, fields, chunk = head
+        block, chunk = head
         sid = stream.stream_id
         try:
             if stream._bodiless or not chunk:
-                self._h2.send_headers(sid, code, fields, end)
+                self._h2.send_head_block(sid, block, end)
                 return True
-            self._h2.send_headers(sid, code, fields, False)
+            self._h2.send_head_block(sid, block, False)
             sent = self._h2.send_data(sid, chunk, end)
         except LocalProtocolError:
             # The stream is closed in h2 but not here: the client reset it

@@ -22,7 +22,7 @@ from squall.httputil import (
     HTTPOutputError,
     ResponseStartLine,
 )
-from squall.httputil._exchange import DONE, GONE, IDLE
+from squall.httputil._exchange import DONE, GONE, HEAD, IDLE
 
 if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
@@ -76,9 +76,9 @@ class _H2Stream(_MuxStream):
         # Body pieces (and the end, as None) held while the delegate is busy.
         self._inbox: Optional[list[Optional[Data]]] = None
         self._blocked = False
-        # A response head (and first chunk) not yet handed to h2: sent with
-        # the end of the stream when finish() follows at once.
-        self._head: Optional[tuple[int, list[tuple[bytes, bytes]], bytes]] = None
+        # A response head (its header block) and first chunk not yet handed
+        # to h2: sent with the end of the stream when finish() follows at once.
+        self._head: Optional[tuple[bytes, bytes]] = None
         self._received = 0
         self._max_body = proto._max_body
         self._body_timeout: Optional[float] = None
@@ -106,8 +106,9 @@ class _H2Stream(_MuxStream):
         tunnel = self._tunnel
         if tunnel is not None:
             fields = tunnel._head_fields(start_line.code, fields)
-        self._head = (start_line.code, fields, chunk)
-        return self._proto._queue_head(self)
+        p = self._proto
+        self._head = (p._h2.encode_head(start_line.code, fields), chunk)
+        return p._queue_head(self)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         p = self._proto
@@ -144,6 +145,35 @@ class _H2Stream(_MuxStream):
         return True
 
     # -- HTTPConnection ---------------------------------------------------------------
+
+    def write_rendered_head(
+        self, head: bytes, framing: int, chunk: bytes
+    ) -> Optional[asyncio.Future[None]]:
+        """Write a response head rendered for HTTP/1.1 (the ASGI driver's),
+        with the first body chunk, as HTTP/2 carries it.
+
+        See `.HTTPConnection.write_rendered_head`. Its lines are encoded
+        straight from the bytes (`squall._h2.H2Connection.encode_rendered_head`),
+        not made into `.HTTPHeaders` first. Declined (None, nothing done)
+        once a head went, for a HEAD request, an extended CONNECT, a chunk
+        longer than ``framing``, and heads the core does not take as they are.
+        """
+        if (
+            self._phase != IDLE
+            or self._bodiless
+            or self._tunnel is not None
+            or framing < len(chunk)
+        ):
+            return None
+        p = self._proto
+        block = p._h2.encode_rendered_head(head)
+        if block is None:
+            return None
+        self._declared = framing
+        self._phase = HEAD
+        self._written = len(chunk)
+        self._head = (block, chunk)
+        return p._queue_head(self)
 
     def set_trailers(self, trailers: HTTPHeaders) -> None:
         """Send ``trailers`` as the response's trailer section, after the body.

@@ -823,3 +823,80 @@ def test_memos_keep_only_short_fields() -> None:
     assert all(len(raw) <= 256 for raw in server._decoder._memo)
     assert all(len(enc) <= 256 for enc in server._encoder._memo.values())
     assert (b"x-s", b"1") in server._encoder._memo
+
+
+# Heads as the ASGI driver renders them for HTTP/1.1, and the fields HTTP/2
+# carries for each (lowercase names, connection-specific fields left out).
+RENDERED = [
+    (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+        b"Date: Tue, 24 Nov 2026 02:00:00 GMT\r\n\r\n",
+        [
+            (b":status", b"200"),
+            (b"content-type", b"text/plain"),
+            (b"content-length", b"12"),
+            (b"date", b"Tue, 24 Nov 2026 02:00:00 GMT"),
+        ],
+    ),
+    (
+        b"HTTP/1.1 418 I'm a Teapot\r\nX-A: 1\r\nKeep-Alive: timeout=5\r\nX-A: \xe9: 2\r\n"
+        b"Set-Cookie: a=b\r\n\r\n",
+        [(b":status", b"418"), (b"x-a", b"1"), (b"x-a", b"\xe9: 2"), (b"set-cookie", b"a=b")],
+    ),
+    (b"HTTP/1.1 999 \r\n\r\n", [(b":status", b"999")]),
+    (
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"v" * 126 + b"\r\nEtag: " + b"e" * 127 + b"\r\n\r\n",
+        [(b":status", b"200"), (b"x-long", b"v" * 126), (b"etag", b"e" * 127)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("head", "fields"), RENDERED)
+def test_a_rendered_head_is_encoded_as_its_fields(
+    head: bytes, fields: list[tuple[bytes, bytes]]
+) -> None:
+    server = H2Connection()
+    for _ in range(2):  # the second time from the memo of lines
+        block = server.encode_rendered_head(head)
+        assert block is not None
+        assert hpack.Decoder().decode(block, raw=True) == fields
+        assert block == server.encode_head(int(fields[0][1]), fields[1:])
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\n",
+        b"HTTP/1.1 20 OK\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: 1\r\n",  # no empty line
+        b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\nY: 2\r\n\r\n",  # a line after the end
+        b"HTTP/1.1 200 OK\r\nX 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX Y: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-\xe9: 1\r\n\r\n",
+    ],
+)
+def test_a_rendered_head_http2_cannot_take_as_it_is_is_declined(head: bytes) -> None:
+    assert H2Connection().encode_rendered_head(head) is None
+
+
+def test_the_memo_of_rendered_lines_is_bounded() -> None:
+    from squall._h2 import _connection
+
+    server = H2Connection()
+    long_value = b"v" * 300
+    for i in range(_connection._RENDERED_MAX + 10):
+        head = b"HTTP/1.1 200 OK\r\nX-N: %d\r\nX-%d: 1\r\nX-Long: %s\r\n\r\n" % (
+            i,
+            i,
+            long_value,
+        )
+        block = server.encode_rendered_head(head)
+        assert block is not None
+    assert len(_connection._rendered) <= _connection._RENDERED_MAX
+    assert len(_connection._rendered_names) <= _connection._RENDERED_MAX
+    assert all(len(line) <= _connection._RENDERED_LINE_MAX for line in _connection._rendered)

@@ -381,7 +381,7 @@ def test_setters_raise_nothing(name: str) -> None:
 
 # The optional capabilities: a declared method that declines (returns None,
 # having done nothing) where the connection cannot; which ones accept today.
-RENDERS_HEADS = {"_RequestConnection"}
+RENDERS_HEADS = {"_RequestConnection", "_H2Stream"}
 
 
 @implementations

@@ -233,6 +233,12 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=10, help="concurrent streams per connection")
     parser.add_argument("--only", action="append", choices=CONTENDERS, help="these contenders")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write benchmarks/results/h2.json (each Squall path against each other "
+        "server) and regenerate the README's tables",
+    )
     args = parser.parse_args()
     if shutil.which("h2load") is None:
         print("h2load is not installed (apt-get install nghttp2-client)", file=sys.stderr)
@@ -303,7 +309,51 @@ def main() -> int:
         Path(args.json).write_text(
             json.dumps({"rates": rates, "per_cpu": per_cpu, "median": med, "median_cpu": med_cpu})
         )
+    if args.record:
+        record(args, build[0] if build else "unknown", med, med_cpu)
     return 0
+
+
+RECORD_LABELS = {
+    "squall run": "HTTP/2 (h2c), bare ASGI app, `squall run --http2`",
+    "squall app": "HTTP/2 (h2c), Squall's Application with `http2=True`",
+}
+
+
+def record(
+    args: argparse.Namespace, build: str, med: dict[str, float], med_cpu: dict[str, float]
+) -> None:
+    """Writes each Squall path's ratios to the other servers' (medians of the rounds)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import figures
+
+    rows = [
+        {
+            "label": f"{label} / {other.capitalize()}",
+            "ratio_cpu": round(med_cpu[ours] / med_cpu[other], 3),
+            "ratio_rps": round(med[ours] / med[other], 3),
+        }
+        for ours, label in RECORD_LABELS.items()
+        if ours in med
+        for other in med
+        if other not in RECORD_LABELS and med_cpu[other] and med[other]
+    ]
+    if not rows:
+        raise SystemExit("--record: no Squall path and other server both ran")
+    path = figures.record(
+        "h2",
+        Path(__file__).resolve(),
+        build,
+        {
+            "rows": rows,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "clients": args.clients,
+            "streams": args.streams,
+        },
+    )
+    figures.main_update()
+    print(f"recorded in {path}")
 
 
 if __name__ == "__main__":

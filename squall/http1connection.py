@@ -180,7 +180,9 @@ def _unread(stream: IOStream, data: bytes) -> None:
 class HTTP1Connection(Exchange):
     """One HTTP/1.x message exchange over an `.IOStream`, client or server side.
 
-    An ``Exchange`` (its phase, close callback, `write`, `finish` and
+    An ``Exchange`` (its phase, close callback,
+    `~squall.httputil.HTTPConnection.write`,
+    `~squall.httputil.HTTPConnection.finish` and
     `~squall.httputil.HTTPConnection.head_written`); like the server's
     protocol path, it writes its own `write_headers`, and its Content-Length
     accounting is the sans-I/O core's (``squall._h1``, which frames the

@@ -42,7 +42,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +52,12 @@ from typing import Any, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from callgrind_hotpath import add_probe_costs, capture_protocol, run_inner  # noqa: E402
+from callgrind_hotpath import (  # noqa: E402
+    FakeTransport,
+    add_probe_costs,
+    capture_protocol,
+    run_inner,
+)
 
 APPS = ["tornado-chat", "squall-chat"]
 BUILDS = ["compiled", "pure"]
@@ -62,69 +66,20 @@ K1 = 200  # waiters woken in the short run; the long run wakes K1 + k
 XSRF = "0123456789abcdef0123456789abcdef"
 SECRET = "callgrind-longpoll"
 
-_CL = re.compile(rb"\r\ncontent-length: *(\d+)", re.I)
 
-
-class Transport(asyncio.Transport):
-    """Takes what the server writes and counts complete responses."""
+class Transport(FakeTransport):
+    """Takes what the server writes and counts complete responses (each a 200)."""
 
     def __init__(self, harness: Harness) -> None:
-        super().__init__()
+        super().__init__(self._answered)
         self.harness = harness
-        self.buf = b""
-        self.closing = False
         self.last = b""
-        self.extra = {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8888)}
 
-    def write(self, data: Any) -> None:
-        buf = self.buf + bytes(data)
-        while True:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                break
-            m = _CL.search(buf, 0, end + 2)
-            length = int(m.group(1)) if m else 0
-            if len(buf) < end + 4 + length:
-                break
-            if not buf.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"unexpected response {buf[:300]!r}")
-            self.last = buf[end + 4 : end + 4 + length]
-            buf = buf[end + 4 + length :]
-            self.harness.answered()
-        self.buf = buf
-
-    def writelines(self, parts: Any) -> None:
-        self.write(b"".join(parts))
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.extra.get(name, default)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_reading(self) -> bool:
-        return True
-
-    def set_write_buffer_limits(self, high: Any = None, low: Any = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def can_write_eof(self) -> bool:
-        return False
+    def _answered(self, status: int, body: bytes) -> None:
+        if status != 200:
+            raise RuntimeError(f"unexpected status {status}: {body[:300]!r}")
+        self.last = body
+        self.harness.answered()
 
 
 def _form_request(path: str, body: str, cookie: str) -> bytes:

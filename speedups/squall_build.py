@@ -137,6 +137,7 @@ OPTIONAL_EXTRA_MODULES = (
     "squall.httpserver._h3protocol",
     "squall.httpserver._h3stream",
     "squall.httpserver._h3websocket",
+    "squall.simple_httpclient._h3",
 )
 # Modules that would be compiled but must not be; why beside each.
 SKIPPED: dict[str, str] = {

@@ -175,10 +175,10 @@ def parse_extensions(header: str) -> list[tuple[str, Params]]:
         HandshakeError: the value is malformed.
     """
     result: list[tuple[str, Params]] = []
-    for item in _split_outside_quotes(header, ","):
+    for item in split_outside_quotes(header, ","):
         if not item.strip():
             continue
-        parts = _split_outside_quotes(item, ";")
+        parts = split_outside_quotes(item, ";")
         name = parts[0].strip()
         if not _token(name):
             raise HandshakeError(f"invalid extension name {name!r}")
@@ -201,7 +201,9 @@ def parse_extensions(header: str) -> list[tuple[str, Params]]:
     return result
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
+def split_outside_quotes(text: str, sep: str) -> list[str]:
+    """``text`` split at each ``sep`` outside a quoted string (RFC 9110 §5.6.4,
+    backslash escapes included); the pieces are not stripped."""
     if '"' not in text:
         return text.split(sep)
     parts: list[str] = []

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from io import BytesIO
 from typing import Any, Optional, cast
 
-from squall._content_coding import ContentCodingError, Decoder
 from squall._h2 import (
     Data,
     Drained,
@@ -39,14 +38,14 @@ from squall.netutil import ssl_options_to_context
 from squall.platform.asyncio import _bound_reads
 from squall.simple_httpclient._client import SimpleAsyncHTTPClient
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
+from squall.simple_httpclient._mux import MuxConnection, StreamResponses
+from squall.simple_httpclient._mux import StreamFetch as _Fetch
 from squall.simple_httpclient._policy import (
-    DECOMPRESS_STEP,
     REDIRECT_CODES,
     follows_redirects,
     options,
     redirected,
     request_fields,
-    take_decoder,
 )
 
 __all__ = ["H2AsyncHTTPClient"]
@@ -69,50 +68,10 @@ def _opt(request: HTTPRequest, name: str) -> Any:
 _Key = tuple[Any, ...]
 
 
-class _Fetch:
-    """One request on an HTTP/2 connection, and its response so far."""
-
-    __slots__ = (
-        "request",
-        "callback",
-        "start",
-        "stream_id",
-        "status",
-        "headers",
-        "chunks",
-        "timer",
-        "decompressor",
-        "received",
-        "body",
-        "done",
-        "retried",
-        "fields",
-        "follows",
-    )
-
-    def __init__(
-        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], start: float
-    ) -> None:
-        self.request = request
-        self.callback = callback
-        self.start = start
-        self.stream_id = 0
-        self.status = 0
-        self.headers: Optional[HTTPHeaders] = None
-        self.chunks: list[bytes] = []
-        self.timer: Optional[asyncio.TimerHandle] = None
-        self.body = b""
-        self.done = False
-        self.retried = False
-        self.decompressor: Optional[Decoder] = None
-        self.received = 0
-        # The request's header fields, as the client policy makes them.
-        self.fields: list[tuple[str, str]] = []
-        self.follows = False
-
-
-class _H2ClientProtocol(asyncio.Protocol):
+class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
     """One HTTP/2 connection to an origin, shared by the fetches to it."""
+
+    version_word = "HTTP/2.0"
 
     def __init__(self, client: H2AsyncHTTPClient, key: _Key, limits: H2Limits) -> None:
         self.client = client
@@ -269,111 +228,24 @@ class _H2ClientProtocol(asyncio.Protocol):
 
     def on_response(self, event: Response) -> None:
         fetch = self.streams.get(event.stream_id)
-        if fetch is None:
-            return
-        headers = HTTPHeaders()
-        for name, value in event.headers:
-            headers.add(name, value)
-        fetch.status = event.status
-        fetch.headers = headers
-        if _opt(fetch.request, "decompress_response"):
-            # Decoded as it arrives, so streaming_callback gets plain bytes.
-            fetch.decompressor = take_decoder(headers)
-        header_callback = _opt(fetch.request, "header_callback")
-        if header_callback is not None:
-            try:
-                header_callback(f"HTTP/2.0 {event.status} \r\n")
-                for name, value in headers.get_all():
-                    header_callback(f"{name}: {value}\r\n")
-                header_callback("\r\n")
-            except Exception as exc:
-                self.abandon(fetch, exc)
+        if fetch is not None:
+            self.on_head(fetch, event.status, event.headers)
 
     def on_data(self, event: Data) -> None:
         self.h2.consumed(event.stream_id, event.flow_length)
         fetch = self.streams.get(event.stream_id)
-        if fetch is None:
-            return
-        streaming = _opt(fetch.request, "streaming_callback")
-        if self.client._will_redirect(fetch):
-            return  # the redirect's body is not wanted
-        decompressor = fetch.decompressor
-        if decompressor is None:
-            self._take(fetch, event.data, streaming)
-            return
-        decompressor.feed(event.data)
-        self._decode(fetch, decompressor, streaming)
+        if fetch is not None:
+            self.on_body(fetch, event.data)
 
-    def _decode(
-        self, fetch: _Fetch, decompressor: Decoder, streaming: Optional[Callable[[bytes], Any]]
-    ) -> bool:
-        """Pass on what ``decompressor`` has decoded, a bounded step at a time
-        (a compression bomb never holds more than one step); False if the
-        fetch was abandoned."""
-        while True:
-            try:
-                piece = decompressor.read(DECOMPRESS_STEP)
-            except ContentCodingError as exc:
-                self.abandon(fetch, HTTPStreamClosedError(f"invalid body: {exc}"))
-                return False
-            if not piece:
-                return True
-            if not self._take(fetch, piece, streaming):
-                return False
-
-    def _take(
-        self, fetch: _Fetch, piece: bytes, streaming: Optional[Callable[[bytes], Any]]
-    ) -> bool:
-        """Hand one decoded piece on; False if the fetch was abandoned."""
-        fetch.received += len(piece)
-        limit = self.client.max_body_size or self.client.max_buffer_size
-        if streaming is None and fetch.received > limit:
-            # Buffered whole, a body this size (a compression bomb, say)
-            # would exhaust memory: refused instead.
-            gen_log.warning("Malformed HTTP message from server: decompressed body too large")
-            self.abandon(fetch, HTTPStreamClosedError("body too large"))
-            return False
-        if not piece:
-            return True
-        if streaming is not None:
-            try:
-                streaming(piece)
-            except Exception as exc:
-                self.abandon(fetch, exc)
-                return False
-        else:
-            fetch.chunks.append(piece)
-        return True
-
-    def on_end(self, fetch: _Fetch) -> None:
-        """The response is complete: check a coded body ended whole, then deliver."""
-        decompressor = fetch.decompressor
-        if decompressor is not None and not self.client._will_redirect(fetch):
-            try:
-                decompressor.finish()
-            except ContentCodingError as exc:
-                self.fail(fetch, HTTPStreamClosedError(f"invalid body: {exc}"))
-                return
-        self.complete(fetch)
-
-    def abandon(self, fetch: _Fetch, error: BaseException) -> None:
-        """Reset ``fetch``'s stream and fail it."""
-        self.streams.pop(fetch.stream_id, None)
-        self.h2.reset(fetch.stream_id, ErrorCode.CANCEL)
+    def reset_stream(self, stream_id: int) -> None:
+        self.h2.reset(stream_id, ErrorCode.CANCEL)
         self.schedule_flush()
-        self.fail(fetch, error)
-
-    def complete(self, fetch: _Fetch) -> None:
-        self.client._complete(fetch)
-
-    def fail(self, fetch: _Fetch, error: BaseException) -> None:
-        self.client._fail(fetch, error)
 
     def fail_all(self, error: BaseException) -> None:
-        fetches = list(self.streams.values()) + list(self.waiting)
-        self.streams.clear()
+        waiting = list(self.waiting)
         self.waiting.clear()
-        for fetch in fetches:
+        self.fail_streams(error)
+        for fetch in waiting:
             self.fail(fetch, error)
 
     def cancel(self, fetch: _Fetch) -> None:
@@ -434,7 +306,8 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         super().initialize(**kwargs)
         self.http2_prior_knowledge = http2_prior_knowledge
         self.http2_limits = http2_limits or H2Limits()
-        self._h2_conns: dict[_Key, _H2ClientProtocol] = {}
+        # HTTP/2 connections (and, in H3AsyncHTTPClient, QUIC ones) by key.
+        self._h2_conns: dict[_Key, MuxConnection] = {}
         self._h2_connecting: dict[_Key, list[_Fetch]] = {}
         # Origins that answered ALPN with HTTP/1.1: not asked again.
         self._h1_only: set[_Key] = set()
@@ -454,6 +327,16 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         if key is None:
             super().fetch_impl(request, callback)
             return
+        fetch = self._new_fetch(request, callback, key)
+        if fetch is not None:
+            self._route(fetch, key)
+
+    def _new_fetch(
+        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], key: _Key
+    ) -> Optional[_Fetch]:
+        """A fetch for a stream of the connection ``key`` names, its fields made
+        by the client policy and its request timeout armed; None if the
+        request cannot be sent (it has failed already)."""
         fetch = _Fetch(request, callback, time.time())
         opts = options(request)
         parsed = urllib.parse.urlsplit(opts["url"])
@@ -461,7 +344,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             fetch.fields = request_fields(opts, parsed, parsed.netloc.rpartition("@")[2])[0]
         except ValueError as exc:
             self._fail(fetch, exc)
-            return
+            return None
         fetch.follows = follows_redirects(opts)
         body = opts["body"]
         fetch.body = body.encode() if isinstance(body, str) else (body or b"")
@@ -470,7 +353,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             fetch.timer = self.io_loop.asyncio_loop.call_later(  # type: ignore[attr-defined]
                 timeout, self._timed_out, fetch, key
             )
-        self._route(fetch, key)
+        return fetch
 
     def _route(self, fetch: _Fetch, key: _Key) -> None:
         conn = self._h2_conns.get(key)
@@ -488,6 +371,14 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         task.add_done_callback(self._tasks.discard)
 
     def _h2_key(self, request: HTTPRequest) -> Optional[_Key]:
+        key = self._stream_key(request, self.http2_prior_knowledge)
+        return None if key in self._h1_only else key
+
+    def _stream_key(self, request: HTTPRequest, plain: bool) -> Optional[_Key]:
+        """``(scheme, host, port)`` and, for https, the TLS settings: what
+        tells one multiplexed connection from another; None for a request
+        that goes over HTTP/1.1 (proxied, streamed up, waiting for 100,
+        digest auth, bound to an interface, or ``http`` unless ``plain``)."""
         if (
             _opt(request, "proxy_host")
             or _opt(request, "body_producer") is not None
@@ -498,7 +389,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             return None
         parsed = urllib.parse.urlsplit(_opt(request, "url"))
         scheme = parsed.scheme.lower()
-        if scheme == "http" and not self.http2_prior_knowledge:
+        if scheme == "http" and not plain:
             return None
         if scheme not in ("http", "https") or not parsed.hostname:
             return None
@@ -518,7 +409,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
                 _opt(request, "client_key"),
                 id(options) if options is not None else None,
             )
-        return None if key in self._h1_only else key
+        return key
 
     async def _connect(self, key: _Key, request: HTTPRequest) -> None:
         scheme, host, port = key[:3]
@@ -587,7 +478,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             fetch.done = True
             SimpleAsyncHTTPClient.fetch_impl(self, fetch.request, fetch.callback)
 
-    def _forget(self, conn: _H2ClientProtocol) -> None:
+    def _forget(self, conn: MuxConnection) -> None:
         if self._h2_conns.get(conn.key) is conn:
             del self._h2_conns[conn.key]
 

@@ -1,0 +1,463 @@
+"""`H3AsyncHTTPClient`: HTTP/3 over QUIC (aioquic, ``squall[http3]``) for the
+``https`` origins that offer it, HTTP/2 or HTTP/1.1 over TCP for the rest
+(its public home, and what it does, are in `squall.h3client`).
+
+``_H3ClientProtocol`` drives aioquic's QUIC connection and H3 layer on a
+UDP endpoint; what a response's head, body and end do is shared with the
+HTTP/2 client (`squall.simple_httpclient._mux`), and what is sent and
+which redirects are followed is the client policy's, as for every client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any, Optional
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.connection import ErrorCode as H3Error
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
+
+from squall._ws._deflate import split_outside_quotes
+from squall.httpclient import HTTPRequest, HTTPResponse
+from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
+from squall.simple_httpclient._h2 import H2AsyncHTTPClient, _Key
+from squall.simple_httpclient._mux import StreamFetch, StreamResponses
+
+__all__ = ["H3AsyncHTTPClient", "parse_alt_svc"]
+
+gen_log = logging.getLogger("squall.general")
+
+# Request fields HTTP/3 does not carry (RFC 9114 §4.2) or carries as
+# pseudo-header fields (Host is :authority).
+_DROP = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host")
+)
+
+# How long an origin whose HTTP/3 alternative failed to connect is served
+# over TCP before HTTP/3 is tried again.
+BROKEN_FOR = 300.0
+
+# RFC 7838 §3.1: an alternative advertised without "ma" is fresh for 24 hours.
+_DEFAULT_MAX_AGE = 86400.0
+
+
+def parse_alt_svc(value: str) -> Optional[list[tuple[str, str, int, float]]]:
+    """The alternatives of an ``Alt-Svc`` field value (RFC 7838 §3).
+
+    Returns:
+        ``[(protocol id, host, port, max age in seconds), ...]`` in the order
+        given (host is ``""`` where the alternative keeps the origin's);
+        ``[]`` for ``clear``; None when nothing in the value can be read.
+        An entry that cannot be read is skipped, as the RFC asks.
+    """
+    value = value.strip()
+    if value == "clear":
+        return []
+    found: list[tuple[str, str, int, float]] = []
+    read_any = False
+    for entry in split_outside_quotes(value, ","):
+        parts = split_outside_quotes(entry, ";")
+        protocol, eq, authority = parts[0].strip().partition("=")
+        authority = authority.strip()
+        if not eq or len(authority) < 2 or authority[0] != '"' or authority[-1] != '"':
+            continue
+        host, colon, port_text = authority[1:-1].rpartition(":")
+        if not colon or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            continue
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        max_age = _DEFAULT_MAX_AGE
+        for param in parts[1:]:
+            name, _, number = param.strip().partition("=")
+            if name.strip().lower() == "ma":
+                number = number.strip().strip('"')
+                if number.isdigit():
+                    max_age = float(number)
+        read_any = True
+        found.append((urllib.parse.unquote(protocol), host, int(port_text), max_age))
+    return found if read_any else None
+
+
+class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
+    """One QUIC connection to an origin's HTTP/3 alternative, shared by the
+    fetches to it (QUIC's stream credit holds back streams beyond the
+    server's limit until it grants more)."""
+
+    version_word = "HTTP/3"
+
+    def __init__(self, quic: QuicConnection, client: H3AsyncHTTPClient, key: _Key) -> None:
+        QuicConnectionProtocol.__init__(self, quic)
+        self.client = client
+        self.key = key
+        self.h3 = H3Connection(quic)
+        self.streams: dict[int, StreamFetch] = {}
+        self.closed = False
+        # A draining server's GOAWAY frame is read and dropped by aioquic's
+        # H3 layer; its refusal of a new stream (H3_REQUEST_REJECTED) says it.
+        self.goaway = False
+        # Why the connection ended, as QUIC reported it.
+        self.ended_by = ""
+
+    # -- QUIC ------------------------------------------------------------------
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, ConnectionTerminated):
+            self._terminated(event)
+            return
+        if isinstance(event, StreamReset):
+            self._reset_by_server(event)
+            return
+        for h3_event in self.h3.handle_event(event):
+            if isinstance(h3_event, (HeadersReceived, DataReceived)):
+                self._stream_event(h3_event)
+
+    def _stream_event(self, event: HeadersReceived | DataReceived) -> None:
+        sid = event.stream_id
+        fetch = self.streams.get(sid)
+        if fetch is None:
+            return
+        if isinstance(event, HeadersReceived):
+            if fetch.headers is None:
+                self._head(fetch, event.headers)
+            # else trailers: a client of this API has nowhere to put them
+        elif event.data:
+            if fetch.headers is None:
+                self.abandon(fetch, HTTPStreamClosedError("HTTP/3 body before the response head"))
+                return
+            self.on_body(fetch, event.data)
+        if event.stream_ended and self.streams.get(sid) is fetch:
+            del self.streams[sid]
+            if fetch.headers is None:
+                self.fail(fetch, HTTPStreamClosedError("HTTP/3 stream ended without a response"))
+            else:
+                self.on_end(fetch)
+
+    def _head(self, fetch: StreamFetch, raw: list[tuple[bytes, bytes]]) -> None:
+        status = 0
+        fields: list[tuple[str, str]] = []
+        for name, value in raw:
+            if name == b":status":
+                status = int(value) if value.isdigit() else 0
+            elif not name.startswith(b":"):
+                fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        if not 100 <= status <= 599:
+            self.abandon(fetch, HTTPStreamClosedError(f"HTTP/3 response with status {status!r}"))
+        elif status >= 200:
+            self.on_head(fetch, status, fields)
+        # 1xx (103 Early Hints, say): interim, the final head follows
+
+    def _reset_by_server(self, event: StreamReset) -> None:
+        fetch = self.streams.pop(event.stream_id, None)
+        if fetch is None:
+            return
+        if event.error_code == H3Error.H3_REQUEST_REJECTED and not fetch.retried:
+            # Not processed (RFC 9114 §4.1.1): safe to send again, once,
+            # on a new connection; this one takes no more.
+            self.goaway = True
+            self.client._forget(self)
+            fetch.retried = True
+            fetch.stream_id = 0
+            fetch.chunks = []
+            self.client._route(fetch, self.key)
+            return
+        self.fail(fetch, HTTPStreamClosedError(f"stream reset by the server ({event.error_code})"))
+
+    def _terminated(self, event: ConnectionTerminated) -> None:
+        self.closed = True
+        self.client._forget(self)
+        reason = event.reason_phrase or f"error {event.error_code}"
+        self.ended_by = reason
+        self.fail_streams(HTTPStreamClosedError(f"HTTP/3 connection closed ({reason})"))
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.client._forget(self)
+        self.fail_streams(HTTPStreamClosedError("Connection closed"))
+
+    # -- requests --------------------------------------------------------------
+
+    def submit(self, fetch: StreamFetch) -> None:
+        sid = self._quic.get_next_available_stream_id()
+        try:
+            head, body = self._message(fetch)
+            self.h3.send_headers(sid, head, end_stream=not body)
+            if body:
+                self.h3.send_data(sid, body, end_stream=True)
+        except (ValueError, UnicodeError) as exc:
+            # A field HTTP/3 cannot carry (aioquic checks names and values)
+            # fails this fetch alone.
+            self.fail(fetch, HTTPStreamClosedError(f"cannot send over HTTP/3: {exc}"))
+            return
+        fetch.stream_id = sid
+        self.streams[sid] = fetch
+        self.transmit()
+
+    @staticmethod
+    def _message(fetch: StreamFetch) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The request's header section (pseudo-header fields first) and body."""
+        request = fetch.request
+        parsed = urllib.parse.urlsplit(request.url)
+        path = parsed.path or "/"
+        if parsed.query:
+            path += "?" + parsed.query
+        authority = parsed.netloc.rpartition("@")[2]
+        fields: list[tuple[bytes, bytes]] = []
+        for name, value in fetch.fields:
+            low = name.lower()
+            if low not in _DROP:
+                fields.append((low.encode("latin-1"), value.encode("latin-1")))
+            elif low == "host":
+                # The policy's Host: the caller's, or this URL's authority.
+                authority = value
+        head = [
+            (b":method", request.method.encode("latin-1")),
+            (b":scheme", b"https"),
+            (b":authority", authority.encode("latin-1")),
+            (b":path", path.encode("latin-1")),
+        ]
+        return head + fields, fetch.body
+
+    def reset_stream(self, stream_id: int) -> None:
+        try:
+            self._quic.reset_stream(stream_id, H3Error.H3_REQUEST_CANCELLED)
+            self._quic.stop_stream(stream_id, H3Error.H3_REQUEST_CANCELLED)
+        except Exception:
+            return  # the stream is already gone both ways
+        self._transmit_soon()
+
+    def cancel(self, fetch: StreamFetch) -> None:
+        """Give up on ``fetch`` (timeout): reset its stream."""
+        if self.streams.pop(fetch.stream_id, None) is not None:
+            self.reset_stream(fetch.stream_id)
+
+    def close(self, error_code: int = H3Error.H3_NO_ERROR, reason_phrase: str = "") -> None:
+        """Close the connection now: CONNECTION_CLOSE, then the socket."""
+        if self.closed:
+            return
+        self.closed = True
+        self.client._forget(self)
+        QuicConnectionProtocol.close(self, error_code, reason_phrase)
+        if self._transport is not None:
+            self._transport.close()
+
+
+class _AltSvcWatch:
+    """A fetch's callback that first reads the response's ``Alt-Svc``."""
+
+    __slots__ = ("client", "callback")
+
+    def __init__(self, client: H3AsyncHTTPClient, callback: Callable[[HTTPResponse], None]):
+        self.client = client
+        self.callback = callback
+
+    def __call__(self, response: HTTPResponse) -> None:
+        value = response.headers.get("Alt-Svc") if response.headers is not None else None
+        if value is not None:
+            self.client._note_alt_svc(response.effective_url or response.request.url, value)
+        self.callback(response)
+
+
+class H3AsyncHTTPClient(H2AsyncHTTPClient):
+    """`H2AsyncHTTPClient` with HTTP/3 for the ``https`` origins that offer it.
+
+    An origin offers HTTP/3 with an ``Alt-Svc: h3=":PORT"`` field on a
+    response (RFC 7838, RFC 9114 §3.1.1): requests to that origin after it
+    go over QUIC, to the alternative's port, for as long as the field's
+    ``ma`` says; the certificate must be valid for the origin's host. If
+    the QUIC handshake fails, the request goes over TCP (HTTP/2 or
+    HTTP/1.1, as `H2AsyncHTTPClient` would send it) and HTTP/3 is not tried
+    for that origin for `BROKEN_FOR` seconds. Requests that HTTP/2 would
+    not carry (proxied, ``body_producer``, ``expect_100_continue``) go over
+    TCP too.
+
+    Args:
+        http3_prior_knowledge: send every ``https`` request over HTTP/3 to
+            the URL's own port, without waiting for an ``Alt-Svc``; a failed
+            handshake fails the request (no fallback).
+        http3_handshake_timeout: the longest a QUIC handshake to an
+            advertised alternative may take before the request falls back to
+            TCP (the request's ``connect_timeout`` applies when shorter, and
+            alone with ``http3_prior_knowledge``).
+        **kwargs: as for `H2AsyncHTTPClient`.
+    """
+
+    def initialize(  # type: ignore[override]
+        self,
+        http3_prior_knowledge: bool = False,
+        http3_handshake_timeout: float = 3.0,
+        **kwargs: Any,
+    ) -> None:
+        super().initialize(**kwargs)
+        self.http3_prior_knowledge = http3_prior_knowledge
+        self.http3_handshake_timeout = http3_handshake_timeout
+        # (scheme, host, port) -> (alternative host, port, expiry on time.monotonic()).
+        self._alt_svc: dict[tuple[str, str, int], tuple[str, int, float]] = {}
+        # Origins whose alternative failed: not tried until the time given.
+        self._h3_broken: dict[tuple[str, str, int], float] = {}
+
+    # -- routing ---------------------------------------------------------------
+
+    def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
+        key = self._h3_key(request)
+        if key is None:
+            self._over_tcp(request, callback)
+            return
+        fetch = self._new_fetch(request, callback, key)
+        if fetch is not None:
+            self._route(fetch, key)
+
+    def _over_tcp(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
+        if not isinstance(callback, _AltSvcWatch) and request.url[:6].lower() == "https:":
+            callback = _AltSvcWatch(self, callback)
+        H2AsyncHTTPClient.fetch_impl(self, request, callback)
+
+    def _h3_key(self, request: HTTPRequest) -> Optional[_Key]:
+        """``("h3", host, port, alternative host, alternative port, TLS
+        settings...)`` for a request HTTP/3 carries, else None."""
+        key = self._stream_key(request, plain=False)
+        if key is None or key[0] != "https":
+            return None
+        origin = (key[0], key[1], key[2])
+        if self.http3_prior_knowledge:
+            alt_host, alt_port = key[1], key[2]
+        else:
+            now = time.monotonic()
+            alternative = self._alt_svc.get(origin)
+            if alternative is None or self._h3_broken.get(origin, 0.0) > now:
+                return None
+            if alternative[2] <= now:
+                del self._alt_svc[origin]
+                return None
+            alt_host, alt_port = alternative[0] or key[1], alternative[1]
+        return ("h3", key[1], key[2], alt_host, alt_port) + key[3:]
+
+    def _note_alt_svc(self, url: str, value: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme.lower() != "https" or not parsed.hostname:
+            return  # RFC 7838 §2.1: only an authenticated origin's alternatives
+        try:
+            origin = ("https", parsed.hostname, parsed.port or 443)
+        except ValueError:
+            return
+        alternatives = parse_alt_svc(value)
+        if alternatives is None:
+            return
+        if not alternatives:
+            self._alt_svc.pop(origin, None)  # "clear"
+            return
+        for protocol, host, port, max_age in alternatives:
+            if protocol == "h3":
+                self._alt_svc[origin] = (host, port, time.monotonic() + max_age)
+                return
+
+    async def _connect(self, key: _Key, request: HTTPRequest) -> None:
+        if key[0] != "h3":
+            await super()._connect(key, request)
+            return
+        loop = asyncio.get_running_loop()
+        host, alt_host, alt_port = key[1], key[3], key[4]
+        timeout: Optional[float] = request.connect_timeout or None
+        if not self.http3_prior_knowledge:
+            timeout = min(timeout or self.http3_handshake_timeout, self.http3_handshake_timeout)
+        transport: Optional[asyncio.BaseTransport] = None
+        try:
+            configuration = self._quic_configuration(request, host)
+            addresses = await self.resolver.resolve(alt_host, alt_port)
+            family, address = addresses[0]
+            transport, proto = await loop.create_datagram_endpoint(
+                lambda: _H3ClientProtocol(QuicConnection(configuration=configuration), self, key),
+                remote_addr=address,
+                family=family,
+            )
+            proto.connect(transport.get_extra_info("peername"))
+            try:
+                await asyncio.wait_for(proto.wait_connected(), timeout)
+            except ConnectionError:
+                # aioquic raises the bare class; what QUIC said is here.
+                raise ConnectionError(
+                    f"HTTP/3 handshake with {alt_host}:{alt_port} failed: {proto.ended_by}"
+                ) from None
+        except (OSError, TimeoutError, ValueError, ssl.SSLError, ConnectionError) as exc:
+            if transport is not None:
+                transport.close()
+            self._connect_failed(key, exc)
+            return
+        fetches = self._h2_connecting.pop(key, [])
+        self._h2_conns[key] = proto
+        for fetch in fetches:
+            if not fetch.done:
+                proto.submit(fetch)
+
+    def _connect_failed(self, key: _Key, exc: BaseException) -> None:
+        fetches = self._h2_connecting.pop(key, [])
+        if self.http3_prior_knowledge:
+            error: BaseException = exc
+            if isinstance(exc, TimeoutError):
+                error = HTTPTimeoutError("Timeout while connecting (HTTP/3)")
+            for fetch in fetches:
+                self._fail(fetch, error)
+            return
+        gen_log.info("HTTP/3 to %s:%s failed (%r): falling back to TCP", key[3], key[4], exc)
+        self._h3_broken[("https", key[1], key[2])] = time.monotonic() + BROKEN_FOR
+        for fetch in fetches:
+            if fetch.done:
+                continue
+            fetch.done = True
+            if fetch.timer is not None:
+                fetch.timer.cancel()
+            self._over_tcp(fetch.request, fetch.callback)
+
+    def _quic_configuration(self, request: HTTPRequest, host: str) -> QuicConfiguration:
+        """The request's TLS settings, as aioquic takes them."""
+        config = QuicConfiguration(
+            is_client=True,
+            alpn_protocols=list(H3_ALPN),
+            server_name=host,
+            idle_timeout=self.pool.idle_timeout,
+        )
+        options = request.ssl_options
+        ca_certs = request.ca_certs
+        certfile, keyfile = request.client_cert, request.client_key
+        verify = bool(request.validate_cert)
+        if isinstance(options, ssl.SSLContext):
+            verify = options.verify_mode != ssl.CERT_NONE
+            if verify:
+                loaded = options.get_ca_certs(binary_form=True)
+                if loaded:
+                    config.cadata = "".join(
+                        ssl.DER_cert_to_PEM_cert(der) for der in loaded
+                    ).encode()
+        elif isinstance(options, dict):
+            verify = options.get("cert_reqs", ssl.CERT_REQUIRED) != ssl.CERT_NONE
+            ca_certs = options.get("ca_certs", ca_certs)
+            certfile = options.get("certfile", certfile)
+            keyfile = options.get("keyfile", keyfile)
+        config.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
+        if verify and config.cadata is None:
+            if ca_certs:
+                config.cafile = ca_certs
+            else:
+                # The system's trust store, as the TCP clients use it.
+                paths = ssl.get_default_verify_paths()
+                if paths.cafile and os.path.exists(paths.cafile):
+                    config.cafile = paths.cafile
+                if paths.capath and os.path.isdir(paths.capath):
+                    config.capath = paths.capath
+        if certfile:
+            config.load_cert_chain(certfile, keyfile)
+        return config

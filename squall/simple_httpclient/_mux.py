@@ -1,0 +1,206 @@
+"""What the multiplexing clients (HTTP/2 in ``_h2``, HTTP/3 in ``_h3``) share:
+one fetch's state (`StreamFetch`) and what a connection does with the head,
+the body pieces and the end of a response on one of its streams
+(`StreamResponses`), whatever carries the frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Optional, Protocol
+
+from squall._content_coding import ContentCodingError, Decoder
+from squall.httpclient import HTTPRequest, HTTPResponse
+from squall.httputil import HTTPHeaders
+from squall.simple_httpclient._errors import HTTPStreamClosedError
+from squall.simple_httpclient._policy import DECOMPRESS_STEP, take_decoder
+
+if TYPE_CHECKING:
+    from squall.simple_httpclient._h2 import H2AsyncHTTPClient
+
+__all__ = ["MuxConnection", "StreamFetch", "StreamResponses"]
+
+gen_log = logging.getLogger("squall.general")
+
+
+class StreamFetch:
+    """One request on a multiplexed connection, and its response so far."""
+
+    __slots__ = (
+        "request",
+        "callback",
+        "start",
+        "stream_id",
+        "status",
+        "headers",
+        "chunks",
+        "timer",
+        "decompressor",
+        "received",
+        "body",
+        "done",
+        "retried",
+        "fields",
+        "follows",
+    )
+
+    def __init__(
+        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], start: float
+    ) -> None:
+        self.request = request
+        self.callback = callback
+        self.start = start
+        self.stream_id = 0
+        self.status = 0
+        self.headers: Optional[HTTPHeaders] = None
+        self.chunks: list[bytes] = []
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.body = b""
+        self.done = False
+        self.retried = False
+        self.decompressor: Optional[Decoder] = None
+        self.received = 0
+        # The request's header fields, as the client policy makes them.
+        self.fields: list[tuple[str, str]] = []
+        self.follows = False
+
+
+class MuxConnection(Protocol):
+    """What a multiplexing client asks of one of its connections."""
+
+    #: What the client files the connection under.
+    key: tuple[Any, ...]
+    #: Gone: takes no fetch.
+    closed: bool
+    #: Draining: takes no new fetch, finishes those it has.
+    goaway: bool
+
+    def submit(self, fetch: StreamFetch) -> None:
+        """Send ``fetch`` on a stream of its own (now, or when one is free)."""
+
+    def cancel(self, fetch: StreamFetch) -> None:
+        """Give up on ``fetch``: reset its stream, or drop it if not sent yet."""
+
+    def close(self) -> None:
+        """Close the connection; its fetches fail."""
+
+
+class StreamResponses:
+    """The response side of a connection that carries one fetch per stream.
+
+    A subclass keeps ``streams`` (stream id to fetch) and ``client``, and
+    implements `reset_stream`; its protocol code calls `on_head`,
+    `on_body` and `on_end` as frames arrive.
+    """
+
+    client: H2AsyncHTTPClient
+    streams: dict[int, StreamFetch]
+    #: The version word header_callback is given, as in ``HTTP/2.0 200``.
+    version_word = ""
+
+    def reset_stream(self, stream_id: int) -> None:
+        """Cancel ``stream_id`` towards the server (its data is not wanted)."""
+        raise NotImplementedError()
+
+    def on_head(self, fetch: StreamFetch, status: int, fields: list[tuple[str, str]]) -> None:
+        """A final response head arrived for ``fetch``."""
+        headers = HTTPHeaders()
+        for name, value in fields:
+            headers.add(name, value)
+        fetch.status = status
+        fetch.headers = headers
+        request = fetch.request
+        if request.decompress_response:
+            # Decoded as it arrives, so streaming_callback gets plain bytes.
+            fetch.decompressor = take_decoder(headers)
+        header_callback = request.header_callback
+        if header_callback is not None:
+            try:
+                header_callback(f"{self.version_word} {status} \r\n")
+                for name, value in headers.get_all():
+                    header_callback(f"{name}: {value}\r\n")
+                header_callback("\r\n")
+            except Exception as exc:
+                self.abandon(fetch, exc)
+
+    def on_body(self, fetch: StreamFetch, data: bytes) -> None:
+        """A piece of ``fetch``'s response body arrived."""
+        streaming = fetch.request.streaming_callback
+        if self.client._will_redirect(fetch):
+            return  # the redirect's body is not wanted
+        decompressor = fetch.decompressor
+        if decompressor is None:
+            self._take(fetch, data, streaming)
+            return
+        decompressor.feed(data)
+        self._decode(fetch, decompressor, streaming)
+
+    def _decode(
+        self, fetch: StreamFetch, decompressor: Decoder, streaming: Optional[Callable[[bytes], Any]]
+    ) -> bool:
+        """Pass on what ``decompressor`` has decoded, a bounded step at a time
+        (a compression bomb never holds more than one step); False if the
+        fetch was abandoned."""
+        while True:
+            try:
+                piece = decompressor.read(DECOMPRESS_STEP)
+            except ContentCodingError as exc:
+                self.abandon(fetch, HTTPStreamClosedError(f"invalid body: {exc}"))
+                return False
+            if not piece:
+                return True
+            if not self._take(fetch, piece, streaming):
+                return False
+
+    def _take(
+        self, fetch: StreamFetch, piece: bytes, streaming: Optional[Callable[[bytes], Any]]
+    ) -> bool:
+        """Hand one decoded piece on; False if the fetch was abandoned."""
+        fetch.received += len(piece)
+        limit = self.client.max_body_size or self.client.max_buffer_size
+        if streaming is None and fetch.received > limit:
+            # Buffered whole, a body this size (a compression bomb, say)
+            # would exhaust memory: refused instead.
+            gen_log.warning("Malformed HTTP message from server: decompressed body too large")
+            self.abandon(fetch, HTTPStreamClosedError("body too large"))
+            return False
+        if not piece:
+            return True
+        if streaming is not None:
+            try:
+                streaming(piece)
+            except Exception as exc:
+                self.abandon(fetch, exc)
+                return False
+        else:
+            fetch.chunks.append(piece)
+        return True
+
+    def on_end(self, fetch: StreamFetch) -> None:
+        """The response is complete: check a coded body ended whole, then deliver."""
+        decompressor = fetch.decompressor
+        if decompressor is not None and not self.client._will_redirect(fetch):
+            try:
+                decompressor.finish()
+            except ContentCodingError as exc:
+                self.fail(fetch, HTTPStreamClosedError(f"invalid body: {exc}"))
+                return
+        self.client._complete(fetch)
+
+    def abandon(self, fetch: StreamFetch, error: BaseException) -> None:
+        """Reset ``fetch``'s stream and fail it."""
+        self.streams.pop(fetch.stream_id, None)
+        self.reset_stream(fetch.stream_id)
+        self.fail(fetch, error)
+
+    def fail(self, fetch: StreamFetch, error: BaseException) -> None:
+        self.client._fail(fetch, error)
+
+    def fail_streams(self, error: BaseException) -> None:
+        """Fail every fetch that has a stream here."""
+        fetches = list(self.streams.values())
+        self.streams.clear()
+        for fetch in fetches:
+            self.fail(fetch, error)

@@ -1,0 +1,258 @@
+"""squall.h3client.H3AsyncHTTPClient against Squall's HTTP/3 server.
+
+The server records the protocol each request came by (``request.version``),
+which is how a test tells HTTP/3 from a fallback to TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+
+from squall.h3client import H3AsyncHTTPClient, parse_alt_svc  # noqa: E402
+from squall.httpclient import HTTPClientError  # noqa: E402
+from squall.testing import AsyncHTTPSTestCase, ExpectLog, gen_test  # noqa: E402
+from squall.web import Application, RequestHandler  # noqa: E402
+
+from ..h2.test_client import Gzipped, Missing, Redirect  # noqa: E402
+
+CERT = os.path.join(os.path.dirname(__import__("squall").__file__), "_certs", "test.crt")
+
+
+class Info(RequestHandler):
+    def get(self) -> None:
+        self.write(
+            {
+                "version": self.request.version,
+                "q": self.get_argument("q", ""),
+                "ua": self.request.headers.get("User-Agent", ""),
+                "authority": self.request.host,
+            }
+        )
+
+    def post(self) -> None:
+        self.write(f"{self.request.version} {len(self.request.body)}")
+
+
+class Stall(RequestHandler):
+    async def get(self) -> None:
+        await self.settings["release"].wait()
+        self.write("late")
+
+
+class Advertise(RequestHandler):
+    """Points its clients at an HTTP/3 alternative that never answers."""
+
+    def get(self) -> None:
+        self.set_header("Alt-Svc", f'h3=":{self.settings["alt_port"]}"; ma=60')
+        self.write(self.request.version)
+
+
+def make_app(**settings: Any) -> Application:
+    return Application(
+        [
+            ("/info", Info),
+            ("/redirect", Redirect),
+            ("/gzip", Gzipped),
+            ("/missing", Missing),
+            ("/stall", Stall),
+            ("/advertise", Advertise),
+        ],
+        release=asyncio.Event(),
+        **settings,
+    )
+
+
+class H3ServerCase(AsyncHTTPSTestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {**super().get_httpserver_options(), "http3": True}
+
+    async def started(self) -> None:
+        await asyncio.gather(*self.http_server._h3_tasks)
+
+    def tearDown(self) -> None:
+        self._app.settings["release"].set()
+        super().tearDown()
+
+
+class PriorKnowledgeTest(H3ServerCase):
+    def get_http_client(self) -> H3AsyncHTTPClient:
+        return H3AsyncHTTPClient(
+            force_instance=True, http3_prior_knowledge=True, defaults={"validate_cert": False}
+        )
+
+    @gen_test
+    async def test_requests_share_one_quic_connection(self) -> None:
+        await self.started()
+        responses = await asyncio.gather(
+            *(
+                self.http_client.fetch(self.get_url(f"/info?q={i}"), user_agent="t/3")
+                for i in range(20)
+            )
+        )
+        bodies = [r.body.decode() for r in responses]
+        assert all('"version": "HTTP/3"' in b and '"ua": "t/3"' in b for b in bodies)
+        assert [f'"q": "{i}"' in b for i, b in enumerate(bodies)] == [True] * 20
+        assert f'"authority": "127.0.0.1:{self.get_http_port()}"' in bodies[0]
+        assert len(self.http_client._h2_conns) == 1
+        # One connection on the server too, and it is the QUIC one.
+        assert [type(c).__name__ for c in self.http_server._connections] == ["_H3Protocol"]
+
+    @gen_test
+    async def test_body_redirect_gzip_and_errors(self) -> None:
+        await self.started()
+        response = await self.http_client.fetch(
+            self.get_url("/info"), method="POST", body=b"p" * 300_000
+        )
+        assert response.body == b"HTTP/3 300000"
+        response = await self.http_client.fetch(self.get_url("/redirect"))
+        assert '"q": "redirected"' in response.body.decode()
+        assert response.effective_url.endswith("/info?q=redirected")
+        response = await self.http_client.fetch(self.get_url("/gzip"))
+        assert response.body == b"squeezed " * 50
+        assert response.headers["X-Consumed-Content-Encoding"] == "gzip"
+        with pytest.raises(HTTPClientError) as info:
+            await self.http_client.fetch(self.get_url("/missing"))
+        assert (info.value.code, info.value.response.body) == (404, b"nope")  # type: ignore[union-attr]
+
+    @gen_test
+    async def test_streaming_and_header_callbacks(self) -> None:
+        await self.started()
+        lines: list[str] = []
+        pieces: list[bytes] = []
+        response = await self.http_client.fetch(
+            self.get_url("/info?q=s"),
+            header_callback=lines.append,
+            streaming_callback=pieces.append,
+        )
+        assert response.body == b""
+        assert b'"q": "s"' in b"".join(pieces)
+        assert lines[0] == "HTTP/3 200 \r\n"
+        assert lines[-1] == "\r\n"
+        assert any(line.lower().startswith("content-type: application/json") for line in lines)
+
+    @gen_test
+    async def test_request_timeout_resets_the_stream(self) -> None:
+        await self.started()
+        with pytest.raises(HTTPClientError) as info:
+            await self.http_client.fetch(self.get_url("/stall"), request_timeout=0.2)
+        assert info.value.code == 599
+        assert "Timeout" in str(info.value)
+        (conn,) = self.http_client._h2_conns.values()
+        assert not conn.streams  # type: ignore[attr-defined]
+        # The connection goes on serving.
+        response = await self.http_client.fetch(self.get_url("/info?q=after"))
+        assert '"q": "after"' in response.body.decode()
+
+    @gen_test
+    async def test_close_closes_the_quic_connection(self) -> None:
+        await self.started()
+        await self.http_client.fetch(self.get_url("/info"))
+        (conn,) = self.http_client._h2_conns.values()
+        self.http_client.close()
+        assert conn.closed
+        assert conn._transport.is_closing()  # type: ignore[attr-defined]
+
+
+class CertificateTest(H3ServerCase):
+    @gen_test
+    async def test_an_untrusted_certificate_fails_the_request(self) -> None:
+        await self.started()
+        client = H3AsyncHTTPClient(force_instance=True, http3_prior_knowledge=True)
+        try:
+            with ExpectLog("quic", ".*self-signed certificate", required=False):
+                with pytest.raises(ConnectionError, match="HTTP/3 handshake .* self-signed"):
+                    await client.fetch(self.get_url("/info"), connect_timeout=5)
+        finally:
+            client.close()
+
+    @gen_test
+    async def test_a_trusted_certificate_is_accepted(self) -> None:
+        await self.started()
+        client = H3AsyncHTTPClient(force_instance=True, http3_prior_knowledge=True)
+        try:
+            response = await client.fetch(self.get_url("/info"), ca_certs=CERT)
+            assert '"version": "HTTP/3"' in response.body.decode()
+        finally:
+            client.close()
+
+
+class DiscoveryTest(H3ServerCase):
+    def get_http_client(self) -> H3AsyncHTTPClient:
+        return H3AsyncHTTPClient(force_instance=True, defaults={"validate_cert": False})
+
+    @gen_test
+    async def test_alt_svc_moves_the_origin_to_http3(self) -> None:
+        await self.started()
+        first = await self.http_client.fetch(self.get_url("/info?q=1"))
+        assert '"version": "HTTP/1.1"' in first.body.decode()
+        assert first.headers["Alt-Svc"] == f'h3=":{self.get_http_port()}"; ma=86400'
+        second = await self.http_client.fetch(self.get_url("/info?q=2"))
+        assert '"version": "HTTP/3"' in second.body.decode()
+
+
+class FallbackTest(AsyncHTTPSTestCase):
+    """An advertised alternative that never answers: the request goes over TCP,
+    and the alternative is not tried again for a while."""
+
+    def setUp(self) -> None:
+        self.silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.silent.bind(("127.0.0.1", 0))
+        self.silent.setblocking(False)
+        super().setUp()
+
+    def tearDown(self) -> None:
+        super().tearDown()
+        self.silent.close()
+
+    def get_app(self) -> Application:
+        return make_app(alt_port=self.silent.getsockname()[1])
+
+    def get_http_client(self) -> H3AsyncHTTPClient:
+        return H3AsyncHTTPClient(
+            force_instance=True, http3_handshake_timeout=0.3, defaults={"validate_cert": False}
+        )
+
+    def datagrams(self) -> int:
+        count = 0
+        while True:
+            try:
+                self.silent.recv(65536)
+            except BlockingIOError:
+                return count
+            count += 1
+
+    @gen_test
+    async def test_a_failed_handshake_falls_back_to_tcp(self) -> None:
+        first = await self.http_client.fetch(self.get_url("/advertise"))
+        assert first.body == b"HTTP/1.1"
+        assert self.datagrams() == 0
+        second = await self.http_client.fetch(self.get_url("/advertise"))
+        assert second.body == b"HTTP/1.1"
+        assert self.datagrams() > 0  # the QUIC handshake was tried
+        third = await self.http_client.fetch(self.get_url("/advertise"))
+        assert third.body == b"HTTP/1.1"
+        assert self.datagrams() == 0  # and not again
+
+
+def test_parse_alt_svc() -> None:
+    assert parse_alt_svc('h3=":443"') == [("h3", "", 443, 86400.0)]
+    assert parse_alt_svc('h3-29=":8443"; ma=60, h3="alt.example:443"; ma=3600; persist=1') == [
+        ("h3-29", "", 8443, 60.0),
+        ("h3", "alt.example", 443, 3600.0),
+    ]
+    assert parse_alt_svc('h3="[::1]:9443"') == [("h3", "::1", 9443, 86400.0)]
+    assert parse_alt_svc("clear") == []
+    # An entry that cannot be read is skipped; a value with none readable is None.
+    assert parse_alt_svc('h3=":99999", h3=":8443"') == [("h3", "", 8443, 86400.0)]
+    assert parse_alt_svc("h3=:443") is None
+    assert parse_alt_svc("") is None

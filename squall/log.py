@@ -17,7 +17,9 @@ from __future__ import annotations
 import importlib
 import logging
 import logging.handlers
+import os
 import sys
+import threading
 import time
 import types
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LogFormatter",
+    "log_from_caller",
+    "make_record",
     "access_log",
     "app_log",
     "define_logging_options",
@@ -39,6 +43,115 @@ __all__ = [
 access_log = logging.getLogger("squall.access")
 app_log = logging.getLogger("squall.application")
 gen_log = logging.getLogger("squall.general")
+
+
+# -- records made from a template ------------------------------------------------------
+#
+# An access line is one LogRecord per request, thousands at once when long
+# polls wake; most of LogRecord.__init__ (about 22k instructions) computes
+# fields that are the same for every record of one call site in one thread of
+# one process (file, module, level name, thread and process names, pid).
+# `make_record` copies those from a template and computes only the rest.
+
+_stock_make_record = logging.Logger.makeRecord
+_stock_format_message = logging.Formatter.formatMessage
+# Python 3.13 counts the start time (and so relativeCreated) in nanoseconds.
+_NS_TIMES = isinstance(logging._startTime, int)  # type: ignore[attr-defined]
+# The fields each record computes for itself; the rest come from the template.
+_PER_RECORD = ("args", "created", "msecs", "relativeCreated", "taskName")
+# Python 3.12 added taskName.
+_TASK_NAMES = sys.version_info >= (3, 12)
+# (logger name, level, site, msg) -> (the state it was made in, the template).
+_templates: dict[tuple[Any, ...], tuple[tuple[Any, ...], dict[str, Any]]] = {}
+
+
+def _forget_templates() -> None:
+    # A forked child has another pid (and names its process anew).
+    _templates.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_templates)
+
+
+def make_record(
+    logger: logging.Logger, level: int, site: tuple[str, int, str], msg: str, args: tuple[Any, ...]
+) -> logging.LogRecord:
+    """The record ``logger.makeRecord`` would make for ``msg % args`` logged at
+    ``site`` (``(pathname, lineno, function)``), with no exception or stack.
+
+    Equal to it field for field (the times are read now), at a fraction of
+    its cost. A record factory set with `logging.setLogRecordFactory`, or a
+    logger class with its own ``makeRecord``, is used as it is.
+    """
+    if (
+        logging.getLogRecordFactory() is not logging.LogRecord
+        or type(logger).makeRecord is not _stock_make_record
+    ):
+        return logger.makeRecord(logger.name, level, site[0], site[1], msg, args, None, site[2])
+    key = (logger.name, level, site, msg)
+    entry = _templates.get(key)
+    thread = threading.current_thread()
+    state = (
+        thread.ident,
+        thread.name,
+        logging.logThreads,
+        logging.logProcesses,
+        logging.logMultiprocessing,
+    )
+    if entry is None or entry[0] != state:
+        base = logging.LogRecord(logger.name, level, site[0], site[1], msg, None, None, site[2])
+        template = {k: v for k, v in base.__dict__.items() if k not in _PER_RECORD}
+        if len(_templates) > 256:
+            _templates.clear()  # call sites are few
+        _templates[key] = entry = (state, template)
+    fields = entry[1].copy()
+    fields["args"] = args
+    # As LogRecord.__init__ computes them (gh-89047 for msecs).
+    if _NS_TIMES:
+        ct = time.time_ns()
+        created = ct / 1e9
+        msecs = (ct % 1_000_000_000) // 1_000_000 + 0.0
+        if msecs == 999.0 and int(created) != ct // 1_000_000_000:
+            msecs = 0.0
+        fields["relativeCreated"] = (ct - logging._startTime) / 1e6  # type: ignore[attr-defined]
+    else:
+        created = time.time()
+        msecs = int((created - int(created)) * 1000) + 0.0
+        fields["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+    fields["created"] = created
+    fields["msecs"] = msecs
+    if _TASK_NAMES:
+        task_name = None
+        if logging.logAsyncioTasks:  # type: ignore[attr-defined]
+            asyncio = sys.modules.get("asyncio")
+            if asyncio is not None:
+                try:
+                    task_name = asyncio.current_task().get_name()
+                except Exception:
+                    pass
+        fields["taskName"] = task_name
+    record = _new_record(logging.LogRecord)
+    record.__dict__ = fields
+    return record
+
+
+_new_record = object.__new__
+UNKNOWN_SITE = ("(unknown file)", 0, "(unknown function)")
+
+
+def log_from_caller(logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...]) -> None:
+    """``logger.log(level, msg, *args)`` as called from the caller's line, with
+    its record from `make_record` and the caller found without a walk up the
+    stack (for lines logged per request)."""
+    if not logger.isEnabledFor(level):
+        return
+    if logging._srcfile is None:  # caller lookup turned off
+        site = UNKNOWN_SITE
+    else:
+        frame = sys._getframe(1)
+        site = (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+    logger.handle(make_record(logger, level, site, msg, args))
 
 
 def _optional_import(name: str) -> Optional[types.ModuleType]:
@@ -141,6 +254,15 @@ class LogFormatter(logging.Formatter):
         self._second_format: Optional[str] = None
         if color and _stderr_supports_color():
             self._colors, self._normal = self._color_codes(colors)
+        # The format is the default, whose only field after the prefix is
+        # the message (see format()).
+        self._default_layout = (
+            fmt == self.DEFAULT_FORMAT
+            and style == "%"
+            and not getattr(self._style, "_defaults", None)
+        )
+        self._prefix_key: Optional[tuple[Any, ...]] = None
+        self._prefix = ""
 
     @staticmethod
     def _color_codes(colors: dict[int, int]) -> tuple[dict[int, str], str]:
@@ -158,18 +280,32 @@ class LogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Format ``record``; see the class docstring for the layout."""
         try:
-            record.message = _safe_unicode(record.getMessage())
+            message = record.getMessage()
+            if type(message) is not str:
+                message = _safe_unicode(message)
         except Exception as exc:
             # A message whose arguments do not fit its format string should
             # still be logged, with enough detail to find the culprit.
-            record.message = f"Bad message ({exc!r}): {record.__dict__!r}"
-        record.asctime = self._asctime(record)
-        if record.levelno in self._colors:
-            record.color = self._colors[record.levelno]
-            record.end_color = self._normal
+            message = f"Bad message ({exc!r}): {record.__dict__!r}"
+        record.message = message
+        asctime = record.asctime = self._asctime(record)
+        color = self._colors.get(record.levelno)
+        if color is not None:
+            end_color = self._normal
         else:
-            record.color = record.end_color = ""
-        formatted = self.formatMessage(record)
+            color = end_color = ""
+        record.color = color
+        record.end_color = end_color
+        if self._default_layout and type(self).formatMessage is _stock_format_message:
+            # The default format, with its prefix (the same for every record
+            # of one call site in one second) made once.
+            key = (record.levelname, asctime, record.module, record.lineno, color)
+            if key != self._prefix_key:
+                self._prefix = self._style.format(record).removesuffix(message)
+                self._prefix_key = key
+            formatted = self._prefix + message
+        else:
+            formatted = self.formatMessage(record)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text or record.stack_info:

@@ -402,3 +402,140 @@ def test_defaults_to_the_global_options_and_root_logger(
             assert root.handlers == handlers
         finally:
             root.setLevel(level)
+
+
+# -- access records from a template (squall.log.make_record) ---------------------------
+
+SITE = (__file__, 42, "site")
+TIME_FIELDS = {"created", "msecs", "relativeCreated"}
+
+
+def stock_record(logger: logging.Logger, level: int, args: tuple[Any, ...]) -> logging.LogRecord:
+    return logger.makeRecord(logger.name, level, SITE[0], SITE[1], "%d %s", args, None, SITE[2])
+
+
+def test_template_records_equal_the_stock_ones() -> None:
+    logger = logging.getLogger("squall.test.records")
+    for level, args in ((logging.INFO, (200, "a")), (logging.WARNING, (404, "b"))):
+        for _ in range(2):  # the second comes from the template
+            fast = squall.log.make_record(logger, level, SITE, "%d %s", args)
+            stock = stock_record(logger, level, args)
+            assert type(fast) is logging.LogRecord
+            assert fast.__dict__.keys() == stock.__dict__.keys()
+            same = {k: v for k, v in fast.__dict__.items() if k not in TIME_FIELDS}
+            assert same == {k: v for k, v in stock.__dict__.items() if k not in TIME_FIELDS}
+            assert 0 <= stock.created - fast.created < 1
+            assert 0 <= stock.relativeCreated - fast.relativeCreated < 1000
+            assert 0 <= fast.msecs < 1000
+            assert fast.getMessage() == f"{args[0]} {args[1]}"
+
+
+def test_template_records_follow_the_thread_and_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    logger = logging.getLogger("squall.test.records")
+    here = squall.log.make_record(logger, logging.INFO, SITE, "%d %s", (1, "x"))
+    names: list[Any] = []
+    other = threading.Thread(
+        target=lambda: names.append(
+            squall.log.make_record(logger, logging.INFO, SITE, "%d %s", (1, "x")).threadName
+        ),
+        name="elsewhere",
+    )
+    other.start()
+    other.join()
+    assert (here.threadName, names) == (threading.current_thread().name, ["elsewhere"])
+    monkeypatch.setattr(threading.current_thread(), "name", "renamed")
+    assert (
+        squall.log.make_record(logger, logging.INFO, SITE, "%d %s", (1, "x")).threadName
+        == "renamed"
+    )
+    monkeypatch.setattr(logging, "logThreads", False)
+    record = squall.log.make_record(logger, logging.INFO, SITE, "%d %s", (1, "x"))
+    assert (record.thread, record.threadName) == (None, None)
+
+
+def test_template_records_take_the_new_pid_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    logger = logging.getLogger("squall.test.records")
+    assert squall.log.make_record(logger, logging.INFO, SITE, "%d", (1,)).process == os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
+    squall.log._forget_templates()  # what os.register_at_fork runs in the child
+    assert squall.log.make_record(logger, logging.INFO, SITE, "%d", (1,)).process == 4242
+
+
+def test_a_record_factory_or_logger_class_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tagged(logging.LogRecord):
+        pass
+
+    logger = logging.getLogger("squall.test.records")
+    monkeypatch.setattr(logging, "_logRecordFactory", Tagged)
+    assert type(squall.log.make_record(logger, logging.INFO, SITE, "%d", (1,))) is Tagged
+    monkeypatch.undo()
+
+    class Own(logging.Logger):
+        def makeRecord(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = super().makeRecord(*args, **kwargs)
+            record.own = True
+            return record
+
+    own = Own("squall.test.own")
+    assert squall.log.make_record(own, logging.INFO, SITE, "%d", (1,)).own is True  # type: ignore[attr-defined]
+
+
+def test_the_default_prefix_is_made_once_and_matches_the_format() -> None:
+    fast = LogFormatter(color=False)
+    plain = LogFormatter(color=False)
+    plain._default_layout = False  # the format string itself, every time
+    colored = LogFormatter(color=False)
+    colored._colors, colored._normal = {logging.INFO: "<g>", logging.ERROR: "<r>"}, "</>"
+    colored_plain = LogFormatter(color=False)
+    colored_plain._colors, colored_plain._normal = colored._colors, colored._normal
+    colored_plain._default_layout = False
+    records = [
+        make_record("one %s", logging.INFO, ("a",), created=1_800_000_000.1),
+        make_record("two", logging.INFO, created=1_800_000_000.2, lineno=11),
+        make_record("three", logging.ERROR, created=1_800_000_000.3, lineno=11),
+        make_record("four\nlines", logging.ERROR, created=1_800_000_001.0, lineno=11),
+        make_record("five", logging.ERROR, created=1_800_000_001.0, module="other"),
+    ]
+    for record in records:
+        assert fast.format(record) == plain.format(record)
+        assert colored.format(record) == colored_plain.format(record)
+    assert colored.format(records[0]).startswith("<g>[I ")
+    assert fast.format(records[3]).endswith("] four\n    lines")
+    calls: list[str] = []
+    style_format = fast._style.format
+
+    def counted(record: logging.LogRecord) -> str:
+        calls.append(record.getMessage())
+        return style_format(record)
+
+    fast._style.format = counted  # type: ignore[method-assign]
+    for n in range(3):
+        fast.format(make_record(f"again {n}", logging.INFO, created=1_800_000_002.0))
+    assert calls == ["again 0"]
+
+
+def test_log_from_caller_names_the_callers_line_as_logger_info_does() -> None:
+    logger = logging.getLogger("squall.test.caller")
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("%s", "stock")
+        squall.log.log_from_caller(logger, logging.INFO, "%s", ("fast",))
+        squall.log.log_from_caller(logger, logging.DEBUG, "%s", ("below the level",))
+    finally:
+        logger.removeHandler(handler)
+    stock, fast = seen
+    assert [r.getMessage() for r in seen] == ["stock", "fast"]
+    assert (fast.pathname, fast.funcName, fast.module) == (
+        stock.pathname,
+        stock.funcName,
+        stock.module,
+    )
+    assert fast.lineno == stock.lineno + 1

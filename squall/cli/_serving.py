@@ -35,6 +35,7 @@ from squall.httputil._exchange import BODY, close_by_attribute
 from squall.httputil._misc import StartLine
 from squall.httputil._proxy import ProxyHeaders, TrustedPeers, parse_forwarded
 from squall.httputil._wrapped import WrappedConnection
+from squall.log import log_from_caller
 
 __all__ = [
     "ProxyHeaders",
@@ -514,13 +515,13 @@ def _access_line(
     if fmt == "json":
         # Every value escaped: a client's quote or newline cannot end the
         # object or the line, nor forge another.
-        access_log.info("%s", json.dumps(fields))
+        log_from_caller(access_log, logging.INFO, "%s", (json.dumps(fields),))
         return
     try:
         line = fmt.format(**fields)
     except (KeyError, ValueError, IndexError, AttributeError) as exc:
         line = f"(bad --access-log-format: {exc}) {json.dumps(fields)}"
-    access_log.info("%s", line)
+    log_from_caller(access_log, logging.INFO, "%s", (line,))
 
 
 def _request_line(fmt: str, request: HTTPServerRequest, status: int, size: Any) -> None:

@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Optional
 
 from squall import httputil
-from squall.log import access_log, app_log
+from squall.log import UNKNOWN_SITE, access_log, app_log, make_record
 from squall.netutil import _DEFAULT_BACKLOG
 from squall.routing import (
     AnyMatches,
@@ -380,17 +380,12 @@ class Application(ReversibleRouter):
             # stack for the caller (this method, found once): an access
             # line per request, thousands at once when long polls wake.
             if logging._srcfile is None:  # the caller lookup is turned off
-                site = _NO_SITE
+                site = UNKNOWN_SITE
             else:
                 site = _access_site or _find_access_site(sys._getframe())
-            fn, lno, func = site
-            record = access_log.makeRecord(
-                access_log.name, level, fn, lno, "%d %s %.2fms", args, None, func
-            )
-            access_log.handle(record)
+            access_log.handle(make_record(access_log, level, site, "%d %s %.2fms", args))
 
 
-_NO_SITE = ("(unknown file)", 0, "(unknown function)")
 # What findCaller answers for the access log's record: the place in
 # log_request that makes it, taken from its frame the first time.
 _access_site: Optional[tuple[str, int, str]] = None

@@ -255,12 +255,9 @@ class LogFormatter(logging.Formatter):
         if color and _stderr_supports_color():
             self._colors, self._normal = self._color_codes(colors)
         # The format is the default, whose only field after the prefix is
-        # the message (see format()).
-        self._default_layout = (
-            fmt == self.DEFAULT_FORMAT
-            and style == "%"
-            and not getattr(self._style, "_defaults", None)
-        )
+        # the message (see format()). No field defaults can be set here:
+        # this constructor does not pass `logging.Formatter`'s ``defaults``.
+        self._default_layout = fmt == self.DEFAULT_FORMAT and style == "%"
         self._prefix_key: Optional[tuple[Any, ...]] = None
         self._prefix = ""
 

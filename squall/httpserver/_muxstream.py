@@ -12,10 +12,11 @@ emit hooks that move frames.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Optional
 
 from squall.httputil import HTTPMessageDelegate, HTTPOutputError
-from squall.httputil._exchange import DONE, Exchange
+from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
 
 __all__: list[str] = []  # private to the drivers
 
@@ -67,6 +68,44 @@ class _MuxStream(Exchange):
     #: its stream is taken over by `detach` after a 2xx.
     protocol: Optional[str]
     _tunnel: Any
+
+    def __init__(self, proto: Any, stream_id: int, now: float) -> None:
+        # Exchange.__init__'s fields, set here: a call fewer per stream.
+        self.context = proto.context
+        self.close_callback_attribute = False
+        self.close_callback: Optional[Callable[[], None]] = None
+        self._phase = IDLE
+        self._declared: Optional[int] = None
+        self._written = 0
+        self._bodiless = False
+        self._proto = proto
+        self.stream_id = stream_id
+        self._delegate = None
+        self._read_done = False
+        # Reset, timed out or the connection lost: nothing more goes out.
+        self._closed = False
+        # Counted against the connection's stream limit until the response ends.
+        self._counted = True
+        # Body pieces (and the end, as None) held while the delegate is busy.
+        self._inbox = None
+        self._blocked = False
+        self._received = 0
+        self._max_body = proto._max_body
+        self._body_timeout = None
+        self._started = now
+        self.protocol = None
+        self._tunnel = None
+
+    def _emit_end(self, phase: int) -> None:
+        p = self._proto
+        if phase == GONE:
+            p._release(self)
+        elif phase == IDLE:
+            # Nothing was written: the stream cannot carry a response.
+            p._reset(self, self.INTERNAL_ERROR)
+            p._release(self)
+        else:
+            p._end_response(self)
 
     def _emit_raw(self, chunk: bytes) -> Any:
         raise HTTPOutputError(f"write_headers must come first on an {self.PROTOCOL} stream")

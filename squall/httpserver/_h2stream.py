@@ -38,33 +38,13 @@ class _H2Stream(_MuxStream):
     may come after the response is done.
     """
 
-    __slots__ = (
-        "_waiters",
-        "_head",
-        "_last_active",
-        "_expect_continue",
-        "trailers",
-        "_trailers_out",
-    )
+    __slots__ = ()
 
     PROTOCOL = "HTTP/2"
     INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
     CANCEL = ErrorCode.CANCEL
     _proto: _H2Protocol
     _tunnel: Optional[_H2Tunnel]
-
-    def __init__(self, proto: _H2Protocol, stream_id: int, now: float) -> None:
-        _MuxStream.__init__(self, proto, stream_id, now)
-        self._waiters: Optional[list[asyncio.Future[None]]] = None
-        # A response head (its header block) and first chunk not yet handed
-        # to h2: sent with the end of the stream when finish() follows at once.
-        self._head: Optional[tuple[bytes, bytes]] = None
-        self._last_active = now
-        self._expect_continue = False
-        #: The request's trailer section, once the client sent one after
-        #: the body (HTTP/2 only; None otherwise).
-        self.trailers: Optional[HTTPHeaders] = None
-        self._trailers_out: Optional[list[tuple[bytes, bytes]]] = None
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
 

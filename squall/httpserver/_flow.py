@@ -5,7 +5,7 @@ bytes their core parsed and the request's `.HTTPMessageDelegate`.
 * Taking a request head: `checked_host` (RFC 9110 section 7.2, the Host
   check, remembered per connection by the driver: `known_host`),
   `body_limit` (the server's ``max_body_size`` or the protocol's default);
-  `open_delegate` gives a multiplexed stream its request's delegate.
+  `decompressing` puts a multiplexed stream's delegate behind a gzip decoder.
 * Body delivery: `deliver` hands a body piece on in ``chunk_size`` pieces
   and stops at the first piece the delegate answers with an awaitable.
 * Blocking on a delegate: `wait_on` waits on that awaitable, `sort_outcome`
@@ -64,8 +64,8 @@ __all__ = [
     "end_request",
     "hold_if_busy",
     "hold",
+    "decompressing",
     "known_host",
-    "open_delegate",
     "sort_outcome",
     "unblocked",
     "wait_on",
@@ -108,15 +108,14 @@ def known_host(headers: HTTPHeaders, known: Optional[str], version: str) -> Opti
     return checked_host(headers, version)
 
 
-def open_delegate(proto: Any, stream: Any) -> HTTPMessageDelegate:
-    """The delegate of the request on a multiplexed ``stream``: the server's
-    (``proto._start_request``), behind a gzip decoder if the server
-    decompresses request bodies; kept as the stream's ``_delegate``."""
-    params: HTTP1ConnectionParameters = proto._params
-    delegate: HTTPMessageDelegate = proto._start_request(proto, stream)
+def decompressing(
+    delegate: HTTPMessageDelegate, params: HTTP1ConnectionParameters, max_body: int
+) -> HTTPMessageDelegate:
+    """A request's ``delegate`` (the server's), behind a gzip decoder if the
+    server decompresses request bodies (``params.decompress``), which holds
+    the decoded body to ``max_body`` bytes."""
     if params.decompress:
-        delegate = _GzipMessageDelegate(delegate, params.chunk_size, proto._max_body)
-    stream._delegate = delegate
+        return _GzipMessageDelegate(delegate, params.chunk_size, max_body)
     return delegate
 
 
@@ -209,26 +208,30 @@ def drain(stream: Any, piece: Callable[[Any, Any], None], end: Callable[[Any], N
         piece(stream, item)
 
 
-def end_request(proto: Any, stream: Any) -> None:
+def end_request(proto: Any, stream: Any) -> bool:
     """The end of a multiplexed stream's body: its delegate's ``finish``,
     unless it is busy (`end_of_body`). A request at fault goes to
     ``proto._bad_body``; anything else raised is logged and the stream
-    reset (``stream.INTERNAL_ERROR``). A stream whose response is done
-    already and no longer counted is retired (``proto._retire``)."""
+    reset (``stream.INTERNAL_ERROR``).
+
+    Returns:
+        True if the stream is done with (its response complete, no longer
+        counted): the driver retires it. Otherwise its response is still
+        to come (or waits: HTTP/2, for window), or it is gone already.
+    """
     delegate = end_of_body(stream)
     if delegate is None:
-        return
+        return False
     try:
         delegate.finish()
     except HTTPInputError as exc:
         proto._bad_body(stream, str(exc))
-        return
+        return False
     except Exception:
         app_log.error("Uncaught exception", exc_info=True)
         proto._reset(stream, stream.INTERNAL_ERROR)
-        return
-    if stream._phase >= DONE and not stream._counted:
-        proto._retire(stream)  # else its response still waits (HTTP/2: for window)
+        return False
+    return bool(stream._phase >= DONE and not stream._counted)
 
 
 def unblocked(proto: Any, stream: Any, future: asyncio.Future[None]) -> bool:

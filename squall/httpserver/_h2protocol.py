@@ -60,13 +60,13 @@ from squall.httpserver._flow import (
     ReadFlow,
     body_limit,
     body_overdue,
+    decompressing,
     deliver,
     drain,
     end_request,
     hold,
     hold_if_busy,
     known_host,
-    open_delegate,
     unblocked,
     wait_on,
 )
@@ -329,8 +329,8 @@ class _H2Protocol(asyncio.Protocol):
                         pass
                     elif stream._tunnel is not None:
                         stream._tunnel._feed_eof()
-                    else:
-                        end_request(self, stream)  # (self._on_end, a call fewer)
+                    elif end_request(self, stream):  # (self._on_end, a call fewer)
+                        self._retire(stream)
                 elif kind is Drained:
                     assert isinstance(event, Drained)
                     self._waiting_window.pop(event.stream_id, None)
@@ -469,7 +469,8 @@ class _H2Protocol(asyncio.Protocol):
             self._refuse_request(stream, 400, str(exc))
             return None
         self._idle_since = now
-        delegate = open_delegate(self, stream)
+        delegate = decompressing(self._start_request(self, stream), self._params, self._max_body)
+        stream._delegate = delegate
         try:
             ret = delegate.headers_received(start_line, headers)
         except HTTPInputError as exc:
@@ -568,7 +569,8 @@ class _H2Protocol(asyncio.Protocol):
             self._notify_closed(stream, delegate)
 
     def _on_end(self, stream: _H2Stream) -> None:
-        end_request(self, stream)
+        if end_request(self, stream):
+            self._retire(stream)  # else its response still waits (for window)
 
     def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
         stream._blocked = True

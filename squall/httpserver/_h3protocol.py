@@ -364,7 +364,10 @@ class _H3Protocol(QuicConnectionProtocol):
         if protocol is not None:
             stream.protocol = protocol
             stream._tunnel = _H3Tunnel(self, stream)
-        delegate = flow.open_delegate(self, stream)
+        delegate = flow.decompressing(
+            self._start_request(self, stream), self._params, self._max_body
+        )
+        stream._delegate = delegate
         try:
             ret = delegate.headers_received(start_line, headers)
         except HTTPInputError as exc:
@@ -440,7 +443,8 @@ class _H3Protocol(QuicConnectionProtocol):
             self._reset(stream, H3Error.H3_MESSAGE_ERROR)
 
     def _on_end(self, stream: _H3Stream) -> None:
-        flow.end_request(self, stream)
+        if flow.end_request(self, stream):
+            self._retire(stream)
 
     def _block(self, stream: _H3Stream, awaitable: Awaitable[None]) -> None:
         stream._blocked = True

@@ -3,8 +3,9 @@ HTTP/2 (``_h2protocol``) and HTTP/3 (``_h3protocol``) do alike between the
 bytes their core parsed and the request's `.HTTPMessageDelegate`.
 
 * Taking a request head: `checked_host` (RFC 9110 section 7.2, the Host
-  check, remembered per connection by the driver), `body_limit` (the
-  server's ``max_body_size`` or the protocol's default).
+  check, remembered per connection by the driver: `known_host`),
+  `body_limit` (the server's ``max_body_size`` or the protocol's default);
+  `decompressing` puts a multiplexed stream's delegate behind a gzip decoder.
 * Body delivery: `deliver` hands a body piece on in ``chunk_size`` pieces
   and stops at the first piece the delegate answers with an awaitable.
 * Blocking on a delegate: `wait_on` waits on that awaitable, `sort_outcome`
@@ -12,7 +13,8 @@ bytes their core parsed and the request's `.HTTPMessageDelegate`.
   answered 400) or the application's (logged, and the exchange aborted).
   The multiplexed drivers keep a busy stream's body, and the end of it
   (`end_of_body`), in its inbox (`hold`) meanwhile, and hand it on once the
-  delegate is free (`drain`); HTTP/2 slows the stream by its window.
+  delegate is free (`unblocked`, `drain`) up to the end (`end_request`);
+  HTTP/2 slows the stream by its window.
 * The body timer: `body_overdue`, for the drivers that sweep their
   streams (HTTP/1.1 arms one timer per request).
 * Read-side flow control: `ReadFlow`, the one place a driver pauses and
@@ -41,7 +43,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Optional
 
 from squall.httputil import HTTPInputError
-from squall.httputil._kit import _check_host
+from squall.httputil._exchange import DONE
+from squall.httputil._kit import _check_host, _GzipMessageDelegate
 
 if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
@@ -58,9 +61,13 @@ __all__ = [
     "deliver",
     "drain",
     "end_of_body",
+    "end_request",
     "hold_if_busy",
     "hold",
+    "decompressing",
+    "known_host",
     "sort_outcome",
+    "unblocked",
     "wait_on",
 ]
 
@@ -85,6 +92,31 @@ def checked_host(headers: HTTPHeaders, version: str) -> Optional[str]:
     _check_host(headers, version)
     hosts = headers._as_list.get("Host")
     return hosts[0] if hosts else None
+
+
+def known_host(headers: HTTPHeaders, known: Optional[str], version: str) -> Optional[str]:
+    """The request's Host, checked by `checked_host` unless it is the single
+    Host field the connection's last request had (``known``): what the
+    driver remembers for the next one.
+
+    Raises:
+        HTTPInputError: as `checked_host`.
+    """
+    hosts = headers._as_list.get("Host")
+    if hosts is not None and len(hosts) == 1 and hosts[0] == known:
+        return known
+    return checked_host(headers, version)
+
+
+def decompressing(
+    delegate: HTTPMessageDelegate, params: HTTP1ConnectionParameters, max_body: int
+) -> HTTPMessageDelegate:
+    """A request's ``delegate`` (the server's), behind a gzip decoder if the
+    server decompresses request bodies (``params.decompress``), which holds
+    the decoded body to ``max_body`` bytes."""
+    if params.decompress:
+        return _GzipMessageDelegate(delegate, params.chunk_size, max_body)
+    return delegate
 
 
 def body_limit(params: HTTP1ConnectionParameters, default: int) -> int:
@@ -174,6 +206,47 @@ def drain(stream: Any, piece: Callable[[Any, Any], None], end: Callable[[Any], N
             end(stream)
             return
         piece(stream, item)
+
+
+def end_request(proto: Any, stream: Any) -> bool:
+    """The end of a multiplexed stream's body: its delegate's ``finish``,
+    unless it is busy (`end_of_body`). A request at fault goes to
+    ``proto._bad_body``; anything else raised is logged and the stream
+    reset (``stream.INTERNAL_ERROR``).
+
+    Returns:
+        True if the stream is done with (its response complete, no longer
+        counted): the driver retires it. Otherwise its response is still
+        to come (or waits: HTTP/2, for window), or it is gone already.
+    """
+    delegate = end_of_body(stream)
+    if delegate is None:
+        return False
+    try:
+        delegate.finish()
+    except HTTPInputError as exc:
+        proto._bad_body(stream, str(exc))
+        return False
+    except Exception:
+        app_log.error("Uncaught exception", exc_info=True)
+        proto._reset(stream, stream.INTERNAL_ERROR)
+        return False
+    return bool(stream._phase >= DONE and not stream._counted)
+
+
+def unblocked(proto: Any, stream: Any, future: asyncio.Future[None]) -> bool:
+    """A multiplexed stream's delegate finished its awaitable (`wait_on`):
+    True if its stream goes on (`drain`); else the request was at fault
+    (``proto._bad_body``) or the application failed (logged by
+    `sort_outcome`, the stream reset with ``stream.INTERNAL_ERROR``)."""
+    outcome, message = sort_outcome(future)
+    if outcome == FINISHED:
+        return True
+    if outcome == BAD_REQUEST:
+        proto._bad_body(stream, message)
+    else:
+        proto._reset(stream, stream.INTERNAL_ERROR)
+    return False
 
 
 def wait_on(

@@ -57,18 +57,17 @@ from squall._h2 import (
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._flow import (
-    BAD_REQUEST,
-    FINISHED,
     ReadFlow,
     body_limit,
     body_overdue,
-    checked_host,
+    decompressing,
     deliver,
     drain,
-    end_of_body,
+    end_request,
     hold,
     hold_if_busy,
-    sort_outcome,
+    known_host,
+    unblocked,
     wait_on,
 )
 
@@ -86,7 +85,6 @@ from squall.httputil import (
 )
 from squall.httputil._exchange import DONE, IDLE
 from squall.httputil._headers import _NAME_CACHE, _cache_name
-from squall.httputil._kit import _GzipMessageDelegate
 from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:
@@ -331,8 +329,8 @@ class _H2Protocol(asyncio.Protocol):
                         pass
                     elif stream._tunnel is not None:
                         stream._tunnel._feed_eof()
-                    else:
-                        self._on_end(stream)
+                    elif end_request(self, stream):  # (self._on_end, a call fewer)
+                        self._retire(stream)
                 elif kind is Drained:
                     assert isinstance(event, Drained)
                     self._waiting_window.pop(event.stream_id, None)
@@ -463,19 +461,15 @@ class _H2Protocol(asyncio.Protocol):
         if protocol is not None:
             stream.protocol = protocol
             stream._tunnel = _H2Tunnel(self, stream)
-        hosts = headers._as_list.get("Host")
         # The same check as HTTP/1.1's (RFC 9110 §7.2); a client sends the
         # same authority each time: checked once per connection.
-        if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
-            try:
-                self._good_host = checked_host(headers, _VERSION)
-            except HTTPInputError as exc:
-                self._refuse_request(stream, 400, str(exc))
-                return None
+        try:
+            self._good_host = known_host(headers, self._good_host, _VERSION)
+        except HTTPInputError as exc:
+            self._refuse_request(stream, 400, str(exc))
+            return None
         self._idle_since = now
-        delegate = self._start_request(self, stream)
-        if self._params.decompress:
-            delegate = _GzipMessageDelegate(delegate, self._params.chunk_size, self._max_body)
+        delegate = decompressing(self._start_request(self, stream), self._params, self._max_body)
         stream._delegate = delegate
         try:
             ret = delegate.headers_received(start_line, headers)
@@ -575,20 +569,8 @@ class _H2Protocol(asyncio.Protocol):
             self._notify_closed(stream, delegate)
 
     def _on_end(self, stream: _H2Stream) -> None:
-        delegate = end_of_body(stream)
-        if delegate is None:
-            return
-        try:
-            delegate.finish()
-        except HTTPInputError as exc:
-            self._bad_body(stream, str(exc))
-            return
-        except Exception:
-            app_log.error("Uncaught exception", exc_info=True)
-            self._reset(stream, ErrorCode.INTERNAL_ERROR)
-            return
-        if stream._phase >= DONE and not stream._counted:
-            self._retire(stream)  # else its response still waits for window
+        if end_request(self, stream):
+            self._retire(stream)  # else its response still waits (for window)
 
     def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
         stream._blocked = True
@@ -605,12 +587,7 @@ class _H2Protocol(asyncio.Protocol):
         self._in_feed = True
         try:
             self._h2.consumed(stream.stream_id, flow)
-            outcome, message = sort_outcome(future)
-            if outcome != FINISHED:
-                if outcome == BAD_REQUEST:
-                    self._bad_body(stream, message)
-                else:
-                    self._reset(stream, ErrorCode.INTERNAL_ERROR)
+            if not unblocked(self, stream, future):
                 return
             if stream._expect_continue:
                 self._continue(stream)

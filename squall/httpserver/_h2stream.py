@@ -11,18 +11,16 @@ windows and the transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Optional
 
-from squall._h2 import Data, ErrorCode, LocalProtocolError, response_fields, trailer_fields
+from squall._h2 import ErrorCode, LocalProtocolError, response_fields, trailer_fields
 from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import (
     HTTPHeaders,
-    HTTPMessageDelegate,
     HTTPOutputError,
     ResponseStartLine,
 )
-from squall.httputil._exchange import DONE, GONE, HEAD, IDLE
+from squall.httputil._exchange import DONE, HEAD, IDLE
 
 if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
@@ -40,59 +38,13 @@ class _H2Stream(_MuxStream):
     may come after the response is done.
     """
 
-    __slots__ = (
-        "_waiters",
-        "_head",
-        "_last_active",
-        "_expect_continue",
-        "trailers",
-        "_trailers_out",
-    )
+    __slots__ = ()
 
     PROTOCOL = "HTTP/2"
     INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
     CANCEL = ErrorCode.CANCEL
     _proto: _H2Protocol
     _tunnel: Optional[_H2Tunnel]
-
-    def __init__(self, proto: _H2Protocol, stream_id: int, now: float) -> None:
-        # Exchange.__init__'s fields, set here: a call fewer per stream.
-        self.context = proto.context
-        self.close_callback_attribute = False
-        self.close_callback: Optional[Callable[[], None]] = None
-        self._phase = IDLE
-        self._declared: Optional[int] = None
-        self._written = 0
-        self._bodiless = False
-        self._proto = proto
-        self.stream_id = stream_id
-        self._delegate: Optional[HTTPMessageDelegate] = None
-        self._read_done = False
-        # Reset, timed out or the connection lost: nothing more goes out.
-        self._closed = False
-        # Counted against max_concurrent_streams until the response ends.
-        self._counted = True
-        self._waiters: Optional[list[asyncio.Future[None]]] = None
-        # Body pieces (and the end, as None) held while the delegate is busy.
-        self._inbox: Optional[list[Optional[Data]]] = None
-        self._blocked = False
-        # A response head (its header block) and first chunk not yet handed
-        # to h2: sent with the end of the stream when finish() follows at once.
-        self._head: Optional[tuple[bytes, bytes]] = None
-        self._received = 0
-        self._max_body = proto._max_body
-        self._body_timeout: Optional[float] = None
-        self._started = now
-        self._last_active = now
-        self._expect_continue = False
-        #: The request's trailer section, once the client sent one after
-        #: the body (HTTP/2 only; None otherwise).
-        self.trailers: Optional[HTTPHeaders] = None
-        self._trailers_out: Optional[list[tuple[bytes, bytes]]] = None
-        #: The ``:protocol`` of an extended CONNECT (RFC 8441: ``"websocket"``),
-        #: or None; its stream is taken over by `detach` after a 2xx.
-        self.protocol: Optional[str] = None
-        self._tunnel: Optional[_H2Tunnel] = None
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
 
@@ -117,17 +69,6 @@ class _H2Stream(_MuxStream):
         if self._head is not None:
             p._send_head(self, False)
         return p._send_body(self, chunk)
-
-    def _emit_end(self, phase: int) -> None:
-        p = self._proto
-        if phase == GONE:
-            p._release(self)
-        elif phase == IDLE:
-            # Nothing was written: the stream cannot carry a response.
-            p._reset(self, ErrorCode.INTERNAL_ERROR)
-            p._release(self)
-        else:
-            p._end_response(self)
 
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         if self._closed:

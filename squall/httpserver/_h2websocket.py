@@ -31,15 +31,12 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from squall._h2 import ErrorCode, LocalProtocolError, tunnel_fields
+from squall._h2 import ErrorCode, LocalProtocolError
 from squall.httpserver._stream import take_received
-from squall.httputil._websocket_link import WebSocketEndpoint
-from squall.ioloop import IOLoop
-from squall.iostream import BaseIOStream
-from squall.log import app_log
+from squall.httpserver._tunnel import _Tunnel
+from squall.httpserver._tunnel import drain_tunnels as _drain_tunnels
 
 if TYPE_CHECKING:
-    from squall.concurrent import Future
     from squall.httpserver._h2protocol import _H2Protocol
     from squall.httpserver._h2stream import _H2Stream
 
@@ -49,93 +46,50 @@ __all__ = ["drain_tunnels", "tunnels"]
 # above which a WebSocket's output counts as full: asyncio's default
 # high-water mark, which a WebSocket over HTTP/1.1 is held to.
 HIGH_WATER = 64 * 1024
-_READ = IOLoop.READ
 
 
-class _TunnelSink:
-    """What `squall.websocket.broadcast` writes a shared frame to: the stream's
-    DATA frames (an HTTP/1.1 WebSocket's sink is its transport)."""
-
-    __slots__ = ("_tunnel",)
-
-    def __init__(self, tunnel: _H2Tunnel) -> None:
-        self._tunnel = tunnel
-
-    def write(self, data: bytes) -> None:
-        """Send ``data`` on the stream, after what is queued.
-
-        Raises:
-            RuntimeError: the stream is closed (its WebSocket is not told yet).
-        """
-        tunnel = self._tunnel
-        if tunnel._closed:
-            raise RuntimeError("the HTTP/2 stream is closed")
-        # No Future: nobody waits for a broadcast's write.
-        tunnel._total_queued += len(data)
-        tunnel._proto._queue_body(tunnel._exchange, data)
-        tunnel._check_full()
-
-    def is_closing(self) -> bool:
-        return self._tunnel._closed
-
-    def get_write_buffer_size(self) -> int:
-        return self._tunnel.get_write_buffer_size()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """The connection's transport's (``peername``, ``socket``, ``ssl_object``...)."""
-        transport = self._tunnel._proto.transport
-        return default if transport is None else transport.get_extra_info(name, default)
-
-
-class _H2Tunnel(BaseIOStream):
+class _H2Tunnel(_Tunnel):
     """An IOStream over one HTTP/2 stream (RFC 8441): what ``detach()`` gives
-    the handler of an extended CONNECT once it answered 2xx.
+    the handler of an extended CONNECT once it answered 2xx (see `_Tunnel`).
 
-    Made when the request arrives, so that DATA sent before the handler
-    detaches waits here (its window not given back).
+    What the peer sends waits in the inbox with its window not given back
+    until it is read.
     """
 
-    __slots__ = (
-        "_proto",
-        "_exchange",
-        "accepted",
-        "detached",
-        "_inbox",
-        "_held",
-        "_eof",
-        "_receiver",
-        "_receiving",
-        "_owner",
-        "_delivering",
-    )
+    __slots__ = ("_held", "_receiver", "_receiving", "_delivering")
+
+    _proto: _H2Protocol
+    _exchange: _H2Stream
 
     def __init__(self, proto: _H2Protocol, exchange: _H2Stream) -> None:
-        super().__init__()
-        self._proto = proto
-        self._exchange = exchange
-        #: A 2xx head answered the CONNECT: the stream carries the tunnel.
-        self.accepted = False
-        self.detached = False
-        self._inbox = bytearray()
+        super().__init__(proto, exchange)
         # Flow-control bytes of what is in the inbox: given back once read.
         self._held = 0
-        self._eof = False
         self._receiver: Optional[Callable[[bytes], None]] = None
         self._receiving = True
-        # The WebSocket protocol that owns the stream (see adopt_websocket).
-        self._owner: Optional[WebSocketEndpoint] = None
         self._delivering: Optional[asyncio.Handle] = None
 
-    # -- the handler's side ----------------------------------------------------------
+    # -- the protocol's side of _Tunnel ------------------------------------------------
 
-    def _head_fields(
-        self, code: int, fields: list[tuple[bytes, bytes]]
-    ) -> list[tuple[bytes, bytes]]:
-        """The response head is written: a 2xx opens the tunnel."""
-        if 200 <= code < 300:
-            self.accepted = True
-            return tunnel_fields(fields)
-        return fields
+    def _carrier(self) -> Optional[asyncio.BaseTransport]:
+        return self._proto.transport
+
+    def _send_data(self, data: bytes) -> asyncio.Future[None]:
+        self._total_queued += len(data)
+        future = self._proto._send_body(self._exchange, data)
+        self._check_full()
+        return future
+
+    def _sink_write(self, data: bytes) -> None:
+        # No Future: nobody waits for a broadcast's write.
+        self._total_queued += len(data)
+        self._proto._queue_body(self._exchange, data)
+        self._check_full()
+
+    def _ready(self) -> asyncio.Future[None]:
+        return self._proto._ready(self._exchange)
+
+    # -- the handler's side ----------------------------------------------------------
 
     def _open(self) -> None:
         """The 2xx ends the response: its head goes out, without END_STREAM;
@@ -146,39 +100,6 @@ class _H2Tunnel(BaseIOStream):
         if exchange._head is not None:
             proto._send_head(exchange, False)
         proto._flush_soon()
-
-    def _detach(self) -> _H2Tunnel:
-        if self.detached:
-            raise RuntimeError("the stream is already detached")
-        self.detached = True
-        if self._exchange._closed:
-            self._lost(None)
-        return self
-
-    @property
-    def stream_id(self) -> int:
-        """The HTTP/2 stream carrying the tunnel."""
-        return self._exchange.stream_id
-
-    @property
-    def adopted_websocket(self) -> Optional[WebSocketEndpoint]:
-        """The WebSocket given to `adopt_websocket`, until the tunnel closes."""
-        return self._owner
-
-    def adopt_websocket(self, ws: WebSocketEndpoint) -> None:
-        """Makes a server WebSocket protocol the owner (see `_TransportStream.adopt_websocket`):
-        it is told of the close, of a drain (``going_away``) and of its
-        output going over or under `HIGH_WATER` (``set_write_paused``)."""
-        self._owner = ws
-        if self._closed:
-            self.io_loop.add_callback(ws.on_connection_close)
-
-    @property
-    def transport(self) -> _TunnelSink:
-        """Where a write bypassing the stream goes (`squall.websocket.broadcast`):
-        this stream's DATA frames, in order with `write`. (Made per call:
-        the owner keeps the one it takes.)"""
-        return _TunnelSink(self)
 
     def writing_paused(self) -> bool:
         """Whether the output is full: `HIGH_WATER` bytes wait for window, or the
@@ -191,49 +112,11 @@ class _H2Tunnel(BaseIOStream):
 
     # -- BaseIOStream -------------------------------------------------------------------
 
-    def fileno(self) -> Any:
-        """The connection's socket, for logs (nothing is registered with the IOLoop)."""
-        transport = self._proto.transport
-        return None if transport is None else transport.get_extra_info("socket")
-
-    def set_nodelay(self, value: bool) -> None:
-        """Not per stream: the connection's other streams share the socket."""
-
-    def _set_state(self, state: int) -> None:
-        # No fd: reads are fed by the protocol.
-        if not self._closed:
-            self._state = state
-
     def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
         n = take_received(self._inbox, buf, self._eof)
         if not self._inbox:
             self._give_back()  # read: the peer may send as much again
         return n
-
-    def write_to_fd(self, data: memoryview) -> int:
-        # (write() below never queues in the base class's buffer.)
-        self._send_data(bytes(data))
-        return len(data)
-
-    def write(self, data: Union[bytes, bytearray, memoryview]) -> Future[None]:
-        """Send ``data`` in DATA frames.
-
-        Returns:
-            A Future resolved once the windows have let it all out.
-
-        Raises:
-            StreamClosedError: the stream is closed.
-        """
-        self._check_closed()
-        if not data:
-            return self._proto._ready(self._exchange)  # (no empty DATA frame)
-        return self._send_data(data if type(data) is bytes else bytes(data))
-
-    def _send_data(self, data: bytes) -> asyncio.Future[None]:
-        self._total_queued += len(data)
-        future = self._proto._send_body(self._exchange, data)
-        self._check_full()
-        return future
 
     def _check_full(self) -> None:
         # Over HIGH_WATER: the owner's sink stops taking broadcasts, which
@@ -267,16 +150,8 @@ class _H2Tunnel(BaseIOStream):
 
     def close(self, exc_info: Any = False) -> None:
         """Close the stream (see `close_fd`) and tell the owner."""
-        self._state = None
         super().close(exc_info)
         self._receiver = None
-
-    def _signal_closed(self) -> None:
-        super()._signal_closed()
-        owner = self._owner
-        if owner is not None:
-            self._owner = None
-            self.io_loop.add_callback(owner.on_connection_close)
 
     # -- reads handed over (the WebSocket's direct reads) ----------------------------
 
@@ -351,24 +226,14 @@ class _H2Tunnel(BaseIOStream):
         self._inbox += data
         self._held += flow
         if receiver is None:
-            if self._read_future is not None:
-                self._handle_events(None, _READ)
-            else:
-                # As an fd that became readable: the next read takes it.
-                self._drained = False
+            self._readable()
 
-    def _feed_eof(self) -> None:
-        """The peer's END_STREAM: the end of the WebSocket's input."""
-        self._eof = True
-        if self._closed or not self.detached:
-            return
+    def _input_ended(self) -> None:
         if self._receiver is not None:
             if not self._inbox and self._receiving:
                 self.close()
             return
-        self._drained = False
-        if self._read_future is not None:
-            self._handle_events(None, _READ)
+        self._readable()
 
     def _give_back(self) -> None:
         held = self._held
@@ -410,12 +275,6 @@ class _H2Tunnel(BaseIOStream):
         if owner is not None:
             owner.set_write_paused(paused or self.writing_paused())
 
-    def _lost(self, exc: Optional[BaseException]) -> None:
-        """The stream is gone (reset, GOAWAY, the connection lost)."""
-        self._eof = True
-        if not self._closed:
-            self.close(exc_info=exc if exc is not None else False)
-
 
 def tunnels(proto: _H2Protocol) -> list[_H2Tunnel]:
     """The connection's streams that carry a tunnel (accepted or not yet)."""
@@ -425,10 +284,4 @@ def tunnels(proto: _H2Protocol) -> list[_H2Tunnel]:
 def drain_tunnels(proto: _H2Protocol) -> None:
     """The server drains: each WebSocket over the connection closes with
     1001, as one over HTTP/1.1 does (RFC 6455 §7.4.1)."""
-    for tunnel in tunnels(proto):
-        owner = tunnel._owner
-        if owner is not None:
-            try:
-                owner.going_away()
-            except Exception:
-                app_log.error("Uncaught exception closing a WebSocket", exc_info=True)
+    _drain_tunnels(tunnels(proto))

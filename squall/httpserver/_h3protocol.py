@@ -54,25 +54,11 @@ from aioquic.quic.events import (
 )
 from aioquic.quic.packet import pull_quic_header
 
+from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
-from squall.httpserver._flow import (
-    BAD_REQUEST,
-    FINISHED,
-    body_limit,
-    body_overdue,
-    checked_host,
-    deliver,
-    drain,
-    end_of_body,
-    hold,
-    hold_if_busy,
-    sort_outcome,
-    wait_on,
-)
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
-from squall.httputil._kit import _GzipMessageDelegate
 from squall.iostream import StreamClosedError
 
 if TYPE_CHECKING:
@@ -217,7 +203,7 @@ class _H3Protocol(QuicConnectionProtocol):
         self._h3: Optional[H3Connection] = None
         self._streams: dict[int, _H3Stream] = {}
         self._active = 0
-        self._max_body = body_limit(params, _MAX_BODY_SIZE)
+        self._max_body = flow.body_limit(params, _MAX_BODY_SIZE)
         self.context: Optional[_HTTPRequestContext] = None
         self._start_request = server._request_starter(alt_svc=False)
         self._good_host: Optional[str] = None
@@ -360,13 +346,11 @@ class _H3Protocol(QuicConnectionProtocol):
                 fields = [("host", authority), *rest]
         headers = HTTPHeaders._from_pairs(fields)
         start_line = _new_tuple(RequestStartLine, (method, path, _VERSION))
-        hosts = headers._as_list.get("Host")
-        if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
-            try:
-                self._good_host = checked_host(headers, _VERSION)
-            except HTTPInputError as exc:
-                self._refuse_request(stream, 400, str(exc))
-                return
+        try:
+            self._good_host = flow.known_host(headers, self._good_host, _VERSION)
+        except HTTPInputError as exc:
+            self._refuse_request(stream, 400, str(exc))
+            return
         lengths = headers._as_list.get("Content-Length")
         if lengths is not None:
             if len(lengths) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
@@ -380,10 +364,9 @@ class _H3Protocol(QuicConnectionProtocol):
         if protocol is not None:
             stream.protocol = protocol
             stream._tunnel = _H3Tunnel(self, stream)
-        delegate = self._start_request(self, stream)
-        params = self._params
-        if params.decompress:
-            delegate = _GzipMessageDelegate(delegate, params.chunk_size, self._max_body)
+        delegate = flow.decompressing(
+            self._start_request(self, stream), self._params, self._max_body
+        )
         stream._delegate = delegate
         try:
             ret = delegate.headers_received(start_line, headers)
@@ -433,20 +416,20 @@ class _H3Protocol(QuicConnectionProtocol):
             else:
                 self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
             return
-        if not hold_if_busy(stream, data):
+        if not flow.hold_if_busy(stream, data):
             self._deliver(stream, data)
 
     def _deliver(self, stream: _H3Stream, data: bytes) -> None:
         delegate = stream._delegate
         assert delegate is not None
         try:
-            ret, rest = deliver(delegate, data, self._params.chunk_size)
+            ret, rest = flow.deliver(delegate, data, self._params.chunk_size)
         except HTTPInputError as exc:
             self._bad_body(stream, str(exc))
             return
         if ret is not None:
             if rest:
-                hold(stream, rest, True)
+                flow.hold(stream, rest, True)
             self._block(stream, ret)
 
     def _bad_body(self, stream: _H3Stream, message: str) -> None:
@@ -460,15 +443,7 @@ class _H3Protocol(QuicConnectionProtocol):
             self._reset(stream, H3Error.H3_MESSAGE_ERROR)
 
     def _on_end(self, stream: _H3Stream) -> None:
-        delegate = end_of_body(stream)
-        if delegate is None:
-            return
-        try:
-            delegate.finish()
-        except HTTPInputError as exc:
-            self._bad_body(stream, str(exc))
-            return
-        if stream._phase >= 3 and not stream._counted:
+        if flow.end_request(self, stream):
             self._retire(stream)
 
     def _block(self, stream: _H3Stream, awaitable: Awaitable[None]) -> None:
@@ -477,21 +452,16 @@ class _H3Protocol(QuicConnectionProtocol):
         def unblock(f: asyncio.Future[None]) -> None:
             self._unblock(stream, f)
 
-        wait_on(awaitable, self._loop, unblock)
+        flow.wait_on(awaitable, self._loop, unblock)
 
     def _unblock(self, stream: _H3Stream, future: asyncio.Future[None]) -> None:
         stream._blocked = False
         if self._gone or stream._closed:
             return
         try:
-            outcome, message = sort_outcome(future)
-            if outcome != FINISHED:
-                if outcome == BAD_REQUEST:
-                    self._bad_body(stream, message)
-                else:
-                    self._reset(stream, H3Error.H3_INTERNAL_ERROR)
+            if not flow.unblocked(self, stream, future):
                 return
-            drain(stream, self._deliver, self._on_end)
+            flow.drain(stream, self._deliver, self._on_end)
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
             self._reset(stream, H3Error.H3_INTERNAL_ERROR)
@@ -710,7 +680,7 @@ class _H3Protocol(QuicConnectionProtocol):
         for stream in list(self._streams.values()):
             if stream._read_done or stream._closed or stream._phase >= 3:
                 continue
-            if body_overdue(stream._body_timeout, body_timeout, now - stream._started):
+            if flow.body_overdue(stream._body_timeout, body_timeout, now - stream._started):
                 gen_log.info(
                     "HTTP/3 stream %d of %s: request not completed in time; reset",
                     stream.stream_id,

@@ -17,8 +17,8 @@ from aioquic.h3.connection import ErrorCode as H3Error
 
 from squall._h2 import response_fields
 from squall.httpserver._muxstream import _MuxStream
-from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError, ResponseStartLine
-from squall.httputil._exchange import GONE, IDLE, Exchange, closed_future
+from squall.httputil import HTTPHeaders, HTTPOutputError, ResponseStartLine
+from squall.httputil._exchange import GONE, closed_future
 
 if TYPE_CHECKING:
     from squall.httpserver._h3protocol import _H3Protocol
@@ -49,27 +49,6 @@ class _H3Stream(_MuxStream):
     _proto: _H3Protocol
     _tunnel: Optional[_H3Tunnel]
 
-    def __init__(self, proto: _H3Protocol, stream_id: int, now: float) -> None:
-        Exchange.__init__(self, proto.context)
-        self._proto = proto
-        self.stream_id = stream_id
-        self._delegate: Optional[HTTPMessageDelegate] = None
-        self._read_done = False
-        self._closed = False
-        # Counted against the connection's stream limit until the response ends.
-        self._counted = True
-        self._received = 0
-        self._max_body = proto._max_body
-        self._body_timeout: Optional[float] = None
-        self._started = now
-        # Body pieces (and the end, as None) held while the delegate is busy.
-        self._inbox: Optional[list[Optional[bytes]]] = None
-        self._blocked = False
-        #: The ``:protocol`` of an extended CONNECT (RFC 9220: ``"websocket"``),
-        #: or None; its stream is taken over by `detach` after a 2xx.
-        self.protocol: Optional[str] = None
-        self._tunnel: Optional[_H3Tunnel] = None
-
     # -- the emit hooks (Exchange) -----------------------------------------------------
 
     def _emit_head(
@@ -91,18 +70,13 @@ class _H3Stream(_MuxStream):
         return self._proto._send_body(self, chunk)
 
     def _emit_end(self, phase: int) -> None:
-        p = self._proto
         tunnel = self._tunnel
-        if phase == GONE or self._closed:
-            p._release(self)
-        elif tunnel is not None and tunnel.accepted:
-            p._flush_soon()  # the 2xx is out; the stream stays open for the tunnel
-        elif phase == IDLE:
-            # Nothing was written: the stream cannot carry a response.
-            p._reset(self, p.INTERNAL_ERROR)
-            p._release(self)
-        else:
-            p._end_response(self)
+        if self._closed:
+            phase = GONE
+        elif phase != GONE and tunnel is not None and tunnel.accepted:
+            self._proto._flush_soon()  # the 2xx is out; the stream stays open for the tunnel
+            return
+        _MuxStream._emit_end(self, phase)
 
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         fields = _fields(code, headers)

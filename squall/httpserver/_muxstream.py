@@ -5,17 +5,21 @@ Both are `.Exchange`s whose connection is shared by other streams: closing
 one resets it (the connection stays), only an accepted extended CONNECT
 (RFC 8441, RFC 9220: a WebSocket) can be detached, and a broken
 Content-Length resets the stream. Their read side is the same too (the
-driver's, through `squall.httpserver._flow`): its fields are declared here.
+driver's, through `squall.httpserver._flow`): its fields are declared here,
+and set by the one ``__init__`` (with HTTP/2's write-side fields, which an
+HTTP/3 stream leaves as set: one call per stream on HTTP/2's request path).
 Each subclass names its protocol and its two reset codes, and writes the
 emit hooks that move frames.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any, ClassVar, Optional
 
-from squall.httputil import HTTPMessageDelegate, HTTPOutputError
-from squall.httputil._exchange import DONE, Exchange
+from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError
+from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
 
 __all__: list[str] = []  # private to the drivers
 
@@ -42,6 +46,13 @@ class _MuxStream(Exchange):
         "_started",
         "protocol",
         "_tunnel",
+        # HTTP/2's (HTTP/3 leaves them as __init__ sets them): see _H2Stream.
+        "_waiters",
+        "_head",
+        "_last_active",
+        "_expect_continue",
+        "trailers",
+        "_trailers_out",
     )
 
     #: The protocol's name, in what is raised.
@@ -67,6 +78,62 @@ class _MuxStream(Exchange):
     #: its stream is taken over by `detach` after a 2xx.
     protocol: Optional[str]
     _tunnel: Any
+    # Writes waiting for the stream's output to go out (HTTP/2's windows).
+    _waiters: Optional[list[asyncio.Future[None]]]
+    # A response head (its header block) and first chunk not yet handed to
+    # the core: sent with the end of the stream when finish() follows at once.
+    _head: Optional[tuple[bytes, bytes]]
+    # When the request last sent something (HTTP/2's idle stream timeout).
+    _last_active: float
+    _expect_continue: bool
+    #: The request's trailer section, once the client sent one after the
+    #: body (HTTP/2 only; None otherwise).
+    trailers: Optional[HTTPHeaders]
+    _trailers_out: Optional[list[tuple[bytes, bytes]]]
+
+    def __init__(self, proto: Any, stream_id: int, now: float) -> None:
+        # Exchange.__init__'s fields, set here: a call fewer per stream.
+        self.context = proto.context
+        self.close_callback_attribute = False
+        self.close_callback: Optional[Callable[[], None]] = None
+        self._phase = IDLE
+        self._declared: Optional[int] = None
+        self._written = 0
+        self._bodiless = False
+        self._proto = proto
+        self.stream_id = stream_id
+        self._delegate = None
+        self._read_done = False
+        # Reset, timed out or the connection lost: nothing more goes out.
+        self._closed = False
+        # Counted against the connection's stream limit until the response ends.
+        self._counted = True
+        # Body pieces (and the end, as None) held while the delegate is busy.
+        self._inbox = None
+        self._blocked = False
+        self._received = 0
+        self._max_body = proto._max_body
+        self._body_timeout = None
+        self._started = now
+        self.protocol = None
+        self._tunnel = None
+        self._waiters = None
+        self._head = None
+        self._last_active = now
+        self._expect_continue = False
+        self.trailers = None
+        self._trailers_out = None
+
+    def _emit_end(self, phase: int) -> None:
+        p = self._proto
+        if phase == GONE:
+            p._release(self)
+        elif phase == IDLE:
+            # Nothing was written: the stream cannot carry a response.
+            p._reset(self, self.INTERNAL_ERROR)
+            p._release(self)
+        else:
+            p._end_response(self)
 
     def _emit_raw(self, chunk: bytes) -> Any:
         raise HTTPOutputError(f"write_headers must come first on an {self.PROTOCOL} stream")

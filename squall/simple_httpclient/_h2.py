@@ -170,12 +170,10 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
             self.close()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        self.closed = True
         if self.idle_handle is not None:
             self.idle_handle.cancel()
             self.idle_handle = None
-        self.client._forget(self)
-        self.fail_all(HTTPStreamClosedError("Connection closed"))
+        self.gone(HTTPStreamClosedError("Connection closed"))
 
     # -- requests --------------------------------------------------------------
 

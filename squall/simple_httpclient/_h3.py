@@ -173,21 +173,17 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         self.fail(fetch, HTTPStreamClosedError(f"stream reset by the server ({event.error_code})"))
 
     def _terminated(self, event: ConnectionTerminated) -> None:
-        self.closed = True
-        self.client._forget(self)
         reason = event.reason_phrase or f"error {event.error_code}"
         self.ended_by = reason
-        self.fail_streams(HTTPStreamClosedError(f"HTTP/3 connection closed ({reason})"))
+        self.gone(HTTPStreamClosedError(f"HTTP/3 connection closed ({reason})"))
         if self._transport is not None:
             self._transport.close()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        self.closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.client._forget(self)
-        self.fail_streams(HTTPStreamClosedError("Connection closed"))
+        self.gone(HTTPStreamClosedError("Connection closed"))
 
     # -- requests --------------------------------------------------------------
 

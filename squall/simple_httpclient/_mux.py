@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol, cast
 
 from squall._content_coding import ContentCodingError, Decoder
 from squall.httpclient import HTTPRequest, HTTPResponse
@@ -97,6 +97,7 @@ class StreamResponses:
 
     client: H2AsyncHTTPClient
     streams: dict[int, StreamFetch]
+    closed: bool
     #: The version word header_callback is given, as in ``HTTP/2.0 200``.
     version_word = ""
 
@@ -204,3 +205,15 @@ class StreamResponses:
         self.streams.clear()
         for fetch in fetches:
             self.fail(fetch, error)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every fetch of the connection (those with a stream; a subclass
+        adds those still waiting for one)."""
+        self.fail_streams(error)
+
+    def gone(self, error: BaseException) -> None:
+        """The connection is closed: the client forgets it, and every fetch
+        on it fails with ``error``."""
+        self.closed = True
+        self.client._forget(cast(MuxConnection, self))  # (each subclass is one)
+        self.fail_all(error)

@@ -312,12 +312,6 @@ class WebSocketClientConnection(_Peer):
             IOLoop.current().add_future(future, callback)
         return future
 
-    def on_ping(self, data: bytes) -> None:
-        pass
-
-    def on_pong(self, data: bytes) -> None:
-        pass
-
     def on_ws_connection_close(
         self, close_code: Optional[int] = None, close_reason: Optional[str] = None
     ) -> None:

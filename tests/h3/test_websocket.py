@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 from typing import Any, Optional
@@ -79,6 +80,25 @@ class H3WebSocketTest(H3TestCase):
             client.send_body(sid, client_frame(0x8, struct.pack("!H", 1000)))
             await client.until(lambda: r.ended)
             assert self._app.settings["closed"] == 1000
+
+    @gen_test
+    async def test_drain_closes_with_1001(self) -> None:
+        # The server drains: the WebSocket hears going_away (RFC 6455
+        # section 7.4.1), as one over HTTP/1.1 or HTTP/2 does.
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sid = connect(client)
+            r = client.responses[sid]
+            await client.until(lambda: r.status != 0)
+            assert r.status == 200
+            drained = asyncio.ensure_future(self.http_server.drain(timeout=10, idle_grace=0.0))
+            await client.until(lambda: server_frame(r.body) is not None)
+            frame = server_frame(r.body)
+            assert frame is not None
+            assert frame[0] == 0x8
+            assert struct.unpack("!H", frame[1][:2]) == (1001,)
+            client.send_body(sid, client_frame(0x8, struct.pack("!H", 1001)))
+            assert await asyncio.wait_for(drained, 10) is True
 
     @gen_test
     async def test_connect_without_protocol_is_refused(self) -> None:

@@ -359,10 +359,6 @@ GETATTR_KNOWN = {
     ("http1connection.py", "getattr(stream, '_rbuf')"): (
         "an IOStream's read buffer, put back when a connection is detached"
     ),
-    ("cli/_metrics.py", "getattr(conn, '_streams')"): "the drivers' connection state: to declare",
-    ("cli/_metrics.py", "getattr(conn, '_state')"): "the drivers' connection state: to declare",
-    ("cli/_metrics.py", "hasattr(conn, '_quic')"): "the drivers' connection state: to declare",
-    ("cli/_metrics.py", "getattr(stream, '_tunnel')"): "the drivers' connection state: to declare",
     ("cli/_serving.py", "getattr(ctx, '_orig_remote_ip')"): (
         "Tornado's name for the peer before proxy headers (_HTTPRequestContext)"
     ),

@@ -318,27 +318,21 @@ class WorkerMetrics:
         server = self._server
         if server is None:
             return
-        h1 = h2 = h3 = busy = tunnels = 0
+        counts = {"http/1.1": 0, "h2": 0, "h3": 0}
+        busy = tunnels = 0
         for conn in server._connections:
-            streams = getattr(conn, "_streams", None)
-            if streams is not None:
-                # HTTP/3's connections (QUIC) have a _quic; HTTP/2's do not.
-                if hasattr(conn, "_quic"):
-                    h3 += 1
-                else:
-                    h2 += 1
-                # A WebSocket over HTTP/2 (RFC 8441) holds its stream for as
-                # long as it is open: a connection, not a request in flight.
-                for stream in streams.values():
-                    if getattr(stream, "_tunnel", None) is None:
-                        busy += 1
-                    else:
-                        tunnels += 1
-            else:
-                h1 += 1
-                # _HTTPProtocol's states: 1 reading a request, 2 answering it.
-                if getattr(conn, "_state", 0) in (1, 2):
-                    busy += 1
+            # The drivers' connections declare census(); a connection of
+            # handle_stream (an IOStream-based HTTP1ServerConnection) does
+            # not, and is counted as HTTP/1.1 with nothing known in flight.
+            census = getattr(conn, "census", None)
+            if census is None:
+                counts["http/1.1"] += 1
+                continue
+            label, in_flight, held = census()
+            counts[label] += 1
+            busy += in_flight
+            tunnels += held
+        h1, h2, h3 = counts["http/1.1"], counts["h2"], counts["h3"]
         self.connections.labels("http/1.1").set(h1)
         self.connections.labels("h2").set(h2)
         self.connections.labels("h3").set(h3)

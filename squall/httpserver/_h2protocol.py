@@ -76,6 +76,7 @@ from squall.httpserver._flow import (
 from squall.httpserver._h1exchange import _closed_future
 from squall.httpserver._h2stream import _H2Stream
 from squall.httpserver._h2websocket import _H2Tunnel, drain_tunnels, tunnels
+from squall.httpserver._muxstream import stream_census
 from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import (
     HTTPHeaders,
@@ -922,6 +923,11 @@ class _H2Protocol(asyncio.Protocol):
     def _drain(self, params: HTTP1ConnectionParameters) -> None:
         """The server drains (`HTTPServer.drain`): GOAWAY, close once idle."""
         self._shutdown()
+
+    def census(self) -> tuple[str, int, int]:
+        """What this connection carries, for metrics: ``("h2", requests in
+        flight, WebSocket tunnels)`` (see `stream_census`)."""
+        return ("h2", *stream_census(self._streams.values()))
 
     def _hard_close(self) -> None:
         """Drop the connection now, discarding unsent output."""

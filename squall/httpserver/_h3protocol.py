@@ -58,6 +58,7 @@ from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
+from squall.httpserver._muxstream import stream_census
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.iostream import StreamClosedError
 
@@ -734,6 +735,11 @@ class _H3Protocol(QuicConnectionProtocol):
         # The QUIC close lingers for its drain period in aioquic (three
         # probe timeouts); the server is done with the connection now.
         self._on_lost()
+
+    def census(self) -> tuple[str, int, int]:
+        """What this connection carries, for metrics: ``("h3", requests in
+        flight, WebSocket tunnels)`` (see `stream_census`)."""
+        return ("h3", *stream_census(self._streams.values()))
 
     def _hard_close(self) -> None:
         self._close_quic()

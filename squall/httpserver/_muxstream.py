@@ -15,7 +15,7 @@ emit hooks that move frames.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Optional
 
 from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError
@@ -172,3 +172,18 @@ class _MuxStream(Exchange):
     def close(self) -> None:
         """Reset the stream (the connection stays open for other streams)."""
         self._proto._reset(self, self.CANCEL)
+
+
+def stream_census(streams: Iterable[_MuxStream]) -> tuple[int, int]:
+    """Requests in flight and WebSocket tunnels among a connection's streams.
+
+    A WebSocket over HTTP/2 or HTTP/3 (RFC 8441, RFC 9220) holds its stream
+    for as long as it is open: it is a connection, not a request in flight.
+    """
+    busy = tunnels = 0
+    for stream in streams:
+        if stream._tunnel is None:
+            busy += 1
+        else:
+            tunnels += 1
+    return busy, tunnels

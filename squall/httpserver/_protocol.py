@@ -934,6 +934,12 @@ class _HTTPProtocol(asyncio.Protocol):
             self._hard_close()
             await event
 
+    def census(self) -> tuple[str, int, int]:
+        """What this connection carries, for metrics: ``("http/1.1", requests
+        in flight (0 or 1), tunnels (0))``. A detached connection (a
+        WebSocket) is counted by the server's ``_detached``, not here."""
+        return ("http/1.1", 1 if _REQUEST <= self._state <= _RESPONSE else 0, 0)
+
     def _hard_close(self) -> None:
         """Drop the connection now, discarding unsent output."""
         if self._state == _CLOSED:

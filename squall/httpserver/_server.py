@@ -69,6 +69,10 @@ class _DriverConnection(Protocol):
     def _hard_close(self) -> None:
         """Drop the connection now (its transport aborted)."""
 
+    def census(self) -> tuple[str, int, int]:
+        """The protocol's metrics label (``"http/1.1"``, ``"h2"``, ``"h3"``),
+        the requests in flight and the WebSocket tunnels it carries."""
+
 
 class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     """A non-blocking, single-threaded HTTP/1.1 server.

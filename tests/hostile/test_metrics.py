@@ -30,6 +30,19 @@ class Hello(RequestHandler):
         self.write("hello")
 
 
+class Waiting(RequestHandler):
+    """Answers when the test lets it; tells the test it has begun."""
+
+    def initialize(self, began: asyncio.Event, release: asyncio.Event) -> None:
+        self.began = began
+        self.release = release
+
+    async def get(self) -> None:
+        self.began.set()
+        await self.release.wait()
+        self.write("done")
+
+
 class Idle(WebSocketHandler):
     """Opens and waits; tells the test how many are open."""
 
@@ -52,8 +65,14 @@ class MetricsUnderAttackTest(AsyncHTTPTestCase):
         self.metrics = WorkerMetrics()
         self.opened: list[WebSocketHandler] = []
         self.ready = asyncio.Event()
+        self.began = asyncio.Event()
+        self.release = asyncio.Event()
         app = Application(
-            [("/", Hello), ("/ws", Idle, {"opened": self.opened, "ready": self.ready})],
+            [
+                ("/", Hello),
+                ("/ws", Idle, {"opened": self.opened, "ready": self.ready}),
+                ("/wait", Waiting, {"began": self.began, "release": self.release}),
+            ],
             log_function=request_logger(None, None, self.metrics),
         )
         return app
@@ -100,3 +119,26 @@ class MetricsUnderAttackTest(AsyncHTTPTestCase):
         for handler in self.opened:
             handler.close()
         await client.raw.close()
+
+    @gen_test
+    async def test_an_http11_request_waiting_is_in_flight(self) -> None:
+        # The gauges come from each driver connection's census(): an
+        # HTTP/1.1 connection answering a request counts one in flight, an
+        # idle one none.
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        idle_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await idle_reader.readuntil(b"hello")).startswith(b"HTTP/1.1 200 ")
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        writer.write(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        await self.began.wait()
+        self.metrics.sample()
+        assert self.metrics.in_flight._value.get() == 1
+        assert self.metrics.connections.labels("http/1.1")._value.get() == 2
+        assert self.metrics.connections.labels("h2")._value.get() == 0
+        self.release.set()
+        assert (await reader.readuntil(b"done")).startswith(b"HTTP/1.1 200 ")
+        self.metrics.sample()
+        assert self.metrics.in_flight._value.get() == 0
+        for w in (writer, idle_writer):
+            w.close()
+            await w.wait_closed()

@@ -154,11 +154,15 @@ class Exchange(HTTPConnection):
     )
 
     def __init__(self, context: Any, bodiless: bool = False) -> None:
-        self.context = context
+        # Both annotated here, though HTTPConnection declares them: mypyc
+        # makes a field only of what the compiled class itself declares, and
+        # stored anything else in an instance __dict__ (one dict per
+        # exchange, made for every request, and read by dictionary lookups).
+        self.context: Any = context
         # Without the close_callback_attribute capability: a driver here may
         # report a close from the application's own call (a reset by
         # close(), a refused write). A slot, read faster than the class's.
-        self.close_callback_attribute = False
+        self.close_callback_attribute: bool = False
         self.close_callback: Optional[Callable[[], None]] = None
         self._phase = IDLE
         self._declared: Optional[int] = None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from squall._eager import start as _eager_start
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
+from squall.httputil._exchange import Exchange
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._misc import RequestStartLine, StartLine
 from squall.httputil._request import HTTPServerRequest
@@ -228,12 +229,19 @@ class _HandlerDelegate(HTTPMessageDelegate):
         task: Optional[asyncio.Future[Any]] = None
         if type(running) is _CoroutineType:
             # The usual case: run to its first suspension now; a handler that
-            # never waits is done when start() returns None.
-            try:
-                loop = _get_running_loop()
-            except RuntimeError:
-                # No loop running (a test driving the delegate by hand): the
-                # coroutine waits for one, as a Tornado handler's does.
+            # never waits is done when start() returns None. On the loop the
+            # connection names (the HTTP/1.1 server's), without asking
+            # asyncio: on 3.11 that is a getpid system call per request.
+            conn = self.request_conn
+            loop = conn.loop if isinstance(conn, Exchange) else None
+            if loop is None:
+                try:
+                    loop = _get_running_loop()
+                except RuntimeError:
+                    # No loop running (a test driving the delegate by hand):
+                    # the coroutine waits for one, as a Tornado handler's does.
+                    loop = None
+            if loop is None:
                 task = asyncio.ensure_future(running)
             else:
                 task = _eager_start(loop, running)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import types
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Final, Optional
 
-from squall._eager import start as _eager_start
+from squall import _eager
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
 from squall.httputil._exchange import Exchange
@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-_CoroutineType = types.CoroutineType
+# Final: the compiled build keeps these in C variables, read without the
+# dictionary lookup of a module global (two per request).
+_CoroutineType: Final = types.CoroutineType
+_eager_start: Final = _eager.start
+# Not Final (tests count its calls); off the HTTP/1.1 server's path.
 _get_running_loop = asyncio.get_running_loop
 
 # Filled in by squall.web.application (see _bind): the Application class

@@ -204,10 +204,13 @@ def load() -> ModuleType:
     target = cache / ("_sqprobe" + str(sysconfig.get_config_var("EXT_SUFFIX")))
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        c_file = cache / "_sqprobe.c"
+        # Names of this process's own: runs started together (the cache is
+        # shared, in /tmp) once compiled one's half-written source, and left
+        # a library without its init function for every later run.
+        c_file = cache / f"_sqprobe-{os.getpid()}.c"
         c_file.write_text(text)
         include = sysconfig.get_paths()["include"]
-        tmp = target.with_suffix(".tmp")
+        tmp = cache / f"_sqprobe-{os.getpid()}.tmp"
         subprocess.run(
             ["gcc", "-O2", "-g", "-fno-ipa-icf", "-shared", "-fPIC", f"-I{include}"]
             + ["-o", str(tmp), str(c_file)],

@@ -157,7 +157,7 @@ class _RequestConnection(Exchange):
     whose hooks are called natively.
     """
 
-    __slots__ = ("_proto", "_body_timeout")
+    __slots__ = ("_proto", "_body_timeout", "loop")
 
     def __init__(self, proto: _HTTPProtocol) -> None:
         # Exchange.__init__'s fields, set here: a call fewer per request.
@@ -170,6 +170,8 @@ class _RequestConnection(Exchange):
         self._declared = None
         self._written = 0
         self._bodiless = False
+        # (Exchange.loop: the protocol calls the delegate from its loop only.)
+        self.loop = proto._loop
         self._proto = proto
         self._body_timeout: Optional[float] = None
 

@@ -4,7 +4,10 @@ Kept interpreted while ``_exchange`` (its `.Exchange`) is compiled: compiled
 code checks the type of an argument annotated with a compiled class, and a
 connection the application hands in (a Tornado-style object that only has
 the methods, a test's stand-in, None) must go through wherever the
-contract's type is written, as it does on Tornado.
+contract's type is written, as it does on Tornado. A compiled subclass
+declares again each field below that it sets (`.Exchange.__init__` does):
+mypyc makes fields only of what the compiled class declares, and anything
+else goes to an instance ``__dict__``, one made per request.
 """
 
 from __future__ import annotations

@@ -136,6 +136,13 @@ class Exchange(HTTPConnection):
 
     A driver calls `_report_gone` when the peer goes away or the exchange is reset.
 
+    ``loop``: the event loop whose callbacks call this exchange's message
+    delegate, where the driver knows it (the HTTP/1.1 server's connection;
+    a wrapper passes on the one it wraps), else None. The application
+    starts a request's coroutine on it without asking asyncio, whose
+    ``get_running_loop`` makes a getpid system call per call on Python
+    3.11.
+
     Compiled by mypyc with the HTTP/1.1 driver (speedups/squall_build.py):
     its fields are then native attributes (mypyc passes ``__slots__`` over),
     and the HTTP/1.1 server's `_RequestConnection`, a native subclass, calls
@@ -153,12 +160,22 @@ class Exchange(HTTPConnection):
         "_bodiless",
     )
 
+    # See the class's docstring. A class attribute, not a slot: a driver
+    # that knows its loop sets it (a slot of its own, in the pure build),
+    # the others leave it None without a word (_H2Stream does not call
+    # __init__). Compiled, it is a native field that starts as None.
+    loop: Optional[asyncio.AbstractEventLoop] = None
+
     def __init__(self, context: Any, bodiless: bool = False) -> None:
-        self.context = context
+        # Both annotated here, though HTTPConnection declares them: mypyc
+        # makes a field only of what the compiled class itself declares, and
+        # stored anything else in an instance __dict__ (one dict per
+        # exchange, made for every request, and read by dictionary lookups).
+        self.context: Any = context
         # Without the close_callback_attribute capability: a driver here may
         # report a close from the application's own call (a reset by
         # close(), a refused write). A slot, read faster than the class's.
-        self.close_callback_attribute = False
+        self.close_callback_attribute: bool = False
         self.close_callback: Optional[Callable[[], None]] = None
         self._phase = IDLE
         self._declared: Optional[int] = None

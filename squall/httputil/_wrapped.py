@@ -34,6 +34,8 @@ class WrappedConnection(Exchange):
 
     def __init__(self, conn: HTTPConnection) -> None:
         Exchange.__init__(self, conn.context)
+        if isinstance(conn, Exchange):
+            self.loop = conn.loop
         self._conn = conn
         self.close_callback_attribute = close_by_attribute(conn)
 

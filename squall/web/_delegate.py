@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import types
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Final, Optional
 
-from squall._eager import start as _eager_start
+from squall import _eager
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
+from squall.httputil._exchange import Exchange
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._misc import RequestStartLine, StartLine
 from squall.httputil._request import HTTPServerRequest
@@ -27,7 +28,11 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-_CoroutineType = types.CoroutineType
+# Final: the compiled build keeps these in C variables, read without the
+# dictionary lookup of a module global (two per request).
+_CoroutineType: Final = types.CoroutineType
+_eager_start: Final = _eager.start
+# Not Final (tests count its calls); off the HTTP/1.1 server's path.
 _get_running_loop = asyncio.get_running_loop
 
 # Filled in by squall.web.application (see _bind): the Application class
@@ -228,12 +233,19 @@ class _HandlerDelegate(HTTPMessageDelegate):
         task: Optional[asyncio.Future[Any]] = None
         if type(running) is _CoroutineType:
             # The usual case: run to its first suspension now; a handler that
-            # never waits is done when start() returns None.
-            try:
-                loop = _get_running_loop()
-            except RuntimeError:
-                # No loop running (a test driving the delegate by hand): the
-                # coroutine waits for one, as a Tornado handler's does.
+            # never waits is done when start() returns None. On the loop the
+            # connection names (the HTTP/1.1 server's), without asking
+            # asyncio: on 3.11 that is a getpid system call per request.
+            conn = self.request_conn
+            loop = conn.loop if isinstance(conn, Exchange) else None
+            if loop is None:
+                try:
+                    loop = _get_running_loop()
+                except RuntimeError:
+                    # No loop running (a test driving the delegate by hand):
+                    # the coroutine waits for one, as a Tornado handler's does.
+                    loop = None
+            if loop is None:
                 task = asyncio.ensure_future(running)
             else:
                 task = _eager_start(loop, running)

@@ -425,6 +425,18 @@ def test_close_callback_capability(name: str) -> None:
     run_check(name, check)
 
 
+@implementations
+def test_contract_fields_are_exchange_fields(name: str) -> None:
+    # Exchange declares the contract's fields itself: in the compiled build
+    # they are native fields. Declared by the interpreted HTTPConnection
+    # only, they went to an instance __dict__, one made for every request.
+    async def check(conn: HTTPConnection, line: StartLine) -> None:
+        in_dict = getattr(conn, "__dict__", None) or {}
+        assert not {"context", "close_callback_attribute", "close_callback"} & in_dict.keys()
+
+    run_check(name, check)
+
+
 def test_close_by_attribute_on_stand_ins() -> None:
     from unittest import mock
 

@@ -94,6 +94,10 @@ class _MuxStream(Exchange):
     def __init__(self, proto: Any, stream_id: int, now: float) -> None:
         # Exchange.__init__'s fields, set here: a call fewer per stream.
         self.context = proto.context
+        # The loop the protocol's callbacks run on: the application's
+        # delegate takes it from here, not from get_running_loop() (a getpid
+        # system call per request on Python 3.11).
+        self.loop = proto._loop
         self.close_callback_attribute = False
         self.close_callback: Optional[Callable[[], None]] = None
         self._phase = IDLE

@@ -68,6 +68,25 @@ class CallbackTest(AsyncHTTPTestCase):
             await client.close()
 
     @gen_test
+    async def test_a_stream_names_its_loop(self) -> None:
+        # The application's delegate starts a handler on Exchange.loop when
+        # a connection names one (no get_running_loop per request).
+        seen: list[Any] = []
+
+        def handle(request: HTTPServerRequest) -> None:
+            conn = request.connection
+            assert conn is not None
+            seen.append(getattr(conn, "loop", None))
+            conn.write_headers(OK, headers(Content_Length="2"))
+            conn.write(b"ok")
+            conn.finish()
+
+        self.handle = handle
+        r = await self.fetch()
+        assert r.status == 200
+        assert seen == [asyncio.get_running_loop()]
+
+    @gen_test
     async def test_more_than_content_length(self) -> None:
         def handle(request: HTTPServerRequest) -> None:
             conn = request.connection

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from squall._compiled import mypyc_attr
 from squall.httputil import _forms
 from squall.httputil._delegates import HTTPConnection, _OpenAttributes
-from squall.httputil._forms import HTTPFile, _parse_qs_bytes, parse_cookie
+from squall.httputil._forms import HTTPFile, parse_cookie
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
 from squall.httputil._misc import RequestStartLine, StartLine, split_host_and_port
+from squall.httputil._qs import _parse_qs_bytes
 
 if TYPE_CHECKING:
     import http.cookies

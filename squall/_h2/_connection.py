@@ -147,6 +147,22 @@ def _rendered_field(line: bytes) -> Optional[bytes]:
     return encoded
 
 
+# The start of each field name's HPACK encoding for `H2Connection.encode_fields`
+# (keyed by the name as the application spelled it: see `literal_name`; b""
+# for a connection-specific field, left out). Depends on the name alone and
+# is shared by every connection; bounded.
+_field_names: Final[dict[str, bytes]] = {}
+
+
+def _field_name(name: str) -> bytes:
+    text = name.lower()
+    prefix = b"" if text in _CONNECTION_FIELDS else literal_name(text.encode("ascii"))
+    if len(_field_names) >= _RENDERED_MAX:
+        _field_names.clear()
+    _field_names[name] = prefix
+    return prefix
+
+
 class H2Connection(H2Base):
     """The server side of an HTTP/2 connection: bytes in, events out.
 
@@ -479,6 +495,43 @@ class H2Connection(H2Base):
         (names lowercase; bytes as they are, text as UTF-8). Encoding uses
         no connection state: the block may be sent later."""
         return self._encoder.encode_response(status, headers)
+
+    def encode_fields(self, status: int, fields: dict[str, list[str]]) -> bytes:
+        """A response head given as `.HTTPHeaders` keep it (``{name: [value,
+        ...]}``, names in any case) as the header block `send_head_block`
+        sends: the same bytes as `encode_head` of `response_fields`, without
+        the list of pairs between them.
+
+        Raises:
+            ValueError: a name or value is not text (or a name not ASCII).
+        """
+        parts = [encoded_status(status)]
+        names = _field_names
+        lengths = _SHORT_LENGTHS
+        full = _FULL_INDEX
+        try:
+            for name, values in fields.items():
+                prefix = names.get(name)
+                if prefix is None:
+                    prefix = _field_name(name)
+                if len(prefix) == 0:
+                    continue
+                for value in values:
+                    try:
+                        raw = value.encode("latin-1")
+                    except UnicodeEncodeError:
+                        raw = value.encode("utf-8")
+                    n = len(raw)
+                    if prefix == full:
+                        parts.append(encoded_field(name.lower().encode("ascii"), raw))
+                        continue
+                    if n < 127:
+                        parts.append(prefix + lengths[n] + raw)
+                    else:
+                        parts.append(prefix + encoded_string(raw))
+        except (TypeError, AttributeError, UnicodeEncodeError):
+            raise ValueError("header fields must be (str, str) pairs") from None
+        return b"".join(parts)
 
     def encode_rendered_head(self, head: bytes) -> Optional[bytes]:
         """A response head rendered for HTTP/1.1, as the header block

@@ -51,15 +51,21 @@ class _H2Stream(_MuxStream):
     def _emit_head(
         self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
+        p = self._proto
+        tunnel = self._tunnel
         try:
-            fields = response_fields(headers._as_list.items())
+            if tunnel is None:
+                # Straight from the headers' dict to the header block (the
+                # same bytes as encode_head of response_fields).
+                block = p._h2.encode_fields(start_line[1], headers._as_list)
+            else:
+                fields = response_fields(headers._as_list.items())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
-        tunnel = self._tunnel
         if tunnel is not None:
-            fields = tunnel._head_fields(start_line.code, fields)
-        p = self._proto
-        self._head = (p._h2.encode_head(start_line.code, fields), chunk)
+            code = start_line.code
+            block = p._h2.encode_head(code, tunnel._head_fields(code, fields))
+        self._head = (block, chunk)
         return p._queue_head(self)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:

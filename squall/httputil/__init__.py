@@ -14,6 +14,7 @@ Layout (all names are re-exported here):
 * ``_misc``: start lines, `url_concat`, `format_timestamp`, byte ranges
 * ``_delegates``: the delegate interfaces
 * ``_request``: `HTTPServerRequest` (compiled in the speedups build)
+* ``_qs``: query strings to arguments (compiled in the speedups build)
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from squall.httputil._forms import (
     ParseUrlEncodedConfig,
     _encode_header,
     _parse_header,
-    _parse_qs_bytes,
     _unquote_cookie,
     parse_body_arguments,
     parse_cookie,
@@ -57,6 +57,7 @@ from squall.httputil._misc import (
     split_host_and_port,
     url_concat,
 )
+from squall.httputil._qs import _parse_qs_bytes
 
 if TYPE_CHECKING:
     import unittest

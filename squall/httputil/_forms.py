@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import unquote_to_bytes
 
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
+from squall.httputil._qs import _parse_qs_bytes
 from squall.util import ObjectDict
 
 __all__ = [
@@ -119,46 +120,6 @@ def set_parse_body_config(config: ParseBodyConfig) -> None:
     query strings of every `HTTPServerRequest` created afterwards.
     """
     sys.modules[_PACKAGE].__dict__["_DEFAULT_PARSE_BODY_CONFIG"] = config
-
-
-def _parse_qs_bytes(data: bytes, max_fields: Optional[int]) -> dict[str, list[bytes]]:
-    """Parses ``application/x-www-form-urlencoded`` data, keeping blank values.
-
-    Names are decoded as latin-1 and values stay bytes; splitting is on ``&``
-    only, as in `urllib.parse.parse_qs`, whose results this matches.
-
-    Raises:
-        HTTPInputError: if there are more than ``max_fields`` fields.
-    """
-    if not data:
-        return {}
-    if max_fields is not None and data.count(b"&") >= max_fields:
-        raise HTTPInputError(f"Max number of fields exceeded (the limit is {max_fields})")
-    result: dict[str, list[bytes]] = {}
-    # Looked for once in the whole query, not per field: most queries have
-    # neither. (find(), not ``in``: on 3.11 ``bytes in bytes`` first tries
-    # the needle as an int and builds and drops a TypeError.)
-    plus = data.find(b"+") >= 0
-    percent = data.find(b"%") >= 0
-    for field in data.split(b"&"):
-        if not field:
-            continue
-        raw_name, _, value = field.partition(b"=")
-        if plus:
-            raw_name = raw_name.replace(b"+", b" ")
-            value = value.replace(b"+", b" ")
-        if percent:
-            if raw_name.find(b"%") >= 0:
-                raw_name = unquote_to_bytes(raw_name)
-            if value.find(b"%") >= 0:
-                value = unquote_to_bytes(value)
-        name = raw_name.decode("latin1")
-        values = result.get(name)
-        if values is None:
-            result[name] = [value]
-        else:
-            values.append(value)
-    return result
 
 
 def _latin1_or_utf8(text: str) -> bytes:

@@ -900,3 +900,64 @@ def test_the_memo_of_rendered_lines_is_bounded() -> None:
     assert len(_connection._rendered) <= _connection._RENDERED_MAX
     assert len(_connection._rendered_names) <= _connection._RENDERED_MAX
     assert all(len(line) <= _connection._RENDERED_LINE_MAX for line in _connection._rendered)
+
+
+@pytest.mark.parametrize(
+    ("status", "fields"),
+    [
+        (200, {"Content-Type": ["text/plain"], "Content-Length": ["13"]}),
+        (
+            404,
+            {
+                "Server": ["SquallServer/1"],
+                "Date": ["Tue, 24 Nov 2026 11:00:00 GMT"],
+                "Set-Cookie": ["a=1", "b=2"],
+                "X-Mixed-CASE": ["v"],
+                "Connection": ["close"],  # connection-specific: left out
+                "Transfer-Encoding": ["chunked"],
+                "Keep-Alive": ["timeout=5"],
+            },
+        ),
+        (200, {"Accept-Encoding": ["gzip, deflate"]}),  # a full static entry
+        (200, {"Accept-Encoding": ["br"]}),
+        (201, {"X-Long": ["v" * 126], "X-Longer": ["w" * 127], "X-Huge": ["z" * 5000]}),
+        (200, {"X-Latin": ["caf\xe9"], "X-Text": ["\u2603 snow"], "X-Empty": [""]}),
+        (599, {}),
+        (200, {"A-Name-Not-In-The-Static-Table-At-All": ["1"], "x-lower": ["2"]}),
+    ],
+)
+def test_encode_fields_is_encode_head_of_response_fields(
+    status: int, fields: dict[str, list[str]]
+) -> None:
+    from squall._h2 import response_fields
+
+    server = H2Connection()
+    expected = server.encode_head(status, response_fields(fields.items()))
+    for _ in range(2):  # the second time from the memo of names
+        assert server.encode_fields(status, fields) == expected
+    decoded = hpack.Decoder(max_header_list_size=1 << 20).decode(expected, raw=True)
+    assert decoded[0] == (b":status", str(status).encode())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"X": [b"bytes"]}, {"X": [1]}, {"X": ["ok", None]}, {b"X": ["v"]}, {"X-\xe9": ["v"]}],
+)
+def test_encode_fields_refuses_what_response_fields_refuses(fields: dict[str, list[str]]) -> None:
+    from squall._h2 import response_fields
+
+    with pytest.raises(ValueError):
+        response_fields(fields.items())
+    with pytest.raises(ValueError):
+        H2Connection().encode_fields(200, fields)
+
+
+def test_the_memo_of_field_names_is_bounded() -> None:
+    from squall._h2 import _connection
+
+    server = H2Connection()
+    for i in range(_connection._RENDERED_MAX + 10):
+        assert server.encode_fields(200, {f"X-{i}": ["1"]}) == server.encode_head(
+            200, [(f"x-{i}".encode(), b"1")]
+        )
+    assert len(_connection._field_names) <= _connection._RENDERED_MAX

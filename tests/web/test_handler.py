@@ -125,6 +125,17 @@ class ArgumentTest(WebCase):
     def test_control_characters_become_spaces(self) -> None:
         assert self.json("/args?foo=a%01b%0Ac")["one"] == "a b\nc"
 
+    def test_non_printable_values_are_cleaned_then_stripped(self) -> None:
+        # Printable values skip the control-character replacement; the
+        # others (a control, an NBSP, a tab) get it, and strip() after it.
+        data = self.json("/args?foo=%01%C2%A0x%09y%1F&foo=%20%E2%80%A8z%20")
+        assert data["all"] == ["x\ty", "z"]
+        assert data["raw"] == [" \xa0x\ty ", " \u2028z "]
+        assert data["one"] == "z"
+        data = self.json("/args?foo=%0E%08q%7F")
+        assert data["raw"] == ["  q\x7f"]  # DEL is no control replaced
+        assert data["one"] == "q\x7f"
+
     def test_path_arguments_are_decoded(self) -> None:
         data = self.json("/args/a%2Fb/%C3%A9")
         assert data["path_args"] == ["a/b", "é"]

@@ -278,11 +278,17 @@ class TornadoStyleFixtures:
     def pytest_pycollect_makeitem(
         self, collector: pytest.Module | pytest.Class, name: str, obj: object
     ) -> Optional[list[pytest.Function]]:
-        """Collects generator tests marked ``gen_test`` (pytest-tornado's ``yield`` style)."""
+        """Collects generator tests marked ``gen_test`` (pytest-tornado's ``yield`` style).
+
+        The mark is the function's own or one it inherits: a module's or a
+        class's ``pytestmark``.
+        """
         if not inspect.isgeneratorfunction(obj) or not collector.funcnamefilter(name):
             return None
         marks = getattr(obj, "pytestmark", [])
-        if not any(getattr(mark, "name", None) == "gen_test" for mark in marks):
+        if not any(getattr(mark, "name", None) == "gen_test" for mark in marks) and (
+            collector.get_closest_marker("gen_test") is None
+        ):
             return None  # pytest's own answer: yield tests are not supported
         return list(collector._genfunctions(name, obj))
 

@@ -346,3 +346,45 @@ def test_squall_is_not_rewritten_by_pytest() -> None:
 
     assert not [name for name in vars(squall.escape) if name.startswith("@")]
     assert type(squall.escape.__loader__).__name__ != "AssertionRewritingHook"
+
+
+def test_gen_test_inherited_from_module_and_class(pytester: pytest.Pytester) -> None:
+    # pytest-tornado collects a yield-style test whose gen_test mark comes
+    # from the module's or the class's pytestmark, not only its own.
+    pytester.makeconftest(TORNADO_CONFTEST)
+    pytester.makepyfile(
+        test_module_mark="""
+        import pytest
+        from tornado import gen
+
+        pytestmark = pytest.mark.gen_test
+
+
+        def test_yield_style(http_client, base_url):
+            response = yield http_client.fetch(base_url)
+            assert response.body == b"Hello, world"
+
+
+        def test_yield_style_fails(io_loop):
+            yield gen.moment
+            assert 1 == 2
+        """,
+        test_class_mark="""
+        import pytest
+        from tornado import gen
+
+
+        @pytest.mark.gen_test(timeout=0.2)
+        class TestMarked:
+            def test_yield_style(self, http_client, base_url):
+                response = yield http_client.fetch(base_url)
+                assert response.code == 200
+
+            def test_times_out(self, io_loop):
+                yield gen.sleep(5)
+        """,
+    )
+    result = pytester.runpytest_subprocess(*PLUGIN, *STRICT)
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["*assert 1 == 2*"])
+    result.stdout.fnmatch_lines(["*timed out after 0.2 seconds*"])

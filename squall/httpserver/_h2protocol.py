@@ -134,6 +134,7 @@ class _H2Protocol(asyncio.Protocol):
         "_closed",
         "_lingering",
         "_idle_since",
+        "_idle_due",
         "_sweep_handle",
         "_closed_event",
         "_done_future",
@@ -175,6 +176,8 @@ class _H2Protocol(asyncio.Protocol):
         self._closed = False
         self._lingering = False
         self._idle_since = loop.time()
+        # The last stream ended inside a feed: _idle_since is stamped at its end.
+        self._idle_due = False
         self._sweep_handle: Optional[asyncio.TimerHandle] = None
         self._closed_event: Optional[asyncio.Future[None]] = None
         self._done_future: Optional[asyncio.Future[None]] = None
@@ -242,6 +245,8 @@ class _H2Protocol(asyncio.Protocol):
                 self._feed(data)
         finally:
             self._in_feed = False
+            if self._idle_due:
+                self._stamp_idle()
             self._flush()
 
     # -- asyncio callbacks ------------------------------------------------------------
@@ -258,6 +263,8 @@ class _H2Protocol(asyncio.Protocol):
             self._feed(data)
         finally:
             self._in_feed = False
+            if self._idle_due:
+                self._stamp_idle()
             self._flush()
 
     def eof_received(self) -> Optional[bool]:
@@ -595,6 +602,8 @@ class _H2Protocol(asyncio.Protocol):
             drain(stream, self._deliver, self._on_end)
         finally:
             self._in_feed = False
+            if self._idle_due:
+                self._stamp_idle()
             self._flush()
 
     # -- output ---------------------------------------------------------------------------
@@ -728,9 +737,23 @@ class _H2Protocol(asyncio.Protocol):
             stream._counted = False
             self._active -= 1
             if not self._active:
-                self._idle_since = self._loop.time()
+                if self._in_feed:
+                    # Stamped once when the feed ends (_stamp_idle), not per
+                    # response: a read of many requests asks the clock once.
+                    self._idle_due = True
+                else:
+                    self._idle_since = self._loop.time()
                 if self._closing:
                     self._close_soon()
+
+    def _stamp_idle(self) -> None:
+        """The feed that just ended left the connection idle at some point:
+        its idle time starts now if no stream is open (only the sweep reads
+        it, never inside a feed; a stream opened later in the feed counts
+        from its own release)."""
+        self._idle_due = False
+        if not self._active:
+            self._idle_since = self._loop.time()
 
     def _retire(self, stream: _H2Stream) -> None:
         """The exchange is over on our side: forget the stream."""

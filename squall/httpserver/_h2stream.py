@@ -43,16 +43,16 @@ class _H2Stream(_MuxStream):
     PROTOCOL = "HTTP/2"
     INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
     CANCEL = ErrorCode.CANCEL
-    _proto: _H2Protocol
-    _tunnel: Optional[_H2Tunnel]
+    # ``_proto`` is an `_H2Protocol`, ``_tunnel`` an `_H2Tunnel` or None:
+    # named on locals, since a compiled subclass keeps its base's field types.
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
 
     def _emit_head(
         self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
-        p = self._proto
-        tunnel = self._tunnel
+        p: _H2Protocol = self._proto
+        tunnel: Optional[_H2Tunnel] = self._tunnel
         try:
             if tunnel is None:
                 # Straight from the headers' dict to the header block (the
@@ -69,7 +69,7 @@ class _H2Stream(_MuxStream):
         return p._queue_head(self)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
-        p = self._proto
+        p: _H2Protocol = self._proto
         if not chunk or self._bodiless:
             return p._ready(self)
         if self._head is not None:
@@ -83,7 +83,7 @@ class _H2Stream(_MuxStream):
             fields = response_fields(headers._as_list.items())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
-        p = self._proto
+        p: _H2Protocol = self._proto
         try:
             p._h2.send_informational(self.stream_id, code, fields)
         except LocalProtocolError:
@@ -112,7 +112,7 @@ class _H2Stream(_MuxStream):
             or framing < len(chunk)
         ):
             return None
-        p = self._proto
+        p: _H2Protocol = self._proto
         block = p._h2.encode_rendered_head(head)
         if block is None:
             return None
@@ -146,4 +146,5 @@ class _H2Stream(_MuxStream):
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:
         """The asyncio transport of the connection (shared by all its streams)."""
-        return self._proto.transport
+        p: _H2Protocol = self._proto
+        return p.transport

@@ -15,15 +15,17 @@ emit hooks that move frames.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, ClassVar, Optional
 
+from squall._compiled import mypyc_attr
 from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError
 from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
 
 __all__: list[str] = []  # private to the drivers
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class _MuxStream(Exchange):
     """A request stream of an HTTP/2 or HTTP/3 connection (see the module).
 
@@ -61,7 +63,9 @@ class _MuxStream(Exchange):
     INTERNAL_ERROR: ClassVar[int]
     CANCEL: ClassVar[int]
 
-    # The driver's protocol (its own type in each subclass).
+    # The driver's protocol (each subclass's own type). Compiled (mypyc,
+    # with _H2Stream), a subclass cannot narrow a field's type: a method
+    # names the protocol's type on a local.
     _proto: Any
     stream_id: int
     _delegate: Optional[HTTPMessageDelegate]
@@ -99,9 +103,9 @@ class _MuxStream(Exchange):
         # system call per request on Python 3.11).
         self.loop = proto._loop
         self.close_callback_attribute = False
-        self.close_callback: Optional[Callable[[], None]] = None
+        self.close_callback = None
         self._phase = IDLE
-        self._declared: Optional[int] = None
+        self._declared = None
         self._written = 0
         self._bodiless = False
         self._proto = proto

@@ -145,9 +145,9 @@ class Exchange(HTTPConnection):
 
     Compiled by mypyc with the HTTP/1.1 driver (speedups/squall_build.py):
     its fields are then native attributes (mypyc passes ``__slots__`` over),
-    and the HTTP/1.1 server's `_RequestConnection`, a native subclass, calls
-    the hooks natively; interpreted subclasses (HTTP/2, HTTP/3, ASGI, the
-    test client, the runner's) override them as usual.
+    and the HTTP/1.1 server's `_RequestConnection` and HTTP/2's `_H2Stream`,
+    native subclasses, call the hooks natively; interpreted subclasses
+    (HTTP/3, ASGI, the test client, the runner's) override them as usual.
     """
 
     __slots__ = (

@@ -355,10 +355,30 @@ class Bodiless(RequestHandler):
         self.set_header("Content-Length", "42")
 
 
+class ClockMover(RequestHandler):
+    """Moves the server's clock on while it runs: its request's read lasts that long."""
+
+    def initialize(self, move: Callable[[], None]) -> None:
+        self.move = move
+
+    def get(self) -> None:
+        self.move()
+        self.write("moved")
+
+
 class TimeoutTest(AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.log: list[Any] = []
-        return Application([("/stream", Streaming, {"log": self.log}), ("/bodiless", Bodiless)])
+        return Application(
+            [
+                ("/stream", Streaming, {"log": self.log}),
+                ("/bodiless", Bodiless),
+                ("/move", ClockMover, {"move": lambda: self.clock_moves(0.75 * self.TIMEOUT)}),
+            ]
+        )
+
+    def clock_moves(self, seconds: float) -> None:
+        self.clock.offset += seconds
 
     # Far longer than any stall of a loaded machine: the tests that want
     # them to pass move the server's clock past them (tests/_clock.py).
@@ -411,6 +431,29 @@ class TimeoutTest(AsyncHTTPTestCase):
         r = await client.fetch("/bodiless")  # a round trip: the connection is served
         assert r.status == 304 and client.goaway is None
         await self.clock.advance(2 * self.TIMEOUT)
+        await client.until_closed()
+        assert client.goaway is not None and client.goaway.error_code == ErrorCode.NO_ERROR
+        await client.close()
+
+    @gen_test(timeout=10 + 4 * TIMEOUT)
+    async def test_idle_time_counts_from_the_response_not_the_read(self) -> None:
+        # The handler runs inside the read that brought its request (its
+        # first step is synchronous) and moves the clock 0.75 TIMEOUT on: the
+        # connection is idle from its response, not from the read's start.
+        client = await RawH2.connect(self.get_http_port())
+        r = await client.fetch("/move")
+        assert (r.status, r.body) == (200, b"moved")
+        # 1.25 TIMEOUT after the read began, 0.5 after the response: kept.
+        await self.clock.advance(0.5 * self.TIMEOUT)
+        # A PING's answer (no stream: the idle time goes on) proves it open.
+        client.conn.ping(b"idle-chk")
+        client.flush()
+        await client.until(
+            lambda: any(isinstance(e, h2.events.PingAckReceived) for e in client.events)
+        )
+        assert client.goaway is None and not client.closed
+        # Idle for longer than TIMEOUT after the response: closed.
+        await self.clock.advance(self.TIMEOUT)
         await client.until_closed()
         assert client.goaway is not None and client.goaway.error_code == ErrorCode.NO_ERROR
         await client.close()

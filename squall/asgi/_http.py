@@ -45,6 +45,7 @@ from squall.httputil import (
     ResponseStartLine,
     responses,
 )
+from squall.httputil._exchange import Exchange
 from squall.httputil._headers import _canonical
 from squall.httputil._response import _ResponseHeaders
 from squall.iostream import StreamClosedError
@@ -188,7 +189,12 @@ class _HTTPCycle(HTTPMessageDelegate):
         # frame in between (see ASGIServerDelegate.__init__).
         self._server = server
         self._conn = conn
-        loop = self._loop = _get_running_loop()
+        # The driver's connection names its loop (Exchange.loop):
+        # get_running_loop() is a getpid system call on Python 3.11.
+        loop = conn.loop if isinstance(conn, Exchange) else None
+        if loop is None:
+            loop = _get_running_loop()
+        self._loop = loop
         self._ws: Optional[_WebSocketCycle] = None
         self._chunks: list[bytes] = []
         self._buffered = 0

@@ -92,6 +92,25 @@ def test_behind_the_runners_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == 0
 
 
+def test_an_asgi_app_asks_asyncio_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ASGI server path takes the loop from its connection too.
+    import squall.asgi._http
+    from squall.asgi import ASGIServerDelegate
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"asgi"})
+
+    monkeypatch.setattr(squall.asgi._http, "_get_running_loop", _refused)
+    calls, data = _serve(ASGIServerDelegate(app), 3, monkeypatch)
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    assert calls == 0
+
+
+def _refused() -> asyncio.AbstractEventLoop:
+    raise AssertionError("the ASGI cycle asked asyncio for the loop")
+
+
 def test_a_duck_typed_connection_still_runs_the_handler() -> None:
     # A connection that is no Exchange names no loop: the delegate asks
     # asyncio, as before.

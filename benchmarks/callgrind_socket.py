@@ -13,7 +13,7 @@ when collection switches (at most one per connection) make the figure
 uncertain by about connections / requests.
 
 Usage: python benchmarks/callgrind_socket.py [--build compiled|pure ...]
-       [--loop asyncio|uvloop ...] [--duration 20] [--connections 50]
+       [--loop asyncio|uvloop ...] [--duration 20] [--connections 50] [--top N]
 Run from the bench venv (its squall is the compiled build).
 """
 
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 from run import VARIED, free_port, wait_listening
 
@@ -50,7 +51,31 @@ def wrk(port: int, duration: int, connections: int) -> int:
     return int(m.group(1))
 
 
-def count(build: str, loop: str, duration: int, connections: int) -> tuple[float, int]:
+def hottest(out: Path, requests: int, top: int) -> list[tuple[float, str]]:
+    """The ``top`` functions by self instructions per request (callgrind_annotate)."""
+    text = subprocess.run(
+        ["callgrind_annotate", "--threshold=100", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = []
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+(\S.*?)(?: \[.*\])?$", line)
+        if m and "PROGRAM TOTALS" not in line:
+            name = m.group(2).rsplit(":", 1)[-1]
+            rows.append((int(m.group(1).replace(",", "")) / requests, name))
+    return rows[:top]
+
+
+def count(
+    build: str,
+    loop: str,
+    duration: int,
+    connections: int,
+    top: int = 0,
+    keep: Optional[str] = None,
+) -> tuple[float, int]:
     """Instructions per request and the number of requests measured."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     env.pop("SQUALL_NO_SPEEDUPS", None)
@@ -85,6 +110,10 @@ def count(build: str, loop: str, duration: int, connections: int) -> tuple[float
         m = re.search(r"^totals: (\d+)", out.read_text(), re.M)
         if m is None:
             raise RuntimeError("no totals in callgrind's output")
+        for per, name in hottest(out, requests, top) if top else ():
+            print(f"      {per:>9,.0f}  {name}")
+        if keep:
+            shutil.copy(out, f"{keep}.{build}.{loop}")
         return int(m.group(1)) / requests, requests
 
 
@@ -94,6 +123,8 @@ def main() -> int:
     ap.add_argument("--loop", action="append", choices=["asyncio", "uvloop"])
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--top", type=int, default=0, help="also list the N hottest functions (self)")
+    ap.add_argument("--keep", help="keep callgrind's output as KEEP.BUILD.LOOP")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if shutil.which(tool) is None:
@@ -105,7 +136,7 @@ def main() -> int:
     )
     for loop in args.loop or ["asyncio", "uvloop"]:
         for build in args.build or ["compiled", "pure"]:
-            per, requests = count(build, loop, args.duration, args.connections)
+            per, requests = count(build, loop, args.duration, args.connections, args.top, args.keep)
             print(
                 f"  {build:<9} {loop:<8} {per:>9,.0f}  ({requests} requests, "
                 f"+-{100 * args.connections / requests:.0f}%)"

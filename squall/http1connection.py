@@ -652,6 +652,8 @@ class HTTP1ServerConnection:
         self.context = context
         self._serving_future: Optional[Future[None]] = None
         self._h1 = _new_h1("server", self.params)
+        # The exchange being read or answered (None between requests).
+        self._current: Optional[HTTP1Connection] = None
 
     def start_serving(self, delegate: Any) -> None:
         """Read requests and pass each to ``delegate.start_request(self, connection)``.
@@ -672,16 +674,26 @@ class HTTP1ServerConnection:
             except Exception:  # pragma: no cover - the loop handles its errors
                 pass
 
+    def census(self) -> tuple[str, int, int]:
+        """What this connection carries, for metrics, as the server's own
+        drivers report it: ``("http/1.1", requests in flight (0 or 1), 0)``.
+        A request is in flight from its head to the end of its response."""
+        conn = self._current
+        busy = conn is not None and conn._request_start_line is not None and conn._phase < DONE
+        return ("http/1.1", 1 if busy else 0, 0)
+
     async def _server_request_loop(self, delegate: Any) -> None:
         try:
             while True:
                 conn = HTTP1Connection._next_on(self.stream, self.params, self.context, self._h1)
+                self._current = conn
                 request_delegate = delegate.start_request(self, conn)
                 try:
                     ok = await conn.read_response(request_delegate)
                 except Exception:  # pragma: no cover - read_response handles its errors
                     app_log.error("Uncaught exception", exc_info=True)
                     ok = False
+                self._current = None
                 if not ok:
                     return
                 await gen.moment

@@ -321,14 +321,9 @@ class WorkerMetrics:
         counts = {"http/1.1": 0, "h2": 0, "h3": 0}
         busy = tunnels = 0
         for conn in server._connections:
-            # The drivers' connections declare census(); a connection of
-            # handle_stream (an IOStream-based HTTP1ServerConnection) does
-            # not, and is counted as HTTP/1.1 with nothing known in flight.
-            census = getattr(conn, "census", None)
-            if census is None:
-                counts["http/1.1"] += 1
-                continue
-            label, in_flight, held = census()
+            # Every connection the server holds declares census(): its
+            # drivers' and handle_stream's HTTP1ServerConnection.
+            label, in_flight, held = conn.census()
             counts[label] += 1
             busy += in_flight
             tunnels += held

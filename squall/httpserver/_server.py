@@ -58,9 +58,9 @@ def _run_now(coro: Coroutine[Any, Any, Any]) -> Any:
 @runtime_checkable
 class _DriverConnection(Protocol):
     """What `HTTPServer` asks of the connections of its own drivers (the
-    HTTP/1.1, HTTP/2 and HTTP/3 protocols), and a connection of
-    ``handle_stream`` (an `.HTTP1ServerConnection` over an IOStream) lacks:
-    such a one is closed by its ``close()`` coroutine instead."""
+    HTTP/1.1, HTTP/2 and HTTP/3 protocols). A connection of ``handle_stream``
+    (an `.HTTP1ServerConnection` over an IOStream) has ``census()`` only: it
+    is drained and closed by its ``close()`` coroutine instead."""
 
     def _drain(self, params: HTTP1ConnectionParameters) -> None:
         """Finish what is in progress, take nothing new (``params``: the

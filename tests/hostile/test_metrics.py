@@ -142,3 +142,29 @@ class MetricsUnderAttackTest(AsyncHTTPTestCase):
         for w in (writer, idle_writer):
             w.close()
             await w.wait_closed()
+
+    @gen_test
+    async def test_a_handle_stream_connection_reports_its_request_in_flight(self) -> None:
+        # A connection given to handle_stream (an IOStream-based
+        # HTTP1ServerConnection) was counted with nothing in flight, even
+        # while it answered a request.
+        import socket
+
+        from squall.iostream import IOStream
+
+        ours, theirs = socket.socketpair()
+        self.http_server.handle_stream(IOStream(ours), ("127.0.0.1", 1))
+        reader, writer = await asyncio.open_connection(sock=theirs)
+        self.metrics.sample()
+        assert self.metrics.in_flight._value.get() == 0
+        assert self.metrics.connections.labels("http/1.1")._value.get() == 1
+        writer.write(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        await self.began.wait()
+        self.metrics.sample()
+        assert self.metrics.in_flight._value.get() == 1
+        self.release.set()
+        assert (await reader.readuntil(b"done")).startswith(b"HTTP/1.1 200 ")
+        self.metrics.sample()
+        assert self.metrics.in_flight._value.get() == 0
+        writer.close()
+        await writer.wait_closed()

@@ -69,6 +69,7 @@ from squall.httpserver._flow import (
     known_host,
     unblocked,
     wait_on,
+    wrap_fields,
 )
 
 # The HTTP/1.1 driver: it accepts every connection and hands HTTP/2 ones
@@ -425,7 +426,7 @@ class _H2Protocol(asyncio.Protocol):
                 as_list[norm] = [field[1]]
             else:
                 values.append(field[1])
-        headers = HTTPHeaders._from_fields(as_list)
+        headers = wrap_fields(as_list)
         declared = event.content_length
         self._begin(sid, start_line, headers, now, declared, event.expect_continue, event.protocol)
 

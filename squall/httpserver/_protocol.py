@@ -44,6 +44,7 @@ from squall.httpserver._flow import (
     deliver,
     sort_outcome,
     wait_on,
+    wrap_fields,
 )
 from squall.httpserver._h1exchange import (
     _BLOCKED,
@@ -67,7 +68,6 @@ from squall.httpserver._h1exchange import (
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import (
     HTTPConnection,
-    HTTPHeaders,
     HTTPInputError,
     HTTPMessageDelegate,
     RequestStartLine,
@@ -477,7 +477,7 @@ class _HTTPProtocol(asyncio.Protocol):
     def _on_request(self, event: Request) -> None:
         # tuple.__new__ skips the namedtuple's Python-level constructor.
         start_line = _new_tuple(RequestStartLine, (event.method, event.target, event.version))
-        headers = HTTPHeaders._from_fields(event.fields)
+        headers = wrap_fields(event.fields)
         hosts = headers._as_list.get("Host")
         # A keep-alive client sends the same Host each time: check it once.
         if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:

@@ -4,8 +4,10 @@ built from the head only when read."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +16,7 @@ from squall._h1 import RemoteProtocolError, Request
 from squall._h1._events import canonical_name, fields_from_pairs, pairs_of_block
 from squall._h1._heads import PythonHeadParser
 from squall._h1._rules import parse_fields, request_fields
+from squall.httpserver._flow import wrap_fields
 from squall.httputil import HTTPHeaders
 
 from .conftest import drain, server
@@ -104,9 +107,16 @@ def test_name_cache_is_bounded() -> None:
         cache.update(saved)
 
 
-def test_server_headers_wrap_the_fields() -> None:
+@pytest.mark.parametrize(
+    "wrap", [HTTPHeaders._from_fields, wrap_fields], ids=["classmethod", "drivers"]
+)
+def test_server_headers_wrap_the_fields(
+    wrap: Callable[[dict[str, list[str]]], HTTPHeaders],
+) -> None:
+    # The drivers' wrap_fields is _from_fields without its Python frame.
     fields = {"Host": ["a"], "X-A": ["1", "2"]}
-    headers = HTTPHeaders._from_fields(fields)
+    headers = wrap(fields)
+    assert type(headers) is HTTPHeaders
     assert headers["x-a"] == "1,2"
     assert headers.get_list("HOST") == ["a"]
     headers.add("X-A", "3")

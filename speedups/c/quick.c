@@ -31,7 +31,7 @@ static unsigned char is_tchar[256];
 /* RFC 9110 section 5.5: field-content octets (VCHAR, SP, HTAB, obs-text). */
 static unsigned char is_vchar[256];
 
-static PyObject *request_type;  /* squall._h1._events.Request */
+static PyObject *make_request;  /* squall._h1._events.make_request */
 static PyObject *str_methods[7];
 static const char *const method_names[7] = {
     "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
@@ -267,7 +267,7 @@ static PyObject *parse_head(const unsigned char *b, Py_ssize_t start, Py_ssize_t
         return NULL;
     }
     PyObject *call[6] = {method, target, version, Py_None, fields, block};
-    PyObject *req = PyObject_Vectorcall(request_type, call, 6, NULL);
+    PyObject *req = PyObject_Vectorcall(make_request, call, 6, NULL);
     Py_DECREF(target);
     Py_DECREF(fields);
     Py_DECREF(block);
@@ -392,9 +392,9 @@ PyMODINIT_FUNC PyInit__quick(void) {
     init_tables();
     PyObject *events = PyImport_ImportModule("squall._h1._events");
     if (events == NULL) return NULL;
-    request_type = PyObject_GetAttrString(events, "Request");
+    make_request = PyObject_GetAttrString(events, "make_request");
     Py_DECREF(events);
-    if (request_type == NULL) return NULL;
+    if (make_request == NULL) return NULL;
     for (int i = 0; i < 7; i++) {
         str_methods[i] = PyUnicode_InternFromString(method_names[i]);
         if (str_methods[i] == NULL) return NULL;

@@ -263,6 +263,15 @@ class _HandlerDelegate(HTTPMessageDelegate):
         return prepared
 
 
+def new_delegate(
+    application: Application, server_conn: object, request_conn: Optional[HTTPConnection]
+) -> _HandlerDelegate:
+    """``Application.start_request`` as a server reads it (a partial of
+    this): a compiled function takes its arguments off the stack, where
+    the class itself, called from Python, parses a tuple of them."""
+    return _HandlerDelegate(application, server_conn, request_conn)
+
+
 def _surface_error(task: asyncio.Future[Any]) -> None:
     # _execute handles its errors itself; what remains is a cancellation or
     # a bug in the error handling, which the loop should report.

@@ -27,7 +27,7 @@ from squall.routing import (
 )
 
 # _HandlerDelegate is re-exported: squall.web and tests import it from here.
-from squall.web._delegate import _bind, _for_handler
+from squall.web._delegate import _bind, _for_handler, new_delegate
 from squall.web._delegate import _HandlerDelegate as _HandlerDelegate
 from squall.web.handler import RequestHandler, _stock_get_status
 from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
@@ -119,7 +119,7 @@ class _StartRequest:
     def __get__(self, obj: Optional[Application], objtype: Optional[type] = None) -> Any:
         if obj is None:
             return _start_request
-        return partial(_HandlerDelegate, obj)
+        return partial(new_delegate, obj)
 
 
 class Application(ReversibleRouter):

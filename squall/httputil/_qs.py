@@ -8,7 +8,8 @@ uses it for urlencoded bodies and re-exports it.
 
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import Final, Optional
 from urllib.parse import unquote_to_bytes
 
 from squall.httputil._headers import HTTPInputError
@@ -54,3 +55,36 @@ def _parse_qs_bytes(data: bytes, max_fields: Optional[int]) -> dict[str, list[by
         else:
             values.append(value)
     return result
+
+
+# Controls other than whitespace, replaced by a space in decoded arguments
+# (RequestHandler.get_argument and the like).
+ARGUMENT_CONTROL_CHARS: Final = re.compile(r"[\x00-\x08\x0e-\x1f]")
+
+
+def decoded_arguments(raw_values: Optional[list[bytes]], strip: bool) -> Optional[list[str]]:
+    """An argument's values as `.RequestHandler.get_arguments` gives them with
+    the stock ``decode_argument``: UTF-8 decoded, controls replaced by a
+    space, stripped when ``strip``. None when a value is not bytes or not
+    UTF-8: the handler's own path then decodes it (and reports the error).
+
+    Compiled: it runs for every argument a handler reads.
+    """
+    values: list[str] = []
+    if raw_values is None:
+        return values
+    for raw in raw_values:
+        if type(raw) is not bytes:
+            return None
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        # A printable str holds none of the controls replaced (the regular
+        # expression's call is spared for most values).
+        if not value.isprintable():
+            value = ARGUMENT_CONTROL_CHARS.sub(" ", value)
+        if strip:
+            value = value.strip()
+        values.append(value)
+    return values

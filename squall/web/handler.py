@@ -39,6 +39,8 @@ from squall.httputil import (
     responses,
 )
 from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
+from squall.httputil._qs import ARGUMENT_CONTROL_CHARS
+from squall.httputil._qs import decoded_arguments as _decoded_arguments
 from squall.httputil._response import UNSAFE_VALUE_CHARS, _ResponseHeaders
 from squall.log import app_log
 from squall.util import ObjectDict
@@ -65,7 +67,7 @@ _ARG_DEFAULT: Any = _ArgDefaultMarker()
 # RFC 9110 section 5.5: a field value may hold HTAB but no other control.
 _UNSAFE_HEADER_CHARS = UNSAFE_VALUE_CHARS
 # Controls other than whitespace are replaced in decoded arguments.
-_ARGUMENT_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")
+_ARGUMENT_CONTROL_CHARS = ARGUMENT_CONTROL_CHARS
 _ETAG_TOKEN = re.compile(rb'\*|(?:W/)?"[^"]*"')
 
 _new_tuple = tuple.__new__
@@ -475,6 +477,11 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     def _get_arguments(self, name: str, source: dict[str, list[bytes]], strip: bool) -> list[str]:
         if not isinstance(strip, bool):
             raise TypeError(f"strip must be a bool, got {strip!r}")
+        if type(self).decode_argument is _stock_decode_argument:
+            # The stock decoding, compiled (None: a value it leaves to us).
+            decoded = _decoded_arguments(source.get(name), strip)
+            if decoded is not None:
+                return decoded
         values = []
         for raw in source.get(name, ()):
             value = self.decode_argument(raw, name=name)
@@ -981,6 +988,7 @@ _stock_start = RequestHandler._start
 _stock_clear_header = RequestHandler.clear_header
 _REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
 _stock_get_status = RequestHandler.get_status
+_stock_decode_argument = RequestHandler.decode_argument
 RequestHandler._next_init = any(
     "__init__" in vars(k) for k in RequestHandler.__mro__[1:] if k is not object
 )

@@ -94,6 +94,12 @@ class BadStripHandler(RequestHandler):
         self.get_arguments("x", strip=1)  # type: ignore[arg-type]
 
 
+class Latin1ArgsHandler(ArgsHandler):
+    # A decode_argument of its own: every argument goes through it.
+    def decode_argument(self, value: bytes, name: Optional[str] = None) -> str:
+        return value.decode("latin-1").upper()
+
+
 class KwHandler(RequestHandler):
     def get(self, slug: str) -> None:
         self.write({"slug": slug, "kwargs": self.path_kwargs})
@@ -106,7 +112,15 @@ class ArgumentTest(WebCase):
         (r"/kw/(?P<slug>.*)", KwHandler),
         ("/required", RequiredHandler),
         ("/badstrip", BadStripHandler),
+        ("/latin1", Latin1ArgsHandler),
     ]
+
+    def test_an_overridden_decode_argument_decodes_every_argument(self) -> None:
+        # The stock decoding has a compiled path of its own; an override
+        # is still called for each value.
+        data = self.json("/latin1?foo=%E9t%E9&foo=%20b%20")
+        assert data["all"] == ["ÉTÉ", "B"] and data["raw"] == ["ÉTÉ", " B "]
+        assert data["one"] == "B"
 
     def test_query_arguments_last_value_stripped(self) -> None:
         data = self.json("/args?foo=a&foo=%20b%20")
@@ -1359,3 +1373,15 @@ class CloseWatchTest(WebCase):
     @gen_test
     async def test_a_handler_left_unfinished_hears_the_close(self) -> None:
         assert await self._close_while_running("/manual") == "/manual"
+
+
+def test_decoded_arguments_leaves_what_it_cannot_decode_to_the_handler() -> None:
+    from squall.httputil._qs import decoded_arguments
+
+    assert decoded_arguments(None, True) == []
+    assert decoded_arguments([b" a ", b"b\x01c"], True) == ["a", "b c"]
+    assert decoded_arguments([b" a "], False) == [" a "]
+    # Not UTF-8, or not bytes (an application may put str there): None,
+    # and RequestHandler's own decode_argument takes them.
+    assert decoded_arguments([b"ok", b"\xff"], True) is None
+    assert decoded_arguments(["str"], True) is None  # type: ignore[list-item]

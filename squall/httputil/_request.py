@@ -17,7 +17,7 @@ from squall.httputil._delegates import HTTPConnection, _OpenAttributes
 from squall.httputil._forms import HTTPFile, parse_cookie
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
 from squall.httputil._misc import RequestStartLine, StartLine, split_host_and_port
-from squall.httputil._qs import _parse_qs_bytes
+from squall.httputil._qs import _parse_qs_bytes, parse_qs_text
 
 if TYPE_CHECKING:
     import http.cookies
@@ -240,11 +240,12 @@ class HTTPServerRequest(_OpenAttributes):
         if value is None:
             query = self.query
             try:
-                # _latin1_or_utf8, inlined (a call fewer where it is compiled).
-                data = query.encode("latin1")
+                # The latin-1 text a server's request target decodes to.
+                value = parse_qs_text(query, None)
             except UnicodeEncodeError:
-                data = query.encode("utf-8")
-            value = self._query_arguments = _parse_qs_bytes(data, None)
+                # A target set by hand, beyond latin-1: as its UTF-8 bytes.
+                value = _parse_qs_bytes(query.encode("utf-8"), None)
+            self._query_arguments = value
         return value
 
     @query_arguments.setter
@@ -257,8 +258,10 @@ class HTTPServerRequest(_OpenAttributes):
         value = self._arguments
         if value is None:
             value = {key: list(values) for key, values in self.query_arguments.items()}
-            for key, values in self.body_arguments.items():
-                value.setdefault(key, []).extend(values)
+            body = self._body_arguments  # not made for a request without one
+            if body:
+                for key, values in body.items():
+                    value.setdefault(key, []).extend(values)
             self._arguments = value
         return value
 

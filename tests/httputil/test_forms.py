@@ -134,6 +134,24 @@ class TestUrlEncoded:
         }
         assert _parse_qs_bytes(data, None) == expected
 
+    def test_a_request_query_is_parsed_as_its_latin1_bytes(self) -> None:
+        # A server's target is latin-1 text (the bytes as received); one set
+        # by hand may hold more, and is parsed as its UTF-8 bytes.
+        from squall.httputil import HTTPServerRequest, RequestStartLine
+
+        def request(target: str) -> HTTPServerRequest:
+            return HTTPServerRequest(start_line=RequestStartLine("GET", target, "HTTP/1.1"))
+
+        received = request("/?n%C3%A9=%E9+x&\xe9=\xff&a")
+        assert received.query_arguments == {
+            "né".encode().decode("latin1"): [b"\xe9 x"],
+            "\xe9": [b"\xff"],
+            "a": [b""],
+        }
+        by_hand = request("/?k=\u20ac&\u20ac=1")
+        euro = "\u20ac".encode()
+        assert by_hand.query_arguments == {"k": [euro], euro.decode("latin1"): [b"1"]}
+
 
 class TestMultipart:
     BODY = crlf(

@@ -206,7 +206,9 @@ class Driver:
     def start(self) -> None:
         self.done = self.loop.create_future()
         self.proto.connection_made(self.transport)
-        self.proto.data_received(UPGRADE)
+        # Fed from inside the loop: the handler runs at once, in this read,
+        # and the WebSocket it opens asks for the running loop.
+        self.loop.call_soon(self.proto.data_received, UPGRADE)
         self.loop.run_until_complete(self.done)
 
     def run(self, count: int) -> int:

@@ -549,24 +549,19 @@ class HTTPResponse:
         (already valid) instead of `HTTPHeaders` when ``headers`` is None,
         and the body as bytes when ``buffer`` is None.
         """
-        self = cls.__new__(cls)
-        self.request = request
-        self.code = code
-        self.reason = reason or responses.get(code, "Unknown")
-        self._headers = headers
+        self = cls(
+            request,
+            code,
+            headers,
+            buffer,
+            effective_url,
+            request_time=request_time,
+            time_info=time_info,
+            reason=reason,
+            start_time=start_time,
+        )
         self._header_pairs = header_pairs
-        self._buffer = buffer
         self._body = body
-        self.effective_url = effective_url
-        if 200 <= code < 300:
-            self._error_is_response_code = False
-            self.error = None
-        else:
-            self._error_is_response_code = True
-            self.error = HTTPClientError(code, message=self.reason, response=self)
-        self.start_time = start_time
-        self.request_time = request_time
-        self.time_info = {} if time_info is None else time_info
         return self
 
     @property

@@ -334,16 +334,17 @@ class WSConnection:
             while True:
                 if not parser._in_opcode:
                     self._take_small_messages(events)
+                if parser._pos == len(parser._buf):
+                    # All parsed (the usual end of a read, with no frame
+                    # parse to find it): an idle connection keeps no copy
+                    # of its last read (up to a read's size) until the next
+                    # (FrameParser.release, inline).
+                    parser._buf = _EMPTY_BUFFER
+                    parser._pos = 0
+                    return events
                 frame = parser.next_frame()
                 if frame is None:
-                    if parser._pos < len(parser._buf):
-                        self._check_partial_text()
-                    else:
-                        # All parsed: an idle connection keeps no copy of
-                        # its last read (up to a read's size) until the next
-                        # (FrameParser.release, inline).
-                        parser._buf = _EMPTY_BUFFER
-                        parser._pos = 0
+                    self._check_partial_text()
                     return events
                 event = self._handle_frame(frame)
                 if event is not None:

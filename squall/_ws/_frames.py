@@ -151,6 +151,59 @@ class FrameParser:
         """
         buf = self._buf
         pos = self._pos
+        head = self._header(buf, pos)
+        if head is None:
+            return None
+        header, length = head
+        end = pos + header + length
+        if len(buf) < end:
+            return None
+        b0 = buf[pos]
+        if buf[pos + 1] & 0x80:
+            # (Unmasked from the buffer's slice: no copy of it first.)
+            payload = mask(bytes(buf[pos + header - 4 : pos + header]), buf[pos + header : end])
+        else:
+            payload = bytes(buf[pos + header : end])
+        self._pos = end
+        self.wire_bytes += header + length
+        return Frame(b0 & 0x0F, payload, bool(b0 & 0x80), bool(b0 & 0x40))
+
+    def partial(self) -> Optional[tuple[int, bool, Optional[bytes], int, int]]:
+        """The frame still arriving, once its header is here (after `next_frame`).
+
+        Returns:
+            ``(opcode, rsv1, mask key or None, offset of its payload in the
+            buffer, payload length)``, or None while the header is incomplete.
+
+        Raises:
+            RemoteProtocolError: as `next_frame` (never after a `next_frame`
+                that returned None: the header it checked is this one).
+        """
+        buf = self._buf
+        pos = self._pos
+        head = self._header(buf, pos)
+        if head is None:
+            return None
+        header, length = head
+        if len(buf) - pos < header:
+            return None
+        b0 = buf[pos]
+        key: Optional[bytes] = None
+        if buf[pos + 1] & 0x80:
+            key = bytes(buf[pos + header - 4 : pos + header])
+        return b0 & 0x0F, bool(b0 & 0x40), key, pos + header, length
+
+    def _header(self, buf: bytearray, pos: int) -> Optional[tuple[int, int]]:
+        """Reads and checks the header of the frame at ``buf[pos]`` (the next one).
+
+        Returns:
+            ``(header size with the mask key, payload length)``, or None
+            while the bytes up to the length are incomplete (the mask key
+            may be too: the caller sees it from the size).
+
+        Raises:
+            RemoteProtocolError: the header breaks RFC 6455 or ``max_payload``.
+        """
         available = len(buf) - pos
         if available < 2:
             return None
@@ -175,56 +228,6 @@ class FrameParser:
                 raise RemoteProtocolError("frame length has its most significant bit set")
             if length < 65536:
                 raise RemoteProtocolError("frame length not minimally encoded")
-        self._check_header(b0, b1, opcode, length)
-        if b1 & 0x80:
-            header += 4
-        end = pos + header + length
-        if len(buf) < end:
-            return None
-        if b1 & 0x80:
-            # (Unmasked from the buffer's slice: no copy of it first.)
-            payload = mask(bytes(buf[pos + header - 4 : pos + header]), buf[pos + header : end])
-        else:
-            payload = bytes(buf[pos + header : end])
-        self._pos = end
-        self.wire_bytes += header + length
-        return Frame(opcode, payload, bool(b0 & 0x80), bool(b0 & 0x40))
-
-    def partial(self) -> Optional[tuple[int, bool, Optional[bytes], int, int]]:
-        """The frame still arriving, once its header is here (after `next_frame`).
-
-        Returns:
-            ``(opcode, rsv1, mask key or None, offset of its payload in the
-            buffer, payload length)``, or None while the header is incomplete.
-        """
-        buf = self._buf
-        pos = self._pos
-        available = len(buf) - pos
-        if available < 2:
-            return None
-        b0 = buf[pos]
-        b1 = buf[pos + 1]
-        length = b1 & 0x7F
-        header = 2
-        if length == 126:
-            header = 4
-            if available < 4:
-                return None
-            length = _UNPACK_16(buf, pos + 2)[0]
-        elif length == 127:
-            header = 10
-            if available < 10:
-                return None
-            length = _UNPACK_64(buf, pos + 2)[0]
-        key: Optional[bytes] = None
-        if b1 & 0x80:
-            header += 4
-            if available < header:
-                return None
-            key = bytes(buf[pos + header - 4 : pos + header])
-        return b0 & 0x0F, bool(b0 & 0x40), key, pos + header, length
-
-    def _check_header(self, b0: int, b1: int, opcode: int, length: int) -> None:
         # Section 5.2: reserved opcodes and RSV bits without an extension
         # that defines them fail the connection.
         if opcode not in _KNOWN_OPCODES:
@@ -242,6 +245,9 @@ class FrameParser:
                 raise RemoteProtocolError("control frame payload over 125 bytes")
         elif self.max_payload is not None and length > self.max_payload:
             raise RemoteProtocolError("message too big", 1009)
+        if b1 & 0x80:
+            header += 4
+        return header, length
 
 
 def build_frame(

@@ -18,7 +18,6 @@ which carries its messages as ASGI messages, unframed (see _adapter_ws).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Optional, Union
@@ -34,10 +33,9 @@ from squall.httputil import (
 )
 from squall.httputil._exchange import DONE, GONE, IDLE, Exchange, OneShot
 from squall.iostream import StreamClosedError
+from squall.log import app_log
 
 __all__ = ["ASGIAdapter"]
-
-app_log = logging.getLogger("squall.application")
 
 _Hook = Callable[[], Union[None, Awaitable[None]]]
 

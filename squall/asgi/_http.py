@@ -17,7 +17,6 @@ Flow control, both ways:
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from collections.abc import Awaitable
@@ -49,13 +48,12 @@ from squall.httputil._exchange import Exchange
 from squall.httputil._headers import _canonical
 from squall.httputil._response import _ResponseHeaders
 from squall.iostream import StreamClosedError
+from squall.log import app_log
 
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
 
 __all__: list[str] = []  # private to the ASGI server
-
-app_log = logging.getLogger("squall.application")
 
 # Request body bytes held for an application that is not receiving.
 _BODY_HIGH_WATER: Final = 64 * 1024

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Literal, Optional
 
 from squall.asgi._types import ASGI_VERSIONS, ASGIApp, Message, expected
+from squall.log import app_log
 
 __all__ = ["Lifespan", "LifespanFailure", "LifespanMode"]
-
-app_log = logging.getLogger("squall.application")
 
 LifespanMode = Literal["auto", "on", "off"]
 

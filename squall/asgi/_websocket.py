@@ -18,7 +18,6 @@ messages are held up to `_INBOX_HIGH_WATER`, then frames are not read.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from typing import TYPE_CHECKING, Optional
 
@@ -39,14 +38,13 @@ from squall.httputil import (
     ResponseStartLine,
     responses,
 )
+from squall.log import app_log
 from squall.websocket._protocol import MessageType, WebSocketProtocol13, _Peer
 
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
 
 __all__: list[str] = []  # private to the ASGI server
-
-app_log = logging.getLogger("squall.application")
 
 # Messages held for an application that is not receiving; past this many,
 # the protocol stops reading frames until it catches up.

@@ -245,10 +245,7 @@ class _H2Protocol(asyncio.Protocol):
             if data:
                 self._feed(data)
         finally:
-            self._in_feed = False
-            if self._idle_due:
-                self._stamp_idle()
-            self._flush()
+            self._end_round()
 
     # -- asyncio callbacks ------------------------------------------------------------
 
@@ -263,10 +260,7 @@ class _H2Protocol(asyncio.Protocol):
         try:
             self._feed(data)
         finally:
-            self._in_feed = False
-            if self._idle_due:
-                self._stamp_idle()
-            self._flush()
+            self._end_round()
 
     def eof_received(self) -> Optional[bool]:
         if self._lingering and self.transport is not None:
@@ -602,10 +596,7 @@ class _H2Protocol(asyncio.Protocol):
                 self._continue(stream)
             drain(stream, self._deliver, self._on_end)
         finally:
-            self._in_feed = False
-            if self._idle_due:
-                self._stamp_idle()
-            self._flush()
+            self._end_round()
 
     # -- output ---------------------------------------------------------------------------
 
@@ -746,6 +737,14 @@ class _H2Protocol(asyncio.Protocol):
                     self._idle_since = self._loop.time()
                 if self._closing:
                     self._close_soon()
+
+    def _end_round(self) -> None:
+        """Ends a round begun by setting ``_in_feed`` (a read, or a stream
+        unblocked): what it produced goes out in one write."""
+        self._in_feed = False
+        if self._idle_due:
+            self._stamp_idle()
+        self._flush()
 
     def _stamp_idle(self) -> None:
         """The feed that just ended left the connection idle at some point:

@@ -9,7 +9,7 @@ uses it for urlencoded bodies and re-exports it.
 from __future__ import annotations
 
 import re
-from typing import Final, Optional
+from typing import Any, Final, Optional
 from urllib.parse import unquote_to_bytes
 
 from squall.httputil._headers import HTTPInputError
@@ -77,7 +77,7 @@ def parse_qs_text(text: str, max_fields: Optional[int]) -> dict[str, list[bytes]
 ARGUMENT_CONTROL_CHARS: Final = re.compile(r"[\x00-\x08\x0e-\x1f]")
 
 
-def decoded_arguments(raw_values: Optional[list[bytes]], strip: bool) -> Optional[list[str]]:
+def decoded_arguments(raw_values: Optional[list[Any]], strip: bool) -> Optional[list[str]]:
     """An argument's values as `.RequestHandler.get_arguments` gives them with
     the stock ``decode_argument``: UTF-8 decoded, controls replaced by a
     space, stripped when ``strip``. None when a value is not bytes or not
@@ -88,8 +88,10 @@ def decoded_arguments(raw_values: Optional[list[bytes]], strip: bool) -> Optiona
     values: list[str] = []
     if raw_values is None:
         return values
+    # Items typed Any and tested here: an application may have put str
+    # there, and the compiled build would refuse them in a list[bytes].
     for raw in raw_values:
-        if type(raw) is not bytes:
+        if not isinstance(raw, bytes):
             return None
         try:
             value = raw.decode("utf-8")

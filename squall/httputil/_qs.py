@@ -9,7 +9,7 @@ uses it for urlencoded bodies and re-exports it.
 from __future__ import annotations
 
 import re
-from typing import Any, Final, Optional
+from typing import Final, Optional
 from urllib.parse import unquote_to_bytes
 
 from squall.httputil._headers import HTTPInputError
@@ -77,19 +77,23 @@ def parse_qs_text(text: str, max_fields: Optional[int]) -> dict[str, list[bytes]
 ARGUMENT_CONTROL_CHARS: Final = re.compile(r"[\x00-\x08\x0e-\x1f]")
 
 
-def decoded_arguments(raw_values: Optional[list[Any]], strip: bool) -> Optional[list[str]]:
+def decoded_arguments(raw_values: object, strip: bool) -> Optional[list[str]]:
     """An argument's values as `.RequestHandler.get_arguments` gives them with
     the stock ``decode_argument``: UTF-8 decoded, controls replaced by a
-    space, stripped when ``strip``. None when a value is not bytes or not
-    UTF-8: the handler's own path then decodes it (and reports the error).
+    space, stripped when ``strip``. None when the values are not a list, or
+    one is not bytes or not UTF-8: the handler's own path then decodes them
+    (and reports an error).
 
     Compiled: it runs for every argument a handler reads.
     """
     values: list[str] = []
     if raw_values is None:
         return values
-    # Items typed Any and tested here: an application may have put str
-    # there, and the compiled build would refuse them in a list[bytes].
+    # Types tested here, not declared: an application may have put a tuple
+    # or str values there, which the compiled build would refuse as
+    # arguments of a list[bytes].
+    if type(raw_values) is not list:
+        return None
     for raw in raw_values:
         if not isinstance(raw, bytes):
             return None

@@ -1384,4 +1384,13 @@ def test_decoded_arguments_leaves_what_it_cannot_decode_to_the_handler() -> None
     # Not UTF-8, or not bytes (an application may put str there): None,
     # and RequestHandler's own decode_argument takes them.
     assert decoded_arguments([b"ok", b"\xff"], True) is None
-    assert decoded_arguments(["str"], True) is None  # type: ignore[list-item]
+    assert decoded_arguments(["str"], True) is None
+    assert decoded_arguments((b"a",), True) is None
+
+
+def test_arguments_an_application_set_by_hand_still_decode() -> None:
+    # Values that are not a list of bytes go through decode_argument.
+    handler = RequestHandler(Application(), _request(_Conn()))
+    handler.request.arguments = {"a": (b" x ", "y")}  # type: ignore[dict-item]
+    assert handler.get_arguments("a") == ["x", "y"]
+    assert handler.get_argument("a") == "y"

@@ -168,9 +168,15 @@ class Load:
     connection refused once the server is gone ends that client.
     """
 
-    def __init__(self, address: tuple[str, int], path: str, clients: int) -> None:
+    def __init__(
+        self, address: tuple[str, int], path: str, clients: int, first: Optional[str] = None
+    ) -> None:
         self.address = address
         self.path = path
+        # Each client's first request (by default ``path``): one answered at
+        # once lets `start` return with every connection served, before the
+        # requests to ``path`` are held (sample_apps' ``?hold=1``).
+        self.first = first if first is not None else path
         self.clients = clients
         self.ok = 0
         self.retried = 0
@@ -216,9 +222,10 @@ class Load:
         sock = self._connect()
         reused = False
         request = f"GET {self.path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+        first_request = f"GET {self.first} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
         while sock is not None and not self.stopping:
             try:
-                sock.sendall(request)
+                sock.sendall(first_request if first else request)
                 with self._lock:
                     self.in_flight += 1
                     self._lock.notify_all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
+import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,20 +24,57 @@ class Pid(RequestHandler):
         )
 
 
+# Requests held until the test releases them, by sending SIGUSR1 to the
+# process that serves them (a worker's pid is in its "Worker N ready" line):
+# a drain or a scrape starts while they are surely in flight, however slow
+# the machine, and nothing waits on a clock. Once released, a process holds
+# nothing more. (Installed on import, before any request: SIGUSR1's default
+# action would end the process.)
+_released = False
+_waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _release(signum: int, frame: Any) -> None:
+    global _released
+    _released = True
+    for loop, future in _waiting:
+        loop.call_soon_threadsafe(_settle, future)
+    _waiting.clear()
+
+
+signal.signal(signal.SIGUSR1, _release)
+
+
+async def released() -> None:
+    """Return once the process has had SIGUSR1 (at once if it has)."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    # Registered before the flag is read: a signal between the two settles it.
+    _waiting.append((loop, future))
+    if not _released:
+        await future
+
+
 class Slow(RequestHandler):
     async def get(self) -> None:
-        # Long enough for a drain to start while this is in flight.
-        await asyncio.sleep(float(self.get_argument("s", "0.3")))
+        # With ?hold=1, in flight until released (see above); else at once.
+        if self.get_argument("hold", None) is not None:
+            await released()
         self.write(f"slow {os.getpid()}")
 
 
 class Hold(RequestHandler):
     async def get(self) -> None:
         # The head goes out at once (the client then knows the request is
-        # in the server's hands), the end after ``s`` seconds.
+        # in the server's hands), the end once released.
         self.write("held\n")
         await self.flush()
-        await asyncio.sleep(float(self.get_argument("s", "2")))
+        await released()
         self.write("released\n")
 
 
@@ -54,12 +91,15 @@ class Exit(RequestHandler):
 
 class Block(RequestHandler):
     def get(self) -> None:
-        # A handler that blocks the event loop: the worker is stuck.
-        stuck_in_a_blocking_call(float(self.get_argument("s", "60")))
+        # A handler that blocks the event loop: the worker is stuck until
+        # its supervisor ends it (the behaviour under test).
+        stuck_in_a_blocking_call()
 
 
-def stuck_in_a_blocking_call(seconds: float) -> None:
-    time.sleep(seconds)
+def stuck_in_a_blocking_call() -> None:
+    # A read from a pipe nobody writes to: blocked for good, on no clock.
+    reader, _writer = os.pipe()
+    os.read(reader, 1)
 
 
 class Echo(WebSocketHandler):

@@ -61,7 +61,7 @@ def test_two_workers_metrics_match_the_load_and_health_follows_the_lifecycle() -
         before = scrape(metrics_address)
         assert total(before, "squall_requests_total") == 0
         assert total(before, "squall_workers_ready") == 2
-        load = Load(address, "/slow?s=0", clients=3)
+        load = Load(address, "/slow", clients=3)
         load.start()
         load.wait_ok(200)
         load.stop()
@@ -119,15 +119,16 @@ def test_readiness_is_false_while_starting_and_while_draining(tmp_path: Path) ->
             opened.write(b"go")
         # Announced once a worker is ready (a target that fails is never).
         address = squall.address()
-        squall.expect(r"Worker (\d+) ready")
+        worker = int(squall.expect(r"Worker (\d+) ready").group(1))
         assert get(metrics_address, "/readyz")[0] == 200
         held = http.client.HTTPConnection(*address, timeout=10)
-        held.request("GET", "/hold?s=3")
+        held.request("GET", "/hold")
         response = held.getresponse()  # the head: the request is being served
         squall.signal(signal.SIGTERM)
         squall.expect("Stopping 1 worker")
         # The supervisor answers until its workers have drained.
         assert get(metrics_address, "/readyz") == (503, b"not ready: draining\n")
+        os.kill(worker, signal.SIGUSR1)  # the held request ends
         assert response.read() == b"held\nreleased\n"
         held.close()
         assert squall.wait() == 0

@@ -114,7 +114,7 @@ def test_rolling_restart_behind_nginx_has_zero_502s(nginx: tuple[tuple[str, int]
     address, sock_path = nginx
     with Squall("sample_apps:app", "--bind", f"unix:{sock_path}", "--workers", "2") as squall:
         old = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
-        load = Load(address, "/slow?s=0.02", clients=4)
+        load = Load(address, "/slow", clients=4)
         load.start()
         squall.signal(signal.SIGHUP)
         new = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}

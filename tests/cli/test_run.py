@@ -23,13 +23,15 @@ def test_serves_an_application_and_drains_on_sigterm_with_busy_clients() -> None
         # Without a supervisor, HUP would end the process: it is ignored.
         squall.signal(signal.SIGHUP)
         squall.expect("SIGHUP ignored")
-        load = Load(address, "/slow?s=0.5", clients=4)
+        load = Load(address, "/slow?hold=1", clients=4, first="/slow")
         load.start()
-        # Busy: every client waits on a response. (A client between two
-        # requests is kept for a grace: see test_drain.)
+        # Busy: every client waits on a response, held until the drain has
+        # begun. (A client between two requests is kept for a grace: see
+        # test_drain.)
         load.wait_all_in_flight()
         squall.signal(signal.SIGTERM)
         squall.expect("draining")
+        squall.signal(signal.SIGUSR1)  # the held responses go out
         load.stop()
         assert squall.wait() == 0
         assert load.failures == []
@@ -50,7 +52,7 @@ def test_fd_bind_and_access_log() -> None:
             pass_fds=(listener.fileno(),),
         ) as squall:
             squall.expect("serving")
-            status, body = get(address, "/slow?s=0")
+            status, body = get(address, "/slow")
             assert status == 200 and body.startswith(b"slow")
             match = squall.expect(r"ACCESS (\S+) (\S+) (\d+) (\d+)")
             assert match.groups() == ("GET", "/slow", "200", str(len(body)))
@@ -107,7 +109,7 @@ def test_sighup_rolls_workers_with_zero_failed_requests() -> None:
     with Squall("sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2") as squall:
         address = squall.address()
         old = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
-        load = Load(address, "/slow?s=0.02", clients=3)
+        load = Load(address, "/slow", clients=3)
         load.start()
         squall.signal(signal.SIGHUP)
         new = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
@@ -198,13 +200,14 @@ def test_sigterm_closes_websockets_with_1001_and_finishes_long_polls() -> None:
             await ws.write_message("hello")
             assert await ws.read_message() == "hello"
             reader, writer = await asyncio.open_connection(host, port)
-            writer.write(b"GET /slow?s=0.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+            writer.write(b"GET /slow?hold=1 HTTP/1.1\r\nHost: t\r\n\r\n")
             await writer.drain()
             # Sent, perhaps not yet read: the drain reads what is already
             # buffered before it closes idle connections.
             squall.signal(signal.SIGTERM)
             assert await ws.read_message() is None
             assert ws.close_code == 1001
+            squall.signal(signal.SIGUSR1)  # the long poll's answer
             response = await reader.read()
             assert response.startswith(b"HTTP/1.1 200")
             assert b"Connection: close" in response
@@ -219,7 +222,7 @@ def test_ctrl_c_to_the_process_group_drains_the_workers() -> None:
     with Squall("sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2") as squall:
         address = squall.address()
         pids = [int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)]
-        load = Load(address, "/slow?s=0.5", clients=4)
+        load = Load(address, "/slow?hold=1", clients=4, first="/slow")
         load.start()
         load.wait_all_in_flight()
         # What a terminal's Ctrl-C does: INT to every process of the group;
@@ -230,6 +233,8 @@ def test_ctrl_c_to_the_process_group_drains_the_workers() -> None:
         for pid in pids:
             squall.expect(rf"Worker {pid} draining")
             os.kill(pid, signal.SIGTERM)
+        for pid in pids:
+            os.kill(pid, signal.SIGUSR1)  # the held responses go out
         load.stop()
         assert squall.wait() == 0
         assert load.failures == []
@@ -252,7 +257,7 @@ def test_workers_recycled_under_load_fail_no_request() -> None:
     ) as squall:
         address = squall.address()
         first = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
-        load = Load(address, "/slow?s=0.01", clients=4)
+        load = Load(address, "/slow", clients=4)
         load.start()
         for _ in range(2):
             squall.expect(r"Worker (\d+) draining \(served \d+ requests")

@@ -117,9 +117,9 @@ def test_a_stuck_worker_is_detected_its_stack_logged_and_replaced() -> None:
     ) as squall:
         address = squall.address()
         pids = {int(squall.expect(r"Worker (\d+) ready").group(1)) for _ in range(2)}
-        load = Load(address, "/slow?s=0", clients=2)
+        load = Load(address, "/slow", clients=2)
         load.start()
-        blocker = threading.Thread(target=_get_quietly, args=(address, "/block?s=30"), daemon=True)
+        blocker = threading.Thread(target=_get_quietly, args=(address, "/block"), daemon=True)
         blocker.start()
         match = squall.expect(r"Worker (\d+) has not turned its event loop for [\d.]+s", timeout=10)
         stuck = int(match.group(1))

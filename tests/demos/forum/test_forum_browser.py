@@ -231,7 +231,7 @@ WAIT_PREVIEW = """new Promise((resolve, reject) => {
   look();
 })"""
 
-CODE = "Why does this block?\n\n```python\ndef handler():\n    time.sleep(1)\n```"
+CODE = "Why does this block?\n\n```python\ndef handler():\n    requests.get(URL)\n```"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
@@ -270,7 +270,7 @@ def test_post_code_with_preview_edit_search_mobile_and_dark(tmp_path: Path) -> N
                         f"area.value = {json.dumps(CODE)};"
                         "area.dispatchEvent(new Event('input'))"
                     )
-                    assert "time.sleep(1)" in await tab.evaluate(WAIT_PREVIEW)
+                    assert "requests.get(URL)" in await tab.evaluate(WAIT_PREVIEW)
                     await fill_and_submit(tab, "topic-form", title="Blocking handler", body=CODE)
                     code = await tab.evaluate(
                         "(() => { const k = document.querySelector('.post-body pre .k');"

@@ -44,7 +44,7 @@ from squall.httputil import (
     ResponseStartLine,
     responses,
 )
-from squall.httputil._exchange import Exchange
+from squall.httputil._exchange import loop_of
 from squall.httputil._headers import _canonical
 from squall.httputil._response import _ResponseHeaders
 from squall.iostream import StreamClosedError
@@ -93,7 +93,6 @@ _SPECIAL_PREFIXES: Final[dict[str, bytes]] = {
 _PREFIXES: Final[dict[Any, bytes]] = {}
 
 _new_headers: Final = object.__new__
-_get_running_loop: Final = asyncio.get_running_loop
 
 # RFC 9110 §5.5: the octets a field value may hold (HTAB, VCHAR, SP,
 # obs-text) map to themselves, and so do CR and LF (each field line starts
@@ -187,12 +186,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         # frame in between (see ASGIServerDelegate.__init__).
         self._server = server
         self._conn = conn
-        # The driver's connection names its loop (Exchange.loop):
-        # get_running_loop() is a getpid system call on Python 3.11.
-        loop = conn.loop if isinstance(conn, Exchange) else None
-        if loop is None:
-            loop = _get_running_loop()
-        self._loop = loop
+        loop = self._loop = loop_of(conn)
         self._ws: Optional[_WebSocketCycle] = None
         self._chunks: list[bytes] = []
         self._buffered = 0

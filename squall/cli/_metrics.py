@@ -327,10 +327,8 @@ class WorkerMetrics:
             counts[label] += 1
             busy += in_flight
             tunnels += held
-        h1, h2, h3 = counts["http/1.1"], counts["h2"], counts["h3"]
-        self.connections.labels("http/1.1").set(h1)
-        self.connections.labels("h2").set(h2)
-        self.connections.labels("h3").set(h3)
+        for label, count in counts.items():
+            self.connections.labels(label).set(count)
         self.connections.labels("websocket").set(len(server._detached) + tunnels)
         self.in_flight.set(busy)
 

@@ -332,8 +332,8 @@ class _H2Protocol(asyncio.Protocol):
                         pass
                     elif stream._tunnel is not None:
                         stream._tunnel._feed_eof()
-                    elif end_request(self, stream):  # (self._on_end, a call fewer)
-                        self._retire(stream)
+                    else:
+                        self._on_end(stream)
                 elif kind is Drained:
                     assert isinstance(event, Drained)
                     self._waiting_window.pop(event.stream_id, None)
@@ -730,7 +730,7 @@ class _H2Protocol(asyncio.Protocol):
             self._active -= 1
             if not self._active:
                 if self._in_feed:
-                    # Stamped once when the feed ends (_stamp_idle), not per
+                    # Stamped once when the feed ends (_end_round), not per
                     # response: a read of many requests asks the clock once.
                     self._idle_due = True
                 else:
@@ -740,20 +740,17 @@ class _H2Protocol(asyncio.Protocol):
 
     def _end_round(self) -> None:
         """Ends a round begun by setting ``_in_feed`` (a read, or a stream
-        unblocked): what it produced goes out in one write."""
+        unblocked): what it produced goes out in one write. If the round
+        left the connection idle at some point, its idle time starts now,
+        unless a stream is open (only the sweep reads it, never inside a
+        round; a stream opened later in the round counts from its own
+        release)."""
         self._in_feed = False
         if self._idle_due:
-            self._stamp_idle()
+            self._idle_due = False
+            if not self._active:
+                self._idle_since = self._loop.time()
         self._flush()
-
-    def _stamp_idle(self) -> None:
-        """The feed that just ended left the connection idle at some point:
-        its idle time starts now if no stream is open (only the sweep reads
-        it, never inside a feed; a stream opened later in the feed counts
-        from its own release)."""
-        self._idle_due = False
-        if not self._active:
-            self._idle_since = self._loop.time()
 
     def _retire(self, stream: _H2Stream) -> None:
         """The exchange is over on our side: forget the stream."""

@@ -70,6 +70,7 @@ __all__ = [
     "check_informational",
     "close_by_attribute",
     "closed_future",
+    "loop_of",
     "report_closed",
 ]
 
@@ -90,6 +91,24 @@ def close_by_attribute(connection: Any) -> bool:
         return connection.close_callback_attribute is True
     except AttributeError:
         return False
+
+
+# Not Final: tests count its calls (see loop_of).
+_get_running_loop = asyncio.get_running_loop
+
+
+def loop_of(connection: object) -> asyncio.AbstractEventLoop:
+    """The loop a request on ``connection`` runs on: the one its driver
+    names (`Exchange.loop`), else asyncio's running loop, which is a getpid
+    system call per call on Python 3.11.
+
+    Raises:
+        RuntimeError: neither (no loop is running).
+    """
+    loop = connection.loop if isinstance(connection, Exchange) else None
+    if loop is None:
+        loop = _get_running_loop()
+    return loop
 
 
 def closed_future() -> asyncio.Future[None]:

@@ -101,11 +101,15 @@ def decoded_arguments(raw_values: object, strip: bool) -> Optional[list[str]]:
             value = raw.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        # A printable str holds none of the controls replaced (the regular
-        # expression's call is spared for most values).
-        if not value.isprintable():
-            value = ARGUMENT_CONTROL_CHARS.sub(" ", value)
-        if strip:
-            value = value.strip()
-        values.append(value)
+        values.append(clean_argument(value, strip))
     return values
+
+
+def clean_argument(value: str, strip: bool) -> str:
+    """A decoded argument as handlers get it: controls other than
+    whitespace replaced by a space, then stripped when ``strip``."""
+    # A printable str holds none of the controls replaced (the regular
+    # expression's call is spared for most values).
+    if not value.isprintable():
+        value = ARGUMENT_CONTROL_CHARS.sub(" ", value)
+    return value.strip() if strip else value

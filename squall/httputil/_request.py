@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from squall._compiled import mypyc_attr
 from squall.httputil import _forms
 from squall.httputil._delegates import HTTPConnection, _OpenAttributes
-from squall.httputil._forms import HTTPFile, parse_cookie
+from squall.httputil._forms import HTTPFile, _latin1_or_utf8, parse_cookie
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
 from squall.httputil._misc import RequestStartLine, StartLine, split_host_and_port
 from squall.httputil._qs import _parse_qs_bytes, parse_qs_text
@@ -244,7 +244,7 @@ class HTTPServerRequest(_OpenAttributes):
                 value = parse_qs_text(query, None)
             except UnicodeEncodeError:
                 # A target set by hand, beyond latin-1: as its UTF-8 bytes.
-                value = _parse_qs_bytes(query.encode("utf-8"), None)
+                value = _parse_qs_bytes(_latin1_or_utf8(query), None)
             self._query_arguments = value
         return value
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Optional
 from squall import _eager
 from squall.concurrent import Future, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
-from squall.httputil._exchange import Exchange
+from squall.httputil._exchange import loop_of
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._misc import RequestStartLine, StartLine
 from squall.httputil._request import HTTPServerRequest
@@ -32,8 +32,6 @@ __all__: list[str] = []
 # dictionary lookup of a module global (two per request).
 _CoroutineType: Final = types.CoroutineType
 _eager_start: Final = _eager.start
-# Not Final (tests count its calls); off the HTTP/1.1 server's path.
-_get_running_loop = asyncio.get_running_loop
 
 # Filled in by squall.web.application (see _bind): the Application class
 # (an application that overrides its find_handler routes everything through
@@ -236,15 +234,12 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # never waits is done when start() returns None. On the loop the
             # connection names (the HTTP/1.1 server's), without asking
             # asyncio: on 3.11 that is a getpid system call per request.
-            conn = self.request_conn
-            loop = conn.loop if isinstance(conn, Exchange) else None
-            if loop is None:
-                try:
-                    loop = _get_running_loop()
-                except RuntimeError:
-                    # No loop running (a test driving the delegate by hand):
-                    # the coroutine waits for one, as a Tornado handler's does.
-                    loop = None
+            try:
+                loop: Optional[asyncio.AbstractEventLoop] = loop_of(self.request_conn)
+            except RuntimeError:
+                # No loop running (a test driving the delegate by hand):
+                # the coroutine waits for one, as a Tornado handler's does.
+                loop = None
             if loop is None:
                 task = asyncio.ensure_future(running)
             else:

@@ -39,7 +39,7 @@ from squall.httputil import (
     responses,
 )
 from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
-from squall.httputil._qs import ARGUMENT_CONTROL_CHARS
+from squall.httputil._qs import clean_argument as _clean_argument
 from squall.httputil._qs import decoded_arguments as _decoded_arguments
 from squall.httputil._response import UNSAFE_VALUE_CHARS, _ResponseHeaders
 from squall.log import app_log
@@ -66,8 +66,6 @@ _ARG_DEFAULT: Any = _ArgDefaultMarker()
 
 # RFC 9110 section 5.5: a field value may hold HTAB but no other control.
 _UNSAFE_HEADER_CHARS = UNSAFE_VALUE_CHARS
-# Controls other than whitespace are replaced in decoded arguments.
-_ARGUMENT_CONTROL_CHARS = ARGUMENT_CONTROL_CHARS
 _ETAG_TOKEN = re.compile(rb'\*|(?:W/)?"[^"]*"')
 
 _new_tuple = tuple.__new__
@@ -412,14 +410,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                 missing argument is a 400 (`MissingArgumentError`).
             strip: strip surrounding whitespace from the value.
         """
-        # _get_argument, inlined: a call fewer for the common accessor.
-        values = self._get_arguments(name, self.request.arguments, strip)
-        if not values:
-            if default is _ARG_DEFAULT:
-                raise MissingArgumentError(name)
-            result: Optional[str] = default
-            return result
-        return values[-1]
+        return self._get_argument(name, default, self.request.arguments, strip)
 
     def get_arguments(self, name: str, strip: bool = True) -> list[str]:
         """Every value of the query and body argument ``name`` (maybe none)."""
@@ -485,14 +476,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         values = []
         for raw in source.get(name, ()):
             value = self.decode_argument(raw, name=name)
-            if isinstance(value, str):
-                # A printable str holds none of the controls replaced (the
-                # regular expression's call is spared for most values).
-                if not value.isprintable():
-                    value = _ARGUMENT_CONTROL_CHARS.sub(" ", value)
-                if strip:
-                    value = value.strip()
-            values.append(value)
+            values.append(_clean_argument(value, strip) if isinstance(value, str) else value)
         return values
 
     def decode_argument(self, value: bytes, name: Optional[str] = None) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-import squall.web._delegate
+import squall.httputil._exchange
 from squall.web import Application, RequestHandler
 
 from ..server._fakes import make
@@ -56,7 +56,7 @@ def _serve(delegate: Any, requests: int, monkeypatch: pytest.MonkeyPatch) -> tup
         with monkeypatch.context() as patch:
             patch.setattr(asyncio, "get_running_loop", counting)
             patch.setattr(asyncio.events, "get_running_loop", counting)
-            patch.setattr(squall.web._delegate, "_get_running_loop", counting)
+            patch.setattr(squall.httputil._exchange, "_get_running_loop", counting)
             for _ in range(requests):
                 proto.data_received(REQUEST)
                 # Loop turns without asking for the loop: the handler's Task
@@ -94,14 +94,13 @@ def test_behind_the_runners_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_an_asgi_app_asks_asyncio_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     # The ASGI server path takes the loop from its connection too.
-    import squall.asgi._http
     from squall.asgi import ASGIServerDelegate
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"asgi"})
 
-    monkeypatch.setattr(squall.asgi._http, "_get_running_loop", _refused)
+    monkeypatch.setattr(squall.httputil._exchange, "_get_running_loop", _refused)
     calls, data = _serve(ASGIServerDelegate(app), 3, monkeypatch)
     assert data.count(b"HTTP/1.1 200 OK") == 3
     assert calls == 0

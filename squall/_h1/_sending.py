@@ -324,12 +324,14 @@ class _Sender:
         # encoded from one join.
         lines: list[str] = [""]
         if checked:
+            # Pieces, joined once below: a formatted line per field would
+            # cost an allocation (and its release) each.
             for name, values in fields.items():
-                if len(values) == 1:
-                    lines.append(f"{name}: {values[0]}\r\n")
-                else:
-                    for value in values:
-                        lines.append(f"{name}: {value}\r\n")
+                for value in values:
+                    lines.append(name)
+                    lines.append(": ")
+                    lines.append(value)
+                    lines.append("\r\n")
         else:
             try:
                 for name, values in fields.items():

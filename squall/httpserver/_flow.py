@@ -38,13 +38,13 @@ are on the request path.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Optional
 
 from squall.httputil import HTTPHeaders, HTTPInputError
 from squall.httputil._exchange import DONE
 from squall.httputil._kit import _check_host, _GzipMessageDelegate
+from squall.log import app_log
 
 if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
@@ -71,8 +71,6 @@ __all__ = [
     "wait_on",
     "wrap_fields",
 ]
-
-app_log = logging.getLogger("squall.application")
 
 _new_object: Final[Any] = object.__new__
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import weakref
 from collections.abc import Awaitable
 from http.client import responses
@@ -26,14 +25,13 @@ from squall.httputil._kit import _body
 from squall.httputil._misc import StartLine
 from squall.httputil._response import _ResponseHeaders
 from squall.iostream import StreamClosedError
+from squall.log import app_log
 
 if TYPE_CHECKING:
     from squall.httpserver._protocol import _HTTPProtocol
 
 
 __all__: list[str] = []  # private to the driver
-
-app_log = logging.getLogger("squall.application")
 
 # -- connection state -------------------------------------------------------------
 #

@@ -32,7 +32,6 @@ request trailers are parsed and dropped, as before.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Optional, cast
 
@@ -79,23 +78,16 @@ from squall.httpserver._h2stream import _H2Stream
 from squall.httpserver._h2websocket import _H2Tunnel, drain_tunnels, tunnels
 from squall.httpserver._muxstream import stream_census
 from squall.httpserver._protocol import _HTTPProtocol
-from squall.httputil import (
-    HTTPHeaders,
-    HTTPInputError,
-    HTTPMessageDelegate,
-    RequestStartLine,
-)
+from squall.httputil import HTTPHeaders, HTTPInputError, HTTPMessageDelegate, RequestStartLine
 from squall.httputil._exchange import DONE, IDLE
 from squall.httputil._headers import _NAME_CACHE, _cache_name
 from squall.iostream import StreamClosedError
+from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
     from squall.httpserver._server import HTTPServer
 
 __all__: list[str] = []  # private to the driver
-
-gen_log = logging.getLogger("squall.general")
-app_log = logging.getLogger("squall.application")
 
 _new_tuple = tuple.__new__
 _VERSION = "HTTP/2.0"

@@ -31,7 +31,6 @@ default, far too long for a flood of half-open connections).
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -61,15 +60,13 @@ from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
 from squall.httpserver._muxstream import stream_census
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.iostream import StreamClosedError
+from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
     from squall.httpserver._server import HTTPServer
 
 __all__ = ["quic_configuration"]
-
-gen_log = logging.getLogger("squall.general")
-app_log = logging.getLogger("squall.application")
 
 _VERSION = "HTTP/3"
 # HTTP/3's largest request body when the server sets none (aioquic's core

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -81,19 +80,15 @@ from squall.httputil._kit import (
     _new_h1,
 )
 from squall.iostream import StreamClosedError
+from squall.log import app_log, gen_log
 from squall.platform.asyncio import _bound_reads
 
 if TYPE_CHECKING:
     from squall.httpserver._server import HTTPServer
 
-# _WRITE_PAUSED: websocket/_broadcast reads it (from here, until it asks the
-# connection instead).
 __all__: list[str] = []  # private to the driver
 
 _new_tuple = tuple.__new__
-
-gen_log = logging.getLogger("squall.general")
-app_log = logging.getLogger("squall.application")
 
 # Pipelined bytes held while a response is in progress before reading pauses.
 _PIPELINE_HIGH_WATER = 256 * 1024

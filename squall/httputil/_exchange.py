@@ -45,7 +45,6 @@ more goes out, and writes return a future failed with `.StreamClosedError`.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Optional
 
@@ -54,6 +53,7 @@ from squall.httputil._contract import HTTPConnection, check_informational
 from squall.httputil._headers import HTTPHeaders, HTTPOutputError
 from squall.httputil._misc import ResponseStartLine, StartLine
 from squall.iostream import StreamClosedError
+from squall.log import app_log
 
 if TYPE_CHECKING:
     from squall.httputil._delegates import HTTPMessageDelegate
@@ -73,8 +73,6 @@ __all__ = [
     "loop_of",
     "report_closed",
 ]
-
-app_log = logging.getLogger("squall.application")
 
 IDLE: Final = 0  # nothing written
 HEAD: Final = 1  # the head is written (a driver may still hold it)

@@ -11,7 +11,6 @@ the HTTP/1.1 client.
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 import time
 import urllib.parse
@@ -34,6 +33,7 @@ from squall._h2 import (
 from squall._h2._client import H2ClientConnection, Response
 from squall.httpclient import HTTPRequest, HTTPResponse, _RequestProxy
 from squall.httputil import HTTPHeaders
+from squall.log import app_log, gen_log
 from squall.netutil import ssl_options_to_context
 from squall.platform.asyncio import _bound_reads
 from squall.simple_httpclient._client import SimpleAsyncHTTPClient
@@ -49,9 +49,6 @@ from squall.simple_httpclient._policy import (
 )
 
 __all__ = ["H2AsyncHTTPClient"]
-
-gen_log = logging.getLogger("squall.general")
-app_log = logging.getLogger("squall.application")
 
 # Request fields HTTP/2 does not carry (RFC 9113 §8.2.2) or carries as
 # pseudo-header fields (Host is :authority).

@@ -11,7 +11,6 @@ which redirects are followed is the client policy's, as for every client.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import ssl
 import time
@@ -29,13 +28,12 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
 
 from squall._ws._deflate import split_outside_quotes
 from squall.httpclient import HTTPRequest, HTTPResponse
+from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._h2 import H2AsyncHTTPClient, _Key
 from squall.simple_httpclient._mux import StreamFetch, StreamResponses
 
 __all__ = ["H3AsyncHTTPClient", "parse_alt_svc"]
-
-gen_log = logging.getLogger("squall.general")
 
 # Request fields HTTP/3 does not carry (RFC 9114 §4.2) or carries as
 # pseudo-header fields (Host is :authority).

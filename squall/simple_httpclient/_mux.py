@@ -7,13 +7,13 @@ the body pieces and the end of a response on one of its streams
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional, Protocol, cast
 
 from squall._content_coding import ContentCodingError, Decoder
 from squall.httpclient import HTTPRequest, HTTPResponse
 from squall.httputil import HTTPHeaders
+from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError
 from squall.simple_httpclient._policy import DECOMPRESS_STEP, take_decoder
 
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from squall.simple_httpclient._h2 import H2AsyncHTTPClient
 
 __all__ = ["MuxConnection", "StreamFetch", "StreamResponses"]
-
-gen_log = logging.getLogger("squall.general")
 
 
 class StreamFetch:

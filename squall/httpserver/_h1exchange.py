@@ -195,7 +195,7 @@ class _RequestConnection(Exchange):
                 headers._as_list,
                 chunk or b"",
                 checked,
-                p._params.no_keep_alive,
+                p._no_keep_alive,
             )
         except LocalProtocolError as exc:
             # A head refused is not sent (the caller may still answer with
@@ -218,7 +218,7 @@ class _RequestConnection(Exchange):
         through `write_headers`.
         """
         p = self._proto
-        if p._req is not self or p._state >= _CLOSING or p._params.no_keep_alive:
+        if p._req is not self or p._state >= _CLOSING or p._no_keep_alive:
             return None
         data = p._h1.send_rendered_head(head, framing, chunk)
         if data is None:

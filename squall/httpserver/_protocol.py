@@ -154,6 +154,8 @@ class _HTTPProtocol(asyncio.Protocol):
     __slots__ = (
         "_server",
         "_params",
+        "_plain",
+        "_no_keep_alive",
         "_ssl",
         "_loop",
         "_h1",
@@ -191,7 +193,7 @@ class _HTTPProtocol(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._server = server
-        self._params = params
+        self._use_params(params)
         self._ssl = ssl_context
         self._loop = loop
         self._h1: H1Connection = _new_h1("server", params, False)
@@ -273,7 +275,7 @@ class _HTTPProtocol(asyncio.Protocol):
             server._connections.add(self)
             if server._drain_params is not None:
                 # Accepted while the server drains: one request, then close.
-                self._params = server._drain_params
+                self._use_params(server._drain_params)
             sock = transport.get_extra_info("socket")
             family = sock.family if sock is not None else socket.AF_UNSPEC
             # The loop may have run the TLS handshake already (see add_sockets).
@@ -472,8 +474,9 @@ class _HTTPProtocol(asyncio.Protocol):
     def _on_request(self, event: Request) -> None:
         # tuple.__new__ skips the namedtuple's Python-level constructor.
         start_line = _new_tuple(RequestStartLine, (event.method, event.target, event.version))
-        headers = wrap_fields(event.fields)
-        hosts = headers._as_list.get("Host")
+        fields = event.fields
+        headers = wrap_fields(fields)
+        hosts = fields.get("Host")
         # A keep-alive client sends the same Host each time: check it once.
         if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
             self._good_host = checked_host(headers, event.version)
@@ -481,21 +484,27 @@ class _HTTPProtocol(asyncio.Protocol):
         self._req = req
         self._state = _REQUEST
         delegate = self._start_request(self, req)
-        params = self._params
-        if params.decompress:
-            delegate = _GzipMessageDelegate(
-                delegate, params.chunk_size, self._h1.limits.max_body_size
-            )
+        plain = self._plain
+        if not plain:
+            params = self._params
+            if params.decompress:
+                delegate = _GzipMessageDelegate(
+                    delegate, params.chunk_size, self._h1.limits.max_body_size
+                )
         self._delegate = delegate
         ret = delegate.headers_received(start_line, headers)
         if ret is not None:
             self._block(ret, True)
-        elif (
-            self._h1.expects_continue
-            or params.body_timeout is not None
-            or req._body_timeout is not None
-        ):
+        elif not plain or self._h1.expects_continue or req._body_timeout is not None:
             self._head_done()
+
+    def _use_params(self, params: HTTP1ConnectionParameters) -> None:
+        # What the request path reads of the (interpreted) parameters, as
+        # fields: no decompression and no body timeout (_on_request), and
+        # no_keep_alive (the exchange's head).
+        self._params = params
+        self._plain = not params.decompress and params.body_timeout is None
+        self._no_keep_alive = bool(params.no_keep_alive)
 
     def _head_done(self) -> None:
         """The delegate has taken the head: ask for the body, start its clock."""
@@ -959,7 +968,7 @@ class _HTTPProtocol(asyncio.Protocol):
         """
         if self._state >= _DETACHED:
             return
-        self._params = params
+        self._use_params(params)
         if self._tls_task is not None:
             # Still in the TLS handshake: no request has begun.
             self._hard_close()

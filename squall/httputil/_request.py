@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from squall._compiled import mypyc_attr
 from squall.httputil import _forms
 from squall.httputil._delegates import HTTPConnection, _OpenAttributes
+from squall.httputil._exchange import Exchange
 from squall.httputil._forms import HTTPFile, _latin1_or_utf8, parse_cookie
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
 from squall.httputil._misc import RequestStartLine, StartLine, split_host_and_port
@@ -159,7 +160,11 @@ class HTTPServerRequest(_OpenAttributes):
         # connections may have neither, or only some. (Attribute reads in a
         # try cost less than getattr() calls when the attributes are there.)
         try:
-            context = connection.context  # type: ignore[union-attr]
+            if isinstance(connection, Exchange):
+                # A field of the compiled base: read without a lookup.
+                context = connection.context
+            else:
+                context = connection.context  # type: ignore[union-attr]
             self.remote_ip = context.remote_ip
             self.protocol = context.protocol
         except AttributeError:

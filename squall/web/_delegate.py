@@ -33,12 +33,12 @@ __all__: list[str] = []
 _CoroutineType: Final = types.CoroutineType
 _eager_start: Final = _eager.start
 
-# Filled in by squall.web.application (see _bind): the Application class
-# (an application that overrides its find_handler routes everything through
-# it; read from the class each time, as a profiler or a test may wrap it),
-# the application's router class, the router of last resort, and the debug
-# template reset.
-_application_class: Any = None
+# Filled in by squall.web.application (see _bind): Application's own
+# find_handler (an application whose class answers with any other, an
+# override or a wrapper a profiler or a test put on Application, routes
+# everything through it), the application's router class, the router of last
+# resort, and the debug template reset.
+_stock_find_handler: Any = None
 _router_class: Any = None
 _route_fallback: Any = None
 _clear_template_loaders: Any = None
@@ -50,8 +50,8 @@ def _bind(
     route_fallback: Callable[[Application, HTTPServerRequest, Optional[HTTPConnection]], Any],
     clear_template_loaders: Callable[[], None],
 ) -> None:
-    global _application_class, _router_class, _route_fallback, _clear_template_loaders
-    _application_class = application_class
+    global _stock_find_handler, _router_class, _route_fallback, _clear_template_loaders
+    _stock_find_handler = application_class.find_handler
     _router_class = router_class
     _route_fallback = route_fallback
     _clear_template_loaders = clear_template_loaders
@@ -128,15 +128,16 @@ class _HandlerDelegate(HTTPMessageDelegate):
             router = app.wildcard_router
             hit: Any = None
             if (
-                type(app).find_handler is _application_class.find_handler
+                type(app).find_handler is _stock_find_handler
                 and type(router) is _router_class
                 and len(app.default_router._rules) == 1
             ):
                 if router._rules.stale:
                     router._reindex()
                 hit = router._direct.get(request.path)
-            if hit is not None and not hit[0]._stream_request_body:
-                # A literal route to a handler: served by this delegate.
+            if hit is not None:
+                # A literal route to a handler that does not stream its
+                # body (the index holds no other): served by this delegate.
                 self.handler_class = hit[0]
                 self.handler_kwargs = hit[1]
                 return None

@@ -50,7 +50,8 @@ class _ApplicationRouter(ReversibleRuleRouter):
     def __init__(self, application: Application, rules: Optional[list[_RuleLike]] = None) -> None:
         self.application = application
         # Literal paths whose rule comes before any pattern rule and whose
-        # target is a RequestHandler: path -> (class, initialize kwargs).
+        # target is a RequestHandler that does not stream its body (that
+        # one's delegate differs): path -> (class, initialize kwargs).
         self._direct: dict[str, tuple[type[RequestHandler], Optional[dict[str, Any]]]] = {}
         super().__init__(rules)
 
@@ -69,6 +70,7 @@ class _ApplicationRouter(ReversibleRuleRouter):
                     index < first_other
                     and isinstance(target, type)
                     and issubclass(target, RequestHandler)
+                    and not target._stream_request_body
                 ):
                     direct[path] = (target, rule.target_kwargs or None)
         self._direct = direct
@@ -398,6 +400,11 @@ def _find_access_site(frame: types.FrameType) -> tuple[str, int, str]:
     return _access_site
 
 
+# Application's own find_handler: any other answer from the class (an
+# override, or a wrapper an agent or a profiler put on Application) is called.
+_stock_find_handler = Application.find_handler
+
+
 def _route_fallback(
     app: Application,
     request: httputil.HTTPServerRequest,
@@ -406,7 +413,7 @@ def _route_fallback(
     """The delegate for a request that no literal route of the application serves."""
     router = app.wildcard_router
     if (
-        type(app).find_handler is Application.find_handler
+        type(app).find_handler is _stock_find_handler
         and type(router) is _ApplicationRouter
         and len(app.default_router._rules) == 1
     ):

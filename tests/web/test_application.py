@@ -589,6 +589,24 @@ def test_application_delegate_honours_an_overridden_find_handler() -> None:
     assert conn.write_headers.call_args[0][2] == b"custom"
 
 
+def test_application_delegate_calls_a_wrapper_put_on_application(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An agent or a profiler wraps Application.find_handler on the class:
+    # every request goes through the wrapper, literal routes included.
+    seen: list[str] = []
+    stock = Application.find_handler
+
+    def wrapper(self: Application, request: Any, **kwargs: Any) -> Any:
+        seen.append(request.path)
+        return stock(self, request, **kwargs)
+
+    monkeypatch.setattr(Application, "find_handler", wrapper)
+    _, conn = _serve(Application([("/", Reply)]), "GET", "/", [])
+    assert seen == ["/"]
+    assert conn.write_headers.call_args[0][2] == b"reply"
+
+
 def test_application_delegate_drops_the_body_on_close() -> None:
     app = Application([("/", Echo)])
     delegate = app.start_request("server", _conn())

@@ -14,6 +14,7 @@ from squall.httputil import (
     HTTPServerRequest,
     RequestStartLine,
 )
+from squall.httputil._exchange import RequestContextBase
 from squall.httputil._misc import StartLine
 from squall.httputil._proxy import ProxyHeaders
 
@@ -28,7 +29,7 @@ _XHEADERS = ProxyHeaders("xheaders")
 _SKIPPING: dict[frozenset[str], ProxyHeaders] = {}
 
 
-class _HTTPRequestContext:
+class _HTTPRequestContext(RequestContextBase):
     """What a request knows about its connection: ``remote_ip``, ``protocol``.
 
     Args:
@@ -39,11 +40,10 @@ class _HTTPRequestContext:
         tls: whether the connection is TLS (the scheme is then https).
     """
 
+    # remote_ip and protocol: RequestContextBase's.
     __slots__ = (
         "address",
         "address_family",
-        "remote_ip",
-        "protocol",
         "trusted_downstream",
         "_orig_remote_ip",
         "_orig_protocol",

@@ -67,6 +67,7 @@ __all__ = [
     "Exchange",
     "HTTPConnection",
     "OneShot",
+    "RequestContextBase",
     "check_informational",
     "close_by_attribute",
     "closed_future",
@@ -133,6 +134,23 @@ def report_closed(
             callback()
         except Exception:
             app_log.error("Uncaught exception in close callback", exc_info=True)
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+class RequestContextBase:
+    """The two fields of a connection's context that every request copies:
+    ``remote_ip`` and ``protocol`` (the server's ``_HTTPRequestContext``
+    adds the rest).
+
+    Compiled with `HTTPServerRequest` (speedups/squall_build.py), they are
+    native fields, which the request reads without an attribute lookup.
+    """
+
+    __slots__ = ("remote_ip", "protocol")
+
+    # Any: Tornado's context holds whatever a program or a proxy model sets.
+    remote_ip: Any
+    protocol: Any
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from squall._compiled import mypyc_attr
 from squall.httputil import _forms
 from squall.httputil._delegates import HTTPConnection, _OpenAttributes
-from squall.httputil._exchange import Exchange
+from squall.httputil._exchange import Exchange, RequestContextBase
 from squall.httputil._forms import HTTPFile, _latin1_or_utf8, parse_cookie
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
 from squall.httputil._misc import RequestStartLine, StartLine, split_host_and_port
@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 __all__ = ["HTTPServerRequest"]
 
 
-# The package that imports this module (in sys.modules already while it
-# does): its _DEFAULT_PARSE_BODY_CONFIG is read when a request is built.
+# The namespace of the package that imports this module (in sys.modules
+# already while it does): its _DEFAULT_PARSE_BODY_CONFIG is read when a
+# request is built, from the dict (a module's namespace is one dict for its
+# life; a dict read costs less than an attribute lookup on the module).
 _PACKAGE = "squall.httputil"
-_package: Any = sys.modules[_PACKAGE]
+_package_namespace: dict[str, Any] = sys.modules[_PACKAGE].__dict__
 
 
 # Applications subclass it (and may override any method): compiled, it must
@@ -160,13 +162,18 @@ class HTTPServerRequest(_OpenAttributes):
         # connections may have neither, or only some. (Attribute reads in a
         # try cost less than getattr() calls when the attributes are there.)
         try:
+            # The server's exchanges and contexts have compiled bases whose
+            # fields are read without a lookup; any other, by name.
             if isinstance(connection, Exchange):
-                # A field of the compiled base: read without a lookup.
                 context = connection.context
             else:
                 context = connection.context  # type: ignore[union-attr]
-            self.remote_ip = context.remote_ip
-            self.protocol = context.protocol
+            if isinstance(context, RequestContextBase):
+                self.remote_ip = context.remote_ip
+                self.protocol = context.protocol
+            else:
+                self.remote_ip = context.remote_ip
+                self.protocol = context.protocol
         except AttributeError:
             context = getattr(connection, "context", None)
             self.remote_ip = getattr(context, "remote_ip", None)
@@ -193,7 +200,8 @@ class HTTPServerRequest(_OpenAttributes):
             # Only the count is checked now (it is what bounds the work);
             # decoding waits until someone reads the arguments. The limit is
             # the package attribute _forms._default_config() reads.
-            limit = _package._DEFAULT_PARSE_BODY_CONFIG.urlencoded.max_arguments
+            config = _package_namespace["_DEFAULT_PARSE_BODY_CONFIG"]
+            limit = config.urlencoded.max_arguments
             if query.count("&") >= limit:
                 raise HTTPInputError(
                     f"Invalid query string: Max number of fields exceeded (the limit is {limit})"

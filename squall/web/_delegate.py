@@ -255,6 +255,10 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # Done with its step but not finished (auto_finish off): a close
             # must still reach it.
             handler._watch_close()
+        if not self.stream_request_body:
+            # The whole body is in: nothing waits on prepare() (only a
+            # streaming handler has a _prepared_future, made above).
+            return None
         prepared: Optional[Awaitable[None]] = handler._prepared_future
         return prepared
 

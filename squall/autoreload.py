@@ -154,6 +154,9 @@ def _reload_on_update(modify_times: dict[str, float]) -> None:
         # A child of fork_processes: re-executing it would orphan it from
         # the parent that watches its children.
         return
+    # Each file once per check: a module may be in sys.modules under two
+    # names (squall.compat registers every squall module as tornado.* too).
+    paths: dict[str, None] = {}
     for module in list(sys.modules.values()):
         if not isinstance(module, types.ModuleType):
             continue
@@ -162,8 +165,10 @@ def _reload_on_update(modify_times: dict[str, float]) -> None:
             continue
         if path.endswith((".pyc", ".pyo")):
             path = path[:-1]
-        _check_file(modify_times, path)
+        paths[path] = None
     for path in list(_watched_files):
+        paths[path] = None
+    for path in paths:
         _check_file(modify_times, path)
 
 

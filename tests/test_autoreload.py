@@ -151,6 +151,21 @@ def test_modules_and_watched_files_are_checked(
     assert str(tmp_path / "config.yaml") in checked
 
 
+def test_each_file_checked_once_per_round(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # squall.compat registers each squall module under a tornado.* name too:
+    # one module object (or file) under two names is still one stat.
+    checked: list[str] = []
+    monkeypatch.setattr(autoreload, "_check_file", lambda times, path: checked.append(path))
+    module = types.ModuleType("twice")
+    module.__file__ = str(tmp_path / "twice.py")
+    monkeypatch.setitem(sys.modules, "twice", module)
+    monkeypatch.setitem(sys.modules, "alias.twice", module)
+    autoreload.watch(str(tmp_path / "twice.py"))
+    autoreload._reload_on_update({})
+    assert checked.count(str(tmp_path / "twice.py")) == 1
+    assert len(checked) == len(set(checked))
+
+
 def test_no_checks_in_forked_children_or_after_a_reload(monkeypatch: pytest.MonkeyPatch) -> None:
     checked: list[str] = []
     monkeypatch.setattr(autoreload, "_check_file", lambda times, path: checked.append(path))

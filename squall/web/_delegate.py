@@ -45,13 +45,13 @@ _clear_template_loaders: Any = None
 
 
 def _bind(
-    application_class: Any,
+    stock_find_handler: Any,
     router_class: Any,
     route_fallback: Callable[[Application, HTTPServerRequest, Optional[HTTPConnection]], Any],
     clear_template_loaders: Callable[[], None],
 ) -> None:
     global _stock_find_handler, _router_class, _route_fallback, _clear_template_loaders
-    _stock_find_handler = application_class.find_handler
+    _stock_find_handler = stock_find_handler
     _router_class = router_class
     _route_fallback = route_fallback
     _clear_template_loaders = clear_template_loaders
@@ -218,8 +218,11 @@ class _HandlerDelegate(HTTPMessageDelegate):
         else:
             handler = handler_class(app, request)
         self.handler = handler
+        # Only a handler that streams its body has a prepare() to wait for
+        # (the whole body of any other is in already).
+        prepared: Optional[Awaitable[None]] = None
         if self.stream_request_body:
-            handler._prepared_future = Future()
+            prepared = handler._prepared_future = Future()
         transforms = app.transforms
         # No list per request when the application has no transforms.
         applied: Sequence[Any] = [t(request) for t in transforms] if transforms else ()
@@ -255,11 +258,6 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # Done with its step but not finished (auto_finish off): a close
             # must still reach it.
             handler._watch_close()
-        if not self.stream_request_body:
-            # The whole body is in: nothing waits on prepare() (only a
-            # streaming handler has a _prepared_future, made above).
-            return None
-        prepared: Optional[Awaitable[None]] = handler._prepared_future
         return prepared
 
 

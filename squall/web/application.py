@@ -434,4 +434,4 @@ def _clear_template_loaders() -> None:
         RequestHandler._template_loaders.clear()
 
 
-_bind(Application, _ApplicationRouter, _route_fallback, _clear_template_loaders)
+_bind(_stock_find_handler, _ApplicationRouter, _route_fallback, _clear_template_loaders)

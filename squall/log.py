@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
 
 from squall.escape import to_unicode
@@ -33,6 +34,7 @@ __all__ = [
     "LogFormatter",
     "log_from_caller",
     "make_record",
+    "handle_line",
     "access_log",
     "app_log",
     "define_logging_options",
@@ -106,7 +108,11 @@ def make_record(
             _templates.clear()  # call sites are few
         _templates[key] = entry = (state, template)
     fields = entry[1].copy()
-    fields["args"] = args
+    if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+        # As LogRecord: one non-empty mapping is the arguments by name.
+        fields["args"] = args[0]
+    else:
+        fields["args"] = args
     # As LogRecord.__init__ computes them (gh-89047 for msecs).
     if _NS_TIMES:
         ct = time.time_ns()
@@ -137,6 +143,182 @@ def make_record(
 
 
 _new_record = object.__new__
+
+
+# -- lines written straight to the one handler -----------------------------------------
+#
+# What most programs configure (`enable_pretty_logging`, or a StreamHandler
+# with a LogFormatter of their own) sends every record of the access log to a
+# single StreamHandler, where it only carries the line. Making the record and
+# handing it down the logger chain and through the handler and formatter
+# costs about 48k instructions an access line, writing the line under the
+# handler's lock with the checks below 26k. `handle_line` writes it itself when
+# nothing else could see the record: one handler in the chain, no filter on
+# it or on the logger, logging's own functions on the classes a record goes
+# through (an agent that patches ``Logger.callHandlers`` or
+# ``StreamHandler.emit`` gets every record), none shadowed on the instances,
+# and no record factory. The formatter's prefix (the same for every line of
+# one second, level and call site) comes from a record it formatted the
+# general way, once a second (a change to the formatter's settings other
+# than its date format shows from the next second).
+
+_LOGGING_FILE = logging.getLogger.__code__.co_filename
+_Logger = logging.Logger
+_LogRecord = logging.LogRecord
+_StreamHandler = logging.StreamHandler
+# Instance attributes that would shadow the methods a record goes through.
+_SHADOWS = frozenset(
+    "makeRecord handle callHandlers filter emit flush format acquire release".split()
+)
+# (logger, level, site, second, handler, formatter, prefix, route, sizes,
+# datefmt) of the line last set up here: ``route`` is what `_route` gave
+# then, ``sizes`` the sizes of the handler's and the logger's __dict__ (none
+# of whose keys was in _SHADOWS: a new one would be).
+_line: tuple[Any, ...] = (None, -1, None, -1, None, None, "", (), (-1, -1), None)
+
+
+def _route() -> tuple[Any, ...]:
+    # The functions a record of a Logger goes through on its way to a
+    # StreamHandler, and the record factory.
+    return (
+        _Logger.makeRecord,
+        _Logger.handle,
+        _Logger.callHandlers,
+        _Logger.filter,
+        _LogRecord.getMessage,
+        _StreamHandler.handle,
+        _StreamHandler.filter,
+        _StreamHandler.emit,
+        _StreamHandler.flush,
+        _StreamHandler.format,
+        _StreamHandler.acquire,
+        _StreamHandler.release,
+        LogFormatter.formatMessage,
+        LogFormatter.formatTime,
+        LogFormatter.format,
+        logging.getLogRecordFactory(),
+    )
+
+
+def _only_handler(logger: logging.Logger) -> Any:
+    # The one handler of the logger's chain (as callHandlers walks it), or
+    # None when there are none or several.
+    found: Any = None
+    current: Any = logger
+    while current is not None:
+        handlers = current.handlers
+        if handlers:
+            if found is not None or len(handlers) != 1:
+                return None
+            found = handlers[0]
+        current = current.parent if current.propagate else None
+    return found
+
+
+def _set_up_line(
+    logger: logging.Logger,
+    level: int,
+    site: tuple[str, int, str],
+    record: logging.LogRecord,
+    route: tuple[Any, ...],
+) -> None:
+    # After the general way has handled ``record``: keeps what the next lines
+    # of this second, level and site need to be written directly, if they can.
+    global _line
+    if type(logger) is not _Logger or route[-1] is not _LogRecord:
+        return
+    for function in route[:-4]:
+        code = getattr(function, "__code__", None)
+        if code is None or code.co_filename != _LOGGING_FILE:
+            return
+    if route[-2] is not _stock_log_format or route[-3] is not _stock_format_time:
+        return
+    if route[-4] is not _stock_format_message:
+        return
+    handler = _only_handler(logger)
+    if type(handler) is not _StreamHandler:
+        return
+    formatter = handler.formatter
+    if type(formatter) is not LogFormatter or not formatter._default_layout:
+        return
+    if not _SHADOWS.isdisjoint(handler.__dict__) or not _SHADOWS.isdisjoint(logger.__dict__):
+        return
+    # The formatter's prefix is this record's unless another thread's record
+    # came between (or the handler's level kept this one out: no asctime).
+    key = (
+        record.levelname,
+        getattr(record, "asctime", None),
+        record.module,
+        record.lineno,
+        getattr(record, "color", None),
+    )
+    if formatter._prefix_key == key:
+        second = int(record.created)
+        sizes = (len(handler.__dict__), len(logger.__dict__))
+        datefmt = formatter.datefmt
+        prefix = formatter._prefix
+        _line = (logger, level, site, second, handler, formatter, prefix, route, sizes, datefmt)
+
+
+def handle_line(
+    logger: logging.Logger, level: int, site: tuple[str, int, str], msg: str, args: tuple[Any, ...]
+) -> None:
+    """``logger.handle(make_record(logger, level, site, msg, args))``: the same
+    line reaches the same handlers.
+
+    When the record's only handler is a `logging.StreamHandler` with a
+    `LogFormatter` of the default layout and nothing else would see the
+    record (see above), the line is written to the handler's stream under its
+    lock without a record; a write that fails goes to the handler's
+    ``handleError`` with the record, as from ``emit``.
+    """
+    line = _line
+    route = _route()
+    handler = line[4]
+    formatter: Any = line[5]
+    if (
+        line[0] is logger
+        and line[1] == level
+        and line[2] == site
+        and line[3] == int(time.time())
+        and route == line[7]
+        and type(logger) is _Logger
+        and not logger.disabled
+        and not logger.filters
+        and _only_handler(logger) is handler
+        and type(handler) is _StreamHandler
+        and formatter.datefmt is line[9]
+        and handler.formatter is formatter
+        and not handler.filters
+        and level >= handler.level
+        and (len(handler.__dict__), len(logger.__dict__)) == line[8]
+    ):
+        try:
+            # As LogRecord.getMessage: no arguments, no formatting.
+            message = msg % args if args else msg
+        except Exception:
+            message = None
+        if type(message) is str and "\n" not in message:
+            handler.acquire()
+            try:
+                stream = handler.stream
+                stream.write(line[6] + message + handler.terminator)
+                # StreamHandler.flush, under the lock already held.
+                if stream and hasattr(stream, "flush"):
+                    stream.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                handler.handleError(make_record(logger, level, site, msg, args))
+            finally:
+                handler.release()
+            return
+        # Formatted (or its error reported) by the formatter.
+    record = make_record(logger, level, site, msg, args)
+    logger.handle(record)
+    _set_up_line(logger, level, site, record, route)
+
+
 UNKNOWN_SITE = ("(unknown file)", 0, "(unknown function)")
 
 
@@ -151,7 +333,7 @@ def log_from_caller(logger: logging.Logger, level: int, msg: str, args: tuple[An
     else:
         frame = sys._getframe(1)
         site = (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
-    logger.handle(make_record(logger, level, site, msg, args))
+    handle_line(logger, level, site, msg, args)
 
 
 def _optional_import(name: str) -> Optional[types.ModuleType]:
@@ -333,6 +515,10 @@ class LogFormatter(logging.Formatter):
             self._second = second
             self._second_format = datefmt
         return self._second_text
+
+
+_stock_log_format = LogFormatter.format
+_stock_format_time = logging.Formatter.formatTime
 
 
 def _level_number(name: str) -> int:

@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Optional
 
 from squall import httputil
-from squall.log import UNKNOWN_SITE, access_log, app_log, make_record
+from squall.log import UNKNOWN_SITE, access_log, app_log, handle_line
 from squall.netutil import _DEFAULT_BACKLOG
 from squall.routing import (
     AnyMatches,
@@ -385,7 +385,7 @@ class Application(ReversibleRouter):
                 site = UNKNOWN_SITE
             else:
                 site = _access_site or _find_access_site(sys._getframe())
-            access_log.handle(make_record(access_log, level, site, "%d %s %.2fms", args))
+            handle_line(access_log, level, site, "%d %s %.2fms", args)
 
 
 # What findCaller answers for the access log's record: the place in

@@ -163,6 +163,54 @@ def _field_name(name: str) -> bytes:
     return prefix
 
 
+# Whole fields too, for `H2Connection.encode_fields`: name -> value -> the
+# field's encoding (b"" for a connection-specific one). A head's values
+# recur (the server's name, the content type, the second's Date, common
+# lengths), and a memo hit is one lookup where an encoding is three new
+# bytes objects. At most _VALUE_NAMES names of _VALUES_PER_NAME values of
+# up to _VALUE_MAX characters each (a memo full of values that do not recur,
+# such as cookies, starts again).
+_field_values: Final[dict[str, dict[str, bytes]]] = {}
+_VALUE_NAMES: Final = 256
+_VALUES_PER_NAME: Final = 64
+_VALUE_MAX: Final = 256
+
+
+def _values_of(name: str) -> dict[str, bytes]:
+    if len(_field_values) >= _VALUE_NAMES:
+        _field_values.clear()
+    memo: dict[str, bytes] = {}
+    _field_values[name] = memo
+    return memo
+
+
+def _field(name: str, value: str, memo: dict[str, bytes]) -> bytes:
+    # The HPACK field for ``name: value`` (b"" if HTTP/2 leaves it out),
+    # remembered in ``memo`` (the name's) when the value is not too long.
+    prefix = _field_names.get(name)
+    if prefix is None:
+        prefix = _field_name(name)
+    if len(prefix) == 0:
+        field = b""
+    else:
+        try:
+            raw = value.encode("latin-1")
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8")
+        n = len(raw)
+        if prefix == _FULL_INDEX:
+            field = encoded_field(name.lower().encode("ascii"), raw)
+        elif n < 127:
+            field = prefix + _SHORT_LENGTHS[n] + raw
+        else:
+            field = prefix + encoded_string(raw)
+    if len(value) <= _VALUE_MAX:
+        if len(memo) >= _VALUES_PER_NAME:
+            memo.clear()
+        memo[value] = field
+    return field
+
+
 class H2Connection(H2Base):
     """The server side of an HTTP/2 connection: bytes in, events out.
 
@@ -506,29 +554,18 @@ class H2Connection(H2Base):
             ValueError: a name or value is not text (or a name not ASCII).
         """
         parts = [encoded_status(status)]
-        names = _field_names
-        lengths = _SHORT_LENGTHS
-        full = _FULL_INDEX
+        memos = _field_values
         try:
             for name, values in fields.items():
-                prefix = names.get(name)
-                if prefix is None:
-                    prefix = _field_name(name)
-                if len(prefix) == 0:
-                    continue
+                memo = memos.get(name)
+                if memo is None:
+                    memo = _values_of(name)
                 for value in values:
-                    try:
-                        raw = value.encode("latin-1")
-                    except UnicodeEncodeError:
-                        raw = value.encode("utf-8")
-                    n = len(raw)
-                    if prefix == full:
-                        parts.append(encoded_field(name.lower().encode("ascii"), raw))
-                        continue
-                    if n < 127:
-                        parts.append(prefix + lengths[n] + raw)
-                    else:
-                        parts.append(prefix + encoded_string(raw))
+                    field = memo.get(value)
+                    if field is None:
+                        field = _field(name, value, memo)
+                    if len(field) != 0:
+                        parts.append(field)
         except (TypeError, AttributeError, UnicodeEncodeError):
             raise ValueError("header fields must be (str, str) pairs") from None
         return b"".join(parts)

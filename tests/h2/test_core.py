@@ -961,3 +961,29 @@ def test_the_memo_of_field_names_is_bounded() -> None:
             200, [(f"x-{i}".encode(), b"1")]
         )
     assert len(_connection._field_names) <= _connection._RENDERED_MAX
+
+
+def test_the_memo_of_field_values_is_bounded_and_agrees_with_encode_head() -> None:
+    from squall._h2 import _connection
+
+    server = H2Connection()
+    long_value = "v" * (_connection._VALUE_MAX + 1)
+    rounds = max(_connection._VALUE_NAMES, 3 * _connection._VALUES_PER_NAME) + 10
+    for i in range(rounds):
+        for fields in ({"Etag": [f'"{i}"']}, {f"X-{i}": ["1"]}, {"X-Long": [long_value + str(i)]}):
+            ((name, values),) = fields.items()
+            expected = server.encode_head(200, [(name.lower().encode(), values[0].encode())])
+            assert server.encode_fields(200, fields) == expected
+            assert server.encode_fields(200, fields) == expected  # from the memo, if kept
+    assert len(_connection._field_values) <= _connection._VALUE_NAMES
+    assert all(
+        len(memo) <= _connection._VALUES_PER_NAME for memo in _connection._field_values.values()
+    )
+    assert all(
+        len(value) <= _connection._VALUE_MAX
+        for memo in _connection._field_values.values()
+        for value in memo
+    )
+    # A connection-specific field stays out, memo or not.
+    for _ in range(2):
+        assert server.encode_fields(200, {"Connection": ["close"]}) == server.encode_head(200, [])

@@ -561,6 +561,9 @@ class _HTTPProtocol(asyncio.Protocol):
         self._idle_since = self._loop.time()
         if self._state < _CLOSING:
             self._state = _IDLE
+            if self._idle_timer is None:
+                # _check_idle found the exchange in progress and left it off.
+                self._arm_idle_timer(self._idle_deadline(self._idle_since))
             if not self._in_feed:
                 if self._flow & _WRITE_PAUSED and self._h1.has_input():
                     # As in _process: a pipelined request waits.
@@ -702,15 +705,12 @@ class _HTTPProtocol(asyncio.Protocol):
         self._idle_timer = None
         if self._state >= _CLOSING:
             return
-        now = self._loop.time()
         if self._state != _IDLE:
-            # An exchange is in progress (its body has body_timeout): look
-            # again later, when it may have ended.
-            idle = self._server.idle_connection_timeout
-            header = self._params.header_timeout
-            step = min(t for t in (idle, header, 60.0) if t is not None)
-            self._arm_idle_timer(now + step)
+            # An exchange is in progress (its body has body_timeout): the
+            # timer stays off until it ends (_end_exchange arms it again), so
+            # that thousands of long polls cost no timer churn while they wait.
             return
+        now = self._loop.time()
         when = self._idle_deadline(now)
         if when is not None and now >= when - 0.001:
             if self._head_since:

@@ -617,6 +617,24 @@ def test_idle_timeout(loop: asyncio.AbstractEventLoop) -> None:
     assert wait_closed(t)
 
 
+def test_a_long_exchange_holds_no_idle_timer_and_idles_out_after(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # A long poll: the idle timer fires once while the request is in
+    # progress and stays off (no timer every header_timeout for each waiting
+    # request); the exchange's end arms it again, and the connection idles out.
+    pending: list[HTTPServerRequest] = []
+    _, proto, t = make(loop, pending.append, idle_connection_timeout=0.02, header_timeout=0.01)
+    proto.data_received(GET)
+    assert proto._idle_timer is not None
+    assert not wait_closed(t, 0.08)
+    assert proto._idle_timer is None
+    respond(pending[0])
+    timer = proto._idle_timer
+    assert timer is not None and not timer.cancelled()
+    assert wait_closed(t)
+
+
 def test_decompress_request(loop: asyncio.AbstractEventLoop) -> None:
     seen: list[HTTPServerRequest] = []
 

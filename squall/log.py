@@ -174,7 +174,8 @@ _SHADOWS = frozenset(
 # datefmt) of the line last set up here: ``route`` is what `_route` gave
 # then, ``sizes`` the sizes of the handler's and the logger's __dict__ (none
 # of whose keys was in _SHADOWS: a new one would be).
-_line: tuple[Any, ...] = (None, -1, None, -1, None, None, "", (), (-1, -1), None)
+_NO_LINE: tuple[Any, ...] = (None, -1, None, -1, None, None, "", (), (-1, -1), None)
+_line = _NO_LINE
 
 
 def _route() -> tuple[Any, ...]:
@@ -225,16 +226,12 @@ def _set_up_line(
     # After the general way has handled ``record``: keeps what the next lines
     # of this second, level and site need to be written directly, if they can.
     global _line
-    if type(logger) is not _Logger or route[-1] is not _LogRecord:
+    if type(logger) is not _Logger or route[-4:] != _STOCK_FORMAT_ROUTE:
         return
     for function in route[:-4]:
         code = getattr(function, "__code__", None)
         if code is None or code.co_filename != _LOGGING_FILE:
             return
-    if route[-2] is not _stock_log_format or route[-3] is not _stock_format_time:
-        return
-    if route[-4] is not _stock_format_message:
-        return
     handler = _only_handler(logger)
     if type(handler) is not _StreamHandler:
         return
@@ -272,26 +269,26 @@ def handle_line(
     lock without a record; a write that fails goes to the handler's
     ``handleError`` with the record, as from ``emit``.
     """
-    line = _line
+    set_for, set_level, set_site, second, handler, formatter, prefix, set_route, sizes, datefmt = (
+        _line
+    )
     route = _route()
-    handler = line[4]
-    formatter: Any = line[5]
     if (
-        line[0] is logger
-        and line[1] == level
-        and line[2] == site
-        and line[3] == int(time.time())
-        and route == line[7]
+        set_for is logger
+        and set_level == level
+        and set_site == site
+        and second == int(time.time())
+        and route == set_route
         and type(logger) is _Logger
         and not logger.disabled
         and not logger.filters
         and _only_handler(logger) is handler
         and type(handler) is _StreamHandler
-        and formatter.datefmt is line[9]
+        and formatter.datefmt is datefmt
         and handler.formatter is formatter
         and not handler.filters
         and level >= handler.level
-        and (len(handler.__dict__), len(logger.__dict__)) == line[8]
+        and (len(handler.__dict__), len(logger.__dict__)) == sizes
     ):
         try:
             # As LogRecord.getMessage: no arguments, no formatting.
@@ -302,7 +299,7 @@ def handle_line(
             handler.acquire()
             try:
                 stream = handler.stream
-                stream.write(line[6] + message + handler.terminator)
+                stream.write(prefix + message + handler.terminator)
                 # StreamHandler.flush, under the lock already held.
                 if stream and hasattr(stream, "flush"):
                     stream.flush()
@@ -517,8 +514,13 @@ class LogFormatter(logging.Formatter):
         return self._second_text
 
 
-_stock_log_format = LogFormatter.format
-_stock_format_time = logging.Formatter.formatTime
+# The end of `_route` when the formatter and the record factory are the stock ones.
+_STOCK_FORMAT_ROUTE = (
+    _stock_format_message,
+    logging.Formatter.formatTime,
+    LogFormatter.format,
+    logging.LogRecord,
+)
 
 
 def _level_number(name: str) -> int:

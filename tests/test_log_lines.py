@@ -47,7 +47,7 @@ class Setup:
             return real(*args)
 
         monkeypatch.setattr(squall.log, "make_record", counting)
-        monkeypatch.setattr(squall.log, "_line", (None,) * 9)
+        monkeypatch.setattr(squall.log, "_line", squall.log._NO_LINE)
         # A chain of its own: parent (one handler) <- logger (none).
         self.parent = logging.getLogger("squall_line_test")
         self.logger = logging.getLogger("squall_line_test.access")

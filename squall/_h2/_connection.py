@@ -119,6 +119,17 @@ def _rendered_status(line: bytes) -> Optional[bytes]:
     return encoded_status(status)
 
 
+def _literal_field(prefix: bytes, name: bytes, value: bytes) -> bytes:
+    # The HPACK field for ``name: value``, given the start of its name's
+    # encoding (a non-empty prefix from `literal_name`).
+    if prefix == _FULL_INDEX:
+        return encoded_field(name.lower(), value)
+    n = len(value)
+    if n < 127:
+        return prefix + _SHORT_LENGTHS[n] + value
+    return prefix + encoded_string(value)
+
+
 def _rendered_field(line: bytes) -> Optional[bytes]:
     """A ``Name: value`` line's HPACK encoding; None if it is not one. (Its
     value was checked by the caller: see `H2Connection.encode_rendered_head`.)"""
@@ -130,16 +141,7 @@ def _rendered_field(line: bytes) -> Optional[bytes]:
             return None
     if not sep:
         return None
-    encoded: bytes
-    n = len(value)
-    if not prefix:
-        encoded = b""  # left out
-    elif prefix == _FULL_INDEX:
-        encoded = encoded_field(name.lower(), value)
-    elif n < 127:
-        encoded = prefix + _SHORT_LENGTHS[n] + value
-    else:
-        encoded = prefix + encoded_string(value)
+    encoded = _literal_field(prefix, name, value) if prefix else b""  # b"": left out
     if len(line) <= _RENDERED_LINE_MAX:
         if len(_rendered) >= _RENDERED_MAX:
             _rendered.clear()
@@ -197,13 +199,7 @@ def _field(name: str, value: str, memo: dict[str, bytes]) -> bytes:
             raw = value.encode("latin-1")
         except UnicodeEncodeError:
             raw = value.encode("utf-8")
-        n = len(raw)
-        if prefix == _FULL_INDEX:
-            field = encoded_field(name.lower().encode("ascii"), raw)
-        elif n < 127:
-            field = prefix + _SHORT_LENGTHS[n] + raw
-        else:
-            field = prefix + encoded_string(raw)
+        field = _literal_field(prefix, name.encode("ascii"), raw)
     if len(value) <= _VALUE_MAX:
         if len(memo) >= _VALUES_PER_NAME:
             memo.clear()

@@ -14,8 +14,10 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
+from types import FunctionType
 from typing import Any, Optional, Union, overload
 
+from squall._jsonenc import encode_plain as _encode_plain
 from squall._xhtml import xhtml_escape
 
 __all__ = [
@@ -271,12 +273,22 @@ def parse_qs_bytes(
 # --- JSON -------------------------------------------------------------------
 
 
+# The compiled build's C writer of plain values (squall._jsonenc): a
+# response's dict of strs and numbers in one pass. The pure build's twin of
+# it would walk the value and then call json.dumps, so it is not asked.
+_PLAIN_IN_C = not isinstance(_encode_plain, FunctionType)
+
+
 def json_encode(value: Any) -> str:
     """Serialize ``value`` as JSON that is safe to embed in an HTML ``<script>``.
 
     ``</`` is written as ``<\\/`` (same meaning in JSON) so that a string
     holding ``</script>`` cannot end the script element.
     """
+    if _PLAIN_IN_C:
+        text = _encode_plain(value)
+        if text is not None:
+            return text
     encode = getattr(_json_encoders, "encode", None)
     if encode is None:
         encode = _json_encoders.encode = _new_json_encoder()

@@ -13,7 +13,7 @@ import sys
 import sysconfig
 from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any
 
 import pytest
@@ -56,3 +56,27 @@ def build(source: str, name: str, tmp: Path, warnings: tuple[str, ...] = ("-Wall
     )
     assert proc.returncode == 0, proc.stderr
     return load(name, out, ExtensionFileLoader(name, str(out)))
+
+
+def installed_or_built(module: ModuleType, probe: str, source: str, tmp: Path) -> ModuleType:
+    """The C twin of the pure module ``module``: the installed one in the
+    compiled run (its ``probe`` is not a Python function), else
+    ``speedups/c/<source>`` built here (see `build`)."""
+    if not isinstance(getattr(module, probe), FunctionType):
+        return module
+    return build(source, module.__name__, tmp, ("-Wall", "-Wextra"))
+
+
+def pure(module: ModuleType) -> ModuleType:
+    """The pure-Python module ``module`` loaded from its source file."""
+    return load(module.__name__, ROOT.joinpath(*module.__name__.split(".")).with_suffix(".py"))
+
+
+def outcome(func: Any, *args: Any) -> tuple[Any, ...]:
+    """What calling ``func(*args)`` gives: ("ok", type, result) or
+    ("raised", exception type, message), to compare two implementations."""
+    try:
+        result = func(*args)
+    except Exception as exc:  # the same exception, whatever it is
+        return ("raised", type(exc), str(exc))
+    return ("ok", type(result), result)

@@ -28,29 +28,23 @@ from hypothesis import strategies as st
 import squall._jsonenc
 from squall import escape
 from tests import _cext
-from tests._paths import SQUALL_DIR
 
 NAME = "squall._jsonenc"
 
 
 @pytest.fixture(scope="module")
 def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    if not isinstance(squall._jsonenc.encode_plain, FunctionType):
-        return squall._jsonenc
-    return _cext.build("jsonenc.c", NAME, tmp_path_factory.mktemp("jsonenc"), ("-Wall", "-Wextra"))
+    return _cext.installed_or_built(
+        squall._jsonenc, "encode_plain", "jsonenc.c", tmp_path_factory.mktemp("jsonenc")
+    )
 
 
 @pytest.fixture(scope="module")
 def py_module() -> ModuleType:
-    return _cext.load(NAME, SQUALL_DIR / "_jsonenc.py")
+    return _cext.pure(squall._jsonenc)
 
 
-def outcome(func: Any, *args: Any) -> tuple[Any, ...]:
-    try:
-        result = func(*args)
-    except Exception as exc:  # the same exception, whatever it is
-        return ("raised", type(exc), str(exc))
-    return ("ok", type(result), result)
+outcome = _cext.outcome
 
 
 def expected_text(value: Any) -> str:

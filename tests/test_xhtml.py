@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 import squall._xhtml
 import squall.escape
 from tests import _cext
-from tests._paths import SQUALL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "squall._xhtml"
@@ -32,22 +31,17 @@ NAME = "squall._xhtml"
 
 @pytest.fixture(scope="module")
 def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    if not isinstance(squall._xhtml.xhtml_escape, FunctionType):
-        return squall._xhtml
-    return _cext.build("xhtml.c", NAME, tmp_path_factory.mktemp("xhtml"), ("-Wall", "-Wextra"))
+    return _cext.installed_or_built(
+        squall._xhtml, "xhtml_escape", "xhtml.c", tmp_path_factory.mktemp("xhtml")
+    )
 
 
 @pytest.fixture(scope="module")
 def py_module() -> ModuleType:
-    return _cext.load(NAME, SQUALL_DIR / "_xhtml.py")
+    return _cext.pure(squall._xhtml)
 
 
-def outcome(func: Any, *args: Any) -> tuple[Any, ...]:
-    try:
-        result = func(*args)
-    except Exception as exc:  # the same exception, whatever it is
-        return ("raised", type(exc), str(exc))
-    return ("ok", type(result), result)
+outcome = _cext.outcome
 
 
 class Text(str):

@@ -68,8 +68,12 @@ def installed_or_built(module: ModuleType, probe: str, source: str, tmp: Path) -
 
 
 def pure(module: ModuleType) -> ModuleType:
-    """The pure-Python module ``module`` loaded from its source file."""
-    return load(module.__name__, ROOT.joinpath(*module.__name__.split(".")).with_suffix(".py"))
+    """The pure-Python module ``module`` loaded from its source file (in the
+    squall that is imported: an install's in the compiled run)."""
+    from tests._paths import SQUALL_DIR
+
+    parts = module.__name__.split(".")[1:]
+    return load(module.__name__, SQUALL_DIR.joinpath(*parts).with_suffix(".py"))
 
 
 def outcome(func: Any, *args: Any) -> tuple[Any, ...]:

@@ -15,6 +15,7 @@ Three loggers carry everything Squall logs:
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import logging.handlers
 import os
@@ -166,6 +167,7 @@ _LOGGING_FILE = logging.getLogger.__code__.co_filename
 _Logger = logging.Logger
 _LogRecord = logging.LogRecord
 _StreamHandler = logging.StreamHandler
+_TextIOWrapper = io.TextIOWrapper
 # Instance attributes that would shadow the methods a record goes through.
 _SHADOWS = frozenset(
     "makeRecord handle callHandlers filter emit flush format acquire release".split()
@@ -296,19 +298,31 @@ def handle_line(
         except Exception:
             message = None
         if type(message) is str and "\n" not in message:
-            handler.acquire()
+            # Handler.acquire and release (the route has logging's own).
+            lock = handler.lock
+            if lock:
+                lock.acquire()
             try:
                 stream = handler.stream
-                stream.write(prefix + message + handler.terminator)
-                # StreamHandler.flush, under the lock already held.
-                if stream and hasattr(stream, "flush"):
+                terminator = handler.terminator
+                stream.write(prefix + message + terminator)
+                # StreamHandler.flush, under the lock already held; a
+                # line-buffered text stream (sys.stderr) has flushed a line
+                # that ends in a newline already, and a second flush finds
+                # nothing to write.
+                if (
+                    type(stream) is not _TextIOWrapper
+                    or not stream.line_buffering
+                    or "\n" not in terminator
+                ) and (stream and hasattr(stream, "flush")):
                     stream.flush()
             except RecursionError:
                 raise
             except Exception:
                 handler.handleError(make_record(logger, level, site, msg, args))
             finally:
-                handler.release()
+                if lock:
+                    lock.release()
             return
         # Formatted (or its error reported) by the formatter.
     record = make_record(logger, level, site, msg, args)

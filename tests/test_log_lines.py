@@ -282,3 +282,32 @@ def test_a_new_date_format_shows_at_once(setup: Setup) -> None:
     formatter.datefmt = "%Y"
     handle_line(setup.logger, logging.INFO, SITE, MSG, ARGS)
     assert setup.lines()[-1].startswith("[I 2027 ")
+
+
+class _CountingRaw(io.RawIOBase):
+    """A file's raw end: what reaches it, write by write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+@pytest.mark.parametrize("line_buffering", [True, False], ids=["line-buffered", "block-buffered"])
+def test_each_direct_line_reaches_the_file_at_once(setup: Setup, line_buffering: bool) -> None:
+    expected = general_line(setup)
+    raw = _CountingRaw()
+    text = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", line_buffering=line_buffering)
+    setup.handler.setStream(text)
+    setup.records = 0
+    for _ in range(3):
+        handle_line(setup.logger, logging.INFO, SITE, MSG, ARGS)
+    # The first line sets up the direct way, the others take it; each line
+    # is flushed to the file before handle_line returns.
+    assert setup.records == 1
+    assert raw.writes == [(expected + "\n").encode()] * 3

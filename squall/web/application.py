@@ -29,7 +29,7 @@ from squall.routing import (
 # _HandlerDelegate is re-exported: squall.web and tests import it from here.
 from squall.web._delegate import _bind, _for_handler, new_delegate
 from squall.web._delegate import _HandlerDelegate as _HandlerDelegate
-from squall.web.handler import RequestHandler, _stock_get_status
+from squall.web.handler import RequestHandler, _stock_execute_code, _stock_get_status
 from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 
 if TYPE_CHECKING:
@@ -434,4 +434,10 @@ def _clear_template_loaders() -> None:
         RequestHandler._template_loaders.clear()
 
 
-_bind(_stock_find_handler, _ApplicationRouter, _route_fallback, _clear_template_loaders)
+_bind(
+    _stock_find_handler,
+    _ApplicationRouter,
+    _route_fallback,
+    _clear_template_loaders,
+    _stock_execute_code,
+)

@@ -969,6 +969,8 @@ _stock = RequestHandler
 _stock_set_default_headers = RequestHandler.set_default_headers
 _stock_initialize = RequestHandler.initialize
 _stock_start = RequestHandler._start
+# Its coroutines handle their own errors (the application's delegate reads it).
+_stock_execute_code = RequestHandler._execute.__code__
 _stock_clear_header = RequestHandler.clear_header
 _REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
 _stock_get_status = RequestHandler.get_status

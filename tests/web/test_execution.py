@@ -15,8 +15,9 @@ from typing import Any, Optional
 from unittest import mock
 
 from squall import gen
-from squall.testing import AsyncHTTPTestCase
+from squall.testing import AsyncHTTPTestCase, ExpectLog
 from squall.web import Application, RequestHandler
+from squall.web._delegate import _surface_error
 from squall.websocket import WebSocketHandler
 
 _request_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
@@ -141,6 +142,65 @@ class ExecutionTest(AsyncHTTPTestCase):
             response = self.fetch("/waiting")
         assert response.code == 200 and response.body == b"waited"
         assert calls == ["before", "after"]
+
+    def _surfacing_callbacks_while_waiting(self) -> list[int]:
+        # The _surface_error callbacks on the request's Task, counted once the
+        # handler has gone on in it (removed to count them, then put back).
+        found: list[int] = []
+
+        class Probe(RequestHandler):
+            async def get(self) -> None:
+                await asyncio.sleep(0)
+                task = asyncio.current_task()
+                assert task is not None
+                count = task.remove_done_callback(_surface_error)
+                for _ in range(count):
+                    task.add_done_callback(_surface_error)
+                found.append(count)
+                self.write("probed")
+
+        self._app.add_handlers(".*", [("/probe", Probe)])
+        response = self.fetch("/probe")
+        assert response.code == 200 and response.body == b"probed"
+        return found
+
+    def test_the_stock_execute_task_needs_no_callback_at_its_end(self) -> None:
+        # RequestHandler._execute handles its own errors: no loop turn is
+        # spent looking at how its Task ended.
+        assert self._surfacing_callbacks_while_waiting() == [0]
+
+    def test_a_wrapper_of_execute_has_its_task_end_looked_at(self) -> None:
+        original = RequestHandler._execute
+
+        async def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Any:
+            return await original(self, *args, **kwargs)
+
+        with mock.patch.object(RequestHandler, "_execute", wrapper):
+            assert self._surfacing_callbacks_while_waiting() == [1]
+
+    def test_an_error_a_wrapper_lets_out_is_logged(self) -> None:
+        original = RequestHandler._execute
+
+        failing: list[asyncio.Future[None]] = []
+
+        async def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Any:
+            await original(self, *args, **kwargs)
+            failing[0].set_result(None)
+            raise LookupError("from the wrapper")
+
+        async def failed() -> None:
+            failing.append(asyncio.get_running_loop().create_future())
+            await failing[0]
+            # The Task's end is looked at on the loop turn after it ended.
+            await asyncio.sleep(0)
+
+        with mock.patch.object(RequestHandler, "_execute", wrapper):
+            with ExpectLog("asyncio", "Exception in callback"):
+                self.io_loop.run_sync(
+                    lambda: asyncio.gather(
+                        self.http_client.fetch(self.get_url("/waiting")), failed()
+                    )
+                )
 
     def test_an_error_in_the_handler_is_reported_in_its_task(self) -> None:
         reported: list[Any] = []

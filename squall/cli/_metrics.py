@@ -32,6 +32,8 @@ the reason in the body.
 from __future__ import annotations
 
 import asyncio
+import glob
+import logging
 import os
 import shutil
 import tempfile
@@ -92,7 +94,7 @@ class SupervisorMetrics:
         self._client = client
         self._multiprocess = multiprocess
         self.registry = client.CollectorRegistry()
-        multiprocess.MultiProcessCollector(self.registry, path=self.directory)  # type: ignore[no-untyped-call]
+        self.registry.register(_WorkerFiles(multiprocess, self.directory))
         self.registry.register(_SupervisorCollector(supervisor))
         self.server: Optional[HTTPServer] = None
 
@@ -116,7 +118,16 @@ class SupervisorMetrics:
     def handle(self, request: HTTPServerRequest) -> None:
         path = request.path
         if path == "/metrics":
-            body = self._client.generate_latest(self.registry)
+            try:
+                body = self._client.generate_latest(self.registry)
+            except Exception as exc:
+                # A scrape that cannot be answered is answered 500, with
+                # why: the scraper records a failed scrape instead of a
+                # connection closed under it.
+                logging.getLogger("squall.general").error("Metrics scrape failed", exc_info=True)
+                message = f"metrics unavailable: {type(exc).__name__}: {exc}\n"
+                self._answer(request, 500, message.encode())
+                return
             self._answer(request, 200, body, self._client.CONTENT_TYPE_LATEST)
         elif path in ("/livez", "/healthz"):
             self._answer(request, 200, b"ok\n")
@@ -149,9 +160,43 @@ class SupervisorMetrics:
         headers = HTTPHeaders(
             {"Content-Type": kind, "Content-Length": str(len(body)), "Cache-Control": "no-store"}
         )
-        reasons = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}
+        reasons = {
+            200: "OK",
+            404: "Not Found",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }
         conn.write_headers(ResponseStartLine("HTTP/1.1", status, reasons[status]), headers, body)
         conn.finish()
+
+
+class _WorkerFiles:
+    """prometheus_client's MultiProcessCollector over the workers' files,
+    leaving out a file a worker is still creating.
+
+    prometheus_client makes a worker's file and sizes it in two steps, and
+    reading a file still shorter than its 8-byte header raises (struct.error)
+    and fails the whole scrape: a scrape as a worker first writes its
+    metrics (once a second, or as it starts) could get the connection
+    closed. Such a file holds nothing yet, and the next scrape reads it.
+    """
+
+    _HEADER = 8
+
+    def __init__(self, multiprocess: Any, directory: str) -> None:
+        self._merge = multiprocess.MultiProcessCollector.merge
+        self._pattern = os.path.join(directory, "*.db")
+
+    def collect(self) -> Any:
+        settled = []
+        for name in glob.glob(self._pattern):
+            try:
+                size = os.stat(name).st_size
+            except FileNotFoundError:  # a live gauge's, its worker gone
+                continue
+            if size >= self._HEADER:
+                settled.append(name)
+        return self._merge(settled, accumulate=True)
 
 
 class _SupervisorCollector:
@@ -200,8 +245,6 @@ async def start_metrics_server(supervisor: Supervisor, bind: str) -> SupervisorM
     server = HTTPServer(metrics.handle)
     server.add_sockets(sockets)
     metrics.server = server
-    import logging
-
     for sock in sockets:
         logging.getLogger("squall.general").info("Metrics on %s/metrics", describe(sock))
     return metrics

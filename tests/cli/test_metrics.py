@@ -132,3 +132,81 @@ def test_readiness_is_false_while_starting_and_while_draining(tmp_path: Path) ->
         assert response.read() == b"held\nreleased\n"
         held.close()
         assert squall.wait() == 0
+
+
+class _Supervisor:
+    """What the supervisor's collector and /readyz read."""
+
+    stopping = False
+    ever_ready = True
+    target = 2
+    restarts = 0
+
+    def ready_pids(self) -> list[int]:
+        return [101, 102]
+
+
+def _supervisor_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from squall.cli._metrics import SupervisorMetrics
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    return SupervisorMetrics(_Supervisor())  # type: ignore[arg-type]
+
+
+def _serve_metrics(metrics: Any, path: str) -> tuple[int, bytes]:
+    """One request to ``metrics.handle`` behind a real server on loopback."""
+    import asyncio
+
+    from squall.httpserver import HTTPServer
+    from squall.testing import bind_unused_port
+
+    async def fetch() -> tuple[int, bytes]:
+        sock, port = bind_unused_port()
+        server = HTTPServer(metrics.handle)
+        server.add_sockets([sock])
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            answer = await reader.read()
+            writer.close()
+        finally:
+            server.stop()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
+
+    return asyncio.run(fetch())
+
+
+def test_a_scrape_leaves_out_a_file_a_worker_is_still_creating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics = _supervisor_metrics(tmp_path, monkeypatch)
+    # prometheus_client makes a worker's file, then sizes it: in between it
+    # is empty, and reading it failed the whole scrape.
+    (tmp_path / "counter_4242.db").write_bytes(b"")
+    (tmp_path / "gauge_livesum_4242.db").write_bytes(b"\x00\x00")
+    status, body = _serve_metrics(metrics, "/metrics")
+    assert status == 200
+    samples = {
+        s.name: s.value
+        for f in parser.text_string_to_metric_families(body.decode())
+        for s in f.samples
+    }
+    assert samples["squall_workers_ready"] == 2
+    metrics.close()
+
+
+def test_a_scrape_that_fails_is_answered_500_with_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics = _supervisor_metrics(tmp_path, monkeypatch)
+
+    class Broken:
+        def collect(self) -> Any:
+            raise OSError("the disk went away")
+
+    metrics.registry.register(Broken())
+    status, body = _serve_metrics(metrics, "/metrics")
+    assert (status, body) == (500, b"metrics unavailable: OSError: the disk went away\n")
+    assert _serve_metrics(metrics, "/livez") == (200, b"ok\n")
+    metrics.close()

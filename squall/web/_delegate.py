@@ -239,10 +239,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
         else:
             running = handler._execute(applied)
         task: Optional[asyncio.Future[Any]] = None
-        # Whether the Task's end must be looked at (below).
-        watch = True
         if type(running) is _CoroutineType:
-            watch = running.cr_code is not _stock_execute_code
             # The usual case: run to its first suspension now; a handler that
             # never waits is done when start() returns None. On the loop the
             # connection names (the HTTP/1.1 server's), without asking
@@ -261,7 +258,8 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # What a wrapper of _execute may return: a Future, an awaitable.
             task = asyncio.ensure_future(running)
         if task is not None:
-            if watch:
+            # The Task's end is looked at unless it runs the stock _execute.
+            if type(running) is not _CoroutineType or running.cr_code is not _stock_execute_code:
                 task.add_done_callback(_surface_error)
             handler._watch_close()
         elif not handler._finished:

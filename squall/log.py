@@ -306,15 +306,14 @@ def handle_line(
                 stream = handler.stream
                 terminator = handler.terminator
                 stream.write(prefix + message + terminator)
-                # StreamHandler.flush, under the lock already held; a
-                # line-buffered text stream (sys.stderr) has flushed a line
-                # that ends in a newline already, and a second flush finds
-                # nothing to write.
-                if (
-                    type(stream) is not _TextIOWrapper
-                    or not stream.line_buffering
-                    or "\n" not in terminator
-                ) and (stream and hasattr(stream, "flush")):
+                # StreamHandler.flush, under the lock already held, except
+                # where the write has flushed the line already: a
+                # line-buffered text stream (sys.stderr) and a line ending
+                # in a newline.
+                flushed = (
+                    type(stream) is _TextIOWrapper and stream.line_buffering and "\n" in terminator
+                )
+                if not flushed and stream and hasattr(stream, "flush"):
                     stream.flush()
             except RecursionError:
                 raise

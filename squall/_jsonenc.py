@@ -25,10 +25,12 @@ def encode_plain(value: Any, /) -> Optional[str]:
     """``json.dumps(value)`` with every ``</`` written ``<\\/``, when
     ``value`` is plain; None when it is not, for the general encoder.
 
-    Plain: None, and values whose type is exactly bool, int, float, str, or
-    a list, tuple or dict (with str keys) of plain values, nested at most
-    `MAX_DEPTH` containers deep. Subclasses (an ``IntEnum``, an
-    ``OrderedDict``) are not plain: their own methods may change the text.
+    Plain: None, a bool, str, int or float (of a subclass too, such as an
+    enum's member: json.dumps writes its stored value and calls none of its
+    methods), or a list, tuple or dict (with str keys) of plain values,
+    nested at most `MAX_DEPTH` containers deep. A container must be of
+    exactly that type: json.dumps asks a subclass (an ``OrderedDict``, a
+    ``namedtuple``) for its items, which its own methods may change.
 
     Raises:
         ValueError: for an int with more digits than
@@ -41,12 +43,12 @@ def encode_plain(value: Any, /) -> Optional[str]:
 
 def _plain(value: Any, depth: int) -> bool:
     kind = type(value)
-    if value is None or kind is bool or kind is int or kind is float or kind is str:
+    if value is None or isinstance(value, (str, int, float)):
         return True
     if kind is dict:
         if depth == MAX_DEPTH:
             return False
-        return all(type(k) is str and _plain(v, depth + 1) for k, v in value.items())
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
     if kind is list or kind is tuple:
         if depth == MAX_DEPTH:
             return False

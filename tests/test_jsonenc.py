@@ -82,6 +82,56 @@ _PLAIN = st.recursive(
 )
 
 
+class Text(str):
+    # json.dumps writes the stored characters and calls none of these.
+    def __str__(self) -> str:
+        return "not this"
+
+    def __repr__(self) -> str:
+        return "not this"
+
+
+class Count(int):
+    def __repr__(self) -> str:
+        return "not this"
+
+
+class Ratio(float):
+    def __repr__(self) -> str:
+        return "not this"
+
+
+class Number(enum.IntEnum):
+    ONE = 1
+
+
+class Colour(enum.StrEnum):
+    RED = "</red>"
+
+
+class Mapping(dict):  # type: ignore[type-arg]
+    pass
+
+
+Point = collections.namedtuple("Point", "x y")
+
+# Subclasses of str, int and float are plain: their stored value is their
+# text, as json.dumps writes it.
+_SUBCLASSED = st.one_of(
+    st.builds(Text, _TEXT),
+    st.builds(Count, st.integers(min_value=-(2**80), max_value=2**80)),
+    st.builds(Ratio, st.floats()),
+    st.sampled_from([Number.ONE, Colour.RED]),
+)
+_WITH_SUBCLASSES = st.recursive(
+    _SUBCLASSED | _PLAIN,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.builds(Text, _TEXT), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
 def test_the_compiled_module_is_c(c_module: ModuleType, py_module: ModuleType) -> None:
     assert not isinstance(c_module.encode_plain, FunctionType)
     assert isinstance(py_module.encode_plain, FunctionType)
@@ -89,7 +139,7 @@ def test_the_compiled_module_is_c(c_module: ModuleType, py_module: ModuleType) -
     assert c_module.MAX_DEPTH == py_module.MAX_DEPTH
 
 
-@given(_PLAIN)
+@given(_WITH_SUBCLASSES)
 def test_plain_values_are_json_dumps_in_both(
     c_module: ModuleType, py_module: ModuleType, value: Any
 ) -> None:
@@ -126,22 +176,19 @@ def test_examples(c_module: ModuleType, py_module: ModuleType, value: Any, text:
         assert type(result) is str
 
 
-class Text(str):
-    pass
-
-
-class Number(enum.IntEnum):
-    ONE = 1
-
-
-class Mapping(dict):  # type: ignore[type-arg]
-    pass
+def test_subclass_examples(c_module: ModuleType, py_module: ModuleType) -> None:
+    value = {Text("k"): [Text("a"), Count(7), Ratio(0.5), Number.ONE, Colour.RED]}
+    text = '{"k": ["a", 7, 0.5, 1, "<\\/red>"]}'
+    assert text == expected_text(value)
+    for module in (c_module, py_module):
+        assert module.encode_plain(value) == text
+    big = Count(2**70)
+    assert c_module.encode_plain(big) == py_module.encode_plain(big) == str(2**70)
 
 
 _NOT_PLAIN = [
-    Text("x"),
-    Number.ONE,
     Mapping(a=1),
+    Point(1, 2),
     collections.OrderedDict(a=1),
     {1: "int key"},
     {"a": {"b": [1, object()]}},
@@ -185,7 +232,7 @@ def test_long_text_grows_the_buffer(c_module: ModuleType) -> None:
     assert c_module.encode_plain(value) == expected_text(value)
 
 
-@given(st.one_of(_PLAIN, st.builds(lambda v: [v, Text("t")], _PLAIN)))
+@given(st.one_of(_PLAIN, _WITH_SUBCLASSES, st.builds(lambda v: [v, Mapping(t=1)], _PLAIN)))
 def test_json_encode_is_json_dumps_either_way(value: Any) -> None:
     assert escape.json_encode(value) == expected_text(value)
 
@@ -200,10 +247,10 @@ def test_json_encode_uses_c_for_plain_values_in_the_compiled_build() -> None:
 
 
 def test_no_reference_is_kept_or_lost(c_module: ModuleType) -> None:
-    key = "k" + str(id(c_module))
+    key = Text("k" + str(id(c_module)))
     text = "v" + str(id(c_module))
-    big = 2**70 + id(c_module)
-    inner = [text, big, 1.5]
+    big = Count(2**70 + id(c_module))
+    inner = [text, big, 1.5, Ratio(2.5)]
     value = {key: inner, "t": (inner,)}
     odd = {"a": [inner, {3}]}
     counts = [sys.getrefcount(o) for o in (key, text, big, inner, value, odd)]

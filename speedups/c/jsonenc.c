@@ -7,16 +7,19 @@
  *   encode_plain(value) -> str | None: json.dumps(value) (ensure_ascii, the
  *     default separators ", " and ": ", NaN and the infinities as
  *     JavaScript names) with every "</" written "<\/", when value is made
- *     of None and exact bool, int, float, str, list, tuple and dict (str
- *     keys only), nested at most MAX_DEPTH containers deep; None otherwise.
+ *     of None, bool, str, int and float (their subclasses too: an enum's
+ *     member), and exact list, tuple and dict (str keys only), nested at
+ *     most MAX_DEPTH containers deep; None otherwise.
  *
  * The standard library's C encoder pays, for each container, an entry in
  * its table of containers being encoded, a list of the dict's items and a
  * list of chunks joined at the end; for a small response that is most of its
  * cost. Here the text is written once into one growing byte buffer (the
  * output is ASCII) and copied into the str at the end. No Python code runs
- * while a value is walked (exact types only; numbers are written without
- * making objects, but for ints beyond 64 bits) and no container object is
+ * while a value is walked (exact containers only; a str, int or float, of a
+ * subclass too, is read by its stored value, as json.dumps reads it, so no
+ * method of a subclass runs; numbers are written without making objects,
+ * but for ints beyond 64 bits) and no container object is
  * made, so the garbage collector cannot run a finalizer that changes a
  * container under the walk: borrowed references stay valid.
  */
@@ -226,7 +229,7 @@ static int put_value(Out *out, PyObject *value, int depth) {
         int first = 1;
         if (put(out, "{", 1) < 0) return -1;
         while (PyDict_Next(value, &pos, &key, &item)) {
-            if (!PyUnicode_CheckExact(key)) return 1;
+            if (!PyUnicode_Check(key)) return 1;
             if (!first && put(out, ", ", 2) < 0) return -1;
             first = 0;
             if (put_str(out, key) < 0 || put(out, ": ", 2) < 0) return -1;
@@ -247,6 +250,11 @@ static int put_value(Out *out, PyObject *value, int depth) {
         }
         return put(out, "]", 1);
     }
+    /* Subclasses, by their stored value (json.dumps calls none of their
+     * methods either): a StrEnum's or an IntEnum's member, say. */
+    if (PyUnicode_Check(value)) return put_str(out, value);
+    if (PyLong_Check(value)) return put_int(out, value);
+    if (PyFloat_Check(value)) return put_float(out, value);
     return 1;
 }
 

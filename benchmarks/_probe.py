@@ -11,6 +11,17 @@ under its own name. The extension also counts, per probe, the calls made
 from each enclosing probe (the innermost one active), which turns the
 inclusive counts into self counts.
 
+What probes cannot show: a probe is not the function it wraps, so code
+that asks whether a method is the stock one (``type(self).compute_etag is
+_stock_compute_etag``, Squall's way of skipping a hook nobody overrode)
+takes its slow branch in a profiled run, and the profile then shows calls
+and costs the unprobed run does not have. And a compiled module's functions
+are C, not probed: their cost is the self cost of the Python function that
+calls them. For the compiled build, attribute with the compiled functions'
+own inclusive counts instead (``callgrind_annotate --inclusive=yes`` on a
+run without probes; their names are ``CPyDef_...``), and read the probed
+profile for the interpreted code only.
+
 ``sq_measure_a`` and ``sq_measure_b`` call a function with nothing else
 around it: run valgrind with ``--collect-atstart=no
 --toggle-collect=sq_measure_*`` to count only what they run.

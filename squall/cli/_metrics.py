@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import logging
 import os
 import shutil
 import tempfile
@@ -43,6 +42,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 from squall.cli._options import UsageError
+from squall.log import gen_log
 
 if TYPE_CHECKING:
     from squall.cli._supervisor import Supervisor
@@ -124,7 +124,7 @@ class SupervisorMetrics:
                 # A scrape that cannot be answered is answered 500, with
                 # why: the scraper records a failed scrape instead of a
                 # connection closed under it.
-                logging.getLogger("squall.general").error("Metrics scrape failed", exc_info=True)
+                gen_log.error("Metrics scrape failed", exc_info=True)
                 message = f"metrics unavailable: {type(exc).__name__}: {exc}\n"
                 self._answer(request, 500, message.encode())
                 return
@@ -153,20 +153,14 @@ class SupervisorMetrics:
     def _answer(
         request: HTTPServerRequest, status: int, body: bytes, kind: str = "text/plain"
     ) -> None:
-        from squall.httputil import HTTPHeaders, ResponseStartLine
+        from squall.httputil import HTTPHeaders, ResponseStartLine, responses
 
         conn = request.connection
         assert conn is not None
         headers = HTTPHeaders(
             {"Content-Type": kind, "Content-Length": str(len(body)), "Cache-Control": "no-store"}
         )
-        reasons = {
-            200: "OK",
-            404: "Not Found",
-            500: "Internal Server Error",
-            503: "Service Unavailable",
-        }
-        conn.write_headers(ResponseStartLine("HTTP/1.1", status, reasons[status]), headers, body)
+        conn.write_headers(ResponseStartLine("HTTP/1.1", status, responses[status]), headers, body)
         conn.finish()
 
 
@@ -246,7 +240,7 @@ async def start_metrics_server(supervisor: Supervisor, bind: str) -> SupervisorM
     server.add_sockets(sockets)
     metrics.server = server
     for sock in sockets:
-        logging.getLogger("squall.general").info("Metrics on %s/metrics", describe(sock))
+        gen_log.info("Metrics on %s/metrics", describe(sock))
     return metrics
 
 

@@ -26,6 +26,7 @@ import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
 
+from squall._typetags import tags_hold, version_tags
 from squall.escape import to_unicode
 
 if TYPE_CHECKING:
@@ -173,11 +174,19 @@ _SHADOWS = frozenset(
     "makeRecord handle callHandlers filter emit flush format acquire release".split()
 )
 # (logger, level, site, second, handler, formatter, prefix, route, sizes,
-# datefmt) of the line last set up here: ``route`` is what `_route` gave
-# then, ``sizes`` the sizes of the handler's and the logger's __dict__ (none
-# of whose keys was in _SHADOWS: a new one would be).
-_NO_LINE: tuple[Any, ...] = (None, -1, None, -1, None, None, "", (), (-1, -1), None)
+# datefmt, tags) of the line last set up here: ``route`` is what `_route`
+# gave then, ``sizes`` the sizes of the handler's and the logger's __dict__
+# (none of whose keys was in _SHADOWS: a new one would be), ``tags`` the
+# version tags of the classes `_route` reads (squall._typetags).
+_NO_LINE: tuple[Any, ...] = (None, -1, None, -1, None, None, "", (), (-1, -1), None, b"")
 _line = _NO_LINE
+# The classes whose methods `_route` reads (their bases' methods too): while
+# none of them has changed, only the record factory can have. Reading the
+# sixteen methods again costs about 5k instructions a line; asking whether
+# the classes kept their version tags, ~0.3k (the compiled build; the pure
+# one cannot tell and reads them again).
+_ROUTE_TYPES: tuple[type, ...] = ()  # set below LogFormatter
+_TAGS_KNOWN = not isinstance(tags_hold, types.FunctionType)
 
 
 def _route() -> tuple[Any, ...]:
@@ -224,6 +233,7 @@ def _set_up_line(
     site: tuple[str, int, str],
     record: logging.LogRecord,
     route: tuple[Any, ...],
+    tags: bytes,
 ) -> None:
     # After the general way has handled ``record``: keeps what the next lines
     # of this second, level and site need to be written directly, if they can.
@@ -256,7 +266,19 @@ def _set_up_line(
         sizes = (len(handler.__dict__), len(logger.__dict__))
         datefmt = formatter.datefmt
         prefix = formatter._prefix
-        _line = (logger, level, site, second, handler, formatter, prefix, route, sizes, datefmt)
+        _line = (
+            logger,
+            level,
+            site,
+            second,
+            handler,
+            formatter,
+            prefix,
+            route,
+            sizes,
+            datefmt,
+            tags,
+        )
 
 
 def handle_line(
@@ -271,16 +293,32 @@ def handle_line(
     lock without a record; a write that fails goes to the handler's
     ``handleError`` with the record, as from ``emit``.
     """
-    set_for, set_level, set_site, second, handler, formatter, prefix, set_route, sizes, datefmt = (
-        _line
-    )
-    route = _route()
+    (
+        set_for,
+        set_level,
+        set_site,
+        second,
+        handler,
+        formatter,
+        prefix,
+        set_route,
+        sizes,
+        datefmt,
+        tags,
+    ) = _line
     if (
         set_for is logger
         and set_level == level
         and set_site == site
         and second == int(time.time())
-        and route == set_route
+        and (
+            (
+                _TAGS_KNOWN
+                and tags_hold(_ROUTE_TYPES, tags)
+                and logging.getLogRecordFactory() is set_route[-1]
+            )
+            or _route() == set_route
+        )
         and type(logger) is _Logger
         and not logger.disabled
         and not logger.filters
@@ -324,9 +362,11 @@ def handle_line(
                     lock.release()
             return
         # Formatted (or its error reported) by the formatter.
+    route = _route()
+    tags = version_tags(_ROUTE_TYPES)  # of the classes as _route read them
     record = make_record(logger, level, site, msg, args)
     logger.handle(record)
-    _set_up_line(logger, level, site, record, route)
+    _set_up_line(logger, level, site, record, route, tags)
 
 
 UNKNOWN_SITE = ("(unknown file)", 0, "(unknown function)")
@@ -526,6 +566,8 @@ class LogFormatter(logging.Formatter):
             self._second_format = datefmt
         return self._second_text
 
+
+_ROUTE_TYPES = (_Logger, _LogRecord, _StreamHandler, LogFormatter)
 
 # The end of `_route` when the formatter and the record factory are the stock ones.
 _STOCK_FORMAT_ROUTE = (

@@ -32,7 +32,17 @@ ROOT = SQUALL_DIR
 LAYERS: dict[str, int] = {}
 for level, names in enumerate(
     [
-        ["_h1", "_ws", "_h2", "_content_coding", "_compiled", "_native", "_xhtml", "_jsonenc"],
+        [
+            "_h1",
+            "_ws",
+            "_h2",
+            "_content_coding",
+            "_compiled",
+            "_native",
+            "_xhtml",
+            "_jsonenc",
+            "_typetags",
+        ],
         ["util", "escape", "log", "options", "speedups"],
         [
             "concurrent",
@@ -150,7 +160,7 @@ def test_sans_io_cores_import_no_io(path: Path) -> None:
 
 # The sans-I/O cores (the protocol cores; _compiled, _native and _eager are
 # loaders and helpers of layer 0, not cores).
-CORES = ["_h1", "_ws", "_h2", "_content_coding", "_xhtml", "_jsonenc"]
+CORES = ["_h1", "_ws", "_h2", "_content_coding", "_xhtml", "_jsonenc", "_typetags"]
 # Beyond "no I/O": what a core may import at all, where that is kept explicit
 # (anything outside the standard library's pure modules could pull I/O in).
 CORE_ALLOWED = {

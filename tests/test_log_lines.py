@@ -35,18 +35,22 @@ class _Clock:
         return getattr(time, name)  # localtime, strftime...
 
 
+def _counting(setup: Setup) -> Any:
+    real = squall.log.make_record
+
+    def counting(*args: Any) -> logging.LogRecord:
+        setup.records += 1
+        return real(*args)
+
+    return counting
+
+
 class Setup:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.clock = _Clock(1_800_000_000.5)
         monkeypatch.setattr(squall.log, "time", self.clock)
         self.records = 0
-        real = squall.log.make_record
-
-        def counting(*args: Any) -> logging.LogRecord:
-            self.records += 1
-            return real(*args)
-
-        monkeypatch.setattr(squall.log, "make_record", counting)
+        monkeypatch.setattr(squall.log, "make_record", _counting(self))
         monkeypatch.setattr(squall.log, "_line", squall.log._NO_LINE)
         # A chain of its own: parent (one handler) <- logger (none).
         self.parent = logging.getLogger("squall_line_test")
@@ -158,6 +162,55 @@ def test_a_patched_call_handlers_is_called(setup: Setup, monkeypatch: pytest.Mon
     handle_line(setup.logger, logging.INFO, SITE, MSG, ARGS)
     assert crumbs == ["200 GET /x?y=1 (127.0.0.1) 0.25ms"] * 2
     assert len(setup.lines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"),
+    [
+        # Inherited by StreamHandler, Logger or LogFormatter: a change to the
+        # base class is a change to the route as much as one to the class.
+        (logging.Handler, "handle"),
+        (logging.Filterer, "filter"),
+        (logging.Formatter, "formatMessage"),
+        (logging.Logger, "handle"),
+    ],
+)
+def test_a_method_patched_on_a_class_or_its_base_sees_the_next_line(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, owner: type, name: str
+) -> None:
+    direct_then(setup)
+    original = getattr(owner, name)
+    calls: list[str] = []
+
+    def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(type(self).__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, patched)
+    handle_line(setup.logger, logging.INFO, SITE, MSG, ARGS)
+    assert calls, f"{owner.__name__}.{name} was passed by"
+    assert setup.records == 2
+    assert len(setup.lines()) == 3
+    # With the method put back, the methods are logging's own again: the
+    # direct way set up before the patch is taken again.
+    monkeypatch.setattr(owner, name, original)
+    handle_line(setup.logger, logging.INFO, SITE, MSG, ARGS)
+    handle_line(setup.logger, logging.INFO, SITE, MSG, ARGS)
+    assert setup.records == 2
+    assert len(setup.lines()) == 5
+
+
+def test_an_attribute_set_on_a_class_of_the_route_is_checked_again(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not a method of the route: the lines stay direct, after one check of
+    # the methods themselves (whatever the build can tell of the classes).
+    direct_then(setup)
+    monkeypatch.setattr(logging.StreamHandler, "squall_test_marker", 1, raising=False)
+    for _ in range(3):
+        handle_line(setup.logger, logging.INFO, SITE, MSG, ARGS)
+    assert setup.records == 1
+    assert len(setup.lines()) == 5
 
 
 def test_an_emit_set_on_the_handler_instance_is_called(setup: Setup) -> None:

@@ -96,6 +96,7 @@ def bound_names(source: Path) -> set[str]:
         "squall._h2._hpack",
         "squall._xhtml",
         "squall._eager_step",
+        "squall._typetags",
         "squall.httpserver._protocol",
         "squall.httpserver._h1exchange",
         "squall.httpserver._flow",

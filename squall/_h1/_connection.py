@@ -469,6 +469,10 @@ class H1Connection(_Sender):
         return hbuf, 0, line_end, len(head), i + skip
 
     def _read_request_head(self) -> Event | Sentinel:
+        if self._pos >= len(self._buf) and not self._eof:
+            # Nothing received past the last message (what a keep-alive
+            # connection has after each response): no head to look for.
+            return NEED_DATA
         heads = self._heads
         quick = heads.quick_find
         got = None

@@ -209,6 +209,44 @@ def test_checked_host_returns_the_host_to_remember() -> None:
         checked_host(HTTPHeaders({"Host": "a b"}), "HTTP/1.1")
 
 
+def test_a_host_that_passed_is_taken_from_the_table_and_nothing_else_is() -> None:
+    import pytest
+
+    from squall.httpserver import _flow
+    from squall.httputil import HTTPHeaders, HTTPInputError
+
+    table = _flow._GOOD_HOSTS
+    table.clear()
+    assert _flow.checked_host(HTTPHeaders({"Host": "chat.example:443"}), "HTTP/1.1") == (
+        "chat.example:443"
+    )
+    assert "chat.example:443" in table
+    # From the table: the same answer, for any version.
+    assert _flow.checked_host(HTTPHeaders({"Host": "chat.example:443"}), "HTTP/1.0") == (
+        "chat.example:443"
+    )
+    # A good value twice is still two Host fields; a bad one never enters.
+    twice = HTTPHeaders()
+    twice.add("Host", "chat.example:443")
+    twice.add("Host", "chat.example:443")
+    with pytest.raises(HTTPInputError, match="Multiple Host headers"):
+        _flow.checked_host(twice, "HTTP/1.1")
+    with pytest.raises(HTTPInputError, match="Invalid Host header"):
+        _flow.checked_host(HTTPHeaders({"Host": "a b"}), "HTTP/1.1")
+    assert "a b" not in table
+    with pytest.raises(HTTPInputError, match="Missing Host header"):
+        _flow.checked_host(HTTPHeaders(), "HTTP/1.1")
+    # Bounded in count and in length: a client naming ever new hosts only
+    # makes the table start again.
+    for i in range(3 * _flow._GOOD_HOSTS_MAX):
+        _flow.checked_host(HTTPHeaders({"Host": f"h{i}.example"}), "HTTP/1.1")
+        assert len(table) <= _flow._GOOD_HOSTS_MAX
+    long_host = "a" * (_flow._GOOD_HOST_MAX_LEN + 1)
+    assert _flow.checked_host(HTTPHeaders({"Host": long_host}), "HTTP/1.1") == long_host
+    assert long_host not in table
+    table.clear()
+
+
 def test_the_three_drivers_read_through_one_path() -> None:
     # Body delivery, the Host check and the inbox of a busy stream are
     # _flow's, not a copy per driver (issue 38). Read as text: the compiled

@@ -96,9 +96,9 @@ def wrap_fields(fields: dict[str, list[str]]) -> HTTPHeaders:
 
 # Host values that passed `_check_host`, for every connection of the
 # process: a new connection's first request (a reconnecting client, a
-# WebSocket handshake, a client without keep-alive) names a host one seen
-# before, and is spared the grammar's regular expression (about 5k
-# instructions). At most _GOOD_HOSTS_MAX values of at most
+# WebSocket handshake, a client without keep-alive) usually names a host
+# seen before, and is then spared the grammar's regular expression (about
+# 5k instructions). At most _GOOD_HOSTS_MAX values of at most
 # _GOOD_HOST_MAX_LEN characters are kept; a client naming ever new hosts
 # only makes the table start again.
 _GOOD_HOSTS: Final[dict[str, None]] = {}

@@ -218,6 +218,15 @@ def test_sigterm_closes_websockets_with_1001_and_finishes_long_polls() -> None:
         assert squall.wait() == 0
 
 
+def _signal_if_alive(pid: int, signum: int) -> bool:
+    """Sends ``signum`` to ``pid``; False when the process has already exited."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_ctrl_c_to_the_process_group_drains_the_workers() -> None:
     with Squall("sample_apps:app", "--bind", "127.0.0.1:0", "--workers", "2") as squall:
         address = squall.address()
@@ -230,11 +239,14 @@ def test_ctrl_c_to_the_process_group_drains_the_workers() -> None:
         # here again, once they surely are).
         os.killpg(squall.proc.pid, signal.SIGINT)
         squall.expect("Stopping 2 worker")
+        # The kernel may have given every client to one worker: the other
+        # then holds nothing, drains at once and may be gone before it is
+        # signalled. The four held requests keep at least one of them.
         for pid in pids:
             squall.expect(rf"Worker {pid} draining")
-            os.kill(pid, signal.SIGTERM)
-        for pid in pids:
-            os.kill(pid, signal.SIGUSR1)  # the held responses go out
+            _signal_if_alive(pid, signal.SIGTERM)
+        released = [pid for pid in pids if _signal_if_alive(pid, signal.SIGUSR1)]
+        assert released, "no worker was left holding the requests"
         load.stop()
         assert squall.wait() == 0
         assert load.failures == []

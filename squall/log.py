@@ -182,12 +182,8 @@ _SHADOWS = frozenset(
 # version tags of the classes `_route` reads (squall._typetags).
 _NO_LINE: tuple[Any, ...] = (None, -1, None, -1, None, None, "", (), (-1, -1), None, b"")
 _line = _NO_LINE
-# The classes whose methods `_route` reads (their bases' methods too): while
-# none of them has changed, only the record factory can have. Reading the
-# sixteen methods again costs about 5k instructions a line; asking whether
-# the classes kept their version tags, ~0.3k (the compiled build; the pure
-# one cannot tell and reads them again).
-_ROUTE_TYPES: tuple[type, ...] = ()  # set below LogFormatter
+# Whether tags_hold can answer True (the compiled build; the pure one
+# cannot tell, and `_route` is read again): see _ROUTE_TYPES.
 _TAGS_KNOWN = not isinstance(tags_hold, types.FunctionType)
 
 
@@ -569,6 +565,10 @@ class LogFormatter(logging.Formatter):
         return self._second_text
 
 
+# The classes whose methods `_route` reads (their bases' methods too): while
+# none of them has changed, only the record factory can have. Reading the
+# sixteen methods again costs about 5k instructions a line; asking whether
+# the classes kept their version tags, ~0.3k.
 _ROUTE_TYPES = (_Logger, _LogRecord, _StreamHandler, LogFormatter)
 
 # The end of `_route` when the formatter and the record factory are the stock ones.

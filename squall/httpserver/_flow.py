@@ -94,18 +94,6 @@ def wrap_fields(fields: dict[str, list[str]]) -> HTTPHeaders:
     return wrapped
 
 
-# Host values that passed `_check_host`, for every connection of the
-# process: a new connection's first request (a reconnecting client, a
-# WebSocket handshake, a client without keep-alive) usually names a host
-# seen before, and is then spared the grammar's regular expression (about
-# 5k instructions). At most _GOOD_HOSTS_MAX values of at most
-# _GOOD_HOST_MAX_LEN characters are kept; a client naming ever new hosts
-# only makes the table start again.
-_GOOD_HOSTS: Final[dict[str, None]] = {}
-_GOOD_HOSTS_MAX: Final = 64
-_GOOD_HOST_MAX_LEN: Final = 255
-
-
 def checked_host(headers: HTTPHeaders, version: str) -> Optional[str]:
     """Checks a request's Host field (RFC 9110 section 7.2, RFC 9112 section
     3.2) and returns it (None if absent), for the driver to remember: a
@@ -116,20 +104,9 @@ def checked_host(headers: HTTPHeaders, version: str) -> Optional[str]:
         HTTPInputError: several Host fields, an invalid one, or none where
             the version requires one.
     """
-    hosts = headers._as_list.get("Host")
-    if hosts is not None and len(hosts) == 1:
-        host = hosts[0]
-        if type(host) is str and host in _GOOD_HOSTS:
-            return host
     _check_host(headers, version)
-    if not hosts:
-        return None
-    host = hosts[0]
-    if type(host) is str and len(host) <= _GOOD_HOST_MAX_LEN:
-        if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:
-            _GOOD_HOSTS.clear()
-        _GOOD_HOSTS[host] = None
-    return host
+    hosts = headers._as_list.get("Host")
+    return hosts[0] if hosts else None
 
 
 def known_host(headers: HTTPHeaders, known: Optional[str], version: str) -> Optional[str]:

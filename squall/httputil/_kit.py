@@ -100,6 +100,18 @@ def _header_pairs(headers: HTTPHeaders) -> list[tuple[str, str]]:
     return [(name, value) for name, values in headers._as_list.items() for value in values]
 
 
+# Host values that passed `_check_host`, for every connection of the
+# process: a new connection's first request (a reconnecting client, a
+# WebSocket handshake, a client without keep-alive) usually names a host
+# seen before, and is then spared the grammar's regular expression (about
+# 5k instructions). At most _GOOD_HOSTS_MAX values of at most
+# _GOOD_HOST_MAX_LEN characters are kept; a client naming ever new hosts
+# only makes the table start again.
+_GOOD_HOSTS: dict[str, None] = {}
+_GOOD_HOSTS_MAX = 64
+_GOOD_HOST_MAX_LEN = 255
+
+
 def _check_host(headers: HTTPHeaders, version: str) -> None:
     """RFC 9112 §3.2: one Host field with a valid uri-host[:port]; HTTP/1.0
     may leave it out, HTTP/1.1 (and any later 1.x) must send it."""
@@ -107,8 +119,15 @@ def _check_host(headers: HTTPHeaders, version: str) -> None:
     if hosts:
         if len(hosts) > 1:
             raise HTTPInputError("Multiple Host headers")
-        if _ABNF.host.fullmatch(hosts[0]) is None:
-            raise HTTPInputError(f"Invalid Host header: {hosts[0][:100]!r}")
+        host = hosts[0]
+        if type(host) is str and host in _GOOD_HOSTS:
+            return
+        if _ABNF.host.fullmatch(host) is None:
+            raise HTTPInputError(f"Invalid Host header: {host[:100]!r}")
+        if type(host) is str and len(host) <= _GOOD_HOST_MAX_LEN:
+            if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:
+                _GOOD_HOSTS.clear()
+            _GOOD_HOSTS[host] = None
     elif version != "HTTP/1.0":
         raise HTTPInputError(f"Missing Host header in an {version} request")
 

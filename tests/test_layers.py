@@ -42,6 +42,7 @@ for level, names in enumerate(
             "_xhtml",
             "_jsonenc",
             "_typetags",
+            "_wswrite",
         ],
         ["util", "escape", "log", "options", "speedups"],
         [
@@ -160,7 +161,16 @@ def test_sans_io_cores_import_no_io(path: Path) -> None:
 
 # The sans-I/O cores (the protocol cores; _compiled, _native and _eager are
 # loaders and helpers of layer 0, not cores).
-CORES = ["_h1", "_ws", "_h2", "_content_coding", "_xhtml", "_jsonenc", "_typetags"]
+CORES = [
+    "_h1",
+    "_ws",
+    "_h2",
+    "_content_coding",
+    "_xhtml",
+    "_jsonenc",
+    "_typetags",
+    "_wswrite",
+]
 # Beyond "no I/O": what a core may import at all, where that is kept explicit
 # (anything outside the standard library's pure modules could pull I/O in).
 CORE_ALLOWED = {

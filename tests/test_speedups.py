@@ -97,6 +97,7 @@ def bound_names(source: Path) -> set[str]:
         "squall._xhtml",
         "squall._eager_step",
         "squall._typetags",
+        "squall._wswrite",
         "squall.httpserver._protocol",
         "squall.httpserver._h1exchange",
         "squall.httpserver._flow",

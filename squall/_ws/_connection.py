@@ -24,7 +24,7 @@ import codecs
 import os
 from collections.abc import Callable
 from enum import Enum
-from typing import ClassVar, Optional, Union
+from typing import ClassVar, Final, Optional, Union
 
 from squall._ws._deflate import PerMessageDeflate
 from squall._ws._errors import LocalProtocolError, RemoteProtocolError
@@ -56,8 +56,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 10 * 1024 * 1024
 _EARLY_CHECK_LIMIT = 65536
 
 # The 2-byte headers of a server's unfragmented, uncompressed frames under 126 bytes.
-_TEXT_HEADS = [bytes((0x81, n)) for n in range(126)]
-_BINARY_HEADS = [bytes((0x82, n)) for n in range(126)]
+# (Final: the compiled build reads them as native statics, not through the
+# module's dict, once per message sent.)
+_TEXT_HEADS: Final = [bytes((0x81, n)) for n in range(126)]
+_BINARY_HEADS: Final = [bytes((0x82, n)) for n in range(126)]
 # A server's close frame with a code of RFC 6455's and no reason, by code:
 # what it sends to echo a peer's close (see send_close), made once.
 _SERVER_CLOSES = {

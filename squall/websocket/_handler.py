@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Optional, Union, cast
 
 from squall import _ws
+from squall._wswrite import write_method
 from squall.concurrent import Future
 from squall.escape import utf8
 from squall.httputil import responses
@@ -632,3 +633,12 @@ _websocket_finish = WebSocketHandler.finish
 _stock_select_subprotocol = WebSocketHandler.select_subprotocol
 _stock_get_compression_options = WebSocketHandler.get_compression_options
 _stock_max_message_size = WebSocketHandler.__dict__["max_message_size"]
+
+# The compiled build's write_message (squall._wswrite): the loop programs
+# write over their subscribers, handler by handler, sent without an
+# interpreted frame while the connection's sink is set; every other case
+# through the method above, whose outcome it keeps. The pure build installs
+# that method itself.
+WebSocketHandler.write_message = write_method(  # type: ignore[method-assign]
+    WebSocketHandler.__dict__["write_message"], WebSocketProtocol13
+)

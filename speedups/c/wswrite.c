@@ -1,0 +1,385 @@
+/* squall._wswrite, compiled: WebSocketHandler.write_message without a frame.
+ *
+ * The loop Tornado programs write to send one message to their subscribers,
+ *
+ *     for handler in subscribers:
+ *         handler.write_message(message)
+ *
+ * pays, per delivery, the frame of the interpreted method (squall/websocket/
+ * _handler.py) around two native calls: the frame's bytes and the write to
+ * the transport. write_method(fallback, protocol_class) returns a method
+ * object that does that usual case itself:
+ *
+ *   - the message is exactly a str or bytes, passed as write_message(m),
+ *     write_message(m, b) or write_message(m, binary=b);
+ *   - the handler's ws_connection is exactly a protocol_class whose _sink
+ *     (the transport a frame may go straight to) is set:
+ *     sink.write(conn.send_message(message, binary)), then the protocol's
+ *     _done; a RuntimeError from either call (a transport closed under a
+ *     stream not told yet) sends through protocol.write_message instead;
+ *   - another protocol, or one without a sink: protocol.write_message(
+ *     message, binary).
+ *
+ * Anything else (no connection, another message type, other arguments)
+ * calls fallback, the Python method, with the arguments as given: the
+ * outcome is the Python method's in every case, which tests/test_wswrite.py
+ * checks against it. squall/_wswrite.py is the pure build's write_method,
+ * which returns fallback itself.
+ *
+ * The object is a method descriptor (Py_TPFLAGS_METHOD_DESCRIPTOR): a call
+ * through an instance binds no method object; read from an instance it
+ * gives a bound method, from the class itself. __wrapped__ is fallback, so
+ * inspect.signature and help() show the Python method's.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include "structmember.h"
+
+/* A method found on a class, kept while the class's version tag holds
+ * (CPython replaces the tag when an attribute of the class, or of a class
+ * it inherits from, is set or deleted; see speedups/c/typetags.c); see
+ * call_method for what is kept. The method holds its class: a class at the
+ * same address with the same tag is the same class. */
+typedef struct {
+    PyTypeObject *type; /* the method's class, compared only */
+    unsigned int tag;
+    PyObject *method;
+} MethodCache;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fallback;
+    PyObject *protocol_class;
+    vectorcallfunc vectorcall;
+    /* The offsets of protocol_class's slots _sink, conn and _done (member
+     * descriptors), valid while its version tag is slots_tag (0: unknown). */
+    unsigned int slots_tag;
+    Py_ssize_t sink_offset, conn_offset, done_offset;
+    MethodCache send, write;
+} WriteMethod;
+
+static PyObject *str_ws_connection;
+static PyObject *str_sink;
+static PyObject *str_conn;
+static PyObject *str_done;
+static PyObject *str_send_message;
+static PyObject *str_write;
+static PyObject *str_write_message;
+static PyObject *str_binary;
+
+static int slot_offset(PyObject *cls, PyObject *name, Py_ssize_t *offset) {
+    /* 1 with *offset set when cls's attribute name is a writable object slot
+     * (what __slots__ makes); 0 when it is something else; -1 on error. */
+    PyObject *descr = PyObject_GetAttr(cls, name);
+    if (descr == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    int found = 0;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
+            *offset = member->offset;
+            found = 1;
+        }
+    }
+    Py_DECREF(descr);
+    return found;
+}
+
+/* Whether protocol_class's three slots may be read at their offsets; -1 on error. */
+static int slots_known(WriteMethod *wm) {
+    PyTypeObject *cls = (PyTypeObject *)wm->protocol_class;
+    if (wm->slots_tag != 0 && cls->tp_version_tag == wm->slots_tag) return 1;
+    wm->slots_tag = 0;
+    int ok = slot_offset(wm->protocol_class, str_sink, &wm->sink_offset);
+    if (ok > 0) ok = slot_offset(wm->protocol_class, str_conn, &wm->conn_offset);
+    if (ok > 0) ok = slot_offset(wm->protocol_class, str_done, &wm->done_offset);
+    if (ok <= 0) return ok;
+    /* (The lookups gave the class a tag, if it had none.) */
+    if (!PyType_HasFeature(cls, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
+    wm->slots_tag = cls->tp_version_tag;
+    return wm->slots_tag != 0;
+}
+
+/* A new reference to the slot's value; NULL without an exception when unset. */
+static PyObject *read_slot(PyObject *obj, Py_ssize_t offset) {
+    PyObject *value = *(PyObject **)((char *)obj + offset);
+    Py_XINCREF(value);
+    return value;
+}
+
+/* Whether an attribute of type's instances is found on the class alone, as
+ * object.__getattribute__ finds it: no instance dict, no lookup of its own. */
+static int plain_lookup(PyTypeObject *type) {
+    if (type->tp_getattro != PyObject_GenericGetAttr || type->tp_dictoffset != 0) return 0;
+#ifdef Py_TPFLAGS_MANAGED_DICT
+    if (PyType_HasFeature(type, Py_TPFLAGS_MANAGED_DICT)) return 0;
+#endif
+    return PyType_HasFeature(type, Py_TPFLAGS_READY);
+}
+
+/* obj.name(*args) (args[0] is obj), through the cache when the class allows:
+ * an attribute whose class has Py_TPFLAGS_METHOD_DESCRIPTOR is called with
+ * the instance first, as CPython's own method calls do, found on a class
+ * whose instances cannot hide it. */
+static PyObject *call_method(MethodCache *cache, PyObject *name, PyObject *const *args,
+                             Py_ssize_t nargs) {
+    PyTypeObject *type = Py_TYPE(args[0]);
+    if (cache->type != type || cache->tag == 0 || type->tp_version_tag != cache->tag) {
+        Py_CLEAR(cache->method);
+        cache->type = NULL;
+        cache->tag = 0;
+        if (plain_lookup(type)) {
+            PyObject *method = PyObject_GetAttr((PyObject *)type, name);
+            if (method == NULL) return NULL;
+            if (PyType_HasFeature(Py_TYPE(method), Py_TPFLAGS_METHOD_DESCRIPTOR) &&
+                PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) &&
+                type->tp_version_tag != 0) {
+                cache->method = method;
+                cache->type = type;
+                cache->tag = type->tp_version_tag;
+            } else {
+                Py_DECREF(method);
+            }
+        }
+        if (cache->method == NULL)
+            return PyObject_VectorcallMethod(name, args, (size_t)nargs, NULL);
+    }
+    return PyObject_Vectorcall(cache->method, args, (size_t)nargs, NULL);
+}
+
+/* protocol.write_message(message, binary) */
+static PyObject *protocol_write(PyObject *protocol, PyObject *message, PyObject *binary) {
+    PyObject *args[3] = {protocol, message, binary};
+    return PyObject_VectorcallMethod(str_write_message, args,
+                                     3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *write_call(PyObject *callable, PyObject *const *args, size_t nargsf,
+                            PyObject *kwnames) {
+    WriteMethod *wm = (WriteMethod *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *binary;
+    if (kwnames == NULL) {
+        if (nargs == 2)
+            binary = Py_False;
+        else if (nargs == 3)
+            binary = args[2];
+        else
+            goto fallback;
+    } else if (nargs == 2 && PyTuple_GET_SIZE(kwnames) == 1 &&
+               PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) &&
+               PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), str_binary) == 0) {
+        binary = args[2];
+    } else {
+        goto fallback;
+    }
+    PyObject *message = args[1];
+    if (!PyUnicode_CheckExact(message) && !PyBytes_CheckExact(message)) goto fallback;
+    PyObject *protocol = PyObject_GetAttr(args[0], str_ws_connection);
+    if (protocol == NULL) return NULL;
+    if (protocol == Py_None) {
+        /* Closed: the Python method raises WebSocketClosedError. */
+        Py_DECREF(protocol);
+        goto fallback;
+    }
+    if ((PyObject *)Py_TYPE(protocol) != wm->protocol_class) {
+        PyObject *result = protocol_write(protocol, message, binary);
+        Py_DECREF(protocol);
+        return result;
+    }
+    int known = slots_known(wm);
+    if (known < 0) {
+        Py_DECREF(protocol);
+        return NULL;
+    }
+    PyObject *sink = known ? read_slot(protocol, wm->sink_offset)
+                           : PyObject_GetAttr(protocol, str_sink);
+    if (sink == NULL) {
+        /* An unset slot: the Python method's attribute read raises. */
+        Py_DECREF(protocol);
+        if (PyErr_Occurred()) return NULL;
+        goto fallback;
+    }
+    if (sink == Py_None) {
+        Py_DECREF(sink);
+        PyObject *result = protocol_write(protocol, message, binary);
+        Py_DECREF(protocol);
+        return result;
+    }
+    PyObject *conn = known ? read_slot(protocol, wm->conn_offset)
+                           : PyObject_GetAttr(protocol, str_conn);
+    if (conn == NULL) {
+        if (PyErr_Occurred()) goto error_sink;
+        Py_DECREF(sink);
+        Py_DECREF(protocol);
+        goto fallback;
+    }
+    PyObject *send_args[3] = {conn, message, binary};
+    PyObject *frame = call_method(&wm->send, str_send_message, send_args, 3);
+    Py_DECREF(conn);
+    if (frame == NULL) goto refused;
+    PyObject *write_args[2] = {sink, frame};
+    PyObject *written = call_method(&wm->write, str_write, write_args, 2);
+    Py_DECREF(frame);
+    if (written == NULL) goto refused;
+    Py_DECREF(written);
+    Py_DECREF(sink);
+    PyObject *done = known ? read_slot(protocol, wm->done_offset) : NULL;
+    if (done == NULL) done = PyObject_GetAttr(protocol, str_done);
+    Py_DECREF(protocol);
+    return done;
+
+refused:
+    if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) goto error_sink;
+    PyErr_Clear();
+    Py_DECREF(sink);
+    {
+        PyObject *result = protocol_write(protocol, message, binary);
+        Py_DECREF(protocol);
+        return result;
+    }
+error_sink:
+    Py_DECREF(sink);
+    Py_DECREF(protocol);
+    return NULL;
+
+fallback:
+    return PyObject_Vectorcall(wm->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *write_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type)) {
+    if (obj == NULL || obj == Py_None) return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static int write_traverse(WriteMethod *wm, visitproc visit, void *arg) {
+    Py_VISIT(wm->fallback);
+    Py_VISIT(wm->protocol_class);
+    Py_VISIT(wm->send.method);
+    Py_VISIT(wm->write.method);
+    return 0;
+}
+
+static int write_clear(WriteMethod *wm) {
+    Py_CLEAR(wm->fallback);
+    Py_CLEAR(wm->protocol_class);
+    Py_CLEAR(wm->send.method);
+    Py_CLEAR(wm->write.method);
+    wm->send.type = wm->write.type = NULL;
+    return 0;
+}
+
+static void write_dealloc(WriteMethod *wm) {
+    PyObject_GC_UnTrack(wm);
+    write_clear(wm);
+    PyObject_GC_Del(wm);
+}
+
+/* __doc__, __name__, __qualname__ and __module__ are the Python method's. */
+static PyObject *fallback_attr(WriteMethod *wm, void *name) {
+    if (wm->fallback == NULL) {
+        PyErr_SetString(PyExc_AttributeError, (const char *)name);
+        return NULL;
+    }
+    return PyObject_GetAttrString(wm->fallback, (const char *)name);
+}
+
+static PyObject *write_repr(WriteMethod *wm) {
+    PyObject *qualname = fallback_attr(wm, "__qualname__");
+    if (qualname == NULL) return NULL;
+    PyObject *repr = PyUnicode_FromFormat("<squall._wswrite method %S>", qualname);
+    Py_DECREF(qualname);
+    return repr;
+}
+
+static PyGetSetDef write_getset[] = {
+    {"__doc__", (getter)fallback_attr, NULL, NULL, "__doc__"},
+    {"__name__", (getter)fallback_attr, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)fallback_attr, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)fallback_attr, NULL, NULL, "__module__"},
+    {NULL},
+};
+
+static PyMemberDef write_members[] = {
+    {"__wrapped__", T_OBJECT, offsetof(WriteMethod, fallback), READONLY, NULL},
+    {NULL},
+};
+
+static PyTypeObject WriteMethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "squall._wswrite.WriteMethod",
+    .tp_basicsize = sizeof(WriteMethod),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_vectorcall_offset = offsetof(WriteMethod, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = write_get,
+    .tp_traverse = (traverseproc)write_traverse,
+    .tp_clear = (inquiry)write_clear,
+    .tp_dealloc = (destructor)write_dealloc,
+    .tp_repr = (reprfunc)write_repr,
+    .tp_getset = write_getset,
+    .tp_members = write_members,
+};
+
+static PyObject *write_method(PyObject *Py_UNUSED(module), PyObject *const *args,
+                              Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "write_method takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0])) {
+        PyErr_Format(PyExc_TypeError, "fallback must be callable, not %.100s",
+                     Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    if (!PyType_Check(args[1])) {
+        PyErr_Format(PyExc_TypeError, "protocol_class must be a class, not %.100s",
+                     Py_TYPE(args[1])->tp_name);
+        return NULL;
+    }
+    WriteMethod *wm = PyObject_GC_New(WriteMethod, &WriteMethodType);
+    if (wm == NULL) return NULL;
+    wm->fallback = Py_NewRef(args[0]);
+    wm->protocol_class = Py_NewRef(args[1]);
+    wm->vectorcall = write_call;
+    wm->slots_tag = 0;
+    wm->sink_offset = wm->conn_offset = wm->done_offset = 0;
+    wm->send = (MethodCache){NULL, 0, NULL};
+    wm->write = (MethodCache){NULL, 0, NULL};
+    PyObject_GC_Track(wm);
+    return (PyObject *)wm;
+}
+
+static PyMethodDef methods[] = {
+    {"write_method", (PyCFunction)(void (*)(void))write_method, METH_FASTCALL,
+     "write_method(fallback, protocol_class, /)\n--\n\n"
+     "WebSocketHandler.write_message: the usual case done natively, every\n"
+     "other one by fallback (the Python method)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "squall._wswrite",
+    "WebSocketHandler.write_message's native method (speedups/c/wswrite.c); "
+    "squall/_wswrite.py is the pure build's.",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+static int intern(PyObject **slot, const char *text) {
+    *slot = PyUnicode_InternFromString(text);
+    return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC PyInit__wswrite(void) {
+    if (intern(&str_ws_connection, "ws_connection") < 0 || intern(&str_sink, "_sink") < 0 ||
+        intern(&str_conn, "conn") < 0 || intern(&str_done, "_done") < 0 ||
+        intern(&str_send_message, "send_message") < 0 || intern(&str_write, "write") < 0 ||
+        intern(&str_write_message, "write_message") < 0 || intern(&str_binary, "binary") < 0)
+        return NULL;
+    if (PyType_Ready(&WriteMethodType) < 0) return NULL;
+    return PyModule_Create(&module_def);
+}

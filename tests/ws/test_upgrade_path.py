@@ -14,6 +14,7 @@ import gc
 import weakref
 from typing import Any, Optional
 
+from squall.httpclient import HTTPClientError
 from squall.testing import AsyncHTTPTestCase, gen_test
 from squall.web import Application, RequestHandler
 from squall.websocket import WebSocketClientConnection, WebSocketHandler, websocket_connect
@@ -93,6 +94,20 @@ class Watched(WebSocketHandler):
         self.seen.closed.set()
 
 
+class OwnFlush(Decorated):
+    # A class that changed a method the 101 goes through: the 101 is sent
+    # through it, as any response's head.
+    def flush(self, include_footers: bool = False) -> Any:
+        self.seen.set_headers.append(f"flush {self.get_status()}")
+        return super().flush(include_footers)
+
+
+class WritesFirst(Decorated):
+    # Output buffered before the upgrade: a 101 cannot carry it.
+    def prepare(self) -> None:
+        self.write("too early")
+
+
 class Plain(RequestHandler):
     async def get(self) -> None:
         self.write("plain")
@@ -113,10 +128,15 @@ class UpgradePath(AsyncHTTPTestCase):
                 ("/own", OwnSetHeader, args),
                 ("/async_open", AsyncOpen, args),
                 ("/watched", Watched, args),
+                ("/own_flush", OwnFlush, args),
+                ("/writes_first", WritesFirst, args),
                 ("/plain", Plain),
             ],
             log_function=log,
+            compress_response=self.compress,
         )
+
+    compress = False
 
     async def connect(self, path: str) -> WebSocketClientConnection:
         ws = await websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}{path}")
@@ -146,6 +166,24 @@ class UpgradePath(AsyncHTTPTestCase):
         self.assertEqual(self.seen.logged, [(101, "Decorated")])
         self.assertEqual(self.seen.finished, ["Decorated"])
         ws.close()
+
+    @gen_test
+    async def test_an_overridden_flush_sends_the_101(self) -> None:
+        ws = await self.connect("/own_flush")
+        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        self.assertEqual(self.seen.set_headers, ["flush 101"])
+        self.assertEqual(ws.headers["X-Frame-Options"], "DENY")
+        self.assertNotIn("Content-Type", ws.headers)
+        self.assertEqual(self.seen.logged, [(101, "OwnFlush")])
+        self.assertEqual(self.seen.finished, ["OwnFlush"])
+
+    @gen_test
+    async def test_output_written_before_the_upgrade_fails_it(self) -> None:
+        with self.assertRaises(HTTPClientError) as caught:
+            await self.connect("/writes_first")
+        self.assertEqual(caught.exception.code, 500)
+        self.assertFalse(self.seen.opened.is_set())
+        self.assertEqual(self.seen.logged, [(500, "WritesFirst")])
 
     @gen_test
     async def test_an_overridden_set_header_sees_the_handshake_headers(self) -> None:
@@ -210,3 +248,10 @@ class UpgradePath(AsyncHTTPTestCase):
             self.assertEqual([ref() for ref in refs], [None, None])
         finally:
             gc.enable()
+
+
+class UpgradePathCompressed(UpgradePath):
+    """The same with compress_response: the application's output transforms
+    see the 101 as any response's head (the 101 takes the general path)."""
+
+    compress = True

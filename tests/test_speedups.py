@@ -90,6 +90,7 @@ def bound_names(source: Path) -> set[str]:
         "squall._h1._connection",
         "squall._h1._quick",
         "squall._ws._frames",
+        "squall._ws._packing",
         "squall._ws._mask",
         "squall._h2._base",
         "squall._h2._connection",

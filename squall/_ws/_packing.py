@@ -13,53 +13,24 @@ from __future__ import annotations
 
 from typing import Final, Optional
 
+from squall._ws._words import WORDS
+
 __all__ = ["CODES", "SEPARATOR", "WORDS", "pack_fields"]
 
 # Between names and values: header values never contain a line feed (RFC
 # 9110 section 5.5: the parsers refuse control characters).
 SEPARATOR: Final = "\n"
-# The field names of browsers' upgrades and of the proxies in front of them
-# (canonical: the keys of HTTPHeaders' fields), each packed as the control
-# character whose code is its index (10 is the separator's: no name there).
-WORDS: Final = (
-    "Host",
-    "Connection",
-    "Upgrade",
-    "Sec-Websocket-Key",
-    "Sec-Websocket-Version",
-    "Sec-Websocket-Extensions",
-    "Sec-Websocket-Protocol",
-    "Origin",
-    "User-Agent",
-    "Pragma",
-    "",
-    "Cache-Control",
-    "Accept",
-    "Accept-Encoding",
-    "Accept-Language",
-    "Cookie",
-    "Sec-Fetch-Dest",
-    "Sec-Fetch-Mode",
-    "Sec-Fetch-Site",
-    "X-Forwarded-For",
-    "X-Forwarded-Proto",
-    "X-Forwarded-Host",
-    "X-Real-Ip",
-    "Forwarded",
-    "Authorization",
-    "Referer",
-    "Dnt",
-    "Sec-Gpc",
-    "Sec-Ch-Ua",
-    "Sec-Ch-Ua-Mobile",
-    "Sec-Ch-Ua-Platform",
-    "Priority",
-)
 CODES: Final = {word: chr(i) for i, word in enumerate(WORDS) if word}
 
 
 def pack_fields(fields: dict[str, list[str]]) -> Optional[str]:
     """``fields`` as one string: name (or its code), value, name, value... joined by `SEPARATOR`.
+
+    The fields are read in order; the first name or value of the wrong type
+    raises, a name that is one control character returns None at once, and
+    a separator inside a name or a value returns None once every field has
+    been read. (A name of a str subclass may be written as its characters
+    where the code would do: it unpacks the same.)
 
     Returns:
         The packed string, or None when it could not be unpacked into the
@@ -67,24 +38,26 @@ def pack_fields(fields: dict[str, list[str]]) -> Optional[str]:
         into the fields directly), or a separator inside a name or a value.
 
     Raises:
-        TypeError: a name or a value is not a str.
+        TypeError: a name or a value is not a str, or a field's values are
+            not a list.
     """
     parts: list[str] = []
     codes = CODES
     for name, values in fields.items():
+        if not isinstance(name, str):
+            raise TypeError(f"a field name must be a str, not {type(name).__name__}")
         code = codes.get(name)
         if code is None:
             if len(name) == 1 and name < " ":
                 return None
             code = name
-        if len(values) == 1:
-            # (The usual field: no loop over its values.)
+        if not isinstance(values, list):
+            raise TypeError(f"the values of {name!r} must be a list, not {type(values).__name__}")
+        for value in values:
+            if not isinstance(value, str):
+                raise TypeError(f"a value of {name!r} must be a str, not {type(value).__name__}")
             parts.append(code)
-            parts.append(values[0])
-        else:
-            for value in values:
-                parts.append(code)
-                parts.append(value)
+            parts.append(value)
     packed = SEPARATOR.join(parts)
     if parts and packed.count(SEPARATOR) != len(parts) - 1:
         return None

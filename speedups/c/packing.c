@@ -213,11 +213,15 @@ PyMODINIT_FUNC PyInit__packing(void) {
         if (PyUnicode_GET_LENGTH(word) == 0) continue;
         Py_UCS4 ch = (Py_UCS4)i;
         PyObject *code = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, &ch, 1);
-        if (code == NULL || PyDict_SetItem(codes, word, code) < 0) {
-            Py_XDECREF(code);
-            goto error;
-        }
+        if (code == NULL) goto error;
+        /* Keyed by the interned name: the parser's field names are, and a
+         * lookup then matches by identity, without comparing characters. */
+        PyObject *key = Py_NewRef(word);
+        PyUnicode_InternInPlace(&key);
+        int failed = PyDict_SetItem(codes, key, code);
+        Py_DECREF(key);
         Py_DECREF(code);
+        if (failed < 0) goto error;
     }
     PyObject *all = Py_BuildValue("[ssss]", "CODES", "SEPARATOR", "WORDS", "pack_fields");
     if (all == NULL) goto error;

@@ -126,14 +126,29 @@ _per_loop: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
+# The last loop asked for and its entry: a server's connections all ask for
+# the same one, and WeakKeyDictionary.get (a weak reference made, then a
+# lookup, in Python) cost 2.3k instructions per connection (a WebSocket
+# handshake, callgrind_handshake.py). (The entry's future holds its loop
+# already: keeping the last one here keeps nothing more alive.)
+_last_loop: Optional[asyncio.AbstractEventLoop] = None
+_last_shared: Optional[tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]] = None
+
+
 def _loop_shared(
     loop: asyncio.AbstractEventLoop,
 ) -> tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]:
+    global _last_loop, _last_shared
+    shared = _last_shared
+    if loop is _last_loop and shared is not None:
+        return shared
     shared = _per_loop.get(loop)
     if shared is None:
         future: asyncio.Future[None] = loop.create_future()
         future.set_result(None)
         shared = _per_loop[loop] = (future, contextvars.Context(), _WriteQueue(loop))
+    _last_loop = loop
+    _last_shared = shared
     return shared
 
 

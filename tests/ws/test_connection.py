@@ -465,3 +465,29 @@ def test_early_utf8_check_leaves_binary_compressed_and_large_frames() -> None:
     assert big.receive_data(client_frame(1, bad * 7000)[:100]) == []
     comp = WSConnection(False, PerMessageDeflate(client=False))
     assert comp.receive_data(client_frame(1, bad * 20, rsv1=True)[:30]) == []
+
+
+def test_one_message_sent_to_many_connections_frames_the_same_for_each() -> None:
+    # A server makes the frame of a message it sent last once (the loop of
+    # write_message over subscribers); each connection still counts it.
+    first, second = server(), server()
+    text = "x" * 100
+    frame = first.send_message(text)
+    assert second.send_message(text) is frame
+    assert frame == b"\x81\x64" + b"x" * 100
+    for conn in (first, second):
+        assert conn.message_bytes_out == 100
+        assert conn.wire_bytes_out == 102
+    assert second.send_message(text, binary=True) == b"\x82\x64" + b"x" * 100
+    assert second.send_message(text) == frame
+    # A mutable message is framed as it is now.
+    data = bytearray(b"abc")
+    assert first.send_message(data, binary=True) == b"\x82\x03abc"
+    data[:] = b"xyz"
+    assert first.send_message(data, binary=True) == b"\x82\x03xyz"
+    # An equal but distinct str is framed again, the same.
+    assert first.send_message("".join(["x"] * 100)) == frame
+    # A closing connection refuses the message it would have framed at once.
+    second.send_close(1000)
+    with pytest.raises(LocalProtocolError):
+        second.send_message(text)

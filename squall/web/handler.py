@@ -703,6 +703,13 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         else:
             connection.set_close_callback(None)
         future = self.flush(True)
+        self._end_exchange(connection)
+        return future
+
+    def _end_exchange(self, connection: Any) -> None:
+        # The end of finish(), the response written: the exchange finished,
+        # the request logged, then on_finish() (WebSocketHandler's 101 ends
+        # here too).
         connection.finish()
         self.application.log_request(self)
         self._finished = True
@@ -710,7 +717,6 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         if self._ui_namespace is not None:
             # Nothing to break otherwise (most handlers never touch ui).
             self._break_cycles()
-        return future
 
     def _break_cycles(self) -> None:
         # The ui namespace refers back to the handler (finish() calls this

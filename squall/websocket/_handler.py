@@ -333,12 +333,7 @@ class WebSocketHandler(RequestHandler, _Peer):
                     if not getattr(connection, "head_written", True):
                         self._headers_written = False
                     raise
-                connection.finish()
-                self.application.log_request(self)
-                self._finished = True
-                self.on_finish()
-                if self._ui_namespace is not None:
-                    self._break_cycles()
+                self._end_exchange(connection)
                 return
         else:
             for name, value in _ws.server_headers(key, subprotocol, extensions):

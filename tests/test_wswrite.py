@@ -346,3 +346,27 @@ def test_only_what_the_native_method_cannot_do_reaches_the_python_one(
     with pytest.raises(WebSocketClosedError):
         handler.write_message("f")
     assert reached == [({"e": 1},), ("f",)]
+
+
+def test_a_send_that_changes_the_class_and_sends_again_completes(c_module: ModuleType) -> None:
+    # The method called may run code that calls write_message again and
+    # changes what the native method kept (here: the connection class's
+    # send_message replaced, then used by a nested call).
+    class Conn:
+        __slots__ = ()
+
+        def send_message(self, data: str, binary: bool = False) -> bytes:
+            if data == "outer":
+                Conn.send_message = later  # type: ignore[method-assign]
+                inner.write_message("inner")
+            return b"first:" + data.encode()
+
+    def later(self: Conn, data: str, binary: bool = False) -> bytes:
+        return b"later:" + data.encode()
+
+    inner, inner_sink = over(c_module, Conn())
+    outer, outer_sink = over(c_module, Conn())
+    assert outer.write_message("outer") is DONE
+    outer.write_message("again")
+    assert inner_sink.written == [b"later:inner"]
+    assert outer_sink.written == [b"first:outer", b"later:again"]

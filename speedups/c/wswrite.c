@@ -148,7 +148,12 @@ static PyObject *call_method(MethodCache *cache, PyObject *name, PyObject *const
         if (cache->method == NULL)
             return PyObject_VectorcallMethod(name, args, (size_t)nargs, NULL);
     }
-    return PyObject_Vectorcall(cache->method, args, (size_t)nargs, NULL);
+    /* Held for the call: code it runs may call this again and replace the
+     * cache's method. */
+    PyObject *method = Py_NewRef(cache->method);
+    PyObject *result = PyObject_Vectorcall(method, args, (size_t)nargs, NULL);
+    Py_DECREF(method);
+    return result;
 }
 
 /* protocol.write_message(message, binary) */
@@ -228,6 +233,12 @@ static PyObject *write_call(PyObject *callable, PyObject *const *args, size_t na
     if (written == NULL) goto refused;
     Py_DECREF(written);
     Py_DECREF(sink);
+    /* (Asked again: the calls above may have run code that changed the class.) */
+    known = slots_known(wm);
+    if (known < 0) {
+        Py_DECREF(protocol);
+        return NULL;
+    }
     PyObject *done = known ? read_slot(protocol, wm->done_offset) : NULL;
     if (done == NULL) done = PyObject_GetAttr(protocol, str_done);
     Py_DECREF(protocol);

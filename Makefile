@@ -141,7 +141,13 @@ $(COMPILED_VENV)/.installed: pyproject.toml
 $(COMPILED_VENV)/.compiled: $(COMPILED_VENV)/.installed $(BUILD_SOURCES) $(SQUALL_SOURCES)
 	start=$$(date +%s); env -u SQUALL_NO_EXTENSIONS $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps . && \
 	  echo "== squall built and installed in $$(( $$(date +%s) - start ))s"
-	touch $@
+	@# Stamped only when the install is compiled: one that fell back to pure
+	@# Python (two builds of this tree at once share build/) is built again by
+	@# the next make, instead of being taken for the compiled build.
+	@if (cd /tmp && env -u PYTHONPATH $(abspath $(COMPILED_VENV))/bin/python -c \
+	    'import squall.speedups as s; raise SystemExit(0 if s.compiled else 1)'); then \
+	  touch $@; \
+	else echo "== the build fell back to pure Python: not stamped, the next make builds again"; fi
 
 compiled-build: $(COMPILED_VENV)/.compiled
 

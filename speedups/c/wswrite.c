@@ -156,11 +156,14 @@ static PyObject *call_method(MethodCache *cache, PyObject *name, PyObject *const
     return result;
 }
 
-/* protocol.write_message(message, binary) */
+/* protocol.write_message(message, binary), letting go of protocol (a new
+ * reference the caller hands over). */
 static PyObject *protocol_write(PyObject *protocol, PyObject *message, PyObject *binary) {
     PyObject *args[3] = {protocol, message, binary};
-    return PyObject_VectorcallMethod(str_write_message, args,
-                                     3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *result = PyObject_VectorcallMethod(str_write_message, args,
+                                                 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(protocol);
+    return result;
 }
 
 static PyObject *write_call(PyObject *callable, PyObject *const *args, size_t nargsf,
@@ -191,11 +194,8 @@ static PyObject *write_call(PyObject *callable, PyObject *const *args, size_t na
         Py_DECREF(protocol);
         goto fallback;
     }
-    if ((PyObject *)Py_TYPE(protocol) != wm->protocol_class) {
-        PyObject *result = protocol_write(protocol, message, binary);
-        Py_DECREF(protocol);
-        return result;
-    }
+    if ((PyObject *)Py_TYPE(protocol) != wm->protocol_class)
+        return protocol_write(protocol, message, binary);
     int known = slots_known(wm);
     if (known < 0) {
         Py_DECREF(protocol);
@@ -211,9 +211,7 @@ static PyObject *write_call(PyObject *callable, PyObject *const *args, size_t na
     }
     if (sink == Py_None) {
         Py_DECREF(sink);
-        PyObject *result = protocol_write(protocol, message, binary);
-        Py_DECREF(protocol);
-        return result;
+        return protocol_write(protocol, message, binary);
     }
     PyObject *conn = known ? read_slot(protocol, wm->conn_offset)
                            : PyObject_GetAttr(protocol, str_conn);
@@ -248,11 +246,7 @@ refused:
     if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) goto error_sink;
     PyErr_Clear();
     Py_DECREF(sink);
-    {
-        PyObject *result = protocol_write(protocol, message, binary);
-        Py_DECREF(protocol);
-        return result;
-    }
+    return protocol_write(protocol, message, binary);
 error_sink:
     Py_DECREF(sink);
     Py_DECREF(protocol);

@@ -66,10 +66,9 @@ _BINARY_HEADS: Final = [bytes((0x82, n)) for n in range(126)]
 # loop of write_message), has it made once, as broadcast() has, instead of
 # encoding and copying it for each (callgrind_broadcast.py, squall-loop, 2,000
 # subscribers: 2,521 -> 2,161 instructions per delivery, the floor's 1,459).
-# Matched by identity; holds
-# at most 127 bytes and the message.
-# (In a Final list: the compiled build reads a Final as a native static, a
-# plain global through the module's dict.)
+# Matched by identity; holds at most 127 bytes and the message. In a Final
+# list: the compiled build reads a Final as a native static, a plain global
+# through the module's dict.
 _LAST_SHORT: Final = [(cast(object, None), False, 0, b"")]
 # A server's close frame with a code of RFC 6455's and no reason, by code:
 # what it sends to echo a peer's close (see send_close), made once.

@@ -13,7 +13,8 @@ from squall import _ws
 from squall._wswrite import write_method
 from squall.concurrent import Future
 from squall.escape import utf8
-from squall.httputil import HTTPOutputError, ResponseStartLine, responses
+from squall.httputil import responses
+from squall.httputil._exchange import close_by_attribute
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._response import _ResponseHeaders
 from squall.web import RequestHandler
@@ -38,10 +39,6 @@ __all__ = ["WebSocketHandler"]
 
 _SAME_HOST_PREFIXES = ("http://", "https://")
 _SWITCHING = responses[101]
-_SWITCHING_LINE = ("", 101, _SWITCHING)
-# What RequestHandler.finish drops from a 1xx answer (RFC 9110 section 15.2).
-_REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
-_new_tuple = tuple.__new__
 _NOT_SUPPORTED = "Method not supported for Web Sockets"
 # The 101's constant field values (shared lists: see _write_101).
 _UPGRADE_VALUES = ["websocket"]
@@ -297,42 +294,26 @@ class WebSocketHandler(RequestHandler, _Peer):
                 cls.finish is _websocket_finish
                 and cls.flush is _websocket_flush
                 and cls._base_next
-                and cls.clear_header is _stock_clear_header
-                and not self._transforms
                 and not self._write_buffer
                 and not self._finished
                 and not self._headers_written
             ):
-                # What RequestHandler.finish() does for a bodiless 101 when
-                # the class changed none of the methods it goes through,
-                # without them: three Python calls fewer and none of the
-                # tests for bodies, Etags and lengths that a 101 skips (4%
-                # of a handshake's instructions, callgrind_handshake.py).
-                # Same order: representation headers dropped (RFC 9110
-                # section 15.2), close callback dropped, head written,
-                # exchange finished, request logged, then on_finish().
-                for name in _REPRESENTATION_HEADERS:
-                    as_list.pop(name, None)
+                # RequestHandler.finish() for a bodiless 101, when the class
+                # changed neither finish nor flush, without its tests for
+                # bodies, Etags and lengths, and with the base class's flush
+                # called directly (the class's own only adds the
+                # after-upgrade check). Same order: representation headers
+                # dropped (RFC 9110 section 15.2), close callback dropped,
+                # head written, exchange finished, request logged,
+                # on_finish().
+                self._clear_representation_headers()
                 connection = self.request.connection
                 assert connection is not None
-                try:
-                    attribute = connection.close_callback_attribute is True
-                except AttributeError:  # duck-typed (see RequestHandler.finish)
-                    attribute = False
-                if attribute:
+                if close_by_attribute(connection):
                     connection.close_callback = None
                 else:
                     connection.set_close_callback(None)
-                self._headers_written = True
-                try:
-                    connection.write_headers(
-                        _new_tuple(ResponseStartLine, _SWITCHING_LINE), headers, b""
-                    )
-                except HTTPOutputError:
-                    # As flush(): a head refused, not sent, can be answered.
-                    if not getattr(connection, "head_written", True):
-                        self._headers_written = False
-                    raise
+                RequestHandler.flush(self, True)
                 self._end_exchange(connection)
                 return
         else:
@@ -690,7 +671,6 @@ _websocket_set_header = WebSocketHandler.set_header
 _websocket_set_status = WebSocketHandler.set_status
 _websocket_finish = WebSocketHandler.finish
 _websocket_flush = WebSocketHandler.flush
-_stock_clear_header = RequestHandler.clear_header
 _stock_select_subprotocol = WebSocketHandler.select_subprotocol
 _stock_get_compression_options = WebSocketHandler.get_compression_options
 _stock_max_message_size = WebSocketHandler.__dict__["max_message_size"]

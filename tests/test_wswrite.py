@@ -153,16 +153,34 @@ def test_the_native_method_comes_out_as_the_python_one(
     assert sent(native) == sent(python)
 
 
+class Stream:
+    """A protocol's stream (what its close frame is written to): keeps what is written."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def closed(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+
 def test_a_closing_connection_refuses_as_the_python_method_does(c_module: ModuleType) -> None:
     native_cls, python_cls = handler_classes(c_module)
     results = []
     for cls in (native_cls, python_cls):
         handler = cls()
-        handler.ws_connection = protocol(sink=Sink())
-        handler.ws_connection.conn.send_close(1000)
+        sink = Sink()
+        proto = handler.ws_connection = protocol(sink=sink)
+        proto.stream = stream = Stream()
+        # What close() does first: the close frame, and no sink after it.
+        proto._send_close(1000, None)
+        assert stream.written == [b"\x88\x02\x03\xe8"]
         results.append(outcome(handler, lambda h: h.write_message("late")))
+        assert sink.written == []
     assert results[0] == results[1]
-    assert results[0][0] == "raised"
+    assert results[0][:2] == ("raised", WebSocketClosedError)
 
 
 def test_the_usual_case_writes_one_frame_and_returns_the_shared_future(
@@ -221,54 +239,125 @@ class SlotProto:
     _done: Any
 
 
-def over(c_module: ModuleType, conn: Any) -> tuple[Any, Sink]:
-    """A handler whose native write_message sends through ``conn``'s
-    send_message to a Sink (a SlotProto: the native method's own class)."""
+def over(c_module: ModuleType, sink: Any) -> Any:
+    """A handler whose native write_message writes to ``sink`` (through a
+    SlotProto: the native method's own class)."""
 
     class Handler:
         ws_connection: Any = None
         write_message = c_module.write_method(PY_WRITE, SlotProto)
 
     proto = SlotProto()
-    proto._sink = sink = Sink()
-    proto.conn = conn
+    proto._sink = sink
     proto._done = DONE
     handler = Handler()
     handler.ws_connection = proto
-    return handler, sink
+    return handler
 
 
-def test_a_method_replaced_on_the_connection_class_is_the_one_called(
+def test_a_method_replaced_on_the_transport_class_is_the_one_called(
     c_module: ModuleType,
 ) -> None:
-    class Conn:
+    written: list[bytes] = []
+
+    class Transport:
         __slots__ = ()
 
-        def send_message(self, data: str, binary: bool = False) -> bytes:
-            return b"first:" + data.encode()
+        def write(self, data: bytes) -> None:
+            written.append(b"first:" + data)
 
-    handler, sink = over(c_module, Conn())
+    handler = over(c_module, Transport())
     handler.write_message("a")
 
-    def second(self: Conn, data: str, binary: bool = False) -> bytes:
-        return b"second:" + data.encode()
+    def second(self: Transport, data: bytes) -> None:
+        written.append(b"second:" + data)
 
-    Conn.send_message = second  # type: ignore[method-assign]
+    Transport.write = second  # type: ignore[method-assign]
     handler.write_message("b")
-    assert sink.written == [b"first:a", b"second:b"]
+    assert written == [b"first:\x81\x01a", b"second:\x81\x01b"]
 
 
 def test_an_instance_attribute_hides_the_class_method(c_module: ModuleType) -> None:
-    class Conn:  # instances with a __dict__: looked up on each call
-        def send_message(self, data: Any, binary: bool = False) -> bytes:
-            return b"class"
+    written: list[str] = []
 
-    conn = Conn()
-    handler, sink = over(c_module, conn)
+    class Transport:  # instances with a __dict__: looked up on each call
+        def write(self, data: bytes) -> None:
+            written.append("class")
+
+    transport = Transport()
+    handler = over(c_module, transport)
     handler.write_message("a")
-    conn.send_message = lambda data, binary=False: b"instance"  # type: ignore[method-assign]
+    transport.write = lambda data: written.append("instance")  # type: ignore[method-assign]
     handler.write_message("b")
-    assert sink.written == [b"class", b"instance"]
+    assert written == ["class", "instance"]
+
+
+MESSAGES: list[Any] = [
+    pytest.param("", id="empty text"),
+    pytest.param("x" * 125, id="125 bytes"),
+    pytest.param("x" * 126, id="126 bytes: a 16-bit length"),
+    pytest.param(b"\x00" * 65535, id="65535 bytes"),
+    pytest.param(b"\x01" * 65536, id="65536 bytes: a 64-bit length"),
+    pytest.param("d\u00e9j\u00e0 \u2603 \U0001f600", id="text beyond ASCII"),
+    pytest.param("y" * 5000, id="over the kept size"),
+]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("message", MESSAGES)
+def test_the_frames_are_the_servers(c_module: ModuleType, message: Any, binary: bool) -> None:
+    sink = Sink()
+    handler = over(c_module, sink)
+    # Twice: made, then (when kept) the kept one.
+    assert handler.write_message(message, binary) is DONE
+    assert handler.write_message(message, binary=binary) is DONE
+    expected = _ws.server_frame(message, binary)
+    assert sink.written == [expected, expected]
+    payload = message.encode() if isinstance(message, str) else message
+    assert expected == _ws.build_frame(2 if binary else 1, payload)
+
+
+def test_the_kept_frame_is_only_for_the_same_message_and_flag(c_module: ModuleType) -> None:
+    sink = Sink()
+    handler = over(c_module, sink)
+    first = "".join(["ab", "c"])
+    second = "".join(["a", "bc"])  # equal, another object
+    handler.write_message(first)
+    handler.write_message(first, True)
+    handler.write_message(second)
+    handler.write_message("other")
+    handler.write_message(first)
+    assert sink.written == [
+        b"\x81\x03abc",
+        b"\x82\x03abc",
+        b"\x81\x03abc",
+        b"\x81\x05other",
+        b"\x81\x03abc",
+    ]
+
+
+def test_a_text_message_that_is_not_utf8_is_refused_as_in_python(c_module: ModuleType) -> None:
+    native_cls, python_cls = handler_classes(c_module)
+    results = []
+    for cls in (native_cls, python_cls):
+        handler = cls()
+        handler.ws_connection = protocol(sink=Sink())
+        results.append(outcome(handler, lambda h: h.write_message("\ud800")))
+        assert handler.ws_connection._plain.written == []
+    assert results[0] == results[1]
+    assert results[0][:2] == ("raised", UnicodeEncodeError)
+
+
+def test_the_direct_path_does_not_count(c_module: ModuleType) -> None:
+    # As with broadcast(): nothing of the connection's but the sink is read.
+    native_cls, python_cls = handler_classes(c_module)
+    for cls in (native_cls, python_cls):
+        handler = cls()
+        proto = handler.ws_connection = protocol(sink=Sink())
+        handler.write_message("hello")
+        assert proto._plain.written == [b"\x81\x05hello"]
+        assert (proto._message_bytes_out, proto._wire_bytes_out) == (0, 0)
+        # (What goes through the protocol is counted: "transport closed" above.)
 
 
 def test_it_reads_as_the_python_method(c_module: ModuleType) -> None:
@@ -348,25 +437,26 @@ def test_only_what_the_native_method_cannot_do_reaches_the_python_one(
     assert reached == [({"e": 1},), ("f",)]
 
 
-def test_a_send_that_changes_the_class_and_sends_again_completes(c_module: ModuleType) -> None:
+def test_a_write_that_changes_the_class_and_writes_again_completes(c_module: ModuleType) -> None:
     # The method called may run code that calls write_message again and
-    # changes what the native method kept (here: the connection class's
-    # send_message replaced, then used by a nested call).
-    class Conn:
+    # changes what the native method kept (here: the transport class's
+    # write replaced, then used by a nested call).
+    written: list[bytes] = []
+
+    class Transport:
         __slots__ = ()
 
-        def send_message(self, data: str, binary: bool = False) -> bytes:
-            if data == "outer":
-                Conn.send_message = later  # type: ignore[method-assign]
+        def write(self, data: bytes) -> None:
+            if data.endswith(b"outer"):
+                Transport.write = later  # type: ignore[method-assign]
                 inner.write_message("inner")
-            return b"first:" + data.encode()
+            written.append(b"first:" + data[2:])
 
-    def later(self: Conn, data: str, binary: bool = False) -> bytes:
-        return b"later:" + data.encode()
+    def later(self: Transport, data: bytes) -> None:
+        written.append(b"later:" + data[2:])
 
-    inner, inner_sink = over(c_module, Conn())
-    outer, outer_sink = over(c_module, Conn())
+    inner = over(c_module, Transport())
+    outer = over(c_module, Transport())
     assert outer.write_message("outer") is DONE
     outer.write_message("again")
-    assert inner_sink.written == [b"later:inner"]
-    assert outer_sink.written == [b"first:outer", b"later:again"]
+    assert written == [b"later:inner", b"first:outer", b"later:again"]

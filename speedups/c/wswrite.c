@@ -13,10 +13,14 @@
  *   - the message is exactly a str or bytes, passed as write_message(m),
  *     write_message(m, b) or write_message(m, binary=b);
  *   - the handler's ws_connection is exactly a protocol_class whose _sink
- *     (the transport a frame may go straight to) is set:
- *     sink.write(conn.send_message(message, binary)), then the protocol's
- *     _done; a RuntimeError from either call (a transport closed under a
- *     stream not told yet) sends through protocol.write_message instead;
+ *     (the transport a frame may go straight to: set only while the
+ *     connection is open, uncompressed and on the server side) is set:
+ *     sink.write(frame), then the protocol's _done, where frame is what
+ *     squall._ws.server_frame(message, binary) gives (made here, and kept
+ *     for the next call with the same message object, as server_frame keeps
+ *     its own; not counted in the connection's tallies, as there); a
+ *     RuntimeError from the write (a transport closed under a stream not
+ *     told yet) sends through protocol.write_message instead;
  *   - another protocol, or one without a sink: protocol.write_message(
  *     message, binary).
  *
@@ -34,6 +38,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include "structmember.h"
 
 /* A method found on a class, kept while the class's version tag holds
@@ -52,18 +58,24 @@ typedef struct {
     PyObject *fallback;
     PyObject *protocol_class;
     vectorcallfunc vectorcall;
-    /* The offsets of protocol_class's slots _sink, conn and _done (member
+    /* The offsets of protocol_class's slots _sink and _done (member
      * descriptors), valid while its version tag is slots_tag (0: unknown). */
     unsigned int slots_tag;
-    Py_ssize_t sink_offset, conn_offset, done_offset;
-    MethodCache send, write;
+    Py_ssize_t sink_offset, done_offset;
+    MethodCache write;
+    /* The frame made last, of last_message (a str or bytes: immutable,
+     * compared by identity) and last_binary; NULL for none. */
+    PyObject *last_message;
+    PyObject *last_frame;
+    int last_binary;
 } WriteMethod;
+
+/* The largest payload whose frame is kept: squall._ws.FRAME_CACHE_LIMIT. */
+#define FRAME_CACHE_LIMIT 4096
 
 static PyObject *str_ws_connection;
 static PyObject *str_sink;
-static PyObject *str_conn;
 static PyObject *str_done;
-static PyObject *str_send_message;
 static PyObject *str_write;
 static PyObject *str_write_message;
 static PyObject *str_binary;
@@ -89,13 +101,12 @@ static int slot_offset(PyObject *cls, PyObject *name, Py_ssize_t *offset) {
     return found;
 }
 
-/* Whether protocol_class's three slots may be read at their offsets; -1 on error. */
+/* Whether protocol_class's two slots may be read at their offsets; -1 on error. */
 static int slots_known(WriteMethod *wm) {
     PyTypeObject *cls = (PyTypeObject *)wm->protocol_class;
     if (wm->slots_tag != 0 && cls->tp_version_tag == wm->slots_tag) return 1;
     wm->slots_tag = 0;
     int ok = slot_offset(wm->protocol_class, str_sink, &wm->sink_offset);
-    if (ok > 0) ok = slot_offset(wm->protocol_class, str_conn, &wm->conn_offset);
     if (ok > 0) ok = slot_offset(wm->protocol_class, str_done, &wm->done_offset);
     if (ok <= 0) return ok;
     /* (The lookups gave the class a tag, if it had none.) */
@@ -156,6 +167,48 @@ static PyObject *call_method(MethodCache *cache, PyObject *name, PyObject *const
     return result;
 }
 
+/* The unmasked, uncompressed frame of a whole message (RFC 6455 section
+ * 5.2): the bytes squall._ws.server_frame gives; a new reference, or NULL
+ * with an exception (a str that is not UTF-8-encodable, a binary flag
+ * whose truth cannot be told). */
+static PyObject *message_frame(WriteMethod *wm, PyObject *message, PyObject *binary) {
+    int is_binary = PyObject_IsTrue(binary);
+    if (is_binary < 0) return NULL;
+    if (message == wm->last_message && is_binary == wm->last_binary)
+        return Py_NewRef(wm->last_frame);
+    const char *payload;
+    Py_ssize_t length;
+    if (PyUnicode_CheckExact(message)) {
+        payload = PyUnicode_AsUTF8AndSize(message, &length);
+        if (payload == NULL) return NULL;
+    } else {
+        payload = PyBytes_AS_STRING(message);
+        length = PyBytes_GET_SIZE(message);
+    }
+    Py_ssize_t head = length < 126 ? 2 : length <= 0xFFFF ? 4 : 10;
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, head + length);
+    if (frame == NULL) return NULL;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(frame);
+    out[0] = 0x80 | (is_binary ? 0x2 : 0x1); /* FIN, the message's opcode */
+    if (head == 2) {
+        out[1] = (unsigned char)length;
+    } else if (head == 4) {
+        out[1] = 126;
+        out[2] = (unsigned char)(length >> 8);
+        out[3] = (unsigned char)length;
+    } else {
+        out[1] = 127;
+        for (int i = 0; i < 8; i++) out[2 + i] = (unsigned char)((uint64_t)length >> (56 - 8 * i));
+    }
+    memcpy(out + head, payload, (size_t)length);
+    if (length <= FRAME_CACHE_LIMIT) {
+        Py_XSETREF(wm->last_message, Py_NewRef(message));
+        Py_XSETREF(wm->last_frame, Py_NewRef(frame));
+        wm->last_binary = is_binary;
+    }
+    return frame;
+}
+
 /* protocol.write_message(message, binary), letting go of protocol (a new
  * reference the caller hands over). */
 static PyObject *protocol_write(PyObject *protocol, PyObject *message, PyObject *binary) {
@@ -213,25 +266,15 @@ static PyObject *write_call(PyObject *callable, PyObject *const *args, size_t na
         Py_DECREF(sink);
         return protocol_write(protocol, message, binary);
     }
-    PyObject *conn = known ? read_slot(protocol, wm->conn_offset)
-                           : PyObject_GetAttr(protocol, str_conn);
-    if (conn == NULL) {
-        if (PyErr_Occurred()) goto error_sink;
-        Py_DECREF(sink);
-        Py_DECREF(protocol);
-        goto fallback;
-    }
-    PyObject *send_args[3] = {conn, message, binary};
-    PyObject *frame = call_method(&wm->send, str_send_message, send_args, 3);
-    Py_DECREF(conn);
-    if (frame == NULL) goto refused;
+    PyObject *frame = message_frame(wm, message, binary);
+    if (frame == NULL) goto error_sink;
     PyObject *write_args[2] = {sink, frame};
     PyObject *written = call_method(&wm->write, str_write, write_args, 2);
     Py_DECREF(frame);
     if (written == NULL) goto refused;
     Py_DECREF(written);
     Py_DECREF(sink);
-    /* (Asked again: the calls above may have run code that changed the class.) */
+    /* (Asked again: the write may have run code that changed the class.) */
     known = slots_known(wm);
     if (known < 0) {
         Py_DECREF(protocol);
@@ -264,17 +307,19 @@ static PyObject *write_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(ty
 static int write_traverse(WriteMethod *wm, visitproc visit, void *arg) {
     Py_VISIT(wm->fallback);
     Py_VISIT(wm->protocol_class);
-    Py_VISIT(wm->send.method);
     Py_VISIT(wm->write.method);
+    Py_VISIT(wm->last_message);
+    Py_VISIT(wm->last_frame);
     return 0;
 }
 
 static int write_clear(WriteMethod *wm) {
     Py_CLEAR(wm->fallback);
     Py_CLEAR(wm->protocol_class);
-    Py_CLEAR(wm->send.method);
     Py_CLEAR(wm->write.method);
-    wm->send.type = wm->write.type = NULL;
+    Py_CLEAR(wm->last_message);
+    Py_CLEAR(wm->last_frame);
+    wm->write.type = NULL;
     return 0;
 }
 
@@ -352,9 +397,10 @@ static PyObject *write_method(PyObject *Py_UNUSED(module), PyObject *const *args
     wm->protocol_class = Py_NewRef(args[1]);
     wm->vectorcall = write_call;
     wm->slots_tag = 0;
-    wm->sink_offset = wm->conn_offset = wm->done_offset = 0;
-    wm->send = (MethodCache){NULL, 0, NULL};
+    wm->sink_offset = wm->done_offset = 0;
     wm->write = (MethodCache){NULL, 0, NULL};
+    wm->last_message = wm->last_frame = NULL;
+    wm->last_binary = 0;
     PyObject_GC_Track(wm);
     return (PyObject *)wm;
 }
@@ -381,8 +427,7 @@ static int intern(PyObject **slot, const char *text) {
 
 PyMODINIT_FUNC PyInit__wswrite(void) {
     if (intern(&str_ws_connection, "ws_connection") < 0 || intern(&str_sink, "_sink") < 0 ||
-        intern(&str_conn, "conn") < 0 || intern(&str_done, "_done") < 0 ||
-        intern(&str_send_message, "send_message") < 0 || intern(&str_write, "write") < 0 ||
+        intern(&str_done, "_done") < 0 || intern(&str_write, "write") < 0 ||
         intern(&str_write_message, "write_message") < 0 || intern(&str_binary, "binary") < 0)
         return NULL;
     if (PyType_Ready(&WriteMethodType) < 0) return NULL;

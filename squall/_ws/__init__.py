@@ -28,6 +28,7 @@ the close code to send (1002, 1007 or 1009).
 
 from squall._ws._connection import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    FRAME_CACHE_LIMIT,
     CloseReceived,
     ConnectionState,
     Event,
@@ -36,6 +37,7 @@ from squall._ws._connection import (
     Pong,
     ProtocolFailed,
     WSConnection,
+    server_frame,
     server_message_frame,
 )
 from squall._ws._deflate import (
@@ -74,6 +76,7 @@ from squall._ws._mask import mask
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "FRAME_CACHE_LIMIT",
     "CloseReceived",
     "ConnectionState",
     "Event",
@@ -106,6 +109,7 @@ __all__ = [
     "parse_extensions",
     "parse_subprotocols",
     "server_accept",
+    "server_frame",
     "server_headers",
     "server_message_frame",
 ]

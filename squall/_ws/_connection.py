@@ -40,6 +40,7 @@ from squall._ws._frames import (
 from squall._ws._mask import _LOW_BYTES, _REPEAT, mask
 
 __all__ = [
+    "FRAME_CACHE_LIMIT",
     "CloseReceived",
     "ConnectionState",
     "Event",
@@ -48,6 +49,7 @@ __all__ = [
     "Pong",
     "ProtocolFailed",
     "WSConnection",
+    "server_frame",
     "server_message_frame",
 ]
 
@@ -60,16 +62,20 @@ _EARLY_CHECK_LIMIT = 65536
 # module's dict, once per message sent.)
 _TEXT_HEADS: Final = [bytes((0x81, n)) for n in range(126)]
 _BINARY_HEADS: Final = [bytes((0x82, n)) for n in range(126)]
-# The last short frame a server connection without compression made, with
-# the message (a str or bytes: immutable) and flag it was made of: a program
-# that sends one message to its subscribers, connection by connection (a
-# loop of write_message), has it made once, as broadcast() has, instead of
-# encoding and copying it for each (callgrind_broadcast.py, squall-loop, 2,000
-# subscribers: 2,521 -> 2,161 instructions per delivery, the floor's 1,459).
-# Matched by identity; holds at most 127 bytes and the message. In a Final
-# list: the compiled build reads a Final as a native static, a plain global
-# through the module's dict.
-_LAST_SHORT: Final = [(cast(object, None), False, 0, b"")]
+# The last frame server_frame made, with the message (a str or bytes:
+# immutable) and flag it was made of: a program that sends one message to
+# its subscribers, connection by connection (a loop of write_message), has
+# it made once, as broadcast() has, instead of encoding and copying it for
+# each (callgrind_broadcast.py, squall-loop, 2,000 subscribers: 2,521 ->
+# 2,161 instructions per delivery, the floor's 1,459). Matched by identity;
+# kept for messages of at most FRAME_CACHE_LIMIT bytes. In a Final list: the
+# compiled build reads a Final as a native static, a plain global through
+# the module's dict.
+_LAST_FRAME: Final = [(cast(object, None), False, b"")]
+# The largest payload whose frame server_frame keeps (the native
+# write_message of speedups/c/wswrite.c keeps its own under the same limit):
+# what is held after the last send is bounded by the message and a page.
+FRAME_CACHE_LIMIT: Final = 4096
 # A server's close frame with a code of RFC 6455's and no reason, by code:
 # what it sends to echo a peer's close (see send_close), made once.
 _SERVER_CLOSES = {
@@ -92,6 +98,23 @@ def server_message_frame(payload: bytes, binary: bool = False, compressed: bool 
     if not compressed and len(payload) < 126:
         return (_BINARY_HEADS if binary else _TEXT_HEADS)[len(payload)] + payload
     return build_frame(2 if binary else 1, payload, True, compressed)
+
+
+def server_frame(message: Union[str, bytes], binary: bool = False) -> bytes:
+    """A whole message (``str`` as UTF-8) as the one uncompressed frame a server sends.
+
+    The frame made last is reused when the same message object comes again
+    with the same flag (see _LAST_FRAME). Counts nothing: a connection's
+    tallies are `WSConnection.send_message`'s, which calls this.
+    """
+    last = _LAST_FRAME[0]
+    if last[0] is message and last[1] is binary:
+        return last[2]
+    payload = message.encode("utf-8") if isinstance(message, str) else message
+    frame = server_message_frame(payload, binary)
+    if len(payload) <= FRAME_CACHE_LIMIT and (type(message) is str or type(message) is bytes):
+        _LAST_FRAME[0] = (message, binary, frame)
+    return frame
 
 
 class ConnectionState(Enum):
@@ -580,23 +603,15 @@ class WSConnection:
         if self.close_sent:
             raise LocalProtocolError("the connection is closing: a close frame was sent")
         if self._plain_server:
-            last = _LAST_SHORT[0]
-            if last[0] is data and last[1] is binary:
-                # The message the last frame was made of (see _LAST_SHORT).
-                length = last[2]
-                self.message_bytes_out += length
-                self.wire_bytes_out += length + 2
-                return last[3]
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        length = len(payload)
-        self.message_bytes_out += length
-        if length < 126 and self._plain_server:
-            # The hot path of a server: a 2-byte header, no mask.
-            self.wire_bytes_out += length + 2
-            frame = (_BINARY_HEADS if binary else _TEXT_HEADS)[length] + payload
-            if type(data) is str or type(data) is bytes:
-                _LAST_SHORT[0] = (data, binary, length, frame)
+            # The hot path of a server: no mask, no compression.
+            frame = server_frame(data, binary)
+            size = len(frame)
+            second = frame[1]  # the payload's length, or 126 / 127: 2 or 8 more bytes of it
+            self.wire_bytes_out += size
+            self.message_bytes_out += size - (2 if second < 126 else 4 if second == 126 else 10)
             return frame
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        self.message_bytes_out += len(payload)
         opcode = 2 if binary else 1
         if self._extension is not None:
             return self._frame(opcode, self._extension.compress(payload), True, True)

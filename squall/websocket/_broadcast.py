@@ -83,8 +83,10 @@ def broadcast(
     Messages written by `broadcast` and by ``write_message`` on one
     connection keep their order. What a broadcast sends is not added to a
     connection's ``_message_bytes_out`` and ``_wire_bytes_out`` (private
-    tallies, kept for Tornado's tests of compression): updating two
-    counters per connection would cost as much as the rest of a delivery.
+    tallies, kept for Tornado's tests of compression), nor is what
+    ``write_message`` sends straight to an open connection's transport:
+    updating two counters per connection would cost as much as the rest of
+    a delivery.
     A server connection is an HTTP/1.1 one, a WebSocket over HTTP/2 (RFC
     8441), or one carried by `~squall.asgi.ASGIAdapter` (which gets the
     message queued as a ``websocket.send``, unframed). Over HTTP/2 the same

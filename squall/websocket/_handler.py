@@ -591,16 +591,17 @@ class WebSocketHandler(RequestHandler, _Peer):
             raise WebSocketClosedError()
         # The loop over subscribers that programs write: while the
         # connection has a sink (open, uncompressed, not paused, not inside
-        # its own callbacks: see WebSocketProtocol13._sink), the frame goes
-        # straight to it, as broadcast() sends it. Otherwise (or for another
-        # protocol class: a subclass's write_message, a test's mock) the
-        # protocol's write_message, which refuses it once closing.
+        # its own callbacks, no close sent or received: see
+        # WebSocketProtocol13._sink), the frame goes straight to it, as
+        # broadcast() sends it, and, as there, is not added to the
+        # connection's tallies (_message_bytes_out and _wire_bytes_out):
+        # nothing of the connection's but the sink is read. Otherwise (or
+        # for another protocol class: a subclass's write_message, a test's
+        # mock) the protocol's write_message, which refuses it once closing.
         sink = protocol._sink if type(protocol) is WebSocketProtocol13 else None
         if sink is not None and (type(message) is str or type(message) is bytes):
-            conn = protocol.conn
-            assert conn is not None  # (set before the sink)
             try:
-                sink.write(conn.send_message(message, binary))
+                sink.write(_ws.server_frame(message, binary))
                 return protocol._done
             except RuntimeError:
                 pass  # a transport closed under a stream not told yet

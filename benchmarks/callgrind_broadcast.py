@@ -307,11 +307,13 @@ def inner(cfg: dict[str, Any]) -> None:
     else:
         rounds = cfg["rounds"]
         before = bench.delivered
+        client_before = process_cpu(child.pid)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         for _ in range(rounds):
             bench.send()
             turn()
         after = resource.getrusage(resource.RUSAGE_SELF)
+        result["client_cpu"] = process_cpu(child.pid) - client_before
         result["deliveries"] = bench.delivered - before
         result["expected"] = rounds * cfg["count"]
         result["cpu"] = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
@@ -319,6 +321,12 @@ def inner(cfg: dict[str, Any]) -> None:
     child.stdin.close()  # type: ignore[union-attr]
     child.wait()
     Path(cfg["out"]).write_text(json.dumps(result))
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process, in seconds (/proc/PID/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the outer process ------------------------------------------------------------------------
@@ -404,6 +412,11 @@ def main() -> int:
     )
     figures: dict[str, list[float]] = {server: [] for server in servers}
     system: dict[str, list[float]] = {server: [] for server in servers}
+    # The client's CPU over the same rounds: on loopback a send may run the
+    # receiving side's TCP work on the sender's core or leave it to the
+    # reader (a socket it holds locked takes the segment into its backlog),
+    # so work moves between the two processes from run to run.
+    client: dict[str, list[float]] = {server: [] for server in servers}
     last: dict[str, dict[str, Any]] = {}
     for _ in range(repeat):
         for server in servers:
@@ -422,6 +435,7 @@ def main() -> int:
             figures[server].append(res["per_delivery"])
             if args.real:
                 system[server].append(res["sys"] / max(1, res["deliveries"]) * 1e6)
+                client[server].append(res["client_cpu"] / max(1, res["deliveries"]) * 1e6)
     floor: Optional[float] = None
     for server in servers:
         per = statistics.median(figures[server])
@@ -432,11 +446,19 @@ def main() -> int:
         shown = f"{per:8.2f}" if args.real else f"{per:8,.0f}"
         spread = f" [{min(figures[server]):.2f}-{max(figures[server]):.2f}]" if repeat > 1 else ""
         if args.real:
-            spread += f" (system {statistics.median(system[server]):.2f})"
+            spread += (
+                f" (system {statistics.median(system[server]):.2f},"
+                f" client {statistics.median(client[server]):.2f})"
+            )
         print(
             f"  {server:<12} {shown}{spread}  {ratio}  "
             f"({res['deliveries']:,} of {res['expected']:,} delivered, {res['loop']})"
         )
+        if args.real and repeat > 1:
+            pairs = (
+                f"{a:.2f}+{b:.2f}" for a, b in zip(figures[server], client[server], strict=True)
+            )
+            print(f"  {'':<12} runs, server+client: {' '.join(pairs)}")
         sys.stdout.flush()
     return 0
 

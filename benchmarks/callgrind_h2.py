@@ -33,7 +33,7 @@ rest of _h2protocol's data_received and flush (the stream, _h2stream, included).
 Usage:
   python benchmarks/callgrind_h2.py [--server app|asgi] [--stream h2load|varied]
                                     [--batch 16] [-n 2000]
-                                    [--profile | --total] [--json FILE]
+                                    [--profile | --total] [--json FILE] [--keep FILE]
 Installs nothing: needs valgrind (`make bench-callgrind` installs it with apt).
 """
 
@@ -335,6 +335,8 @@ def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
             raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(Path(cfg["out"]).read_text())
         incl = annotate(cg, True)
+        if cfg.get("keep"):
+            shutil.copy(cg, cfg["keep"])
     n = cfg["n"]
     result["per_request"] = (incl.get("sq_measure_b", 0) - incl.get("sq_measure_a", 0)) / n
     measured = FIRST + FIRST + n
@@ -363,6 +365,11 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="hottest functions")
     ap.add_argument("--total", action="store_true", help="the total only (one valgrind run)")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument(
+        "--keep",
+        metavar="FILE",
+        help="keep the first run's callgrind output (no probes) as FILE, for callgrind_annotate",
+    )
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
@@ -381,7 +388,7 @@ def main() -> int:
         "n": args.n,
         "probes": "none",
     }
-    total = run_one(cfg)
+    total = run_one(dict(cfg, keep=args.keep))
     per = total["per_request"]
     report: dict[str, Any] = {
         "server": args.server,

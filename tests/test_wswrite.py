@@ -13,6 +13,7 @@ installed C module is tested; in the pure run the C source is compiled here
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Optional
@@ -334,6 +335,17 @@ def test_the_kept_frame_is_only_for_the_same_message_and_flag(c_module: ModuleTy
         b"\x81\x05other",
         b"\x81\x03abc",
     ]
+
+
+def test_text_beyond_ascii_is_not_left_holding_a_utf8_copy(c_module: ModuleType) -> None:
+    # (CPython's str keeps a UTF-8 copy once asked for one through the C API;
+    # its size counts it.)
+    message = "".join(["\u00e9"] * 3000)
+    before = sys.getsizeof(message)
+    sink = Sink()
+    over(c_module, sink).write_message(message)
+    assert sink.written == [_ws.server_frame(message)]
+    assert sys.getsizeof(message) == before
 
 
 def test_a_text_message_that_is_not_utf8_is_refused_as_in_python(c_module: ModuleType) -> None:

@@ -178,16 +178,28 @@ static PyObject *message_frame(WriteMethod *wm, PyObject *message, PyObject *bin
         return Py_NewRef(wm->last_frame);
     const char *payload;
     Py_ssize_t length;
-    if (PyUnicode_CheckExact(message)) {
+    PyObject *encoded = NULL;
+    if (PyBytes_CheckExact(message)) {
+        payload = PyBytes_AS_STRING(message);
+        length = PyBytes_GET_SIZE(message);
+    } else if (PyUnicode_IS_COMPACT_ASCII(message)) {
+        /* ASCII is its own UTF-8: read in place. */
         payload = PyUnicode_AsUTF8AndSize(message, &length);
         if (payload == NULL) return NULL;
     } else {
-        payload = PyBytes_AS_STRING(message);
-        length = PyBytes_GET_SIZE(message);
+        /* Encoded into a bytes object of our own: PyUnicode_AsUTF8AndSize
+         * would keep a UTF-8 copy inside the str for as long as it lives. */
+        encoded = PyUnicode_AsUTF8String(message);
+        if (encoded == NULL) return NULL;
+        payload = PyBytes_AS_STRING(encoded);
+        length = PyBytes_GET_SIZE(encoded);
     }
     Py_ssize_t head = length < 126 ? 2 : length <= 0xFFFF ? 4 : 10;
     PyObject *frame = PyBytes_FromStringAndSize(NULL, head + length);
-    if (frame == NULL) return NULL;
+    if (frame == NULL) {
+        Py_XDECREF(encoded);
+        return NULL;
+    }
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(frame);
     out[0] = 0x80 | (is_binary ? 0x2 : 0x1); /* FIN, the message's opcode */
     if (head == 2) {
@@ -201,6 +213,7 @@ static PyObject *message_frame(WriteMethod *wm, PyObject *message, PyObject *bin
         for (int i = 0; i < 8; i++) out[2 + i] = (unsigned char)((uint64_t)length >> (56 - 8 * i));
     }
     memcpy(out + head, payload, (size_t)length);
+    Py_XDECREF(encoded);
     if (length <= FRAME_CACHE_LIMIT) {
         Py_XSETREF(wm->last_message, Py_NewRef(message));
         Py_XSETREF(wm->last_frame, Py_NewRef(frame));

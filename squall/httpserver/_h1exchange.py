@@ -120,7 +120,12 @@ class _WriteQueue:
 # the current context for each timer; _check_idle runs no application code,
 # and what it triggers later, connection_lost, gets a copy of its own), and
 # the write queue. Per loop, not global: a Context cannot be entered by two
-# threads.
+# threads. Kept on the loop itself (asyncio's and uvloop's loops take
+# attributes), so that it goes with the loop: the entry holds its loop (the
+# future's and the queue's), and in a WeakKeyDictionary, which holds values
+# strongly, no loop ever left (one per test of a suite). A loop class that
+# takes no attributes gets the dictionary, and keeps its entry.
+_SHARED_ATTR: Final = "_squall_shared"
 _per_loop: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]
 ] = weakref.WeakKeyDictionary()
@@ -142,11 +147,17 @@ def _loop_shared(
     shared = _last_shared
     if loop is _last_loop and shared is not None:
         return shared
-    shared = _per_loop.get(loop)
+    shared = getattr(loop, _SHARED_ATTR, None)
+    if shared is None:
+        shared = _per_loop.get(loop)
     if shared is None:
         future: asyncio.Future[None] = loop.create_future()
         future.set_result(None)
-        shared = _per_loop[loop] = (future, contextvars.Context(), _WriteQueue(loop))
+        shared = (future, contextvars.Context(), _WriteQueue(loop))
+        try:
+            setattr(loop, _SHARED_ATTR, shared)
+        except AttributeError:
+            _per_loop[loop] = shared
     _last_loop = loop
     _last_shared = shared
     return shared

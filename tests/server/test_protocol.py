@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import http
 import logging
 import socket
+import weakref
 from collections.abc import Iterator
 from typing import Any, Optional
 
@@ -882,6 +884,24 @@ def test_idle_connections_share_per_loop_objects(loop: asyncio.AbstractEventLoop
         c._hard_close()
     finally:
         other.close()
+
+
+def test_a_loop_that_served_connections_is_not_kept_alive(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # What one loop's connections share goes with the loop (before: kept
+    # for ever, one loop per test of a suite).
+    refs = []
+    for _ in range(3):
+        other = asyncio.new_event_loop()
+        server, proto, transport = make(other)
+        proto._hard_close()
+        other.close()
+        refs.append(weakref.ref(other))
+        del other, server, proto, transport
+    make(loop)[1]._hard_close()  # the last loop used is kept (see _loop_shared)
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
 
 
 # -- the loop's write queue: responses leave together, after the round of reads --

@@ -307,13 +307,15 @@ def inner(cfg: dict[str, Any]) -> None:
     else:
         rounds = cfg["rounds"]
         before = bench.delivered
-        client_before = process_cpu(child.pid)
+        from run import cpu_seconds  # benchmarks/run.py's (this folder is on sys.path)
+
+        client_before = cpu_seconds(child.pid)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         for _ in range(rounds):
             bench.send()
             turn()
         after = resource.getrusage(resource.RUSAGE_SELF)
-        result["client_cpu"] = process_cpu(child.pid) - client_before
+        result["client_cpu"] = cpu_seconds(child.pid) - client_before
         result["deliveries"] = bench.delivered - before
         result["expected"] = rounds * cfg["count"]
         result["cpu"] = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
@@ -321,12 +323,6 @@ def inner(cfg: dict[str, Any]) -> None:
     child.stdin.close()  # type: ignore[union-attr]
     child.wait()
     Path(cfg["out"]).write_text(json.dumps(result))
-
-
-def process_cpu(pid: int) -> float:
-    """utime + stime of a process, in seconds (/proc/PID/stat, clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the outer process ------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
     return shared
 
 
-_PYTHON_PARSERS: dict[int, PythonHeadParser] = {}
+_PYTHON_PARSERS: Final[dict[int, PythonHeadParser]] = {}
 
 
 class H1Connection(_Sender):

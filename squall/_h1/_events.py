@@ -24,6 +24,9 @@ __all__ = [
     "Sentinel",
 ]
 
+# A C variable in the compiled build (a module global is a dict lookup).
+_repeat: Final = repeat
+
 #: Header fields in arrival order, names as sent, values without surrounding OWS.
 Headers = list[tuple[str, str]]
 
@@ -83,7 +86,7 @@ def pairs_of_block(block: str | list[str]) -> Headers:
     if not block:
         return []
     lines = block.split("\r\n") if isinstance(block, str) else block
-    return [(n, v.strip(" \t")) for n, _, v in map(str.partition, lines, repeat(":"))]
+    return [(n, v.strip(" \t")) for n, _, v in map(str.partition, lines, _repeat(":"))]
 
 
 class Request:

@@ -7,7 +7,7 @@ backends see exactly the same bytes and never read past the head.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._events import Headers, Request
 from ._quick import find_request_head as _quick_find
@@ -20,10 +20,10 @@ from ._rules import parse_fields, parse_request_line, parse_status_line, request
 
 __all__ = ["HeadParser", "PythonHeadParser"]
 
-_METHODS: dict[str, str] = {
+_METHODS: Final[dict[str, str]] = {
     m: m for m in ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"]
 }
-_VERSIONS: dict[str, str] = {"HTTP/1.1": "HTTP/1.1", "HTTP/1.0": "HTTP/1.0"}
+_VERSIONS: Final[dict[str, str]] = {"HTTP/1.1": "HTTP/1.1", "HTTP/1.0": "HTTP/1.0"}
 
 ResponseHead = tuple[str, int, str, Headers]
 

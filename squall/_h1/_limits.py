@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = ["H1Limits"]
 
 # The field names, for replace() and repr; not read from __slots__, which a
 # class compiled by mypyc (the speedups build) does not keep.
-_FIELDS = (
+_FIELDS: Final = (
     "max_start_line",
     "max_header_size",
     "max_header_count",
@@ -84,4 +86,4 @@ class H1Limits:
         return f"H1Limits({inner})"
 
 
-DEFAULT_LIMITS = H1Limits()
+DEFAULT_LIMITS: Final = H1Limits()

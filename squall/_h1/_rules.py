@@ -16,6 +16,9 @@ from typing import Final, cast
 from ._errors import RemoteProtocolError
 from ._events import FIELD_NAMES, Fields, Headers, field_name
 
+# A C variable in the compiled build (a module global is a dict lookup).
+_repeat: Final = repeat
+
 # RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
 #   / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
 _TCHAR: Final = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
@@ -170,7 +173,7 @@ def parse_fields(
         text = block.decode("latin-1")
     else:
         text = buf[start:end].decode("latin-1")
-    return [(n, v.strip(" \t")) for n, _, v in map(str.partition, text.split("\r\n"), repeat(":"))]
+    return [(n, v.strip(" \t")) for n, _, v in map(str.partition, text.split("\r\n"), _repeat(":"))]
 
 
 def request_fields(
@@ -201,7 +204,7 @@ def request_fields(
         # A line without ": " (no colon at all, say) gets the key None.
         quick = {
             get(n) if c else None: [v.strip(" \t")]
-            for n, c, v in map(str.partition, lines, repeat(": "))
+            for n, c, v in map(str.partition, lines, _repeat(": "))
         }
         if len(quick) == len(lines) and None not in quick:
             return cast(Fields, quick)

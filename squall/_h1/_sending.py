@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Optional
+from typing import Final, Optional
 
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Fields
@@ -37,7 +37,7 @@ from ._writer import check_block, chunk, encode_fields, encode_lines, find_value
 __all__: list[str] = []
 
 # The status lines sent, by code: (reason, line); the usual few, bounded.
-_STATUS_LINES: dict[int, tuple[str, str]] = {}
+_STATUS_LINES: Final[dict[int, tuple[str, str]]] = {}
 
 # Content-Length, Transfer-Encoding and Connection values (None: absent).
 _FramingFields = tuple[Optional[list[str]], Optional[list[str]], Optional[list[str]]]

@@ -7,7 +7,7 @@ the server side (`squall._h2._base`), with requests out and responses in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Final, Optional, Union
 
 from squall._h2._base import (
     _END_STREAM,
@@ -23,7 +23,7 @@ from squall._h2._rules import CONNECTION_FIELDS, bad_value, good_name
 
 __all__ = ["H2ClientConnection", "Response"]
 
-_MAX_STREAM_ID = 2**31 - 1
+_MAX_STREAM_ID: Final = 2**31 - 1
 
 
 def _response_problem(

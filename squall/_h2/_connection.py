@@ -53,18 +53,18 @@ from squall._h2._state import HALF_CLOSED_REMOTE
 
 __all__ = ["PREFACE", "ErrorCode", "H2Connection"]
 
-_base64url = re.compile(r"[A-Za-z0-9_-]*=*\Z").match
+_base64url: Final = re.compile(r"[A-Za-z0-9_-]*=*\Z").match
 # Lower stream ids a client skipped, remembered to tell a stream opened out
 # of order from one already closed (RFC 9113 §5.1.1); the oldest go first.
-_SKIPPED_MAX = 16
-_REFUSALS = "more than %g refused streams a second"
+_SKIPPED_MAX: Final = 16
+_REFUSALS: Final = "more than %g refused streams a second"
 
 # At most 512 fields of up to 512 characters: a bounded memo whatever a
 # client sends.
-_KNOWN_FIELDS_MAX = 512
-_KNOWN_VALUE_MAX = 512
-_REGULAR = object()  # a plain field: passed every check, nothing more to do
-_PSEUDO = object()  # a pseudo-header field with a valid value
+_KNOWN_FIELDS_MAX: Final = 512
+_KNOWN_VALUE_MAX: Final = 512
+_REGULAR: Final = object()  # a plain field: passed every check, nothing more to do
+_PSEUDO: Final = object()  # a pseudo-header field with a valid value
 
 # Rendered response heads (see `H2Connection.encode_rendered_head`) are
 # encoded line by line. Their names recur whatever the values: each maps to

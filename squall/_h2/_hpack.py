@@ -18,6 +18,7 @@ import from the code lengths, and memoized.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 __all__ = [
     "Decoder",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 # RFC 7541 Appendix A, in order (index = position + 1).
-_STATIC: tuple[tuple[bytes, bytes], ...] = (
+_STATIC: Final[tuple[tuple[bytes, bytes], ...]] = (
     (b":authority", b""),
     (b":method", b"GET"),
     (b":method", b"POST"),
@@ -95,17 +96,19 @@ _STATIC: tuple[tuple[bytes, bytes], ...] = (
     (b"www-authenticate", b""),
 )
 
-_FULL: dict[tuple[bytes, bytes], int] = {
+_FULL: Final[dict[tuple[bytes, bytes], int]] = {
     (name, value): index for index, (name, value) in enumerate(_STATIC, 1) if value
 }
 # The first index of each name (a name may have several entries).
-_NAMES: dict[bytes, int] = {_STATIC[index - 1][0]: index for index in range(len(_STATIC), 0, -1)}
+_NAMES: Final[dict[bytes, int]] = {
+    _STATIC[index - 1][0]: index for index in range(len(_STATIC), 0, -1)
+}
 
 # Bounds the memo: header values such as Date and Etag keep changing.
-_MEMO_MAX = 4096
+_MEMO_MAX: Final = 4096
 # Only short fields are memoized, so that the memo's memory stays small
 # (a few hundred KB at most) whatever fields come and go.
-_MEMO_FIELD_MAX = 256
+_MEMO_FIELD_MAX: Final = 256
 
 
 def _integer(value: int, prefix_bits: int, first: int) -> bytes:
@@ -181,7 +184,7 @@ class StatelessEncoder:
         return b"".join(parts)
 
 
-_STATUS = {code: _field(b":status", str(code).encode("ascii")) for code in range(100, 600)}
+_STATUS: Final = {code: _field(b":status", str(code).encode("ascii")) for code in range(100, 600)}
 
 
 def encoded_status(status: int) -> bytes:
@@ -196,7 +199,7 @@ def encoded_field(name: bytes, value: bytes) -> bytes:
 
 #: What `literal_name` returns for a name with a value in the static table:
 #: its fields go through `encoded_field`.
-_FULL_INDEX = b"\x00full"
+_FULL_INDEX: Final = b"\x00full"
 
 
 def literal_name(name: bytes) -> bytes:
@@ -228,17 +231,17 @@ class HeaderListTooLarge(DecodingError):
     """The decoded header list is over the limit (RFC 9113 §6.5.2 counting)."""
 
 
-_STATIC_TEXT: tuple[tuple[str, str], ...] = tuple(
+_STATIC_TEXT: Final[tuple[tuple[str, str], ...]] = tuple(
     (name.decode("latin-1"), value.decode("latin-1")) for name, value in _STATIC
 )
-_ENTRY_OVERHEAD = 32  # RFC 7541 §4.1
-_MAX_INTEGER = 1 << 32  # far above any table or string size we accept
+_ENTRY_OVERHEAD: Final = 32  # RFC 7541 §4.1
+_MAX_INTEGER: Final = 1 << 32  # far above any table or string size we accept
 
 
 # RFC 7541 Appendix B, the "len in bits" column: the code length of each
 # symbol 0-255 and EOS (256), one base-32 digit each. The code is canonical
 # (shorter codes first, then by symbol), so the lengths give the codes.
-_CODE_LENGTHS = (
+_CODE_LENGTHS: Final = (
     "dnsssssssoussussssssssusssssssss6aacd68baa8b8666555666666678f6ca"
     "d67777777777777777777777878djde6f56565666577666567655677777fbeds"
     "kmkkmmmnmnnnnnonoomnonnnnlmnmnnomlkmmnnlnmmolmnnllmlnmnnkmmmnmmn"
@@ -317,14 +320,17 @@ def _huffman_tables() -> tuple[list[int], list[int], list[bool]]:
     return next_state, emitted, accept
 
 
-_H_NEXT, _H_SYMBOL, _H_ACCEPT = _huffman_tables()
-_HUFFMAN_MEMO_MAX = 1024
+_H_TABLES: Final = _huffman_tables()
+_H_NEXT: Final = _H_TABLES[0]
+_H_SYMBOL: Final = _H_TABLES[1]
+_H_ACCEPT: Final = _H_TABLES[2]
+_HUFFMAN_MEMO_MAX: Final = 1024
 
 # The byte-at-a-time machine, composed from the nibble one on first use
 # (64 K entries, a few tens of milliseconds): half the steps per byte, and
 # no check per step: a wrong code falls into the dead state, which only
 # leads to itself and is looked at once, at the end.
-_byte_tables: list[tuple[list[int], list[bytes], int]] = []
+_byte_tables: Final[list[tuple[list[int], list[bytes], int]]] = []
 
 
 def _byte_machine() -> tuple[list[int], list[bytes], int]:

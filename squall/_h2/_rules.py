@@ -26,16 +26,16 @@ __all__ = [
 #: Fields that name the connection, not the message: forbidden in HTTP/2
 #: (RFC 9113 §8.2.2), dropped from responses written for HTTP/1.1. ``te``
 #: is allowed with the value ``trailers`` only.
-CONNECTION_FIELDS = frozenset(
+CONNECTION_FIELDS: Final = frozenset(
     ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 )
 
 #: RFC 9113 §8.2.1: a field name is a lowercase token.
-good_name = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]+\Z").match
+good_name: Final = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]+\Z").match
 #: RFC 9110 §9.1: a method is a token.
-good_method = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+good_method: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
 #: RFC 3986 §3.1: a scheme.
-good_scheme = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z").match
+good_scheme: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z").match
 
 
 def bad_value(value: str) -> bool:
@@ -52,7 +52,7 @@ def bad_value(value: str) -> bool:
 
 # RFC 9110 §6.5.1: fields that framing, routing or the head depend on may
 # not be trailers; with HTTP/2's own connection-specific ones (§8.2.2).
-TRAILER_FORBIDDEN = CONNECTION_FIELDS | frozenset(
+TRAILER_FORBIDDEN: Final = CONNECTION_FIELDS | frozenset(
     (
         "te",
         "content-length",
@@ -76,8 +76,8 @@ def _octets(value: str) -> bytes:
 
 # Response field names as HTTP/2 sends them (lowercase octets), b"" for the
 # connection-specific ones: a recurring name costs one dict lookup. Bounded.
-_wire_names: dict[str, bytes] = {}
-_WIRE_NAMES_MAX = 512
+_wire_names: Final[dict[str, bytes]] = {}
+_WIRE_NAMES_MAX: Final = 512
 
 
 def _wire_name(name: str) -> bytes:

@@ -29,7 +29,7 @@ and a transition to ``CLOSED`` is where it is forgotten.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 __all__ = [
     "CLOSED",
@@ -63,19 +63,24 @@ class State:
         return self.name
 
 
-IDLE = State("idle", False, False)
-OPEN = State("open", True, True)
-HALF_CLOSED_LOCAL = State("half-closed (local)", True, False)
-HALF_CLOSED_REMOTE = State("half-closed (remote)", False, True)
-CLOSED = State("closed", False, False)
+IDLE: Final = State("idle", False, False)
+OPEN: Final = State("open", True, True)
+HALF_CLOSED_LOCAL: Final = State("half-closed (local)", True, False)
+HALF_CLOSED_REMOTE: Final = State("half-closed (remote)", False, True)
+CLOSED: Final = State("closed", False, False)
 
 # What moves a stream (the edges of the figure in RFC 9113 §5.1).
-SEND_HEADERS, RECV_HEADERS, SEND_END, RECV_END, SEND_RESET, RECV_RESET = range(6)
+SEND_HEADERS: Final = 0
+RECV_HEADERS: Final = 1
+SEND_END: Final = 2
+RECV_END: Final = 3
+SEND_RESET: Final = 4
+RECV_RESET: Final = 5
 
 #: (state, event) -> next state. A pair that is not here is not allowed:
 #: the caller decides whether that is a stream or a connection error
 #: (§5.1 says which, frame by frame).
-TRANSITIONS: dict[tuple[State, int], State] = {
+TRANSITIONS: Final[dict[tuple[State, int], State]] = {
     # idle: HEADERS opens the stream, whichever side sends them.
     (IDLE, SEND_HEADERS): OPEN,
     (IDLE, RECV_HEADERS): OPEN,

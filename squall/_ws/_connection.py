@@ -53,9 +53,9 @@ __all__ = [
     "server_message_frame",
 ]
 
-DEFAULT_MAX_MESSAGE_SIZE = 10 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_SIZE: Final = 10 * 1024 * 1024
 # Text frames up to this size are checked for UTF-8 while they arrive.
-_EARLY_CHECK_LIMIT = 65536
+_EARLY_CHECK_LIMIT: Final = 65536
 
 # The 2-byte headers of a server's unfragmented, uncompressed frames under 126 bytes.
 # (Final: the compiled build reads them as native statics, not through the
@@ -78,7 +78,7 @@ _LAST_FRAME: Final = [(cast(object, None), False, b"")]
 FRAME_CACHE_LIMIT: Final = 4096
 # A server's close frame with a code of RFC 6455's and no reason, by code:
 # what it sends to echo a peer's close (see send_close), made once.
-_SERVER_CLOSES = {
+_SERVER_CLOSES: Final = {
     code: build_frame(0x8, build_close_payload(code, None)) for code in _VALID_CLOSE_CODES
 }
 
@@ -240,7 +240,7 @@ class _MessageReader(FrameParser):
 
 # What a connection holds before its first read (see receive_data): never
 # fed; its counts stay 0.
-_NO_PARSER = _MessageReader(masked=True)
+_NO_PARSER: Final = _MessageReader(masked=True)
 
 
 class WSConnection:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Final, Optional
 
 from squall._ws._errors import HandshakeError, RemoteProtocolError
 
@@ -29,12 +29,12 @@ __all__ = [
     "server_accept",
 ]
 
-NAME = "permessage-deflate"
-_TAIL = b"\x00\x00\xff\xff"
-_TOKEN_CHARS = frozenset(
+NAME: Final = "permessage-deflate"
+_TAIL: Final = b"\x00\x00\xff\xff"
+_TOKEN_CHARS: Final = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
-_KNOWN_OPTIONS = frozenset(
+_KNOWN_OPTIONS: Final = frozenset(
     (
         "compression_level",
         "mem_level",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from enum import IntEnum
-from typing import Optional
+from typing import Final, Optional
 
 from squall._ws._errors import LocalProtocolError, RemoteProtocolError
 from squall._ws._mask import mask
@@ -38,16 +38,16 @@ class Opcode(IntEnum):
     PONG = 0xA
 
 
-CONTROL_OPCODES = frozenset((0x8, 0x9, 0xA))
-_KNOWN_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
-_UNPACK_16 = struct.Struct("!H").unpack_from
-_UNPACK_64 = struct.Struct("!Q").unpack_from
-_PACK_16 = struct.Struct("!BBH").pack
-_PACK_64 = struct.Struct("!BBQ").pack
+CONTROL_OPCODES: Final = frozenset((0x8, 0x9, 0xA))
+_KNOWN_OPCODES: Final = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
+_UNPACK_16: Final = struct.Struct("!H").unpack_from
+_UNPACK_64: Final = struct.Struct("!Q").unpack_from
+_PACK_16: Final = struct.Struct("!BBH").pack
+_PACK_64: Final = struct.Struct("!BBQ").pack
 
 # RFC 6455 section 7.4.1 and the IANA registry: codes a peer may put on the
 # wire. 1004 is reserved; 1005, 1006 and 1015 are for reporting only.
-_VALID_CLOSE_CODES = frozenset(
+_VALID_CLOSE_CODES: Final = frozenset(
     (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
 )
 
@@ -86,7 +86,7 @@ class Frame:
 
 # The buffer of every parser with nothing buffered: never written to (feed
 # replaces it), so that an idle connection's parser holds no buffer of its own.
-_EMPTY_BUFFER = bytearray()
+_EMPTY_BUFFER: Final = bytearray()
 
 
 class FrameParser:

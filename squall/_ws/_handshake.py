@@ -13,7 +13,7 @@ import hashlib
 import importlib
 import os
 from collections.abc import Callable
-from typing import Any, Optional, Protocol
+from typing import Any, Final, Optional, Protocol
 
 from squall._ws._errors import HandshakeError
 
@@ -30,8 +30,8 @@ __all__ = [
     "server_headers",
 ]
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-VERSION = "13"
+GUID: Final = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+VERSION: Final = "13"
 
 
 class Headers(Protocol):

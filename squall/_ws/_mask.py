@@ -12,19 +12,21 @@ Two strategies, chosen by size (measured on CPython 3.11):
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = ["mask"]
 
 # For payloads of n < 126 bytes (every control frame, most messages): a 1
 # every 32 bits over n bytes (rounded up to whole keys), and n bytes of
 # ones: the key, as a little-endian int, times the first repeats it over
 # the payload, in one multiplication.
-_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(126)]
-_LOW_BYTES = [(1 << (8 * n)) - 1 for n in range(126)]
-_IDENTITY = int.from_bytes(bytes(range(256)), "big")
-_INT_LIMIT = 4096
+_REPEAT: Final = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(126)]
+_LOW_BYTES: Final = [(1 << (8 * n)) - 1 for n in range(126)]
+_IDENTITY: Final = int.from_bytes(bytes(range(256)), "big")
+_INT_LIMIT: Final = 4096
 # The translation table of each key byte, made when first needed (64 KiB at
 # most): building four per large frame cost more than masking 1 KiB.
-_TABLES: list[bytes] = []
+_TABLES: Final[list[bytes]] = []
 
 
 def _table(byte: int) -> bytes:

@@ -57,6 +57,9 @@ __all__: list[str] = []  # private to the ASGI server
 
 # Request body bytes held for an application that is not receiving.
 _BODY_HIGH_WATER: Final = 64 * 1024
+# C variables in the compiled build (a module global is a dict lookup).
+_resolve: Final = resolve
+_start: Final = start
 
 _DISCONNECT: Final[dict[str, Any]] = {"type": "http.disconnect"}
 
@@ -257,7 +260,7 @@ class _HTTPCycle(HTTPMessageDelegate):
             server.lifespan.state,
             server._proxy,
         )
-        task = self._task = start(self._loop, self._run_app(scope))
+        task = self._task = _start(self._loop, self._run_app(scope))
         if task is not None:
             # Suspended: it runs on in a Task (see _eager), which
             # takes itself out of `tasks` as it ends. Only now can the
@@ -301,16 +304,16 @@ class _HTTPCycle(HTTPMessageDelegate):
     def _wake(self) -> None:
         waiter = self._waiter
         self._waiter = None
-        resolve(waiter)
+        _resolve(waiter)
 
     def _release(self) -> None:
         """Let the driver go on: the application no longer waits for the body."""
         gate = self._gate
         self._gate = None
-        resolve(gate)
+        _resolve(gate)
         drain = self._drain
         self._drain = None
-        resolve(drain)
+        _resolve(drain)
 
     # -- the application's side ------------------------------------------------------
 
@@ -318,7 +321,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         """The next ``http.request`` piece, or ``http.disconnect``."""
         gate = self._gate
         self._gate = None
-        resolve(gate)
+        _resolve(gate)
         while True:
             chunks = self._chunks
             if chunks:
@@ -327,7 +330,7 @@ class _HTTPCycle(HTTPMessageDelegate):
                 self._buffered = 0
                 drain = self._drain
                 self._drain = None
-                resolve(drain)
+                _resolve(drain)
                 more = not self._body_done
                 self._final_sent = not more
                 return {"type": "http.request", "body": body, "more_body": more}

@@ -41,7 +41,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Optional
 
-from squall.httputil import HTTPHeaders, HTTPInputError
+from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.httputil._exchange import DONE
 from squall.httputil._kit import _check_host, _GzipMessageDelegate
 from squall.log import app_log
@@ -66,18 +66,30 @@ __all__ = [
     "hold",
     "decompressing",
     "known_host",
+    "request_line",
     "sort_outcome",
     "unblocked",
     "wait_on",
     "wrap_fields",
 ]
 
+# C variables in the compiled build (a module global is a dict lookup).
 _new_object: Final[Any] = object.__new__
+_new_tuple: Final[Any] = tuple.__new__
+_HTTPHeaders: Final = HTTPHeaders
+_RequestStartLine: Final = RequestStartLine
 
 # What a delegate's awaitable ended with (`sort_outcome`).
 FINISHED: Final = 0  # it finished: hand on the next event
 BAD_REQUEST: Final = 1  # HTTPInputError: the request is at fault, answered 400
 APP_ERROR: Final = 2  # anything else, cancelled included: logged; the exchange is aborted
+
+
+def request_line(method: str, target: str, version: str) -> RequestStartLine:
+    """A request's start line, as every server driver makes one per request:
+    ``tuple.__new__``, past the namedtuple's Python-level constructor."""
+    line: RequestStartLine = _new_tuple(_RequestStartLine, (method, target, version))
+    return line
 
 
 def wrap_fields(fields: dict[str, list[str]]) -> HTTPHeaders:
@@ -88,7 +100,7 @@ def wrap_fields(fields: dict[str, list[str]]) -> HTTPHeaders:
     drivers make one per request (measured with callgrind: see the
     CHANGELOG entry that added this).
     """
-    headers: Any = _new_object(HTTPHeaders)
+    headers: Any = _new_object(_HTTPHeaders)
     headers._as_list = fields
     wrapped: HTTPHeaders = headers
     return wrapped

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []  # private to the driver
 
+# A C variable in the compiled build (a module global is a dict lookup).
+_ResponseHeadersType: Final = _ResponseHeaders
+
 # -- connection state -------------------------------------------------------------
 #
 # ``_HTTPProtocol._state`` is one of these, in this order; HTTP processing
@@ -126,8 +129,10 @@ class _WriteQueue:
 # strongly, no loop ever left (one per test of a suite). A loop class that
 # takes no attributes gets the dictionary, and keeps its entry.
 _SHARED_ATTR: Final = "_squall_shared"
-_per_loop: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]
+_per_loop: Final[
+    weakref.WeakKeyDictionary[
+        asyncio.AbstractEventLoop, tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]
+    ]
 ] = weakref.WeakKeyDictionary()
 
 
@@ -213,7 +218,7 @@ class _RequestConnection(Exchange):
         # A ResponseStartLine (not asserted: isinstance() costs a call).
         code: int = start_line[1]  # type: ignore[assignment]
         # A handler's headers hold checked str values only.
-        checked = type(headers) is _ResponseHeaders and not headers._unchecked
+        checked = type(headers) is _ResponseHeadersType and not headers._unchecked
         try:
             data = p._h1.send_fields(
                 code,

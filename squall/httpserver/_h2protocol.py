@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Optional, cast
+from typing import TYPE_CHECKING, Final, Optional, cast
 
 from squall._h1 import Request as H1Request
 from squall._h2 import (
@@ -66,6 +66,7 @@ from squall.httpserver._flow import (
     hold,
     hold_if_busy,
     known_host,
+    request_line,
     unblocked,
     wait_on,
     wrap_fields,
@@ -89,14 +90,16 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []  # private to the driver
 
-_new_tuple = tuple.__new__
-_VERSION = "HTTP/2.0"
+# Final: the compiled build reads these as C variables, not through the
+# module's dict (a lookup each per request).
+_VERSION: Final = "HTTP/2.0"
+_names: Final = _NAME_CACHE
 # Seconds a connection closed for a protocol error keeps reading (and
 # dropping) the client's bytes so that the GOAWAY reaches it.
-_LINGER = 1.0
+_LINGER: Final = 1.0
 
 # Fields of an HTTP/1.1 upgrade request that belong to the upgrade itself.
-_UPGRADE_FIELDS = frozenset(("connection", "upgrade", "http2-settings", "keep-alive"))
+_UPGRADE_FIELDS: Final = frozenset(("connection", "upgrade", "http2-settings", "keep-alive"))
 
 
 class _H2Protocol(asyncio.Protocol):
@@ -397,11 +400,11 @@ class _H2Protocol(asyncio.Protocol):
             # host check refuses them as it does over HTTP/1.1.
             rest = [f for f in fields if f[0] != "host"]
             fields = [("host", authority)] + (rest if len(fields) - len(rest) < 2 else fields)
-        start_line = _new_tuple(RequestStartLine, (event.method, event.target, _VERSION))
+        start_line = request_line(event.method, event.target, _VERSION)
         # HTTPHeaders._from_pairs's loop, here where it is compiled: the
         # core checked every field already.
         as_list: dict[str, list[str]] = {}
-        names = _NAME_CACHE
+        names = _names
         for field in fields:
             name = field[0]
             norm = names.get(name)
@@ -418,7 +421,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def _on_upgrade_request(self, req: H1Request) -> None:
         fields = [(n, v) for n, v in req.headers if n.lower() not in _UPGRADE_FIELDS]
-        start_line = _new_tuple(RequestStartLine, (req.method, req.target, _VERSION))
+        start_line = request_line(req.method, req.target, _VERSION)
         headers = HTTPHeaders._from_pairs(fields)
         # Its body came over HTTP/1.1 whole: no 100 (Continue) to wait for.
         declared = content_length(headers._as_list.get("Content-Length"))

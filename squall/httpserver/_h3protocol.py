@@ -58,7 +58,7 @@ from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
 from squall.httpserver._muxstream import stream_census
-from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
+from squall.httputil import HTTPHeaders, HTTPInputError
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
@@ -75,7 +75,6 @@ _MAX_BODY_SIZE = 100 * 1024 * 1024
 _DEFAULT_MAX_STREAMS = 100
 # Unacknowledged bytes a stream's send buffer may hold before its writes wait.
 _HIGH_WATER = 256 * 1024
-_new_tuple = tuple.__new__
 
 
 def quic_configuration(options: Any, idle_timeout: float) -> QuicConfiguration:
@@ -343,7 +342,7 @@ class _H3Protocol(QuicConnectionProtocol):
             if len(fields) - len(rest) < 2:
                 fields = [("host", authority), *rest]
         headers = HTTPHeaders._from_pairs(fields)
-        start_line = _new_tuple(RequestStartLine, (method, path, _VERSION))
+        start_line = flow.request_line(method, path, _VERSION)
         try:
             self._good_host = flow.known_host(headers, self._good_host, _VERSION)
         except HTTPInputError as exc:

@@ -41,6 +41,7 @@ from squall.httpserver._flow import (
     ReadFlow,
     checked_host,
     deliver,
+    request_line,
     sort_outcome,
     wait_on,
     wrap_fields,
@@ -69,7 +70,6 @@ from squall.httputil import (
     HTTPConnection,
     HTTPInputError,
     HTTPMessageDelegate,
-    RequestStartLine,
 )
 from squall.httputil._exchange import DONE, IDLE
 from squall.httputil._kit import (
@@ -88,10 +88,9 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []  # private to the driver
 
-_new_tuple = tuple.__new__
 
 # Pipelined bytes held while a response is in progress before reading pauses.
-_PIPELINE_HIGH_WATER = 256 * 1024
+_PIPELINE_HIGH_WATER: Final = 256 * 1024
 
 # Queued output past this size is written at once (outside data_received,
 # see _send), or holds the next pipelined request back (inside, _process):
@@ -472,8 +471,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._writes.add(self)
 
     def _on_request(self, event: Request) -> None:
-        # tuple.__new__ skips the namedtuple's Python-level constructor.
-        start_line = _new_tuple(RequestStartLine, (event.method, event.target, event.version))
+        start_line = request_line(event.method, event.target, event.version)
         fields = event.fields
         headers = wrap_fields(fields)
         hosts = fields.get("Host")

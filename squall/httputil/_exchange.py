@@ -94,6 +94,8 @@ def close_by_attribute(connection: Any) -> bool:
 
 # Not Final: tests count its calls (see loop_of).
 _get_running_loop = asyncio.get_running_loop
+# A C variable in the compiled build (a module global is a dict lookup).
+_ResponseStartLine: Final = ResponseStartLine
 
 
 def loop_of(connection: object) -> asyncio.AbstractEventLoop:
@@ -236,7 +238,7 @@ class Exchange(HTTPConnection):
             return closed_future()
         if phase != IDLE:
             raise HTTPOutputError("the response has already started: its head was already written")
-        assert isinstance(start_line, ResponseStartLine)
+        assert isinstance(start_line, _ResponseStartLine)
         code = start_line.code
         lengths = headers._as_list.get("Content-Length")
         if lengths is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Final, Optional, Union
 
 from squall._compiled import mypyc_attr
 from squall.httputil import _forms
@@ -30,8 +30,11 @@ __all__ = ["HTTPServerRequest"]
 # already while it does): its _DEFAULT_PARSE_BODY_CONFIG is read when a
 # request is built, from the dict (a module's namespace is one dict for its
 # life; a dict read costs less than an attribute lookup on the module).
-_PACKAGE = "squall.httputil"
-_package_namespace: dict[str, Any] = sys.modules[_PACKAGE].__dict__
+_PACKAGE: Final = "squall.httputil"
+# Final: C variables in the compiled build, read without a lookup in the
+# module's dict.
+_package_namespace: Final[dict[str, Any]] = sys.modules[_PACKAGE].__dict__
+_HTTPHeaders: Final = HTTPHeaders
 
 
 # Applications subclass it (and may override any method): compiled, it must
@@ -179,7 +182,7 @@ class HTTPServerRequest(_OpenAttributes):
             self.remote_ip = getattr(context, "remote_ip", None)
             self.protocol = getattr(context, "protocol", "http")
         if not host:
-            if type(headers) is HTTPHeaders:
+            if type(headers) is _HTTPHeaders:
                 # The stock headers are read through their dict: no calls.
                 hosts = headers._as_list.get("Host")
                 if hosts:

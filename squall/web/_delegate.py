@@ -33,18 +33,26 @@ __all__: list[str] = []
 _CoroutineType: Final = types.CoroutineType
 _eager_start: Final = _eager.start
 
+
 # Filled in by squall.web.application (see _bind): Application's own
 # find_handler (an application whose class answers with any other, an
 # override or a wrapper a profiler or a test put on Application, routes
 # everything through it), the application's router class, the router of last
-# resort, and the debug template reset.
-_stock_find_handler: Any = None
-_router_class: Any = None
-_route_fallback: Any = None
-_clear_template_loaders: Any = None
-# RequestHandler._execute's code: a coroutine running it handles its own
-# errors (see _surface_error).
-_stock_execute_code: Any = None
+# resort, the debug template reset, and RequestHandler._execute's code (a
+# coroutine running it handles its own errors, see _surface_error). Fields of
+# one object held in a Final: a module global that _bind assigned would be
+# read through the module's dict (two or three lookups per request), a
+# compiled class's field is read directly.
+class _Bound:
+    stock_find_handler: Any = None
+    router_class: Any = None
+    route_fallback: Any = None
+    clear_template_loaders: Any = None
+    stock_execute_code: Any = None
+
+
+_bound: Final = _Bound()
+_RequestStartLine: Final = RequestStartLine
 
 
 def _bind(
@@ -54,13 +62,12 @@ def _bind(
     clear_template_loaders: Callable[[], None],
     stock_execute_code: Any,
 ) -> None:
-    global _stock_find_handler, _router_class, _route_fallback, _clear_template_loaders
-    global _stock_execute_code
-    _stock_find_handler = stock_find_handler
-    _router_class = router_class
-    _route_fallback = route_fallback
-    _clear_template_loaders = clear_template_loaders
-    _stock_execute_code = stock_execute_code
+    bound = _bound
+    bound.stock_find_handler = stock_find_handler
+    bound.router_class = router_class
+    bound.route_fallback = route_fallback
+    bound.clear_template_loaders = clear_template_loaders
+    bound.stock_execute_code = stock_execute_code
 
 
 class _HandlerDelegate(HTTPMessageDelegate):
@@ -116,7 +123,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
     ) -> Optional[Awaitable[None]]:
         request = self.request
         if request is None:
-            assert isinstance(start_line, RequestStartLine)
+            assert isinstance(start_line, _RequestStartLine)
             request = HTTPServerRequest(
                 None,
                 None,
@@ -134,8 +141,8 @@ class _HandlerDelegate(HTTPMessageDelegate):
             router = app.wildcard_router
             hit: Any = None
             if (
-                type(app).find_handler is _stock_find_handler
-                and type(router) is _router_class
+                type(app).find_handler is _bound.stock_find_handler
+                and type(router) is _bound.router_class
                 and len(app.default_router._rules) == 1
             ):
                 if router._rules.stale:
@@ -147,7 +154,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 self.handler_class = hit[0]
                 self.handler_kwargs = hit[1]
                 return None
-            delegate: HTTPMessageDelegate = _route_fallback(app, request, self.request_conn)
+            delegate: HTTPMessageDelegate = _bound.route_fallback(app, request, self.request_conn)
             self.delegate = delegate
             return delegate.headers_received(start_line, headers)
         if self.stream_request_body:
@@ -213,7 +220,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # here, not in a helper: most applications have some settings,
             # and a call per request costs more than the two lookups).
             if not settings.get("compiled_template_cache", True):
-                _clear_template_loaders()
+                _bound.clear_template_loaders()
             if settings.get("static_hash_cache", True) is False:
                 from squall.web.static import StaticFileHandler
 
@@ -259,7 +266,10 @@ class _HandlerDelegate(HTTPMessageDelegate):
             task = asyncio.ensure_future(running)
         if task is not None:
             # The Task's end is looked at unless it runs the stock _execute.
-            if type(running) is not _CoroutineType or running.cr_code is not _stock_execute_code:
+            if (
+                type(running) is not _CoroutineType
+                or running.cr_code is not _bound.stock_execute_code
+            ):
                 task.add_done_callback(_surface_error)
             handler._watch_close()
         elif not handler._finished:

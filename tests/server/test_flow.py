@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from squall.httpserver._flow import ReadFlow
+from squall.httpserver._flow import ReadFlow, request_line
+from squall.httputil import RequestStartLine
 
 
 class _Transport:
@@ -263,6 +264,16 @@ def test_the_three_drivers_read_through_one_path() -> None:
         assert "checked_host(headers" in source or "known_host(headers" in source, name
         assert "delegate.data_received(" not in source, name
         assert "_check_host(" not in source, name
+        # The start line too: one constructor, not a tuple.__new__ each.
+        assert "request_line(" in source, name
+        assert "tuple.__new__" not in source, name
+
+
+def test_request_line_is_the_namedtuple_the_delegates_are_given() -> None:
+    line = request_line("GET", "/a?b=c", "HTTP/2.0")
+    assert type(line) is RequestStartLine
+    assert line == RequestStartLine("GET", "/a?b=c", "HTTP/2.0")
+    assert (line.method, line.path, line.version) == ("GET", "/a?b=c", "HTTP/2.0")
 
 
 def test_http2_and_http3_streams_share_one_base() -> None:

@@ -27,6 +27,7 @@ from typing import Final, NoReturn, Optional
 
 from squall._h2._errors import LocalProtocolError, RemoteProtocolError
 from squall._h2._events import Data, Drained, EndOfStream, Event, Fields, GoAway, StreamReset
+from squall._h2._framing import frame
 from squall._h2._hpack import Decoder, DecodingError, HeaderListTooLarge, StatelessEncoder
 from squall._h2._limits import H2Limits
 from squall._h2._state import CLOSED, OPEN
@@ -82,18 +83,13 @@ _MAX_WINDOW: Final = 2**31 - 1
 _DEFAULT_WINDOW: Final = 65535
 
 
-# A frame header: the 24-bit length and the type in one 32-bit word, then
-# flags and stream (three values to pack where five cost two more).
-_frame_head: Final = struct.Struct(">LBL").pack
+# Every frame's bytes (a C function in the compiled build, read from a C
+# variable there).
+_frame: Final = frame
 _u32: Final = struct.Struct(">L")
 _settings_entry: Final = struct.Struct(">HL")
 # A block cut short can also index past its end.
 _HPACK_ERRORS: Final = (DecodingError, IndexError)
-
-
-def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    n = len(payload)
-    return _frame_head(n << 8 | kind, flags, stream_id) + payload
 
 
 def _goaway(last: int, code: int, message: str) -> bytes:

@@ -1,0 +1,40 @@
+"""An HTTP/2 frame (RFC 9113 section 4.1): its 9-octet header and its payload, in one bytes.
+
+Every frame a `squall._h2` connection sends is made by `frame`, two per
+response at the least (HEADERS, DATA). In the compiled build the C module
+speedups/c/h2frame.c replaces this one: the same function, giving the same
+bytes for the same arguments and refusing the same ones with the same
+exception, in one allocation where this packs the header and concatenates.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+__all__ = ["frame"]
+
+# The 24-bit length and the type in one 32-bit word, the flags, the stream
+# (its reserved bit included: the caller's to keep clear).
+_HEAD: Final = struct.Struct(">LBL").pack
+_PAYLOAD_MAX: Final = 0xFFFFFF
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    """The frame of type ``kind`` with ``flags`` on ``stream_id``, carrying ``payload``.
+
+    Raises:
+        TypeError: ``kind``, ``flags`` or ``stream_id`` is not an int, or
+            ``payload`` is not bytes-like.
+        ValueError: ``kind`` or ``flags`` is outside 0-255, ``stream_id``
+            outside 0 to 2**32 - 1, or ``payload`` is over 2**24 - 1 bytes.
+    """
+    n = len(payload)
+    # (An OR of ints is negative when one of them is.)
+    if (kind | flags) >> 8 or stream_id >> 32 or (kind | flags | stream_id) < 0:
+        raise ValueError(
+            f"no HTTP/2 frame has type {kind!r}, flags {flags!r}, stream {stream_id!r}"
+        )
+    if n > _PAYLOAD_MAX:
+        raise ValueError(f"an HTTP/2 frame's payload is at most 16777215 bytes, not {n}")
+    return _HEAD(n << 8 | kind, flags, stream_id) + payload

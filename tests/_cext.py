@@ -67,6 +67,23 @@ def installed_or_built(module: ModuleType, probe: str, source: str, tmp: Path) -
     return build(source, module.__name__, tmp, ("-Wall", "-Wextra"))
 
 
+def twins(module: ModuleType, probe: str, source: str) -> tuple[Any, Any]:
+    """The ``c_module`` and ``py_module`` fixtures (module-scoped) of a test
+    file that holds ``module``'s C twin (`installed_or_built`: ``probe`` one
+    of its functions, ``source`` its file in speedups/c) against its pure
+    source (`pure`): ``c_module, py_module = _cext.twins(...)``."""
+
+    @pytest.fixture(scope="module")
+    def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+        return installed_or_built(module, probe, source, tmp_path_factory.mktemp(Path(source).stem))
+
+    @pytest.fixture(scope="module")
+    def py_module() -> ModuleType:
+        return pure(module)
+
+    return c_module, py_module
+
+
 def pure(module: ModuleType) -> ModuleType:
     """The pure-Python module ``module`` loaded from its source file (in the
     squall that is imported: an install's in the compiled run)."""

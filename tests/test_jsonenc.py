@@ -32,16 +32,7 @@ from tests import _cext
 NAME = "squall._jsonenc"
 
 
-@pytest.fixture(scope="module")
-def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return _cext.installed_or_built(
-        squall._jsonenc, "encode_plain", "jsonenc.c", tmp_path_factory.mktemp("jsonenc")
-    )
-
-
-@pytest.fixture(scope="module")
-def py_module() -> ModuleType:
-    return _cext.pure(squall._jsonenc)
+c_module, py_module = _cext.twins(squall._jsonenc, "encode_plain", "jsonenc.c")
 
 
 outcome = _cext.outcome

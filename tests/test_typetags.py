@@ -17,17 +17,7 @@ import pytest
 import squall._typetags
 from tests import _cext
 
-
-@pytest.fixture(scope="module")
-def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return _cext.installed_or_built(
-        squall._typetags, "tags_hold", "typetags.c", tmp_path_factory.mktemp("typetags")
-    )
-
-
-@pytest.fixture(scope="module")
-def py_module() -> ModuleType:
-    return _cext.pure(squall._typetags)
+c_module, py_module = _cext.twins(squall._typetags, "tags_hold", "typetags.c")
 
 
 def classes() -> tuple[type, type, type]:

@@ -31,16 +31,7 @@ INSTALLED = WebSocketHandler.__dict__["write_message"]
 PY_WRITE: Callable[..., Any] = getattr(INSTALLED, "__wrapped__", INSTALLED)
 
 
-@pytest.fixture(scope="module")
-def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return _cext.installed_or_built(
-        squall._wswrite, "write_method", "wswrite.c", tmp_path_factory.mktemp("wswrite")
-    )
-
-
-@pytest.fixture(scope="module")
-def py_module() -> ModuleType:
-    return _cext.pure(squall._wswrite)
+c_module, py_module = _cext.twins(squall._wswrite, "write_method", "wswrite.c")
 
 
 class Sink:

@@ -29,16 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME = "squall._xhtml"
 
 
-@pytest.fixture(scope="module")
-def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return _cext.installed_or_built(
-        squall._xhtml, "xhtml_escape", "xhtml.c", tmp_path_factory.mktemp("xhtml")
-    )
-
-
-@pytest.fixture(scope="module")
-def py_module() -> ModuleType:
-    return _cext.pure(squall._xhtml)
+c_module, py_module = _cext.twins(squall._xhtml, "xhtml_escape", "xhtml.c")
 
 
 outcome = _cext.outcome

@@ -18,17 +18,7 @@ import pytest
 import squall._h2._framing
 from tests import _cext
 
-
-@pytest.fixture(scope="module")
-def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return _cext.installed_or_built(
-        squall._h2._framing, "frame", "h2frame.c", tmp_path_factory.mktemp("h2frame")
-    )
-
-
-@pytest.fixture(scope="module")
-def py_module() -> ModuleType:
-    return _cext.pure(squall._h2._framing)
+c_module, py_module = _cext.twins(squall._h2._framing, "frame", "h2frame.c")
 
 
 def test_both_offer_the_same_names(c_module: ModuleType, py_module: ModuleType) -> None:

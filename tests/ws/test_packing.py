@@ -19,17 +19,7 @@ import pytest
 import squall._ws._packing
 from tests import _cext
 
-
-@pytest.fixture(scope="module")
-def c_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return _cext.installed_or_built(
-        squall._ws._packing, "pack_fields", "packing.c", tmp_path_factory.mktemp("packing")
-    )
-
-
-@pytest.fixture(scope="module")
-def py_module() -> ModuleType:
-    return _cext.pure(squall._ws._packing)
+c_module, py_module = _cext.twins(squall._ws._packing, "pack_fields", "packing.c")
 
 
 def test_the_tables_are_the_references(c_module: ModuleType, py_module: ModuleType) -> None:

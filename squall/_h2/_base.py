@@ -173,6 +173,10 @@ class H2Base:
 
     def __init__(self, limits: Optional[H2Limits], peer_opens: bool) -> None:
         self.limits = limits = limits or H2Limits()
+        # The limits read for every request, as the connection's own fields
+        # (H2Limits is interpreted: each read of it is a getattr).
+        self.max_header_list_size: int = limits.max_header_list_size
+        self.max_concurrent_streams: int = limits.max_concurrent_streams
         self._decoder = Decoder(limits.max_header_list_size)
         self._encoder = StatelessEncoder()
         self._streams: dict[int, _Stream] = {}
@@ -393,7 +397,7 @@ class H2Base:
                 raise _ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS priority too short")
             self_dependent = _u32.unpack_from(fragment)[0] & 0x7FFFFFFF == sid
             fragment = fragment[5:]
-        if len(fragment) > self.limits.max_header_list_size:
+        if len(fragment) > self.max_header_list_size:
             self._calm(
                 f"header block larger than {self.limits.max_header_list_size} bytes",
                 too_large=True,

@@ -300,7 +300,7 @@ class H2Connection(H2Base):
         if cyclic:
             self._malformed(sid, "stream depends on itself")
             return
-        if len(self._streams) >= self.limits.max_concurrent_streams:
+        if len(self._streams) >= self.max_concurrent_streams:
             # RFC 9113 §5.1.2: over the SETTINGS_MAX_CONCURRENT_STREAMS we
             # sent (or before the client has it): that stream is refused,
             # and may be sent again. Refusals count as resets.

@@ -111,6 +111,7 @@ class _H2Protocol(asyncio.Protocol):
         "_loop",
         "context",
         "limits",
+        "max_concurrent_streams",
         "_h2",
         "transport",
         "_streams",
@@ -149,6 +150,8 @@ class _H2Protocol(asyncio.Protocol):
         self._loop = loop
         self.context = context
         self.limits = limits
+        # Read for every request: a field of ours, not a getattr on H2Limits.
+        self.max_concurrent_streams = limits.max_concurrent_streams
         self._h2 = H2Connection(limits)
         self.transport: Optional[asyncio.Transport] = None
         self._streams: dict[int, _H2Stream] = {}
@@ -387,7 +390,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def _on_request(self, event: Request, now: float) -> None:
         sid = event.stream_id
-        if self._closing or self._active >= self.limits.max_concurrent_streams:
+        if self._closing or self._active >= self.max_concurrent_streams:
             # Streams whose handler still runs count, even after a reset:
             # a client cannot start more work by resetting (CVE-2023-44487).
             self._h2.refuse(sid, now)
@@ -442,7 +445,7 @@ class _H2Protocol(asyncio.Protocol):
         """Start a request whose Content-Length (``declared``, see
         `squall._h2.Request.content_length`), Expect and ``:protocol`` (an
         extended CONNECT's, RFC 8441) the core read."""
-        stream = _H2Stream(self, sid, now)
+        stream = _H2Stream(self, sid, now, self.context, self._loop, self._max_body)
         self._streams[sid] = stream
         self._active += 1
         if declared != NO_LENGTH:

@@ -310,7 +310,7 @@ class _H3Protocol(QuicConnectionProtocol):
         self._next_stream = max(self._next_stream, sid + 4)
         loop = self._loop
         now = loop.time()
-        stream = _H3Stream(self, sid, now)
+        stream = _H3Stream(self, sid, now, self.context, loop, self._max_body)
         self._streams[sid] = stream
         self._active += 1
         size = 0

@@ -95,13 +95,24 @@ class _MuxStream(Exchange):
     trailers: Optional[HTTPHeaders]
     _trailers_out: Optional[list[tuple[bytes, bytes]]]
 
-    def __init__(self, proto: Any, stream_id: int, now: float) -> None:
+    def __init__(
+        self,
+        proto: Any,
+        stream_id: int,
+        now: float,
+        context: Any,
+        loop: asyncio.AbstractEventLoop,
+        max_body: int,
+    ) -> None:
+        # The protocol's context, loop and body limit come as arguments: the
+        # compiled HTTP/2 driver reads them from its own fields, where this
+        # (for a protocol typed Any) would go through getattr for each.
         # Exchange.__init__'s fields, set here: a call fewer per stream.
-        self.context = proto.context
+        self.context = context
         # The loop the protocol's callbacks run on: the application's
         # delegate takes it from here, not from get_running_loop() (a getpid
         # system call per request on Python 3.11).
-        self.loop = proto._loop
+        self.loop = loop
         self.close_callback_attribute = False
         self.close_callback = None
         self._phase = IDLE
@@ -120,7 +131,7 @@ class _MuxStream(Exchange):
         self._inbox = None
         self._blocked = False
         self._received = 0
-        self._max_body = proto._max_body
+        self._max_body = max_body
         self._body_timeout = None
         self._started = now
         self.protocol = None

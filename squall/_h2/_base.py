@@ -399,7 +399,7 @@ class H2Base:
             fragment = fragment[5:]
         if len(fragment) > self.max_header_list_size:
             self._calm(
-                f"header block larger than {self.limits.max_header_list_size} bytes",
+                f"header block larger than {self.max_header_list_size} bytes",
                 too_large=True,
             )
         if flags & _END_HEADERS:

@@ -111,7 +111,6 @@ class _H2Protocol(asyncio.Protocol):
         "_loop",
         "context",
         "limits",
-        "max_concurrent_streams",
         "_h2",
         "transport",
         "_streams",
@@ -150,8 +149,6 @@ class _H2Protocol(asyncio.Protocol):
         self._loop = loop
         self.context = context
         self.limits = limits
-        # Read for every request: a field of ours, not a getattr on H2Limits.
-        self.max_concurrent_streams = limits.max_concurrent_streams
         self._h2 = H2Connection(limits)
         self.transport: Optional[asyncio.Transport] = None
         self._streams: dict[int, _H2Stream] = {}
@@ -390,7 +387,8 @@ class _H2Protocol(asyncio.Protocol):
 
     def _on_request(self, event: Request, now: float) -> None:
         sid = event.stream_id
-        if self._closing or self._active >= self.max_concurrent_streams:
+        # (The core's copy of the limit: a native field, not H2Limits' getattr.)
+        if self._closing or self._active >= self._h2.max_concurrent_streams:
             # Streams whose handler still runs count, even after a reset:
             # a client cannot start more work by resetting (CVE-2023-44487).
             self._h2.refuse(sid, now)

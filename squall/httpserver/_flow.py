@@ -48,6 +48,7 @@ from squall.log import app_log
 
 if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
+    from squall.httpserver._muxstream import _MuxStream
     from squall.httputil import HTTPMessageDelegate
 
 __all__ = [
@@ -185,7 +186,7 @@ def deliver(
     return None, b""
 
 
-def hold(stream: Any, item: Any, first: bool = False) -> None:
+def hold(stream: _MuxStream, item: Any, first: bool = False) -> None:
     """Keeps a body piece (or the end of the body, as None) in a multiplexed
     stream's ``_inbox`` until its delegate is ready for it (``first``: the
     rest of a piece `deliver` did not hand on, ahead of what came later)."""
@@ -198,7 +199,7 @@ def hold(stream: Any, item: Any, first: bool = False) -> None:
         inbox.append(item)
 
 
-def hold_if_busy(stream: Any, item: Any) -> bool:
+def hold_if_busy(stream: _MuxStream, item: Any) -> bool:
     """Keeps a body piece in a multiplexed stream's inbox if its delegate is
     busy or earlier pieces wait there (see `hold`); True if it was kept,
     False if the driver hands it on now."""
@@ -208,7 +209,7 @@ def hold_if_busy(stream: Any, item: Any) -> bool:
     return False
 
 
-def end_of_body(stream: Any) -> Optional[HTTPMessageDelegate]:
+def end_of_body(stream: _MuxStream) -> Optional[HTTPMessageDelegate]:
     """The end of a multiplexed stream's body arrived: kept in its inbox
     (None returned) while its delegate is busy or pieces wait before it;
     else the stream is read to its end, and its delegate (None once the
@@ -220,7 +221,9 @@ def end_of_body(stream: Any) -> Optional[HTTPMessageDelegate]:
     return delegate
 
 
-def drain(stream: Any, piece: Callable[[Any, Any], None], end: Callable[[Any], None]) -> None:
+def drain(
+    stream: _MuxStream, piece: Callable[[Any, Any], None], end: Callable[[Any], None]
+) -> None:
     """Hands on, in order, what a multiplexed stream's inbox kept while its
     delegate was busy: each body piece to ``piece(stream, item)``, the end
     of the body to ``end(stream)``; stops when the delegate is busy again
@@ -235,7 +238,7 @@ def drain(stream: Any, piece: Callable[[Any, Any], None], end: Callable[[Any], N
         piece(stream, item)
 
 
-def end_request(proto: Any, stream: Any) -> bool:
+def end_request(proto: Any, stream: _MuxStream) -> bool:
     """The end of a multiplexed stream's body: its delegate's ``finish``,
     unless it is busy (`end_of_body`). A request at fault goes to
     ``proto._bad_body``; anything else raised is logged and the stream
@@ -261,7 +264,7 @@ def end_request(proto: Any, stream: Any) -> bool:
     return bool(stream._phase >= DONE and not stream._counted)
 
 
-def unblocked(proto: Any, stream: Any, future: asyncio.Future[None]) -> bool:
+def unblocked(proto: Any, stream: _MuxStream, future: asyncio.Future[None]) -> bool:
     """A multiplexed stream's delegate finished its awaitable (`wait_on`):
     True if its stream goes on (`drain`); else the request was at fault
     (``proto._bad_body``) or the application failed (logged by

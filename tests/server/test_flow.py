@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from squall.httpserver._flow import ReadFlow, request_line
 from squall.httputil import RequestStartLine
@@ -25,6 +26,18 @@ def _flow() -> tuple[ReadFlow, _Transport]:
     transport = _Transport()
     flow.transport = transport  # type: ignore[assignment]
     return flow, transport
+
+
+def _stream(**fields: object) -> Any:
+    # A real stream of a multiplexed connection (its protocol left out): the
+    # helpers read its fields natively in the compiled build, which refuses
+    # any other object.
+    from squall.httpserver._muxstream import _MuxStream
+
+    stream = _MuxStream(None, 1, 0.0, None, asyncio.AbstractEventLoop(), 1024)
+    for name, value in fields.items():
+        setattr(stream, name, value)
+    return stream
 
 
 def test_a_pause_is_not_doubled_and_a_resume_follows_only_a_pause() -> None:
@@ -174,11 +187,9 @@ def test_deliver_stops_at_a_busy_delegate_and_returns_the_rest() -> None:
 
 
 def test_hold_keeps_the_rest_ahead_of_what_came_later() -> None:
-    from types import SimpleNamespace
-
     from squall.httpserver._flow import hold
 
-    stream = SimpleNamespace(_inbox=None)
+    stream = _stream()
     hold(stream, b"later")
     hold(stream, None)  # the end of the body
     hold(stream, b"rest", True)
@@ -295,14 +306,11 @@ def test_http2_and_http3_streams_share_one_base() -> None:
 
 
 def test_end_of_body_waits_behind_a_busy_delegate_then_drain_hands_on_in_order() -> None:
-    from types import SimpleNamespace
-
     from squall.httpserver._flow import drain, end_of_body, hold
+    from squall.httputil import HTTPMessageDelegate
 
-    delegate = object()
-    stream = SimpleNamespace(
-        _inbox=None, _blocked=True, _closed=False, _read_done=False, _delegate=delegate
-    )
+    delegate = HTTPMessageDelegate()
+    stream = _stream(_blocked=True, _delegate=delegate)
     hold(stream, b"a")
     assert end_of_body(stream) is None  # busy: the end waits behind b"a"
     assert stream._inbox == [b"a", None] and not stream._read_done
@@ -314,13 +322,11 @@ def test_end_of_body_waits_behind_a_busy_delegate_then_drain_hands_on_in_order()
 
 
 def test_drain_stops_when_the_delegate_is_busy_again() -> None:
-    from types import SimpleNamespace
-
     from squall.httpserver._flow import drain
 
-    stream = SimpleNamespace(_inbox=[b"a", b"b", None], _blocked=False, _closed=False)
+    stream = _stream(_inbox=[b"a", b"b", None])
 
-    def piece(s: SimpleNamespace, item: object) -> None:
+    def piece(s: Any, item: object) -> None:
         s._blocked = True  # the delegate answered with an awaitable
 
     drain(stream, piece, lambda s: None)
@@ -328,11 +334,9 @@ def test_drain_stops_when_the_delegate_is_busy_again() -> None:
 
 
 def test_hold_if_busy_keeps_a_piece_only_behind_a_busy_delegate_or_held_pieces() -> None:
-    from types import SimpleNamespace
-
     from squall.httpserver._flow import hold_if_busy
 
-    stream = SimpleNamespace(_inbox=None, _blocked=False)
+    stream = _stream()
     assert hold_if_busy(stream, b"a") is False and stream._inbox is None
     stream._blocked = True
     assert hold_if_busy(stream, b"b") is True

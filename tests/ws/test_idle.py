@@ -116,6 +116,8 @@ class IdleTest(AsyncHTTPTestCase):
             first.set_header("X-A", "1")
         with pytest.raises(RuntimeError):
             first.write("late")
+        with pytest.raises(RuntimeError):
+            first.set_cookie("late", "1", path="/ws")
         # add_header is not refused: the handler gets headers of its own.
         first.add_header("X-A", "1")
         assert first._headers.get_list("X-A") == ["1"]

@@ -39,7 +39,7 @@ class Decorated(WebSocketHandler):
         self.set_header("X-Frame-Options", "DENY")
 
     def prepare(self) -> None:
-        self.set_cookie("visited", "yes")
+        self.set_cookie("visited", "yes", None, None, "/", httponly=True)
 
     def open(self, *args: Any) -> None:
         self.seen.tasks["open"] = asyncio.current_task()
@@ -148,7 +148,7 @@ class UpgradePath(AsyncHTTPTestCase):
         ws = await self.connect("/decorated")
         headers = ws.headers
         self.assertEqual(headers["X-Frame-Options"], "DENY")
-        self.assertEqual(headers.get_list("Set-Cookie"), ["visited=yes; Path=/"])
+        self.assertEqual(headers.get_list("Set-Cookie"), ["visited=yes; HttpOnly; Path=/"])
         self.assertEqual(headers["Upgrade"].lower(), "websocket")
         self.assertIn("Sec-Websocket-Accept", headers)
         self.assertIn("Server", headers)

@@ -361,9 +361,12 @@ def test_less_than_content_length_refused(name: str) -> None:
 @implementations
 def test_invalid_content_length_refused(name: str) -> None:
     async def check(conn: HTTPConnection, line: StartLine) -> None:
-        with pytest.raises(HTTPOutputError):
-            conn.write_headers(line, length("+1"), b"a")
-        assert conn.head_written is False
+        # int() would take the first three; RFC 9110 section 8.6 takes
+        # ASCII digits only. Nothing is written: each is refused in turn.
+        for value in ("+1", "1_0", "\u0661", "0x1", "-1", ""):
+            with pytest.raises(HTTPOutputError, match="Content-Length"):
+                conn.write_headers(line, length(value), b"a")
+            assert conn.head_written is False
 
     run_check(name, check)
 
@@ -476,3 +479,15 @@ def test_on_the_exchange_hooks(name: str) -> None:
         assert not own, f"{type(conn).__name__} redefines {sorted(own)}"
 
     run_check(name, check)
+
+
+def test_content_length_is_read_as_int_would_read_ascii_digits() -> None:
+    # Exchange's own reading of a response's Content-Length (digit by
+    # digit, compiled): the value int() gives, whatever its size.
+    from squall.httputil._exchange import _content_length
+
+    for text in ("0", "007", "13", "4096", str(2**62), str(2**64 + 1), "9" * 40):
+        assert _content_length([text]) == int(text)
+    for values in ([], ["1", "1"], ["1e3"], ["/"], [":"]):
+        with pytest.raises(HTTPOutputError, match="invalid Content-Length"):
+            _content_length(values)

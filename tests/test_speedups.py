@@ -453,7 +453,7 @@ NOT_FINAL = {
     "squall._ws._deflate": {"Params"},
     "squall.asgi._scope": {"ProxyView"},
     # Rebound at run time (a `global` statement).
-    "squall.httpserver._h1exchange": {"_last_loop", "_last_shared"},
+    "squall.httpserver._h1exchange": {"_last_shared"},
     "squall.httpserver._protocol": {
         "_spent",
         # Set by tests (a shorter linger, grace): read once per connection.

@@ -90,10 +90,12 @@ class _WriteQueue:
     together.
     """
 
-    __slots__ = ("_loop", "_pending")
+    __slots__ = ("_pending",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # No reference to the loop: the queue is kept on the loop (see
+        # _LoopShared), and a loop that refers to itself through it would
+        # be freed only by the cycle collector.
         self._pending: list[_HTTPProtocol] = []
 
     def add(self, proto: _HTTPProtocol) -> None:
@@ -101,7 +103,7 @@ class _WriteQueue:
         proto._flow |= _QUEUED
         pending = self._pending
         if not pending:
-            self._loop.call_soon(self._run)
+            proto._loop.call_soon(self._run)
         pending.append(proto)
 
     def _run(self) -> None:
@@ -123,49 +125,71 @@ class _WriteQueue:
 # the current context for each timer; _check_idle runs no application code,
 # and what it triggers later, connection_lost, gets a copy of its own), and
 # the write queue. Per loop, not global: a Context cannot be entered by two
-# threads. Kept on the loop itself (asyncio's and uvloop's loops take
-# attributes), so that it goes with the loop: the entry holds its loop (the
-# future's and the queue's), and in a WeakKeyDictionary, which holds values
-# strongly, no loop ever left (one per test of a suite). A loop class that
-# takes no attributes gets the dictionary, and keeps its entry.
+# threads.
+#
+# Kept on the loop itself (asyncio's and uvloop's loops take attributes), so
+# that it goes with the loop; a loop class that takes no attributes gets a
+# WeakKeyDictionary. Either way nothing in it refers to the loop strongly:
+# not the queue (it asks the connection for its loop), not the future (a
+# future holds its loop, so the entry holds it by a weak reference, and the
+# connections hold it; the next connection makes a new one once they are
+# all gone). A reference back would make every loop that served a
+# connection a reference cycle, left to the cycle collector (Tornado's
+# circlerefs_test), and in the dictionary it would keep the loop for ever.
 _SHARED_ATTR: Final = "_squall_shared"
-_per_loop: Final[
-    weakref.WeakKeyDictionary[
-        asyncio.AbstractEventLoop, tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]
-    ]
-] = weakref.WeakKeyDictionary()
 
 
-# The last loop asked for and its entry: a server's connections all ask for
-# the same one, and WeakKeyDictionary.get (a weak reference made, then a
-# lookup, in Python) cost 2.3k instructions per connection (a WebSocket
-# handshake, callgrind_handshake.py). (The entry's future holds its loop
-# already: keeping the last one here keeps nothing more alive.)
-_last_loop: Optional[asyncio.AbstractEventLoop] = None
-_last_shared: Optional[tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]] = None
+class _LoopShared:
+    """What one loop's connections share (see above)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop] = weakref.ref(loop)
+        self.context = contextvars.Context()
+        self.writes = _WriteQueue()
+        self.done_ref: Optional[weakref.ReferenceType[asyncio.Future[None]]] = None
+
+    def done_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """The loop's resolved future, made again once nobody holds it."""
+        ref = self.done_ref
+        if ref is not None:
+            future = ref()
+            if future is not None:
+                return future
+        future = loop.create_future()
+        future.set_result(None)
+        self.done_ref = weakref.ref(future)
+        return future
+
+
+_per_loop: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopShared]] = (
+    weakref.WeakKeyDictionary()
+)
+
+# The last loop's entry: a server's connections all ask for the same one,
+# and WeakKeyDictionary.get (a weak reference made, then a lookup, in
+# Python) cost 2.3k instructions per connection (a WebSocket handshake,
+# callgrind_handshake.py). The entry refers to its loop weakly: keeping it
+# here keeps no loop alive.
+_last_shared: Optional[_LoopShared] = None
 
 
 def _loop_shared(
     loop: asyncio.AbstractEventLoop,
 ) -> tuple[asyncio.Future[None], contextvars.Context, _WriteQueue]:
-    global _last_loop, _last_shared
+    global _last_shared
     shared = _last_shared
-    if loop is _last_loop and shared is not None:
-        return shared
-    shared = getattr(loop, _SHARED_ATTR, None)
-    if shared is None:
-        shared = _per_loop.get(loop)
-    if shared is None:
-        future: asyncio.Future[None] = loop.create_future()
-        future.set_result(None)
-        shared = (future, contextvars.Context(), _WriteQueue(loop))
-        try:
-            setattr(loop, _SHARED_ATTR, shared)
-        except AttributeError:
-            _per_loop[loop] = shared
-    _last_loop = loop
-    _last_shared = shared
-    return shared
+    if shared is None or shared.loop_ref() is not loop:
+        found = getattr(loop, _SHARED_ATTR, None)
+        if found is None:
+            found = _per_loop.get(loop)
+        if found is None:
+            found = _LoopShared(loop)
+            try:
+                setattr(loop, _SHARED_ATTR, found)
+            except AttributeError:
+                _per_loop[loop] = found
+        shared = _last_shared = found
+    return shared.done_future(loop), shared.context, shared.writes
 
 
 def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:

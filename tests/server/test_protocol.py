@@ -890,7 +890,7 @@ def test_a_loop_that_served_connections_is_not_kept_alive(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     # What one loop's connections share goes with the loop (before: kept
-    # for ever, one loop per test of a suite).
+    # for ever, one loop per test of a suite), the last loop used included.
     refs = []
     for _ in range(3):
         other = asyncio.new_event_loop()
@@ -899,9 +899,23 @@ def test_a_loop_that_served_connections_is_not_kept_alive(
         other.close()
         refs.append(weakref.ref(other))
         del other, server, proto, transport
-    make(loop)[1]._hard_close()  # the last loop used is kept (see _loop_shared)
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]
+
+
+def test_the_shared_resolved_future_is_made_again_once_nobody_holds_it(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    server, a, transport = make(loop)
+    first = weakref.ref(a._done_future)
+    a._hard_close()
+    run_soon(loop)  # the transport reports the loss on the next round
+    del server, a, transport
+    gc.collect()
+    assert first() is None
+    _, b, _tb = make(loop)
+    assert b._done_future.done() and b._done_future.get_loop() is loop
+    b._hard_close()
 
 
 # -- the loop's write queue: responses leave together, after the round of reads --

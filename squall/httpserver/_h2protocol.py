@@ -772,7 +772,9 @@ class _H2Protocol(asyncio.Protocol):
                     self._send_head(stream, False)
         transport = self.transport
         data = self._h2.data_to_send()
-        if data and transport is not None and not self._closed:
+        # Nothing goes after our EOF (lingering): asyncio's transport
+        # would raise RuntimeError; the client has been told GOAWAY already.
+        if data and transport is not None and not self._closed and not self._lingering:
             transport.write(data)
 
     # -- closing streams ----------------------------------------------------------------
@@ -905,7 +907,8 @@ class _H2Protocol(asyncio.Protocol):
         a socket with unread input makes the kernel send a reset, which
         can destroy the GOAWAY that says why before the client reads it.
         """
-        if self._closed:
+        if self._closed or (linger and self._lingering):
+            # (Lingering already: its timer or the client's EOF ends it.)
             return
         self._flush()
         self._closing = True
@@ -976,6 +979,9 @@ class _H2Protocol(asyncio.Protocol):
         if self._closed_event is None:
             self._closed_event = self._loop.create_future()
         event = self._closed_event
-        self._h2.goaway(ErrorCode.NO_ERROR)
-        self._abort(linger=True)
+        if not self._lingering:
+            # (Lingering, the GOAWAY and our EOF have gone: the linger ends
+            # within _LINGER seconds.)
+            self._h2.goaway(ErrorCode.NO_ERROR)
+            self._abort(linger=True)
         await event

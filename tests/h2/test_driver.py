@@ -201,6 +201,35 @@ class CallbackTest(AsyncHTTPTestCase):
         assert not [f for f in frames if f.stream_id == 3 and type(f).__name__ == "HeadersFrame"]
         await client.close()
 
+    async def _lingering(self) -> tuple[RawH2, Any]:
+        # A client's GOAWAY with nothing in flight is answered with our EOF,
+        # then the server waits (lingers) for the client's.
+        client = await RawH2.connect(self.get_http_port())
+        client.conn.close_connection()
+        client.flush()
+        await client.until_closed()  # our EOF
+        (proto,) = self.http_server._connections
+        assert proto._lingering and not proto._closed
+        return client, proto
+
+    @gen_test
+    async def test_closing_while_waiting_for_the_clients_eof(self) -> None:
+        # A shutdown in that wait ends the connection without writing after
+        # our EOF: asyncio's transport raised RuntimeError, out of
+        # close_all_connections.
+        client, proto = await self._lingering()
+        await self.http_server.close_all_connections()
+        assert proto._closed and not self.http_server._connections
+        await client.close()
+
+    @gen_test
+    async def test_draining_while_waiting_for_the_clients_eof(self) -> None:
+        # The same wait, ended by a graceful stop (squall run's SIGTERM).
+        client, proto = await self._lingering()
+        assert await self.http_server.drain(timeout=5) is True
+        assert proto._closed and not self.http_server._connections
+        await client.close()
+
     @gen_test
     async def test_close_when_the_client_is_already_gone(self) -> None:
         held: list[HTTPServerRequest] = []

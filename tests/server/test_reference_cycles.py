@@ -5,7 +5,9 @@ runs, not when the last reference goes: memory held longer and collector
 passes on a busy server. So a request served over a real socket, on a loop
 of its own, must leave nothing for the collector: not the handler, not the
 connection, not the loop (whose per-loop server state once referred back to
-it through a resolved future).
+it through a resolved future). Over HTTP/1.1 and over HTTP/2 (h2c, the
+client leaving with a GOAWAY, so that the server lingers for its EOF and
+is then stopped).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import pytest
 from squall import gen, web
 from squall.httpserver import HTTPServer
 from squall.testing import bind_unused_port
+
+from ..h2._client import RawH2
 
 _T = TypeVar("_T")
 
@@ -50,11 +54,31 @@ class FinishHandler(web.RequestHandler):
         raise web.Finish("ok\n")
 
 
-async def _serve_one(app: web.Application) -> tuple[bytes, weakref.ref[object]]:
+async def _serve_one(app: web.Application, protocol: str) -> tuple[bytes, weakref.ref[object]]:
     loop = asyncio.get_running_loop()
-    server = HTTPServer(app)
+    server = HTTPServer(app, http2=protocol == "h2")
     listener, port = bind_unused_port()
     server.add_sockets([listener])
+    if protocol == "h2":
+        # h2c with prior knowledge; the client leaves with a GOAWAY.
+        h2 = await RawH2.connect(port)
+        try:
+            response = await h2.fetch("/")
+            h2.conn.close_connection()
+            h2.flush()
+            await h2.until_closed()
+        finally:
+            await h2.close()
+        received = b"HTTP/2 %d\r\n\r\n%s" % (response.status, bytes(response.body))
+    else:
+        received = await _fetch_http11(port)
+    server.stop()
+    await server.close_all_connections()
+    return received, weakref.ref(loop)
+
+
+async def _fetch_http11(port: int) -> bytes:
+    loop = asyncio.get_running_loop()
     client = socket.socket()
     client.setblocking(False)
     try:
@@ -64,13 +88,10 @@ async def _serve_one(app: web.Application) -> tuple[bytes, weakref.ref[object]]:
         while True:
             data = await loop.sock_recv(client, 4096)
             if not data:
-                break
+                return received
             received += data
     finally:
         client.close()
-    server.stop()
-    await server.close_all_connections()
-    return received, weakref.ref(loop)
 
 
 def _ours(thing: object) -> bool:
@@ -94,6 +115,7 @@ def _runner(loop: str) -> Callable[[Coroutine[Any, Any, _T]], _T]:
     return run
 
 
+@pytest.mark.parametrize("protocol", ["http/1.1", "h2"])
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize(
     "handler",
@@ -101,23 +123,23 @@ def _runner(loop: str) -> Callable[[Coroutine[Any, Any, _T]], _T]:
     ids=lambda h: h.__name__,
 )
 def test_a_request_served_on_its_own_loop_leaves_no_cycle(
-    handler: type[web.RequestHandler], loop: str
+    handler: type[web.RequestHandler], loop: str, protocol: str
 ) -> None:
     run = _runner(loop)
     # The application is made outside: it refers to itself through its
     # router (as Tornado's does), once, not per request.
     app = web.Application([("/", handler)])
     # Warm up first: a first request fills caches and imports modules.
-    run(_serve_one(app))
+    run(_serve_one(app, protocol))
     gc.collect()
     gc.disable()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
-        received, loop_ref = run(_serve_one(app))
+        received, loop_ref = run(_serve_one(app, protocol))
         # IOLoop keeps the last loop's IOLoop (as Tornado does) and lets go
         # of it when the next one is made: serve again, then the first
         # loop must be gone, without the collector.
-        run(_serve_one(app))
+        run(_serve_one(app, protocol))
         assert loop_ref() is None, "the loop of the first request is still alive"
         gc.collect()
         left = [thing for thing in gc.garbage if _ours(thing)]
@@ -125,5 +147,6 @@ def test_a_request_served_on_its_own_loop_leaves_no_cycle(
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
-    assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\nok\n")
+    status = b"HTTP/2 200" if protocol == "h2" else b"HTTP/1.1 200 OK"
+    assert received.startswith(status + b"\r\n") and received.endswith(b"\r\n\r\nok\n")
     assert left == []

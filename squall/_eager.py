@@ -63,7 +63,16 @@ if sys.version_info >= (3, 12):
         """Run ``coro`` until it first suspends; return the Task that goes
         on with it, or None if it is done already."""
         task: asyncio.Task[None] = _Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-        return None if task.done() else task
+        if not task.done():
+            return task
+        # Done in its first step. An error is raised to the caller, as on
+        # 3.11 (the Task would keep it, unseen until the collector logged
+        # "exception was never retrieved"); a cancellation is not.
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error
+        return None
 
 else:
     from squall._eager_step import start as start

@@ -470,7 +470,8 @@ def test_what_the_coroutine_returns_is_dropped() -> None:
 
 def test_a_coroutine_of_another_kind_is_stepped_through_its_await() -> None:
     # As a coroutine compiled by mypyc (squall.asgi._http's, in the compiled
-    # build): an iterator with send and throw, and __await__ returning it.
+    # build): an iterator with send, throw and close, and __await__
+    # returning it.
     steps: list[str] = []
 
     async def body() -> None:
@@ -496,6 +497,11 @@ def test_a_coroutine_of_another_kind_is_stepped_through_its_await() -> None:
 
         def throw(self, *exc: Any) -> Any:
             return self._iterator.throw(*exc)
+
+        def close(self) -> None:
+            # mypyc's coroutines have it; asyncio.Task (3.12+) takes only
+            # what collections.abc.Coroutine recognizes.
+            self._iterator.close()
 
     async def main() -> None:
         task = start(asyncio.get_running_loop(), Compiled())  # type: ignore[arg-type]

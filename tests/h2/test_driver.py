@@ -29,7 +29,7 @@ from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
 
 from .._clock import LoopClock  # noqa: E402
-from ._client import RawH2, http1_head  # noqa: E402
+from ._client import DEADLINE, RawH2, http1_head  # noqa: E402
 from .test_attacks import condition  # noqa: E402
 
 OK = ResponseStartLine("HTTP/2.0", 200, "OK")
@@ -470,7 +470,10 @@ class TimeoutTest(AsyncHTTPTestCase):
         # first step is synchronous) and moves the clock 0.75 TIMEOUT on: the
         # connection is idle from its response, not from the read's start.
         client = await RawH2.connect(self.get_http_port())
-        r = await client.fetch("/move")
+        sid = client.request("/move")
+        r = client.responses[sid]
+        # The client's deadline is on the moved clock too: past the move.
+        await client.until(lambda: r.ended or r.reset is not None, DEADLINE + self.TIMEOUT)
         assert (r.status, r.body) == (200, b"moved")
         # 1.25 TIMEOUT after the read began, 0.5 after the response: kept.
         await self.clock.advance(0.5 * self.TIMEOUT)

@@ -93,8 +93,10 @@ class HTTPClient:
         self._async_client: AsyncHTTPClient = self._io_loop.run_sync(make_client)
         self._closed = False
 
-    def __del__(self) -> None:
-        if sys.is_finalizing():
+    # The check is bound as a default: at interpreter exit this module's
+    # globals may already be None (``sys`` among them, Python 3.13).
+    def __del__(self, _finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
+        if _finalizing():
             # At interpreter exit the modules that closing needs (weakref,
             # selectors) may be torn down already (Python 3.13), and the
             # process releases the loop's resources anyway.

@@ -428,8 +428,8 @@ class H2Base:
                 " in one header block"
             )
         self._block_size += len(payload)
-        if self._block_size > limits.max_header_list_size:
-            self._calm(f"header block larger than {limits.max_header_list_size} bytes", True)
+        if self._block_size > self.max_header_list_size:
+            self._calm(f"header block larger than {self.max_header_list_size} bytes", True)
         self._block_parts.append(payload)
         if not flags & _END_HEADERS:
             if not payload and not self._empty.take(now):

@@ -979,9 +979,6 @@ class _H2Protocol(asyncio.Protocol):
         if self._closed_event is None:
             self._closed_event = self._loop.create_future()
         event = self._closed_event
-        if not self._lingering:
-            # (Lingering, the GOAWAY and our EOF have gone: the linger ends
-            # within _LINGER seconds.)
-            self._h2.goaway(ErrorCode.NO_ERROR)
-            self._abort(linger=True)
+        self._h2.goaway(ErrorCode.NO_ERROR)
+        self._abort(linger=True)
         await event

@@ -44,6 +44,23 @@ FUTURES = (futures.Future, Future)
 _AnyFuture = Union["futures.Future[Any]", "asyncio.Future[Any]"]
 
 
+# Tasks Squall started that nothing else may hold: a request handler's,
+# a coroutine a callback returned, one ``gen`` wraps. asyncio's loop holds a
+# Task only weakly, and so does a Future's owner now and then (the reader of
+# a client stream asyncio opens is held weakly by its protocol): a Task
+# waiting there is then garbage, and the collector ends it in the middle,
+# with its locks and connections taken (a pool's lock never released hangs
+# every later request). Each is held here until it ends. `.IOLoop` calls
+# this set ``_pending_tasks``.
+_held_tasks: set[asyncio.Future[Any]] = set()
+
+
+def _hold(task: asyncio.Future[Any]) -> None:
+    """Keeps ``task`` alive until it is done."""
+    _held_tasks.add(task)
+    task.add_done_callback(_held_tasks.discard)
+
+
 class ReturnValueIgnoredError(Exception):
     """Raised when a callback's return value would be silently dropped."""
 

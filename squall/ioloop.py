@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overlo
 
 from squall.concurrent import (
     Future,
+    _held_tasks,
+    _hold,
     chain_future,
     future_add_done_callback,
     future_set_exc_info,
@@ -66,7 +68,9 @@ def _as_future(value: Any) -> Optional[asyncio.Future[Any]]:
     if isinstance(value, asyncio.Future):
         return value
     if inspect.isawaitable(value):
-        return asyncio.ensure_future(value)
+        task = asyncio.ensure_future(value)
+        _hold(task)
+        return task
     return None
 
 
@@ -128,9 +132,10 @@ class IOLoop(Configurable):
     # is created.
     _ioloop_for_asyncio: dict[asyncio.AbstractEventLoop, BaseAsyncIOLoop] = {}
 
-    # Tasks started for callbacks, kept alive until they finish (asyncio
-    # holds only weak references to tasks).
-    _pending_tasks: set[asyncio.Future[Any]] = set()
+    # Tasks started for callbacks, coroutines and handlers, kept alive until
+    # they finish (asyncio holds only weak references to tasks): the one set
+    # `squall.concurrent` keeps.
+    _pending_tasks: set[asyncio.Future[Any]] = _held_tasks
 
     # The executor of run_in_executor(None, ...), created on first use.
     _executor: Optional[concurrent.futures.Executor] = None
@@ -555,6 +560,7 @@ class PeriodicCallback:
         if ret is not None and inspect.isawaitable(ret):
             # The next tick is scheduled once the awaitable has finished.
             future = asyncio.ensure_future(ret)
+            _hold(future)
             future.add_done_callback(self._awaited)
             return
         self._schedule_next()

@@ -41,6 +41,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Optional
 
+from squall.concurrent import _hold
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.httputil._exchange import DONE
 from squall.httputil._kit import _check_host, _GzipMessageDelegate
@@ -290,6 +291,7 @@ def wait_on(
         future: asyncio.Future[None] = awaitable
     else:
         future = asyncio.ensure_future(awaitable, loop=loop)
+        _hold(future)  # a Task made here: nobody else holds it
     future.add_done_callback(callback)
 
 

@@ -35,6 +35,7 @@ from squall._h1 import (
     RemoteProtocolError,
     Response,
 )
+from squall.concurrent import _hold
 from squall.httputil import HTTPHeaders
 from squall.iostream import UnsatisfiableReadError
 from squall.log import app_log, gen_log
@@ -286,6 +287,7 @@ class Exchange:
                 self._fail(exc)
 
         task = asyncio.ensure_future(run())
+        _hold(task)
         task.add_done_callback(done)
 
     def _send_body(self) -> None:
@@ -454,6 +456,8 @@ class Exchange:
     def _wait(self, awaitable: Awaitable[Any], what: str) -> None:
         # Back-pressure: stop reading until the callback's work is done.
         future = asyncio.ensure_future(awaitable)
+        if future is not awaitable:
+            _hold(future)  # a Task made here: nobody else holds it
         self.waiting = True
         transport = self.conn.transport
         if transport is not None and not self.conn.closed:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Optional
 
 from squall import _eager
-from squall.concurrent import Future, future_set_result_unless_cancelled
+from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
 from squall.httputil._exchange import loop_of
 from squall.httputil._headers import HTTPHeaders
@@ -265,12 +265,19 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # What a wrapper of _execute may return: a Future, an awaitable.
             task = asyncio.ensure_future(running)
         if task is not None:
-            # The Task's end is looked at unless it runs the stock _execute.
+            # Held until it ends: nothing else holds the Task while it waits
+            # (the loop holds it weakly; the connection may go; see
+            # squall.concurrent._hold).
+            _held_tasks.add(task)
+            # The Task's end is looked at unless it runs the stock _execute,
+            # which lets the Task go itself as it ends (no done callback).
             if (
                 type(running) is not _CoroutineType
                 or running.cr_code is not _bound.stock_execute_code
             ):
                 task.add_done_callback(_surface_error)
+            else:
+                handler._held_task = task
             handler._watch_close()
         elif not handler._finished:
             # Done with its step but not finished (auto_finish off): a close
@@ -297,6 +304,7 @@ def _surface_error(task: asyncio.Future[Any]) -> None:
     # anything else it could end with (an error while answering 500 to that
     # cancellation) is still reported, as "Task exception was never
     # retrieved" when the Task goes.
+    _held_tasks.discard(task)
     if not task.cancelled():
         task.result()
 

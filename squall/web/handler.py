@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union, overload
 
 from squall import escape
-from squall.concurrent import Future, future_set_result_unless_cancelled
+from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
 from squall.httputil import (
     HTTPHeaders,
@@ -227,6 +227,8 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
 
     # Also a class attribute: a handler built without __init__ still reads it.
     _ui_namespace: Optional[ObjectDict] = None
+    # The Task `_execute` runs in, while the delegate holds it (see there).
+    _held_task: Optional[asyncio.Future[Any]] = None
 
     @property
     def ui(self) -> ObjectDict:
@@ -927,6 +929,13 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
             self._on_cancelled(exc)
         except Exception as exc:
             self._on_error(exc)
+        finally:
+            # The application's delegate held the Task this runs in, if it
+            # suspended (squall.concurrent._hold): it ends with this.
+            held = self._held_task
+            if held is not None:
+                self._held_task = None
+                _held_tasks.discard(held)
 
     def _watch_close(self) -> None:
         # The handler goes on after its first step: a connection with the

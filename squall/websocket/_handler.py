@@ -450,11 +450,36 @@ class WebSocketHandler(RequestHandler, _Peer):
             self._headers = _ResponseHeaders()
         super().add_header(name, value)
 
-    def set_cookie(self, name: str, value: Union[str, bytes], *args: Any, **kwargs: Any) -> None:
-        # RequestHandler.set_cookie's arguments, passed on as given.
+    def set_cookie(
+        self,
+        name: str,
+        value: Union[str, bytes],
+        domain: Optional[str] = None,
+        expires: Any = None,
+        path: str = "/",
+        expires_days: Optional[float] = None,
+        *,
+        max_age: Optional[int] = None,
+        httponly: bool = False,
+        secure: bool = False,
+        samesite: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
-        super().set_cookie(name, value, *args, **kwargs)
+        super().set_cookie(
+            name,
+            value,
+            domain,
+            expires,
+            path,
+            expires_days,
+            max_age=max_age,
+            httponly=httponly,
+            secure=secure,
+            samesite=samesite,
+            **kwargs,
+        )
 
     def set_status(self, status_code: int, reason: Optional[str] = None) -> None:
         if self._upgraded:

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import types
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent import futures
 from typing import Any, Optional, Protocol, TypeVar, Union, overload
 
@@ -55,10 +55,17 @@ _AnyFuture = Union["futures.Future[Any]", "asyncio.Future[Any]"]
 _held_tasks: set[asyncio.Future[Any]] = set()
 
 
-def _hold(task: asyncio.Future[Any]) -> None:
-    """Keeps ``task`` alive until it is done."""
+def _held_future(
+    awaitable: Awaitable[Any], loop: Optional[asyncio.AbstractEventLoop] = None
+) -> asyncio.Future[Any]:
+    """``asyncio.ensure_future(awaitable)``, the Task it makes held until it
+    ends; a Future is returned as it is (its owner holds it)."""
+    if isinstance(awaitable, asyncio.Future):
+        return awaitable
+    task = asyncio.ensure_future(awaitable, loop=loop)
     _held_tasks.add(task)
     task.add_done_callback(_held_tasks.discard)
+    return task
 
 
 class ReturnValueIgnoredError(Exception):

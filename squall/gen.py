@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from concurrent import futures
 from typing import Any, Optional, TypeVar, Union, cast, overload
 
-from squall.concurrent import Future, _copy_outcome, _hold, is_future
+from squall.concurrent import Future, _copy_outcome, _held_future, is_future
 from squall.ioloop import IOLoop
 from squall.log import app_log
 from squall.util import TimeoutError  # re-exported for compatibility
@@ -433,9 +433,7 @@ def convert_yielded(yielded: _Yieldable) -> Future[Any]:
     if isinstance(yielded, futures.Future):
         return cast("Future[Any]", yielded)
     if inspect.isawaitable(yielded):
-        task = asyncio.ensure_future(yielded)
-        _hold(task)
-        return task
+        return _held_future(yielded)
     raise BadYieldError(f"yielded unknown object {yielded!r}")
 
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overlo
 
 from squall.concurrent import (
     Future,
+    _held_future,
     _held_tasks,
-    _hold,
     chain_future,
     future_add_done_callback,
     future_set_exc_info,
@@ -65,12 +65,8 @@ def _as_future(value: Any) -> Optional[asyncio.Future[Any]]:
         except gen.BadYieldError:
             return None
         return converted
-    if isinstance(value, asyncio.Future):
-        return value
-    if inspect.isawaitable(value):
-        task = asyncio.ensure_future(value)
-        _hold(task)
-        return task
+    if isinstance(value, asyncio.Future) or inspect.isawaitable(value):
+        return _held_future(value)
     return None
 
 
@@ -559,8 +555,7 @@ class PeriodicCallback:
             return
         if ret is not None and inspect.isawaitable(ret):
             # The next tick is scheduled once the awaitable has finished.
-            future = asyncio.ensure_future(ret)
-            _hold(future)
+            future = _held_future(ret)
             future.add_done_callback(self._awaited)
             return
         self._schedule_next()

@@ -41,7 +41,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Optional
 
-from squall.concurrent import _hold
+from squall.concurrent import _held_future
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.httputil._exchange import DONE
 from squall.httputil._kit import _check_host, _GzipMessageDelegate
@@ -287,12 +287,7 @@ def wait_on(
 ) -> None:
     """Calls ``callback(future)`` once a delegate's ``awaitable`` is done
     (a coroutine gets a Task; a future is waited on as it is)."""
-    if isinstance(awaitable, asyncio.Future):
-        future: asyncio.Future[None] = awaitable
-    else:
-        future = asyncio.ensure_future(awaitable, loop=loop)
-        _hold(future)  # a Task made here: nobody else holds it
-    future.add_done_callback(callback)
+    _held_future(awaitable, loop).add_done_callback(callback)
 
 
 def sort_outcome(future: asyncio.Future[None]) -> tuple[int, str]:

@@ -35,7 +35,7 @@ from squall._h1 import (
     RemoteProtocolError,
     Response,
 )
-from squall.concurrent import _hold
+from squall.concurrent import _held_future
 from squall.httputil import HTTPHeaders
 from squall.iostream import UnsatisfiableReadError
 from squall.log import app_log, gen_log
@@ -286,9 +286,7 @@ class Exchange:
                 assert exc is not None
                 self._fail(exc)
 
-        task = asyncio.ensure_future(run())
-        _hold(task)
-        task.add_done_callback(done)
+        _held_future(run()).add_done_callback(done)
 
     def _send_body(self) -> None:
         if self.spec.body_producer is not None:
@@ -455,9 +453,7 @@ class Exchange:
 
     def _wait(self, awaitable: Awaitable[Any], what: str) -> None:
         # Back-pressure: stop reading until the callback's work is done.
-        future = asyncio.ensure_future(awaitable)
-        if future is not awaitable:
-            _hold(future)  # a Task made here: nobody else holds it
+        future = _held_future(awaitable)
         self.waiting = True
         transport = self.conn.transport
         if transport is not None and not self.conn.closed:

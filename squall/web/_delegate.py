@@ -267,7 +267,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
         if task is not None:
             # Held until it ends: nothing else holds the Task while it waits
             # (the loop holds it weakly; the connection may go; see
-            # squall.concurrent._hold).
+            # squall.concurrent._held_future).
             _held_tasks.add(task)
             # The Task's end is looked at unless it runs the stock _execute,
             # which lets the Task go itself as it ends (no done callback).

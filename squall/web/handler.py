@@ -931,7 +931,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
             self._on_error(exc)
         finally:
             # The application's delegate held the Task this runs in, if it
-            # suspended (squall.concurrent._hold): it ends with this.
+            # suspended (squall.concurrent._held_future): it ends with this.
             held = self._held_task
             if held is not None:
                 self._held_task = None

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from squall import _ws, gen
-from squall.concurrent import Future, _hold, future_set_result_unless_cancelled
+from squall.concurrent import Future, _held_future, future_set_result_unless_cancelled
 from squall.escape import utf8
 from squall.httpclient import HTTPClientError, HTTPRequest
 from squall.httputil import (
@@ -452,7 +452,7 @@ def websocket_connect(
     future: Future[WebSocketClientConnection] = Future()
     connection.connect_future = future
 
-    def done(task: asyncio.Task[WebSocketClientConnection]) -> None:
+    def done(task: asyncio.Future[WebSocketClientConnection]) -> None:
         if future.done():
             return
         if task.cancelled():
@@ -462,9 +462,7 @@ def websocket_connect(
         else:
             future.set_result(task.result())
 
-    connecting = asyncio.ensure_future(connection._connect())
-    _hold(connecting)
-    connecting.add_done_callback(done)
+    _held_future(connection._connect()).add_done_callback(done)
     if callback is not None:
         warnings.warn(
             "The callback argument to websocket_connect is deprecated. "

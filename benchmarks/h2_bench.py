@@ -19,8 +19,10 @@ default. The contenders alternate over ``--rounds`` rounds; per round and
 contender a 1 s warm-up, then the measured run: requests per second as
 h2load reports it, and requests per server CPU-second (utime + stime of
 the server's process tree from /proc/PID/stat, read before and after the
-run). The report gives each contender's medians and the ratios of the
-medians against Granian. Contenders whose packages are missing are left
+run). The report gives each contender's medians, the ratios of the
+medians against Granian, and the median of the per-round ratios (each
+contender against Granian in the same round, which the machine's drift
+between rounds does not move). Contenders whose packages are missing are left
 out, saying why; ``--only NAME`` (repeatable) picks some.
 
     python benchmarks/h2_bench.py [--rounds 5] [--duration 5] [--clients 20]
@@ -296,14 +298,21 @@ def main() -> int:
         f" ({args.duration:g} s each):"
     )
     base = "granian" if "granian" in med else None
+    # Beside the ratio of the medians, the median of each round's own ratio
+    # (the two ran a few seconds apart): the machine's drift between rounds
+    # cancels out of it.
     print(
-        f"| {'server':11} | {'req/s':>9} | {'req/CPU-s':>9} |" + (" vs granian |" if base else "")
+        f"| {'server':11} | {'req/s':>9} | {'req/CPU-s':>9} |"
+        + (" vs granian | per round |" if base else "")
     )
-    print(f"|{'-' * 13}|{'-' * 10}:|{'-' * 10}:|" + ("-----------:|" if base else ""))
+    print(f"|{'-' * 13}|{'-' * 10}:|{'-' * 10}:|" + ("-----------:|----------:|" if base else ""))
     for name in contenders:
         row = f"| {name:11} | {med[name]:9.0f} | {med_cpu[name]:9.0f} |"
         if base and med_cpu[base]:
+            pairs = zip(per_cpu[name], per_cpu[base], strict=True)
+            paired = [mine / theirs for mine, theirs in pairs if theirs]
             row += f" {med_cpu[name] / med_cpu[base]:9.2f}x |"
+            row += f" {statistics.median(paired):8.2f}x |" if paired else "        - |"
         print(row)
     if args.json:
         Path(args.json).write_text(

@@ -257,16 +257,15 @@ class _Tracked(_Front):
             conn.set_close_callback(self._on_close)
 
     def _on_close(self) -> None:
-        app = self._app
-        callback = None
-        if app is not None:
-            callback = app.close_callback
-            app.close_callback = None
         if not self._done and self._status == 0:
             self._status = 499  # the client went away before the response
         self._end()
-        if callback is not None:
-            callback()
+        app = self._app
+        if app is not None:
+            # Its close callback, if the response is unfinished (one that the
+            # handler sets after its first step hears of it on the next turn:
+            # an HTTP/2 stream may be reset by that step's own calls).
+            app._report_gone()
 
     def _end(self) -> None:
         if self._done:
@@ -301,9 +300,9 @@ class _AppConnection(WrappedConnection):
     connection. Its emit hooks follow status and size and call the server's
     connection itself (no hop through the exchange); it keeps that
     connection's close_callback_attribute capability, so that a handler's
-    fast path holds under ``squall run`` too: the close is reported by the
-    server's connection from the event loop, through `_Tracked._on_close`,
-    which calls `close_callback`.
+    fast path holds under ``squall run`` too: the server's connection
+    reports its close through `_Tracked._on_close`, which reports it here
+    (`.Exchange._report_gone`).
     """
 
     def __init__(self, exchange: _Tracked) -> None:

@@ -113,7 +113,10 @@ class _MuxStream(Exchange):
         # delegate takes it from here, not from get_running_loop() (a getpid
         # system call per request on Python 3.11).
         self.loop = loop
-        self.close_callback_attribute = False
+        # The close callback is the plain attribute; a reset from the
+        # application's own first step reaches it on the next loop turn
+        # (see HTTPConnection.close_callback_attribute).
+        self.close_callback_attribute = True
         self.close_callback = None
         self._phase = IDLE
         self._declared = None

@@ -36,10 +36,13 @@ class HTTPConnection:
     #: (`.RequestHandler`) instead of testing for a concrete class. ``True``
     #: promises two things: the close callback is the plain attribute
     #: `close_callback` (``set_close_callback(cb)`` only assigns it, so the
-    #: application may assign it directly), and a close is reported only from
-    #: the event loop, never while the application's own code runs, so an
-    #: application may leave the attribute unset until its synchronous part
-    #: has returned and set it only if it is still running then. ``False``
+    #: application may assign it directly), and the application may leave
+    #: it unset until its synchronous part has returned, setting it only if
+    #: it is still running then: a close that comes while the attribute is
+    #: unset and the response unfinished (from the event loop, or from the
+    #: application's own calls, such as a stream reset by ``close()``) is
+    #: reported again on the next loop turn, to the callback set by then.
+    #: ``False``
     #: (the default): the application calls ``set_close_callback`` as soon as
     #: it starts. A class attribute here; a connection may set it per
     #: instance (a slot is read faster).

@@ -357,8 +357,30 @@ class Exchange(HTTPConnection):
         self._phase = GONE
         callback = self.close_callback
         self.close_callback = None
+        if callback is None and phase < DONE and self.close_callback_attribute:
+            # An application relying on the close_callback_attribute
+            # capability sets the callback only once its first step has
+            # returned, and the loss may come from that step's own calls (a
+            # multiplexed stream reset by close() or a broken Content-Length):
+            # look again on the next loop turn.
+            self._report_later()
         report_closed(delegate, callback if phase < DONE else None)
         return phase
+
+    def _report_later(self) -> None:
+        loop = self.loop
+        try:
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            loop.call_soon(self._report_late)
+        except RuntimeError:
+            pass  # no loop running, or it is closed: no application to tell
+
+    def _report_late(self) -> None:
+        callback = self.close_callback
+        if callback is not None:
+            self.close_callback = None
+            report_closed(None, callback)
 
     # -- the emit hooks ---------------------------------------------------------------
 

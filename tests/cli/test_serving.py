@@ -18,6 +18,7 @@ from squall.cli._target import serve_target
 from squall.cli._worker import build_server
 from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler
+from tests._first_step import ResetsItself
 from tests._paths import CERTS
 from tests._wait import until
 
@@ -242,6 +243,33 @@ def test_access_log_line(caplog: pytest.LogCaptureFixture) -> None:
             _, _, data = await fetch(port, "/x?y=1", "User-Agent: probe\r\n")
         lines = [r.getMessage() for r in caplog.records if r.name == "squall.access"]
         assert lines == [f"127.0.0.1 GET /x /x?y=1 404 {len(data)} probe"]
+        server.stop()
+
+    run(body)
+
+
+def test_h2_reset_in_the_first_step_reaches_the_handler_under_the_runner() -> None:
+    # Over HTTP/2 the proxy keeps the stream's close_callback_attribute
+    # capability too: the handler sets its callback after its first step,
+    # and a reset from that step (its own close()) reaches it a turn later.
+    pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+    from tests.h2._client import RawH2
+
+    events: list[str] = []
+
+    async def body() -> None:
+        server, port = start(
+            Application([("/reset", ResetsItself, {"events": events})]),
+            limit_concurrency=10,
+            http2=True,
+        )
+        serving = server.request_callback
+        client = await RawH2.connect(port)
+        r = await client.fetch("/reset")
+        await client.close()
+        assert r.reset is not None
+        await until(lambda: "woken" in events and serving.active == 0)
+        assert events == ["_AppConnection True", "reset", "closed", "woken"]
         server.stop()
 
     run(body)

@@ -29,6 +29,7 @@ from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
 
 from .._clock import LoopClock  # noqa: E402
+from .._first_step import ResetsItself  # noqa: E402
 from ._client import DEADLINE, RawH2, http1_head  # noqa: E402
 from .test_attacks import condition  # noqa: E402
 
@@ -595,6 +596,80 @@ class DrainTest(AsyncHTTPTestCase):
         r = await client.fetch("/slow")
         assert r.body == b"done"
         await client.close()
+
+
+class HandlerCloseTest(AsyncHTTPTestCase):
+    """A RequestHandler sets an HTTP/2 stream's close callback as a plain
+    attribute, once its first step has returned; a stream reset by that
+    step's own calls still reaches on_connection_close (tests/_first_step.py)."""
+
+    def get_app(self) -> Application:
+        self.events: list[str] = []
+        events = self.events
+
+        class BrokenLength(RequestHandler):
+            # The stream is reset for a body longer than the Content-Length.
+            async def get(self) -> None:
+                self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self.set_header("Content-Length", "2")
+                self.write("too long")
+                try:
+                    self.flush()
+                except HTTPOutputError:
+                    events.append("refused")
+                await self.gone
+                events.append("woken")
+
+            def on_connection_close(self) -> None:
+                events.append("closed")
+                self.gone.set_result(None)
+
+        class Finished(RequestHandler):
+            def get(self) -> None:
+                self.write("ok")
+
+            def on_connection_close(self) -> None:
+                events.append("closed")
+
+        return Application(
+            [
+                ("/self", ResetsItself, {"events": events}),
+                ("/length", BrokenLength),
+                ("/ok", Finished),
+            ]
+        )
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    async def fetch(self, path: str) -> Any:
+        client = await RawH2.connect(self.get_http_port())
+        try:
+            return await client.fetch(path)
+        finally:
+            await client.close()
+
+    @gen_test
+    async def test_close_in_the_first_step_reaches_the_waiting_handler(self) -> None:
+        r = await self.fetch("/self")
+        assert r.reset == ErrorCode.CANCEL
+        await condition(lambda: "woken" in self.events)
+        assert self.events == ["_H2Stream True", "reset", "closed", "woken"]
+
+    @gen_test
+    async def test_broken_length_in_the_first_step_reaches_the_waiting_handler(self) -> None:
+        r = await self.fetch("/length")
+        assert r.reset == ErrorCode.INTERNAL_ERROR
+        await condition(lambda: "woken" in self.events)
+        assert self.events == ["refused", "closed", "woken"]
+
+    @gen_test
+    async def test_a_finished_handler_hears_nothing(self) -> None:
+        r = await self.fetch("/ok")
+        assert r.status == 200 and r.body == b"ok"
+        # The connection closed after the response: no close to report.
+        await condition(lambda: not self.http_server._connections)
+        assert self.events == []
 
 
 class WritePauseTest(AsyncHTTPTestCase):

@@ -19,6 +19,8 @@ from squall.testing import AsyncHTTPSTestCase, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
 from squall.wsgi import WSGIContainer  # noqa: E402
 
+from .._first_step import ResetsItself  # noqa: E402
+from .._wait import until  # noqa: E402
 from ._client import h3_client  # noqa: E402
 
 
@@ -78,6 +80,7 @@ def make_app(**settings: Any) -> Application:
             ("/streamed", Streamed),
             ("/upload", Upload),
             ("/hold", Hold),
+            ("/reset", ResetsItself, {"events": settings.pop("events", [])}),
         ],
         **settings,
     )
@@ -93,7 +96,8 @@ class H3TestCase(AsyncHTTPSTestCase):
 
 class H3ApplicationTest(H3TestCase):
     def get_app(self) -> Application:
-        return make_app()
+        self.events: list[str] = []
+        return make_app(events=self.events)
 
     @gen_test
     async def test_get_post_404(self) -> None:
@@ -139,6 +143,15 @@ class H3ApplicationTest(H3TestCase):
             r = await client.fetch("/hinted")
             assert r.interim == [[(":status", "103"), ("link", "</a.css>; rel=preload; as=style")]]
             assert (r.status, r.body) == (200, b"page")
+
+    @gen_test
+    async def test_a_reset_in_the_first_step_reaches_the_waiting_handler(self) -> None:
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            r = await client.fetch("/reset")
+            assert r.reset is not None
+        await until(lambda: "woken" in self.events)
+        assert self.events == ["_H3Stream True", "reset", "closed", "woken"]
 
     @gen_test
     async def test_alt_svc_on_tcp(self) -> None:

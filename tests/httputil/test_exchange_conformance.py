@@ -413,9 +413,10 @@ def test_sendfile_declines_before_the_head(name: str) -> None:
     run_check(name, check)
 
 
-# The connections whose close callback is the plain attribute, reported only
-# from the event loop (HTTPConnection.close_callback_attribute).
-CLOSE_BY_ATTRIBUTE = {"_RequestConnection", "_AppConnection", "_AltSvcConnection"}
+# The connections whose close callback is the plain attribute, which the
+# application may set once its first step has returned
+# (HTTPConnection.close_callback_attribute).
+CLOSE_BY_ATTRIBUTE = {"_RequestConnection", "_H2Stream", "_AppConnection", "_AltSvcConnection"}
 
 
 @implementations

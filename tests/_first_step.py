@@ -1,0 +1,37 @@
+"""A handler that resets its own stream in its first step, then waits to hear of it.
+
+A RequestHandler sets a multiplexed stream's close callback as a plain
+attribute, and only once its first step has returned (see
+`HTTPConnection.close_callback_attribute`): a reset from that step's own
+calls must still reach ``on_connection_close``, a loop turn later. The
+HTTP/2, HTTP/3 and ``squall run`` tests route to this one handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from squall.web import RequestHandler
+
+
+class ResetsItself(RequestHandler):
+    """``GET``: records the connection's class and capability, calls its
+    ``close()``, and waits for ``on_connection_close``. ``events`` gets
+    ``"<class> <capability>"``, ``"reset"``, ``"closed"``, ``"woken"``."""
+
+    def initialize(self, events: list[str]) -> None:
+        self.events = events
+
+    async def get(self) -> None:
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        connection = self.request.connection
+        assert connection is not None
+        self.events.append(f"{type(connection).__name__} {connection.close_callback_attribute}")
+        connection.close()
+        self.events.append("reset")
+        await self.gone
+        self.events.append("woken")
+
+    def on_connection_close(self) -> None:
+        self.events.append("closed")
+        self.gone.set_result(None)

@@ -393,21 +393,27 @@ class _H2Protocol(asyncio.Protocol):
             # a client cannot start more work by resetting (CVE-2023-44487).
             self._h2.refuse(sid, now)
             return
-        fields = event.headers
         authority = event.authority
-        if authority is not None:
-            # RFC 9113 §8.3.1: :authority is the request's Host (h2 checked
-            # that a host field agrees). Two host fields stay, so that the
-            # host check refuses them as it does over HTTP/1.1.
-            rest = [f for f in fields if f[0] != "host"]
-            fields = [("host", authority)] + (rest if len(fields) - len(rest) < 2 else fields)
         start_line = request_line(event.method, event.target, _VERSION)
         # HTTPHeaders._from_pairs's loop, here where it is compiled: the
         # core checked every field already.
         as_list: dict[str, list[str]] = {}
+        # RFC 9113 §8.3.1: :authority is the request's Host (h2 checked that
+        # a host field agrees), first among the fields. Host fields are kept
+        # aside: one is the authority again, dropped; two or more stay after
+        # it, so that the host check refuses them as it does over HTTP/1.1.
+        hosts: Optional[list[str]] = None
+        if authority is not None:
+            as_list["Host"] = [authority]
         names = _names
-        for field in fields:
+        for field in event.headers:
             name = field[0]
+            if authority is not None and name == "host":
+                if hosts is None:
+                    hosts = [field[1]]
+                else:
+                    hosts.append(field[1])
+                continue
             norm = names.get(name)
             if norm is None:
                 norm = _cache_name(name)
@@ -416,6 +422,8 @@ class _H2Protocol(asyncio.Protocol):
                 as_list[norm] = [field[1]]
             else:
                 values.append(field[1])
+        if hosts is not None and len(hosts) > 1:
+            as_list["Host"].extend(hosts)
         headers = wrap_fields(as_list)
         declared = event.content_length
         self._begin(sid, start_line, headers, now, declared, event.expect_continue, event.protocol)

@@ -254,30 +254,38 @@ class HTTPServerRequest(_OpenAttributes):
         """Arguments from the query string, ``{name: [bytes, ...]}`` (decoded on first read)."""
         value = self._query_arguments
         if value is None:
-            query = self.query
-            try:
-                # The latin-1 text a server's request target decodes to.
-                value = parse_qs_text(query, None)
-            except UnicodeEncodeError:
-                # A target set by hand, beyond latin-1: as its UTF-8 bytes.
-                value = _parse_qs_bytes(_latin1_or_utf8(query), None)
-            self._query_arguments = value
+            value = self._query_arguments = self._parse_query()
         return value
 
     @query_arguments.setter
     def query_arguments(self, value: dict[str, list[bytes]]) -> None:
         self._query_arguments = value
 
+    def _parse_query(self) -> dict[str, list[bytes]]:
+        query = self.query
+        try:
+            # The latin-1 text a server's request target decodes to.
+            return parse_qs_text(query, None)
+        except UnicodeEncodeError:
+            # A target set by hand, beyond latin-1: as its UTF-8 bytes.
+            return _parse_qs_bytes(_latin1_or_utf8(query), None)
+
     @property
     def arguments(self) -> dict[str, list[bytes]]:
         """Query and body arguments together (merged on first read)."""
         value = self._arguments
         if value is None:
-            value = {key: list(values) for key, values in self.query_arguments.items()}
             body = self._body_arguments  # not made for a request without one
-            if body:
-                for key, values in body.items():
-                    value.setdefault(key, []).extend(values)
+            if not body and self._query_arguments is None:
+                # The query's arguments alone, not read yet: a parse of
+                # their own instead of a copy (query_arguments, if read
+                # later, parses again: the two never share a list).
+                value = self._parse_query()
+            else:
+                value = {key: list(values) for key, values in self.query_arguments.items()}
+                if body:
+                    for key, values in body.items():
+                        value.setdefault(key, []).extend(values)
             self._arguments = value
         return value
 

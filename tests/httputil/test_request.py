@@ -214,7 +214,17 @@ class TestArguments:
         assert req._arguments is None and req._query_arguments is None
         assert req.arguments == {"a": [b"1"]}
         assert req.arguments is req.arguments
-        assert req._query_arguments == {"a": [b"1"]}
+        # Without a body, arguments is a parse of its own: query_arguments
+        # stays unread until read, and then shares no list with it.
+        assert req._query_arguments is None
+        assert req.query_arguments == {"a": [b"1"]}
+        req.arguments["a"].append(b"2")
+        assert req.query_arguments == {"a": [b"1"]}
+        # Read the other way round, arguments is a copy (no list shared).
+        other = make("/?a=1")
+        assert other.query_arguments == {"a": [b"1"]}
+        other.arguments["a"].append(b"2")
+        assert other.query_arguments == {"a": [b"1"]}
         assert req.files == {} and req.files is req.files
         assert req.body_arguments == {} and req.body_arguments is req.body_arguments
 

@@ -214,14 +214,23 @@ class _HandlerDelegate(HTTPMessageDelegate):
         request = self.request
         handler_class: Any = self.handler_class
         assert request is not None and handler_class is not None
-        settings = app.settings
+        settings: Any = app.settings
         if settings:
             # Debug settings that reset caches before every request (read
             # here, not in a helper: most applications have some settings,
-            # and a call per request costs more than the two lookups).
-            if not settings.get("compiled_template_cache", True):
+            # and a call per request costs more than the two lookups). A
+            # plain dict (as Application makes it) is read natively, without
+            # a method call through Python's protocol for each lookup.
+            if type(settings) is dict:
+                plain: dict[str, Any] = settings
+                template_cache = plain.get("compiled_template_cache", True)
+                hash_cache = plain.get("static_hash_cache", True)
+            else:
+                template_cache = settings.get("compiled_template_cache", True)
+                hash_cache = settings.get("static_hash_cache", True)
+            if not template_cache:
                 _bound.clear_template_loaders()
-            if settings.get("static_hash_cache", True) is False:
+            if hash_cache is False:
                 from squall.web.static import StaticFileHandler
 
                 StaticFileHandler.reset()

@@ -162,6 +162,34 @@ def test_compiled_run_compiles_every_listed_module() -> None:
         assert is_extension(__import__(name, fromlist=["_"])), name
 
 
+def test_check_built_names_the_listed_modules_the_install_lacks(tmp_path: Path) -> None:
+    # speedups/check_built.py keeps the bench venv from being stamped (and
+    # benchmarked) when the build left a listed module out: run here, it
+    # must fail on an install without them and pass on a complete one.
+    build = load_build()
+    listed = set(build.COMPILED_MODULES) | set(build.C_MODULES)
+    lacking = sorted(listed - set(squall.speedups.compiled_modules()))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if (ROOT / "squall").is_dir():
+        # This tree's squall, as the tests import it (an editable install
+        # finds it from anywhere; a copy of the tree for an installed run
+        # has no squall/ of its own).
+        env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "speedups" / "check_built.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    named = sorted(
+        line.split()[2] for line in result.stderr.splitlines() if line.startswith("not compiled: ")
+    )
+    assert named == lacking, result.stderr
+    assert result.returncode == (1 if lacking else 0)
+
+
 def imports_of(source: Path) -> set[str]:
     """Top-level package names a module imports, at any depth of its code."""
     names: set[str] = set()

@@ -412,14 +412,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                 missing argument is a 400 (`MissingArgumentError`).
             strip: strip surrounding whitespace from the value.
         """
-        # _get_argument, inlined: the most used of the argument getters.
-        values = self._get_arguments(name, self.request.arguments, strip)
-        if values:
-            return values[-1]
-        if default is _ARG_DEFAULT:
-            raise MissingArgumentError(name)
-        result: Optional[str] = default
-        return result
+        return self._get_argument(name, default, self.request.arguments, strip)
 
     def get_arguments(self, name: str, strip: bool = True) -> list[str]:
         """Every value of the query and body argument ``name`` (maybe none)."""

@@ -427,7 +427,7 @@ class Locale:
         If ``plural_message`` is given, ``count`` must be too: the singular
         form is used when ``count`` is 1, the plural form otherwise.
         """
-        raise NotImplementedError()
+        return self._lookup("translate", None, message, plural_message, count)
 
     def pgettext(
         self,
@@ -437,6 +437,21 @@ class Locale:
         count: Optional[int] = None,
     ) -> str:
         """Like `translate`, with a context telling apart identical messages."""
+        return self._lookup("pgettext", context, message, plural_message, count)
+
+    def _lookup(
+        self, caller: str, context: Optional[str], message: str, plural: Optional[str], count: Any
+    ) -> str:
+        """The translation `translate` (no ``context``) and `pgettext` return.
+
+        Subclasses look the message up; this checks the arguments.
+        """
+        if plural is not None and count is None:
+            raise ValueError(f"{caller}() needs a count when plural_message is given")
+        return self._find(context, message, plural, count)
+
+    def _find(self, context: Optional[str], message: str, plural: Optional[str], count: int) -> str:
+        """The translation of ``message`` (``count`` is ignored without ``plural``)."""
         raise NotImplementedError()
 
     def format_date(
@@ -569,32 +584,18 @@ class CSVLocale(Locale):
         self.translations = translations
         super().__init__(code)
 
-    def translate(
-        self, message: str, plural_message: Optional[str] = None, count: Optional[int] = None
-    ) -> str:
-        if plural_message is None:
-            table = self.translations.get("unknown", {})
-        else:
-            if count is None:
-                raise ValueError("translate() needs a count when plural_message is given")
-            if count != 1:
-                message = plural_message
-                table = self.translations.get("plural", {})
-            else:
-                table = self.translations.get("singular", {})
-        return table.get(message, message)
-
-    def pgettext(
-        self,
-        context: str,
-        message: str,
-        plural_message: Optional[str] = None,
-        count: Optional[int] = None,
-    ) -> str:
-        """Translate ignoring ``context``: CSV translations have no contexts."""
-        if self.translations:
+    def _find(self, context: Optional[str], message: str, plural: Optional[str], count: int) -> str:
+        # CSV translations have no contexts: pgettext translates without one.
+        if context is not None and self.translations:
             gen_log.warning("pgettext is not supported by CSVLocale")
-        return self.translate(message, plural_message, count)
+        if plural is None:
+            table = self.translations.get("unknown", {})
+        elif count != 1:
+            message = plural
+            table = self.translations.get("plural", {})
+        else:
+            table = self.translations.get("singular", {})
+        return table.get(message, message)
 
 
 class GettextLocale(Locale):
@@ -606,35 +607,19 @@ class GettextLocale(Locale):
         # The base initializer translates month names, so these come first.
         super().__init__(code)
 
-    def translate(
-        self, message: str, plural_message: Optional[str] = None, count: Optional[int] = None
-    ) -> str:
-        if plural_message is None:
-            return self.gettext(message)
-        if count is None:
-            raise ValueError("translate() needs a count when plural_message is given")
-        return self.ngettext(message, plural_message, count)
-
-    def pgettext(
-        self,
-        context: str,
-        message: str,
-        plural_message: Optional[str] = None,
-        count: Optional[int] = None,
-    ) -> str:
-        """Translate ``message`` as used in ``context`` (gettext's msgctxt).
-
-        Falls back to the message without context when there is no
-        translation for that context.
-        """
+    def _find(self, context: Optional[str], message: str, plural: Optional[str], count: int) -> str:
+        if context is None:
+            if plural is None:
+                return self.gettext(message)
+            return self.ngettext(message, plural, count)
+        # gettext's msgctxt, falling back to the message without context when
+        # that context has no translation (gettext returns its argument
+        # unchanged when it has no entry).
         prefix = f"{context}{CONTEXT_SEPARATOR}"
-        if plural_message is None:
+        if plural is None:
             result = self.gettext(prefix + message)
-            # gettext returns its argument unchanged when it has no entry.
             return message if CONTEXT_SEPARATOR in result else result
-        if count is None:
-            raise ValueError("pgettext() needs a count when plural_message is given")
-        result = self.ngettext(prefix + message, prefix + plural_message, count)
+        result = self.ngettext(prefix + message, prefix + plural, count)
         if CONTEXT_SEPARATOR in result:
-            return self.ngettext(message, plural_message, count)
+            return self.ngettext(message, plural, count)
         return result

@@ -167,10 +167,7 @@ class H1Connection(_Sender):
         self._is11 = True
         self.expects_continue = False
         self._switching = False
-        self._informational = 0
-        self._remaining = 0
-        self._total = 0
-        self._received = 0
+        self._informational = self._remaining = self._total = self._received = 0
         self._max_body = self._limits.max_body_size
         self._checked = False
         self._cstate = _C_SIZE

@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = ["H2Limits"]
+
+# The field names, for the checks and repr; not read from __slots__, which a
+# class compiled by mypyc (the speedups build) does not keep.
+_FIELDS: Final = (
+    "max_concurrent_streams",
+    "max_header_list_size",
+    "max_continuation_frames",
+    "initial_window_size",
+    "connection_window_size",
+    "max_frame_size",
+    "max_resets_per_second",
+    "max_settings_per_second",
+    "max_pings_per_second",
+    "max_window_updates_per_second",
+    "max_empty_frames_per_second",
+    "send_timeout",
+    "idle_stream_timeout",
+    "max_body_size",
+)
 
 
 class H2Limits:
@@ -51,22 +72,7 @@ class H2Limits:
             request (``set_max_body_size``).
     """
 
-    __slots__ = (
-        "max_concurrent_streams",
-        "max_header_list_size",
-        "max_continuation_frames",
-        "initial_window_size",
-        "connection_window_size",
-        "max_frame_size",
-        "max_resets_per_second",
-        "max_settings_per_second",
-        "max_pings_per_second",
-        "max_window_updates_per_second",
-        "max_empty_frames_per_second",
-        "send_timeout",
-        "idle_stream_timeout",
-        "max_body_size",
-    )
+    __slots__ = _FIELDS
 
     def __init__(
         self,
@@ -86,28 +92,6 @@ class H2Limits:
         idle_stream_timeout: float = 300.0,
         max_body_size: int = 100 * 1024 * 1024,
     ) -> None:
-        if not 1 <= max_concurrent_streams < 2**31:
-            raise ValueError(f"max_concurrent_streams out of range: {max_concurrent_streams}")
-        if not 65535 <= connection_window_size < 2**31:
-            raise ValueError(f"connection_window_size out of range: {connection_window_size}")
-        if not 0 < initial_window_size < 2**31:
-            raise ValueError(f"initial_window_size out of range: {initial_window_size}")
-        if not 16384 <= max_frame_size < 2**24:
-            raise ValueError(f"max_frame_size out of range: {max_frame_size}")
-        for name, value in (
-            ("max_header_list_size", max_header_list_size),
-            ("max_continuation_frames", max_continuation_frames),
-            ("max_resets_per_second", max_resets_per_second),
-            ("max_settings_per_second", max_settings_per_second),
-            ("max_pings_per_second", max_pings_per_second),
-            ("max_window_updates_per_second", max_window_updates_per_second),
-            ("max_empty_frames_per_second", max_empty_frames_per_second),
-            ("send_timeout", send_timeout),
-            ("idle_stream_timeout", idle_stream_timeout),
-            ("max_body_size", max_body_size),
-        ):
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, not {value!r}")
         self.max_concurrent_streams = max_concurrent_streams
         self.max_header_list_size = max_header_list_size
         self.max_continuation_frames = max_continuation_frames
@@ -122,7 +106,20 @@ class H2Limits:
         self.send_timeout = send_timeout
         self.idle_stream_timeout = idle_stream_timeout
         self.max_body_size = max_body_size
+        # Checked once set: four ranges, and every limit is above zero.
+        if not 1 <= max_concurrent_streams < 2**31:
+            raise ValueError(f"max_concurrent_streams out of range: {max_concurrent_streams}")
+        if not 65535 <= connection_window_size < 2**31:
+            raise ValueError(f"connection_window_size out of range: {connection_window_size}")
+        if not 0 < initial_window_size < 2**31:
+            raise ValueError(f"initial_window_size out of range: {initial_window_size}")
+        if not 16384 <= max_frame_size < 2**24:
+            raise ValueError(f"max_frame_size out of range: {max_frame_size}")
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, not {value!r}")
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
         return f"H2Limits({fields})"

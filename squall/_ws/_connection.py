@@ -282,10 +282,8 @@ class WSConnection:
         self._parser = _NO_PARSER
         self._key_source = mask_key_source
         self.max_message_size = max_message_size
-        self.close_sent = False
-        self.close_received = False
-        self.message_bytes_out = 0
-        self.wire_bytes_out = 0
+        self.close_sent = self.close_received = False
+        self.message_bytes_out = self.wire_bytes_out = 0
 
     def _frame_limit(self, remaining: Optional[int]) -> Optional[int]:
         if remaining is None or self._extension is None:

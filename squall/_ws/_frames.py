@@ -182,11 +182,10 @@ class FrameParser:
         buf = self._buf
         pos = self._pos
         head = self._header(buf, pos)
-        if head is None:
+        # (The mask key, ending the header, may still be on its way.)
+        if head is None or len(buf) - pos < head[0]:
             return None
         header, length = head
-        if len(buf) - pos < header:
-            return None
         b0 = buf[pos]
         key: Optional[bytes] = None
         if buf[pos + 1] & 0x80:

@@ -213,16 +213,9 @@ class _RequestConnection(Exchange):
     __slots__ = ("_proto", "_body_timeout", "loop")
 
     def __init__(self, proto: _HTTPProtocol) -> None:
-        # Exchange.__init__'s fields, set here: a call fewer per request.
-        self.context = proto.context
         # The close callback is the plain attribute, called from
         # connection_lost only (see HTTPConnection.close_callback_attribute).
-        self.close_callback_attribute = True
-        self.close_callback = None
-        self._phase = IDLE
-        self._declared = None
-        self._written = 0
-        self._bodiless = False
+        super().__init__(proto.context, False, True)
         # (Exchange.loop: the protocol calls the delegate from its loop only.)
         self.loop = proto._loop
         self._proto = proto

@@ -107,44 +107,27 @@ class _MuxStream(Exchange):
         # The protocol's context, loop and body limit come as arguments: the
         # compiled HTTP/2 driver reads them from its own fields, where this
         # (for a protocol typed Any) would go through getattr for each.
-        # Exchange.__init__'s fields, set here: a call fewer per stream.
-        self.context = context
+        # The close callback is the plain attribute; a reset from the
+        # application's own first step reaches it on the next loop turn
+        # (see HTTPConnection.close_callback_attribute).
+        super().__init__(context, False, True)
         # The loop the protocol's callbacks run on: the application's
         # delegate takes it from here, not from get_running_loop() (a getpid
         # system call per request on Python 3.11).
         self.loop = loop
-        # The close callback is the plain attribute; a reset from the
-        # application's own first step reaches it on the next loop turn
-        # (see HTTPConnection.close_callback_attribute).
-        self.close_callback_attribute = True
-        self.close_callback = None
-        self._phase = IDLE
-        self._declared = None
-        self._written = 0
-        self._bodiless = False
         self._proto = proto
         self.stream_id = stream_id
-        self._delegate = None
-        self._read_done = False
-        # Reset, timed out or the connection lost: nothing more goes out.
-        self._closed = False
+        self._max_body = max_body
+        self._started = self._last_active = now
         # Counted against the connection's stream limit until the response ends.
         self._counted = True
-        # Body pieces (and the end, as None) held while the delegate is busy.
-        self._inbox = None
-        self._blocked = False
+        # _closed: reset, timed out or the connection lost (nothing more goes
+        # out); _inbox: body pieces (and the end, as None) held while the
+        # delegate is busy.
+        self._read_done = self._closed = self._blocked = self._expect_continue = False
         self._received = 0
-        self._max_body = max_body
-        self._body_timeout = None
-        self._started = now
-        self.protocol = None
-        self._tunnel = None
-        self._waiters = None
-        self._head = None
-        self._last_active = now
-        self._expect_continue = False
-        self.trailers = None
-        self._trailers_out = None
+        self._delegate = self._inbox = self._body_timeout = self.protocol = None
+        self._tunnel = self._waiters = self._head = self.trailers = self._trailers_out = None
 
     def _emit_end(self, phase: int) -> None:
         p = self._proto

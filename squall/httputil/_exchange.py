@@ -226,16 +226,19 @@ class Exchange(HTTPConnection):
     # __init__). Compiled, it is a native field that starts as None.
     loop: Optional[asyncio.AbstractEventLoop] = None
 
-    def __init__(self, context: Any, bodiless: bool = False) -> None:
+    def __init__(
+        self, context: Any, bodiless: bool = False, close_callback_attribute: bool = False
+    ) -> None:
         # Both annotated here, though HTTPConnection declares them: mypyc
         # makes a field only of what the compiled class itself declares, and
         # stored anything else in an instance __dict__ (one dict per
         # exchange, made for every request, and read by dictionary lookups).
         self.context: Any = context
-        # Without the close_callback_attribute capability: a driver here may
-        # report a close from the application's own call (a reset by
-        # close(), a refused write). A slot, read faster than the class's.
-        self.close_callback_attribute: bool = False
+        # The capability (see HTTPConnection.close_callback_attribute) is
+        # the driver's to declare: without it, a driver may report a close
+        # from the application's own call (a reset by close(), a refused
+        # write). A slot, read faster than the class's.
+        self.close_callback_attribute: bool = close_callback_attribute
         self.close_callback: Optional[Callable[[], None]] = None
         self._phase = IDLE
         self._declared: Optional[int] = None

@@ -193,10 +193,7 @@ class Relay(_Closing):
     ) -> None:
         self.channel = channel
         self.connections = connections
-        self.messages = 0
-        self.sent = 0
-        self.skipped = 0
-        self.closed = 0
+        self.messages = self.sent = self.skipped = self.closed = 0
         self._pubsub = pubsub
         self._send = send
         self._closed = False

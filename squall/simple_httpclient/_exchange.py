@@ -215,9 +215,7 @@ class Exchange:
         self.body_pending = False
         # The whole request reached the kernel (a write that failed never does).
         self.sent = False
-        self.waiting = False
-        self.ended = False
-        self.finished = False
+        self.waiting = self.ended = self.finished = False
         self.received = 0
         self.body: Optional[bytes] = None
         self.bio: Optional[BytesIO] = None

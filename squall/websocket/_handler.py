@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import urllib.parse
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from types import MappingProxyType
-from typing import Any, Optional, Union, cast
+from typing import Any, Optional, TypeVar, Union, cast
 
 from squall import _ws
 from squall._wswrite import write_method
@@ -50,6 +51,25 @@ _CONNECTION_VALUES = ["Upgrade"]
 _SPENT_HEADERS = _ResponseHeaders()
 _SPENT_HEADERS._as_list = cast(dict[str, list[str]], MappingProxyType({}))
 _SPENT_OUTPUT = cast(list[bytes], ())
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _refused_once_upgraded(method: _Method) -> _Method:
+    """RequestHandler's ``method`` for WebSocketHandler: refused once the
+    connection is upgraded (RuntimeError), the next class's in the MRO
+    before. It keeps the method's signature (Tornado's: programs and tools
+    read it) and docstring."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def refusing(self: WebSocketHandler, *args: Any, **kwargs: Any) -> Any:
+        if self._upgraded:
+            raise RuntimeError(_NOT_SUPPORTED)
+        return getattr(super(WebSocketHandler, self), name)(*args, **kwargs)
+
+    return cast(_Method, refusing)
 
 
 class WebSocketHandler(RequestHandler, _Peer):
@@ -425,23 +445,12 @@ class WebSocketHandler(RequestHandler, _Peer):
 
     # -- HTTP methods, refused after the upgrade
 
-    # Each keeps RequestHandler's signature (Tornado's: programs and tools
-    # read it); one flag test, then the inherited method.
-
-    def write(self, chunk: Union[str, bytes, dict[str, Any]]) -> None:
-        if self._upgraded:
-            raise RuntimeError(_NOT_SUPPORTED)
-        super().write(chunk)
-
-    def redirect(self, url: str, permanent: bool = False, status: Optional[int] = None) -> None:
-        if self._upgraded:
-            raise RuntimeError(_NOT_SUPPORTED)
-        super().redirect(url, permanent, status)
-
-    def set_header(self, name: str, value: Any) -> None:
-        if self._upgraded:
-            raise RuntimeError(_NOT_SUPPORTED)
-        super().set_header(name, value)
+    write = _refused_once_upgraded(RequestHandler.write)
+    redirect = _refused_once_upgraded(RequestHandler.redirect)
+    set_header = _refused_once_upgraded(RequestHandler.set_header)
+    set_cookie = _refused_once_upgraded(RequestHandler.set_cookie)
+    set_status = _refused_once_upgraded(RequestHandler.set_status)
+    finish = _refused_once_upgraded(RequestHandler.finish)
 
     def add_header(self, name: str, value: Any) -> None:
         # Not refused (Tornado's is not), and as before the upgrade's
@@ -450,53 +459,12 @@ class WebSocketHandler(RequestHandler, _Peer):
             self._headers = _ResponseHeaders()
         super().add_header(name, value)
 
-    def set_cookie(
-        self,
-        name: str,
-        value: Union[str, bytes],
-        domain: Optional[str] = None,
-        expires: Any = None,
-        path: str = "/",
-        expires_days: Optional[float] = None,
-        *,
-        max_age: Optional[int] = None,
-        httponly: bool = False,
-        secure: bool = False,
-        samesite: Optional[str] = None,
-        **kwargs: Any,
-    ) -> None:
-        if self._upgraded:
-            raise RuntimeError(_NOT_SUPPORTED)
-        super().set_cookie(
-            name,
-            value,
-            domain,
-            expires,
-            path,
-            expires_days,
-            max_age=max_age,
-            httponly=httponly,
-            secure=secure,
-            samesite=samesite,
-            **kwargs,
-        )
-
-    def set_status(self, status_code: int, reason: Optional[str] = None) -> None:
-        if self._upgraded:
-            raise RuntimeError(_NOT_SUPPORTED)
-        super().set_status(status_code, reason)
-
     def flush(self, include_footers: bool = False) -> Future[None]:
         if self._upgraded:
             raise RuntimeError(_NOT_SUPPORTED)
         if self._base_next:
             return RequestHandler.flush(self, include_footers)
         return super().flush(include_footers)
-
-    def finish(self, chunk: Union[None, str, bytes, dict[str, Any]] = None) -> Future[None]:
-        if self._upgraded:
-            raise RuntimeError(_NOT_SUPPORTED)
-        return super().finish(chunk)
 
     # -- application hooks
 

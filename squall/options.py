@@ -353,15 +353,7 @@ class OptionParser:
         if type is None:
             type = default.__class__ if default is not None and not multiple else str
         self._options[normalized] = _Option(
-            name,
-            default=default,
-            type=type,
-            help=help,
-            metavar=metavar,
-            multiple=multiple,
-            file_name=file_name,
-            group_name=group or file_name,
-            callback=callback,
+            name, default, type, help, metavar, multiple, file_name, group or file_name, callback
         )
 
     def parse_command_line(self, args: Optional[list[str]] = None, final: bool = True) -> list[str]:
@@ -557,16 +549,7 @@ def define(
     callback: Optional[Callable[[Any], None]] = None,
 ) -> None:
     """Define an option on the global `options`; see `OptionParser.define`."""
-    options.define(
-        name,
-        default=default,
-        type=type,
-        help=help,
-        metavar=metavar,
-        multiple=multiple,
-        group=group,
-        callback=callback,
-    )
+    options.define(name, default, type, help, metavar, multiple, group, callback)
 
 
 def parse_command_line(args: Optional[list[str]] = None, final: bool = True) -> list[str]:

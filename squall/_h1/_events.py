@@ -71,12 +71,7 @@ def fields_from_pairs(headers: Headers) -> Fields:
     """Group ``(name, value)`` pairs by canonical name (names already valid)."""
     fields: Fields = {}
     for name, value in headers:
-        norm = field_name(name)
-        values = fields.get(norm)
-        if values is None:
-            fields[norm] = [value]
-        else:
-            values.append(value)
+        fields.setdefault(field_name(name), []).append(value)
     return fields
 
 

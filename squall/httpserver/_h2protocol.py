@@ -664,11 +664,9 @@ class _H2Protocol(asyncio.Protocol):
                 done.set_result(None)
             return done
         waiter = self._loop.create_future()
-        waiters = stream._waiters
-        if waiters is None:
-            stream._waiters = [waiter]
-        else:
-            waiters.append(waiter)
+        if stream._waiters is None:
+            stream._waiters = []
+        stream._waiters.append(waiter)
         return waiter
 
     def _wake(self, stream: _H2Stream) -> None:

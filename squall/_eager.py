@@ -47,14 +47,13 @@ the context, so context variables it sets stay with the request.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import asyncio
 import sys
 from typing import Optional
 
 from squall._eager_resume import _Coro
-
-__all__: list[str] = []
-
 
 if sys.version_info >= (3, 12):
     _Task = asyncio.Task

@@ -11,14 +11,14 @@ holds `~squall._eager.start` and the pool of shells, and calls these.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import asyncio
 import contextvars
 import functools
 import types
 from collections.abc import Coroutine, Generator
 from typing import Any, Optional
-
-__all__: list[str] = []
 
 _Task = asyncio.Task
 

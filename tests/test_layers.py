@@ -539,3 +539,30 @@ def test_all_lists_no_private_names(path: Path) -> None:
         assert found, f"{rel} no longer exports private names: remove it from EXPORTS_KNOWN"
     else:
         assert not found, f"{rel}.__all__ lists private names: {found}"
+
+
+def private_declaration_line(path: Path) -> tuple[int, int]:
+    """The line of a module's empty ``__all__`` (0 when it offers names) and
+    of its first import other than ``from __future__``."""
+    declared = first_import = 0
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and not first_import:
+            if not (isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+                first_import = node.lineno
+        target = node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        if isinstance(target, ast.Name) and target.id == "__all__":
+            value = node.value  # type: ignore[attr-defined]
+            if isinstance(value, ast.List) and not value.elts:
+                declared = node.lineno
+    return declared, first_import
+
+
+@pytest.mark.parametrize("path", list(modules()), ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_private_module_says_so_before_its_imports(path: Path) -> None:
+    # An empty __all__ is a statement about the module, like its docstring:
+    # it stands where PEP 8 puts module dunders, before the imports.
+    declared, first_import = private_declaration_line(path)
+    if declared and first_import:
+        assert declared < first_import, f"{path}: __all__ = [] after the imports"

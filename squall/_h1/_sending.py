@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from collections.abc import Iterable
 from typing import Final, Optional
 
@@ -33,8 +35,6 @@ from ._states import (
     _S_SWITCHED,
 )
 from ._writer import check_block, chunk, encode_fields, encode_lines, find_values
-
-__all__: list[str] = []
 
 # The status lines sent, by code: (reason, line); the usual few, bounded.
 _STATUS_LINES: Final[dict[int, tuple[str, str]]] = {}

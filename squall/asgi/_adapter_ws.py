@@ -29,6 +29,8 @@ Nothing is framed or parsed on the way.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the adapter
+
 import asyncio
 from collections import deque
 from collections.abc import Callable
@@ -40,7 +42,6 @@ from squall.iostream import StreamClosedError
 if TYPE_CHECKING:
     from squall.asgi._adapter import _ASGIConnection
 
-__all__: list[str] = []  # private to the adapter
 
 # Payload bytes (or characters) received and not yet taken by the handler
 # before receive() waits for it.

@@ -16,6 +16,8 @@ Flow control, both ways:
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the ASGI server
+
 import asyncio
 import os
 import time
@@ -53,7 +55,6 @@ from squall.log import app_log
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
 
-__all__: list[str] = []  # private to the ASGI server
 
 # Request body bytes held for an application that is not receiving.
 _BODY_HIGH_WATER: Final = 64 * 1024

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import ssl
 import time
 from collections.abc import Callable
@@ -9,8 +11,6 @@ from typing import Any, Final, Optional
 
 from squall.asgi._types import address_tuple, split_target
 from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, format_timestamp
-
-__all__: list[str] = []
 
 # The Date header, formatted once per second: [the time it stops being
 # current, its value, the end of a head that carries it,

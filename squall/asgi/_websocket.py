@@ -17,6 +17,8 @@ messages are held up to `_INBOX_HIGH_WATER`, then frames are not read.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the ASGI server
+
 import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Optional
@@ -44,7 +46,6 @@ from squall.websocket._protocol import MessageType, WebSocketProtocol13, _Peer
 if TYPE_CHECKING:
     from squall.asgi._server import ASGIServerDelegate
 
-__all__: list[str] = []  # private to the ASGI server
 
 # Messages held for an application that is not receiving; past this many,
 # the protocol stops reading frames until it catches up.

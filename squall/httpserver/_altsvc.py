@@ -9,13 +9,13 @@ stay as they are.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import asyncio
 
 from squall.httputil import HTTPConnection, HTTPHeaders
 from squall.httputil._misc import ResponseStartLine
 from squall.httputil._wrapped import WrappedConnection
-
-__all__: list[str] = []
 
 
 class _AltSvcConnection(WrappedConnection):

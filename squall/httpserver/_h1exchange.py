@@ -9,6 +9,8 @@ speedups/squall_build.py): each reads the other's fields natively.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the driver
+
 import asyncio
 import contextvars
 import weakref
@@ -30,8 +32,6 @@ from squall.log import app_log
 if TYPE_CHECKING:
     from squall.httpserver._protocol import _HTTPProtocol
 
-
-__all__: list[str] = []  # private to the driver
 
 # A C variable in the compiled build (a module global is a dict lookup).
 _ResponseHeadersType: Final = _ResponseHeaders
@@ -213,9 +213,17 @@ class _RequestConnection(Exchange):
     __slots__ = ("_proto", "_body_timeout", "loop")
 
     def __init__(self, proto: _HTTPProtocol) -> None:
+        # Exchange.__init__'s fields, set here: a call fewer per request
+        # (in the pure build, 1.4k instructions of a hello request's 174k).
+        self.context = proto.context
         # The close callback is the plain attribute, called from
         # connection_lost only (see HTTPConnection.close_callback_attribute).
-        super().__init__(proto.context, False, True)
+        self.close_callback_attribute = True
+        self.close_callback = None
+        self._phase = IDLE
+        self._declared = None
+        self._written = 0
+        self._bodiless = False
         # (Exchange.loop: the protocol calls the delegate from its loop only.)
         self.loop = proto._loop
         self._proto = proto

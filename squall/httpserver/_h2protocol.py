@@ -31,6 +31,8 @@ request trailers are parsed and dropped, as before.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the driver
+
 import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final, Optional, cast
@@ -88,7 +90,6 @@ from squall.log import app_log, gen_log
 if TYPE_CHECKING:
     from squall.httpserver._server import HTTPServer
 
-__all__: list[str] = []  # private to the driver
 
 # Final: the compiled build reads these as C variables, not through the
 # module's dict (a lookup each per request).

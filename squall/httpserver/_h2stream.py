@@ -10,6 +10,8 @@ windows and the transport.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the driver
+
 import asyncio
 from typing import TYPE_CHECKING, Optional
 
@@ -25,8 +27,6 @@ from squall.httputil._exchange import DONE, HEAD, IDLE
 if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
     from squall.httpserver._h2websocket import _H2Tunnel
-
-__all__: list[str] = []  # private to the driver
 
 
 class _H2Stream(_MuxStream):

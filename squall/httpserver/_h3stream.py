@@ -10,6 +10,8 @@ aioquic's QUIC and HTTP/3 (QPACK) state and the UDP transport.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import asyncio
 from typing import TYPE_CHECKING, Optional
 
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
     from squall.httpserver._h3protocol import _H3Protocol
     from squall.httpserver._h3websocket import _H3Tunnel
 
-__all__: list[str] = []
 
 _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
 

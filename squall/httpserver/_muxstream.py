@@ -14,6 +14,8 @@ emit hooks that move frames.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the drivers
+
 import asyncio
 from collections.abc import Iterable
 from typing import Any, ClassVar, Optional
@@ -21,8 +23,6 @@ from typing import Any, ClassVar, Optional
 from squall._compiled import mypyc_attr
 from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError
 from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
-
-__all__: list[str] = []  # private to the drivers
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

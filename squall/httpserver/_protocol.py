@@ -15,6 +15,8 @@ of the protocol.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the driver
+
 import asyncio
 import contextvars
 import socket
@@ -85,8 +87,6 @@ from squall.platform.asyncio import _bound_reads
 
 if TYPE_CHECKING:
     from squall.httpserver._server import HTTPServer
-
-__all__: list[str] = []  # private to the driver
 
 
 # Pipelined bytes held while a response is in progress before reading pauses.

@@ -19,6 +19,8 @@ Each subclass writes how bytes reach its protocol (``_send_data``,
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the drivers
+
 import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
     from squall.concurrent import Future
     from squall.httpserver._muxstream import _MuxStream
 
-__all__: list[str] = []  # private to the drivers
 
 _READ = IOLoop.READ
 

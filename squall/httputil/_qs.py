@@ -8,13 +8,13 @@ uses it for urlencoded bodies and re-exports it.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # _parse_qs_bytes is re-exported by squall.httputil
+
 import re
 from typing import Final, Optional
 from urllib.parse import unquote_to_bytes
 
 from squall.httputil._headers import HTTPInputError
-
-__all__: list[str] = []  # _parse_qs_bytes is re-exported by squall.httputil
 
 
 def _parse_qs_bytes(data: bytes, max_fields: Optional[int]) -> dict[str, list[bytes]]:

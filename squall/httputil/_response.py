@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import re
 from typing import Any
 
 from squall.httputil._headers import HTTPHeaders, _normalize_header
-
-__all__: list[str] = []
 
 # RFC 9110 section 5.5: a field value may hold HTAB but no other control
 # character (CR and LF above all: they would start a field of their own).

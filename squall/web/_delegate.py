@@ -9,6 +9,8 @@ fills in the few names it needs (see `_bind`).
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import asyncio
 import types
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
     from squall.web.application import Application
     from squall.web.handler import RequestHandler
 
-__all__: list[str] = []
 
 # Final: the compiled build keeps these in C variables, read without the
 # dictionary lookup of a module global (two per request).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,10 @@ def _refused_once_upgraded(method: _Method) -> _Method:
             raise RuntimeError(_NOT_SUPPORTED)
         return getattr(super(WebSocketHandler, self), name)(*args, **kwargs)
 
+    refusing.__doc__ = (
+        f"{inspect.cleandoc(method.__doc__ or '')}\n\n"
+        "In a WebSocketHandler: raises RuntimeError once the connection is upgraded."
+    )
     return cast(_Method, refusing)
 
 

@@ -179,9 +179,16 @@ class FlushSeen(RequestHandler):
         self.flushes.append(self.get_status())
         return super().flush(include_footers)
 
+    headers_set: list[str] = []
+
+    def set_header(self, name: str, value: Any) -> None:
+        self.headers_set.append(name)
+        super().set_header(name, value)
+
 
 class MixedIn(Echo, FlushSeen):
-    pass
+    def prepare(self) -> None:
+        self.set_header("X-Mixed-In", "yes")
 
 
 class WebSocketEndToEnd(AsyncHTTPTestCase):
@@ -241,6 +248,21 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         await ws.write_message("hi")
         self.assertEqual(await ws.read_message(), "hi")
         self.assertEqual(FlushSeen.flushes, [101])
+
+    @gen_test
+    async def test_a_mixin_after_the_handler_class_has_the_http_methods_before_the_upgrade(
+        self,
+    ) -> None:
+        # WebSocketHandler's HTTP methods pass on to the next class in the
+        # MRO (here the mixin) until the upgrade, then refuse.
+        FlushSeen.headers_set.clear()
+        ws = await self.connect("/mixed_in")
+        self.assertEqual(ws.headers["X-Mixed-In"], "yes")
+        self.assertEqual(FlushSeen.headers_set, ["X-Mixed-In"])
+        handler = await self.rec.opened
+        with self.assertRaises(RuntimeError):
+            handler.set_header("X-Late", "no")
+        self.assertEqual(FlushSeen.headers_set, ["X-Mixed-In"])
 
     @gen_test
     async def test_reading_resumes_once_the_transport_drains(self) -> None:

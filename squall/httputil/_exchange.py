@@ -221,9 +221,9 @@ class Exchange(HTTPConnection):
     )
 
     # See the class's docstring. A class attribute, not a slot: a driver
-    # that knows its loop sets it (a slot of its own, in the pure build),
-    # the others leave it None without a word (_H2Stream does not call
-    # __init__). Compiled, it is a native field that starts as None.
+    # that knows its loop sets it after __init__ (a slot of its own, in the
+    # pure build), the others leave it None without a word. Compiled, it
+    # is a native field that starts as None.
     loop: Optional[asyncio.AbstractEventLoop] = None
 
     def __init__(

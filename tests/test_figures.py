@@ -2,8 +2,8 @@
 
 benchmarks/figures.py writes the table between the README's ``figures``
 markers from benchmarks/results/*.json; each record carries the SHA-256 of
-the benchmark that produced it. The compiled-module lists in the README and
-the docs are checked against the build's own list.
+the benchmark that produced it. The compiled-module list in the docs is checked against the
+build's own list.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _compiled_modules() -> list[str]:
     return names + list(build.COMPILED_MODULES) + list(build.C_MODULES)
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/guide/compiled.md"])
+@pytest.mark.parametrize("page", ["docs/guide/compiled.md"])
 def test_the_compiled_module_lists_are_complete(page: str) -> None:
     text = (ROOT / page).read_text()
     missing = [name for name in _compiled_modules() if f"`{name}`" not in text]

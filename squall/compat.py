@@ -198,6 +198,8 @@ def _offer_homes(module: types.ModuleType, rel: str) -> None:
             raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
         if not home:  # the package itself ("tornado.web.tornado")
             return importlib.import_module(_ALIAS)
+        if ":" in home:
+            return _foreign(home)
         where, _, attr = home.rpartition(".")
         if where:
             parent = importlib.import_module(f"{_TARGET}.{where}")
@@ -211,6 +213,17 @@ def _offer_homes(module: types.ModuleType, rel: str) -> None:
     _hooked[module] = previous
     module.__dict__["__getattr__"] = __getattr__
     module.__dict__["__dir__"] = __dir__
+
+
+def _foreign(home: str) -> object:
+    """Another library's object a Tornado module imported, from its home
+    ``"urllib.parse:urlencode"`` (``"datetime:"``: the module): the very
+    object, so ``tornado.httputil.urlencode is urllib.parse.urlencode``."""
+    where, _, path = home.partition(":")
+    found: object = importlib.import_module(where)
+    for attr in filter(None, path.split(".")):
+        found = getattr(found, attr)
+    return found
 
 
 def _withdraw_homes() -> None:
@@ -367,13 +380,23 @@ def _facade() -> types.ModuleType:
     module.__path__ = list(squall.__path__)
     module._squall_facade = True  # type: ignore[attr-defined]
     lazy = squall._LAZY
+    from squall._tornado_homes import HOMES
 
-    def __getattr__(name: str) -> types.ModuleType:
+    # What Tornado's package imported (``tornado.typing``, ``tornado.importlib``).
+    imported = {name: home for name, home in HOMES.get("", {}).items() if ":" in home}
+
+    def __getattr__(name: str) -> object:
         if name in lazy:
             return importlib.import_module(f"{_ALIAS}.{name}")
+        if name in imported:
+            return _foreign(imported[name])
         raise AttributeError(f"module {_ALIAS!r} has no attribute {name!r}")
 
+    def __dir__() -> list[str]:
+        return sorted(set(module.__dict__) | set(lazy) | set(imported))
+
     module.__getattr__ = __getattr__  # type: ignore[method-assign]
+    module.__dir__ = __dir__  # type: ignore[method-assign]
     return module
 
 

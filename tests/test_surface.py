@@ -114,3 +114,85 @@ def test_a_private_method_only_tornado_has_is_not_a_coroutine_difference() -> No
     assert run.differences(tornado, squall) == {
         "coroutines:web.H._execute": "tornado: coroutine function / squall: function"
     }
+
+
+def _probe() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("surface_probe", SURFACE / "probe.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_snapshot_has_imported_names_and_descriptor_kinds() -> None:
+    names = json.loads(_runner().SNAPSHOT.read_text())["names"]
+    # What a Tornado module holds because it imported it, by identity.
+    assert names["httputil.urlencode"] == "imported function urllib.parse:urlencode"
+    assert names["web.urlencode"] == "imported function urllib.parse:urlencode"
+    assert names["escape.unicode_type"] == "imported class builtins:str"
+    assert names["httputil.datetime"] == "imported module datetime"
+    assert names["web.Optional"] == "imported typing typing.Optional"
+    # Plain attribute, read-only property or settable property.
+    assert names["web.HTTPError.log_message"] == "property"
+    assert names["websocket.WebSocketProtocol13.selected_subprotocol"] == "property(settable)"
+    assert names["web.RequestHandler.SUPPORTED_METHODS"] == "data"
+
+
+def test_descriptor_kinds() -> None:
+    probe = _probe()
+
+    class Shape:
+        __slots__ = ("slot",)
+        plain = 1
+
+        @property
+        def read_only(self) -> int:
+            return 1
+
+        @property
+        def settable(self) -> int:
+            return 1
+
+        @settable.setter
+        def settable(self, value: int) -> None:
+            pass
+
+    kinds = {name: probe.descriptor_kind(Shape, name) for name in ("slot", "plain")}
+    kinds["read_only"] = probe.descriptor_kind(Shape, "read_only")
+    kinds["settable"] = probe.descriptor_kind(Shape, "settable")
+    assert kinds == {
+        "slot": "data",
+        "plain": "data",
+        "read_only": "property",
+        "settable": "property(settable)",
+    }
+    assert probe.class_members(Shape, "x")["read_only"] == "property"
+
+
+def test_a_missing_imported_name_or_another_descriptor_kind_is_a_difference() -> None:
+    run = _runner()
+    empty = {part: {} for part in run.PARTS}
+    tornado = {
+        **empty,
+        "names": {
+            "httputil.urlencode": "imported function urllib.parse:urlencode",
+            "web.E": "class",
+            "web.E.log_message": "property",
+        },
+    }
+    squall = {**empty, "names": {"web.E": "class", "web.E.log_message": "data"}}
+    assert run.differences(tornado, squall) == {
+        "names:httputil.urlencode": "tornado: imported function urllib.parse:urlencode"
+        " / squall: (missing)",
+        "names:web.E.log_message": "tornado: property / squall: data",
+    }
+    # A read-only property Squall adds where Tornado's instances have a
+    # plain attribute refuses an assignment that works there.
+    squall["names"]["web.E.log_message"] = "property"
+    squall["names"]["web.E.code"] = "property"
+    squall["names"]["web.E.ok"] = "property(settable)"
+    assert run.differences(tornado, squall) == {
+        "names:httputil.urlencode": "tornado: imported function urllib.parse:urlencode"
+        " / squall: (missing)",
+        "extras:web.E.code": "squall only: property",
+    }

@@ -58,6 +58,9 @@ from typing import Any
 
 # Modules whose names in another module are imports, not offerings.
 _IMPORT_ORIGINS = ("typing", "typing_extensions", "collections.abc", "types", "_typeshed")
+# Where an imported object that its own module does not name is looked for
+# first (``types.TracebackType`` says it is ``builtins.traceback``).
+_PREFERRED_HOMES = ("__future__", "types", "typing", "collections.abc", "asyncio")
 # Modules that need an optional dependency; compared when both sides import them.
 _OPTIONAL = ("curl_httpclient", "platform.caresresolver", "platform.twisted")
 
@@ -195,6 +198,31 @@ def _member_kind(cls: type, name: str) -> tuple[str, Any]:
     return "data", None
 
 
+def descriptor_kind(cls: type, name: str) -> str:
+    """What a non-method class member is: ``"data"`` (a plain class attribute,
+    a slot), ``"property"`` (read-only), ``"property(settable)"``, or
+    ``"descriptor"`` (another kind with ``__get__``).
+
+    A subclass that assigns the name in its ``__init__`` before calling the
+    base's (JupyterHub's ``SpawnException`` does it to ``HTTPError.log_message``)
+    depends on which: a read-only property refuses it, a settable one runs
+    the base's setter, a plain attribute is overwritten by the base.
+    """
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            raw = klass.__dict__[name]
+            break
+    else:
+        return "data"
+    if isinstance(raw, property):
+        return "property" if raw.fset is None else "property(settable)"
+    if isinstance(raw, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+        return "data"  # a slot, or a C-level attribute (``BaseException.args``)
+    if hasattr(type(raw), "__get__"):
+        return "descriptor"
+    return "data"
+
+
 def coroutine_kind(fn: Any) -> str:
     """``"coroutine function"``, ``"async generator function"`` or ``"function"``."""
     if inspect.iscoroutinefunction(fn):
@@ -241,7 +269,7 @@ def class_members(cls: type, package: str) -> dict[str, str]:
             continue
         kind, fn = _member_kind(cls, name)
         if kind == "data":
-            out[name] = "data"
+            out[name] = descriptor_kind(cls, name)
         elif kind == "method":
             out[name] = "method" + signature(fn, drop_first=True)
         else:
@@ -285,13 +313,14 @@ def names(
                 continue  # (walking the package imported Tornado's own tests)
             value = getattr(mod, name)
             origin = _origin(value, package)
-            if isinstance(value, types.ModuleType) and origin:
-                continue  # another library's module, imported
-            if origin in _IMPORT_ORIGINS or _is_typing(value):
-                continue
-            if origin and (isinstance(value, type) or callable(value)):
-                continue  # another library's class or function, imported
             key = prefix + name
+            if _imported(value, origin):
+                # Another library's object the module imported: programs
+                # import it from there too (``from tornado.httputil import
+                # urlencode``), so it must be the same object.
+                out[key] = foreign_kind(value, origin, name)
+                homes[key] = foreign_home(value, origin, name)
+                continue
             if isinstance(value, logging.Logger) or (
                 not origin
                 and (
@@ -313,6 +342,67 @@ def names(
                 for member, desc in class_coroutines(value).items():
                     coroutines[f"{key}.{member}"] = desc
     return out
+
+
+def _imported(value: Any, origin: str) -> bool:
+    """Whether a module's name holds another library's module, class,
+    function or typing construct (what it imported)."""
+    if _is_typing(value):
+        return True
+    if not origin:
+        return False
+    return (
+        isinstance(value, types.ModuleType)
+        or origin in _IMPORT_ORIGINS
+        or isinstance(value, type)
+        or callable(value)
+        or origin == "__future__"
+    )
+
+
+def foreign_kind(value: Any, origin: str, name: str) -> str:
+    """``"imported function urllib.parse:urlencode"``: another library's object, by identity."""
+    if isinstance(value, types.ModuleType):
+        return f"imported module {value.__name__}"
+    if _is_typing(value) and not isinstance(value, type):
+        return f"imported typing {value!r}"
+    kind = "class" if isinstance(value, type) else "function" if callable(value) else "value"
+    qual = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+    if not isinstance(qual, str):
+        # An instance (``__future__.annotations``): named by where it is found.
+        home = sys.modules.get(origin)
+        qual = name if getattr(home, name, None) is value else type_name(value)
+    return f"imported {kind} {origin}:{qual}"
+
+
+def foreign_home(value: Any, origin: str, name: str) -> str:
+    """``"urllib.parse:urlencode"``: a module and attribute path that give the
+    very object (``"datetime:"`` for a module), or ``"?"`` if none is found.
+
+    The object's own module first; else (``types.TracebackType`` says it is
+    ``builtins.traceback``) the first loaded public module holding it under
+    the name the Tornado module uses.
+    """
+    if isinstance(value, types.ModuleType):
+        return value.__name__ + ":"
+    qual = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+    home = sys.modules.get(origin)
+    for path in (qual, name):
+        if home is None or not isinstance(path, str):
+            continue
+        obj: Any = home
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is value:
+            return f"{origin}:{path}"
+    for modname in [*_PREFERRED_HOMES, *sorted(sys.modules)]:
+        if modname not in sys.modules:
+            continue
+        if any(p.startswith("_") for p in modname.split(".")) or modname.startswith("tornado"):
+            continue
+        if getattr(sys.modules[modname], name, None) is value:
+            return f"{modname}:{name}"
+    return "?"
 
 
 def _defined_in(cls: type, package: str, rel: str) -> bool:

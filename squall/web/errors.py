@@ -35,26 +35,38 @@ class HTTPError(Exception):
     ) -> None:
         super().__init__(status_code, log_message, *args)
         self.status_code = status_code
-        self.log_message = log_message
+        # Stored aside, behind a read-only property: a subclass that sets
+        # its own ``log_message`` (a class attribute shadowing the property,
+        # as JupyterHub's SpawnException has) before calling this keeps it.
+        self._log_message = log_message
         self.args = args
         self.reason: Optional[str] = kwargs.get("reason")
-        if log_message and not args:
-            # Without args the message is shown as is, so a literal "%"
-            # (from a percent-encoded URL, say) must survive formatting.
-            self.log_message = log_message.replace("%", "%%")
+
+    @property
+    def log_message(self) -> Optional[str]:
+        """The message for the log, ready to be %-formatted with ``args``.
+
+        Without ``args`` the message is meant as is, so a literal ``%`` (from
+        a percent-encoded URL, say) comes back doubled to survive formatting.
+        """
+        message = self._log_message
+        if message and not self.args:
+            return message.replace("%", "%%")
+        return message
 
     def get_message(self) -> Optional[str]:
         """The log message with its placeholders filled from ``args`` (None if no message)."""
-        if not self.log_message:
-            return None
-        return self.log_message % self.args
+        message = self._log_message
+        if message is None or not self.args:
+            return message
+        return message % self.args
 
     def __str__(self) -> str:
         message = (
             f"HTTP {self.status_code}: {self.reason or responses.get(self.status_code, 'Unknown')}"
         )
         detail = self.get_message()
-        return message if detail is None else f"{message} ({detail})"
+        return f"{message} ({detail})" if detail else message
 
 
 class Finish(Exception):

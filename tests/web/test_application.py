@@ -396,6 +396,35 @@ def test_errors_of_http_error_objects() -> None:
     assert clone is not error and (clone.status_code, clone.reason) == (403, "Go away")
 
 
+def test_http_error_log_message_is_a_read_only_property() -> None:
+    # JupyterHub's SpawnException: a class attribute shadows the property,
+    # the subclass sets its own message, then calls HTTPError.__init__ with
+    # another; its own is what the log shows.
+    class SpawnError(HTTPError):
+        log_message = ""
+
+        def __init__(self, message: str, *, log_message: str = "") -> None:
+            self.log_message = log_message or message
+            super().__init__(400, message)
+
+    error = SpawnError("shown", log_message="logged")
+    assert error.log_message == "logged"
+    assert str(error) == "HTTP 400: Bad Request (shown)"
+    assert isinstance(vars(HTTPError).get("log_message"), property)
+    with pytest.raises(AttributeError):
+        HTTPError(500).log_message = "x"  # type: ignore[misc]
+    # Without args the message is meant as is: "%" doubled for the log's
+    # formatting; with args, as given.
+    assert HTTPError(404, "50% off").log_message == "50%% off"
+    assert HTTPError(404, "%s off", 50).log_message == "%s off"
+    assert HTTPError(404, "%s off", 50).get_message() == "50 off"
+    assert HTTPError(404).log_message is None and HTTPError(404).get_message() is None
+    assert (HTTPError(404, "").get_message(), str(HTTPError(404, ""))) == (
+        "",
+        "HTTP 404: Not Found",
+    )
+
+
 def test_handler_delegate_defaults() -> None:
     app = Application()
     delegate = app.get_handler_delegate(_request(_conn()), Reply)

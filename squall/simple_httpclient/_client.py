@@ -634,17 +634,17 @@ class _Fetch:
                     self.digest = self._digest_answer(outcome)
                     self._start_hop(self.req)
                     return
-                self.digest = None
-                self.digest_tried = False
                 new = self._redirect(outcome)
             except Exception as exc:
                 self._fail(exc)
                 return
-            self._start_hop(new)
+            self._follow(new)
             return
         request = self.request
         if isinstance(request, _RequestProxy):
             request = request.request
+        # A redirect's hop answers for the request the caller made.
+        request = request.original_request or request
         headers = outcome.headers
         self._finish(
             HTTPResponse._received(
@@ -661,6 +661,38 @@ class _Fetch:
                 self.time_info,
             )
         )
+
+    def _follow(self, new: HTTPRequest) -> None:
+        """Fetch a redirect's next hop through the client's public `fetch`.
+
+        As Tornado's client does: this fetch gives its slot back and the
+        next hop is a fetch of its own, so whatever wraps
+        ``AsyncHTTPClient.fetch`` (an instrumentation's span per request)
+        sees every hop, with the hop's request. Its response (or error)
+        answers this fetch's caller.
+        """
+        self.done = True
+        self.deadline = None
+        client = self.client
+        key = self.key
+        if client.active.pop(self if key is None else key, None) is not None and client.queue:
+            client._process_queue()
+        try:
+            hop = client.fetch(new, raise_error=False)
+        except Exception as exc:
+            self.callback(self._error_response(exc))
+            return
+        hop.add_done_callback(self._on_hop_done)
+
+    def _on_hop_done(self, hop: asyncio.Future[HTTPResponse]) -> None:
+        if hop.cancelled():
+            response = self._error_response(HTTPStreamClosedError("Redirect cancelled"))
+        elif hop.exception() is not None:
+            # raise_error=False still raises what has no status (599s).
+            response = self._error_response(cast(BaseException, hop.exception()))
+        else:
+            response = hop.result()
+        self.callback(response)
 
     # -- planning a hop --------------------------------------------------------
 
@@ -776,10 +808,15 @@ class _Fetch:
 
     def _redirect(self, result: Exchange) -> HTTPRequest:
         assert result.headers is not None and result.response is not None
-        return redirected(
+        request = self.request
+        if isinstance(request, _RequestProxy):
+            request = request.request
+        hop = redirected(
             self.req,
             result.response.status,
             result.headers["Location"],
             self.client.defaults,
-            self.request,
+            request.original_request or request,
         )
+        # The plain request: `fetch` applies the client's defaults again.
+        return cast(_RequestProxy, hop).request

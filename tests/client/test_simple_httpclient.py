@@ -13,10 +13,11 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
+from unittest import mock
 
 import squall.compat
 from squall._h1 import Request
-from squall.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
+from squall.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from squall.iostream import UnsatisfiableReadError
 from squall.log import app_log, gen_log
 from squall.netutil import Resolver
@@ -25,7 +26,7 @@ from squall.simple_httpclient import (
     HTTPTimeoutError,
     SimpleAsyncHTTPClient,
 )
-from squall.testing import AsyncTestCase, ExpectLog, gen_test
+from squall.testing import AsyncTestCase, ExpectLog, bind_unused_port, gen_test
 from tests._paths import CERTS
 from tests.client._server import Handler, MiniServer, Reply
 
@@ -301,6 +302,53 @@ class RedirectTest(ClientTestCase):
             [line for line in lines if line.startswith("HTTP/")], ["HTTP/1.1 200 OK\r\n"]
         )
         self.assertEqual(lines[-1], "\r\n")
+
+    @gen_test
+    async def test_each_hop_is_a_call_of_the_public_fetch(self) -> None:
+        # As on Tornado: what wraps AsyncHTTPClient.fetch (an instrumentation
+        # counting a span per request) sees every hop, with its request.
+        server = await self.redirect_server()
+        calls: list[tuple[str, Optional[int], bool]] = []
+        unwrapped = AsyncHTTPClient.fetch
+
+        def wrapper(
+            client: AsyncHTTPClient, request: Any, raise_error: bool = True, **kwargs: Any
+        ) -> Any:
+            url = request if isinstance(request, str) else request.url
+            hops = kwargs["max_redirects"] if isinstance(request, str) else request.max_redirects
+            calls.append((url.rsplit("/", 2)[-2] + "/" + url.rsplit("/", 1)[1], hops, raise_error))
+            return unwrapped(client, request, raise_error, **kwargs)
+
+        with mock.patch.object(AsyncHTTPClient, "fetch", wrapper):
+            response = await self.client.fetch(server.url("/countdown/2"), max_redirects=3)
+        self.assertEqual(response.body, b"zero")
+        self.assertEqual(
+            calls,
+            [("countdown/2", 3, True), ("countdown/1", 2, False), ("countdown/0", 1, False)],
+        )
+        # The response answers for the request the caller made.
+        self.assertTrue(response.request.url.endswith("/countdown/2"))
+        self.assertTrue(response.effective_url.endswith("/countdown/0"))
+        # max_redirects still counts hops across the calls.
+        calls.clear()
+        with mock.patch.object(AsyncHTTPClient, "fetch", wrapper):
+            response = await self.client.fetch(
+                server.url("/countdown/5"), max_redirects=1, raise_error=False
+            )
+        self.assertEqual((response.code, len(calls)), (302, 2))
+        self.assertTrue(response.effective_url.endswith("/countdown/4"))
+
+    @gen_test
+    async def test_a_hop_that_fails_fails_the_fetch(self) -> None:
+        # A hop's error without a status (refused connection) raises from
+        # the caller's fetch even with raise_error=False, as a first-hop one does.
+        sock, port = bind_unused_port()
+        sock.close()  # nothing listens there now
+        server = await self.serve(
+            lambda r, b: Reply(302, [("Location", f"http://127.0.0.1:{port}/")])
+        )
+        with self.assertRaises(OSError):
+            await self.fetch(server.url(), raise_error=False)
 
     @gen_test
     async def test_unsupported_scheme(self) -> None:

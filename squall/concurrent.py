@@ -124,13 +124,14 @@ def run_on_executor(*args: Any, **kwargs: Any) -> Callable[..., Any]:
         return wrapper  # type: ignore[return-value]
 
     if args and kwargs:
-        raise ValueError("run_on_executor takes a function or keyword arguments, not both")
+        # Tornado's words: tests of code that decorates with it (ddtrace's) match them.
+        raise ValueError("cannot combine positional and keyword args")
     if len(args) == 1:
         fn: Callable[..., Any] = args[0]
         return make_wrapper(fn)
     if len(args) == 0:
         return make_wrapper
-    raise ValueError(f"run_on_executor expected 1 positional argument, got {len(args)}")
+    raise ValueError(f"expected 1 argument, got {len(args)}")
 
 
 class _Done(Protocol):

@@ -615,9 +615,7 @@ class WaitIterator:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if args and kwargs:
-            raise ValueError(
-                "WaitIterator takes futures either positionally or by keyword, not both"
-            )
+            raise ValueError("You must provide args or kwargs, not both")
         entries: list[tuple[Union[int, str], Any]] = (
             list(kwargs.items()) if kwargs else list(enumerate(args))
         )

@@ -360,7 +360,7 @@ class Semaphore(_AsyncWith, _TimeoutGarbageCollector):
     def __init__(self, value: int = 1) -> None:
         super().__init__()
         if value < 0:
-            raise ValueError(f"semaphore initial value must be >= 0, not {value!r}")
+            raise ValueError("semaphore initial value must be >= 0")
         self._value = value
         # Stateless, so one instance serves every acquire.
         self._releaser = _ReleasingContextManager(self)

@@ -74,7 +74,7 @@ class Queue(Generic[_T]):
         if maxsize is None:
             raise TypeError("Queue maxsize can't be None; use 0 for an unbounded queue")
         if maxsize < 0:
-            raise ValueError(f"Queue maxsize can't be negative, got {maxsize!r}")
+            raise ValueError("maxsize can't be negative")
         self._maxsize = maxsize
         self._init()
         self._getters: collections.deque[asyncio.Future[_T]] = collections.deque()

@@ -226,7 +226,8 @@ def test_run_on_executor_forms() -> None:
 
 
 def test_run_on_executor_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="expected 1 positional"):
+    # Tornado's exact words (ddtrace's test of its tracing asserts them).
+    with pytest.raises(ValueError, match="^expected 1 argument, got 2$"):
         run_on_executor(1, 2)
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="^cannot combine positional and keyword args$"):
         run_on_executor(lambda self: None, executor="x")

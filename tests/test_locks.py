@@ -372,7 +372,7 @@ def test_event_set_skips_a_cancelled_waiter() -> None:
 
 
 def test_semaphore_rejects_negative_value() -> None:
-    with pytest.raises(ValueError, match="-1"):
+    with pytest.raises(ValueError, match="^semaphore initial value must be >= 0$"):
         locks.Semaphore(-1)
 
 

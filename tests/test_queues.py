@@ -34,7 +34,7 @@ async def spin(n: int = 3) -> None:
 def test_maxsize_validation() -> None:
     with pytest.raises(TypeError, match="None"):
         queues.Queue(maxsize=None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="-1"):
+    with pytest.raises(ValueError, match="^maxsize can't be negative$"):
         queues.Queue(maxsize=-1)
     assert queues.Queue(3).maxsize == 3
 

@@ -138,6 +138,18 @@ def test_the_snapshot_has_imported_names_and_descriptor_kinds() -> None:
     assert names["web.RequestHandler.SUPPORTED_METHODS"] == "data"
 
 
+def test_the_snapshot_has_messages_and_log_sites() -> None:
+    tornado = json.loads(_runner().SNAPSHOT.read_text())
+    # ddtrace's test of run_on_executor asserts Tornado's words.
+    assert (
+        tornado["messages"]["concurrent.run_on_executor.function_and_keywords"]
+        == "ValueError: cannot combine positional and keyword args"
+    )
+    # A log format with %(filename)s shows web.py.
+    uncaught = "tornado.application: Uncaught exception %s\n%r"
+    assert tornado["log_sites"][uncaught] == "ERROR web.py web log_exception"
+
+
 def test_descriptor_kinds() -> None:
     probe = _probe()
 

@@ -54,6 +54,22 @@ class Recorder:
         self.raises: dict[str, str] = {}
         self.private: dict[str, str] = {}
         self.first_step: dict[str, str] = {}
+        self.messages: dict[str, str] = {}
+        self.log_sites: dict[str, str] = {}
+
+    # -- messages
+
+    def message(self, label: str, fn: Callable[[], Any]) -> None:
+        """The exception ``fn()`` raises, type and text (what users' tests
+        assert), or ``str()`` of what it returns (an exception object)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                result = fn()
+            except Exception as exc:
+                self.messages[label] = f"{type_name(exc)}: {exc}"
+            else:
+                self.messages[label] = f"returns: {result}"
 
     # -- states
 
@@ -371,6 +387,96 @@ async def http(r: Recorder, M: _Modules) -> None:
     await server.close_all_connections()
 
 
+class _Sites(logging.Handler):
+    """Where each log record says it was made (``%(filename)s`` and friends)."""
+
+    def __init__(self, r: Recorder, package: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.r = r
+        self.package = package
+
+    def emit(self, record: logging.LogRecord) -> None:
+        name = record.name.replace(self.package, "tornado", 1)
+        key = f"{name}: {record.msg}"
+        where = f"{record.levelname} {record.filename} {record.module} {record.funcName}"
+        self.r.log_sites[key] = where
+
+
+async def log_sites(r: Recorder, M: _Modules) -> None:
+    """A request that fails, an HTTPError, a failed error page, an access
+    line: the records' file, module and function."""
+    web = M.web
+
+    class Boom(web.RequestHandler):  # type: ignore[misc,name-defined]
+        def get(self) -> None:
+            kind = self.get_argument("kind")
+            if kind == "http":
+                raise web.HTTPError(410, "gone %s", "away")
+            if kind == "late":
+                self.flush()
+            if kind == "page":
+                self.write_error = lambda *a, **k: 1 / 0
+            raise ZeroDivisionError("boom")
+
+    logger = logging.getLogger("tornado")
+    sites = _Sites(r, "tornado")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(sites)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    server = M.httpserver.HTTPServer(web.Application([("/", Boom)]))
+    sock = M.netutil.bind_sockets(0, "127.0.0.1")[0]
+    server.add_sockets([sock])
+    client = M.httpclient.AsyncHTTPClient(force_instance=True)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}/?kind="
+    try:
+        for kind in ("error", "http", "late", "page"):
+            await client.fetch(base + kind, raise_error=False)
+    finally:
+        logger.removeHandler(sites)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        client.close()
+        server.stop()
+        await server.close_all_connections()
+
+
+async def messages(r: Recorder, M: _Modules) -> None:
+    """Error texts that Tornado's users' tests assert (ddtrace's, ...)."""
+    concurrent, gen = M.concurrent, M.gen
+
+    def method(self: Any) -> None:
+        pass
+
+    r.message(
+        "concurrent.run_on_executor.function_and_keywords",
+        lambda: concurrent.run_on_executor(method, executor="pool"),
+    )
+    r.message(
+        "concurrent.run_on_executor.two_functions",
+        lambda: concurrent.run_on_executor(method, method),
+    )
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    done.set_result(1)
+    r.message("gen.WaitIterator.both", lambda: gen.WaitIterator(done, a=done))
+    closed = M.httpclient.AsyncHTTPClient(force_instance=True)
+    closed.close()
+    r.message("httpclient.AsyncHTTPClient.fetch.closed", lambda: closed.fetch("http://x/"))
+    r.message("web.HTTPError.str", lambda: M.web.HTTPError(404, "no %s", "page"))
+    r.message("web.HTTPError.str_bare", lambda: M.web.HTTPError(599))
+    r.message("web.MissingArgumentError.str", lambda: M.web.MissingArgumentError("q"))
+    r.message("httpclient.HTTPClientError.str", lambda: M.httpclient.HTTPClientError(404))
+    r.message(
+        "httpclient.HTTPClientError.str_message",
+        lambda: M.httpclient.HTTPClientError(599, "Timeout"),
+    )
+    r.message("iostream.StreamClosedError.str", lambda: M.iostream.StreamClosedError())
+    r.message("locks.Semaphore.negative", lambda: M.locks.Semaphore(-1))
+    r.message("queues.Queue.negative", lambda: M.queues.Queue(-1))
+    r.message("escape.json_decode.bad", lambda: M.escape.json_decode("{"))
+    r.message("util.import_object.missing", lambda: M.util.import_object("nope_module_x.y"))
+
+
 async def client_objects(r: Recorder, M: _Modules) -> None:
     """The HTTP client's request and response objects, as a fetch leaves them."""
     web = M.web
@@ -611,7 +717,17 @@ def run(package: str) -> dict[str, dict[str, str]]:
     M = _Modules(package)
     r = Recorder(package)
     sync_deprecated(r, M)
-    for scenario in (tcpserver, iostream, http, client_objects, calls, deprecated, first_steps):
+    for scenario in (
+        tcpserver,
+        iostream,
+        http,
+        client_objects,
+        calls,
+        deprecated,
+        first_steps,
+        messages,
+        log_sites,
+    ):
         asyncio.run(_guarded(r, scenario, M))
     return {
         "states": r.states,
@@ -619,6 +735,8 @@ def run(package: str) -> dict[str, dict[str, str]]:
         "raises": r.raises,
         "private": r.private,
         "first_step": r.first_step,
+        "messages": r.messages,
+        "log_sites": r.log_sites,
     }
 
 

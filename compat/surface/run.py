@@ -44,6 +44,8 @@ PARTS = (
     "qualnames",
     "private",
     "first_step",
+    "messages",
+    "log_sites",
 )
 # Parts where a key Tornado has and Squall lacks is not itself a difference:
 # a private method Squall does not have is not one whose coroutine-ness

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall import escape
 from squall.log import app_log, gen_log
+from squall.web._records import web as _records
 from squall.web.errors import HTTPError
 
 if TYPE_CHECKING:
@@ -48,12 +49,12 @@ class ErrorPageMixin:
                 ``exc_info`` is the exception that caused the error.
         """
         if self._headers_written:
-            gen_log.error("Cannot send error response after headers written")
+            _records.send_error(gen_log, "Cannot send error response after headers written")
             if not self._finished:
                 try:
                     self.finish()
                 except Exception:
-                    gen_log.error("Failed to flush partial response", exc_info=True)
+                    _records.send_error(gen_log, "Failed to flush partial response", exc_info=True)
             return
         self.clear()
         reason = kwargs.get("reason")
@@ -68,7 +69,7 @@ class ErrorPageMixin:
             try:
                 self.write_error(status_code, **kwargs)
             except Exception:
-                app_log.error("Uncaught exception in write_error", exc_info=True)
+                _records.send_error(app_log, "Uncaught exception in write_error", exc_info=True)
         if not self._finished:
             self.finish()
 
@@ -105,18 +106,6 @@ class ErrorPageMixin:
         An `HTTPError` is logged as a warning without traceback (and only if
         it has a ``log_message``); anything else as an error with traceback.
         """
-        if isinstance(value, HTTPError):
-            if value.log_message:
-                gen_log.warning(
-                    "%d %s: " + value.log_message,
-                    value.status_code,
-                    self._request_summary(),
-                    *value.args,
-                )
-        else:
-            app_log.error(
-                "Uncaught exception %s\n%r",
-                self._request_summary(),
-                self.request,
-                exc_info=(typ, value, tb),  # type: ignore[arg-type]
-            )
+        # Logged from a file named web.py, so that the record's filename,
+        # module and funcName are those of Tornado's (squall/web/_records).
+        _records.log_exception(self._request_summary(), self.request, typ, value, tb)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import re
 import socket
-import sys
 import types
 from collections.abc import Awaitable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Optional
 
 from squall import httputil
-from squall.log import UNKNOWN_SITE, access_log, app_log, handle_line
+from squall.log import app_log
 from squall.netutil import _DEFAULT_BACKLOG
 from squall.routing import (
     AnyMatches,
@@ -29,6 +27,7 @@ from squall.routing import (
 # _HandlerDelegate is re-exported: squall.web and tests import it from here.
 from squall.web._delegate import _bind, _for_handler, new_delegate
 from squall.web._delegate import _HandlerDelegate as _HandlerDelegate
+from squall.web._records import web as _records
 from squall.web.handler import RequestHandler, _stock_execute_code, _stock_get_status
 from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 
@@ -37,10 +36,6 @@ if TYPE_CHECKING:
     from squall.web.transforms import OutputTransform
 
 __all__ = ["Application"]
-
-_ACCESS_INFO = 20
-_ACCESS_WARNING = 30
-_ACCESS_ERROR = 40
 
 
 class _ApplicationRouter(ReversibleRuleRouter):
@@ -362,42 +357,9 @@ class Application(ReversibleRouter):
             status = handler._status_code
         else:
             status = handler.get_status()
-        if status < 400:
-            level = _ACCESS_INFO
-        elif status < 500:
-            level = _ACCESS_WARNING
-        else:
-            level = _ACCESS_ERROR
-        # isEnabledFor()'s own answer, read from the logger's level cache
-        # without the call (it is most of this method's cost when the level
-        # is off, as it is for INFO in production); the call on a miss.
-        try:
-            enabled = not access_log.disabled and access_log._cache[level]  # type: ignore[attr-defined]
-        except (AttributeError, KeyError):
-            enabled = access_log.isEnabledFor(level)
-        if enabled:
-            request_time = 1000.0 * handler.request.request_time()
-            args = (status, handler._request_summary(), request_time)
-            # The record Logger.log would make, without its walk up the
-            # stack for the caller (this method, found once): an access
-            # line per request, thousands at once when long polls wake.
-            if logging._srcfile is None:  # the caller lookup is turned off
-                site = UNKNOWN_SITE
-            else:
-                site = _access_site or _find_access_site(sys._getframe())
-            handle_line(access_log, level, site, "%d %s %.2fms", args)
-
-
-# What findCaller answers for the access log's record: the place in
-# log_request that makes it, taken from its frame the first time.
-_access_site: Optional[tuple[str, int, str]] = None
-
-
-def _find_access_site(frame: types.FrameType) -> tuple[str, int, str]:
-    global _access_site
-    code = frame.f_code
-    _access_site = (code.co_filename, frame.f_lineno, code.co_name)
-    return _access_site
+        # Written from a function of a file named web.py: the record says
+        # where as Tornado's does (squall/web/_records/web.py).
+        _records.log_request(status, handler)
 
 
 # Application's own find_handler: any other answer from the class (an

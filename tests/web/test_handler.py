@@ -497,6 +497,24 @@ class ErrorTest(WebCase):
             b"<body>500: Internal Server Error</body></html>"
         )
 
+    def test_log_records_say_web_py_as_tornado_s_do(self) -> None:
+        # A log format with %(filename)s or %(module)s shows web.py for
+        # these records on Tornado; deployments grep for it.
+        with (
+            mock.patch.object(app_log, "handle") as app,
+            mock.patch.object(gen_log, "handle") as gen,
+        ):
+            self.fetch("/errors?kind=zero")
+            self.fetch("/errors?kind=http")
+        records: list[logging.LogRecord] = [
+            call.args[0] for call in app.call_args_list + gen.call_args_list
+        ]
+        sites = {(r.msg, r.filename, r.module, r.funcName) for r in records}
+        assert sites == {
+            ("Uncaught exception %s\n%r", "web.py", "web", "log_exception"),
+            ("%d %s: %s", "web.py", "web", "log_exception"),
+        }
+
     def test_http_error_is_logged_as_a_warning_with_its_message(self) -> None:
         with ExpectLog(gen_log, r"410 GET /errors\?kind=http \(127.0.0.1\): gone away"):
             response = self.fetch("/errors?kind=http")

@@ -71,6 +71,15 @@ the real one), and ``pip uninstall tornado`` removes the alias. It refuses
 while a real Tornado is installed (``pip uninstall tornado`` first).
 Remove the alias before uninstalling squall (``pip check`` reports the
 shim's requirement of squall otherwise).
+
+pip replaces the alias when a package requires an older Tornado
+(``tornado<=6.4.2``): the shim and its ``.pth`` go, the real Tornado comes.
+A ``squall-tornado-alias.wanted`` file beside them, which pip does not
+own, remembers that the alias was wanted: `alias_state` (``python -m
+squall.compat --status``, and a warning from ``python -m squall.compat
+script.py`` and ``squall run``) then names the Tornado that took its place,
+the packages that pinned it and what to do (``pip install --no-deps``, or a
+constraints file with ``tornado==6.6.1``).
 """
 
 from __future__ import annotations
@@ -87,14 +96,23 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
 import squall
 
 if TYPE_CHECKING:
     import importlib.metadata
 
-__all__ = ["TORNADO_VERSION", "TORNADO_VERSION_INFO", "install", "installed", "main", "uninstall"]
+__all__ = [
+    "TORNADO_VERSION",
+    "TORNADO_VERSION_INFO",
+    "AliasState",
+    "alias_state",
+    "install",
+    "installed",
+    "main",
+    "uninstall",
+]
 
 #: The Tornado release whose public API Squall implements.
 TORNADO_VERSION = "6.6.1"
@@ -112,10 +130,11 @@ _saved_loggers: dict[str, Union[logging.Logger, logging.PlaceHolder, None]] = {}
 _USAGE = """\
 usage: python -m squall.compat script.py [args...]
        python -m squall.compat -m module [args...]
-       python -m squall.compat --install-alias | --uninstall-alias
+       python -m squall.compat --install-alias | --uninstall-alias | --status
 
 Runs a program written for Tornado on Squall: "import tornado.X" gives squall.X.
---install-alias makes that hold for every program of this Python environment.
+--install-alias makes that hold for every program of this Python environment;
+--status says whether it still does (pip may have replaced it by a Tornado).
 """
 
 
@@ -658,13 +677,18 @@ def main() -> None:
     See the module documentation for the arguments.
     """
     original_argv = sys.argv[:]
-    if original_argv[1:] in (["--install-alias"], ["--uninstall-alias"]):
+    if original_argv[1:] in (["--install-alias"], ["--uninstall-alias"], ["--status"]):
         sys.exit(_alias_command(original_argv[1]))
     try:
         module, path, rest = _parse_args(original_argv[1:])
     except ValueError as exc:
         print(f"python -m squall.compat: error: {exc}\n\n{_USAGE}", end="", file=sys.stderr)
         sys.exit(2)
+    state = alias_state()
+    if state.state in ("replaced", "removed"):
+        # This program runs on Squall (the hook below), the environment's
+        # other programs do not: say so once, before the program's output.
+        print(f"python -m squall.compat: warning: {state.message}", file=sys.stderr)
     install()
     # A reload (Application(debug=True)) must come back through this
     # wrapper, or the new process could not import tornado.
@@ -773,10 +797,15 @@ def install_alias(site_dir: Optional[str] = None) -> str:
     """
     import sysconfig
 
+    site = site_dir or sysconfig.get_paths()["purelib"]
     found = _real_tornado()
     if found is not None:
-        raise RuntimeError(f"a real Tornado is installed ({found}): `pip uninstall tornado` first")
-    site = site_dir or sysconfig.get_paths()["purelib"]
+        pins = _pinned_by([site] if site_dir else sys.path)
+        why = f" ({'; '.join(pins)})" if pins else ""
+        raise RuntimeError(
+            f"a real Tornado is installed ({found}){why}: `pip uninstall tornado` first"
+            + (f", and see {_KEEP_DOC}" if pins else "")
+        )
     dist_info = os.path.join(site, _dist_info_name())
     os.makedirs(dist_info, exist_ok=True)
     files = {"METADATA": _metadata_text(), "INSTALLER": _INSTALLER + "\n"}
@@ -789,6 +818,10 @@ def install_alias(site_dir: Optional[str] = None) -> str:
     target = os.path.join(site, ALIAS_PTH)
     with open(target, "w") as f:
         f.write(_PTH_LINE)
+    # Not in RECORD: it outlives pip's removal of the alias, so that
+    # alias_state can tell "replaced by a Tornado" from "never wanted".
+    with open(os.path.join(site, ALIAS_MARK), "w") as f:
+        f.write(_MARK_TEXT)
     return target
 
 
@@ -806,6 +839,10 @@ def uninstall_alias(site_dir: Optional[str] = None) -> Optional[str]:
         ours = False
     if ours:
         shutil.rmtree(dist_info, ignore_errors=True)
+    try:
+        os.remove(os.path.join(site, ALIAS_MARK))
+    except FileNotFoundError:
+        pass
     target = os.path.join(site, ALIAS_PTH)
     try:
         os.remove(target)
@@ -827,9 +864,143 @@ def _alias_command(option: str) -> int:
             "(`pip uninstall tornado` or --uninstall-alias removes both)"
         )
         return 0
+    if option == "--status":
+        state = alias_state()
+        if state.state in ("replaced", "removed"):
+            print(f"python -m squall.compat: {state.message}", file=sys.stderr)
+            return 1
+        print(state.message)
+        return 0
     removed = uninstall_alias()
     print(f"removed {removed}" if removed else "no alias was installed")
     return 0
+
+
+ALIAS_MARK = "squall-tornado-alias.wanted"
+"""Written beside `ALIAS_PTH` by `install_alias`, removed by `uninstall_alias` only."""
+
+_MARK_TEXT = (
+    "The tornado alias of squall (python -m squall.compat --install-alias) is wanted in\n"
+    "this environment. If pip replaced it by a real Tornado, python -m squall.compat\n"
+    "--status says so and what to do; --uninstall-alias removes this file.\n"
+)
+
+_KEEP_DOC = "'A package that pins an older Tornado' in Squall's docs/migrating.md"
+
+# What to do when pip replaced the alias (the docs say the same at _KEEP_DOC).
+_REMEDY = (
+    "To serve Tornado programs on Squall again: `pip uninstall tornado` then "
+    "`python -m squall.compat --install-alias`. To install a package that pins an older "
+    "Tornado without losing the alias: `pip install --no-deps PACKAGE` (then its other "
+    "requirements), or `pip install -c constraints.txt PACKAGE` with a constraints file "
+    "holding `tornado==6.6.1`, which makes pip refuse the conflict instead of replacing the "
+    "alias. If this Tornado is what you want here, `python -m squall.compat "
+    "--uninstall-alias` forgets the alias."
+)
+
+
+class AliasState(NamedTuple):
+    """What `alias_state` found: ``state`` and a message for people.
+
+    ``state`` is ``"active"`` (the alias is installed), ``"replaced"`` (it
+    was, and a real Tornado took its place: pip installed one for a
+    package that requires an older Tornado), ``"removed"`` (it was, and is
+    gone, with no Tornado in its place) or ``"absent"`` (it was never
+    installed here).
+    """
+
+    state: str
+    message: str
+
+
+def alias_state(site_dir: Optional[str] = None) -> AliasState:
+    """Whether this environment's ``tornado`` alias (`install_alias`) still holds.
+
+    Args:
+        site_dir: the site-packages directory (this interpreter's by
+            default; then a real Tornado is looked for on all of `sys.path`).
+    """
+    import sysconfig
+
+    site = site_dir or sysconfig.get_paths()["purelib"]
+    paths = [site] if site_dir else sys.path
+    has_pth = os.path.exists(os.path.join(site, ALIAS_PTH))
+    wanted = os.path.exists(os.path.join(site, ALIAS_MARK))
+    if has_pth:
+        return AliasState(
+            "active",
+            f"the tornado alias is installed in {site}: `import tornado` "
+            "gives Squall in every program of this environment",
+        )
+    if not wanted:
+        return AliasState("absent", f"no tornado alias is installed in {site}")
+    real = _real_tornado_in(paths)
+    if real is None:
+        return AliasState(
+            "removed",
+            f"the tornado alias of {site} was removed (`pip uninstall tornado`?) and no Tornado "
+            "took its place: `import tornado` fails in this environment. "
+            "`python -m squall.compat --install-alias` puts it back; "
+            "`--uninstall-alias` forgets it.",
+        )
+    pins = _pinned_by(paths)
+    why = f", installed by pip for {'; '.join(pins)}" if pins else ""
+    return AliasState(
+        "replaced",
+        f"the tornado alias of {site} was replaced by {real}{why}: `import tornado` gives that "
+        "Tornado, not Squall, in this environment's programs (except under "
+        "`python -m squall.compat` or `SQUALL_TORNADO_ALIAS=1 squall run`). " + _REMEDY,
+    )
+
+
+def _real_tornado_in(paths: list[str]) -> Optional[str]:
+    """``"tornado 6.4.2 (/venv/.../tornado)"``: a real Tornado on ``paths``, or None."""
+    import importlib.metadata
+
+    spec = importlib.machinery.PathFinder.find_spec(_ALIAS, paths)
+    if spec is None:
+        return None
+    where = spec.origin or list(spec.submodule_search_locations or ["?"])[0]
+    where = os.path.dirname(where) if where.endswith("__init__.py") else where
+    for dist in importlib.metadata.distributions(name=_ALIAS, path=paths):
+        if not _is_our_distribution(dist):
+            return f"tornado {dist.version} ({where})"
+    return f"a tornado package ({where})"
+
+
+def _pinned_by(paths: list[str]) -> list[str]:
+    """``["mitmproxy 11.0.0 requires tornado<=6.4.2"]``: the installed packages
+    whose requirements exclude the Tornado release Squall provides."""
+    import importlib.metadata
+
+    try:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    except ImportError:  # without packaging: every bounded requirement is named
+        SpecifierSet = None  # type: ignore[assignment,misc]  # noqa: N806
+        InvalidSpecifier = ValueError  # type: ignore[assignment,misc]  # noqa: N806
+    found: set[str] = set()
+    for dist in importlib.metadata.distributions(path=paths):
+        name = dist.metadata["Name"] or "?"
+        if _normalize(name) == _ALIAS:
+            continue
+        for req in dist.requires or ():
+            spec, _, marker = req.partition(";")
+            if "extra" in marker:
+                continue  # an optional feature's requirement
+            match = re.match(r"\s*([A-Za-z0-9._-]+)\s*(\[[^]]*\])?\s*\(?([^)]*)\)?\s*$", spec)
+            if match is None or _normalize(match.group(1)) != _ALIAS:
+                continue
+            bound = match.group(3).strip()
+            if not bound:
+                continue
+            if SpecifierSet is not None:
+                try:
+                    if TORNADO_VERSION in SpecifierSet(bound):
+                        continue
+                except InvalidSpecifier:
+                    pass
+            found.add(f"{name} {dist.version} requires tornado{bound}")
+    return sorted(found)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,11 @@ def tornado_alias() -> bool:
         except (ImportError, ValueError):
             found = False
         if found:
+            state = compat.alias_state()
+            if state.state == "replaced":
+                # The environment's alias was replaced by pip: the app would
+                # run on that Tornado, which nobody asked for. Say so.
+                log.warning("%s", state.message)
             return False  # a real Tornado (or an alias installed venv-wide)
     try:
         compat.install()

@@ -324,8 +324,10 @@ class HTTPRequest:
         proxy_username: Proxy user (basic auth).
         proxy_password: Proxy password.
         proxy_auth_mode: ``"basic"`` (the only one supported).
-        allow_nonstandard_methods: Allow a body with any method (and none
-            with POST, PUT and PATCH).
+        allow_nonstandard_methods: Allow a method beyond GET, HEAD, POST,
+            PUT, DELETE, PATCH and OPTIONS (refused with `KeyError`
+            otherwise), and a body with any method (and none with POST,
+            PUT and PATCH).
         validate_cert: Verify the server's certificate (True).
         ca_certs: PEM file of CA certificates to verify against.
         allow_ipv6: Use IPv6 addresses when the name has them (True).

@@ -39,6 +39,7 @@ __all__ = [
     "DECOMPRESS_STEP",
     "REDIRECT_CODES",
     "USER_AGENT",
+    "STANDARD_METHODS",
     "check_method_body",
     "follows_redirects",
     "options",
@@ -107,15 +108,26 @@ def origin(url: str) -> tuple[str, str, Optional[int]]:
     return scheme, (parsed.hostname or ""), port
 
 
+# The methods a request may use without ``allow_nonstandard_methods``
+# (Tornado's clients refuse the others before sending anything).
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
 def check_method_body(method: str, body_present: bool, allow_nonstandard: Any) -> None:
-    """Refuse a body where the method has none, or none where it needs one.
+    """Refuse a method outside `STANDARD_METHODS`, a body where the method
+    has none, or none where it needs one, unless ``allow_nonstandard`` is true.
 
     Raises:
+        KeyError: an unknown method (a typo such as ``"GETT"`` or a
+            lowercase ``"get"`` would otherwise reach the server).
         ValueError: POST, PATCH or PUT without a body, or another method
-            with one, unless ``allow_nonstandard`` is true.
+            with one.
     """
     if allow_nonstandard:
         return
+    if method not in STANDARD_METHODS:
+        # Tornado's type and words: tests (New Relic's) expect a KeyError.
+        raise KeyError(f"unknown method {method}")
     body_expected = method in ("POST", "PATCH", "PUT")
     if body_expected != body_present:
         raise ValueError(

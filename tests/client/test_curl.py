@@ -140,6 +140,12 @@ class CurlTest(AsyncHTTPTestCase):
         head = self.fetch("/echo", method="HEAD")
         assert (head.code, head.body, head.headers["X-Method"]) == (200, b"", "HEAD")
 
+    def test_unknown_method_is_refused(self) -> None:
+        # As Tornado's curl client does, before libcurl sends anything.
+        with pytest.raises(KeyError, match="unknown method REPORT"):
+            self.fetch("/echo", method="REPORT", raise_error=False)
+        assert self.echo(method="OPTIONS")["method"] == "OPTIONS"
+
     def test_body_rules(self) -> None:
         with pytest.raises(ValueError, match="must not be None"):
             self.fetch("/echo", method="POST", raise_error=True)

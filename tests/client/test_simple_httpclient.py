@@ -479,6 +479,24 @@ class AuthTest(ClientTestCase):
 
 class BodyTest(ClientTestCase):
     @gen_test
+    async def test_unknown_method_is_refused_before_sending(self) -> None:
+        # As Tornado's clients do (New Relic's tests expect the KeyError):
+        # a typo or a lowercase method never reaches the server.
+        seen: list[str] = []
+        server = await self.serve(lambda r, b: (seen.append(r.method), Reply(405))[1])
+        for method in ("COOKIES", "get", "PROPFIND"):
+            with self.assertRaisesRegex(KeyError, f"unknown method {method}"):
+                await self.fetch(server.url(), method=method, raise_error=False)
+        self.assertEqual(seen, [])
+        response = await self.fetch(
+            server.url(), method="PROPFIND", allow_nonstandard_methods=True, raise_error=False
+        )
+        self.assertEqual((response.code, seen), (405, ["PROPFIND"]))
+        for method in ("DELETE", "OPTIONS"):
+            response = await self.fetch(server.url(), method=method, raise_error=False)
+            self.assertEqual(response.code, 405)
+
+    @gen_test
     async def test_streaming_and_header_callbacks(self) -> None:
         raw = (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"

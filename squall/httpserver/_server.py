@@ -623,7 +623,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         if (
             self._is_delegate
             and not self.xheaders
-            and type(self).start_request is HTTPServer.start_request
+            and type(self).start_request is _stock_start_request
         ):
             delegate: Any = callback  # (see on_close)
             return delegate.start_request  # type: ignore[no-any-return]
@@ -647,3 +647,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             # call each in the pure build, per connection.)
             delegate: Any = self.request_callback
             delegate.on_close(server_conn)
+
+
+# Compared with the class's attribute as it is when a connection starts: an
+# instrumentation that replaced HTTPServer.start_request (New Relic's agent
+# wraps it to see each request's delegate) is then called, not bypassed.
+_stock_start_request = HTTPServer.start_request

@@ -77,9 +77,9 @@ class IOStream(BaseIOStream):
         self.socket = socket
         self.socket.setblocking(False)
         super().__init__(*args, **kwargs)
-        if type(self).read_from_fd is IOStream.read_from_fd:
+        if type(self).read_from_fd is _stock_read_from_fd:
             self._recv = socket.recv
-        if type(self).write_to_fd is IOStream.write_to_fd:
+        if type(self).write_to_fd is _stock_write_to_fd:
             self._send = socket.send
 
     def fileno(self) -> socket.socket:
@@ -216,6 +216,12 @@ class IOStream(BaseIOStream):
             # The peer may have gone already, which some systems report as EINVAL.
             if e.errno != errno.EINVAL and not is_connreset(e):
                 raise
+
+
+# The methods as defined: a replacement on the class (a test's or an
+# instrumentation's patch of IOStream.read_from_fd) is called, not bypassed.
+_stock_read_from_fd = IOStream.read_from_fd
+_stock_write_to_fd = IOStream.write_to_fd
 
 
 class SSLIOStream(IOStream):

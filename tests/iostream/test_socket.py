@@ -542,3 +542,34 @@ def test_frames_queued_directly_on_the_write_buffer_are_sent() -> None:
         client.close()
 
     run(main)
+
+
+def test_a_class_level_patch_of_read_and_write_to_fd_is_called() -> None:
+    # A patch on the class (a test's, an instrumentation's) is honoured as a
+    # subclass's override is, not bypassed by the socket fast path.
+    calls: list[str] = []
+    read_from_fd, write_to_fd = IOStream.read_from_fd, IOStream.write_to_fd
+
+    def reading(stream: IOStream, buf: bytearray | memoryview) -> int | None:
+        calls.append("read")
+        return read_from_fd(stream, buf)
+
+    def writing(stream: IOStream, data: memoryview) -> int:
+        calls.append("write")
+        return write_to_fd(stream, data)
+
+    async def main() -> bytes:
+        server, client = await tcp_pair()
+        try:
+            await client.write(b"hi")
+            return await server.read_bytes(2)
+        finally:
+            server.close()
+            client.close()
+
+    with (
+        mock.patch.object(IOStream, "read_from_fd", reading),
+        mock.patch.object(IOStream, "write_to_fd", writing),
+    ):
+        assert run(main) == b"hi"
+    assert "read" in calls and "write" in calls

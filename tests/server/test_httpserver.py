@@ -8,6 +8,7 @@ import socket
 import ssl
 import tempfile
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -15,8 +16,10 @@ from squall import gen
 from squall.http1connection import HTTP1Connection
 from squall.httpserver import HTTPServer
 from squall.httputil import (
+    HTTPConnection,
     HTTPHeaders,
     HTTPMessageDelegate,
+    HTTPServerConnectionDelegate,
     HTTPServerRequest,
     ResponseStartLine,
 )
@@ -303,3 +306,51 @@ def test_the_drivers_connections_declare_drain_and_hard_close() -> None:
     for driver in drivers:
         assert issubclass(driver, _DriverConnection), driver.__name__
     assert not issubclass(HTTP1ServerConnection, _DriverConnection)
+
+
+class _Star(HTTPServerConnectionDelegate, HTTPMessageDelegate):
+    """An application that is its own request delegate (New Relic's test app)."""
+
+    def start_request(
+        self, server_conn: object, request_conn: HTTPConnection
+    ) -> HTTPMessageDelegate:
+        self.conn = request_conn
+        return self
+
+    def finish(self) -> None:
+        self.conn.write_headers(
+            ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "1"})
+        )
+        self.conn.write(b"*")
+        self.conn.finish()
+
+
+class PatchedStartRequestTest(AsyncTestCase):
+    @gen_test
+    async def test_a_class_level_patch_of_start_request_is_called(self) -> None:
+        # New Relic's agent wraps HTTPServer.start_request to wrap each
+        # request's delegate; with a delegate application too.
+        seen: list[str] = []
+        original = HTTPServer.start_request
+
+        def start_request(
+            server: HTTPServer, server_conn: object, request_conn: HTTPConnection
+        ) -> HTTPMessageDelegate:
+            seen.append(type(request_conn).__name__)
+            return original(server, server_conn, request_conn)
+
+        sock, port = bind_unused_port()
+        with mock.patch.object(HTTPServer, "start_request", start_request):
+            server = HTTPServer(_Star())
+            server.add_sockets([sock])
+            try:
+                stream = IOStream(socket.socket())
+                await stream.connect(("127.0.0.1", port))
+                await stream.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                head = await stream.read_until(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200") and await stream.read_bytes(1) == b"*"
+                stream.close()
+            finally:
+                server.stop()
+                await server.close_all_connections()
+        assert len(seen) == 1

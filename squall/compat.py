@@ -170,8 +170,9 @@ class _AliasLoader(importlib.abc.Loader):
         # autoreload's "-m" form) stays Squall's.
         if self._own_spec is not None:
             module.__spec__ = self._own_spec
-            _offer_homes(module, self.target[len(_TARGET) + 1 :])
-            _import_companions()
+            rel = self.target[len(_TARGET) + 1 :]
+            _offer_homes(module, rel)
+            _import_companions(rel)
 
     def _target_loader(self) -> importlib.abc.InspectLoader:
         spec = importlib.util.find_spec(self.target)
@@ -337,8 +338,9 @@ def _present_as_tornado(module: types.ModuleType, rel: str) -> None:
 _companions = threading.local()
 
 
-def _import_companions() -> None:
-    """Imports, under their ``tornado`` names, the Squall modules Tornado has that are loaded.
+def _import_companions(imported: str = "") -> None:
+    """Imports, under their ``tornado`` names, the Squall modules Tornado has
+    that are loaded, and those that Tornado's ``imported`` module imports.
 
     On Tornado, ``import tornado.web`` imports ``tornado.iostream``,
     ``tornado.httputil`` and the rest of what it uses, each through the
@@ -346,14 +348,25 @@ def _import_companions() -> None:
     Squall's names; importing them as ``tornado.X`` now presents them as
     Tornado would have (``StreamClosedError.__module__ ==
     "tornado.iostream"`` in an error report) and fires the import hooks
-    waiting for those names. Nothing is imported that was not loaded.
+    waiting for those names. Squall imports some modules later than
+    Tornado does (``squall.testing`` imports ``squall.httpserver`` when a
+    test starts a server): those Tornado's module imports
+    (`squall._tornado_homes.IMPORTS`) are imported now, as on Tornado, so a
+    hook waiting for ``tornado.httpserver`` (New Relic's agent wraps
+    ``HTTPServer.start_request`` there) fires when ``tornado.testing`` is
+    imported, not never.
     """
     if getattr(_companions, "busy", False):
         return
+    from squall._tornado_homes import IMPORTS
+
+    brought = set(IMPORTS.get(imported, ())) if imported else set()
     _companions.busy = True
     try:
         for rel in sorted(_TORNADO_MODULES):  # a package before its submodules
-            if f"{_ALIAS}.{rel}" in sys.modules or f"{_TARGET}.{rel}" not in sys.modules:
+            if f"{_ALIAS}.{rel}" in sys.modules:
+                continue
+            if f"{_TARGET}.{rel}" not in sys.modules and rel not in brought:
                 continue
             try:
                 importlib.import_module(f"{_ALIAS}.{rel}")

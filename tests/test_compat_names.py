@@ -69,6 +69,31 @@ assert squall.wsgi.WSGIContainer.__module__ == "tornado.wsgi"
     assert proc.returncode == 0, proc.stderr
 
 
+def test_a_tornado_import_brings_what_it_brings_on_tornado() -> None:
+    # New Relic's agent instruments tornado.httpserver when that name is
+    # imported; on Tornado, importing tornado.testing imports it, while
+    # squall.testing imports squall.httpserver only when a test starts a
+    # server. Under the alias, tornado.testing brings it as on Tornado.
+    code = """
+import sys
+import squall.compat
+squall.compat.install()
+seen = []
+class Watcher:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("tornado."):
+            seen.append(name)
+        return None
+sys.meta_path.insert(0, Watcher())
+import tornado.testing
+assert "tornado.httpserver" in seen, seen
+assert "tornado.web" in seen and "tornado.httpclient" in seen, seen
+assert sys.modules["tornado.httpserver"] is sys.modules["squall.httpserver"]
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_a_tornado_submodule_is_presented_on_its_own_import(compat: None) -> None:
     import tornado.platform
     import tornado.platform.asyncio

@@ -50,6 +50,7 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import pkgutil
 import sys
 import types
@@ -432,7 +433,77 @@ def _is_typing(value: Any) -> bool:
     )
 
 
-def probe(modules: list[str] | None = None) -> dict[str, Any]:
+_IMPORTS_CODE = """
+import json, sys
+if {compat}:
+    import squall.compat
+    squall.compat.install()
+import importlib
+try:
+    importlib.import_module({name!r})
+except ImportError:
+    print("null")
+else:
+    print(json.dumps(sorted(m for m in sys.modules if m.startswith("tornado."))))
+"""
+
+
+def imports(modules: list[str], compat: bool) -> dict[str, str]:
+    """``"testing" -> "concurrent escape gen httpserver ..."``: the public
+    modules that ``import tornado.X`` brings into `sys.modules` under their
+    ``tornado`` names, each in a new interpreter. Import hooks keyed on
+    those names (New Relic's agent instruments ``tornado.httpserver`` when
+    it is imported) fire when they are imported: on Squall as on Tornado."""
+    import subprocess
+
+    public = set(modules)
+    # A fork of this process is much cheaper than a new interpreter, but
+    # only says the truth while nothing of tornado's is imported here yet.
+    fork = hasattr(os, "fork") and not any(
+        m == "tornado" or m.startswith("tornado.") for m in sys.modules
+    )
+    out: dict[str, str] = {}
+    for rel in modules:
+        if not rel:
+            continue
+        if fork:
+            loaded = _loaded_in_fork(f"tornado.{rel}")
+        else:
+            code = _IMPORTS_CODE.format(compat=compat, name=f"tornado.{rel}")
+            proc = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+            )
+            loaded = json.loads(proc.stdout or "null") if proc.returncode == 0 else None
+        if loaded is None:
+            continue  # an optional dependency missing: nothing to compare
+        names = sorted({m[len("tornado.") :] for m in loaded} & public)
+        out[rel] = " ".join(names)
+    return out
+
+
+def _loaded_in_fork(name: str) -> list[str] | None:
+    """`imports` for one module, in a forked child (None: it does not import)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: import, report, and leave without cleanup
+        os.close(read)
+        try:
+            importlib.import_module(name)
+            text = json.dumps(sorted(m for m in sys.modules if m.startswith("tornado.")))
+        except BaseException:
+            text = "null"
+        with os.fdopen(write, "w") as f:
+            f.write(text)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        text = f.read()
+    os.waitpid(pid, 0)
+    result: list[str] | None = json.loads(text or "null")
+    return result
+
+
+def probe(modules: list[str] | None = None, compat: bool = False) -> dict[str, Any]:
     """Everything: ``{"modules": [...], "names": {...}, "homes": {...}, "states": {...}, ...}``."""
     import lifecycle  # beside this file
 
@@ -440,6 +511,8 @@ def probe(modules: list[str] | None = None) -> dict[str, Any]:
     if modules is None:
         modules = tornado_modules(package)
     result: dict[str, Any] = {"modules": modules, "homes": {}, "coroutines": {}, "qualnames": {}}
+    # First: it looks at what importing each module brings, from nothing.
+    result["imports"] = imports(modules, compat)
     result["names"] = names(
         package, modules, result["homes"], result["coroutines"], result["qualnames"]
     )
@@ -449,7 +522,8 @@ def probe(modules: list[str] | None = None) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args = argv[1:]
-    if "--compat" in args:
+    compat = "--compat" in args
+    if compat:
         args.remove("--compat")
         import squall.compat
 
@@ -458,7 +532,7 @@ def main(argv: list[str]) -> int:
     if args:
         with open(args[0]) as f:
             modules = json.load(f)["modules"]
-    json.dump(probe(modules), sys.stdout, indent=0, sort_keys=True)
+    json.dump(probe(modules, compat), sys.stdout, indent=0, sort_keys=True)
     sys.stdout.write("\n")
     return 0
 

@@ -46,7 +46,10 @@ PARTS = (
     "first_step",
     "messages",
     "log_sites",
+    "imports",
 )
+# Parts whose values are sets (space-separated): Squall's must hold Tornado's.
+_SETS = frozenset({"imports"})
 # Parts where a key Tornado has and Squall lacks is not itself a difference:
 # a private method Squall does not have is not one whose coroutine-ness
 # differs (a public one missing is a difference of ``names``).
@@ -109,6 +112,11 @@ def differences(tornado: dict[str, Any], squall: dict[str, Any]) -> dict[str, st
             if part in _BOTH_SIDES and key not in ours:
                 continue
             mine = ours.get(key, "(missing)")
+            if part in _SETS:
+                missing = set(value.split()) - set(mine.split())
+                if missing:
+                    out[f"{part}:{key}"] = f"squall lacks: {' '.join(sorted(missing))}"
+                continue
             if not compatible(value, mine):
                 out[f"{part}:{key}"] = f"tornado: {value} / squall: {mine}"
     out.update(extras(tornado, squall))
@@ -136,7 +144,7 @@ def _assignable(desc: str) -> bool:
     return desc in ("data", "property(settable)", "descriptor")
 
 
-def write_homes(homes: dict[str, str]) -> None:
+def write_homes(homes: dict[str, str], imports: dict[str, str]) -> None:
     """The names Tornado's modules have because they import them, and where each lives."""
     by_module: dict[str, dict[str, str]] = {}
     for key, home in sorted(homes.items()):
@@ -161,6 +169,17 @@ def write_homes(homes: dict[str, str]) -> None:
         lines.append(f"    {module!r}: {{")
         lines += [f"        {name!r}: {home!r}," for name, home in names.items()]
         lines.append("    },")
+    lines.append("}")
+    lines += [
+        "",
+        "# What `import tornado.X` brings into sys.modules under tornado names on",
+        "# Tornado 6.6.1 (the imports part of the snapshot): squall.compat imports them",
+        "# under those names with tornado.X, so that import hooks fire as there.",
+        "IMPORTS: dict[str, tuple[str, ...]] = {",
+    ]
+    for module, brought in sorted(imports.items()):
+        names = [name for name in brought.split() if name != module]
+        lines.append(f"    {module!r}: ({''.join(f'{n!r}, ' for n in names).rstrip()}),")
     lines.append("}")
     HOMES.write_text("\n".join(lines).replace("'", '"') + "\n")
 
@@ -221,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         tornado = probe_with(args.tornado_python, "tornado")
         SNAPSHOT.write_text(json.dumps(tornado, indent=0, sort_keys=True) + "\n")
     if args.write_homes:
-        write_homes(tornado["homes"])
+        write_homes(tornado["homes"], tornado["imports"])
     squall = probe_with(args.squall_python, "squall", SNAPSHOT)
     diffs = differences(tornado, squall)
     known = load_known()

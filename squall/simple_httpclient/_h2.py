@@ -513,7 +513,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             fetch.done = True
             if fetch.timer is not None:
                 fetch.timer.cancel()
-            self.fetch_impl(self._redirect_request(fetch), fetch.callback)
+            self._follow(fetch)
             return
         body = b"".join(fetch.chunks)
         headers = fetch.headers or HTTPHeaders()
@@ -529,6 +529,43 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             start_time=fetch.start,
         )
         self._deliver(fetch, response)
+
+    def _follow(self, fetch: _Fetch) -> None:
+        """The redirect's next hop, through the public `fetch` (as the
+        HTTP/1.1 client, and Tornado's, do): a wrapper of
+        ``AsyncHTTPClient.fetch`` sees each hop with its request."""
+        callback = fetch.callback
+        request = fetch.request
+        original = getattr(request, "original_request", None) or request
+
+        def failed(error: BaseException) -> None:
+            callback(
+                HTTPResponse(
+                    original,
+                    599,
+                    error=error,
+                    request_time=time.time() - fetch.start,
+                    start_time=fetch.start,
+                )
+            )
+
+        try:
+            new = cast(_RequestProxy, self._redirect_request(fetch)).request
+            hop = self.fetch(new, raise_error=False)
+        except Exception as exc:
+            failed(exc)
+            return
+
+        def hop_done(done: asyncio.Future[HTTPResponse]) -> None:
+            if done.cancelled():
+                failed(HTTPStreamClosedError("Redirect cancelled"))
+            elif done.exception() is not None:
+                # raise_error=False still raises what has no status (599s).
+                failed(cast(BaseException, done.exception()))
+            else:
+                callback(done.result())
+
+        hop.add_done_callback(hop_done)
 
     def _redirect_request(self, fetch: _Fetch) -> HTTPRequest:
         req = fetch.request

@@ -7,13 +7,14 @@ import asyncio
 import gzip
 import ssl
 from typing import Any
+from unittest import mock
 
 import pytest
 
 pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
 
 from squall.h2client import H2AsyncHTTPClient  # noqa: E402
-from squall.httpclient import HTTPClientError  # noqa: E402
+from squall.httpclient import AsyncHTTPClient, HTTPClientError  # noqa: E402
 from squall.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
@@ -120,6 +121,21 @@ class ALPNTest(AsyncHTTPSTestCase):
         assert response.request.url.endswith("/redirect")
         response = await self.http_client.fetch(self.get_url("/gzip"))
         assert response.body == b"squeezed " * 50
+
+    @gen_test
+    async def test_each_redirect_hop_is_a_call_of_the_public_fetch(self) -> None:
+        urls: list[str] = []
+        unwrapped = AsyncHTTPClient.fetch
+
+        def wrapper(client: AsyncHTTPClient, request: Any, *args: Any, **kwargs: Any) -> Any:
+            urls.append(request if isinstance(request, str) else request.url)
+            return unwrapped(client, request, *args, **kwargs)
+
+        with mock.patch.object(AsyncHTTPClient, "fetch", wrapper):
+            response = await self.http_client.fetch(self.get_url("/redirect"))
+        assert '"q": "redirected"' in response.body.decode()
+        assert [url.split("/", 3)[3] for url in urls] == ["redirect", "info?q=redirected"]
+        assert response.request.url.endswith("/redirect")
 
     @gen_test
     async def test_error_status_and_timeout(self) -> None:

@@ -145,6 +145,10 @@ def test_the_snapshot_has_messages_and_log_sites() -> None:
         tornado["messages"]["concurrent.run_on_executor.function_and_keywords"]
         == "ValueError: cannot combine positional and keyword args"
     )
+    # Instana counts a span per hop: each one is a call of the public fetch.
+    assert tornado["call_shapes"]["web.redirected_twice.client"] == (
+        "fetch(url) | fetch(HTTPRequest, raise_error=False) | fetch(HTTPRequest, raise_error=False)"
+    )
     # A log format with %(filename)s shows web.py.
     uncaught = "tornado.application: Uncaught exception %s\n%r"
     assert tornado["log_sites"][uncaught] == "ERROR web.py web log_exception"

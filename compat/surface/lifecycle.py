@@ -56,6 +56,7 @@ class Recorder:
         self.first_step: dict[str, str] = {}
         self.messages: dict[str, str] = {}
         self.log_sites: dict[str, str] = {}
+        self.call_shapes: dict[str, str] = {}
 
     # -- messages
 
@@ -441,6 +442,82 @@ async def log_sites(r: Recorder, M: _Modules) -> None:
         await server.close_all_connections()
 
 
+async def call_shapes(r: Recorder, M: _Modules) -> None:
+    """What instrumentation that wraps public methods on their classes sees:
+    the calls of ``AsyncHTTPClient.fetch`` for a fetch that is redirected
+    twice (Tornado's client fetches each hop through it), and of
+    ``HTTPServer.start_request`` and ``RequestHandler._execute`` per request,
+    with a web Application and with an application that is its own delegate."""
+    web, httpclient, httpserver, httputil = M.web, M.httpclient, M.httpserver, M.httputil
+    seen: list[str] = []
+
+    class Hop(web.RequestHandler):  # type: ignore[misc,name-defined]
+        def get(self, n: str) -> None:
+            if int(n):
+                self.redirect(f"/hop/{int(n) - 1}")
+            else:
+                self.write("landed")
+
+    class Own(httputil.HTTPServerConnectionDelegate, httputil.HTTPMessageDelegate):  # type: ignore[misc,name-defined]
+        def start_request(self, server_conn: Any, request_conn: Any) -> Any:
+            self.conn = request_conn
+            return self
+
+        def finish(self) -> None:
+            headers = httputil.HTTPHeaders({"Content-Length": "2"})
+            self.conn.write_headers(httputil.ResponseStartLine("HTTP/1.1", 200, "OK"), headers)
+            self.conn.write(b"ok")
+            self.conn.finish()
+
+    def shape(request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        what = "url" if isinstance(request, str) else type_name(request)
+        named = ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
+        return f"fetch({what}{', ' * bool(args)}{', '.join(map(repr, args))}{', ' * bool(named)}{named})"
+
+    fetch = httpclient.AsyncHTTPClient.fetch
+    start_request = httpserver.HTTPServer.start_request
+    execute = web.RequestHandler._execute
+
+    def fetch_spy(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(shape(request, args, kwargs))
+        return fetch(self, request, *args, **kwargs)
+
+    def start_spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append("start_request")
+        return start_request(self, *args, **kwargs)
+
+    def execute_spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append("_execute")
+        return execute(self, *args, **kwargs)
+
+    httpclient.AsyncHTTPClient.fetch = fetch_spy
+    httpserver.HTTPServer.start_request = start_spy
+    web.RequestHandler._execute = execute_spy
+    servers = []
+    client = httpclient.AsyncHTTPClient(force_instance=True)
+    try:
+        for label, app in (("web", web.Application([(r"/hop/(\d+)", Hop)])), ("own", Own())):
+            server = httpserver.HTTPServer(app)
+            servers.append(server)
+            sock = M.netutil.bind_sockets(0, "127.0.0.1")[0]
+            server.add_sockets([sock])
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/hop/2"
+            seen.clear()
+            await client.fetch(url)
+            fetches = [call for call in seen if call.startswith("fetch(")]
+            served = [call for call in seen if not call.startswith("fetch(")]
+            r.call_shapes[f"{label}.redirected_twice.client"] = " | ".join(fetches)
+            r.call_shapes[f"{label}.redirected_twice.server"] = " | ".join(served)
+    finally:
+        httpclient.AsyncHTTPClient.fetch = fetch
+        httpserver.HTTPServer.start_request = start_request
+        web.RequestHandler._execute = execute
+        client.close()
+        for server in servers:
+            server.stop()
+            await server.close_all_connections()
+
+
 async def messages(r: Recorder, M: _Modules) -> None:
     """Error texts that Tornado's users' tests assert (ddtrace's, ...)."""
     concurrent, gen = M.concurrent, M.gen
@@ -727,6 +804,7 @@ def run(package: str) -> dict[str, dict[str, str]]:
         first_steps,
         messages,
         log_sites,
+        call_shapes,
     ):
         asyncio.run(_guarded(r, scenario, M))
     return {
@@ -737,6 +815,7 @@ def run(package: str) -> dict[str, dict[str, str]]:
         "first_step": r.first_step,
         "messages": r.messages,
         "log_sites": r.log_sites,
+        "call_shapes": r.call_shapes,
     }
 
 

@@ -46,6 +46,7 @@ PARTS = (
     "first_step",
     "messages",
     "log_sites",
+    "call_shapes",
     "imports",
 )
 # Parts whose values are sets (space-separated): Squall's must hold Tornado's.

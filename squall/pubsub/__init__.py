@@ -2,42 +2,72 @@
 
 A `PubSub` carries text messages on named channels: `PubSub.publish` sends one
 to every current subscriber of the channel, and `PubSub.subscribe` returns a
-`Subscription` to iterate over. Nothing is stored: a subscriber sees only what
-is published while it is subscribed (keep history in a database and use this
-for the live part).
+`Subscription` to iterate over.
 
-Two backends share the API:
+Every publication has a `Position`: an offset that grows by one per
+publication on its channel, and the channel's epoch, which changes when the
+history behind the offsets was lost. With ``history_size`` set, the engine
+keeps each channel's last publications (bounded by count and by age,
+``history_ttl``) beside the offsets, appended in the same atomic step as the
+publish, and a reader that comes back with its last position resumes
+without a gap: ``subscribe(channel, since=position)`` yields what it missed,
+then the live publications, in order and once each, and says in
+`Subscription.recovered` whether it could (``False``: too old, another
+epoch, or more than ``max_recovery`` missed; reload the state and carry on
+from `Subscription.position`). `PubSub.history` reads the kept window.
+By default nothing is kept (``history_size=0``): offsets are still given.
+
+The engines share the API:
 
 * `LocalPubSub` (the default, ``memory://``): subscribers in this process.
 * `RedisPubSub` (``redis://host:port/db``, needs ``pip install squall[redis]``):
   every process connected to the same Redis sees every message. One Redis
-  subscription per channel per process fans out to local subscribers. When
-  the connection to Redis is lost, it is retried with backoff, channels are
-  subscribed again, and both the loss and the recovery are logged on
-  ``squall.general``; messages published while Redis was away are lost.
+  subscription per channel per process fans out to local subscribers;
+  history lives in a Redis stream per channel.
+* `RedisClusterPubSub` (``redis+cluster://host:port[,host:port]``): a Redis
+  Cluster with sharded pub/sub. Channels map to a fixed number of
+  hash-tagged partitions, a process holds one subscription connection per
+  shard it needs, and a failover or slot move is followed by itself.
+* `NatsPubSub` (``nats://host:port``, ``pip install squall[nats]``): NATS
+  core subjects; at most once, no history.
+
+When the connection to the broker is lost, it is retried with backoff,
+channels are subscribed again, and both the loss and the recovery are logged
+on ``squall.general`` and counted in `PubSub.status`; local subscribers stay
+subscribed throughout, and a reader resubscribing with its position gets
+what was published meanwhile (within the history kept).
 
 `PubSub.relay` forwards a channel straight to a collection of WebSockets with
 `squall.websocket.broadcast`: no queue and no task per connection, one frame
 per message for all of them, slow readers skipped and counted (and closed
-past the limits given). With Redis, that is one Redis subscription per
-channel per process, fanned out to every local socket at once.
+past the limits given).
 
 Slow subscribers are bounded: each `Subscription` holds at most
-``max_pending`` undelivered messages. Past that the *oldest* pending message
-is dropped and `Subscription.dropped` counts it, so a stalled reader costs a
-fixed amount of memory and, when it catches up, sees the newest messages.
-A caller that needs every message compares sequence numbers in its messages
-(or `~squall.pubsub.Subscription.dropped`) and reloads from its database.
+``max_pending`` undelivered messages (plus, right after a recovery, the
+publications it recovered). Past that the *oldest* pending message is
+dropped and `Subscription.dropped` counts it, so a stalled reader costs a
+fixed amount of memory and, when it catches up, sees the newest messages;
+the offsets it was given jump over those it lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, Optional, Self, Union
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
+
+from squall.pubsub._types import (
+    HistoryResult,
+    Position,
+    Publication,
+    PubSubClosedError,
+    Status,
+    new_epoch,
+)
 
 __all__ = [
     "PubSub",
@@ -45,16 +75,20 @@ __all__ = [
     "RedisPubSub",
     "Subscription",
     "Relay",
+    "Position",
+    "Publication",
+    "HistoryResult",
+    "Status",
     "PubSubClosedError",
     "connect",
     "DEFAULT_MAX_PENDING",
+    "DEFAULT_MAX_RECOVERY",
+    "DEFAULT_HISTORY_TTL",
 ]
 
 DEFAULT_MAX_PENDING = 1000
-
-
-class PubSubClosedError(RuntimeError):
-    """The subscription or the `PubSub` it belongs to was closed."""
+DEFAULT_MAX_RECOVERY = 1000
+DEFAULT_HISTORY_TTL = 300.0
 
 
 class _Closing:
@@ -83,24 +117,54 @@ class _Closing:
 class Subscription(_Closing):
     """The messages of one channel for one reader, oldest first.
 
-    Iterate with ``async for message in subscription`` (ends when closed) or
-    call `get`. Use as an async context manager, or call `close`, to leave
-    the channel.
+    Iterate with ``async for message in subscription`` (ends when closed), or
+    ``async for publication in subscription.publications()`` for positions
+    too, or call `get` / `get_publication`. Use as an async context manager,
+    or call `close`, to leave the channel.
+
+    Attributes:
+        channel: the channel.
+        max_pending: this reader's bound (drop-oldest past it).
+        dropped: how many messages were discarded because this reader fell behind.
+        recovered: None when subscribed without ``since``; else True when every
+            publication after ``since`` is yielded (no gap), False when the
+            stream starts after the channel's top at subscribe time instead.
+        position: the position of the last message returned (before any:
+            ``since`` when recovered, else the channel's top at subscribe
+            time; None when the broker could not tell it).
     """
 
-    __slots__ = ("channel", "max_pending", "dropped", "_pubsub", "_queue", "_ready", "_closed")
+    __slots__ = (
+        "channel",
+        "max_pending",
+        "dropped",
+        "recovered",
+        "position",
+        "_pubsub",
+        "_queue",
+        "_ready",
+        "_closed",
+        "_hold",
+        "_extra",
+    )
 
     def __init__(self, pubsub: PubSub, channel: str, max_pending: int) -> None:
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be at least 1, not {max_pending}")
+        if not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, not {max_pending!r}")
         self.channel = channel
         self.max_pending = max_pending
-        #: How many messages were discarded because this reader fell behind.
         self.dropped = 0
+        self.recovered: Optional[bool] = None
+        self.position: Optional[Position] = None
         self._pubsub = pubsub
-        self._queue: collections.deque[str] = collections.deque()
+        self._queue: collections.deque[Publication] = collections.deque()
         self._ready = asyncio.Event()
         self._closed = False
+        # Live publications that arrive before the start is known (history
+        # being read) wait here, to be merged in by offset.
+        self._hold: Optional[list[Publication]] = None
+        # Room above max_pending for the publications a recovery queued.
+        self._extra = 0
 
     @property
     def closed(self) -> bool:
@@ -112,16 +176,86 @@ class Subscription(_Closing):
         """Messages received and not yet read."""
         return len(self._queue)
 
-    def _deliver(self, message: str) -> None:
+    def _deliver(self, pub: Publication) -> None:
         if self._closed:
             return
-        if len(self._queue) >= self.max_pending:
+        hold = self._hold
+        if hold is not None:
+            if len(hold) >= self.max_pending:
+                hold.pop(0)
+                self._count_drop()
+            hold.append(pub)
+            return
+        if len(self._queue) >= self.max_pending + self._extra:
             # Drop-oldest: memory stays bounded and a reader that catches up
             # gets the freshest state, which is what live pages want.
             self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(message)
+            self._count_drop()
+        self._queue.append(pub)
         self._ready.set()
+
+    def _count_drop(self) -> None:
+        self.dropped += 1
+        self._pubsub.status.dropped += 1
+
+    def _start(
+        self,
+        top: Optional[Position],
+        since: Optional[Position],
+        history: Optional[HistoryResult],
+    ) -> None:
+        """Ends holding: queues the recovered publications, then the held live ones."""
+        held = self._hold or []
+        self._hold = None
+        if history is not None and since is not None and history.recovered:
+            self.recovered = True
+            self.position = since
+            epoch = since.epoch
+            last = (
+                history.publications[-1].position.offset if history.publications else since.offset
+            )
+            self._queue.extend(history.publications)
+            self._extra = len(history.publications)
+        else:
+            if since is not None:
+                self.recovered = False
+            if history is not None:
+                top = history.position
+            self.position = top
+            if top is None:
+                self._queue.extend(held)
+                if held:
+                    self._ready.set()
+                return
+            epoch, last = top.epoch, top.offset
+            # Without since, the position given is just before the first
+            # publication yielded, so a resume from it misses nothing.
+            if since is None and held:
+                first = held[0].position
+                if first.epoch == epoch and first.offset <= last:
+                    self.position = Position(first.offset - 1, epoch)
+                    last = first.offset - 1
+        for pub in held:
+            if pub.position.epoch != epoch or pub.position.offset > last:
+                self._queue.append(pub)
+        if self._queue:
+            self._ready.set()
+
+    async def get_publication(self) -> Publication:
+        """The next publication, with its channel and position, waiting for one.
+
+        Raises:
+            PubSubClosedError: the subscription was closed (publications still
+                pending are returned first).
+        """
+        while not self._queue:
+            if self._closed:
+                raise PubSubClosedError(f"subscription to {self.channel!r} is closed")
+            self._ready.clear()
+            await self._ready.wait()
+        pub = self._queue.popleft()
+        self.position = pub.position
+        return pub
 
     async def get(self) -> str:
         """The next message, waiting for one.
@@ -130,16 +264,15 @@ class Subscription(_Closing):
             PubSubClosedError: the subscription was closed (messages still
                 pending are returned first).
         """
-        while not self._queue:
-            if self._closed:
-                raise PubSubClosedError(f"subscription to {self.channel!r} is closed")
-            self._ready.clear()
-            await self._ready.wait()
-        return self._queue.popleft()
+        return (await self.get_publication()).data
 
     def get_nowait(self) -> Optional[str]:
         """The next message if one is pending, else None."""
-        return self._queue.popleft() if self._queue else None
+        if not self._queue:
+            return None
+        pub = self._queue.popleft()
+        self.position = pub.position
+        return pub.data
 
     def close(self) -> None:
         """Leaves the channel; a reader waiting in `get` is woken."""
@@ -156,6 +289,17 @@ class Subscription(_Closing):
         while True:
             try:
                 yield await self.get()
+            except PubSubClosedError:
+                return
+
+    def publications(self) -> AsyncIterator[Publication]:
+        """``async for publication in subscription.publications()``: ends when closed."""
+        return self._iterate_publications()
+
+    async def _iterate_publications(self) -> AsyncIterator[Publication]:
+        while True:
+            try:
+                yield await self.get_publication()
             except PubSubClosedError:
                 return
 
@@ -198,10 +342,10 @@ class Relay(_Closing):
         self._send = send
         self._closed = False
 
-    def _deliver(self, message: str) -> None:
+    def _deliver(self, pub: Publication) -> None:
         if self._closed:
             return
-        result = self._send(self.connections, message)
+        result = self._send(self.connections, pub.data)
         self.messages += 1
         self.sent += result.sent
         self.skipped += result.skipped
@@ -219,39 +363,169 @@ _Listener = Union[Subscription, Relay]
 
 
 class PubSub(_Closing):
-    """Base of the backends: local fan-out to `Subscription` and `Relay` objects."""
+    """Base of the engines: positions, recovery, and local fan-out to `Subscription` and `Relay` objects.
 
-    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    Args:
+        max_pending: default bound of each `Subscription` (drop-oldest past it).
+        history_size: publications kept per channel (0: none, positions only).
+        history_ttl: seconds a publication is kept; a channel's offsets and
+            epoch are forgotten this long after its last publication (its
+            next one starts a new epoch).
+        max_recovery: the most publications one `subscribe` with ``since``
+            (or one `history` call) returns; past it the reader is told
+            ``recovered=False``.
+    """
+
+    def __init__(
+        self,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        *,
+        history_size: int = 0,
+        history_ttl: float = DEFAULT_HISTORY_TTL,
+        max_recovery: int = DEFAULT_MAX_RECOVERY,
+    ) -> None:
+        if not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, not {max_pending!r}")
+        if not isinstance(history_size, int) or history_size < 0:
+            raise ValueError(f"history_size must be 0 or more, not {history_size!r}")
+        if not isinstance(history_ttl, (int, float)) or not history_ttl > 0:
+            raise ValueError(
+                f"history_ttl must be a number of seconds above 0, not {history_ttl!r}"
+            )
+        if not isinstance(max_recovery, int) or max_recovery < 1:
+            raise ValueError(f"max_recovery must be at least 1, not {max_recovery!r}")
         self.max_pending = max_pending
+        self.history_size = history_size
+        self.history_ttl = float(history_ttl)
+        self.max_recovery = max_recovery
+        #: Health and counters (see `Status`).
+        self.status = Status()
         self._channels: dict[str, set[_Listener]] = {}
         self._closed = False
+
+    @property
+    def healthy(self) -> bool:
+        """False while the broker is out of reach (see `Status`)."""
+        return self.status.healthy
+
+    def _set_healthy(self, healthy: bool) -> None:
+        if self.status.healthy != healthy:
+            self.status.healthy = healthy
+            self.status.since = time.monotonic()
 
     def subscribers(self, channel: str) -> int:
         """How many subscriptions of this process listen on ``channel``."""
         return len(self._channels.get(channel, ()))
 
-    async def publish(self, channel: str, message: str) -> None:
-        """Sends ``message`` to every subscriber of ``channel``.
+    async def publish(self, channel: str, message: str) -> Position:
+        """Sends ``message`` to every subscriber of ``channel`` (and to its history).
+
+        Returns:
+            The new publication's position.
 
         Raises:
             TypeError: ``channel`` or ``message`` is not a str.
             PubSubClosedError: this `PubSub` was closed.
+            ConnectionError: the broker could not be reached.
         """
-        raise NotImplementedError
+        self._check_open()
+        _check_str("channel", channel)
+        _check_str("message", message)
+        position = await self._publish(channel, message)
+        self.status.published += 1
+        return position
 
-    async def subscribe(self, channel: str, max_pending: Optional[int] = None) -> Subscription:
-        """A new subscription to ``channel``; it receives everything published after this returns.
+    async def subscribe(
+        self,
+        channel: str,
+        max_pending: Optional[int] = None,
+        *,
+        since: Optional[Position] = None,
+    ) -> Subscription:
+        """A new subscription to ``channel``.
+
+        Without ``since`` it receives everything published after this
+        returns. With ``since`` it first yields every publication after that
+        position, from the history kept, then the live ones: no gap, no
+        duplicate, in order, and `Subscription.recovered` says whether that
+        was possible. If not (the position is older than the kept window,
+        from another epoch or from the future, or more than ``max_recovery``
+        publications were missed) the stream starts after the channel's
+        current top, which is then `Subscription.position`.
 
         Args:
             channel: the channel name.
             max_pending: this reader's bound (default: the `PubSub`'s); past
                 it the oldest pending message is dropped.
+            since: the position of the last publication the reader has.
+
+        Raises:
+            TypeError: ``channel`` is not a str, ``since`` not a `Position`.
+            ConnectionError: the broker could not be reached.
         """
         self._check_open()
         _check_str("channel", channel)
+        if since is not None and not isinstance(since, Position):
+            raise TypeError(
+                f"since must be a Position (Position.parse(text)), not {type(since).__name__}"
+            )
         sub = Subscription(self, channel, max_pending or self.max_pending)
+        sub._hold = []
         await self._add(sub)
+        try:
+            if since is None:
+                try:
+                    top: Optional[Position] = await self._top(channel)
+                except ConnectionError:
+                    top = None  # live delivery still works; the position is unknown
+                sub._start(top, None, None)
+            else:
+                history = await self._read(channel, since, self.max_recovery, strict=True)
+                sub._start(None, since, history)
+        except BaseException:
+            sub.close()
+            raise
         return sub
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: Optional[Position] = None,
+        limit: Optional[int] = None,
+    ) -> HistoryResult:
+        """The publications kept for ``channel``, oldest first.
+
+        Args:
+            channel: the channel name.
+            since: only those after this position (the oldest ``limit`` of
+                them); without it, the newest ``limit`` kept.
+            limit: at most this many (default and ceiling: ``max_recovery``).
+
+        Raises:
+            TypeError: bad argument types.
+            ValueError: ``limit`` below 0.
+            ConnectionError: the broker could not be reached.
+        """
+        self._check_open()
+        _check_str("channel", channel)
+        if since is not None and not isinstance(since, Position):
+            raise TypeError(f"since must be a Position, not {type(since).__name__}")
+        if limit is None:
+            limit = self.max_recovery
+        elif not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be 0 or more, not {limit!r}")
+        return await self._read(channel, since, min(limit, self.max_recovery), strict=False)
+
+    async def position(self, channel: str) -> Position:
+        """The channel's top: the last publication's offset (0 if none) and the epoch.
+
+        Raises:
+            ConnectionError: the broker could not be reached.
+        """
+        self._check_open()
+        _check_str("channel", channel)
+        return await self._top(channel)
 
     async def relay(
         self,
@@ -313,14 +587,27 @@ class PubSub(_Closing):
                 raise
 
     async def close(self) -> None:
-        """Closes every subscription and releases the backend's resources."""
+        """Closes every subscription and releases the engine's resources."""
         self._closed = True
         for subs in list(self._channels.values()):
             for sub in list(subs):
                 sub.close()
         self._channels.clear()
 
-    # Backend hooks.
+    # Engine hooks.
+
+    async def _publish(self, channel: str, message: str) -> Position:
+        raise NotImplementedError
+
+    async def _read(
+        self, channel: str, since: Optional[Position], limit: int, strict: bool
+    ) -> HistoryResult:
+        """History after ``since`` (see `history`); ``strict``: a recovery, which
+        wants all or nothing, so more than ``limit`` need not be read."""
+        raise NotImplementedError
+
+    async def _top(self, channel: str) -> Position:
+        raise NotImplementedError
 
     async def _listen(self, channel: str) -> None:
         """Called when ``channel`` gets its first local subscriber."""
@@ -328,9 +615,17 @@ class PubSub(_Closing):
     def _forget(self, channel: str) -> None:
         """Called when ``channel`` lost its last local subscriber."""
 
-    def _dispatch(self, channel: str, message: str) -> None:
-        for sub in list(self._channels.get(channel, ())):
-            sub._deliver(message)
+    def _dispatch(self, pub: Publication) -> None:
+        subs = self._channels.get(pub.channel)
+        if not subs:
+            return
+        self.status.delivered += 1
+        if len(subs) == 1:
+            for sub in subs:
+                sub._deliver(pub)
+            return
+        for sub in list(subs):
+            sub._deliver(pub)
 
     def _unsubscribe(self, sub: _Listener) -> None:
         subs = self._channels.get(sub.channel)
@@ -352,34 +647,168 @@ def _check_str(what: str, value: object) -> None:
         raise TypeError(f"{what} must be a str, not {type(value).__name__}")
 
 
+def _window(
+    kept: list[Publication], top: Position, since: Optional[Position], limit: int
+) -> HistoryResult:
+    """What `PubSub.history` returns, from ``kept`` (oldest first; at least the
+    publications after ``since`` that are still kept) and the channel's top."""
+    if since is None:
+        chosen = kept[-limit:] if limit else []
+        complete = top.offset == 0 or (
+            len(chosen) == len(kept) and bool(kept) and kept[0].position.offset == 1
+        )
+        return HistoryResult(chosen, top, complete)
+    if since.epoch != top.epoch or since.offset > top.offset:
+        return HistoryResult([], top, False)
+    missed = top.offset - since.offset
+    after = [p for p in kept if p.position.offset > since.offset] if missed else []
+    complete = len(after) == missed and (not after or after[0].position.offset == since.offset + 1)
+    return HistoryResult(after[:limit], top, complete and missed <= limit)
+
+
+class _Stream:
+    """One channel's offsets and kept publications, in `LocalPubSub`."""
+
+    __slots__ = ("offset", "epoch", "kept", "touched")
+
+    def __init__(self, now: float) -> None:
+        self.offset = 0
+        self.epoch = new_epoch()
+        self.kept: collections.deque[tuple[float, Publication]] = collections.deque()
+        self.touched = now
+
+
 class LocalPubSub(PubSub):
-    """Subscribers in this process only (``memory://``)."""
+    """Subscribers in this process only (``memory://``).
 
-    async def publish(self, channel: str, message: str) -> None:
-        self._check_open()
-        _check_str("channel", channel)
-        _check_str("message", message)
-        self._dispatch(channel, message)
+    Positions and history live in this object. Memory is bounded by
+    ``max_channels`` channel states (offset, epoch, up to ``history_size``
+    publications each); a state is forgotten ``history_ttl`` seconds after
+    its last publication, or sooner when ``max_channels`` is reached (the
+    least recently used without subscribers first); the channel then starts
+    a new epoch.
+    """
+
+    def __init__(
+        self,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        *,
+        history_size: int = 0,
+        history_ttl: float = DEFAULT_HISTORY_TTL,
+        max_recovery: int = DEFAULT_MAX_RECOVERY,
+        max_channels: int = 100_000,
+    ) -> None:
+        super().__init__(
+            max_pending,
+            history_size=history_size,
+            history_ttl=history_ttl,
+            max_recovery=max_recovery,
+        )
+        if not isinstance(max_channels, int) or max_channels < 1:
+            raise ValueError(f"max_channels must be at least 1, not {max_channels!r}")
+        self.max_channels = max_channels
+        self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()
+
+    def _stream(self, channel: str) -> _Stream:
+        now = time.monotonic()
+        stream = self._streams.get(channel)
+        if stream is None:
+            stream = self._streams[channel] = _Stream(now)
+        else:
+            self._streams.move_to_end(channel)
+            stream.touched = now
+        # Amortised: each call looks at a few of the least recently used.
+        horizon = now - self.history_ttl
+        for _ in range(4):
+            name, oldest = next(iter(self._streams.items()))
+            if oldest is stream or (
+                len(self._streams) <= self.max_channels and oldest.touched >= horizon
+            ):
+                break
+            if name in self._channels:
+                self._streams.move_to_end(name)  # subscribed: kept while it is
+                oldest.touched = now
+            else:
+                del self._streams[name]
+        kept = stream.kept
+        while kept and (len(kept) > self.history_size or kept[0][0] < horizon):
+            kept.popleft()
+        return stream
+
+    async def _publish(self, channel: str, message: str) -> Position:
+        stream = self._stream(channel)
+        stream.offset += 1
+        position = Position(stream.offset, stream.epoch)
+        pub = Publication(channel, message, position)
+        if self.history_size:
+            stream.kept.append((stream.touched, pub))
+            if len(stream.kept) > self.history_size:
+                stream.kept.popleft()
+        self._dispatch(pub)
+        return position
+
+    async def _read(
+        self, channel: str, since: Optional[Position], limit: int, strict: bool
+    ) -> HistoryResult:
+        stream = self._stream(channel)
+        kept = [pub for _, pub in stream.kept]
+        return _window(kept, Position(stream.offset, stream.epoch), since, limit)
+
+    async def _top(self, channel: str) -> Position:
+        stream = self._stream(channel)
+        return Position(stream.offset, stream.epoch)
 
 
-def connect(url: Optional[str] = None, max_pending: int = DEFAULT_MAX_PENDING) -> PubSub:
-    """A `PubSub` for ``url``: ``memory://`` (default) or ``redis://...``/``rediss://...``.
+_OPTIONS = {"history_size": int, "history_ttl": float, "max_recovery": int}
+
+
+def connect(
+    url: Optional[str] = None, max_pending: int = DEFAULT_MAX_PENDING, **options: Any
+) -> PubSub:
+    """A `PubSub` for ``url``.
+
+    ``memory://`` (the default), ``redis://host:port/db`` (also ``rediss://``,
+    ``unix://``), ``redis+cluster://host:port[,host:port...]`` (query:
+    ``partitions=128``, ``sharded=1``; ``sharded=0`` uses classic
+    ``PUBLISH``) or ``nats://host:port``. ``history_size``, ``history_ttl``
+    and ``max_recovery`` may be given in the query or as keyword arguments
+    (these win); other keyword arguments go to the engine's class.
 
     Raises:
-        ValueError: the URL's scheme is not one of those.
+        ValueError: the URL's scheme is not one of those, or an option is malformed.
     """
-    if not url:
-        return LocalPubSub(max_pending)
-    scheme = urlsplit(url).scheme
+    parts = urlsplit(url or "memory://")
+    query = dict(parse_qsl(parts.query))
+    for name, kind in _OPTIONS.items():
+        if name in query and name not in options:
+            try:
+                options[name] = kind(query.pop(name))
+            except ValueError:
+                raise ValueError(f"pub/sub URL {url!r}: {name} must be a number") from None
+        query.pop(name, None)
+    scheme = parts.scheme
     if scheme == "memory":
-        return LocalPubSub(max_pending)
+        return LocalPubSub(max_pending, **options)
     if scheme in ("redis", "rediss", "unix"):
-        return RedisPubSub(url, max_pending=max_pending)
-    raise ValueError(f"pub/sub URL {url!r}: scheme must be memory, redis, rediss or unix")
+        return RedisPubSub(url or "", max_pending=max_pending, **options)
+    raise ValueError(
+        f"pub/sub URL {url!r}: scheme must be memory, redis, rediss, unix, redis+cluster or nats"
+    )
 
 
 from squall.pubsub._redis import RedisPubSub  # noqa: E402  (it subclasses PubSub)
 
-for _cls in (PubSub, LocalPubSub, Subscription, Relay, PubSubClosedError, RedisPubSub):
+for _cls in (
+    PubSub,
+    LocalPubSub,
+    Subscription,
+    Relay,
+    PubSubClosedError,
+    RedisPubSub,
+    Position,
+    Publication,
+    HistoryResult,
+    Status,
+):
     _cls.__module__ = __name__
 del _cls

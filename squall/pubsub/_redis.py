@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from squall.log import gen_log
-from squall.pubsub import PubSub, _check_str
+from squall.pubsub import (
+    DEFAULT_HISTORY_TTL,
+    DEFAULT_MAX_RECOVERY,
+    HistoryResult,
+    Position,
+    Publication,
+    PubSub,
+)
+from squall.pubsub import _redis_scripts as scripts
+from squall.pubsub._types import new_epoch
 
 # Errors that mean "the connection to Redis is gone", as raised by redis-py
 # (its ConnectionError and TimeoutError) and by the transport under it.
@@ -50,9 +60,20 @@ def _gone(ps: Any) -> bool:
 class RedisPubSub(PubSub):
     """Channels shared by every process connected to one Redis (``redis://``).
 
+    Each publish is one Lua script on Redis that increments the channel's
+    offset, appends to its history stream (when ``history_size`` is set)
+    and PUBLISHes the message with its position, so that no subscriber sees
+    a publication that history lacks or the other way round. The Redis
+    channel is the channel's own name; a message PUBLISHed there by
+    something else is delivered too, with offset 0 and an empty epoch.
+
     Args:
         url: a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``).
         max_pending: default bound of each `Subscription` (drop-oldest past it).
+        history_size: publications kept per channel, in a Redis stream.
+        history_ttl: seconds they are kept; also how long a channel's offset
+            and epoch outlive its last publication.
+        max_recovery: the most publications one resubscription returns.
         subscribe_timeout: seconds `~squall.pubsub.PubSub.subscribe` waits for Redis to confirm.
         reconnect_delay: first wait before reconnecting; doubles per failure.
         max_reconnect_delay: the longest wait between reconnection attempts.
@@ -63,11 +84,19 @@ class RedisPubSub(PubSub):
         url: str = "redis://127.0.0.1:6379/0",
         *,
         max_pending: int = 1000,
+        history_size: int = 0,
+        history_ttl: float = DEFAULT_HISTORY_TTL,
+        max_recovery: int = DEFAULT_MAX_RECOVERY,
         subscribe_timeout: float = 10.0,
         reconnect_delay: float = 0.05,
         max_reconnect_delay: float = 2.0,
     ) -> None:
-        super().__init__(max_pending)
+        super().__init__(
+            max_pending,
+            history_size=history_size,
+            history_ttl=history_ttl,
+            max_recovery=max_recovery,
+        )
         redis = _redis()
         self.url = url
         self.subscribe_timeout = subscribe_timeout
@@ -97,22 +126,54 @@ class RedisPubSub(PubSub):
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._commands: set[asyncio.Task[None]] = set()
         self._ever_connected = False
+        self._lost_at = 0.0
         #: Times the subscriber connection was established again after a loss.
         self.reconnects = 0
+        self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
+        self._read_script = self._client.register_script(scripts.READ_LUA)
+        self._ttl_ms = max(1, int(self.history_ttl * 1000))
 
-    async def publish(self, channel: str, message: str) -> None:
-        """Publishes through Redis; every subscribed process gets it, this one included.
-
-        Raises:
-            ConnectionError: Redis could not be reached (after a few retries).
-        """
-        self._check_open()
-        _check_str("channel", channel)
-        _check_str("message", message)
+    async def _publish(self, channel: str, message: str) -> Position:
+        """Publishes through Redis; every subscribed process gets it, this one included."""
+        start = time.monotonic()
         try:
-            await self._client.publish(channel, message.encode("utf-8"))
+            reply = await self._publish_script(
+                keys=scripts.keys("squall.ps", channel),
+                args=[
+                    channel,
+                    message,
+                    self.history_size,
+                    self._ttl_ms,
+                    new_epoch(),
+                    "PUBLISH",
+                    channel,
+                    scripts.MARKER,
+                ],
+            )
         except self._lost as exc:
-            raise ConnectionError(f"cannot publish to Redis at {_safe_url(self.url)}: {exc}")
+            raise ConnectionError(
+                f"cannot publish to Redis at {_safe_url(self.url)}: {exc}"
+            ) from exc
+        self.status.round_trip = time.monotonic() - start
+        return scripts.top_of(reply)
+
+    async def _read(
+        self, channel: str, since: Optional[Position], limit: int, strict: bool
+    ) -> HistoryResult:
+        count = scripts.read_args(since, limit, strict, self.history_size)
+        try:
+            reply = await self._read_script(
+                keys=scripts.keys("squall.ps", channel),
+                args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
+            )
+        except self._lost as exc:
+            raise ConnectionError(
+                f"cannot read history from Redis at {_safe_url(self.url)}: {exc}"
+            ) from exc
+        return scripts.window(channel, reply, since, limit)
+
+    async def _top(self, channel: str) -> Position:
+        return (await self._read(channel, None, 0, True)).position
 
     @property
     def connected(self) -> bool:
@@ -126,7 +187,7 @@ class RedisPubSub(PubSub):
             TimeoutError: that did not happen within ``timeout`` seconds.
         """
         if self._reader is None:
-            self._reader = asyncio.ensure_future(self._read())
+            self._reader = asyncio.ensure_future(self._reader_loop())
         event = self._connected if connected else self._disconnected
         await asyncio.wait_for(event.wait(), timeout)
 
@@ -143,7 +204,7 @@ class RedisPubSub(PubSub):
         if future is None or future.done():
             future = self._confirmed[channel] = loop.create_future()
         if self._reader is None:
-            self._reader = asyncio.ensure_future(self._read())
+            self._reader = asyncio.ensure_future(self._reader_loop())
         elif self._connected.is_set():
             self._command("subscribe", channel)
         # else: the reader subscribes every channel when it (re)connects.
@@ -194,7 +255,7 @@ class RedisPubSub(PubSub):
         self._commands.add(task)
         task.add_done_callback(self._commands.discard)
 
-    async def _read(self) -> None:
+    async def _reader_loop(self) -> None:
         delay = self.reconnect_delay
         lost = False
         while not self._closed:
@@ -209,21 +270,31 @@ class RedisPubSub(PubSub):
                     kind = message["type"]
                     channel = message["channel"].decode("utf-8", "replace")
                     if kind == "message":
-                        self._dispatch(channel, message["data"].decode("utf-8", "replace"))
+                        data = message["data"]
+                        pub = scripts.decode(data) or Publication(
+                            channel, data.decode("utf-8", "replace"), Position(0, "")
+                        )
+                        self._dispatch(pub)
                     elif kind == "subscribe":
                         if channel == self._control:
                             self._connected.set()
                             self._disconnected.clear()
+                            self._set_healthy(True)
                             delay = self.reconnect_delay
                             if lost:
                                 lost = False
                                 if self._ever_connected:
                                     self.reconnects += 1
+                                    self.status.resubscribes += 1
+                                    self.status.last_resume = time.monotonic() - self._lost_at
                                 gen_log.warning(
-                                    "pubsub: %s Redis at %s; %d channel(s) subscribed",
+                                    "pubsub: %s Redis at %s; %d channel(s) subscribed%s",
                                     "reconnected to" if self._ever_connected else "connected to",
                                     _safe_url(self.url),
                                     len(self._channels),
+                                    f" after {self.status.last_resume:.3f}s"
+                                    if self._ever_connected
+                                    else "",
                                 )
                             self._ever_connected = True
                         else:
@@ -234,7 +305,9 @@ class RedisPubSub(PubSub):
                 raise
             except self._lost as exc:
                 self._connected.clear()
+                self._set_healthy(False)
                 if not lost:
+                    self._lost_at = time.monotonic()
                     gen_log.warning(
                         "pubsub: %s Redis at %s (%s); retrying",
                         "lost the connection to" if self._ever_connected else "cannot connect to",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from squall.pubsub import RedisPubSub
+from squall.pubsub import Position, RedisPubSub
 
 from ._redis_server import RedisServer, free_port
 
@@ -170,3 +170,82 @@ def test_redis_going_away_under_a_command_leaves_no_task_exception(
         uvloop.run(asyncio.wait_for(main(), 5))
     else:
         run(main())
+
+
+def test_recovery_while_publishing_gets_every_publication_once_in_order(
+    redis_server: RedisServer,
+) -> None:
+    """Live publications arriving while history is read are held and merged by offset."""
+
+    async def main() -> None:
+        async with (
+            RedisPubSub(redis_server.url, history_size=1000) as publisher,
+            RedisPubSub(redis_server.url, history_size=1000) as reader,
+        ):
+            start = await publisher.position("feed")
+            total = 300
+            published = asyncio.Event()
+
+            async def publish() -> None:
+                for i in range(total):
+                    await publisher.publish("feed", str(i))
+                    if i == 50:
+                        published.set()
+                published.set()
+
+            task = asyncio.ensure_future(publish())
+            await published.wait()
+            # Subscribed mid-stream, from the start: history then live.
+            sub = await reader.subscribe("feed", since=start)
+            assert sub.recovered is True
+            got = [await sub.get_publication() for _ in range(total)]
+            await task
+            assert [p.data for p in got] == [str(i) for i in range(total)]
+            assert [p.position.offset for p in got] == list(range(1, total + 1))
+            assert sub.pending == 0
+
+    run(main(), limit=10)
+
+
+def test_history_flushed_means_a_new_epoch_and_recovered_false(
+    redis_server: RedisServer,
+) -> None:
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url, history_size=10) as pubsub:
+            await pubsub.publish("c", "a")
+            kept = await pubsub.publish("c", "b")
+            assert (await pubsub.history("c", since=Position(1, kept.epoch))).recovered
+            await pubsub._client.flushall()
+            after = await pubsub.publish("c", "c")
+            assert after.offset == 1 and after.epoch != kept.epoch
+            sub = await pubsub.subscribe("c", since=kept)
+            assert sub.recovered is False and sub.position == after
+
+    run(main())
+
+
+def test_redis_history_expires_by_age(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url, history_size=10, history_ttl=0.2) as pubsub:
+            first = await pubsub.publish("c", "old")
+            assert len((await pubsub.history("c")).publications) == 1
+            # Redis expires the keys by its own clock: poll it, bounded.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 3
+            while (await pubsub.history("c")).publications and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            result = await pubsub.history("c", since=Position(0, first.epoch))
+            assert result.publications == [] and not result.recovered
+
+    run(main())
+
+
+def test_a_foreign_publish_is_delivered_without_a_position(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url) as pubsub:
+            sub = await pubsub.subscribe("c")
+            await pubsub._client.publish("c", b"from redis-cli")
+            pub = await sub.get_publication()
+            assert pub.data == "from redis-cli" and pub.position == Position(0, "")
+
+    run(main())

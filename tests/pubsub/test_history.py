@@ -1,0 +1,260 @@
+"""Positions, history and recovery, the same on every engine that keeps history."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from squall.pubsub import LocalPubSub, Position, PubSub, RedisPubSub, connect
+
+from ._redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
+
+Factory = Callable[..., Any]
+
+
+def run(coro: Awaitable[None], limit: float = 5.0) -> None:
+    asyncio.run(asyncio.wait_for(coro, limit))  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """Makes `PubSub` objects of one engine; those made share one broker."""
+    if request.param == "memory":
+        shared: dict[str, LocalPubSub] = {}
+
+        @asynccontextmanager
+        async def memory(**options: Any) -> AsyncIterator[PubSub]:
+            # One process: "two nodes" are one LocalPubSub.
+            pubsub = shared.get("p") or LocalPubSub(**options)
+            shared["p"] = pubsub
+            yield pubsub
+
+        yield memory
+        return
+    if REDIS_SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer(workdir=tmp_path)
+    server.start()
+
+    @asynccontextmanager
+    async def redis(**options: Any) -> AsyncIterator[PubSub]:
+        pubsub = RedisPubSub(server.url, **options)
+        try:
+            yield pubsub
+        finally:
+            await pubsub.close()
+
+    redis.server = server  # type: ignore[attr-defined]
+    try:
+        yield redis
+    finally:
+        server.stop()
+
+
+def test_position_text_round_trip_and_clear_errors() -> None:
+    pos = Position(42, "Xk3f9a_-")
+    assert str(pos) == "42-Xk3f9a_-"
+    assert Position.parse(str(pos)) == pos
+    assert Position.parse("0-a-b") == Position(0, "a-b")
+    for bad, why in [
+        ("", "not <offset>-<epoch>"),
+        ("42", "not <offset>-<epoch>"),
+        ("-1-abc", "non-negative decimal"),
+        ("+1-abc", "non-negative decimal"),
+        ("١٢-abc", "non-negative decimal"),  # non-ASCII digits
+        ("1-", "the epoch must be"),
+        ("1-ab/c", "the epoch must be"),
+        ("1-" + "a" * 33, "the epoch must be"),
+        ("9" * 20 + "-a", "offset out of range"),
+        ("1-" + "a" * 100, "too long"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            Position.parse(bad)
+    with pytest.raises(TypeError):
+        Position.parse(b"1-a")  # type: ignore[arg-type]
+
+
+def test_publish_returns_positions_and_history_keeps_a_bounded_window(engine: Factory) -> None:
+    async def main() -> None:
+        async with engine(history_size=5, max_recovery=3) as pubsub:
+            assert (await pubsub.position("c")).offset == 0
+            positions = [await pubsub.publish("c", f"m{i}") for i in range(1, 8)]
+            assert [p.offset for p in positions] == list(range(1, 8))
+            assert len({p.epoch for p in positions}) == 1
+            assert await pubsub.position("c") == positions[-1]
+            # Newest first by limit (max_recovery caps it), returned oldest first.
+            newest = await pubsub.history("c")
+            assert [p.data for p in newest.publications] == ["m5", "m6", "m7"]
+            assert newest.position == positions[-1] and not newest.recovered
+            two = await pubsub.history("c", limit=2)
+            assert [p.data for p in two.publications] == ["m6", "m7"]
+            # After a position inside the window: complete.
+            after = await pubsub.history("c", since=positions[4])
+            assert [p.data for p in after.publications] == ["m6", "m7"]
+            assert [p.position for p in after.publications] == positions[5:]
+            assert after.recovered
+            # Older than the 5 kept: what is left, and recovered False.
+            old = await pubsub.history("c", since=positions[0])
+            assert not old.recovered
+            assert all(p.position.offset > 2 for p in old.publications)
+            # The limit cut the list: recovered False.
+            cut = await pubsub.history("c", since=positions[2], limit=2)
+            assert [p.data for p in cut.publications] == ["m4", "m5"] and not cut.recovered
+            # At the top: nothing missed.
+            top = await pubsub.history("c", since=positions[-1])
+            assert top.publications == [] and top.recovered
+            other = Position(3, "another")
+            assert not (await pubsub.history("c", since=other)).recovered
+            with pytest.raises(ValueError, match="limit must be 0 or more"):
+                await pubsub.history("c", limit=-1)
+            with pytest.raises(TypeError, match="since must be a Position"):
+                await pubsub.history("c", since="3-abc")  # type: ignore[arg-type]
+
+    run(main())
+
+
+def test_subscribe_since_yields_the_missed_then_live_in_order_once(engine: Factory) -> None:
+    async def main() -> None:
+        async with engine(history_size=100) as pubsub, engine(history_size=100) as other:
+            first = await pubsub.subscribe("room")
+            assert first.recovered is None and first.position == Position(
+                0, (await pubsub.position("room")).epoch
+            )
+            await other.publish("room", "a")
+            got = await first.get_publication()
+            assert got.data == "a" and first.position == got.position
+            last_seen = first.position
+            assert last_seen is not None
+            first.close()
+            for text in ("b", "c", "d"):  # missed while away
+                await other.publish("room", text)
+            back = await pubsub.subscribe("room", since=last_seen)
+            assert back.recovered is True and back.position == last_seen
+            await other.publish("room", "e")
+            seen = []
+            async for pub in back.publications():
+                seen.append((pub.data, pub.position.offset))
+                if pub.data == "e":
+                    break
+            assert seen == [("b", 2), ("c", 3), ("d", 4), ("e", 5)]
+            assert back.position is not None and back.position.offset == 5
+            # A reader already at the top recovers with nothing to replay.
+            again = await pubsub.subscribe("room", since=back.position)
+            assert again.recovered is True and again.pending == 0
+
+    run(main())
+
+
+def test_a_position_too_old_from_another_epoch_or_the_future_is_not_recovered(
+    engine: Factory,
+) -> None:
+    async def main() -> None:
+        async with engine(history_size=3, max_recovery=10) as pubsub:
+            positions = [await pubsub.publish("c", str(i)) for i in range(6)]
+            top = positions[-1]
+            for since in (
+                positions[0],  # trimmed away
+                Position(2, "elsewhere"),
+                Position(top.offset + 5, top.epoch),
+            ):
+                sub = await pubsub.subscribe("c", since=since)
+                assert sub.recovered is False, since
+                assert sub.position == top and sub.pending == 0
+                await pubsub.publish("c", "live")
+                pub = await sub.get_publication()
+                assert pub.data == "live" and pub.position.offset > top.offset
+                top = pub.position
+                sub.close()
+
+    run(main())
+
+
+def test_more_missed_than_max_recovery_is_not_recovered(engine: Factory) -> None:
+    async def main() -> None:
+        async with engine(history_size=50, max_recovery=4) as pubsub:
+            start = await pubsub.position("c")
+            for i in range(5):
+                await pubsub.publish("c", str(i))
+            sub = await pubsub.subscribe("c", since=start)
+            assert sub.recovered is False and sub.pending == 0
+            fits = await pubsub.subscribe("c", since=Position(1, start.epoch))
+            assert fits.recovered is True
+            assert [await fits.get() for _ in range(4)] == ["1", "2", "3", "4"]
+
+    run(main())
+
+
+def test_without_history_positions_are_still_given(engine: Factory) -> None:
+    async def main() -> None:
+        async with engine() as pubsub:
+            sub = await pubsub.subscribe("c")
+            one = await pubsub.publish("c", "x")
+            two = await pubsub.publish("c", "y")
+            assert two.offset == one.offset + 1 and two.epoch == one.epoch
+            assert (await sub.get_publication()).position == one
+            assert (await pubsub.history("c")).publications == []
+            again = await pubsub.subscribe("c", since=one)
+            assert again.recovered is False  # nothing kept to replay "y"
+            assert sub.position == one
+
+    run(main())
+
+
+def test_a_slow_reader_sees_the_offsets_jump_and_counts_the_drop(engine: Factory) -> None:
+    async def main() -> None:
+        async with engine() as pubsub:
+            sub = await pubsub.subscribe("c", max_pending=2)
+            witness = await pubsub.subscribe("c")
+            for i in range(5):
+                await pubsub.publish("c", str(i))
+            # Redis delivers asynchronously: once the witness has the last
+            # one, so has sub (one dispatch feeds both).
+            assert [await witness.get() for _ in range(5)][-1] == "4"
+            assert sub.dropped == 3 and pubsub.status.dropped == 3
+            offsets = [(await sub.get_publication()).position.offset for _ in range(2)]
+            assert offsets[1] == offsets[0] + 1 and offsets[0] == 4
+            assert pubsub.status.published == 5 and pubsub.healthy
+
+    run(main())
+
+
+def test_memory_history_expires_by_age_and_forgotten_channels_get_a_new_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("squall.pubsub.time.monotonic", lambda: now[0])
+
+    async def main() -> None:
+        pubsub = LocalPubSub(history_size=10, history_ttl=30, max_channels=2)
+        first = await pubsub.publish("a", "1")
+        now[0] += 20
+        await pubsub.publish("a", "2")
+        now[0] += 15  # "1" is 35 s old, "2" 15 s
+        result = await pubsub.history("a")
+        assert [p.data for p in result.publications] == ["2"] and not result.recovered
+        assert not (await pubsub.history("a", since=Position(0, first.epoch))).recovered
+        # A third channel past max_channels evicts the least recently used.
+        await pubsub.publish("b", "x")
+        await pubsub.publish("c", "x")
+        assert "a" not in pubsub._streams
+        again = await pubsub.publish("a", "3")
+        assert again.offset == 1 and again.epoch != first.epoch
+
+    run(main())
+
+
+def test_options_from_the_url_and_bad_options() -> None:
+    pubsub = connect("memory://?history_size=7&history_ttl=2.5&max_recovery=9")
+    assert (pubsub.history_size, pubsub.history_ttl, pubsub.max_recovery) == (7, 2.5, 9)
+    with pytest.raises(ValueError, match="history_size must be a number"):
+        connect("memory://?history_size=lots")
+    with pytest.raises(ValueError, match="history_size must be 0 or more"):
+        LocalPubSub(history_size=-1)
+    with pytest.raises(ValueError, match="history_ttl must be"):
+        LocalPubSub(history_ttl=0)
+    with pytest.raises(ValueError, match="max_recovery must be at least 1"):
+        LocalPubSub(max_recovery=0)

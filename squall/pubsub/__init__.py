@@ -73,6 +73,8 @@ __all__ = [
     "PubSub",
     "LocalPubSub",
     "RedisPubSub",
+    "RedisClusterPubSub",
+    "NatsPubSub",
     "Subscription",
     "Relay",
     "Position",
@@ -146,6 +148,7 @@ class Subscription(_Closing):
         "_closed",
         "_hold",
         "_extra",
+        "_floor",
     )
 
     def __init__(self, pubsub: PubSub, channel: str, max_pending: int) -> None:
@@ -165,6 +168,9 @@ class Subscription(_Closing):
         self._hold: Optional[list[Publication]] = None
         # Room above max_pending for the publications a recovery queued.
         self._extra = 0
+        # After a recovery: what was queued already, so that a late copy
+        # (the engine catching up on a resubscription) is not seen twice.
+        self._floor: Optional[Position] = None
 
     @property
     def closed(self) -> bool:
@@ -186,6 +192,11 @@ class Subscription(_Closing):
                 self._count_drop()
             hold.append(pub)
             return
+        floor = self._floor
+        if floor is not None:
+            if pub.position.epoch == floor.epoch and 0 < pub.position.offset <= floor.offset:
+                return
+            self._floor = None
         if len(self._queue) >= self.max_pending + self._extra:
             # Drop-oldest: memory stays bounded and a reader that catches up
             # gets the freshest state, which is what live pages want.
@@ -238,6 +249,9 @@ class Subscription(_Closing):
         for pub in held:
             if pub.position.epoch != epoch or pub.position.offset > last:
                 self._queue.append(pub)
+                last = pub.position.offset
+                epoch = pub.position.epoch
+        self._floor = Position(last, epoch)
         if self._queue:
             self._ready.set()
 
@@ -402,6 +416,12 @@ class PubSub(_Closing):
         self.status = Status()
         self._channels: dict[str, set[_Listener]] = {}
         self._closed = False
+        # Per locally subscribed channel: the last position handed out, so
+        # that overlaps are dropped and gaps counted (and, with history, filled
+        # after a resubscription: see _catch_up).
+        self._last: dict[str, Position] = {}
+        self._held: dict[str, list[Publication]] = {}
+        self._catching_up: set[asyncio.Task[None]] = set()
 
     @property
     def healthy(self) -> bool:
@@ -589,6 +609,8 @@ class PubSub(_Closing):
     async def close(self) -> None:
         """Closes every subscription and releases the engine's resources."""
         self._closed = True
+        for task in list(self._catching_up):
+            task.cancel()
         for subs in list(self._channels.values()):
             for sub in list(subs):
                 sub.close()
@@ -616,9 +638,26 @@ class PubSub(_Closing):
         """Called when ``channel`` lost its last local subscriber."""
 
     def _dispatch(self, pub: Publication) -> None:
-        subs = self._channels.get(pub.channel)
+        channel = pub.channel
+        subs = self._channels.get(channel)
         if not subs:
             return
+        held = self._held.get(channel)
+        if held is not None:
+            # Catching up after a resubscription: live ones wait for history.
+            if len(held) >= self.max_pending:
+                held.pop(0)
+                self.status.dropped += 1
+            held.append(pub)
+            return
+        position = pub.position
+        last = self._last.get(channel)
+        if last is not None and position.epoch == last.epoch and position.offset:
+            if position.offset <= last.offset:
+                return  # already delivered (history and live overlap)
+            if position.offset > last.offset + 1:
+                self.status.missed += position.offset - last.offset - 1
+        self._last[channel] = position
         self.status.delivered += 1
         if len(subs) == 1:
             for sub in subs:
@@ -627,6 +666,36 @@ class PubSub(_Closing):
         for sub in list(subs):
             sub._deliver(pub)
 
+    def _catch_up(self, channels: Collection[str]) -> None:
+        """After a resubscription: fills, from history, what ``channels`` missed
+        while the broker was away (nothing to do without history)."""
+        if not self.history_size or self._closed:
+            return
+        wanted = [c for c in channels if c in self._last and c not in self._held]
+        if not wanted:
+            return
+        for channel in wanted:
+            self._held[channel] = []
+        task = asyncio.ensure_future(self._fill(wanted))
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
+
+    async def _fill(self, channels: list[str]) -> None:
+        for channel in channels:
+            last = self._last.get(channel)
+            result: Optional[HistoryResult] = None
+            if last is not None and not self._closed:
+                try:
+                    result = await self._read(channel, last, self.max_recovery, strict=True)
+                except (ConnectionError, PubSubClosedError):
+                    pass  # counted as missed when the live ones jump
+            held = self._held.pop(channel, [])
+            if result is not None and result.recovered:
+                for pub in result.publications:
+                    self._dispatch(pub)
+            for pub in held:
+                self._dispatch(pub)
+
     def _unsubscribe(self, sub: _Listener) -> None:
         subs = self._channels.get(sub.channel)
         if subs is None or sub not in subs:
@@ -634,6 +703,8 @@ class PubSub(_Closing):
         subs.discard(sub)
         if not subs:
             del self._channels[sub.channel]
+            self._last.pop(sub.channel, None)
+            self._held.pop(sub.channel, None)
             if not self._closed:
                 self._forget(sub.channel)
 
@@ -791,9 +862,30 @@ def connect(
         return LocalPubSub(max_pending, **options)
     if scheme in ("redis", "rediss", "unix"):
         return RedisPubSub(url or "", max_pending=max_pending, **options)
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        from squall.pubsub._cluster import RedisClusterPubSub
+
+        return RedisClusterPubSub(url or "", max_pending=max_pending, **options)
+    if scheme in ("nats", "tls"):
+        from squall.pubsub._nats import NatsPubSub
+
+        return NatsPubSub(url or "", max_pending=max_pending, **options)
     raise ValueError(
         f"pub/sub URL {url!r}: scheme must be memory, redis, rediss, unix, redis+cluster or nats"
     )
+
+
+def __getattr__(name: str) -> Any:
+    # The engines with dependencies of their own load when first named.
+    if name == "RedisClusterPubSub":
+        from squall.pubsub._cluster import RedisClusterPubSub
+
+        return RedisClusterPubSub
+    if name == "NatsPubSub":
+        from squall.pubsub._nats import NatsPubSub
+
+        return NatsPubSub
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 from squall.pubsub._redis import RedisPubSub  # noqa: E402  (it subclasses PubSub)

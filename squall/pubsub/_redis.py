@@ -28,6 +28,7 @@ _LOST: tuple[type[BaseException], ...] = (OSError, asyncio.IncompleteReadError)
 def _redis() -> Any:
     try:
         import redis.asyncio
+        import redis.asyncio.cluster
         import redis.asyncio.retry
         import redis.backoff
         import redis.exceptions
@@ -284,6 +285,7 @@ class RedisPubSub(PubSub):
                             if lost:
                                 lost = False
                                 if self._ever_connected:
+                                    self._catch_up(list(self._channels))
                                     self.reconnects += 1
                                     self.status.resubscribes += 1
                                     self.status.last_resume = time.monotonic() - self._lost_at

@@ -112,6 +112,9 @@ class Status:
         published: publications sent by this object.
         delivered: publications handed to local subscriptions and relays.
         dropped: publications a slow local subscription discarded.
+        missed: publications this process never received (offsets skipped
+            on a channel it was subscribed to: a broker outage longer than
+            the history kept, or no history).
         resubscribes: times the engine subscribed again after losing the
             broker (a failover, a slot move, a restart).
         last_resume: seconds the last resubscription took, from noticing the
@@ -124,6 +127,7 @@ class Status:
     published: int = 0
     delivered: int = 0
     dropped: int = 0
+    missed: int = 0
     resubscribes: int = 0
     last_resume: float = 0.0
     round_trip: float = 0.0

@@ -249,3 +249,35 @@ def test_a_foreign_publish_is_delivered_without_a_position(redis_server: RedisSe
             assert pub.data == "from redis-cli" and pub.position == Position(0, "")
 
     run(main())
+
+
+def test_a_dropped_subscriber_connection_catches_up_from_history(
+    redis_server: RedisServer,
+) -> None:
+    """Redis closes the subscriber connection while messages are published:
+    with history, the subscriptions get what was missed, once, in order;
+    without, the gap is counted in status.missed."""
+
+    async def main() -> None:
+        async with (
+            # Reconnecting waits 0.3 s: the three publishes fall in the gap.
+            RedisPubSub(redis_server.url, history_size=100, reconnect_delay=0.3) as kept,
+            RedisPubSub(redis_server.url, reconnect_delay=0.3) as bare,
+        ):
+            a = await kept.subscribe("c")
+            b = await bare.subscribe("c")
+            await kept.publish("c", "0")
+            assert await a.get() == "0" and await b.get() == "0"
+            await kept._client.client_kill_filter(_type="pubsub")
+            await kept.wait_connected(timeout=3, connected=False)
+            await bare.wait_connected(timeout=3, connected=False)
+            for i in range(1, 4):
+                await kept.publish("c", str(i))
+            await kept.wait_connected(timeout=3)
+            await bare.wait_connected(timeout=3)
+            await kept.publish("c", "4")
+            assert [await a.get() for _ in range(4)] == ["1", "2", "3", "4"]
+            assert await b.get() == "4" and bare.status.missed == 3
+            assert kept.status.missed == 0 and kept.status.resubscribes == 1
+
+    run(main())

@@ -1,0 +1,486 @@
+"""The Redis Cluster engine of squall.pubsub: sharded pub/sub over hash-tagged partitions.
+
+Classic ``PUBLISH`` on a Redis Cluster is copied to every node, so its cost
+grows with the cluster. Sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``, Redis
+7) keeps a message on the shard that owns its channel's slot. Squall maps
+each channel to one of ``partitions`` broker channels, ``{sq.<n>}`` (a hash
+tag, so the partition's slot is fixed), and a process:
+
+* holds one subscription connection per shard (node) it needs, carrying the
+  partitions that shard owns, never one per channel;
+* subscribes to a partition only while it has a local subscriber on one of
+  its channels, and unsubscribes when the last one leaves;
+* follows the cluster by itself: a connection lost (a primary killed), a
+  ``sunsubscribe`` pushed by the server (its slot moved, or the node became
+  a replica) or a ``MOVED`` reply makes it read the slot map again and
+  subscribe the partitions where they now are, with backoff; the time from
+  the loss to the last partition subscribed again is logged on
+  ``squall.general`` and kept in `PubSub.status`.
+
+A channel's offset, epoch and history keys carry its partition's hash tag,
+so the publish script (offset, history, ``SPUBLISH``) runs atomically on the
+partition's shard. ``sharded=False`` publishes with classic ``PUBLISH`` and
+subscribes on one node of the cluster (for comparison).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from typing import Any, Optional
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from squall.log import gen_log
+from squall.pubsub import (
+    DEFAULT_HISTORY_TTL,
+    DEFAULT_MAX_RECOVERY,
+    HistoryResult,
+    Position,
+    PubSub,
+)
+from squall.pubsub import _redis_scripts as scripts
+from squall.pubsub._redis import _LOST, _redis
+from squall.pubsub._types import new_epoch
+
+__all__ = ["RedisClusterPubSub"]
+
+_Addr = tuple[str, int]
+
+
+class _Link:
+    """One subscription connection to one node and the partitions it carries."""
+
+    __slots__ = ("addr", "client", "ps", "subscribed", "confirmed", "task")
+
+    def __init__(self, addr: _Addr, client: Any) -> None:
+        self.addr = addr
+        self.client = client
+        self.ps = client.pubsub()
+        self.subscribed: set[int] = set()  # asked for
+        self.confirmed: set[int] = set()  # the node said yes
+        self.task: Optional[asyncio.Task[None]] = None
+
+
+def _parse(url: str) -> tuple[list[_Addr], dict[str, str], Optional[str], Optional[str]]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis+cluster", "rediss+cluster"):
+        raise ValueError(f"Redis Cluster URL {url!r}: scheme must be redis+cluster")
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    user = password = None
+    if "@" in parts.netloc:
+        auth = parts.netloc.rsplit("@", 1)[0]
+        user_part, _, password_part = auth.partition(":")
+        user, password = unquote(user_part) or None, unquote(password_part) or None
+    addrs = []
+    for item in hosts.split(","):
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise ValueError(f"Redis Cluster URL {url!r}: {item!r} is not host:port")
+        addrs.append((host.strip("[]"), int(port)))
+    return addrs, dict(parse_qsl(parts.query)), user, password
+
+
+class RedisClusterPubSub(PubSub):
+    """Channels shared by every process connected to one Redis Cluster (``redis+cluster://``).
+
+    Args:
+        url: ``redis+cluster://host:port[,host:port...]`` (startup nodes;
+            query: ``partitions=128``, ``sharded=1``).
+        partitions: how many broker channels the channels map to (the same
+            on every process of the application!); default 128.
+        sharded: SPUBLISH/SSUBSCRIBE (default) or classic PUBLISH/SUBSCRIBE.
+        max_pending: default bound of each `Subscription` (drop-oldest past it).
+        history_size: publications kept per channel, in a Redis stream.
+        history_ttl: seconds they are kept (and the offsets and epoch).
+        max_recovery: the most publications one resubscription returns.
+        subscribe_timeout: seconds `~squall.pubsub.PubSub.subscribe` waits
+            for the cluster to confirm.
+        reconnect_delay: first wait before subscribing again after a loss;
+            doubles per failure.
+        max_reconnect_delay: the longest such wait.
+        max_connections: publishing connections per node; a publish waits for
+            its reply, so this bounds what a stalled cluster can hold.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis+cluster://127.0.0.1:7000",
+        *,
+        partitions: Optional[int] = None,
+        sharded: Optional[bool] = None,
+        max_pending: int = 1000,
+        history_size: int = 0,
+        history_ttl: float = DEFAULT_HISTORY_TTL,
+        max_recovery: int = DEFAULT_MAX_RECOVERY,
+        subscribe_timeout: float = 10.0,
+        reconnect_delay: float = 0.05,
+        max_reconnect_delay: float = 1.0,
+        max_connections: int = 32,
+    ) -> None:
+        super().__init__(
+            max_pending,
+            history_size=history_size,
+            history_ttl=history_ttl,
+            max_recovery=max_recovery,
+        )
+        addrs, query, user, password = _parse(url)
+        if partitions is None:
+            text = query.get("partitions", "128")
+            if not text.isdigit():
+                raise ValueError(f"Redis Cluster URL {url!r}: partitions must be a number")
+            partitions = int(text)
+        if not 1 <= partitions <= 16384:
+            raise ValueError(f"partitions must be 1 to 16384, not {partitions}")
+        if sharded is None:
+            flag = query.get("sharded", "1")
+            if flag not in ("0", "1"):
+                raise ValueError(f"Redis Cluster URL {url!r}: sharded must be 0 or 1")
+            sharded = flag == "1"
+        redis = _redis()
+
+        self.url = url
+        self.partitions = partitions
+        self.sharded = sharded
+        self.subscribe_timeout = subscribe_timeout
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self._redis = redis
+        self._lost_errors = _LOST + (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.ClusterError,
+            redis.exceptions.ClusterDownError,
+            redis.exceptions.SlotNotCoveredError,
+        )
+        self._auth = {"username": user, "password": password}
+        self._ssl = url.startswith("rediss")
+        self._client = redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in addrs],
+            max_connections=max_connections,
+            ssl=self._ssl,
+            **self._auth,
+        )
+        self._tags = [f"{{sq.{n}}}" for n in range(partitions)]
+        self._tag_part = {tag.encode(): n for n, tag in enumerate(self._tags)}
+        self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
+        self._read_script = self._client.register_script(scripts.READ_LUA)
+        self._ttl_ms = max(1, int(self.history_ttl * 1000))
+        self._publish_command = "SPUBLISH" if sharded else "PUBLISH"
+        # Partition -> how many locally subscribed channels map to it.
+        self._want: dict[int, int] = {}
+        self._links: dict[_Addr, _Link] = {}
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._lost: dict[int, float] = {}
+        self._stale = True
+        self._kick = asyncio.Event()
+        self._manager: Optional[asyncio.Task[None]] = None
+        self._classic_turn = 0
+        self._outage = 0.0
+
+    # Publishing and history: one script on the partition's shard.
+
+    def partition(self, channel: str) -> int:
+        """The partition ``channel`` maps to (the same in every process)."""
+        return zlib.crc32(channel.encode("utf-8")) % self.partitions
+
+    async def _publish(self, channel: str, message: str) -> Position:
+        tag = self._tags[self.partition(channel)]
+        start = time.monotonic()
+        try:
+            reply = await self._publish_script(
+                keys=scripts.keys(tag, channel),
+                args=[
+                    channel,
+                    message,
+                    self.history_size,
+                    self._ttl_ms,
+                    new_epoch(),
+                    self._publish_command,
+                    tag,
+                    scripts.MARKER,
+                ],
+            )
+        except self._lost_errors as exc:
+            raise ConnectionError(f"cannot publish to the Redis Cluster: {exc}") from exc
+        self.status.round_trip = time.monotonic() - start
+        return scripts.top_of(reply)
+
+    async def _read(
+        self, channel: str, since: Optional[Position], limit: int, strict: bool
+    ) -> HistoryResult:
+        tag = self._tags[self.partition(channel)]
+        count = scripts.read_args(since, limit, strict, self.history_size)
+        try:
+            reply = await self._read_script(
+                keys=scripts.keys(tag, channel),
+                args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
+            )
+        except self._lost_errors as exc:
+            raise ConnectionError(f"cannot read history from the Redis Cluster: {exc}") from exc
+        return scripts.window(channel, reply, since, limit)
+
+    async def _top(self, channel: str) -> Position:
+        return (await self._read(channel, None, 0, True)).position
+
+    async def ping(self) -> bool:
+        """True when every primary answers."""
+        try:
+            return bool(await self._client.ping(target_nodes="primaries"))
+        except self._lost_errors:
+            return False
+
+    # Subscribing: partitions, links and the manager that reconciles them.
+
+    @property
+    def subscribed_partitions(self) -> set[int]:
+        """The partitions this process is subscribed to (confirmed by their node)."""
+        return {p for link in self._links.values() for p in link.confirmed}
+
+    @property
+    def links(self) -> int:
+        """Subscription connections open (one per node carrying a needed partition)."""
+        return len(self._links)
+
+    async def wait_subscribed(self, timeout: float = 10.0) -> None:
+        """Waits until every partition wanted is subscribed.
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds.
+        """
+        waiting = [f for p, f in self._waiters.items() if p in self._want and not f.done()]
+        if waiting:
+            await asyncio.wait_for(asyncio.gather(*(asyncio.shield(f) for f in waiting)), timeout)
+
+    def _waiter(self, part: int) -> asyncio.Future[None]:
+        future = self._waiters.get(part)
+        if future is None or (future.done() and part not in self.subscribed_partitions):
+            future = self._waiters[part] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def _listen(self, channel: str) -> None:
+        part = self.partition(channel)
+        self._want[part] = self._want.get(part, 0) + 1
+        future = self._waiter(part)
+        if future.done():
+            return
+        self._wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.subscribe_timeout)
+        except TimeoutError:
+            raise ConnectionError(
+                f"the Redis Cluster did not confirm the subscription to {channel!r} "
+                f"(partition {self._tags[part]}) within {self.subscribe_timeout}s"
+            ) from None
+
+    def _forget(self, channel: str) -> None:
+        part = self.partition(channel)
+        left = self._want.get(part, 0) - 1
+        if left > 0:
+            self._want[part] = left
+            return
+        self._want.pop(part, None)
+        self._lost.pop(part, None)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._manager is None:
+            self._manager = asyncio.ensure_future(self._manage())
+        self._kick.set()
+
+    async def _manage(self) -> None:
+        delay = self.reconnect_delay
+        while not self._closed:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self._reconcile()
+                delay = self.reconnect_delay
+            except asyncio.CancelledError:
+                raise
+            except (*self._lost_errors, self._redis.exceptions.ResponseError) as exc:
+                self._stale = True
+                self._set_healthy(False)
+                gen_log.info("pubsub: Redis Cluster not reachable yet (%s); retrying", exc)
+                # Backoff, so that a cluster in failover is not stormed.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_reconnect_delay)
+                self._kick.set()
+
+    def _owner(self, part: int) -> _Addr:
+        manager = self._client.nodes_manager
+        if self.sharded:
+            node = manager.get_node_from_slot(self._client.keyslot(self._tags[part]))
+            return (node.host, int(node.port))
+        # Classic pub/sub reaches every node: keep one, change on a loss.
+        nodes = sorted(manager.nodes_cache.values(), key=lambda n: n.name)
+        node = nodes[self._classic_turn % len(nodes)]
+        return (node.host, int(node.port))
+
+    async def _reconcile(self) -> None:
+        if self._stale:
+            if self._client.nodes_manager.slots_cache:
+                await self._client.nodes_manager.initialize()
+            else:
+                await self._client.initialize()
+            self._stale = False
+        desired: dict[_Addr, set[int]] = {}
+        for part in self._want:
+            desired.setdefault(self._owner(part), set()).add(part)
+        for addr, link in list(self._links.items()):
+            if addr not in desired:
+                await self._drop(link)
+        failed: Optional[BaseException] = None
+        for addr, parts in desired.items():
+            try:
+                await self._update(addr, parts)
+            except (*self._lost_errors, self._redis.exceptions.ResponseError) as exc:
+                # One node down (a failover under way) must not hold up the
+                # partitions that live elsewhere.
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+
+    async def _update(self, addr: _Addr, parts: set[int]) -> None:
+        link = self._links.get(addr)
+        if link is None:
+            link = self._links[addr] = _Link(
+                addr,
+                self._redis.asyncio.Redis(
+                    host=addr[0],
+                    port=addr[1],
+                    ssl=self._ssl,
+                    retry=self._redis.asyncio.retry.Retry(self._redis.backoff.NoBackoff(), 0),
+                    socket_connect_timeout=2.0,
+                    **self._auth,
+                ),
+            )
+        gone = link.subscribed - parts
+        new = parts - link.subscribed
+        if gone:
+            link.subscribed -= gone
+            link.confirmed -= gone
+            await self._send(link, "unsubscribe", gone)
+        if new:
+            link.subscribed |= new
+            try:
+                await self._send(link, "subscribe", new)
+            except BaseException:
+                link.subscribed -= new
+                self._lose(link.subscribed, f"{addr[0]}:{addr[1]}: subscribe failed")
+                link.subscribed.clear()
+                await self._drop(link)
+                raise
+            if link.task is None:
+                link.task = asyncio.ensure_future(self._read_link(link))
+
+    async def _send(self, link: _Link, verb: str, parts: set[int]) -> None:
+        name = ("s" + verb) if self.sharded else verb
+        await getattr(link.ps, name)(*(self._tags[p] for p in sorted(parts)))
+
+    async def _drop(self, link: _Link) -> None:
+        if self._links.get(link.addr) is link:
+            del self._links[link.addr]
+        if link.task is not None and link.task is not asyncio.current_task():
+            link.task.cancel()
+        try:
+            await link.ps.aclose()
+            await link.client.aclose()
+        except (*self._lost_errors, RuntimeError):
+            pass
+
+    async def _read_link(self, link: _Link) -> None:
+        data_kinds = ("smessage", "message")
+        try:
+            while True:
+                message = await link.ps.get_message(timeout=None)
+                if message is None:
+                    continue
+                kind = message["type"]
+                if kind in data_kinds:
+                    pub = scripts.decode(message["data"])
+                    if pub is not None:
+                        self._dispatch(pub)
+                    continue
+                part = self._tag_part.get(message["channel"])
+                if part is None:
+                    continue
+                if kind in ("ssubscribe", "subscribe"):
+                    if part in link.subscribed:
+                        link.confirmed.add(part)
+                        self._confirmed(part)
+                elif kind in ("sunsubscribe", "unsubscribe") and part in link.subscribed:
+                    # Not asked for: the server pushed it (the slot moved,
+                    # or this node is a replica now).
+                    link.subscribed.discard(part)
+                    link.confirmed.discard(part)
+                    self._lose([part], f"{kind} pushed by {link.addr[0]}:{link.addr[1]}")
+                    self._stale = True
+                    self._kick.set()
+        except asyncio.CancelledError:
+            raise
+        except (*self._lost_errors, self._redis.exceptions.ResponseError, RuntimeError) as exc:
+            # Lost (a primary gone), or MOVED/CLUSTERDOWN in reply to a
+            # subscribe: read the map again and go where the slots are now.
+            self._lose(link.subscribed, f"{link.addr[0]}:{link.addr[1]}: {exc!r}")
+            link.subscribed.clear()
+            link.confirmed.clear()
+            if not self.sharded:
+                self._classic_turn += 1
+            self._stale = True
+            await self._drop(link)
+            self._kick.set()
+
+    def _lose(self, parts: Any, why: str) -> None:
+        parts = [p for p in parts if p in self._want]
+        if not parts:
+            return
+        now = time.monotonic()
+        if not self._lost:
+            self._outage = now
+            gen_log.warning(
+                "pubsub: lost %d Redis Cluster partition subscription(s) (%s); resubscribing",
+                len(parts),
+                why,
+            )
+        for part in parts:
+            self._lost.setdefault(part, now)
+            future = self._waiters.get(part)
+            if future is not None and future.done():
+                self._waiters[part] = asyncio.get_running_loop().create_future()
+        self._set_healthy(False)
+
+    def _confirmed(self, part: int) -> None:
+        future = self._waiters.get(part)
+        if future is not None and not future.done():
+            future.set_result(None)
+        lost_at = self._lost.pop(part, None)
+        if lost_at is not None:
+            self._catch_up([c for c in self._channels if self.partition(c) == part])
+        if lost_at is not None and not self._lost:
+            resume = time.monotonic() - self._outage
+            self.status.resubscribes += 1
+            self.status.last_resume = resume
+            gen_log.warning(
+                "pubsub: Redis Cluster partitions subscribed again after %.3fs (%d link(s))",
+                resume,
+                len(self._links),
+            )
+        if not self._lost:
+            self._set_healthy(True)
+
+    async def close(self) -> None:
+        """Unsubscribes everything and closes every connection to the cluster."""
+        await super().close()
+        if self._manager is not None:
+            self._manager.cancel()
+            try:
+                await self._manager
+            except asyncio.CancelledError:
+                pass
+            self._manager = None
+        for link in list(self._links.values()):
+            await self._drop(link)
+        for future in self._waiters.values():
+            future.cancel()
+        await self._client.aclose()

@@ -1,0 +1,294 @@
+"""Brokers started by tests and benchmarks on free 127.0.0.1 ports, and stopped.
+
+* `RedisServer` (re-exported from ``_redis_server``): one redis-server.
+* `RedisCluster`: a Redis Cluster of 3 primaries and 3 replicas from Debian's
+  redis-server, made with ``redis-cli --cluster create``; `RedisCluster.start`
+  returns once every slot is served, every node agrees on it and every
+  replica is in sync (polled, with a deadline). `RedisCluster.kill` SIGKILLs
+  a node; `RedisCluster.wait_failover` waits until its slots moved to another.
+* `NatsServer`: one nats-server.
+
+Usable outside pytest (``make bench-cluster``)::
+
+    with RedisCluster(workdir) as cluster:
+        url = cluster.url   # redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Optional
+
+try:  # imported as tests.pubsub._servers or run from a benchmark's path
+    from ._redis_server import REDIS_SERVER, RedisServer, free_port
+except ImportError:  # pragma: no cover
+    from _redis_server import REDIS_SERVER, RedisServer, free_port  # type: ignore[no-redef]
+
+__all__ = [
+    "REDIS_SERVER",
+    "REDIS_CLI",
+    "NATS_SERVER",
+    "RedisServer",
+    "RedisCluster",
+    "NatsServer",
+    "free_port",
+]
+
+REDIS_CLI = shutil.which("redis-cli")
+NATS_SERVER = shutil.which("nats-server") or (
+    "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
+)
+_POLL = 0.02  # seconds between two looks at a node's state while waiting on it
+
+
+def _command(port: int, *args: str, timeout: float = 2.0) -> str:
+    """One redis-cli command against 127.0.0.1:port; its output ("" on failure)."""
+    assert REDIS_CLI is not None
+    try:
+        done = subprocess.run(
+            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *args],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return ""
+    return done.stdout.decode(errors="replace") if done.returncode == 0 else ""
+
+
+def _fields(info: str) -> dict[str, str]:
+    out = {}
+    for line in info.splitlines():
+        key, sep, value = line.strip().partition(":")
+        if sep:
+            out[key] = value
+    return out
+
+
+class RedisCluster:
+    """3 primaries + 3 replicas (``replicas=1``) on free ports, no persistence.
+
+    Args:
+        workdir: a directory for the nodes' files (one sub-directory each).
+        primaries: how many primaries.
+        node_timeout: ``cluster-node-timeout`` in ms: how soon a silent
+            primary is failed over.
+    """
+
+    def __init__(self, workdir: Path, primaries: int = 3, node_timeout: int = 500) -> None:
+        self.workdir = Path(workdir)
+        self.primaries = primaries
+        self.node_timeout = node_timeout
+        self.ports = [free_port() for _ in range(primaries * 2)]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with every node as a startup node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    @property
+    def alive(self) -> list[int]:
+        return [p for p, proc in self.procs.items() if proc.poll() is None]
+
+    def _spawn(self, port: int) -> None:
+        assert REDIS_SERVER is not None
+        node_dir = self.workdir / str(port)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        args = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(node_dir)]
+        args += ["--logfile", str(node_dir / "redis.log"), "--loglevel", "notice"]
+        args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        args += ["--cluster-node-timeout", str(self.node_timeout)]
+        # The bus on a free port of its own (by default port + 10000, which
+        # may be taken, or past 65535 for an ephemeral port).
+        args += ["--cluster-port", str(free_port())]
+        # A replica may take over however long its link was down: in a test
+        # the replica of a killed primary must always be eligible.
+        args += ["--cluster-replica-validity-factor", "0"]
+        self.procs[port] = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
+
+    def _wait(self, what: str, ready: object, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():  # type: ignore[operator]
+                return
+            time.sleep(_POLL)
+        self.stop()
+        raise AssertionError(f"Redis Cluster: {what} within {timeout}s (logs in {self.workdir})")
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Starts the nodes, makes the cluster and waits until it serves."""
+        if REDIS_SERVER is None or REDIS_CLI is None:
+            raise RuntimeError(
+                "redis-server and redis-cli are needed (apt-get install redis-server)"
+            )
+        for port in self.ports:
+            self._spawn(port)
+        self._wait(
+            "nodes answer PING",
+            lambda: all(_command(p, "PING").strip() == "PONG" for p in self.ports),
+            timeout,
+        )
+        create = subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
+            + ["--cluster-replicas", str(len(self.ports) // self.primaries - 1), "--cluster-yes"],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        if create.returncode != 0:
+            self.stop()
+            raise AssertionError("redis-cli --cluster create failed:\n" + create.stdout.decode())
+        self._wait("every node sees cluster_state:ok", self._all_ok, timeout)
+        self._wait("every replica in sync", self._replicas_synced, timeout)
+
+    def _all_ok(self) -> bool:
+        for port in self.alive:
+            info = _fields(_command(port, "CLUSTER", "INFO"))
+            if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != "16384":
+                return False
+            if info.get("cluster_known_nodes") != str(len(self.ports)):
+                return False
+        return True
+
+    def _replicas_synced(self) -> bool:
+        replicas = 0
+        for port in self.alive:
+            info = _fields(_command(port, "INFO", "replication"))
+            if info.get("role") == "slave":
+                replicas += 1
+                if info.get("master_link_status") != "up":
+                    return False
+        return replicas == len(self.ports) - self.primaries
+
+    def role(self, port: int) -> str:
+        """``master`` or ``slave``, as the node says ("" when it does not answer)."""
+        return _fields(_command(port, "INFO", "replication")).get("role", "")
+
+    def primary_ports(self) -> list[int]:
+        return [p for p in self.alive if self.role(p) == "master"]
+
+    def owner(self, key: str) -> int:
+        """The port of the primary that serves ``key``'s slot, as a running node says."""
+        for port in self.alive:
+            slot = _command(port, "CLUSTER", "KEYSLOT", key).strip()
+            for start, end, primary in self._slots(port):
+                if slot.isdigit() and start <= int(slot) <= end:
+                    return primary
+        raise AssertionError(f"no running node knows the owner of {key!r}")
+
+    def _slots(self, port: int) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, primary port) from CLUSTER SLOTS on ``port``."""
+        import redis
+
+        try:
+            with redis.Redis(port=port, socket_timeout=2) as client:
+                ranges = client.execute_command("CLUSTER SLOTS")
+        except redis.RedisError:
+            return []
+        return [(int(r[0]), int(r[1]), int(r[2][1])) for r in ranges]
+
+    def kill(self, port: int) -> None:
+        """SIGKILLs the node on ``port`` (no goodbye to the cluster)."""
+        proc = self.procs[port]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+
+    def wait_failover(self, dead: int, timeout: float = 10.0) -> None:
+        """Waits until the nodes still running agree on a cluster without ``dead``."""
+
+        def done() -> bool:
+            for port in self.alive:
+                info = _fields(_command(port, "CLUSTER", "INFO"))
+                if info.get("cluster_state") != "ok":
+                    return False
+                if any(primary == dead for _, _, primary in self._slots(port)):
+                    return False
+            return True
+
+        self._wait(f"node {dead}'s slots failed over", done, timeout)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.procs.clear()
+
+    def __enter__(self) -> RedisCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+
+class NatsServer:
+    """One nats-server (``-js`` for JetStream when asked)."""
+
+    def __init__(self, workdir: Path, jetstream: bool = False) -> None:
+        self.port = free_port()
+        self.workdir = Path(workdir)
+        self.jetstream = jetstream
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 5.0) -> None:
+        if NATS_SERVER is None:
+            raise RuntimeError("nats-server is needed (apt-get install nats-server)")
+        args = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port)]
+        if self.jetstream:
+            args += ["-js", "-sd", str(self.workdir / "js")]
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        seen = []
+        # nats-server logs "Server is ready" once it listens; readline waits on it.
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line.decode(errors="replace"))
+            if b"Server is ready" in line:
+                return
+        self.stop()
+        raise AssertionError("nats-server did not start:\n" + "".join(seen[-20:]))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+
+if __name__ == "__main__":  # pragma: no cover - a manual check
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, RedisCluster(Path(tmp)) as c:
+        print(c.url, "primaries:", c.primary_ports(), "pid", os.getpid())

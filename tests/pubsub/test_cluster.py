@@ -1,0 +1,203 @@
+"""The Redis Cluster engine against 3 primaries + 3 replicas started by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from squall.pubsub import Position, RedisClusterPubSub, connect
+
+from ._servers import REDIS_CLI, REDIS_SERVER, RedisCluster
+
+pytestmark = pytest.mark.skipif(
+    REDIS_SERVER is None or REDIS_CLI is None,
+    reason="redis-server and redis-cli are not installed (apt-get install redis-server)",
+)
+
+
+def run(coro: Any, limit: float = 10.0) -> None:
+    asyncio.run(asyncio.wait_for(coro, limit))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """Shared by the tests that leave the cluster as they found it."""
+    with RedisCluster(tmp_path_factory.mktemp("cluster")) as started:
+        yield started
+
+
+def spread(pubsub: RedisClusterPubSub, count: int) -> list[str]:
+    """Channel names in ``count`` different partitions."""
+    names: dict[int, str] = {}
+    i = 0
+    while len(names) < count:
+        names.setdefault(pubsub.partition(f"room:{i}"), f"room:{i}")
+        i += 1
+    return list(names.values())
+
+
+def test_sharded_delivery_between_two_nodes_with_positions(cluster: RedisCluster) -> None:
+    async def main() -> None:
+        async with (
+            RedisClusterPubSub(cluster.url, history_size=10) as node_a,
+            RedisClusterPubSub(cluster.url, history_size=10) as node_b,
+        ):
+            channels = spread(node_a, 12)
+            subs = [await node_a.subscribe(c) for c in channels]
+            # Twelve partitions over three shards: at most one link per shard.
+            assert 1 < node_a.links <= 3
+            positions = [await node_b.publish(c, f"to {c}") for c in channels]
+            for sub, channel, pos in zip(subs, channels, positions, strict=True):
+                pub = await sub.get_publication()
+                assert (pub.channel, pub.data, pub.position) == (channel, f"to {channel}", pos)
+                assert pos.offset == 1
+            history = await node_a.history(channels[0])
+            assert [p.data for p in history.publications] == [f"to {channels[0]}"]
+            assert history.recovered and node_a.healthy and node_b.status.published == 12
+
+    run(main())
+
+
+def test_partitions_are_subscribed_only_while_needed(cluster: RedisCluster) -> None:
+    async def main() -> None:
+        async with RedisClusterPubSub(cluster.url, partitions=16) as pubsub:
+            one, two = spread(pubsub, 2)
+            # Another channel in the same partition as `one`.
+            same = next(
+                f"x{i}" for i in range(1000) if pubsub.partition(f"x{i}") == pubsub.partition(one)
+            )
+            a = await pubsub.subscribe(one)
+            b = await pubsub.subscribe(same)
+            c = await pubsub.subscribe(two)
+            assert pubsub.subscribed_partitions == {pubsub.partition(one), pubsub.partition(two)}
+            a.close()
+            assert pubsub.partition(one) in pubsub.subscribed_partitions  # `same` needs it
+            b.close()
+            c.close()
+            await asyncio.sleep(0)  # the manager runs once
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 3
+            while pubsub.subscribed_partitions and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            assert pubsub.subscribed_partitions == set() and pubsub.links == 0
+            # The cluster agrees: nobody listens on those partition channels.
+            tag = f"{{sq.{pubsub.partition(one)}}}"
+            counts = await pubsub._client.pubsub_shardnumsub(tag, target_nodes="primaries")
+            assert counts  # each primary answers; none counts a subscriber
+            assert all(int(n) == 0 for _, n in counts)
+
+    run(main())
+
+
+def test_classic_publish_on_a_cluster(cluster: RedisCluster) -> None:
+    async def main() -> None:
+        publisher = connect(cluster.url + "?sharded=0&partitions=8")
+        reader = connect(cluster.url + "?sharded=0&partitions=8")
+        assert isinstance(publisher, RedisClusterPubSub) and not publisher.sharded
+        try:
+            subs = [await reader.subscribe(c) for c in ("a", "b", "c")]
+            assert reader.links == 1  # classic: one node hears everything
+            for c in ("a", "b", "c"):
+                await publisher.publish(c, c * 2)
+            assert [await s.get() for s in subs] == ["aa", "bb", "cc"]
+        finally:
+            await publisher.close()
+            await reader.close()
+
+    run(main())
+
+
+def test_bad_cluster_urls_get_clear_errors() -> None:
+    with pytest.raises(ValueError, match="is not host:port"):
+        RedisClusterPubSub("redis+cluster://127.0.0.1")
+    with pytest.raises(ValueError, match="partitions must be a number"):
+        RedisClusterPubSub("redis+cluster://127.0.0.1:1?partitions=many")
+    with pytest.raises(ValueError, match="partitions must be 1 to 16384"):
+        RedisClusterPubSub("redis+cluster://127.0.0.1:1", partitions=0)
+    with pytest.raises(ValueError, match="sharded must be 0 or 1"):
+        RedisClusterPubSub("redis+cluster://127.0.0.1:1?sharded=yes")
+
+
+def test_history_flushed_on_the_cluster_means_recovered_false(cluster: RedisCluster) -> None:
+    async def main() -> None:
+        async with RedisClusterPubSub(cluster.url, history_size=10) as pubsub:
+            await pubsub.publish("flushme", "a")
+            kept = await pubsub.publish("flushme", "b")
+            await pubsub._client.flushall(target_nodes="primaries")
+            sub = await pubsub.subscribe("flushme", since=kept)
+            assert sub.recovered is False and sub.position is not None
+            assert sub.position.epoch != kept.epoch and sub.position.offset == 0
+
+    run(main())
+
+
+def test_failover_resubscribes_by_itself_and_recovers_with_positions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL the primary of a subscribed partition while publishing: its
+    replica takes over, the subscriber's node resubscribes without the
+    application doing anything, and a reader resuming from its position gets
+    every publication once, in order."""
+
+    async def main(cluster: RedisCluster) -> None:
+        async with (
+            RedisClusterPubSub(cluster.url, history_size=1000, reconnect_delay=0.02) as node_a,
+            RedisClusterPubSub(cluster.url, history_size=1000) as node_b,
+        ):
+            channel = "failover"
+            live = await node_a.subscribe(channel)
+            reader = await node_a.subscribe(channel)
+            sent: list[Position] = []
+
+            async def publish(text: str) -> None:
+                # The application retries a publish refused mid-failover.
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 8
+                while True:
+                    try:
+                        sent.append(await node_b.publish(channel, text))
+                        return
+                    except ConnectionError:
+                        assert loop.time() < deadline, "publishing never resumed"
+                        await asyncio.sleep(0.05)
+
+            for i in range(5):
+                await publish(str(i))
+            got = [await reader.get_publication() for _ in range(5)]
+            last = got[-1].position
+            reader.close()  # the reader's connection drops
+            owner = cluster.owner(f"{{sq.{node_a.partition(channel)}}}")
+            # What the primary acknowledged is on its replica before the kill
+            # (Redis replicates asynchronously: a failover may lose the last
+            # writes, which the epoch does not show).
+            await node_b._client.execute_command(
+                "WAIT", 1, 2000, target_nodes=node_b._client.get_node("127.0.0.1", owner)
+            )
+            cluster.kill(owner)
+            for i in range(5, 15):
+                await publish(str(i))
+            # The live subscription resumed: it sees every message, then new ones.
+            seen = [(await live.get_publication()).data for _ in range(15)]
+            assert seen == [str(i) for i in range(15)]
+            assert node_a.status.resubscribes >= 1 and node_a.healthy
+            assert 0 < node_a.status.last_resume < 8
+            # The reader comes back with its position and misses nothing.
+            back = await node_a.subscribe(channel, since=last)
+            assert back.recovered is True
+            rest = [await back.get_publication() for _ in range(10)]
+            assert [p.data for p in rest] == [str(i) for i in range(5, 15)]
+            assert [p.position for p in rest] == sent[5:]
+
+    cluster = RedisCluster(tmp_path)
+    cluster.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="squall.general"):
+            run(main(cluster), limit=20)
+    finally:
+        cluster.stop()
+    assert any("subscribed again after" in r.getMessage() for r in caplog.records)

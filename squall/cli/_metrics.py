@@ -61,6 +61,14 @@ _STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 _METHODS = {
     m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
 }
+# squall.pubsub's Status counters, as gauges of per-process totals.
+_PUBSUB_COUNTERS = {
+    "published": "Publications sent through squall.pubsub.",
+    "delivered": "Publications handed to local subscribers.",
+    "dropped": "Publications a slow local subscriber discarded.",
+    "missed": "Publications never received (a broker outage past the history kept).",
+    "resubscribes": "Times squall.pubsub subscribed again after losing its broker.",
+}
 # Handler classes named by class name (not one of the application's
 # routes): a few for the 404 and redirect handlers, "other" past these.
 _MAX_OTHER_ROUTES = 16
@@ -289,6 +297,28 @@ class WorkerMetrics:
             registry=None,
             multiprocess_mode="livesum",
         )
+        # squall.pubsub's engines in this worker (sampled; per-process totals).
+        self.pubsub = {
+            name: client.Gauge(
+                f"squall_pubsub_{name}",
+                text,
+                registry=None,
+                multiprocess_mode="livesum",
+            )
+            for name, text in _PUBSUB_COUNTERS.items()
+        }
+        self.pubsub_unhealthy = client.Gauge(
+            "squall_pubsub_unhealthy",
+            "Pub/sub engines that cannot reach their broker now (local subscribers still served).",
+            registry=None,
+            multiprocess_mode="livesum",
+        )
+        self.pubsub_round_trip = client.Gauge(
+            "squall_pubsub_round_trip_seconds",
+            "The last publish's round trip to the broker (the slowest worker's).",
+            registry=None,
+            multiprocess_mode="livemax",
+        )
         # (method, handler class or None, status // 100) -> [count, sum, bucket counts...]
         self._pending: dict[tuple[str, Any, int], list[float]] = {}
         self._routes: dict[Any, str] = {None: "-"}
@@ -350,8 +380,9 @@ class WorkerMetrics:
         return name
 
     def sample(self) -> None:
-        """Flush the counts; set the gauges from the server's connections."""
+        """Flush the counts; set the gauges from the server's connections and pub/sub."""
         self.flush()
+        self._sample_pubsub()
         server = self._server
         if server is None:
             return
@@ -368,6 +399,18 @@ class WorkerMetrics:
             self.connections.labels(label).set(count)
         self.connections.labels("websocket").set(len(server._detached) + tunnels)
         self.in_flight.set(busy)
+
+    def _sample_pubsub(self) -> None:
+        import sys
+
+        pubsub = sys.modules.get("squall.pubsub")
+        if pubsub is None:  # the application uses none
+            return
+        statuses = [p.status for p in pubsub.instances()]
+        for name, gauge in self.pubsub.items():
+            gauge.set(sum(getattr(status, name) for status in statuses))
+        self.pubsub_unhealthy.set(sum(not status.healthy for status in statuses))
+        self.pubsub_round_trip.set(max((s.round_trip for s in statuses), default=0.0))
 
     def start_sampling(self, loop: asyncio.AbstractEventLoop) -> None:
         def tick() -> None:

@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, Optional, Self, Union
@@ -422,6 +423,7 @@ class PubSub(_Closing):
         self._last: dict[str, Position] = {}
         self._held: dict[str, list[Publication]] = {}
         self._catching_up: set[asyncio.Task[None]] = set()
+        _INSTANCES.add(self)
 
     @property
     def healthy(self) -> bool:
@@ -711,6 +713,15 @@ class PubSub(_Closing):
     def _check_open(self) -> None:
         if self._closed:
             raise PubSubClosedError(f"{type(self).__name__} is closed")
+
+
+# Every PubSub alive in this process, for `squall run --metrics-bind` to sample.
+_INSTANCES: weakref.WeakSet[PubSub] = weakref.WeakSet()
+
+
+def instances() -> list[PubSub]:
+    """The `PubSub` objects alive in this process and not closed (for metrics and health)."""
+    return [p for p in _INSTANCES if not p._closed]
 
 
 def _check_str(what: str, value: object) -> None:

@@ -61,6 +61,12 @@ from types import TracebackType
 from typing import Any, Optional, Self, Union
 from urllib.parse import parse_qsl, urlsplit
 
+from squall.pubsub._presence import (
+    DEFAULT_PRESENCE_TTL,
+    Presence,
+    PresenceMixin,
+    presence_channel,
+)
 from squall.pubsub._types import (
     HistoryResult,
     Position,
@@ -82,11 +88,15 @@ __all__ = [
     "Publication",
     "HistoryResult",
     "Status",
+    "Presence",
+    "presence_channel",
     "PubSubClosedError",
     "connect",
     "DEFAULT_MAX_PENDING",
     "DEFAULT_MAX_RECOVERY",
     "DEFAULT_HISTORY_TTL",
+    "DEFAULT_PRESENCE_TTL",
+    "instances",
 ]
 
 DEFAULT_MAX_PENDING = 1000
@@ -377,7 +387,7 @@ class Relay(_Closing):
 _Listener = Union[Subscription, Relay]
 
 
-class PubSub(_Closing):
+class PubSub(PresenceMixin, _Closing):
     """Base of the engines: positions, recovery, and local fan-out to `Subscription` and `Relay` objects.
 
     Args:
@@ -389,6 +399,8 @@ class PubSub(_Closing):
         max_recovery: the most publications one `subscribe` with ``since``
             (or one `history` call) returns; past it the reader is told
             ``recovered=False``.
+        presence_ttl: seconds a `join` entry lives unless refreshed (this
+            process refreshes its own every third of it).
     """
 
     def __init__(
@@ -398,7 +410,9 @@ class PubSub(_Closing):
         history_size: int = 0,
         history_ttl: float = DEFAULT_HISTORY_TTL,
         max_recovery: int = DEFAULT_MAX_RECOVERY,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
     ) -> None:
+        self._init_presence(presence_ttl)
         if not isinstance(max_pending, int) or max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, not {max_pending!r}")
         if not isinstance(history_size, int) or history_size < 0:
@@ -611,6 +625,7 @@ class PubSub(_Closing):
     async def close(self) -> None:
         """Closes every subscription and releases the engine's resources."""
         self._closed = True
+        self._stop_presence()
         for task in list(self._catching_up):
             task.cancel()
         for subs in list(self._channels.values()):
@@ -779,17 +794,21 @@ class LocalPubSub(PubSub):
         history_ttl: float = DEFAULT_HISTORY_TTL,
         max_recovery: int = DEFAULT_MAX_RECOVERY,
         max_channels: int = 100_000,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
     ) -> None:
         super().__init__(
             max_pending,
             history_size=history_size,
             history_ttl=history_ttl,
             max_recovery=max_recovery,
+            presence_ttl=presence_ttl,
         )
         if not isinstance(max_channels, int) or max_channels < 1:
             raise ValueError(f"max_channels must be at least 1, not {max_channels!r}")
         self.max_channels = max_channels
         self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()
+        # channel -> client -> (info, expiry on time.monotonic)
+        self._presence: dict[str, dict[str, tuple[str, float]]] = {}
 
     def _stream(self, channel: str) -> _Stream:
         now = time.monotonic()
@@ -840,8 +859,39 @@ class LocalPubSub(PubSub):
         stream = self._stream(channel)
         return Position(stream.offset, stream.epoch)
 
+    async def _presence_set(self, channel: str, entries: dict[str, str]) -> None:
+        expires = time.monotonic() + self.presence_ttl
+        here = self._presence.setdefault(channel, {})
+        for client, info in entries.items():
+            here[client] = (info, expires)
 
-_OPTIONS = {"history_size": int, "history_ttl": float, "max_recovery": int}
+    async def _presence_remove(self, channel: str, client: str) -> None:
+        here = self._presence.get(channel)
+        if here is not None:
+            here.pop(client, None)
+            if not here:
+                del self._presence[channel]
+
+    def _alive(self, channel: str) -> dict[str, tuple[str, float]]:
+        here = self._presence.get(channel, {})
+        now = time.monotonic()
+        for client in [c for c, (_, expires) in here.items() if expires <= now]:
+            del here[client]
+        return here
+
+    async def _presence_get(self, channel: str, limit: int) -> dict[str, str]:
+        return {c: info for c, (info, _) in list(self._alive(channel).items())[:limit]}
+
+    async def _presence_count(self, channel: str) -> int:
+        return len(self._alive(channel))
+
+
+_OPTIONS = {
+    "history_size": int,
+    "history_ttl": float,
+    "max_recovery": int,
+    "presence_ttl": float,
+}
 
 
 def connect(
@@ -912,6 +962,7 @@ for _cls in (
     Publication,
     HistoryResult,
     Status,
+    Presence,
 ):
     _cls.__module__ = __name__
 del _cls

@@ -35,6 +35,7 @@ from squall.log import gen_log
 from squall.pubsub import (
     DEFAULT_HISTORY_TTL,
     DEFAULT_MAX_RECOVERY,
+    DEFAULT_PRESENCE_TTL,
     HistoryResult,
     Position,
     PubSub,
@@ -81,7 +82,7 @@ def _parse(url: str) -> tuple[list[_Addr], dict[str, str], Optional[str], Option
     return addrs, dict(parse_qsl(parts.query)), user, password
 
 
-class RedisClusterPubSub(PubSub):
+class RedisClusterPubSub(scripts.RedisPresence, PubSub):
     """Channels shared by every process connected to one Redis Cluster (``redis+cluster://``).
 
     Args:
@@ -113,6 +114,7 @@ class RedisClusterPubSub(PubSub):
         history_size: int = 0,
         history_ttl: float = DEFAULT_HISTORY_TTL,
         max_recovery: int = DEFAULT_MAX_RECOVERY,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
         subscribe_timeout: float = 10.0,
         reconnect_delay: float = 0.05,
         max_reconnect_delay: float = 1.0,
@@ -123,6 +125,7 @@ class RedisClusterPubSub(PubSub):
             history_size=history_size,
             history_ttl=history_ttl,
             max_recovery=max_recovery,
+            presence_ttl=presence_ttl,
         )
         addrs, query, user, password = _parse(url)
         if partitions is None:
@@ -165,6 +168,7 @@ class RedisClusterPubSub(PubSub):
         self._tag_part = {tag.encode(): n for n, tag in enumerate(self._tags)}
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
         self._read_script = self._client.register_script(scripts.READ_LUA)
+        self._setup_presence(self._client)
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
         self._publish_command = "SPUBLISH" if sharded else "PUBLISH"
         # Partition -> how many locally subscribed channels map to it.
@@ -219,6 +223,9 @@ class RedisClusterPubSub(PubSub):
         except self._lost_errors as exc:
             raise ConnectionError(f"cannot read history from the Redis Cluster: {exc}") from exc
         return scripts.window(channel, reply, since, limit)
+
+    def _tag(self, channel: str) -> str:
+        return self._tags[self.partition(channel)]
 
     async def _top(self, channel: str) -> Position:
         return (await self._read(channel, None, 0, True)).position

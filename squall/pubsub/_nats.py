@@ -6,7 +6,8 @@ offsets. Every publication's position is ``Position(0, "nats")``;
 ``subscribe(channel, since=...)`` always says ``recovered=False``. What is
 published while a process is disconnected from NATS does not reach it
 (counted nowhere: NATS does not say). JetStream could give history; it is
-not used (yet).
+not used (yet). Presence is not available on this engine either
+(`~squall.pubsub.PubSub.join` raises NotImplementedError).
 
 Channels map to subjects ``sq.<base64url of the channel>`` so that any
 channel name (dots, spaces, ``*``, ``>``) is a single valid subject token.
@@ -82,12 +83,18 @@ class NatsPubSub(PubSub):
         reconnect_delay: float = 0.1,
         pending_size: int = 2 * 1024 * 1024,
         pending_bytes: int = 8 * 1024 * 1024,
+        presence_ttl: float = 30.0,
     ) -> None:
         if history_size:
             raise ValueError(
                 "the NATS engine keeps no history (at most once): history_size must be 0"
             )
-        super().__init__(max_pending, history_ttl=history_ttl, max_recovery=max_recovery)
+        super().__init__(
+            max_pending,
+            history_ttl=history_ttl,
+            max_recovery=max_recovery,
+            presence_ttl=presence_ttl,
+        )
         self._nats = _nats()
         self.url = url
         self.subscribe_timeout = subscribe_timeout

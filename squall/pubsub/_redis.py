@@ -12,6 +12,7 @@ from squall.log import gen_log
 from squall.pubsub import (
     DEFAULT_HISTORY_TTL,
     DEFAULT_MAX_RECOVERY,
+    DEFAULT_PRESENCE_TTL,
     HistoryResult,
     Position,
     Publication,
@@ -58,7 +59,7 @@ def _gone(ps: Any) -> bool:
     return transport is None or bool(transport.is_closing())
 
 
-class RedisPubSub(PubSub):
+class RedisPubSub(scripts.RedisPresence, PubSub):
     """Channels shared by every process connected to one Redis (``redis://``).
 
     Each publish is one Lua script on Redis that increments the channel's
@@ -88,6 +89,7 @@ class RedisPubSub(PubSub):
         history_size: int = 0,
         history_ttl: float = DEFAULT_HISTORY_TTL,
         max_recovery: int = DEFAULT_MAX_RECOVERY,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
         subscribe_timeout: float = 10.0,
         reconnect_delay: float = 0.05,
         max_reconnect_delay: float = 2.0,
@@ -97,6 +99,7 @@ class RedisPubSub(PubSub):
             history_size=history_size,
             history_ttl=history_ttl,
             max_recovery=max_recovery,
+            presence_ttl=presence_ttl,
         )
         redis = _redis()
         self.url = url
@@ -105,6 +108,7 @@ class RedisPubSub(PubSub):
         self.max_reconnect_delay = max_reconnect_delay
         self._redis = redis
         self._lost = _LOST + (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._lost_errors = self._lost
         # Publishing retries a few times, so that the first PUBLISH after a
         # Redis restart goes through on a fresh connection.
         self._client = redis.asyncio.Redis.from_url(
@@ -132,6 +136,7 @@ class RedisPubSub(PubSub):
         self.reconnects = 0
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
         self._read_script = self._client.register_script(scripts.READ_LUA)
+        self._setup_presence(self._client)
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
 
     async def _publish(self, channel: str, message: str) -> Position:
@@ -172,6 +177,9 @@ class RedisPubSub(PubSub):
                 f"cannot read history from Redis at {_safe_url(self.url)}: {exc}"
             ) from exc
         return scripts.window(channel, reply, since, limit)
+
+    def _tag(self, channel: str) -> str:
+        return "squall.ps"
 
     async def _top(self, channel: str) -> Position:
         return (await self._read(channel, None, 0, True)).position

@@ -81,6 +81,49 @@ end
 return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)}
 """
 
+# Presence: a sorted set (client -> expiry ms) and a hash (client -> info).
+# KEYS: zset, hash. ARGV: ttl_ms, then client, info pairs.
+PRESENCE_SET_LUA = """
+local now = redis.call('TIME')
+local ttl = tonumber(ARGV[1])
+local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + ttl
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], expires, ARGV[i])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+"""
+
+# KEYS: zset, hash. ARGV: client.
+PRESENCE_REMOVE_LUA = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: zset, hash. ARGV: limit (0: count only). Drops up to 1000 expired
+# entries on the way, so that a channel whose process died shrinks.
+PRESENCE_GET_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
+if #gone > 0 then
+  redis.call('ZREM', KEYS[1], unpack(gone))
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+local limit = tonumber(ARGV[1])
+if limit == 0 then
+  return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+end
+local here = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'LIMIT', 0, limit)
+if #here == 0 then
+  return {{}, {}}
+end
+return {here, redis.call('HMGET', KEYS[2], unpack(here))}
+"""
+
 # A publication on the wire starts with this byte, so that a message
 # PUBLISHed by something else (redis-cli, an older Squall) is told apart.
 MARKER = b"\x1e"
@@ -89,6 +132,58 @@ MARKER = b"\x1e"
 def keys(tag: str, channel: str) -> list[str]:
     """The meta and stream keys of ``channel`` under hash tag ``tag``."""
     return [f"{tag}:m:{channel}", f"{tag}:h:{channel}"]
+
+
+def presence_keys(tag: str, channel: str) -> list[str]:
+    """The presence sorted set and hash of ``channel`` under hash tag ``tag``."""
+    return [f"{tag}:p:{channel}", f"{tag}:i:{channel}"]
+
+
+class RedisPresence:
+    """The presence hooks for the Redis engines (mixed in before `PubSub`)."""
+
+    presence_ttl: float
+    _presence_scripts: tuple[Any, Any, Any]
+
+    def _tag(self, channel: str) -> str:
+        raise NotImplementedError
+
+    def _setup_presence(self, client: Any) -> None:
+        self._presence_scripts = (
+            client.register_script(PRESENCE_SET_LUA),
+            client.register_script(PRESENCE_REMOVE_LUA),
+            client.register_script(PRESENCE_GET_LUA),
+        )
+
+    async def _run(self, which: int, channel: str, args: list[Any]) -> Any:
+        script = self._presence_scripts[which]
+        lost: tuple[type[BaseException], ...] = self._lost_errors  # type: ignore[attr-defined]
+        try:
+            return await script(keys=presence_keys(self._tag(channel), channel), args=args)
+        except lost as exc:
+            raise ConnectionError(f"presence on Redis failed: {exc}") from exc
+
+    async def _presence_set(self, channel: str, entries: dict[str, str]) -> None:
+        ttl_ms = max(1, int(self.presence_ttl * 1000))
+        items = list(entries.items())
+        for start in range(0, len(items), 500):  # bounded script arguments
+            args: list[Any] = [ttl_ms]
+            for client, info in items[start : start + 500]:
+                args += [client, info]
+            await self._run(0, channel, args)
+
+    async def _presence_remove(self, channel: str, client: str) -> None:
+        await self._run(1, channel, [client])
+
+    async def _presence_get(self, channel: str, limit: int) -> dict[str, str]:
+        here, infos = await self._run(2, channel, [limit])
+        return {
+            c.decode("utf-8", "replace"): (i or b"").decode("utf-8", "replace")
+            for c, i in zip(here, infos, strict=True)
+        }
+
+    async def _presence_count(self, channel: str) -> int:
+        return int(await self._run(2, channel, [0]))
 
 
 def decode(raw: bytes) -> Optional[Publication]:

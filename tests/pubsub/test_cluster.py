@@ -112,6 +112,23 @@ def test_classic_publish_on_a_cluster(cluster: RedisCluster) -> None:
     run(main())
 
 
+def test_presence_across_two_nodes_on_the_cluster(cluster: RedisCluster) -> None:
+    async def main() -> None:
+        async with (
+            RedisClusterPubSub(cluster.url) as node_a,
+            RedisClusterPubSub(cluster.url) as node_b,
+        ):
+            channels = spread(node_a, 3)
+            entries = [await node_a.join(c, "ann", "A") for c in channels]
+            await node_b.join(channels[0], "bob", "B")
+            assert await node_b.presence(channels[0]) == {"ann": "A", "bob": "B"}
+            assert [await node_b.presence_count(c) for c in channels] == [2, 1, 1]
+            await entries[0].leave()
+            assert await node_a.presence(channels[0]) == {"bob": "B"}
+
+    run(main())
+
+
 def test_bad_cluster_urls_get_clear_errors() -> None:
     with pytest.raises(ValueError, match="is not host:port"):
         RedisClusterPubSub("redis+cluster://127.0.0.1")

@@ -1,0 +1,117 @@
+"""Presence: join, leave, list, count and expiry, on memory:// and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from squall.pubsub import LocalPubSub, PubSub, RedisPubSub, presence_channel
+
+from ._redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
+
+
+def run(coro: Any, limit: float = 5.0) -> None:
+    asyncio.run(asyncio.wait_for(coro, limit))
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "memory":
+        shared: list[LocalPubSub] = []
+
+        def memory(**options: Any) -> PubSub:
+            if not shared:
+                shared.append(LocalPubSub(**options))
+            return shared[0]
+
+        yield memory
+        return
+    if REDIS_SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer(workdir=tmp_path)
+    server.start()
+    try:
+        yield lambda **options: RedisPubSub(server.url, **options)
+    finally:
+        server.stop()
+
+
+def test_join_list_count_and_leave_with_events(make: Any) -> None:
+    async def main() -> None:
+        node_a, node_b = make(), make()
+        try:
+            events = await node_b.subscribe(presence_channel("topic:1"))
+            ann = await node_a.join("topic:1", "ann", json.dumps({"name": "Ann"}))
+            bob = await node_b.join("topic:1", "bob")
+            await node_a.join("topic:2", "ann")
+            assert await node_b.presence("topic:1") == {"ann": '{"name": "Ann"}', "bob": ""}
+            assert await node_a.presence_count("topic:1") == 2
+            assert await node_a.presence_count("nobody") == 0
+            assert len(await node_a.presence("topic:1", limit=1)) == 1
+            await ann.leave()
+            await ann.leave()  # once
+            assert await node_b.presence("topic:1") == {"bob": ""}
+            kinds = [json.loads(await events.get()) for _ in range(3)]
+            assert [(e["event"], e["client"]) for e in kinds] == [
+                ("join", "ann"),
+                ("join", "bob"),
+                ("leave", "ann"),
+            ]
+            assert kinds[0]["info"] == '{"name": "Ann"}'
+            async with bob:
+                pass
+            assert await node_b.presence_count("topic:1") == 0
+            assert await node_b.presence_count("topic:2") == 1
+        finally:
+            await node_a.close()
+            await node_b.close()
+
+    run(main())
+
+
+def test_entries_of_a_process_that_stops_refreshing_expire(make: Any) -> None:
+    async def main() -> None:
+        gone = make(presence_ttl=0.3)
+        staying = make(presence_ttl=0.3)
+        try:
+            await gone.join("room", "ghost")
+            await staying.join("room", "alive")
+            assert await staying.presence_count("room") == 2
+            # The ghost's process "dies": nobody refreshes its entry any more,
+            # nothing says goodbye (on memory:// both are one object).
+            del gone._present[("room", "ghost")]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 3
+            while await staying.presence_count("room") != 1 and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            # The heartbeat (every 0.1 s) kept "alive" past several TTLs.
+            assert await staying.presence("room") == {"alive": ""}
+        finally:
+            await gone.close()
+            await staying.close()
+
+    run(main())
+
+
+def test_bad_presence_input_gets_clear_errors(make: Any) -> None:
+    async def main() -> None:
+        pubsub = make()
+        try:
+            with pytest.raises(TypeError, match="non-empty str"):
+                await pubsub.join("c", "")
+            with pytest.raises(ValueError, match="at most 256"):
+                await pubsub.join("c", "x" * 300)
+            with pytest.raises(ValueError, match="at most 4096"):
+                await pubsub.join("c", "x", "i" * 5000)
+            with pytest.raises(ValueError, match="limit must be 1 to 10000"):
+                await pubsub.presence("c", limit=0)
+            assert await pubsub.presence_count("c") == 0
+        finally:
+            await pubsub.close()
+
+    run(main())

@@ -180,6 +180,8 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         self._kick = asyncio.Event()
         self._manager: Optional[asyncio.Task[None]] = None
         self._classic_turn = 0
+        self._initialized = False
+        self._init_lock = asyncio.Lock()
         self._outage = 0.0
 
     # Publishing and history: one script on the partition's shard.
@@ -188,8 +190,23 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         """The partition ``channel`` maps to (the same in every process)."""
         return zlib.crc32(channel.encode("utf-8")) % self.partitions
 
+    async def _before(self) -> None:
+        # redis-py 8's cluster client, first used by several commands at
+        # once, can break a connection it is opening (AttributeError
+        # 'writelines' on None): initialise it once, before anything else.
+        if self._initialized:
+            return
+        async with self._init_lock:
+            if not self._initialized:
+                try:
+                    await self._client.initialize()
+                except self._lost_errors as exc:
+                    raise ConnectionError(f"cannot reach the Redis Cluster: {exc}") from exc
+                self._initialized = True
+
     async def _publish(self, channel: str, message: str) -> Position:
         tag = self._tags[self.partition(channel)]
+        await self._before()
         start = time.monotonic()
         try:
             reply = await self._publish_script(
@@ -215,6 +232,7 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
     ) -> HistoryResult:
         tag = self._tags[self.partition(channel)]
         count = scripts.read_args(since, limit, strict, self.history_size)
+        await self._before()
         try:
             reply = await self._read_script(
                 keys=scripts.keys(tag, channel),
@@ -326,10 +344,10 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
 
     async def _reconcile(self) -> None:
         if self._stale:
-            if self._client.nodes_manager.slots_cache:
+            if self._initialized:
                 await self._client.nodes_manager.initialize()
             else:
-                await self._client.initialize()
+                await self._before()
             self._stale = False
         desired: dict[_Addr, set[int]] = {}
         for part in self._want:

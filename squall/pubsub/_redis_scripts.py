@@ -148,6 +148,9 @@ class RedisPresence:
     def _tag(self, channel: str) -> str:
         raise NotImplementedError
 
+    async def _before(self) -> None:
+        """Called before each command (the cluster engine initialises its client)."""
+
     def _setup_presence(self, client: Any) -> None:
         self._presence_scripts = (
             client.register_script(PRESENCE_SET_LUA),
@@ -156,6 +159,7 @@ class RedisPresence:
         )
 
     async def _run(self, which: int, channel: str, args: list[Any]) -> Any:
+        await self._before()
         script = self._presence_scripts[which]
         lost: tuple[type[BaseException], ...] = self._lost_errors  # type: ignore[attr-defined]
         try:

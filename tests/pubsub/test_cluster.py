@@ -63,6 +63,26 @@ def test_sharded_delivery_between_two_nodes_with_positions(cluster: RedisCluster
     run(main())
 
 
+def test_many_publishes_at_once_on_a_fresh_client(cluster: RedisCluster) -> None:
+    """redis-py's cluster client broke a connection it was opening when its
+    first commands came all at once (AttributeError 'writelines')."""
+
+    async def main() -> None:
+        async with RedisClusterPubSub(cluster.url) as pubsub:
+            gate = asyncio.Semaphore(16)
+
+            async def one(i: int) -> Position:
+                async with gate:
+                    return await pubsub.publish(f"burst:{i % 64}", "x")
+
+            positions = await asyncio.gather(*(one(i) for i in range(500)))
+            assert len(positions) == 500 and pubsub.status.published == 500
+            # Per channel, the offsets are 1, 2, ... in the order published.
+            assert sorted(p.offset for p in positions[0::64]) == list(range(1, 9))
+
+    run(main())
+
+
 def test_partitions_are_subscribed_only_while_needed(cluster: RedisCluster) -> None:
     async def main() -> None:
         async with RedisClusterPubSub(cluster.url, partitions=16) as pubsub:

@@ -26,7 +26,8 @@ without metrics.
 Health: ``/livez`` answers 200 while the supervisor's loop runs;
 ``/readyz`` answers 200 when at least one worker serves and the server is
 not stopping, 503 otherwise (while starting, and while draining), with
-the reason in the body.
+the reason in the body. A 200 says "degraded" when a worker's
+``squall.pubsub`` engine cannot reach its broker (sampled once a second).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class SupervisorMetrics:
         elif path == "/readyz":
             reason = self.not_ready()
             if reason is None:
-                self._answer(request, 200, b"ready\n")
+                self._answer(request, 200, self._ready_body())
             else:
                 self._answer(request, 503, f"not ready: {reason}\n".encode())
         else:
@@ -156,6 +157,26 @@ class SupervisorMetrics:
         if not sup.ready_pids():
             return "no worker ready yet" if not sup.ever_ready else "no worker ready"
         return None
+
+    def _ready_body(self) -> bytes:
+        """``ready``, saying so when squall.pubsub lost its broker in some worker.
+
+        Still 200: such a node keeps serving its local subscribers (and
+        everything else), so a load balancer should keep it.
+        """
+        unhealthy = 0.0
+        try:
+            for family in self.registry.collect():
+                if family.name == "squall_pubsub_unhealthy":
+                    unhealthy += sum(sample.value for sample in family.samples)
+        except Exception:  # the files are /metrics' business; readiness stays
+            gen_log.debug("readyz: metrics unreadable", exc_info=True)
+        if unhealthy > 0:
+            return (
+                f"ready (degraded: the pub/sub broker is unreachable from {int(unhealthy)} "
+                "engine(s); local subscribers are still served)\n"
+            ).encode()
+        return b"ready\n"
 
     @staticmethod
     def _answer(

@@ -210,3 +210,24 @@ def test_a_scrape_that_fails_is_answered_500_with_why(
     assert (status, body) == (500, b"metrics unavailable: OSError: the disk went away\n")
     assert _serve_metrics(metrics, "/livez") == (200, b"ok\n")
     metrics.close()
+
+
+def test_readyz_says_degraded_when_a_workers_pubsub_lost_its_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client.core import GaugeMetricFamily
+
+    metrics = _supervisor_metrics(tmp_path, monkeypatch)
+    assert _serve_metrics(metrics, "/readyz") == (200, b"ready\n")
+
+    class Worker:
+        """What the workers' files say: two engines without their broker."""
+
+        def collect(self) -> Any:
+            yield GaugeMetricFamily("squall_pubsub_unhealthy", "x", value=2)
+
+    metrics.registry.register(Worker())
+    status, body = _serve_metrics(metrics, "/readyz")
+    assert status == 200
+    assert body.startswith(b"ready (degraded: the pub/sub broker is unreachable from 2 engine(s)")
+    metrics.close()

@@ -52,7 +52,16 @@ _Addr = tuple[str, int]
 class _Link:
     """One subscription connection to one node and the partitions it carries."""
 
-    __slots__ = ("addr", "client", "ps", "subscribed", "confirmed", "task")
+    __slots__ = (
+        "addr",
+        "client",
+        "ps",
+        "subscribed",
+        "confirmed",
+        "task",
+        "ping_sent",
+        "pong_seen",
+    )
 
     def __init__(self, addr: _Addr, client: Any) -> None:
         self.addr = addr
@@ -61,6 +70,8 @@ class _Link:
         self.subscribed: set[int] = set()  # asked for
         self.confirmed: set[int] = set()  # the node said yes
         self.task: Optional[asyncio.Task[None]] = None
+        self.ping_sent = 0.0  # time.monotonic() of the PING not yet answered
+        self.pong_seen = 0.0
 
 
 def _parse(url: str) -> tuple[list[_Addr], dict[str, str], Optional[str], Optional[str]]:
@@ -102,6 +113,11 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         max_reconnect_delay: the longest such wait.
         max_connections: publishing connections per node; a publish waits for
             its reply, so this bounds what a stalled cluster can hold.
+        health_interval: seconds between PINGs on each subscription
+            connection; one unanswered by the next is given up, so a node
+            that stops answering (SIGSTOP, a partition) is left within about
+            two intervals.
+        command_timeout: seconds a publish or history read waits for a node.
     """
 
     def __init__(
@@ -119,6 +135,8 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         reconnect_delay: float = 0.05,
         max_reconnect_delay: float = 1.0,
         max_connections: int = 32,
+        health_interval: float = 1.0,
+        command_timeout: float = 2.0,
     ) -> None:
         super().__init__(
             max_pending,
@@ -148,6 +166,7 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         self.subscribe_timeout = subscribe_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
+        self.health_interval = health_interval
         self._redis = redis
         self._lost_errors = _LOST + (
             redis.exceptions.ConnectionError,
@@ -161,6 +180,8 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         self._client = redis.asyncio.cluster.RedisCluster(
             startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in addrs],
             max_connections=max_connections,
+            socket_timeout=command_timeout,
+            socket_connect_timeout=command_timeout,
             ssl=self._ssl,
             **self._auth,
         )
@@ -179,6 +200,7 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         self._stale = True
         self._kick = asyncio.Event()
         self._manager: Optional[asyncio.Task[None]] = None
+        self._watchdog: Optional[asyncio.Task[None]] = None
         self._classic_turn = 0
         self._initialized = False
         self._init_lock = asyncio.Lock()
@@ -311,6 +333,7 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
     def _wake(self) -> None:
         if self._manager is None:
             self._manager = asyncio.ensure_future(self._manage())
+            self._watchdog = asyncio.ensure_future(self._watch())
         self._kick.set()
 
     async def _manage(self) -> None:
@@ -427,6 +450,9 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
                     if pub is not None:
                         self._dispatch(pub)
                     continue
+                if kind == "pong":
+                    link.pong_seen = time.monotonic()
+                    continue
                 part = self._tag_part.get(message["channel"])
                 if part is None:
                     continue
@@ -447,14 +473,38 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         except (*self._lost_errors, self._redis.exceptions.ResponseError, RuntimeError) as exc:
             # Lost (a primary gone), or MOVED/CLUSTERDOWN in reply to a
             # subscribe: read the map again and go where the slots are now.
-            self._lose(link.subscribed, f"{link.addr[0]}:{link.addr[1]}: {exc!r}")
-            link.subscribed.clear()
-            link.confirmed.clear()
-            if not self.sharded:
-                self._classic_turn += 1
-            self._stale = True
-            await self._drop(link)
-            self._kick.set()
+            await self._fail(link, repr(exc))
+
+    async def _fail(self, link: _Link, why: str) -> None:
+        """Gives ``link`` up: its partitions are subscribed again where they are now."""
+        self._lose(link.subscribed, f"{link.addr[0]}:{link.addr[1]}: {why}")
+        link.subscribed.clear()
+        link.confirmed.clear()
+        if not self.sharded:
+            self._classic_turn += 1
+        self._stale = True
+        await self._drop(link)
+        self._kick.set()
+
+    async def _watch(self) -> None:
+        """PINGs every link each ``health_interval``; one that has not answered
+        the last PING by the next (a node stopped, a network partition that
+        keeps the socket open) is given up."""
+        while not self._closed:
+            await asyncio.sleep(self.health_interval)
+            now = time.monotonic()
+            for link in list(self._links.values()):
+                if link.task is None:
+                    continue  # not subscribed yet
+                if link.ping_sent and link.pong_seen < link.ping_sent:
+                    waited = now - link.ping_sent
+                    await self._fail(link, f"no answer to PING for {waited:.1f}s")
+                    continue
+                link.ping_sent = now
+                try:
+                    await asyncio.wait_for(link.ps.ping(), self.health_interval)
+                except (*self._lost_errors, RuntimeError) as exc:
+                    await self._fail(link, f"PING failed: {exc!r}")
 
     def _lose(self, parts: Any, why: str) -> None:
         parts = [p for p in parts if p in self._want]
@@ -497,13 +547,14 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
     async def close(self) -> None:
         """Unsubscribes everything and closes every connection to the cluster."""
         await super().close()
-        if self._manager is not None:
-            self._manager.cancel()
-            try:
-                await self._manager
-            except asyncio.CancelledError:
-                pass
-            self._manager = None
+        for task in (self._manager, self._watchdog):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._manager = self._watchdog = None
         for link in list(self._links.values()):
             await self._drop(link)
         for future in self._waiters.values():

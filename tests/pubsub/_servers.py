@@ -5,7 +5,8 @@
   redis-server, made with ``redis-cli --cluster create``; `RedisCluster.start`
   returns once every slot is served, every node agrees on it and every
   replica is in sync (polled, with a deadline). `RedisCluster.kill` SIGKILLs
-  a node; `RedisCluster.wait_failover` waits until its slots moved to another.
+  a node, `RedisCluster.pause`/`resume` SIGSTOP/SIGCONT one;
+  `RedisCluster.wait_failover` waits until its slots moved to another.
 * `NatsServer`: one nats-server.
 
 Usable outside pytest (``make bench-cluster``)::
@@ -203,6 +204,14 @@ class RedisCluster:
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
 
+    def pause(self, port: int) -> None:
+        """SIGSTOPs the node on ``port``: its sockets stay open, nothing answers."""
+        self.procs[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        """SIGCONTs a node `pause` stopped."""
+        self.procs[port].send_signal(signal.SIGCONT)
+
     def wait_failover(self, dead: int, timeout: float = 10.0) -> None:
         """Waits until the nodes still running agree on a cluster without ``dead``."""
 
@@ -220,6 +229,7 @@ class RedisCluster:
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused node could not exit
                 proc.terminate()
         for proc in self.procs.values():
             try:

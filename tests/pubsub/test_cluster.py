@@ -238,3 +238,47 @@ def test_failover_resubscribes_by_itself_and_recovers_with_positions(
     finally:
         cluster.stop()
     assert any("subscribed again after" in r.getMessage() for r in caplog.records)
+
+
+def test_a_stopped_primary_is_left_by_the_watchdog_and_nothing_is_lost(tmp_path: Path) -> None:
+    """SIGSTOP (not kill) the primary of a subscribed partition: its socket
+    stays open and silent. The unanswered PING gives the link up, the
+    replica takes over, and with history the subscription misses nothing."""
+
+    async def main(cluster: RedisCluster) -> None:
+        async with (
+            RedisClusterPubSub(
+                cluster.url, history_size=100, health_interval=0.25, reconnect_delay=0.02
+            ) as node_a,
+            RedisClusterPubSub(cluster.url, history_size=100, command_timeout=0.5) as node_b,
+        ):
+            channel = "paused"
+            live = await node_a.subscribe(channel)
+            await node_b.publish(channel, "0")
+            assert await live.get() == "0"
+            owner = cluster.owner(f"{{sq.{node_a.partition(channel)}}}")
+            await node_b._client.execute_command(
+                "WAIT", 1, 2000, target_nodes=node_b._client.get_node("127.0.0.1", owner)
+            )
+            cluster.pause(owner)
+            loop = asyncio.get_running_loop()
+            stopped = loop.time()
+            for i in range(1, 6):
+                while True:
+                    try:
+                        await node_b.publish(channel, str(i))
+                        break
+                    except ConnectionError:
+                        assert loop.time() - stopped < 10, "publishing never resumed"
+                        await asyncio.sleep(0.05)
+            assert [await live.get() for _ in range(5)] == ["1", "2", "3", "4", "5"]
+            paused_for = loop.time() - stopped
+            assert node_a.status.resubscribes >= 1 and node_a.status.missed == 0
+            assert paused_for < 10 and node_a.healthy
+
+    cluster = RedisCluster(tmp_path)
+    cluster.start()
+    try:
+        run(main(cluster), limit=25)
+    finally:
+        cluster.stop()

@@ -511,8 +511,10 @@ class PubSub(PresenceMixin, _Closing):
         try:
             if since is None:
                 try:
-                    top: Optional[Position] = await self._top(channel)
-                except ConnectionError:
+                    top: Optional[Position] = await asyncio.wait_for(
+                        self._top(channel), getattr(self, "subscribe_timeout", 10.0)
+                    )
+                except (ConnectionError, TimeoutError):
                     top = None  # live delivery still works; the position is unknown
                 sub._start(top, None, None)
             else:
@@ -669,11 +671,17 @@ class PubSub(PresenceMixin, _Closing):
             return
         position = pub.position
         last = self._last.get(channel)
-        if last is not None and position.epoch == last.epoch and position.offset:
-            if position.offset <= last.offset:
-                return  # already delivered (history and live overlap)
-            if position.offset > last.offset + 1:
-                self.status.missed += position.offset - last.offset - 1
+        if (
+            last is not None
+            and position.epoch == last.epoch
+            and position.offset > last.offset + 1
+            and last.offset
+        ):
+            self.status.missed += position.offset - last.offset - 1
+        # Not deduplicated here: a broker delivers each publication once per
+        # subscription, and an offset given again (a failover that lost
+        # writes) must still reach the readers. Overlaps come only from a
+        # catch-up, which _fill trims.
         self._last[channel] = position
         self.status.delivered += 1
         if len(subs) == 1:
@@ -710,8 +718,15 @@ class PubSub(PresenceMixin, _Closing):
             if result is not None and result.recovered:
                 for pub in result.publications:
                     self._dispatch(pub)
+            top = self._last.get(channel)
             for pub in held:
-                self._dispatch(pub)
+                # Those the history already gave are not given twice.
+                if (
+                    top is None
+                    or pub.position.epoch != top.epoch
+                    or not 0 < pub.position.offset <= top.offset
+                ):
+                    self._dispatch(pub)
 
     def _unsubscribe(self, sub: _Listener) -> None:
         subs = self._channels.get(sub.channel)

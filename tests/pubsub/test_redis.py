@@ -277,6 +277,8 @@ def test_a_dropped_subscriber_connection_catches_up_from_history(
             await bare.wait_connected(timeout=3)
             await kept.publish("c", "4")
             assert [await a.get() for _ in range(4)] == ["1", "2", "3", "4"]
+            await kept.publish("c", "5")  # anything given twice would come first
+            assert await a.get() == "5"
             assert await b.get() == "4" and bare.status.missed == 3
             assert kept.status.missed == 0 and kept.status.resubscribes == 1
 

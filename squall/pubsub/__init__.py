@@ -12,9 +12,9 @@ keeps each channel's last publications (bounded by count and by age,
 publish, and a reader that comes back with its last position resumes
 without a gap: ``subscribe(channel, since=position)`` yields what it missed,
 then the live publications, in order and once each, and says in
-`Subscription.recovered` whether it could (``False``: too old, another
+``Subscription.recovered`` whether it could (``False``: too old, another
 epoch, or more than ``max_recovery`` missed; reload the state and carry on
-from `Subscription.position`). `PubSub.history` reads the kept window.
+from ``Subscription.position``). `PubSub.history` reads the kept window.
 By default nothing is kept (``history_size=0``): offsets are still given.
 
 The engines share the API:
@@ -45,7 +45,7 @@ past the limits given).
 Slow subscribers are bounded: each `Subscription` holds at most
 ``max_pending`` undelivered messages (plus, right after a recovery, the
 publications it recovered). Past that the *oldest* pending message is
-dropped and `Subscription.dropped` counts it, so a stalled reader costs a
+dropped and ``Subscription.dropped`` counts it, so a stalled reader costs a
 fixed amount of memory and, when it catches up, sees the newest messages;
 the offsets it was given jump over those it lost.
 """
@@ -399,7 +399,7 @@ class PubSub(PresenceMixin, _Closing):
         max_recovery: the most publications one `subscribe` with ``since``
             (or one `history` call) returns; past it the reader is told
             ``recovered=False``.
-        presence_ttl: seconds a `join` entry lives unless refreshed (this
+        presence_ttl: seconds a `PubSub.join` entry lives unless refreshed (this
             process refreshes its own every third of it).
     """
 
@@ -471,6 +471,11 @@ class PubSub(PresenceMixin, _Closing):
         self.status.published += 1
         return position
 
+    # Presence (squall.pubsub._presence), documented here.
+    join = PresenceMixin.join
+    presence = PresenceMixin.presence
+    presence_count = PresenceMixin.presence_count
+
     async def subscribe(
         self,
         channel: str,
@@ -483,11 +488,11 @@ class PubSub(PresenceMixin, _Closing):
         Without ``since`` it receives everything published after this
         returns. With ``since`` it first yields every publication after that
         position, from the history kept, then the live ones: no gap, no
-        duplicate, in order, and `Subscription.recovered` says whether that
+        duplicate, in order, and ``Subscription.recovered`` says whether that
         was possible. If not (the position is older than the kept window,
         from another epoch or from the future, or more than ``max_recovery``
         publications were missed) the stream starts after the channel's
-        current top, which is then `Subscription.position`.
+        current top, which is then ``Subscription.position``.
 
         Args:
             channel: the channel name.
@@ -939,32 +944,18 @@ def connect(
     if scheme in ("redis", "rediss", "unix"):
         return RedisPubSub(url or "", max_pending=max_pending, **options)
     if scheme in ("redis+cluster", "rediss+cluster"):
-        from squall.pubsub._cluster import RedisClusterPubSub
-
         return RedisClusterPubSub(url or "", max_pending=max_pending, **options)
     if scheme in ("nats", "tls"):
-        from squall.pubsub._nats import NatsPubSub
-
         return NatsPubSub(url or "", max_pending=max_pending, **options)
     raise ValueError(
         f"pub/sub URL {url!r}: scheme must be memory, redis, rediss, unix, redis+cluster or nats"
     )
 
 
-def __getattr__(name: str) -> Any:
-    # The engines with dependencies of their own load when first named.
-    if name == "RedisClusterPubSub":
-        from squall.pubsub._cluster import RedisClusterPubSub
-
-        return RedisClusterPubSub
-    if name == "NatsPubSub":
-        from squall.pubsub._nats import NatsPubSub
-
-        return NatsPubSub
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-from squall.pubsub._redis import RedisPubSub  # noqa: E402  (it subclasses PubSub)
+# The engines subclass PubSub; their clients (redis, nats-py) load on use.
+from squall.pubsub._cluster import RedisClusterPubSub  # noqa: E402
+from squall.pubsub._nats import NatsPubSub  # noqa: E402
+from squall.pubsub._redis import RedisPubSub  # noqa: E402
 
 for _cls in (
     PubSub,
@@ -978,6 +969,8 @@ for _cls in (
     HistoryResult,
     Status,
     Presence,
+    RedisClusterPubSub,
+    NatsPubSub,
 ):
     _cls.__module__ = __name__
 del _cls

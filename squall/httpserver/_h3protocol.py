@@ -498,9 +498,27 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None
-        if not self._gone:
-            gen_log.info("HTTP/3: handshake from %s not completed in time; dropped", self.context)
+        if self._gone:
+            return
+        gen_log.info("HTTP/3: handshake from %s not completed in time; dropped", self.context)
+        # RFC 9000 section 8.1: until the client's address is validated it
+        # gets at most three times what it sent, and aioquic does not count
+        # a CONNECTION_CLOSE against that: the datagrams of the close that
+        # do not fit are not sent (the client's own timeout ends it then).
+        quic = self._quic
+        paths = quic._network_paths
+        transport = self._transport
+        if not paths or paths[0].is_validated or transport is None:
             self._close_quic()
+            return
+        path = paths[0]
+        room = 3 * path.bytes_received - path.bytes_sent
+        quic.close(error_code=H3Error.H3_NO_ERROR)
+        for data, addr in quic.datagrams_to_send(now=self._loop.time()):
+            if len(data) <= room:
+                room -= len(data)
+                transport.sendto(data, addr)
+        self._on_lost()
 
     def transmit(self) -> None:
         super().transmit()

@@ -90,36 +90,51 @@ def section_cost(data: bytes, table_capacity: int, budget: int) -> tuple[int, in
             raise _Malformed
         _, pos = _integer(data, pos, 7)
         dynamic = table_capacity
+        static = STATIC_ENTRY_MAX + ENTRY_OVERHEAD
+        static_name = STATIC_NAME_MAX + ENTRY_OVERHEAD
+        # One-byte integers (the common case) are read inline: this runs
+        # for every request.
         while pos < n:
             if bound > budget:
                 return bound, fields, True
             byte = data[pos]
             fields += 1
             if byte & 0x80:  # §4.5.2 indexed field line
-                _, pos = _integer(data, pos, 6)
-                bound += STATIC_ENTRY_MAX + ENTRY_OVERHEAD if byte & 0x40 else dynamic
-            elif byte & 0x40:  # §4.5.4 literal with name reference
-                _, pos = _integer(data, pos, 4)
-                if pos >= n:
-                    raise _Malformed
-                value, pos = _string(data, pos, 7)
-                name = STATIC_NAME_MAX + ENTRY_OVERHEAD if byte & 0x10 else dynamic
-                bound += name + value
+                if byte & 0x3F == 0x3F:
+                    _, pos = _integer(data, pos, 6)
+                else:
+                    pos += 1
+                bound += static if byte & 0x40 else dynamic
+                continue
+            if byte & 0x40:  # §4.5.4 literal with name reference
+                if byte & 0x0F == 0x0F:
+                    _, pos = _integer(data, pos, 4)
+                else:
+                    pos += 1
+                bound += static_name if byte & 0x10 else dynamic
             elif byte & 0x20:  # §4.5.6 literal with literal name
                 name, pos = _string(data, pos, 3)
-                if pos >= n:
-                    raise _Malformed
-                value, pos = _string(data, pos, 7)
-                bound += name + value + ENTRY_OVERHEAD
+                bound += name + ENTRY_OVERHEAD
             elif byte & 0x10:  # §4.5.3 indexed field line, post-base index
                 _, pos = _integer(data, pos, 4)
                 bound += dynamic
+                continue
             else:  # §4.5.5 literal with post-base name reference
                 _, pos = _integer(data, pos, 3)
-                if pos >= n:
-                    raise _Malformed
-                value, pos = _string(data, pos, 7)
-                bound += dynamic + value
+                bound += dynamic
+            # The value of the three literal forms: H bit, 7-bit length.
+            if pos >= n:
+                raise _Malformed
+            byte = data[pos]
+            length = byte & 0x7F
+            if length == 0x7F:
+                length, pos = _integer(data, pos, 7)
+            else:
+                pos += 1
+            if pos + length > n:
+                raise _Malformed
+            pos += length
+            bound += length * 8 // 5 + 1 if byte & 0x80 else length
     except _Malformed:
         return bound, fields, False
     return bound, fields, True

@@ -518,6 +518,9 @@ class _H3Protocol(QuicConnectionProtocol):
             if len(data) <= room:
                 room -= len(data)
                 transport.sendto(data, addr)
+        # The connection's timer, for its draining period (what else aioquic
+        # would send now is held to the limit by aioquic itself).
+        self.transmit()
         self._on_lost()
 
     def transmit(self) -> None:

@@ -141,8 +141,10 @@ def test_handshakes_that_never_complete_are_dropped(loop: str) -> None:
                         sock.sendto(data, addr)
                 with ExpectLog(
                     "squall.general", ".*handshake .* not completed", level=logging.INFO
-                ):
-                    await until(lambda: len(server._connections) >= 20, limit=5)
+                ) as dropped:
+                    # Counted as they are dropped: on a loaded machine the
+                    # first may time out before the last is even read.
+                    await until(lambda: dropped.matched >= 20, limit=10)
                     await until(lambda: not server._connections, limit=5)
             finally:
                 sock.close()

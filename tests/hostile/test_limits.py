@@ -58,7 +58,7 @@ def app() -> Application:
 
 @dataclass
 class Attack:
-    sent: int  # bytes on the wire the attacker wrote (payload, not framing)
+    sent: int  # bytes the attack wrote (HTTP/1.1 request, HTTP/2 frames, HTTP/3 stream data)
     answer: str  # what came back: a status, or how the connection ended
 
 
@@ -125,14 +125,15 @@ def h2_frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
     )
 
 
-async def h2_exchange(block: bytes) -> Attack:
-    """A HEADERS frame of ``block`` (HPACK) on stream 1, by prior knowledge;
-    the answer: the status, or GOAWAY's error code."""
+async def h2_exchange(block: bytes, frames: bytes = b"") -> Attack:
+    """A HEADERS frame of ``block`` (HPACK) on stream 1 (or ``frames`` as
+    given), by prior knowledge; the answer: the status, or GOAWAY's code."""
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(0x4, 0, 0, b"")
+    frames = frames or h2_frame(0x1, 0x5, 1, block)  # END_STREAM|END_HEADERS
     async with serving(app(), http2=True) as (_, port):
         reader, writer = await connect(port)
         try:
-            writer.write(preface + h2_frame(0x1, 0x5, 1, block))  # END_STREAM|END_HEADERS
+            writer.write(preface + frames)
             data = b""
             while True:
                 chunk = await reader.read(65536)
@@ -141,10 +142,10 @@ async def h2_exchange(block: bytes) -> Attack:
                 data += chunk
                 answer = h2_answer(data)
                 if answer:
-                    return Attack(len(block), answer)
+                    return Attack(len(frames), answer)
         finally:
             writer.close()
-    return Attack(len(block), h2_answer(data) or "closed")
+    return Attack(len(frames), h2_answer(data) or "closed")
 
 
 def h2_answer(data: bytes) -> str:
@@ -175,6 +176,29 @@ async def h2_header_section() -> Attack:
     value = b"v" * 120
     field = b"\x40\x01x" + bytes([len(value)]) + value  # literal, incremental indexing
     return await h2_exchange(H2_HEAD + field + b"\xbe" * 600)
+
+
+async def h2_single_field() -> Attack:
+    # One 70 KB literal field, in a HEADERS frame and four CONTINUATIONs of
+    # 16 KB (the largest frame the server allows).
+    value = b"v" * (70 * KiB)
+    length = len(value) - 127
+    encoded = bytearray()
+    while length >= 128:
+        encoded.append(length % 128 + 128)
+        length //= 128
+    encoded.append(length)
+    block = H2_HEAD + b"\x40\x01x\x7f" + bytes(encoded) + value
+    pieces = [block[i : i + 16384] for i in range(0, len(block), 16384)]
+    frames = h2_frame(0x1, 0x1, 1, pieces[0])  # END_STREAM
+    for i, piece in enumerate(pieces[1:], 1):
+        frames += h2_frame(0x9, 0x4 if i == len(pieces) - 1 else 0, 1, piece)
+    return await h2_exchange(b"", frames)
+
+
+async def h2_frame_size() -> Attack:
+    # A HEADERS frame of 64 KB, past the 16 KB SETTINGS_MAX_FRAME_SIZE.
+    return await h2_exchange(H2_HEAD + b"\x40\x01x\x7f" + b"\x81\x80\x04" + b"v" * 65538)
 
 
 async def h2_decompressed() -> Attack:
@@ -301,6 +325,16 @@ ROWS = [
     Row("h1", "server", "body (Content-Length 64 MiB)", h1_body, "400", MiB),
     Row("h1", "server", "decompressed (16 MiB gzip bomb)", h1_decompressed, "400", 4 * MiB),
     Row("h2", "server", "header section (600 refs)", h2_header_section, "GOAWAY 0xb", MiB),
+    Row("h2", "server", "single field (70 KB)", h2_single_field, "GOAWAY 0xb", MiB),
+    Row(
+        "h2",
+        "server",
+        "frame size (64 KB HEADERS)",
+        h2_frame_size,
+        "GOAWAY 0x6",
+        MiB,
+        "HTTP/2 error",
+    ),
     Row("h2", "server", "decompressed (HPACK bomb)", h2_decompressed, "GOAWAY 0xb", MiB),
     Row("h3", "server", "header section (90 KB)", h3_header_section, "431", 2 * MiB),
     Row("h3", "server", "field count (1,000)", h3_field_count, "431", 2 * MiB),

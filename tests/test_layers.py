@@ -43,6 +43,7 @@ for level, names in enumerate(
             "_jsonenc",
             "_typetags",
             "_wswrite",
+            "_qpack",
         ],
         ["util", "escape", "log", "options", "speedups"],
         [
@@ -163,6 +164,7 @@ def test_sans_io_cores_import_no_io(path: Path) -> None:
 # loaders and helpers of layer 0, not cores).
 CORES = [
     "_h1",
+    "_qpack",
     "_ws",
     "_h2",
     "_content_coding",

@@ -55,6 +55,7 @@ from aioquic.quic.packet import pull_quic_header
 
 from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
+from squall.httpserver._h3conn import GuardedH3Connection, HeadersRefused
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
 from squall.httpserver._muxstream import stream_census
@@ -244,7 +245,7 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         if isinstance(event, ProtocolNegotiated):
             if event.alpn_protocol in H3_ALPN:
-                self._h3 = H3Connection(self._quic)
+                self._h3 = GuardedH3Connection(self._quic, self.max_header_size)
             return
         if isinstance(event, ConnectionTerminated):
             self._on_lost()
@@ -273,7 +274,9 @@ class _H3Protocol(QuicConnectionProtocol):
                     self._reset(stream, H3Error.H3_INTERNAL_ERROR)
 
     def _on_h3_event(self, event: H3Event) -> None:
-        if isinstance(event, HeadersReceived):
+        if isinstance(event, HeadersRefused):
+            self._on_refused_head(event)
+        elif isinstance(event, HeadersReceived):
             stream = self._streams.get(event.stream_id)
             if stream is None:
                 self._on_request(event)
@@ -380,6 +383,32 @@ class _H3Protocol(QuicConnectionProtocol):
         elif event.stream_ended:
             self._on_end(stream)
 
+    def _on_refused_head(self, event: HeadersRefused) -> None:
+        """A header section over the limit, refused before it was decoded:
+        431 for a request's head (RFC 9114 section 4.2.2, as HTTP/2 answers
+        an HPACK bomb); a request's trailers over it reset the stream."""
+        sid = event.stream_id
+        stream = self._streams.get(sid)
+        if stream is not None:
+            gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, event.reason)
+            self._reset(stream, H3Error.H3_EXCESSIVE_LOAD)
+            return
+        if sid % 4 != 0:
+            return
+        gen_log.info(
+            "Malformed HTTP/3 request from %s: header section too large (%s)",
+            self.context,
+            event.reason,
+        )
+        h3 = self._h3
+        assert h3 is not None
+        try:
+            h3.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
+            self._quic.stop_stream(sid, H3Error.H3_NO_ERROR)
+        except Exception:
+            pass  # the stream is gone in aioquic already
+        self._flush_soon()
+
     def _refuse_request(self, stream: _H3Stream, status: int, message: str) -> None:
         """Answer a bad request on its stream and read no more of it."""
         gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, message)
@@ -469,9 +498,30 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None
-        if not self._gone:
-            gen_log.info("HTTP/3: handshake from %s not completed in time; dropped", self.context)
+        if self._gone:
+            return
+        gen_log.info("HTTP/3: handshake from %s not completed in time; dropped", self.context)
+        # RFC 9000 section 8.1: until the client's address is validated it
+        # gets at most three times what it sent, and aioquic does not count
+        # a CONNECTION_CLOSE against that: the datagrams of the close that
+        # do not fit are not sent (the client's own timeout ends it then).
+        quic = self._quic
+        paths = quic._network_paths
+        transport = self._transport
+        if not paths or paths[0].is_validated or transport is None:
             self._close_quic()
+            return
+        path = paths[0]
+        room = 3 * path.bytes_received - path.bytes_sent
+        quic.close(error_code=H3Error.H3_NO_ERROR)
+        for data, addr in quic.datagrams_to_send(now=self._loop.time()):
+            if len(data) <= room:
+                room -= len(data)
+                transport.sendto(data, addr)
+        # The connection's timer, for its draining period (what else aioquic
+        # would send now is held to the limit by aioquic itself).
+        self.transmit()
+        self._on_lost()
 
     def transmit(self) -> None:
         super().transmit()

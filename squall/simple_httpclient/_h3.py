@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.connection import H3_ALPN
 from aioquic.h3.connection import ErrorCode as H3Error
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
@@ -28,6 +28,7 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
 
 from squall._ws._deflate import split_outside_quotes
 from squall.httpclient import HTTPRequest, HTTPResponse
+from squall.httpserver._h3conn import GuardedH3Connection, HeadersRefused
 from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._h2 import H2AsyncHTTPClient, _Key
@@ -97,7 +98,10 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         QuicConnectionProtocol.__init__(self, quic)
         self.client = client
         self.key = key
-        self.h3 = H3Connection(quic)
+        # A response head is held to the HTTP/2 path's limit (64 KiB),
+        # refused before it is decoded when it could be larger.
+        limit = client.max_header_size or client.http2_limits.max_header_list_size
+        self.h3 = GuardedH3Connection(quic, limit)
         self.streams: dict[int, StreamFetch] = {}
         self.closed = False
         # A draining server's GOAWAY frame is read and dropped by aioquic's
@@ -118,6 +122,15 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         for h3_event in self.h3.handle_event(event):
             if isinstance(h3_event, (HeadersReceived, DataReceived)):
                 self._stream_event(h3_event)
+            elif isinstance(h3_event, HeadersRefused):
+                self._refused(h3_event)
+
+    def _refused(self, event: HeadersRefused) -> None:
+        fetch = self.streams.get(event.stream_id)
+        if fetch is None:
+            return
+        gen_log.warning("Malformed HTTP message from server: %s", event.reason)
+        self.abandon(fetch, HTTPStreamClosedError(f"HTTP/3 response head refused: {event.reason}"))
 
     def _stream_event(self, event: HeadersReceived | DataReceived) -> None:
         sid = event.stream_id

@@ -171,10 +171,10 @@ def test_drain_aborts_what_is_left_at_the_deadline() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         await state.started.wait()
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        # /slow waits for a release that never comes: drain returns only
+        # because its deadline passed (else run()'s 5 s limit fails the test).
         assert await server.drain(timeout=0.05) is False
-        assert loop.time() - t0 < 1
+        assert not state.release.is_set()
         assert await reader.read() == b""
         assert not server._connections
         writer.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from io import BytesIO
 from typing import Any
 from unittest import mock
@@ -136,10 +135,10 @@ class DeadlineTest(ClientTestCase):
         server = await self.serve(handler)
         slow = asyncio.ensure_future(self.fetch(server.url("/hang"), request_timeout=30))
         await asyncio.sleep(0)
-        started = time.monotonic()
+        # Were the client's one timer left armed for the 30 s deadline, this
+        # fetch would outlive gen_test's own limit: no clock to read here.
         with self.assertRaises(HTTPTimeoutError) as caught:
             await self.fetch(server.url("/hang"), request_timeout=0.05)
-        self.assertLess(time.monotonic() - started, 1.0)
         self.assertEqual(str(caught.exception), "Timeout during request")
         self.assertFalse(slow.done())
         release.set()

@@ -17,14 +17,15 @@ import pytest
 
 pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
 
-from aioquic.h3.connection import FrameType, encode_frame  # noqa: E402
+from aioquic.buffer import encode_uint_var  # noqa: E402
+from aioquic.h3.connection import FrameType, H3Connection, Setting, encode_frame  # noqa: E402
 from aioquic.quic.connection import QuicConnection  # noqa: E402
 
 from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, ExpectLog  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from tests._wait import until  # noqa: E402
-from tests.h3._client import client_configuration, h3_client  # noqa: E402
+from tests.h3._client import Response, client_configuration, h3_client  # noqa: E402
 
 from ._serve import LOOPS, run, serving  # noqa: E402
 
@@ -140,8 +141,10 @@ def test_handshakes_that_never_complete_are_dropped(loop: str) -> None:
                         sock.sendto(data, addr)
                 with ExpectLog(
                     "squall.general", ".*handshake .* not completed", level=logging.INFO
-                ):
-                    await until(lambda: len(server._connections) >= 20, limit=5)
+                ) as dropped:
+                    # Counted as they are dropped: on a loaded machine the
+                    # first may time out before the last is even read.
+                    await until(lambda: dropped.matched >= 20, limit=10)
                     await until(lambda: not server._connections, limit=5)
             finally:
                 sock.close()
@@ -170,3 +173,212 @@ def test_connection_kept_alive_by_pings_alone_is_closed(loop: str) -> None:
                 assert client._quic._close_event.error_code == 0x100  # H3_NO_ERROR
 
     run(main, loop)
+
+
+# -- header sections: every limit before the work it bounds (issue 63) ------------
+
+
+def qpack_bomb(references: int) -> tuple[bytes, bytes]:
+    """An encoder-stream instruction that fills the dynamic table with one
+    entry of about 4 KB, and a request's field section of ``references``
+    one-byte references to it (RFC 9204 §4.3, §4.5.2)."""
+    name, value = b"x-a", b"v" * (4096 - 32 - 3)
+    capacity = b"\x3f\xe1\x1f"  # Set Dynamic Table Capacity 4096
+    # Insert With Literal Name (5-bit name length), then a 7-bit value length.
+    insert = bytes([0x40 | len(name)]) + name + b"\x7f" + encode_int(len(value) - 127) + value
+    # Required Insert Count 1 (encoded as 2), Delta Base 0; :method GET,
+    # :scheme https, :path /, :authority localhost; then the references.
+    head = b"\x02\x00\xd1\xd7\xc1\x50\x09localhost"
+    return capacity + insert, head + b"\x80" * references
+
+
+def encode_int(n: int) -> bytes:
+    """The continuation bytes of a prefixed integer (RFC 7541 §5.1)."""
+    out = bytearray()
+    while n >= 128:
+        out.append(n % 128 + 128)
+        n //= 128
+    out.append(n)
+    return bytes(out)
+
+
+def server_h3(server: Any) -> Any:
+    (conn,) = server._connections
+    return conn._h3
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_qpack_bomb_refused_before_decoding(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 16,000 references to one 4 KB entry decode to 62 MiB: the server
+    # answers 431 having decoded none of it (it used to decode it all,
+    # +128 MiB and seconds of CPU, then answer 431).
+    decoded: list[int] = []
+    original = H3Connection._decode_headers
+
+    def counting(self: Any, stream_id: int, frame_data: Any) -> Any:
+        headers = original(self, stream_id, frame_data)
+        if not self._is_client:
+            decoded.append(sum(len(n) + len(v) for n, v in headers))
+        return headers
+
+    monkeypatch.setattr(H3Connection, "_decode_headers", counting)
+
+    async def main() -> None:
+        async with serving(app(), **options()) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            async with h3_client(port) as client:
+                await client.until(lambda: client.h3.received_settings is not None)
+                instructions, section = qpack_bomb(16_000)
+                client._quic.send_stream_data(client.h3._local_encoder_stream_id, instructions)
+                client.transmit()
+                # The insert has arrived once a round trip after it has.
+                await client.ping()
+                sid = client._quic.get_next_available_stream_id()
+                client.responses[sid] = r = Response()
+                with ExpectLog("squall.general", ".*could decode to more than", level=logging.INFO):
+                    client._quic.send_stream_data(
+                        sid, encode_frame(FrameType.HEADERS, section), True
+                    )
+                    client.transmit()
+                    await client.until(lambda: r.ended or r.reset is not None)
+                assert r.status == 431
+                assert sum(decoded) <= 4 * 65536, f"decoded {sum(decoded)} bytes first"
+            assert await served_ok(port)
+
+    run(main, loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_headers_frame_announced_too_long_refused_at_once(loop: str) -> None:
+    # A HEADERS frame announced at 1 GiB: 431 as soon as its length is
+    # read, and what follows of it is passed over, not gathered (it used
+    # to be gathered by concatenation, quadratic in the frame's length).
+    async def main() -> None:
+        async with serving(app(), **options()) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            async with h3_client(port) as client:
+                sid = client._quic.get_next_available_stream_id()
+                client.responses[sid] = r = Response()
+                start = encode_uint_var(FrameType.HEADERS) + encode_uint_var(1 << 30)
+                with ExpectLog(
+                    "squall.general", ".*header section of 1073741824", level=logging.INFO
+                ):
+                    client._quic.send_stream_data(sid, start)
+                    for _ in range(64):
+                        client._quic.send_stream_data(sid, b"\x00" * 4096)
+                    client.transmit()
+                    await client.until(lambda: r.ended or r.reset is not None)
+                assert r.status == 431
+                await client.ping()
+                h3 = server_h3(server)
+                held = h3._stream.get(sid)
+                assert held is None or len(held.buffer) < 4096
+            assert await served_ok(port)
+
+    run(main, loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_settings_frame_announced_too_long_closes_the_connection(loop: str) -> None:
+    async def main() -> None:
+        async with serving(app(), **options()) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            async with h3_client(port) as client:
+                # A second control stream would be an error of its own: the
+                # attacker opens its control stream by hand, with a SETTINGS
+                # frame announced at 1 GiB.
+                client.h3._peer_control_stream_id = None
+                sid = client._quic.get_next_available_stream_id(is_unidirectional=True)
+                frame = encode_uint_var(FrameType.SETTINGS) + encode_uint_var(1 << 30)
+                h3 = server_h3(server)
+                h3._peer_control_stream_id = None
+                h3._settings_received = False
+                client._quic.send_stream_data(sid, b"\x00" + frame + b"\x00" * 1000)
+                client.transmit()
+                await until(lambda: client._quic._close_event is not None, limit=5)
+                assert client._quic._close_event.error_code == 0x107  # H3_EXCESSIVE_LOAD
+                client._closed.set()
+            assert await served_ok(port)
+
+    run(main, loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_requests_using_the_dynamic_table_still_served(loop: str) -> None:
+    async def main() -> None:
+        async with serving(app(), **options()) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            async with h3_client(port) as client:
+                # Our QPACK settings (RFC 9204 section 5), and the limit.
+                await client.until(lambda: client.h3.received_settings is not None)
+                settings = client.h3.received_settings
+                assert settings[Setting.QPACK_MAX_TABLE_CAPACITY] == 4096
+                assert settings[Setting.QPACK_BLOCKED_STREAMS] == 0
+                assert settings[Setting.MAX_FIELD_SECTION_SIZE] == 65536
+                fields = [("x-trace", "a" * 200), ("cookie", "c" * 3000)]
+                for _ in range(5):
+                    r = await client.fetch("/", headers=fields)
+                    assert r.status == 200 and r.body == b"hello"
+                # The client's encoder did put entries in the server's table.
+                assert client.h3._encoder_bytes_sent > 1000
+                r = await client.fetch("/", headers=[(f"x-big{i}", "b" * 9000) for i in range(8)])
+                assert r.status == 431
+
+    run(main, loop)
+
+
+class Counting(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.received += len(data)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_handshake_timeout_close_keeps_to_the_amplification_limit(loop: str) -> None:
+    # RFC 9000 section 8.1: until the client's address is validated, the
+    # server sends it at most three times what it received; the handshake
+    # timeout's CONNECTION_CLOSE included (it used to go past: 3,726 bytes
+    # sent for 1,200 received).
+    async def main() -> None:
+        async with serving(app(), **options(header_timeout=0.5)) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            transport, counter = await asyncio.get_running_loop().create_datagram_endpoint(
+                Counting, remote_addr=("127.0.0.1", port)
+            )
+            try:
+                quic = QuicConnection(configuration=client_configuration())
+                quic.connect(("127.0.0.1", port), now=time.monotonic())
+                sent = 0
+                for data, _ in quic.datagrams_to_send(now=time.monotonic()):
+                    transport.sendto(data)
+                    sent += len(data)
+                await until(lambda: len(server._connections) == 1, limit=5)
+                (conn,) = server._connections
+                path = conn._quic._network_paths[0]
+                await until(lambda: path.bytes_sent > 0, limit=5)
+                assert path.bytes_received == sent and not path.is_validated
+                # The server's first flight has used all but 50 bytes of
+                # what it may send (as a longer certificate chain would).
+                path.bytes_sent = 3 * path.bytes_received - 50
+                await client_turns(3)
+                before = counter.received
+                with ExpectLog(
+                    "squall.general", ".*handshake .* not completed", level=logging.INFO
+                ):
+                    await until(lambda: not server._connections, limit=5)
+                # What the server sent before it forgot the connection has
+                # reached the socket (loopback), and been read, a turn later.
+                await client_turns(3)
+                assert before > 0
+                assert counter.received - before <= 50, counter.received - before
+            finally:
+                transport.close()
+
+    run(main, loop)
+
+
+async def client_turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)

@@ -1,0 +1,140 @@
+"""What a QPACK field section can cost to decode, read from its encoded bytes.
+
+QPACK (RFC 9204) is decoded by ls-qpack (through aioquic), in one call that
+cannot be stopped halfway: a 16 KB section of one-byte references to one
+4 KB dynamic-table entry decodes to 64 MB before anything can compare the
+result with a limit. So the limit is checked first, here: `section_cost`
+walks the section's field lines (RFC 9204 §4.5) without decoding them and
+gives an upper bound of the decoded size, counted as RFC 9114 §4.2.2
+counts it (name + value + 32 per field), and the number of fields. A
+reference to the dynamic table counts as the table's whole capacity (an
+entry is at most that, RFC 9204 §3.2.1), one to the static table as its
+largest entry, a Huffman-coded string as 8/5 of its length (no code is
+shorter than 5 bits). The walk stops as soon as the bound passes the
+budget, so its own work is bounded by the budget, not by the section.
+"""
+
+from __future__ import annotations
+
+__all__ = ["section_cost", "STATIC_ENTRY_MAX", "STATIC_NAME_MAX", "ENTRY_OVERHEAD"]
+
+# RFC 9204 Appendix A: the longest static entry, name and value (76 bytes:
+# content-security-policy's), and the longest name (32).
+# tests/test_qpack.py checks them against the decoder's own table.
+STATIC_ENTRY_MAX = 76
+STATIC_NAME_MAX = 32
+# RFC 9204 §3.2.1 / RFC 9114 §4.2.2: each field counts 32 bytes beyond its
+# name and value.
+ENTRY_OVERHEAD = 32
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _integer(data: bytes, pos: int, prefix: int) -> tuple[int, int]:
+    """RFC 9204 §4.1.1 (RFC 7541 §5.1): the integer whose first byte is at
+    ``pos`` with a ``prefix``-bit prefix, and the position after it."""
+    mask = (1 << prefix) - 1
+    value = data[pos] & mask
+    pos += 1
+    if value < mask:
+        return value, pos
+    shift = 0
+    n = len(data)
+    while True:
+        if pos >= n or shift > 56:
+            raise _Malformed
+        byte = data[pos]
+        pos += 1
+        value += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _string(data: bytes, pos: int, prefix: int) -> tuple[int, int]:
+    """A string literal whose Huffman bit sits just above a ``prefix``-bit
+    length: its longest decoded length, and the position after it."""
+    huffman = data[pos] & (1 << prefix)
+    length, pos = _integer(data, pos, prefix)
+    end = pos + length
+    if end > len(data):
+        raise _Malformed
+    return (length * 8 // 5 + 1 if huffman else length), end
+
+
+def section_cost(data: bytes, table_capacity: int, budget: int) -> tuple[int, int, bool]:
+    """Bound the decoded size of one encoded field section.
+
+    Args:
+        data: the HEADERS frame's payload (prefix and field lines).
+        table_capacity: the dynamic table capacity this decoder announced.
+        budget: stop reading once the bound passes this.
+
+    Returns:
+        ``(bound, fields, well_formed)``: the decoded size is at most
+        ``bound`` if ``bound <= budget`` (else the walk stopped early and
+        the section is larger still); ``fields`` field lines were read; a
+        section that ends inside a field line is not well formed (its cost
+        so far is still a bound of what a decoder would do before failing).
+    """
+    n = len(data)
+    bound = fields = 0
+    try:
+        if not n:
+            raise _Malformed
+        # Required Insert Count, then the sign bit and Delta Base.
+        _, pos = _integer(data, 0, 8)
+        if pos >= n:
+            raise _Malformed
+        _, pos = _integer(data, pos, 7)
+        dynamic = table_capacity
+        static = STATIC_ENTRY_MAX + ENTRY_OVERHEAD
+        static_name = STATIC_NAME_MAX + ENTRY_OVERHEAD
+        # One-byte integers (the common case) are read inline: this runs
+        # for every request.
+        while pos < n:
+            if bound > budget:
+                return bound, fields, True
+            byte = data[pos]
+            fields += 1
+            if byte & 0x80:  # §4.5.2 indexed field line
+                if byte & 0x3F == 0x3F:
+                    _, pos = _integer(data, pos, 6)
+                else:
+                    pos += 1
+                bound += static if byte & 0x40 else dynamic
+                continue
+            if byte & 0x40:  # §4.5.4 literal with name reference
+                if byte & 0x0F == 0x0F:
+                    _, pos = _integer(data, pos, 4)
+                else:
+                    pos += 1
+                bound += static_name if byte & 0x10 else dynamic
+            elif byte & 0x20:  # §4.5.6 literal with literal name
+                name, pos = _string(data, pos, 3)
+                bound += name + ENTRY_OVERHEAD
+            elif byte & 0x10:  # §4.5.3 indexed field line, post-base index
+                _, pos = _integer(data, pos, 4)
+                bound += dynamic
+                continue
+            else:  # §4.5.5 literal with post-base name reference
+                _, pos = _integer(data, pos, 3)
+                bound += dynamic
+            # The value of the three literal forms: H bit, 7-bit length.
+            if pos >= n:
+                raise _Malformed
+            byte = data[pos]
+            length = byte & 0x7F
+            if length == 0x7F:
+                length, pos = _integer(data, pos, 7)
+            else:
+                pos += 1
+            if pos + length > n:
+                raise _Malformed
+            pos += length
+            bound += length * 8 // 5 + 1 if byte & 0x80 else length
+    except _Malformed:
+        return bound, fields, False
+    return bound, fields, True

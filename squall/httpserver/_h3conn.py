@@ -1,0 +1,213 @@
+"""aioquic's HTTP/3 layer with our QPACK settings and our limits, each
+checked before the work it bounds (server and client use it alike).
+
+- QPACK (RFC 9204 §5): a dynamic table of `QPACK_TABLE_CAPACITY` bytes and
+  `QPACK_BLOCKED_STREAMS` blocked streams (none: a peer's encoder may use
+  only entries we have acknowledged, so no stream ever waits here with its
+  input piling up), announced in SETTINGS with SETTINGS_MAX_FIELD_SECTION_SIZE
+  (RFC 9114 §7.2.4.1).
+- A HEADERS frame longer than the field section limit is refused as soon
+  as its length is read (a section never encodes to more than its
+  decoded size counts), and its payload is skipped as it arrives, not
+  gathered (RFC 9114 §4.2.2, §10.5). A SETTINGS or MAX_PUSH_ID frame
+  longer than `CONTROL_FRAME_MAX`, or a PUSH_PROMISE over the limit, is a
+  connection error (H3_EXCESSIVE_LOAD).
+- A section whose decoded size could pass ``decode_budget`` (four times
+  the limit), or with more field lines than allowed, is refused before
+  the decoder sees it: ls-qpack decodes a section in one call that cannot
+  be stopped, so the bound comes from the section's references
+  (`squall._qpack.section_cost`). What passes is decoded, and refused
+  after all if its real size or count is over the limit (before aioquic
+  validates it byte by byte).
+
+A refused section becomes a `HeadersRefused` event, and nothing else of
+that stream is reported; the driver answers it (431 on a server, an error
+for the client's fetch) and stops the stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pylsqpack
+from aioquic.h3.connection import ErrorCode as H3Error
+from aioquic.h3.connection import (
+    FrameType,
+    H3Connection,
+    H3Stream,
+    HeadersState,
+    ProtocolError,
+    Setting,
+)
+from aioquic.h3.events import DataReceived, H3Event, Headers, HeadersReceived
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import QuicEvent
+
+from squall._h1 import H1Limits
+from squall._qpack import ENTRY_OVERHEAD, section_cost
+
+__all__ = [
+    "CONTROL_FRAME_MAX",
+    "GuardedH3Connection",
+    "HeadersRefused",
+    "MAX_FIELDS",
+    "QPACK_BLOCKED_STREAMS",
+    "QPACK_TABLE_CAPACITY",
+]
+
+# The dynamic table a peer's encoder may fill (the common 4 KiB: aioquic's,
+# nghttp3's, Chrome's); each reference to it costs at most this much.
+QPACK_TABLE_CAPACITY = 4096
+QPACK_BLOCKED_STREAMS = 0
+# Field lines in one section: HTTP/1.1's limit.
+MAX_FIELDS = H1Limits().max_header_count
+# SETTINGS and MAX_PUSH_ID are read whole; real ones are tens of bytes.
+CONTROL_FRAME_MAX = 4096
+# How many times the section limit the decoder may be asked to produce
+# before the section's real size is known.
+_BUDGET_FACTOR = 4
+# A reserved frame type (RFC 9114 §7.2.8): aioquic drops such a frame's
+# payload as it arrives, which is what a refused HEADERS frame needs.
+_SKIPPED = 0x21
+
+
+@dataclass
+class HeadersRefused(H3Event):
+    """A field section refused unread (or read and found over the limit)."""
+
+    stream_id: int
+    reason: str
+
+
+class _ExcessiveLoad(ProtocolError):
+    error_code = H3Error.H3_EXCESSIVE_LOAD
+
+
+class _Refused(Exception):
+    pass
+
+
+class GuardedH3Connection(H3Connection):
+    """`H3Connection` with a field section limit enforced before decoding.
+
+    Args:
+        quic: the QUIC connection.
+        max_field_section: largest header section, counted as RFC 9114
+            §4.2.2 counts it (name + value + 32 per field).
+        max_fields: most field lines in one section.
+    """
+
+    def __init__(
+        self, quic: QuicConnection, max_field_section: int, max_fields: int = MAX_FIELDS
+    ) -> None:
+        self.max_field_section = max_field_section
+        self.max_fields = max_fields
+        self.decode_budget = _BUDGET_FACTOR * max_field_section
+        self._refusals: list[H3Event] = []
+        # Streams refused: their later events are not reported.
+        self._refused: set[int] = set()
+        super().__init__(quic)
+
+    def _init_connection(self) -> None:
+        # Runs at the end of H3Connection.__init__, before the SETTINGS
+        # are sent and before the decoder has read anything.
+        self._max_table_capacity = QPACK_TABLE_CAPACITY
+        self._blocked_streams = QPACK_BLOCKED_STREAMS
+        self._decoder = pylsqpack.Decoder(QPACK_TABLE_CAPACITY, QPACK_BLOCKED_STREAMS)
+        super()._init_connection()
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        settings[Setting.MAX_FIELD_SECTION_SIZE] = self.max_field_section
+        return settings
+
+    def handle_event(self, event: QuicEvent) -> list[H3Event]:
+        events = super().handle_event(event)
+        refused = self._refused
+        if not refused:
+            return events
+        out = self._refusals
+        self._refusals = []
+        for h3_event in events:
+            if not (
+                isinstance(h3_event, (HeadersReceived, DataReceived))
+                and h3_event.stream_id in refused
+            ):
+                out.append(h3_event)
+        # Streams aioquic has let go of are done with.
+        refused.intersection_update(self._stream)
+        return out
+
+    # -- limits, at the points aioquic reads frames ---------------------------------
+
+    def _check_request_or_push_frame_type(self, frame_type: int, stream: H3Stream) -> None:
+        super()._check_request_or_push_frame_type(frame_type, stream)
+        if frame_type not in (FrameType.HEADERS, FrameType.PUSH_PROMISE):
+            return
+        size = stream.frame_size
+        if size is not None and size > self.max_field_section:
+            reason = f"header section of {size} bytes (limit {self.max_field_section})"
+            if frame_type == FrameType.PUSH_PROMISE:
+                raise _ExcessiveLoad(reason)
+            self._refuse(stream, reason)
+            stream.frame_type = _SKIPPED
+
+    def _check_control_frame_type(self, frame_type: int) -> None:
+        super()._check_control_frame_type(frame_type)
+        if frame_type in (FrameType.SETTINGS, FrameType.MAX_PUSH_ID):
+            sid = self._peer_control_stream_id
+            size = self._stream[sid].frame_size if sid is not None else None
+            if size is not None and size > CONTROL_FRAME_MAX:
+                raise _ExcessiveLoad(f"control frame of {size} bytes")
+
+    def _decode_headers(self, stream_id: int, frame_data: Optional[bytes]) -> Headers:
+        if frame_data is not None:
+            bound, fields, _ = section_cost(
+                frame_data, self._max_table_capacity, self.decode_budget
+            )
+            if bound > self.decode_budget:
+                raise _Refused(f"header section could decode to more than {bound} bytes")
+            if fields > self.max_fields:
+                raise _Refused(f"{fields} header fields (limit {self.max_fields})")
+        headers = super()._decode_headers(stream_id, frame_data)
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value) + ENTRY_OVERHEAD
+        if size > self.max_field_section:
+            raise _Refused(f"header section of {size} bytes (limit {self.max_field_section})")
+        if len(headers) > self.max_fields:
+            raise _Refused(f"{len(headers)} header fields (limit {self.max_fields})")
+        return headers
+
+    def _handle_request_or_push_frame(
+        self,
+        frame_type: int,
+        frame_data: Optional[bytes],
+        stream: H3Stream,
+        stream_ended: bool,
+    ) -> list[H3Event]:
+        try:
+            return super()._handle_request_or_push_frame(
+                frame_type, frame_data, stream, stream_ended
+            )
+        except _Refused as exc:
+            if frame_type != FrameType.HEADERS:
+                raise _ExcessiveLoad(str(exc)) from None
+            self._refuse(stream, str(exc))
+            return []
+
+    def _refuse(self, stream: H3Stream, reason: str) -> None:
+        sid = stream.stream_id
+        # Whatever follows on the stream is passed over (DATA after a
+        # refused head is not a protocol error), and not reported.
+        stream.headers_recv_state = HeadersState.AFTER_HEADERS
+        if sid in self._refused:
+            return
+        self._refused.add(sid)
+        self._refusals.append(HeadersRefused(stream_id=sid, reason=reason))
+        # RFC 9204 §4.4.2: the peer's encoder may release what this
+        # section referenced.
+        decoder_stream = self._local_decoder_stream_id
+        if decoder_stream is not None:
+            self._quic.send_stream_data(decoder_stream, self._decoder.cancel_stream(sid))

@@ -38,7 +38,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from netlab import Host, Lab, LabError  # noqa: E402
+from netlab import Lab, LabError  # noqa: E402
 from services import (  # noqa: E402
     HERE,
     REPO,
@@ -94,13 +94,19 @@ class Bench:
 
     def start_single(self) -> Service:
         if self.single is None:
-            self.single = start_redis(self.lab, self.redis_host, self.workdir, cpus=SERVER_CPUS, echo=self.echo)
+            self.single = start_redis(
+                self.lab, self.redis_host, self.workdir, cpus=SERVER_CPUS, echo=self.echo
+            )
         return self.single
 
     def start_cluster(self) -> RedisCluster:
         if self.cluster is None:
             self.cluster = start_redis_cluster(
-                self.lab, self.cluster_hosts, self.workdir / f"c{time.monotonic_ns()}", cpus=SERVER_CPUS, echo=self.echo
+                self.lab,
+                self.cluster_hosts,
+                self.workdir / f"c{time.monotonic_ns()}",
+                cpus=SERVER_CPUS,
+                echo=self.echo,
             )
         return self.cluster
 
@@ -135,13 +141,23 @@ class Bench:
         nodes = []
         for host in self.nodes[:count]:
             if framework == "squall":
-                nodes.append(start_squall_node(self.lab, host, url, port=PORT, cpus=SERVER_CPUS, echo=self.echo))
+                nodes.append(
+                    start_squall_node(
+                        self.lab, host, url, port=PORT, cpus=SERVER_CPUS, echo=self.echo
+                    )
+                )
             else:
-                nodes.append(start_sio_node(self.lab, host, url, port=PORT, cpus=SERVER_CPUS, echo=self.echo))
+                nodes.append(
+                    start_sio_node(self.lab, host, url, port=PORT, cpus=SERVER_CPUS, echo=self.echo)
+                )
         return nodes
 
     def start_clients(
-        self, framework: str, targets: list[tuple[str, int]], subscribers: int, reconnect: bool = False
+        self,
+        framework: str,
+        targets: list[tuple[str, int]],
+        subscribers: int,
+        reconnect: bool = False,
     ) -> list[Service]:
         procs = []
         share = math.ceil(subscribers / len(self.clients))
@@ -162,18 +178,45 @@ class Bench:
                 "connect_timeout": 90,
             }
             argv = [sys.executable, str(HERE / "subscribers.py"), json.dumps(spec)]
-            procs.append(spawn(self.lab, host, f"clients-{host.name}", argv, CLIENT_CPUS, False, stdin=subprocess.PIPE))
+            procs.append(
+                spawn(
+                    self.lab,
+                    host,
+                    f"clients-{host.name}",
+                    argv,
+                    CLIENT_CPUS,
+                    False,
+                    stdin=subprocess.PIPE,
+                )
+            )
             first += count
         return procs
 
     def publisher(self, framework: str, url: str, seconds: float) -> Service:
         a = self.args
         if framework == "squall":
-            argv = [sys.executable, str(HERE / "publisher.py"), url, str(a.channels), str(a.rate), str(seconds)]
+            argv = [
+                sys.executable,
+                str(HERE / "publisher.py"),
+                url,
+                str(a.channels),
+                str(a.rate),
+                str(seconds),
+            ]
             env = dict(os.environ, PYTHONPATH=str(REPO))
             return spawn(self.lab, self.pub, "publisher", argv, CLIENT_CPUS, self.echo, env=env)
-        argv = ["node", str(HERE / "sio" / "server.js"), "publish", url, str(a.channels), str(a.rate), str(seconds)]
-        return spawn(self.lab, self.pub, "publisher", argv, CLIENT_CPUS, self.echo, cwd=str(HERE / "sio"))
+        argv = [
+            "node",
+            str(HERE / "sio" / "server.js"),
+            "publish",
+            url,
+            str(a.channels),
+            str(a.rate),
+            str(seconds),
+        ]
+        return spawn(
+            self.lab, self.pub, "publisher", argv, CLIENT_CPUS, self.echo, cwd=str(HERE / "sio")
+        )
 
     def run(
         self, framework: str, kind: str, nodes: int, fault: Optional[str] = None
@@ -184,8 +227,13 @@ class Bench:
             subscribers = min(a.subscribers, 8000)  # through one nginx worker: two descriptors each
         url, redis_pids = self.broker(kind, framework)
         row: dict[str, Any] = {
-            "framework": framework, "broker": kind, "nodes": nodes, "subscribers": subscribers,
-            "channels": a.channels, "rate": a.rate, "seconds": a.seconds,
+            "framework": framework,
+            "broker": kind,
+            "nodes": nodes,
+            "subscribers": subscribers,
+            "channels": a.channels,
+            "rate": a.rate,
+            "seconds": a.seconds,
         }
         if fault:
             row["fault"] = fault
@@ -193,7 +241,15 @@ class Bench:
         front = None
         try:
             if fault:
-                front = start_nginx(self.lab, self.front, [f"{s.host.address}:{PORT}" for s in servers], self.workdir, port=PORT, cpus=SERVER_CPUS, echo=self.echo)
+                front = start_nginx(
+                    self.lab,
+                    self.front,
+                    [f"{s.host.address}:{PORT}" for s in servers],
+                    self.workdir,
+                    port=PORT,
+                    cpus=SERVER_CPUS,
+                    echo=self.echo,
+                )
                 targets = [(self.front.address, PORT)]
             else:
                 targets = [(s.host.address, PORT) for s in servers]
@@ -219,7 +275,10 @@ class Bench:
                 self.inject(fault, servers, started)
             published = json.loads(pub.out.expect(r'^\{"published"', a.seconds + 60))
             time.sleep(a.drain)
-            cpu1 = cpu_seconds([s.pid for s in servers if s.proc.poll() is None]), cpu_seconds(redis_pids)
+            cpu1 = (
+                cpu_seconds([s.pid for s in servers if s.proc.poll() is None]),
+                cpu_seconds(redis_pids),
+            )
             reports = []
             for c in clients:
                 c.proc.stdin.write(b"report\n")
@@ -227,7 +286,10 @@ class Bench:
                 reports.append(json.loads(c.out.expect(r'^\{"report"', 60))["report"])
                 if self.echo:
                     r = reports[-1]
-                    print(f"[{c.name}] held={r['held']} received={r['received']} closed={r['closed']} refusals={r['refusals']}", file=sys.stderr)
+                    print(
+                        f"[{c.name}] held={r['held']} received={r['received']} closed={r['closed']} refusals={r['refusals']}",
+                        file=sys.stderr,
+                    )
             self.summarize(row, reports, published, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
         finally:
             for svc in servers + ([front] if front else []):
@@ -251,7 +313,12 @@ class Bench:
             primary.proc.send_signal(signal.SIGCONT)
 
     def summarize(
-        self, row: dict[str, Any], reports: list[dict[str, Any]], published: dict[str, Any], node_cpu: float, redis_cpu: float
+        self,
+        row: dict[str, Any],
+        reports: list[dict[str, Any]],
+        published: dict[str, Any],
+        node_cpu: float,
+        redis_cpu: float,
     ) -> None:
         counts = published["published"]
         expected = received = dups = 0
@@ -290,6 +357,7 @@ class Bench:
             server_us_per_delivery=round(node_cpu / received * 1e6, 2) if received else None,
             redis_us_per_publish=round(redis_cpu / sum(counts) * 1e6, 1) if sum(counts) else None,
             max_pause_s=round(max(r["max_gap"] for r in reports), 3),
+            client_cpu_s=round(sum(r["cpu"] for r in reports), 2),
         )
         if resume or any(r["closed"] for r in reports):
             row.update(
@@ -300,12 +368,23 @@ class Bench:
 
 
 COLUMNS = [
-    ("framework", 9), ("broker", 15), ("nodes", 5), ("held", 6), ("deliveries_per_s", 9),
-    ("p50_ms", 7), ("p99_ms", 7), ("max_ms", 7), ("server_us_per_delivery", 9),
-    ("redis_us_per_publish", 9), ("missing", 8), ("duplicated", 5),
+    ("framework", 9),
+    ("broker", 15),
+    ("nodes", 5),
+    ("held", 6),
+    ("deliveries_per_s", 9),
+    ("p50_ms", 7),
+    ("p99_ms", 7),
+    ("max_ms", 7),
+    ("server_us_per_delivery", 9),
+    ("redis_us_per_publish", 9),
+    ("missing", 8),
+    ("duplicated", 5),
 ]
 HEADS = {
-    "deliveries_per_s": "deliv/s", "server_us_per_delivery": "srv us/d", "redis_us_per_publish": "redis us/p",
+    "deliveries_per_s": "deliv/s",
+    "server_us_per_delivery": "srv us/d",
+    "redis_us_per_publish": "redis us/p",
     "duplicated": "dups",
 }
 
@@ -322,12 +401,24 @@ def show(row: dict[str, Any], header: bool = False) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     small = os.environ.get("SMALL") == "1"
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscribers", type=int, default=int(os.environ.get("SUBSCRIBERS", 2000 if small else 20000)))
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=int(os.environ.get("SUBSCRIBERS", 2000 if small else 20000)),
+    )
     parser.add_argument("--channels", type=int, default=int(os.environ.get("CHANNELS", 100)))
-    parser.add_argument("--rate", type=float, default=float(os.environ.get("RATE", 100)), help="publishes/s in all")
-    parser.add_argument("--seconds", type=float, default=float(os.environ.get("SECONDS", 5 if small else 15)))
-    parser.add_argument("--nodes", default=os.environ.get("NODES", "1,2,4"), help="node counts, e.g. 1,2,4")
-    parser.add_argument("--brokers", default=os.environ.get("BROKERS", "redis,cluster-classic,cluster-sharded"))
+    parser.add_argument(
+        "--rate", type=float, default=float(os.environ.get("RATE", 100)), help="publishes/s in all"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=float(os.environ.get("SECONDS", 5 if small else 15))
+    )
+    parser.add_argument(
+        "--nodes", default=os.environ.get("NODES", "1,2,4"), help="node counts, e.g. 1,2,4"
+    )
+    parser.add_argument(
+        "--brokers", default=os.environ.get("BROKERS", "redis,cluster-classic,cluster-sharded")
+    )
     parser.add_argument("--frameworks", default=os.environ.get("FRAMEWORKS", "squall,socketio"))
     parser.add_argument("--partitions", type=int, default=128)
     parser.add_argument("--sources", type=int, default=4, help="source addresses per client host")
@@ -351,10 +442,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             plan = []
             sharded = bench.args and "redis+cluster://x:1?sharded=1"
             if engine_supports(sharded) is None:
-                plan += [("squall", "cluster-sharded", 2, "kill-primary"), ("squall", "cluster-sharded", 2, "stop-primary")]
+                plan += [
+                    ("squall", "cluster-sharded", 2, "kill-primary"),
+                    ("squall", "cluster-sharded", 2, "stop-primary"),
+                ]
             else:
                 print(f"== Redis primary faults skipped: {engine_supports(sharded)}", flush=True)
-            plan.append(("squall", "cluster-sharded" if not engine_supports(sharded) else "redis", 2, "kill-node"))
+            plan.append(
+                (
+                    "squall",
+                    "cluster-sharded" if not engine_supports(sharded) else "redis",
+                    2,
+                    "kill-node",
+                )
+            )
             for framework, kind, nodes, fault in plan:
                 bench.stop_cluster()  # a fresh cluster for each fault
                 row = bench.run(framework, kind, nodes, fault)
@@ -368,7 +469,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         if framework == "socketio" and kind == "cluster-classic":
                             continue  # the contender runs its sharded adapter only
                         if framework == "squall" and kind != "redis":
-                            why = engine_supports(f"redis+cluster://x:1?sharded={int(kind == 'cluster-sharded')}")
+                            why = engine_supports(
+                                f"redis+cluster://x:1?sharded={int(kind == 'cluster-sharded')}"
+                            )
                             if why:
                                 print(f"== squall {kind}: skipped ({why})", flush=True)
                                 continue

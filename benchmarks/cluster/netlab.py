@@ -28,7 +28,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 BENCH_RANGE = ipaddress.ip_network("198.18.0.0/15")
 LOOPBACK_RANGE = ipaddress.ip_network("127.77.0.0/16")
@@ -241,9 +242,13 @@ class Lab:
 
     def run(self, host: Host, argv: Sequence[str], timeout: float = 30) -> str:
         """Runs ``argv`` in ``host`` to completion; its stdout (raises on failure)."""
-        done = subprocess.run(self.command(host, argv), capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            self.command(host, argv), capture_output=True, text=True, timeout=timeout
+        )
         if done.returncode != 0:
-            raise LabError(f"{' '.join(argv)} in {host.name}: {done.stderr.strip() or done.stdout.strip()}")
+            raise LabError(
+                f"{' '.join(argv)} in {host.name}: {done.stderr.strip() or done.stdout.strip()}"
+            )
         return done.stdout
 
     def stop(self, proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:

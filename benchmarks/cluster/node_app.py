@@ -58,7 +58,9 @@ class Rooms:
         if not sockets:
             del self.sockets[channel]
             relay = self.relays.pop(channel)
-            relay.add_done_callback(lambda done: done.cancelled() or done.exception() or done.result().close())
+            relay.add_done_callback(
+                lambda done: done.cancelled() or done.exception() or done.result().close()
+            )
 
 
 class Subscriber(WebSocketHandler):

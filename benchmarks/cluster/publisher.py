@@ -36,7 +36,7 @@ async def main(url: str, channels: int, rate: float, seconds: float) -> None:
             sent += 1
             try:
                 await asyncio.wait_for(pubsub.publish(f"bench.{ch}", message), 2.0)
-            except (OSError, asyncio.TimeoutError, ConnectionError, RuntimeError) as exc:
+            except (TimeoutError, OSError, ConnectionError, RuntimeError) as exc:
                 failed += 1
                 if failed <= 3:
                     print(f"publish failed: {exc!r}", file=sys.stderr, flush=True)

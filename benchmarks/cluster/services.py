@@ -80,15 +80,22 @@ class Service:
         return self.proc.pid
 
 
-def spawn(lab: Lab, host: Host, name: str, argv: list[str], cpus: Optional[str], echo: bool, **kw: Any) -> Service:
+def spawn(
+    lab: Lab, host: Host, name: str, argv: list[str], cpus: Optional[str], echo: bool, **kw: Any
+) -> Service:
     proc = lab.spawn(host, argv, cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
     assert proc.stdout is not None
     return Service(name, host, proc, Output(name, proc.stdout, echo))
 
 
 def start_redis(
-    lab: Lab, host: Host, workdir: Path, port: int = 6379, cluster: bool = False,
-    cpus: Optional[str] = None, echo: bool = False,
+    lab: Lab,
+    host: Host,
+    workdir: Path,
+    port: int = 6379,
+    cluster: bool = False,
+    cpus: Optional[str] = None,
+    echo: bool = False,
 ) -> Service:
     """A redis-server on ``host`` (no persistence), ready to accept connections."""
     data = workdir / f"redis-{host.name}"
@@ -119,7 +126,10 @@ class RedisCluster:
         return f"redis+cluster://{','.join(self.nodes[:3])}?partitions={partitions}&sharded={int(sharded)}"
 
     def info(self, lab: Lab, server: Service, section: str = "cluster info") -> str:
-        return lab.run(server.host, [REDIS_CLI, "-h", server.host.address, "-p", str(self.port), *section.split()])
+        return lab.run(
+            server.host,
+            [REDIS_CLI, "-h", server.host.address, "-p", str(self.port), *section.split()],
+        )
 
     def primaries(self, lab: Lab) -> list[Service]:
         """The servers that are primaries now (from CLUSTER NODES)."""
@@ -152,17 +162,31 @@ class RedisCluster:
 
 
 def start_redis_cluster(
-    lab: Lab, hosts: list[Host], workdir: Path, port: int = 6379,
-    cpus: Optional[str] = None, echo: bool = False,
+    lab: Lab,
+    hosts: list[Host],
+    workdir: Path,
+    port: int = 6379,
+    cpus: Optional[str] = None,
+    echo: bool = False,
 ) -> RedisCluster:
     """3 primaries and 3 replicas on six hosts, slots assigned, state ok."""
     if len(hosts) != 6:
         raise LabError("a Redis Cluster here is 6 hosts: 3 primaries, 3 replicas")
-    servers = [start_redis(lab, h, workdir, port, cluster=True, cpus=cpus, echo=echo) for h in hosts]
+    servers = [
+        start_redis(lab, h, workdir, port, cluster=True, cpus=cpus, echo=echo) for h in hosts
+    ]
     cluster = RedisCluster(servers, port)
     lab.run(
         hosts[0],
-        [REDIS_CLI, "--cluster", "create", *cluster.nodes, "--cluster-replicas", "1", "--cluster-yes"],
+        [
+            REDIS_CLI,
+            "--cluster",
+            "create",
+            *cluster.nodes,
+            "--cluster-replicas",
+            "1",
+            "--cluster-yes",
+        ],
         timeout=60,
     )
     cluster.wait_ok(lab)
@@ -170,15 +194,24 @@ def start_redis_cluster(
 
 
 def start_squall_node(
-    lab: Lab, host: Host, pubsub_url: str, app: str = "node_app:make_app", app_dir: Path = HERE,
-    port: int = 8000, cpus: Optional[str] = None, echo: bool = False, env: Optional[dict[str, str]] = None,
+    lab: Lab,
+    host: Host,
+    pubsub_url: str,
+    app: str = "node_app:make_app",
+    app_dir: Path = HERE,
+    port: int = 8000,
+    cpus: Optional[str] = None,
+    echo: bool = False,
+    env: Optional[dict[str, str]] = None,
 ) -> Service:
     """``squall run APP --factory`` bound to ``host``'s address."""
     args = [sys.executable, "-m", "squall", "run", app, "--factory", "--app-dir", str(app_dir)]
     args += ["--bind", f"{host.address}:{port}", "--no-access-log", "--backlog", "8192"]
     args += ["--timeout-graceful-shutdown", "1"]
     environ = dict(os.environ, PYTHONUNBUFFERED="1", BENCH_PUBSUB=pubsub_url)
-    environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), environ.get("PYTHONPATH", "")) if p)
+    environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), environ.get("PYTHONPATH", "")) if p
+    )
     environ.update(env or {})
     svc = spawn(lab, host, f"squall-{host.name}", args, cpus, echo, env=environ, cwd=str(app_dir))
     svc.out.expect(r"serving|[Ll]istening", 30)
@@ -186,7 +219,12 @@ def start_squall_node(
 
 
 def start_sio_node(
-    lab: Lab, host: Host, redis: str, port: int = 8000, cpus: Optional[str] = None, echo: bool = False
+    lab: Lab,
+    host: Host,
+    redis: str,
+    port: int = 8000,
+    cpus: Optional[str] = None,
+    echo: bool = False,
 ) -> Service:
     """A Socket.IO node (benchmarks/cluster/sio/server.js) on ``host``'s address."""
     args = [NODE, str(HERE / "sio" / "server.js"), "serve", host.address, str(port), redis]
@@ -214,6 +252,13 @@ http {{
         default '';
         ~*^websocket$ upgrade;
     }}
+    # A "node=N" cookie pins a browser to node N (to watch a reply posted
+    # through one node arrive on a page served by another).
+    map $cookie_node $pinned {{
+        default nodes;
+{pins}
+    }}
+{pinned}
     upstream nodes {{
         least_conn;
 {servers}
@@ -223,7 +268,7 @@ http {{
     server {{
         listen {listen} backlog=8192;
         location / {{
-            proxy_pass http://nodes;
+            proxy_pass http://$pinned;
             proxy_http_version 1.1;
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $remote_addr;
@@ -243,8 +288,13 @@ http {{
 
 
 def start_nginx(
-    lab: Lab, host: Host, upstreams: list[str], workdir: Path, port: int = 80,
-    cpus: Optional[str] = None, echo: bool = False,
+    lab: Lab,
+    host: Host,
+    upstreams: list[str],
+    workdir: Path,
+    port: int = 80,
+    cpus: Optional[str] = None,
+    echo: bool = False,
 ) -> Service:
     """nginx on ``host`` proxying HTTP and WebSockets to ``upstreams`` (host:port)."""
     d = workdir / f"nginx-{host.name}"
@@ -254,9 +304,21 @@ def start_nginx(
         dir=d,
         servers="\n".join(f"        server {u} max_fails=1 fail_timeout=5s;" for u in upstreams),
         listen=f"{host.address}:{port}",
+        pins="\n".join(f"        {n} node_{n};" for n in range(1, len(upstreams) + 1)),
+        pinned="\n".join(
+            f"    upstream node_{n} {{ server {u}; keepalive 4; keepalive_timeout 4s; }}"
+            for n, u in enumerate(upstreams, 1)
+        ),
     )
     (d / "nginx.conf").write_text(conf)
-    svc = spawn(lab, host, f"nginx-{host.name}", [NGINX, "-p", str(d), "-c", str(d / "nginx.conf"), "-e", "stderr"], cpus, echo)
+    svc = spawn(
+        lab,
+        host,
+        f"nginx-{host.name}",
+        [NGINX, "-p", str(d), "-c", str(d / "nginx.conf"), "-e", "stderr"],
+        cpus,
+        echo,
+    )
     svc.out.expect("start worker process", 20)
     return svc
 

@@ -38,7 +38,16 @@ except ImportError:  # the stdlib loop works, more slowly
 
 
 class Stats:
-    __slots__ = ("received", "dups", "latency", "lost_at", "resume", "reconnects", "closed", "bytes")
+    __slots__ = (
+        "received",
+        "dups",
+        "latency",
+        "lost_at",
+        "resume",
+        "reconnects",
+        "closed",
+        "bytes",
+    )
 
     def __init__(self) -> None:
         self.received = 0
@@ -263,7 +272,7 @@ class Client:
                 break
         try:
             await asyncio.wait_for(self.all_held.wait(), max(0.1, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def report(self) -> dict[str, Any]:
@@ -283,6 +292,7 @@ class Client:
             "reconnects": self.stats.reconnects,
             "closed": self.stats.closed,
             "refusals": self.refusals,
+            "cpu": time.process_time(),
         }
 
 

@@ -289,6 +289,11 @@ class Lab:
                 except ProcessLookupError:
                     pass
                 proc.wait(5)
+            if proc.stdin is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:  # a pipe whose reader died with unread data
+                    pass
         for host in self.hosts.values():
             if host.netns is None:
                 continue

@@ -47,6 +47,7 @@ class Output:
             if self.echo:
                 print(f"[{self.name}] {line}", file=sys.stderr, flush=True)
             self.lines.put(line)
+        stream.close()  # the process is gone: its pipe is ours to close
         self.lines.put(None)
 
     def expect(self, pattern: str, timeout: float) -> str:
@@ -203,19 +204,21 @@ def start_squall_node(
     cpus: Optional[str] = None,
     echo: bool = False,
     env: Optional[dict[str, str]] = None,
+    wait: bool = True,
 ) -> Service:
-    """``squall run APP --factory`` bound to ``host``'s address."""
+    """``squall run APP --factory`` bound to ``host``'s address (``wait``: until it serves)."""
     args = [sys.executable, "-m", "squall", "run", app, "--factory", "--app-dir", str(app_dir)]
     args += ["--bind", f"{host.address}:{port}", "--no-access-log", "--backlog", "8192"]
     args += ["--timeout-graceful-shutdown", "1"]
     environ = dict(os.environ, PYTHONUNBUFFERED="1", BENCH_PUBSUB=pubsub_url)
-    environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), environ.get("PYTHONPATH", "")) if p
-    )
     environ.update(env or {})
     svc = spawn(lab, host, f"squall-{host.name}", args, cpus, echo, env=environ, cwd=str(app_dir))
-    svc.out.expect(r"serving|[Ll]istening", 30)
+    if wait:
+        svc.out.expect(SQUALL_READY, 30)
     return svc
+
+
+SQUALL_READY = r"Worker \d+ serving"
 
 
 def start_sio_node(

@@ -265,6 +265,7 @@ class Bench:
             for c in clients:
                 line = json.loads(c.out.expect(r'^\{"held"', 150))
                 held += line["held"]
+                row["failed_connections"] = row.get("failed_connections", 0) + line["failed"]
                 if line["refusals"]:
                     row.setdefault("refusals", []).extend(line["refusals"])
             row["held"] = held

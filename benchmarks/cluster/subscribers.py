@@ -73,6 +73,7 @@ class Sub(asyncio.Protocol):
         "seen",
         "last_at",
         "max_gap",
+        "failed",
     )
 
     def __init__(self, client: Client, index: int, channel: int) -> None:
@@ -87,6 +88,7 @@ class Sub(asyncio.Protocol):
         self.seen = 0
         self.last_at = 0.0
         self.max_gap = 0.0
+        self.failed = False
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -103,6 +105,7 @@ class Sub(asyncio.Protocol):
                 self.buf = buf
                 return
             if not buf.startswith(b"HTTP/1.1 101"):
+                self.failed = True
                 self.client.refused(buf[:200])
                 self.transport.close()
                 return
@@ -198,6 +201,7 @@ class Client:
         self.subs: list[Sub] = []
         self.held = 0
         self.refusals: list[str] = []
+        self.failed = 0
         self.all_held = asyncio.Event()
         self.want = int(spec["count"])
         self._requests: dict[int, bytes] = {}
@@ -217,18 +221,28 @@ class Client:
             ).encode()
         return req
 
-    def refused(self, head: bytes) -> None:
+    def refused(self, head: bytes, count: int = 1) -> None:
+        """``count`` connections failed (``head``: the first one's answer or error)."""
+        self.failed += count
         if len(self.refusals) < 3:
             self.refusals.append(head.decode("latin-1"))
+        self._check_done()
 
     def on_held(self, sub: Sub) -> None:
         self.held += 1
-        if self.held >= self.want:
+        self._check_done()
+
+    def _check_done(self) -> None:
+        # Every connection has either been held or failed: nothing to wait for.
+        if self.held + self.failed >= self.want:
             self.all_held.set()
 
     def on_lost(self, sub: Sub, was_held: bool) -> None:
         if was_held:
             self.held -= 1
+        elif not sub.failed and not self.reconnect:
+            sub.failed = True
+            self.refused(b"closed before the handshake ended")
         self.stats.closed += 1
         if self.reconnect and not self.stopping:
             self.stats.lost_at.setdefault(sub.index, time.time())
@@ -267,7 +281,7 @@ class Client:
             results = await asyncio.gather(*(self._dial(s) for s in group), return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
-                self.refused(repr(errors[0]).encode())
+                self.refused(repr(errors[0]).encode(), len(errors))
             if time.monotonic() > deadline:
                 break
         try:
@@ -300,7 +314,10 @@ async def run(spec: dict[str, Any]) -> None:
     client = Client(spec)
     deadline = time.monotonic() + float(spec.get("connect_timeout", 60))
     await client.connect_all(int(spec.get("batch", 200)), deadline)
-    print(json.dumps({"held": client.held, "refusals": client.refusals}), flush=True)
+    print(
+        json.dumps({"held": client.held, "failed": client.failed, "refusals": client.refusals}),
+        flush=True,
+    )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

@@ -146,6 +146,8 @@ class Lab:
                 raise
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._closed:
+            return  # a second Ctrl-C while tearing down: the teardown goes on
         self.close()
         raise SystemExit(128 + signum)
 
@@ -270,6 +272,19 @@ class Lab:
         if self._closed:
             return
         self._closed = True
+        # A signal now (a second Ctrl-C) must not cut the teardown short.
+        masked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        try:
+            previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, masked)
+        except (ValueError, OSError):
+            previous_mask = None
+        try:
+            self._teardown()
+        finally:
+            if previous_mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+    def _teardown(self) -> None:
         for proc in self.procs:  # SIGCONT first: a process stopped by a fault test
             if proc.poll() is None:
                 try:

@@ -173,7 +173,10 @@ def test_sigterm_tears_everything_down(second: Optional[int]) -> None:
         if second is not None:
             driver.send_signal(second)
         code = driver.wait(10)
-        assert code == 128 + signal.SIGTERM or (second and code in (128 + second, 1)), code
+        # The second signal, held back during the teardown, may end the
+        # process once it is done (Python re-raises a SIGINT it got as
+        # KeyboardInterrupt: -2): what matters is what is left behind.
+        assert code == 128 + signal.SIGTERM or (second and code in (128 + second, 1, -second)), code
     finally:
         if driver.poll() is None:
             driver.kill()

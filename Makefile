@@ -240,21 +240,56 @@ APPS_ARGS ?=
 apps:
 	$(PYTHON) compat/apps/run.py $(APPS_ARGS)
 
-# The forum demo: one process on SQLite (`make demo`), or two `squall run`
-# workers behind nginx sharing live updates through Redis (`make
-# demo-cluster`; redis-server and nginx come from Debian's packages).
+# The forum demo: one process on SQLite (`make demo`), or the forum on many
+# machines (`make demo-cluster NODES=4`): N `squall run` nodes, each in a
+# network namespace of its own with its own address (198.18.0.0/15), behind
+# nginx, over a Redis Cluster of 3 primaries and 3 replicas (one Redis until
+# the cluster engine is there); everything is torn down on exit. Where
+# namespaces cannot be made it says so and uses 127.77.x.y addresses.
+# `make demo-cluster-local` is the earlier loopback one: two workers behind
+# nginx over one Redis (demos/forum/cluster.py).
+NODES ?= 4
 demo: $(STAMP)
 	$(PY) demos/run.py
 
-demo-cluster: $(STAMP)
-	@missing=""; \
+CLUSTER_DEPS = @missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
+
+demo-cluster: $(STAMP)
+	$(CLUSTER_DEPS)
+	$(PY) demos/forum/many.py --nodes $(NODES) $(CLUSTER_ARGS)
+
+demo-cluster-local: $(STAMP)
+	$(CLUSTER_DEPS)
 	$(PY) demos/forum/cluster.py $(CLUSTER_ARGS)
 
-.PHONY: demo-cluster
+# Broadcasts across nodes (issue 62): K WebSocket subscribers over 1, 2 and
+# 4 Squall nodes in network namespaces, one Redis and a Redis Cluster
+# (classic and sharded pub/sub), beside Socket.IO 4.8 with
+# @socket.io/redis-adapter's sharded adapter on Node (installed from npm into
+# benchmarks/cluster/sio/node_modules); latency, server CPU per delivery,
+# Redis CPU per publish, missing and duplicated deliveries; results in
+# benchmarks/results/cluster.json (benchmarks/cluster/bench.py). SMALL=1: a
+# quick run of 2,000 subscribers. Parameters: SUBSCRIBERS, CHANNELS, RATE,
+# SECONDS, NODES (e.g. 1,2,4), BROKERS, FRAMEWORKS, or BENCH_ARGS. The fault
+# table (a Redis primary killed or stopped, a node killed): `make bench-cluster-faults`.
+# Both run the compiled build (the bench venv), as the other benchmarks do.
+bench-cluster: $(BENCH_SPEEDUPS) cluster-deps
+	$(BENCH_VENV)/bin/python benchmarks/cluster/bench.py $(BENCH_ARGS)
+
+bench-cluster-faults: $(BENCH_SPEEDUPS) cluster-deps
+	$(BENCH_VENV)/bin/python benchmarks/cluster/bench.py --faults $(BENCH_ARGS)
+
+cluster-deps:
+	$(CLUSTER_DEPS)
+	command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
+	cd benchmarks/cluster/sio && ([ -d node_modules/@socket.io/redis-adapter ] || npm ci --no-audit --no-fund --cache ./.npm-cache)
+
+.PHONY: demo-cluster demo-cluster-local bench-cluster bench-cluster-faults cluster-deps
 
 # The forum under load (issue 22): FORUM_READERS WebSocket readers on one
 # topic, posts at FORUM_RATE/s; post-to-delivery p50/p99, missing deliveries

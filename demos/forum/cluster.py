@@ -1,6 +1,6 @@
 """The forum as several workers behind nginx, sharing live updates through Redis.
 
-``make demo-cluster`` runs ``python demos/forum/cluster.py``: it starts a
+``make demo-cluster-local`` runs ``python demos/forum/cluster.py``: it starts a
 redis-server (no persistence) on a free port, N ``squall run`` workers each on
 its own Unix socket (all on one SQLite file, with ``FORUM_PUBSUB`` pointing at
 that Redis and one shared cookie secret), and nginx in front of them on

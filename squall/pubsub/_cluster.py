@@ -424,7 +424,14 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
 
     async def _send(self, link: _Link, verb: str, parts: set[int]) -> None:
         name = ("s" + verb) if self.sharded else verb
-        await getattr(link.ps, name)(*(self._tags[p] for p in sorted(parts)))
+        command = getattr(link.ps, name)
+        if not self.sharded:
+            await command(*(self._tags[p] for p in sorted(parts)))
+            return
+        # One SSUBSCRIBE names channels of one slot only (Redis answers
+        # CROSSSLOT otherwise): one command per partition.
+        for p in sorted(parts):
+            await command(self._tags[p])
 
     async def _drop(self, link: _Link) -> None:
         if self._links.get(link.addr) is link:

@@ -1,0 +1,576 @@
+"""``make bench-cluster``: broadcasts across nodes over one Redis and a Redis Cluster, measured.
+
+Everything runs in network namespaces that `netlab.Lab` makes and removes
+(addresses in 198.18.0.0/15; loopback addresses when namespaces cannot be
+made, said so): Squall nodes (``squall run`` of node_app.py), Socket.IO 4.8
+nodes with ``@socket.io/redis-adapter``'s sharded adapter (sio/server.js),
+one redis-server and a Redis Cluster of 3 primaries and 3 replicas, client
+processes (subscribers.py) each with several source addresses, and one
+publisher process per framework (its own pub/sub API, no clients).
+
+For each configuration, K subscribers spread over the nodes (C channels,
+subscriber i on channel i mod C and node i mod N) receive P publishes a
+second for D seconds; printed and kept in benchmarks/results/cluster.json:
+connections held, deliveries/s, latency p50/p99/max, server CPU per delivery
+(every node process, /proc), Redis CPU per publish (every redis-server),
+missing and duplicated deliveries. Squall and Socket.IO alternate.
+Servers and Redis are pinned to CPU 0, clients and publisher to CPU 1.
+
+``--faults`` runs the fault table instead: clients through nginx (they
+reconnect), and during publishing a Redis primary SIGKILLed, a primary
+SIGSTOPped for 10 s, or a Squall node SIGKILLed; for each, the longest
+pause a subscriber saw and the deliveries lost against those published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from netlab import Lab, LabError  # noqa: E402
+from services import (  # noqa: E402
+    HERE,
+    REPO,
+    SQUALL_READY,
+    RedisCluster,
+    Service,
+    cpu_seconds,
+    spawn,
+    start_nginx,
+    start_redis,
+    start_redis_cluster,
+    start_sio_node,
+    start_squall_node,
+)
+
+RESULTS = REPO / "benchmarks" / "results" / "cluster.json"
+SERVER_CPUS = "0"
+CLIENT_CPUS = "1"
+PER_CLIENT = 9000  # a client process's sockets (the descriptor limit is 20,000)
+PER_NODE = 19000  # a node's sockets, for the same reason
+PORT = 8000
+
+
+def engine_supports(url: str) -> Optional[str]:
+    """None if ``squall.pubsub.connect`` takes ``url`` here, else why not.
+
+    The squall asked is the one this Python imports (the nodes inherit its
+    environment): the bench venv's compiled build under ``make bench-cluster``,
+    or a tree on ``PYTHONPATH``.
+    """
+    import squall.pubsub
+
+    try:
+        pubsub = squall.pubsub.connect(url)
+    except (ValueError, ImportError) as exc:
+        return str(exc)
+    del pubsub
+    return None
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, lab: Lab, workdir: Path) -> None:
+        self.args = args
+        self.lab = lab
+        self.workdir = workdir
+        self.echo = args.verbose
+        self.nodes = [lab.add_host(f"node{i}") for i in range(1, max(args.nodes) + 1)]
+        clients = max(2, math.ceil(args.subscribers / PER_CLIENT))
+        self.clients = [lab.add_host(f"client{i}", args.sources) for i in range(1, clients + 1)]
+        self.pub = lab.add_host("pub")
+        self.front = lab.add_host("nginx")
+        self.redis_host = lab.add_host("redis")
+        self.cluster_hosts = [lab.add_host(f"redis{i}") for i in range(1, 7)]
+        self.single: Optional[Service] = None
+        self.cluster: Optional[RedisCluster] = None
+
+    # Brokers.
+
+    def start_single(self) -> Service:
+        if self.single is None:
+            self.single = start_redis(
+                self.lab, self.redis_host, self.workdir, cpus=SERVER_CPUS, echo=self.echo
+            )
+        return self.single
+
+    def start_cluster(self) -> RedisCluster:
+        if self.cluster is None:
+            self.cluster = start_redis_cluster(
+                self.lab,
+                self.cluster_hosts,
+                self.workdir / f"c{time.monotonic_ns()}",
+                cpus=SERVER_CPUS,
+                echo=self.echo,
+            )
+        return self.cluster
+
+    def stop_cluster(self) -> None:
+        if self.cluster is not None:
+            for s in self.cluster.servers:
+                self.lab.stop(s.proc, 2)
+            self.cluster = None
+
+    def redis_pids(self) -> list[int]:
+        pids = []
+        if self.single is not None:
+            pids.append(self.single.pid)
+        if self.cluster is not None:
+            pids += [s.pid for s in self.cluster.servers]
+        return pids
+
+    def broker(self, kind: str, framework: str) -> tuple[str, list[int]]:
+        """The URL each framework's nodes take for ``kind``, and the redis pids to measure."""
+        if kind == "redis":
+            s = self.start_single()
+            return f"redis://{s.host.address}:6379/0", [s.pid]
+        c = self.start_cluster()
+        pids = [s.pid for s in c.servers]
+        if framework == "socketio":
+            return "cluster://" + ",".join(c.nodes[:3]), pids
+        return c.url(sharded=kind == "cluster-sharded", partitions=self.args.partitions), pids
+
+    # One configuration.
+
+    def start_nodes(self, framework: str, url: str, count: int) -> list[Service]:
+        nodes = []
+        for host in self.nodes[:count]:
+            if framework == "squall":
+                nodes.append(
+                    start_squall_node(
+                        self.lab, host, url, port=PORT, cpus=SERVER_CPUS, echo=self.echo, wait=False
+                    )
+                )
+            else:
+                nodes.append(
+                    start_sio_node(self.lab, host, url, port=PORT, cpus=SERVER_CPUS, echo=self.echo)
+                )
+        for node in nodes:
+            if framework == "squall":
+                node.out.expect(SQUALL_READY, 60)
+        return nodes
+
+    def start_clients(
+        self,
+        framework: str,
+        targets: list[tuple[str, int]],
+        subscribers: int,
+        reconnect: bool = False,
+    ) -> list[Service]:
+        procs = []
+        share = math.ceil(subscribers / len(self.clients))
+        first = 0
+        for host in self.clients:
+            count = min(share, subscribers - first)
+            if count <= 0:
+                break
+            spec = {
+                "targets": targets,
+                "sources": host.addresses,
+                "count": count,
+                "first": first,
+                "channels": self.args.channels,
+                "protocol": "sio" if framework == "socketio" else "ws",
+                "reconnect": reconnect,
+                "batch": 250,
+                "connect_timeout": 90,
+            }
+            argv = [sys.executable, str(HERE / "subscribers.py"), json.dumps(spec)]
+            procs.append(
+                spawn(
+                    self.lab,
+                    host,
+                    f"clients-{host.name}",
+                    argv,
+                    CLIENT_CPUS,
+                    False,
+                    stdin=subprocess.PIPE,
+                )
+            )
+            first += count
+        return procs
+
+    def publisher(self, framework: str, url: str, seconds: float) -> Service:
+        a = self.args
+        if framework == "squall":
+            argv = [
+                sys.executable,
+                str(HERE / "publisher.py"),
+                url,
+                str(a.channels),
+                str(a.rate),
+                str(seconds),
+            ]
+            return spawn(self.lab, self.pub, "publisher", argv, CLIENT_CPUS, self.echo)
+        argv = [
+            "node",
+            str(HERE / "sio" / "server.js"),
+            "publish",
+            url,
+            str(a.channels),
+            str(a.rate),
+            str(seconds),
+        ]
+        return spawn(
+            self.lab, self.pub, "publisher", argv, CLIENT_CPUS, self.echo, cwd=str(HERE / "sio")
+        )
+
+    def run(
+        self, framework: str, kind: str, nodes: int, fault: Optional[str] = None
+    ) -> dict[str, Any]:
+        a = self.args
+        subscribers = min(a.subscribers, PER_NODE * nodes)
+        if fault:
+            subscribers = min(a.subscribers, 8000)  # through one nginx worker: two descriptors each
+        url, redis_pids = self.broker(kind, framework)
+        row: dict[str, Any] = {
+            "framework": framework,
+            "broker": kind,
+            "nodes": nodes,
+            "subscribers": subscribers,
+            "channels": a.channels,
+            "rate": a.rate,
+            "seconds": a.seconds,
+        }
+        if fault:
+            row["fault"] = fault
+        servers = self.start_nodes(framework, url, nodes)
+        front = None
+        try:
+            if fault:
+                front = start_nginx(
+                    self.lab,
+                    self.front,
+                    [f"{s.host.address}:{PORT}" for s in servers],
+                    self.workdir,
+                    port=PORT,
+                    cpus=SERVER_CPUS,
+                    echo=self.echo,
+                )
+                targets = [(self.front.address, PORT)]
+            else:
+                targets = [(s.host.address, PORT) for s in servers]
+            clients = self.start_clients(framework, targets, subscribers, reconnect=bool(fault))
+            held = 0
+            for c in clients:
+                line = json.loads(c.out.expect(r'^\{"held"', 150))
+                held += line["held"]
+                row["failed_connections"] = row.get("failed_connections", 0) + line["failed"]
+                if line["refusals"]:
+                    row.setdefault("refusals", []).extend(line["refusals"])
+            row["held"] = held
+            # The nodes subscribe to Redis as their first socket of a channel
+            # opens; give the last subscriptions time to be in place.
+            time.sleep(a.settle)
+            for c in clients:
+                c.proc.stdin.write(b"mark\n")
+                c.proc.stdin.flush()
+            node_pids = [s.pid for s in servers]
+            cpu0 = cpu_seconds(node_pids), cpu_seconds(redis_pids)
+            started = time.monotonic()
+            pub = self.publisher(framework, url, a.seconds)
+            if fault:
+                self.inject(fault, servers, started)
+            published = json.loads(pub.out.expect(r'^\{"published"', a.seconds + 60))
+            # Overloaded, the nodes and clients are still working through a
+            # backlog: wait until they are idle (a delivery still in flight is
+            # not a missing one), within a bound.
+            busy = [s.pid for s in servers if s.proc.poll() is None] + [c.pid for c in clients]
+            row["drain_s"] = wait_idle(busy, a.drain, 60.0)
+            cpu1 = (
+                cpu_seconds([s.pid for s in servers if s.proc.poll() is None]),
+                cpu_seconds(redis_pids),
+            )
+            reports = []
+            for c in clients:
+                c.proc.stdin.write(b"report\n")
+                c.proc.stdin.flush()
+                reports.append(json.loads(c.out.expect(r'^\{"report"', 60))["report"])
+                if self.echo:
+                    r = reports[-1]
+                    print(
+                        f"[{c.name}] held={r['held']} received={r['received']} closed={r['closed']} refusals={r['refusals']}",
+                        file=sys.stderr,
+                    )
+            self.summarize(row, reports, published, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
+        finally:
+            for svc in servers + ([front] if front else []):
+                self.lab.stop(svc.proc, 2)
+            for c in locals().get("clients", []):
+                self.lab.stop(c.proc, 2)
+        return row
+
+    def inject(self, fault: str, servers: list[Service], started: float) -> None:
+        time.sleep(max(0.0, started + self.args.fault_at - time.monotonic()))
+        if fault == "kill-node":
+            servers[0].proc.send_signal(signal.SIGKILL)
+            return
+        if self.cluster is not None:
+            primary = self.cluster.primaries(self.lab)[0]
+        else:
+            assert self.single is not None
+            primary = self.single
+        if fault == "kill-primary":
+            primary.proc.send_signal(signal.SIGKILL)
+        elif fault == "stop-primary":
+            primary.proc.send_signal(signal.SIGSTOP)
+            time.sleep(10)
+            primary.proc.send_signal(signal.SIGCONT)
+
+    def summarize(
+        self,
+        row: dict[str, Any],
+        reports: list[dict[str, Any]],
+        published: dict[str, Any],
+        node_cpu: float,
+        redis_cpu: float,
+    ) -> None:
+        counts = published["published"]
+        expected = received = dups = 0
+        hist: dict[int, int] = {}
+        resume: list[float] = []
+        for r in reports:
+            received += r["received"]
+            dups += r["dups"]
+            for ch, seen in r["seen"].items():
+                expected += counts[int(ch)] * len(seen)
+            for k, v in r["latency"].items():
+                hist[int(k)] = hist.get(int(k), 0) + v
+            resume += r["resume"]
+        total = sum(hist.values())
+
+        def pct(p: float) -> float:
+            need = p * total
+            run = 0
+            for k in sorted(hist):
+                run += hist[k]
+                if run >= need:
+                    return k / 10.0
+            return float("nan")
+
+        row.update(
+            published=sum(counts),
+            publish_failed=published.get("failed", 0),
+            expected=expected,
+            received=received,
+            missing=expected - received,
+            duplicated=dups,
+            deliveries_per_s=round(received / self.args.seconds),
+            p50_ms=pct(0.5),
+            p99_ms=pct(0.99),
+            max_ms=max(hist) / 10.0 if hist else float("nan"),
+            server_us_per_delivery=round(node_cpu / received * 1e6, 2) if received else None,
+            redis_us_per_publish=round(redis_cpu / sum(counts) * 1e6, 1) if sum(counts) else None,
+            max_pause_s=round(max(r["max_gap"] for r in reports), 3),
+            client_cpu_s=round(sum(r["cpu"] for r in reports), 2),
+        )
+        if resume or any(r["closed"] for r in reports):
+            row.update(
+                reconnects=sum(r["reconnects"] for r in reports),
+                resume_max_s=round(max(resume), 3) if resume else None,
+                never_resumed=sum(r["unresumed"] for r in reports),
+            )
+
+
+COLUMNS = [
+    ("framework", 9),
+    ("broker", 15),
+    ("nodes", 5),
+    ("held", 6),
+    ("deliveries_per_s", 9),
+    ("p50_ms", 7),
+    ("p99_ms", 7),
+    ("max_ms", 7),
+    ("server_us_per_delivery", 9),
+    ("redis_us_per_publish", 9),
+    ("missing", 8),
+    ("duplicated", 5),
+]
+HEADS = {
+    "deliveries_per_s": "deliv/s",
+    "server_us_per_delivery": "srv us/d",
+    "redis_us_per_publish": "redis us/p",
+    "duplicated": "dups",
+}
+
+
+def wait_idle(pids: list[int], least: float, most: float) -> float:
+    """Waits ``least`` seconds, then until ``pids`` use under 5% of a CPU over 0.5 s (``most`` at most)."""
+    start = time.monotonic()
+    time.sleep(least)
+    before = cpu_seconds(pids)
+    while time.monotonic() - start < most:
+        time.sleep(0.5)
+        now = cpu_seconds(pids)
+        if now - before < 0.025:
+            break
+        before = now
+    return round(time.monotonic() - start, 1)
+
+
+def show(row: dict[str, Any], header: bool = False) -> None:
+    if header:
+        print(" ".join(HEADS.get(k, k).rjust(w) for k, w in COLUMNS), flush=True)
+    line = " ".join(str(row.get(k, "-")).rjust(w) for k, w in COLUMNS)
+    if "fault" in row:
+        line += f"  fault={row['fault']} pause={row['max_pause_s']}s reconnect-to-message max={row.get('resume_max_s')}s"
+    print(line, flush=True)
+
+
+def save(rows: list[dict[str, Any]], key: str, isolation: str) -> Path:
+    """Records ``rows`` under ``key`` in benchmarks/results/cluster.json (benchmarks/figures.py's format).
+
+    The README's figures get one row per configuration measured with both
+    frameworks: server CPU per delivery, Squall's and Socket.IO's. The
+    other key's rows (the table or the faults) are kept when they were
+    measured by this same source.
+    """
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import figures
+
+    me = Path(__file__).resolve()
+    kept: dict[str, Any] = {}
+    if RESULTS.exists():
+        old = json.loads(RESULTS.read_text())
+        if old.get("source_sha256") == figures.source_hash(me):
+            kept = {k: old[k] for k in ("table", "faults") if k in old}
+
+    # A run of some configurations replaces those and keeps the others.
+    def ident(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (r["framework"], r["broker"], r["nodes"], r.get("fault"))
+
+    fresh = {ident(r) for r in rows}
+    kept[key] = [r for r in kept.get(key, []) if ident(r) not in fresh] + rows
+    kept["isolation"] = isolation
+    table = kept.get("table", [])
+    pairs = []
+    for row in table:
+        if row["framework"] != "squall" or not row.get("server_us_per_delivery"):
+            continue
+        for other in table:
+            if (
+                other["framework"] == "socketio"
+                and other["nodes"] == row["nodes"]
+                and other.get("server_us_per_delivery")
+                and (other["broker"], row["broker"])
+                in {("redis", "redis"), ("cluster-sharded", "cluster-sharded")}
+            ):
+                pairs.append(
+                    {
+                        "label": (
+                            f"Server CPU per WebSocket delivery, {row['nodes']} node(s), "
+                            f"{'one Redis' if row['broker'] == 'redis' else 'Redis Cluster, sharded'}, "
+                            f"{row['held']:,} subscribers, vs Socket.IO 4.8 + redis-adapter (sharded)"
+                        ),
+                        "squall": row["server_us_per_delivery"],
+                        "other": other["server_us_per_delivery"],
+                        "unit": "us",
+                    }
+                )
+    # The squall the nodes ran: this environment's (PYTHONPATH included).
+    return figures.record(
+        "cluster", me, figures.squall_build(dict(os.environ)), {"rows": pairs, **kept}
+    )
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    small = os.environ.get("SMALL") == "1"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=int(os.environ.get("SUBSCRIBERS", 2000 if small else 20000)),
+    )
+    parser.add_argument("--channels", type=int, default=int(os.environ.get("CHANNELS", 100)))
+    parser.add_argument(
+        "--rate", type=float, default=float(os.environ.get("RATE", 100)), help="publishes/s in all"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=float(os.environ.get("SECONDS", 5 if small else 15))
+    )
+    parser.add_argument(
+        "--nodes", default=os.environ.get("NODES", "1,2,4"), help="node counts, e.g. 1,2,4"
+    )
+    parser.add_argument(
+        "--brokers", default=os.environ.get("BROKERS", "redis,cluster-classic,cluster-sharded")
+    )
+    parser.add_argument("--frameworks", default=os.environ.get("FRAMEWORKS", "squall,socketio"))
+    parser.add_argument("--partitions", type=int, default=128)
+    parser.add_argument("--sources", type=int, default=4, help="source addresses per client host")
+    parser.add_argument("--settle", type=float, default=2.0)
+    parser.add_argument("--drain", type=float, default=1.5)
+    parser.add_argument("--faults", action="store_true", help="the fault table instead")
+    parser.add_argument("--fault-at", type=float, default=4.0)
+    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    args.nodes = [int(n) for n in str(args.nodes).split(",")]
+    if args.faults:
+        # A message on each channel every 0.2 s: a pause is seen to that grain.
+        args.channels = int(os.environ.get("CHANNELS", 20))
+        args.seconds = max(args.seconds, 20.0)
+        args.subscribers = min(args.subscribers, 4000)
+    brokers = args.brokers.split(",")
+    frameworks = args.frameworks.split(",")
+
+    rows: list[dict[str, Any]] = []
+    with Lab() as lab, tempfile.TemporaryDirectory(prefix="squall-bench-cluster-") as tmp:
+        print(f"== lab: {lab.note}; network {lab.network}", flush=True)
+        bench = Bench(args, lab, Path(tmp))
+        first = True
+        if args.faults:
+            why = engine_supports("redis+cluster://198.18.0.1:6379?sharded=1")
+            if why is None:
+                kind = "cluster-sharded"
+                plan = ["kill-primary", "stop-primary", "kill-node"]
+            else:
+                # One Redis has no replica to take over: it is stopped, not killed.
+                print(f"== no Redis Cluster engine ({why}): faults on one Redis", flush=True)
+                kind = "redis"
+                plan = ["stop-primary", "kill-node"]
+            for fault in plan:
+                bench.stop_cluster()  # a fresh cluster for each fault
+                row = bench.run("squall", kind, 2, fault)
+                rows.append(row)
+                show(row, first)
+                first = False
+        else:
+            for nodes in args.nodes:
+                for kind in brokers:
+                    for framework in frameworks:
+                        if framework == "socketio" and kind == "cluster-classic":
+                            continue  # the contender runs its sharded adapter only
+                        if framework == "squall" and kind != "redis":
+                            why = engine_supports(
+                                f"redis+cluster://x:1?sharded={int(kind == 'cluster-sharded')}"
+                            )
+                            if why:
+                                print(f"== squall {kind}: skipped ({why})", flush=True)
+                                continue
+                        try:
+                            row = bench.run(framework, kind, nodes)
+                        except LabError as exc:
+                            print(f"== {framework} {kind} {nodes} nodes failed: {exc}", flush=True)
+                            continue
+                        rows.append(row)
+                        show(row, first)
+                        first = False
+        isolation = lab.note
+    if rows and not args.no_record:
+        path = save(rows, "faults" if args.faults else "table", isolation)
+        print(f"== recorded in {path.relative_to(REPO)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

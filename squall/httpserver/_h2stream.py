@@ -43,6 +43,7 @@ class _H2Stream(_MuxStream):
     PROTOCOL = "HTTP/2"
     INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
     CANCEL = ErrorCode.CANCEL
+    MESSAGE_ERROR = ErrorCode.PROTOCOL_ERROR
     # ``_proto`` is an `_H2Protocol`, ``_tunnel`` an `_H2Tunnel` or None:
     # named on locals, since a compiled subclass keeps its base's field types.
 

@@ -266,7 +266,7 @@ class _H2Tunnel(_Tunnel):
         # The rest of what the peer sends is not wanted (RFC 9113 §8.1; the
         # core sends nothing if the peer's END_STREAM came first).
         proto._h2.reset(exchange.stream_id, ErrorCode.NO_ERROR)
-        proto._release(exchange)
+        exchange.free_slot()
         proto._retire(exchange)
 
     def _set_paused(self, paused: bool) -> None:

@@ -47,6 +47,7 @@ class _H3Stream(_MuxStream):
     PROTOCOL = "HTTP/3"
     INTERNAL_ERROR = H3Error.H3_INTERNAL_ERROR
     CANCEL = H3Error.H3_REQUEST_CANCELLED
+    MESSAGE_ERROR = H3Error.H3_MESSAGE_ERROR
     _proto: _H3Protocol
     _tunnel: Optional[_H3Tunnel]
 
@@ -75,6 +76,7 @@ class _H3Stream(_MuxStream):
         if self._closed:
             phase = GONE
         elif phase != GONE and tunnel is not None and tunnel.accepted:
+            self._handed = False  # the handler is done; the tunnel holds the slot
             self._proto._flush_soon()  # the 2xx is out; the stream stays open for the tunnel
             return
         _MuxStream._emit_end(self, phase)

@@ -147,7 +147,7 @@ class _H2Protocol(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self._streams: dict[int, _H2Stream] = {}
         #: The streams served at once (their slots: see ``_muxstream``).
-        self.slots = StreamSlots(self._streams_idle)
+        self.slots = StreamSlots()
         self._good_host: Optional[str] = None
         self._start_request = server._request_starter()
         self._max_body = body_limit(params, limits.max_body_size)
@@ -277,8 +277,8 @@ class _H2Protocol(asyncio.Protocol):
         for stream in list(self._streams.values()):
             if stream._waiters and self._h2.pending(stream.stream_id) == 0:
                 self._wake(stream)
-            if stream._tunnel is not None:
-                stream._tunnel._set_paused(False)
+            if stream.tunnel is not None:
+                stream.tunnel._set_paused(False)
 
     # -- input --------------------------------------------------------------------------
 
@@ -320,8 +320,8 @@ class _H2Protocol(asyncio.Protocol):
                     stream = self._streams.get(event.stream_id)
                     if stream is None:
                         pass
-                    elif stream._tunnel is not None:
-                        stream._tunnel._feed_eof()
+                    elif stream.tunnel is not None:
+                        stream.tunnel._feed_eof()
                     else:
                         self._on_end(stream)
                 elif kind is Drained:
@@ -330,8 +330,8 @@ class _H2Protocol(asyncio.Protocol):
                     stream = self._streams.get(event.stream_id)
                     if stream is None:
                         pass
-                    elif stream._tunnel is not None and stream._tunnel.detached:
-                        stream._tunnel._window_opened()
+                    elif stream.tunnel is not None and stream.tunnel.detached:
+                        stream.tunnel._window_opened()
                     elif stream._phase >= DONE:
                         if not stream._closed:
                             self._complete(stream)  # its END_STREAM went out
@@ -461,7 +461,7 @@ class _H2Protocol(asyncio.Protocol):
             stream._expect_continue = True
         if protocol is not None:
             stream.protocol = protocol
-            stream._tunnel = _H2Tunnel(self, stream)
+            stream.tunnel = _H2Tunnel(self, stream)
         # The same check as HTTP/1.1's (RFC 9110 §7.2); a client sends the
         # same authority each time: checked once per connection.
         try:
@@ -487,7 +487,7 @@ class _H2Protocol(asyncio.Protocol):
             self._continue(stream)
         if protocol is not None:
             # RFC 8441 §5: the head is the whole request; the DATA frames
-            # that follow are the tunnel's (they go to stream._tunnel).
+            # that follow are the tunnel's (they go to stream.tunnel).
             self._on_end(stream)
         return stream
 
@@ -514,8 +514,8 @@ class _H2Protocol(asyncio.Protocol):
 
     def _on_data(self, event: Data, now: float) -> None:
         stream = self._streams.get(event.stream_id)
-        if stream is not None and stream._tunnel is not None:
-            stream._tunnel._feed(event.data, event.flow_length)
+        if stream is not None and stream.tunnel is not None:
+            stream.tunnel._feed(event.data, event.flow_length)
             return
         if stream is None or stream._delegate is None:
             self._h2.consumed(event.stream_id, event.flow_length)
@@ -642,7 +642,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def end_response(self, stream: _H2Stream) -> None:
         sid = stream.stream_id
-        tunnel = stream._tunnel
+        tunnel = stream.tunnel
         if tunnel is not None and tunnel.accepted:
             tunnel._open()  # RFC 8441 §5: the 2xx opens the tunnel
             return
@@ -679,18 +679,19 @@ class _H2Protocol(asyncio.Protocol):
     def _complete(self, stream: _H2Stream) -> None:
         """The response's last frame is out (or the stream is gone)."""
         stream.free_slot()
-        if stream._read_done and stream._tunnel is None:
+        if stream._read_done and stream.tunnel is None:
             self._retire(stream)
         elif not stream._closed:
             # RFC 9113 §8.1: the response is complete; the rest of the
             # request body (or a refused tunnel's DATA) is not wanted.
             self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
+            stream._closed = True  # (what its inbox holds goes nowhere)
             self._retire(stream)
-            if stream._tunnel is not None:
-                stream._tunnel._lost(None)  # gives back the window it held
+            if stream.tunnel is not None:
+                stream.tunnel._lost(None)  # gives back the window it held
 
-    def _streams_idle(self) -> None:
-        """The last stream gave its slot back (`StreamSlots.on_idle`)."""
+    def streams_idle(self) -> None:
+        """The last stream gave its slot back (see `StreamSlots`)."""
         if self._in_feed:
             # Stamped once when the feed ends (_end_round), not per
             # response: a read of many requests asks the clock once.
@@ -771,8 +772,8 @@ class _H2Protocol(asyncio.Protocol):
                     waiter.set_exception(StreamClosedError(real_error=exc))
                     waiter.exception()
         stream.lost()
-        if stream._tunnel is not None:
-            stream._tunnel._lost(exc)
+        if stream.tunnel is not None:
+            stream.tunnel._lost(exc)
 
     # -- timeouts ------------------------------------------------------------------------
 

@@ -278,7 +278,7 @@ class _H2Tunnel(_Tunnel):
 
 def tunnels(proto: _H2Protocol) -> list[_H2Tunnel]:
     """The connection's streams that carry a tunnel (accepted or not yet)."""
-    return [s._tunnel for s in proto._streams.values() if s._tunnel is not None]
+    return [s.tunnel for s in proto._streams.values() if s.tunnel is not None]
 
 
 def drain_tunnels(proto: _H2Protocol) -> None:

@@ -200,7 +200,7 @@ class _H3Protocol(QuicConnectionProtocol):
         self._h3: Optional[H3Connection] = None
         self._streams: dict[int, _H3Stream] = {}
         #: The streams served at once (their slots: see ``_muxstream``).
-        self.slots = StreamSlots(self._streams_idle)
+        self.slots = StreamSlots()
         self._max_body = flow.body_limit(params, _MAX_BODY_SIZE)
         self.context: Optional[_HTTPRequestContext] = None
         self._start_request = server._request_starter(alt_svc=False)
@@ -284,7 +284,7 @@ class _H3Protocol(QuicConnectionProtocol):
             stream = self._streams.get(event.stream_id)
             if stream is None:
                 return
-            tunnel = stream._tunnel
+            tunnel = stream.tunnel
             if tunnel is not None:
                 if event.data:
                     tunnel._feed(event.data)
@@ -360,7 +360,7 @@ class _H3Protocol(QuicConnectionProtocol):
             stream._bodiless = True
         if protocol is not None:
             stream.protocol = protocol
-            stream._tunnel = _H3Tunnel(self, stream)
+            stream.tunnel = _H3Tunnel(self, stream)
         delegate = flow.decompressing(
             self._start_request(self, stream), self._params, self._max_body
         )
@@ -375,8 +375,8 @@ class _H3Protocol(QuicConnectionProtocol):
         if protocol is not None:
             # The head is the whole request; DATA that follows is the tunnel's.
             self._on_end(stream)
-            if event.stream_ended and stream._tunnel is not None:
-                stream._tunnel._feed_eof()
+            if event.stream_ended and stream.tunnel is not None:
+                stream.tunnel._feed_eof()
         elif event.stream_ended:
             self._on_end(stream)
 
@@ -554,8 +554,8 @@ class _H3Protocol(QuicConnectionProtocol):
         self._retire(stream)
         self._flush_soon()
 
-    def _streams_idle(self) -> None:
-        """The last stream gave its slot back (`StreamSlots.on_idle`)."""
+    def streams_idle(self) -> None:
+        """The last stream gave its slot back (see `StreamSlots`)."""
         self._idle_since = self._loop.time()
         if self._closing:
             self._loop.call_soon(self._close_quic)
@@ -586,8 +586,8 @@ class _H3Protocol(QuicConnectionProtocol):
             self._wake(stream.stream_id, StreamClosedError())
         self._streams.pop(stream.stream_id, None)
         stream.lost()
-        if stream._tunnel is not None:
-            stream._tunnel._lost()
+        if stream.tunnel is not None:
+            stream.tunnel._lost()
 
     def _flush_soon(self) -> None:
         if self._flush_handle is None and not self._gone:

@@ -61,21 +61,25 @@ class MuxDriver(Protocol):
     def end_response(self, stream: Any) -> None:
         """The response finished: its last frame goes out."""
 
+    def streams_idle(self) -> None:
+        """The last stream gave its slot back: no request is in flight."""
+
 
 class StreamSlots:
     """A connection's count of the request streams it serves at once.
 
     Each `_MuxStream` takes a slot when it starts and gives it back once
-    (see the module); ``on_idle`` runs when the count falls to zero (the
-    driver's idle clock, a graceful close waiting for the last stream).
+    (see the module); when the count falls to zero the stream tells its
+    driver (`MuxDriver.streams_idle`: the idle clock, a graceful close
+    waiting for the last stream). It holds nothing else: no reference
+    back to the driver, which owns it (no cycle to collect).
     """
 
-    __slots__ = ("active", "on_idle")
+    __slots__ = ("active",)
 
-    def __init__(self, on_idle: Callable[[], None]) -> None:
+    def __init__(self) -> None:
         #: Streams holding a slot.
         self.active = 0
-        self.on_idle = on_idle
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -102,7 +106,7 @@ class _MuxStream(Exchange):
         "_body_timeout",
         "_started",
         "protocol",
-        "_tunnel",
+        "tunnel",
         # HTTP/2's (HTTP/3 leaves them as __init__ sets them): see _H2Stream.
         "_waiters",
         "_head",
@@ -142,7 +146,9 @@ class _MuxStream(Exchange):
     #: The ``:protocol`` of an extended CONNECT (``"websocket"``), or None;
     #: its stream is taken over by `detach` after a 2xx.
     protocol: Optional[str]
-    _tunnel: Any
+    #: The extended CONNECT's tunnel (its driver's: `_H2Tunnel`, `_H3Tunnel`),
+    #: set by the driver with the head; None for any other request.
+    tunnel: Any
     # Writes waiting for the stream's output to go out (HTTP/2's windows).
     _waiters: Optional[list[asyncio.Future[None]]]
     # A response head (its header block) and first chunk not yet handed to
@@ -193,7 +199,7 @@ class _MuxStream(Exchange):
         self._handed = False
         self._received = 0
         self._delegate = self._inbox = self._body_timeout = self.protocol = None
-        self._tunnel = self._waiters = self._head = self.trailers = self._trailers_out = None
+        self.tunnel = self._waiters = self._head = self.trailers = self._trailers_out = None
 
     def _emit_end(self, phase: int) -> None:
         self._handed = False
@@ -227,7 +233,8 @@ class _MuxStream(Exchange):
             slots = self._slots
             slots.active -= 1
             if not slots.active:
-                slots.on_idle()
+                p: MuxDriver = self._proto
+                p.streams_idle()
 
     def settle(self) -> None:
         """Give the slot back if the stream is over on both sides: closed on
@@ -300,10 +307,13 @@ class _MuxStream(Exchange):
             stream on it) and the bytes not handed on yet (the driver holds
             them first in the inbox); ``(None, b"")`` if all was taken, or
             if the delegate raised: a request at fault is answered or reset
-            (`fail`), an application error logged and the stream reset.
+            (`fail`), an application error logged and the stream reset;
+            and once the delegate is gone (the response complete).
         """
         delegate = self._delegate
-        assert delegate is not None
+        if delegate is None:
+            # Its response went before the body ended: the rest is not wanted.
+            return None, b""
         try:
             return deliver(delegate, data, size)
         except HTTPInputError as exc:
@@ -345,6 +355,8 @@ class _MuxStream(Exchange):
         fault (`fail`) or the application failed (logged, the stream reset)."""
         self._blocked = False
         if self._closed:
+            if not future.cancelled():
+                future.exception()  # the exchange is gone: nobody to answer
             self.settle()
             return False
         outcome, message = sort_outcome(future)
@@ -430,7 +442,7 @@ class _MuxStream(Exchange):
                 CONNECT can be handed over).
             RuntimeError: already detached.
         """
-        tunnel = self._tunnel
+        tunnel = self.tunnel
         if tunnel is None or not tunnel.accepted or self._phase < DONE:
             raise HTTPOutputError(f"an {self.PROTOCOL} stream cannot be detached")
         return tunnel._detach()
@@ -449,7 +461,7 @@ def stream_census(streams: Iterable[_MuxStream]) -> tuple[int, int]:
     """
     busy = tunnels = 0
     for stream in streams:
-        if stream._tunnel is None:
+        if stream.tunnel is None:
             busy += 1
         else:
             tunnels += 1

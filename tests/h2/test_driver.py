@@ -527,9 +527,7 @@ class DrainTest(AsyncHTTPTestCase):
     async def test_drain_lets_streams_finish(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         sid = client.request("/slow")
-        await condition(
-            lambda: any(c.census()[1] for c in self.http_server._connections)
-        )
+        await condition(lambda: any(c.census()[1] for c in self.http_server._connections))
         (conn,) = self.http_server._connections
         conn._drain(None)
         await client.until(lambda: client.goaway is not None)
@@ -546,9 +544,7 @@ class DrainTest(AsyncHTTPTestCase):
     async def test_server_drain(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         sid = client.request("/slow")
-        await condition(
-            lambda: any(c.census()[1] for c in self.http_server._connections)
-        )
+        await condition(lambda: any(c.census()[1] for c in self.http_server._connections))
         draining = asyncio.ensure_future(self.http_server.drain(timeout=5))
         await client.until(lambda: client.goaway is not None)
         self.release.set()
@@ -562,9 +558,7 @@ class DrainTest(AsyncHTTPTestCase):
     async def test_hard_close(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         client.request("/slow")
-        await condition(
-            lambda: any(c.census()[1] for c in self.http_server._connections)
-        )
+        await condition(lambda: any(c.census()[1] for c in self.http_server._connections))
         (conn,) = self.http_server._connections
         conn._hard_close()
         await client.until_closed()

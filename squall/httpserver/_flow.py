@@ -11,9 +11,8 @@ bytes their core parsed and the request's `.HTTPMessageDelegate`.
 * Blocking on a delegate: `wait_on` waits on that awaitable, `sort_outcome`
   sorts what it ended with: the request's fault (`.HTTPInputError`,
   answered 400) or the application's (logged, and the exchange aborted).
-  The multiplexed drivers keep a busy stream's body, and the end of it
-  (`end_of_body`), in its inbox (`hold`) meanwhile, and hand it on once the
-  delegate is free (`unblocked`, `drain`) up to the end (`end_request`);
+  The multiplexed drivers' streams keep a busy delegate's body in their
+  inbox meanwhile (``_muxstream``'s `_MuxStream`, which owns that side);
   HTTP/2 slows the stream by its window.
 * The body timer: `body_overdue`, for the drivers that sweep their
   streams (HTTP/1.1 arms one timer per request).
@@ -43,13 +42,11 @@ from typing import TYPE_CHECKING, Any, Final, Optional
 
 from squall.concurrent import _held_future
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
-from squall.httputil._exchange import DONE
 from squall.httputil._kit import _check_host, _GzipMessageDelegate
 from squall.log import app_log
 
 if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
-    from squall.httpserver._muxstream import _MuxStream
     from squall.httputil import HTTPMessageDelegate
 
 __all__ = [
@@ -61,16 +58,10 @@ __all__ = [
     "body_overdue",
     "checked_host",
     "deliver",
-    "drain",
-    "end_of_body",
-    "end_request",
-    "hold_if_busy",
-    "hold",
     "decompressing",
     "known_host",
     "request_line",
     "sort_outcome",
-    "unblocked",
     "wait_on",
     "wrap_fields",
 ]
@@ -185,99 +176,6 @@ def deliver(
         if ret is not None:
             return ret, data[i + size :]
     return None, b""
-
-
-def hold(stream: _MuxStream, item: Any, first: bool = False) -> None:
-    """Keeps a body piece (or the end of the body, as None) in a multiplexed
-    stream's ``_inbox`` until its delegate is ready for it (``first``: the
-    rest of a piece `deliver` did not hand on, ahead of what came later)."""
-    inbox: Optional[list[Any]] = stream._inbox
-    if inbox is None:
-        stream._inbox = [item]
-    elif first:
-        inbox.insert(0, item)
-    else:
-        inbox.append(item)
-
-
-def hold_if_busy(stream: _MuxStream, item: Any) -> bool:
-    """Keeps a body piece in a multiplexed stream's inbox if its delegate is
-    busy or earlier pieces wait there (see `hold`); True if it was kept,
-    False if the driver hands it on now."""
-    if stream._blocked or stream._inbox:
-        hold(stream, item)
-        return True
-    return False
-
-
-def end_of_body(stream: _MuxStream) -> Optional[HTTPMessageDelegate]:
-    """The end of a multiplexed stream's body arrived: kept in its inbox
-    (None returned) while its delegate is busy or pieces wait before it;
-    else the stream is read to its end, and its delegate (None once the
-    request was refused) is returned for the driver to finish."""
-    if hold_if_busy(stream, None):
-        return None
-    stream._read_done = True
-    delegate: Optional[HTTPMessageDelegate] = stream._delegate
-    return delegate
-
-
-def drain(
-    stream: _MuxStream, piece: Callable[[Any, Any], None], end: Callable[[Any], None]
-) -> None:
-    """Hands on, in order, what a multiplexed stream's inbox kept while its
-    delegate was busy: each body piece to ``piece(stream, item)``, the end
-    of the body to ``end(stream)``; stops when the delegate is busy again
-    or the stream closes."""
-    inbox = stream._inbox
-    while inbox and not stream._blocked and not stream._closed:
-        item = inbox.pop(0)
-        if item is None:
-            stream._inbox = None
-            end(stream)
-            return
-        piece(stream, item)
-
-
-def end_request(proto: Any, stream: _MuxStream) -> bool:
-    """The end of a multiplexed stream's body: its delegate's ``finish``,
-    unless it is busy (`end_of_body`). A request at fault goes to
-    ``proto._bad_body``; anything else raised is logged and the stream
-    reset (``stream.INTERNAL_ERROR``).
-
-    Returns:
-        True if the stream is done with (its response complete, no longer
-        counted): the driver retires it. Otherwise its response is still
-        to come (or waits: HTTP/2, for window), or it is gone already.
-    """
-    delegate = end_of_body(stream)
-    if delegate is None:
-        return False
-    try:
-        delegate.finish()
-    except HTTPInputError as exc:
-        proto._bad_body(stream, str(exc))
-        return False
-    except Exception:
-        app_log.error("Uncaught exception", exc_info=True)
-        proto._reset(stream, stream.INTERNAL_ERROR)
-        return False
-    return bool(stream._phase >= DONE and not stream._counted)
-
-
-def unblocked(proto: Any, stream: _MuxStream, future: asyncio.Future[None]) -> bool:
-    """A multiplexed stream's delegate finished its awaitable (`wait_on`):
-    True if its stream goes on (`drain`); else the request was at fault
-    (``proto._bad_body``) or the application failed (logged by
-    `sort_outcome`, the stream reset with ``stream.INTERNAL_ERROR``)."""
-    outcome, message = sort_outcome(future)
-    if outcome == FINISHED:
-        return True
-    if outcome == BAD_REQUEST:
-        proto._bad_body(stream, message)
-    else:
-        proto._reset(stream, stream.INTERNAL_ERROR)
-    return False
 
 
 def wait_on(

@@ -60,16 +60,9 @@ from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._flow import (
     ReadFlow,
     body_limit,
-    body_overdue,
     decompressing,
-    deliver,
-    drain,
-    end_request,
-    hold,
-    hold_if_busy,
     known_host,
     request_line,
-    unblocked,
     wait_on,
     wrap_fields,
 )
@@ -79,9 +72,9 @@ from squall.httpserver._flow import (
 from squall.httpserver._h1exchange import _closed_future
 from squall.httpserver._h2stream import _H2Stream
 from squall.httpserver._h2websocket import _H2Tunnel, drain_tunnels, tunnels
-from squall.httpserver._muxstream import stream_census
+from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.httpserver._protocol import _HTTPProtocol
-from squall.httputil import HTTPHeaders, HTTPInputError, HTTPMessageDelegate, RequestStartLine
+from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.httputil._exchange import DONE, IDLE
 from squall.httputil._headers import _NAME_CACHE, _cache_name
 from squall.iostream import StreamClosedError
@@ -115,7 +108,7 @@ class _H2Protocol(asyncio.Protocol):
         "_h2",
         "transport",
         "_streams",
-        "_active",
+        "slots",
         "_good_host",
         "_start_request",
         "_max_body",
@@ -153,7 +146,8 @@ class _H2Protocol(asyncio.Protocol):
         self._h2 = H2Connection(limits)
         self.transport: Optional[asyncio.Transport] = None
         self._streams: dict[int, _H2Stream] = {}
-        self._active = 0
+        #: The streams served at once (their slots: see ``_muxstream``).
+        self.slots = StreamSlots()
         self._good_host: Optional[str] = None
         self._start_request = server._request_starter()
         self._max_body = body_limit(params, limits.max_body_size)
@@ -283,8 +277,8 @@ class _H2Protocol(asyncio.Protocol):
         for stream in list(self._streams.values()):
             if stream._waiters and self._h2.pending(stream.stream_id) == 0:
                 self._wake(stream)
-            if stream._tunnel is not None:
-                stream._tunnel._set_paused(False)
+            if stream.tunnel is not None:
+                stream.tunnel._set_paused(False)
 
     # -- input --------------------------------------------------------------------------
 
@@ -326,8 +320,8 @@ class _H2Protocol(asyncio.Protocol):
                     stream = self._streams.get(event.stream_id)
                     if stream is None:
                         pass
-                    elif stream._tunnel is not None:
-                        stream._tunnel._feed_eof()
+                    elif stream.tunnel is not None:
+                        stream.tunnel._feed_eof()
                     else:
                         self._on_end(stream)
                 elif kind is Drained:
@@ -336,8 +330,8 @@ class _H2Protocol(asyncio.Protocol):
                     stream = self._streams.get(event.stream_id)
                     if stream is None:
                         pass
-                    elif stream._tunnel is not None and stream._tunnel.detached:
-                        stream._tunnel._window_opened()
+                    elif stream.tunnel is not None and stream.tunnel.detached:
+                        stream.tunnel._window_opened()
                     elif stream._phase >= DONE:
                         if not stream._closed:
                             self._complete(stream)  # its END_STREAM went out
@@ -370,8 +364,8 @@ class _H2Protocol(asyncio.Protocol):
                     # WebSockets go now (RFC 8441 §6: as a TCP reset would).
                     self._closing = True
                     for tunnel in tunnels(self):
-                        self._reset(tunnel._exchange, ErrorCode.CANCEL)
-                    if not self._active:
+                        self.reset_stream(tunnel._exchange, ErrorCode.CANCEL)
+                    if not self.slots.active:
                         self._abort(linger=True)
             except RemoteProtocolError as exc:
                 gen_log.info("HTTP/2 error from %s: %s", self.context, exc)
@@ -389,7 +383,7 @@ class _H2Protocol(asyncio.Protocol):
     def _on_request(self, event: Request, now: float) -> None:
         sid = event.stream_id
         # (The core's copy of the limit: a native field, not H2Limits' getattr.)
-        if self._closing or self._active >= self._h2.max_concurrent_streams:
+        if self._closing or self.slots.active >= self._h2.max_concurrent_streams:
             # Streams whose handler still runs count, even after a reset:
             # a client cannot start more work by resetting (CVE-2023-44487).
             self._h2.refuse(sid, now)
@@ -452,15 +446,14 @@ class _H2Protocol(asyncio.Protocol):
         """Start a request whose Content-Length (``declared``, see
         `squall._h2.Request.content_length`), Expect and ``:protocol`` (an
         extended CONNECT's, RFC 8441) the core read."""
-        stream = _H2Stream(self, sid, now, self.context, self._loop, self._max_body)
+        stream = _H2Stream(self, sid, now, self.context, self._loop, self._max_body, self.slots)
         self._streams[sid] = stream
-        self._active += 1
         if declared != NO_LENGTH:
             if declared == INVALID_LENGTH:
-                self._refuse_request(stream, 400, "invalid Content-Length")
+                self.refuse_request(stream, 400, "invalid Content-Length")
                 return None
-            if declared > stream._max_body:
-                self._refuse_request(stream, 400, "Content-Length too long")
+            if declared > self._max_body:
+                self.refuse_request(stream, 413, "Content-Length too long")
                 return None
         if start_line.method == "HEAD":
             stream._bodiless = True
@@ -468,13 +461,13 @@ class _H2Protocol(asyncio.Protocol):
             stream._expect_continue = True
         if protocol is not None:
             stream.protocol = protocol
-            stream._tunnel = _H2Tunnel(self, stream)
+            stream.tunnel = _H2Tunnel(self, stream)
         # The same check as HTTP/1.1's (RFC 9110 §7.2); a client sends the
         # same authority each time: checked once per connection.
         try:
             self._good_host = known_host(headers, self._good_host, _VERSION)
         except HTTPInputError as exc:
-            self._refuse_request(stream, 400, str(exc))
+            self.refuse_request(stream, 400, str(exc))
             return None
         self._idle_since = now
         delegate = decompressing(self._start_request(self, stream), self._params, self._max_body)
@@ -482,11 +475,11 @@ class _H2Protocol(asyncio.Protocol):
         try:
             ret = delegate.headers_received(start_line, headers)
         except HTTPInputError as exc:
-            self._refuse_request(stream, 400, str(exc))
+            self.refuse_request(stream, 400, str(exc))
             return None
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
-            self._reset(stream, ErrorCode.INTERNAL_ERROR)
+            stream.app_failed()
             return None
         if ret is not None:
             self._block(stream, ret, 0)
@@ -494,7 +487,7 @@ class _H2Protocol(asyncio.Protocol):
             self._continue(stream)
         if protocol is not None:
             # RFC 8441 §5: the head is the whole request; the DATA frames
-            # that follow are the tunnel's (they go to stream._tunnel).
+            # that follow are the tunnel's (they go to stream.tunnel).
             self._on_end(stream)
         return stream
 
@@ -507,81 +500,49 @@ class _H2Protocol(asyncio.Protocol):
             except LocalProtocolError:
                 pass
 
-    def _refuse_request(self, stream: _H2Stream, status: int, message: str) -> None:
+    def refuse_request(self, stream: _H2Stream, status: int, message: str) -> None:
         """Answer a bad request on its stream and stop reading it."""
         gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
         try:
             self._h2.send_headers(stream.stream_id, status, [("content-length", "0")], True)
         except LocalProtocolError:
             pass
-        stream._phase = DONE
         # RFC 9113 §8.1: a complete response, then no more request body.
         self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
-        stream._closed = True
-        stream._delegate = None
         self._streams.pop(stream.stream_id, None)
-        self._release(stream)
+        stream.refused()
 
     def _on_data(self, event: Data, now: float) -> None:
         stream = self._streams.get(event.stream_id)
-        if stream is not None and stream._tunnel is not None:
-            stream._tunnel._feed(event.data, event.flow_length)
+        if stream is not None and stream.tunnel is not None:
+            stream.tunnel._feed(event.data, event.flow_length)
             return
         if stream is None or stream._delegate is None:
             self._h2.consumed(event.stream_id, event.flow_length)
             return
         stream._last_active = now
-        stream._received += len(event.data)
-        if stream._received > stream._max_body:
+        if not stream.took(len(event.data)):
             self._h2.consumed(event.stream_id, event.flow_length)
-            gen_log.info("Malformed HTTP message from %s: body too large", self.context)
-            if stream._phase != IDLE:
-                self._reset(stream, ErrorCode.CANCEL)
-            else:
-                delegate = stream._delegate
-                self._refuse_request(stream, 400, "body too large")
-                self._notify_closed(stream, delegate)
             return
-        if not hold_if_busy(stream, event):
+        if not stream.hold_if_busy(event):
             self._deliver(stream, event)
 
     def _deliver(self, stream: _H2Stream, event: Data) -> None:
-        delegate = stream._delegate
-        assert delegate is not None
-        try:
-            ret, rest = deliver(delegate, event.data, self._params.chunk_size)
-            if rest:
-                hold(stream, Data(event.stream_id, rest, 0), True)
-        except HTTPInputError as exc:
-            self._h2.consumed(event.stream_id, event.flow_length)
-            self._bad_body(stream, str(exc))
-            return
-        except Exception:
-            self._h2.consumed(event.stream_id, event.flow_length)
-            app_log.error("Uncaught exception", exc_info=True)
-            self._reset(stream, ErrorCode.INTERNAL_ERROR)
-            return
+        ret, rest = stream.deliver(event.data, self._params.chunk_size)
         if ret is None:
             self._h2.consumed(event.stream_id, event.flow_length)
         else:
+            if rest:
+                stream.hold(Data(event.stream_id, rest, 0), True)
             # The window opens again only once the delegate has taken it.
             self._block(stream, ret, event.flow_length)
 
-    def _bad_body(self, stream: _H2Stream, message: str) -> None:
-        if stream._phase != IDLE:
-            gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
-            self._reset(stream, ErrorCode.PROTOCOL_ERROR)
-        else:
-            delegate = stream._delegate
-            self._refuse_request(stream, 400, message)
-            self._notify_closed(stream, delegate)
-
     def _on_end(self, stream: _H2Stream) -> None:
-        if end_request(self, stream):
+        if stream.end_request():
             self._retire(stream)  # else its response still waits (for window)
 
     def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
-        stream._blocked = True
+        stream.block()
 
         def unblock(f: asyncio.Future[None]) -> None:
             self._unblock(stream, f, flow)
@@ -589,17 +550,18 @@ class _H2Protocol(asyncio.Protocol):
         wait_on(awaitable, self._loop, unblock)
 
     def _unblock(self, stream: _H2Stream, future: asyncio.Future[None], flow: int) -> None:
-        stream._blocked = False
-        if self._closed or stream._closed:
+        if self._closed:
+            stream.unblocked(future)  # the stream is closed: only its slot
             return
         self._in_feed = True
         try:
+            # (A stream reset meanwhile: the connection's share of the window.)
             self._h2.consumed(stream.stream_id, flow)
-            if not unblocked(self, stream, future):
+            if not stream.unblocked(future):
                 return
             if stream._expect_continue:
                 self._continue(stream)
-            drain(stream, self._deliver, self._on_end)
+            stream.drain(self._deliver, self._on_end)
         finally:
             self._end_round()
 
@@ -678,9 +640,9 @@ class _H2Protocol(asyncio.Protocol):
                 if not waiter.done():
                     waiter.set_result(None)
 
-    def _end_response(self, stream: _H2Stream) -> None:
+    def end_response(self, stream: _H2Stream) -> None:
         sid = stream.stream_id
-        tunnel = stream._tunnel
+        tunnel = stream.tunnel
         if tunnel is not None and tunnel.accepted:
             tunnel._open()  # RFC 8441 §5: the 2xx opens the tunnel
             return
@@ -716,30 +678,28 @@ class _H2Protocol(asyncio.Protocol):
 
     def _complete(self, stream: _H2Stream) -> None:
         """The response's last frame is out (or the stream is gone)."""
-        self._release(stream)
-        if stream._read_done and stream._tunnel is None:
+        stream.free_slot()
+        if stream._read_done and stream.tunnel is None:
             self._retire(stream)
         elif not stream._closed:
             # RFC 9113 §8.1: the response is complete; the rest of the
             # request body (or a refused tunnel's DATA) is not wanted.
             self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
+            stream._closed = True  # (what its inbox holds goes nowhere)
             self._retire(stream)
-            if stream._tunnel is not None:
-                stream._tunnel._lost(None)  # gives back the window it held
+            if stream.tunnel is not None:
+                stream.tunnel._lost(None)  # gives back the window it held
 
-    def _release(self, stream: _H2Stream) -> None:
-        if stream._counted:
-            stream._counted = False
-            self._active -= 1
-            if not self._active:
-                if self._in_feed:
-                    # Stamped once when the feed ends (_end_round), not per
-                    # response: a read of many requests asks the clock once.
-                    self._idle_due = True
-                else:
-                    self._idle_since = self._loop.time()
-                if self._closing:
-                    self._close_soon()
+    def streams_idle(self) -> None:
+        """The last stream gave its slot back (see `StreamSlots`)."""
+        if self._in_feed:
+            # Stamped once when the feed ends (_end_round), not per
+            # response: a read of many requests asks the clock once.
+            self._idle_due = True
+        else:
+            self._idle_since = self._loop.time()
+        if self._closing:
+            self._close_soon()
 
     def _end_round(self) -> None:
         """Ends a round begun by setting ``_in_feed`` (a read, or a stream
@@ -751,7 +711,7 @@ class _H2Protocol(asyncio.Protocol):
         self._in_feed = False
         if self._idle_due:
             self._idle_due = False
-            if not self._active:
+            if not self.slots.active:
                 self._idle_since = self._loop.time()
         self._flush()
 
@@ -786,7 +746,7 @@ class _H2Protocol(asyncio.Protocol):
 
     # -- closing streams ----------------------------------------------------------------
 
-    def _reset(self, stream: _H2Stream, code: int) -> None:
+    def reset_stream(self, stream: _H2Stream, code: int) -> None:
         """Reset ``stream`` on our side and tell its delegate."""
         if stream._closed:
             return
@@ -811,22 +771,9 @@ class _H2Protocol(asyncio.Protocol):
                 if not waiter.done():
                     waiter.set_exception(StreamClosedError(real_error=exc))
                     waiter.exception()
-        delegate = stream._delegate
-        stream._delegate = None
-        if self._notify_closed(stream, delegate) >= DONE:
-            self._release(stream)
-        # Otherwise it stays counted until its handler finishes.
-        if stream._tunnel is not None:
-            stream._tunnel._lost(exc)
-
-    def _notify_closed(self, stream: _H2Stream, delegate: Optional[HTTPMessageDelegate]) -> int:
-        """The stream's exchange is gone (see `.Exchange._report_gone`): tell its
-        delegate if the request was still read; returns its phase before."""
-        if delegate is not None and not stream._read_done:
-            stream._read_done = True
-        else:
-            delegate = None
-        return stream._report_gone(delegate)
+        stream.lost()
+        if stream.tunnel is not None:
+            stream.tunnel._lost(exc)
 
     # -- timeouts ------------------------------------------------------------------------
 
@@ -877,24 +824,24 @@ class _H2Protocol(asyncio.Protocol):
                     limits.send_timeout,
                 )
                 if stream is not None:
-                    self._reset(stream, ErrorCode.CANCEL)
+                    self.reset_stream(stream, ErrorCode.CANCEL)
                 else:
                     self._h2.reset(sid, ErrorCode.CANCEL)
         body_timeout = self._params.body_timeout
         for stream in list(self._streams.values()):
-            if stream._read_done or stream._closed or stream._phase >= DONE:
+            if not stream.reading():
                 continue
-            if now - stream._last_active > limits.idle_stream_timeout or body_overdue(
-                stream._body_timeout, body_timeout, now - stream._started
+            if now - stream._last_active > limits.idle_stream_timeout or stream.body_overdue(
+                now, body_timeout
             ):
                 gen_log.info(
                     "HTTP/2 stream %d of %s: request not completed in time; reset",
                     stream.stream_id,
                     self.context,
                 )
-                self._reset(stream, ErrorCode.CANCEL)
+                self.reset_stream(stream, ErrorCode.CANCEL)
         idle = self._idle_timeout()
-        if idle is not None and not self._active and now - self._idle_since > idle:
+        if idle is not None and not self.slots.active and now - self._idle_since > idle:
             self._h2.goaway(ErrorCode.NO_ERROR, "idle")
             self._abort()
             return
@@ -943,7 +890,7 @@ class _H2Protocol(asyncio.Protocol):
         drain_tunnels(self)  # their close frames first, then the GOAWAY
         self._h2.goaway(ErrorCode.NO_ERROR)
         self._flush()
-        if not self._active:
+        if not self.slots.active:
             self._abort(linger=True)
 
     def _drain(self, params: HTTP1ConnectionParameters) -> None:

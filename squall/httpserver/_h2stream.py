@@ -43,7 +43,8 @@ class _H2Stream(_MuxStream):
     PROTOCOL = "HTTP/2"
     INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
     CANCEL = ErrorCode.CANCEL
-    # ``_proto`` is an `_H2Protocol`, ``_tunnel`` an `_H2Tunnel` or None:
+    MESSAGE_ERROR = ErrorCode.PROTOCOL_ERROR
+    # ``_proto`` is an `_H2Protocol`, ``tunnel`` an `_H2Tunnel` or None:
     # named on locals, since a compiled subclass keeps its base's field types.
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
@@ -52,7 +53,7 @@ class _H2Stream(_MuxStream):
         self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
         p: _H2Protocol = self._proto
-        tunnel: Optional[_H2Tunnel] = self._tunnel
+        tunnel: Optional[_H2Tunnel] = self.tunnel
         try:
             if tunnel is None:
                 # Straight from the headers' dict to the header block (the
@@ -105,12 +106,7 @@ class _H2Stream(_MuxStream):
         once a head went, for a HEAD request, an extended CONNECT, a chunk
         longer than ``framing``, and heads the core does not take as they are.
         """
-        if (
-            self._phase != IDLE
-            or self._bodiless
-            or self._tunnel is not None
-            or framing < len(chunk)
-        ):
+        if self._phase != IDLE or self._bodiless or self.tunnel is not None or framing < len(chunk):
             return None
         p: _H2Protocol = self._proto
         block = p._h2.encode_rendered_head(head)

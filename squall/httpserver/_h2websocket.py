@@ -266,7 +266,7 @@ class _H2Tunnel(_Tunnel):
         # The rest of what the peer sends is not wanted (RFC 9113 §8.1; the
         # core sends nothing if the peer's END_STREAM came first).
         proto._h2.reset(exchange.stream_id, ErrorCode.NO_ERROR)
-        proto._release(exchange)
+        exchange.free_slot()
         proto._retire(exchange)
 
     def _set_paused(self, paused: bool) -> None:
@@ -278,7 +278,7 @@ class _H2Tunnel(_Tunnel):
 
 def tunnels(proto: _H2Protocol) -> list[_H2Tunnel]:
     """The connection's streams that carry a tunnel (accepted or not yet)."""
-    return [s._tunnel for s in proto._streams.values() if s._tunnel is not None]
+    return [s.tunnel for s in proto._streams.values() if s.tunnel is not None]
 
 
 def drain_tunnels(proto: _H2Protocol) -> None:

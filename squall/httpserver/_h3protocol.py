@@ -58,7 +58,7 @@ from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._h3conn import GuardedH3Connection, HeadersRefused
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
-from squall.httpserver._muxstream import stream_census
+from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.httputil import HTTPHeaders, HTTPInputError
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
@@ -200,7 +200,8 @@ class _H3Protocol(QuicConnectionProtocol):
         credit.value = credit.sent = self.max_streams
         self._h3: Optional[H3Connection] = None
         self._streams: dict[int, _H3Stream] = {}
-        self._active = 0
+        #: The streams served at once (their slots: see ``_muxstream``).
+        self.slots = StreamSlots()
         self._max_body = flow.body_limit(params, _MAX_BODY_SIZE)
         self.context: Optional[_HTTPRequestContext] = None
         self._start_request = server._request_starter(alt_svc=False)
@@ -257,7 +258,7 @@ class _H3Protocol(QuicConnectionProtocol):
                     "HTTP/3 stream %d of %s reset by the client", event.stream_id, self.context
                 )
                 if isinstance(event, StopSendingReceived):
-                    self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
+                    self.reset_stream(stream, H3Error.H3_REQUEST_CANCELLED)
                 else:
                     self._lose_stream(stream)
         h3 = self._h3
@@ -271,7 +272,7 @@ class _H3Protocol(QuicConnectionProtocol):
                 app_log.error("Uncaught exception", exc_info=True)
                 stream = self._streams.get(getattr(h3_event, "stream_id", -1))
                 if stream is not None:
-                    self._reset(stream, H3Error.H3_INTERNAL_ERROR)
+                    self.reset_stream(stream, H3Error.H3_INTERNAL_ERROR)
 
     def _on_h3_event(self, event: H3Event) -> None:
         if isinstance(event, HeadersRefused):
@@ -286,7 +287,7 @@ class _H3Protocol(QuicConnectionProtocol):
             stream = self._streams.get(event.stream_id)
             if stream is None:
                 return
-            tunnel = stream._tunnel
+            tunnel = stream.tunnel
             if tunnel is not None:
                 if event.data:
                     tunnel._feed(event.data)
@@ -305,7 +306,7 @@ class _H3Protocol(QuicConnectionProtocol):
         quic = self._quic
         if sid % 4 != 0:
             return  # not a client-initiated bidirectional stream
-        if self._closing or self._active >= self.max_streams:
+        if self._closing or self.slots.active >= self.max_streams:
             # RFC 9114 section 4.1.1: refused before any processing.
             quic.reset_stream(sid, H3Error.H3_REQUEST_REJECTED)
             quic.stop_stream(sid, H3Error.H3_REQUEST_REJECTED)
@@ -313,9 +314,8 @@ class _H3Protocol(QuicConnectionProtocol):
         self._next_stream = max(self._next_stream, sid + 4)
         loop = self._loop
         now = loop.time()
-        stream = _H3Stream(self, sid, now, self.context, loop, self._max_body)
+        stream = _H3Stream(self, sid, now, self.context, loop, self._max_body, self.slots)
         self._streams[sid] = stream
-        self._active += 1
         size = 0
         method = path = authority = protocol = None
         fields: list[tuple[str, str]] = []
@@ -363,7 +363,7 @@ class _H3Protocol(QuicConnectionProtocol):
             stream._bodiless = True
         if protocol is not None:
             stream.protocol = protocol
-            stream._tunnel = _H3Tunnel(self, stream)
+            stream.tunnel = _H3Tunnel(self, stream)
         delegate = flow.decompressing(
             self._start_request(self, stream), self._params, self._max_body
         )
@@ -378,8 +378,8 @@ class _H3Protocol(QuicConnectionProtocol):
         if protocol is not None:
             # The head is the whole request; DATA that follows is the tunnel's.
             self._on_end(stream)
-            if event.stream_ended and stream._tunnel is not None:
-                stream._tunnel._feed_eof()
+            if event.stream_ended and stream.tunnel is not None:
+                stream.tunnel._feed_eof()
         elif event.stream_ended:
             self._on_end(stream)
 
@@ -391,7 +391,7 @@ class _H3Protocol(QuicConnectionProtocol):
         stream = self._streams.get(sid)
         if stream is not None:
             gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, event.reason)
-            self._reset(stream, H3Error.H3_EXCESSIVE_LOAD)
+            self.reset_stream(stream, H3Error.H3_EXCESSIVE_LOAD)
             return
         if sid % 4 != 0:
             return
@@ -409,14 +409,12 @@ class _H3Protocol(QuicConnectionProtocol):
             pass  # the stream is gone in aioquic already
         self._flush_soon()
 
-    def _refuse_request(self, stream: _H3Stream, status: int, message: str) -> None:
+    def refuse_request(self, stream: _H3Stream, status: int, message: str) -> None:
         """Answer a bad request on its stream and read no more of it."""
         gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, message)
         sid = stream.stream_id
         h3 = self._h3
         assert h3 is not None
-        stream._phase = 3  # DONE: the application never saw it
-        stream._closed = True
         self._streams.pop(sid, None)
         try:
             h3.send_headers(
@@ -425,55 +423,31 @@ class _H3Protocol(QuicConnectionProtocol):
             self._quic.stop_stream(sid, H3Error.H3_NO_ERROR)
         except Exception:
             pass  # the stream is gone in aioquic already
-        self._release(stream)
+        stream.refused()
         self._flush_soon()
+
+    # (The head's checks, in _on_request, call it by this name.)
+    _refuse_request = refuse_request
 
     def _on_data(self, stream: _H3Stream, data: bytes) -> None:
         if stream._delegate is None or stream._closed:
             return
-        stream._received += len(data)
-        if stream._received > stream._max_body:
-            gen_log.info("Malformed HTTP/3 request from %s: body too large", self.context)
-            if stream._phase == 0:
-                delegate = stream._delegate
-                stream._delegate = None
-                self._refuse_request(stream, 413, "body too large")
-                stream._report_gone(delegate)
-            else:
-                self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
-            return
-        if not flow.hold_if_busy(stream, data):
+        if stream.took(len(data)) and not stream.hold_if_busy(data):
             self._deliver(stream, data)
 
     def _deliver(self, stream: _H3Stream, data: bytes) -> None:
-        delegate = stream._delegate
-        assert delegate is not None
-        try:
-            ret, rest = flow.deliver(delegate, data, self._params.chunk_size)
-        except HTTPInputError as exc:
-            self._bad_body(stream, str(exc))
-            return
+        ret, rest = stream.deliver(data, self._params.chunk_size)
         if ret is not None:
             if rest:
-                flow.hold(stream, rest, True)
+                stream.hold(rest, True)
             self._block(stream, ret)
 
-    def _bad_body(self, stream: _H3Stream, message: str) -> None:
-        if stream._phase == 0:
-            delegate = stream._delegate
-            stream._delegate = None
-            self._refuse_request(stream, 400, message)
-            stream._report_gone(delegate)
-        else:
-            gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, message)
-            self._reset(stream, H3Error.H3_MESSAGE_ERROR)
-
     def _on_end(self, stream: _H3Stream) -> None:
-        if flow.end_request(self, stream):
+        if stream.end_request():
             self._retire(stream)
 
     def _block(self, stream: _H3Stream, awaitable: Awaitable[None]) -> None:
-        stream._blocked = True
+        stream.block()
 
         def unblock(f: asyncio.Future[None]) -> None:
             self._unblock(stream, f)
@@ -481,16 +455,12 @@ class _H3Protocol(QuicConnectionProtocol):
         flow.wait_on(awaitable, self._loop, unblock)
 
     def _unblock(self, stream: _H3Stream, future: asyncio.Future[None]) -> None:
-        stream._blocked = False
-        if self._gone or stream._closed:
-            return
         try:
-            if not flow.unblocked(self, stream, future):
-                return
-            flow.drain(stream, self._deliver, self._on_end)
+            if stream.unblocked(future) and not self._gone:
+                stream.drain(self._deliver, self._on_end)
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
-            self._reset(stream, H3Error.H3_INTERNAL_ERROR)
+            self.reset_stream(stream, H3Error.H3_INTERNAL_ERROR)
         finally:
             self._flush_soon()
 
@@ -599,7 +569,7 @@ class _H3Protocol(QuicConnectionProtocol):
         self._flush_soon()
         return True
 
-    def _end_response(self, stream: _H3Stream) -> None:
+    def end_response(self, stream: _H3Stream) -> None:
         h3 = self._h3
         assert h3 is not None
         try:
@@ -607,7 +577,7 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             self._lose_stream(stream)
             return
-        self._release(stream)
+        stream.free_slot()
         if stream._read_done:
             self._retire(stream)
         else:
@@ -630,25 +600,22 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             pass
         stream._closed = True
-        self._release(stream)
+        stream.free_slot()
         self._retire(stream)
         self._flush_soon()
 
-    def _release(self, stream: _H3Stream) -> None:
-        if stream._counted:
-            stream._counted = False
-            self._active -= 1
-            if not self._active:
-                self._idle_since = self._loop.time()
-            if self._closing and not self._active:
-                self._loop.call_soon(self._close_quic)
+    def streams_idle(self) -> None:
+        """The last stream gave its slot back (see `StreamSlots`)."""
+        self._idle_since = self._loop.time()
+        if self._closing:
+            self._loop.call_soon(self._close_quic)
 
     def _retire(self, stream: _H3Stream) -> None:
         self._streams.pop(stream.stream_id, None)
         stream._delegate = None
         stream.close_callback = None
 
-    def _reset(self, stream: _H3Stream, code: int) -> None:
+    def reset_stream(self, stream: _H3Stream, code: int) -> None:
         if stream._closed:
             return
         try:
@@ -668,15 +635,9 @@ class _H3Protocol(QuicConnectionProtocol):
         if stream.stream_id in self._waiters:
             self._wake(stream.stream_id, StreamClosedError())
         self._streams.pop(stream.stream_id, None)
-        delegate = stream._delegate
-        stream._delegate = None
-        if stream._read_done:
-            delegate = None
-        stream._read_done = True
-        if stream._report_gone(delegate) >= 3:
-            self._release(stream)
-        if stream._tunnel is not None:
-            stream._tunnel._lost()
+        stream.lost()
+        if stream.tunnel is not None:
+            stream.tunnel._lost()
 
     def _flush_soon(self) -> None:
         if self._flush_handle is None and not self._gone:
@@ -720,25 +681,23 @@ class _H3Protocol(QuicConnectionProtocol):
                     write_timeout,
                 )
                 if stalled is not None:
-                    self._reset(stalled, H3Error.H3_REQUEST_CANCELLED)
+                    self.reset_stream(stalled, H3Error.H3_REQUEST_CANCELLED)
                 else:
                     self._stalled.pop(sid, None)
         body_timeout = self._params.body_timeout
         for stream in list(self._streams.values()):
-            if stream._read_done or stream._closed or stream._phase >= 3:
-                continue
-            if flow.body_overdue(stream._body_timeout, body_timeout, now - stream._started):
+            if stream.reading() and stream.body_overdue(now, body_timeout):
                 gen_log.info(
                     "HTTP/3 stream %d of %s: request not completed in time; reset",
                     stream.stream_id,
                     self.context,
                 )
-                self._reset(stream, H3Error.H3_REQUEST_CANCELLED)
+                self.reset_stream(stream, H3Error.H3_REQUEST_CANCELLED)
         # HTTPServer's idle_connection_timeout: no request for that long.
         # (QUIC's own idle timeout counts packets: a client that only
         # sends PINGs would keep the connection for ever.)
         idle = self._server.idle_connection_timeout
-        if not self._active and idle is not None and now - self._idle_since > idle:
+        if not self.slots.active and idle is not None and now - self._idle_since > idle:
             gen_log.debug("HTTP/3 connection of %s idle for %gs; closed", self.context, idle)
             self._goaway()
             self._close_quic()
@@ -768,7 +727,7 @@ class _H3Protocol(QuicConnectionProtocol):
         self._closing = True
         drain_tunnels(self)  # their close frames first, then the GOAWAY
         self._goaway()
-        if not self._active:
+        if not self.slots.active:
             self._close_quic()
         else:
             self._flush_soon()

@@ -47,8 +47,9 @@ class _H3Stream(_MuxStream):
     PROTOCOL = "HTTP/3"
     INTERNAL_ERROR = H3Error.H3_INTERNAL_ERROR
     CANCEL = H3Error.H3_REQUEST_CANCELLED
+    MESSAGE_ERROR = H3Error.H3_MESSAGE_ERROR
     _proto: _H3Protocol
-    _tunnel: Optional[_H3Tunnel]
+    tunnel: Optional[_H3Tunnel]
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
 
@@ -58,7 +59,7 @@ class _H3Stream(_MuxStream):
         fields = _fields(start_line.code, headers)
         if self._closed:
             return closed_future()
-        tunnel = self._tunnel
+        tunnel = self.tunnel
         if tunnel is not None:
             fields = tunnel._head_fields(start_line.code, fields)
         return self._proto._send_head(self, fields, b"" if self._bodiless else chunk)
@@ -71,10 +72,11 @@ class _H3Stream(_MuxStream):
         return self._proto._send_body(self, chunk)
 
     def _emit_end(self, phase: int) -> None:
-        tunnel = self._tunnel
+        tunnel = self.tunnel
         if self._closed:
             phase = GONE
         elif phase != GONE and tunnel is not None and tunnel.accepted:
+            self._handed = False  # the handler is done; the tunnel holds the slot
             self._proto._flush_soon()  # the 2xx is out; the stream stays open for the tunnel
             return
         _MuxStream._emit_end(self, phase)

@@ -84,4 +84,4 @@ class _H3Tunnel(_Tunnel):
 def drain_tunnels(proto: _H3Protocol) -> None:
     """The server drains: each WebSocket over the connection closes with
     1001, as one over HTTP/1.1 does (RFC 6455 §7.4.1)."""
-    _drain_tunnels(s._tunnel for s in list(proto._streams.values()) if s._tunnel is not None)
+    _drain_tunnels(s.tunnel for s in list(proto._streams.values()) if s.tunnel is not None)

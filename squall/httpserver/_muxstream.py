@@ -4,12 +4,26 @@ protocol: the base of `_H2Stream` (``_h2stream``) and `_H3Stream` (``_h3stream``
 Both are `.Exchange`s whose connection is shared by other streams: closing
 one resets it (the connection stays), only an accepted extended CONNECT
 (RFC 8441, RFC 9220: a WebSocket) can be detached, and a broken
-Content-Length resets the stream. Their read side is the same too (the
-driver's, through `squall.httpserver._flow`): its fields are declared here,
-and set by the one ``__init__`` (with HTTP/2's write-side fields, which an
-HTTP/3 stream leaves as set: one call per stream on HTTP/2's request path).
-Each subclass names its protocol and its two reset codes, and writes the
-emit hooks that move frames.
+Content-Length resets the stream. Their read side is the same too, and
+is this class's: body delivery to the delegate, the inbox that holds the
+body while the delegate is busy, the body limit (413) and timeout, what an
+error of the request or of the application does, and the stream's slot in
+its connection's concurrency count (`StreamSlots`). A driver asks its
+streams through these methods and keeps only what is its own: resetting a
+stream and answering a request it refuses (`MuxDriver`). The fields are set
+by the one ``__init__`` (with HTTP/2's write-side fields, which an HTTP/3
+stream leaves as set: one call per stream on HTTP/2's request path). Each
+subclass names its protocol and its reset codes, and writes the emit hooks
+that move frames.
+
+The slot: a stream holds one from its head until it is over on both sides,
+on the wire (its response's last frame out, or the stream reset, refused,
+timed out or lost) and in the application (no awaitable of its delegate
+pending, and no handler that took the whole request and has not finished
+its response). Every way a stream ends gives it back once (`free_slot`,
+`settle`); a stream reset while its handler runs keeps it until the
+handler is done, so that resetting starts no more work than the limit
+(CVE-2023-44487).
 """
 
 from __future__ import annotations
@@ -17,12 +31,55 @@ from __future__ import annotations
 __all__: list[str] = []  # private to the drivers
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any, ClassVar, Optional
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ClassVar, Optional, Protocol
 
 from squall._compiled import mypyc_attr
-from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError
+from squall.httpserver._flow import (
+    APP_ERROR,
+    FINISHED,
+    body_overdue,
+    deliver,
+    sort_outcome,
+)
+from squall.httputil import HTTPHeaders, HTTPInputError, HTTPMessageDelegate, HTTPOutputError
 from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
+from squall.log import app_log, gen_log
+
+
+class MuxDriver(Protocol):
+    """What a multiplexed stream asks of its connection's driver (HTTP/2's
+    `_H2Protocol`, HTTP/3's `_H3Protocol`): the parts that are the protocol's."""
+
+    def reset_stream(self, stream: Any, code: int) -> None:
+        """Reset ``stream`` with ``code`` and tell it it is gone (`_MuxStream.lost`)."""
+
+    def refuse_request(self, stream: Any, status: int, message: str) -> None:
+        """Answer the request with ``status`` and an empty body, read no more
+        of it, and tell the stream (`_MuxStream.refused`)."""
+
+    def end_response(self, stream: Any) -> None:
+        """The response finished: its last frame goes out."""
+
+    def streams_idle(self) -> None:
+        """The last stream gave its slot back: no request is in flight."""
+
+
+class StreamSlots:
+    """A connection's count of the request streams it serves at once.
+
+    Each `_MuxStream` takes a slot when it starts and gives it back once
+    (see the module); when the count falls to zero the stream tells its
+    driver (`MuxDriver.streams_idle`: the idle clock, a graceful close
+    waiting for the last stream). It holds nothing else: no reference
+    back to the driver, which owns it (no cycle to collect).
+    """
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        #: Streams holding a slot.
+        self.active = 0
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -40,6 +97,8 @@ class _MuxStream(Exchange):
         "_read_done",
         "_closed",
         "_counted",
+        "_slots",
+        "_handed",
         "_inbox",
         "_blocked",
         "_received",
@@ -47,7 +106,7 @@ class _MuxStream(Exchange):
         "_body_timeout",
         "_started",
         "protocol",
-        "_tunnel",
+        "tunnel",
         # HTTP/2's (HTTP/3 leaves them as __init__ sets them): see _H2Stream.
         "_waiters",
         "_head",
@@ -59,9 +118,11 @@ class _MuxStream(Exchange):
 
     #: The protocol's name, in what is raised.
     PROTOCOL: ClassVar[str]
-    #: The stream reset a broken response gets, and the one close() sends.
+    #: The stream reset a broken response gets, the one close() (and a body
+    #: over its limit, or late) gets, and the one a malformed body gets.
     INTERNAL_ERROR: ClassVar[int]
     CANCEL: ClassVar[int]
+    MESSAGE_ERROR: ClassVar[int]
 
     # The driver's protocol (each subclass's own type). Compiled (mypyc,
     # with _H2Stream), a subclass cannot narrow a field's type: a method
@@ -72,6 +133,10 @@ class _MuxStream(Exchange):
     _read_done: bool
     _closed: bool
     _counted: bool
+    _slots: StreamSlots
+    # The delegate took the whole request (its finish() was called) and the
+    # response is not finished: the application works for this stream.
+    _handed: bool
     _inbox: Optional[list[Any]]
     _blocked: bool
     _received: int
@@ -81,7 +146,9 @@ class _MuxStream(Exchange):
     #: The ``:protocol`` of an extended CONNECT (``"websocket"``), or None;
     #: its stream is taken over by `detach` after a 2xx.
     protocol: Optional[str]
-    _tunnel: Any
+    #: The extended CONNECT's tunnel (its driver's: `_H2Tunnel`, `_H3Tunnel`),
+    #: set by the driver with the head; None for any other request.
+    tunnel: Any
     # Writes waiting for the stream's output to go out (HTTP/2's windows).
     _waiters: Optional[list[asyncio.Future[None]]]
     # A response head (its header block) and first chunk not yet handed to
@@ -103,6 +170,7 @@ class _MuxStream(Exchange):
         context: Any,
         loop: asyncio.AbstractEventLoop,
         max_body: int,
+        slots: StreamSlots,
     ) -> None:
         # The protocol's context, loop and body limit come as arguments: the
         # compiled HTTP/2 driver reads them from its own fields, where this
@@ -119,35 +187,240 @@ class _MuxStream(Exchange):
         self.stream_id = stream_id
         self._max_body = max_body
         self._started = self._last_active = now
-        # Counted against the connection's stream limit until the response ends.
+        # A slot of the connection's stream limit, until the stream is over
+        # on both sides (see the module).
         self._counted = True
+        self._slots = slots
+        slots.active += 1
         # _closed: reset, timed out or the connection lost (nothing more goes
         # out); _inbox: body pieces (and the end, as None) held while the
         # delegate is busy.
         self._read_done = self._closed = self._blocked = self._expect_continue = False
+        self._handed = False
         self._received = 0
         self._delegate = self._inbox = self._body_timeout = self.protocol = None
-        self._tunnel = self._waiters = self._head = self.trailers = self._trailers_out = None
+        self.tunnel = self._waiters = self._head = self.trailers = self._trailers_out = None
 
     def _emit_end(self, phase: int) -> None:
-        p = self._proto
+        self._handed = False
         if phase == GONE:
-            p._release(self)
+            self.settle()  # lost before; its handler is done now
         elif phase == IDLE:
             # Nothing was written: the stream cannot carry a response.
-            p._reset(self, self.INTERNAL_ERROR)
-            p._release(self)
+            p: MuxDriver = self._proto
+            p.reset_stream(self, self.INTERNAL_ERROR)
+            self.settle()
         else:
-            p._end_response(self)
+            p = self._proto
+            p.end_response(self)
 
     def _emit_raw(self, chunk: bytes) -> Any:
         raise HTTPOutputError(f"write_headers must come first on an {self.PROTOCOL} stream")
 
     def _refuse(self) -> None:
-        p = self._proto
-        p._reset(self, self.INTERNAL_ERROR)
+        p: MuxDriver = self._proto
         if self._phase == DONE:
-            p._release(self)
+            self._handed = False  # finish() came, and fails: the handler is done
+        p.reset_stream(self, self.INTERNAL_ERROR)
+        self.settle()
+
+    # -- the slot -----------------------------------------------------------------------
+
+    def free_slot(self) -> None:
+        """Give the stream's slot back to its connection (the first call only)."""
+        if self._counted:
+            self._counted = False
+            slots = self._slots
+            slots.active -= 1
+            if not slots.active:
+                p: MuxDriver = self._proto
+                p.streams_idle()
+
+    def settle(self) -> None:
+        """Give the slot back if the stream is over on both sides: closed on
+        the wire, and no application code in flight for it (see the module)."""
+        if self._counted and self._closed and not self._blocked and not self._handed:
+            self.free_slot()
+
+    def lost(self) -> None:
+        """The stream is gone (reset either way, timed out, its connection
+        lost); the driver has marked it closed. Its delegate hears of it if
+        the request was still read, the close callback if the response was
+        unfinished; the slot goes back once nothing runs for it (`settle`)."""
+        delegate = self._delegate
+        self._delegate = None
+        if self._read_done:
+            delegate = None
+        self._read_done = True
+        self._report_gone(delegate)
+        self.settle()
+
+    def refused(self) -> None:
+        """The driver answered the request itself and reads no more of it."""
+        self._phase = DONE  # the application never answers it
+        self._closed = True
+        self._delegate = None
+        self._handed = False
+        self.settle()
+
+    # -- the request's input --------------------------------------------------------
+
+    def took(self, size: int) -> bool:
+        """Count ``size`` more body bytes received: False, and the request
+        failed with 413 (`fail`), once they pass the body limit."""
+        received = self._received = self._received + size
+        if received > self._max_body:
+            self.fail(413, "body too large", self.CANCEL)
+            return False
+        return True
+
+    def fail(self, status: int, message: str, code: int) -> None:
+        """The request is at fault: answered with ``status`` if no response
+        has started, else the stream is reset with ``code``. A delegate
+        still reading the request hears that the exchange is gone."""
+        p: MuxDriver = self._proto
+        if self._phase != IDLE:
+            gen_log.info("Malformed %s request from %s: %s", self.PROTOCOL, self.context, message)
+            p.reset_stream(self, code)
+            return
+        delegate = self._delegate
+        p.refuse_request(self, status, message)
+        if delegate is not None and not self._read_done:
+            self._read_done = True
+        else:
+            delegate = None
+        self._report_gone(delegate)
+
+    def app_failed(self) -> None:
+        """The application raised while it had the request: logged (by the
+        caller, or `sort_outcome`), the stream reset with ``INTERNAL_ERROR``."""
+        self._handed = False
+        p: MuxDriver = self._proto
+        p.reset_stream(self, self.INTERNAL_ERROR)
+
+    def deliver(self, data: bytes, size: int) -> tuple[Optional[Awaitable[None]], bytes]:
+        """Hand a body piece to the delegate in pieces of at most ``size``
+        bytes (`squall.httpserver._flow.deliver`).
+
+        Returns:
+            The awaitable the delegate answered with (the driver blocks the
+            stream on it) and the bytes not handed on yet (the driver holds
+            them first in the inbox); ``(None, b"")`` if all was taken, or
+            if the delegate raised: a request at fault is answered or reset
+            (`fail`), an application error logged and the stream reset;
+            and once the delegate is gone (the response complete).
+        """
+        delegate = self._delegate
+        if delegate is None:
+            # Its response went before the body ended: the rest is not wanted.
+            return None, b""
+        try:
+            return deliver(delegate, data, size)
+        except HTTPInputError as exc:
+            self.fail(400, str(exc), self.MESSAGE_ERROR)
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self.app_failed()
+        return None, b""
+
+    def hold(self, item: Any, first: bool = False) -> None:
+        """Keep a body piece (or the end of the body, as None) until the
+        delegate is ready for it (``first``: the rest of a piece `deliver`
+        did not hand on, ahead of what came later)."""
+        inbox = self._inbox
+        if inbox is None:
+            self._inbox = [item]
+        elif first:
+            inbox.insert(0, item)
+        else:
+            inbox.append(item)
+
+    def hold_if_busy(self, item: Any) -> bool:
+        """Keep a body piece if the delegate is busy or earlier pieces wait
+        (see `hold`): True if it was kept, False if the driver hands it on now."""
+        if self._blocked or self._inbox:
+            self.hold(item)
+            return True
+        return False
+
+    def block(self) -> None:
+        """The delegate answered with an awaitable: it is busy until the
+        driver calls `unblocked`."""
+        self._blocked = True
+
+    def unblocked(self, future: asyncio.Future[None]) -> bool:
+        """The delegate's awaitable is done: True if the stream goes on (the
+        driver then `drain`s it). Otherwise the stream was closed meanwhile
+        (its slot given back if nothing else holds it), the request was at
+        fault (`fail`) or the application failed (logged, the stream reset)."""
+        self._blocked = False
+        if self._closed:
+            if not future.cancelled():
+                future.exception()  # the exchange is gone: nobody to answer
+            self.settle()
+            return False
+        outcome, message = sort_outcome(future)
+        if outcome == FINISHED:
+            return True
+        if outcome == APP_ERROR:
+            self.app_failed()
+        else:
+            self.fail(400, message, self.MESSAGE_ERROR)
+        return False
+
+    def drain(self, piece: Callable[[Any, Any], None], end: Callable[[Any], None]) -> None:
+        """Hand on, in order, what the inbox kept while the delegate was
+        busy: each body piece to ``piece(stream, item)``, the end of the
+        body to ``end(stream)``; stops when the delegate is busy again or
+        the stream closes."""
+        inbox = self._inbox
+        while inbox and not self._blocked and not self._closed:
+            item = inbox.pop(0)
+            if item is None:
+                self._inbox = None
+                end(self)
+                return
+            piece(self, item)
+
+    def end_request(self) -> bool:
+        """The end of the body: the delegate's ``finish``, unless it is busy
+        or pieces wait (kept in the inbox until then). A request at fault is
+        answered or reset (`fail`); an application error is logged and the
+        stream reset.
+
+        Returns:
+            True if the stream is done with (its response complete, its
+            slot given back): the driver forgets it. Otherwise its response
+            is still to come (or waits: HTTP/2, for window), or it is gone.
+        """
+        if self.hold_if_busy(None):
+            return False
+        self._read_done = True
+        delegate = self._delegate
+        if delegate is None:
+            return False  # refused
+        # Before the call: a handler may answer within it.
+        self._handed = True
+        try:
+            delegate.finish()
+        except HTTPInputError as exc:
+            self._handed = False
+            self.fail(400, str(exc), self.MESSAGE_ERROR)
+            return False
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self.app_failed()
+            return False
+        return bool(self._phase >= DONE and not self._counted)
+
+    def reading(self) -> bool:
+        """Whether the request's body is still to come (for the sweeps)."""
+        return not (self._read_done or self._closed or self._phase >= DONE)
+
+    def body_overdue(self, now: float, default: Optional[float]) -> bool:
+        """Whether the body is past its time (`flow.body_overdue`): the
+        stream's own timeout, else the server's ``default``."""
+        return body_overdue(self._body_timeout, default, now - self._started)
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""
@@ -169,14 +442,15 @@ class _MuxStream(Exchange):
                 CONNECT can be handed over).
             RuntimeError: already detached.
         """
-        tunnel = self._tunnel
+        tunnel = self.tunnel
         if tunnel is None or not tunnel.accepted or self._phase < DONE:
             raise HTTPOutputError(f"an {self.PROTOCOL} stream cannot be detached")
         return tunnel._detach()
 
     def close(self) -> None:
         """Reset the stream (the connection stays open for other streams)."""
-        self._proto._reset(self, self.CANCEL)
+        p: MuxDriver = self._proto
+        p.reset_stream(self, self.CANCEL)
 
 
 def stream_census(streams: Iterable[_MuxStream]) -> tuple[int, int]:
@@ -187,7 +461,7 @@ def stream_census(streams: Iterable[_MuxStream]) -> tuple[int, int]:
     """
     busy = tunnels = 0
     for stream in streams:
-        if stream._tunnel is None:
+        if stream.tunnel is None:
             busy += 1
         else:
             tunnels += 1

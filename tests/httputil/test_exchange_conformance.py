@@ -4,7 +4,8 @@ One suite of checks, each run against every implementation of
 ``request.connection`` (and the client side of `.HTTP1Connection`), each
 reached the way its users reach it: the HTTP/1.1 server's connection
 through its protocol over a fake transport, an HTTP/2 stream through the
-HTTP/2 driver fed by the ``h2`` package, the ASGI adapter's connection
+HTTP/2 driver fed by the ``h2`` package, an HTTP/3 stream through a server
+on loopback UDP and aioquic's client, the ASGI adapter's connection
 through an ASGI call, the runner's wrapper through `ServingDelegate`, the
 test client's as the test client makes it. A test id names the class
 (``test_second_head_refused[_H2Stream]``). The checks only call what the
@@ -35,6 +36,7 @@ from squall.httputil import (
 )
 from squall.httputil._misc import StartLine
 from squall.iostream import IOStream, StreamClosedError
+from squall.web import Application, RequestHandler
 
 from ..server._fakes import FakeTransport
 
@@ -151,6 +153,38 @@ class H2Stream(Harness):
         await asyncio.sleep(0)  # one loop turn: connection_lost runs (call_soon)
 
 
+class H3Stream(Harness):
+    """``_H3Stream``: one request stream of the HTTP/3 driver, over loopback
+    UDP (a server on a free port, aioquic's client)."""
+
+    line = ResponseStartLine("HTTP/3", 200, "OK")
+
+    async def open(self) -> HTTPConnection:
+        pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+        import contextlib
+
+        from squall.testing import AsyncHTTPSTestCase, bind_unused_port
+
+        from ..h3._client import h3_client
+
+        capture = _Capture()
+        sock, port = bind_unused_port()
+        self.server = HTTPServer(
+            capture, ssl_options=AsyncHTTPSTestCase.default_ssl_options(), http3=True
+        )
+        self.server.add_sockets([sock])
+        self.stack = contextlib.AsyncExitStack()
+        await asyncio.gather(*self.server._h3_tasks)
+        client = await self.stack.enter_async_context(h3_client(port))
+        client.request("/")
+        return await asyncio.wait_for(capture.connection, DEADLINE)
+
+    async def close(self) -> None:
+        await self.stack.aclose()
+        self.server.stop()
+        await self.server.close_all_connections()
+
+
 class ASGI(Harness):
     """``asgi/_adapter._ASGIConnection``: an Application served as ASGI."""
 
@@ -228,6 +262,7 @@ class H1Client(Harness):
 HARNESSES: dict[str, Callable[[], Harness]] = {
     "_RequestConnection": H1Server,
     "_H2Stream": H2Stream,
+    "_H3Stream": H3Stream,
     "_ASGIConnection": ASGI,
     "_AppConnection": Runner,
     "_AltSvcConnection": AltSvc,
@@ -416,7 +451,13 @@ def test_sendfile_declines_before_the_head(name: str) -> None:
 # The connections whose close callback is the plain attribute, which the
 # application may set once its first step has returned
 # (HTTPConnection.close_callback_attribute).
-CLOSE_BY_ATTRIBUTE = {"_RequestConnection", "_H2Stream", "_AppConnection", "_AltSvcConnection"}
+CLOSE_BY_ATTRIBUTE = {
+    "_RequestConnection",
+    "_H2Stream",
+    "_H3Stream",
+    "_AppConnection",
+    "_AltSvcConnection",
+}
 
 
 @implementations
@@ -492,3 +533,191 @@ def test_content_length_is_read_as_int_would_read_ascii_digits() -> None:
     for values in ([], ["1", "1"], ["1e3"], ["/"], [":"]):
         with pytest.raises(HTTPOutputError, match="invalid Content-Length"):
             _content_length(values)
+
+
+# -- one request, one answer, whatever the protocol ------------------------------------
+#
+# The same requests over HTTP/1.1, HTTP/2 (h2c) and HTTP/3, end to end on
+# loopback, to an Application whose handlers answer a body's length and
+# fail on /fail: each case's status must agree across the three (issue 59),
+# except where a row below says why it cannot yet.
+
+MAX_BODY = 64
+
+
+class _Upload(RequestHandler):
+    def post(self) -> None:
+        self.write(str(len(self.request.body)))
+
+
+class _Fails(RequestHandler):
+    def get(self) -> None:
+        raise RuntimeError("the handler fails")
+
+
+# case: (method, path, fields, body, body sent with its Content-Length)
+REQUESTS: dict[str, tuple[str, str, list[tuple[str, str]], bytes, bool]] = {
+    "body_over_the_limit": ("POST", "/", [("content-length", "100")], b"x" * 100, True),
+    "body_over_the_limit_without_length": ("POST", "/", [], b"x" * 100, False),
+    "bad_content_length": ("POST", "/", [("content-length", "1x")], b"x", True),
+    "two_content_lengths": (
+        "POST",
+        "/",
+        [("content-length", "1"), ("content-length", "2")],
+        b"x",
+        True,
+    ),
+    "method_not_served": ("CONNECT", "/", [], b"", True),
+    "application_error": ("GET", "/fail", [], b"", True),
+    "within_the_limits": ("POST", "/", [("content-length", "3")], b"abc", True),
+}
+STATUS = {
+    "body_over_the_limit": 413,
+    "body_over_the_limit_without_length": 413,
+    "bad_content_length": 400,
+    "two_content_lengths": 400,
+    "method_not_served": 405,
+    "application_error": 500,
+    "within_the_limits": 200,
+}
+# Where a protocol's answer differs, and why (each an expected failure, strict:
+# it fails the suite once it agrees, so that the row goes).
+DIVERGES = {
+    # Tornado's answer over HTTP/1.1 is a bare 400 for a body over
+    # max_body_size (its BodyLimitsTest pins it; 413 only in place of a 100
+    # Continue): the Tornado contract wins there.
+    ("h1", "body_over_the_limit"): "HTTP/1.1 keeps Tornado's 400 (its suite pins it)",
+    ("h1", "body_over_the_limit_without_length"): "HTTP/1.1 keeps Tornado's 400",
+    # aioquic's HTTP/3 layer checks Content-Length itself and closes the
+    # connection (H3_MESSAGE_ERROR) before the driver sees the head; that
+    # header path is being reworked (issue 63, rows 1-2).
+    ("h3", "bad_content_length"): "aioquic closes the connection on it",
+    ("h3", "two_content_lengths"): "aioquic closes the connection on it",
+    # The HTTP/3 driver refuses a CONNECT without :protocol (400) where
+    # HTTP/1.1 and HTTP/2 hand it to the application (which answers 405).
+    ("h3", "method_not_served"): "the HTTP/3 driver answers a plain CONNECT with 400",
+}
+
+
+async def _h1_status(port: int, case: str) -> object:
+    method, path, fields, body, with_length = REQUESTS[case]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        target = "t:443" if method == "CONNECT" else path
+        head = f"{method} {target} HTTP/1.1\r\nHost: t\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in fields)
+        if body and not with_length:
+            data = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+            head += "Transfer-Encoding: chunked\r\n"
+        else:
+            data = body
+        writer.write(head.encode() + b"\r\n" + data)
+        line = await asyncio.wait_for(reader.readline(), DEADLINE)
+        return int(line.split()[1]) if line else "closed"
+    finally:
+        writer.close()
+
+
+async def _h2_status(port: int, case: str) -> object:
+    from ..h2._client import RawH2, Response
+
+    method, path, fields, body, _ = REQUESTS[case]
+    client = await RawH2.connect(port, validate=False)
+    try:
+        sid = client.conn.get_next_available_stream_id()
+        if method == "CONNECT":  # RFC 9113 section 8.5: no :scheme, no :path
+            head = [(":method", method), (":authority", "t:443")]
+        else:
+            head = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "t")]
+        client.conn.send_headers(sid, head + fields, end_stream=not body)
+        if body:
+            client.conn.send_data(sid, body, end_stream=True)
+        client.flush()
+        r = client.responses.setdefault(sid, Response())
+        await client.until(lambda: r.ended or r.reset is not None, DEADLINE)
+        return r.status if r.status else f"reset {r.reset}"
+    finally:
+        await client.close()
+
+
+async def _h3_status(port: int, case: str) -> object:
+    from ..h3._client import Response, h3_client
+
+    method, path, fields, body, _ = REQUESTS[case]
+    async with h3_client(port) as client:
+        sid = client._quic.get_next_available_stream_id()
+        head = [(b":method", method.encode()), (b":authority", b"t")]
+        if method != "CONNECT":
+            head += [(b":scheme", b"https"), (b":path", path.encode())]
+        head += [(name.encode(), value.encode()) for name, value in fields]
+        client.h3.send_headers(sid, head, end_stream=not body)
+        if body:
+            client.h3.send_data(sid, body, end_stream=True)
+        client.transmit()
+        r = client.responses.setdefault(sid, Response())
+
+        def answered() -> bool:
+            closed = client._quic._close_event is not None
+            return r.ended or r.reset is not None or closed
+
+        await client.until(answered, DEADLINE)
+        if not r.status:
+            return f"reset {r.reset}" if r.reset is not None else "connection closed"
+        return r.status
+
+
+def _request_cases() -> list[Any]:
+    cases = []
+    for protocol in ("h1", "h2", "h3"):
+        for case in REQUESTS:
+            why = DIVERGES.get((protocol, case))
+            marks = [pytest.mark.xfail(reason=why, strict=True)] if why else []
+            cases.append(pytest.param(protocol, case, marks=marks, id=f"{protocol}-{case}"))
+    return cases
+
+
+@pytest.mark.parametrize(("protocol", "case"), _request_cases())
+def test_one_request_gets_one_answer_over_every_protocol(protocol: str, case: str) -> None:
+    from squall.log import app_log, gen_log
+    from squall.testing import AsyncHTTPSTestCase, bind_unused_port
+
+    if protocol == "h3":
+        pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+    else:
+        pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+    async def main() -> object:
+        app = Application([("/", _Upload), ("/fail", _Fails)])
+        sock, port = bind_unused_port()
+        if protocol == "h3":
+            ssl = AsyncHTTPSTestCase.default_ssl_options()
+            server = HTTPServer(app, ssl_options=ssl, http3=True, max_body_size=MAX_BODY)
+        else:
+            server = HTTPServer(app, http2=True, max_body_size=MAX_BODY)
+        server.add_sockets([sock])
+        try:
+            if protocol == "h3":
+                await asyncio.gather(*server._h3_tasks)
+                return await _h3_status(port, case)
+            if protocol == "h2":
+                return await _h2_status(port, case)
+            return await _h1_status(port, case)
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    # What the server logs for these (malformed requests, the handler's
+    # error, access lines) is the point of the case, not a fault.
+    saved = [(log, log.disabled) for log in (app_log, gen_log)]
+    import logging
+
+    access = logging.getLogger("squall.access")
+    saved.append((access, access.disabled))
+    for log, _ in saved:
+        log.disabled = True
+    try:
+        status = asyncio.run(asyncio.wait_for(main(), 10))
+    finally:
+        for log, disabled in saved:
+            log.disabled = disabled
+    assert status == STATUS[case], (protocol, case, status)

@@ -32,9 +32,10 @@ def _stream(**fields: object) -> Any:
     # A real stream of a multiplexed connection (its protocol left out): the
     # helpers read its fields natively in the compiled build, which refuses
     # any other object.
-    from squall.httpserver._muxstream import _MuxStream
+    from squall.httpserver._muxstream import StreamSlots, _MuxStream
 
-    stream = _MuxStream(None, 1, 0.0, None, asyncio.AbstractEventLoop(), 1024)
+    slots = StreamSlots()
+    stream = _MuxStream(None, 1, 0.0, None, asyncio.AbstractEventLoop(), 1024, slots)
     for name, value in fields.items():
         setattr(stream, name, value)
     return stream
@@ -187,12 +188,10 @@ def test_deliver_stops_at_a_busy_delegate_and_returns_the_rest() -> None:
 
 
 def test_hold_keeps_the_rest_ahead_of_what_came_later() -> None:
-    from squall.httpserver._flow import hold
-
     stream = _stream()
-    hold(stream, b"later")
-    hold(stream, None)  # the end of the body
-    hold(stream, b"rest", True)
+    stream.hold(b"later")
+    stream.hold(None)  # the end of the body
+    stream.hold(b"rest", True)
     assert stream._inbox == [b"rest", b"later", None]
 
 
@@ -261,16 +260,20 @@ def test_a_host_that_passed_is_taken_from_the_table_and_nothing_else_is() -> Non
 
 def test_the_three_drivers_read_through_one_path() -> None:
     # Body delivery, the Host check and the inbox of a busy stream are
-    # _flow's, not a copy per driver (issue 38). Read as text: the compiled
+    # _flow's, not a copy per driver (issue 38); the multiplexed drivers'
+    # is their streams' base's (issue 59). Read as text: the compiled
     # build has no source to inspect.
     from pathlib import Path
 
     import squall
 
     here = Path(squall.__file__).parent / "httpserver"
+    assert "deliver(delegate" in (here / "_protocol.py").read_text()
+    assert "deliver(delegate" in (here / "_muxstream.py").read_text()
+    for name in ("_h2protocol.py", "_h3protocol.py"):
+        assert "stream.deliver(" in (here / name).read_text(), name
     for name in ("_protocol.py", "_h2protocol.py", "_h3protocol.py"):
         source = (here / name).read_text()
-        assert "deliver(delegate" in source, name
         # (known_host: checked_host unless the connection's last Host.)
         assert "checked_host(headers" in source or "known_host(headers" in source, name
         assert "delegate.data_received(" not in source, name
@@ -306,40 +309,41 @@ def test_http2_and_http3_streams_share_one_base() -> None:
 
 
 def test_end_of_body_waits_behind_a_busy_delegate_then_drain_hands_on_in_order() -> None:
-    from squall.httpserver._flow import drain, end_of_body, hold
     from squall.httputil import HTTPMessageDelegate
 
-    delegate = HTTPMessageDelegate()
+    finished: list[bool] = []
+
+    class Delegate(HTTPMessageDelegate):
+        def finish(self) -> None:
+            finished.append(True)
+
+    delegate = Delegate()
     stream = _stream(_blocked=True, _delegate=delegate)
-    hold(stream, b"a")
-    assert end_of_body(stream) is None  # busy: the end waits behind b"a"
-    assert stream._inbox == [b"a", None] and not stream._read_done
+    stream.hold(b"a")
+    assert stream.end_request() is False  # busy: the end waits behind b"a"
+    assert stream._inbox == [b"a", None] and not stream._read_done and finished == []
     seen: list[object] = []
     stream._blocked = False
-    drain(stream, lambda s, item: seen.append(item), lambda s: seen.append(end_of_body(s)))
-    assert seen == [b"a", delegate]
+    stream.drain(lambda s, item: seen.append(item), lambda s: seen.append(s.end_request() or "end"))
+    assert seen == [b"a", "end"] and finished == [True]
     assert stream._inbox is None and stream._read_done
 
 
 def test_drain_stops_when_the_delegate_is_busy_again() -> None:
-    from squall.httpserver._flow import drain
-
     stream = _stream(_inbox=[b"a", b"b", None])
 
     def piece(s: Any, item: object) -> None:
-        s._blocked = True  # the delegate answered with an awaitable
+        s.block()  # the delegate answered with an awaitable
 
-    drain(stream, piece, lambda s: None)
+    stream.drain(piece, lambda s: None)
     assert stream._inbox == [b"b", None]
 
 
 def test_hold_if_busy_keeps_a_piece_only_behind_a_busy_delegate_or_held_pieces() -> None:
-    from squall.httpserver._flow import hold_if_busy
-
     stream = _stream()
-    assert hold_if_busy(stream, b"a") is False and stream._inbox is None
-    stream._blocked = True
-    assert hold_if_busy(stream, b"b") is True
+    assert stream.hold_if_busy(b"a") is False and stream._inbox is None
+    stream.block()
+    assert stream.hold_if_busy(b"b") is True
     stream._blocked = False
-    assert hold_if_busy(stream, b"c") is True  # behind b"b", in order
+    assert stream.hold_if_busy(b"c") is True  # behind b"b", in order
     assert stream._inbox == [b"b", b"c"]

@@ -271,7 +271,12 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
             ps = self._sub_client.pubsub()
             self._ps = ps
             try:
-                await ps.subscribe(self._control, *self._channels)
+                # Channels whose first subscriber arrives while this
+                # connection is being made are in neither this command nor
+                # a command of their own (_listen waits for the reader):
+                # they are subscribed once the control channel is confirmed.
+                sent = set(self._channels)
+                await ps.subscribe(self._control, *sent)
                 while True:
                     message = await ps.get_message(timeout=None)
                     if message is None:
@@ -287,6 +292,8 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
                     elif kind == "subscribe":
                         if channel == self._control:
                             self._connected.set()
+                            for late in self._channels.keys() - sent:
+                                self._command("subscribe", late)
                             self._disconnected.clear()
                             self._set_healthy(True)
                             delay = self.reconnect_delay

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from squall.pubsub import Position, RedisPubSub
+from squall.pubsub import Position, RedisPubSub, Subscription
 
 from ._redis_server import RedisServer, free_port
 
@@ -109,6 +109,46 @@ def test_delivery_resumes_after_redis_restarts(
     assert any("reconnected to Redis" in m and "1 channel(s) subscribed" in m for m in messages), (
         messages
     )
+
+
+def test_channels_subscribed_while_connecting_are_subscribed(redis_server: RedisServer) -> None:
+    # First subscriptions that arrive after the reader sent its SUBSCRIBE and
+    # before Redis confirmed it must be subscribed too (they used to wait
+    # out subscribe_timeout and fail).
+    async def main() -> None:
+        pubsub = RedisPubSub(redis_server.url, subscribe_timeout=2)
+        late = [f"late:{i}" for i in range(5)]
+        started: list[asyncio.Future[Subscription]] = []
+        make_pubsub = pubsub._sub_client.pubsub
+
+        def instrumented(**kwargs: object) -> object:
+            ps = make_pubsub(**kwargs)
+            send = ps.subscribe
+
+            async def subscribe(*channels: str) -> None:
+                await send(*channels)  # sent; its confirmation not yet read
+                if not started:
+                    started.extend(asyncio.ensure_future(pubsub.subscribe(n)) for n in late)
+                    for _ in range(100):
+                        if all(pubsub.subscribers(n) for n in late):
+                            break
+                        await asyncio.sleep(0)
+                    assert not pubsub.connected
+
+            ps.subscribe = subscribe
+            return ps
+
+        pubsub._sub_client.pubsub = instrumented
+        try:
+            first = await pubsub.subscribe("first")
+            subs = await asyncio.gather(*started)
+            for name in ["first", *late]:
+                await pubsub.publish(name, name)
+            assert [await sub.get() for sub in [first, *subs]] == ["first", *late]
+        finally:
+            await pubsub.close()
+
+    run(main(), limit=8)
 
 
 def test_subscribe_times_out_when_redis_is_unreachable(caplog: pytest.LogCaptureFixture) -> None:

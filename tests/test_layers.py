@@ -43,6 +43,7 @@ for level, names in enumerate(
             "_jsonenc",
             "_typetags",
             "_wswrite",
+            "_sse",
         ],
         ["util", "escape", "log", "options", "speedups"],
         [
@@ -68,7 +69,17 @@ for level, names in enumerate(
             "h3client",
         ],
         ["web", "routing", "template", "locale", "websocket"],
-        ["auth", "wsgi", "autoreload", "testing", "compat", "_tornado_homes", "asgi", "pubsub"],
+        [
+            "auth",
+            "wsgi",
+            "autoreload",
+            "testing",
+            "compat",
+            "_tornado_homes",
+            "asgi",
+            "pubsub",
+            "resume",
+        ],
         ["testclient", "pytest_plugin"],
         ["cli"],
     ]
@@ -170,6 +181,7 @@ CORES = [
     "_jsonenc",
     "_typetags",
     "_wswrite",
+    "_sse",
 ]
 # Beyond "no I/O": what a core may import at all, where that is kept explicit
 # (anything outside the standard library's pure modules could pull I/O in).

@@ -49,9 +49,9 @@ async def poll(
     """The publications after ``cursor``: those in history at once, else the next ones.
 
     Returns as soon as there is at least one (up to ``limit``, with all that
-    are pending then), or when ``timeout`` seconds have passed with none. A
-    poll without a cursor waits for what comes after the channel's current
-    position.
+    are pending then), or when ``timeout`` seconds have passed with none (0:
+    at once). A poll without a cursor waits for what comes after the
+    channel's current position.
 
     Raises:
         ConnectionError: the broker is unreachable.
@@ -66,10 +66,15 @@ async def poll(
         start = sub.position if sub.position is not None else cursor
         if sub.recovered is False:
             return PollResult([], start, False)
-        try:
-            first = await asyncio.wait_for(sub.get_publication(), timeout)
-        except TimeoutError:
+        if sub.pending:
+            first = await sub.get_publication()
+        elif timeout <= 0:
             return PollResult([], start, True)
+        else:
+            try:
+                first = await asyncio.wait_for(sub.get_publication(), timeout)
+            except TimeoutError:
+                return PollResult([], start, True)
         publications = [first]
         while len(publications) < limit and sub.pending:
             publications.append(await sub.get_publication())
@@ -86,7 +91,9 @@ class ChannelPollHandler(RequestHandler):
     cursor, or after `poll_timeout` seconds with an empty list; the client
     polls again with ``cursor=CURSOR``. ``recovered`` false means
     publications were lost: reload the state, then poll from ``position``.
-    A malformed cursor is a 400 saying why; an unreachable broker a 503.
+    With ``wait=0`` it answers at once (what a client sends first, to know
+    that polling gets through). A malformed cursor is a 400 saying why; an
+    unreachable broker a 503.
 
     Override `channel` (and `prepare` to check who may read it).
     """
@@ -114,8 +121,10 @@ class ChannelPollHandler(RequestHandler):
         except ValueError as exc:
             raise HTTPError(400, "%s", exc, reason="Bad cursor") from None
         channel = self.channel(*args, **kwargs)
+        # wait=0: answer at once (a client checking that polling gets through).
+        timeout = 0.0 if self.get_query_argument("wait", None) == "0" else self.poll_timeout
         self._waiting = asyncio.ensure_future(
-            poll(self.pubsub, channel, cursor, timeout=self.poll_timeout, limit=self.limit)
+            poll(self.pubsub, channel, cursor, timeout=timeout, limit=self.limit)
         )
         try:
             result = await self._waiting

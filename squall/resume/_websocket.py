@@ -65,6 +65,12 @@ class ChannelWebSocket(WebSocketHandler):
         """Whether this connection may read ``channel`` (override; default False)."""
         return False
 
+    def on_subscribe(self, channel: str) -> None:
+        """Called once a subscription to ``channel`` is in place (override)."""
+
+    def on_unsubscribe(self, channel: str) -> None:
+        """Called when a subscription that was in place ends, whatever ended it (override)."""
+
     def on_message(self, message: str | bytes) -> None:
         try:
             request = json.loads(message)
@@ -131,6 +137,7 @@ class ChannelWebSocket(WebSocketHandler):
         except ConnectionError as exc:
             self._error(channel, f"live updates unavailable: {exc}")
             return
+        self.on_subscribe(channel)
         try:
             await self._send(
                 {
@@ -145,6 +152,7 @@ class ChannelWebSocket(WebSocketHandler):
             pass
         finally:
             stream.close()
+            self.on_unsubscribe(channel)
 
     async def _forward(self, stream: ResumedSubscription) -> None:
         channel = stream.channel

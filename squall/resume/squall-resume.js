@@ -64,10 +64,10 @@
       close: close,
     };
     let which = 0;          // index into transports
-    let failures = 0;       // connections in a row on this transport that never opened
     let attempt = 0;        // reconnections since the last successful open
     let current = null;     // {stop()} of the connection in use
     let timer = null;
+    const worked = {};      // transports that opened at least once
 
     function state(name) { if (opts.onstate) opts.onstate(name, feed); }
 
@@ -89,20 +89,19 @@
     }
 
     function opened() {
-      failures = 0;
       attempt = 0;
       feed.transport = transports[which];
+      worked[feed.transport] = true;
       state('open');
     }
 
     function lost(everOpened) {
       if (feed.closed) return;
       current = null;
-      if (!everOpened) {
-        failures += 1;
-        // This transport does not get through (a proxy, a policy): the next one.
-        if (failures >= 2 && which + 1 < transports.length) { which += 1; failures = 0; }
-      }
+      // A transport that never opened here does not get through (a proxy,
+      // a policy): the next one. One that worked and now fails is kept: the
+      // network or the server is down, and it will come back.
+      if (!everOpened && !worked[transports[which]] && which + 1 < transports.length) which += 1;
       const ceiling = Math.min(opts.maxDelay, opts.minDelay * Math.pow(2, attempt));
       attempt += 1;
       state('retrying');
@@ -171,7 +170,9 @@
       const once = () => {
         if (done) return;
         const timeout = setTimeout(() => controller && controller.abort(), opts.pollTimeout);
-        fetch(withParam(opts.poll, 'cursor', feed.position),
+        // The first poll of a connection answers at once: it opens the feed.
+        const url = withParam(opts.poll, 'cursor', feed.position);
+        fetch(open ? url : withParam(url, 'wait', '0'),
               {credentials: 'same-origin', signal: controller ? controller.signal : undefined})
           .then((response) => {
             if (!response.ok) throw new Error('poll answered ' + response.status);

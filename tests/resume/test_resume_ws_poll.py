@@ -224,3 +224,19 @@ class ScriptTest(Base):
         response = await self.http_client.fetch(self.get_url("/squall-resume.js"))
         assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
         assert b"SquallResume" in response.body and response.headers.get("Etag")
+
+
+class PollAtOnceTest(Base):
+    @gen_test
+    async def test_wait_0_answers_at_once_with_what_history_has(self) -> None:
+        first = await self.pubsub.publish("room:a", "a")
+        response = await self.http_client.fetch(
+            self.get_url(f"/rooms/a/poll?wait=0&cursor={first}")
+        )
+        answer = json.loads(response.body)
+        assert answer == {"publications": [], "position": str(first), "recovered": True}
+        await self.pubsub.publish("room:a", "b")
+        response = await self.http_client.fetch(
+            self.get_url(f"/rooms/a/poll?wait=0&cursor={first}")
+        )
+        assert [p["data"] for p in json.loads(response.body)["publications"]] == ["b"]

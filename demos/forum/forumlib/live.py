@@ -1,5 +1,19 @@
-"""Live updates: new replies to every open page of a topic (WebSocket, or long
-polling when sockets do not get through), and mentions to the user named.
+"""Live updates: new replies to every open page of a topic, and mentions to the user named.
+
+A topic page follows its topic's channel with ``squall-resume.js``: over a
+WebSocket (``/live``), else Server-Sent Events (``/t/ID/events``), else long
+polling (``/t/ID/feed``), all three from `squall.resume`. Each reply is a
+publication with a position; the page keeps the last one and gives it back
+when it reconnects, so a reader cut off for a while (a train tunnel, a
+worker restarted) gets every reply posted meanwhile, in order, once. When
+the channel's history no longer holds them (away longer than the forum's
+``history_ttl``, or more than ``history_size`` replies behind), the page is
+told (a reset) and fetches what it lacks from the database
+(``/t/ID/poll?after=N&wait=0``).
+
+The older endpoints stay for pages and programs that use them:
+``/t/ID/live?after=N`` and ``/t/ID/poll?after=N`` resume by post id from
+the database.
 
 Everything goes through ``squall.pubsub``: in-process by default, over Redis
 when the forum runs as several workers, so that a reply posted to one worker
@@ -15,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any, Optional
 
 import squall.escape
@@ -22,6 +37,7 @@ import squall.log
 import squall.web
 import squall.websocket
 from squall.pubsub import Relay, Subscription
+from squall.resume import ChannelEventSource, ChannelPollHandler, ChannelWebSocket
 
 from .base import BaseHandler
 from .db import Row
@@ -86,6 +102,33 @@ class Rooms:
                 done.result().close()
 
         relay.add_done_callback(stop)
+
+
+class Readers:
+    """Who is reading each topic now, in this process: the open resumable streams.
+
+    Counted here, not across processes: ``squall.pubsub`` has no presence
+    yet, so with several workers each counts its own readers.
+    """
+
+    def __init__(self) -> None:
+        self.by_topic: dict[int, set[object]] = {}
+
+    def add(self, topic_id: int, reader: object) -> None:
+        self.by_topic.setdefault(topic_id, set()).add(reader)
+
+    def remove(self, topic_id: int, reader: object) -> None:
+        readers = self.by_topic.get(topic_id)
+        if readers is not None:
+            readers.discard(reader)
+            if not readers:
+                del self.by_topic[topic_id]
+
+    def count(self, topic_id: int) -> int:
+        return len(self.by_topic.get(topic_id, ()))
+
+
+TOPIC_CHANNEL = re.compile(r"forum:topic:([0-9]{1,18})")
 
 
 class TopicMixin(BaseHandler):
@@ -155,7 +198,8 @@ class TopicMixin(BaseHandler):
 
 
 class TopicPollHandler(TopicMixin):
-    """``GET /t/ID/poll?after=N``: the posts after N, as soon as there is one (long polling)."""
+    """``GET /t/ID/poll?after=N``: the posts after N, as soon as there is one
+    (long polling by post id; ``wait=0`` answers at once, for a page catching up)."""
 
     waiting: Optional[asyncio.Future[str]] = None
     gone = False
@@ -172,7 +216,7 @@ class TopicPollHandler(TopicMixin):
             )
         try:
             posts = await self.posts_after(topic["id"], after)
-            if not posts:
+            if not posts and self.get_query_argument("wait", "1") != "0":
                 self.waiting = asyncio.ensure_future(sub.get())
                 try:
                     await asyncio.wait_for(self.waiting, self.settings["poll_timeout"])
@@ -276,3 +320,67 @@ class NotifySocketHandler(squall.websocket.WebSocketHandler, BaseHandler):
     def on_close(self) -> None:
         if self.sub is not None:
             self.sub.close()
+
+
+class TopicEventsHandler(ChannelEventSource, TopicMixin):
+    """``/t/ID/events``: the topic's replies as Server-Sent Events, resumed by position."""
+
+    topic_id = 0
+    counted = False
+
+    def channel(self, topic_id: str) -> str:
+        return topic_channel(int(topic_id))
+
+    async def open_stream(self, topic_id: str) -> None:
+        self.topic_id = (await self.topic(topic_id))["id"]  # a 404 before the stream
+        await super().open_stream(topic_id)
+        readers: Readers = self.settings["readers"]
+        readers.add(self.topic_id, self)
+        self.counted = True
+
+    def on_finish(self) -> None:
+        super().on_finish()
+        if self.counted:
+            readers: Readers = self.settings["readers"]
+            readers.remove(self.topic_id, self)
+
+
+class TopicFeedHandler(ChannelPollHandler, TopicMixin):
+    """``/t/ID/feed?cursor=POSITION``: the topic's replies after a position (long polling)."""
+
+    def channel(self, topic_id: str) -> str:
+        return topic_channel(int(topic_id))
+
+    async def get(self, topic_id: str) -> None:  # type: ignore[override]
+        await self.topic(topic_id)  # a 404 for a topic that does not exist
+        await super().get(topic_id)
+
+    @property
+    def poll_timeout(self) -> float:  # type: ignore[override]
+        timeout: float = self.settings["poll_timeout"]
+        return timeout
+
+
+class LiveSocketHandler(ChannelWebSocket, BaseHandler):
+    """``/live``: topics' replies over one WebSocket, resumed by position
+    (the protocol of `squall.resume.ChannelWebSocket`)."""
+
+    max_channels = 4
+
+    def may_subscribe(self, channel: str) -> bool:
+        # Topics are public; their channels are all this socket serves.
+        return TOPIC_CHANNEL.fullmatch(channel) is not None
+
+    def on_subscribe(self, channel: str) -> None:
+        readers: Readers = self.settings["readers"]
+        readers.add(self._topic_of(channel), self)
+
+    def on_unsubscribe(self, channel: str) -> None:
+        readers: Readers = self.settings["readers"]
+        readers.remove(self._topic_of(channel), self)
+
+    @staticmethod
+    def _topic_of(channel: str) -> int:
+        match = TOPIC_CHANNEL.fullmatch(channel)
+        assert match is not None
+        return int(match.group(1))

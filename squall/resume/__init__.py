@@ -44,7 +44,7 @@ __all__ = [
     "resume",
 ]
 
-#: The browser client's file (plain JavaScript, no build step): ``squall-resume.js``.
+#: Where the browser client ``squall-resume.js`` is (plain JavaScript, no build step).
 CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "squall-resume.js")
 
 

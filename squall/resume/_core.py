@@ -58,7 +58,7 @@ def parse_position(text: Optional[str], what: str = "position") -> Optional[Posi
 
 
 class ResumedSubscription:
-    """A channel's publications after a position, as `Publication` and `Reset` items.
+    """A channel's publications after a position, as `~squall.pubsub.Publication` and `Reset` items.
 
     Made by `resume`; iterate with ``async for item in stream`` or `next`,
     and `close` it (or use ``async with``). When the position asked for
@@ -66,7 +66,7 @@ class ResumedSubscription:
     the first item is a `Reset`. Attributes:
 
     * ``channel``: the channel.
-    * ``recovered``: as `squall.pubsub.Subscription.recovered` for the first
+    * ``recovered``: as the ``recovered`` of `squall.pubsub.Subscription`, for the first
       subscription (None when opened without a position).
     * ``position``: the position of the last item returned (or the start).
     * ``resubscribes``: how many gaps were refilled from history.
@@ -104,7 +104,7 @@ class ResumedSubscription:
 
         Raises:
             squall.pubsub.PubSubClosedError: closed (by `close`, or the
-                `PubSub` was closed).
+                `~squall.pubsub.PubSub` was closed).
             ConnectionError: the broker could not be reached to refill a gap.
         """
         while True:

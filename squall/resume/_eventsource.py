@@ -19,7 +19,7 @@ class ChannelEventSource(EventSourceHandler):
     when it reconnects, so a reader that lost its connection gets every
     publication it missed, in order, once, then the live ones. When they
     cannot be recovered (history no longer holds them, the broker lost the
-    channel, the id is from the future), it gets a `reset_event` event
+    channel, the id is from the future), it gets a ``reset_event`` event
     instead, whose data and id are the position the stream goes on from:
     the page reloads its state, then applies what follows.
 
@@ -28,7 +28,7 @@ class ChannelEventSource(EventSourceHandler):
     override `pubsub`. A first connection may give its start as the
     ``since`` query argument (a position the page was rendered at);
     ``Last-Event-ID`` wins over it. Without either, the stream starts at the
-    channel's current position. The first event (`subscribed_event`) says
+    channel's current position. The first event (``subscribed_event``) says
     where the stream starts and whether it recovered.
 
     Example::
@@ -65,7 +65,7 @@ class ChannelEventSource(EventSourceHandler):
 
     @property
     def since(self) -> Optional[Position]:
-        """Where the client resumes: ``Last-Event-ID``, else the ``since`` argument.
+        """The position the client resumes from (``Last-Event-ID``, else the ``since`` argument).
 
         Raises:
             HTTPError: 400, saying why the value is not a position.

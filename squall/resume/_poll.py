@@ -88,14 +88,14 @@ class ChannelPollHandler(RequestHandler):
 
     Answers ``{"publications": [{"data": D, "position": P}, ...], "position":
     CURSOR, "recovered": R}`` as soon as there is one publication after the
-    cursor, or after `poll_timeout` seconds with an empty list; the client
+    cursor, or after ``poll_timeout`` seconds with an empty list; the client
     polls again with ``cursor=CURSOR``. ``recovered`` false means
     publications were lost: reload the state, then poll from ``position``.
     With ``wait=0`` it answers at once (what a client sends first, to know
     that polling gets through). A malformed cursor is a 400 saying why; an
     unreachable broker a 503.
 
-    Override `channel` (and `prepare` to check who may read it).
+    Override `channel` (and ``prepare`` to check who may read it).
     """
 
     #: Seconds a poll waits for a publication before answering empty.
@@ -148,6 +148,7 @@ class ChannelPollHandler(RequestHandler):
         )
 
     def on_connection_close(self) -> None:
+        """The client left: the poll stops waiting."""
         super().on_connection_close()
         if self._waiting is not None:
             self._waiting.cancel()

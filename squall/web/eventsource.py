@@ -37,8 +37,8 @@ class EventSourceHandler(RequestHandler):
     at shutdown). Before `stream` runs, the handler sends the headers
     (``Content-Type: text/event-stream``, ``Cache-Control: no-store``,
     ``X-Accel-Buffering: no`` so that nginx passes each event on at once)
-    and the `retry` hint; while it runs, a comment (``: ping``) goes out
-    every `ping_interval` seconds so that proxies do not close a quiet
+    and the ``retry`` hint; while it runs, a comment (``: ping``) goes out
+    every ``ping_interval`` seconds so that proxies do not close a quiet
     stream. Output is never compressed (``compress_response`` would hold
     events back in the compressor) and each event is flushed as it is sent.
 
@@ -95,7 +95,7 @@ class EventSourceHandler(RequestHandler):
         raise NotImplementedError("override EventSourceHandler.stream")
 
     async def open_stream(self, *args: Any, **kwargs: Any) -> None:
-        """Checks the request before the stream starts (override; may raise `HTTPError`).
+        """Checks the request before the stream starts (override; may raise `~squall.web.HTTPError`).
 
         Runs before any byte is sent, so an error here is an ordinary
         error response (the client's ``EventSource`` then stops trying).

@@ -61,6 +61,7 @@ class EventSourceHandler(RequestHandler):
     ping_interval: ClassVar[Optional[float]] = 15.0
 
     _ended: Optional[asyncio.Future[None]] = None
+    _task: Optional[asyncio.Task[None]] = None
     _ping: Optional[asyncio.TimerHandle] = None
     _events_sent = 0
 
@@ -112,7 +113,7 @@ class EventSourceHandler(RequestHandler):
         loop = asyncio.get_running_loop()
         self._ended = ended = loop.create_future()
         _open.add(self)
-        task = asyncio.ensure_future(self._run(args, kwargs))
+        task = self._task = asyncio.ensure_future(self._run(args, kwargs))
         try:
             await asyncio.wait([task, ended], return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -205,6 +206,11 @@ class EventSourceHandler(RequestHandler):
         ended = self._ended
         if ended is not None and not ended.done():
             ended.set_result(None)
+        # At once, not when get() wakes: stream() may be about to run with
+        # more to send, which must not go out after the end was asked for.
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
     def end_stream(self) -> None:
         """Ends the response now (from outside `stream`, which is cancelled)."""

@@ -155,6 +155,18 @@ class Cases:
         await stream.leave()
 
     @gen_test
+    async def test_nothing_is_sent_after_the_end_was_asked_for(self) -> None:
+        stream = await self.open()
+        await stream.until(lambda: bool(self.state["handlers"]))
+        # In one loop turn: events become ready to send, then the end is asked.
+        for n in range(3):
+            self.state["queue"].put_nowait({"data": f"late {n}"})
+        assert Feed.end_all() == 1
+        await stream.until(lambda: stream.ended)
+        assert stream.events() == []
+        await stream.leave()
+
+    @gen_test
     async def test_a_bug_in_stream_ends_the_stream(self) -> None:
         from squall.testing import ExpectLog
 

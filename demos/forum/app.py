@@ -55,7 +55,7 @@ from forumlib.base import (  # noqa: E402, F401
     StaticHandler,  # noqa: E402
 )
 from forumlib.db import MIGRATIONS, Database, DatabaseURLError  # noqa: E402, F401
-from forumlib.live import Readers, Rooms, topic_channel  # noqa: E402, F401
+from forumlib.live import Rooms, topic_channel  # noqa: E402, F401
 from forumlib.markup import highlight_css, make_renderer, user_path  # noqa: E402
 from forumlib.security import load_cookie_secret, safe_next  # noqa: E402, F401
 
@@ -154,7 +154,6 @@ def make_app(
         db=database,
         pubsub=pubsub_with_history(pubsub),
         rooms=Rooms(),
-        readers=Readers(),
         cookie_secret=cookie_secret or load_cookie_secret(data_dir or HERE),
         login_url="/login",
         template_path=os.path.join(HERE, "templates"),

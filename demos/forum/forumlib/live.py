@@ -11,6 +11,10 @@ the channel's history no longer holds them (away longer than the forum's
 told (a reset) and fetches what it lacks from the database
 (``/t/ID/poll?after=N&wait=0``).
 
+Each open stream (SSE, or a WebSocket subscription) joins the topic
+channel's presence, so a topic page can say how many read it now, counted
+across every worker (long polls are not counted: they come and go).
+
 The older endpoints stay for pages and programs that use them:
 ``/t/ID/live?after=N`` and ``/t/ID/poll?after=N`` resume by post id from
 the database.
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 from typing import Any, Optional
 
 import squall.escape
@@ -104,28 +109,46 @@ class Rooms:
         relay.add_done_callback(stop)
 
 
-class Readers:
-    """Who is reading each topic now, in this process: the open resumable streams.
+# Background presence work (joins and leaves), held until done.
+_background: set[asyncio.Future[Any]] = set()
 
-    Counted here, not across processes: ``squall.pubsub`` has no presence
-    yet, so with several workers each counts its own readers.
-    """
 
-    def __init__(self) -> None:
-        self.by_topic: dict[int, set[object]] = {}
+def _hold(future: asyncio.Future[Any]) -> None:
+    _background.add(future)
+    future.add_done_callback(_background.discard)
+    # Presence is a nicety: a broker away (ConnectionError) or an engine
+    # without it (NATS: NotImplementedError) only leaves the count short.
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
 
-    def add(self, topic_id: int, reader: object) -> None:
-        self.by_topic.setdefault(topic_id, set()).add(reader)
 
-    def remove(self, topic_id: int, reader: object) -> None:
-        readers = self.by_topic.get(topic_id)
-        if readers is not None:
-            readers.discard(reader)
-            if not readers:
-                del self.by_topic[topic_id]
+class Attendance:
+    """One reader on a topic, in the channel's presence (``squall.pubsub``'s
+    join/leave, across every worker) while its stream is open."""
 
-    def count(self, topic_id: int) -> int:
-        return len(self.by_topic.get(topic_id, ()))
+    __slots__ = ("_joined",)
+
+    def __init__(self, pubsub: Any, topic_id: int) -> None:
+        # A fresh id per connection: two tabs of one user are two readers.
+        self._joined: asyncio.Future[Any] = asyncio.ensure_future(
+            pubsub.join(topic_channel(topic_id), secrets.token_hex(8))
+        )
+        _hold(self._joined)
+
+    def leave(self) -> None:
+        def leave(joined: asyncio.Future[Any]) -> None:
+            if not joined.cancelled() and joined.exception() is None:
+                _hold(asyncio.ensure_future(joined.result().leave()))
+
+        self._joined.add_done_callback(leave)
+
+
+async def readers_now(pubsub: Any, topic_id: int) -> Optional[int]:
+    """How many read the topic now (its presence count), or None if unknown."""
+    try:
+        count: int = await pubsub.presence_count(topic_channel(topic_id))
+    except (ConnectionError, NotImplementedError):
+        return None
+    return count
 
 
 TOPIC_CHANNEL = re.compile(r"forum:topic:([0-9]{1,18})")
@@ -325,24 +348,20 @@ class NotifySocketHandler(squall.websocket.WebSocketHandler, BaseHandler):
 class TopicEventsHandler(ChannelEventSource, TopicMixin):
     """``/t/ID/events``: the topic's replies as Server-Sent Events, resumed by position."""
 
-    topic_id = 0
-    counted = False
+    attendance: Optional[Attendance] = None
 
     def channel(self, topic_id: str) -> str:
         return topic_channel(int(topic_id))
 
     async def open_stream(self, topic_id: str) -> None:
-        self.topic_id = (await self.topic(topic_id))["id"]  # a 404 before the stream
+        topic = await self.topic(topic_id)  # a 404 before the stream
         await super().open_stream(topic_id)
-        readers: Readers = self.settings["readers"]
-        readers.add(self.topic_id, self)
-        self.counted = True
+        self.attendance = Attendance(self.pubsub, topic["id"])
 
     def on_finish(self) -> None:
         super().on_finish()
-        if self.counted:
-            readers: Readers = self.settings["readers"]
-            readers.remove(self.topic_id, self)
+        if self.attendance is not None:
+            self.attendance.leave()
 
 
 class TopicFeedHandler(ChannelPollHandler, TopicMixin):
@@ -366,18 +385,21 @@ class LiveSocketHandler(ChannelWebSocket, BaseHandler):
     (the protocol of `squall.resume.ChannelWebSocket`)."""
 
     max_channels = 4
+    attendances: Optional[dict[str, Attendance]] = None
 
     def may_subscribe(self, channel: str) -> bool:
         # Topics are public; their channels are all this socket serves.
         return TOPIC_CHANNEL.fullmatch(channel) is not None
 
     def on_subscribe(self, channel: str) -> None:
-        readers: Readers = self.settings["readers"]
-        readers.add(self._topic_of(channel), self)
+        if self.attendances is None:
+            self.attendances = {}
+        self.attendances[channel] = Attendance(self.pubsub, self._topic_of(channel))
 
     def on_unsubscribe(self, channel: str) -> None:
-        readers: Readers = self.settings["readers"]
-        readers.remove(self._topic_of(channel), self)
+        attendance = (self.attendances or {}).pop(channel, None)
+        if attendance is not None:
+            attendance.leave()
 
     @staticmethod
     def _topic_of(channel: str) -> int:

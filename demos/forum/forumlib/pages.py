@@ -13,7 +13,7 @@ import squall.web
 
 from .base import GUEST_COOKIE, BaseHandler, TooFast
 from .db import Row
-from .live import POSTS_SQL, TopicMixin, topic_channel
+from .live import POSTS_SQL, TopicMixin, readers_now, topic_channel
 from .markup import mentions, quote_post
 
 MAX_TITLE = 200
@@ -177,6 +177,9 @@ class TopicHandler(PostWriter):
         total = await self.db.count(
             "SELECT COUNT(*) AS n FROM posts WHERE topic_id = ?", topic["id"]
         )
+        # The readers connected now (on any worker), and this one.
+        others = await readers_now(self.pubsub, topic["id"])
+        readers = None if others is None else others + 1
         page, pages, offset = self.paging(total)
         posts = await self.db.fetchall(
             POSTS_SQL + " ORDER BY p.id LIMIT ? OFFSET ?",
@@ -214,8 +217,7 @@ class TopicHandler(PostWriter):
             read_up_to=read_up_to,
             since=since,
             channel=topic_channel(topic["id"]),
-            # This process's readers (see live.Readers), and this one.
-            readers=self.settings["readers"].count(topic["id"]) + 1,
+            readers=readers,
         )
 
     @squall.web.authenticated

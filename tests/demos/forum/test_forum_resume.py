@@ -16,7 +16,7 @@ import contextlib
 import json
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -104,6 +104,17 @@ class CutProxy:
         await self.server.wait_closed()
 
 
+async def until_count(pubsub: Any, channel: str, n: int) -> None:
+    """Until the channel's presence counts ``n`` (joins and leaves are asynchronous)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while await pubsub.presence_count(channel) != n:
+        assert loop.time() < deadline, (
+            f"presence never counted {n}: {await pubsub.presence(channel)}"
+        )
+        await asyncio.sleep(0.01)
+
+
 async def cut_and_resume(tmp_path: Path, blocked: str, expected: str) -> None:
     async with forum_server(tmp_path, poll_timeout=2) as (app, base), client() as http:
         author = Visitor(base, http)
@@ -130,16 +141,23 @@ async def cut_and_resume(tmp_path: Path, blocked: str, expected: str) -> None:
                     "opening post",
                     "while connected",
                 ]
-                if expected == "websocket":
-                    # A second reader's page counts both (this process's readers).
-                    other = await Tab.open(devtools)
-                    await other.goto(page)
-                    assert (
-                        await other.evaluate("document.getElementById('readers').textContent")
-                        == "2"
-                    )
-                    await other.evaluate(WAIT_OPEN)
-                    await other.goto("about:blank")
+                # A second reader's page counts both (the topic channel's
+                # presence: each open stream joins it; long polls do not);
+                # when it leaves, one.
+                channel = f"forum:topic:{topic}"
+                pubsub = app.settings["pubsub"]
+                counted = 0 if expected == "poll" else 1
+                await until_count(pubsub, channel, counted)
+                other = await Tab.open(devtools)
+                await other.goto(page)
+                readers = "document.getElementById('readers').textContent"
+                assert await other.evaluate(readers) == str(counted + 1)
+                await other.evaluate(WAIT_OPEN)
+                await until_count(pubsub, channel, counted + 1)  # its page is a WebSocket reader
+                # (Not a navigation away: the back/forward cache may keep
+                # the page, and its connection, alive.)
+                await other.evaluate("window.forum.feed.close()")
+                await until_count(pubsub, channel, counted)
 
                 proxy.cut()
                 missed = [f"missed reply {n}" for n in range(6)]

@@ -92,6 +92,7 @@ suppress_warnings = ["myst.xref_missing"]
 PUBLIC_MODULES = sorted(
     [f"squall.{name}" for name in squall.__all__]
     + ["squall.websocket", "squall.wsgi", "squall.asgi", "squall.pubsub", "squall.compat"]
+    + ["squall.resume"]
     + ["squall.testclient", "squall.platform.asyncio"]
 )
 

@@ -44,6 +44,7 @@ for level, names in enumerate(
             "_typetags",
             "_wswrite",
             "_qpack",
+            "_sse",
         ],
         ["util", "escape", "log", "options", "speedups"],
         [
@@ -69,7 +70,17 @@ for level, names in enumerate(
             "h3client",
         ],
         ["web", "routing", "template", "locale", "websocket"],
-        ["auth", "wsgi", "autoreload", "testing", "compat", "_tornado_homes", "asgi", "pubsub"],
+        [
+            "auth",
+            "wsgi",
+            "autoreload",
+            "testing",
+            "compat",
+            "_tornado_homes",
+            "asgi",
+            "pubsub",
+            "resume",
+        ],
         ["testclient", "pytest_plugin"],
         ["cli"],
     ]
@@ -172,6 +183,7 @@ CORES = [
     "_jsonenc",
     "_typetags",
     "_wswrite",
+    "_sse",
 ]
 # Beyond "no I/O": what a core may import at all, where that is kept explicit
 # (anything outside the standard library's pure modules could pull I/O in).

@@ -30,12 +30,14 @@ import secrets
 import socket
 import sys
 from typing import Any, Optional
+from urllib.parse import parse_qsl, urlsplit
 
 import squall.netutil
 import squall.options
 import squall.web
 from squall.httpserver import HTTPServer
 from squall.pubsub import connect as connect_pubsub
+from squall.resume import ClientScriptHandler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # forumlib sits beside this file, which runs as a script, as ``squall run
@@ -56,6 +58,17 @@ from forumlib.db import MIGRATIONS, Database, DatabaseURLError  # noqa: E402, F4
 from forumlib.live import Rooms, topic_channel  # noqa: E402, F401
 from forumlib.markup import highlight_css, make_renderer, user_path  # noqa: E402
 from forumlib.security import load_cookie_secret, safe_next  # noqa: E402, F401
+
+# Replies a topic's channel keeps, and for how long: a reader cut off for
+# less than this gets every reply it missed from the channel's history.
+HISTORY = {"history_size": 1000, "history_ttl": 600.0}
+
+
+def pubsub_with_history(url: Optional[str]) -> Any:
+    """The pub/sub for ``url``, keeping `HISTORY` unless its query says otherwise."""
+    query = dict(parse_qsl(urlsplit(url or "memory://").query))
+    return connect_pubsub(url, **{k: v for k, v in HISTORY.items() if k not in query})
+
 
 DEFAULT_DB = "sqlite:///" + os.path.join(HERE, "forum.sqlite3")
 
@@ -114,6 +127,10 @@ def make_app(
             S(r"/t/([0-9]{1,18})", pages.TopicHandler, name="topic"),
             S(r"/t/([0-9]{1,18})/poll", live.TopicPollHandler, name="topic_poll"),
             S(r"/t/([0-9]{1,18})/live", live.TopicSocketHandler, name="topic_live"),
+            S(r"/t/([0-9]{1,18})/events", live.TopicEventsHandler, name="topic_events"),
+            S(r"/t/([0-9]{1,18})/feed", live.TopicFeedHandler, name="topic_feed"),
+            S(r"/live", live.LiveSocketHandler, name="live"),
+            S(r"/squall-resume.js", ClientScriptHandler, name="resume_js"),
             S(r"/t/([0-9]{1,18})/lock", pages.LockHandler, name="topic_lock"),
             S(r"/p/([0-9]{1,18})", pages.PostHandler, name="post"),
             S(r"/p/([0-9]{1,18})/(edit|delete|hide)", pages.PostHandler, name="post_action"),
@@ -135,7 +152,7 @@ def make_app(
             ),
         ],
         db=database,
-        pubsub=connect_pubsub(pubsub),
+        pubsub=pubsub_with_history(pubsub),
         rooms=Rooms(),
         cookie_secret=cookie_secret or load_cookie_secret(data_dir or HERE),
         login_url="/login",

@@ -328,6 +328,12 @@ async def serve(
         reason[0],
         len(server._connections) + len(server._detached),
     )
+    # Server-Sent Events streams never end by themselves: end them now, so
+    # that their clients reconnect (with their Last-Event-ID) elsewhere
+    # rather than being cut at the drain's deadline.
+    from squall.web import EventSourceHandler
+
+    EventSourceHandler.end_all()
     drain = asyncio.ensure_future(server.drain(config.timeout_graceful_shutdown))
     forced = []
 

@@ -11,6 +11,7 @@ The public names of ``tornado.web``, gathered from the modules of this package:
 * ``rendering``, ``ui``: templates and UI modules
 * ``static``: `StaticFileHandler`
 * ``transforms``: `OutputTransform`, `GZipContentEncoding`
+* ``eventsource``: `EventSourceHandler` (Server-Sent Events; Squall's own)
 
 Routes are `squall.routing` objects; `~squall.routing.URLSpec` is re-exported and `url` is its alias.
 """
@@ -27,6 +28,7 @@ from squall.web.decorators import (
     stream_request_body,
 )
 from squall.web.errors import Finish, HTTPError, MissingArgumentError
+from squall.web.eventsource import EventSourceHandler, EventStreamError
 from squall.web.handler import _ARG_DEFAULT, RequestHandler, _UIModuleNamespace
 from squall.web.handlers import ErrorHandler, FallbackHandler, RedirectHandler
 from squall.web.rendering import is_absolute
@@ -70,6 +72,8 @@ for _obj in (
     OutputTransform,
     TemplateModule,
     UIModule,
+    EventSourceHandler,
+    EventStreamError,
 ):
     _obj.__module__ = __name__
 del _obj
@@ -79,6 +83,8 @@ __all__ = [
     "DEFAULT_SIGNED_VALUE_VERSION",
     "Application",
     "ErrorHandler",
+    "EventSourceHandler",
+    "EventStreamError",
     "FallbackHandler",
     "Finish",
     "GZipContentEncoding",

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from squall.web import Application, RequestHandler, url
+from squall.web import Application, EventSourceHandler, RequestHandler, url
 from squall.websocket import WebSocketHandler
 
 
@@ -107,6 +107,14 @@ class Echo(WebSocketHandler):
         self.write_message(message)
 
 
+class Events(EventSourceHandler):
+    """One event, then nothing until the stream is ended."""
+
+    async def stream(self) -> None:
+        await self.send_event("hello", id="1")
+        await asyncio.Event().wait()
+
+
 def make_app() -> Application:
     """A factory: TARGET tests:make_app is called."""
     return Application(
@@ -114,6 +122,7 @@ def make_app() -> Application:
             ("/", Pid),
             ("/slow", Slow),
             ("/ws", Echo),
+            ("/events", Events),
             ("/exit", Exit),
             ("/block", Block),
             ("/hold", Hold),

@@ -188,7 +188,7 @@ def test_a_bad_target_stops_the_supervisor() -> None:
         assert squall.wait() == 2
 
 
-def test_sigterm_closes_websockets_with_1001_and_finishes_long_polls() -> None:
+def test_sigterm_closes_websockets_with_1001_ends_event_streams_and_finishes_long_polls() -> None:
     from squall.websocket import websocket_connect
 
     with Squall("sample_apps:app", "--bind", "127.0.0.1:0") as squall:
@@ -199,6 +199,9 @@ def test_sigterm_closes_websockets_with_1001_and_finishes_long_polls() -> None:
             ws = await websocket_connect(f"ws://{host}:{port}/ws")
             await ws.write_message("hello")
             assert await ws.read_message() == "hello"
+            events, events_writer = await asyncio.open_connection(host, port)
+            events_writer.write(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert b"data: hello\n\n" in await events.readuntil(b"data: hello\n\n")
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(b"GET /slow?hold=1 HTTP/1.1\r\nHost: t\r\n\r\n")
             await writer.drain()
@@ -207,6 +210,9 @@ def test_sigterm_closes_websockets_with_1001_and_finishes_long_polls() -> None:
             squall.signal(signal.SIGTERM)
             assert await ws.read_message() is None
             assert ws.close_code == 1001
+            # The event stream ended properly (its last chunk), not cut.
+            assert (await events.read()).endswith(b"\r\n0\r\n\r\n")
+            events_writer.close()
             squall.signal(signal.SIGUSR1)  # the long poll's answer
             response = await reader.read()
             assert response.startswith(b"HTTP/1.1 200")

@@ -1,5 +1,23 @@
-"""Live updates: new replies to every open page of a topic (WebSocket, or long
-polling when sockets do not get through), and mentions to the user named.
+"""Live updates: new replies to every open page of a topic, and mentions to the user named.
+
+A topic page follows its topic's channel with ``squall-resume.js``: over a
+WebSocket (``/live``), else Server-Sent Events (``/t/ID/events``), else long
+polling (``/t/ID/feed``), all three from `squall.resume`. Each reply is a
+publication with a position; the page keeps the last one and gives it back
+when it reconnects, so a reader cut off for a while (a train tunnel, a
+worker restarted) gets every reply posted meanwhile, in order, once. When
+the channel's history no longer holds them (away longer than the forum's
+``history_ttl``, or more than ``history_size`` replies behind), the page is
+told (a reset) and fetches what it lacks from the database
+(``/t/ID/poll?after=N&wait=0``).
+
+Each open stream (SSE, or a WebSocket subscription) joins the topic
+channel's presence, so a topic page can say how many read it now, counted
+across every worker (long polls are not counted: they come and go).
+
+The older endpoints stay for pages and programs that use them:
+``/t/ID/live?after=N`` and ``/t/ID/poll?after=N`` resume by post id from
+the database.
 
 Everything goes through ``squall.pubsub``: in-process by default, over Redis
 when the forum runs as several workers, so that a reply posted to one worker
@@ -15,6 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import secrets
 from typing import Any, Optional
 
 import squall.escape
@@ -22,6 +42,7 @@ import squall.log
 import squall.web
 import squall.websocket
 from squall.pubsub import Relay, Subscription
+from squall.resume import ChannelEventSource, ChannelPollHandler, ChannelWebSocket
 
 from .base import BaseHandler
 from .db import Row
@@ -86,6 +107,51 @@ class Rooms:
                 done.result().close()
 
         relay.add_done_callback(stop)
+
+
+# Background presence work (joins and leaves), held until done.
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _hold(future: asyncio.Future[Any]) -> None:
+    _background.add(future)
+    future.add_done_callback(_background.discard)
+    # Presence is a nicety: a broker away (ConnectionError) or an engine
+    # without it (NATS: NotImplementedError) only leaves the count short.
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+class Attendance:
+    """One reader on a topic, in the channel's presence (``squall.pubsub``'s
+    join/leave, across every worker) while its stream is open."""
+
+    __slots__ = ("_joined",)
+
+    def __init__(self, pubsub: Any, topic_id: int) -> None:
+        # A fresh id per connection: two tabs of one user are two readers.
+        self._joined: asyncio.Future[Any] = asyncio.ensure_future(
+            pubsub.join(topic_channel(topic_id), secrets.token_hex(8))
+        )
+        _hold(self._joined)
+
+    def leave(self) -> None:
+        def leave(joined: asyncio.Future[Any]) -> None:
+            if not joined.cancelled() and joined.exception() is None:
+                _hold(asyncio.ensure_future(joined.result().leave()))
+
+        self._joined.add_done_callback(leave)
+
+
+async def readers_now(pubsub: Any, topic_id: int) -> Optional[int]:
+    """How many read the topic now (its presence count), or None if unknown."""
+    try:
+        count: int = await pubsub.presence_count(topic_channel(topic_id))
+    except (ConnectionError, NotImplementedError):
+        return None
+    return count
+
+
+TOPIC_CHANNEL = re.compile(r"forum:topic:([0-9]{1,18})")
 
 
 class TopicMixin(BaseHandler):
@@ -155,7 +221,8 @@ class TopicMixin(BaseHandler):
 
 
 class TopicPollHandler(TopicMixin):
-    """``GET /t/ID/poll?after=N``: the posts after N, as soon as there is one (long polling)."""
+    """``GET /t/ID/poll?after=N``: the posts after N, as soon as there is one
+    (long polling by post id; ``wait=0`` answers at once, for a page catching up)."""
 
     waiting: Optional[asyncio.Future[str]] = None
     gone = False
@@ -172,7 +239,7 @@ class TopicPollHandler(TopicMixin):
             )
         try:
             posts = await self.posts_after(topic["id"], after)
-            if not posts:
+            if not posts and self.get_query_argument("wait", "1") != "0":
                 self.waiting = asyncio.ensure_future(sub.get())
                 try:
                     await asyncio.wait_for(self.waiting, self.settings["poll_timeout"])
@@ -276,3 +343,66 @@ class NotifySocketHandler(squall.websocket.WebSocketHandler, BaseHandler):
     def on_close(self) -> None:
         if self.sub is not None:
             self.sub.close()
+
+
+class TopicEventsHandler(ChannelEventSource, TopicMixin):
+    """``/t/ID/events``: the topic's replies as Server-Sent Events, resumed by position."""
+
+    attendance: Optional[Attendance] = None
+
+    def channel(self, topic_id: str) -> str:
+        return topic_channel(int(topic_id))
+
+    async def open_stream(self, topic_id: str) -> None:
+        topic = await self.topic(topic_id)  # a 404 before the stream
+        await super().open_stream(topic_id)
+        self.attendance = Attendance(self.pubsub, topic["id"])
+
+    def on_finish(self) -> None:
+        super().on_finish()
+        if self.attendance is not None:
+            self.attendance.leave()
+
+
+class TopicFeedHandler(ChannelPollHandler, TopicMixin):
+    """``/t/ID/feed?cursor=POSITION``: the topic's replies after a position (long polling)."""
+
+    def channel(self, topic_id: str) -> str:
+        return topic_channel(int(topic_id))
+
+    async def get(self, topic_id: str) -> None:  # type: ignore[override]
+        await self.topic(topic_id)  # a 404 for a topic that does not exist
+        await super().get(topic_id)
+
+    @property
+    def poll_timeout(self) -> float:  # type: ignore[override]
+        timeout: float = self.settings["poll_timeout"]
+        return timeout
+
+
+class LiveSocketHandler(ChannelWebSocket, BaseHandler):
+    """``/live``: topics' replies over one WebSocket, resumed by position
+    (the protocol of `squall.resume.ChannelWebSocket`)."""
+
+    max_channels = 4
+    attendances: Optional[dict[str, Attendance]] = None
+
+    def may_subscribe(self, channel: str) -> bool:
+        # Topics are public; their channels are all this socket serves.
+        return TOPIC_CHANNEL.fullmatch(channel) is not None
+
+    def on_subscribe(self, channel: str) -> None:
+        if self.attendances is None:
+            self.attendances = {}
+        self.attendances[channel] = Attendance(self.pubsub, self._topic_of(channel))
+
+    def on_unsubscribe(self, channel: str) -> None:
+        attendance = (self.attendances or {}).pop(channel, None)
+        if attendance is not None:
+            attendance.leave()
+
+    @staticmethod
+    def _topic_of(channel: str) -> int:
+        match = TOPIC_CHANNEL.fullmatch(channel)
+        assert match is not None
+        return int(match.group(1))

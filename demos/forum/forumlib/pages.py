@@ -13,7 +13,7 @@ import squall.web
 
 from .base import GUEST_COOKIE, BaseHandler, TooFast
 from .db import Row
-from .live import POSTS_SQL, TopicMixin
+from .live import POSTS_SQL, TopicMixin, readers_now, topic_channel
 from .markup import mentions, quote_post
 
 MAX_TITLE = 200
@@ -167,9 +167,19 @@ class TopicHandler(PostWriter):
 
     async def get(self, topic_id: str) -> None:
         topic = await self.topic(topic_id)
+        # The channel's position before the posts are read: a reply stored
+        # after this comes live from there (a reply both read and sent live
+        # shows once: the page skips ids it has).
+        try:
+            since: Optional[str] = str(await self.pubsub.position(topic_channel(topic["id"])))
+        except ConnectionError:
+            since = None  # the page starts from what is published from now on
         total = await self.db.count(
             "SELECT COUNT(*) AS n FROM posts WHERE topic_id = ?", topic["id"]
         )
+        # The readers connected now (on any worker), and this one.
+        others = await readers_now(self.pubsub, topic["id"])
+        readers = None if others is None else others + 1
         page, pages, offset = self.paging(total)
         posts = await self.db.fetchall(
             POSTS_SQL + " ORDER BY p.id LIMIT ? OFFSET ?",
@@ -205,6 +215,9 @@ class TopicHandler(PostWriter):
             pages=pages,
             quote=quote,
             read_up_to=read_up_to,
+            since=since,
+            channel=topic_channel(topic["id"]),
+            readers=readers,
         )
 
     @squall.web.authenticated

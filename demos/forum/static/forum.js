@@ -1,13 +1,15 @@
 // The forum's only script (the Content-Security-Policy allows no inline one).
-// - Live replies on the last page of a topic: a WebSocket, or long polling
-//   when no socket can be opened. Each post comes as {id, html}; the html was
-//   rendered (escaped, Markdown sanitised) by the server's Post module.
+// - Live replies on the last page of a topic, through squall-resume.js (loaded
+//   first): a WebSocket, else Server-Sent Events, else long polling, resumed
+//   from the last position after a disconnection so no reply is missed. Each
+//   post comes as {id, html}; the html was rendered (escaped, Markdown
+//   sanitised) by the server's Post module.
 // - Mentions: a badge in the header counts new ones, over /notify.
 // - Markdown preview under every editor, rendered by the server.
 // - A confirmation before deleting a post.
 (function () {
   'use strict';
-  window.forum = {ready: null, received: 0, mentions: []};
+  window.forum = {ready: null, received: 0, resets: 0, mentions: [], feed: null};
 
   function live() {
     const marker = document.getElementById('live');
@@ -75,45 +77,37 @@
       node.appendChild(bar);
     }
 
-    function poll() {
-      window.forum.ready = 'poll';
-      fetch(marker.dataset.poll + '?after=' + after, {credentials: 'same-origin'})
-        .then((response) => {
-          if (!response.ok) throw new Error('poll answered ' + response.status);
-          return response.json();
-        })
-        .then((data) => { add(data.posts); poll(); })
-        .catch(() => setTimeout(poll, 2000));
+    // Replies missed while the connection was down that the channel's
+    // history no longer holds (a reset): from the database, by post id.
+    let catching = null;
+    function catchUp() {
+      if (catching) return catching;
+      catching = fetch(marker.dataset.poll + '?wait=0&after=' + after, {credentials: 'same-origin'})
+        .then((response) => response.ok ? response.json() : {posts: []})
+        .then((data) => { add(data.posts); })
+        .catch(() => {})
+        .then(() => { catching = null; });
+      return catching;
     }
 
-    function connect() {
-      const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-      let socket;
-      try {
-        socket = new WebSocket(scheme + location.host + marker.dataset.socket + '?after=' + after);
-      } catch (error) {
-        poll();  // refused outright (a policy, a proxy): poll instead
-        return;
-      }
-      let opened = false;
-      socket.onopen = () => { opened = true; window.forum.ready = 'websocket'; };
-      socket.onmessage = (event) => {
-        const data = JSON.parse(event.data);
-        if (data.posts) add(data.posts);
-      };
-      let given = false;
-      const giveUp = () => { if (!given) { given = true; poll(); } };
-      // Never opened: WebSockets do not get through, so poll instead (a
-      // socket refused by a policy fires "error" and may never fire "close").
-      socket.onerror = () => { if (!opened) giveUp(); };
-      socket.onclose = () => {
-        // Lost after opening (or closed for reading too slowly, 1013):
-        // reconnect, asking for what came after the newest post shown.
-        if (opened) setTimeout(connect, 1000); else giveUp();
-      };
-    }
-
-    connect();
+    // The topic's channel, resumed from the position the page was rendered
+    // at: a WebSocket, else Server-Sent Events, else long polling.
+    window.forum.feed = SquallResume.follow({
+      channel: marker.dataset.channel,
+      since: marker.dataset.since || null,
+      websocket: marker.dataset.resumeSocket,
+      eventsource: marker.dataset.events,
+      poll: marker.dataset.feed,
+      onmessage: (data) => {
+        const message = JSON.parse(data);
+        if (message.posts) add(message.posts);
+      },
+      onreset: () => { window.forum.resets += 1; catchUp(); },
+      onstate: (state, feed) => {
+        if (state === 'open') window.forum.ready = feed.transport;
+        marker.classList.toggle('offline', state !== 'open');
+      },
+    });
   }
 
   function mentions() {

@@ -27,7 +27,7 @@ from ._client import forum_server
 BROWSER_LIMIT = 30.0
 PASSWORD = "browser password"
 
-# Resolves once the live script chose its transport ("websocket" or "poll").
+# Resolves once the live script chose its transport ("websocket", "eventsource" or "poll").
 WAIT_READY = """new Promise((resolve, reject) => {
   const started = Date.now();
   const look = () => {
@@ -142,9 +142,12 @@ async def live_topic_in_two_tabs(base: str, pinned: bool = False, admin: bool = 
             alice, bob, carol = await asyncio.gather(
                 Tab.open(devtools), Tab.open(devtools), Tab.open(devtools)
             )
-            # Carol's WebSockets never connect: her page must long-poll.
+            # Carol's WebSockets never connect and her browser has no
+            # EventSource: her page must long-poll.
             await devtools.send(
-                "Page.addScriptToEvaluateOnNewDocument", carol.session, source=BROKEN_WEBSOCKET
+                "Page.addScriptToEvaluateOnNewDocument",
+                carol.session,
+                source=BROKEN_WEBSOCKET + "delete window.EventSource;",
             )
             if pinned:
                 await asyncio.gather(pin(alice, base, 1), pin(bob, base, 2), pin(carol, base, 2))

@@ -1,0 +1,68 @@
+"""Several channels over one WebSocket, each resumed from its last position."""
+
+import asyncio
+import os
+
+import squall.pubsub
+import squall.web
+from squall.resume import ChannelWebSocket, ClientScriptHandler
+
+PAGE = """<!doctype html>
+<title>Scores</title>
+<pre id="log"></pre>
+<script src="/squall-resume.js"></script>
+<script>
+  const log = document.getElementById('log');
+  const feed = SquallResume.follow({
+    channel: 'scores:final',
+    websocket: '/live',
+    eventsource: null,          // only the WebSocket here
+    onmessage(data, position) { log.textContent += position + ' ' + data + '\\n'; },
+    onreset(position) { log.textContent = '(reloaded at ' + position + ')\\n'; },
+    onstate(state) { document.title = 'Scores (' + state + ')'; },
+  });
+</script>
+"""
+
+
+class Live(ChannelWebSocket):
+    """``/live``: the client sends ``{"subscribe": CHANNEL, "since": POSITION}``."""
+
+    def may_subscribe(self, channel: str) -> bool:
+        # Everything under "scores:" is public; nothing else is served here.
+        return channel.startswith("scores:")
+
+
+class Page(squall.web.RequestHandler):
+    def get(self) -> None:
+        self.write(PAGE)
+
+
+class Score(squall.web.RequestHandler):
+    async def post(self, game: str) -> None:
+        pubsub: squall.pubsub.PubSub = self.settings["pubsub"]
+        await pubsub.publish(f"scores:{game}", self.request.body.decode())
+        self.set_status(204)
+
+
+def make_app(pubsub_url: str = "memory://") -> squall.web.Application:
+    pubsub = squall.pubsub.connect(pubsub_url, history_size=1000, history_ttl=600)
+    return squall.web.Application(
+        [
+            (r"/", Page),
+            (r"/live", Live),
+            (r"/scores/(\w+)", Score),
+            (r"/squall-resume.js", ClientScriptHandler),
+        ],
+        pubsub=pubsub,
+    )
+
+
+async def main() -> None:
+    app = make_app(os.environ.get("PUBSUB_URL", "memory://"))
+    app.listen(8888)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

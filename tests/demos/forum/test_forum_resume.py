@@ -1,0 +1,225 @@
+"""The forum's topic page in headless Chromium, its connection cut: every reply
+posted meanwhile shows once, in order, when it comes back (over a WebSocket,
+Server-Sent Events and long polling); and the page counts its readers.
+
+The cut is a proxy between the browser and the forum that the test controls:
+it drops every connection (as a server that goes away, or a network that
+fails, would) and refuses new ones until it is told to let them through.
+Replies are posted meanwhile straight to the forum. Skipped when Chromium is
+not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from squall.websocket import WebSocketClientConnection, websocket_connect
+
+from .._util import run
+from ..test_chat_browser import BROKEN_WEBSOCKET, CHROMIUM, DevTools, Tab, launch, shut
+from ._client import Visitor, client, forum_server
+
+BROWSER_LIMIT = 30.0
+
+NO_EVENTSOURCE = "delete window.EventSource;"
+
+# Resolves once the page's feed is open (with its transport's name).
+WAIT_OPEN = """new Promise((resolve, reject) => {
+  const started = Date.now();
+  const look = () => {
+    const feed = window.forum && window.forum.feed;
+    if (feed && feed.transport && window.forum.ready) return resolve(window.forum.ready);
+    if (Date.now() - started > 10000) return reject(new Error('the feed never opened'));
+    setTimeout(look, 20);
+  };
+  look();
+})"""
+
+# Resolves with the post bodies shown once there are ``n`` of them.
+WAIT_POSTS = """(n) => new Promise((resolve, reject) => {
+  const started = Date.now();
+  const look = () => {
+    const bodies = Array.from(document.querySelectorAll('#posts .post .body'),
+                              (b) => b.textContent.trim());
+    if (bodies.length >= n) return resolve(bodies);
+    if (Date.now() - started > 15000) return reject(new Error('only ' + bodies.length + ' posts'));
+    setTimeout(look, 20);
+  };
+  look();
+})"""
+
+
+class CutProxy:
+    """A TCP proxy to ``port`` whose connections the test can cut."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.up = True
+        self.refused = 0
+        self.refusals: asyncio.Queue[None] = asyncio.Queue()
+        self.links: set[asyncio.StreamWriter] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.server: Optional[asyncio.Server] = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            self.refused += 1
+            self.refusals.put_nowait(None)
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self.links.update((writer, up_writer))
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self.links.difference_update((writer, up_writer))
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+
+    def cut(self) -> None:
+        self.up = False
+        for writer in list(self.links):
+            writer.transport.abort()
+
+    async def close(self) -> None:
+        self.cut()
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def until_count(pubsub: Any, channel: str, n: int) -> None:
+    """Until the channel's presence counts ``n`` (joins and leaves are asynchronous)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while await pubsub.presence_count(channel) != n:
+        assert loop.time() < deadline, (
+            f"presence never counted {n}: {await pubsub.presence(channel)}"
+        )
+        await asyncio.sleep(0.01)
+
+
+async def cut_and_resume(tmp_path: Path, blocked: str, expected: str) -> None:
+    async with forum_server(tmp_path, poll_timeout=2) as (app, base), client() as http:
+        author = Visitor(base, http)
+        await author.signup("writer")
+        topic = await author.new_topic("general", "Resumed", "opening post")
+        proxy = CutProxy(int(base.rsplit(":", 1)[1]))
+        await proxy.start()
+        with tempfile.TemporaryDirectory(prefix="squall-chromium-") as profile:
+            process, endpoint, drain = await launch(profile)
+            conn: Optional[WebSocketClientConnection] = None
+            try:
+                conn = await websocket_connect(endpoint, max_message_size=64 * 1024 * 1024)
+                devtools = DevTools(conn)
+                reader = await Tab.open(devtools)
+                if blocked:
+                    await devtools.send(
+                        "Page.addScriptToEvaluateOnNewDocument", reader.session, source=blocked
+                    )
+                page = f"http://127.0.0.1:{proxy.port}/t/{topic}"
+                await reader.goto(page)
+                assert await reader.evaluate(WAIT_OPEN) == expected
+                await author.reply(topic, "while connected")
+                assert await reader.evaluate(f"({WAIT_POSTS})(2)") == [
+                    "opening post",
+                    "while connected",
+                ]
+                # A second reader's page counts both (the topic channel's
+                # presence: each open stream joins it; long polls do not);
+                # when it leaves, one.
+                channel = f"forum:topic:{topic}"
+                pubsub = app.settings["pubsub"]
+                counted = 0 if expected == "poll" else 1
+                await until_count(pubsub, channel, counted)
+                other = await Tab.open(devtools)
+                await other.goto(page)
+                readers = "document.getElementById('readers').textContent"
+                assert await other.evaluate(readers) == str(counted + 1)
+                await other.evaluate(WAIT_OPEN)
+                await until_count(pubsub, channel, counted + 1)  # its page is a WebSocket reader
+                # (Not a navigation away: the back/forward cache may keep
+                # the page, and its connection, alive.)
+                await other.evaluate("window.forum.feed.close()")
+                await until_count(pubsub, channel, counted)
+
+                proxy.cut()
+                missed = [f"missed reply {n}" for n in range(6)]
+                for text in missed:
+                    await author.reply(topic, text)
+                # The page tried to come back while the replies were posted.
+                for _ in range(2):
+                    await asyncio.wait_for(proxy.refusals.get(), 10)
+                assert await reader.evaluate("window.forum.received") == 1
+                proxy.up = True
+
+                shown = await reader.evaluate(f"({WAIT_POSTS})({2 + len(missed)})")
+                assert shown == ["opening post", "while connected", *missed]
+                # Exactly once: nothing more arrives after them (a reply
+                # posted now is the next one shown).
+                await author.reply(topic, "after the cut")
+                shown = await reader.evaluate(f"({WAIT_POSTS})({3 + len(missed)})")
+                assert shown == ["opening post", "while connected", *missed, "after the cut"]
+                state = await reader.evaluate(
+                    "[window.forum.received, window.forum.resets, window.forum.ready]"
+                )
+                assert state == [2 + len(missed), 0, expected]
+                await devtools.send("Browser.close")
+            finally:
+                if conn is not None:
+                    conn.close()
+                await shut(process)
+                drain.cancel()
+                await proxy.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+@pytest.mark.parametrize(
+    "blocked, expected",
+    [
+        ("", "websocket"),
+        (BROKEN_WEBSOCKET, "eventsource"),
+        (BROKEN_WEBSOCKET + NO_EVENTSOURCE, "poll"),
+    ],
+    ids=["websocket", "eventsource", "poll"],
+)
+def test_a_cut_reader_sees_every_missed_reply_once_in_order(
+    tmp_path: Path, blocked: str, expected: str
+) -> None:
+    run(cut_and_resume(tmp_path, blocked, expected), limit=BROWSER_LIMIT)
+
+
+def test_reset_fetches_from_the_database(tmp_path: Path) -> None:
+    # History too short for what was missed: the page is told (a reset) and
+    # its catch-up source, the database poll with wait=0, answers at once.
+    async def main() -> None:
+        async with forum_server(tmp_path, poll_timeout=5) as (_, base), client() as http:
+            ann = Visitor(base, http)
+            await ann.signup("ann")
+            topic = await ann.new_topic("general", "Catch up", "first")
+            first, _ = await ann.reply(topic, "second")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            response = await ann.fetch(f"/t/{topic}/poll?wait=0&after={first}")
+            assert response.code == 200 and json.loads(response.body)["posts"] == []
+            assert loop.time() - started < 2
+            response = await ann.fetch(f"/t/{topic}/poll?wait=0&after={first - 1}")
+            assert [p["id"] for p in json.loads(response.body)["posts"]] == [first]
+
+    run(main(), limit=10)

@@ -927,7 +927,7 @@ class AliasState(NamedTuple):
 
 
 def alias_state(site_dir: Optional[str] = None) -> AliasState:
-    """Whether this environment's ``tornado`` alias (`install_alias`) still holds.
+    """Whether this environment's ``tornado`` alias (``install_alias``, ``--install-alias``) still holds.
 
     Args:
         site_dir: the site-packages directory (this interpreter's by

@@ -59,6 +59,7 @@ from squall.httpserver._h3conn import GuardedH3Connection, HeadersRefused
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
 from squall.httpserver._muxstream import StreamSlots, stream_census
+from squall.httpserver._quicroute import adopt
 from squall.httputil import HTTPHeaders, HTTPInputError
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
@@ -129,13 +130,19 @@ def _udp_socket(tcp: socket.socket, reuse_port: bool = True) -> Optional[socket.
 class _H3Endpoint(QuicServer):
     """The UDP endpoint: routes datagrams to connections by connection ID."""
 
-    def __init__(self, server: HTTPServer, configuration: QuicConfiguration) -> None:
+    def __init__(
+        self, server: HTTPServer, configuration: QuicConfiguration, slot: Optional[int] = None
+    ) -> None:
         super().__init__(configuration=configuration, create_protocol=self._new_connection)
         self._server = server
+        # The worker's slot in squall run's UDP groups (squall.httpserver._quicroute).
+        self._slot = slot
         self.accepting = True
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def _new_connection(self, quic: Any, stream_handler: Any = None) -> _H3Protocol:
+        if self._slot is not None:
+            adopt(quic, self._slot)
         return _H3Protocol(quic, self._server)
 
     def datagram_received(self, data: Union[bytes, str], addr: Any) -> None:
@@ -209,6 +216,8 @@ class _H3Protocol(QuicConnectionProtocol):
         # The first request stream not processed (GOAWAY's identifier).
         self._next_stream = 0
         self._closing = False
+        # Draining, done, waiting for the client to acknowledge the last bytes.
+        self._close_pending = False
         self._gone = False
         self._done_future: Optional[asyncio.Future[None]] = None
         self._closed_waiter: Optional[asyncio.Future[None]] = None
@@ -495,6 +504,9 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def transmit(self) -> None:
         super().transmit()
+        if self._close_pending and not self._unfinished():
+            self._close_pending = False
+            self._close_quic()
         if self._waiters:
             # Acknowledgements came in: wake the writes whose stream took them.
             for sid in list(self._waiters):
@@ -609,6 +621,7 @@ class _H3Protocol(QuicConnectionProtocol):
         self._idle_since = self._loop.time()
         if self._closing:
             self._loop.call_soon(self._close_quic)
+from squall.httpserver._quicroute import adopt
 
     def _retire(self, stream: _H3Stream) -> None:
         self._streams.pop(stream.stream_id, None)
@@ -728,9 +741,31 @@ class _H3Protocol(QuicConnectionProtocol):
         drain_tunnels(self)  # their close frames first, then the GOAWAY
         self._goaway()
         if not self.slots.active:
-            self._close_quic()
+            self._close_when_acknowledged()
         else:
             self._flush_soon()
+
+    def _unfinished(self) -> bool:
+        """Whether a response stream's end (FIN or reset) is not yet acknowledged."""
+        for sid, qstream in self._quic._streams.items():
+            sender = qstream.sender
+            if sid % 4 == 0 and not sender.is_finished:
+                if sender._buffer_fin is not None or sender._reset_error_code is not None:
+                    return True
+        return False
+
+    def _close_when_acknowledged(self) -> None:
+        # A CONNECTION_CLOSE sent with response bytes in flight would lose
+        # them (the client discards its streams): wait for the acknowledgements
+        # (each datagram in comes through transmit); the drain's deadline
+        # bounds the wait.
+        if self._gone:
+            return
+        if self._unfinished():
+            self._close_pending = True
+            self._flush_soon()
+        else:
+            self._close_quic()
 
     def _close_quic(self, code: int = H3Error.H3_NO_ERROR) -> None:
         if self._gone:

@@ -55,9 +55,10 @@ from aioquic.quic.packet import pull_quic_header
 
 from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
-from squall.httpserver._h3conn import GuardedH3Connection, HeadersRefused
+from squall.httpserver._h3conn import HeadersRefused
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
+from squall.httpserver._h3webtransport import WebTransportH3Connection, route_event
 from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.httpserver._quicroute import adopt
 from squall.httputil import HTTPHeaders, HTTPInputError
@@ -95,6 +96,8 @@ def quic_configuration(options: Any, idle_timeout: float) -> QuicConfiguration:
         )
     config = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN))
     config.idle_timeout = idle_timeout
+    # HTTP Datagrams (RFC 9297), for WebTransport.
+    config.max_datagram_frame_size = 65536
     config.load_cert_chain(options["certfile"], options.get("keyfile"), options.get("password"))
     return config
 
@@ -215,6 +218,8 @@ class _H3Protocol(QuicConnectionProtocol):
         self._good_host: Optional[str] = None
         # The first request stream not processed (GOAWAY's identifier).
         self._next_stream = 0
+        # WebTransport sessions by CONNECT stream (squall.httpserver._h3webtransport).
+        self._webtransport: Optional[dict[int, Any]] = None
         self._closing = False
         # Draining, done, waiting for the client to acknowledge the last bytes.
         self._close_pending = False
@@ -255,7 +260,7 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         if isinstance(event, ProtocolNegotiated):
             if event.alpn_protocol in H3_ALPN:
-                self._h3 = GuardedH3Connection(self._quic, self.max_header_size)
+                self._h3 = WebTransportH3Connection(self._quic, self.max_header_size)
             return
         if isinstance(event, ConnectionTerminated):
             self._on_lost()
@@ -284,6 +289,8 @@ class _H3Protocol(QuicConnectionProtocol):
                     self.reset_stream(stream, H3Error.H3_INTERNAL_ERROR)
 
     def _on_h3_event(self, event: H3Event) -> None:
+        if self._webtransport is not None and route_event(self, event):
+            return
         if isinstance(event, HeadersRefused):
             self._on_refused_head(event)
         elif isinstance(event, HeadersReceived):

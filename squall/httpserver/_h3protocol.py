@@ -58,7 +58,11 @@ from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._h3conn import HeadersRefused
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
-from squall.httpserver._h3webtransport import WebTransportH3Connection, route_event
+from squall.httpserver._h3webtransport import (
+    WebTransportH3Connection,
+    route_event,
+    stream_reset,
+)
 from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.httpserver._quicroute import adopt
 from squall.httputil import HTTPHeaders, HTTPInputError
@@ -275,6 +279,8 @@ class _H3Protocol(QuicConnectionProtocol):
                     self.reset_stream(stream, H3Error.H3_REQUEST_CANCELLED)
                 else:
                     self._lose_stream(stream)
+            elif self._webtransport:
+                stream_reset(self, event.stream_id)
         h3 = self._h3
         if h3 is None:
             return

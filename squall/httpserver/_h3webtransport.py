@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     from squall.httpserver._h3protocol import _H3Protocol
     from squall.httpserver._tunnel import _Tunnel
 
-__all__ = ["WTSession", "WTStream", "WebTransportH3Connection", "route_event", "sessions"]
+__all__ = [
+    "WTSession",
+    "WTStream",
+    "WebTransportH3Connection",
+    "route_event",
+    "sessions",
+    "stream_reset",
+]
 
 CLOSE_SESSION = 0x2843
 DRAIN_SESSION = 0x78AE
@@ -88,6 +95,20 @@ def route_event(proto: _H3Protocol, event: H3Event) -> bool:
     return False
 
 
+def stream_reset(proto: _H3Protocol, stream_id: int) -> None:
+    """The client reset a WebTransport stream (or asked us to stop sending on it)."""
+    for session in list((proto._webtransport or {}).values()):
+        stream = session._streams.get(stream_id)
+        if stream is not None:
+            if not stream._ended:
+                try:
+                    proto._quic.reset_stream(stream_id, _wt_error(0))
+                except Exception:
+                    pass
+            stream._lose()
+            return
+
+
 class WTStream:
     """One WebTransport stream: bidirectional, or unidirectional either way.
 
@@ -124,9 +145,11 @@ class WTStream:
         Raises:
             ConnectionResetError: the stream or its session is gone.
         """
-        while not self._inbox and not self._eof:
+        while True:
             if self._gone:
                 raise ConnectionResetError("WebTransport stream reset or session closed")
+            if self._inbox or self._eof:
+                break
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -194,7 +217,9 @@ class WTStream:
             waiter.set_result(None)
 
     def _lose(self) -> None:
+        # Reset: what was not read is dropped (the peer knows it was not taken).
         self._gone = True
+        self._inbox.clear()
         self._eof = self._ended = True
         self._session._streams.pop(self.stream_id, None)
         waiter = self._waiter
@@ -218,6 +243,7 @@ class WTSession:
         "_tunnel",
         "_capsules",
         "_reader",
+        "_peer_max",
     )
 
     def __init__(
@@ -241,6 +267,7 @@ class WTSession:
         self.closed = False
         self._tunnel = tunnel
         self._capsules = bytearray()
+        self._peer_max: dict[int, int] = {}
         sessions(proto)[session_id] = self
         tunnel.adopt_websocket(self)  # type: ignore[arg-type]
         self._reader = asyncio.ensure_future(self._read_capsules())
@@ -309,6 +336,11 @@ class WTSession:
         if stream is None:
             if self.closed:
                 return
+            # Stream IDs of a kind only grow: a lower one is a stream already
+            # refused, reset or done, whose late data is not a new stream.
+            if sid <= self._peer_max.get(sid & 3, -1):
+                return
+            self._peer_max[sid & 3] = sid
             # Client-initiated IDs are even.
             peer_open = sum(1 for s in self._streams if s % 2 == 0)
             if peer_open >= self.max_streams:

@@ -62,6 +62,13 @@ class Echo(WebTransportHandler):
         self.application.settings["closed_event"].set()
 
 
+class Deaf(WebTransportHandler):
+    max_stream_buffer = 1000
+
+    def on_stream(self, stream: WebTransportStream) -> None:
+        self.application.settings["deaf"].append(stream)
+
+
 class _WTProtocol(H3Client):
     """H3Client whose H3 layer speaks WebTransport (set before its SETTINGS go)."""
 
@@ -135,10 +142,16 @@ def _capsules(data: bytes) -> list[tuple[int, bytes]]:
 
 class WebTransportTest(H3TestCase):
     def get_app(self) -> Application:
-        return Application([("/wt", Echo)], opened=0, closed=[], closed_event=asyncio.Event())
+        return Application(
+            [("/wt", Echo), ("/deaf", Deaf)],
+            deaf=[],
+            opened=0,
+            closed=[],
+            closed_event=asyncio.Event(),
+        )
 
-    async def _session(self, client: _WTProtocol) -> int:
-        session = client.open_session()
+    async def _session(self, client: _WTProtocol, path: str = "/wt") -> int:
+        session = client.open_session(path)
         r = client.responses[session]
         await client.until(lambda: r.status != 0)
         assert r.status == 200, (r.status, r.body)
@@ -262,3 +275,34 @@ class WebTransportTest(H3TestCase):
             assert kinds == [DRAIN_SESSION, CLOSE_SESSION]
             assert self._app.settings["closed"] == [(0, "server shutting down")]
             assert await drain is True
+
+    @gen_test
+    async def test_a_handler_that_stops_reading(self) -> None:
+        await self.started()
+        async with wt_client(self.get_http_port()) as client:
+            session = await self._session(client, "/deaf")
+            sid = client.open_stream(session)
+            client._quic.send_stream_data(sid, b"a" * 5000)
+            client.transmit()
+            # More than max_stream_buffer unread: the stream is reset, not kept.
+            await client.until(
+                lambda: (
+                    client.responses.get(sid) is not None
+                    and client.responses[sid].reset is not None
+                )
+            )
+            (stream,) = self._app.settings["deaf"]
+            with pytest.raises(ConnectionResetError):
+                await stream.read()
+            # The client resets a stream of its own: the handler's read ends.
+            other = client.open_stream(session)
+            client._quic.send_stream_data(other, b"b")
+            client.transmit()
+            await client.until(lambda: len(self._app.settings["deaf"]) == 2)
+            reading = asyncio.ensure_future(self._app.settings["deaf"][1].read(10))
+            assert await reading == b"b"
+            reading = asyncio.ensure_future(self._app.settings["deaf"][1].read(10))
+            client._quic.reset_stream(other, 0)
+            client.transmit()
+            with pytest.raises(ConnectionResetError):
+                await asyncio.wait_for(reading, 5)

@@ -633,8 +633,7 @@ class _H3Protocol(QuicConnectionProtocol):
         """The last stream gave its slot back (see `StreamSlots`)."""
         self._idle_since = self._loop.time()
         if self._closing:
-            self._loop.call_soon(self._close_quic)
-from squall.httpserver._quicroute import adopt
+            self._loop.call_soon(self._close_when_acknowledged)
 
     def _retire(self, stream: _H3Stream) -> None:
         self._streams.pop(stream.stream_id, None)

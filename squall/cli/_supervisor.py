@@ -45,11 +45,14 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from squall.cli._link import STARTUP, USAGE, LinkReader, WorkerLink
 from squall.cli._options import Config, StartupError, UsageError
 from squall.cli._reload import Watcher
+
+if TYPE_CHECKING:
+    from squall.cli._quicslots import QuicSlots
 
 __all__ = ["Supervisor", "worker_main"]
 
@@ -76,6 +79,8 @@ class _Worker:
         self.started = time.monotonic()
         self.retiring = False
         self.stuck = False
+        # The HTTP/3 slot whose UDP sockets it serves (squall.cli._quicslots).
+        self.slot: Optional[int] = None
 
     @property
     def pid(self) -> int:
@@ -117,6 +122,11 @@ class Supervisor:
         #: Whether any worker has served yet.
         self.ever_ready = False
         self.metrics: Optional[object] = None
+        self.quic: Optional[QuicSlots] = None
+        if config.http3:
+            from squall.cli._quicslots import QuicSlots
+
+            self.quic = QuicSlots(sockets)
 
     async def run(self) -> int:
         """Start the workers and supervise them until told to stop."""
@@ -154,6 +164,8 @@ class Supervisor:
             loop.remove_signal_handler(sig)
         for task in list(self._tasks):
             task.cancel()
+        if self.quic is not None:
+            self.quic.close()
         close = getattr(self.metrics, "close", None)
         if close is not None:
             close()
@@ -171,6 +183,9 @@ class Supervisor:
         rfd, wfd = os.pipe()
         fds = [s.fileno() for s in self.sockets]
         env = dict(os.environ)
+        slot = self.quic.acquire() if self.quic is not None else None
+        if slot is not None:
+            env["SQUALL_WORKER_QUIC"] = f"{slot[0]}:" + ",".join(map(str, slot[1]))
         env["SQUALL_WORKER_CONFIG"] = self.config.to_env()
         env["SQUALL_WORKER_FDS"] = ",".join(map(str, fds))
         env["SQUALL_WORKER_READY_FD"] = str(wfd)
@@ -189,13 +204,18 @@ class Supervisor:
                 "-m",
                 "squall",
                 "__worker",
-                pass_fds=[*fds, wfd],
+                pass_fds=[*fds, *(slot[1] if slot is not None else ()), wfd],
                 env=env,
             )
+        except BaseException:
+            if slot is not None and self.quic is not None:
+                self.quic.release(slot[0])
+            raise
         finally:
             os.close(wfd)
         ready: asyncio.Future[None] = loop.create_future()
         worker = _Worker(proc, ready)
+        worker.slot = slot[0] if slot is not None else None
         link = worker.link
 
         def on_readable() -> None:
@@ -240,6 +260,8 @@ class Supervisor:
             # The pipe's end comes with the exit; let its reader run first.
             await asyncio.wait([worker.ready], timeout=1.0)
         self.workers.pop(worker.pid, None)
+        if worker.slot is not None and self.quic is not None:
+            self.quic.release(worker.slot)
         self._changed()
         if self.metrics is not None:
             self.metrics.worker_exited(worker.pid)  # type: ignore[attr-defined]
@@ -347,6 +369,7 @@ class Supervisor:
             await self._spawn()
 
     def _changed(self) -> None:
+        self._reroute()
         if self.on_change is not None:
             self.on_change()
 
@@ -361,8 +384,21 @@ class Supervisor:
     def _live_count(self) -> int:
         return sum(1 for w in self.workers.values() if not w.retiring)
 
+    def _reroute(self) -> None:
+        """HTTP/3 datagrams: by connection ID to every worker that has a
+        slot, new connections to the ready ones that are not draining."""
+        if self.quic is None:
+            return
+        ready = self.ready_pids()
+        routed = [w.slot for w in self.workers.values() if w.slot is not None]
+        accepting = [
+            w.slot for pid, w in self.workers.items() if w.slot is not None and pid in ready
+        ]
+        self.quic.route(routed, accepting)
+
     def _retire(self, worker: _Worker) -> None:
         worker.retiring = True
+        self._reroute()
         try:
             worker.proc.send_signal(signal.SIGTERM)
         except ProcessLookupError:
@@ -497,6 +533,11 @@ def worker_main() -> int:
     except (ImportError, OSError, ValueError):
         pass
     sockets = [socket.socket(fileno=fd) for fd in fds]
+    quic = os.environ.pop("SQUALL_WORKER_QUIC", None)
+    if quic:
+        from squall.httpserver import _quicroute
+
+        _quicroute.worker_route = _quicroute.WorkerRoute.from_env(quic)
     for sock in sockets:
         sock.setblocking(False)
         # Serving listens again: with --backlog (the kernel cannot tell a

@@ -55,10 +55,16 @@ from aioquic.quic.packet import pull_quic_header
 
 from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
-from squall.httpserver._h3conn import GuardedH3Connection, HeadersRefused
+from squall.httpserver._h3conn import HeadersRefused
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
+from squall.httpserver._h3webtransport import (
+    WebTransportH3Connection,
+    route_event,
+    stream_reset,
+)
 from squall.httpserver._muxstream import StreamSlots, stream_census
+from squall.httpserver._quicroute import adopt
 from squall.httputil import HTTPHeaders, HTTPInputError
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
@@ -94,6 +100,8 @@ def quic_configuration(options: Any, idle_timeout: float) -> QuicConfiguration:
         )
     config = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN))
     config.idle_timeout = idle_timeout
+    # HTTP Datagrams (RFC 9297), for WebTransport.
+    config.max_datagram_frame_size = 65536
     config.load_cert_chain(options["certfile"], options.get("keyfile"), options.get("password"))
     return config
 
@@ -129,13 +137,19 @@ def _udp_socket(tcp: socket.socket, reuse_port: bool = True) -> Optional[socket.
 class _H3Endpoint(QuicServer):
     """The UDP endpoint: routes datagrams to connections by connection ID."""
 
-    def __init__(self, server: HTTPServer, configuration: QuicConfiguration) -> None:
+    def __init__(
+        self, server: HTTPServer, configuration: QuicConfiguration, slot: Optional[int] = None
+    ) -> None:
         super().__init__(configuration=configuration, create_protocol=self._new_connection)
         self._server = server
+        # The worker's slot in squall run's UDP groups (squall.httpserver._quicroute).
+        self._slot = slot
         self.accepting = True
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def _new_connection(self, quic: Any, stream_handler: Any = None) -> _H3Protocol:
+        if self._slot is not None:
+            adopt(quic, self._slot)
         return _H3Protocol(quic, self._server)
 
     def datagram_received(self, data: Union[bytes, str], addr: Any) -> None:
@@ -208,7 +222,11 @@ class _H3Protocol(QuicConnectionProtocol):
         self._good_host: Optional[str] = None
         # The first request stream not processed (GOAWAY's identifier).
         self._next_stream = 0
+        # WebTransport sessions by CONNECT stream (squall.httpserver._h3webtransport).
+        self._webtransport: Optional[dict[int, Any]] = None
         self._closing = False
+        # Draining, done, waiting for the client to acknowledge the last bytes.
+        self._close_pending = False
         self._gone = False
         self._done_future: Optional[asyncio.Future[None]] = None
         self._closed_waiter: Optional[asyncio.Future[None]] = None
@@ -246,7 +264,7 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         if isinstance(event, ProtocolNegotiated):
             if event.alpn_protocol in H3_ALPN:
-                self._h3 = GuardedH3Connection(self._quic, self.max_header_size)
+                self._h3 = WebTransportH3Connection(self._quic, self.max_header_size)
             return
         if isinstance(event, ConnectionTerminated):
             self._on_lost()
@@ -261,6 +279,8 @@ class _H3Protocol(QuicConnectionProtocol):
                     self.reset_stream(stream, H3Error.H3_REQUEST_CANCELLED)
                 else:
                     self._lose_stream(stream)
+            elif self._webtransport:
+                stream_reset(self, event.stream_id)
         h3 = self._h3
         if h3 is None:
             return
@@ -275,6 +295,8 @@ class _H3Protocol(QuicConnectionProtocol):
                     self.reset_stream(stream, H3Error.H3_INTERNAL_ERROR)
 
     def _on_h3_event(self, event: H3Event) -> None:
+        if self._webtransport is not None and route_event(self, event):
+            return
         if isinstance(event, HeadersRefused):
             self._on_refused_head(event)
         elif isinstance(event, HeadersReceived):
@@ -495,6 +517,9 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def transmit(self) -> None:
         super().transmit()
+        if self._close_pending and not self._unfinished():
+            self._close_pending = False
+            self._close_quic()
         if self._waiters:
             # Acknowledgements came in: wake the writes whose stream took them.
             for sid in list(self._waiters):
@@ -608,7 +633,7 @@ class _H3Protocol(QuicConnectionProtocol):
         """The last stream gave its slot back (see `StreamSlots`)."""
         self._idle_since = self._loop.time()
         if self._closing:
-            self._loop.call_soon(self._close_quic)
+            self._loop.call_soon(self._close_when_acknowledged)
 
     def _retire(self, stream: _H3Stream) -> None:
         self._streams.pop(stream.stream_id, None)
@@ -728,9 +753,31 @@ class _H3Protocol(QuicConnectionProtocol):
         drain_tunnels(self)  # their close frames first, then the GOAWAY
         self._goaway()
         if not self.slots.active:
-            self._close_quic()
+            self._close_when_acknowledged()
         else:
             self._flush_soon()
+
+    def _unfinished(self) -> bool:
+        """Whether a response stream's end (FIN or reset) is not yet acknowledged."""
+        for sid, qstream in self._quic._streams.items():
+            sender = qstream.sender
+            if sid % 4 == 0 and not sender.is_finished:
+                if sender._buffer_fin is not None or sender._reset_error_code is not None:
+                    return True
+        return False
+
+    def _close_when_acknowledged(self) -> None:
+        # A CONNECTION_CLOSE sent with response bytes in flight would lose
+        # them (the client discards its streams): wait for the acknowledgements
+        # (each datagram in comes through transmit); the drain's deadline
+        # bounds the wait.
+        if self._gone:
+            return
+        if self._unfinished():
+            self._close_pending = True
+            self._flush_soon()
+        else:
+            self._close_quic()
 
     def _close_quic(self, code: int = H3Error.H3_NO_ERROR) -> None:
         if self._gone:

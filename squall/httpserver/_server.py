@@ -260,9 +260,15 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
 
     def _start_http3(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         """Serve HTTP/3 on UDP where ``sock`` (a TLS listener) listens."""
+        from squall.httpserver import _quicroute
         from squall.httpserver._h3protocol import _H3Endpoint, _udp_socket
 
-        udp = _udp_socket(sock)
+        # Under squall run's supervisor, the socket of this worker's slot.
+        route = _quicroute.worker_route
+        udp = route.take(sock) if route is not None else None
+        slot = route.slot if udp is not None and route is not None else None
+        if udp is None:
+            udp = _udp_socket(sock)
         if udp is None:
             return
         self._h3_sockets.append(udp)
@@ -271,7 +277,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             self._alt_svc = f'h3=":{port}"; ma=86400'
 
         async def serve() -> None:
-            endpoint = _H3Endpoint(self, self._h3_config)
+            endpoint = _H3Endpoint(self, self._h3_config, slot)
             await loop.create_datagram_endpoint(lambda: endpoint, sock=udp)
             # The transport owns the socket now (and closes it).
             self._h3_sockets.remove(udp)

@@ -78,6 +78,24 @@ class Hold(RequestHandler):
         self.write("released\n")
 
 
+def download_chunk(n: int) -> bytes:
+    """The ``n``-th 64 KiB piece of ``/download``'s body (each one different)."""
+    return n.to_bytes(4, "big") * (65536 // 4)
+
+
+class Download(RequestHandler):
+    async def get(self) -> None:
+        # ?chunks=N pieces; the first goes out at once, the rest once the
+        # process is released (see above): a restart can begin mid-body.
+        self.set_header("X-Pid", str(os.getpid()))
+        self.write(download_chunk(0))
+        await self.flush()
+        await released()
+        for n in range(1, int(self.get_argument("chunks", "16"))):
+            self.write(download_chunk(n))
+            await self.flush()
+
+
 class Item(RequestHandler):
     def get(self, number: str) -> None:
         self.write({"item": int(number)})
@@ -126,6 +144,7 @@ def make_app() -> Application:
             ("/exit", Exit),
             ("/block", Block),
             ("/hold", Hold),
+            ("/download", Download),
             url(r"/items/(\d+)", Item, name="item"),
         ]
     )

@@ -1,0 +1,444 @@
+"""WebTransport over HTTP/3 (draft-ietf-webtrans-http3, HTTP Datagrams RFC 9297).
+
+A session is an extended CONNECT (``:protocol webtransport``) answered
+2xx: `squall.webtransport.WebTransportHandler` answers it and
+``detach()``es the request stream, whose DATA then carries capsules
+(CLOSE_WEBTRANSPORT_SESSION, DRAIN_WEBTRANSPORT_SESSION); the session's
+own streams and datagrams are the QUIC streams and DATAGRAM frames that
+aioquic's H3 layer tags with the session's stream ID. `route_event`
+hands them from `_H3Protocol` to the `WTSession` registered for it.
+
+Limits are the handler's: sessions per connection (checked when one is
+accepted), peer streams open at once per session (a stream over it is
+reset with WT_BUFFERED_STREAM_REJECTED), the datagram size (a larger one
+in is dropped and counted; out, it is an error), and bytes a stream may
+hold unread (beyond that it is reset: a handler that stops reading does
+not make the server keep what the client sends). aioquic credits QUIC
+flow control as data arrives, so that last bound is the flow control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Optional
+
+from aioquic._buffer import Buffer, BufferReadError
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.events import DatagramReceived, H3Event, WebTransportStreamDataReceived
+
+from squall.httpserver._h3conn import GuardedH3Connection
+from squall.log import app_log
+
+if TYPE_CHECKING:
+    from squall.httpserver._h3protocol import _H3Protocol
+    from squall.httpserver._tunnel import _Tunnel
+
+__all__ = [
+    "WTSession",
+    "WTStream",
+    "WebTransportH3Connection",
+    "route_event",
+    "sessions",
+    "stream_reset",
+]
+
+CLOSE_SESSION = 0x2843
+DRAIN_SESSION = 0x78AE
+# draft-ietf-webtrans-http3 section 9.5: a stream refused over the limit.
+WT_BUFFERED_STREAM_REJECTED = 0x3994BD84
+# An application error code 0 mapped into HTTP/3's space (section 4.3).
+WT_APPLICATION_ERROR_FIRST = 0x52E4A40FA8DB
+_MAX_REASON = 1024
+
+
+def _wt_error(code: int) -> int:
+    # draft section 4.3: application codes skip HTTP/3's reserved ones.
+    return WT_APPLICATION_ERROR_FIRST + code + code // 0x1E
+
+
+class WebTransportH3Connection(GuardedH3Connection):
+    """The guarded H3 layer with WebTransport and HTTP Datagrams in SETTINGS."""
+
+    def _init_connection(self) -> None:
+        # H3Connection.__init__ sets the flag from its argument, then calls
+        # this, which sends SETTINGS: set here so that they say so.
+        self._enable_webtransport = True
+        super()._init_connection()
+
+
+def sessions(proto: _H3Protocol) -> dict[int, WTSession]:
+    """The connection's WebTransport sessions, by CONNECT stream ID."""
+    found: Optional[dict[int, WTSession]] = proto._webtransport
+    if found is None:
+        found = proto._webtransport = {}
+    return found
+
+
+def route_event(proto: _H3Protocol, event: H3Event) -> bool:
+    """Give ``event`` to its session if it is WebTransport's (True), else False."""
+    if isinstance(event, WebTransportStreamDataReceived):
+        session = (proto._webtransport or {}).get(event.session_id)
+        if session is None:
+            # No such session (closed, or never opened): not wanted.
+            try:
+                proto._quic.stop_stream(event.stream_id, WT_BUFFERED_STREAM_REJECTED)
+            except Exception:
+                pass
+            return True
+        session._stream_data(event.stream_id, event.data, event.stream_ended)
+        return True
+    if isinstance(event, DatagramReceived):
+        session = (proto._webtransport or {}).get(event.stream_id)
+        if session is not None:
+            session._datagram(event.data)
+        return True
+    return False
+
+
+def stream_reset(proto: _H3Protocol, stream_id: int) -> None:
+    """The client reset a WebTransport stream (or asked us to stop sending on it)."""
+    for session in list((proto._webtransport or {}).values()):
+        stream = session._streams.get(stream_id)
+        if stream is not None:
+            if not stream._ended:
+                try:
+                    proto._quic.reset_stream(stream_id, _wt_error(0))
+                except Exception:
+                    pass
+            stream._lose()
+            return
+
+
+class WTStream:
+    """One WebTransport stream: bidirectional, or unidirectional either way.
+
+    Reads are ``await stream.read()`` (``b""`` at the end); writes are
+    ``stream.write(data)`` and ``stream.end()`` (FIN), or ``stream.reset(code)``.
+    """
+
+    __slots__ = (
+        "_session",
+        "stream_id",
+        "readable",
+        "writable",
+        "_inbox",
+        "_eof",
+        "_waiter",
+        "_ended",
+        "_gone",
+    )
+
+    def __init__(self, session: WTSession, stream_id: int, readable: bool, writable: bool) -> None:
+        self._session = session
+        self.stream_id = stream_id
+        self.readable = readable
+        self.writable = writable
+        self._inbox = bytearray()
+        self._eof = not readable
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._ended = not writable
+        self._gone = False
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Up to ``max_bytes`` as they come; ``b""`` once the peer ended the stream.
+
+        Raises:
+            ConnectionResetError: the stream or its session is gone.
+        """
+        while True:
+            if self._gone:
+                raise ConnectionResetError("WebTransport stream reset or session closed")
+            if self._inbox or self._eof:
+                break
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = bytes(self._inbox[:max_bytes])
+        del self._inbox[:max_bytes]
+        if self._eof and not self._inbox:
+            self._session._maybe_forget(self)
+        return data
+
+    async def read_all(self, limit: int = 1 << 20) -> bytes:
+        """Everything until the peer ends the stream (at most ``limit`` bytes).
+
+        Raises:
+            ValueError: more than ``limit`` bytes.
+        """
+        out = bytearray()
+        while chunk := await self.read():
+            out += chunk
+            if len(out) > limit:
+                raise ValueError(f"WebTransport stream longer than {limit} bytes")
+        return bytes(out)
+
+    def write(self, data: bytes, end: bool = False) -> None:
+        """Send ``data`` (and FIN with ``end``).
+
+        Raises:
+            ConnectionResetError: the stream is gone or already ended.
+        """
+        if self._ended or self._gone:
+            raise ConnectionResetError("WebTransport stream closed for writing")
+        proto = self._session._proto
+        proto._quic.send_stream_data(self.stream_id, data, end)
+        if end:
+            self._ended = True
+            self._session._maybe_forget(self)
+        proto._flush_soon()
+
+    def end(self) -> None:
+        """FIN: nothing more will be written."""
+        self.write(b"", True)
+
+    def reset(self, code: int = 0) -> None:
+        """Abort both directions with an application error ``code``."""
+        if self._gone:
+            return
+        quic = self._session._proto._quic
+        try:
+            if not self._ended:
+                quic.reset_stream(self.stream_id, _wt_error(code))
+            if not self._eof:
+                quic.stop_stream(self.stream_id, _wt_error(code))
+        except Exception:
+            pass
+        self._lose()
+        self._session._proto._flush_soon()
+
+    def _feed(self, data: bytes, ended: bool) -> None:
+        self._inbox += data
+        if ended:
+            self._eof = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _lose(self) -> None:
+        # Reset: what was not read is dropped (the peer knows it was not taken).
+        self._gone = True
+        self._inbox.clear()
+        self._eof = self._ended = True
+        self._session._streams.pop(self.stream_id, None)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class WTSession:
+    """The protocol's side of one session; the handler is its owner."""
+
+    __slots__ = (
+        "_proto",
+        "session_id",
+        "_handler",
+        "_streams",
+        "max_streams",
+        "max_datagram_size",
+        "max_stream_buffer",
+        "dropped_datagrams",
+        "closed",
+        "_tunnel",
+        "_capsules",
+        "_reader",
+        "_peer_max",
+    )
+
+    def __init__(
+        self,
+        proto: _H3Protocol,
+        session_id: int,
+        handler: Any,
+        tunnel: _Tunnel,
+        max_streams: int,
+        max_datagram_size: int,
+        max_stream_buffer: int,
+    ) -> None:
+        self._proto = proto
+        self.session_id = session_id
+        self._handler = handler
+        self._streams: dict[int, WTStream] = {}
+        self.max_streams = max_streams
+        self.max_datagram_size = max_datagram_size
+        self.max_stream_buffer = max_stream_buffer
+        self.dropped_datagrams = 0
+        self.closed = False
+        self._tunnel = tunnel
+        self._capsules = bytearray()
+        self._peer_max: dict[int, int] = {}
+        sessions(proto)[session_id] = self
+        tunnel.adopt_websocket(self)  # type: ignore[arg-type]
+        self._reader = asyncio.ensure_future(self._read_capsules())
+
+    # -- out -------------------------------------------------------------------------
+
+    def send_datagram(self, data: bytes) -> None:
+        if self.closed:
+            raise ConnectionResetError("WebTransport session closed")
+        if len(data) > self.max_datagram_size:
+            raise ValueError(
+                f"WebTransport datagram of {len(data)} bytes over the limit of "
+                f"{self.max_datagram_size}"
+            )
+        h3 = self._proto._h3
+        assert h3 is not None
+        h3.send_datagram(self.session_id, data)
+        self._proto._flush_soon()
+
+    def create_stream(self, unidirectional: bool = False) -> WTStream:
+        if self.closed:
+            raise ConnectionResetError("WebTransport session closed")
+        h3 = self._proto._h3
+        assert h3 is not None
+        sid = h3.create_webtransport_stream(self.session_id, is_unidirectional=unidirectional)
+        stream = WTStream(self, sid, readable=not unidirectional, writable=True)
+        self._streams[sid] = stream
+        self._proto._flush_soon()
+        return stream
+
+    def close(self, code: int = 0, reason: str = "") -> None:
+        """CLOSE_WEBTRANSPORT_SESSION, then FIN on the CONNECT stream."""
+        if self.closed:
+            return
+        raw = reason.encode()[:_MAX_REASON]
+        body = code.to_bytes(4, "big") + raw
+        capsule = encode_uint_var(CLOSE_SESSION) + encode_uint_var(len(body)) + body
+        try:
+            self._tunnel.write(capsule)
+        except Exception:
+            pass
+        self._tunnel.close()
+        self._ended(code, reason)
+
+    def going_away(self) -> None:
+        """The server drains: DRAIN_WEBTRANSPORT_SESSION, and the handler's on_drain."""
+        if self.closed:
+            return
+        try:
+            self._tunnel.write(encode_uint_var(DRAIN_SESSION) + encode_uint_var(0))
+        except Exception:
+            pass
+        try:
+            self._handler.on_drain()
+        except Exception:
+            app_log.error("Uncaught exception in WebTransport on_drain", exc_info=True)
+
+    def on_connection_close(self) -> None:
+        """The CONNECT stream closed (the tunnel tells its owner)."""
+        self._ended(0, "")
+
+    # -- in --------------------------------------------------------------------------
+
+    def _stream_data(self, sid: int, data: bytes, ended: bool) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            if self.closed:
+                return
+            # Stream IDs of a kind only grow: a lower one is a stream already
+            # refused, reset or done, whose late data is not a new stream.
+            if sid <= self._peer_max.get(sid & 3, -1):
+                return
+            self._peer_max[sid & 3] = sid
+            # Client-initiated IDs are even.
+            peer_open = sum(1 for s in self._streams if s % 2 == 0)
+            if peer_open >= self.max_streams:
+                app_log.info(
+                    "WebTransport session %d: more than %d streams; stream %d refused",
+                    self.session_id,
+                    self.max_streams,
+                    sid,
+                )
+                quic = self._proto._quic
+                try:
+                    quic.stop_stream(sid, WT_BUFFERED_STREAM_REJECTED)
+                    if sid & 2 == 0:
+                        quic.reset_stream(sid, WT_BUFFERED_STREAM_REJECTED)
+                except Exception:
+                    pass
+                self._proto._flush_soon()
+                return
+            # Client-initiated: bidirectional (ID % 4 == 0) or unidirectional (2).
+            stream = WTStream(self, sid, readable=True, writable=sid & 2 == 0)
+            self._streams[sid] = stream
+            self._call("on_stream", stream)
+        stream._feed(data, ended)
+        if len(stream._inbox) > self.max_stream_buffer:
+            app_log.info(
+                "WebTransport stream %d: more than %d bytes unread; reset",
+                sid,
+                self.max_stream_buffer,
+            )
+            stream.reset(0)
+
+    def _datagram(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if len(data) > self.max_datagram_size:
+            self.dropped_datagrams += 1
+            return
+        self._call("on_datagram", data)
+
+    async def _read_capsules(self) -> None:
+        tunnel = self._tunnel
+        code, reason = 0, ""
+        try:
+            while True:
+                self._capsules += await tunnel.read_bytes(65536, partial=True)
+                found = self._parse()
+                if found is not None:
+                    code, reason = found
+                    break
+        except Exception:
+            pass  # the stream ended or was reset: closed without a reason
+        if not self.closed:
+            tunnel.close()
+            self._ended(code, reason)
+
+    def _parse(self) -> Optional[tuple[int, str]]:
+        """The peer's close (code, reason) once its capsule has come, else None."""
+        while self._capsules:
+            buf = Buffer(data=bytes(self._capsules))
+            try:
+                kind = buf.pull_uint_var()
+                length = buf.pull_uint_var()
+                body = buf.pull_bytes(length)
+            except BufferReadError:
+                if len(self._capsules) > 65536:
+                    return (0, "capsule too long")
+                return None
+            del self._capsules[: buf.tell()]
+            if kind == CLOSE_SESSION and len(body) >= 4:
+                return int.from_bytes(body[:4], "big"), body[4:].decode("utf-8", "replace")
+            # Other capsules (DRAIN, unknown ones) are ignored (RFC 9297 3.2).
+        return None
+
+    def _ended(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self._reader.done():
+            self._reader.cancel()
+        sessions(self._proto).pop(self.session_id, None)
+        for stream in list(self._streams.values()):
+            stream.reset(0)
+        self._call("_session_closed", code, reason)
+
+    def _maybe_forget(self, stream: WTStream) -> None:
+        if stream._eof and stream._ended and not stream._inbox:
+            self._streams.pop(stream.stream_id, None)
+
+    def _call(self, name: str, *args: Any) -> None:
+        try:
+            result = getattr(self._handler, name)(*args)
+            if asyncio.iscoroutine(result):
+                task = asyncio.ensure_future(result)
+                task.add_done_callback(_log_failure)
+        except Exception:
+            app_log.error("Uncaught exception in WebTransport %s", name, exc_info=True)
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        app_log.error("Uncaught exception in WebTransport handler", exc_info=task.exception())

@@ -1,0 +1,169 @@
+"""WebTransport over HTTP/3: sessions with streams and datagrams to a browser.
+
+A `WebTransportHandler` in an `~squall.web.Application` answers
+``new WebTransport("https://host/path")`` (an extended CONNECT with
+``:protocol webtransport`` over HTTP/3, draft-ietf-webtrans-http3 as
+Chromium and Firefox speak it, with HTTP Datagrams, RFC 9297)::
+
+    class Echo(WebTransportHandler):
+        def on_datagram(self, data: bytes) -> None:
+            self.send_datagram(data)
+
+        async def on_stream(self, stream: WebTransportStream) -> None:
+            data = await stream.read_all()
+            if stream.writable:
+                stream.write(data, end=True)
+
+The server needs ``http3=True``. Over HTTP/1.1 or HTTP/2 the handler
+answers 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, Optional, Union
+
+from squall.web import RequestHandler
+
+__all__ = ["WebTransportHandler", "WebTransportStream"]
+
+try:
+    from squall.httpserver._h3webtransport import WTSession, sessions
+    from squall.httpserver._h3webtransport import WTStream as WebTransportStream
+except ImportError:  # no aioquic: the handler answers 400 (nothing to serve it over)
+    WTSession = None  # type: ignore[assignment,misc]
+    WebTransportStream = Any  # type: ignore[assignment,misc]
+
+
+class WebTransportHandler(RequestHandler):
+    """One WebTransport session per request; override the ``on_*`` methods.
+
+    Limits (class attributes): `max_sessions_per_connection` (a session
+    over it is answered 429), `max_streams_per_session` (client streams
+    open at once; one over it is refused with WT_BUFFERED_STREAM_REJECTED),
+    `max_datagram_size` (a larger datagram in is dropped, out is a
+    `ValueError`), `max_stream_buffer` (bytes a stream may hold unread
+    before it is reset).
+    """
+
+    max_sessions_per_connection = 8
+    max_streams_per_session = 100
+    max_datagram_size = 1200
+    max_stream_buffer = 1 << 20
+
+    _session: Optional[WTSession] = None
+
+    def _start(self, *args: Any, **kwargs: Any) -> None:
+        if self.request.method == "CONNECT":
+            # Allowed on this instance only, as for WebSockets over HTTP/2.
+            self.SUPPORTED_METHODS = (*self.SUPPORTED_METHODS, "CONNECT")
+            vars(self)["connect"] = self._accept
+        super()._start(*args, **kwargs)
+
+    async def _accept(self, *args: Any, **kwargs: Any) -> None:
+        conn = self.request.connection
+        proto = getattr(conn, "_proto", None)
+        if (
+            WTSession is None
+            or getattr(conn, "protocol", None) != "webtransport"
+            or getattr(proto, "_webtransport", False) is False
+        ):
+            self.set_status(400)
+            self.finish("WebTransport needs an extended CONNECT over HTTP/3.")
+            return
+        if len(sessions(proto)) >= self.max_sessions_per_connection:  # type: ignore[arg-type]
+            self.set_status(429)
+            self.finish(f"More than {self.max_sessions_per_connection} WebTransport sessions.")
+            return
+        result = self.prepare_session(*args, **kwargs)
+        if result is not None:
+            await result
+        if self._finished:
+            return  # refused by prepare_session
+        self.clear_header("Content-Type")
+        # Chromium looks for the draft it speaks in the answer.
+        self.set_header("sec-webtransport-http3-draft", "draft02")
+        self.set_status(200)
+        RequestHandler.finish(self)
+        tunnel = self.detach()
+        self._session = WTSession(
+            proto,  # type: ignore[arg-type]
+            conn.stream_id,  # type: ignore[union-attr]
+            self,
+            tunnel,
+            self.max_streams_per_session,
+            self.max_datagram_size,
+            self.max_stream_buffer,
+        )
+        opened = self.open(*args, **kwargs)
+        if opened is not None:
+            await opened
+
+    # -- for subclasses --------------------------------------------------------------
+
+    def prepare_session(self, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        """Before the session is accepted: finish a response here to refuse it
+        (``self.send_error(403)``, say)."""
+        return None
+
+    def open(self, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        """The session is open (with the URL's path arguments)."""
+        return None
+
+    def on_datagram(self, data: bytes) -> Optional[Awaitable[None]]:
+        """A datagram from the client."""
+        return None
+
+    def on_stream(self, stream: WebTransportStream) -> Optional[Awaitable[None]]:
+        """A stream the client opened: ``stream.writable`` is False for a
+        unidirectional one."""
+        return None
+
+    def on_session_close(self, code: int, reason: str) -> None:
+        """The session ended: closed by either side (``code``, ``reason``), or
+        its connection lost (0, "")."""
+
+    def on_drain(self) -> None:
+        """The server is shutting down: by default the session closes (code 0)."""
+        self.close(0, "server shutting down")
+
+    # -- the session -----------------------------------------------------------------
+
+    def send_datagram(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Send a datagram (unreliable, unordered).
+
+        Raises:
+            ValueError: over `max_datagram_size`.
+            ConnectionResetError: the session is closed.
+        """
+        self._live().send_datagram(bytes(data))
+
+    def create_stream(self, unidirectional: bool = False) -> WebTransportStream:
+        """Open a stream to the client (bidirectional unless ``unidirectional``)."""
+        return self._live().create_stream(unidirectional)
+
+    def close(self, code: int = 0, reason: str = "") -> None:
+        """Close the session with an application ``code`` (32 bits) and ``reason``."""
+        if not 0 <= code < 1 << 32:
+            raise ValueError(f"WebTransport close code {code} is not a 32-bit number")
+        if self._session is not None:
+            self._session.close(code, reason)
+
+    @property
+    def session_closed(self) -> bool:
+        """Whether the session has ended (or never opened)."""
+        return self._session is None or self._session.closed
+
+    @property
+    def dropped_datagrams(self) -> int:
+        """Datagrams from the client dropped for being over `max_datagram_size`."""
+        return 0 if self._session is None else self._session.dropped_datagrams
+
+    def _live(self) -> WTSession:
+        session = self._session
+        if session is None:
+            raise ConnectionResetError("WebTransport session not open")
+        return session
+
+    def _session_closed(self, code: int, reason: str) -> None:
+        self.on_session_close(code, reason)

@@ -212,9 +212,15 @@ def test_failover_resubscribes_by_itself_and_recovers_with_positions(
             # What the primary acknowledged is on its replica before the kill
             # (Redis replicates asynchronously: a failover may lose the last
             # writes, which the epoch does not show).
-            await node_b._client.execute_command(
-                "WAIT", 1, 2000, target_nodes=node_b._client.get_node("127.0.0.1", owner)
-            )
+            # The replica has the history before its primary stops: WAIT's
+            # own timeout stays under node_b's command timeout (0.5 s), so a
+            # busy machine gets more rounds, not a socket timeout.
+            primary = node_b._client.get_node("127.0.0.1", owner)
+            for _ in range(40):
+                if await node_b._client.execute_command("WAIT", 1, 300, target_nodes=primary):
+                    break
+            else:
+                raise AssertionError("the replica never acknowledged the history")
             cluster.kill(owner)
             for i in range(5, 15):
                 await publish(str(i))
@@ -257,9 +263,15 @@ def test_a_stopped_primary_is_left_by_the_watchdog_and_nothing_is_lost(tmp_path:
             await node_b.publish(channel, "0")
             assert await live.get() == "0"
             owner = cluster.owner(f"{{sq.{node_a.partition(channel)}}}")
-            await node_b._client.execute_command(
-                "WAIT", 1, 2000, target_nodes=node_b._client.get_node("127.0.0.1", owner)
-            )
+            # The replica has the history before its primary stops: WAIT's
+            # own timeout stays under node_b's command timeout (0.5 s), so a
+            # busy machine gets more rounds, not a socket timeout.
+            primary = node_b._client.get_node("127.0.0.1", owner)
+            for _ in range(40):
+                if await node_b._client.execute_command("WAIT", 1, 300, target_nodes=primary):
+                    break
+            else:
+                raise AssertionError("the replica never acknowledged the history")
             cluster.pause(owner)
             loop = asyncio.get_running_loop()
             stopped = loop.time()

@@ -31,6 +31,7 @@ default, far too long for a flood of half-open connections).
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -51,7 +52,8 @@ from aioquic.quic.events import (
     StopSendingReceived,
     StreamReset,
 )
-from aioquic.quic.packet import pull_quic_header
+from aioquic.quic.packet import QuicPacketType, encode_quic_retry, pull_quic_header
+from aioquic.quic.retry import QuicRetryTokenHandler
 
 from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
@@ -64,7 +66,7 @@ from squall.httpserver._h3webtransport import (
     stream_reset,
 )
 from squall.httpserver._muxstream import StreamSlots, stream_census
-from squall.httpserver._quicroute import adopt
+from squall.httpserver._quicroute import adopt, issue_cid
 from squall.httputil import HTTPHeaders, HTTPInputError
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
@@ -82,6 +84,13 @@ _MAX_BODY_SIZE = 100 * 1024 * 1024
 _DEFAULT_MAX_STREAMS = 100
 # Unacknowledged bytes a stream's send buffer may hold before its writes wait.
 _HIGH_WATER = 256 * 1024
+# Half-open connections (handshake not complete) before new Initials are
+# answered with a Retry, and the most there may be (past it, Initials are
+# dropped). One costs about 33 KiB (aioquic's connection state).
+RETRY_THRESHOLD = 100
+MAX_HALF_OPEN = 1000
+# RFC 9000 section 14.1: a client's first Initial fills a 1,200-byte datagram.
+_MIN_INITIAL = 1200
 
 
 def quic_configuration(options: Any, idle_timeout: float) -> QuicConfiguration:
@@ -135,7 +144,20 @@ def _udp_socket(tcp: socket.socket, reuse_port: bool = True) -> Optional[socket.
 
 
 class _H3Endpoint(QuicServer):
-    """The UDP endpoint: routes datagrams to connections by connection ID."""
+    """The UDP endpoint: routes datagrams to connections by connection ID.
+
+    Under a flood of Initials from addresses that may be spoofed, the
+    state they create is bounded (RFC 9000 sections 8.1, 21.2): once
+    ``retry_threshold`` connections are half-open (handshake not
+    complete), a new Initial without a token is answered with a stateless
+    Retry (section 17.2.5) whose token, authenticated and valid for 30 s,
+    binds the client's address and port and the connection IDs; a client
+    that comes back with it has shown that it receives at its address. At
+    ``max_half_open`` half-open connections, Initials are dropped without
+    state or answer. A connection counts as half-open from its first
+    Initial until its handshake completes or aioquic forgets it (after
+    its close's draining period), so the count bounds aioquic's table.
+    """
 
     def __init__(
         self, server: HTTPServer, configuration: QuicConfiguration, slot: Optional[int] = None
@@ -146,26 +168,85 @@ class _H3Endpoint(QuicServer):
         self._slot = slot
         self.accepting = True
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        limits = server._h3_limits
+        self.retry_threshold: int = limits.get("retry_threshold", RETRY_THRESHOLD)
+        self.max_half_open: int = limits.get("max_half_open", MAX_HALF_OPEN)
+        self.half_open: set[_H3Protocol] = set()
+        self._tokens = QuicRetryTokenHandler()
+        # What the flood cost: Retries sent, Initials dropped at the cap.
+        self.retries_sent = 0
+        self.initials_dropped = 0
 
     def _new_connection(self, quic: Any, stream_handler: Any = None) -> _H3Protocol:
         if self._slot is not None:
             adopt(quic, self._slot)
-        return _H3Protocol(quic, self._server)
+        protocol = _H3Protocol(quic, self._server, self.half_open)
+        self.half_open.add(protocol)
+        return protocol
+
+    def _connection_terminated(self, protocol: QuicConnectionProtocol) -> None:
+        # aioquic drops the connection from its table (after the draining
+        # period): only now is its state gone.
+        self.half_open.discard(protocol)
+        super()._connection_terminated(protocol)
 
     def datagram_received(self, data: Union[bytes, str], addr: Any) -> None:
+        assert isinstance(data, bytes)
+        try:
+            header = pull_quic_header(
+                Buffer(data=data), host_cid_length=self._configuration.connection_id_length
+            )
+        except ValueError:
+            return
+        protocol = self._protocols.get(header.destination_cid)
+        if protocol is not None:
+            self._pass(protocol, data, addr)
+            return
         if not self.accepting:
             # Stopped: only the connections already open are served.
-            assert isinstance(data, bytes)
-            try:
-                header = pull_quic_header(
-                    Buffer(data=data), host_cid_length=self._configuration.connection_id_length
-                )
-            except ValueError:
+            return
+        if header.packet_type == QuicPacketType.INITIAL and len(data) >= _MIN_INITIAL:
+            # A new connection: the only datagram that makes state.
+            if len(self.half_open) >= self.max_half_open:
+                self.initials_dropped += 1
                 return
-            if header.destination_cid not in self._protocols:
+            if not header.token and len(self.half_open) >= self.retry_threshold:
+                self._send_retry(header, addr)
                 return
+            # aioquic checks a token when its handler is set (the client
+            # was sent a Retry: its connection IDs follow from the token);
+            # (it leaves the handler None when built without retry).
+            self._retry = self._tokens if header.token else None  # type: ignore[assignment]
+        self._pass(None, data, addr)
+
+    def _send_retry(self, header: Any, addr: Any) -> None:
+        """RFC 9000 section 17.2.5: a Retry, and no state kept."""
+        # Under squall run's routing the client's next Initial, sent to
+        # this ID, must come back to this worker (whose key checks it).
+        cid = issue_cid(self._slot) if self._slot is not None else os.urandom(8)
+        token = self._tokens.create_token(
+            address=addr,
+            original_destination_connection_id=header.destination_cid,
+            retry_source_connection_id=cid,
+            now=self._loop.time(),
+        )
+        packet = encode_quic_retry(
+            version=header.version,
+            source_cid=cid,
+            destination_cid=header.source_cid,
+            original_destination_cid=header.destination_cid,
+            retry_token=token,
+        )
+        assert self._transport is not None
+        self._transport.sendto(packet, addr)
+        self.retries_sent += 1
+
+    def _pass(self, protocol: Optional[QuicConnectionProtocol], data: bytes, addr: Any) -> None:
         try:
-            super().datagram_received(data, addr)
+            if protocol is not None:
+                protocol.datagram_received(data, addr)
+            else:
+                super().datagram_received(data, addr)
         except Exception:
             # aioquic raising on hostile input must not escape the loop's callback.
             gen_log.info("HTTP/3: datagram from %s dropped", addr, exc_info=True)
@@ -199,9 +280,14 @@ class _H3Protocol(QuicConnectionProtocol):
     INTERNAL_ERROR = H3Error.H3_INTERNAL_ERROR
     REQUEST_CANCELLED = H3Error.H3_REQUEST_CANCELLED
 
-    def __init__(self, quic: Any, server: HTTPServer) -> None:
+    def __init__(
+        self, quic: Any, server: HTTPServer, half_open: Optional[set[_H3Protocol]] = None
+    ) -> None:
         super().__init__(quic)
         self._server = server
+        # The endpoint's half-open connections: this one leaves it when its
+        # handshake completes.
+        self._half_open = half_open
         params: HTTP1ConnectionParameters = server.conn_params
         self._params = params
         limits = server._h3_limits
@@ -257,6 +343,8 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
+            if self._half_open is not None:
+                self._half_open.discard(self)
             timer = self._handshake_timer
             if timer is not None:
                 self._handshake_timer = None

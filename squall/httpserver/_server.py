@@ -129,6 +129,14 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             ``keyfile``, or ``http3`` is such a dict itself (with
             ``password`` for an encrypted key). ``http2_limits``'
             ``max_concurrent_streams`` bounds its streams too.
+        http3_retry_threshold: half-open QUIC connections (handshake not
+            complete) past which a new connection's first Initial is
+            answered with a Retry, to validate the client's address before
+            any state is kept for it (RFC 9000 section 8.1.2); 100 by
+            default, 0 to validate every address.
+        http3_max_half_open: the most half-open QUIC connections kept
+            (each about 33 KiB); Initials past it are dropped. 1,000 by
+            default.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -156,6 +164,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         http2_limits: Any = None,
         h2c_upgrade: Optional[bool] = None,
         http3: Union[bool, dict[str, Any]] = False,
+        http3_retry_threshold: Optional[int] = None,
+        http3_max_half_open: Optional[int] = None,
     ) -> None:
         """Set the server up; the arguments are described on the class."""
         self.request_callback = request_callback
@@ -212,6 +222,14 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             self._setup_http2(http2_limits, not xheaders if h2c_upgrade is None else h2c_upgrade)
         if http3:
             self._setup_http3(http3, http2_limits)
+            for key, value in (
+                ("retry_threshold", http3_retry_threshold),
+                ("max_half_open", http3_max_half_open),
+            ):
+                if value is not None:
+                    if value < 0:
+                        raise ValueError(f"http3_{key} must be 0 or more, not {value}")
+                    self._h3_limits[key] = value
 
     def _setup_http2(self, limits: Any, h2c_upgrade: bool) -> None:
         from squall._h2 import H2Limits

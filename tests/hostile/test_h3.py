@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -382,3 +383,199 @@ def test_handshake_timeout_close_keeps_to_the_amplification_limit(loop: str) -> 
 async def client_turns(n: int) -> None:
     for _ in range(n):
         await asyncio.sleep(0)
+
+
+# -- a flood of Initials from addresses that may be spoofed (issue 63) ----------
+
+INVALID_TOKEN = 0xB  # RFC 9000 section 20.1
+
+
+def is_retry(datagram: bytes) -> bool:
+    # A long header whose type bits say Retry (RFC 9000 section 17.2.5).
+    return bool(datagram[0] & 0x80) and (datagram[0] & 0x30) >> 4 == 3
+
+
+def initial(token: bytes = b"", dcid: bytes = b"", port: int = 1) -> tuple[QuicConnection, bytes]:
+    """A client connection and its first Initial (padded to 1,200 bytes)."""
+    config = client_configuration()
+    config.token = token
+    quic = QuicConnection(configuration=config)
+    if dcid:
+        quic._peer_cid.cid = dcid
+    quic.connect(("127.0.0.1", port), now=time.monotonic())
+    (data, _), *_ = quic.datagrams_to_send(now=time.monotonic())
+    return quic, data
+
+
+class Sources:
+    """UDP sockets on many local ports, each an attacker's address; what
+    comes back to them is counted."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.transports: list[asyncio.DatagramTransport] = []
+
+    async def open(self, port: int, n: int) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            sources = self
+
+            class Source(asyncio.DatagramProtocol):
+                def datagram_received(self, data: bytes, addr: Any) -> None:
+                    sources.received.append(data)
+
+            transport, _ = await loop.create_datagram_endpoint(
+                Source, remote_addr=("127.0.0.1", port)
+            )
+            self.transports.append(transport)
+
+    def close(self) -> None:
+        for transport in self.transports:
+            transport.close()
+
+
+def endpoint_of(server: Any) -> Any:
+    (endpoint,) = server._h3_endpoints
+    return endpoint
+
+
+def table(endpoint: Any) -> int:
+    """Connections in aioquic's table (each under several connection IDs)."""
+    return len(set(endpoint._protocols.values()))
+
+
+def initials(n: int) -> list[bytes]:
+    """``n`` first Initials, each of a new connection."""
+    return [initial()[1] for _ in range(n)]
+
+
+async def flood(endpoint: Any, datagrams: list[bytes], sources: Sources) -> None:
+    """The ``datagrams``, round-robin over the sources; sent in bursts the
+    server is let to read (loopback drops what overflows a socket's buffer)."""
+    n = len(datagrams)
+
+    def seen() -> int:
+        return endpoint.retries_sent + endpoint.initials_dropped + len(endpoint.half_open)
+
+    start = seen()
+    for i in range(0, n, 25):
+        for j, data in enumerate(datagrams[i : i + 25]):
+            sources.transports[(i + j) % len(sources.transports)].sendto(data)
+        await until(lambda: seen() - start >= min(i + 25, n), limit=5)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_initial_flood_answered_with_retry_not_state(loop: str) -> None:
+    # 200 Initials from 50 ports: past 20 half-open connections each gets a
+    # stateless Retry, so aioquic's table and the server's memory stay at
+    # 20 connections (they used to be 200 connections, about 33 KiB each).
+    async def main() -> None:
+        opts = options(header_timeout=5, http3_retry_threshold=20, http3_max_half_open=50)
+        async with serving(app(), **opts) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            endpoint = endpoint_of(server)
+            sources = Sources()
+            await sources.open(port, 50)
+            try:
+                datagrams = initials(200)
+                tracemalloc.start()
+                before = tracemalloc.get_traced_memory()[0]
+                await flood(endpoint, datagrams, sources)
+                grown = tracemalloc.get_traced_memory()[0] - before
+                tracemalloc.stop()
+                assert len(endpoint.half_open) == 20
+                assert table(endpoint) == 20
+                assert endpoint.retries_sent == 180
+                # Each half-open connection traces at about 115 KiB (its TLS
+                # and packet state, the first one some caches): 200 would
+                # be over 20 MiB.
+                assert grown < 20 * 150 * 1024, f"{grown} bytes for 20 connections"
+                await until(lambda: sum(map(is_retry, sources.received)) == 180, limit=5)
+                # A legitimate client still connects, through a Retry.
+                async with h3_client(port) as client:
+                    r = await client.fetch("/")
+                    assert r.body == b"hello"
+                    assert client._quic._retry_count == 1
+            finally:
+                if tracemalloc.is_tracing():
+                    tracemalloc.stop()
+                sources.close()
+
+    run(main, loop, limit=20)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_initials_past_the_cap_dropped_without_state(loop: str) -> None:
+    async def main() -> None:
+        # No Retry below 1,000: the hard cap alone holds the table at 30.
+        opts = options(header_timeout=5, http3_retry_threshold=1000, http3_max_half_open=30)
+        async with serving(app(), **opts) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            endpoint = endpoint_of(server)
+            sources = Sources()
+            await sources.open(port, 20)
+            try:
+                await flood(endpoint, initials(100), sources)
+                assert len(endpoint.half_open) == table(endpoint) == 30
+                assert endpoint.initials_dropped == 70 and endpoint.retries_sent == 0
+            finally:
+                sources.close()
+            # Once the half-open ones time out, new clients are served again.
+            with ExpectLog("squall.general", ".*handshake .* not completed", level=logging.INFO):
+                await until(lambda: not endpoint.half_open, limit=12)
+            assert await served_ok(port)
+
+    run(main, loop, limit=25)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("token", ["valid", "forged", "expired", "other_port", "other_dcid"])
+def test_retry_token_checked(loop: str, token: str) -> None:
+    # Only a token the server made, for this address and port and this
+    # connection ID, in the last 30 s, opens a connection; any other is
+    # answered INVALID_TOKEN without state (RFC 9000 section 8.1.3). They
+    # used to be ignored: every one opened a connection.
+    async def main() -> None:
+        opts = options(http3_retry_threshold=0)
+        async with serving(app(), **opts) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            endpoint = endpoint_of(server)
+            sources = Sources()
+            await sources.open(port, 1)
+            try:
+                (transport,) = sources.transports
+                addr = transport.get_extra_info("sockname")[:2]
+                dcid = bytes(8)
+                now = asyncio.get_running_loop().time()
+                made = {
+                    "valid": (addr, dcid, now),
+                    "expired": (addr, dcid, now - 31),
+                    "other_port": ((addr[0], addr[1] ^ 1), dcid, now),
+                    "other_dcid": (addr, b"\x01" * 8, now),
+                }
+                if token == "forged":
+                    value = bytes(range(60))
+                else:
+                    address, retry_cid, issued = made[token]
+                    value = endpoint._tokens.create_token(
+                        address=address,
+                        original_destination_connection_id=b"\x02" * 8,
+                        retry_source_connection_id=retry_cid,
+                        now=issued,
+                    )
+                quic, data = initial(token=value, dcid=dcid, port=port)
+                transport.sendto(data)
+                await until(lambda: sources.received, limit=5)
+                if token == "valid":
+                    assert table(endpoint) == 1 and len(endpoint.half_open) == 1
+                    assert not is_retry(sources.received[0])
+                    return
+                assert table(endpoint) == 0 and not endpoint.half_open
+                (answer,) = sources.received
+                quic.receive_datagram(answer, ("127.0.0.1", port), now=time.monotonic())
+                assert quic._close_event is not None
+                assert quic._close_event.error_code == INVALID_TOKEN
+            finally:
+                sources.close()
+
+    run(main, loop)

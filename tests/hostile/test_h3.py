@@ -417,13 +417,13 @@ class Sources:
 
     async def open(self, port: int, n: int) -> None:
         loop = asyncio.get_running_loop()
+        received = self.received
+
+        class Source(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                received.append(data)
+
         for _ in range(n):
-            sources = self
-
-            class Source(asyncio.DatagramProtocol):
-                def datagram_received(self, data: bytes, addr: Any) -> None:
-                    sources.received.append(data)
-
             transport, _ = await loop.create_datagram_endpoint(
                 Source, remote_addr=("127.0.0.1", port)
             )
@@ -461,7 +461,8 @@ async def flood(endpoint: Any, datagrams: list[bytes], sources: Sources) -> None
     for i in range(0, n, 25):
         for j, data in enumerate(datagrams[i : i + 25]):
             sources.transports[(i + j) % len(sources.transports)].sendto(data)
-        await until(lambda: seen() - start >= min(i + 25, n), limit=5)
+        sent = min(i + 25, n)
+        await until(lambda: seen() - start >= sent, limit=5)  # noqa: B023
 
 
 @pytest.mark.parametrize("loop", LOOPS)

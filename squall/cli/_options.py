@@ -42,6 +42,8 @@ class Config:
     http2: bool = False
     h2c_upgrade: Optional[bool] = None  # None: only when proxy headers are not trusted
     http3: bool = False
+    http3_retry_threshold: Optional[int] = None  # None: the server's default (100)
+    http3_max_half_open: Optional[int] = None  # None: the server's default (1,000)
     proxy_headers: bool = True
     proxy_header_style: str = "x-forwarded"
     forwarded_allow_ips: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1"])
@@ -127,6 +129,7 @@ def _at_least(convert: Callable[[str], _N], kind: str, least: _N, rule: str) -> 
 
 
 _positive_int = _at_least(int, "an integer", 1, "must be at least 1")
+_non_negative_int = _at_least(int, "an integer", 0, "must be 0 or more")
 _seconds = _at_least(float, "a number of seconds", 0.0, "must not be negative")
 
 
@@ -306,6 +309,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also serve HTTP/3 over QUIC on UDP at each TLS port, advertised by Alt-Svc; "
         "needs --certfile/--keyfile and squall[http3] (aioquic) [SQUALL_HTTP3]",
+    )
+    add(
+        "--http3-retry-threshold",
+        type=_non_negative_int,
+        metavar="N",
+        help="with --http3, answer new connections with a QUIC Retry (address validation) "
+        "past N half-open ones per worker; 0: always (default 100) "
+        "[SQUALL_HTTP3_RETRY_THRESHOLD]",
+    )
+    add(
+        "--http3-max-half-open",
+        type=_non_negative_int,
+        metavar="N",
+        help="with --http3, drop new connections' Initials past N half-open ones per worker "
+        "(default 1000) [SQUALL_HTTP3_MAX_HALF_OPEN]",
     )
     add(
         "--proxy-headers",
@@ -524,6 +542,8 @@ _KINDS = {
     "http2": "bool",
     "h2c_upgrade": "bool",
     "http3": "bool",
+    "http3_retry_threshold": "int",
+    "http3_max_half_open": "int",
     "proxy_headers": "bool",
     "proxy_header_style": "str",
     "forwarded_allow_ips": "list",

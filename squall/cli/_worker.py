@@ -189,6 +189,8 @@ def build_server(
             "keyfile": config.keyfile,
             "password": config.ssl_keyfile_password,
         }
+        extra["http3_retry_threshold"] = config.http3_retry_threshold
+        extra["http3_max_half_open"] = config.http3_max_half_open
     try:
         server = HTTPServer(
             callback,

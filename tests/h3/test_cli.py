@@ -25,6 +25,20 @@ def test_http3_needs_a_certificate() -> None:
         parse_config(["m:app", "--http3"])
 
 
+def test_flood_limits_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+    monkeypatch.setenv("SQUALL_HTTP3_MAX_HALF_OPEN", "500")
+    args = ["t:app", "--http3", "--certfile", CERT, "--keyfile", KEY]
+    config = parse_config([*args, "--http3-retry-threshold", "0"])
+    assert (config.http3_retry_threshold, config.http3_max_half_open) == (0, 500)
+    served = serve_target(sample_apps.make_app(), "t:app", config.root_path)
+    server, _ = build_server(config, served)
+    assert server._h3_limits["retry_threshold"] == 0
+    assert server._h3_limits["max_half_open"] == 500
+    with pytest.raises(SystemExit):
+        parse_config([*args, "--http3-max-half-open", "-1"])
+
+
 def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     # As if aioquic were not installed (its submodules too, if loaded).
     for name in [m for m in sys.modules if m == "aioquic" or m.startswith("aioquic.")]:

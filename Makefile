@@ -469,7 +469,8 @@ h2spec: $(STAMP)
 
 # `make soak`: `squall run` under a mixed, bounded load (HTTP/1.1 churn,
 # aborted bodies and responses, WebSocket cycles, HTTP/2 streams with resets,
-# WebSockets over HTTP/2, ASGI pathsend, /metrics scrapes)
+# WebSockets over HTTP/2, ASGI pathsend, /metrics scrapes; with aioquic, HTTP/3
+# sessions and hostile QUIC Initials)
 # for SOAK_MINUTES, sampling RSS and descriptors; fails on steady growth.
 SOAK_MINUTES ?= 10
 

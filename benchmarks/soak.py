@@ -16,6 +16,11 @@ clients busy with a mix of traffic for the whole run:
             echoes each, close handshakes;
   pathsend  HTTP/1.1 connections fetching a 200 KB file 1-3 times from an
             ASGI application mounted in the Application (sendfile);
+  h3        (with aioquic) HTTP/3 connections of 1-10 requests, every
+            fourth stream reset half-way, to a second server in the
+            worker (TLS and QUIC, Retry past 100 half-open connections);
+  h3_hostile  20 first Initials never answered (half-open connections,
+            then Retries) and one with a forged Retry token;
 
 and, with prometheus_client installed, the server runs with --metrics-bind
 (a supervisor and one worker) and a scraper reads /metrics and /livez every
@@ -127,7 +132,23 @@ def make_app() -> Any:
     memory_dir = os.environ.get("SOAK_MEMORY_DIR")
     if memory_dir:
         routes.append(("/_soak/memory", memory_probe(memory_dir)))
-    return Application(routes, max_body_size=2 * 1024 * 1024)
+    app = Application(routes, max_body_size=2 * 1024 * 1024)
+    h3_port = os.environ.get("SOAK_H3_PORT")
+    if h3_port:
+        # HTTP/3 in the same process (squall run's listener is plain, so
+        # that the other clients need no TLS): a second server, over TLS and
+        # QUIC at that port, on the worker's loop (a factory runs on it).
+        from squall.httpserver import HTTPServer
+
+        certs = HERE.parent / "squall" / "_certs"
+        h3 = HTTPServer(
+            app,
+            ssl_options={"certfile": str(certs / "test.crt"), "keyfile": str(certs / "test.key")},
+            http3=True,
+            http3_retry_threshold=int(os.environ.get("SOAK_H3_RETRY", "100")),
+        )
+        h3.listen(int(h3_port), "127.0.0.1")
+    return app
 
 
 # --- where the memory goes (--memory-report) ------------------------------------
@@ -369,6 +390,103 @@ async def h2_session(port: int, rng: random.Random) -> None:
         writer.close()
 
 
+# The server's HTTP/3 (QUIC) port, when it has one (see main).
+H3_PORT = 0
+
+
+def h3_config() -> Any:
+    import ssl
+
+    from aioquic.h3.connection import H3_ALPN
+    from aioquic.quic.configuration import QuicConfiguration
+
+    config = QuicConfiguration(is_client=True, alpn_protocols=list(H3_ALPN))
+    config.verify_mode = ssl.CERT_NONE
+    return config
+
+
+async def h3_session(port: int, rng: random.Random) -> None:
+    """One HTTP/3 connection of 1-10 requests (small and up to 256 KB
+    answers), every fourth large one reset half-way."""
+    from aioquic.asyncio.client import connect
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.h3.connection import H3Connection
+    from aioquic.h3.events import DataReceived, HeadersReceived
+
+    class Client(QuicConnectionProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.h3 = H3Connection(self._quic)
+            self.done: dict[int, asyncio.Future[int]] = {}
+
+        def quic_event_received(self, event: Any) -> None:
+            for h3_event in self.h3.handle_event(event):
+                sid = getattr(h3_event, "stream_id", -1)
+                waiter = self.done.get(sid)
+                if waiter is None or waiter.done():
+                    continue
+                if isinstance(h3_event, (HeadersReceived, DataReceived)):
+                    if h3_event.stream_ended:
+                        waiter.set_result(0)
+                    elif isinstance(h3_event, DataReceived) and sid % 16 == 12:
+                        self._quic.stop_stream(sid, 0x10C)  # H3_REQUEST_CANCELLED
+                        self._quic.reset_stream(sid, 0x10C)
+                        waiter.set_result(1)
+                        self.transmit()
+
+    async with connect(
+        "127.0.0.1", H3_PORT, configuration=h3_config(), create_protocol=Client
+    ) as client:
+        assert isinstance(client, Client)
+        for _ in range(rng.randint(1, 10)):
+            sid = client._quic.get_next_available_stream_id()
+            big = sid % 16 == 12
+            path = "/big?n=262144" if big else f"/?q=h3-{rng.getrandbits(32):x}"
+            client.done[sid] = waiter = asyncio.get_running_loop().create_future()
+            client.h3.send_headers(
+                sid,
+                [
+                    (b":method", b"GET"),
+                    (b":scheme", b"https"),
+                    (b":authority", b"soak"),
+                    (b":path", path.encode()),
+                ],
+                end_stream=True,
+            )
+            client.transmit()
+            reset = await waiter
+            stats["requests"] += 1
+            stats["h3 resets" if reset else "h3 requests"] += 1
+
+
+async def h3_hostile(port: int, rng: random.Random) -> None:
+    """What an attacker sends over QUIC: 20 first Initials from one port,
+    never answered (half-open connections, or Retries past the threshold),
+    and an Initial with a forged Retry token."""
+    import os as _os
+
+    from aioquic.quic.connection import QuicConnection
+
+    datagrams = []
+    for i in range(21):
+        config = h3_config()
+        if i == 20:
+            config.token = _os.urandom(60)
+        quic = QuicConnection(configuration=config)
+        quic.connect(("127.0.0.1", H3_PORT), now=time.monotonic())
+        datagrams.append(quic.datagrams_to_send(now=time.monotonic())[0][0])
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", H3_PORT)
+    )
+    try:
+        for data in datagrams:
+            transport.sendto(data)
+    finally:
+        transport.close()
+    stats["requests"] += 1
+    stats["h3 hostile Initials"] += len(datagrams)
+
+
 async def pathsend(port: int, rng: random.Random) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -513,6 +631,8 @@ MIX = [
     (h2_ws_session, 5),
     (pathsend, 5),
 ]
+# With aioquic installed: HTTP/3 sessions and hostile Initials (see main).
+H3_MIX = [(h3_session, 10), (h3_hostile, 2)]
 CLIENTS = 12
 
 
@@ -753,11 +873,29 @@ def main() -> int:
         metavar="MINUTE",
         help="with --memory-report: the minute the end is compared with (3)",
     )
+    ap.add_argument(
+        "--no-http3",
+        action="store_true",
+        help="leave HTTP/3 and the hostile QUIC clients out of the mix (they are in it "
+        "when aioquic is installed)",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from run import free_port, pin, wait_listening
 
     port = free_port()
+    env = dict(os.environ)
+    global H3_PORT
+    try:
+        import aioquic  # noqa: F401
+
+        if args.no_http3:
+            raise ImportError("--no-http3")
+        H3_PORT = free_port()
+        env["SOAK_H3_PORT"] = str(H3_PORT)
+        MIX.extend(H3_MIX)
+    except ImportError:
+        pass
     try:
         import prometheus_client  # noqa: F401
 
@@ -780,7 +918,6 @@ def main() -> int:
     ]
     if mport is not None:
         cmd += ["--metrics-bind", f"127.0.0.1:{mport}"]
-    env = dict(os.environ)
     if args.memory_report:
         os.makedirs(args.memory_report, exist_ok=True)
         env["SOAK_MEMORY_DIR"] = os.path.abspath(args.memory_report)

@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
 
-from aioquic.buffer import encode_uint_var  # noqa: E402
+from aioquic.buffer import Buffer, encode_uint_var  # noqa: E402
 from aioquic.h3.connection import FrameType, H3Connection, Setting, encode_frame  # noqa: E402
 from aioquic.quic.connection import QuicConnection  # noqa: E402
 
@@ -580,6 +580,35 @@ def test_retry_token_checked(loop: str, token: str) -> None:
                 quic.receive_datagram(answer, ("127.0.0.1", port), now=time.monotonic())
                 assert quic._close_event is not None
                 assert quic._close_event.error_code == INVALID_TOKEN
+            finally:
+                sources.close()
+
+    run(main, loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_retry_connection_id_routes_to_the_worker(loop: str) -> None:
+    # Under squall run's routing by connection ID, the client's next
+    # Initial goes where the Retry's Source Connection ID points: this
+    # worker's slot, whose key can check the token.
+    from aioquic.quic.packet import pull_quic_header
+
+    from squall.httpserver._quicroute import slot_of
+
+    async def main() -> None:
+        async with serving(app(), **options(http3_retry_threshold=0)) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            endpoint = endpoint_of(server)
+            endpoint._slot = 7  # as a worker of squall run has
+            sources = Sources()
+            await sources.open(port, 1)
+            try:
+                sources.transports[0].sendto(initial(port=port)[1])
+                await until(lambda: sources.received, limit=5)
+                (answer,) = sources.received
+                assert is_retry(answer) and not endpoint.half_open
+                header = pull_quic_header(Buffer(data=answer), host_cid_length=8)
+                assert slot_of(header.source_cid) == 7
             finally:
                 sources.close()
 

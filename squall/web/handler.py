@@ -973,11 +973,10 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
 
 _HeaderValue = Union[bytes, str, int, datetime.datetime]
 # The base class's hooks: a handler that does not override one is spared the
-# call (checked on the class each time, so patching a class still works).
-_stock = RequestHandler
-# The stock hooks themselves, as globals: a global is read for less than a
-# class attribute (and a patched base class method counts as overridden; so
-# does one a profiler wraps in place, which then shows the call it spares).
+# call (checked on the class each time, so patching a class still works). They
+# are globals because a global is read for less than a class attribute; a
+# patched base class method counts as overridden, and so does one a profiler
+# wraps in place, which then shows the call it spares.
 _stock_set_default_headers = RequestHandler.set_default_headers
 _stock_initialize = RequestHandler.initialize
 _stock_start = RequestHandler._start

@@ -21,6 +21,7 @@ import ast
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Optional
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,7 @@ for level, names in enumerate(
             "locks",
             "queues",
             "platform",
-            "_eager",
-            "_eager_resume",
-            "_eager_step",
+            "_request_task",
         ],
         ["iostream", "netutil", "tcpserver", "tcpclient", "process"],
         [
@@ -171,8 +170,8 @@ def test_sans_io_cores_import_no_io(path: Path) -> None:
     assert not bad and not squall, f"{path.name} must stay sans-I/O: {bad + squall}"
 
 
-# The sans-I/O cores (the protocol cores; _compiled, _native and _eager are
-# loaders and helpers of layer 0, not cores).
+# The sans-I/O cores (the protocol cores; _compiled and _native are loaders
+# and helpers of layer 0, not cores).
 CORES = [
     "_h1",
     "_qpack",
@@ -370,7 +369,6 @@ def private_getattrs(path: Path) -> Iterator[tuple[int, str]]:
 # the list only shrinks. Keyed by (file, call) so a moved line keeps its entry.
 _THIRD_PARTY = "a private name of asyncio, logging, pytest or the stdlib that has no public one"
 GETATTR_KNOWN = {
-    ("_eager_resume.py", "getattr(yielded, '_asyncio_future_blocking')"): _THIRD_PARTY,
     ("httpserver/_h3protocol.py", "getattr(h3, '_local_control_stream_id')"): (
         "aioquic's H3Connection: the control stream a GOAWAY is written on"
     ),
@@ -432,6 +430,201 @@ def test_private_getattr_scan_finds_one(tmp_path: Path) -> None:
     )
     found = [call for _, call in private_getattrs(module)]
     assert found == ["getattr(stream, '_ws')", "hasattr(conn, '_drain')"]
+
+
+# asyncio's private state (DESIGN.md, "Compiled speedups"; issue 59): a
+# private name of asyncio read or written (``asyncio.tasks._current_tasks``,
+# ``from asyncio.tasks import _enter_task``, a Future's
+# ``_asyncio_future_blocking``), or a live object initialised again
+# (``task.__init__(...)``). Such code breaks with any CPython release and
+# with any loop that is not asyncio's own.
+ASYNCIO_PRIVATE_ATTRS = frozenset(
+    {
+        "_asyncio_future_blocking",
+        "_current_tasks",
+        "_enter_task",
+        "_leave_task",
+        "_swap_current_task",
+        "_register_task",
+        "_unregister_task",
+        "_register_eager_task",
+        "_unregister_eager_task",
+        "_all_tasks",
+        "_scheduled_tasks",
+        "_eager_tasks",
+        "_log_destroy_pending",
+        "_log_traceback",
+        "_source_traceback",
+        "_fut_waiter",
+        "_must_cancel",
+        "_num_cancels_requested",
+        "_callbacks",
+        "_PyTask",
+        "_CTask",
+        "_PyFuture",
+        "_CFuture",
+        "_get_running_loop",
+        "_set_running_loop",
+        "_task_factory",
+        "_local",
+    }
+)
+
+
+def _dotted(node: ast.expr) -> Optional[list[str]]:
+    """``a.b.c`` as ``["a", "b", "c"]``; None for anything but names and attributes."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def asyncio_private_uses(path: Path) -> Iterator[tuple[int, str]]:
+    """Each use of one of asyncio's private names in ``path`` (see above)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    # The names asyncio or one of its modules is bound to here.
+    roots = {"asyncio", "_asyncio"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                if top in ("asyncio", "_asyncio"):
+                    roots.add(alias.asname or top)
+                    if top == "_asyncio" or any(map(_private, alias.name.split("."))):
+                        yield node.lineno, f"import {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            parts = node.module.split(".")
+            if parts[0] not in ("asyncio", "_asyncio"):
+                continue
+            for alias in node.names:
+                if parts[0] == "_asyncio" or any(map(_private, parts + [alias.name])):
+                    yield node.lineno, f"from {node.module} import {alias.name}"
+                else:
+                    roots.add(alias.asname or alias.name)
+    seen: set[tuple[int, str]] = set()
+    for node in ast.walk(tree):
+        found: Optional[str] = None
+        if isinstance(node, ast.Attribute):
+            chain = _dotted(node)
+            if chain is not None and chain[0] in roots and any(map(_private, chain[1:])):
+                found = ".".join(chain)
+            elif node.attr in ASYNCIO_PRIVATE_ATTRS and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            ):
+                found = f"{ast.unparse(node.value)}.{node.attr}"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if (
+                node.func.id in ("getattr", "hasattr", "setattr", "delattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in ASYNCIO_PRIVATE_ATTRS
+            ):
+                found = f"{node.func.id}({ast.unparse(node.args[0])}, {node.args[1].value!r})"
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "__init__"
+        ):
+            # A class's __init__ called on self (a base class's, or
+            # super()'s) is construction; called on an instance, it is an
+            # object made again in place (a Task given a new coroutine).
+            target = node.func.value
+            if not (
+                (
+                    isinstance(target, ast.Name)
+                    and (target.id in ("self", "cls") or target.id[0].isupper())
+                )
+                or (isinstance(target, ast.Call) and ast.unparse(target.func) == "super")
+            ):
+                found = f"{ast.unparse(target)}.__init__()"
+        if found is not None:
+            line = getattr(node, "lineno", 0)
+            key = (line, found)
+            if key not in seen:
+                seen.add(key)
+                yield key
+
+
+# Uses of asyncio's private names left, each with its reason; the list only
+# shrinks. Keyed by (file, use).
+ASYNCIO_PRIVATE_KNOWN = {
+    ("platform/asyncio.py", "asyncio.selector_events._SelectorSocketTransport"): (
+        "the type of asyncio's plain socket transport, to bound its read size "
+        "(public max_size); nothing of its state is read"
+    ),
+    ("platform/asyncio.py", "task._log_destroy_pending"): (
+        "a Task of the selector thread that the loop stopped before it ran: "
+        "no 'destroyed but pending' report for it"
+    ),
+    ("gen.py", "getattr(future, '_source_traceback')"): (
+        "asyncio's debug-mode record of where a Future was made, trimmed of gen's own frames"
+    ),
+    ("ioloop.py", "getattr(policy, '_local')"): (
+        "the default policy's loop slot before 3.14, read without creating a loop"
+    ),
+}
+
+
+@pytest.mark.parametrize("path", list(modules()), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_asyncio_internals(path: Path) -> None:
+    rel = path.relative_to(ROOT).as_posix()
+    bad = [
+        f"line {n}: {use}"
+        for n, use in asyncio_private_uses(path)
+        if (rel, use) not in ASYNCIO_PRIVATE_KNOWN
+    ]
+    assert not bad, f"{rel} uses asyncio's private names: {bad}"
+
+
+def test_known_asyncio_internals_still_exist() -> None:
+    stale = [
+        key
+        for key in ASYNCIO_PRIVATE_KNOWN
+        if key[1] not in {use for _, use in asyncio_private_uses(ROOT / key[0])}
+    ]
+    assert not stale, f"remove from ASYNCIO_PRIVATE_KNOWN: {stale}"
+
+
+def test_asyncio_internals_scan_finds_them(tmp_path: Path) -> None:
+    # What the Task recycling of 3.11 did (issue 59), each seen; a squall
+    # object's own underscore names and a base class's __init__ are not.
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import asyncio\n"
+        "import asyncio.tasks as at\n"
+        "from asyncio.tasks import _enter_task\n"
+        "from asyncio import tasks\n"
+        "import _asyncio\n"
+        "current = asyncio.tasks._current_tasks\n"
+        "at._leave_task(loop, task)\n"
+        "tasks._register_task(task)\n"
+        "fut._asyncio_future_blocking = False\n"
+        "getattr(y, '_asyncio_future_blocking', None)\n"
+        "task.__init__(coro, loop=loop)\n"
+        "Base.__init__(self, x)\n"
+        "super().__init__()\n"
+        "proto._loop.time()\n"
+        "asyncio.get_running_loop()\n"
+    )
+    found = [use for _, use in sorted(asyncio_private_uses(module))]
+    assert found == [
+        "from asyncio.tasks import _enter_task",
+        "import _asyncio",
+        "asyncio.tasks._current_tasks",
+        "at._leave_task",
+        "tasks._register_task",
+        "fut._asyncio_future_blocking",
+        "getattr(y, '_asyncio_future_blocking')",
+        "task.__init__()",
+    ]
 
 
 def _module_graph(package: str) -> dict[str, set[str]]:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Optional, Union
 
-from squall._eager import start
+from squall._request_task import start
 from squall._h1._rules import STR_TOKEN_RE
 from squall.asgi._scope import _date_cache, _http_date, _http_scope, _is_websocket
 from squall.asgi._types import (
@@ -263,7 +263,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         )
         task = self._task = _start(self._loop, self._run_app(scope))
         if task is not None:
-            # Suspended: it runs on in a Task (see _eager), which
+            # Running in a Task of its own (see _request_task), which
             # takes itself out of `tasks` as it ends. Only now can the
             # client's going away matter to it: a connection is not lost
             # while the first step runs.

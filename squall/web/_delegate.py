@@ -16,7 +16,7 @@ import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Optional
 
-from squall import _eager
+from squall import _request_task
 from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
 from squall.httputil._exchange import loop_of
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # Final: the compiled build keeps these in C variables, read without the
 # dictionary lookup of a module global (two per request).
 _CoroutineType: Final = types.CoroutineType
-_eager_start: Final = _eager.start
+_start_task: Final = _request_task.start
 
 
 # Filled in by squall.web.application (see _bind): Application's own
@@ -257,10 +257,11 @@ class _HandlerDelegate(HTTPMessageDelegate):
             running = handler._execute(applied)
         task: Optional[asyncio.Future[Any]] = None
         if type(running) is _CoroutineType:
-            # The usual case: run to its first suspension now; a handler that
-            # never waits is done when start() returns None. On the loop the
-            # connection names (the HTTP/1.1 server's), without asking
-            # asyncio: on 3.11 that is a getpid system call per request.
+            # The usual case: a Task of the request's own (on 3.12+ started
+            # eagerly: a handler that never waits is done when start()
+            # returns None). On the loop the connection names (the HTTP/1.1
+            # server's), without asking asyncio: on 3.11 that is a getpid
+            # system call per request.
             try:
                 loop: Optional[asyncio.AbstractEventLoop] = loop_of(self.request_conn)
             except RuntimeError:
@@ -270,7 +271,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
             if loop is None:
                 task = asyncio.ensure_future(running)
             else:
-                task = _eager_start(loop, running)
+                task = _start_task(loop, running)
         elif running is not None:
             # What a wrapper of _execute may return: a Future, an awaitable.
             task = asyncio.ensure_future(running)
@@ -288,7 +289,18 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 task.add_done_callback(_surface_error)
             else:
                 handler._held_task = task
-            handler._watch_close()
+            if type(running) is _CoroutineType and running.cr_suspended:
+                # Its first step ran (an eager start) and it waits: a close
+                # from now on reaches it.
+                handler._watch_close()
+            else:
+                # Its first step runs on the loop's next turn (3.11, a loop
+                # with a task factory): it hears of a close once that step
+                # has returned, as after an eager start, not in the middle
+                # of a call of its own that resets the stream (such a close
+                # is reported a turn later, see Exchange._report_gone). The
+                # Task scheduled its step first: this runs right after it.
+                task.get_loop().call_soon(_watch_after_first_step, handler, task)
         elif not handler._finished:
             # Done with its step but not finished (auto_finish off): a close
             # must still reach it.
@@ -303,6 +315,11 @@ def new_delegate(
     this): a compiled function takes its arguments off the stack, where
     the class itself, called from Python, parses a tuple of them."""
     return _HandlerDelegate(application, server_conn, request_conn)
+
+
+def _watch_after_first_step(handler: Any, task: asyncio.Future[Any]) -> None:
+    if not task.done() or not handler._finished:
+        handler._watch_close()
 
 
 def _surface_error(task: asyncio.Future[Any]) -> None:

@@ -7,12 +7,10 @@ template methods from `.RenderMixin` (``rendering.py``), the user, locale
 and cross-origin checks from `IdentityMixin` (``_identity.py``), and the
 error page and exception log from `ErrorPageMixin` (``_failure.py``).
 
-``_execute`` is a coroutine function, as in Tornado, but the application's
-delegate runs it to its first suspension at once, inside the server's
-callback: a handler that never waits (plain methods, or coroutines that
-finish without suspending) is done with no Task scheduled and no loop turn.
-Only a handler that waits goes on in a Task, the same Task its first step
-saw as `asyncio.current_task` (see `squall._eager`).
+``_execute`` is a coroutine function, as in Tornado, and the application's
+delegate runs it in a Task of the request's own (see `squall._request_task`:
+on Python 3.12+ started eagerly, so a handler that never waits is done
+inside the server's callback, with no loop turn).
 """
 
 from __future__ import annotations
@@ -877,11 +875,10 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
 
         A coroutine function, as instrumentation expects (error reporters and
         tracers wrap it with ``async def w(...): return await original(...)``);
-        the application's delegate drives what it returns (or what a wrapper
-        returns) to its first suspension at once, in the server's callback,
-        and in a Task only from there (see `squall._eager`). So ``prepare()``,
-        the method and ``on_finish()`` share one Task and one context, and a
-        handler that never waits costs no Task and no loop turn.
+        the application's delegate runs what it returns (or what a wrapper
+        returns) in a Task of the request's own (see `squall._request_task`).
+        So ``prepare()``, the method and ``on_finish()`` share one Task and
+        one context, which no other request sees.
         """
         self._transforms = transforms
         try:

@@ -740,25 +740,30 @@ class TaskedHandler(RequestHandler):
         self.write("sync")
 
 
-class NoTaskTest(WebCase):
+class TaskFactoryTest(WebCase):
     handlers = [("/", TaskedHandler)]
 
-    def test_sync_handler_creates_no_task(self) -> None:
-        created: list[Any] = []
+    def test_a_loop_task_factory_makes_each_requests_task(self) -> None:
+        # What an agent that watches Tasks installs (aiomonitor, tracers):
+        # the handler's Task is made by it, one per request, on every Python.
+        made: list[tuple[str, asyncio.Task[Any]]] = []
         loop = asyncio.get_event_loop_policy().get_event_loop()
-        original = loop.create_task
 
-        def spy(coro: Any, **kwargs: Any) -> Any:
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
             code = getattr(coro, "cr_code", None)
-            created.append(getattr(code, "co_qualname", ""))
-            return original(coro, **kwargs)
+            made.append((getattr(code, "co_qualname", ""), task))
+            return task
 
-        loop.create_task = spy  # type: ignore[method-assign]
+        loop.set_task_factory(factory)
         try:
             assert self.fetch("/").body == b"sync"
+            assert self.fetch("/").body == b"sync"
         finally:
-            loop.create_task = original  # type: ignore[method-assign]
-        assert not [name for name in created if name.startswith("RequestHandler.")]
+            loop.set_task_factory(None)
+        ours = [task for name, task in made if name == "RequestHandler._execute"]
+        assert len(ours) == 2 and ours[0] is not ours[1]
+        assert all(task.done() for task in ours)
 
 
 # --- user, locale, misc -----------------------------------------------------------------------------

@@ -1,8 +1,6 @@
-"""A request's coroutine runs at once and goes into a Task only if it suspends
-(squall._eager): what an ASGI application sees of its task and context.
-
-squall._eager.start's own rules (cancellation, which Task is handed on) are
-tested in tests/test_eager.py."""
+"""What an ASGI application sees of the Task it runs in (squall._request_task):
+one Task of its own per request, the same before and after its first await,
+with its own context and name, whatever ran before it on the connection."""
 
 from __future__ import annotations
 

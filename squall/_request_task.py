@@ -1,0 +1,63 @@
+"""The Task a request's coroutine runs in: one of its own, made through
+asyncio's public API.
+
+Used by the application's delegate (`~squall.web.RequestHandler._execute`)
+and by the ASGI driver (an application's coroutine). Each request gets a
+fresh Task, as Tornado gives it: its name, its context (a copy of the
+caller's) and its done callbacks are the request's alone, and ``prepare()``,
+the HTTP method and ``on_finish()`` all see it as `asyncio.current_task`.
+
+* Python 3.12+: `asyncio.eager_task_factory`, when the loop has no task
+  factory of its own. The coroutine's first step runs at once, inside the
+  Task (so `asyncio.current_task` already names it), and a request that
+  answers without waiting is done before `start` returns, with no loop turn.
+* Python 3.11 (and a loop with a task factory, which an agent or a test may
+  have put there to see every Task): ``loop.create_task``, which runs the
+  first step on the loop's next turn. 3.11 has no public way to run a step
+  of a coroutine inside a Task before the loop schedules it: a step run
+  outside one sees no current task (``asyncio.timeout`` and anyio's scopes
+  refuse it) and could not be handed to a Task later as the same task.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, Optional
+
+_Coro = Coroutine[Any, Any, None]
+
+if sys.version_info >= (3, 12):
+    _eager_task = asyncio.eager_task_factory
+
+    def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
+        """Start ``coro`` in a Task of its own; return the Task while it runs,
+        or None if it ended in its first step.
+
+        Raises:
+            BaseException: what ended the first step other than a
+                cancellation (the Task would keep it, unseen until the
+                collector logged "exception was never retrieved").
+        """
+        task: asyncio.Task[None]
+        if loop.get_task_factory() is None:
+            task = _eager_task(loop, coro)
+        else:
+            task = loop.create_task(coro)
+        if not task.done():
+            return task
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error
+        return None
+
+else:
+
+    def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
+        """Start ``coro`` in a Task of its own; return the Task (its first
+        step runs on the loop's next turn)."""
+        return loop.create_task(coro)

@@ -236,7 +236,7 @@ _PROFILED = (
     "squall.escape",
     "squall.routing",
     "squall.gen",
-    "squall._eager",
+    "squall._request_task",
     "squall.platform",
     "squall.template",
 )

@@ -94,16 +94,11 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # (its scope): callgrind_asgi.py, bare ASGI app, squall-bare 106.8k net per
 # request, Starlette hello 183.1k (uvicorn 162.7k and 239.4k); with the scope
 # built in _scope (not the interpreted delegate) 95.9k and 171.9k; with a
-# spare Task reused for a first step (squall._eager), the scope copied from a
+# spare Task reused for a first step (3.11; removed by issue 59), the scope copied from a
 # template and the modules' constants Final, uvloop: bare 82.8k -> ~72k.
-# squall._eager (a coroutine's first step outside a Task, 3.11) is compiled:
-# every request runs its start() (RequestHandler._execute is a coroutine
-# function, driven by it); hello, asyncio loop, +7.8k instructions per
-# request with it interpreted. Its spare Task's coroutine and the
-# continuation after a suspension must be real generator/coroutine objects,
-# which anyio inspects (inspect.getcoroutinestate) to tell whether a task has
-# started: they live in squall._eager_resume, interpreted. A step that ends
-# raises no StopIteration (next() with a default) in either build.
+# squall._request_task (the Task each request runs in, issue 59) is
+# compiled: the delegate and the ASGI cycle call its start() for every
+# request, a compiled call without a Python frame.
 # With the response head rendered from the app's byte pairs as well
 # (asgi._http -> _h1 send_rendered_head), uvloop, net: bare squall-bare
 # 70.7k -> 62.7k, Starlette under squall run 147.8k -> 138.6k (uvicorn 205.7k).
@@ -151,7 +146,7 @@ COMPILED_MODULES = (
     "squall.web._delegate",
     "squall.asgi._http",
     "squall.asgi._scope",
-    "squall._eager",
+    "squall._request_task",
     "squall.httpserver._h2protocol",
     "squall.httputil._exchange",
     "squall.httputil._qs",
@@ -184,13 +179,6 @@ SKIPPED: dict[str, str] = {
 # c/xhtml.c (squall._xhtml): HTML escaping in one pass, one call per
 # template value instead of the pure build's inline tests; measured (page
 # handler, same tree otherwise) 333.4k -> 274.8k instructions per request.
-# c/eager.c (squall._eager_step): a coroutine's first step outside a Task
-# (Python 3.11; RequestHandler._execute and ASGI apps are run through it):
-# PyIter_Send on the coroutine inside PyContext_Enter/Exit, the registry of
-# current tasks written as the dict it is, the free shells in an array.
-# Measured (callgrind_hotpath.py --totals, hello, varied stream, instructions
-# per request) against the same start() compiled by mypyc: asyncio loop
-# 130.5k -> 126.0k, uvloop 104.7k -> 99.7k.
 # c/jsonenc.c (squall._jsonenc): JSON text of plain values (exact dicts,
 # lists, strs, numbers) written into one buffer, for json_encode (every
 # write(dict)); anything else goes to the standard library's encoder.
@@ -226,7 +214,6 @@ SKIPPED: dict[str, str] = {
 C_MODULES = {
     "squall._h1._quick": "speedups/c/quick.c",
     "squall._xhtml": "speedups/c/xhtml.c",
-    "squall._eager_step": "speedups/c/eager.c",
     "squall._jsonenc": "speedups/c/jsonenc.c",
     "squall._typetags": "speedups/c/typetags.c",
     "squall._wswrite": "speedups/c/wswrite.c",

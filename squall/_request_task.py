@@ -26,14 +26,14 @@ __all__: list[str] = []
 import asyncio
 import sys
 from collections.abc import Coroutine
-from typing import Any, Optional
-
-_Coro = Coroutine[Any, Any, None]
+from typing import Any, Final, Optional
 
 if sys.version_info >= (3, 12):
-    _eager_task = asyncio.eager_task_factory
+    _eager_task: Final = asyncio.eager_task_factory
 
-    def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
+    def start(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+    ) -> Optional[asyncio.Task[None]]:
         """Start ``coro`` in a Task of its own; return the Task while it runs,
         or None if it ended in its first step.
 
@@ -57,7 +57,9 @@ if sys.version_info >= (3, 12):
 
 else:
 
-    def start(loop: asyncio.AbstractEventLoop, coro: _Coro) -> Optional[asyncio.Task[None]]:
+    def start(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+    ) -> Optional[asyncio.Task[None]]:
         """Start ``coro`` in a Task of its own; return the Task (its first
         step runs on the loop's next turn)."""
         return loop.create_task(coro)

@@ -21,8 +21,8 @@ import ast
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 import pytest
 

@@ -104,7 +104,7 @@ def test_a_coroutine_that_never_waits_is_done_at_once_only_where_tasks_start_eag
     if EAGER:
         assert results == [(None, True)]
     else:
-        (task, ran_already), = results
+        ((task, ran_already),) = results
         assert task is not None and not ran_already and task.done()
 
 

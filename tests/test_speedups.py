@@ -96,7 +96,6 @@ def bound_names(source: Path) -> set[str]:
         "squall._h2._connection",
         "squall._h2._hpack",
         "squall._xhtml",
-        "squall._eager_step",
         "squall._typetags",
         "squall._wswrite",
         "squall.httpserver._protocol",

@@ -24,8 +24,8 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Optional, Union
 
-from squall._request_task import start
 from squall._h1._rules import STR_TOKEN_RE
+from squall._request_task import start
 from squall.asgi._scope import _date_cache, _http_date, _http_scope, _is_websocket
 from squall.asgi._types import (
     ASGIProtocolError,

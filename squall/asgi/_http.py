@@ -264,9 +264,8 @@ class _HTTPCycle(HTTPMessageDelegate):
         task = self._task = _start(self._loop, self._run_app(scope))
         if task is not None:
             # Running in a Task of its own (see _request_task), which
-            # takes itself out of `tasks` as it ends. Only now can the
-            # client's going away matter to it: a connection is not lost
-            # while the first step runs.
+            # takes itself out of `tasks` as it ends. An app that ended in
+            # an eager first step never hears of the client's going away.
             server.tasks.add(task)
             set_close = getattr(conn, "set_close_callback", None)
             if set_close is not None:

@@ -736,8 +736,8 @@ class _HTTPProtocol(asyncio.Protocol):
             elif not self._flow & _QUEUED:
                 self._writes.add(self)
         elif sum(map(len, out)) >= _WRITE_NOW:
-            # A handler writing from inside this read (its first step runs
-            # at once, in the server's callback): written now as well, so
+            # A handler writing from inside this read (its Task starts
+            # eagerly on 3.12+, in the server's callback): written now as well, so
             # that the high-water mark can make it wait, rather than queue
             # megabytes until the read is done.
             if self._state < _CLOSING:

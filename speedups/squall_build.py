@@ -157,6 +157,7 @@ COMPILED_MODULES = (
 # Interpreted modules that import an optional extra (aioquic, squall[http3]):
 # type-checked by the build with their errors ignored (see _compile).
 OPTIONAL_EXTRA_MODULES = (
+    "squall.httpserver._h3conn",
     "squall.httpserver._h3protocol",
     "squall.httpserver._h3stream",
     "squall.httpserver._h3websocket",

@@ -438,8 +438,15 @@ differential: $(DIFF_VENV)/.installed
 	.venv-fuzz/bin/python -m pip install -q -e '.[prebuilt]' atheris
 	touch $@
 
-fuzz: .venv-fuzz/.installed
+fuzz: .venv-fuzz/.installed fuzz-c
 	.venv-fuzz/bin/python fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Each hand-written C module (speedups/c) against its pure twin, built plain
+# and under ASan/UBSan (speedups/fuzz_<module>.py), FUZZ_SECONDS each.
+FUZZ_C ?= quick xhtml jsonenc wswrite
+
+fuzz-c: .venv-fuzz/.installed
+	for m in $(FUZZ_C); do .venv-fuzz/bin/python speedups/fuzz_$$m.py --seconds $(FUZZ_SECONDS) || exit 1; done
 
 autobahn: $(STAMP)
 	$(PY) compat/autobahn/run.py both
@@ -457,7 +464,7 @@ $(SURFACE_VENV)/.installed:
 surface: $(STAMP) $(SURFACE_VENV)/.installed
 	$(PY) compat/surface/run.py --tornado-python $(SURFACE_VENV)/bin/python --squall-python $(PY)
 
-.PHONY: differential fuzz autobahn surface
+.PHONY: differential fuzz fuzz-c autobahn surface
 
 # h2spec --strict (HTTP/2 conformance) against HTTPServer(http2=True), h2c
 # and TLS; the same module runs in `make test`, skipping where h2spec cannot

@@ -1,12 +1,13 @@
 """How ``pip install squall`` compiles the hot modules: used by the root ``setup.py``.
 
 squall's sans-I/O cores and a few per-request modules are compiled by mypyc
-from the very same ``.py`` files, and two hand-written C modules replace
-two pure ones (``c/quick.c``: the request head's common case in one pass;
-``c/xhtml.c``: HTML escaping). The sources are copied into
-``build/mypyc-src``, type-checked and compiled there, and the extension
-modules land in the package as ``squall/_native/...`` beside a
-``manifest.json``: the squall version, the extension suffix, and the SHA-256
+from the very same ``.py`` files, and the hand-written C modules of
+``C_MODULES`` replace pure twins (``c/quick.c``: the request head's common
+case in one pass; ``c/xhtml.c``: HTML escaping; ``c/jsonenc.c``: JSON of
+plain values; ``c/wswrite.c``: ``WebSocketHandler.write_message``). The
+sources are copied into ``build/mypyc-src``, type-checked and compiled
+there, and the extension modules land in the package as
+``squall/_native/...`` beside a ``manifest.json``: the squall version, the extension suffix, and the SHA-256
 of every compiled module's source, which ``import squall`` checks before it
 loads anything (``squall._compiled``; a build from other sources is ignored).
 
@@ -156,6 +157,7 @@ COMPILED_MODULES = (
 # Interpreted modules that import an optional extra (aioquic, squall[http3]):
 # type-checked by the build with their errors ignored (see _compile).
 OPTIONAL_EXTRA_MODULES = (
+    "squall.httpserver._h3conn",
     "squall.httpserver._h3protocol",
     "squall.httpserver._h3stream",
     "squall.httpserver._h3websocket",
@@ -164,8 +166,6 @@ OPTIONAL_EXTRA_MODULES = (
 # Modules that would be compiled but must not be; why beside each.
 SKIPPED: dict[str, str] = {
     "squall._h1._quick": "replaced by the C module c/quick.c, not compiled by mypyc",
-    "squall._ws._packing": "replaced by the C module c/packing.c, not compiled by mypyc",
-    "squall._h2._framing": "replaced by the C module c/h2frame.c, not compiled by mypyc",
     "squall._h2._limits": "H2Limits is public configuration, read once per connection",
 }
 # Hand-written C modules: the squall module each replaces, and its source.
@@ -186,39 +186,26 @@ SKIPPED: dict[str, str] = {
 # "body", "html"}]}, instructions a call): 22.1k -> 5.4k; a woken long poll
 # of the chat demos (callgrind_longpoll.py, GC off) 104.2k -> 87.6k (Tornado's
 # shape) and 124.3k -> 107.5k (Squall's).
-# c/typetags.c (squall._typetags): whether a few classes kept their CPython
-# version tags, so that squall.log's direct access line (handle_line) need
-# not read sixteen logging methods again per line to see that no agent has
-# patched one. callgrind_longpoll.py --log, Tornado's chat through compat,
-# instructions per woken waiter: uvloop 106.3k -> 102.8k, asyncio 111.9k ->
-# 108.1k; handle_line alone 26.6k -> 22.6k a line.
 # c/wswrite.c (squall._wswrite): WebSocketHandler.write_message as a native
 # method descriptor, for the loop programs write over their subscribers:
 # the usual case (an open, uncompressed server connection, a str or bytes)
-# reads the protocol's slots at their offsets and calls send_message and
-# the transport's write through methods kept per class version tag; the
-# rest goes to the Python method. callgrind_broadcast.py -c 2000, squall-loop,
-# instructions per delivery: 3,469 -> 2,660 (floor 1,459; with _ws's frame
-# heads Final, 2,521).
-# c/packing.c (squall._ws._packing): an open WebSocket's upgrade fields
-# packed into one string (every handshake: squall.websocket._idle), measured
-# once and copied into a string of the right size, where mypyc's version
-# built a list of parts, joined it and counted the separators; pack_fields
-# 9.4k -> 5.1k instructions for a browser's 13 fields; callgrind_handshake.py,
-# compiled, 277.7k -> 272.5k.
-# c/h2frame.c (squall._h2._framing): an HTTP/2 frame's header and payload
-# written into one bytes, where the compiled _h2 called struct's pack and
-# concatenated: about 550 instructions less a frame, two frames a response;
-# callgrind_h2.py, h2load stream, Application 98,335 -> 97,228, bare ASGI
-# 71,282 -> 70,167 instructions per request.
+# frames the message and writes it to the transport itself, looking the
+# protocol's _sink and _done and the transport's write up by name (public
+# API only); the rest goes to the Python method. callgrind_broadcast.py
+# -c 300, squall-loop, uvloop, pure tree otherwise, instructions per
+# delivery: Python method 3,253, this module 2,149 (with the version-tag
+# caches it had before issue 59, 1,768).
+# c/packing.c (squall._ws._packing), c/h2frame.c (squall._h2._framing) and
+# c/typetags.c (squall._typetags) were removed (issue 59): each saved under
+# 2% of a headline path (a handshake, an HTTP/2 response, an access line),
+# which a rebuild moves as much; _packing and _framing are compiled by mypyc
+# with their packages again, _typetags stays pure (the CHANGELOG has the
+# figures).
 C_MODULES = {
     "squall._h1._quick": "speedups/c/quick.c",
     "squall._xhtml": "speedups/c/xhtml.c",
     "squall._jsonenc": "speedups/c/jsonenc.c",
-    "squall._typetags": "speedups/c/typetags.c",
     "squall._wswrite": "speedups/c/wswrite.c",
-    "squall._ws._packing": "speedups/c/packing.c",
-    "squall._h2._framing": "speedups/c/h2frame.c",
 }
 
 

@@ -189,8 +189,8 @@ def test_the_usual_case_writes_one_frame_and_returns_the_shared_future(
 
 
 def test_a_slot_made_a_property_later_is_read_as_one(c_module: ModuleType) -> None:
-    # The native method reads the protocol class's slots at their offsets
-    # while the class is unchanged; a change to the class is seen at once.
+    # The native method looks the protocol's attributes up on every call: a
+    # change to the class is seen at once.
     calls: list[Any] = []
 
     class Proto:

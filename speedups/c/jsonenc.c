@@ -22,6 +22,10 @@
  * but for ints beyond 64 bits) and no container object is
  * made, so the garbage collector cannot run a finalizer that changes a
  * container under the walk: borrowed references stay valid.
+ *
+ * Only CPython's public API. It needs the GIL (Py_mod_gil): the walk holds
+ * borrowed references to the items of lists and dicts, which another thread
+ * could change under it without the GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -284,26 +288,36 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int module_exec(PyObject *module) {
+    init_tables(); /* (the same constant tables each time) */
+    PyObject *names = Py_BuildValue("[ss]", "MAX_DEPTH", "encode_plain");
+    if (names == NULL) return -1;
+    if (PyModule_AddObject(module, "__all__", names) < 0) {
+        Py_DECREF(names);
+        return -1;
+    }
+    return PyModule_AddIntConstant(module, "MAX_DEPTH", MAX_DEPTH);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    /* The tables and cached objects are the process's, not a module's. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    /* Needs the GIL: the walk holds borrowed references to the items
+     * of lists and dicts, which another thread could change without it. */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "squall._jsonenc",
     "JSON text of plain values in C (speedups/c/jsonenc.c); squall/_jsonenc.py is the "
     "reference.",
-    -1, methods, NULL, NULL, NULL, NULL,
+    0, methods, module_slots, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__jsonenc(void) {
-    init_tables();
-    PyObject *module = PyModule_Create(&module_def);
-    if (module == NULL) return NULL;
-    PyObject *names = Py_BuildValue("[ss]", "MAX_DEPTH", "encode_plain");
-    if (names == NULL || PyModule_AddObject(module, "__all__", names) < 0) {
-        Py_XDECREF(names);
-        Py_DECREF(module);
-        return NULL;
-    }
-    if (PyModule_AddIntConstant(module, "MAX_DEPTH", MAX_DEPTH) < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    return module;
-}
+PyMODINIT_FUNC PyInit__jsonenc(void) { return PyModuleDef_Init(&module_def); }

@@ -20,6 +20,10 @@
  * The buffer layout is the one squall/_h1/_heads.py documents:
  * buf[start:line_end] is the request line, buf[line_end:end] the field
  * lines each preceded by CRLF, buf[end:end + 4] is CRLF CRLF.
+ *
+ * Only CPython's public API. It needs the GIL (Py_mod_gil): it reads a
+ * bytearray's storage in place while it parses, which another thread could
+ * resize under it without the GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -140,17 +144,7 @@ static PyObject *method_of(const unsigned char *p, Py_ssize_t n) {
  * NULL with no exception set for a block this code does not decide. */
 static PyObject *fields_of(const unsigned char *b, Py_ssize_t pos, Py_ssize_t end,
                            Py_ssize_t max_count, int *high) {
-    /* Sized for its lines up front: no resize while filling it. */
-    Py_ssize_t lines = 0;
-    for (const unsigned char *p = b + pos; (p = memchr(p, '\r', (size_t)(b + end + 1 - p))) != NULL;
-         p++)
-        lines++;
-    if (lines > 64) lines = 64; /* a hint only: a hostile head gets no huge table */
-#if PY_VERSION_HEX < 0x030D0000
-    PyObject *fields = _PyDict_NewPresized(lines);
-#else
     PyObject *fields = PyDict_New();
-#endif
     if (fields == NULL) return NULL;
     Py_ssize_t count = 0;
     int any_high = 0;
@@ -297,7 +291,8 @@ static int ssize_args(PyObject *const *args, Py_ssize_t n, Py_ssize_t *out) {
     return 0;
 }
 
-static PyObject *request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *request_head(PyObject *Py_UNUSED(module), PyObject *const *args,
+                              Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "request_head() takes 5 arguments");
         return NULL;
@@ -329,7 +324,8 @@ static Py_ssize_t find_blank_line(const unsigned char *b, Py_ssize_t from, Py_ss
     return -1;
 }
 
-static PyObject *find_request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *find_request_head(PyObject *Py_UNUSED(module), PyObject *const *args,
+                                   Py_ssize_t nargs) {
     if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError, "find_request_head() takes 6 arguments");
         return NULL;
@@ -383,25 +379,44 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "squall._h1._quick",
-    "Compiled fast path for request heads (speedups/c/quick.c).", -1, methods,
-};
-
-PyMODINIT_FUNC PyInit__quick(void) {
+static int module_exec(PyObject *module) {
+    (void)module;
+    if (make_request != NULL) return 0; /* (loaded again: the same tables) */
     init_tables();
     PyObject *events = PyImport_ImportModule("squall._h1._events");
-    if (events == NULL) return NULL;
+    if (events == NULL) return -1;
     make_request = PyObject_GetAttrString(events, "make_request");
     Py_DECREF(events);
-    if (make_request == NULL) return NULL;
+    if (make_request == NULL) return -1;
     for (int i = 0; i < 7; i++) {
         str_methods[i] = PyUnicode_InternFromString(method_names[i]);
-        if (str_methods[i] == NULL) return NULL;
+        if (str_methods[i] == NULL) return -1;
     }
     str_http11 = PyUnicode_InternFromString("HTTP/1.1");
     str_http10 = PyUnicode_InternFromString("HTTP/1.0");
     str_empty = PyUnicode_FromStringAndSize("", 0);
-    if (str_http11 == NULL || str_http10 == NULL || str_empty == NULL) return NULL;
-    return PyModule_Create(&module_def);
+    if (str_http11 == NULL || str_http10 == NULL || str_empty == NULL) return -1;
+    return 0;
 }
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    /* The tables and cached objects are the process's, not a module's. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    /* Needs the GIL: a bytearray's storage is read in place while
+     * the head is parsed, and the dict built is filled unlocked. */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "squall._h1._quick",
+    "Compiled fast path for request heads (speedups/c/quick.c).", 0, methods, module_slots,
+    NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__quick(void) { return PyModuleDef_Init(&module_def); }

@@ -34,35 +34,25 @@
  * through an instance binds no method object; read from an instance it
  * gives a bound method, from the class itself. __wrapped__ is fallback, so
  * inspect.signature and help() show the Python method's.
+ *
+ * Only CPython's public API: the connection's _sink and _done and the
+ * transport's write are looked up by name on every call (no class version
+ * tags, no slot offsets read from member descriptors), so a class changed
+ * after the first call is read as it now is. It needs the GIL (Py_mod_gil):
+ * the frame kept for the next call is a field that calls replace, with no
+ * lock of its own.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include "structmember.h"
-
-/* A method found on a class, kept while the class's version tag holds
- * (CPython replaces the tag when an attribute of the class, or of a class
- * it inherits from, is set or deleted; see speedups/c/typetags.c); see
- * call_method for what is kept. The method holds its class: a class at the
- * same address with the same tag is the same class. */
-typedef struct {
-    PyTypeObject *type; /* the method's class, compared only */
-    unsigned int tag;
-    PyObject *method;
-} MethodCache;
 
 typedef struct {
     PyObject_HEAD
     PyObject *fallback;
     PyObject *protocol_class;
     vectorcallfunc vectorcall;
-    /* The offsets of protocol_class's slots _sink and _done (member
-     * descriptors), valid while its version tag is slots_tag (0: unknown). */
-    unsigned int slots_tag;
-    Py_ssize_t sink_offset, done_offset;
-    MethodCache write;
     /* The frame made last, of last_message (a str or bytes: immutable,
      * compared by identity) and last_binary; NULL for none. */
     PyObject *last_message;
@@ -79,93 +69,6 @@ static PyObject *str_done;
 static PyObject *str_write;
 static PyObject *str_write_message;
 static PyObject *str_binary;
-
-static int slot_offset(PyObject *cls, PyObject *name, Py_ssize_t *offset) {
-    /* 1 with *offset set when cls's attribute name is a writable object slot
-     * (what __slots__ makes); 0 when it is something else; -1 on error. */
-    PyObject *descr = PyObject_GetAttr(cls, name);
-    if (descr == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
-        PyErr_Clear();
-        return 0;
-    }
-    int found = 0;
-    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-        if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
-            *offset = member->offset;
-            found = 1;
-        }
-    }
-    Py_DECREF(descr);
-    return found;
-}
-
-/* Whether protocol_class's two slots may be read at their offsets; -1 on error. */
-static int slots_known(WriteMethod *wm) {
-    PyTypeObject *cls = (PyTypeObject *)wm->protocol_class;
-    if (wm->slots_tag != 0 && cls->tp_version_tag == wm->slots_tag) return 1;
-    wm->slots_tag = 0;
-    int ok = slot_offset(wm->protocol_class, str_sink, &wm->sink_offset);
-    if (ok > 0) ok = slot_offset(wm->protocol_class, str_done, &wm->done_offset);
-    if (ok <= 0) return ok;
-    /* (The lookups gave the class a tag, if it had none.) */
-    if (!PyType_HasFeature(cls, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
-    wm->slots_tag = cls->tp_version_tag;
-    return wm->slots_tag != 0;
-}
-
-/* A new reference to the slot's value; NULL without an exception when unset. */
-static PyObject *read_slot(PyObject *obj, Py_ssize_t offset) {
-    PyObject *value = *(PyObject **)((char *)obj + offset);
-    Py_XINCREF(value);
-    return value;
-}
-
-/* Whether an attribute of type's instances is found on the class alone, as
- * object.__getattribute__ finds it: no instance dict, no lookup of its own. */
-static int plain_lookup(PyTypeObject *type) {
-    if (type->tp_getattro != PyObject_GenericGetAttr || type->tp_dictoffset != 0) return 0;
-#ifdef Py_TPFLAGS_MANAGED_DICT
-    if (PyType_HasFeature(type, Py_TPFLAGS_MANAGED_DICT)) return 0;
-#endif
-    return PyType_HasFeature(type, Py_TPFLAGS_READY);
-}
-
-/* obj.name(*args) (args[0] is obj), through the cache when the class allows:
- * an attribute whose class has Py_TPFLAGS_METHOD_DESCRIPTOR is called with
- * the instance first, as CPython's own method calls do, found on a class
- * whose instances cannot hide it. */
-static PyObject *call_method(MethodCache *cache, PyObject *name, PyObject *const *args,
-                             Py_ssize_t nargs) {
-    PyTypeObject *type = Py_TYPE(args[0]);
-    if (cache->type != type || cache->tag == 0 || type->tp_version_tag != cache->tag) {
-        Py_CLEAR(cache->method);
-        cache->type = NULL;
-        cache->tag = 0;
-        if (plain_lookup(type)) {
-            PyObject *method = PyObject_GetAttr((PyObject *)type, name);
-            if (method == NULL) return NULL;
-            if (PyType_HasFeature(Py_TYPE(method), Py_TPFLAGS_METHOD_DESCRIPTOR) &&
-                PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) &&
-                type->tp_version_tag != 0) {
-                cache->method = method;
-                cache->type = type;
-                cache->tag = type->tp_version_tag;
-            } else {
-                Py_DECREF(method);
-            }
-        }
-        if (cache->method == NULL)
-            return PyObject_VectorcallMethod(name, args, (size_t)nargs, NULL);
-    }
-    /* Held for the call: code it runs may call this again and replace the
-     * cache's method. */
-    PyObject *method = Py_NewRef(cache->method);
-    PyObject *result = PyObject_Vectorcall(method, args, (size_t)nargs, NULL);
-    Py_DECREF(method);
-    return result;
-}
 
 /* The unmasked, uncompressed frame of a whole message (RFC 6455 section
  * 5.2): the bytes squall._ws.server_frame gives; a new reference, or NULL
@@ -262,18 +165,11 @@ static PyObject *write_call(PyObject *callable, PyObject *const *args, size_t na
     }
     if ((PyObject *)Py_TYPE(protocol) != wm->protocol_class)
         return protocol_write(protocol, message, binary);
-    int known = slots_known(wm);
-    if (known < 0) {
+    PyObject *sink = PyObject_GetAttr(protocol, str_sink);
+    if (sink == NULL) {
+        /* (An unset slot raises AttributeError, as the Python method's read.) */
         Py_DECREF(protocol);
         return NULL;
-    }
-    PyObject *sink = known ? read_slot(protocol, wm->sink_offset)
-                           : PyObject_GetAttr(protocol, str_sink);
-    if (sink == NULL) {
-        /* An unset slot: the Python method's attribute read raises. */
-        Py_DECREF(protocol);
-        if (PyErr_Occurred()) return NULL;
-        goto fallback;
     }
     if (sink == Py_None) {
         Py_DECREF(sink);
@@ -282,19 +178,12 @@ static PyObject *write_call(PyObject *callable, PyObject *const *args, size_t na
     PyObject *frame = message_frame(wm, message, binary);
     if (frame == NULL) goto error_sink;
     PyObject *write_args[2] = {sink, frame};
-    PyObject *written = call_method(&wm->write, str_write, write_args, 2);
+    PyObject *written = PyObject_VectorcallMethod(str_write, write_args, 2, NULL);
     Py_DECREF(frame);
     if (written == NULL) goto refused;
     Py_DECREF(written);
     Py_DECREF(sink);
-    /* (Asked again: the write may have run code that changed the class.) */
-    known = slots_known(wm);
-    if (known < 0) {
-        Py_DECREF(protocol);
-        return NULL;
-    }
-    PyObject *done = known ? read_slot(protocol, wm->done_offset) : NULL;
-    if (done == NULL) done = PyObject_GetAttr(protocol, str_done);
+    PyObject *done = PyObject_GetAttr(protocol, str_done);
     Py_DECREF(protocol);
     return done;
 
@@ -320,7 +209,6 @@ static PyObject *write_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(ty
 static int write_traverse(WriteMethod *wm, visitproc visit, void *arg) {
     Py_VISIT(wm->fallback);
     Py_VISIT(wm->protocol_class);
-    Py_VISIT(wm->write.method);
     Py_VISIT(wm->last_message);
     Py_VISIT(wm->last_frame);
     return 0;
@@ -329,10 +217,8 @@ static int write_traverse(WriteMethod *wm, visitproc visit, void *arg) {
 static int write_clear(WriteMethod *wm) {
     Py_CLEAR(wm->fallback);
     Py_CLEAR(wm->protocol_class);
-    Py_CLEAR(wm->write.method);
     Py_CLEAR(wm->last_message);
     Py_CLEAR(wm->last_frame);
-    wm->write.type = NULL;
     return 0;
 }
 
@@ -351,6 +237,11 @@ static PyObject *fallback_attr(WriteMethod *wm, void *name) {
     return PyObject_GetAttrString(wm->fallback, (const char *)name);
 }
 
+static PyObject *wrapped_get(WriteMethod *wm, void *Py_UNUSED(closure)) {
+    if (wm->fallback == NULL) Py_RETURN_NONE;
+    return Py_NewRef(wm->fallback);
+}
+
 static PyObject *write_repr(WriteMethod *wm) {
     PyObject *qualname = fallback_attr(wm, "__qualname__");
     if (qualname == NULL) return NULL;
@@ -364,11 +255,7 @@ static PyGetSetDef write_getset[] = {
     {"__name__", (getter)fallback_attr, NULL, NULL, "__name__"},
     {"__qualname__", (getter)fallback_attr, NULL, NULL, "__qualname__"},
     {"__module__", (getter)fallback_attr, NULL, NULL, "__module__"},
-    {NULL},
-};
-
-static PyMemberDef write_members[] = {
-    {"__wrapped__", T_OBJECT, offsetof(WriteMethod, fallback), READONLY, NULL},
+    {"__wrapped__", (getter)wrapped_get, NULL, NULL, NULL},
     {NULL},
 };
 
@@ -385,7 +272,6 @@ static PyTypeObject WriteMethodType = {
     .tp_dealloc = (destructor)write_dealloc,
     .tp_repr = (reprfunc)write_repr,
     .tp_getset = write_getset,
-    .tp_members = write_members,
 };
 
 static PyObject *write_method(PyObject *Py_UNUSED(module), PyObject *const *args,
@@ -409,9 +295,6 @@ static PyObject *write_method(PyObject *Py_UNUSED(module), PyObject *const *args
     wm->fallback = Py_NewRef(args[0]);
     wm->protocol_class = Py_NewRef(args[1]);
     wm->vectorcall = write_call;
-    wm->slots_tag = 0;
-    wm->sink_offset = wm->done_offset = 0;
-    wm->write = (MethodCache){NULL, 0, NULL};
     wm->last_message = wm->last_frame = NULL;
     wm->last_binary = 0;
     PyObject_GC_Track(wm);
@@ -426,23 +309,45 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int intern(PyObject **slot, const char *text) {
+    if (*slot == NULL) *slot = PyUnicode_InternFromString(text);
+    return *slot == NULL ? -1 : 0;
+}
+
+static int module_exec(PyObject *module) {
+    if (intern(&str_ws_connection, "ws_connection") < 0 || intern(&str_sink, "_sink") < 0 ||
+        intern(&str_done, "_done") < 0 || intern(&str_write, "write") < 0 ||
+        intern(&str_write_message, "write_message") < 0 || intern(&str_binary, "binary") < 0)
+        return -1;
+    if (PyType_Ready(&WriteMethodType) < 0) return -1;
+    PyObject *names = Py_BuildValue("[s]", "write_method");
+    if (names == NULL) return -1;
+    if (PyModule_AddObject(module, "__all__", names) < 0) {
+        Py_DECREF(names);
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    /* The interned names and the type are the process's, not a module's. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    /* Needs the GIL: a WriteMethod's kept frame is replaced by calls without
+     * a lock, and the handler's and protocol's attributes are read unlocked. */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "squall._wswrite",
     "WebSocketHandler.write_message's native method (speedups/c/wswrite.c); "
     "squall/_wswrite.py is the pure build's.",
-    -1, methods, NULL, NULL, NULL, NULL,
+    0, methods, module_slots, NULL, NULL, NULL,
 };
 
-static int intern(PyObject **slot, const char *text) {
-    *slot = PyUnicode_InternFromString(text);
-    return *slot == NULL ? -1 : 0;
-}
-
-PyMODINIT_FUNC PyInit__wswrite(void) {
-    if (intern(&str_ws_connection, "ws_connection") < 0 || intern(&str_sink, "_sink") < 0 ||
-        intern(&str_done, "_done") < 0 || intern(&str_write, "write") < 0 ||
-        intern(&str_write_message, "write_message") < 0 || intern(&str_binary, "binary") < 0)
-        return NULL;
-    if (PyType_Ready(&WriteMethodType) < 0) return NULL;
-    return PyModule_Create(&module_def);
-}
+PyMODINIT_FUNC PyInit__wswrite(void) { return PyModuleDef_Init(&module_def); }

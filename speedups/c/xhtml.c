@@ -15,6 +15,9 @@
  * own storage width (1, 2 or 4 bytes a character), so lone surrogates and
  * characters outside the BMP are copied as they are. The str of an int
  * below 1024 is kept after its first use.
+ *
+ * Only CPython's public API. It needs the GIL (Py_mod_gil): the kept strs
+ * of small ints are a table that calls fill without a lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -173,23 +176,39 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "squall._xhtml",
-    "HTML escaping in C (speedups/c/xhtml.c); squall/_xhtml.py is the reference.", -1,
-    methods, NULL, NULL, NULL, NULL,
+static int module_exec(PyObject *module) {
+    if (str_value == NULL) {
+        init_tables();
+        str_value = PyUnicode_InternFromString("value");
+        if (str_value == NULL) return -1;
+    }
+    PyObject *names = Py_BuildValue("[ss]", "escape_value", "xhtml_escape");
+    if (names == NULL) return -1;
+    if (PyModule_AddObject(module, "__all__", names) < 0) {
+        Py_DECREF(names);
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    /* The tables and cached objects are the process's, not a module's. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    /* Needs the GIL: the kept strs of small ints are a table that
+     * calls fill without a lock. */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
 };
 
-PyMODINIT_FUNC PyInit__xhtml(void) {
-    init_tables();
-    str_value = PyUnicode_InternFromString("value");
-    if (str_value == NULL) return NULL;
-    PyObject *module = PyModule_Create(&module_def);
-    if (module == NULL) return NULL;
-    PyObject *names = Py_BuildValue("[ss]", "escape_value", "xhtml_escape");
-    if (names == NULL || PyModule_AddObject(module, "__all__", names) < 0) {
-        Py_XDECREF(names);
-        Py_DECREF(module);
-        return NULL;
-    }
-    return module;
-}
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "squall._xhtml",
+    "HTML escaping in C (speedups/c/xhtml.c); squall/_xhtml.py is the reference.", 0,
+    methods, module_slots, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__xhtml(void) { return PyModuleDef_Init(&module_def); }

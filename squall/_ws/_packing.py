@@ -11,6 +11,7 @@ names every upgrade repeats take one character each (their index in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final, Optional
 
 from squall._ws._words import WORDS
@@ -43,7 +44,10 @@ def pack_fields(fields: dict[str, list[str]]) -> Optional[str]:
     """
     parts: list[str] = []
     codes = CODES
-    for name, values in fields.items():
+    # Read as objects: the checks below refuse a wrong type with their own
+    # message, where a compiled loop over str keys would raise mypyc's.
+    items: Iterable[tuple[object, object]] = fields.items()
+    for name, values in items:
         if not isinstance(name, str):
             raise TypeError(f"a field name must be a str, not {type(name).__name__}")
         code = codes.get(name)

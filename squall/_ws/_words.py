@@ -1,8 +1,6 @@
 """The field names an open WebSocket's packed upgrade writes as one character.
 
-Shared by `squall._ws._packing` and the C module that replaces it in the
-compiled build (speedups/c/packing.c reads this table when it loads), so
-that both pack with the same codes.
+Read by `squall._ws._packing`, which packs with these codes.
 """
 
 from __future__ import annotations

@@ -160,6 +160,7 @@ OPTIONAL_EXTRA_MODULES = (
     "squall.httpserver._h3conn",
     "squall.httpserver._h3protocol",
     "squall.httpserver._h3stream",
+    "squall.httpserver._h3webtransport",
     "squall.httpserver._h3websocket",
     "squall.simple_httpclient._h3",
 )

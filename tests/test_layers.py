@@ -68,7 +68,7 @@ for level, names in enumerate(
             "h2client",
             "h3client",
         ],
-        ["web", "routing", "template", "locale", "websocket"],
+        ["web", "routing", "template", "locale", "websocket", "webtransport"],
         [
             "auth",
             "wsgi",
@@ -291,6 +291,21 @@ PRIVATE_KNOWN = {
     ("cli/_serving.py", "squall.httpserver._context._CallableAdapter"): (
         "the runner wraps a request callback as HTTPServer does"
     ),
+    # Issue 60: the supervisor owns the QUIC slot sockets and their BPF
+    # program, the worker's server issues the connection IDs: one routing
+    # scheme on both sides of the seam, not yet behind a public interface.
+    ("cli/_quicslots.py", "squall.httpserver._quicroute.MAX_SLOTS"): (
+        "the supervisor's QUIC slots and the server's connection IDs share one scheme"
+    ),
+    ("cli/_quicslots.py", "squall.httpserver._quicroute.attach"): (
+        "the supervisor's QUIC slots and the server's connection IDs share one scheme"
+    ),
+    ("cli/_quicslots.py", "squall.httpserver._quicroute.filter_program"): (
+        "the supervisor's QUIC slots and the server's connection IDs share one scheme"
+    ),
+    ("cli/_supervisor.py", "squall.httpserver._quicroute"): (
+        "a worker takes its QUIC slot from the supervisor's environment"
+    ),
 }
 
 
@@ -397,6 +412,12 @@ GETATTR_KNOWN = {
     ("pubsub/_redis.py", "getattr(conn, '_writer')"): "redis-py's connection",
     ("websocket/_idle.py", "getattr(request, '_cookies')"): (
         "Tornado's lazily parsed cookie cache on HTTPServerRequest"
+    ),
+    ("webtransport.py", "getattr(conn, '_proto')"): (
+        "a WebTransport session needs the HTTP/3 connection its CONNECT stream is on"
+    ),
+    ("webtransport.py", "getattr(proto, '_webtransport')"): (
+        "whether that HTTP/3 connection negotiated WebTransport"
     ),
 }
 

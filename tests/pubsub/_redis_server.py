@@ -21,6 +21,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_logged(args: list[str], ready: bytes, timeout: float = 5.0) -> subprocess.Popen[bytes]:
+    """Starts a server whose log goes to its stdout; returns once a log line
+    holds ``ready``. A line is printed at once, so readline() on the pipe
+    waits for the server itself, not for a clock."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.decode(errors="replace"))
+        if ready in line:
+            return proc
+    stop_logged(proc)
+    raise AssertionError(f"{Path(args[0]).name} did not start:\n" + "".join(seen[-20:]))
+
+
+def stop_logged(proc: Optional[subprocess.Popen[bytes]]) -> None:
+    """Stops what `start_logged` started (None: nothing)."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        proc.wait(5)
+    if proc is not None and proc.stdout is not None:
+        proc.stdout.close()
+
+
 class RedisServer:
     """One redis-server process, no persistence, its log read until it is ready."""
 
@@ -39,28 +69,8 @@ class RedisServer:
         args += ["--save", "", "--appendonly", "no", "--logfile", "", "--loglevel", "notice"]
         if self.workdir is not None:
             args += ["--dir", str(self.workdir)]
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        seen = []
-        # Ready when it says so; a line is printed at once, so readline() on
-        # the pipe waits for the server itself, not for a clock.
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line.decode(errors="replace"))
-            if b"Ready to accept connections" in line:
-                return
-        self.stop()
-        raise AssertionError("redis-server did not start:\n" + "".join(seen[-20:]))
+        self.proc = start_logged(args, b"Ready to accept connections", timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop_logged(self.proc)
         self.proc = None

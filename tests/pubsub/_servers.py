@@ -27,9 +27,15 @@ from types import TracebackType
 from typing import Optional
 
 try:  # imported as tests.pubsub._servers or run from a benchmark's path
-    from ._redis_server import REDIS_SERVER, RedisServer, free_port
+    from ._redis_server import REDIS_SERVER, RedisServer, free_port, start_logged, stop_logged
 except ImportError:  # pragma: no cover
-    from _redis_server import REDIS_SERVER, RedisServer, free_port  # type: ignore[no-redef]
+    from _redis_server import (  # type: ignore[no-redef]
+        REDIS_SERVER,
+        RedisServer,
+        free_port,
+        start_logged,
+        stop_logged,
+    )
 
 __all__ = [
     "REDIS_SERVER",
@@ -271,29 +277,10 @@ class NatsServer:
         args = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port)]
         if self.jetstream:
             args += ["-js", "-sd", str(self.workdir / "js")]
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        seen = []
-        # nats-server logs "Server is ready" once it listens; readline waits on it.
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line.decode(errors="replace"))
-            if b"Server is ready" in line:
-                return
-        self.stop()
-        raise AssertionError("nats-server did not start:\n" + "".join(seen[-20:]))
+        self.proc = start_logged(args, b"Server is ready", timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop_logged(self.proc)
         self.proc = None
 
 

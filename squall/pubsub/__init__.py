@@ -58,7 +58,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from types import TracebackType
-from typing import Any, Optional, Self, Union
+from typing import Any, Optional, Self, TypeVar, Union
 from urllib.parse import parse_qsl, urlsplit
 
 from squall.pubsub._presence import (
@@ -98,6 +98,8 @@ __all__ = [
     "DEFAULT_PRESENCE_TTL",
     "instances",
 ]
+
+_T = TypeVar("_T")
 
 DEFAULT_MAX_PENDING = 1000
 DEFAULT_MAX_RECOVERY = 1000
@@ -308,25 +310,20 @@ class Subscription(_Closing):
         self._pubsub._unsubscribe(self)
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[str]:
-        while True:
-            try:
-                yield await self.get()
-            except PubSubClosedError:
-                return
+        return _until_closed(self.get)
 
     def publications(self) -> AsyncIterator[Publication]:
         """``async for publication in subscription.publications()``: ends when closed."""
-        return self._iterate_publications()
+        return _until_closed(self.get_publication)
 
-    async def _iterate_publications(self) -> AsyncIterator[Publication]:
-        while True:
-            try:
-                yield await self.get_publication()
-            except PubSubClosedError:
-                return
+
+async def _until_closed(get: Callable[[], Awaitable[_T]]) -> AsyncIterator[_T]:
+    """What ``get`` returns, one after another, until the subscription closes."""
+    while True:
+        try:
+            yield await get()
+        except PubSubClosedError:
+            return
 
 
 class Relay(_Closing):

@@ -146,63 +146,19 @@ class H1Stream(Stream):
             await self.writer.wait_closed()
 
 
-class H2Stream(Stream):
-    protocol = "h2"
+class _MuxStream(Stream):
+    """A request stream of a multiplexing test client (tests/h2, tests/h3),
+    whose responses it reads by stream id."""
 
-    def __init__(self, client: Any, sid: int) -> None:
+    def __init__(self, client: Any, sid: int, exits: contextlib.AsyncExitStack) -> None:
         super().__init__()
         self.client = client
         self.sid = sid
-
-    @classmethod
-    async def open(cls, port: int, path: str, headers: dict[str, str]) -> H2Stream:
-        from tests.h2._client import RawH2
-
-        client = await RawH2.connect(port)
-        fields = [(k.lower(), v) for k, v in headers.items()]
-        sid = client.request(path, headers=fields)
-        stream = cls(client, sid)
-        await stream.until(lambda: stream.response.status != 0)
-        stream.status = stream.response.status
-        stream.headers = dict(stream.response.headers)
-        return stream
-
-    @property
-    def response(self) -> Any:
-        return self.client.responses[self.sid]
-
-    @property
-    def body(self) -> bytes:
-        return bytes(self.response.body)
-
-    @property
-    def ended(self) -> bool:
-        return bool(self.response.ended)
-
-    async def until(self, condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-        await self.client.until(condition, timeout)
-
-    async def leave(self) -> None:
-        await self.client.close()
-
-
-class H3Stream(Stream):
-    protocol = "h3"
-
-    def __init__(self, exits: contextlib.AsyncExitStack, client: Any, sid: int) -> None:
-        super().__init__()
         self.exits = exits
-        self.client = client
-        self.sid = sid
 
     @classmethod
-    async def open(cls, port: int, path: str, headers: dict[str, str]) -> H3Stream:
-        from tests.h3._client import h3_client
-
-        exits = contextlib.AsyncExitStack()
-        client = await exits.enter_async_context(h3_client(port))
-        sid = client.request(path, headers=[(k.lower(), v) for k, v in headers.items()])
-        stream = cls(exits, client, sid)
+    async def started(cls, client: Any, sid: int, exits: contextlib.AsyncExitStack) -> Any:
+        stream = cls(client, sid, exits)
         await stream.until(lambda: stream.response.status != 0)
         stream.status = stream.response.status
         stream.headers = dict(stream.response.headers)
@@ -225,6 +181,33 @@ class H3Stream(Stream):
 
     async def leave(self) -> None:
         await self.exits.aclose()
+
+
+class H2Stream(_MuxStream):
+    protocol = "h2"
+
+    @classmethod
+    async def open(cls, port: int, path: str, headers: dict[str, str]) -> H2Stream:
+        from tests.h2._client import RawH2
+
+        exits = contextlib.AsyncExitStack()
+        client = await RawH2.connect(port)
+        exits.push_async_callback(client.close)
+        sid = client.request(path, headers=[(k.lower(), v) for k, v in headers.items()])
+        return await cls.started(client, sid, exits)
+
+
+class H3Stream(_MuxStream):
+    protocol = "h3"
+
+    @classmethod
+    async def open(cls, port: int, path: str, headers: dict[str, str]) -> H3Stream:
+        from tests.h3._client import h3_client
+
+        exits = contextlib.AsyncExitStack()
+        client = await exits.enter_async_context(h3_client(port))
+        sid = client.request(path, headers=[(k.lower(), v) for k, v in headers.items()])
+        return await cls.started(client, sid, exits)
 
 
 OPENERS: dict[str, Any] = {"http/1.1": H1Stream, "h2": H2Stream, "h3": H3Stream}

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import hpack
 import pytest
 
 from squall.testing import AsyncHTTPSTestCase, ExpectLog
@@ -125,12 +126,12 @@ def h2_frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
     )
 
 
-async def h2_exchange(block: bytes, frames: bytes = b"") -> Attack:
+async def h2_exchange(block: bytes, frames: bytes = b"", **options: Any) -> Attack:
     """A HEADERS frame of ``block`` (HPACK) on stream 1 (or ``frames`` as
     given), by prior knowledge; the answer: the status, or GOAWAY's code."""
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(0x4, 0, 0, b"")
     frames = frames or h2_frame(0x1, 0x5, 1, block)  # END_STREAM|END_HEADERS
-    async with serving(app(), http2=True) as (_, port):
+    async with serving(app(), http2=True, **options) as (_, port):
         reader, writer = await connect(port)
         try:
             writer.write(preface + frames)
@@ -158,10 +159,10 @@ def h2_answer(data: bytes) -> str:
             break
         if kind == 0x7:
             return f"GOAWAY {int.from_bytes(payload[4:8], 'big'):#x}"
-        if kind == 0x1 and payload[:1] == b"\x88":
-            return "200"
         if kind == 0x1:
-            return "HEADERS"
+            # The server's first field block: a fresh decoder reads it.
+            fields = dict(hpack.Decoder().decode(payload))
+            return str(fields.get(":status", "HEADERS"))
         pos += 9 + length
     return ""
 
@@ -201,6 +202,12 @@ async def h2_frame_size() -> Attack:
     return await h2_exchange(H2_HEAD + b"\x40\x01x\x7f" + b"\x81\x80\x04" + b"v" * 65538)
 
 
+async def h2_body() -> Attack:
+    # A POST whose Content-Length is over max_body_size, body still to come.
+    block = b"\x83\x84\x86\x41\x01a\x0f\x0d\x08" + b"%d" % (64 * MiB)  # content-length
+    return await h2_exchange(b"", h2_frame(0x1, 0x4, 1, block), max_body_size=MiB)
+
+
 async def h2_decompressed() -> Attack:
     # HPACK bomb: one 4 KB entry and 12,000 one-byte references to it (48 MiB).
     value = b"v" * 4000
@@ -219,10 +226,12 @@ def h3_options(**extra: Any) -> dict[str, Any]:
     return {"ssl_options": AsyncHTTPSTestCase.default_ssl_options(), "http3": True, **extra}
 
 
-async def h3_raw(payload: Callable[[Any], tuple[bytes, bytes]]) -> Attack:
+async def h3_raw(
+    payload: Callable[[Any], tuple[bytes, bytes]], end: bool = True, **options: Any
+) -> Attack:
     """Stream bytes given by ``payload(client)`` -> (encoder stream, request
-    stream); the answer's status."""
-    async with serving(app(), **h3_options()) as (server, port):
+    stream, ended by FIN unless ``end`` is false); the answer's status."""
+    async with serving(app(), **h3_options(**options)) as (server, port):
         await asyncio.gather(*server._h3_tasks)
         async with h3_client(port) as client:
             encoder, request = payload(client)
@@ -232,7 +241,7 @@ async def h3_raw(payload: Callable[[Any], tuple[bytes, bytes]]) -> Attack:
                 await client.ping()
             sid = client._quic.get_next_available_stream_id()
             client.responses[sid] = r = Response()
-            client._quic.send_stream_data(sid, request, True)
+            client._quic.send_stream_data(sid, request, end)
             client.transmit()
             await client.until(lambda: r.ended or r.reset is not None)
             answer = str(r.status) if r.status else f"reset {r.reset}"
@@ -240,10 +249,12 @@ async def h3_raw(payload: Callable[[Any], tuple[bytes, bytes]]) -> Attack:
     return Attack(len(encoder) + len(request), answer)
 
 
-def h3_headers(fields: list[tuple[bytes, bytes]]) -> Callable[[Any], tuple[bytes, bytes]]:
+def h3_headers(
+    fields: list[tuple[bytes, bytes]], method: bytes = b"GET"
+) -> Callable[[Any], tuple[bytes, bytes]]:
     def payload(client: Any) -> tuple[bytes, bytes]:
         head = [
-            (b":method", b"GET"),
+            (b":method", method),
             (b":scheme", b"https"),
             (b":authority", b"a"),
             (b":path", b"/"),
@@ -272,6 +283,12 @@ async def h3_single_field() -> Attack:
 async def h3_frame_size() -> Attack:
     start = encode_uint_var(FrameType.HEADERS) + encode_uint_var(1 << 30)
     return await h3_raw(lambda client: (b"", start + b"\x00" * (256 * KiB)))
+
+
+async def h3_body() -> Attack:
+    fields = [(b"content-length", b"%d" % (64 * MiB))]
+    # The body still to come (no FIN).
+    return await h3_raw(h3_headers(fields, method=b"POST"), end=False, max_body_size=MiB)
 
 
 async def h3_decompressed() -> Attack:
@@ -317,6 +334,8 @@ class Row:
     log: str = "(Malformed HTTP|Unsatisfiable read)"
 
 
+BODY_LOG = "(Malformed HTTP|Content-Length too long|body)"
+
 ROWS = [
     Row("h1", "server", "header section (90 KB)", h1_header_section, "431", MiB),
     Row("h1", "server", "field count (1,000)", h1_field_count, "431", MiB),
@@ -335,11 +354,13 @@ ROWS = [
         MiB,
         "HTTP/2 error",
     ),
+    Row("h2", "server", "body (Content-Length 64 MiB)", h2_body, "413", MiB, BODY_LOG),
     Row("h2", "server", "decompressed (HPACK bomb)", h2_decompressed, "GOAWAY 0xb", MiB),
     Row("h3", "server", "header section (90 KB)", h3_header_section, "431", 2 * MiB),
     Row("h3", "server", "field count (1,000)", h3_field_count, "431", 2 * MiB),
     Row("h3", "server", "single field (70 KB)", h3_single_field, "431", 2 * MiB),
     Row("h3", "server", "frame size (1 GiB announced)", h3_frame_size, "431", 4 * MiB),
+    Row("h3", "server", "body (Content-Length 64 MiB)", h3_body, "413", 2 * MiB, BODY_LOG),
     Row("h3", "server", "decompressed (QPACK bomb)", h3_decompressed, "431", 2 * MiB),
     Row(
         "h3",

@@ -13,6 +13,7 @@ QPACK decoder produced. No wall clock is read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gzip
 import logging
@@ -296,6 +297,48 @@ async def h3_decompressed() -> Attack:
     return await h3_raw(lambda client: (instructions, encode_frame(FrameType.HEADERS, section)))
 
 
+# -- HTTP/1.1 client ------------------------------------------------------------------------
+
+
+def h1_client_row(head: bytes) -> Callable[[], Awaitable[Attack]]:
+    """A server that answers any request with ``head``; the client's outcome."""
+
+    async def attack() -> Attack:
+        from squall.httpclient import AsyncHTTPClient, HTTPClientError
+        from squall.iostream import StreamClosedError, UnsatisfiableReadError
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(head)
+                await writer.drain()
+                await reader.read()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass  # the client hung up: what the row expects
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            await client.fetch(f"http://127.0.0.1:{port}/", request_timeout=5)
+            outcome = "kept"
+        except (HTTPClientError, StreamClosedError, UnsatisfiableReadError) as exc:
+            outcome = "refused" if "too large" in str(exc) else str(exc)
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+        return Attack(len(head), outcome)
+
+    return attack
+
+
+H1_OK = b"HTTP/1.1 200 OK\r\n"
+H1_END = b"Content-Length: 0\r\n\r\n"
+
+
 # -- HTTP/3 client -------------------------------------------------------------------------
 
 
@@ -330,7 +373,8 @@ class Row:
     answer: str
     # The most the exchange may allocate at its peak (both ends).
     memory: int
-    # What the refusing side says (a server at INFO, a client at WARNING).
+    # What the refusing side says (a server at INFO, a client at WARNING;
+    # empty: nothing, the refusal is the caller's exception).
     log: str = "(Malformed HTTP|Unsatisfiable read)"
 
 
@@ -362,6 +406,35 @@ ROWS = [
     Row("h3", "server", "frame size (1 GiB announced)", h3_frame_size, "431", 4 * MiB),
     Row("h3", "server", "body (Content-Length 64 MiB)", h3_body, "413", 2 * MiB, BODY_LOG),
     Row("h3", "server", "decompressed (QPACK bomb)", h3_decompressed, "431", 2 * MiB),
+    Row(
+        "h1",
+        "client",
+        "header section (90 KB)",
+        h1_client_row(
+            H1_OK + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 900) for i in range(100)) + H1_END
+        ),
+        "refused",
+        MiB,
+        "",
+    ),
+    Row(
+        "h1",
+        "client",
+        "field count (60,000)",
+        h1_client_row(H1_OK + b"".join(b"X-%d: v\r\n" % i for i in range(60_000)) + H1_END),
+        "refused",
+        2 * MiB,
+        "",
+    ),
+    Row(
+        "h1",
+        "client",
+        "single field (70 KB)",
+        h1_client_row(H1_OK + b"X: " + b"v" * (70 * KiB) + b"\r\n" + H1_END),
+        "refused",
+        MiB,
+        "",
+    ),
     Row(
         "h3",
         "client",
@@ -405,7 +478,12 @@ def test_limit_refused_before_the_work(row: Row, monkeypatch: pytest.MonkeyPatch
 
     async def main() -> tuple[Attack, int]:
         level = logging.WARNING if row.side == "client" else logging.INFO
-        with ExpectLog("squall.general", row.log, level=level):
+        expected = (
+            ExpectLog("squall.general", row.log, level=level)
+            if row.log
+            else contextlib.nullcontext()
+        )
+        with expected:
             # Once to warm up (imports, caches, the first server's sockets),
             # then measured.
             await row.attack()

@@ -339,6 +339,60 @@ H1_OK = b"HTTP/1.1 200 OK\r\n"
 H1_END = b"Content-Length: 0\r\n\r\n"
 
 
+# -- HTTP/2 client ------------------------------------------------------------------------
+
+
+def h2_client_row(fields: list[tuple[bytes, bytes]]) -> Callable[[], Awaitable[Attack]]:
+    """An h2c server that answers stream 1 with ``fields`` (HPACK-encoded by
+    the hpack package, once, before the measured run: a field repeated
+    becomes one-byte references to its table entry); the client's outcome."""
+    frames: list[bytes] = []
+
+    def encoded() -> bytes:
+        if not frames:
+            block = hpack.Encoder().encode([(b":status", b"200"), *fields])
+            pieces = [block[i : i + 16384] for i in range(0, len(block), 16384)]
+            out = h2_frame(0x4, 0, 0, b"") + h2_frame(0x4, 0x1, 0, b"")  # SETTINGS, its ACK
+            for i, piece in enumerate(pieces):
+                last = 0x4 if i == len(pieces) - 1 else 0  # END_HEADERS
+                out += h2_frame(0x1 if i == 0 else 0x9, last | (0x1 if i == 0 else 0), 1, piece)
+            frames.append(out)
+        return frames[0]
+
+    async def attack() -> Attack:
+        from squall.h2client import H2AsyncHTTPClient
+        from squall.httpclient import HTTPClientError
+
+        answer_bytes = encoded()
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await reader.readexactly(24 + 9)  # the preface and a SETTINGS frame's head
+                writer.write(answer_bytes)
+                await writer.drain()
+                await reader.read()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass  # the client hung up: what the row expects
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = H2AsyncHTTPClient(force_instance=True, http2_prior_knowledge=True)
+        try:
+            await client.fetch(f"http://127.0.0.1:{port}/", request_timeout=5)
+            outcome = "kept"
+        except HTTPClientError as exc:
+            outcome = "refused" if "larger than" in str(exc) else str(exc)
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+        return Attack(len(answer_bytes), outcome)
+
+    return attack
+
+
 # -- HTTP/3 client -------------------------------------------------------------------------
 
 
@@ -376,8 +430,11 @@ class Row:
     # What the refusing side says (a server at INFO, a client at WARNING;
     # empty: nothing, the refusal is the caller's exception).
     log: str = "(Malformed HTTP|Unsatisfiable read)"
+    # The log line's level, where it is not the side's.
+    level: int = 0
 
 
+H2_CLIENT_LOG = "HTTP/2 error from server"
 BODY_LOG = "(Malformed HTTP|Content-Length too long|body)"
 
 ROWS = [
@@ -436,6 +493,46 @@ ROWS = [
         "",
     ),
     Row(
+        "h2",
+        "client",
+        "header section (90 KB)",
+        h2_client_row([(b"x-%d" % i, b"v" * 900) for i in range(100)]),
+        "refused",
+        MiB,
+        H2_CLIENT_LOG,
+        logging.INFO,
+    ),
+    Row(
+        "h2",
+        "client",
+        "field count (20,000)",
+        h2_client_row([(b"x-%d" % i, b"v") for i in range(20_000)]),
+        "refused",
+        2 * MiB,
+        H2_CLIENT_LOG,
+        logging.INFO,
+    ),
+    Row(
+        "h2",
+        "client",
+        "single field (70 KB)",
+        h2_client_row([(b"x", b"v" * (70 * KiB))]),
+        "refused",
+        MiB,
+        H2_CLIENT_LOG,
+        logging.INFO,
+    ),
+    Row(
+        "h2",
+        "client",
+        "decompressed (HPACK bomb)",
+        h2_client_row([(b"x", b"v" * 4000)] * 12_000),
+        "refused",
+        MiB,
+        H2_CLIENT_LOG,
+        logging.INFO,
+    ),
+    Row(
         "h3",
         "client",
         "field count (60,000)",
@@ -477,7 +574,7 @@ def test_limit_refused_before_the_work(row: Row, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(H3Connection, "_decode_headers", counting)
 
     async def main() -> tuple[Attack, int]:
-        level = logging.WARNING if row.side == "client" else logging.INFO
+        level = row.level or (logging.WARNING if row.side == "client" else logging.INFO)
         expected = (
             ExpectLog("squall.general", row.log, level=level)
             if row.log

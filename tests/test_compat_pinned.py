@@ -22,8 +22,6 @@ import pytest
 
 import squall.compat
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _dist_info(site: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> None:
     info = site / f"{name}-{version}.dist-info"
@@ -101,7 +99,12 @@ def test_pip_replaces_the_alias_and_squall_says_so(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # The squall under test (the tree's, or the compiled build's), alone on
+    # the new venv's path: a link to its package, not its whole site-packages.
+    path = tmp_path / "path"
+    path.mkdir()
+    (path / "squall").symlink_to(Path(squall.compat.__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": str(path), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("SQUALL_TORNADO_ALIAS", None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -217,11 +217,32 @@ def descriptor_kind(cls: type, name: str) -> str:
         return "data"
     if isinstance(raw, property):
         return "property" if raw.fset is None else "property(settable)"
+    if isinstance(raw, types.GetSetDescriptorType) and _compiled_property(klass, name, raw):
+        return _compiled_property(klass, name, raw)
     if isinstance(raw, (types.MemberDescriptorType, types.GetSetDescriptorType)):
         return "data"  # a slot, or a C-level attribute (``BaseException.args``)
     if hasattr(type(raw), "__get__"):
         return "descriptor"
     return "data"
+
+
+def _compiled_property(klass: type, name: str, raw: Any) -> str:
+    """A property of a class compiled by mypyc (the compiled build), which
+    mypyc turns into a getset descriptor like its attributes: its kind, or
+    "" where ``name`` is one of the class's attributes (``__mypyc_attrs__``)
+    or the class is not mypyc's. Settable or not is told by setting it on a
+    bare instance: a read-only one refuses before looking at the value."""
+    attrs = getattr(klass, "__mypyc_attrs__", None)
+    if attrs is None or name in attrs:
+        return ""
+    try:
+        raw.__set__(klass.__new__(klass), None)
+    except AttributeError as exc:
+        if "not writable" in str(exc):
+            return "property"
+    except Exception:
+        pass
+    return "property(settable)"
 
 
 def coroutine_kind(fn: Any) -> str:

@@ -73,15 +73,17 @@ pytest: $(STAMP) system-deps
 
 # Every check, then the whole suite twice: against the pure sources (above)
 # and against the compiled build as `pip install .` makes it (test-compiled,
-# below). The compiled venv and build (3-8 minutes, one core) run in the
-# background beside the other venv, Debian's packages, lint, typecheck, docs
-# and the pure suite (their output in $(TEST_OUT)/compiled-build.log, shown
-# when done): on two cores the build took a fifth of CI's 1,315 s when
-# nothing ran beside it. The suite proves costs by growth and waits on
-# events, never on the clock, so a busy second core does not decide a test
-# (the whole suite passed under a load average of 13). The compile waits
-# for .venv's editable install: pip builds both in the tree, and both write
-# build/squall.egg-info.
+# below), the two side by side. The compiled venv and build (3-8 minutes,
+# one core) run in the background beside the other venv, Debian's packages,
+# lint, typecheck, docs and the pure suite, and the compiled suite starts
+# when both its build and those checks are done (its output in
+# $(TEST_OUT)/compiled-build.log, shown at the end). One after the other the
+# two suites and the build took CI 1,315 s, past its 20 minutes. The suite
+# proves costs by growth and waits on events, never on the clock, so a busy
+# second core decides no test (it all passed under a load average of 13);
+# each suite runs in a tree of its own, on ports and namespaces of its own.
+# The compile waits for .venv's editable install: pip builds both in the
+# tree, and both write build/squall.egg-info.
 # Both suites run even when the first fails; the closing lines give each
 # stage's time and each build's summary.
 test:
@@ -91,14 +93,17 @@ test:
 	m="$(MAKE) --no-print-directory"; \
 	( stage "compiled venv" $$m $(COMPILED_VENV)/.installed && \
 	  until [ -e $(TEST_OUT)/venv-done ]; do sleep 1; done && \
-	  stage "compiled build" $$m compiled-build ) > $(TEST_OUT)/compiled-build.log 2>&1 & build=$$!; \
-	stage venv $$m venv; rc=$$?; touch $(TEST_OUT)/venv-done; \
-	checked=1; [ $$rc = 0 ] && stage "Debian packages" $$m system-deps && stage lint $$m lint && \
-	  stage typecheck $$m typecheck && stage docs $$m docs || { status=1; checked=0; }; \
-	[ $$checked = 1 ] && { stage "pytest, pure" $$m pytest || status=1; }; \
-	wait $$build || { status=1; checked=0; }; \
-	echo "== the compiled build ($(TEST_OUT)/compiled-build.log):"; cat $(TEST_OUT)/compiled-build.log; \
-	[ $$checked = 1 ] && { stage "pytest, compiled" $$m test-compiled || status=1; }; \
+	  stage "compiled build" $$m compiled-build || exit 1; \
+	  until [ -e $(TEST_OUT)/checks-done ]; do sleep 1; done; \
+	  [ -e $(TEST_OUT)/checks-passed ] || exit 1; \
+	  stage "pytest, compiled" $$m test-compiled ) > $(TEST_OUT)/compiled-build.log 2>&1 & compiled=$$!; \
+	stage venv $$m venv && touch $(TEST_OUT)/venv-done && stage "Debian packages" $$m system-deps && \
+	  stage lint $$m lint && stage typecheck $$m typecheck && stage docs $$m docs && \
+	  touch $(TEST_OUT)/checks-passed || status=1; \
+	touch $(TEST_OUT)/venv-done $(TEST_OUT)/checks-done; \
+	[ $$status = 0 ] && { stage "pytest, pure" $$m pytest || status=1; }; \
+	wait $$compiled || status=1; \
+	echo "== the compiled build and suite ($(TEST_OUT)/compiled-build.log):"; cat $(TEST_OUT)/compiled-build.log; \
 	echo; cat $(TEST_OUT)/stages; cat $(TEST_OUT)/pure.summary $(TEST_OUT)/compiled.summary 2>/dev/null; exit $$status
 
 # The documentation site (docs/, Sphinx): API reference generated from the

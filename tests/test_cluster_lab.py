@@ -105,6 +105,20 @@ def test_hosts_reach_each_other_and_close_removes_everything() -> None:
     proc.stdout.close()
 
 
+def test_a_network_is_held_by_its_lab_until_close() -> None:
+    # Two labs made at once (two test runs side by side) must not both
+    # take the /24 that looked free to each: a lab holds its /24's lock
+    # from before it checks the /24 until it closes.
+    rival = netlab.Lab.__new__(netlab.Lab)
+    rival._claim = None
+    with netlab.Lab(fallback=False, tag="sqhold1") as first:
+        assert not rival._take(first.network)
+        with netlab.Lab(fallback=False, tag="sqhold2") as second:
+            assert second.network != first.network
+            assert not rival._take(second.network)
+    assert first._claim is None and second._claim is None
+
+
 def test_nothing_outside_the_lab_is_reachable() -> None:
     with netlab.Lab(fallback=False) as lab:
         host = lab.add_host("a")

@@ -21,12 +21,14 @@ namespace; `Lab.isolated` says which, and `Lab.note` why.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import ipaddress
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -122,6 +124,7 @@ class Lab:
         self._closed = False
         self._made_bridge = False
         self._links: list[str] = []
+        self._claim: Optional[int] = None
         self._next = 10
         self.isolated, self.note = namespaces_available()
         if not self.isolated and not fallback:
@@ -152,12 +155,33 @@ class Lab:
         raise SystemExit(128 + signum)
 
     def _free_network(self) -> ipaddress.IPv4Network:
-        used = _used_networks()
+        # Two labs made at once (two test runs, a test beside a benchmark)
+        # would both see the same /24 free: each first takes that /24's
+        # lock file, held until close(), then checks that nothing uses it.
         for third in range(100, 256):
             net = ipaddress.ip_network(f"198.18.{third}.0/24")
-            if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
+            if not self._take(net):
+                continue
+            if not any(net.overlaps(u) for u in _used_networks() if u.prefixlen > 0):
                 return net  # type: ignore[return-value]
+            self._release()
         raise LabError("no free /24 left in 198.18.0.0/15 on this machine")
+
+    def _take(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+        path = os.path.join(tempfile.gettempdir(), f"squall-netlab-{net.network_address}.lock")
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._claim = fd
+        return True
+
+    def _release(self) -> None:
+        if self._claim is not None:
+            os.close(self._claim)
+            self._claim = None
 
     def _make_bridge(self) -> None:
         gateway = f"{self.network[1]}/{self.network.prefixlen}"
@@ -327,6 +351,7 @@ class Lab:
             _run([IP, "link", "del", link], check=False)
         if self._made_bridge:
             _run([IP, "link", "del", self.bridge], check=False)
+        self._release()
         for sig, handler in self._previous.items():
             try:
                 signal.signal(sig, handler)

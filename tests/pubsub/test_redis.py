@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -323,3 +326,58 @@ def test_a_dropped_subscriber_connection_catches_up_from_history(
             assert kept.status.missed == 0 and kept.status.resubscribes == 1
 
     run(main())
+
+
+def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP keeps the connections open and silent: the PING watchdog
+    notices within about two health intervals, the engine says it is
+    unhealthy (metrics, /readyz), publishing fails within its timeout, and
+    after SIGCONT the channel is subscribed again and delivers."""
+
+    async def main() -> None:
+        pubsub = RedisPubSub(
+            redis_server.url,
+            health_interval=0.2,
+            command_timeout=0.3,
+            max_reconnect_delay=0.2,
+        )
+        assert redis_server.proc is not None
+        try:
+            sub = await pubsub.subscribe("live")
+            await pubsub.publish("live", "before")
+            assert await sub.get() == "before"
+            assert pubsub.healthy
+            stopped = time.monotonic()
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                await pubsub.wait_connected(timeout=2, connected=False)
+                noticed = time.monotonic() - stopped
+                assert not pubsub.healthy and not pubsub.connected
+                # Silence for an interval, then a PING unanswered for one more.
+                assert 0.3 <= noticed < 1.0, noticed
+                if importlib.util.find_spec("prometheus_client") is not None:
+                    from squall.cli._metrics import WorkerMetrics
+
+                    metrics = WorkerMetrics()
+                    metrics.sample()
+                    assert metrics.pubsub_unhealthy._value.get() >= 1
+                began = time.monotonic()
+                with pytest.raises(ConnectionError, match="cannot publish to Redis"):
+                    await pubsub.publish("nobody-listens", "lost")  # nothing queued behind it
+                assert time.monotonic() - began < 1.5
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            await pubsub.wait_connected(timeout=3)
+            assert pubsub.healthy and pubsub.status.resubscribes == 1
+            await pubsub.publish("live", "after")
+            assert await sub.get() == "after"
+        finally:
+            await pubsub.close()
+
+    with caplog.at_level(logging.WARNING, logger="squall.general"):
+        run(main(), limit=6)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no answer to PING" in m for m in messages), messages
+    assert any("reconnected to Redis" in m for m in messages), messages

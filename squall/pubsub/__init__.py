@@ -434,6 +434,8 @@ class PubSub(PresenceMixin, _Closing):
         self._last: dict[str, Position] = {}
         self._held: dict[str, list[Publication]] = {}
         self._catching_up: set[asyncio.Task[None]] = set()
+        # Futures of wait_until callers, woken at each change of state.
+        self._watchers: set[asyncio.Future[None]] = set()
         _INSTANCES.add(self)
 
     @property
@@ -445,6 +447,45 @@ class PubSub(PresenceMixin, _Closing):
         if self.status.healthy != healthy:
             self.status.healthy = healthy
             self.status.since = time.monotonic()
+            self._changed()
+
+    def _resubscribed(self, seconds: float) -> None:
+        """Counts a resubscription after a loss that took ``seconds``."""
+        self.status.resubscribes += 1
+        self.status.last_resume = seconds
+        self._changed()
+
+    def _changed(self) -> None:
+        """Wakes `wait_until` callers: the engine's state changed."""
+        for future in self._watchers:
+            if not future.done():
+                future.set_result(None)
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Waits until ``condition()`` is true, for at most ``timeout`` seconds.
+
+        ``condition`` is called now and each time the engine's state
+        changes: its health, a resubscription after a loss, its
+        subscriptions with the broker (``status.healthy``,
+        ``status.resubscribes``, ``RedisClusterPubSub.subscribed_partitions``
+        ...). For tests and health checks, instead of polling.
+
+        Raises:
+            TimeoutError: ``condition()`` stayed false for ``timeout`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{type(self).__name__}: condition not met within {timeout}s")
+            future: asyncio.Future[None] = loop.create_future()
+            self._watchers.add(future)
+            try:
+                await asyncio.wait([future], timeout=remaining)
+            finally:
+                self._watchers.discard(future)
+                future.cancel()
 
     def subscribers(self, channel: str) -> int:
         """How many subscriptions of this process listen on ``channel``."""

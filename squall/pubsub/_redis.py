@@ -361,8 +361,7 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
                                 if self._ever_connected:
                                     self._catch_up(list(self._channels))
                                     self.reconnects += 1
-                                    self.status.resubscribes += 1
-                                    self.status.last_resume = time.monotonic() - self._lost_at
+                                    self._resubscribed(time.monotonic() - self._lost_at)
                                 gen_log.warning(
                                     "pubsub: %s Redis at %s; %d channel(s) subscribed%s",
                                     "reconnected to" if self._ever_connected else "connected to",

@@ -24,7 +24,7 @@ import pytest
 
 from squall.pubsub import RedisPubSub
 from squall.websocket import WebSocketClientConnection, websocket_connect
-from tests.pubsub._redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
+from tests.pubsub._redis_server import RedisServer
 
 from ._clients import H1Stream
 
@@ -33,18 +33,6 @@ CHANNEL = "room:k"
 FIRST, AWAY, AFTER = 200, 10, 10  # published before the kill, while away, after
 TOTAL = FIRST + AWAY + AFTER
 DEADLINE = 5.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer(workdir=tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Nodes:

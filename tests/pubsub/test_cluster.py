@@ -290,3 +290,51 @@ async def publish_again(
         except ConnectionError:
             await watcher.wait_until(lambda: watcher.status.resubscribes > 0, 10)
     raise AssertionError(f"publishing {text!r} never resumed")
+
+
+class _HungPubSub:
+    """A link's pub/sub whose PING waits until `cut`, then raises
+    AttributeError, as redis-py 8 does when its connection is closed under it."""
+
+    def __init__(self, owner: RedisClusterPubSub) -> None:
+        self.owner = owner
+        self.pinged = asyncio.Event()
+        self.cut = asyncio.Event()
+
+    def ping(self) -> Any:
+        # Called before the watchdog reads health_interval for the PING's
+        # own timeout: a long one, so that only the test ends the PING.
+        self.owner.health_interval = 30.0
+        self.pinged.set()
+        return self._answer()
+
+    async def _answer(self) -> None:
+        await self.cut.wait()
+        raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+
+def test_the_watchdog_cancelled_as_its_ping_fails_ends_cancelled() -> None:
+    """At shutdown the connections close as the loop cancels the watchdog:
+    its PING fails in the same turn. It must end as cancelled, not with
+    redis-py's AttributeError (logged as unhandled by asyncio.run)."""
+    from squall.pubsub._cluster import _Link
+
+    async def main() -> None:
+        pubsub = RedisClusterPubSub("redis+cluster://127.0.0.1:1", health_interval=0.01)
+        hung = _HungPubSub(pubsub)
+        link = _Link(("127.0.0.1", 1), type("Client", (), {"pubsub": lambda self: hung})())
+        link.task = asyncio.ensure_future(asyncio.Event().wait())  # "subscribed"
+        pubsub._links[link.addr] = link
+        watch = asyncio.ensure_future(pubsub._watch())
+        try:
+            await asyncio.wait_for(hung.pinged.wait(), 2)
+            hung.cut.set()  # the PING fails ...
+            watch.cancel()  # ... in the turn the watchdog is cancelled
+            with pytest.raises(asyncio.CancelledError):
+                await watch
+        finally:
+            link.task.cancel()
+            pubsub._links.clear()
+            await pubsub.close()
+
+    run(main())

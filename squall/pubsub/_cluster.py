@@ -511,14 +511,10 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
                 link.ping_sent = now
                 try:
                     await asyncio.wait_for(link.ps.ping(), self.health_interval)
-                except (*self._lost_errors, RuntimeError, AttributeError) as exc:
-                    # redis-py's connection cut under a PING (this task
-                    # cancelled at shutdown included) raises AttributeError
-                    # ('writelines' on None): a cancellation stays one.
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise asyncio.CancelledError from exc
+                except self._lost_errors as exc:
                     await self._fail(link, f"PING failed: {exc!r}")
+                except (RuntimeError, AttributeError) as exc:
+                    await self._fail(link, f"PING failed: {scripts.cut_under(exc)}")
 
     def _lose(self, parts: Any, why: str) -> None:
         parts = [p for p in parts if p in self._want]

@@ -412,6 +412,7 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
         Raises:
             TimeoutError: a PING went unanswered for ``health_interval``
                 (Redis is not reading).
+            ConnectionError: the connection was closed under the PING.
         """
         message = await ps.get_message(timeout=self.health_interval)
         if message is not None:
@@ -420,7 +421,10 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
         if watch.overdue():
             raise TimeoutError(f"no answer to PING for {watch.waited():.1f}s: Redis is not reading")
         if watch.quiet():
-            await asyncio.wait_for(ps.ping(), self.command_timeout)
+            try:
+                await asyncio.wait_for(ps.ping(), self.command_timeout)
+            except (RuntimeError, AttributeError) as exc:
+                raise scripts.cut_under(exc) from exc
             watch.pinged()
         return None
 

@@ -381,3 +381,27 @@ def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
     messages = [r.getMessage() for r in caplog.records]
     assert any("no answer to PING" in m for m in messages), messages
     assert any("reconnected to Redis" in m for m in messages), messages
+
+
+def test_a_connection_cut_under_the_watchdog_s_ping_is_a_lost_connection() -> None:
+    """redis-py raises AttributeError for a PING on a connection closed under
+    it: the reader must see a lost connection (and reconnect), not die."""
+    from squall.pubsub._redis import _Watchdog
+
+    class Cut:
+        async def get_message(self, timeout: float) -> None:
+            return None  # silence
+
+        async def ping(self) -> None:
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+    async def main() -> None:
+        pubsub = RedisPubSub("redis://127.0.0.1:1/0", health_interval=0.01)
+        try:
+            watch = _Watchdog(0.0)  # quiet already: the next look sends a PING
+            with pytest.raises(ConnectionError, match="closed under a command"):
+                await pubsub._next_message(Cut(), watch)
+        finally:
+            await pubsub.close()
+
+    run(main())

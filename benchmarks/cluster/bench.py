@@ -554,6 +554,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         action="store_true",
         help="faults without recovery: reconnecting clients do not send their position",
     )
+    parser.add_argument(
+        "--fault-broker",
+        choices=["cluster-sharded", "redis"],
+        default=os.environ.get("FAULT_BROKER", "cluster-sharded"),
+        help="the faults' broker (one Redis: stopped, not killed)",
+    )
     parser.add_argument("--history", type=int, default=1000, help="history kept per channel")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -574,6 +580,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         first = True
         if args.faults:
             why = engine_supports("redis+cluster://198.18.0.1:6379?sharded=1")
+            if args.fault_broker == "redis":
+                why = "--fault-broker redis"
             if why is None:
                 kind = "cluster-sharded"
                 plan = ["kill-primary", "stop-primary", "kill-node"]

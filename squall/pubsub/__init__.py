@@ -59,7 +59,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, Optional, Self, TypeVar, Union
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from squall.pubsub._presence import (
     DEFAULT_PRESENCE_TTL,
@@ -968,7 +968,7 @@ def connect(
         ValueError: the URL's scheme is not one of those, or an option is malformed.
     """
     parts = urlsplit(url or "memory://")
-    query = dict(parse_qsl(parts.query))
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
     for name, kind in _OPTIONS.items():
         if name in query and name not in options:
             try:
@@ -976,6 +976,10 @@ def connect(
             except ValueError:
                 raise ValueError(f"pub/sub URL {url!r}: {name} must be a number") from None
         query.pop(name, None)
+    if url and len(query) < len(parse_qsl(parts.query, keep_blank_values=True)):
+        # The engine's client gets the URL without ours (redis-py would
+        # take history_size for an argument of its connections).
+        url = urlunsplit(parts._replace(query=urlencode(query)))
     scheme = parts.scheme
     if scheme == "memory":
         return LocalPubSub(max_pending, **options)

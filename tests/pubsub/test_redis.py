@@ -405,3 +405,25 @@ def test_a_connection_cut_under_the_watchdog_s_ping_is_a_lost_connection() -> No
             await pubsub.close()
 
     run(main())
+
+
+def test_history_options_in_a_redis_url_are_squall_s_not_redis_py_s(
+    redis_server: RedisServer,
+) -> None:
+    """``redis://...?history_size=N`` (as the guide says): the option is
+    taken by connect, and the URL redis-py gets has none of it."""
+    from squall.pubsub import connect
+
+    async def main() -> None:
+        pubsub = connect(f"{redis_server.url}?history_size=3&history_ttl=60&max_recovery=2")
+        try:
+            assert isinstance(pubsub, RedisPubSub) and pubsub.url == redis_server.url
+            assert (pubsub.history_size, pubsub.history_ttl, pubsub.max_recovery) == (3, 60.0, 2)
+            for text in "abcd":
+                await pubsub.publish("kept", text)
+            kept = await pubsub.history("kept")
+            assert [p.data for p in kept.publications] == ["c", "d"]  # 3 kept, 2 at most read
+        finally:
+            await pubsub.close()
+
+    run(main())

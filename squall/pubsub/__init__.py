@@ -433,6 +433,10 @@ class PubSub(PresenceMixin, _Closing):
         # after a resubscription: see _catch_up).
         self._last: dict[str, Position] = {}
         self._held: dict[str, list[Publication]] = {}
+        # Per channel just caught up: the top of the history it was given.
+        # A live copy of one of those can still be on its way (the history
+        # read and the subscription are two connections): it is dropped.
+        self._floors: dict[str, Position] = {}
         self._catching_up: set[asyncio.Task[None]] = set()
         # Futures of wait_until callers, woken at each change of state.
         self._watchers: set[asyncio.Future[None]] = set()
@@ -713,6 +717,12 @@ class PubSub(PresenceMixin, _Closing):
             held.append(pub)
             return
         position = pub.position
+        if self._floors:
+            floor = self._floors.get(channel)
+            if floor is not None:
+                if position.epoch == floor.epoch and 0 < position.offset <= floor.offset:
+                    return
+                del self._floors[channel]
         last = self._last.get(channel)
         if (
             last is not None
@@ -761,6 +771,8 @@ class PubSub(PresenceMixin, _Closing):
             if result is not None and result.recovered:
                 for pub in result.publications:
                     self._dispatch(pub)
+                if result.publications:
+                    self._floors[channel] = result.publications[-1].position
             top = self._last.get(channel)
             for pub in held:
                 # Those the history already gave are not given twice.
@@ -780,6 +792,7 @@ class PubSub(PresenceMixin, _Closing):
             del self._channels[sub.channel]
             self._last.pop(sub.channel, None)
             self._held.pop(sub.channel, None)
+            self._floors.pop(sub.channel, None)
             if not self._closed:
                 self._forget(sub.channel)
 

@@ -162,12 +162,18 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
             "socket_timeout": self.command_timeout,
             "socket_connect_timeout": self.command_timeout,
         }
-        # Publishing retries once, so that the first PUBLISH after a Redis
-        # restart goes through on a fresh connection.
+        # Publishing retries once on a connection error, so that the first
+        # PUBLISH after a Redis restart goes through on a fresh connection;
+        # never on a timeout: the command was sent, and a Redis that was
+        # only slow (stopped) would apply it twice, two offsets for one
+        # message.
+        lost_connection = (redis.exceptions.ConnectionError,)
         self._client = redis.asyncio.Redis.from_url(
             url,
-            retry=redis.asyncio.retry.Retry(redis.backoff.ExponentialBackoff(cap=0.5), 1),
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            retry=redis.asyncio.retry.Retry(
+                redis.backoff.ExponentialBackoff(cap=0.5), 1, supported_errors=lost_connection
+            ),
+            retry_on_error=list(lost_connection),
             **timeouts,
         )
         # The subscriber connection never retries by itself: the reader task

@@ -342,6 +342,7 @@ def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
             health_interval=0.2,
             command_timeout=0.3,
             max_reconnect_delay=0.2,
+            history_size=10,
         )
         assert redis_server.proc is not None
         try:
@@ -373,6 +374,10 @@ def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
             assert pubsub.healthy and pubsub.status.resubscribes == 1
             await pubsub.publish("live", "after")
             assert await sub.get() == "after"
+            # The publish that timed out was sent once: Redis applied it
+            # once at most when it resumed (a retry would have added it twice).
+            kept = await pubsub.history("nobody-listens")
+            assert len(kept.publications) <= 1, kept
         finally:
             await pubsub.close()
 

@@ -992,7 +992,7 @@ def connect(
     if url and len(query) < len(parse_qsl(parts.query, keep_blank_values=True)):
         # The engine's client gets the URL without ours (redis-py would
         # take history_size for an argument of its connections).
-        url = urlunsplit(parts._replace(query=urlencode(query)))
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
     scheme = parts.scheme
     if scheme == "memory":
         return LocalPubSub(max_pending, **options)

@@ -20,6 +20,9 @@ Servers and Redis are pinned to CPU 0, clients and publisher to CPU 1.
 reconnect), and during publishing a Redis primary SIGKILLed, a primary
 SIGSTOPped for 10 s, or a Squall node SIGKILLed; for each, the longest
 pause a subscriber saw and the deliveries lost against those published.
+Recovery is on there (``--no-resume`` turns it off): history is kept, each
+message carries its position and a client reconnects with its last one,
+so what a dead node's clients missed meanwhile is sent to them.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class Bench:
         self.cluster_hosts = [lab.add_host(f"redis{i}") for i in range(1, 7)]
         self.single: Optional[Service] = None
         self.cluster: Optional[RedisCluster] = None
+        self.killed_cpu: dict[int, float] = {}
 
     # Brokers.
 
@@ -142,13 +146,23 @@ class Bench:
 
     # One configuration.
 
-    def start_nodes(self, framework: str, url: str, count: int) -> list[Service]:
+    def start_nodes(
+        self, framework: str, url: str, count: int, resume: bool = False
+    ) -> list[Service]:
         nodes = []
+        env = {"BENCH_RESUME": "1"} if resume else {}
         for host in self.nodes[:count]:
             if framework == "squall":
                 nodes.append(
                     start_squall_node(
-                        self.lab, host, url, port=PORT, cpus=SERVER_CPUS, echo=self.echo, wait=False
+                        self.lab,
+                        host,
+                        url,
+                        port=PORT,
+                        cpus=SERVER_CPUS,
+                        echo=self.echo,
+                        env=env,
+                        wait=False,
                     )
                 )
             else:
@@ -166,6 +180,7 @@ class Bench:
         targets: list[tuple[str, int]],
         subscribers: int,
         reconnect: bool = False,
+        resume: bool = False,
     ) -> list[Service]:
         procs = []
         share = math.ceil(subscribers / len(self.clients))
@@ -182,6 +197,7 @@ class Bench:
                 "channels": self.args.channels,
                 "protocol": "sio" if framework == "socketio" else "ws",
                 "reconnect": reconnect,
+                "resume": resume,
                 "batch": 250,
                 "connect_timeout": 90,
             }
@@ -233,6 +249,11 @@ class Bench:
         if fault:
             subscribers = min(a.subscribers, 8000)  # through one nginx worker: two descriptors each
         url, redis_pids = self.broker(kind, framework)
+        # Faults with recovery: history kept beside the offsets, positions
+        # sent with each message and given back on reconnecting.
+        resume = bool(fault) and framework == "squall" and not a.no_resume
+        if resume:
+            url += f"{'&' if '?' in url else '?'}history_size={a.history}"
         row: dict[str, Any] = {
             "framework": framework,
             "broker": kind,
@@ -244,7 +265,8 @@ class Bench:
         }
         if fault:
             row["fault"] = fault
-        servers = self.start_nodes(framework, url, nodes)
+            row["recovery"] = resume
+        servers = self.start_nodes(framework, url, nodes, resume)
         front = None
         try:
             if fault:
@@ -260,7 +282,9 @@ class Bench:
                 targets = [(self.front.address, PORT)]
             else:
                 targets = [(s.host.address, PORT) for s in servers]
-            clients = self.start_clients(framework, targets, subscribers, reconnect=bool(fault))
+            clients = self.start_clients(
+                framework, targets, subscribers, reconnect=bool(fault), resume=resume
+            )
             held = 0
             for c in clients:
                 line = json.loads(c.out.expect(r'^\{"held"', 150))
@@ -276,7 +300,8 @@ class Bench:
                 c.proc.stdin.write(b"mark\n")
                 c.proc.stdin.flush()
             node_pids = [s.pid for s in servers]
-            cpu0 = cpu_seconds(node_pids), cpu_seconds(redis_pids)
+            node_cpu0 = {pid: cpu_seconds([pid]) for pid in node_pids}
+            cpu0 = sum(node_cpu0.values()), cpu_seconds(redis_pids)
             started = time.monotonic()
             pub = self.publisher(framework, url, a.seconds)
             if fault:
@@ -287,8 +312,9 @@ class Bench:
             # not a missing one), within a bound.
             busy = [s.pid for s in servers if s.proc.poll() is None] + [c.pid for c in clients]
             row["drain_s"] = wait_idle(busy, a.drain, 60.0)
+            # A node killed counts with its CPU read just before the kill.
             cpu1 = (
-                cpu_seconds([s.pid for s in servers if s.proc.poll() is None]),
+                sum(self.killed_cpu.pop(pid, None) or cpu_seconds([pid]) for pid in node_pids),
                 cpu_seconds(redis_pids),
             )
             reports = []
@@ -313,6 +339,7 @@ class Bench:
     def inject(self, fault: str, servers: list[Service], started: float) -> None:
         time.sleep(max(0.0, started + self.args.fault_at - time.monotonic()))
         if fault == "kill-node":
+            self.killed_cpu[servers[0].pid] = cpu_seconds([servers[0].pid])
             servers[0].proc.send_signal(signal.SIGKILL)
             return
         if self.cluster is not None:
@@ -379,6 +406,7 @@ class Bench:
                 reconnects=sum(r["reconnects"] for r in reports),
                 resume_max_s=round(max(resume), 3) if resume else None,
                 never_resumed=sum(r["unresumed"] for r in reports),
+                resets=sum(r.get("resets", 0) for r in reports),
             )
 
 
@@ -423,7 +451,12 @@ def show(row: dict[str, Any], header: bool = False) -> None:
         print(" ".join(HEADS.get(k, k).rjust(w) for k, w in COLUMNS), flush=True)
     line = " ".join(str(row.get(k, "-")).rjust(w) for k, w in COLUMNS)
     if "fault" in row:
-        line += f"  fault={row['fault']} pause={row['max_pause_s']}s reconnect-to-message max={row.get('resume_max_s')}s"
+        line += (
+            f"  fault={row['fault']} recovery={row['recovery']} pause={row['max_pause_s']}s"
+            f" reconnect-to-message max={row.get('resume_max_s')}s"
+            f" never-resumed={row.get('never_resumed', 0)} resets={row.get('resets', 0)}"
+            f" publishes-failed={row.get('publish_failed', 0)}"
+        )
     print(line, flush=True)
 
 
@@ -447,7 +480,7 @@ def save(rows: list[dict[str, Any]], key: str, isolation: str) -> Path:
 
     # A run of some configurations replaces those and keeps the others.
     def ident(r: dict[str, Any]) -> tuple[Any, ...]:
-        return (r["framework"], r["broker"], r["nodes"], r.get("fault"))
+        return (r["framework"], r["broker"], r["nodes"], r.get("fault"), r.get("recovery"))
 
     fresh = {ident(r) for r in rows}
     kept[key] = [r for r in kept.get(key, []) if ident(r) not in fresh] + rows
@@ -511,6 +544,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--drain", type=float, default=1.5)
     parser.add_argument("--faults", action="store_true", help="the fault table instead")
     parser.add_argument("--fault-at", type=float, default=4.0)
+    parser.add_argument(
+        "--fault-plan",
+        default=os.environ.get("FAULTS", ""),
+        help="faults to run, e.g. kill-node (default: all)",
+    )
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="faults without recovery: reconnecting clients do not send their position",
+    )
+    parser.add_argument(
+        "--fault-broker",
+        choices=["cluster-sharded", "redis"],
+        default=os.environ.get("FAULT_BROKER", "cluster-sharded"),
+        help="the faults' broker (one Redis: stopped, not killed)",
+    )
+    parser.add_argument("--history", type=int, default=1000, help="history kept per channel")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -530,6 +580,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         first = True
         if args.faults:
             why = engine_supports("redis+cluster://198.18.0.1:6379?sharded=1")
+            if args.fault_broker == "redis":
+                why = "--fault-broker redis"
             if why is None:
                 kind = "cluster-sharded"
                 plan = ["kill-primary", "stop-primary", "kill-node"]
@@ -538,6 +590,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"== no Redis Cluster engine ({why}): faults on one Redis", flush=True)
                 kind = "redis"
                 plan = ["stop-primary", "kill-node"]
+            if args.fault_plan:
+                plan = [f for f in plan if f in args.fault_plan.split(",")]
             for fault in plan:
                 bench.stop_cluster()  # a fresh cluster for each fault
                 row = bench.run("squall", kind, 2, fault)

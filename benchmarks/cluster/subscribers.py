@@ -16,7 +16,10 @@ shares the kernel's) into a 0.1 ms histogram, and its longest silence
 between two messages. It prints ``{"held": N, ...}`` once connected, and on
 a ``report`` line on stdin, the report, then exits. With ``reconnect``, a
 closed connection reconnects (after 50-550 ms, growing) and the time from
-its loss to its first message again is recorded.
+its loss to its first message again is recorded. With ``resume`` too
+(Squall's node_app.py under ``$BENCH_RESUME=1``), each message starts with
+its position, which a reconnecting connection sends back (``&since=``) to
+be given what it missed; a ``reset`` (history no longer has it) is counted.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Stats:
         "reconnects",
         "closed",
         "bytes",
+        "resets",
     )
 
     def __init__(self) -> None:
@@ -58,6 +62,7 @@ class Stats:
         self.reconnects = 0
         self.closed = 0
         self.bytes = 0
+        self.resets = 0  # reconnections told that what they missed is gone
 
 
 class Sub(asyncio.Protocol):
@@ -74,6 +79,7 @@ class Sub(asyncio.Protocol):
         "last_at",
         "max_gap",
         "failed",
+        "position",
     )
 
     def __init__(self, client: Client, index: int, channel: int) -> None:
@@ -89,13 +95,14 @@ class Sub(asyncio.Protocol):
         self.last_at = 0.0
         self.max_gap = 0.0
         self.failed = False
+        self.position = b""  # the last message's, with resume
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.buf = b""
         self.upgraded = False
         self.held = False
-        transport.write(self.client.request(self.channel))
+        transport.write(self.client.request(self.channel, self.position))
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
@@ -163,6 +170,13 @@ class Sub(asyncio.Protocol):
                 return
             else:
                 return
+        if self.client.resume:
+            position, _, payload = payload.partition(b" ")
+            if position == b"reset":
+                self.position = payload
+                self.client.stats.resets += 1
+                return
+            self.position = position
         now = time.time()
         parts = payload.split(b" ", 3)
         seq = int(parts[1])
@@ -197,6 +211,7 @@ class Client:
         self.targets = [tuple(t) for t in spec["targets"]]
         self.sources = spec.get("sources") or [None]
         self.reconnect = bool(spec.get("reconnect"))
+        self.resume = bool(spec.get("resume"))
         self.stats = Stats()
         self.subs: list[Sub] = []
         self.held = 0
@@ -206,7 +221,9 @@ class Client:
         self.want = int(spec["count"])
         self._requests: dict[int, bytes] = {}
 
-    def request(self, channel: int) -> bytes:
+    def request(self, channel: int, position: bytes = b"") -> bytes:
+        if position:
+            return self._request(f"/ws?ch={channel}&since={position.decode('ascii')}")
         req = self._requests.get(channel)
         if req is None:
             path = (
@@ -214,12 +231,16 @@ class Client:
                 if self.sio
                 else f"/ws?ch={channel}"
             )
-            req = self._requests[channel] = (
-                f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
+            req = self._requests[channel] = self._request(path)
         return req
+
+    @staticmethod
+    def _request(path: str) -> bytes:
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
 
     def refused(self, head: bytes, count: int = 1) -> None:
         """``count`` connections failed (``head``: the first one's answer or error)."""
@@ -304,6 +325,7 @@ class Client:
             "resume": self.stats.resume,
             "unresumed": len(self.stats.lost_at),
             "reconnects": self.stats.reconnects,
+            "resets": self.stats.resets,
             "closed": self.stats.closed,
             "refusals": self.refusals,
             "cpu": time.process_time(),
@@ -342,7 +364,7 @@ async def run(spec: dict[str, Any]) -> None:
 def main() -> None:
     """``SPEC``: {"targets": [[host, port], ...], "sources": [addr, ...], "count": N,
     "channels": C, "first": index of the first subscriber, "protocol": "ws" | "sio",
-    "reconnect": bool, "batch": N, "connect_timeout": seconds}."""
+    "reconnect": bool, "resume": bool, "batch": N, "connect_timeout": seconds}."""
     spec = json.loads(sys.argv[1])
     if uvloop is not None:
         uvloop.run(run(spec))

@@ -59,7 +59,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, Optional, Self, TypeVar, Union
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from squall.pubsub._presence import (
     DEFAULT_PRESENCE_TTL,
@@ -433,7 +433,13 @@ class PubSub(PresenceMixin, _Closing):
         # after a resubscription: see _catch_up).
         self._last: dict[str, Position] = {}
         self._held: dict[str, list[Publication]] = {}
+        # Per channel just caught up: the top of the history it was given.
+        # A live copy of one of those can still be on its way (the history
+        # read and the subscription are two connections): it is dropped.
+        self._floors: dict[str, Position] = {}
         self._catching_up: set[asyncio.Task[None]] = set()
+        # Futures of wait_until callers, woken at each change of state.
+        self._watchers: set[asyncio.Future[None]] = set()
         _INSTANCES.add(self)
 
     @property
@@ -445,6 +451,45 @@ class PubSub(PresenceMixin, _Closing):
         if self.status.healthy != healthy:
             self.status.healthy = healthy
             self.status.since = time.monotonic()
+            self._changed()
+
+    def _resubscribed(self, seconds: float) -> None:
+        """Counts a resubscription after a loss that took ``seconds``."""
+        self.status.resubscribes += 1
+        self.status.last_resume = seconds
+        self._changed()
+
+    def _changed(self) -> None:
+        """Wakes `wait_until` callers: the engine's state changed."""
+        for future in self._watchers:
+            if not future.done():
+                future.set_result(None)
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Waits until ``condition()`` is true, for at most ``timeout`` seconds.
+
+        ``condition`` is called now and each time the engine's state
+        changes: its health, a resubscription after a loss, its
+        subscriptions with the broker (``status.healthy``,
+        ``status.resubscribes``, ``RedisClusterPubSub.subscribed_partitions``
+        ...). For tests and health checks, instead of polling.
+
+        Raises:
+            TimeoutError: ``condition()`` stayed false for ``timeout`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{type(self).__name__}: condition not met within {timeout}s")
+            future: asyncio.Future[None] = loop.create_future()
+            self._watchers.add(future)
+            try:
+                await asyncio.wait([future], timeout=remaining)
+            finally:
+                self._watchers.discard(future)
+                future.cancel()
 
     def subscribers(self, channel: str) -> int:
         """How many subscriptions of this process listen on ``channel``."""
@@ -672,6 +717,12 @@ class PubSub(PresenceMixin, _Closing):
             held.append(pub)
             return
         position = pub.position
+        if self._floors:
+            floor = self._floors.get(channel)
+            if floor is not None:
+                if position.epoch == floor.epoch and 0 < position.offset <= floor.offset:
+                    return
+                del self._floors[channel]
         last = self._last.get(channel)
         if (
             last is not None
@@ -720,6 +771,8 @@ class PubSub(PresenceMixin, _Closing):
             if result is not None and result.recovered:
                 for pub in result.publications:
                     self._dispatch(pub)
+                if result.publications:
+                    self._floors[channel] = result.publications[-1].position
             top = self._last.get(channel)
             for pub in held:
                 # Those the history already gave are not given twice.
@@ -739,6 +792,7 @@ class PubSub(PresenceMixin, _Closing):
             del self._channels[sub.channel]
             self._last.pop(sub.channel, None)
             self._held.pop(sub.channel, None)
+            self._floors.pop(sub.channel, None)
             if not self._closed:
                 self._forget(sub.channel)
 
@@ -927,7 +981,7 @@ def connect(
         ValueError: the URL's scheme is not one of those, or an option is malformed.
     """
     parts = urlsplit(url or "memory://")
-    query = dict(parse_qsl(parts.query))
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
     for name, kind in _OPTIONS.items():
         if name in query and name not in options:
             try:
@@ -935,6 +989,10 @@ def connect(
             except ValueError:
                 raise ValueError(f"pub/sub URL {url!r}: {name} must be a number") from None
         query.pop(name, None)
+    if url and len(query) < len(parse_qsl(parts.query, keep_blank_values=True)):
+        # The engine's client gets the URL without ours (redis-py would
+        # take history_size for an argument of its connections).
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
     scheme = parts.scheme
     if scheme == "memory":
         return LocalPubSub(max_pending, **options)

@@ -344,6 +344,7 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
             try:
                 await self._reconcile()
                 delay = self.reconnect_delay
+                self._changed()
             except asyncio.CancelledError:
                 raise
             except (*self._lost_errors, self._redis.exceptions.ResponseError) as exc:
@@ -510,8 +511,10 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
                 link.ping_sent = now
                 try:
                     await asyncio.wait_for(link.ps.ping(), self.health_interval)
-                except (*self._lost_errors, RuntimeError) as exc:
+                except self._lost_errors as exc:
                     await self._fail(link, f"PING failed: {exc!r}")
+                except (RuntimeError, AttributeError) as exc:
+                    await self._fail(link, f"PING failed: {scripts.cut_under(exc)}")
 
     def _lose(self, parts: Any, why: str) -> None:
         parts = [p for p in parts if p in self._want]
@@ -536,13 +539,13 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         future = self._waiters.get(part)
         if future is not None and not future.done():
             future.set_result(None)
+        self._changed()
         lost_at = self._lost.pop(part, None)
         if lost_at is not None:
             self._catch_up([c for c in self._channels if self.partition(c) == part])
         if lost_at is not None and not self._lost:
             resume = time.monotonic() - self._outage
-            self.status.resubscribes += 1
-            self.status.last_resume = resume
+            self._resubscribed(resume)
             gen_log.warning(
                 "pubsub: Redis Cluster partitions subscribed again after %.3fs (%d link(s))",
                 resume,

@@ -127,8 +127,7 @@ class NatsPubSub(PubSub):
 
         async def reconnected() -> None:
             resume = time.monotonic() - self._lost_at
-            self.status.resubscribes += 1
-            self.status.last_resume = resume
+            self._resubscribed(resume)
             self._set_healthy(True)
             gen_log.warning(
                 "pubsub: reconnected to NATS at %s after %.3fs; %d channel(s) subscribed",

@@ -59,6 +59,35 @@ def _gone(ps: Any) -> bool:
     return transport is None or bool(transport.is_closing())
 
 
+class _Watchdog:
+    """When a subscriber connection last heard from Redis, and whether a PING waits."""
+
+    __slots__ = ("interval", "heard_at", "ping_at")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.heard_at = time.monotonic()
+        self.ping_at = 0.0  # 0: no PING waiting for its answer
+
+    def heard(self) -> None:
+        self.heard_at = time.monotonic()
+        self.ping_at = 0.0
+
+    def pinged(self) -> None:
+        self.ping_at = time.monotonic()
+
+    def quiet(self) -> bool:
+        """Nothing heard for an interval and no PING waiting: time to send one."""
+        return not self.ping_at and time.monotonic() - self.heard_at >= self.interval
+
+    def overdue(self) -> bool:
+        """A PING waited an interval without an answer."""
+        return bool(self.ping_at) and self.waited() >= self.interval
+
+    def waited(self) -> float:
+        return time.monotonic() - self.ping_at if self.ping_at else 0.0
+
+
 class RedisPubSub(scripts.RedisPresence, PubSub):
     """Channels shared by every process connected to one Redis (``redis://``).
 
@@ -79,6 +108,14 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
         subscribe_timeout: seconds `~squall.pubsub.PubSub.subscribe` waits for Redis to confirm.
         reconnect_delay: first wait before reconnecting; doubles per failure.
         max_reconnect_delay: the longest wait between reconnection attempts.
+        health_interval: seconds of silence on the subscriber connection
+            after which it is sent a PING; one unanswered for as long again
+            means Redis stopped reading (SIGSTOP, a partition): the
+            connection is dropped, ``status.healthy`` turns False, and it
+            is made again. A Redis that stops answering is so noticed within
+            about two intervals.
+        command_timeout: seconds a publish, a history read or a new
+            connection's handshake waits for Redis.
     """
 
     def __init__(
@@ -93,6 +130,8 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
         subscribe_timeout: float = 10.0,
         reconnect_delay: float = 0.05,
         max_reconnect_delay: float = 2.0,
+        health_interval: float = 1.0,
+        command_timeout: float = 2.0,
     ) -> None:
         super().__init__(
             max_pending,
@@ -101,25 +140,48 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
             max_recovery=max_recovery,
             presence_ttl=presence_ttl,
         )
+        for name, value in (
+            ("health_interval", health_interval),
+            ("command_timeout", command_timeout),
+        ):
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a number of seconds above 0, not {value!r}")
         redis = _redis()
         self.url = url
+        self.health_interval = float(health_interval)
+        self.command_timeout = float(command_timeout)
         self.subscribe_timeout = subscribe_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self._redis = redis
         self._lost = _LOST + (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
         self._lost_errors = self._lost
-        # Publishing retries a few times, so that the first PUBLISH after a
-        # Redis restart goes through on a fresh connection.
+        # A Redis that stops reading keeps its connections open: every
+        # wait for it is bounded, so nothing piles up behind it.
+        timeouts = {
+            "socket_timeout": self.command_timeout,
+            "socket_connect_timeout": self.command_timeout,
+        }
+        # Publishing retries once on a connection error, so that the first
+        # PUBLISH after a Redis restart goes through on a fresh connection;
+        # never on a timeout: the command was sent, and a Redis that was
+        # only slow (stopped) would apply it twice, two offsets for one
+        # message.
+        lost_connection = (redis.exceptions.ConnectionError,)
         self._client = redis.asyncio.Redis.from_url(
             url,
-            retry=redis.asyncio.retry.Retry(redis.backoff.ExponentialBackoff(cap=0.5), 3),
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            retry=redis.asyncio.retry.Retry(
+                redis.backoff.ExponentialBackoff(cap=0.5), 1, supported_errors=lost_connection
+            ),
+            retry_on_error=list(lost_connection),
+            **timeouts,
         )
         # The subscriber connection never retries by itself: the reader task
-        # reconnects, subscribes every channel again and logs it.
+        # reconnects, subscribes every channel again and logs it. Its
+        # socket_timeout bounds the handshake and command replies; reading
+        # messages is bounded by health_interval instead (_next_message).
         self._sub_client = redis.asyncio.Redis.from_url(
-            url, retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
+            url, retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0), **timeouts
         )
         # Always subscribed, so that the connection is in pub/sub mode even
         # with no channel of ours, and its confirmation says "connected".
@@ -276,12 +338,15 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
                 # a command of their own (_listen waits for the reader):
                 # they are subscribed once the control channel is confirmed.
                 sent = set(self._channels)
-                await ps.subscribe(self._control, *sent)
+                await asyncio.wait_for(ps.subscribe(self._control, *sent), self.command_timeout)
+                watch = _Watchdog(self.health_interval)
                 while True:
-                    message = await ps.get_message(timeout=None)
+                    message = await self._next_message(ps, watch)
                     if message is None:
                         continue
                     kind = message["type"]
+                    if kind == "pong":
+                        continue
                     channel = message["channel"].decode("utf-8", "replace")
                     if kind == "message":
                         data = message["data"]
@@ -302,8 +367,7 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
                                 if self._ever_connected:
                                     self._catch_up(list(self._channels))
                                     self.reconnects += 1
-                                    self.status.resubscribes += 1
-                                    self.status.last_resume = time.monotonic() - self._lost_at
+                                    self._resubscribed(time.monotonic() - self._lost_at)
                                 gen_log.warning(
                                     "pubsub: %s Redis at %s; %d channel(s) subscribed%s",
                                     "reconnected to" if self._ever_connected else "connected to",
@@ -347,9 +411,34 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_reconnect_delay)
 
+    async def _next_message(self, ps: Any, watch: _Watchdog) -> Any:
+        """The subscriber connection's next message, or None after a quiet
+        ``health_interval`` (a PING sent then).
+
+        Raises:
+            TimeoutError: a PING went unanswered for ``health_interval``
+                (Redis is not reading).
+            ConnectionError: the connection was closed under the PING.
+        """
+        message = await ps.get_message(timeout=self.health_interval)
+        if message is not None:
+            watch.heard()
+            return message
+        if watch.overdue():
+            raise TimeoutError(f"no answer to PING for {watch.waited():.1f}s: Redis is not reading")
+        if watch.quiet():
+            try:
+                await asyncio.wait_for(ps.ping(), self.command_timeout)
+            except (RuntimeError, AttributeError) as exc:
+                raise scripts.cut_under(exc) from exc
+            watch.pinged()
+        return None
+
     async def _drop(self, ps: Any) -> None:
+        # Bounded: closing a connection to a Redis that does not read may
+        # wait on it.
         try:
-            await ps.aclose()
+            await asyncio.wait_for(ps.aclose(), self.command_timeout)
         except self._lost:
             pass
 

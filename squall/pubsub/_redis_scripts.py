@@ -17,9 +17,28 @@ publish or read starts a new epoch at offset 0.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Optional
 
 from squall.pubsub._types import HistoryResult, Position, Publication
+
+
+def cut_under(exc: BaseException) -> ConnectionError:
+    """The ConnectionError for redis-py's connection closed under a command.
+
+    redis-py says so with an AttributeError ('writelines' on None) or
+    uvloop's RuntimeError ('handler is closed'). When the calling task is
+    being cancelled (the loop shutting down closes the connections in the
+    same turn), the cancellation is what is raised: it must stay one.
+
+    Raises:
+        asyncio.CancelledError: the current task is being cancelled.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+    return ConnectionError(f"the connection to Redis was closed under a command: {exc!r}")
+
 
 # Publish: one atomic step on the channel's shard. KEYS: meta, stream.
 # ARGV: channel, data, history_size, ttl_ms, new epoch, PUBLISH or SPUBLISH,

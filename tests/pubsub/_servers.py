@@ -4,7 +4,8 @@
 * `RedisCluster`: a Redis Cluster of 3 primaries and 3 replicas from Debian's
   redis-server, made with ``redis-cli --cluster create``; `RedisCluster.start`
   returns once every slot is served, every node agrees on it and every
-  replica is in sync (polled, with a deadline). `RedisCluster.kill` SIGKILLs
+  replica is in sync (looked at again at each line a node logs, with a
+  deadline). `RedisCluster.kill` SIGKILLs
   a node, `RedisCluster.pause`/`resume` SIGSTOP/SIGCONT one;
   `RedisCluster.wait_failover` waits until its slots moved to another.
 * `NatsServer`: one nats-server.
@@ -21,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -51,7 +53,6 @@ REDIS_CLI = shutil.which("redis-cli")
 NATS_SERVER = shutil.which("nats-server") or (
     "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
 )
-_POLL = 0.02  # seconds between two looks at a node's state while waiting on it
 
 
 def _command(port: int, *args: str, timeout: float = 2.0) -> str:
@@ -94,6 +95,11 @@ class RedisCluster:
         self.node_timeout = node_timeout
         self.ports = [free_port() for _ in range(primaries * 2)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        # The nodes log to pipes read by threads: each line bumps `_lines`
+        # and wakes whoever waits on `_logged` for the cluster to change.
+        self._logged = threading.Condition()
+        self._lines = 0
+        self._readers: list[threading.Thread] = []
 
     @property
     def url(self) -> str:
@@ -110,7 +116,7 @@ class RedisCluster:
         node_dir.mkdir(parents=True, exist_ok=True)
         args = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(node_dir)]
-        args += ["--logfile", str(node_dir / "redis.log"), "--loglevel", "notice"]
+        args += ["--logfile", "", "--loglevel", "notice"]
         args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         args += ["--cluster-node-timeout", str(self.node_timeout)]
         # The bus on a free port of its own (by default port + 10000, which
@@ -119,18 +125,44 @@ class RedisCluster:
         # A replica may take over however long its link was down: in a test
         # the replica of a killed primary must always be eligible.
         args += ["--cluster-replica-validity-factor", "0"]
-        self.procs[port] = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        proc = self.procs[port] = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
+        reader = threading.Thread(
+            target=self._read_log, args=(proc, node_dir / "redis.log"), daemon=True
+        )
+        reader.start()
+        self._readers.append(reader)
+
+    def _read_log(self, proc: subprocess.Popen[bytes], path: Path) -> None:
+        assert proc.stdout is not None
+        with open(path, "ab") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                with self._logged:
+                    self._lines += 1
+                    self._logged.notify_all()
+        proc.stdout.close()
 
     def _wait(self, what: str, ready: object, timeout: float) -> None:
+        """Waits until ``ready()``: asked now and after each line a node logs
+        (every change of cluster state, failover and replica sync is logged)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
+            with self._logged:
+                seen = self._lines
             if ready():  # type: ignore[operator]
                 return
-            time.sleep(_POLL)
-        self.stop()
-        raise AssertionError(f"Redis Cluster: {what} within {timeout}s (logs in {self.workdir})")
+            with self._logged:
+                logged = self._logged.wait_for(
+                    lambda seen=seen: self._lines != seen, max(0.0, deadline - time.monotonic())
+                )
+            if not logged:
+                self.stop()
+                raise AssertionError(
+                    f"Redis Cluster: {what} within {timeout}s (logs in {self.workdir})"
+                )
 
     def start(self, timeout: float = 20.0) -> None:
         """Starts the nodes, makes the cluster and waits until it serves."""
@@ -140,11 +172,7 @@ class RedisCluster:
             )
         for port in self.ports:
             self._spawn(port)
-        self._wait(
-            "nodes answer PING",
-            lambda: all(_command(p, "PING").strip() == "PONG" for p in self.ports),
-            timeout,
-        )
+        self._wait("every node ready", lambda: all(map(self._ready, self.ports)), timeout)
         create = subprocess.run(
             [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
             + ["--cluster-replicas", str(len(self.ports) // self.primaries - 1), "--cluster-yes"],
@@ -157,6 +185,10 @@ class RedisCluster:
             raise AssertionError("redis-cli --cluster create failed:\n" + create.stdout.decode())
         self._wait("every node sees cluster_state:ok", self._all_ok, timeout)
         self._wait("every replica in sync", self._replicas_synced, timeout)
+
+    def _ready(self, port: int) -> bool:
+        log = self.workdir / str(port) / "redis.log"
+        return log.exists() and b"Ready to accept connections" in log.read_bytes()
 
     def _all_ok(self) -> bool:
         for port in self.alive:
@@ -243,6 +275,9 @@ class RedisCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        for reader in self._readers:
+            reader.join(5)  # each ends at its pipe's end, with its process
+        self._readers.clear()
         self.procs.clear()
 
     def __enter__(self) -> RedisCluster:

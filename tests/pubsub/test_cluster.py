@@ -99,11 +99,7 @@ def test_partitions_are_subscribed_only_while_needed(cluster: RedisCluster) -> N
             assert pubsub.partition(one) in pubsub.subscribed_partitions  # `same` needs it
             b.close()
             c.close()
-            await asyncio.sleep(0)  # the manager runs once
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 3
-            while pubsub.subscribed_partitions and loop.time() < deadline:
-                await asyncio.sleep(0.01)
+            await pubsub.wait_until(lambda: not pubsub.subscribed_partitions, 3)
             assert pubsub.subscribed_partitions == set() and pubsub.links == 0
             # The cluster agrees: nobody listens on those partition channels.
             tag = f"{{sq.{pubsub.partition(one)}}}"
@@ -192,16 +188,9 @@ def test_failover_resubscribes_by_itself_and_recovers_with_positions(
             sent: list[Position] = []
 
             async def publish(text: str) -> None:
-                # The application retries a publish refused mid-failover.
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 8
-                while True:
-                    try:
-                        sent.append(await node_b.publish(channel, text))
-                        return
-                    except ConnectionError:
-                        assert loop.time() < deadline, "publishing never resumed"
-                        await asyncio.sleep(0.05)
+                # The application retries a publish refused mid-failover,
+                # once node_a saw the replica take over.
+                sent.append(await publish_again(node_b, channel, text, node_a))
 
             for i in range(5):
                 await publish(str(i))
@@ -276,13 +265,7 @@ def test_a_stopped_primary_is_left_by_the_watchdog_and_nothing_is_lost(tmp_path:
             loop = asyncio.get_running_loop()
             stopped = loop.time()
             for i in range(1, 6):
-                while True:
-                    try:
-                        await node_b.publish(channel, str(i))
-                        break
-                    except ConnectionError:
-                        assert loop.time() - stopped < 10, "publishing never resumed"
-                        await asyncio.sleep(0.05)
+                await publish_again(node_b, channel, str(i), node_a)
             assert [await live.get() for _ in range(5)] == ["1", "2", "3", "4", "5"]
             paused_for = loop.time() - stopped
             assert node_a.status.resubscribes >= 1 and node_a.status.missed == 0
@@ -294,3 +277,64 @@ def test_a_stopped_primary_is_left_by_the_watchdog_and_nothing_is_lost(tmp_path:
         run(main(cluster), limit=25)
     finally:
         cluster.stop()
+
+
+async def publish_again(
+    publisher: RedisClusterPubSub, channel: str, text: str, watcher: RedisClusterPubSub
+) -> Position:
+    """Publishes ``text``; a publish refused during a failover is tried again
+    once ``watcher`` (subscribed to the channel) resubscribed, a few times."""
+    for _ in range(10):
+        try:
+            return await publisher.publish(channel, text)
+        except ConnectionError:
+            await watcher.wait_until(lambda: watcher.status.resubscribes > 0, 10)
+    raise AssertionError(f"publishing {text!r} never resumed")
+
+
+class _HungPubSub:
+    """A link's pub/sub whose PING waits until `cut`, then raises
+    AttributeError, as redis-py 8 does when its connection is closed under it."""
+
+    def __init__(self, owner: RedisClusterPubSub) -> None:
+        self.owner = owner
+        self.pinged = asyncio.Event()
+        self.cut = asyncio.Event()
+
+    def ping(self) -> Any:
+        # Called before the watchdog reads health_interval for the PING's
+        # own timeout: a long one, so that only the test ends the PING.
+        self.owner.health_interval = 30.0
+        self.pinged.set()
+        return self._answer()
+
+    async def _answer(self) -> None:
+        await self.cut.wait()
+        raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+
+def test_the_watchdog_cancelled_as_its_ping_fails_ends_cancelled() -> None:
+    """At shutdown the connections close as the loop cancels the watchdog:
+    its PING fails in the same turn. It must end as cancelled, not with
+    redis-py's AttributeError (logged as unhandled by asyncio.run)."""
+    from squall.pubsub._cluster import _Link
+
+    async def main() -> None:
+        pubsub = RedisClusterPubSub("redis+cluster://127.0.0.1:1", health_interval=0.01)
+        hung = _HungPubSub(pubsub)
+        link = _Link(("127.0.0.1", 1), type("Client", (), {"pubsub": lambda self: hung})())
+        link.task = asyncio.ensure_future(asyncio.Event().wait())  # "subscribed"
+        pubsub._links[link.addr] = link
+        watch = asyncio.ensure_future(pubsub._watch())
+        try:
+            await asyncio.wait_for(hung.pinged.wait(), 2)
+            hung.cut.set()  # the PING fails ...
+            watch.cancel()  # ... in the turn the watchdog is cancelled
+            with pytest.raises(asyncio.CancelledError):
+                await watch
+        finally:
+            link.task.cancel()
+            pubsub._links.clear()
+            await pubsub.close()
+
+    run(main())

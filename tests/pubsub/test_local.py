@@ -123,3 +123,18 @@ def test_connect_picks_the_backend_from_the_url() -> None:
             connect("amqp://localhost/")
 
     run(main())
+
+
+def test_wait_until_is_woken_by_a_change_of_state_and_has_a_deadline() -> None:
+    async def main() -> None:
+        async with LocalPubSub() as pubsub:
+            waiting = asyncio.ensure_future(pubsub.wait_until(lambda: not pubsub.healthy, 2))
+            await asyncio.sleep(0)  # it looked once and waits
+            assert not waiting.done()
+            pubsub._set_healthy(False)  # as an engine does when its broker is gone
+            await asyncio.wait_for(waiting, 1)
+            await pubsub.wait_until(lambda: True, 0)  # true already: no wait
+            with pytest.raises(TimeoutError, match="not met within 0.05s"):
+                await pubsub.wait_until(lambda: pubsub.healthy, 0.05)
+
+    run(main())

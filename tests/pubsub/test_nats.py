@@ -91,11 +91,8 @@ def test_subscriptions_resume_after_nats_restarts(nats_server: NatsServer) -> No
             assert await sub.get() == "before"
             nats_server.stop()
             nats_server.start()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 4
             # nats-py notices, reconnects and resubscribes by itself.
-            while pubsub.status.resubscribes == 0 and loop.time() < deadline:
-                await asyncio.sleep(0.02)
+            await pubsub.wait_until(lambda: pubsub.status.resubscribes > 0, 4)
             assert pubsub.status.resubscribes == 1 and pubsub.healthy
             await pubsub.publish("c", "after")
             assert await sub.get() == "after"

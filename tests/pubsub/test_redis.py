@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -321,5 +324,111 @@ def test_a_dropped_subscriber_connection_catches_up_from_history(
             assert await a.get() == "5"
             assert await b.get() == "4" and bare.status.missed == 3
             assert kept.status.missed == 0 and kept.status.resubscribes == 1
+
+    run(main())
+
+
+def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP keeps the connections open and silent: the PING watchdog
+    notices within about two health intervals, the engine says it is
+    unhealthy (metrics, /readyz), publishing fails within its timeout, and
+    after SIGCONT the channel is subscribed again and delivers."""
+
+    async def main() -> None:
+        pubsub = RedisPubSub(
+            redis_server.url,
+            health_interval=0.2,
+            command_timeout=0.3,
+            max_reconnect_delay=0.2,
+            history_size=10,
+        )
+        assert redis_server.proc is not None
+        try:
+            sub = await pubsub.subscribe("live")
+            await pubsub.publish("live", "before")
+            assert await sub.get() == "before"
+            assert pubsub.healthy
+            stopped = time.monotonic()
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                await pubsub.wait_connected(timeout=2, connected=False)
+                noticed = time.monotonic() - stopped
+                assert not pubsub.healthy and not pubsub.connected
+                # Silence for an interval, then a PING unanswered for one more.
+                assert 0.3 <= noticed < 1.0, noticed
+                if importlib.util.find_spec("prometheus_client") is not None:
+                    from squall.cli._metrics import WorkerMetrics
+
+                    metrics = WorkerMetrics()
+                    metrics.sample()
+                    assert metrics.pubsub_unhealthy._value.get() >= 1
+                began = time.monotonic()
+                with pytest.raises(ConnectionError, match="cannot publish to Redis"):
+                    await pubsub.publish("nobody-listens", "lost")  # nothing queued behind it
+                assert time.monotonic() - began < 1.5
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            await pubsub.wait_connected(timeout=3)
+            assert pubsub.healthy and pubsub.status.resubscribes == 1
+            await pubsub.publish("live", "after")
+            assert await sub.get() == "after"
+            # The publish that timed out was sent once: Redis applied it
+            # once at most when it resumed (a retry would have added it twice).
+            kept = await pubsub.history("nobody-listens")
+            assert len(kept.publications) <= 1, kept
+        finally:
+            await pubsub.close()
+
+    with caplog.at_level(logging.WARNING, logger="squall.general"):
+        run(main(), limit=6)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no answer to PING" in m for m in messages), messages
+    assert any("reconnected to Redis" in m for m in messages), messages
+
+
+def test_a_connection_cut_under_the_watchdog_s_ping_is_a_lost_connection() -> None:
+    """redis-py raises AttributeError for a PING on a connection closed under
+    it: the reader must see a lost connection (and reconnect), not die."""
+    from squall.pubsub._redis import _Watchdog
+
+    class Cut:
+        async def get_message(self, timeout: float) -> None:
+            return None  # silence
+
+        async def ping(self) -> None:
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+    async def main() -> None:
+        pubsub = RedisPubSub("redis://127.0.0.1:1/0", health_interval=0.01)
+        try:
+            watch = _Watchdog(0.0)  # quiet already: the next look sends a PING
+            with pytest.raises(ConnectionError, match="closed under a command"):
+                await pubsub._next_message(Cut(), watch)
+        finally:
+            await pubsub.close()
+
+    run(main())
+
+
+def test_history_options_in_a_redis_url_are_squall_s_not_redis_py_s(
+    redis_server: RedisServer,
+) -> None:
+    """``redis://...?history_size=N`` (as the guide says): the option is
+    taken by connect, and the URL redis-py gets has none of it."""
+    from squall.pubsub import connect
+
+    async def main() -> None:
+        pubsub = connect(f"{redis_server.url}?history_size=3&history_ttl=60&max_recovery=2")
+        try:
+            assert isinstance(pubsub, RedisPubSub) and pubsub.url == redis_server.url
+            assert (pubsub.history_size, pubsub.history_ttl, pubsub.max_recovery) == (3, 60.0, 2)
+            for text in "abcd":
+                await pubsub.publish("kept", text)
+            kept = await pubsub.history("kept")
+            assert [p.data for p in kept.publications] == ["c", "d"]  # 3 kept, 2 at most read
+        finally:
+            await pubsub.close()
 
     run(main())

@@ -153,6 +153,10 @@ async def scenario(transport: str) -> None:
             tab = await Tab.open(devtools)
             await tab.goto(f"http://127.0.0.1:{port}/?t={transport}")
             assert await tab.evaluate(WAIT_OPEN) == transport
+            # The page's WebSocket is open before the server has its
+            # subscribe message: "first" is published once the subscription
+            # is in place (it starts after the channel's top at that time).
+            await reconnected(transport)
             sent = ["first"]
             await pubsub.publish("room:a", "first")
             assert await tab.evaluate(f"({WAIT_GOT})(1)") == sent
@@ -201,7 +205,7 @@ async def away(transport: str) -> None:
 
 
 async def reconnected(transport: str) -> None:
-    """Until the page's new connection is subscribed again."""
+    """Until the page's (new) connection is subscribed on the server."""
     streams = Live.open_sockets if transport == "websocket" else Events.open_streams
     await until(lambda: len(streams) == 1, limit=10)
 

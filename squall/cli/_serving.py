@@ -166,7 +166,7 @@ class _Front(_Forwarding):
     from the peer's own address.
     """
 
-    __slots__ = ("serving", "context", "delegate", "start_line", "headers", "client")
+    __slots__ = ("serving", "context", "delegate", "start_line", "headers", "client", "request_id")
 
     def __init__(self, serving: ServingDelegate, context: Any) -> None:
         self.serving = serving
@@ -176,12 +176,16 @@ class _Front(_Forwarding):
         self.headers: Optional[HTTPHeaders] = None
         # The client's address from proxy headers, if they named one.
         self.client: Optional[str] = None
+        # With ``--request-id``: the request's id (`RequestIds.assign`).
+        self.request_id = ""
 
     def headers_received(
         self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         assert isinstance(start_line, RequestStartLine) and self.delegate is not None
         serving = self.serving
+        if serving.request_ids is not None:
+            self.request_id = serving.request_ids.assign(self.context, headers)
         if serving.strip_root:
             start_line = _strip_root(start_line, serving.strip_root)
         self.start_line = start_line
@@ -196,21 +200,6 @@ class _Front(_Forwarding):
             self.client = ctx.remote_ip
             ctx.remote_ip = ctx._orig_remote_ip
             ctx.protocol = ctx._orig_protocol
-
-
-class _IdFront(_Front):
-    """A `_Front` that gives the request an id (``--request-id``); the response's
-    copy is added by `RequestIdTransform` (a Squall Application's transform)."""
-
-    __slots__ = ()
-
-    def headers_received(
-        self, start_line: StartLine, headers: HTTPHeaders
-    ) -> Optional[Awaitable[None]]:
-        ids = self.serving.request_ids
-        assert ids is not None
-        ids.assign(self.context, headers)
-        return super().headers_received(start_line, headers)
 
 
 class RequestIdTransform:
@@ -274,24 +263,6 @@ class _Tracked(_Front):
         self.serving._request_done(self)
 
 
-class _IdTracked(_Tracked):
-    """A `_Tracked` that gives the request an id (``--request-id``), in both heads."""
-
-    __slots__ = ("request_id",)
-
-    def __init__(self, serving: ServingDelegate, conn: Any) -> None:
-        super().__init__(serving, conn)
-        self.request_id = ""
-
-    def headers_received(
-        self, start_line: StartLine, headers: HTTPHeaders
-    ) -> Optional[Awaitable[None]]:
-        ids = self.serving.request_ids
-        assert ids is not None
-        self.request_id = ids.assign(self.context, headers)
-        return super().headers_received(start_line, headers)
-
-
 class _AppConnection(WrappedConnection):
     """``request.connection`` as the application sees it, over an `_Tracked`.
 
@@ -316,6 +287,8 @@ class _AppConnection(WrappedConnection):
         exchange = self._exchange
         exchange._status = start_line.code
         exchange._size += len(chunk)
+        if exchange.request_id and "X-Request-ID" not in headers:
+            headers["X-Request-ID"] = exchange.request_id
         return WrappedConnection._emit_head(self, start_line, headers, chunk)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
@@ -344,19 +317,6 @@ class _AppConnection(WrappedConnection):
         stream = self._conn.detach()
         self._exchange._end()
         return stream
-
-
-class _IdAppConnection(_AppConnection):
-    """An `_AppConnection` over an `_IdTracked`: the request's id in the response head."""
-
-    def write_headers(
-        self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None
-    ) -> Any:
-        exchange = self._exchange
-        assert isinstance(exchange, _IdTracked)
-        if isinstance(start_line, ResponseStartLine) and "X-Request-ID" not in headers:
-            headers["X-Request-ID"] = exchange.request_id
-        return super().write_headers(start_line, headers, chunk)
 
 
 class ServingDelegate(HTTPServerConnectionDelegate):
@@ -407,9 +367,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
     ) -> HTTPMessageDelegate:
         app = self.app
         if not self.track:
-            front = (_Front if self.request_ids is None else _IdFront)(
-                self, getattr(request_conn, "context", None)
-            )
+            front = _Front(self, getattr(request_conn, "context", None))
             if isinstance(app, HTTPServerConnectionDelegate):
                 front.delegate = app.start_request(server_conn, request_conn)
             else:
@@ -419,12 +377,8 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         if limit is not None and self.active >= limit:
             return _Reject(request_conn)
         self.active += 1
-        if self.request_ids is None:
-            exchange = _Tracked(self, request_conn)
-            conn = _AppConnection(exchange)
-        else:
-            exchange = _IdTracked(self, request_conn)
-            conn = _IdAppConnection(exchange)
+        exchange = _Tracked(self, request_conn)
+        conn = _AppConnection(exchange)
         if isinstance(app, HTTPServerConnectionDelegate):
             exchange.delegate = app.start_request(server_conn, conn)
         else:

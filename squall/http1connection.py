@@ -44,9 +44,8 @@ from squall.httputil import (
     ResponseStartLine,
 )
 
-# The drivers' kit moved to httputil/_kit; the names stay importable from here.
-from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, Exchange
-from squall.httputil._kit import (
+# What the drivers share is in httputil/_drivers; the names stay importable from here.
+from squall.httputil._drivers import (
     _DEFAULT_CHUNK_SIZE,
     _DEFAULT_MAX_BODY_SIZE,
     _DEFAULT_MAX_HEADER_SIZE,
@@ -61,12 +60,13 @@ from squall.httputil._kit import (
     _new_h1,
     _response_head,
 )
-from squall.httputil._kit import _MAX_1XX_RESPONSES as _MAX_1XX_RESPONSES
-from squall.httputil._kit import _header_pairs as _header_pairs
-from squall.httputil._kit import _lenient_after as _lenient_after
-from squall.httputil._kit import _limits as _limits
-from squall.httputil._kit import _parser_choice as _parser_choice
-from squall.httputil._misc import StartLine
+from squall.httputil._drivers import _MAX_1XX_RESPONSES as _MAX_1XX_RESPONSES
+from squall.httputil._drivers import _header_pairs as _header_pairs
+from squall.httputil._drivers import _lenient_after as _lenient_after
+from squall.httputil._drivers import _limits as _limits
+from squall.httputil._drivers import _parser_choice as _parser_choice
+from squall.httputil._exchange import BODY, DONE, HEAD, IDLE, Exchange
+from squall.httputil._startline import StartLine
 from squall.iostream import IOStream, StreamClosedError
 from squall.log import app_log, gen_log
 

@@ -24,7 +24,7 @@ from typing import Any, Optional, SupportsIndex, Union
 from squall import httputil
 from squall.escape import url_escape, url_unescape, utf8
 from squall.httputil._delegates import _Forwarding
-from squall.httputil._misc import StartLine
+from squall.httputil._startline import StartLine
 from squall.log import app_log
 from squall.util import import_object, re_unescape
 

@@ -254,7 +254,7 @@ def test_every_top_level_module_has_a_layer() -> None:
 # {package: packages whose private names (a private module, or an
 # underscore name) it never imports}. web/ reaches the server through
 # HTTPConnection's contract (httputil), never through a driver's own
-# classes; the drivers share the kit in httputil/_kit.py, and
+# classes; the drivers share httputil/_drivers.py, and
 # http1connection is one driver, not its home. websocket/ writes to a server
 # connection through the declared capability of its stream
 # (httputil/_websocket_link.py). The adapters (asgi, wsgi, testclient) and

@@ -32,8 +32,8 @@ from squall.httputil import (
 )
 from squall.httputil._delegates import _Forwarding
 from squall.httputil._exchange import BODY, close_by_attribute
-from squall.httputil._misc import StartLine
 from squall.httputil._proxy import ProxyHeaders, TrustedPeers, parse_forwarded
+from squall.httputil._startline import StartLine
 from squall.httputil._wrapped import WrappedConnection
 from squall.log import log_from_caller
 

@@ -14,7 +14,7 @@ __all__: list[str] = []
 import asyncio
 
 from squall.httputil import HTTPConnection, HTTPHeaders
-from squall.httputil._misc import ResponseStartLine
+from squall.httputil._startline import ResponseStartLine
 from squall.httputil._wrapped import WrappedConnection
 
 

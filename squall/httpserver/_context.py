@@ -15,8 +15,8 @@ from squall.httputil import (
     RequestStartLine,
 )
 from squall.httputil._exchange import RequestContextBase
-from squall.httputil._misc import StartLine
 from squall.httputil._proxy import ProxyHeaders
+from squall.httputil._startline import StartLine
 
 __all__ = ["_CallableAdapter", "_HTTPRequestContext", "_ProxyAdapter"]
 

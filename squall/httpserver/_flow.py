@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Optional
 
 from squall.concurrent import _held_future
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
-from squall.httputil._kit import _check_host, _GzipMessageDelegate
+from squall.httputil._drivers import _check_host, _GzipMessageDelegate
 from squall.log import app_log
 
 if TYPE_CHECKING:

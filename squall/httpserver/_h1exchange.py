@@ -22,10 +22,10 @@ from squall._h1 import LocalProtocolError
 from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import HTTPHeaders, HTTPOutputError
+from squall.httputil._drivers import _body
 from squall.httputil._exchange import GONE, HEAD, IDLE, Exchange
-from squall.httputil._kit import _body
-from squall.httputil._misc import StartLine
 from squall.httputil._response import _ResponseHeaders
+from squall.httputil._startline import StartLine
 from squall.iostream import StreamClosedError
 from squall.log import app_log
 

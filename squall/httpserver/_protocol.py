@@ -73,14 +73,14 @@ from squall.httputil import (
     HTTPInputError,
     HTTPMessageDelegate,
 )
-from squall.httputil._exchange import DONE, IDLE
-from squall.httputil._kit import (
+from squall.httputil._drivers import (
     _error_response,
     _GzipMessageDelegate,
     _lenient_after,
     _log_malformed,
     _new_h1,
 )
+from squall.httputil._exchange import DONE, IDLE
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 from squall.platform.asyncio import _bound_reads

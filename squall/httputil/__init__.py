@@ -11,7 +11,9 @@ Layout (all names are re-exported here):
 
 * ``_headers``: the RFC 9110/9112 grammar (``_ABNF``), the errors, `HTTPHeaders`
 * ``_forms``: urlencoded and multipart bodies, header parameters, cookies, limits
-* ``_misc``: start lines, `url_concat`, `format_timestamp`, byte ranges
+* ``_startline``: request and response start lines
+* ``_urls``: `url_concat`, host and port, query arguments, credentials
+* ``_fieldvalues``: `format_timestamp`, byte ranges
 * ``_delegates``: the delegate interfaces
 * ``_request``: `HTTPServerRequest` (compiled in the speedups build)
 * ``_qs``: query strings to arguments (compiled in the speedups build)
@@ -21,6 +23,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from squall.httputil._fieldvalues import (
+    _get_content_range,
+    _int_or_none,
+    _parse_request_range,
+    format_timestamp,
+)
 from squall.httputil._forms import (
     HTTPFile,
     ParseBodyConfig,
@@ -42,22 +50,20 @@ from squall.httputil._headers import (
     HTTPOutputError,
     _normalize_header,
 )
-from squall.httputil._misc import (
+from squall.httputil._qs import _parse_qs_bytes
+from squall.httputil._startline import (
     RequestStartLine,
     ResponseStartLine,
-    _get_content_range,
-    _int_or_none,
-    _parse_request_range,
-    encode_username_password,
-    format_timestamp,
     parse_request_start_line,
     parse_response_start_line,
-    qs_to_qsl,
     responses,
+)
+from squall.httputil._urls import (
+    encode_username_password,
+    qs_to_qsl,
     split_host_and_port,
     url_concat,
 )
-from squall.httputil._qs import _parse_qs_bytes
 
 if TYPE_CHECKING:
     import unittest
@@ -82,7 +88,15 @@ def doctests() -> unittest.TestSuite:
     import inspect
     import unittest
 
-    from squall.httputil import _delegates, _forms, _headers, _misc, _request
+    from squall.httputil import (
+        _delegates,
+        _fieldvalues,
+        _forms,
+        _headers,
+        _request,
+        _startline,
+        _urls,
+    )
 
     class LocalFinder(doctest.DocTestFinder):
         # The public objects carry this package's name in __module__, which
@@ -99,7 +113,7 @@ def doctests() -> unittest.TestSuite:
             return bool(super()._from_module(module, obj))  # type: ignore[misc]
 
     suite = unittest.TestSuite()
-    for module in (_headers, _forms, _misc, _delegates, _request):
+    for module in (_headers, _forms, _startline, _urls, _fieldvalues, _delegates, _request):
         suite.addTests(doctest.DocTestSuite(module, test_finder=LocalFinder()))
     return suite
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import IO, Any, Optional
 
 from squall.httputil._headers import HTTPHeaders, HTTPOutputError
-from squall.httputil._misc import StartLine
+from squall.httputil._startline import StartLine
 
 __all__ = ["HTTPConnection", "check_informational"]
 

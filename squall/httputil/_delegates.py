@@ -13,7 +13,7 @@ from typing import Optional
 
 from squall.httputil._exchange import HTTPConnection
 from squall.httputil._headers import HTTPHeaders
-from squall.httputil._misc import StartLine
+from squall.httputil._startline import StartLine
 
 __all__ = ["HTTPConnection", "HTTPMessageDelegate", "HTTPServerConnectionDelegate"]
 

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Final, Optional
 from squall._compiled import mypyc_attr
 from squall.httputil._contract import HTTPConnection, check_informational
 from squall.httputil._headers import HTTPHeaders, HTTPOutputError
-from squall.httputil._misc import ResponseStartLine, StartLine
+from squall.httputil._startline import ResponseStartLine, StartLine
 from squall.iostream import StreamClosedError
 from squall.log import app_log
 

@@ -17,8 +17,9 @@ from squall.httputil._delegates import HTTPConnection, _OpenAttributes
 from squall.httputil._exchange import Exchange, RequestContextBase
 from squall.httputil._forms import HTTPFile, _latin1_or_utf8, parse_cookie
 from squall.httputil._headers import HTTPHeaders, HTTPInputError
-from squall.httputil._misc import RequestStartLine, StartLine, split_host_and_port
 from squall.httputil._qs import _parse_qs_bytes, parse_qs_text
+from squall.httputil._startline import RequestStartLine, StartLine
+from squall.httputil._urls import split_host_and_port
 
 if TYPE_CHECKING:
     import http.cookies

@@ -19,7 +19,7 @@ from typing import IO, Any, Optional
 
 from squall.httputil._exchange import IDLE, Exchange, HTTPConnection, close_by_attribute
 from squall.httputil._headers import HTTPHeaders, HTTPOutputError
-from squall.httputil._misc import ResponseStartLine
+from squall.httputil._startline import ResponseStartLine
 
 __all__ = ["WrappedConnection"]
 

@@ -21,8 +21,8 @@ from squall.concurrent import Future, _held_tasks, future_set_result_unless_canc
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
 from squall.httputil._exchange import loop_of
 from squall.httputil._headers import HTTPHeaders
-from squall.httputil._misc import RequestStartLine, StartLine
 from squall.httputil._request import HTTPServerRequest
+from squall.httputil._startline import RequestStartLine, StartLine
 
 if TYPE_CHECKING:
     from squall.web.application import Application

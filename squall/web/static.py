@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Optional, Union
 
 from squall._content_coding import choose_coding
-from squall.httputil._misc import _get_content_range, _parse_request_range
+from squall.httputil._fieldvalues import _get_content_range, _parse_request_range
 from squall.iostream import StreamClosedError
 from squall.log import gen_log
 from squall.web.errors import HTTPError

@@ -61,11 +61,11 @@ class _Peer:
         app_log.error("Uncaught exception in WebSocket", exc_info=(typ, value, tb))
 
 
-class _Rare:
+class _PingsAndClose:
     """What a connection needs only once it pings, is pinged or closes.
 
     The close's timer and the state of pings, made by the first of those
-    (`WebSocketProtocol13._rare_state`): an idle connection that does
+    (`WebSocketProtocol13._pings_and_close`): an idle connection that does
     neither keeps none of it (issue 22).
     """
 
@@ -156,7 +156,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         "close_reason",
         "_closed",
         "_close_seen",
-        "_rare",
+        "_timers",
         "_task",
         "_cork",
         "_cork_future",
@@ -206,8 +206,8 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.close_reason: Optional[str] = None
         self._closed = False
         self._close_seen = False
-        # Timers and pings (see _Rare), made when first needed.
-        self._rare: Optional[_Rare] = None
+        # Timers and pings (see _PingsAndClose), made when first needed.
+        self._timers: Optional[_PingsAndClose] = None
         self._task: Optional[asyncio.Task[None]] = None
         self._cork: Optional[list[bytes]] = None
         self._cork_future: Optional[Future[None]] = None
@@ -274,14 +274,14 @@ class WebSocketProtocol13(WebSocketProtocol):
                 if carrier.writing_paused():
                     self.set_write_paused(True)
         if self.ping_interval:
-            self._rare_state().last_ping = IOLoop.current().time()
+            self._pings_and_close().last_ping = IOLoop.current().time()
             self._schedule_ping(self.ping_interval)
 
-    def _rare_state(self) -> _Rare:
-        rare = self._rare
-        if rare is None:
-            rare = self._rare = _Rare()
-        return rare
+    def _pings_and_close(self) -> _PingsAndClose:
+        state = self._timers
+        if state is None:
+            state = self._timers = _PingsAndClose()
+        return state
 
     def start_reading(self) -> None:
         """Starts reading frames and dispatching their events.
@@ -526,9 +526,9 @@ class WebSocketProtocol13(WebSocketProtocol):
                 self._answer_ping(data)
             peer.on_ping(data)
             return None
-        rare = self._rare
-        if rare is not None:
-            rare.pings_answered = rare.pings_sent
+        state = self._timers
+        if state is not None:
+            state.pings_answered = state.pings_sent
         peer.on_pong(data)
         return None
 
@@ -538,22 +538,22 @@ class WebSocketProtocol13(WebSocketProtocol):
         # earlier read's pong is still unwritten (the peer does not read)
         # is just the latest ping answered (RFC 6455 section 5.5.3 allows
         # it), so that a ping flood cannot pile pongs up in our buffer.
-        rare = self._rare_state()
-        pending = rare.pong_future
+        state = self._pings_and_close()
+        pending = state.pong_future
         if pending is not None and pending is not self._cork_future:
-            rare.pending_pong = data
+            state.pending_pong = data
             return
         future = self._write_frame(True, 0xA, data)
         if future is not pending and not future.done():
-            rare.pong_future = future
+            state.pong_future = future
             future.add_done_callback(self._pong_written)
 
     def _pong_written(self, future: Future[None]) -> None:
-        rare = self._rare_state()
-        rare.pong_future = None
-        pending = rare.pending_pong
+        state = self._pings_and_close()
+        state.pong_future = None
+        pending = state.pending_pong
         if pending is not None and not self.is_closing():
-            rare.pending_pong = None
+            state.pending_pong = None
             self._answer_ping(pending)
 
     # -- writing
@@ -697,31 +697,33 @@ class WebSocketProtocol13(WebSocketProtocol):
         return max(0.0, last_ping_time + interval - now)
 
     def _schedule_ping(self, delay: float) -> None:
-        self._rare_state().ping_timer = IOLoop.current().call_later(delay, self._send_periodic_ping)
+        self._pings_and_close().ping_timer = IOLoop.current().call_later(
+            delay, self._send_periodic_ping
+        )
 
     def _send_periodic_ping(self) -> None:
-        rare = self._rare_state()
-        rare.ping_timer = None
+        state = self._pings_and_close()
+        state.ping_timer = None
         if self.is_closing() or not self.ping_interval:
             return
         loop = IOLoop.current()
         now = loop.time()
-        rare.last_ping = now
-        rare.pings_sent += 1
+        state.last_ping = now
+        state.pings_sent += 1
         try:
             self._write_frame(True, 0x9, b"")
         except WebSocketClosedError:
             return
         if self.ping_timeout:
-            loop.call_later(self.ping_timeout, self._check_pong, rare.pings_sent)
+            loop.call_later(self.ping_timeout, self._check_pong, state.pings_sent)
         self._schedule_ping(
             self.ping_sleep_time(
-                last_ping_time=rare.last_ping, interval=self.ping_interval, now=loop.time()
+                last_ping_time=state.last_ping, interval=self.ping_interval, now=loop.time()
             )
         )
 
     def _check_pong(self, ping_number: int) -> None:
-        if self._rare_state().pings_answered < ping_number and not self.is_closing():
+        if self._pings_and_close().pings_answered < ping_number and not self.is_closing():
             self.close(1000, "ping timed out")
 
     # -- closing
@@ -775,10 +777,10 @@ class WebSocketProtocol13(WebSocketProtocol):
         if self._close_seen:
             self._close_stream()
         else:
-            rare = self._rare_state()
-            if rare.close_timer is None:
+            state = self._pings_and_close()
+            if state.close_timer is None:
                 # The peer should echo the close frame and (server) close TCP.
-                rare.close_timer = IOLoop.current().call_later(_CLOSE_TIMEOUT, self._abort)
+                state.close_timer = IOLoop.current().call_later(_CLOSE_TIMEOUT, self._abort)
 
     @property
     def takes_direct_writes(self) -> bool:
@@ -809,15 +811,15 @@ class WebSocketProtocol13(WebSocketProtocol):
             return
         self._closed = True
         self._sink = self._plain = None
-        rare = self._rare
-        if rare is not None and (rare.close_timer is not None or rare.ping_timer is not None):
+        state = self._timers
+        if state is not None and (state.close_timer is not None or state.ping_timer is not None):
             # (IOLoop.current() only then: a peer that closes first leaves
             # no timer, and the lookup was a tenth of the close's cost.)
             loop = IOLoop.current()
-            for timer in (rare.close_timer, rare.ping_timer):
+            for timer in (state.close_timer, state.ping_timer):
                 if timer is not None:
                     loop.remove_timeout(timer)
-            rare.close_timer = rare.ping_timer = None
+            state.close_timer = state.ping_timer = None
         task = self._task
         if task is not None and task is not asyncio.current_task():
             task.cancel()

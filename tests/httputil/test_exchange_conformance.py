@@ -34,7 +34,7 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
-from squall.httputil._misc import StartLine
+from squall.httputil._startline import StartLine
 from squall.iostream import IOStream, StreamClosedError
 from squall.web import Application, RequestHandler
 

@@ -224,9 +224,9 @@ def test_a_host_that_passed_is_taken_from_the_table_and_nothing_else_is() -> Non
     import pytest
 
     from squall.httpserver import _flow
-    from squall.httputil import HTTPHeaders, HTTPInputError, _kit
+    from squall.httputil import HTTPHeaders, HTTPInputError, _drivers
 
-    table = _kit._GOOD_HOSTS
+    table = _drivers._GOOD_HOSTS
     table.clear()
     assert _flow.checked_host(HTTPHeaders({"Host": "chat.example:443"}), "HTTP/1.1") == (
         "chat.example:443"
@@ -249,10 +249,10 @@ def test_a_host_that_passed_is_taken_from_the_table_and_nothing_else_is() -> Non
         _flow.checked_host(HTTPHeaders(), "HTTP/1.1")
     # Bounded in count and in length: a client naming ever new hosts only
     # makes the table start again.
-    for i in range(3 * _kit._GOOD_HOSTS_MAX):
+    for i in range(3 * _drivers._GOOD_HOSTS_MAX):
         _flow.checked_host(HTTPHeaders({"Host": f"h{i}.example"}), "HTTP/1.1")
-        assert len(table) <= _kit._GOOD_HOSTS_MAX
-    long_host = "a" * (_kit._GOOD_HOST_MAX_LEN + 1)
+        assert len(table) <= _drivers._GOOD_HOSTS_MAX
+    long_host = "a" * (_drivers._GOOD_HOST_MAX_LEN + 1)
     assert _flow.checked_host(HTTPHeaders({"Host": long_host}), "HTTP/1.1") == long_host
     assert long_host not in table
     table.clear()

@@ -1,4 +1,4 @@
-"""The drivers' kit: what the HTTP/1.1 drivers (`.HTTP1Connection` over an
+"""What the HTTP/1.1 drivers (`.HTTP1Connection` over an
 `.IOStream`, the server's protocol in ``httpserver/_protocol``) and the
 HTTP/2 server share around the sans-I/O core ``squall._h1``: a parser made
 from a server's parameters, the switch to a lenient parser, the Host rule,
@@ -19,7 +19,7 @@ from squall._content_coding import ContentCodingError, Decoder, make_decoder
 from squall._h1 import H1Connection, H1Limits, LocalProtocolError, ProtocolError
 from squall.httputil._delegates import HTTPMessageDelegate
 from squall.httputil._headers import _ABNF, HTTPHeaders, HTTPInputError, HTTPOutputError
-from squall.httputil._misc import ResponseStartLine, StartLine, responses
+from squall.httputil._startline import ResponseStartLine, StartLine, responses
 from squall.log import gen_log
 
 if TYPE_CHECKING:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import squall._tornado_dist
 import squall.compat
 
 
@@ -25,7 +26,7 @@ def run_with_site(site_dir: Path, code: str) -> subprocess.CompletedProcess[str]
 @pytest.fixture
 def site_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # No real Tornado for these tests, whatever the venv holds.
-    monkeypatch.setattr(squall.compat, "_real_tornado", lambda: None)
+    monkeypatch.setattr(squall._tornado_dist, "real_tornado", lambda: None)
     return tmp_path
 
 
@@ -95,7 +96,7 @@ def test_command_line(
             squall.compat.main()
         assert exit_.value.code == 0
         assert capsys.readouterr().out.startswith(expected)
-    monkeypatch.setattr(squall.compat, "_real_tornado", lambda: "/x/tornado")
+    monkeypatch.setattr(squall._tornado_dist, "real_tornado", lambda: "/x/tornado")
     monkeypatch.setattr(sys, "argv", ["squall.compat", "--install-alias"])
     with pytest.raises(SystemExit) as exit_:
         squall.compat.main()
@@ -117,7 +118,7 @@ def test_tornado_distribution_for_importlib_metadata_and_pip(site_dir: Path) -> 
         "print(m.distribution('tornado').metadata['Summary']); "
         "assert 'squall' not in sys.modules, 'read without importing squall'; "
         # The distribution is Squall's, not a real Tornado that --install-alias refuses.
-        "import squall.compat; assert squall.compat._real_tornado() is None"
+        "import squall._tornado_dist; assert squall._tornado_dist.real_tornado() is None"
     )
     proc = run_with_site(site_dir, code)
     assert proc.returncode == 0, proc.stderr

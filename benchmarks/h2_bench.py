@@ -309,10 +309,12 @@ def main() -> int:
             scale = SLOW.get(name, 1)
             server = start(name)
             try:
+                h2load(server.port, args.warmup // scale, args.clients, args.streams)
+                # After the warm-up: Granian's supervisor listens before its
+                # worker has started.
                 loose = unpinned(server.proc.pid)
                 if loose:
                     raise RuntimeError(f"{name}: threads not pinned to core 0: {loose}")
-                h2load(server.port, args.warmup // scale, args.clients, args.streams)
                 before = cpu_seconds(server.proc.pid)
                 t0 = time.monotonic()
                 requests = args.requests // scale

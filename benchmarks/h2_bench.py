@@ -13,8 +13,8 @@ Contenders (``make bench-h2`` runs them from the bench venv, compiled squall):
 * ``hypercorn``: ``hypercorn -k uvloop``, the same bare ASGI callable.
 
 Each server is pinned to core 0 (``taskset -c 0``; threads and children
-inherit it, and every thread of the server's process tree is checked to be
-allowed core 0 alone before a run), h2load (Debian's nghttp2-client, one
+inherit it, and every thread of the server's process tree is checked, after
+the warm-up, to be allowed core 0 alone), h2load (Debian's nghttp2-client, one
 thread) to core 1, h2c by prior knowledge (h2load's default for
 ``http://``), ``-c 20 -m 10`` by default. The contenders alternate over
 ``--rounds`` rounds; per round and contender a fresh server, ``--warmup``
@@ -23,8 +23,9 @@ h2load run of that exact count: requests per second as h2load reports it,
 and requests per server CPU-second (the measured count over the utime +
 stime of the server's process tree from /proc/PID/stat, every process and
 thread, read before and after the run), with the share of core 0 the
-server used (``busy``: CPU over wall time; below 1 the server waited for
-the load, and its CPU per request is not that of a saturated server). The
+server used (``busy``: CPU over wall time; below 1 the server waited, for
+the load or for its core, and its CPU per request is not that of a
+saturated server). The
 report gives each contender's medians, the ratios of the medians against
 Granian, and the median of the per-round ratios (each contender against
 Granian in the same round, which the machine's drift between rounds does
@@ -32,12 +33,15 @@ not move). Contenders whose packages are missing are left out, saying why;
 ``--only NAME`` (repeatable) picks some.
 
 Granian's work is done by a worker process under its supervisor, in two
-threads (the Python one and Tokio's runtime thread): a harness that pins
-the supervisor after it started (``taskset -p``: the worker was already
-spawned) or a process's main thread only (``taskset -p`` without ``-a``)
-leaves that work free to use the load generator's core. Measured side by
-side on one machine, that reads Granian 1.2-1.35x cheaper per request than
-with all of it on core 0, which is why every thread's affinity is checked.
+threads (the Python one and Tokio's runtime thread); all are counted, and
+all must be on core 0. Left free to use the load generator's core (its
+supervisor pinned with ``taskset -p`` after the worker started), Granian
+read dearer, not cheaper: 0.73-0.85x the requests per CPU-second of Granian
+pinned whole (4 alternated rounds, load 13). Counting requests as h2load
+-D's rate times the run's wall time (this harness before) read the same as
+exact counts on one server instance (3 rounds); the ratios move with the
+machine instead: keep ``busy`` in view, and compare runs made under the same
+load.
 
     python benchmarks/h2_bench.py [--rounds 5] [--warmup 20000] [--requests 100000]
                                   [--clients 20] [--streams 10] [--only NAME] [--json FILE]

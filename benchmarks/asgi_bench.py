@@ -45,6 +45,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from h2_bench import unpinned  # noqa: E402
+
 SERVERS = HERE / "servers"
 LUA = HERE / "varied.lua"
 
@@ -182,8 +186,10 @@ def run_wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
     return float(rps.group(1)), int(total.group(1))
 
 
-def measure(name: str, app: str, duration: float, connections: int) -> tuple[float, float]:
-    """Requests per second, and requests per CPU-second of the server process."""
+def measure(name: str, app: str, duration: float, connections: int) -> tuple[float, float, float]:
+    """Requests per second, requests per CPU-second of the server's process
+    tree, and the share of its core the server used (below 1 it waited, for
+    the load or for the core: compare runs made under the same load)."""
     port = free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
@@ -196,10 +202,17 @@ def measure(name: str, app: str, duration: float, connections: int) -> tuple[flo
     try:
         wait_listening(port, proc, time.monotonic() + 20)
         run_wrk(port, 1, connections)  # warm-up
+        # After the warm-up: Granian's supervisor listens before its worker
+        # has started. A thread allowed another core would use wrk's.
+        loose = unpinned(proc.pid) if pin(0) else []
+        if loose:
+            raise RuntimeError(f"{name}: threads not pinned to core 0: {loose}")
         before = cpu_seconds(proc.pid)
+        t0 = time.monotonic()
         rps, total = run_wrk(port, duration, connections)
         used = cpu_seconds(proc.pid) - before
-        return rps, (total / used if used > 0 else float("nan"))
+        busy = used / (time.monotonic() - t0)
+        return rps, (total / used if used > 0 else float("nan")), busy
     except (RuntimeError, subprocess.CalledProcessError):
         log.seek(0)
         sys.stderr.write(log.read()[-2000:].decode(errors="replace"))
@@ -218,11 +231,12 @@ def bench_app(app: str, names: list[str], args: argparse.Namespace) -> dict[str,
         order = names[r % len(names) :] + names[: r % len(names)]
         got = {}
         for name in order:
-            got[name] = measure(name, app, args.duration, args.connections)
+            rps, per_cpu, busy = measure(name, app, args.duration, args.connections)
+            got[name] = (rps, per_cpu)
             results[name].append(got[name])
             print(
-                f"{app} round {r + 1} {name:<8} {got[name][0]:>9,.0f} req/s "
-                f"{got[name][1]:>9,.0f} req/CPU-s",
+                f"{app} round {r + 1} {name:<8} {rps:>9,.0f} req/s "
+                f"{per_cpu:>9,.0f} req/CPU-s  busy {busy:.2f}",
                 flush=True,
             )
         for other in ratios:

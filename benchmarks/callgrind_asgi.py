@@ -261,6 +261,35 @@ def table(args: argparse.Namespace, report: dict[str, Any]) -> None:
                     print(f"  {app:<10} uvicorn / {server:<12} (net) {ratio:.2f}x")
     report["harness"] = harness
     report["rows"] = rows
+    ceilings(rows, apps, harness)
+
+
+def ceilings(rows: dict[str, dict[str, float]], apps: list[str], harness: float) -> None:
+    """What an app costs by itself, and the most Squall could read against uvicorn.
+
+    The app's own cost is Squall's total with it less Squall's with the bare
+    app; with an ASGI layer that cost nothing, Squall would cost the floor
+    (the server below the ASGI seam) plus that: uvicorn's net over it is the
+    ratio no change to Squall's ASGI layer can pass. Needs the bare app and
+    the squall, squall-floor and uvicorn servers in the run.
+    """
+    bare = rows.get("bare", {}).get("squall")
+    floor = rows.get(apps[0], {}).get("squall-floor")
+    if bare is None or floor is None:
+        return
+    print(
+        f"== the ASGI layer (bare app less floor) {bare - floor:,.0f}; each app by itself, "
+        "and uvicorn / squall (net) now and with an ASGI layer costing nothing"
+    )
+    for app in apps:
+        got = rows.get(app, {})
+        if app == "bare" or "squall" not in got or "uvicorn" not in got:
+            continue
+        own = got["squall"] - bare
+        uvicorn = got["uvicorn"] - harness
+        now = uvicorn / (got["squall"] - harness)
+        ceiling = uvicorn / (floor - harness + own)
+        print(f"  {app:<10} app {own:>9,.0f}  now {now:.2f}x  ceiling {ceiling:.2f}x")
 
 
 def profile(args: argparse.Namespace, report: dict[str, Any], top: int = 30) -> None:

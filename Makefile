@@ -281,7 +281,8 @@ demo-cluster-local: $(STAMP)
 # Redis CPU per publish, missing and duplicated deliveries; results in
 # benchmarks/results/cluster.json (benchmarks/cluster/bench.py). SMALL=1: a
 # quick run of 2,000 subscribers. Parameters: SUBSCRIBERS, CHANNELS, RATE,
-# SECONDS, NODES (e.g. 1,2,4), BROKERS, FRAMEWORKS, or BENCH_ARGS. The fault
+# SECONDS, NODES (e.g. 1,2,4), BROKERS, FRAMEWORKS, SHARDS (the Redis
+# Cluster's primaries, e.g. 1,3), or BENCH_ARGS. The fault
 # table (a Redis primary killed or stopped, a node killed): `make bench-cluster-faults`.
 # Both run the compiled build (the bench venv), as the other benchmarks do.
 bench-cluster: $(BENCH_SPEEDUPS) cluster-deps

@@ -14,6 +14,9 @@ second for D seconds; printed and kept in benchmarks/results/cluster.json:
 connections held, deliveries/s, latency p50/p99/max, server CPU per delivery
 (every node process, /proc), Redis CPU per publish (every redis-server),
 missing and duplicated deliveries. Squall and Socket.IO alternate.
+``--shards 1,3`` (``SHARDS``) runs the cluster rows on clusters of 1 and of 3
+primaries (a replica each): Redis CPU per publish as shards are added, also
+net of Redis's idle work (measured over the settle window before publishing).
 Servers and Redis are pinned to CPU 0, clients and publisher to CPU 1.
 
 ``--faults`` runs the fault table instead: clients through nginx (they
@@ -49,6 +52,7 @@ from services import (  # noqa: E402
     RedisCluster,
     Service,
     cpu_seconds,
+    run_seconds,
     spawn,
     start_nginx,
     start_redis,
@@ -94,7 +98,9 @@ class Bench:
         self.pub = lab.add_host("pub")
         self.front = lab.add_host("nginx")
         self.redis_host = lab.add_host("redis")
-        self.cluster_hosts = [lab.add_host(f"redis{i}") for i in range(1, 7)]
+        shards = max(args.shards)
+        self.cluster_hosts = [lab.add_host(f"redis{i}") for i in range(1, 2 * shards + 1)]
+        self.shards = 3  # the cluster's, while one runs
         self.single: Optional[Service] = None
         self.cluster: Optional[RedisCluster] = None
         self.killed_cpu: dict[int, float] = {}
@@ -108,11 +114,15 @@ class Bench:
             )
         return self.single
 
-    def start_cluster(self) -> RedisCluster:
+    def start_cluster(self, shards: int = 3) -> RedisCluster:
+        """A cluster of ``shards`` primaries and as many replicas (a new one if the count differs)."""
+        if self.cluster is not None and shards != self.shards:
+            self.stop_cluster()
         if self.cluster is None:
+            self.shards = shards
             self.cluster = start_redis_cluster(
                 self.lab,
-                self.cluster_hosts,
+                self.cluster_hosts[: 2 * shards],
                 self.workdir / f"c{time.monotonic_ns()}",
                 cpus=SERVER_CPUS,
                 echo=self.echo,
@@ -133,12 +143,12 @@ class Bench:
             pids += [s.pid for s in self.cluster.servers]
         return pids
 
-    def broker(self, kind: str, framework: str) -> tuple[str, list[int]]:
+    def broker(self, kind: str, framework: str, shards: int = 3) -> tuple[str, list[int]]:
         """The URL each framework's nodes take for ``kind``, and the redis pids to measure."""
         if kind == "redis":
             s = self.start_single()
             return f"redis://{s.host.address}:6379/0", [s.pid]
-        c = self.start_cluster()
+        c = self.start_cluster(shards)
         pids = [s.pid for s in c.servers]
         if framework == "socketio":
             return "cluster://" + ",".join(c.nodes[:3]), pids
@@ -242,13 +252,13 @@ class Bench:
         )
 
     def run(
-        self, framework: str, kind: str, nodes: int, fault: Optional[str] = None
+        self, framework: str, kind: str, nodes: int, fault: Optional[str] = None, shards: int = 3
     ) -> dict[str, Any]:
         a = self.args
         subscribers = min(a.subscribers, PER_NODE * nodes)
         if fault:
             subscribers = min(a.subscribers, 8000)  # through one nginx worker: two descriptors each
-        url, redis_pids = self.broker(kind, framework)
+        url, redis_pids = self.broker(kind, framework, shards)
         # Faults with recovery: history kept beside the offsets, positions
         # sent with each message and given back on reconnecting.
         resume = bool(fault) and framework == "squall" and not a.no_resume
@@ -258,6 +268,7 @@ class Bench:
             "framework": framework,
             "broker": kind,
             "nodes": nodes,
+            "shards": shards if kind != "redis" else 1,
             "subscribers": subscribers,
             "channels": a.channels,
             "rate": a.rate,
@@ -295,13 +306,17 @@ class Bench:
             row["held"] = held
             # The nodes subscribe to Redis as their first socket of a channel
             # opens; give the last subscriptions time to be in place.
+            idle0 = (time.monotonic(), run_seconds(redis_pids))
             time.sleep(a.settle)
+            # Redis's own work with nothing published (cluster gossip, cron),
+            # subtracted for the net figure: it grows with the servers.
+            idle = (run_seconds(redis_pids) - idle0[1]) / (time.monotonic() - idle0[0])
             for c in clients:
                 c.proc.stdin.write(b"mark\n")
                 c.proc.stdin.flush()
             node_pids = [s.pid for s in servers]
             node_cpu0 = {pid: cpu_seconds([pid]) for pid in node_pids}
-            cpu0 = sum(node_cpu0.values()), cpu_seconds(redis_pids)
+            cpu0 = sum(node_cpu0.values()), run_seconds(redis_pids)
             started = time.monotonic()
             pub = self.publisher(framework, url, a.seconds)
             if fault:
@@ -315,8 +330,10 @@ class Bench:
             # A node killed counts with its CPU read just before the kill.
             cpu1 = (
                 sum(self.killed_cpu.pop(pid, None) or cpu_seconds([pid]) for pid in node_pids),
-                cpu_seconds(redis_pids),
+                run_seconds(redis_pids),
             )
+            row["redis_idle_ms_per_s"] = round(idle * 1e3, 2)
+            redis_net = cpu1[1] - cpu0[1] - idle * (time.monotonic() - started)
             reports = []
             for c in clients:
                 c.proc.stdin.write(b"report\n")
@@ -329,6 +346,8 @@ class Bench:
                         file=sys.stderr,
                     )
             self.summarize(row, reports, published, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
+            if row["published"]:
+                row["redis_net_us_per_publish"] = round(redis_net / row["published"] * 1e6, 1)
         finally:
             for svc in servers + ([front] if front else []):
                 self.lab.stop(svc.proc, 2)
@@ -414,6 +433,7 @@ COLUMNS = [
     ("framework", 9),
     ("broker", 15),
     ("nodes", 5),
+    ("shards", 6),
     ("held", 6),
     ("deliveries_per_s", 9),
     ("p50_ms", 7),
@@ -421,6 +441,7 @@ COLUMNS = [
     ("max_ms", 7),
     ("server_us_per_delivery", 9),
     ("redis_us_per_publish", 9),
+    ("redis_net_us_per_publish", 9),
     ("missing", 8),
     ("duplicated", 5),
 ]
@@ -428,6 +449,7 @@ HEADS = {
     "deliveries_per_s": "deliv/s",
     "server_us_per_delivery": "srv us/d",
     "redis_us_per_publish": "redis us/p",
+    "redis_net_us_per_publish": "net us/p",
     "duplicated": "dups",
 }
 
@@ -480,7 +502,14 @@ def save(rows: list[dict[str, Any]], key: str, isolation: str) -> Path:
 
     # A run of some configurations replaces those and keeps the others.
     def ident(r: dict[str, Any]) -> tuple[Any, ...]:
-        return (r["framework"], r["broker"], r["nodes"], r.get("fault"), r.get("recovery"))
+        return (
+            r["framework"],
+            r["broker"],
+            r["nodes"],
+            r.get("shards", 3) if r["broker"] != "redis" else 1,
+            r.get("fault"),
+            r.get("recovery"),
+        )
 
     fresh = {ident(r) for r in rows}
     kept[key] = [r for r in kept.get(key, []) if ident(r) not in fresh] + rows
@@ -538,6 +567,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--brokers", default=os.environ.get("BROKERS", "redis,cluster-classic,cluster-sharded")
     )
     parser.add_argument("--frameworks", default=os.environ.get("FRAMEWORKS", "squall,socketio"))
+    parser.add_argument(
+        "--shards",
+        default=os.environ.get("SHARDS", "3"),
+        help="the Redis Cluster's primaries (each with a replica), e.g. 1,3",
+    )
     parser.add_argument("--partitions", type=int, default=128)
     parser.add_argument("--sources", type=int, default=4, help="source addresses per client host")
     parser.add_argument("--settle", type=float, default=2.0)
@@ -565,6 +599,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.nodes = [int(n) for n in str(args.nodes).split(",")]
+    args.shards = [int(n) for n in str(args.shards).split(",")]
+    if not all(1 <= n <= 8 for n in args.shards):
+        parser.error("--shards takes 1 to 8 primaries")
     if args.faults:
         # A message on each channel every 0.2 s: a pause is seen to that grain.
         args.channels = int(os.environ.get("CHANNELS", 20))
@@ -599,26 +636,34 @@ def main(argv: Optional[list[str]] = None) -> int:
                 show(row, first)
                 first = False
         else:
-            for nodes in args.nodes:
-                for kind in brokers:
-                    for framework in frameworks:
-                        if framework == "socketio" and kind == "cluster-classic":
-                            continue  # the contender runs its sharded adapter only
-                        if framework == "squall" and kind != "redis":
-                            why = engine_supports(
-                                f"redis+cluster://x:1?sharded={int(kind == 'cluster-sharded')}"
-                            )
-                            if why:
-                                print(f"== squall {kind}: skipped ({why})", flush=True)
-                                continue
-                        try:
-                            row = bench.run(framework, kind, nodes)
-                        except LabError as exc:
-                            print(f"== {framework} {kind} {nodes} nodes failed: {exc}", flush=True)
+            configs = [
+                (nodes, kind, shards)
+                for nodes in args.nodes
+                for kind in brokers
+                for shards in (args.shards if kind != "redis" else [1])
+            ]
+            for nodes, kind, shards in configs:
+                for framework in frameworks:
+                    if framework == "socketio" and kind == "cluster-classic":
+                        continue  # the contender runs its sharded adapter only
+                    if framework == "squall" and kind != "redis":
+                        why = engine_supports(
+                            f"redis+cluster://x:1?sharded={int(kind == 'cluster-sharded')}"
+                        )
+                        if why:
+                            print(f"== squall {kind}: skipped ({why})", flush=True)
                             continue
-                        rows.append(row)
-                        show(row, first)
-                        first = False
+                    try:
+                        row = bench.run(framework, kind, nodes, shards=shards)
+                    except LabError as exc:
+                        print(
+                            f"== {framework} {kind} {nodes} nodes {shards} shards failed: {exc}",
+                            flush=True,
+                        )
+                        continue
+                    rows.append(row)
+                    show(row, first)
+                    first = False
         isolation = lab.note
     if rows and not args.no_record:
         path = save(rows, "faults" if args.faults else "table", isolation)

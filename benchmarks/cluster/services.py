@@ -1,7 +1,7 @@
 """The servers of the many-machine harness, each started in a host of a `netlab.Lab`.
 
 One Redis; a Redis Cluster of 3 primaries and 3 replicas (Debian's
-redis-server, joined by ``redis-cli --cluster create``); Squall nodes
+redis-server, joined by ``redis-cli --cluster create``; 1 or 2 shards by hand); Squall nodes
 (``squall run`` of an application, one per host); Socket.IO nodes (Node);
 nginx proxying WebSockets to the nodes. Every process goes through
 `netlab.Lab.spawn`, so the lab kills it on exit; readiness is awaited on
@@ -113,7 +113,7 @@ def start_redis(
 
 
 class RedisCluster:
-    """Six redis-servers joined as 3 primaries with one replica each."""
+    """Redis-servers joined as primaries with one replica each (3 of each unless said)."""
 
     def __init__(self, servers: list[Service], port: int) -> None:
         self.servers = servers
@@ -170,28 +170,53 @@ def start_redis_cluster(
     cpus: Optional[str] = None,
     echo: bool = False,
 ) -> RedisCluster:
-    """3 primaries and 3 replicas on six hosts, slots assigned, state ok."""
-    if len(hosts) != 6:
-        raise LabError("a Redis Cluster here is 6 hosts: 3 primaries, 3 replicas")
+    """Primaries with one replica each on ``hosts`` (the first half primaries), slots assigned, state ok.
+
+    Six hosts (3 shards) are joined by ``redis-cli --cluster create``, as on
+    real machines; it refuses fewer than 3 primaries, so 1 or 2 shards are
+    joined by hand: slots split evenly, ``CLUSTER MEET``, ``CLUSTER REPLICATE``.
+    """
+    if len(hosts) % 2 or not hosts:
+        raise LabError(
+            f"a Redis Cluster here is a primary and a replica per shard, not {len(hosts)}"
+        )
     servers = [
         start_redis(lab, h, workdir, port, cluster=True, cpus=cpus, echo=echo) for h in hosts
     ]
     cluster = RedisCluster(servers, port)
-    lab.run(
-        hosts[0],
-        [
-            REDIS_CLI,
-            "--cluster",
-            "create",
-            *cluster.nodes,
-            "--cluster-replicas",
-            "1",
-            "--cluster-yes",
-        ],
-        timeout=60,
-    )
+    shards = len(hosts) // 2
+    if shards >= 3:
+        lab.run(
+            hosts[0],
+            [REDIS_CLI, "--cluster", "create", *cluster.nodes]
+            + ["--cluster-replicas", "1", "--cluster-yes"],
+            timeout=60,
+        )
+    else:
+        join_by_hand(lab, cluster, shards)
     cluster.wait_ok(lab)
     return cluster
+
+
+def join_by_hand(lab: Lab, cluster: RedisCluster, shards: int) -> None:
+    """Slots to the first ``shards`` servers, the others their replicas, in order."""
+    servers = cluster.servers
+    for i, s in enumerate(servers[:shards]):
+        first, last = i * 16384 // shards, (i + 1) * 16384 // shards - 1
+        cluster.info(lab, s, f"cluster addslotsrange {first} {last}")
+    for s in servers[1:]:
+        cluster.info(lab, servers[0], f"cluster meet {s.host.address} {cluster.port}")
+    ids = [cluster.info(lab, s, "cluster myid").strip() for s in servers]
+    deadline = time.monotonic() + 30
+    for replica, primary in zip(servers[shards:], ids[:shards], strict=True):
+        # A replica must have heard of its primary (gossip) before it follows it.
+        while primary not in cluster.info(lab, replica, "cluster nodes"):
+            if time.monotonic() > deadline:
+                raise LabError("the Redis Cluster's nodes did not meet in 30s")
+            time.sleep(0.1)
+        answer = cluster.info(lab, replica, f"cluster replicate {primary}")
+        if "OK" not in answer:
+            raise LabError(f"CLUSTER REPLICATE {primary}: {answer.strip()}")
 
 
 def start_squall_node(
@@ -347,3 +372,23 @@ def cpu_seconds(pids: list[int]) -> float:
         except (OSError, IndexError):
             continue
     return total / tick
+
+
+def run_seconds(pids: list[int]) -> float:
+    """Time on a CPU of each pid's threads (``/proc/PID/task/*/schedstat``, nanoseconds), summed.
+
+    Finer than `cpu_seconds`' clock ticks: Redis's idle work over a couple
+    of seconds is a few ticks a process.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9

@@ -3,20 +3,34 @@
 Seeds a forum (SQLite in a temporary directory) with a few users, topics, a
 post with code and a quote, then captures pages in headless Chromium at
 desktop and 360 px widths, light and dark. Not a test: run it by hand.
+
+``--many OUTDIR`` (as root, for the network namespaces; docs/figures/ for the
+guide) starts ``make demo-cluster NODES=4`` (demos/forum/many.py) instead and
+captures, each page labelled with the node nginx says served it
+(``X-Upstream``): a reply posted in a tab pinned to node 1 and the same
+reply shown live in a tab pinned to node 2 (``many-author.png``,
+``many-reader.png``); then that reader's connection cut for 30 s (a proxy
+between it and nginx drops it and refuses new ones) while replies are
+posted through node 1, and the page once it is back: every missed reply,
+once, in order (``many-cut.png``, ``many-resumed.png``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from squall.websocket import websocket_connect
 
+from .._util import load
 from ..test_chat_browser import DevTools, Tab, launch, shut
 from ._client import PASSWORD, Visitor, client, forum_server
+from .test_forum_resume import WAIT_OPEN, WAIT_POSTS, CutProxy
 
 CODE_POST = """Here is how I fan a message out to every socket of a topic:
 
@@ -133,5 +147,151 @@ async def main(out: Path) -> None:
             del alice
 
 
+# A band across the top of the page saying which tab this is and which node
+# served it (nginx's X-Upstream, fetched again from the page's own URL).
+LABEL = """(text) => fetch(location.href, {credentials: 'same-origin'}).then((r) => {
+  const band = document.getElementById('shot-label') || document.createElement('div');
+  band.id = 'shot-label';
+  band.style.cssText = 'position:fixed;top:0;left:0;right:0;z-index:99;padding:6px 12px;' +
+    'background:#1d3557;color:#fff;font:14px/1.4 sans-serif';
+  band.textContent = text + ' \u2014 served by ' + r.headers.get('X-Upstream') +
+    ' (nginx X-Upstream) at ' + new Date().toISOString().slice(11, 19) + ' UTC';
+  document.body.appendChild(band);
+  return r.headers.get('X-Upstream');
+})"""
+
+
+async def capture(devtools: DevTools, tab: Tab, path: Path) -> None:
+    """The tab's viewport (1000 x 760) as a PNG, scrolled to its last post."""
+    await tab.evaluate(
+        "(document.querySelector('#posts .post:last-child') || document.body)"
+        ".scrollIntoView({block: 'center'})"
+    )
+    shot = await devtools.send("Page.captureScreenshot", tab.session, format="png")
+    path.write_bytes(base64.b64decode(shot["data"]))
+    print(path, f"{path.stat().st_size:,} bytes")
+
+
+async def pinned_tab(devtools: DevTools, base: str, node: int) -> Tab:
+    """A tab (its own cookies) whose requests nginx sends to node ``node``."""
+    tab = await Tab.open(devtools)
+    await devtools.send(
+        "Emulation.setDeviceMetricsOverride",
+        tab.session,
+        width=1000,
+        height=760,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    await devtools.send("Network.enable", tab.session)
+    await devtools.send("Network.setCookie", tab.session, url=base, name="node", value=str(node))
+    return tab
+
+
+async def across_nodes(out: Path, cluster: Any) -> None:
+    base = cluster.url
+    async with client() as http:
+        ann, bob = Visitor(base, http), Visitor(base, http)
+        ann.cookies["node"], bob.cookies["node"] = "1", "2"
+        await ann.signup("ann")
+        await bob.signup("bob")
+        topic = await bob.new_topic(
+            "general", "Across machines", "Reply through any node: every reader sees it live."
+        )
+        # The reader's page goes through a proxy that can cut it (nginx's
+        # address, from 127.0.0.1).
+        proxy = CutProxy(int(base.rsplit(":", 1)[1]), base.split("//")[1].split(":")[0])
+        await proxy.start()
+        reader_base = f"http://127.0.0.1:{proxy.port}"
+        with tempfile.TemporaryDirectory(prefix="squall-chromium-") as profile:
+            process, endpoint, drain = await launch(profile)
+            try:
+                conn = await websocket_connect(endpoint, max_message_size=64 * 1024 * 1024)
+                devtools = DevTools(conn)
+                author = await pinned_tab(devtools, base, 1)
+                reader = await pinned_tab(devtools, reader_base, 2)
+                await reader.goto(f"{reader_base}/t/{topic}")
+                assert await reader.evaluate(WAIT_OPEN) == "websocket"
+                await author.goto(base + "/login")
+                await author.evaluate(
+                    "document.getElementById('name').value = 'ann';"
+                    f"document.getElementById('password').value = {PASSWORD!r};"
+                    "document.getElementById('login-form').submit()",
+                    navigates=True,
+                )
+                await author.goto(f"{base}/t/{topic}")
+                text = "Posted through node 1, read live through node 2."
+                await author.evaluate(
+                    f"document.getElementById('body').value = {json.dumps(text)};"
+                    "document.getElementById('reply-form').submit()",
+                    navigates=True,
+                )
+                shown = await reader.evaluate(f"({WAIT_POSTS})(2)")
+                assert shown[-1] == text, shown
+                assert await reader.evaluate("window.forum.received") == 1  # live, not reloaded
+                up = [
+                    await author.evaluate(f"({LABEL})('Tab 1: ann, pinned to node 1, posted')"),
+                    await reader.evaluate(
+                        f"({LABEL})('Tab 2: a reader pinned to node 2, reply arrived live')"
+                    ),
+                ]
+                assert up == [f"{a}:8000" for a in cluster.addresses[:2]], up
+                await capture(devtools, author, out / "many-author.png")
+                await capture(devtools, reader, out / "many-reader.png")
+
+                # The reader's connection cut for 30 s; replies posted meanwhile.
+                loop = asyncio.get_running_loop()
+                proxy.cut()
+                cut_at = loop.time()
+                missed = [
+                    f"Missed reply {n}, posted through node 1 during the cut" for n in range(5)
+                ]
+                for body in missed:
+                    await ann.reply(topic, body)
+                await asyncio.wait_for(proxy.refusals.get(), 15)  # it tried to come back
+                assert await reader.evaluate(f"({WAIT_POSTS})(1)") == [
+                    "Reply through any node: every reader sees it live.",
+                    text,
+                ]
+                await reader.evaluate(
+                    "document.getElementById('shot-label').textContent = 'Tab 2: connection cut "
+                    "(proxy drops it, refuses reconnects); 5 replies posted through node 1 meanwhile'"
+                )
+                await capture(devtools, reader, out / "many-cut.png")
+                # The cut itself lasts 30 s (not a wait for a server).
+                await asyncio.sleep(max(0.0, cut_at + 30 - loop.time()))
+                proxy.up = True
+                up_at = loop.time()
+                expected = [shown[0], text, *missed]
+                assert (
+                    await reader.evaluate(f"({WAIT_POSTS.replace('15000', '45000')})(7)")
+                    == expected
+                )
+                state = await reader.evaluate("[window.forum.received, window.forum.resets]")
+                assert state == [1 + len(missed), 0], state  # each once, from history
+                await reader.evaluate(
+                    f"({LABEL})('Tab 2: cut for {up_at - cut_at:.0f} s, back "
+                    f"{loop.time() - up_at:.0f} s later (backoff): {len(missed)} missed "
+                    "replies once each, in order, no reload')"
+                )
+                await capture(devtools, reader, out / "many-resumed.png")
+                conn.close()
+            finally:
+                await shut(process)
+                drain.cancel()
+                await proxy.close()
+
+
+def many_main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    many = load("forum/many.py")
+    with many.ManyNodes(nodes=4, port=8888) as cluster:
+        print(f"== {cluster.broker}; nodes {cluster.addresses}; {cluster.url}")
+        asyncio.run(across_nodes(out, cluster))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1] if len(sys.argv) > 1 else "forum-screenshots")))
+    if sys.argv[1:2] == ["--many"]:
+        many_main(Path(sys.argv[2] if len(sys.argv) > 2 else "docs/figures"))
+    else:
+        asyncio.run(main(Path(sys.argv[1] if len(sys.argv) > 1 else "forum-screenshots")))

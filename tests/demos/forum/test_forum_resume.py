@@ -57,10 +57,11 @@ WAIT_POSTS = """(n) => new Promise((resolve, reject) => {
 
 
 class CutProxy:
-    """A TCP proxy to ``port`` whose connections the test can cut."""
+    """A TCP proxy to ``port`` (of ``host``) whose connections the test can cut."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.target = port
+        self.host = host
         self.up = True
         self.refused = 0
         self.refusals: asyncio.Queue[None] = asyncio.Queue()
@@ -79,7 +80,7 @@ class CutProxy:
             self.refusals.put_nowait(None)
             writer.transport.abort()
             return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.target)
         self.links.update((writer, up_writer))
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         self.links.difference_update((writer, up_writer))

@@ -143,6 +143,10 @@ def _udp_socket(tcp: socket.socket, reuse_port: bool = True) -> Optional[socket.
     return udp
 
 
+def _ignore(*args: object) -> None:
+    """A callback that does nothing (a released connection's)."""
+
+
 class _H3Endpoint(QuicServer):
     """The UDP endpoint: routes datagrams to connections by connection ID.
 
@@ -189,6 +193,9 @@ class _H3Endpoint(QuicServer):
         # period): only now is its state gone.
         self.half_open.discard(protocol)
         super()._connection_terminated(protocol)
+        if isinstance(protocol, _H3Protocol):
+            # (aioquic goes on using it until this event's handling returns.)
+            self._loop.call_soon(protocol.release)
 
     def datagram_received(self, data: Union[bytes, str], addr: Any) -> None:
         assert isinstance(data, bytes)
@@ -889,6 +896,27 @@ class _H3Protocol(QuicConnectionProtocol):
         if not self._gone:
             self._goaway()
             self._close_quic()
+
+    def release(self) -> None:
+        """Free aioquic's state of this terminated connection now.
+
+        That state is a web of reference cycles (its frame handler table,
+        TLS callbacks and loss recovery hold bound methods of the
+        connection; aioquic's server gave this protocol callbacks that hold
+        it), so without this an ended connection's state (tens of KiB)
+        waits for a full collection, which CPython runs by object counts,
+        not bytes: under ``make soak``'s HTTP/3 clients alone RSS settled
+        about 30 MB higher. Emptying the connection's attributes breaks
+        every cycle at once, whatever aioquic's version keeps. Skipped while
+        a WebTransport session has yet to see its end (its tasks may still
+        reach the connection): the collector frees that one.
+        """
+        if not self._gone or self._webtransport:
+            return
+        vars(self._quic).clear()
+        self._connection_id_issued_handler = _ignore
+        self._connection_id_retired_handler = _ignore
+        self._connection_terminated_handler = _ignore
 
     def _on_lost(self) -> None:
         if self._gone:

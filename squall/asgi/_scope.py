@@ -11,6 +11,7 @@ from typing import Any, Final, Optional
 
 from squall.asgi._types import address_tuple, split_target
 from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, format_timestamp
+from squall.httputil._exchange import RequestContextBase
 
 # The Date header, formatted once per second: [the time it stops being
 # current, its value, the end of a head that carries it,
@@ -160,12 +161,6 @@ def _behind_proxy(
     return client, scheme
 
 
-# (peer port, server address, extensions) by connection context: the same
-# for every request of a connection. Bounded, since mounted delegates never
-# hear of a connection's end.
-_ADDRESSES: Final[dict[object, tuple[Optional[int], Any, dict[str, Any]]]] = {}
-
-
 def _connection_addresses(
     request_conn: HTTPConnection, http2: bool = False
 ) -> tuple[Any, Any, Optional[str], dict[str, Any]]:
@@ -174,7 +169,9 @@ def _connection_addresses(
     context = getattr(request_conn, "context", None)
     if context is None:
         return None, None, None, base
-    known = _ADDRESSES.get(context)
+    # (peer port, server address, extensions): the same for every request
+    # of a connection, worked out once and kept on its context.
+    known = getattr(context, "derived", None)
     if known is None:
         peer = address_tuple(getattr(context, "address", None))
         server = None
@@ -193,9 +190,8 @@ def _connection_addresses(
                 except OSError:
                     server = None
         known = (peer[1] if peer is not None else None, server, extensions)
-        if len(_ADDRESSES) >= 4096:
-            _ADDRESSES.clear()
-        _ADDRESSES[context] = known
+        if isinstance(context, RequestContextBase):
+            context.derived = known
     port, server, extensions = known
     # The address is read per request: X-Real-Ip (xheaders=True) replaces
     # it for one request, not the port.

@@ -59,6 +59,7 @@ class _HTTPRequestContext(RequestContextBase):
     ) -> None:
         self.address = address
         self.address_family = family
+        self.derived = None
         if family in _IP_FAMILIES and address is not None:
             self.remote_ip: str = address[0]
         else:

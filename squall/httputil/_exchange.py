@@ -171,11 +171,17 @@ class RequestContextBase:
     native fields, which the request reads without an attribute lookup.
     """
 
-    __slots__ = ("remote_ip", "protocol")
+    __slots__ = ("remote_ip", "protocol", "derived")
 
     # Any: Tornado's context holds whatever a program or a proxy model sets.
     remote_ip: Any
     protocol: Any
+    # What a layer above works out once per connection from this context
+    # and keeps for the connection's later requests (the ASGI adapter: the
+    # scope's port, server address and extensions); None until then. It
+    # goes with the context, where a table keyed by contexts would hold
+    # every closed connection's until it was cleared.
+    derived: Any
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -50,6 +51,41 @@ def test_http_scope_has_every_field() -> None:
         assert scope["client"] == (local[0], local[1])
         assert scope["server"] == ("127.0.0.1", port)
         assert scope["state"] == {}
+
+    run(main())
+
+
+def test_a_closed_connections_addresses_are_not_kept() -> None:
+    # The scope's port and server address are worked out once per
+    # connection and kept with the connection's context: nothing holds a
+    # context once its connection is gone (a table keyed by contexts held
+    # up to 4,096 closed ones: +15.7 KB per 1,000 requests in `make soak`).
+    from squall.httpserver._context import _HTTPRequestContext
+
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["client"])
+        await plain(scope, receive, send)
+
+    def live_contexts() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, _HTTPRequestContext))
+
+    async def main() -> None:
+        async with serving(app) as (port, _, server):
+            before = live_contexts()
+            for _ in range(20):
+                client = await RawClient.connect(port)
+                for _ in range(2):
+                    await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                    assert (await client.response())[0] == 200
+                await client.close()
+            await until(lambda: live_contexts() <= before, 2.0)
+        assert len(seen) == 40
+        # Each connection's own port, the same for both of its requests.
+        assert all(seen[i] == seen[i + 1] for i in range(0, 40, 2))
+        assert len({c[1] for c in seen}) == 20
 
     run(main())
 

@@ -28,7 +28,7 @@ from squall.routing import (
 from squall.web._delegate import _bind, _for_handler, new_delegate
 from squall.web._delegate import _HandlerDelegate as _HandlerDelegate
 from squall.web._records import web as _records
-from squall.web.handler import RequestHandler, _stock_execute_code, _stock_get_status
+from squall.web.handler import RequestHandler, _stock_execute_code
 from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 
 if TYPE_CHECKING:
@@ -353,7 +353,7 @@ class Application(ReversibleRouter):
             log_function(handler)
             return
         # get_status() is rarely overridden; read the field when it is not.
-        if handler.__class__.get_status is _stock_get_status:
+        if not handler.__class__._traits.get_status:
             status = handler._status_code
         else:
             status = handler.get_status()

@@ -16,7 +16,6 @@ from squall._wswrite import write_method
 from squall.concurrent import Future
 from squall.escape import utf8
 from squall.httputil import responses
-from squall.httputil._exchange import close_by_attribute
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._response import _ResponseHeaders
 from squall.web import RequestHandler
@@ -325,8 +324,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         # headers are set, they go straight into the response's fields (the
         # values are ours: base64 and tokens) instead of through set_header.
         headers = self._headers
-        cls = type(self)
-        traits = cls._traits
+        traits = type(self)._traits
         if type(headers) is _ResponseHeaders and not (traits.set_header or traits.set_status):
             as_list = headers._as_list
             # (Shared value lists, as the default fields': replaced, never
@@ -340,42 +338,18 @@ class WebSocketHandler(RequestHandler, _Peer):
                 as_list["Sec-Websocket-Extensions"] = [extensions]
             self._status_code = 101
             self._reason = _SWITCHING
-            if (
-                not (traits.finish or traits.flush)
-                and cls._base_next
-                and not self._write_buffer
-                and not self._finished
-                and not self._headers_written
-            ):
-                # RequestHandler.finish() for a bodiless 101, when the class
-                # changed neither finish nor flush, without its tests for
-                # bodies, Etags and lengths, and with the base class's flush
-                # called directly (the class's own only adds the
-                # after-upgrade check). Same order: representation headers
-                # dropped (RFC 9110 section 15.2), close callback dropped,
-                # head written, exchange finished, request logged,
-                # on_finish().
-                self._clear_representation_headers()
-                connection = self.request.connection
-                assert connection is not None
-                if close_by_attribute(connection):
-                    connection.close_callback = None
-                else:
-                    connection.set_close_callback(None)
-                RequestHandler.flush(self, True)
-                self._end_exchange(connection)
-                return
         else:
             for name, value in _ws.server_headers(key, subprotocol, extensions):
                 self.set_header(name, value)
             self.set_status(101)
-        # (finish() drops Content-Type and the other representation headers
-        # of a 1xx answer.)
-        if not traits.finish:
-            # Not yet upgraded: the stock finish() is the base class's.
-            RequestHandler.finish(self)
-        else:
+        # Ended as any response, by finish() (which drops Content-Type and
+        # the other representation headers of a 1xx answer). The stock one,
+        # refused once upgraded (the handler is not yet), is the base
+        # class's: called without the refusal's frame.
+        if traits.finish:
             self.finish()
+        else:
+            RequestHandler.finish(self)
 
     def _write_200(self, subprotocol: Optional[str], extensions: Optional[str]) -> None:
         # RFC 8441 §5: a 2xx answers the extended CONNECT, with the
@@ -388,10 +362,10 @@ class WebSocketHandler(RequestHandler, _Peer):
         if extensions:
             self.set_header("Sec-WebSocket-Extensions", extensions)
         self.set_status(200)
-        if not type(self)._traits.finish:
-            RequestHandler.finish(self)
-        else:
+        if type(self)._traits.finish:  # (as in _write_101)
             self.finish()
+        else:
+            RequestHandler.finish(self)
 
     def _start(self, *args: Any, **kwargs: Any) -> None:
         request = self.request

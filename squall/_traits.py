@@ -23,7 +23,7 @@ them shares its base class's.
 
 from __future__ import annotations
 
-__all__ = ["Traits", "traits_of"]
+__all__ = ["Traits", "declare", "traits_of"]
 
 import operator
 from typing import Any, ClassVar
@@ -33,8 +33,8 @@ class Traits:
     """A class's traits: for each hook in `HOOKS`, whether the class replaces it.
 
     A subclass lists its hooks in ``HOOKS`` as (trait, class attribute) pairs,
-    makes ``__slots__`` of the traits, and calls `declare` once the class
-    that defines the stock hooks exists.
+    makes ``__slots__`` of the traits, and is `declare`d once the class that
+    defines the stock hooks exists.
     """
 
     __slots__ = ("hooks",)
@@ -53,29 +53,31 @@ class Traits:
         for (trait, attribute), hook in zip(self.HOOKS, hooks, strict=True):
             setattr(self, trait, hook is not stock[attribute])
 
-    @classmethod
-    def declare(cls, base: type) -> None:
-        """Takes ``base``'s hooks as they are now as the stock ones, but for
-        those a parent traits class declared (the stock ones there)."""
-        names = [attribute for _, attribute in cls.HOOKS]
-        cls.read = operator.attrgetter(*names)
-        stock = dict(zip(names, cls.read(base), strict=True))
-        for parent in cls.__mro__[1:]:
-            stock.update(vars(parent).get("stock", {}))
-        cls.stock = stock
-
     def __repr__(self) -> str:
         replaced = [trait for trait, _ in self.HOOKS if getattr(self, trait)]
         return f"<{type(self).__name__} replaced={replaced}>"
 
 
-def traits_of(cls: Any) -> Any:
-    """``cls``'s traits (its ``_traits``), worked out again if its hooks changed.
+def declare(kind: type[Traits], cls: Any) -> None:
+    """Makes ``cls``'s hooks, as they are now, the stock ones of traits of
+    ``kind`` (but for those a parent traits class declared: the stock ones
+    there), and gives ``cls`` its traits."""
+    names = [attribute for _, attribute in kind.HOOKS]
+    kind.read = operator.attrgetter(*names)
+    stock = dict(zip(names, kind.read(cls), strict=True))
+    for parent in kind.__mro__[1:]:
+        stock.update(vars(parent).get("stock", {}))
+    kind.stock = stock
+    cls._hook_traits = kind(cls)
 
-    The class keeps them in ``_traits``, inherited until it needs its own.
+
+def traits_of(cls: Any) -> Any:
+    """``cls``'s traits, worked out again if its hooks changed since they were.
+
+    The class keeps them in ``_hook_traits``, inherited until it needs its own.
     Typed Any: callers read the fields of their own traits class.
     """
-    traits = cls._traits
+    traits = cls._hook_traits
     if traits.read(cls) != traits.hooks:
-        traits = cls._traits = type(traits)(cls)
+        traits = cls._hook_traits = type(traits)(cls)
     return traits

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union, overload
 
 from squall import escape
-from squall._traits import Traits, traits_of
+from squall._traits import Traits, declare, traits_of
 from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
 from squall.httputil import (
@@ -37,6 +37,7 @@ from squall.httputil import (
     format_timestamp,
     responses,
 )
+from squall.httputil._exchange import close_by_attribute
 from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
 from squall.httputil._qs import clean_argument as _clean_argument
 from squall.httputil._qs import decoded_arguments as _decoded_arguments
@@ -185,10 +186,10 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     # Whether a class after RequestHandler in the MRO has an __init__ of
     # its own (a mixin's): only then is super().__init__() worth its call.
     _next_init = False
-    # Which of the base class's hooks the class replaces (see _traits.py):
+    # Which of the base class's hooks the class replaces (see squall._traits):
     # checked again by every handler's __init__, so that a hook patched
     # after the class was made is seen.
-    _traits: HandlerTraits
+    _hook_traits: HandlerTraits
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -214,7 +215,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         self._headers = _new_headers()
         # traits_of(cls), without its call (once per request).
         cls = self.__class__
-        traits = cls._traits
+        traits = cls._hook_traits
         if traits.read(cls) != traits.hooks:
             traits = traits_of(cls)
         if traits.set_default_headers:
@@ -224,13 +225,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         self._reason = "OK"
         connection = request.connection
         assert connection is not None
-        try:
-            # "is True": a stand-in such as a Mock answers any attribute.
-            attribute = connection.close_callback_attribute is True
-        except AttributeError:
-            # A duck-typed connection, not an HTTPConnection: its default.
-            attribute = False
-        if not attribute:
+        if not close_by_attribute(connection):
             connection.set_close_callback(self._connection_closed)
         # A connection with the close_callback_attribute capability (the
         # server's own) hears of the handler only if it is still running when
@@ -500,7 +495,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     def _get_arguments(self, name: str, source: dict[str, list[bytes]], strip: bool) -> list[str]:
         if not isinstance(strip, bool):
             raise TypeError(f"strip must be a bool, got {strip!r}")
-        if not type(self)._traits.decode_argument:
+        if not self._hook_traits.decode_argument:
             # The stock decoding, compiled (None: a value it leaves to us).
             decoded = _decoded_arguments(source.get(name), strip)
             if decoded is not None:
@@ -725,11 +720,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                     fields["Content-Length"] = values
         connection = self.request.connection
         assert connection is not None
-        try:
-            attribute = connection.close_callback_attribute is True
-        except AttributeError:  # duck-typed (see __init__)
-            attribute = False
-        if attribute:
+        if close_by_attribute(connection):
             if connection.close_callback is not None:
                 connection.close_callback = None
         else:
@@ -760,7 +751,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         # RFC 9110 section 15.4.5: a 304 carries no representation metadata
         # beyond what a 200 would have had for caching.
         headers = self._headers
-        if type(headers) is _ResponseHeaders and not type(self)._traits.clear_header:
+        if type(headers) is _ResponseHeaders and not self._hook_traits.clear_header:
             # (Every 101 comes here: the WebSocket handshake.)
             fields = headers._as_list
             for name in _REPRESENTATION_HEADERS:
@@ -922,7 +913,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                 or request.body
                 or method_name not in _SAFE_METHODS
                 or method_name not in self.SUPPORTED_METHODS
-                or type(self)._traits.start
+                or self._hook_traits.start
             ):
                 self._start(*args, **kwargs)
             result = self.prepare()
@@ -972,11 +963,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         # (set_close_callback(), without the call; see __init__).
         connection = self.request.connection
         assert connection is not None
-        try:
-            attribute = connection.close_callback_attribute is True
-        except AttributeError:  # duck-typed (see __init__)
-            attribute = False
-        if attribute:
+        if close_by_attribute(connection):
             connection.close_callback = self._connection_closed
 
     def _on_cancelled(self, exc: asyncio.CancelledError) -> None:
@@ -1006,8 +993,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
 _HeaderValue = Union[bytes, str, int, datetime.datetime]
 # The base class's hooks, as defined here: any other function in their place
 # (an override, or a wrapper patched onto RequestHandler) counts as replaced.
-HandlerTraits.declare(RequestHandler)
-RequestHandler._traits = HandlerTraits(RequestHandler)
+declare(HandlerTraits, RequestHandler)
 # Its coroutines handle their own errors (the application's delegate reads it).
 _stock_execute_code = RequestHandler._execute.__code__
 _REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any, Optional, TypeVar, Union, cast
 
 from squall import _ws
+from squall._traits import declare
 from squall._wswrite import write_method
 from squall.concurrent import Future
 from squall.escape import utf8
@@ -141,8 +142,8 @@ class WebSocketHandler(RequestHandler, _Peer):
     # method by name, not through super(), whose lookup cost more than the
     # call (issue 22, the handshake).
     _base_next = True
-    # RequestHandler's and the handshake's hooks (see squall.web._traits).
-    _traits: WebSocketTraits
+    # RequestHandler's and the handshake's hooks (see squall._traits).
+    _hook_traits: WebSocketTraits
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -246,7 +247,7 @@ class WebSocketHandler(RequestHandler, _Peer):
             self.finish(str(exc))
             return
         cls = type(self)
-        traits = cls._traits
+        traits = cls._hook_traits
         offer = (
             headers.get("Sec-WebSocket-Protocol")
             if fields is None
@@ -324,7 +325,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         # headers are set, they go straight into the response's fields (the
         # values are ours: base64 and tokens) instead of through set_header.
         headers = self._headers
-        traits = type(self)._traits
+        traits = self._hook_traits
         if type(headers) is _ResponseHeaders and not (traits.set_header or traits.set_status):
             as_list = headers._as_list
             # (Shared value lists, as the default fields': replaced, never
@@ -362,7 +363,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         if extensions:
             self.set_header("Sec-WebSocket-Extensions", extensions)
         self.set_status(200)
-        if type(self)._traits.finish:  # (as in _write_101)
+        if self._hook_traits.finish:  # (as in _write_101)
             self.finish()
         else:
             RequestHandler.finish(self)
@@ -414,7 +415,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         if (version or "").strip() != "13":
             return None
         settings = self.application.settings
-        if not type(self)._traits.max_message_size:
+        if not self._hook_traits.max_message_size:
             max_message_size = settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE)
         else:
             max_message_size = self.max_message_size
@@ -639,8 +640,7 @@ class WebSocketHandler(RequestHandler, _Peer):
 
 # The handshake's hooks as defined here (see get, _write_101,
 # get_websocket_protocol); RequestHandler's stay RequestHandler's.
-WebSocketTraits.declare(WebSocketHandler)
-WebSocketHandler._traits = WebSocketTraits(WebSocketHandler)
+declare(WebSocketTraits, WebSocketHandler)
 
 # The compiled build's write_message (squall._wswrite): the loop programs
 # write over their subscribers, handler by handler, sent without an

@@ -37,16 +37,20 @@ class Traits:
     defines the stock hooks exists.
     """
 
-    __slots__ = ("hooks",)
+    __slots__ = ("hooks", "read")
     HOOKS: ClassVar[tuple[tuple[str, str], ...]] = ()
     # The base class's own functions, by attribute; a reader of a class's
     # current ones, in HOOKS' order (set by declare).
     stock: ClassVar[dict[str, Any]] = {}
-    read: ClassVar[operator.attrgetter[Any]]
+    reader: ClassVar[operator.attrgetter[Any]]
 
+    # The functions the traits were worked out from, and the reader (in a
+    # slot of each: read for less than through the class).
     hooks: tuple[Any, ...]
+    read: operator.attrgetter[Any]
 
     def __init__(self, cls: type) -> None:
+        self.read = self.reader
         hooks = self.read(cls)
         self.hooks = hooks
         stock = self.stock
@@ -63,8 +67,8 @@ def declare(kind: type[Traits], cls: Any) -> None:
     ``kind`` (but for those a parent traits class declared: the stock ones
     there), and gives ``cls`` its traits."""
     names = [attribute for _, attribute in kind.HOOKS]
-    kind.read = operator.attrgetter(*names)
-    stock = dict(zip(names, kind.read(cls), strict=True))
+    kind.reader = operator.attrgetter(*names)
+    stock = dict(zip(names, kind.reader(cls), strict=True))
     for parent in kind.__mro__[1:]:
         stock.update(vars(parent).get("stock", {}))
     kind.stock = stock

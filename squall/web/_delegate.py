@@ -310,7 +310,7 @@ def routing_router(app: Any) -> Any:
     if (
         type(app).find_handler is _bound.stock_find_handler
         and type(router) is _bound.router_class
-        and len(app.default_router.rules) == 1
+        and len(app.default_router._rules) == 1
     ):
         return router
     return None

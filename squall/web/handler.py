@@ -190,6 +190,10 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     # checked again by every handler's __init__, so that a hook patched
     # after the class was made is seen.
     _hook_traits: HandlerTraits
+    # Whether the connection reports its close through the
+    # close_callback attribute (see __init__); a class default for a
+    # handler made without __init__.
+    _close_by_attribute = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -213,11 +217,13 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         self.path_kwargs = {}
         # What clear() sets, less its keeping of cookies (there are none yet).
         self._headers = _new_headers()
-        # traits_of(cls), without its call (once per request).
+        # traits_of(cls), without its call, kept on the handler for the rest
+        # of the request (an instance attribute is read for less).
         cls = self.__class__
         traits = cls._hook_traits
         if traits.read(cls) != traits.hooks:
             traits = traits_of(cls)
+        self._hook_traits = traits
         if traits.set_default_headers:
             self.set_default_headers()
         self._write_buffer: list[bytes] = []
@@ -225,7 +231,9 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         self._reason = "OK"
         connection = request.connection
         assert connection is not None
-        if not close_by_attribute(connection):
+        # Asked once: finish() and _watch_close() read the answer.
+        self._close_by_attribute = close_by_attribute(connection)
+        if not self._close_by_attribute:
             connection.set_close_callback(self._connection_closed)
         # A connection with the close_callback_attribute capability (the
         # server's own) hears of the handler only if it is still running when
@@ -720,7 +728,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                     fields["Content-Length"] = values
         connection = self.request.connection
         assert connection is not None
-        if close_by_attribute(connection):
+        if self._close_by_attribute:
             if connection.close_callback is not None:
                 connection.close_callback = None
         else:
@@ -963,7 +971,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         # (set_close_callback(), without the call; see __init__).
         connection = self.request.connection
         assert connection is not None
-        if close_by_attribute(connection):
+        if self._close_by_attribute:
             connection.close_callback = self._connection_closed
 
     def _on_cancelled(self, exc: asyncio.CancelledError) -> None:

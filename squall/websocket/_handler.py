@@ -247,7 +247,7 @@ class WebSocketHandler(RequestHandler, _Peer):
             self.finish(str(exc))
             return
         cls = type(self)
-        traits = cls._hook_traits
+        traits = self._hook_traits
         offer = (
             headers.get("Sec-WebSocket-Protocol")
             if fields is None

@@ -554,7 +554,7 @@ def inner(cfg: dict[str, Any]) -> None:
     mod.measure_a(lambda: driver.run(FIRST))
     mod.measure_b(lambda: driver.run(FIRST + cfg["n"]))
     if server.startswith("squall"):
-        parser = driver.proto._h1.parser if hasattr(driver.proto, "_h1") else "?"
+        parser = driver.proto.h1.parser if hasattr(driver.proto, "h1") else "?"
     else:
         parser = "-"
     result = {

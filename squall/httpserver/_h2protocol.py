@@ -193,7 +193,7 @@ class _H2Protocol(asyncio.Protocol):
                 served as stream 1.
         """
         server = old._server
-        proto = cls(server, old._params, old._loop, old.context, server._h2_limits)
+        proto = cls(server, old._params, old.loop, old.context, server._h2_limits)
         # The HTTP/1.1 object steps aside without closing anything.
         paused = old._hand_over()
         server._connections.discard(old)

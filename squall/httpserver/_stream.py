@@ -194,14 +194,14 @@ class _TransportStream(BaseIOStream):
             proto = self._proto
             transport = self._transport
             if not proto._write_paused and not transport.is_closing():
-                proto._flush()
+                proto.flush()
                 size = len(data)
                 self._total_queued += size
                 self._total_written += size
                 transport.write(data)
                 # The loop's resolved future the protocol's own writes
                 # return, not one made per stream.
-                return proto._done_future
+                return proto.done_future
         return super().write(data)
 
     def write_to_fd(self, data: memoryview) -> int:
@@ -212,7 +212,7 @@ class _TransportStream(BaseIOStream):
         proto = self._proto
         if proto._write_paused:
             return 0
-        proto._flush()
+        proto.flush()
         n = len(data)
         if n <= _WRITE_CHUNK:
             transport.write(bytes(data))

@@ -56,7 +56,7 @@ def app(**settings: Any) -> Application:
 
 def unwritten(proto: Any) -> int:
     """The bytes a connection holds unsent: queued, and in its transport."""
-    return sum(map(len, proto._out)) + proto.transport.get_write_buffer_size()
+    return sum(map(len, proto.output)) + proto.transport.get_write_buffer_size()
 
 
 async def served_ok(port: int) -> bool:

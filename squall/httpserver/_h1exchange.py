@@ -84,8 +84,8 @@ if TYPE_CHECKING:
     class H1Driver(Protocol):
         """What the HTTP/1.1 driver (`_HTTPProtocol`) offers the objects that work
         for it: the exchange (`_RequestConnection`), the write queue, the
-        transport stream and sendfile. ``_protocol`` checks that the driver has
-        it."""
+        transport stream (``_stream``) and sendfile. ``_protocol`` checks that
+        the driver has it."""
 
         loop: asyncio.AbstractEventLoop
         transport: Optional[asyncio.Transport]
@@ -109,6 +109,17 @@ if TYPE_CHECKING:
         @property
         def taken(self) -> bool:
             """Whether the connection was detached (even if lost since)."""
+
+        @property
+        def detached(self) -> bool:
+            """Whether an IOStream has the connection now."""
+
+        @property
+        def write_paused(self) -> bool:
+            """Whether the transport is over its high-water mark."""
+
+        def set_stream_reading(self, reading: bool) -> None:
+            """Resumes or pauses reading for the detached stream."""
 
         def send(self, data: bytes) -> asyncio.Future[None]:
             """Queues ``data`` to be written."""

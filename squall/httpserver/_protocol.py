@@ -231,7 +231,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._start_request = server._request_starter()
 
     @property
-    def _detached(self) -> bool:
+    def detached(self) -> bool:
         # Read by the transport stream (_stream.py).
         return self.state == _DETACHED
 
@@ -241,7 +241,7 @@ class _HTTPProtocol(asyncio.Protocol):
         return bool(self.flow & _TAKEN)
 
     @property
-    def _write_paused(self) -> bool:
+    def write_paused(self) -> bool:
         # Read by the transport stream and by tests.
         return bool(self.flow & _WRITE_PAUSED)
 
@@ -808,7 +808,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if reading.paused and not self.flow & (_STALLED | _WRITE_PAUSED):
             reading.resume()
 
-    def _set_stream_reading(self, reading: bool) -> None:
+    def set_stream_reading(self, reading: bool) -> None:
         # A detached stream reads when it wants to, whatever the output.
         if reading:
             self._reading.resume()
@@ -853,7 +853,7 @@ class _HTTPProtocol(asyncio.Protocol):
             stream._inbox += leftover
         # The stream decides from now on when to read.
         self.flow &= ~_BLOCKED
-        self._set_stream_reading(True)
+        self.set_stream_reading(True)
         self._server._forget(self)
         # No request will start here again: let the per-connection starter go
         # (an idle WebSocket keeps this protocol for its lifetime), and the

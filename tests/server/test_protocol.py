@@ -856,7 +856,7 @@ def test_detached_connection_state(loop: asyncio.AbstractEventLoop) -> None:
     server, proto, t = make(loop, pending.append)
     proto.data_received(GET)
     stream = pending[0].connection.detach()  # type: ignore[union-attr]
-    assert proto.state == p._DETACHED and proto._detached
+    assert proto.state == p._DETACHED and proto.detached
     assert proto in server._detached
     proto.data_received(b"raw")
     # Bytes now go to the stream, not to the HTTP parser.

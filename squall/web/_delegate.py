@@ -139,7 +139,16 @@ class _HandlerDelegate(HTTPMessageDelegate):
             )
             self.request = request
             app: Any = self.application
-            router = routing_router(app)
+            # The wildcard router when it routes every request (no host
+            # rules, and the application's class answers with Application's
+            # own find_handler), else None; the fallback is told which.
+            router: Any = app.wildcard_router
+            if not (
+                type(app).find_handler is _bound.stock_find_handler
+                and type(router) is _bound.router_class
+                and len(app.default_router._rules) == 1
+            ):
+                router = None
             hit: Any = None if router is None else router.direct_target(request.path)
             if hit is not None:
                 # A literal route to a handler that does not stream its
@@ -300,20 +309,6 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # must still reach it.
             handler._watch_close()
         return prepared
-
-
-def routing_router(app: Any) -> Any:
-    """The application's wildcard router when it routes every request (no
-    host rules, and the application's class answers with Application's own
-    find_handler), else None."""
-    router = app.wildcard_router
-    if (
-        type(app).find_handler is _bound.stock_find_handler
-        and type(router) is _bound.router_class
-        and len(app.default_router._rules) == 1
-    ):
-        return router
-    return None
 
 
 def new_delegate(

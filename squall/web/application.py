@@ -382,8 +382,8 @@ def _route_fallback(
     router: Optional[_ApplicationRouter],
 ) -> httputil.HTTPMessageDelegate:
     """The delegate for a request that no literal route of the application
-    serves; ``router``: the one that routes every request, if one does (see
-    `squall.web._delegate.routing_router`)."""
+    serves; ``router``: the one that routes every request, if one does (as
+    `squall.web._delegate._HandlerDelegate.headers_received` found)."""
     if router is not None:
         delegate: Optional[httputil.HTTPMessageDelegate] = router.find_handler(request)
         return delegate if delegate is not None else app._unrouted(request)

@@ -5,7 +5,6 @@ or the base class after the class has served requests (as agents do)."""
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import Any
 from unittest import mock
 
@@ -95,16 +94,6 @@ def test_traits_follow_a_patch_and_its_undoing(base: type) -> None:
 
 class TraitsServed(AsyncHTTPTestCase):
     """Each hook is called, however it came, through a real server."""
-
-    def setUp(self) -> None:
-        access = logging.getLogger("squall.access")
-        self._access_level = access.level
-        access.setLevel(logging.CRITICAL)
-        super().setUp()
-
-    def tearDown(self) -> None:
-        super().tearDown()
-        logging.getLogger("squall.access").setLevel(self._access_level)
 
     def get_app(self) -> Application:
         self.app = Application([])

@@ -375,7 +375,7 @@ SQUALL_STAGES = [
     ("handler", "squall.web.application", "_HandlerDelegate.finish|_ApplicationDelegate.finish"),
     ("serialise", "squall.httpserver._h1exchange", "_RequestConnection.write_headers"),
     ("serialise", "squall.httpserver._h1exchange", "_RequestConnection.finish"),
-    ("write", "squall.httpserver._protocol", "_HTTPProtocol._flush"),
+    ("write", "squall.httpserver._protocol", "_HTTPProtocol.flush"),
 ]
 AIOHTTP_STAGES = [
     ("request-in", "aiohttp.web_protocol", "RequestHandler.data_received"),
@@ -554,7 +554,7 @@ def inner(cfg: dict[str, Any]) -> None:
     mod.measure_a(lambda: driver.run(FIRST))
     mod.measure_b(lambda: driver.run(FIRST + cfg["n"]))
     if server.startswith("squall"):
-        parser = driver.proto._h1.parser if hasattr(driver.proto, "_h1") else "?"
+        parser = driver.proto.h1.parser if hasattr(driver.proto, "h1") else "?"
     else:
         parser = "-"
     result = {

@@ -47,7 +47,7 @@ for level, names in enumerate(
             "_qpack",
             "_sse",
         ],
-        ["util", "escape", "log", "options", "speedups"],
+        ["util", "escape", "log", "options", "speedups", "_traits"],
         [
             "concurrent",
             "ioloop",

@@ -210,14 +210,14 @@ class _MessageReader(FrameParser):
     """
 
     __slots__ = (
-        "_decoder",
-        "_fragments",
-        "_in_compressed",
-        "_in_opcode",
-        "_in_size",
-        "_partial_checked",
-        "_partial_decoder",
-        "_partial_id",
+        "decoder",
+        "fragments",
+        "in_compressed",
+        "in_opcode",
+        "in_size",
+        "partial_checked",
+        "partial_decoder",
+        "partial_id",
         "message_bytes_in",
     )
 
@@ -225,16 +225,16 @@ class _MessageReader(FrameParser):
         # (Not super(): its lookup costs the pure build more than the call.)
         FrameParser.__init__(self, masked, allow_rsv1)
         # The opcode of the message under way (0: between messages).
-        self._in_opcode = 0
-        self._in_compressed = False
-        self._in_size = 0
+        self.in_opcode = 0
+        self.in_compressed = False
+        self.in_size = 0
         # A fragmented message's pieces so far; None between messages.
-        self._fragments: Optional[list[bytes]] = None
-        self._decoder: Optional[codecs.IncrementalDecoder] = None
+        self.fragments: Optional[list[bytes]] = None
+        self.decoder: Optional[codecs.IncrementalDecoder] = None
         # The text frame under way checked so far (_check_partial_text).
-        self._partial_decoder: Optional[codecs.IncrementalDecoder] = None
-        self._partial_id = -1
-        self._partial_checked = 0
+        self.partial_decoder: Optional[codecs.IncrementalDecoder] = None
+        self.partial_id = -1
+        self.partial_checked = 0
         self.message_bytes_in = 0
 
 
@@ -349,7 +349,7 @@ class WSConnection:
             and data[0] == 0x88
             and data[1] == 0x82
             and parser.masked
-            and parser._pos == len(parser._buf)
+            and parser.pos == len(parser.buf)
         ):
             # A read that is one masked close frame with a code and no
             # reason, nothing before it: how a browser leaving the page
@@ -365,15 +365,15 @@ class WSConnection:
         events: list[Event] = []
         try:
             while True:
-                if not parser._in_opcode:
+                if not parser.in_opcode:
                     self._take_small_messages(events)
-                if parser._pos == len(parser._buf):
+                if parser.pos == len(parser.buf):
                     # All parsed (the usual end of a read, with no frame
                     # parse to find it): an idle connection keeps no copy
                     # of its last read (up to a read's size) until the next
                     # (FrameParser.release, inline).
-                    parser._buf = _EMPTY_BUFFER
-                    parser._pos = 0
+                    parser.buf = _EMPTY_BUFFER
+                    parser.pos = 0
                     return events
                 frame = parser.next_frame()
                 if frame is None:
@@ -405,27 +405,27 @@ class WSConnection:
         if length > _EARLY_CHECK_LIMIT or rsv1:
             return
         if opcode == 1:
-            if parser._in_opcode:
+            if parser.in_opcode:
                 return  # a protocol error, found when the frame is complete
             previous = None
-        elif opcode == 0 and parser._in_opcode == 1 and not parser._in_compressed:
-            previous = parser._decoder
+        elif opcode == 0 and parser.in_opcode == 1 and not parser.in_compressed:
+            previous = parser.decoder
         else:
             return
         frame_id = parser.wire_bytes
-        decoder = parser._partial_decoder
-        if decoder is None or parser._partial_id != frame_id:
-            decoder = parser._partial_decoder = codecs.getincrementaldecoder("utf-8")()
+        decoder = parser.partial_decoder
+        if decoder is None or parser.partial_id != frame_id:
+            decoder = parser.partial_decoder = codecs.getincrementaldecoder("utf-8")()
             if previous is not None:
                 # Go on from the message's earlier fragments.
                 decoder.setstate(previous.getstate())
-            parser._partial_id = frame_id
-            parser._partial_checked = 0
-        checked = parser._partial_checked
-        end = len(parser._buf)
+            parser.partial_id = frame_id
+            parser.partial_checked = 0
+        checked = parser.partial_checked
+        end = len(parser.buf)
         if end - start <= checked:
             return
-        chunk: bytes = bytes(parser._buf[start + checked : end])
+        chunk: bytes = bytes(parser.buf[start + checked : end])
         if key is not None:
             turn = checked & 3
             chunk = mask(key[turn:] + key[:turn], chunk)
@@ -433,7 +433,7 @@ class WSConnection:
             decoder.decode(chunk, False)
         except UnicodeDecodeError:
             raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
-        parser._partial_checked = end - start
+        parser.partial_checked = end - start
 
     def _take_small_messages(self, events: list[Event]) -> None:
         """The hot path: whole text or binary messages in one frame under 64 KiB.
@@ -445,8 +445,8 @@ class WSConnection:
         with every rule.
         """
         parser = self._parser
-        buf = parser._buf
-        pos = parser._pos
+        buf = parser.buf
+        pos = parser.pos
         end = len(buf)
         masked = parser.masked
         key_size = 4 if masked else 0
@@ -493,7 +493,7 @@ class WSConnection:
                 try:
                     append(Message(payload.decode("utf-8")))
                 except UnicodeDecodeError:
-                    parser._pos = pos
+                    parser.pos = pos
                     parser.wire_bytes += wire
                     parser.message_bytes_in += received
                     raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
@@ -502,7 +502,7 @@ class WSConnection:
             received += length
             wire += stop - pos
             pos = stop
-        parser._pos = pos
+        parser.pos = pos
         parser.wire_bytes += wire
         parser.message_bytes_in += received
 
@@ -512,30 +512,30 @@ class WSConnection:
             return self._handle_control(frame)
         parser = self._parser
         if opcode == 0:
-            if not parser._in_opcode:
+            if not parser.in_opcode:
                 raise RemoteProtocolError("continuation frame without a message in progress")
         else:
-            if parser._in_opcode:
+            if parser.in_opcode:
                 raise RemoteProtocolError("new message before the previous one ended")
-            parser._in_opcode = opcode
-            parser._in_compressed = frame.rsv1
-            parser._in_size = 0
+            parser.in_opcode = opcode
+            parser.in_compressed = frame.rsv1
+            parser.in_size = 0
         payload = frame.payload
         limit = self.max_message_size
-        if parser._in_compressed:
+        if parser.in_compressed:
             assert self._extension is not None
-            remaining = None if limit is None else limit - parser._in_size
+            remaining = None if limit is None else limit - parser.in_size
             payload = self._extension.decompress(payload, frame.fin, remaining)
-        parser._in_size += len(payload)
+        parser.in_size += len(payload)
         if limit is not None:
-            if parser._in_size > limit:
+            if parser.in_size > limit:
                 raise RemoteProtocolError("message too big", 1009)
             parser.max_payload = self._frame_limit(
-                limit - parser._in_size if not frame.fin else limit
+                limit - parser.in_size if not frame.fin else limit
             )
-        if frame.fin and not parser._fragments:
+        if frame.fin and not parser.fragments:
             # The common case: one frame, one message.
-            parser._in_opcode = 0
+            parser.in_opcode = 0
             parser.message_bytes_in += len(payload)
             if opcode == 1:
                 try:
@@ -543,26 +543,26 @@ class WSConnection:
                 except UnicodeDecodeError:
                     raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
             return Message(payload)
-        if parser._in_opcode == 1:
-            decoder = parser._decoder
+        if parser.in_opcode == 1:
+            decoder = parser.decoder
             if decoder is None:
-                decoder = parser._decoder = codecs.getincrementaldecoder("utf-8")()
+                decoder = parser.decoder = codecs.getincrementaldecoder("utf-8")()
             try:
                 decoder.decode(payload, frame.fin)
             except UnicodeDecodeError:
                 raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from None
-        fragments = parser._fragments
+        fragments = parser.fragments
         if fragments is None:
-            fragments = parser._fragments = [payload]
+            fragments = parser.fragments = [payload]
         else:
             fragments.append(payload)
         if not frame.fin:
             return None
         whole = b"".join(fragments)
-        text = parser._in_opcode == 1
-        parser._fragments = None
-        parser._decoder = None
-        parser._in_opcode = 0
+        text = parser.in_opcode == 1
+        parser.fragments = None
+        parser.decoder = None
+        parser.in_opcode = 0
         parser.message_bytes_in += len(whole)
         # Already validated fragment by fragment.
         return Message(whole.decode("utf-8") if text else whole)

@@ -104,11 +104,11 @@ class FrameParser:
             fails with close code 1009 before its payload is buffered.
     """
 
-    __slots__ = ("_buf", "_pos", "allow_rsv1", "masked", "max_payload", "wire_bytes")
+    __slots__ = ("buf", "pos", "allow_rsv1", "masked", "max_payload", "wire_bytes")
 
     def __init__(self, masked: bool, allow_rsv1: bool = False) -> None:
-        self._buf = _EMPTY_BUFFER
-        self._pos = 0
+        self.buf = _EMPTY_BUFFER
+        self.pos = 0
         self.masked = masked
         self.allow_rsv1 = allow_rsv1
         self.max_payload: Optional[int] = None
@@ -116,29 +116,29 @@ class FrameParser:
 
     def feed(self, data: bytes) -> None:
         """Appends received bytes."""
-        buf = self._buf
-        if self._pos == len(buf):
+        buf = self.buf
+        if self.pos == len(buf):
             # Everything before is parsed (or nothing came yet): a buffer
             # of its own for these bytes; the shared empty one is never
             # written to.
-            self._buf = bytearray(data)
-            self._pos = 0
+            self.buf = bytearray(data)
+            self.pos = 0
             return
-        if self._pos > 65536:
-            del buf[: self._pos]
-            self._pos = 0
+        if self.pos > 65536:
+            del buf[: self.pos]
+            self.pos = 0
         buf += data
 
     def release(self) -> None:
         """Drops the buffer once everything in it is parsed (an idle connection keeps none)."""
-        if self._pos == len(self._buf):
-            self._buf = _EMPTY_BUFFER
-            self._pos = 0
+        if self.pos == len(self.buf):
+            self.buf = _EMPTY_BUFFER
+            self.pos = 0
 
     @property
     def buffered(self) -> int:
         """The number of bytes received and not yet parsed."""
-        return len(self._buf) - self._pos
+        return len(self.buf) - self.pos
 
     def next_frame(self) -> Optional[Frame]:
         """Parses the next complete frame.
@@ -149,8 +149,8 @@ class FrameParser:
         Raises:
             RemoteProtocolError: the frame breaks RFC 6455 or ``max_payload``.
         """
-        buf = self._buf
-        pos = self._pos
+        buf = self.buf
+        pos = self.pos
         head = self._header(buf, pos)
         if head is None:
             return None
@@ -164,7 +164,7 @@ class FrameParser:
             payload = mask(bytes(buf[pos + header - 4 : pos + header]), buf[pos + header : end])
         else:
             payload = bytes(buf[pos + header : end])
-        self._pos = end
+        self.pos = end
         self.wire_bytes += header + length
         return Frame(b0 & 0x0F, payload, bool(b0 & 0x80), bool(b0 & 0x40))
 
@@ -179,8 +179,8 @@ class FrameParser:
             RemoteProtocolError: as `next_frame` (never after a `next_frame`
                 that returned None: the header it checked is this one).
         """
-        buf = self._buf
-        pos = self._pos
+        buf = self.buf
+        pos = self.pos
         head = self._header(buf, pos)
         # (The mask key, ending the header, may still be on its way.)
         if head is None or len(buf) - pos < head[0]:

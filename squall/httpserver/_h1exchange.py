@@ -4,7 +4,9 @@ Split from ``_protocol`` (which holds `_HTTPProtocol`, the driver itself):
 the states and flow bits of a connection, the per-loop write queue, and
 `_RequestConnection`, the exchange contract (`squall.httputil._exchange`)
 for one request on that protocol. Compiled by mypyc with ``_protocol`` (see
-speedups/squall_build.py): each reads the other's fields natively.
+speedups/squall_build.py): each reads the other's fields natively, by the
+public names `H1Driver` declares (the code names the concrete class, which
+mypyc reads without a lookup).
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import contextvars
 import weakref
 from collections.abc import Awaitable
 from http.client import responses
-from typing import IO, TYPE_CHECKING, Final, Optional
+from typing import IO, TYPE_CHECKING, Final, Optional, Protocol
 
-from squall._h1 import LocalProtocolError
+from squall._h1 import H1Connection, LocalProtocolError
 from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
-from squall.httputil import HTTPHeaders, HTTPOutputError
+from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError
 from squall.httputil._drivers import _body
 from squall.httputil._exchange import GONE, HEAD, IDLE, Exchange
 from squall.httputil._response import _ResponseHeaders
@@ -38,7 +40,7 @@ _ResponseHeadersType: Final = _ResponseHeaders
 
 # -- connection state -------------------------------------------------------------
 #
-# ``_HTTPProtocol._state`` is one of these, in this order; HTTP processing
+# ``_HTTPProtocol.state`` is one of these, in this order; HTTP processing
 # goes on while it is below _CLOSING (h11-style: one explicit state per
 # connection rather than a flag per condition).
 #
@@ -66,7 +68,7 @@ _STOPPED: Final = 4
 _DETACHED: Final = 5
 _CLOSED: Final = 6
 
-# Flow control (``_HTTPProtocol._flow``), independent of the state above:
+# Flow control (``_HTTPProtocol.flow``), independent of the state above:
 # bits, any combination.
 _BLOCKED: Final = 1  # a delegate's awaitable is pending: no events handed on
 _WRITE_PAUSED: Final = 4  # the transport is over its high-water mark
@@ -75,6 +77,67 @@ _QUEUED: Final = 16  # output waits in the loop's _WriteQueue
 _HELD: Final = 32  # pipelined requests wait for the output to drain (_hold)
 _STALLED: Final = _BLOCKED | _HELD
 _LINGER: Final = 64  # an error answer: close in stages (_linger)
+
+
+if TYPE_CHECKING:
+    # A declaration for the type checker only (mypyc compiles this module).
+    class H1Driver(Protocol):
+        """What the HTTP/1.1 driver (`_HTTPProtocol`) offers the objects that work
+        for it: the exchange (`_RequestConnection`), the write queue, the
+        transport stream (``_stream``) and sendfile. ``_protocol`` checks that
+        the driver has it."""
+
+        loop: asyncio.AbstractEventLoop
+        transport: Optional[asyncio.Transport]
+        # The connection state (_IDLE ... _CLOSED) and flow bits (_BLOCKED ...).
+        state: int
+        flow: int
+        # The core, the exchange being served, and the request's delegate until
+        # its body has been read.
+        h1: H1Connection
+        exchange: Optional[_RequestConnection]
+        delegate: Optional[HTTPMessageDelegate]
+        # Output queued for the next write (None once detached); whether the
+        # driver is handing events on (it flushes at the end); the resolved
+        # future a write returns while the transport takes more.
+        output: Optional[list[bytes]]
+        in_feed: bool
+        done_future: asyncio.Future[None]
+        # The server's no_keep_alive setting.
+        no_keep_alive: bool
+
+        @property
+        def taken(self) -> bool:
+            """Whether the connection was detached (even if lost since)."""
+
+        @property
+        def detached(self) -> bool:
+            """Whether an IOStream has the connection now."""
+
+        @property
+        def write_paused(self) -> bool:
+            """Whether the transport is over its high-water mark."""
+
+        def set_stream_reading(self, reading: bool) -> None:
+            """Resumes or pauses reading for the detached stream."""
+
+        def send(self, data: bytes) -> asyncio.Future[None]:
+            """Queues ``data`` to be written."""
+
+        def flush(self) -> None:
+            """Writes the queued output."""
+
+        def abort(self) -> None:
+            """Stops HTTP and closes, sending only what was already queued."""
+
+        def end_exchange(self) -> None:
+            """Both the request and its response are complete."""
+
+        def get_stream(self) -> _TransportStream:
+            """The IOStream over the connection."""
+
+        def detach(self) -> _TransportStream:
+            """Hands the connection over to an IOStream; HTTP stops."""
 
 
 class _WriteQueue:
@@ -100,10 +163,10 @@ class _WriteQueue:
 
     def add(self, proto: _HTTPProtocol) -> None:
         """Writes ``proto``'s output with the rest of this round's."""
-        proto._flow |= _QUEUED
+        proto.flow |= _QUEUED
         pending = self._pending
         if not pending:
-            proto._loop.call_soon(self._run)
+            proto.loop.call_soon(self._run)
         pending.append(proto)
 
     def _run(self) -> None:
@@ -111,12 +174,12 @@ class _WriteQueue:
         self._pending = []
         for proto in pending:
             # A connection flushed or lost meanwhile has dropped its mark.
-            if proto._flow & _QUEUED:
+            if proto.flow & _QUEUED:
                 try:
-                    proto._flush()
+                    proto.flush()
                 except Exception:
                     app_log.error("Uncaught exception writing a response", exc_info=True)
-                    proto._abort()
+                    proto.abort()
 
 
 # Shared by the connections of one loop (per-connection ones would cost
@@ -225,7 +288,7 @@ class _RequestConnection(Exchange):
         self._written = 0
         self._bodiless = False
         # (Exchange.loop: the protocol calls the delegate from its loop only.)
-        self.loop = proto._loop
+        self.loop = proto.loop
         self._proto = proto
         self._body_timeout: Optional[float] = None
 
@@ -238,26 +301,26 @@ class _RequestConnection(Exchange):
             HTTPOutputError: invalid headers, or a response already started.
         """
         p = self._proto
-        if p._req is not self or p._state >= _CLOSING:
-            return _closed_future(p._loop)
+        if p.exchange is not self or p.state >= _CLOSING:
+            return _closed_future(p.loop)
         # A ResponseStartLine (not asserted: isinstance() costs a call).
         code: int = start_line[1]  # type: ignore[assignment]
         # A handler's headers hold checked str values only.
         checked = type(headers) is _ResponseHeadersType and not headers._unchecked
         try:
-            data = p._h1.send_fields(
+            data = p.h1.send_fields(
                 code,
                 start_line[2],
                 headers._as_list,
                 chunk or b"",
                 checked,
-                p._no_keep_alive,
+                p.no_keep_alive,
             )
         except LocalProtocolError as exc:
             # A head refused is not sent (the caller may still answer with
             # an error instead); a head taken with a first chunk it refuses
             # (more than its Content-Length) counts as started.
-            if p._h1.our_state != "IDLE":
+            if p.h1.our_state != "IDLE":
                 self._phase = HEAD
             raise HTTPOutputError(str(exc)) from None
         return self._send_head(p, data)
@@ -274,9 +337,9 @@ class _RequestConnection(Exchange):
         through `write_headers`.
         """
         p = self._proto
-        if p._req is not self or p._state >= _CLOSING or p._no_keep_alive:
+        if p.exchange is not self or p.state >= _CLOSING or p.no_keep_alive:
             return None
-        data = p._h1.send_rendered_head(head, framing, chunk)
+        data = p.h1.send_rendered_head(head, framing, chunk)
         if data is None:
             return None
         return self._send_head(p, data)
@@ -284,16 +347,16 @@ class _RequestConnection(Exchange):
     def _send_head(self, p: _HTTPProtocol, data: bytes) -> asyncio.Future[None]:
         # The head (and any first chunk) rendered: the exchange has started.
         self._phase = HEAD
-        if p._in_feed and not p._flow & _WRITE_PAUSED:
+        if p.in_feed and not p.flow & _WRITE_PAUSED:
             # _send() for the usual case, in this frame (for the ASGI
             # driver, _send measured +1k instructions per request, pure):
             # written while the request is processed, so _process flushes
             # it at its end.
-            out = p._out
+            out = p.output
             assert out is not None  # (None only once detached)
             out.append(data)
-            return p._done_future
-        return p._send(data)
+            return p.done_future
+        return p.send(data)
 
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
         """Send ``count`` body bytes of ``file`` (from its offset) by sendfile(2).
@@ -309,8 +372,8 @@ class _RequestConnection(Exchange):
         p = self._proto
         transport = p.transport
         if (
-            p._req is not self
-            or p._state >= _CLOSING
+            p.exchange is not self
+            or p.state >= _CLOSING
             or transport is None
             or self._phase == IDLE
             or transport.get_extra_info("ssl_object") is not None
@@ -318,13 +381,13 @@ class _RequestConnection(Exchange):
         ):
             return None
         try:
-            if not p._h1.send_counted(count):
+            if not p.h1.send_counted(count):
                 return None
         except LocalProtocolError as exc:
-            p._abort()
+            p.abort()
             raise HTTPOutputError(str(exc)) from None
-        if p._out:
-            p._flush()
+        if p.output:
+            p.flush()
         return send_file(p, transport, file, count)
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
@@ -337,67 +400,67 @@ class _RequestConnection(Exchange):
         # Tornado's legacy interface: the application writes the whole
         # response itself; we close after it.
         p = self._proto
-        if p._req is not self or p._state >= _CLOSING:
-            return _closed_future(p._loop)
-        return p._send(chunk)
+        if p.exchange is not self or p.state >= _CLOSING:
+            return _closed_future(p.loop)
+        return p.send(chunk)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         p = self._proto
-        if p._req is not self or p._state >= _CLOSING:
-            return _closed_future(p._loop)
+        if p.exchange is not self or p.state >= _CLOSING:
+            return _closed_future(p.loop)
         try:
-            data = _body(p._h1, chunk)
+            data = _body(p.h1, chunk)
         except HTTPOutputError:
-            p._abort()
+            p.abort()
             raise
-        return p._send(data)
+        return p.send(data)
 
     def _emit_end(self, phase: int) -> None:
         p = self._proto
-        if p._req is not self or p._state >= _CLOSING:
+        if p.exchange is not self or p.state >= _CLOSING:
             # Not ended: the connection stops, and connection_lost reports
             # the unfinished response to the close callback.
             if phase != GONE:
                 self._phase = phase
             return
         if phase == IDLE:
-            p._state = _CLOSING
-            if not p._in_feed:
-                p._flush()
+            p.state = _CLOSING
+            if not p.in_feed:
+                p.flush()
             return
         try:
-            data = p._h1.send_end()
+            data = p.h1.send_end()
         except LocalProtocolError as exc:
             self._phase = phase
-            p._abort()
+            p.abort()
             raise HTTPOutputError(str(exc)) from None
         if data:
-            out = p._out
+            out = p.output
             assert out is not None  # (None only once detached)
             out.append(data)
-        if not p._h1.keep_alive:
-            p._state = _CLOSING
-        if not p._in_feed:
-            p._flush()
-        if p._delegate is None:
+        if not p.h1.keep_alive:
+            p.state = _CLOSING
+        if not p.in_feed:
+            p.flush()
+        if p.delegate is None:
             # The request was read to its end: the exchange is over.
-            p._end_exchange()
+            p.end_exchange()
 
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         # Declined to an HTTP/1.0 client (RFC 9110 section 15.2).
         p = self._proto
-        if p._req is not self or p._state >= _CLOSING or not p._h1.takes_informational:
+        if p.exchange is not self or p.state >= _CLOSING or not p.h1.takes_informational:
             return False
         try:
-            data = p._h1.send_informational(code, responses.get(code, ""), headers.get_all())
+            data = p.h1.send_informational(code, responses.get(code, ""), headers.get_all())
         except LocalProtocolError as exc:
             raise HTTPOutputError(str(exc)) from None
-        p._send(data)
+        p.send(data)
         return True
 
     def _refuse(self) -> None:
         # (Unused while _declared stays None: the core counts the body.)
-        self._proto._abort()
+        self._proto.abort()
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""
@@ -406,8 +469,8 @@ class _RequestConnection(Exchange):
     def set_max_body_size(self, max_body_size: int) -> None:
         """Limit the size of this request's body (bytes)."""
         p = self._proto
-        if p._req is self:
-            p._h1.set_max_body_size(max_body_size)
+        if p.exchange is self:
+            p.h1.set_max_body_size(max_body_size)
 
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:
@@ -423,17 +486,17 @@ class _RequestConnection(Exchange):
         WebSocket comm) sees what it sees on Tornado.
         """
         proto = self._proto
-        if proto._taken:
+        if proto.taken:
             return None
-        return proto._get_stream()
+        return proto.get_stream()
 
     def detach(self) -> _TransportStream:
         """Take the connection over as an `~squall.iostream.IOStream`; HTTP processing stops.
 
         Bytes received after the request are readable from the stream.
         """
-        return self._proto._detach()
+        return self._proto.detach()
 
     def close(self) -> None:
         """Close the connection."""
-        self._proto._abort()
+        self._proto.abort()

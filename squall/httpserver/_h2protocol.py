@@ -193,7 +193,7 @@ class _H2Protocol(asyncio.Protocol):
                 served as stream 1.
         """
         server = old._server
-        proto = cls(server, old._params, old._loop, old.context, server._h2_limits)
+        proto = cls(server, old._params, old.loop, old.context, server._h2_limits)
         # The HTTP/1.1 object steps aside without closing anything.
         paused = old._hand_over()
         server._connections.discard(old)
@@ -458,7 +458,7 @@ class _H2Protocol(asyncio.Protocol):
         if start_line.method == "HEAD":
             stream._bodiless = True
         if expect_continue:
-            stream._expect_continue = True
+            stream.expect_continue = True
         if protocol is not None:
             stream.protocol = protocol
             stream.tunnel = _H2Tunnel(self, stream)
@@ -483,7 +483,7 @@ class _H2Protocol(asyncio.Protocol):
             return None
         if ret is not None:
             self._block(stream, ret, 0)
-        elif stream._expect_continue:
+        elif stream.expect_continue:
             self._continue(stream)
         if protocol is not None:
             # RFC 8441 §5: the head is the whole request; the DATA frames
@@ -493,7 +493,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def _continue(self, stream: _H2Stream) -> None:
         # RFC 9110 §10.1.1: the delegate took the head; ask for the body.
-        stream._expect_continue = False
+        stream.expect_continue = False
         if stream._phase == IDLE and not stream._closed and not stream._read_done:
             try:
                 self._h2.send_informational(stream.stream_id, 100)
@@ -520,7 +520,7 @@ class _H2Protocol(asyncio.Protocol):
         if stream is None or stream._delegate is None:
             self._h2.consumed(event.stream_id, event.flow_length)
             return
-        stream._last_active = now
+        stream.last_active = now
         if not stream.took(len(event.data)):
             self._h2.consumed(event.stream_id, event.flow_length)
             return
@@ -559,7 +559,7 @@ class _H2Protocol(asyncio.Protocol):
             self._h2.consumed(stream.stream_id, flow)
             if not stream.unblocked(future):
                 return
-            if stream._expect_continue:
+            if stream.expect_continue:
                 self._continue(stream)
             stream.drain(self._deliver, self._on_end)
         finally:
@@ -577,9 +577,9 @@ class _H2Protocol(asyncio.Protocol):
 
     def _send_head(self, stream: _H2Stream, end: bool) -> bool:
         """Hand the held head to h2; return False if its data waits for window."""
-        head = stream._head
+        head = stream.held_head
         assert head is not None
-        stream._head = None
+        stream.held_head = None
         block, chunk = head
         sid = stream.stream_id
         try:
@@ -619,7 +619,7 @@ class _H2Protocol(asyncio.Protocol):
     def _ready(self, stream: _H2Stream) -> asyncio.Future[None]:
         """The Future a write returns: done now, or once the bytes can go out."""
         if not self._write_paused and (
-            stream._head is not None or self._h2.pending(stream.stream_id) == 0
+            stream.held_head is not None or self._h2.pending(stream.stream_id) == 0
         ):
             done = self._done_future
             if done is None:
@@ -646,17 +646,17 @@ class _H2Protocol(asyncio.Protocol):
         if tunnel is not None and tunnel.accepted:
             tunnel._open()  # RFC 8441 §5: the 2xx opens the tunnel
             return
-        trailers = stream._trailers_out
+        trailers = stream.trailers_out
         sent = True
         if trailers is not None and not stream._bodiless:
-            stream._trailers_out = None
-            if stream._head is not None:
+            stream.trailers_out = None
+            if stream.held_head is not None:
                 self._send_head(stream, False)
             try:
                 sent = self._h2.send_trailers(sid, trailers)
             except LocalProtocolError:
                 pass
-        elif stream._head is not None:
+        elif stream.held_head is not None:
             sent = self._send_head(stream, True)
         else:
             try:
@@ -735,7 +735,7 @@ class _H2Protocol(asyncio.Protocol):
         if heads:
             self._heads = []
             for stream in heads:
-                if stream._head is not None:
+                if stream.held_head is not None:
                     self._send_head(stream, False)
         transport = self.transport
         data = self._h2.data_to_send()
@@ -761,7 +761,7 @@ class _H2Protocol(asyncio.Protocol):
         if stream._closed:
             return
         stream._closed = True
-        stream._head = None
+        stream.held_head = None
         self._streams.pop(stream.stream_id, None)
         self._waiting_window.pop(stream.stream_id, None)
         waiters = stream._waiters
@@ -831,7 +831,7 @@ class _H2Protocol(asyncio.Protocol):
         for stream in list(self._streams.values()):
             if not stream.reading():
                 continue
-            if now - stream._last_active > limits.idle_stream_timeout or stream.body_overdue(
+            if now - stream.last_active > limits.idle_stream_timeout or stream.body_overdue(
                 now, body_timeout
             ):
                 gen_log.info(

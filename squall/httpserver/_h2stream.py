@@ -66,14 +66,14 @@ class _H2Stream(_MuxStream):
         if tunnel is not None:
             code = start_line.code
             block = p._h2.encode_head(code, tunnel._head_fields(code, fields))
-        self._head = (block, chunk)
+        self.held_head = (block, chunk)
         return p._queue_head(self)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         p: _H2Protocol = self._proto
         if not chunk or self._bodiless:
             return p._ready(self)
-        if self._head is not None:
+        if self.held_head is not None:
             p._send_head(self, False)
         return p._send_body(self, chunk)
 
@@ -115,7 +115,7 @@ class _H2Stream(_MuxStream):
         self._declared = framing
         self._phase = HEAD
         self._written = len(chunk)
-        self._head = (block, chunk)
+        self.held_head = (block, chunk)
         return p._queue_head(self)
 
     def set_trailers(self, trailers: HTTPHeaders) -> None:
@@ -135,7 +135,7 @@ class _H2Stream(_MuxStream):
         if self._phase >= DONE:
             raise HTTPOutputError("the response already finished")
         try:
-            self._trailers_out = trailer_fields(trailers.get_all())
+            self.trailers_out = trailer_fields(trailers.get_all())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
 

@@ -97,7 +97,7 @@ class _H2Tunnel(_Tunnel):
         streams) until the tunnel ends."""
         exchange = self._exchange
         proto = self._proto
-        if exchange._head is not None:
+        if exchange.held_head is not None:
             proto._send_head(exchange, False)
         proto._flush_soon()
 

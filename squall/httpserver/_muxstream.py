@@ -109,11 +109,11 @@ class _MuxStream(Exchange):
         "tunnel",
         # HTTP/2's (HTTP/3 leaves them as __init__ sets them): see _H2Stream.
         "_waiters",
-        "_head",
-        "_last_active",
-        "_expect_continue",
+        "held_head",
+        "last_active",
+        "expect_continue",
         "trailers",
-        "_trailers_out",
+        "trailers_out",
     )
 
     #: The protocol's name, in what is raised.
@@ -153,14 +153,14 @@ class _MuxStream(Exchange):
     _waiters: Optional[list[asyncio.Future[None]]]
     # A response head (its header block) and first chunk not yet handed to
     # the core: sent with the end of the stream when finish() follows at once.
-    _head: Optional[tuple[bytes, bytes]]
+    held_head: Optional[tuple[bytes, bytes]]
     # When the request last sent something (HTTP/2's idle stream timeout).
-    _last_active: float
-    _expect_continue: bool
+    last_active: float
+    expect_continue: bool
     #: The request's trailer section, once the client sent one after the
     #: body (HTTP/2 only; None otherwise).
     trailers: Optional[HTTPHeaders]
-    _trailers_out: Optional[list[tuple[bytes, bytes]]]
+    trailers_out: Optional[list[tuple[bytes, bytes]]]
 
     def __init__(
         self,
@@ -186,7 +186,7 @@ class _MuxStream(Exchange):
         self._proto = proto
         self.stream_id = stream_id
         self._max_body = max_body
-        self._started = self._last_active = now
+        self._started = self.last_active = now
         # A slot of the connection's stream limit, until the stream is over
         # on both sides (see the module).
         self._counted = True
@@ -195,11 +195,11 @@ class _MuxStream(Exchange):
         # _closed: reset, timed out or the connection lost (nothing more goes
         # out); _inbox: body pieces (and the end, as None) held while the
         # delegate is busy.
-        self._read_done = self._closed = self._blocked = self._expect_continue = False
+        self._read_done = self._closed = self._blocked = self.expect_continue = False
         self._handed = False
         self._received = 0
         self._delegate = self._inbox = self._body_timeout = self.protocol = None
-        self.tunnel = self._waiters = self._head = self.trailers = self._trailers_out = None
+        self.tunnel = self._waiters = self.held_head = self.trailers = self.trailers_out = None
 
     def _emit_end(self, phase: int) -> None:
         self._handed = False

@@ -63,7 +63,7 @@ class _UpgradeSniffer(_HTTPProtocol):
         self.__class__ = _HTTPProtocol  # type: ignore[assignment]
         transport = self.transport
         if transport is not None and _wants_h2c(event):
-            _H2Protocol._take_over(self, transport, self._h1.detach(), upgrade=event)
+            _H2Protocol._take_over(self, transport, self.h1.detach(), upgrade=event)
             return
         _HTTPProtocol._on_request(self, event)
 
@@ -102,16 +102,16 @@ def _sniff(proto: _HTTPProtocol, data: bytes, then: type[_HTTPProtocol]) -> None
         return
     # Bytes held back so far are a prefix of the preface, so they are
     # known without reading them back.
-    held = proto._h1.buffered
+    held = proto.h1.buffered
     seen = PREFACE[:held] + data if held else data
     n = min(len(seen), len(PREFACE))
     transport = proto.transport
     if transport is not None and seen[:n] == PREFACE[:n]:
-        proto._h1.detach()
+        proto.h1.detach()
         if n == len(PREFACE):
             _H2Protocol._take_over(proto, transport, seen)
         else:
-            proto._h1.receive_data(seen)  # wait for the rest of the preface
+            proto.h1.receive_data(seen)  # wait for the rest of the preface
         return
     proto.__class__ = then  # type: ignore[assignment]
     _HTTPProtocol.data_received(proto, data)
@@ -122,5 +122,5 @@ def _negotiated_h2(proto: _HTTPProtocol, transport: asyncio.Transport) -> bool:
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
         return False
-    _H2Protocol._take_over(proto, transport, proto._h1.detach())
+    _H2Protocol._take_over(proto, transport, proto.h1.detach())
     return True

@@ -86,6 +86,7 @@ from squall.log import app_log, gen_log
 from squall.platform.asyncio import _bound_reads
 
 if TYPE_CHECKING:
+    from squall.httpserver._h1exchange import H1Driver
     from squall.httpserver._server import HTTPServer
 
 
@@ -154,23 +155,23 @@ class _HTTPProtocol(asyncio.Protocol):
         "_server",
         "_params",
         "_plain",
-        "_no_keep_alive",
+        "no_keep_alive",
         "_ssl",
-        "_loop",
-        "_h1",
+        "loop",
+        "h1",
         "transport",
         "context",
-        "_state",
-        "_flow",
+        "state",
+        "flow",
         "_reading",
-        "_in_feed",
-        "_req",
-        "_delegate",
+        "in_feed",
+        "exchange",
+        "delegate",
         "_leftover",
-        "_out",
+        "output",
         "_writes",
         "_drain_waiters",
-        "_done_future",
+        "done_future",
         "_timer_context",
         "_stream",
         "_idle_since",
@@ -194,28 +195,28 @@ class _HTTPProtocol(asyncio.Protocol):
         self._server = server
         self._use_params(params)
         self._ssl = ssl_context
-        self._loop = loop
-        self._h1: H1Connection = _new_h1("server", params, False)
+        self.loop = loop
+        self.h1: H1Connection = _new_h1("server", params, False)
         self.transport: Optional[asyncio.Transport] = None
         self.context: Optional[_HTTPRequestContext] = None
-        self._state = _IDLE
-        self._flow = 0
+        self.state = _IDLE
+        self.flow = 0
         # Whether we paused the transport's reading (the reasons are _flow's
         # bits: _STALLED, _WRITE_PAUSED, and the parser's backlog).
         self._reading = ReadFlow()
         # Set while _process runs: what the delegate writes then is flushed
         # once at its end, and a nested _process returns at once.
-        self._in_feed = False
-        self._req: Optional[_RequestConnection] = None
+        self.in_feed = False
+        self.exchange: Optional[_RequestConnection] = None
         # The request's delegate until its body has been read (None after).
-        self._delegate: Optional[HTTPMessageDelegate] = None
+        self.delegate: Optional[HTTPMessageDelegate] = None
         self._leftover: Optional[bytes] = None
         # Output queued for the next write; None once detached (the stream
         # writes to the transport itself, and an idle WebSocket keeps this
         # protocol for its lifetime).
-        self._out: Optional[list[bytes]] = []
+        self.output: Optional[list[bytes]] = []
         self._drain_waiters: Optional[list[asyncio.Future[None]]] = None
-        self._done_future, self._timer_context, self._writes = _loop_shared(loop)
+        self.done_future, self._timer_context, self._writes = _loop_shared(loop)
         self._stream: Optional[_TransportStream] = None
         self._idle_since = 0.0
         self._idle_timer: Optional[asyncio.TimerHandle] = None
@@ -230,34 +231,34 @@ class _HTTPProtocol(asyncio.Protocol):
         self._start_request = server._request_starter()
 
     @property
-    def _detached(self) -> bool:
+    def detached(self) -> bool:
         # Read by the transport stream (_stream.py).
-        return self._state == _DETACHED
+        return self.state == _DETACHED
 
     @property
-    def _taken(self) -> bool:
+    def taken(self) -> bool:
         # Detached (even if lost before): read by the exchange's ``stream``.
-        return bool(self._flow & _TAKEN)
+        return bool(self.flow & _TAKEN)
 
     @property
-    def _write_paused(self) -> bool:
+    def write_paused(self) -> bool:
         # Read by the transport stream and by tests.
-        return bool(self._flow & _WRITE_PAUSED)
+        return bool(self.flow & _WRITE_PAUSED)
 
     def _stop(self) -> None:
         """No more HTTP processing (the caller closes the transport)."""
-        if self._state < _STOPPED:
-            self._state = _STOPPED
+        if self.state < _STOPPED:
+            self.state = _STOPPED
 
     def _close_soon(self) -> None:
         """No more HTTP processing; close once the queued output is written."""
-        if self._state < _CLOSING:
-            self._state = _CLOSING
+        if self.state < _CLOSING:
+            self.state = _CLOSING
 
     def _hand_over(self) -> bool:
         """Another protocol (HTTP/2) takes the transport: step aside, closing
         nothing. Returns whether reading was paused (the caller resumes it)."""
-        self._state = _CLOSED
+        self.state = _CLOSED
         self._cancel_timers()
         return self._reading.release()
 
@@ -294,7 +295,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 # The handshake runs in a task so that its failure can be
                 # logged our way; reading resumes under TLS.
                 transport.pause_reading()
-                self._tls_task = self._loop.create_task(self._start_tls(transport))
+                self._tls_task = self.loop.create_task(self._start_tls(transport))
                 return
         self._start_idle_timer()
 
@@ -304,7 +305,7 @@ class _HTTPProtocol(asyncio.Protocol):
             # A handshake is bounded like a head (a client that opens
             # connections and stalls in TLS must not hold them for
             # asyncio's default of a minute).
-            tls = await self._loop.start_tls(
+            tls = await self.loop.start_tls(
                 transport,
                 self,
                 self._ssl,
@@ -328,30 +329,30 @@ class _HTTPProtocol(asyncio.Protocol):
         if select is not None and select(self, self.transport):
             return  # ALPN chose h2: an _H2Protocol has the connection now
         self._start_idle_timer()
-        if self._h1.buffered:
+        if self.h1.buffered:
             # Requests that came with the end of the handshake.
             self._process()
 
     def data_received(self, data: bytes) -> None:
-        if self._state >= _CLOSING:
-            if self._state == _DETACHED:
+        if self.state >= _CLOSING:
+            if self.state == _DETACHED:
                 stream = self._stream
                 assert stream is not None
                 stream._feed(data)
             return
-        self._h1.receive_data(data)
-        if not self._flow & _STALLED and self._tls_task is None:
+        self.h1.receive_data(data)
+        if not self.flow & _STALLED and self._tls_task is None:
             self._process()
 
     def eof_received(self) -> Optional[bool]:
-        if self._state >= _CLOSING:
-            if self._state == _DETACHED:
+        if self.state >= _CLOSING:
+            if self.state == _DETACHED:
                 stream = self._stream
                 assert stream is not None
                 stream._feed_eof()
             return None
-        self._h1.receive_data(b"")
-        if not self._flow & _STALLED:
+        self.h1.receive_data(b"")
+        if not self.flow & _STALLED:
             self._process()
         return None
 
@@ -359,7 +360,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._on_lost(exc)
 
     def pause_writing(self) -> None:
-        self._flow |= _WRITE_PAUSED
+        self.flow |= _WRITE_PAUSED
         self._pause_reading()
         stream = self._stream
         if stream is not None:
@@ -367,10 +368,10 @@ class _HTTPProtocol(asyncio.Protocol):
         timeout = self._server.write_timeout
         if timeout is not None and self._write_timer is None:
             # A client that stops reading must not hold our buffer forever.
-            self._write_timer = self._loop.call_later(timeout, self._write_timed_out)
+            self._write_timer = self.loop.call_later(timeout, self._write_timed_out)
 
     def resume_writing(self) -> None:
-        self._flow &= ~_WRITE_PAUSED
+        self.flow &= ~_WRITE_PAUSED
         timer = self._write_timer
         if timer is not None:
             timer.cancel()
@@ -384,8 +385,8 @@ class _HTTPProtocol(asyncio.Protocol):
         stream = self._stream
         if stream is not None:
             stream._writable()
-        if self._state != _DETACHED:
-            if self._flow & _HELD:
+        if self.state != _DETACHED:
+            if self.flow & _HELD:
                 self._unhold()
             else:
                 self._resume_reading()
@@ -395,10 +396,10 @@ class _HTTPProtocol(asyncio.Protocol):
     def _process(self) -> None:
         """Hand every complete event to the delegate until the parser needs
         more bytes, a delegate blocks, or processing stops."""
-        if self._in_feed:
+        if self.in_feed:
             return
-        self._in_feed = True
-        h1 = self._h1
+        self.in_feed = True
+        h1 = self.h1
         # What this call has queued in _out (nothing is written meanwhile),
         # counted item by item as it grows: see the end of a message.
         queued = counted = 0
@@ -407,7 +408,7 @@ class _HTTPProtocol(asyncio.Protocol):
             if leftover is not None:
                 self._leftover = None
                 self._deliver(leftover)
-            while self._state < _CLOSING and not self._flow & _BLOCKED:
+            while self.state < _CLOSING and not self.flow & _BLOCKED:
                 event = h1.next_event()
                 kind = type(event)
                 # The type is the test (an isinstance() assert would cost a
@@ -421,21 +422,21 @@ class _HTTPProtocol(asyncio.Protocol):
                     if not h1.has_input():
                         # Spares a parse that can only say NEED_DATA or PAUSED.
                         break
-                    if self._state == _IDLE:
+                    if self.state == _IDLE:
                         # A pipelined request follows. What this read's
                         # requests produce is written a loop round later
                         # (_WriteQueue), so pause_writing cannot stop them:
                         # none starts while the output is over the mark.
-                        out = self._out
+                        out = self.output
                         assert out is not None  # (None only once detached)
                         while counted < len(out):
                             queued += len(out[counted])
                             counted += 1
-                        if queued >= _WRITE_NOW or self._flow & _WRITE_PAUSED:
+                        if queued >= _WRITE_NOW or self.flow & _WRITE_PAUSED:
                             self._hold()
                             break
                 elif event is NEED_DATA:
-                    if self._state == _IDLE and not self._head_since and h1.buffered:
+                    if self.state == _IDLE and not self._head_since and h1.buffered:
                         self._head_started()
                     break
                 elif event is PAUSED:
@@ -444,17 +445,17 @@ class _HTTPProtocol(asyncio.Protocol):
                     break
                 else:
                     assert isinstance(event, ConnectionClosed)
-                    self._state = _CLOSING
+                    self.state = _CLOSING
                     break
         except RemoteProtocolError as exc:
             lenient = None
-            if self._state == _IDLE and not h1.allow_bare_lf:
+            if self.state == _IDLE and not h1.allow_bare_lf:
                 lenient = _lenient_after(h1, self._params)
             if lenient is None:
                 self._reject(exc.status_hint, str(exc))
             else:
-                self._h1 = lenient
-                self._in_feed = False
+                self.h1 = lenient
+                self.in_feed = False
                 self._process()
                 return
         except HTTPInputError as err:
@@ -462,12 +463,12 @@ class _HTTPProtocol(asyncio.Protocol):
             self._reject(400, str(err), explain=True)
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
-            self._abort()
+            self.abort()
         finally:
-            self._in_feed = False
-            if self._state == _CLOSING:
-                self._flush()
-            elif self._out and not self._flow & _QUEUED:
+            self.in_feed = False
+            if self.state == _CLOSING:
+                self.flush()
+            elif self.output and not self.flow & _QUEUED:
                 self._writes.add(self)
 
     def _on_request(self, event: Request) -> None:
@@ -479,21 +480,21 @@ class _HTTPProtocol(asyncio.Protocol):
         if hosts is None or len(hosts) != 1 or hosts[0] != self._good_host:
             self._good_host = checked_host(headers, event.version)
         req = _RequestConnection(self)
-        self._req = req
-        self._state = _REQUEST
+        self.exchange = req
+        self.state = _REQUEST
         delegate = self._start_request(self, req)
         plain = self._plain
         if not plain:
             params = self._params
             if params.decompress:
                 delegate = _GzipMessageDelegate(
-                    delegate, params.chunk_size, self._h1.limits.max_body_size
+                    delegate, params.chunk_size, self.h1.limits.max_body_size
                 )
-        self._delegate = delegate
+        self.delegate = delegate
         ret = delegate.headers_received(start_line, headers)
         if ret is not None:
             self._block(ret, True)
-        elif not plain or self._h1.expects_continue or req._body_timeout is not None:
+        elif not plain or self.h1.expects_continue or req._body_timeout is not None:
             self._head_done()
 
     def _use_params(self, params: HTTP1ConnectionParameters) -> None:
@@ -502,13 +503,13 @@ class _HTTPProtocol(asyncio.Protocol):
         # no_keep_alive (the exchange's head).
         self._params = params
         self._plain = not params.decompress and params.body_timeout is None
-        self._no_keep_alive = bool(params.no_keep_alive)
+        self.no_keep_alive = bool(params.no_keep_alive)
 
     def _head_done(self) -> None:
         """The delegate has taken the head: ask for the body, start its clock."""
-        h1 = self._h1
-        req = self._req
-        if req is None or self._state >= _CLOSING:
+        h1 = self.h1
+        req = self.exchange
+        if req is None or self.state >= _CLOSING:
             return
         if h1.expects_continue and req._phase == IDLE:
             if h1.body_too_large:
@@ -518,17 +519,17 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._reject(413, "Content-Length too long", final=True)
                 return
             # RFC 9110 §10.1.1: the delegate is ready to read the body.
-            out = self._out
+            out = self.output
             assert out is not None  # (None only once detached)
             out.append(h1.send_informational(100, "(Continue)"))
         timeout = req._body_timeout
         if timeout is None:
             timeout = self._params.body_timeout
         if timeout is not None and h1.their_state == "BODY":
-            self._body_timer = self._loop.call_later(timeout, self._body_timed_out)
+            self._body_timer = self.loop.call_later(timeout, self._body_timed_out)
 
     def _deliver(self, data: bytes) -> None:
-        delegate = self._delegate
+        delegate = self.delegate
         assert delegate is not None
         ret, rest = deliver(delegate, data, self._params.chunk_size)
         if ret is not None:
@@ -541,29 +542,29 @@ class _HTTPProtocol(asyncio.Protocol):
         if timer is not None:
             timer.cancel()
             self._body_timer = None
-        delegate = self._delegate
+        delegate = self.delegate
         # The request is read: its delegate hears nothing more from us.
-        self._delegate = None
-        if self._state == _REQUEST:
-            self._state = _RESPONSE
+        self.delegate = None
+        if self.state == _REQUEST:
+            self.state = _RESPONSE
         delegate.finish()  # type: ignore[union-attr]
-        req = self._req
-        if req is not None and req._phase == DONE and self._req is req:
-            self._end_exchange()
+        req = self.exchange
+        if req is not None and req._phase == DONE and self.exchange is req:
+            self.end_exchange()
 
-    def _end_exchange(self) -> None:
+    def end_exchange(self) -> None:
         """Both the request and its response are complete."""
-        self._req = None
-        self._delegate = None
+        self.exchange = None
+        self.delegate = None
         self._head_since = 0.0
-        self._idle_since = self._loop.time()
-        if self._state < _CLOSING:
-            self._state = _IDLE
+        self._idle_since = self.loop.time()
+        if self.state < _CLOSING:
+            self.state = _IDLE
             if self._idle_timer is None:
                 # _check_idle found the exchange in progress and left it off.
                 self._arm_idle_timer(self._idle_deadline(self._idle_since))
-            if not self._in_feed:
-                if self._flow & _WRITE_PAUSED and self._h1.has_input():
+            if not self.in_feed:
+                if self.flow & _WRITE_PAUSED and self.h1.has_input():
                     # As in _process: a pipelined request waits.
                     self._hold()
                     return
@@ -573,36 +574,36 @@ class _HTTPProtocol(asyncio.Protocol):
     def _hold(self) -> None:
         """Start no pipelined request until the output drains (`_unhold`):
         the transport takes it under its high-water mark, or resume_writing."""
-        self._flow |= _HELD
+        self.flow |= _HELD
         self._pause_reading()
 
     def _unhold(self) -> None:
-        self._flow &= ~_HELD
-        if self._state == _IDLE:
+        self.flow &= ~_HELD
+        if self.state == _IDLE:
             self._resume_reading()
             self._process()
 
     def _block(self, awaitable: Awaitable[None], head: bool) -> None:
         """Hand no more events on until ``awaitable`` is done (``head``: it
         came from ``headers_received``, so the body is asked for then)."""
-        self._flow |= _BLOCKED
+        self.flow |= _BLOCKED
         self._pause_reading()
-        wait_on(awaitable, self._loop, self._unblock_head if head else self._unblock)
+        wait_on(awaitable, self.loop, self._unblock_head if head else self._unblock)
 
     def _unblock_head(self, future: asyncio.Future[None]) -> None:
         self._unblock(future, True)
 
     def _unblock(self, future: asyncio.Future[None], head: bool = False) -> None:
-        self._flow &= ~_BLOCKED
-        if self._state >= _CLOSING:
+        self.flow &= ~_BLOCKED
+        if self.state >= _CLOSING:
             return
         outcome, message = sort_outcome(future)
         if outcome != FINISHED:
             if outcome == BAD_REQUEST:
                 self._reject(400, message, explain=True)
             else:
-                self._abort()
-            self._flush()
+                self.abort()
+            self.flush()
             return
         if head:
             self._head_done()
@@ -618,31 +619,31 @@ class _HTTPProtocol(asyncio.Protocol):
         as its body; ``final``: with ``status_hint`` itself, see
         `_error_response`), then close lingering (`_linger`)."""
         _log_malformed(self.context, message, status_hint)
-        req = self._req
-        out = self._out
+        req = self.exchange
+        out = self.output
         if out is not None and (req is None or req._phase == IDLE):
             out.append(_error_response(status_hint, message if explain else "", final))
-        self._flow |= _LINGER
+        self.flow |= _LINGER
         self._close_soon()
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         """Stop and close, sending only what was already queued."""
-        if self._state == _DETACHED:
+        if self.state == _DETACHED:
             # The stream owns the connection; only the transport is closed.
-            self._flush()
+            self.flush()
             if self.transport is not None:
                 self.transport.close()
             return
         self._close_soon()
-        if not self._in_feed:
-            self._flush()
+        if not self.in_feed:
+            self.flush()
 
     def _body_timed_out(self) -> None:
         self._body_timer = None
-        if self._state >= _CLOSING:
+        if self.state >= _CLOSING:
             return
         gen_log.info("Timeout reading body from %s", self.context)
-        self._state = _STOPPED
+        self.state = _STOPPED
         transport = self.transport
         if transport is not None:
             transport.close()
@@ -657,12 +658,12 @@ class _HTTPProtocol(asyncio.Protocol):
 
     def _start_idle_timer(self) -> None:
         # A new connection owes its first head at once: both clocks run.
-        self._idle_since = self._head_since = now = self._loop.time()
+        self._idle_since = self._head_since = now = self.loop.time()
         self._arm_idle_timer(self._idle_deadline(now))
 
     def _head_started(self) -> None:
         """The first bytes of a head arrived on an idle connection."""
-        self._head_since = now = self._loop.time()
+        self._head_since = now = self.loop.time()
         timeout = self._params.header_timeout
         if timeout is not None:
             timer = self._idle_timer
@@ -676,7 +677,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._idle_timer = (
             None
             if when is None
-            else _call_at(self._loop, when, self._check_idle, self._timer_context)
+            else _call_at(self.loop, when, self._check_idle, self._timer_context)
         )
 
     def _idle_deadline(self, now: float) -> Optional[float]:
@@ -689,7 +690,7 @@ class _HTTPProtocol(asyncio.Protocol):
             if when is None or head_when < when:
                 when = head_when
         server = self._server
-        if self._params is server._drain_params and not self._h1.buffered:
+        if self._params is server._drain_params and not self.h1.buffered:
             # The server drains and no byte of a next request has come: the
             # connection closes at the end of the drain's idle grace.
             closing = server._drain_idle_deadline
@@ -701,19 +702,19 @@ class _HTTPProtocol(asyncio.Protocol):
         """Close a connection idle for ``idle_connection_timeout`` between
         exchanges, or whose head took longer than ``header_timeout``."""
         self._idle_timer = None
-        if self._state >= _CLOSING:
+        if self.state >= _CLOSING:
             return
-        if self._state != _IDLE:
+        if self.state != _IDLE:
             # An exchange is in progress (its body has body_timeout): the
             # timer stays off until it ends (_end_exchange arms it again), so
             # that thousands of long polls cost no timer churn while they wait.
             return
-        now = self._loop.time()
+        now = self.loop.time()
         when = self._idle_deadline(now)
         if when is not None and now >= when - 0.001:
             if self._head_since:
                 gen_log.debug("Timeout reading a request head from %s", self.context)
-            self._state = _STOPPED
+            self.state = _STOPPED
             transport = self.transport
             if transport is not None:
                 transport.close()
@@ -722,28 +723,28 @@ class _HTTPProtocol(asyncio.Protocol):
 
     # -- output ----------------------------------------------------------------------
 
-    def _send(self, data: bytes) -> asyncio.Future[None]:
-        out = self._out
+    def send(self, data: bytes) -> asyncio.Future[None]:
+        out = self.output
         assert out is not None  # (None only once detached)
         out.append(data)
-        if not self._in_feed:
+        if not self.in_feed:
             if sum(map(len, out)) >= _WRITE_NOW:
                 # Written now, not a round later: the transport's high-water
                 # mark then decides (pause_writing) whether the future
                 # returned waits, and a handler that awaits its flushes
                 # cannot queue megabytes in between.
-                self._flush()
-            elif not self._flow & _QUEUED:
+                self.flush()
+            elif not self.flow & _QUEUED:
                 self._writes.add(self)
         elif sum(map(len, out)) >= _WRITE_NOW:
             # A handler writing from inside this read (its Task starts
             # eagerly on 3.12+, in the server's callback): written now as well, so
             # that the high-water mark can make it wait, rather than queue
             # megabytes until the read is done.
-            if self._state < _CLOSING:
-                self._flush()
-        if self._flow & _WRITE_PAUSED:
-            waiter = self._loop.create_future()
+            if self.state < _CLOSING:
+                self.flush()
+        if self.flow & _WRITE_PAUSED:
+            waiter = self.loop.create_future()
             if self._drain_waiters is None:
                 self._drain_waiters = [waiter]
             else:
@@ -754,14 +755,14 @@ class _HTTPProtocol(asyncio.Protocol):
             # The peer is gone (asyncio drops writes once a send failed, and
             # tells connection_lost a loop turn later): a handler that writes
             # and awaits in a loop must see it now, or it never yields.
-            return _closed_future(self._loop)
-        return self._done_future
+            return _closed_future(self.loop)
+        return self.done_future
 
-    def _flush(self) -> None:
-        self._flow &= ~_QUEUED
+    def flush(self) -> None:
+        self.flow &= ~_QUEUED
         transport = self.transport
-        out = self._out
-        if transport is None or self._state == _CLOSED:
+        out = self.output
+        if transport is None or self.state == _CLOSED:
             if out:
                 out.clear()
             return
@@ -769,13 +770,13 @@ class _HTTPProtocol(asyncio.Protocol):
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             transport.write(data)
-        if self._state == _CLOSING:
-            self._state = _STOPPED
-            if self._flow & _LINGER and transport.can_write_eof():
+        if self.state == _CLOSING:
+            self.state = _STOPPED
+            if self.flow & _LINGER and transport.can_write_eof():
                 self._linger(transport)
             else:
                 transport.close()
-        elif self._flow & _HELD and not self._flow & _WRITE_PAUSED and not self._in_feed:
+        elif self.flow & _HELD and not self.flow & _WRITE_PAUSED and not self.in_feed:
             # The socket took it (the transport stayed under its high-water
             # mark, so resume_writing will not come): go on at once.
             self._unhold()
@@ -795,7 +796,7 @@ class _HTTPProtocol(asyncio.Protocol):
         timer = self._idle_timer
         if timer is not None:
             timer.cancel()
-        self._idle_timer = self._loop.call_later(_LINGER_SECONDS, transport.close)
+        self._idle_timer = self.loop.call_later(_LINGER_SECONDS, transport.close)
 
     def _pause_reading(self) -> None:
         self._reading.pause()
@@ -804,10 +805,10 @@ class _HTTPProtocol(asyncio.Protocol):
         # Once every reason to pause is gone: no delegate blocks, no
         # pipelined request is held, the transport takes our output.
         reading = self._reading
-        if reading.paused and not self._flow & (_STALLED | _WRITE_PAUSED):
+        if reading.paused and not self.flow & (_STALLED | _WRITE_PAUSED):
             reading.resume()
 
-    def _set_stream_reading(self, reading: bool) -> None:
+    def set_stream_reading(self, reading: bool) -> None:
         # A detached stream reads when it wants to, whatever the output.
         if reading:
             self._reading.resume()
@@ -816,7 +817,7 @@ class _HTTPProtocol(asyncio.Protocol):
 
     # -- taking over and closing -----------------------------------------------------
 
-    def _get_stream(self) -> _TransportStream:
+    def get_stream(self) -> _TransportStream:
         stream = self._stream
         if stream is None:
             assert self.transport is not None
@@ -826,33 +827,33 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._server.max_buffer_size,
                 self._server.read_chunk_size,
             )
-            if self._state == _CLOSED:
+            if self.state == _CLOSED:
                 stream._lost(None)
         return stream
 
-    def _detach(self) -> _TransportStream:
-        if self._flow & _TAKEN:
+    def detach(self) -> _TransportStream:
+        if self.flow & _TAKEN:
             raise RuntimeError("the connection was already detached")
-        self._flow |= _TAKEN
-        self._flush()
+        self.flow |= _TAKEN
+        self.flush()
         # Nothing is queued here again: the stream writes to the transport.
-        self._out = None
-        stream = self._get_stream()
-        if self._state == _CLOSED:
+        self.output = None
+        stream = self.get_stream()
+        if self.state == _CLOSED:
             return stream  # already lost: nothing to take over
-        self._state = _DETACHED
-        self._req = None
-        self._delegate = None
+        self.state = _DETACHED
+        self.exchange = None
+        self.delegate = None
         self._cancel_timers()
-        leftover = self._h1.detach()
+        leftover = self.h1.detach()
         # The core is not read again: an idle WebSocket, which keeps this
         # protocol for its lifetime, need not keep it either.
-        self._h1 = _spent_core(self._params)
+        self.h1 = _spent_core(self._params)
         if leftover:
             stream._inbox += leftover
         # The stream decides from now on when to read.
-        self._flow &= ~_BLOCKED
-        self._set_stream_reading(True)
+        self.flow &= ~_BLOCKED
+        self.set_stream_reading(True)
         self._server._forget(self)
         # No request will start here again: let the per-connection starter go
         # (an idle WebSocket keeps this protocol for its lifetime), and the
@@ -870,18 +871,18 @@ class _HTTPProtocol(asyncio.Protocol):
         self._body_timer = None
 
     def _on_lost(self, exc: Optional[BaseException]) -> None:
-        state = self._state
+        state = self.state
         if state == _CLOSED:
             return
-        self._state = _CLOSED
+        self.state = _CLOSED
         self._reading.release()
         self._cancel_timers()
         timer = self._write_timer
         if timer is not None:
             timer.cancel()
             self._write_timer = None
-        self._flow &= ~_QUEUED
-        out = self._out
+        self.flow &= ~_QUEUED
+        out = self.output
         if out:
             out.clear()
         waiters = self._drain_waiters
@@ -897,10 +898,10 @@ class _HTTPProtocol(asyncio.Protocol):
             # reference counting, not the cycle collector (issue 22).
             self._stream = None
             stream._lost(exc)
-        req = self._req
-        delegate = self._delegate
-        self._req = None
-        self._delegate = None
+        req = self.exchange
+        delegate = self.delegate
+        self.exchange = None
+        self.delegate = None
         if req is not None:
             # The delegate is set while the request's body was still coming.
             req._report_gone(delegate)
@@ -920,10 +921,10 @@ class _HTTPProtocol(asyncio.Protocol):
         ``_CLOSE_GRACE`` seconds (a client that stops reading cannot hold
         the close up); then the connection is aborted.
         """
-        if self._state == _CLOSED:
+        if self.state == _CLOSED:
             return
         if self._closed_event is None:
-            self._closed_event = self._loop.create_future()
+            self._closed_event = self.loop.create_future()
         event = self._closed_event
         self._stop()
         if self._tls_task is not None and not self._tls_task.done():
@@ -940,11 +941,11 @@ class _HTTPProtocol(asyncio.Protocol):
         """What this connection carries, for metrics: ``("http/1.1", requests
         in flight (0 or 1), tunnels (0))``. A detached connection (a
         WebSocket) is counted by the server's ``_detached``, not here."""
-        return ("http/1.1", 1 if _REQUEST <= self._state <= _RESPONSE else 0, 0)
+        return ("http/1.1", 1 if _REQUEST <= self.state <= _RESPONSE else 0, 0)
 
     def _hard_close(self) -> None:
         """Drop the connection now, discarding unsent output."""
-        if self._state == _CLOSED:
+        if self.state == _CLOSED:
             return
         self._stop()
         task = self._tls_task
@@ -964,21 +965,26 @@ class _HTTPProtocol(asyncio.Protocol):
         that the response to a request still arriving says ``Connection:
         close``.
         """
-        if self._state >= _DETACHED:
+        if self.state >= _DETACHED:
             return
         self._use_params(params)
         if self._tls_task is not None:
             # Still in the TLS handshake: no request has begun.
             self._hard_close()
             return
-        if self._req is not None:
+        if self.exchange is not None:
             # The response (written or not) ends the connection: the core
             # adds ``Connection: close`` to a head not yet sent.
-            self._h1.end_after_exchange()
-        elif self._state == _IDLE:
+            self.h1.end_after_exchange()
+        elif self.state == _IDLE:
             # Between exchanges, a request may already be on its way: closing
             # now would lose it (the client sees its connection reset). The
             # connection stays open through the drain's idle grace; a request
             # arriving meanwhile is served with ``Connection: close`` (the
             # params above), and one that never comes lets the timer close.
-            self._arm_idle_timer(self._idle_deadline(self._loop.time()))
+            self._arm_idle_timer(self._idle_deadline(self.loop.time()))
+
+
+if TYPE_CHECKING:
+    # The driver offers what the objects working for it read (mypy checks).
+    _DRIVER: type[H1Driver] = _HTTPProtocol

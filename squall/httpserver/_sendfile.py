@@ -55,7 +55,7 @@ async def _wait(proto: _HTTPProtocol, waiter: asyncio.Future[None]) -> None:
     timeout = proto._server.write_timeout
     timer = None
     if timeout is not None:
-        timer = proto._loop.call_later(timeout, _time_out, waiter)
+        timer = proto.loop.call_later(timeout, _time_out, waiter)
     try:
         await waiter
     except TimeoutError:
@@ -76,7 +76,7 @@ async def _emptied(proto: _HTTPProtocol, transport: asyncio.Transport) -> None:
     transport.set_write_buffer_limits(high=0, low=0)
     try:
         while transport.get_write_buffer_size() and not transport.is_closing():
-            await _wait(proto, proto._loop.create_future())
+            await _wait(proto, proto.loop.create_future())
     finally:
         if not transport.is_closing():
             transport.set_write_buffer_limits(high=high, low=low)
@@ -92,7 +92,7 @@ async def send_file(
             ``write_timeout`` (the connection is closed).
         HTTPOutputError: the file ended early (the connection is closed).
     """
-    loop = proto._loop
+    loop = proto.loop
     if transport.get_write_buffer_size():
         await _emptied(proto, transport)
     if transport.is_closing():

@@ -153,7 +153,7 @@ class _TransportStream(BaseIOStream):
 
     def writing_paused(self) -> bool:
         """Whether the transport is over its high-water mark (the peer reads too slowly)."""
-        return self._proto._write_paused
+        return self._proto.write_paused
 
     def get_write_buffer_size(self) -> int:
         """Bytes written and not yet handed to the kernel: the stream's and the transport's."""
@@ -193,15 +193,15 @@ class _TransportStream(BaseIOStream):
         ):
             proto = self._proto
             transport = self._transport
-            if not proto._write_paused and not transport.is_closing():
-                proto._flush()
+            if not proto.write_paused and not transport.is_closing():
+                proto.flush()
                 size = len(data)
                 self._total_queued += size
                 self._total_written += size
                 transport.write(data)
                 # The loop's resolved future the protocol's own writes
                 # return, not one made per stream.
-                return proto._done_future
+                return proto.done_future
         return super().write(data)
 
     def write_to_fd(self, data: memoryview) -> int:
@@ -210,9 +210,9 @@ class _TransportStream(BaseIOStream):
         if transport.is_closing():
             raise BrokenPipeError("the connection is closed")
         proto = self._proto
-        if proto._write_paused:
+        if proto.write_paused:
             return 0
-        proto._flush()
+        proto.flush()
         n = len(data)
         if n <= _WRITE_CHUNK:
             transport.write(bytes(data))
@@ -240,8 +240,8 @@ class _TransportStream(BaseIOStream):
             return
         self._state = state
         proto = self._proto
-        if proto._detached and self._receiver is None:
-            proto._set_stream_reading(bool(state & _READ))
+        if proto.detached and self._receiver is None:
+            proto.set_stream_reading(bool(state & _READ))
 
     def set_receiver(self, receiver: Optional[Callable[[bytes], None]]) -> bytes:
         """Hands every later read to ``receiver`` as it arrives, with no read Future.
@@ -275,10 +275,10 @@ class _TransportStream(BaseIOStream):
             self._rbuf = self._inbox = _NO_INBOX
         self._receiving = True
         proto = self._proto
-        if proto._detached and not self._closed:
+        if proto.detached and not self._closed:
             # Reading on, as the receiver expects, or as the stream's idle
             # state does.
-            proto._set_stream_reading(True)
+            proto.set_stream_reading(True)
         return pending
 
     def receive_to_websocket(self) -> bytes:
@@ -293,9 +293,9 @@ class _TransportStream(BaseIOStream):
         """Pauses (False) or resumes the reads that go to the receiver."""
         self._receiving = receiving
         proto = self._proto
-        if proto._detached and not self._closed and not (receiving and proto._write_paused):
+        if proto.detached and not self._closed and not (receiving and proto.write_paused):
             # (While writes are paused, reading resumes with them: _writable.)
-            proto._set_stream_reading(receiving)
+            proto.set_stream_reading(receiving)
 
     def close(self, exc_info: Any = False) -> None:
         """Close the stream and its transport."""
@@ -360,7 +360,7 @@ class _TransportStream(BaseIOStream):
             if state is not None and state & _READ:
                 self._unwant(_READ)
             else:
-                self._proto._set_stream_reading(False)
+                self._proto.set_stream_reading(False)
 
     def _feed_eof(self) -> None:
         self._eof = True
@@ -391,8 +391,8 @@ class _TransportStream(BaseIOStream):
             wanted = self._receiving
         else:
             wanted = state is not None and bool(state & _READ)
-        if wanted and not self._closed and proto._detached and not proto._write_paused:
-            proto._set_stream_reading(True)
+        if wanted and not self._closed and proto.detached and not proto.write_paused:
+            proto.set_stream_reading(True)
 
     def _lost(self, exc: Optional[BaseException]) -> None:
         if self._closed:

@@ -59,7 +59,7 @@ _RequestStartLine: Final = RequestStartLine
 def _bind(
     stock_find_handler: Any,
     router_class: Any,
-    route_fallback: Callable[[Application, HTTPServerRequest, Optional[HTTPConnection]], Any],
+    route_fallback: Callable[[Application, HTTPServerRequest, Optional[HTTPConnection], Any], Any],
     clear_template_loaders: Callable[[], None],
     stock_execute_code: Any,
 ) -> None:
@@ -139,23 +139,26 @@ class _HandlerDelegate(HTTPMessageDelegate):
             )
             self.request = request
             app: Any = self.application
-            router = app.wildcard_router
-            hit: Any = None
-            if (
+            # The wildcard router when it routes every request (no host
+            # rules, and the application's class answers with Application's
+            # own find_handler), else None; the fallback is told which.
+            router: Any = app.wildcard_router
+            if not (
                 type(app).find_handler is _bound.stock_find_handler
                 and type(router) is _bound.router_class
                 and len(app.default_router._rules) == 1
             ):
-                if router._rules.stale:
-                    router._reindex()
-                hit = router._direct.get(request.path)
+                router = None
+            hit: Any = None if router is None else router.direct_target(request.path)
             if hit is not None:
                 # A literal route to a handler that does not stream its
                 # body (the index holds no other): served by this delegate.
                 self.handler_class = hit[0]
                 self.handler_kwargs = hit[1]
                 return None
-            delegate: HTTPMessageDelegate = _bound.route_fallback(app, request, self.request_conn)
+            delegate: HTTPMessageDelegate = _bound.route_fallback(
+                app, request, self.request_conn, router
+            )
             self.delegate = delegate
             return delegate.headers_received(start_line, headers)
         if self.stream_request_body:

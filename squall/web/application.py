@@ -28,7 +28,7 @@ from squall.routing import (
 from squall.web._delegate import _bind, _for_handler, new_delegate
 from squall.web._delegate import _HandlerDelegate as _HandlerDelegate
 from squall.web._records import web as _records
-from squall.web.handler import RequestHandler, _stock_execute_code, _stock_get_status
+from squall.web.handler import RequestHandler, _stock_execute_code
 from squall.web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 
 if TYPE_CHECKING:
@@ -70,12 +70,20 @@ class _ApplicationRouter(ReversibleRuleRouter):
                     direct[path] = (target, rule.target_kwargs or None)
         self._direct = direct
 
+    def direct_target(
+        self, path: str
+    ) -> Optional[tuple[type[RequestHandler], Optional[dict[str, Any]]]]:
+        """The handler class (and its initialize keyword arguments) that the
+        literal ``path`` routes to directly, or None: the path is not a
+        literal route, or its target is not a plain RequestHandler."""
+        if self._rules.stale:
+            self._reindex()
+        return self._direct.get(path)
+
     def find_handler(
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> Optional[httputil.HTTPMessageDelegate]:
-        if self._rules.stale:
-            self._reindex()
-        hit = self._direct.get(request.path)
+        hit = self.direct_target(request.path)
         if hit is not None:
             # What the general path would produce, without its calls.
             return _for_handler(self.application, request, hit[0], hit[1], None, None)
@@ -353,7 +361,7 @@ class Application(ReversibleRouter):
             log_function(handler)
             return
         # get_status() is rarely overridden; read the field when it is not.
-        if handler.__class__.get_status is _stock_get_status:
+        if not handler._hook_traits.get_status:
             status = handler._status_code
         else:
             status = handler.get_status()
@@ -371,14 +379,12 @@ def _route_fallback(
     app: Application,
     request: httputil.HTTPServerRequest,
     request_conn: Optional[httputil.HTTPConnection],
+    router: Optional[_ApplicationRouter],
 ) -> httputil.HTTPMessageDelegate:
-    """The delegate for a request that no literal route of the application serves."""
-    router = app.wildcard_router
-    if (
-        type(app).find_handler is _stock_find_handler
-        and type(router) is _ApplicationRouter
-        and len(app.default_router._rules) == 1
-    ):
+    """The delegate for a request that no literal route of the application
+    serves; ``router``: the one that routes every request, if one does (as
+    `squall.web._delegate._HandlerDelegate.headers_received` found)."""
+    if router is not None:
         delegate: Optional[httputil.HTTPMessageDelegate] = router.find_handler(request)
         return delegate if delegate is not None else app._unrouted(request)
     delegate = app.find_handler(request)

@@ -23,9 +23,10 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Optional, Union, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union, overload
 
 from squall import escape
+from squall._traits import Traits, declare, traits_of
 from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
 from squall.escape import to_unicode, utf8
 from squall.httputil import (
@@ -36,6 +37,7 @@ from squall.httputil import (
     format_timestamp,
     responses,
 )
+from squall.httputil._exchange import close_by_attribute
 from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
 from squall.httputil._qs import clean_argument as _clean_argument
 from squall.httputil._qs import decoded_arguments as _decoded_arguments
@@ -117,6 +119,28 @@ def _new_headers() -> _ResponseHeaders:
     return headers
 
 
+class HandlerTraits(Traits):
+    """Which of `RequestHandler`'s hooks a handler class replaces (see
+    `squall._traits`); the request cycle skips or shortens the others."""
+
+    HOOKS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("set_default_headers", "set_default_headers"),
+        ("initialize", "initialize"),
+        ("start", "_start"),
+        ("get_status", "get_status"),
+        ("decode_argument", "decode_argument"),
+        ("clear_header", "clear_header"),
+    )
+    __slots__ = tuple(trait for trait, _ in HOOKS)
+
+    set_default_headers: bool
+    initialize: bool
+    start: bool
+    get_status: bool
+    decode_argument: bool
+    clear_header: bool
+
+
 class _UIModuleNamespace:
     # ``handler.ui.modules``: each UI module bound to the handler on first use.
     __slots__ = ("handler", "ui_modules")
@@ -162,12 +186,21 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     # Whether a class after RequestHandler in the MRO has an __init__ of
     # its own (a mixin's): only then is super().__init__() worth its call.
     _next_init = False
+    # Which of the base class's hooks the class replaces (see squall._traits):
+    # checked again by every handler's __init__, so that a hook patched
+    # after the class was made is seen.
+    _hook_traits: HandlerTraits
+    # Whether the connection reports its close through the
+    # close_callback attribute (see __init__); a class default for a
+    # handler made without __init__.
+    _close_by_attribute = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         mro = cls.__mro__
         after = mro[mro.index(RequestHandler) + 1 :]
         cls._next_init = any("__init__" in vars(k) for k in after if k is not object)
+        traits_of(cls)
 
     def __init__(self, application: Application, request: HTTPServerRequest, **kwargs: Any) -> None:
         if self._next_init:
@@ -184,27 +217,29 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         self.path_kwargs = {}
         # What clear() sets, less its keeping of cookies (there are none yet).
         self._headers = _new_headers()
+        # traits_of(cls), without its call, kept on the handler for the rest
+        # of the request (an instance attribute is read for less).
         cls = self.__class__
-        if cls.set_default_headers is not _stock_set_default_headers:
+        traits = cls._hook_traits
+        if traits.read(cls) != traits.hooks:
+            traits = traits_of(cls)
+        self._hook_traits = traits
+        if traits.set_default_headers:
             self.set_default_headers()
         self._write_buffer: list[bytes] = []
         self._status_code = 200
         self._reason = "OK"
         connection = request.connection
         assert connection is not None
-        try:
-            # "is True": a stand-in such as a Mock answers any attribute.
-            attribute = connection.close_callback_attribute is True
-        except AttributeError:
-            # A duck-typed connection, not an HTTPConnection: its default.
-            attribute = False
-        if not attribute:
+        # Asked once: finish() and _watch_close() read the answer.
+        self._close_by_attribute = close_by_attribute(connection)
+        if not self._close_by_attribute:
             connection.set_close_callback(self._connection_closed)
         # A connection with the close_callback_attribute capability (the
         # server's own) hears of the handler only if it is still running when
         # _execute returns (see _watch_close): no close can be delivered
         # before that, and most handlers have finished.
-        if kwargs or cls.initialize is not _stock_initialize:
+        if kwargs or traits.initialize:
             self.initialize(**kwargs)
 
     def _initialize(self) -> None:
@@ -468,7 +503,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
     def _get_arguments(self, name: str, source: dict[str, list[bytes]], strip: bool) -> list[str]:
         if not isinstance(strip, bool):
             raise TypeError(f"strip must be a bool, got {strip!r}")
-        if type(self).decode_argument is _stock_decode_argument:
+        if not self._hook_traits.decode_argument:
             # The stock decoding, compiled (None: a value it leaves to us).
             decoded = _decoded_arguments(source.get(name), strip)
             if decoded is not None:
@@ -693,11 +728,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                     fields["Content-Length"] = values
         connection = self.request.connection
         assert connection is not None
-        try:
-            attribute = connection.close_callback_attribute is True
-        except AttributeError:  # duck-typed (see __init__)
-            attribute = False
-        if attribute:
+        if self._close_by_attribute:
             if connection.close_callback is not None:
                 connection.close_callback = None
         else:
@@ -728,7 +759,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         # RFC 9110 section 15.4.5: a 304 carries no representation metadata
         # beyond what a 200 would have had for caching.
         headers = self._headers
-        if type(headers) is _ResponseHeaders and type(self).clear_header is _stock_clear_header:
+        if type(headers) is _ResponseHeaders and not self._hook_traits.clear_header:
             # (Every 101 comes here: the WebSocket handshake.)
             fields = headers._as_list
             for name in _REPRESENTATION_HEADERS:
@@ -890,7 +921,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                 or request.body
                 or method_name not in _SAFE_METHODS
                 or method_name not in self.SUPPORTED_METHODS
-                or type(self)._start is not _stock_start
+                or self._hook_traits.start
             ):
                 self._start(*args, **kwargs)
             result = self.prepare()
@@ -940,11 +971,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         # (set_close_callback(), without the call; see __init__).
         connection = self.request.connection
         assert connection is not None
-        try:
-            attribute = connection.close_callback_attribute is True
-        except AttributeError:  # duck-typed (see __init__)
-            attribute = False
-        if attribute:
+        if self._close_by_attribute:
             connection.close_callback = self._connection_closed
 
     def _on_cancelled(self, exc: asyncio.CancelledError) -> None:
@@ -972,20 +999,12 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
 
 
 _HeaderValue = Union[bytes, str, int, datetime.datetime]
-# The base class's hooks: a handler that does not override one is spared the
-# call (checked on the class each time, so patching a class still works). They
-# are globals because a global is read for less than a class attribute; a
-# patched base class method counts as overridden, and so does one a profiler
-# wraps in place, which then shows the call it spares.
-_stock_set_default_headers = RequestHandler.set_default_headers
-_stock_initialize = RequestHandler.initialize
-_stock_start = RequestHandler._start
+# The base class's hooks, as defined here: any other function in their place
+# (an override, or a wrapper patched onto RequestHandler) counts as replaced.
+declare(HandlerTraits, RequestHandler)
 # Its coroutines handle their own errors (the application's delegate reads it).
 _stock_execute_code = RequestHandler._execute.__code__
-_stock_clear_header = RequestHandler.clear_header
 _REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
-_stock_get_status = RequestHandler.get_status
-_stock_decode_argument = RequestHandler.decode_argument
 RequestHandler._next_init = any(
     "__init__" in vars(k) for k in RequestHandler.__mro__[1:] if k is not object
 )

@@ -12,14 +12,15 @@ from types import MappingProxyType
 from typing import Any, Optional, TypeVar, Union, cast
 
 from squall import _ws
+from squall._traits import declare
 from squall._wswrite import write_method
 from squall.concurrent import Future
 from squall.escape import utf8
 from squall.httputil import responses
-from squall.httputil._exchange import close_by_attribute
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._response import _ResponseHeaders
 from squall.web import RequestHandler
+from squall.web.handler import HandlerTraits
 from squall.websocket._idle import (
     _OPEN_KWARGS,
     _PATH_ARGS,
@@ -55,6 +56,30 @@ _SPENT_OUTPUT = cast(list[bytes], ())
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+class WebSocketTraits(HandlerTraits):
+    """`HandlerTraits` and which of the handshake's hooks a `WebSocketHandler`
+    class replaces (see `squall._traits`)."""
+
+    HOOKS = HandlerTraits.HOOKS + (
+        ("set_header", "set_header"),
+        ("set_status", "set_status"),
+        ("finish", "finish"),
+        ("flush", "flush"),
+        ("select_subprotocol", "select_subprotocol"),
+        ("get_compression_options", "get_compression_options"),
+        ("max_message_size", "max_message_size"),
+    )
+    __slots__ = tuple(trait for trait, _ in HOOKS[len(HandlerTraits.HOOKS) :])
+
+    set_header: bool
+    set_status: bool
+    finish: bool
+    flush: bool
+    select_subprotocol: bool
+    get_compression_options: bool
+    max_message_size: bool
 
 
 def _refused_once_upgraded(method: _Method) -> _Method:
@@ -117,6 +142,8 @@ class WebSocketHandler(RequestHandler, _Peer):
     # method by name, not through super(), whose lookup cost more than the
     # call (issue 22, the handshake).
     _base_next = True
+    # RequestHandler's and the handshake's hooks (see squall._traits).
+    _hook_traits: WebSocketTraits
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -220,13 +247,14 @@ class WebSocketHandler(RequestHandler, _Peer):
             self.finish(str(exc))
             return
         cls = type(self)
+        traits = self._hook_traits
         offer = (
             headers.get("Sec-WebSocket-Protocol")
             if fields is None
             else (None if (v := fields.get("Sec-Websocket-Protocol")) is None else ",".join(v))
         )
         selected: Optional[str] = None
-        if offer or cls.select_subprotocol is not _stock_select_subprotocol:
+        if offer or traits.select_subprotocol:
             # (The stock hook chooses none: not called when nothing is offered.)
             offered = _ws.parse_subprotocols(offer)
             selected = self.select_subprotocol(offered)
@@ -236,7 +264,7 @@ class WebSocketHandler(RequestHandler, _Peer):
                 )
         extension_header: Optional[str] = None
         extension: Optional[_ws.PerMessageDeflate] = None
-        if cls.get_compression_options is not _stock_get_compression_options:
+        if traits.get_compression_options:
             # (The stock hook returns None: no compression.)
             options = self.get_compression_options()
             offer = (
@@ -297,12 +325,8 @@ class WebSocketHandler(RequestHandler, _Peer):
         # headers are set, they go straight into the response's fields (the
         # values are ours: base64 and tokens) instead of through set_header.
         headers = self._headers
-        cls = type(self)
-        if (
-            type(headers) is _ResponseHeaders
-            and cls.set_header is _websocket_set_header
-            and cls.set_status is _websocket_set_status
-        ):
+        traits = self._hook_traits
+        if type(headers) is _ResponseHeaders and not (traits.set_header or traits.set_status):
             as_list = headers._as_list
             # (Shared value lists, as the default fields': replaced, never
             # changed in place; see _ResponseHeaders.)
@@ -315,43 +339,18 @@ class WebSocketHandler(RequestHandler, _Peer):
                 as_list["Sec-Websocket-Extensions"] = [extensions]
             self._status_code = 101
             self._reason = _SWITCHING
-            if (
-                cls.finish is _websocket_finish
-                and cls.flush is _websocket_flush
-                and cls._base_next
-                and not self._write_buffer
-                and not self._finished
-                and not self._headers_written
-            ):
-                # RequestHandler.finish() for a bodiless 101, when the class
-                # changed neither finish nor flush, without its tests for
-                # bodies, Etags and lengths, and with the base class's flush
-                # called directly (the class's own only adds the
-                # after-upgrade check). Same order: representation headers
-                # dropped (RFC 9110 section 15.2), close callback dropped,
-                # head written, exchange finished, request logged,
-                # on_finish().
-                self._clear_representation_headers()
-                connection = self.request.connection
-                assert connection is not None
-                if close_by_attribute(connection):
-                    connection.close_callback = None
-                else:
-                    connection.set_close_callback(None)
-                RequestHandler.flush(self, True)
-                self._end_exchange(connection)
-                return
         else:
             for name, value in _ws.server_headers(key, subprotocol, extensions):
                 self.set_header(name, value)
             self.set_status(101)
-        # (finish() drops Content-Type and the other representation headers
-        # of a 1xx answer.)
-        if cls.finish is _websocket_finish:
-            # Not yet upgraded: the stock finish() is the base class's.
-            RequestHandler.finish(self)
-        else:
+        # Ended as any response, by finish() (which drops Content-Type and
+        # the other representation headers of a 1xx answer). The stock one,
+        # refused once upgraded (the handler is not yet), is the base
+        # class's: called without the refusal's frame.
+        if traits.finish:
             self.finish()
+        else:
+            RequestHandler.finish(self)
 
     def _write_200(self, subprotocol: Optional[str], extensions: Optional[str]) -> None:
         # RFC 8441 §5: a 2xx answers the extended CONNECT, with the
@@ -364,10 +363,10 @@ class WebSocketHandler(RequestHandler, _Peer):
         if extensions:
             self.set_header("Sec-WebSocket-Extensions", extensions)
         self.set_status(200)
-        if type(self).finish is _websocket_finish:
-            RequestHandler.finish(self)
-        else:
+        if self._hook_traits.finish:  # (as in _write_101)
             self.finish()
+        else:
+            RequestHandler.finish(self)
 
     def _start(self, *args: Any, **kwargs: Any) -> None:
         request = self.request
@@ -416,7 +415,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         if (version or "").strip() != "13":
             return None
         settings = self.application.settings
-        if type(self).max_message_size is _stock_max_message_size:
+        if not self._hook_traits.max_message_size:
             max_message_size = settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE)
         else:
             max_message_size = self.max_message_size
@@ -639,15 +638,9 @@ class WebSocketHandler(RequestHandler, _Peer):
         super().send_error(*args, **kwargs)
 
 
-# The stock methods, as globals: a subclass that overrides one is seen by
-# identity (see get, _write_101, get_websocket_protocol).
-_websocket_set_header = WebSocketHandler.set_header
-_websocket_set_status = WebSocketHandler.set_status
-_websocket_finish = WebSocketHandler.finish
-_websocket_flush = WebSocketHandler.flush
-_stock_select_subprotocol = WebSocketHandler.select_subprotocol
-_stock_get_compression_options = WebSocketHandler.get_compression_options
-_stock_max_message_size = WebSocketHandler.__dict__["max_message_size"]
+# The handshake's hooks as defined here (see get, _write_101,
+# get_websocket_protocol); RequestHandler's stay RequestHandler's.
+declare(WebSocketTraits, WebSocketHandler)
 
 # The compiled build's write_message (squall._wswrite): the loop programs
 # write over their subscribers, handler by handler, sent without an

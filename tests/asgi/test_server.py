@@ -226,7 +226,7 @@ def test_send_waits_while_the_transport_is_full() -> None:
         async with serving(app) as (port, _, _):
             client = await RawClient.connect(port)
             await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-            await until(lambda: bool(protos) and protos[0]._write_paused)
+            await until(lambda: bool(protos) and protos[0].write_paused)
             # The client reads nothing yet: the application is held up in send().
             assert sent[0] < count
             _, headers = await client.head()

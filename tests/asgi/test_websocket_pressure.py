@@ -61,7 +61,7 @@ def test_a_client_that_does_not_read_holds_the_sender() -> None:
             # The client reads nothing more (its StreamReader stops at its
             # limit): the server's output fills up and pauses.
             await until(
-                lambda: bool(server._detached) and next(iter(server._detached))._write_paused
+                lambda: bool(server._detached) and next(iter(server._detached)).write_paused
             )
             paused_at = sent
             # The sender is held: many loop turns pass, it sends nothing more.

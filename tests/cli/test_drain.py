@@ -206,7 +206,7 @@ def test_a_request_arriving_during_drain_is_answered_with_close() -> None:
         # Half a head is buffered: the request is on its way, not idle.
         writer.write(b"GET /fast HTTP/1.1\r\n")
         await writer.drain()
-        while not any(c._h1.buffered for c in server._connections):
+        while not any(c.h1.buffered for c in server._connections):
             await asyncio.sleep(0)  # let the server read the half head
         drain = asyncio.ensure_future(server.drain(timeout=3))
         while server._drain_params is None or not server._servers == []:
@@ -237,7 +237,7 @@ def test_close_all_connections_does_not_hang_on_a_client_that_stops_reading(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
         # Until the 8 MB response fills the buffers.
-        await until(lambda: any(c._write_paused for c in server._connections))
+        await until(lambda: any(c.write_paused for c in server._connections))
         server.stop()
         await asyncio.wait_for(server.close_all_connections(), 1)
         assert not server._connections
@@ -254,7 +254,7 @@ def test_a_client_that_stops_reading_is_dropped_at_the_write_timeout() -> None:
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
-        await until(lambda: any(c._write_paused for c in server._connections))
+        await until(lambda: any(c.write_paused for c in server._connections))
         await clock.advance(TIMEOUT / 2)
         assert server._connections  # not before the write timeout
         await clock.advance(TIMEOUT)
@@ -275,7 +275,7 @@ def test_a_head_must_arrive_within_header_timeout() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /fast HTTP/1.1\r\n")
         eof = asyncio.ensure_future(reader.read())
-        await until(lambda: any(c._h1.buffered for c in server._connections))
+        await until(lambda: any(c.h1.buffered for c in server._connections))
         await clock.advance(TIMEOUT / 2)
         assert not eof.done()  # not before the header timeout
         await clock.advance(TIMEOUT)
@@ -290,7 +290,7 @@ def test_a_head_must_arrive_within_header_timeout() -> None:
         await turns()
         assert not eof.done(), "an idle keep-alive connection was closed at header_timeout"
         writer.write(b"GET /fast HTTP/1.1\r\n")
-        await until(lambda: any(c._h1.buffered for c in server._connections))
+        await until(lambda: any(c.h1.buffered for c in server._connections))
         await clock.advance(TIMEOUT / 2)
         assert not eof.done()
         await clock.advance(TIMEOUT)

@@ -56,7 +56,7 @@ def app(**settings: Any) -> Application:
 
 def unwritten(proto: Any) -> int:
     """The bytes a connection holds unsent: queued, and in its transport."""
-    return sum(map(len, proto._out)) + proto.transport.get_write_buffer_size()
+    return sum(map(len, proto.output)) + proto.transport.get_write_buffer_size()
 
 
 async def served_ok(port: int) -> bool:
@@ -76,7 +76,7 @@ def test_pipelining_to_a_client_that_never_reads(loop: str) -> None:
             writer.write(request * PIPELINED)
             (proto,) = server._connections
             # The server stops when its transport is over the high-water mark.
-            await until(lambda: proto._write_paused, limit=5)
+            await until(lambda: proto.write_paused, limit=5)
             served = application.settings["served"]
             high = proto.transport.get_write_buffer_limits()[1]
             assert len(served) < PIPELINED // 2
@@ -100,7 +100,7 @@ def test_a_response_larger_than_the_socket_buffers(loop: str) -> None:
             reader, writer = await connect(port, receive_buffer=65536)
             writer.write(b"GET /streamed HTTP/1.1\r\nHost: a\r\n\r\n")
             (proto,) = server._connections
-            await until(lambda: proto._write_paused, limit=5)
+            await until(lambda: proto.write_paused, limit=5)
             # The handler waits on its flush: one piece over the mark at most.
             high = proto.transport.get_write_buffer_limits()[1]
             assert unwritten(proto) <= high + 65536 + 1024

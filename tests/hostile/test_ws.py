@@ -93,7 +93,7 @@ def test_a_client_that_stops_reading_holds_one_message_at_most(loop: str) -> Non
             client.send("flood")
             await until(lambda: len(server._detached) == 1, limit=2)
             (proto,) = server._detached
-            await until(lambda: proto._write_paused, limit=5)
+            await until(lambda: proto.write_paused, limit=5)
             transport = proto.transport
             high = transport.get_write_buffer_limits()[1]
             assert transport.get_write_buffer_size() <= high + MESSAGE + 16

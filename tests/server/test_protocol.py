@@ -113,7 +113,7 @@ def test_pipelined_bytes_over_high_water_pause_reading(loop: asyncio.AbstractEve
     assert len(pending) == 2 and not t.reading  # still far over the mark
     while not t.reading:
         respond(pending[-1])
-    assert proto._h1.buffered <= _PIPELINE_HIGH_WATER
+    assert proto.h1.buffered <= _PIPELINE_HIGH_WATER
     assert len(t.writes) == len(pending) - 1
 
 
@@ -834,19 +834,19 @@ def test_connection_state_through_an_exchange(loop: asyncio.AbstractEventLoop) -
 
     pending: list[HTTPServerRequest] = []
     _, proto, t = make(loop, pending.append)
-    assert proto._state == p._IDLE
+    assert proto.state == p._IDLE
     proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
-    assert proto._state == p._REQUEST  # the body is still coming
+    assert proto.state == p._REQUEST  # the body is still coming
     proto.data_received(b"cd")
-    assert proto._state == p._RESPONSE and pending[0].body == b"abcd"
+    assert proto.state == p._RESPONSE and pending[0].body == b"abcd"
     respond(pending[0])
-    assert proto._state == p._IDLE and not t.closed
+    assert proto.state == p._IDLE and not t.closed
     proto.data_received(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     respond(pending[1])
     # The response ended the connection: flushed, then closed.
-    assert proto._state == p._STOPPED and t.closed
+    assert proto.state == p._STOPPED and t.closed
     assert wait_closed(t)
-    assert proto._state == p._CLOSED
+    assert proto.state == p._CLOSED
 
 
 def test_detached_connection_state(loop: asyncio.AbstractEventLoop) -> None:
@@ -856,7 +856,7 @@ def test_detached_connection_state(loop: asyncio.AbstractEventLoop) -> None:
     server, proto, t = make(loop, pending.append)
     proto.data_received(GET)
     stream = pending[0].connection.detach()  # type: ignore[union-attr]
-    assert proto._state == p._DETACHED and proto._detached
+    assert proto.state == p._DETACHED and proto.detached
     assert proto in server._detached
     proto.data_received(b"raw")
     # Bytes now go to the stream, not to the HTTP parser.
@@ -865,7 +865,7 @@ def test_detached_connection_state(loop: asyncio.AbstractEventLoop) -> None:
     with pytest.raises(RuntimeError):
         pending[0].connection.detach()  # type: ignore[union-attr]
     proto.connection_lost(None)
-    assert proto._state == p._CLOSED and proto not in server._detached
+    assert proto.state == p._CLOSED and proto not in server._detached
 
 
 def test_idle_connections_share_per_loop_objects(loop: asyncio.AbstractEventLoop) -> None:
@@ -873,13 +873,13 @@ def test_idle_connections_share_per_loop_objects(loop: asyncio.AbstractEventLoop
     _, b, _tb = make(loop)
     # One resolved future and one idle-timer context per loop, not per
     # connection (each would cost every idle connection).
-    assert a._done_future is b._done_future and a._done_future.done()
+    assert a.done_future is b.done_future and a.done_future.done()
     assert a._timer_context is b._timer_context
     assert a._drain_waiters is None
     other = asyncio.new_event_loop()
     try:
         _, c, _tc = make(other)
-        assert c._done_future is not a._done_future
+        assert c.done_future is not a.done_future
         assert c._timer_context is not a._timer_context
         c._hard_close()
     finally:
@@ -907,14 +907,14 @@ def test_the_shared_resolved_future_is_made_again_once_nobody_holds_it(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     server, a, transport = make(loop)
-    first = weakref.ref(a._done_future)
+    first = weakref.ref(a.done_future)
     a._hard_close()
     run_soon(loop)  # the transport reports the loss on the next round
     del server, a, transport
     gc.collect()
     assert first() is None
     _, b, _tb = make(loop)
-    assert b._done_future.done() and b._done_future.get_loop() is loop
+    assert b.done_future.done() and b.done_future.get_loop() is loop
     b._hard_close()
 
 
@@ -973,7 +973,7 @@ def test_output_is_written_once_when_flushed_before_its_round(
     # A detach (say) flushes at once: the queued round then has nothing to add.
     _, proto, t = make(loop)
     proto.data_received(GET)
-    proto._flush()
+    proto.flush()
     assert len(t.writes) == 1
     run_soon(loop)
     assert len(t.writes) == 1

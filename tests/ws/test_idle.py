@@ -242,15 +242,15 @@ def test_an_idle_connection_keeps_no_buffer_of_its_last_read() -> None:
     fragments = build_frame(1, b"he", False, False, KEY) + build_frame(0, b"llo", True, False, KEY)
     assert conn.receive_data(fragments[:-1]) == []
     # The message being assembled is the first read's parser's, not the shared one's.
-    assert conn._parser._fragments is not None and conn._parser._in_opcode == 1
+    assert conn._parser.fragments is not None and conn._parser.in_opcode == 1
     assert conn.receive_data(fragments[-1:]) == [Message("hello")]
-    assert conn._parser._fragments is None
-    assert conn._parser.buffered == 0 and len(conn._parser._buf) == 0
+    assert conn._parser.fragments is None
+    assert conn._parser.buffered == 0 and len(conn._parser.buf) == 0
     assert conn._parser is not _NO_PARSER and conn.wire_bytes_in == len(fragments)
     assert conn.message_bytes_in == 5
-    assert _NO_PARSER.wire_bytes == 0 and not _NO_PARSER._buf
-    assert _NO_PARSER.message_bytes_in == 0 and _NO_PARSER._in_opcode == 0
-    assert _NO_PARSER._fragments is None
+    assert _NO_PARSER.wire_bytes == 0 and not _NO_PARSER.buf
+    assert _NO_PARSER.message_bytes_in == 0 and _NO_PARSER.in_opcode == 0
+    assert _NO_PARSER.fragments is None
 
 
 def test_a_connection_started_in_an_empty_context_makes_its_own_at_the_first_read() -> None:

@@ -44,7 +44,7 @@ _start_task: Final = _request_task.start
 # one object held in a Final: a module global that _bind assigned would be
 # read through the module's dict (two or three lookups per request), a
 # compiled class's field is read directly.
-class _Bound:
+class _ApplicationParts:
     stock_find_handler: Any = None
     router_class: Any = None
     route_fallback: Any = None
@@ -52,7 +52,7 @@ class _Bound:
     stock_execute_code: Any = None
 
 
-_bound: Final = _Bound()
+_app_parts: Final = _ApplicationParts()
 _RequestStartLine: Final = RequestStartLine
 
 
@@ -63,12 +63,12 @@ def _bind(
     clear_template_loaders: Callable[[], None],
     stock_execute_code: Any,
 ) -> None:
-    bound = _bound
-    bound.stock_find_handler = stock_find_handler
-    bound.router_class = router_class
-    bound.route_fallback = route_fallback
-    bound.clear_template_loaders = clear_template_loaders
-    bound.stock_execute_code = stock_execute_code
+    parts = _app_parts
+    parts.stock_find_handler = stock_find_handler
+    parts.router_class = router_class
+    parts.route_fallback = route_fallback
+    parts.clear_template_loaders = clear_template_loaders
+    parts.stock_execute_code = stock_execute_code
 
 
 class _HandlerDelegate(HTTPMessageDelegate):
@@ -144,8 +144,8 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # own find_handler), else None; the fallback is told which.
             router: Any = app.wildcard_router
             if not (
-                type(app).find_handler is _bound.stock_find_handler
-                and type(router) is _bound.router_class
+                type(app).find_handler is _app_parts.stock_find_handler
+                and type(router) is _app_parts.router_class
                 and len(app.default_router._rules) == 1
             ):
                 router = None
@@ -156,7 +156,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 self.handler_class = hit[0]
                 self.handler_kwargs = hit[1]
                 return None
-            delegate: HTTPMessageDelegate = _bound.route_fallback(
+            delegate: HTTPMessageDelegate = _app_parts.route_fallback(
                 app, request, self.request_conn, router
             )
             self.delegate = delegate
@@ -233,7 +233,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 template_cache = settings.get("compiled_template_cache", True)
                 hash_cache = settings.get("static_hash_cache", True)
             if not template_cache:
-                _bound.clear_template_loaders()
+                _app_parts.clear_template_loaders()
             if hash_cache is False:
                 from squall.web.static import StaticFileHandler
 
@@ -287,7 +287,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # which lets the Task go itself as it ends (no done callback).
             if (
                 type(running) is not _CoroutineType
-                or running.cr_code is not _bound.stock_execute_code
+                or running.cr_code is not _app_parts.stock_execute_code
             ):
                 task.add_done_callback(_surface_error)
             else:

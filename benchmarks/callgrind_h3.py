@@ -182,12 +182,15 @@ class ClientTransport(asyncio.DatagramTransport):
         pass
 
 
-def make_client_class() -> Any:
-    from aioquic.asyncio.protocol import QuicConnectionProtocol
-    from aioquic.h3.connection import H3Connection
-    from aioquic.h3.events import DataReceived, HeadersReceived
+def make_client_class(stack: str) -> Any:
+    from importlib import import_module
 
-    class Client(QuicConnectionProtocol):
+    QuicConnectionProtocol = import_module(f"{stack}.asyncio.protocol").QuicConnectionProtocol
+    H3Connection = import_module(f"{stack}.h3.connection").H3Connection
+    DataReceived = import_module(f"{stack}.h3.events").DataReceived
+    HeadersReceived = import_module(f"{stack}.h3.events").HeadersReceived
+
+    class Client(QuicConnectionProtocol):  # type: ignore[misc,valid-type]
         """Keeps ``streams`` requests in flight while the run wants more."""
 
         def __init__(self, *args: Any, streams: int, run: Any, **kwargs: Any) -> None:
@@ -208,6 +211,9 @@ def make_client_class() -> Any:
                 sid = self._quic.get_next_available_stream_id()
                 self.h3.send_headers(sid, self.head, end_stream=True)
                 self.in_flight += 1
+
+        def kick(self) -> None:
+            self.fill()
             self.transmit()
 
         def _handle_timer(self) -> None:
@@ -226,6 +232,8 @@ def make_client_class() -> Any:
                     self.in_flight -= 1
                     self.run.finished()
             if self.in_flight < self.streams:
+                # Sent with the acknowledgement, after the datagram's events
+                # (as benchmarks/h3load.py does).
                 self.fill()
 
     return Client
@@ -259,29 +267,48 @@ class Run:
             self.done.set_result(None)
 
 
+def bare_endpoint(stack: str, cpu: float) -> Any:
+    """A bare HTTP/3 server on ``stack`` (aioquic or qh3, the same API): a
+    constant answer from the H3 layer's events, transmitting as the stack's
+    own protocol does (after each datagram), as Hypercorn does."""
+    from importlib import import_module
+
+    QuicServer = import_module(f"{stack}.asyncio.server").QuicServer
+    Protocol = import_module(f"{stack}.asyncio.protocol").QuicConnectionProtocol
+    h3 = import_module(f"{stack}.h3.connection")
+    HeadersReceived = import_module(f"{stack}.h3.events").HeadersReceived
+    QuicConfiguration = import_module(f"{stack}.quic.configuration").QuicConfiguration
+
+    class Bare(Protocol):  # type: ignore[misc,valid-type]
+        h3: Any = None
+
+        def quic_event_received(self, event: Any) -> None:
+            if self.h3 is None:
+                self.h3 = h3.H3Connection(self._quic)
+            for e in self.h3.handle_event(event):
+                if isinstance(e, HeadersReceived):  # (a GET: its FIN may come apart)
+                    Clock.now += cpu
+                    head = [(b":status", b"200"), (b"content-type", b"text/plain"),
+                            (b"content-length", b"13")]  # fmt: skip
+                    self.h3.send_headers(e.stream_id, head)
+                    self.h3.send_data(e.stream_id, b"Hello, bench!", end_stream=True)
+
+    config = QuicConfiguration(is_client=False, alpn_protocols=list(h3.H3_ALPN))
+    config.max_datagram_frame_size = 65536  # as Squall's server (qh3's H3 announces them)
+    config.load_cert_chain(str(CERT), str(KEY))
+    return QuicServer(configuration=config, create_protocol=Bare)
+
+
 def build(loop: asyncio.AbstractEventLoop, cfg: dict[str, Any]) -> tuple[Any, Any, list[Any]]:
     import ssl
+    from importlib import import_module
 
-    from aioquic.h3.connection import H3_ALPN
-    from aioquic.quic.configuration import QuicConfiguration
-    from aioquic.quic.connection import QuicConnection
-
-    from squall.httpserver import HTTPServer
-    from squall.httpserver._h3protocol import _H3Endpoint
-    from squall.web import Application, RequestHandler
+    stack = cfg.get("client", "aioquic")
+    H3_ALPN = import_module(f"{stack}.h3.connection").H3_ALPN
+    QuicConfiguration = import_module(f"{stack}.quic.configuration").QuicConfiguration
+    QuicConnection = import_module(f"{stack}.quic.connection").QuicConnection
 
     cpu = cfg.get("cpu", 0.0)
-
-    class Hello(RequestHandler):
-        def get(self) -> None:
-            Clock.now += cpu  # the server's time on its CPU, as the clients see it
-            self.set_header("Content-Type", "text/plain")
-            self.write("Hello, " + self.get_argument("n", "world") + "!")
-
-    app = Application([("/", Hello)], log_function=lambda handler: None)
-    server = HTTPServer(
-        app, ssl_options={"certfile": str(CERT), "keyfile": str(KEY)}, http2=True, http3=True
-    )
     clients: dict[Any, Any] = {}
     transport = ServerTransport(loop, clients)
 
@@ -289,15 +316,20 @@ def build(loop: asyncio.AbstractEventLoop, cfg: dict[str, Any]) -> tuple[Any, An
         # (aioquic's protocols read the running loop when made.)
         return make(*args, **kwargs)
 
-    endpoint = loop.run_until_complete(in_loop(_H3Endpoint, server, server._h3_config))
+    if cfg.get("server", "squall") == "squall":
+        endpoint = loop.run_until_complete(in_loop(squall_endpoint, cpu))
+    else:
+        endpoint = loop.run_until_complete(in_loop(bare_endpoint, cfg["server"], cpu))
     endpoint.connection_made(transport)
     run = Run(loop)
-    client_class = make_client_class()
+    client_class = make_client_class(stack)
     conns = []
     for i in range(cfg["connections"]):
         config = QuicConfiguration(is_client=True, alpn_protocols=list(H3_ALPN))
         config.verify_mode = ssl.CERT_NONE
         config.server_name = "localhost"
+        # (qh3's H3 layer announces HTTP Datagrams, and its client then wants them.)
+        config.max_datagram_frame_size = 65536
         quic = QuicConnection(configuration=config)
         client = loop.run_until_complete(
             in_loop(client_class, quic, streams=cfg["streams"], run=run)
@@ -310,10 +342,29 @@ def build(loop: asyncio.AbstractEventLoop, cfg: dict[str, Any]) -> tuple[Any, An
     return run, transport, conns
 
 
+def squall_endpoint(cpu: float) -> Any:
+    """`HTTPServer(app, http3=True)`'s UDP endpoint, serving ``make bench-h3``'s app."""
+    from squall.httpserver import HTTPServer
+    from squall.httpserver._h3protocol import _H3Endpoint
+    from squall.web import Application, RequestHandler
+
+    class Hello(RequestHandler):
+        def get(self) -> None:
+            Clock.now += cpu  # the server's time on its CPU, as the clients see it
+            self.set_header("Content-Type", "text/plain")
+            self.write("Hello, " + self.get_argument("n", "world") + "!")
+
+    app = Application([("/", Hello)], log_function=lambda handler: None)
+    server = HTTPServer(
+        app, ssl_options={"certfile": str(CERT), "keyfile": str(KEY)}, http2=True, http3=True
+    )
+    return _H3Endpoint(server, server._h3_config)
+
+
 def drive(loop: asyncio.AbstractEventLoop, run: Any, conns: list[Any], total: int) -> None:
     done = run.start(total)
     for client in conns:
-        loop.call_soon(Meter.off, client.fill)
+        loop.call_soon(Meter.off, client.kick)
     loop.run_until_complete(done)
 
 
@@ -326,7 +377,7 @@ def inner(cfg: dict[str, Any]) -> None:
     loop = VirtualLoop()
     asyncio.set_event_loop(loop)
     probes = Probes(mod)
-    if cfg["profile"]:
+    if cfg["profile"] and cfg.get("server", "squall") != "qh3":
         import aioquic.asyncio.protocol
         import aioquic.h3.connection
         import aioquic.quic.connection  # noqa: F401
@@ -398,6 +449,18 @@ def main() -> int:
     ap.add_argument(
         "--cpu", type=float, default=CPU_PER_REQUEST, help="virtual seconds per request"
     )
+    ap.add_argument(
+        "--server",
+        choices=["squall", "aioquic", "qh3"],
+        default="squall",
+        help="Squall's HTTP/3 server, or a bare one on aioquic's or qh3's stack",
+    )
+    ap.add_argument(
+        "--client",
+        choices=["aioquic", "qh3"],
+        default="aioquic",
+        help="the clients' QUIC stack (not counted; it sets the acknowledgements' pattern)",
+    )
     ap.add_argument("--profile", action="store_true", help="stages and hottest C functions")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--keep", metavar="FILE", help="keep the callgrind output as FILE")
@@ -414,12 +477,15 @@ def main() -> int:
         "connections": args.connections,
         "streams": args.streams,
         "cpu": args.cpu,
+        "server": args.server,
+        "client": args.client,
         "profile": args.profile,
     }
     result = run_one(cfg, args.keep)
     n = args.n
     print(
-        f"== HTTP/3 server instructions per request: {args.connections} connections x "
+        f"== HTTP/3 server instructions per request ({args.server}): "
+        f"{args.connections} connections x "
         f"{args.streams} streams, {n} requests measured"
     )
     print(f"total: {result['per_request']:,.0f}")

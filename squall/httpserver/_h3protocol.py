@@ -34,7 +34,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from aioquic._buffer import Buffer
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -339,7 +339,16 @@ class _H3Protocol(QuicConnectionProtocol):
             self.context = _HTTPRequestContext(
                 family, tuple(addr[:2]), server.protocol, server.trusted_downstream, True
             )
-        super().datagram_received(data, addr)
+        if self._gone:
+            # Closing: aioquic's draining timer is armed by its transmit.
+            super().datagram_received(data, addr)
+            return
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        # One transmit per loop iteration, after the requests this datagram
+        # started have run: their responses leave with the acknowledgement,
+        # and each of aioquic's passes over the streams serves them all.
+        self._flush_soon()
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):

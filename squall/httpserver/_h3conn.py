@@ -185,9 +185,10 @@ class GuardedH3Connection(H3Connection):
         # when there are none (most sections: their fields are in the table
         # already), a QUIC stream write per section for nothing.
         instructions, section = self._encoder.encode(stream_id, headers)
-        if instructions:
+        encoder_stream = self._local_encoder_stream_id
+        if instructions and encoder_stream is not None:
             self._encoder_bytes_sent += len(instructions)
-            self._quic.send_stream_data(self._local_encoder_stream_id, instructions)
+            self._quic.send_stream_data(encoder_stream, instructions)
         return section
 
     def _handle_request_or_push_frame(

@@ -165,10 +165,13 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--hypercorn-python", default=sys.executable)
     args = parser.parse_args()
-    contenders: list[tuple[str, list[str], Optional[str]]] = [
-        ("squall h3", [sys.executable, "-c", SQUALL_SERVER], ROOT),
-    ]
     appdir = tempfile.mkdtemp(prefix="h3bench-")
+    # Squall's servers run outside the source tree: `python -c` puts the
+    # working directory first on the path, and from the tree it would run
+    # the pure modules, not the compiled ones installed in this interpreter.
+    contenders: list[tuple[str, list[str], Optional[str]]] = [
+        ("squall h3", [sys.executable, "-c", SQUALL_SERVER], appdir),
+    ]
     with open(os.path.join(appdir, "hc_app.py"), "w") as f:
         f.write(HYPERCORN_APP)
     probe = subprocess.run(
@@ -187,8 +190,8 @@ def main() -> int:
         print(f"hypercorn[h3] not found in {args.hypercorn_python}: left out", file=sys.stderr)
     if shutil.which("h2load"):
         contenders += [
-            ("squall h2", [sys.executable, "-c", SQUALL_SERVER], ROOT),
-            ("squall h1", [sys.executable, "-c", SQUALL_SERVER], ROOT),
+            ("squall h2", [sys.executable, "-c", SQUALL_SERVER], appdir),
+            ("squall h1", [sys.executable, "-c", SQUALL_SERVER], appdir),
         ]
     else:
         print("h2load is not installed: HTTP/2 and HTTP/1.1 left out", file=sys.stderr)

@@ -30,7 +30,7 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from h2_bench import HYPERCORN_APP, cpu_seconds, free_port, wait_listening  # noqa: E402
+from h2_bench import cpu_seconds, free_port, wait_listening  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CERT = os.path.join(ROOT, "squall", "_certs", "test.crt")
@@ -57,6 +57,29 @@ ssl_options = {"certfile": sys.argv[2], "keyfile": sys.argv[3]}
 server = HTTPServer(app, ssl_options=ssl_options, http2=True, http3=True)
 server.listen(int(sys.argv[1]), "127.0.0.1")
 IOLoop.current().start()
+"""
+
+
+# Hypercorn's app: the same answer as SQUALL_SERVER's handler.
+HYPERCORN_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    from urllib.parse import parse_qs
+    n = parse_qs(scope["query_string"].decode()).get("n", ["world"])[0]
+    body = ("Hello, " + n + "!").encode()
+    await send({
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})
 """
 
 
@@ -142,10 +165,13 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--hypercorn-python", default=sys.executable)
     args = parser.parse_args()
-    contenders: list[tuple[str, list[str], Optional[str]]] = [
-        ("squall h3", [sys.executable, "-c", SQUALL_SERVER], ROOT),
-    ]
     appdir = tempfile.mkdtemp(prefix="h3bench-")
+    # Squall's servers run outside the source tree: `python -c` puts the
+    # working directory first on the path, and from the tree it would run
+    # the pure modules, not the compiled ones installed in this interpreter.
+    contenders: list[tuple[str, list[str], Optional[str]]] = [
+        ("squall h3", [sys.executable, "-c", SQUALL_SERVER], appdir),
+    ]
     with open(os.path.join(appdir, "hc_app.py"), "w") as f:
         f.write(HYPERCORN_APP)
     probe = subprocess.run(
@@ -164,8 +190,8 @@ def main() -> int:
         print(f"hypercorn[h3] not found in {args.hypercorn_python}: left out", file=sys.stderr)
     if shutil.which("h2load"):
         contenders += [
-            ("squall h2", [sys.executable, "-c", SQUALL_SERVER], ROOT),
-            ("squall h1", [sys.executable, "-c", SQUALL_SERVER], ROOT),
+            ("squall h2", [sys.executable, "-c", SQUALL_SERVER], appdir),
+            ("squall h1", [sys.executable, "-c", SQUALL_SERVER], appdir),
         ]
     else:
         print("h2load is not installed: HTTP/2 and HTTP/1.1 left out", file=sys.stderr)

@@ -105,18 +105,23 @@ class contextlib_group:
     """Open ``n`` connections; close them all on exit."""
 
     def __init__(self, n: int, port: int, config: QuicConfiguration) -> None:
-        self.managers = [
-            connect("127.0.0.1", port, configuration=config, create_protocol=Loader)
-            for _ in range(n)
-        ]
+        self.n = n
+        self.port = port
+        self.config = config
+        self.managers: list[Any] = []
 
     async def __aenter__(self) -> list[Loader]:
         loaders = []
-        for manager in self.managers:
-            # The server's UDP endpoint may still be starting: retry for a while.
+        for _ in range(self.n):
+            # The server's UDP endpoint may still be starting: retry for a
+            # while (a context manager that failed cannot be entered again).
             for attempt in range(10):
+                manager = connect(
+                    "127.0.0.1", self.port, configuration=self.config, create_protocol=Loader
+                )
                 try:
                     loaders.append(await manager.__aenter__())  # type: ignore[misc]
+                    self.managers.append(manager)
                     break
                 except ConnectionError:
                     if attempt == 9:

@@ -180,6 +180,17 @@ class GuardedH3Connection(H3Connection):
             raise _Refused(f"{len(headers)} header fields (limit {self.max_fields})")
         return headers
 
+    def _encode_headers(self, stream_id: int, headers: Headers) -> bytes:
+        # aioquic hands the encoder's instructions to the encoder stream even
+        # when there are none (most sections: their fields are in the table
+        # already), a QUIC stream write per section for nothing.
+        instructions, section = self._encoder.encode(stream_id, headers)
+        encoder_stream = self._local_encoder_stream_id
+        if instructions and encoder_stream is not None:
+            self._encoder_bytes_sent += len(instructions)
+            self._quic.send_stream_data(encoder_stream, instructions)
+        return section
+
     def _handle_request_or_push_frame(
         self,
         frame_type: int,

@@ -34,7 +34,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from aioquic._buffer import Buffer
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -328,6 +328,9 @@ class _H3Protocol(QuicConnectionProtocol):
         # Writes waiting for the client to take a stream's output, by
         # stream; since when, and how much it held at the last sweep.
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        # Response heads (and first chunks) not yet given to aioquic, by
+        # stream: see `_send_head`.
+        self._held: dict[int, tuple[list[tuple[bytes, bytes]], bytes]] = {}
         self._stalled: dict[int, tuple[float, int]] = {}
         # Since when no request has been in progress (the idle timeout).
         self._idle_since = self._loop.time()
@@ -346,7 +349,16 @@ class _H3Protocol(QuicConnectionProtocol):
             self.context = _HTTPRequestContext(
                 family, tuple(addr[:2]), server.protocol, server.trusted_downstream, True
             )
-        super().datagram_received(data, addr)
+        if self._gone:
+            # Closing: aioquic's draining timer is armed by its transmit.
+            super().datagram_received(data, addr)
+            return
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        # One transmit per loop iteration, after the requests this datagram
+        # started have run: their responses leave with the acknowledgement,
+        # and each of aioquic's passes over the streams serves them all.
+        self._flush_soon()
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
@@ -657,6 +669,14 @@ class _H3Protocol(QuicConnectionProtocol):
     def _send_head(
         self, stream: _H3Stream, fields: list[tuple[bytes, bytes]], chunk: bytes
     ) -> asyncio.Future[None]:
+        if stream.tunnel is None:
+            # Held until the response ends or the loop turns, whichever is
+            # first: most responses end in the call that starts them, and
+            # then HEADERS, DATA and the FIN go to aioquic at once (one
+            # QUIC stream write fewer, and no empty DATA frame to end it).
+            self._held[stream.stream_id] = (fields, chunk)
+            self._flush_soon()
+            return self._ready()
         h3 = self._h3
         assert h3 is not None
         try:
@@ -669,10 +689,30 @@ class _H3Protocol(QuicConnectionProtocol):
         self._flush_soon()
         return self._ready_for(stream)
 
+    def _release(self, sid: int, end: bool) -> None:
+        """Gives a held head (and its chunk) to aioquic; ``end``: with the FIN."""
+        h3 = self._h3
+        assert h3 is not None
+        fields, chunk = self._held.pop(sid)
+        h3.send_headers(sid, fields, end and not chunk)
+        if chunk:
+            h3.send_data(sid, chunk, end)
+
+    def _release_held(self) -> None:
+        for sid in list(self._held):
+            try:
+                self._release(sid, False)
+            except Exception:
+                stream = self._streams.get(sid)
+                if stream is not None:
+                    self._lose_stream(stream)
+
     def _send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
         h3 = self._h3
         assert h3 is not None
         try:
+            if stream.stream_id in self._held:
+                self._release(stream.stream_id, False)
             h3.send_data(stream.stream_id, chunk, False)
         except Exception:
             self._lose_stream(stream)
@@ -693,7 +733,10 @@ class _H3Protocol(QuicConnectionProtocol):
         h3 = self._h3
         assert h3 is not None
         try:
-            h3.send_data(stream.stream_id, b"", True)
+            if stream.stream_id in self._held:
+                self._release(stream.stream_id, True)
+            else:
+                h3.send_data(stream.stream_id, b"", True)
         except Exception:
             self._lose_stream(stream)
             return
@@ -752,6 +795,7 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         stream._closed = True
         self._stalled.pop(stream.stream_id, None)
+        self._held.pop(stream.stream_id, None)
         if stream.stream_id in self._waiters:
             self._wake(stream.stream_id, StreamClosedError())
         self._streams.pop(stream.stream_id, None)
@@ -766,6 +810,8 @@ class _H3Protocol(QuicConnectionProtocol):
     def _flush(self) -> None:
         self._flush_handle = None
         if not self._gone and self._transport is not None:
+            if self._held:
+                self._release_held()
             self.transmit()
 
     # -- timeouts ---------------------------------------------------------------------

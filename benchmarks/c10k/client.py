@@ -9,6 +9,12 @@ Runs every phase against one server and prints one JSON object:
    ``/publish`` to every subscriber having the frame (p50, p99, last), then
    ``messages`` messages in one publish: server CPU per delivered message;
    for each style the server has (``loop``, and ``helper`` for Squall);
+   Then, if ``crowd``: that many more subscribers connecting at once (all
+   their connects issued together, no batches) beside the N open ones, first
+   alone, then while the client has ``/publish`` send one message to every
+   subscriber each ``publish_every`` seconds: server CPU per handshake over
+   the crowd's arrival (the second includes the broadcasts, as a server
+   that is also writing spends it), time for the crowd, publishes made;
 3. ``polls`` long polls held, woken by one ``/wake``: time until the last
    client has its response;
 4. a storm: ``storm`` clients connecting at once, each sending ``GET
@@ -221,6 +227,61 @@ class Bench:
         await asyncio.wait_for(self.all_in, 120)
         return start, self.times
 
+    async def open_crowd(self, count: int) -> list[Subscriber]:
+        """``count`` subscribers connecting at once (no batches); returns when all are open."""
+        waits: list[asyncio.Future[None]] = [self.loop.create_future() for _ in range(count)]
+
+        async def one(opened: asyncio.Future[None]) -> Subscriber:
+            _, sub = await self.loop.create_connection(
+                lambda: Subscriber(self, opened), "127.0.0.1", self.port
+            )
+            return sub
+
+        subs = await asyncio.gather(*(one(w) for w in waits))
+        await asyncio.gather(*waits)
+        return list(subs)
+
+    async def publisher(
+        self, every: float, stop: asyncio.Future[None], first: asyncio.Future[None]
+    ) -> int:
+        """One ``/publish`` of one message each ``every`` seconds until ``stop``; returns
+        how many were made (``first`` is set after the first)."""
+        published = 0
+        while not stop.done():
+            await self.control("/publish?n=1&style=loop")
+            published += 1
+            if not first.done():
+                first.set_result(None)
+            await asyncio.wait([stop], timeout=every)
+        return published
+
+    async def crowd(self, args: argparse.Namespace, out: dict[str, Any]) -> None:
+        """``crowd`` subscribers connecting at once beside the N already open: first
+        alone, then while ``/publish`` sends one message to every subscriber each
+        ``publish_every`` seconds (a handler broadcasting). Server CPU over the
+        crowd's arrival, per handshake; the broadcasts' CPU is inside the second."""
+        for key, publishing in (("crowd", False), ("crowd_bcast", True)):
+            stop: asyncio.Future[None] = self.loop.create_future()
+            first: asyncio.Future[None] = self.loop.create_future()
+            expected = len(self.subs) + args.crowd
+            task = None
+            if publishing:
+                task = self.loop.create_task(self.publisher(args.publish_every, stop, first))
+                # The broadcasts are under way before the crowd comes.
+                await asyncio.wait([first, task], timeout=60, return_when="FIRST_COMPLETED")
+                if not first.done():
+                    raise RuntimeError(f"no broadcast before the crowd: {task!r}")
+            cpu0 = cpu_seconds(self.pid)
+            t0 = time.perf_counter()
+            self.subs += await self.open_crowd(args.crowd)
+            out[f"{key}_s"] = time.perf_counter() - t0
+            cpu1 = cpu_seconds(self.pid)
+            stop.set_result(None)
+            if task is not None:
+                out[f"{key}_publishes"] = await task
+            out[f"handshake_{key}_cpu_us"] = (cpu1 - cpu0) / args.crowd * 1e6
+            await self.wait_stats("subs", expected)
+
     async def run(self, args: argparse.Namespace) -> dict[str, Any]:
         out: dict[str, Any] = {}
         # Warm up: the first connections import and build what the rest reuse.
@@ -255,6 +316,9 @@ class Bench:
             await self.deliver(f"/publish?n={args.messages}&style={style}", args.messages)
             cpu1 = cpu_seconds(self.pid)
             out[f"deliver_{style}_cpu_us"] = (cpu1 - cpu0) / (args.messages * len(self.subs)) * 1e6
+        # 2b. Handshakes in a crowd (issue 64).
+        if args.crowd:
+            await self.crowd(args, out)
         for sub in self.subs:
             reset(sub.transport)
         self.subs = []
@@ -314,6 +378,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="single-message broadcasts")
     parser.add_argument("--messages", type=int, default=10, help="messages for the CPU figure")
     parser.add_argument("--styles", default="loop", help="loop,helper")
+    parser.add_argument("--crowd", type=int, default=0, help="subscribers connecting at once")
+    parser.add_argument(
+        "--publish-every", type=float, default=0.01, help="seconds between broadcasts (crowd)"
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

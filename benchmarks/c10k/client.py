@@ -11,8 +11,8 @@ Runs every phase against one server and prints one JSON object:
    for each style the server has (``loop``, and ``helper`` for Squall);
    Then, if ``crowd``: that many more subscribers connecting at once (all
    their connects issued together, no batches) beside the N open ones, first
-   alone, then while the client has ``/publish`` send one message to every
-   subscriber each ``publish_every`` seconds: server CPU per handshake over
+   alone, then while the server sends one message to every subscriber each
+   ``publish_every`` seconds (``/ticker``): server CPU per handshake over
    the crowd's arrival (the second includes the broadcasts, as a server
    that is also writing spends it), time for the crowd, publishes made;
 3. ``polls`` long polls held, woken by one ``/wake``: time until the last
@@ -241,45 +241,36 @@ class Bench:
         await asyncio.gather(*waits)
         return list(subs)
 
-    async def publisher(
-        self, every: float, stop: asyncio.Future[None], first: asyncio.Future[None]
-    ) -> int:
-        """One ``/publish`` of one message each ``every`` seconds until ``stop``; returns
-        how many were made (``first`` is set after the first)."""
-        published = 0
-        while not stop.done():
-            await self.control("/publish?n=1&style=loop")
-            published += 1
-            if not first.done():
-                first.set_result(None)
-            await asyncio.wait([stop], timeout=every)
-        return published
-
     async def crowd(self, args: argparse.Namespace, out: dict[str, Any]) -> None:
         """``crowd`` subscribers connecting at once beside the N already open: first
-        alone, then while ``/publish`` sends one message to every subscriber each
-        ``publish_every`` seconds (a handler broadcasting). Server CPU over the
-        crowd's arrival, per handshake; the broadcasts' CPU is inside the second."""
+        alone, then while the server broadcasts one message to every subscriber
+        each ``publish_every`` seconds (``/ticker``, a handler of its own). Server
+        CPU over the crowd's arrival, per handshake; the broadcasts' CPU is inside
+        the second. A server without ``/ticker`` (the floor) gets the first only."""
         for key, publishing in (("crowd", False), ("crowd_bcast", True)):
-            stop: asyncio.Future[None] = self.loop.create_future()
-            first: asyncio.Future[None] = self.loop.create_future()
             expected = len(self.subs) + args.crowd
-            task = None
+            ticks0 = 0
             if publishing:
-                task = self.loop.create_task(self.publisher(args.publish_every, stop, first))
-                # The broadcasts are under way before the crowd comes.
-                await asyncio.wait([first, task], timeout=60, return_when="FIRST_COMPLETED")
-                if not first.done():
-                    raise RuntimeError(f"no broadcast before the crowd: {task!r}")
+                started = await self.control(f"/ticker?every={args.publish_every}")
+                if not started.isdigit():
+                    return  # no /ticker here
+                ticks0 = int(started)
             cpu0 = cpu_seconds(self.pid)
             t0 = time.perf_counter()
             self.subs += await self.open_crowd(args.crowd)
             out[f"{key}_s"] = time.perf_counter() - t0
             cpu1 = cpu_seconds(self.pid)
-            stop.set_result(None)
-            if task is not None:
-                out[f"{key}_publishes"] = await task
             out[f"handshake_{key}_cpu_us"] = (cpu1 - cpu0) / args.crowd * 1e6
+            if publishing:
+                made = int(await self.control("/ticker?every=0")) - ticks0
+                out[f"{key}_publishes"] = made
+                # Less the broadcasts, at this server's CPU per delivered message
+                # (phase 2) to the subscribers open halfway through the crowd.
+                per = out.get("deliver_loop_cpu_us")
+                if per is not None:
+                    sent = made * (expected - args.crowd / 2)
+                    net = (cpu1 - cpu0) * 1e6 - sent * per
+                    out[f"handshake_{key}_net_cpu_us"] = net / args.crowd
             await self.wait_stats("subs", expected)
 
     async def run(self, args: argparse.Namespace) -> dict[str, Any]:

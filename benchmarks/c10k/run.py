@@ -59,6 +59,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("handshake_cpu_us", "server CPU per handshake", "{:.0f} us"),
     ("handshake_crowd_cpu_us", "  ... C connecting at once", "{:.0f} us"),
     ("handshake_crowd_bcast_cpu_us", "  ... C at once while broadcasting", "{:.0f} us"),
+    ("handshake_crowd_bcast_net_cpu_us", "    less the broadcasts (estimated)", "{:.0f} us"),
     ("crowd_bcast_publishes", "    broadcasts meanwhile", "{:.0f}"),
     ("crowd_bcast_s", "    time for the crowd (broadcasting)", "{:.2f} s"),
     ("rss_per_ws_kb", "server RSS per idle WebSocket", "{:.1f} KB"),

@@ -19,6 +19,10 @@ Apps:
 * ``tornado-chat``: benchmarks/c10k/tornado_chat/app.py (the shape of
   Tornado's ``demos/chat``: a ``Condition``, ``notify_all``, xsrf cookies),
   imported as ``tornado`` through ``squall.compat``;
+* ``tornado-demo``: Tornado's own ``demos/chat/chatdemo.py``, unchanged
+  (checked out by benchmarks/c10k/real_chat.py), its ``main()`` run with
+  ``--debug=false`` through ``squall.compat`` up to its ``app.listen``,
+  which hands the Application over instead of binding a socket;
 * ``squall-chat``: demos/chat/app.py (a logged-in visitor's poll, with its
   xsrf token and its signed name cookie).
 
@@ -60,7 +64,7 @@ from callgrind_hotpath import (  # noqa: E402
     run_inner,
 )
 
-APPS = ["tornado-chat", "squall-chat"]
+APPS = ["tornado-chat", "tornado-demo", "squall-chat"]
 BUILDS = ["compiled", "pure"]
 LOOPS = ["uvloop", "asyncio"]
 K1 = 200  # waiters woken in the short run; the long run wakes K1 + k
@@ -132,6 +136,8 @@ class Harness:
         """How many polls wait in the app's condition."""
         if self.app == "tornado-chat":
             return len(self.module.room.changed._waiters)
+        if self.app == "tornado-demo":
+            return len(self.module.global_message_buffer.cond._waiters)
         buffer = self.module_app.settings["message_buffer"]
         return int(buffer.pollers)
 
@@ -168,18 +174,24 @@ class Harness:
         self.poster[0].data_received(request)
         self.loop.run_until_complete(self.all_in)
         answer = json.loads(self.poster[1].last)
-        if self.app == "tornado-chat":
+        if self.app.startswith("tornado"):
             self.cursor = answer["id"]
         else:
             self.cursor = str(answer["messages"][-1]["seq"])
         return count
 
-    def round(self, count: int, measure: Any = None) -> int:
-        self.park(count)
+    def round(self, count: int, measure: Any = None, repoll: bool = False) -> int:
+        """Parks ``count`` polls and wakes them; ``measure`` counts the wake, or with
+        ``repoll`` the parking too (a browser polls again as soon as it is answered)."""
         if measure is None:
+            self.park(count)
             return self.wake(count)
         got: list[int] = []
-        measure(lambda: got.append(self.wake(count)))
+        if repoll:
+            measure(lambda: (self.park(count), got.append(self.wake(count))))
+        else:
+            self.park(count)
+            measure(lambda: got.append(self.wake(count)))
         return got[0]
 
 
@@ -192,6 +204,41 @@ def _load(path: Path, name: str) -> Any:
     return module
 
 
+def _demo_app(loop: asyncio.AbstractEventLoop) -> tuple[Any, Any]:
+    """Runs the real demo's ``main()`` until it listens; returns its module and app.
+
+    Its ``app.listen`` is answered with nothing bound: the harness makes the
+    server. ``--logging=none`` leaves logging as ``setup`` made it (``--log``).
+    """
+    import squall.compat
+
+    squall.compat.install()
+    import tornado.web
+
+    sys.path.insert(0, str(HERE / "c10k"))
+    import real_chat
+
+    path = real_chat.demo_dir() / "chatdemo.py"
+    listened: list[Any] = []
+    cls = tornado.web.Application
+    original = cls.__dict__["listen"]
+    cls.listen = lambda self, *args, **kwargs: listened.append(self)  # type: ignore[method-assign,assignment]
+    try:
+        module = _load(path, "chatdemo")
+        sys.argv = [str(path), "--debug=false", "--logging=none"]
+        main = loop.create_task(module.main())
+        for _ in range(100):
+            if listened or main.done():
+                break
+            loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        cls.listen = original  # type: ignore[method-assign]
+    if not listened:
+        raise RuntimeError(f"the demo's main() did not listen: {main!r}")
+    module.main_task = main  # held: it waits for ever, as the demo does
+    return module, listened[0]
+
+
 def build(loop: asyncio.AbstractEventLoop, app: str) -> Harness:
     from squall.httpserver import HTTPServer
 
@@ -202,6 +249,8 @@ def build(loop: asyncio.AbstractEventLoop, app: str) -> Harness:
         squall.compat.install()
         module = _load(HERE / "c10k" / "tornado_chat" / "app.py", "tornado_chat_app")
         application = module.make_app(False)
+    elif app == "tornado-demo":
+        module, application = _demo_app(loop)
     else:
         module = _load(HERE.parent / "demos" / "chat" / "app.py", "squall_chat_app")
         application = module.make_app(cookie_secret=SECRET, poll_timeout=3600.0)
@@ -279,7 +328,11 @@ def inner(cfg: dict[str, Any]) -> None:
         probes.wrap_all(_PROFILED)
         labels = probes.labels
     mod.reset()
-    counts = [harness.round(K1, mod.measure_a), harness.round(K1 + cfg["k"], mod.measure_b)]
+    repoll = bool(cfg.get("repoll"))
+    counts = [
+        harness.round(K1, mod.measure_a, repoll),
+        harness.round(K1 + cfg["k"], mod.measure_b, repoll),
+    ]
     result = {
         "counts": counts,
         "loop": type(_loop).__name__,
@@ -329,6 +382,9 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--time", action="store_true", help="CPU time per waiter, no valgrind")
     ap.add_argument("--log", action="store_true", help="access log on (INFO, to /dev/null)")
+    ap.add_argument(
+        "--repoll", action="store_true", help="count the polls' parking as well as their wake"
+    )
     ap.add_argument("--rounds", type=int, default=7, help="wakes timed by --time")
     ap.add_argument("--keep", help="keep the callgrind output in KEEP.APP.BUILD.LOOP")
     ap.add_argument("--json", help="also write the figures to this file")
@@ -351,6 +407,7 @@ def main() -> int:
         for build_ in args.build or BUILDS:
             for loop in args.loop or LOOPS:
                 cfg = {"app": app, "build": build_, "loop": loop, "k": args.k, "log": args.log}
+                cfg["repoll"] = args.repoll
                 cfg["profile"] = args.profile
                 name = f"{app} {build_} {loop}"
                 if args.time:

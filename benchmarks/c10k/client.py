@@ -9,6 +9,12 @@ Runs every phase against one server and prints one JSON object:
    ``/publish`` to every subscriber having the frame (p50, p99, last), then
    ``messages`` messages in one publish: server CPU per delivered message;
    for each style the server has (``loop``, and ``helper`` for Squall);
+   Then, if ``crowd``: that many more subscribers connecting at once (all
+   their connects issued together, no batches) beside the N open ones, first
+   alone, then while the server sends one message to every subscriber each
+   ``publish_every`` seconds (``/ticker``): server CPU per handshake over
+   the crowd's arrival (the second includes the broadcasts, as a server
+   that is also writing spends it), time for the crowd, publishes made;
 3. ``polls`` long polls held, woken by one ``/wake``: time until the last
    client has its response;
 4. a storm: ``storm`` clients connecting at once, each sending ``GET
@@ -221,6 +227,52 @@ class Bench:
         await asyncio.wait_for(self.all_in, 120)
         return start, self.times
 
+    async def open_crowd(self, count: int) -> list[Subscriber]:
+        """``count`` subscribers connecting at once (no batches); returns when all are open."""
+        waits: list[asyncio.Future[None]] = [self.loop.create_future() for _ in range(count)]
+
+        async def one(opened: asyncio.Future[None]) -> Subscriber:
+            _, sub = await self.loop.create_connection(
+                lambda: Subscriber(self, opened), "127.0.0.1", self.port
+            )
+            return sub
+
+        subs = await asyncio.gather(*(one(w) for w in waits))
+        await asyncio.gather(*waits)
+        return list(subs)
+
+    async def crowd(self, args: argparse.Namespace, out: dict[str, Any]) -> None:
+        """``crowd`` subscribers connecting at once beside the N already open: first
+        alone, then while the server broadcasts one message to every subscriber
+        each ``publish_every`` seconds (``/ticker``, a handler of its own). Server
+        CPU over the crowd's arrival, per handshake; the broadcasts' CPU is inside
+        the second. A server without ``/ticker`` (the floor) gets the first only."""
+        for key, publishing in (("crowd", False), ("crowd_bcast", True)):
+            expected = len(self.subs) + args.crowd
+            ticks0 = 0
+            if publishing:
+                started = await self.control(f"/ticker?every={args.publish_every}")
+                if not started.isdigit():
+                    return  # no /ticker here
+                ticks0 = int(started)
+            cpu0 = cpu_seconds(self.pid)
+            t0 = time.perf_counter()
+            self.subs += await self.open_crowd(args.crowd)
+            out[f"{key}_s"] = time.perf_counter() - t0
+            cpu1 = cpu_seconds(self.pid)
+            out[f"handshake_{key}_cpu_us"] = (cpu1 - cpu0) / args.crowd * 1e6
+            if publishing:
+                made = int(await self.control("/ticker?every=0")) - ticks0
+                out[f"{key}_publishes"] = made
+                # Less the broadcasts, at this server's CPU per delivered message
+                # (phase 2) to the subscribers open halfway through the crowd.
+                per = out.get("deliver_loop_cpu_us")
+                if per is not None:
+                    sent = made * (expected - args.crowd / 2)
+                    net = (cpu1 - cpu0) * 1e6 - sent * per
+                    out[f"handshake_{key}_net_cpu_us"] = net / args.crowd
+            await self.wait_stats("subs", expected)
+
     async def run(self, args: argparse.Namespace) -> dict[str, Any]:
         out: dict[str, Any] = {}
         # Warm up: the first connections import and build what the rest reuse.
@@ -255,6 +307,9 @@ class Bench:
             await self.deliver(f"/publish?n={args.messages}&style={style}", args.messages)
             cpu1 = cpu_seconds(self.pid)
             out[f"deliver_{style}_cpu_us"] = (cpu1 - cpu0) / (args.messages * len(self.subs)) * 1e6
+        # 2b. Handshakes in a crowd (issue 64).
+        if args.crowd:
+            await self.crowd(args, out)
         for sub in self.subs:
             reset(sub.transport)
         self.subs = []
@@ -314,6 +369,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="single-message broadcasts")
     parser.add_argument("--messages", type=int, default=10, help="messages for the CPU figure")
     parser.add_argument("--styles", default="loop", help="loop,helper")
+    parser.add_argument("--crowd", type=int, default=0, help="subscribers connecting at once")
+    parser.add_argument(
+        "--publish-every", type=float, default=0.01, help="seconds between broadcasts (crowd)"
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -48,12 +48,14 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -61,6 +63,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 
+import real_chat  # noqa: E402
 from run import free_port, pin, wait_listening  # noqa: E402
 
 TORNADO_CHAT = HERE / "tornado_chat" / "app.py"
@@ -73,12 +76,22 @@ LINGER_RESET = struct.pack("ii", 1, 0)
 
 def contenders() -> list[tuple[str, list[str], dict[str, str], str]]:
     """(name, command after the launcher, environment, app) for every server."""
+    demo = str(real_chat.demo_dir() / "chatdemo.py")
     out: list[tuple[str, list[str], dict[str, str], str]] = [
-        ("tornado", ["asyncio", str(TORNADO_CHAT)], {}, "tornado-chat")
+        ("tornado-demo", ["asyncio", demo, "--debug=false"], {}, "tornado-chat"),
+        ("tornado", ["asyncio", str(TORNADO_CHAT)], {}, "tornado-chat"),
     ]
     for build in ("compiled", "pure"):
         env = {"SQUALL_NO_SPEEDUPS": "1"} if build == "pure" else {}
         for loop in ("uvloop", "asyncio"):
+            out.append(
+                (
+                    f"demo-{build}-{loop}",
+                    [loop, "-m", "squall.compat", demo, "--debug=false"],
+                    env,
+                    "tornado-chat",
+                )
+            )
             out.append(
                 (
                     f"compat-{build}-{loop}",
@@ -130,12 +143,14 @@ class Poller(asyncio.Protocol):
     may bound the time to a first request head).
     """
 
-    __slots__ = ("transport", "buf", "done", "first")
+    __slots__ = ("transport", "buf", "done", "first", "again")
 
     def __init__(self, first: bytes, done: asyncio.Future[tuple[float, bytes]]) -> None:
         self.buf = b""
         self.first = first
         self.done: Optional[asyncio.Future[tuple[float, bytes]]] = done
+        # With --repoll: the next request from an answer's body, sent at once.
+        self.again: Optional[Callable[[bytes], bytes]] = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -161,7 +176,11 @@ class Poller(asyncio.Protocol):
         if done is None or done.done():
             return
         if buf.startswith(b"HTTP/1.1 200"):
-            done.set_result((time.perf_counter(), buf[end + 4 : end + 4 + length]))
+            body = buf[end + 4 : end + 4 + length]
+            if self.again is not None:
+                self.done = done.get_loop().create_future()
+                self.transport.write(self.again(body))
+            done.set_result((time.perf_counter(), body))
         else:
             done.set_exception(RuntimeError(f"bad response {buf[:200]!r}"))
 
@@ -195,7 +214,9 @@ async def quiet(pid: int, still: float = 0.15, limit: float = 60.0) -> float:
     raise RuntimeError("the server never went quiet")
 
 
-async def client(port: int, pid: int, app: str, polls: int, wakes: int, batch: int) -> Any:
+async def client(
+    port: int, pid: int, app: str, polls: int, wakes: int, batch: int, repoll: bool
+) -> Any:
     loop = asyncio.get_running_loop()
     cookie = f"_xsrf={XSRF}"
     if app == "squall-chat":
@@ -243,6 +264,18 @@ async def client(port: int, pid: int, app: str, polls: int, wakes: int, batch: i
         pollers += await asyncio.gather(
             *(connect(request, pending) for _ in range(min(batch, polls - start)))
         )
+    if repoll:
+        requests: dict[str, bytes] = {}
+
+        def again(body: bytes) -> bytes:
+            answer = json.loads(body)
+            last = str(answer["messages"][-1]["seq" if app == "squall-chat" else "id"])
+            if last not in requests:
+                requests[last] = poll_request(last)
+            return requests[last]
+
+        for p in pollers:
+            p.again = again
     out: dict[str, list[float]] = {"cpu_us": [], "last_s": []}
     for n in range(wakes):
         cpu0 = await quiet(pid)
@@ -257,7 +290,9 @@ async def client(port: int, pid: int, app: str, polls: int, wakes: int, batch: i
         out["cpu_us"].append((cpu1 - cpu0) / polls * 1e6)
         out["last_s"].append(last - t0)
         cursor = new_cursor
-        if n + 1 < wakes:
+        if repoll:
+            pending = [p.done for p in pollers if p.done is not None]
+        elif n + 1 < wakes:
             pending = poll_all(pollers, cursor)
     for p in pollers + [poster]:
         reset(p.transport)
@@ -276,12 +311,14 @@ async def post(poster: Poller, cookie: str, app: str, text: str) -> str:
 
 
 def client_main(argv: list[str]) -> None:
-    port, pid, app, polls, wakes, batch = argv
+    port, pid, app, polls, wakes, batch, repoll = argv
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     import uvloop
 
-    out = uvloop.run(client(int(port), int(pid), app, int(polls), int(wakes), int(batch)))
+    out = uvloop.run(
+        client(int(port), int(pid), app, int(polls), int(wakes), int(batch), repoll == "1")
+    )
     json.dump(out, sys.stdout)
 
 
@@ -319,6 +356,7 @@ def measure(
             str(args.polls),
             str(args.wakes),
             str(args.batch),
+            "1" if args.repoll else "0",
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if out.returncode != 0:
@@ -340,6 +378,23 @@ def measure(
             log.close()
 
 
+NETNS_MARK = "SQUALL_LONGPOLL_NETNS"
+
+
+def in_own_network() -> None:
+    """Runs this benchmark again in a network namespace whose only interface is loopback.
+
+    Tornado's demo listens on every address (it has no option to choose
+    one), so it is run where every address is loopback. The demo is checked
+    out before (the namespace has no way out to clone it).
+    """
+    if shutil.which("unshare") is None:
+        raise SystemExit("the real demo needs unshare(1) (util-linux) for a network of its own")
+    env = dict(os.environ, **{NETNS_MARK: "1"})
+    script = 'ip link set lo up && exec "$0" "$@"'
+    os.execvpe("unshare", ["unshare", "--net", "sh", "-c", script, sys.executable, *sys.argv], env)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--client"]:
         client_main(sys.argv[2:])
@@ -349,6 +404,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--wakes", type=int, default=3, help="wakes measured per server")
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument(
+        "--repoll",
+        action="store_true",
+        help="every client polls again as soon as it is answered (as the demo's chat.js "
+        "does); the wake's CPU then includes the new polls parked",
+    )
     parser.add_argument("--only", default="", help="comma-separated contender names")
     parser.add_argument("--json", action="store_true", help="also print every round")
     parser.add_argument("--verbose", action="store_true", help="show the servers' output")
@@ -356,6 +417,8 @@ def main() -> None:
     args = parser.parse_args()
     raise_nofile()
     wanted = [c for c in contenders() if not args.only or c[0] in args.only.split(",")]
+    if os.environ.get(NETNS_MARK) is None and any("demo" in c[0] for c in wanted):
+        in_own_network()
     rounds: dict[str, list[dict[str, Any]]] = {c[0]: [] for c in wanted}
     for r in range(args.rounds):
         order = wanted[r % len(wanted) :] + wanted[: r % len(wanted)]
@@ -371,15 +434,18 @@ def main() -> None:
         f"\nlong polls: P={args.polls} waiters woken by one POST, {args.wakes} wakes per server, "
         f"median of {args.rounds} round(s); server on CPU 0, clients on CPU 1"
     )
-    base = None
-    if "tornado" in rounds and rounds["tornado"]:
-        base = statistics.median(g["cpu_us"] for g in rounds["tornado"])
+    bases = {
+        name: statistics.median(g["cpu_us"] for g in rounds[name])
+        for name in ("tornado", "tornado-demo")
+        if rounds.get(name)
+    }
     print(f"{'server':<26}{'CPU per waiter':>16}{'vs Tornado':>12}{'last answer':>14}")
     for name in rounds:
         if not rounds[name]:
             continue
         cpu = statistics.median(g["cpu_us"] for g in rounds[name])
         last = statistics.median(g["last_s"] for g in rounds[name])
+        base = bases.get("tornado-demo" if "demo" in name else "tornado")
         ratio = f"{cpu / base:.2f}x" if base else "-"
         print(f"{name:<26}{cpu:>13.1f} us{ratio:>12}{last:>12.3f} s")
     if args.json:

@@ -18,8 +18,13 @@ busy machine disturbs little; times are wall clock and are not. The server
 is told ``--backlog`` (default 2048) so that the storm measures accepting,
 not a short default queue; ``--backlog 0`` keeps each server's own default.
 
+The handshake is measured alone (N subscribers, ``--batch`` at a time) and in
+a crowd (``--crowd`` C more connecting at once, then C more while the server
+broadcasts to every subscriber each ``--publish-every`` seconds).
+
 Usage: python benchmarks/c10k/run.py [--subscribers 15000] [--polls 10000]
        [--storm 2000] [--rounds 5] [--messages 40] [--only squall,floor] [--backlog N]
+       [--crowd 5000] [--publish-every 0.01]
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ CONTENDERS: list[tuple[str, str, dict[str, str], str]] = [
 ROWS: list[tuple[str, str, str]] = [
     ("connect_s", "time to connect N subscribers, {batch} at a time", "{:.2f} s"),
     ("handshake_cpu_us", "server CPU per handshake", "{:.0f} us"),
+    ("handshake_crowd_cpu_us", "  ... C connecting at once", "{:.0f} us"),
+    ("handshake_crowd_bcast_cpu_us", "  ... C at once while broadcasting", "{:.0f} us"),
+    ("handshake_crowd_bcast_net_cpu_us", "    less the broadcasts (estimated)", "{:.0f} us"),
+    ("crowd_bcast_publishes", "    broadcasts meanwhile", "{:.0f}"),
+    ("crowd_bcast_s", "    time for the crowd (broadcasting)", "{:.2f} s"),
     ("rss_per_ws_kb", "server RSS per idle WebSocket", "{:.1f} KB"),
     ("deliver_loop_cpu_us", "server CPU per delivered 100-byte message (loop)", "{:.2f} us"),
     ("deliver_helper_cpu_us", "  ... with squall.websocket.broadcast", "{:.2f} us"),
@@ -104,6 +114,10 @@ def measure(
             styles,
             "--messages",
             str(args.messages),
+            "--crowd",
+            str(args.crowd),
+            "--publish-every",
+            str(args.publish_every),
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if out.returncode != 0:
@@ -136,6 +150,14 @@ def main() -> None:
         "figure moves in clock ticks (10 ms), so at 5,000 subscribers 10 messages "
         "gave 0.2 us steps on a 6-7 us figure, 40 give 0.05 us",
     )
+    parser.add_argument(
+        "--crowd",
+        type=int,
+        default=5000,
+        help="subscribers connecting at once beside the N open (issue 64), alone and "
+        "while a broadcast goes out every --publish-every seconds; 0: no crowd rows",
+    )
+    parser.add_argument("--publish-every", type=float, default=0.01)
     parser.add_argument("--backlog", type=int, default=2048)
     parser.add_argument("--only", default="", help="comma-separated contender names")
     parser.add_argument("--json", action="store_true", help="also print every round")

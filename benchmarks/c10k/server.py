@@ -20,7 +20,10 @@ Endpoints, as a new user writes them:
   every subscriber, by looping over them (``write_message`` / ``send_str``)
   or, for Squall, with ``squall.websocket.broadcast``;
 - ``GET /wake``: answers every waiting long poll with one 100-byte message;
-- ``GET /stats``: ``{"subs": N, "polls": N}``.
+- ``GET /stats``: ``{"subs": N, "polls": N}``;
+- ``GET /ticker?every=S``: from now on the server itself sends one message
+  to every subscriber, then waits S seconds, and again (``every=0`` stops
+  it); answers the broadcasts made so far (not in ``floor``).
 
 Every server listens with its defaults (backlog 128), on 127.0.0.1. The file
 descriptor limit is raised to the hard limit.
@@ -125,6 +128,25 @@ def tornado_api(kind: str, port: int) -> None:
             polls = sum(1 for f in waiters if not f.done())
             self.write({"subs": len(subs), "polls": polls})
 
+    ticks = [0]
+    timers: list[Any] = []
+
+    def tick(every: float) -> None:
+        for sub in subs:
+            sub.write_message(MESSAGE)
+        ticks[0] += 1
+        timers[:] = [IOLoop.current().call_later(every, tick, every)]
+
+    class Ticker(web.RequestHandler):
+        def get(self) -> None:
+            every = float(self.get_argument("every", "0"))
+            for timer in timers:
+                IOLoop.current().remove_timeout(timer)
+            timers.clear()
+            if every > 0:
+                tick(every)
+            self.write(str(ticks[0]))
+
     app = web.Application(
         [
             ("/hello", Hello),
@@ -133,6 +155,7 @@ def tornado_api(kind: str, port: int) -> None:
             ("/publish", Publish),
             ("/wake", Wake),
             ("/stats", Stats),
+            ("/ticker", Ticker),
         ]
     )
     if BACKLOG:
@@ -191,8 +214,28 @@ def aiohttp_server(port: int) -> None:
         polls = sum(1 for f in waiters if not f.done())
         return aweb.json_response({"subs": len(subs), "polls": polls})
 
+    ticks = [0]
+    tickers: list[asyncio.Task[None]] = []
+
+    async def broadcasting(every: float) -> None:
+        while True:
+            for sub in list(subs):
+                await sub.send_str(MESSAGE)
+            ticks[0] += 1
+            await asyncio.sleep(every)
+
+    async def ticker(request: Any) -> Any:
+        every = float(request.query.get("every", "0"))
+        for task in tickers:
+            task.cancel()
+        tickers.clear()
+        if every > 0:
+            tickers.append(asyncio.get_running_loop().create_task(broadcasting(every)))
+        return aweb.Response(text=str(ticks[0]))
+
     app = aweb.Application()
     for path, handler in (
+        ("/ticker", ticker),
         ("/hello", hello),
         ("/ws", ws),
         ("/poll", poll),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Final, Optional, Union
+from typing import TYPE_CHECKING, Any, Final, Optional, Union, cast
 
 from squall._compiled import mypyc_attr
 from squall.httputil import _forms
@@ -36,6 +36,28 @@ _PACKAGE: Final = "squall.httputil"
 # module's dict.
 _package_namespace: Final[dict[str, Any]] = sys.modules[_PACKAGE].__dict__
 _HTTPHeaders: Final = HTTPHeaders
+
+
+# Cookie names a SimpleCookie was asked to hold, and whether it took them
+# (names recur from request to request; bounded all the same).
+_jar_names: Final[dict[str, bool]] = {}
+
+
+def _jar_takes(name: str) -> bool:
+    """Whether ``SimpleCookie()[name] = value`` succeeds (a legal, unreserved name)."""
+    took = _jar_names.get(name)
+    if took is None:
+        import http.cookies
+
+        try:
+            http.cookies.SimpleCookie()[name] = ""
+            took = True
+        except http.cookies.CookieError:
+            took = False
+        if len(_jar_names) >= 512:
+            _jar_names.clear()
+        _jar_names[name] = took
+    return took
 
 
 # Applications subclass it (and may override any method): compiled, it must
@@ -197,7 +219,9 @@ class HTTPServerRequest(_OpenAttributes):
         self.server_connection = server_connection
         self._start_time = time.time()
         self._finish_time: Optional[float] = None
-        self._cookies: Optional[http.cookies.SimpleCookie] = None
+        # None, the parsed Cookie fields ({name: value}, a plain dict: what
+        # cookie_value reads) or, once `cookies` is read, the jar.
+        self._cookies: Union[http.cookies.SimpleCookie, dict[str, str], None] = None
         self.path, _, query = uri.partition("?")
         self.query = query
         if query:
@@ -322,20 +346,45 @@ class HTTPServerRequest(_OpenAttributes):
     @property
     def cookies(self) -> http.cookies.SimpleCookie:
         """The request's cookies, as an `http.cookies.SimpleCookie` (parsed on first use)."""
-        if self._cookies is None:
+        held = self._cookies
+        if held is None or type(held) is dict:
             import http.cookies
 
             jar = http.cookies.SimpleCookie()
-            values = self.headers.get_list("Cookie")
-            if values:
-                # RFC 9113 section 8.2.3: split Cookie fields rejoin with "; ".
-                for name, value in parse_cookie("; ".join(values)).items():
-                    try:
-                        jar[name] = value
-                    except http.cookies.CookieError:
-                        pass  # a name SimpleCookie refuses; browsers send such junk
+            fields = self._cookie_fields() if held is None else cast("dict[str, str]", held)
+            for name, value in fields.items():
+                try:
+                    jar[name] = value
+                except http.cookies.CookieError:
+                    pass  # a name SimpleCookie refuses; browsers send such junk
             self._cookies = jar
-        return self._cookies
+            return jar
+        return cast("http.cookies.SimpleCookie", held)
+
+    def _cookie_fields(self) -> dict[str, str]:
+        values = self.headers.get_list("Cookie")
+        if not values:
+            return {}
+        # RFC 9113 section 8.2.3: split Cookie fields rejoin with "; ".
+        return parse_cookie("; ".join(values))
+
+    def cookie_value(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        """``cookies[name].value``, or ``default`` when there is no such cookie.
+
+        Until `cookies` is read no jar is built: the Cookie fields are parsed
+        once into names and values (a `~http.cookies.Morsel` each costs more
+        than the parse), and a name the jar would refuse is not found.
+        """
+        held = self._cookies
+        if held is None:
+            held = self._cookies = self._cookie_fields()
+        if type(held) is dict:
+            value = cast("dict[str, str]", held).get(name)
+            if value is None or not _jar_takes(name):
+                return default
+            return value
+        morsel = cast("http.cookies.SimpleCookie", held).get(name)
+        return default if morsel is None else morsel.value
 
     def full_url(self) -> str:
         """The URL the client asked for: protocol, host and ``uri``."""

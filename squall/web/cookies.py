@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall.escape import utf8, xhtml_escape
-from squall.httputil import format_timestamp
+from squall.httputil import HTTPServerRequest, format_timestamp
 from squall.log import gen_log
 from squall.util import _websocket_mask
 from squall.web.errors import HTTPError
@@ -28,7 +28,7 @@ from squall.web.signing import create_signed_value as _create_signed_value
 from squall.web.signing import decode_signed_value, get_signature_key_version
 
 if TYPE_CHECKING:
-    from squall.httputil import HTTPHeaders, HTTPServerRequest
+    from squall.httputil import HTTPHeaders
 
 __all__ = ["CookieMixin", "format_set_cookie"]
 
@@ -150,7 +150,12 @@ class CookieMixin:
         The value is what the client sent, unsigned: never trust it for
         anything that matters (see `get_signed_cookie`).
         """
-        morsel = self.request.cookies.get(name)
+        request = self.request
+        if type(request) is HTTPServerRequest:
+            # The same answer without a Morsel per cookie (a jar is built
+            # only once `request.cookies` is read).
+            return request.cookie_value(name, default)
+        morsel = request.cookies.get(name)
         return default if morsel is None else morsel.value
 
     def set_cookie(

@@ -301,6 +301,36 @@ class TestCookies:
             req.cookies = http.cookies.SimpleCookie()  # type: ignore[misc]
         assert req.cookies["a"].value == "1"
 
+    @pytest.mark.parametrize(
+        "field",
+        [
+            'a=1; b="x y"; bad name=3; expires=4; Path=/; c="q\\"r"; =v; d',
+            "_xsrf=2|abcd|ef01|123; a=1; a=2",
+            "",
+        ],
+    )
+    def test_cookie_value_answers_as_the_jar(self, field: str) -> None:
+        names = ["a", "b", "bad name", "expires", "Path", "c", "", "d", "_xsrf", "zz"]
+        fresh = make(headers=HTTPHeaders({"Cookie": field}))
+        jar = make(headers=HTTPHeaders({"Cookie": field})).cookies
+        for name in names:
+            morsel = jar.get(name)
+            want = "dflt" if morsel is None else morsel.value
+            assert fresh.cookie_value(name, "dflt") == want, name
+        # The jar built after cookie_value holds the same cookies.
+        assert {k: m.value for k, m in fresh.cookies.items()} == {
+            k: m.value for k, m in jar.items()
+        }
+
+    def test_cookie_value_reads_the_jar_once_built(self) -> None:
+        req = make(headers=HTTPHeaders({"Cookie": "a=1"}))
+        assert req.cookie_value("a") == "1"
+        req.cookies["a"] = "changed"
+        req.cookies["new"] = "2"
+        assert req.cookie_value("a") == "changed"
+        assert req.cookie_value("new") == "2"
+        assert req.cookie_value("gone") is None
+
 
 class TestMisc:
     def test_request_time(self) -> None:

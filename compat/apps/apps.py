@@ -45,6 +45,9 @@ class App:
     per_file: bool = False
     #: Wall-time limit for one file's pytest in ``per_file`` mode, in seconds.
     file_timeout: int = 10 * 60
+    #: Packages from the npm registry whose commands the tests run (on PATH
+    #: in both sides' runs), installed once into the app's cache directory.
+    npm: tuple[str, ...] = ()
 
 
 APPS: dict[str, App] = {
@@ -266,6 +269,22 @@ APPS: dict[str, App] = {
             file_timeout=15 * 60,
             suite_timeout=60 * 60,
             test_timeout=120,
+        ),
+        # New Relic's agent: wraps HTTPServer.start_request (and the delegate's
+        # headers_received on the instance), the request connection's
+        # write_headers and finish, RequestHandler._execute and the client's
+        # fetch, and keys its current transaction by the asyncio Task. Its
+        # tests ship in the sdist and import `testing_support` from tests/;
+        # the [pytest] section of its tox.ini adds the agent's fixtures.
+        App(
+            name="newrelic",
+            version="13.5.0",
+            # Its tox environment "framework_tornado", less coverage.
+            test_deps=("pytest", "pytest-timeout", "WebTest", "pycurl"),
+            pytest_args=("tests/framework_tornado",),
+            env={"PYTHONPATH": "tests", "NEW_RELIC_DEVELOPER_MODE": "1"},
+            suite_timeout=10 * 60,
+            test_timeout=60,
         ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.

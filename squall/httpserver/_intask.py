@@ -20,11 +20,12 @@ pace the delegate takes it, as when the delegate returns an awaitable).
 
 from __future__ import annotations
 
-__all__ = ["TaskedDelegate"]
+__all__ = ["TaskedDelegate", "python_methods"]
 
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+from types import FunctionType
 from typing import Any, Optional
 
 from squall.concurrent import _held_tasks
@@ -122,3 +123,38 @@ def _log_error(future: asyncio.Future[None]) -> None:
         exc = future.exception()
         if exc is not None:
             app_log.error("Uncaught exception", exc_info=exc)
+
+
+def python_methods(delegate: HTTPMessageDelegate) -> HTTPMessageDelegate:
+    """``delegate``, or one in front of it whose methods are Python functions.
+
+    New Relic's agent wraps ``delegate.headers_received`` (with wrapt) and
+    reads the delegate from the bound method. A method of a compiled class
+    (the application's delegate in the compiled build) is bound as a
+    builtin, from which wrapt reads no instance: the agent then fails.
+    """
+    if type(getattr(type(delegate), "headers_received", None)) is FunctionType:
+        return delegate
+    return _PythonDelegate(delegate)
+
+
+class _PythonDelegate(HTTPMessageDelegate):
+    # No __slots__: the agent takes its wrapper out of the instance's
+    # __dict__ once called.
+
+    def __init__(self, delegate: HTTPMessageDelegate) -> None:
+        self.delegate = delegate
+
+    def headers_received(
+        self, start_line: StartLine, headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        return self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        self.delegate.on_connection_close()

@@ -12,6 +12,7 @@ from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 from squall.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
 from squall.httpserver._context import _CallableAdapter, _HTTPRequestContext, _ProxyAdapter
+from squall.httpserver._intask import python_methods
 from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import (
     HTTPConnection,
@@ -626,6 +627,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             delegate = _CallableAdapter(callback, server_conn, request_conn)  # type: ignore[arg-type]
         if self.xheaders:
             delegate = _ProxyAdapter(delegate, getattr(request_conn, "context", None))
+        elif type(self).start_request is not _stock_start_request:
+            # Called by an instrumentation's wrapper (or a subclass's
+            # start_request): it may wrap the delegate's bound methods.
+            delegate = python_methods(delegate)
         return delegate
 
     def _request_starter(

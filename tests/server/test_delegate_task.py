@@ -21,6 +21,7 @@ import pytest
 
 from squall import web
 from squall.httpserver import HTTPServer
+from squall.httpserver._intask import python_methods
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -62,7 +63,7 @@ class _Recorder:
             self.tasks[name] = asyncio.current_task()
             return received(start_line, headers)
 
-        delegate.headers_received = headers_received  # type: ignore[method-assign]
+        delegate.headers_received = headers_received  # type: ignore[method-assign,assignment]
         return delegate
 
 
@@ -204,3 +205,21 @@ def test_a_subclass_delegate_keeps_its_contextvar_to_finish(loop_name: str) -> N
         )
 
     assert _run(loop_name, main) == [b"a", b"b"]
+
+
+class _CompiledLike(HTTPMessageDelegate):
+    """A delegate whose method is bound as a builtin, as a compiled class's is."""
+
+    headers_received = staticmethod(max)  # type: ignore[assignment]
+
+
+def test_a_delegate_with_builtin_methods_gets_a_front_whose_methods_bind() -> None:
+    # New Relic's agent reads the delegate from the bound method it wraps
+    # (wrapt's instance), then takes its wrapper out of vars(delegate).
+    plain = _Own(mock.Mock(), [])
+    assert python_methods(plain) is plain
+    inner = _CompiledLike()
+    front = python_methods(inner)
+    assert front is not inner and front.headers_received.__self__ is front  # type: ignore[attr-defined]
+    assert front.headers_received(1, 2) == 2
+    assert vars(front) == {"delegate": inner}

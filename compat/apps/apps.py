@@ -45,6 +45,9 @@ class App:
     per_file: bool = False
     #: Wall-time limit for one file's pytest in ``per_file`` mode, in seconds.
     file_timeout: int = 10 * 60
+    #: Packages from the npm registry whose commands the tests run (on PATH
+    #: in both sides' runs), installed once into the app's cache directory.
+    npm: tuple[str, ...] = ()
 
 
 APPS: dict[str, App] = {
@@ -266,6 +269,124 @@ APPS: dict[str, App] = {
             file_timeout=15 * 60,
             suite_timeout=60 * 60,
             test_timeout=120,
+        ),
+        # New Relic's agent: wraps HTTPServer.start_request (and the delegate's
+        # headers_received on the instance), the request connection's
+        # write_headers and finish, RequestHandler._execute and the client's
+        # fetch, and keys its current transaction by the asyncio Task. Its
+        # tests ship in the sdist and import `testing_support` from tests/;
+        # the [pytest] section of its tox.ini adds the agent's fixtures.
+        App(
+            name="newrelic",
+            version="13.5.0",
+            # Its tox environment "framework_tornado", less coverage.
+            test_deps=("pytest", "pytest-timeout", "WebTest", "pycurl"),
+            pytest_args=("tests/framework_tornado",),
+            env={"PYTHONPATH": "tests", "NEW_RELIC_DEVELOPER_MODE": "1"},
+            suite_timeout=10 * 60,
+            test_timeout=60,
+        ),
+        # JupyterHub: its web app (Tornado handlers, auth, the REST API) in front
+        # of configurable-http-proxy (from the npm registry), with its mock
+        # spawners; the tests that run offline (no browser, no database server).
+        App(
+            name="jupyterhub",
+            version="6.1.1",
+            # Its "test" extra, less coverage and playwright (the browser tests).
+            test_deps=(
+                "beautifulsoup4[html5lib]",
+                "cryptography",
+                "jsonschema",
+                "jupyterlab>=3",
+                "mock",
+                "nbclassic",
+                "pytest>=3.3",
+                "pytest-asyncio>=1.1",
+                "pytest-rerunfailures",
+                "pytest-timeout",
+                "requests-mock",
+                "virtualenv",
+            ),
+            npm=("configurable-http-proxy@5",),
+            # The files that start no single-user server: those that do
+            # (test_api, test_pages, test_singleuser, test_spawner, ...) spend
+            # minutes per test here waiting for one, on Tornado as well.
+            pytest_args=(
+                "jupyterhub/tests/test_auth.py",
+                "jupyterhub/tests/test_scopes.py",
+                "jupyterhub/tests/test_roles.py",
+                "jupyterhub/tests/test_services_auth.py",
+                "jupyterhub/tests/test_proxy.py",
+                "jupyterhub/tests/test_named_servers.py",
+                "jupyterhub/tests/test_utils.py",
+                "jupyterhub/tests/test_user.py",
+                "jupyterhub/tests/test_app.py",
+            ),
+            per_file=True,
+            file_timeout=6 * 60,
+            suite_timeout=20 * 60,
+            test_timeout=60,
+        ),
+        # Instana's tracer: wraps RequestHandler methods and the client's
+        # fetch (a span per hop, redirects included). Its tests ship in the
+        # sdist; they serve the app on a fixed port from a thread.
+        App(
+            name="instana",
+            version="3.17.0",
+            test_deps=("pytest", "pytest-timeout", "pytest-mock", "aiohttp"),
+            pytest_args=(
+                "tests/frameworks/test_tornado_server.py",
+                "tests/frameworks/test_tornado_client.py",
+            ),
+            per_file=True,
+            suite_timeout=10 * 60,
+            test_timeout=60,
+        ),
+        # Datadog's tracer: patches RequestHandler, the template loader,
+        # run_on_executor and the client. Its tests, from the release tag,
+        # with the modules they import from its tests/ package.
+        App(
+            name="ddtrace",
+            version="4.13.1",
+            tests_repo="DataDog/dd-trace-py",
+            tests_ref="v4.13.1",
+            tests_paths=(
+                "setup.cfg",
+                "tests/__init__.py",
+                "tests/conftest.py",
+                "tests/utils.py",
+                "tests/subprocesstest.py",
+                "tests/contrib/__init__.py",
+                "tests/contrib/patch.py",
+                "tests/contrib/tornado",
+                "tests/tracer/__init__.py",
+                "tests/tracer/utils_inferred_spans",
+            ),
+            # Its riotfile's base packages and the tornado venv's, less
+            # coverage and pytest-randomly (the order is kept fixed here).
+            test_deps=(
+                "mock",
+                "pytest",
+                "pytest-mock",
+                "pytest-timeout",
+                "opentracing",
+                "hypothesis<6.45.1",
+            ),
+            # Its setup.cfg's addopts ask for pytest-cov and a junit file.
+            pytest_args=("tests/contrib/tornado", "-o", "addopts="),
+            # Its riotfile's base environment, less the build settings.
+            env={
+                "DD_TESTING_RAISE": "1",
+                "DD_REMOTE_CONFIGURATION_ENABLED": "false",
+                "DD_INJECTION_ENABLED": "1",
+                "DD_INJECT_FORCE": "1",
+                "DD_PATCH_MODULES": "unittest:false",
+                "DD_TRACE_COMPUTE_STATS": "false",
+                "DD_CODE_ORIGIN_FOR_SPANS_ENABLED": "false",
+            },
+            per_file=True,
+            suite_timeout=15 * 60,
+            test_timeout=60,
         ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.

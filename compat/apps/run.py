@@ -257,6 +257,20 @@ def setup_squall(
     return py
 
 
+def setup_npm(app: App, work: Path) -> Path:
+    """Install the app's npm packages under ``work/node``; return their bin directory."""
+    prefix = work / "node"
+    stamp = prefix / ".squall-apps-stamp"
+    key = " ".join(app.npm)
+    if not stamp.exists() or stamp.read_text() != key:
+        log(f"{app.name}: npm install {key}")
+        shutil.rmtree(prefix, ignore_errors=True)
+        prefix.mkdir(parents=True)
+        run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix), *app.npm])
+        stamp.write_text(key)
+    return prefix / "node_modules" / ".bin"
+
+
 def build_wheel(squall_src: Path, python: str, pure: bool, cache: Path) -> Path:
     """A wheel of the checkout: compiled (mypyc and C, where a compiler is) or pure.
 
@@ -414,8 +428,16 @@ def run_suite(
     env = {key: val for key, val in os.environ.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
     env.update(app.env)
     env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"
+    if app.npm:
+        env["PATH"] = f"{setup_npm(app, work)}{os.pathsep}{env['PATH']}"
     env["VIRTUAL_ENV"] = str(py.parent.parent)
-    env["PYTHONPATH"] = str(PLUGIN_DIR)
+    # The outcomes plugin first; an app's own PYTHONPATH (relative to its
+    # source directory) after it.
+    paths = [
+        str(PLUGIN_DIR),
+        *(str(src / d) for d in app.env.get("PYTHONPATH", "").split(":") if d),
+    ]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     units = test_files(app, src)
     log(
         f"{app.name} on {side}: pytest {shlex.join(common)} on "

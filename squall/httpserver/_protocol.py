@@ -67,6 +67,7 @@ from squall.httpserver._h1exchange import (
     _loop_shared,
     _RequestConnection,
 )
+from squall.httpserver._intask import TaskedDelegate
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import (
     HTTPConnection,
@@ -228,7 +229,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._closed_event: Optional[asyncio.Future[None]] = None
         self._tls_task: Optional[asyncio.Task[None]] = None
         self._good_host: Optional[str] = None
-        self._start_request = server._request_starter()
+        self._start_request = server._request_starter(in_task=self._in_task)
 
     @property
     def detached(self) -> bool:
@@ -496,6 +497,27 @@ class _HTTPProtocol(asyncio.Protocol):
             self._block(ret, True)
         elif not plain or self.h1.expects_continue or req._body_timeout is not None:
             self._head_done()
+
+    def _in_task(self, delegate: HTTPMessageDelegate) -> HTTPMessageDelegate:
+        """``delegate``, called from a Task of its request (see `TaskedDelegate`)."""
+        return TaskedDelegate(delegate, self._loop, self._finished_in_task)
+
+    def _finished_in_task(self, future: asyncio.Future[None]) -> None:
+        # A TaskedDelegate's finish has been called: an error it raised is
+        # answered as one raised by a direct call (_process) is.
+        if future.cancelled():
+            return
+        if self._state >= _CLOSING:
+            future.exception()  # retrieved: the exchange is over anyway
+            return
+        outcome, message = sort_outcome(future)
+        if outcome == FINISHED:
+            return
+        if outcome == BAD_REQUEST:
+            self._reject(400, message, explain=True)
+        else:
+            self._abort()
+        self._flush()
 
     def _use_params(self, params: HTTP1ConnectionParameters) -> None:
         # What the request path reads of the (interpreted) parameters, as

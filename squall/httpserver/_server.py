@@ -12,6 +12,7 @@ from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 from squall.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
 from squall.httpserver._context import _CallableAdapter, _HTTPRequestContext, _ProxyAdapter
+from squall.httpserver._intask import python_methods
 from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import (
     HTTPConnection,
@@ -626,32 +627,50 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             delegate = _CallableAdapter(callback, server_conn, request_conn)  # type: ignore[arg-type]
         if self.xheaders:
             delegate = _ProxyAdapter(delegate, getattr(request_conn, "context", None))
+        elif type(self).start_request is not _stock_start_request:
+            # Called by an instrumentation's wrapper (or a subclass's
+            # start_request): it may wrap the delegate's bound methods.
+            delegate = python_methods(delegate)
         return delegate
 
     def _request_starter(
-        self, alt_svc: bool = True
+        self,
+        alt_svc: bool = True,
+        in_task: Optional[Callable[[HTTPMessageDelegate], HTTPMessageDelegate]] = None,
     ) -> Callable[[object, HTTPConnection], HTTPMessageDelegate]:
         # What a new connection calls per request: the application's own
         # start_request when nothing of ours has to wrap its delegate.
+        # ``in_task`` (the HTTP/1.1 driver's): how a delegate is made to run
+        # in a Task of its request.
         value = self._alt_svc
         if alt_svc and value is not None:
             from squall.httpserver._altsvc import _AltSvcConnection
 
-            inner = self._request_starter(alt_svc=False)
+            inner = self._request_starter(alt_svc=False, in_task=in_task)
 
             def start(server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
                 return inner(server_conn, _AltSvcConnection(request_conn, value))
 
             return start
         callback = self.request_callback
-        if (
-            self._is_delegate
-            and not self.xheaders
-            and type(self).start_request is _stock_start_request
-        ):
-            delegate: Any = callback  # (see on_close)
-            return delegate.start_request  # type: ignore[no-any-return]
-        return self.start_request
+        if type(self).start_request is _stock_start_request:
+            if self._is_delegate and not self.xheaders:
+                delegate: Any = callback  # (see on_close)
+                return delegate.start_request  # type: ignore[no-any-return]
+            return self.start_request
+        starter = self.start_request
+        if in_task is None:
+            return starter
+        # An instrumentation's start_request (New Relic's agent wraps it on
+        # the class) or a subclass's: the delegates it gives are called as
+        # Tornado calls them, from a Task of the request. (A program's own
+        # delegate or request callback is called in place: tests/COMPAT.md.)
+        wrap = in_task
+
+        def start_in_task(server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
+            return wrap(starter(server_conn, request_conn))
+
+        return start_in_task
 
     def _forget(self, server_conn: object) -> None:
         """A driver's connection is over (closed, detached or handed over):

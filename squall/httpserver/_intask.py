@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from squall.concurrent import _held_tasks
 from squall.httputil import HTTPHeaders, HTTPMessageDelegate
-from squall.httputil._misc import StartLine
+from squall.httputil._startline import StartLine
 from squall.log import app_log
 
 _Call = tuple[str, tuple[Any, ...], asyncio.Future[None]]

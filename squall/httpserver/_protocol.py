@@ -500,14 +500,14 @@ class _HTTPProtocol(asyncio.Protocol):
 
     def _in_task(self, delegate: HTTPMessageDelegate) -> HTTPMessageDelegate:
         """``delegate``, called from a Task of its request (see `TaskedDelegate`)."""
-        return TaskedDelegate(delegate, self._loop, self._finished_in_task)
+        return TaskedDelegate(delegate, self.loop, self._finished_in_task)
 
     def _finished_in_task(self, future: asyncio.Future[None]) -> None:
         # A TaskedDelegate's finish has been called: an error it raised is
         # answered as one raised by a direct call (_process) is.
         if future.cancelled():
             return
-        if self._state >= _CLOSING:
+        if self.state >= _CLOSING:
             future.exception()  # retrieved: the exchange is over anyway
             return
         outcome, message = sort_outcome(future)
@@ -516,8 +516,8 @@ class _HTTPProtocol(asyncio.Protocol):
         if outcome == BAD_REQUEST:
             self._reject(400, message, explain=True)
         else:
-            self._abort()
-        self._flush()
+            self.abort()
+        self.flush()
 
     def _use_params(self, params: HTTP1ConnectionParameters) -> None:
         # What the request path reads of the (interpreted) parameters, as

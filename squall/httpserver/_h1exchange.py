@@ -5,7 +5,7 @@ the states and flow bits of a connection, the per-loop write queue, and
 `_RequestConnection`, the exchange contract (`squall.httputil._exchange`)
 for one request on that protocol. Compiled by mypyc with ``_protocol`` (see
 speedups/squall_build.py): each reads the other's fields natively, by the
-public names `H1Driver` declares (the code names the concrete class, which
+public names `squall.httpserver._h1driver.H1Driver` declares (the code names the concrete class, which
 mypyc reads without a lookup).
 """
 
@@ -18,12 +18,12 @@ import contextvars
 import weakref
 from collections.abc import Awaitable
 from http.client import responses
-from typing import IO, TYPE_CHECKING, Final, Optional, Protocol
+from typing import IO, TYPE_CHECKING, Final, Optional
 
-from squall._h1 import H1Connection, LocalProtocolError
+from squall._h1 import LocalProtocolError
 from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
-from squall.httputil import HTTPHeaders, HTTPMessageDelegate, HTTPOutputError
+from squall.httputil import HTTPHeaders, HTTPOutputError
 from squall.httputil._drivers import _body
 from squall.httputil._exchange import GONE, HEAD, IDLE, Exchange
 from squall.httputil._response import _ResponseHeaders
@@ -77,67 +77,6 @@ _QUEUED: Final = 16  # output waits in the loop's _WriteQueue
 _HELD: Final = 32  # pipelined requests wait for the output to drain (_hold)
 _STALLED: Final = _BLOCKED | _HELD
 _LINGER: Final = 64  # an error answer: close in stages (_linger)
-
-
-if TYPE_CHECKING:
-    # A declaration for the type checker only (mypyc compiles this module).
-    class H1Driver(Protocol):
-        """What the HTTP/1.1 driver (`_HTTPProtocol`) offers the objects that work
-        for it: the exchange (`_RequestConnection`), the write queue, the
-        transport stream (``_stream``) and sendfile. ``_protocol`` checks that
-        the driver has it."""
-
-        loop: asyncio.AbstractEventLoop
-        transport: Optional[asyncio.Transport]
-        # The connection state (_IDLE ... _CLOSED) and flow bits (_BLOCKED ...).
-        state: int
-        flow: int
-        # The core, the exchange being served, and the request's delegate until
-        # its body has been read.
-        h1: H1Connection
-        exchange: Optional[_RequestConnection]
-        delegate: Optional[HTTPMessageDelegate]
-        # Output queued for the next write (None once detached); whether the
-        # driver is handing events on (it flushes at the end); the resolved
-        # future a write returns while the transport takes more.
-        output: Optional[list[bytes]]
-        in_feed: bool
-        done_future: asyncio.Future[None]
-        # The server's no_keep_alive setting.
-        no_keep_alive: bool
-
-        @property
-        def taken(self) -> bool:
-            """Whether the connection was detached (even if lost since)."""
-
-        @property
-        def detached(self) -> bool:
-            """Whether an IOStream has the connection now."""
-
-        @property
-        def write_paused(self) -> bool:
-            """Whether the transport is over its high-water mark."""
-
-        def set_stream_reading(self, reading: bool) -> None:
-            """Resumes or pauses reading for the detached stream."""
-
-        def send(self, data: bytes) -> asyncio.Future[None]:
-            """Queues ``data`` to be written."""
-
-        def flush(self) -> None:
-            """Writes the queued output."""
-
-        def abort(self) -> None:
-            """Stops HTTP and closes, sending only what was already queued."""
-
-        def end_exchange(self) -> None:
-            """Both the request and its response are complete."""
-
-        def get_stream(self) -> _TransportStream:
-            """The IOStream over the connection."""
-
-        def detach(self) -> _TransportStream:
-            """Hands the connection over to an IOStream; HTTP stops."""
 
 
 class _WriteQueue:

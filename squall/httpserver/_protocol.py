@@ -87,7 +87,7 @@ from squall.log import app_log, gen_log
 from squall.platform.asyncio import _bound_reads
 
 if TYPE_CHECKING:
-    from squall.httpserver._h1exchange import H1Driver
+    from squall.httpserver._h1driver import H1Driver
     from squall.httpserver._server import HTTPServer
 
 

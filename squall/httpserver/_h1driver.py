@@ -6,6 +6,8 @@ takes no class nested in an ``if``.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # private to the driver
+
 import asyncio
 from typing import TYPE_CHECKING, Optional, Protocol
 
@@ -15,8 +17,6 @@ from squall.httputil import HTTPMessageDelegate
 if TYPE_CHECKING:
     from squall.httpserver._h1exchange import _RequestConnection
     from squall.httpserver._stream import _TransportStream
-
-__all__: list[str] = []  # private to the driver
 
 
 class H1Driver(Protocol):

@@ -89,7 +89,15 @@ def format_event(
     for line in split_lines(data):
         parts.append(f"data: {line}\n")
     parts.append("\n")
-    return "".join(parts).encode("utf-8")
+    text = "".join(parts)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate (text decoded with surrogateescape, say): the
+        # stream is UTF-8 and has no way to carry it.
+        raise EventStreamError(
+            f"an event may hold only text that UTF-8 can encode: {exc.object[exc.start : exc.end]!r}"
+        ) from None
 
 
 def _retry_line(retry: int) -> str:

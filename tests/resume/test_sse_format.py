@@ -99,6 +99,20 @@ def test_event_stream_error_is_a_value_error() -> None:
     assert issubclass(EventStreamError, ValueError)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_a_lone_surrogate_is_refused_with_a_clear_error() -> None:
+    for fields in ({"id": "\ud800"}, {"event": "a\udcff"}, {}):
+        with pytest.raises(EventStreamError, match="UTF-8"):
+            format_event("x\ud800" if not fields else "x", **fields)
+
+
 @given(
     data=st.text(),
     event=st.none() | st.text().filter(lambda t: "\n" not in t and "\r" not in t),
@@ -107,6 +121,11 @@ def test_event_stream_error_is_a_value_error() -> None:
 def test_what_a_client_reads_back_is_what_was_sent(
     data: str, event: str | None, ident: str
 ) -> None:
+    # Text with a lone surrogate has no UTF-8 form: refused, saying so.
+    if any(not _encodable(t) for t in (data, event or "", ident)):
+        with pytest.raises(EventStreamError, match="UTF-8"):
+            format_event(data, event=event, id=ident)
+        return
     # Leading spaces would lose one to the format's optional space: the
     # client strips exactly one, and we write exactly one.
     events = parse_stream(format_event(data, event=event, id=ident))

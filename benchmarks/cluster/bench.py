@@ -33,9 +33,10 @@ subscribers connected straight to the nodes; during publishing, every
 second a fraction of them (0.1: 10%, chosen at random among those that have
 a position) close and reconnect after 50-550 ms with their last position.
 Counted against what was published: deliveries missing and duplicated.
-The same configuration runs first without churn; CPU per recovery is the
-churn run's extra over that one (node CPU from /proc, Redis CPU net of its
-idle work), divided by the reconnections made.
+Each round runs the same configuration without churn, then with it
+(``--churn-rounds``, 3); CPU per recovery is the churn run's extra over the
+one before it (node CPU from /proc, Redis CPU net of its idle work),
+divided by the reconnections made; the medians over the rounds are given.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -517,10 +519,12 @@ def show(row: dict[str, Any], header: bool = False) -> None:
         )
     if "churn" in row:
         line += (
-            f"  churn={row['churn']:g}/s recovery={row['recovery']}"
+            f"  churn={row['churn']:.0%}/s recovery={row['recovery']}"
             f" reconnects={row.get('reconnects', 0)} churned={row.get('churned', 0)}"
-            f" resets={row.get('resets', 0)} reconnect-to-message max={row.get('resume_max_s')}s"
+            f" resets={row.get('resets', 0)}"
         )
+        if row.get("resume_max_s") is not None:
+            line += f" reconnect-to-message max={row['resume_max_s']}s"
         if "server_us_per_recovery" in row:
             line += (
                 f" per recovery: server {row['server_us_per_recovery']} us,"
@@ -613,18 +617,39 @@ def run_churn(bench: Bench, args: argparse.Namespace, header: bool) -> list[dict
     kind = "cluster-sharded" if sharded else "redis"
     if not sharded:
         print("== churn on one Redis: no Redis Cluster engine", flush=True)
-    rows = []
-    for churn in (0.0, args.churn):
-        try:
-            row = bench.run("squall", kind, 2, churn=churn)
-        except LabError as exc:
-            print(f"== churn {churn:g}: failed: {exc}", flush=True)
-            return rows
-        if rows:
-            per_recovery(rows[0], row)
-        rows.append(row)
-        show(row, header)
-        header = False
+    rows: list[dict[str, Any]] = []
+    churned: list[dict[str, Any]] = []
+    for n in range(1, args.churn_rounds + 1):
+        pair = []
+        for churn in (0.0, args.churn):
+            try:
+                row = bench.run("squall", kind, 2, churn=churn)
+            except LabError as exc:
+                print(f"== churn {churn:g} round {n}: failed: {exc}", flush=True)
+                return rows
+            row["round"] = n
+            if pair:
+                per_recovery(pair[0], row)
+                churned.append(row)
+            pair.append(row)
+            rows.append(row)
+            show(row, header)
+            header = False
+    done = [r for r in churned if "server_us_per_recovery" in r]
+    if done:
+        last = churned[-1]
+        last["rounds"] = len(done)
+        for key in ("server_us_per_recovery", "redis_us_per_recovery"):
+            last["median_" + key] = statistics.median(r[key] for r in done)
+        print(
+            f"== churn {args.churn:g}/s, median of {len(done)} round(s) per recovery:"
+            f" server {last['median_server_us_per_recovery']} us,"
+            f" Redis {last['median_redis_us_per_recovery']} us (net of idle);"
+            f" missing {sum(r['missing'] for r in churned)},"
+            f" duplicated {sum(r['duplicated'] for r in churned)},"
+            f" reconnects {sum(r.get('reconnects', 0) for r in churned)}",
+            flush=True,
+        )
     return rows
 
 
@@ -685,6 +710,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="the churn rows' fraction of subscribers reconnecting each second (0: none)",
     )
     parser.add_argument("--churn-only", action="store_true", help="the churn rows alone")
+    parser.add_argument(
+        "--churn-rounds",
+        type=int,
+        default=int(os.environ.get("CHURN_ROUNDS", 3)),
+        help="rounds of the churn pair (without, with churn); medians per recovery",
+    )
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)

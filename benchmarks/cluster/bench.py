@@ -29,7 +29,8 @@ so what a dead node's clients missed meanwhile is sent to them.
 
 The churn rows (after the table, or alone with ``--churn-only``; ``CHURN``
 sets the fraction, 0 leaves them out): Squall on 2 nodes with recovery on,
-subscribers connected straight to the nodes; during publishing, every
+up to 4,000 subscribers (``--churn-subscribers``) connected straight to the
+nodes; during publishing, every
 second a fraction of them (0.1: 10%, chosen at random among those that have
 a position) close and reconnect after 50-550 ms with their last position.
 Counted against what was published: deliveries missing and duplicated.
@@ -278,10 +279,12 @@ class Bench:
         subscribers = min(a.subscribers, PER_NODE * nodes)
         if fault:
             subscribers = min(a.subscribers, 8000)  # through one nginx worker: two descriptors each
+        churning = churn is not None
+        if churning:
+            subscribers = min(a.subscribers, a.churn_subscribers)
         url, redis_pids = self.broker(kind, framework, shards)
         # Faults and churn with recovery: history kept beside the offsets,
         # positions sent with each message and given back on reconnecting.
-        churning = churn is not None
         resume = (bool(fault) or churning) and framework == "squall" and not a.no_resume
         if resume:
             url += f"{'&' if '?' in url else '?'}history_size={a.history}"
@@ -642,7 +645,7 @@ def run_churn(bench: Bench, args: argparse.Namespace, header: bool) -> list[dict
         for key in ("server_us_per_recovery", "redis_us_per_recovery"):
             last["median_" + key] = statistics.median(r[key] for r in done)
         print(
-            f"== churn {args.churn:g}/s, median of {len(done)} round(s) per recovery:"
+            f"== churn {args.churn:.0%}/s, median of {len(done)} round(s) per recovery:"
             f" server {last['median_server_us_per_recovery']} us,"
             f" Redis {last['median_redis_us_per_recovery']} us (net of idle);"
             f" missing {sum(r['missing'] for r in churned)},"
@@ -710,6 +713,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="the churn rows' fraction of subscribers reconnecting each second (0: none)",
     )
     parser.add_argument("--churn-only", action="store_true", help="the churn rows alone")
+    parser.add_argument(
+        "--churn-subscribers",
+        type=int,
+        default=int(os.environ.get("CHURN_SUBSCRIBERS", 4000)),
+        help="the churn rows' subscribers at most",
+    )
     parser.add_argument(
         "--churn-rounds",
         type=int,

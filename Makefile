@@ -284,6 +284,9 @@ demo-cluster-local: $(STAMP)
 # SECONDS, NODES (e.g. 1,2,4), BROKERS, FRAMEWORKS, SHARDS (the Redis
 # Cluster's primaries, e.g. 1,3), or BENCH_ARGS. The fault
 # table (a Redis primary killed or stopped, a node killed): `make bench-cluster-faults`.
+# After the table, the churn rows (CHURN=0.1: 10% of subscribers reconnect
+# each second with recovery; missing, duplicated, CPU per recovery); alone:
+# `make bench-cluster-churn`.
 # Both run the compiled build (the bench venv), as the other benchmarks do.
 bench-cluster: $(BENCH_SPEEDUPS) cluster-deps
 	$(BENCH_VENV)/bin/python benchmarks/cluster/bench.py $(BENCH_ARGS)
@@ -291,12 +294,15 @@ bench-cluster: $(BENCH_SPEEDUPS) cluster-deps
 bench-cluster-faults: $(BENCH_SPEEDUPS) cluster-deps
 	$(BENCH_VENV)/bin/python benchmarks/cluster/bench.py --faults $(BENCH_ARGS)
 
+bench-cluster-churn: $(BENCH_SPEEDUPS) cluster-deps
+	$(BENCH_VENV)/bin/python benchmarks/cluster/bench.py --churn-only $(BENCH_ARGS)
+
 cluster-deps:
 	$(CLUSTER_DEPS)
 	command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
 	cd benchmarks/cluster/sio && ([ -d node_modules/@socket.io/redis-adapter ] || npm ci --no-audit --no-fund --cache ./.npm-cache)
 
-.PHONY: demo-cluster demo-cluster-local bench-cluster bench-cluster-faults cluster-deps
+.PHONY: demo-cluster demo-cluster-local bench-cluster bench-cluster-faults bench-cluster-churn cluster-deps
 
 # The forum under load (issue 22): FORUM_READERS WebSocket readers on one
 # topic, posts at FORUM_RATE/s; post-to-delivery p50/p99, missing deliveries

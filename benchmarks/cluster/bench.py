@@ -26,6 +26,18 @@ pause a subscriber saw and the deliveries lost against those published.
 Recovery is on there (``--no-resume`` turns it off): history is kept, each
 message carries its position and a client reconnects with its last one,
 so what a dead node's clients missed meanwhile is sent to them.
+
+The churn rows (after the table, or alone with ``--churn-only``; ``CHURN``
+sets the fraction, 0 leaves them out): Squall on 2 nodes with recovery on,
+up to 4,000 subscribers (``--churn-subscribers``) connected straight to the
+nodes; during publishing, every
+second a fraction of them (0.1: 10%, chosen at random among those that have
+a position) close and reconnect after 50-550 ms with their last position.
+Counted against what was published: deliveries missing and duplicated.
+Each round runs the same configuration without churn, then with it
+(``--churn-rounds``, 3); CPU per recovery is the churn run's extra over the
+one before it (node CPU from /proc, Redis CPU net of its idle work),
+divided by the reconnections made; the medians over the rounds are given.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -191,6 +204,7 @@ class Bench:
         subscribers: int,
         reconnect: bool = False,
         resume: bool = False,
+        churn: float = 0.0,
     ) -> list[Service]:
         procs = []
         share = math.ceil(subscribers / len(self.clients))
@@ -208,6 +222,7 @@ class Bench:
                 "protocol": "sio" if framework == "socketio" else "ws",
                 "reconnect": reconnect,
                 "resume": resume,
+                "churn": churn,
                 "batch": 250,
                 "connect_timeout": 90,
             }
@@ -252,16 +267,25 @@ class Bench:
         )
 
     def run(
-        self, framework: str, kind: str, nodes: int, fault: Optional[str] = None, shards: int = 3
+        self,
+        framework: str,
+        kind: str,
+        nodes: int,
+        fault: Optional[str] = None,
+        shards: int = 3,
+        churn: Optional[float] = None,
     ) -> dict[str, Any]:
         a = self.args
         subscribers = min(a.subscribers, PER_NODE * nodes)
         if fault:
             subscribers = min(a.subscribers, 8000)  # through one nginx worker: two descriptors each
+        churning = churn is not None
+        if churning:
+            subscribers = min(a.subscribers, a.churn_subscribers)
         url, redis_pids = self.broker(kind, framework, shards)
-        # Faults with recovery: history kept beside the offsets, positions
-        # sent with each message and given back on reconnecting.
-        resume = bool(fault) and framework == "squall" and not a.no_resume
+        # Faults and churn with recovery: history kept beside the offsets,
+        # positions sent with each message and given back on reconnecting.
+        resume = (bool(fault) or churning) and framework == "squall" and not a.no_resume
         if resume:
             url += f"{'&' if '?' in url else '?'}history_size={a.history}"
         row: dict[str, Any] = {
@@ -276,6 +300,9 @@ class Bench:
         }
         if fault:
             row["fault"] = fault
+            row["recovery"] = resume
+        if churning:
+            row["churn"] = churn
             row["recovery"] = resume
         servers = self.start_nodes(framework, url, nodes, resume)
         front = None
@@ -294,7 +321,12 @@ class Bench:
             else:
                 targets = [(s.host.address, PORT) for s in servers]
             clients = self.start_clients(
-                framework, targets, subscribers, reconnect=bool(fault), resume=resume
+                framework,
+                targets,
+                subscribers,
+                reconnect=bool(fault) or churning,
+                resume=resume,
+                churn=churn or 0.0,
             )
             held = 0
             for c in clients:
@@ -322,6 +354,10 @@ class Bench:
             if fault:
                 self.inject(fault, servers, started)
             published = json.loads(pub.out.expect(r'^\{"published"', a.seconds + 60))
+            if churning:
+                for c in clients:  # the churn stops with the publishing
+                    c.proc.stdin.write(b"calm\n")
+                    c.proc.stdin.flush()
             # Overloaded, the nodes and clients are still working through a
             # backlog: wait until they are idle (a delivery still in flight is
             # not a missing one), within a bound.
@@ -348,6 +384,11 @@ class Bench:
             self.summarize(row, reports, published, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
             if row["published"]:
                 row["redis_net_us_per_publish"] = round(redis_net / row["published"] * 1e6, 1)
+            if churning:
+                row["server_cpu_s"] = round(cpu1[0] - cpu0[0], 3)
+                row["redis_net_cpu_s"] = round(redis_net, 3)
+                row["churned"] = sum(r["churned"] for r in reports)
+                row["churn_short"] = sum(r["churn_short"] for r in reports)
         finally:
             for svc in servers + ([front] if front else []):
                 self.lab.stop(svc.proc, 2)
@@ -479,15 +520,41 @@ def show(row: dict[str, Any], header: bool = False) -> None:
             f" never-resumed={row.get('never_resumed', 0)} resets={row.get('resets', 0)}"
             f" publishes-failed={row.get('publish_failed', 0)}"
         )
+    if "churn" in row:
+        line += (
+            f"  churn={row['churn']:.0%}/s recovery={row['recovery']}"
+            f" reconnects={row.get('reconnects', 0)} churned={row.get('churned', 0)}"
+            f" resets={row.get('resets', 0)}"
+        )
+        if row.get("resume_max_s") is not None:
+            line += f" reconnect-to-message max={row['resume_max_s']}s"
+        if "server_us_per_recovery" in row:
+            line += (
+                f" per recovery: server {row['server_us_per_recovery']} us,"
+                f" Redis {row['redis_us_per_recovery']} us (net)"
+            )
     print(line, flush=True)
 
 
-def save(rows: list[dict[str, Any]], key: str, isolation: str) -> Path:
-    """Records ``rows`` under ``key`` in benchmarks/results/cluster.json (benchmarks/figures.py's format).
+def per_recovery(base: dict[str, Any], churned: dict[str, Any]) -> None:
+    """Sets ``churned``'s CPU per recovery: its CPU over ``base``'s (the same run without churn)."""
+    n = churned.get("reconnects") or 0
+    if not n:
+        return
+    churned["server_us_per_recovery"] = round(
+        (churned["server_cpu_s"] - base["server_cpu_s"]) / n * 1e6, 1
+    )
+    churned["redis_us_per_recovery"] = round(
+        (churned["redis_net_cpu_s"] - base["redis_net_cpu_s"]) / n * 1e6, 1
+    )
 
-    The README's figures get one row per configuration measured with both
-    frameworks: server CPU per delivery, Squall's and Socket.IO's. The
-    other key's rows (the table or the faults) are kept when they were
+
+def save(measured: dict[str, list[dict[str, Any]]], isolation: str) -> Path:
+    """Records each key's rows (``table``, ``faults``, ``churn``) in benchmarks/results/cluster.json.
+
+    benchmarks/figures.py's format: the README's figures get one row per
+    configuration measured with both frameworks: server CPU per delivery,
+    Squall's and Socket.IO's. The other keys' rows are kept when they were
     measured by this same source.
     """
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -498,7 +565,7 @@ def save(rows: list[dict[str, Any]], key: str, isolation: str) -> Path:
     if RESULTS.exists():
         old = json.loads(RESULTS.read_text())
         if old.get("source_sha256") == figures.source_hash(me):
-            kept = {k: old[k] for k in ("table", "faults") if k in old}
+            kept = {k: old[k] for k in ("table", "faults", "churn") if k in old}
 
     # A run of some configurations replaces those and keeps the others.
     def ident(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -509,10 +576,12 @@ def save(rows: list[dict[str, Any]], key: str, isolation: str) -> Path:
             r.get("shards", 3) if r["broker"] != "redis" else 1,
             r.get("fault"),
             r.get("recovery"),
+            r.get("churn"),
         )
 
-    fresh = {ident(r) for r in rows}
-    kept[key] = [r for r in kept.get(key, []) if ident(r) not in fresh] + rows
+    for key, rows in measured.items():
+        fresh = {ident(r) for r in rows}
+        kept[key] = [r for r in kept.get(key, []) if ident(r) not in fresh] + rows
     kept["isolation"] = isolation
     table = kept.get("table", [])
     pairs = []
@@ -543,6 +612,48 @@ def save(rows: list[dict[str, Any]], key: str, isolation: str) -> Path:
     return figures.record(
         "cluster", me, figures.squall_build(dict(os.environ)), {"rows": pairs, **kept}
     )
+
+
+def run_churn(bench: Bench, args: argparse.Namespace, header: bool) -> list[dict[str, Any]]:
+    """The churn rows: the configuration without churn, then with ``args.churn``."""
+    sharded = engine_supports("redis+cluster://x:1?sharded=1") is None
+    kind = "cluster-sharded" if sharded else "redis"
+    if not sharded:
+        print("== churn on one Redis: no Redis Cluster engine", flush=True)
+    rows: list[dict[str, Any]] = []
+    churned: list[dict[str, Any]] = []
+    for n in range(1, args.churn_rounds + 1):
+        pair = []
+        for churn in (0.0, args.churn):
+            try:
+                row = bench.run("squall", kind, 2, churn=churn)
+            except LabError as exc:
+                print(f"== churn {churn:g} round {n}: failed: {exc}", flush=True)
+                return rows
+            row["round"] = n
+            if pair:
+                per_recovery(pair[0], row)
+                churned.append(row)
+            pair.append(row)
+            rows.append(row)
+            show(row, header)
+            header = False
+    done = [r for r in churned if "server_us_per_recovery" in r]
+    if done:
+        last = churned[-1]
+        last["rounds"] = len(done)
+        for key in ("server_us_per_recovery", "redis_us_per_recovery"):
+            last["median_" + key] = statistics.median(r[key] for r in done)
+        print(
+            f"== churn {args.churn:.0%}/s, median of {len(done)} round(s) per recovery:"
+            f" server {last['median_server_us_per_recovery']} us,"
+            f" Redis {last['median_redis_us_per_recovery']} us (net of idle);"
+            f" missing {sum(r['missing'] for r in churned)},"
+            f" duplicated {sum(r['duplicated'] for r in churned)},"
+            f" reconnects {sum(r.get('reconnects', 0) for r in churned)}",
+            flush=True,
+        )
+    return rows
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -595,6 +706,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="the faults' broker (one Redis: stopped, not killed)",
     )
     parser.add_argument("--history", type=int, default=1000, help="history kept per channel")
+    parser.add_argument(
+        "--churn",
+        type=float,
+        default=float(os.environ.get("CHURN", 0.1)),
+        help="the churn rows' fraction of subscribers reconnecting each second (0: none)",
+    )
+    parser.add_argument("--churn-only", action="store_true", help="the churn rows alone")
+    parser.add_argument(
+        "--churn-subscribers",
+        type=int,
+        default=int(os.environ.get("CHURN_SUBSCRIBERS", 4000)),
+        help="the churn rows' subscribers at most",
+    )
+    parser.add_argument(
+        "--churn-rounds",
+        type=int,
+        default=int(os.environ.get("CHURN_ROUNDS", 3)),
+        help="rounds of the churn pair (without, with churn); medians per recovery",
+    )
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -611,6 +741,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     frameworks = args.frameworks.split(",")
 
     rows: list[dict[str, Any]] = []
+    churn_rows: list[dict[str, Any]] = []
     with Lab() as lab, tempfile.TemporaryDirectory(prefix="squall-bench-cluster-") as tmp:
         print(f"== lab: {lab.note}; network {lab.network}", flush=True)
         bench = Bench(args, lab, Path(tmp))
@@ -635,7 +766,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 rows.append(row)
                 show(row, first)
                 first = False
-        else:
+        elif not args.churn_only:
             configs = [
                 (nodes, kind, shards)
                 for nodes in args.nodes
@@ -664,9 +795,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                     rows.append(row)
                     show(row, first)
                     first = False
+        if not args.faults and args.churn > 0:
+            churn_rows = run_churn(bench, args, first)
         isolation = lab.note
-    if rows and not args.no_record:
-        path = save(rows, "faults" if args.faults else "table", isolation)
+    measured = {"faults" if args.faults else "table": rows} if rows else {}
+    if churn_rows:
+        measured["churn"] = churn_rows
+    if measured and not args.no_record:
+        path = save(measured, isolation)
         print(f"== recorded in {path.relative_to(REPO)}", flush=True)
     return 0
 

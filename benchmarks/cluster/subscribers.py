@@ -20,6 +20,10 @@ its loss to its first message again is recorded. With ``resume`` too
 (Squall's node_app.py under ``$BENCH_RESUME=1``), each message starts with
 its position, which a reconnecting connection sends back (``&since=``) to
 be given what it missed; a ``reset`` (history no longer has it) is counted.
+With ``churn`` (a fraction F, with ``reconnect`` and ``resume``), from the
+``mark`` line until a ``calm`` one, every second F of the connections
+(chosen at random among those that have a position) are closed by the
+client and reconnect as above, resuming from their last position.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class Stats:
         "closed",
         "bytes",
         "resets",
+        "churned",
+        "churn_short",
     )
 
     def __init__(self) -> None:
@@ -63,6 +69,8 @@ class Stats:
         self.closed = 0
         self.bytes = 0
         self.resets = 0  # reconnections told that what they missed is gone
+        self.churned = 0  # connections the churn closed
+        self.churn_short = 0  # of those it meant to close, ones with no position yet
 
 
 class Sub(asyncio.Protocol):
@@ -271,6 +279,19 @@ class Client:
 
     stopping = False
 
+    async def churn(self, fraction: float) -> None:
+        """Closes ``fraction`` of the connections every second, at random among those with a position."""
+        want = round(fraction * len(self.subs))
+        rng = random.Random(int(self.spec.get("first", 0)))
+        while not self.stopping:
+            await asyncio.sleep(1.0)
+            ready = [s for s in self.subs if s.held and s.position and s.transport is not None]
+            chosen = rng.sample(ready, min(want, len(ready)))
+            self.stats.churn_short += want - len(chosen)
+            for s in chosen:
+                s.transport.close()
+            self.stats.churned += len(chosen)
+
     async def _dial(self, sub: Sub) -> None:
         host, port = self.targets[sub.index % len(self.targets)]
         source = self.sources[sub.index % len(self.sources)]
@@ -327,6 +348,8 @@ class Client:
             "reconnects": self.stats.reconnects,
             "resets": self.stats.resets,
             "closed": self.stats.closed,
+            "churned": self.stats.churned,
+            "churn_short": self.stats.churn_short,
             "refusals": self.refusals,
             "cpu": time.process_time(),
         }
@@ -343,6 +366,8 @@ async def run(spec: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    churn: Optional[asyncio.Task[None]] = None
+    fraction = float(spec.get("churn") or 0)
     while True:
         line = await reader.readline()
         if not line or line.strip() == b"report":
@@ -351,6 +376,12 @@ async def run(spec: dict[str, Any]) -> None:
             for s in client.subs:
                 s.max_gap = 0.0
                 s.last_at = 0.0
+            if fraction > 0 and churn is None:
+                churn = asyncio.ensure_future(client.churn(fraction))
+        elif line.strip() == b"calm" and churn is not None:
+            churn.cancel()
+    if churn is not None:
+        churn.cancel()
     client.stopping = True
     print(json.dumps({"report": client.report()}), flush=True)
     for s in client.subs:
@@ -364,7 +395,8 @@ async def run(spec: dict[str, Any]) -> None:
 def main() -> None:
     """``SPEC``: {"targets": [[host, port], ...], "sources": [addr, ...], "count": N,
     "channels": C, "first": index of the first subscriber, "protocol": "ws" | "sio",
-    "reconnect": bool, "resume": bool, "batch": N, "connect_timeout": seconds}."""
+    "reconnect": bool, "resume": bool, "churn": fraction closed a second, "batch": N,
+    "connect_timeout": seconds}."""
     spec = json.loads(sys.argv[1])
     if uvloop is not None:
         uvloop.run(run(spec))

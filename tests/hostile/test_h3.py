@@ -143,7 +143,7 @@ def test_handshakes_that_never_complete_are_dropped(loop: str) -> None:
                     for data, addr in quic.datagrams_to_send(now=time.monotonic()):
                         sock.sendto(data, addr)
                 with ExpectLog(
-                    "squall.general", ".*handshake .* not completed", level=logging.INFO
+                    "squall.general", ".*handshake .* not completed", level=logging.DEBUG
                 ) as dropped:
                     # Counted as they are dropped: on a loaded machine the
                     # first may time out before the last is even read.
@@ -185,7 +185,7 @@ def test_a_terminated_connections_state_is_freed_without_the_collector(
                 refs = [weakref.ref(conn), weakref.ref(conn._quic)]
                 # Timed out now, rather than waited for.
                 with ExpectLog(
-                    "squall.general", ".*handshake .* not completed", level=logging.INFO
+                    "squall.general", ".*handshake .* not completed", level=logging.DEBUG
                 ):
                     conn._handshake_timer.cancel()
                     conn._handshake_timed_out()
@@ -414,7 +414,7 @@ def test_handshake_timeout_close_keeps_to_the_amplification_limit(loop: str) -> 
                 await client_turns(3)
                 before = counter.received
                 with ExpectLog(
-                    "squall.general", ".*handshake .* not completed", level=logging.INFO
+                    "squall.general", ".*handshake .* not completed", level=logging.DEBUG
                 ):
                     await until(lambda: not server._connections, limit=5)
                 # What the server sent before it forgot the connection has
@@ -571,7 +571,7 @@ def test_initials_past_the_cap_dropped_without_state(loop: str) -> None:
                 sources.close()
             # Once the half-open ones time out (made to now, rather than
             # waited for) and their state is gone, clients are served again.
-            with ExpectLog("squall.general", ".*handshake .* not completed", level=logging.INFO):
+            with ExpectLog("squall.general", ".*handshake .* not completed", level=logging.DEBUG):
                 for conn in list(endpoint.half_open):
                     conn._handshake_timer.cancel()
                     conn._handshake_timed_out()

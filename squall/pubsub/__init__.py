@@ -73,7 +73,6 @@ from squall.pubsub._types import (
     Publication,
     PubSubClosedError,
     Status,
-    new_epoch,
 )
 
 __all__ = [
@@ -815,148 +814,6 @@ def _check_str(what: str, value: object) -> None:
         raise TypeError(f"{what} must be a str, not {type(value).__name__}")
 
 
-def _window(
-    kept: list[Publication], top: Position, since: Optional[Position], limit: int
-) -> HistoryResult:
-    """What `PubSub.history` returns, from ``kept`` (oldest first; at least the
-    publications after ``since`` that are still kept) and the channel's top."""
-    if since is None:
-        chosen = kept[-limit:] if limit else []
-        complete = top.offset == 0 or (
-            len(chosen) == len(kept) and bool(kept) and kept[0].position.offset == 1
-        )
-        return HistoryResult(chosen, top, complete)
-    if since.epoch != top.epoch or since.offset > top.offset:
-        return HistoryResult([], top, False)
-    missed = top.offset - since.offset
-    after = [p for p in kept if p.position.offset > since.offset] if missed else []
-    complete = len(after) == missed and (not after or after[0].position.offset == since.offset + 1)
-    return HistoryResult(after[:limit], top, complete and missed <= limit)
-
-
-class _Stream:
-    """One channel's offsets and kept publications, in `LocalPubSub`."""
-
-    __slots__ = ("offset", "epoch", "kept", "touched")
-
-    def __init__(self, now: float) -> None:
-        self.offset = 0
-        self.epoch = new_epoch()
-        self.kept: collections.deque[tuple[float, Publication]] = collections.deque()
-        self.touched = now
-
-
-class LocalPubSub(PubSub):
-    """Subscribers in this process only (``memory://``).
-
-    Positions and history live in this object. Memory is bounded by
-    ``max_channels`` channel states (offset, epoch, up to ``history_size``
-    publications each); a state is forgotten ``history_ttl`` seconds after
-    its last publication, or sooner when ``max_channels`` is reached (the
-    least recently used without subscribers first); the channel then starts
-    a new epoch.
-    """
-
-    def __init__(
-        self,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        *,
-        history_size: int = 0,
-        history_ttl: float = DEFAULT_HISTORY_TTL,
-        max_recovery: int = DEFAULT_MAX_RECOVERY,
-        max_channels: int = 100_000,
-        presence_ttl: float = DEFAULT_PRESENCE_TTL,
-    ) -> None:
-        super().__init__(
-            max_pending,
-            history_size=history_size,
-            history_ttl=history_ttl,
-            max_recovery=max_recovery,
-            presence_ttl=presence_ttl,
-        )
-        if not isinstance(max_channels, int) or max_channels < 1:
-            raise ValueError(f"max_channels must be at least 1, not {max_channels!r}")
-        self.max_channels = max_channels
-        self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()
-        # channel -> client -> (info, expiry on time.monotonic)
-        self._presence: dict[str, dict[str, tuple[str, float]]] = {}
-
-    def _stream(self, channel: str) -> _Stream:
-        now = time.monotonic()
-        stream = self._streams.get(channel)
-        if stream is None:
-            stream = self._streams[channel] = _Stream(now)
-        else:
-            self._streams.move_to_end(channel)
-            stream.touched = now
-        # Amortised: each call looks at a few of the least recently used.
-        horizon = now - self.history_ttl
-        for _ in range(4):
-            name, oldest = next(iter(self._streams.items()))
-            if oldest is stream or (
-                len(self._streams) <= self.max_channels and oldest.touched >= horizon
-            ):
-                break
-            if name in self._channels:
-                self._streams.move_to_end(name)  # subscribed: kept while it is
-                oldest.touched = now
-            else:
-                del self._streams[name]
-        kept = stream.kept
-        while kept and (len(kept) > self.history_size or kept[0][0] < horizon):
-            kept.popleft()
-        return stream
-
-    async def _publish(self, channel: str, message: str) -> Position:
-        stream = self._stream(channel)
-        stream.offset += 1
-        position = Position(stream.offset, stream.epoch)
-        pub = Publication(channel, message, position)
-        if self.history_size:
-            stream.kept.append((stream.touched, pub))
-            if len(stream.kept) > self.history_size:
-                stream.kept.popleft()
-        self._dispatch(pub)
-        return position
-
-    async def _read(
-        self, channel: str, since: Optional[Position], limit: int, strict: bool
-    ) -> HistoryResult:
-        stream = self._stream(channel)
-        kept = [pub for _, pub in stream.kept]
-        return _window(kept, Position(stream.offset, stream.epoch), since, limit)
-
-    async def _top(self, channel: str) -> Position:
-        stream = self._stream(channel)
-        return Position(stream.offset, stream.epoch)
-
-    async def _presence_set(self, channel: str, entries: dict[str, str]) -> None:
-        expires = time.monotonic() + self.presence_ttl
-        here = self._presence.setdefault(channel, {})
-        for client, info in entries.items():
-            here[client] = (info, expires)
-
-    async def _presence_remove(self, channel: str, client: str) -> None:
-        here = self._presence.get(channel)
-        if here is not None:
-            here.pop(client, None)
-            if not here:
-                del self._presence[channel]
-
-    def _alive(self, channel: str) -> dict[str, tuple[str, float]]:
-        here = self._presence.get(channel, {})
-        now = time.monotonic()
-        for client in [c for c, (_, expires) in here.items() if expires <= now]:
-            del here[client]
-        return here
-
-    async def _presence_get(self, channel: str, limit: int) -> dict[str, str]:
-        return {c: info for c, (info, _) in list(self._alive(channel).items())[:limit]}
-
-    async def _presence_count(self, channel: str) -> int:
-        return len(self._alive(channel))
-
-
 _OPTIONS = {
     "history_size": int,
     "history_ttl": float,
@@ -1009,6 +866,7 @@ def connect(
 
 # The engines subclass PubSub; their clients (redis, nats-py) load on use.
 from squall.pubsub._cluster import RedisClusterPubSub  # noqa: E402
+from squall.pubsub._local import LocalPubSub  # noqa: E402
 from squall.pubsub._nats import NatsPubSub  # noqa: E402
 from squall.pubsub._redis import RedisPubSub  # noqa: E402
 

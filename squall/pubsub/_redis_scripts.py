@@ -264,6 +264,6 @@ def window(
     limit: int,
 ) -> HistoryResult:
     """A `HistoryResult` from a read script's reply."""
-    from squall.pubsub import _window
+    from squall.pubsub._local import _window
 
     return _window(entries_of(channel, reply), top_of(reply), since, limit)

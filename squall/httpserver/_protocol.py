@@ -18,10 +18,9 @@ from __future__ import annotations
 __all__: list[str] = []  # private to the driver
 
 import asyncio
-import contextvars
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final, Optional, cast
 
 from squall._compiled import mypyc_attr
@@ -63,6 +62,7 @@ from squall.httpserver._h1exchange import (
     _STOPPED,
     _TAKEN,
     _WRITE_PAUSED,
+    _call_at,
     _closed_future,
     _loop_shared,
     _RequestConnection,
@@ -122,24 +122,6 @@ def _spent_core(params: HTTP1ConnectionParameters) -> H1Connection:
     if core is None:
         core = _spent = _new_h1("server", params, False)
     return core
-
-
-def _call_at(
-    loop: asyncio.AbstractEventLoop,
-    when: float,
-    callback: Callable[[], None],
-    context: contextvars.Context,
-) -> asyncio.TimerHandle:
-    """``loop.call_at``, by the loop's cheaper way to it.
-
-    asyncio's call_later calls its call_at; uvloop's call_at calls its
-    call_later, through a Python-level call that cost 2.2k instructions
-    more per timer (callgrind, arm and cancel). Every connection arms one
-    (the idle timer) as it is made (issue 22, the handshake).
-    """
-    if isinstance(loop, asyncio.BaseEventLoop):
-        return loop.call_at(when, callback, context=context)
-    return loop.call_later(when - loop.time(), callback, context=context)
 
 
 def _no_request(protocol: object, request: HTTPConnection) -> HTTPMessageDelegate:

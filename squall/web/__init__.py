@@ -29,9 +29,9 @@ from squall.web.decorators import (
 )
 from squall.web.errors import Finish, HTTPError, MissingArgumentError
 from squall.web.eventsource import EventSourceHandler, EventStreamError
-from squall.web.handler import _ARG_DEFAULT, RequestHandler, _UIModuleNamespace
+from squall.web.handler import _ARG_DEFAULT, RequestHandler
 from squall.web.handlers import ErrorHandler, FallbackHandler, RedirectHandler
-from squall.web.rendering import is_absolute
+from squall.web.rendering import _UIModuleNamespace, is_absolute
 from squall.web.signing import (  # re-exported, with the format versions
     DEFAULT_SIGNED_VALUE_MIN_VERSION,
     DEFAULT_SIGNED_VALUE_VERSION,

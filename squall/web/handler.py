@@ -48,7 +48,7 @@ from squall.web._failure import ErrorPageMixin
 from squall.web._identity import IdentityMixin
 from squall.web.cookies import CookieMixin
 from squall.web.errors import Finish, HTTPError, MissingArgumentError
-from squall.web.rendering import RenderMixin
+from squall.web.rendering import RenderMixin, _UIModuleNamespace
 
 if TYPE_CHECKING:
     from squall.httputil import HTTPServerRequest
@@ -139,24 +139,6 @@ class HandlerTraits(Traits):
     get_status: bool
     decode_argument: bool
     clear_header: bool
-
-
-class _UIModuleNamespace:
-    # ``handler.ui.modules``: each UI module bound to the handler on first use.
-    __slots__ = ("handler", "ui_modules")
-
-    def __init__(self, handler: RequestHandler, ui_modules: dict[str, Any]) -> None:
-        self.handler = handler
-        self.ui_modules = ui_modules
-
-    def __getitem__(self, key: str) -> Any:
-        return self.handler._ui_module(key, self.ui_modules[key])
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self[key]
-        except KeyError as exc:
-            raise AttributeError(str(exc)) from exc
 
 
 class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):

@@ -336,3 +336,21 @@ def reset_template_caches() -> None:
     with RenderMixin._template_loader_lock:
         for loader in RenderMixin._template_loaders.values():
             loader.reset()
+
+
+class _UIModuleNamespace:
+    # ``handler.ui.modules``: each UI module bound to the handler on first use.
+    __slots__ = ("handler", "ui_modules")
+
+    def __init__(self, handler: RenderMixin, ui_modules: dict[str, Any]) -> None:
+        self.handler = handler
+        self.ui_modules = ui_modules
+
+    def __getitem__(self, key: str) -> Any:
+        return self.handler._ui_module(key, self.ui_modules[key])
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from exc

@@ -211,7 +211,7 @@ class OverridesTest(RenderTestCase):
     def test_stock(self) -> None:
         body = self.fetch("/plain").body
         assert body.startswith(
-            b"&lt;plain&gt;|en_US|plain|&lt;squall.web.handler._UIModuleNamespace"
+            b"&lt;plain&gt;|en_US|plain|&lt;squall.web.rendering._UIModuleNamespace"
         )
 
     def test_render_string_overridden(self) -> None:

@@ -12,7 +12,7 @@ Runs every phase against one server and prints one JSON object:
    Then, if ``crowd``: that many more subscribers connecting at once (all
    their connects issued together, no batches) beside the N open ones, first
    alone, then while the server sends one message to every subscriber each
-   ``publish_every`` seconds (``/ticker``): server CPU per handshake over
+   ``broadcast_per`` new subscribers (``/ticker``): server CPU per handshake over
    the crowd's arrival (the second includes the broadcasts, as a server
    that is also writing spends it), time for the crowd, publishes made;
 3. ``polls`` long polls held, woken by one ``/wake``: time until the last
@@ -244,32 +244,36 @@ class Bench:
     async def crowd(self, args: argparse.Namespace, out: dict[str, Any]) -> None:
         """``crowd`` subscribers connecting at once beside the N already open: first
         alone, then while the server broadcasts one message to every subscriber
-        each ``publish_every`` seconds (``/ticker``, a handler of its own). Server
-        CPU over the crowd's arrival, per handshake; the broadcasts' CPU is inside
-        the second. A server without ``/ticker`` (the floor) gets the first only."""
+        each time ``broadcast_per`` more have opened (``/ticker``, a handler of
+        its own), so every server makes the same number of broadcasts however
+        long its crowd takes. Server CPU over the crowd's arrival, per
+        handshake; the broadcasts' CPU is inside the second. A server without
+        ``/ticker`` (the floor) gets the first only."""
         for key, publishing in (("crowd", False), ("crowd_bcast", True)):
             expected = len(self.subs) + args.crowd
-            ticks0 = 0
+            ticks0 = sent0 = 0
             if publishing:
-                started = await self.control(f"/ticker?every={args.publish_every}")
-                if not started.isdigit():
+                started = (await self.control(f"/ticker?per={args.broadcast_per}")).split()
+                if len(started) != 2:
                     return  # no /ticker here
-                ticks0 = int(started)
+                ticks0, sent0 = int(started[0]), int(started[1])
             cpu0 = cpu_seconds(self.pid)
             t0 = time.perf_counter()
             self.subs += await self.open_crowd(args.crowd)
+            if publishing:
+                # Stops the ticker; a server whose sends are awaited answers
+                # once the broadcasts under way are written.
+                ticks1, sent1 = (int(n) for n in (await self.control("/ticker?per=0")).split())
             out[f"{key}_s"] = time.perf_counter() - t0
             cpu1 = cpu_seconds(self.pid)
             out[f"handshake_{key}_cpu_us"] = (cpu1 - cpu0) / args.crowd * 1e6
             if publishing:
-                made = int(await self.control("/ticker?every=0")) - ticks0
-                out[f"{key}_publishes"] = made
-                # Less the broadcasts, at this server's CPU per delivered message
-                # (phase 2) to the subscribers open halfway through the crowd.
+                out[f"{key}_publishes"] = ticks1 - ticks0
+                # Less the broadcasts, at this server's CPU per delivered
+                # message (phase 2) times the messages the server counted.
                 per = out.get("deliver_loop_cpu_us")
                 if per is not None:
-                    sent = made * (expected - args.crowd / 2)
-                    net = (cpu1 - cpu0) * 1e6 - sent * per
+                    net = (cpu1 - cpu0) * 1e6 - (sent1 - sent0) * per
                     out[f"handshake_{key}_net_cpu_us"] = net / args.crowd
             await self.wait_stats("subs", expected)
 
@@ -371,7 +375,10 @@ def main() -> None:
     parser.add_argument("--styles", default="loop", help="loop,helper")
     parser.add_argument("--crowd", type=int, default=0, help="subscribers connecting at once")
     parser.add_argument(
-        "--publish-every", type=float, default=0.01, help="seconds between broadcasts (crowd)"
+        "--broadcast-per",
+        type=int,
+        default=200,
+        help="new subscribers per broadcast while the crowd connects (a crowd of C: C // K broadcasts)",
     )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -20,11 +20,12 @@ not a short default queue; ``--backlog 0`` keeps each server's own default.
 
 The handshake is measured alone (N subscribers, ``--batch`` at a time) and in
 a crowd (``--crowd`` C more connecting at once, then C more while the server
-broadcasts to every subscriber each ``--publish-every`` seconds).
+broadcasts to every subscriber each time ``--broadcast-per`` more have opened,
+the same number of broadcasts for every server).
 
 Usage: python benchmarks/c10k/run.py [--subscribers 15000] [--polls 10000]
        [--storm 2000] [--rounds 5] [--messages 40] [--only squall,floor] [--backlog N]
-       [--crowd 5000] [--publish-every 0.01]
+       [--crowd 5000] [--broadcast-per 200]
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def measure(
             str(args.messages),
             "--crowd",
             str(args.crowd),
-            "--publish-every",
-            str(args.publish_every),
+            "--broadcast-per",
+            str(args.broadcast_per),
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if out.returncode != 0:
@@ -155,9 +156,9 @@ def main() -> None:
         type=int,
         default=5000,
         help="subscribers connecting at once beside the N open (issue 64), alone and "
-        "while a broadcast goes out every --publish-every seconds; 0: no crowd rows",
+        "while a broadcast goes out each --broadcast-per new subscribers; 0: no crowd rows",
     )
-    parser.add_argument("--publish-every", type=float, default=0.01)
+    parser.add_argument("--broadcast-per", type=int, default=200)
     parser.add_argument("--backlog", type=int, default=2048)
     parser.add_argument("--only", default="", help="comma-separated contender names")
     parser.add_argument("--json", action="store_true", help="also print every round")

@@ -21,9 +21,11 @@ Endpoints, as a new user writes them:
   or, for Squall, with ``squall.websocket.broadcast``;
 - ``GET /wake``: answers every waiting long poll with one 100-byte message;
 - ``GET /stats``: ``{"subs": N, "polls": N}``;
-- ``GET /ticker?every=S``: from now on the server itself sends one message
-  to every subscriber, then waits S seconds, and again (``every=0`` stops
-  it); answers the broadcasts made so far (not in ``floor``).
+- ``GET /ticker?per=K``: from now on the server itself sends one message to
+  every subscriber each time K more subscribers have opened (``per=0``
+  stops it), so a crowd of C brings C // K broadcasts whatever the time it
+  takes; answers the broadcasts made so far and the messages they sent,
+  ``"ticks sent"`` (not in ``floor``).
 
 Every server listens with its defaults (backlog 128), on 127.0.0.1. The file
 descriptor limit is raised to the hard limit.
@@ -79,6 +81,10 @@ def tornado_api(kind: str, port: int) -> None:
 
         def open(self) -> None:
             subs.add(self)
+            if ticking["per"]:
+                ticking["opened"] += 1
+                if ticking["opened"] % ticking["per"] == 0:
+                    tick()
 
         def on_message(self, message: Any) -> None:
             pass
@@ -128,24 +134,19 @@ def tornado_api(kind: str, port: int) -> None:
             polls = sum(1 for f in waiters if not f.done())
             self.write({"subs": len(subs), "polls": polls})
 
-    ticks = [0]
-    timers: list[Any] = []
+    ticking = {"per": 0, "opened": 0, "ticks": 0, "sent": 0}
 
-    def tick(every: float) -> None:
+    def tick() -> None:
         for sub in subs:
             sub.write_message(MESSAGE)
-        ticks[0] += 1
-        timers[:] = [IOLoop.current().call_later(every, tick, every)]
+        ticking["ticks"] += 1
+        ticking["sent"] += len(subs)
 
     class Ticker(web.RequestHandler):
         def get(self) -> None:
-            every = float(self.get_argument("every", "0"))
-            for timer in timers:
-                IOLoop.current().remove_timeout(timer)
-            timers.clear()
-            if every > 0:
-                tick(every)
-            self.write(str(ticks[0]))
+            ticking["per"] = int(self.get_argument("per", "0"))
+            ticking["opened"] = 0
+            self.write(f"{ticking['ticks']} {ticking['sent']}")
 
     app = web.Application(
         [
@@ -180,6 +181,10 @@ def aiohttp_server(port: int) -> None:
         sock = aweb.WebSocketResponse()
         await sock.prepare(request)
         subs.add(sock)
+        if ticking["per"]:
+            ticking["opened"] += 1
+            if ticking["opened"] % ticking["per"] == 0:
+                tickers.add(asyncio.get_running_loop().create_task(broadcasting()))
         try:
             async for _ in sock:
                 pass
@@ -214,24 +219,26 @@ def aiohttp_server(port: int) -> None:
         polls = sum(1 for f in waiters if not f.done())
         return aweb.json_response({"subs": len(subs), "polls": polls})
 
-    ticks = [0]
-    tickers: list[asyncio.Task[None]] = []
+    ticking = {"per": 0, "opened": 0, "ticks": 0, "sent": 0}
+    tickers: set[asyncio.Task[None]] = set()
 
-    async def broadcasting(every: float) -> None:
-        while True:
+    async def broadcasting() -> None:
+        # A task of its own, as aiohttp's sends are awaited: the handshake
+        # that brought it on goes on meanwhile.
+        try:
+            ticking["ticks"] += 1
             for sub in list(subs):
                 await sub.send_str(MESSAGE)
-            ticks[0] += 1
-            await asyncio.sleep(every)
+                ticking["sent"] += 1
+        finally:
+            tickers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def ticker(request: Any) -> Any:
-        every = float(request.query.get("every", "0"))
-        for task in tickers:
-            task.cancel()
-        tickers.clear()
-        if every > 0:
-            tickers.append(asyncio.get_running_loop().create_task(broadcasting(every)))
-        return aweb.Response(text=str(ticks[0]))
+        ticking["per"] = int(request.query.get("per", "0"))
+        ticking["opened"] = 0
+        if not ticking["per"] and tickers:
+            await asyncio.wait(list(tickers), timeout=30)
+        return aweb.Response(text=f"{ticking['ticks']} {ticking['sent']}")
 
     app = aweb.Application()
     for path, handler in (

@@ -259,7 +259,10 @@ class Bench:
                 ticks0, sent0 = int(started[0]), int(started[1])
             cpu0 = cpu_seconds(self.pid)
             t0 = time.perf_counter()
-            self.subs += await self.open_crowd(args.crowd)
+            try:
+                self.subs += await self.open_crowd(args.crowd)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{key}: {exc}") from exc
             if publishing:
                 # Stops the ticker; a server whose sends are awaited answers
                 # once the broadcasts under way are written.

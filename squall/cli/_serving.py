@@ -152,7 +152,7 @@ def _strip_root(start_line: RequestStartLine, root: str) -> RequestStartLine:
         rest = path[len(root) :] or "/"
         if rest.startswith("?"):
             rest = "/" + rest
-        return start_line._replace(path=rest)
+        return RequestStartLine(start_line.method, rest, start_line.version)
     return start_line
 
 

@@ -181,7 +181,7 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         self.keep_alive = max_idle_per_host > 0 and idle_timeout > 0
         self.idle = _IdleKeeper(self.pool, self.loop)
         # One timer for every request deadline; each fetch keeps its own.
-        self.deadlines = _Alarm(self.loop, self._on_deadline)
+        self.deadlines = _Deadlines(self.loop, self.active)
         self.plans = _PlanCache(self.defaults)
         self.limits = H1Limits(
             max_header_size=64 * 1024 if max_header_size is None else max_header_size,
@@ -261,39 +261,27 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         )
         self.io_loop.add_callback(callback, response)
 
-    # -- deadlines -------------------------------------------------------
+    # -- slots -----------------------------------------------------------
 
     def _release_fetch(self, key: object) -> None:
         # A fetch gives its slot back (under Tornado's name).
         if self.active.pop(key, None) is not None and self.queue:
             self._process_queue()
 
-    def _on_deadline(self) -> None:
-        now = time.monotonic()
-        expired: list[_Fetch] = []
-        earliest: Optional[float] = None
-        for fetch in self.active.values():
-            when = fetch.deadline
-            if when is None:
-                continue
-            if when <= now:
-                expired.append(fetch)
-            elif earliest is None or when < earliest:
-                earliest = when
-        if earliest is not None:
-            self.deadlines.set(earliest)
-        for fetch in expired:
-            fetch.on_timeout()
 
+class _Deadlines:
+    """The request deadlines of a client's fetches behind one loop timer.
 
-class _Alarm:
-    """One loop timer, armed for the earliest time it was told of."""
+    The timer is armed for the earliest deadline it was told of; each fetch
+    keeps its own (``_Fetch.deadline``), and only when the timer fires are
+    the fetches in progress scanned.
+    """
 
-    __slots__ = ("loop", "callback", "handle", "when")
+    __slots__ = ("loop", "active", "handle", "when")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, active: dict[object, _Fetch]) -> None:
         self.loop = loop
-        self.callback = callback
+        self.active = active
         self.handle: Optional[asyncio.TimerHandle] = None
         self.when = 0.0
 
@@ -310,7 +298,21 @@ class _Alarm:
 
     def fire(self) -> None:
         self.handle = None
-        self.callback()
+        now = time.monotonic()
+        expired: list[_Fetch] = []
+        earliest: Optional[float] = None
+        for fetch in self.active.values():
+            when = fetch.deadline
+            if when is None:
+                continue
+            if when <= now:
+                expired.append(fetch)
+            elif earliest is None or when < earliest:
+                earliest = when
+        if earliest is not None:
+            self.set(earliest)
+        for fetch in expired:
+            fetch.on_timeout()
 
     def cancel(self) -> None:
         if self.handle is not None:
@@ -321,11 +323,12 @@ class _Alarm:
 class _IdleKeeper:
     """The pool's connections kept for reuse, and the timer that closes expired ones."""
 
-    __slots__ = ("pool", "alarm", "closed")
+    __slots__ = ("pool", "loop", "handle", "closed")
 
     def __init__(self, pool: ConnectionPool[ClientConnection], loop: asyncio.AbstractEventLoop):
         self.pool = pool
-        self.alarm = _Alarm(loop, self.prune)
+        self.loop = loop
+        self.handle: Optional[asyncio.TimerHandle] = None
         self.closed = False
 
     def keep(self, conn: ClientConnection) -> None:
@@ -334,23 +337,28 @@ class _IdleKeeper:
             conn.close()
             return
         self.pool.release(conn.key, conn)
-        if self.alarm.handle is None:
+        if self.handle is None:
             self.schedule()
 
     def schedule(self) -> None:
         when = self.pool.next_expiry()
         if when is not None:
-            self.alarm.set(when)
+            self.handle = self.loop.call_later(max(0.0, when - time.monotonic()), self.prune)
 
     def prune(self) -> None:
+        self.handle = None
         self.pool.prune()
         self.schedule()
 
     def close(self) -> None:
+        """Close the idle connections (the client may still make new ones)."""
         self.pool.close()
-        self.alarm.cancel()
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
     def shut(self) -> None:
+        """Close the idle connections and keep none from now on (the client is closed)."""
         self.closed = True
         self.close()
 

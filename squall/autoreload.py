@@ -320,6 +320,25 @@ def _run_main(
         runpy.run_path(path, run_name="__main__")
 
 
+def run_program(
+    module: Optional[str],
+    path: Optional[str],
+    rest: list[str],
+    original_argv: list[str],
+    *,
+    path_dir: bool = False,
+) -> None:
+    """Run ``-m module`` (or the script ``path``) as ``__main__``, with ``rest`` as its arguments.
+
+    A reload then restarts the process with ``original_argv`` (its
+    ``sys.argv`` when it started), so a wrapper's command line (such as
+    ``python -m squall.compat app.py``) comes back through the wrapper.
+    ``path_dir``: the script's folder is importable, as under ``python app.py``.
+    """
+    _wrap_main(original_argv)
+    _run_main(module, path, rest, original_argv[0], path_dir=path_dir)
+
+
 def main() -> None:
     """Run a program under the reloader: ``python -m squall.autoreload``.
 

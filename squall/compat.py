@@ -268,7 +268,8 @@ def _withdraw_homes() -> None:
 # The modules Tornado 6.6.1 has (its surface snapshot's list, without the
 # package): Squall's lazily imported submodules, which are Tornado's, and the
 # submodules of platform and the C speedups module Tornado has beside them.
-_TORNADO_MODULES = squall._LAZY | {
+_SQUALL_LAZY: frozenset[str] = squall._LAZY
+_TORNADO_MODULES = _SQUALL_LAZY | {
     "platform.asyncio",
     "platform.caresresolver",
     "platform.twisted",
@@ -420,7 +421,7 @@ def _facade() -> types.ModuleType:
     module.__all__ = list(squall.__all__)  # type: ignore[attr-defined]
     module.__path__ = list(squall.__path__)
     module._squall_facade = True  # type: ignore[attr-defined]
-    lazy = squall._LAZY
+    lazy = _SQUALL_LAZY
     from squall._tornado_homes import HOMES
 
     # What Tornado's package imported (``tornado.typing``, ``tornado.importlib``).
@@ -535,7 +536,7 @@ def install() -> None:
         _alias_loggers()
         from squall import util
 
-        util._running_as_tornado = True
+        util.running_as_tornado = True
 
 
 def uninstall() -> None:
@@ -551,7 +552,7 @@ def uninstall() -> None:
         _finder = None
         from squall import util
 
-        util._running_as_tornado = False
+        util.running_as_tornado = False
         _withdraw_homes()
         for name, module in list(sys.modules.items()):
             if _is_alias(name) and _is_ours(name, module):
@@ -668,9 +669,8 @@ def main() -> None:
     # wrapper, or the new process could not import tornado.
     from squall import autoreload
 
-    autoreload._wrap_main(original_argv)
     try:
-        autoreload._run_main(module, path, rest, original_argv[0], path_dir=True)
+        autoreload.run_program(module, path, rest, original_argv, path_dir=True)
     except OSError as exc:
         address = _listen_address(exc)
         if address is None:

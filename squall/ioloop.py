@@ -465,10 +465,10 @@ class IOLoop(Configurable):
         future.result()
 
     def _register_task(self, task: asyncio.Future[Any]) -> None:
-        IOLoop._pending_tasks.add(task)
+        self._pending_tasks.add(task)
 
     def _unregister_task(self, task: asyncio.Future[Any]) -> None:
-        IOLoop._pending_tasks.discard(task)
+        self._pending_tasks.discard(task)
 
     def split_fd(self, fd: Any) -> tuple[int, Any]:
         """Return ``(file descriptor, object)`` for an fd or a file-like object."""

@@ -283,7 +283,7 @@ def _browser_locale_uncached(header: str, default: str) -> Locale:
             if found is not None:
                 best, best_score = found, score
     if best is not None:
-        return Locale._cache.get(best) or Locale.get(best)
+        return Locale.get(best)
     if ranked:
         return Locale.get(_default_locale)
     return Locale.get_closest(default)
@@ -309,15 +309,17 @@ def _browser_locale(header: Optional[str], default: str = "en_US") -> Locale:
     """
     if header is None:
         return Locale.get_closest(default)
+    global _browser_memo_for
     state = _browser_memo_for
     memo = _browser_memo
+    cache = Locale._cache
     if (
         state[0] is not _supported_locales
         or state[1] is not _default_locale
-        or state[2] is not Locale._cache
+        or state[2] is not cache
     ):
         memo.clear()
-        _set_browser_memo_state()
+        _browser_memo_for = (_supported_locales, _default_locale, cache)
     key = (header, default)
     found = memo.get(key)
     if found is None:
@@ -327,11 +329,6 @@ def _browser_locale(header: Optional[str], default: str = "en_US") -> Locale:
                 memo.clear()
             memo[key] = found
     return found
-
-
-def _set_browser_memo_state() -> None:
-    global _browser_memo_for
-    _browser_memo_for = (_supported_locales, _default_locale, Locale._cache)
 
 
 _RTL_LANGUAGES = ("fa", "ar", "he")
@@ -373,7 +370,7 @@ class Locale:
         Raises:
             ValueError: if ``code`` is not a supported locale.
         """
-        cache = Locale._cache
+        cache = cls._cache
         locale = cache.get(code)
         if locale is None:
             if code not in _supported_locales:

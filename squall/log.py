@@ -60,7 +60,7 @@ gen_log = logging.getLogger("squall.general")
 _stock_make_record = logging.Logger.makeRecord
 _stock_format_message = logging.Formatter.formatMessage
 # Python 3.13 counts the start time (and so relativeCreated) in nanoseconds.
-_NS_TIMES = isinstance(logging._startTime, int)  # type: ignore[attr-defined]
+_NS_TIMES = sys.version_info >= (3, 13)
 # The fields each record computes for itself; the rest come from the template.
 _PER_RECORD = ("args", "created", "msecs", "relativeCreated", "taskName")
 # Python 3.12 added taskName.
@@ -115,18 +115,20 @@ def make_record(
         fields["args"] = args[0]
     else:
         fields["args"] = args
-    # As LogRecord.__init__ computes them (gh-89047 for msecs).
+    # As LogRecord.__init__ computes them (gh-89047 for msecs), from the
+    # time logging was imported (no public name for it).
+    start = logging._startTime  # type: ignore[attr-defined]
     if _NS_TIMES:
         ct = time.time_ns()
         created = ct / 1e9
         msecs = (ct % 1_000_000_000) // 1_000_000 + 0.0
         if msecs == 999.0 and int(created) != ct // 1_000_000_000:
             msecs = 0.0
-        fields["relativeCreated"] = (ct - logging._startTime) / 1e6  # type: ignore[attr-defined]
+        fields["relativeCreated"] = (ct - start) / 1e6
     else:
         created = time.time()
         msecs = int((created - int(created)) * 1000) + 0.0
-        fields["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+        fields["relativeCreated"] = (created - start) * 1000
     fields["created"] = created
     fields["msecs"] = msecs
     if _TASK_NAMES:
@@ -246,7 +248,7 @@ def _set_up_line(
     if type(handler) is not _StreamHandler:
         return
     formatter = handler.formatter
-    if type(formatter) is not LogFormatter or not formatter._default_layout:
+    if type(formatter) is not LogFormatter:
         return
     if not _SHADOWS.isdisjoint(handler.__dict__) or not _SHADOWS.isdisjoint(logger.__dict__):
         return
@@ -259,11 +261,11 @@ def _set_up_line(
         record.lineno,
         getattr(record, "color", None),
     )
-    if formatter._prefix_key == key:
+    prefix = formatter._prefix_for(key)
+    if prefix is not None:
         second = int(record.created)
         sizes = (len(handler.__dict__), len(logger.__dict__))
         datefmt = formatter.datefmt
-        prefix = formatter._prefix
         _line = (
             logger,
             level,
@@ -503,6 +505,13 @@ class LogFormatter(logging.Formatter):
             }
             return codes, str(curses.tigetstr("sgr0") or b"", "ascii")
         return {level: f"\033[2;3{number}m" for level, number in colors.items()}, "\033[0m"
+
+    def _prefix_for(self, key: tuple[Any, ...]) -> Optional[str]:
+        # For handle_line's direct path: the prefix made last, if it was
+        # made for ``key`` in the default layout, else None.
+        if self._default_layout and self._prefix_key == key:
+            return self._prefix
+        return None
 
     def format(self, record: logging.LogRecord) -> str:
         """Format ``record``; see the class docstring for the layout."""

@@ -236,7 +236,7 @@ class Subprocess:
         if self.returncode is not None:
             self._deliver()
             return
-        Subprocess._waiting[self.pid] = self
+        self._waiting[self.pid] = self
         self._watch()
 
     def wait_for_exit(self, raise_error: bool = True) -> Future[int]:
@@ -289,7 +289,7 @@ class Subprocess:
         if self.io_loop.asyncio_loop.is_closed():  # type: ignore[attr-defined]
             # The child's IOLoop is gone (a finished test, say): nobody is
             # left to tell, so stop waiting for this child.
-            Subprocess._waiting.pop(self.pid, None)
+            self._waiting.pop(self.pid, None)
             return
         try:
             pidfd = _pidfd_open(self.pid)
@@ -328,13 +328,13 @@ class Subprocess:
         self._check()
 
     def _check(self) -> None:
-        if not Subprocess._initialized or Subprocess._waiting.get(self.pid) is not self:
+        if not self._initialized or self._waiting.get(self.pid) is not self:
             return
         returncode = self.proc.poll()
         if returncode is None:
             return
         self._unwatch()
-        del Subprocess._waiting[self.pid]
+        del self._waiting[self.pid]
         self.returncode = returncode
         self._deliver()
 

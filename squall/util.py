@@ -43,7 +43,7 @@ __all__ = [
 #: written for Tornado, and where Squall's default departs from Tornado's in a
 #: way such a program can observe, it gets Tornado's (see tests/COMPAT.md).
 #: Set by `squall.compat.install`; read, never set, by lower layers.
-_running_as_tornado = False
+running_as_tornado = False
 
 # Aliases kept for code written against Python 2 era Tornado.
 bytes_type = bytes
@@ -253,6 +253,15 @@ def timedelta_to_seconds(td: datetime.timedelta) -> float:
     return td.total_seconds()
 
 
+# Each configurable base's chosen implementation and its keyword arguments
+# (None: the default, found on first use), kept here rather than on the
+# classes so that only `Configurable`'s class methods change them.
+_UNCONFIGURED: tuple[Optional[type[Configurable]], Optional[dict[str, Any]]] = (None, None)
+_configured: dict[
+    type[Configurable], tuple[Optional[type[Configurable]], Optional[dict[str, Any]]]
+] = {}
+
+
 class Configurable:
     """Base class whose constructor builds an instance of a configured subclass.
 
@@ -263,15 +272,12 @@ class Configurable:
     call's. Subclasses set up instances in `initialize`, not ``__init__``.
     """
 
-    _squall_impl_class: Optional[type[Configurable]] = None
-    _squall_impl_kwargs: Optional[dict[str, Any]] = None
-
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         base = cls.configurable_base()
         init_kwargs: dict[str, Any] = {}
         if cls is base:
             impl = cls.configured_class()
-            saved = base.__dict__.get("_squall_impl_kwargs")
+            saved = _configured.get(base, _UNCONFIGURED)[1]
             if saved:
                 init_kwargs.update(saved)
         else:
@@ -320,38 +326,31 @@ class Configurable:
             impl = import_object(impl)
         if impl is not None and not (isinstance(impl, type) and issubclass(impl, cls)):
             raise ValueError(f"Invalid subclass of {cls.__name__}: {impl!r}")
-        base._squall_impl_class = impl
-        base._squall_impl_kwargs = kwargs
+        _configured[base] = (impl, kwargs)
 
     @classmethod
     def configured_class(cls) -> type[Configurable]:
         """Return the currently configured implementation class."""
         base = cls.configurable_base()
-        # Look only at the base's own attributes: a nested hierarchy must not
-        # see its parent hierarchy's configuration through inheritance.
-        impl = base.__dict__.get("_squall_impl_class")
+        # Keyed by the base itself: a nested hierarchy does not see its
+        # parent hierarchy's configuration.
+        impl, kwargs = _configured.get(base, _UNCONFIGURED)
         if impl is None:
             impl = cls.configurable_default()
-            base._squall_impl_class = impl
+            _configured[base] = (impl, kwargs)
         if impl is None:
             raise ValueError(f"configured class not found for {base.__name__}")
         return impl
 
     @classmethod
     def _save_configuration(cls) -> tuple[Optional[type[Configurable]], Optional[dict[str, Any]]]:
-        base = cls.configurable_base()
-        return (
-            base.__dict__.get("_squall_impl_class"),
-            base.__dict__.get("_squall_impl_kwargs"),
-        )
+        return _configured.get(cls.configurable_base(), _UNCONFIGURED)
 
     @classmethod
     def _restore_configuration(
         cls, saved: tuple[Optional[type[Configurable]], Optional[dict[str, Any]]]
     ) -> None:
-        base = cls.configurable_base()
-        base._squall_impl_class = saved[0]
-        base._squall_impl_kwargs = saved[1]
+        _configured[cls.configurable_base()] = saved
 
 
 class ArgReplacer:

@@ -198,6 +198,11 @@ class _WSGICall:
         self._head_sent = False
         self._status_code = 500
 
+    def _log(self, status_code: int) -> None:
+        # The container's access-log hook, Tornado's WSGIContainer._log
+        # (overridable; `squall run` replaces it with its own line).
+        self._container._log(status_code, self._request)
+
     # -- the WSGI side (may run on an executor thread) --
 
     def start_response(
@@ -295,7 +300,7 @@ class _WSGICall:
             connection = request.connection
             assert connection is not None
             connection.finish()
-        container._log(self._status_code, request)
+        self._log(self._status_code)
 
     def _take(self, chunk: Any) -> None:
         if not isinstance(chunk, bytes):
@@ -387,7 +392,7 @@ class _WSGICall:
             start = ResponseStartLine("HTTP/1.1", 500, "Internal Server Error")
             connection.write_headers(start, headers, body if request.method != "HEAD" else None)
             connection.finish()
-        self._container._log(500, request)
+        self._log(500)
 
 
 def _next_or_end(chunks: Iterator[bytes]) -> Any:

@@ -50,12 +50,18 @@ def _no_tornado_alias_left_behind() -> Iterator[None]:
 
 
 # Files whose subject is the tree, not the build: the documentation site's
-# pages and links, the layering rules read from the sources, the apps
-# harness's bookkeeping of another program's runs. Whichever squall is
-# installed they read the same files and drive the same programs, so the
-# compiled run (`make test-compiled`, SQUALL_EXPECT_COMPILED=1) leaves them
-# to the pure run and `make test` stays within CI's 20 minutes.
-SAME_ON_BOTH_BUILDS = ("test_docs_site.py", "test_layers.py", "apps/test_harness.py")
+# pages and links, the layering rules and the underscore reads read from
+# the sources, the apps harness's bookkeeping of another program's runs.
+# Whichever squall is installed they read the same files and drive the
+# same programs, so the compiled run (`make test-compiled`,
+# SQUALL_EXPECT_COMPILED=1) leaves them to the pure run and `make test`
+# stays within CI's 20 minutes.
+SAME_ON_BOTH_BUILDS = (
+    "test_docs_site.py",
+    "test_layers.py",
+    "test_underscore_reads.py",
+    "apps/test_harness.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -132,7 +132,7 @@ class H2ClientConnection(H2Base):
         self._new_stream(sid)
         if method == "HEAD":
             self._heads.add(sid)
-        block = b"".join([self._encoder._encode_field(field) for field in fields])
+        block = b"".join([self._encoder.encode_field(field) for field in fields])
         self._header_frames(sid, block, end_stream)
         if end_stream:
             self._local_end(sid, self._streams[sid])

@@ -636,7 +636,7 @@ class H2Connection(H2Base):
         stream = self._open_stream(stream_id)
         if stream.end:
             raise LocalProtocolError(f"stream {stream_id} is closed")
-        encode = self._encoder._encode_field
+        encode = self._encoder.encode_field
         block = b"".join([encode((name, value)) for name, value in headers])
         if not stream.size:
             self._header_frames(stream_id, block, True)

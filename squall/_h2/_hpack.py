@@ -155,7 +155,7 @@ class StatelessEncoder:
         # costs one dict lookup.
         self._memo: dict[tuple[str | bytes, str | bytes], bytes] = {}
 
-    def _encode_field(self, field: tuple[str | bytes, str | bytes]) -> bytes:
+    def encode_field(self, field: tuple[str | bytes, str | bytes]) -> bytes:
         memo = self._memo
         encoded = memo.get(field)
         if encoded is None:
@@ -168,7 +168,7 @@ class StatelessEncoder:
 
     def encode(self, headers: Iterable[tuple[bytes, bytes]], huffman: bool = True) -> bytes:
         """Encode a header list (names lowercase, as bytes) into a header block."""
-        encode = self._encode_field
+        encode = self.encode_field
         return b"".join([encode(field) for field in headers])
 
     def encode_response(
@@ -180,7 +180,7 @@ class StatelessEncoder:
         parts = [_STATUS.get(status) or _field(b":status", str(status).encode("ascii"))]
         for field in headers:
             encoded = memo.get(field)
-            parts.append(encoded if encoded is not None else self._encode_field(field))
+            parts.append(encoded if encoded is not None else self.encode_field(field))
         return b"".join(parts)
 
 

@@ -371,8 +371,8 @@ class WorkerMetrics:
         self.record(
             start_line.method if start_line is not None else "-",
             _handler_class(exchange.delegate),
-            exchange._status,
-            time.monotonic() - exchange._start,
+            exchange.status,
+            time.monotonic() - exchange.started,
         )
 
     def flush(self) -> None:

@@ -152,7 +152,7 @@ def _strip_root(start_line: RequestStartLine, root: str) -> RequestStartLine:
         rest = path[len(root) :] or "/"
         if rest.startswith("?"):
             rest = "/" + rest
-        return start_line._replace(path=rest)
+        return RequestStartLine(start_line.method, rest, start_line.version)
     return start_line
 
 
@@ -230,37 +230,37 @@ class _Tracked(_Front):
     status and size for the access log, the end for the concurrency limit
     and the request count."""
 
-    __slots__ = ("_conn", "_app", "_start", "_status", "_size", "_done")
+    __slots__ = ("conn", "app_conn", "started", "status", "size", "done")
 
     def __init__(self, serving: ServingDelegate, conn: Any) -> None:
         super().__init__(serving, getattr(conn, "context", None))
-        self._conn = conn
-        self._app: Optional[_AppConnection] = None
-        self._start = time.monotonic()
-        self._status = 0
-        self._size = 0
-        self._done = False
+        self.conn = conn
+        self.app_conn: Optional[_AppConnection] = None
+        self.started = time.monotonic()
+        self.status = 0
+        self.size = 0
+        self.done = False
         if close_by_attribute(conn):
             conn.close_callback = self._on_close
         else:
             conn.set_close_callback(self._on_close)
 
     def _on_close(self) -> None:
-        if not self._done and self._status == 0:
-            self._status = 499  # the client went away before the response
-        self._end()
-        app = self._app
+        if not self.done and self.status == 0:
+            self.status = 499  # the client went away before the response
+        self.end()
+        app = self.app_conn
         if app is not None:
             # Its close callback, if the response is unfinished (one that the
             # handler sets after its first step hears of it on the next turn:
             # an HTTP/2 stream may be reset by that step's own calls).
             app._report_gone()
 
-    def _end(self) -> None:
-        if self._done:
+    def end(self) -> None:
+        if self.done:
             return
-        self._done = True
-        self.serving._request_done(self)
+        self.done = True
+        self.serving.request_done(self)
 
 
 class _AppConnection(WrappedConnection):
@@ -277,22 +277,22 @@ class _AppConnection(WrappedConnection):
     """
 
     def __init__(self, exchange: _Tracked) -> None:
-        WrappedConnection.__init__(self, exchange._conn)
+        WrappedConnection.__init__(self, exchange.conn)
         self._exchange = exchange
-        exchange._app = self
+        exchange.app_conn = self
 
     def _emit_head(
         self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
         exchange = self._exchange
-        exchange._status = start_line.code
-        exchange._size += len(chunk)
+        exchange.status = start_line.code
+        exchange.size += len(chunk)
         if exchange.request_id and "X-Request-ID" not in headers:
             headers["X-Request-ID"] = exchange.request_id
-        return WrappedConnection._emit_head(self, start_line, headers, chunk)
+        return super()._emit_head(start_line, headers, chunk)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
-        self._exchange._size += len(chunk)
+        self._exchange.size += len(chunk)
         return self._conn.write(chunk)
 
     def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
@@ -302,7 +302,7 @@ class _AppConnection(WrappedConnection):
         try:
             self._conn.finish()
         finally:
-            self._exchange._end()
+            self._exchange.end()
 
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
         """The server's connection's (see `HTTPConnection.sendfile`), counted
@@ -310,12 +310,12 @@ class _AppConnection(WrappedConnection):
         sent = self._conn.sendfile(file, count)
         if sent is not None:
             self._phase = BODY
-            self._exchange._size += count
+            self._exchange.size += count
         return sent
 
     def detach(self) -> Any:
         stream = self._conn.detach()
-        self._exchange._end()
+        self._exchange.end()
         return stream
 
 
@@ -390,7 +390,8 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         if isinstance(app, HTTPServerConnectionDelegate):
             app.on_close(server_conn)
 
-    def _request_done(self, exchange: _Tracked) -> None:
+    def request_done(self, exchange: _Tracked) -> None:
+        """Count a finished request; log it and tell the metrics."""
         self.active -= 1
         self.finished += 1
         fmt = self.access_format
@@ -412,9 +413,9 @@ class ServingDelegate(HTTPServerConnectionDelegate):
             target,
             target.split("?", 1)[0],
             start_line.version if start_line else "HTTP/1.1",
-            exchange._status,
-            exchange._size,
-            time.monotonic() - exchange._start,
+            exchange.status,
+            exchange.size,
+            time.monotonic() - exchange.started,
             exchange.headers or HTTPHeaders(),
         )
 

@@ -223,11 +223,12 @@ class BaseIOStream(_Reading):
                 f"write() takes bytes, bytearray or memoryview, not {type(data).__name__}"
             )
         buffer = self._write_buffer
+        queued = buffer._size
         limit = self.max_write_buffer_size
-        if limit is not None and buffer._size + size > limit:
+        if limit is not None and queued + size > limit:
             raise StreamBufferFullError("Reached maximum write buffer size")
         if (
-            buffer._size
+            queued
             or self._write_futures
             or self._connecting
             or (self._has_setup_phase and self._in_setup())
@@ -241,8 +242,7 @@ class BaseIOStream(_Reading):
             self._wait_for_write(future)
             if not self._in_setup():
                 self._handle_write()
-                if not self._closed and buffer._size:
-                    self._want(_WRITE)
+                self._want_write_if_queued()
             return future
         # Nothing is queued: offer the data to the fd straight away, and
         # buffer only what it does not take.
@@ -280,8 +280,7 @@ class BaseIOStream(_Reading):
                 self._wait_for_write(future)
                 if not self._short_io_means_blocked:
                     self._handle_write()
-                if not self._closed and buffer._size:
-                    self._want(_WRITE)
+                self._want_write_if_queued()
                 return future
         # Written in full: every such write shares one resolved Future. A
         # done Future keeps no state that callers can change (callbacks
@@ -292,6 +291,11 @@ class BaseIOStream(_Reading):
             done = self._done_write = self._new_future()
             done.set_result(None)
         return done
+
+    def _want_write_if_queued(self) -> None:
+        # After a write the fd did not take whole: wait until it can take more.
+        if not self._closed and self._write_buffer._size:
+            self._want(_WRITE)
 
     def _handle_write(self) -> None:
         """Send as much of the write buffer as the fd takes; resolve finished writes."""

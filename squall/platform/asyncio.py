@@ -102,10 +102,10 @@ class BaseAsyncIOLoop(IOLoop):
         self._fd_owners: weakref.WeakSet[Any] = weakref.WeakSet()
         # Forget loops that were closed without IOLoop.close (for instance
         # by asyncio.run); otherwise the map would grow without bound.
-        for loop in list(IOLoop._ioloop_for_asyncio):
+        for loop in list(self._ioloop_for_asyncio):
             if loop.is_closed():
-                IOLoop._ioloop_for_asyncio.pop(loop, None)
-        existing = IOLoop._ioloop_for_asyncio.setdefault(asyncio_loop, self)
+                self._ioloop_for_asyncio.pop(loop, None)
+        existing = self._ioloop_for_asyncio.setdefault(asyncio_loop, self)
         if existing is not self:
             if self.selector_loop is not asyncio_loop:
                 self.selector_loop.close()
@@ -122,8 +122,8 @@ class BaseAsyncIOLoop(IOLoop):
             self.remove_handler(fd)
             if all_fds:
                 self.close_fd(fileobj)
-        if IOLoop._ioloop_for_asyncio.get(self.asyncio_loop) is self:
-            del IOLoop._ioloop_for_asyncio[self.asyncio_loop]
+        if self._ioloop_for_asyncio.get(self.asyncio_loop) is self:
+            del self._ioloop_for_asyncio[self.asyncio_loop]
         if self.selector_loop is not self.asyncio_loop:
             self.selector_loop.close()
         self.asyncio_loop.close()

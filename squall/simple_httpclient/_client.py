@@ -165,31 +165,28 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             self.resolver = OverrideResolver(resolver=self.resolver, mapping=hostname_mapping)
         # Deadlines and idle times are on the monotonic clock, and timers
         # go straight to the asyncio loop (IOLoop.time is the wall clock).
-        self._loop: asyncio.AbstractEventLoop = cast(Any, self.io_loop).asyncio_loop
+        self.loop: asyncio.AbstractEventLoop = cast(Any, self.io_loop).asyncio_loop
         if max_idle_per_host is None:
             # A program written for Tornado gets Tornado's client: one
             # connection per request. Its tests stop a server and start the
             # next on the same port, and a pooled connection to the stopped
             # server (still open: stop() only stops listening) would carry
             # the next test's requests to the old application (Bokeh's suite).
-            max_idle_per_host = 0 if util._running_as_tornado else max_clients
+            max_idle_per_host = 0 if util.running_as_tornado else max_clients
         self.pool: ConnectionPool[ClientConnection] = ConnectionPool(
             time.monotonic, idle_timeout=idle_timeout, max_idle_per_key=max_idle_per_host
         )
-        self._keep_alive = max_idle_per_host > 0 and idle_timeout > 0
-        self._pool_timer: Optional[asyncio.TimerHandle] = None
-        # One timer for every request deadline, armed for the earliest one
-        # known when it was set; each fetch keeps its own deadline.
-        self._deadline_timer: Optional[asyncio.TimerHandle] = None
-        self._deadline_at = 0.0
-        self._plans: dict[tuple[Any, ...], _Hop] = {}
-        self._plan_defaults = dict(self.defaults)
-        body_limit = max_buffer_size if max_body_size is None else max_body_size
-        self._limits = H1Limits(
+        # What the fetches of this client share (their own instance
+        # attributes, not methods: the class is Tornado's):
+        self.keep_alive = max_idle_per_host > 0 and idle_timeout > 0
+        self.idle = _IdleKeeper(self.pool, self.loop)
+        # One timer for every request deadline; each fetch keeps its own.
+        self.deadlines = _Deadlines(self.loop, self.active)
+        self.plans = _PlanCache(self.defaults)
+        self.limits = H1Limits(
             max_header_size=64 * 1024 if max_header_size is None else max_header_size,
-            max_body_size=body_limit,
+            max_body_size=max_buffer_size if max_body_size is None else max_body_size,
         )
-        self._body_limit = body_limit
         # IOLoop.close(all_fds=True) closes our connections (_close_fds).
         owners = getattr(self.io_loop, "_fd_owners", None)
         if owners is not None:
@@ -198,7 +195,7 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
     def _close_fds(self) -> None:
         # The loop closes with all_fds=True: idle and in-use connections go
         # now, as IOStream-based connections would with the loop's fds.
-        self.pool.close()
+        self.idle.close()
         for fetch in list(self.active.values()):
             exchange = fetch.exchange
             if exchange is not None:
@@ -207,14 +204,9 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
     def close(self) -> None:
         """Close idle connections and the resolver if it is the client's own."""
         super().close()
-        self.pool.close()
-        if self._pool_timer is not None:
-            self._pool_timer.cancel()
-            self._pool_timer = None
-        if self._deadline_timer is not None:
-            self._deadline_timer.cancel()
-            self._deadline_timer = None
-        self._plans.clear()
+        self.idle.shut()
+        self.deadlines.cancel()
+        self.plans.clear()
         if self.own_resolver:
             self.resolver.close()
 
@@ -224,7 +216,7 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         if not self.queue and len(self.active) < self.max_clients:
             fetch = _Fetch(self, None, request, callback, None)
             self.active[fetch] = fetch
-            fetch._start_hop(request, fetch.started)
+            fetch.start()
             return
         key = object()
         self.queue.append((key, request, callback))
@@ -269,18 +261,43 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         )
         self.io_loop.add_callback(callback, response)
 
-    # -- deadlines -------------------------------------------------------
+    # -- slots -----------------------------------------------------------
 
-    def _arm_deadline_timer(self, when: float) -> None:
-        if self._deadline_timer is not None:
-            self._deadline_timer.cancel()
-        self._deadline_at = when
-        self._deadline_timer = self._loop.call_later(
-            max(0.0, when - time.monotonic()), self._on_deadline
-        )
+    def _release_fetch(self, key: object) -> None:
+        # A fetch gives its slot back (under Tornado's name).
+        if self.active.pop(key, None) is not None and self.queue:
+            self._process_queue()
 
-    def _on_deadline(self) -> None:
-        self._deadline_timer = None
+
+class _Deadlines:
+    """The request deadlines of a client's fetches behind one loop timer.
+
+    The timer is armed for the earliest deadline it was told of; each fetch
+    keeps its own (``_Fetch.deadline``), and only when the timer fires are
+    the fetches in progress scanned.
+    """
+
+    __slots__ = ("loop", "active", "handle", "when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, active: dict[object, _Fetch]) -> None:
+        self.loop = loop
+        self.active = active
+        self.handle: Optional[asyncio.TimerHandle] = None
+        self.when = 0.0
+
+    def expect(self, when: float) -> None:
+        """Make sure the timer fires by ``when`` (monotonic seconds)."""
+        if self.handle is None or when < self.when:
+            self.set(when)
+
+    def set(self, when: float) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.when = when
+        self.handle = self.loop.call_later(max(0.0, when - time.monotonic()), self.fire)
+
+    def fire(self) -> None:
+        self.handle = None
         now = time.monotonic()
         expired: list[_Fetch] = []
         earliest: Optional[float] = None
@@ -293,13 +310,70 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             elif earliest is None or when < earliest:
                 earliest = when
         if earliest is not None:
-            self._arm_deadline_timer(earliest)
+            self.set(earliest)
         for fetch in expired:
-            fetch._on_timeout()
+            fetch.on_timeout()
 
-    # -- plans -----------------------------------------------------------
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
-    def _plan_key(self, req: HTTPRequest) -> Optional[tuple[Any, ...]]:
+
+class _IdleKeeper:
+    """The pool's connections kept for reuse, and the timer that closes expired ones."""
+
+    __slots__ = ("pool", "loop", "handle", "closed")
+
+    def __init__(self, pool: ConnectionPool[ClientConnection], loop: asyncio.AbstractEventLoop):
+        self.pool = pool
+        self.loop = loop
+        self.handle: Optional[asyncio.TimerHandle] = None
+        self.closed = False
+
+    def keep(self, conn: ClientConnection) -> None:
+        """Put ``conn`` back in the pool if it may be reused, or close it."""
+        if self.closed or not conn.can_keep():
+            conn.close()
+            return
+        self.pool.release(conn.key, conn)
+        if self.handle is None:
+            self.schedule()
+
+    def schedule(self) -> None:
+        when = self.pool.next_expiry()
+        if when is not None:
+            self.handle = self.loop.call_later(max(0.0, when - time.monotonic()), self.prune)
+
+    def prune(self) -> None:
+        self.handle = None
+        self.pool.prune()
+        self.schedule()
+
+    def close(self) -> None:
+        """Close the idle connections (the client may still make new ones)."""
+        self.pool.close()
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def shut(self) -> None:
+        """Close the idle connections and keep none from now on (the client is closed)."""
+        self.closed = True
+        self.close()
+
+
+class _PlanCache:
+    """The client's `_Hop` per request options, for requests that may share one."""
+
+    __slots__ = ("defaults", "seen_defaults", "plans")
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.seen_defaults = dict(defaults)
+        self.plans: dict[tuple[Any, ...], _Hop] = {}
+
+    def key(self, req: HTTPRequest) -> Optional[tuple[Any, ...]]:
         """The cache key of ``req``'s plan, or None if it cannot be cached."""
         proxy: Any = req
         if type(proxy) is not _RequestProxy or proxy.defaults is not self.defaults:
@@ -317,31 +391,39 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             key: tuple[Any, ...] = (_plan_signature(attrs), attrs["allow_ipv6"] is False)
         except KeyError:
             return None
-        if self.defaults != self._plan_defaults:
+        if self.defaults != self.seen_defaults:
             # Someone changed the defaults in place: plans made with the old
             # ones no longer apply.
-            self._plans.clear()
-            self._plan_defaults = dict(self.defaults)
+            self.plans.clear()
+            self.seen_defaults = dict(self.defaults)
         return key
 
-    # -- pool ------------------------------------------------------------
+    def lookup(self, req: HTTPRequest) -> tuple[Optional[tuple[Any, ...]], Optional[_Hop]]:
+        """``req``'s cache key (None if not cacheable) and its cached plan, if any."""
+        key = self.key(req)
+        if key is None:
+            return None, None
+        try:
+            return key, self.plans.get(key)
+        except TypeError:
+            # An unhashable option (an ssl_options dict): not cached.
+            return None, None
 
-    def _schedule_prune(self) -> None:
-        when = self.pool.next_expiry()
-        if when is not None:
-            self._pool_timer = self._loop.call_later(max(0.0, when - time.monotonic()), self._prune)
+    def keep(self, key: tuple[Any, ...], hop: _Hop) -> None:
+        plans = self.plans
+        if len(plans) >= _PLAN_CACHE_SIZE:
+            plans.clear()
+        plans[key] = hop
 
-    def _prune(self) -> None:
-        self._pool_timer = None
-        self.pool.prune()
-        self._schedule_prune()
+    def clear(self) -> None:
+        self.plans.clear()
 
 
 class _Hop:
     """What one hop sends, and where (computed before any connection is used).
 
     It holds nothing of one fetch, so that requests with the same options
-    share it (see `SimpleAsyncHTTPClient._plan_key`).
+    share it (see `_PlanCache.key`).
     """
 
     __slots__ = (
@@ -460,11 +542,9 @@ class _Fetch:
         self.phase = phase
         self.deadline = deadline
         if deadline is not None:
-            client = self.client
-            if client._deadline_timer is None or deadline < client._deadline_at:
-                client._arm_deadline_timer(deadline)
+            self.client.deadlines.expect(deadline)
 
-    def _on_timeout(self) -> None:
+    def on_timeout(self) -> None:
         self.deadline = None
         if self.done:
             return
@@ -501,24 +581,18 @@ class _Fetch:
         if self.exchange is not None:
             self.exchange.abort()
             self.exchange = None
-        client = self.client
-        key = self.key
-        if client.active.pop(self if key is None else key, None) is not None and client.queue:
-            client._process_queue()
+        self._give_back()
         self.callback(response)
+
+    def _give_back(self) -> None:
+        key = self.key
+        self.client._release_fetch(self if key is None else key)
 
     # -- hops ----------------------------------------------------------------
 
     def _start_hop(self, req: HTTPRequest, now: Optional[float] = None) -> None:
-        client = self.client
-        key = client._plan_key(req)
-        hop = None
-        if key is not None:
-            try:
-                hop = client._plans.get(key)
-            except TypeError:
-                # An unhashable option (an ssl_options dict): not cached.
-                key = None
+        plans = self.client.plans
+        key, hop = plans.lookup(req)
         if hop is None:
             try:
                 hop = self._plan(req)
@@ -526,10 +600,7 @@ class _Fetch:
                 self._fail(exc)
                 return
             if key is not None and hop.cacheable:
-                plans = client._plans
-                if len(plans) >= _PLAN_CACHE_SIZE:
-                    plans.clear()
-                plans[key] = hop
+                plans.keep(key, hop)
         self.hop = hop
         self.req = req
         self.retried = False
@@ -547,7 +618,7 @@ class _Fetch:
             return
         timeout = hop.connect_limit
         self._arm(self.hop_start + timeout if timeout else None, "while connecting")
-        self.connect_task = asyncio.ensure_future(self._connect(hop), loop=self.client._loop)
+        self.connect_task = asyncio.ensure_future(self._connect(hop), loop=self.client.loop)
 
     async def _connect(self, hop: _Hop) -> None:
         client = self.client
@@ -562,7 +633,7 @@ class _Fetch:
                 source_ip=hop.source_ip,
                 ssl_context=hop.ssl_context,
                 proxy=hop.proxy,
-                limits=client._limits,
+                limits=client.limits,
                 watcher=self,
             )
         except asyncio.CancelledError:
@@ -584,11 +655,8 @@ class _Fetch:
             self.phase = "during request"
             limit = hop.request_timeout
             if limit:
-                # _arm, inlined: this runs once per request.
                 deadline = self.deadline = self.hop_start + limit
-                client = self.client
-                if client._deadline_timer is None or deadline < client._deadline_at:
-                    client._arm_deadline_timer(deadline)
+                self.client.deadlines.expect(deadline)
             else:
                 self.deadline = None
         exchange = Exchange(conn, hop.spec, self._on_exchange_done)
@@ -618,13 +686,7 @@ class _Fetch:
                 outcome = outcome.error
             self._fail(outcome)
             return
-        client = self.client
-        if conn.can_keep() and not client._closed:
-            client.pool.release(conn.key, conn)
-            if client._pool_timer is None:
-                client._schedule_prune()
-        else:
-            conn.close()
+        self.client.idle.keep(conn)
         response = outcome.response
         assert response is not None
         if outcome.superseded:
@@ -674,9 +736,7 @@ class _Fetch:
         self.done = True
         self.deadline = None
         client = self.client
-        key = self.key
-        if client.active.pop(self if key is None else key, None) is not None and client.queue:
-            client._process_queue()
+        self._give_back()
         try:
             hop = client.fetch(new, raise_error=False)
         except Exception as exc:
@@ -743,7 +803,7 @@ class _Fetch:
             parsed,
             netloc,
             digest=self.digest,
-            keep_alive=client._keep_alive,
+            keep_alive=client.keep_alive,
             proxy_auth=proxy[2] if via_proxy and proxy is not None else None,
         )
         own = req.headers
@@ -772,7 +832,7 @@ class _Fetch:
             opts["streaming_callback"],
             opts["header_callback"],
             superseded,
-            client._body_limit,
+            client.limits.max_body_size,
         )
         return _Hop(
             key,

@@ -68,6 +68,7 @@ _Key = tuple[Any, ...]
 class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
     """One HTTP/2 connection to an origin, shared by the fetches to it."""
 
+    client: H2AsyncHTTPClient
     version_word = "HTTP/2.0"
 
     def __init__(self, client: H2AsyncHTTPClient, key: _Key, limits: H2Limits) -> None:
@@ -128,7 +129,7 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
             elif kind is GoAway:
                 assert isinstance(event, GoAway)
                 self.goaway = True
-                self.client._forget(self)
+                self.client.forget_connection(self)
                 # Streams above the last one the server took were not
                 # processed: they may go again on a new connection.
                 # Once, and only after a graceful GOAWAY: a server that
@@ -141,7 +142,7 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
                 for fetch in unsent:
                     if event.error_code == ErrorCode.NO_ERROR and not fetch.retried:
                         fetch.retried = True
-                        self.client._retry(fetch)
+                        self.client.retry_fetch(fetch)
                     else:
                         self.fail(
                             fetch,
@@ -163,7 +164,7 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
     def close_idle(self) -> None:
         self.idle_handle = None
         if not self.streams and not self.waiting:
-            self.client._forget(self)
+            self.client.forget_connection(self)
             self.close()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -324,7 +325,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             return
         fetch = self._new_fetch(request, callback, key)
         if fetch is not None:
-            self._route(fetch, key)
+            self.route_fetch(fetch, key)
 
     def _new_fetch(
         self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], key: _Key
@@ -338,7 +339,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         try:
             fetch.fields = request_fields(opts, parsed, parsed.netloc.rpartition("@")[2])[0]
         except ValueError as exc:
-            self._fail(fetch, exc)
+            self.fail_fetch(fetch, exc)
             return None
         fetch.follows = follows_redirects(opts)
         body = opts["body"]
@@ -350,7 +351,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             )
         return fetch
 
-    def _route(self, fetch: _Fetch, key: _Key) -> None:
+    def route_fetch(self, fetch: _Fetch, key: _Key) -> None:
         conn = self._h2_conns.get(key)
         if conn is not None and not conn.closed and not conn.goaway:
             conn.submit(fetch)
@@ -415,7 +416,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             ctx = self._tls_context(request) if scheme == "https" else None
         except (OSError, ValueError, ssl.SSLError) as exc:
             for fetch in self._h2_connecting.pop(key, []):
-                self._fail(fetch, exc)
+                self.fail_fetch(fetch, exc)
             return
         try:
             transport, proto = await asyncio.wait_for(
@@ -433,7 +434,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             if isinstance(exc, TimeoutError):
                 error = HTTPTimeoutError("Timeout while connecting")
             for fetch in self._h2_connecting.pop(key, []):
-                self._fail(fetch, error)
+                self.fail_fetch(fetch, error)
             return
         fetches = self._h2_connecting.pop(key, [])
         if ctx is not None:
@@ -473,18 +474,18 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             fetch.done = True
             SimpleAsyncHTTPClient.fetch_impl(self, fetch.request, fetch.callback)
 
-    def _forget(self, conn: MuxConnection) -> None:
+    def forget_connection(self, conn: MuxConnection) -> None:
         if self._h2_conns.get(conn.key) is conn:
             del self._h2_conns[conn.key]
 
-    def _retry(self, fetch: _Fetch) -> None:
+    def retry_fetch(self, fetch: _Fetch) -> None:
         fetch.stream_id = 0
         fetch.chunks = []
         key = self._h2_key(fetch.request)
         if key is None:
             self._to_http1(fetch)
         else:
-            self._route(fetch, key)
+            self.route_fetch(fetch, key)
 
     def _timed_out(self, fetch: _Fetch, key: _Key) -> None:
         fetch.timer = None
@@ -494,11 +495,11 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         pending = self._h2_connecting.get(key)
         if pending is not None and fetch in pending:
             pending.remove(fetch)
-        self._fail(fetch, HTTPTimeoutError("Timeout during request"))
+        self.fail_fetch(fetch, HTTPTimeoutError("Timeout during request"))
 
     # -- responses ---------------------------------------------------------------
 
-    def _will_redirect(self, fetch: _Fetch) -> bool:
+    def will_redirect(self, fetch: _Fetch) -> bool:
         return (
             fetch.follows
             and fetch.status in REDIRECT_CODES
@@ -506,10 +507,10 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             and "Location" in fetch.headers
         )
 
-    def _complete(self, fetch: _Fetch) -> None:
+    def complete_fetch(self, fetch: _Fetch) -> None:
         if fetch.done:
             return
-        if self._will_redirect(fetch):
+        if self.will_redirect(fetch):
             fetch.done = True
             if fetch.timer is not None:
                 fetch.timer.cancel()
@@ -575,7 +576,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         )
         return redirected(req, fetch.status, fetch.headers["Location"], self.defaults, original)
 
-    def _fail(self, fetch: _Fetch, error: BaseException) -> None:
+    def fail_fetch(self, fetch: _Fetch, error: BaseException) -> None:
         if fetch.done:
             return
         request = fetch.request

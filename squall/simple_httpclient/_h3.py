@@ -92,6 +92,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     fetches to it (QUIC's stream credit holds back streams beyond the
     server's limit until it grants more)."""
 
+    client: H3AsyncHTTPClient
     version_word = "HTTP/3"
 
     def __init__(self, quic: QuicConnection, client: H3AsyncHTTPClient, key: _Key) -> None:
@@ -175,11 +176,11 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
             # Not processed (RFC 9114 §4.1.1): safe to send again, once,
             # on a new connection; this one takes no more.
             self.goaway = True
-            self.client._forget(self)
+            self.client.forget_connection(self)
             fetch.retried = True
             fetch.stream_id = 0
             fetch.chunks = []
-            self.client._route(fetch, self.key)
+            self.client.route_fetch(fetch, self.key)
             return
         self.fail(fetch, HTTPStreamClosedError(f"stream reset by the server ({event.error_code})"))
 
@@ -257,7 +258,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         if self.closed:
             return
         self.closed = True
-        self.client._forget(self)
+        self.client.forget_connection(self)
         QuicConnectionProtocol.close(self, error_code, reason_phrase)
         if self._transport is not None:
             self._transport.close()
@@ -275,7 +276,7 @@ class _AltSvcWatch:
     def __call__(self, response: HTTPResponse) -> None:
         value = response.headers.get("Alt-Svc") if response.headers is not None else None
         if value is not None:
-            self.client._note_alt_svc(response.effective_url or response.request.url, value)
+            self.client.note_alt_svc(response.effective_url or response.request.url, value)
         self.callback(response)
 
 
@@ -326,7 +327,7 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             return
         fetch = self._new_fetch(request, callback, key)
         if fetch is not None:
-            self._route(fetch, key)
+            self.route_fetch(fetch, key)
 
     def _over_tcp(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
         if not isinstance(callback, _AltSvcWatch) and request.url[:6].lower() == "https:":
@@ -353,7 +354,7 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             alt_host, alt_port = alternative[0] or key[1], alternative[1]
         return ("h3", key[1], key[2], alt_host, alt_port) + key[3:]
 
-    def _note_alt_svc(self, url: str, value: str) -> None:
+    def note_alt_svc(self, url: str, value: str) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme.lower() != "https" or not parsed.hostname:
             return  # RFC 7838 §2.1: only an authenticated origin's alternatives
@@ -417,7 +418,7 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             if isinstance(exc, TimeoutError):
                 error = HTTPTimeoutError("Timeout while connecting (HTTP/3)")
             for fetch in fetches:
-                self._fail(fetch, error)
+                self.fail_fetch(fetch, error)
             return
         gen_log.info("HTTP/3 to %s:%s failed (%r): falling back to TCP", key[3], key[4], exc)
         self._h3_broken[("https", key[1], key[2])] = time.monotonic() + BROKEN_FOR

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional, Protocol, cast
+from typing import Any, Optional, Protocol, cast
 
 from squall._content_coding import ContentCodingError, Decoder
 from squall.httpclient import HTTPRequest, HTTPResponse
@@ -17,10 +17,7 @@ from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError
 from squall.simple_httpclient._policy import DECOMPRESS_STEP, take_decoder
 
-if TYPE_CHECKING:
-    from squall.simple_httpclient._h2 import H2AsyncHTTPClient
-
-__all__ = ["MuxConnection", "StreamFetch", "StreamResponses"]
+__all__ = ["MuxClient", "MuxConnection", "StreamFetch", "StreamResponses"]
 
 
 class StreamFetch:
@@ -85,6 +82,32 @@ class MuxConnection(Protocol):
         """Close the connection; its fetches fail."""
 
 
+class MuxClient(Protocol):
+    """What a multiplexing connection asks of its client (`H2AsyncHTTPClient`
+    and `H3AsyncHTTPClient` implement it; public names, being an interface
+    between modules)."""
+
+    #: Largest buffered response body (None: ``max_buffer_size``).
+    max_body_size: Optional[int]
+    max_buffer_size: int
+
+    def will_redirect(self, fetch: StreamFetch) -> bool:
+        """Whether ``fetch``'s response is a redirect the client will follow."""
+        ...
+
+    def complete_fetch(self, fetch: StreamFetch) -> None:
+        """``fetch``'s response is whole: answer it (or follow its redirect)."""
+        ...
+
+    def fail_fetch(self, fetch: StreamFetch, error: BaseException) -> None:
+        """``fetch`` failed with ``error``."""
+        ...
+
+    def forget_connection(self, conn: MuxConnection) -> None:
+        """``conn`` takes no more fetches: stop routing to it."""
+        ...
+
+
 class StreamResponses:
     """The response side of a connection that carries one fetch per stream.
 
@@ -93,7 +116,7 @@ class StreamResponses:
     `on_body` and `on_end` as frames arrive.
     """
 
-    client: H2AsyncHTTPClient
+    client: MuxClient
     streams: dict[int, StreamFetch]
     closed: bool
     #: The version word header_callback is given, as in ``HTTP/2.0 200``.
@@ -127,7 +150,7 @@ class StreamResponses:
     def on_body(self, fetch: StreamFetch, data: bytes) -> None:
         """A piece of ``fetch``'s response body arrived."""
         streaming = fetch.request.streaming_callback
-        if self.client._will_redirect(fetch):
+        if self.client.will_redirect(fetch):
             return  # the redirect's body is not wanted
         decompressor = fetch.decompressor
         if decompressor is None:
@@ -180,13 +203,13 @@ class StreamResponses:
     def on_end(self, fetch: StreamFetch) -> None:
         """The response is complete: check a coded body ended whole, then deliver."""
         decompressor = fetch.decompressor
-        if decompressor is not None and not self.client._will_redirect(fetch):
+        if decompressor is not None and not self.client.will_redirect(fetch):
             try:
                 decompressor.finish()
             except ContentCodingError as exc:
                 self.fail(fetch, HTTPStreamClosedError(f"invalid body: {exc}"))
                 return
-        self.client._complete(fetch)
+        self.client.complete_fetch(fetch)
 
     def abandon(self, fetch: StreamFetch, error: BaseException) -> None:
         """Reset ``fetch``'s stream and fail it."""
@@ -195,7 +218,7 @@ class StreamResponses:
         self.fail(fetch, error)
 
     def fail(self, fetch: StreamFetch, error: BaseException) -> None:
-        self.client._fail(fetch, error)
+        self.client.fail_fetch(fetch, error)
 
     def fail_streams(self, error: BaseException) -> None:
         """Fail every fetch that has a stream here."""
@@ -213,5 +236,5 @@ class StreamResponses:
         """The connection is closed: the client forgets it, and every fetch
         on it fails with ``error``."""
         self.closed = True
-        self.client._forget(cast(MuxConnection, self))  # (each subclass is one)
+        self.client.forget_connection(cast(MuxConnection, self))  # (each subclass is one)
         self.fail_all(error)

@@ -121,7 +121,9 @@ class WebSocketClientConnection(_Peer):
         if scheme not in ("ws", "wss", "http", "https"):
             raise ValueError(f"unsupported WebSocket URL scheme: {request.url!r}")
         secure = scheme in ("wss", "https")
-        self.parsed = parsed._replace(scheme="https" if secure else "http")
+        self.parsed = urllib.parse.SplitResult(
+            "https" if secure else "http", parsed.netloc, parsed.path, parsed.query, parsed.fragment
+        )
         host = parsed.hostname
         if not host:
             raise ValueError(f"no host in WebSocket URL {request.url!r}")
@@ -269,7 +271,7 @@ class WebSocketClientConnection(_Peer):
         ``await conn.read_queue.get()`` is `read_message`: the next message,
         or None once the connection is closed.
         """
-        return _ReadQueue(self)
+        return _ReadQueue(self, self._messages)
 
     def on_message(self, message: MessageType) -> Optional[Awaitable[None]]:
         if self._on_message_callback is not None:
@@ -482,13 +484,17 @@ class _ReadQueue:
     view gives the calls programs make on that queue.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_messages")
 
     #: As Tornado's: one message waits while reading is paused.
     maxsize = 1
 
-    def __init__(self, conn: WebSocketClientConnection) -> None:
+    def __init__(
+        self, conn: WebSocketClientConnection, messages: deque[Optional[MessageType]]
+    ) -> None:
         self._conn = conn
+        # The connection's own deque of unread messages (never replaced).
+        self._messages = messages
 
     def get(self, timeout: Optional[Union[float, datetime.timedelta]] = None) -> Awaitable[Any]:
         """The next message (None once closed); `squall.util.TimeoutError` after ``timeout``."""
@@ -504,15 +510,15 @@ class _ReadQueue:
             QueueEmpty: no message is waiting and the connection is open.
         """
         conn = self._conn
-        if not conn._messages and not conn._closed:
+        if not self._messages and not conn._closed:
             raise QueueEmpty()
         return conn.read_message().result()
 
     def qsize(self) -> int:
-        return len(self._conn._messages)
+        return len(self._messages)
 
     def empty(self) -> bool:
-        return not self._conn._messages
+        return not self._messages
 
     def full(self) -> bool:
-        return len(self._conn._messages) >= self.maxsize
+        return len(self._messages) >= self.maxsize

@@ -33,9 +33,9 @@ class PlanCacheTest(ClientTestCase):
         server = await self.serve(hello)
         for _ in range(3):
             self.assertEqual((await self.fetch(server.url("/a"))).body, b"hello /a")
-        self.assertEqual(len(self.client._plans), 1)
+        self.assertEqual(len(self.client.plans.plans), 1)
         await self.fetch(server.url("/b"))
-        self.assertEqual(len(self.client._plans), 2)
+        self.assertEqual(len(self.client.plans.plans), 2)
         self.assertEqual(server.accepted, 1)
 
     @gen_test
@@ -51,7 +51,7 @@ class PlanCacheTest(ClientTestCase):
         self.assertTrue(raw.body.endswith(b"|None"))
         # The first plan is still right after the others were made.
         self.assertEqual((await self.fetch(url)).body, plain.body)
-        self.assertEqual(len(self.client._plans), 3)
+        self.assertEqual(len(self.client.plans.plans), 3)
 
     @gen_test
     async def test_requests_with_headers_or_body_are_not_cached(self) -> None:
@@ -60,7 +60,7 @@ class PlanCacheTest(ClientTestCase):
         self.assertEqual(response.body, b"0")
         response = await self.fetch(server.url(), method="POST", body=b"abc")
         self.assertEqual(response.body, b"3")
-        self.assertEqual(self.client._plans, {})
+        self.assertEqual(self.client.plans.plans, {})
         request, _ = server.requests[0]
         self.assertEqual(header(request, "X-One"), "1")
 
@@ -70,7 +70,7 @@ class PlanCacheTest(ClientTestCase):
         for _ in range(2):
             response = await self.fetch(server.url(), ssl_options={"cert_reqs": 0})
             self.assertEqual(response.body, b"hello /")
-        self.assertEqual(self.client._plans, {})
+        self.assertEqual(self.client.plans.plans, {})
 
     @gen_test
     async def test_defaults_changed_in_place_drop_the_plans(self) -> None:
@@ -86,7 +86,7 @@ class PlanCacheTest(ClientTestCase):
         for value in (False, 0, None):
             request = HTTPRequest("http://example.com/", allow_ipv6=value)  # type: ignore[arg-type]
             proxy: Any = _RequestProxy(request, self.client.defaults)
-            keys.add(self.client._plan_key(proxy))
+            keys.add(self.client.plans.key(proxy))
         self.assertEqual(len(keys), 3)
 
     @gen_test
@@ -95,17 +95,17 @@ class PlanCacheTest(ClientTestCase):
         with mock.patch.object(_client, "_PLAN_CACHE_SIZE", 2):
             for name in "abc":
                 await self.fetch(server.url("/" + name))
-        self.assertEqual(len(self.client._plans), 1)
+        self.assertEqual(len(self.client.plans.plans), 1)
 
     def test_plan_key_needs_a_proxy_with_the_clients_defaults(self) -> None:
         request = HTTPRequest("http://example.com/")
         proxy: Any = _RequestProxy(request, self.client.defaults)
-        self.assertIsNotNone(self.client._plan_key(proxy))
-        self.assertIsNone(self.client._plan_key(request))
+        self.assertIsNotNone(self.client.plans.key(proxy))
+        self.assertIsNone(self.client.plans.key(request))
         other: Any = _RequestProxy(request, dict(self.client.defaults))
-        self.assertIsNone(self.client._plan_key(other))
+        self.assertIsNone(self.client.plans.key(other))
         request.body = b"x"
-        self.assertIsNone(self.client._plan_key(proxy))
+        self.assertIsNone(self.client.plans.key(proxy))
 
     @gen_test
     async def test_redirect_target_is_planned_and_effective_url_set(self) -> None:
@@ -170,9 +170,9 @@ class DeadlineTest(ClientTestCase):
         # A generous deadline: it must be armed, not fire (a loaded machine
         # can take more than a few milliseconds to resolve and connect).
         await self.fetch(server.url(), request_timeout=30)
-        self.assertIsNotNone(self.client._deadline_timer)
-        self.client._on_deadline()
-        self.assertIsNone(self.client._deadline_timer)
+        self.assertIsNotNone(self.client.deadlines.handle)
+        self.client.deadlines.fire()
+        self.assertIsNone(self.client.deadlines.handle)
 
 
 class QueueTimeTest(ClientTestCase):

@@ -54,8 +54,13 @@ async def killed(pid: int) -> None:
     """SIGKILLs ``pid`` and returns once it is gone (its pidfd readable)."""
     fd = os.pidfd_open(pid)
     try:
-        gone = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().add_reader(fd, gone.set_result, None)
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def readable() -> None:  # until remove_reader, maybe more than once
+            if not gone.done():
+                gone.set_result(None)
+
+        asyncio.get_running_loop().add_reader(fd, readable)
         try:
             os.kill(pid, signal.SIGKILL)
             await asyncio.wait_for(gone, DEADLINE)

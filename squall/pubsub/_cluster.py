@@ -210,7 +210,7 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         self._tags = [f"{{sq.{n}}}" for n in range(partitions)]
         self._tag_part = {tag.encode(): n for n, tag in enumerate(self._tags)}
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
-        self._start_publishing()
+        self._start_publishing(command_timeout)
         self._read_script = self._client.register_script(scripts.READ_LUA)
         self._setup_presence(self._client)
         self._ttl_ms = max(1, int(self.history_ttl * 1000))

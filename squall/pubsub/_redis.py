@@ -199,7 +199,7 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         #: Times the subscriber connection was established again after a loss.
         self.reconnects = 0
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
-        self._start_publishing()
+        self._start_publishing(self.command_timeout)
         self._read_script = self._client.register_script(scripts.READ_LUA)
         self._setup_presence(self._client)
         self._ttl_ms = max(1, int(self.history_ttl * 1000))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any, Optional
 
 from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
@@ -54,26 +55,36 @@ def cut_under(exc: BaseException) -> ConnectionError:
 
 # Publish: one atomic step on the channel's shard. KEYS: meta, stream, ids.
 # ARGV: channel, data, history_size, ttl_ms, new epoch, PUBLISH or SPUBLISH,
-# broker channel, marker, publish id, keep_ms. Returns {offset, epoch}, and
-# a third element 1 when the id was applied already (nothing done again).
+# broker channel, marker, publish id, keep_ms, sent_ms (the attempt's time
+# on Redis' clock as the client reckons it; 0: unknown), stale_ms. Returns
+# {offset, epoch, 0, now_ms}; {offset, epoch, 1} when the id was applied
+# already (nothing done again); {0, '', 2, now_ms} when the attempt is older
+# than stale_ms: its client gave it up and may have sent it again elsewhere
+# (a primary stopped, resumed after its replica took over, reads what was
+# waiting in its sockets), so it is not applied.
 PUBLISH_LUA = """
 local meta = redis.call('HMGET', KEYS[1], 'e', 'ct', 'co')
 local epoch = meta[1]
-if not epoch then
-  epoch = ARGV[5]
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-  redis.call('DEL', KEYS[2], KEYS[3])
-else
+if epoch then
   local seen = redis.call('ZSCORE', KEYS[3], ARGV[9])
   if seen then
     return {tonumber(seen), epoch, 1}
   end
 end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local sent = tonumber(ARGV[11])
+if sent > 0 and ms - sent > tonumber(ARGV[12]) then
+  return {0, '', 2, ms}
+end
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('DEL', KEYS[2], KEYS[3])
+end
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local ttl = tonumber(ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ttl)
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZADD', KEYS[3], offset, ARGV[9])
 local keep = tonumber(ARGV[10])
 if ms - tonumber(meta[2] or 0) >= keep then
@@ -94,7 +105,7 @@ if size > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 redis.call(ARGV[6], ARGV[7], ARGV[8] .. offset .. ' ' .. epoch .. ' ' .. #ARGV[1] .. ' ' .. ARGV[1] .. ARGV[2])
-return {offset, epoch}
+return {offset, epoch, 0, ms}
 """
 
 # Read the top and, when asked, the newest entries. KEYS: meta, stream, ids.
@@ -250,6 +261,18 @@ class RetriedPublish(RedisPresence):
     shard refuses or does not answer, attempts go on with backoff until
     ``publish_timeout`` seconds have passed since the publish began; then
     `ConnectionError` says so.
+
+    The id does not cover one case: a primary stopped (SIGSTOP, a long
+    pause) while an attempt waited in its socket, whose replica took over
+    and applied the attempt sent again. When the old primary resumes, it
+    runs what waited before it learns it was replaced, and its SPUBLISH
+    reaches the shard's new primary over the cluster bus: the publication
+    twice, with the same offset but late. So each attempt also carries its
+    time on Redis' clock, as reckoned from the last reply (the difference
+    between the clocks is taken from each reply), and the script does not
+    apply an attempt older than ``command_timeout`` plus a second: by then
+    its client gave it up. The first publish of a process, before any
+    reply, is not so dated.
     """
 
     publish_timeout: float
@@ -259,11 +282,15 @@ class RetriedPublish(RedisPresence):
     _publish_script: Any
     _publisher_token: str
     _publish_count: int
+    _stale_ms: int
+    _clock_skew: Optional[float]  # Redis' clock minus ours, in ms
 
-    def _start_publishing(self) -> None:
+    def _start_publishing(self, command_timeout: float) -> None:
         self.publish_retries = 0
         self._publisher_token = secrets.token_hex(6)
         self._publish_count = 0
+        self._stale_ms = int(command_timeout * 1000) + 1000
+        self._clock_skew = None
 
     def _target(self, channel: str) -> tuple[str, str, str]:
         """The hash tag of ``channel``'s keys, the publish command, its broker channel."""
@@ -272,6 +299,11 @@ class RetriedPublish(RedisPresence):
     def _where(self) -> str:
         """The broker, for error messages."""
         raise NotImplementedError
+
+    def _sent_ms(self) -> int:
+        """Now on Redis' clock as the last reply says it runs (0: no reply yet)."""
+        skew = self._clock_skew
+        return 0 if skew is None else max(1, int(time.time() * 1000 + skew))
 
     async def _publish(self, channel: str, message: str) -> Position:
         self._publish_count += 1
@@ -287,6 +319,8 @@ class RetriedPublish(RedisPresence):
             MARKER,
             f"{self._publisher_token}.{self._publish_count}",
             max(1, int(self.publish_timeout * 1000)),
+            0,
+            self._stale_ms,
         ]
         lost: tuple[type[BaseException], ...] = self._lost_errors  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
@@ -294,11 +328,25 @@ class RetriedPublish(RedisPresence):
         delay = 0.02
         while True:
             start = loop.time()
+            args[10] = self._sent_ms()
             try:
                 async with asyncio.timeout_at(deadline) as scope:
                     await self._before()
                     reply = await self._publish_script(keys=keys(tag, channel), args=args)
-                break
+                if len(reply) > 3:
+                    self._clock_skew = int(reply[3]) - time.time() * 1000
+                if int(reply[2]) != 2:
+                    break
+                # Too old when Redis read it (a slow Redis, or clocks that
+                # drifted): sent again at once, dated anew.
+                if loop.time() >= deadline:
+                    raise ConnectionError(
+                        f"cannot publish to {self._where()}: each attempt was older than "
+                        f"{self._stale_ms} ms when Redis read it, within "
+                        f"publish_timeout={self.publish_timeout}s"
+                    )
+                self.publish_retries += 1
+                continue
             except lost as exc:
                 if scope.expired() or loop.time() + delay >= deadline:
                     raise ConnectionError(
@@ -306,9 +354,11 @@ class RetriedPublish(RedisPresence):
                         f"publish_timeout={self.publish_timeout}s ({exc or type(exc).__name__})"
                     ) from exc
             except (RuntimeError, AttributeError) as exc:
-                # redis-py's connection closed under the command (see cut_under).
+                # redis-py's connection closed under the command (see
+                # cut_under; a cancellation stays one).
+                error = cut_under(exc)
                 if loop.time() + delay >= deadline:
-                    raise cut_under(exc) from exc
+                    raise error from exc
             self.publish_retries += 1
             self._changed()  # type: ignore[attr-defined]  # wait_until sees the count
             await asyncio.sleep(delay)

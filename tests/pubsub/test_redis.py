@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -498,14 +499,19 @@ def test_the_same_publish_id_is_applied_once_and_ids_are_bounded_by_age(
             script = pubsub._publish_script
             meta, stream, ids = scripts.keys("squall.ps", "ids")
 
-            async def call(pid: str, data: str) -> list[object]:
+            async def call(pid: str, data: str, sent: int = 0) -> list[Any]:
                 args = ["ids", data, 10, 60_000, "ep", "PUBLISH", "ids", scripts.MARKER]
-                return list(await script(keys=[meta, stream, ids], args=[*args, pid, 60_000]))
+                args += [pid, 60_000, sent, 1000]
+                return list(await script(keys=[meta, stream, ids], args=args))
 
             first = await call("p.1", "x")  # the subscription made the epoch
-            assert first[0] == 1 and len(first) == 2
+            assert first[0] == 1 and first[2] == 0 and len(first) == 4
             assert await call("p.1", "x") == [1, first[1], 1]  # applied already
-            assert await call("p.2", "y") == [2, first[1]]
+            # An attempt dated more than 1,000 ms before Redis reads it is
+            # not applied (nor its id kept): Redis says so, with its clock.
+            stale = await call("p.2", "y", sent=int(first[3]) - 60_000)
+            assert stale[:3] == [0, b"", 2] and int(stale[3]) >= int(first[3])
+            assert (await call("p.2", "y", sent=int(stale[3])))[:3] == [2, first[1], 0]
             assert [await sub.get() for _ in range(2)] == ["x", "y"]
             kept = await pubsub.history("ids")
             assert [p.data for p in kept.publications] == ["x", "y"]

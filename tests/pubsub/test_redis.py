@@ -105,7 +105,12 @@ def test_delivery_resumes_after_redis_restarts(
             assert during.offset == 1  # a new Redis: a new epoch
             await pubsub.wait_connected(timeout=3)
             await pubsub.publish("live", "after")
-            assert await sub.get() == "after"
+            # "during" reaches the subscriber when it was subscribed again
+            # before the publish went through (no history here): once at most.
+            got = [await sub.get()]
+            if got == ["during"]:
+                got.append(await sub.get())
+            assert got[-1] == "after", got
             assert pubsub.reconnects == 1
         finally:
             await pubsub.close()

@@ -156,6 +156,22 @@ def test_bad_cluster_urls_get_clear_errors() -> None:
         RedisClusterPubSub("redis+cluster://127.0.0.1:1?sharded=yes")
 
 
+def test_publish_timeout_defaults_to_the_node_timeout_plus_5_s(cluster: RedisCluster) -> None:
+    async def main() -> None:
+        async with RedisClusterPubSub(cluster.url) as pubsub:
+            assert pubsub.publish_timeout == 20.0  # Redis' default 15 s, until asked
+            await pubsub.publish("t", "x")
+            assert pubsub.publish_timeout == cluster.node_timeout / 1000 + 5
+        async with RedisClusterPubSub(cluster.url, publish_timeout=1.5) as pubsub:
+            await pubsub.publish("t", "x")
+            assert pubsub.publish_timeout == 1.5
+        for bad in (0, -1, "3"):
+            with pytest.raises(ValueError, match="publish_timeout must be"):
+                RedisClusterPubSub(cluster.url, publish_timeout=bad)  # type: ignore[arg-type]
+
+    run(main())
+
+
 def test_history_flushed_on_the_cluster_means_recovered_false(cluster: RedisCluster) -> None:
     async def main() -> None:
         async with RedisClusterPubSub(cluster.url, history_size=10) as pubsub:

@@ -268,10 +268,12 @@ class RetriedPublish(RedisPresence):
     runs what waited before it learns it was replaced, and its SPUBLISH
     reaches the shard's new primary over the cluster bus: the publication
     twice, with the same offset but late. So each attempt also carries its
-    time on Redis' clock, as reckoned from the last reply (the difference
-    between the clocks is taken from each reply), and the script does not
-    apply an attempt older than ``command_timeout`` plus a second: by then
-    its client gave it up. The first publish of a process, before any
+    time on Redis' clock, as reckoned from the last reply of the same hash
+    tag's node (the difference between the clocks is taken from each reply,
+    per tag: the nodes' clocks may differ), and the script does not apply
+    an attempt older than ``command_timeout`` plus a second: by then its
+    client gave it up. An attempt found too old because the clocks moved is
+    sent again at once, dated anew. The first publish on a tag, before any
     reply, is not so dated.
     """
 
@@ -283,14 +285,14 @@ class RetriedPublish(RedisPresence):
     _publisher_token: str
     _publish_count: int
     _stale_ms: int
-    _clock_skew: Optional[float]  # Redis' clock minus ours, in ms
+    _clock_skews: dict[str, float]  # per hash tag: Redis' clock minus ours, in ms
 
     def _start_publishing(self, command_timeout: float) -> None:
         self.publish_retries = 0
         self._publisher_token = secrets.token_hex(6)
         self._publish_count = 0
         self._stale_ms = int(command_timeout * 1000) + 1000
-        self._clock_skew = None
+        self._clock_skews = {}
 
     def _target(self, channel: str) -> tuple[str, str, str]:
         """The hash tag of ``channel``'s keys, the publish command, its broker channel."""
@@ -300,9 +302,10 @@ class RetriedPublish(RedisPresence):
         """The broker, for error messages."""
         raise NotImplementedError
 
-    def _sent_ms(self) -> int:
-        """Now on Redis' clock as the last reply says it runs (0: no reply yet)."""
-        skew = self._clock_skew
+    def _sent_ms(self, tag: str) -> int:
+        """Now on the clock of ``tag``'s node, as its last reply says it runs
+        (0: no reply yet)."""
+        skew = self._clock_skews.get(tag)
         return 0 if skew is None else max(1, int(time.time() * 1000 + skew))
 
     async def _publish(self, channel: str, message: str) -> Position:
@@ -328,13 +331,13 @@ class RetriedPublish(RedisPresence):
         delay = 0.02
         while True:
             start = loop.time()
-            args[10] = self._sent_ms()
+            args[10] = self._sent_ms(tag)
             try:
                 async with asyncio.timeout_at(deadline) as scope:
                     await self._before()
                     reply = await self._publish_script(keys=keys(tag, channel), args=args)
                 if len(reply) > 3:
-                    self._clock_skew = int(reply[3]) - time.time() * 1000
+                    self._clock_skews[tag] = int(reply[3]) - time.time() * 1000
                 if int(reply[2]) != 2:
                     break
                 # Too old when Redis read it (a slow Redis, or clocks that

@@ -533,3 +533,29 @@ def test_the_same_publish_id_is_applied_once_and_ids_are_bounded_by_age(
             await pubsub.close()
 
     run(main())
+
+
+def test_a_publish_dated_by_a_wrong_clock_estimate_is_sent_again_and_applied_once(
+    redis_server: RedisServer,
+) -> None:
+    """The clocks moved (the estimate says Redis is a minute behind): Redis
+    finds the attempt too old and says so with its clock; the attempt is
+    sent again at once, dated anew, and applied once."""
+
+    async def main() -> None:
+        pubsub = RedisPubSub(redis_server.url, history_size=10)
+        try:
+            sub = await pubsub.subscribe("clock")
+            await pubsub.publish("clock", "a")
+            assert abs(pubsub._clock_skews["squall.ps"]) < 5_000  # one machine, one clock
+            pubsub._clock_skews["squall.ps"] = -60_000.0
+            second = await pubsub.publish("clock", "b")
+            assert pubsub.publish_retries == 1 and second.offset == 2
+            assert abs(pubsub._clock_skews["squall.ps"]) < 5_000  # read again from the reply
+            assert [await sub.get() for _ in range(2)] == ["a", "b"]
+            kept = await pubsub.history("clock")
+            assert [p.data for p in kept.publications] == ["a", "b"]
+        finally:
+            await pubsub.close()
+
+    run(main())

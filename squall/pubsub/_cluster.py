@@ -48,6 +48,12 @@ __all__ = ["RedisClusterPubSub"]
 
 _Addr = tuple[str, int]
 
+# Redis' default cluster-node-timeout, and what a publish waits past the
+# node timeout by default (the election, a replica's rank delay, the
+# client finding the new primary).
+_FAILOVER_UNKNOWN = 15.0
+_FAILOVER_MARGIN = 5.0
+
 
 class _Link:
     """One subscription connection to one node and the partitions it carries."""
@@ -93,7 +99,7 @@ def _parse(url: str) -> tuple[list[_Addr], dict[str, str], Optional[str], Option
     return addrs, dict(parse_qsl(parts.query)), user, password
 
 
-class RedisClusterPubSub(scripts.RedisPresence, PubSub):
+class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
     """Channels shared by every process connected to one Redis Cluster (``redis+cluster://``).
 
     Args:
@@ -118,6 +124,13 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
             that stops answering (SIGSTOP, a partition) is left within about
             two intervals.
         command_timeout: seconds a publish or history read waits for a node.
+        publish_timeout: seconds a publish keeps trying while its shard
+            refuses or does not answer (a failover), before
+            `ConnectionError`; each attempt carries the publish's id, so
+            that one applied before its reply was lost is not applied
+            again. Default: the cluster's ``cluster-node-timeout`` plus 5 s
+            (a failover takes about the node timeout and a second or two),
+            or 20 s when the cluster does not say (``CONFIG`` refused).
     """
 
     def __init__(
@@ -137,6 +150,7 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         max_connections: int = 32,
         health_interval: float = 1.0,
         command_timeout: float = 2.0,
+        publish_timeout: Optional[float] = None,
     ) -> None:
         super().__init__(
             max_pending,
@@ -158,9 +172,17 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
             if flag not in ("0", "1"):
                 raise ValueError(f"Redis Cluster URL {url!r}: sharded must be 0 or 1")
             sharded = flag == "1"
+        if publish_timeout is not None and (
+            not isinstance(publish_timeout, (int, float)) or not publish_timeout > 0
+        ):
+            raise ValueError(
+                f"publish_timeout must be a number of seconds above 0, not {publish_timeout!r}"
+            )
         redis = _redis()
 
         self.url = url
+        self._publish_timeout = None if publish_timeout is None else float(publish_timeout)
+        self.publish_timeout = self._publish_timeout or _FAILOVER_UNKNOWN + _FAILOVER_MARGIN
         self.partitions = partitions
         self.sharded = sharded
         self.subscribe_timeout = subscribe_timeout
@@ -188,6 +210,7 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
         self._tags = [f"{{sq.{n}}}" for n in range(partitions)]
         self._tag_part = {tag.encode(): n for n, tag in enumerate(self._tags)}
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
+        self._start_publishing(command_timeout)
         self._read_script = self._client.register_script(scripts.READ_LUA)
         self._setup_presence(self._client)
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
@@ -225,29 +248,26 @@ class RedisClusterPubSub(scripts.RedisPresence, PubSub):
                 except self._lost_errors as exc:
                     raise ConnectionError(f"cannot reach the Redis Cluster: {exc}") from exc
                 self._initialized = True
+                if self._publish_timeout is None:
+                    self.publish_timeout = await self._node_timeout() + _FAILOVER_MARGIN
 
-    async def _publish(self, channel: str, message: str) -> Position:
-        tag = self._tags[self.partition(channel)]
-        await self._before()
-        start = time.monotonic()
+    async def _node_timeout(self) -> float:
+        """The cluster's ``cluster-node-timeout`` in seconds, as a node says
+        (Redis' default when CONFIG is refused, as managed services do)."""
         try:
-            reply = await self._publish_script(
-                keys=scripts.keys(tag, channel),
-                args=[
-                    channel,
-                    message,
-                    self.history_size,
-                    self._ttl_ms,
-                    new_epoch(),
-                    self._publish_command,
-                    tag,
-                    scripts.MARKER,
-                ],
+            reply = await self._client.config_get(
+                "cluster-node-timeout", target_nodes=self._client.get_random_node()
             )
-        except self._lost_errors as exc:
-            raise ConnectionError(f"cannot publish to the Redis Cluster: {exc}") from exc
-        self.status.round_trip = time.monotonic() - start
-        return scripts.top_of(reply)
+            return int(reply["cluster-node-timeout"]) / 1000
+        except (*self._lost_errors, self._redis.exceptions.ResponseError, KeyError, ValueError):
+            return _FAILOVER_UNKNOWN
+
+    def _target(self, channel: str) -> tuple[str, str, str]:
+        tag = self._tags[self.partition(channel)]
+        return tag, self._publish_command, tag
+
+    def _where(self) -> str:
+        return "the Redis Cluster"
 
     async def _read(
         self, channel: str, since: Optional[Position], limit: int, strict: bool

@@ -88,13 +88,17 @@ class _Watchdog:
         return time.monotonic() - self.ping_at if self.ping_at else 0.0
 
 
-class RedisPubSub(scripts.RedisPresence, PubSub):
+class RedisPubSub(scripts.RetriedPublish, PubSub):
     """Channels shared by every process connected to one Redis (``redis://``).
 
     Each publish is one Lua script on Redis that increments the channel's
     offset, appends to its history stream (when ``history_size`` is set)
     and PUBLISHes the message with its position, so that no subscriber sees
-    a publication that history lacks or the other way round. The Redis
+    a publication that history lacks or the other way round. A publish that
+    Redis refuses or does not answer (a restart, a failover, a stop) is
+    tried again until ``publish_timeout``; it carries an id that Redis
+    remembers, so one tried again after it was applied is not applied twice.
+    The Redis
     channel is the channel's own name; a message PUBLISHed there by
     something else is delivered too, with offset 0 and an empty epoch.
 
@@ -116,6 +120,10 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
             about two intervals.
         command_timeout: seconds a publish, a history read or a new
             connection's handshake waits for Redis.
+        publish_timeout: seconds a publish keeps trying while Redis refuses
+            or does not answer (each attempt bounded by ``command_timeout``),
+            before `ConnectionError`; enough for a restart or a Sentinel
+            failover you configured faster than it.
     """
 
     def __init__(
@@ -132,6 +140,7 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
         max_reconnect_delay: float = 2.0,
         health_interval: float = 1.0,
         command_timeout: float = 2.0,
+        publish_timeout: float = 10.0,
     ) -> None:
         super().__init__(
             max_pending,
@@ -143,6 +152,7 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
         for name, value in (
             ("health_interval", health_interval),
             ("command_timeout", command_timeout),
+            ("publish_timeout", publish_timeout),
         ):
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a number of seconds above 0, not {value!r}")
@@ -150,6 +160,7 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
         self.url = url
         self.health_interval = float(health_interval)
         self.command_timeout = float(command_timeout)
+        self.publish_timeout = float(publish_timeout)
         self.subscribe_timeout = subscribe_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -162,19 +173,10 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
             "socket_timeout": self.command_timeout,
             "socket_connect_timeout": self.command_timeout,
         }
-        # Publishing retries once on a connection error, so that the first
-        # PUBLISH after a Redis restart goes through on a fresh connection;
-        # never on a timeout: the command was sent, and a Redis that was
-        # only slow (stopped) would apply it twice, two offsets for one
-        # message.
-        lost_connection = (redis.exceptions.ConnectionError,)
+        # redis-py does not try a command again by itself: a publish is
+        # tried again by RetriedPublish, with its id, until publish_timeout.
         self._client = redis.asyncio.Redis.from_url(
-            url,
-            retry=redis.asyncio.retry.Retry(
-                redis.backoff.ExponentialBackoff(cap=0.5), 1, supported_errors=lost_connection
-            ),
-            retry_on_error=list(lost_connection),
-            **timeouts,
+            url, retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0), **timeouts
         )
         # The subscriber connection never retries by itself: the reader task
         # reconnects, subscribes every channel again and logs it. Its
@@ -197,33 +199,16 @@ class RedisPubSub(scripts.RedisPresence, PubSub):
         #: Times the subscriber connection was established again after a loss.
         self.reconnects = 0
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
+        self._start_publishing(self.command_timeout)
         self._read_script = self._client.register_script(scripts.READ_LUA)
         self._setup_presence(self._client)
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
 
-    async def _publish(self, channel: str, message: str) -> Position:
-        """Publishes through Redis; every subscribed process gets it, this one included."""
-        start = time.monotonic()
-        try:
-            reply = await self._publish_script(
-                keys=scripts.keys("squall.ps", channel),
-                args=[
-                    channel,
-                    message,
-                    self.history_size,
-                    self._ttl_ms,
-                    new_epoch(),
-                    "PUBLISH",
-                    channel,
-                    scripts.MARKER,
-                ],
-            )
-        except self._lost as exc:
-            raise ConnectionError(
-                f"cannot publish to Redis at {_safe_url(self.url)}: {exc}"
-            ) from exc
-        self.status.round_trip = time.monotonic() - start
-        return scripts.top_of(reply)
+    def _target(self, channel: str) -> tuple[str, str, str]:
+        return "squall.ps", "PUBLISH", channel
+
+    def _where(self) -> str:
+        return f"Redis at {_safe_url(self.url)}"
 
     async def _read(
         self, channel: str, since: Optional[Position], limit: int, strict: bool

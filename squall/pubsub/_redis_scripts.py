@@ -10,6 +10,17 @@ channel's broker channel):
   entries, trimmed by count (``MAXLEN``) and by age (``MINID``, the
   entries' IDs being Redis' clock).
 
+* ``<tag>:u:<channel>``, a sorted set: the ids of the recent publishes
+  (score: the offset each was given), so that a publish tried again after
+  its shard did not answer (a failover) is applied once. The hash's ``ct``
+  and ``co`` fields are a checkpoint (Redis' clock in ms, the offset then):
+  when a publish finds the checkpoint ``keep`` ms old, the ids up to the
+  previous checkpoint's offset, all at least ``keep`` ms old, are dropped
+  and a new checkpoint is taken. So each id is kept at least ``keep`` ms
+  (a publisher's retry window) and at most about twice that, whatever
+  the rate: the memory is bounded by time, not by a count a hot channel
+  could outrun.
+
 Both expire ``history_ttl`` after the last publication. A missing hash means
 the history is gone (expired, flushed, a failover that lost writes): the next
 publish or read starts a new epoch at offset 0.
@@ -18,9 +29,11 @@ publish or read starts a new epoch at offset 0.
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
 from typing import Any, Optional
 
-from squall.pubsub._types import HistoryResult, Position, Publication
+from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 
 
 def cut_under(exc: BaseException) -> ConnectionError:
@@ -40,34 +53,62 @@ def cut_under(exc: BaseException) -> ConnectionError:
     return ConnectionError(f"the connection to Redis was closed under a command: {exc!r}")
 
 
-# Publish: one atomic step on the channel's shard. KEYS: meta, stream.
+# Publish: one atomic step on the channel's shard. KEYS: meta, stream, ids.
 # ARGV: channel, data, history_size, ttl_ms, new epoch, PUBLISH or SPUBLISH,
-# broker channel, marker.
+# broker channel, marker, publish id, keep_ms, sent_ms (the attempt's time
+# on Redis' clock as the client reckons it; 0: unknown), stale_ms. Returns
+# {offset, epoch, 0, now_ms}; {offset, epoch, 1} when the id was applied
+# already (nothing done again); {0, '', 2, now_ms} when the attempt is older
+# than stale_ms: its client gave it up and may have sent it again elsewhere
+# (a primary stopped, resumed after its replica took over, reads what was
+# waiting in its sockets), so it is not applied.
 PUBLISH_LUA = """
-local epoch = redis.call('HGET', KEYS[1], 'e')
+local meta = redis.call('HMGET', KEYS[1], 'e', 'ct', 'co')
+local epoch = meta[1]
+if epoch then
+  local seen = redis.call('ZSCORE', KEYS[3], ARGV[9])
+  if seen then
+    return {tonumber(seen), epoch, 1}
+  end
+end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local sent = tonumber(ARGV[11])
+if sent > 0 and ms - sent > tonumber(ARGV[12]) then
+  return {0, '', 2, ms}
+end
 if not epoch then
   epoch = ARGV[5]
   redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local ttl = tonumber(ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[3], offset, ARGV[9])
+local keep = tonumber(ARGV[10])
+if ms - tonumber(meta[2] or 0) >= keep then
+  local before = tonumber(meta[3] or 0)
+  if before > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', before)
+  end
+  redis.call('HSET', KEYS[1], 'ct', ms, 'co', offset)
+  redis.call('PEXPIRE', KEYS[3], 2 * keep)
+end
 local size = tonumber(ARGV[3])
 if size > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', size, '*', 'o', offset, 'd', ARGV[2])
-  local now = redis.call('TIME')
-  local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl
+  local minid = ms - ttl
   if minid > 0 then
     redis.call('XTRIM', KEYS[2], 'MINID', minid)
   end
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 redis.call(ARGV[6], ARGV[7], ARGV[8] .. offset .. ' ' .. epoch .. ' ' .. #ARGV[1] .. ' ' .. ARGV[1] .. ARGV[2])
-return {offset, epoch}
+return {offset, epoch, 0, ms}
 """
 
-# Read the top and, when asked, the newest entries. KEYS: meta, stream.
+# Read the top and, when asked, the newest entries. KEYS: meta, stream, ids.
 # ARGV: since offset (-1: none), how many at most, new epoch, ttl_ms.
 READ_LUA = """
 local meta = redis.call('HMGET', KEYS[1], 'o', 'e')
@@ -76,7 +117,7 @@ if not epoch then
   epoch = ARGV[3]
   redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   return {0, epoch}
 end
 local top = tonumber(meta[1])
@@ -149,8 +190,8 @@ MARKER = b"\x1e"
 
 
 def keys(tag: str, channel: str) -> list[str]:
-    """The meta and stream keys of ``channel`` under hash tag ``tag``."""
-    return [f"{tag}:m:{channel}", f"{tag}:h:{channel}"]
+    """The meta, stream and publish-id keys of ``channel`` under hash tag ``tag``."""
+    return [f"{tag}:m:{channel}", f"{tag}:h:{channel}", f"{tag}:u:{channel}"]
 
 
 def presence_keys(tag: str, channel: str) -> list[str]:
@@ -207,6 +248,126 @@ class RedisPresence:
 
     async def _presence_count(self, channel: str) -> int:
         return int(await self._run(2, channel, [0]))
+
+
+class RetriedPublish(RedisPresence):
+    """Publishing through a failover (and presence), for the Redis engines
+    (mixed in before `PubSub`).
+
+    Each publish gets an id (this process's token and a count) that every
+    attempt carries: the script applies an id once, so a publish whose
+    reply was lost (the primary killed or stopped after applying it, a
+    timeout) may be tried again without being delivered twice. While the
+    shard refuses or does not answer, attempts go on with backoff until
+    ``publish_timeout`` seconds have passed since the publish began; then
+    `ConnectionError` says so.
+
+    The id does not cover one case: a primary stopped (SIGSTOP, a long
+    pause) while an attempt waited in its socket, whose replica took over
+    and applied the attempt sent again. When the old primary resumes, it
+    runs what waited before it learns it was replaced, and its SPUBLISH
+    reaches the shard's new primary over the cluster bus: the publication
+    twice, with the same offset but late. So each attempt also carries its
+    time on Redis' clock, as reckoned from the last reply of the same hash
+    tag's node (the difference between the clocks is taken from each reply,
+    per tag: the nodes' clocks may differ), and the script does not apply
+    an attempt older than ``command_timeout`` plus a second: by then its
+    client gave it up. An attempt found too old because the clocks moved is
+    sent again at once, dated anew. The first publish on a tag, before any
+    reply, is not so dated.
+    """
+
+    publish_timeout: float
+    #: Publish attempts made again after the broker refused or did not answer.
+    publish_retries: int
+    _ttl_ms: int
+    _publish_script: Any
+    _publisher_token: str
+    _publish_count: int
+    _stale_ms: int
+    _clock_skews: dict[str, float]  # per hash tag: Redis' clock minus ours, in ms
+
+    def _start_publishing(self, command_timeout: float) -> None:
+        self.publish_retries = 0
+        self._publisher_token = secrets.token_hex(6)
+        self._publish_count = 0
+        self._stale_ms = int(command_timeout * 1000) + 1000
+        self._clock_skews = {}
+
+    def _target(self, channel: str) -> tuple[str, str, str]:
+        """The hash tag of ``channel``'s keys, the publish command, its broker channel."""
+        raise NotImplementedError
+
+    def _where(self) -> str:
+        """The broker, for error messages."""
+        raise NotImplementedError
+
+    def _sent_ms(self, tag: str) -> int:
+        """Now on the clock of ``tag``'s node, as its last reply says it runs
+        (0: no reply yet)."""
+        skew = self._clock_skews.get(tag)
+        return 0 if skew is None else max(1, int(time.time() * 1000 + skew))
+
+    async def _publish(self, channel: str, message: str) -> Position:
+        self._publish_count += 1
+        tag, command, broker_channel = self._target(channel)
+        args = [
+            channel,
+            message,
+            self.history_size,  # type: ignore[attr-defined]
+            self._ttl_ms,
+            new_epoch(),
+            command,
+            broker_channel,
+            MARKER,
+            f"{self._publisher_token}.{self._publish_count}",
+            max(1, int(self.publish_timeout * 1000)),
+            0,
+            self._stale_ms,
+        ]
+        lost: tuple[type[BaseException], ...] = self._lost_errors  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        delay = 0.02
+        while True:
+            start = loop.time()
+            args[10] = self._sent_ms(tag)
+            try:
+                async with asyncio.timeout_at(deadline) as scope:
+                    await self._before()
+                    reply = await self._publish_script(keys=keys(tag, channel), args=args)
+                if len(reply) > 3:
+                    self._clock_skews[tag] = int(reply[3]) - time.time() * 1000
+                if int(reply[2]) != 2:
+                    break
+                # Too old when Redis read it (a slow Redis, or clocks that
+                # drifted): sent again at once, dated anew.
+                if loop.time() >= deadline:
+                    raise ConnectionError(
+                        f"cannot publish to {self._where()}: each attempt was older than "
+                        f"{self._stale_ms} ms when Redis read it, within "
+                        f"publish_timeout={self.publish_timeout}s"
+                    )
+                self.publish_retries += 1
+                continue
+            except lost as exc:
+                if scope.expired() or loop.time() + delay >= deadline:
+                    raise ConnectionError(
+                        f"cannot publish to {self._where()}: no answer within "
+                        f"publish_timeout={self.publish_timeout}s ({exc or type(exc).__name__})"
+                    ) from exc
+            except (RuntimeError, AttributeError) as exc:
+                # redis-py's connection closed under the command (see
+                # cut_under; a cancellation stays one).
+                error = cut_under(exc)
+                if loop.time() + delay >= deadline:
+                    raise error from exc
+            self.publish_retries += 1
+            self._changed()  # type: ignore[attr-defined]  # wait_until sees the count
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        self.status.round_trip = loop.time() - start  # type: ignore[attr-defined]
+        return top_of(reply)
 
 
 def decode(raw: bytes) -> Optional[Publication]:

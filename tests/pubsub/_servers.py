@@ -264,6 +264,10 @@ class RedisCluster:
 
         self._wait(f"node {dead}'s slots failed over", done, timeout)
 
+    def wait_role(self, port: int, role: str, timeout: float = 10.0) -> None:
+        """Waits until the node on ``port`` says it is ``role`` (``master``, ``slave``)."""
+        self._wait(f"node {port} a {role}", lambda: self.role(port) == role, timeout)
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:

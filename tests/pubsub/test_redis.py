@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,12 +96,21 @@ def test_delivery_resumes_after_redis_restarts(
             # The reader notices the closed connection and starts retrying.
             await pubsub.wait_connected(timeout=3, connected=False)
             assert not pubsub.connected
-            with pytest.raises(ConnectionError, match="cannot publish to Redis"):
-                await pubsub.publish("live", "lost")
+            # A publish meanwhile is refused and tried again until Redis is back.
+            publishing = asyncio.ensure_future(pubsub.publish("live", "during"))
+            await pubsub.wait_until(lambda: pubsub.publish_retries >= 1, 3)
+            assert not publishing.done()
             redis_server.start()
+            during = await asyncio.wait_for(publishing, 5)
+            assert during.offset == 1  # a new Redis: a new epoch
             await pubsub.wait_connected(timeout=3)
             await pubsub.publish("live", "after")
-            assert await sub.get() == "after"
+            # "during" reaches the subscriber when it was subscribed again
+            # before the publish went through (no history here): once at most.
+            got = [await sub.get()]
+            if got == ["during"]:
+                got.append(await sub.get())
+            assert got[-1] == "after", got
             assert pubsub.reconnects == 1
         finally:
             await pubsub.close()
@@ -341,6 +351,7 @@ def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
             redis_server.url,
             health_interval=0.2,
             command_timeout=0.3,
+            publish_timeout=0.6,
             max_reconnect_delay=0.2,
             history_size=10,
         )
@@ -368,14 +379,16 @@ def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
                 with pytest.raises(ConnectionError, match="cannot publish to Redis"):
                     await pubsub.publish("nobody-listens", "lost")  # nothing queued behind it
                 assert time.monotonic() - began < 1.5
+                assert pubsub.publish_retries >= 1
             finally:
                 redis_server.proc.send_signal(signal.SIGCONT)
             await pubsub.wait_connected(timeout=3)
             assert pubsub.healthy and pubsub.status.resubscribes == 1
             await pubsub.publish("live", "after")
             assert await sub.get() == "after"
-            # The publish that timed out was sent once: Redis applied it
-            # once at most when it resumed (a retry would have added it twice).
+            # The publish that timed out was sent twice (tried again within
+            # publish_timeout) with one id: Redis applied it once at most
+            # when it resumed.
             kept = await pubsub.history("nobody-listens")
             assert len(kept.publications) <= 1, kept
         finally:
@@ -428,6 +441,120 @@ def test_history_options_in_a_redis_url_are_squall_s_not_redis_py_s(
                 await pubsub.publish("kept", text)
             kept = await pubsub.history("kept")
             assert [p.data for p in kept.publications] == ["c", "d"]  # 3 kept, 2 at most read
+        finally:
+            await pubsub.close()
+
+    run(main())
+
+
+def test_a_publish_waits_out_a_stopped_redis_and_is_applied_once(
+    redis_server: RedisServer,
+) -> None:
+    """A publish sent to a Redis that stopped answering (SIGSTOP) times out
+    and is tried again with the same id until Redis answers: on SIGCONT
+    Redis reads every attempt, applies the first and skips the others, so
+    the publication is delivered and kept once, at the next offset."""
+
+    async def main() -> None:
+        pubsub = RedisPubSub(
+            redis_server.url, command_timeout=0.2, publish_timeout=4.0, history_size=10
+        )
+        assert redis_server.proc is not None
+        try:
+            sub = await pubsub.subscribe("once")
+            first = await pubsub.publish("once", "a")
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                publishing = asyncio.ensure_future(pubsub.publish("once", "b"))
+                # Two attempts timed out: three sent, all waiting in Redis.
+                await pubsub.wait_until(lambda: pubsub.publish_retries >= 2, 3)
+                assert not publishing.done()
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            second = await publishing
+            assert (second.offset, second.epoch) == (first.offset + 1, first.epoch)
+            third = await pubsub.publish("once", "c")
+            assert third.offset == first.offset + 2
+            assert [await sub.get() for _ in range(3)] == ["a", "b", "c"]
+            kept = await pubsub.history("once")
+            assert [(p.data, p.position.offset) for p in kept.publications] == [
+                ("a", 1),
+                ("b", 2),
+                ("c", 3),
+            ]
+        finally:
+            await pubsub.close()
+
+    run(main(), limit=8)
+
+
+def test_the_same_publish_id_is_applied_once_and_ids_are_bounded_by_age(
+    redis_server: RedisServer,
+) -> None:
+    """The script itself: a second call with an id it applied answers the
+    first call's position and publishes nothing; ids older than the keep
+    window (60 s here) are dropped at the next checkpoint, so the set stays
+    small."""
+    from squall.pubsub import _redis_scripts as scripts
+
+    async def main() -> None:
+        pubsub = RedisPubSub(redis_server.url, history_size=10)
+        try:
+            sub = await pubsub.subscribe("ids")
+            script = pubsub._publish_script
+            meta, stream, ids = scripts.keys("squall.ps", "ids")
+
+            async def call(pid: str, data: str, sent: int = 0) -> list[Any]:
+                args = ["ids", data, 10, 60_000, "ep", "PUBLISH", "ids", scripts.MARKER]
+                args += [pid, 60_000, sent, 1000]
+                return list(await script(keys=[meta, stream, ids], args=args))
+
+            first = await call("p.1", "x")  # the subscription made the epoch
+            assert first[0] == 1 and first[2] == 0 and len(first) == 4
+            assert await call("p.1", "x") == [1, first[1], 1]  # applied already
+            # An attempt dated more than 1,000 ms before Redis reads it is
+            # not applied (nor its id kept): Redis says so, with its clock.
+            stale = await call("p.2", "y", sent=int(first[3]) - 60_000)
+            assert stale[:3] == [0, b"", 2] and int(stale[3]) >= int(first[3])
+            assert (await call("p.2", "y", sent=int(stale[3])))[:3] == [2, first[1], 0]
+            assert [await sub.get() for _ in range(2)] == ["x", "y"]
+            kept = await pubsub.history("ids")
+            assert [p.data for p in kept.publications] == ["x", "y"]
+            # A checkpoint as old as the keep window (its time set back):
+            # the next call drops the ids up to the previous checkpoint's.
+            client = pubsub._client
+            for n in range(3, 8):
+                await client.hset(meta, "ct", 0)
+                await call(f"p.{n}", str(n))
+            assert await client.zrange(ids, 0, -1) == [b"p.7"]
+            assert 0 < await client.pttl(ids) <= 120_000  # twice the keep window
+            assert await call("p.7", "7") == [7, first[1], 1]
+        finally:
+            await pubsub.close()
+
+    run(main())
+
+
+def test_a_publish_dated_by_a_wrong_clock_estimate_is_sent_again_and_applied_once(
+    redis_server: RedisServer,
+) -> None:
+    """The clocks moved (the estimate says Redis is a minute behind): Redis
+    finds the attempt too old and says so with its clock; the attempt is
+    sent again at once, dated anew, and applied once."""
+
+    async def main() -> None:
+        pubsub = RedisPubSub(redis_server.url, history_size=10)
+        try:
+            sub = await pubsub.subscribe("clock")
+            await pubsub.publish("clock", "a")
+            assert abs(pubsub._clock_skews["squall.ps"]) < 5_000  # one machine, one clock
+            pubsub._clock_skews["squall.ps"] = -60_000.0
+            second = await pubsub.publish("clock", "b")
+            assert pubsub.publish_retries == 1 and second.offset == 2
+            assert abs(pubsub._clock_skews["squall.ps"]) < 5_000  # read again from the reply
+            assert [await sub.get() for _ in range(2)] == ["a", "b"]
+            kept = await pubsub.history("clock")
+            assert [p.data for p in kept.publications] == ["a", "b"]
         finally:
             await pubsub.close()
 

@@ -2,9 +2,10 @@
 
 Imports Squall and redis-py once, then, for each ``REDIS_URL`` line read on
 stdin, forks a node: a process that serves the three resuming transports
-over `squall.pubsub.RedisPubSub` (with history) on a free 127.0.0.1 port
-and writes ``"<port> <pid>"`` on stdout once its subscriber connection to
-Redis is up, then runs until killed. Forking from here makes a node in
+over ``squall.pubsub.connect(REDIS_URL)`` (with history; ``redis://`` or
+``redis+cluster://``) on a free 127.0.0.1 port and writes ``"<port> <pid>"``
+on stdout once it serves (for one Redis, once its subscriber connection is
+up), then runs until killed. Forking from here makes a node in
 milliseconds, where a new interpreter takes seconds on a loaded machine.
 Children are reaped by the kernel (SIGCHLD ignored); the parent exits at
 the end of its stdin.
@@ -19,7 +20,7 @@ import socket
 import sys
 
 from squall.httpserver import HTTPServer
-from squall.pubsub import RedisPubSub
+from squall.pubsub import RedisPubSub, connect
 from squall.resume import ChannelEventSource, ChannelPollHandler, ChannelWebSocket
 from squall.web import Application
 
@@ -45,8 +46,9 @@ class Poll(ChannelPollHandler):
 
 
 async def main(url: str) -> None:
-    pubsub = RedisPubSub(url, history_size=1000)
-    await pubsub.wait_connected(5)
+    pubsub = connect(url, history_size=1000)
+    if isinstance(pubsub, RedisPubSub):
+        await pubsub.wait_connected(5)
     app = Application(
         [("/live", Live), (r"/rooms/(\w+)/events", Events), (r"/rooms/(\w+)/poll", Poll)],
         pubsub=pubsub,

@@ -12,79 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from squall.pubsub import RedisPubSub
-from squall.websocket import WebSocketClientConnection, websocket_connect
 from tests.pubsub._redis_server import RedisServer
 
-from ._clients import H1Stream
+from ._lab import Nodes, killed, poll, sse_messages, sse_open, ws_read, ws_subscribe
 
-REPO = Path(__file__).resolve().parents[2]
-CHANNEL = "room:k"
+NAME = "k"
+CHANNEL = f"room:{NAME}"
 FIRST, AWAY, AFTER = 200, 10, 10  # published before the kill, while away, after
 TOTAL = FIRST + AWAY + AFTER
-DEADLINE = 5.0
-
-
-class Nodes:
-    """The forking parent of tests/resume/_node.py, started once for the module."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.resume._node"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=str(REPO),
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-
-    async def spawn(self, url: str) -> tuple[int, int]:
-        """A new node on ``url``'s Redis: its port and pid, once it serves."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"{url}\n".encode())
-        self.proc.stdin.flush()
-        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 15)
-        port, pid = line.split()
-        return int(port), int(pid)
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        self.proc.wait(5)
-        self.proc.stdout.close()
-
-
-@pytest.fixture(scope="module")
-def nodes() -> Iterator[Nodes]:
-    forker = Nodes()
-    try:
-        yield forker
-    finally:
-        forker.close()
-
-
-async def killed(pid: int) -> None:
-    """SIGKILLs ``pid`` and returns once it is gone (its pidfd readable)."""
-    fd = os.pidfd_open(pid)
-    try:
-        gone = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().add_reader(fd, gone.set_result, None)
-        try:
-            os.kill(pid, signal.SIGKILL)
-            await asyncio.wait_for(gone, DEADLINE)
-        finally:
-            asyncio.get_running_loop().remove_reader(fd)
-    finally:
-        os.close(fd)
 
 
 class Cluster:
@@ -149,20 +87,9 @@ def run(test: Any, url: str, nodes: Nodes) -> None:
 # WebSocket (ChannelWebSocket's protocol).
 
 
-async def ws_subscribe(port: int, since: Any) -> tuple[WebSocketClientConnection, Any]:
-    ws = await websocket_connect(f"ws://127.0.0.1:{port}/live")
-    await ws.write_message(json.dumps({"subscribe": CHANNEL, "since": since}))
-    return ws, await ws_read(ws)
-
-
-async def ws_read(ws: WebSocketClientConnection) -> Any:
-    text = await asyncio.wait_for(ws.read_message(), DEADLINE)
-    return None if text is None else json.loads(text)
-
-
 def test_websocket_reader_resumes_on_another_node(redis_server: RedisServer, nodes: Nodes) -> None:
     async def test(c: Cluster) -> None:
-        ws, hello = await ws_subscribe(c.ports[0], None)
+        ws, hello = await ws_subscribe(c.ports[0], NAME, None)
         assert hello["type"] == "subscribed"
         publishing = asyncio.ensure_future(c.publish(0, FIRST))
         while len(c.got) < 20:
@@ -173,7 +100,7 @@ def test_websocket_reader_resumes_on_another_node(redis_server: RedisServer, nod
             c.take(message["data"], message["position"])
         await publishing
         await c.publish(FIRST, AWAY)
-        ws, hello = await ws_subscribe(c.ports[1], c.last)
+        ws, hello = await ws_subscribe(c.ports[1], NAME, c.last)
         assert hello["recovered"] is True and hello["position"] == c.last
         await c.publish(FIRST + AWAY, AFTER)
         while len(c.got) < TOTAL:
@@ -188,35 +115,29 @@ def test_websocket_reader_resumes_on_another_node(redis_server: RedisServer, nod
 # Server-Sent Events (ChannelEventSource: the id is the position).
 
 
-def messages(stream: H1Stream) -> list[dict[str, str]]:
-    return [e for e in stream.events() if e.get("event", "message") == "message"]
-
-
 def test_event_source_reader_resumes_on_another_node(
     redis_server: RedisServer, nodes: Nodes
 ) -> None:
     async def test(c: Cluster) -> None:
-        stream = await H1Stream.open(c.ports[0], "/rooms/k/events", {})
-        await stream.until(lambda: bool(stream.events()))
+        stream = await sse_open(c.ports[0], NAME)
         assert stream.events()[0]["event"] == "subscribed"
         publishing = asyncio.ensure_future(c.publish(0, FIRST))
-        await stream.until(lambda: len(messages(stream)) >= 20)
+        await stream.until(lambda: len(sse_messages(stream)) >= 20)
         await c.kill_a()
         await stream.until(lambda: stream.eof)
-        for event in messages(stream):
+        for event in sse_messages(stream):
             c.take(event["data"], event["id"])
         await stream.leave()
         await publishing
         await c.publish(FIRST, AWAY)
-        again = await H1Stream.open(c.ports[1], "/rooms/k/events", {"Last-Event-ID": c.last})
-        await again.until(lambda: bool(again.events()))
+        again = await sse_open(c.ports[1], NAME, c.last)
         hello = again.events()[0]
         assert hello["event"] == "subscribed"
         assert json.loads(hello["data"]) == {"position": c.last, "recovered": True}
         await c.publish(FIRST + AWAY, AFTER)
-        await again.until(lambda: len(c.got) + len(messages(again)) >= TOTAL)
+        await again.until(lambda: len(c.got) + len(sse_messages(again)) >= TOTAL)
         assert [e for e in again.events() if e.get("event") == "reset"] == []
-        for event in messages(again):
+        for event in sse_messages(again):
             c.take(event["data"], event["id"])
         await again.leave()
 
@@ -226,18 +147,9 @@ def test_event_source_reader_resumes_on_another_node(
 # Long polling (ChannelPollHandler: the cursor is the position).
 
 
-async def poll(port: int, cursor: str, wait: str = "") -> Any:
-    path = f"/rooms/k/poll?cursor={cursor}" + (f"&wait={wait}" if wait else "")
-    stream = await H1Stream.open(port, path, {"Connection": "close"})
-    await stream.until(lambda: stream.ended)
-    await stream.leave()
-    assert stream.status == 200, stream.body
-    return json.loads(stream.body)
-
-
 def test_long_poll_reader_resumes_on_another_node(redis_server: RedisServer, nodes: Nodes) -> None:
     async def test(c: Cluster) -> None:
-        first = await poll(c.ports[0], "", wait="0")  # the channel's top, at once
+        first = await poll(c.ports[0], NAME, "", wait="0")  # the channel's top, at once
         cursor = first["position"]
         publishing = asyncio.ensure_future(c.publish(0, FIRST))
         port = c.ports[0]
@@ -248,7 +160,7 @@ def test_long_poll_reader_resumes_on_another_node(redis_server: RedisServer, nod
                 await publishing
                 await c.publish(FIRST, AWAY)
             try:
-                answer = await poll(port, cursor)
+                answer = await poll(port, NAME, cursor)
             except OSError:
                 assert not switched and len(c.got) >= 20
                 port, switched = c.ports[1], True  # A is gone: B, same cursor

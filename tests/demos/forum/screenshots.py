@@ -13,6 +13,9 @@ reply shown live in a tab pinned to node 2 (``many-author.png``,
 between it and nginx drops it and refuses new ones) while replies are
 posted through node 1, and the page once it is back: every missed reply,
 once, in order (``many-cut.png``, ``many-resumed.png``).
+``--many OUTDIR eventsource`` (or ``poll``) does the same with the reader's
+page kept off WebSocket (and EventSource), so that its feed is Server-Sent
+Events (long polling): ``many-*-eventsource.png`` (``many-*-poll.png``).
 """
 
 from __future__ import annotations
@@ -28,9 +31,17 @@ from typing import Any
 from squall.websocket import websocket_connect
 
 from .._util import load
-from ..test_chat_browser import DevTools, Tab, launch, shut
+from ..test_chat_browser import BROKEN_WEBSOCKET, DevTools, Tab, launch, shut
 from ._client import PASSWORD, Visitor, client, forum_server
-from .test_forum_resume import WAIT_OPEN, WAIT_POSTS, CutProxy
+from .test_forum_resume import NO_EVENTSOURCE, WAIT_OPEN, WAIT_POSTS, CutProxy
+
+# What keeps a page off the transports before its own: its feed's name.
+BLOCKED = {
+    "websocket": "",
+    "eventsource": BROKEN_WEBSOCKET,
+    "poll": BROKEN_WEBSOCKET + NO_EVENTSOURCE,
+}
+SHOWN = {"websocket": "WebSocket", "eventsource": "Server-Sent Events", "poll": "long polling"}
 
 CODE_POST = """Here is how I fan a message out to every socket of a topic:
 
@@ -188,8 +199,10 @@ async def pinned_tab(devtools: DevTools, base: str, node: int) -> Tab:
     return tab
 
 
-async def across_nodes(out: Path, cluster: Any) -> None:
+async def across_nodes(out: Path, cluster: Any, transport: str = "websocket") -> None:
     base = cluster.url
+    suffix = "" if transport == "websocket" else f"-{transport}"
+    over = SHOWN[transport]
     async with client() as http:
         ann, bob = Visitor(base, http), Visitor(base, http)
         ann.cookies["node"], bob.cookies["node"] = "1", "2"
@@ -210,8 +223,14 @@ async def across_nodes(out: Path, cluster: Any) -> None:
                 devtools = DevTools(conn)
                 author = await pinned_tab(devtools, base, 1)
                 reader = await pinned_tab(devtools, reader_base, 2)
+                if BLOCKED[transport]:
+                    await devtools.send(
+                        "Page.addScriptToEvaluateOnNewDocument",
+                        reader.session,
+                        source=BLOCKED[transport],
+                    )
                 await reader.goto(f"{reader_base}/t/{topic}")
-                assert await reader.evaluate(WAIT_OPEN) == "websocket"
+                assert await reader.evaluate(WAIT_OPEN) == transport
                 await author.goto(base + "/login")
                 await author.evaluate(
                     "document.getElementById('name').value = 'ann';"
@@ -232,12 +251,13 @@ async def across_nodes(out: Path, cluster: Any) -> None:
                 up = [
                     await author.evaluate(f"({LABEL})('Tab 1: ann, pinned to node 1, posted')"),
                     await reader.evaluate(
-                        f"({LABEL})('Tab 2: a reader pinned to node 2, reply arrived live')"
+                        f"({LABEL})('Tab 2: a reader pinned to node 2, reply arrived live "
+                        f"over {over}')"
                     ),
                 ]
                 assert up == [f"{a}:8000" for a in cluster.addresses[:2]], up
-                await capture(devtools, author, out / "many-author.png")
-                await capture(devtools, reader, out / "many-reader.png")
+                await capture(devtools, author, out / f"many-author{suffix}.png")
+                await capture(devtools, reader, out / f"many-reader{suffix}.png")
 
                 # The reader's connection cut for 30 s; replies posted meanwhile.
                 loop = asyncio.get_running_loop()
@@ -255,9 +275,10 @@ async def across_nodes(out: Path, cluster: Any) -> None:
                 ]
                 await reader.evaluate(
                     "document.getElementById('shot-label').textContent = 'Tab 2: connection cut "
-                    "(proxy drops it, refuses reconnects); 5 replies posted through node 1 meanwhile'"
+                    f"({over}; proxy drops it, refuses reconnects); 5 replies posted through "
+                    "node 1 meanwhile'"
                 )
-                await capture(devtools, reader, out / "many-cut.png")
+                await capture(devtools, reader, out / f"many-cut{suffix}.png")
                 # The cut itself lasts 30 s (not a wait for a server).
                 await asyncio.sleep(max(0.0, cut_at + 30 - loop.time()))
                 proxy.up = True
@@ -270,11 +291,11 @@ async def across_nodes(out: Path, cluster: Any) -> None:
                 state = await reader.evaluate("[window.forum.received, window.forum.resets]")
                 assert state == [1 + len(missed), 0], state  # each once, from history
                 await reader.evaluate(
-                    f"({LABEL})('Tab 2: cut for {up_at - cut_at:.0f} s, back "
+                    f"({LABEL})('Tab 2 ({over}): cut for {up_at - cut_at:.0f} s, back "
                     f"{loop.time() - up_at:.0f} s later (backoff): {len(missed)} missed "
                     "replies once each, in order, no reload')"
                 )
-                await capture(devtools, reader, out / "many-resumed.png")
+                await capture(devtools, reader, out / f"many-resumed{suffix}.png")
                 conn.close()
             finally:
                 await shut(process)
@@ -282,16 +303,21 @@ async def across_nodes(out: Path, cluster: Any) -> None:
                 await proxy.close()
 
 
-def many_main(out: Path) -> None:
+def many_main(out: Path, transport: str = "websocket") -> None:
+    if transport not in BLOCKED:
+        raise SystemExit(f"transport must be one of {', '.join(BLOCKED)}, not {transport!r}")
     out.mkdir(parents=True, exist_ok=True)
     many = load("forum/many.py")
     with many.ManyNodes(nodes=4, port=8888) as cluster:
         print(f"== {cluster.broker}; nodes {cluster.addresses}; {cluster.url}")
-        asyncio.run(across_nodes(out, cluster))
+        asyncio.run(across_nodes(out, cluster, transport))
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--many"]:
-        many_main(Path(sys.argv[2] if len(sys.argv) > 2 else "docs/figures"))
+        many_main(
+            Path(sys.argv[2] if len(sys.argv) > 2 else "docs/figures"),
+            sys.argv[3] if len(sys.argv) > 3 else "websocket",
+        )
     else:
         asyncio.run(main(Path(sys.argv[1] if len(sys.argv) > 1 else "forum-screenshots")))

@@ -1,0 +1,213 @@
+"""A Redis Cluster primary is SIGKILLed while a channel is published; a
+resuming reader misses nothing (issue 58).
+
+One Redis Cluster (3 primaries, 3 replicas, ``cluster-node-timeout`` 500 ms)
+and two node processes (tests/resume/_node.py) on it, for the module. A
+reader follows a channel through node A over WebSocket, Server-Sent Events
+or long polling. After the first 20 publications the primary of the
+channel's partition is killed and the reader's connection cut; 20 more are
+published at once, each refused by the dead shard and tried again by the
+publisher until the replica has taken over (the publish id makes a retry
+safe). The reader comes back through node B with its last position once
+the failover is done, is told it recovered, and 20 more follow live: all
+60, once each, in order, in one epoch. Each test kills another primary
+(one whose replica is alive), so the three share the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from squall.pubsub import RedisClusterPubSub
+from tests.pubsub._servers import REDIS_CLI, REDIS_SERVER, RedisCluster, _command, _fields
+
+from ._lab import Nodes, killed, poll, sse_messages, sse_open, ws_read, ws_subscribe
+
+pytestmark = pytest.mark.skipif(
+    REDIS_SERVER is None or REDIS_CLI is None,
+    reason="redis-server and redis-cli are not installed (apt-get install redis-server)",
+)
+
+FIRST, AWAY, AFTER = 20, 20, 20  # published before the kill, during the failover, after
+TOTAL = FIRST + AWAY + AFTER
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    with RedisCluster(tmp_path_factory.mktemp("cluster")) as started:
+        yield started
+
+
+class Lab:
+    """Nodes A and B, the publisher, the channel (on a primary with a live
+    replica), and what the reader got."""
+
+    def __init__(self, cluster: RedisCluster, nodes: Nodes) -> None:
+        self.cluster = cluster
+        self.nodes = nodes
+        self.ports: list[int] = []
+        self.pids: list[int] = []
+        self.publisher = RedisClusterPubSub(cluster.url, history_size=1000)
+        self.name, self.owner = self._room()
+        self.got: list[tuple[str, str]] = []  # (data, position)
+
+    def _room(self) -> tuple[str, int]:
+        """A room whose partition's primary has a replica in sync (earlier
+        tests killed other primaries), and that primary's port."""
+        for i in range(1000):
+            name = f"p{i}"
+            owner = self.cluster.owner(f"{{sq.{self.publisher.partition(f'room:{name}')}}}")
+            info = _fields(_command(owner, "INFO", "replication"))
+            if info.get("connected_slaves", "0") != "0" and "state=online" in info.get(
+                "slave0", ""
+            ):
+                return name, owner
+        raise AssertionError("no primary with a replica left")
+
+    async def start(self) -> None:
+        for _ in range(2):
+            port, pid = await self.nodes.spawn(self.cluster.url)
+            self.ports.append(port)
+            self.pids.append(pid)
+
+    async def publish(self, first: int, count: int) -> None:
+        for n in range(first, first + count):
+            await self.publisher.publish(f"room:{self.name}", f"m{n}")
+
+    async def kill_primary(self) -> asyncio.Task[None]:
+        """Kills the channel's primary once its replica has every write
+        (Redis replicates asynchronously: a write acknowledged just before a
+        kill may be lost with the primary, which nothing can recover), and
+        starts publishing the next ``AWAY`` into the failover."""
+        client = self.publisher._client
+        primary = client.get_node("127.0.0.1", self.owner)
+        for _ in range(40):
+            if await client.execute_command("WAIT", 1, 300, target_nodes=primary):
+                break
+        else:
+            raise AssertionError("the replica never acknowledged the history")
+        self.cluster.kill(self.owner)
+        return asyncio.ensure_future(self.publish(FIRST, AWAY))
+
+    async def failed_over(self) -> None:
+        await asyncio.to_thread(self.cluster.wait_failover, self.owner)
+
+    def take(self, data: str, position: str) -> None:
+        self.got.append((data, position))
+
+    @property
+    def last(self) -> str:
+        return self.got[-1][1]
+
+    def check(self) -> None:
+        assert [d for d, _ in self.got] == [f"m{n}" for n in range(TOTAL)]
+        offsets = [int(p.split("-")[0]) for _, p in self.got]
+        assert offsets == list(range(1, TOTAL + 1))
+        assert len({p.split("-", 1)[1] for _, p in self.got}) == 1  # one epoch
+
+    async def close(self) -> None:
+        for pid in self.pids:
+            await killed(pid)
+        await self.publisher.close()
+
+
+def run(test: Callable[[Lab], Awaitable[None]], cluster: RedisCluster, nodes: Nodes) -> None:
+    async def main() -> None:
+        lab = Lab(cluster, nodes)
+        try:
+            await lab.start()
+            await test(lab)
+            lab.check()
+        finally:
+            await lab.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_websocket_reader_resumes_across_a_primary_kill(
+    cluster: RedisCluster, nodes: Nodes
+) -> None:
+    async def test(lab: Lab) -> None:
+        ws, hello = await ws_subscribe(lab.ports[0], lab.name, None)
+        assert hello["type"] == "subscribed"
+        await lab.publish(0, FIRST)
+        while len(lab.got) < FIRST:
+            message = await ws_read(ws)
+            lab.take(message["data"], message["position"])
+        publishing = await lab.kill_primary()
+        ws.close()  # the reader's network drops meanwhile
+        await lab.failed_over()
+        await publishing
+        ws, hello = await ws_subscribe(lab.ports[1], lab.name, lab.last)
+        assert hello["recovered"] is True and hello["position"] == lab.last, hello
+        await lab.publish(FIRST + AWAY, AFTER)
+        while len(lab.got) < TOTAL:
+            message = await ws_read(ws)
+            assert message["type"] == "publication", message
+            lab.take(message["data"], message["position"])
+        ws.close()
+
+    run(test, cluster, nodes)
+
+
+def test_event_source_reader_resumes_across_a_primary_kill(
+    cluster: RedisCluster, nodes: Nodes
+) -> None:
+    async def test(lab: Lab) -> None:
+        stream = await sse_open(lab.ports[0], lab.name)
+        assert stream.events()[0]["event"] == "subscribed"
+        await lab.publish(0, FIRST)
+        await stream.until(lambda: len(sse_messages(stream)) >= FIRST)
+        for event in sse_messages(stream):
+            lab.take(event["data"], event["id"])
+        publishing = await lab.kill_primary()
+        await stream.leave()
+        await lab.failed_over()
+        await publishing
+        again = await sse_open(lab.ports[1], lab.name, lab.last)
+        hello = again.events()[0]
+        assert hello["event"] == "subscribed"
+        assert json.loads(hello["data"]) == {"position": lab.last, "recovered": True}
+        await lab.publish(FIRST + AWAY, AFTER)
+        await again.until(lambda: len(sse_messages(again)) >= AWAY + AFTER)
+        assert [e for e in again.events() if e.get("event") == "reset"] == []
+        for event in sse_messages(again):
+            lab.take(event["data"], event["id"])
+        await again.leave()
+
+    run(test, cluster, nodes)
+
+
+def test_long_poll_reader_resumes_across_a_primary_kill(
+    cluster: RedisCluster, nodes: Nodes
+) -> None:
+    async def test(lab: Lab) -> None:
+        answer: Any = await poll(lab.ports[0], lab.name, "", wait="0")  # the top, at once
+        cursor = answer["position"]
+        await lab.publish(0, FIRST)
+        for _ in range(FIRST):  # each answer has one publication at least
+            answer = await poll(lab.ports[0], lab.name, cursor)
+            for pub in answer["publications"]:
+                lab.take(pub["data"], pub["position"])
+            cursor = answer["position"]
+            if len(lab.got) >= FIRST:
+                break
+        publishing = await lab.kill_primary()
+        await lab.failed_over()
+        await publishing
+        await lab.publish(FIRST + AWAY, AFTER)
+        for _ in range(AWAY + AFTER):  # node B, the same cursor
+            answer = await poll(lab.ports[1], lab.name, cursor)
+            assert answer["recovered"] is True, answer
+            for pub in answer["publications"]:
+                lab.take(pub["data"], pub["position"])
+            cursor = answer["position"]
+            if len(lab.got) >= TOTAL:
+                break
+
+    run(test, cluster, nodes)

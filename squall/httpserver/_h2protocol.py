@@ -75,9 +75,7 @@ from squall.httpserver._h2websocket import _H2Tunnel, drain_tunnels, tunnels
 from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
-from squall.httputil._exchange import DONE, IDLE
 from squall.httputil._headers import _NAME_CACHE, _cache_name
-from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
@@ -102,12 +100,12 @@ class _H2Protocol(asyncio.Protocol):
     __slots__ = (
         "_server",
         "_params",
-        "_loop",
+        "loop",
         "context",
         "limits",
-        "_h2",
+        "h2",
         "transport",
-        "_streams",
+        "streams",
         "slots",
         "_good_host",
         "_start_request",
@@ -115,7 +113,7 @@ class _H2Protocol(asyncio.Protocol):
         "_in_feed",
         "_flush_handle",
         "_heads",
-        "_write_paused",
+        "write_paused",
         "_paused_since",
         "_reading",
         "_waiting_window",
@@ -140,12 +138,12 @@ class _H2Protocol(asyncio.Protocol):
     ) -> None:
         self._server = server
         self._params = params
-        self._loop = loop
+        self.loop = loop
         self.context = context
         self.limits = limits
-        self._h2 = H2Connection(limits)
+        self.h2 = H2Connection(limits)
         self.transport: Optional[asyncio.Transport] = None
-        self._streams: dict[int, _H2Stream] = {}
+        self.streams: dict[int, _H2Stream] = {}
         #: The streams served at once (their slots: see ``_muxstream``).
         self.slots = StreamSlots()
         self._good_host: Optional[str] = None
@@ -154,7 +152,7 @@ class _H2Protocol(asyncio.Protocol):
         self._in_feed = False
         self._flush_handle: Optional[asyncio.Handle] = None
         self._heads: list[_H2Stream] = []
-        self._write_paused = False
+        self.write_paused = False
         self._paused_since = 0.0
         # Reading pauses only while the transport is over its write mark: a
         # busy stream is slowed by its window, not by the connection.
@@ -209,14 +207,14 @@ class _H2Protocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         if upgrade is None:
-            self._h2.initiate()
+            self.h2.initiate()
         else:
             settings = ""
             for name, value in upgrade.headers:
                 if name.lower() == "http2-settings":
                     settings = value
             try:
-                self._h2.initiate(settings)
+                self.h2.initiate(settings)
             except RemoteProtocolError as exc:
                 gen_log.info("Malformed HTTP message from %s: %s", self.context, exc)
                 transport.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
@@ -262,8 +260,8 @@ class _H2Protocol(asyncio.Protocol):
         self._on_lost(exc)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
-        self._paused_since = self._loop.time()
+        self.write_paused = True
+        self._paused_since = self.loop.time()
         # Stop reading too: a client that does not read must not make us
         # produce more (PING and SETTINGS answers, new responses).
         self._reading.pause()
@@ -271,21 +269,21 @@ class _H2Protocol(asyncio.Protocol):
             tunnel._set_paused(True)
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         if not self._closed:
             self._reading.resume()
-        for stream in list(self._streams.values()):
-            if stream._waiters and self._h2.pending(stream.stream_id) == 0:
-                self._wake(stream)
+        for stream in list(self.streams.values()):
+            if stream.writers_waiting() and self.h2.pending(stream.stream_id) == 0:
+                stream.wake_writers()
             if stream.tunnel is not None:
                 stream.tunnel._set_paused(False)
 
     # -- input --------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        now = self._loop.time()
+        now = self.loop.time()
         try:
-            events = self._h2.receive_data(data, now)
+            events = self.h2.receive_data(data, now)
         except RemoteProtocolError as exc:
             if exc.too_large:
                 # Worded as HTTP/1.1 words a head over its limit.
@@ -299,7 +297,7 @@ class _H2Protocol(asyncio.Protocol):
             gen_log.info("HTTP/2 error from %s", self.context, exc_info=True)
             self._abort(linger=True)
             return
-        malformed = self._h2.malformed
+        malformed = self.h2.malformed
         if malformed:
             for sid, problem in malformed:
                 gen_log.info(
@@ -317,7 +315,7 @@ class _H2Protocol(asyncio.Protocol):
                     self._on_request(event, now)
                 elif kind is EndOfStream:
                     assert isinstance(event, EndOfStream)
-                    stream = self._streams.get(event.stream_id)
+                    stream = self.streams.get(event.stream_id)
                     if stream is None:
                         pass
                     elif stream.tunnel is not None:
@@ -326,17 +324,17 @@ class _H2Protocol(asyncio.Protocol):
                         self._on_end(stream)
                 elif kind is Drained:
                     assert isinstance(event, Drained)
-                    self._waiting_window.pop(event.stream_id, None)
-                    stream = self._streams.get(event.stream_id)
+                    self.unwatch_window(event.stream_id)
+                    stream = self.streams.get(event.stream_id)
                     if stream is None:
                         pass
                     elif stream.tunnel is not None and stream.tunnel.detached:
                         stream.tunnel._window_opened()
-                    elif stream._phase >= DONE:
-                        if not stream._closed:
+                    elif stream.response_done:
+                        if not stream.closed:
                             self._complete(stream)  # its END_STREAM went out
-                    elif not self._write_paused:
-                        self._wake(stream)
+                    elif not self.write_paused:
+                        self.wake(stream)
                 elif kind is StreamReset:
                     assert isinstance(event, StreamReset)
                     if event.remote:
@@ -347,12 +345,12 @@ class _H2Protocol(asyncio.Protocol):
                             self.context,
                             event.error_code,
                         )
-                    stream = self._streams.get(event.stream_id)
+                    stream = self.streams.get(event.stream_id)
                     if stream is not None:
                         self._lose_stream(stream)
                 elif kind is Trailers:
                     assert isinstance(event, Trailers)
-                    stream = self._streams.get(event.stream_id)
+                    stream = self.streams.get(event.stream_id)
                     if stream is not None:
                         # Kept for the application (request.connection.trailers);
                         # the body's delegate API has no place for them.
@@ -383,10 +381,10 @@ class _H2Protocol(asyncio.Protocol):
     def _on_request(self, event: Request, now: float) -> None:
         sid = event.stream_id
         # (The core's copy of the limit: a native field, not H2Limits' getattr.)
-        if self._closing or self.slots.active >= self._h2.max_concurrent_streams:
+        if self._closing or self.slots.active >= self.h2.max_concurrent_streams:
             # Streams whose handler still runs count, even after a reset:
             # a client cannot start more work by resetting (CVE-2023-44487).
-            self._h2.refuse(sid, now)
+            self.h2.refuse(sid, now)
             return
         authority = event.authority
         start_line = request_line(event.method, event.target, _VERSION)
@@ -429,7 +427,7 @@ class _H2Protocol(asyncio.Protocol):
         headers = HTTPHeaders._from_pairs(fields)
         # Its body came over HTTP/1.1 whole: no 100 (Continue) to wait for.
         declared = content_length(headers._as_list.get("Content-Length"))
-        stream = self._begin(1, start_line, headers, self._loop.time(), declared, False)
+        stream = self._begin(1, start_line, headers, self.loop.time(), declared, False)
         if stream is not None:
             self._on_end(stream)  # held if the delegate is not ready
 
@@ -446,8 +444,8 @@ class _H2Protocol(asyncio.Protocol):
         """Start a request whose Content-Length (``declared``, see
         `squall._h2.Request.content_length`), Expect and ``:protocol`` (an
         extended CONNECT's, RFC 8441) the core read."""
-        stream = _H2Stream(self, sid, now, self.context, self._loop, self._max_body, self.slots)
-        self._streams[sid] = stream
+        stream = _H2Stream(self, sid, now, self.context, self.loop, self._max_body, self.slots)
+        self.streams[sid] = stream
         if declared != NO_LENGTH:
             if declared == INVALID_LENGTH:
                 self.refuse_request(stream, 400, "invalid Content-Length")
@@ -455,8 +453,6 @@ class _H2Protocol(asyncio.Protocol):
             if declared > self._max_body:
                 self.refuse_request(stream, 413, "Content-Length too long")
                 return None
-        if start_line.method == "HEAD":
-            stream._bodiless = True
         if expect_continue:
             stream.expect_continue = True
         if protocol is not None:
@@ -471,18 +467,11 @@ class _H2Protocol(asyncio.Protocol):
             return None
         self._idle_since = now
         delegate = decompressing(self._start_request(self, stream), self._params, self._max_body)
-        stream._delegate = delegate
-        try:
-            ret = delegate.headers_received(start_line, headers)
-        except HTTPInputError as exc:
-            self.refuse_request(stream, 400, str(exc))
-            return None
-        except Exception:
-            app_log.error("Uncaught exception", exc_info=True)
-            stream.app_failed()
-            return None
+        ret = stream.start(delegate, start_line, headers)
         if ret is not None:
             self._block(stream, ret, 0)
+        elif stream.closed:
+            return None  # refused or reset: the delegate raised
         elif stream.expect_continue:
             self._continue(stream)
         if protocol is not None:
@@ -493,10 +482,9 @@ class _H2Protocol(asyncio.Protocol):
 
     def _continue(self, stream: _H2Stream) -> None:
         # RFC 9110 §10.1.1: the delegate took the head; ask for the body.
-        stream.expect_continue = False
-        if stream._phase == IDLE and not stream._closed and not stream._read_done:
+        if stream.take_continue():
             try:
-                self._h2.send_informational(stream.stream_id, 100)
+                self.h2.send_informational(stream.stream_id, 100)
             except LocalProtocolError:
                 pass
 
@@ -504,25 +492,25 @@ class _H2Protocol(asyncio.Protocol):
         """Answer a bad request on its stream and stop reading it."""
         gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
         try:
-            self._h2.send_headers(stream.stream_id, status, [("content-length", "0")], True)
+            self.h2.send_headers(stream.stream_id, status, [("content-length", "0")], True)
         except LocalProtocolError:
             pass
         # RFC 9113 §8.1: a complete response, then no more request body.
-        self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
-        self._streams.pop(stream.stream_id, None)
+        self.h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
+        self.streams.pop(stream.stream_id, None)
         stream.refused()
 
     def _on_data(self, event: Data, now: float) -> None:
-        stream = self._streams.get(event.stream_id)
+        stream = self.streams.get(event.stream_id)
         if stream is not None and stream.tunnel is not None:
             stream.tunnel._feed(event.data, event.flow_length)
             return
-        if stream is None or stream._delegate is None:
-            self._h2.consumed(event.stream_id, event.flow_length)
+        if stream is None or not stream.wants_body():
+            self.h2.consumed(event.stream_id, event.flow_length)
             return
         stream.last_active = now
         if not stream.took(len(event.data)):
-            self._h2.consumed(event.stream_id, event.flow_length)
+            self.h2.consumed(event.stream_id, event.flow_length)
             return
         if not stream.hold_if_busy(event):
             self._deliver(stream, event)
@@ -530,7 +518,7 @@ class _H2Protocol(asyncio.Protocol):
     def _deliver(self, stream: _H2Stream, event: Data) -> None:
         ret, rest = stream.deliver(event.data, self._params.chunk_size)
         if ret is None:
-            self._h2.consumed(event.stream_id, event.flow_length)
+            self.h2.consumed(event.stream_id, event.flow_length)
         else:
             if rest:
                 stream.hold(Data(event.stream_id, rest, 0), True)
@@ -539,7 +527,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def _on_end(self, stream: _H2Stream) -> None:
         if stream.end_request():
-            self._retire(stream)  # else its response still waits (for window)
+            self.retire(stream)  # else its response still waits (for window)
 
     def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
         stream.block()
@@ -547,7 +535,7 @@ class _H2Protocol(asyncio.Protocol):
         def unblock(f: asyncio.Future[None]) -> None:
             self._unblock(stream, f, flow)
 
-        wait_on(awaitable, self._loop, unblock)
+        wait_on(awaitable, self.loop, unblock)
 
     def _unblock(self, stream: _H2Stream, future: asyncio.Future[None], flow: int) -> None:
         if self._closed:
@@ -556,7 +544,7 @@ class _H2Protocol(asyncio.Protocol):
         self._in_feed = True
         try:
             # (A stream reset meanwhile: the connection's share of the window.)
-            self._h2.consumed(stream.stream_id, flow)
+            self.h2.consumed(stream.stream_id, flow)
             if not stream.unblocked(future):
                 return
             if stream.expect_continue:
@@ -567,15 +555,15 @@ class _H2Protocol(asyncio.Protocol):
 
     # -- output ---------------------------------------------------------------------------
 
-    def _queue_head(self, stream: _H2Stream) -> asyncio.Future[None]:
+    def queue_head(self, stream: _H2Stream) -> asyncio.Future[None]:
         """A head was written: hold it briefly, so that a finish() right after
         goes out with it (HEADERS, DATA with END_STREAM: no empty frame)."""
         self._heads.append(stream)
         if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
-        return self._ready(stream)
+            self._flush_handle = self.loop.call_soon(self._flush)
+        return self.ready(stream)
 
-    def _send_head(self, stream: _H2Stream, end: bool) -> bool:
+    def send_head(self, stream: _H2Stream, end: bool) -> bool:
         """Hand the held head to h2; return False if its data waits for window."""
         head = stream.held_head
         assert head is not None
@@ -583,11 +571,11 @@ class _H2Protocol(asyncio.Protocol):
         block, chunk = head
         sid = stream.stream_id
         try:
-            if stream._bodiless or not chunk:
-                self._h2.send_head_block(sid, block, end)
+            if not chunk:  # (a bodiless response's: see _H2Stream._emit_head)
+                self.h2.send_head_block(sid, block, end)
                 return True
-            self._h2.send_head_block(sid, block, False)
-            sent = self._h2.send_data(sid, chunk, end)
+            self.h2.send_head_block(sid, block, False)
+            sent = self.h2.send_data(sid, chunk, end)
         except LocalProtocolError:
             # The stream is closed in h2 but not here: the client reset it
             # (or broke it) in the read that opened it, and that reset is
@@ -596,49 +584,50 @@ class _H2Protocol(asyncio.Protocol):
             self._lose_stream(stream)
             return True
         if not sent:
-            self._waiting_window.setdefault(sid, self._loop.time())
+            self.watch_window(sid)
         return sent
 
-    def _send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
-        if not self._queue_body(stream, chunk):
-            return _closed_future(self._loop)
-        return self._ready(stream)
+    def send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
+        if not self.queue_body(stream, chunk):
+            return _closed_future(self.loop)
+        return self.ready(stream)
 
-    def _queue_body(self, stream: _H2Stream, chunk: bytes) -> bool:
+    def queue_body(self, stream: _H2Stream, chunk: bytes) -> bool:
         """Hand ``chunk`` to the core (which holds what the windows do not
         let out); False if the stream is closed there."""
         try:
-            sent = self._h2.send_data(stream.stream_id, chunk)
+            sent = self.h2.send_data(stream.stream_id, chunk)
         except LocalProtocolError:
             return False
         if not sent:
-            self._waiting_window.setdefault(stream.stream_id, self._loop.time())
-        self._flush_soon()
+            self.watch_window(stream.stream_id)
+        self.flush_soon()
         return True
 
-    def _ready(self, stream: _H2Stream) -> asyncio.Future[None]:
+    def ready(self, stream: _H2Stream) -> asyncio.Future[None]:
         """The Future a write returns: done now, or once the bytes can go out."""
-        if not self._write_paused and (
-            stream.held_head is not None or self._h2.pending(stream.stream_id) == 0
+        if not self.write_paused and (
+            stream.held_head is not None or self.h2.pending(stream.stream_id) == 0
         ):
             done = self._done_future
             if done is None:
-                done = self._done_future = self._loop.create_future()
+                done = self._done_future = self.loop.create_future()
                 done.set_result(None)
             return done
-        waiter = self._loop.create_future()
-        if stream._waiters is None:
-            stream._waiters = []
-        stream._waiters.append(waiter)
-        return waiter
+        return stream.output_waiter()
 
-    def _wake(self, stream: _H2Stream) -> None:
-        waiters = stream._waiters
-        stream._waiters = None
-        if waiters:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+    def wake(self, stream: _H2Stream) -> None:
+        """The stream's output went out: its writes waiting resume."""
+        stream.wake_writers()
+
+    def watch_window(self, sid: int) -> None:
+        """Stream ``sid``'s output waits for window: reset if none comes
+        for the send timeout (the sweep), unless already watched."""
+        self._waiting_window.setdefault(sid, self.loop.time())
+
+    def unwatch_window(self, sid: int) -> None:
+        """Stream ``sid`` no longer waits for window (drained, or gone)."""
+        self._waiting_window.pop(sid, None)
 
     def end_response(self, stream: _H2Stream) -> None:
         sid = stream.stream_id
@@ -648,45 +637,43 @@ class _H2Protocol(asyncio.Protocol):
             return
         trailers = stream.trailers_out
         sent = True
-        if trailers is not None and not stream._bodiless:
+        if trailers is not None:
             stream.trailers_out = None
             if stream.held_head is not None:
-                self._send_head(stream, False)
+                self.send_head(stream, False)
             try:
-                sent = self._h2.send_trailers(sid, trailers)
+                sent = self.h2.send_trailers(sid, trailers)
             except LocalProtocolError:
                 pass
         elif stream.held_head is not None:
-            sent = self._send_head(stream, True)
+            sent = self.send_head(stream, True)
         else:
             try:
-                sent = self._h2.end_stream(sid)
+                sent = self.h2.end_stream(sid)
             except LocalProtocolError:
                 pass
-        if not sent and not stream._closed:
+        if not sent and not stream.closed:
             # RFC 9113 §5.1: the stream is open until its END_STREAM goes
             # out. Until then it counts as active, for the idle timeout (a
             # response held by flow control is not idle) and the stream
             # limit; its delegate hears nothing more. Drained completes it.
-            self._waiting_window.setdefault(sid, self._loop.time())
-            stream._delegate = None
-            stream.close_callback = None
+            self.watch_window(sid)
+            stream.retire()
         else:
             self._complete(stream)
         if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_handle = self.loop.call_soon(self._flush)
 
     def _complete(self, stream: _H2Stream) -> None:
         """The response's last frame is out (or the stream is gone)."""
         stream.free_slot()
-        if stream._read_done and stream.tunnel is None:
-            self._retire(stream)
-        elif not stream._closed:
+        if stream.read_done and stream.tunnel is None:
+            self.retire(stream)
+        elif stream.mark_closed():  # (what its inbox holds goes nowhere)
             # RFC 9113 §8.1: the response is complete; the rest of the
             # request body (or a refused tunnel's DATA) is not wanted.
-            self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
-            stream._closed = True  # (what its inbox holds goes nowhere)
-            self._retire(stream)
+            self.h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
+            self.retire(stream)
             if stream.tunnel is not None:
                 stream.tunnel._lost(None)  # gives back the window it held
 
@@ -697,7 +684,7 @@ class _H2Protocol(asyncio.Protocol):
             # response: a read of many requests asks the clock once.
             self._idle_due = True
         else:
-            self._idle_since = self._loop.time()
+            self._idle_since = self.loop.time()
         if self._closing:
             self._close_soon()
 
@@ -712,19 +699,18 @@ class _H2Protocol(asyncio.Protocol):
         if self._idle_due:
             self._idle_due = False
             if not self.slots.active:
-                self._idle_since = self._loop.time()
+                self._idle_since = self.loop.time()
         self._flush()
 
-    def _retire(self, stream: _H2Stream) -> None:
+    def retire(self, stream: _H2Stream) -> None:
         """The exchange is over on our side: forget the stream."""
-        self._streams.pop(stream.stream_id, None)
-        stream._delegate = None
-        stream.close_callback = None
+        self.streams.pop(stream.stream_id, None)
+        stream.retire()
 
-    def _flush_soon(self) -> None:
+    def flush_soon(self) -> None:
         """Write what the core has queued, at the end of this feed or on the next turn."""
         if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_handle = self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         handle = self._flush_handle
@@ -736,9 +722,9 @@ class _H2Protocol(asyncio.Protocol):
             self._heads = []
             for stream in heads:
                 if stream.held_head is not None:
-                    self._send_head(stream, False)
+                    self.send_head(stream, False)
         transport = self.transport
-        data = self._h2.data_to_send()
+        data = self.h2.data_to_send()
         # Nothing goes after our EOF (lingering): asyncio's transport
         # would raise RuntimeError; the client has been told GOAWAY already.
         if data and transport is not None and not self._closed and not self._lingering:
@@ -748,30 +734,21 @@ class _H2Protocol(asyncio.Protocol):
 
     def reset_stream(self, stream: _H2Stream, code: int) -> None:
         """Reset ``stream`` on our side and tell its delegate."""
-        if stream._closed:
+        if stream.closed:
             return
-        self._h2.reset(stream.stream_id, code)
-        self._waiting_window.pop(stream.stream_id, None)
+        self.h2.reset(stream.stream_id, code)
+        self.unwatch_window(stream.stream_id)
         self._lose_stream(stream)
         if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_handle = self.loop.call_soon(self._flush)
 
     def _lose_stream(self, stream: _H2Stream, exc: Optional[BaseException] = None) -> None:
         """The stream is gone (reset, timed out, connection lost)."""
-        if stream._closed:
+        if stream.closed:
             return
-        stream._closed = True
-        stream.held_head = None
-        self._streams.pop(stream.stream_id, None)
-        self._waiting_window.pop(stream.stream_id, None)
-        waiters = stream._waiters
-        stream._waiters = None
-        if waiters:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(StreamClosedError(real_error=exc))
-                    waiter.exception()
-        stream.lost()
+        self.streams.pop(stream.stream_id, None)
+        self.unwatch_window(stream.stream_id)
+        stream.lost(exc)  # (its writes waiting fail)
         if stream.tunnel is not None:
             stream.tunnel._lost(exc)
 
@@ -783,7 +760,7 @@ class _H2Protocol(asyncio.Protocol):
         timeout = self._idle_timeout()
         if timeout is not None:
             interval = min(interval, timeout / 4)
-        self._sweep_handle = self._loop.call_later(max(interval, 0.01), self._sweep)
+        self._sweep_handle = self.loop.call_later(max(interval, 0.01), self._sweep)
 
     def _idle_timeout(self) -> Optional[float]:
         # HTTPServer's idle_connection_timeout: no stream open for that long.
@@ -797,18 +774,18 @@ class _H2Protocol(asyncio.Protocol):
         self._sweep_handle = None
         if self._closed:
             return
-        now = self._loop.time()
+        now = self.loop.time()
         limits = self.limits
-        if self._write_paused and now - self._paused_since > limits.send_timeout:
+        if self.write_paused and now - self._paused_since > limits.send_timeout:
             gen_log.info("HTTP/2 client %s does not read; closing", self.context)
             self._abort()
             return
         sent_before = self._waiting_sent
         self._waiting_sent = {}
         for sid, since in list(self._waiting_window.items()):
-            stream = self._streams.get(sid)
+            stream = self.streams.get(sid)
             if stream is not None:
-                sent = stream._written - self._h2.pending(sid)
+                sent = stream.written - self.h2.pending(sid)
                 self._waiting_sent[sid] = sent
                 if sent != sent_before.get(sid, sent):
                     # Bytes went out since the last look: the client reads
@@ -826,9 +803,9 @@ class _H2Protocol(asyncio.Protocol):
                 if stream is not None:
                     self.reset_stream(stream, ErrorCode.CANCEL)
                 else:
-                    self._h2.reset(sid, ErrorCode.CANCEL)
+                    self.h2.reset(sid, ErrorCode.CANCEL)
         body_timeout = self._params.body_timeout
-        for stream in list(self._streams.values()):
+        for stream in list(self.streams.values()):
             if not stream.reading():
                 continue
             if now - stream.last_active > limits.idle_stream_timeout or stream.body_overdue(
@@ -842,7 +819,7 @@ class _H2Protocol(asyncio.Protocol):
                 self.reset_stream(stream, ErrorCode.CANCEL)
         idle = self._idle_timeout()
         if idle is not None and not self.slots.active and now - self._idle_since > idle:
-            self._h2.goaway(ErrorCode.NO_ERROR, "idle")
+            self.h2.goaway(ErrorCode.NO_ERROR, "idle")
             self._abort()
             return
         self._flush()
@@ -851,7 +828,7 @@ class _H2Protocol(asyncio.Protocol):
     # -- closing the connection ---------------------------------------------------------
 
     def _close_soon(self) -> None:
-        self._loop.call_soon(self._abort, True)
+        self.loop.call_soon(self._abort, True)
 
     def _abort(self, linger: bool = False) -> None:
         """Send what is queued (a GOAWAY, say) and close.
@@ -877,7 +854,7 @@ class _H2Protocol(asyncio.Protocol):
                 # The client is already gone (ENOTCONN): nothing to wait for.
                 transport.abort()
                 return
-            self._loop.call_later(_LINGER, self._hard_close)
+            self.loop.call_later(_LINGER, self._hard_close)
             self._reading.resume()
             return
         transport.close()
@@ -888,7 +865,7 @@ class _H2Protocol(asyncio.Protocol):
             return
         self._closing = True
         drain_tunnels(self)  # their close frames first, then the GOAWAY
-        self._h2.goaway(ErrorCode.NO_ERROR)
+        self.h2.goaway(ErrorCode.NO_ERROR)
         self._flush()
         if not self.slots.active:
             self._abort(linger=True)
@@ -900,7 +877,7 @@ class _H2Protocol(asyncio.Protocol):
     def census(self) -> tuple[str, int, int]:
         """What this connection carries, for metrics: ``("h2", requests in
         flight, WebSocket tunnels)`` (see `stream_census`)."""
-        return ("h2", *stream_census(self._streams.values()))
+        return ("h2", *stream_census(self.streams.values()))
 
     def _hard_close(self) -> None:
         """Drop the connection now, discarding unsent output."""
@@ -917,9 +894,9 @@ class _H2Protocol(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self._sweep_handle = self._flush_handle = None
-        for stream in list(self._streams.values()):
+        for stream in list(self.streams.values()):
             self._lose_stream(stream, exc)
-        self._streams.clear()
+        self.streams.clear()
         self._waiting_window.clear()
         self._server._forget(self)
         event = self._closed_event
@@ -931,8 +908,8 @@ class _H2Protocol(asyncio.Protocol):
         if self._closed:
             return
         if self._closed_event is None:
-            self._closed_event = self._loop.create_future()
+            self._closed_event = self.loop.create_future()
         event = self._closed_event
-        self._h2.goaway(ErrorCode.NO_ERROR)
+        self.h2.goaway(ErrorCode.NO_ERROR)
         self._abort(linger=True)
         await event

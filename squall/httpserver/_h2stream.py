@@ -58,24 +58,28 @@ class _H2Stream(_MuxStream):
             if tunnel is None:
                 # Straight from the headers' dict to the header block (the
                 # same bytes as encode_head of response_fields).
-                block = p._h2.encode_fields(start_line[1], headers._as_list)
+                block = p.h2.encode_fields(start_line[1], headers._as_list)
             else:
                 fields = response_fields(headers._as_list.items())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
         if tunnel is not None:
             code = start_line.code
-            block = p._h2.encode_head(code, tunnel._head_fields(code, fields))
+            block = p.h2.encode_head(code, tunnel._head_fields(code, fields))
+        if self._bodiless:
+            # (HEAD, 204, 304: what was written is counted, not sent.)
+            chunk = b""
+            self.trailers_out = None
         self.held_head = (block, chunk)
-        return p._queue_head(self)
+        return p.queue_head(self)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         p: _H2Protocol = self._proto
         if not chunk or self._bodiless:
-            return p._ready(self)
+            return p.ready(self)
         if self.held_head is not None:
-            p._send_head(self, False)
-        return p._send_body(self, chunk)
+            p.send_head(self, False)
+        return p.send_body(self, chunk)
 
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         if self._closed:
@@ -86,10 +90,10 @@ class _H2Stream(_MuxStream):
             raise HTTPOutputError(str(exc)) from None
         p: _H2Protocol = self._proto
         try:
-            p._h2.send_informational(self.stream_id, code, fields)
+            p.h2.send_informational(self.stream_id, code, fields)
         except LocalProtocolError:
             return False
-        p._flush_soon()
+        p.flush_soon()
         return True
 
     # -- HTTPConnection ---------------------------------------------------------------
@@ -109,14 +113,14 @@ class _H2Stream(_MuxStream):
         if self._phase != IDLE or self._bodiless or self.tunnel is not None or framing < len(chunk):
             return None
         p: _H2Protocol = self._proto
-        block = p._h2.encode_rendered_head(head)
+        block = p.h2.encode_rendered_head(head)
         if block is None:
             return None
         self._declared = framing
         self._phase = HEAD
         self._written = len(chunk)
         self.held_head = (block, chunk)
-        return p._queue_head(self)
+        return p.queue_head(self)
 
     def set_trailers(self, trailers: HTTPHeaders) -> None:
         """Send ``trailers`` as the response's trailer section, after the body.
@@ -135,9 +139,11 @@ class _H2Stream(_MuxStream):
         if self._phase >= DONE:
             raise HTTPOutputError("the response already finished")
         try:
-            self.trailers_out = trailer_fields(trailers.get_all())
+            fields = trailer_fields(trailers.get_all())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
+        if not self._bodiless:  # (a response with no body has no trailers)
+            self.trailers_out = fields
 
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:

@@ -305,8 +305,8 @@ class _H3Protocol(QuicConnectionProtocol):
         # limit and what was announced.
         credit = quic._local_max_streams_bidi
         credit.value = credit.sent = self.max_streams
-        self._h3: Optional[H3Connection] = None
-        self._streams: dict[int, _H3Stream] = {}
+        self.h3: Optional[H3Connection] = None
+        self.streams: dict[int, _H3Stream] = {}
         #: The streams served at once (their slots: see ``_muxstream``).
         self.slots = StreamSlots()
         self._max_body = flow.body_limit(params, _MAX_BODY_SIZE)
@@ -340,6 +340,12 @@ class _H3Protocol(QuicConnectionProtocol):
             params.header_timeout or 10.0, self._handshake_timed_out
         )
 
+    @property
+    def transport(self) -> Optional[asyncio.DatagramTransport]:
+        """The UDP transport the connection's datagrams go through (shared
+        with the endpoint's other connections); None before it is known."""
+        return self._transport
+
     # -- datagrams in ---------------------------------------------------------------
 
     def datagram_received(self, data: Union[bytes, str], addr: Any) -> None:
@@ -358,7 +364,7 @@ class _H3Protocol(QuicConnectionProtocol):
         # One transmit per loop iteration, after the requests this datagram
         # started have run: their responses leave with the acknowledgement,
         # and each of aioquic's passes over the streams serves them all.
-        self._flush_soon()
+        self.flush_soon()
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
@@ -371,13 +377,13 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         if isinstance(event, ProtocolNegotiated):
             if event.alpn_protocol in H3_ALPN:
-                self._h3 = WebTransportH3Connection(self._quic, self.max_header_size)
+                self.h3 = WebTransportH3Connection(self._quic, self.max_header_size)
             return
         if isinstance(event, ConnectionTerminated):
             self._on_lost()
             return
         if isinstance(event, (StreamReset, StopSendingReceived)):
-            stream = self._streams.get(event.stream_id)
+            stream = self.streams.get(event.stream_id)
             if stream is not None:
                 gen_log.debug(
                     "HTTP/3 stream %d of %s reset by the client", event.stream_id, self.context
@@ -388,7 +394,7 @@ class _H3Protocol(QuicConnectionProtocol):
                     self._lose_stream(stream)
             elif self._webtransport:
                 stream_reset(self, event.stream_id)
-        h3 = self._h3
+        h3 = self.h3
         if h3 is None:
             return
         for h3_event in h3.handle_event(event):
@@ -397,7 +403,7 @@ class _H3Protocol(QuicConnectionProtocol):
             except Exception:
                 # The application's code runs inside these calls.
                 app_log.error("Uncaught exception", exc_info=True)
-                stream = self._streams.get(getattr(h3_event, "stream_id", -1))
+                stream = self.streams.get(getattr(h3_event, "stream_id", -1))
                 if stream is not None:
                     self.reset_stream(stream, H3Error.H3_INTERNAL_ERROR)
 
@@ -407,13 +413,13 @@ class _H3Protocol(QuicConnectionProtocol):
         if isinstance(event, HeadersRefused):
             self._on_refused_head(event)
         elif isinstance(event, HeadersReceived):
-            stream = self._streams.get(event.stream_id)
+            stream = self.streams.get(event.stream_id)
             if stream is None:
                 self._on_request(event)
             elif event.stream_ended:
                 self._on_end(stream)  # trailers: dropped, as over HTTP/1.1
         elif isinstance(event, DataReceived):
-            stream = self._streams.get(event.stream_id)
+            stream = self.streams.get(event.stream_id)
             if stream is None:
                 return
             tunnel = stream.tunnel
@@ -425,7 +431,7 @@ class _H3Protocol(QuicConnectionProtocol):
                 return
             if event.data:
                 self._on_data(stream, event.data)
-            if event.stream_ended and not stream._closed:
+            if event.stream_ended and not stream.closed:
                 self._on_end(stream)
 
     # -- requests -------------------------------------------------------------------
@@ -444,7 +450,7 @@ class _H3Protocol(QuicConnectionProtocol):
         loop = self._loop
         now = loop.time()
         stream = _H3Stream(self, sid, now, self.context, loop, self._max_body, self.slots)
-        self._streams[sid] = stream
+        self.streams[sid] = stream
         size = 0
         method = path = authority = protocol = None
         fields: list[tuple[str, str]] = []
@@ -462,12 +468,12 @@ class _H3Protocol(QuicConnectionProtocol):
                 continue
             fields.append((raw_name.decode("latin-1"), raw_value.decode("latin-1")))
         if size > self.max_header_size:
-            self._refuse_request(stream, 431, "header section too large")
+            self.refuse_request(stream, 431, "header section too large")
             return
         if method is None or not path or (method == "CONNECT") != (protocol is not None):
             # A plain CONNECT (a proxy's) is not served; :protocol comes
             # only with CONNECT (RFC 9220 section 3, RFC 8441 section 4).
-            self._refuse_request(stream, 400, "unsupported request")
+            self.refuse_request(stream, 400, "unsupported request")
             return
         if authority is not None:
             rest = [f for f in fields if f[0] != "host"]
@@ -478,32 +484,27 @@ class _H3Protocol(QuicConnectionProtocol):
         try:
             self._good_host = flow.known_host(headers, self._good_host, _VERSION)
         except HTTPInputError as exc:
-            self._refuse_request(stream, 400, str(exc))
+            self.refuse_request(stream, 400, str(exc))
             return
         lengths = headers._as_list.get("Content-Length")
         if lengths is not None:
             if len(lengths) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
-                self._refuse_request(stream, 400, "invalid Content-Length")
+                self.refuse_request(stream, 400, "invalid Content-Length")
                 return
-            if int(lengths[0]) > stream._max_body:
-                self._refuse_request(stream, 413, "Content-Length too long")
+            if int(lengths[0]) > self._max_body:
+                self.refuse_request(stream, 413, "Content-Length too long")
                 return
-        if method == "HEAD":
-            stream._bodiless = True
         if protocol is not None:
             stream.protocol = protocol
             stream.tunnel = _H3Tunnel(self, stream)
         delegate = flow.decompressing(
             self._start_request(self, stream), self._params, self._max_body
         )
-        stream._delegate = delegate
-        try:
-            ret = delegate.headers_received(start_line, headers)
-        except HTTPInputError as exc:
-            self._refuse_request(stream, 400, str(exc))
-            return
+        ret = stream.start(delegate, start_line, headers)
         if ret is not None:
             self._block(stream, ret)
+        elif stream.closed:
+            return  # refused or reset: the delegate raised
         if protocol is not None:
             # The head is the whole request; DATA that follows is the tunnel's.
             self._on_end(stream)
@@ -517,7 +518,7 @@ class _H3Protocol(QuicConnectionProtocol):
         431 for a request's head (RFC 9114 section 4.2.2, as HTTP/2 answers
         an HPACK bomb); a request's trailers over it reset the stream."""
         sid = event.stream_id
-        stream = self._streams.get(sid)
+        stream = self.streams.get(sid)
         if stream is not None:
             gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, event.reason)
             self.reset_stream(stream, H3Error.H3_EXCESSIVE_LOAD)
@@ -529,22 +530,22 @@ class _H3Protocol(QuicConnectionProtocol):
             self.context,
             event.reason,
         )
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
         try:
             h3.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
             self._quic.stop_stream(sid, H3Error.H3_NO_ERROR)
         except Exception:
             pass  # the stream is gone in aioquic already
-        self._flush_soon()
+        self.flush_soon()
 
     def refuse_request(self, stream: _H3Stream, status: int, message: str) -> None:
         """Answer a bad request on its stream and read no more of it."""
         gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, message)
         sid = stream.stream_id
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
-        self._streams.pop(sid, None)
+        self.streams.pop(sid, None)
         try:
             h3.send_headers(
                 sid, [(b":status", str(status).encode()), (b"content-length", b"0")], True
@@ -553,13 +554,10 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             pass  # the stream is gone in aioquic already
         stream.refused()
-        self._flush_soon()
-
-    # (The head's checks, in _on_request, call it by this name.)
-    _refuse_request = refuse_request
+        self.flush_soon()
 
     def _on_data(self, stream: _H3Stream, data: bytes) -> None:
-        if stream._delegate is None or stream._closed:
+        if not stream.wants_body():
             return
         if stream.took(len(data)) and not stream.hold_if_busy(data):
             self._deliver(stream, data)
@@ -573,7 +571,7 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _on_end(self, stream: _H3Stream) -> None:
         if stream.end_request():
-            self._retire(stream)
+            self.retire(stream)
 
     def _block(self, stream: _H3Stream, awaitable: Awaitable[None]) -> None:
         stream.block()
@@ -591,7 +589,7 @@ class _H3Protocol(QuicConnectionProtocol):
             app_log.error("Uncaught exception", exc_info=True)
             self.reset_stream(stream, H3Error.H3_INTERNAL_ERROR)
         finally:
-            self._flush_soon()
+            self.flush_soon()
 
     # -- responses (called by _H3Stream) ----------------------------------------------
 
@@ -656,20 +654,20 @@ class _H3Protocol(QuicConnectionProtocol):
         """What a write returns: done, or a wait while the stream holds too much."""
         sid = stream.stream_id
         if self._unacked(sid) <= _HIGH_WATER:
-            return self._ready()
+            return self.ready()
         waiter = self._loop.create_future()
         self._waiters.setdefault(sid, []).append(waiter)
         self._stalled.setdefault(sid, (self._loop.time(), self._unacked(sid)))
         return waiter
 
-    def _ready(self) -> asyncio.Future[None]:
+    def ready(self) -> asyncio.Future[None]:
         done = self._done_future
         if done is None:
             done = self._done_future = self._loop.create_future()
             done.set_result(None)
         return done
 
-    def _send_head(
+    def send_head(
         self, stream: _H3Stream, fields: list[tuple[bytes, bytes]], chunk: bytes
     ) -> asyncio.Future[None]:
         if stream.tunnel is None:
@@ -678,9 +676,9 @@ class _H3Protocol(QuicConnectionProtocol):
             # then HEADERS, DATA and the FIN go to aioquic at once (one
             # QUIC stream write fewer, and no empty DATA frame to end it).
             self._held[stream.stream_id] = (fields, chunk)
-            self._flush_soon()
-            return self._ready()
-        h3 = self._h3
+            self.flush_soon()
+            return self.ready()
+        h3 = self.h3
         assert h3 is not None
         try:
             h3.send_headers(stream.stream_id, fields, False)
@@ -689,12 +687,12 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             # The stream is gone in aioquic (reset by the client meanwhile).
             self._lose_stream(stream)
-        self._flush_soon()
+        self.flush_soon()
         return self._ready_for(stream)
 
     def _release(self, sid: int, end: bool) -> None:
         """Gives a held head (and its chunk) to aioquic; ``end``: with the FIN."""
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
         fields, chunk = self._held.pop(sid)
         h3.send_headers(sid, fields, end and not chunk)
@@ -706,12 +704,12 @@ class _H3Protocol(QuicConnectionProtocol):
             try:
                 self._release(sid, False)
             except Exception:
-                stream = self._streams.get(sid)
+                stream = self.streams.get(sid)
                 if stream is not None:
                     self._lose_stream(stream)
 
-    def _send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
-        h3 = self._h3
+    def send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
+        h3 = self.h3
         assert h3 is not None
         try:
             if stream.stream_id in self._held:
@@ -719,21 +717,21 @@ class _H3Protocol(QuicConnectionProtocol):
             h3.send_data(stream.stream_id, chunk, False)
         except Exception:
             self._lose_stream(stream)
-        self._flush_soon()
+        self.flush_soon()
         return self._ready_for(stream)
 
-    def _send_interim(self, stream: _H3Stream, fields: list[tuple[bytes, bytes]]) -> bool:
-        h3 = self._h3
+    def send_interim(self, stream: _H3Stream, fields: list[tuple[bytes, bytes]]) -> bool:
+        h3 = self.h3
         assert h3 is not None
         try:
             h3.send_headers(stream.stream_id, fields, False)
         except Exception:
             return False
-        self._flush_soon()
+        self.flush_soon()
         return True
 
     def end_response(self, stream: _H3Stream) -> None:
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
         try:
             if stream.stream_id in self._held:
@@ -744,8 +742,8 @@ class _H3Protocol(QuicConnectionProtocol):
             self._lose_stream(stream)
             return
         stream.free_slot()
-        if stream._read_done:
-            self._retire(stream)
+        if stream.read_done:
+            self.retire(stream)
         else:
             # RFC 9114 section 4.1.1: the response is complete; the rest of
             # the request is not wanted.
@@ -753,22 +751,22 @@ class _H3Protocol(QuicConnectionProtocol):
                 self._quic.stop_stream(stream.stream_id, H3Error.H3_NO_ERROR)
             except Exception:
                 pass
-            stream._closed = True
-            self._retire(stream)
-        self._flush_soon()
+            stream.mark_closed()
+            self.retire(stream)
+        self.flush_soon()
 
-    def _end_tunnel(self, stream: _H3Stream) -> None:
+    def end_tunnel(self, stream: _H3Stream) -> None:
         """The WebSocket closed its tunnel: FIN after what is queued."""
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
         try:
             h3.send_data(stream.stream_id, b"", True)
         except Exception:
             pass
-        stream._closed = True
+        stream.mark_closed()
         stream.free_slot()
-        self._retire(stream)
-        self._flush_soon()
+        self.retire(stream)
+        self.flush_soon()
 
     def streams_idle(self) -> None:
         """The last stream gave its slot back (see `StreamSlots`)."""
@@ -776,37 +774,37 @@ class _H3Protocol(QuicConnectionProtocol):
         if self._closing:
             self._loop.call_soon(self._close_when_acknowledged)
 
-    def _retire(self, stream: _H3Stream) -> None:
-        self._streams.pop(stream.stream_id, None)
-        stream._delegate = None
-        stream.close_callback = None
+    def retire(self, stream: _H3Stream) -> None:
+        """The exchange is over on our side: forget the stream."""
+        self.streams.pop(stream.stream_id, None)
+        stream.retire()
 
     def reset_stream(self, stream: _H3Stream, code: int) -> None:
-        if stream._closed:
+        """Reset ``stream`` on our side and tell its delegate."""
+        if stream.closed:
             return
         try:
             self._quic.reset_stream(stream.stream_id, code)
-            if not stream._read_done:
+            if not stream.read_done:
                 self._quic.stop_stream(stream.stream_id, code)
         except Exception:
             pass
         self._lose_stream(stream)
-        self._flush_soon()
+        self.flush_soon()
 
     def _lose_stream(self, stream: _H3Stream) -> None:
-        if stream._closed:
+        if stream.closed:
             return
-        stream._closed = True
         self._stalled.pop(stream.stream_id, None)
         self._held.pop(stream.stream_id, None)
         if stream.stream_id in self._waiters:
             self._wake(stream.stream_id, StreamClosedError())
-        self._streams.pop(stream.stream_id, None)
+        self.streams.pop(stream.stream_id, None)
         stream.lost()
         if stream.tunnel is not None:
             stream.tunnel._lost()
 
-    def _flush_soon(self) -> None:
+    def flush_soon(self) -> None:
         if self._flush_handle is None and not self._gone:
             self._flush_handle = self._loop.call_soon(self._flush)
 
@@ -842,7 +840,7 @@ class _H3Protocol(QuicConnectionProtocol):
             if unacked < held:
                 self._stalled[sid] = (now, unacked)  # slow, not stopped
             elif write_timeout is not None and now - since > write_timeout:
-                stalled = self._streams.get(sid)
+                stalled = self.streams.get(sid)
                 gen_log.info(
                     "HTTP/3 stream %d of %s: the client took nothing for %gs; reset",
                     sid,
@@ -854,7 +852,7 @@ class _H3Protocol(QuicConnectionProtocol):
                 else:
                     self._stalled.pop(sid, None)
         body_timeout = self._params.body_timeout
-        for stream in list(self._streams.values()):
+        for stream in list(self.streams.values()):
             if stream.reading() and stream.body_overdue(now, body_timeout):
                 gen_log.info(
                     "HTTP/3 stream %d of %s: request not completed in time; reset",
@@ -876,7 +874,7 @@ class _H3Protocol(QuicConnectionProtocol):
     # -- closing ------------------------------------------------------------------------
 
     def _goaway(self) -> None:
-        h3 = self._h3
+        h3 = self.h3
         control = getattr(h3, "_local_control_stream_id", None)
         if h3 is None or control is None:
             return
@@ -899,7 +897,7 @@ class _H3Protocol(QuicConnectionProtocol):
         if not self.slots.active:
             self._close_when_acknowledged()
         else:
-            self._flush_soon()
+            self.flush_soon()
 
     def _unfinished(self) -> bool:
         """Whether a response stream's end (FIN or reset) is not yet acknowledged."""
@@ -919,7 +917,7 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         if self._unfinished():
             self._close_pending = True
-            self._flush_soon()
+            self.flush_soon()
         else:
             self._close_quic()
 
@@ -935,7 +933,7 @@ class _H3Protocol(QuicConnectionProtocol):
     def census(self) -> tuple[str, int, int]:
         """What this connection carries, for metrics: ``("h3", requests in
         flight, WebSocket tunnels)`` (see `stream_census`)."""
-        return ("h3", *stream_census(self._streams.values()))
+        return ("h3", *stream_census(self.streams.values()))
 
     def _hard_close(self) -> None:
         self._close_quic()
@@ -975,7 +973,7 @@ class _H3Protocol(QuicConnectionProtocol):
             if handle is not None:
                 handle.cancel()
         self._sweep_handle = self._flush_handle = self._handshake_timer = None
-        for stream in list(self._streams.values()):
+        for stream in list(self.streams.values()):
             self._lose_stream(stream)
-        self._streams.clear()
+        self.streams.clear()
         self._server._forget(self)

@@ -62,14 +62,14 @@ class _H3Stream(_MuxStream):
         tunnel = self.tunnel
         if tunnel is not None:
             fields = tunnel._head_fields(start_line.code, fields)
-        return self._proto._send_head(self, fields, b"" if self._bodiless else chunk)
+        return self._proto.send_head(self, fields, b"" if self._bodiless else chunk)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         if self._closed:
             return closed_future()
         if not chunk or self._bodiless:
-            return self._proto._ready()
-        return self._proto._send_body(self, chunk)
+            return self._proto.ready()
+        return self._proto.send_body(self, chunk)
 
     def _emit_end(self, phase: int) -> None:
         tunnel = self.tunnel
@@ -77,19 +77,19 @@ class _H3Stream(_MuxStream):
             phase = GONE
         elif phase != GONE and tunnel is not None and tunnel.accepted:
             self._handed = False  # the handler is done; the tunnel holds the slot
-            self._proto._flush_soon()  # the 2xx is out; the stream stays open for the tunnel
+            self._proto.flush_soon()  # the 2xx is out; the stream stays open for the tunnel
             return
-        _MuxStream._emit_end(self, phase)
+        super()._emit_end(phase)
 
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         fields = _fields(code, headers)
         if self._closed:
             return False
-        return self._proto._send_interim(self, fields)
+        return self._proto.send_interim(self, fields)
 
     # -- HTTPConnection ---------------------------------------------------------------
 
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:
         """The UDP transport the connection's datagrams go through (shared)."""
-        return self._proto._transport
+        return self._proto.transport

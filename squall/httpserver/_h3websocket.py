@@ -46,17 +46,17 @@ class _H3Tunnel(_Tunnel):
     # -- the protocol's side of _Tunnel ------------------------------------------------
 
     def _carrier(self) -> Optional[asyncio.BaseTransport]:
-        return self._proto._transport
+        return self._proto.transport
 
     def _send_data(self, data: bytes) -> asyncio.Future[None]:
         self._total_queued += len(data)
-        return self._proto._send_body(self._exchange, data)
+        return self._proto.send_body(self._exchange, data)
 
     def _sink_write(self, data: bytes) -> None:
         self._send_data(bytes(data))
 
     def _ready(self) -> asyncio.Future[None]:
-        return self._proto._ready()
+        return self._proto.ready()
 
     # -- BaseIOStream -------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ class _H3Tunnel(_Tunnel):
         exchange = self._exchange
         if exchange._closed or not self.accepted:
             return
-        self._proto._end_tunnel(exchange)
+        self._proto.end_tunnel(exchange)
 
     # -- called by the protocol -----------------------------------------------------------
 
@@ -84,4 +84,4 @@ class _H3Tunnel(_Tunnel):
 def drain_tunnels(proto: _H3Protocol) -> None:
     """The server drains: each WebSocket over the connection closes with
     1001, as one over HTTP/1.1 does (RFC 6455 §7.4.1)."""
-    _drain_tunnels(s.tunnel for s in list(proto._streams.values()) if s.tunnel is not None)
+    _drain_tunnels(s.tunnel for s in list(proto.streams.values()) if s.tunnel is not None)

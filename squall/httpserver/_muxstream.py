@@ -42,8 +42,15 @@ from squall.httpserver._flow import (
     deliver,
     sort_outcome,
 )
-from squall.httputil import HTTPHeaders, HTTPInputError, HTTPMessageDelegate, HTTPOutputError
+from squall.httputil import (
+    HTTPHeaders,
+    HTTPInputError,
+    HTTPMessageDelegate,
+    HTTPOutputError,
+    RequestStartLine,
+)
 from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
+from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
 
@@ -242,11 +249,23 @@ class _MuxStream(Exchange):
         if self._counted and self._closed and not self._blocked and not self._handed:
             self.free_slot()
 
-    def lost(self) -> None:
+    def lost(self, exc: Optional[BaseException] = None) -> None:
         """The stream is gone (reset either way, timed out, its connection
-        lost); the driver has marked it closed. Its delegate hears of it if
-        the request was still read, the close callback if the response was
-        unfinished; the slot goes back once nothing runs for it (`settle`)."""
+        lost: ``exc``, if that was an error); the driver calls it once
+        (`closed` is then True). Nothing more goes out: writes waiting for
+        the stream's output fail (`StreamClosedError`); its delegate hears
+        of it if the request was still read, the close callback if the
+        response was unfinished; the slot goes back once nothing runs for
+        it (`settle`)."""
+        self._closed = True
+        self.held_head = None
+        waiters = self._waiters
+        self._waiters = None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(StreamClosedError(real_error=exc))
+                    waiter.exception()
         delegate = self._delegate
         self._delegate = None
         if self._read_done:
@@ -264,6 +283,38 @@ class _MuxStream(Exchange):
         self.settle()
 
     # -- the request's input --------------------------------------------------------
+
+    def start(
+        self, delegate: HTTPMessageDelegate, start_line: RequestStartLine, headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        """Hand the request's head to ``delegate`` (the server's, for this
+        stream), which then gets its body and end.
+
+        Returns:
+            The awaitable the delegate answered with (the driver blocks the
+            stream on it, `block`); None if it took the head at once, or if
+            it raised: a request at fault is refused with 400, an
+            application error logged and the stream reset; the stream is
+            `closed` then.
+        """
+        if start_line.method == "HEAD":
+            self._bodiless = True
+        self._delegate = delegate
+        try:
+            return delegate.headers_received(start_line, headers)
+        except HTTPInputError as exc:
+            p: MuxDriver = self._proto
+            p.refuse_request(self, 400, str(exc))
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self.app_failed()
+        return None
+
+    def wants_body(self) -> bool:
+        """Whether a body piece that arrives goes anywhere: False once the
+        delegate is gone (the response went first, the request was
+        refused, the stream closed); the driver drops the piece then."""
+        return self._delegate is not None and not self._closed
 
     def took(self, size: int) -> bool:
         """Count ``size`` more body bytes received: False, and the request
@@ -416,6 +467,81 @@ class _MuxStream(Exchange):
     def reading(self) -> bool:
         """Whether the request's body is still to come (for the sweeps)."""
         return not (self._read_done or self._closed or self._phase >= DONE)
+
+    def take_continue(self) -> bool:
+        """Whether a client that sent ``Expect: 100-continue`` is to get its
+        100 now (RFC 9110 section 10.1.1): the delegate took the head, no
+        response has started and the body is still to come. Answered once:
+        the expectation is cleared."""
+        self.expect_continue = False
+        return self._phase == IDLE and not self._closed and not self._read_done
+
+    # -- the stream's state, for its driver ----------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """The stream was reset, timed out, refused or its connection lost
+        (`lost`), or it is over on the wire (`mark_closed`): nothing more
+        goes out (this may come after the response is done)."""
+        return self._closed
+
+    @property
+    def read_done(self) -> bool:
+        """The request was read to its end (or refused, or the stream lost)."""
+        return self._read_done
+
+    @property
+    def response_done(self) -> bool:
+        """The response was finished (or the exchange is gone)."""
+        return self._phase >= DONE
+
+    @property
+    def written(self) -> int:
+        """Bytes of the response's body written so far."""
+        return self._written
+
+    def mark_closed(self) -> bool:
+        """The stream is over on the wire with no reset of ours: its
+        response is complete and the rest of the request is not wanted, or
+        its tunnel ended. False if it was closed already."""
+        if self._closed:
+            return False
+        self._closed = True
+        return True
+
+    def retire(self) -> None:
+        """The exchange is over on the driver's side: the delegate and the
+        close callback are let go (they hear nothing more)."""
+        self._delegate = None
+        self.close_callback = None
+
+    # -- writes waiting for the stream's output (HTTP/2's windows) -----------------
+
+    def output_waiter(self) -> asyncio.Future[None]:
+        """A Future for a write that waits until the stream's output goes out
+        (`wake_writers`), or fails once the stream is `lost`."""
+        loop = self.loop
+        assert loop is not None  # (__init__ sets it)
+        waiter = loop.create_future()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = [waiter]
+        else:
+            waiters.append(waiter)
+        return waiter
+
+    def writers_waiting(self) -> bool:
+        """Whether writes wait for the stream's output (`output_waiter`)."""
+        return bool(self._waiters)
+
+    def wake_writers(self) -> None:
+        """The stream's output went out: the writes waiting resume."""
+        waiters = self._waiters
+        self._waiters = None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def body_overdue(self, now: float, default: Optional[float]) -> bool:
         """Whether the body is past its time (`flow.body_overdue`): the

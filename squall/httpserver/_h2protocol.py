@@ -100,12 +100,12 @@ class _H2Protocol(asyncio.Protocol):
     __slots__ = (
         "_server",
         "_params",
-        "loop",
+        "_loop",
         "context",
         "limits",
-        "h2",
+        "core",
         "transport",
-        "streams",
+        "_streams",
         "slots",
         "_good_host",
         "_start_request",
@@ -138,12 +138,12 @@ class _H2Protocol(asyncio.Protocol):
     ) -> None:
         self._server = server
         self._params = params
-        self.loop = loop
+        self._loop = loop
         self.context = context
         self.limits = limits
-        self.h2 = H2Connection(limits)
+        self.core = H2Connection(limits)
         self.transport: Optional[asyncio.Transport] = None
-        self.streams: dict[int, _H2Stream] = {}
+        self._streams: dict[int, _H2Stream] = {}
         #: The streams served at once (their slots: see ``_muxstream``).
         self.slots = StreamSlots()
         self._good_host: Optional[str] = None
@@ -207,14 +207,14 @@ class _H2Protocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         if upgrade is None:
-            self.h2.initiate()
+            self.core.initiate()
         else:
             settings = ""
             for name, value in upgrade.headers:
                 if name.lower() == "http2-settings":
                     settings = value
             try:
-                self.h2.initiate(settings)
+                self.core.initiate(settings)
             except RemoteProtocolError as exc:
                 gen_log.info("Malformed HTTP message from %s: %s", self.context, exc)
                 transport.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
@@ -261,7 +261,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self._paused_since = self.loop.time()
+        self._paused_since = self._loop.time()
         # Stop reading too: a client that does not read must not make us
         # produce more (PING and SETTINGS answers, new responses).
         self._reading.pause()
@@ -272,8 +272,8 @@ class _H2Protocol(asyncio.Protocol):
         self.write_paused = False
         if not self._closed:
             self._reading.resume()
-        for stream in list(self.streams.values()):
-            if stream.writers_waiting() and self.h2.pending(stream.stream_id) == 0:
+        for stream in list(self._streams.values()):
+            if stream.writers_waiting() and self.core.pending(stream.stream_id) == 0:
                 stream.wake_writers()
             if stream.tunnel is not None:
                 stream.tunnel._set_paused(False)
@@ -281,9 +281,9 @@ class _H2Protocol(asyncio.Protocol):
     # -- input --------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        now = self.loop.time()
+        now = self._loop.time()
         try:
-            events = self.h2.receive_data(data, now)
+            events = self.core.receive_data(data, now)
         except RemoteProtocolError as exc:
             if exc.too_large:
                 # Worded as HTTP/1.1 words a head over its limit.
@@ -297,7 +297,7 @@ class _H2Protocol(asyncio.Protocol):
             gen_log.info("HTTP/2 error from %s", self.context, exc_info=True)
             self._abort(linger=True)
             return
-        malformed = self.h2.malformed
+        malformed = self.core.malformed
         if malformed:
             for sid, problem in malformed:
                 gen_log.info(
@@ -315,7 +315,7 @@ class _H2Protocol(asyncio.Protocol):
                     self._on_request(event, now)
                 elif kind is EndOfStream:
                     assert isinstance(event, EndOfStream)
-                    stream = self.streams.get(event.stream_id)
+                    stream = self._streams.get(event.stream_id)
                     if stream is None:
                         pass
                     elif stream.tunnel is not None:
@@ -324,17 +324,17 @@ class _H2Protocol(asyncio.Protocol):
                         self._on_end(stream)
                 elif kind is Drained:
                     assert isinstance(event, Drained)
-                    self.unwatch_window(event.stream_id)
-                    stream = self.streams.get(event.stream_id)
+                    self._waiting_window.pop(event.stream_id, None)
+                    stream = self._streams.get(event.stream_id)
                     if stream is None:
                         pass
                     elif stream.tunnel is not None and stream.tunnel.detached:
                         stream.tunnel._window_opened()
                     elif stream.response_done:
-                        if not stream.closed:
+                        if not stream.is_closed:
                             self._complete(stream)  # its END_STREAM went out
                     elif not self.write_paused:
-                        self.wake(stream)
+                        self.wake_writers(stream)
                 elif kind is StreamReset:
                     assert isinstance(event, StreamReset)
                     if event.remote:
@@ -345,12 +345,12 @@ class _H2Protocol(asyncio.Protocol):
                             self.context,
                             event.error_code,
                         )
-                    stream = self.streams.get(event.stream_id)
+                    stream = self._streams.get(event.stream_id)
                     if stream is not None:
                         self._lose_stream(stream)
                 elif kind is Trailers:
                     assert isinstance(event, Trailers)
-                    stream = self.streams.get(event.stream_id)
+                    stream = self._streams.get(event.stream_id)
                     if stream is not None:
                         # Kept for the application (request.connection.trailers);
                         # the body's delegate API has no place for them.
@@ -381,10 +381,10 @@ class _H2Protocol(asyncio.Protocol):
     def _on_request(self, event: Request, now: float) -> None:
         sid = event.stream_id
         # (The core's copy of the limit: a native field, not H2Limits' getattr.)
-        if self._closing or self.slots.active >= self.h2.max_concurrent_streams:
+        if self._closing or self.slots.active >= self.core.max_concurrent_streams:
             # Streams whose handler still runs count, even after a reset:
             # a client cannot start more work by resetting (CVE-2023-44487).
-            self.h2.refuse(sid, now)
+            self.core.refuse(sid, now)
             return
         authority = event.authority
         start_line = request_line(event.method, event.target, _VERSION)
@@ -427,7 +427,7 @@ class _H2Protocol(asyncio.Protocol):
         headers = HTTPHeaders._from_pairs(fields)
         # Its body came over HTTP/1.1 whole: no 100 (Continue) to wait for.
         declared = content_length(headers._as_list.get("Content-Length"))
-        stream = self._begin(1, start_line, headers, self.loop.time(), declared, False)
+        stream = self._begin(1, start_line, headers, self._loop.time(), declared, False)
         if stream is not None:
             self._on_end(stream)  # held if the delegate is not ready
 
@@ -444,8 +444,8 @@ class _H2Protocol(asyncio.Protocol):
         """Start a request whose Content-Length (``declared``, see
         `squall._h2.Request.content_length`), Expect and ``:protocol`` (an
         extended CONNECT's, RFC 8441) the core read."""
-        stream = _H2Stream(self, sid, now, self.context, self.loop, self._max_body, self.slots)
-        self.streams[sid] = stream
+        stream = _H2Stream(self, sid, now, self.context, self._loop, self._max_body, self.slots)
+        self._streams[sid] = stream
         if declared != NO_LENGTH:
             if declared == INVALID_LENGTH:
                 self.refuse_request(stream, 400, "invalid Content-Length")
@@ -470,7 +470,7 @@ class _H2Protocol(asyncio.Protocol):
         ret = stream.start(delegate, start_line, headers)
         if ret is not None:
             self._block(stream, ret, 0)
-        elif stream.closed:
+        elif stream.is_closed:
             return None  # refused or reset: the delegate raised
         elif stream.expect_continue:
             self._continue(stream)
@@ -484,7 +484,7 @@ class _H2Protocol(asyncio.Protocol):
         # RFC 9110 §10.1.1: the delegate took the head; ask for the body.
         if stream.take_continue():
             try:
-                self.h2.send_informational(stream.stream_id, 100)
+                self.core.send_informational(stream.stream_id, 100)
             except LocalProtocolError:
                 pass
 
@@ -492,25 +492,25 @@ class _H2Protocol(asyncio.Protocol):
         """Answer a bad request on its stream and stop reading it."""
         gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
         try:
-            self.h2.send_headers(stream.stream_id, status, [("content-length", "0")], True)
+            self.core.send_headers(stream.stream_id, status, [("content-length", "0")], True)
         except LocalProtocolError:
             pass
         # RFC 9113 §8.1: a complete response, then no more request body.
-        self.h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
-        self.streams.pop(stream.stream_id, None)
+        self.core.reset(stream.stream_id, ErrorCode.NO_ERROR)
+        self._streams.pop(stream.stream_id, None)
         stream.refused()
 
     def _on_data(self, event: Data, now: float) -> None:
-        stream = self.streams.get(event.stream_id)
+        stream = self._streams.get(event.stream_id)
         if stream is not None and stream.tunnel is not None:
             stream.tunnel._feed(event.data, event.flow_length)
             return
         if stream is None or not stream.wants_body():
-            self.h2.consumed(event.stream_id, event.flow_length)
+            self.core.consumed(event.stream_id, event.flow_length)
             return
         stream.last_active = now
         if not stream.took(len(event.data)):
-            self.h2.consumed(event.stream_id, event.flow_length)
+            self.core.consumed(event.stream_id, event.flow_length)
             return
         if not stream.hold_if_busy(event):
             self._deliver(stream, event)
@@ -518,7 +518,7 @@ class _H2Protocol(asyncio.Protocol):
     def _deliver(self, stream: _H2Stream, event: Data) -> None:
         ret, rest = stream.deliver(event.data, self._params.chunk_size)
         if ret is None:
-            self.h2.consumed(event.stream_id, event.flow_length)
+            self.core.consumed(event.stream_id, event.flow_length)
         else:
             if rest:
                 stream.hold(Data(event.stream_id, rest, 0), True)
@@ -527,7 +527,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def _on_end(self, stream: _H2Stream) -> None:
         if stream.end_request():
-            self.retire(stream)  # else its response still waits (for window)
+            self._retire(stream)  # else its response still waits (for window)
 
     def _block(self, stream: _H2Stream, awaitable: Awaitable[None], flow: int) -> None:
         stream.block()
@@ -535,7 +535,7 @@ class _H2Protocol(asyncio.Protocol):
         def unblock(f: asyncio.Future[None]) -> None:
             self._unblock(stream, f, flow)
 
-        wait_on(awaitable, self.loop, unblock)
+        wait_on(awaitable, self._loop, unblock)
 
     def _unblock(self, stream: _H2Stream, future: asyncio.Future[None], flow: int) -> None:
         if self._closed:
@@ -544,7 +544,7 @@ class _H2Protocol(asyncio.Protocol):
         self._in_feed = True
         try:
             # (A stream reset meanwhile: the connection's share of the window.)
-            self.h2.consumed(stream.stream_id, flow)
+            self.core.consumed(stream.stream_id, flow)
             if not stream.unblocked(future):
                 return
             if stream.expect_continue:
@@ -560,10 +560,10 @@ class _H2Protocol(asyncio.Protocol):
         goes out with it (HEADERS, DATA with END_STREAM: no empty frame)."""
         self._heads.append(stream)
         if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush)
-        return self.ready(stream)
+            self._flush_handle = self._loop.call_soon(self._flush)
+        return self.write_ready(stream)
 
-    def send_head(self, stream: _H2Stream, end: bool) -> bool:
+    def _send_head(self, stream: _H2Stream, end: bool) -> bool:
         """Hand the held head to h2; return False if its data waits for window."""
         head = stream.held_head
         assert head is not None
@@ -572,10 +572,10 @@ class _H2Protocol(asyncio.Protocol):
         sid = stream.stream_id
         try:
             if not chunk:  # (a bodiless response's: see _H2Stream._emit_head)
-                self.h2.send_head_block(sid, block, end)
+                self.core.send_head_block(sid, block, end)
                 return True
-            self.h2.send_head_block(sid, block, False)
-            sent = self.h2.send_data(sid, chunk, end)
+            self.core.send_head_block(sid, block, False)
+            sent = self.core.send_data(sid, chunk, end)
         except LocalProtocolError:
             # The stream is closed in h2 but not here: the client reset it
             # (or broke it) in the read that opened it, and that reset is
@@ -584,50 +584,45 @@ class _H2Protocol(asyncio.Protocol):
             self._lose_stream(stream)
             return True
         if not sent:
-            self.watch_window(sid)
+            self._waiting_window.setdefault(sid, self._loop.time())
         return sent
 
     def send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
+        """DATA on ``stream`` (after its held head, if any); the Future of
+        the write (`write_ready`)."""
+        if stream.held_head is not None:
+            self._send_head(stream, False)
         if not self.queue_body(stream, chunk):
-            return _closed_future(self.loop)
-        return self.ready(stream)
+            return _closed_future(self._loop)
+        return self.write_ready(stream)
 
     def queue_body(self, stream: _H2Stream, chunk: bytes) -> bool:
         """Hand ``chunk`` to the core (which holds what the windows do not
         let out); False if the stream is closed there."""
         try:
-            sent = self.h2.send_data(stream.stream_id, chunk)
+            sent = self.core.send_data(stream.stream_id, chunk)
         except LocalProtocolError:
             return False
         if not sent:
-            self.watch_window(stream.stream_id)
+            self._waiting_window.setdefault(stream.stream_id, self._loop.time())
         self.flush_soon()
         return True
 
-    def ready(self, stream: _H2Stream) -> asyncio.Future[None]:
+    def write_ready(self, stream: _H2Stream) -> asyncio.Future[None]:
         """The Future a write returns: done now, or once the bytes can go out."""
         if not self.write_paused and (
-            stream.held_head is not None or self.h2.pending(stream.stream_id) == 0
+            stream.held_head is not None or self.core.pending(stream.stream_id) == 0
         ):
             done = self._done_future
             if done is None:
-                done = self._done_future = self.loop.create_future()
+                done = self._done_future = self._loop.create_future()
                 done.set_result(None)
             return done
         return stream.output_waiter()
 
-    def wake(self, stream: _H2Stream) -> None:
+    def wake_writers(self, stream: _H2Stream) -> None:
         """The stream's output went out: its writes waiting resume."""
         stream.wake_writers()
-
-    def watch_window(self, sid: int) -> None:
-        """Stream ``sid``'s output waits for window: reset if none comes
-        for the send timeout (the sweep), unless already watched."""
-        self._waiting_window.setdefault(sid, self.loop.time())
-
-    def unwatch_window(self, sid: int) -> None:
-        """Stream ``sid`` no longer waits for window (drained, or gone)."""
-        self._waiting_window.pop(sid, None)
 
     def end_response(self, stream: _H2Stream) -> None:
         sid = stream.stream_id
@@ -640,40 +635,40 @@ class _H2Protocol(asyncio.Protocol):
         if trailers is not None:
             stream.trailers_out = None
             if stream.held_head is not None:
-                self.send_head(stream, False)
+                self._send_head(stream, False)
             try:
-                sent = self.h2.send_trailers(sid, trailers)
+                sent = self.core.send_trailers(sid, trailers)
             except LocalProtocolError:
                 pass
         elif stream.held_head is not None:
-            sent = self.send_head(stream, True)
+            sent = self._send_head(stream, True)
         else:
             try:
-                sent = self.h2.end_stream(sid)
+                sent = self.core.end_stream(sid)
             except LocalProtocolError:
                 pass
-        if not sent and not stream.closed:
+        if not sent and not stream.is_closed:
             # RFC 9113 §5.1: the stream is open until its END_STREAM goes
             # out. Until then it counts as active, for the idle timeout (a
             # response held by flow control is not idle) and the stream
             # limit; its delegate hears nothing more. Drained completes it.
-            self.watch_window(sid)
+            self._waiting_window.setdefault(sid, self._loop.time())
             stream.retire()
         else:
             self._complete(stream)
         if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush)
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _complete(self, stream: _H2Stream) -> None:
         """The response's last frame is out (or the stream is gone)."""
         stream.free_slot()
         if stream.read_done and stream.tunnel is None:
-            self.retire(stream)
+            self._retire(stream)
         elif stream.mark_closed():  # (what its inbox holds goes nowhere)
             # RFC 9113 §8.1: the response is complete; the rest of the
             # request body (or a refused tunnel's DATA) is not wanted.
-            self.h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
-            self.retire(stream)
+            self.core.reset(stream.stream_id, ErrorCode.NO_ERROR)
+            self._retire(stream)
             if stream.tunnel is not None:
                 stream.tunnel._lost(None)  # gives back the window it held
 
@@ -684,7 +679,7 @@ class _H2Protocol(asyncio.Protocol):
             # response: a read of many requests asks the clock once.
             self._idle_due = True
         else:
-            self._idle_since = self.loop.time()
+            self._idle_since = self._loop.time()
         if self._closing:
             self._close_soon()
 
@@ -699,18 +694,18 @@ class _H2Protocol(asyncio.Protocol):
         if self._idle_due:
             self._idle_due = False
             if not self.slots.active:
-                self._idle_since = self.loop.time()
+                self._idle_since = self._loop.time()
         self._flush()
 
-    def retire(self, stream: _H2Stream) -> None:
+    def _retire(self, stream: _H2Stream) -> None:
         """The exchange is over on our side: forget the stream."""
-        self.streams.pop(stream.stream_id, None)
+        self._streams.pop(stream.stream_id, None)
         stream.retire()
 
     def flush_soon(self) -> None:
         """Write what the core has queued, at the end of this feed or on the next turn."""
         if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush)
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         handle = self._flush_handle
@@ -722,9 +717,9 @@ class _H2Protocol(asyncio.Protocol):
             self._heads = []
             for stream in heads:
                 if stream.held_head is not None:
-                    self.send_head(stream, False)
+                    self._send_head(stream, False)
         transport = self.transport
-        data = self.h2.data_to_send()
+        data = self.core.data_to_send()
         # Nothing goes after our EOF (lingering): asyncio's transport
         # would raise RuntimeError; the client has been told GOAWAY already.
         if data and transport is not None and not self._closed and not self._lingering:
@@ -734,20 +729,20 @@ class _H2Protocol(asyncio.Protocol):
 
     def reset_stream(self, stream: _H2Stream, code: int) -> None:
         """Reset ``stream`` on our side and tell its delegate."""
-        if stream.closed:
+        if stream.is_closed:
             return
-        self.h2.reset(stream.stream_id, code)
-        self.unwatch_window(stream.stream_id)
+        self.core.reset(stream.stream_id, code)
+        self._waiting_window.pop(stream.stream_id, None)
         self._lose_stream(stream)
         if not self._in_feed and self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush)
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _lose_stream(self, stream: _H2Stream, exc: Optional[BaseException] = None) -> None:
         """The stream is gone (reset, timed out, connection lost)."""
-        if stream.closed:
+        if stream.is_closed:
             return
-        self.streams.pop(stream.stream_id, None)
-        self.unwatch_window(stream.stream_id)
+        self._streams.pop(stream.stream_id, None)
+        self._waiting_window.pop(stream.stream_id, None)
         stream.lost(exc)  # (its writes waiting fail)
         if stream.tunnel is not None:
             stream.tunnel._lost(exc)
@@ -760,7 +755,7 @@ class _H2Protocol(asyncio.Protocol):
         timeout = self._idle_timeout()
         if timeout is not None:
             interval = min(interval, timeout / 4)
-        self._sweep_handle = self.loop.call_later(max(interval, 0.01), self._sweep)
+        self._sweep_handle = self._loop.call_later(max(interval, 0.01), self._sweep)
 
     def _idle_timeout(self) -> Optional[float]:
         # HTTPServer's idle_connection_timeout: no stream open for that long.
@@ -774,7 +769,7 @@ class _H2Protocol(asyncio.Protocol):
         self._sweep_handle = None
         if self._closed:
             return
-        now = self.loop.time()
+        now = self._loop.time()
         limits = self.limits
         if self.write_paused and now - self._paused_since > limits.send_timeout:
             gen_log.info("HTTP/2 client %s does not read; closing", self.context)
@@ -783,9 +778,9 @@ class _H2Protocol(asyncio.Protocol):
         sent_before = self._waiting_sent
         self._waiting_sent = {}
         for sid, since in list(self._waiting_window.items()):
-            stream = self.streams.get(sid)
+            stream = self._streams.get(sid)
             if stream is not None:
-                sent = stream.written - self.h2.pending(sid)
+                sent = stream.written - self.core.pending(sid)
                 self._waiting_sent[sid] = sent
                 if sent != sent_before.get(sid, sent):
                     # Bytes went out since the last look: the client reads
@@ -803,9 +798,9 @@ class _H2Protocol(asyncio.Protocol):
                 if stream is not None:
                     self.reset_stream(stream, ErrorCode.CANCEL)
                 else:
-                    self.h2.reset(sid, ErrorCode.CANCEL)
+                    self.core.reset(sid, ErrorCode.CANCEL)
         body_timeout = self._params.body_timeout
-        for stream in list(self.streams.values()):
+        for stream in list(self._streams.values()):
             if not stream.reading():
                 continue
             if now - stream.last_active > limits.idle_stream_timeout or stream.body_overdue(
@@ -819,7 +814,7 @@ class _H2Protocol(asyncio.Protocol):
                 self.reset_stream(stream, ErrorCode.CANCEL)
         idle = self._idle_timeout()
         if idle is not None and not self.slots.active and now - self._idle_since > idle:
-            self.h2.goaway(ErrorCode.NO_ERROR, "idle")
+            self.core.goaway(ErrorCode.NO_ERROR, "idle")
             self._abort()
             return
         self._flush()
@@ -828,7 +823,7 @@ class _H2Protocol(asyncio.Protocol):
     # -- closing the connection ---------------------------------------------------------
 
     def _close_soon(self) -> None:
-        self.loop.call_soon(self._abort, True)
+        self._loop.call_soon(self._abort, True)
 
     def _abort(self, linger: bool = False) -> None:
         """Send what is queued (a GOAWAY, say) and close.
@@ -854,7 +849,7 @@ class _H2Protocol(asyncio.Protocol):
                 # The client is already gone (ENOTCONN): nothing to wait for.
                 transport.abort()
                 return
-            self.loop.call_later(_LINGER, self._hard_close)
+            self._loop.call_later(_LINGER, self._hard_close)
             self._reading.resume()
             return
         transport.close()
@@ -865,7 +860,7 @@ class _H2Protocol(asyncio.Protocol):
             return
         self._closing = True
         drain_tunnels(self)  # their close frames first, then the GOAWAY
-        self.h2.goaway(ErrorCode.NO_ERROR)
+        self.core.goaway(ErrorCode.NO_ERROR)
         self._flush()
         if not self.slots.active:
             self._abort(linger=True)
@@ -875,9 +870,9 @@ class _H2Protocol(asyncio.Protocol):
         self._shutdown()
 
     def census(self) -> tuple[str, int, int]:
-        """What this connection carries, for metrics: ``("h2", requests in
+        """What this connection carries, for metrics: ``("core", requests in
         flight, WebSocket tunnels)`` (see `stream_census`)."""
-        return ("h2", *stream_census(self.streams.values()))
+        return ("core", *stream_census(self._streams.values()))
 
     def _hard_close(self) -> None:
         """Drop the connection now, discarding unsent output."""
@@ -894,9 +889,9 @@ class _H2Protocol(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self._sweep_handle = self._flush_handle = None
-        for stream in list(self.streams.values()):
+        for stream in list(self._streams.values()):
             self._lose_stream(stream, exc)
-        self.streams.clear()
+        self._streams.clear()
         self._waiting_window.clear()
         self._server._forget(self)
         event = self._closed_event
@@ -908,8 +903,8 @@ class _H2Protocol(asyncio.Protocol):
         if self._closed:
             return
         if self._closed_event is None:
-            self._closed_event = self.loop.create_future()
+            self._closed_event = self._loop.create_future()
         event = self._closed_event
-        self.h2.goaway(ErrorCode.NO_ERROR)
+        self.core.goaway(ErrorCode.NO_ERROR)
         self._abort(linger=True)
         await event

@@ -58,14 +58,14 @@ class _H2Stream(_MuxStream):
             if tunnel is None:
                 # Straight from the headers' dict to the header block (the
                 # same bytes as encode_head of response_fields).
-                block = p.h2.encode_fields(start_line[1], headers._as_list)
+                block = p.core.encode_fields(start_line[1], headers._as_list)
             else:
                 fields = response_fields(headers._as_list.items())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
         if tunnel is not None:
             code = start_line.code
-            block = p.h2.encode_head(code, tunnel._head_fields(code, fields))
+            block = p.core.encode_head(code, tunnel._head_fields(code, fields))
         if self._bodiless:
             # (HEAD, 204, 304: what was written is counted, not sent.)
             chunk = b""
@@ -76,10 +76,8 @@ class _H2Stream(_MuxStream):
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         p: _H2Protocol = self._proto
         if not chunk or self._bodiless:
-            return p.ready(self)
-        if self.held_head is not None:
-            p.send_head(self, False)
-        return p.send_body(self, chunk)
+            return p.write_ready(self)
+        return p.send_body(self, chunk)  # (after the held head, if any)
 
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         if self._closed:
@@ -90,7 +88,7 @@ class _H2Stream(_MuxStream):
             raise HTTPOutputError(str(exc)) from None
         p: _H2Protocol = self._proto
         try:
-            p.h2.send_informational(self.stream_id, code, fields)
+            p.core.send_informational(self.stream_id, code, fields)
         except LocalProtocolError:
             return False
         p.flush_soon()
@@ -113,7 +111,7 @@ class _H2Stream(_MuxStream):
         if self._phase != IDLE or self._bodiless or self.tunnel is not None or framing < len(chunk):
             return None
         p: _H2Protocol = self._proto
-        block = p.h2.encode_rendered_head(head)
+        block = p.core.encode_rendered_head(head)
         if block is None:
             return None
         self._declared = framing

@@ -87,7 +87,7 @@ class _H2Tunnel(_Tunnel):
         self._check_full()
 
     def _ready(self) -> asyncio.Future[None]:
-        return self._proto.ready(self._exchange)
+        return self._proto.write_ready(self._exchange)
 
     # -- the handler's side ----------------------------------------------------------
 
@@ -98,7 +98,7 @@ class _H2Tunnel(_Tunnel):
         exchange = self._exchange
         proto = self._proto
         if exchange.held_head is not None:
-            proto.send_head(exchange, False)
+            proto._send_head(exchange, False)
         proto.flush_soon()
 
     def writing_paused(self) -> bool:
@@ -108,7 +108,7 @@ class _H2Tunnel(_Tunnel):
 
     def get_write_buffer_size(self) -> int:
         """Bytes written and not yet sent: queued for want of window."""
-        return self._proto.h2.pending(self._exchange.stream_id)
+        return self._proto.core.pending(self._exchange.stream_id)
 
     # -- BaseIOStream -------------------------------------------------------------------
 
@@ -138,14 +138,14 @@ class _H2Tunnel(_Tunnel):
         if exchange._closed or not self.accepted:
             return
         try:
-            sent = proto.h2.end_stream(exchange.stream_id)
+            sent = proto.core.end_stream(exchange.stream_id)
         except LocalProtocolError:
             sent = True
         if sent:
             self._ended()
         else:
             # RFC 9113 §5.1: open until the END_STREAM goes out (Drained).
-            proto._waiting_window.setdefault(exchange.stream_id, proto.loop.time())
+            proto._waiting_window.setdefault(exchange.stream_id, proto._loop.time())
         proto.flush_soon()
 
     def close(self, exc_info: Any = False) -> None:
@@ -195,7 +195,7 @@ class _H2Tunnel(_Tunnel):
 
     def _schedule_delivery(self) -> None:
         if self._delivering is None and not self._closed:
-            self._delivering = self._proto.loop.call_soon(self._deliver_held)
+            self._delivering = self._proto._loop.call_soon(self._deliver_held)
 
     def _deliver_held(self) -> None:
         self._delivering = None
@@ -216,11 +216,11 @@ class _H2Tunnel(_Tunnel):
     def _feed(self, data: bytes, flow: int) -> None:
         """DATA on the stream."""
         if self._closed:
-            self._proto.h2.consumed(self._exchange.stream_id, flow)
+            self._proto.core.consumed(self._exchange.stream_id, flow)
             return
         receiver = self._receiver
         if receiver is not None and self._receiving and not self._inbox:
-            self._proto.h2.consumed(self._exchange.stream_id, flow)
+            self._proto.core.consumed(self._exchange.stream_id, flow)
             receiver(data)
             return
         self._inbox += data
@@ -240,7 +240,7 @@ class _H2Tunnel(_Tunnel):
         if held:
             self._held = 0
             proto = self._proto
-            proto.h2.consumed(self._exchange.stream_id, held)
+            proto.core.consumed(self._exchange.stream_id, held)
             proto.flush_soon()  # its WINDOW_UPDATE, if one is due
 
     def _window_opened(self) -> None:
@@ -252,7 +252,7 @@ class _H2Tunnel(_Tunnel):
                 self._ended()
             return
         if not proto.write_paused:
-            proto.wake(exchange)
+            proto.wake_writers(exchange)
             owner = self._owner
             if owner is not None:
                 owner.set_write_paused(False)
@@ -265,9 +265,9 @@ class _H2Tunnel(_Tunnel):
         exchange._closed = True
         # The rest of what the peer sends is not wanted (RFC 9113 §8.1; the
         # core sends nothing if the peer's END_STREAM came first).
-        proto.h2.reset(exchange.stream_id, ErrorCode.NO_ERROR)
+        proto.core.reset(exchange.stream_id, ErrorCode.NO_ERROR)
         exchange.free_slot()
-        proto.retire(exchange)
+        proto._retire(exchange)
 
     def _set_paused(self, paused: bool) -> None:
         """The connection's transport paused or resumed writing."""
@@ -278,7 +278,7 @@ class _H2Tunnel(_Tunnel):
 
 def tunnels(proto: _H2Protocol) -> list[_H2Tunnel]:
     """The connection's streams that carry a tunnel (accepted or not yet)."""
-    return [s.tunnel for s in proto.streams.values() if s.tunnel is not None]
+    return [s.tunnel for s in proto._streams.values() if s.tunnel is not None]
 
 
 def drain_tunnels(proto: _H2Protocol) -> None:

@@ -306,7 +306,7 @@ class _H3Protocol(QuicConnectionProtocol):
         credit = quic._local_max_streams_bidi
         credit.value = credit.sent = self.max_streams
         self.h3: Optional[H3Connection] = None
-        self.streams: dict[int, _H3Stream] = {}
+        self._streams: dict[int, _H3Stream] = {}
         #: The streams served at once (their slots: see ``_muxstream``).
         self.slots = StreamSlots()
         self._max_body = flow.body_limit(params, _MAX_BODY_SIZE)
@@ -383,7 +383,7 @@ class _H3Protocol(QuicConnectionProtocol):
             self._on_lost()
             return
         if isinstance(event, (StreamReset, StopSendingReceived)):
-            stream = self.streams.get(event.stream_id)
+            stream = self._streams.get(event.stream_id)
             if stream is not None:
                 gen_log.debug(
                     "HTTP/3 stream %d of %s reset by the client", event.stream_id, self.context
@@ -403,7 +403,7 @@ class _H3Protocol(QuicConnectionProtocol):
             except Exception:
                 # The application's code runs inside these calls.
                 app_log.error("Uncaught exception", exc_info=True)
-                stream = self.streams.get(getattr(h3_event, "stream_id", -1))
+                stream = self._streams.get(getattr(h3_event, "stream_id", -1))
                 if stream is not None:
                     self.reset_stream(stream, H3Error.H3_INTERNAL_ERROR)
 
@@ -413,13 +413,13 @@ class _H3Protocol(QuicConnectionProtocol):
         if isinstance(event, HeadersRefused):
             self._on_refused_head(event)
         elif isinstance(event, HeadersReceived):
-            stream = self.streams.get(event.stream_id)
+            stream = self._streams.get(event.stream_id)
             if stream is None:
                 self._on_request(event)
             elif event.stream_ended:
                 self._on_end(stream)  # trailers: dropped, as over HTTP/1.1
         elif isinstance(event, DataReceived):
-            stream = self.streams.get(event.stream_id)
+            stream = self._streams.get(event.stream_id)
             if stream is None:
                 return
             tunnel = stream.tunnel
@@ -431,7 +431,7 @@ class _H3Protocol(QuicConnectionProtocol):
                 return
             if event.data:
                 self._on_data(stream, event.data)
-            if event.stream_ended and not stream.closed:
+            if event.stream_ended and not stream.is_closed:
                 self._on_end(stream)
 
     # -- requests -------------------------------------------------------------------
@@ -450,7 +450,7 @@ class _H3Protocol(QuicConnectionProtocol):
         loop = self._loop
         now = loop.time()
         stream = _H3Stream(self, sid, now, self.context, loop, self._max_body, self.slots)
-        self.streams[sid] = stream
+        self._streams[sid] = stream
         size = 0
         method = path = authority = protocol = None
         fields: list[tuple[str, str]] = []
@@ -503,7 +503,7 @@ class _H3Protocol(QuicConnectionProtocol):
         ret = stream.start(delegate, start_line, headers)
         if ret is not None:
             self._block(stream, ret)
-        elif stream.closed:
+        elif stream.is_closed:
             return  # refused or reset: the delegate raised
         if protocol is not None:
             # The head is the whole request; DATA that follows is the tunnel's.
@@ -518,7 +518,7 @@ class _H3Protocol(QuicConnectionProtocol):
         431 for a request's head (RFC 9114 section 4.2.2, as HTTP/2 answers
         an HPACK bomb); a request's trailers over it reset the stream."""
         sid = event.stream_id
-        stream = self.streams.get(sid)
+        stream = self._streams.get(sid)
         if stream is not None:
             gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, event.reason)
             self.reset_stream(stream, H3Error.H3_EXCESSIVE_LOAD)
@@ -545,7 +545,7 @@ class _H3Protocol(QuicConnectionProtocol):
         sid = stream.stream_id
         h3 = self.h3
         assert h3 is not None
-        self.streams.pop(sid, None)
+        self._streams.pop(sid, None)
         try:
             h3.send_headers(
                 sid, [(b":status", str(status).encode()), (b"content-length", b"0")], True
@@ -571,7 +571,7 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _on_end(self, stream: _H3Stream) -> None:
         if stream.end_request():
-            self.retire(stream)
+            self._retire(stream)
 
     def _block(self, stream: _H3Stream, awaitable: Awaitable[None]) -> None:
         stream.block()
@@ -654,13 +654,13 @@ class _H3Protocol(QuicConnectionProtocol):
         """What a write returns: done, or a wait while the stream holds too much."""
         sid = stream.stream_id
         if self._unacked(sid) <= _HIGH_WATER:
-            return self.ready()
+            return self.write_ready()
         waiter = self._loop.create_future()
         self._waiters.setdefault(sid, []).append(waiter)
         self._stalled.setdefault(sid, (self._loop.time(), self._unacked(sid)))
         return waiter
 
-    def ready(self) -> asyncio.Future[None]:
+    def write_ready(self) -> asyncio.Future[None]:
         done = self._done_future
         if done is None:
             done = self._done_future = self._loop.create_future()
@@ -677,7 +677,7 @@ class _H3Protocol(QuicConnectionProtocol):
             # QUIC stream write fewer, and no empty DATA frame to end it).
             self._held[stream.stream_id] = (fields, chunk)
             self.flush_soon()
-            return self.ready()
+            return self.write_ready()
         h3 = self.h3
         assert h3 is not None
         try:
@@ -704,7 +704,7 @@ class _H3Protocol(QuicConnectionProtocol):
             try:
                 self._release(sid, False)
             except Exception:
-                stream = self.streams.get(sid)
+                stream = self._streams.get(sid)
                 if stream is not None:
                     self._lose_stream(stream)
 
@@ -743,7 +743,7 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         stream.free_slot()
         if stream.read_done:
-            self.retire(stream)
+            self._retire(stream)
         else:
             # RFC 9114 section 4.1.1: the response is complete; the rest of
             # the request is not wanted.
@@ -752,7 +752,7 @@ class _H3Protocol(QuicConnectionProtocol):
             except Exception:
                 pass
             stream.mark_closed()
-            self.retire(stream)
+            self._retire(stream)
         self.flush_soon()
 
     def end_tunnel(self, stream: _H3Stream) -> None:
@@ -765,7 +765,7 @@ class _H3Protocol(QuicConnectionProtocol):
             pass
         stream.mark_closed()
         stream.free_slot()
-        self.retire(stream)
+        self._retire(stream)
         self.flush_soon()
 
     def streams_idle(self) -> None:
@@ -774,14 +774,14 @@ class _H3Protocol(QuicConnectionProtocol):
         if self._closing:
             self._loop.call_soon(self._close_when_acknowledged)
 
-    def retire(self, stream: _H3Stream) -> None:
+    def _retire(self, stream: _H3Stream) -> None:
         """The exchange is over on our side: forget the stream."""
-        self.streams.pop(stream.stream_id, None)
+        self._streams.pop(stream.stream_id, None)
         stream.retire()
 
     def reset_stream(self, stream: _H3Stream, code: int) -> None:
         """Reset ``stream`` on our side and tell its delegate."""
-        if stream.closed:
+        if stream.is_closed:
             return
         try:
             self._quic.reset_stream(stream.stream_id, code)
@@ -793,13 +793,13 @@ class _H3Protocol(QuicConnectionProtocol):
         self.flush_soon()
 
     def _lose_stream(self, stream: _H3Stream) -> None:
-        if stream.closed:
+        if stream.is_closed:
             return
         self._stalled.pop(stream.stream_id, None)
         self._held.pop(stream.stream_id, None)
         if stream.stream_id in self._waiters:
             self._wake(stream.stream_id, StreamClosedError())
-        self.streams.pop(stream.stream_id, None)
+        self._streams.pop(stream.stream_id, None)
         stream.lost()
         if stream.tunnel is not None:
             stream.tunnel._lost()
@@ -840,7 +840,7 @@ class _H3Protocol(QuicConnectionProtocol):
             if unacked < held:
                 self._stalled[sid] = (now, unacked)  # slow, not stopped
             elif write_timeout is not None and now - since > write_timeout:
-                stalled = self.streams.get(sid)
+                stalled = self._streams.get(sid)
                 gen_log.info(
                     "HTTP/3 stream %d of %s: the client took nothing for %gs; reset",
                     sid,
@@ -852,7 +852,7 @@ class _H3Protocol(QuicConnectionProtocol):
                 else:
                     self._stalled.pop(sid, None)
         body_timeout = self._params.body_timeout
-        for stream in list(self.streams.values()):
+        for stream in list(self._streams.values()):
             if stream.reading() and stream.body_overdue(now, body_timeout):
                 gen_log.info(
                     "HTTP/3 stream %d of %s: request not completed in time; reset",
@@ -933,7 +933,7 @@ class _H3Protocol(QuicConnectionProtocol):
     def census(self) -> tuple[str, int, int]:
         """What this connection carries, for metrics: ``("h3", requests in
         flight, WebSocket tunnels)`` (see `stream_census`)."""
-        return ("h3", *stream_census(self.streams.values()))
+        return ("h3", *stream_census(self._streams.values()))
 
     def _hard_close(self) -> None:
         self._close_quic()
@@ -973,7 +973,7 @@ class _H3Protocol(QuicConnectionProtocol):
             if handle is not None:
                 handle.cancel()
         self._sweep_handle = self._flush_handle = self._handshake_timer = None
-        for stream in list(self.streams.values()):
+        for stream in list(self._streams.values()):
             self._lose_stream(stream)
-        self.streams.clear()
+        self._streams.clear()
         self._server._forget(self)

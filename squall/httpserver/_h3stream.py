@@ -68,7 +68,7 @@ class _H3Stream(_MuxStream):
         if self._closed:
             return closed_future()
         if not chunk or self._bodiless:
-            return self._proto.ready()
+            return self._proto.write_ready()
         return self._proto.send_body(self, chunk)
 
     def _emit_end(self, phase: int) -> None:

@@ -46,7 +46,7 @@ class _H3Tunnel(_Tunnel):
     # -- the protocol's side of _Tunnel ------------------------------------------------
 
     def _carrier(self) -> Optional[asyncio.BaseTransport]:
-        return self._proto.transport
+        return self._proto._transport
 
     def _send_data(self, data: bytes) -> asyncio.Future[None]:
         self._total_queued += len(data)
@@ -56,7 +56,7 @@ class _H3Tunnel(_Tunnel):
         self._send_data(bytes(data))
 
     def _ready(self) -> asyncio.Future[None]:
-        return self._proto.ready()
+        return self._proto.write_ready()
 
     # -- BaseIOStream -------------------------------------------------------------------
 
@@ -84,4 +84,4 @@ class _H3Tunnel(_Tunnel):
 def drain_tunnels(proto: _H3Protocol) -> None:
     """The server drains: each WebSocket over the connection closes with
     1001, as one over HTTP/1.1 does (RFC 6455 §7.4.1)."""
-    _drain_tunnels(s.tunnel for s in list(proto.streams.values()) if s.tunnel is not None)
+    _drain_tunnels(s.tunnel for s in list(proto._streams.values()) if s.tunnel is not None)

@@ -252,7 +252,7 @@ class _MuxStream(Exchange):
     def lost(self, exc: Optional[BaseException] = None) -> None:
         """The stream is gone (reset either way, timed out, its connection
         lost: ``exc``, if that was an error); the driver calls it once
-        (`closed` is then True). Nothing more goes out: writes waiting for
+        (`is_closed` is then True). Nothing more goes out: writes waiting for
         the stream's output fail (`StreamClosedError`); its delegate hears
         of it if the request was still read, the close callback if the
         response was unfinished; the slot goes back once nothing runs for
@@ -295,7 +295,7 @@ class _MuxStream(Exchange):
             stream on it, `block`); None if it took the head at once, or if
             it raised: a request at fault is refused with 400, an
             application error logged and the stream reset; the stream is
-            `closed` then.
+            `is_closed` then.
         """
         if start_line.method == "HEAD":
             self._bodiless = True
@@ -479,7 +479,7 @@ class _MuxStream(Exchange):
     # -- the stream's state, for its driver ----------------------------------------
 
     @property
-    def closed(self) -> bool:
+    def is_closed(self) -> bool:
         """The stream was reset, timed out, refused or its connection lost
         (`lost`), or it is over on the wire (`mark_closed`): nothing more
         goes out (this may come after the response is done)."""

@@ -61,6 +61,8 @@ from squall.httpserver._flow import (
     ReadFlow,
     body_limit,
     decompressing,
+    fields_of,
+    headers_from_pairs,
     known_host,
     request_line,
     wait_on,
@@ -197,13 +199,16 @@ class _H2Protocol(asyncio.Protocol):
         server._connections.discard(old)
         server._connections.add(proto)
         transport.set_protocol(proto)
-        proto.transport = proto._reading.transport = transport
+        proto.connection_made(transport)
         if paused:
             transport.resume_reading()
-        proto._start(data, upgrade)
+        proto.start(data, upgrade)
         return proto
 
-    def _start(self, data: bytes, upgrade: Optional[H1Request]) -> None:
+    def start(self, data: bytes, upgrade: Optional[H1Request]) -> None:
+        """Serve the transport taken over (`_take_over`): ``data`` is what
+        was received and not parsed yet; ``upgrade`` the ``Upgrade: h2c``
+        request, if the connection came that way."""
         transport = self.transport
         assert transport is not None
         if upgrade is None:
@@ -218,9 +223,8 @@ class _H2Protocol(asyncio.Protocol):
             except RemoteProtocolError as exc:
                 gen_log.info("Malformed HTTP message from %s: %s", self.context, exc)
                 transport.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
-                self._closed = True
                 transport.close()
-                self._server._forget(self)
+                self._on_lost(None)  # (closed: the server forgets it)
                 return
             transport.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -265,8 +269,7 @@ class _H2Protocol(asyncio.Protocol):
         # Stop reading too: a client that does not read must not make us
         # produce more (PING and SETTINGS answers, new responses).
         self._reading.pause()
-        for tunnel in tunnels(self):
-            tunnel._set_paused(True)
+        self._pause_tunnels(True)
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -275,8 +278,12 @@ class _H2Protocol(asyncio.Protocol):
         for stream in list(self._streams.values()):
             if stream.writers_waiting() and self.core.pending(stream.stream_id) == 0:
                 stream.wake_writers()
-            if stream.tunnel is not None:
-                stream.tunnel._set_paused(False)
+        self._pause_tunnels(False)
+
+    def _pause_tunnels(self, paused: bool) -> None:
+        """The transport paused or resumed writing: the tunnels' WebSockets hear of it."""
+        for tunnel in tunnels(self):
+            tunnel._set_paused(paused)
 
     # -- input --------------------------------------------------------------------------
 
@@ -354,15 +361,16 @@ class _H2Protocol(asyncio.Protocol):
                     if stream is not None:
                         # Kept for the application (request.connection.trailers);
                         # the body's delegate API has no place for them.
-                        stream.trailers = HTTPHeaders._from_pairs(event.headers)
+                        stream.trailers = headers_from_pairs(event.headers)
                 else:
                     assert isinstance(event, GoAway)
                     # The client is leaving (RFC 9113 §6.8): no new streams;
                     # the ones in flight are answered, then we close. Its
                     # WebSockets go now (RFC 8441 §6: as a TCP reset would).
                     self._closing = True
-                    for tunnel in tunnels(self):
-                        self.reset_stream(tunnel._exchange, ErrorCode.CANCEL)
+                    for stream in list(self._streams.values()):
+                        if stream.tunnel is not None:
+                            self.reset_stream(stream, ErrorCode.CANCEL)
                     if not self.slots.active:
                         self._abort(linger=True)
             except RemoteProtocolError as exc:
@@ -424,9 +432,9 @@ class _H2Protocol(asyncio.Protocol):
     def _on_upgrade_request(self, req: H1Request) -> None:
         fields = [(n, v) for n, v in req.headers if n.lower() not in _UPGRADE_FIELDS]
         start_line = request_line(req.method, req.target, _VERSION)
-        headers = HTTPHeaders._from_pairs(fields)
+        headers = headers_from_pairs(fields)
         # Its body came over HTTP/1.1 whole: no 100 (Continue) to wait for.
-        declared = content_length(headers._as_list.get("Content-Length"))
+        declared = content_length(fields_of(headers).get("Content-Length"))
         stream = self._begin(1, start_line, headers, self._loop.time(), declared, False)
         if stream is not None:
             self._on_end(stream)  # held if the delegate is not ready
@@ -624,11 +632,18 @@ class _H2Protocol(asyncio.Protocol):
         """The stream's output went out: its writes waiting resume."""
         stream.wake_writers()
 
+    def open_tunnel(self, stream: _H2Stream) -> None:
+        """The 2xx of an extended CONNECT goes out without END_STREAM: it
+        opens the tunnel (RFC 8441 §5), which holds the stream from now on."""
+        if stream.held_head is not None:
+            self._send_head(stream, False)
+        self.flush_soon()
+
     def end_response(self, stream: _H2Stream) -> None:
         sid = stream.stream_id
         tunnel = stream.tunnel
         if tunnel is not None and tunnel.accepted:
-            tunnel._open()  # RFC 8441 §5: the 2xx opens the tunnel
+            self.open_tunnel(stream)
             return
         trailers = stream.trailers_out
         sent = True

@@ -16,6 +16,7 @@ import asyncio
 from typing import TYPE_CHECKING, Optional
 
 from squall._h2 import ErrorCode, LocalProtocolError, response_fields, trailer_fields
+from squall.httpserver._flow import fields_of
 from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import (
     HTTPHeaders,
@@ -58,9 +59,9 @@ class _H2Stream(_MuxStream):
             if tunnel is None:
                 # Straight from the headers' dict to the header block (the
                 # same bytes as encode_head of response_fields).
-                block = p.core.encode_fields(start_line[1], headers._as_list)
+                block = p.core.encode_fields(start_line[1], fields_of(headers))
             else:
-                fields = response_fields(headers._as_list.items())
+                fields = response_fields(fields_of(headers).items())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
         if tunnel is not None:
@@ -83,7 +84,7 @@ class _H2Stream(_MuxStream):
         if self._closed:
             return False
         try:
-            fields = response_fields(headers._as_list.items())
+            fields = response_fields(fields_of(headers).items())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
         p: _H2Protocol = self._proto

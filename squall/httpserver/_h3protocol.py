@@ -67,7 +67,7 @@ from squall.httpserver._h3webtransport import (
 )
 from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.httpserver._quicroute import adopt, issue_cid
-from squall.httputil import HTTPHeaders, HTTPInputError
+from squall.httputil import HTTPInputError
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
@@ -172,7 +172,8 @@ class _H3Endpoint(QuicServer):
         self._slot = slot
         self.accepting = True
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        limits = server._h3_limits
+        # The server's HTTP/3 limits, which each connection takes too.
+        limits = self._limits = server._h3_limits
         self.retry_threshold: int = limits.get("retry_threshold", RETRY_THRESHOLD)
         self.max_half_open: int = limits.get("max_half_open", MAX_HALF_OPEN)
         self.half_open: set[_H3Protocol] = set()
@@ -184,7 +185,7 @@ class _H3Endpoint(QuicServer):
     def _new_connection(self, quic: Any, stream_handler: Any = None) -> _H3Protocol:
         if self._slot is not None:
             adopt(quic, self._slot)
-        protocol = _H3Protocol(quic, self._server, self.half_open)
+        protocol = _H3Protocol(quic, self._server, self._limits, self.half_open)
         self.half_open.add(protocol)
         return protocol
 
@@ -288,7 +289,11 @@ class _H3Protocol(QuicConnectionProtocol):
     REQUEST_CANCELLED = H3Error.H3_REQUEST_CANCELLED
 
     def __init__(
-        self, quic: Any, server: HTTPServer, half_open: Optional[set[_H3Protocol]] = None
+        self,
+        quic: Any,
+        server: HTTPServer,
+        limits: dict[str, int],
+        half_open: Optional[set[_H3Protocol]] = None,
     ) -> None:
         super().__init__(quic)
         self._server = server
@@ -297,7 +302,6 @@ class _H3Protocol(QuicConnectionProtocol):
         self._half_open = half_open
         params: HTTP1ConnectionParameters = server.conn_params
         self._params = params
-        limits = server._h3_limits
         self.max_streams: int = limits.get("max_concurrent_streams", _DEFAULT_MAX_STREAMS)
         self.max_header_size: int = params.max_header_size or 65536
         # aioquic has no option for the initial MAX_STREAMS credit it gives
@@ -479,14 +483,14 @@ class _H3Protocol(QuicConnectionProtocol):
             rest = [f for f in fields if f[0] != "host"]
             if len(fields) - len(rest) < 2:
                 fields = [("host", authority), *rest]
-        headers = HTTPHeaders._from_pairs(fields)
+        headers = flow.headers_from_pairs(fields)
         start_line = flow.request_line(method, path, _VERSION)
         try:
             self._good_host = flow.known_host(headers, self._good_host, _VERSION)
         except HTTPInputError as exc:
             self.refuse_request(stream, 400, str(exc))
             return
-        lengths = headers._as_list.get("Content-Length")
+        lengths = flow.fields_of(headers).get("Content-Length")
         if lengths is not None:
             if len(lengths) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
                 self.refuse_request(stream, 400, "invalid Content-Length")
@@ -638,8 +642,15 @@ class _H3Protocol(QuicConnectionProtocol):
     def _unacked(self, sid: int) -> int:
         # aioquic keeps a stream's output until it is acknowledged; it has
         # no public count of it.
-        stream = self._quic._streams.get(sid)
+        stream = self._quic_streams().get(sid)
         return len(stream.sender._buffer) if stream is not None else 0
+
+    def _quic_streams(self) -> dict[int, Any]:
+        # aioquic's table of the connection's QUIC streams: it has no
+        # public one (nor a count of a stream's unacknowledged output, nor
+        # whether its end is queued: _unacked, _unfinished).
+        streams: dict[int, Any] = self._quic._streams
+        return streams
 
     def _wake(self, sid: int, exc: Optional[BaseException] = None) -> None:
         for waiter in self._waiters.pop(sid, ()):
@@ -901,7 +912,7 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _unfinished(self) -> bool:
         """Whether a response stream's end (FIN or reset) is not yet acknowledged."""
-        for sid, qstream in self._quic._streams.items():
+        for sid, qstream in self._quic_streams().items():
             sender = qstream.sender
             if sid % 4 == 0 and not sender.is_finished:
                 if sender._buffer_fin is not None or sender._reset_error_code is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Optional
 from aioquic.h3.connection import ErrorCode as H3Error
 
 from squall._h2 import response_fields
+from squall.httpserver._flow import fields_of
 from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import HTTPHeaders, HTTPOutputError, ResponseStartLine
 from squall.httputil._exchange import GONE, closed_future
@@ -32,7 +33,7 @@ _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
 
 def _fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
     try:
-        fields = response_fields(headers._as_list.items())
+        fields = response_fields(fields_of(headers).items())
     except ValueError as exc:
         raise HTTPOutputError(str(exc)) from None
     status = _STATUS.get(code) or str(code).encode("ascii")

@@ -758,9 +758,7 @@ class _H2Protocol(asyncio.Protocol):
             return
         self._streams.pop(stream.stream_id, None)
         self._waiting_window.pop(stream.stream_id, None)
-        stream.lost(exc)  # (its writes waiting fail)
-        if stream.tunnel is not None:
-            stream.tunnel._lost(exc)
+        stream.lost(exc)  # (its writes waiting fail, its tunnel closes)
 
     # -- timeouts ------------------------------------------------------------------------
 

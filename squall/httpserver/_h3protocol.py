@@ -428,10 +428,7 @@ class _H3Protocol(QuicConnectionProtocol):
                 return
             tunnel = stream.tunnel
             if tunnel is not None:
-                if event.data:
-                    tunnel._feed(event.data)
-                if event.stream_ended:
-                    tunnel._feed_eof()
+                self._tunnel_input(tunnel, event.data, event.stream_ended)
                 return
             if event.data:
                 self._on_data(stream, event.data)
@@ -512,10 +509,18 @@ class _H3Protocol(QuicConnectionProtocol):
         if protocol is not None:
             # The head is the whole request; DATA that follows is the tunnel's.
             self._on_end(stream)
-            if event.stream_ended and stream.tunnel is not None:
-                stream.tunnel._feed_eof()
+            if stream.tunnel is not None:
+                self._tunnel_input(stream.tunnel, b"", event.stream_ended)
         elif event.stream_ended:
             self._on_end(stream)
+
+    def _tunnel_input(self, tunnel: _H3Tunnel, data: bytes, ended: bool) -> None:
+        """What the client sent on an extended CONNECT's stream after its
+        head: the tunnel's bytes, and its end."""
+        if data:
+            tunnel._feed(data)
+        if ended:
+            tunnel._feed_eof()
 
     def _on_refused_head(self, event: HeadersRefused) -> None:
         """A header section over the limit, refused before it was decoded:
@@ -811,9 +816,7 @@ class _H3Protocol(QuicConnectionProtocol):
         if stream.stream_id in self._waiters:
             self._wake(stream.stream_id, StreamClosedError())
         self._streams.pop(stream.stream_id, None)
-        stream.lost()
-        if stream.tunnel is not None:
-            stream.tunnel._lost()
+        stream.lost()  # (and its tunnel, if any)
 
     def flush_soon(self) -> None:
         if self._flush_handle is None and not self._gone:

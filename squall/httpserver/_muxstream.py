@@ -256,7 +256,7 @@ class _MuxStream(Exchange):
         the stream's output fail (`StreamClosedError`); its delegate hears
         of it if the request was still read, the close callback if the
         response was unfinished; the slot goes back once nothing runs for
-        it (`settle`)."""
+        it (`settle`); an extended CONNECT's tunnel closes."""
         self._closed = True
         self.held_head = None
         waiters = self._waiters
@@ -273,6 +273,9 @@ class _MuxStream(Exchange):
         self._read_done = True
         self._report_gone(delegate)
         self.settle()
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel._lost(exc)  # its IOStream closes (the WebSocket hears of it)
 
     def refused(self) -> None:
         """The driver answered the request itself and reads no more of it."""

@@ -81,6 +81,7 @@ from squall.httputil._headers import _NAME_CACHE, _cache_name
 from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
+    from squall.httpserver._h2stream import H2Driver
     from squall.httpserver._server import HTTPServer
 
 
@@ -921,3 +922,8 @@ class _H2Protocol(asyncio.Protocol):
         self.core.goaway(ErrorCode.NO_ERROR)
         self._abort(linger=True)
         await event
+
+
+if TYPE_CHECKING:
+    # The driver offers what its streams call (mypy checks).
+    _DRIVER: type[H2Driver] = _H2Protocol

@@ -13,11 +13,17 @@ from __future__ import annotations
 __all__: list[str] = []  # private to the driver
 
 import asyncio
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
-from squall._h2 import ErrorCode, LocalProtocolError, response_fields, trailer_fields
+from squall._h2 import (
+    ErrorCode,
+    H2Connection,
+    LocalProtocolError,
+    response_fields,
+    trailer_fields,
+)
 from squall.httpserver._flow import fields_of
-from squall.httpserver._muxstream import _MuxStream
+from squall.httpserver._muxstream import MuxDriver, _MuxStream
 from squall.httputil import (
     HTTPHeaders,
     HTTPOutputError,
@@ -28,6 +34,32 @@ from squall.httputil._exchange import DONE, HEAD, IDLE
 if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
     from squall.httpserver._h2websocket import _H2Tunnel
+
+
+class H2Driver(MuxDriver, Protocol):
+    """What an `_H2Stream` asks of its driver (`_H2Protocol`, which
+    ``_h2protocol`` checks has it) besides `MuxDriver`: the core that
+    encodes its heads, and the writes that go out by the flow-control
+    windows. The stream names the concrete class on its locals (compiled,
+    its calls are then native); this declares what it may call."""
+
+    transport: Optional[asyncio.Transport]
+    #: The connection's `squall._h2` core.
+    core: H2Connection
+
+    def queue_head(self, stream: _H2Stream) -> asyncio.Future[None]:
+        """The head held on ``stream`` (``held_head``) goes out soon, with
+        the response's end if that follows at once; the write's Future."""
+
+    def send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
+        """DATA on ``stream`` (after its held head); the write's Future."""
+
+    def write_ready(self, stream: _H2Stream) -> asyncio.Future[None]:
+        """The Future of a write that sent nothing: done, or once ``stream``'s
+        output is out."""
+
+    def flush_soon(self) -> None:
+        """Write what the core has queued, at the end of this round."""
 
 
 class _H2Stream(_MuxStream):

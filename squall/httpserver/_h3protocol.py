@@ -73,6 +73,7 @@ from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
+    from squall.httpserver._h3stream import H3Driver
     from squall.httpserver._server import HTTPServer
 
 __all__ = ["quic_configuration"]
@@ -991,3 +992,8 @@ class _H3Protocol(QuicConnectionProtocol):
             self._lose_stream(stream)
         self._streams.clear()
         self._server._forget(self)
+
+
+if TYPE_CHECKING:
+    # The driver offers what its streams call (mypy checks).
+    _DRIVER: type[H3Driver] = _H3Protocol

@@ -13,18 +13,17 @@ from __future__ import annotations
 __all__: list[str] = []
 
 import asyncio
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
 from aioquic.h3.connection import ErrorCode as H3Error
 
 from squall._h2 import response_fields
 from squall.httpserver._flow import fields_of
-from squall.httpserver._muxstream import _MuxStream
+from squall.httpserver._muxstream import MuxDriver, _MuxStream
 from squall.httputil import HTTPHeaders, HTTPOutputError, ResponseStartLine
 from squall.httputil._exchange import GONE, closed_future
 
 if TYPE_CHECKING:
-    from squall.httpserver._h3protocol import _H3Protocol
     from squall.httpserver._h3websocket import _H3Tunnel
 
 
@@ -40,6 +39,33 @@ def _fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
     return [(b":status", status), *fields]
 
 
+class H3Driver(MuxDriver, Protocol):
+    """What an `_H3Stream` asks of its driver (`_H3Protocol`, which
+    ``_h3protocol`` checks has it) besides `MuxDriver`: its frames go to
+    aioquic's H3 layer through these."""
+
+    @property
+    def transport(self) -> Optional[asyncio.DatagramTransport]:
+        """The UDP transport (shared with the endpoint's other connections)."""
+
+    def send_head(
+        self, stream: _H3Stream, fields: list[tuple[bytes, bytes]], chunk: bytes
+    ) -> asyncio.Future[None]:
+        """The response head (and first chunk) on ``stream``; the write's Future."""
+
+    def send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
+        """DATA on ``stream``; the write's Future."""
+
+    def send_interim(self, stream: _H3Stream, fields: list[tuple[bytes, bytes]]) -> bool:
+        """An interim (1xx) head on ``stream``; False if it could not go."""
+
+    def write_ready(self) -> asyncio.Future[None]:
+        """The done Future of a write that sent nothing."""
+
+    def flush_soon(self) -> None:
+        """Send what is queued, on the next loop turn."""
+
+
 class _H3Stream(_MuxStream):
     """`request.connection` for one HTTP/3 request stream (a `_MuxStream`)."""
 
@@ -49,7 +75,7 @@ class _H3Stream(_MuxStream):
     INTERNAL_ERROR = H3Error.H3_INTERNAL_ERROR
     CANCEL = H3Error.H3_REQUEST_CANCELLED
     MESSAGE_ERROR = H3Error.H3_MESSAGE_ERROR
-    _proto: _H3Protocol
+    _proto: H3Driver
     tunnel: Optional[_H3Tunnel]
 
     # -- the emit hooks (Exchange) -----------------------------------------------------

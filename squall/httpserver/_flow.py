@@ -6,6 +6,9 @@ bytes their core parsed and the request's `.HTTPMessageDelegate`.
   check, remembered per connection by the driver: `known_host`),
   `body_limit` (the server's ``max_body_size`` or the protocol's default);
   `decompressing` puts a multiplexed stream's delegate behind a gzip decoder.
+* A head's fields: `wrap_fields`, `headers_from_pairs` make a request's
+  `.HTTPHeaders` from what a core checked; `fields_of` reads the dict they
+  hold. `.HTTPHeaders` keeps it private: the drivers reach it here only.
 * Body delivery: `deliver` hands a body piece on in ``chunk_size`` pieces
   and stops at the first piece the delegate answers with an awaitable.
 * Blocking on a delegate: `wait_on` waits on that awaitable, `sort_outcome`

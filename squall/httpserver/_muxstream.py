@@ -5,16 +5,21 @@ Both are `.Exchange`s whose connection is shared by other streams: closing
 one resets it (the connection stays), only an accepted extended CONNECT
 (RFC 8441, RFC 9220: a WebSocket) can be detached, and a broken
 Content-Length resets the stream. Their read side is the same too, and
-is this class's: body delivery to the delegate, the inbox that holds the
-body while the delegate is busy, the body limit (413) and timeout, what an
-error of the request or of the application does, and the stream's slot in
-its connection's concurrency count (`StreamSlots`). A driver asks its
-streams through these methods and keeps only what is its own: resetting a
-stream and answering a request it refuses (`MuxDriver`). The fields are set
-by the one ``__init__`` (with HTTP/2's write-side fields, which an HTTP/3
-stream leaves as set: one call per stream on HTTP/2's request path). Each
-subclass names its protocol and its reset codes, and writes the emit hooks
-that move frames.
+is this class's: the head handed to the delegate (`start`), body delivery,
+the inbox that holds the body while the delegate is busy, the body limit
+(413) and timeout, what an error of the request or of the application does
+(the same answer over both protocols), and the stream's slot in its
+connection's concurrency count (`StreamSlots`); so are the writes waiting
+for its output, which fail when it is lost. A driver asks its streams
+through these methods, reads their state by public names (`is_closed`,
+`read_done`, `response_done`), and keeps only what is its own: resetting a
+stream and answering a request it refuses (`MuxDriver`). The fields are
+set by the one ``__init__`` (with HTTP/2's write-side fields, which an
+HTTP/3 stream leaves as set: one call per stream on HTTP/2's request path)
+and changed by this class's methods only. Each subclass names its protocol
+and its reset codes, and writes the emit hooks that move frames (what they
+call on their driver: ``_h2stream``'s `H2Driver`, ``_h3stream``'s
+`H3Driver`).
 
 The slot: a stream holds one from its head until it is over on both sides,
 on the wire (its response's last frame out, or the stream reset, refused,
@@ -93,8 +98,9 @@ class StreamSlots:
 class _MuxStream(Exchange):
     """A request stream of an HTTP/2 or HTTP/3 connection (see the module).
 
-    ``_closed``: the stream was reset, timed out or its connection lost;
-    nothing more goes out (it may come after the response is done).
+    ``_closed`` (`is_closed`): the stream was reset, timed out or its
+    connection lost; nothing more goes out (it may come after the response
+    is done).
     """
 
     __slots__ = (

@@ -479,14 +479,13 @@ class _H2Protocol(asyncio.Protocol):
         ret = stream.start(delegate, start_line, headers)
         if ret is not None:
             self._block(stream, ret, 0)
-        elif stream.is_closed:
-            return None  # refused or reset: the delegate raised
         elif stream.expect_continue:
-            self._continue(stream)
-        if protocol is not None:
+            self._continue(stream)  # (not if the delegate raised: closed)
+        if protocol is not None and not stream.is_closed:
             # RFC 8441 §5: the head is the whole request; the DATA frames
             # that follow are the tunnel's (they go to stream.tunnel).
             self._on_end(stream)
+        # (A stream whose delegate raised is closed: its end changes nothing.)
         return stream
 
     def _continue(self, stream: _H2Stream) -> None:
@@ -677,8 +676,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def _complete(self, stream: _H2Stream) -> None:
         """The response's last frame is out (or the stream is gone)."""
-        stream.free_slot()
-        if stream.read_done and stream.tunnel is None:
+        if stream.response_sent() and stream.tunnel is None:
             self._retire(stream)
         elif stream.mark_closed():  # (what its inbox holds goes nowhere)
             # RFC 9113 §8.1: the response is complete; the rest of the

@@ -758,8 +758,7 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             self._lose_stream(stream)
             return
-        stream.free_slot()
-        if stream.read_done:
+        if stream.response_sent():
             self._retire(stream)
         else:
             # RFC 9114 section 4.1.1: the response is complete; the rest of

@@ -249,6 +249,14 @@ class _MuxStream(Exchange):
                 p: MuxDriver = self._proto
                 p.streams_idle()
 
+    def response_sent(self) -> bool:
+        """The response's last frame is out: the slot goes back (`free_slot`).
+        Returns whether the request was read to its end; if not, the driver
+        tells the client the rest is not wanted (RFC 9113 section 8.1,
+        RFC 9114 section 4.1.1) and marks the stream closed (`mark_closed`)."""
+        self.free_slot()
+        return self._read_done
+
     def settle(self) -> None:
         """Give the slot back if the stream is over on both sides: closed on
         the wire, and no application code in flight for it (see the module)."""

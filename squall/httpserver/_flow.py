@@ -142,7 +142,8 @@ def known_host(headers: HTTPHeaders, known: Optional[str], version: str) -> Opti
     Raises:
         HTTPInputError: as `checked_host`.
     """
-    hosts = fields_of(headers).get("Host")
+    # (Read here, not through fields_of: a call fewer on every request.)
+    hosts = headers._as_list.get("Host")
     if hosts is not None and len(hosts) == 1 and hosts[0] == known:
         return known
     _check_host(headers, version)  # (checked_host, its fields read once)

@@ -882,9 +882,9 @@ class _H2Protocol(asyncio.Protocol):
         self._shutdown()
 
     def census(self) -> tuple[str, int, int]:
-        """What this connection carries, for metrics: ``("core", requests in
+        """What this connection carries, for metrics: ``("h2", requests in
         flight, WebSocket tunnels)`` (see `stream_census`)."""
-        return ("core", *stream_census(self._streams.values()))
+        return ("h2", *stream_census(self._streams.values()))
 
     def _hard_close(self) -> None:
         """Drop the connection now, discarding unsent output."""

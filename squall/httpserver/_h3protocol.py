@@ -74,6 +74,7 @@ from squall.log import app_log, gen_log
 if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
     from squall.httpserver._h3stream import H3Driver
+    from squall.httpserver._muxstream import MuxDriver
     from squall.httpserver._server import HTTPServer
 
 __all__ = ["quic_configuration"]
@@ -996,3 +997,4 @@ class _H3Protocol(QuicConnectionProtocol):
 if TYPE_CHECKING:
     # The driver offers what its streams call (mypy checks).
     _DRIVER: type[H3Driver] = _H3Protocol
+    _MUX_DRIVER: type[MuxDriver] = _H3Protocol

@@ -19,7 +19,7 @@ from aioquic.h3.connection import ErrorCode as H3Error
 
 from squall._h2 import response_fields
 from squall.httpserver._flow import fields_of
-from squall.httpserver._muxstream import MuxDriver, _MuxStream
+from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import HTTPHeaders, HTTPOutputError, ResponseStartLine
 from squall.httputil._exchange import GONE, closed_future
 
@@ -39,10 +39,12 @@ def _fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
     return [(b":status", status), *fields]
 
 
-class H3Driver(MuxDriver, Protocol):
-    """What an `_H3Stream` asks of its driver (`_H3Protocol`, which
-    ``_h3protocol`` checks has it) besides `MuxDriver`: its frames go to
-    aioquic's H3 layer through these."""
+class H3Driver(Protocol):
+    """What an `_H3Stream`'s own hooks ask of its driver (`_H3Protocol`,
+    which ``_h3protocol`` checks has it and `MuxDriver`): its frames go to
+    aioquic's H3 layer through these. (Not a subclass of `MuxDriver`: a
+    class of this interpreted module may not subclass one of the compiled
+    ``_muxstream``'s, see speedups/squall_build.py.)"""
 
     @property
     def transport(self) -> Optional[asyncio.DatagramTransport]:

@@ -61,6 +61,8 @@ from squall.httpserver._flow import (
     ReadFlow,
     body_limit,
     decompressing,
+    fields_of,
+    headers_from_pairs,
     known_host,
     request_line,
     wait_on,
@@ -75,12 +77,11 @@ from squall.httpserver._h2websocket import _H2Tunnel, drain_tunnels, tunnels
 from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
-from squall.httputil._exchange import DONE, IDLE
 from squall.httputil._headers import _NAME_CACHE, _cache_name
-from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
+    from squall.httpserver._h2stream import H2Driver
     from squall.httpserver._server import HTTPServer
 
 
@@ -105,7 +106,7 @@ class _H2Protocol(asyncio.Protocol):
         "_loop",
         "context",
         "limits",
-        "_h2",
+        "core",
         "transport",
         "_streams",
         "slots",
@@ -115,7 +116,7 @@ class _H2Protocol(asyncio.Protocol):
         "_in_feed",
         "_flush_handle",
         "_heads",
-        "_write_paused",
+        "write_paused",
         "_paused_since",
         "_reading",
         "_waiting_window",
@@ -143,7 +144,7 @@ class _H2Protocol(asyncio.Protocol):
         self._loop = loop
         self.context = context
         self.limits = limits
-        self._h2 = H2Connection(limits)
+        self.core = H2Connection(limits)
         self.transport: Optional[asyncio.Transport] = None
         self._streams: dict[int, _H2Stream] = {}
         #: The streams served at once (their slots: see ``_muxstream``).
@@ -154,7 +155,7 @@ class _H2Protocol(asyncio.Protocol):
         self._in_feed = False
         self._flush_handle: Optional[asyncio.Handle] = None
         self._heads: list[_H2Stream] = []
-        self._write_paused = False
+        self.write_paused = False
         self._paused_since = 0.0
         # Reading pauses only while the transport is over its write mark: a
         # busy stream is slowed by its window, not by the connection.
@@ -199,30 +200,32 @@ class _H2Protocol(asyncio.Protocol):
         server._connections.discard(old)
         server._connections.add(proto)
         transport.set_protocol(proto)
-        proto.transport = proto._reading.transport = transport
+        proto.connection_made(transport)
         if paused:
             transport.resume_reading()
-        proto._start(data, upgrade)
+        proto.start(data, upgrade)
         return proto
 
-    def _start(self, data: bytes, upgrade: Optional[H1Request]) -> None:
+    def start(self, data: bytes, upgrade: Optional[H1Request]) -> None:
+        """Serve the transport taken over (`_take_over`): ``data`` is what
+        was received and not parsed yet; ``upgrade`` the ``Upgrade: h2c``
+        request, if the connection came that way."""
         transport = self.transport
         assert transport is not None
         if upgrade is None:
-            self._h2.initiate()
+            self.core.initiate()
         else:
             settings = ""
             for name, value in upgrade.headers:
                 if name.lower() == "http2-settings":
                     settings = value
             try:
-                self._h2.initiate(settings)
+                self.core.initiate(settings)
             except RemoteProtocolError as exc:
                 gen_log.info("Malformed HTTP message from %s: %s", self.context, exc)
                 transport.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
-                self._closed = True
                 transport.close()
-                self._server._forget(self)
+                self._on_lost(None)  # (closed: the server forgets it)
                 return
             transport.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -262,30 +265,33 @@ class _H2Protocol(asyncio.Protocol):
         self._on_lost(exc)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
         self._paused_since = self._loop.time()
         # Stop reading too: a client that does not read must not make us
         # produce more (PING and SETTINGS answers, new responses).
         self._reading.pause()
-        for tunnel in tunnels(self):
-            tunnel._set_paused(True)
+        self._pause_tunnels(True)
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         if not self._closed:
             self._reading.resume()
         for stream in list(self._streams.values()):
-            if stream._waiters and self._h2.pending(stream.stream_id) == 0:
-                self._wake(stream)
-            if stream.tunnel is not None:
-                stream.tunnel._set_paused(False)
+            if stream.writers_waiting() and self.core.pending(stream.stream_id) == 0:
+                stream.wake_writers()
+        self._pause_tunnels(False)
+
+    def _pause_tunnels(self, paused: bool) -> None:
+        """The transport paused or resumed writing: the tunnels' WebSockets hear of it."""
+        for tunnel in tunnels(self):
+            tunnel._set_paused(paused)
 
     # -- input --------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
         now = self._loop.time()
         try:
-            events = self._h2.receive_data(data, now)
+            events = self.core.receive_data(data, now)
         except RemoteProtocolError as exc:
             if exc.too_large:
                 # Worded as HTTP/1.1 words a head over its limit.
@@ -299,7 +305,7 @@ class _H2Protocol(asyncio.Protocol):
             gen_log.info("HTTP/2 error from %s", self.context, exc_info=True)
             self._abort(linger=True)
             return
-        malformed = self._h2.malformed
+        malformed = self.core.malformed
         if malformed:
             for sid, problem in malformed:
                 gen_log.info(
@@ -332,11 +338,11 @@ class _H2Protocol(asyncio.Protocol):
                         pass
                     elif stream.tunnel is not None and stream.tunnel.detached:
                         stream.tunnel._window_opened()
-                    elif stream._phase >= DONE:
-                        if not stream._closed:
+                    elif stream.response_done:
+                        if not stream.is_closed:
                             self._complete(stream)  # its END_STREAM went out
-                    elif not self._write_paused:
-                        self._wake(stream)
+                    elif not self.write_paused:
+                        self.wake_writers(stream)
                 elif kind is StreamReset:
                     assert isinstance(event, StreamReset)
                     if event.remote:
@@ -356,15 +362,16 @@ class _H2Protocol(asyncio.Protocol):
                     if stream is not None:
                         # Kept for the application (request.connection.trailers);
                         # the body's delegate API has no place for them.
-                        stream.trailers = HTTPHeaders._from_pairs(event.headers)
+                        stream.trailers = headers_from_pairs(event.headers)
                 else:
                     assert isinstance(event, GoAway)
                     # The client is leaving (RFC 9113 §6.8): no new streams;
                     # the ones in flight are answered, then we close. Its
                     # WebSockets go now (RFC 8441 §6: as a TCP reset would).
                     self._closing = True
-                    for tunnel in tunnels(self):
-                        self.reset_stream(tunnel._exchange, ErrorCode.CANCEL)
+                    for stream in list(self._streams.values()):
+                        if stream.tunnel is not None:
+                            self.reset_stream(stream, ErrorCode.CANCEL)
                     if not self.slots.active:
                         self._abort(linger=True)
             except RemoteProtocolError as exc:
@@ -383,10 +390,10 @@ class _H2Protocol(asyncio.Protocol):
     def _on_request(self, event: Request, now: float) -> None:
         sid = event.stream_id
         # (The core's copy of the limit: a native field, not H2Limits' getattr.)
-        if self._closing or self.slots.active >= self._h2.max_concurrent_streams:
+        if self._closing or self.slots.active >= self.core.max_concurrent_streams:
             # Streams whose handler still runs count, even after a reset:
             # a client cannot start more work by resetting (CVE-2023-44487).
-            self._h2.refuse(sid, now)
+            self.core.refuse(sid, now)
             return
         authority = event.authority
         start_line = request_line(event.method, event.target, _VERSION)
@@ -426,9 +433,9 @@ class _H2Protocol(asyncio.Protocol):
     def _on_upgrade_request(self, req: H1Request) -> None:
         fields = [(n, v) for n, v in req.headers if n.lower() not in _UPGRADE_FIELDS]
         start_line = request_line(req.method, req.target, _VERSION)
-        headers = HTTPHeaders._from_pairs(fields)
+        headers = headers_from_pairs(fields)
         # Its body came over HTTP/1.1 whole: no 100 (Continue) to wait for.
-        declared = content_length(headers._as_list.get("Content-Length"))
+        declared = content_length(fields_of(headers).get("Content-Length"))
         stream = self._begin(1, start_line, headers, self._loop.time(), declared, False)
         if stream is not None:
             self._on_end(stream)  # held if the delegate is not ready
@@ -455,8 +462,6 @@ class _H2Protocol(asyncio.Protocol):
             if declared > self._max_body:
                 self.refuse_request(stream, 413, "Content-Length too long")
                 return None
-        if start_line.method == "HEAD":
-            stream._bodiless = True
         if expect_continue:
             stream.expect_continue = True
         if protocol is not None:
@@ -471,32 +476,23 @@ class _H2Protocol(asyncio.Protocol):
             return None
         self._idle_since = now
         delegate = decompressing(self._start_request(self, stream), self._params, self._max_body)
-        stream._delegate = delegate
-        try:
-            ret = delegate.headers_received(start_line, headers)
-        except HTTPInputError as exc:
-            self.refuse_request(stream, 400, str(exc))
-            return None
-        except Exception:
-            app_log.error("Uncaught exception", exc_info=True)
-            stream.app_failed()
-            return None
+        ret = stream.start(delegate, start_line, headers)
         if ret is not None:
             self._block(stream, ret, 0)
         elif stream.expect_continue:
-            self._continue(stream)
-        if protocol is not None:
+            self._continue(stream)  # (not if the delegate raised: closed)
+        if protocol is not None and not stream.is_closed:
             # RFC 8441 §5: the head is the whole request; the DATA frames
             # that follow are the tunnel's (they go to stream.tunnel).
             self._on_end(stream)
+        # (A stream whose delegate raised is closed: its end changes nothing.)
         return stream
 
     def _continue(self, stream: _H2Stream) -> None:
         # RFC 9110 §10.1.1: the delegate took the head; ask for the body.
-        stream.expect_continue = False
-        if stream._phase == IDLE and not stream._closed and not stream._read_done:
+        if stream.take_continue():
             try:
-                self._h2.send_informational(stream.stream_id, 100)
+                self.core.send_informational(stream.stream_id, 100)
             except LocalProtocolError:
                 pass
 
@@ -504,11 +500,11 @@ class _H2Protocol(asyncio.Protocol):
         """Answer a bad request on its stream and stop reading it."""
         gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
         try:
-            self._h2.send_headers(stream.stream_id, status, [("content-length", "0")], True)
+            self.core.send_headers(stream.stream_id, status, [("content-length", "0")], True)
         except LocalProtocolError:
             pass
         # RFC 9113 §8.1: a complete response, then no more request body.
-        self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
+        self.core.reset(stream.stream_id, ErrorCode.NO_ERROR)
         self._streams.pop(stream.stream_id, None)
         stream.refused()
 
@@ -517,12 +513,12 @@ class _H2Protocol(asyncio.Protocol):
         if stream is not None and stream.tunnel is not None:
             stream.tunnel._feed(event.data, event.flow_length)
             return
-        if stream is None or stream._delegate is None:
-            self._h2.consumed(event.stream_id, event.flow_length)
+        if stream is None or not stream.wants_body():
+            self.core.consumed(event.stream_id, event.flow_length)
             return
         stream.last_active = now
         if not stream.took(len(event.data)):
-            self._h2.consumed(event.stream_id, event.flow_length)
+            self.core.consumed(event.stream_id, event.flow_length)
             return
         if not stream.hold_if_busy(event):
             self._deliver(stream, event)
@@ -530,7 +526,7 @@ class _H2Protocol(asyncio.Protocol):
     def _deliver(self, stream: _H2Stream, event: Data) -> None:
         ret, rest = stream.deliver(event.data, self._params.chunk_size)
         if ret is None:
-            self._h2.consumed(event.stream_id, event.flow_length)
+            self.core.consumed(event.stream_id, event.flow_length)
         else:
             if rest:
                 stream.hold(Data(event.stream_id, rest, 0), True)
@@ -556,7 +552,7 @@ class _H2Protocol(asyncio.Protocol):
         self._in_feed = True
         try:
             # (A stream reset meanwhile: the connection's share of the window.)
-            self._h2.consumed(stream.stream_id, flow)
+            self.core.consumed(stream.stream_id, flow)
             if not stream.unblocked(future):
                 return
             if stream.expect_continue:
@@ -567,13 +563,13 @@ class _H2Protocol(asyncio.Protocol):
 
     # -- output ---------------------------------------------------------------------------
 
-    def _queue_head(self, stream: _H2Stream) -> asyncio.Future[None]:
+    def queue_head(self, stream: _H2Stream) -> asyncio.Future[None]:
         """A head was written: hold it briefly, so that a finish() right after
         goes out with it (HEADERS, DATA with END_STREAM: no empty frame)."""
         self._heads.append(stream)
         if not self._in_feed and self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
-        return self._ready(stream)
+        return self.write_ready(stream)
 
     def _send_head(self, stream: _H2Stream, end: bool) -> bool:
         """Hand the held head to h2; return False if its data waits for window."""
@@ -583,11 +579,11 @@ class _H2Protocol(asyncio.Protocol):
         block, chunk = head
         sid = stream.stream_id
         try:
-            if stream._bodiless or not chunk:
-                self._h2.send_head_block(sid, block, end)
+            if not chunk:  # (a bodiless response's: see _H2Stream._emit_head)
+                self.core.send_head_block(sid, block, end)
                 return True
-            self._h2.send_head_block(sid, block, False)
-            sent = self._h2.send_data(sid, chunk, end)
+            self.core.send_head_block(sid, block, False)
+            sent = self.core.send_data(sid, chunk, end)
         except LocalProtocolError:
             # The stream is closed in h2 but not here: the client reset it
             # (or broke it) in the read that opened it, and that reset is
@@ -599,78 +595,80 @@ class _H2Protocol(asyncio.Protocol):
             self._waiting_window.setdefault(sid, self._loop.time())
         return sent
 
-    def _send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
-        if not self._queue_body(stream, chunk):
+    def send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
+        """DATA on ``stream`` (after its held head, if any); the Future of
+        the write (`write_ready`)."""
+        if stream.held_head is not None:
+            self._send_head(stream, False)
+        if not self.queue_body(stream, chunk):
             return _closed_future(self._loop)
-        return self._ready(stream)
+        return self.write_ready(stream)
 
-    def _queue_body(self, stream: _H2Stream, chunk: bytes) -> bool:
+    def queue_body(self, stream: _H2Stream, chunk: bytes) -> bool:
         """Hand ``chunk`` to the core (which holds what the windows do not
         let out); False if the stream is closed there."""
         try:
-            sent = self._h2.send_data(stream.stream_id, chunk)
+            sent = self.core.send_data(stream.stream_id, chunk)
         except LocalProtocolError:
             return False
         if not sent:
             self._waiting_window.setdefault(stream.stream_id, self._loop.time())
-        self._flush_soon()
+        self.flush_soon()
         return True
 
-    def _ready(self, stream: _H2Stream) -> asyncio.Future[None]:
+    def write_ready(self, stream: _H2Stream) -> asyncio.Future[None]:
         """The Future a write returns: done now, or once the bytes can go out."""
-        if not self._write_paused and (
-            stream.held_head is not None or self._h2.pending(stream.stream_id) == 0
+        if not self.write_paused and (
+            stream.held_head is not None or self.core.pending(stream.stream_id) == 0
         ):
             done = self._done_future
             if done is None:
                 done = self._done_future = self._loop.create_future()
                 done.set_result(None)
             return done
-        waiter = self._loop.create_future()
-        if stream._waiters is None:
-            stream._waiters = []
-        stream._waiters.append(waiter)
-        return waiter
+        return stream.output_waiter()
 
-    def _wake(self, stream: _H2Stream) -> None:
-        waiters = stream._waiters
-        stream._waiters = None
-        if waiters:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+    def wake_writers(self, stream: _H2Stream) -> None:
+        """The stream's output went out: its writes waiting resume."""
+        stream.wake_writers()
+
+    def open_tunnel(self, stream: _H2Stream) -> None:
+        """The 2xx of an extended CONNECT goes out without END_STREAM: it
+        opens the tunnel (RFC 8441 §5), which holds the stream from now on."""
+        if stream.held_head is not None:
+            self._send_head(stream, False)
+        self.flush_soon()
 
     def end_response(self, stream: _H2Stream) -> None:
         sid = stream.stream_id
         tunnel = stream.tunnel
         if tunnel is not None and tunnel.accepted:
-            tunnel._open()  # RFC 8441 §5: the 2xx opens the tunnel
+            self.open_tunnel(stream)
             return
         trailers = stream.trailers_out
         sent = True
-        if trailers is not None and not stream._bodiless:
+        if trailers is not None:
             stream.trailers_out = None
             if stream.held_head is not None:
                 self._send_head(stream, False)
             try:
-                sent = self._h2.send_trailers(sid, trailers)
+                sent = self.core.send_trailers(sid, trailers)
             except LocalProtocolError:
                 pass
         elif stream.held_head is not None:
             sent = self._send_head(stream, True)
         else:
             try:
-                sent = self._h2.end_stream(sid)
+                sent = self.core.end_stream(sid)
             except LocalProtocolError:
                 pass
-        if not sent and not stream._closed:
+        if not sent and not stream.is_closed:
             # RFC 9113 §5.1: the stream is open until its END_STREAM goes
             # out. Until then it counts as active, for the idle timeout (a
             # response held by flow control is not idle) and the stream
             # limit; its delegate hears nothing more. Drained completes it.
             self._waiting_window.setdefault(sid, self._loop.time())
-            stream._delegate = None
-            stream.close_callback = None
+            stream.retire()
         else:
             self._complete(stream)
         if not self._in_feed and self._flush_handle is None:
@@ -678,14 +676,12 @@ class _H2Protocol(asyncio.Protocol):
 
     def _complete(self, stream: _H2Stream) -> None:
         """The response's last frame is out (or the stream is gone)."""
-        stream.free_slot()
-        if stream._read_done and stream.tunnel is None:
+        if stream.response_sent() and stream.tunnel is None:
             self._retire(stream)
-        elif not stream._closed:
+        elif stream.mark_closed():  # (what its inbox holds goes nowhere)
             # RFC 9113 §8.1: the response is complete; the rest of the
             # request body (or a refused tunnel's DATA) is not wanted.
-            self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
-            stream._closed = True  # (what its inbox holds goes nowhere)
+            self.core.reset(stream.stream_id, ErrorCode.NO_ERROR)
             self._retire(stream)
             if stream.tunnel is not None:
                 stream.tunnel._lost(None)  # gives back the window it held
@@ -718,10 +714,9 @@ class _H2Protocol(asyncio.Protocol):
     def _retire(self, stream: _H2Stream) -> None:
         """The exchange is over on our side: forget the stream."""
         self._streams.pop(stream.stream_id, None)
-        stream._delegate = None
-        stream.close_callback = None
+        stream.retire()
 
-    def _flush_soon(self) -> None:
+    def flush_soon(self) -> None:
         """Write what the core has queued, at the end of this feed or on the next turn."""
         if not self._in_feed and self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
@@ -738,7 +733,7 @@ class _H2Protocol(asyncio.Protocol):
                 if stream.held_head is not None:
                     self._send_head(stream, False)
         transport = self.transport
-        data = self._h2.data_to_send()
+        data = self.core.data_to_send()
         # Nothing goes after our EOF (lingering): asyncio's transport
         # would raise RuntimeError; the client has been told GOAWAY already.
         if data and transport is not None and not self._closed and not self._lingering:
@@ -748,9 +743,9 @@ class _H2Protocol(asyncio.Protocol):
 
     def reset_stream(self, stream: _H2Stream, code: int) -> None:
         """Reset ``stream`` on our side and tell its delegate."""
-        if stream._closed:
+        if stream.is_closed:
             return
-        self._h2.reset(stream.stream_id, code)
+        self.core.reset(stream.stream_id, code)
         self._waiting_window.pop(stream.stream_id, None)
         self._lose_stream(stream)
         if not self._in_feed and self._flush_handle is None:
@@ -758,22 +753,11 @@ class _H2Protocol(asyncio.Protocol):
 
     def _lose_stream(self, stream: _H2Stream, exc: Optional[BaseException] = None) -> None:
         """The stream is gone (reset, timed out, connection lost)."""
-        if stream._closed:
+        if stream.is_closed:
             return
-        stream._closed = True
-        stream.held_head = None
         self._streams.pop(stream.stream_id, None)
         self._waiting_window.pop(stream.stream_id, None)
-        waiters = stream._waiters
-        stream._waiters = None
-        if waiters:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(StreamClosedError(real_error=exc))
-                    waiter.exception()
-        stream.lost()
-        if stream.tunnel is not None:
-            stream.tunnel._lost(exc)
+        stream.lost(exc)  # (its writes waiting fail, its tunnel closes)
 
     # -- timeouts ------------------------------------------------------------------------
 
@@ -799,7 +783,7 @@ class _H2Protocol(asyncio.Protocol):
             return
         now = self._loop.time()
         limits = self.limits
-        if self._write_paused and now - self._paused_since > limits.send_timeout:
+        if self.write_paused and now - self._paused_since > limits.send_timeout:
             gen_log.info("HTTP/2 client %s does not read; closing", self.context)
             self._abort()
             return
@@ -808,7 +792,7 @@ class _H2Protocol(asyncio.Protocol):
         for sid, since in list(self._waiting_window.items()):
             stream = self._streams.get(sid)
             if stream is not None:
-                sent = stream._written - self._h2.pending(sid)
+                sent = stream.written - self.core.pending(sid)
                 self._waiting_sent[sid] = sent
                 if sent != sent_before.get(sid, sent):
                     # Bytes went out since the last look: the client reads
@@ -826,7 +810,7 @@ class _H2Protocol(asyncio.Protocol):
                 if stream is not None:
                     self.reset_stream(stream, ErrorCode.CANCEL)
                 else:
-                    self._h2.reset(sid, ErrorCode.CANCEL)
+                    self.core.reset(sid, ErrorCode.CANCEL)
         body_timeout = self._params.body_timeout
         for stream in list(self._streams.values()):
             if not stream.reading():
@@ -842,7 +826,7 @@ class _H2Protocol(asyncio.Protocol):
                 self.reset_stream(stream, ErrorCode.CANCEL)
         idle = self._idle_timeout()
         if idle is not None and not self.slots.active and now - self._idle_since > idle:
-            self._h2.goaway(ErrorCode.NO_ERROR, "idle")
+            self.core.goaway(ErrorCode.NO_ERROR, "idle")
             self._abort()
             return
         self._flush()
@@ -888,7 +872,7 @@ class _H2Protocol(asyncio.Protocol):
             return
         self._closing = True
         drain_tunnels(self)  # their close frames first, then the GOAWAY
-        self._h2.goaway(ErrorCode.NO_ERROR)
+        self.core.goaway(ErrorCode.NO_ERROR)
         self._flush()
         if not self.slots.active:
             self._abort(linger=True)
@@ -933,6 +917,11 @@ class _H2Protocol(asyncio.Protocol):
         if self._closed_event is None:
             self._closed_event = self._loop.create_future()
         event = self._closed_event
-        self._h2.goaway(ErrorCode.NO_ERROR)
+        self.core.goaway(ErrorCode.NO_ERROR)
         self._abort(linger=True)
         await event
+
+
+if TYPE_CHECKING:
+    # The driver offers what its streams call (mypy checks).
+    _DRIVER: type[H2Driver] = _H2Protocol

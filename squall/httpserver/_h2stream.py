@@ -13,10 +13,17 @@ from __future__ import annotations
 __all__: list[str] = []  # private to the driver
 
 import asyncio
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
-from squall._h2 import ErrorCode, LocalProtocolError, response_fields, trailer_fields
-from squall.httpserver._muxstream import _MuxStream
+from squall._h2 import (
+    ErrorCode,
+    H2Connection,
+    LocalProtocolError,
+    response_fields,
+    trailer_fields,
+)
+from squall.httpserver._flow import fields_of
+from squall.httpserver._muxstream import MuxDriver, _MuxStream
 from squall.httputil import (
     HTTPHeaders,
     HTTPOutputError,
@@ -27,6 +34,32 @@ from squall.httputil._exchange import DONE, HEAD, IDLE
 if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
     from squall.httpserver._h2websocket import _H2Tunnel
+
+
+class H2Driver(MuxDriver, Protocol):
+    """What an `_H2Stream` asks of its driver (`_H2Protocol`, which
+    ``_h2protocol`` checks has it) besides `MuxDriver`: the core that
+    encodes its heads, and the writes that go out by the flow-control
+    windows. The stream names the concrete class on its locals (compiled,
+    its calls are then native); this declares what it may call."""
+
+    transport: Optional[asyncio.Transport]
+    #: The connection's `squall._h2` core.
+    core: H2Connection
+
+    def queue_head(self, stream: _H2Stream) -> asyncio.Future[None]:
+        """The head held on ``stream`` (``held_head``) goes out soon, with
+        the response's end if that follows at once; the write's Future."""
+
+    def send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
+        """DATA on ``stream`` (after its held head); the write's Future."""
+
+    def write_ready(self, stream: _H2Stream) -> asyncio.Future[None]:
+        """The Future of a write that sent nothing: done, or once ``stream``'s
+        output is out."""
+
+    def flush_soon(self) -> None:
+        """Write what the core has queued, at the end of this round."""
 
 
 class _H2Stream(_MuxStream):
@@ -58,38 +91,40 @@ class _H2Stream(_MuxStream):
             if tunnel is None:
                 # Straight from the headers' dict to the header block (the
                 # same bytes as encode_head of response_fields).
-                block = p._h2.encode_fields(start_line[1], headers._as_list)
+                block = p.core.encode_fields(start_line[1], fields_of(headers))
             else:
-                fields = response_fields(headers._as_list.items())
+                fields = response_fields(fields_of(headers).items())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
         if tunnel is not None:
             code = start_line.code
-            block = p._h2.encode_head(code, tunnel._head_fields(code, fields))
+            block = p.core.encode_head(code, tunnel._head_fields(code, fields))
+        if self._bodiless:
+            # (HEAD, 204, 304: what was written is counted, not sent.)
+            chunk = b""
+            self.trailers_out = None
         self.held_head = (block, chunk)
-        return p._queue_head(self)
+        return p.queue_head(self)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         p: _H2Protocol = self._proto
         if not chunk or self._bodiless:
-            return p._ready(self)
-        if self.held_head is not None:
-            p._send_head(self, False)
-        return p._send_body(self, chunk)
+            return p.write_ready(self)
+        return p.send_body(self, chunk)  # (after the held head, if any)
 
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         if self._closed:
             return False
         try:
-            fields = response_fields(headers._as_list.items())
+            fields = response_fields(fields_of(headers).items())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
         p: _H2Protocol = self._proto
         try:
-            p._h2.send_informational(self.stream_id, code, fields)
+            p.core.send_informational(self.stream_id, code, fields)
         except LocalProtocolError:
             return False
-        p._flush_soon()
+        p.flush_soon()
         return True
 
     # -- HTTPConnection ---------------------------------------------------------------
@@ -109,14 +144,14 @@ class _H2Stream(_MuxStream):
         if self._phase != IDLE or self._bodiless or self.tunnel is not None or framing < len(chunk):
             return None
         p: _H2Protocol = self._proto
-        block = p._h2.encode_rendered_head(head)
+        block = p.core.encode_rendered_head(head)
         if block is None:
             return None
         self._declared = framing
         self._phase = HEAD
         self._written = len(chunk)
         self.held_head = (block, chunk)
-        return p._queue_head(self)
+        return p.queue_head(self)
 
     def set_trailers(self, trailers: HTTPHeaders) -> None:
         """Send ``trailers`` as the response's trailer section, after the body.
@@ -135,9 +170,11 @@ class _H2Stream(_MuxStream):
         if self._phase >= DONE:
             raise HTTPOutputError("the response already finished")
         try:
-            self.trailers_out = trailer_fields(trailers.get_all())
+            fields = trailer_fields(trailers.get_all())
         except ValueError as exc:
             raise HTTPOutputError(str(exc)) from None
+        if not self._bodiless:  # (a response with no body has no trailers)
+            self.trailers_out = fields
 
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:

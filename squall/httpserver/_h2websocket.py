@@ -76,18 +76,18 @@ class _H2Tunnel(_Tunnel):
 
     def _send_data(self, data: bytes) -> asyncio.Future[None]:
         self._total_queued += len(data)
-        future = self._proto._send_body(self._exchange, data)
+        future = self._proto.send_body(self._exchange, data)
         self._check_full()
         return future
 
     def _sink_write(self, data: bytes) -> None:
         # No Future: nobody waits for a broadcast's write.
         self._total_queued += len(data)
-        self._proto._queue_body(self._exchange, data)
+        self._proto.queue_body(self._exchange, data)
         self._check_full()
 
     def _ready(self) -> asyncio.Future[None]:
-        return self._proto._ready(self._exchange)
+        return self._proto.write_ready(self._exchange)
 
     # -- the handler's side ----------------------------------------------------------
 
@@ -99,16 +99,16 @@ class _H2Tunnel(_Tunnel):
         proto = self._proto
         if exchange.held_head is not None:
             proto._send_head(exchange, False)
-        proto._flush_soon()
+        proto.flush_soon()
 
     def writing_paused(self) -> bool:
         """Whether the output is full: `HIGH_WATER` bytes wait for window, or the
         connection's transport is over its own mark."""
-        return self._proto._write_paused or self.get_write_buffer_size() >= HIGH_WATER
+        return self._proto.write_paused or self.get_write_buffer_size() >= HIGH_WATER
 
     def get_write_buffer_size(self) -> int:
         """Bytes written and not yet sent: queued for want of window."""
-        return self._proto._h2.pending(self._exchange.stream_id)
+        return self._proto.core.pending(self._exchange.stream_id)
 
     # -- BaseIOStream -------------------------------------------------------------------
 
@@ -138,7 +138,7 @@ class _H2Tunnel(_Tunnel):
         if exchange._closed or not self.accepted:
             return
         try:
-            sent = proto._h2.end_stream(exchange.stream_id)
+            sent = proto.core.end_stream(exchange.stream_id)
         except LocalProtocolError:
             sent = True
         if sent:
@@ -146,7 +146,7 @@ class _H2Tunnel(_Tunnel):
         else:
             # RFC 9113 §5.1: open until the END_STREAM goes out (Drained).
             proto._waiting_window.setdefault(exchange.stream_id, proto._loop.time())
-        proto._flush_soon()
+        proto.flush_soon()
 
     def close(self, exc_info: Any = False) -> None:
         """Close the stream (see `close_fd`) and tell the owner."""
@@ -216,11 +216,11 @@ class _H2Tunnel(_Tunnel):
     def _feed(self, data: bytes, flow: int) -> None:
         """DATA on the stream."""
         if self._closed:
-            self._proto._h2.consumed(self._exchange.stream_id, flow)
+            self._proto.core.consumed(self._exchange.stream_id, flow)
             return
         receiver = self._receiver
         if receiver is not None and self._receiving and not self._inbox:
-            self._proto._h2.consumed(self._exchange.stream_id, flow)
+            self._proto.core.consumed(self._exchange.stream_id, flow)
             receiver(data)
             return
         self._inbox += data
@@ -240,8 +240,8 @@ class _H2Tunnel(_Tunnel):
         if held:
             self._held = 0
             proto = self._proto
-            proto._h2.consumed(self._exchange.stream_id, held)
-            proto._flush_soon()  # its WINDOW_UPDATE, if one is due
+            proto.core.consumed(self._exchange.stream_id, held)
+            proto.flush_soon()  # its WINDOW_UPDATE, if one is due
 
     def _window_opened(self) -> None:
         """Everything queued went out (our END_STREAM too, if it was queued)."""
@@ -251,8 +251,8 @@ class _H2Tunnel(_Tunnel):
             if not exchange._closed:
                 self._ended()
             return
-        if not proto._write_paused:
-            proto._wake(exchange)
+        if not proto.write_paused:
+            proto.wake_writers(exchange)
             owner = self._owner
             if owner is not None:
                 owner.set_write_paused(False)
@@ -265,7 +265,7 @@ class _H2Tunnel(_Tunnel):
         exchange._closed = True
         # The rest of what the peer sends is not wanted (RFC 9113 §8.1; the
         # core sends nothing if the peer's END_STREAM came first).
-        proto._h2.reset(exchange.stream_id, ErrorCode.NO_ERROR)
+        proto.core.reset(exchange.stream_id, ErrorCode.NO_ERROR)
         exchange.free_slot()
         proto._retire(exchange)
 

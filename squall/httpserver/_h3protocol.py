@@ -67,12 +67,14 @@ from squall.httpserver._h3webtransport import (
 )
 from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.httpserver._quicroute import adopt, issue_cid
-from squall.httputil import HTTPHeaders, HTTPInputError
+from squall.httputil import HTTPInputError
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
     from squall.http1connection import HTTP1ConnectionParameters
+    from squall.httpserver._h3stream import H3Driver
+    from squall.httpserver._muxstream import MuxDriver
     from squall.httpserver._server import HTTPServer
 
 __all__ = ["quic_configuration"]
@@ -172,7 +174,8 @@ class _H3Endpoint(QuicServer):
         self._slot = slot
         self.accepting = True
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        limits = server._h3_limits
+        # The server's HTTP/3 limits, which each connection takes too.
+        limits = self._limits = server._h3_limits
         self.retry_threshold: int = limits.get("retry_threshold", RETRY_THRESHOLD)
         self.max_half_open: int = limits.get("max_half_open", MAX_HALF_OPEN)
         self.half_open: set[_H3Protocol] = set()
@@ -184,7 +187,7 @@ class _H3Endpoint(QuicServer):
     def _new_connection(self, quic: Any, stream_handler: Any = None) -> _H3Protocol:
         if self._slot is not None:
             adopt(quic, self._slot)
-        protocol = _H3Protocol(quic, self._server, self.half_open)
+        protocol = _H3Protocol(quic, self._server, self._limits, self.half_open)
         self.half_open.add(protocol)
         return protocol
 
@@ -288,7 +291,11 @@ class _H3Protocol(QuicConnectionProtocol):
     REQUEST_CANCELLED = H3Error.H3_REQUEST_CANCELLED
 
     def __init__(
-        self, quic: Any, server: HTTPServer, half_open: Optional[set[_H3Protocol]] = None
+        self,
+        quic: Any,
+        server: HTTPServer,
+        limits: dict[str, int],
+        half_open: Optional[set[_H3Protocol]] = None,
     ) -> None:
         super().__init__(quic)
         self._server = server
@@ -297,7 +304,6 @@ class _H3Protocol(QuicConnectionProtocol):
         self._half_open = half_open
         params: HTTP1ConnectionParameters = server.conn_params
         self._params = params
-        limits = server._h3_limits
         self.max_streams: int = limits.get("max_concurrent_streams", _DEFAULT_MAX_STREAMS)
         self.max_header_size: int = params.max_header_size or 65536
         # aioquic has no option for the initial MAX_STREAMS credit it gives
@@ -305,7 +311,7 @@ class _H3Protocol(QuicConnectionProtocol):
         # limit and what was announced.
         credit = quic._local_max_streams_bidi
         credit.value = credit.sent = self.max_streams
-        self._h3: Optional[H3Connection] = None
+        self.h3: Optional[H3Connection] = None
         self._streams: dict[int, _H3Stream] = {}
         #: The streams served at once (their slots: see ``_muxstream``).
         self.slots = StreamSlots()
@@ -340,6 +346,12 @@ class _H3Protocol(QuicConnectionProtocol):
             params.header_timeout or 10.0, self._handshake_timed_out
         )
 
+    @property
+    def transport(self) -> Optional[asyncio.DatagramTransport]:
+        """The UDP transport the connection's datagrams go through (shared
+        with the endpoint's other connections); None before it is known."""
+        return self._transport
+
     # -- datagrams in ---------------------------------------------------------------
 
     def datagram_received(self, data: Union[bytes, str], addr: Any) -> None:
@@ -358,7 +370,7 @@ class _H3Protocol(QuicConnectionProtocol):
         # One transmit per loop iteration, after the requests this datagram
         # started have run: their responses leave with the acknowledgement,
         # and each of aioquic's passes over the streams serves them all.
-        self._flush_soon()
+        self.flush_soon()
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
@@ -371,7 +383,7 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         if isinstance(event, ProtocolNegotiated):
             if event.alpn_protocol in H3_ALPN:
-                self._h3 = WebTransportH3Connection(self._quic, self.max_header_size)
+                self.h3 = WebTransportH3Connection(self._quic, self.max_header_size)
             return
         if isinstance(event, ConnectionTerminated):
             self._on_lost()
@@ -388,7 +400,7 @@ class _H3Protocol(QuicConnectionProtocol):
                     self._lose_stream(stream)
             elif self._webtransport:
                 stream_reset(self, event.stream_id)
-        h3 = self._h3
+        h3 = self.h3
         if h3 is None:
             return
         for h3_event in h3.handle_event(event):
@@ -418,14 +430,11 @@ class _H3Protocol(QuicConnectionProtocol):
                 return
             tunnel = stream.tunnel
             if tunnel is not None:
-                if event.data:
-                    tunnel._feed(event.data)
-                if event.stream_ended:
-                    tunnel._feed_eof()
+                self._tunnel_input(tunnel, event.data, event.stream_ended)
                 return
             if event.data:
                 self._on_data(stream, event.data)
-            if event.stream_ended and not stream._closed:
+            if event.stream_ended and not stream.is_closed:
                 self._on_end(stream)
 
     # -- requests -------------------------------------------------------------------
@@ -462,55 +471,58 @@ class _H3Protocol(QuicConnectionProtocol):
                 continue
             fields.append((raw_name.decode("latin-1"), raw_value.decode("latin-1")))
         if size > self.max_header_size:
-            self._refuse_request(stream, 431, "header section too large")
+            self.refuse_request(stream, 431, "header section too large")
             return
         if method is None or not path or (method == "CONNECT") != (protocol is not None):
             # A plain CONNECT (a proxy's) is not served; :protocol comes
             # only with CONNECT (RFC 9220 section 3, RFC 8441 section 4).
-            self._refuse_request(stream, 400, "unsupported request")
+            self.refuse_request(stream, 400, "unsupported request")
             return
         if authority is not None:
             rest = [f for f in fields if f[0] != "host"]
             if len(fields) - len(rest) < 2:
                 fields = [("host", authority), *rest]
-        headers = HTTPHeaders._from_pairs(fields)
+        headers = flow.headers_from_pairs(fields)
         start_line = flow.request_line(method, path, _VERSION)
         try:
             self._good_host = flow.known_host(headers, self._good_host, _VERSION)
         except HTTPInputError as exc:
-            self._refuse_request(stream, 400, str(exc))
+            self.refuse_request(stream, 400, str(exc))
             return
-        lengths = headers._as_list.get("Content-Length")
+        lengths = flow.fields_of(headers).get("Content-Length")
         if lengths is not None:
             if len(lengths) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
-                self._refuse_request(stream, 400, "invalid Content-Length")
+                self.refuse_request(stream, 400, "invalid Content-Length")
                 return
-            if int(lengths[0]) > stream._max_body:
-                self._refuse_request(stream, 413, "Content-Length too long")
+            if int(lengths[0]) > self._max_body:
+                self.refuse_request(stream, 413, "Content-Length too long")
                 return
-        if method == "HEAD":
-            stream._bodiless = True
         if protocol is not None:
             stream.protocol = protocol
             stream.tunnel = _H3Tunnel(self, stream)
         delegate = flow.decompressing(
             self._start_request(self, stream), self._params, self._max_body
         )
-        stream._delegate = delegate
-        try:
-            ret = delegate.headers_received(start_line, headers)
-        except HTTPInputError as exc:
-            self._refuse_request(stream, 400, str(exc))
-            return
+        ret = stream.start(delegate, start_line, headers)
         if ret is not None:
             self._block(stream, ret)
+        elif stream.is_closed:
+            return  # refused or reset: the delegate raised
         if protocol is not None:
             # The head is the whole request; DATA that follows is the tunnel's.
             self._on_end(stream)
-            if event.stream_ended and stream.tunnel is not None:
-                stream.tunnel._feed_eof()
+            if stream.tunnel is not None:
+                self._tunnel_input(stream.tunnel, b"", event.stream_ended)
         elif event.stream_ended:
             self._on_end(stream)
+
+    def _tunnel_input(self, tunnel: _H3Tunnel, data: bytes, ended: bool) -> None:
+        """What the client sent on an extended CONNECT's stream after its
+        head: the tunnel's bytes, and its end."""
+        if data:
+            tunnel._feed(data)
+        if ended:
+            tunnel._feed_eof()
 
     def _on_refused_head(self, event: HeadersRefused) -> None:
         """A header section over the limit, refused before it was decoded:
@@ -529,20 +541,20 @@ class _H3Protocol(QuicConnectionProtocol):
             self.context,
             event.reason,
         )
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
         try:
             h3.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
             self._quic.stop_stream(sid, H3Error.H3_NO_ERROR)
         except Exception:
             pass  # the stream is gone in aioquic already
-        self._flush_soon()
+        self.flush_soon()
 
     def refuse_request(self, stream: _H3Stream, status: int, message: str) -> None:
         """Answer a bad request on its stream and read no more of it."""
         gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, message)
         sid = stream.stream_id
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
         self._streams.pop(sid, None)
         try:
@@ -553,13 +565,10 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             pass  # the stream is gone in aioquic already
         stream.refused()
-        self._flush_soon()
-
-    # (The head's checks, in _on_request, call it by this name.)
-    _refuse_request = refuse_request
+        self.flush_soon()
 
     def _on_data(self, stream: _H3Stream, data: bytes) -> None:
-        if stream._delegate is None or stream._closed:
+        if not stream.wants_body():
             return
         if stream.took(len(data)) and not stream.hold_if_busy(data):
             self._deliver(stream, data)
@@ -591,7 +600,7 @@ class _H3Protocol(QuicConnectionProtocol):
             app_log.error("Uncaught exception", exc_info=True)
             self.reset_stream(stream, H3Error.H3_INTERNAL_ERROR)
         finally:
-            self._flush_soon()
+            self.flush_soon()
 
     # -- responses (called by _H3Stream) ----------------------------------------------
 
@@ -640,8 +649,15 @@ class _H3Protocol(QuicConnectionProtocol):
     def _unacked(self, sid: int) -> int:
         # aioquic keeps a stream's output until it is acknowledged; it has
         # no public count of it.
-        stream = self._quic._streams.get(sid)
+        stream = self._quic_streams().get(sid)
         return len(stream.sender._buffer) if stream is not None else 0
+
+    def _quic_streams(self) -> dict[int, Any]:
+        # aioquic's table of the connection's QUIC streams: it has no
+        # public one (nor a count of a stream's unacknowledged output, nor
+        # whether its end is queued: _unacked, _unfinished).
+        streams: dict[int, Any] = self._quic._streams
+        return streams
 
     def _wake(self, sid: int, exc: Optional[BaseException] = None) -> None:
         for waiter in self._waiters.pop(sid, ()):
@@ -656,20 +672,20 @@ class _H3Protocol(QuicConnectionProtocol):
         """What a write returns: done, or a wait while the stream holds too much."""
         sid = stream.stream_id
         if self._unacked(sid) <= _HIGH_WATER:
-            return self._ready()
+            return self.write_ready()
         waiter = self._loop.create_future()
         self._waiters.setdefault(sid, []).append(waiter)
         self._stalled.setdefault(sid, (self._loop.time(), self._unacked(sid)))
         return waiter
 
-    def _ready(self) -> asyncio.Future[None]:
+    def write_ready(self) -> asyncio.Future[None]:
         done = self._done_future
         if done is None:
             done = self._done_future = self._loop.create_future()
             done.set_result(None)
         return done
 
-    def _send_head(
+    def send_head(
         self, stream: _H3Stream, fields: list[tuple[bytes, bytes]], chunk: bytes
     ) -> asyncio.Future[None]:
         if stream.tunnel is None:
@@ -678,9 +694,9 @@ class _H3Protocol(QuicConnectionProtocol):
             # then HEADERS, DATA and the FIN go to aioquic at once (one
             # QUIC stream write fewer, and no empty DATA frame to end it).
             self._held[stream.stream_id] = (fields, chunk)
-            self._flush_soon()
-            return self._ready()
-        h3 = self._h3
+            self.flush_soon()
+            return self.write_ready()
+        h3 = self.h3
         assert h3 is not None
         try:
             h3.send_headers(stream.stream_id, fields, False)
@@ -689,12 +705,12 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             # The stream is gone in aioquic (reset by the client meanwhile).
             self._lose_stream(stream)
-        self._flush_soon()
+        self.flush_soon()
         return self._ready_for(stream)
 
     def _release(self, sid: int, end: bool) -> None:
         """Gives a held head (and its chunk) to aioquic; ``end``: with the FIN."""
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
         fields, chunk = self._held.pop(sid)
         h3.send_headers(sid, fields, end and not chunk)
@@ -710,8 +726,8 @@ class _H3Protocol(QuicConnectionProtocol):
                 if stream is not None:
                     self._lose_stream(stream)
 
-    def _send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
-        h3 = self._h3
+    def send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
+        h3 = self.h3
         assert h3 is not None
         try:
             if stream.stream_id in self._held:
@@ -719,21 +735,21 @@ class _H3Protocol(QuicConnectionProtocol):
             h3.send_data(stream.stream_id, chunk, False)
         except Exception:
             self._lose_stream(stream)
-        self._flush_soon()
+        self.flush_soon()
         return self._ready_for(stream)
 
-    def _send_interim(self, stream: _H3Stream, fields: list[tuple[bytes, bytes]]) -> bool:
-        h3 = self._h3
+    def send_interim(self, stream: _H3Stream, fields: list[tuple[bytes, bytes]]) -> bool:
+        h3 = self.h3
         assert h3 is not None
         try:
             h3.send_headers(stream.stream_id, fields, False)
         except Exception:
             return False
-        self._flush_soon()
+        self.flush_soon()
         return True
 
     def end_response(self, stream: _H3Stream) -> None:
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
         try:
             if stream.stream_id in self._held:
@@ -743,8 +759,7 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             self._lose_stream(stream)
             return
-        stream.free_slot()
-        if stream._read_done:
+        if stream.response_sent():
             self._retire(stream)
         else:
             # RFC 9114 section 4.1.1: the response is complete; the rest of
@@ -753,22 +768,22 @@ class _H3Protocol(QuicConnectionProtocol):
                 self._quic.stop_stream(stream.stream_id, H3Error.H3_NO_ERROR)
             except Exception:
                 pass
-            stream._closed = True
+            stream.mark_closed()
             self._retire(stream)
-        self._flush_soon()
+        self.flush_soon()
 
-    def _end_tunnel(self, stream: _H3Stream) -> None:
+    def end_tunnel(self, stream: _H3Stream) -> None:
         """The WebSocket closed its tunnel: FIN after what is queued."""
-        h3 = self._h3
+        h3 = self.h3
         assert h3 is not None
         try:
             h3.send_data(stream.stream_id, b"", True)
         except Exception:
             pass
-        stream._closed = True
+        stream.mark_closed()
         stream.free_slot()
         self._retire(stream)
-        self._flush_soon()
+        self.flush_soon()
 
     def streams_idle(self) -> None:
         """The last stream gave its slot back (see `StreamSlots`)."""
@@ -777,36 +792,34 @@ class _H3Protocol(QuicConnectionProtocol):
             self._loop.call_soon(self._close_when_acknowledged)
 
     def _retire(self, stream: _H3Stream) -> None:
+        """The exchange is over on our side: forget the stream."""
         self._streams.pop(stream.stream_id, None)
-        stream._delegate = None
-        stream.close_callback = None
+        stream.retire()
 
     def reset_stream(self, stream: _H3Stream, code: int) -> None:
-        if stream._closed:
+        """Reset ``stream`` on our side and tell its delegate."""
+        if stream.is_closed:
             return
         try:
             self._quic.reset_stream(stream.stream_id, code)
-            if not stream._read_done:
+            if not stream.read_done:
                 self._quic.stop_stream(stream.stream_id, code)
         except Exception:
             pass
         self._lose_stream(stream)
-        self._flush_soon()
+        self.flush_soon()
 
     def _lose_stream(self, stream: _H3Stream) -> None:
-        if stream._closed:
+        if stream.is_closed:
             return
-        stream._closed = True
         self._stalled.pop(stream.stream_id, None)
         self._held.pop(stream.stream_id, None)
         if stream.stream_id in self._waiters:
             self._wake(stream.stream_id, StreamClosedError())
         self._streams.pop(stream.stream_id, None)
-        stream.lost()
-        if stream.tunnel is not None:
-            stream.tunnel._lost()
+        stream.lost()  # (and its tunnel, if any)
 
-    def _flush_soon(self) -> None:
+    def flush_soon(self) -> None:
         if self._flush_handle is None and not self._gone:
             self._flush_handle = self._loop.call_soon(self._flush)
 
@@ -876,7 +889,7 @@ class _H3Protocol(QuicConnectionProtocol):
     # -- closing ------------------------------------------------------------------------
 
     def _goaway(self) -> None:
-        h3 = self._h3
+        h3 = self.h3
         control = getattr(h3, "_local_control_stream_id", None)
         if h3 is None or control is None:
             return
@@ -899,11 +912,11 @@ class _H3Protocol(QuicConnectionProtocol):
         if not self.slots.active:
             self._close_when_acknowledged()
         else:
-            self._flush_soon()
+            self.flush_soon()
 
     def _unfinished(self) -> bool:
         """Whether a response stream's end (FIN or reset) is not yet acknowledged."""
-        for sid, qstream in self._quic._streams.items():
+        for sid, qstream in self._quic_streams().items():
             sender = qstream.sender
             if sid % 4 == 0 and not sender.is_finished:
                 if sender._buffer_fin is not None or sender._reset_error_code is not None:
@@ -919,7 +932,7 @@ class _H3Protocol(QuicConnectionProtocol):
             return
         if self._unfinished():
             self._close_pending = True
-            self._flush_soon()
+            self.flush_soon()
         else:
             self._close_quic()
 
@@ -979,3 +992,9 @@ class _H3Protocol(QuicConnectionProtocol):
             self._lose_stream(stream)
         self._streams.clear()
         self._server._forget(self)
+
+
+if TYPE_CHECKING:
+    # The driver offers what its streams call (mypy checks).
+    _DRIVER: type[H3Driver] = _H3Protocol
+    _MUX_DRIVER: type[MuxDriver] = _H3Protocol

@@ -13,17 +13,17 @@ from __future__ import annotations
 __all__: list[str] = []
 
 import asyncio
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
 from aioquic.h3.connection import ErrorCode as H3Error
 
 from squall._h2 import response_fields
+from squall.httpserver._flow import fields_of
 from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import HTTPHeaders, HTTPOutputError, ResponseStartLine
 from squall.httputil._exchange import GONE, closed_future
 
 if TYPE_CHECKING:
-    from squall.httpserver._h3protocol import _H3Protocol
     from squall.httpserver._h3websocket import _H3Tunnel
 
 
@@ -32,11 +32,40 @@ _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
 
 def _fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
     try:
-        fields = response_fields(headers._as_list.items())
+        fields = response_fields(fields_of(headers).items())
     except ValueError as exc:
         raise HTTPOutputError(str(exc)) from None
     status = _STATUS.get(code) or str(code).encode("ascii")
     return [(b":status", status), *fields]
+
+
+class H3Driver(Protocol):
+    """What an `_H3Stream`'s own hooks ask of its driver (`_H3Protocol`,
+    which ``_h3protocol`` checks has it and `MuxDriver`): its frames go to
+    aioquic's H3 layer through these. (Not a subclass of `MuxDriver`: a
+    class of this interpreted module may not subclass one of the compiled
+    ``_muxstream``'s, see speedups/squall_build.py.)"""
+
+    @property
+    def transport(self) -> Optional[asyncio.DatagramTransport]:
+        """The UDP transport (shared with the endpoint's other connections)."""
+
+    def send_head(
+        self, stream: _H3Stream, fields: list[tuple[bytes, bytes]], chunk: bytes
+    ) -> asyncio.Future[None]:
+        """The response head (and first chunk) on ``stream``; the write's Future."""
+
+    def send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
+        """DATA on ``stream``; the write's Future."""
+
+    def send_interim(self, stream: _H3Stream, fields: list[tuple[bytes, bytes]]) -> bool:
+        """An interim (1xx) head on ``stream``; False if it could not go."""
+
+    def write_ready(self) -> asyncio.Future[None]:
+        """The done Future of a write that sent nothing."""
+
+    def flush_soon(self) -> None:
+        """Send what is queued, on the next loop turn."""
 
 
 class _H3Stream(_MuxStream):
@@ -48,7 +77,7 @@ class _H3Stream(_MuxStream):
     INTERNAL_ERROR = H3Error.H3_INTERNAL_ERROR
     CANCEL = H3Error.H3_REQUEST_CANCELLED
     MESSAGE_ERROR = H3Error.H3_MESSAGE_ERROR
-    _proto: _H3Protocol
+    _proto: H3Driver
     tunnel: Optional[_H3Tunnel]
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
@@ -62,14 +91,14 @@ class _H3Stream(_MuxStream):
         tunnel = self.tunnel
         if tunnel is not None:
             fields = tunnel._head_fields(start_line.code, fields)
-        return self._proto._send_head(self, fields, b"" if self._bodiless else chunk)
+        return self._proto.send_head(self, fields, b"" if self._bodiless else chunk)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         if self._closed:
             return closed_future()
         if not chunk or self._bodiless:
-            return self._proto._ready()
-        return self._proto._send_body(self, chunk)
+            return self._proto.write_ready()
+        return self._proto.send_body(self, chunk)
 
     def _emit_end(self, phase: int) -> None:
         tunnel = self.tunnel
@@ -77,19 +106,19 @@ class _H3Stream(_MuxStream):
             phase = GONE
         elif phase != GONE and tunnel is not None and tunnel.accepted:
             self._handed = False  # the handler is done; the tunnel holds the slot
-            self._proto._flush_soon()  # the 2xx is out; the stream stays open for the tunnel
+            self._proto.flush_soon()  # the 2xx is out; the stream stays open for the tunnel
             return
-        _MuxStream._emit_end(self, phase)
+        super()._emit_end(phase)
 
     def _emit_informational(self, code: int, headers: HTTPHeaders) -> bool:
         fields = _fields(code, headers)
         if self._closed:
             return False
-        return self._proto._send_interim(self, fields)
+        return self._proto.send_interim(self, fields)
 
     # -- HTTPConnection ---------------------------------------------------------------
 
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:
         """The UDP transport the connection's datagrams go through (shared)."""
-        return self._proto._transport
+        return self._proto.transport

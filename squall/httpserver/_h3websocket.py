@@ -50,13 +50,13 @@ class _H3Tunnel(_Tunnel):
 
     def _send_data(self, data: bytes) -> asyncio.Future[None]:
         self._total_queued += len(data)
-        return self._proto._send_body(self._exchange, data)
+        return self._proto.send_body(self._exchange, data)
 
     def _sink_write(self, data: bytes) -> None:
         self._send_data(bytes(data))
 
     def _ready(self) -> asyncio.Future[None]:
-        return self._proto._ready()
+        return self._proto.write_ready()
 
     # -- BaseIOStream -------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ class _H3Tunnel(_Tunnel):
         exchange = self._exchange
         if exchange._closed or not self.accepted:
             return
-        self._proto._end_tunnel(exchange)
+        self._proto.end_tunnel(exchange)
 
     # -- called by the protocol -----------------------------------------------------------
 

@@ -187,7 +187,7 @@ class WTStream:
         if end:
             self._ended = True
             self._session._maybe_forget(self)
-        proto._flush_soon()
+        proto.flush_soon()
 
     def end(self) -> None:
         """FIN: nothing more will be written."""
@@ -206,7 +206,7 @@ class WTStream:
         except Exception:
             pass
         self._lose()
-        self._session._proto._flush_soon()
+        self._session._proto.flush_soon()
 
     def _feed(self, data: bytes, ended: bool) -> None:
         self._inbox += data
@@ -282,20 +282,20 @@ class WTSession:
                 f"WebTransport datagram of {len(data)} bytes over the limit of "
                 f"{self.max_datagram_size}"
             )
-        h3 = self._proto._h3
+        h3 = self._proto.h3
         assert h3 is not None
         h3.send_datagram(self.session_id, data)
-        self._proto._flush_soon()
+        self._proto.flush_soon()
 
     def create_stream(self, unidirectional: bool = False) -> WTStream:
         if self.closed:
             raise ConnectionResetError("WebTransport session closed")
-        h3 = self._proto._h3
+        h3 = self._proto.h3
         assert h3 is not None
         sid = h3.create_webtransport_stream(self.session_id, is_unidirectional=unidirectional)
         stream = WTStream(self, sid, readable=not unidirectional, writable=True)
         self._streams[sid] = stream
-        self._proto._flush_soon()
+        self._proto.flush_soon()
         return stream
 
     def close(self, code: int = 0, reason: str = "") -> None:
@@ -357,7 +357,7 @@ class WTSession:
                         quic.reset_stream(sid, WT_BUFFERED_STREAM_REJECTED)
                 except Exception:
                     pass
-                self._proto._flush_soon()
+                self._proto.flush_soon()
                 return
             # Client-initiated: bidirectional (ID % 4 == 0) or unidirectional (2).
             stream = WTStream(self, sid, readable=True, writable=sid & 2 == 0)

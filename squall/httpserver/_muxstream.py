@@ -5,16 +5,21 @@ Both are `.Exchange`s whose connection is shared by other streams: closing
 one resets it (the connection stays), only an accepted extended CONNECT
 (RFC 8441, RFC 9220: a WebSocket) can be detached, and a broken
 Content-Length resets the stream. Their read side is the same too, and
-is this class's: body delivery to the delegate, the inbox that holds the
-body while the delegate is busy, the body limit (413) and timeout, what an
-error of the request or of the application does, and the stream's slot in
-its connection's concurrency count (`StreamSlots`). A driver asks its
-streams through these methods and keeps only what is its own: resetting a
-stream and answering a request it refuses (`MuxDriver`). The fields are set
-by the one ``__init__`` (with HTTP/2's write-side fields, which an HTTP/3
-stream leaves as set: one call per stream on HTTP/2's request path). Each
-subclass names its protocol and its reset codes, and writes the emit hooks
-that move frames.
+is this class's: the head handed to the delegate (`start`), body delivery,
+the inbox that holds the body while the delegate is busy, the body limit
+(413) and timeout, what an error of the request or of the application does
+(the same answer over both protocols), and the stream's slot in its
+connection's concurrency count (`StreamSlots`); so are the writes waiting
+for its output, which fail when it is lost. A driver asks its streams
+through these methods, reads their state by public names (`is_closed`,
+`read_done`, `response_done`), and keeps only what is its own: resetting a
+stream and answering a request it refuses (`MuxDriver`). The fields are
+set by the one ``__init__`` (with HTTP/2's write-side fields, which an
+HTTP/3 stream leaves as set: one call per stream on HTTP/2's request path)
+and changed by this class's methods only. Each subclass names its protocol
+and its reset codes, and writes the emit hooks that move frames (what they
+call on their driver: ``_h2stream``'s `H2Driver`, ``_h3stream``'s
+`H3Driver`).
 
 The slot: a stream holds one from its head until it is over on both sides,
 on the wire (its response's last frame out, or the stream reset, refused,
@@ -42,8 +47,15 @@ from squall.httpserver._flow import (
     deliver,
     sort_outcome,
 )
-from squall.httputil import HTTPHeaders, HTTPInputError, HTTPMessageDelegate, HTTPOutputError
+from squall.httputil import (
+    HTTPHeaders,
+    HTTPInputError,
+    HTTPMessageDelegate,
+    HTTPOutputError,
+    RequestStartLine,
+)
 from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
+from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
 
@@ -86,8 +98,9 @@ class StreamSlots:
 class _MuxStream(Exchange):
     """A request stream of an HTTP/2 or HTTP/3 connection (see the module).
 
-    ``_closed``: the stream was reset, timed out or its connection lost;
-    nothing more goes out (it may come after the response is done).
+    ``_closed`` (`is_closed`): the stream was reset, timed out or its
+    connection lost; nothing more goes out (it may come after the response
+    is done).
     """
 
     __slots__ = (
@@ -236,17 +249,37 @@ class _MuxStream(Exchange):
                 p: MuxDriver = self._proto
                 p.streams_idle()
 
+    def response_sent(self) -> bool:
+        """The response's last frame is out: the slot goes back (`free_slot`).
+        Returns whether the request was read to its end; if not, the driver
+        tells the client the rest is not wanted (RFC 9113 section 8.1,
+        RFC 9114 section 4.1.1) and marks the stream closed (`mark_closed`)."""
+        self.free_slot()
+        return self._read_done
+
     def settle(self) -> None:
         """Give the slot back if the stream is over on both sides: closed on
         the wire, and no application code in flight for it (see the module)."""
         if self._counted and self._closed and not self._blocked and not self._handed:
             self.free_slot()
 
-    def lost(self) -> None:
+    def lost(self, exc: Optional[BaseException] = None) -> None:
         """The stream is gone (reset either way, timed out, its connection
-        lost); the driver has marked it closed. Its delegate hears of it if
-        the request was still read, the close callback if the response was
-        unfinished; the slot goes back once nothing runs for it (`settle`)."""
+        lost: ``exc``, if that was an error); the driver calls it once
+        (`is_closed` is then True). Nothing more goes out: writes waiting for
+        the stream's output fail (`StreamClosedError`); its delegate hears
+        of it if the request was still read, the close callback if the
+        response was unfinished; the slot goes back once nothing runs for
+        it (`settle`); an extended CONNECT's tunnel closes."""
+        self._closed = True
+        self.held_head = None
+        waiters = self._waiters
+        self._waiters = None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(StreamClosedError(real_error=exc))
+                    waiter.exception()
         delegate = self._delegate
         self._delegate = None
         if self._read_done:
@@ -254,6 +287,9 @@ class _MuxStream(Exchange):
         self._read_done = True
         self._report_gone(delegate)
         self.settle()
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel._lost(exc)  # its IOStream closes (the WebSocket hears of it)
 
     def refused(self) -> None:
         """The driver answered the request itself and reads no more of it."""
@@ -264,6 +300,38 @@ class _MuxStream(Exchange):
         self.settle()
 
     # -- the request's input --------------------------------------------------------
+
+    def start(
+        self, delegate: HTTPMessageDelegate, start_line: RequestStartLine, headers: HTTPHeaders
+    ) -> Optional[Awaitable[None]]:
+        """Hand the request's head to ``delegate`` (the server's, for this
+        stream), which then gets its body and end.
+
+        Returns:
+            The awaitable the delegate answered with (the driver blocks the
+            stream on it, `block`); None if it took the head at once, or if
+            it raised: a request at fault is refused with 400, an
+            application error logged and the stream reset; the stream is
+            `is_closed` then.
+        """
+        if start_line.method == "HEAD":
+            self._bodiless = True
+        self._delegate = delegate
+        try:
+            return delegate.headers_received(start_line, headers)
+        except HTTPInputError as exc:
+            p: MuxDriver = self._proto
+            p.refuse_request(self, 400, str(exc))
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self.app_failed()
+        return None
+
+    def wants_body(self) -> bool:
+        """Whether a body piece that arrives goes anywhere: False once the
+        delegate is gone (the response went first, the request was
+        refused, the stream closed); the driver drops the piece then."""
+        return self._delegate is not None and not self._closed
 
     def took(self, size: int) -> bool:
         """Count ``size`` more body bytes received: False, and the request
@@ -416,6 +484,81 @@ class _MuxStream(Exchange):
     def reading(self) -> bool:
         """Whether the request's body is still to come (for the sweeps)."""
         return not (self._read_done or self._closed or self._phase >= DONE)
+
+    def take_continue(self) -> bool:
+        """Whether a client that sent ``Expect: 100-continue`` is to get its
+        100 now (RFC 9110 section 10.1.1): the delegate took the head, no
+        response has started and the body is still to come. Answered once:
+        the expectation is cleared."""
+        self.expect_continue = False
+        return self._phase == IDLE and not self._closed and not self._read_done
+
+    # -- the stream's state, for its driver ----------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        """The stream was reset, timed out, refused or its connection lost
+        (`lost`), or it is over on the wire (`mark_closed`): nothing more
+        goes out (this may come after the response is done)."""
+        return self._closed
+
+    @property
+    def read_done(self) -> bool:
+        """The request was read to its end (or refused, or the stream lost)."""
+        return self._read_done
+
+    @property
+    def response_done(self) -> bool:
+        """The response was finished (or the exchange is gone)."""
+        return self._phase >= DONE
+
+    @property
+    def written(self) -> int:
+        """Bytes of the response's body written so far."""
+        return self._written
+
+    def mark_closed(self) -> bool:
+        """The stream is over on the wire with no reset of ours: its
+        response is complete and the rest of the request is not wanted, or
+        its tunnel ended. False if it was closed already."""
+        if self._closed:
+            return False
+        self._closed = True
+        return True
+
+    def retire(self) -> None:
+        """The exchange is over on the driver's side: the delegate and the
+        close callback are let go (they hear nothing more)."""
+        self._delegate = None
+        self.close_callback = None
+
+    # -- writes waiting for the stream's output (HTTP/2's windows) -----------------
+
+    def output_waiter(self) -> asyncio.Future[None]:
+        """A Future for a write that waits until the stream's output goes out
+        (`wake_writers`), or fails once the stream is `lost`."""
+        loop = self.loop
+        assert loop is not None  # (__init__ sets it)
+        waiter = loop.create_future()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = [waiter]
+        else:
+            waiters.append(waiter)
+        return waiter
+
+    def writers_waiting(self) -> bool:
+        """Whether writes wait for the stream's output (`output_waiter`)."""
+        return bool(self._waiters)
+
+    def wake_writers(self) -> None:
+        """The stream's output went out: the writes waiting resume."""
+        waiters = self._waiters
+        self._waiters = None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def body_overdue(self, now: float, default: Optional[float]) -> bool:
         """Whether the body is past its time (`flow.body_overdue`): the

@@ -697,7 +697,7 @@ class WritePauseTest(AsyncHTTPTestCase):
         (conn,) = self.http_server._connections
         conn.pause_writing()
         self.go.set()
-        await condition(lambda: any(s._waiters for s in conn._streams.values()))
+        await condition(lambda: any(s.writers_waiting() for s in conn._streams.values()))
         assert not self.flushed.is_set()
         conn.resume_writing()
         await asyncio.wait_for(self.flushed.wait(), 5)

@@ -253,7 +253,7 @@ def encode_int(n: int) -> bytes:
 
 def server_h3(server: Any) -> Any:
     (conn,) = server._connections
-    return conn._h3
+    return conn.h3
 
 
 @pytest.mark.parametrize("loop", LOOPS)

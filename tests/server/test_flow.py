@@ -347,3 +347,127 @@ def test_hold_if_busy_keeps_a_piece_only_behind_a_busy_delegate_or_held_pieces()
     stream._blocked = False
     assert stream.hold_if_busy(b"c") is True  # behind b"b", in order
     assert stream._inbox == [b"b", b"c"]
+
+
+class _Driver:
+    """What a multiplexed stream asks of its driver (`MuxDriver`), recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def reset_stream(self, stream: Any, code: int) -> None:
+        self.calls.append(("reset", code))
+        stream.lost()
+
+    def refuse_request(self, stream: Any, status: int, message: str) -> None:
+        self.calls.append(("refuse", status, message))
+        stream.refused()
+
+    def end_response(self, stream: Any) -> None:
+        self.calls.append(("end",))
+
+    def streams_idle(self) -> None:
+        self.calls.append(("idle",))
+
+
+def _h2_stream(driver: _Driver, loop: asyncio.AbstractEventLoop) -> Any:
+    from squall.httpserver._h2stream import _H2Stream
+    from squall.httpserver._muxstream import StreamSlots
+
+    return _H2Stream(driver, 1, 0.0, None, loop, 1024, StreamSlots())
+
+
+def test_start_hands_the_head_on_and_answers_what_the_delegate_raises() -> None:
+    # One answer whatever carries the request (issue 59): the stream, not
+    # each driver, sorts what a delegate's headers_received raised.
+    import logging
+
+    from squall._h2 import ErrorCode
+    from squall.httputil import HTTPHeaders, HTTPInputError, HTTPMessageDelegate
+    from squall.testing import ExpectLog
+
+    class Delegate(HTTPMessageDelegate):
+        def __init__(self, error: Exception | None) -> None:
+            self.error = error
+            self.heads: list[str] = []
+
+        def headers_received(self, start_line: Any, headers: HTTPHeaders) -> None:
+            self.heads.append(start_line.method)
+            if self.error is not None:
+                raise self.error
+
+    loop = asyncio.new_event_loop()
+    try:
+        driver = _Driver()
+        stream = _h2_stream(driver, loop)
+        delegate = Delegate(None)
+        head = request_line("HEAD", "/", "HTTP/2.0")
+        assert stream.start(delegate, head, HTTPHeaders()) is None
+        assert delegate.heads == ["HEAD"] and not stream.is_closed and stream.wants_body()
+        assert stream._bodiless  # a HEAD request's response carries no body
+        assert driver.calls == []
+
+        driver = _Driver()
+        stream = _h2_stream(driver, loop)
+        bad = Delegate(HTTPInputError("bad head"))
+        assert stream.start(bad, request_line("GET", "/", "HTTP/2.0"), HTTPHeaders()) is None
+        # Answered 400, and its slot given back (the connection is idle again).
+        assert driver.calls == [("refuse", 400, "bad head"), ("idle",)]
+        assert stream.is_closed and not stream.wants_body()
+
+        driver = _Driver()
+        stream = _h2_stream(driver, loop)
+        broken = Delegate(ValueError("application bug"))
+        with ExpectLog("squall.application", "Uncaught exception", level=logging.ERROR):
+            assert stream.start(broken, request_line("GET", "/", "HTTP/2.0"), HTTPHeaders()) is None
+        assert ("reset", ErrorCode.INTERNAL_ERROR) in driver.calls
+        assert stream.is_closed and not stream.wants_body()
+    finally:
+        loop.close()
+
+
+def test_a_lost_stream_fails_its_waiting_writes_and_closes_its_tunnel() -> None:
+    from squall.iostream import StreamClosedError
+
+    class Tunnel:
+        accepted = False
+
+        def __init__(self) -> None:
+            self.lost: list[BaseException | None] = []
+
+        def _lost(self, exc: BaseException | None = None) -> None:
+            self.lost.append(exc)
+
+    loop = asyncio.new_event_loop()
+    try:
+        stream = _h2_stream(_Driver(), loop)
+        first, second = stream.output_waiter(), stream.output_waiter()
+        assert stream.writers_waiting()
+        stream.wake_writers()
+        assert first.result() is None and second.result() is None
+        assert not stream.writers_waiting()
+
+        waiter = stream.output_waiter()
+        tunnel = stream.tunnel = Tunnel()
+        error = ConnectionResetError("gone")
+        stream.lost(error)
+        assert stream.is_closed and stream.read_done and not stream.writers_waiting()
+        with_error = waiter.exception()
+        assert isinstance(with_error, StreamClosedError) and with_error.real_error is error
+        assert tunnel.lost == [error]
+        assert stream.mark_closed() is False  # closed once
+    finally:
+        loop.close()
+
+
+def test_take_continue_answers_an_expectation_once_and_only_while_the_body_is_wanted() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        stream = _h2_stream(_Driver(), loop)
+        stream.expect_continue = True
+        assert stream.take_continue() is True and stream.expect_continue is False
+        stream.expect_continue = True
+        assert stream.mark_closed() is True
+        assert stream.take_continue() is False  # closed: no 100 for it
+    finally:
+        loop.close()

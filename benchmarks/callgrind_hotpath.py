@@ -375,7 +375,7 @@ SQUALL_STAGES = [
     ("handler", "squall.web.application", "_HandlerDelegate.finish|_ApplicationDelegate.finish"),
     ("serialise", "squall.httpserver._h1exchange", "_RequestConnection.write_headers"),
     ("serialise", "squall.httpserver._h1exchange", "_RequestConnection.finish"),
-    ("write", "squall.httpserver._protocol", "_HTTPProtocol.flush"),
+    ("write", "squall.httpserver._h1output", "_H1Output.flush"),
 ]
 AIOHTTP_STAGES = [
     ("request-in", "aiohttp.web_protocol", "RequestHandler.data_received"),

@@ -141,6 +141,8 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # (callgrind_hotpath.py --server squall) 125.7k -> 125.7k.
 COMPILED_MODULES = (
     "squall.httpserver._protocol",
+    "squall.httpserver._h1lifecycle",
+    "squall.httpserver._h1output",
     "squall.httpserver._h1exchange",
     "squall.httpserver._flow",
     "squall.httputil._request",

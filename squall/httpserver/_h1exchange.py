@@ -32,6 +32,7 @@ from squall.iostream import StreamClosedError
 from squall.log import app_log
 
 if TYPE_CHECKING:
+    from squall.httpserver._h1output import _H1Output
     from squall.httpserver._protocol import _HTTPProtocol
 
 
@@ -116,9 +117,9 @@ class _WriteQueue:
         # No reference to the loop: the queue is kept on the loop (see
         # _LoopShared), and a loop that refers to itself through it would
         # be freed only by the cycle collector.
-        self._pending: list[_HTTPProtocol] = []
+        self._pending: list[_H1Output] = []
 
-    def add(self, proto: _HTTPProtocol) -> None:
+    def add(self, proto: _H1Output) -> None:
         """Writes ``proto``'s output with the rest of this round's."""
         proto.flow |= _QUEUED
         pending = self._pending

@@ -12,6 +12,7 @@ from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 from squall.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
 from squall.httpserver._context import _CallableAdapter, _HTTPRequestContext, _ProxyAdapter
+from squall.httpserver._h1lifecycle import _H1Lifecycle
 from squall.httpserver._intask import python_methods
 from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import (
@@ -191,7 +192,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self.write_timeout = write_timeout
         self._connections: set[Any] = set()
         # Connections taken over by detach() (WebSockets), until they close.
-        self._detached: set[_HTTPProtocol] = set()
+        self._detached: set[_H1Lifecycle] = set()
         self._detached_waiter: Optional[asyncio.Future[None]] = None
         # Set while draining: the parameters of connections asked to close.
         self._drain_params: Optional[HTTP1ConnectionParameters] = None
@@ -587,7 +588,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _detached_lost(self, proto: _HTTPProtocol) -> None:
+    def _detached_lost(self, proto: _H1Lifecycle) -> None:
         detached = self._detached
         detached.discard(proto)
         # (Each waiter tested here: a call to _check_drained per closed

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from squall.concurrent import Future
-    from squall.httpserver._protocol import _HTTPProtocol
+    from squall.httpserver._h1lifecycle import _H1Lifecycle
 
 __all__ = ["take_received"]
 
@@ -81,7 +81,7 @@ class _TransportStream(BaseIOStream):
 
     def __init__(
         self,
-        proto: _HTTPProtocol,
+        proto: _H1Lifecycle,
         transport: asyncio.Transport,
         max_buffer_size: Optional[int] = None,
         read_chunk_size: Optional[int] = None,

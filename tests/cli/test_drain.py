@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from squall.httpserver import HTTPServer, _protocol
+from squall.httpserver import HTTPServer, _h1lifecycle
 from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler
 from squall.websocket import WebSocketHandler, websocket_connect
@@ -228,7 +228,7 @@ def test_a_request_arriving_during_drain_is_answered_with_close() -> None:
 def test_close_all_connections_does_not_hang_on_a_client_that_stops_reading(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_protocol, "_CLOSE_GRACE", 0.05)
+    monkeypatch.setattr(_h1lifecycle, "_CLOSE_GRACE", 0.05)
 
     async def body() -> None:
         state = _State()

@@ -25,7 +25,8 @@ from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import HTTPHeaders, HTTPOutputError
 from squall.httputil._drivers import _body
-from squall.httputil._exchange import GONE, HEAD, IDLE, Exchange
+from squall.httputil._exchange import DONE, GONE, HEAD, IDLE, Exchange
+from squall.httputil._headers import fields_of
 from squall.httputil._response import _ResponseHeaders
 from squall.httputil._startline import StartLine
 from squall.iostream import StreamClosedError
@@ -269,7 +270,7 @@ class _RequestConnection(Exchange):
             data = p.h1.send_fields(
                 code,
                 start_line[2],
-                headers._as_list,
+                fields_of(headers),
                 chunk or b"",
                 checked,
                 p.no_keep_alive,
@@ -419,6 +420,17 @@ class _RequestConnection(Exchange):
     def _refuse(self) -> None:
         # (Unused while _declared stays None: the core counts the body.)
         self._proto.abort()
+
+    # Methods, not properties: the driver's questions, not attributes the
+    # application should see on its connection (tests/test_surface.py).
+    def response_done(self) -> bool:
+        """Whether the response is complete (asked by the driver at the end
+        of the request: both done ends the exchange)."""
+        return self._phase == DONE
+
+    def body_time_limit(self) -> Optional[float]:
+        """The limit `set_body_timeout` set on this request's body (None: the server's)."""
+        return self._body_timeout
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""

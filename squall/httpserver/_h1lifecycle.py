@@ -75,6 +75,9 @@ class _H1Lifecycle(_H1Output):
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._server = server
+        # The server's connections and drain (public names: an interface
+        # between the two modules).
+        self._table = server._table
         self._use_params(params)
         self._ssl = ssl_context
         self.loop = loop
@@ -188,11 +191,11 @@ class _H1Lifecycle(_H1Output):
             head_when = self._head_since + header
             if when is None or head_when < when:
                 when = head_when
-        server = self._server
-        if self._params is server._drain_params and not self.h1.buffered:
+        table = self._table
+        if self._params is table.drain_params and not self.h1.buffered:
             # The server drains and no byte of a next request has come: the
             # connection closes at the end of the drain's idle grace.
-            closing = server._drain_idle_deadline
+            closing = table.drain_idle_deadline
             if when is None or closing < when:
                 when = closing
         return when
@@ -233,7 +236,7 @@ class _H1Lifecycle(_H1Output):
                 self._server.read_chunk_size,
             )
             if self.state == _CLOSED:
-                stream._lost(None)
+                stream.connection_lost(None)
         return stream
 
     def detach(self) -> _TransportStream:
@@ -255,18 +258,24 @@ class _H1Lifecycle(_H1Output):
         # protocol for its lifetime, need not keep it either.
         self.h1 = _spent_core(self._params)
         if leftover:
-            stream._inbox += leftover
+            stream.take_leftover(leftover)
         # The stream decides from now on when to read.
         self.flow &= ~_BLOCKED
         self.set_stream_reading(True)
-        self._server._forget(self)
+        self._untrack()
         # No request will start here again: let the per-connection starter go
         # (an idle WebSocket keeps this protocol for its lifetime), and the
         # Host value kept to check the next request's.
         self._start_request = _no_request
         self._good_host = None
-        self._server._detached.add(self)
+        self._table.detached.add(self)
         return stream
+
+    def _untrack(self) -> None:
+        """The server no longer serves this connection (closed, detached or
+        handed over): untracked, and the server's ``on_close`` called once."""
+        if self in self._table.open:
+            self._server.on_close(self)
 
     def _cancel_timers(self) -> None:
         for timer in (self._idle_timer, self._body_timer):
@@ -302,7 +311,7 @@ class _H1Lifecycle(_H1Output):
             # The stream refers back to this protocol: let the pair go by
             # reference counting, not the cycle collector (issue 22).
             self._stream = None
-            stream._lost(exc)
+            stream.connection_lost(exc)
         req = self.exchange
         delegate = self.delegate
         self.exchange = None
@@ -312,9 +321,9 @@ class _H1Lifecycle(_H1Output):
             req._report_gone(delegate)
         if state == _DETACHED:
             # (_detach has already forgotten it: one server call, not two.)
-            self._server._detached_lost(self)
+            self._table.detached_lost(self)
         else:
-            self._server._forget(self)
+            self._untrack()
         event = self._closed_event
         if event is not None and not event.done():
             event.set_result(None)

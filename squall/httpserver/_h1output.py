@@ -47,7 +47,7 @@ from squall.httputil import HTTPConnection, HTTPMessageDelegate
 from squall.log import gen_log
 
 if TYPE_CHECKING:
-    from squall.httpserver._server import HTTPServer
+    from squall.httpserver._server import ConnectionTable, HTTPServer
 
 
 # Queued output past this size is written at once (outside data_received,
@@ -66,6 +66,7 @@ class _H1Output(asyncio.Protocol):
 
     __slots__ = (
         "_server",
+        "_table",
         "_params",
         "_plain",
         "no_keep_alive",
@@ -100,6 +101,7 @@ class _H1Output(asyncio.Protocol):
 
     # Set by _H1Lifecycle.__init__, which says what each holds.
     _server: HTTPServer
+    _table: ConnectionTable
     _params: HTTP1ConnectionParameters
     _plain: bool
     no_keep_alive: bool
@@ -185,6 +187,25 @@ class _H1Output(asyncio.Protocol):
             return _closed_future(self.loop)
         return self.done_future
 
+    @property
+    def write_timeout(self) -> Optional[float]:
+        """The server's ``write_timeout``: how long a client may stop reading."""
+        return self._server.write_timeout
+
+    def add_drain_waiter(self, waiter: asyncio.Future[None]) -> None:
+        """Resolves ``waiter`` when the transport takes more output
+        (`resume_writing`), or fails it when the connection is lost."""
+        waiters = self._drain_waiters
+        if waiters is None:
+            self._drain_waiters = [waiter]
+        else:
+            waiters.append(waiter)
+
+    def drop_drain_waiter(self, waiter: asyncio.Future[None]) -> None:
+        waiters = self._drain_waiters
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+
     def flush(self) -> None:
         self.flow &= ~_QUEUED
         transport = self.transport
@@ -230,7 +251,7 @@ class _H1Output(asyncio.Protocol):
         self._pause_reading()
         stream = self._stream
         if stream is not None:
-            stream._unwritable()
+            stream.pause_writing()
         timeout = self._server.write_timeout
         if timeout is not None and self._write_timer is None:
             # A client that stops reading must not hold our buffer forever.
@@ -250,7 +271,7 @@ class _H1Output(asyncio.Protocol):
                     waiter.set_result(None)
         stream = self._stream
         if stream is not None:
-            stream._writable()
+            stream.resume_writing()
         if self.state != _DETACHED:
             if self.flow & _HELD:
                 self._unhold()

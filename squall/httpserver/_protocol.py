@@ -70,7 +70,6 @@ from squall.httputil._drivers import (
     _lenient_after,
     _log_malformed,
 )
-from squall.httputil._exchange import DONE, IDLE
 from squall.log import app_log, gen_log
 from squall.platform.asyncio import _bound_reads
 
@@ -104,11 +103,12 @@ class _HTTPProtocol(_H1Lifecycle):
         self.transport = self._reading.transport = transport
         if first:
             _bound_reads(transport)
-            server = self._server
-            server._connections.add(self)
-            if server._drain_params is not None:
+            table = self._table
+            table.open.add(self)
+            drain_params = table.drain_params
+            if drain_params is not None:
                 # Accepted while the server drains: one request, then close.
-                self._use_params(server._drain_params)
+                self._use_params(drain_params)
             sock = transport.get_extra_info("socket")
             family = sock.family if sock is not None else socket.AF_UNSPEC
             # The loop may have run the TLS handshake already (see add_sockets).
@@ -121,7 +121,7 @@ class _HTTPProtocol(_H1Lifecycle):
                 self._ssl is not None or loop_tls,
             )
             if loop_tls:
-                select = server._h2_select
+                select = table.h2_select
                 if select is not None and select(self, transport):
                     return  # ALPN chose h2: an _H2Protocol has the connection now
             elif self._ssl is not None:
@@ -158,7 +158,7 @@ class _HTTPProtocol(_H1Lifecycle):
         # start_tls does not call connection_made again: adopt the transport here.
         self.transport = self._reading.transport = cast(asyncio.Transport, tls)
         self._tls_task = None
-        select = self._server._h2_select
+        select = self._table.h2_select
         if select is not None and select(self, self.transport):
             return  # ALPN chose h2: an _H2Protocol has the connection now
         self._start_idle_timer()
@@ -173,7 +173,7 @@ class _HTTPProtocol(_H1Lifecycle):
             if self.state == _DETACHED:
                 stream = self._stream
                 assert stream is not None
-                stream._feed(data)
+                stream.feed_data(data)
             return
         self.h1.receive_data(data)
         if not self.flow & _STALLED and self._tls_task is None:
@@ -184,7 +184,7 @@ class _HTTPProtocol(_H1Lifecycle):
             if self.state == _DETACHED:
                 stream = self._stream
                 assert stream is not None
-                stream._feed_eof()
+                stream.feed_eof()
             return None
         self.h1.receive_data(b"")
         if not self.flow & _STALLED:
@@ -294,7 +294,7 @@ class _HTTPProtocol(_H1Lifecycle):
         ret = delegate.headers_received(start_line, headers)
         if ret is not None:
             self._block(ret, True)
-        elif not plain or self.h1.expects_continue or req._body_timeout is not None:
+        elif not plain or self.h1.expects_continue or req.body_time_limit() is not None:
             self._head_done()
 
     def _in_task(self, delegate: HTTPMessageDelegate) -> HTTPMessageDelegate:
@@ -324,7 +324,7 @@ class _HTTPProtocol(_H1Lifecycle):
         req = self.exchange
         if req is None or self.state >= _CLOSING:
             return
-        if h1.expects_continue and req._phase == IDLE:
+        if h1.expects_continue and not req.head_written:
             if h1.body_too_large:
                 # RFC 9110 §10.1.1: a server may answer with the final
                 # status instead of 100, and the client then need not send
@@ -335,7 +335,7 @@ class _HTTPProtocol(_H1Lifecycle):
             out = self.output
             assert out is not None  # (None only once detached)
             out.append(h1.send_informational(100, "(Continue)"))
-        timeout = req._body_timeout
+        timeout = req.body_time_limit()
         if timeout is None:
             timeout = self._params.body_timeout
         if timeout is not None and h1.their_state == "BODY":
@@ -362,7 +362,7 @@ class _HTTPProtocol(_H1Lifecycle):
             self.state = _RESPONSE
         delegate.finish()  # type: ignore[union-attr]
         req = self.exchange
-        if req is not None and req._phase == DONE and self.exchange is req:
+        if req is not None and req.response_done() and self.exchange is req:
             self.end_exchange()
 
     def end_exchange(self) -> None:
@@ -422,7 +422,7 @@ class _HTTPProtocol(_H1Lifecycle):
         _log_malformed(self.context, message, status_hint)
         req = self.exchange
         out = self.output
-        if out is not None and (req is None or req._phase == IDLE):
+        if out is not None and (req is None or not req.head_written):
             out.append(_error_response(status_hint, message if explain else "", final))
         self.flow |= _LINGER
         self._close_soon()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from squall.escape import utf8
 from squall.httputil import HTTPHeaders
+from squall.httputil._headers import fields_of
 
 if TYPE_CHECKING:
     from squall.httputil import HTTPServerRequest
@@ -70,11 +71,11 @@ class EtagMixin:
             if etag is memo[1]:
                 # The stock compute_etag's (remembered) Etag: our own
                 # quoted hex digest, valid as it is; its list is shared.
-                self._headers._as_list["Etag"] = memo[2]
+                fields_of(self._headers)["Etag"] = memo[2]
             elif type(etag) is str and etag.isprintable():
                 # set_header()'s own fast case, without the call (straight
                 # into the dict, as the framework's own Content-Length is).
-                self._headers._as_list["Etag"] = [etag]
+                fields_of(self._headers)["Etag"] = [etag]
             else:
                 self.set_header("Etag", etag)
 
@@ -87,7 +88,7 @@ class EtagMixin:
         headers = self.request.headers
         if type(headers) is HTTPHeaders:
             # Most requests have none: one dict lookup says so.
-            values = headers._as_list.get("If-None-Match")
+            values = fields_of(headers).get("If-None-Match")
             if not values:
                 return False
             if_none_match: Optional[str] = values[0] if len(values) == 1 else ",".join(values)

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Optional, Union
 
 from squall.httputil import format_timestamp, responses
-from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
+from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header, fields_of
 from squall.httputil._response import UNSAFE_VALUE_CHARS, _ResponseHeaders
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ __all__ = ["StatusMixin"]
 # RFC 9110 section 5.5: a field value may hold HTAB but no other control.
 _UNSAFE_HEADER_CHARS = UNSAFE_VALUE_CHARS
 
-_new_object = object.__new__
 _SERVER_HEADER = "SquallServer/" + __import__("squall").version
 
 # The Date header, formatted once per second: (start of that second, start
@@ -43,16 +42,15 @@ _REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type
 def _new_headers() -> _ResponseHeaders:
     # Built without going through validation: the values are our own.
     global _date
-    headers = _new_object(_ResponseHeaders)
-    headers._unchecked = False
     now = time.time()
     start, end, date = _date
     if not start <= now < end:
         second = int(now)
         date = [format_timestamp(second)]
         _date = (float(second), second + 1.0, date)
-    headers._as_list = {"Server": _SERVER_VALUES, "Content-Type": _HTML_VALUES, "Date": date}
-    return headers
+    return _ResponseHeaders.of_fields(
+        {"Server": _SERVER_VALUES, "Content-Type": _HTML_VALUES, "Date": date}
+    )
 
 
 class StatusMixin:
@@ -124,7 +122,7 @@ class StatusMixin:
             value = self._convert_header_value(value)
         headers = self._headers
         if type(headers) is _ResponseHeaders:
-            headers._as_list[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
+            fields_of(headers)[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
         else:
             # Headers an application put in place: their own __setitem__.
             headers[name] = value
@@ -159,7 +157,7 @@ class StatusMixin:
         headers = self._headers
         if type(headers) is _ResponseHeaders and not self._hook_traits.clear_header:
             # (Every 101 comes here: the WebSocket handshake.)
-            fields = headers._as_list
+            fields = fields_of(headers)
             for name in _REPRESENTATION_HEADERS:
                 fields.pop(name, None)
             return

@@ -33,6 +33,7 @@ from squall.httputil import (
     ResponseStartLine,
 )
 from squall.httputil._exchange import close_by_attribute
+from squall.httputil._headers import fields_of
 from squall.log import app_log
 from squall.util import ObjectDict
 from squall.web._arguments import _ARG_DEFAULT as _ARG_DEFAULT  # squall.web's
@@ -317,7 +318,7 @@ class RequestHandler(
         if isinstance(chunk, dict):
             self._write_buffer.append(escape.json_encode(chunk).encode("utf-8"))
             # The canonical key, set without HTTPHeaders' name normalization.
-            self._headers._as_list["Content-Type"] = _JSON_VALUES
+            fields_of(self._headers)["Content-Type"] = _JSON_VALUES
             return
         message = "write() only accepts bytes, unicode, and dict objects"
         if isinstance(chunk, list):
@@ -447,7 +448,7 @@ class RequestHandler(
             if (
                 status == 200
                 and request.method in ("GET", "HEAD")
-                and "Etag" not in self._headers._as_list
+                and "Etag" not in fields_of(self._headers)
             ):
                 self.set_etag_header()
                 if self.check_etag_header():
@@ -459,7 +460,7 @@ class RequestHandler(
                     raise RuntimeError(f"Cannot send a body with status {status}")
                 self._clear_representation_headers()
             else:
-                fields = self._headers._as_list
+                fields = fields_of(self._headers)
                 if "Content-Length" not in fields:
                     length = 0
                     for part in self._write_buffer:

@@ -34,7 +34,7 @@ from squall.httpserver._stream import _TransportStream
 from squall.httputil import HTTPConnection, HTTPMessageDelegate
 from squall.httputil._drivers import _new_h1
 from squall.iostream import StreamClosedError
-from squall.log import gen_log
+from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
     from squall.httpserver._server import HTTPServer
@@ -276,6 +276,17 @@ class _H1Lifecycle(_H1Output):
         handed over): untracked, and the server's ``on_close`` called once."""
         if self in self._table.open:
             self._server.on_close(self)
+
+    def ask_to_end(self) -> None:
+        """The server drains: a detached connection's stream is asked to
+        end (its ``on_drain`` hook: an open WebSocket closes with 1001)."""
+        stream = self._stream
+        hook = stream.on_drain if stream is not None else None
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                app_log.error("Uncaught exception in on_drain", exc_info=True)
 
     def _cancel_timers(self) -> None:
         for timer in (self._idle_timer, self._body_timer):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 import socket
 import ssl
 from collections.abc import Callable, Coroutine, Iterable
@@ -600,15 +599,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
                 # An IOStream connection (handle_stream): closed at once.
                 closing.append(loop.create_task(conn.close()))
         for proto in list(self._detached):
-            stream = proto._stream
-            hook = stream.on_drain if stream is not None else None
-            if hook is not None:
-                try:
-                    hook()
-                except Exception:
-                    logging.getLogger("squall.application").error(
-                        "Uncaught exception in on_drain", exc_info=True
-                    )
+            proto.ask_to_end()
         self._table.check_drained()
         clean = True
         try:

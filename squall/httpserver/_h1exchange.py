@@ -421,16 +421,12 @@ class _RequestConnection(Exchange):
         # (Unused while _declared stays None: the core counts the body.)
         self._proto.abort()
 
-    # Methods, not properties: the driver's questions, not attributes the
+    # A method, not a property: the driver's question, not an attribute the
     # application should see on its connection (tests/test_surface.py).
     def response_done(self) -> bool:
         """Whether the response is complete (asked by the driver at the end
         of the request: both done ends the exchange)."""
         return self._phase == DONE
-
-    def body_time_limit(self) -> Optional[float]:
-        """The limit `set_body_timeout` set on this request's body (None: the server's)."""
-        return self._body_timeout
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""

@@ -294,7 +294,7 @@ class _HTTPProtocol(_H1Lifecycle):
         ret = delegate.headers_received(start_line, headers)
         if ret is not None:
             self._block(ret, True)
-        elif not plain or self.h1.expects_continue or req.body_time_limit() is not None:
+        elif not plain or self.h1.expects_continue or req._body_timeout is not None:
             self._head_done()
 
     def _in_task(self, delegate: HTTPMessageDelegate) -> HTTPMessageDelegate:
@@ -335,7 +335,7 @@ class _HTTPProtocol(_H1Lifecycle):
             out = self.output
             assert out is not None  # (None only once detached)
             out.append(h1.send_informational(100, "(Continue)"))
-        timeout = req.body_time_limit()
+        timeout = req._body_timeout
         if timeout is None:
             timeout = self._params.body_timeout
         if timeout is not None and h1.their_state == "BODY":

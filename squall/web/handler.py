@@ -445,11 +445,9 @@ class RequestHandler(
         if not self._headers_written:
             status = self._status_code
             request = self.request
-            if (
-                status == 200
-                and request.method in ("GET", "HEAD")
-                and "Etag" not in fields_of(self._headers)
-            ):
+            headers = self._headers
+            fields = fields_of(headers)
+            if status == 200 and request.method in ("GET", "HEAD") and "Etag" not in fields:
                 self.set_etag_header()
                 if self.check_etag_header():
                     self._write_buffer = []
@@ -460,7 +458,9 @@ class RequestHandler(
                     raise RuntimeError(f"Cannot send a body with status {status}")
                 self._clear_representation_headers()
             else:
-                fields = fields_of(self._headers)
+                if self._headers is not headers:
+                    # A hook put headers of its own in place.
+                    fields = fields_of(self._headers)
                 if "Content-Length" not in fields:
                     length = 0
                     for part in self._write_buffer:

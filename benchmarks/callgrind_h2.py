@@ -263,8 +263,10 @@ def inner(cfg: dict[str, Any]) -> None:
     mod = _probe.load()
     import squall.web.handler
 
-    if getattr(squall.web.handler, "time", None) is not None:
-        squall.web.handler.time = _FixedClock()  # type: ignore[assignment]
+    # The Date header's module (squall.web._status; squall.web.handler before).
+    dated = sys.modules.get("squall.web._status", squall.web.handler)
+    if getattr(dated, "time", None) is not None:
+        dated.time = _FixedClock()  # type: ignore[attr-defined]
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     batch = cfg["batch"]

@@ -321,7 +321,7 @@ def _aiohttp_protocol(loop: asyncio.AbstractEventLoop, handler: str, lowlevel: b
 
 
 class _FixedClock(ModuleType):
-    """``time`` for squall.web.handler with a clock that stands still, so the
+    """``time`` for squall.web._status (the Date header) with a clock that stands still, so the
     once-a-second Date header is formatted once, not once per second of a
     run's (load-dependent) wall time: the counts stay deterministic."""
 
@@ -349,12 +349,10 @@ def _patch_caches(no_head_cache: bool, no_etag_memo: bool) -> list[str]:
         else:
             done.append("no head cache (removed from squall._h1)")
     if no_etag_memo:
-        import squall.web.handler as handler
+        import squall.web._etag as etag
 
-        assert hasattr(handler, "_ETAG_MEMO_MAX"), (
-            "squall.web.handler has no _ETAG_MEMO_MAX any more"
-        )
-        handler._ETAG_MEMO_MAX = -1
+        assert hasattr(etag, "_ETAG_MEMO_MAX"), "squall.web._etag has no _ETAG_MEMO_MAX any more"
+        etag._ETAG_MEMO_MAX = -1
         done.append("etag memo off")
     return done
 
@@ -375,7 +373,7 @@ SQUALL_STAGES = [
     ("handler", "squall.web.application", "_HandlerDelegate.finish|_ApplicationDelegate.finish"),
     ("serialise", "squall.httpserver._h1exchange", "_RequestConnection.write_headers"),
     ("serialise", "squall.httpserver._h1exchange", "_RequestConnection.finish"),
-    ("write", "squall.httpserver._protocol", "_HTTPProtocol.flush"),
+    ("write", "squall.httpserver._h1output", "_H1Output.flush"),
 ]
 AIOHTTP_STAGES = [
     ("request-in", "aiohttp.web_protocol", "RequestHandler.data_received"),
@@ -507,8 +505,10 @@ def inner(cfg: dict[str, Any]) -> None:
     if server.startswith("squall"):
         import squall.web.handler
 
-        if getattr(squall.web.handler, "time", None) is not None:
-            squall.web.handler.time = _FixedClock()  # type: ignore[assignment]
+        # The Date header's module (squall.web._status; squall.web.handler before).
+        dated = sys.modules.get("squall.web._status", squall.web.handler)
+        if getattr(dated, "time", None) is not None:
+            dated.time = _FixedClock()  # type: ignore[attr-defined]
             patched.append("fixed clock")
     if server == "squall-httptools":
         import squall._h1._connection as conn

@@ -108,6 +108,9 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # with it: each reads the other's fields natively. squall.httpserver._flow
 # (ReadFlow, read-side flow control for both drivers) is compiled with them
 # for the same reason: the HTTP/1.1 driver checks it once per request.
+# squall.httpserver._h1output and _h1lifecycle hold _HTTPProtocol's bases
+# (its fields and output, its connection life), split out of _protocol for
+# size (issue 59): compiled with it, so that one class's code stays native.
 # squall.httputil._exchange (Exchange, marked for interpreted subclasses) is
 # compiled so that _RequestConnection runs Exchange's write, finish and
 # phase with its own emit hooks (issue 38). Hello, asyncio loop,
@@ -141,6 +144,8 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # (callgrind_hotpath.py --server squall) 125.7k -> 125.7k.
 COMPILED_MODULES = (
     "squall.httpserver._protocol",
+    "squall.httpserver._h1lifecycle",
+    "squall.httpserver._h1output",
     "squall.httpserver._h1exchange",
     "squall.httpserver._flow",
     "squall.httputil._request",

@@ -99,6 +99,8 @@ def bound_names(source: Path) -> set[str]:
         "squall._typetags",
         "squall._wswrite",
         "squall.httpserver._protocol",
+        "squall.httpserver._h1output",
+        "squall.httpserver._h1lifecycle",
         "squall.httpserver._h1exchange",
         "squall.httpserver._flow",
     ],
@@ -481,12 +483,13 @@ NOT_FINAL = {
     "squall.asgi._scope": {"ProxyView"},
     # Rebound at run time (a `global` statement).
     "squall.httpserver._h1exchange": {"_last_shared"},
-    "squall.httpserver._protocol": {
+    "squall.httpserver._h1lifecycle": {
         "_spent",
-        # Set by tests (a shorter linger, grace): read once per connection.
-        "_LINGER_SECONDS",
+        # Set by tests (a shorter grace): read once per connection.
         "_CLOSE_GRACE",
     },
+    # Set by tests (a shorter linger): read once per connection.
+    "squall.httpserver._h1output": {"_LINGER_SECONDS"},
     # Replaced by tests (counting the loop lookups a request makes).
     "squall.httputil._exchange": {"_get_running_loop"},
 }

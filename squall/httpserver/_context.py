@@ -15,6 +15,7 @@ from squall.httputil import (
     RequestStartLine,
 )
 from squall.httputil._exchange import RequestContextBase
+from squall.httputil._headers import fields_of
 from squall.httputil._proxy import ProxyHeaders
 from squall.httputil._startline import StartLine
 
@@ -84,7 +85,7 @@ class _HTTPRequestContext(RequestContextBase):
             return self.address.decode("latin-1")
         return str(self.address)
 
-    def _apply_xheaders(self, headers: HTTPHeaders) -> None:
+    def apply_xheaders(self, headers: HTTPHeaders) -> None:
         """Take the client's address and scheme from a proxy's headers
         (`squall.httputil._proxy`, style ``xheaders``)."""
         model = _XHEADERS
@@ -93,7 +94,7 @@ class _HTTPRequestContext(RequestContextBase):
             model = _SKIPPING.get(skip)  # type: ignore[assignment]
             if model is None:
                 model = _SKIPPING[skip] = ProxyHeaders("xheaders", skip=skip)
-        named = model.resolve(self, headers._as_list)
+        named = model.resolve(self, fields_of(headers))
         if named is not None:
             ip, scheme = named
             if ip is not None:
@@ -101,7 +102,7 @@ class _HTTPRequestContext(RequestContextBase):
             if scheme is not None:
                 self.protocol = scheme
 
-    def _unapply_xheaders(self) -> None:
+    def unapply_xheaders(self) -> None:
         """Back to the connection's own values (for the next request)."""
         self.remote_ip = self._orig_remote_ip
         self.protocol = self._orig_protocol
@@ -166,7 +167,7 @@ class _ProxyAdapter(HTTPMessageDelegate):
         self, start_line: StartLine, headers: HTTPHeaders
     ) -> Optional[Awaitable[None]]:
         if self.context is not None:
-            self.context._apply_xheaders(headers)
+            self.context.apply_xheaders(headers)
         return self.delegate.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
@@ -186,4 +187,4 @@ class _ProxyAdapter(HTTPMessageDelegate):
 
     def _cleanup(self) -> None:
         if self.context is not None:
-            self.context._unapply_xheaders()
+            self.context.unapply_xheaders()

@@ -25,13 +25,15 @@ from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import HTTPHeaders, HTTPOutputError
 from squall.httputil._drivers import _body
-from squall.httputil._exchange import GONE, HEAD, IDLE, Exchange
+from squall.httputil._exchange import DONE, GONE, HEAD, IDLE, Exchange
+from squall.httputil._headers import fields_of
 from squall.httputil._response import _ResponseHeaders
 from squall.httputil._startline import StartLine
 from squall.iostream import StreamClosedError
 from squall.log import app_log
 
 if TYPE_CHECKING:
+    from squall.httpserver._h1output import _H1Output
     from squall.httpserver._protocol import _HTTPProtocol
 
 
@@ -116,9 +118,9 @@ class _WriteQueue:
         # No reference to the loop: the queue is kept on the loop (see
         # _LoopShared), and a loop that refers to itself through it would
         # be freed only by the cycle collector.
-        self._pending: list[_HTTPProtocol] = []
+        self._pending: list[_H1Output] = []
 
-    def add(self, proto: _HTTPProtocol) -> None:
+    def add(self, proto: _H1Output) -> None:
         """Writes ``proto``'s output with the rest of this round's."""
         proto.flow |= _QUEUED
         pending = self._pending
@@ -268,7 +270,7 @@ class _RequestConnection(Exchange):
             data = p.h1.send_fields(
                 code,
                 start_line[2],
-                headers._as_list,
+                fields_of(headers),
                 chunk or b"",
                 checked,
                 p.no_keep_alive,
@@ -418,6 +420,13 @@ class _RequestConnection(Exchange):
     def _refuse(self) -> None:
         # (Unused while _declared stays None: the core counts the body.)
         self._proto.abort()
+
+    # A method, not a property: the driver's question, not an attribute the
+    # application should see on its connection (tests/test_surface.py).
+    def response_done(self) -> bool:
+        """Whether the response is complete (asked by the driver at the end
+        of the request: both done ends the exchange)."""
+        return self._phase == DONE
 
     def set_body_timeout(self, timeout: float) -> None:
         """Limit the time to receive this request's body (seconds)."""

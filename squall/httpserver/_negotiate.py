@@ -3,12 +3,12 @@
 Every connection is accepted as HTTP/1.1 (`_HTTPProtocol`); these decide,
 from what the client does first, whether `_H2Protocol` takes it over:
 
-* TLS: ALPN chose ``h2`` (`_negotiated_h2`, called after the handshake);
+* TLS: ALPN chose ``h2`` (`negotiated_h2`, called after the handshake);
 * a plain port: the connection's first bytes are the HTTP/2 preface
-  (prior knowledge, `_PrefaceSniffer`), or its first request asks for
-  ``Upgrade: h2c`` (`_UpgradeSniffer`), unless the server was told not to
+  (prior knowledge, `PrefaceSniffer`), or its first request asks for
+  ``Upgrade: h2c`` (`UpgradeSniffer`), unless the server was told not to
   take that upgrade (``h2c_upgrade=False``, the default behind a proxy:
-  `_PrefaceOnlySniffer`).
+  `PrefaceOnlySniffer`).
 
 The checks cost only a connection's first read or first request; then the
 object is an ordinary `_HTTPProtocol`. Imported by the server only.
@@ -23,7 +23,7 @@ from squall._h2 import PREFACE
 from squall.httpserver._h2protocol import _H2Protocol
 from squall.httpserver._protocol import _HTTPProtocol
 
-__all__ = ["_PrefaceOnlySniffer", "_PrefaceSniffer", "_UpgradeSniffer", "_negotiated_h2"]
+__all__ = ["PrefaceOnlySniffer", "PrefaceSniffer", "UpgradeSniffer", "negotiated_h2"]
 
 
 def _wants_h2c(event: H1Request) -> bool:
@@ -53,7 +53,7 @@ def _wants_h2c(event: H1Request) -> bool:
     return upgrade and settings == 1 and "upgrade" in connection and "http2-settings" in connection
 
 
-class _UpgradeSniffer(_HTTPProtocol):
+class UpgradeSniffer(_HTTPProtocol):
     """HTTP/1.1 until its first request, which may ask for ``Upgrade: h2c``."""
 
     __slots__ = ()
@@ -68,22 +68,22 @@ class _UpgradeSniffer(_HTTPProtocol):
         _HTTPProtocol._on_request(self, event)
 
 
-class _PrefaceSniffer(_HTTPProtocol):
+class PrefaceSniffer(_HTTPProtocol):
     """A plain connection of an HTTP/2 server: its first bytes say which protocol.
 
     The check costs only the connection's first read(s); afterwards the
-    object is an ordinary `_HTTPProtocol` (or `_UpgradeSniffer` until the
+    object is an ordinary `_HTTPProtocol` (or `UpgradeSniffer` until the
     first request).
     """
 
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
-        _sniff(self, data, _UpgradeSniffer)
+        _sniff(self, data, UpgradeSniffer)
 
 
-class _PrefaceOnlySniffer(_PrefaceSniffer):
-    """A `_PrefaceSniffer` that never takes ``Upgrade: h2c``: HTTP/2 on a plain
+class PrefaceOnlySniffer(PrefaceSniffer):
+    """A `PrefaceSniffer` that never takes ``Upgrade: h2c``: HTTP/2 on a plain
     port by prior knowledge only (``h2c_upgrade=False``)."""
 
     __slots__ = ()
@@ -94,7 +94,7 @@ class _PrefaceOnlySniffer(_PrefaceSniffer):
 
 def _sniff(proto: _HTTPProtocol, data: bytes, then: type[_HTTPProtocol]) -> None:
     """A sniffer's read: the preface (HTTP/2), or HTTP/1.1 as ``then``."""
-    if not isinstance(proto, _PrefaceSniffer):
+    if not isinstance(proto, PrefaceSniffer):
         # uvloop keeps calling the data_received it took at connection_made
         # after the class has changed: past the first read, this is HTTP/1.1
         # (and a later request no longer looked at for a preface or h2c).
@@ -117,7 +117,7 @@ def _sniff(proto: _HTTPProtocol, data: bytes, then: type[_HTTPProtocol]) -> None
     _HTTPProtocol.data_received(proto, data)
 
 
-def _negotiated_h2(proto: _HTTPProtocol, transport: asyncio.Transport) -> bool:
+def negotiated_h2(proto: _HTTPProtocol, transport: asyncio.Transport) -> bool:
     """After a TLS handshake: serve HTTP/2 if ALPN chose it (and take over)."""
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":

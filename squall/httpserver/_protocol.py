@@ -30,16 +30,13 @@ from squall._h1 import (
     ConnectionClosed,
     Data,
     EndOfMessage,
-    H1Connection,
     RemoteProtocolError,
     Request,
 )
-from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._flow import (
     BAD_REQUEST,
     FINISHED,
-    ReadFlow,
     checked_host,
     deliver,
     request_line,
@@ -49,28 +46,21 @@ from squall.httpserver._flow import (
 )
 from squall.httpserver._h1exchange import (
     _BLOCKED,
-    _CLOSED,
     _CLOSING,
     _DETACHED,
-    _HELD,
     _IDLE,
     _LINGER,
     _QUEUED,
     _REQUEST,
     _RESPONSE,
     _STALLED,
-    _STOPPED,
-    _TAKEN,
     _WRITE_PAUSED,
-    _call_at,
-    _closed_future,
-    _loop_shared,
     _RequestConnection,
 )
+from squall.httpserver._h1lifecycle import _H1Lifecycle
+from squall.httpserver._h1output import _WRITE_NOW
 from squall.httpserver._intask import TaskedDelegate
-from squall.httpserver._stream import _TransportStream
 from squall.httputil import (
-    HTTPConnection,
     HTTPInputError,
     HTTPMessageDelegate,
 )
@@ -79,173 +69,32 @@ from squall.httputil._drivers import (
     _GzipMessageDelegate,
     _lenient_after,
     _log_malformed,
-    _new_h1,
 )
-from squall.httputil._exchange import DONE, IDLE
-from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 from squall.platform.asyncio import _bound_reads
 
 if TYPE_CHECKING:
     from squall.httpserver._h1driver import H1Driver
-    from squall.httpserver._server import HTTPServer
 
 
 # Pipelined bytes held while a response is in progress before reading pauses.
 _PIPELINE_HIGH_WATER: Final = 256 * 1024
 
-# Queued output past this size is written at once (outside data_received,
-# see _send), or holds the next pipelined request back (inside, _process):
-# the transports' default high-water mark.
-_WRITE_NOW: Final = 64 * 1024
-
-# Seconds close() lets buffered output drain before aborting the connection.
-_CLOSE_GRACE = 1.0
-
-# Seconds a connection closed after an error answer goes on reading (and
-# discarding) what the client still sends (see _linger).
-_LINGER_SECONDS = 2.0
-
 
 # The connection states (_IDLE .. _CLOSED) and flow bits are documented in
-# _h1exchange, beside the request connection that reads them.
-
-
-# What a detached connection holds instead of its own H1Connection: one for
-# the process, never fed (see _detach).
-_spent: Optional[H1Connection] = None
-
-
-def _spent_core(params: HTTP1ConnectionParameters) -> H1Connection:
-    global _spent
-    core = _spent
-    if core is None:
-        core = _spent = _new_h1("server", params, False)
-    return core
-
-
-def _no_request(protocol: object, request: HTTPConnection) -> HTTPMessageDelegate:
-    raise RuntimeError("the connection was detached: no more requests start on it")
+# _h1exchange, beside the request connection that reads them; the fields,
+# output and read flow are _h1output's, the connection's life _h1lifecycle's.
 
 
 # Compiled by mypyc (the compiled build), it still dispatches through the type:
 # _negotiate's sniffers subclass it and override data_received, _on_request.
 @mypyc_attr(allow_interpreted_subclasses=True)
-class _HTTPProtocol(asyncio.Protocol):
+class _HTTPProtocol(_H1Lifecycle):
     """One accepted connection, served by `HTTPServer`."""
 
-    __slots__ = (
-        "_server",
-        "_params",
-        "_plain",
-        "no_keep_alive",
-        "_ssl",
-        "loop",
-        "h1",
-        "transport",
-        "context",
-        "state",
-        "flow",
-        "_reading",
-        "in_feed",
-        "exchange",
-        "delegate",
-        "_leftover",
-        "output",
-        "_writes",
-        "_drain_waiters",
-        "done_future",
-        "_timer_context",
-        "_stream",
-        "_idle_since",
-        "_idle_timer",
-        "_head_since",
-        "_body_timer",
-        "_write_timer",
-        "_closed_event",
-        "_tls_task",
-        "_good_host",
-        "_start_request",
-    )
+    __slots__ = ()
 
-    def __init__(
-        self,
-        server: HTTPServer,
-        params: HTTP1ConnectionParameters,
-        ssl_context: Optional[ssl.SSLContext],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self._server = server
-        self._use_params(params)
-        self._ssl = ssl_context
-        self.loop = loop
-        self.h1: H1Connection = _new_h1("server", params, False)
-        self.transport: Optional[asyncio.Transport] = None
-        self.context: Optional[_HTTPRequestContext] = None
-        self.state = _IDLE
-        self.flow = 0
-        # Whether we paused the transport's reading (the reasons are _flow's
-        # bits: _STALLED, _WRITE_PAUSED, and the parser's backlog).
-        self._reading = ReadFlow()
-        # Set while _process runs: what the delegate writes then is flushed
-        # once at its end, and a nested _process returns at once.
-        self.in_feed = False
-        self.exchange: Optional[_RequestConnection] = None
-        # The request's delegate until its body has been read (None after).
-        self.delegate: Optional[HTTPMessageDelegate] = None
-        self._leftover: Optional[bytes] = None
-        # Output queued for the next write; None once detached (the stream
-        # writes to the transport itself, and an idle WebSocket keeps this
-        # protocol for its lifetime).
-        self.output: Optional[list[bytes]] = []
-        self._drain_waiters: Optional[list[asyncio.Future[None]]] = None
-        self.done_future, self._timer_context, self._writes = _loop_shared(loop)
-        self._stream: Optional[_TransportStream] = None
-        self._idle_since = 0.0
-        self._idle_timer: Optional[asyncio.TimerHandle] = None
-        # When the head now awaited began (0.0: none begun, the connection
-        # is idle between exchanges).
-        self._head_since = 0.0
-        self._body_timer: Optional[asyncio.TimerHandle] = None
-        self._write_timer: Optional[asyncio.TimerHandle] = None
-        self._closed_event: Optional[asyncio.Future[None]] = None
-        self._tls_task: Optional[asyncio.Task[None]] = None
-        self._good_host: Optional[str] = None
-        self._start_request = server._request_starter(in_task=self._in_task)
-
-    @property
-    def detached(self) -> bool:
-        # Read by the transport stream (_stream.py).
-        return self.state == _DETACHED
-
-    @property
-    def taken(self) -> bool:
-        # Detached (even if lost before): read by the exchange's ``stream``.
-        return bool(self.flow & _TAKEN)
-
-    @property
-    def write_paused(self) -> bool:
-        # Read by the transport stream and by tests.
-        return bool(self.flow & _WRITE_PAUSED)
-
-    def _stop(self) -> None:
-        """No more HTTP processing (the caller closes the transport)."""
-        if self.state < _STOPPED:
-            self.state = _STOPPED
-
-    def _close_soon(self) -> None:
-        """No more HTTP processing; close once the queued output is written."""
-        if self.state < _CLOSING:
-            self.state = _CLOSING
-
-    def _hand_over(self) -> bool:
-        """Another protocol (HTTP/2) takes the transport: step aside, closing
-        nothing. Returns whether reading was paused (the caller resumes it)."""
-        self.state = _CLOSED
-        self._cancel_timers()
-        return self._reading.release()
-
-    # -- asyncio callbacks -----------------------------------------------------------
+    # -- accepting -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses.
@@ -254,11 +103,12 @@ class _HTTPProtocol(asyncio.Protocol):
         self.transport = self._reading.transport = transport
         if first:
             _bound_reads(transport)
-            server = self._server
-            server._connections.add(self)
-            if server._drain_params is not None:
+            table = self._table
+            table.open.add(self)
+            drain_params = table.drain_params
+            if drain_params is not None:
                 # Accepted while the server drains: one request, then close.
-                self._use_params(server._drain_params)
+                self._use_params(drain_params)
             sock = transport.get_extra_info("socket")
             family = sock.family if sock is not None else socket.AF_UNSPEC
             # The loop may have run the TLS handshake already (see add_sockets).
@@ -271,7 +121,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 self._ssl is not None or loop_tls,
             )
             if loop_tls:
-                select = server._h2_select
+                select = table.h2_select
                 if select is not None and select(self, transport):
                     return  # ALPN chose h2: an _H2Protocol has the connection now
             elif self._ssl is not None:
@@ -308,7 +158,7 @@ class _HTTPProtocol(asyncio.Protocol):
         # start_tls does not call connection_made again: adopt the transport here.
         self.transport = self._reading.transport = cast(asyncio.Transport, tls)
         self._tls_task = None
-        select = self._server._h2_select
+        select = self._table.h2_select
         if select is not None and select(self, self.transport):
             return  # ALPN chose h2: an _H2Protocol has the connection now
         self._start_idle_timer()
@@ -316,12 +166,14 @@ class _HTTPProtocol(asyncio.Protocol):
             # Requests that came with the end of the handshake.
             self._process()
 
+    # -- input ---------------------------------------------------------------------
+
     def data_received(self, data: bytes) -> None:
         if self.state >= _CLOSING:
             if self.state == _DETACHED:
                 stream = self._stream
                 assert stream is not None
-                stream._feed(data)
+                stream.feed_data(data)
             return
         self.h1.receive_data(data)
         if not self.flow & _STALLED and self._tls_task is None:
@@ -332,49 +184,14 @@ class _HTTPProtocol(asyncio.Protocol):
             if self.state == _DETACHED:
                 stream = self._stream
                 assert stream is not None
-                stream._feed_eof()
+                stream.feed_eof()
             return None
         self.h1.receive_data(b"")
         if not self.flow & _STALLED:
             self._process()
         return None
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
-        self._on_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.flow |= _WRITE_PAUSED
-        self._pause_reading()
-        stream = self._stream
-        if stream is not None:
-            stream._unwritable()
-        timeout = self._server.write_timeout
-        if timeout is not None and self._write_timer is None:
-            # A client that stops reading must not hold our buffer forever.
-            self._write_timer = self.loop.call_later(timeout, self._write_timed_out)
-
-    def resume_writing(self) -> None:
-        self.flow &= ~_WRITE_PAUSED
-        timer = self._write_timer
-        if timer is not None:
-            timer.cancel()
-            self._write_timer = None
-        waiters = self._drain_waiters
-        if waiters is not None:
-            self._drain_waiters = None
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-        stream = self._stream
-        if stream is not None:
-            stream._writable()
-        if self.state != _DETACHED:
-            if self.flow & _HELD:
-                self._unhold()
-            else:
-                self._resume_reading()
-
-    # -- the request cycle -----------------------------------------------------------
+    # -- the request cycle ---------------------------------------------------------
 
     def _process(self) -> None:
         """Hand every complete event to the delegate until the parser needs
@@ -501,21 +318,13 @@ class _HTTPProtocol(asyncio.Protocol):
             self.abort()
         self.flush()
 
-    def _use_params(self, params: HTTP1ConnectionParameters) -> None:
-        # What the request path reads of the (interpreted) parameters, as
-        # fields: no decompression and no body timeout (_on_request), and
-        # no_keep_alive (the exchange's head).
-        self._params = params
-        self._plain = not params.decompress and params.body_timeout is None
-        self.no_keep_alive = bool(params.no_keep_alive)
-
     def _head_done(self) -> None:
         """The delegate has taken the head: ask for the body, start its clock."""
         h1 = self.h1
         req = self.exchange
         if req is None or self.state >= _CLOSING:
             return
-        if h1.expects_continue and req._phase == IDLE:
+        if h1.expects_continue and not req.head_written:
             if h1.body_too_large:
                 # RFC 9110 §10.1.1: a server may answer with the final
                 # status instead of 100, and the client then need not send
@@ -553,7 +362,7 @@ class _HTTPProtocol(asyncio.Protocol):
             self.state = _RESPONSE
         delegate.finish()  # type: ignore[union-attr]
         req = self.exchange
-        if req is not None and req._phase == DONE and self.exchange is req:
+        if req is not None and req.response_done() and self.exchange is req:
             self.end_exchange()
 
     def end_exchange(self) -> None:
@@ -574,18 +383,6 @@ class _HTTPProtocol(asyncio.Protocol):
                     return
                 self._resume_reading()
                 self._process()
-
-    def _hold(self) -> None:
-        """Start no pipelined request until the output drains (`_unhold`):
-        the transport takes it under its high-water mark, or resume_writing."""
-        self.flow |= _HELD
-        self._pause_reading()
-
-    def _unhold(self) -> None:
-        self.flow &= ~_HELD
-        if self.state == _IDLE:
-            self._resume_reading()
-            self._process()
 
     def _block(self, awaitable: Awaitable[None], head: bool) -> None:
         """Hand no more events on until ``awaitable`` is done (``head``: it
@@ -614,7 +411,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._resume_reading()
         self._process()
 
-    # -- errors and timeouts ---------------------------------------------------------
+    # -- errors --------------------------------------------------------------------
 
     def _reject(
         self, status_hint: int, message: str, explain: bool = False, final: bool = False
@@ -625,368 +422,10 @@ class _HTTPProtocol(asyncio.Protocol):
         _log_malformed(self.context, message, status_hint)
         req = self.exchange
         out = self.output
-        if out is not None and (req is None or req._phase == IDLE):
+        if out is not None and (req is None or not req.head_written):
             out.append(_error_response(status_hint, message if explain else "", final))
         self.flow |= _LINGER
         self._close_soon()
-
-    def abort(self) -> None:
-        """Stop and close, sending only what was already queued."""
-        if self.state == _DETACHED:
-            # The stream owns the connection; only the transport is closed.
-            self.flush()
-            if self.transport is not None:
-                self.transport.close()
-            return
-        self._close_soon()
-        if not self.in_feed:
-            self.flush()
-
-    def _body_timed_out(self) -> None:
-        self._body_timer = None
-        if self.state >= _CLOSING:
-            return
-        gen_log.info("Timeout reading body from %s", self.context)
-        self.state = _STOPPED
-        transport = self.transport
-        if transport is not None:
-            transport.close()
-
-    def _write_timed_out(self) -> None:
-        self._write_timer = None
-        gen_log.info("Timeout writing to %s: the client stopped reading", self.context)
-        self._stop()
-        transport = self.transport
-        if transport is not None:
-            transport.abort()
-
-    def _start_idle_timer(self) -> None:
-        # A new connection owes its first head at once: both clocks run.
-        self._idle_since = self._head_since = now = self.loop.time()
-        self._arm_idle_timer(self._idle_deadline(now))
-
-    def _head_started(self) -> None:
-        """The first bytes of a head arrived on an idle connection."""
-        self._head_since = now = self.loop.time()
-        timeout = self._params.header_timeout
-        if timeout is not None:
-            timer = self._idle_timer
-            if timer is None or timer.when() > now + timeout:
-                self._arm_idle_timer(now + timeout)
-
-    def _arm_idle_timer(self, when: Optional[float]) -> None:
-        timer = self._idle_timer
-        if timer is not None:
-            timer.cancel()
-        self._idle_timer = (
-            None
-            if when is None
-            else _call_at(self.loop, when, self._check_idle, self._timer_context)
-        )
-
-    def _idle_deadline(self, now: float) -> Optional[float]:
-        """When the connection times out, if no exchange is in progress."""
-        idle = self._server.idle_connection_timeout
-        when = None if idle is None else self._idle_since + idle
-        header = self._params.header_timeout
-        if self._head_since and header is not None:
-            head_when = self._head_since + header
-            if when is None or head_when < when:
-                when = head_when
-        server = self._server
-        if self._params is server._drain_params and not self.h1.buffered:
-            # The server drains and no byte of a next request has come: the
-            # connection closes at the end of the drain's idle grace.
-            closing = server._drain_idle_deadline
-            if when is None or closing < when:
-                when = closing
-        return when
-
-    def _check_idle(self) -> None:
-        """Close a connection idle for ``idle_connection_timeout`` between
-        exchanges, or whose head took longer than ``header_timeout``."""
-        self._idle_timer = None
-        if self.state >= _CLOSING:
-            return
-        if self.state != _IDLE:
-            # An exchange is in progress (its body has body_timeout): the
-            # timer stays off until it ends (_end_exchange arms it again), so
-            # that thousands of long polls cost no timer churn while they wait.
-            return
-        now = self.loop.time()
-        when = self._idle_deadline(now)
-        if when is not None and now >= when - 0.001:
-            if self._head_since:
-                gen_log.debug("Timeout reading a request head from %s", self.context)
-            self.state = _STOPPED
-            transport = self.transport
-            if transport is not None:
-                transport.close()
-            return
-        self._arm_idle_timer(when)
-
-    # -- output ----------------------------------------------------------------------
-
-    def send(self, data: bytes) -> asyncio.Future[None]:
-        out = self.output
-        assert out is not None  # (None only once detached)
-        out.append(data)
-        if not self.in_feed:
-            if sum(map(len, out)) >= _WRITE_NOW:
-                # Written now, not a round later: the transport's high-water
-                # mark then decides (pause_writing) whether the future
-                # returned waits, and a handler that awaits its flushes
-                # cannot queue megabytes in between.
-                self.flush()
-            elif not self.flow & _QUEUED:
-                self._writes.add(self)
-        elif sum(map(len, out)) >= _WRITE_NOW:
-            # A handler writing from inside this read (its Task starts
-            # eagerly on 3.12+, in the server's callback): written now as well, so
-            # that the high-water mark can make it wait, rather than queue
-            # megabytes until the read is done.
-            if self.state < _CLOSING:
-                self.flush()
-        if self.flow & _WRITE_PAUSED:
-            waiter = self.loop.create_future()
-            if self._drain_waiters is None:
-                self._drain_waiters = [waiter]
-            else:
-                self._drain_waiters.append(waiter)
-            return waiter
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            # The peer is gone (asyncio drops writes once a send failed, and
-            # tells connection_lost a loop turn later): a handler that writes
-            # and awaits in a loop must see it now, or it never yields.
-            return _closed_future(self.loop)
-        return self.done_future
-
-    def flush(self) -> None:
-        self.flow &= ~_QUEUED
-        transport = self.transport
-        out = self.output
-        if transport is None or self.state == _CLOSED:
-            if out:
-                out.clear()
-            return
-        if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            transport.write(data)
-        if self.state == _CLOSING:
-            self.state = _STOPPED
-            if self.flow & _LINGER and transport.can_write_eof():
-                self._linger(transport)
-            else:
-                transport.close()
-        elif self.flow & _HELD and not self.flow & _WRITE_PAUSED and not self.in_feed:
-            # The socket took it (the transport stayed under its high-water
-            # mark, so resume_writing will not come): go on at once.
-            self._unhold()
-
-    def _linger(self, transport: asyncio.Transport) -> None:
-        """Close in stages after an error answer.
-
-        RFC 9112 section 9.6: closed at once while the client is still
-        sending (the rest of an overlong request line, a body we refused),
-        the kernel answers the unread bytes with a reset, which can destroy
-        our response before the client reads it. So: end our side once the
-        answer is written, read and discard until the client closes too,
-        and close anyway after `_LINGER_SECONDS`.
-        """
-        transport.write_eof()
-        self._reading.resume()
-        timer = self._idle_timer
-        if timer is not None:
-            timer.cancel()
-        self._idle_timer = self.loop.call_later(_LINGER_SECONDS, transport.close)
-
-    def _pause_reading(self) -> None:
-        self._reading.pause()
-
-    def _resume_reading(self) -> None:
-        # Once every reason to pause is gone: no delegate blocks, no
-        # pipelined request is held, the transport takes our output.
-        reading = self._reading
-        if reading.paused and not self.flow & (_STALLED | _WRITE_PAUSED):
-            reading.resume()
-
-    def set_stream_reading(self, reading: bool) -> None:
-        # A detached stream reads when it wants to, whatever the output.
-        if reading:
-            self._reading.resume()
-        else:
-            self._reading.pause()
-
-    # -- taking over and closing -----------------------------------------------------
-
-    def get_stream(self) -> _TransportStream:
-        stream = self._stream
-        if stream is None:
-            assert self.transport is not None
-            stream = self._stream = _TransportStream(
-                self,
-                self.transport,
-                self._server.max_buffer_size,
-                self._server.read_chunk_size,
-            )
-            if self.state == _CLOSED:
-                stream._lost(None)
-        return stream
-
-    def detach(self) -> _TransportStream:
-        if self.flow & _TAKEN:
-            raise RuntimeError("the connection was already detached")
-        self.flow |= _TAKEN
-        self.flush()
-        # Nothing is queued here again: the stream writes to the transport.
-        self.output = None
-        stream = self.get_stream()
-        if self.state == _CLOSED:
-            return stream  # already lost: nothing to take over
-        self.state = _DETACHED
-        self.exchange = None
-        self.delegate = None
-        self._cancel_timers()
-        leftover = self.h1.detach()
-        # The core is not read again: an idle WebSocket, which keeps this
-        # protocol for its lifetime, need not keep it either.
-        self.h1 = _spent_core(self._params)
-        if leftover:
-            stream._inbox += leftover
-        # The stream decides from now on when to read.
-        self.flow &= ~_BLOCKED
-        self.set_stream_reading(True)
-        self._server._forget(self)
-        # No request will start here again: let the per-connection starter go
-        # (an idle WebSocket keeps this protocol for its lifetime), and the
-        # Host value kept to check the next request's.
-        self._start_request = _no_request
-        self._good_host = None
-        self._server._detached.add(self)
-        return stream
-
-    def _cancel_timers(self) -> None:
-        for timer in (self._idle_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._idle_timer = None
-        self._body_timer = None
-
-    def _on_lost(self, exc: Optional[BaseException]) -> None:
-        state = self.state
-        if state == _CLOSED:
-            return
-        self.state = _CLOSED
-        self._reading.release()
-        self._cancel_timers()
-        timer = self._write_timer
-        if timer is not None:
-            timer.cancel()
-            self._write_timer = None
-        self.flow &= ~_QUEUED
-        out = self.output
-        if out:
-            out.clear()
-        waiters = self._drain_waiters
-        if waiters is not None:
-            self._drain_waiters = None
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(StreamClosedError(real_error=exc))
-                    waiter.exception()
-        stream = self._stream
-        if stream is not None:
-            # The stream refers back to this protocol: let the pair go by
-            # reference counting, not the cycle collector (issue 22).
-            self._stream = None
-            stream._lost(exc)
-        req = self.exchange
-        delegate = self.delegate
-        self.exchange = None
-        self.delegate = None
-        if req is not None:
-            # The delegate is set while the request's body was still coming.
-            req._report_gone(delegate)
-        if state == _DETACHED:
-            # (_detach has already forgotten it: one server call, not two.)
-            self._server._detached_lost(self)
-        else:
-            self._server._forget(self)
-        event = self._closed_event
-        if event is not None and not event.done():
-            event.set_result(None)
-
-    async def close(self) -> None:
-        """Close the connection and wait until it is closed.
-
-        Output still buffered goes out first, for at most
-        ``_CLOSE_GRACE`` seconds (a client that stops reading cannot hold
-        the close up); then the connection is aborted.
-        """
-        if self.state == _CLOSED:
-            return
-        if self._closed_event is None:
-            self._closed_event = self.loop.create_future()
-        event = self._closed_event
-        self._stop()
-        if self._tls_task is not None and not self._tls_task.done():
-            self._tls_task.cancel()
-        elif self.transport is not None:
-            self.transport.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(event), _CLOSE_GRACE)
-        except TimeoutError:
-            self._hard_close()
-            await event
-
-    def census(self) -> tuple[str, int, int]:
-        """What this connection carries, for metrics: ``("http/1.1", requests
-        in flight (0 or 1), tunnels (0))``. A detached connection (a
-        WebSocket) is counted by the server's ``_detached``, not here."""
-        return ("http/1.1", 1 if _REQUEST <= self.state <= _RESPONSE else 0, 0)
-
-    def _hard_close(self) -> None:
-        """Drop the connection now, discarding unsent output."""
-        if self.state == _CLOSED:
-            return
-        self._stop()
-        task = self._tls_task
-        if task is not None and not task.done():
-            task.cancel()
-        transport = self.transport
-        if transport is not None:
-            transport.abort()
-        else:
-            self._on_lost(None)
-
-    def _drain(self, params: HTTP1ConnectionParameters) -> None:
-        """The server drains: close after the current response, or once idle
-        through the drain's grace.
-
-        ``params`` are this connection's with ``no_keep_alive`` set, so
-        that the response to a request still arriving says ``Connection:
-        close``.
-        """
-        if self.state >= _DETACHED:
-            return
-        self._use_params(params)
-        if self._tls_task is not None:
-            # Still in the TLS handshake: no request has begun.
-            self._hard_close()
-            return
-        if self.exchange is not None:
-            # The response (written or not) ends the connection: the core
-            # adds ``Connection: close`` to a head not yet sent.
-            self.h1.end_after_exchange()
-        elif self.state == _IDLE:
-            # Between exchanges, a request may already be on its way: closing
-            # now would lose it (the client sees its connection reset). The
-            # connection stays open through the drain's idle grace; a request
-            # arriving meanwhile is served with ``Connection: close`` (the
-            # params above), and one that never comes lets the timer close.
-            self._arm_idle_timer(self._idle_deadline(self.loop.time()))
 
 
 if TYPE_CHECKING:

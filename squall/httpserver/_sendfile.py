@@ -47,12 +47,8 @@ def _time_out(waiter: asyncio.Future[None]) -> None:
 
 async def _wait(proto: _HTTPProtocol, waiter: asyncio.Future[None]) -> None:
     """Wait on ``waiter``, which a lost connection fails (a drain waiter)."""
-    waiters = proto._drain_waiters
-    if waiters is None:
-        proto._drain_waiters = [waiter]
-    else:
-        waiters.append(waiter)
-    timeout = proto._server.write_timeout
+    proto.add_drain_waiter(waiter)
+    timeout = proto.write_timeout
     timer = None
     if timeout is not None:
         timer = proto.loop.call_later(timeout, _time_out, waiter)
@@ -63,9 +59,7 @@ async def _wait(proto: _HTTPProtocol, waiter: asyncio.Future[None]) -> None:
     finally:
         if timer is not None:
             timer.cancel()
-        waiters = proto._drain_waiters
-        if waiters is not None and waiter in waiters:
-            waiters.remove(waiter)
+        proto.drop_drain_waiter(waiter)
 
 
 async def _emptied(proto: _HTTPProtocol, transport: asyncio.Transport) -> None:

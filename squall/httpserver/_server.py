@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 import socket
 import ssl
 from collections.abc import Callable, Coroutine, Iterable
@@ -12,6 +11,7 @@ from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 from squall.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
 from squall.httpserver._context import _CallableAdapter, _HTTPRequestContext, _ProxyAdapter
+from squall.httpserver._h1lifecycle import _H1Lifecycle
 from squall.httpserver._intask import python_methods
 from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import (
@@ -73,6 +73,59 @@ class _DriverConnection(Protocol):
     def census(self) -> tuple[str, int, int]:
         """The protocol's metrics label (``"http/1.1"``, ``"h2"``, ``"h3"``),
         the requests in flight and the WebSocket tunnels it carries."""
+
+
+class ConnectionTable:
+    """The connections an `HTTPServer` serves and the state of its drain.
+
+    Shared with the HTTP/1.1 driver (`_H1Lifecycle`), which adds its
+    connections to ``open``, moves them to ``detached`` when a WebSocket
+    takes one over and reports them lost here; the HTTP/2 and HTTP/3
+    drivers go through the server (``_connections``, ``_forget``).
+    """
+
+    __slots__ = (
+        "open",
+        "detached",
+        "drain_params",
+        "drain_idle_deadline",
+        "drain_waiter",
+        "detached_waiter",
+        "h2_select",
+    )
+
+    def __init__(self) -> None:
+        self.open: set[Any] = set()
+        # Connections taken over by detach() (WebSockets), until they close.
+        self.detached: set[_H1Lifecycle] = set()
+        # Set while draining: the parameters of connections asked to close.
+        self.drain_params: Optional[HTTP1ConnectionParameters] = None
+        # While draining: when (loop time) connections idle since then close.
+        self.drain_idle_deadline = 0.0
+        self.drain_waiter: Optional[asyncio.Future[None]] = None
+        # Set by close_all_connections while it waits for the detached.
+        self.detached_waiter: Optional[asyncio.Future[None]] = None
+        # Set for http2: picks HTTP/2 after a TLS handshake (ALPN).
+        self.h2_select: Optional[Callable[[_HTTPProtocol, asyncio.Transport], bool]] = None
+
+    def check_drained(self) -> None:
+        """Ends a drain once no connection is left."""
+        waiter = self.drain_waiter
+        if waiter is not None and not self.open and not self.detached:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def detached_lost(self, proto: _H1Lifecycle) -> None:
+        """A detached connection (a WebSocket's) closed."""
+        detached = self.detached
+        detached.discard(proto)
+        # (Each waiter tested here: a call to check_drained per closed
+        # WebSocket cost more than the test, issue 22.)
+        if self.drain_waiter is not None:
+            self.check_drained()
+        waiter = self.detached_waiter
+        if waiter is not None and not detached and not waiter.done():
+            waiter.set_result(None)
 
 
 class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
@@ -189,21 +242,15 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         )
         self.idle_connection_timeout = idle_connection_timeout or _DEFAULT_IDLE_TIMEOUT
         self.write_timeout = write_timeout
-        self._connections: set[Any] = set()
-        # Connections taken over by detach() (WebSockets), until they close.
-        self._detached: set[_HTTPProtocol] = set()
-        self._detached_waiter: Optional[asyncio.Future[None]] = None
-        # Set while draining: the parameters of connections asked to close.
-        self._drain_params: Optional[HTTP1ConnectionParameters] = None
-        # While draining: when (loop time) connections idle since then close.
-        self._drain_idle_deadline = 0.0
-        self._drain_waiter: Optional[asyncio.Future[None]] = None
+        # The connections and the drain (shared with the HTTP/1.1 driver);
+        # _connections and _detached are its sets, by their old names.
+        self._table = table = ConnectionTable()
+        self._connections = table.open
+        self._detached = table.detached
         self._servers: list[asyncio.AbstractServer] = []
         self.trusted_downstream = trusted_downstream
         self._is_delegate = isinstance(request_callback, HTTPServerConnectionDelegate)
         self._protocol_class: type[_HTTPProtocol] = _HTTPProtocol
-        # Set for http2: picks HTTP/2 after a TLS handshake (ALPN).
-        self._h2_select: Optional[Callable[[_HTTPProtocol, asyncio.Transport], bool]] = None
         self._h2_limits: Any = None
         # Set by reload_ssl: the context new TLS connections are served with.
         self._ssl_current: Optional[ssl.SSLContext] = None
@@ -242,11 +289,11 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self._h2_limits = limits
         if self._ssl_context is not None:
             self._ssl_context.set_alpn_protocols(["h2", "http/1.1"])
-            self._h2_select = _negotiate._negotiated_h2
+            self._table.h2_select = _negotiate.negotiated_h2
         elif h2c_upgrade:
-            self._protocol_class = _negotiate._PrefaceSniffer
+            self._protocol_class = _negotiate.PrefaceSniffer
         else:
-            self._protocol_class = _negotiate._PrefaceOnlySniffer
+            self._protocol_class = _negotiate.PrefaceOnlySniffer
 
     def _setup_http3(self, http3: Union[bool, dict[str, Any]], limits: Any) -> None:
         try:
@@ -489,7 +536,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             from squall.ioloop import IOLoop
 
             loop: asyncio.AbstractEventLoop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
-            self._detached_waiter = waiter = loop.create_future()
+            self._table.detached_waiter = waiter = loop.create_future()
             for proto in list(self._detached):
                 proto._hard_close()
             # An aborted transport reports connection_lost on a later turn.
@@ -498,7 +545,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             except TimeoutError:
                 self._detached.clear()
             finally:
-                self._detached_waiter = None
+                self._table.detached_waiter = None
 
     async def drain(self, timeout: float = 30.0, idle_grace: float = _DRAIN_IDLE_GRACE) -> bool:
         """Stop gracefully: finish what is in flight, then close everything.
@@ -532,10 +579,11 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         loop: asyncio.AbstractEventLoop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
         self.stop()
         # The server's own parameters, but every response closes its connection.
-        params = self._drain_params = copy.copy(self.conn_params)
+        table = self._table
+        params = table.drain_params = copy.copy(self.conn_params)
         params.no_keep_alive = True
-        self._drain_waiter = waiter = loop.create_future()
-        self._drain_idle_deadline = loop.time() + idle_grace
+        table.drain_waiter = waiter = loop.create_future()
+        table.drain_idle_deadline = loop.time() + idle_grace
         closing: list[asyncio.Task[None]] = []
         # Let the loop poll once more, so that a request already in the
         # kernel's buffers makes its connection busy rather than idle: an
@@ -551,16 +599,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
                 # An IOStream connection (handle_stream): closed at once.
                 closing.append(loop.create_task(conn.close()))
         for proto in list(self._detached):
-            stream = proto._stream
-            hook = stream.on_drain if stream is not None else None
-            if hook is not None:
-                try:
-                    hook()
-                except Exception:
-                    logging.getLogger("squall.application").error(
-                        "Uncaught exception in on_drain", exc_info=True
-                    )
-        self._check_drained()
+            proto.ask_to_end()
+        self._table.check_drained()
         clean = True
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
@@ -576,27 +616,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
                 await asyncio.wait_for(asyncio.shield(waiter), 1.0)
             except TimeoutError:
                 pass
-        self._drain_waiter = None
+        table.drain_waiter = None
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
         return clean
-
-    def _check_drained(self) -> None:
-        waiter = self._drain_waiter
-        if waiter is not None and not self._connections and not self._detached:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _detached_lost(self, proto: _HTTPProtocol) -> None:
-        detached = self._detached
-        detached.discard(proto)
-        # (Each waiter tested here: a call to _check_drained per closed
-        # WebSocket cost more than the test, issue 22.)
-        if self._drain_waiter is not None:
-            self._check_drained()
-        waiter = self._detached_waiter
-        if waiter is not None and not detached and not waiter.done():
-            waiter.set_result(None)
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
         """Serve a connection given as an `~squall.iostream.IOStream` (the `~squall.tcpserver.TCPServer` path)."""
@@ -683,8 +706,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self._connections.discard(server_conn)
         if self._h3_stopped:
             self._h3_maybe_close()
-        if self._drain_waiter is not None:
-            self._check_drained()
+        if self._table.drain_waiter is not None:
+            self._table.check_drained()
         if self._is_delegate:
             # (An HTTPServerConnectionDelegate: neither assert nor cast, a
             # call each in the pure build, per connection.)

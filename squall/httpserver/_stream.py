@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from squall.concurrent import Future
-    from squall.httpserver._protocol import _HTTPProtocol
+    from squall.httpserver._h1lifecycle import _H1Lifecycle
 
 __all__ = ["take_received"]
 
@@ -52,7 +52,7 @@ def take_received(inbox: bytearray, buf: Union[bytearray, memoryview], eof: bool
 
 def _to_websocket(data: bytes) -> None:
     """The receiver that stands for the adopted WebSocket's ``receive_bytes`` (never called)."""
-    raise AssertionError("_TransportStream._feed calls the WebSocket's _receive instead")
+    raise AssertionError("_TransportStream.feed_data calls the WebSocket's _receive instead")
 
 
 class _TransportStream(BaseIOStream):
@@ -81,7 +81,7 @@ class _TransportStream(BaseIOStream):
 
     def __init__(
         self,
-        proto: _HTTPProtocol,
+        proto: _H1Lifecycle,
         transport: asyncio.Transport,
         max_buffer_size: Optional[int] = None,
         read_chunk_size: Optional[int] = None,
@@ -157,7 +157,7 @@ class _TransportStream(BaseIOStream):
 
     def get_write_buffer_size(self) -> int:
         """Bytes written and not yet handed to the kernel: the stream's and the transport's."""
-        return self._write_buffer._size + self._transport.get_write_buffer_size()
+        return len(self._write_buffer) + self._transport.get_write_buffer_size()
 
     @property
     def socket(self) -> Any:
@@ -294,7 +294,7 @@ class _TransportStream(BaseIOStream):
         self._receiving = receiving
         proto = self._proto
         if proto.detached and not self._closed and not (receiving and proto.write_paused):
-            # (While writes are paused, reading resumes with them: _writable.)
+            # (While writes are paused, reading resumes with them: resume_writing.)
             proto.set_stream_reading(receiving)
 
     def close(self, exc_info: Any = False) -> None:
@@ -320,7 +320,7 @@ class _TransportStream(BaseIOStream):
             self._ws = None
 
     def _signal_closed(self) -> None:
-        BaseIOStream._signal_closed(self)
+        super()._signal_closed()
         ws = self._ws
         if ws is not None:
             aloop = self._aloop
@@ -338,7 +338,12 @@ class _TransportStream(BaseIOStream):
 
     # -- called by the protocol ----------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
+    def take_leftover(self, data: bytes) -> None:
+        """Bytes the HTTP parser read past the last request: the stream's
+        first input (the connection is being detached, nothing reads yet)."""
+        self._inbox += data
+
+    def feed_data(self, data: bytes) -> None:
         receiver = self._receiver
         if receiver is not None:
             if not self._closed:
@@ -362,18 +367,18 @@ class _TransportStream(BaseIOStream):
             else:
                 self._proto.set_stream_reading(False)
 
-    def _feed_eof(self) -> None:
+    def feed_eof(self) -> None:
         self._eof = True
         if not self._closed:
             self._handle_events(None, _READ)
 
-    def _unwritable(self) -> None:
+    def pause_writing(self) -> None:
         # The transport is over its high-water mark.
         ws = self._ws
         if ws is not None:
             ws.set_write_paused(True)
 
-    def _writable(self) -> None:
+    def resume_writing(self) -> None:
         ws = self._ws
         if ws is not None:
             ws.set_write_paused(False)
@@ -394,7 +399,7 @@ class _TransportStream(BaseIOStream):
         if wanted and not self._closed and proto.detached and not proto.write_paused:
             proto.set_stream_reading(True)
 
-    def _lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
         if self._closed:
             return
         # What arrived before the close stays readable after it.

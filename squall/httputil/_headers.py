@@ -367,3 +367,16 @@ class HTTPHeaders(MutableMapping[str, str]):
         return "".join([f"{name}: {value}\n" for name, value in self.get_all()])
 
     __unicode__ = __str__
+
+
+def fields_of(headers: HTTPHeaders) -> dict[str, list[str]]:
+    """``headers``' own dict (canonical name -> values), for the framework's
+    fast paths: writing a head, a lookup by a name already canonical, a
+    field set whose name and value were checked.
+
+    Value lists may be shared between messages (see
+    `squall.httputil._response`): replace a list, never change one in place.
+    A subclass may hold its fields another way (``websocket/_idle.py``):
+    this asks the object, as ``headers._as_list`` does.
+    """
+    return headers._as_list

@@ -13,6 +13,8 @@ from squall.httputil._headers import HTTPHeaders, _normalize_header
 # character (CR and LF above all: they would start a field of their own).
 UNSAFE_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
+_new_object = object.__new__
+
 
 class _ResponseHeaders(HTTPHeaders):
     """`HTTPHeaders` that know whether every value they hold was checked.
@@ -38,6 +40,15 @@ class _ResponseHeaders(HTTPHeaders):
     def __init__(self, *args: Any, **kwargs: str) -> None:
         self._unchecked = False
         super().__init__(*args, **kwargs)
+
+    @classmethod
+    def of_fields(cls, fields: dict[str, list[str]]) -> _ResponseHeaders:
+        """Headers that hold ``fields`` as they are: the caller's own,
+        valid by construction (nothing is checked or copied)."""
+        self = _new_object(cls)
+        self._as_list = fields
+        self._unchecked = False
+        return self
 
     def __setitem__(self, name: str, value: str) -> None:
         self._as_list[_normalize_header(name)] = [value]

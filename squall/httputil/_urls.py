@@ -65,7 +65,9 @@ def url_concat(url: str, args: _QueryArgs) -> str:
     parts = urlparse(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     query.extend(extra)
-    return urlunparse(parts._replace(query=urlencode(query)))
+    return urlunparse(
+        (parts.scheme, parts.netloc, parts.path, parts.params, urlencode(query), parts.fragment)
+    )
 
 
 def encode_username_password(username: Union[str, bytes], password: Union[str, bytes]) -> bytes:

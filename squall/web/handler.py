@@ -1,8 +1,10 @@
 """`RequestHandler`: the base class of the handlers an `.Application` routes to.
 
-The request cycle lives here: arguments, the response status and headers,
-writing and finishing, errors and their pages, and the user and locale. The
-cookie and XSRF methods come from `.CookieMixin` (``cookies.py``), the
+The request cycle lives here: writing, flushing and finishing, and running
+the request (``_execute``). The status and header fields come from
+`StatusMixin` (``_status.py``), the arguments from `ArgumentsMixin`
+(``_arguments.py``), the Etag and its 304 from `EtagMixin` (``_etag.py``), the
+cookie and XSRF methods from `.CookieMixin` (``cookies.py``), the
 template methods from `.RenderMixin` (``rendering.py``), the user, locale
 and cross-origin checks from `IdentityMixin` (``_identity.py``), and the
 error page and exception log from `ErrorPageMixin` (``_failure.py``).
@@ -16,38 +18,32 @@ inside the server's callback, with no loop turn).
 from __future__ import annotations
 
 import asyncio
-import datetime
-import hashlib
-import numbers
-import re
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
 
 from squall import escape
 from squall._traits import Traits, declare, traits_of
 from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
-from squall.escape import to_unicode, utf8
+from squall.escape import utf8
 from squall.httputil import (
     HTTPHeaders,
     HTTPInputError,
     HTTPOutputError,
     ResponseStartLine,
-    format_timestamp,
-    responses,
 )
 from squall.httputil._exchange import close_by_attribute
-from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
-from squall.httputil._qs import clean_argument as _clean_argument
-from squall.httputil._qs import decoded_arguments as _decoded_arguments
-from squall.httputil._response import UNSAFE_VALUE_CHARS, _ResponseHeaders
+from squall.httputil._headers import fields_of
 from squall.log import app_log
 from squall.util import ObjectDict
+from squall.web._arguments import _ARG_DEFAULT as _ARG_DEFAULT  # squall.web's
+from squall.web._arguments import ArgumentsMixin
+from squall.web._etag import EtagMixin
 from squall.web._failure import ErrorPageMixin
 from squall.web._identity import IdentityMixin
+from squall.web._status import _JSON_VALUES, StatusMixin, _new_headers
 from squall.web.cookies import CookieMixin
-from squall.web.errors import Finish, HTTPError, MissingArgumentError
+from squall.web.errors import Finish, HTTPError
 from squall.web.rendering import RenderMixin, _UIModuleNamespace
 
 if TYPE_CHECKING:
@@ -58,65 +54,19 @@ if TYPE_CHECKING:
 __all__ = ["RequestHandler"]
 
 
-class _ArgDefaultMarker:
-    pass
-
-
-_ARG_DEFAULT: Any = _ArgDefaultMarker()
-
-# RFC 9110 section 5.5: a field value may hold HTAB but no other control.
-_UNSAFE_HEADER_CHARS = UNSAFE_VALUE_CHARS
-_ETAG_TOKEN = re.compile(rb'\*|(?:W/)?"[^"]*"')
-
 _new_tuple = tuple.__new__
-_new_object = object.__new__
-_SERVER_HEADER = "SquallServer/" + __import__("squall").version
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 # The handler method of each common HTTP method (spares a lower() per request).
 _METHOD_ATTRS = {m: m.lower() for m in ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")}
 
-# The last small one-part body hashed for an Etag, with its Etag: replies
-# that repeat a short body (health checks, "OK", small JSON) spare the
-# sha1 (~0.5 us). One tuple, swapped whole, so threads see a matching pair;
-# bodies over _ETAG_MEMO_MAX bytes are never kept.
-_ETAG_MEMO_MAX = 128
-_EMPTY_ETAG = '"' + hashlib.sha1(b"").hexdigest() + '"'
-# The memo also holds the Etag's value list, shared as the default fields'
-# are (see _new_headers).
-_etag_memo: tuple[bytes, str, list[str]] = (b"", _EMPTY_ETAG, [_EMPTY_ETAG])
-
-# The Date header, formatted once per second: (start of that second, start
-# of the next, its value list). One tuple, swapped whole, so threads see a
-# matching set; the bounds spare an int() of the clock per request.
-_date: tuple[float, float, list[str]] = (0.0, 0.0, [""])
-# The other default fields' value lists. These lists are shared by every
-# response (see _ResponseHeaders): replaced, never changed in place.
-_SERVER_VALUES = [_SERVER_HEADER]
-_HTML_VALUES = ["text/html; charset=UTF-8"]
-_JSON_VALUES = ["application/json; charset=UTF-8"]
-# Content-Length value lists by body length, shared the same way (a
-# str() and a list fewer per response); at most _LENGTHS_MAX lengths kept.
+# Content-Length value lists by body length, shared as the default fields'
+# are (a str() and a list fewer per response); at most _LENGTHS_MAX lengths kept.
 _LENGTHS: dict[int, list[str]] = {}
 _LENGTHS_MAX = 4096
 
 # A handler's transforms when the application has none (a tuple: shared by
 # every handler, so it must not be appendable).
 _NO_TRANSFORMS: tuple[OutputTransform, ...] = ()
-
-
-def _new_headers() -> _ResponseHeaders:
-    # Built without going through validation: the values are our own.
-    global _date
-    headers = _new_object(_ResponseHeaders)
-    headers._unchecked = False
-    now = time.time()
-    start, end, date = _date
-    if not start <= now < end:
-        second = int(now)
-        date = [format_timestamp(second)]
-        _date = (float(second), second + 1.0, date)
-    headers._as_list = {"Server": _SERVER_VALUES, "Content-Type": _HTML_VALUES, "Date": date}
-    return headers
 
 
 class HandlerTraits(Traits):
@@ -141,7 +91,9 @@ class HandlerTraits(Traits):
     clear_header: bool
 
 
-class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
+class RequestHandler(
+    StatusMixin, ArgumentsMixin, EtagMixin, IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin
+):
     """Base class for HTTP request handlers.
 
     Subclasses define a method per HTTP verb they answer (``get``, ``post``,
@@ -316,200 +268,11 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                 body_future.set_exception(StreamClosedError())
                 body_future.exception()  # retrieved, so asyncio does not log it
 
-    def clear(self) -> None:
-        """Resets the status, the headers and the buffered output to their defaults.
-
-        Cookies already set stay set: an error page sent after `set_cookie`
-        still carries them, as in Tornado.
-        """
-        old = self._headers
-        self._headers = _new_headers()
-        if "Set-Cookie" in old:
-            for line in old.get_list("Set-Cookie"):
-                self._headers.add("Set-Cookie", line)
-        self.set_default_headers()
-        self._write_buffer = []
-        self._status_code = 200
-        self._reason = "OK"
-
     def set_default_headers(self) -> None:
         """Hook to set headers on every response (also on error pages).
 
         Called at the start of each request and by `send_error`.
         """
-
-    def set_status(self, status_code: int, reason: Optional[str] = None) -> None:
-        """Sets the status code of the response.
-
-        Args:
-            status_code: any integer status code.
-            reason: the reason phrase; by default the standard one for the
-                code, or ``"Unknown"``. A phrase that may not appear in a
-                status line (control characters, ``<``) becomes ``"Unknown"``.
-        """
-        self._status_code = status_code
-        if reason is None:
-            self._reason = responses.get(status_code, "Unknown")
-        elif "<" in reason or _ABNF.reason_phrase.fullmatch(reason) is None:
-            self._reason = "Unknown"
-        else:
-            self._reason = reason
-
-    def get_status(self) -> int:
-        """The status code of the response."""
-        return self._status_code
-
-    def set_header(self, name: str, value: _HeaderValue) -> None:
-        """Sets the header ``name`` to ``value``, replacing any value it had.
-
-        ``value`` may be a str, bytes (latin-1), int or `datetime.datetime`.
-
-        Raises:
-            ValueError: if the value holds control characters (such as CR/LF).
-            TypeError: for a value of another type.
-        """
-        # Straight into the dict: the name is checked by _normalize_header
-        # and the value here, so the headers stay "checked" (see
-        # _ResponseHeaders).
-        if type(value) is not str or not value.isprintable():
-            # isprintable() is False for every control character (and for
-            # some characters that are allowed, such as HTAB): those go
-            # through the full conversion and check.
-            value = self._convert_header_value(value)
-        headers = self._headers
-        if type(headers) is _ResponseHeaders:
-            headers._as_list[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
-        else:
-            # Headers an application put in place: their own __setitem__.
-            headers[name] = value
-
-    def add_header(self, name: str, value: _HeaderValue) -> None:
-        """Adds a value to the header ``name``, keeping the values it had (as for ``Set-Cookie``)."""
-        self._headers.add(name, self._convert_header_value(value))
-
-    def clear_header(self, name: str) -> None:
-        """Removes the header ``name`` (every value of it), if set."""
-        if name in self._headers:
-            del self._headers[name]
-
-    def _convert_header_value(self, value: _HeaderValue) -> str:
-        if isinstance(value, str):
-            converted = value
-        elif isinstance(value, bytes):
-            converted = value.decode("latin1")
-        elif isinstance(value, numbers.Integral):
-            return str(value)
-        elif isinstance(value, datetime.datetime):
-            return format_timestamp(value)
-        else:
-            raise TypeError(f"Unsupported header value {value!r}")
-        if _UNSAFE_HEADER_CHARS.search(converted) is not None:
-            raise ValueError(f"Unsafe header value {converted!r}")
-        return converted
-
-    @overload
-    def get_argument(self, name: str, default: str, strip: bool = True) -> str: ...
-
-    @overload
-    def get_argument(self, name: str, default: None, strip: bool = True) -> Optional[str]: ...
-
-    @overload
-    def get_argument(self, name: str, *, strip: bool = True) -> str: ...
-
-    def get_argument(
-        self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
-    ) -> Optional[str]:
-        """The last value of the query or body argument ``name``.
-
-        Args:
-            name: the argument's name.
-            default: returned when the argument is absent; without it a
-                missing argument is a 400 (`MissingArgumentError`).
-            strip: strip surrounding whitespace from the value.
-        """
-        return self._get_argument(name, default, self.request.arguments, strip)
-
-    def get_arguments(self, name: str, strip: bool = True) -> list[str]:
-        """Every value of the query and body argument ``name`` (maybe none)."""
-        return self._get_arguments(name, self.request.arguments, strip)
-
-    @overload
-    def get_body_argument(self, name: str, default: str, strip: bool = True) -> str: ...
-
-    @overload
-    def get_body_argument(self, name: str, default: None, strip: bool = True) -> Optional[str]: ...
-
-    @overload
-    def get_body_argument(self, name: str, *, strip: bool = True) -> str: ...
-
-    def get_body_argument(
-        self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
-    ) -> Optional[str]:
-        """Like `get_argument`, from the request body only."""
-        return self._get_argument(name, default, self.request.body_arguments, strip)
-
-    def get_body_arguments(self, name: str, strip: bool = True) -> list[str]:
-        """Like `get_arguments`, from the request body only."""
-        return self._get_arguments(name, self.request.body_arguments, strip)
-
-    @overload
-    def get_query_argument(self, name: str, default: str, strip: bool = True) -> str: ...
-
-    @overload
-    def get_query_argument(self, name: str, default: None, strip: bool = True) -> Optional[str]: ...
-
-    @overload
-    def get_query_argument(self, name: str, *, strip: bool = True) -> str: ...
-
-    def get_query_argument(
-        self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
-    ) -> Optional[str]:
-        """Like `get_argument`, from the query string only."""
-        return self._get_argument(name, default, self.request.query_arguments, strip)
-
-    def get_query_arguments(self, name: str, strip: bool = True) -> list[str]:
-        """Like `get_arguments`, from the query string only."""
-        return self._get_arguments(name, self.request.query_arguments, strip)
-
-    def _get_argument(
-        self, name: str, default: Any, source: dict[str, list[bytes]], strip: bool
-    ) -> Optional[str]:
-        values = self._get_arguments(name, source, strip)
-        if not values:
-            if default is _ARG_DEFAULT:
-                raise MissingArgumentError(name)
-            result: Optional[str] = default
-            return result
-        return values[-1]
-
-    def _get_arguments(self, name: str, source: dict[str, list[bytes]], strip: bool) -> list[str]:
-        if not isinstance(strip, bool):
-            raise TypeError(f"strip must be a bool, got {strip!r}")
-        if not self._hook_traits.decode_argument:
-            # The stock decoding, compiled (None: a value it leaves to us).
-            decoded = _decoded_arguments(source.get(name), strip)
-            if decoded is not None:
-                return decoded
-        values = []
-        for raw in source.get(name, ()):
-            value = self.decode_argument(raw, name=name)
-            values.append(_clean_argument(value, strip) if isinstance(value, str) else value)
-        return values
-
-    def decode_argument(self, value: bytes, name: Optional[str] = None) -> str:
-        """Decodes an argument or path component from bytes; override for other encodings.
-
-        Raises:
-            HTTPError: 400, if ``value`` is not valid UTF-8.
-        """
-        try:
-            # to_unicode(value), without its call for bytes (what the
-            # request's arguments hold).
-            if type(value) is bytes:
-                return value.decode("utf-8")
-            return to_unicode(value)
-        except UnicodeDecodeError:
-            raise HTTPError(400, "Invalid unicode in %s: %r", name or "url", value[:40])
 
     def redirect(self, url: str, permanent: bool = False, status: Optional[int] = None) -> None:
         """Redirects to ``url`` (relative or absolute) and finishes the response.
@@ -555,7 +318,7 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         if isinstance(chunk, dict):
             self._write_buffer.append(escape.json_encode(chunk).encode("utf-8"))
             # The canonical key, set without HTTPHeaders' name normalization.
-            self._headers._as_list["Content-Type"] = _JSON_VALUES
+            fields_of(self._headers)["Content-Type"] = _JSON_VALUES
             return
         message = "write() only accepts bytes, unicode, and dict objects"
         if isinstance(chunk, list):
@@ -682,11 +445,9 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         if not self._headers_written:
             status = self._status_code
             request = self.request
-            if (
-                status == 200
-                and request.method in ("GET", "HEAD")
-                and "Etag" not in self._headers._as_list
-            ):
+            headers = self._headers
+            fields = fields_of(headers)
+            if status == 200 and request.method in ("GET", "HEAD") and "Etag" not in fields:
                 self.set_etag_header()
                 if self.check_etag_header():
                     self._write_buffer = []
@@ -697,7 +458,9 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
                     raise RuntimeError(f"Cannot send a body with status {status}")
                 self._clear_representation_headers()
             else:
-                fields = self._headers._as_list
+                if self._headers is not headers:
+                    # A hook put headers of its own in place.
+                    fields = fields_of(self._headers)
                 if "Content-Length" not in fields:
                     length = 0
                     for part in self._write_buffer:
@@ -737,19 +500,6 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         # finish() may postpone it.
         self._ui_namespace = None
 
-    def _clear_representation_headers(self) -> None:
-        # RFC 9110 section 15.4.5: a 304 carries no representation metadata
-        # beyond what a 200 would have had for caching.
-        headers = self._headers
-        if type(headers) is _ResponseHeaders and not self._hook_traits.clear_header:
-            # (Every 101 comes here: the WebSocket handshake.)
-            fields = headers._as_list
-            for name in _REPRESENTATION_HEADERS:
-                fields.pop(name, None)
-            return
-        for name in _REPRESENTATION_HEADERS:
-            self.clear_header(name)
-
     def detach(self) -> Any:
         """Takes over the connection's stream (for protocols such as WebSocket).
 
@@ -760,74 +510,6 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         connection = self.request.connection
         assert connection is not None
         return connection.detach()
-
-    def compute_etag(self) -> Optional[str]:
-        """The ETag of the response: a hash of the body; None to send none."""
-        buffer = self._write_buffer
-        if len(buffer) == 1:
-            body = buffer[0]
-            if len(body) <= _ETAG_MEMO_MAX:
-                # Small bodies repeat (health checks, "OK", small JSON): the
-                # last one's Etag spares the sha1.
-                memo = _etag_memo
-                if memo[0] == body:
-                    return memo[1]
-                etag = f'"{hashlib.sha1(body).hexdigest()}"'
-                if type(body) is bytes:
-                    _remember_etag(body, etag)
-                return etag
-            return f'"{hashlib.sha1(body).hexdigest()}"'
-        hasher = hashlib.sha1()
-        for part in buffer:
-            hasher.update(part)
-        return f'"{hasher.hexdigest()}"'
-
-    def set_etag_header(self) -> None:
-        """Sets the ``Etag`` header from `compute_etag` (unless it returns None)."""
-        etag = self.compute_etag()
-        if etag is not None:
-            memo = _etag_memo
-            if etag is memo[1]:
-                # The stock compute_etag's (remembered) Etag: our own
-                # quoted hex digest, valid as it is; its list is shared.
-                self._headers._as_list["Etag"] = memo[2]
-            elif type(etag) is str and etag.isprintable():
-                # set_header()'s own fast case, without the call (straight
-                # into the dict, as the framework's own Content-Length is).
-                self._headers._as_list["Etag"] = [etag]
-            else:
-                self.set_header("Etag", etag)
-
-    def check_etag_header(self) -> bool:
-        """Whether the response's ``Etag`` matches the request's ``If-None-Match``.
-
-        Weak comparison (RFC 9110 section 13.1.2): a ``W/`` prefix is ignored,
-        and ``*`` matches anything.
-        """
-        headers = self.request.headers
-        if type(headers) is HTTPHeaders:
-            # Most requests have none: one dict lookup says so.
-            values = headers._as_list.get("If-None-Match")
-            if not values:
-                return False
-            if_none_match: Optional[str] = values[0] if len(values) == 1 else ",".join(values)
-        else:
-            if_none_match = headers.get("If-None-Match")
-        if not if_none_match:
-            return False
-        computed = utf8(self._headers.get("Etag", ""))
-        if not computed:
-            return False
-        etags = _ETAG_TOKEN.findall(utf8(if_none_match))
-        if not etags:
-            return False
-        if etags[0] == b"*":
-            return True
-        computed = computed[2:] if computed.startswith(b"W/") else computed
-        for etag in etags:
-            if (etag[2:] if etag.startswith(b"W/") else etag) == computed:
-                return True
-        return False
 
     def _handle_request_exception(self, exc: BaseException) -> None:
         if isinstance(exc, Finish):
@@ -980,18 +662,11 @@ class RequestHandler(IdentityMixin, ErrorPageMixin, CookieMixin, RenderMixin):
         raise NotImplementedError()
 
 
-_HeaderValue = Union[bytes, str, int, datetime.datetime]
 # The base class's hooks, as defined here: any other function in their place
 # (an override, or a wrapper patched onto RequestHandler) counts as replaced.
 declare(HandlerTraits, RequestHandler)
 # Its coroutines handle their own errors (the application's delegate reads it).
 _stock_execute_code = RequestHandler._execute.__code__
-_REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
 RequestHandler._next_init = any(
     "__init__" in vars(k) for k in RequestHandler.__mro__[1:] if k is not object
 )
-
-
-def _remember_etag(body: bytes, etag: str) -> None:
-    global _etag_memo
-    _etag_memo = (body, etag, [etag])

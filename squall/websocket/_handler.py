@@ -17,7 +17,7 @@ from squall._wswrite import write_method
 from squall.concurrent import Future
 from squall.escape import utf8
 from squall.httputil import responses
-from squall.httputil._headers import HTTPHeaders
+from squall.httputil._headers import HTTPHeaders, fields_of
 from squall.httputil._response import _ResponseHeaders
 from squall.web import RequestHandler
 from squall.web.handler import HandlerTraits
@@ -50,8 +50,7 @@ _CONNECTION_VALUES = ["Upgrade"]
 # its output were sent with the 101 and nothing more can be (the methods
 # that would write raise). Shared empty ones nothing can change: neither
 # takes a write (add_header first gives the handler headers of its own).
-_SPENT_HEADERS = _ResponseHeaders()
-_SPENT_HEADERS._as_list = cast(dict[str, list[str]], MappingProxyType({}))
+_SPENT_HEADERS = _ResponseHeaders.of_fields(cast(dict[str, list[str]], MappingProxyType({})))
 _SPENT_OUTPUT = cast(list[bytes], ())
 
 
@@ -162,7 +161,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         # The fields are read from the parsed headers' dict when they are
         # the server's own HTTPHeaders (what get() returns, a fifth of the
         # cost of the call each).
-        fields = headers._as_list if type(headers) is HTTPHeaders else None
+        fields = fields_of(headers) if type(headers) is HTTPHeaders else None
         # What HTTPHeaders.get(name) gives, from that dict, is
         #     None if (v := fields.get(name)) is None else ",".join(v)
         # (a one-value list's join is its value itself), written where it is
@@ -327,7 +326,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         headers = self._headers
         traits = self._hook_traits
         if type(headers) is _ResponseHeaders and not (traits.set_header or traits.set_status):
-            as_list = headers._as_list
+            as_list = fields_of(headers)
             # (Shared value lists, as the default fields': replaced, never
             # changed in place; see _ResponseHeaders.)
             as_list["Upgrade"] = _UPGRADE_VALUES
@@ -407,7 +406,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         if type(headers) is HTTPHeaders:
             version = (
                 None
-                if (v := headers._as_list.get("Sec-Websocket-Version")) is None
+                if (v := fields_of(headers).get("Sec-Websocket-Version")) is None
                 else ",".join(v)
             )
         else:
@@ -526,7 +525,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         """
         headers = self.request.headers
         if type(headers) is HTTPHeaders:
-            fields = headers._as_list
+            fields = fields_of(headers)
             site = None if (v := fields.get("Sec-Fetch-Site")) is None else ",".join(v)
             host = None if (v := fields.get("Host")) is None else ",".join(v)
         else:

@@ -18,7 +18,7 @@ from typing import Any, Final, Optional, cast
 
 from squall._ws._packing import SEPARATOR, WORDS, pack_fields
 from squall.httputil import HTTPHeaders
-from squall.httputil._headers import _NAME_CACHE, _cache_name
+from squall.httputil._headers import _NAME_CACHE, _cache_name, fields_of
 
 __all__ = ["EmptyUntilRead", "release_arguments", "release_request"]
 
@@ -77,7 +77,7 @@ def _pack(headers: HTTPHeaders) -> None:
     if type(headers) is not HTTPHeaders:
         return  # a subclass of the application's, or already packed
     try:
-        packed = pack_fields(headers._as_list)
+        packed = pack_fields(fields_of(headers))
     except TypeError:
         return  # a name or a value that is not a str
     if packed is not None:

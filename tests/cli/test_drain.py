@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from squall.httpserver import HTTPServer, _protocol
+from squall.httpserver import HTTPServer, _h1lifecycle
 from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler
 from squall.websocket import WebSocketHandler, websocket_connect
@@ -131,7 +131,7 @@ def test_drain_answers_an_idle_connections_next_request_with_close() -> None:
         assert data == b"fast" and b"Connection: close" not in head
         drain = asyncio.ensure_future(server.drain(timeout=3, idle_grace=3))
         (conn,) = server._connections
-        await until(lambda: conn._params is server._drain_params)  # told to drain
+        await until(lambda: conn._params is server._table.drain_params)  # told to drain
         assert not drain.done()
         head, data = await request(reader, writer, "/fast")
         assert head.startswith(b"HTTP/1.1 200") and data == b"fast"
@@ -209,7 +209,7 @@ def test_a_request_arriving_during_drain_is_answered_with_close() -> None:
         while not any(c.h1.buffered for c in server._connections):
             await asyncio.sleep(0)  # let the server read the half head
         drain = asyncio.ensure_future(server.drain(timeout=3))
-        while server._drain_params is None or not server._servers == []:
+        while server._table.drain_params is None or not server._servers == []:
             await asyncio.sleep(0)  # until the drain has begun
         for _ in range(3):
             await asyncio.sleep(0)  # and has gone past its poll
@@ -228,7 +228,7 @@ def test_a_request_arriving_during_drain_is_answered_with_close() -> None:
 def test_close_all_connections_does_not_hang_on_a_client_that_stops_reading(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_protocol, "_CLOSE_GRACE", 0.05)
+    monkeypatch.setattr(_h1lifecycle, "_CLOSE_GRACE", 0.05)
 
     async def body() -> None:
         state = _State()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from squall.httpserver import _protocol
+from squall.httpserver import _h1output
 from squall.web import Application, RequestHandler
 
 from .._wait import until
@@ -129,7 +129,7 @@ def test_a_refused_request_line_is_read_by_the_client(
     # from the first read. Closed at once with the rest unread, the kernel
     # resets the connection and the client, still sending, never sees the
     # 414 (RFC 9112 section 9.6: close in stages).
-    monkeypatch.setattr(_protocol, "_LINGER_SECONDS", 5.0)
+    monkeypatch.setattr(_h1output, "_LINGER_SECONDS", 5.0)
 
     async def main() -> None:
         async with serving(app()) as (server, port):
@@ -150,7 +150,7 @@ def test_a_refused_request_line_is_read_by_the_client(
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_lingering_after_a_refusal_is_bounded(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_protocol, "_LINGER_SECONDS", 0.2)
+    monkeypatch.setattr(_h1output, "_LINGER_SECONDS", 0.2)
 
     async def main() -> None:
         async with serving(app()) as (server, port):

@@ -830,7 +830,7 @@ def test_write_headers_refuses_a_value_that_is_not_a_string(
 
 
 def test_connection_state_through_an_exchange(loop: asyncio.AbstractEventLoop) -> None:
-    from squall.httpserver import _protocol as p
+    from squall.httpserver import _h1exchange as p  # the states' home
 
     pending: list[HTTPServerRequest] = []
     _, proto, t = make(loop, pending.append)
@@ -850,7 +850,7 @@ def test_connection_state_through_an_exchange(loop: asyncio.AbstractEventLoop) -
 
 
 def test_detached_connection_state(loop: asyncio.AbstractEventLoop) -> None:
-    from squall.httpserver import _protocol as p
+    from squall.httpserver import _h1exchange as p  # the states' home
 
     pending: list[HTTPServerRequest] = []
     server, proto, t = make(loop, pending.append)

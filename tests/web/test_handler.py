@@ -1210,7 +1210,7 @@ def test_a_mixin_after_request_handler_is_initialized() -> None:
 def test_etag_of_a_repeated_small_body_is_remembered() -> None:
     import hashlib
 
-    from squall.web import handler as handler_module
+    from squall.web import _etag as etag_module
 
     sent: list[str] = []
 
@@ -1228,12 +1228,12 @@ def test_etag_of_a_repeated_small_body_is_remembered() -> None:
         finish_with(parts)
     assert sent == [f'"{hashlib.sha1(b"".join(parts)).hexdigest()}"' for parts in bodies]
     # The long body was not kept; the last small one-part body was.
-    assert handler_module._etag_memo[0] == b"ab"
+    assert etag_module._etag_memo[0] == b"ab"
 
 
 def test_date_header_follows_the_clock_second_by_second() -> None:
     from squall.httputil import format_timestamp
-    from squall.web import handler as handler_module
+    from squall.web import _status as status_module
 
     class Clock:
         now = 0.0
@@ -1242,11 +1242,11 @@ def test_date_header_follows_the_clock_second_by_second() -> None:
             return self.now
 
     clock = Clock()
-    with mock.patch.object(handler_module, "time", clock):
+    with mock.patch.object(status_module, "time", clock):
         # Within a second, across a second's edge, and a clock set back.
         for now in (1_000_000.25, 1_000_000.99, 1_000_001.0, 1_000_001.5, 999_999.75, 1_000_001.5):
             clock.now = now
-            headers = handler_module._new_headers()
+            headers = status_module._new_headers()
             assert headers["Date"] == format_timestamp(int(now)), now
 
 
@@ -1301,7 +1301,7 @@ def test_content_length_lists_are_shared_by_length_and_bounded() -> None:
 def test_stock_etag_value_list_is_the_memo_s_and_overrides_are_checked() -> None:
     import hashlib
 
-    from squall.web import handler as handler_module
+    from squall.web import _etag as etag_module
 
     def finish(handler: RequestHandler, body: bytes) -> list[str]:
         handler.request.connection.write_headers = lambda *args: None  # type: ignore[union-attr]
@@ -1312,7 +1312,7 @@ def test_stock_etag_value_list_is_the_memo_s_and_overrides_are_checked() -> None
     expected = f'"{hashlib.sha1(b"same").hexdigest()}"'
     first = finish(RequestHandler(Application(), _request(_Conn())), b"same")
     second = finish(RequestHandler(Application(), _request(_Conn())), b"same")
-    assert first == [expected] and second is first is handler_module._etag_memo[2]
+    assert first == [expected] and second is first is etag_module._etag_memo[2]
 
     class Equal(RequestHandler):
         def compute_etag(self) -> Optional[str]:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from squall.asgi._http import _HTTPCycle
 from squall.asgi._lifespan import Lifespan, LifespanMode
 from squall.asgi._scope import ProxyView, _http_scope
-from squall.asgi._types import ASGIApp, Scope
+from squall.asgi._types import ASGIApp
 from squall.httputil import (
     HTTPConnection,
     HTTPMessageDelegate,
@@ -125,7 +125,7 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
 
     def http_scope(
         self, start_line: RequestStartLine, fields: dict[str, list[str]], conn: HTTPConnection
-    ) -> Scope:
+    ) -> dict[str, Any]:
         """The ``http`` scope of a request (built by `_scope._http_scope`)."""
         root, state = self.root_path, self.lifespan.state
         return _http_scope(start_line, fields, conn, root, self.prefix_in_path, state, self._proxy)

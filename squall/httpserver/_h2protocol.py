@@ -936,3 +936,69 @@ class _H2Protocol(asyncio.Protocol):
         self._h2.goaway(ErrorCode.NO_ERROR)
         self._abort(linger=True)
         await event
+
+    # -- what a tunnel asks of its connection (_h2websocket.H2TunnelCarrier) ------------
+    # Public names added by the tunnels branch (issue 59: the tunnel no
+    # longer reaches into the protocol's fields); merged with the mux work.
+
+    @property
+    def core(self) -> H2Connection:
+        """The connection's HTTP/2 core (`squall._h2`)."""
+        return self._h2
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the transport is over its write mark."""
+        return self._write_paused
+
+    def send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
+        """DATA on ``stream``; the Future of the write (see `write_ready`)."""
+        return self._send_body(stream, chunk)
+
+    def queue_body(self, stream: _H2Stream, chunk: bytes) -> bool:
+        """DATA on ``stream``, nobody waiting for it; False if it is closed in the core."""
+        return self._queue_body(stream, chunk)
+
+    def write_ready(self, stream: _H2Stream) -> asyncio.Future[None]:
+        """The Future an empty write returns: done now, or once ``stream``'s queue is out."""
+        return self._ready(stream)
+
+    def flush_soon(self) -> None:
+        """Write what the core has queued, at the end of this feed or on the next turn."""
+        self._flush_soon()
+
+    def open_tunnel(self, stream: _H2Stream) -> None:
+        """The 2xx of an extended CONNECT goes out without END_STREAM (RFC 8441 §5)."""
+        if stream.held_head is not None:
+            self._send_head(stream, False)
+        self._flush_soon()
+
+    def wake_writers(self, stream: _H2Stream) -> None:
+        """Resolve the Futures of ``stream``'s writes (its queue went out)."""
+        self._wake(stream)
+
+    def end_tunnel(self, stream: _H2Stream) -> bool:
+        """END_STREAM after what ``stream`` queued; False while that waits
+        for window (the stream stays open until Drained, RFC 9113 §5.1)."""
+        try:
+            sent = self._h2.end_stream(stream.stream_id)
+        except LocalProtocolError:
+            sent = True
+        if not sent:
+            self._waiting_window.setdefault(stream.stream_id, self._loop.time())
+        self._flush_soon()
+        return sent
+
+    def tunnel_ended(self, stream: _H2Stream) -> None:
+        """The tunnel's END_STREAM is out: the stream is done on our side;
+        the rest of what the peer sends is not wanted (RFC 9113 §8.1; the
+        core sends no reset if the peer's END_STREAM came first)."""
+        self._waiting_window.pop(stream.stream_id, None)
+        stream._closed = True
+        self._h2.reset(stream.stream_id, ErrorCode.NO_ERROR)
+        stream.free_slot()
+        self._retire(stream)
+
+    def tunnels(self) -> list[_H2Tunnel]:
+        """The tunnels of the connection's streams (accepted or not yet)."""
+        return [s.tunnel for s in self._streams.values() if s.tunnel is not None]

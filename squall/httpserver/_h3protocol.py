@@ -72,6 +72,8 @@ from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
+    from aioquic.quic.connection import QuicConnection
+
     from squall.http1connection import HTTP1ConnectionParameters
     from squall.httpserver._server import HTTPServer
 
@@ -979,3 +981,38 @@ class _H3Protocol(QuicConnectionProtocol):
             self._lose_stream(stream)
         self._streams.clear()
         self._server._forget(self)
+
+    # -- what tunnels and WebTransport sessions ask (_h3websocket, _h3webtransport) -----
+    # Public names added by the tunnels branch (issue 59); merged with the mux work.
+
+    @property
+    def quic(self) -> QuicConnection:
+        """aioquic's connection (QuicConnectionProtocol keeps it as ``_quic``)."""
+        return self._quic
+
+    @property
+    def h3(self) -> Optional[H3Connection]:
+        """The H3 layer, once the handshake is done."""
+        return self._h3
+
+    def flush_soon(self) -> None:
+        self._flush_soon()
+
+    def send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
+        return self._send_body(stream, chunk)
+
+    def write_ready(self) -> asyncio.Future[None]:
+        return self._ready()
+
+    def end_tunnel(self, stream: _H3Stream) -> None:
+        self._end_tunnel(stream)
+
+    def tunnels(self) -> list[_H3Tunnel]:
+        return [s.tunnel for s in list(self._streams.values()) if s.tunnel is not None]
+
+    def webtransport_sessions(self) -> dict[int, Any]:
+        """The WebTransport sessions by CONNECT stream (the dict made on first use)."""
+        found = self._webtransport
+        if found is None:
+            found = self._webtransport = {}
+        return found

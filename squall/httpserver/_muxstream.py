@@ -452,6 +452,15 @@ class _MuxStream(Exchange):
         p: MuxDriver = self._proto
         p.reset_stream(self, self.CANCEL)
 
+    # -- read by the tunnels (_tunnel, _h2websocket, _h3websocket) ----------------------
+    # A public name added by the tunnels branch (issue 59); merged with the mux work.
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the stream is closed (reset, timed out, its connection
+        lost, or ended by its tunnel): nothing more goes out on it."""
+        return self._closed
+
 
 def stream_census(streams: Iterable[_MuxStream]) -> tuple[int, int]:
     """Requests in flight and WebSocket tunnels among a connection's streams.

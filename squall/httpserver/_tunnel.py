@@ -12,8 +12,8 @@ DATA frames. The one WebSocket implementation runs over it, as over an
 HTTP/1.1 connection's IOStream.
 
 Each subclass writes how bytes reach its protocol (``_send_data``,
-``_sink_write``, ``_ready``), where its connection's transport is
-(``_carrier``), how it ends its stream (``close_fd``) and how DATA comes in
+``sink_write``, ``_ready``), where its connection's transport is
+(``carrier``), how it ends its stream (``close_fd``) and how DATA comes in
 (``_feed``: HTTP/2 gives flow-control window back as it is read).
 """
 
@@ -57,19 +57,19 @@ class _TunnelSink:
             RuntimeError: the stream is closed (its WebSocket is not told yet).
         """
         tunnel = self._tunnel
-        if tunnel._closed:
-            raise RuntimeError(f"the {tunnel._exchange.PROTOCOL} stream is closed")
-        tunnel._sink_write(data)
+        if tunnel.closed():
+            raise RuntimeError(f"the {tunnel.carried_by} stream is closed")
+        tunnel.sink_write(data)
 
     def is_closing(self) -> bool:
-        return self._tunnel._closed
+        return self._tunnel.closed()
 
     def get_write_buffer_size(self) -> int:
         return self._tunnel.get_write_buffer_size()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """The connection's transport's (``peername``, ``socket``, ``ssl_object``...)."""
-        transport = self._tunnel._carrier()
+        transport = self._tunnel.carrier()
         return default if transport is None else transport.get_extra_info(name, default)
 
 
@@ -93,7 +93,7 @@ class _Tunnel(BaseIOStream):
 
     # -- what each protocol writes -------------------------------------------------------
 
-    def _carrier(self) -> Optional[asyncio.BaseTransport]:
+    def carrier(self) -> Optional[asyncio.BaseTransport]:
         """The connection's transport (shared by its streams), or None."""
         raise NotImplementedError
 
@@ -101,7 +101,7 @@ class _Tunnel(BaseIOStream):
         """Queue ``data`` in DATA frames; the Future of a write."""
         raise NotImplementedError
 
-    def _sink_write(self, data: bytes) -> None:
+    def sink_write(self, data: bytes) -> None:
         """Queue ``data`` for the sink (`_TunnelSink`): nobody waits for it."""
         raise NotImplementedError
 
@@ -125,11 +125,16 @@ class _Tunnel(BaseIOStream):
         if self.detached:
             raise RuntimeError("the stream is already detached")
         self.detached = True
-        if self._exchange._closed:
+        if self._exchange.is_closed:
             self._lost(None)
         elif self._inbox or self._eof:
             self._drained = False
         return self
+
+    @property
+    def carried_by(self) -> str:
+        """The protocol of the stream carrying the tunnel (``"HTTP/2"``, ``"HTTP/3"``)."""
+        return self._exchange.PROTOCOL
 
     @property
     def stream_id(self) -> int:
@@ -168,7 +173,7 @@ class _Tunnel(BaseIOStream):
 
     def fileno(self) -> Any:
         """The connection's socket, for logs (nothing is registered with the IOLoop)."""
-        transport = self._carrier()
+        transport = self.carrier()
         return None if transport is None else transport.get_extra_info("socket")
 
     def set_nodelay(self, value: bool) -> None:
@@ -241,7 +246,7 @@ def drain_tunnels(tunnels: Iterable[_Tunnel]) -> None:
     """The server drains: each WebSocket over the connection closes with
     1001, as one over HTTP/1.1 does (RFC 6455 §7.4.1)."""
     for tunnel in list(tunnels):
-        owner = tunnel._owner
+        owner = tunnel.adopted_websocket
         if owner is not None:
             try:
                 owner.going_away()

@@ -133,7 +133,7 @@ class _H2Tunnel(_Tunnel):
 
     # -- the handler's side ----------------------------------------------------------
 
-    def _open(self) -> None:
+    def open(self) -> None:
         """The 2xx ends the response: its head goes out, without END_STREAM;
         the stream stays open (and counted against the connection's
         streams) until the tunnel ends."""
@@ -243,7 +243,7 @@ class _H2Tunnel(_Tunnel):
 
     # -- called by the protocol -----------------------------------------------------------
 
-    def _feed(self, data: bytes, flow: int) -> None:
+    def feed(self, data: bytes, flow: int) -> None:
         """DATA on the stream."""
         if self._closed:
             self._proto.core.consumed(self._exchange.stream_id, flow)
@@ -273,7 +273,7 @@ class _H2Tunnel(_Tunnel):
             proto.core.consumed(self._exchange.stream_id, held)
             proto.flush_soon()  # its WINDOW_UPDATE, if one is due
 
-    def _window_opened(self) -> None:
+    def window_opened(self) -> None:
         """Everything queued went out (our END_STREAM too, if it was queued)."""
         proto = self._proto
         exchange = self._exchange
@@ -287,11 +287,18 @@ class _H2Tunnel(_Tunnel):
             if owner is not None:
                 owner.set_write_paused(False)
 
-    def _set_paused(self, paused: bool) -> None:
+    def set_paused(self, paused: bool) -> None:
         """The connection's transport paused or resumed writing."""
         owner = self._owner
         if owner is not None:
             owner.set_write_paused(paused or self.writing_paused())
+
+    # The names _h2protocol calls these by, until it calls the public ones
+    # (see the end of _Tunnel).
+    _open = open
+    _feed = feed
+    _window_opened = window_opened
+    _set_paused = set_paused
 
 
 def tunnels(proto: H2TunnelCarrier) -> list[_H2Tunnel]:

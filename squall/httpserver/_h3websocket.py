@@ -87,13 +87,16 @@ class _H3Tunnel(_Tunnel):
 
     # -- called by the protocol -----------------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         """DATA on the stream."""
         if self._closed:
             return
         self._inbox += data
         if self.detached:
             self._readable()
+
+    # The name _h3protocol calls it by, until it calls the public one.
+    _feed = feed
 
 
 def drain_tunnels(proto: H3TunnelCarrier) -> None:

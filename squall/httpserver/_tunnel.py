@@ -5,16 +5,16 @@ mechanism).
 
 An extended CONNECT arrives as a request; its stream gets a tunnel when it
 arrives, so that DATA sent before the handler detaches waits in the
-tunnel's inbox. A 2xx head makes it ``accepted`` (`_head_fields`); the
+tunnel's inbox. A 2xx head makes it ``accepted`` (`head_fields`); the
 handler's ``detach()`` hands it over as a `BaseIOStream` whose reads are fed
-by the protocol (`_feed`, `_feed_eof`) and whose writes become the stream's
+by the protocol (`feed`, `feed_eof`) and whose writes become the stream's
 DATA frames. The one WebSocket implementation runs over it, as over an
 HTTP/1.1 connection's IOStream.
 
 Each subclass writes how bytes reach its protocol (``_send_data``,
 ``sink_write``, ``_ready``), where its connection's transport is
 (``carrier``), how it ends its stream (``close_fd``) and how DATA comes in
-(``_feed``: HTTP/2 gives flow-control window back as it is read).
+(``feed``: HTTP/2 gives flow-control window back as it is read).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class _Tunnel(BaseIOStream):
 
     # -- the handler's side ----------------------------------------------------------
 
-    def _head_fields(
+    def head_fields(
         self, code: int, fields: list[tuple[bytes, bytes]]
     ) -> list[tuple[bytes, bytes]]:
         """The response head is written: a 2xx opens the tunnel (no
@@ -121,15 +121,21 @@ class _Tunnel(BaseIOStream):
             return tunnel_fields(fields)
         return fields
 
-    def _detach(self) -> _Tunnel:
+    def hand_over(self) -> _Tunnel:
+        """What the stream's ``detach()`` returns: this tunnel, once."""
         if self.detached:
             raise RuntimeError("the stream is already detached")
         self.detached = True
         if self._exchange.is_closed:
-            self._lost(None)
+            self.lost(None)
         elif self._inbox or self._eof:
             self._drained = False
         return self
+
+    @property
+    def exchange(self) -> _MuxStream:
+        """The request stream carrying the tunnel."""
+        return self._exchange
 
     @property
     def carried_by(self) -> str:
@@ -225,7 +231,7 @@ class _Tunnel(BaseIOStream):
         else:
             self._drained = False
 
-    def _feed_eof(self) -> None:
+    def feed_eof(self) -> None:
         """The peer ended its side of the stream: the end of the WebSocket's input."""
         self._eof = True
         if self._closed or not self.detached:
@@ -235,11 +241,19 @@ class _Tunnel(BaseIOStream):
     def _input_ended(self) -> None:
         self._readable()
 
-    def _lost(self, exc: Optional[BaseException] = None) -> None:
+    def lost(self, exc: Optional[BaseException] = None) -> None:
         """The stream is gone (reset, GOAWAY, the connection lost)."""
         self._eof = True
         if not self._closed:
             self.close(exc_info=exc if exc is not None else False)
+
+    # The names the drivers call these by, until their call sites use the
+    # public ones (they are in the mux work's files: _h2protocol, _h3protocol,
+    # _h2stream, _h3stream, _muxstream). Remove with those call sites.
+    _head_fields = head_fields
+    _detach = hand_over
+    _feed_eof = feed_eof
+    _lost = lost
 
 
 def drain_tunnels(tunnels: Iterable[_Tunnel]) -> None:

@@ -1002,3 +1002,17 @@ class _H2Protocol(asyncio.Protocol):
     def tunnels(self) -> list[_H2Tunnel]:
         """The tunnels of the connection's streams (accepted or not yet)."""
         return [s.tunnel for s in self._streams.values() if s.tunnel is not None]
+
+    # -- what the HTTP/1.1 sniffers call (_negotiate) ----------------------------------
+    # A public name added by the tunnels branch (issue 59).
+
+    @classmethod
+    def take_over(
+        cls,
+        old: _HTTPProtocol,
+        transport: asyncio.Transport,
+        data: bytes,
+        upgrade: Optional[H1Request] = None,
+    ) -> _H2Protocol:
+        """Serve ``old``'s transport as HTTP/2 from now on (see `_take_over`)."""
+        return cls._take_over(old, transport, data, upgrade)

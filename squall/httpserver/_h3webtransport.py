@@ -224,10 +224,10 @@ class WTStream:
         """Bytes received and not yet read."""
         return len(self._inbox)
 
-    # -- the session's side ------------------------------------------------------------
+    # -- the session's side (called by WTSession, not by applications) --------------
 
     def data_received(self, data: bytes, ended: bool) -> None:
-        """The session's: ``data`` arrived (``ended``: with the peer's FIN)."""
+        """``data`` arrived (``ended``: with the peer's FIN)."""
         self._inbox += data
         if ended:
             self._eof = True
@@ -236,8 +236,8 @@ class WTStream:
             waiter.set_result(None)
 
     def reset_received(self) -> None:
-        """The session's: the client reset the stream (or asked us to stop
-        sending); our side is reset too, unless it ended."""
+        """The client reset the stream (or asked us to stop sending); our
+        side is reset too, unless it ended."""
         if not self._ended:
             try:
                 self._session.quic.reset_stream(self.stream_id, _wt_error(0))

@@ -134,6 +134,8 @@ class _ASGIConnection(Exchange):
         self._max_body: Optional[int] = None
         self._stream: Any = None
         self._denied = False
+        # The WebSocket's channel (_stream) closed (see channel_closed).
+        self._channel_closed = False
 
     @property
     def gone(self) -> bool:
@@ -274,6 +276,12 @@ class _ASGIConnection(Exchange):
         """Wake the coroutine that sends the queue (something was queued, or it should end)."""
         self._wakeup.wake()
 
+    def channel_closed(self) -> None:
+        """The WebSocket's channel closed: the call ends once the queue is
+        out (or the client is gone)."""
+        self._channel_closed = True
+        self._wakeup.wake()
+
     def queued(self) -> int:
         """Messages queued and not yet taken by the ASGI server."""
         return len(self._out)
@@ -290,7 +298,7 @@ class _ASGIConnection(Exchange):
         if stream is not None:
             # A WebSocket ends when the handler's stream has closed (after
             # the close frame it was fed, when the client left first).
-            return stream.closed() and (self.gone or not self._out)
+            return self._channel_closed and (self.gone or not self._out)
         phase = self._phase
         return phase == GONE or (phase == DONE and not self._out)
 

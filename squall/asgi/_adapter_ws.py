@@ -240,7 +240,7 @@ class _ASGIChannel:
             if not read.done():
                 read.set_exception(StreamClosedError())
                 read.exception()
-        conn.wake_pump()
+        conn.channel_closed()
         callback = self._close_callback
         self._close_callback = None
         if callback is not None:

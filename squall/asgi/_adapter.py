@@ -134,10 +134,12 @@ class _ASGIConnection(Exchange):
         self._max_body: Optional[int] = None
         self._stream: Any = None
         self._denied = False
+        # The WebSocket's channel (_stream) closed (see channel_closed).
+        self._channel_closed = False
 
     @property
-    def _gone(self) -> bool:
-        # The client is gone (or the response was abandoned): nothing more is sent.
+    def gone(self) -> bool:
+        """The client is gone (or the response was abandoned): nothing more is sent."""
         return self._phase == GONE
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
@@ -154,12 +156,12 @@ class _ASGIConnection(Exchange):
         ]
         if self._websocket:
             return self._websocket_head(start_line.code, pairs, chunk)
-        if not self._read_done and "Connection" not in headers._as_list:
+        if not self._read_done and "Connection" not in headers:
             # Answered before the request body ended: as Squall's own server
             # does, close after the response rather than read the rest.
             pairs.append((b"connection", b"close"))
-        self._queue({"type": "http.response.start", "status": start_line.code, "headers": pairs})
-        return self._queue({"type": "http.response.body", "body": chunk, "more_body": True}, True)
+        self.queue({"type": "http.response.start", "status": start_line.code, "headers": pairs})
+        return self.queue({"type": "http.response.body", "body": chunk, "more_body": True}, True)
 
     def _websocket_head(
         self, code: int, pairs: list[tuple[bytes, bytes]], chunk: Optional[bytes]
@@ -170,18 +172,18 @@ class _ASGIConnection(Exchange):
                 if name == b"sec-websocket-protocol":
                     protocol = value.decode("latin-1")
             extra = [(n, v) for n, v in pairs if n not in _WS_OWN_HEADERS]
-            return self._queue(
+            return self.queue(
                 {"type": "websocket.accept", "subprotocol": protocol, "headers": extra}, True
             )
         self._denied = True
         if "websocket.http.response" in (self._scope.get("extensions") or {}):
-            self._queue({"type": "websocket.http.response.start", "status": code, "headers": pairs})
-            return self._queue(
+            self.queue({"type": "websocket.http.response.start", "status": code, "headers": pairs})
+            return self.queue(
                 {"type": "websocket.http.response.body", "body": chunk or b"", "more_body": True},
                 True,
             )
         # Without the extension the only refusal is a close (a 403).
-        return self._queue({"type": "websocket.close", "code": 1000}, True)
+        return self.queue({"type": "websocket.close", "code": 1000}, True)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
         """Queue a piece of the response body."""
@@ -189,10 +191,10 @@ class _ASGIConnection(Exchange):
             if self._denied and "websocket.http.response" in (self._scope.get("extensions") or {}):
                 kind = "websocket.http.response.body"
             else:
-                return self._queue(None, True)  # nowhere to put it
+                return self.queue(None, True)  # nowhere to put it
         else:
             kind = "http.response.body"
-        return self._queue({"type": kind, "body": bytes(chunk), "more_body": True}, True)
+        return self.queue({"type": kind, "body": bytes(chunk), "more_body": True}, True)
 
     def _emit_raw(self, chunk: bytes) -> asyncio.Future[None]:
         raise HTTPOutputError("ASGI responses need write_headers before write")
@@ -212,7 +214,7 @@ class _ASGIConnection(Exchange):
         except UnicodeEncodeError:
             raise HTTPOutputError("Link values must be latin-1") from None
         if links:
-            self._queue({"type": "http.response.early_hint", "links": links})
+            self.queue({"type": "http.response.early_hint", "links": links})
         return True
 
     def _emit_end(self, phase: int) -> None:
@@ -221,11 +223,11 @@ class _ASGIConnection(Exchange):
             return
         if self._websocket:
             if self._denied and "websocket.http.response" in (self._scope.get("extensions") or {}):
-                self._queue({"type": "websocket.http.response.body", "more_body": False})
+                self.queue({"type": "websocket.http.response.body", "more_body": False})
             return
         if phase == IDLE:
             raise HTTPOutputError("finish() before write_headers()")
-        self._queue({"type": "http.response.body", "body": b"", "more_body": False})
+        self.queue({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _refuse(self) -> None:
         # A broken Content-Length: the response is abandoned.
@@ -247,7 +249,7 @@ class _ASGIConnection(Exchange):
         from squall.asgi._adapter_ws import _ASGIChannel
 
         self._stream = _ASGIChannel(self)
-        self._kick()
+        self.wake_pump()
         return self._stream
 
     def close(self) -> None:
@@ -256,7 +258,9 @@ class _ASGIConnection(Exchange):
 
     # -- the outbound queue --------------------------------------------------------------
 
-    def _queue(self, message: Optional[Message], future: bool = False) -> asyncio.Future[None]:
+    def queue(self, message: Optional[Message], future: bool = False) -> asyncio.Future[None]:
+        """Queue ``message`` for the ASGI server; with ``future``, the Future
+        resolved once the server has taken it (None: a done Future, nothing queued)."""
         result: Optional[asyncio.Future[None]] = None
         if future:
             result = asyncio.get_running_loop().create_future()
@@ -265,18 +269,36 @@ class _ASGIConnection(Exchange):
             result.set_result(None)
             return result
         self._out.append((message, result))
-        self._kick()
+        self.wake_pump()
         return result  # type: ignore[return-value]
 
-    def _kick(self) -> None:
+    def wake_pump(self) -> None:
+        """Wake the coroutine that sends the queue (something was queued, or it should end)."""
         self._wakeup.wake()
+
+    def channel_closed(self) -> None:
+        """The WebSocket's channel closed: the call ends once the queue is
+        out (or the client is gone)."""
+        self._channel_closed = True
+        self._wakeup.wake()
+
+    def queued(self) -> int:
+        """Messages queued and not yet taken by the ASGI server."""
+        return len(self._out)
+
+    def queued_bytes(self) -> int:
+        """Bytes (or characters) of the messages' payloads queued and not yet taken."""
+        size = 0
+        for message, _ in self._out:
+            size += len(message.get("text") or message.get("bytes") or b"")
+        return size
 
     def _done(self) -> bool:
         stream = self._stream
         if stream is not None:
             # A WebSocket ends when the handler's stream has closed (after
             # the close frame it was fed, when the client left first).
-            return bool(stream._closed) and (self._gone or not self._out)
+            return self._channel_closed and (self.gone or not self._out)
         phase = self._phase
         return phase == GONE or (phase == DONE and not self._out)
 
@@ -317,7 +339,7 @@ class _ASGIConnection(Exchange):
     def _disconnect(self, code: int = 1006, reason: str = "") -> None:
         if self._phase == GONE:
             return
-        self._kick()
+        self.wake_pump()
         for _message, fut in self._out:
             if fut is not None and not fut.done():
                 fut.set_exception(StreamClosedError())
@@ -331,7 +353,7 @@ class _ASGIConnection(Exchange):
         self._report_gone(delegate)
         stream = self._stream
         if stream is not None:
-            stream._peer_gone(code, reason)
+            stream.peer_gone(code, reason)
 
     # -- the exchange ------------------------------------------------------------------
 
@@ -360,17 +382,16 @@ class _ASGIConnection(Exchange):
         ]
         headers = HTTPHeaders._from_pairs(pairs)
         if self._websocket:
-            fields = headers._as_list
             # The ASGI server negotiates compression itself; the handler's
             # frames reach it uncompressed.
-            fields.pop("Sec-Websocket-Extensions", None)
-            fields.setdefault("Upgrade", ["websocket"])
-            fields.setdefault("Connection", ["Upgrade"])
-            fields.setdefault("Sec-Websocket-Version", ["13"])
-            if "Sec-Websocket-Key" not in fields:
+            headers.pop("Sec-Websocket-Extensions", None)
+            headers.setdefault("Upgrade", "websocket")
+            headers.setdefault("Connection", "Upgrade")
+            headers.setdefault("Sec-Websocket-Version", "13")
+            if "Sec-Websocket-Key" not in headers:
                 from squall import _ws
 
-                fields["Sec-Websocket-Key"] = [_ws.new_key()]
+                headers["Sec-Websocket-Key"] = _ws.new_key()
         return headers
 
     async def run(self) -> None:
@@ -387,7 +408,7 @@ class _ASGIConnection(Exchange):
             if not reader.done():
                 reader.cancel()
             stream = self._stream
-            if stream is not None and not stream._closed:
+            if stream is not None and not stream.closed():
                 stream.close()
         if reader.done() and not reader.cancelled() and reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
@@ -400,7 +421,7 @@ class _ASGIConnection(Exchange):
         if self._websocket:
             self._read_done = True
             delegate.finish()
-            while not self._gone:
+            while not self.gone:
                 message = await receive()
                 kind = message.get("type")
                 if kind == "websocket.disconnect":
@@ -408,7 +429,7 @@ class _ASGIConnection(Exchange):
                     return
                 stream = self._stream
                 if kind == "websocket.receive" and stream is not None:
-                    waiting = stream._on_message(message)
+                    waiting = stream.on_message(message)
                     if waiting is not None:
                         await waiting
             return
@@ -435,7 +456,7 @@ class _ASGIConnection(Exchange):
                 break
         self._read_done = True
         delegate.finish()
-        while not self._gone:
+        while not self.gone:
             message = await receive()
             if message.get("type") == "http.disconnect":
                 self._disconnect()

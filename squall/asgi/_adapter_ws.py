@@ -72,7 +72,7 @@ class _ASGIMessages:
 
     def receive_data(self, data: bytes) -> list[_ws.Event]:
         """The events waiting in the channel (``data`` is its token)."""
-        return self._channel._take()
+        return self._channel.take_events()
 
     def send_message(self, data: Union[str, bytes], binary: bool = False) -> bytes:
         """Queues ``websocket.send``; returns the empty frame.
@@ -84,14 +84,14 @@ class _ASGIMessages:
             raise _ws.LocalProtocolError("the connection is closing: a close was sent")
         if binary:
             payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-            self._channel._send({"type": "websocket.send", "bytes": payload})
+            self._channel.queue_message({"type": "websocket.send", "bytes": payload})
             return b""
         if not isinstance(data, str):
             try:
                 data = bytes(data).decode("utf-8")
             except UnicodeDecodeError:
                 raise _ws.LocalProtocolError("a text message must be UTF-8") from None
-        self._channel._send({"type": "websocket.send", "text": data})
+        self._channel.queue_message({"type": "websocket.send", "text": data})
         return b""
 
     def send_frame(
@@ -107,7 +107,7 @@ class _ASGIMessages:
             raise _ws.LocalProtocolError("the connection is closing: a close was sent")
         if opcode == 0x9:
             # The client is alive as far as the handler needs to know.
-            self._channel._answer_ping(payload)
+            self._channel.answer_ping(payload)
         elif opcode in (0x1, 0x2) and fin and not rsv1:
             self.send_message(payload, binary=opcode == 0x2)
         elif opcode != 0xA:  # a pong answers a ping ASGI never delivers
@@ -124,7 +124,7 @@ class _ASGIMessages:
             return b""
         _ws.build_close_payload(code, reason)  # RFC 6455 section 7.4's rules, checked
         self.close_sent = True
-        self._channel._send_close(1000 if code is None else code, reason or "")
+        self._channel.queue_close(1000 if code is None else code, reason or "")
         return b""
 
 
@@ -208,14 +208,11 @@ class _ASGIChannel:
 
     def writing_paused(self) -> bool:
         """Whether the ASGI server is behind: over ``_QUEUED_HIGH_WATER`` messages wait for it."""
-        return len(self._conn._out) >= _QUEUED_HIGH_WATER
+        return self._conn.queued() >= _QUEUED_HIGH_WATER
 
     def get_write_buffer_size(self) -> int:
         """Bytes (or characters) of the messages queued and not yet taken by the ASGI server."""
-        size = 0
-        for message, _ in self._conn._out:
-            size += len(message.get("text") or message.get("bytes") or b"")
-        return size
+        return self._conn.queued_bytes()
 
     def set_nodelay(self, value: bool) -> None:
         """The ASGI server owns the socket: nothing to set."""
@@ -232,9 +229,9 @@ class _ASGIChannel:
         if exc_info:
             self.error = exc_info if isinstance(exc_info, BaseException) else StreamClosedError()
         conn = self._conn
-        if not self._close_queued and not conn._gone:
+        if not self._close_queued and not conn.gone:
             self._close_queued = True
-            conn._queue({"type": "websocket.close", "code": 1011 if exc_info else 1000})
+            conn.queue({"type": "websocket.close", "code": 1011 if exc_info else 1000})
         self._events.clear()
         self._release()
         read = self._read
@@ -243,7 +240,7 @@ class _ASGIChannel:
             if not read.done():
                 read.set_exception(StreamClosedError())
                 read.exception()
-        conn._kick()
+        conn.channel_closed()
         callback = self._close_callback
         self._close_callback = None
         if callback is not None:
@@ -251,30 +248,30 @@ class _ASGIChannel:
 
     # -- the protocol's core (_ASGIMessages) ------------------------------------------------
 
-    def _take(self) -> list[_ws.Event]:
+    def take_events(self) -> list[_ws.Event]:
         events = list(self._events)
         self._events.clear()
         self._held = 0
         self._release()
         return events
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def queue_message(self, message: dict[str, Any]) -> None:
         conn = self._conn
-        if self._closed or conn._gone:
+        if self._closed or conn.gone:
             return  # the client left: the message goes nowhere
-        self._last = conn._queue(message, True)
+        self._last = conn.queue(message, True)
 
-    def _send_close(self, code: int, reason: str) -> None:
+    def queue_close(self, code: int, reason: str) -> None:
         if not self._close_queued:
             self._close_queued = True
-            self._send({"type": "websocket.close", "code": code, "reason": reason})
+            self.queue_message({"type": "websocket.close", "code": code, "reason": reason})
 
-    def _answer_ping(self, payload: bytes) -> None:
+    def answer_ping(self, payload: bytes) -> None:
         asyncio.get_running_loop().call_soon(self._arrive, _ws.Pong(payload))
 
     # -- called by the connection ------------------------------------------------------------
 
-    def _on_message(self, message: dict[str, Any]) -> Optional[asyncio.Future[None]]:
+    def on_message(self, message: dict[str, Any]) -> Optional[asyncio.Future[None]]:
         """A ``websocket.receive``: the handler's next message (or 1009 if too big).
 
         Returns:
@@ -302,7 +299,7 @@ class _ASGIChannel:
             return space
         return None
 
-    def _peer_gone(self, code: int, reason: str) -> None:
+    def peer_gone(self, code: int, reason: str) -> None:
         """The client disconnected: the close it sent (unless none), then the end."""
         if self._closed or self._eof:
             return

@@ -214,9 +214,9 @@ class _HTTPCycle(HTTPMessageDelegate):
         self._task: Optional[asyncio.Task[None]] = None
         # What send() returns when the message is written: a done future of
         # this loop (awaiting it costs no coroutine; gather() accepts it).
-        ready = server._ready
+        ready = server.ready
         if ready is None or ready.get_loop() is not loop:
-            ready = server._ready_future(loop)
+            ready = server.ready_future(loop)
         self._ready = ready
         # The trailer fields gathered, when the response announced trailers.
         self._trailers: Optional[list[tuple[str, str]]] = None
@@ -257,7 +257,7 @@ class _HTTPCycle(HTTPMessageDelegate):
             fields,
             conn,
             server.root_path,
-            server._prefix_in_path,
+            server.prefix_in_path,
             server.lifespan.state,
             server._proxy,
         )
@@ -421,11 +421,10 @@ class _HTTPCycle(HTTPMessageDelegate):
                     head = b"".join((_status_head(self._status), self._block, extra, tail))
                     written = conn.write_rendered_head(head, framing, body)
             if written is None:
-                start_line, headers = self._general_head()
+                body_length: Optional[int] = None
                 if not more and not self._no_body and (body or self._method != "HEAD"):
-                    fields = headers._as_list
-                    if "Content-Length" not in fields and "Transfer-Encoding" not in fields:
-                        fields["Content-Length"] = [str(len(body))]
+                    body_length = len(body)
+                start_line, headers = self._general_head(body_length)
                 written = conn.write_headers(start_line, headers, body)
             self._state = _BODY
         elif body:
@@ -520,14 +519,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
             if state == _HEAD_PENDING:
-                start_line, headers = self._general_head()
-                fields = headers._as_list
-                if (
-                    not self._no_body
-                    and "Content-Length" not in fields
-                    and "Transfer-Encoding" not in fields
-                ):
-                    fields["Content-Length"] = [str(size)]
+                start_line, headers = self._general_head(None if self._no_body else size)
                 conn.write_headers(start_line, headers)
                 self._state = _BODY
             sent = None
@@ -658,8 +650,10 @@ class _HTTPCycle(HTTPMessageDelegate):
             self._trailers = []
         self._state = _HEAD_PENDING
 
-    def _general_head(self) -> tuple[ResponseStartLine, HTTPHeaders]:
-        """The response's head for `HTTPConnection.write_headers`."""
+    def _general_head(self, length: Optional[int]) -> tuple[ResponseStartLine, HTTPHeaders]:
+        """The response's head for `HTTPConnection.write_headers`; with a
+        Content-Length of ``length`` (unless None) if the application's head
+        has no framing field."""
         status = self._status
         start_line = _START_LINES.get(status)
         if start_line is None:
@@ -676,6 +670,9 @@ class _HTTPCycle(HTTPMessageDelegate):
                 fields[key] = [text]
         if not self._dated:
             fields["Date"] = [_http_date()]
+        if length is not None and "Content-Length" not in fields:
+            if "Transfer-Encoding" not in fields:
+                fields["Content-Length"] = [str(length)]
         headers = _new_headers(_ResponseHeaders)
         headers._as_list = fields
         headers._unchecked = not self._clean

@@ -28,7 +28,7 @@ class ASGIHandler(ASGIServerDelegate):
 
     def __init__(self, app: ASGIApp, prefix: str = "", **kwargs: Any) -> None:
         super().__init__(app, root_path=prefix, **kwargs)
-        self._prefix_in_path = True
+        self.prefix_in_path = True
 
 
 def mount(prefix: str, app: ASGIApp, **kwargs: Any) -> Rule:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from squall.asgi._http import _HTTPCycle
 from squall.asgi._lifespan import Lifespan, LifespanMode
 from squall.asgi._scope import ProxyView, _http_scope
-from squall.asgi._types import ASGIApp, Scope
+from squall.asgi._types import ASGIApp
 from squall.httputil import (
     HTTPConnection,
     HTTPMessageDelegate,
@@ -64,9 +64,12 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         self.ws_per_message_deflate = ws_per_message_deflate
         #: Tasks of the requests being served (see `wait_requests`).
         self.tasks: set[asyncio.Task[None]] = set()
-        # A mounted application sees the full path: the prefix is part of it.
-        self._prefix_in_path = False
-        self._ready: Optional[asyncio.Future[None]] = None
+        #: A mounted application (`ASGIHandler`) sees the full path: the
+        #: prefix is part of it.
+        self.prefix_in_path = False
+        #: A done future of the loop last served: what a request's send()
+        #: returns when done (see `ready_future`).
+        self.ready: Optional[asyncio.Future[None]] = None
         # Proxy headers read while the scope is built (see _scope.ProxyView);
         # `squall run` sets it, instead of putting a delegate in front.
         self._proxy: Optional[ProxyView] = None
@@ -75,11 +78,11 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
             # is made without this class's Python frame around it.
             self.start_request = functools.partial(_HTTPCycle, self)  # type: ignore[method-assign]
 
-    def _ready_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    def ready_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """A done future of ``loop``: what a request's send() returns when done."""
-        ready = self._ready
+        ready = self.ready
         if ready is None or ready.get_loop() is not loop:
-            ready = self._ready = loop.create_future()
+            ready = self.ready = loop.create_future()
             ready.set_result(None)
         return ready
 
@@ -120,21 +123,21 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         """Return the delegate that runs the application for one request."""
         return _HTTPCycle(self, server_conn, request_conn)
 
-    def _http_scope(
+    def http_scope(
         self, start_line: RequestStartLine, fields: dict[str, list[str]], conn: HTTPConnection
-    ) -> Scope:
+    ) -> dict[str, Any]:
         """The ``http`` scope of a request (built by `_scope._http_scope`)."""
         root, state = self.root_path, self.lifespan.state
-        return _http_scope(start_line, fields, conn, root, self._prefix_in_path, state, self._proxy)
+        return _http_scope(start_line, fields, conn, root, self.prefix_in_path, state, self._proxy)
 
-    def _run(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        # The coroutine takes its task out of `tasks` when it ends (see
-        # `_forget`): cheaper than a done callback, which the loop would
-        # schedule as one more handle per request.
+    def run_tracked(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in a Task kept in `tasks`; the coroutine calls
+        `untrack_current` as it ends (cheaper than a done callback, which the
+        loop would schedule as one more handle per request)."""
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         return task
 
-    def _forget(self) -> None:
+    def untrack_current(self) -> None:
         """Called by a request's coroutine as it ends: its task is done with."""
         self.tasks.discard(asyncio.current_task())

@@ -24,7 +24,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Optional
 
 from squall import _ws
-from squall.asgi._scope import _http_scope, _websocket_scope
+from squall.asgi._scope import _websocket_scope
 from squall.asgi._types import (
     ASGIProtocolError,
     ClientDisconnected,
@@ -105,20 +105,10 @@ class _WebSocketCycle(_Peer):
         set_close = getattr(conn, "set_close_callback", None)
         if set_close is not None:
             set_close(self.on_connection_close)
-        scope = _websocket_scope(
-            _http_scope(
-                start_line,
-                headers._as_list,
-                conn,
-                server.root_path,
-                server._prefix_in_path,
-                server.lifespan.state,
-                server._proxy,
-            )
-        )
+        scope = _websocket_scope(server.http_scope(start_line, headers._as_list, conn))
         scope["subprotocols"] = _ws.parse_subprotocols(headers.get("Sec-WebSocket-Protocol"))
         self._inbox.append({"type": "websocket.connect"})
-        server._run(self._run_app(scope))
+        server.run_tracked(self._run_app(scope))
 
     # -- the HTTP driver's side ------------------------------------------------------
 
@@ -305,9 +295,9 @@ class _WebSocketCycle(_Peer):
         if self._state == _DENYING:
             assert self._deny_head is not None
             status, headers = self._deny_head
-            headers._as_list["Connection"] = ["close"]
-            if not more and "Content-Length" not in headers._as_list:
-                headers._as_list["Content-Length"] = [str(len(body))]
+            headers["Connection"] = "close"
+            if not more and "Content-Length" not in headers:
+                headers["Content-Length"] = str(len(body))
             line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
             conn.write_headers(line, headers, bytes(body))
             self._state = _DENY_BODY
@@ -320,8 +310,8 @@ class _WebSocketCycle(_Peer):
 
     def _respond(self, status: int, headers: HTTPHeaders, body: bytes) -> None:
         """A whole HTTP response instead of the upgrade; the connection closes after it."""
-        headers._as_list["Content-Length"] = [str(len(body))]
-        headers._as_list["Connection"] = ["close"]
+        headers["Content-Length"] = str(len(body))
+        headers["Connection"] = "close"
         line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
         try:
             self._conn.write_headers(line, headers, body)
@@ -349,7 +339,7 @@ class _WebSocketCycle(_Peer):
             self._end(500, 1011)
             return
         finally:
-            self._server._forget()
+            self._server.untrack_current()
         if self._state == _CONNECTING:
             app_log.error("ASGI callable returned without sending handshake")
         self._end(500, 1000)

@@ -33,4 +33,4 @@ class _AltSvcConnection(WrappedConnection):
     ) -> asyncio.Future[None]:
         if start_line.code >= 200 and "Alt-Svc" not in headers:
             headers["Alt-Svc"] = self._value
-        return WrappedConnection._emit_head(self, start_line, headers, chunk)
+        return super()._emit_head(start_line, headers, chunk)

@@ -284,7 +284,7 @@ class _H2Protocol(asyncio.Protocol):
     def _pause_tunnels(self, paused: bool) -> None:
         """The transport paused or resumed writing: the tunnels' WebSockets hear of it."""
         for tunnel in tunnels(self):
-            tunnel._set_paused(paused)
+            tunnel.set_paused(paused)
 
     # -- input --------------------------------------------------------------------------
 
@@ -327,7 +327,7 @@ class _H2Protocol(asyncio.Protocol):
                     if stream is None:
                         pass
                     elif stream.tunnel is not None:
-                        stream.tunnel._feed_eof()
+                        stream.tunnel.feed_eof()
                     else:
                         self._on_end(stream)
                 elif kind is Drained:
@@ -337,7 +337,7 @@ class _H2Protocol(asyncio.Protocol):
                     if stream is None:
                         pass
                     elif stream.tunnel is not None and stream.tunnel.detached:
-                        stream.tunnel._window_opened()
+                        stream.tunnel.window_opened()
                     elif stream.response_done:
                         if not stream.is_closed:
                             self._complete(stream)  # its END_STREAM went out
@@ -511,7 +511,7 @@ class _H2Protocol(asyncio.Protocol):
     def _on_data(self, event: Data, now: float) -> None:
         stream = self._streams.get(event.stream_id)
         if stream is not None and stream.tunnel is not None:
-            stream.tunnel._feed(event.data, event.flow_length)
+            stream.tunnel.feed(event.data, event.flow_length)
             return
         if stream is None or not stream.wants_body():
             self.core.consumed(event.stream_id, event.flow_length)
@@ -684,7 +684,7 @@ class _H2Protocol(asyncio.Protocol):
             self.core.reset(stream.stream_id, ErrorCode.NO_ERROR)
             self._retire(stream)
             if stream.tunnel is not None:
-                stream.tunnel._lost(None)  # gives back the window it held
+                stream.tunnel.lost(None)  # gives back the window it held
 
     def streams_idle(self) -> None:
         """The last stream gave its slot back (see `StreamSlots`)."""
@@ -920,6 +920,47 @@ class _H2Protocol(asyncio.Protocol):
         self.core.goaway(ErrorCode.NO_ERROR)
         self._abort(linger=True)
         await event
+
+    # -- what a tunnel asks of its connection (_h2websocket.H2TunnelCarrier) ------------
+
+    def end_tunnel(self, stream: _H2Stream) -> bool:
+        """END_STREAM after what ``stream`` queued; False while that waits
+        for window (the stream stays open until Drained, RFC 9113 §5.1)."""
+        try:
+            sent = self.core.end_stream(stream.stream_id)
+        except LocalProtocolError:
+            sent = True
+        if not sent:
+            self._waiting_window.setdefault(stream.stream_id, self._loop.time())
+        self.flush_soon()
+        return sent
+
+    def tunnel_ended(self, stream: _H2Stream) -> None:
+        """The tunnel's END_STREAM is out: the stream is done on our side;
+        the rest of what the peer sends is not wanted (RFC 9113 §8.1; the
+        core sends no reset if the peer's END_STREAM came first)."""
+        self._waiting_window.pop(stream.stream_id, None)
+        stream.mark_closed()
+        self.core.reset(stream.stream_id, ErrorCode.NO_ERROR)
+        stream.free_slot()
+        self._retire(stream)
+
+    def tunnels(self) -> list[_H2Tunnel]:
+        """The tunnels of the connection's streams (accepted or not yet)."""
+        return [s.tunnel for s in self._streams.values() if s.tunnel is not None]
+
+    # -- what the HTTP/1.1 sniffers call (_negotiate) ----------------------------------
+
+    @classmethod
+    def take_over(
+        cls,
+        old: _HTTPProtocol,
+        transport: asyncio.Transport,
+        data: bytes,
+        upgrade: Optional[H1Request] = None,
+    ) -> _H2Protocol:
+        """Serve ``old``'s transport as HTTP/2 from now on (see `_take_over`)."""
+        return cls._take_over(old, transport, data, upgrade)
 
 
 if TYPE_CHECKING:

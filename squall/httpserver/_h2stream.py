@@ -98,7 +98,7 @@ class _H2Stream(_MuxStream):
             raise HTTPOutputError(str(exc)) from None
         if tunnel is not None:
             code = start_line.code
-            block = p.core.encode_head(code, tunnel._head_fields(code, fields))
+            block = p.core.encode_head(code, tunnel.head_fields(code, fields))
         if self._bodiless:
             # (HEAD, 204, 304: what was written is counted, not sent.)
             chunk = b""

@@ -29,23 +29,65 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
-from squall._h2 import ErrorCode, LocalProtocolError
 from squall.httpserver._stream import take_received
 from squall.httpserver._tunnel import _Tunnel
 from squall.httpserver._tunnel import drain_tunnels as _drain_tunnels
 
 if TYPE_CHECKING:
-    from squall.httpserver._h2protocol import _H2Protocol
+    from squall._h2 import H2Connection
     from squall.httpserver._h2stream import _H2Stream
 
-__all__ = ["drain_tunnels", "tunnels"]
+__all__ = ["H2TunnelCarrier", "drain_tunnels", "tunnels"]
 
 # Bytes queued on a stream for want of window (or in a paused transport)
 # above which a WebSocket's output counts as full: asyncio's default
 # high-water mark, which a WebSocket over HTTP/1.1 is held to.
 HIGH_WATER = 64 * 1024
+
+
+class H2TunnelCarrier(Protocol):
+    """What an `_H2Tunnel` asks of its connection (`_H2Protocol`): the
+    protocol owns the streams' output and their accounting; the tunnel
+    calls these, it does not change the protocol's fields."""
+
+    transport: Optional[asyncio.Transport]
+
+    @property
+    def core(self) -> H2Connection:
+        """The connection's HTTP/2 core (window accounting: ``pending``, ``consumed``)."""
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the transport is over its write mark."""
+
+    def send_body(self, stream: _H2Stream, chunk: bytes) -> asyncio.Future[None]:
+        """DATA on ``stream``; the Future of the write."""
+
+    def queue_body(self, stream: _H2Stream, chunk: bytes) -> bool:
+        """DATA on ``stream``, nobody waiting for it."""
+
+    def write_ready(self, stream: _H2Stream) -> asyncio.Future[None]:
+        """The Future of an empty write."""
+
+    def flush_soon(self) -> None:
+        """Write what the core has queued, soon."""
+
+    def open_tunnel(self, stream: _H2Stream) -> None:
+        """Send the held 2xx head without END_STREAM."""
+
+    def wake_writers(self, stream: _H2Stream) -> None:
+        """Resolve the Futures of the stream's writes."""
+
+    def end_tunnel(self, stream: _H2Stream) -> bool:
+        """END_STREAM after what is queued; False while it waits for window."""
+
+    def tunnel_ended(self, stream: _H2Stream) -> None:
+        """Our END_STREAM is out: the stream is done on our side."""
+
+    def tunnels(self) -> list[_H2Tunnel]:
+        """The tunnels of the connection's streams."""
 
 
 class _H2Tunnel(_Tunnel):
@@ -58,10 +100,10 @@ class _H2Tunnel(_Tunnel):
 
     __slots__ = ("_held", "_receiver", "_receiving", "_delivering")
 
-    _proto: _H2Protocol
+    _proto: H2TunnelCarrier
     _exchange: _H2Stream
 
-    def __init__(self, proto: _H2Protocol, exchange: _H2Stream) -> None:
+    def __init__(self, proto: H2TunnelCarrier, exchange: _H2Stream) -> None:
         super().__init__(proto, exchange)
         # Flow-control bytes of what is in the inbox: given back once read.
         self._held = 0
@@ -71,7 +113,7 @@ class _H2Tunnel(_Tunnel):
 
     # -- the protocol's side of _Tunnel ------------------------------------------------
 
-    def _carrier(self) -> Optional[asyncio.BaseTransport]:
+    def carrier(self) -> Optional[asyncio.BaseTransport]:
         return self._proto.transport
 
     def _send_data(self, data: bytes) -> asyncio.Future[None]:
@@ -80,7 +122,7 @@ class _H2Tunnel(_Tunnel):
         self._check_full()
         return future
 
-    def _sink_write(self, data: bytes) -> None:
+    def sink_write(self, data: bytes) -> None:
         # No Future: nobody waits for a broadcast's write.
         self._total_queued += len(data)
         self._proto.queue_body(self._exchange, data)
@@ -91,15 +133,11 @@ class _H2Tunnel(_Tunnel):
 
     # -- the handler's side ----------------------------------------------------------
 
-    def _open(self) -> None:
+    def open(self) -> None:
         """The 2xx ends the response: its head goes out, without END_STREAM;
         the stream stays open (and counted against the connection's
         streams) until the tunnel ends."""
-        exchange = self._exchange
-        proto = self._proto
-        if exchange.held_head is not None:
-            proto._send_head(exchange, False)
-        proto.flush_soon()
+        self._proto.open_tunnel(self._exchange)
 
     def writing_paused(self) -> bool:
         """Whether the output is full: `HIGH_WATER` bytes wait for window, or the
@@ -128,25 +166,17 @@ class _H2Tunnel(_Tunnel):
     def close_fd(self) -> None:
         """End the stream: END_STREAM after what is queued (RFC 8441 §6)."""
         exchange = self._exchange
-        proto = self._proto
         handle = self._delivering
         if handle is not None:
             handle.cancel()
             self._delivering = None
         if self._held:
             self._give_back()
-        if exchange._closed or not self.accepted:
+        if exchange.is_closed or not self.accepted:
             return
-        try:
-            sent = proto.core.end_stream(exchange.stream_id)
-        except LocalProtocolError:
-            sent = True
-        if sent:
-            self._ended()
-        else:
-            # RFC 9113 §5.1: open until the END_STREAM goes out (Drained).
-            proto._waiting_window.setdefault(exchange.stream_id, proto._loop.time())
-        proto.flush_soon()
+        # RFC 9113 §5.1: else open until the END_STREAM goes out (Drained).
+        if self._proto.end_tunnel(exchange):
+            self._proto.tunnel_ended(exchange)
 
     def close(self, exc_info: Any = False) -> None:
         """Close the stream (see `close_fd`) and tell the owner."""
@@ -195,7 +225,7 @@ class _H2Tunnel(_Tunnel):
 
     def _schedule_delivery(self) -> None:
         if self._delivering is None and not self._closed:
-            self._delivering = self._proto._loop.call_soon(self._deliver_held)
+            self._delivering = self._aloop.call_soon(self._deliver_held)
 
     def _deliver_held(self) -> None:
         self._delivering = None
@@ -213,7 +243,7 @@ class _H2Tunnel(_Tunnel):
 
     # -- called by the protocol -----------------------------------------------------------
 
-    def _feed(self, data: bytes, flow: int) -> None:
+    def feed(self, data: bytes, flow: int) -> None:
         """DATA on the stream."""
         if self._closed:
             self._proto.core.consumed(self._exchange.stream_id, flow)
@@ -243,13 +273,13 @@ class _H2Tunnel(_Tunnel):
             proto.core.consumed(self._exchange.stream_id, held)
             proto.flush_soon()  # its WINDOW_UPDATE, if one is due
 
-    def _window_opened(self) -> None:
+    def window_opened(self) -> None:
         """Everything queued went out (our END_STREAM too, if it was queued)."""
         proto = self._proto
         exchange = self._exchange
         if self._closed:
-            if not exchange._closed:
-                self._ended()
+            if not exchange.is_closed:
+                proto.tunnel_ended(exchange)
             return
         if not proto.write_paused:
             proto.wake_writers(exchange)
@@ -257,31 +287,19 @@ class _H2Tunnel(_Tunnel):
             if owner is not None:
                 owner.set_write_paused(False)
 
-    def _ended(self) -> None:
-        """Our END_STREAM is out: the stream is done on our side."""
-        proto = self._proto
-        exchange = self._exchange
-        proto._waiting_window.pop(exchange.stream_id, None)
-        exchange._closed = True
-        # The rest of what the peer sends is not wanted (RFC 9113 §8.1; the
-        # core sends nothing if the peer's END_STREAM came first).
-        proto.core.reset(exchange.stream_id, ErrorCode.NO_ERROR)
-        exchange.free_slot()
-        proto._retire(exchange)
-
-    def _set_paused(self, paused: bool) -> None:
+    def set_paused(self, paused: bool) -> None:
         """The connection's transport paused or resumed writing."""
         owner = self._owner
         if owner is not None:
             owner.set_write_paused(paused or self.writing_paused())
 
 
-def tunnels(proto: _H2Protocol) -> list[_H2Tunnel]:
+def tunnels(proto: H2TunnelCarrier) -> list[_H2Tunnel]:
     """The connection's streams that carry a tunnel (accepted or not yet)."""
-    return [s.tunnel for s in proto._streams.values() if s.tunnel is not None]
+    return proto.tunnels()
 
 
-def drain_tunnels(proto: _H2Protocol) -> None:
+def drain_tunnels(proto: H2TunnelCarrier) -> None:
     """The server drains: each WebSocket over the connection closes with
     1001, as one over HTTP/1.1 does (RFC 6455 §7.4.1)."""
     _drain_tunnels(tunnels(proto))

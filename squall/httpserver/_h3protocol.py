@@ -72,6 +72,8 @@ from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
+    from aioquic.quic.connection import QuicConnection
+
     from squall.http1connection import HTTP1ConnectionParameters
     from squall.httpserver._h3stream import H3Driver
     from squall.httpserver._muxstream import MuxDriver
@@ -520,9 +522,9 @@ class _H3Protocol(QuicConnectionProtocol):
         """What the client sent on an extended CONNECT's stream after its
         head: the tunnel's bytes, and its end."""
         if data:
-            tunnel._feed(data)
+            tunnel.feed(data)
         if ended:
-            tunnel._feed_eof()
+            tunnel.feed_eof()
 
     def _on_refused_head(self, event: HeadersRefused) -> None:
         """A header section over the limit, refused before it was decoded:
@@ -992,6 +994,24 @@ class _H3Protocol(QuicConnectionProtocol):
             self._lose_stream(stream)
         self._streams.clear()
         self._server._forget(self)
+
+    # -- what tunnels and WebTransport sessions ask (_h3websocket, _h3webtransport) -----
+
+    @property
+    def quic(self) -> QuicConnection:
+        """aioquic's connection (QuicConnectionProtocol keeps it as ``_quic``)."""
+        return self._quic
+
+    def tunnels(self) -> list[_H3Tunnel]:
+        """The tunnels of the connection's streams (accepted or not yet)."""
+        return [s.tunnel for s in list(self._streams.values()) if s.tunnel is not None]
+
+    def webtransport_sessions(self) -> dict[int, Any]:
+        """The WebTransport sessions by CONNECT stream (the dict made on first use)."""
+        found = self._webtransport
+        if found is None:
+            found = self._webtransport = {}
+        return found
 
 
 if TYPE_CHECKING:

@@ -90,7 +90,7 @@ class _H3Stream(_MuxStream):
             return closed_future()
         tunnel = self.tunnel
         if tunnel is not None:
-            fields = tunnel._head_fields(start_line.code, fields)
+            fields = tunnel.head_fields(start_line.code, fields)
         return self._proto.send_head(self, fields, b"" if self._bodiless else chunk)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:

@@ -19,17 +19,32 @@ here, bounded by the WebSocket's own message limit.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional, Protocol, Union
 
 from squall.httpserver._stream import take_received
 from squall.httpserver._tunnel import _Tunnel
 from squall.httpserver._tunnel import drain_tunnels as _drain_tunnels
 
 if TYPE_CHECKING:
-    from squall.httpserver._h3protocol import _H3Protocol
     from squall.httpserver._h3stream import _H3Stream
 
-__all__ = ["drain_tunnels"]
+__all__ = ["H3TunnelCarrier", "drain_tunnels"]
+
+
+class H3TunnelCarrier(Protocol):
+    """What an `_H3Tunnel` asks of its connection (`_H3Protocol`)."""
+
+    def send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
+        """DATA on ``stream``; the Future of the write."""
+
+    def write_ready(self) -> asyncio.Future[None]:
+        """The Future of an empty write."""
+
+    def end_tunnel(self, stream: _H3Stream) -> None:
+        """FIN after what is queued; the stream is done on our side."""
+
+    def tunnels(self) -> list[_H3Tunnel]:
+        """The tunnels of the connection's streams."""
 
 
 class _H3Tunnel(_Tunnel):
@@ -40,19 +55,19 @@ class _H3Tunnel(_Tunnel):
 
     __slots__ = ()
 
-    _proto: _H3Protocol
+    _proto: H3TunnelCarrier
     _exchange: _H3Stream
 
     # -- the protocol's side of _Tunnel ------------------------------------------------
 
-    def _carrier(self) -> Optional[asyncio.BaseTransport]:
-        return self._proto._transport
+    def carrier(self) -> Optional[asyncio.BaseTransport]:
+        return self._exchange.transport
 
     def _send_data(self, data: bytes) -> asyncio.Future[None]:
         self._total_queued += len(data)
         return self._proto.send_body(self._exchange, data)
 
-    def _sink_write(self, data: bytes) -> None:
+    def sink_write(self, data: bytes) -> None:
         self._send_data(bytes(data))
 
     def _ready(self) -> asyncio.Future[None]:
@@ -66,13 +81,13 @@ class _H3Tunnel(_Tunnel):
     def close_fd(self) -> None:
         """End the stream: FIN after what is queued."""
         exchange = self._exchange
-        if exchange._closed or not self.accepted:
+        if exchange.is_closed or not self.accepted:
             return
         self._proto.end_tunnel(exchange)
 
     # -- called by the protocol -----------------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         """DATA on the stream."""
         if self._closed:
             return
@@ -81,7 +96,7 @@ class _H3Tunnel(_Tunnel):
             self._readable()
 
 
-def drain_tunnels(proto: _H3Protocol) -> None:
+def drain_tunnels(proto: H3TunnelCarrier) -> None:
     """The server drains: each WebSocket over the connection closes with
     1001, as one over HTTP/1.1 does (RFC 6455 §7.4.1)."""
-    _drain_tunnels(s.tunnel for s in list(proto._streams.values()) if s.tunnel is not None)
+    _drain_tunnels(proto.tunnels())

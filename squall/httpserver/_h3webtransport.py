@@ -20,7 +20,7 @@ flow control as data arrives, so that last bound is the flow control.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from aioquic._buffer import Buffer, BufferReadError
 from aioquic.buffer import encode_uint_var
@@ -30,10 +30,13 @@ from squall.httpserver._h3conn import GuardedH3Connection
 from squall.log import app_log
 
 if TYPE_CHECKING:
-    from squall.httpserver._h3protocol import _H3Protocol
+    from aioquic.h3.connection import H3Connection
+    from aioquic.quic.connection import QuicConnection
+
     from squall.httpserver._tunnel import _Tunnel
 
 __all__ = [
+    "WTCarrier",
     "WTSession",
     "WTStream",
     "WebTransportH3Connection",
@@ -66,46 +69,54 @@ class WebTransportH3Connection(GuardedH3Connection):
         super()._init_connection()
 
 
-def sessions(proto: _H3Protocol) -> dict[int, WTSession]:
+class WTCarrier(Protocol):
+    """What the sessions ask of their connection (`_H3Protocol`)."""
+
+    @property
+    def quic(self) -> QuicConnection:
+        """aioquic's connection: the session's streams, their resets."""
+
+    @property
+    def h3(self) -> Optional[H3Connection]:
+        """The H3 layer: datagrams, the session's new streams."""
+
+    def flush_soon(self) -> None:
+        """Send what aioquic has queued, on the next turn."""
+
+    def webtransport_sessions(self) -> dict[int, Any]:
+        """The connection's sessions by CONNECT stream (made on first use)."""
+
+
+def sessions(proto: WTCarrier) -> dict[int, WTSession]:
     """The connection's WebTransport sessions, by CONNECT stream ID."""
-    found: Optional[dict[int, WTSession]] = proto._webtransport
-    if found is None:
-        found = proto._webtransport = {}
-    return found
+    return proto.webtransport_sessions()
 
 
-def route_event(proto: _H3Protocol, event: H3Event) -> bool:
+def route_event(proto: WTCarrier, event: H3Event) -> bool:
     """Give ``event`` to its session if it is WebTransport's (True), else False."""
     if isinstance(event, WebTransportStreamDataReceived):
-        session = (proto._webtransport or {}).get(event.session_id)
+        session = sessions(proto).get(event.session_id)
         if session is None:
             # No such session (closed, or never opened): not wanted.
             try:
-                proto._quic.stop_stream(event.stream_id, WT_BUFFERED_STREAM_REJECTED)
+                proto.quic.stop_stream(event.stream_id, WT_BUFFERED_STREAM_REJECTED)
             except Exception:
                 pass
             return True
-        session._stream_data(event.stream_id, event.data, event.stream_ended)
+        session.stream_data_received(event.stream_id, event.data, event.stream_ended)
         return True
     if isinstance(event, DatagramReceived):
-        session = (proto._webtransport or {}).get(event.stream_id)
+        session = sessions(proto).get(event.stream_id)
         if session is not None:
-            session._datagram(event.data)
+            session.datagram_received(event.data)
         return True
     return False
 
 
-def stream_reset(proto: _H3Protocol, stream_id: int) -> None:
+def stream_reset(proto: WTCarrier, stream_id: int) -> None:
     """The client reset a WebTransport stream (or asked us to stop sending on it)."""
-    for session in list((proto._webtransport or {}).values()):
-        stream = session._streams.get(stream_id)
-        if stream is not None:
-            if not stream._ended:
-                try:
-                    proto._quic.reset_stream(stream_id, _wt_error(0))
-                except Exception:
-                    pass
-            stream._lose()
+    for session in list(sessions(proto).values()):
+        if session.stream_reset(stream_id):
             return
 
 
@@ -158,7 +169,7 @@ class WTStream:
         data = bytes(self._inbox[:max_bytes])
         del self._inbox[:max_bytes]
         if self._eof and not self._inbox:
-            self._session._maybe_forget(self)
+            self._forget_if_done()
         return data
 
     async def read_all(self, limit: int = 1 << 20) -> bytes:
@@ -182,12 +193,12 @@ class WTStream:
         """
         if self._ended or self._gone:
             raise ConnectionResetError("WebTransport stream closed for writing")
-        proto = self._session._proto
-        proto._quic.send_stream_data(self.stream_id, data, end)
+        session = self._session
+        session.quic.send_stream_data(self.stream_id, data, end)
         if end:
             self._ended = True
-            self._session._maybe_forget(self)
-        proto.flush_soon()
+            self._forget_if_done()
+        session.flush_soon()
 
     def end(self) -> None:
         """FIN: nothing more will be written."""
@@ -197,7 +208,7 @@ class WTStream:
         """Abort both directions with an application error ``code``."""
         if self._gone:
             return
-        quic = self._session._proto._quic
+        quic = self._session.quic
         try:
             if not self._ended:
                 quic.reset_stream(self.stream_id, _wt_error(code))
@@ -206,9 +217,17 @@ class WTStream:
         except Exception:
             pass
         self._lose()
-        self._session._proto.flush_soon()
+        self._session.flush_soon()
 
-    def _feed(self, data: bytes, ended: bool) -> None:
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet read."""
+        return len(self._inbox)
+
+    # -- the session's side (called by WTSession, not by applications) --------------
+
+    def data_received(self, data: bytes, ended: bool) -> None:
+        """``data`` arrived (``ended``: with the peer's FIN)."""
         self._inbox += data
         if ended:
             self._eof = True
@@ -216,12 +235,26 @@ class WTStream:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def reset_received(self) -> None:
+        """The client reset the stream (or asked us to stop sending); our
+        side is reset too, unless it ended."""
+        if not self._ended:
+            try:
+                self._session.quic.reset_stream(self.stream_id, _wt_error(0))
+            except Exception:
+                pass
+        self._lose()
+
+    def _forget_if_done(self) -> None:
+        if self._eof and self._ended and not self._inbox:
+            self._session.forget_stream(self.stream_id)
+
     def _lose(self) -> None:
         # Reset: what was not read is dropped (the peer knows it was not taken).
         self._gone = True
         self._inbox.clear()
         self._eof = self._ended = True
-        self._session._streams.pop(self.stream_id, None)
+        self._session.forget_stream(self.stream_id)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -248,7 +281,7 @@ class WTSession:
 
     def __init__(
         self,
-        proto: _H3Protocol,
+        proto: WTCarrier,
         session_id: int,
         handler: Any,
         tunnel: _Tunnel,
@@ -329,9 +362,25 @@ class WTSession:
         """The CONNECT stream closed (the tunnel tells its owner)."""
         self._ended(0, "")
 
-    # -- in --------------------------------------------------------------------------
+    # -- for its streams ---------------------------------------------------------------
 
-    def _stream_data(self, sid: int, data: bytes, ended: bool) -> None:
+    @property
+    def quic(self) -> QuicConnection:
+        """aioquic's connection, which carries the session's streams."""
+        return self._proto.quic
+
+    def flush_soon(self) -> None:
+        """Send what the streams queued, on the next turn."""
+        self._proto.flush_soon()
+
+    def forget_stream(self, stream_id: int) -> None:
+        """A stream is done (both ways, everything read) or reset."""
+        self._streams.pop(stream_id, None)
+
+    # -- in (from route_event and stream_reset) --------------------------------------
+
+    def stream_data_received(self, sid: int, data: bytes, ended: bool) -> None:
+        """Data on one of the session's streams (a new one if the client opened it)."""
         stream = self._streams.get(sid)
         if stream is None:
             if self.closed:
@@ -350,7 +399,7 @@ class WTSession:
                     self.max_streams,
                     sid,
                 )
-                quic = self._proto._quic
+                quic = self._proto.quic
                 try:
                     quic.stop_stream(sid, WT_BUFFERED_STREAM_REJECTED)
                     if sid & 2 == 0:
@@ -363,8 +412,8 @@ class WTSession:
             stream = WTStream(self, sid, readable=True, writable=sid & 2 == 0)
             self._streams[sid] = stream
             self._call("on_stream", stream)
-        stream._feed(data, ended)
-        if len(stream._inbox) > self.max_stream_buffer:
+        stream.data_received(data, ended)
+        if stream.buffered > self.max_stream_buffer:
             app_log.info(
                 "WebTransport stream %d: more than %d bytes unread; reset",
                 sid,
@@ -372,7 +421,8 @@ class WTSession:
             )
             stream.reset(0)
 
-    def _datagram(self, data: bytes) -> None:
+    def datagram_received(self, data: bytes) -> None:
+        """A datagram for the session (one over the size limit is dropped, counted)."""
         if self.closed:
             return
         if len(data) > self.max_datagram_size:
@@ -425,9 +475,13 @@ class WTSession:
             stream.reset(0)
         self._call("_session_closed", code, reason)
 
-    def _maybe_forget(self, stream: WTStream) -> None:
-        if stream._eof and stream._ended and not stream._inbox:
-            self._streams.pop(stream.stream_id, None)
+    def stream_reset(self, stream_id: int) -> bool:
+        """The client reset ``stream_id``: True if it is one of this session's."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return False
+        stream.reset_received()
+        return True
 
     def _call(self, name: str, *args: Any) -> None:
         try:

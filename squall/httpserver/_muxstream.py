@@ -289,7 +289,7 @@ class _MuxStream(Exchange):
         self.settle()
         tunnel = self.tunnel
         if tunnel is not None:
-            tunnel._lost(exc)  # its IOStream closes (the WebSocket hears of it)
+            tunnel.lost(exc)  # its IOStream closes (the WebSocket hears of it)
 
     def refused(self) -> None:
         """The driver answered the request itself and reads no more of it."""
@@ -588,7 +588,7 @@ class _MuxStream(Exchange):
         tunnel = self.tunnel
         if tunnel is None or not tunnel.accepted or self._phase < DONE:
             raise HTTPOutputError(f"an {self.PROTOCOL} stream cannot be detached")
-        return tunnel._detach()
+        return tunnel.hand_over()
 
     def close(self) -> None:
         """Reset the stream (the connection stays open for other streams)."""

@@ -63,7 +63,7 @@ class UpgradeSniffer(_HTTPProtocol):
         self.__class__ = _HTTPProtocol  # type: ignore[assignment]
         transport = self.transport
         if transport is not None and _wants_h2c(event):
-            _H2Protocol._take_over(self, transport, self.h1.detach(), upgrade=event)
+            _H2Protocol.take_over(self, transport, self.h1.detach(), upgrade=event)
             return
         _HTTPProtocol._on_request(self, event)
 
@@ -109,7 +109,7 @@ def _sniff(proto: _HTTPProtocol, data: bytes, then: type[_HTTPProtocol]) -> None
     if transport is not None and seen[:n] == PREFACE[:n]:
         proto.h1.detach()
         if n == len(PREFACE):
-            _H2Protocol._take_over(proto, transport, seen)
+            _H2Protocol.take_over(proto, transport, seen)
         else:
             proto.h1.receive_data(seen)  # wait for the rest of the preface
         return
@@ -122,5 +122,5 @@ def negotiated_h2(proto: _HTTPProtocol, transport: asyncio.Transport) -> bool:
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
         return False
-    _H2Protocol._take_over(proto, transport, proto.h1.detach())
+    _H2Protocol.take_over(proto, transport, proto.h1.detach())
     return True

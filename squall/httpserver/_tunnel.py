@@ -5,16 +5,16 @@ mechanism).
 
 An extended CONNECT arrives as a request; its stream gets a tunnel when it
 arrives, so that DATA sent before the handler detaches waits in the
-tunnel's inbox. A 2xx head makes it ``accepted`` (`_head_fields`); the
+tunnel's inbox. A 2xx head makes it ``accepted`` (`head_fields`); the
 handler's ``detach()`` hands it over as a `BaseIOStream` whose reads are fed
-by the protocol (`_feed`, `_feed_eof`) and whose writes become the stream's
+by the protocol (`feed`, `feed_eof`) and whose writes become the stream's
 DATA frames. The one WebSocket implementation runs over it, as over an
 HTTP/1.1 connection's IOStream.
 
 Each subclass writes how bytes reach its protocol (``_send_data``,
-``_sink_write``, ``_ready``), where its connection's transport is
-(``_carrier``), how it ends its stream (``close_fd``) and how DATA comes in
-(``_feed``: HTTP/2 gives flow-control window back as it is read).
+``sink_write``, ``_ready``), where its connection's transport is
+(``carrier``), how it ends its stream (``close_fd``) and how DATA comes in
+(``feed``: HTTP/2 gives flow-control window back as it is read).
 """
 
 from __future__ import annotations
@@ -57,19 +57,19 @@ class _TunnelSink:
             RuntimeError: the stream is closed (its WebSocket is not told yet).
         """
         tunnel = self._tunnel
-        if tunnel._closed:
-            raise RuntimeError(f"the {tunnel._exchange.PROTOCOL} stream is closed")
-        tunnel._sink_write(data)
+        if tunnel.closed():
+            raise RuntimeError(f"the {tunnel.carried_by} stream is closed")
+        tunnel.sink_write(data)
 
     def is_closing(self) -> bool:
-        return self._tunnel._closed
+        return self._tunnel.closed()
 
     def get_write_buffer_size(self) -> int:
         return self._tunnel.get_write_buffer_size()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """The connection's transport's (``peername``, ``socket``, ``ssl_object``...)."""
-        transport = self._tunnel._carrier()
+        transport = self._tunnel.carrier()
         return default if transport is None else transport.get_extra_info(name, default)
 
 
@@ -93,7 +93,7 @@ class _Tunnel(BaseIOStream):
 
     # -- what each protocol writes -------------------------------------------------------
 
-    def _carrier(self) -> Optional[asyncio.BaseTransport]:
+    def carrier(self) -> Optional[asyncio.BaseTransport]:
         """The connection's transport (shared by its streams), or None."""
         raise NotImplementedError
 
@@ -101,7 +101,7 @@ class _Tunnel(BaseIOStream):
         """Queue ``data`` in DATA frames; the Future of a write."""
         raise NotImplementedError
 
-    def _sink_write(self, data: bytes) -> None:
+    def sink_write(self, data: bytes) -> None:
         """Queue ``data`` for the sink (`_TunnelSink`): nobody waits for it."""
         raise NotImplementedError
 
@@ -111,7 +111,7 @@ class _Tunnel(BaseIOStream):
 
     # -- the handler's side ----------------------------------------------------------
 
-    def _head_fields(
+    def head_fields(
         self, code: int, fields: list[tuple[bytes, bytes]]
     ) -> list[tuple[bytes, bytes]]:
         """The response head is written: a 2xx opens the tunnel (no
@@ -121,15 +121,26 @@ class _Tunnel(BaseIOStream):
             return tunnel_fields(fields)
         return fields
 
-    def _detach(self) -> _Tunnel:
+    def hand_over(self) -> _Tunnel:
+        """What the stream's ``detach()`` returns: this tunnel, once."""
         if self.detached:
             raise RuntimeError("the stream is already detached")
         self.detached = True
-        if self._exchange._closed:
-            self._lost(None)
+        if self._exchange.is_closed:
+            self.lost(None)
         elif self._inbox or self._eof:
             self._drained = False
         return self
+
+    @property
+    def exchange(self) -> _MuxStream:
+        """The request stream carrying the tunnel."""
+        return self._exchange
+
+    @property
+    def carried_by(self) -> str:
+        """The protocol of the stream carrying the tunnel (``"HTTP/2"``, ``"HTTP/3"``)."""
+        return self._exchange.PROTOCOL
 
     @property
     def stream_id(self) -> int:
@@ -168,7 +179,7 @@ class _Tunnel(BaseIOStream):
 
     def fileno(self) -> Any:
         """The connection's socket, for logs (nothing is registered with the IOLoop)."""
-        transport = self._carrier()
+        transport = self.carrier()
         return None if transport is None else transport.get_extra_info("socket")
 
     def set_nodelay(self, value: bool) -> None:
@@ -220,7 +231,7 @@ class _Tunnel(BaseIOStream):
         else:
             self._drained = False
 
-    def _feed_eof(self) -> None:
+    def feed_eof(self) -> None:
         """The peer ended its side of the stream: the end of the WebSocket's input."""
         self._eof = True
         if self._closed or not self.detached:
@@ -230,7 +241,7 @@ class _Tunnel(BaseIOStream):
     def _input_ended(self) -> None:
         self._readable()
 
-    def _lost(self, exc: Optional[BaseException] = None) -> None:
+    def lost(self, exc: Optional[BaseException] = None) -> None:
         """The stream is gone (reset, GOAWAY, the connection lost)."""
         self._eof = True
         if not self._closed:
@@ -241,7 +252,7 @@ def drain_tunnels(tunnels: Iterable[_Tunnel]) -> None:
     """The server drains: each WebSocket over the connection closes with
     1001, as one over HTTP/1.1 does (RFC 6455 §7.4.1)."""
     for tunnel in list(tunnels):
-        owner = tunnel._owner
+        owner = tunnel.adopted_websocket
         if owner is not None:
             try:
                 owner.going_away()

@@ -65,7 +65,7 @@ TARGETS = [
 def test_scope_paths_agree_with_split_target(target: str, root: str) -> None:
     delegate = ASGIServerDelegate(_noop, root_path=root)
     start = RequestStartLine("GET", target, "HTTP/1.1")
-    scope = delegate._http_scope(start, {"Host": ["h"]}, _Conn())  # type: ignore[arg-type]
+    scope = delegate.http_scope(start, {"Host": ["h"]}, _Conn())  # type: ignore[arg-type]
     path, raw_path, query = split_target(target)
     assert scope["path"] == root + path
     assert scope["raw_path"] == root.encode() + raw_path
@@ -79,7 +79,7 @@ def test_scope_fields_and_header_pairs() -> None:
         [("Host", "h"), ("X-Many", "1"), ("Cookie", "a=\u00e9"), ("x-many", "2")]
     )
     start = RequestStartLine("PUT", "/x?y", "HTTP/1.0")
-    scope = delegate._http_scope(start, headers._as_list, _Conn())  # type: ignore[arg-type]
+    scope = delegate.http_scope(start, headers._as_list, _Conn())  # type: ignore[arg-type]
     # Names lowercased, values back to the bytes sent, repeats kept in order.
     assert scope["headers"] == [
         (b"host", b"h"),
@@ -93,7 +93,7 @@ def test_scope_fields_and_header_pairs() -> None:
     assert scope["server"] == ("10.0.0.1", 443)
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
     # Every request gets its own mutable parts.
-    again = delegate._http_scope(start, headers._as_list, _Conn())  # type: ignore[arg-type]
+    again = delegate.http_scope(start, headers._as_list, _Conn())  # type: ignore[arg-type]
     assert again["asgi"] is not scope["asgi"] and again["state"] is not scope["state"]
     assert again["headers"] is not scope["headers"]
 

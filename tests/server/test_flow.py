@@ -433,10 +433,10 @@ def test_a_lost_stream_fails_its_waiting_writes_and_closes_its_tunnel() -> None:
         accepted = False
 
         def __init__(self) -> None:
-            self.lost: list[BaseException | None] = []
+            self.told: list[BaseException | None] = []
 
-        def _lost(self, exc: BaseException | None = None) -> None:
-            self.lost.append(exc)
+        def lost(self, exc: BaseException | None = None) -> None:
+            self.told.append(exc)
 
     loop = asyncio.new_event_loop()
     try:
@@ -454,7 +454,7 @@ def test_a_lost_stream_fails_its_waiting_writes_and_closes_its_tunnel() -> None:
         assert stream.is_closed and stream.read_done and not stream.writers_waiting()
         with_error = waiter.exception()
         assert isinstance(with_error, StreamClosedError) and with_error.real_error is error
-        assert tunnel.lost == [error]
+        assert tunnel.told == [error]
         assert stream.mark_closed() is False  # closed once
     finally:
         loop.close()

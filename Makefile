@@ -282,7 +282,8 @@ demo-cluster-local: $(STAMP)
 # benchmarks/results/cluster.json (benchmarks/cluster/bench.py). SMALL=1: a
 # quick run of 2,000 subscribers. Parameters: SUBSCRIBERS, CHANNELS, RATE,
 # SECONDS, NODES (e.g. 1,2,4), BROKERS, FRAMEWORKS, SHARDS (the Redis
-# Cluster's primaries, e.g. 1,3), or BENCH_ARGS. The fault
+# Cluster's primaries, e.g. 1,3), ROUNDS (5: frameworks alternated, medians),
+# STEER=0 (count the clients' receive work on the nodes' CPU), or BENCH_ARGS. The fault
 # table (a Redis primary killed or stopped, a node killed): `make bench-cluster-faults`.
 # After the table, the churn rows (CHURN=0.1: 10% of subscribers reconnect
 # each second with recovery; missing, duplicated, CPU per recovery); alone:

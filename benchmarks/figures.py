@@ -74,7 +74,47 @@ def squall_build(env: dict[str, str] | None = None) -> str:
     return out.splitlines()[0] if out else "unknown"
 
 
-def record(name: str, script: Path, build: str, figures: dict[str, Any]) -> Path:
+# What says when, from what and on which build a run was made (`stamp`).
+STAMP_KEYS = ("command", "commit", "date", "source_sha256", "squall_build")
+
+
+def stamp(script: Path, build: str) -> dict[str, str]:
+    """The run that just ended: its command, date, git commit, squall build and source hash."""
+    # The records themselves (this run's and earlier ones not yet committed)
+    # do not make the measured code differ from the commit.
+    dirty = bool(
+        _git("status", "--porcelain", "--", "squall", "benchmarks", ":!benchmarks/results")
+    )
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "commit": _git("rev-parse", "--short=10", "HEAD") + ("+changes" if dirty else ""),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "source_sha256": source_hash(script),
+        "squall_build": build,
+    }
+
+
+def part_stamps(old: dict[str, Any], names: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Each part of a recorded file (``names`` of its keys) with the stamp of the run that made it.
+
+    A record written before parts had stamps of their own gives each of
+    its parts the file's one stamp.
+    """
+    parts: dict[str, dict[str, str]] = dict(old.get("parts", {}))
+    for name in names:
+        if name in old and name not in parts:
+            parts[name] = {k: old[k] for k in STAMP_KEYS if k in old}
+    return {name: parts[name] for name in names if name in old and name in parts}
+
+
+def record(
+    name: str,
+    script: Path,
+    build: str,
+    figures: dict[str, Any],
+    parts: dict[str, dict[str, str]] | None = None,
+    rows_from: str | None = None,
+) -> Path:
     """Write ``benchmarks/results/NAME.json`` for a run that just ended.
 
     Args:
@@ -85,23 +125,24 @@ def record(name: str, script: Path, build: str, figures: dict[str, Any]) -> Path
             ``{"label", "ratio_cpu", "ratio_rps"}`` (Squall over another
             server) or ``{"label", "squall", "other", "unit"}`` (a measured
             quantity, e.g. instructions per request).
+        parts: for a record whose keys were measured by different runs
+            (a table, a fault table...), each such key's `stamp`: kept as
+            ``parts`` so that recording one does not relabel the others.
+        rows_from: the part ``rows`` are made from: the record's own
+            date, commit and build are that part's (this run's otherwise).
     """
-    # The records themselves (this run's and earlier ones not yet committed)
-    # do not make the measured code differ from the commit.
-    dirty = bool(
-        _git("status", "--porcelain", "--", "squall", "benchmarks", ":!benchmarks/results")
-    )
+    now = stamp(script, build)
+    top = (parts or {}).get(rows_from or "", now)
     data = {
         "benchmark": str(script.relative_to(ROOT)),
-        "source_sha256": source_hash(script),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git("rev-parse", "--short=10", "HEAD") + ("+changes" if dirty else ""),
         "machine": _machine(),
         "python": platform.python_version(),
-        "squall_build": build,
+        **now,
+        **{k: top[k] for k in STAMP_KEYS if k in top},
         **figures,
     }
+    if parts:
+        data["parts"] = parts
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -119,6 +119,23 @@ def test_a_network_is_held_by_its_lab_until_close() -> None:
     assert first._claim is None and second._claim is None
 
 
+def test_steer_sets_receive_steering_on_the_hosts_bridge_end() -> None:
+    with netlab.Lab(fallback=False) as lab:
+        host = lab.add_host("a")
+        assert host.link is not None and host.link.startswith(f"{lab.tag}v")
+        rps = Path(f"/sys/class/net/{host.link}/queues/rx-0/rps_cpus")
+        if not rps.exists():
+            pytest.skip("no receive packet steering in this kernel")
+        assert lab.steer(host, "0")
+        assert int(rps.read_text().replace(",", ""), 16) == 0b1
+        if (os.cpu_count() or 1) > 1:
+            assert lab.steer(host, "0-1")
+            assert int(rps.read_text().replace(",", ""), 16) == 0b11
+        other = netlab.Host(lab, "b", None, ["198.18.0.9"])
+        with pytest.raises(netlab.LabError):
+            lab.steer(other, "0")
+
+
 def test_nothing_outside_the_lab_is_reachable() -> None:
     with netlab.Lab(fallback=False) as lab:
         host = lab.add_host("a")

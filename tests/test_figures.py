@@ -57,6 +57,11 @@ def test_each_record_matches_the_benchmark_source(path: Path) -> None:
     )
     for key in ("date", "commit", "machine", "squall_build", "rows"):
         assert record[key], key
+    for name, part in record.get("parts", {}).items():
+        assert part["source_sha256"] == record["source_sha256"], (
+            f"{path.name}: its {name} was measured by another {record['benchmark']}"
+        )
+        assert part["date"] and part["commit"] and part["squall_build"], name
 
 
 def test_a_stale_record_or_a_hand_edit_is_caught(
@@ -92,6 +97,34 @@ def test_quantities_get_their_own_table(tmp_path: Path, monkeypatch: pytest.Monk
     ratios, quantities, _sources = figures.table().split("\n\n")
     assert "| w | 2.00x | 1.00x |" in ratios and "insns" not in ratios
     assert "| insns | 96.4k | 192.8k | 0.50x |" in quantities
+
+
+def test_parts_keep_the_stamp_of_the_run_that_measured_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "bench.py"
+    script.write_text("print('v1')\n")
+    monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(figures, "ROOT", tmp_path)
+    # A record from before parts had stamps: each part gets the file's.
+    legacy = {"date": "2026-01-01 10:00 UTC", "commit": "aaa", "squall_build": "pure", "table": []}
+    legacy |= {"faults": [], "source_sha256": "x", "command": "bench.py"}
+    parts = figures.part_stamps(legacy, ("table", "faults", "churn"))
+    assert sorted(parts) == ["faults", "table"]
+    assert parts["faults"]["commit"] == "aaa" and parts["table"]["date"] == legacy["date"]
+    # The faults measured again, by another build: the table keeps its stamp,
+    # and the record's own (what its rows are from) is the table's.
+    parts["faults"] = figures.stamp(script, "compiled")
+    figures.record("c", script, "compiled", {"rows": [], "table": [], "faults": []}, parts, "table")
+    saved = json.loads((tmp_path / "results" / "c.json").read_text())
+    assert saved["parts"]["table"]["commit"] == "aaa"
+    assert saved["parts"]["faults"]["squall_build"] == "compiled"
+    assert (saved["date"], saved["commit"], saved["squall_build"]) == (
+        legacy["date"],
+        "aaa",
+        "pure",
+    )
+    assert figures.part_stamps(saved, ("table", "faults")) == saved["parts"]
 
 
 def _compiled_modules() -> list[str]:

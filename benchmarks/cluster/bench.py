@@ -65,6 +65,8 @@ from services import (  # noqa: E402
     RedisCluster,
     Service,
     cpu_seconds,
+    cpu_split,
+    descendants,
     run_seconds,
     spawn,
     start_nginx,
@@ -106,6 +108,9 @@ class Bench:
         self.workdir = workdir
         self.echo = args.verbose
         self.nodes = [lab.add_host(f"node{i}") for i in range(1, max(args.nodes) + 1)]
+        # What a node sends is received on the clients' CPU (see Lab.steer):
+        # the node's CPU is then its own work, as across machines.
+        self.steered = args.steer and all(lab.steer(h, CLIENT_CPUS) for h in self.nodes)
         clients = max(2, math.ceil(args.subscribers / PER_CLIENT))
         self.clients = [lab.add_host(f"client{i}", args.sources) for i in range(1, clients + 1)]
         self.pub = lab.add_host("pub")
@@ -297,6 +302,7 @@ class Bench:
             "channels": a.channels,
             "rate": a.rate,
             "seconds": a.seconds,
+            "steered": self.steered,
         }
         if fault:
             row["fault"] = fault
@@ -338,17 +344,24 @@ class Bench:
             row["held"] = held
             # The nodes subscribe to Redis as their first socket of a channel
             # opens; give the last subscriptions time to be in place.
-            idle0 = (time.monotonic(), run_seconds(redis_pids))
+            node_tree = descendants([s.pid for s in servers])
+            idle0 = (time.monotonic(), run_seconds(redis_pids), run_seconds(node_tree))
             time.sleep(a.settle)
             # Redis's own work with nothing published (cluster gossip, cron),
             # subtracted for the net figure: it grows with the servers.
             idle = (run_seconds(redis_pids) - idle0[1]) / (time.monotonic() - idle0[0])
+            # The nodes' with every connection held and nothing published
+            # (timers, pings, health checks): a part of each delivery's CPU.
+            node_idle = (run_seconds(node_tree) - idle0[2]) / (time.monotonic() - idle0[0])
+            row["node_idle_ms_per_s"] = round(node_idle * 1e3, 2)
             for c in clients:
                 c.proc.stdin.write(b"mark\n")
                 c.proc.stdin.flush()
             node_pids = [s.pid for s in servers]
             node_cpu0 = {pid: cpu_seconds([pid]) for pid in node_pids}
             cpu0 = sum(node_cpu0.values()), run_seconds(redis_pids)
+            split0 = cpu_split(node_pids)
+            load0 = os.getloadavg()[0]
             started = time.monotonic()
             pub = self.publisher(framework, url, a.seconds)
             if fault:
@@ -369,6 +382,12 @@ class Bench:
                 run_seconds(redis_pids),
             )
             row["redis_idle_ms_per_s"] = round(idle * 1e3, 2)
+            # The machine's load (1-minute average) before and after: it is shared.
+            row["load"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+            if not fault:
+                split1 = cpu_split(node_pids)
+                row["server_user_s"] = round(split1[0] - split0[0], 2)
+                row["server_system_s"] = round(split1[1] - split0[1], 2)
             redis_net = cpu1[1] - cpu0[1] - idle * (time.monotonic() - started)
             reports = []
             for c in clients:
@@ -485,6 +504,10 @@ COLUMNS = [
     ("redis_net_us_per_publish", 9),
     ("missing", 8),
     ("duplicated", 5),
+    ("server_user_s", 6),
+    ("server_system_s", 6),
+    ("node_idle_ms_per_s", 7),
+    ("load", 12),
 ]
 HEADS = {
     "deliveries_per_s": "deliv/s",
@@ -492,6 +515,9 @@ HEADS = {
     "redis_us_per_publish": "redis us/p",
     "redis_net_us_per_publish": "net us/p",
     "duplicated": "dups",
+    "server_user_s": "usr s",
+    "server_system_s": "sys s",
+    "node_idle_ms_per_s": "idle ms/s",
 }
 
 
@@ -549,23 +575,72 @@ def per_recovery(base: dict[str, Any], churned: dict[str, Any]) -> None:
     )
 
 
+def medians(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per configuration and framework: the medians of the table's rounds.
+
+    Server CPU per delivery and p99 are medians over the rounds; missing and
+    duplicated are summed over them; held is the fewest of any round.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in table:
+        key = (r["framework"], r["broker"], r["nodes"], r.get("shards", 1))
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (framework, broker, nodes, shards), rows in groups.items():
+        cpu = [r["server_us_per_delivery"] for r in rows if r.get("server_us_per_delivery")]
+        out.append(
+            {
+                "framework": framework,
+                "broker": broker,
+                "nodes": nodes,
+                "shards": shards,
+                "rounds": len(rows),
+                "held": min(r["held"] for r in rows),
+                "server_us_per_delivery": round(statistics.median(cpu), 2) if cpu else None,
+                "server_us_per_delivery_rounds": cpu,
+                "p99_ms": round(statistics.median(r["p99_ms"] for r in rows), 1),
+                "redis_us_per_publish": round(
+                    statistics.median(r["redis_us_per_publish"] or 0 for r in rows), 1
+                ),
+                "missing": sum(r["missing"] for r in rows),
+                "duplicated": sum(r["duplicated"] for r in rows),
+            }
+        )
+    return out
+
+
 def save(measured: dict[str, list[dict[str, Any]]], isolation: str) -> Path:
     """Records each key's rows (``table``, ``faults``, ``churn``) in benchmarks/results/cluster.json.
 
     benchmarks/figures.py's format: the README's figures get one row per
     configuration measured with both frameworks: server CPU per delivery,
     Squall's and Socket.IO's. The other keys' rows are kept when they were
-    measured by this same source.
+    measured by this same source. Each key keeps the stamp (date, commit,
+    squall build, command) of the run that measured it, under ``parts``:
+    recording the fault table does not relabel the table; each row also
+    says when it was measured (``measured``), since a key's rows may come
+    from several runs of some configurations each.
     """
     sys.path.insert(0, str(REPO / "benchmarks"))
     import figures
 
     me = Path(__file__).resolve()
+    names = ("table", "faults", "churn")
     kept: dict[str, Any] = {}
+    parts: dict[str, dict[str, str]] = {}
     if RESULTS.exists():
         old = json.loads(RESULTS.read_text())
-        if old.get("source_sha256") == figures.source_hash(me):
-            kept = {k: old[k] for k in ("table", "faults", "churn") if k in old}
+        for name, part in figures.part_stamps(old, names).items():
+            if part.get("source_sha256") == figures.source_hash(me):
+                kept[name] = old[name]
+                parts[name] = part
+    # The squall the nodes ran: this environment's (PYTHONPATH included).
+    now = figures.stamp(me, figures.squall_build(dict(os.environ)))
+    for rows in measured.values():
+        for r in rows:
+            r["measured"] = f"{now['date']} {now['commit']}"
+    for key in measured:
+        parts[key] = now
 
     # A run of some configurations replaces those and keeps the others.
     def ident(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -577,13 +652,14 @@ def save(measured: dict[str, list[dict[str, Any]]], isolation: str) -> Path:
             r.get("fault"),
             r.get("recovery"),
             r.get("churn"),
+            r.get("round"),
         )
 
     for key, rows in measured.items():
         fresh = {ident(r) for r in rows}
         kept[key] = [r for r in kept.get(key, []) if ident(r) not in fresh] + rows
     kept["isolation"] = isolation
-    table = kept.get("table", [])
+    table = kept["medians"] = medians(kept.get("table", []))
     pairs = []
     for row in table:
         if row["framework"] != "squall" or not row.get("server_us_per_delivery"):
@@ -602,15 +678,15 @@ def save(measured: dict[str, list[dict[str, Any]]], isolation: str) -> Path:
                             f"Server CPU per WebSocket delivery, {row['nodes']} node(s), "
                             f"{'one Redis' if row['broker'] == 'redis' else 'Redis Cluster, sharded'}, "
                             f"{row['held']:,} subscribers, vs Socket.IO 4.8 + redis-adapter (sharded)"
+                            f", median of {min(row['rounds'], other['rounds'])} rounds"
                         ),
                         "squall": row["server_us_per_delivery"],
                         "other": other["server_us_per_delivery"],
                         "unit": "us",
                     }
                 )
-    # The squall the nodes ran: this environment's (PYTHONPATH included).
     return figures.record(
-        "cluster", me, figures.squall_build(dict(os.environ)), {"rows": pairs, **kept}
+        "cluster", me, now["squall_build"], {"rows": pairs, **kept}, parts, "table"
     )
 
 
@@ -685,6 +761,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument("--partitions", type=int, default=128)
     parser.add_argument("--sources", type=int, default=4, help="source addresses per client host")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=int(os.environ.get("ROUNDS", 5)),
+        help="rounds of the table (frameworks alternated); medians per configuration",
+    )
+    parser.add_argument(
+        "--no-steer",
+        dest="steer",
+        action="store_false",
+        default=os.environ.get("STEER", "1") != "0",
+        help="leave the clients' receive work of what the nodes send on the nodes' CPU",
+    )
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--drain", type=float, default=1.5)
     parser.add_argument("--faults", action="store_true", help="the fault table instead")
@@ -773,28 +862,41 @@ def main(argv: Optional[list[str]] = None) -> int:
                 for kind in brokers
                 for shards in (args.shards if kind != "redis" else [1])
             ]
-            for nodes, kind, shards in configs:
-                for framework in frameworks:
-                    if framework == "socketio" and kind == "cluster-classic":
-                        continue  # the contender runs its sharded adapter only
-                    if framework == "squall" and kind != "redis":
-                        why = engine_supports(
-                            f"redis+cluster://x:1?sharded={int(kind == 'cluster-sharded')}"
-                        )
-                        if why:
-                            print(f"== squall {kind}: skipped ({why})", flush=True)
+            # Round after round over every configuration, the frameworks'
+            # order swapped each round: a load that comes and goes on this
+            # shared machine falls on both.
+            for rnd in range(1, args.rounds + 1):
+                order = frameworks if rnd % 2 else frameworks[::-1]
+                for nodes, kind, shards in configs:
+                    for framework in order:
+                        if framework == "socketio" and kind == "cluster-classic":
+                            continue  # the contender runs its sharded adapter only
+                        if framework == "squall" and kind != "redis":
+                            why = engine_supports(
+                                f"redis+cluster://x:1?sharded={int(kind == 'cluster-sharded')}"
+                            )
+                            if why:
+                                print(f"== squall {kind}: skipped ({why})", flush=True)
+                                continue
+                        try:
+                            row = bench.run(framework, kind, nodes, shards=shards)
+                        except LabError as exc:
+                            print(
+                                f"== {framework} {kind} {nodes} nodes {shards} shards failed: {exc}",
+                                flush=True,
+                            )
                             continue
-                    try:
-                        row = bench.run(framework, kind, nodes, shards=shards)
-                    except LabError as exc:
-                        print(
-                            f"== {framework} {kind} {nodes} nodes {shards} shards failed: {exc}",
-                            flush=True,
-                        )
-                        continue
-                    rows.append(row)
-                    show(row, first)
-                    first = False
+                        row["round"] = rnd
+                        rows.append(row)
+                        show(row, first)
+                        first = False
+            for m in medians(rows):
+                print(
+                    f"== median of {m['rounds']} round(s): {m['framework']} {m['broker']}"
+                    f" {m['nodes']} node(s) {m['held']} held: {m['server_us_per_delivery']} us"
+                    f" per delivery, p99 {m['p99_ms']} ms, missing {m['missing']} (all rounds)",
+                    flush=True,
+                )
         if not args.faults and args.churn > 0:
             churn_rows = run_churn(bench, args, first)
         isolation = lab.note

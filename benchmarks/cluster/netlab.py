@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Optional
 
 BENCH_RANGE = ipaddress.ip_network("198.18.0.0/15")
@@ -87,13 +88,14 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
 class Host:
     """One machine of the lab: a namespace (or loopback addresses) and its addresses."""
 
-    __slots__ = ("lab", "name", "netns", "addresses")
+    __slots__ = ("lab", "name", "netns", "addresses", "link")
 
     def __init__(self, lab: Lab, name: str, netns: Optional[str], addresses: list[str]) -> None:
         self.lab = lab
         self.name = name
         self.netns = netns
         self.addresses = addresses
+        self.link: Optional[str] = None  # its veth's end on the bridge
 
     @property
     def address(self) -> str:
@@ -219,7 +221,7 @@ class Lab:
         _run([IP, "netns", "add", netns])
         host = Host(self, name, netns, addrs)
         self.hosts[name] = host  # from here on, close() removes it
-        outside = f"{self.tag}v{len(self.hosts)}"
+        outside = host.link = f"{self.tag}v{len(self.hosts)}"
         _run([IP, "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", netns])
         self._links.append(outside)
         _run([IP, "link", "set", outside, "master", self.bridge, "up"])
@@ -231,6 +233,30 @@ class Lab:
         for key, value in NAMESPACE_SYSCTLS.items():
             _run(inside + ["sysctl", "-q", "-w", f"{key}={value}"], check=False)
         return host
+
+    def steer(self, host: Host, cpus: str) -> bool:
+        """Has what ``host`` sends processed on ``cpus`` (a list: "1", "2-3"), not on the sender's CPU.
+
+        A veth hands each packet to the other end in the sender's own
+        softirq: the bridge, its netfilter hooks and the receiver's TCP
+        input would run on the sending CPU, charged to the sending
+        process. Receive packet steering on the host's bridge end moves
+        that work to ``cpus``, as a network card moves it to another
+        machine. False where it cannot be set (no namespace, no RPS).
+        """
+        self.check(host)
+        if host.link is None:
+            return False
+        mask = 0
+        for part in cpus.split(","):
+            first, _, last = part.partition("-")
+            for cpu in range(int(first), int(last or first) + 1):
+                mask |= 1 << cpu
+        try:
+            Path(f"/sys/class/net/{host.link}/queues/rx-0/rps_cpus").write_text(f"{mask:x}\n")
+        except OSError:
+            return False
+        return True
 
     def check(self, host: Host) -> None:
         """Raises `LabError` unless ``host`` is one of this lab's, still open."""

@@ -353,25 +353,40 @@ def start_nginx(
 
 def cpu_seconds(pids: list[int]) -> float:
     """utime + stime of each pid and its descendants (from /proc), summed."""
+    return sum(cpu_split(pids))
+
+
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(utime, stime) of each pid and its descendants (from /proc), summed, in seconds."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    seen: set[int] = set()
-    todo = list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
+    user = system = 0
+    for pid in descendants(pids):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
+        except (OSError, IndexError):
+            continue
+    return user / tick, system / tick
+
+
+def descendants(pids: list[int]) -> list[int]:
+    """``pids`` and every process below them (from /proc)."""
+    found: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in found:
+            continue
+        found.append(pid)
+        try:
             for task in os.listdir(f"/proc/{pid}/task"):
                 children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
                 todo += [int(c) for c in children]
-        except (OSError, IndexError):
+        except OSError:
             continue
-    return total / tick
+    return found
 
 
 def run_seconds(pids: list[int]) -> float:

@@ -48,6 +48,9 @@ class App:
     #: Packages from the npm registry whose commands the tests run (on PATH
     #: in both sides' runs), installed once into the app's cache directory.
     npm: tuple[str, ...] = ()
+    #: Harness plugins (modules in compat/apps/plugin) loaded into the app's
+    #: run with ``-p``, on both sides alike.
+    plugins: tuple[str, ...] = ()
 
 
 APPS: dict[str, App] = {
@@ -329,7 +332,10 @@ APPS: dict[str, App] = {
         ),
         # Instana's tracer: wraps RequestHandler methods and the client's
         # fetch (a span per hop, redirects included). Its tests ship in the
-        # sdist; they serve the app on a fixed port from a thread.
+        # sdist; they serve the app on a fixed port from a thread, and count
+        # the spans as soon as the client has its response, while the server
+        # ends its span on its own thread: `server_settle` waits (bounded)
+        # for the server's requests to finish before the spans are read.
         App(
             name="instana",
             version="3.17.0",
@@ -338,6 +344,7 @@ APPS: dict[str, App] = {
                 "tests/frameworks/test_tornado_server.py",
                 "tests/frameworks/test_tornado_client.py",
             ),
+            plugins=("server_settle",),
             per_file=True,
             suite_timeout=10 * 60,
             test_timeout=60,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -82,3 +85,86 @@ def test_per_file_runs_each_file_alone_so_a_hang_costs_that_file(
     }
     assert result["summary"]["files_timed_out"] == ["suite/test_hangs.py"]
     assert not result["summary"]["timed_out"]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+_LEAKS = """
+import subprocess, sys
+
+SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_server():
+    p = subprocess.Popen(SLEEP, start_new_session=True)
+    open(PIDS, "a").write(f"{p.pid}\\n")
+
+
+def test_orphan():
+    # A parent that starts a daemon and exits: the daemon is re-parented.
+    code = (
+        "import subprocess, sys\\n"
+        f"p = subprocess.Popen({SLEEP!r}, start_new_session=True)\\n"
+        f"open({PIDS!r}, 'a').write(str(p.pid) + ' ')\\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper reads /proc")
+def test_servers_a_run_starts_in_sessions_of_their_own_end_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As JupyterHub starts its proxy and single-user servers: a session of
+    # their own (the run's session kill misses them), and one of them is
+    # orphaned by its parent exiting before the run ends.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pids = tmp_path / "pids"
+    (tmp_path / "test_leaks.py").write_text(_LEAKS.replace("PIDS", repr(str(pids))))
+    run = _harness(monkeypatch)
+    app = run.App(name="fake", version="0", pytest_args=("test_leaks.py",), suite_timeout=60)
+    started: list[int] = []
+    try:
+        result = run.run_suite(app, "tornado", Path(sys.executable), tmp_path, tmp_path, None, [])
+        started = [int(line) for line in pids.read_text().split()]
+        assert {k.split("::")[-1]: v["outcome"] for k, v in result["outcomes"].items()} == {
+            "test_server": "passed",
+            "test_orphan": "passed",
+        }
+        assert len(started) == 2
+        assert [pid for pid in started if _alive(pid)] == []
+        assert "ended 2 processes the run left" in (tmp_path / "tornado.log").read_text()
+    finally:
+        for pid in started:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_harness_gives_its_runs_sigint_even_when_started_with_it_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An ignored signal stays ignored across exec: JupyterHub's servers would
+    # then not stop on its SIGINT, and each stop waits out its timeout.
+    run = _harness(monkeypatch)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        run._interruptible()
+        probe = (
+            "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+        )
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        assert out.stdout.strip() == "True"
+        with pytest.raises(SystemExit) as stopped:
+            signal.raise_signal(signal.SIGTERM)
+        assert stopped.value.code == 128 + signal.SIGTERM
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -325,9 +325,12 @@ APPS: dict[str, App] = {
                 "jupyterhub/tests/test_user.py",
                 "jupyterhub/tests/test_app.py",
             ),
+            # With its servers stopping on SIGINT (see run.py's _interruptible),
+            # test_services_auth.py and test_named_servers.py run past 6
+            # minutes each on a loaded machine, on both sides.
             per_file=True,
-            file_timeout=6 * 60,
-            suite_timeout=20 * 60,
+            file_timeout=10 * 60,
+            suite_timeout=45 * 60,
             test_timeout=60,
         ),
         # Instana's tracer: wraps RequestHandler methods and the client's

@@ -25,6 +25,7 @@ Standard library only; the cache directory is ``$SQUALL_APPS_CACHE`` or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -866,6 +867,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="which Squall build the Squall side runs: the compiled wheel (default), "
         "the pure-Python one (SQUALL_NO_EXTENSIONS=1), or both, each in its venv",
     )
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        help="run only the app's test paths that contain this string (repeatable; "
+        "a partial run, as with -k)",
+    )
     parser.add_argument("--rebuild", action="store_true", help="remake the venvs")
     parser.add_argument(
         "--no-reinstall",
@@ -893,7 +901,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         [args.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
     ).stdout.strip()
     extra = shlex.split(args.pytest_args)
-    partial = bool(args.k or extra)
+    partial = bool(args.k or extra or args.file)
     squall_sides = {"compiled": ["squall"], "pure": ["squall-pure"]}.get(
         args.build, ["squall", "squall-pure"]
     )
@@ -901,6 +909,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = []
     for name in args.app or list(APPS):
         app = APPS[name]
+        if args.file:
+            paths, options = split_args(app.pytest_args)
+            chosen = [p for p in paths if any(f in p for f in args.file)]
+            if not chosen:
+                raise SystemExit(f"{name}: no test path contains {' or '.join(args.file)}")
+            app = dataclasses.replace(app, pytest_args=(*chosen, *options))
         work = cache / f"{app.name}-{app.version}" / f"py{pyver}"
         work.mkdir(parents=True, exist_ok=True)
         meta = {"squall_rev": squall_revision(squall_src)}

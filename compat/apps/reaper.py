@@ -65,12 +65,16 @@ def children(pid: int) -> set[int]:
     return {p for p, (parent, _) in _table().items() if parent == pid}
 
 
-def tree(roots: set[int]) -> set[int]:
-    """``roots`` that are alive, and all their living descendants."""
+def run_tree(run_pid: int, before: set[int]) -> set[int]:
+    """The living processes of a run: ``run_pid``'s tree, and the trees of
+    this process's children that were not there before the run (orphans of
+    the run re-parented to us). One reading of /proc, so that a process
+    re-parented meanwhile is not missed between two readings."""
     table = _table()
     kids: dict[int, list[int]] = defaultdict(list)
     for pid, (parent, _) in table.items():
         kids[parent].append(pid)
+    roots = {run_pid, *(set(kids.get(os.getpid(), [])) - before)}
     found: set[int] = set()
     todo = [r for r in roots if r in table]
     while todo:
@@ -101,17 +105,16 @@ def end_run(run_pid: int, before: set[int], grace: float = 3.0) -> list[str]:
     me = os.getpid()
     ended: list[str] = []
     for _ in range(5):  # a process that forks while it is being ended: a few rounds
-        adopted = children(me) - before
-        living = tree({run_pid, *adopted})
+        living = run_tree(run_pid, before)
         if not living:
             break
         ended += [describe(p) for p in sorted(living)]
         _signal_all(living, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and tree(living):
+        while time.monotonic() < deadline and living & run_tree(run_pid, before):
             _reap(children(me) - before)
             time.sleep(0.05)
-        _signal_all(tree(living), signal.SIGKILL)
+        _signal_all(living & run_tree(run_pid, before), signal.SIGKILL)
         _reap(children(me) - before)
     _reap(children(me) - before)
     return ended

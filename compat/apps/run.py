@@ -574,10 +574,9 @@ def _run_bounded(
         # Kernels or servers a test left behind: in the run's session, or
         # (started with a session of their own) re-parented to the harness.
         _kill_group(proc.pid, signal.SIGKILL)
+        # Once it has exited, its children have been re-parented.
+        proc.wait()
         left = reaper.end_run(proc.pid, before)
-        if proc.poll() is None:  # interrupted before it ended
-            proc.kill()
-            proc.wait()
         if left:
             out.write(f"\n[apps] ended {len(left)} processes the run left: {'; '.join(left)}\n")
             log(f"ended {len(left)} processes the run left behind (listed in the log)")

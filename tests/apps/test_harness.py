@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -168,3 +169,62 @@ def test_the_harness_gives_its_runs_sigint_even_when_started_with_it_ignored(
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+_HANGS = """
+import subprocess, sys, threading
+
+SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_hangs():
+    p = subprocess.Popen(SLEEP, start_new_session=True)
+    open(PIDS, "a").write(f"{p.pid}\\n")
+    threading.Event().wait(60)
+"""
+
+_DRIVER = """
+import sys
+from pathlib import Path
+
+sys.path.insert(0, APPS)
+import run
+
+run._interruptible()
+app = run.App(name="fake", version="0", pytest_args=("test_hangs.py",), suite_timeout=60)
+run.run_suite(app, "tornado", Path(sys.executable), Path(TMP), Path(TMP), None, [])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_harness_ends_the_servers_of_its_run(tmp_path: Path, sig: int) -> None:
+    pids = tmp_path / "pids"
+    (tmp_path / "test_hangs.py").write_text(_HANGS.replace("PIDS", repr(str(pids))))
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER.replace("APPS", repr(str(APPS))).replace("TMP", repr(str(tmp_path))))
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    harness = subprocess.Popen([sys.executable, str(driver)], env=env, stderr=subprocess.PIPE)
+    started: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not pids.exists() or not pids.read_text().endswith("\n"):
+            assert time.monotonic() < deadline, "the run's test never started its server"
+            assert harness.poll() is None, harness.stderr.read() if harness.stderr else ""
+            time.sleep(0.05)
+        started = [int(pid) for pid in pids.read_text().split()]
+        harness.send_signal(sig)
+        _, err = harness.communicate(timeout=30)
+        assert harness.returncode != 0
+        assert (b"KeyboardInterrupt" if sig == signal.SIGINT else b"SystemExit") in err or (
+            harness.returncode == 128 + sig
+        )
+        assert [pid for pid in started if _alive(pid)] == []
+        assert "ended 1 processes the run left" in (tmp_path / "tornado.log").read_text()
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait()
+        for pid in started:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

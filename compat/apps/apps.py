@@ -48,6 +48,9 @@ class App:
     #: Packages from the npm registry whose commands the tests run (on PATH
     #: in both sides' runs), installed once into the app's cache directory.
     npm: tuple[str, ...] = ()
+    #: Harness plugins (modules in compat/apps/plugin) loaded into the app's
+    #: run with ``-p``, on both sides alike.
+    plugins: tuple[str, ...] = ()
 
 
 APPS: dict[str, App] = {
@@ -322,14 +325,20 @@ APPS: dict[str, App] = {
                 "jupyterhub/tests/test_user.py",
                 "jupyterhub/tests/test_app.py",
             ),
+            # With its servers stopping on SIGINT (see run.py's _interruptible),
+            # test_services_auth.py and test_named_servers.py run past 6
+            # minutes each on a loaded machine, on both sides.
             per_file=True,
-            file_timeout=6 * 60,
-            suite_timeout=20 * 60,
+            file_timeout=10 * 60,
+            suite_timeout=45 * 60,
             test_timeout=60,
         ),
         # Instana's tracer: wraps RequestHandler methods and the client's
         # fetch (a span per hop, redirects included). Its tests ship in the
-        # sdist; they serve the app on a fixed port from a thread.
+        # sdist; they serve the app on a fixed port from a thread, and count
+        # the spans as soon as the client has its response, while the server
+        # ends its span on its own thread: `server_settle` waits (bounded)
+        # for the server's requests to finish before the spans are read.
         App(
             name="instana",
             version="3.17.0",
@@ -338,6 +347,7 @@ APPS: dict[str, App] = {
                 "tests/frameworks/test_tornado_server.py",
                 "tests/frameworks/test_tornado_client.py",
             ),
+            plugins=("server_settle",),
             per_file=True,
             suite_timeout=10 * 60,
             test_timeout=60,

@@ -25,6 +25,7 @@ Standard library only; the cache directory is ``$SQUALL_APPS_CACHE`` or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -45,6 +46,7 @@ from typing import Any, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import reaper  # noqa: E402
 from apps import APPS, App  # noqa: E402
 
 REPO = HERE.parent.parent
@@ -418,6 +420,8 @@ def run_suite(
     logfile.unlink(missing_ok=True)
     _, options = split_args(app.pytest_args)
     common = ["-p", "no:cacheprovider", "-p", "squall_apps_outcomes", "--color=no", *options]
+    for plugin in app.plugins:
+        common += ["-p", plugin]
     if app.test_timeout:
         # The signal method fails the one test that hangs; the thread method
         # (jupyter_server's and dask's setting) ends the whole run at the first hang.
@@ -541,25 +545,41 @@ MAX_RESUMES = 5
 def _run_bounded(
     cmd: list[str], cwd: Path, env: dict[str, str], out: Any, timeout: float
 ) -> tuple[int, bool]:
-    """Run pytest in its own session; kill the session at the time limit."""
+    """Run pytest in its own session; kill the session at the time limit.
+
+    However it ends (done, timed out, or the harness interrupted), what the
+    run started is ended with it: its session, and the servers its tests
+    started in sessions of their own (`reaper`).
+    """
     out.write(f"\n$ {shlex.join(cmd)}\n")
     out.flush()
+    reaper.become_subreaper()
+    before = reaper.children(os.getpid())
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )
     timed_out = False
     try:
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc.pid, signal.SIGTERM)
         try:
-            rc = proc.wait(timeout=15)
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc.pid, signal.SIGKILL)
-            rc = proc.wait()
-    # Kernels or servers a test left behind are in the run's session.
-    _kill_group(proc.pid, signal.SIGKILL)
+            timed_out = True
+            _kill_group(proc.pid, signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
+    finally:
+        # Kernels or servers a test left behind: in the run's session, or
+        # (started with a session of their own) re-parented to the harness.
+        _kill_group(proc.pid, signal.SIGKILL)
+        # Once it has exited, its children have been re-parented.
+        proc.wait()
+        left = reaper.end_run(proc.pid, before)
+        if left:
+            out.write(f"\n[apps] ended {len(left)} processes the run left: {'; '.join(left)}\n")
+            log(f"ended {len(left)} processes the run left behind (listed in the log)")
     return rc, timed_out
 
 
@@ -788,6 +808,24 @@ def fmt_wall(summary: Optional[dict[str, Any]]) -> str:
 # --- main ------------------------------------------------------------------
 
 
+def _interruptible() -> None:
+    """Let SIGINT, SIGTERM and SIGHUP end the harness through its cleanup.
+
+    SIGINT gets Python's handler even where the harness was started with it
+    ignored (a background job of a non-interactive shell, nohup): an ignored
+    signal stays ignored in every child, and JupyterHub stops its servers with
+    SIGINT first, so they would each take the spawner's whole interrupt
+    timeout to stop (a test's teardown then passes its time limit).
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -828,6 +866,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="which Squall build the Squall side runs: the compiled wheel (default), "
         "the pure-Python one (SQUALL_NO_EXTENSIONS=1), or both, each in its venv",
     )
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        help="run only the app's test paths that contain this string (repeatable; "
+        "a partial run, as with -k)",
+    )
     parser.add_argument("--rebuild", action="store_true", help="remake the venvs")
     parser.add_argument(
         "--no-reinstall",
@@ -846,6 +891,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "the sdist (repeatable; otherwise the harness clones it into the cache)",
     )
     args = parser.parse_args(argv)
+    _interruptible()
     tests_repos = dict(item.split("=", 1) for item in args.tests_repo)
 
     cache = Path(args.cache).expanduser().resolve()
@@ -854,7 +900,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         [args.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
     ).stdout.strip()
     extra = shlex.split(args.pytest_args)
-    partial = bool(args.k or extra)
+    partial = bool(args.k or extra or args.file)
     squall_sides = {"compiled": ["squall"], "pure": ["squall-pure"]}.get(
         args.build, ["squall", "squall-pure"]
     )
@@ -862,6 +908,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = []
     for name in args.app or list(APPS):
         app = APPS[name]
+        if args.file:
+            paths, options = split_args(app.pytest_args)
+            chosen = [p for p in paths if any(f in p for f in args.file)]
+            if not chosen:
+                raise SystemExit(f"{name}: no test path contains {' or '.join(args.file)}")
+            app = dataclasses.replace(app, pytest_args=(*chosen, *options))
         work = cache / f"{app.name}-{app.version}" / f"py{pyver}"
         work.mkdir(parents=True, exist_ok=True)
         meta = {"squall_rev": squall_revision(squall_src)}

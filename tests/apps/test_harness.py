@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -82,3 +86,145 @@ def test_per_file_runs_each_file_alone_so_a_hang_costs_that_file(
     }
     assert result["summary"]["files_timed_out"] == ["suite/test_hangs.py"]
     assert not result["summary"]["timed_out"]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+_LEAKS = """
+import subprocess, sys
+
+SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_server():
+    p = subprocess.Popen(SLEEP, start_new_session=True)
+    open(PIDS, "a").write(f"{p.pid}\\n")
+
+
+def test_orphan():
+    # A parent that starts a daemon and exits: the daemon is re-parented.
+    code = (
+        "import subprocess, sys\\n"
+        f"p = subprocess.Popen({SLEEP!r}, start_new_session=True)\\n"
+        f"open({PIDS!r}, 'a').write(str(p.pid) + ' ')\\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper reads /proc")
+def test_servers_a_run_starts_in_sessions_of_their_own_end_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As JupyterHub starts its proxy and single-user servers: a session of
+    # their own (the run's session kill misses them), and one of them is
+    # orphaned by its parent exiting before the run ends.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pids = tmp_path / "pids"
+    (tmp_path / "test_leaks.py").write_text(_LEAKS.replace("PIDS", repr(str(pids))))
+    run = _harness(monkeypatch)
+    app = run.App(name="fake", version="0", pytest_args=("test_leaks.py",), suite_timeout=60)
+    started: list[int] = []
+    try:
+        result = run.run_suite(app, "tornado", Path(sys.executable), tmp_path, tmp_path, None, [])
+        started = [int(line) for line in pids.read_text().split()]
+        assert {k.split("::")[-1]: v["outcome"] for k, v in result["outcomes"].items()} == {
+            "test_server": "passed",
+            "test_orphan": "passed",
+        }
+        assert len(started) == 2
+        assert [pid for pid in started if _alive(pid)] == []
+        assert "ended 2 processes the run left" in (tmp_path / "tornado.log").read_text()
+    finally:
+        for pid in started:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_harness_gives_its_runs_sigint_even_when_started_with_it_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An ignored signal stays ignored across exec: JupyterHub's servers would
+    # then not stop on its SIGINT, and each stop waits out its timeout.
+    run = _harness(monkeypatch)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        run._interruptible()
+        probe = (
+            "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+        )
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        assert out.stdout.strip() == "True"
+        with pytest.raises(SystemExit) as stopped:
+            signal.raise_signal(signal.SIGTERM)
+        assert stopped.value.code == 128 + signal.SIGTERM
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+_HANGS = """
+import subprocess, sys, threading
+
+SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_hangs():
+    p = subprocess.Popen(SLEEP, start_new_session=True)
+    open(PIDS, "a").write(f"{p.pid}\\n")
+    threading.Event().wait(60)
+"""
+
+_DRIVER = """
+import sys
+from pathlib import Path
+
+sys.path.insert(0, APPS)
+import run
+
+run._interruptible()
+app = run.App(name="fake", version="0", pytest_args=("test_hangs.py",), suite_timeout=60)
+run.run_suite(app, "tornado", Path(sys.executable), Path(TMP), Path(TMP), None, [])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_harness_ends_the_servers_of_its_run(tmp_path: Path, sig: int) -> None:
+    pids = tmp_path / "pids"
+    (tmp_path / "test_hangs.py").write_text(_HANGS.replace("PIDS", repr(str(pids))))
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER.replace("APPS", repr(str(APPS))).replace("TMP", repr(str(tmp_path))))
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    harness = subprocess.Popen([sys.executable, str(driver)], env=env, stderr=subprocess.PIPE)
+    started: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not pids.exists() or not pids.read_text().endswith("\n"):
+            assert time.monotonic() < deadline, "the run's test never started its server"
+            assert harness.poll() is None, harness.stderr.read() if harness.stderr else ""
+            time.sleep(0.05)
+        started = [int(pid) for pid in pids.read_text().split()]
+        harness.send_signal(sig)
+        _, err = harness.communicate(timeout=30)
+        assert harness.returncode != 0
+        assert (b"KeyboardInterrupt" if sig == signal.SIGINT else b"SystemExit") in err or (
+            harness.returncode == 128 + sig
+        )
+        assert [pid for pid in started if _alive(pid)] == []
+        assert "ended 1 processes the run left" in (tmp_path / "tornado.log").read_text()
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait()
+        for pid in started:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -92,6 +92,12 @@ class PresenceMixin:
     presence_ttl: float
     _present: dict[tuple[str, str], Presence]
     _heartbeat: Optional[asyncio.Task[None]]
+    # PubSub's, which this half reads on the same object (declared for the
+    # type checker only: PubSub sets the flag and defines the method).
+    _closed: bool
+    if TYPE_CHECKING:
+
+        def _check_open(self) -> None: ...
 
     def _init_presence(self, presence_ttl: float) -> None:
         if not isinstance(presence_ttl, (int, float)) or not presence_ttl > 0:
@@ -110,8 +116,8 @@ class PresenceMixin:
                 too long: 256 and 4,096 characters).
             ConnectionError: the broker could not be reached.
         """
+        self._check_open()
         me: PubSub = self  # type: ignore[assignment]
-        me._check_open()
         if not isinstance(channel, str):
             raise TypeError(f"channel must be a str, not {type(channel).__name__}")
         _check(client, info)
@@ -131,7 +137,7 @@ class PresenceMixin:
         key = (entry.channel, entry.client)
         if self._present.get(key) is entry:
             del self._present[key]
-        if me._closed:
+        if self._closed:
             return
         await self._presence_remove(entry.channel, entry.client)
         await me.publish(
@@ -146,8 +152,7 @@ class PresenceMixin:
             ValueError: ``limit`` outside 1 to 10,000.
             ConnectionError: the broker could not be reached.
         """
-        me: PubSub = self  # type: ignore[assignment]
-        me._check_open()
+        self._check_open()
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PRESENCE_LIST:
             raise ValueError(f"limit must be 1 to {MAX_PRESENCE_LIST}, not {limit!r}")
         return await self._presence_get(channel, limit)
@@ -158,14 +163,12 @@ class PresenceMixin:
         Raises:
             ConnectionError: the broker could not be reached.
         """
-        me: PubSub = self  # type: ignore[assignment]
-        me._check_open()
+        self._check_open()
         return await self._presence_count(channel)
 
     async def _beat(self) -> None:
         """Refreshes this process's entries until none is left."""
-        me: PubSub = self  # type: ignore[assignment]
-        while self._present and not me._closed:
+        while self._present and not self._closed:
             await asyncio.sleep(self.presence_ttl / 3)
             by_channel: dict[str, dict[str, str]] = {}
             for (channel, client), entry in list(self._present.items()):

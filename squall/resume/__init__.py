@@ -64,7 +64,7 @@ class ClientScriptHandler(RequestHandler):
     _body: ClassVar[bytes] = b""
 
     def get(self) -> None:
-        body = ClientScriptHandler._body
+        body = self._body
         if not body:
             with open(CLIENT_SCRIPT, "rb") as f:
                 body = ClientScriptHandler._body = f.read()

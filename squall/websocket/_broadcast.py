@@ -222,7 +222,14 @@ def _deliver(
     """
     conn = protocol.conn
     stream = protocol.stream
-    if protocol.is_closing() or conn is None or stream is None or stream.closed():
+    if (
+        conn is None
+        or protocol._closed
+        or protocol._close_seen
+        or conn.close_sent
+        or stream is None
+        or stream.closed()
+    ):
         return _INACTIVE
     paused = getattr(stream, "writing_paused", None)
     # A server connection's transport says when it is full.
@@ -260,9 +267,12 @@ def _write(
                 )
         else:
             data = frame
+    cork = protocol._cork
+    if cork is not None:
+        # Called from this connection's own callback: after what it wrote.
+        cork.append(data)
+        return True
     try:
-        # Held behind what it wrote when called from this connection's own
-        # callback (its cork), written to its stream otherwise.
         protocol._write(data)
     except (WebSocketClosedError, StreamClosedError):
         return False

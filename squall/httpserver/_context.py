@@ -15,7 +15,6 @@ from squall.httputil import (
     RequestStartLine,
 )
 from squall.httputil._exchange import RequestContextBase
-from squall.httputil._headers import fields_of
 from squall.httputil._proxy import ProxyHeaders
 from squall.httputil._startline import StartLine
 
@@ -94,7 +93,7 @@ class _HTTPRequestContext(RequestContextBase):
             model = _SKIPPING.get(skip)  # type: ignore[assignment]
             if model is None:
                 model = _SKIPPING[skip] = ProxyHeaders("xheaders", skip=skip)
-        named = model.resolve(self, fields_of(headers))
+        named = model.resolve(self, headers._as_list)
         if named is not None:
             ip, scheme = named
             if ip is not None:

@@ -26,7 +26,6 @@ from squall.httpserver._stream import _TransportStream
 from squall.httputil import HTTPHeaders, HTTPOutputError
 from squall.httputil._drivers import _body
 from squall.httputil._exchange import DONE, GONE, HEAD, IDLE, Exchange
-from squall.httputil._headers import fields_of
 from squall.httputil._response import _ResponseHeaders
 from squall.httputil._startline import StartLine
 from squall.iostream import StreamClosedError
@@ -270,7 +269,7 @@ class _RequestConnection(Exchange):
             data = p.h1.send_fields(
                 code,
                 start_line[2],
-                fields_of(headers),
+                headers._as_list,
                 chunk or b"",
                 checked,
                 p.no_keep_alive,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Optional
 from squall._content_coding import ContentCodingError, Decoder, make_decoder
 from squall._h1 import H1Connection, H1Limits, LocalProtocolError, ProtocolError
 from squall.httputil._delegates import HTTPMessageDelegate
-from squall.httputil._headers import _ABNF, HTTPHeaders, HTTPInputError, HTTPOutputError, fields_of
+from squall.httputil._headers import _ABNF, HTTPHeaders, HTTPInputError, HTTPOutputError
 from squall.httputil._startline import ResponseStartLine, StartLine, responses
 from squall.log import gen_log
 
@@ -97,7 +97,7 @@ def _lenient_after(h1: H1Connection, params: HTTP1ConnectionParameters) -> Optio
 
 
 def _header_pairs(headers: HTTPHeaders) -> list[tuple[str, str]]:
-    return [(name, value) for name, values in fields_of(headers).items() for value in values]
+    return [(name, value) for name, values in headers._as_list.items() for value in values]
 
 
 # Host values that passed `_check_host`, for every connection of the

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Final, Optional
 
 from squall._compiled import mypyc_attr
 from squall.httputil._contract import HTTPConnection, check_informational
-from squall.httputil._headers import HTTPHeaders, HTTPOutputError, fields_of
+from squall.httputil._headers import HTTPHeaders, HTTPOutputError
 from squall.httputil._startline import ResponseStartLine, StartLine
 from squall.iostream import StreamClosedError
 from squall.log import app_log
@@ -272,7 +272,7 @@ class Exchange(HTTPConnection):
             raise HTTPOutputError("the response has already started: its head was already written")
         assert isinstance(start_line, _ResponseStartLine)
         code = start_line.code
-        lengths = fields_of(headers).get("Content-Length")
+        lengths = headers._as_list.get("Content-Length")
         if lengths is not None:
             self._declared = _content_length(lengths)
         self._phase = HEAD

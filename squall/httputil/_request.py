@@ -16,7 +16,7 @@ from squall.httputil import _forms
 from squall.httputil._delegates import HTTPConnection, _OpenAttributes
 from squall.httputil._exchange import Exchange, RequestContextBase
 from squall.httputil._forms import HTTPFile, _latin1_or_utf8, parse_cookie
-from squall.httputil._headers import HTTPHeaders, HTTPInputError, fields_of
+from squall.httputil._headers import HTTPHeaders, HTTPInputError
 from squall.httputil._qs import _parse_qs_bytes, parse_qs_text
 from squall.httputil._startline import RequestStartLine, StartLine
 from squall.httputil._urls import split_host_and_port
@@ -207,7 +207,7 @@ class HTTPServerRequest(_OpenAttributes):
         if not host:
             if type(headers) is _HTTPHeaders:
                 # The stock headers are read through their dict: no calls.
-                hosts = fields_of(headers).get("Host")
+                hosts = headers._as_list.get("Host")
                 if hosts:
                     host = hosts[0] if len(hosts) == 1 else ",".join(hosts)
             else:

@@ -146,7 +146,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
             if not (
                 type(app).find_handler is _app_parts.stock_find_handler
                 and type(router) is _app_parts.router_class
-                and len(app.default_router.rules) == 1
+                and len(app.default_router._rules) == 1
             ):
                 router = None
             hit: Any = None if router is None else router.direct_target(request.path)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from squall.escape import utf8
 from squall.httputil import HTTPHeaders
-from squall.httputil._headers import fields_of
 
 if TYPE_CHECKING:
     from squall.httputil import HTTPServerRequest
@@ -71,11 +70,11 @@ class EtagMixin:
             if etag is memo[1]:
                 # The stock compute_etag's (remembered) Etag: our own
                 # quoted hex digest, valid as it is; its list is shared.
-                fields_of(self._headers)["Etag"] = memo[2]
+                self._headers._as_list["Etag"] = memo[2]
             elif type(etag) is str and etag.isprintable():
                 # set_header()'s own fast case, without the call (straight
                 # into the dict, as the framework's own Content-Length is).
-                fields_of(self._headers)["Etag"] = [etag]
+                self._headers._as_list["Etag"] = [etag]
             else:
                 self.set_header("Etag", etag)
 
@@ -88,7 +87,7 @@ class EtagMixin:
         headers = self.request.headers
         if type(headers) is HTTPHeaders:
             # Most requests have none: one dict lookup says so.
-            values = fields_of(headers).get("If-None-Match")
+            values = headers._as_list.get("If-None-Match")
             if not values:
                 return False
             if_none_match: Optional[str] = values[0] if len(values) == 1 else ",".join(values)

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Optional, Union
 
 from squall.httputil import format_timestamp, responses
-from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header, fields_of
+from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
 from squall.httputil._response import UNSAFE_VALUE_CHARS, _ResponseHeaders
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class StatusMixin:
             value = self._convert_header_value(value)
         headers = self._headers
         if type(headers) is _ResponseHeaders:
-            fields_of(headers)[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
+            headers._as_list[_NAME_CACHE.get(name) or _normalize_header(name)] = [value]
         else:
             # Headers an application put in place: their own __setitem__.
             headers[name] = value
@@ -157,7 +157,7 @@ class StatusMixin:
         headers = self._headers
         if type(headers) is _ResponseHeaders and not self._hook_traits.clear_header:
             # (Every 101 comes here: the WebSocket handshake.)
-            fields = fields_of(headers)
+            fields = headers._as_list
             for name in _REPRESENTATION_HEADERS:
                 fields.pop(name, None)
             return

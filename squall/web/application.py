@@ -299,7 +299,7 @@ class Application(ReversibleRouter):
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
         default_router = self.default_router
-        if len(default_router.rules) == 1:
+        if len(default_router._rules) == 1:
             # No host-specific routes: skip the AnyMatches layer.
             delegate = self.wildcard_router.find_handler(request)
         else:

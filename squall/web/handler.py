@@ -33,7 +33,6 @@ from squall.httputil import (
     ResponseStartLine,
 )
 from squall.httputil._exchange import close_by_attribute
-from squall.httputil._headers import fields_of
 from squall.log import app_log
 from squall.util import ObjectDict
 from squall.web._arguments import _ARG_DEFAULT as _ARG_DEFAULT  # squall.web's
@@ -318,7 +317,7 @@ class RequestHandler(
         if isinstance(chunk, dict):
             self._write_buffer.append(escape.json_encode(chunk).encode("utf-8"))
             # The canonical key, set without HTTPHeaders' name normalization.
-            fields_of(self._headers)["Content-Type"] = _JSON_VALUES
+            self._headers._as_list["Content-Type"] = _JSON_VALUES
             return
         message = "write() only accepts bytes, unicode, and dict objects"
         if isinstance(chunk, list):
@@ -446,7 +445,7 @@ class RequestHandler(
             status = self._status_code
             request = self.request
             headers = self._headers
-            fields = fields_of(headers)
+            fields = headers._as_list
             if status == 200 and request.method in ("GET", "HEAD") and "Etag" not in fields:
                 self.set_etag_header()
                 if self.check_etag_header():
@@ -460,7 +459,7 @@ class RequestHandler(
             else:
                 if self._headers is not headers:
                     # A hook put headers of its own in place.
-                    fields = fields_of(self._headers)
+                    fields = self._headers._as_list
                 if "Content-Length" not in fields:
                     length = 0
                     for part in self._write_buffer:

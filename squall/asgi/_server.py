@@ -131,7 +131,7 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         return _http_scope(start_line, fields, conn, root, self.prefix_in_path, state, self._proxy)
 
     def run_tracked(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``coro`` in a Task kept in `tasks`; the coroutine calls
+        """Run ``coro`` in a Task kept in ``self.tasks``; the coroutine calls
         `untrack_current` as it ends (cheaper than a done callback, which the
         loop would schedule as one more handle per request)."""
         task = asyncio.get_running_loop().create_task(coro)

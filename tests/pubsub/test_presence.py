@@ -12,6 +12,7 @@ import pytest
 
 from squall.pubsub import LocalPubSub, PubSub, RedisPubSub, presence_channel
 
+from .._wait import until_answer
 from ._redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
 
 
@@ -85,10 +86,11 @@ def test_entries_of_a_process_that_stops_refreshing_expire(make: Any) -> None:
             # The ghost's process "dies": nobody refreshes its entry any more,
             # nothing says goodbye (on memory:// both are one object).
             del gone._present[("room", "ghost")]
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 3
-            while await staying.presence_count("room") != 1 and loop.time() < deadline:
-                await asyncio.sleep(0.05)
+
+            async def ghost_gone() -> bool:
+                return await staying.presence_count("room") == 1
+
+            await until_answer(ghost_gone, limit=3)
             # The heartbeat (every 0.1 s) kept "alive" past several TTLs.
             assert await staying.presence("room") == {"alive": ""}
         finally:

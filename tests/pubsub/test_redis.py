@@ -16,6 +16,7 @@ import pytest
 
 from squall.pubsub import Position, RedisPubSub, Subscription
 
+from .._wait import until_answer
 from ._redis_server import RedisServer, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -282,11 +283,12 @@ def test_redis_history_expires_by_age(redis_server: RedisServer) -> None:
         async with RedisPubSub(redis_server.url, history_size=10, history_ttl=0.2) as pubsub:
             first = await pubsub.publish("c", "old")
             assert len((await pubsub.history("c")).publications) == 1
-            # Redis expires the keys by its own clock: poll it, bounded.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 3
-            while (await pubsub.history("c")).publications and loop.time() < deadline:
-                await asyncio.sleep(0.05)
+
+            # Redis expires the keys by its own clock: asked each loop turn, bounded.
+            async def expired() -> bool:
+                return not (await pubsub.history("c")).publications
+
+            await until_answer(expired, limit=3)
             result = await pubsub.history("c", since=Position(0, first.epoch))
             assert result.publications == [] and not result.recovered
 

@@ -22,6 +22,7 @@ import pytest
 
 from squall.websocket import WebSocketClientConnection, websocket_connect
 
+from ..._wait import until_answer
 from .._util import run
 from ..test_chat_browser import BROKEN_WEBSOCKET, CHROMIUM, DevTools, Tab, launch, shut
 from ._client import Visitor, client, forum_server
@@ -107,13 +108,16 @@ class CutProxy:
 
 async def until_count(pubsub: Any, channel: str, n: int) -> None:
     """Until the channel's presence counts ``n`` (joins and leaves are asynchronous)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while await pubsub.presence_count(channel) != n:
-        assert loop.time() < deadline, (
+
+    async def counted() -> bool:
+        return await pubsub.presence_count(channel) == n
+
+    try:
+        await until_answer(counted, limit=10)
+    except AssertionError:
+        raise AssertionError(
             f"presence never counted {n}: {await pubsub.presence(channel)}"
-        )
-        await asyncio.sleep(0.01)
+        ) from None
 
 
 async def cut_and_resume(tmp_path: Path, blocked: str, expected: str) -> None:

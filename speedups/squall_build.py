@@ -164,6 +164,7 @@ COMPILED_MODULES = (
 OPTIONAL_EXTRA_MODULES = (
     "squall.httpserver._h3conn",
     "squall.httpserver._h3protocol",
+    "squall.httpserver._h3setup",
     "squall.httpserver._h3stream",
     "squall.httpserver._h3webtransport",
     "squall.httpserver._h3websocket",

@@ -297,7 +297,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
 
     def _setup_http3(self, http3: Union[bool, dict[str, Any]], limits: Any) -> None:
         try:
-            from squall.httpserver._h3protocol import quic_configuration
+            from squall.httpserver._h3setup import quic_configuration
         except ImportError as exc:
             raise ImportError(
                 f"HTTP/3 needs aioquic: pip install 'squall[http3]' ({exc})"
@@ -312,7 +312,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self._ssl_reload_hooks.append(self._reload_http3)
 
     def _reload_http3(self, ssl_options: Any) -> None:
-        from squall.httpserver._h3protocol import quic_configuration
+        from squall.httpserver._h3setup import quic_configuration
 
         options: Any = self._h3_options
         if isinstance(ssl_options, dict) and ssl_options.get("certfile"):
@@ -327,14 +327,15 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     def _start_http3(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         """Serve HTTP/3 on UDP where ``sock`` (a TLS listener) listens."""
         from squall.httpserver import _quicroute
-        from squall.httpserver._h3protocol import _H3Endpoint, _udp_socket
+        from squall.httpserver._h3protocol import _H3Endpoint
+        from squall.httpserver._h3setup import udp_socket
 
         # Under squall run's supervisor, the socket of this worker's slot.
         route = _quicroute.worker_route
         udp = route.take(sock) if route is not None else None
         slot = route.slot if udp is not None and route is not None else None
         if udp is None:
-            udp = _udp_socket(sock)
+            udp = udp_socket(sock)
         if udp is None:
             return
         self._h3_sockets.append(udp)

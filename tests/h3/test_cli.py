@@ -45,6 +45,7 @@ def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "aioquic", None)
     monkeypatch.delitem(sys.modules, "squall.httpserver._h3protocol", raising=False)
+    monkeypatch.delitem(sys.modules, "squall.httpserver._h3setup", raising=False)
     config = Config(target="t:app", certfile=CERT, keyfile=KEY, http3=True)
     served = serve_target(sample_apps.make_app(), "t:app", config.root_path)
     with pytest.raises(

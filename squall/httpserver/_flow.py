@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, Optional
 from squall.concurrent import _held_future
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.httputil._drivers import _check_host, _GzipMessageDelegate
+from squall.httputil._headers import fields_of  # the drivers take it from here too
 from squall.log import app_log
 
 if TYPE_CHECKING:
@@ -102,14 +103,6 @@ def wrap_fields(fields: dict[str, list[str]]) -> HTTPHeaders:
     headers._as_list = fields
     wrapped: HTTPHeaders = headers
     return wrapped
-
-
-def fields_of(headers: HTTPHeaders) -> dict[str, list[str]]:
-    """The fields of ``headers`` (canonical name -> values), as they are
-    held, not copied: what the drivers encode a response head from and
-    read a request's framing fields in (the inverse of `wrap_fields`).
-    `.HTTPHeaders` has no public name for it; the drivers read it here."""
-    return headers._as_list
 
 
 def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> HTTPHeaders:

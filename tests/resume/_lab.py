@@ -1,6 +1,7 @@
 """What the failure tests share: node processes (forked by tests/resume/_node.py),
-killing a process and waiting until it is gone, and a reader's requests on
-each transport for room ``name`` (channel ``room:<name>``).
+killing a process and waiting until it is gone, a reader's requests on
+each transport for room ``name`` (channel ``room:<name>``), and what the
+reader got (`Received`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,29 @@ from ._clients import H1Stream
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE = 5.0
+
+
+class Received:
+    """The ``(data, position)`` pairs a resuming reader got, in order."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, str]] = []
+
+    def take(self, data: str, position: str) -> None:
+        self.got.append((data, position))
+
+    @property
+    def last(self) -> str:
+        return self.got[-1][1]
+
+    def check(self, total: int, first_offset: int | None = None) -> None:
+        """Messages ``m0`` to ``m<total-1>``, each once and in order, at
+        consecutive offsets (from ``first_offset`` if given), one epoch."""
+        assert [d for d, _ in self.got] == [f"m{n}" for n in range(total)]
+        offsets = [int(p.split("-")[0]) for _, p in self.got]
+        start = offsets[0] if first_offset is None else first_offset
+        assert offsets == list(range(start, start + total))
+        assert len({p.split("-", 1)[1] for _, p in self.got}) == 1  # one epoch
 
 
 class Nodes:

@@ -17,7 +17,7 @@ from typing import Any
 from squall.pubsub import RedisPubSub
 from tests.pubsub._redis_server import RedisServer
 
-from ._lab import Nodes, killed, poll, sse_messages, sse_open, ws_read, ws_subscribe
+from ._lab import Nodes, Received, killed, poll, sse_messages, sse_open, ws_read, ws_subscribe
 
 NAME = "k"
 CHANNEL = f"room:{NAME}"
@@ -25,16 +25,16 @@ FIRST, AWAY, AFTER = 200, 10, 10  # published before the kill, while away, after
 TOTAL = FIRST + AWAY + AFTER
 
 
-class Cluster:
+class Cluster(Received):
     """Nodes A and B, the publisher, and what the reader got."""
 
     def __init__(self, url: str, nodes: Nodes) -> None:
+        super().__init__()
         self.url = url
         self.nodes = nodes
         self.pids: list[int] = []
         self.ports: list[int] = []
         self.publisher = RedisPubSub(url, history_size=1000)
-        self.got: list[tuple[str, str]] = []  # (data, position)
 
     async def start(self) -> None:
         for _ in range(2):
@@ -48,19 +48,6 @@ class Cluster:
     async def publish(self, first: int, count: int) -> None:
         for n in range(first, first + count):
             await self.publisher.publish(CHANNEL, f"m{n}")
-
-    def take(self, data: str, position: str) -> None:
-        self.got.append((data, position))
-
-    @property
-    def last(self) -> str:
-        return self.got[-1][1]
-
-    def check(self) -> None:
-        assert [d for d, _ in self.got] == [f"m{n}" for n in range(TOTAL)]
-        offsets = [int(p.split("-")[0]) for _, p in self.got]
-        assert offsets == list(range(offsets[0], offsets[0] + TOTAL))
-        assert len({p.split("-", 1)[1] for _, p in self.got}) == 1  # one epoch
 
     async def close(self) -> None:
         for pid in self.pids:
@@ -77,7 +64,7 @@ def run(test: Any, url: str, nodes: Nodes) -> None:
         try:
             await cluster.start()
             await test(cluster)
-            cluster.check()
+            cluster.check(TOTAL)
         finally:
             await cluster.close()
 

@@ -26,7 +26,7 @@ import pytest
 from squall.pubsub import RedisClusterPubSub
 from tests.pubsub._servers import REDIS_CLI, REDIS_SERVER, RedisCluster, _command, _fields
 
-from ._lab import Nodes, killed, poll, sse_messages, sse_open, ws_read, ws_subscribe
+from ._lab import Nodes, Received, killed, poll, sse_messages, sse_open, ws_read, ws_subscribe
 
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None or REDIS_CLI is None,
@@ -43,18 +43,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
         yield started
 
 
-class Lab:
+class Lab(Received):
     """Nodes A and B, the publisher, the channel (on a primary with a live
     replica), and what the reader got."""
 
     def __init__(self, cluster: RedisCluster, nodes: Nodes) -> None:
+        super().__init__()
         self.cluster = cluster
         self.nodes = nodes
         self.ports: list[int] = []
         self.pids: list[int] = []
         self.publisher = RedisClusterPubSub(cluster.url, history_size=1000)
         self.name, self.owner = self._room()
-        self.got: list[tuple[str, str]] = []  # (data, position)
 
     def _room(self) -> tuple[str, int]:
         """A room whose partition's primary has a replica in sync (earlier
@@ -97,19 +97,6 @@ class Lab:
     async def failed_over(self) -> None:
         await asyncio.to_thread(self.cluster.wait_failover, self.owner)
 
-    def take(self, data: str, position: str) -> None:
-        self.got.append((data, position))
-
-    @property
-    def last(self) -> str:
-        return self.got[-1][1]
-
-    def check(self) -> None:
-        assert [d for d, _ in self.got] == [f"m{n}" for n in range(TOTAL)]
-        offsets = [int(p.split("-")[0]) for _, p in self.got]
-        assert offsets == list(range(1, TOTAL + 1))
-        assert len({p.split("-", 1)[1] for _, p in self.got}) == 1  # one epoch
-
     async def close(self) -> None:
         for pid in self.pids:
             await killed(pid)
@@ -122,7 +109,7 @@ def run(test: Callable[[Lab], Awaitable[None]], cluster: RedisCluster, nodes: No
         try:
             await lab.start()
             await test(lab)
-            lab.check()
+            lab.check(TOTAL, first_offset=1)
         finally:
             await lab.close()
 

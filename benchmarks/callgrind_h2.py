@@ -42,12 +42,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -59,9 +56,9 @@ from callgrind_hotpath import FakeTransport as _HotpathTransport  # noqa: E402
 from callgrind_hotpath import (  # noqa: E402
     Probes,
     _FixedClock,
-    annotate,
     capture_protocol,
     make_request,
+    run_inner,
     self_costs,
 )
 
@@ -317,28 +314,7 @@ def inner(cfg: dict[str, Any]) -> None:
 
 
 def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = dict(cfg, out=os.path.join(tmp, "result.json"))
-        cg = os.path.join(tmp, "callgrind.out")
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=sq_measure_*",
-            f"--callgrind-out-file={cg}",
-            sys.executable,
-            __file__,
-            "--inner",
-            json.dumps(cfg),
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(Path(cfg["out"]).read_text())
-        incl = annotate(cg, True)
-        if cfg.get("keep"):
-            shutil.copy(cg, cfg["keep"])
+    result, incl, _ = run_inner(__file__, cfg, cfg.get("keep"), build_from_env=True)
     n = cfg["n"]
     result["per_request"] = (incl.get("sq_measure_b", 0) - incl.get("sq_measure_a", 0)) / n
     measured = FIRST + FIRST + n

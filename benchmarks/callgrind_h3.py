@@ -32,12 +32,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import selectors
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional
@@ -46,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from callgrind_hotpath import Probes, annotate  # noqa: E402
+from callgrind_hotpath import Probes, run_inner  # noqa: E402
 
 CERT = ROOT / "squall" / "_certs" / "test.crt"
 KEY = ROOT / "squall" / "_certs" / "test.key"
@@ -407,27 +404,8 @@ def inner(cfg: dict[str, Any]) -> None:
 
 
 def run_one(cfg: dict[str, Any], keep: Optional[str] = None) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = dict(cfg, out=os.path.join(tmp, "result.json"))
-        cg = keep or os.path.join(tmp, "callgrind.out")
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=sq_measure_*",
-            f"--callgrind-out-file={cg}",
-            sys.executable,
-            __file__,
-            "--inner",
-            json.dumps(cfg),
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(Path(cfg["out"]).read_text())
-        incl = annotate(cg, True)
-        result["self_c"] = sorted(annotate(cg, False).items(), key=lambda kv: -kv[1])[:30]
+    result, incl, self_costs_c = run_inner(__file__, cfg, keep, build_from_env=True)
+    result["self_c"] = sorted(self_costs_c.items(), key=lambda kv: -kv[1])[:30]
     n = cfg["n"]
     if result["statuses"].get("200") != WARMUP + n:
         raise RuntimeError(f"responses {result['statuses']}, expected {WARMUP + n} x 200")

@@ -603,13 +603,16 @@ def annotate(path: str, inclusive: bool) -> dict[str, int]:
 
 
 def run_inner(
-    script: str, cfg: dict[str, Any], keep: str | None = None
+    script: str, cfg: dict[str, Any], keep: str | None = None, *, build_from_env: bool = False
 ) -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
     """Runs ``script --inner CFG`` under callgrind (collecting inside ``sq_measure_*``).
 
     Returns the inner run's JSON result and the inclusive and self costs per
     function; ``keep`` names a file to keep the callgrind output in. The
-    sibling scripts (callgrind_handshake.py, ...) share it.
+    sibling scripts (callgrind_handshake.py, ...) share it. The inner run
+    picks its build from ``cfg`` (SQUALL_NO_SPEEDUPS is taken out of its
+    environment), or with ``build_from_env`` from the caller's environment
+    (callgrind_h2.py, callgrind_h3.py: ``SQUALL_NO_SPEEDUPS=1`` for pure).
     """
     with tempfile.TemporaryDirectory() as tmp:
         cfg = dict(cfg, out=os.path.join(tmp, "result.json"))
@@ -627,7 +630,8 @@ def run_inner(
             json.dumps(cfg),
         ]
         env = dict(os.environ, PYTHONHASHSEED="0")
-        env.pop("SQUALL_NO_SPEEDUPS", None)
+        if not build_from_env:
+            env.pop("SQUALL_NO_SPEEDUPS", None)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")

@@ -39,9 +39,7 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -49,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from callgrind_hotpath import FakeTransport as _HotpathTransport  # noqa: E402
-from callgrind_hotpath import annotate, capture_protocol  # noqa: E402
+from callgrind_hotpath import capture_protocol  # noqa: E402
 
 SERVERS = ["squall-pure", "squall", "aiohttp"]
 SEED = 1611
@@ -354,37 +352,11 @@ def inner(cfg: dict[str, Any]) -> None:
 # -- the outer process ------------------------------------------------------------------------
 
 
-_LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(?:\S*?):(\S+)")
-
-
 def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
-    from callgrind_hotpath import self_costs
+    from callgrind_hotpath import run_inner, self_costs
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = dict(cfg, out=os.path.join(tmp, "result.json"))
-        cg = os.path.join(tmp, "callgrind.out")
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=sq_measure_*",
-            f"--callgrind-out-file={cg}",
-            sys.executable,
-            # -S (no site, so no editable install) passes on: a run can then
-            # measure a squall tree given by PYTHONPATH.
-            *(["-S"] if sys.flags.no_site else []),
-            __file__,
-            "--inner",
-            json.dumps(cfg),
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        env.pop("SQUALL_NO_SPEEDUPS", None)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(Path(cfg["out"]).read_text())
-        incl = annotate(cg, True)
-        result["self_c"] = sorted(annotate(cg, False).items(), key=lambda kv: -kv[1])[:15]
+    result, incl, self_c = run_inner(__file__, cfg)
+    result["self_c"] = sorted(self_c.items(), key=lambda kv: -kv[1])[:15]
     a, b = result["counts"]
     if b - a < cfg["n"] // 2:
         raise RuntimeError(f"{cfg['server']}: echoed {a} then {b} messages")

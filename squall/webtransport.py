@@ -61,17 +61,15 @@ class WebTransportHandler(RequestHandler):
         super()._start(*args, **kwargs)
 
     async def _accept(self, *args: Any, **kwargs: Any) -> None:
-        conn = self.request.connection
-        proto = getattr(conn, "_proto", None)
-        if (
-            WTSession is None
-            or getattr(conn, "protocol", None) != "webtransport"
-            or getattr(proto, "_webtransport", False) is False
-        ):
+        # (Its connection and stream ID; None for any other request, and
+        # over HTTP/2: WebTransport is served over HTTP/3 only.)
+        seat = getattr(self.request.connection, "webtransport", None)
+        if WTSession is None or seat is None:
             self.set_status(400)
             self.finish("WebTransport needs an extended CONNECT over HTTP/3.")
             return
-        if len(sessions(proto)) >= self.max_sessions_per_connection:  # type: ignore[arg-type]
+        proto, session_id = seat
+        if len(sessions(proto)) >= self.max_sessions_per_connection:
             self.set_status(429)
             self.finish(f"More than {self.max_sessions_per_connection} WebTransport sessions.")
             return
@@ -87,8 +85,8 @@ class WebTransportHandler(RequestHandler):
         RequestHandler.finish(self)
         tunnel = self.detach()
         self._session = WTSession(
-            proto,  # type: ignore[arg-type]
-            conn.stream_id,  # type: ignore[union-attr]
+            proto,
+            session_id,
             self,
             tunnel,
             self.max_streams_per_session,

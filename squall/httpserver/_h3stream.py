@@ -13,7 +13,7 @@ from __future__ import annotations
 __all__: list[str] = []
 
 import asyncio
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from aioquic.h3.connection import ErrorCode as H3Error
 
@@ -122,3 +122,12 @@ class _H3Stream(_MuxStream):
     def transport(self) -> Optional[asyncio.BaseTransport]:
         """The UDP transport the connection's datagrams go through (shared)."""
         return self._proto.transport
+
+    @property
+    def webtransport(self) -> Optional[tuple[Any, int]]:
+        """What a WebTransport session over this stream is made of (see
+        ``_h3webtransport``): its connection and its stream ID, for an
+        extended CONNECT with ``:protocol webtransport``; else None."""
+        if self.protocol != "webtransport":
+            return None
+        return self._proto, self.stream_id

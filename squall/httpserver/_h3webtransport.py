@@ -83,6 +83,9 @@ class WTCarrier(Protocol):
     def flush_soon(self) -> None:
         """Send what aioquic has queued, on the next turn."""
 
+    def stream_writable(self, sid: int) -> asyncio.Future[None]:
+        """Done, or a wait while stream ``sid`` holds too much unacknowledged output."""
+
     def webtransport_sessions(self) -> dict[int, Any]:
         """The connection's sessions by CONNECT stream (made on first use)."""
 

@@ -28,7 +28,7 @@ from squall.web import RequestHandler
 __all__ = ["WebTransportHandler", "WebTransportStream"]
 
 try:
-    from squall.httpserver._h3webtransport import WTSession, sessions
+    from squall.httpserver._h3webtransport import WTSession
     from squall.httpserver._h3webtransport import WTStream as WebTransportStream
 except ImportError:  # no aioquic: the handler answers 400 (nothing to serve it over)
     WTSession = None  # type: ignore[assignment,misc]
@@ -68,8 +68,7 @@ class WebTransportHandler(RequestHandler):
             self.set_status(400)
             self.finish("WebTransport needs an extended CONNECT over HTTP/3.")
             return
-        proto, session_id = seat
-        if len(sessions(proto)) >= self.max_sessions_per_connection:
+        if seat.sessions >= self.max_sessions_per_connection:
             self.set_status(429)
             self.finish(f"More than {self.max_sessions_per_connection} WebTransport sessions.")
             return
@@ -84,9 +83,7 @@ class WebTransportHandler(RequestHandler):
         self.set_status(200)
         RequestHandler.finish(self)
         tunnel = self.detach()
-        self._session = WTSession(
-            proto,
-            session_id,
+        self._session = seat.open(
             self,
             tunnel,
             self.max_streams_per_session,

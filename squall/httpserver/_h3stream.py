@@ -13,18 +13,20 @@ from __future__ import annotations
 __all__: list[str] = []
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol, cast
 
 from aioquic.h3.connection import ErrorCode as H3Error
 
 from squall._h2 import response_fields
 from squall.httpserver._flow import fields_of
+from squall.httpserver._h3webtransport import WTSeat
 from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import HTTPHeaders, HTTPOutputError, ResponseStartLine
 from squall.httputil._exchange import GONE, closed_future
 
 if TYPE_CHECKING:
     from squall.httpserver._h3websocket import _H3Tunnel
+    from squall.httpserver._h3webtransport import WTCarrier
 
 
 _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
@@ -124,10 +126,11 @@ class _H3Stream(_MuxStream):
         return self._proto.transport
 
     @property
-    def webtransport(self) -> Optional[tuple[Any, int]]:
+    def webtransport(self) -> Optional[WTSeat]:
         """What a WebTransport session over this stream is made of (see
-        ``_h3webtransport``): its connection and its stream ID, for an
-        extended CONNECT with ``:protocol webtransport``; else None."""
+        ``_h3webtransport``), for an extended CONNECT with ``:protocol
+        webtransport``; else None."""
         if self.protocol != "webtransport":
             return None
-        return self._proto, self.stream_id
+        # The driver (_H3Protocol) is also its sessions' carrier.
+        return WTSeat(cast("WTCarrier", self._proto), self.stream_id)

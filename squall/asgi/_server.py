@@ -54,7 +54,7 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         wt_max_stream_buffer: bytes a stream may hold that the application
             has not received; beyond that the stream is reset.
 
-    The ``wt_`` limits are `squall.webtransport.WebTransportHandler`'s, with
+    The ``wt_`` limits are ``squall.webtransport.WebTransportHandler``'s, with
     its defaults.
     """
 

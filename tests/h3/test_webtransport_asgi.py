@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -420,3 +421,42 @@ class ServedWebTransportTest(H3TestCase):
             client.h3.send_datagram(session, b"ping")
             client.transmit()
             await client.until(lambda: b"echo ping" in client.datagrams(session))
+
+
+def guide_program() -> Any:
+    """The ASGI program of the HTTP/3 guide's WebTransport section."""
+    text = (Path(__file__).parents[2] / "docs" / "guide" / "http3.md").read_text()
+    section = text[text.index("### WebTransport for ASGI applications") :]
+    code = section[section.index("```python\n") + 10 :]
+    namespace: dict[str, Any] = {}
+    exec(code[: code.index("```")], namespace)
+    return namespace["app"]
+
+
+class GuideProgramTest(H3TestCase):
+    """The guide's complete program does what the guide says."""
+
+    def get_app(self) -> Any:
+        return ASGIServerDelegate(guide_program())
+
+    @gen_test
+    async def test_guide_program(self) -> None:
+        await self.started()
+        async with wt_client(self.get_http_port()) as client:
+            r = client.responses[client.open_session("/other")]
+            await client.until(lambda: r.ended)
+            assert r.status == 404
+            session = client.open_session("/echo")
+            r = client.responses[session]
+            await client.until(lambda: r.status != 0)
+            assert r.status == 200
+            client.h3.send_datagram(session, b"ping")
+            uni = client.open_stream(session, unidirectional=True)
+            client._quic.send_stream_data(uni, b"abc", end_stream=True)
+            client.transmit()
+            await client.until(
+                lambda: (
+                    b"ping" in client.datagrams(session)
+                    and any(client.wt_data(s) == (b"abc", True) for s in client.wt_streams(session))
+                )
+            )

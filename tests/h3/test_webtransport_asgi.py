@@ -386,6 +386,15 @@ class ASGIWebTransportTest(H3TestCase):
             )
 
     @gen_test
+    async def test_connection_lost(self) -> None:
+        await self.started()
+        async with wt_client(self.get_http_port()) as client:
+            await self._session(client)
+        # The client closed its QUIC connection, not the session.
+        await self.seen.until(lambda: self.seen.closed)
+        assert self.seen.closed == [(0, "")]
+
+    @gen_test
     async def test_drain_closes_sessions(self) -> None:
         await self.started()
         async with wt_client(self.get_http_port()) as client:
@@ -460,3 +469,42 @@ class GuideProgramTest(H3TestCase):
                     and any(client.wt_data(s) == (b"abc", True) for s in client.wt_streams(session))
                 )
             )
+
+
+class NotHTTP3:
+    """An extended CONNECT's connection that is not HTTP/3's (HTTP/2's): no
+    ``webtransport`` seat."""
+
+    protocol = "webtransport"
+    context = None
+
+    def __init__(self) -> None:
+        self.heads: list[int] = []
+        self.finished = False
+
+    def set_close_callback(self, callback: Any) -> None:
+        pass
+
+    def write_headers(self, start_line: Any, headers: Any, chunk: bytes = b"") -> Any:
+        self.heads.append(start_line.code)
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+def test_webtransport_over_another_protocol_is_400() -> None:
+    from squall.httputil import HTTPHeaders, RequestStartLine
+
+    seen = Recorder()
+
+    async def main() -> NotHTTP3:
+        conn = NotHTTP3()
+        delegate = ASGIServerDelegate(make_app(seen))
+        cycle = delegate.start_request(None, conn)  # type: ignore[arg-type]
+        cycle.headers_received(RequestStartLine("CONNECT", "/echo", "HTTP/2"), HTTPHeaders())
+        cycle.finish()
+        return conn
+
+    conn = asyncio.run(main())
+    assert (conn.heads, conn.finished) == ([400], True)
+    assert seen.scopes == []  # the application never saw it

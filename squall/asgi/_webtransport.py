@@ -168,8 +168,8 @@ class WebTransportCycle:
         # Streams the application ended (FIN sent): forgotten once read too.
         self._ended_out: set[int] = set()
         self._close: Optional[tuple[int, str]] = None
-        #: Datagrams from the client dropped: over the size limit, or while
-        #: the application was not receiving.
+        #: Datagrams from the client dropped while the application was not
+        #: receiving (the session counts those over the size limit).
         self.dropped_datagrams = 0
         seat: Optional[WTSeat] = getattr(conn, "webtransport", None)
         if seat is None:

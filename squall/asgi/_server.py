@@ -3,7 +3,8 @@
 The delegate sits behind `~squall.httpserver.HTTPServer` like an `Application` does: the
 server's driver calls ``start_request`` per request and feeds the returned
 `_HTTPCycle` (see ``_http``), which runs the application; a WebSocket
-upgrade is handed on to ``_websocket``; the lifespan protocol is in
+upgrade is handed on to ``_websocket``, a WebTransport session (an HTTP/3
+extended CONNECT) to ``_webtransport``; the lifespan protocol is in
 ``_lifespan``.
 """
 

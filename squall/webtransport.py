@@ -28,7 +28,7 @@ from squall.web import RequestHandler
 __all__ = ["WebTransportHandler", "WebTransportStream"]
 
 try:
-    from squall.httpserver._h3webtransport import WTSession, sessions
+    from squall.httpserver._h3webtransport import WTSession
     from squall.httpserver._h3webtransport import WTStream as WebTransportStream
 except ImportError:  # no aioquic: the handler answers 400 (nothing to serve it over)
     WTSession = None  # type: ignore[assignment,misc]
@@ -61,17 +61,14 @@ class WebTransportHandler(RequestHandler):
         super()._start(*args, **kwargs)
 
     async def _accept(self, *args: Any, **kwargs: Any) -> None:
-        conn = self.request.connection
-        proto = getattr(conn, "_proto", None)
-        if (
-            WTSession is None
-            or getattr(conn, "protocol", None) != "webtransport"
-            or getattr(proto, "_webtransport", False) is False
-        ):
+        # (Its connection and stream ID; None for any other request, and
+        # over HTTP/2: WebTransport is served over HTTP/3 only.)
+        seat = getattr(self.request.connection, "webtransport", None)
+        if WTSession is None or seat is None:
             self.set_status(400)
             self.finish("WebTransport needs an extended CONNECT over HTTP/3.")
             return
-        if len(sessions(proto)) >= self.max_sessions_per_connection:  # type: ignore[arg-type]
+        if seat.sessions >= self.max_sessions_per_connection:
             self.set_status(429)
             self.finish(f"More than {self.max_sessions_per_connection} WebTransport sessions.")
             return
@@ -86,9 +83,7 @@ class WebTransportHandler(RequestHandler):
         self.set_status(200)
         RequestHandler.finish(self)
         tunnel = self.detach()
-        self._session = WTSession(
-            proto,  # type: ignore[arg-type]
-            conn.stream_id,  # type: ignore[union-attr]
+        self._session = seat.open(
             self,
             tunnel,
             self.max_streams_per_session,

@@ -414,12 +414,6 @@ GETATTR_KNOWN = {
     ("websocket/_idle.py", "getattr(request, '_cookies')"): (
         "Tornado's lazily parsed cookie cache on HTTPServerRequest"
     ),
-    ("webtransport.py", "getattr(conn, '_proto')"): (
-        "a WebTransport session needs the HTTP/3 connection its CONNECT stream is on"
-    ),
-    ("webtransport.py", "getattr(proto, '_webtransport')"): (
-        "whether that HTTP/3 connection negotiated WebTransport"
-    ),
 }
 
 

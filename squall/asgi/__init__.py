@@ -17,7 +17,9 @@
 * Mount an ASGI application inside an Application, beside its
   RequestHandlers: ``Application([mount("/api", fastapi_app), (r"/", Main)])``.
 
-Scopes follow the HTTP and WebSocket spec 2.5 and lifespan 2.0.
+Scopes follow the HTTP and WebSocket spec 2.5 and lifespan 2.0; over
+HTTP/3 a WebTransport session is a ``webtransport`` scope (no ASGI
+specification yet: the messages are described in the HTTP/3 guide).
 """
 
 from squall.asgi._adapter import ASGIAdapter

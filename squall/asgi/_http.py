@@ -32,10 +32,12 @@ from squall.asgi._types import (
     ClientDisconnected,
     Message,
     Scope,
+    Takeover,
     expected,
     resolve,
 )
 from squall.asgi._websocket import _WebSocketCycle
+from squall.asgi._webtransport import WebTransportCycle
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -191,7 +193,8 @@ class _HTTPCycle(HTTPMessageDelegate):
         self._server = server
         self._conn = conn
         loop = self._loop = loop_of(conn)
-        self._ws: Optional[_WebSocketCycle] = None
+        # A WebSocket upgrade or a WebTransport session handed on.
+        self._ws: Optional[Takeover] = None
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._body_done = False
@@ -232,6 +235,11 @@ class _HTTPCycle(HTTPMessageDelegate):
         fields = headers._as_list
         if "Upgrade" in fields and _is_websocket(request_line, headers):
             self._ws = _WebSocketCycle(server, self._conn, request_line, headers)
+            return None
+        if request_line.method == "CONNECT" and (
+            getattr(self._conn, "protocol", None) == "webtransport"
+        ):
+            self._ws = WebTransportCycle(server, self._conn, request_line, headers)
             return None
         self._method = request_line.method
         conn = self._conn

@@ -3,7 +3,8 @@
 The delegate sits behind `~squall.httpserver.HTTPServer` like an `Application` does: the
 server's driver calls ``start_request`` per request and feeds the returned
 `_HTTPCycle` (see ``_http``), which runs the application; a WebSocket
-upgrade is handed on to ``_websocket``; the lifespan protocol is in
+upgrade is handed on to ``_websocket``, a WebTransport session (an HTTP/3
+extended CONNECT) to ``_webtransport``; the lifespan protocol is in
 ``_lifespan``.
 """
 
@@ -32,7 +33,7 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
     """Serves an ASGI 3.0 application on `~squall.httpserver.HTTPServer`: ``HTTPServer(ASGIServerDelegate(app))``.
 
     HTTP requests get an ``http`` scope, WebSocket upgrades a ``websocket``
-    scope; call `~squall.asgi.ASGIServerDelegate.startup` before serving and `~squall.asgi.ASGIServerDelegate.shutdown` after to run the
+    scope, WebTransport sessions (over HTTP/3) a ``webtransport`` scope; call `~squall.asgi.ASGIServerDelegate.startup` before serving and `~squall.asgi.ASGIServerDelegate.shutdown` after to run the
     application's lifespan protocol (its ``state`` is copied into each scope).
 
     Args:
@@ -45,6 +46,17 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         ws_max_message_size: the largest WebSocket message accepted (bytes).
         ws_ping_interval: seconds between WebSocket pings (None: none).
         ws_per_message_deflate: accept permessage-deflate when offered.
+        wt_max_sessions: WebTransport sessions at once per HTTP/3 connection
+            (one more is answered 429).
+        wt_max_streams: streams the client may hold open at once per
+            session (one more is refused with WT_BUFFERED_STREAM_REJECTED).
+        wt_max_datagram_size: the largest datagram either way (a larger one
+            in is dropped; out, ``webtransport.datagram.send`` raises).
+        wt_max_stream_buffer: bytes a stream may hold that the application
+            has not received; beyond that the stream is reset.
+
+    The ``wt_`` limits are ``squall.webtransport.WebTransportHandler``'s, with
+    its defaults.
     """
 
     def __init__(
@@ -55,6 +67,10 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         ws_max_message_size: int = 16 * 1024 * 1024,
         ws_ping_interval: Optional[float] = None,
         ws_per_message_deflate: bool = True,
+        wt_max_sessions: int = 8,
+        wt_max_streams: int = 100,
+        wt_max_datagram_size: int = 1200,
+        wt_max_stream_buffer: int = 1 << 20,
     ) -> None:
         self.app = app
         self.root_path = root_path.rstrip("/")
@@ -62,6 +78,10 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         self.ws_max_message_size = ws_max_message_size
         self.ws_ping_interval = ws_ping_interval
         self.ws_per_message_deflate = ws_per_message_deflate
+        self.wt_max_sessions = wt_max_sessions
+        self.wt_max_streams = wt_max_streams
+        self.wt_max_datagram_size = wt_max_datagram_size
+        self.wt_max_stream_buffer = wt_max_stream_buffer
         #: Tasks of the requests being served (see `wait_requests`).
         self.tasks: set[asyncio.Task[None]] = set()
         #: A mounted application (`ASGIHandler`) sees the full path: the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 __all__ = [
     "ASGIApp",
@@ -24,6 +24,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: What a server advertises in ``scope["asgi"]``.
 ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.5"}
+
+
+class Takeover(Protocol):
+    """A request whose stream the ASGI server hands on (a WebSocket upgrade,
+    a WebTransport session): what the HTTP cycle still tells it."""
+
+    def request_finished(self) -> None:
+        """The request (its head: no body is read) is complete."""
+
+    def on_connection_close(self) -> None:
+        """The connection closed."""
 
 
 class ClientDisconnected(OSError):

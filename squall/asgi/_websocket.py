@@ -54,7 +54,7 @@ _INBOX_HIGH_WATER = 16
 _CONNECTING, _DENYING, _DENY_BODY, _OPEN, _CLOSED = range(5)
 
 
-def _header_pairs(message: Message, what: str) -> list[tuple[str, str]]:
+def header_pairs(message: Message, what: str) -> list[tuple[str, str]]:
     pairs = []
     try:
         for name, value in message.get("headers", ()):
@@ -206,7 +206,7 @@ class _WebSocketCycle(_Peer):
                 status = message.get("status")
                 if not isinstance(status, int) or not 200 <= status <= 999:
                     raise ASGIProtocolError(f"invalid denial response status {status!r}")
-                pairs = _header_pairs(message, "websocket.http.response.start")
+                pairs = header_pairs(message, "websocket.http.response.start")
                 self._deny_head = (status, HTTPHeaders._from_pairs(pairs))
                 self._state = _DENYING
             else:
@@ -256,7 +256,7 @@ class _WebSocketCycle(_Peer):
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and not isinstance(subprotocol, str):
             raise ASGIProtocolError("websocket.accept 'subprotocol' must be a str or None")
-        pairs = _header_pairs(message, "websocket.accept")
+        pairs = header_pairs(message, "websocket.accept")
         server = self._server
         extension_header: Optional[str] = None
         extension: Optional[_ws.PerMessageDeflate] = None

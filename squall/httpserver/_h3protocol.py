@@ -622,9 +622,10 @@ class _H3Protocol(QuicConnectionProtocol):
                     waiter.set_exception(exc)
                     waiter.exception()
 
-    def _ready_for(self, stream: _H3Stream) -> asyncio.Future[None]:
-        """What a write returns: done, or a wait while the stream holds too much."""
-        sid = stream.stream_id
+    def stream_writable(self, sid: int) -> asyncio.Future[None]:
+        """What a write on stream ``sid`` returns (a response's, a WebTransport
+        stream's): done, or a wait while the stream holds more than the
+        high-water mark of output the client has not acknowledged."""
         if self._unacked(sid) <= _HIGH_WATER:
             return self.write_ready()
         waiter = self._loop.create_future()
@@ -660,7 +661,7 @@ class _H3Protocol(QuicConnectionProtocol):
             # The stream is gone in aioquic (reset by the client meanwhile).
             self._lose_stream(stream)
         self.flush_soon()
-        return self._ready_for(stream)
+        return self.stream_writable(stream.stream_id)
 
     def _release(self, sid: int, end: bool) -> None:
         """Gives a held head (and its chunk) to aioquic; ``end``: with the FIN."""
@@ -690,7 +691,7 @@ class _H3Protocol(QuicConnectionProtocol):
         except Exception:
             self._lose_stream(stream)
         self.flush_soon()
-        return self._ready_for(stream)
+        return self.stream_writable(stream.stream_id)
 
     def send_interim(self, stream: _H3Stream, fields: list[tuple[bytes, bytes]]) -> bool:
         h3 = self.h3

@@ -13,18 +13,20 @@ from __future__ import annotations
 __all__: list[str] = []
 
 import asyncio
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol, cast
 
 from aioquic.h3.connection import ErrorCode as H3Error
 
 from squall._h2 import response_fields
 from squall.httpserver._flow import fields_of
+from squall.httpserver._h3webtransport import WTSeat
 from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import HTTPHeaders, HTTPOutputError, ResponseStartLine
 from squall.httputil._exchange import GONE, closed_future
 
 if TYPE_CHECKING:
     from squall.httpserver._h3websocket import _H3Tunnel
+    from squall.httpserver._h3webtransport import WTCarrier
 
 
 _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
@@ -122,3 +124,13 @@ class _H3Stream(_MuxStream):
     def transport(self) -> Optional[asyncio.BaseTransport]:
         """The UDP transport the connection's datagrams go through (shared)."""
         return self._proto.transport
+
+    @property
+    def webtransport(self) -> Optional[WTSeat]:
+        """What a WebTransport session over this stream is made of (see
+        ``_h3webtransport``), for an extended CONNECT with ``:protocol
+        webtransport``; else None."""
+        if self.protocol != "webtransport":
+            return None
+        # The driver (_H3Protocol) is also its sessions' carrier.
+        return WTSeat(cast("WTCarrier", self._proto), self.stream_id)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "WTCarrier",
     "WTSession",
+    "WTSeat",
     "WTStream",
     "WebTransportH3Connection",
     "route_event",
@@ -83,8 +84,53 @@ class WTCarrier(Protocol):
     def flush_soon(self) -> None:
         """Send what aioquic has queued, on the next turn."""
 
+    def stream_writable(self, sid: int) -> asyncio.Future[None]:
+        """Done, or a wait while stream ``sid`` holds too much unacknowledged output."""
+
     def webtransport_sessions(self) -> dict[int, Any]:
         """The connection's sessions by CONNECT stream (made on first use)."""
+
+
+class WTSeat:
+    """What an extended CONNECT with ``:protocol webtransport`` offers whoever
+    answers it (`WebTransportHandler`, the ASGI server): its connection's
+    sessions, and its own once accepted (``request.connection.webtransport``)."""
+
+    __slots__ = ("carrier", "session_id")
+
+    def __init__(self, carrier: WTCarrier, session_id: int) -> None:
+        self.carrier = carrier
+        #: The CONNECT stream's ID, which names the session.
+        self.session_id = session_id
+
+    @property
+    def sessions(self) -> int:
+        """How many sessions the connection holds."""
+        return len(sessions(self.carrier))
+
+    def open(
+        self,
+        owner: Any,
+        tunnel: _Tunnel,
+        max_streams: int,
+        max_datagram_size: int,
+        max_stream_buffer: int,
+    ) -> WTSession:
+        """The session, once its CONNECT was answered 2xx and ``detach()``ed
+        (``tunnel``); ``owner`` hears of its streams, datagrams and end."""
+        return WTSession(
+            self.carrier,
+            self.session_id,
+            owner,
+            tunnel,
+            max_streams,
+            max_datagram_size,
+            max_stream_buffer,
+        )
+
+    def stream_writable(self, sid: int) -> asyncio.Future[None]:
+        """Done, or a wait while stream ``sid`` holds too much unacknowledged output."""
+        return self.carrier.stream_writable(sid)
 
 
 def sessions(proto: WTCarrier) -> dict[int, WTSession]:

@@ -126,6 +126,11 @@ class WrappedConnection(Exchange):
         return protocol
 
     @property
+    def webtransport(self) -> Any:
+        """A WebTransport CONNECT's connection and stream ID (HTTP/3), else None."""
+        return getattr(self._conn, "webtransport", None)
+
+    @property
     def trailers(self) -> Optional[HTTPHeaders]:
         """The request's trailer section (HTTP/2 and 3), else None."""
         trailers: Optional[HTTPHeaders] = getattr(self._conn, "trailers", None)

@@ -306,3 +306,27 @@ class WebTransportTest(H3TestCase):
             client.transmit()
             with pytest.raises(ConnectionResetError):
                 await asyncio.wait_for(reading, 5)
+
+
+class ServedWebTransportTest(H3TestCase):
+    """Behind `squall run`'s delegate (request.connection is its wrapper)."""
+
+    def get_app(self) -> Any:
+        from squall.cli._serving import ServingDelegate
+
+        app = Application([("/wt", Echo)], opened=0, closed=[], closed_event=asyncio.Event())
+        self.wt_app = app
+        return ServingDelegate(app)
+
+    @gen_test
+    async def test_datagram_echo(self) -> None:
+        await self.started()
+        async with wt_client(self.get_http_port()) as client:
+            session = client.open_session()
+            r = client.responses[session]
+            await client.until(lambda: r.status != 0)
+            assert r.status == 200, (r.status, r.body)
+            assert self.wt_app.settings["opened"] == 1
+            client.h3.send_datagram(session, b"ping")
+            client.transmit()
+            await client.until(lambda: b"echo ping" in client.datagrams(session))

@@ -1,0 +1,503 @@
+"""Serving an ASGI application's ``webtransport`` scope: `WebTransportCycle`.
+
+A browser's ``new WebTransport(url)`` is an extended CONNECT with
+``:protocol webtransport`` over HTTP/3 (draft-ietf-webtrans-http3, as
+Chromium speaks it). It arrives through the HTTP delegate seam like any
+request; the application gets a ``webtransport`` scope and, once it
+accepts, the session's datagrams and streams as messages. The session
+itself (capsules, streams, limits) is ``httpserver/_h3webtransport``'s
+`WTSession`, the one `squall.webtransport.WebTransportHandler` uses; this
+object is its owner, as a handler is.
+
+ASGI has no WebTransport specification yet (asgiref issue 280 is open).
+The messages follow the prototype that issue points to (aioquic's
+``examples/demo.py``) and Hypercorn's pull request 341: ``connect``,
+``accept``, ``close``, ``datagram.receive``/``send``, and
+``stream.receive``/``send`` keyed by the QUIC stream ID ``stream``.
+Where they stop short, the additions (see docs/guide/http3.md) are:
+
+* ``webtransport.disconnect`` carries the close's ``code`` and ``reason``,
+  and ``webtransport.close`` sends them (CLOSE_WEBTRANSPORT_SESSION);
+* ``webtransport.close`` before ``accept`` refuses the session with
+  ``status`` (403 unless given), as the prototype's bare 403 does;
+* the end of a stream: ``more_body`` on ``stream.receive`` (False on the
+  last message, as for HTTP bodies), ``end_stream`` on ``stream.send``;
+* the application opens streams with ``webtransport.stream.open``
+  (``unidirectional``); the very next ``receive()`` returns
+  ``webtransport.stream.opened`` with its ``stream``;
+* ``webtransport.stream.reset``, both ways: a stream aborted (its unread
+  data dropped), by the client or by the application (``code``);
+* back-pressure, which the prototype has none of. In: messages are held
+  up to `_INBOX_HIGH_WATER`; past it, streams are not read (their bytes
+  wait in the session, up to its unread limit, beyond which the stream is
+  reset) and datagrams are dropped and counted (they are unreliable by
+  definition; a browser drops them too). Out: ``webtransport.stream.send``
+  returns once the stream holds at most the server's high-water mark of
+  output the client has not acknowledged.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []  # private to the ASGI server
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any, Optional, Protocol
+
+from squall.asgi._types import (
+    ASGIProtocolError,
+    ClientDisconnected,
+    Message,
+    Scope,
+    expected,
+    resolve,
+)
+from squall.asgi._websocket import header_pairs
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    RequestStartLine,
+    ResponseStartLine,
+    responses,
+)
+from squall.httputil._headers import fields_of
+from squall.log import app_log
+
+if TYPE_CHECKING:
+    from squall.asgi._server import ASGIServerDelegate
+
+
+class WTStream(Protocol):
+    """One stream of the session, as the server's session gives it."""
+
+    stream_id: int
+    readable: bool
+    writable: bool
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Up to ``max_bytes``; b"" at its end; ConnectionResetError once reset."""
+
+    def write(self, data: bytes, end: bool = False) -> None:
+        """Queue ``data`` (and the FIN); ConnectionResetError once closed."""
+
+    def reset(self, code: int = 0) -> None:
+        """Abort both directions."""
+
+
+class WTSession(Protocol):
+    """The server's side of one session (``request.connection.webtransport.open``)."""
+
+    def send_datagram(self, data: bytes) -> None:
+        """ValueError over the size limit; ConnectionResetError once closed."""
+
+    def create_stream(self, unidirectional: bool = False) -> WTStream:
+        """A stream to the client."""
+
+    def close(self, code: int = 0, reason: str = "") -> None:
+        """CLOSE_WEBTRANSPORT_SESSION with ``code`` and ``reason``."""
+
+
+class WTSeat(Protocol):
+    """``request.connection.webtransport``: what the session is made of."""
+
+    @property
+    def sessions(self) -> int:
+        """The sessions its connection holds."""
+
+    def open(
+        self,
+        owner: Any,
+        tunnel: Any,
+        max_streams: int,
+        max_datagram_size: int,
+        max_stream_buffer: int,
+    ) -> WTSession:
+        """The session, once accepted."""
+
+    def stream_writable(self, sid: int) -> asyncio.Future[None]:
+        """Done, or a wait while stream ``sid`` holds too much unacknowledged output."""
+
+
+# Messages held for an application that is not receiving (see the module).
+_INBOX_HIGH_WATER = 16
+
+_CONNECTING, _OPEN, _CLOSED = range(3)
+
+
+def _stream_id(message: Message) -> int:
+    sid = message.get("stream")
+    if not isinstance(sid, int) or isinstance(sid, bool):
+        raise ASGIProtocolError(f"{message.get('type')} needs an int 'stream', got {sid!r}")
+    return sid
+
+
+def _payload(message: Message) -> bytes:
+    data = message.get("data", b"")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ASGIProtocolError(f"{message.get('type')} 'data' must be bytes")
+    return bytes(data)
+
+
+class WebTransportCycle:
+    """One WebTransport session: the application's receive/send, and the
+    owner `WTSession` calls (``on_stream``, ``on_datagram``, ``on_drain``,
+    ``_session_closed``, as on a `WebTransportHandler`)."""
+
+    def __init__(
+        self,
+        server: ASGIServerDelegate,
+        conn: HTTPConnection,
+        start_line: RequestStartLine,
+        headers: HTTPHeaders,
+    ) -> None:
+        self._server = server
+        self._conn = conn
+        self._version = start_line.version
+        self._loop = asyncio.get_running_loop()
+        self._inbox: deque[Message] = deque()
+        # Stream bytes in the inbox (bounded by the server's wt_max_stream_buffer).
+        self._held = 0
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._space: Optional[asyncio.Future[None]] = None
+        self._request_done: Optional[asyncio.Future[None]] = self._loop.create_future()
+        self._state = _CONNECTING
+        self._session: Optional[WTSession] = None
+        self._streams: dict[int, WTStream] = {}
+        self._readers: dict[int, asyncio.Task[None]] = {}
+        self._writes: dict[int, asyncio.Future[None]] = {}
+        # Streams the application ended (FIN sent): forgotten once read too.
+        self._ended_out: set[int] = set()
+        self._close: Optional[tuple[int, str]] = None
+        #: Datagrams from the client dropped while the application was not
+        #: receiving (the session counts those over the size limit).
+        self.dropped_datagrams = 0
+        seat: Optional[WTSeat] = getattr(conn, "webtransport", None)
+        if seat is None:
+            # Not over HTTP/3 (WebTransport over HTTP/2 is not served).
+            self._state = _CLOSED
+            self._respond(400, b"WebTransport needs an extended CONNECT over HTTP/3.")
+            return
+        self._seat = seat
+        if seat.sessions >= server.wt_max_sessions:
+            self._state = _CLOSED
+            self._respond(
+                429, f"More than {server.wt_max_sessions} WebTransport sessions.".encode()
+            )
+            return
+        set_close = getattr(conn, "set_close_callback", None)
+        if set_close is not None:
+            set_close(self.on_connection_close)
+        scope = server.http_scope(start_line, fields_of(headers), conn)
+        del scope["method"]
+        scope["type"] = "webtransport"
+        extensions: dict[str, Any] = {"webtransport": {}}
+        tls = scope["extensions"].get("tls")
+        if tls is not None:
+            extensions["tls"] = tls
+        scope["extensions"] = extensions
+        self._inbox.append({"type": "webtransport.connect"})
+        server.run_tracked(self._run_app(scope))
+
+    # -- the HTTP driver's side ------------------------------------------------------
+
+    def request_finished(self) -> None:
+        done = self._request_done
+        self._request_done = None
+        resolve(done)
+
+    def on_connection_close(self) -> None:
+        """The CONNECT stream closed before the session was accepted."""
+        if self._state == _CONNECTING:
+            self._ended(0, "")
+        self.request_finished()
+
+    # -- the session's owner (called by WTSession) ------------------------------------
+
+    def on_stream(self, stream: WTStream) -> None:
+        """The client opened ``stream``: read it into messages."""
+        sid = stream.stream_id
+        self._streams[sid] = stream
+        self._readers[sid] = self._loop.create_task(self._read_stream(stream))
+
+    def on_datagram(self, data: bytes) -> None:
+        if self._full():
+            self.dropped_datagrams += 1
+            return
+        self._put({"type": "webtransport.datagram.receive", "data": data})
+
+    def on_drain(self) -> None:
+        """The server drains: the session closes (the application hears it)."""
+        session = self._session
+        if session is not None:
+            self._state = _CLOSED
+            session.close(0, "server shutting down")
+
+    def _session_closed(self, code: int, reason: str) -> None:
+        self._ended(code, reason)
+
+    # -- in ----------------------------------------------------------------------------
+
+    async def _read_stream(self, stream: WTStream) -> None:
+        sid = stream.stream_id
+        try:
+            limit = min(self._server.wt_max_stream_buffer, 65536)
+            while True:
+                if self._full():
+                    space = self._space
+                    if space is None:
+                        space = self._space = self._loop.create_future()
+                    await space
+                    continue
+                data = await stream.read(limit)
+                if self._close is not None:
+                    return
+                more = bool(data)
+                self._held += len(data)
+                self._put(
+                    {
+                        "type": "webtransport.stream.receive",
+                        "stream": sid,
+                        "data": data,
+                        "more_body": more,
+                    }
+                )
+                if not more:
+                    if not stream.writable or sid in self._ended_out:
+                        self._forget(sid)
+                    return
+        except ConnectionResetError:
+            # Reset by the client (the application's own reset forgot it first).
+            if self._close is None and sid in self._streams:
+                self._forget(sid)
+                self._put({"type": "webtransport.stream.reset", "stream": sid})
+        finally:
+            self._readers.pop(sid, None)
+
+    def _full(self) -> bool:
+        return (
+            len(self._inbox) >= _INBOX_HIGH_WATER or self._held >= self._server.wt_max_stream_buffer
+        )
+
+    def _forget(self, sid: int) -> None:
+        self._streams.pop(sid, None)
+        self._ended_out.discard(sid)
+
+    def _put(self, message: Message) -> None:
+        self._inbox.append(message)
+        waiter = self._waiter
+        self._waiter = None
+        resolve(waiter)
+
+    def _ended(self, code: int, reason: str) -> None:
+        if self._close is not None:
+            return
+        self._close = (code, reason)
+        self._state = _CLOSED
+        self._put({"type": "webtransport.disconnect", "code": code, "reason": reason})
+        for task in list(self._readers.values()):
+            task.cancel()
+        for write in list(self._writes.values()):
+            write.cancel()
+        space = self._space
+        self._space = None
+        resolve(space)
+
+    # -- the application's side ------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """The next message (see the module)."""
+        while True:
+            inbox = self._inbox
+            if inbox:
+                message = inbox.popleft()
+                if message["type"] == "webtransport.stream.receive":
+                    self._held -= len(message["data"])
+                space = self._space
+                if space is not None and not self._full():
+                    self._space = None
+                    resolve(space)
+                return message
+            close = self._close
+            if close is not None:
+                return {"type": "webtransport.disconnect", "code": close[0], "reason": close[1]}
+            waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+    async def send(self, message: Message) -> None:
+        """Carry out one message from the application.
+
+        Raises:
+            ASGIProtocolError: a message out of order or malformed.
+            ClientDisconnected: the session (or the stream written) is closed.
+            ValueError: a datagram over the size limit.
+        """
+        kind = message.get("type")
+        state = self._state
+        if state == _OPEN:
+            session = self._session
+            assert session is not None
+            if kind == "webtransport.datagram.send":
+                session.send_datagram(_payload(message))
+            elif kind == "webtransport.stream.send":
+                await self._stream_send(message)
+            elif kind == "webtransport.stream.open":
+                stream = session.create_stream(bool(message.get("unidirectional", False)))
+                self._streams[stream.stream_id] = stream
+                self._inbox.appendleft(
+                    {
+                        "type": "webtransport.stream.opened",
+                        "stream": stream.stream_id,
+                        "unidirectional": not stream.readable,
+                    }
+                )
+                if stream.readable:
+                    reader = self._loop.create_task(self._read_stream(stream))
+                    self._readers[stream.stream_id] = reader
+            elif kind == "webtransport.stream.reset":
+                sid = _stream_id(message)
+                code = self._code(message)
+                target = self._streams.get(sid)
+                if target is None:
+                    raise ClientDisconnected(f"WebTransport stream {sid} is not open")
+                self._forget(sid)
+                target.reset(code)
+            elif kind == "webtransport.close":
+                self._state = _CLOSED
+                reason = message.get("reason") or ""
+                if not isinstance(reason, str):
+                    raise ASGIProtocolError("webtransport.close 'reason' must be a str")
+                session.close(self._code(message), reason)
+            else:
+                raise expected(
+                    "'webtransport.datagram.send', 'webtransport.stream.send', "
+                    "'webtransport.stream.open', 'webtransport.stream.reset' or "
+                    "'webtransport.close'",
+                    message,
+                )
+        elif state == _CONNECTING:
+            if kind == "webtransport.accept":
+                await self._accept(message)
+            elif kind == "webtransport.close":
+                status = message.get("status", 403)
+                if not isinstance(status, int) or not 400 <= status <= 599:
+                    raise ASGIProtocolError(
+                        f"webtransport.close 'status' (a refusal) must be 4xx or 5xx, not {status!r}"
+                    )
+                self._state = _CLOSED
+                self._respond(status, b"")
+                self._ended(0, "")
+            else:
+                raise expected("'webtransport.accept' or 'webtransport.close'", message)
+        elif kind != "webtransport.close":
+            if isinstance(kind, str) and kind.startswith("webtransport."):
+                raise ClientDisconnected("the WebTransport session is closed")
+            raise ASGIProtocolError(
+                f"Unexpected ASGI message {kind!r} sent, after the session closed"
+            )
+
+    @staticmethod
+    def _code(message: Message) -> int:
+        code = message.get("code", 0)
+        if not isinstance(code, int) or not 0 <= code < 1 << 32:
+            raise ASGIProtocolError(
+                f"{message.get('type')} 'code' must be a 32-bit number, not {code!r}"
+            )
+        return code
+
+    async def _stream_send(self, message: Message) -> None:
+        sid = _stream_id(message)
+        data = _payload(message)
+        stream = self._streams.get(sid)
+        if stream is None:
+            raise ClientDisconnected(f"WebTransport stream {sid} is not open")
+        if not stream.writable:
+            raise ASGIProtocolError(f"WebTransport stream {sid} is the client's unidirectional one")
+        end = bool(message.get("end_stream", False))
+        try:
+            stream.write(data, end)
+        except ConnectionResetError:
+            raise ClientDisconnected(f"WebTransport stream {sid} is closed for writing") from None
+        if end:
+            if stream.readable and sid in self._readers:
+                self._ended_out.add(sid)
+            else:
+                self._forget(sid)
+        ready = self._seat.stream_writable(sid)
+        if ready.done():
+            return
+        self._writes[sid] = ready
+        try:
+            await ready
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise ClientDisconnected("the WebTransport session closed") from None
+        except OSError:
+            raise ClientDisconnected(f"WebTransport stream {sid} is closed") from None
+        finally:
+            self._writes.pop(sid, None)
+
+    async def _accept(self, message: Message) -> None:
+        done = self._request_done
+        if done is not None:
+            await done
+        if self._state != _CONNECTING:
+            raise ClientDisconnected("the client went away before the session was accepted")
+        fields = HTTPHeaders()
+        for name, value in header_pairs(message, "webtransport.accept"):
+            fields.add(name, value)
+        # Chromium looks for the draft it speaks in the answer.
+        fields["sec-webtransport-http3-draft"] = "draft02"
+        conn = self._conn
+        conn.write_headers(ResponseStartLine(self._version, 200, "OK"), fields)
+        conn.finish()
+        tunnel = conn.detach()
+        self._state = _OPEN
+        server = self._server
+        self._session = self._seat.open(
+            self,
+            tunnel,
+            server.wt_max_streams,
+            server.wt_max_datagram_size,
+            server.wt_max_stream_buffer,
+        )
+
+    def _respond(self, status: int, body: bytes) -> None:
+        """A whole response instead of the session."""
+        fields = HTTPHeaders({"Content-Length": str(len(body))})
+        if body:
+            fields["Content-Type"] = "text/plain; charset=utf-8"
+        line = ResponseStartLine(self._version, status, responses.get(status, "Unknown"))
+        try:
+            self._conn.write_headers(line, fields, body)
+            self._conn.finish()
+        except Exception:
+            self._conn.close()
+
+    async def _run_app(self, scope: Scope) -> None:
+        try:
+            await self._server.app(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._end(500, "")
+            raise
+        except Exception:
+            app_log.error("Exception in ASGI application", exc_info=True)
+            self._end(500, "internal server error")
+            return
+        finally:
+            self._server.untrack_current()
+        if self._state == _CONNECTING:
+            app_log.error("ASGI callable returned without accepting or refusing the session")
+        self._end(500, "")
+
+    def _end(self, status: int, reason: str) -> None:
+        """The application is done: refuse a session it did not answer,
+        close one it left open."""
+        state = self._state
+        self._state = _CLOSED
+        if state == _CONNECTING:
+            self._respond(status, b"")
+            self._ended(0, "")
+        elif state == _OPEN and self._session is not None:
+            self._session.close(0, reason)

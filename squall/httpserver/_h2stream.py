@@ -13,8 +13,9 @@ from __future__ import annotations
 __all__: list[str] = []  # private to the driver
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
+from squall._compiled import mypyc_attr
 from squall._h2 import (
     ErrorCode,
     H2Connection,
@@ -23,7 +24,7 @@ from squall._h2 import (
     trailer_fields,
 )
 from squall.httpserver._flow import fields_of
-from squall.httpserver._muxstream import MuxDriver, StreamSlots, _MuxStream
+from squall.httpserver._muxstream import MuxDriver, _MuxStream
 from squall.httputil import (
     HTTPHeaders,
     HTTPOutputError,
@@ -62,6 +63,14 @@ class H2Driver(MuxDriver, Protocol):
         """Write what the core has queued, at the end of this round."""
 
 
+# Marked although nothing subclasses it: compiled, an unmarked class that
+# inherits __init__ from a marked one (_MuxStream) runs it twice when Python
+# code calls it (once in its tp_new, once in the base's tp_init), and the
+# stream took two slots of its connection, which then never went idle. The
+# mark gives it its own tp_new and tp_init, as an __init__ of its own would,
+# without a Python call more per stream in the pure build
+# (speedups/squall_build.py, _inherited_inits).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class _H2Stream(_MuxStream):
     """`request.connection` for one HTTP/2 stream.
 
@@ -79,24 +88,6 @@ class _H2Stream(_MuxStream):
     MESSAGE_ERROR = ErrorCode.PROTOCOL_ERROR
     # ``_proto`` is an `_H2Protocol`, ``tunnel`` an `_H2Tunnel` or None:
     # named on locals, since a compiled subclass keeps its base's field types.
-
-    def __init__(
-        self,
-        proto: Any,
-        stream_id: int,
-        now: float,
-        context: Any,
-        loop: asyncio.AbstractEventLoop,
-        max_body: int,
-        slots: StreamSlots,
-    ) -> None:
-        # Not inherited, on purpose: compiled, a class that inherits its
-        # __init__ from a base marked for interpreted subclasses (_MuxStream)
-        # runs it twice when called from Python (once in its tp_new, once in
-        # the base's tp_init), and the stream took two slots of its
-        # connection, which then never went idle. One of its own gives the
-        # class its own tp_init (speedups/squall_build.py, _inherited_inits).
-        super().__init__(proto, stream_id, now, context, loop, max_body, slots)
 
     # -- the emit hooks (Exchange) -----------------------------------------------------
 

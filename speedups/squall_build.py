@@ -139,6 +139,10 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # _MuxStream is marked for interpreted subclasses (_H3Stream, which imports
 # the optional aioquic, stays interpreted); a compiled subclass cannot narrow
 # a field's type, so _H2Stream names its protocol's type on locals.
+# _H2Stream is marked as well, so that Python code that makes one runs its
+# __init__ once (see _inherited_inits): callgrind_h2.py, compiled, app,
+# h2load stream, n=400, 125,596 -> 125,585 instructions per request (an
+# __init__ of its own instead: 125,568, and +1,491 in the pure build).
 # callgrind_h2.py, compiled, h2load stream, n=1600: Application 125.0k ->
 # 113.9k instructions per request, ASGI 90.1k -> 77.1k; HTTP/1.1 hello
 # (callgrind_hotpath.py --server squall) 125.7k -> 125.7k.
@@ -239,6 +243,65 @@ def _module_name(root: Path, path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _marked(node: ast.ClassDef) -> bool:
+    """Whether a class is decorated @mypyc_attr(allow_interpreted_subclasses=True)."""
+    return any(
+        isinstance(d, ast.Call)
+        and getattr(d.func, "id", getattr(d.func, "attr", "")) == "mypyc_attr"
+        and any(
+            k.arg == "allow_interpreted_subclasses"
+            and isinstance(k.value, ast.Constant)
+            and k.value.value is True
+            for k in d.keywords
+        )
+        for d in node.decorator_list
+    )
+
+
+def _inherited_inits(root: Path, compiled: set[str]) -> dict[str, list[str]]:
+    """``{module: [class, ...]}``: unmarked classes of the modules in
+    ``compiled`` whose ``__init__`` is inherited from a marked one.
+
+    mypyc runs such a class's ``__init__`` twice when Python code calls the
+    class (its tp_new runs it, then the marked base's tp_init, which the
+    class inherits, runs it again; a call from compiled code runs it once):
+    the compiled _H2Stream took two of its connection's stream slots. An
+    ``__init__`` of the class's own (or the mark) gives it a tp_init of its own.
+    """
+    classes: dict[str, tuple[str, Optional[str], bool, bool]] = {}
+    for path in sorted((root / "squall").rglob("*.py")):
+        module = _module_name(root, path)
+        if module not in compiled:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        imported = {
+            alias.asname or alias.name: f"{node.module}.{alias.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+            for alias in node.names
+        }
+        for node in tree.body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            first = node.bases[0] if node.bases else None
+            base = None
+            if isinstance(first, ast.Name):
+                base = imported.get(first.id, f"{module}.{first.id}")
+            own_init = any(
+                isinstance(item, ast.FunctionDef) and item.name == "__init__" for item in node.body
+            )
+            classes[f"{module}.{node.name}"] = (module, base, _marked(node), own_init)
+    found: dict[str, list[str]] = {}
+    for name, (module, base, marked, own_init) in sorted(classes.items()):
+        # Up the (single, first-base) chain of compiled classes to the first
+        # that is marked or has an __init__ of its own.
+        while not marked and not own_init and base in classes:
+            _, base, marked, own_init = classes[base]
+        if marked and not classes[name][2]:
+            found.setdefault(module, []).append(name.rpartition(".")[2])
+    return found
+
+
 def _unmarked_bases(root: Path, compiled: set[str]) -> dict[str, list[str]]:
     """``{module: [class, ...]}``: classes of the modules in ``compiled`` that a
     module left interpreted subclasses, and that lack
@@ -264,20 +327,7 @@ def _unmarked_bases(root: Path, compiled: set[str]) -> dict[str, list[str]]:
         path = root.joinpath(*module.split(".")).with_suffix(".py")
         tree = ast.parse(path.read_text(), str(path))
         marked = {
-            node.name
-            for node in tree.body
-            if isinstance(node, ast.ClassDef)
-            and any(
-                isinstance(d, ast.Call)
-                and getattr(d.func, "id", getattr(d.func, "attr", "")) == "mypyc_attr"
-                and any(
-                    k.arg == "allow_interpreted_subclasses"
-                    and isinstance(k.value, ast.Constant)
-                    and k.value.value is True
-                    for k in d.keywords
-                )
-                for d in node.decorator_list
-            )
+            node.name for node in tree.body if isinstance(node, ast.ClassDef) and _marked(node)
         }
         if names - marked:
             unmarked[module] = sorted(names - marked)
@@ -326,13 +376,19 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
             modules[name] = hashlib.sha256(path.read_bytes()).hexdigest()
             paths.append(path.relative_to(root).as_posix())
     unmarked = _unmarked_bases(root, set(COMPILED_MODULES))
+    twice = _inherited_inits(root, {*COMPILED_MODULES, *modules})
     for name in COMPILED_MODULES:
-        if name in unmarked:
-            classes = ", ".join(unmarked[name])
-            SKIPPED[name] = (
-                f"{classes}: subclassed by interpreted code, not marked"
-                " @mypyc_attr(allow_interpreted_subclasses=True)"
-            )
+        if name in unmarked or name in twice:
+            if name in unmarked:
+                SKIPPED[name] = (
+                    f"{', '.join(unmarked[name])}: subclassed by interpreted code, not marked"
+                    " @mypyc_attr(allow_interpreted_subclasses=True)"
+                )
+            else:
+                SKIPPED[name] = (
+                    f"{', '.join(twice[name])}: __init__ inherited from a class marked"
+                    " @mypyc_attr(allow_interpreted_subclasses=True) (run twice from Python)"
+                )
             _say(f"{name} not compiled ({SKIPPED[name]})")
             continue
         path = root.joinpath(*name.split(".")).with_suffix(".py")

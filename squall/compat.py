@@ -361,14 +361,14 @@ def _import_companions(imported: str = "") -> None:
     waiting for those names. Squall imports some modules later than
     Tornado does (``squall.testing`` imports ``squall.httpserver`` when a
     test starts a server): those Tornado's module imports
-    (`squall._tornado_homes.IMPORTS`) are imported now, as on Tornado, so a
+    (`squall._tornado_imports.IMPORTS`) are imported now, as on Tornado, so a
     hook waiting for ``tornado.httpserver`` (New Relic's agent wraps
     ``HTTPServer.start_request`` there) fires when ``tornado.testing`` is
     imported, not never.
     """
     if getattr(_companions, "busy", False):
         return
-    from squall._tornado_homes import IMPORTS
+    from squall._tornado_imports import IMPORTS
 
     brought = set(IMPORTS.get(imported, ())) if imported else set()
     _companions.busy = True

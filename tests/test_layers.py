@@ -76,6 +76,7 @@ for level, names in enumerate(
             "testing",
             "compat",
             "_tornado_homes",
+            "_tornado_imports",
             "_tornado_dist",
             "asgi",
             "pubsub",

@@ -15,6 +15,7 @@ __all__: list[str] = []  # private to the driver
 import asyncio
 from typing import TYPE_CHECKING, Optional, Protocol
 
+from squall._compiled import mypyc_attr
 from squall._h2 import (
     ErrorCode,
     H2Connection,
@@ -62,6 +63,14 @@ class H2Driver(MuxDriver, Protocol):
         """Write what the core has queued, at the end of this round."""
 
 
+# Marked although nothing subclasses it: compiled, an unmarked class that
+# inherits __init__ from a marked one (_MuxStream) runs it twice when Python
+# code calls it (once in its tp_new, once in the base's tp_init), and the
+# stream took two slots of its connection, which then never went idle. The
+# mark gives it its own tp_new and tp_init, as an __init__ of its own would,
+# without a Python call more per stream in the pure build
+# (speedups/squall_build.py, _inherited_inits).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class _H2Stream(_MuxStream):
     """`request.connection` for one HTTP/2 stream.
 

@@ -131,6 +131,8 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
             again. Default: the cluster's ``cluster-node-timeout`` plus 5 s
             (a failover takes about the node timeout and a second or two),
             or 20 s when the cluster does not say (``CONFIG`` refused).
+            Counted from when the shard was found out of reach: once it has
+            been for longer, a publish is tried once, not again.
     """
 
     def __init__(

@@ -123,7 +123,10 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         publish_timeout: seconds a publish keeps trying while Redis refuses
             or does not answer (each attempt bounded by ``command_timeout``),
             before `ConnectionError`; enough for a restart or a Sentinel
-            failover you configured faster than it.
+            failover you configured faster than it. Counted from when Redis
+            was found out of reach: once it has been for longer, a publish
+            is tried once and fails at once (refused) or within
+            ``command_timeout`` (unanswered), instead of waiting again.
     """
 
     def __init__(
@@ -227,6 +230,12 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
 
     def _tag(self, channel: str) -> str:
         return "squall.ps"
+
+    def _down_since(self) -> Optional[float]:
+        # The subscriber connection's watch (reconnecting with backoff, a
+        # PING per quiet health_interval) says when Redis went out of reach.
+        status = self.status
+        return None if status.healthy else status.since
 
     async def _top(self, channel: str) -> Position:
         return (await self._read(channel, None, 0, True)).position

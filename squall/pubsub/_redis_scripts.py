@@ -275,6 +275,18 @@ class RetriedPublish(RedisPresence):
     client gave it up. An attempt found too old because the clocks moved is
     sent again at once, dated anew. The first publish on a tag, before any
     reply, is not so dated.
+
+    ``publish_timeout`` is the time a failover is given, counted from when
+    the broker was first found out of reach (by this engine's own watch, or
+    by a publish that got no answer), not from each publish: a publish made
+    when it has been out of reach for longer is tried once, not again (a
+    refused connection fails at once, an unanswered one within
+    ``command_timeout``), so that callers are told at once while the broker
+    is down, and a publish made during a failover is still tried until the
+    failover's time is up. What publishes found is trusted while they keep
+    finding it: after ``command_timeout`` plus a second without a publish
+    that got no answer, a new failover may have begun, and a publish has
+    the whole window again.
     """
 
     publish_timeout: float
@@ -286,6 +298,10 @@ class RetriedPublish(RedisPresence):
     _publish_count: int
     _stale_ms: int
     _clock_skews: dict[str, float]  # per hash tag: Redis' clock minus ours, in ms
+    _attempt_timeout: float
+    # Per hash tag, while its publishes get no answer: time.monotonic() when
+    # the first of them began, and when the last was given up.
+    _unanswered: dict[str, tuple[float, float]]
 
     def _start_publishing(self, command_timeout: float) -> None:
         self.publish_retries = 0
@@ -293,6 +309,30 @@ class RetriedPublish(RedisPresence):
         self._publish_count = 0
         self._stale_ms = int(command_timeout * 1000) + 1000
         self._clock_skews = {}
+        self._attempt_timeout = command_timeout
+        self._unanswered = {}
+
+    def _down_since(self) -> Optional[float]:
+        """`time.monotonic` when the engine's own watch on the broker (a
+        subscriber connection) found it out of reach, if it still is; None
+        when it is in reach or the engine has no such watch."""
+        return None
+
+    def _out_of_reach(self, tag: str, now: float) -> Optional[float]:
+        """How long ``tag``'s node has been known out of reach, or None."""
+        began = self._down_since()
+        seen = self._unanswered.get(tag)
+        if seen is not None:
+            if now - seen[1] > self._attempt_timeout + 1.0:
+                del self._unanswered[tag]  # not looked at since: may be back
+            elif began is None or seen[0] < began:
+                began = seen[0]
+        return None if began is None else now - began
+
+    def _no_answer(self, tag: str, began: float, now: float) -> None:
+        """An attempt begun at ``began`` got no answer (`time.monotonic`)."""
+        first = self._unanswered.get(tag, (began, 0.0))[0]
+        self._unanswered[tag] = (first, now)
 
     def _target(self, channel: str) -> tuple[str, str, str]:
         """The hash tag of ``channel``'s keys, the publish command, its broker channel."""
@@ -327,15 +367,23 @@ class RetriedPublish(RedisPresence):
         ]
         lost: tuple[type[BaseException], ...] = self._lost_errors  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.publish_timeout
+        # What is left of the failover's time (see the class): all of it,
+        # unless the node is already known out of reach; none, once it has
+        # been for longer (then one attempt, not tried again).
+        away = self._out_of_reach(tag, time.monotonic())
+        left = self.publish_timeout - (away or 0.0)
+        once = away is not None and left <= 0
+        deadline = loop.time() + max(left, self._attempt_timeout)
         delay = 0.02
         while True:
             start = loop.time()
+            began = time.monotonic()
             args[10] = self._sent_ms(tag)
             try:
                 async with asyncio.timeout_at(deadline) as scope:
                     await self._before()
                     reply = await self._publish_script(keys=keys(tag, channel), args=args)
+                self._unanswered.pop(tag, None)
                 if len(reply) > 3:
                     self._clock_skews[tag] = int(reply[3]) - time.time() * 1000
                 if int(reply[2]) != 2:
@@ -351,6 +399,13 @@ class RetriedPublish(RedisPresence):
                 self.publish_retries += 1
                 continue
             except lost as exc:
+                self._no_answer(tag, began, time.monotonic())
+                if once:
+                    raise ConnectionError(
+                        f"cannot publish to {self._where()}: out of reach for {away or 0.0:.1f}s, "
+                        f"longer than publish_timeout={self.publish_timeout}s (the time a "
+                        f"failover is given), and no answer now ({exc or type(exc).__name__})"
+                    ) from exc
                 if scope.expired() or loop.time() + delay >= deadline:
                     raise ConnectionError(
                         f"cannot publish to {self._where()}: no answer within "
@@ -360,7 +415,8 @@ class RetriedPublish(RedisPresence):
                 # redis-py's connection closed under the command (see
                 # cut_under; a cancellation stays one).
                 error = cut_under(exc)
-                if loop.time() + delay >= deadline:
+                self._no_answer(tag, began, time.monotonic())
+                if once or loop.time() + delay >= deadline:
                     raise error from exc
             self.publish_retries += 1
             self._changed()  # type: ignore[attr-defined]  # wait_until sees the count

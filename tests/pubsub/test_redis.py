@@ -561,3 +561,73 @@ def test_a_publish_dated_by_a_wrong_clock_estimate_is_sent_again_and_applied_onc
             await pubsub.close()
 
     run(main())
+
+
+def test_a_publish_is_tried_once_when_redis_has_been_down_longer_than_publish_timeout(
+    redis_server: RedisServer,
+) -> None:
+    """publish_timeout is a failover's time, counted from when Redis went
+    out of reach: a publish within it is tried again until it is up (issue
+    58); one after it is tried once and fails at once, saying so, instead of
+    waiting publish_timeout again; once Redis is back, publishes go through."""
+
+    async def main() -> None:
+        pubsub = RedisPubSub(
+            redis_server.url,
+            publish_timeout=0.6,
+            command_timeout=0.5,
+            health_interval=0.2,
+            max_reconnect_delay=0.05,
+        )
+        try:
+            sub = await pubsub.subscribe("live")
+            await pubsub.publish("live", "before")
+            assert await sub.get() == "before"
+            redis_server.stop()  # connections refused from now on
+            await pubsub.wait_connected(timeout=3, connected=False)
+            assert not pubsub.healthy
+            down = pubsub.status.since
+            with pytest.raises(ConnectionError, match="no answer within publish_timeout=0.6s"):
+                await pubsub.publish("live", "early")
+            assert pubsub.publish_retries >= 1
+            # What is waited out here is the outage's length itself.
+            await asyncio.sleep(max(0.0, down + 0.6 - time.monotonic()) + 0.01)
+            retries = pubsub.publish_retries
+            began = time.monotonic()
+            with pytest.raises(
+                ConnectionError,
+                match=r"out of reach for \d+\.\ds, longer than publish_timeout=0.6s",
+            ):
+                await pubsub.publish("live", "late")
+            assert time.monotonic() - began < 0.25
+            assert pubsub.publish_retries == retries
+            redis_server.start()
+            await pubsub.wait_connected(timeout=3)
+            await pubsub.publish("live", "after")
+            assert await sub.get() == "after"
+        finally:
+            await pubsub.close()
+
+    run(main(), limit=8)
+
+
+def test_what_publishes_found_out_of_reach_holds_while_they_keep_finding_it() -> None:
+    """Without the subscriber connection's watch, publishes that got no
+    answer say how long the node has been out of reach, while one comes at
+    least every command_timeout plus a second; after a longer gap a new
+    failover may have begun, and a publish gets the whole window again."""
+
+    async def main() -> None:
+        pubsub = RedisPubSub("redis://127.0.0.1:1/0", command_timeout=0.5)
+        try:
+            assert pubsub._out_of_reach("t", 100.0) is None
+            pubsub._no_answer("t", 100.0, 100.5)
+            pubsub._no_answer("t", 100.6, 101.1)  # the outage still began at 100.0
+            assert pubsub._out_of_reach("t", 102.0) == pytest.approx(2.0)
+            assert pubsub._out_of_reach("other", 102.0) is None
+            assert pubsub._out_of_reach("t", 102.7) is None  # 1.6 s unlooked at
+            assert pubsub._out_of_reach("t", 102.0) is None  # and forgotten
+        finally:
+            await pubsub.close()
+
+    run(main())

@@ -377,6 +377,27 @@ def _h2_stream(driver: _Driver, loop: asyncio.AbstractEventLoop) -> Any:
     return _H2Stream(driver, 1, 0.0, None, loop, 1024, StreamSlots())
 
 
+def test_a_stream_made_from_python_takes_one_slot() -> None:
+    # Compiled, _H2Stream (under _MuxStream, marked for interpreted
+    # subclasses) ran __init__ twice when Python code made it: two slots
+    # taken, one given back, and the connection never went idle.
+    from squall.httpserver._h2stream import _H2Stream
+    from squall.httpserver._muxstream import StreamSlots
+
+    loop = asyncio.new_event_loop()
+    try:
+        driver = _Driver()
+        slots = StreamSlots()
+        stream = _H2Stream(driver, 1, 0.0, None, loop, 1024, slots)
+        assert slots.active == 1
+        stream.free_slot()
+        stream.free_slot()
+        assert slots.active == 0
+        assert driver.calls == [("idle",)]
+    finally:
+        loop.close()
+
+
 def test_start_hands_the_head_on_and_answers_what_the_delegate_raises() -> None:
     # One answer whatever carries the request (issue 59): the stream, not
     # each driver, sorts what a delegate's headers_received raised.

@@ -381,8 +381,10 @@ def test_without_redis_replies_are_stored_and_live_updates_say_unavailable(
         async with forum_server(tmp_path) as (app, base), client() as http:
             await app.settings["pubsub"].close()
             down = f"redis://127.0.0.1:{free_port()}/0"
-            # A publish keeps trying for publish_timeout (a failover's
-            # length, 10 s by default): short here, where Redis never comes.
+            # A publish keeps trying until publish_timeout (a failover's
+            # length, 10 s by default) after Redis was first found out of
+            # reach, and is tried once after that: short here, where Redis
+            # never comes.
             app.settings["pubsub"] = RedisPubSub(down, subscribe_timeout=0.2, publish_timeout=0.5)
             ann = Visitor(base, http)
             await ann.signup("ann")

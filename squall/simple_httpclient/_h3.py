@@ -16,7 +16,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN
@@ -113,6 +113,15 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
 
     # -- QUIC ------------------------------------------------------------------
 
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        # One transmit per loop turn, not one per datagram: the requests the
+        # responses' callers send next (woken by this datagram, run before
+        # the transmit) leave with the acknowledgement, in as few datagrams
+        # as they fit.
+        self._transmit_soon()
+
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ConnectionTerminated):
             self._terminated(event)
@@ -195,6 +204,9 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._transmit_task is not None:
+            self._transmit_task.cancel()
+            self._transmit_task = None
         self.gone(HTTPStreamClosedError("Connection closed"))
 
     # -- requests --------------------------------------------------------------
@@ -213,7 +225,8 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
             return
         fetch.stream_id = sid
         self.streams[sid] = fetch
-        self.transmit()
+        # Sent at the end of the loop turn, with the other requests made in it.
+        self._transmit_soon()
 
     @staticmethod
     def _message(fetch: StreamFetch) -> tuple[list[tuple[bytes, bytes]], bytes]:

@@ -195,8 +195,8 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
                 self.fail(fetch, exc)
 
     def send(self, fetch: _Fetch) -> None:
-        request = fetch.request
-        parsed = urllib.parse.urlsplit(_opt(request, "url"))
+        opts = fetch.opts
+        parsed = urllib.parse.urlsplit(opts["url"])
         path = parsed.path or "/"
         if parsed.query:
             path += "?" + parsed.query
@@ -211,9 +211,7 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
                 host = value
         body = fetch.body
         try:
-            sid = self.h2.send_request(
-                _opt(request, "method"), parsed.scheme, host, path, fields, not body
-            )
+            sid = self.h2.send_request(opts["method"], parsed.scheme, host, path, fields, not body)
             if body:
                 self.h2.send_data(sid, body, end_stream=True)
         except LocalProtocolError as exc:
@@ -319,22 +317,26 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
     # -- routing ---------------------------------------------------------------
 
     def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
-        key = self._h2_key(request)
+        opts = options(request)
+        key = self._h2_key(opts)
         if key is None:
             super().fetch_impl(request, callback)
             return
-        fetch = self._new_fetch(request, callback, key)
+        fetch = self._new_fetch(request, callback, key, opts)
         if fetch is not None:
             self.route_fetch(fetch, key)
 
     def _new_fetch(
-        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], key: _Key
+        self,
+        request: HTTPRequest,
+        callback: Callable[[HTTPResponse], None],
+        key: _Key,
+        opts: dict[str, Any],
     ) -> Optional[_Fetch]:
         """A fetch for a stream of the connection ``key`` names, its fields made
         by the client policy and its request timeout armed; None if the
         request cannot be sent (it has failed already)."""
-        fetch = _Fetch(request, callback, time.time())
-        opts = options(request)
+        fetch = _Fetch(request, callback, time.time(), opts)
         parsed = urllib.parse.urlsplit(opts["url"])
         try:
             fetch.fields = request_fields(opts, parsed, parsed.netloc.rpartition("@")[2])[0]
@@ -344,7 +346,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         fetch.follows = follows_redirects(opts)
         body = opts["body"]
         fetch.body = body.encode() if isinstance(body, str) else (body or b"")
-        timeout = _opt(request, "request_timeout")
+        timeout = opts["request_timeout"]
         if timeout:
             fetch.timer = self.io_loop.asyncio_loop.call_later(  # type: ignore[attr-defined]
                 timeout, self._timed_out, fetch, key
@@ -366,24 +368,25 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _h2_key(self, request: HTTPRequest) -> Optional[_Key]:
-        key = self._stream_key(request, self.http2_prior_knowledge)
+    def _h2_key(self, opts: dict[str, Any]) -> Optional[_Key]:
+        key = self._stream_key(opts, self.http2_prior_knowledge)
         return None if key in self._h1_only else key
 
-    def _stream_key(self, request: HTTPRequest, plain: bool) -> Optional[_Key]:
+    def _stream_key(self, opts: dict[str, Any], plain: bool) -> Optional[_Key]:
         """``(scheme, host, port)`` and, for https, the TLS settings: what
         tells one multiplexed connection from another; None for a request
-        that goes over HTTP/1.1 (proxied, streamed up, waiting for 100,
-        digest auth, bound to an interface, or ``http`` unless ``plain``)."""
+        (its `options`) that goes over HTTP/1.1 (proxied, streamed up,
+        waiting for 100, digest auth, bound to an interface, or ``http``
+        unless ``plain``)."""
         if (
-            _opt(request, "proxy_host")
-            or _opt(request, "body_producer") is not None
-            or _opt(request, "expect_100_continue")
-            or _opt(request, "network_interface")
-            or _opt(request, "auth_mode") == "digest"
+            opts["proxy_host"]
+            or opts["body_producer"] is not None
+            or opts["expect_100_continue"]
+            or opts["network_interface"]
+            or opts["auth_mode"] == "digest"
         ):
             return None
-        parsed = urllib.parse.urlsplit(_opt(request, "url"))
+        parsed = urllib.parse.urlsplit(opts["url"])
         scheme = parsed.scheme.lower()
         if scheme == "http" and not plain:
             return None
@@ -397,13 +400,13 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         if scheme == "https":
             # A connection made with one set of TLS settings (say, no
             # certificate check) must not serve a request asking for others.
-            options = _opt(request, "ssl_options")
+            tls = opts["ssl_options"]
             key += (
-                bool(_opt(request, "validate_cert")),
-                _opt(request, "ca_certs"),
-                _opt(request, "client_cert"),
-                _opt(request, "client_key"),
-                id(options) if options is not None else None,
+                bool(opts["validate_cert"]),
+                opts["ca_certs"],
+                opts["client_cert"],
+                opts["client_key"],
+                id(tls) if tls is not None else None,
             )
         return key
 
@@ -481,7 +484,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
     def retry_fetch(self, fetch: _Fetch) -> None:
         fetch.stream_id = 0
         fetch.chunks = []
-        key = self._h2_key(fetch.request)
+        key = self._h2_key(fetch.opts)
         if key is None:
             self._to_http1(fetch)
         else:
@@ -518,14 +521,13 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             return
         body = b"".join(fetch.chunks)
         headers = fetch.headers or HTTPHeaders()
-        request = fetch.request
-        original = getattr(request, "original_request", None) or request
+        opts = fetch.opts
         response = HTTPResponse(
-            original,
+            opts.get("original_request") or fetch.request,
             fetch.status,
             headers=headers,
             buffer=BytesIO(body),
-            effective_url=_opt(request, "url"),
+            effective_url=opts["url"],
             request_time=time.time() - fetch.start,
             start_time=fetch.start,
         )
@@ -579,13 +581,11 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
     def fail_fetch(self, fetch: _Fetch, error: BaseException) -> None:
         if fetch.done:
             return
-        request = fetch.request
-        original = getattr(request, "original_request", None) or request
         code = getattr(error, "code", 599)
         self._deliver(
             fetch,
             HTTPResponse(
-                original,
+                fetch.opts.get("original_request") or fetch.request,
                 code if isinstance(code, int) else 599,
                 error=error,
                 request_time=time.time() - fetch.start,

@@ -33,6 +33,7 @@ from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._h2 import H2AsyncHTTPClient, _Key
 from squall.simple_httpclient._mux import StreamFetch, StreamResponses
+from squall.simple_httpclient._policy import options
 
 __all__ = ["H3AsyncHTTPClient", "parse_alt_svc"]
 
@@ -231,8 +232,8 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     @staticmethod
     def _message(fetch: StreamFetch) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The request's header section (pseudo-header fields first) and body."""
-        request = fetch.request
-        parsed = urllib.parse.urlsplit(request.url)
+        opts = fetch.opts
+        parsed = urllib.parse.urlsplit(opts["url"])
         path = parsed.path or "/"
         if parsed.query:
             path += "?" + parsed.query
@@ -246,7 +247,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
                 # The policy's Host: the caller's, or this URL's authority.
                 authority = value
         head = [
-            (b":method", request.method.encode("latin-1")),
+            (b":method", opts["method"].encode("latin-1")),
             (b":scheme", b"https"),
             (b":authority", authority.encode("latin-1")),
             (b":path", path.encode("latin-1")),
@@ -334,11 +335,12 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
     # -- routing ---------------------------------------------------------------
 
     def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
-        key = self._h3_key(request)
+        opts = options(request)
+        key = self._h3_key(opts)
         if key is None:
             self._over_tcp(request, callback)
             return
-        fetch = self._new_fetch(request, callback, key)
+        fetch = self._new_fetch(request, callback, key, opts)
         if fetch is not None:
             self.route_fetch(fetch, key)
 
@@ -347,10 +349,10 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             callback = _AltSvcWatch(self, callback)
         H2AsyncHTTPClient.fetch_impl(self, request, callback)
 
-    def _h3_key(self, request: HTTPRequest) -> Optional[_Key]:
+    def _h3_key(self, opts: dict[str, Any]) -> Optional[_Key]:
         """``("h3", host, port, alternative host, alternative port, TLS
-        settings...)`` for a request HTTP/3 carries, else None."""
-        key = self._stream_key(request, plain=False)
+        settings...)`` for a request (its `options`) HTTP/3 carries, else None."""
+        key = self._stream_key(opts, plain=False)
         if key is None or key[0] != "https":
             return None
         origin = (key[0], key[1], key[2])

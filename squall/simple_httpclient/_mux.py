@@ -39,12 +39,21 @@ class StreamFetch:
         "retried",
         "fields",
         "follows",
+        "opts",
     )
 
     def __init__(
-        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], start: float
+        self,
+        request: HTTPRequest,
+        callback: Callable[[HTTPResponse], None],
+        start: float,
+        opts: dict[str, Any],
     ) -> None:
         self.request = request
+        # The request's options with the client's defaults filled in (the
+        # policy's `options`), read from here: each read through the
+        # request's proxy would be a failed attribute lookup first.
+        self.opts = opts
         self.callback = callback
         self.start = start
         self.stream_id = 0
@@ -133,11 +142,11 @@ class StreamResponses:
             headers.add(name, value)
         fetch.status = status
         fetch.headers = headers
-        request = fetch.request
-        if request.decompress_response:
+        opts = fetch.opts
+        if opts["decompress_response"]:
             # Decoded as it arrives, so streaming_callback gets plain bytes.
             fetch.decompressor = take_decoder(headers)
-        header_callback = request.header_callback
+        header_callback = opts["header_callback"]
         if header_callback is not None:
             try:
                 header_callback(f"{self.version_word} {status} \r\n")
@@ -149,7 +158,7 @@ class StreamResponses:
 
     def on_body(self, fetch: StreamFetch, data: bytes) -> None:
         """A piece of ``fetch``'s response body arrived."""
-        streaming = fetch.request.streaming_callback
+        streaming = fetch.opts["streaming_callback"]
         if self.client.will_redirect(fetch):
             return  # the redirect's body is not wanted
         decompressor = fetch.decompressor

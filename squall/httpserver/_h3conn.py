@@ -38,7 +38,6 @@ from aioquic.h3.connection import (
     H3Stream,
     HeadersState,
     ProtocolError,
-    QpackDecompressionFailed,
     Setting,
 )
 from aioquic.h3.events import DataReceived, H3Event, Headers, HeadersReceived
@@ -171,20 +170,7 @@ class GuardedH3Connection(H3Connection):
                 raise _Refused(f"header section could decode to more than {bound} bytes")
             if fields > self.max_fields:
                 raise _Refused(f"{fields} header fields (limit {self.max_fields})")
-        try:
-            if frame_data is None:
-                instructions, headers = self._decoder.resume_header(stream_id)
-            else:
-                instructions, headers = self._decoder.feed_header(stream_id, frame_data)
-        except pylsqpack.DecompressionFailed as exc:
-            raise QpackDecompressionFailed() from exc
-        # As for the encoder's below: a section that refers to no dynamic
-        # entry (most of them) leaves the decoder nothing to acknowledge, and
-        # aioquic would write that nothing to the decoder stream.
-        decoder_stream = self._local_decoder_stream_id
-        if instructions and decoder_stream is not None:
-            self._decoder_bytes_sent += len(instructions)
-            self._quic.send_stream_data(decoder_stream, instructions)
+        headers = super()._decode_headers(stream_id, frame_data)
         size = 0
         for name, value in headers:
             size += len(name) + len(value) + ENTRY_OVERHEAD

@@ -24,7 +24,7 @@ from aioquic.h3.connection import ErrorCode as H3Error
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
+from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent, StreamReset
 
 from squall._ws._deflate import split_outside_quotes
 from squall.httpclient import HTTPRequest, HTTPResponse
@@ -111,6 +111,11 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         self.goaway = False
         # Why the connection ended, as QUIC reported it.
         self.ended_by = ""
+        # Done when the QUIC handshake is (ConnectionError if it failed).
+        # aioquic's wait_connected() misses a handshake that completed
+        # before it was called (under uvloop, about one first connection in
+        # three here, which then waited out its connect timeout).
+        self.handshake: asyncio.Future[None] = self._loop.create_future()
 
     # -- QUIC ------------------------------------------------------------------
 
@@ -126,6 +131,10 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ConnectionTerminated):
             self._terminated(event)
+            return
+        if isinstance(event, HandshakeCompleted):
+            if not self.handshake.done():
+                self.handshake.set_result(None)
             return
         if isinstance(event, StreamReset):
             self._reset_by_server(event)
@@ -197,6 +206,8 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     def _terminated(self, event: ConnectionTerminated) -> None:
         reason = event.reason_phrase or f"error {event.error_code}"
         self.ended_by = reason
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectionError(reason))
         self.gone(HTTPStreamClosedError(f"HTTP/3 connection closed ({reason})"))
         if self._transport is not None:
             self._transport.close()
@@ -409,9 +420,8 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             )
             proto.connect(transport.get_extra_info("peername"))
             try:
-                await asyncio.wait_for(proto.wait_connected(), timeout)
+                await asyncio.wait_for(proto.handshake, timeout)
             except ConnectionError:
-                # aioquic raises the bare class; what QUIC said is here.
                 raise ConnectionError(
                     f"HTTP/3 handshake with {alt_host}:{alt_port} failed: {proto.ended_by}"
                 ) from None

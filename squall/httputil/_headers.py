@@ -380,3 +380,23 @@ def fields_of(headers: HTTPHeaders) -> dict[str, list[str]]:
     this asks the object, as ``headers._as_list`` does.
     """
     return headers._as_list
+
+
+def checked_headers(pairs: list[tuple[str, str]]) -> HTTPHeaders:
+    """`HTTPHeaders` holding ``pairs`` in order, each checked as
+    `HTTPHeaders.add` checks one (a token name, a field value), for the
+    clients' response heads: one call for the head, not a method call per
+    field and the empty mapping's generic ``update()`` first.
+
+    Raises:
+        HTTPInputError: a name that is not a token, or a value holding
+            characters a field value may not hold.
+    """
+    known = _NAME_CACHE
+    value_ok = _ABNF.field_value.fullmatch
+    for name, value in pairs:
+        if name not in known:
+            _normalize_header(name)  # (raises for a name that is not a token)
+        if value_ok(value) is None:
+            raise HTTPInputError(f"Invalid header value {value!r}")
+    return HTTPHeaders._from_pairs(pairs)

@@ -12,7 +12,8 @@ from typing import Any, Optional, Protocol, cast
 
 from squall._content_coding import ContentCodingError, Decoder
 from squall.httpclient import HTTPRequest, HTTPResponse
-from squall.httputil import HTTPHeaders
+from squall.httputil import HTTPHeaders, HTTPInputError
+from squall.httputil._headers import checked_headers
 from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError
 from squall.simple_httpclient._policy import DECOMPRESS_STEP, take_decoder
@@ -137,9 +138,12 @@ class StreamResponses:
 
     def on_head(self, fetch: StreamFetch, status: int, fields: list[tuple[str, str]]) -> None:
         """A final response head arrived for ``fetch``."""
-        headers = HTTPHeaders()
-        for name, value in fields:
-            headers.add(name, value)
+        try:
+            headers = checked_headers(fields)
+        except HTTPInputError as exc:
+            gen_log.warning("Malformed HTTP message from server: %s", exc)
+            self.abandon(fetch, HTTPStreamClosedError(f"invalid response head: {exc}"))
+            return
         fetch.status = status
         fetch.headers = headers
         opts = fetch.opts

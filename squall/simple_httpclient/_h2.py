@@ -214,10 +214,6 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
 
     def send(self, fetch: _Fetch) -> None:
         opts = fetch.opts
-        parsed = urllib.parse.urlsplit(opts["url"])
-        path = parsed.path or "/"
-        if parsed.query:
-            path += "?" + parsed.query
         host = ""
         fields = []
         for name, value in fetch.fields:
@@ -229,7 +225,9 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
                 host = value
         body = fetch.body
         try:
-            sid = self.h2.send_request(opts["method"], parsed.scheme, host, path, fields, not body)
+            sid = self.h2.send_request(
+                opts["method"], self.key[0], host, fetch.path, fields, not body
+            )
             if body:
                 self.h2.send_data(sid, body, end_stream=True)
         except LocalProtocolError as exc:
@@ -365,6 +363,10 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         except ValueError as exc:
             self.fail_fetch(fetch, exc)
             return None
+        if parsed.query:
+            fetch.path = (parsed.path or "/") + "?" + parsed.query
+        elif parsed.path:
+            fetch.path = parsed.path
         fetch.follows = follows_redirects(opts)
         body = opts["body"]
         fetch.body = body.encode() if isinstance(body, str) else (body or b"")

@@ -244,24 +244,21 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     def _message(fetch: StreamFetch) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The request's header section (pseudo-header fields first) and body."""
         opts = fetch.opts
-        parsed = urllib.parse.urlsplit(opts["url"])
-        path = parsed.path or "/"
-        if parsed.query:
-            path += "?" + parsed.query
-        authority = parsed.netloc.rpartition("@")[2]
+        # (The policy always gives a Host field: the caller's, or this
+        # URL's authority.)
+        authority = ""
         fields: list[tuple[bytes, bytes]] = []
         for name, value in fetch.fields:
             low = name.lower()
             if low not in _DROP:
                 fields.append((low.encode("latin-1"), value.encode("latin-1")))
             elif low == "host":
-                # The policy's Host: the caller's, or this URL's authority.
                 authority = value
         head = [
             (b":method", opts["method"].encode("latin-1")),
             (b":scheme", b"https"),
             (b":authority", authority.encode("latin-1")),
-            (b":path", path.encode("latin-1")),
+            (b":path", fetch.path.encode("latin-1")),
         ]
         return head + fields, fetch.body
 

@@ -41,6 +41,7 @@ class StreamFetch:
         "fields",
         "follows",
         "opts",
+        "path",
     )
 
     def __init__(
@@ -70,6 +71,8 @@ class StreamFetch:
         # The request's header fields, as the client policy makes them.
         self.fields: list[tuple[str, str]] = []
         self.follows = False
+        # The request target (RFC 9110 §7.1: path and query), from the URL.
+        self.path = "/"
 
 
 class MuxConnection(Protocol):

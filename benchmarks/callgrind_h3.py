@@ -57,14 +57,33 @@ DELAY = 0.00005
 CPU_PER_REQUEST = 0.0005
 SERVER_ADDR = ("127.0.0.1", 4433)
 
-# (stage, module, qualname): inclusive counts, per request, server side only.
-STAGES = [
-    ("endpoint", "squall.httpserver._h3protocol", "_H3Endpoint.datagram_received"),
+# aioquic's receive, transmit and timer paths (stage, module, qualname),
+# shared with callgrind_h3client.py.
+QUIC_RECEIVE = [
     ("  quic receive", "aioquic.quic.connection", "QuicConnection.receive_datagram"),
     ("    decrypt", "aioquic.quic.crypto", "CryptoPair.decrypt_packet"),
     ("    ACK frames in", "aioquic.quic.connection", "QuicConnection._handle_ack_frame"),
     ("      recovery on_ack", "aioquic.quic.recovery", "QuicPacketRecovery.on_ack_received"),
     ("    STREAM frames in", "aioquic.quic.connection", "QuicConnection._handle_stream_frame"),
+]  # fmt: skip
+QUIC_TRANSMIT = [
+    ("transmit (all callers)", "aioquic.asyncio.protocol", "QuicConnectionProtocol.transmit"),
+    ("  datagrams_to_send", "aioquic.quic.connection", "QuicConnection.datagrams_to_send"),
+    ("    encrypt", "aioquic.quic.crypto", "CryptoPair.encrypt_packet"),
+    ("    ACK frames out", "aioquic.quic.connection", "QuicConnection._write_ack_frame"),
+    ("    STREAM frames out", "aioquic.quic.connection", "QuicConnection._write_stream_frame"),
+    ("    recovery on_sent", "aioquic.quic.recovery", "QuicPacketRecovery.on_packet_sent"),
+    ("  get_timer", "aioquic.quic.connection", "QuicConnection.get_timer"),
+]  # fmt: skip
+QUIC_TIMER = [
+    ("timer", "aioquic.asyncio.protocol", "QuicConnectionProtocol._handle_timer"),
+    ("  quic handle_timer", "aioquic.quic.connection", "QuicConnection.handle_timer"),
+]
+
+# (stage, module, qualname): inclusive counts, per request, server side only.
+STAGES = [
+    ("endpoint", "squall.httpserver._h3protocol", "_H3Endpoint.datagram_received"),
+    *QUIC_RECEIVE,
     ("  events", "aioquic.asyncio.protocol", "QuicConnectionProtocol._process_events"),
     ("    h3 handle_event", "aioquic.h3.connection", "H3Connection.handle_event"),
     ("      QPACK decode", "aioquic.h3.connection", "H3Connection._decode_headers"),
@@ -75,16 +94,9 @@ STAGES = [
     ("  response: send_head", "squall.httpserver._h3protocol", "_H3Protocol._send_head"),
     ("  response: end_response", "squall.httpserver._h3protocol", "_H3Protocol.end_response"),
     ("    QPACK encode", "aioquic.h3.connection", "H3Connection._encode_headers"),
-    ("transmit (all callers)", "aioquic.asyncio.protocol", "QuicConnectionProtocol.transmit"),
-    ("  datagrams_to_send", "aioquic.quic.connection", "QuicConnection.datagrams_to_send"),
-    ("    encrypt", "aioquic.quic.crypto", "CryptoPair.encrypt_packet"),
-    ("    ACK frames out", "aioquic.quic.connection", "QuicConnection._write_ack_frame"),
-    ("    STREAM frames out", "aioquic.quic.connection", "QuicConnection._write_stream_frame"),
-    ("    recovery on_sent", "aioquic.quic.recovery", "QuicPacketRecovery.on_packet_sent"),
-    ("  get_timer", "aioquic.quic.connection", "QuicConnection.get_timer"),
+    *QUIC_TRANSMIT,
     ("  (harness) sendto", "callgrind_h3", "ServerTransport.sendto"),
-    ("timer", "aioquic.asyncio.protocol", "QuicConnectionProtocol._handle_timer"),
-    ("  quic handle_timer", "aioquic.quic.connection", "QuicConnection.handle_timer"),
+    *QUIC_TIMER,
     ("flush (call_soon)", "squall.httpserver._h3protocol", "_H3Protocol._flush"),
     ("sweep", "squall.httpserver._h3protocol", "_H3Protocol._sweep"),
 ]  # fmt: skip
@@ -429,20 +441,38 @@ def inner(cfg: dict[str, Any]) -> None:
     Path(cfg["out"]).write_text(json.dumps(result))
 
 
-def run_one(cfg: dict[str, Any], keep: Optional[str] = None) -> dict[str, Any]:
-    result, incl, self_costs_c = run_inner(__file__, cfg, keep, build_from_env=True)
+def run_one(
+    cfg: dict[str, Any], keep: Optional[str] = None, script: str = __file__
+) -> dict[str, Any]:
+    """One valgrind run of ``script``'s inner run (this one's, or
+    callgrind_h3client.py's, which counts the other side)."""
+    result, incl, self_costs_c = run_inner(script, cfg, keep, build_from_env=True)
     result["self_c"] = sorted(self_costs_c.items(), key=lambda kv: -kv[1])[:30]
     n = cfg["n"]
     if result["statuses"].get("200") != WARMUP + n:
         raise RuntimeError(f"responses {result['statuses']}, expected {WARMUP + n} x 200")
-    # Client work runs inside sq_measure_a (collection off); what is left
-    # under sq_measure_b is the server's.
+    # The side not counted runs inside sq_measure_a (collection off); what
+    # is left under sq_measure_b is the counted side's.
     result["per_request"] = incl.get("sq_measure_b", 0) / n
     result["probe_incl"] = {
         name: cost / n for name, cost in incl.items() if name.startswith("sq_probe_")
     }
     result["incl_c"] = {name: cost / n for name, cost in incl.items()}
     return result
+
+
+def print_profile(result: dict[str, Any], n: int, side: str) -> None:
+    """The stages' inclusive counts and the hottest C functions, per request."""
+    other = "clients'" if side == "server" else "server's"
+    print(f"\nstage (inclusive, {side} side; indented = inside the line above)")
+    for slot, (label, name) in enumerate(result["labels"]):
+        cost = result["probe_incl"].get(f"sq_probe_{slot:04d}", 0.0)
+        calls = sum(c for _p, child, c in result["edges"] if child == slot)
+        print(f"  {label:<32} {cost:>10,.0f}   ({name}; calls/req incl. {other} "
+              f"{calls / n:.2f})")  # fmt: skip
+    print("\nhottest C functions (self, per request)")
+    for name, cost in result["self_c"][:25]:
+        print(f"  {cost / n:>10,.0f}  {name}")
 
 
 def main() -> int:
@@ -499,15 +529,7 @@ def main() -> int:
         f"clients sent {result['client_datagrams'] / n:.3f}"
     )
     if args.profile:
-        print("\nstage (inclusive, server side; indented = inside the line above)")
-        for slot, (label, name) in enumerate(result["labels"]):
-            cost = result["probe_incl"].get(f"sq_probe_{slot:04d}", 0.0)
-            calls = sum(c for _p, child, c in result["edges"] if child == slot)
-            print(f"  {label:<32} {cost:>10,.0f}   ({name}; calls/req incl. clients' "
-                  f"{calls / n:.2f})")  # fmt: skip
-        print("\nhottest C functions (self, per request)")
-        for name, cost in result["self_c"][:25]:
-            print(f"  {cost / n:>10,.0f}  {name}")
+        print_profile(result, n, "server")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -41,13 +41,13 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import callgrind_h3 as h3  # noqa: E402
-from callgrind_hotpath import Probes, run_inner  # noqa: E402
+from callgrind_hotpath import Probes  # noqa: E402
 
 URL = f"https://localhost:{h3.SERVER_ADDR[1]}/?n=bench"
 
@@ -70,10 +70,7 @@ STAGES = [
     ("datagram in", "squall.simple_httpclient._h3", "_H3ClientProtocol.datagram_received"),
     ("datagram in (aioquic's)", "aioquic.asyncio.protocol",
      "QuicConnectionProtocol.datagram_received"),
-    ("  quic receive", "aioquic.quic.connection", "QuicConnection.receive_datagram"),
-    ("    decrypt", "aioquic.quic.crypto", "CryptoPair.decrypt_packet"),
-    ("    ACK frames in", "aioquic.quic.connection", "QuicConnection._handle_ack_frame"),
-    ("    STREAM frames in", "aioquic.quic.connection", "QuicConnection._handle_stream_frame"),
+    *h3.QUIC_RECEIVE,
     ("  events", "aioquic.asyncio.protocol", "QuicConnectionProtocol._process_events"),
     ("    h3 handle_event", "squall.httpserver._h3conn", "GuardedH3Connection.handle_event"),
     ("      QPACK decode", "squall.httpserver._h3conn", "GuardedH3Connection._decode_headers"),
@@ -85,16 +82,9 @@ STAGES = [
     ("      complete_fetch", "squall.simple_httpclient._h2", "H2AsyncHTTPClient.complete_fetch"),
     ("      HTTPResponse()", "squall.httpclient", "HTTPResponse.__init__"),
     ("      deliver (Future)", "squall.simple_httpclient._h2", "H2AsyncHTTPClient._deliver"),
-    ("transmit (all callers)", "aioquic.asyncio.protocol", "QuicConnectionProtocol.transmit"),
-    ("  datagrams_to_send", "aioquic.quic.connection", "QuicConnection.datagrams_to_send"),
-    ("    encrypt", "aioquic.quic.crypto", "CryptoPair.encrypt_packet"),
-    ("    ACK frames out", "aioquic.quic.connection", "QuicConnection._write_ack_frame"),
-    ("    STREAM frames out", "aioquic.quic.connection", "QuicConnection._write_stream_frame"),
-    ("    recovery on_sent", "aioquic.quic.recovery", "QuicPacketRecovery.on_packet_sent"),
-    ("  get_timer", "aioquic.quic.connection", "QuicConnection.get_timer"),
+    *h3.QUIC_TRANSMIT,
     ("  (harness) sendto", "callgrind_h3", "ClientTransport.sendto"),
-    ("timer", "aioquic.asyncio.protocol", "QuicConnectionProtocol._handle_timer"),
-    ("  quic handle_timer", "aioquic.quic.connection", "QuicConnection.handle_timer"),
+    *h3.QUIC_TIMER,
 ]  # fmt: skip
 
 
@@ -247,21 +237,6 @@ def inner(cfg: dict[str, Any]) -> None:
     Path(cfg["out"]).write_text(json.dumps(result))
 
 
-def run_one(cfg: dict[str, Any], keep: Optional[str] = None) -> dict[str, Any]:
-    result, incl, self_costs_c = run_inner(__file__, cfg, keep, build_from_env=True)
-    result["self_c"] = sorted(self_costs_c.items(), key=lambda kv: -kv[1])[:30]
-    n = cfg["n"]
-    if result["statuses"].get("200") != h3.WARMUP + n:
-        raise RuntimeError(f"responses {result['statuses']}, expected {h3.WARMUP + n} x 200")
-    # The server runs inside sq_measure_a (collection off): what is left
-    # under sq_measure_b is the client's.
-    result["per_request"] = incl.get("sq_measure_b", 0) / n
-    result["probe_incl"] = {
-        name: cost / n for name, cost in incl.items() if name.startswith("sq_probe_")
-    }
-    return result
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=1280, help="requests measured")
@@ -292,7 +267,7 @@ def main() -> int:
         "server": args.server,
         "profile": args.profile,
     }
-    result = run_one(cfg, args.keep)
+    result = h3.run_one(cfg, args.keep, script=__file__)
     n = args.n
     print(
         f"== HTTP/3 client instructions per request ({args.client}, against a bare "
@@ -305,15 +280,7 @@ def main() -> int:
         f"server sent {result['server_datagrams'] / n:.3f}"
     )
     if args.profile:
-        print("\nstage (inclusive, client side; indented = inside the line above)")
-        for slot, (label, name) in enumerate(result["labels"]):
-            cost = result["probe_incl"].get(f"sq_probe_{slot:04d}", 0.0)
-            calls = sum(c for _p, child, c in result["edges"] if child == slot)
-            print(f"  {label:<32} {cost:>10,.0f}   ({name}; calls/req incl. server's "
-                  f"{calls / n:.2f})")  # fmt: skip
-        print("\nhottest C functions (self, per request)")
-        for name, cost in result["self_c"][:25]:
-            print(f"  {cost / n:>10,.0f}  {name}")
+        h3.print_profile(result, n, "client")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

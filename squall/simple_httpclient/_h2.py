@@ -36,7 +36,7 @@ from squall.httputil import HTTPHeaders
 from squall.log import app_log, gen_log
 from squall.netutil import ssl_options_to_context
 from squall.platform.asyncio import _bound_reads
-from squall.simple_httpclient._client import SimpleAsyncHTTPClient
+from squall.simple_httpclient._client import SimpleAsyncHTTPClient, _Deadlines
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._mux import MuxConnection, StreamResponses
 from squall.simple_httpclient._mux import StreamFetch as _Fetch
@@ -326,12 +326,17 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         # and taking one apart (host and port each split the authority
         # again) was a tenth of the request side.
         self._origins: dict[str, tuple[Any, ...]] = {}
+        # The stream fetches with a request timeout, behind one loop timer
+        # (a TimerHandle made and cancelled per request cost more).
+        self._timed: dict[_Fetch, _Fetch] = {}
+        self._stream_deadlines = _Deadlines(self.loop, self._timed, self._deadline_passed)
 
     def close(self) -> None:
         """Close the HTTP/2 connections too (see `AsyncHTTPClient.close`)."""
         for conn in list(self._h2_conns.values()):
             conn.close()
         self._h2_conns.clear()
+        self._stream_deadlines.cancel()
         super().close()
 
     # -- routing ---------------------------------------------------------------
@@ -372,10 +377,21 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         fetch.body = body.encode() if isinstance(body, str) else (body or b"")
         timeout = opts["request_timeout"]
         if timeout:
-            fetch.timer = self.io_loop.asyncio_loop.call_later(  # type: ignore[attr-defined]
-                timeout, self._timed_out, fetch, key
-            )
+            fetch.key = key
+            fetch.deadline = time.monotonic() + timeout
+            self._timed[fetch] = fetch
+            self._stream_deadlines.expect(fetch.deadline)
         return fetch
+
+    def _untime(self, fetch: _Fetch) -> None:
+        """``fetch`` no longer times out."""
+        if fetch.deadline is not None:
+            fetch.deadline = None
+            self._timed.pop(fetch, None)
+
+    def _deadline_passed(self, fetch: _Fetch) -> None:
+        self._untime(fetch)
+        self._timed_out(fetch, fetch.key)
 
     def route_fetch(self, fetch: _Fetch, key: _Key) -> None:
         conn = self._h2_conns.get(key)
@@ -494,8 +510,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         return ctx
 
     def _to_http1(self, fetch: _Fetch) -> None:
-        if fetch.timer is not None:
-            fetch.timer.cancel()
+        self._untime(fetch)
         if not fetch.done:
             fetch.done = True
             SimpleAsyncHTTPClient.fetch_impl(self, fetch.request, fetch.callback)
@@ -514,7 +529,6 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             self.route_fetch(fetch, key)
 
     def _timed_out(self, fetch: _Fetch, key: _Key) -> None:
-        fetch.timer = None
         conn = self._h2_conns.get(key)
         if conn is not None:
             conn.cancel(fetch)
@@ -538,8 +552,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             return
         if self.will_redirect(fetch):
             fetch.done = True
-            if fetch.timer is not None:
-                fetch.timer.cancel()
+            self._untime(fetch)
             self._follow(fetch)
             return
         body = b"".join(fetch.chunks)
@@ -618,9 +631,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
 
     def _deliver(self, fetch: _Fetch, response: HTTPResponse) -> None:
         fetch.done = True
-        if fetch.timer is not None:
-            fetch.timer.cancel()
-            fetch.timer = None
+        self._untime(fetch)
         try:
             fetch.callback(response)
         except Exception:

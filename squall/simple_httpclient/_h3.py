@@ -448,8 +448,7 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             if fetch.done:
                 continue
             fetch.done = True
-            if fetch.timer is not None:
-                fetch.timer.cancel()
+            self._untime(fetch)
             self._over_tcp(fetch.request, fetch.callback)
 
     def _quic_configuration(self, request: HTTPRequest, host: str) -> QuicConfiguration:

@@ -6,7 +6,6 @@ the body pieces and the end of a response on one of its streams
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, Optional, Protocol, cast
 
@@ -32,7 +31,8 @@ class StreamFetch:
         "status",
         "headers",
         "chunks",
-        "timer",
+        "deadline",
+        "key",
         "decompressor",
         "received",
         "body",
@@ -62,7 +62,11 @@ class StreamFetch:
         self.status = 0
         self.headers: Optional[HTTPHeaders] = None
         self.chunks: list[bytes] = []
-        self.timer: Optional[asyncio.TimerHandle] = None
+        # When the request times out (time.monotonic()), if it does; the
+        # client's one timer watches every fetch's (see _h2's `_untime`).
+        self.deadline: Optional[float] = None
+        # The connection the fetch is routed to (the client's key for it).
+        self.key: tuple[Any, ...] = ()
         self.body = b""
         self.done = False
         self.retried = False

@@ -226,6 +226,27 @@ class StreamsTest(H3ServerCase):
         assert 0 < sent[0] < count // 2, sent[0]
 
     @gen_test
+    async def test_request_timeouts_share_one_timer(self) -> None:
+        await self.started()
+        await self.http_client.fetch(self.get_url("/info?q=first"))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        # The later deadline first: the timer is armed for it, then brought
+        # forward for the earlier one, then set again for the later one.
+        late = self.http_client.fetch(self.get_url("/stall"), request_timeout=1.0)
+        early = self.http_client.fetch(self.get_url("/stall"), request_timeout=0.1)
+        meanwhile = await self.http_client.fetch(self.get_url("/info?q=meanwhile"))
+        assert '"q": "meanwhile"' in meanwhile.body.decode()
+        with pytest.raises(HTTPClientError, match="Timeout during request"):
+            await asyncio.wait_for(early, 5)
+        early_at = loop.time() - start
+        with pytest.raises(HTTPClientError, match="Timeout during request"):
+            await asyncio.wait_for(late, 5)
+        late_at = loop.time() - start
+        assert 0.1 <= early_at < 0.9 and late_at >= 1.0, (early_at, late_at)
+        assert not self.http_client._timed  # type: ignore[attr-defined]
+
+    @gen_test
     async def test_a_body_is_delivered_as_it_arrives(self) -> None:
         await self.started()
         pieces: list[bytes] = []

@@ -382,11 +382,11 @@ def fields_of(headers: HTTPHeaders) -> dict[str, list[str]]:
     return headers._as_list
 
 
-def checked_headers(pairs: list[tuple[str, str]]) -> HTTPHeaders:
-    """`HTTPHeaders` holding ``pairs`` in order, each checked as
-    `HTTPHeaders.add` checks one (a token name, a field value), for the
-    clients' response heads: one call for the head, not a method call per
-    field and the empty mapping's generic ``update()`` first.
+
+def check_fields(pairs: list[tuple[str, str]]) -> None:
+    """Checks ``(name, value)`` pairs as `HTTPHeaders.add` checks one (a
+    token name, a field value), for the clients' response heads: then
+    built without a check per field (``httpserver._flow.headers_from_pairs``).
 
     Raises:
         HTTPInputError: a name that is not a token, or a value holding
@@ -399,4 +399,3 @@ def checked_headers(pairs: list[tuple[str, str]]) -> HTTPHeaders:
             _normalize_header(name)  # (raises for a name that is not a token)
         if value_ok(value) is None:
             raise HTTPInputError(f"Invalid header value {value!r}")
-    return HTTPHeaders._from_pairs(pairs)

@@ -11,8 +11,9 @@ from typing import Any, Optional, Protocol, cast
 
 from squall._content_coding import ContentCodingError, Decoder
 from squall.httpclient import HTTPRequest, HTTPResponse
+from squall.httpserver._flow import headers_from_pairs
 from squall.httputil import HTTPHeaders, HTTPInputError
-from squall.httputil._headers import checked_headers
+from squall.httputil._headers import check_fields
 from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError
 from squall.simple_httpclient._policy import DECOMPRESS_STEP, take_decoder
@@ -146,11 +147,12 @@ class StreamResponses:
     def on_head(self, fetch: StreamFetch, status: int, fields: list[tuple[str, str]]) -> None:
         """A final response head arrived for ``fetch``."""
         try:
-            headers = checked_headers(fields)
+            check_fields(fields)
         except HTTPInputError as exc:
             gen_log.warning("Malformed HTTP message from server: %s", exc)
             self.abandon(fetch, HTTPStreamClosedError(f"invalid response head: {exc}"))
             return
+        headers = headers_from_pairs(fields)
         fetch.status = status
         fetch.headers = headers
         opts = fetch.opts

@@ -410,6 +410,23 @@ bench-h3: $(BENCH_SPEEDUPS)
 
 .PHONY: bench-h3
 
+# HTTP/3 client (issue 60): client CPU per request, Squall's H3AsyncHTTPClient
+# (this tree) against aioquic's example-client shape and niquests (over qh3,
+# in a venv of its own, NIQ_VENV), one Squall server on CPU 0, each client on
+# CPU 1, alternated rounds (benchmarks/h3client_bench.py); then the client's
+# instructions per request by callgrind against a fixed bare server
+# (benchmarks/callgrind_h3client.py, pure build).
+NIQ_VENV ?= .venv-niquests
+bench-h3client: $(BENCH_SPEEDUPS)
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
+	test -x $(NIQ_VENV)/bin/python || ($(PYTHON) -m venv $(NIQ_VENV) && $(NIQ_VENV)/bin/pip install -q niquests uvloop)
+	$(BENCH_VENV)/bin/pip install -q 'aioquic>=1.2'
+	$(BENCH_VENV)/bin/python benchmarks/h3client_bench.py --niquests-python $(NIQ_VENV)/bin/python $(BENCH_ARGS)
+	SQUALL_NO_SPEEDUPS=1 $(BENCH_VENV)/bin/python benchmarks/callgrind_h3client.py --profile
+	SQUALL_NO_SPEEDUPS=1 $(BENCH_VENV)/bin/python benchmarks/callgrind_h3client.py --client aioquic
+
+.PHONY: bench-h3client
+
 # ASGI: Starlette hello and FastAPI JSON, varied requests, under squall run,
 # uvicorn (httptools, uvloop) and Granian (one worker, one runtime thread,
 # uvloop), each pinned to CPU 0, wrk on CPU 1, 5 alternated rounds: req/s

@@ -36,6 +36,7 @@ import selectors
 import shutil
 import sys
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -56,14 +57,33 @@ DELAY = 0.00005
 CPU_PER_REQUEST = 0.0005
 SERVER_ADDR = ("127.0.0.1", 4433)
 
-# (stage, module, qualname): inclusive counts, per request, server side only.
-STAGES = [
-    ("endpoint", "squall.httpserver._h3protocol", "_H3Endpoint.datagram_received"),
+# aioquic's receive, transmit and timer paths (stage, module, qualname),
+# shared with callgrind_h3client.py.
+QUIC_RECEIVE = [
     ("  quic receive", "aioquic.quic.connection", "QuicConnection.receive_datagram"),
     ("    decrypt", "aioquic.quic.crypto", "CryptoPair.decrypt_packet"),
     ("    ACK frames in", "aioquic.quic.connection", "QuicConnection._handle_ack_frame"),
     ("      recovery on_ack", "aioquic.quic.recovery", "QuicPacketRecovery.on_ack_received"),
     ("    STREAM frames in", "aioquic.quic.connection", "QuicConnection._handle_stream_frame"),
+]  # fmt: skip
+QUIC_TRANSMIT = [
+    ("transmit (all callers)", "aioquic.asyncio.protocol", "QuicConnectionProtocol.transmit"),
+    ("  datagrams_to_send", "aioquic.quic.connection", "QuicConnection.datagrams_to_send"),
+    ("    encrypt", "aioquic.quic.crypto", "CryptoPair.encrypt_packet"),
+    ("    ACK frames out", "aioquic.quic.connection", "QuicConnection._write_ack_frame"),
+    ("    STREAM frames out", "aioquic.quic.connection", "QuicConnection._write_stream_frame"),
+    ("    recovery on_sent", "aioquic.quic.recovery", "QuicPacketRecovery.on_packet_sent"),
+    ("  get_timer", "aioquic.quic.connection", "QuicConnection.get_timer"),
+]  # fmt: skip
+QUIC_TIMER = [
+    ("timer", "aioquic.asyncio.protocol", "QuicConnectionProtocol._handle_timer"),
+    ("  quic handle_timer", "aioquic.quic.connection", "QuicConnection.handle_timer"),
+]
+
+# (stage, module, qualname): inclusive counts, per request, server side only.
+STAGES = [
+    ("endpoint", "squall.httpserver._h3protocol", "_H3Endpoint.datagram_received"),
+    *QUIC_RECEIVE,
     ("  events", "aioquic.asyncio.protocol", "QuicConnectionProtocol._process_events"),
     ("    h3 handle_event", "aioquic.h3.connection", "H3Connection.handle_event"),
     ("      QPACK decode", "aioquic.h3.connection", "H3Connection._decode_headers"),
@@ -74,16 +94,9 @@ STAGES = [
     ("  response: send_head", "squall.httpserver._h3protocol", "_H3Protocol._send_head"),
     ("  response: end_response", "squall.httpserver._h3protocol", "_H3Protocol.end_response"),
     ("    QPACK encode", "aioquic.h3.connection", "H3Connection._encode_headers"),
-    ("transmit (all callers)", "aioquic.asyncio.protocol", "QuicConnectionProtocol.transmit"),
-    ("  datagrams_to_send", "aioquic.quic.connection", "QuicConnection.datagrams_to_send"),
-    ("    encrypt", "aioquic.quic.crypto", "CryptoPair.encrypt_packet"),
-    ("    ACK frames out", "aioquic.quic.connection", "QuicConnection._write_ack_frame"),
-    ("    STREAM frames out", "aioquic.quic.connection", "QuicConnection._write_stream_frame"),
-    ("    recovery on_sent", "aioquic.quic.recovery", "QuicPacketRecovery.on_packet_sent"),
-    ("  get_timer", "aioquic.quic.connection", "QuicConnection.get_timer"),
+    *QUIC_TRANSMIT,
     ("  (harness) sendto", "callgrind_h3", "ServerTransport.sendto"),
-    ("timer", "aioquic.asyncio.protocol", "QuicConnectionProtocol._handle_timer"),
-    ("  quic handle_timer", "aioquic.quic.connection", "QuicConnection.handle_timer"),
+    *QUIC_TIMER,
     ("flush (call_soon)", "squall.httpserver._h3protocol", "_H3Protocol._flush"),
     ("sweep", "squall.httpserver._h3protocol", "_H3Protocol._sweep"),
 ]  # fmt: skip
@@ -115,10 +128,13 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
 
 class Meter:
-    """Client callbacks run through ``off`` while a measured run is on."""
+    """The side not counted has its callbacks run through ``off`` while a
+    measured run is on: the clients here, the server in
+    callgrind_h3client.py (``counted = "client"``)."""
 
     mod: Any = None
     measuring = False
+    counted = "server"
 
     @classmethod
     def off(cls, func: Any, *args: Any) -> None:
@@ -126,6 +142,17 @@ class Meter:
             cls.mod.measure_a(lambda: func(*args))
         else:
             func(*args)
+
+    @classmethod
+    def client(cls, func: Any) -> Any:
+        """``func``, a client's callback, as the loop should call it (through
+        ``off`` unless the clients are counted: nothing added to a counted side)."""
+        return func if cls.counted == "client" else partial(cls.off, func)
+
+    @classmethod
+    def server(cls, func: Any) -> Any:
+        """``func``, a server's callback, as the loop should call it."""
+        return partial(cls.off, func) if cls.counted == "client" else func
 
 
 class ServerTransport(asyncio.DatagramTransport):
@@ -135,14 +162,17 @@ class ServerTransport(asyncio.DatagramTransport):
         super().__init__()
         self.loop = loop
         self.clients = clients
+        self.delivers: dict[Any, Any] = {}
         self.sent = 0
         self.sent_bytes = 0
 
     def sendto(self, data: Any, addr: Any = None) -> None:
         self.sent += 1
         self.sent_bytes += len(data)
-        client = self.clients[addr]
-        self.loop.call_later(DELAY, Meter.off, client.datagram_received, bytes(data), SERVER_ADDR)
+        deliver = self.delivers.get(addr)
+        if deliver is None:
+            deliver = self.delivers[addr] = Meter.client(self.clients[addr].datagram_received)
+        self.loop.call_later(DELAY, deliver, bytes(data), SERVER_ADDR)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": SERVER_ADDR}.get(name, default)
@@ -162,12 +192,13 @@ class ClientTransport(asyncio.DatagramTransport):
         super().__init__()
         self.loop = loop
         self.endpoint = endpoint
+        self.deliver = Meter.server(endpoint.datagram_received)
         self.addr = addr
         self.sent = 0
 
     def sendto(self, data: Any, addr: Any = None) -> None:
         self.sent += 1
-        self.loop.call_later(DELAY, self.endpoint.datagram_received, bytes(data), self.addr)
+        self.loop.call_later(DELAY, self.deliver, bytes(data), self.addr)
 
     def close(self) -> None:
         pass
@@ -213,8 +244,10 @@ def make_client_class(stack: str) -> Any:
             self.fill()
             self.transmit()
 
-        def _handle_timer(self) -> None:
-            Meter.off(super()._handle_timer)
+        if Meter.counted == "server":
+
+            def _handle_timer(self) -> None:
+                Meter.off(super()._handle_timer)
 
         def quic_event_received(self, event: Any) -> None:
             for h3_event in self.h3.handle_event(event):
@@ -278,6 +311,11 @@ def bare_endpoint(stack: str, cpu: float) -> Any:
 
     class Bare(Protocol):  # type: ignore[misc,valid-type]
         h3: Any = None
+
+        if Meter.counted == "client":
+
+            def _handle_timer(self) -> None:
+                Meter.off(super()._handle_timer)
 
         def quic_event_received(self, event: Any) -> None:
             if self.h3 is None:
@@ -361,7 +399,7 @@ def squall_endpoint(cpu: float) -> Any:
 def drive(loop: asyncio.AbstractEventLoop, run: Any, conns: list[Any], total: int) -> None:
     done = run.start(total)
     for client in conns:
-        loop.call_soon(Meter.off, client.kick)
+        loop.call_soon(Meter.client(client.kick))
     loop.run_until_complete(done)
 
 
@@ -403,20 +441,38 @@ def inner(cfg: dict[str, Any]) -> None:
     Path(cfg["out"]).write_text(json.dumps(result))
 
 
-def run_one(cfg: dict[str, Any], keep: Optional[str] = None) -> dict[str, Any]:
-    result, incl, self_costs_c = run_inner(__file__, cfg, keep, build_from_env=True)
+def run_one(
+    cfg: dict[str, Any], keep: Optional[str] = None, script: str = __file__
+) -> dict[str, Any]:
+    """One valgrind run of ``script``'s inner run (this one's, or
+    callgrind_h3client.py's, which counts the other side)."""
+    result, incl, self_costs_c = run_inner(script, cfg, keep, build_from_env=True)
     result["self_c"] = sorted(self_costs_c.items(), key=lambda kv: -kv[1])[:30]
     n = cfg["n"]
     if result["statuses"].get("200") != WARMUP + n:
         raise RuntimeError(f"responses {result['statuses']}, expected {WARMUP + n} x 200")
-    # Client work runs inside sq_measure_a (collection off); what is left
-    # under sq_measure_b is the server's.
+    # The side not counted runs inside sq_measure_a (collection off); what
+    # is left under sq_measure_b is the counted side's.
     result["per_request"] = incl.get("sq_measure_b", 0) / n
     result["probe_incl"] = {
         name: cost / n for name, cost in incl.items() if name.startswith("sq_probe_")
     }
     result["incl_c"] = {name: cost / n for name, cost in incl.items()}
     return result
+
+
+def print_profile(result: dict[str, Any], n: int, side: str) -> None:
+    """The stages' inclusive counts and the hottest C functions, per request."""
+    other = "clients'" if side == "server" else "server's"
+    print(f"\nstage (inclusive, {side} side; indented = inside the line above)")
+    for slot, (label, name) in enumerate(result["labels"]):
+        cost = result["probe_incl"].get(f"sq_probe_{slot:04d}", 0.0)
+        calls = sum(c for _p, child, c in result["edges"] if child == slot)
+        print(f"  {label:<32} {cost:>10,.0f}   ({name}; calls/req incl. {other} "
+              f"{calls / n:.2f})")  # fmt: skip
+    print("\nhottest C functions (self, per request)")
+    for name, cost in result["self_c"][:25]:
+        print(f"  {cost / n:>10,.0f}  {name}")
 
 
 def main() -> int:
@@ -473,15 +529,7 @@ def main() -> int:
         f"clients sent {result['client_datagrams'] / n:.3f}"
     )
     if args.profile:
-        print("\nstage (inclusive, server side; indented = inside the line above)")
-        for slot, (label, name) in enumerate(result["labels"]):
-            cost = result["probe_incl"].get(f"sq_probe_{slot:04d}", 0.0)
-            calls = sum(c for _p, child, c in result["edges"] if child == slot)
-            print(f"  {label:<32} {cost:>10,.0f}   ({name}; calls/req incl. clients' "
-                  f"{calls / n:.2f})")  # fmt: skip
-        print("\nhottest C functions (self, per request)")
-        for name, cost in result["self_c"][:25]:
-            print(f"  {cost / n:>10,.0f}  {name}")
+        print_profile(result, n, "server")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -380,3 +380,22 @@ def fields_of(headers: HTTPHeaders) -> dict[str, list[str]]:
     this asks the object, as ``headers._as_list`` does.
     """
     return headers._as_list
+
+
+
+def check_fields(pairs: list[tuple[str, str]]) -> None:
+    """Checks ``(name, value)`` pairs as `HTTPHeaders.add` checks one (a
+    token name, a field value), for the clients' response heads: then
+    built without a check per field (``httpserver._flow.headers_from_pairs``).
+
+    Raises:
+        HTTPInputError: a name that is not a token, or a value holding
+            characters a field value may not hold.
+    """
+    known = _NAME_CACHE
+    value_ok = _ABNF.field_value.fullmatch
+    for name, value in pairs:
+        if name not in known:
+            _normalize_header(name)  # (raises for a name that is not a token)
+        if value_ok(value) is None:
+            raise HTTPInputError(f"Invalid header value {value!r}")

@@ -277,13 +277,22 @@ class _Deadlines:
     the fetches in progress scanned.
     """
 
-    __slots__ = ("loop", "active", "handle", "when")
+    __slots__ = ("loop", "active", "handle", "when", "expire")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, active: dict[object, _Fetch]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        active: dict[Any, Any],
+        expire: Optional[Callable[[Any], None]] = None,
+    ) -> None:
         self.loop = loop
+        # Values with a ``deadline`` (None: none); an expired one is given
+        # to ``expire``, or its own ``on_timeout()`` is called (the HTTP/1.1
+        # fetches; the multiplexed clients' StreamFetch has no client to ask).
         self.active = active
         self.handle: Optional[asyncio.TimerHandle] = None
         self.when = 0.0
+        self.expire = expire
 
     def expect(self, when: float) -> None:
         """Make sure the timer fires by ``when`` (monotonic seconds)."""
@@ -299,7 +308,7 @@ class _Deadlines:
     def fire(self) -> None:
         self.handle = None
         now = time.monotonic()
-        expired: list[_Fetch] = []
+        expired: list[Any] = []
         earliest: Optional[float] = None
         for fetch in self.active.values():
             when = fetch.deadline
@@ -311,8 +320,12 @@ class _Deadlines:
                 earliest = when
         if earliest is not None:
             self.set(earliest)
+        expire = self.expire
         for fetch in expired:
-            fetch.on_timeout()
+            if expire is None:
+                fetch.on_timeout()
+            else:
+                expire(fetch)
 
     def cancel(self) -> None:
         if self.handle is not None:

@@ -36,7 +36,7 @@ from squall.httputil import HTTPHeaders
 from squall.log import app_log, gen_log
 from squall.netutil import ssl_options_to_context
 from squall.platform.asyncio import _bound_reads
-from squall.simple_httpclient._client import SimpleAsyncHTTPClient
+from squall.simple_httpclient._client import SimpleAsyncHTTPClient, _Deadlines
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._mux import MuxConnection, StreamResponses
 from squall.simple_httpclient._mux import StreamFetch as _Fetch
@@ -63,6 +63,24 @@ def _opt(request: HTTPRequest, name: str) -> Any:
 
 # (scheme, host, port) and, for https, the TLS settings.
 _Key = tuple[Any, ...]
+
+# URLs whose origin a client keeps (then it starts again).
+_ORIGINS_KEPT = 256
+
+
+def _origin(url: str) -> tuple[Any, ...]:
+    """``(scheme, host, port)`` of an ``http`` or ``https`` URL, ``()`` for
+    another scheme, no host or an invalid port."""
+    parsed = urllib.parse.urlsplit(url)
+    scheme = parsed.scheme.lower()
+    host = parsed.hostname
+    if scheme not in ("http", "https") or not host:
+        return ()
+    try:
+        port = parsed.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return ()
+    return (scheme, host, port)
 
 
 class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
@@ -195,11 +213,7 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
                 self.fail(fetch, exc)
 
     def send(self, fetch: _Fetch) -> None:
-        request = fetch.request
-        parsed = urllib.parse.urlsplit(_opt(request, "url"))
-        path = parsed.path or "/"
-        if parsed.query:
-            path += "?" + parsed.query
+        opts = fetch.opts
         host = ""
         fields = []
         for name, value in fetch.fields:
@@ -212,7 +226,7 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
         body = fetch.body
         try:
             sid = self.h2.send_request(
-                _opt(request, "method"), parsed.scheme, host, path, fields, not body
+                opts["method"], self.key[0], host, fetch.path, fields, not body
             )
             if body:
                 self.h2.send_data(sid, body, end_stream=True)
@@ -308,48 +322,76 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         # Origins that answered ALPN with HTTP/1.1: not asked again.
         self._h1_only: set[_Key] = set()
         self._tasks: set[asyncio.Future[None]] = set()
+        # URL -> its `_origin`: a client asks the same URLs again and again,
+        # and taking one apart (host and port each split the authority
+        # again) was a tenth of the request side.
+        self._origins: dict[str, tuple[Any, ...]] = {}
+        # The stream fetches with a request timeout, behind one loop timer
+        # (a TimerHandle made and cancelled per request cost more).
+        self._timed: dict[_Fetch, _Fetch] = {}
+        self._stream_deadlines = _Deadlines(self.loop, self._timed, self._deadline_passed)
 
     def close(self) -> None:
         """Close the HTTP/2 connections too (see `AsyncHTTPClient.close`)."""
         for conn in list(self._h2_conns.values()):
             conn.close()
         self._h2_conns.clear()
+        self._stream_deadlines.cancel()
         super().close()
 
     # -- routing ---------------------------------------------------------------
 
     def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
-        key = self._h2_key(request)
+        opts = options(request)
+        key = self._h2_key(opts)
         if key is None:
             super().fetch_impl(request, callback)
             return
-        fetch = self._new_fetch(request, callback, key)
+        fetch = self._new_fetch(request, callback, key, opts)
         if fetch is not None:
             self.route_fetch(fetch, key)
 
     def _new_fetch(
-        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], key: _Key
+        self,
+        request: HTTPRequest,
+        callback: Callable[[HTTPResponse], None],
+        key: _Key,
+        opts: dict[str, Any],
     ) -> Optional[_Fetch]:
         """A fetch for a stream of the connection ``key`` names, its fields made
         by the client policy and its request timeout armed; None if the
         request cannot be sent (it has failed already)."""
-        fetch = _Fetch(request, callback, time.time())
-        opts = options(request)
+        fetch = _Fetch(request, callback, time.time(), opts)
         parsed = urllib.parse.urlsplit(opts["url"])
         try:
             fetch.fields = request_fields(opts, parsed, parsed.netloc.rpartition("@")[2])[0]
         except ValueError as exc:
             self.fail_fetch(fetch, exc)
             return None
+        if parsed.query:
+            fetch.path = (parsed.path or "/") + "?" + parsed.query
+        elif parsed.path:
+            fetch.path = parsed.path
         fetch.follows = follows_redirects(opts)
         body = opts["body"]
         fetch.body = body.encode() if isinstance(body, str) else (body or b"")
-        timeout = _opt(request, "request_timeout")
+        timeout = opts["request_timeout"]
         if timeout:
-            fetch.timer = self.io_loop.asyncio_loop.call_later(  # type: ignore[attr-defined]
-                timeout, self._timed_out, fetch, key
-            )
+            fetch.key = key
+            fetch.deadline = time.monotonic() + timeout
+            self._timed[fetch] = fetch
+            self._stream_deadlines.expect(fetch.deadline)
         return fetch
+
+    def _untime(self, fetch: _Fetch) -> None:
+        """``fetch`` no longer times out."""
+        if fetch.deadline is not None:
+            fetch.deadline = None
+            self._timed.pop(fetch, None)
+
+    def _deadline_passed(self, fetch: _Fetch) -> None:
+        self._untime(fetch)
+        self._timed_out(fetch, fetch.key)
 
     def route_fetch(self, fetch: _Fetch, key: _Key) -> None:
         conn = self._h2_conns.get(key)
@@ -366,44 +408,44 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _h2_key(self, request: HTTPRequest) -> Optional[_Key]:
-        key = self._stream_key(request, self.http2_prior_knowledge)
+    def _h2_key(self, opts: dict[str, Any]) -> Optional[_Key]:
+        key = self._stream_key(opts, self.http2_prior_knowledge)
         return None if key in self._h1_only else key
 
-    def _stream_key(self, request: HTTPRequest, plain: bool) -> Optional[_Key]:
+    def _stream_key(self, opts: dict[str, Any], plain: bool) -> Optional[_Key]:
         """``(scheme, host, port)`` and, for https, the TLS settings: what
         tells one multiplexed connection from another; None for a request
-        that goes over HTTP/1.1 (proxied, streamed up, waiting for 100,
-        digest auth, bound to an interface, or ``http`` unless ``plain``)."""
+        (its `options`) that goes over HTTP/1.1 (proxied, streamed up,
+        waiting for 100, digest auth, bound to an interface, or ``http``
+        unless ``plain``)."""
         if (
-            _opt(request, "proxy_host")
-            or _opt(request, "body_producer") is not None
-            or _opt(request, "expect_100_continue")
-            or _opt(request, "network_interface")
-            or _opt(request, "auth_mode") == "digest"
+            opts["proxy_host"]
+            or opts["body_producer"] is not None
+            or opts["expect_100_continue"]
+            or opts["network_interface"]
+            or opts["auth_mode"] == "digest"
         ):
             return None
-        parsed = urllib.parse.urlsplit(_opt(request, "url"))
-        scheme = parsed.scheme.lower()
-        if scheme == "http" and not plain:
+        url = opts["url"]
+        origin = self._origins.get(url)
+        if origin is None:
+            origin = _origin(url)
+            if len(self._origins) >= _ORIGINS_KEPT:
+                self._origins.clear()
+            self._origins[url] = origin
+        if not origin or (origin[0] == "http" and not plain):
             return None
-        if scheme not in ("http", "https") or not parsed.hostname:
-            return None
-        try:
-            port = parsed.port or (443 if scheme == "https" else 80)
-        except ValueError:
-            return None
-        key: _Key = (scheme, parsed.hostname, port)
-        if scheme == "https":
+        key: _Key = origin
+        if origin[0] == "https":
             # A connection made with one set of TLS settings (say, no
             # certificate check) must not serve a request asking for others.
-            options = _opt(request, "ssl_options")
+            tls = opts["ssl_options"]
             key += (
-                bool(_opt(request, "validate_cert")),
-                _opt(request, "ca_certs"),
-                _opt(request, "client_cert"),
-                _opt(request, "client_key"),
-                id(options) if options is not None else None,
+                bool(opts["validate_cert"]),
+                opts["ca_certs"],
+                opts["client_cert"],
+                opts["client_key"],
+                id(tls) if tls is not None else None,
             )
         return key
 
@@ -468,8 +510,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         return ctx
 
     def _to_http1(self, fetch: _Fetch) -> None:
-        if fetch.timer is not None:
-            fetch.timer.cancel()
+        self._untime(fetch)
         if not fetch.done:
             fetch.done = True
             SimpleAsyncHTTPClient.fetch_impl(self, fetch.request, fetch.callback)
@@ -481,14 +522,13 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
     def retry_fetch(self, fetch: _Fetch) -> None:
         fetch.stream_id = 0
         fetch.chunks = []
-        key = self._h2_key(fetch.request)
+        key = self._h2_key(fetch.opts)
         if key is None:
             self._to_http1(fetch)
         else:
             self.route_fetch(fetch, key)
 
     def _timed_out(self, fetch: _Fetch, key: _Key) -> None:
-        fetch.timer = None
         conn = self._h2_conns.get(key)
         if conn is not None:
             conn.cancel(fetch)
@@ -512,20 +552,18 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             return
         if self.will_redirect(fetch):
             fetch.done = True
-            if fetch.timer is not None:
-                fetch.timer.cancel()
+            self._untime(fetch)
             self._follow(fetch)
             return
         body = b"".join(fetch.chunks)
         headers = fetch.headers or HTTPHeaders()
-        request = fetch.request
-        original = getattr(request, "original_request", None) or request
+        opts = fetch.opts
         response = HTTPResponse(
-            original,
+            opts.get("original_request") or fetch.request,
             fetch.status,
             headers=headers,
             buffer=BytesIO(body),
-            effective_url=_opt(request, "url"),
+            effective_url=opts["url"],
             request_time=time.time() - fetch.start,
             start_time=fetch.start,
         )
@@ -579,13 +617,11 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
     def fail_fetch(self, fetch: _Fetch, error: BaseException) -> None:
         if fetch.done:
             return
-        request = fetch.request
-        original = getattr(request, "original_request", None) or request
         code = getattr(error, "code", 599)
         self._deliver(
             fetch,
             HTTPResponse(
-                original,
+                fetch.opts.get("original_request") or fetch.request,
                 code if isinstance(code, int) else 599,
                 error=error,
                 request_time=time.time() - fetch.start,
@@ -595,9 +631,7 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
 
     def _deliver(self, fetch: _Fetch, response: HTTPResponse) -> None:
         fetch.done = True
-        if fetch.timer is not None:
-            fetch.timer.cancel()
-            fetch.timer = None
+        self._untime(fetch)
         try:
             fetch.callback(response)
         except Exception:

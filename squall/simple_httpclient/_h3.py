@@ -16,7 +16,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN
@@ -24,7 +24,7 @@ from aioquic.h3.connection import ErrorCode as H3Error
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
+from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent, StreamReset
 
 from squall._ws._deflate import split_outside_quotes
 from squall.httpclient import HTTPRequest, HTTPResponse
@@ -33,6 +33,7 @@ from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._h2 import H2AsyncHTTPClient, _Key
 from squall.simple_httpclient._mux import StreamFetch, StreamResponses
+from squall.simple_httpclient._policy import options
 
 __all__ = ["H3AsyncHTTPClient", "parse_alt_svc"]
 
@@ -110,12 +111,30 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         self.goaway = False
         # Why the connection ended, as QUIC reported it.
         self.ended_by = ""
+        # Done when the QUIC handshake is (ConnectionError if it failed).
+        # aioquic's wait_connected() misses a handshake that completed
+        # before it was called (under uvloop, about one first connection in
+        # three here, which then waited out its connect timeout).
+        self.handshake: asyncio.Future[None] = self._loop.create_future()
 
     # -- QUIC ------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        # One transmit per loop turn, not one per datagram: the requests the
+        # responses' callers send next (woken by this datagram, run before
+        # the transmit) leave with the acknowledgement, in as few datagrams
+        # as they fit.
+        self._transmit_soon()
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ConnectionTerminated):
             self._terminated(event)
+            return
+        if isinstance(event, HandshakeCompleted):
+            if not self.handshake.done():
+                self.handshake.set_result(None)
             return
         if isinstance(event, StreamReset):
             self._reset_by_server(event)
@@ -187,6 +206,8 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     def _terminated(self, event: ConnectionTerminated) -> None:
         reason = event.reason_phrase or f"error {event.error_code}"
         self.ended_by = reason
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectionError(reason))
         self.gone(HTTPStreamClosedError(f"HTTP/3 connection closed ({reason})"))
         if self._transport is not None:
             self._transport.close()
@@ -195,6 +216,9 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._transmit_task is not None:
+            self._transmit_task.cancel()
+            self._transmit_task = None
         self.gone(HTTPStreamClosedError("Connection closed"))
 
     # -- requests --------------------------------------------------------------
@@ -213,30 +237,28 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
             return
         fetch.stream_id = sid
         self.streams[sid] = fetch
-        self.transmit()
+        # Sent at the end of the loop turn, with the other requests made in it.
+        self._transmit_soon()
 
     @staticmethod
     def _message(fetch: StreamFetch) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The request's header section (pseudo-header fields first) and body."""
-        request = fetch.request
-        parsed = urllib.parse.urlsplit(request.url)
-        path = parsed.path or "/"
-        if parsed.query:
-            path += "?" + parsed.query
-        authority = parsed.netloc.rpartition("@")[2]
+        opts = fetch.opts
+        # (The policy always gives a Host field: the caller's, or this
+        # URL's authority.)
+        authority = ""
         fields: list[tuple[bytes, bytes]] = []
         for name, value in fetch.fields:
             low = name.lower()
             if low not in _DROP:
                 fields.append((low.encode("latin-1"), value.encode("latin-1")))
             elif low == "host":
-                # The policy's Host: the caller's, or this URL's authority.
                 authority = value
         head = [
-            (b":method", request.method.encode("latin-1")),
+            (b":method", opts["method"].encode("latin-1")),
             (b":scheme", b"https"),
             (b":authority", authority.encode("latin-1")),
-            (b":path", path.encode("latin-1")),
+            (b":path", fetch.path.encode("latin-1")),
         ]
         return head + fields, fetch.body
 
@@ -321,11 +343,12 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
     # -- routing ---------------------------------------------------------------
 
     def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
-        key = self._h3_key(request)
+        opts = options(request)
+        key = self._h3_key(opts)
         if key is None:
             self._over_tcp(request, callback)
             return
-        fetch = self._new_fetch(request, callback, key)
+        fetch = self._new_fetch(request, callback, key, opts)
         if fetch is not None:
             self.route_fetch(fetch, key)
 
@@ -334,10 +357,10 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             callback = _AltSvcWatch(self, callback)
         H2AsyncHTTPClient.fetch_impl(self, request, callback)
 
-    def _h3_key(self, request: HTTPRequest) -> Optional[_Key]:
+    def _h3_key(self, opts: dict[str, Any]) -> Optional[_Key]:
         """``("h3", host, port, alternative host, alternative port, TLS
-        settings...)`` for a request HTTP/3 carries, else None."""
-        key = self._stream_key(request, plain=False)
+        settings...)`` for a request (its `options`) HTTP/3 carries, else None."""
+        key = self._stream_key(opts, plain=False)
         if key is None or key[0] != "https":
             return None
         origin = (key[0], key[1], key[2])
@@ -394,9 +417,8 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             )
             proto.connect(transport.get_extra_info("peername"))
             try:
-                await asyncio.wait_for(proto.wait_connected(), timeout)
+                await asyncio.wait_for(proto.handshake, timeout)
             except ConnectionError:
-                # aioquic raises the bare class; what QUIC said is here.
                 raise ConnectionError(
                     f"HTTP/3 handshake with {alt_host}:{alt_port} failed: {proto.ended_by}"
                 ) from None
@@ -426,8 +448,7 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             if fetch.done:
                 continue
             fetch.done = True
-            if fetch.timer is not None:
-                fetch.timer.cancel()
+            self._untime(fetch)
             self._over_tcp(fetch.request, fetch.callback)
 
     def _quic_configuration(self, request: HTTPRequest, host: str) -> QuicConfiguration:

@@ -6,13 +6,14 @@ the body pieces and the end of a response on one of its streams
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, Optional, Protocol, cast
 
 from squall._content_coding import ContentCodingError, Decoder
 from squall.httpclient import HTTPRequest, HTTPResponse
-from squall.httputil import HTTPHeaders
+from squall.httpserver._flow import headers_from_pairs
+from squall.httputil import HTTPHeaders, HTTPInputError
+from squall.httputil._headers import check_fields
 from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError
 from squall.simple_httpclient._policy import DECOMPRESS_STEP, take_decoder
@@ -31,7 +32,8 @@ class StreamFetch:
         "status",
         "headers",
         "chunks",
-        "timer",
+        "deadline",
+        "key",
         "decompressor",
         "received",
         "body",
@@ -39,19 +41,33 @@ class StreamFetch:
         "retried",
         "fields",
         "follows",
+        "opts",
+        "path",
     )
 
     def __init__(
-        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None], start: float
+        self,
+        request: HTTPRequest,
+        callback: Callable[[HTTPResponse], None],
+        start: float,
+        opts: dict[str, Any],
     ) -> None:
         self.request = request
+        # The request's options with the client's defaults filled in (the
+        # policy's `options`), read from here: each read through the
+        # request's proxy would be a failed attribute lookup first.
+        self.opts = opts
         self.callback = callback
         self.start = start
         self.stream_id = 0
         self.status = 0
         self.headers: Optional[HTTPHeaders] = None
         self.chunks: list[bytes] = []
-        self.timer: Optional[asyncio.TimerHandle] = None
+        # When the request times out (time.monotonic()), if it does; the
+        # client's one timer watches every fetch's (see _h2's `_untime`).
+        self.deadline: Optional[float] = None
+        # The connection the fetch is routed to (the client's key for it).
+        self.key: tuple[Any, ...] = ()
         self.body = b""
         self.done = False
         self.retried = False
@@ -60,6 +76,8 @@ class StreamFetch:
         # The request's header fields, as the client policy makes them.
         self.fields: list[tuple[str, str]] = []
         self.follows = False
+        # The request target (RFC 9110 §7.1: path and query), from the URL.
+        self.path = "/"
 
 
 class MuxConnection(Protocol):
@@ -128,16 +146,20 @@ class StreamResponses:
 
     def on_head(self, fetch: StreamFetch, status: int, fields: list[tuple[str, str]]) -> None:
         """A final response head arrived for ``fetch``."""
-        headers = HTTPHeaders()
-        for name, value in fields:
-            headers.add(name, value)
+        try:
+            check_fields(fields)
+        except HTTPInputError as exc:
+            gen_log.warning("Malformed HTTP message from server: %s", exc)
+            self.abandon(fetch, HTTPStreamClosedError(f"invalid response head: {exc}"))
+            return
+        headers = headers_from_pairs(fields)
         fetch.status = status
         fetch.headers = headers
-        request = fetch.request
-        if request.decompress_response:
+        opts = fetch.opts
+        if opts["decompress_response"]:
             # Decoded as it arrives, so streaming_callback gets plain bytes.
             fetch.decompressor = take_decoder(headers)
-        header_callback = request.header_callback
+        header_callback = opts["header_callback"]
         if header_callback is not None:
             try:
                 header_callback(f"{self.version_word} {status} \r\n")
@@ -149,7 +171,7 @@ class StreamResponses:
 
     def on_body(self, fetch: StreamFetch, data: bytes) -> None:
         """A piece of ``fetch``'s response body arrived."""
-        streaming = fetch.request.streaming_callback
+        streaming = fetch.opts["streaming_callback"]
         if self.client.will_redirect(fetch):
             return  # the redirect's body is not wanted
         decompressor = fetch.decompressor

@@ -145,3 +145,26 @@ def test_the_client_states_its_limit_in_settings() -> None:
                 client.close()
 
     run(main, "asyncio")
+
+
+def test_a_control_character_in_a_field_value_fails_the_fetch() -> None:
+    # :status 200, then a literal field "x: a\x01b" (aioquic lets it through:
+    # it refuses only NUL, CR and LF; RFC 9110 §5.5 refuses every control
+    # character but HTAB).
+    answer: Answer = (b"", b"\x00\x00\xd9\x21x\x03a\x01b")
+
+    async def main() -> None:
+        async with hostile_server(answer) as port:
+            client = H3AsyncHTTPClient(force_instance=True, http3_prior_knowledge=True)
+            try:
+                with ExpectLog("squall.general", ".*Malformed HTTP message", level=logging.WARNING):
+                    with pytest.raises(HTTPStreamClosedError, match="invalid response head"):
+                        await client.fetch(
+                            f"https://127.0.0.1:{port}/", validate_cert=False, request_timeout=5
+                        )
+                # The connection is still there for the next request.
+                assert len(client._h2_conns) == 1
+            finally:
+                client.close()
+
+    run(main, "asyncio")

@@ -1,0 +1,407 @@
+"""The ASGI ``websocket`` scope over an extended CONNECT: HTTP/2 (RFC 8441)
+and HTTP/3 (RFC 9220).
+
+Each server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL whatever it
+serves, so a browser that prefers a WebSocket over its HTTP/2 or HTTP/3
+connection (Firefox does) opens one to an ASGI app that way. The same tests
+run over both protocols: HTTP/2 through the ``h2`` package's client (h2c,
+the application behind squall run's `ServingDelegate`), HTTP/3 through
+aioquic's (a bare `ASGIServerDelegate`). Frames are the tests' own codec
+(tests/h2/test_websocket_h2.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Any, Optional
+
+import pytest
+
+from squall.asgi import ASGIServerDelegate
+from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
+
+try:
+    import h2.settings
+
+    from ..h2.test_websocket_h2 import WSClient, client_frame, close_payload
+except ImportError:  # the http2 extra is not installed
+    h2 = None  # type: ignore[assignment]
+try:
+    from aioquic.h3.connection import Setting
+
+    from ..h3._client import H3Client, h3_client
+    from ..h3.test_server import H3TestCase
+except ImportError:  # the http3 extra is not installed
+    Setting = None  # type: ignore[assignment,misc]
+    H3TestCase = AsyncHTTPTestCase  # type: ignore[assignment,misc]
+
+DEADLINE = 5.0
+
+
+class Seen:
+    """What the application saw; an Event per change, for the tests to wait on."""
+
+    def __init__(self) -> None:
+        self.scopes: list[dict[str, Any]] = []
+        self.disconnects: list[int] = []
+        self.errors: list[BaseException] = []
+        self.changed = asyncio.Event()
+
+    def note(self) -> None:
+        self.changed.set()
+
+    async def until(self, predicate: Any) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        while not predicate():
+            left = deadline - loop.time()
+            assert left > 0, "condition not reached"
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), left)
+            except TimeoutError:
+                pass
+
+
+def make_app(seen: Seen) -> Any:
+    """Paths: /echo (subprotocol "chat" if offered; "close me" closes with
+    4000), /refuse (closes before accepting), /deny (a 404 of its own),
+    /fails (raises before accepting), /fails-open (raises once open)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await send({"type": "http.response.start", "status": 404})
+            await send({"type": "http.response.body", "body": b"not a websocket"})
+            return
+        seen.scopes.append(scope)
+        seen.note()
+        assert await receive() == {"type": "websocket.connect"}
+        path = scope["path"]
+        if path == "/refuse":
+            await send({"type": "websocket.close"})
+            return
+        if path == "/deny":
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": b"no such room"})
+            return
+        if path == "/fails":
+            raise RuntimeError("the application's bug, before accepting")
+        subprotocol = "chat" if "chat" in scope["subprotocols"] else None
+        await send(
+            {"type": "websocket.accept", "subprotocol": subprotocol, "headers": [(b"x-app", b"1")]}
+        )
+        if path == "/fails-open":
+            raise RuntimeError("the application's bug, once open")
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                seen.disconnects.append(message["code"])
+                seen.note()
+                return
+            if message.get("text") == "close me":
+                await send({"type": "websocket.close", "code": 4000, "reason": "asked"})
+                continue
+            if message.get("text") is not None:
+                await send({"type": "websocket.send", "text": "echo " + message["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+
+    return app
+
+
+class _Tests:
+    """The tests, over a client with WSClient's methods (see the subclasses)."""
+
+    seen: Seen
+    setting_advertised: Any
+    version: str
+    scheme: str
+
+    io_loop: Any
+    # What closes each client a test opened (run by tearDown).
+    _closers: list[Any]
+
+    async def client(self) -> Any:
+        raise NotImplementedError
+
+    def setUp(self) -> None:
+        self._closers = []
+        super().setUp()  # type: ignore[misc]
+
+    def tearDown(self) -> None:
+        async def leave() -> None:
+            for close in self._closers:
+                await close()
+
+        if self._closers:
+            self.io_loop.run_sync(leave)
+        super().tearDown()  # type: ignore[misc]
+
+    async def open_ws(self, path: str = "/echo", extra: Any = None) -> tuple[Any, int]:
+        c = await self.client()
+        sid = c.open(path, extra)
+        assert await c.opened(sid) == 200, c.raw.responses[sid].body
+        return c, sid
+
+    @gen_test
+    async def test_echo_text_and_binary_and_the_scope(self) -> None:
+        c = await self.client()
+        assert c.connect_protocol_advertised() == 1
+        sid = c.open("/echo?room=7")
+        assert await c.opened(sid) == 200
+        headers = c.raw.responses[sid].headers
+        assert headers["x-app"] == "1"
+        for name in ("sec-websocket-accept", "upgrade", "connection", "content-length"):
+            assert name not in headers
+        await c.send(sid, client_frame(0x1, "héllo".encode()))
+        assert await c.message(sid) == (0x1, "echo héllo".encode())
+        await c.send(sid, client_frame(0x2, b"\x00\x01\x02"))
+        assert await c.message(sid) == (0x2, b"\x02\x01\x00")
+        (scope,) = self.seen.scopes
+        assert scope["type"] == "websocket"
+        assert (scope["http_version"], scope["scheme"]) == (self.version, self.scheme)
+        assert (scope["path"], scope["query_string"]) == ("/echo", b"room=7")
+        assert scope["subprotocols"] == []
+        assert "method" not in scope
+        assert "websocket.http.response" in scope["extensions"]
+
+    @gen_test
+    async def test_subprotocol_chosen_from_the_offer(self) -> None:
+        c, sid = await self.open_ws(extra=[("sec-websocket-protocol", "x, chat")])
+        assert c.raw.responses[sid].headers["sec-websocket-protocol"] == "chat"
+        assert self.seen.scopes[0]["subprotocols"] == ["x", "chat"]
+
+    @gen_test
+    async def test_permessage_deflate_as_over_http1(self) -> None:
+        c, sid = await self.open_ws(
+            extra=[("sec-websocket-extensions", "permessage-deflate; client_max_window_bits")]
+        )
+        assert (
+            c.raw.responses[sid]
+            .headers["sec-websocket-extensions"]
+            .startswith("permessage-deflate")
+        )
+        # An uncompressed frame is still a valid message (RSV1 clear).
+        await c.send(sid, client_frame(0x1, b"plain"))
+        first, _ = await first_frame(c, sid)
+        assert first & 0x40, "the server's message is compressed (RSV1)"
+
+    @gen_test
+    async def test_client_closes_with_a_code(self) -> None:
+        c, sid = await self.open_ws()
+        await c.send(sid, client_frame(0x8, close_payload(4001, b"leaving")))
+        assert await c.message(sid) == (0x8, close_payload(4001))
+        r = c.raw.responses[sid]
+        await c.raw.until(lambda: r.ended or r.reset is not None)
+        await self.seen.until(lambda: self.seen.disconnects)
+        assert self.seen.disconnects == [4001]
+
+    @gen_test
+    async def test_application_closes_with_a_code(self) -> None:
+        c, sid = await self.open_ws()
+        await c.send(sid, client_frame(0x1, b"close me"))
+        assert await c.message(sid) == (0x8, close_payload(4000, b"asked"))
+        await c.send(sid, client_frame(0x8, close_payload(4000)), end=True)
+        r = c.raw.responses[sid]
+        await c.raw.until(lambda: r.ended or r.reset is not None)
+        await self.seen.until(lambda: self.seen.disconnects)
+        assert self.seen.disconnects == [4000]
+
+    @gen_test
+    async def test_stream_ended_without_close_frame_is_1006(self) -> None:
+        c, sid = await self.open_ws()
+        await c.send(sid, b"", end=True)
+        await self.seen.until(lambda: self.seen.disconnects)
+        assert self.seen.disconnects == [1006]
+
+    @gen_test
+    async def test_close_before_accept_is_403(self) -> None:
+        c = await self.client()
+        sid = c.open("/refuse")
+        assert await c.opened(sid) == 403
+        r = c.raw.responses[sid]
+        await c.raw.until(lambda: r.ended or r.reset is not None)
+        assert "connection" not in r.headers
+
+    @gen_test
+    async def test_http_response_extension_denies_with_the_apps_response(self) -> None:
+        c = await self.client()
+        sid = c.open("/deny")
+        assert await c.opened(sid) == 404
+        r = c.raw.responses[sid]
+        await c.raw.until(lambda: r.ended or r.reset is not None)
+        assert (r.headers["content-type"], r.body) == ("text/plain", b"no such room")
+
+    @gen_test
+    async def test_an_application_error_before_accepting_is_500(self) -> None:
+        c = await self.client()
+        with ExpectLog("squall.application", "Exception in ASGI application", level=logging.ERROR):
+            sid = c.open("/fails")
+            assert await c.opened(sid) == 500
+        # The connection serves on: another WebSocket opens on it.
+        sid = c.open("/echo")
+        assert await c.opened(sid) == 200
+
+    @gen_test
+    async def test_an_application_error_once_open_closes_with_1011(self) -> None:
+        c = await self.client()
+        with ExpectLog("squall.application", "Exception in ASGI application", level=logging.ERROR):
+            sid = c.open("/fails-open")
+            assert await c.opened(sid) == 200
+            opcode, payload = await c.message(sid)
+        assert (opcode, struct.unpack("!H", payload[:2])) == (0x8, (1011,))
+
+    @gen_test
+    async def test_a_bad_version_is_426(self) -> None:
+        c = await self.client()
+        sid = c.open("/echo", version="8")
+        assert await c.opened(sid) == 426
+        assert c.raw.responses[sid].headers["sec-websocket-version"] == "13"
+        assert self.seen.scopes == []
+
+
+@pytest.mark.skipif(h2 is None, reason="the http2 extra (h2) is not installed")
+class ASGIWebSocketOverH2Test(_Tests, AsyncHTTPTestCase):
+    """Behind squall run's ServingDelegate, as `squall run --http2` serves it."""
+
+    version = "2"
+    scheme = "ws"
+
+    def get_app(self) -> Any:
+        from squall.cli._serving import ServingDelegate
+
+        self.seen = Seen()
+        return ServingDelegate(ASGIServerDelegate(make_app(self.seen)), access_format="{status}")
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    async def client(self) -> Any:
+        c = await _H2WS.connect(self.get_http_port())
+        self._closers.append(c.raw.close)
+        return c
+
+
+@pytest.mark.skipif(Setting is None, reason="the http3 extra (aioquic) is not installed")
+class ASGIWebSocketOverH3Test(_Tests, H3TestCase):
+    version = "3"
+    scheme = "wss"
+
+    def get_app(self) -> Any:
+        self.seen = Seen()
+        return ASGIServerDelegate(make_app(self.seen))
+
+    async def client(self) -> Any:
+        await self.started()
+        client_cm = h3_client(self.get_http_port())
+        client = await client_cm.__aenter__()
+        self._closers.append(lambda: client_cm.__aexit__(None, None, None))
+        await client.until(lambda: client.h3.received_settings is not None)
+        return _H3WS(client)
+
+
+# -- the clients: WSClient's (HTTP/2), and the same over aioquic's -----------------------
+
+
+def _frame(data: bytes, index: int) -> Optional[tuple[int, bytes]]:
+    """The ``index``-th complete frame in ``data`` as (first byte, payload)."""
+    pos = 0
+    for i in range(index + 1):
+        if pos + 2 > len(data):
+            return None
+        b0, n = data[pos], data[pos + 1] & 0x7F
+        at = pos + 2
+        if n == 126:
+            n = int.from_bytes(data[at : at + 2], "big")
+            at += 2
+        elif n == 127:
+            n = int.from_bytes(data[at : at + 8], "big")
+            at += 8
+        if at + n > len(data):
+            return None
+        if i == index:
+            return b0, data[at : at + n]
+        pos = at + n
+    return None
+
+
+async def first_frame(c: Any, sid: int) -> tuple[int, bytes]:
+    """The first frame the server sent on ``sid``: (its first byte, payload)."""
+    r = c.raw.responses[sid]
+    await c.raw.until(lambda: _frame(r.body, 0) is not None)
+    frame = _frame(r.body, 0)
+    assert frame is not None
+    return frame
+
+
+if h2 is not None:
+
+    class _H2WS(WSClient):
+        def open(  # type: ignore[override]
+            self, path: str = "/echo", extra: Any = None, version: str = "13"
+        ) -> int:
+            from ..h2._client import Response
+
+            fields = [("sec-websocket-version", version)] + list(extra or [])
+            conn = self.raw.conn
+            sid = conn.get_next_available_stream_id()
+            head = [
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "http"),
+                (":path", path),
+                (":authority", "localhost"),
+            ] + fields
+            conn.send_headers(sid, head, end_stream=False)
+            self.raw.responses[sid] = Response()
+            self.raw.flush()
+            return sid
+
+        def connect_protocol_advertised(self) -> int:
+            settings = self.raw.conn.remote_settings
+            return int(settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL])
+
+
+if Setting is not None:
+
+    class _H3WS:
+        """WSClient's methods over one aioquic HTTP/3 connection."""
+
+        def __init__(self, client: H3Client) -> None:
+            self.raw = client
+            self.taken: dict[int, int] = {}
+
+        def open(self, path: str = "/echo", extra: Any = None, version: str = "13") -> int:
+            fields = [(":protocol", "websocket"), ("sec-websocket-version", version)]
+            return self.raw.request(
+                path, method="CONNECT", headers=fields + list(extra or []), end=False
+            )
+
+        def connect_protocol_advertised(self) -> int:
+            settings = self.raw.h3.received_settings or {}
+            return int(settings.get(Setting.ENABLE_CONNECT_PROTOCOL, 0))
+
+        async def opened(self, sid: int) -> int:
+            r = self.raw.responses[sid]
+            await self.raw.until(lambda: r.status != 0 or r.reset is not None)
+            return r.status
+
+        async def send(self, sid: int, data: bytes, end: bool = False) -> None:
+            self.raw.send_body(sid, data, end)
+
+        async def message(self, sid: int) -> tuple[int, bytes]:
+            r = self.raw.responses[sid]
+            index = self.taken.get(sid, 0)
+            await self.raw.until(lambda: _frame(r.body, index) is not None)
+            frame = _frame(r.body, index)
+            assert frame is not None
+            self.taken[sid] = index + 1
+            return frame[0] & 0x0F, frame[1]

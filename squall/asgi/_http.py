@@ -236,11 +236,17 @@ class _HTTPCycle(HTTPMessageDelegate):
         if "Upgrade" in fields and _is_websocket(request_line, headers):
             self._ws = _WebSocketCycle(server, self._conn, request_line, headers)
             return None
-        if request_line.method == "CONNECT" and (
-            getattr(self._conn, "protocol", None) == "webtransport"
-        ):
-            self._ws = WebTransportCycle(server, self._conn, request_line, headers)
-            return None
+        if request_line.method == "CONNECT":
+            # An extended CONNECT (HTTP/2 and 3): its :protocol says what
+            # the stream is to carry.
+            protocol = getattr(self._conn, "protocol", None)
+            if protocol == "websocket":
+                # RFC 8441 and RFC 9220: a WebSocket over this stream.
+                self._ws = _WebSocketCycle(server, self._conn, request_line, headers)
+                return None
+            if protocol == "webtransport":
+                self._ws = WebTransportCycle(server, self._conn, request_line, headers)
+                return None
         self._method = request_line.method
         conn = self._conn
         gate = None

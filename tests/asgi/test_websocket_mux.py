@@ -25,7 +25,7 @@ from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
 try:
     import h2.settings
 
-    from ..h2.test_websocket_h2 import WSClient, client_frame, close_payload
+    from ..h2.test_websocket_h2 import WSClient, client_frame, close_payload, parse_frames
 except ImportError:  # the http2 extra is not installed
     h2 = None  # type: ignore[assignment]
 try:
@@ -38,6 +38,8 @@ except ImportError:  # the http3 extra is not installed
     H3TestCase = AsyncHTTPTestCase  # type: ignore[assignment,misc]
 
 DEADLINE = 5.0
+MAX_MESSAGE = 4096
+FLOOD = 8  # messages of 64 KiB: 512 KiB, more than the windows and marks hold
 
 
 class Seen:
@@ -47,6 +49,7 @@ class Seen:
         self.scopes: list[dict[str, Any]] = []
         self.disconnects: list[int] = []
         self.errors: list[BaseException] = []
+        self.sent = 0
         self.changed = asyncio.Event()
 
     def note(self) -> None:
@@ -65,12 +68,38 @@ class Seen:
                 pass
 
 
+def starlette_app(seen: Seen) -> Any:
+    """A Starlette WebSocket echo (its WebSocket class checks the scope and
+    the message flow its own way)."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                text = await websocket.receive_text()
+                await websocket.send_text(f"{text} via {websocket.scope['http_version']}")
+        except WebSocketDisconnect as exc:
+            seen.disconnects.append(exc.code)
+            seen.note()
+
+    return Starlette(routes=[WebSocketRoute("/starlette", echo)])
+
+
 def make_app(seen: Seen) -> Any:
     """Paths: /echo (subprotocol "chat" if offered; "close me" closes with
     4000), /refuse (closes before accepting), /deny (a 404 of its own),
-    /fails (raises before accepting), /fails-open (raises once open)."""
+    /fails (raises before accepting), /fails-open (raises once open),
+    /flood (sends `FLOOD` messages of 64 KiB, counted in ``seen.sent``),
+    /starlette (`starlette_app`)."""
+    starlette = starlette_app(seen)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/starlette":
+            await starlette(scope, receive, send)
+            return
         if scope["type"] != "websocket":
             await send({"type": "http.response.start", "status": 404})
             await send({"type": "http.response.body", "body": b"not a websocket"})
@@ -100,6 +129,13 @@ def make_app(seen: Seen) -> Any:
         )
         if path == "/fails-open":
             raise RuntimeError("the application's bug, once open")
+        if path == "/flood":
+            payload = bytes(64 * 1024)
+            for _ in range(FLOOD):
+                await send({"type": "websocket.send", "bytes": payload})
+                seen.sent += 1
+            await send({"type": "websocket.close"})
+            return
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -131,6 +167,11 @@ class _Tests:
 
     async def client(self) -> Any:
         raise NotImplementedError
+
+    async def answer_drain(self, c: Any, sid: int) -> int:
+        """The client's answer to the server's 1001; the code the app hears."""
+        await c.send(sid, client_frame(0x8, close_payload(1001)), end=True)
+        return 1001
 
     def setUp(self) -> None:
         self._closers = []
@@ -260,6 +301,36 @@ class _Tests:
         assert (opcode, struct.unpack("!H", payload[:2])) == (0x8, (1011,))
 
     @gen_test
+    async def test_a_message_over_the_limit_closes_with_1009(self) -> None:
+        c, sid = await self.open_ws()
+        await c.send(sid, client_frame(0x2, bytes(MAX_MESSAGE + 1)))
+        opcode, payload = await c.message(sid)
+        assert (opcode, struct.unpack("!H", payload[:2])) == (0x8, (1009,))
+        await self.seen.until(lambda: self.seen.disconnects)
+        # (The connection failed: no close frame came back, as over HTTP/1.1.)
+        assert self.seen.disconnects == [1005]
+
+    @gen_test
+    async def test_drain_closes_with_1001(self) -> None:
+        c, sid = await self.open_ws()
+        drained = asyncio.ensure_future(self.http_server.drain(timeout=10, idle_grace=0.0))
+        assert await c.message(sid) == (0x8, close_payload(1001, b"server shutting down"))
+        code = await self.answer_drain(c, sid)
+        assert await asyncio.wait_for(drained, DEADLINE) is True
+        await self.seen.until(lambda: self.seen.disconnects)
+        assert self.seen.disconnects == [code]
+
+    @gen_test
+    async def test_starlette_websocket(self) -> None:
+        c, sid = await self.open_ws("/starlette")
+        await c.send(sid, client_frame(0x1, b"hi"))
+        assert await c.message(sid) == (0x1, f"hi via {self.version}".encode())
+        await c.send(sid, client_frame(0x8, close_payload(1000)), end=True)
+        assert await c.message(sid) == (0x8, close_payload(1000))
+        await self.seen.until(lambda: self.seen.disconnects)
+        assert self.seen.disconnects == [1000]
+
+    @gen_test
     async def test_a_bad_version_is_426(self) -> None:
         c = await self.client()
         sid = c.open("/echo", version="8")
@@ -279,7 +350,8 @@ class ASGIWebSocketOverH2Test(_Tests, AsyncHTTPTestCase):
         from squall.cli._serving import ServingDelegate
 
         self.seen = Seen()
-        return ServingDelegate(ASGIServerDelegate(make_app(self.seen)), access_format="{status}")
+        app = ASGIServerDelegate(make_app(self.seen), ws_max_message_size=MAX_MESSAGE)
+        return ServingDelegate(app, access_format="{status}")
 
     def get_httpserver_options(self) -> dict[str, Any]:
         return {"http2": True}
@@ -289,6 +361,37 @@ class ASGIWebSocketOverH2Test(_Tests, AsyncHTTPTestCase):
         self._closers.append(c.raw.close)
         return c
 
+    async def answer_drain(self, c: Any, sid: int) -> int:
+        # The h2 package sends nothing after the GOAWAY that follows: the
+        # client leaves without its close frame.
+        await c.raw.until(lambda: c.raw.goaway is not None)
+        await c.raw.close()
+        return 1006
+
+    @gen_test
+    async def test_a_client_that_does_not_read_holds_the_sender(self) -> None:
+        # The stream's flow-control window (64 KiB, the client's default)
+        # and the tunnel's high-water mark (64 KiB) hold what the server
+        # queues; past them websocket.send waits, as over HTTP/1.1.
+        c = await self.client()
+        c.raw.auto_ack = False
+        sid = c.open("/flood")
+        assert await c.opened(sid) == 200
+        r = c.raw.responses[sid]
+        await c.raw.until(lambda: len(r.body) >= 65535)
+        held_at = self.seen.sent
+        for _ in range(200):
+            await asyncio.sleep(0)  # loop turns for a sender that is not held
+        assert self.seen.sent == held_at <= 3
+        # Read (and give the window back): everything arrives, then the close.
+        c.raw.auto_ack = True
+        c.raw.conn.acknowledge_received_data(len(r.body), sid)
+        c.raw.flush()
+        await c.raw.until(lambda: len(parse_frames(r.body)) == FLOOD + 1)
+        frames = parse_frames(r.body)
+        assert [op for op, _ in frames] == [0x2] * FLOOD + [0x8]
+        assert self.seen.sent == FLOOD
+
 
 @pytest.mark.skipif(Setting is None, reason="the http3 extra (aioquic) is not installed")
 class ASGIWebSocketOverH3Test(_Tests, H3TestCase):
@@ -297,7 +400,7 @@ class ASGIWebSocketOverH3Test(_Tests, H3TestCase):
 
     def get_app(self) -> Any:
         self.seen = Seen()
-        return ASGIServerDelegate(make_app(self.seen))
+        return ASGIServerDelegate(make_app(self.seen), ws_max_message_size=MAX_MESSAGE)
 
     async def client(self) -> Any:
         await self.started()

@@ -264,6 +264,23 @@ class _Tests:
         assert self.seen.disconnects == [1006]
 
     @gen_test
+    async def test_frames_sent_before_the_200_wait_for_the_websocket(self) -> None:
+        c = await self.client()
+        sid = c.open("/echo")
+        await c.send(sid, client_frame(0x1, b"early"))
+        assert await c.opened(sid) == 200
+        assert await c.message(sid) == (0x1, b"echo early")
+
+    @gen_test
+    async def test_stream_reset_by_the_client_is_1006(self) -> None:
+        c, sid = await self.open_ws()
+        await c.send(sid, client_frame(0x1, b"hi"))
+        assert await c.message(sid) == (0x1, b"echo hi")
+        c.reset(sid)
+        await self.seen.until(lambda: self.seen.disconnects)
+        assert self.seen.disconnects == [1006]
+
+    @gen_test
     async def test_close_before_accept_is_403(self) -> None:
         c = await self.client()
         sid = c.open("/refuse")
@@ -329,6 +346,20 @@ class _Tests:
         assert await c.message(sid) == (0x8, close_payload(1000))
         await self.seen.until(lambda: self.seen.disconnects)
         assert self.seen.disconnects == [1000]
+
+    @gen_test
+    async def test_another_protocol_is_501_and_not_the_apps(self) -> None:
+        # Its stream's bytes would go to a tunnel no scope takes; an app's
+        # 2xx to an http scope would hold the stream open for good.
+        c = await self.client()
+        sid = c.open("/echo", protocol="connect-udp")
+        assert await c.opened(sid) == 501
+        r = c.raw.responses[sid]
+        await c.raw.until(lambda: r.ended or r.reset is not None)
+        assert b"connect-udp" in r.body
+        assert self.seen.scopes == []
+        sid = c.open("/echo")
+        assert await c.opened(sid) == 200
 
     @gen_test
     async def test_a_bad_version_is_426(self) -> None:
@@ -449,7 +480,11 @@ if h2 is not None:
 
     class _H2WS(WSClient):
         def open(  # type: ignore[override]
-            self, path: str = "/echo", extra: Any = None, version: str = "13"
+            self,
+            path: str = "/echo",
+            extra: Any = None,
+            version: str = "13",
+            protocol: str = "websocket",
         ) -> int:
             from ..h2._client import Response
 
@@ -458,7 +493,7 @@ if h2 is not None:
             sid = conn.get_next_available_stream_id()
             head = [
                 (":method", "CONNECT"),
-                (":protocol", "websocket"),
+                (":protocol", protocol),
                 (":scheme", "http"),
                 (":path", path),
                 (":authority", "localhost"),
@@ -467,6 +502,10 @@ if h2 is not None:
             self.raw.responses[sid] = Response()
             self.raw.flush()
             return sid
+
+        def reset(self, sid: int) -> None:
+            self.raw.conn.reset_stream(sid, 0x8)  # CANCEL
+            self.raw.flush()
 
         def connect_protocol_advertised(self) -> int:
             settings = self.raw.conn.remote_settings
@@ -482,11 +521,21 @@ if Setting is not None:
             self.raw = client
             self.taken: dict[int, int] = {}
 
-        def open(self, path: str = "/echo", extra: Any = None, version: str = "13") -> int:
-            fields = [(":protocol", "websocket"), ("sec-websocket-version", version)]
+        def open(
+            self,
+            path: str = "/echo",
+            extra: Any = None,
+            version: str = "13",
+            protocol: str = "websocket",
+        ) -> int:
+            fields = [(":protocol", protocol), ("sec-websocket-version", version)]
             return self.raw.request(
                 path, method="CONNECT", headers=fields + list(extra or []), end=False
             )
+
+        def reset(self, sid: int) -> None:
+            self.raw._quic.reset_stream(sid, 0x10C)  # H3_REQUEST_CANCELLED
+            self.raw.transmit()
 
         def connect_protocol_advertised(self) -> int:
             settings = self.raw.h3.received_settings or {}

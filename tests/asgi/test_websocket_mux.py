@@ -14,20 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import struct
+import tempfile
 from typing import Any, Optional
 
 import pytest
 
 from squall.asgi import ASGIServerDelegate
-from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
+from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test
 
 try:
     import h2.settings
 
+    from ..h2.test_real_clients import CHROMIUM, run
     from ..h2.test_websocket_h2 import WSClient, client_frame, close_payload, parse_frames
 except ImportError:  # the http2 extra is not installed
     h2 = None  # type: ignore[assignment]
+    CHROMIUM = None
 try:
     from aioquic.h3.connection import Setting
 
@@ -422,6 +426,66 @@ class ASGIWebSocketOverH2Test(_Tests, AsyncHTTPTestCase):
         frames = parse_frames(r.body)
         assert [op for op, _ in frames] == [0x2] * FLOOD + [0x8]
         assert self.seen.sent == FLOOD
+
+
+# Loaded over HTTP/2, the page opens its WebSocket as a stream of the same
+# connection: Chromium speaks RFC 8441 when the server advertises it.
+CHROMIUM_PAGE = b"""<!doctype html><p id="out">waiting</p><script>
+const ws = new WebSocket("wss://" + location.host + "/starlette");
+ws.onopen = () => ws.send("hi");
+ws.onmessage = (e) => { document.getElementById("out").textContent = e.data; ws.close(1000); };
+ws.onerror = () => { document.getElementById("out").textContent = "error"; };
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium (or the http2 extra) is not installed")
+class ChromiumOverH2Test(AsyncHTTPSTestCase):
+    def get_app(self) -> Any:
+        self.seen = Seen()
+        websocket = make_app(self.seen)
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                self.seen.scopes.append(scope)
+                head = [(b"content-type", b"text/html")]
+                await send({"type": "http.response.start", "status": 200, "headers": head})
+                await send({"type": "http.response.body", "body": CHROMIUM_PAGE})
+            else:
+                await websocket(scope, receive, send)
+
+        return ASGIServerDelegate(app)
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {**super().get_httpserver_options(), "http2": True}
+
+    @gen_test(timeout=30)
+    async def test_a_starlette_websocket_from_chromium(self) -> None:
+        assert CHROMIUM is not None
+        with tempfile.TemporaryDirectory(prefix="squall-chromium-") as profile:
+            code, out = await run(
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-quic",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-extensions",
+                "--ignore-certificate-errors",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                self.get_url("/"),
+                timeout=25,
+            )
+        found = re.search(r'<p id="out">(.*?)</p>', out)
+        assert found is not None and found.group(1) == "hi via 2", out[-2000:]
+        # (The Starlette echo says its scope's http_version; the page and
+        # the favicon came over HTTP/2 too.)
+        assert {s["http_version"] for s in self.seen.scopes} == {"2"}
+        await self.seen.until(lambda: self.seen.disconnects)
+        assert self.seen.disconnects == [1000]
 
 
 @pytest.mark.skipif(Setting is None, reason="the http3 extra (aioquic) is not installed")

@@ -13,8 +13,10 @@ Sec-WebSocket-Key; ``websocket.accept`` answers it with a 200, and
 ``detach()`` gives the stream's tunnel (``httpserver/_tunnel``), the
 IOStream the Application's WebSocketHandler gets there too: the same
 protocol object, limits and close codes run over it. Its back-pressure is
-the tunnel's (HTTP/2: the stream's flow-control window, given back as the
-WebSocket reads).
+the tunnel's: over HTTP/2 the stream's flow-control window (given back as
+the WebSocket reads) and 64 KiB queued behind it; over HTTP/3 none on the
+way out (aioquic buffers what congestion control holds back, as for
+WebSocketHandler).
 
 Back-pressure is the native WebSocket's: ``websocket.send`` waits on the
 stream's write future, pending while the transport is over its high-water

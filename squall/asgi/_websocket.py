@@ -14,9 +14,9 @@ Sec-WebSocket-Key; ``websocket.accept`` answers it with a 200, and
 IOStream the Application's WebSocketHandler gets there too: the same
 protocol object, limits and close codes run over it. Its back-pressure is
 the tunnel's: over HTTP/2 the stream's flow-control window (given back as
-the WebSocket reads) and 64 KiB queued behind it; over HTTP/3 none on the
-way out (aioquic buffers what congestion control holds back, as for
-WebSocketHandler).
+the WebSocket reads) and 64 KiB queued behind it; over HTTP/3 the 64 KiB
+of the stream's output the client has not acknowledged (QUIC acknowledges
+what arrives, whether the client's application reads it or not).
 
 Back-pressure is the native WebSocket's: ``websocket.send`` waits on the
 stream's write future, pending while the transport is over its high-water

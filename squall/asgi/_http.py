@@ -236,11 +236,24 @@ class _HTTPCycle(HTTPMessageDelegate):
         if "Upgrade" in fields and _is_websocket(request_line, headers):
             self._ws = _WebSocketCycle(server, self._conn, request_line, headers)
             return None
-        if request_line.method == "CONNECT" and (
-            getattr(self._conn, "protocol", None) == "webtransport"
-        ):
-            self._ws = WebTransportCycle(server, self._conn, request_line, headers)
-            return None
+        if request_line.method == "CONNECT":
+            # An extended CONNECT (HTTP/2 and 3): its :protocol says what
+            # the stream is to carry.
+            protocol = getattr(self._conn, "protocol", None)
+            if protocol == "websocket":
+                # RFC 8441 and RFC 9220: a WebSocket over this stream.
+                self._ws = _WebSocketCycle(server, self._conn, request_line, headers)
+                return None
+            if protocol == "webtransport":
+                self._ws = WebTransportCycle(server, self._conn, request_line, headers)
+                return None
+            if protocol is not None:
+                # Another :protocol (connect-udp, ...): what the client
+                # sends goes to the stream's tunnel, which no ASGI scope
+                # takes, and an http scope's 2xx would hold the stream
+                # open for good. (The application never sees it.)
+                self._answer(501, f"An extended CONNECT for {protocol!r} is not served.".encode())
+                return None
         self._method = request_line.method
         conn = self._conn
         gate = None
@@ -729,8 +742,13 @@ class _HTTPCycle(HTTPMessageDelegate):
         if self._state not in (_START, _HEAD_PENDING) or self._disconnected:
             self._abandon()
             return
+        self._answer(500, b"Internal Server Error")
+
+    def _answer(self, status: int, body: bytes) -> None:
+        """A whole plain-text response from the server, not the application;
+        the connection closes after it (on HTTP/1.1: HTTP/2 and 3 drop the
+        Connection field, and end the stream)."""
         self._state = _DONE
-        body = b"Internal Server Error"
         headers = HTTPHeaders(
             {
                 "Content-Type": "text/plain; charset=utf-8",
@@ -741,9 +759,10 @@ class _HTTPCycle(HTTPMessageDelegate):
         )
         conn = self._conn
         try:
-            conn.write_headers(
-                ResponseStartLine("HTTP/1.1", 500, "Internal Server Error"), headers, body
-            )
+            line = _START_LINES.get(status)
+            if line is None:
+                line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
+            conn.write_headers(line, headers, body)
             conn.finish()
         except Exception:
             self._abandon()

@@ -7,6 +7,17 @@ The upgrade request arrives through the HTTP delegate seam like any other;
 with this object as its peer. ``websocket.close`` before accepting is a 403;
 the ``websocket.http.response`` extension sends any other response instead.
 
+Over HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220) the request is an extended
+CONNECT with ``:protocol websocket`` and no Upgrade, Connection or
+Sec-WebSocket-Key; ``websocket.accept`` answers it with a 200, and
+``detach()`` gives the stream's tunnel (``httpserver/_tunnel``), the
+IOStream the Application's WebSocketHandler gets there too: the same
+protocol object, limits and close codes run over it. Its back-pressure is
+the tunnel's: over HTTP/2 the stream's flow-control window (given back as
+the WebSocket reads) and 64 KiB queued behind it; over HTTP/3 the 64 KiB
+of the stream's output the client has not acknowledged (QUIC acknowledges
+what arrives, whether the client's application reads it or not).
+
 Back-pressure is the native WebSocket's: ``websocket.send`` waits on the
 stream's write future, pending while the transport is over its high-water
 mark, so a client that does not read holds the application, and what is
@@ -54,6 +65,24 @@ _INBOX_HIGH_WATER = 16
 _CONNECTING, _DENYING, _DENY_BODY, _OPEN, _CLOSED = range(5)
 
 
+def _check_tunnel(headers: HTTPHeaders) -> None:
+    """An extended CONNECT's handshake (RFC 8441 §5): of the upgrade's
+    fields only Sec-WebSocket-Version is left, and it is still 13.
+
+    Raises:
+        HandshakeError: another version (426, as over HTTP/1.1).
+    """
+    if (headers.get("Sec-WebSocket-Version") or "").strip() != _ws.VERSION:
+        raise _ws.HandshakeError(
+            "Unsupported WebSocket version", 426, [("Sec-WebSocket-Version", _ws.VERSION)]
+        )
+
+
+# The fields of HTTP/1.1's upgrade, which a 200 answering an extended
+# CONNECT does not carry (HTTP/2 and 3 forbid Connection: RFC 9113 §8.2.2).
+_UPGRADE_FIELDS = frozenset({"upgrade", "connection", "sec-websocket-accept"})
+
+
 def header_pairs(message: Message, what: str) -> list[tuple[str, str]]:
     pairs = []
     try:
@@ -92,8 +121,13 @@ class _WebSocketCycle(_Peer):
         self._close_code: Optional[int] = None
         self._deny_head: Optional[tuple[int, HTTPHeaders]] = None
         self._key = ""
+        # An extended CONNECT (HTTP/2, 3) rather than HTTP/1.1's upgrade.
+        self._tunnel = start_line.method == "CONNECT"
         try:
-            self._key = _ws.check_request(start_line.method, headers)
+            if self._tunnel:
+                _check_tunnel(headers)
+            else:
+                self._key = _ws.check_request(start_line.method, headers)
         except _ws.HandshakeError as exc:
             # Not a valid upgrade: answered here, the application never sees it.
             self._state = _CLOSED
@@ -265,14 +299,22 @@ class _WebSocketCycle(_Peer):
             accepted = _ws.server_accept(offer, {})
             if accepted is not None:
                 extension_header, extension = accepted
-        fields = _ws.server_headers(self._key, subprotocol, extension_header)
-        reserved = {name.lower() for name, _ in fields}
+        if self._tunnel:
+            # RFC 8441 §5: a 2xx, with the subprotocol and extensions chosen.
+            fields = []
+            if subprotocol:
+                fields.append(("Sec-WebSocket-Protocol", subprotocol))
+            if extension_header:
+                fields.append(("Sec-WebSocket-Extensions", extension_header))
+            reserved = {*_UPGRADE_FIELDS, *(name.lower() for name, _ in fields)}
+            line = ResponseStartLine("HTTP/1.1", 200, "OK")
+        else:
+            fields = _ws.server_headers(self._key, subprotocol, extension_header)
+            reserved = {name.lower() for name, _ in fields}
+            line = ResponseStartLine("HTTP/1.1", 101, "Switching Protocols")
         fields += [(n, v) for n, v in pairs if n.lower() not in reserved]
         conn = self._conn
-        conn.write_headers(
-            ResponseStartLine("HTTP/1.1", 101, "Switching Protocols"),
-            HTTPHeaders._from_pairs(fields),
-        )
+        conn.write_headers(line, HTTPHeaders._from_pairs(fields))
         conn.finish()
         stream = conn.detach()
         self._state = _OPEN
@@ -295,7 +337,8 @@ class _WebSocketCycle(_Peer):
         if self._state == _DENYING:
             assert self._deny_head is not None
             status, headers = self._deny_head
-            headers["Connection"] = "close"
+            if not self._tunnel:
+                headers["Connection"] = "close"
             if not more and "Content-Length" not in headers:
                 headers["Content-Length"] = str(len(body))
             line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
@@ -309,9 +352,11 @@ class _WebSocketCycle(_Peer):
             self._disconnected(1000, "")
 
     def _respond(self, status: int, headers: HTTPHeaders, body: bytes) -> None:
-        """A whole HTTP response instead of the upgrade; the connection closes after it."""
+        """A whole HTTP response instead of the upgrade; the connection (over
+        HTTP/1.1) or the stream closes after it."""
         headers["Content-Length"] = str(len(body))
-        headers["Connection"] = "close"
+        if not self._tunnel:
+            headers["Connection"] = "close"
         line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
         try:
             self._conn.write_headers(line, headers, body)

@@ -295,20 +295,17 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 # Its first step ran (an eager start) and it waits: a close
                 # from now on reaches it.
                 handler._watch_close()
-            elif stock:
+            elif not stock:
                 # Its first step runs on the loop's next turn (3.11, a loop
-                # with a task factory): the stock _execute arranges what
-                # follows by itself (see RequestHandler._watch_first_wait),
-                # a loop callback only for a handler that waits, none for
-                # one that is done in that step (most).
-                handler._watch_at_wait = True
-            else:
-                # As above, for a wrapper's coroutine: it hears of a close
-                # once that step has returned, as after an eager start, not
-                # in the middle of a call of its own that resets the stream
-                # (such a close is reported a turn later, see
-                # Exchange._report_gone). The Task scheduled its step
-                # first: this runs right after it.
+                # with a task factory): it hears of a close once that step
+                # has returned, as after an eager start, not in the middle
+                # of a call of its own that resets the stream (such a close
+                # is reported a turn later, see Exchange._report_gone). The
+                # Task scheduled its step first: this runs right after it.
+                # (The stock _execute, which finds its Task held before that
+                # step, arranges this itself, see
+                # RequestHandler._watch_first_wait: a loop callback only for
+                # a handler that waits, none for one done in that step.)
                 task.get_loop().call_soon(watch_after_first_step, handler, task)
         elif not handler._finished:
             # Done with its step but not finished (auto_finish off): a close

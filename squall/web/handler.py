@@ -196,9 +196,8 @@ class RequestHandler(
     _ui_namespace: Optional[ObjectDict] = None
     # The Task `_execute` runs in, while the delegate holds it (see there).
     _held_task: Optional[asyncio.Future[Any]] = None
-    # Set by the delegate when the Task's first step is still to run (see
-    # _watch_first_wait): _execute then arranges the close watch itself.
-    _watch_at_wait = False
+    # Whether _execute reached a wait (see _watch_first_wait).
+    _waited = False
 
     @property
     def ui(self) -> ObjectDict:
@@ -625,10 +624,10 @@ class RequestHandler(
         except Exception as exc:
             self._on_error(exc)
         finally:
-            if self._watch_at_wait and not self._finished:
-                # Done in the Task's first step with no wait (see
-                # _watch_first_wait) and not finished (auto_finish off): a
-                # close must still reach it.
+            if not self._waited and self._held_task is not None and not self._finished:
+                # Done in a first step that ran on the loop's turn, with no
+                # wait (see _watch_first_wait), and not finished (auto_finish
+                # off): a close must still reach it.
                 self._watch_close()
             # The application's delegate held the Task this runs in, if it
             # suspended (squall.concurrent._held_future): it ends with this.
@@ -638,17 +637,19 @@ class RequestHandler(
                 _held_tasks.discard(held)
 
     def _watch_first_wait(self, awaited: Any) -> Any:
-        # What _execute is about to await, passed through. The first time,
-        # when the delegate left the close watch to _execute (a Task whose
-        # first step ran on the loop's turn, 3.11): the watch is set once
-        # that step has returned, not in the middle of a call of the
-        # handler's own that resets the stream (such a close is reported a
-        # turn later, see Exchange._report_gone).
-        if self._watch_at_wait:
-            self._watch_at_wait = False
+        # What _execute is about to await, passed through. The first time:
+        # if the delegate held this Task before its first step ran (the step
+        # runs on the loop's turn: 3.11, a loop with a task factory; an
+        # eager start holds it only after), the close watch is set once that
+        # step has returned, not in the middle of a call of the handler's
+        # own that resets the stream (such a close is reported a turn later,
+        # see Exchange._report_gone). After an eager start the delegate
+        # sets it itself.
+        if not self._waited:
+            self._waited = True
             task = self._held_task
-            assert task is not None
-            task.get_loop().call_soon(watch_after_first_step, self, task)
+            if task is not None:
+                task.get_loop().call_soon(watch_after_first_step, self, task)
         return awaited
 
     def _watch_close(self) -> None:

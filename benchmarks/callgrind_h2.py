@@ -2,8 +2,9 @@
 
 A fixed frame stream, built once from a seed, is fed in-process to
 `HTTPServer(app, http2=True)`'s protocol object over a fake transport, on an
-asyncio loop, under ``valgrind --tool=callgrind`` (instruction counts do not
-move when the machine is busy, so they can decide an optimisation). The
+asyncio loop (``--loop uvloop``: uvloop's, which h2_bench.py's servers run
+on), under ``valgrind --tool=callgrind`` (instruction counts do not move
+when the machine is busy, so they can decide an optimisation). The
 client side is encoded beforehand by the ``h2`` package: one connection,
 the preface, then ``--batch`` requests per read (h2load's ``-m``), the next
 read once every response of the previous one is complete.
@@ -32,7 +33,7 @@ rest of _h2protocol's data_received and flush (the stream, _h2stream, included).
 
 Usage:
   python benchmarks/callgrind_h2.py [--server app|asgi] [--stream h2load|varied]
-                                    [--batch 16] [-n 2000]
+                                    [--loop asyncio|uvloop] [--batch 16] [-n 2000]
                                     [--profile | --total] [--json FILE] [--keep FILE]
 Installs nothing: needs valgrind (`make bench-callgrind` installs it with apt).
 """
@@ -264,7 +265,13 @@ def inner(cfg: dict[str, Any]) -> None:
     dated = sys.modules.get("squall.web._status", squall.web.handler)
     if getattr(dated, "time", None) is not None:
         dated.time = _FixedClock()  # type: ignore[attr-defined]
-    loop = asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop
+    if cfg.get("loop") == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     batch = cfg["batch"]
     total = WARMUP + FIRST + FIRST + cfg["n"]
@@ -338,6 +345,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server", choices=["app", "asgi"], default="app")
     ap.add_argument("--stream", choices=["h2load", "varied"], default="h2load")
+    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     ap.add_argument("--batch", type=int, default=16, help="requests per read (h2load -m)")
     ap.add_argument("-n", type=int, default=1600, help="requests in the difference")
     ap.add_argument("--profile", action="store_true", help="hottest functions")
@@ -364,6 +372,7 @@ def main() -> int:
         "stream": args.stream,
         "batch": args.batch,
         "n": args.n,
+        "loop": args.loop,
         "probes": "none",
     }
     total = run_one(dict(cfg, keep=args.keep))
@@ -371,12 +380,13 @@ def main() -> int:
     report: dict[str, Any] = {
         "server": args.server,
         "stream": args.stream,
+        "loop": args.loop,
         "batch": args.batch,
         "total": per,
     }
     print(
         f"== HTTP/2 instructions per request: {args.server} server, {args.stream} stream, "
-        f"{args.batch} per read, "
+        f"{args.loop} loop, {args.batch} per read, "
         f"n={args.n}: {per:,.0f} (server protocol {total['protocol']})"
     )
     if args.total:

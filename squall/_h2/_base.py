@@ -83,9 +83,6 @@ _MAX_WINDOW: Final = 2**31 - 1
 _DEFAULT_WINDOW: Final = 65535
 
 
-# Every frame's bytes (a C function in the compiled build, read from a C
-# variable there).
-_frame: Final = frame
 _u32: Final = struct.Struct(">L")
 _settings_entry: Final = struct.Struct(">HL")
 # A block cut short can also index past its end.
@@ -94,7 +91,7 @@ _HPACK_ERRORS: Final = (DecodingError, IndexError)
 
 def _goaway(last: int, code: int, message: str) -> bytes:
     payload = _u32.pack(last) + _u32.pack(code) + message.encode("ascii", "replace")
-    return _frame(_GOAWAY, 0, 0, payload)
+    return frame(_GOAWAY, 0, 0, payload)
 
 
 class _ConnectionError(Exception):
@@ -229,11 +226,11 @@ class H2Base:
             (_ENABLE_PUSH, 0),
         )
         self._out.append(
-            _frame(_SETTINGS, 0, 0, b"".join(_settings_entry.pack(k, v) for k, v in settings))
+            frame(_SETTINGS, 0, 0, b"".join(_settings_entry.pack(k, v) for k, v in settings))
         )
         extra = self.limits.connection_window_size - _DEFAULT_WINDOW
         if extra > 0:
-            self._out.append(_frame(_WINDOW_UPDATE, 0, 0, _u32.pack(extra)))
+            self._out.append(frame(_WINDOW_UPDATE, 0, 0, _u32.pack(extra)))
             self._recv_window += extra
 
     def _new_stream(self, sid: int) -> _Stream:
@@ -475,7 +472,7 @@ class H2Base:
                 return
             old_initial = self._peer_initial
             self._apply_settings(payload)
-            self._out.append(_frame(_SETTINGS, _ACK, 0, b""))
+            self._out.append(frame(_SETTINGS, _ACK, 0, b""))
             if self._peer_initial != old_initial and self._pending:
                 events.extend(self._pump())
         elif kind == _RST_STREAM:
@@ -500,7 +497,7 @@ class H2Base:
             if not self._pings.take(now):
                 self._calm(f"more than {self.limits.max_pings_per_second:g} PING frames a second")
             if not flags & _ACK:
-                self._out.append(_frame(_PING, _ACK, 0, payload))
+                self._out.append(frame(_PING, _ACK, 0, payload))
         elif kind == _GOAWAY:
             if sid:
                 raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream")
@@ -620,7 +617,7 @@ class H2Base:
             return
         unacked = self._recv_unacked + flow_length
         if unacked >= self.limits.connection_window_size // 2:
-            self._out.append(_frame(_WINDOW_UPDATE, 0, 0, _u32.pack(unacked)))
+            self._out.append(frame(_WINDOW_UPDATE, 0, 0, _u32.pack(unacked)))
             self._recv_window += unacked
             unacked = 0
         self._recv_unacked = unacked
@@ -628,7 +625,7 @@ class H2Base:
         if stream is not None and stream.state.peer_open:
             n = stream.unacked + flow_length
             if n >= self._stream_window // 2:
-                self._out.append(_frame(_WINDOW_UPDATE, 0, stream_id, _u32.pack(n)))
+                self._out.append(frame(_WINDOW_UPDATE, 0, stream_id, _u32.pack(n)))
                 stream.recv_window += n
                 n = 0
             stream.unacked = n
@@ -644,13 +641,13 @@ class H2Base:
         size = self._peer_max_frame
         flags = _END_STREAM if end_stream else 0
         if len(block) <= size:
-            self._out.append(_frame(_HEADERS, flags | _END_HEADERS, stream_id, block))
+            self._out.append(frame(_HEADERS, flags | _END_HEADERS, stream_id, block))
             return
-        self._out.append(_frame(_HEADERS, flags, stream_id, block[:size]))
+        self._out.append(frame(_HEADERS, flags, stream_id, block[:size]))
         for pos in range(size, len(block), size):
             last = pos + size >= len(block)
             self._out.append(
-                _frame(
+                frame(
                     _CONTINUATION, _END_HEADERS if last else 0, stream_id, block[pos : pos + size]
                 )
             )
@@ -693,7 +690,7 @@ class H2Base:
             # The common case: one frame, windows open.
             self._send_window -= size
             stream.send_window -= size
-            self._out.append(_frame(_DATA, _END_STREAM if end_stream else 0, stream_id, data))
+            self._out.append(frame(_DATA, _END_STREAM if end_stream else 0, stream_id, data))
             self._window_updates.credit(2.0)
             if end_stream:
                 self._local_end(stream_id, stream)
@@ -709,13 +706,13 @@ class H2Base:
     def _send_some(self, stream_id: int, stream: _Stream) -> None:
         """Move as much of ``stream``'s queue into frames as the windows allow."""
         chunks = stream.chunks
-        frame = self._peer_max_frame
+        max_frame = self._peer_max_frame
         while chunks:
             window = min(self._send_window, stream.send_window)
             if window <= 0:
                 return
             chunk = chunks[0]
-            n = min(len(chunk), window, frame)
+            n = min(len(chunk), window, max_frame)
             if n == len(chunk):
                 chunks.pop(0)
                 piece = chunk
@@ -726,7 +723,7 @@ class H2Base:
             self._send_window -= n
             stream.send_window -= n
             last = stream.end and not chunks and stream.trailers is None
-            self._out.append(_frame(_DATA, _END_STREAM if last else 0, stream_id, piece))
+            self._out.append(frame(_DATA, _END_STREAM if last else 0, stream_id, piece))
             self._window_updates.credit(2.0)
             if last:
                 del self._pending[stream_id]
@@ -740,7 +737,7 @@ class H2Base:
             if trailers is not None:
                 self._header_frames(stream_id, trailers, True)
             else:
-                self._out.append(_frame(_DATA, _END_STREAM, stream_id, b""))
+                self._out.append(frame(_DATA, _END_STREAM, stream_id, b""))
             self._local_end(stream_id, stream)
 
     def _pump(self) -> list[Event]:
@@ -767,7 +764,7 @@ class H2Base:
         return 0 if stream is None else stream.size
 
     def _send_reset(self, stream_id: int, code: int) -> None:
-        self._out.append(_frame(_RST_STREAM, 0, stream_id, _u32.pack(code)))
+        self._out.append(frame(_RST_STREAM, 0, stream_id, _u32.pack(code)))
         reset = self._reset_by_us
         reset[stream_id] = None
         if len(reset) > 2 * self.limits.max_concurrent_streams + 100:

@@ -53,7 +53,14 @@ class ArgumentsMixin:
                 missing argument is a 400 (`MissingArgumentError`).
             strip: strip surrounding whitespace from the value.
         """
-        return self._get_argument(name, default, self.request.arguments, strip)
+        source = self.request.arguments
+        if strip is True and not self._hook_traits.decode_argument:
+            # The usual call (a value present, the stock decoding), in this
+            # frame: two Python calls fewer than _get_argument's way.
+            values = _decoded_arguments(source.get(name), True)
+            if values:
+                return values[-1]
+        return self._get_argument(name, default, source, strip)
 
     def get_arguments(self, name: str, strip: bool = True) -> list[str]:
         """Every value of the query and body argument ``name`` (maybe none)."""

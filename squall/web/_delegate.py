@@ -16,7 +16,7 @@ import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Optional
 
-from squall import _request_task
+from squall._request_task import start as start_task
 from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
 from squall.httputil._exchange import loop_of
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 # Final: the compiled build keeps these in C variables, read without the
 # dictionary lookup of a module global (two per request).
 _CoroutineType: Final = types.CoroutineType
-_start_task: Final = _request_task.start
 
 
 # Filled in by squall.web.application (see _bind): Application's own
@@ -274,7 +273,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
             if loop is None:
                 task = asyncio.ensure_future(running)
             else:
-                task = _start_task(loop, running)
+                task = start_task(loop, running)
         elif running is not None:
             # What a wrapper of _execute may return: a Future, an awaitable.
             task = asyncio.ensure_future(running)
@@ -285,10 +284,10 @@ class _HandlerDelegate(HTTPMessageDelegate):
             _held_tasks.add(task)
             # The Task's end is looked at unless it runs the stock _execute,
             # which lets the Task go itself as it ends (no done callback).
-            if (
-                type(running) is not _CoroutineType
-                or running.cr_code is not _app_parts.stock_execute_code
-            ):
+            stock = (
+                type(running) is _CoroutineType and running.cr_code is _app_parts.stock_execute_code
+            )
+            if not stock:
                 task.add_done_callback(_surface_error)
             else:
                 handler._held_task = task
@@ -296,14 +295,18 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 # Its first step ran (an eager start) and it waits: a close
                 # from now on reaches it.
                 handler._watch_close()
-            else:
+            elif not stock:
                 # Its first step runs on the loop's next turn (3.11, a loop
                 # with a task factory): it hears of a close once that step
                 # has returned, as after an eager start, not in the middle
                 # of a call of its own that resets the stream (such a close
                 # is reported a turn later, see Exchange._report_gone). The
                 # Task scheduled its step first: this runs right after it.
-                task.get_loop().call_soon(_watch_after_first_step, handler, task)
+                # (The stock _execute, which finds its Task held before that
+                # step, arranges this itself, see
+                # RequestHandler._watch_first_wait: a loop callback only for
+                # a handler that waits, none for one done in that step.)
+                task.get_loop().call_soon(watch_after_first_step, handler, task)
         elif not handler._finished:
             # Done with its step but not finished (auto_finish off): a close
             # must still reach it.
@@ -320,7 +323,9 @@ def new_delegate(
     return _HandlerDelegate(application, server_conn, request_conn)
 
 
-def _watch_after_first_step(handler: Any, task: asyncio.Future[Any]) -> None:
+def watch_after_first_step(handler: Any, task: asyncio.Future[Any]) -> None:
+    """Called once the first step of ``handler``'s Task has returned: a
+    close from now on reaches the handler, unless it is done."""
     if not task.done() or not handler._finished:
         handler._watch_close()
 

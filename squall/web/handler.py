@@ -37,6 +37,7 @@ from squall.log import app_log
 from squall.util import ObjectDict
 from squall.web._arguments import _ARG_DEFAULT as _ARG_DEFAULT  # squall.web's
 from squall.web._arguments import ArgumentsMixin
+from squall.web._delegate import watch_after_first_step
 from squall.web._etag import EtagMixin
 from squall.web._failure import ErrorPageMixin
 from squall.web._identity import IdentityMixin
@@ -195,6 +196,8 @@ class RequestHandler(
     _ui_namespace: Optional[ObjectDict] = None
     # The Task `_execute` runs in, while the delegate holds it (see there).
     _held_task: Optional[asyncio.Future[Any]] = None
+    # Whether _execute reached a wait (see _watch_first_wait).
+    _waited = False
 
     @property
     def ui(self) -> ObjectDict:
@@ -589,7 +592,7 @@ class RequestHandler(
                 self._start(*args, **kwargs)
             result = self.prepare()
             if result is not None:
-                await result
+                await self._watch_first_wait(result)
             if self._prepared_future is not None:
                 future_set_result_unless_cancelled(self._prepared_future, None)
             if self._finished:
@@ -598,7 +601,7 @@ class RequestHandler(
                 from squall.iostream import StreamClosedError
 
                 try:
-                    await self.request._body_future  # type: ignore[attr-defined]
+                    await self._watch_first_wait(self.request._body_future)  # type: ignore[attr-defined]
                 except StreamClosedError:
                     return
             if method_name == "GET":
@@ -613,7 +616,7 @@ class RequestHandler(
             else:
                 result = method()
             if result is not None:
-                await result
+                await self._watch_first_wait(result)
             if self._auto_finish and not self._finished:
                 self.finish()
         except asyncio.CancelledError as exc:
@@ -621,12 +624,33 @@ class RequestHandler(
         except Exception as exc:
             self._on_error(exc)
         finally:
+            if not self._waited and self._held_task is not None and not self._finished:
+                # Done in a first step that ran on the loop's turn, with no
+                # wait (see _watch_first_wait), and not finished (auto_finish
+                # off): a close must still reach it.
+                self._watch_close()
             # The application's delegate held the Task this runs in, if it
             # suspended (squall.concurrent._held_future): it ends with this.
             held = self._held_task
             if held is not None:
                 self._held_task = None
                 _held_tasks.discard(held)
+
+    def _watch_first_wait(self, awaited: Any) -> Any:
+        # What _execute is about to await, passed through. The first time:
+        # if the delegate held this Task before its first step ran (the step
+        # runs on the loop's turn: 3.11, a loop with a task factory; an
+        # eager start holds it only after), the close watch is set once that
+        # step has returned, not in the middle of a call of the handler's
+        # own that resets the stream (such a close is reported a turn later,
+        # see Exchange._report_gone). After an eager start the delegate
+        # sets it itself.
+        if not self._waited:
+            self._waited = True
+            task = self._held_task
+            if task is not None:
+                task.get_loop().call_soon(watch_after_first_step, self, task)
+        return awaited
 
     def _watch_close(self) -> None:
         # The handler goes on after its first step: a connection with the

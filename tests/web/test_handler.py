@@ -1352,6 +1352,12 @@ class _WatchedAsync(_Watched):
         await Future()
 
 
+class _WatchedWaits(_Watched):
+    async def get(self) -> None:
+        await asyncio.sleep(0)
+        self.write("waited")
+
+
 class _WatchedManual(_Watched):
     def get(self) -> None:
         # Tornado's old asynchronous style: finished later, or never.
@@ -1366,6 +1372,7 @@ class CloseWatchTest(WebCase):
             ("/sync", _WatchedSync, {"seen": self.seen}),
             ("/async", _WatchedAsync, {"seen": self.seen}),
             ("/manual", _WatchedManual, {"seen": self.seen}),
+            ("/waits", _WatchedWaits, {"seen": self.seen}),
         ]
         super().setUp()
         self.seen["closed"] = Future()
@@ -1396,6 +1403,30 @@ class CloseWatchTest(WebCase):
     @gen_test
     async def test_a_handler_left_unfinished_hears_the_close(self) -> None:
         assert await self._close_while_running("/manual") == "/manual"
+
+    def test_only_a_handler_that_waits_gets_a_callback_after_its_first_step(self) -> None:
+        # Where the Task's first step runs on the loop's turn (3.11, or a
+        # task factory), the close watch is set once that step has
+        # returned: by a loop callback for a handler that waits, by nothing
+        # more for one done in that step (most). With an eager start (3.12+)
+        # the delegate sees the step's end itself.
+        import sys
+
+        import squall.web.handler
+
+        calls: list[str] = []
+        original = squall.web.handler.watch_after_first_step
+
+        def counted(handler: Any, task: Any) -> None:
+            calls.append(handler.request.path)
+            original(handler, task)
+
+        with mock.patch.object(squall.web.handler, "watch_after_first_step", counted):
+            assert self.fetch("/sync").body == b"done"
+            assert self.fetch("/waits").body == b"waited"
+        assert calls == (["/waits"] if sys.version_info < (3, 12) else [])
+        # Either way, a finished handler is left with no close callback.
+        assert self.seen["handler"].request.connection.close_callback is None
 
 
 def test_decoded_arguments_leaves_what_it_cannot_decode_to_the_handler() -> None:

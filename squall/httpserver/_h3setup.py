@@ -10,15 +10,14 @@ from __future__ import annotations
 import socket
 from typing import Any, Optional
 
-from aioquic.h3.connection import H3_ALPN
-from aioquic.quic.configuration import QuicConfiguration
+from squall._quicstack import H3_ALPN, QuicConfiguration
 
 __all__ = ["quic_configuration", "udp_socket"]
 
 
 def quic_configuration(options: Any, idle_timeout: float) -> QuicConfiguration:
     """The QUIC server configuration for ``options``: a dict with
-    ``certfile``, ``keyfile`` (and ``password``), as aioquic reads the
+    ``certfile``, ``keyfile`` (and ``password``), as the QUIC stack reads the
     certificate from files, not from an `ssl.SSLContext`.
 
     Raises:

@@ -22,17 +22,20 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
-from aioquic._buffer import Buffer, BufferReadError
-from aioquic.buffer import encode_uint_var
-from aioquic.h3.events import DatagramReceived, H3Event, WebTransportStreamDataReceived
-
+from squall._quicstack import (
+    Buffer,
+    BufferReadError,
+    DatagramReceived,
+    H3Connection,
+    H3Event,
+    QuicConnection,
+    WebTransportStreamDataReceived,
+    encode_uint_var,
+)
 from squall.httpserver._h3conn import GuardedH3Connection
 from squall.log import app_log
 
 if TYPE_CHECKING:
-    from aioquic.h3.connection import H3Connection
-    from aioquic.quic.connection import QuicConnection
-
     from squall.httpserver._tunnel import _Tunnel
 
 __all__ = [

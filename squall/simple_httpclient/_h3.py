@@ -18,14 +18,18 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, Optional
 
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN
-from aioquic.h3.connection import ErrorCode as H3Error
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
-
+from squall._quicstack import (
+    H3_ALPN,
+    ConnectionTerminated,
+    DataReceived,
+    H3Error,
+    HeadersReceived,
+    QuicConfiguration,
+    QuicConnection,
+    QuicConnectionProtocol,
+    QuicEvent,
+    StreamReset,
+)
 from squall._ws._deflate import split_outside_quotes
 from squall.httpclient import HTTPRequest, HTTPResponse
 from squall.httpserver._h3conn import GuardedH3Connection, HeadersRefused

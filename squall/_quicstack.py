@@ -47,6 +47,7 @@ __all__ = [
     "Setting",
     "StopSendingReceived",
     "StreamReset",
+    "TransmitError",
     "WebTransportStreamDataReceived",
     "amplification_room",
     "encode_frame",
@@ -160,6 +161,19 @@ _H3_CONNECTION: Any = importlib.import_module("qh3.h3.connection") if _QH3 else 
 _INITIAL: Any = QuicPacketType.INITIAL
 if _QH3:
     _INITIAL = int(_INITIAL)
+
+if _QH3:
+    #: What a stack raises when it fails to build its datagrams (qh3 2.1's
+    #: core: "packet builder capacity exhausted", on a server's first
+    #: flight to some clients; the next datagram in lets it go on).
+    TransmitError: type[Exception] = importlib.import_module(
+        "qh3.quic.connection"
+    ).QuicConnectionError
+else:
+
+    class TransmitError(Exception):  # type: ignore[no-redef]
+        """(aioquic raises none: never raised.)"""
+
 
 if _QH3:
     #: What a stack's QPACK decoder raises for a section over its limit.

@@ -56,6 +56,7 @@ from squall._quicstack import (
     QuicServer,
     StopSendingReceived,
     StreamReset,
+    TransmitError,
     amplification_room,
     encode_frame,
     encode_uint_var,
@@ -579,7 +580,13 @@ class _H3Protocol(QuicConnectionProtocol):
         self._on_lost()
 
     def transmit(self) -> None:
-        super().transmit()
+        try:
+            super().transmit()
+        except TransmitError as exc:
+            # The stack could not build this turn's datagrams (see
+            # _quicstack.TransmitError); the client's next datagram (its
+            # own retransmission at worst) brings another try.
+            gen_log.debug("HTTP/3: nothing sent to %s this turn: %s", self.context, exc)
         if self._close_pending and not self._unfinished():
             self._close_pending = False
             self._close_quic()

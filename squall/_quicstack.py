@@ -53,10 +53,12 @@ __all__ = [
     "encode_frame",
     "encode_uint_var",
     "ends_unacknowledged",
+    "datagram_stream_id",
     "pull_header",
     "qpack_decoder",
     "retry_packet",
     "send_backlog",
+    "send_h3_datagram",
     "set_stream_credit",
 ]
 
@@ -245,6 +247,26 @@ def qpack_decoder(table_capacity: int, blocked_streams: int, max_section: int) -
     import pylsqpack
 
     return pylsqpack.Decoder(table_capacity, blocked_streams)
+
+
+def send_h3_datagram(h3: H3Connection, stream_id: int, data: bytes) -> None:
+    """An HTTP Datagram for the request stream ``stream_id`` (RFC 9297
+    section 2.1: its Quarter Stream ID goes on the wire). aioquic takes the
+    stream ID; qh3 takes the quarter."""
+    if _QH3:
+        h3.send_datagram(stream_id // 4, data)
+    else:
+        h3.send_datagram(stream_id, data)
+
+
+def datagram_stream_id(event: DatagramReceived) -> int:
+    """The request stream an HTTP Datagram event is for (qh3 gives the
+    Quarter Stream ID as ``flow_id``)."""
+    if _QH3:
+        qh3_event: Any = event
+        quarter: int = qh3_event.flow_id
+        return quarter * 4
+    return event.stream_id
 
 
 def set_stream_credit(quic: QuicConnection, streams: int) -> bool:

@@ -30,7 +30,9 @@ from squall._quicstack import (
     H3Event,
     QuicConnection,
     WebTransportStreamDataReceived,
+    datagram_stream_id,
     encode_uint_var,
+    send_h3_datagram,
 )
 from squall.httpserver._h3conn import GuardedH3Connection
 from squall.log import app_log
@@ -109,7 +111,7 @@ def route_event(proto: WTCarrier, event: H3Event) -> bool:
         session.stream_data_received(event.stream_id, event.data, event.stream_ended)
         return True
     if isinstance(event, DatagramReceived):
-        session = sessions(proto).get(event.stream_id)
+        session = sessions(proto).get(datagram_stream_id(event))
         if session is not None:
             session.datagram_received(event.data)
         return True
@@ -320,7 +322,7 @@ class WTSession:
             )
         h3 = self._proto.h3
         assert h3 is not None
-        h3.send_datagram(self.session_id, data)
+        send_h3_datagram(h3, self.session_id, data)
         self._proto.flush_soon()
 
     def create_stream(self, unidirectional: bool = False) -> WTStream:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 __all__ = [
     "STACK",
-    "SectionTooLarge",
     "Buffer",
     "BufferReadError",
     "ConnectionTerminated",
@@ -159,7 +158,6 @@ _QH3 = STACK == "qh3"
 # qh3's own calls beyond aioquic's API (untyped for mypy, which checks
 # against aioquic).
 _HAZMAT: Any = importlib.import_module("qh3._hazmat") if _QH3 else None
-_H3_CONNECTION: Any = importlib.import_module("qh3.h3.connection") if _QH3 else None
 _INITIAL: Any = QuicPacketType.INITIAL
 if _QH3:
     _INITIAL = int(_INITIAL)
@@ -175,15 +173,6 @@ else:
 
     class TransmitError(Exception):  # type: ignore[no-redef]
         """(aioquic raises none: never raised.)"""
-
-
-if _QH3:
-    #: What a stack's QPACK decoder raises for a section over its limit.
-    SectionTooLarge: type[Exception] = _H3_CONNECTION.FieldSectionTooLarge
-else:
-
-    class SectionTooLarge(Exception):  # type: ignore[no-redef]
-        """(aioquic's decoder has no limit: never raised.)"""
 
 
 class Header(NamedTuple):
@@ -237,13 +226,15 @@ def retry_packet(
     )
 
 
-def qpack_decoder(table_capacity: int, blocked_streams: int, max_section: int) -> Any:
-    """A QPACK decoder (RFC 9204): ls-qpack's for aioquic, which decodes a
-    section whatever its size; qh3's, which stops at ``max_section``."""
+def qpack_decoder(table_capacity: int, blocked_streams: int) -> Any:
+    """A QPACK decoder (RFC 9204): ls-qpack's for aioquic, qh3's own for
+    qh3. Neither is given a section limit: the caller bounds a section's
+    decoded size before decoding it (`squall._qpack.section_cost`) and
+    checks the real size after, the same way on both (qh3's decoder
+    would fail an oversized section as QPACK_DECOMPRESSION_FAILED, a
+    connection error, where an oversized head is the request's error)."""
     if _QH3:
-        return _HAZMAT.QpackDecoder(
-            table_capacity, blocked_streams, max_field_section_size=max_section
-        )
+        return _HAZMAT.QpackDecoder(table_capacity, blocked_streams)
     import pylsqpack
 
     return pylsqpack.Decoder(table_capacity, blocked_streams)

@@ -48,7 +48,6 @@ from squall._quicstack import (
     ProtocolError,
     QuicConnection,
     QuicEvent,
-    SectionTooLarge,
     Setting,
     qpack_decoder,
 )
@@ -156,13 +155,10 @@ class GuardedH3Connection(H3Connection):
         self._blocked_streams = QPACK_BLOCKED_STREAMS
         if _QH3:
             # qh3 reads a HEADERS frame whole before decoding it, up to
-            # this many bytes (past it, a connection error), and its
-            # decoder stops at the section limit.
+            # this many bytes (past it, a connection error: H3_EXCESSIVE_LOAD).
             self._max_field_section_size = self.max_field_section
             self._max_encoded_field_section_size = self.decode_budget
-        self._decoder = qpack_decoder(
-            QPACK_TABLE_CAPACITY, QPACK_BLOCKED_STREAMS, self.max_field_section
-        )
+        self._decoder = qpack_decoder(QPACK_TABLE_CAPACITY, QPACK_BLOCKED_STREAMS)
         super()._init_connection()
 
     def _get_local_settings(self) -> dict[int, int]:
@@ -236,11 +232,7 @@ class GuardedH3Connection(H3Connection):
                 raise _Refused(f"header section could decode to more than {bound} bytes")
             if fields > self.max_fields:
                 raise _Refused(f"{fields} header fields (limit {self.max_fields})")
-        try:
-            headers = super()._decode_headers(stream_id, frame_data, **where)
-        except SectionTooLarge as exc:
-            # qh3's decoder stopped at the limit.
-            raise _Refused(f"header section over {self.max_field_section} bytes") from exc
+        headers = super()._decode_headers(stream_id, frame_data, **where)
         size = 0
         for name, value in headers:
             size += len(name) + len(value) + ENTRY_OVERHEAD

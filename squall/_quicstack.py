@@ -1,8 +1,17 @@
-"""The QUIC stack HTTP/3 runs on: qh3 when it is installed, else aioquic.
+"""The QUIC stack HTTP/3 runs on: aioquic, or qh3.
 
 Every HTTP/3 module of Squall (server, client, WebTransport) imports the
 stack from here and nowhere else. ``SQUALL_QUIC=aioquic`` or
-``SQUALL_QUIC=qh3`` forces one (read once, at import).
+``SQUALL_QUIC=qh3`` picks one (read once, at import); without it, aioquic
+if it is installed, else qh3.
+
+aioquic is the default although qh3 costs about 30% fewer instructions a
+request (benchmarks/callgrind_h3.py): qh3 2.1.0's server does not complete
+a handshake with Chromium 156 (a bare qh3 server neither), stalls about a
+second on each handshake with an aioquic client (its first flight fails
+with "packet builder capacity exhausted" until the client retransmits),
+loses a connection at a client's third address change, and has no way to
+set the stream credit or the later connection IDs (see below).
 
 Both stacks have aioquic's public API (qh3 is a fork with its packet
 processing, TLS record protection and QPACK in Rust). What Squall needs
@@ -37,6 +46,7 @@ __all__ = [
     "HeadersState",
     "ProtocolError",
     "ProtocolNegotiated",
+    "QpackDecompressionFailed",
     "QuicConfiguration",
     "QuicConnection",
     "QuicConnectionProtocol",
@@ -66,7 +76,8 @@ def _choose() -> str:
     forced = os.environ.get("SQUALL_QUIC", "").strip().lower()
     if forced not in ("", "aioquic", "qh3"):
         raise ImportError(f"SQUALL_QUIC={forced!r}: it is 'qh3' or 'aioquic'")
-    order = [forced] if forced else ["qh3", "aioquic"]
+    # aioquic first when both are there: see the module's docstring.
+    order = [forced] if forced else ["aioquic", "qh3"]
     for name in order:
         try:
             __import__(f"{name}.h3.connection")
@@ -93,6 +104,7 @@ if TYPE_CHECKING or STACK == "aioquic":
         H3Stream,
         HeadersState,
         ProtocolError,
+        QpackDecompressionFailed,
         Setting,
         encode_frame,
     )
@@ -129,6 +141,7 @@ else:
         H3Stream,
         HeadersState,
         ProtocolError,
+        QpackDecompressionFailed,
         Setting,
         encode_frame,
     )

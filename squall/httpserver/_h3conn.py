@@ -46,6 +46,7 @@ from squall._quicstack import (
     HeadersReceived,
     HeadersState,
     ProtocolError,
+    QpackDecompressionFailed,
     QuicConnection,
     QuicEvent,
     Setting,
@@ -220,6 +221,7 @@ class GuardedH3Connection(H3Connection):
     def _decode_headers(self, stream_id: int, frame_data: Optional[bytes], **where: Any) -> Headers:
         # (qh3 passes the frame's place in a larger buffer as offset= and
         # length=; aioquic passes the frame's payload alone.)
+        bound = 0
         if frame_data is not None:
             section = frame_data
             if where:
@@ -232,7 +234,15 @@ class GuardedH3Connection(H3Connection):
                 raise _Refused(f"header section could decode to more than {bound} bytes")
             if fields > self.max_fields:
                 raise _Refused(f"{fields} header fields (limit {self.max_fields})")
-        headers = super()._decode_headers(stream_id, frame_data, **where)
+        try:
+            headers = super()._decode_headers(stream_id, frame_data, **where)
+        except QpackDecompressionFailed:
+            if frame_data is None or bound <= self.max_field_section:
+                raise
+            # qh3's decoder fails a section over its own size limit as it
+            # fails a malformed one: this one may be over ours, so it is
+            # the request's error (431), not the connection's.
+            raise _Refused(f"header section over {self.max_field_section} bytes") from None
         size = 0
         for name, value in headers:
             size += len(name) + len(value) + ENTRY_OVERHEAD

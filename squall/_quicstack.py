@@ -7,9 +7,9 @@ if it is installed, else qh3.
 
 aioquic is the default although qh3 costs about 30% fewer instructions a
 request (benchmarks/callgrind_h3.py): qh3 2.1.0's server does not complete
-a handshake with Chromium 156 (a bare qh3 server neither), stalls about a
-second on each handshake with an aioquic client (its first flight fails
-with "packet builder capacity exhausted" until the client retransmits),
+a handshake with Chromium 156 (a bare qh3 server neither), stalls on each
+handshake with an aioquic client (its first flight fails with "packet
+builder capacity exhausted" until its retransmission timer, about 0.3 s),
 loses a connection at a client's third address change, and has no way to
 set the stream credit or the later connection IDs (see below).
 

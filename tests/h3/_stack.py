@@ -11,7 +11,7 @@ except ImportError:  # neither stack: the HTTP/3 tests skip themselves
     STACK = ""
 
 # Why a test with tight timeouts cannot run on qh3 (see squall._quicstack).
-QH3_STALL = "qh3 2.1 stalls about 1 s in each handshake with an aioquic client"
+QH3_STALL = "qh3 2.1 stalls about 0.3 s in each handshake with an aioquic client"
 
 
 def only_on(stack: str, reason: str) -> pytest.MarkDecorator:

@@ -10,7 +10,7 @@ request (benchmarks/callgrind_h3.py): qh3 2.1.0's server does not complete
 a handshake with Chromium 156 (a bare qh3 server neither), stalls on each
 handshake with an aioquic client (its first flight fails with "packet
 builder capacity exhausted" until its retransmission timer, about 0.3 s),
-loses a connection at a client's third address change, and has no way to
+loses a connection at a client's fourth address change, and has no way to
 set the stream credit or the later connection IDs (see below).
 
 Both stacks have aioquic's public API (qh3 is a fork with its packet

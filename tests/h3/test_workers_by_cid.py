@@ -158,7 +158,7 @@ def _ready_pids(squall: Squall, count: int) -> list[int]:
 @only_on(
     "aioquic",
     "qh3's core issues the later connection IDs itself (unrouted), and qh3 2.1 loses"
-    " a connection at its client's third address change (one process, too)",
+    " a connection at its client's fourth address change (one process, too)",
 )
 def test_migrating_client_keeps_its_connection_and_worker() -> None:
     with _squall(4) as squall:

@@ -299,8 +299,14 @@ def send_backlog(quic: QuicConnection, stream_id: int) -> int:
     """
     if _QH3:
         return quic.get_send_buffer_size(stream_id)  # type: ignore[attr-defined,no-any-return]
-    stream = quic._streams.get(stream_id)
+    stream = _aioquic_streams(quic).get(stream_id)
     return len(stream.sender._buffer) if stream is not None else 0
+
+
+def _aioquic_streams(quic: QuicConnection) -> dict[int, Any]:
+    # aioquic's table of the connection's QUIC streams (no public one).
+    streams: dict[int, Any] = quic._streams
+    return streams
 
 
 def ends_unacknowledged(quic: QuicConnection) -> bool:
@@ -318,7 +324,7 @@ def ends_unacknowledged(quic: QuicConnection) -> bool:
         qh3_quic: Any = quic
         core = qh3_quic._core
         return bool(core is not None and core.bytes_in_flight)
-    for sid, qstream in quic._streams.items():
+    for sid, qstream in _aioquic_streams(quic).items():
         sender = qstream.sender
         if sid % 4 == 0 and not sender.is_finished:
             if sender._buffer_fin is not None or sender._reset_error_code is not None:

@@ -10,9 +10,6 @@ try:
 except ImportError:  # neither stack: the HTTP/3 tests skip themselves
     STACK = ""
 
-# Why a test with tight timeouts cannot run on qh3 (see squall._quicstack).
-QH3_STALL = "qh3 2.1 stalls about 0.3 s in each handshake with an aioquic client"
-
 
 def only_on(stack: str, reason: str) -> pytest.MarkDecorator:
     """Run the test on ``stack`` only; ``reason`` says what the other lacks."""

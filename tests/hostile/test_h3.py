@@ -30,7 +30,7 @@ from squall.testing import AsyncHTTPSTestCase, ExpectLog  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from tests._wait import until  # noqa: E402
 from tests.h3._client import Response, client_configuration, h3_client  # noqa: E402
-from tests.h3._stack import QH3_STALL, only_on  # noqa: E402
+from tests.h3._stack import only_on  # noqa: E402
 
 from ._serve import LOOPS, run, serving  # noqa: E402
 
@@ -131,7 +131,6 @@ def test_client_that_stops_reading_is_reset(loop: str) -> None:
     run(main, loop, limit=15)
 
 
-@only_on("aioquic", QH3_STALL)
 @pytest.mark.parametrize("loop", LOOPS)
 def test_handshakes_that_never_complete_are_dropped(loop: str) -> None:
     async def main() -> None:
@@ -206,7 +205,6 @@ def test_a_terminated_connections_state_is_freed_without_the_collector(
             gc.enable()
 
 
-@only_on("aioquic", QH3_STALL)
 @pytest.mark.parametrize("loop", LOOPS)
 def test_connection_kept_alive_by_pings_alone_is_closed(loop: str) -> None:
     async def main() -> None:

@@ -28,7 +28,6 @@ from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from tests._clock import LoopClock  # noqa: E402
 from tests.h2._client import RawH2  # noqa: E402
-from tests.h3._stack import QH3_STALL, only_on  # noqa: E402
 
 from ._serve import LOOPS, run, serving  # noqa: E402
 
@@ -134,7 +133,6 @@ def h3_options(**extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-@only_on("aioquic", QH3_STALL)
 def test_h3_uploads_reset_by_the_body_timeout_give_their_slots_back(loop: str) -> None:
     pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
     from tests.h3._client import h3_client

@@ -1,5 +1,6 @@
-"""aioquic's HTTP/3 layer with our QPACK settings and our limits, each
-checked before the work it bounds (server and client use it alike).
+"""The QUIC stack's HTTP/3 layer (aioquic's or qh3's, `squall._quicstack`)
+with our QPACK settings and our limits, each checked before the work it
+bounds (server and client use it alike).
 
 - QPACK (RFC 9204 §5): a dynamic table of `QPACK_TABLE_CAPACITY` bytes and
   `QPACK_BLOCKED_STREAMS` blocked streams (none: a peer's encoder may use
@@ -11,7 +12,11 @@ checked before the work it bounds (server and client use it alike).
   decoded size counts), and its payload is skipped as it arrives, not
   gathered (RFC 9114 §4.2.2, §10.5). A SETTINGS or MAX_PUSH_ID frame
   longer than `CONTROL_FRAME_MAX`, or a PUSH_PROMISE over the limit, is a
-  connection error (H3_EXCESSIVE_LOAD).
+  connection error (H3_EXCESSIVE_LOAD). On qh3, which reads a HEADERS
+  frame whole before handing it over, a frame up to ``decode_budget``
+  bytes is read and then refused (431), a longer one closes the
+  connection (H3_EXCESSIVE_LOAD) as its length is read; a control frame
+  is checked by its length as soon as that is read.
 - A section whose decoded size could pass ``decode_budget`` (four times
   the limit), or with more field lines than allowed, is refused before
   the decoder sees it: ls-qpack decodes a section in one call that cannot

@@ -65,8 +65,10 @@ define summarized
 endef
 
 # The pure sources: the editable install in .venv, with branch coverage.
+# HTTP/3 runs on aioquic here and on qh3 in the compiled suite (test-compiled):
+# both QUIC stacks (squall/_quicstack.py) tested, no suite run twice.
 pytest: $(STAMP) system-deps
-	$(call summarized,pure,$(PY) -m coverage run -m pytest -W error -rfEs $(PYTEST_FLAGS))
+	$(call summarized,pure,SQUALL_QUIC=aioquic $(PY) -m coverage run -m pytest -W error -rfEs $(PYTEST_FLAGS))
 	$(PY) -m coverage report --fail-under=$(COVERAGE_FAIL_UNDER) | tee $(TEST_OUT)/coverage.log
 	@sed -i -E "s/ \(exit 0\)$$/, coverage $$(awk '$$1 == "TOTAL" {print $$NF}' $(TEST_OUT)/coverage.log) (exit 0)/" $(TEST_OUT)/pure.summary
 	@cat $(TEST_OUT)/pure.summary
@@ -164,7 +166,7 @@ test-compiled: $(COMPILED_VENV)/.compiled system-deps
 	@modules=$$(sed -nE 's/^squall runs ([0-9]+) compiled modules:$$/\1 modules compiled/p' $(TEST_OUT)/speedups.log); \
 	  echo ", $${modules:-NOT COMPILED}" > $(TEST_OUT)/compiled.note
 	rm -rf $(COMPILED_VENV)/tree && mkdir -p $(COMPILED_VENV)/tree && cp -a $(TREE_FOR_TESTS) $(COMPILED_VENV)/tree/
-	$(call summarized,compiled,$(call pytest_installed,$(COMPILED_VENV),SQUALL_EXPECT_COMPILED=1))
+	$(call summarized,compiled,$(call pytest_installed,$(COMPILED_VENV),SQUALL_EXPECT_COMPILED=1 SQUALL_QUIC=qh3))
 	@cat $(TEST_OUT)/compiled.summary
 
 # The release files, checked: `python -m build` makes the sdist and then the
@@ -405,7 +407,7 @@ HC_VENV ?= .venv-hypercorn
 bench-h3: $(BENCH_SPEEDUPS)
 	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
 	test -x $(HC_VENV)/bin/python || ($(PYTHON) -m venv $(HC_VENV) && $(HC_VENV)/bin/pip install -q 'hypercorn[h3]' uvloop)
-	$(BENCH_VENV)/bin/pip install -q 'aioquic>=1.2'
+	$(BENCH_VENV)/bin/pip install -q 'aioquic>=1.2' 'qh3>=2.1'
 	$(BENCH_VENV)/bin/python benchmarks/h3_bench.py --hypercorn-python $(HC_VENV)/bin/python $(BENCH_ARGS)
 
 .PHONY: bench-h3

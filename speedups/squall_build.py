@@ -163,9 +163,11 @@ COMPILED_MODULES = (
     "squall.httpserver._muxstream",
     "squall.httpserver._h2stream",
 )
-# Interpreted modules that import an optional extra (aioquic, squall[http3]):
-# type-checked by the build with their errors ignored (see _compile).
+# Interpreted modules that import an optional extra (aioquic or qh3,
+# squall[http3]): type-checked by the build with their errors ignored (see
+# _compile).
 OPTIONAL_EXTRA_MODULES = (
+    "squall._quicstack",
     "squall.httpserver._h3conn",
     "squall.httpserver._h3protocol",
     "squall.httpserver._h3setup",

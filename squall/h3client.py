@@ -10,7 +10,7 @@ send it, and that origin is not tried over QUIC for a while.
 ``http3_prior_knowledge=True`` sends every ``https`` request over HTTP/3
 at once, with no fallback. Redirects, default fields, credential
 stripping and decompression are the client policy's, as for the other
-clients (``squall/simple_httpclient/_policy.py``). It needs aioquic
+clients (``squall/simple_httpclient/_policy.py``). It needs a QUIC stack, aioquic or qh3
 (``pip install squall[http3]``)::
 
     AsyncHTTPClient.configure("squall.h3client.H3AsyncHTTPClient")

@@ -30,7 +30,7 @@ __all__ = ["WebTransportHandler", "WebTransportStream"]
 try:
     from squall.httpserver._h3webtransport import WTSession
     from squall.httpserver._h3webtransport import WTStream as WebTransportStream
-except ImportError:  # no aioquic: the handler answers 400 (nothing to serve it over)
+except ImportError:  # no QUIC stack: the handler answers 400 (nothing to serve it over)
     WTSession = None  # type: ignore[assignment,misc]
     WebTransportStream = Any  # type: ignore[assignment,misc]
 

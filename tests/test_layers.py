@@ -57,7 +57,7 @@ for level, names in enumerate(
             "platform",
             "_request_task",
         ],
-        ["iostream", "netutil", "tcpserver", "tcpclient", "process"],
+        ["iostream", "netutil", "tcpserver", "tcpclient", "process", "_quicstack"],
         [
             "httputil",
             "http1connection",

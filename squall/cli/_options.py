@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also serve HTTP/3 over QUIC on UDP at each TLS port, advertised by Alt-Svc; "
-        "needs --certfile/--keyfile and squall[http3] (aioquic) [SQUALL_HTTP3]",
+        "needs --certfile/--keyfile and squall[http3] (aioquic, or qh3) [SQUALL_HTTP3]",
     )
     add(
         "--http3-retry-threshold",

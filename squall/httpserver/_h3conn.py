@@ -1,5 +1,6 @@
-"""aioquic's HTTP/3 layer with our QPACK settings and our limits, each
-checked before the work it bounds (server and client use it alike).
+"""The QUIC stack's HTTP/3 layer (aioquic's or qh3's, `squall._quicstack`)
+with our QPACK settings and our limits, each checked before the work it
+bounds (server and client use it alike).
 
 - QPACK (RFC 9204 §5): a dynamic table of `QPACK_TABLE_CAPACITY` bytes and
   `QPACK_BLOCKED_STREAMS` blocked streams (none: a peer's encoder may use
@@ -11,7 +12,11 @@ checked before the work it bounds (server and client use it alike).
   decoded size counts), and its payload is skipped as it arrives, not
   gathered (RFC 9114 §4.2.2, §10.5). A SETTINGS or MAX_PUSH_ID frame
   longer than `CONTROL_FRAME_MAX`, or a PUSH_PROMISE over the limit, is a
-  connection error (H3_EXCESSIVE_LOAD).
+  connection error (H3_EXCESSIVE_LOAD). On qh3, which reads a HEADERS
+  frame whole before handing it over, a frame up to ``decode_budget``
+  bytes is read and then refused (431), a longer one closes the
+  connection (H3_EXCESSIVE_LOAD) as its length is read; a control frame
+  is checked by its length as soon as that is read.
 - A section whose decoded size could pass ``decode_budget`` (four times
   the limit), or with more field lines than allowed, is refused before
   the decoder sees it: ls-qpack decodes a section in one call that cannot
@@ -28,24 +33,30 @@ for the client's fetch) and stops the stream.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
-import pylsqpack
-from aioquic.h3.connection import ErrorCode as H3Error
-from aioquic.h3.connection import (
-    FrameType,
-    H3Connection,
-    H3Stream,
-    HeadersState,
-    ProtocolError,
-    Setting,
-)
-from aioquic.h3.events import DataReceived, H3Event, Headers, HeadersReceived
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import QuicEvent
+from typing import Any, Optional
 
 from squall._h1 import H1Limits
 from squall._qpack import ENTRY_OVERHEAD, section_cost
+from squall._quicstack import (
+    STACK,
+    Buffer,
+    BufferReadError,
+    DataReceived,
+    FrameType,
+    H3Connection,
+    H3Error,
+    H3Event,
+    H3Stream,
+    Headers,
+    HeadersReceived,
+    HeadersState,
+    ProtocolError,
+    QpackDecompressionFailed,
+    QuicConnection,
+    QuicEvent,
+    Setting,
+    qpack_decoder,
+)
 
 __all__ = [
     "CONTROL_FRAME_MAX",
@@ -88,6 +99,40 @@ class _Refused(Exception):
     pass
 
 
+_QH3 = STACK == "qh3"
+
+
+def _check_control_frame(head: bytes) -> None:
+    """A control frame whose type and length start ``head``: refused if
+    it is a SETTINGS or MAX_PUSH_ID longer than `CONTROL_FRAME_MAX`."""
+    buf = Buffer(data=head)
+    try:
+        frame_type = buf.pull_uint_var()
+        size = buf.pull_uint_var()
+    except BufferReadError:
+        return
+    if frame_type in (FrameType.SETTINGS, FrameType.MAX_PUSH_ID) and size > CONTROL_FRAME_MAX:
+        raise _ExcessiveLoad(f"control frame of {size} bytes")
+
+
+def _stream_cancellation(decoder: Any, stream_id: int) -> bytes:
+    """RFC 9204 section 4.4.2: the decoder's Stream Cancellation for
+    ``stream_id`` (ls-qpack makes it; qh3's decoder has no call for it:
+    01 and a 6-bit prefix integer)."""
+    if not _QH3:
+        cancellation: bytes = decoder.cancel_stream(stream_id)
+        return cancellation
+    if stream_id < 0x3F:
+        return bytes([0x40 | stream_id])
+    out = bytearray([0x40 | 0x3F])
+    rest = stream_id - 0x3F
+    while rest >= 0x80:
+        out.append(0x80 | (rest & 0x7F))
+        rest >>= 7
+    out.append(rest)
+    return bytes(out)
+
+
 class GuardedH3Connection(H3Connection):
     """`H3Connection` with a field section limit enforced before decoding.
 
@@ -114,7 +159,12 @@ class GuardedH3Connection(H3Connection):
         # are sent and before the decoder has read anything.
         self._max_table_capacity = QPACK_TABLE_CAPACITY
         self._blocked_streams = QPACK_BLOCKED_STREAMS
-        self._decoder = pylsqpack.Decoder(QPACK_TABLE_CAPACITY, QPACK_BLOCKED_STREAMS)
+        if _QH3:
+            # qh3 reads a HEADERS frame whole before decoding it, up to
+            # this many bytes (past it, a connection error: H3_EXCESSIVE_LOAD).
+            self._max_field_section_size = self.max_field_section
+            self._max_encoded_field_section_size = self.decode_budget
+        self._decoder = qpack_decoder(QPACK_TABLE_CAPACITY, QPACK_BLOCKED_STREAMS)
         super()._init_connection()
 
     def _get_local_settings(self) -> dict[int, int]:
@@ -154,6 +204,7 @@ class GuardedH3Connection(H3Connection):
             stream.frame_type = _SKIPPED
 
     def _check_control_frame_type(self, frame_type: int) -> None:
+        # aioquic: called once a control frame's type and length are read.
         super()._check_control_frame_type(frame_type)
         if frame_type in (FrameType.SETTINGS, FrameType.MAX_PUSH_ID):
             sid = self._peer_control_stream_id
@@ -161,16 +212,42 @@ class GuardedH3Connection(H3Connection):
             if size is not None and size > CONTROL_FRAME_MAX:
                 raise _ExcessiveLoad(f"control frame of {size} bytes")
 
-    def _decode_headers(self, stream_id: int, frame_data: Optional[bytes]) -> Headers:
+    def _receive_stream_data_uni(
+        self, stream: H3Stream, data: bytes, stream_ended: bool
+    ) -> list[H3Event]:
+        events = super()._receive_stream_data_uni(stream, data, stream_ended)
+        if _QH3 and stream.stream_id == self._peer_control_stream_id and stream.buffer:
+            # qh3 gathers a control frame whole, with no bound but flow
+            # control: the frame waiting now is checked by its length
+            # (what is gathered is at most that and one packet).
+            _check_control_frame(bytes(stream.buffer[:16]))
+        return events
+
+    def _decode_headers(self, stream_id: int, frame_data: Optional[bytes], **where: Any) -> Headers:
+        # (qh3 passes the frame's place in a larger buffer as offset= and
+        # length=; aioquic passes the frame's payload alone.)
+        bound = 0
         if frame_data is not None:
-            bound, fields, _ = section_cost(
-                frame_data, self._max_table_capacity, self.decode_budget
-            )
+            section = frame_data
+            if where:
+                start = where.get("offset") or 0
+                length = where.get("length")
+                end = len(frame_data) if length is None else start + length
+                section = frame_data[start:end]
+            bound, fields, _ = section_cost(section, self._max_table_capacity, self.decode_budget)
             if bound > self.decode_budget:
                 raise _Refused(f"header section could decode to more than {bound} bytes")
             if fields > self.max_fields:
                 raise _Refused(f"{fields} header fields (limit {self.max_fields})")
-        headers = super()._decode_headers(stream_id, frame_data)
+        try:
+            headers = super()._decode_headers(stream_id, frame_data, **where)
+        except QpackDecompressionFailed:
+            if frame_data is None or bound <= self.max_field_section:
+                raise
+            # qh3's decoder fails a section over its own size limit as it
+            # fails a malformed one: this one may be over ours, so it is
+            # the request's error (431), not the connection's.
+            raise _Refused(f"header section over {self.max_field_section} bytes") from None
         size = 0
         for name, value in headers:
             size += len(name) + len(value) + ENTRY_OVERHEAD
@@ -197,10 +274,11 @@ class GuardedH3Connection(H3Connection):
         frame_data: Optional[bytes],
         stream: H3Stream,
         stream_ended: bool,
+        **where: Any,
     ) -> list[H3Event]:
         try:
             return super()._handle_request_or_push_frame(
-                frame_type, frame_data, stream, stream_ended
+                frame_type, frame_data, stream, stream_ended, **where
             )
         except _Refused as exc:
             if frame_type != FrameType.HEADERS:
@@ -221,4 +299,4 @@ class GuardedH3Connection(H3Connection):
         # section referenced.
         decoder_stream = self._local_decoder_stream_id
         if decoder_stream is not None:
-            self._quic.send_stream_data(decoder_stream, self._decoder.cancel_stream(sid))
+            self._quic.send_stream_data(decoder_stream, _stream_cancellation(self._decoder, sid))

@@ -36,25 +36,36 @@ import socket
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
-from aioquic._buffer import Buffer
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.asyncio.server import QuicServer
-from aioquic.buffer import encode_uint_var
-from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection, encode_frame
-from aioquic.h3.connection import ErrorCode as H3Error
-from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import (
+from squall._quicstack import (
+    H3_ALPN,
     ConnectionTerminated,
+    DataReceived,
+    FrameType,
+    H3Connection,
+    H3Error,
+    H3Event,
     HandshakeCompleted,
+    Header,
+    HeadersReceived,
     ProtocolNegotiated,
+    QuicConfiguration,
+    QuicConnection,
+    QuicConnectionProtocol,
     QuicEvent,
+    QuicRetryTokenHandler,
+    QuicServer,
     StopSendingReceived,
     StreamReset,
+    TransmitError,
+    amplification_room,
+    encode_frame,
+    encode_uint_var,
+    ends_unacknowledged,
+    pull_header,
+    retry_packet,
+    send_backlog,
+    set_stream_credit,
 )
-from aioquic.quic.packet import QuicPacketType, encode_quic_retry, pull_quic_header
-from aioquic.quic.retry import QuicRetryTokenHandler
-
 from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._h3conn import HeadersRefused
@@ -73,8 +84,6 @@ from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
 if TYPE_CHECKING:
-    from aioquic.quic.connection import QuicConnection
-
     from squall.http1connection import HTTP1ConnectionParameters
     from squall.httpserver._h3stream import H3Driver
     from squall.httpserver._muxstream import MuxDriver
@@ -156,11 +165,8 @@ class _H3Endpoint(QuicServer):
 
     def datagram_received(self, data: Union[bytes, str], addr: Any) -> None:
         assert isinstance(data, bytes)
-        try:
-            header = pull_quic_header(
-                Buffer(data=data), host_cid_length=self._configuration.connection_id_length
-            )
-        except ValueError:
+        header = pull_header(data, self._configuration.connection_id_length)
+        if header is None:
             return
         protocol = self._protocols.get(header.destination_cid)
         if protocol is not None:
@@ -169,7 +175,7 @@ class _H3Endpoint(QuicServer):
         if not self.accepting:
             # Stopped: only the connections already open are served.
             return
-        if header.packet_type == QuicPacketType.INITIAL and len(data) >= _MIN_INITIAL:
+        if header.initial and len(data) >= _MIN_INITIAL:
             # A new connection: the only datagram that makes state.
             if len(self.half_open) >= self.max_half_open:
                 self.initials_dropped += 1
@@ -183,24 +189,12 @@ class _H3Endpoint(QuicServer):
             self._retry = self._tokens if header.token else None  # type: ignore[assignment]
         self._pass(None, data, addr)
 
-    def _send_retry(self, header: Any, addr: Any) -> None:
+    def _send_retry(self, header: Header, addr: Any) -> None:
         """RFC 9000 section 17.2.5: a Retry, and no state kept."""
         # Under squall run's routing the client's next Initial, sent to
         # this ID, must come back to this worker (whose key checks it).
         cid = issue_cid(self._slot) if self._slot is not None else os.urandom(8)
-        token = self._tokens.create_token(
-            address=addr,
-            original_destination_connection_id=header.destination_cid,
-            retry_source_connection_id=cid,
-            now=self._loop.time(),
-        )
-        packet = encode_quic_retry(
-            version=header.version,
-            source_cid=cid,
-            destination_cid=header.source_cid,
-            original_destination_cid=header.destination_cid,
-            retry_token=token,
-        )
+        packet = retry_packet(self._tokens, header, addr, cid, self._loop.time())
         assert self._transport is not None
         self._transport.sendto(packet, addr)
         self.retries_sent += 1
@@ -260,11 +254,10 @@ class _H3Protocol(QuicConnectionProtocol):
         self._params = params
         self.max_streams: int = limits.get("max_concurrent_streams", _DEFAULT_MAX_STREAMS)
         self.max_header_size: int = params.max_header_size or 65536
-        # aioquic has no option for the initial MAX_STREAMS credit it gives
-        # (its transport parameter): set before the handshake, as both the
-        # limit and what was announced.
-        credit = quic._local_max_streams_bidi
-        credit.value = credit.sent = self.max_streams
+        # The initial MAX_STREAMS credit (a transport parameter), set before
+        # the handshake where the stack lets it be (see _quicstack); where
+        # not, streams over the limit are refused as they open.
+        self.stream_credit = set_stream_credit(quic, self.max_streams)
         self.h3: Optional[H3Connection] = None
         self._streams: dict[int, _H3Stream] = {}
         #: The streams served at once (their slots: see ``_muxstream``).
@@ -571,13 +564,11 @@ class _H3Protocol(QuicConnectionProtocol):
         # a CONNECTION_CLOSE against that: the datagrams of the close that
         # do not fit are not sent (the client's own timeout ends it then).
         quic = self._quic
-        paths = quic._network_paths
+        room = amplification_room(quic)
         transport = self._transport
-        if not paths or paths[0].is_validated or transport is None:
+        if room is None or transport is None:
             self._close_quic()
             return
-        path = paths[0]
-        room = 3 * path.bytes_received - path.bytes_sent
         quic.close(error_code=H3Error.H3_NO_ERROR)
         for data, addr in quic.datagrams_to_send(now=self._loop.time()):
             if len(data) <= room:
@@ -589,7 +580,13 @@ class _H3Protocol(QuicConnectionProtocol):
         self._on_lost()
 
     def transmit(self) -> None:
-        super().transmit()
+        try:
+            super().transmit()
+        except TransmitError as exc:
+            # The stack could not build this turn's datagrams (see
+            # _quicstack.TransmitError); the client's next datagram (its
+            # own retransmission at worst) brings another try.
+            gen_log.debug("HTTP/3: nothing sent to %s this turn: %s", self.context, exc)
         if self._close_pending and not self._unfinished():
             self._close_pending = False
             self._close_quic()
@@ -601,17 +598,7 @@ class _H3Protocol(QuicConnectionProtocol):
                     self._wake(sid)
 
     def _unacked(self, sid: int) -> int:
-        # aioquic keeps a stream's output until it is acknowledged; it has
-        # no public count of it.
-        stream = self._quic_streams().get(sid)
-        return len(stream.sender._buffer) if stream is not None else 0
-
-    def _quic_streams(self) -> dict[int, Any]:
-        # aioquic's table of the connection's QUIC streams: it has no
-        # public one (nor a count of a stream's unacknowledged output, nor
-        # whether its end is queued: _unacked, _unfinished).
-        streams: dict[int, Any] = self._quic._streams
-        return streams
+        return send_backlog(self._quic, sid)
 
     def _wake(self, sid: int, exc: Optional[BaseException] = None) -> None:
         for waiter in self._waiters.pop(sid, ()):
@@ -871,12 +858,7 @@ class _H3Protocol(QuicConnectionProtocol):
 
     def _unfinished(self) -> bool:
         """Whether a response stream's end (FIN or reset) is not yet acknowledged."""
-        for sid, qstream in self._quic_streams().items():
-            sender = qstream.sender
-            if sid % 4 == 0 and not sender.is_finished:
-                if sender._buffer_fin is not None or sender._reset_error_code is not None:
-                    return True
-        return False
+        return ends_unacknowledged(self._quic)
 
     def _close_when_acknowledged(self) -> None:
         # A CONNECTION_CLOSE sent with response bytes in flight would lose

@@ -5,7 +5,7 @@ The exchange contract keeps the response's phase and Content-Length; the
 field rules are HTTP/2's (RFC 9114 section 4.2 keeps them: lowercase
 names, no connection-specific fields), shared through `squall._h2`'s
 `response_fields`. The stream hands its frames to the protocol, which owns
-aioquic's QUIC and HTTP/3 (QPACK) state and the UDP transport.
+the QUIC stack's QUIC and HTTP/3 (QPACK) state and the UDP transport.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ __all__: list[str] = []
 import asyncio
 from typing import TYPE_CHECKING, Optional, Protocol, cast
 
-from aioquic.h3.connection import ErrorCode as H3Error
-
 from squall._h2 import response_fields
+from squall._quicstack import H3Error
 from squall.httpserver._flow import fields_of
 from squall.httpserver._h3webtransport import WTSeat
 from squall.httpserver._muxstream import _MuxStream
@@ -44,7 +43,7 @@ def _fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
 class H3Driver(Protocol):
     """What an `_H3Stream`'s own hooks ask of its driver (`_H3Protocol`,
     which ``_h3protocol`` checks has it and `MuxDriver`): its frames go to
-    aioquic's H3 layer through these. (Not a subclass of `MuxDriver`: a
+    the stack's H3 layer through these. (Not a subclass of `MuxDriver`: a
     class of this interpreted module may not subclass one of the compiled
     ``_muxstream``'s, see speedups/squall_build.py.)"""
 

@@ -22,17 +22,22 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
-from aioquic._buffer import Buffer, BufferReadError
-from aioquic.buffer import encode_uint_var
-from aioquic.h3.events import DatagramReceived, H3Event, WebTransportStreamDataReceived
-
+from squall._quicstack import (
+    Buffer,
+    BufferReadError,
+    DatagramReceived,
+    H3Connection,
+    H3Event,
+    QuicConnection,
+    WebTransportStreamDataReceived,
+    datagram_stream_id,
+    encode_uint_var,
+    send_h3_datagram,
+)
 from squall.httpserver._h3conn import GuardedH3Connection
 from squall.log import app_log
 
 if TYPE_CHECKING:
-    from aioquic.h3.connection import H3Connection
-    from aioquic.quic.connection import QuicConnection
-
     from squall.httpserver._tunnel import _Tunnel
 
 __all__ = [
@@ -152,7 +157,7 @@ def route_event(proto: WTCarrier, event: H3Event) -> bool:
         session.stream_data_received(event.stream_id, event.data, event.stream_ended)
         return True
     if isinstance(event, DatagramReceived):
-        session = sessions(proto).get(event.stream_id)
+        session = sessions(proto).get(datagram_stream_id(event))
         if session is not None:
             session.datagram_received(event.data)
         return True
@@ -363,7 +368,7 @@ class WTSession:
             )
         h3 = self._proto.h3
         assert h3 is not None
-        h3.send_datagram(self.session_id, data)
+        send_h3_datagram(h3, self.session_id, data)
         self._proto.flush_soon()
 
     def create_stream(self, unidirectional: bool = False) -> WTStream:

@@ -89,8 +89,17 @@ def adopt(quic: Any, slot: int) -> None:
     Called before its first datagram is handled: the initial ID is not yet
     in any packet or transport parameter. aioquic has no hook for the IDs
     it issues, so the method that makes the later ones is replaced on the
-    instance.
+    instance. qh3's core makes the later IDs itself, with no way in: only
+    the initial one is set there (`_quicstack.STACK`), so a client that
+    moves to one of the later IDs (as on migration) is routed by the
+    ID's bytes like a new one (see tests/h3/test_workers_by_cid.py).
     """
+    from squall._quicstack import STACK
+
+    if STACK == "qh3":
+        # Read when the first datagram creates the connection's core.
+        quic.host_cid = issue_cid(slot)
+        return
     first = quic._host_cids[0]
     first.cid = issue_cid(slot)
     quic.host_cid = first.cid

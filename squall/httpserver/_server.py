@@ -176,9 +176,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         http2_limits: a `squall._h2.H2Limits` (concurrency, flood rates,
             timeouts); its defaults otherwise.
         http3: also serve HTTP/3 over QUIC (``pip install squall[http3]``,
-            which brings aioquic), on UDP at the port number of each TLS
+            which brings qh3), on UDP at the port number of each TLS
             listening address, advertised on TCP responses by ``Alt-Svc``.
-            Needs ``ssl_options``; aioquic reads the certificate from files,
+            Needs ``ssl_options``; the QUIC stack reads the certificate from files,
             so ``ssl_options`` is then a dict with ``certfile`` and
             ``keyfile``, or ``http3`` is such a dict itself (with
             ``password`` for an encrypted key). ``http2_limits``'
@@ -256,7 +256,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self._ssl_current: Optional[ssl.SSLContext] = None
         # Called with reload_ssl's options (the HTTP/3 endpoint reloads its own).
         self._ssl_reload_hooks: list[Callable[[Any], None]] = []
-        # HTTP/3 (None: off): aioquic's configuration, the endpoints, and
+        # HTTP/3 (None: off): the QUIC stack's configuration, the endpoints, and
         # the Alt-Svc value TCP responses carry.
         self._h3_config: Any = None
         self._h3_options: Optional[dict[str, Any]] = None
@@ -300,7 +300,7 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             from squall.httpserver._h3setup import quic_configuration
         except ImportError as exc:
             raise ImportError(
-                f"HTTP/3 needs aioquic: pip install 'squall[http3]' ({exc})"
+                f"HTTP/3 needs a QUIC stack: pip install 'squall[http3]' ({exc})"
             ) from None
         if self._ssl_context is None:
             raise ValueError("http3 needs ssl_options: HTTP/3 runs over QUIC, which is TLS")

@@ -18,14 +18,19 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, Optional, cast
 
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN
-from aioquic.h3.connection import ErrorCode as H3Error
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent, StreamReset
-
+from squall._quicstack import (
+    H3_ALPN,
+    ConnectionTerminated,
+    DataReceived,
+    H3Error,
+    HandshakeCompleted,
+    HeadersReceived,
+    QuicConfiguration,
+    QuicConnection,
+    QuicConnectionProtocol,
+    QuicEvent,
+    StreamReset,
+)
 from squall._ws._deflate import split_outside_quotes
 from squall.httpclient import HTTPRequest, HTTPResponse
 from squall.httpserver._h3conn import GuardedH3Connection, HeadersRefused
@@ -281,7 +286,9 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
             return
         self.closed = True
         self.client.forget_connection(self)
-        QuicConnectionProtocol.close(self, error_code, reason_phrase)
+        # (qh3's QuicConnectionProtocol.close takes no code: the connection's does.)
+        self._quic.close(error_code=error_code, reason_phrase=reason_phrase)
+        self.transmit()
         if self._transport is not None:
             self._transport.close()
 
@@ -452,7 +459,7 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             self._over_tcp(fetch.request, fetch.callback)
 
     def _quic_configuration(self, request: HTTPRequest, host: str) -> QuicConfiguration:
-        """The request's TLS settings, as aioquic takes them."""
+        """The request's TLS settings, as the QUIC stack takes them."""
         config = QuicConfiguration(
             is_client=True,
             alpn_protocols=list(H3_ALPN),
@@ -483,9 +490,12 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             else:
                 # The system's trust store, as the TCP clients use it.
                 paths = ssl.get_default_verify_paths()
+                # The directory only without the bundle file (it holds
+                # the same certificates; qh3 2.1 fails on a subdirectory
+                # in it, as Debian's /etc/ssl/certs/java).
                 if paths.cafile and os.path.exists(paths.cafile):
                     config.cafile = paths.cafile
-                if paths.capath and os.path.isdir(paths.capath):
+                elif paths.capath and os.path.isdir(paths.capath):
                     config.capath = paths.capath
         if certfile:
             config.load_cert_chain(certfile, keyfile)

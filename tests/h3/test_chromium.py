@@ -21,6 +21,7 @@ from squall.testing import gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from tests._paths import CERTS  # noqa: E402
 
+from ._stack import only_on  # noqa: E402
 from .test_server import H3TestCase  # noqa: E402
 
 CHROMIUM = (
@@ -53,6 +54,7 @@ class ChromiumH3Test(H3TestCase):
     def get_app(self) -> Application:
         return Application([("/", Page)], versions=[])
 
+    @only_on("aioquic", "qh3 2.1's server does not complete Chromium 156's handshake")
     @gen_test(timeout=30)
     async def test_page_over_http3(self) -> None:
         await self.started()

@@ -40,16 +40,18 @@ def test_flood_limits_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    # As if aioquic were not installed (its submodules too, if loaded).
-    for name in [m for m in sys.modules if m == "aioquic" or m.startswith("aioquic.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "aioquic", None)
+    # As if no QUIC stack were installed (their submodules too, if loaded).
+    for stack in ("aioquic", "qh3"):
+        for name in [m for m in sys.modules if m == stack or m.startswith(f"{stack}.")]:
+            monkeypatch.setitem(sys.modules, name, None)
+        monkeypatch.setitem(sys.modules, stack, None)
+    monkeypatch.delitem(sys.modules, "squall._quicstack", raising=False)
     monkeypatch.delitem(sys.modules, "squall.httpserver._h3protocol", raising=False)
     monkeypatch.delitem(sys.modules, "squall.httpserver._h3setup", raising=False)
     config = Config(target="t:app", certfile=CERT, keyfile=KEY, http3=True)
     served = serve_target(sample_apps.make_app(), "t:app", config.root_path)
     with pytest.raises(
-        UsageError, match=r"--http3: HTTP/3 needs aioquic: pip install 'squall\[http3\]'"
+        UsageError, match=r"--http3: HTTP/3 needs a QUIC stack: pip install 'squall\[http3\]'"
     ):
         build_server(config, served)
 

@@ -18,6 +18,7 @@ from squall.testing import ExpectLog, gen_test  # noqa: E402
 from squall.web import Application  # noqa: E402
 
 from ._client import h3_client  # noqa: E402
+from ._stack import only_on  # noqa: E402
 from .test_server import H3TestCase, make_app  # noqa: E402
 
 
@@ -81,6 +82,7 @@ class H3StreamLimitTest(H3TestCase):
             "http2_limits": H2Limits(max_concurrent_streams=1),
         }
 
+    @only_on("aioquic", "qh3's core announces a stream credit of 100 and cannot be told another")
     @gen_test
     async def test_streams_beyond_the_limit_wait(self) -> None:
         # max_concurrent_streams=1: QUIC's stream credit holds the second
@@ -97,6 +99,23 @@ class H3StreamLimitTest(H3TestCase):
             await client.until(lambda: client.responses[second].ended)
             assert client.responses[first].body == b"released"
             assert client.responses[second].body == b"hello 2"
+
+    @only_on("qh3", "on aioquic the stream credit holds the second request back")
+    @gen_test
+    async def test_streams_beyond_the_limit_are_refused(self) -> None:
+        # qh3 lets the client open the second stream (its credit is 100):
+        # the server refuses it unprocessed (RFC 9114 section 4.1.1).
+        await self.started()
+        release, held = Settings.hold(self)  # type: ignore[arg-type]
+        async with h3_client(self.get_http_port()) as client:
+            first = client.request("/hold")
+            await asyncio.wait_for(held, 5)
+            refused = await client.fetch("/?name=2")
+            assert refused.reset == 0x10B  # H3_REQUEST_REJECTED
+            assert refused.status == 0
+            release.set_result(None)
+            await client.until(lambda: client.responses[first].ended)
+            assert client.responses[first].body == b"released"
 
     @property
     def app(self) -> Application:

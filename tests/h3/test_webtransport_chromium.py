@@ -29,6 +29,7 @@ from squall.httputil import HTTPServerConnectionDelegate  # noqa: E402
 from squall.netutil import bind_sockets  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from squall.webtransport import WebTransportHandler, WebTransportStream  # noqa: E402
+from tests.h3._stack import only_on  # noqa: E402
 
 from ..demos._util import load  # noqa: E402
 
@@ -108,6 +109,7 @@ async def echo_in_chromium(delegate: HTTPServerConnectionDelegate, closing: asyn
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+@only_on("aioquic", "qh3 2.1's server does not complete Chromium 156's handshake")
 def test_chromium_datagram_and_stream_echo() -> None:
     async def main() -> tuple[Any, list[tuple[int, str]]]:
         closed: list[tuple[int, str]] = []

@@ -29,6 +29,7 @@ pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installe
 from aioquic.quic.connection import QuicConnection  # noqa: E402
 
 from ._client import H3Client, client_configuration  # noqa: E402
+from ._stack import only_on  # noqa: E402
 
 CERT, KEY = str(CERTS / "test.crt"), str(CERTS / "test.key")
 
@@ -154,6 +155,11 @@ def _ready_pids(squall: Squall, count: int) -> list[int]:
 
 
 @needs_cbpf
+@only_on(
+    "aioquic",
+    "qh3's core issues the later connection IDs itself (unrouted), and qh3 2.1 loses"
+    " a connection at its client's fourth address change (one process, too)",
+)
 def test_migrating_client_keeps_its_connection_and_worker() -> None:
     with _squall(4) as squall:
         port = _port(squall)

@@ -170,6 +170,9 @@ class GuardedH3Connection(H3Connection):
     def _get_local_settings(self) -> dict[int, int]:
         settings = super()._get_local_settings()
         settings[Setting.MAX_FIELD_SECTION_SIZE] = self.max_field_section
+        # Extended CONNECT (RFC 9220: WebSockets, WebTransport): aioquic
+        # offers it on its own, qh3 does not.
+        settings[Setting.ENABLE_CONNECT_PROTOCOL] = 1
         return settings
 
     def handle_event(self, event: QuicEvent) -> list[H3Event]:

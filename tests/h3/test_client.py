@@ -205,6 +205,11 @@ class StreamsTest(H3ServerCase):
         transport.sendto = counting
         return sent
 
+    @only_on(
+        "aioquic",
+        "qh3 2.1.0 refuses a stream past the peer's credit ('Bidirectional stream"
+        " limit 100 exceeded') where aioquic holds it until more is granted",
+    )
     @gen_test
     async def test_many_streams_on_one_connection_leave_together(self) -> None:
         await self.started()
@@ -386,6 +391,7 @@ class _Wire(asyncio.DatagramTransport):
         return {"peername": ("127.0.0.1", 4433)}.get(name, default)
 
 
+@only_on("aioquic", "the race is aioquic's wait_connected(), carried with aioquic's objects")
 def test_a_handshake_completed_before_anyone_waits_is_seen() -> None:
     """aioquic's own wait_connected() misses a handshake that completed
     before it was called (a first connection then waited out its connect

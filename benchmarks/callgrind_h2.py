@@ -29,7 +29,8 @@ server's CPU time. Stages (from
 a second run with probes; see _probe.py): ``h2 core`` is squall._h2
 (framing, HPACK, flow control, including what it calls in the ``h2``
 package), ``app`` the delegates (routing, RequestHandler), ``driver`` the
-rest of _h2protocol's data_received and flush (the stream, _h2stream, included).
+rest of _h2protocol's data_received and _h2session's flush (the stream, _h2stream,
+included).
 
 Usage:
   python benchmarks/callgrind_h2.py [--server app|asgi] [--stream h2load|varied]
@@ -290,6 +291,7 @@ def inner(cfg: dict[str, Any]) -> None:
         import squall.asgi._http
         import squall.asgi._scope
         import squall.httpserver._h2protocol
+        import squall.httpserver._h2session
         import squall.httpserver._h2stream
         import squall.web.application  # noqa: F401
 
@@ -297,6 +299,7 @@ def inner(cfg: dict[str, Any]) -> None:
             (
                 "squall._h2",
                 "squall.httpserver._h2protocol",
+                "squall.httpserver._h2session",
                 "squall.httpserver._h2stream",
                 "squall.httputil",
                 "squall.web",

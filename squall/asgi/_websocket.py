@@ -174,11 +174,17 @@ class _WebSocketCycle(_Peer):
         self, close_code: Optional[int] = None, close_reason: Optional[str] = None
     ) -> None:
         proto = self._proto
-        if proto is not None and proto._close_seen:
-            code = close_code if close_code is not None else 1005
-        else:
+        reason = close_reason or ""
+        if proto is None or not proto._close_seen:
             code = 1006  # RFC 6455 §7.1.5: closed without a close frame
-        self._disconnected(code, close_reason or "")
+        elif proto.failure is not None:
+            # The server failed the connection (§7.1.7): the app hears the
+            # code and reason of the close frame sent (1002, 1007, 1009), as
+            # uvicorn tells it, where the peer's close_code is None.
+            code, reason = proto.failure
+        else:
+            code = close_code if close_code is not None else 1005
+        self._disconnected(code, reason)
 
     def _disconnected(self, code: int, reason: str) -> None:
         if self._close_code is not None:

@@ -77,6 +77,7 @@ class _PingsAndClose:
         "pings_answered",
         "pong_future",
         "pending_pong",
+        "failure",
     )
 
     def __init__(self) -> None:
@@ -89,6 +90,9 @@ class _PingsAndClose:
         # the latest ping received meanwhile (see _answer_ping).
         self.pong_future: Optional[Future[None]] = None
         self.pending_pong: Optional[bytes] = None
+        # The code and reason of the close frame this end failed the
+        # connection with (see WebSocketProtocol13.failure).
+        self.failure: Optional[tuple[int, str]] = None
 
 
 class WebSocketProtocol:
@@ -276,6 +280,15 @@ class WebSocketProtocol13(WebSocketProtocol):
         if self.ping_interval:
             self._pings_and_close().last_ping = IOLoop.current().time()
             self._schedule_ping(self.ping_interval)
+
+    @property
+    def failure(self) -> Optional[tuple[int, str]]:
+        """The close code and reason this end failed the connection with
+        (RFC 6455 section 7.1.7: the peer broke the protocol, 1002, sent text
+        that is not UTF-8, 1007, or a message over ``max_message_size``,
+        1009), or None. ``close_code`` stays the peer's (None then)."""
+        state = self._timers
+        return None if state is None else state.failure
 
     def _pings_and_close(self) -> _PingsAndClose:
         state = self._timers
@@ -511,6 +524,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         self._sink = self._plain = None
         failed = cast(_ws.ProtocolFailed, event)
         gen_log.debug("Closing WebSocket: %s (close code %d)", failed.reason, failed.code)
+        self._pings_and_close().failure = (failed.code, failed.reason)
         self._send_close(failed.code, failed.reason)
         self._close_stream()
         return None

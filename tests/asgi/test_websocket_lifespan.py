@@ -181,6 +181,48 @@ def test_websocket_client_gone_is_1006_and_compression_is_negotiated() -> None:
     run(main())
 
 
+def _frame(opcode: int, payload: bytes) -> bytes:
+    """A client's frame, masked with the all-zero key (payload unchanged)."""
+    n = len(payload)
+    length = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return bytes([0x80 | opcode]) + length + bytes(4) + payload
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (_frame(0x2, bytes(4097)), 1009),  # over ws_max_message_size
+        (_frame(0x1, b"\xff"), 1007),  # text that is not UTF-8
+        (_frame(0x3, b""), 1002),  # a reserved opcode
+    ],
+    ids=["too-big", "bad-utf8", "reserved-opcode"],
+)
+def test_the_server_failing_the_websocket_tells_the_app_its_code(frame: bytes, code: int) -> None:
+    # The server closes, not the client: the app hears the code (and the
+    # reason) the server's close frame carried, not 1005.
+    got: asyncio.Future[Any]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        got.set_result(await receive())
+
+    async def main() -> None:
+        nonlocal got
+        got = asyncio.get_running_loop().create_future()
+        async with serving(app, ws_max_message_size=4096) as (port, _, _):
+            async with connect(f"ws://127.0.0.1:{port}/") as ws:
+                ws.transport.write(frame)
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), 5.0)
+            message = await asyncio.wait_for(got, 5.0)
+        sent = info.value.rcvd
+        assert sent is not None and sent.code == code
+        assert message == {"type": "websocket.disconnect", "code": code, "reason": sent.reason}
+
+    run(main())
+
+
 def test_lifespan_startup_state_and_shutdown() -> None:
     events: list[str] = []
 

@@ -328,8 +328,17 @@ class _Tests:
         opcode, payload = await c.message(sid)
         assert (opcode, struct.unpack("!H", payload[:2])) == (0x8, (1009,))
         await self.seen.until(lambda: self.seen.disconnects)
-        # (The connection failed: no close frame came back, as over HTTP/1.1.)
-        assert self.seen.disconnects == [1005]
+        # The server failed the connection: the app hears the code it sent.
+        assert self.seen.disconnects == [1009]
+
+    @gen_test
+    async def test_a_protocol_error_closes_with_1002_and_the_app_hears_it(self) -> None:
+        c, sid = await self.open_ws()
+        await c.send(sid, client_frame(0x3, b""))  # a reserved opcode
+        opcode, payload = await c.message(sid)
+        assert (opcode, struct.unpack("!H", payload[:2])) == (0x8, (1002,))
+        await self.seen.until(lambda: self.seen.disconnects)
+        assert self.seen.disconnects == [1002]
 
     @gen_test
     async def test_drain_closes_with_1001(self) -> None:

@@ -123,6 +123,7 @@ def test_chromium_datagram_and_stream_echo() -> None:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+@only_on("aioquic", "qh3 2.1's server does not complete Chromium 156's handshake")
 def test_chromium_with_the_asgi_demo() -> None:
     async def main() -> tuple[Any, list[tuple[int, str]]]:
         closed: list[tuple[int, str]] = []

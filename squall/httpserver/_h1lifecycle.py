@@ -161,15 +161,18 @@ class _H1Lifecycle(_H1Output):
     def _start_idle_timer(self) -> None:
         # A new connection owes its first head at once: both clocks run. Its
         # timer is armed on the next turn if no exchange has begun (_ArmQueue).
+        self._idle_since = self._head_since = self.loop.time()
+        self._arm_next_turn()
+
+    def _arm_next_turn(self) -> None:
         loop = self.loop
-        self._idle_since = self._head_since = now = loop.time()
         if loop.is_running():
             self._arming.add(self)
         else:
             # Driven by hand outside a running loop (as tests do): armed now,
             # and nothing queued on a loop that may be closed unrun (the queue
             # is the loop's, which its connections would then keep alive).
-            self._arm_idle_timer(self._idle_deadline(now))
+            self._arm_idle_timer(self._idle_deadline(loop.time()))
 
     def arm_if_idle(self) -> None:
         """The turn after the accept (`_ArmQueue`): the idle timer, unless an

@@ -121,23 +121,10 @@ class _StartRequest:
     # from the class, it is the function itself (signature, documentation,
     # Application.start_request(app, ...)). A subclass's own start_request,
     # and an application's instance attribute, take precedence as usual.
-    # One partial per application, made at the first read and kept in its
-    # __dict__ under a name of its own (a copy of the application, whose
-    # __dict__ holds the original's, makes one of its own): not a partial
-    # and its tuple per connection, which a connection kept until its end
-    # and a crowd of WebSocket handshakes gave the cycle collector to scan
-    # (issue 64).
     def __get__(self, obj: Optional[Application], objtype: Optional[type] = None) -> Any:
         if obj is None:
             return _start_request
-        own = obj.__dict__
-        starter = own.get(_STARTER)
-        if starter is None or starter.args[0] is not obj:
-            starter = own[_STARTER] = partial(new_delegate, obj)
-        return starter
-
-
-_STARTER = "_start_request_partial"
+        return partial(new_delegate, obj)
 
 
 class Application(ReversibleRouter):

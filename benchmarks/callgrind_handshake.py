@@ -14,6 +14,16 @@ Instructions per handshake = (count of a run of N+M handshakes - count of a
 run of M) / N, in one process after a warm-up. ``--profile`` lists the
 hottest Python functions of squall (self instructions per handshake).
 
+``--crowd M,K`` counts a handshake in a crowd (issue 64): M connections
+open first (not counted), then the runs' handshakes arriving K at a time
+(the K connections made, then the K requests fed, as a loop hands over a
+burst of accepts and then a burst of reads) and kept open, no close
+counted; each run starts from the same state (the M open, a full
+collection just made). What the crowd adds shows against ``--crowd 0,1``:
+mostly the cycle collector, which the objects of K handshakes in flight
+(made by one read, kept until the handler's Task has run) bring to
+collect more often and to promote to the older generations.
+
 Servers: ``squall-pure`` (SQUALL_NO_SPEEDUPS=1), ``squall`` (the compiled
 modules when squall-speedups is installed), ``aiohttp`` (where installed:
 the benchmark venv), each with its defaults (Squall compresses only when a
@@ -23,7 +33,7 @@ room, and on the close frame leaves it and closes: the cost of the harness
 itself (loop, fake transport, the request's formatting), to subtract.
 
 Usage: python benchmarks/callgrind_handshake.py [--server NAME ...] [-n N]
-       [--loop asyncio|uvloop] [--profile]
+       [--loop asyncio|uvloop] [--profile] [--crowd M,K]
 Needs valgrind.
 """
 
@@ -32,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
 import shutil
@@ -83,9 +94,10 @@ def requests() -> Iterator[bytes]:
 class Transport(asyncio.Transport):
     """Takes what the server writes; tells the driver when the 101 is complete."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, proto: Any) -> None:
         super().__init__()
         self.driver = driver
+        self.proto = proto
         self.head = b""
         self.closing = False
         self.extra = {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8888)}
@@ -141,22 +153,25 @@ class Driver:
         self.factory = factory
         self.room = room
         self.stream = requests()
-        self.proto: Any = None
+        self.held: list[Transport] = []
+        self.waiting = 0
         self.step: Optional[asyncio.Future[None]] = None
         self.done = 0
 
     def upgraded(self) -> None:
+        self.waiting -= 1
         assert self.step is not None
-        if not self.step.done():
+        if not self.waiting and not self.step.done():
             self.step.set_result(None)
 
     def lost(self, transport: Transport) -> None:
-        self.proto.connection_lost(None)
+        transport.proto.connection_lost(None)
 
     async def one(self) -> None:
         self.step = self.loop.create_future()
-        proto = self.proto = self.factory()
-        transport = Transport(self)
+        self.waiting = 1
+        proto = self.factory()
+        transport = Transport(self, proto)
         proto.connection_made(transport)
         proto.data_received(next(self.stream))
         await self.step
@@ -169,6 +184,62 @@ class Driver:
         while self.room:
             await asyncio.sleep(0)
         self.done += 1
+
+    async def burst(self, count: int) -> None:
+        """``count`` connections arriving together, kept open (in ``held``):
+        all are made, then all send their request, as a loop hands over a
+        burst of accepts and then a burst of reads; returns once every 101
+        is written and every ``open`` has run."""
+        self.step = self.loop.create_future()
+        self.waiting = count
+        goal = len(self.room) + count
+        arrived = []
+        for _ in range(count):
+            proto = self.factory()
+            transport = Transport(self, proto)
+            proto.connection_made(transport)
+            arrived.append(transport)
+        for transport in arrived:
+            transport.proto.data_received(next(self.stream))
+        await self.step
+        for _ in range(100):
+            if len(self.room) >= goal:
+                break
+            await asyncio.sleep(0)
+        else:
+            raise RuntimeError(f"{goal - len(self.room)} opens did not run")
+        self.held += arrived
+        self.done += count
+
+    def crowd(self, count: int, at_once: int) -> int:
+        """``count`` handshakes in bursts of ``at_once``, kept open."""
+
+        async def bursts() -> None:
+            for start in range(0, count, at_once):
+                await self.burst(min(at_once, count - start))
+
+        before = self.done
+        self.loop.run_until_complete(bursts())
+        return self.done - before
+
+    def release(self, keep: int) -> None:
+        """Closes the connections held past the first ``keep`` (as their peers
+        leave: a close frame each), and runs until their handlers are done."""
+
+        async def leave() -> None:
+            going, self.held = self.held[keep:], self.held[:keep]
+            goal = len(self.room) - len(going)
+            for transport in going:
+                transport.proto.data_received(CLOSE)
+                if not transport.closing:
+                    transport.close()
+            for _ in range(100):
+                if len(self.room) <= goal:
+                    return
+                await asyncio.sleep(0)
+            raise RuntimeError(f"{len(self.room) - goal} connections did not close")
+
+        self.loop.run_until_complete(leave())
 
     def run(self, count: int) -> int:
         async def many() -> None:
@@ -297,10 +368,21 @@ def inner(cfg: dict[str, Any]) -> None:
         probes = Probes(mod)
         probes.wrap_all(_PROFILED)
         labels = probes.labels
-    mod.reset()
     counts: list[int] = []
-    mod.measure_a(lambda: counts.append(driver.run(FIRST)))
-    mod.measure_b(lambda: counts.append(driver.run(FIRST + cfg["n"])))
+    if cfg["at_once"]:
+        # The crowd: M connections open (unmeasured), then FIRST and
+        # FIRST + N more arriving in bursts, each run from the same state:
+        # the M open and a full collection just made (the runs' own
+        # connections closed between them).
+        driver.crowd(cfg["open"], cfg["at_once"])
+        for measure, count in ((mod.measure_a, FIRST), (mod.measure_b, FIRST + cfg["n"])):
+            gc.collect()
+            measure(lambda c=count: counts.append(driver.crowd(c, cfg["at_once"])))
+            driver.release(cfg["open"])
+    else:
+        mod.reset()
+        mod.measure_a(lambda: counts.append(driver.run(FIRST)))
+        mod.measure_b(lambda: counts.append(driver.run(FIRST + cfg["n"])))
     result = {
         "counts": counts,
         "loop": type(loop).__name__,
@@ -323,6 +405,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server", action="append", choices=SERVERS)
     ap.add_argument("-n", type=int, default=1000, help="handshakes in the difference")
+    ap.add_argument(
+        "--crowd",
+        metavar="M,K",
+        help="in a crowd: M connections open, the handshakes arriving K at once and "
+        "kept open (no close counted); e.g. 5000,500",
+    )
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
     ap.add_argument("--profile", action="store_true", help="hottest squall functions")
     ap.add_argument("--top", type=int, default=40)
@@ -335,14 +423,31 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
+    if args.crowd and args.profile:
+        # (The probes would count the closes between the runs too.)
+        ap.error("--profile counts the handshake alone: not with --crowd")
     servers = args.server or (["squall-pure"] if args.profile else SERVERS)
     try:
         import aiohttp  # noqa: F401
     except ImportError:
         servers = [s for s in servers if s != "aiohttp"]
-    print(f"== instructions per WebSocket handshake (connect, 101, close), {args.loop} loop")
+    held, at_once = (int(x) for x in args.crowd.split(",")) if args.crowd else (0, 0)
+    if args.crowd:
+        print(
+            f"== instructions per WebSocket handshake in a crowd ({held} open, {at_once} "
+            f"arriving at once, kept open), {args.loop} loop"
+        )
+    else:
+        print(f"== instructions per WebSocket handshake (connect, 101, close), {args.loop} loop")
     for server in servers:
-        cfg = {"server": server, "n": args.n, "loop": args.loop, "profile": args.profile}
+        cfg = {
+            "server": server,
+            "n": args.n,
+            "loop": args.loop,
+            "profile": args.profile,
+            "open": held,
+            "at_once": at_once,
+        }
         res = run_one(cfg, f"{args.keep}.{server}" if args.keep else None)
         print(f"  {server:<12} {res['per_handshake']:>10,.0f}")
         if args.profile and "probe_self" in res:

@@ -101,7 +101,7 @@ class _H1Lifecycle(_H1Output):
         # protocol for its lifetime).
         self.output = []
         self._drain_waiters = None
-        self.done_future, self._timer_context, self._writes = _loop_shared(loop)
+        self.done_future, self._timer_context, self._writes, self._arming = _loop_shared(loop)
         self._stream = None
         self._idle_since = 0.0
         self._idle_timer = None
@@ -159,9 +159,26 @@ class _H1Lifecycle(_H1Output):
             transport.close()
 
     def _start_idle_timer(self) -> None:
-        # A new connection owes its first head at once: both clocks run.
-        self._idle_since = self._head_since = now = self.loop.time()
-        self._arm_idle_timer(self._idle_deadline(now))
+        # A new connection owes its first head at once: both clocks run. Its
+        # timer is armed on the next turn if no exchange has begun (_ArmQueue).
+        self._idle_since = self._head_since = self.loop.time()
+        self._arm_next_turn()
+
+    def _arm_next_turn(self) -> None:
+        loop = self.loop
+        if loop.is_running():
+            self._arming.add(self)
+        else:
+            # Driven by hand outside a running loop (as tests do): armed now,
+            # and nothing queued on a loop that may be closed unrun (the queue
+            # is the loop's, which its connections would then keep alive).
+            self._arm_idle_timer(self._idle_deadline(loop.time()))
+
+    def arm_if_idle(self) -> None:
+        """The turn after the accept (`_ArmQueue`): the idle timer, unless an
+        exchange has begun, one is armed already, or the connection is done."""
+        if self.state == _IDLE and self._idle_timer is None:
+            self._arm_idle_timer(self._idle_deadline(self.loop.time()))
 
     def _head_started(self) -> None:
         """The first bytes of a head arrived on an idle connection."""

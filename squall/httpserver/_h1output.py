@@ -38,6 +38,7 @@ from squall.httpserver._h1exchange import (
     _STALLED,
     _STOPPED,
     _WRITE_PAUSED,
+    _ArmQueue,
     _closed_future,
     _RequestConnection,
     _WriteQueue,
@@ -84,6 +85,7 @@ class _H1Output(asyncio.Protocol):
         "_leftover",
         "output",
         "_writes",
+        "_arming",
         "_drain_waiters",
         "done_future",
         "_timer_context",
@@ -119,6 +121,7 @@ class _H1Output(asyncio.Protocol):
     _leftover: Optional[bytes]
     output: Optional[list[bytes]]
     _writes: _WriteQueue
+    _arming: _ArmQueue
     _drain_waiters: Optional[list[asyncio.Future[None]]]
     done_future: asyncio.Future[None]
     _timer_context: contextvars.Context

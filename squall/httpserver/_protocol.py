@@ -374,8 +374,10 @@ class _HTTPProtocol(_H1Lifecycle):
         if self.state < _CLOSING:
             self.state = _IDLE
             if self._idle_timer is None:
-                # _check_idle found the exchange in progress and left it off.
-                self._arm_idle_timer(self._idle_deadline(self._idle_since))
+                # _check_idle found the exchange in progress and left it off,
+                # or none was armed yet: armed on the next turn if the
+                # connection is idle then (a 101's is detached by then).
+                self._arm_next_turn()
             if not self.in_feed:
                 if self.flow & _WRITE_PAUSED and self.h1.has_input():
                     # As in _process: a pipelined request waits.

@@ -26,7 +26,7 @@ from squall.httputil import (
 )
 from squall.iostream import StreamClosedError
 
-from ._fakes import make, respond, responses, run_soon, wait_closed
+from ._fakes import FakeTransport, make, respond, responses, run_soon, wait_closed
 
 
 @pytest.fixture
@@ -635,6 +635,53 @@ def test_a_long_exchange_holds_no_idle_timer_and_idles_out_after(
     timer = proto._idle_timer
     assert timer is not None and not timer.cancelled()
     assert wait_closed(t)
+
+
+def test_the_first_idle_timer_is_armed_a_turn_after_the_accept(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # (Issue 64: most connections send their first head at once, and the
+    # exchange it starts runs no idle timer; armed a turn later, the timer
+    # is made only for the connections still idle then.) Its deadline is
+    # counted from the accept, not from the turn.
+    async def accept() -> tuple[Any, FakeTransport, float]:
+        _, proto, t = make(loop, idle_connection_timeout=0.05, header_timeout=0.05)
+        return proto, t, loop.time()
+
+    proto, t, accepted = loop.run_until_complete(accept())
+    timer = proto._idle_timer
+    assert timer is not None and not timer.cancelled()
+    assert accepted - 0.001 <= timer.when() - 0.05 <= accepted + 0.001
+    assert wait_closed(t)
+
+
+def test_a_head_in_the_accepts_turn_arms_no_idle_timer(loop: asyncio.AbstractEventLoop) -> None:
+    pending: list[HTTPServerRequest] = []
+
+    async def accept() -> tuple[Any, Optional[asyncio.TimerHandle]]:
+        _, proto, _t = make(loop, pending.append, idle_connection_timeout=0.05)
+        armed = proto._idle_timer
+        proto.data_received(GET)
+        return proto, armed
+
+    proto, armed = loop.run_until_complete(accept())
+    run_soon(loop)
+    assert armed is None and pending and proto._idle_timer is None
+    respond(pending[0])  # the exchange's end arms it
+    assert proto._idle_timer is not None
+
+
+def test_a_connection_lost_before_its_first_turn_arms_no_timer(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    async def accept() -> Any:
+        _, proto, _t = make(loop, idle_connection_timeout=0.05)
+        proto.connection_lost(None)
+        return proto
+
+    proto = loop.run_until_complete(accept())
+    run_soon(loop)
+    assert proto._idle_timer is None
 
 
 def test_decompress_request(loop: asyncio.AbstractEventLoop) -> None:

@@ -382,7 +382,6 @@ def fields_of(headers: HTTPHeaders) -> dict[str, list[str]]:
     return headers._as_list
 
 
-
 def check_fields(pairs: list[tuple[str, str]]) -> None:
     """Checks ``(name, value)`` pairs as `HTTPHeaders.add` checks one (a
     token name, a field value), for the clients' response heads: then

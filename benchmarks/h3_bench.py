@@ -172,6 +172,9 @@ def main() -> int:
     contenders: list[tuple[str, list[str], Optional[str]]] = [
         ("squall h3", [sys.executable, "-c", SQUALL_SERVER], appdir),
     ]
+    # The servers run in appdir: a relative interpreter path (the Makefile's
+    # .venv-hypercorn/bin/python) would not be found there.
+    args.hypercorn_python = os.path.abspath(args.hypercorn_python)
     with open(os.path.join(appdir, "hc_app.py"), "w") as f:
         f.write(HYPERCORN_APP)
     probe = subprocess.run(

@@ -125,6 +125,13 @@ def _stderr_fd() -> Optional[int]:
         return None
 
 
+class _PeerCloseNotice(logging.Filter):
+    """Drops qh3's WARNING "Native peer close: ..." (one a client close)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Native peer close"))
+
+
 def setup_logging(level: str, log_config: Optional[str] = None) -> None:
     """Log at ``level`` to stderr, then apply ``log_config`` if given."""
     handler = logging.StreamHandler(sys.stderr)
@@ -138,6 +145,9 @@ def setup_logging(level: str, log_config: Optional[str] = None) -> None:
     quic = logging.getLogger("quic")
     if quic.level == logging.NOTSET and LEVELS[level] > logging.DEBUG:
         quic.setLevel(logging.WARNING)
+        # qh3 says each ordinary close by a client at WARNING: the same noise.
+        if not any(isinstance(f, _PeerCloseNotice) for f in quic.filters):
+            quic.addFilter(_PeerCloseNotice())
     access = logging.getLogger("squall.access")
     for old in access.handlers[:]:
         if isinstance(old, AccessHandler):

@@ -143,11 +143,13 @@ def setup_logging(level: str, log_config: Optional[str] = None) -> None:
     # on "quic": one line per client is noise at the server's INFO; its
     # warnings and errors still show. --log-level debug lets them through.
     quic = logging.getLogger("quic")
-    if quic.level == logging.NOTSET and LEVELS[level] > logging.DEBUG:
-        quic.setLevel(logging.WARNING)
+    for old_filter in [f for f in quic.filters if isinstance(f, _PeerCloseNotice)]:
+        quic.removeFilter(old_filter)
+    if LEVELS[level] > logging.DEBUG:
         # qh3 says each ordinary close by a client at WARNING: the same noise.
-        if not any(isinstance(f, _PeerCloseNotice) for f in quic.filters):
-            quic.addFilter(_PeerCloseNotice())
+        quic.addFilter(_PeerCloseNotice())
+        if quic.level == logging.NOTSET:
+            quic.setLevel(logging.WARNING)
     access = logging.getLogger("squall.access")
     for old in access.handlers[:]:
         if isinstance(old, AccessHandler):

@@ -14,15 +14,23 @@ from squall.cli._logging import setup_logging
 
 @pytest.fixture
 def quic_logger() -> Iterator[logging.Logger]:
+    # setup_logging changes the root logger, "quic" and "squall.access":
+    # each is put back as it was for the tests after these.
     root = logging.getLogger()
     quic = logging.getLogger("quic")
+    access = logging.getLogger("squall.access")
     saved = (root.handlers[:], root.level, quic.level, quic.filters[:])
+    saved_access = (access.handlers[:], access.propagate, access.level)
     try:
         yield quic
     finally:
-        root.handlers[:], root.level = saved[0], saved[1]
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
         quic.setLevel(saved[2])
         quic.filters[:] = saved[3]
+        access.handlers[:] = saved_access[0]
+        access.propagate = saved_access[1]
+        access.setLevel(saved_access[2])
 
 
 def _kept(quic: logging.Logger, level: int, msg: str, *args: object) -> bool:
@@ -40,6 +48,14 @@ def test_a_clients_close_is_not_a_warning_at_info(quic_logger: logging.Logger) -
     assert _kept(quic_logger, logging.WARNING, "Packet payload is too short")
     setup_logging("info")  # again: one filter, not two
     assert len(quic_logger.filters) == 1
+
+
+def test_debug_after_info_lets_the_close_through(quic_logger: logging.Logger) -> None:
+    quic_logger.setLevel(logging.NOTSET)
+    setup_logging("info")
+    quic_logger.setLevel(logging.NOTSET)
+    setup_logging("debug")
+    assert _kept(quic_logger, logging.WARNING, "Native peer close: %r", ("peer_closed",))
 
 
 def test_debug_lets_every_line_through(quic_logger: logging.Logger) -> None:

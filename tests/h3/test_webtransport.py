@@ -164,29 +164,7 @@ class WebTransportTest(H3TestCase):
         async with wt_client(self.get_http_port()) as client:
             session = await self._session(client)
             assert self._app.settings["opened"] == 1
-            client.h3.send_datagram(session, b"ping")
-            client.transmit()
-            await client.until(lambda: b"echo ping" in client.datagrams(session))
-            # A bidirectional stream: echoed on itself.
-            sid = client.open_stream(session)
-            client._quic.send_stream_data(sid, b"hello", end_stream=True)
-            client.transmit()
-            await client.until(lambda: client.wt_data(sid)[1])
-            assert client.wt_data(sid) == (b"echo hello", True)
-            # A unidirectional one: answered reversed on a server stream.
-            uni = client.open_stream(session, unidirectional=True)
-            client._quic.send_stream_data(uni, b"abc", end_stream=True)
-            client.transmit()
-            await client.until(
-                lambda: any(client.wt_data(s) == (b"cba", True) for s in client.wt_streams(session))
-            )
-            # The client closes the session: the handler hears code and reason.
-            body = (42).to_bytes(4, "big") + b"done"
-            client.send_body(
-                session,
-                encode_uint_var(CLOSE_SESSION) + encode_uint_var(len(body)) + body,
-                end=True,
-            )
+            await echo_then_close(client, session, [b"hello"])
             await asyncio.wait_for(self._app.settings["closed_event"].wait(), 5)
             assert self._app.settings["closed"] == [(42, "done")]
 
@@ -330,3 +308,29 @@ class ServedWebTransportTest(H3TestCase):
             client.h3.send_datagram(session, b"ping")
             client.transmit()
             await client.until(lambda: b"echo ping" in client.datagrams(session))
+
+
+async def echo_then_close(client: Any, session: int, pieces: list[bytes]) -> None:
+    """The echo server's round: a datagram ("echo ping"), a bidirectional
+    stream sent as ``pieces`` (echoed on itself), a unidirectional one
+    (answered reversed on a server stream), then the client closes the
+    session with 42 "done"."""
+    client.h3.send_datagram(session, b"ping")
+    client.transmit()
+    await client.until(lambda: b"echo ping" in client.datagrams(session))
+    sid = client.open_stream(session)
+    for i, piece in enumerate(pieces):
+        client._quic.send_stream_data(sid, piece, end_stream=i == len(pieces) - 1)
+        client.transmit()
+    await client.until(lambda: client.wt_data(sid)[1])
+    assert client.wt_data(sid) == (b"echo " + b"".join(pieces), True)
+    uni = client.open_stream(session, unidirectional=True)
+    client._quic.send_stream_data(uni, b"abc", end_stream=True)
+    client.transmit()
+    await client.until(
+        lambda: any(client.wt_data(s) == (b"cba", True) for s in client.wt_streams(session))
+    )
+    body = (42).to_bytes(4, "big") + b"done"
+    client.send_body(
+        session, encode_uint_var(CLOSE_SESSION) + encode_uint_var(len(body)) + body, end=True
+    )

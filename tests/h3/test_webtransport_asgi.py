@@ -15,7 +15,6 @@ import pytest
 
 pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
 
-from aioquic.buffer import encode_uint_var  # noqa: E402
 
 from squall.asgi import ASGIProtocolError, ASGIServerDelegate, ClientDisconnected  # noqa: E402
 from squall.cli._serving import ServingDelegate  # noqa: E402
@@ -27,7 +26,12 @@ from squall.httpserver._h3webtransport import (  # noqa: E402
 from squall.testing import ExpectLog, gen_test  # noqa: E402
 
 from .test_server import H3TestCase  # noqa: E402
-from .test_webtransport import _capsules, _WTProtocol, wt_client  # noqa: E402
+from .test_webtransport import (  # noqa: E402
+    _capsules,
+    _WTProtocol,
+    echo_then_close,
+    wt_client,
+)
 
 
 class Recorder:
@@ -214,31 +218,7 @@ class ASGIWebTransportTest(H3TestCase):
             assert (scope["http_version"], scope["scheme"]) == ("3", "https")
             assert "method" not in scope
             assert "webtransport" in scope["extensions"]
-            client.h3.send_datagram(session, b"ping")
-            client.transmit()
-            await client.until(lambda: b"echo ping" in client.datagrams(session))
-            # A bidirectional stream, in two pieces: echoed on itself.
-            sid = client.open_stream(session)
-            client._quic.send_stream_data(sid, b"hel")
-            client.transmit()
-            client._quic.send_stream_data(sid, b"lo", end_stream=True)
-            client.transmit()
-            await client.until(lambda: client.wt_data(sid)[1])
-            assert client.wt_data(sid) == (b"echo hello", True)
-            # A unidirectional one: answered reversed on a stream the app opened.
-            uni = client.open_stream(session, unidirectional=True)
-            client._quic.send_stream_data(uni, b"abc", end_stream=True)
-            client.transmit()
-            await client.until(
-                lambda: any(client.wt_data(s) == (b"cba", True) for s in client.wt_streams(session))
-            )
-            # The client closes with a code and reason: the app hears both.
-            body = (42).to_bytes(4, "big") + b"done"
-            client.send_body(
-                session,
-                encode_uint_var(CLOSE_SESSION) + encode_uint_var(len(body)) + body,
-                end=True,
-            )
+            await echo_then_close(client, session, [b"hel", b"lo"])
             await self.seen.until(lambda: self.seen.closed)
             assert self.seen.closed == [(42, "done")]
 

@@ -40,6 +40,7 @@ from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
+from squall.httpserver._h3webtransport import stream_timed_out
 from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.iostream import StreamClosedError
 from squall.log import gen_log
@@ -186,6 +187,14 @@ class _H3Session(QuicConnectionProtocol):
                 else:
                     waiter.set_exception(exc)
                     waiter.exception()
+
+    def abandon_writes(self, sid: int) -> None:
+        """Stream ``sid`` is gone (a WebTransport stream reset: by either
+        side, its session's end or the write timeout): the writes that wait
+        on it fail with `ConnectionResetError`."""
+        self._stalled.pop(sid, None)
+        if sid in self._waiters:
+            self._wake(sid, ConnectionResetError(f"WebTransport stream {sid} reset"))
 
     def stream_writable(self, sid: int) -> asyncio.Future[None]:
         """What a write on stream ``sid`` returns (a response's, a WebTransport
@@ -384,7 +393,7 @@ class _H3Session(QuicConnectionProtocol):
                 )
                 if stalled is not None:
                     self.reset_stream(stalled, H3Error.H3_REQUEST_CANCELLED)
-                else:
+                elif not (self._webtransport and stream_timed_out(self, sid)):
                     self._stalled.pop(sid, None)
         body_timeout = self._params.body_timeout
         for stream in list(self._streams.values()):

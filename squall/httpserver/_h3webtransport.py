@@ -92,6 +92,9 @@ class WTCarrier(Protocol):
     def stream_writable(self, sid: int) -> asyncio.Future[None]:
         """Done, or a wait while stream ``sid`` holds too much unacknowledged output."""
 
+    def abandon_writes(self, sid: int) -> None:
+        """Stream ``sid`` was reset: the writes waiting on it fail."""
+
     def webtransport_sessions(self) -> dict[int, Any]:
         """The connection's sessions by CONNECT stream (made on first use)."""
 
@@ -133,10 +136,6 @@ class WTSeat:
             max_stream_buffer,
         )
 
-    def stream_writable(self, sid: int) -> asyncio.Future[None]:
-        """Done, or a wait while stream ``sid`` holds too much unacknowledged output."""
-        return self.carrier.stream_writable(sid)
-
 
 def sessions(proto: WTCarrier) -> dict[int, WTSession]:
     """The connection's WebTransport sessions, by CONNECT stream ID."""
@@ -162,6 +161,13 @@ def route_event(proto: WTCarrier, event: H3Event) -> bool:
             session.datagram_received(event.data)
         return True
     return False
+
+
+def stream_timed_out(proto: WTCarrier, stream_id: int) -> bool:
+    """The client took none of ``stream_id``'s output for the server's write
+    timeout: if it is a WebTransport stream, it is reset (True), as a
+    response's stream is; the writes waiting on it fail."""
+    return any(session.write_timed_out(stream_id) for session in list(sessions(proto).values()))
 
 
 def stream_reset(proto: WTCarrier, stream_id: int) -> None:
@@ -236,8 +242,14 @@ class WTStream:
                 raise ValueError(f"WebTransport stream longer than {limit} bytes")
         return bytes(out)
 
-    def write(self, data: bytes, end: bool = False) -> None:
+    def write(self, data: bytes, end: bool = False) -> asyncio.Future[None]:
         """Send ``data`` (and FIN with ``end``).
+
+        Returns a Future to await for back-pressure: done at once, or once
+        the client has acknowledged enough of what the stream holds (256
+        KiB at most); it fails with `ConnectionResetError` if the stream is
+        reset meanwhile (by the client, the session's end, or the server's
+        ``write_timeout`` when the client takes nothing for that long).
 
         Raises:
             ConnectionResetError: the stream is gone or already ended.
@@ -250,10 +262,11 @@ class WTStream:
             self._ended = True
             self._forget_if_done()
         session.flush_soon()
+        return session.stream_writable(self.stream_id)
 
-    def end(self) -> None:
-        """FIN: nothing more will be written."""
-        self.write(b"", True)
+    def end(self) -> asyncio.Future[None]:
+        """FIN: nothing more will be written (the Future is `write`'s)."""
+        return self.write(b"", True)
 
     def reset(self, code: int = 0) -> None:
         """Abort both directions with an application error ``code``."""
@@ -306,6 +319,7 @@ class WTStream:
         self._inbox.clear()
         self._eof = self._ended = True
         self._session.forget_stream(self.stream_id)
+        self._session.abandon_writes(self.stream_id)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -328,6 +342,7 @@ class WTSession:
         "_capsules",
         "_reader",
         "_peer_max",
+        "_waiting",
     )
 
     def __init__(
@@ -352,6 +367,8 @@ class WTSession:
         self._tunnel = tunnel
         self._capsules = bytearray()
         self._peer_max: dict[int, int] = {}
+        # Streams with a write waiting for the client's acknowledgements.
+        self._waiting: set[int] = set()
         sessions(proto)[session_id] = self
         tunnel.adopt_websocket(self)  # type: ignore[arg-type]
         self._reader = asyncio.ensure_future(self._read_capsules())
@@ -427,6 +444,39 @@ class WTSession:
     def forget_stream(self, stream_id: int) -> None:
         """A stream is done (both ways, everything read) or reset."""
         self._streams.pop(stream_id, None)
+
+    def stream_writable(self, stream_id: int) -> asyncio.Future[None]:
+        """What a write on one of its streams returns (see `WTStream.write`)."""
+        ready = self._proto.stream_writable(stream_id)
+        if not ready.done():
+            # Known until it is done: a stream that ended (FIN) is forgotten,
+            # and its last write may still wait.
+            waiting = self._waiting
+            waiting.add(stream_id)
+            ready.add_done_callback(lambda _: waiting.discard(stream_id))
+        return ready
+
+    def write_timed_out(self, stream_id: int) -> bool:
+        """The client took nothing of ``stream_id`` for the write timeout:
+        reset it if it is one of the session's (True)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.reset(0)
+            return True
+        if stream_id not in self._waiting:
+            return False
+        # Ended (FIN sent), its last write still waiting.
+        try:
+            self._proto.quic.reset_stream(stream_id, _wt_error(0))
+        except Exception:
+            pass
+        self.abandon_writes(stream_id)
+        self._proto.flush_soon()
+        return True
+
+    def abandon_writes(self, stream_id: int) -> None:
+        """One of its streams was reset: the writes waiting on it fail."""
+        self._proto.abandon_writes(stream_id)
 
     # -- in (from route_event and stream_reset) --------------------------------------
 
@@ -524,6 +574,8 @@ class WTSession:
         sessions(self._proto).pop(self.session_id, None)
         for stream in list(self._streams.values()):
             stream.reset(0)
+        for sid in list(self._waiting):
+            self.abandon_writes(sid)  # ended streams' last writes
         self._call("_session_closed", code, reason)
 
     def stream_reset(self, stream_id: int) -> bool:

@@ -1,0 +1,169 @@
+"""WebTransport under a client that does not keep up: the server's write
+timeout on the session's streams, and the bound on datagrams queued to send.
+
+Both for the Application's `WebTransportHandler` and for an ASGI
+application's ``webtransport`` scope, driven by aioquic's client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+
+from aioquic.asyncio.client import connect  # noqa: E402
+
+from squall.asgi import ASGIServerDelegate, ClientDisconnected  # noqa: E402
+from squall.testing import ExpectLog, gen_test  # noqa: E402
+from squall.web import Application  # noqa: E402
+from squall.webtransport import WebTransportHandler  # noqa: E402
+
+from ._client import client_configuration  # noqa: E402
+from .test_server import H3TestCase  # noqa: E402
+from .test_webtransport import _WTProtocol  # noqa: E402
+
+# What the server writes on a stream the client does not read: more than
+# the server's high-water mark of unacknowledged output (256 KiB).
+FLOOD = 300_000
+WRITE_TIMEOUT = 0.3
+# The client's flow-control window per stream, never raised.
+WINDOW = 16_384
+
+
+@contextlib.asynccontextmanager
+async def stingy_client(port: int) -> AsyncIterator[_WTProtocol]:
+    """A WebTransport client that never reads its streams: each gets a small
+    flow-control window that is never raised (MAX_STREAM_DATA is not sent)."""
+    config = client_configuration()
+    config.max_datagram_frame_size = 65536
+    config.max_stream_data = WINDOW
+    async with connect("127.0.0.1", port, configuration=config, create_protocol=_WTProtocol) as c:
+        assert isinstance(c, _WTProtocol)
+        quic: Any = c._quic
+        quic._write_stream_limits = lambda **kwargs: None
+        yield c
+
+
+async def open_session(client: _WTProtocol, path: str) -> int:
+    session = client.open_session(path)
+    r = client.responses[session]
+    await client.until(lambda: r.status != 0)
+    assert r.status == 200, (r.status, r.body)
+    return session
+
+
+async def flood_is_reset(
+    client: _WTProtocol, session: int, kind: bytes, outcome: asyncio.Future[Any]
+) -> Any:
+    """Asks for a stream of ``kind`` (b"bidi", or b"uni" which the server
+    also ends) flooded by the server; returns how the server's write ended
+    once the client saw the stream reset."""
+    client.h3.send_datagram(session, kind)
+    client.transmit()
+    with ExpectLog("squall.general", ".*took nothing for", level=logging.INFO):
+        result, sid = await asyncio.wait_for(outcome, 5)
+    await client.until(
+        lambda: client.responses.get(sid) is not None and client.responses[sid].reset is not None
+    )
+    # Not all of it came (the window held the rest), and the session goes on.
+    assert len(client.wt_data(sid)[0]) <= WINDOW
+    client.h3.send_datagram(session, b"ping")
+    client.transmit()
+    await client.until(lambda: b"pong" in client.datagrams(session))
+    return result
+
+
+class Flood(WebTransportHandler):
+    async def on_datagram(self, data: bytes) -> None:
+        if data == b"ping":
+            self.send_datagram(b"pong")
+            return
+        uni = data == b"uni"
+        stream = self.create_stream(unidirectional=uni)
+        result: Any = None
+        try:
+            await stream.write(b"w" * FLOOD, end=uni)
+        except ConnectionResetError as exc:
+            result = exc
+        self.application.settings["outcome"].set_result((result, stream.stream_id))
+
+
+class HandlerWriteTimeoutTest(H3TestCase):
+    def get_app(self) -> Application:
+        return Application([("/flood", Flood)], outcome=None)
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {**super().get_httpserver_options(), "write_timeout": WRITE_TIMEOUT}
+
+    @gen_test(timeout=20)
+    async def test_a_stream_the_client_does_not_read_is_reset(self) -> None:
+        await self.started()
+        loop = asyncio.get_running_loop()
+        async with stingy_client(self.get_http_port()) as client:
+            session = await open_session(client, "/flood")
+            for kind in (b"bidi", b"uni"):
+                outcome = self._app.settings["outcome"] = loop.create_future()
+                result = await flood_is_reset(client, session, kind, outcome)
+                assert isinstance(result, ConnectionResetError), (kind, result)
+
+
+def flood_app(outcomes: list[asyncio.Future[Any]]) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "webtransport":
+            return
+        assert (await receive())["type"] == "webtransport.connect"
+        await send({"type": "webtransport.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "webtransport.disconnect":
+                return
+            if message["type"] != "webtransport.datagram.receive":
+                continue
+            if message["data"] == b"ping":
+                await send({"type": "webtransport.datagram.send", "data": b"pong"})
+                continue
+            uni = message["data"] == b"uni"
+            await send({"type": "webtransport.stream.open", "unidirectional": uni})
+            sid = (await receive())["stream"]
+            result: Any = None
+            try:
+                await send(
+                    {
+                        "type": "webtransport.stream.send",
+                        "stream": sid,
+                        "data": b"w" * FLOOD,
+                        "end_stream": uni,
+                    }
+                )
+            except ClientDisconnected as exc:
+                result = exc
+            outcomes.pop(0).set_result((result, sid))
+
+    return app
+
+
+class ASGIWriteTimeoutTest(H3TestCase):
+    def get_app(self) -> Any:
+        self.outcomes: list[asyncio.Future[Any]] = []
+        return ASGIServerDelegate(flood_app(self.outcomes))
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {**super().get_httpserver_options(), "write_timeout": WRITE_TIMEOUT}
+
+    @gen_test(timeout=20)
+    async def test_a_stream_the_client_does_not_read_is_reset(self) -> None:
+        await self.started()
+        loop = asyncio.get_running_loop()
+        async with stingy_client(self.get_http_port()) as client:
+            session = await open_session(client, "/flood")
+            for kind in (b"bidi", b"uni"):
+                outcome = loop.create_future()
+                self.outcomes.append(outcome)
+                result = await flood_is_reset(client, session, kind, outcome)
+                assert isinstance(result, ClientDisconnected), (kind, result)

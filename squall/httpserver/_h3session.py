@@ -40,7 +40,7 @@ from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
-from squall.httpserver._h3webtransport import stream_timed_out
+from squall.httpserver._h3webtransport import send_datagrams, stream_timed_out
 from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.iostream import StreamClosedError
 from squall.log import gen_log
@@ -159,6 +159,8 @@ class _H3Session(QuicConnectionProtocol):
         self._on_lost()
 
     def transmit(self) -> None:
+        if self._webtransport:
+            send_datagrams(self)  # what the sessions queued, if the stack has room
         try:
             super().transmit()
         except TransmitError as exc:

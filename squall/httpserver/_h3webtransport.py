@@ -20,6 +20,7 @@ flow control as data arrives, so that last bound is the flow control.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from squall._quicstack import (
@@ -30,6 +31,7 @@ from squall._quicstack import (
     H3Event,
     QuicConnection,
     WebTransportStreamDataReceived,
+    datagram_backlog,
     datagram_stream_id,
     encode_uint_var,
     send_h3_datagram,
@@ -58,6 +60,14 @@ WT_BUFFERED_STREAM_REJECTED = 0x3994BD84
 # An application error code 0 mapped into HTTP/3's space (section 4.3).
 WT_APPLICATION_ERROR_FIRST = 0x52E4A40FA8DB
 _MAX_REASON = 1024
+# Datagrams a session may have queued to send (the application sent them
+# faster than the path takes them); past it the oldest is dropped. The
+# W3C WebTransport API queues outgoing datagrams too and drops them from
+# the head (those past their max age), as browsers drop the oldest
+# incoming ones and QUIC stacks (quinn) the oldest unsent: a datagram
+# carries what a newer one supersedes (a position, a frame), so the
+# newest is the one worth sending.
+DATAGRAM_QUEUE = 64
 
 
 def _wt_error(code: int) -> int:
@@ -161,6 +171,20 @@ def route_event(proto: WTCarrier, event: H3Event) -> bool:
             session.datagram_received(event.data)
         return True
     return False
+
+
+def send_datagrams(proto: WTCarrier) -> None:
+    """Give the stack the datagrams the sessions queued, once it has sent
+    what it held (called before each transmit): so what waits for the path
+    is bounded by `DATAGRAM_QUEUE` per session, not by the application's
+    pace. (qh3's queue is not visible: each transmit gets what is queued.)"""
+    if datagram_backlog(proto.quic):
+        return
+    h3 = proto.h3
+    if h3 is None:
+        return
+    for session in list(sessions(proto).values()):
+        session.release_datagrams(h3)
 
 
 def stream_timed_out(proto: WTCarrier, stream_id: int) -> bool:
@@ -343,6 +367,8 @@ class WTSession:
         "_reader",
         "_peer_max",
         "_waiting",
+        "_outgoing",
+        "dropped_outgoing",
     )
 
     def __init__(
@@ -369,6 +395,10 @@ class WTSession:
         self._peer_max: dict[int, int] = {}
         # Streams with a write waiting for the client's acknowledgements.
         self._waiting: set[int] = set()
+        # Datagrams sent by the application, not yet given to the stack.
+        self._outgoing: deque[bytes] = deque()
+        #: Datagrams to send dropped for `DATAGRAM_QUEUE` (the oldest first).
+        self.dropped_outgoing = 0
         sessions(proto)[session_id] = self
         tunnel.adopt_websocket(self)  # type: ignore[arg-type]
         self._reader = asyncio.ensure_future(self._read_capsules())
@@ -383,10 +413,18 @@ class WTSession:
                 f"WebTransport datagram of {len(data)} bytes over the limit of "
                 f"{self.max_datagram_size}"
             )
-        h3 = self._proto.h3
-        assert h3 is not None
-        send_h3_datagram(h3, self.session_id, data)
+        queue = self._outgoing
+        if len(queue) >= DATAGRAM_QUEUE:
+            queue.popleft()
+            self.dropped_outgoing += 1
+        queue.append(data)
         self._proto.flush_soon()
+
+    def release_datagrams(self, h3: H3Connection) -> None:
+        """Hand the queued datagrams to the stack (see `send_datagrams`)."""
+        queue = self._outgoing
+        while queue:
+            send_h3_datagram(h3, self.session_id, queue.popleft())
 
     def create_stream(self, unidirectional: bool = False) -> WTStream:
         if self.closed:
@@ -576,6 +614,7 @@ class WTSession:
             stream.reset(0)
         for sid in list(self._waiting):
             self.abandon_writes(sid)  # ended streams' last writes
+        self._outgoing.clear()
         self._call("_session_closed", code, reason)
 
     def stream_reset(self, stream_id: int) -> bool:

@@ -20,6 +20,7 @@ pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installe
 from aioquic.asyncio.client import connect  # noqa: E402
 
 from squall.asgi import ASGIServerDelegate, ClientDisconnected  # noqa: E402
+from squall.httpserver._h3webtransport import DATAGRAM_QUEUE  # noqa: E402
 from squall.testing import ExpectLog, gen_test  # noqa: E402
 from squall.web import Application  # noqa: E402
 from squall.webtransport import WebTransportHandler  # noqa: E402
@@ -79,10 +80,35 @@ async def flood_is_reset(
     return result
 
 
+# Datagrams the application sends in one go (no turn of the loop between).
+BURST = 1000
+
+
+async def burst_is_cut(client: _WTProtocol, session: int) -> None:
+    """Asks for a burst of numbered datagrams: only the newest
+    `DATAGRAM_QUEUE` were kept (the oldest dropped), and they all come."""
+    client.h3.send_datagram(session, b"burst")
+    client.transmit()
+    last = b"%d" % (BURST - 1)
+    await client.until(lambda: last in client.datagrams(session))
+    # What else the client gets has been sent by now: a ping's answer comes after.
+    client.h3.send_datagram(session, b"ping")
+    client.transmit()
+    await client.until(lambda: b"pong" in client.datagrams(session))
+    got = [int(d) for d in client.datagrams(session) if d.isdigit()]
+    newest = list(range(BURST - DATAGRAM_QUEUE, BURST))
+    assert got == newest, (len(got), got[:3])
+
+
 class Flood(WebTransportHandler):
     async def on_datagram(self, data: bytes) -> None:
         if data == b"ping":
             self.send_datagram(b"pong")
+            return
+        if data == b"burst":
+            for i in range(BURST):
+                self.send_datagram(b"%d" % i)
+            self.application.settings["dropped"] = self.dropped_outgoing_datagrams
             return
         uni = data == b"uni"
         stream = self.create_stream(unidirectional=uni)
@@ -112,6 +138,14 @@ class HandlerWriteTimeoutTest(H3TestCase):
                 result = await flood_is_reset(client, session, kind, outcome)
                 assert isinstance(result, ConnectionResetError), (kind, result)
 
+    @gen_test
+    async def test_datagrams_sent_faster_than_they_go_drop_the_oldest(self) -> None:
+        await self.started()
+        async with stingy_client(self.get_http_port()) as client:
+            session = await open_session(client, "/flood")
+            await burst_is_cut(client, session)
+            assert self._app.settings["dropped"] == BURST - DATAGRAM_QUEUE
+
 
 def flood_app(outcomes: list[asyncio.Future[Any]]) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -127,6 +161,10 @@ def flood_app(outcomes: list[asyncio.Future[Any]]) -> Any:
                 continue
             if message["data"] == b"ping":
                 await send({"type": "webtransport.datagram.send", "data": b"pong"})
+                continue
+            if message["data"] == b"burst":
+                for i in range(BURST):
+                    await send({"type": "webtransport.datagram.send", "data": b"%d" % i})
                 continue
             uni = message["data"] == b"uni"
             await send({"type": "webtransport.stream.open", "unidirectional": uni})
@@ -167,3 +205,9 @@ class ASGIWriteTimeoutTest(H3TestCase):
                 self.outcomes.append(outcome)
                 result = await flood_is_reset(client, session, kind, outcome)
                 assert isinstance(result, ClientDisconnected), (kind, result)
+
+    @gen_test
+    async def test_datagrams_sent_faster_than_they_go_drop_the_oldest(self) -> None:
+        await self.started()
+        async with stingy_client(self.get_http_port()) as client:
+            await burst_is_cut(client, await open_session(client, "/flood"))

@@ -211,3 +211,40 @@ class ASGIWriteTimeoutTest(H3TestCase):
         await self.started()
         async with stingy_client(self.get_http_port()) as client:
             await burst_is_cut(client, await open_session(client, "/flood"))
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accepts every session and sends each datagram back."""
+    if scope["type"] != "webtransport":
+        return
+    assert (await receive())["type"] == "webtransport.connect"
+    await send({"type": "webtransport.accept"})
+    while (message := await receive())["type"] != "webtransport.disconnect":
+        if message["type"] == "webtransport.datagram.receive":
+            await send({"type": "webtransport.datagram.send", "data": message["data"]})
+
+
+class RunOptionsTest(H3TestCase):
+    """``squall run --wt-max-sessions 1 --wt-max-datagram-size 10``: what the
+    server refuses changes (by default 8 sessions and 1,200 bytes pass)."""
+
+    def get_app(self) -> Any:
+        from squall.cli._options import parse_config, webtransport_limits
+        from squall.cli._target import serve_target
+
+        config = parse_config(["t:app", "--wt-max-sessions", "1", "--wt-max-datagram-size", "10"])
+        return serve_target(echo_app, "t:app", webtransport=webtransport_limits(config)).callback
+
+    @gen_test
+    async def test_options_change_what_is_refused(self) -> None:
+        await self.started()
+        async with stingy_client(self.get_http_port()) as client:
+            session = await open_session(client, "/any")
+            second = client.responses[client.open_session("/any")]
+            await client.until(lambda: second.ended)
+            assert second.status == 429
+            client.h3.send_datagram(session, b"x" * 11)  # over 10 bytes: dropped
+            client.h3.send_datagram(session, b"y" * 10)
+            client.transmit()
+            await client.until(lambda: b"y" * 10 in client.datagrams(session))
+            assert client.datagrams(session) == [b"y" * 10]

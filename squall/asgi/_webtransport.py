@@ -33,7 +33,10 @@ Where they stop short, the additions (see docs/guide/http3.md) are:
   reset) and datagrams are dropped and counted (they are unreliable by
   definition; a browser drops them too). Out: ``webtransport.stream.send``
   returns once the stream holds at most the server's high-water mark of
-  output the client has not acknowledged.
+  output the client has not acknowledged (a stream the client takes
+  nothing of for the server's write timeout is reset, and the send raises
+  `ClientDisconnected`); datagrams are queued by the session, a bounded
+  number, the oldest dropped past it.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ class _H3Session(QuicConnectionProtocol):
         with the endpoint's other connections); None before it is known."""
         return self._transport
 
-    # -- responses (called by _H3Stream) ----------------------------------------------
+    # -- the handshake timeout, and responses (called by _H3Stream) ------------------
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None

@@ -32,7 +32,7 @@ from .test_webtransport import _WTProtocol  # noqa: E402
 # What the server writes on a stream the client does not read: more than
 # the server's high-water mark of unacknowledged output (256 KiB).
 FLOOD = 300_000
-WRITE_TIMEOUT = 0.3
+WRITE_TIMEOUT = 0.15
 # The client's flow-control window per stream, never raised.
 WINDOW = 16_384
 

@@ -91,14 +91,14 @@ STAGES = [
     ("      app start_request", "squall.web.application", "Application.start_request"),
     ("      app headers_received", "squall.web.application",
      "_HandlerDelegate.headers_received"),
-    ("  response: send_head", "squall.httpserver._h3protocol", "_H3Protocol._send_head"),
-    ("  response: end_response", "squall.httpserver._h3protocol", "_H3Protocol.end_response"),
+    ("  response: send_head", "squall.httpserver._h3session", "_H3Session.send_head"),
+    ("  response: end_response", "squall.httpserver._h3session", "_H3Session.end_response"),
     ("    QPACK encode", "aioquic.h3.connection", "H3Connection._encode_headers"),
     *QUIC_TRANSMIT,
     ("  (harness) sendto", "callgrind_h3", "ServerTransport.sendto"),
     *QUIC_TIMER,
-    ("flush (call_soon)", "squall.httpserver._h3protocol", "_H3Protocol._flush"),
-    ("sweep", "squall.httpserver._h3protocol", "_H3Protocol._sweep"),
+    ("flush (call_soon)", "squall.httpserver._h3session", "_H3Session._flush"),
+    ("sweep", "squall.httpserver._h3session", "_H3Session._sweep"),
 ]  # fmt: skip
 
 

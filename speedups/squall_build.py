@@ -174,6 +174,7 @@ OPTIONAL_EXTRA_MODULES = (
     "squall._quicstack",
     "squall.httpserver._h3conn",
     "squall.httpserver._h3protocol",
+    "squall.httpserver._h3session",
     "squall.httpserver._h3setup",
     "squall.httpserver._h3stream",
     "squall.httpserver._h3webtransport",

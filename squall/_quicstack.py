@@ -62,6 +62,7 @@ __all__ = [
     "encode_frame",
     "encode_uint_var",
     "ends_unacknowledged",
+    "datagram_backlog",
     "datagram_stream_id",
     "pull_header",
     "qpack_decoder",
@@ -261,6 +262,19 @@ def send_h3_datagram(h3: H3Connection, stream_id: int, data: bytes) -> None:
         h3.send_datagram(stream_id // 4, data)
     else:
         h3.send_datagram(stream_id, data)
+
+
+def datagram_backlog(quic: QuicConnection) -> Optional[int]:
+    """DATAGRAM frames the stack holds that it has not yet sent, or None
+    where that is not visible (qh3 keeps them in its core).
+
+    aioquic: its queue of pending datagrams (no public count), which only
+    the congestion window empties.
+    """
+    if _QH3:
+        return None
+    pending: Any = quic._datagrams_pending
+    return len(pending)
 
 
 def datagram_stream_id(event: DatagramReceived) -> int:

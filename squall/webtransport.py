@@ -154,6 +154,12 @@ class WebTransportHandler(RequestHandler):
         """Datagrams from the client dropped for being over `max_datagram_size`."""
         return 0 if self._session is None else self._session.dropped_datagrams
 
+    @property
+    def dropped_outgoing_datagrams(self) -> int:
+        """Datagrams sent here and dropped unsent: more than 64 waited for
+        the path (sent faster than it takes them), and the oldest went."""
+        return 0 if self._session is None else self._session.dropped_outgoing
+
     def _live(self) -> WTSession:
         session = self._session
         if session is None:

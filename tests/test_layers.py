@@ -386,7 +386,7 @@ def private_getattrs(path: Path) -> Iterator[tuple[int, str]]:
 # the list only shrinks. Keyed by (file, call) so a moved line keeps its entry.
 _THIRD_PARTY = "a private name of asyncio, logging, pytest or the stdlib that has no public one"
 GETATTR_KNOWN = {
-    ("httpserver/_h3protocol.py", "getattr(h3, '_local_control_stream_id')"): (
+    ("httpserver/_h3session.py", "getattr(h3, '_local_control_stream_id')"): (
         "aioquic's H3Connection: the control stream a GOAWAY is written on"
     ),
     ("compat.py", "getattr(logging, '_lock')"): _THIRD_PARTY,

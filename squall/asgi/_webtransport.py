@@ -33,7 +33,10 @@ Where they stop short, the additions (see docs/guide/http3.md) are:
   reset) and datagrams are dropped and counted (they are unreliable by
   definition; a browser drops them too). Out: ``webtransport.stream.send``
   returns once the stream holds at most the server's high-water mark of
-  output the client has not acknowledged.
+  output the client has not acknowledged (a stream the client takes
+  nothing of for the server's write timeout is reset, and the send raises
+  `ClientDisconnected`); datagrams are queued by the session, a bounded
+  number, the oldest dropped past it.
 """
 
 from __future__ import annotations
@@ -77,8 +80,10 @@ class WTStream(Protocol):
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Up to ``max_bytes``; b"" at its end; ConnectionResetError once reset."""
 
-    def write(self, data: bytes, end: bool = False) -> None:
-        """Queue ``data`` (and the FIN); ConnectionResetError once closed."""
+    def write(self, data: bytes, end: bool = False) -> asyncio.Future[None]:
+        """Queue ``data`` (and the FIN); ConnectionResetError once closed. The
+        Future waits while the client has not acknowledged enough, and fails
+        (an OSError) if the stream is reset meanwhile (the write timeout)."""
 
     def reset(self, code: int = 0) -> None:
         """Abort both directions."""
@@ -113,9 +118,6 @@ class WTSeat(Protocol):
         max_stream_buffer: int,
     ) -> WTSession:
         """The session, once accepted."""
-
-    def stream_writable(self, sid: int) -> asyncio.Future[None]:
-        """Done, or a wait while stream ``sid`` holds too much unacknowledged output."""
 
 
 # Messages held for an application that is not receiving (see the module).
@@ -414,7 +416,7 @@ class WebTransportCycle:
             raise ASGIProtocolError(f"WebTransport stream {sid} is the client's unidirectional one")
         end = bool(message.get("end_stream", False))
         try:
-            stream.write(data, end)
+            ready = stream.write(data, end)
         except ConnectionResetError:
             raise ClientDisconnected(f"WebTransport stream {sid} is closed for writing") from None
         if end:
@@ -422,7 +424,6 @@ class WebTransportCycle:
                 self._ended_out.add(sid)
             else:
                 self._forget(sid)
-        ready = self._seat.stream_writable(sid)
         if ready.done():
             return
         self._writes[sid] = ready

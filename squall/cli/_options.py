@@ -44,6 +44,11 @@ class Config:
     http3: bool = False
     http3_retry_threshold: Optional[int] = None  # None: the server's default (100)
     http3_max_half_open: Optional[int] = None  # None: the server's default (1,000)
+    # An ASGI app's WebTransport limits (None: ASGIServerDelegate's defaults).
+    wt_max_sessions: Optional[int] = None
+    wt_max_streams: Optional[int] = None
+    wt_max_datagram_size: Optional[int] = None
+    wt_max_stream_buffer: Optional[int] = None
     proxy_headers: bool = True
     proxy_header_style: str = "x-forwarded"
     forwarded_allow_ips: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1"])
@@ -134,6 +139,9 @@ _seconds = _at_least(float, "a number of seconds", 0.0, "must not be negative")
 
 
 _CERT_REQS = {"0": "none", "1": "optional", "2": "required"}
+# The largest DATAGRAM frame the HTTP/3 server accepts (its transport
+# parameter, squall.httpserver._h3setup): a WebTransport datagram is no larger.
+_MAX_DATAGRAM = 65536
 
 
 def _cert_reqs(text: str) -> str:
@@ -324,6 +332,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --http3, drop new connections' Initials past N half-open ones per worker "
         "(default 1000) [SQUALL_HTTP3_MAX_HALF_OPEN]",
+    )
+    add(
+        "--wt-max-sessions",
+        type=_positive_int,
+        metavar="N",
+        help="with --http3, an ASGI app's WebTransport sessions at once per connection; one "
+        "more is answered 429 (default 8; an Application's WebTransportHandler has its own "
+        "class attributes) [SQUALL_WT_MAX_SESSIONS]",
+    )
+    add(
+        "--wt-max-streams",
+        type=_positive_int,
+        metavar="N",
+        help="with --http3, streams a client may hold open at once per WebTransport session "
+        "(ASGI); one more is refused (default 100) [SQUALL_WT_MAX_STREAMS]",
+    )
+    add(
+        "--wt-max-datagram-size",
+        type=_positive_int,
+        metavar="BYTES",
+        help=f"with --http3, the largest WebTransport datagram either way (ASGI), at most "
+        f"{_MAX_DATAGRAM}; a larger one in is dropped (default 1200) "
+        "[SQUALL_WT_MAX_DATAGRAM_SIZE]",
+    )
+    add(
+        "--wt-max-stream-buffer",
+        type=_positive_int,
+        metavar="BYTES",
+        help="with --http3, bytes a WebTransport stream may hold that the ASGI app has not "
+        "received; past it the stream is reset (default 1 MiB) [SQUALL_WT_MAX_STREAM_BUFFER]",
     )
     add(
         "--proxy-headers",
@@ -544,6 +582,10 @@ _KINDS = {
     "http3": "bool",
     "http3_retry_threshold": "int",
     "http3_max_half_open": "int",
+    "wt_max_sessions": "int",
+    "wt_max_streams": "int",
+    "wt_max_datagram_size": "int",
+    "wt_max_stream_buffer": "int",
     "proxy_headers": "bool",
     "proxy_header_style": "str",
     "forwarded_allow_ips": "list",
@@ -663,9 +705,41 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
         raise UsageError(
             "--ssl-ca-certs, --ssl-ciphers and --ssl-keyfile-password need --certfile and --keyfile"
         )
+    _check_webtransport(config)
     if config.log_config and not os.path.isfile(config.log_config):
         raise UsageError(f"--log-config {config.log_config!r}: no such file")
     return config
+
+
+def _check_webtransport(config: Config) -> None:
+    """The WebTransport limits, however given (the environment's are not
+    checked by argparse)."""
+    for name in (
+        "wt_max_sessions",
+        "wt_max_streams",
+        "wt_max_datagram_size",
+        "wt_max_stream_buffer",
+    ):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+    size = config.wt_max_datagram_size
+    if size is not None and size > _MAX_DATAGRAM:
+        raise UsageError(
+            f"--wt-max-datagram-size {size}: at most {_MAX_DATAGRAM} (the largest datagram "
+            "the HTTP/3 server accepts)"
+        )
+
+
+def webtransport_limits(config: Config) -> dict[str, int]:
+    """The WebTransport limits given, as `ASGIServerDelegate` arguments."""
+    found = {
+        "wt_max_sessions": config.wt_max_sessions,
+        "wt_max_streams": config.wt_max_streams,
+        "wt_max_datagram_size": config.wt_max_datagram_size,
+        "wt_max_stream_buffer": config.wt_max_stream_buffer,
+    }
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def read_env_file(path: str) -> dict[str, str]:

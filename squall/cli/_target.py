@@ -207,6 +207,7 @@ def serve_target(
     ws_max_size: Optional[int] = None,
     ws_ping_interval: Optional[float] = None,
     asgi_wrapper: Optional[Callable[[Any], Any]] = None,
+    webtransport: Optional[dict[str, int]] = None,
 ) -> Served:
     """Wrap what TARGET named into something `HTTPServer` serves.
 
@@ -220,6 +221,8 @@ def serve_target(
         ws_max_size: an ASGI app's largest WebSocket message, if given.
         ws_ping_interval: an ASGI app's WebSocket ping interval, if given.
         asgi_wrapper: applied to an ASGI app (a middleware), if given.
+        webtransport: an ASGI app's WebTransport limits (`ASGIServerDelegate`'s
+            ``wt_*`` arguments), those given.
 
     Raises:
         UsageError: ``obj`` has none of the shapes, or ASGI is unavailable.
@@ -251,6 +254,7 @@ def serve_target(
             ws_max_size,
             ws_ping_interval,
             asgi_wrapper,
+            webtransport,
         )
     if isinstance(obj, HTTPServerConnectionDelegate):
         return Served("squall", obj, obj)
@@ -266,6 +270,7 @@ def serve_target(
             options["ws_max_message_size"] = ws_max_size
         if ws_ping_interval is not None:
             options["ws_ping_interval"] = ws_ping_interval or None
+        options.update(webtransport or {})
         wrapped = obj if asgi_wrapper is None else asgi_wrapper(obj)
         delegate = ASGIServerDelegate(wrapped, root_path=root_path, **options)
         return Served("asgi", delegate, obj, delegate.startup, delegate.shutdown)

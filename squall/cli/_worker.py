@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from squall.cli._link import WorkerLink
 from squall.cli._logging import flush_access_log
-from squall.cli._options import Config, StartupError, UsageError
+from squall.cli._options import Config, StartupError, UsageError, webtransport_limits
 from squall.cli._serving import (
     ProxyHeaders,
     RequestIds,
@@ -254,6 +254,7 @@ async def serve(
         ws_max_size=config.ws_max_size,
         ws_ping_interval=config.ws_ping_interval,
         asgi_wrapper=asgi_wrapper,
+        webtransport=webtransport_limits(config),
     )
     if served.startup is not None:
         try:

@@ -15,11 +15,17 @@ in is dropped and counted; out, it is an error), and bytes a stream may
 hold unread (beyond that it is reset: a handler that stops reading does
 not make the server keep what the client sends). aioquic credits QUIC
 flow control as data arrives, so that last bound is the flow control.
+Out, a client that does not keep up is bounded too: a stream write's
+Future waits on its acknowledgements and the server's write timeout
+resets a stream it takes nothing of (`stream_timed_out`), and datagrams
+wait in a queue of `DATAGRAM_QUEUE` per session, the oldest dropped past
+it, until the stack has sent what it held (`send_datagrams`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from squall._quicstack import (
@@ -30,6 +36,7 @@ from squall._quicstack import (
     H3Event,
     QuicConnection,
     WebTransportStreamDataReceived,
+    datagram_backlog,
     datagram_stream_id,
     encode_uint_var,
     send_h3_datagram,
@@ -58,6 +65,14 @@ WT_BUFFERED_STREAM_REJECTED = 0x3994BD84
 # An application error code 0 mapped into HTTP/3's space (section 4.3).
 WT_APPLICATION_ERROR_FIRST = 0x52E4A40FA8DB
 _MAX_REASON = 1024
+# Datagrams a session may have queued to send (the application sent them
+# faster than the path takes them); past it the oldest is dropped. The
+# W3C WebTransport API queues outgoing datagrams too and drops them from
+# the head (those past their max age), as browsers drop the oldest
+# incoming ones and QUIC stacks (quinn) the oldest unsent: a datagram
+# carries what a newer one supersedes (a position, a frame), so the
+# newest is the one worth sending.
+DATAGRAM_QUEUE = 64
 
 
 def _wt_error(code: int) -> int:
@@ -91,6 +106,9 @@ class WTCarrier(Protocol):
 
     def stream_writable(self, sid: int) -> asyncio.Future[None]:
         """Done, or a wait while stream ``sid`` holds too much unacknowledged output."""
+
+    def abandon_writes(self, sid: int) -> None:
+        """Stream ``sid`` was reset: the writes waiting on it fail."""
 
     def webtransport_sessions(self) -> dict[int, Any]:
         """The connection's sessions by CONNECT stream (made on first use)."""
@@ -133,10 +151,6 @@ class WTSeat:
             max_stream_buffer,
         )
 
-    def stream_writable(self, sid: int) -> asyncio.Future[None]:
-        """Done, or a wait while stream ``sid`` holds too much unacknowledged output."""
-        return self.carrier.stream_writable(sid)
-
 
 def sessions(proto: WTCarrier) -> dict[int, WTSession]:
     """The connection's WebTransport sessions, by CONNECT stream ID."""
@@ -162,6 +176,27 @@ def route_event(proto: WTCarrier, event: H3Event) -> bool:
             session.datagram_received(event.data)
         return True
     return False
+
+
+def send_datagrams(proto: WTCarrier) -> None:
+    """Give the stack the datagrams the sessions queued, once it has sent
+    what it held (called before each transmit): so what waits for the path
+    is bounded by `DATAGRAM_QUEUE` per session, not by the application's
+    pace. (qh3's queue is not visible: each transmit gets what is queued.)"""
+    if datagram_backlog(proto.quic):
+        return
+    h3 = proto.h3
+    if h3 is None:
+        return
+    for session in list(sessions(proto).values()):
+        session.release_datagrams(h3)
+
+
+def stream_timed_out(proto: WTCarrier, stream_id: int) -> bool:
+    """The client took none of ``stream_id``'s output for the server's write
+    timeout: if it is a WebTransport stream, it is reset (True), as a
+    response's stream is; the writes waiting on it fail."""
+    return any(session.write_timed_out(stream_id) for session in list(sessions(proto).values()))
 
 
 def stream_reset(proto: WTCarrier, stream_id: int) -> None:
@@ -236,8 +271,14 @@ class WTStream:
                 raise ValueError(f"WebTransport stream longer than {limit} bytes")
         return bytes(out)
 
-    def write(self, data: bytes, end: bool = False) -> None:
+    def write(self, data: bytes, end: bool = False) -> asyncio.Future[None]:
         """Send ``data`` (and FIN with ``end``).
+
+        Returns a Future to await for back-pressure: done at once, or once
+        the client has acknowledged enough of what the stream holds (256
+        KiB at most); it fails with `ConnectionResetError` if the stream is
+        reset meanwhile (by the client, the session's end, or the server's
+        ``write_timeout`` when the client takes nothing for that long).
 
         Raises:
             ConnectionResetError: the stream is gone or already ended.
@@ -250,10 +291,11 @@ class WTStream:
             self._ended = True
             self._forget_if_done()
         session.flush_soon()
+        return session.stream_writable(self.stream_id)
 
-    def end(self) -> None:
-        """FIN: nothing more will be written."""
-        self.write(b"", True)
+    def end(self) -> asyncio.Future[None]:
+        """FIN: nothing more will be written (the Future is `write`'s)."""
+        return self.write(b"", True)
 
     def reset(self, code: int = 0) -> None:
         """Abort both directions with an application error ``code``."""
@@ -306,6 +348,7 @@ class WTStream:
         self._inbox.clear()
         self._eof = self._ended = True
         self._session.forget_stream(self.stream_id)
+        self._session.abandon_writes(self.stream_id)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -328,6 +371,9 @@ class WTSession:
         "_capsules",
         "_reader",
         "_peer_max",
+        "_waiting",
+        "_outgoing",
+        "dropped_outgoing",
     )
 
     def __init__(
@@ -352,6 +398,12 @@ class WTSession:
         self._tunnel = tunnel
         self._capsules = bytearray()
         self._peer_max: dict[int, int] = {}
+        # Streams with a write waiting for the client's acknowledgements.
+        self._waiting: set[int] = set()
+        # Datagrams sent by the application, not yet given to the stack.
+        self._outgoing: deque[bytes] = deque()
+        #: Datagrams to send dropped for `DATAGRAM_QUEUE` (the oldest first).
+        self.dropped_outgoing = 0
         sessions(proto)[session_id] = self
         tunnel.adopt_websocket(self)  # type: ignore[arg-type]
         self._reader = asyncio.ensure_future(self._read_capsules())
@@ -366,10 +418,18 @@ class WTSession:
                 f"WebTransport datagram of {len(data)} bytes over the limit of "
                 f"{self.max_datagram_size}"
             )
-        h3 = self._proto.h3
-        assert h3 is not None
-        send_h3_datagram(h3, self.session_id, data)
+        queue = self._outgoing
+        if len(queue) >= DATAGRAM_QUEUE:
+            queue.popleft()
+            self.dropped_outgoing += 1
+        queue.append(data)
         self._proto.flush_soon()
+
+    def release_datagrams(self, h3: H3Connection) -> None:
+        """Hand the queued datagrams to the stack (see `send_datagrams`)."""
+        queue = self._outgoing
+        while queue:
+            send_h3_datagram(h3, self.session_id, queue.popleft())
 
     def create_stream(self, unidirectional: bool = False) -> WTStream:
         if self.closed:
@@ -427,6 +487,39 @@ class WTSession:
     def forget_stream(self, stream_id: int) -> None:
         """A stream is done (both ways, everything read) or reset."""
         self._streams.pop(stream_id, None)
+
+    def stream_writable(self, stream_id: int) -> asyncio.Future[None]:
+        """What a write on one of its streams returns (see `WTStream.write`)."""
+        ready = self._proto.stream_writable(stream_id)
+        if not ready.done():
+            # Known until it is done: a stream that ended (FIN) is forgotten,
+            # and its last write may still wait.
+            waiting = self._waiting
+            waiting.add(stream_id)
+            ready.add_done_callback(lambda _: waiting.discard(stream_id))
+        return ready
+
+    def write_timed_out(self, stream_id: int) -> bool:
+        """The client took nothing of ``stream_id`` for the write timeout:
+        reset it if it is one of the session's (True)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.reset(0)
+            return True
+        if stream_id not in self._waiting:
+            return False
+        # Ended (FIN sent), its last write still waiting.
+        try:
+            self._proto.quic.reset_stream(stream_id, _wt_error(0))
+        except Exception:
+            pass
+        self.abandon_writes(stream_id)
+        self._proto.flush_soon()
+        return True
+
+    def abandon_writes(self, stream_id: int) -> None:
+        """One of its streams was reset: the writes waiting on it fail."""
+        self._proto.abandon_writes(stream_id)
 
     # -- in (from route_event and stream_reset) --------------------------------------
 
@@ -524,6 +617,9 @@ class WTSession:
         sessions(self._proto).pop(self.session_id, None)
         for stream in list(self._streams.values()):
             stream.reset(0)
+        for sid in list(self._waiting):
+            self.abandon_writes(sid)  # ended streams' last writes
+        self._outgoing.clear()
         self._call("_session_closed", code, reason)
 
     def stream_reset(self, stream_id: int) -> bool:

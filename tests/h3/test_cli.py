@@ -88,3 +88,27 @@ def test_workers_serve_http3_and_log_it() -> None:
         assert squall.wait() == 0
         # aioquic's per-connection INFO lines are kept out of the server's log.
         assert not [line for line in squall.seen if "Negotiated protocol" in line]
+
+
+def test_webtransport_limits_are_checked_and_reach_the_asgi_delegate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from squall.cli._options import webtransport_limits
+
+    config = parse_config(["t:app", "--wt-max-streams", "3", "--wt-max-stream-buffer", "4096"])
+    limits = webtransport_limits(config)
+    assert limits == {"wt_max_streams": 3, "wt_max_stream_buffer": 4096}
+    served = serve_target(sample_apps.asgi_app, "t:app", webtransport=limits)
+    delegate = served.callback
+    assert (delegate.wt_max_streams, delegate.wt_max_stream_buffer) == (3, 4096)
+    assert (delegate.wt_max_sessions, delegate.wt_max_datagram_size) == (8, 1200)  # defaults
+    for bad in (["--wt-max-sessions", "0"], ["--wt-max-streams", "many"]):
+        with pytest.raises(SystemExit):
+            parse_config(["t:app", *bad])
+    with pytest.raises(UsageError, match=r"--wt-max-datagram-size 70000: at most 65536"):
+        parse_config(["t:app", "--wt-max-datagram-size", "70000"])
+    monkeypatch.setenv("SQUALL_WT_MAX_SESSIONS", "0")
+    with pytest.raises(UsageError, match=r"--wt-max-sessions 0: must be at least 1"):
+        parse_config(["t:app"])
+    monkeypatch.setenv("SQUALL_WT_MAX_SESSIONS", "2")
+    assert webtransport_limits(parse_config(["t:app"])) == {"wt_max_sessions": 2}

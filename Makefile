@@ -390,6 +390,8 @@ bench-rss: $(BENCH_SPEEDUPS)
 # server CPU per woken waiter and time to the last answer, Squall compiled
 # and pure on both loops against Tornado (benchmarks/c10k/longpoll.py,
 # options in LONGPOLL_ARGS; `make bench-longpoll` runs only that table).
+# --record in BENCH_ARGS / LONGPOLL_ARGS writes benchmarks/results/c10k.json /
+# longpoll.json and the README's tables, as for bench-h2 and bench-asgi.
 bench-c10k: $(BENCH_SPEEDUPS)
 	$(BENCH_VENV)/bin/python benchmarks/c10k/run.py $(BENCH_ARGS)
 	$(BENCH_VENV)/bin/python benchmarks/c10k/longpoll.py $(LONGPOLL_ARGS)

@@ -22,6 +22,14 @@ around the measured run). Rounds alternate the contenders' order; the ratios
 squall/uvicorn and squall/granian are taken within each round and their
 medians reported, next to each contender's medians.
 
+Each round also gives the share of its core the server used (``busy``: CPU
+over wall time). On a shared machine a server pinned to CPU 0 may share it
+with another process or wait on a starved load generator, and the same
+server's requests per CPU-second then moves by a fifth from one 5 s slot to
+the next: a contender below ``BUSY_FLOOR`` in any round is named at the end, and each round's share is
+kept in the record (``rounds``: req/s, req/CPU-s, busy), so that a figure
+from a disturbed run says so.
+
 Usage: python benchmarks/asgi_bench.py [--app starlette --app fastapi] [--rounds 5]
        [--duration 5] [--connections 50] [--servers squall,uvicorn,granian] [--json FILE]
 ``make bench-asgi`` runs it in the bench venv (compiled squall). Needs wrk,
@@ -52,6 +60,9 @@ from h2_bench import unpinned  # noqa: E402
 SERVERS = HERE / "servers"
 LUA = HERE / "varied.lua"
 
+
+# Below this share of its core in a round, a server shared it or waited on the load.
+BUSY_FLOOR = 0.9
 
 MODULES = {
     "starlette": "asgi_starlette:app",
@@ -224,7 +235,7 @@ def measure(name: str, app: str, duration: float, connections: int) -> tuple[flo
 
 
 def bench_app(app: str, names: list[str], args: argparse.Namespace) -> dict[str, object]:
-    results: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
     ratios: dict[str, list[tuple[float, float]]] = {n: [] for n in names if n != "squall"}
     for r in range(args.rounds):
         # Alternate who goes first (rotate the order each round).
@@ -233,7 +244,7 @@ def bench_app(app: str, names: list[str], args: argparse.Namespace) -> dict[str,
         for name in order:
             rps, per_cpu, busy = measure(name, app, args.duration, args.connections)
             got[name] = (rps, per_cpu)
-            results[name].append(got[name])
+            results[name].append((rps, per_cpu, round(busy, 3)))
             print(
                 f"{app} round {r + 1} {name:<8} {rps:>9,.0f} req/s "
                 f"{per_cpu:>9,.0f} req/CPU-s  busy {busy:.2f}",
@@ -249,15 +260,23 @@ def bench_app(app: str, names: list[str], args: argparse.Namespace) -> dict[str,
     )
     summary: dict[str, object] = {"app": app, "rounds": args.rounds}
     for name in names:
-        rps = statistics.median(x for x, _ in results[name])
-        cpu = statistics.median(y for _, y in results[name])
+        rps = statistics.median(r[0] for r in results[name])
+        cpu = statistics.median(r[1] for r in results[name])
+        least = min(r[2] for r in results[name])
         summary[name] = {"req_per_s": rps, "req_per_cpu_s": cpu, "rounds": results[name]}
-        print(f"  {name:<8} {rps:>9,.0f} req/s  {cpu:>9,.0f} req/CPU-s")
+        summary[name]["least_busy"] = least
+        print(f"  {name:<8} {rps:>9,.0f} req/s  {cpu:>9,.0f} req/CPU-s  least busy {least:.2f}")
     for other, pairs in ratios.items():
         ratio_rps = statistics.median(x for x, _ in pairs)
         ratio_cpu = statistics.median(y for _, y in pairs)
         summary[f"squall/{other}"] = {"req_per_s": ratio_rps, "req_per_cpu_s": ratio_cpu}
         print(f"  squall / {other}: {ratio_rps:.2f}x req/s, {ratio_cpu:.2f}x req per CPU-second")
+    shared = [n for n in names if min(r[2] for r in results[n]) < BUSY_FLOOR]
+    if shared:
+        print(
+            f"  below {BUSY_FLOOR} of its core in some round (it shared the core or "
+            f"waited on the load): {', '.join(shared)}; the ratios are rough"
+        )
     return summary
 
 

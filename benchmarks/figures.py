@@ -166,16 +166,21 @@ def table() -> str:
     Two kinds of row: a throughput ratio (``ratio_cpu`` and ``ratio_rps``:
     Squall over another server, medians of alternated rounds) and a measured
     quantity (``squall`` and ``other`` in ``unit``: instructions per request,
-    memory per connection), each in its own table.
+    memory per connection, server CPU per handshake or per woken waiter),
+    each in its own table. Their ratios read in opposite directions (work
+    done per second against what a unit of work costs), so each header says
+    which way is better; both say on which machine, since CPU time per unit
+    depends on it as throughput does.
     """
     ratios = [
-        "| workload | ratio per server CPU-second | ratio of requests per second "
-        "| measured | commit | machine | squall build |",
+        "| workload (Squall / other: higher is better) | ratio per server CPU-second "
+        "| ratio of requests per second | measured | commit | machine | squall build |",
         "|---|---:|---:|---|---|---|---|",
     ]
     quantities = [
-        "| measure | Squall | other | Squall / other | measured | commit | squall build |",
-        "|---|---:|---:|---:|---|---|---|",
+        "| cost measured (Squall / other: lower is better) | Squall | other | Squall / other "
+        "| measured | commit | machine | squall build |",
+        "|---|---:|---:|---:|---|---|---|---|",
     ]
     for rec in records():
         when = f"{rec['date']} | `{rec['commit']}`"
@@ -191,7 +196,7 @@ def table() -> str:
                 quantities.append(
                     f"| {row['label']} | {_fmt(row['squall'], unit)} "
                     f"| {_fmt(row['other'], unit)} | {row['squall'] / row['other']:.2f}x "
-                    f"| {when} | {build} |"
+                    f"| {when} | {rec['machine']} | {build} |"
                 )
     lines = ratios if len(ratios) > 2 else []
     if len(quantities) > 2:

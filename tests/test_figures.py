@@ -8,6 +8,7 @@ build's own list.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -99,6 +100,32 @@ def test_quantities_get_their_own_table(tmp_path: Path, monkeypatch: pytest.Monk
     assert "| insns | 96.4k | 192.8k | 0.50x |" in quantities
 
 
+def test_each_table_says_which_way_is_better_and_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A throughput ratio is better high, a cost ratio low: the headers say
+    # so, and a cost in CPU time names its machine as a throughput does.
+    script = tmp_path / "bench.py"
+    script.write_text("print('v1')\n")
+    monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(figures, "ROOT", tmp_path)
+    monkeypatch.setattr(figures, "_machine", lambda: "x86_64, 2 CPUs, Test CPU")
+    figures.record("r", script, "pure", {"rows": [{"label": "w", "ratio_cpu": 2, "ratio_rps": 1}]})
+    figures.record(
+        "q",
+        script,
+        "pure",
+        {"rows": [{"label": "handshake", "squall": 60, "other": 120, "unit": "us"}]},
+    )
+    ratios, quantities, _sources = figures.table().split("\n\n")
+    assert ratios.splitlines()[0].startswith("| workload (Squall / other: higher is better) |")
+    head, rule, row = quantities.splitlines()
+    assert head.startswith("| cost measured (Squall / other: lower is better) |")
+    assert head.count("|") == rule.count("|") == row.count("|")
+    assert "| handshake | 60.0 us | 120.0 us | 0.50x |" in row
+    assert "| x86_64, 2 CPUs, Test CPU | pure |" in row
+
+
 def test_parts_keep_the_stamp_of_the_run_that_measured_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +152,60 @@ def test_parts_keep_the_stamp_of_the_run_that_measured_them(
         "pure",
     )
     assert figures.part_stamps(saved, ("table", "faults")) == saved["parts"]
+
+
+def _bench(name: str, path: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # A c10k script imports its neighbours (its folder is on sys.path when it
+    # runs) and benchmarks/run.py's helpers (it puts benchmarks/ first); what
+    # it imports from benchmarks/ is taken out again.
+    monkeypatch.setattr(sys, "path", [*sys.path, str((ROOT / path).parent)])
+    before = set(sys.modules)
+    try:
+        return _load(name, ROOT / path)
+    finally:
+        for added in set(sys.modules) - before:
+            if str(ROOT / "benchmarks") in str(getattr(sys.modules[added], "__file__", "")):
+                del sys.modules[added]
+
+
+def test_the_c10k_rows_pair_each_squall_build_with_each_other_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c10k = _bench("_bench_c10k", "benchmarks/c10k/run.py", monkeypatch)
+    args = argparse.Namespace(subscribers=5000, batch=500, crowd=5000, broadcast_per=200, rounds=3)
+    medians = {
+        "squall": {"handshake_cpu_us": 60.0, "handshake_crowd_cpu_us": 90.0},
+        "aiohttp-uvloop": {"handshake_cpu_us": 120.0, "handshake_crowd_cpu_us": 150.0},
+        # No crowd rows from the floor: it has no crowd figure here.
+        "floor": {"handshake_cpu_us": 40.0},
+    }
+    rows = {r["label"]: (r["squall"], r["other"]) for r in c10k.record_rows(medians, args)}
+    alone = "server CPU per WebSocket handshake, 5,000 subscribers opened 500 at a time"
+    crowd = "server CPU per WebSocket handshake, 5,000 connecting at once beside 5,000 open"
+    ours = "Squall (compiled, uvloop)"
+    assert rows == {
+        f"{alone}, {ours} / aiohttp on uvloop, median of 3 round(s)": (60.0, 120.0),
+        f"{alone}, {ours} / a bare uvloop Protocol, median of 3 round(s)": (60.0, 40.0),
+        f"{crowd}, {ours} / aiohttp on uvloop, median of 3 round(s)": (90.0, 150.0),
+    }
+
+
+def test_the_longpoll_rows_compare_each_program_with_its_own_tornado_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    longpoll = _bench("_bench_longpoll", "benchmarks/c10k/longpoll.py", monkeypatch)
+    args = argparse.Namespace(polls=5000, rounds=3, wakes=3, repoll=False)
+    cpu = {"tornado-demo": 200.0, "tornado": 150.0, "demo-compiled-uvloop": 90.0}
+    cpu |= {"compat-pure-asyncio": 75.0, "chat-compiled-asyncio": 30.0}
+    rows = {r["label"]: (r["squall"], r["other"]) for r in longpoll.record_rows(cpu, args)}
+    assert sorted(rows.values()) == [(30.0, 150.0), (75.0, 150.0), (90.0, 200.0)]
+    demo = next(label for label, got in rows.items() if got == (90.0, 200.0))
+    assert "demos/chat run unchanged, under `python -m squall.compat` (compiled, uvloop)" in demo
+    stand_in = next(label for label, got in rows.items() if got == (75.0, 150.0))
+    assert "stand-in" in stand_in and "(pure Python, asyncio's loop)" in stand_in
+    # Without its Tornado run, a Squall server gives no row.
+    del cpu["tornado"]
+    assert [r["other"] for r in longpoll.record_rows(cpu, args)] == [200.0]
 
 
 def _compiled_modules() -> list[str]:

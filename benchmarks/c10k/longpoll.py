@@ -39,6 +39,12 @@ Usage: python benchmarks/c10k/longpoll.py [--polls 5000] [--rounds 5]
 (``make bench-longpoll LONGPOLL_ARGS=...``; ``make bench-c10k`` runs it after
 its own table.) ``--server-args`` are given to every server: the programs
 log an access line per request by default, as they ship.
+
+``--record`` writes benchmarks/results/longpoll.json (benchmarks/figures.py)
+and regenerates the README's tables: server CPU per woken waiter of each
+Squall server that ran against Tornado on the same program (the real demo's
+against ``tornado-demo``, the stand-in's and Squall's own demo's against
+``tornado``), the medians over the rounds.
 """
 
 from __future__ import annotations
@@ -322,6 +328,84 @@ def client_main(argv: list[str]) -> None:
     json.dump(out, sys.stdout)
 
 
+# -- the record ------------------------------------------------------------------------
+
+# What each server ran, for the recorded rows' labels.
+PROGRAMS = {
+    "demo": "Tornado 6.6.1's demos/chat run unchanged",
+    "compat": "benchmarks/c10k/tornado_chat (a stand-in of the demo's shape)",
+    "chat": "Squall's demos/chat (a logged-in visitor's poll)",
+}
+BUILDS = {"compiled": "compiled", "pure": "pure Python"}
+LOOPS = {"uvloop": "uvloop", "asyncio": "asyncio's loop"}
+
+
+def base_of(name: str) -> str:
+    """The Tornado server a Squall server is compared with."""
+    return "tornado-demo" if name.startswith("demo") else "tornado"
+
+
+def record_rows(cpu_us: dict[str, float], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """figures.py rows: each Squall server that ran against its Tornado server."""
+    rows = []
+    for name, ours in cpu_us.items():
+        if name.startswith("tornado") or base_of(name) not in cpu_us:
+            continue
+        program, build, loop = name.split("-")
+        how = f"({BUILDS[build]}, {LOOPS[loop]})"
+        if program == "chat":
+            what = f"{PROGRAMS[program]} {how} / the stand-in under Tornado 6.6.1"
+        else:
+            what = (
+                f"{PROGRAMS[program]}, under `python -m squall.compat` {how} / under Tornado 6.6.1"
+            )
+        mode = ", each answered client polling again at once" if args.repoll else ""
+        rows.append(
+            {
+                "label": f"server CPU per woken long poll, {args.polls:,} waiters woken by one "
+                f"POST{mode}: {what} (asyncio's loop), median of {args.rounds} round(s) "
+                f"of {args.wakes} wakes",
+                "squall": round(ours, 2),
+                "other": round(cpu_us[base_of(name)], 2),
+                "unit": "us",
+            }
+        )
+    return rows
+
+
+def record(rounds: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    """Writes benchmarks/results/longpoll.json and regenerates the README's tables."""
+    import figures
+
+    cpu_us = {
+        name: statistics.median(g["cpu_us"] for g in got) for name, got in rounds.items() if got
+    }
+    rows = record_rows(cpu_us, args)
+    if not rows:
+        raise SystemExit("--record: no Squall server and its Tornado server both ran")
+    path = figures.record(
+        "longpoll",
+        Path(__file__).resolve(),
+        figures.squall_build(),
+        {
+            "rows": rows,
+            "polls": args.polls,
+            "rounds": args.rounds,
+            "wakes": args.wakes,
+            "repoll": args.repoll,
+            "server_args": args.server_args,
+            "cpu_us_per_waiter": cpu_us,
+            "last_answer_s": {
+                name: statistics.median(g["last_s"] for g in got)
+                for name, got in rounds.items()
+                if got
+            },
+        },
+    )
+    figures.main_update()
+    print(f"recorded in {path}")
+
+
 # -- the runner ------------------------------------------------------------------------
 
 
@@ -414,6 +498,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print every round")
     parser.add_argument("--verbose", action="store_true", help="show the servers' output")
     parser.add_argument("--server-args", default="", help="more arguments for every server")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write benchmarks/results/longpoll.json and regenerate the README's tables",
+    )
     args = parser.parse_args()
     raise_nofile()
     wanted = [c for c in contenders() if not args.only or c[0] in args.only.split(",")]
@@ -450,6 +539,8 @@ def main() -> None:
         print(f"{name:<26}{cpu:>13.1f} us{ratio:>12}{last:>12.3f} s")
     if args.json:
         print(json.dumps(rounds))
+    if args.record:
+        record(rounds, args)
 
 
 if __name__ == "__main__":

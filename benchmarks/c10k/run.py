@@ -25,7 +25,12 @@ the same number of broadcasts for every server).
 
 Usage: python benchmarks/c10k/run.py [--subscribers 15000] [--polls 10000]
        [--storm 2000] [--rounds 5] [--messages 40] [--only squall,floor] [--backlog N]
-       [--crowd 5000] [--broadcast-per 200]
+       [--crowd 5000] [--broadcast-per 200] [--record]
+
+``--record`` writes benchmarks/results/c10k.json (benchmarks/figures.py) and
+regenerates the README's tables: for Squall and each other contender that
+ran, server CPU per handshake (alone, in a crowd, in a crowd while
+broadcasting) and per delivered message, the medians over the rounds.
 """
 
 from __future__ import annotations
@@ -75,6 +80,87 @@ ROWS: list[tuple[str, str, str]] = [
     ("storm_overflows", "  listen-queue overflows meanwhile", "{:.0f}"),
     ("client_cpu_s", "load generator CPU, whole run", "{:.1f} s"),
 ]
+
+
+# Recorded rows: key, what was measured (formatted with the run's arguments).
+RECORD_ROWS: list[tuple[str, str]] = [
+    (
+        "handshake_cpu_us",
+        "server CPU per WebSocket handshake, {n:,} subscribers opened {batch} at a time",
+    ),
+    (
+        "handshake_crowd_cpu_us",
+        "server CPU per WebSocket handshake, {crowd:,} connecting at once beside {n:,} open",
+    ),
+    (
+        "handshake_crowd_bcast_cpu_us",
+        "server CPU per WebSocket handshake, {crowd:,} connecting at once beside {n:,} open "
+        "while the server broadcasts to all every {per} new (broadcasts' CPU included)",
+    ),
+    (
+        "deliver_loop_cpu_us",
+        "server CPU per delivered 100-byte WebSocket message, a loop over {n:,} subscribers",
+    ),
+]
+RECORD_NAMES = {
+    "squall": "Squall (compiled, uvloop)",
+    "squall-pure": "pure Squall (asyncio's loop)",
+    "aiohttp-uvloop": "aiohttp on uvloop",
+    "tornado": "Tornado 6.6.1",
+    "floor": "a bare uvloop Protocol",
+}
+
+
+def record_rows(
+    medians: dict[str, dict[str, float]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """figures.py rows: each Squall build against each other contender, per measured key."""
+    rows = []
+    what = {"n": args.subscribers, "batch": args.batch, "crowd": args.crowd}
+    what["per"] = args.broadcast_per
+    for key, label in RECORD_ROWS:
+        for ours in ("squall", "squall-pure"):
+            for other, got in medians.items():
+                if other.startswith("squall") or key not in got or key not in medians.get(ours, {}):
+                    continue
+                rows.append(
+                    {
+                        "label": f"{label.format(**what)}, "
+                        f"{RECORD_NAMES[ours]} / {RECORD_NAMES[other]}, "
+                        f"median of {args.rounds} round(s)",
+                        "squall": round(medians[ours][key], 2),
+                        "other": round(got[key], 2),
+                        "unit": "us",
+                    }
+                )
+    return rows
+
+
+def record(medians: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+    """Writes benchmarks/results/c10k.json and regenerates the README's tables."""
+    import figures
+
+    rows = record_rows(medians, args)
+    if not rows:
+        raise SystemExit("--record: no Squall build and other contender both ran")
+    path = figures.record(
+        "c10k",
+        Path(__file__).resolve(),
+        figures.squall_build(),
+        {
+            "rows": rows,
+            "rounds": args.rounds,
+            "subscribers": args.subscribers,
+            "batch": args.batch,
+            "crowd": args.crowd,
+            "broadcast_per": args.broadcast_per,
+            "messages": args.messages,
+            "backlog": args.backlog,
+            "medians": medians,
+        },
+    )
+    figures.main_update()
+    print(f"recorded in {path}")
 
 
 def raise_nofile() -> None:
@@ -163,6 +249,11 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated contender names")
     parser.add_argument("--json", action="store_true", help="also print every round")
     parser.add_argument("--verbose", action="store_true", help="show the servers' stderr")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write benchmarks/results/c10k.json and regenerate the README's tables",
+    )
     args = parser.parse_args()
     raise_nofile()
     wanted = [c for c in CONTENDERS if not args.only or c[0] in args.only.split(",")]
@@ -182,15 +273,20 @@ def main() -> None:
         f"median of {args.rounds} round(s); server on CPU 0, client on CPU 1"
     )
     print(f"{'':{label_width}}" + "".join(f"{n:>16}" for n in names))
+    medians: dict[str, dict[str, float]] = {n: {} for n in names}
     for key, label, fmt in ROWS:
         text = label.format(batch=args.batch)
         cells = []
         for n in names:
             values = [got[key] for got in rounds[n] if key in got]
-            cells.append(fmt.format(statistics.median(values)) if values else "-")
+            if values:
+                medians[n][key] = statistics.median(values)
+            cells.append(fmt.format(medians[n][key]) if values else "-")
         print(f"{text:{label_width}}" + "".join(f"{c:>16}" for c in cells))
     if args.json:
         print(json.dumps(rounds))
+    if args.record:
+        record(medians, args)
 
 
 if __name__ == "__main__":

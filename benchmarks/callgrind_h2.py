@@ -330,7 +330,8 @@ def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
     measured = FIRST + FIRST + n
     slots = {}
     for name, cost in incl.items():
-        if name.startswith("sq_probe_"):
+        # A recursive call's entry ("sq_probe_12'2") is inside its outer one's.
+        if name.startswith("sq_probe_") and name[len("sq_probe_") :].isdigit():
             slots[int(name[len("sq_probe_") :])] = cost
     result["probe_self"] = self_costs(result["labels"], result["edges"], slots, measured)
     result["probe_incl"] = {str(k): v / measured for k, v in slots.items()}

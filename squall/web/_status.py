@@ -14,6 +14,9 @@ from squall.httputil import format_timestamp, responses
 from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
 from squall.httputil._response import UNSAFE_VALUE_CHARS, _ResponseHeaders
 
+# Bound once: a classmethod read from its class makes a bound method per read.
+_of_fields = _ResponseHeaders.of_fields
+
 if TYPE_CHECKING:
     from squall.httputil import HTTPHeaders
     from squall.web.handler import HandlerTraits
@@ -28,7 +31,7 @@ _SERVER_HEADER = "SquallServer/" + __import__("squall").version
 # The Date header, formatted once per second: (start of that second, start
 # of the next, its value list). One tuple, swapped whole, so threads see a
 # matching set; the bounds spare an int() of the clock per request.
-_date: tuple[float, float, list[str]] = (0.0, 0.0, [""])
+_date: tuple[float, float, dict[str, list[str]]] = (0.0, 0.0, {})
 # The other default fields' value lists. These lists are shared by every
 # response (see _ResponseHeaders): replaced, never changed in place.
 _SERVER_VALUES = [_SERVER_HEADER]
@@ -43,14 +46,15 @@ def _new_headers() -> _ResponseHeaders:
     # Built without going through validation: the values are our own.
     global _date
     now = time.time()
-    start, end, date = _date
+    start, end, fields = _date
     if not start <= now < end:
         second = int(now)
         date = [format_timestamp(second)]
-        _date = (float(second), second + 1.0, date)
-    return _ResponseHeaders.of_fields(
-        {"Server": _SERVER_VALUES, "Content-Type": _HTML_VALUES, "Date": date}
-    )
+        # The default fields of this second's responses, copied for each
+        # (a copy of a dict costs less than building one).
+        fields = {"Server": _SERVER_VALUES, "Content-Type": _HTML_VALUES, "Date": date}
+        _date = (float(second), second + 1.0, fields)
+    return _of_fields(fields.copy())
 
 
 class StatusMixin:

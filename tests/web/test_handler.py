@@ -1250,6 +1250,18 @@ def test_date_header_follows_the_clock_second_by_second() -> None:
             assert headers["Date"] == format_timestamp(int(now)), now
 
 
+def test_a_response_header_set_or_cleared_stays_with_its_response() -> None:
+    # The default fields of a second are copied for each response: what one
+    # handler sets or clears is not in the next one's head.
+    first = RequestHandler(Application(), _request(_Conn()))
+    defaults = dict(first._headers.get_all())
+    first.set_header("X-Only-First", "1")
+    first.clear_header("Server")
+    second = RequestHandler(Application(), _request(_Conn()))
+    assert dict(second._headers.get_all()) == defaults
+    assert "Server" in defaults and "X-Only-First" not in second._headers
+
+
 def test_transforms_default_to_an_empty_immutable_sequence() -> None:
     handler = RequestHandler(Application(), _request(_Conn()))
     assert list(handler._transforms) == []

@@ -332,7 +332,7 @@ class WebSocketHandler(RequestHandler, _Peer):
             and self.request.method == "GET"
         ):
             return awaited
-        return RequestHandler._watch_first_wait(self, awaited)
+        return super()._watch_first_wait(awaited)
 
     def _write_101(self, key: str, subprotocol: Optional[str], extensions: Optional[str]) -> None:
         # RFC 6455 section 4.2.2: the 101 with the handshake's headers, after

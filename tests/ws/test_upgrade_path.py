@@ -239,18 +239,10 @@ class UpgradePath(AsyncHTTPTestCase):
         # an open() that waits), when the WebSocket protocol reports the
         # close: no callback. A subclass's get() that waits first has one.
         import sys
-        from unittest import mock
 
-        import squall.web.handler
+        from tests._first_step import first_step_watches
 
-        calls: list[str] = []
-        original = squall.web.handler.watch_after_first_step
-
-        def counted(handler: Any, task: Any) -> None:
-            calls.append(handler.request.path)
-            original(handler, task)
-
-        with mock.patch.object(squall.web.handler, "watch_after_first_step", counted):
+        with first_step_watches() as calls:
             for path in ("/decorated", "/async_open", "/checks_first"):
                 self.seen.opened.clear()
                 ws = await self.connect(path)

@@ -11,8 +11,9 @@ The handler registers itself in a set on open and leaves it on close, as a
 broadcast room does; no message is exchanged.
 
 Instructions per handshake = (count of a run of N+M handshakes - count of a
-run of M) / N, in one process after a warm-up. ``--profile`` lists the
-hottest Python functions of squall (self instructions per handshake).
+run of M) / N, in one process after a warm-up; beside it, the cycle
+collector's passes in that difference, by generation (gen0/gen1/gen2).
+``--profile`` lists the hottest Python functions of squall (self instructions per handshake).
 
 ``--crowd M,K`` counts a handshake in a crowd (issue 64): M connections
 open first (not counted), then the runs' handshakes arriving K at a time
@@ -442,6 +443,16 @@ def inner(cfg: dict[str, Any]) -> None:
         probes.wrap_all(_PROFILED)
         labels = probes.labels
     counts: list[int] = []
+    # The cycle collector's passes in each run, per generation (read
+    # outside the counted calls): a full collection in one run and not the
+    # other moves a crowd's figure by several percent.
+    passes: list[list[int]] = []
+
+    def measured(measure: Any, run: Any) -> None:
+        before = [g["collections"] for g in gc.get_stats()]
+        measure(run)
+        passes.append([g["collections"] - b for g, b in zip(gc.get_stats(), before, strict=True)])
+
     if cfg["at_once"]:
         # The crowd: M connections open (unmeasured), then FIRST and
         # FIRST + N more arriving in bursts, each run from the same state:
@@ -450,14 +461,15 @@ def inner(cfg: dict[str, Any]) -> None:
         driver.crowd(cfg["open"], cfg["at_once"])
         for measure, count in ((mod.measure_a, FIRST), (mod.measure_b, FIRST + cfg["n"])):
             gc.collect()
-            measure(lambda c=count: counts.append(driver.crowd(c, cfg["at_once"])))
+            measured(measure, lambda c=count: counts.append(driver.crowd(c, cfg["at_once"])))
             driver.release(cfg["open"])
     else:
         mod.reset()
-        mod.measure_a(lambda: counts.append(driver.run(FIRST)))
-        mod.measure_b(lambda: counts.append(driver.run(FIRST + cfg["n"])))
+        measured(mod.measure_a, lambda: counts.append(driver.run(FIRST)))
+        measured(mod.measure_b, lambda: counts.append(driver.run(FIRST + cfg["n"])))
     result = {
         "counts": counts,
+        "passes": passes,
         "loop": type(loop).__name__,
         "labels": labels,
         "edges": mod.edges() if labels else [],
@@ -557,7 +569,9 @@ def main() -> int:
             "at_once": at_once,
         }
         res = run_one(cfg, f"{args.keep}.{server}" if args.keep else None)
-        print(f"  {server:<12} {res['per_handshake']:>10,.0f}")
+        # (The difference of the two runs' collector passes, gen0/gen1/gen2.)
+        extra = "/".join(str(b - a) for a, b in zip(*res["passes"], strict=True))
+        print(f"  {server:<12} {res['per_handshake']:>10,.0f}   collections {extra}")
         if args.profile and "probe_self" in res:
             # (Only squall's servers are probed: aiohttp and null have no rows.)
             rows = sorted(res["probe_self"].items(), key=lambda kv: -kv[1])

@@ -11,8 +11,9 @@ The handler registers itself in a set on open and leaves it on close, as a
 broadcast room does; no message is exchanged.
 
 Instructions per handshake = (count of a run of N+M handshakes - count of a
-run of M) / N, in one process after a warm-up. ``--profile`` lists the
-hottest Python functions of squall (self instructions per handshake).
+run of M) / N, in one process after a warm-up; beside it, the cycle
+collector's passes in that difference, by generation (gen0/gen1/gen2).
+``--profile`` lists the hottest Python functions of squall (self instructions per handshake).
 
 ``--crowd M,K`` counts a handshake in a crowd (issue 64): M connections
 open first (not counted), then the runs' handshakes arriving K at a time
@@ -24,6 +25,14 @@ mostly the cycle collector, which the objects of K handshakes in flight
 (made by one read, kept until the handler's Task has run) bring to
 collect more often and to promote to the older generations.
 
+``--census`` counts instead of running callgrind (no valgrind needed):
+the objects the cycle collector tracks that K handshakes arriving at once
+add, per handshake, by type, once their requests are read (the reads'
+turn, before any handler's Task has run) and once their WebSockets are
+open (and a full collection made). Counted as the difference of
+``gc.get_objects()`` before and after, with the collector off meanwhile;
+the harness's own ``Transport`` is one of them.
+
 Servers: ``squall-pure`` (SQUALL_NO_SPEEDUPS=1), ``squall`` (the compiled
 modules when squall-speedups is installed), ``aiohttp`` (where installed:
 the benchmark venv), each with its defaults (Squall compresses only when a
@@ -33,8 +42,8 @@ room, and on the close frame leaves it and closes: the cost of the harness
 itself (loop, fake transport, the request's formatting), to subtract.
 
 Usage: python benchmarks/callgrind_handshake.py [--server NAME ...] [-n N]
-       [--loop asyncio|uvloop] [--profile] [--crowd M,K]
-Needs valgrind.
+       [--loop asyncio|uvloop] [--profile] [--crowd M,K] [--census]
+Needs valgrind (but for --census).
 """
 
 from __future__ import annotations
@@ -42,11 +51,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import gc
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -336,13 +348,56 @@ _PROFILED = (
 )
 
 
-def inner(cfg: dict[str, Any]) -> None:
-    server = cfg["server"]
-    if server == "squall-pure":
-        os.environ["SQUALL_NO_SPEEDUPS"] = "1"
-    import _probe
+def _tally(objects: list[Any], known: set[int]) -> collections.Counter[str]:
+    """The objects not in ``known``, counted by type."""
+    counts: collections.Counter[str] = collections.Counter()
+    for obj in objects:
+        if id(obj) not in known:
+            kind = type(obj)
+            counts[f"{kind.__module__}.{kind.__qualname__}"] += 1
+    return counts
 
-    mod = _probe.load()
+
+def census(driver: Driver, at_once: int) -> dict[str, dict[str, float]]:
+    """Tracked objects per handshake, by type, that ``at_once`` handshakes
+    arriving together add: once their requests are read, and once open."""
+    loop = driver.loop
+    gc.collect()
+    gc.disable()
+    try:
+        known = {id(obj) for obj in gc.get_objects()}
+        tallies: dict[str, collections.Counter[str]] = {}
+
+        async def arrive() -> None:
+            driver.step = loop.create_future()
+            driver.waiting = at_once
+            goal = len(driver.room) + at_once
+            arrived = [Transport(driver, driver.factory()) for _ in range(at_once)]
+            for transport in arrived:
+                transport.proto.connection_made(transport)
+            for transport in arrived:
+                transport.proto.data_received(next(driver.stream))
+            # (Counted before anything of the census's own is made.)
+            tallies["read"] = _tally(gc.get_objects(), known)
+            await driver.step
+            for _ in range(100):
+                if len(driver.room) >= goal:
+                    break
+                await asyncio.sleep(0)
+            driver.held += arrived
+
+        loop.run_until_complete(arrive())
+        gc.collect()
+        tallies["open"] = _tally(gc.get_objects(), known)
+    finally:
+        gc.enable()
+    return {
+        stage: {name: n / at_once for name, n in counts.most_common() if n >= at_once // 2}
+        for stage, counts in tallies.items()
+    }
+
+
+def _make_driver(cfg: dict[str, Any]) -> Driver:
     if cfg["loop"] == "uvloop":
         import uvloop
 
@@ -351,14 +406,33 @@ def inner(cfg: dict[str, Any]) -> None:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     room: set[Any] = set()
-    labels: list[Any] = []
+    server = cfg["server"]
     if server.startswith("squall"):
         factory = _squall_factory(loop, room)
     elif server == "null":
         factory = _null_factory(loop, room)
     else:
         factory = _aiohttp_factory(loop, room)
-    driver = Driver(loop, factory, room)
+    return Driver(loop, factory, room)
+
+
+def inner(cfg: dict[str, Any]) -> None:
+    server = cfg["server"]
+    if server == "squall-pure":
+        os.environ["SQUALL_NO_SPEEDUPS"] = "1"
+    if cfg.get("census"):
+        driver = _make_driver(cfg)
+        driver.run(WARMUP)
+        driver.crowd(cfg["open"], max(cfg["at_once"], 1))
+        result = census(driver, max(cfg["at_once"], 1))
+        Path(cfg["out"]).write_text(json.dumps(result))
+        return
+    import _probe
+
+    mod = _probe.load()
+    labels: list[Any] = []
+    driver = _make_driver(cfg)
+    loop = driver.loop
     driver.run(WARMUP)
     if cfg["profile"] and server.startswith("squall"):
         from callgrind_hotpath import Probes
@@ -369,6 +443,16 @@ def inner(cfg: dict[str, Any]) -> None:
         probes.wrap_all(_PROFILED)
         labels = probes.labels
     counts: list[int] = []
+    # The cycle collector's passes in each run, per generation (read
+    # outside the counted calls): a full collection in one run and not the
+    # other moves a crowd's figure by several percent.
+    passes: list[list[int]] = []
+
+    def measured(measure: Any, run: Any) -> None:
+        before = [g["collections"] for g in gc.get_stats()]
+        measure(run)
+        passes.append([g["collections"] - b for g, b in zip(gc.get_stats(), before, strict=True)])
+
     if cfg["at_once"]:
         # The crowd: M connections open (unmeasured), then FIRST and
         # FIRST + N more arriving in bursts, each run from the same state:
@@ -377,14 +461,15 @@ def inner(cfg: dict[str, Any]) -> None:
         driver.crowd(cfg["open"], cfg["at_once"])
         for measure, count in ((mod.measure_a, FIRST), (mod.measure_b, FIRST + cfg["n"])):
             gc.collect()
-            measure(lambda c=count: counts.append(driver.crowd(c, cfg["at_once"])))
+            measured(measure, lambda c=count: counts.append(driver.crowd(c, cfg["at_once"])))
             driver.release(cfg["open"])
     else:
         mod.reset()
-        mod.measure_a(lambda: counts.append(driver.run(FIRST)))
-        mod.measure_b(lambda: counts.append(driver.run(FIRST + cfg["n"])))
+        measured(mod.measure_a, lambda: counts.append(driver.run(FIRST)))
+        measured(mod.measure_b, lambda: counts.append(driver.run(FIRST + cfg["n"])))
     result = {
         "counts": counts,
+        "passes": passes,
         "loop": type(loop).__name__,
         "labels": labels,
         "edges": mod.edges() if labels else [],
@@ -401,6 +486,34 @@ def run_one(cfg: dict[str, Any], keep: Optional[str] = None) -> dict[str, Any]:
     return result
 
 
+def run_census(args: argparse.Namespace) -> int:
+    """Prints `census` for each server, each in a process of its own."""
+    held, at_once = (int(x) for x in args.crowd.split(",")) if args.crowd else (0, 100)
+    print(
+        f"== objects the cycle collector tracks, per handshake ({held} open, {at_once} "
+        f"arriving at once), {args.loop} loop"
+    )
+    for server in args.server or [s for s in SERVERS if s != "null"]:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "census.json"
+            cfg = {"server": server, "loop": args.loop, "open": held, "at_once": at_once}
+            cfg.update(census=True, out=str(out))
+            proc = subprocess.run(
+                [sys.executable, __file__, "--inner", json.dumps(cfg)], check=False
+            )
+            if proc.returncode:
+                print(f"  {server}: failed ({proc.returncode})")
+                continue
+            result = json.loads(out.read_text())
+        for stage, label in (("read", "requests read"), ("open", "open")):
+            rows = result[stage]
+            print(f"  {server}, {label}: {sum(rows.values()):.1f}")
+            for name, n in rows.items():
+                print(f"    {n:6.2f}  {name}")
+        sys.stdout.flush()
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server", action="append", choices=SERVERS)
@@ -414,12 +527,19 @@ def main() -> int:
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
     ap.add_argument("--profile", action="store_true", help="hottest squall functions")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument(
+        "--census",
+        action="store_true",
+        help="count tracked objects per handshake by type (no valgrind)",
+    )
     ap.add_argument("--keep", help="keep the callgrind output in KEEP.SERVER (callgrind_annotate)")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
         inner(json.loads(args.inner))
         os._exit(0)
+    if args.census:
+        return run_census(args)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
@@ -449,7 +569,9 @@ def main() -> int:
             "at_once": at_once,
         }
         res = run_one(cfg, f"{args.keep}.{server}" if args.keep else None)
-        print(f"  {server:<12} {res['per_handshake']:>10,.0f}")
+        # (The difference of the two runs' collector passes, gen0/gen1/gen2.)
+        extra = "/".join(str(b - a) for a, b in zip(*res["passes"], strict=True))
+        print(f"  {server:<12} {res['per_handshake']:>10,.0f}   collections {extra}")
         if args.profile and "probe_self" in res:
             # (Only squall's servers are probed: aiohttp and null have no rows.)
             rows = sorted(res["probe_self"].items(), key=lambda kv: -kv[1])

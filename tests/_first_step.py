@@ -10,6 +10,10 @@ HTTP/2, HTTP/3 and ``squall run`` tests route to this one handler.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from unittest import mock
 
 from squall.web import RequestHandler
 
@@ -35,3 +39,21 @@ class ResetsItself(RequestHandler):
     def on_connection_close(self) -> None:
         self.events.append("closed")
         self.gone.set_result(None)
+
+
+@contextmanager
+def first_step_watches() -> Iterator[list[str]]:
+    """Records the request path of each handler whose close watch a loop
+    callback sets once its Task's first step has returned (3.11, or a
+    loop with a task factory: see ``RequestHandler._watch_first_wait``)."""
+    import squall.web.handler
+
+    paths: list[str] = []
+    original = squall.web.handler.watch_after_first_step
+
+    def counted(handler: Any, task: Any) -> None:
+        paths.append(handler.request.path)
+        original(handler, task)
+
+    with mock.patch.object(squall.web.handler, "watch_after_first_step", counted):
+        yield paths

@@ -317,8 +317,8 @@ class _HandlerDelegate(HTTPMessageDelegate):
 def new_delegate(
     application: Application, server_conn: object, request_conn: Optional[HTTPConnection]
 ) -> _HandlerDelegate:
-    """``Application.start_request`` as a server reads it (a partial of
-    this): a compiled function takes its arguments off the stack, where
+    """``Application.start_request`` as a server reads it (this, bound to
+    the application): a compiled function takes its arguments off the stack, where
     the class itself, called from Python, parses a tuple of them."""
     return _HandlerDelegate(application, server_conn, request_conn)
 

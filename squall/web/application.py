@@ -7,7 +7,6 @@ import re
 import socket
 import types
 from collections.abc import Awaitable
-from functools import partial
 from typing import TYPE_CHECKING, Any, Optional
 
 from squall import httputil
@@ -116,7 +115,10 @@ _start_request.__qualname__ = "Application.start_request"
 
 class _StartRequest:
     # Application.start_request. Read from an application, as a server does
-    # once per connection, it is a partial of the delegate class: each
+    # once per connection, it is new_delegate bound to the application (a
+    # method object: one object per connection, where a partial made three,
+    # two of them for the cycle collector to track, alive while a crowd of
+    # handshakes waits for its Tasks: callgrind_handshake.py --census): each
     # request then builds its delegate without a Python frame of ours. Read
     # from the class, it is the function itself (signature, documentation,
     # Application.start_request(app, ...)). A subclass's own start_request,
@@ -124,7 +126,7 @@ class _StartRequest:
     def __get__(self, obj: Optional[Application], objtype: Optional[type] = None) -> Any:
         if obj is None:
             return _start_request
-        return partial(new_delegate, obj)
+        return types.MethodType(new_delegate, obj)
 
 
 class Application(ReversibleRouter):

@@ -676,6 +676,9 @@ def test_start_request_read_from_an_application_or_from_the_class() -> None:
     conn = _conn()
     # As a server reads it (once per connection), then calls it per request.
     starter = app.start_request
+    # Bound to the application, as a method read from one is (one object,
+    # where a partial made three for each connection).
+    assert starter.__self__ is app
     first, second = starter("server", conn), starter("server", conn)
     assert isinstance(first, _HandlerDelegate) and first is not second
     assert first.application is app and first.server_conn == "server"

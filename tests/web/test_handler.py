@@ -1424,16 +1424,9 @@ class CloseWatchTest(WebCase):
         # the delegate sees the step's end itself.
         import sys
 
-        import squall.web.handler
+        from tests._first_step import first_step_watches
 
-        calls: list[str] = []
-        original = squall.web.handler.watch_after_first_step
-
-        def counted(handler: Any, task: Any) -> None:
-            calls.append(handler.request.path)
-            original(handler, task)
-
-        with mock.patch.object(squall.web.handler, "watch_after_first_step", counted):
+        with first_step_watches() as calls:
             assert self.fetch("/sync").body == b"done"
             assert self.fetch("/waits").body == b"waited"
         assert calls == (["/waits"] if sys.version_info < (3, 12) else [])

@@ -906,6 +906,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     wheels: dict[str, Path] = {}
     rows = []
+    unfetched: list[str] = []
     for name in args.app or list(APPS):
         app = APPS[name]
         if args.file:
@@ -919,9 +920,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         meta = {"squall_rev": squall_revision(squall_src)}
         only: Optional[set[str]] = None
         if not args.report:
-            src = (
-                fetch_tests(app, cache, tests_repos) if app.tests_repo else fetch_sdist(app, cache)
-            )
+            try:
+                src = (
+                    fetch_tests(app, cache, tests_repos)
+                    if app.tests_repo
+                    else fetch_sdist(app, cache)
+                )
+            except SystemExit as exc:
+                # One app that cannot be fetched (no network to its
+                # repository here) does not stop the others' runs.
+                log(f"{app.name}: not run: {exc}")
+                unfetched.append(app.name)
+                continue
             sides = (
                 squall_sides
                 if args.squall_only
@@ -960,6 +970,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             report = write_report(app, work, side, cmp, meta)
             rows.append((app, side, cmp, tornado, squall, report))
 
+    if unfetched:
+        log(f"not run (sources not fetched): {', '.join(unfetched)}")
     if not rows:
         return 1
     print()
@@ -987,6 +999,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"      {n}")
             if len(nodeids) > args.ids:
                 print(f"      ... {len(nodeids) - args.ids} more")
+    if unfetched:
+        return 1
     return 0 if all(not cmp["groups"] for _, _, cmp, *_ in rows) else 2
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -228,3 +229,25 @@ def test_an_interrupted_harness_ends_the_servers_of_its_run(tmp_path: Path, sig:
         for pid in started:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_an_app_that_cannot_be_fetched_does_not_stop_the_others(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _harness(monkeypatch)
+    tried: list[str] = []
+
+    def unreachable(app: Any, *args: object) -> Path:
+        tried.append(app.name)
+        raise SystemExit(f"command failed (128): git clone {app.name}")
+
+    monkeypatch.setattr(run, "fetch_tests", unreachable)
+    monkeypatch.setattr(run, "fetch_sdist", unreachable)
+    names = sorted(run.APPS)[:2]
+    argv = ["--squall-only", "--cache", str(tmp_path)]
+    for name in names:
+        argv += ["--app", name]
+    assert run.main(argv) == 1
+    assert tried == names
+    err = capsys.readouterr()
+    assert f"not run (sources not fetched): {', '.join(names)}" in err.out + err.err

@@ -608,7 +608,8 @@ class _HTTPCycle(HTTPMessageDelegate):
             # 1xx are not final responses (and 101 would switch protocols
             # under the application's feet).
             raise ASGIProtocolError(f"invalid response status {status}")
-        # The fields kept as the bytes of their lines, ``b"\r\nName: value"``:
+        # The fields kept as the bytes of their lines, each as two parts
+        # (``b"\r\nName: "``, then ``b"value"``: no bytes made per field):
         # names through a cache of their line's start (refused here unless
         # tokens), values as given. One check over the joined lines tells
         # whether any value holds a control octet; if none does and no field
@@ -646,13 +647,14 @@ class _HTTPCycle(HTTPMessageDelegate):
                     dated = True
                 elif prefix is _TRANSFER_ENCODING or prefix is _CONNECTION:
                     plain = False
-                parts.append(prefix + value)
+                parts.append(prefix)
+                parts.append(value)
         except (TypeError, ValueError):
             raise ASGIProtocolError(
                 "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
             ) from None
         block = b"".join(parts)
-        count = len(parts)
+        count = len(parts) >> 1
         # Each line brings one CR and one LF: more means a value holds one.
         clean = (
             block.translate(_SAME_IF_FIELDS) is block
@@ -680,11 +682,11 @@ class _HTTPCycle(HTTPMessageDelegate):
         if start_line is None:
             start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
         fields: dict[str, list[str]] = {}
-        for part in self._parts:
-            # (A token holds no colon: the first ": " ends the name.)
-            name, _, value = part.partition(b": ")
-            key = name[2:].decode("latin-1")
-            text = value.decode("latin-1")
+        parts = self._parts
+        for i in range(0, len(parts), 2):
+            # (The prefix b"\r\nName: ": the name is between.)
+            key = parts[i][2:-2].decode("latin-1")
+            text = parts[i + 1].decode("latin-1")
             if key in fields:
                 fields[key].append(text)
             else:

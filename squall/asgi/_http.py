@@ -101,12 +101,12 @@ _PREFIXES: Final[dict[Any, bytes]] = {}
 _new_headers: Final = object.__new__
 
 # RFC 9110 §5.5: the octets a field value may hold (HTAB, VCHAR, SP,
-# obs-text) map to themselves, and so do CR and LF (each field line starts
-# with CRLF: their count is checked apart), every other octet to another,
-# so that bytes.translate returns the very object it was given when all are
-# valid (no table is built per call, as deleting characters would).
-_SAME_IF_FIELDS: Final = bytes(
-    c if c in (0x09, 0x0A, 0x0D) or 0x20 <= c < 0x7F or c >= 0x80 else c ^ 0x40 for c in range(256)
+# obs-text) map to themselves, every other octet (CR and LF among them) to
+# another, so that bytes.translate returns the very object it was given
+# when all are valid (no table is built per call, as deleting characters
+# would).
+_SAME_IF_VALUES: Final = bytes(
+    c if c == 0x09 or 0x20 <= c < 0x7F or c >= 0x80 else c ^ 0x40 for c in range(256)
 )
 
 
@@ -611,8 +611,8 @@ class _HTTPCycle(HTTPMessageDelegate):
         # The fields kept as the bytes of their lines, each as two parts
         # (``b"\r\nName: "``, then ``b"value"``: no bytes made per field):
         # names through a cache of their line's start (refused here unless
-        # tokens), values as given. One check over the joined lines tells
-        # whether any value holds a control octet; if none does and no field
+        # tokens), values as given. One check over the joined values tells
+        # whether any holds a control octet; if none does and no field
         # asks for more than Content-Length framing, send() writes the head
         # from these bytes (see _RequestConnection.write_rendered_head).
         # Otherwise, and on HTTP/2, the fields go to write_headers as
@@ -620,6 +620,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         # and raises HTTPOutputError naming the bad field.
         prefixes = _PREFIXES
         parts: list[bytes] = []
+        values: list[bytes] = []
         length: Optional[bytes] = None
         plain = True
         dated = False
@@ -649,18 +650,15 @@ class _HTTPCycle(HTTPMessageDelegate):
                     plain = False
                 parts.append(prefix)
                 parts.append(value)
+                values.append(value)
         except (TypeError, ValueError):
             raise ASGIProtocolError(
                 "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
             ) from None
+        # (The values apart: the prefixes' CRLFs are ours.)
+        joined = b"".join(values)
+        clean = joined.translate(_SAME_IF_VALUES) is joined
         block = b"".join(parts)
-        count = len(parts) >> 1
-        # Each line brings one CR and one LF: more means a value holds one.
-        clean = (
-            block.translate(_SAME_IF_FIELDS) is block
-            and block.count(b"\r") == count
-            and block.count(b"\n") == count
-        )
         self._status = status
         self._parts = parts
         self._block = block

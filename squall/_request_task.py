@@ -11,9 +11,12 @@ the HTTP method and ``on_finish()`` all see it as `asyncio.current_task`.
   factory of its own. The coroutine's first step runs at once, inside the
   Task (so `asyncio.current_task` already names it), and a request that
   answers without waiting is done before `start` returns, with no loop turn.
-* Python 3.11 (and a loop with a task factory, which an agent or a test may
-  have put there to see every Task): ``loop.create_task``, which runs the
-  first step on the loop's next turn. 3.11 has no public way to run a step
+* Python 3.11: the Task made as the loop's ``create_task`` makes it when
+  the loop has no task factory (`asyncio.Task` of the coroutine on that
+  loop, without the call through the loop's method: uvloop's costs about
+  1k instructions a request), else ``loop.create_task`` (an agent or a test
+  may have put a factory there to see every Task). The first step runs on
+  the loop's next turn. 3.11 has no public way to run a step
   of a coroutine inside a Task before the loop schedules it: a step run
   outside one sees no current task (``asyncio.timeout`` and anyio's scopes
   refuse it) and could not be handed to a Task later as the same task.
@@ -56,10 +59,13 @@ if sys.version_info >= (3, 12):
         return None
 
 else:
+    _Task: Final = asyncio.Task
 
     def start(
         loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
     ) -> Optional[asyncio.Task[None]]:
         """Start ``coro`` in a Task of its own; return the Task (its first
         step runs on the loop's next turn)."""
+        if loop.get_task_factory() is None:
+            return _Task(coro, loop=loop)
         return loop.create_task(coro)

@@ -101,12 +101,12 @@ _PREFIXES: Final[dict[Any, bytes]] = {}
 _new_headers: Final = object.__new__
 
 # RFC 9110 §5.5: the octets a field value may hold (HTAB, VCHAR, SP,
-# obs-text) map to themselves, and so do CR and LF (each field line starts
-# with CRLF: their count is checked apart), every other octet to another,
-# so that bytes.translate returns the very object it was given when all are
-# valid (no table is built per call, as deleting characters would).
-_SAME_IF_FIELDS: Final = bytes(
-    c if c in (0x09, 0x0A, 0x0D) or 0x20 <= c < 0x7F or c >= 0x80 else c ^ 0x40 for c in range(256)
+# obs-text) map to themselves, every other octet (CR and LF among them) to
+# another, so that bytes.translate returns the very object it was given
+# when all are valid (no table is built per call, as deleting characters
+# would).
+_SAME_IF_VALUES: Final = bytes(
+    c if c == 0x09 or 0x20 <= c < 0x7F or c >= 0x80 else c ^ 0x40 for c in range(256)
 )
 
 
@@ -608,10 +608,11 @@ class _HTTPCycle(HTTPMessageDelegate):
             # 1xx are not final responses (and 101 would switch protocols
             # under the application's feet).
             raise ASGIProtocolError(f"invalid response status {status}")
-        # The fields kept as the bytes of their lines, ``b"\r\nName: value"``:
+        # The fields kept as the bytes of their lines, each as two parts
+        # (``b"\r\nName: "``, then ``b"value"``: no bytes made per field):
         # names through a cache of their line's start (refused here unless
-        # tokens), values as given. One check over the joined lines tells
-        # whether any value holds a control octet; if none does and no field
+        # tokens), values as given. One check over the joined values tells
+        # whether any holds a control octet; if none does and no field
         # asks for more than Content-Length framing, send() writes the head
         # from these bytes (see _RequestConnection.write_rendered_head).
         # Otherwise, and on HTTP/2, the fields go to write_headers as
@@ -619,6 +620,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         # and raises HTTPOutputError naming the bad field.
         prefixes = _PREFIXES
         parts: list[bytes] = []
+        values: list[bytes] = []
         length: Optional[bytes] = None
         plain = True
         dated = False
@@ -646,19 +648,17 @@ class _HTTPCycle(HTTPMessageDelegate):
                     dated = True
                 elif prefix is _TRANSFER_ENCODING or prefix is _CONNECTION:
                     plain = False
-                parts.append(prefix + value)
+                parts.append(prefix)
+                parts.append(value)
+                values.append(value)
         except (TypeError, ValueError):
             raise ASGIProtocolError(
                 "http.response.start 'headers' must be an iterable of [name, value] byte pairs"
             ) from None
+        # (The values apart: the prefixes' CRLFs are ours.)
+        joined = b"".join(values)
+        clean = joined.translate(_SAME_IF_VALUES) is joined
         block = b"".join(parts)
-        count = len(parts)
-        # Each line brings one CR and one LF: more means a value holds one.
-        clean = (
-            block.translate(_SAME_IF_FIELDS) is block
-            and block.count(b"\r") == count
-            and block.count(b"\n") == count
-        )
         self._status = status
         self._parts = parts
         self._block = block
@@ -680,11 +680,11 @@ class _HTTPCycle(HTTPMessageDelegate):
         if start_line is None:
             start_line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
         fields: dict[str, list[str]] = {}
-        for part in self._parts:
-            # (A token holds no colon: the first ": " ends the name.)
-            name, _, value = part.partition(b": ")
-            key = name[2:].decode("latin-1")
-            text = value.decode("latin-1")
+        parts = self._parts
+        for i in range(0, len(parts), 2):
+            # (The prefix b"\r\nName: ": the name is between.)
+            key = parts[i][2:-2].decode("latin-1")
+            text = parts[i + 1].decode("latin-1")
             if key in fields:
                 fields[key].append(text)
             else:

@@ -22,6 +22,7 @@ import pytest
 
 from squall.asgi import ASGIServerDelegate
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test
+from tests._chromium import end as end_browser
 
 try:
     import h2.settings
@@ -505,12 +506,12 @@ class ChromiumOverH2Test(AsyncHTTPSTestCase):
                 self.get_url("/"),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
             )
             try:
                 await self.seen.until(lambda: self.results, within=25)
             finally:
-                browser.kill()
-                await browser.wait()
+                await end_browser(browser)
         assert self.results == ["hi via 2"]
         # (The Starlette echo says its scope's http_version; the page, the
         # result and the favicon came over HTTP/2 too.)

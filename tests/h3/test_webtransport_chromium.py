@@ -29,6 +29,7 @@ from squall.httputil import HTTPServerConnectionDelegate  # noqa: E402
 from squall.netutil import bind_sockets  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from squall.webtransport import WebTransportHandler, WebTransportStream  # noqa: E402
+from tests._chromium import end as end_browser  # noqa: E402
 from tests.h3._stack import only_on  # noqa: E402
 
 from ..demos._util import load  # noqa: E402
@@ -96,13 +97,13 @@ async def echo_in_chromium(delegate: HTTPServerConnectionDelegate, closing: asyn
             f"http://127.0.0.1:{page_port}/",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             got = await asyncio.wait_for(result, 40)
             await asyncio.wait_for(closing.wait(), 10)
         finally:
-            proc.kill()
-            await proc.wait()
+            await end_browser(proc)
             page_server.stop()
             await wt_server.drain(2)
     return got

@@ -82,6 +82,15 @@ def traits_of(cls: Any) -> Any:
     Typed Any: callers read the fields of their own traits class.
     """
     traits = cls._hook_traits
-    if traits.read(cls) != traits.hooks:
-        traits = cls._hook_traits = type(traits)(cls)
+    # The most derived kind of traits among the classes it comes from: a
+    # handler whose first base has plain handler traits of its own (a
+    # RequestHandler subclass with a hook replaced) and whose later base
+    # is a WebSocketHandler inherits the first's, but is a WebSocket handler.
+    kind = type(traits)
+    for base in cls.__mro__[1:]:
+        own = vars(base).get("_hook_traits")
+        if own is not None and issubclass(type(own), kind):
+            kind = type(own)
+    if type(traits) is not kind or traits.read(cls) != traits.hooks:
+        traits = cls._hook_traits = kind(cls)
     return traits

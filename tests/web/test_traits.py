@@ -153,3 +153,18 @@ class TraitsServed(AsyncHTTPTestCase):
                 with mock.patch.object(patched, name, recording(WebSocketHandler, name)):
                     await self.check_ws(path, name, True)
                 await self.check_ws(path, name, False)
+
+
+def test_a_websocket_handler_after_a_plain_base_with_own_traits_has_websocket_traits() -> None:
+    # (JupyterHandler, WebSocketHandler): the first base replaced a hook,
+    # so it holds plain handler traits of its own, found first in the MRO.
+
+    class Base(RequestHandler):
+        def set_default_headers(self) -> None:
+            self.set_header("X-Base", "1")
+
+    class Both(Base, WebSocketHandler):
+        pass
+
+    assert isinstance(Both._hook_traits, WebSocketTraits)
+    assert Both._hook_traits.set_default_headers

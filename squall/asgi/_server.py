@@ -25,6 +25,7 @@ from squall.httputil import (
     HTTPServerConnectionDelegate,
     RequestStartLine,
 )
+from squall.httputil._webtransport import SessionLimits
 
 __all__ = ["ASGIServerDelegate"]
 
@@ -105,6 +106,16 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
             ready = self.ready = loop.create_future()
             ready.set_result(None)
         return ready
+
+    @property
+    def wt_limits(self) -> SessionLimits:
+        """The ``wt_`` limits, as a WebTransport session takes them."""
+        return SessionLimits(
+            self.wt_max_sessions,
+            self.wt_max_streams,
+            self.wt_max_datagram_size,
+            self.wt_max_stream_buffer,
+        )
 
     @property
     def state(self) -> dict[str, Any]:

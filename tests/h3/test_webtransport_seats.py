@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -210,3 +212,49 @@ class ASGISeatsTest(SeatChecks):
     @gen_test(timeout=20)
     async def test_refused_failed_and_cancelled_give_their_seat_back(self) -> None:
         await self.refused_failed_and_cancelled_give_their_seat_back()
+
+
+class Parked(WebTransportHandler):
+    """on_datagram parks on a Future only a weak reference names."""
+
+    async def on_datagram(self, data: bytes) -> None:
+        settings = self.settings
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        settings["parked"].append(weakref.ref(future))
+        settings["crowd"].note()
+        try:
+            await future
+            settings["ends"].append("resumed")
+        except asyncio.CancelledError:
+            settings["ends"].append("cancelled")
+            raise
+        finally:
+            settings["crowd"].note()
+
+
+class HeldTasksTest(H3TestCase):
+    def get_app(self) -> Application:
+        self.crowd = Crowd()
+        self.parked: list[weakref.ReferenceType[asyncio.Future[None]]] = []
+        self.ends: list[str] = []
+        return Application([("/wt", Parked)], crowd=self.crowd, parked=self.parked, ends=self.ends)
+
+    @gen_test(timeout=20)
+    async def test_the_owners_tasks_are_held_and_end_with_the_session(self) -> None:
+        await self.started()
+        async with wt_client(self.get_http_port()) as client:
+            self.crowd.pokes.append(client.poke)
+            session = client.open_session("/wt")
+            await client.until(lambda: client.responses[session].status == 200)
+            for data in (b"one", b"two"):
+                client.h3.send_datagram(session, data)
+            client.transmit()
+            await client.until(lambda: len(self.parked) == 2)
+            gc.collect()
+            first = self.parked[0]()
+            assert first is not None, "the on_datagram task was collected"
+            first.set_result(None)
+            await client.until(lambda: self.ends == ["resumed"])
+            # The session ends: the task still parked ends with it.
+            client.send_body(session, b"", end=True)
+            await client.until(lambda: self.ends == ["resumed", "cancelled"])

@@ -75,7 +75,7 @@ from squall.httputil._webtransport import (
 from squall.log import app_log
 
 if TYPE_CHECKING:
-    from squall.asgi._server import ASGIServerDelegate
+    from squall.asgi._host import CycleHost
 
 
 # Messages held for an application that is not receiving (see the module).
@@ -104,7 +104,7 @@ class WebTransportCycle:
 
     def __init__(
         self,
-        server: ASGIServerDelegate,
+        server: CycleHost,
         conn: HTTPConnection,
         start_line: RequestStartLine,
         headers: HTTPHeaders,

@@ -13,18 +13,19 @@ Who may have a session is decided once, by ``httputil/_webtransport``'s
 keeps the connection's count (`SessionTable`: the sessions open and the
 seats held by requests still being decided) and runs the sessions.
 
-Limits are the owner's (`SessionLimits`): sessions per connection (a seat
-taken when the CONNECT arrives), peer streams open at once per session (a stream over it is
-reset with WT_BUFFERED_STREAM_REJECTED), the datagram size (a larger one
-in is dropped and counted; out, it is an error), and bytes a stream may
-hold unread (beyond that it is reset: a handler that stops reading does
-not make the server keep what the client sends). aioquic credits QUIC
-flow control as data arrives, so that last bound is the flow control.
-Out, a client that does not keep up is bounded too: a stream write's
-Future waits on its acknowledgements and the server's write timeout
-resets a stream it takes nothing of (`stream_timed_out`), and datagrams
-wait in a queue of `DATAGRAM_QUEUE` per session, the oldest dropped past
-it, until the stack has sent what it held (`send_datagrams`).
+Limits are the owner's (`SessionLimits`): sessions per connection (a
+seat taken when the CONNECT arrives), peer streams open at once per
+session (a stream over it is reset with WT_BUFFERED_STREAM_REJECTED),
+the datagram size (a larger one in is dropped and counted; out, it is an
+error), and bytes a stream may hold unread (beyond that it is reset: a
+handler that stops reading does not make the server keep what the client
+sends). aioquic credits QUIC flow control as data arrives, so that last
+bound is the flow control. Out, a client that does not keep up is
+bounded too: a stream write's Future waits on its acknowledgements and
+the server's write timeout resets a stream it takes nothing of
+(`stream_timed_out`), and datagrams wait in a queue of `DATAGRAM_QUEUE`
+per session, the oldest dropped past it, until the stack has sent what
+it held (`send_datagrams`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@
   ``self`` or ``cls``), except the ones listed with their reason
   (`GETATTR_KNOWN`): a capability two packages share is declared (a
   `typing.Protocol` with public names, see ``httputil/_websocket_link.py``);
-* the driver packages have no import cycle.
+* the driver packages have no import cycle;
+* squall/ has no import circle beyond those listed (`CIRCLES_KNOWN`, which
+  only shrinks), every import counted: lazy ones inside functions and
+  ``TYPE_CHECKING`` ones too.
 """
 
 from __future__ import annotations

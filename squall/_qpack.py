@@ -18,6 +18,8 @@ from __future__ import annotations
 
 __all__ = ["section_cost", "STATIC_ENTRY_MAX", "STATIC_NAME_MAX", "ENTRY_OVERHEAD"]
 
+from squall._h2._hpack import DecodingError, decode_integer
+
 # RFC 9204 Appendix A: the longest static entry, name and value (76 bytes:
 # content-security-policy's), and the longest name (32).
 # tests/test_qpack.py checks them against the decoder's own table.
@@ -28,39 +30,14 @@ STATIC_NAME_MAX = 32
 ENTRY_OVERHEAD = 32
 
 
-class _Malformed(Exception):
-    pass
-
-
-def _integer(data: bytes, pos: int, prefix: int) -> tuple[int, int]:
-    """RFC 9204 §4.1.1 (RFC 7541 §5.1): the integer whose first byte is at
-    ``pos`` with a ``prefix``-bit prefix, and the position after it."""
-    mask = (1 << prefix) - 1
-    value = data[pos] & mask
-    pos += 1
-    if value < mask:
-        return value, pos
-    shift = 0
-    n = len(data)
-    while True:
-        if pos >= n or shift > 56:
-            raise _Malformed
-        byte = data[pos]
-        pos += 1
-        value += (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
 def _string(data: bytes, pos: int, prefix: int) -> tuple[int, int]:
     """A string literal whose Huffman bit sits just above a ``prefix``-bit
     length: its longest decoded length, and the position after it."""
     huffman = data[pos] & (1 << prefix)
-    length, pos = _integer(data, pos, prefix)
+    length, pos = decode_integer(data, pos, prefix)
     end = pos + length
     if end > len(data):
-        raise _Malformed
+        raise DecodingError("malformed field section")
     return (length * 8 // 5 + 1 if huffman else length), end
 
 
@@ -83,12 +60,12 @@ def section_cost(data: bytes, table_capacity: int, budget: int) -> tuple[int, in
     bound = fields = 0
     try:
         if not n:
-            raise _Malformed
+            raise DecodingError("malformed field section")
         # Required Insert Count, then the sign bit and Delta Base.
-        _, pos = _integer(data, 0, 8)
+        _, pos = decode_integer(data, 0, 8)
         if pos >= n:
-            raise _Malformed
-        _, pos = _integer(data, pos, 7)
+            raise DecodingError("malformed field section")
+        _, pos = decode_integer(data, pos, 7)
         dynamic = table_capacity
         static = STATIC_ENTRY_MAX + ENTRY_OVERHEAD
         static_name = STATIC_NAME_MAX + ENTRY_OVERHEAD
@@ -101,14 +78,14 @@ def section_cost(data: bytes, table_capacity: int, budget: int) -> tuple[int, in
             fields += 1
             if byte & 0x80:  # §4.5.2 indexed field line
                 if byte & 0x3F == 0x3F:
-                    _, pos = _integer(data, pos, 6)
+                    _, pos = decode_integer(data, pos, 6)
                 else:
                     pos += 1
                 bound += static if byte & 0x40 else dynamic
                 continue
             if byte & 0x40:  # §4.5.4 literal with name reference
                 if byte & 0x0F == 0x0F:
-                    _, pos = _integer(data, pos, 4)
+                    _, pos = decode_integer(data, pos, 4)
                 else:
                     pos += 1
                 bound += static_name if byte & 0x10 else dynamic
@@ -116,25 +93,25 @@ def section_cost(data: bytes, table_capacity: int, budget: int) -> tuple[int, in
                 name, pos = _string(data, pos, 3)
                 bound += name + ENTRY_OVERHEAD
             elif byte & 0x10:  # §4.5.3 indexed field line, post-base index
-                _, pos = _integer(data, pos, 4)
+                _, pos = decode_integer(data, pos, 4)
                 bound += dynamic
                 continue
             else:  # §4.5.5 literal with post-base name reference
-                _, pos = _integer(data, pos, 3)
+                _, pos = decode_integer(data, pos, 3)
                 bound += dynamic
             # The value of the three literal forms: H bit, 7-bit length.
             if pos >= n:
-                raise _Malformed
+                raise DecodingError("malformed field section")
             byte = data[pos]
             length = byte & 0x7F
             if length == 0x7F:
-                length, pos = _integer(data, pos, 7)
+                length, pos = decode_integer(data, pos, 7)
             else:
                 pos += 1
             if pos + length > n:
-                raise _Malformed
+                raise DecodingError("malformed field section")
             pos += length
             bound += length * 8 // 5 + 1 if byte & 0x80 else length
-    except _Malformed:
+    except DecodingError:
         return bound, fields, False
     return bound, fields, True

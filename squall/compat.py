@@ -370,7 +370,7 @@ def _import_companions(imported: str = "") -> None:
         return
     from squall._tornado_imports import IMPORTS
 
-    brought = set(IMPORTS.get(imported, ())) if imported else set()
+    brought = set(IMPORTS.get(imported, "").split()) if imported else set()
     _companions.busy = True
     try:
         for rel in sorted(_TORNADO_MODULES):  # a package before its submodules

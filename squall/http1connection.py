@@ -46,10 +46,9 @@ from squall.httputil import (
 
 # What the drivers share is in httputil/_drivers; the names stay importable from here.
 from squall.httputil._drivers import (
-    _DEFAULT_CHUNK_SIZE,
     _DEFAULT_MAX_BODY_SIZE,
-    _DEFAULT_MAX_HEADER_SIZE,
     _SLICE,
+    HTTP1ConnectionParameters,
     _body,
     _check_host,
     _end,
@@ -122,48 +121,8 @@ def is_transfer_encoding_chunked(headers: HTTPHeaders) -> bool:
     raise HTTPInputError(f"Unsupported Transfer-Encoding {value[:100]}")
 
 
-class HTTP1ConnectionParameters:
-    """Settings shared by the connections of one server or client.
-
-    Args:
-        no_keep_alive: close the connection after each request (server).
-        chunk_size: largest body piece passed to ``data_received`` (64 KB).
-        max_header_size: largest message head in bytes (64 KB).
-        header_timeout: seconds to wait for a complete head (server).
-        max_body_size: largest body in bytes (100 MB); for a content-coded
-            body with ``decompress``, measured after decoding.
-        body_timeout: seconds to wait for a complete body (server).
-        decompress: decode ``Content-Encoding`` gzip bodies (br, zstd too
-            when the ``brotli``/``zstd`` extras are installed).
-    """
-
-    __slots__ = (
-        "no_keep_alive",
-        "chunk_size",
-        "max_header_size",
-        "header_timeout",
-        "max_body_size",
-        "body_timeout",
-        "decompress",
-    )
-
-    def __init__(
-        self,
-        no_keep_alive: bool = False,
-        chunk_size: Optional[int] = None,
-        max_header_size: Optional[int] = None,
-        header_timeout: Optional[float] = None,
-        max_body_size: Optional[int] = None,
-        body_timeout: Optional[float] = None,
-        decompress: bool = False,
-    ) -> None:
-        self.no_keep_alive = no_keep_alive
-        self.chunk_size = chunk_size or _DEFAULT_CHUNK_SIZE
-        self.max_header_size = max_header_size or _DEFAULT_MAX_HEADER_SIZE
-        self.header_timeout = header_timeout
-        self.max_body_size = max_body_size
-        self.body_timeout = body_timeout
-        self.decompress = decompress
+# Defined with the drivers' shared code, which reads it; its home is here.
+HTTP1ConnectionParameters.__module__ = __name__
 
 
 def _unread(stream: IOStream, data: bytes) -> None:

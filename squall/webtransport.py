@@ -23,15 +23,20 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Optional, Union
 
+from squall.httputil._webtransport import (
+    DRAFT_FIELD,
+    Session,
+    SessionLimits,
+    SessionRequest,
+    SessionStream,
+)
 from squall.web import RequestHandler
 
 __all__ = ["WebTransportHandler", "WebTransportStream"]
 
 try:
-    from squall.httpserver._h3webtransport import WTSession
     from squall.httpserver._h3webtransport import WTStream as WebTransportStream
 except ImportError:  # no QUIC stack: the handler answers 400 (nothing to serve it over)
-    WTSession = None  # type: ignore[assignment,misc]
     WebTransportStream = Any  # type: ignore[assignment,misc]
 
 
@@ -39,57 +44,56 @@ class WebTransportHandler(RequestHandler):
     """One WebTransport session per request; override the ``on_*`` methods.
 
     Limits (class attributes): `max_sessions_per_connection` (a session
-    over it is answered 429), `max_streams_per_session` (client streams
-    open at once; one over it is refused with WT_BUFFERED_STREAM_REJECTED),
-    `max_datagram_size` (a larger datagram in is dropped, out is a
-    `ValueError`), `max_stream_buffer` (bytes a stream may hold unread
-    before it is reset).
+    over it is answered 429; one still in `prepare_session` counts),
+    `max_streams_per_session` (client streams open at once; one over it is
+    refused with WT_BUFFERED_STREAM_REJECTED), `max_datagram_size` (a
+    larger datagram in is dropped, out is a `ValueError`),
+    `max_stream_buffer` (bytes a stream may hold unread before it is reset).
+
+    The session is asked for by an extended CONNECT, which `connect`
+    answers: override `prepare_session` and `open`, not it.
     """
+
+    SUPPORTED_METHODS = (*RequestHandler.SUPPORTED_METHODS, "CONNECT")
 
     max_sessions_per_connection = 8
     max_streams_per_session = 100
     max_datagram_size = 1200
     max_stream_buffer = 1 << 20
 
-    _session: Optional[WTSession] = None
+    _session: Optional[Session] = None
 
-    def _start(self, *args: Any, **kwargs: Any) -> None:
-        if self.request.method == "CONNECT":
-            # Allowed on this instance only, as for WebSockets over HTTP/2.
-            self.SUPPORTED_METHODS = (*self.SUPPORTED_METHODS, "CONNECT")
-            vars(self)["connect"] = self._accept
-        super()._start(*args, **kwargs)
-
-    async def _accept(self, *args: Any, **kwargs: Any) -> None:
-        # (Its connection and stream ID; None for any other request, and
-        # over HTTP/2: WebTransport is served over HTTP/3 only.)
-        seat = getattr(self.request.connection, "webtransport", None)
-        if WTSession is None or seat is None:
-            self.set_status(400)
-            self.finish("WebTransport needs an extended CONNECT over HTTP/3.")
-            return
-        if seat.sessions >= self.max_sessions_per_connection:
-            self.set_status(429)
-            self.finish(f"More than {self.max_sessions_per_connection} WebTransport sessions.")
-            return
-        result = self.prepare_session(*args, **kwargs)
-        if result is not None:
-            await result
-        if self._finished:
-            return  # refused by prepare_session
-        self.clear_header("Content-Type")
-        # Chromium looks for the draft it speaks in the answer.
-        self.set_header("sec-webtransport-http3-draft", "draft02")
-        self.set_status(200)
-        RequestHandler.finish(self)
-        tunnel = self.detach()
-        self._session = seat.open(
-            self,
-            tunnel,
-            self.max_streams_per_session,
-            self.max_datagram_size,
-            self.max_stream_buffer,
+    async def connect(self, *args: Any, **kwargs: Any) -> None:
+        """Answers the CONNECT: the session's decision is ``httputil``'s
+        `SessionRequest`'s (400 off HTTP/3, 429 over the limit, a seat
+        held while `prepare_session` runs); this turns it into a response."""
+        asked = SessionRequest(
+            self.request.connection,
+            SessionLimits(
+                self.max_sessions_per_connection,
+                self.max_streams_per_session,
+                self.max_datagram_size,
+                self.max_stream_buffer,
+            ),
         )
+        refusal = asked.refusal
+        if refusal is not None:
+            self.set_status(refusal[0])
+            self.finish(refusal[1])
+            return
+        try:
+            result = self.prepare_session(*args, **kwargs)
+            if result is not None:
+                await result
+            if self._finished:
+                return  # refused by prepare_session
+            self.clear_header("Content-Type")
+            self.set_header(*DRAFT_FIELD)
+            self.set_status(200)
+            RequestHandler.finish(self)
+            self._session = asked.open(self, self.detach())
+        finally:
+            asked.release()  # refused, failed or cancelled (nothing once open)
         opened = self.open(*args, **kwargs)
         if opened is not None:
             await opened
@@ -133,7 +137,7 @@ class WebTransportHandler(RequestHandler):
         """
         self._live().send_datagram(bytes(data))
 
-    def create_stream(self, unidirectional: bool = False) -> WebTransportStream:
+    def create_stream(self, unidirectional: bool = False) -> SessionStream:
         """Open a stream to the client (bidirectional unless ``unidirectional``)."""
         return self._live().create_stream(unidirectional)
 
@@ -160,11 +164,8 @@ class WebTransportHandler(RequestHandler):
         the path (sent faster than it takes them), and the oldest went."""
         return 0 if self._session is None else self._session.dropped_outgoing
 
-    def _live(self) -> WTSession:
+    def _live(self) -> Session:
         session = self._session
         if session is None:
             raise ConnectionResetError("WebTransport session not open")
         return session
-
-    def _session_closed(self, code: int, reason: str) -> None:
-        self.on_session_close(code, reason)

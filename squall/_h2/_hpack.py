@@ -25,6 +25,7 @@ __all__ = [
     "DecodingError",
     "HeaderListTooLarge",
     "StatelessEncoder",
+    "decode_integer",
     "encoded_field",
     "encoded_status",
     "encoded_string",
@@ -238,6 +239,32 @@ _ENTRY_OVERHEAD: Final = 32  # RFC 7541 §4.1
 _MAX_INTEGER: Final = 1 << 32  # far above any table or string size we accept
 
 
+def decode_integer(data: bytes, pos: int, prefix: int) -> tuple[int, int]:
+    """RFC 7541 §5.1: the integer at ``pos`` with a ``prefix``-bit prefix, and
+    the position after it (QPACK's integers too, RFC 9204 §4.1.1).
+
+    Raises:
+        DecodingError: truncated, or over 2**32.
+    """
+    mask = (1 << prefix) - 1
+    value = data[pos] & mask
+    pos += 1
+    if value < mask:
+        return value, pos
+    shift = 0
+    while True:
+        if pos >= len(data):
+            raise DecodingError("truncated integer")
+        byte = data[pos]
+        pos += 1
+        value += (byte & 0x7F) << shift
+        if value > _MAX_INTEGER:
+            raise DecodingError("integer too large")
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
 # RFC 7541 Appendix B, the "len in bits" column: the code length of each
 # symbol 0-255 and EOS (256), one base-32 digit each. The code is canonical
 # (shorter codes first, then by symbol), so the lengths give the codes.
@@ -422,30 +449,10 @@ class Decoder:
         self._last_changes = -1
         self._last_fields: list[tuple[str, str]] = []
 
-    def _integer(self, data: bytes, pos: int, prefix: int) -> tuple[int, int]:
-        """RFC 7541 §5.1: the integer at ``pos`` with a ``prefix``-bit prefix."""
-        mask = (1 << prefix) - 1
-        value = data[pos] & mask
-        pos += 1
-        if value < mask:
-            return value, pos
-        shift = 0
-        while True:
-            if pos >= len(data):
-                raise DecodingError("truncated integer")
-            byte = data[pos]
-            pos += 1
-            value += (byte & 0x7F) << shift
-            if value > _MAX_INTEGER:
-                raise DecodingError("integer too large")
-            if not byte & 0x80:
-                return value, pos
-            shift += 7
-
     def _string(self, data: bytes, pos: int) -> tuple[str, int]:
         """RFC 7541 §5.2: a string literal, Huffman-coded or not."""
         huffman = data[pos] & 0x80
-        length, pos = self._integer(data, pos, 7)
+        length, pos = decode_integer(data, pos, 7)
         end = pos + length
         if end > len(data):
             raise DecodingError("truncated string")
@@ -519,21 +526,21 @@ class Decoder:
                     field = get(byte & 0x7F)
                     pos += 1
                 else:
-                    index, pos = self._integer(data, pos, 7)
+                    index, pos = decode_integer(data, pos, 7)
                     field = get(index)
             elif byte & 0x40:  # §6.2.1 literal with incremental indexing
-                index, pos = self._integer(data, pos, 6)
+                index, pos = decode_integer(data, pos, 6)
                 name, value, pos = self._literal(data, pos, index)
                 field = (name, value)
                 self._add(field)
             elif byte & 0x20:  # §6.3 dynamic table size update
                 if fields:
                     raise DecodingError("table size update after a field")
-                size, pos = self._integer(data, pos, 5)
+                size, pos = decode_integer(data, pos, 5)
                 self._resize(size)
                 continue
             else:  # §6.2.2, §6.2.3 literal without / never indexed
-                index, pos = self._integer(data, pos, 4)
+                index, pos = decode_integer(data, pos, 4)
                 name, value, pos = self._literal(data, pos, index)
                 field = (name, value)
             total += len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD

@@ -55,7 +55,7 @@ from squall.iostream import StreamClosedError
 from squall.log import app_log
 
 if TYPE_CHECKING:
-    from squall.asgi._server import ASGIServerDelegate
+    from squall.asgi._host import CycleHost
 
 
 # Request body bytes held for an application that is not receiving.
@@ -184,9 +184,7 @@ class _HTTPCycle(HTTPMessageDelegate):
         "_trailers",
     )
 
-    def __init__(
-        self, server: ASGIServerDelegate, server_conn: object, conn: HTTPConnection
-    ) -> None:
+    def __init__(self, server: CycleHost, server_conn: object, conn: HTTPConnection) -> None:
         # The arguments of start_request after the delegate: the driver
         # makes the cycle by calling partial(_HTTPCycle, server), no Python
         # frame in between (see ASGIServerDelegate.__init__).

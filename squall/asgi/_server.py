@@ -5,31 +5,26 @@ server's driver calls ``start_request`` per request and feeds the returned
 `_HTTPCycle` (see ``_http``), which runs the application; a WebSocket
 upgrade is handed on to ``_websocket``, a WebTransport session (an HTTP/3
 extended CONNECT) to ``_webtransport``; the lifespan protocol is in
-``_lifespan``.
+``_lifespan``. What the cycles read of the delegate is ``_host``'s
+`CycleHost`, which it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Coroutine
 from typing import Any, Optional
 
+from squall.asgi._host import CycleHost
 from squall.asgi._http import _HTTPCycle
 from squall.asgi._lifespan import Lifespan, LifespanMode
-from squall.asgi._scope import ProxyView, _http_scope
 from squall.asgi._types import ASGIApp
-from squall.httputil import (
-    HTTPConnection,
-    HTTPMessageDelegate,
-    HTTPServerConnectionDelegate,
-    RequestStartLine,
-)
+from squall.httputil import HTTPConnection, HTTPMessageDelegate, HTTPServerConnectionDelegate
 
 __all__ = ["ASGIServerDelegate"]
 
 
-class ASGIServerDelegate(HTTPServerConnectionDelegate):
+class ASGIServerDelegate(CycleHost, HTTPServerConnectionDelegate):
     """Serves an ASGI 3.0 application on `~squall.httpserver.HTTPServer`: ``HTTPServer(ASGIServerDelegate(app))``.
 
     HTTP requests get an ``http`` scope, WebSocket upgrades a ``websocket``
@@ -82,29 +77,15 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
         self.wt_max_streams = wt_max_streams
         self.wt_max_datagram_size = wt_max_datagram_size
         self.wt_max_stream_buffer = wt_max_stream_buffer
-        #: Tasks of the requests being served (see `wait_requests`).
-        self.tasks: set[asyncio.Task[None]] = set()
-        #: A mounted application (`ASGIHandler`) sees the full path: the
-        #: prefix is part of it.
+        # (What each field is: `CycleHost`, which declares them.)
+        self.tasks = set()
         self.prefix_in_path = False
-        #: A done future of the loop last served: what a request's send()
-        #: returns when done (see `ready_future`).
-        self.ready: Optional[asyncio.Future[None]] = None
-        # Proxy headers read while the scope is built (see _scope.ProxyView);
-        # `squall run` sets it, instead of putting a delegate in front.
-        self._proxy: Optional[ProxyView] = None
+        self.ready = None
+        self._proxy = None
         if type(self).start_request is ASGIServerDelegate.start_request:
             # What the driver calls per request, as a C callable: the cycle
             # is made without this class's Python frame around it.
             self.start_request = functools.partial(_HTTPCycle, self)  # type: ignore[method-assign]
-
-    def ready_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
-        """A done future of ``loop``: what a request's send() returns when done."""
-        ready = self.ready
-        if ready is None or ready.get_loop() is not loop:
-            ready = self.ready = loop.create_future()
-            ready.set_result(None)
-        return ready
 
     @property
     def state(self) -> dict[str, Any]:
@@ -142,22 +123,3 @@ class ASGIServerDelegate(HTTPServerConnectionDelegate):
     ) -> HTTPMessageDelegate:
         """Return the delegate that runs the application for one request."""
         return _HTTPCycle(self, server_conn, request_conn)
-
-    def http_scope(
-        self, start_line: RequestStartLine, fields: dict[str, list[str]], conn: HTTPConnection
-    ) -> dict[str, Any]:
-        """The ``http`` scope of a request (built by `_scope._http_scope`)."""
-        root, state = self.root_path, self.lifespan.state
-        return _http_scope(start_line, fields, conn, root, self.prefix_in_path, state, self._proxy)
-
-    def run_tracked(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``coro`` in a Task kept in ``self.tasks``; the coroutine calls
-        `untrack_current` as it ends (cheaper than a done callback, which the
-        loop would schedule as one more handle per request)."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        return task
-
-    def untrack_current(self) -> None:
-        """Called by a request's coroutine as it ends: its task is done with."""
-        self.tasks.discard(asyncio.current_task())

@@ -55,7 +55,7 @@ from squall.log import app_log
 from squall.websocket._protocol import MessageType, WebSocketProtocol13, _Peer
 
 if TYPE_CHECKING:
-    from squall.asgi._server import ASGIServerDelegate
+    from squall.asgi._host import CycleHost
 
 
 # Messages held for an application that is not receiving; past this many,
@@ -103,7 +103,7 @@ class _WebSocketCycle(_Peer):
 
     def __init__(
         self,
-        server: ASGIServerDelegate,
+        server: CycleHost,
         conn: HTTPConnection,
         start_line: RequestStartLine,
         headers: HTTPHeaders,

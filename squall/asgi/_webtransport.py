@@ -5,9 +5,11 @@ A browser's ``new WebTransport(url)`` is an extended CONNECT with
 Chromium speaks it). It arrives through the HTTP delegate seam like any
 request; the application gets a ``webtransport`` scope and, once it
 accepts, the session's datagrams and streams as messages. The session
-itself (capsules, streams, limits) is ``httpserver/_h3webtransport``'s
-`WTSession`, the one `squall.webtransport.WebTransportHandler` uses; this
-object is its owner, as a handler is.
+itself (capsules, streams, limits) is ``httpserver/_h3webtransport``'s,
+the one `squall.webtransport.WebTransportHandler` uses, and whether it may
+be had is ``httputil/_webtransport``'s `SessionRequest`'s (400, 429, the
+seat held while the application decides, the draft's header) for both:
+this object is the session's owner, as a handler is, and translates.
 
 ASGI has no WebTransport specification yet (asgiref issue 280 is open).
 The messages follow the prototype that issue points to (aioquic's
@@ -45,7 +47,7 @@ __all__: list[str] = []  # private to the ASGI server
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional
 
 from squall.asgi._types import (
     ASGIProtocolError,
@@ -64,60 +66,16 @@ from squall.httputil import (
     responses,
 )
 from squall.httputil._headers import fields_of
+from squall.httputil._webtransport import (
+    DRAFT_FIELD,
+    Session,
+    SessionRequest,
+    SessionStream,
+)
 from squall.log import app_log
 
 if TYPE_CHECKING:
-    from squall.asgi._server import ASGIServerDelegate
-
-
-class WTStream(Protocol):
-    """One stream of the session, as the server's session gives it."""
-
-    stream_id: int
-    readable: bool
-    writable: bool
-
-    async def read(self, max_bytes: int = 65536) -> bytes:
-        """Up to ``max_bytes``; b"" at its end; ConnectionResetError once reset."""
-
-    def write(self, data: bytes, end: bool = False) -> asyncio.Future[None]:
-        """Queue ``data`` (and the FIN); ConnectionResetError once closed. The
-        Future waits while the client has not acknowledged enough, and fails
-        (an OSError) if the stream is reset meanwhile (the write timeout)."""
-
-    def reset(self, code: int = 0) -> None:
-        """Abort both directions."""
-
-
-class WTSession(Protocol):
-    """The server's side of one session (``request.connection.webtransport.open``)."""
-
-    def send_datagram(self, data: bytes) -> None:
-        """ValueError over the size limit; ConnectionResetError once closed."""
-
-    def create_stream(self, unidirectional: bool = False) -> WTStream:
-        """A stream to the client."""
-
-    def close(self, code: int = 0, reason: str = "") -> None:
-        """CLOSE_WEBTRANSPORT_SESSION with ``code`` and ``reason``."""
-
-
-class WTSeat(Protocol):
-    """``request.connection.webtransport``: what the session is made of."""
-
-    @property
-    def sessions(self) -> int:
-        """The sessions its connection holds."""
-
-    def open(
-        self,
-        owner: Any,
-        tunnel: Any,
-        max_streams: int,
-        max_datagram_size: int,
-        max_stream_buffer: int,
-    ) -> WTSession:
-        """The session, once accepted."""
+    from squall.asgi._host import CycleHost
 
 
 # Messages held for an application that is not receiving (see the module).
@@ -142,12 +100,11 @@ def _payload(message: Message) -> bytes:
 
 class WebTransportCycle:
     """One WebTransport session: the application's receive/send, and the
-    owner `WTSession` calls (``on_stream``, ``on_datagram``, ``on_drain``,
-    ``_session_closed``, as on a `WebTransportHandler`)."""
+    session's `SessionOwner` (as a `WebTransportHandler` is)."""
 
     def __init__(
         self,
-        server: ASGIServerDelegate,
+        server: CycleHost,
         conn: HTTPConnection,
         start_line: RequestStartLine,
         headers: HTTPHeaders,
@@ -163,8 +120,8 @@ class WebTransportCycle:
         self._space: Optional[asyncio.Future[None]] = None
         self._request_done: Optional[asyncio.Future[None]] = self._loop.create_future()
         self._state = _CONNECTING
-        self._session: Optional[WTSession] = None
-        self._streams: dict[int, WTStream] = {}
+        self._session: Optional[Session] = None
+        self._streams: dict[int, SessionStream] = {}
         self._readers: dict[int, asyncio.Task[None]] = {}
         self._writes: dict[int, asyncio.Future[None]] = {}
         # Streams the application ended (FIN sent): forgotten once read too.
@@ -173,18 +130,12 @@ class WebTransportCycle:
         #: Datagrams from the client dropped while the application was not
         #: receiving (the session counts those over the size limit).
         self.dropped_datagrams = 0
-        seat: Optional[WTSeat] = getattr(conn, "webtransport", None)
-        if seat is None:
-            # Not over HTTP/3 (WebTransport over HTTP/2 is not served).
+        # A seat is held from here until the session opens or is not had.
+        self._asked = asked = SessionRequest(conn, server.wt_limits)
+        refusal = asked.refusal
+        if refusal is not None:
             self._state = _CLOSED
-            self._respond(400, b"WebTransport needs an extended CONNECT over HTTP/3.")
-            return
-        self._seat = seat
-        if seat.sessions >= server.wt_max_sessions:
-            self._state = _CLOSED
-            self._respond(
-                429, f"More than {server.wt_max_sessions} WebTransport sessions.".encode()
-            )
+            self._respond(refusal[0], refusal[1].encode())
             return
         set_close = getattr(conn, "set_close_callback", None)
         if set_close is not None:
@@ -215,7 +166,7 @@ class WebTransportCycle:
 
     # -- the session's owner (called by WTSession) ------------------------------------
 
-    def on_stream(self, stream: WTStream) -> None:
+    def on_stream(self, stream: SessionStream) -> None:
         """The client opened ``stream``: read it into messages."""
         sid = stream.stream_id
         self._streams[sid] = stream
@@ -234,12 +185,13 @@ class WebTransportCycle:
             self._state = _CLOSED
             session.close(0, "server shutting down")
 
-    def _session_closed(self, code: int, reason: str) -> None:
+    def on_session_close(self, code: int, reason: str) -> None:
+        """The session ended (either side closed it, or the connection went)."""
         self._ended(code, reason)
 
     # -- in ----------------------------------------------------------------------------
 
-    async def _read_stream(self, stream: WTStream) -> None:
+    async def _read_stream(self, stream: SessionStream) -> None:
         sid = stream.stream_id
         try:
             limit = min(self._server.wt_max_stream_buffer, 65536)
@@ -293,6 +245,7 @@ class WebTransportCycle:
     def _ended(self, code: int, reason: str) -> None:
         if self._close is not None:
             return
+        self._asked.release()  # not had: refused, failed, gone (nothing once open)
         self._close = (code, reason)
         self._state = _CLOSED
         self._put({"type": "webtransport.disconnect", "code": code, "reason": reason})
@@ -448,21 +401,13 @@ class WebTransportCycle:
         fields = HTTPHeaders()
         for name, value in header_pairs(message, "webtransport.accept"):
             fields.add(name, value)
-        # Chromium looks for the draft it speaks in the answer.
-        fields["sec-webtransport-http3-draft"] = "draft02"
+        fields[DRAFT_FIELD[0]] = DRAFT_FIELD[1]
         conn = self._conn
         conn.write_headers(ResponseStartLine(self._version, 200, "OK"), fields)
         conn.finish()
         tunnel = conn.detach()
         self._state = _OPEN
-        server = self._server
-        self._session = self._seat.open(
-            self,
-            tunnel,
-            server.wt_max_streams,
-            server.wt_max_datagram_size,
-            server.wt_max_stream_buffer,
-        )
+        self._session = self._asked.open(self, tunnel)
 
     def _respond(self, status: int, body: bytes) -> None:
         """A whole response instead of the session."""

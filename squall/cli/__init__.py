@@ -30,15 +30,13 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
+from squall.cli._alias import TORNADO_ALIAS_ENV as TORNADO_ALIAS_ENV
+from squall.cli._alias import tornado_alias as tornado_alias
 from squall.cli._options import Config, UsageError, build_parser, parse_config
 
 __all__ = ["Config", "UsageError", "main", "run"]
 
 log = logging.getLogger("squall.general")
-
-#: The environment variable for the ``tornado`` alias: 1 on, 0 off, unset: when
-#: no Tornado is installed.
-TORNADO_ALIAS_ENV = "SQUALL_TORNADO_ALIAS"
 
 _TOP_USAGE = """usage: squall run [OPTIONS] TARGET
 
@@ -52,41 +50,6 @@ def _setup_logging(level: str, log_config: Optional[str] = None) -> None:
     from squall.cli._logging import setup_logging
 
     setup_logging(level, log_config)
-
-
-def tornado_alias() -> bool:
-    """Make ``import tornado`` give Squall in this process, if it should; True if it does.
-
-    It should when `TORNADO_ALIAS_ENV` says 1, or is unset and no Tornado
-    is installed. The decision is written back to the environment, so that
-    workers and the application's subprocesses make the same one.
-    """
-    import importlib.util
-
-    from squall import compat
-
-    wanted = os.environ.get(TORNADO_ALIAS_ENV, "").strip()
-    if wanted == "0":
-        return False
-    if wanted != "1" and not compat.installed():
-        try:
-            found = importlib.util.find_spec("tornado") is not None
-        except (ImportError, ValueError):
-            found = False
-        if found:
-            state = compat.alias_state()
-            if state.state == "replaced":
-                # The environment's alias was replaced by pip: the app would
-                # run on that Tornado, which nobody asked for. Say so.
-                log.warning("%s", state.message)
-            return False  # a real Tornado (or an alias installed venv-wide)
-    try:
-        compat.install()
-    except RuntimeError as exc:
-        log.warning("%s: not making 'tornado' an alias of squall: %s", TORNADO_ALIAS_ENV, exc)
-        return False
-    os.environ[TORNADO_ALIAS_ENV] = "1"
-    return True
 
 
 # An option, the module it needs, and what to install for it.

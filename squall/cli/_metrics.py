@@ -40,17 +40,16 @@ import tempfile
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from squall.cli._options import UsageError
 from squall.log import gen_log
 
 if TYPE_CHECKING:
-    from squall.cli._supervisor import Supervisor
     from squall.httpserver import HTTPServer
     from squall.httputil import HTTPServerRequest
 
-__all__ = ["SupervisorMetrics", "WorkerMetrics", "start_metrics_server"]
+__all__ = ["SupervisorMetrics", "WorkerCensus", "WorkerMetrics", "start_metrics_server"]
 
 _DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds between two samples of a worker's gauges.
@@ -75,6 +74,24 @@ _PUBSUB_COUNTERS = {
 _MAX_OTHER_ROUTES = 16
 
 
+class WorkerCensus(Protocol):
+    """What the metrics read of the supervisor (`_supervisor.Supervisor`),
+    declared here so that the supervisor imports the metrics and not the
+    other way round."""
+
+    #: Worker processes wanted.
+    target: int
+    #: Workers started to replace one that exited.
+    restarts: int
+    #: The server stops gracefully.
+    stopping: bool
+    #: A worker has been ready at least once.
+    ever_ready: bool
+
+    def ready_pids(self) -> set[int]:
+        """The workers serving now."""
+
+
 def _import_client() -> Any:
     try:
         import prometheus_client
@@ -88,7 +105,7 @@ def _import_client() -> Any:
 class SupervisorMetrics:
     """The supervisor's side: the multiprocess directory and the HTTP endpoints."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: WorkerCensus) -> None:
         self.supervisor = supervisor
         given = os.environ.get(_DIR_ENV)
         # A directory we made is ours to remove; one the operator gave is not.
@@ -225,7 +242,7 @@ class _WorkerFiles:
 class _SupervisorCollector:
     """What the supervisor knows, read at scrape time."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: WorkerCensus) -> None:
         self.supervisor = supervisor
 
     def collect(self) -> Iterator[Any]:
@@ -250,7 +267,7 @@ class _SupervisorCollector:
         )
 
 
-async def start_metrics_server(supervisor: Supervisor, bind: str) -> SupervisorMetrics:
+async def start_metrics_server(supervisor: WorkerCensus, bind: str) -> SupervisorMetrics:
     """Serve the metrics and health endpoints on ``bind`` from the supervisor.
 
     Raises:

@@ -44,7 +44,7 @@ def instrument_squall(tracer_provider: Any = None) -> None:
     Raises:
         UsageError: the instrumentation is not installed.
     """
-    from squall.cli import tornado_alias
+    from squall.cli._alias import tornado_alias
 
     tornado_alias()
     module = _instrumentation("tornado", "")

@@ -40,7 +40,12 @@ from squall.httpserver import _flow as flow
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._h3stream import _H3Stream
 from squall.httpserver._h3websocket import _H3Tunnel, drain_tunnels
-from squall.httpserver._h3webtransport import send_datagrams, stream_timed_out
+from squall.httpserver._h3webtransport import (
+    SessionTable,
+    drain_sessions,
+    send_datagrams,
+    stream_timed_out,
+)
 from squall.httpserver._muxstream import StreamSlots, stream_census
 from squall.iostream import StreamClosedError
 from squall.log import gen_log
@@ -97,8 +102,9 @@ class _H3Session(QuicConnectionProtocol):
         self._good_host: Optional[str] = None
         # The first request stream not processed (GOAWAY's identifier).
         self._next_stream = 0
-        # WebTransport sessions by CONNECT stream (squall.httpserver._h3webtransport).
-        self._webtransport: Optional[dict[int, Any]] = None
+        # WebTransport sessions and seats (squall.httpserver._h3webtransport);
+        # true while a session is open.
+        self._webtransport: Optional[SessionTable] = None
         self._closing = False
         # Draining, done, waiting for the client to acknowledge the last bytes.
         self._close_pending = False
@@ -439,6 +445,8 @@ class _H3Session(QuicConnectionProtocol):
             return
         self._closing = True
         drain_tunnels(self)  # their close frames first, then the GOAWAY
+        if self._webtransport:
+            drain_sessions(self)
         self._goaway()
         if not self.slots.active:
             self._close_when_acknowledged()
@@ -530,9 +538,9 @@ class _H3Session(QuicConnectionProtocol):
         """The tunnels of the connection's streams (accepted or not yet)."""
         return [s.tunnel for s in list(self._streams.values()) if s.tunnel is not None]
 
-    def webtransport_sessions(self) -> dict[int, Any]:
-        """The WebTransport sessions by CONNECT stream (the dict made on first use)."""
+    def webtransport_sessions(self) -> SessionTable:
+        """The WebTransport sessions and seats (the table made on first use)."""
         found = self._webtransport
         if found is None:
-            found = self._webtransport = {}
+            found = self._webtransport = SessionTable()
         return found

@@ -8,24 +8,31 @@ own streams and datagrams are the QUIC streams and DATAGRAM frames that
 aioquic's H3 layer tags with the session's stream ID. `route_event`
 hands them from `_H3Protocol` to the `WTSession` registered for it.
 
-Limits are the handler's: sessions per connection (checked when one is
-accepted), peer streams open at once per session (a stream over it is
-reset with WT_BUFFERED_STREAM_REJECTED), the datagram size (a larger one
-in is dropped and counted; out, it is an error), and bytes a stream may
-hold unread (beyond that it is reset: a handler that stops reading does
-not make the server keep what the client sends). aioquic credits QUIC
-flow control as data arrives, so that last bound is the flow control.
-Out, a client that does not keep up is bounded too: a stream write's
-Future waits on its acknowledgements and the server's write timeout
-resets a stream it takes nothing of (`stream_timed_out`), and datagrams
-wait in a queue of `DATAGRAM_QUEUE` per session, the oldest dropped past
-it, until the stack has sent what it held (`send_datagrams`).
+Who may have a session is decided once, by ``httputil/_webtransport``'s
+`SessionRequest` (for the handler and the ASGI server alike); this module
+keeps the connection's count (`SessionTable`: the sessions open and the
+seats held by requests still being decided) and runs the sessions.
+
+Limits are the owner's (`SessionLimits`): sessions per connection (a
+seat taken when the CONNECT arrives), peer streams open at once per
+session (a stream over it is reset with WT_BUFFERED_STREAM_REJECTED),
+the datagram size (a larger one in is dropped and counted; out, it is an
+error), and bytes a stream may hold unread (beyond that it is reset: a
+handler that stops reading does not make the server keep what the client
+sends). aioquic credits QUIC flow control as data arrives, so that last
+bound is the flow control. Out, a client that does not keep up is
+bounded too: a stream write's Future waits on its acknowledgements and
+the server's write timeout resets a stream it takes nothing of
+(`stream_timed_out`), and datagrams wait in a queue of `DATAGRAM_QUEUE`
+per session, the oldest dropped past it, until the stack has sent what
+it held (`send_datagrams`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from squall._quicstack import (
@@ -42,19 +49,21 @@ from squall._quicstack import (
     send_h3_datagram,
 )
 from squall.httpserver._h3conn import GuardedH3Connection
+from squall.httputil._webtransport import SessionLimits, SessionOwner
 from squall.log import app_log
 
 if TYPE_CHECKING:
     from squall.httpserver._tunnel import _Tunnel
 
 __all__ = [
+    "SessionTable",
     "WTCarrier",
     "WTSession",
     "WTSeat",
     "WTStream",
     "WebTransportH3Connection",
+    "drain_sessions",
     "route_event",
-    "sessions",
     "stream_reset",
 ]
 
@@ -110,14 +119,62 @@ class WTCarrier(Protocol):
     def abandon_writes(self, sid: int) -> None:
         """Stream ``sid`` was reset: the writes waiting on it fail."""
 
-    def webtransport_sessions(self) -> dict[int, Any]:
-        """The connection's sessions by CONNECT stream (made on first use)."""
+    def webtransport_sessions(self) -> SessionTable:
+        """The connection's sessions (the table made on first use)."""
+
+
+class SessionTable:
+    """One connection's WebTransport sessions, by CONNECT stream ID, and the
+    seats held by CONNECTs whose owner is still deciding (so the limit is
+    counted when a session is asked for, not when it is opened). True while
+    a session is open."""
+
+    __slots__ = ("live", "held")
+
+    def __init__(self) -> None:
+        self.live: dict[int, WTSession] = {}
+        self.held: set[int] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.live)
+
+    def reserve(self, session_id: int, limit: int) -> bool:
+        """A seat for ``session_id`` if fewer than ``limit`` are taken."""
+        if session_id in self.held:
+            return True
+        if len(self.live) + len(self.held) >= limit:
+            return False
+        self.held.add(session_id)
+        return True
+
+    def release(self, session_id: int) -> None:
+        """``session_id``'s seat, not taken up, goes back."""
+        self.held.discard(session_id)
+
+    def seat(self, session: WTSession) -> None:
+        """``session`` opens in its seat."""
+        self.held.discard(session.session_id)
+        self.live[session.session_id] = session
+
+    def leave(self, session: WTSession) -> None:
+        """``session`` ended: its seat is free."""
+        if self.live.get(session.session_id) is session:
+            del self.live[session.session_id]
+
+    def get(self, session_id: int) -> Optional[WTSession]:
+        """The open session of CONNECT stream ``session_id``, if any."""
+        return self.live.get(session_id)
+
+    def sessions(self) -> list[WTSession]:
+        """The sessions open now (a copy: calls may end some)."""
+        return list(self.live.values())
 
 
 class WTSeat:
-    """What an extended CONNECT with ``:protocol webtransport`` offers whoever
-    answers it (`WebTransportHandler`, the ASGI server): its connection's
-    sessions, and its own once accepted (``request.connection.webtransport``)."""
+    """``request.connection.webtransport`` of an extended CONNECT with
+    ``:protocol webtransport`` (a `SessionSeat`): its connection's table,
+    seen from the request that asks for a session (the CONNECT stream's ID
+    names it). Holds no state of its own: the table does."""
 
     __slots__ = ("carrier", "session_id")
 
@@ -126,43 +183,26 @@ class WTSeat:
         #: The CONNECT stream's ID, which names the session.
         self.session_id = session_id
 
-    @property
-    def sessions(self) -> int:
-        """How many sessions the connection holds."""
-        return len(sessions(self.carrier))
+    def reserve(self, limit: int) -> bool:
+        """A seat for this request's session, if fewer than ``limit`` are taken."""
+        return self.carrier.webtransport_sessions().reserve(self.session_id, limit)
 
-    def open(
-        self,
-        owner: Any,
-        tunnel: _Tunnel,
-        max_streams: int,
-        max_datagram_size: int,
-        max_stream_buffer: int,
-    ) -> WTSession:
+    def release(self) -> None:
+        """The seat goes back (the session was refused, failed or was cancelled)."""
+        self.carrier.webtransport_sessions().release(self.session_id)
+
+    def open(self, owner: SessionOwner, tunnel: _Tunnel, limits: SessionLimits) -> WTSession:
         """The session, once its CONNECT was answered 2xx and ``detach()``ed
         (``tunnel``); ``owner`` hears of its streams, datagrams and end."""
-        return WTSession(
-            self.carrier,
-            self.session_id,
-            owner,
-            tunnel,
-            max_streams,
-            max_datagram_size,
-            max_stream_buffer,
-        )
-
-
-def sessions(proto: WTCarrier) -> dict[int, WTSession]:
-    """The connection's WebTransport sessions, by CONNECT stream ID."""
-    return proto.webtransport_sessions()
+        return WTSession(self.carrier, self.session_id, owner, tunnel, limits)
 
 
 def route_event(proto: WTCarrier, event: H3Event) -> bool:
     """Give ``event`` to its session if it is WebTransport's (True), else False."""
     if isinstance(event, WebTransportStreamDataReceived):
-        session = sessions(proto).get(event.session_id)
+        session = proto.webtransport_sessions().get(event.session_id)
         if session is None:
-            # No such session (closed, or never opened): not wanted.
+            # No such session (closed, not yet accepted, or never asked for): not wanted.
             try:
                 proto.quic.stop_stream(event.stream_id, WT_BUFFERED_STREAM_REJECTED)
             except Exception:
@@ -171,7 +211,7 @@ def route_event(proto: WTCarrier, event: H3Event) -> bool:
         session.stream_data_received(event.stream_id, event.data, event.stream_ended)
         return True
     if isinstance(event, DatagramReceived):
-        session = sessions(proto).get(datagram_stream_id(event))
+        session = proto.webtransport_sessions().get(datagram_stream_id(event))
         if session is not None:
             session.datagram_received(event.data)
         return True
@@ -188,7 +228,7 @@ def send_datagrams(proto: WTCarrier) -> None:
     h3 = proto.h3
     if h3 is None:
         return
-    for session in list(sessions(proto).values()):
+    for session in proto.webtransport_sessions().sessions():
         session.release_datagrams(h3)
 
 
@@ -196,14 +236,22 @@ def stream_timed_out(proto: WTCarrier, stream_id: int) -> bool:
     """The client took none of ``stream_id``'s output for the server's write
     timeout: if it is a WebTransport stream, it is reset (True), as a
     response's stream is; the writes waiting on it fail."""
-    return any(session.write_timed_out(stream_id) for session in list(sessions(proto).values()))
+    sessions = proto.webtransport_sessions().sessions()
+    return any(session.write_timed_out(stream_id) for session in sessions)
 
 
 def stream_reset(proto: WTCarrier, stream_id: int) -> None:
     """The client reset a WebTransport stream (or asked us to stop sending on it)."""
-    for session in list(sessions(proto).values()):
+    for session in proto.webtransport_sessions().sessions():
         if session.stream_reset(stream_id):
             return
+
+
+def drain_sessions(proto: WTCarrier) -> None:
+    """The server drains: each session is told (DRAIN_WEBTRANSPORT_SESSION,
+    and its owner's ``on_drain``)."""
+    for session in proto.webtransport_sessions().sessions():
+        session.going_away()
 
 
 class WTStream:
@@ -355,12 +403,14 @@ class WTStream:
 
 
 class WTSession:
-    """The protocol's side of one session; the handler is its owner."""
+    """The protocol's side of one session (a `Session`); whoever accepted
+    it is its `SessionOwner`, and the tasks its calls start are held here
+    until they end, or until the session does."""
 
     __slots__ = (
         "_proto",
         "session_id",
-        "_handler",
+        "_owner",
         "_streams",
         "max_streams",
         "max_datagram_size",
@@ -370,6 +420,7 @@ class WTSession:
         "_tunnel",
         "_capsules",
         "_reader",
+        "_tasks",
         "_peer_max",
         "_waiting",
         "_outgoing",
@@ -380,19 +431,17 @@ class WTSession:
         self,
         proto: WTCarrier,
         session_id: int,
-        handler: Any,
+        owner: SessionOwner,
         tunnel: _Tunnel,
-        max_streams: int,
-        max_datagram_size: int,
-        max_stream_buffer: int,
+        limits: SessionLimits,
     ) -> None:
         self._proto = proto
         self.session_id = session_id
-        self._handler = handler
+        self._owner = owner
         self._streams: dict[int, WTStream] = {}
-        self.max_streams = max_streams
-        self.max_datagram_size = max_datagram_size
-        self.max_stream_buffer = max_stream_buffer
+        self.max_streams = limits.streams
+        self.max_datagram_size = limits.datagram_size
+        self.max_stream_buffer = limits.stream_buffer
         self.dropped_datagrams = 0
         self.closed = False
         self._tunnel = tunnel
@@ -404,8 +453,10 @@ class WTSession:
         self._outgoing: deque[bytes] = deque()
         #: Datagrams to send dropped for `DATAGRAM_QUEUE` (the oldest first).
         self.dropped_outgoing = 0
-        sessions(proto)[session_id] = self
-        tunnel.adopt_websocket(self)  # type: ignore[arg-type]
+        # The owner's coroutines (on_stream, on_datagram) until they end.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        proto.webtransport_sessions().seat(self)
+        # The capsule reader also sees the CONNECT stream's end (its read fails).
         self._reader = asyncio.ensure_future(self._read_capsules())
 
     # -- out -------------------------------------------------------------------------
@@ -465,13 +516,9 @@ class WTSession:
         except Exception:
             pass
         try:
-            self._handler.on_drain()
+            self._owner.on_drain()
         except Exception:
             app_log.error("Uncaught exception in WebTransport on_drain", exc_info=True)
-
-    def on_connection_close(self) -> None:
-        """The CONNECT stream closed (the tunnel tells its owner)."""
-        self._ended(0, "")
 
     # -- for its streams ---------------------------------------------------------------
 
@@ -555,7 +602,7 @@ class WTSession:
             # Client-initiated: bidirectional (ID % 4 == 0) or unidirectional (2).
             stream = WTStream(self, sid, readable=True, writable=sid & 2 == 0)
             self._streams[sid] = stream
-            self._call("on_stream", stream)
+            self._call("on_stream", self._owner.on_stream, stream)
         stream.data_received(data, ended)
         if stream.buffered > self.max_stream_buffer:
             app_log.info(
@@ -572,7 +619,7 @@ class WTSession:
         if len(data) > self.max_datagram_size:
             self.dropped_datagrams += 1
             return
-        self._call("on_datagram", data)
+        self._call("on_datagram", self._owner.on_datagram, data)
 
     async def _read_capsules(self) -> None:
         tunnel = self._tunnel
@@ -614,13 +661,22 @@ class WTSession:
         self.closed = True
         if not self._reader.done():
             self._reader.cancel()
-        sessions(self._proto).pop(self.session_id, None)
+        self._proto.webtransport_sessions().leave(self)
         for stream in list(self._streams.values()):
             stream.reset(0)
         for sid in list(self._waiting):
             self.abandon_writes(sid)  # ended streams' last writes
         self._outgoing.clear()
-        self._call("_session_closed", code, reason)
+        try:
+            self._owner.on_session_close(code, reason)
+        except Exception:
+            app_log.error("Uncaught exception in WebTransport on_session_close", exc_info=True)
+        # What the owner's calls still run ends with the session (not the
+        # caller itself, when the owner closed it from one of them).
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
 
     def stream_reset(self, stream_id: int) -> bool:
         """The client reset ``stream_id``: True if it is one of this session's."""
@@ -630,16 +686,18 @@ class WTSession:
         stream.reset_received()
         return True
 
-    def _call(self, name: str, *args: Any) -> None:
+    def _call(self, name: str, method: Callable[..., Any], *args: Any) -> None:
         try:
-            result = getattr(self._handler, name)(*args)
-            if asyncio.iscoroutine(result):
-                task = asyncio.ensure_future(result)
-                task.add_done_callback(_log_failure)
+            result = method(*args)
         except Exception:
             app_log.error("Uncaught exception in WebTransport %s", name, exc_info=True)
+            return
+        if asyncio.iscoroutine(result):
+            task = asyncio.get_running_loop().create_task(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
 
-
-def _log_failure(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        app_log.error("Uncaught exception in WebTransport handler", exc_info=task.exception())
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            app_log.error("Uncaught exception in WebTransport handler", exc_info=task.exception())

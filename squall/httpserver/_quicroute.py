@@ -67,8 +67,13 @@ _RET_K = 0x06
 Insn = tuple[int, int, int, int]
 
 
+# The check byte beside a slot in a connection ID we issued (see `_check`).
+_CHECK_MUL = 167
+_CHECK_ADD = 0x5A
+
+
 def _check(slot: int) -> int:
-    return (slot * 167 + 0x5A) & 0xFF
+    return (slot * _CHECK_MUL + _CHECK_ADD) & 0xFF
 
 
 def issue_cid(slot: int) -> bytes:
@@ -154,6 +159,25 @@ class _Program:
         return out
 
 
+def _read_id(p: _Program, at: int) -> None:
+    """The destination connection ID at byte ``at``, short header or long:
+    M[0] is its slot byte and M[1] its first two bytes (a new client's
+    pick); on to "owned" if the byte after the slot's is its check byte
+    (`_check`'s, computed by the kernel), else to "pick" with M[1]."""
+    p.op(_LD_H_ABS, at)
+    p.op(_ST, 1)
+    p.op(_LD_B_ABS, at)
+    p.op(_ST, 0)
+    p.op(_ALU_MUL_K, _CHECK_MUL)
+    p.op(_ALU_ADD_K, _CHECK_ADD)
+    p.op(_ALU_AND_K, 0xFF)
+    p.op(_TAX)
+    p.op(_LD_B_ABS, at + 1)
+    p.op(_JEQ_X, 0, "owned", 0)
+    p.op(_LD_MEM, 1)
+    p.op(_JA, "pick")
+
+
 def filter_program(routed: Sequence[int], accepting: Sequence[int]) -> list[Insn]:
     """The program that picks a socket of the group for each datagram.
 
@@ -173,36 +197,14 @@ def filter_program(routed: Sequence[int], accepting: Sequence[int]) -> list[Insn
     p.op(_LD_B_ABS, 0)
     p.op(_JSET_K, 0x80, "long", 0)
     # Short header: the destination ID follows the first byte.
-    p.op(_LD_H_ABS, 1)
-    p.op(_ST, 1)
-    p.op(_LD_B_ABS, 1)
-    p.op(_ST, 0)
-    p.op(_ALU_MUL_K, 167)
-    p.op(_ALU_ADD_K, 0x5A)
-    p.op(_ALU_AND_K, 0xFF)
-    p.op(_TAX)
-    p.op(_LD_B_ABS, 2)
-    p.op(_JEQ_X, 0, "owned", 0)
-    p.op(_LD_MEM, 1)
-    p.op(_JA, "pick")
+    _read_id(p, 1)
     # Long header: version (4 bytes), the ID's length, the ID.
     p.label("long")
     p.op(_LD_W_LEN)
     p.op(_JGE_K, 8, 0, "any")
     p.op(_LD_B_ABS, 5)
     p.op(_JGE_K, 2, 0, "any")
-    p.op(_LD_H_ABS, 6)
-    p.op(_ST, 1)
-    p.op(_LD_B_ABS, 6)
-    p.op(_ST, 0)
-    p.op(_ALU_MUL_K, 167)
-    p.op(_ALU_ADD_K, 0x5A)
-    p.op(_ALU_AND_K, 0xFF)
-    p.op(_TAX)
-    p.op(_LD_B_ABS, 7)
-    p.op(_JEQ_X, 0, "owned", 0)
-    p.op(_LD_MEM, 1)
-    p.op(_JA, "pick")
+    _read_id(p, 6)
     # An ID with the check byte: its slot, if a worker has it.
     p.label("owned")
     p.op(_LD_MEM, 0)

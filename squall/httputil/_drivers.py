@@ -6,14 +6,14 @@ the error responses and their log line, body framing that raises
 `.HTTPOutputError`, and the content-coding delegate.
 
 It imports no driver: `.http1connection` re-exports these names for code that
-imported them from there.
+imported them from there, `HTTP1ConnectionParameters` (whose home it is) included.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from squall._content_coding import ContentCodingError, Decoder, make_decoder
 from squall._h1 import H1Connection, H1Limits, LocalProtocolError, ProtocolError
@@ -21,10 +21,6 @@ from squall.httputil._delegates import HTTPMessageDelegate
 from squall.httputil._headers import _ABNF, HTTPHeaders, HTTPInputError, HTTPOutputError
 from squall.httputil._startline import ResponseStartLine, StartLine, responses
 from squall.log import gen_log
-
-if TYPE_CHECKING:
-    from squall.http1connection import HTTP1ConnectionParameters
-
 
 #: Most interim (1xx) responses a client accepts before the final one.
 _MAX_1XX_RESPONSES = 10
@@ -45,6 +41,50 @@ def _parser_choice() -> str:
     """``"python"`` when ``SQUALL_NO_SPEEDUPS=1`` (when squall was imported), else
     httptools if importable."""
     return _PARSER_CHOICE
+
+
+class HTTP1ConnectionParameters:
+    """Settings shared by the connections of one server or client.
+
+    Args:
+        no_keep_alive: close the connection after each request (server).
+        chunk_size: largest body piece passed to ``data_received`` (64 KB).
+        max_header_size: largest message head in bytes (64 KB).
+        header_timeout: seconds to wait for a complete head (server).
+        max_body_size: largest body in bytes (100 MB); for a content-coded
+            body with ``decompress``, measured after decoding.
+        body_timeout: seconds to wait for a complete body (server).
+        decompress: decode ``Content-Encoding`` gzip bodies (br, zstd too
+            when the ``brotli``/``zstd`` extras are installed).
+    """
+
+    __slots__ = (
+        "no_keep_alive",
+        "chunk_size",
+        "max_header_size",
+        "header_timeout",
+        "max_body_size",
+        "body_timeout",
+        "decompress",
+    )
+
+    def __init__(
+        self,
+        no_keep_alive: bool = False,
+        chunk_size: Optional[int] = None,
+        max_header_size: Optional[int] = None,
+        header_timeout: Optional[float] = None,
+        max_body_size: Optional[int] = None,
+        body_timeout: Optional[float] = None,
+        decompress: bool = False,
+    ) -> None:
+        self.no_keep_alive = no_keep_alive
+        self.chunk_size = chunk_size or _DEFAULT_CHUNK_SIZE
+        self.max_header_size = max_header_size or _DEFAULT_MAX_HEADER_SIZE
+        self.header_timeout = header_timeout
+        self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
+        self.decompress = decompress
 
 
 def _limits(params: HTTP1ConnectionParameters) -> H1Limits:

@@ -74,9 +74,7 @@ class H3Client(QuicConnectionProtocol):
                 r = self.responses.setdefault(h3_event.stream_id, Response())
                 r.body += h3_event.data
                 r.ended = r.ended or h3_event.stream_ended
-        waiter = self._changed
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.poke()
 
     def request(
         self,
@@ -104,6 +102,13 @@ class H3Client(QuicConnectionProtocol):
     def send_body(self, sid: int, data: bytes, end: bool = False) -> None:
         self.h3.send_data(sid, data, end_stream=end)
         self.transmit()
+
+    def poke(self) -> None:
+        """Something ``until``'s predicate reads changed outside the client
+        (the server's state, in the same loop): check it again now."""
+        waiter = self._changed
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def until(self, predicate: Callable[[], bool], timeout: float = DEADLINE) -> None:
         loop = asyncio.get_running_loop()

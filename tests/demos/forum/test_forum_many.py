@@ -16,8 +16,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -118,3 +120,33 @@ def test_a_cluster_that_cannot_form_says_so(
     err = capsys.readouterr().err
     assert "== the forum could not start: sleep 30 in redis1 did not finish in 0.5s" in err
     assert "Traceback" not in err
+
+
+CAPSH = shutil.which("capsh") or (
+    "/usr/sbin/capsh" if os.access("/usr/sbin/capsh", os.X_OK) else None
+)
+
+
+@pytest.mark.skipif(
+    CAPSH is None or os.geteuid() != 0 or not AVAILABLE,
+    reason="needs root with namespace rights to take them away (capsh, from libcap2-bin)",
+)
+def test_without_namespace_rights_the_demo_falls_back_to_loopback() -> None:
+    # The demo as a user without CAP_NET_ADMIN and CAP_SYS_ADMIN runs it:
+    # `ip netns add` refused, the lab on 127.77.x.y, the cluster formed.
+    script = many.__file__
+    argv = [sys.executable, script, "--nodes", "2", "--check"]
+    done = subprocess.run(
+        [str(CAPSH), "--drop=cap_net_admin,cap_sys_admin", "--", "-c", shlex.join(argv)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != many.LOOPBACK_ENV},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "`ip netns add` is not permitted" in lines[0], lines[0]
+    assert "falling back to loopback addresses" in lines[0]
+    assert any(line.startswith("== starting a Redis Cluster") for line in lines), lines
+    assert [line.split(":")[0] for line in lines[-2:]] == ["== node 1", "== node 2"], lines
+    assert all(" from 127.77." in line for line in lines[-2:]), lines

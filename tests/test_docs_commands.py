@@ -597,7 +597,7 @@ def run_all(s: Session, have_redis: bool, have_nginx: bool) -> None:
     # index), then the same target serving (inside), in the clone.
     plain = dict(s.env)
     s.run("make .venv/.demo-installed", plain, timeout=600)
-    server, took = s.serve("make demo", plain, r"serving on http://127\.0\.0\.1:8888/")
+    server, took = s.serve("make demo", plain, r"^    http://127\.0\.0\.1:8888/$")
     page = s.run("curl -s http://127.0.0.1:8888/", plain, netns=True)
     assert "Squall forum" in page
     s.stopped("make demo", server, took)

@@ -247,7 +247,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         )
         await app.settings["db"].ready()
         _, url = listen(app, opts.port, opts.address)
-        print(f"Forum demo serving on {url} (Ctrl-C stops)", flush=True)
+        # The address last and alone, where a newcomer looks for it.
+        print(f"== the forum demo is serving; Ctrl-C stops\n\n    {url}\n", flush=True)
         await asyncio.Event().wait()
 
     try:

@@ -332,11 +332,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         except RuntimeError as exc:
             print(f"== the forum could not start: {exc}", file=sys.stderr, flush=True)
             return 1
-        print(f"== Redis at {cluster.redis_url}; Ctrl-C stops everything", flush=True)
-        print(f"\n    {url}/\n", flush=True)
         try:
-            # Blocked, so that sigwait takes them instead of their handlers.
+            # Blocked, so that sigwait takes them instead of their handlers
+            # (from before the address is out: a signal sent on seeing it).
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            print(f"== Redis at {cluster.redis_url}; Ctrl-C stops everything", flush=True)
+            print(f"\n    {url}/\n", flush=True)
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         finally:
             cluster.stop()

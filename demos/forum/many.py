@@ -218,8 +218,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     upstream = response.headers["X-Upstream"]
                     progress(f"node {n}: {response.status} from {upstream}")
             return 0
-        print(f"\n    {many.url}/\n", flush=True)
+        # Blocked before the address is out: a signal sent on seeing it is sigwait's.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        print(f"\n    {many.url}/\n", flush=True)
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     finally:

@@ -19,6 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	@echo "== installing squall (editable) and the development tools (.[dev,speedups]) into $(VENV): a few minutes"
 	SQUALL_NO_EXTENSIONS=1 $(PY) -m pip install -q -e '.[dev,speedups]'
 	touch $(STAMP)
 
@@ -68,7 +69,7 @@ endef
 # HTTP/3 runs on aioquic here and on qh3 in the compiled suite (test-compiled):
 # both QUIC stacks (squall/_quicstack.py) tested, no suite run twice.
 pytest: $(STAMP) system-deps
-	$(call summarized,pure,SQUALL_QUIC=aioquic $(PY) -m coverage run -m pytest -W error -rfEs $(PYTEST_FLAGS))
+	$(call summarized,pure,SQUALL_QUIC=aioquic $(PY) -m coverage run -m pytest -W error -rfEs -m "not slow" $(PYTEST_FLAGS))
 	$(PY) -m coverage report --fail-under=$(COVERAGE_FAIL_UNDER) | tee $(TEST_OUT)/coverage.log
 	@sed -i -E "s/ \(exit 0\)$$/, coverage $$(awk '$$1 == "TOTAL" {print $$NF}' $(TEST_OUT)/coverage.log) (exit 0)/" $(TEST_OUT)/pure.summary
 	@cat $(TEST_OUT)/pure.summary
@@ -99,14 +100,19 @@ test:
 	  until [ -e $(TEST_OUT)/checks-done ]; do sleep 1; done; \
 	  [ -e $(TEST_OUT)/checks-passed ] || exit 1; \
 	  stage "pytest, compiled" $$m test-compiled ) > $(TEST_OUT)/compiled-build.log 2>&1 & compiled=$$!; \
+	( stage "Python $(NEWER_PYTHON) venv" $$m newer-venv || exit 1; \
+	  until [ -e $(TEST_OUT)/checks-done ]; do sleep 1; done; \
+	  stage "pytest, Python $(NEWER_PYTHON)" $$m test-newer-python ) > $(TEST_OUT)/newer.log 2>&1 & newer=$$!; \
 	stage venv $$m venv && touch $(TEST_OUT)/venv-done && stage "Debian packages" $$m system-deps && \
 	  stage lint $$m lint && stage typecheck $$m typecheck && stage docs $$m docs && \
 	  touch $(TEST_OUT)/checks-passed || status=1; \
 	touch $(TEST_OUT)/venv-done $(TEST_OUT)/checks-done; \
 	[ $$status = 0 ] && { stage "pytest, pure" $$m pytest || status=1; }; \
 	wait $$compiled || status=1; \
+	wait $$newer || status=1; \
 	echo "== the compiled build and suite ($(TEST_OUT)/compiled-build.log):"; cat $(TEST_OUT)/compiled-build.log; \
-	echo; cat $(TEST_OUT)/stages; cat $(TEST_OUT)/pure.summary $(TEST_OUT)/compiled.summary 2>/dev/null; exit $$status
+	echo "== Python $(NEWER_PYTHON) ($(TEST_OUT)/newer.log):"; tail -n 40 $(TEST_OUT)/newer.log; \
+	echo; cat $(TEST_OUT)/stages; cat $(TEST_OUT)/pure.summary $(TEST_OUT)/compiled.summary $(TEST_OUT)/newer.summary 2>/dev/null; exit $$status
 
 # The documentation site (docs/, Sphinx): API reference generated from the
 # docstrings, the `squall run` reference from its argument parser; warnings
@@ -202,6 +208,38 @@ dist: $(DIST_TOOLS)/.installed
 
 .PHONY: dist
 
+# `make test`'s newer Python (issue 74): the documents' commands
+# (tests/test_docs_commands.py, marked slow: a fresh copy, a fresh venv and
+# its servers; the pure suite leaves it out) and the async core, HTTP/1.1,
+# web and WebSocket tests, on CPython $(NEWER_PYTHON), beside the other stages
+# (about 4 minutes, mostly waiting on pip and servers). The sources run from
+# the tree (PYTHONPATH): no second build in it. The interpreter comes from
+# pyenv or PATH; without one the stage runs on $(PYTHON) and says so.
+NEWER_PYTHON ?= 3.13
+NEWER_VENV := .venv-newer
+NEWER_TESTS ?= tests/test_docs_commands.py tests/h1 tests/web tests/ws tests/test_gen.py \
+	tests/test_ioloop.py tests/test_locks.py tests/test_queues.py tests/test_concurrent.py \
+	tests/test_docs.py tests/test_readme.py
+
+newer-venv:
+	@py=$$(ls -d $(PYENV_ROOT)/versions/$(NEWER_PYTHON).*/bin/python$(NEWER_PYTHON) 2>/dev/null | sort -V | tail -n 1); \
+	[ -n "$$py" ] || py=$$(command -v python$(NEWER_PYTHON) || true); \
+	mkdir -p $(TEST_OUT); rm -f $(TEST_OUT)/newer.note; \
+	if [ -z "$$py" ]; then py=$$(command -v $(PYTHON)); \
+	  echo ", NO PYTHON $(NEWER_PYTHON) (pyenv install $(NEWER_PYTHON)): ran on $$($$py -V)" > $(TEST_OUT)/newer.note; fi; \
+	if [ -f $(NEWER_VENV)/.installed ] && [ $(NEWER_VENV)/.installed -nt pyproject.toml ] && \
+	   [ "$$(cat $(NEWER_VENV)/.installed)" = "$$py" ]; then exit 0; fi; \
+	echo "== making $(NEWER_VENV) with $$py"; rm -rf $(NEWER_VENV) && $$py -m venv $(NEWER_VENV) && \
+	$(NEWER_VENV)/bin/python -m pip install -q --upgrade pip && \
+	$(NEWER_VENV)/bin/python -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(x["speedups"] + x["forum"]))' > $(NEWER_VENV)/requirements.txt && \
+	$(NEWER_VENV)/bin/python -m pip install -q -r $(NEWER_VENV)/requirements.txt pytest hypothesis websockets h2 brotli && \
+	echo "$$py" > $(NEWER_VENV)/.installed
+
+test-newer-python: newer-venv
+	$(call summarized,newer,PYTHONPATH=$(CURDIR) $(NEWER_VENV)/bin/python -m pytest -W error -rfEs -p _squall_pytest_plugin $(PYTEST_FLAGS) $(NEWER_TESTS))
+
+.PHONY: newer-venv test-newer-python
+
 # Our suite on every supported Python (3.11, 3.12, 3.13), each in its own venv
 # (.venv-3.12, ...), without coverage so that it stays quick. Interpreters come
 # from pyenv when it has them, else from PATH. The speedups extra is installed
@@ -256,24 +294,42 @@ apps:
 # namespaces cannot be made it says so and uses 127.77.x.y addresses.
 # `make demo-cluster-local` is the earlier loopback one: two workers behind
 # nginx over one Redis (demos/forum/cluster.py).
+# `make demo` installs what the forum needs (squall, editable, and its
+# `forum` extra: about 20 s), not the development tools; a .venv that
+# `make venv` made already has them. Each step says what it does first.
 NODES ?= 4
-demo: $(STAMP)
-	$(PY) demos/run.py
+DEMO_STAMP := $(VENV)/.demo-installed
+DEMO_EXTRA := forum
+
+$(DEMO_STAMP): pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then touch $@; exit 0; fi; \
+	echo "== making $(VENV) with $(PYTHON)" && $(PYTHON) -m venv $(VENV) && \
+	echo "== upgrading pip in $(VENV)" && $(PY) -m pip install -q --upgrade pip && \
+	echo "== installing squall and the forum's packages ($(DEMO_EXTRA) extra) into $(VENV)" && \
+	PYTHONWARNINGS=ignore SQUALL_NO_EXTENSIONS=1 $(PY) -m pip install -q -e '.[$(DEMO_EXTRA)]' && touch $@
+
+demo: $(DEMO_STAMP)
+	@echo "== starting the forum (SQLite in demos/forum/forum.sqlite3)"
+	@$(PY) demos/run.py
 
 CLUSTER_DEPS = @missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
-	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
+	if [ -n "$$missing" ]; then echo "== installing Debian's$$missing"; \
+	  apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
-demo-cluster: $(STAMP)
-	$(CLUSTER_DEPS)
-	$(PY) demos/forum/many.py --nodes $(NODES) $(CLUSTER_ARGS)
+# Quiet: a line per step, the address last; VERBOSE=1 adds every process's log.
+CLUSTER_VERBOSE = $(if $(filter-out 0,$(VERBOSE)),--verbose)
 
-demo-cluster-local: $(STAMP)
+demo-cluster: $(DEMO_STAMP)
 	$(CLUSTER_DEPS)
-	$(PY) demos/forum/cluster.py $(CLUSTER_ARGS)
+	@$(PY) demos/forum/many.py --nodes $(NODES) $(CLUSTER_VERBOSE) $(CLUSTER_ARGS)
+
+demo-cluster-local: $(DEMO_STAMP)
+	$(CLUSTER_DEPS)
+	@$(PY) demos/forum/cluster.py $(CLUSTER_VERBOSE) $(CLUSTER_ARGS)
 
 # Broadcasts across nodes (issue 62): K WebSocket subscribers over 1, 2 and
 # 4 Squall nodes in network namespaces, one Redis and a Redis Cluster
@@ -522,4 +578,4 @@ soak: $(STAMP)
 .PHONY: soak
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-compiled .venv-dist .venv-dist-tools build dist *.egg-info .coverage .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NEWER_VENV) .venv-bench .venv-compiled .venv-dist .venv-dist-tools build dist *.egg-info .coverage .mypy_cache .ruff_cache

@@ -64,6 +64,11 @@ SAME_ON_BOTH_BUILDS = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # tests/test_docs_commands.py: -m "not slow" leaves it out of a local run.
+    config.addinivalue_line("markers", "slow: minutes long (a fresh venv and servers)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("SQUALL_EXPECT_COMPILED") != "1":
         return

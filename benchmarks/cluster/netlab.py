@@ -15,7 +15,12 @@ namespaces, then deletes the namespaces and the bridge.
 Where ``ip netns add`` is not permitted (not root, or a sandbox without
 CAP_NET_ADMIN), ``Lab(fallback=True)`` gives each host addresses from
 127.77.X.0/24 on the loopback instead and runs processes without a
-namespace; `Lab.isolated` says which, and `Lab.note` why.
+namespace; `Lab.isolated` says which, and `Lab.note` why. A program on a
+loopback host is given its own address (``host.address``) to bind and to
+send from: the kernel would otherwise send from 127.0.0.1, and a peer that
+learns addresses from connections (a Redis Cluster's bus) would record
+127.0.0.1 for every host. ``SQUALL_NETLAB_LOOPBACK=1`` in the environment
+takes the loopback path even where namespaces can be made (to test it).
 """
 
 from __future__ import annotations
@@ -59,8 +64,13 @@ def _run(args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess
     return done
 
 
+LOOPBACK_ENV = "SQUALL_NETLAB_LOOPBACK"
+
+
 def namespaces_available() -> tuple[bool, str]:
-    """Whether ``ip netns add`` works here, and if not, why."""
+    """Whether ``ip netns add`` works here (and is not declined by ``SQUALL_NETLAB_LOOPBACK=1``), and if not, why."""
+    if os.environ.get(LOOPBACK_ENV, "") not in ("", "0"):
+        return False, f"{LOOPBACK_ENV}={os.environ[LOOPBACK_ENV]} asks for loopback addresses"
     if not os.path.exists(IP):
         return False, "the ip command (iproute2) is not installed"
     name = f"sqprobe{os.getpid()}"
@@ -134,7 +144,7 @@ class Lab:
         if self.isolated:
             self.network = self._free_network()
         else:
-            self.network = ipaddress.ip_network(f"127.77.{os.getpid() % 250 + 1}.0/24")
+            self.network = self._free_loopback()
             self.note += "; falling back to loopback addresses in 127.77.0.0/16 (no isolation)"
         atexit.register(self.close)
         self._previous: dict[int, Any] = {}
@@ -168,6 +178,16 @@ class Lab:
                 return net  # type: ignore[return-value]
             self._release()
         raise LabError("no free /24 left in 198.18.0.0/15 on this machine")
+
+    def _free_loopback(self) -> ipaddress.IPv4Network:
+        # Loopback labs need no route: two at once (a test beside a demo)
+        # only must not share a /24, which the same lock files settle.
+        start = os.getpid() % 250
+        for i in range(250):
+            net = ipaddress.ip_network(f"127.77.{(start + i) % 250 + 1}.0/24")
+            if self._take(net):
+                return net  # type: ignore[return-value]
+        raise LabError("no free /24 left in 127.77.0.0/16 on this machine")
 
     def _take(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
         path = os.path.join(tempfile.gettempdir(), f"squall-netlab-{net.network_address}.lock")
@@ -294,9 +314,19 @@ class Lab:
 
     def run(self, host: Host, argv: Sequence[str], timeout: float = 30) -> str:
         """Runs ``argv`` in ``host`` to completion; its stdout (raises on failure)."""
-        done = subprocess.run(
-            self.command(host, argv), capture_output=True, text=True, timeout=timeout
-        )
+        try:
+            done = subprocess.run(
+                self.command(host, argv), capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            said = exc.stdout or ""
+            if isinstance(said, bytes):
+                said = said.decode("utf-8", "replace")
+            tail = "\n".join(said.strip().splitlines()[-10:])
+            raise LabError(
+                f"{' '.join(argv)} in {host.name} did not finish in {timeout:g}s"
+                + (f"; its last lines:\n{tail}" if tail else "")
+            ) from None
         if done.returncode != 0:
             raise LabError(
                 f"{' '.join(argv)} in {host.name}: {done.stderr.strip() or done.stdout.strip()}"

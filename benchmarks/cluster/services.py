@@ -105,6 +105,11 @@ def start_redis(
     args += ["--appendonly", "no", "--dir", str(data), "--logfile", "", "--protected-mode", "no"]
     if cluster:
         args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        if host.netns is None:
+            # Loopback hosts (netlab's fallback): the cluster bus would
+            # connect from 127.0.0.1 and every node would record its peers
+            # there; each node says and sends from its own address.
+            args += ["--cluster-announce-ip", host.address, "--bind-source-addr", host.address]
         # A primary gone for 2 s is failed over (Redis's default is 15 s).
         args += ["--cluster-node-timeout", "2000"]
     svc = spawn(lab, host, f"redis-{host.name}", args, cpus, echo)

@@ -61,7 +61,9 @@ from forumlib.security import load_cookie_secret, safe_next  # noqa: E402, F401
 
 # Replies a topic's channel keeps, and for how long: a reader cut off for
 # less than this gets every reply it missed from the channel's history.
-HISTORY = {"history_size": 1000, "history_ttl": 600.0}
+# A killed worker's readers stay counted until its presence entries expire:
+# 10 s here (squall.pubsub's default is 30 s), for a refresh every 3.3 s.
+HISTORY = {"history_size": 1000, "history_ttl": 600.0, "presence_ttl": 10.0}
 
 
 def pubsub_with_history(url: Optional[str]) -> Any:
@@ -245,7 +247,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         )
         await app.settings["db"].ready()
         _, url = listen(app, opts.port, opts.address)
-        print(f"Forum demo serving on {url} (Ctrl-C stops)", flush=True)
+        # The address last and alone, where a newcomer looks for it.
+        print(f"== the forum demo is serving; Ctrl-C stops\n\n    {url}\n", flush=True)
         await asyncio.Event().wait()
 
     try:

@@ -318,20 +318,26 @@ def main(argv: Optional[list[str]] = None) -> int:
         action="store_false",
         help="no proxy: the workers of one `squall run --workers N` share the port",
     )
+    parser.add_argument("--verbose", action="store_true", help="copy the processes' logs")
     args = parser.parse_args(argv)
     db = args.db or f"sqlite:///{HERE / 'forum.sqlite3'}"
     with tempfile.TemporaryDirectory(prefix="squall-forum-cluster-") as workdir:
-        cluster = Cluster(Path(workdir), args.port, args.workers, db, echo=True, nginx=args.nginx)
-        url = cluster.start()
-        front = "behind nginx" if args.nginx else "sharing the port"
-        print(
-            f"Forum cluster serving on {url}/ ({args.workers} workers {front}, "
-            f"Redis at {cluster.redis_url}; Ctrl-C stops)",
-            flush=True,
+        cluster = Cluster(
+            Path(workdir), args.port, args.workers, db, echo=args.verbose, nginx=args.nginx
         )
+        front = "behind nginx" if args.nginx else "sharing the port"
+        print(f"== starting redis-server and {args.workers} forum workers {front}", flush=True)
         try:
-            # Blocked, so that sigwait takes them instead of their handlers.
+            url = cluster.start()
+        except RuntimeError as exc:
+            print(f"== the forum could not start: {exc}", file=sys.stderr, flush=True)
+            return 1
+        try:
+            # Blocked, so that sigwait takes them instead of their handlers
+            # (from before the address is out: a signal sent on seeing it).
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            print(f"== Redis at {cluster.redis_url}; Ctrl-C stops everything", flush=True)
+            print(f"\n    {url}/\n", flush=True)
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         finally:
             cluster.stop()

@@ -9,8 +9,13 @@ a Redis Cluster of 3 primaries and 3 replicas (Debian's redis-server,
 joined by ``redis-cli --cluster create``) when ``squall.pubsub`` has the
 cluster engine, else through one Redis. All nodes use one SQLite file.
 Ctrl-C (or SIGTERM, or an error) stops every process and removes the
-namespaces and the bridge. Where namespaces cannot be made, it says why and
-runs on loopback addresses (127.77.x.y) instead.
+namespaces and the bridge. Where namespaces cannot be made (or with
+``--loopback``), it says why and runs on loopback addresses (127.77.x.y)
+instead, each Redis announcing and sending from its own address.
+
+It prints one line per step and the address to open last; ``--verbose``
+(``make demo-cluster VERBOSE=1``) copies every process's log too. A step
+that fails says which, with the last lines its process wrote.
 
 A reply posted through one node appears live on a topic page served by
 another: the node that stores it publishes it, every node subscribed to the
@@ -25,6 +30,7 @@ import secrets
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks" / "cluster"))
 
-from netlab import Lab, namespaces_available  # noqa: E402, F401
+from netlab import LOOPBACK_ENV, Lab, LabError, namespaces_available  # noqa: E402, F401
 from services import (  # noqa: E402
     SQUALL_READY,
     start_nginx,
@@ -63,6 +69,7 @@ class ManyNodes:
             temporary directory).
         single_redis: one Redis even when the Redis Cluster engine is there.
         echo: copy the processes' logs to stderr.
+        progress: called with a line before each step.
     """
 
     def __init__(
@@ -72,6 +79,7 @@ class ManyNodes:
         db: Optional[str] = None,
         single_redis: bool = False,
         echo: bool = False,
+        progress: Callable[[str], None] = lambda line: None,
     ) -> None:
         if not 1 <= nodes <= 32:
             raise ValueError(f"nodes must be between 1 and 32, not {nodes}")
@@ -80,6 +88,7 @@ class ManyNodes:
         self.db = db
         self.single_redis = single_redis
         self.echo = echo
+        self.progress = progress
         self.lab: Optional[Lab] = None
         self._tmp: Optional[tempfile.TemporaryDirectory[str]] = None
         self.url = ""
@@ -89,6 +98,7 @@ class ManyNodes:
     def start(self) -> str:
         """Starts everything; nginx's URL (reached from here through the lab's bridge)."""
         self.lab = lab = Lab()
+        self.progress(f"{lab.note}; network {lab.network}")
         try:
             return self._start(lab)
         except BaseException:
@@ -100,11 +110,13 @@ class ManyNodes:
         workdir = Path(self._tmp.name)
         echo = self.echo
         if not self.single_redis and cluster_engine():
+            self.progress("starting a Redis Cluster: 6 redis-servers, 3 primaries and 3 replicas")
             hosts = [lab.add_host(f"redis{i}") for i in range(1, 7)]
             cluster = start_redis_cluster(lab, hosts, workdir, echo=echo)
             pubsub = cluster.url(sharded=True)
             self.broker = f"a Redis Cluster ({', '.join(cluster.nodes)}), sharded pub/sub"
         else:
+            self.progress("starting one redis-server")
             redis = start_redis(lab, lab.add_host("redis"), workdir, echo=echo)
             pubsub = f"redis://{redis.host.address}:6379/0"
             self.broker = f"one Redis ({redis.host.address}:6379)"
@@ -113,6 +125,8 @@ class ManyNodes:
             "FORUM_PUBSUB": pubsub,
             "FORUM_SECRET": secrets.token_hex(32),
         }
+        plural = "s" if self.count > 1 else ""
+        self.progress(f"starting {self.count} forum node{plural} (squall run) over {self.broker}")
         nodes = [
             start_squall_node(
                 lab,
@@ -130,6 +144,7 @@ class ManyNodes:
         for node in nodes:
             node.out.expect(SQUALL_READY, 60)
         self.addresses = [s.host.address for s in nodes]
+        self.progress("starting nginx in front of the nodes")
         front = lab.add_host("nginx")
         upstreams = [f"{a}:8000" for a in self.addresses]
         start_nginx(lab, front, upstreams, workdir, port=self.port, echo=echo)
@@ -159,21 +174,40 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--port", type=int, default=8888, help="nginx's port (default 8888)")
     parser.add_argument("--db", default=None, help="database URL (default: SQLite, temporary)")
     parser.add_argument("--single-redis", action="store_true", help="one Redis, not a cluster")
-    parser.add_argument("--quiet", action="store_true", help="do not echo the processes' logs")
+    parser.add_argument(
+        "--loopback",
+        action="store_true",
+        help=f"loopback addresses even where namespaces can be made (or {LOOPBACK_ENV}=1)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="copy the processes' logs")
+    parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # the default now
     parser.add_argument("--check", action="store_true", help="start, fetch / from each node, stop")
     args = parser.parse_args(argv)
     if not 1 <= args.nodes <= 32:
         parser.error("--nodes must be between 1 and 32")
+    if args.loopback:
+        os.environ[LOOPBACK_ENV] = "1"
+
+    def progress(line: str) -> None:
+        print(f"== {line}", flush=True)
+
     if not args.single_redis and not cluster_engine():
-        print("== squall.pubsub has no redis+cluster:// engine here: one Redis", flush=True)
-    with ManyNodes(args.nodes, args.port, args.db, args.single_redis, not args.quiet) as many:
-        assert many.lab is not None
-        print(f"== {many.lab.note}; network {many.lab.network}", flush=True)
-        print(
-            f"== the forum on {args.nodes} nodes ({', '.join(many.addresses)}) over "
-            f"{many.broker}, behind nginx: {many.url}/\n"
-            "== a 'node=N' cookie pins a browser to node N; Ctrl-C stops everything",
-            flush=True,
+        progress("squall.pubsub has no redis+cluster:// engine here: one Redis")
+    many = ManyNodes(
+        args.nodes, args.port, args.db, args.single_redis, args.verbose, progress=progress
+    )
+    try:
+        many.start()
+    except (LabError, OSError) as exc:
+        print(f"== the forum could not start: {exc}", file=sys.stderr, flush=True)
+        if not args.verbose:
+            print("== (--verbose, or VERBOSE=1 for make, shows every log)", file=sys.stderr)
+        return 1
+    try:
+        progress(
+            f"the forum on {args.nodes} node{'s' if args.nodes > 1 else ''} "
+            f"({', '.join(many.addresses)}) behind nginx; "
+            "a 'node=N' cookie pins a browser to node N; Ctrl-C stops everything"
         )
         if args.check:
             import urllib.request
@@ -182,12 +216,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                 request = urllib.request.Request(many.url, headers={"Cookie": f"node={n}"})
                 with urllib.request.urlopen(request, timeout=10) as response:
                     upstream = response.headers["X-Upstream"]
-                    print(f"== node {n}: {response.status} from {upstream}", flush=True)
+                    progress(f"node {n}: {response.status} from {upstream}")
             return 0
+        # Blocked before the address is out: a signal sent on seeing it is sigwait's.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        print(f"\n    {many.url}/\n", flush=True)
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    print("== stopped; namespaces and bridge removed", flush=True)
+    finally:
+        many.close()
+    progress("stopped; every process, namespace and the bridge removed")
     return 0
 
 

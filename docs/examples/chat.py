@@ -1,4 +1,9 @@
-"""Live updates two ways: a WebSocket and a long poll, fed by one list."""
+"""Live updates two ways: a WebSocket and a long poll, fed by one list.
+
+``python chat.py`` listens on 127.0.0.1:8000 (this machine only):
+``curl http://127.0.0.1:8000/poll`` waits for a message, which
+``curl -d text=hi http://127.0.0.1:8000/post`` posts.
+"""
 
 import asyncio
 
@@ -58,7 +63,7 @@ def make_app() -> squall.web.Application:
 
 
 async def main() -> None:
-    make_app().listen(8888)
+    make_app().listen(8000, address="127.0.0.1")
     await asyncio.Event().wait()
 
 

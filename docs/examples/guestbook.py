@@ -1,4 +1,7 @@
-"""Templates, forms with XSRF protection, and a signed login cookie."""
+"""Templates, forms with XSRF protection, and a signed login cookie.
+
+``python guestbook.py`` serves http://127.0.0.1:8000/ (this machine only).
+"""
 
 import asyncio
 from typing import Optional
@@ -56,7 +59,7 @@ def make_app(cookie_secret: str = "change me: a long random string") -> squall.w
 
 
 async def main() -> None:
-    make_app().listen(8888)
+    make_app().listen(8000, address="127.0.0.1")
     await asyncio.Event().wait()
 
 

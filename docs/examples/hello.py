@@ -1,4 +1,7 @@
-"""Hello, world: the smallest Squall application."""
+"""Hello, world: the smallest Squall application.
+
+``python hello.py`` serves http://127.0.0.1:8000/ (this machine only).
+"""
 
 import asyncio
 
@@ -16,7 +19,7 @@ def make_app() -> squall.web.Application:
 
 async def main() -> None:
     app = make_app()
-    app.listen(8888)
+    app.listen(8000, address="127.0.0.1")
     await asyncio.Event().wait()
 
 

@@ -1,4 +1,11 @@
-"""Long polling whose cursor is the channel's position: any process can answer."""
+"""Long polling whose cursor is the channel's position: any process can answer.
+
+``python resume_poll.py`` listens on 127.0.0.1:8000 (this machine only):
+``curl -d hello http://127.0.0.1:8000/publish/news`` publishes and
+``curl 'http://127.0.0.1:8000/updates/news?cursor='`` polls. Any process
+answers only on a shared broker: ``PUBSUB_URL=redis://127.0.0.1:6379/0``
+(the default ``memory://`` keeps nothing across a restart).
+"""
 
 import asyncio
 import os
@@ -57,7 +64,7 @@ async def follow(base: str, name: str) -> None:
 
 async def main() -> None:
     app = make_app(os.environ.get("PUBSUB_URL", "memory://"))
-    app.listen(8888)
+    app.listen(8000, address="127.0.0.1")
     await asyncio.Event().wait()
 
 

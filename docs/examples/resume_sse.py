@@ -1,9 +1,17 @@
 """A chat room's messages as Server-Sent Events that resume after a reconnection.
 
-Run it, open http://localhost:8888/ in two windows, and post with
-``curl -d text=hello localhost:8888/rooms/lobby``. Stop the server for a few
-seconds while posting from another process on the same pub/sub (with Redis),
-or close the laptop's lid: the page gets what it missed when it reconnects.
+``python resume_sse.py`` serves http://127.0.0.1:8000/ (this machine only):
+open it in two windows, and post with
+``curl -d text=hello http://127.0.0.1:8000/rooms/lobby``. Close the laptop's
+lid, or cut the network, and post meanwhile: the page gets what it missed
+when it reconnects.
+
+A restart is survived only with a broker: the default ``memory://`` keeps
+nothing across one (the channel, its history and its epoch live in the
+process), so the restarted server starts a new epoch and the page reloads.
+With ``PUBSUB_URL=redis://127.0.0.1:6379/0 python resume_sse.py`` the
+history lives in Redis: restart the server, post, and the page gets what it
+missed without reloading.
 """
 
 import asyncio
@@ -68,7 +76,7 @@ def make_app(pubsub_url: str = "memory://") -> squall.web.Application:
 
 async def main() -> None:
     app = make_app(os.environ.get("PUBSUB_URL", "memory://"))
-    app.listen(8888)
+    app.listen(8000, address="127.0.0.1")
     await asyncio.Event().wait()
 
 

@@ -1,4 +1,10 @@
-"""Several channels over one WebSocket, each resumed from its last position."""
+"""Several channels over one WebSocket, each resumed from its last position.
+
+``python resume_websocket.py`` serves http://127.0.0.1:8000/ (this machine
+only); ``PUBSUB_URL=redis://127.0.0.1:6379/0`` shares the channels with
+other processes and keeps them across a restart (``memory://``, the
+default, keeps nothing).
+"""
 
 import asyncio
 import os
@@ -60,7 +66,7 @@ def make_app(pubsub_url: str = "memory://") -> squall.web.Application:
 
 async def main() -> None:
     app = make_app(os.environ.get("PUBSUB_URL", "memory://"))
-    app.listen(8888)
+    app.listen(8000, address="127.0.0.1")
     await asyncio.Event().wait()
 
 

@@ -607,10 +607,17 @@ class WebSocketHandler(RequestHandler, _Peer):
         protocol.write_ping(utf8(data))
 
     def close(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
-        """Closes the WebSocket, optionally with a close code and reason."""
+        """Closes the WebSocket, optionally with a close code and reason.
+
+        ``ws_connection`` is None from here on, as on Tornado: the closing
+        handshake goes on without the handler (its protocol still calls
+        `on_close` when it ends) and `write_message` raises
+        `WebSocketClosedError`.
+        """
         protocol = self.ws_connection
         if protocol is not None:
             protocol.close(code, reason)
+            self.ws_connection = None
 
     def set_nodelay(self, value: bool) -> None:
         """Sets TCP_NODELAY: send small messages at once instead of coalescing them."""

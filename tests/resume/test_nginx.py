@@ -55,8 +55,8 @@ def guide_location(upstream_port: int) -> str:
     block = re.search(r"```nginx\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.S)
     assert block is not None, "the guide lost its nginx block"
     text = block.group(1)
-    assert "proxy_pass http://127.0.0.1:8888;" in text
-    return text.replace("127.0.0.1:8888", f"127.0.0.1:{upstream_port}")
+    assert "proxy_pass http://127.0.0.1:8000;" in text
+    return text.replace("127.0.0.1:8000", f"127.0.0.1:{upstream_port}")
 
 
 class Ticker(Feed):

@@ -112,6 +112,22 @@ class Closer(Base):
         self.close(4000, "go away")
 
 
+class CloseOnMessage(Base):
+    """Closes on the first message; records what the handler looks like just after."""
+
+    def on_message(self, message: Any) -> None:
+        self.close(4001, "done")
+        self.rec.events.append(("after close", self.ws_connection))
+        try:
+            self.write_message("late")
+        except WebSocketClosedError:
+            self.rec.events.append("write refused")
+        self.close()  # a second close does nothing
+        self.rec.events.append(("second close", self.ws_connection))
+        self.send_error(500)  # nor does an error now: no HTTP response to send
+        self.rec.events.append("send_error ignored")
+
+
 class Failing(Base):
     def on_message(self, message: Any) -> None:
         raise ZeroDivisionError("boom")
@@ -202,6 +218,7 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
                 ("/ordered", Ordered, args),
                 ("/pinged", Pinged, args),
                 ("/closer", Closer, args),
+                ("/close_on_message", CloseOnMessage, args),
                 ("/failing", Failing, args),
                 ("/protocols", Protocols, args),
                 ("/bad_protocol", BadProtocol, args),
@@ -310,6 +327,26 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         # The client echoed the code; the handler sees it.
         self.assertEqual((await self.rec.closed)[0], 4000)
         self.assertIsNone(await ws.read_message())
+
+    @gen_test
+    async def test_ws_connection_is_none_once_close_has_run(self) -> None:
+        # As Tornado leaves it (streamlit's server tests check it): close()
+        # drops the handler's connection at once, the closing handshake goes
+        # on, and on_close still runs with the code the client echoed.
+        ws = await self.connect("/close_on_message")
+        ws.write_message("bye")
+        self.assertIsNone(await ws.read_message())
+        self.assertEqual((ws.close_code, ws.close_reason), (4001, "done"))
+        self.assertEqual((await self.rec.closed)[0], 4001)
+        self.assertEqual(
+            self.rec.events,
+            [
+                ("after close", None),
+                "write refused",
+                ("second close", None),
+                "send_error ignored",
+            ],
+        )
 
     @gen_test
     async def test_coroutines_run_in_order_after_open(self) -> None:

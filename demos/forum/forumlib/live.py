@@ -13,7 +13,12 @@ told (a reset) and fetches what it lacks from the database
 
 Each open stream (SSE, or a WebSocket subscription) joins the topic
 channel's presence, so a topic page can say how many read it now, counted
-across every worker (long polls are not counted: they come and go).
+across every worker (long polls are not counted: they come and go). A page
+joins under the reader id it was rendered with (``?reader=`` on its stream
+URLs), so a page whose worker was killed, reconnecting to another, takes
+over its own entry instead of being counted twice until the dead worker's
+entry expires (the forum's ``presence_ttl``, 10 s, bounds what is left: a
+page reloaded meanwhile is a new reader).
 
 The older endpoints stay for pages and programs that use them:
 ``/t/ID/live?after=N`` and ``/t/ID/poll?after=N`` resume by post id from
@@ -35,7 +40,7 @@ import asyncio
 import json
 import re
 import secrets
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import squall.escape
 import squall.log
@@ -121,20 +126,44 @@ def _hold(future: asyncio.Future[Any]) -> None:
     future.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
+READER_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def reader_id(given: str = "") -> str:
+    """The presence id of a page: the one it was rendered with, else a new one."""
+    return given if READER_ID.fullmatch(given) else secrets.token_hex(8)
+
+
 class Attendance:
     """One reader on a topic, in the channel's presence (``squall.pubsub``'s
-    join/leave, across every worker) while its stream is open."""
+    join/leave, across every worker) while its stream is open.
 
-    __slots__ = ("_joined",)
+    Args:
+        reader: the page's id (`reader_id`): a fresh one per rendered page,
+            so two tabs of one user are two readers, and a page that
+            reconnects (to this worker or another) is still one.
+    """
 
-    def __init__(self, pubsub: Any, topic_id: int) -> None:
-        # A fresh id per connection: two tabs of one user are two readers.
+    __slots__ = ("_joined", "_key")
+
+    # The newest attendance of each (topic, reader) in this process: an
+    # older stream of the same page that ends after its successor joined
+    # (a late close) leaves nothing, so the page stays counted.
+    _current: ClassVar[dict[tuple[int, str], Attendance]] = {}
+
+    def __init__(self, pubsub: Any, topic_id: int, reader: str, transport: str) -> None:
+        self._key = (topic_id, reader)
+        self._current[self._key] = self
         self._joined: asyncio.Future[Any] = asyncio.ensure_future(
-            pubsub.join(topic_channel(topic_id), secrets.token_hex(8))
+            pubsub.join(topic_channel(topic_id), reader, transport)
         )
         _hold(self._joined)
 
     def leave(self) -> None:
+        if self._current.get(self._key) is not self:
+            return
+        del self._current[self._key]
+
         def leave(joined: asyncio.Future[Any]) -> None:
             if not joined.cancelled() and joined.exception() is None:
                 _hold(asyncio.ensure_future(joined.result().leave()))
@@ -355,8 +384,9 @@ class TopicEventsHandler(ChannelEventSource, TopicMixin):
 
     async def open_stream(self, topic_id: str) -> None:
         topic = await self.topic(topic_id)  # a 404 before the stream
+        reader = reader_id(self.get_query_argument("reader", "") or "")
         await super().open_stream(topic_id)
-        self.attendance = Attendance(self.pubsub, topic["id"])
+        self.attendance = Attendance(self.pubsub, topic["id"], reader, "events")
 
     def on_finish(self) -> None:
         super().on_finish()
@@ -386,6 +416,11 @@ class LiveSocketHandler(ChannelWebSocket, BaseHandler):
 
     max_channels = 4
     attendances: Optional[dict[str, Attendance]] = None
+    reader = ""
+
+    async def get(self, *args: str, **kwargs: str) -> None:
+        self.reader = reader_id(self.get_query_argument("reader", "") or "")
+        await super().get(*args, **kwargs)
 
     def may_subscribe(self, channel: str) -> bool:
         # Topics are public; their channels are all this socket serves.
@@ -394,7 +429,8 @@ class LiveSocketHandler(ChannelWebSocket, BaseHandler):
     def on_subscribe(self, channel: str) -> None:
         if self.attendances is None:
             self.attendances = {}
-        self.attendances[channel] = Attendance(self.pubsub, self._topic_of(channel))
+        topic = self._topic_of(channel)
+        self.attendances[channel] = Attendance(self.pubsub, topic, self.reader, "websocket")
 
     def on_unsubscribe(self, channel: str) -> None:
         attendance = (self.attendances or {}).pop(channel, None)

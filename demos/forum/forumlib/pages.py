@@ -13,7 +13,7 @@ import squall.web
 
 from .base import GUEST_COOKIE, BaseHandler, TooFast
 from .db import Row
-from .live import POSTS_SQL, TopicMixin, readers_now, topic_channel
+from .live import POSTS_SQL, TopicMixin, reader_id, readers_now, topic_channel
 from .markup import mentions, quote_post
 
 MAX_TITLE = 200
@@ -218,6 +218,7 @@ class TopicHandler(PostWriter):
             since=since,
             channel=topic_channel(topic["id"]),
             readers=readers,
+            reader=reader_id(),
         )
 
     @squall.web.authenticated

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 from squall.httpclient import HTTPRequest
 from squall.websocket import websocket_connect
 
-from .._util import load, run
+from .._util import DEMOS, load, run
 from ..test_chat_browser import CHROMIUM
 from ._client import LIMIT_REQUEST, Visitor, client
 from .test_forum_browser import BROWSER_LIMIT, live_topic_in_two_tabs
@@ -163,3 +165,46 @@ def test_two_workers_sharing_the_port_without_nginx() -> None:
                     conn.close()
 
         run(main())
+
+
+def test_make_demo_cluster_local_says_each_step_and_the_address_last() -> None:
+    # Quiet by default: no process's log, a line per step, the address alone.
+    async def main() -> None:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(DEMOS / "forum" / "cluster.py"),
+            "--port",
+            "0",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert process.stdout is not None
+        said: list[str] = []
+        try:
+            for _ in range(10):  # the address comes within its first lines
+                line = (await process.stdout.readline()).decode()
+                if not line:
+                    break
+                said.append(line.rstrip("\n"))
+                if line.startswith("    http"):
+                    break
+            url = said[-1].strip()
+            async with client() as http:
+                page = await http.fetch(url, request_timeout=LIMIT_REQUEST)
+                assert b"Squall forum" in page.body
+        finally:
+            # It stops its workers (draining), then Redis and nginx.
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.communicate(), 20)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.communicate()
+        assert process.returncode == 0
+        assert said[0].startswith("== starting redis-server and 2 forum workers"), said
+        assert said[1].startswith("== Redis at redis://127.0.0.1:"), said
+        assert said[2:] == ["", f"    {url}"], said  # the address last, alone
+
+    run(main(), limit=40)

@@ -25,6 +25,9 @@ From the server:
 * ``{"type": "ping"}``: every ``heartbeat_interval`` seconds while the
   socket has a subscription, so that a client that hears nothing for longer
   (plus a grace) knows the connection is dead and resumes on a new one.
+  With it goes a WebSocket ping, which browsers answer by themselves: a
+  connection that answered none of two is closed, so that the server does
+  not keep a dead reader's subscriptions (and presence).
 * ``{"type": "error", "channel": C or null, "message": M, "code": N,
   "temporary": T}``: a request refused (M says why); the socket stays open.
   T true (N 503: the broker is away or did not confirm in time; N 500: the
@@ -80,6 +83,7 @@ class ChannelWebSocket(WebSocketHandler):
 
     _pumps: Optional[dict[str, asyncio.Task[None]]] = None
     _heartbeat: Optional[asyncio.TimerHandle] = None
+    _unanswered = 0  # WebSocket pings sent since the last pong
 
     @property
     def pubsub(self) -> PubSub:
@@ -226,11 +230,21 @@ class ChannelWebSocket(WebSocketHandler):
 
     def _ping(self) -> None:
         self._heartbeat = None
+        if self._unanswered >= 2:
+            # Two pings and no pong: nobody is reading at the other end.
+            self.close(1001, "no answer to two pings")
+            return
         try:
             self.write_message('{"type": "ping"}')
+            self.ping()
         except WebSocketClosedError:
             return
+        self._unanswered += 1
         self._beat()
+
+    def on_pong(self, data: bytes) -> None:
+        """A pong: the client reads (override, calling this one, to see pongs)."""
+        self._unanswered = 0
 
     def on_close(self) -> None:
         heartbeat = self._heartbeat

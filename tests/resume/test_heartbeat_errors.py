@@ -12,9 +12,11 @@ from typing import Any, Optional
 from squall.pubsub import Position, Publication, PubSub
 from squall.resume import ChannelEventSource, ChannelWebSocket, poll
 from squall.testing import gen_test
-from squall.websocket import WebSocketClientConnection
+from squall.websocket import WebSocketClientConnection, websocket_connect
+from tests._wait import until
 
 from ._clients import Stream, open_stream
+from ._proxy import CutProxy
 from .test_resume_ws_poll import Base
 
 # While True, subscribing fails as it does when the broker is away.
@@ -35,6 +37,13 @@ class Broker:
 
 class Live(ChannelWebSocket):
     heartbeat_interval = 0.05
+    readers: set[Live] = set()
+
+    def on_subscribe(self, channel: str) -> None:
+        self.readers.add(self)
+
+    def on_unsubscribe(self, channel: str) -> None:
+        self.readers.discard(self)
 
     @property
     def pubsub(self) -> Any:
@@ -91,6 +100,24 @@ class HeartbeatAndErrorsTest(Base):
         for _ in range(3):
             assert await self.read(ws) == {"type": "ping"}
         ws.close()
+
+    @gen_test(timeout=20)
+    async def test_a_reader_that_answers_no_ping_is_closed(self) -> None:
+        # Between the client and the server, a connection that carries
+        # nothing more and closes nothing (a NAT that forgot it).
+        proxy = CutProxy(self.get_http_port())
+        await proxy.start()
+        try:
+            ws = await websocket_connect(f"ws://127.0.0.1:{proxy.port}/live")
+            hello = await self.ask(ws, {"subscribe": "room:a"})
+            assert hello["type"] == "subscribed"
+            assert await self.read(ws) == {"type": "ping"}  # and pongs, by itself
+            await until(lambda: len(Live.readers) == 1, limit=5)
+            proxy.freeze()
+            await until(lambda: not Live.readers, limit=15)
+            ws.close()
+        finally:
+            await proxy.close()
 
     @gen_test
     async def test_subscribed_counts_the_publications_replayed(self) -> None:

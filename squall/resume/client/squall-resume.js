@@ -365,9 +365,12 @@
       socket.onclose = (event) => {
         finish(new ResumeError('the WebSocket closed (' + event.code + ')', event.code, true, 'websocket'));
       };
+      // A connection that fails before it opens may say so by an error
+      // alone (a refused port, a blocked URL): that ends it too.
+      socket.onerror = () => finish(new ResumeError('the WebSocket failed', 0, true, 'websocket'));
       return () => {
         done = true;
-        socket.onopen = socket.onmessage = socket.onclose = null;
+        socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
         try { socket.close(); } catch (error) { /* closed already */ }
       };
     }

@@ -30,10 +30,11 @@ from typing import Any
 
 from squall.websocket import websocket_connect
 
+from ...resume._proxy import CutProxy
 from .._util import load
 from ..test_chat_browser import BROKEN_WEBSOCKET, DevTools, Tab, launch, shut
 from ._client import PASSWORD, Visitor, client, forum_server
-from .test_forum_resume import NO_EVENTSOURCE, WAIT_OPEN, WAIT_POSTS, CutProxy
+from .test_forum_resume import NO_EVENTSOURCE, WAIT_OPEN, WAIT_POSTS
 
 # What keeps a page off the transports before its own: its feed's name.
 BLOCKED = {

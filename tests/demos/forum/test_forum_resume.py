@@ -12,7 +12,6 @@ not installed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from squall.websocket import WebSocketClientConnection, websocket_connect
 
 from ..._wait import until_answer
+from ...resume._proxy import CutProxy
 from .._util import run
 from ..test_chat_browser import BROKEN_WEBSOCKET, CHROMIUM, DevTools, Tab, launch, shut
 from ._client import Visitor, client, forum_server
@@ -37,7 +37,7 @@ WAIT_OPEN = """new Promise((resolve, reject) => {
   const look = () => {
     const feed = window.forum && window.forum.feed;
     if (feed && feed.transport && window.forum.ready) return resolve(window.forum.ready);
-    if (Date.now() - started > 10000) return reject(new Error('the feed never opened'));
+    if (Date.now() - started > 10000) return reject(new Error('the feed never opened: ' + JSON.stringify(window.forum.feed)));
     setTimeout(look, 20);
   };
   look();
@@ -55,55 +55,6 @@ WAIT_POSTS = """(n) => new Promise((resolve, reject) => {
   };
   look();
 })"""
-
-
-class CutProxy:
-    """A TCP proxy to ``port`` (of ``host``) whose connections the test can cut."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.target = port
-        self.host = host
-        self.up = True
-        self.refused = 0
-        self.refusals: asyncio.Queue[None] = asyncio.Queue()
-        self.links: set[asyncio.StreamWriter] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.server: Optional[asyncio.Server] = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            self.refused += 1
-            self.refusals.put_nowait(None)
-            writer.transport.abort()
-            return
-        up_reader, up_writer = await asyncio.open_connection(self.host, self.target)
-        self.links.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        self.links.difference_update((writer, up_writer))
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.transport.abort()
-
-    def cut(self) -> None:
-        self.up = False
-        for writer in list(self.links):
-            writer.transport.abort()
-
-    async def close(self) -> None:
-        self.cut()
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
 
 async def until_count(pubsub: Any, channel: str, n: int) -> None:

@@ -18,6 +18,7 @@ export function fakeWebSocket() {
     accept() { this.onopen && this.onopen({}); }
     say(message) { this.onmessage && this.onmessage({data: JSON.stringify(message)}); }
     drop(code = 1006) { this.closed = true; this.onclose && this.onclose({code}); }
+    fail() { this.onerror && this.onerror({}); }  // an error alone (Chromium, for a refused port)
   }
   FakeWebSocket.sockets = sockets;
   return FakeWebSocket;

@@ -307,6 +307,14 @@ describe('transports', () => {
     assert.deepEqual(log.messages.map(([data]) => data), ['a', 'b']);
   });
 
+  test('a WebSocket that fails with an error alone falls back too', () => {
+    const {socket, EventSource, feed} = setup({eventsource: '/events'});
+    socket().fail();
+    assert.equal(feed.state, 'retrying');
+    mock.timers.tick(500);
+    assert.equal(EventSource.sources.length, 1);
+  });
+
   test('a failed WebSocket try waits twice as long before the next', () => {
     const {socket, WebSocket, EventSource} = setup({eventsource: '/events', upgradeDelay: 1000});
     socket().drop();

@@ -196,6 +196,8 @@
         ping() { hear(); },
         publication(data, position) { hear(); if (live()) deliver(data, position); },
         reset(position) { hear(); if (live()) reset(position); },
+        // A position to come back with, for a feed that has none yet.
+        at(position) { if (live()) started(position); },
         lost(error) {
           arm(null);
           if (live()) lost(conn, error);
@@ -437,12 +439,15 @@
             const pubs = Array.isArray(answer.publications) ? answer.publications : [];
             if (first) {
               first = false;
-              on.confirmed(answer.position, answer.recovered === false ? 0 : pubs.length, answer.heartbeat);
+              // (The answer's position comes after its publications: it is
+              // taken once they are delivered, not as the start.)
+              on.confirmed(null, answer.recovered === false ? 0 : pubs.length, answer.heartbeat);
             } else {
               on.ping();
             }
             if (answer.recovered === false) on.reset(answer.position);
             for (const pub of pubs) on.publication(pub.data, pub.position);
+            on.at(answer.position);
             once();
           })
           .catch((error) => {

@@ -102,6 +102,18 @@ describe('positions', () => {
     assert.equal(feed.position, '5-e');
     assert.equal(fetch.pending()[0].url, '/poll?cursor=5-e');
   });
+
+  test('a first poll that finds publications delivers them all', async () => {
+    const {fetch, log, feed} = setup({websocket: null, poll: '/poll'});
+    fetch.pending()[0].answer(200, {
+      publications: [{data: 'a', position: '5-e'}, {data: 'b', position: '6-e'}],
+      position: '6-e', recovered: true, heartbeat: 25,
+    });
+    await settle();
+    assert.deepEqual(log.messages.map(([data]) => data), ['a', 'b']);
+    assert.equal(feed.position, '6-e');
+    assert.equal(feed.missed, 2);
+  });
 });
 
 describe('errors', () => {

@@ -341,13 +341,15 @@ def test_a_half_open_connection_is_given_up_and_resumed(transport: str) -> None:
 @chromium
 @pytest.mark.parametrize("transport", ["websocket", "eventsource", "poll"])
 def test_back_at_once_when_the_browser_is_online_again(transport: str) -> None:
-    # Offline for 3 s with waits of 1 s doubling to 30 s, each its
-    # ceiling: a client that only waits is back 1-4 s after the network;
-    # one that listens for 'online' at once.
+    # Offline for 3 s (the connections cut) with waits of 1 s doubling to
+    # 30 s, each its ceiling: a client that only waits comes back at 1 +
+    # 2 + 4 = 7 s, 4 s after the network; one that listens for 'online',
+    # at once.
     async def main() -> None:
         async with lab() as it:
             await it.open(transport, "&min=1000&max=30000&worst=1")
             await it.first(transport)
+            # The network goes: the browser says so, and the connections die.
             await it.devtools.send(
                 "Network.emulateNetworkConditions",
                 it.tab.session,
@@ -356,12 +358,14 @@ def test_back_at_once_when_the_browser_is_online_again(transport: str) -> None:
                 downloadThroughput=-1,
                 uploadThroughput=-1,
             )
+            it.proxy.cut()
             loop = asyncio.get_running_loop()
             end = loop.time() + 3
             while loop.time() < end:
                 await asyncio.sleep(0.05)  # offline for 3 s: time is what this test is about
             await it.pubsub.publish("room:a", "while offline")
             online = loop.time()
+            it.proxy.up = True
             await it.devtools.send(
                 "Network.emulateNetworkConditions",
                 it.tab.session,
@@ -390,9 +394,11 @@ async def measure_back(transport: str, offline: float, rounds: int) -> list[floa
             await it.devtools.send(
                 "Network.emulateNetworkConditions", it.tab.session, offline=True, **conditions
             )
+            it.proxy.cut()
             await asyncio.sleep(offline)
             await it.pubsub.publish("room:a", f"missed {n}")
             online = loop.time()
+            it.proxy.up = True
             await it.devtools.send(
                 "Network.emulateNetworkConditions", it.tab.session, offline=False, **conditions
             )

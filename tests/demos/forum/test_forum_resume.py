@@ -56,6 +56,31 @@ WAIT_POSTS = """(n) => new Promise((resolve, reject) => {
   look();
 })"""
 
+# The line under the replies: its classes, text and look.
+LIVE_LINE = """(() => {
+  const line = document.getElementById('live');
+  const style = getComputedStyle(line);
+  return {
+    css: Array.from(line.classList),
+    text: line.textContent,
+    position: style.position,
+    background: style.backgroundColor,
+    page: getComputedStyle(document.body).backgroundColor,
+  };
+})()"""
+
+# Resolves with LIVE_LINE once the line says it caught up.
+WAIT_CAUGHT_UP = f"""new Promise((resolve, reject) => {{
+  const started = Date.now();
+  const look = () => {{
+    const line = {LIVE_LINE};
+    if (line.css.includes('caught-up')) return resolve(line);
+    if (Date.now() - started > 10000) return reject(new Error(JSON.stringify(line)));
+    setTimeout(look, 20);
+  }};
+  look();
+}})"""
+
 
 async def until_count(pubsub: Any, channel: str, n: int) -> None:
     """Until the channel's presence counts ``n`` (joins and leaves are asynchronous)."""
@@ -123,10 +148,22 @@ async def cut_and_resume(tmp_path: Path, blocked: str, expected: str) -> None:
                 for _ in range(2):
                     await asyncio.wait_for(proxy.refusals.get(), 10)
                 assert await reader.evaluate("window.forum.received") == 1
+                # The page says it is offline, on a line that stays in sight.
+                line = await reader.evaluate(LIVE_LINE)
+                assert line["css"] == ["live", "muted", "offline"], line
+                assert line["text"].startswith("Offline: reconnecting."), line
+                assert line["position"] == "sticky" and line["background"] != line["page"], line
                 proxy.up = True
 
                 shown = await reader.evaluate(f"({WAIT_POSTS})({2 + len(missed)})")
                 assert shown == ["opening post", "while connected", *missed]
+                # And, back, how many replies it caught up.
+                line = await reader.evaluate(WAIT_CAUGHT_UP)
+                assert line["css"] == ["live", "muted", "caught-up"], line
+                assert (
+                    line["text"] == "Back online: caught up 6 replies posted while you were away."
+                )
+                assert await reader.evaluate("window.forum.caughtUp") == len(missed)
                 # Exactly once: nothing more arrives after them (a reply
                 # posted now is the next one shown).
                 await author.reply(topic, "after the cut")

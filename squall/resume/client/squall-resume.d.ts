@@ -93,7 +93,7 @@ export interface Feed {
   readonly closed: boolean;
   /** Stops: closes the connection, cancels every timer and listener. */
   close(): void;
-  /** Connects now rather than after the wait (an open connection whose heartbeat is on time is kept). */
+  /** Connects now rather than after the backoff's wait (a connection being made, or open with its heartbeat on time, is kept). */
   reconnect(): void;
 }
 

@@ -301,17 +301,18 @@
     }
 
     // Now, not after the backoff's wait: the network is back, or the page is
-    // seen again. An open connection is kept unless its heartbeat is overdue.
+    // seen again. A connection being made is left to finish (connectTimeout
+    // bounds it), an open one is kept unless its heartbeat is overdue.
     function reconnect() {
       if (feed.closed || feed.state === 'failed') return;
-      if (current && current.confirmed && !current.overdue()) return;
+      if (current && !(current.confirmed && current.overdue())) return;
       if (current) { current.stop(); current = null; }
       if (timer !== null) { clearTimeout(timer); timer = null; }
       connect();
     }
 
     function onOnline() {
-      which = 0;  // another network: the first transport may get through now
+      if (!current) which = 0;  // another network: the first transport may get through now
       reconnect();
     }
 

@@ -266,6 +266,22 @@ describe('the page', () => {
     assert.equal(feed.state, 'connecting');
   });
 
+  test('online leaves a connection being made to finish', () => {
+    const {WebSocket, page} = setup();
+    page.online();
+    assert.equal(WebSocket.sockets.length, 1);
+    assert.ok(!WebSocket.sockets[0].closed);
+  });
+
+  test('a page shown with its heartbeat overdue resumes at once', () => {
+    const {socket, WebSocket, page} = setup({heartbeatGrace: 5000});
+    subscribed(socket(), '1-e', 10);
+    mock.method(Date, 'now', () => 60000);  // a sleeping laptop: its timers did not run
+    page.show();
+    assert.equal(WebSocket.sockets.length, 2);
+    assert.ok(WebSocket.sockets[0].closed);
+  });
+
   test('online keeps an open connection that is alive', () => {
     const {socket, WebSocket, page} = setup();
     subscribed(socket());

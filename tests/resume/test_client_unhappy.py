@@ -173,6 +173,17 @@ class Lab:
         await self.pubsub.publish("room:a", "before the page")
         await self.tab.goto(f"http://127.0.0.1:{self.proxy.port}/?t={transport}{query}")
 
+    async def network(self, offline: bool) -> None:
+        """The browser's network off (it fires 'offline') or on ('online')."""
+        await self.devtools.send(
+            "Network.emulateNetworkConditions",
+            self.tab.session,
+            offline=offline,
+            latency=0,
+            downloadThroughput=-1,
+            uploadThroughput=-1,
+        )
+
     async def got(self, n: int, ms: int = 8000) -> list[str]:
         result: list[str] = await self.tab.evaluate(f"({WAIT_GOT})({n}, {ms})")
         return result
@@ -350,14 +361,7 @@ def test_back_at_once_when_the_browser_is_online_again(transport: str) -> None:
             await it.open(transport, "&min=1000&max=30000&worst=1")
             await it.first(transport)
             # The network goes: the browser says so, and the connections die.
-            await it.devtools.send(
-                "Network.emulateNetworkConditions",
-                it.tab.session,
-                offline=True,
-                latency=0,
-                downloadThroughput=-1,
-                uploadThroughput=-1,
-            )
+            await it.network(offline=True)
             it.proxy.cut()
             loop = asyncio.get_running_loop()
             end = loop.time() + 3
@@ -366,14 +370,7 @@ def test_back_at_once_when_the_browser_is_online_again(transport: str) -> None:
             await it.pubsub.publish("room:a", "while offline")
             online = loop.time()
             it.proxy.up = True
-            await it.devtools.send(
-                "Network.emulateNetworkConditions",
-                it.tab.session,
-                offline=False,
-                latency=0,
-                downloadThroughput=-1,
-                uploadThroughput=-1,
-            )
+            await it.network(offline=False)
             assert await it.got(2) == ["first", "while offline"]
             back = loop.time() - online
             assert back < 0.8, f"back {back:.2f} s after the network"
@@ -390,18 +387,13 @@ async def measure_back(transport: str, offline: float, rounds: int) -> list[floa
         shown = 1
         loop = asyncio.get_running_loop()
         for n in range(rounds):
-            conditions: dict[str, Any] = dict(latency=0, downloadThroughput=-1, uploadThroughput=-1)
-            await it.devtools.send(
-                "Network.emulateNetworkConditions", it.tab.session, offline=True, **conditions
-            )
+            await it.network(offline=True)
             it.proxy.cut()
             await asyncio.sleep(offline)
             await it.pubsub.publish("room:a", f"missed {n}")
             online = loop.time()
             it.proxy.up = True
-            await it.devtools.send(
-                "Network.emulateNetworkConditions", it.tab.session, offline=False, **conditions
-            )
+            await it.network(offline=False)
             shown += 1
             await it.got(shown, 60000)
             results.append(loop.time() - online)

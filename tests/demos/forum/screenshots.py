@@ -189,8 +189,8 @@ async def capture(devtools: DevTools, tab: Tab, path: Path) -> None:
     print(path, f"{path.stat().st_size:,} bytes")
 
 
-async def pinned_tab(devtools: DevTools, base: str, node: int) -> Tab:
-    """A tab (its own cookies) whose requests nginx sends to node ``node``."""
+async def sized_tab(devtools: DevTools) -> Tab:
+    """A tab (its own cookies) whose viewport is what `capture` takes."""
     tab = await Tab.open(devtools)
     await devtools.send(
         "Emulation.setDeviceMetricsOverride",
@@ -200,6 +200,12 @@ async def pinned_tab(devtools: DevTools, base: str, node: int) -> Tab:
         deviceScaleFactor=1,
         mobile=False,
     )
+    return tab
+
+
+async def pinned_tab(devtools: DevTools, base: str, node: int) -> Tab:
+    """A tab (its own cookies) whose requests nginx sends to node ``node``."""
+    tab = await sized_tab(devtools)
     await devtools.send("Network.enable", tab.session)
     await devtools.send("Network.setCookie", tab.session, url=base, name="node", value=str(node))
     return tab
@@ -323,15 +329,7 @@ async def offline_main(out: Path) -> None:
                 try:
                     conn = await websocket_connect(endpoint, max_message_size=64 * 1024 * 1024)
                     devtools = DevTools(conn)
-                    tab = await Tab.open(devtools)
-                    await devtools.send(
-                        "Emulation.setDeviceMetricsOverride",
-                        tab.session,
-                        width=1000,
-                        height=760,
-                        deviceScaleFactor=1,
-                        mobile=False,
-                    )
+                    tab = await sized_tab(devtools)
                     await tab.goto(f"http://127.0.0.1:{proxy.port}/t/{topic}")
                     await tab.evaluate(WAIT_OPEN)
                     proxy.cut()

@@ -26,6 +26,9 @@ PAGE = """<!doctype html>
     onmessage(data, position) { log.textContent += position + ' ' + data + '\\n'; },
     onreset(position) { log.textContent = '(reloaded at ' + position + ')\\n'; },
     onstate(state) { document.title = 'Scores (' + state + ')'; },
+    // A temporary error (the broker away) is retried; a permanent one
+    // (not allowed) stops the feed: say so.
+    onerror(error) { if (!error.temporary) log.textContent += '(stopped: ' + error.message + ')\\n'; },
   });
 </script>
 """

@@ -15,8 +15,11 @@ hands back the last one it saw when it reconnects:
 The publications missed come from the channel's history, then the live
 ones follow, with no gap and no duplicate. When history no longer holds
 them, the client is told (a ``reset``), so it reloads its state. The
-browser client (`CLIENT_SCRIPT`, served by `ClientScriptHandler`) speaks
-all three, reconnecting with exponential backoff and full jitter.
+browser client (`CLIENT_SCRIPT`, served by `ClientScriptHandler`; the ES
+module `CLIENT_MODULE` and its package are beside it) speaks all three,
+reconnecting with exponential backoff and full jitter, reset only once the
+server confirms a subscription; each transport carries a heartbeat, and an
+``error`` says whether it is temporary (retried) or not (the client stops).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from squall.resume._websocket import ChannelWebSocket
 from squall.web import RequestHandler
 
 __all__ = [
+    "CLIENT_MODULE",
     "CLIENT_SCRIPT",
     "ChannelEventSource",
     "ChannelPollHandler",
@@ -44,16 +48,23 @@ __all__ = [
     "resume",
 ]
 
-#: Where the browser client ``squall-resume.js`` is (plain JavaScript, no build step).
-CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "squall-resume.js")
+_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "client")
+#: Where the browser client ``squall-resume.js`` is (a classic script: the
+#: global ``SquallResume``; no build step, no dependency).
+CLIENT_SCRIPT = os.path.join(_CLIENT, "squall-resume.js")
+#: The same client as an ES module (``import {follow} from ...``), in the
+#: npm package ``squall-resume`` (its directory: ``package.json``, the type
+#: declarations ``squall-resume.d.ts``, its tests under ``node --test``).
+CLIENT_MODULE = os.path.join(_CLIENT, "squall-resume.mjs")
 
 
 class ClientScriptHandler(RequestHandler):
-    """Serves the browser client, ``squall-resume.js``.
+    """Serves the browser client, ``squall-resume.js`` (or, given ``path``, the module).
 
     Route it where pages load it from::
 
-        (r"/squall-resume.js", ClientScriptHandler)
+        (r"/squall-resume.js", ClientScriptHandler),
+        (r"/squall-resume.mjs", ClientScriptHandler, {"path": CLIENT_MODULE}),
 
     It answers with an ``ETag`` (a reload costs a 304) and lets caches keep
     it for `max_age` seconds.
@@ -61,13 +72,17 @@ class ClientScriptHandler(RequestHandler):
 
     #: Seconds browsers and caches may keep the script without asking again.
     max_age: ClassVar[int] = 3600
-    _body: ClassVar[bytes] = b""
+    _bodies: ClassVar[dict[str, bytes]] = {}
+    _path: str = CLIENT_SCRIPT
+
+    def initialize(self, path: str = CLIENT_SCRIPT) -> None:
+        self._path = path
 
     def get(self) -> None:
-        body = self._body
-        if not body:
-            with open(CLIENT_SCRIPT, "rb") as f:
-                body = ClientScriptHandler._body = f.read()
+        body = self._bodies.get(self._path)
+        if body is None:
+            with open(self._path, "rb") as f:
+                body = self._bodies[self._path] = f.read()
         self.set_header("Content-Type", "text/javascript; charset=utf-8")
         self.set_header("Cache-Control", f"public, max-age={self.max_age}")
         self.write(body)

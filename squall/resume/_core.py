@@ -70,6 +70,8 @@ class ResumedSubscription:
       subscription (None when opened without a position).
     * ``position``: the position of the last item returned (or the start).
     * ``resubscribes``: how many gaps were refilled from history.
+    * ``missed``: how many publications history gave back at the start (the
+      ones missed since the position asked for; 0 when not recovered).
     """
 
     __slots__ = (
@@ -77,6 +79,7 @@ class ResumedSubscription:
         "recovered",
         "position",
         "resubscribes",
+        "missed",
         "_pubsub",
         "_sub",
         "_max",
@@ -93,6 +96,7 @@ class ResumedSubscription:
         self.recovered: Optional[bool] = sub.recovered
         self.position: Optional[Position] = sub.position
         self.resubscribes = 0
+        self.missed = sub.pending if sub.recovered else 0
         # What next() returns before reading again: the Reset of a position
         # that could not be recovered, or a publication that came after one.
         self._held: list[Union[Publication, Reset]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, ClassVar, Optional
 
@@ -29,7 +30,13 @@ class ChannelEventSource(EventSourceHandler):
     ``since`` query argument (a position the page was rendered at);
     ``Last-Event-ID`` wins over it. Without either, the stream starts at the
     channel's current position. The first event (``subscribed_event``) says
-    where the stream starts and whether it recovered.
+    where the stream starts, whether it recovered, and the heartbeat: a
+    ``heartbeat_event`` every ``heartbeat_interval`` seconds, which a
+    client that hears nothing for longer (plus a grace) takes for a dead
+    connection (a comment would not do: ``EventSource`` hides comments).
+    A publication without a position (published to the broker by another
+    program) is sent without an ``id``, so ``Last-Event-ID`` keeps the last
+    position.
 
     Example::
 
@@ -50,6 +57,12 @@ class ChannelEventSource(EventSourceHandler):
     subscribed_event: ClassVar[Optional[str]] = "subscribed"
     #: The subscription's ``max_pending`` (None: the `PubSub`'s).
     max_pending: ClassVar[Optional[int]] = None
+    #: Seconds between two ``heartbeat_event`` events (None: none).
+    heartbeat_interval: ClassVar[Optional[float]] = 25.0
+    #: The type of the heartbeat event (its data is ``{}``).
+    heartbeat_event: ClassVar[str] = "ping"
+    #: The heartbeat keeps proxies from closing a quiet stream: no comment pings.
+    ping_interval: ClassVar[Optional[float]] = None
 
     _stream: Optional[ResumedSubscription] = None
 
@@ -91,10 +104,18 @@ class ChannelEventSource(EventSourceHandler):
     async def stream(self, *args: Any, **kwargs: Any) -> None:
         stream = self._stream
         assert stream is not None
+        heartbeat = asyncio.ensure_future(self._heartbeat()) if self.heartbeat_interval else None
         try:
             position = position_text(stream.position)
             if self.subscribed_event and position is not None:
-                info = json.dumps({"position": position, "recovered": stream.recovered})
+                info = json.dumps(
+                    {
+                        "position": position,
+                        "recovered": stream.recovered,
+                        "missed": stream.missed,
+                        "heartbeat": self.heartbeat_interval or None,
+                    }
+                )
                 await self.send_event(info, event=self.subscribed_event, id=position)
             async for item in stream:
                 if isinstance(item, Publication):
@@ -103,7 +124,19 @@ class ChannelEventSource(EventSourceHandler):
                     position = str(item.position)
                     await self.send_event(position, event=self.reset_event, id=position)
         finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
             stream.close()
+
+    async def _heartbeat(self) -> None:
+        interval = self.heartbeat_interval
+        assert interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.send_event("{}", event=self.heartbeat_event)
+            except OSError:
+                return  # the client left: the stream ends
 
     async def send_publication(self, publication: Publication) -> None:
         """Sends one publication (override to change its event, say per message)."""

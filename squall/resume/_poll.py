@@ -78,7 +78,10 @@ async def poll(
         publications = [first]
         while len(publications) < limit and sub.pending:
             publications.append(await sub.get_publication())
-        return PollResult(publications, publications[-1].position, True)
+        # The cursor is the last position known: a publication without one
+        # (published by another program) does not move it.
+        placed = [pub.position for pub in publications if pub.position.epoch]
+        return PollResult(publications, placed[-1] if placed else start, True)
     finally:
         sub.close()
 
@@ -91,6 +94,8 @@ class ChannelPollHandler(RequestHandler):
     cursor, or after ``poll_timeout`` seconds with an empty list; the client
     polls again with ``cursor=CURSOR``. ``recovered`` false means
     publications were lost: reload the state, then poll from ``position``.
+    ``heartbeat`` is ``poll_timeout``: a client that has no answer after it
+    (plus a grace) takes the connection for dead and polls again.
     With ``wait=0`` it answers at once (what a client sends first, to know
     that polling gets through). A malformed cursor is a 400 saying why; an
     unreachable broker a 503.
@@ -144,6 +149,7 @@ class ChannelPollHandler(RequestHandler):
                 ],
                 "position": position_text(result.position),
                 "recovered": result.recovered,
+                "heartbeat": self.poll_timeout,
             }
         )
 

@@ -11,17 +11,30 @@ From the client:
 
 From the server:
 
-* ``{"type": "subscribed", "channel": C, "position": P, "recovered": R}``:
-  the subscription is in place, starting after P; R is true when every
-  publication after ``since`` follows, false when some cannot be
-  recovered, null without ``since``.
+* ``{"type": "subscribed", "channel": C, "position": P, "recovered": R,
+  "missed": N, "heartbeat": H}``: the subscription is in place, starting
+  after P; R is true when every publication after ``since`` follows (N of
+  them, from history), false when some cannot be recovered, null without
+  ``since``; H is the seconds between two ``ping`` messages (null: none
+  are sent).
 * ``{"type": "publication", "channel": C, "data": D, "position": P}``: keep P
   as the channel's position, to send as ``since`` when reconnecting.
 * ``{"type": "reset", "channel": C, "position": P}``: publications were lost
   (history no longer has them, or the broker lost the channel): reload the
   state, keep P, apply what follows.
-* ``{"type": "error", "channel": C or null, "message": M}``: a subscription
-  refused (M says why); the socket stays open.
+* ``{"type": "ping"}``: every ``heartbeat_interval`` seconds while the
+  socket has a subscription, so that a client that hears nothing for longer
+  (plus a grace) knows the connection is dead and resumes on a new one.
+  With it goes a WebSocket ping, which browsers answer by themselves: a
+  connection that answered none of two is closed, so that the server does
+  not keep a dead reader's subscriptions (and presence).
+* ``{"type": "error", "channel": C or null, "message": M, "code": N,
+  "temporary": T}``: a request refused (M says why); the socket stays open.
+  T true (N 503: the broker is away or did not confirm in time; N 500: the
+  subscription failed): subscribe again after a backoff. T false (N 400: a
+  malformed request or channel name; 403: not allowed; 409: already, or
+  not, subscribed; 429: too many channels): it would fail again, so tell
+  the application and stop.
 """
 
 from __future__ import annotations
@@ -35,7 +48,18 @@ from squall.pubsub import Publication, PubSub
 from squall.resume._core import ResumedSubscription, parse_position, position_text, resume
 from squall.websocket import WebSocketClosedError, WebSocketHandler
 
-__all__ = ["ChannelWebSocket"]
+__all__ = ["ChannelWebSocket", "ERROR_CODES"]
+
+#: The ``code`` of an ``error`` message, and whether subscribing again may
+#: succeed (``temporary``): the client retries those with a backoff.
+ERROR_CODES: dict[int, bool] = {
+    400: False,
+    403: False,
+    409: False,
+    429: False,
+    500: True,
+    503: True,
+}
 
 
 class ChannelWebSocket(WebSocketHandler):
@@ -52,8 +76,14 @@ class ChannelWebSocket(WebSocketHandler):
     max_channels: ClassVar[int] = 16
     #: Each subscription's ``max_pending`` (None: the `PubSub`'s).
     max_pending: ClassVar[Optional[int]] = None
+    #: Seconds between two ``ping`` messages while a subscription is open
+    #: (None: none). The browser client resumes on a new connection when it
+    #: hears nothing for this long plus its grace.
+    heartbeat_interval: ClassVar[Optional[float]] = 25.0
 
     _pumps: Optional[dict[str, asyncio.Task[None]]] = None
+    _heartbeat: Optional[asyncio.TimerHandle] = None
+    _unanswered = 0  # WebSocket pings sent since the last pong
 
     @property
     def pubsub(self) -> PubSub:
@@ -75,10 +105,10 @@ class ChannelWebSocket(WebSocketHandler):
         try:
             request = json.loads(message)
         except ValueError:
-            self._error(None, "a message must be a JSON object")
+            self._error(None, "a message must be a JSON object", 400)
             return
         if not isinstance(request, dict):
-            self._error(None, "a message must be a JSON object")
+            self._error(None, "a message must be a JSON object", 400)
             return
         if "subscribe" in request:
             self._subscribe(request)
@@ -86,38 +116,40 @@ class ChannelWebSocket(WebSocketHandler):
             channel = request["unsubscribe"]
             pump = (self._pumps or {}).pop(channel, None) if isinstance(channel, str) else None
             if pump is None:
-                self._error(None, f"not subscribed to {channel!r}")
+                self._error(None, f"not subscribed to {channel!r}", 409)
             else:
                 pump.cancel()
         else:
-            self._error(None, 'a message has "subscribe" or "unsubscribe"')
+            self._error(None, 'a message has "subscribe" or "unsubscribe"', 400)
 
     def _subscribe(self, request: dict[str, Any]) -> None:
         channel = request["subscribe"]
         if not isinstance(channel, str) or not channel:
-            self._error(None, '"subscribe" must be a channel name (a non-empty string)')
+            self._error(None, '"subscribe" must be a channel name (a non-empty string)', 400)
             return
         since_text = request.get("since")
         if since_text is not None and not isinstance(since_text, str):
-            self._error(channel, '"since" must be a position string or null')
+            self._error(channel, '"since" must be a position string or null', 400)
             return
         try:
             since = parse_position(since_text, "since")
         except ValueError as exc:
-            self._error(channel, str(exc))
+            self._error(channel, str(exc), 400)
             return
         pumps = self._pumps
         if pumps is None:
             pumps = self._pumps = {}
         if channel in pumps:
-            self._error(channel, f"already subscribed to {channel!r}")
+            self._error(channel, f"already subscribed to {channel!r}", 409)
             return
         if len(pumps) >= self.max_channels:
-            self._error(channel, f"at most {self.max_channels} channels per connection")
+            self._error(channel, f"at most {self.max_channels} channels per connection", 429)
             return
         if not self.may_subscribe(channel):
-            self._error(channel, f"not allowed to subscribe to {channel!r}")
+            self._error(channel, f"not allowed to subscribe to {channel!r}", 403)
             return
+        if self._heartbeat is None:
+            self._beat()
         pump = asyncio.ensure_future(self._pump(channel, since))
         pumps[channel] = pump
         pump.add_done_callback(lambda done: self._pump_done(channel, done))
@@ -129,13 +161,14 @@ class ChannelWebSocket(WebSocketHandler):
         exc = None if pump.cancelled() else pump.exception()
         if exc is not None:
             app_log.error("%s: forwarding %r failed", type(self).__name__, channel, exc_info=exc)
-            self._error(channel, "the subscription failed; subscribe again")
+            self._error(channel, "the subscription failed; subscribe again", 500)
 
     async def _pump(self, channel: str, since: Any) -> None:
         try:
             stream = await resume(self.pubsub, channel, since, max_pending=self.max_pending)
         except ConnectionError as exc:
-            self._error(channel, f"live updates unavailable: {exc}")
+            # The broker is away, or did not confirm in time: temporary.
+            self._error(channel, f"live updates unavailable: {exc}", 503)
             return
         self.on_subscribe(channel)
         try:
@@ -145,6 +178,8 @@ class ChannelWebSocket(WebSocketHandler):
                     "channel": channel,
                     "position": position_text(stream.position),
                     "recovered": stream.recovered,
+                    "missed": stream.missed,
+                    "heartbeat": self.heartbeat_interval or None,
                 }
             )
             await self._forward(stream)
@@ -173,13 +208,49 @@ class ChannelWebSocket(WebSocketHandler):
         # subscription drop, and the gap is refilled from history.
         await self.write_message(json.dumps(message))
 
-    def _error(self, channel: Optional[str], text: str) -> None:
+    def _error(self, channel: Optional[str], text: str, code: int) -> None:
+        message = {
+            "type": "error",
+            "channel": channel,
+            "message": text,
+            "code": code,
+            "temporary": ERROR_CODES[code],
+        }
         try:
-            self.write_message(json.dumps({"type": "error", "channel": channel, "message": text}))
+            self.write_message(json.dumps(message))
         except WebSocketClosedError:
             pass
 
+    def _beat(self) -> None:
+        """Schedules the next ``ping`` (from the first subscription on, until the close)."""
+        interval = self.heartbeat_interval
+        if interval:
+            loop = asyncio.get_running_loop()
+            self._heartbeat = loop.call_later(interval, self._ping)
+
+    def _ping(self) -> None:
+        self._heartbeat = None
+        if self._unanswered >= 2:
+            # Two pings and no pong: nobody is reading at the other end.
+            self.close(1001, "no answer to two pings")
+            return
+        try:
+            self.write_message('{"type": "ping"}')
+            self.ping()
+        except WebSocketClosedError:
+            return
+        self._unanswered += 1
+        self._beat()
+
+    def on_pong(self, data: bytes) -> None:
+        """A pong: the client reads (override, calling this one, to see pongs)."""
+        self._unanswered = 0
+
     def on_close(self) -> None:
+        heartbeat = self._heartbeat
+        if heartbeat is not None:
+            heartbeat.cancel()
+            self._heartbeat = None
         pumps = self._pumps
         if pumps:
             for pump in list(pumps.values()):

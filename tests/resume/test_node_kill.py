@@ -120,7 +120,9 @@ def test_event_source_reader_resumes_on_another_node(
         again = await sse_open(c.ports[1], NAME, c.last)
         hello = again.events()[0]
         assert hello["event"] == "subscribed"
-        assert json.loads(hello["data"]) == {"position": c.last, "recovered": True}
+        info = json.loads(hello["data"])
+        assert (info["position"], info["recovered"]) == (c.last, True)
+        assert info["missed"] == FIRST + AWAY - len(c.got) and info["heartbeat"] > 0
         await c.publish(FIRST + AWAY, AFTER)
         await again.until(lambda: len(c.got) + len(sse_messages(again)) >= TOTAL)
         assert [e for e in again.events() if e.get("event") == "reset"] == []

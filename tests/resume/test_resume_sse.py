@@ -76,7 +76,7 @@ class Cases:
             await self.pubsub.publish("room:a", f"missed {n}\nsecond line")
         again = await self.open(**{"Last-Event-ID": last_id})
         info = await self.subscribed(again)
-        assert info == {"position": last_id, "recovered": True}
+        assert info == {"position": last_id, "recovered": True, "missed": 5, "heartbeat": 25.0}
         await again.until(lambda: len(data_of(again)) == 5)
         for n in range(2):
             await self.pubsub.publish("room:a", f"after {n}")

@@ -36,16 +36,16 @@ class Poll(ChannelPollHandler):
 class Base(AsyncHTTPTestCase):
     pubsub: PubSub
 
+    def handlers(self) -> list[Any]:
+        return [
+            ("/live", Live),
+            (r"/rooms/(\w+)/poll", Poll),
+            ("/squall-resume.js", ClientScriptHandler),
+        ]
+
     def get_app(self) -> Application:
         self.pubsub = connect("memory://?history_size=20")
-        return Application(
-            [
-                ("/live", Live),
-                (r"/rooms/(\w+)/poll", Poll),
-                ("/squall-resume.js", ClientScriptHandler),
-            ],
-            pubsub=self.pubsub,
-        )
+        return Application(self.handlers(), pubsub=self.pubsub)
 
     def tearDown(self) -> None:
         self.io_loop.run_sync(self.pubsub.close)
@@ -55,8 +55,6 @@ class Base(AsyncHTTPTestCase):
         while self.pubsub.subscribers(channel):
             await asyncio.sleep(0)
 
-
-class WebSocketTest(Base):
     async def connect(self) -> WebSocketClientConnection:
         return await websocket_connect(self.get_url("/live").replace("http", "ws", 1))
 
@@ -66,6 +64,8 @@ class WebSocketTest(Base):
         message: dict[str, Any] = json.loads(text)
         return message
 
+
+class WebSocketTest(Base):
     async def subscribe(
         self, ws: WebSocketClientConnection, channel: str, since: Optional[str] = None
     ) -> dict[str, Any]:
@@ -92,6 +92,8 @@ class WebSocketTest(Base):
             "channel": "room:a",
             "position": last,
             "recovered": True,
+            "missed": 4,
+            "heartbeat": 25.0,
         }
         await self.pubsub.publish("room:a", "after")
         got = [await self.read(ws) for _ in range(5)]
@@ -170,7 +172,12 @@ class PollTest(Base):
         assert [p["data"] for p in answer["publications"]] == ["late"]
         # And an empty answer at the timeout keeps the cursor.
         same = json.loads((await self.poll(answer["position"])).body)
-        assert same == {"publications": [], "position": answer["position"], "recovered": True}
+        assert same == {
+            "publications": [],
+            "position": answer["position"],
+            "recovered": True,
+            "heartbeat": Poll.poll_timeout,
+        }
 
     async def until_subscribed(self) -> None:
         while not self.pubsub.subscribers("room:a"):
@@ -182,7 +189,12 @@ class PollTest(Base):
         for n in range(30):
             top = await self.pubsub.publish("room:a", str(n))
         answer = json.loads((await self.poll(str(first))).body)
-        assert answer == {"publications": [], "position": str(top), "recovered": False}
+        assert answer == {
+            "publications": [],
+            "position": str(top),
+            "recovered": False,
+            "heartbeat": Poll.poll_timeout,
+        }
 
     @gen_test
     async def test_malformed_cursor_is_a_400_saying_why(self) -> None:
@@ -234,7 +246,12 @@ class PollAtOnceTest(Base):
             self.get_url(f"/rooms/a/poll?wait=0&cursor={first}")
         )
         answer = json.loads(response.body)
-        assert answer == {"publications": [], "position": str(first), "recovered": True}
+        assert answer == {
+            "publications": [],
+            "position": str(first),
+            "recovered": True,
+            "heartbeat": Poll.poll_timeout,
+        }
         await self.pubsub.publish("room:a", "b")
         response = await self.http_client.fetch(
             self.get_url(f"/rooms/a/poll?wait=0&cursor={first}")

@@ -3,13 +3,14 @@
 //   first): a WebSocket, else Server-Sent Events, else long polling, resumed
 //   from the last position after a disconnection so no reply is missed. Each
 //   post comes as {id, html}; the html was rendered (escaped, Markdown
-//   sanitised) by the server's Post module.
+//   sanitised) by the server's Post module. The line under the replies says
+//   when the page is offline, then how many replies it caught up.
 // - Mentions: a badge in the header counts new ones, over /notify.
 // - Markdown preview under every editor, rendered by the server.
 // - A confirmation before deleting a post.
 (function () {
   'use strict';
-  window.forum = {ready: null, received: 0, resets: 0, mentions: [], feed: null};
+  window.forum = {ready: null, received: 0, resets: 0, caughtUp: 0, mentions: [], feed: null};
 
   function live() {
     const marker = document.getElementById('live');
@@ -18,9 +19,12 @@
     const seen = new Set(Array.from(list.querySelectorAll('.post'), (node) => Number(node.dataset.id)));
     let after = Number(marker.dataset.after);
 
+    // How many replies were added (those the page had already are not).
     function add(posts) {
+      let added = 0;
       for (const post of posts) {
         if (seen.has(post.id)) continue;
+        added += 1;
         seen.add(post.id);
         after = Math.max(after, post.id);
         // In id order: a reply relayed while the backlog was read may come first.
@@ -32,6 +36,52 @@
         node.classList.add('new');
         actions(node);
         window.forum.received += 1;
+      }
+      return added;
+    }
+
+    // The line under the replies: live, offline, catching up, caught up.
+    const idle = marker.textContent;
+    let wasOpen = false;
+    let away = false;       // offline since the last open
+    let catching = null;    // {expected, seen, replies} while replaying what was missed
+    function say(css, text) {
+      marker.classList.remove('offline', 'catching-up', 'caught-up', 'failed');
+      if (css) marker.classList.add(css);
+      marker.textContent = text;
+    }
+    const plural = (n) => n + (n === 1 ? ' reply' : ' replies');
+    function caughtUp(replies) {
+      catching = null;
+      window.forum.caughtUp = replies;
+      say('caught-up', replies ? 'Back online: caught up ' + plural(replies) + ' posted while you were away.'
+                               : 'Back online: no reply was posted while you were away.');
+    }
+    function counted(publications, replies) {
+      if (!catching) return;
+      catching.seen += publications;
+      catching.replies += replies;
+      if (catching.seen >= catching.expected) caughtUp(catching.replies);
+    }
+    function state(name, feed) {
+      if (name === 'open') {
+        window.forum.ready = feed.transport;
+        if (away) {
+          away = false;
+          catching = {expected: feed.missed, seen: 0, replies: 0};
+          if (feed.missed) say('catching-up', 'Back online: catching up ' + plural(feed.missed) + '…');
+          else caughtUp(0);
+        } else if (!wasOpen) {
+          say('', idle);
+        }
+        wasOpen = true;
+      } else if (name === 'failed') {
+        say('failed', 'Live updates stopped (' + (feed.error ? feed.error.message : 'refused') +
+            '): reload the page to see new replies.');
+      } else if (name === 'retrying' || (name === 'connecting' && (wasOpen || away))) {
+        away = true;
+        catching = null;
+        say('offline', 'Offline: reconnecting. Replies posted meanwhile will appear when the connection is back.');
       }
     }
 
@@ -79,15 +129,19 @@
 
     // Replies missed while the connection was down that the channel's
     // history no longer holds (a reset): from the database, by post id.
-    let catching = null;
+    let fetching = null;
     function catchUp() {
-      if (catching) return catching;
-      catching = fetch(marker.dataset.poll + '?wait=0&after=' + after, {credentials: 'same-origin'})
+      if (fetching) return fetching;
+      const replay = catching;
+      fetching = fetch(marker.dataset.poll + '?wait=0&after=' + after, {credentials: 'same-origin'})
         .then((response) => response.ok ? response.json() : {posts: []})
-        .then((data) => { add(data.posts); })
+        .then((data) => {
+          const replies = add(data.posts);
+          if (replay && replay === catching) caughtUp(replay.replies + replies);
+        })
         .catch(() => {})
-        .then(() => { catching = null; });
-      return catching;
+        .then(() => { fetching = null; });
+      return fetching;
     }
 
     // The topic's channel, resumed from the position the page was rendered
@@ -100,13 +154,16 @@
       poll: marker.dataset.feed,
       onmessage: (data) => {
         const message = JSON.parse(data);
-        if (message.posts) add(message.posts);
+        counted(1, message.posts ? add(message.posts) : 0);
       },
-      onreset: () => { window.forum.resets += 1; catchUp(); },
-      onstate: (state, feed) => {
-        if (state === 'open') window.forum.ready = feed.transport;
-        marker.classList.toggle('offline', state !== 'open');
+      // Too long away for the channel's history: from the database.
+      onreset: () => {
+        window.forum.resets += 1;
+        if (!catching) catching = {expected: Infinity, seen: 0, replies: 0};
+        say('catching-up', 'Back online: catching up from the database…');
+        catchUp();
       },
+      onstate: state,
     });
   }
 

@@ -16,6 +16,11 @@ once, in order (``many-cut.png``, ``many-resumed.png``).
 ``--many OUTDIR eventsource`` (or ``poll``) does the same with the reader's
 page kept off WebSocket (and EventSource), so that its feed is Server-Sent
 Events (long polling): ``many-*-eventsource.png`` (``many-*-poll.png``).
+
+``--offline OUTDIR`` (one forum process) captures a topic page whose
+connection is cut while three replies are posted (``forum-offline.png``: the
+line saying it is offline) and the same page once back
+(``forum-caught-up.png``: the replies, and how many it caught up).
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from typing import Any
 
 from squall.websocket import websocket_connect
 
+from ...resume._proxy import CutProxy
 from .._util import load
 from ..test_chat_browser import BROKEN_WEBSOCKET, DevTools, Tab, launch, shut
 from ._client import PASSWORD, Visitor, client, forum_server
-from .test_forum_resume import NO_EVENTSOURCE, WAIT_OPEN, WAIT_POSTS, CutProxy
+from .test_forum_resume import NO_EVENTSOURCE, WAIT_CAUGHT_UP, WAIT_OPEN, WAIT_POSTS
 
 # What keeps a page off the transports before its own: its feed's name.
 BLOCKED = {
@@ -183,8 +189,8 @@ async def capture(devtools: DevTools, tab: Tab, path: Path) -> None:
     print(path, f"{path.stat().st_size:,} bytes")
 
 
-async def pinned_tab(devtools: DevTools, base: str, node: int) -> Tab:
-    """A tab (its own cookies) whose requests nginx sends to node ``node``."""
+async def sized_tab(devtools: DevTools) -> Tab:
+    """A tab (its own cookies) whose viewport is what `capture` takes."""
     tab = await Tab.open(devtools)
     await devtools.send(
         "Emulation.setDeviceMetricsOverride",
@@ -194,6 +200,12 @@ async def pinned_tab(devtools: DevTools, base: str, node: int) -> Tab:
         deviceScaleFactor=1,
         mobile=False,
     )
+    return tab
+
+
+async def pinned_tab(devtools: DevTools, base: str, node: int) -> Tab:
+    """A tab (its own cookies) whose requests nginx sends to node ``node``."""
+    tab = await sized_tab(devtools)
     await devtools.send("Network.enable", tab.session)
     await devtools.send("Network.setCookie", tab.session, url=base, name="node", value=str(node))
     return tab
@@ -303,6 +315,46 @@ async def across_nodes(out: Path, cluster: Any, transport: str = "websocket") ->
                 await proxy.close()
 
 
+async def offline_main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with forum_server(Path(tmp)) as (_, base), client() as http:
+            _, topic = await seed(base)
+            dora = Visitor(base, http)
+            await dora.signup("dora")
+            proxy = CutProxy(int(base.rsplit(":", 1)[1]))
+            await proxy.start()
+            with tempfile.TemporaryDirectory(prefix="squall-chromium-") as profile:
+                process, endpoint, drain = await launch(profile)
+                try:
+                    conn = await websocket_connect(endpoint, max_message_size=64 * 1024 * 1024)
+                    devtools = DevTools(conn)
+                    tab = await sized_tab(devtools)
+                    await tab.goto(f"http://127.0.0.1:{proxy.port}/t/{topic}")
+                    await tab.evaluate(WAIT_OPEN)
+                    proxy.cut()
+                    for _ in range(2):
+                        await asyncio.wait_for(proxy.refusals.get(), 10)
+                    for text in OFFLINE_REPLIES:
+                        await dora.reply(topic, text)
+                    await capture(devtools, tab, out / "forum-offline.png")
+                    proxy.up = True
+                    await tab.evaluate(WAIT_CAUGHT_UP)
+                    await capture(devtools, tab, out / "forum-caught-up.png")
+                    conn.close()
+                finally:
+                    await shut(process)
+                    drain.cancel()
+                    await proxy.close()
+
+
+OFFLINE_REPLIES = [
+    "Posted while your train was in the tunnel.",
+    "And a second one, with `code`.",
+    "The third: all three show once, in order, when the page is back.",
+]
+
+
 def many_main(out: Path, transport: str = "websocket") -> None:
     if transport not in BLOCKED:
         raise SystemExit(f"transport must be one of {', '.join(BLOCKED)}, not {transport!r}")
@@ -319,5 +371,7 @@ if __name__ == "__main__":
             Path(sys.argv[2] if len(sys.argv) > 2 else "docs/figures"),
             sys.argv[3] if len(sys.argv) > 3 else "websocket",
         )
+    elif sys.argv[1:2] == ["--offline"]:
+        asyncio.run(offline_main(Path(sys.argv[2] if len(sys.argv) > 2 else "docs/figures")))
     else:
         asyncio.run(main(Path(sys.argv[1] if len(sys.argv) > 1 else "forum-screenshots")))

@@ -12,7 +12,6 @@ not installed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from squall.websocket import WebSocketClientConnection, websocket_connect
 
 from ..._wait import until_answer
+from ...resume._proxy import CutProxy
 from .._util import run
 from ..test_chat_browser import BROKEN_WEBSOCKET, CHROMIUM, DevTools, Tab, launch, shut
 from ._client import Visitor, client, forum_server
@@ -37,7 +37,7 @@ WAIT_OPEN = """new Promise((resolve, reject) => {
   const look = () => {
     const feed = window.forum && window.forum.feed;
     if (feed && feed.transport && window.forum.ready) return resolve(window.forum.ready);
-    if (Date.now() - started > 10000) return reject(new Error('the feed never opened'));
+    if (Date.now() - started > 10000) return reject(new Error('the feed never opened: ' + JSON.stringify(window.forum.feed)));
     setTimeout(look, 20);
   };
   look();
@@ -56,54 +56,30 @@ WAIT_POSTS = """(n) => new Promise((resolve, reject) => {
   look();
 })"""
 
+# The line under the replies: its classes, text and look.
+LIVE_LINE = """(() => {
+  const line = document.getElementById('live');
+  const style = getComputedStyle(line);
+  return {
+    css: Array.from(line.classList),
+    text: line.textContent,
+    position: style.position,
+    background: style.backgroundColor,
+    page: getComputedStyle(document.body).backgroundColor,
+  };
+})()"""
 
-class CutProxy:
-    """A TCP proxy to ``port`` (of ``host``) whose connections the test can cut."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.target = port
-        self.host = host
-        self.up = True
-        self.refused = 0
-        self.refusals: asyncio.Queue[None] = asyncio.Queue()
-        self.links: set[asyncio.StreamWriter] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.server: Optional[asyncio.Server] = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            self.refused += 1
-            self.refusals.put_nowait(None)
-            writer.transport.abort()
-            return
-        up_reader, up_writer = await asyncio.open_connection(self.host, self.target)
-        self.links.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        self.links.difference_update((writer, up_writer))
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.transport.abort()
-
-    def cut(self) -> None:
-        self.up = False
-        for writer in list(self.links):
-            writer.transport.abort()
-
-    async def close(self) -> None:
-        self.cut()
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
+# Resolves with LIVE_LINE once the line says it caught up.
+WAIT_CAUGHT_UP = f"""new Promise((resolve, reject) => {{
+  const started = Date.now();
+  const look = () => {{
+    const line = {LIVE_LINE};
+    if (line.css.includes('caught-up')) return resolve(line);
+    if (Date.now() - started > 10000) return reject(new Error(JSON.stringify(line)));
+    setTimeout(look, 20);
+  }};
+  look();
+}})"""
 
 
 async def until_count(pubsub: Any, channel: str, n: int) -> None:
@@ -172,10 +148,22 @@ async def cut_and_resume(tmp_path: Path, blocked: str, expected: str) -> None:
                 for _ in range(2):
                     await asyncio.wait_for(proxy.refusals.get(), 10)
                 assert await reader.evaluate("window.forum.received") == 1
+                # The page says it is offline, on a line that stays in sight.
+                line = await reader.evaluate(LIVE_LINE)
+                assert line["css"] == ["live", "muted", "offline"], line
+                assert line["text"].startswith("Offline: reconnecting."), line
+                assert line["position"] == "sticky" and line["background"] != line["page"], line
                 proxy.up = True
 
                 shown = await reader.evaluate(f"({WAIT_POSTS})({2 + len(missed)})")
                 assert shown == ["opening post", "while connected", *missed]
+                # And, back, how many replies it caught up.
+                line = await reader.evaluate(WAIT_CAUGHT_UP)
+                assert line["css"] == ["live", "muted", "caught-up"], line
+                assert (
+                    line["text"] == "Back online: caught up 6 replies posted while you were away."
+                )
+                assert await reader.evaluate("window.forum.caughtUp") == len(missed)
                 # Exactly once: nothing more arrives after them (a reply
                 # posted now is the next one shown).
                 await author.reply(topic, "after the cut")

@@ -42,6 +42,12 @@ what was published meanwhile (within the history kept).
 per message for all of them, slow readers skipped and counted (and closed
 past the limits given).
 
+Channel names are bounded the same on every engine: a non-empty str of at
+most `MAX_CHANNEL_BYTES` (1,024) bytes in UTF-8, with no lone surrogate;
+`check_channel` says why a name is refused, and every method that takes a
+channel raises that ValueError. Messages must be encodable in UTF-8 too
+(`check_message`).
+
 Slow subscribers are bounded: each `Subscription` holds at most
 ``max_pending`` undelivered messages (plus, right after a recovery, the
 publications it recovered). Past that the *oldest* pending message is
@@ -58,9 +64,10 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from types import TracebackType
-from typing import Any, Optional, Self, TypeVar, Union
+from typing import Any, ClassVar, Optional, Self, TypeVar, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from squall.log import gen_log
 from squall.pubsub._presence import (
     DEFAULT_PRESENCE_TTL,
     Presence,
@@ -68,11 +75,14 @@ from squall.pubsub._presence import (
     presence_channel,
 )
 from squall.pubsub._types import (
+    MAX_CHANNEL_BYTES,
     HistoryResult,
     Position,
     Publication,
     PubSubClosedError,
     Status,
+    check_channel,
+    check_message,
 )
 
 __all__ = [
@@ -95,6 +105,9 @@ __all__ = [
     "DEFAULT_MAX_RECOVERY",
     "DEFAULT_HISTORY_TTL",
     "DEFAULT_PRESENCE_TTL",
+    "MAX_CHANNEL_BYTES",
+    "check_channel",
+    "check_message",
     "instances",
 ]
 
@@ -103,6 +116,8 @@ _T = TypeVar("_T")
 DEFAULT_MAX_PENDING = 1000
 DEFAULT_MAX_RECOVERY = 1000
 DEFAULT_HISTORY_TTL = 300.0
+# History reads at once when channels catch up after a resubscription.
+CATCH_UP_READS = 16
 
 
 class _Closing:
@@ -178,7 +193,8 @@ class Subscription(_Closing):
         # Live publications that arrive before the start is known (history
         # being read) wait here, to be merged in by offset.
         self._hold: Optional[list[Publication]] = None
-        # Room above max_pending for the publications a recovery queued.
+        # Room above max_pending for the publications a recovery queued and
+        # the reader has not read yet (at the head of the queue).
         self._extra = 0
         # After a recovery: what was queued already, so that a late copy
         # (the engine catching up on a resubscription) is not seen twice.
@@ -209,13 +225,21 @@ class Subscription(_Closing):
             if pub.position.epoch == floor.epoch and 0 < pub.position.offset <= floor.offset:
                 return
             self._floor = None
-        if len(self._queue) >= self.max_pending + self._extra:
+        while len(self._queue) >= self.max_pending + self._extra:
             # Drop-oldest: memory stays bounded and a reader that catches up
             # gets the freshest state, which is what live pages want.
-            self._queue.popleft()
+            self._pop()
             self._count_drop()
         self._queue.append(pub)
         self._ready.set()
+
+    def _pop(self) -> Publication:
+        pub = self._queue.popleft()
+        if self._extra:
+            # One of the recovered publications (they are first) is gone:
+            # the bound comes back down with them.
+            self._extra -= 1
+        return pub
 
     def _count_drop(self) -> None:
         self.dropped += 1
@@ -279,7 +303,7 @@ class Subscription(_Closing):
                 raise PubSubClosedError(f"subscription to {self.channel!r} is closed")
             self._ready.clear()
             await self._ready.wait()
-        pub = self._queue.popleft()
+        pub = self._pop()
         self.position = pub.position
         return pub
 
@@ -296,7 +320,7 @@ class Subscription(_Closing):
         """The next message if one is pending, else None."""
         if not self._queue:
             return None
-        pub = self._queue.popleft()
+        pub = self._pop()
         self.position = pub.position
         return pub.data
 
@@ -398,6 +422,11 @@ class PubSub(PresenceMixin, _Closing):
         presence_ttl: seconds a `PubSub.join` entry lives unless refreshed (this
             process refreshes its own every third of it).
     """
+
+    #: False for an engine whose publications carry no offsets (NATS core:
+    #: every position is the same): nothing can resume from a position, and
+    #: `squall.resume` refuses it.
+    has_positions: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -502,12 +531,16 @@ class PubSub(PresenceMixin, _Closing):
 
         Raises:
             TypeError: ``channel`` or ``message`` is not a str.
+            ValueError: ``channel`` is not a channel name every engine can
+                carry (empty, over `MAX_CHANNEL_BYTES` bytes of UTF-8, a lone
+                surrogate: see `check_channel`), or ``message`` holds a lone
+                surrogate.
             PubSubClosedError: this `PubSub` was closed.
             ConnectionError: the broker could not be reached.
         """
         self._check_open()
-        _check_str("channel", channel)
-        _check_str("message", message)
+        check_channel(channel)
+        check_message(message)
         position = await self._publish(channel, message)
         self.status.published += 1
         return position
@@ -543,10 +576,11 @@ class PubSub(PresenceMixin, _Closing):
 
         Raises:
             TypeError: ``channel`` is not a str, ``since`` not a `Position`.
+            ValueError: ``channel`` is not a channel name (see `check_channel`).
             ConnectionError: the broker could not be reached.
         """
         self._check_open()
-        _check_str("channel", channel)
+        check_channel(channel)
         if since is not None and not isinstance(since, Position):
             raise TypeError(
                 f"since must be a Position (Position.parse(text)), not {type(since).__name__}"
@@ -562,6 +596,10 @@ class PubSub(PresenceMixin, _Closing):
                     )
                 except (ConnectionError, TimeoutError):
                     top = None  # live delivery still works; the position is unknown
+                if top is not None and top.epoch and channel in self._channels:
+                    # Where a resubscription's catch-up starts, should the
+                    # broker be lost before the channel's first publication.
+                    self._last.setdefault(channel, top)
                 sub._start(top, None, None)
             else:
                 history = await self._read(channel, since, self.max_recovery, strict=True)
@@ -592,7 +630,7 @@ class PubSub(PresenceMixin, _Closing):
             ConnectionError: the broker could not be reached.
         """
         self._check_open()
-        _check_str("channel", channel)
+        check_channel(channel)
         if since is not None and not isinstance(since, Position):
             raise TypeError(f"since must be a Position, not {type(since).__name__}")
         if limit is None:
@@ -608,7 +646,7 @@ class PubSub(PresenceMixin, _Closing):
             ConnectionError: the broker could not be reached.
         """
         self._check_open()
-        _check_str("channel", channel)
+        check_channel(channel)
         return await self._top(channel)
 
     async def relay(
@@ -643,7 +681,7 @@ class PubSub(PresenceMixin, _Closing):
             The `Relay`; `Relay.close` stops it.
         """
         self._check_open()
-        _check_str("channel", channel)
+        check_channel(channel)
         from squall.websocket import broadcast  # the web layer, only when relaying
 
         def send(targets: Collection[Any], message: str) -> Any:
@@ -673,7 +711,7 @@ class PubSub(PresenceMixin, _Closing):
     async def close(self) -> None:
         """Closes every subscription and releases the engine's resources."""
         self._closed = True
-        self._stop_presence()
+        await self._stop_presence()
         for task in list(self._catching_up):
             task.cancel()
         for subs in list(self._channels.values()):
@@ -758,29 +796,47 @@ class PubSub(PresenceMixin, _Closing):
         task.add_done_callback(self._catching_up.discard)
 
     async def _fill(self, channels: list[str]) -> None:
-        for channel in channels:
-            last = self._last.get(channel)
-            result: Optional[HistoryResult] = None
+        # Up to CATCH_UP_READS history reads at once: a process with
+        # thousands of channels does not hold the live ones of the last
+        # channel behind thousands of round trips.
+        todo = iter(channels)
+
+        async def reader() -> None:
+            for channel in todo:
+                await self._fill_one(channel)
+
+        await asyncio.gather(*(reader() for _ in range(min(CATCH_UP_READS, len(channels)))))
+
+    async def _fill_one(self, channel: str) -> None:
+        last = self._last.get(channel)
+        result: Optional[HistoryResult] = None
+        try:
             if last is not None and not self._closed:
-                try:
-                    result = await self._read(channel, last, self.max_recovery, strict=True)
-                except (ConnectionError, PubSubClosedError):
-                    pass  # counted as missed when the live ones jump
+                result = await self._read(channel, last, self.max_recovery, strict=True)
+        except (ConnectionError, PubSubClosedError):
+            pass  # counted as missed when the live ones jump
+        except Exception as exc:
+            # A broker's error reply (-OOM on the epoch it would write): the
+            # channel's live publications must not stay held for it.
+            gen_log.warning(
+                "pubsub: catching up %r after a resubscription failed: %r", channel, exc
+            )
+        finally:
             held = self._held.pop(channel, [])
-            if result is not None and result.recovered:
-                for pub in result.publications:
-                    self._dispatch(pub)
-                if result.publications:
-                    self._floors[channel] = result.publications[-1].position
-            top = self._last.get(channel)
-            for pub in held:
-                # Those the history already gave are not given twice.
-                if (
-                    top is None
-                    or pub.position.epoch != top.epoch
-                    or not 0 < pub.position.offset <= top.offset
-                ):
-                    self._dispatch(pub)
+        if result is not None and result.recovered:
+            for pub in result.publications:
+                self._dispatch(pub)
+            if result.publications:
+                self._floors[channel] = result.publications[-1].position
+        top = self._last.get(channel)
+        for pub in held:
+            # Those the history already gave are not given twice.
+            if (
+                top is None
+                or pub.position.epoch != top.epoch
+                or not 0 < pub.position.offset <= top.offset
+            ):
+                self._dispatch(pub)
 
     def _unsubscribe(self, sub: _Listener) -> None:
         subs = self._channels.get(sub.channel)
@@ -807,11 +863,6 @@ _INSTANCES: weakref.WeakSet[PubSub] = weakref.WeakSet()
 def instances() -> list[PubSub]:
     """The `PubSub` objects alive in this process and not closed (for metrics and health)."""
     return [p for p in _INSTANCES if not p._closed]
-
-
-def _check_str(what: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
 
 
 _OPTIONS = {
@@ -884,6 +935,8 @@ for _cls in (
     Presence,
     RedisClusterPubSub,
     NatsPubSub,
+    check_channel,
+    check_message,
 ):
     _cls.__module__ = __name__
 del _cls

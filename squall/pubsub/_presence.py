@@ -14,9 +14,17 @@ channel (member: client id, score: expiry time in ms) and a hash beside it
 (client id -> info), both with the channel's hash tag, expired entries
 removed as they are read. Counting is ``ZCARD`` after dropping the expired:
 cheap at any size. Listing is bounded by ``limit``. What does not scale: each
-process refreshes every entry it holds every ``presence_ttl / 3`` seconds (in
-one pipelined round trip per refresh), so 100,000 readers on one process with
-the default 30 s TTL is 10,000 refreshes a second on the broker.
+process refreshes every entry it holds every ``presence_ttl / 3`` seconds (one
+script call per channel and 500 entries, one after another), so 100,000
+readers on one process with the default 30 s TTL is 10,000 refreshes a second
+on the broker.
+
+The refresh (the heartbeat) is a supervised loop (`squall.pubsub._supervise`):
+a channel whose refresh fails (the broker away, or answering an error such
+as ``-OOM`` or ``-READONLY``) is logged and refreshed at the next beat, and
+the other channels are refreshed meanwhile. A `join` that raises (its event
+could not be published, or the caller was cancelled) leaves no entry behind
+to be refreshed.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Optional
 
 from squall.log import gen_log
+from squall.pubsub._supervise import Backoff, Supervised
+from squall.pubsub._types import PRESENCE_SUFFIX, check_channel, check_utf8
 
 if TYPE_CHECKING:
     from squall.pubsub import PubSub
@@ -41,7 +51,7 @@ _MAX_INFO = 4096
 
 def presence_channel(channel: str) -> str:
     """The channel that carries ``channel``'s join and leave events."""
-    return channel + "\x1fpresence"
+    return channel + PRESENCE_SUFFIX
 
 
 def _check(client: str, info: str) -> None:
@@ -53,6 +63,8 @@ def _check(client: str, info: str) -> None:
         raise TypeError(f"presence info must be a str, not {type(info).__name__}")
     if len(info) > _MAX_INFO:
         raise ValueError(f"presence info is at most {_MAX_INFO} characters, not {len(info)}")
+    check_utf8("presence client id", client)
+    check_utf8("presence info", info)
 
 
 class Presence:
@@ -91,7 +103,7 @@ class PresenceMixin:
 
     presence_ttl: float
     _present: dict[tuple[str, str], Presence]
-    _heartbeat: Optional[asyncio.Task[None]]
+    _heartbeat: Supervised
     # PubSub's, which this half reads on the same object (declared for the
     # type checker only: PubSub sets the flag and defines the method).
     _closed: bool
@@ -104,33 +116,69 @@ class PresenceMixin:
             raise ValueError(f"presence_ttl must be seconds above 0, not {presence_ttl!r}")
         self.presence_ttl = float(presence_ttl)
         self._present = {}
-        self._heartbeat = None
+        self._heartbeat = Supervised(
+            f"presence heartbeat of {type(self).__name__}",
+            self._beat,
+            Backoff(min(0.1, self.presence_ttl / 3), self.presence_ttl / 3),
+        )
 
     async def join(self, channel: str, client: str, info: str = "") -> Presence:
         """Adds ``client`` to ``channel``'s presence until `Presence.leave`.
 
         Joining again under the same client id replaces the info.
 
+        When it raises after the entry was written (the join event could
+        not be published, or the caller was cancelled), the entry is not
+        kept: it is removed when the broker allows, and is no longer
+        refreshed, so it expires within ``presence_ttl`` at the latest.
+
         Raises:
-            TypeError, ValueError: ``client`` or ``info`` unfit (an empty id,
-                too long: 256 and 4,096 characters).
+            TypeError, ValueError: ``channel``, ``client`` or ``info`` unfit
+                (see `~squall.pubsub.check_channel`; an empty id, too long:
+                256 and 4,096 characters).
             ConnectionError: the broker could not be reached.
         """
         self._check_open()
         me: PubSub = self  # type: ignore[assignment]
-        if not isinstance(channel, str):
-            raise TypeError(f"channel must be a str, not {type(channel).__name__}")
+        check_channel(channel)
         _check(client, info)
         entry = Presence(me, channel, client, info)
+        key = (channel, client)
+        before = self._present.get(key)
         await self._presence_set(channel, {client: info})
-        self._present[(channel, client)] = entry
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.ensure_future(self._beat())
-        await me.publish(
-            presence_channel(channel),
-            json.dumps({"event": "join", "client": client, "info": info}),
-        )
+        self._present[key] = entry
+        self._heartbeat.start()
+        try:
+            await me.publish(
+                presence_channel(channel),
+                json.dumps({"event": "join", "client": client, "info": info}),
+            )
+        except BaseException as exc:
+            await self._unjoin(key, entry, before, exc)
+            raise
         return entry
+
+    async def _unjoin(
+        self,
+        key: tuple[str, str],
+        entry: Presence,
+        before: Optional[Presence],
+        exc: BaseException,
+    ) -> None:
+        """Undoes a `join` that raises ``exc``: the entry it wrote is not refreshed,
+        and removed (unless the caller is being cancelled: it then expires)."""
+        if self._present.get(key) is not entry:
+            return  # joined again meanwhile
+        if before is not None:
+            self._present[key] = before  # the earlier join stands
+            return
+        del self._present[key]
+        if isinstance(exc, asyncio.CancelledError) or self._closed:
+            return
+        try:
+            await self._presence_remove(*key)
+        except Exception as error:
+            gen_log.info("pubsub: removing the failed join of %r failed: %r", key[0], error)
 
     async def _leave(self, entry: Presence) -> None:
         me: PubSub = self  # type: ignore[assignment]
@@ -153,6 +201,7 @@ class PresenceMixin:
             ConnectionError: the broker could not be reached.
         """
         self._check_open()
+        check_channel(channel)
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PRESENCE_LIST:
             raise ValueError(f"limit must be 1 to {MAX_PRESENCE_LIST}, not {limit!r}")
         return await self._presence_get(channel, limit)
@@ -164,10 +213,11 @@ class PresenceMixin:
             ConnectionError: the broker could not be reached.
         """
         self._check_open()
+        check_channel(channel)
         return await self._presence_count(channel)
 
     async def _beat(self) -> None:
-        """Refreshes this process's entries until none is left."""
+        """Refreshes this process's entries until none is left (supervised)."""
         while self._present and not self._closed:
             await asyncio.sleep(self.presence_ttl / 3)
             by_channel: dict[str, dict[str, str]] = {}
@@ -179,11 +229,15 @@ class PresenceMixin:
                 except ConnectionError as exc:
                     # Refreshed at the next beat; the entries live a TTL.
                     gen_log.info("pubsub: presence refresh of %r failed: %s", channel, exc)
+                except Exception as exc:
+                    # A broker's error reply (-OOM, -READONLY): the same,
+                    # and the other channels are refreshed meanwhile.
+                    gen_log.warning("pubsub: presence refresh of %r failed: %r", channel, exc)
+            self._heartbeat.backoff.reset()
 
-    def _stop_presence(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+    async def _stop_presence(self) -> None:
         self._present.clear()
+        await self._heartbeat.stop()
 
     # Engine hooks.
 

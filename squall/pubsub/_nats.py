@@ -193,6 +193,8 @@ class NatsPubSub(PubSub):
 
     async def _connect(self, closed: asyncio.Event) -> Any:
         async def disconnected() -> None:
+            if self._closed:
+                return  # our own close
             self._lost_at = time.monotonic()
             self._set_healthy(False)
             gen_log.warning("pubsub: lost the connection to NATS at %s; retrying", self.url)
@@ -247,8 +249,14 @@ class NatsPubSub(PubSub):
 
     async def _publish(self, channel: str, message: str) -> Position:
         nc = await self._client()
+        data = message.encode("utf-8")
         try:
-            await nc.publish(subject(channel), message.encode("utf-8"))
+            await nc.publish(subject(channel), data)
+        except self._nats.errors.MaxPayloadError:
+            raise ValueError(
+                f"a message of {len(data)} bytes is over the NATS server's max_payload "
+                f"({nc.max_payload} bytes)"
+            ) from None
         except self._nats.errors.Error as exc:
             raise ConnectionError(f"cannot publish to NATS at {self.url}: {exc!r}") from exc
         return NATS_POSITION

@@ -449,3 +449,20 @@ def test_a_nats_client_closed_for_good_is_made_again(nats_server: NatsServer) ->
             assert await asyncio.wait_for(sub.get(), 2) == "after"
 
     run(main())
+
+
+@needs_nats
+def test_a_message_over_the_nats_max_payload_is_a_value_error(nats_server: NatsServer) -> None:
+    """It was a ConnectionError ("cannot publish to NATS"), as if the broker were away."""
+
+    async def main() -> None:
+        from squall.pubsub import NatsPubSub
+
+        async with NatsPubSub(nats_server.url) as pubsub:
+            sub = await pubsub.subscribe("c")
+            with pytest.raises(ValueError, match="over the NATS server's max_payload"):
+                await pubsub.publish("c", "x" * (2 << 20))
+            await pubsub.publish("c", "small")
+            assert await asyncio.wait_for(sub.get(), 2) == "small" and pubsub.healthy
+
+    run(main())

@@ -32,18 +32,12 @@ from typing import Any, Optional
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from squall.log import gen_log
-from squall.pubsub import (
-    DEFAULT_HISTORY_TTL,
-    DEFAULT_MAX_RECOVERY,
-    DEFAULT_PRESENCE_TTL,
-    HistoryResult,
-    Position,
-    PubSub,
-)
 from squall.pubsub import _redis_scripts as scripts
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._redis import _LOST, _redis
 from squall.pubsub._supervise import Backoff, Supervised
-from squall.pubsub._types import new_epoch
+from squall.pubsub._types import HistoryResult, Position, new_epoch
 
 __all__ = ["RedisClusterPubSub"]
 

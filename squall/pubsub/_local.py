@@ -8,7 +8,12 @@ import collections
 import time
 from typing import Optional
 
-from squall.pubsub import DEFAULT_HISTORY_TTL, DEFAULT_MAX_PENDING, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._base import (
+    DEFAULT_HISTORY_TTL,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_RECOVERY,
+    PubSub,
+)
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 

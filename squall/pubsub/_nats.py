@@ -34,15 +34,9 @@ import time
 from typing import Any, Optional
 
 from squall.log import gen_log
-from squall.pubsub import (
-    DEFAULT_HISTORY_TTL,
-    DEFAULT_MAX_RECOVERY,
-    HistoryResult,
-    Position,
-    Publication,
-    PubSub,
-)
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
 from squall.pubsub._supervise import Backoff, Supervised
+from squall.pubsub._types import HistoryResult, Position, Publication
 
 __all__ = ["NatsPubSub"]
 

@@ -9,18 +9,11 @@ from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from squall.log import gen_log
-from squall.pubsub import (
-    DEFAULT_HISTORY_TTL,
-    DEFAULT_MAX_RECOVERY,
-    DEFAULT_PRESENCE_TTL,
-    HistoryResult,
-    Position,
-    Publication,
-    PubSub,
-)
 from squall.pubsub import _redis_scripts as scripts
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._supervise import Backoff, Supervised
-from squall.pubsub._types import new_epoch
+from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 
 # Errors that mean "the connection to Redis is gone", as raised by redis-py
 # (its ConnectionError and TimeoutError) and by the transport under it.

@@ -80,7 +80,7 @@ class Supervised:
             traceback on ``squall.general``.
     """
 
-    __slots__ = ("name", "backoff", "failures", "_body", "_failed", "_task")
+    __slots__ = ("name", "backoff", "failures", "_body", "_failed", "_task", "_stopping")
 
     def __init__(
         self,
@@ -96,6 +96,7 @@ class Supervised:
         self._body = body
         self._failed = failed
         self._task: Optional[asyncio.Task[None]] = None
+        self._stopping = False
 
     @property
     def running(self) -> bool:
@@ -105,16 +106,22 @@ class Supervised:
     def start(self) -> None:
         """Starts the task, unless it is running."""
         if not self.running:
+            self._stopping = False
             self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._body()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stopping:
+                    # stop() cancelled the body, and something under it
+                    # swallowed the cancellation (3.11's wait_for does when
+                    # the awaited future completes in the same turn).
+                    return
                 self.failures += 1
                 reported = False
                 if self._failed is not None:
@@ -133,18 +140,20 @@ class Supervised:
             await asyncio.sleep(delay)
 
     async def stop(self) -> None:
-        """Cancels the task and waits for it to end (raises nothing it raised)."""
+        """Cancels the task and waits for it to end (raises nothing it raised).
+
+        A cancellation that something under the body swallows is sent again
+        (once a second) until the task ends.
+        """
         task, self._task = self._task, None
         if task is None:
             return
+        self._stopping = True
         task.cancel()
-        if task is asyncio.current_task():
+        if asyncio.current_task() is task:
             return
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-        except Exception:  # noqa: S110 - reported when it was raised
-            pass
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
+        if not task.cancelled():
+            task.exception()  # retrieved: it was logged when raised, if ever

@@ -262,6 +262,33 @@ def test_supervised_loop_runs_again_after_any_exception_and_stop_raises_nothing(
     assert len(failed) == 2 and failed[0].exc_info is not None
 
 
+def test_supervised_loop_stops_when_its_body_swallows_the_cancellation() -> None:
+    """3.11's wait_for returns a result and drops the cancellation when the
+    future it waits for completes in the same turn (RedisPubSub's close then
+    waited forever on a reader that went on reconnecting)."""
+
+    async def main() -> None:
+        started = asyncio.Event()
+        runs = []
+
+        async def body() -> None:
+            runs.append(1)
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                pass  # swallowed
+            raise ConnectionError("lost")  # as the reader's connection does
+
+        loop = Supervised("stubborn loop", body, Backoff(0.001, 0.002), lambda exc: True)
+        loop.start()
+        await asyncio.wait_for(started.wait(), 1)
+        await asyncio.wait_for(loop.stop(), 3)
+        assert not loop.running and runs == [1] and loop.failures == 0
+
+    run(main())
+
+
 # Redis.
 
 

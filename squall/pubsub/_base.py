@@ -12,7 +12,11 @@ from typing import Any, ClassVar, Optional
 from squall.log import gen_log
 from squall.pubsub._presence import (
     DEFAULT_PRESENCE_TTL,
-    PresenceMixin,
+    MAX_PRESENCE_LIST,
+    NoPresence,
+    Presence,
+    PresenceStore,
+    Roster,
 )
 from squall.pubsub._subscription import Listener, Relay, Subscription, _Closing
 from squall.pubsub._types import (
@@ -41,7 +45,7 @@ DEFAULT_HISTORY_TTL = 300.0
 CATCH_UP_READS = 16
 
 
-class PubSub(PresenceMixin, _Closing):
+class PubSub(_Closing):
     """Base of the engines: positions, recovery, and local fan-out to `Subscription` and `Relay` objects.
 
     Args:
@@ -71,7 +75,11 @@ class PubSub(PresenceMixin, _Closing):
         max_recovery: int = DEFAULT_MAX_RECOVERY,
         presence_ttl: float = DEFAULT_PRESENCE_TTL,
     ) -> None:
-        self._init_presence(presence_ttl)
+        # Presence: the entries this process joined, in the engine's store
+        # (none until the engine gives one: `_use_presence`).
+        self._roster = Roster(
+            NoPresence(type(self).__name__), presence_ttl, self._announce, type(self).__name__
+        )
         if not isinstance(max_pending, int) or max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, not {max_pending!r}")
         if not isinstance(history_size, int) or history_size < 0:
@@ -188,10 +196,64 @@ class PubSub(PresenceMixin, _Closing):
         self.status.published += 1
         return position
 
-    # Presence (squall.pubsub._presence), documented here.
-    join = PresenceMixin.join
-    presence = PresenceMixin.presence
-    presence_count = PresenceMixin.presence_count
+    # Presence: the Roster (squall.pubsub._presence) does the work.
+
+    @property
+    def presence_ttl(self) -> float:
+        """Seconds a `join` entry lives unless refreshed."""
+        return self._roster.ttl
+
+    def _use_presence(self, store: PresenceStore) -> None:
+        """Keeps presence entries in ``store`` (an engine calls it once, at setup)."""
+        self._roster = Roster(store, self._roster.ttl, self._announce, type(self).__name__)
+
+    async def _announce(self, channel: str, message: str) -> Position:
+        # Through publish as it is looked up now (a subclass may wrap it).
+        return await self.publish(channel, message)
+
+    async def join(self, channel: str, client: str, info: str = "") -> Presence:
+        """Adds ``client`` to ``channel``'s presence until `Presence.leave`.
+
+        Joining again under the same client id replaces the info. This
+        process refreshes the entry every ``presence_ttl / 3`` seconds; a
+        join and an explicit leave are published as JSON on
+        `presence_channel` ``(channel)``. When it raises after the entry was
+        written (the join event could not be published, or the caller was
+        cancelled), the entry is not kept: it is removed when the broker
+        allows, and no longer refreshed, so it expires within
+        ``presence_ttl`` at the latest.
+
+        Raises:
+            TypeError, ValueError: ``channel``, ``client`` or ``info`` unfit
+                (see `check_channel`; an empty id, too long: 256 and 4,096
+                characters, a lone surrogate).
+            NotImplementedError: the engine has no presence (NATS).
+            ConnectionError: the broker could not be reached.
+        """
+        self._check_open()
+        return await self._roster.join(channel, client, info)
+
+    async def presence(self, channel: str, limit: int = MAX_PRESENCE_LIST) -> dict[str, str]:
+        """Who is on ``channel`` now: client id -> info (at most ``limit`` of them).
+
+        Raises:
+            ValueError: ``limit`` outside 1 to 10,000, or a bad channel name.
+            NotImplementedError: the engine has no presence (NATS).
+            ConnectionError: the broker could not be reached.
+        """
+        self._check_open()
+        return await self._roster.list(channel, limit)
+
+    async def presence_count(self, channel: str) -> int:
+        """How many clients are on ``channel`` (cheap for large channels).
+
+        Raises:
+            ValueError: a bad channel name.
+            NotImplementedError: the engine has no presence (NATS).
+            ConnectionError: the broker could not be reached.
+        """
+        self._check_open()
+        return await self._roster.count(channel)
 
     async def subscribe(
         self,
@@ -359,7 +421,7 @@ class PubSub(PresenceMixin, _Closing):
     async def close(self) -> None:
         """Closes every subscription and releases the engine's resources."""
         self._closed = True
-        await self._stop_presence()
+        await self._roster.stop()
         for task in list(self._catching_up):
             task.cancel()
         for subs in list(self._channels.values()):

@@ -210,7 +210,9 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
         self._start_publishing(command_timeout)
         self._read_script = self._client.register_script(scripts.READ_LUA)
-        self._setup_presence(self._client)
+        self._use_presence(
+            scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
+        )
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
         self._publish_command = "SPUBLISH" if sharded else "PUBLISH"
         # Partition -> how many locally subscribed channels map to it.

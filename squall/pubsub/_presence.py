@@ -1,4 +1,4 @@
-"""Presence: who is on a channel, across processes (mixed into `PubSub`).
+"""Presence: who is on a channel, across processes (a `Roster` in each `PubSub`).
 
 A reader *joins* a channel under a client id with a little text of the
 application's (a name, a JSON object); `PubSub.presence` lists who is there
@@ -31,17 +31,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
 from squall.log import gen_log
 from squall.pubsub._supervise import Backoff, Supervised
 from squall.pubsub._types import PRESENCE_SUFFIX, check_channel, check_utf8
 
-if TYPE_CHECKING:
-    from squall.pubsub import PubSub
-
-__all__ = ["Presence", "presence_channel", "DEFAULT_PRESENCE_TTL", "MAX_PRESENCE_LIST"]
+__all__ = [
+    "Presence",
+    "PresenceStore",
+    "NoPresence",
+    "Roster",
+    "presence_channel",
+    "DEFAULT_PRESENCE_TTL",
+    "MAX_PRESENCE_LIST",
+]
 
 DEFAULT_PRESENCE_TTL = 30.0
 MAX_PRESENCE_LIST = 10_000
@@ -67,16 +73,56 @@ def _check(client: str, info: str) -> None:
     check_utf8("presence info", info)
 
 
+class PresenceStore(Protocol):
+    """Where an engine keeps presence entries (memory, a Redis sorted set and hash)."""
+
+    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+        """Writes (or refreshes) ``entries`` (client id -> info) for ``ttl`` seconds."""
+
+    async def remove(self, channel: str, client: str) -> None:
+        """Removes one entry."""
+
+    async def get(self, channel: str, limit: int) -> dict[str, str]:
+        """At most ``limit`` live entries (client id -> info)."""
+
+    async def count(self, channel: str) -> int:
+        """How many live entries."""
+
+
+class NoPresence:
+    """The `PresenceStore` of an engine without presence (NATS): every call raises."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+
+    def _refuse(self) -> NotImplementedError:
+        return NotImplementedError(f"{self.engine} has no presence")
+
+    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+        raise self._refuse()
+
+    async def remove(self, channel: str, client: str) -> None:
+        raise self._refuse()
+
+    async def get(self, channel: str, limit: int) -> dict[str, str]:
+        raise self._refuse()
+
+    async def count(self, channel: str) -> int:
+        raise self._refuse()
+
+
 class Presence:
     """One client's entry on one channel, refreshed until `leave` (or the `PubSub` closes)."""
 
-    __slots__ = ("channel", "client", "info", "_pubsub", "_left")
+    __slots__ = ("channel", "client", "info", "_roster", "_left")
 
-    def __init__(self, pubsub: PubSub, channel: str, client: str, info: str) -> None:
+    def __init__(self, roster: Roster, channel: str, client: str, info: str) -> None:
         self.channel = channel
         self.client = client
         self.info = info
-        self._pubsub = pubsub
+        self._roster = roster
         self._left = False
 
     async def leave(self) -> None:
@@ -84,7 +130,7 @@ class Presence:
         if self._left:
             return
         self._left = True
-        await self._pubsub._leave(self)
+        await self._roster.remove(self)
 
     async def __aenter__(self) -> Presence:
         return self
@@ -98,58 +144,57 @@ class Presence:
         await self.leave()
 
 
-class PresenceMixin:
-    """The presence half of `PubSub` (engines implement the ``_presence_*`` hooks)."""
+#: How a roster publishes its join and leave events (the PubSub's publish).
+Announce = Callable[[str, str], Awaitable[object]]
 
-    presence_ttl: float
-    _present: dict[tuple[str, str], Presence]
-    _heartbeat: Supervised
-    # PubSub's, which this half reads on the same object (declared for the
-    # type checker only: PubSub sets the flag and defines the method).
-    _closed: bool
-    if TYPE_CHECKING:
 
-        def _check_open(self) -> None: ...
+class Roster:
+    """The entries this process joined, kept refreshed in a `PresenceStore`.
 
-    def _init_presence(self, presence_ttl: float) -> None:
-        if not isinstance(presence_ttl, (int, float)) or not presence_ttl > 0:
-            raise ValueError(f"presence_ttl must be seconds above 0, not {presence_ttl!r}")
-        self.presence_ttl = float(presence_ttl)
-        self._present = {}
+    Owns the entries (channel, client) -> `Presence` and the heartbeat that
+    refreshes them every ``ttl / 3`` seconds (a supervised loop), and
+    announces joins and leaves with ``announce`` on `presence_channel`.
+    `PubSub.join`, `PubSub.presence` and `PubSub.presence_count` are its
+    `join`, `list` and `count`.
+    """
+
+    __slots__ = ("store", "ttl", "_announce", "_present", "_heartbeat", "_stopped")
+
+    def __init__(self, store: PresenceStore, ttl: float, announce: Announce, owner: str) -> None:
+        if not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise ValueError(f"presence_ttl must be seconds above 0, not {ttl!r}")
+        self.store = store
+        self.ttl = float(ttl)
+        self._announce = announce
+        self._present: dict[tuple[str, str], Presence] = {}
+        self._stopped = False
         self._heartbeat = Supervised(
-            f"presence heartbeat of {type(self).__name__}",
+            f"presence heartbeat of {owner}",
             self._beat,
-            Backoff(min(0.1, self.presence_ttl / 3), self.presence_ttl / 3),
+            Backoff(min(0.1, self.ttl / 3), self.ttl / 3),
         )
 
-    async def join(self, channel: str, client: str, info: str = "") -> Presence:
-        """Adds ``client`` to ``channel``'s presence until `Presence.leave`.
+    @property
+    def entries(self) -> int:
+        """How many entries this process holds (and refreshes)."""
+        return len(self._present)
 
-        Joining again under the same client id replaces the info.
+    def forget(self, channel: str, client: str) -> None:
+        """Stops refreshing an entry without removing it (it expires within the TTL)."""
+        self._present.pop((channel, client), None)
 
-        When it raises after the entry was written (the join event could
-        not be published, or the caller was cancelled), the entry is not
-        kept: it is removed when the broker allows, and is no longer
-        refreshed, so it expires within ``presence_ttl`` at the latest.
-
-        Raises:
-            TypeError, ValueError: ``channel``, ``client`` or ``info`` unfit
-                (see `~squall.pubsub.check_channel`; an empty id, too long:
-                256 and 4,096 characters).
-            ConnectionError: the broker could not be reached.
-        """
-        self._check_open()
-        me: PubSub = self  # type: ignore[assignment]
+    async def join(self, channel: str, client: str, info: str) -> Presence:
+        """See `PubSub.join`."""
         check_channel(channel)
         _check(client, info)
-        entry = Presence(me, channel, client, info)
+        entry = Presence(self, channel, client, info)
         key = (channel, client)
         before = self._present.get(key)
-        await self._presence_set(channel, {client: info})
+        await self.store.put(channel, {client: info}, self.ttl)
         self._present[key] = entry
         self._heartbeat.start()
         try:
-            await me.publish(
+            await self._announce(
                 presence_channel(channel),
                 json.dumps({"event": "join", "client": client, "info": info}),
             )
@@ -173,59 +218,48 @@ class PresenceMixin:
             self._present[key] = before  # the earlier join stands
             return
         del self._present[key]
-        if isinstance(exc, asyncio.CancelledError) or self._closed:
+        if isinstance(exc, asyncio.CancelledError) or self._stopped:
             return
         try:
-            await self._presence_remove(*key)
+            await self.store.remove(*key)
         except Exception as error:
             gen_log.info("pubsub: removing the failed join of %r failed: %r", key[0], error)
 
-    async def _leave(self, entry: Presence) -> None:
-        me: PubSub = self  # type: ignore[assignment]
+    async def remove(self, entry: Presence) -> None:
+        """Removes ``entry`` and announces it left (`Presence.leave`)."""
         key = (entry.channel, entry.client)
         if self._present.get(key) is entry:
             del self._present[key]
-        if self._closed:
+        if self._stopped:
             return
-        await self._presence_remove(entry.channel, entry.client)
-        await me.publish(
+        await self.store.remove(entry.channel, entry.client)
+        await self._announce(
             presence_channel(entry.channel),
             json.dumps({"event": "leave", "client": entry.client, "info": entry.info}),
         )
 
-    async def presence(self, channel: str, limit: int = MAX_PRESENCE_LIST) -> dict[str, str]:
-        """Who is on ``channel`` now: client id -> info (at most ``limit`` of them).
-
-        Raises:
-            ValueError: ``limit`` outside 1 to 10,000.
-            ConnectionError: the broker could not be reached.
-        """
-        self._check_open()
+    async def list(self, channel: str, limit: int) -> dict[str, str]:
+        """See `PubSub.presence`."""
         check_channel(channel)
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PRESENCE_LIST:
             raise ValueError(f"limit must be 1 to {MAX_PRESENCE_LIST}, not {limit!r}")
-        return await self._presence_get(channel, limit)
+        return await self.store.get(channel, limit)
 
-    async def presence_count(self, channel: str) -> int:
-        """How many clients are on ``channel`` (cheap for large channels).
-
-        Raises:
-            ConnectionError: the broker could not be reached.
-        """
-        self._check_open()
+    async def count(self, channel: str) -> int:
+        """See `PubSub.presence_count`."""
         check_channel(channel)
-        return await self._presence_count(channel)
+        return await self.store.count(channel)
 
     async def _beat(self) -> None:
         """Refreshes this process's entries until none is left (supervised)."""
-        while self._present and not self._closed:
-            await asyncio.sleep(self.presence_ttl / 3)
+        while self._present and not self._stopped:
+            await asyncio.sleep(self.ttl / 3)
             by_channel: dict[str, dict[str, str]] = {}
             for (channel, client), entry in list(self._present.items()):
                 by_channel.setdefault(channel, {})[client] = entry.info
             for channel, entries in by_channel.items():
                 try:
-                    await self._presence_set(channel, entries)
+                    await self.store.put(channel, entries, self.ttl)
                 except ConnectionError as exc:
                     # Refreshed at the next beat; the entries live a TTL.
                     gen_log.info("pubsub: presence refresh of %r failed: %s", channel, exc)
@@ -235,20 +269,8 @@ class PresenceMixin:
                     gen_log.warning("pubsub: presence refresh of %r failed: %r", channel, exc)
             self._heartbeat.backoff.reset()
 
-    async def _stop_presence(self) -> None:
+    async def stop(self) -> None:
+        """Stops refreshing (the `PubSub` closes); leave() then publishes nothing."""
+        self._stopped = True
         self._present.clear()
         await self._heartbeat.stop()
-
-    # Engine hooks.
-
-    async def _presence_set(self, channel: str, entries: dict[str, str]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} has no presence")
-
-    async def _presence_remove(self, channel: str, client: str) -> None:
-        raise NotImplementedError(f"{type(self).__name__} has no presence")
-
-    async def _presence_get(self, channel: str, limit: int) -> dict[str, str]:
-        raise NotImplementedError(f"{type(self).__name__} has no presence")
-
-    async def _presence_count(self, channel: str) -> int:
-        raise NotImplementedError(f"{type(self).__name__} has no presence")

@@ -211,7 +211,9 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
         self._start_publishing(self.command_timeout)
         self._read_script = self._client.register_script(scripts.READ_LUA)
-        self._setup_presence(self._client)
+        self._use_presence(
+            scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
+        )
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
 
     def _target(self, channel: str) -> tuple[str, str, str]:

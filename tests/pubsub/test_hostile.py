@@ -22,6 +22,7 @@ from squall.pubsub import (
     check_channel,
     presence_channel,
 )
+from squall.pubsub._local import LocalPresence
 from squall.pubsub._supervise import Backoff, Supervised
 
 from ._redis_server import REDIS_SERVER, RedisServer
@@ -200,19 +201,40 @@ async def _until_count(pubsub: PubSub, channel: str, count: int) -> None:
         await asyncio.sleep(0.02)
 
 
+class RefusingOnce:
+    """A presence store whose first refresh (its second write) gets an error reply."""
+
+    def __init__(self) -> None:
+        self.store = LocalPresence()
+        self.puts = 0
+
+    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+        self.puts += 1
+        if self.puts == 2:
+            raise RuntimeError("OOM command not allowed when used memory > 'maxmemory'")
+        await self.store.put(channel, entries, ttl)
+
+    async def remove(self, channel: str, client: str) -> None:
+        await self.store.remove(channel, client)
+
+    async def get(self, channel: str, limit: int) -> dict[str, str]:
+        return await self.store.get(channel, limit)
+
+    async def count(self, channel: str) -> int:
+        return await self.store.count(channel)
+
+
 def test_the_presence_heartbeat_outlives_an_error_reply() -> None:
     """One -OOM or -READONLY reply ended the heartbeat, and every entry of
     the process expired while its readers were there (item 8)."""
 
     async def main() -> None:
         async with LocalPubSub(presence_ttl=0.3) as pubsub:
+            store = RefusingOnce()
+            pubsub._use_presence(store)
             await pubsub.join("room", "carol")
-            refresh = fail_once(
-                lambda: RuntimeError("OOM command not allowed"), pubsub._presence_set
-            )
-            pubsub._presence_set = refresh  # type: ignore[method-assign]
             # Four heartbeats (the first refused) span more than a TTL.
-            await until(lambda: refresh.calls >= 4, 3, "four presence refreshes")
+            await until(lambda: store.puts >= 5, 3, "four presence refreshes")
             assert await pubsub.presence("room") == {"carol": ""}
 
     run(main())

@@ -65,6 +65,8 @@ class PubSub(_Closing):
     #: every position is the same): nothing can resume from a position, and
     #: `squall.resume` refuses it.
     has_positions: ClassVar[bool] = True
+    #: Seconds `subscribe` waits for the broker (engines take it as an argument).
+    subscribe_timeout: float = 10.0
 
     def __init__(
         self,
@@ -302,7 +304,7 @@ class PubSub(_Closing):
             if since is None:
                 try:
                     top: Optional[Position] = await asyncio.wait_for(
-                        self._top(channel), getattr(self, "subscribe_timeout", 10.0)
+                        self._top(channel), self.subscribe_timeout
                     )
                 except (ConnectionError, TimeoutError):
                     top = None  # live delivery still works; the position is unknown

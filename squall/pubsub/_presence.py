@@ -32,10 +32,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Optional, Protocol
 
 from squall.log import gen_log
+from squall.pubsub._subscription import _Closing
 from squall.pubsub._supervise import Backoff, Supervised
 from squall.pubsub._types import PRESENCE_SUFFIX, check_channel, check_utf8
 
@@ -113,8 +113,11 @@ class NoPresence:
         raise self._refuse()
 
 
-class Presence:
-    """One client's entry on one channel, refreshed until `leave` (or the `PubSub` closes)."""
+class Presence(_Closing):
+    """One client's entry on one channel, refreshed until `leave` (or the `PubSub` closes).
+
+    ``async with entry:`` leaves on the way out.
+    """
 
     __slots__ = ("channel", "client", "info", "_roster", "_left")
 
@@ -132,16 +135,9 @@ class Presence:
         self._left = True
         await self._roster.remove(self)
 
-    async def __aenter__(self) -> Presence:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.leave()
+    def close(self) -> Awaitable[None]:
+        """`leave` (what ``async with`` calls on the way out)."""
+        return self.leave()
 
 
 #: How a roster publishes its join and leave events (the PubSub's publish).

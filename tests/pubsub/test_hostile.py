@@ -492,10 +492,14 @@ def test_a_nats_client_closed_for_good_is_made_again(nats_server: NatsServer) ->
 
         async with NatsPubSub(nats_server.url, reconnect_delay=0.01) as pubsub:
             sub = await pubsub.subscribe("c")
+            # And the first new client's subscriptions fail on something unexpected.
+            subscribe = fail_once(lambda: RuntimeError("injected"), pubsub._subscribe)
+            pubsub._subscribe = subscribe  # type: ignore[method-assign]
             await pubsub._nc.close()  # what nats-py does after a fatal -ERR
             await pubsub.wait_until(lambda: pubsub.status.resubscribes >= 1 and pubsub.healthy, 3)
             await pubsub.publish("c", "after")
             assert await asyncio.wait_for(sub.get(), 2) == "after"
+            assert subscribe.calls == 2
 
     run(main())
 

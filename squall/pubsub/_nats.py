@@ -297,6 +297,9 @@ class NatsPubSub(PubSub):
                 await sub.unsubscribe()
             except self._nats.errors.Error:
                 pass  # the connection is gone, and the subscription with it
+            except Exception as exc:
+                # Nobody awaits this but close(), which must not raise it.
+                gen_log.info("pubsub: unsubscribing %r from NATS failed: %r", channel, exc)
 
         task = asyncio.ensure_future(unsubscribe())
         self._tasks.add(task)

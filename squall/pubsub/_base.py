@@ -20,6 +20,7 @@ from squall.pubsub._presence import (
 )
 from squall.pubsub._subscription import Listener, Relay, Subscription, _Closing
 from squall.pubsub._types import (
+    MAX_CHANNEL_BYTES,
     HistoryResult,
     Position,
     Publication,
@@ -192,8 +193,15 @@ class PubSub(_Closing):
             ConnectionError: the broker could not be reached.
         """
         self._check_open()
-        check_channel(channel)
-        check_message(message)
+        # The checks' common case inline (a publish is the hot path).
+        if (
+            type(channel) is not str
+            or not 0 < len(channel) <= MAX_CHANNEL_BYTES
+            or not channel.isascii()
+        ):
+            check_channel(channel)
+        if type(message) is not str or not message.isascii():
+            check_message(message)
         position = await self._publish(channel, message)
         self.status.published += 1
         return position

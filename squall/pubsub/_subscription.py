@@ -230,7 +230,9 @@ class Subscription(_Closing):
                 raise PubSubClosedError(f"subscription to {self.channel!r} is closed")
             self._ready.clear()
             await self._ready.wait()
-        pub = self._pop()
+        pub = self._queue.popleft()
+        if self._extra:
+            self._extra -= 1  # a recovered one read: the bound comes back down
         self.position = pub.position
         return pub
 
@@ -247,7 +249,9 @@ class Subscription(_Closing):
         """The next message if one is pending, else None."""
         if not self._queue:
             return None
-        pub = self._pop()
+        pub = self._queue.popleft()
+        if self._extra:
+            self._extra -= 1  # a recovered one read: the bound comes back down
         self.position = pub.position
         return pub.data
 

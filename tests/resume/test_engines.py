@@ -395,3 +395,24 @@ def test_a_message_no_transport_can_encode_is_refused_and_readers_go_on(make: An
             await stream.leave()
 
     run(main())
+
+
+def test_names_any_engine_can_carry_work_on_every_engine(make: Any) -> None:
+    """NUL, CR LF, RESP-looking text, NATS wildcards and hash-tag braces are
+    carried as they are; the longest name allowed too (1,024 bytes)."""
+
+    async def main() -> None:
+        async with make() as pubsub:
+            longest = "\U0001f600" * (MAX_CHANNEL_BYTES // 4)
+            names = ["a\x00b", "x\r\n*3\r\n$4\r\nPING", "room.*.>", "{sq.1}{x}", longest]
+            subs = [await pubsub.subscribe(name) for name in names]
+            for name in names:
+                await pubsub.publish(name, f"to {name[:10]}")
+            for sub, name in zip(subs, names, strict=True):
+                pub = await asyncio.wait_for(sub.get_publication(), 3)
+                assert (pub.channel, pub.data) == (name, f"to {name[:10]}")
+                assert sub.pending == 0
+                sub.close()
+            assert pubsub.healthy
+
+    run(main())

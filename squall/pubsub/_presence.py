@@ -262,7 +262,12 @@ class Roster:
                 except Exception as exc:
                     # A broker's error reply (-OOM, -READONLY): the same,
                     # and the other channels are refreshed meanwhile.
-                    gen_log.warning("pubsub: presence refresh of %r failed: %r", channel, exc)
+                    gen_log.warning(
+                        "pubsub: presence refresh of %r failed: %s: %s",
+                        channel,
+                        type(exc).__name__,
+                        exc,
+                    )
             self._heartbeat.backoff.reset()
 
     async def stop(self) -> None:

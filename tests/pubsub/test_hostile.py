@@ -522,3 +522,37 @@ def test_a_message_over_the_nats_max_payload_is_a_value_error(nats_server: NatsS
             assert await asyncio.wait_for(sub.get(), 2) == "small" and pubsub.healthy
 
     run(main())
+
+
+@needs_redis
+def test_presence_outlives_a_real_oom_reply_from_redis(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same as above with Redis itself answering -OOM to the refresh
+    script for a while (maxmemory 1, noeviction): the entry is still there
+    several TTLs after Redis takes writes again (item 8)."""
+    import redis.asyncio
+
+    async def main() -> None:
+        admin = redis.asyncio.Redis.from_url(redis_server.url)
+        try:
+            async with RedisPubSub(redis_server.url, presence_ttl=0.6) as pubsub:
+                await pubsub.join("room", "dave")
+                await admin.config_set("maxmemory-policy", "noeviction")
+                await admin.config_set("maxmemory", "1")
+                await until(
+                    lambda: any("OutOfMemoryError" in r.getMessage() for r in caplog.records),
+                    3,
+                    "a refresh refused with -OOM",
+                )
+                await admin.config_set("maxmemory", "0")
+                # Three TTLs later the heartbeat still keeps the entry.
+                deadline = time.monotonic() + 1.8
+                while time.monotonic() < deadline:
+                    assert await pubsub.presence("room") == {"dave": ""}
+                    await asyncio.sleep(0.1)
+        finally:
+            await admin.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="squall.general"):
+        run(main())

@@ -177,11 +177,13 @@ class NatsPubSub(PubSub):
         )
 
     def _keep_failed(self, exc: BaseException) -> bool:
-        if self.status.healthy:
+        first = self.status.healthy  # the first failure of an outage is logged
+        if first:
             self._lost_at = time.monotonic()
         self._set_healthy(False)
         if isinstance(exc, (ConnectionError, self._nats.errors.Error, TimeoutError)):
-            gen_log.warning("pubsub: %s; connecting again", exc)
+            if first:
+                gen_log.warning("pubsub: %s; connecting again", exc)
             return True
         return False
 

@@ -32,17 +32,12 @@ from typing import Any, Optional
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from squall.log import gen_log
-from squall.pubsub import (
-    DEFAULT_HISTORY_TTL,
-    DEFAULT_MAX_RECOVERY,
-    DEFAULT_PRESENCE_TTL,
-    HistoryResult,
-    Position,
-    PubSub,
-)
 from squall.pubsub import _redis_scripts as scripts
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._redis import _LOST, _redis
-from squall.pubsub._types import new_epoch
+from squall.pubsub._supervise import Backoff, Supervised
+from squall.pubsub._types import HistoryResult, Position, new_epoch
 
 __all__ = ["RedisClusterPubSub"]
 
@@ -114,9 +109,10 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         max_recovery: the most publications one resubscription returns.
         subscribe_timeout: seconds `~squall.pubsub.PubSub.subscribe` waits
             for the cluster to confirm.
-        reconnect_delay: first wait before subscribing again after a loss;
-            doubles per failure.
-        max_reconnect_delay: the longest such wait.
+        reconnect_delay: the first step of the backoff before subscribing
+            again after a loss; it doubles per failure, and each wait is
+            drawn between 0 and the step (full jitter).
+        max_reconnect_delay: the largest step.
         max_connections: publishing connections per node; a publish waits for
             its reply, so this bounds what a stalled cluster can hold.
         health_interval: seconds between PINGs on each subscription
@@ -214,18 +210,31 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
         self._start_publishing(command_timeout)
         self._read_script = self._client.register_script(scripts.READ_LUA)
-        self._setup_presence(self._client)
+        self._use_presence(
+            scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
+        )
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
         self._publish_command = "SPUBLISH" if sharded else "PUBLISH"
         # Partition -> how many locally subscribed channels map to it.
         self._want: dict[int, int] = {}
         self._links: dict[_Addr, _Link] = {}
         self._waiters: dict[int, asyncio.Future[None]] = {}
-        self._lost: dict[int, float] = {}
+        self._lost_parts: dict[int, float] = {}
         self._stale = True
         self._kick = asyncio.Event()
-        self._manager: Optional[asyncio.Task[None]] = None
-        self._watchdog: Optional[asyncio.Task[None]] = None
+        # The loops that must not die: each runs again, after a jittered
+        # delay, whatever it raises.
+        self._manager = Supervised(
+            "Redis Cluster re-subscription manager",
+            self._manage,
+            Backoff(reconnect_delay, max_reconnect_delay),
+            self._manage_failed,
+        )
+        self._watchdog = Supervised(
+            "Redis Cluster PING watch",
+            self._watch,
+            Backoff(min(0.05, health_interval), max(health_interval, 0.05)),
+        )
         self._classic_turn = 0
         self._initialized = False
         self._init_lock = asyncio.Lock()
@@ -349,34 +358,34 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
             self._want[part] = left
             return
         self._want.pop(part, None)
-        self._lost.pop(part, None)
+        self._lost_parts.pop(part, None)
         self._wake()
 
     def _wake(self) -> None:
-        if self._manager is None:
-            self._manager = asyncio.ensure_future(self._manage())
-            self._watchdog = asyncio.ensure_future(self._watch())
+        if not self._closed:
+            self._manager.start()
+            self._watchdog.start()
         self._kick.set()
 
     async def _manage(self) -> None:
-        delay = self.reconnect_delay
+        """Reconciles the links with the partitions wanted at each kick (supervised)."""
         while not self._closed:
             await self._kick.wait()
             self._kick.clear()
-            try:
-                await self._reconcile()
-                delay = self.reconnect_delay
-                self._changed()
-            except asyncio.CancelledError:
-                raise
-            except (*self._lost_errors, self._redis.exceptions.ResponseError) as exc:
-                self._stale = True
-                self._set_healthy(False)
-                gen_log.info("pubsub: Redis Cluster not reachable yet (%s); retrying", exc)
-                # Backoff, so that a cluster in failover is not stormed.
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_reconnect_delay)
-                self._kick.set()
+            await self._reconcile()
+            self._manager.backoff.reset()
+            self._changed()
+
+    def _manage_failed(self, exc: BaseException) -> bool:
+        # Read the map again and try again after the (jittered) delay, so
+        # that a cluster in failover is not stormed.
+        self._stale = True
+        self._set_healthy(False)
+        self._kick.set()
+        expected = isinstance(exc, (*self._lost_errors, self._redis.exceptions.ResponseError))
+        if expected:
+            gen_log.info("pubsub: Redis Cluster not reachable yet (%s); retrying", exc)
+        return expected
 
     def _owner(self, part: int) -> _Addr:
         manager = self._client.nodes_manager
@@ -489,7 +498,7 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
                 if kind in ("ssubscribe", "subscribe"):
                     if part in link.subscribed:
                         link.confirmed.add(part)
-                        self._confirmed(part)
+                        self._partition_confirmed(part)
                 elif kind in ("sunsubscribe", "unsubscribe") and part in link.subscribed:
                     # Not asked for: the server pushed it (the slot moved,
                     # or this node is a replica now).
@@ -503,6 +512,15 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         except (*self._lost_errors, self._redis.exceptions.ResponseError, RuntimeError) as exc:
             # Lost (a primary gone), or MOVED/CLUSTERDOWN in reply to a
             # subscribe: read the map again and go where the slots are now.
+            await self._fail(link, repr(exc))
+        except Exception as exc:
+            # Anything else (a bug, a reply redis-py could not parse): the
+            # link is made again all the same, never left unread.
+            gen_log.error(
+                "pubsub: reading Redis Cluster link %s:%d failed; subscribing again",
+                *link.addr,
+                exc_info=exc,
+            )
             await self._fail(link, repr(exc))
 
     async def _fail(self, link: _Link, why: str) -> None:
@@ -519,7 +537,7 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
     async def _watch(self) -> None:
         """PINGs every link each ``health_interval``; one that has not answered
         the last PING by the next (a node stopped, a network partition that
-        keeps the socket open) is given up."""
+        keeps the socket open) is given up (supervised)."""
         while not self._closed:
             await asyncio.sleep(self.health_interval)
             now = time.monotonic()
@@ -543,7 +561,7 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         if not parts:
             return
         now = time.monotonic()
-        if not self._lost:
+        if not self._lost_parts:
             self._outage = now
             gen_log.warning(
                 "pubsub: lost %d Redis Cluster partition subscription(s) (%s); resubscribing",
@@ -551,21 +569,21 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
                 why,
             )
         for part in parts:
-            self._lost.setdefault(part, now)
+            self._lost_parts.setdefault(part, now)
             future = self._waiters.get(part)
             if future is not None and future.done():
                 self._waiters[part] = asyncio.get_running_loop().create_future()
         self._set_healthy(False)
 
-    def _confirmed(self, part: int) -> None:
+    def _partition_confirmed(self, part: int) -> None:
         future = self._waiters.get(part)
         if future is not None and not future.done():
             future.set_result(None)
         self._changed()
-        lost_at = self._lost.pop(part, None)
+        lost_at = self._lost_parts.pop(part, None)
         if lost_at is not None:
             self._catch_up([c for c in self._channels if self.partition(c) == part])
-        if lost_at is not None and not self._lost:
+        if lost_at is not None and not self._lost_parts:
             resume = time.monotonic() - self._outage
             self._resubscribed(resume)
             gen_log.warning(
@@ -573,20 +591,14 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
                 resume,
                 len(self._links),
             )
-        if not self._lost:
+        if not self._lost_parts:
             self._set_healthy(True)
 
     async def close(self) -> None:
         """Unsubscribes everything and closes every connection to the cluster."""
         await super().close()
-        for task in (self._manager, self._watchdog):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-        self._manager = self._watchdog = None
+        await self._manager.stop()
+        await self._watchdog.stop()
         for link in list(self._links.values()):
             await self._drop(link)
         for future in self._waiters.values():

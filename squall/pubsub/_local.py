@@ -8,7 +8,12 @@ import collections
 import time
 from typing import Optional
 
-from squall.pubsub import DEFAULT_HISTORY_TTL, DEFAULT_MAX_PENDING, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._base import (
+    DEFAULT_HISTORY_TTL,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_RECOVERY,
+    PubSub,
+)
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 
@@ -44,6 +49,41 @@ class _Stream:
         self.touched = now
 
 
+class LocalPresence:
+    """The presence entries of `LocalPubSub`: channel -> client -> (info, expiry)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, tuple[str, float]]] = {}
+
+    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+        expires = time.monotonic() + ttl
+        here = self._entries.setdefault(channel, {})
+        for client, info in entries.items():
+            here[client] = (info, expires)
+
+    async def remove(self, channel: str, client: str) -> None:
+        here = self._entries.get(channel)
+        if here is not None:
+            here.pop(client, None)
+            if not here:
+                del self._entries[channel]
+
+    def _alive(self, channel: str) -> dict[str, tuple[str, float]]:
+        here = self._entries.get(channel, {})
+        now = time.monotonic()
+        for client in [c for c, (_, expires) in here.items() if expires <= now]:
+            del here[client]
+        return here
+
+    async def get(self, channel: str, limit: int) -> dict[str, str]:
+        return {c: info for c, (info, _) in list(self._alive(channel).items())[:limit]}
+
+    async def count(self, channel: str) -> int:
+        return len(self._alive(channel))
+
+
 class LocalPubSub(PubSub):
     """Subscribers in this process only (``memory://``).
 
@@ -76,8 +116,7 @@ class LocalPubSub(PubSub):
             raise ValueError(f"max_channels must be at least 1, not {max_channels!r}")
         self.max_channels = max_channels
         self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()
-        # channel -> client -> (info, expiry on time.monotonic)
-        self._presence: dict[str, dict[str, tuple[str, float]]] = {}
+        self._use_presence(LocalPresence())
 
     def _stream(self, channel: str) -> _Stream:
         now = time.monotonic()
@@ -127,29 +166,3 @@ class LocalPubSub(PubSub):
     async def _top(self, channel: str) -> Position:
         stream = self._stream(channel)
         return Position(stream.offset, stream.epoch)
-
-    async def _presence_set(self, channel: str, entries: dict[str, str]) -> None:
-        expires = time.monotonic() + self.presence_ttl
-        here = self._presence.setdefault(channel, {})
-        for client, info in entries.items():
-            here[client] = (info, expires)
-
-    async def _presence_remove(self, channel: str, client: str) -> None:
-        here = self._presence.get(channel)
-        if here is not None:
-            here.pop(client, None)
-            if not here:
-                del self._presence[channel]
-
-    def _alive(self, channel: str) -> dict[str, tuple[str, float]]:
-        here = self._presence.get(channel, {})
-        now = time.monotonic()
-        for client in [c for c, (_, expires) in here.items() if expires <= now]:
-            del here[client]
-        return here
-
-    async def _presence_get(self, channel: str, limit: int) -> dict[str, str]:
-        return {c: info for c, (info, _) in list(self._alive(channel).items())[:limit]}
-
-    async def _presence_count(self, channel: str) -> int:
-        return len(self._alive(channel))

@@ -10,7 +10,13 @@ not used (yet). Presence is not available on this engine either
 (`~squall.pubsub.PubSub.join` raises NotImplementedError).
 
 Channels map to subjects ``sq.<base64url of the channel>`` so that any
-channel name (dots, spaces, ``*``, ``>``) is a single valid subject token.
+channel name (dots, spaces, ``*``, ``>``, control characters) is a single
+valid subject token; `~squall.pubsub.MAX_CHANNEL_BYTES` keeps the SUB and PUB
+lines near 1,400 bytes, under nats-server's 4,096-byte control line. nats-py
+closes its client for good on some server errors: the engine then makes a
+new one and subscribes every channel again (a supervised loop, with
+jittered backoff). ``squall.resume`` refuses this engine (no positions to
+resume from: ``has_positions`` is False).
 nats-py reconnects and resubscribes by itself; the loss and the resumption
 are logged on ``squall.general`` and counted in `PubSub.status`.
 
@@ -28,14 +34,9 @@ import time
 from typing import Any, Optional
 
 from squall.log import gen_log
-from squall.pubsub import (
-    DEFAULT_HISTORY_TTL,
-    DEFAULT_MAX_RECOVERY,
-    HistoryResult,
-    Position,
-    Publication,
-    PubSub,
-)
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._supervise import Backoff, Supervised
+from squall.pubsub._types import HistoryResult, Position, Publication
 
 __all__ = ["NatsPubSub"]
 
@@ -71,6 +72,8 @@ class NatsPubSub(PubSub):
         pending_bytes: bytes one subject may hold before NATS drops for it.
     """
 
+    has_positions = False
+
     def __init__(
         self,
         url: str = "nats://127.0.0.1:4222",
@@ -101,26 +104,93 @@ class NatsPubSub(PubSub):
         self.reconnect_delay = reconnect_delay
         self.pending_size = pending_size
         self.pending_bytes = pending_bytes
-        self._nc: Any = None
-        self._connecting: Optional[asyncio.Future[Any]] = None
+        self._nc: Any = None  # the client while it is open (the keeper's)
+        self._ready: Optional[asyncio.Future[Any]] = None  # resolved by the keeper
         self._subs: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lost_at = 0.0
+        self._last_error: Optional[BaseException] = None
+        # nats-py reconnects by itself, but closes its client for good on
+        # some errors (a control line the server refused, an authorization
+        # error): the keeper then makes a new client and subscribes every
+        # channel on it, after a jittered delay, as often as it takes.
+        self._keeper = Supervised(
+            f"NATS client of {url}",
+            self._keep,
+            Backoff(max(reconnect_delay, 0.01), max(reconnect_delay, 2.0)),
+            self._keep_failed,
+        )
 
     async def _client(self) -> Any:
-        if self._nc is not None:
-            return self._nc
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
+        nc = self._nc
+        if nc is not None:
+            return nc
+        if self._ready is None or self._ready.done():
+            self._ready = asyncio.get_running_loop().create_future()
+        ready = self._ready
+        self._keeper.start()
         try:
-            return await asyncio.shield(self._connecting)
-        except BaseException:
-            if self._connecting.done():
-                self._connecting = None
-            raise
+            return await asyncio.wait_for(asyncio.shield(ready), self.subscribe_timeout)
+        except TimeoutError:
+            raise ConnectionError(
+                f"cannot connect to NATS at {self.url} within {self.subscribe_timeout}s "
+                f"({self._last_error!r})"
+            ) from None
 
-    async def _connect(self) -> Any:
+    async def _keep(self) -> None:
+        """Holds a client until nats-py closes it for good (the supervised body)."""
+        closed = asyncio.Event()
+        nc = await self._connect(closed)
+        try:
+            # A new client: every channel is subscribed on it.
+            self._subs.clear()
+            for channel in list(self._channels):
+                self._subs[channel] = await self._subscribe(nc, channel)
+            await nc.flush(timeout=self.subscribe_timeout)
+            self._nc = nc
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(nc)
+            self._keeper.backoff.reset()
+            if not self.status.healthy:
+                resume = time.monotonic() - self._lost_at
+                self._resubscribed(resume)
+                gen_log.warning(
+                    "pubsub: made a new connection to NATS at %s after %.3fs; "
+                    "%d channel(s) subscribed",
+                    self.url,
+                    resume,
+                    len(self._subs),
+                )
+            self._set_healthy(True)
+            await closed.wait()
+        finally:
+            if self._nc is nc:
+                self._nc = None
+            if not nc.is_closed:
+                try:
+                    await nc.close()
+                except self._nats.errors.Error:
+                    pass
+        raise ConnectionError(
+            f"nats-py closed its connection to NATS at {self.url} for good "
+            f"(last error: {self._last_error!r})"
+        )
+
+    def _keep_failed(self, exc: BaseException) -> bool:
+        first = self.status.healthy  # the first failure of an outage is logged
+        if first:
+            self._lost_at = time.monotonic()
+        self._set_healthy(False)
+        if isinstance(exc, (ConnectionError, self._nats.errors.Error, TimeoutError)):
+            if first:
+                gen_log.warning("pubsub: %s; connecting again", exc)
+            return True
+        return False
+
+    async def _connect(self, closed: asyncio.Event) -> Any:
         async def disconnected() -> None:
+            if self._closed:
+                return  # our own close
             self._lost_at = time.monotonic()
             self._set_healthy(False)
             gen_log.warning("pubsub: lost the connection to NATS at %s; retrying", self.url)
@@ -137,12 +207,16 @@ class NatsPubSub(PubSub):
             )
 
         async def error(exc: Exception) -> None:
+            self._last_error = exc
             gen_log.info("pubsub: NATS at %s: %r", self.url, exc)
+
+        async def on_closed() -> None:
+            closed.set()
 
         try:
             # nats-py would retry the first connection forever (it reconnects
             # forever afterwards, which is wanted): bound the first one.
-            self._nc = await asyncio.wait_for(
+            return await asyncio.wait_for(
                 self._nats.connect(
                     servers=self.url.split(","),
                     connect_timeout=self.subscribe_timeout,
@@ -153,17 +227,32 @@ class NatsPubSub(PubSub):
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     error_cb=error,
+                    closed_cb=on_closed,
                 ),
                 self.subscribe_timeout,
             )
         except (Exception, TimeoutError) as exc:
+            self._last_error = exc
             raise ConnectionError(f"cannot connect to NATS at {self.url}: {exc!r}") from exc
-        return self._nc
+
+    async def _subscribe(self, nc: Any, channel: str) -> Any:
+        async def on_message(msg: Any) -> None:
+            self._dispatch(Publication(channel, msg.data.decode("utf-8", "replace"), NATS_POSITION))
+
+        return await nc.subscribe(
+            subject(channel), cb=on_message, pending_bytes_limit=self.pending_bytes
+        )
 
     async def _publish(self, channel: str, message: str) -> Position:
         nc = await self._client()
+        data = message.encode("utf-8")
         try:
-            await nc.publish(subject(channel), message.encode("utf-8"))
+            await nc.publish(subject(channel), data)
+        except self._nats.errors.MaxPayloadError:
+            raise ValueError(
+                f"a message of {len(data)} bytes is over the NATS server's max_payload "
+                f"({nc.max_payload} bytes)"
+            ) from None
         except self._nats.errors.Error as exc:
             raise ConnectionError(f"cannot publish to NATS at {self.url}: {exc!r}") from exc
         return NATS_POSITION
@@ -189,14 +278,10 @@ class NatsPubSub(PubSub):
 
     async def _listen(self, channel: str) -> None:
         nc = await self._client()
-
-        async def on_message(msg: Any) -> None:
-            self._dispatch(Publication(channel, msg.data.decode("utf-8", "replace"), NATS_POSITION))
-
+        if channel in self._subs:
+            return  # a new client's keeper subscribed it meanwhile
         try:
-            self._subs[channel] = await nc.subscribe(
-                subject(channel), cb=on_message, pending_bytes_limit=self.pending_bytes
-            )
+            self._subs[channel] = await self._subscribe(nc, channel)
             # Once NATS answers the flush, it has the subscription.
             await nc.flush(timeout=self.subscribe_timeout)
         except (self._nats.errors.Error, TimeoutError) as exc:
@@ -214,6 +299,9 @@ class NatsPubSub(PubSub):
                 await sub.unsubscribe()
             except self._nats.errors.Error:
                 pass  # the connection is gone, and the subscription with it
+            except Exception as exc:
+                # Nobody awaits this but close(), which must not raise it.
+                gen_log.info("pubsub: unsubscribing %r from NATS failed: %r", channel, exc)
 
         task = asyncio.ensure_future(unsubscribe())
         self._tasks.add(task)
@@ -224,11 +312,7 @@ class NatsPubSub(PubSub):
         await super().close()
         for task in list(self._tasks):
             await task
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-        if self._nc is not None:
-            try:
-                await self._nc.close()
-            except self._nats.errors.Error:
-                pass
-            self._nc = None
+        # The keeper closes its client on the way out.
+        await self._keeper.stop()
+        if self._ready is not None:
+            self._ready.cancel()

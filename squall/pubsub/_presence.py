@@ -1,4 +1,4 @@
-"""Presence: who is on a channel, across processes (mixed into `PubSub`).
+"""Presence: who is on a channel, across processes (a `Roster` in each `PubSub`).
 
 A reader *joins* a channel under a client id with a little text of the
 application's (a name, a JSON object); `PubSub.presence` lists who is there
@@ -14,24 +14,40 @@ channel (member: client id, score: expiry time in ms) and a hash beside it
 (client id -> info), both with the channel's hash tag, expired entries
 removed as they are read. Counting is ``ZCARD`` after dropping the expired:
 cheap at any size. Listing is bounded by ``limit``. What does not scale: each
-process refreshes every entry it holds every ``presence_ttl / 3`` seconds (in
-one pipelined round trip per refresh), so 100,000 readers on one process with
-the default 30 s TTL is 10,000 refreshes a second on the broker.
+process refreshes every entry it holds every ``presence_ttl / 3`` seconds (one
+script call per channel and 500 entries, one after another), so 100,000
+readers on one process with the default 30 s TTL is 10,000 refreshes a second
+on the broker.
+
+The refresh (the heartbeat) is a supervised loop (`squall.pubsub._supervise`):
+a channel whose refresh fails (the broker away, or answering an error such
+as ``-OOM`` or ``-READONLY``) is logged and refreshed at the next beat, and
+the other channels are refreshed meanwhile. A `join` that raises (its event
+could not be published, or the caller was cancelled) leaves no entry behind
+to be refreshed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from types import TracebackType
-from typing import TYPE_CHECKING, Optional
+from collections.abc import Awaitable, Callable
+from typing import Optional, Protocol
 
 from squall.log import gen_log
+from squall.pubsub._subscription import _Closing
+from squall.pubsub._supervise import Backoff, Supervised
+from squall.pubsub._types import PRESENCE_SUFFIX, check_channel, check_utf8
 
-if TYPE_CHECKING:
-    from squall.pubsub import PubSub
-
-__all__ = ["Presence", "presence_channel", "DEFAULT_PRESENCE_TTL", "MAX_PRESENCE_LIST"]
+__all__ = [
+    "Presence",
+    "PresenceStore",
+    "NoPresence",
+    "Roster",
+    "presence_channel",
+    "DEFAULT_PRESENCE_TTL",
+    "MAX_PRESENCE_LIST",
+]
 
 DEFAULT_PRESENCE_TTL = 30.0
 MAX_PRESENCE_LIST = 10_000
@@ -41,7 +57,7 @@ _MAX_INFO = 4096
 
 def presence_channel(channel: str) -> str:
     """The channel that carries ``channel``'s join and leave events."""
-    return channel + "\x1fpresence"
+    return channel + PRESENCE_SUFFIX
 
 
 def _check(client: str, info: str) -> None:
@@ -53,18 +69,63 @@ def _check(client: str, info: str) -> None:
         raise TypeError(f"presence info must be a str, not {type(info).__name__}")
     if len(info) > _MAX_INFO:
         raise ValueError(f"presence info is at most {_MAX_INFO} characters, not {len(info)}")
+    check_utf8("presence client id", client)
+    check_utf8("presence info", info)
 
 
-class Presence:
-    """One client's entry on one channel, refreshed until `leave` (or the `PubSub` closes)."""
+class PresenceStore(Protocol):
+    """Where an engine keeps presence entries (memory, a Redis sorted set and hash)."""
 
-    __slots__ = ("channel", "client", "info", "_pubsub", "_left")
+    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+        """Writes (or refreshes) ``entries`` (client id -> info) for ``ttl`` seconds."""
 
-    def __init__(self, pubsub: PubSub, channel: str, client: str, info: str) -> None:
+    async def remove(self, channel: str, client: str) -> None:
+        """Removes one entry."""
+
+    async def get(self, channel: str, limit: int) -> dict[str, str]:
+        """At most ``limit`` live entries (client id -> info)."""
+
+    async def count(self, channel: str) -> int:
+        """How many live entries."""
+
+
+class NoPresence:
+    """The `PresenceStore` of an engine without presence (NATS): every call raises."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+
+    def _refuse(self) -> NotImplementedError:
+        return NotImplementedError(f"{self.engine} has no presence")
+
+    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+        raise self._refuse()
+
+    async def remove(self, channel: str, client: str) -> None:
+        raise self._refuse()
+
+    async def get(self, channel: str, limit: int) -> dict[str, str]:
+        raise self._refuse()
+
+    async def count(self, channel: str) -> int:
+        raise self._refuse()
+
+
+class Presence(_Closing):
+    """One client's entry on one channel, refreshed until `leave` (or the `PubSub` closes).
+
+    ``async with entry:`` leaves on the way out.
+    """
+
+    __slots__ = ("channel", "client", "info", "_roster", "_left")
+
+    def __init__(self, roster: Roster, channel: str, client: str, info: str) -> None:
         self.channel = channel
         self.client = client
         self.info = info
-        self._pubsub = pubsub
+        self._roster = roster
         self._left = False
 
     async def leave(self) -> None:
@@ -72,129 +133,145 @@ class Presence:
         if self._left:
             return
         self._left = True
-        await self._pubsub._leave(self)
+        await self._roster.remove(self)
 
-    async def __aenter__(self) -> Presence:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.leave()
+    def close(self) -> Awaitable[None]:
+        """`leave` (what ``async with`` calls on the way out)."""
+        return self.leave()
 
 
-class PresenceMixin:
-    """The presence half of `PubSub` (engines implement the ``_presence_*`` hooks)."""
+#: How a roster publishes its join and leave events (the PubSub's publish).
+Announce = Callable[[str, str], Awaitable[object]]
 
-    presence_ttl: float
-    _present: dict[tuple[str, str], Presence]
-    _heartbeat: Optional[asyncio.Task[None]]
-    # PubSub's, which this half reads on the same object (declared for the
-    # type checker only: PubSub sets the flag and defines the method).
-    _closed: bool
-    if TYPE_CHECKING:
 
-        def _check_open(self) -> None: ...
+class Roster:
+    """The entries this process joined, kept refreshed in a `PresenceStore`.
 
-    def _init_presence(self, presence_ttl: float) -> None:
-        if not isinstance(presence_ttl, (int, float)) or not presence_ttl > 0:
-            raise ValueError(f"presence_ttl must be seconds above 0, not {presence_ttl!r}")
-        self.presence_ttl = float(presence_ttl)
-        self._present = {}
-        self._heartbeat = None
+    Owns the entries (channel, client) -> `Presence` and the heartbeat that
+    refreshes them every ``ttl / 3`` seconds (a supervised loop), and
+    announces joins and leaves with ``announce`` on `presence_channel`.
+    `PubSub.join`, `PubSub.presence` and `PubSub.presence_count` are its
+    `join`, `list` and `count`.
+    """
 
-    async def join(self, channel: str, client: str, info: str = "") -> Presence:
-        """Adds ``client`` to ``channel``'s presence until `Presence.leave`.
+    __slots__ = ("store", "ttl", "_announce", "_present", "_heartbeat", "_stopped")
 
-        Joining again under the same client id replaces the info.
-
-        Raises:
-            TypeError, ValueError: ``client`` or ``info`` unfit (an empty id,
-                too long: 256 and 4,096 characters).
-            ConnectionError: the broker could not be reached.
-        """
-        self._check_open()
-        me: PubSub = self  # type: ignore[assignment]
-        if not isinstance(channel, str):
-            raise TypeError(f"channel must be a str, not {type(channel).__name__}")
-        _check(client, info)
-        entry = Presence(me, channel, client, info)
-        await self._presence_set(channel, {client: info})
-        self._present[(channel, client)] = entry
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.ensure_future(self._beat())
-        await me.publish(
-            presence_channel(channel),
-            json.dumps({"event": "join", "client": client, "info": info}),
+    def __init__(self, store: PresenceStore, ttl: float, announce: Announce, owner: str) -> None:
+        if not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise ValueError(f"presence_ttl must be seconds above 0, not {ttl!r}")
+        self.store = store
+        self.ttl = float(ttl)
+        self._announce = announce
+        self._present: dict[tuple[str, str], Presence] = {}
+        self._stopped = False
+        self._heartbeat = Supervised(
+            f"presence heartbeat of {owner}",
+            self._beat,
+            Backoff(min(0.1, self.ttl / 3), self.ttl / 3),
         )
+
+    @property
+    def entries(self) -> int:
+        """How many entries this process holds (and refreshes)."""
+        return len(self._present)
+
+    def forget(self, channel: str, client: str) -> None:
+        """Stops refreshing an entry without removing it (it expires within the TTL)."""
+        self._present.pop((channel, client), None)
+
+    async def join(self, channel: str, client: str, info: str) -> Presence:
+        """See `PubSub.join`."""
+        check_channel(channel)
+        _check(client, info)
+        entry = Presence(self, channel, client, info)
+        key = (channel, client)
+        before = self._present.get(key)
+        await self.store.put(channel, {client: info}, self.ttl)
+        self._present[key] = entry
+        self._heartbeat.start()
+        try:
+            await self._announce(
+                presence_channel(channel),
+                json.dumps({"event": "join", "client": client, "info": info}),
+            )
+        except BaseException as exc:
+            await self._unjoin(key, entry, before, exc)
+            raise
         return entry
 
-    async def _leave(self, entry: Presence) -> None:
-        me: PubSub = self  # type: ignore[assignment]
+    async def _unjoin(
+        self,
+        key: tuple[str, str],
+        entry: Presence,
+        before: Optional[Presence],
+        exc: BaseException,
+    ) -> None:
+        """Undoes a `join` that raises ``exc``: the entry it wrote is not refreshed,
+        and removed (unless the caller is being cancelled: it then expires)."""
+        if self._present.get(key) is not entry:
+            return  # joined again meanwhile
+        if before is not None:
+            self._present[key] = before  # the earlier join stands
+            return
+        del self._present[key]
+        if isinstance(exc, asyncio.CancelledError) or self._stopped:
+            return
+        try:
+            await self.store.remove(*key)
+        except Exception as error:
+            gen_log.info("pubsub: removing the failed join of %r failed: %r", key[0], error)
+
+    async def remove(self, entry: Presence) -> None:
+        """Removes ``entry`` and announces it left (`Presence.leave`)."""
         key = (entry.channel, entry.client)
         if self._present.get(key) is entry:
             del self._present[key]
-        if self._closed:
+        if self._stopped:
             return
-        await self._presence_remove(entry.channel, entry.client)
-        await me.publish(
+        await self.store.remove(entry.channel, entry.client)
+        await self._announce(
             presence_channel(entry.channel),
             json.dumps({"event": "leave", "client": entry.client, "info": entry.info}),
         )
 
-    async def presence(self, channel: str, limit: int = MAX_PRESENCE_LIST) -> dict[str, str]:
-        """Who is on ``channel`` now: client id -> info (at most ``limit`` of them).
-
-        Raises:
-            ValueError: ``limit`` outside 1 to 10,000.
-            ConnectionError: the broker could not be reached.
-        """
-        self._check_open()
+    async def list(self, channel: str, limit: int) -> dict[str, str]:
+        """See `PubSub.presence`."""
+        check_channel(channel)
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PRESENCE_LIST:
             raise ValueError(f"limit must be 1 to {MAX_PRESENCE_LIST}, not {limit!r}")
-        return await self._presence_get(channel, limit)
+        return await self.store.get(channel, limit)
 
-    async def presence_count(self, channel: str) -> int:
-        """How many clients are on ``channel`` (cheap for large channels).
-
-        Raises:
-            ConnectionError: the broker could not be reached.
-        """
-        self._check_open()
-        return await self._presence_count(channel)
+    async def count(self, channel: str) -> int:
+        """See `PubSub.presence_count`."""
+        check_channel(channel)
+        return await self.store.count(channel)
 
     async def _beat(self) -> None:
-        """Refreshes this process's entries until none is left."""
-        while self._present and not self._closed:
-            await asyncio.sleep(self.presence_ttl / 3)
+        """Refreshes this process's entries until none is left (supervised)."""
+        while self._present and not self._stopped:
+            await asyncio.sleep(self.ttl / 3)
             by_channel: dict[str, dict[str, str]] = {}
             for (channel, client), entry in list(self._present.items()):
                 by_channel.setdefault(channel, {})[client] = entry.info
             for channel, entries in by_channel.items():
                 try:
-                    await self._presence_set(channel, entries)
+                    await self.store.put(channel, entries, self.ttl)
                 except ConnectionError as exc:
                     # Refreshed at the next beat; the entries live a TTL.
                     gen_log.info("pubsub: presence refresh of %r failed: %s", channel, exc)
+                except Exception as exc:
+                    # A broker's error reply (-OOM, -READONLY): the same,
+                    # and the other channels are refreshed meanwhile.
+                    gen_log.warning(
+                        "pubsub: presence refresh of %r failed: %s: %s",
+                        channel,
+                        type(exc).__name__,
+                        exc,
+                    )
+            self._heartbeat.backoff.reset()
 
-    def _stop_presence(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+    async def stop(self) -> None:
+        """Stops refreshing (the `PubSub` closes); leave() then publishes nothing."""
+        self._stopped = True
         self._present.clear()
-
-    # Engine hooks.
-
-    async def _presence_set(self, channel: str, entries: dict[str, str]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} has no presence")
-
-    async def _presence_remove(self, channel: str, client: str) -> None:
-        raise NotImplementedError(f"{type(self).__name__} has no presence")
-
-    async def _presence_get(self, channel: str, limit: int) -> dict[str, str]:
-        raise NotImplementedError(f"{type(self).__name__} has no presence")
-
-    async def _presence_count(self, channel: str) -> int:
-        raise NotImplementedError(f"{type(self).__name__} has no presence")
+        await self._heartbeat.stop()

@@ -9,17 +9,11 @@ from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from squall.log import gen_log
-from squall.pubsub import (
-    DEFAULT_HISTORY_TTL,
-    DEFAULT_MAX_RECOVERY,
-    DEFAULT_PRESENCE_TTL,
-    HistoryResult,
-    Position,
-    Publication,
-    PubSub,
-)
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._types import new_epoch
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
+from squall.pubsub._supervise import Backoff, Supervised
+from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 
 # Errors that mean "the connection to Redis is gone", as raised by redis-py
 # (its ConnectionError and TimeoutError) and by the transport under it.
@@ -110,8 +104,11 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
             and epoch outlive its last publication.
         max_recovery: the most publications one resubscription returns.
         subscribe_timeout: seconds `~squall.pubsub.PubSub.subscribe` waits for Redis to confirm.
-        reconnect_delay: first wait before reconnecting; doubles per failure.
-        max_reconnect_delay: the longest wait between reconnection attempts.
+        reconnect_delay: the first step of the reconnection backoff; it
+            doubles per failure, and each wait is drawn between 0 and the
+            step (full jitter: the workers of a fleet that lost Redis
+            together do not come back in lock-step).
+        max_reconnect_delay: the largest step.
         health_interval: seconds of silence on the subscriber connection
             after which it is sent a PING; one unanswered for as long again
             means Redis stopped reading (SIGSTOP, a partition): the
@@ -168,8 +165,10 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self._redis = redis
-        self._lost = _LOST + (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-        self._lost_errors = self._lost
+        self._lost_errors = _LOST + (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+        )
         # A Redis that stops reading keeps its connections open: every
         # wait for it is bounded, so nothing piles up behind it.
         timeouts = {
@@ -192,7 +191,15 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         # with no channel of ours, and its confirmation says "connected".
         self._control = f"squall.pubsub:{secrets.token_hex(8)}"
         self._ps: Any = None
-        self._reader: Optional[asyncio.Task[None]] = None
+        # The subscriber connection's reader: made again, after a jittered
+        # delay, whatever ends it (a lost connection, an unexpected reply).
+        self._reader = Supervised(
+            f"Redis reader of {_safe_url(url)}",
+            self._connection,
+            Backoff(reconnect_delay, max_reconnect_delay),
+            self._reader_failed,
+        )
+        self._down = False  # True from a failure to the next connection made (then logged)
         self._connected = asyncio.Event()
         self._disconnected = asyncio.Event()
         self._confirmed: dict[str, asyncio.Future[None]] = {}
@@ -204,7 +211,9 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
         self._start_publishing(self.command_timeout)
         self._read_script = self._client.register_script(scripts.READ_LUA)
-        self._setup_presence(self._client)
+        self._use_presence(
+            scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
+        )
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
 
     def _target(self, channel: str) -> tuple[str, str, str]:
@@ -222,7 +231,7 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
                 keys=scripts.keys("squall.ps", channel),
                 args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
             )
-        except self._lost as exc:
+        except self._lost_errors as exc:
             raise ConnectionError(
                 f"cannot read history from Redis at {_safe_url(self.url)}: {exc}"
             ) from exc
@@ -251,8 +260,7 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         Raises:
             TimeoutError: that did not happen within ``timeout`` seconds.
         """
-        if self._reader is None:
-            self._reader = asyncio.ensure_future(self._reader_loop())
+        self._reader.start()
         event = self._connected if connected else self._disconnected
         await asyncio.wait_for(event.wait(), timeout)
 
@@ -260,7 +268,7 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         """True when the publishing connection reaches Redis."""
         try:
             return bool(await self._client.ping())
-        except self._lost:
+        except self._lost_errors:
             return False
 
     async def _listen(self, channel: str) -> None:
@@ -268,8 +276,8 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         future = self._confirmed.get(channel)
         if future is None or future.done():
             future = self._confirmed[channel] = loop.create_future()
-        if self._reader is None:
-            self._reader = asyncio.ensure_future(self._reader_loop())
+        if not self._reader.running:
+            self._reader.start()
         elif self._connected.is_set():
             self._command("subscribe", channel)
         # else: the reader subscribes every channel when it (re)connects.
@@ -307,7 +315,7 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
                 # the writer redis-py dropped. Nobody awaits this task, so
                 # nothing may escape it; the reader sees the loss and
                 # resubscribes. Anything else on a live connection is logged.
-                if not isinstance(exc, self._lost) and ps is self._ps and not _gone(ps):
+                if not isinstance(exc, self._lost_errors) and ps is self._ps and not _gone(ps):
                     gen_log.warning(
                         "pubsub: %s %r on Redis at %s failed: %r",
                         name.upper(),
@@ -320,90 +328,97 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         self._commands.add(task)
         task.add_done_callback(self._commands.discard)
 
-    async def _reader_loop(self) -> None:
-        delay = self.reconnect_delay
-        lost = False
-        while not self._closed:
-            ps = self._sub_client.pubsub()
-            self._ps = ps
-            try:
-                # Channels whose first subscriber arrives while this
-                # connection is being made are in neither this command nor
-                # a command of their own (_listen waits for the reader):
-                # they are subscribed once the control channel is confirmed.
-                sent = set(self._channels)
-                await asyncio.wait_for(ps.subscribe(self._control, *sent), self.command_timeout)
-                watch = _Watchdog(self.health_interval)
-                while True:
-                    message = await self._next_message(ps, watch)
-                    if message is None:
-                        continue
-                    kind = message["type"]
-                    if kind == "pong":
-                        continue
-                    channel = message["channel"].decode("utf-8", "replace")
-                    if kind == "message":
-                        data = message["data"]
-                        pub = scripts.decode(data) or Publication(
-                            channel, data.decode("utf-8", "replace"), Position(0, "")
-                        )
-                        self._dispatch(pub)
-                    elif kind == "subscribe":
-                        if channel == self._control:
-                            self._connected.set()
-                            for late in self._channels.keys() - sent:
-                                self._command("subscribe", late)
-                            self._disconnected.clear()
-                            self._set_healthy(True)
-                            delay = self.reconnect_delay
-                            if lost:
-                                lost = False
-                                if self._ever_connected:
-                                    self._catch_up(list(self._channels))
-                                    self.reconnects += 1
-                                    self._resubscribed(time.monotonic() - self._lost_at)
-                                gen_log.warning(
-                                    "pubsub: %s Redis at %s; %d channel(s) subscribed%s",
-                                    "reconnected to" if self._ever_connected else "connected to",
-                                    _safe_url(self.url),
-                                    len(self._channels),
-                                    f" after {self.status.last_resume:.3f}s"
-                                    if self._ever_connected
-                                    else "",
-                                )
-                            self._ever_connected = True
-                        else:
-                            future = self._confirmed.get(channel)
-                            if future is not None and not future.done():
-                                future.set_result(None)
-            except asyncio.CancelledError:
-                raise
-            except self._lost as exc:
-                self._connected.clear()
-                self._set_healthy(False)
-                if not lost:
-                    self._lost_at = time.monotonic()
-                    gen_log.warning(
-                        "pubsub: %s Redis at %s (%s); retrying",
-                        "lost the connection to" if self._ever_connected else "cannot connect to",
-                        _safe_url(self.url),
-                        exc or type(exc).__name__,
+    async def _connection(self) -> None:
+        """One subscriber connection, from connecting until it is lost (the
+        body of the supervised reader: it raises when the connection is lost,
+        and runs again after a jittered delay)."""
+        ps = self._sub_client.pubsub()
+        self._ps = ps
+        try:
+            # Channels whose first subscriber arrives while this connection
+            # is being made are in neither this command nor a command of
+            # their own (_listen waits for the reader): they are subscribed
+            # once the control channel is confirmed.
+            sent = set(self._channels)
+            await asyncio.wait_for(ps.subscribe(self._control, *sent), self.command_timeout)
+            watch = _Watchdog(self.health_interval)
+            while True:
+                message = await self._next_message(ps, watch)
+                if message is None:
+                    continue
+                kind = message["type"]
+                if kind == "pong":
+                    continue
+                channel = message["channel"].decode("utf-8", "replace")
+                if kind == "message":
+                    data = message["data"]
+                    pub = scripts.decode(data) or Publication(
+                        channel, data.decode("utf-8", "replace"), Position(0, "")
                     )
-                    lost = True
-                # Subscriptions made while away must be confirmed anew.
-                for channel in self._channels:
-                    old = self._confirmed.get(channel)
-                    if old is None or old.done():
-                        self._confirmed[channel] = asyncio.get_running_loop().create_future()
-            finally:
-                self._connected.clear()
-                self._disconnected.set()
-                await self._drop(ps)
-            if not self._closed:
-                # Backoff between attempts, so that a Redis that stays down
-                # does not get a connection storm from every worker.
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_reconnect_delay)
+                    self._dispatch(pub)
+                elif kind == "subscribe":
+                    if channel == self._control:
+                        self._up(sent)
+                    else:
+                        future = self._confirmed.get(channel)
+                        if future is not None and not future.done():
+                            future.set_result(None)
+        except Exception as exc:
+            self._mark_down(exc)  # before _disconnected is set (the connection is dropped)
+            raise
+        finally:
+            self._connected.clear()
+            self._disconnected.set()
+            await self._drop(ps)
+
+    def _up(self, sent: set[str]) -> None:
+        """The subscriber connection is made and its control channel confirmed."""
+        self._connected.set()
+        for late in self._channels.keys() - sent:
+            self._command("subscribe", late)
+        self._disconnected.clear()
+        self._set_healthy(True)
+        self._reader.backoff.reset()
+        if self._down:
+            self._down = False
+            if self._ever_connected:
+                self._catch_up(list(self._channels))
+                self.reconnects += 1
+                self._resubscribed(time.monotonic() - self._lost_at)
+            gen_log.warning(
+                "pubsub: %s Redis at %s; %d channel(s) subscribed%s",
+                "reconnected to" if self._ever_connected else "connected to",
+                _safe_url(self.url),
+                len(self._channels),
+                f" after {self.status.last_resume:.3f}s" if self._ever_connected else "",
+            )
+        self._ever_connected = True
+
+    def _reader_failed(self, exc: BaseException) -> bool:
+        """The subscriber connection was lost (``exc``): the supervisor waits, then
+        makes it again. Returns True for a lost connection (logged here, once
+        per outage), False for anything else (the supervisor logs it)."""
+        self._mark_down(exc)
+        return isinstance(exc, self._lost_errors)
+
+    def _mark_down(self, exc: BaseException) -> None:
+        self._connected.clear()
+        self._set_healthy(False)
+        if not self._down:
+            self._lost_at = time.monotonic()
+            self._down = True
+            if isinstance(exc, self._lost_errors):
+                gen_log.warning(
+                    "pubsub: %s Redis at %s (%s); retrying",
+                    "lost the connection to" if self._ever_connected else "cannot connect to",
+                    _safe_url(self.url),
+                    exc or type(exc).__name__,
+                )
+        # Subscriptions made while away must be confirmed anew.
+        for channel in self._channels:
+            old = self._confirmed.get(channel)
+            if old is None or old.done():
+                self._confirmed[channel] = asyncio.get_running_loop().create_future()
 
     async def _next_message(self, ps: Any, watch: _Watchdog) -> Any:
         """The subscriber connection's next message, or None after a quiet
@@ -433,19 +448,13 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         # wait on it.
         try:
             await asyncio.wait_for(ps.aclose(), self.command_timeout)
-        except self._lost:
+        except self._lost_errors:
             pass
 
     async def close(self) -> None:
         """Unsubscribes everything and closes both Redis connections."""
         await super().close()
-        if self._reader is not None:
-            self._reader.cancel()
-            try:
-                await self._reader
-            except asyncio.CancelledError:
-                pass
-            self._reader = None
+        await self._reader.stop()
         for task in list(self._commands):
             task.cancel()
         for future in self._confirmed.values():

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 
 from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
@@ -200,35 +201,47 @@ def presence_keys(tag: str, channel: str) -> list[str]:
 
 
 class RedisPresence:
-    """The presence hooks for the Redis engines (mixed in before `PubSub`)."""
+    """The presence entries of the Redis engines, a `PresenceStore`: per channel
+    a sorted set (client id by expiry) and a hash (client id -> info) under
+    the channel's hash tag, each call one script.
 
-    presence_ttl: float
-    _presence_scripts: tuple[Any, Any, Any]
+    Args:
+        client: the engine's redis-py client (``Redis`` or ``RedisCluster``).
+        tag: the hash tag of a channel.
+        before: awaited before each command (the cluster engine initialises
+            its client there).
+        lost: the exceptions that mean the broker is out of reach (raised
+            as ConnectionError).
+    """
 
-    def _tag(self, channel: str) -> str:
-        raise NotImplementedError
+    __slots__ = ("_scripts", "_tag", "_before", "_lost")
 
-    async def _before(self) -> None:
-        """Called before each command (the cluster engine initialises its client)."""
-
-    def _setup_presence(self, client: Any) -> None:
-        self._presence_scripts = (
+    def __init__(
+        self,
+        client: Any,
+        tag: Callable[[str], str],
+        before: Callable[[], Awaitable[None]],
+        lost: tuple[type[BaseException], ...],
+    ) -> None:
+        self._scripts = (
             client.register_script(PRESENCE_SET_LUA),
             client.register_script(PRESENCE_REMOVE_LUA),
             client.register_script(PRESENCE_GET_LUA),
         )
+        self._tag = tag
+        self._before = before
+        self._lost = lost
 
     async def _run(self, which: int, channel: str, args: list[Any]) -> Any:
         await self._before()
-        script = self._presence_scripts[which]
-        lost: tuple[type[BaseException], ...] = self._lost_errors  # type: ignore[attr-defined]
+        script = self._scripts[which]
         try:
             return await script(keys=presence_keys(self._tag(channel), channel), args=args)
-        except lost as exc:
+        except self._lost as exc:
             raise ConnectionError(f"presence on Redis failed: {exc}") from exc
 
-    async def _presence_set(self, channel: str, entries: dict[str, str]) -> None:
-        ttl_ms = max(1, int(self.presence_ttl * 1000))
+    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+        ttl_ms = max(1, int(ttl * 1000))
         items = list(entries.items())
         for start in range(0, len(items), 500):  # bounded script arguments
             args: list[Any] = [ttl_ms]
@@ -236,23 +249,22 @@ class RedisPresence:
                 args += [client, info]
             await self._run(0, channel, args)
 
-    async def _presence_remove(self, channel: str, client: str) -> None:
+    async def remove(self, channel: str, client: str) -> None:
         await self._run(1, channel, [client])
 
-    async def _presence_get(self, channel: str, limit: int) -> dict[str, str]:
+    async def get(self, channel: str, limit: int) -> dict[str, str]:
         here, infos = await self._run(2, channel, [limit])
         return {
             c.decode("utf-8", "replace"): (i or b"").decode("utf-8", "replace")
             for c, i in zip(here, infos, strict=True)
         }
 
-    async def _presence_count(self, channel: str) -> int:
+    async def count(self, channel: str) -> int:
         return int(await self._run(2, channel, [0]))
 
 
-class RetriedPublish(RedisPresence):
-    """Publishing through a failover (and presence), for the Redis engines
-    (mixed in before `PubSub`).
+class RetriedPublish:
+    """Publishing through a failover, for the Redis engines (mixed in before `PubSub`).
 
     Each publish gets an id (this process's token and a count) that every
     attempt carries: the script applies an id once, so a publish whose
@@ -302,6 +314,9 @@ class RetriedPublish(RedisPresence):
     # Per hash tag, while its publishes get no answer: time.monotonic() when
     # the first of them began, and when the last was given up.
     _unanswered: dict[str, tuple[float, float]]
+
+    async def _before(self) -> None:
+        """Called before each command (the cluster engine initialises its client)."""
 
     def _start_publishing(self, command_timeout: float) -> None:
         self.publish_retries = 0

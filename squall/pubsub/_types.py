@@ -13,7 +13,22 @@ __all__ = [
     "PubSubClosedError",
     "Status",
     "new_epoch",
+    "MAX_CHANNEL_BYTES",
+    "check_channel",
+    "check_message",
 ]
+
+#: The longest channel name, in bytes of UTF-8, on every engine. Chosen for
+#: NATS: a channel travels as the subject ``sq.<base64url of the name>``
+#: (4/3 of its bytes), so a SUB or PUB line stays near 1,400 bytes, well
+#: under nats-server's 4,096-byte control line (past which the server closes
+#: the connection). It also bounds what one client's channel names cost in
+#: memory and in Redis keys.
+MAX_CHANNEL_BYTES = 1024
+
+# What presence_channel() appends to a channel: its names may be that much
+# longer (the presence channel of any channel can be subscribed to).
+PRESENCE_SUFFIX = "\x1fpresence"
 
 # Offsets fit a signed 64-bit integer (Redis INCR's range), so 19 digits.
 _MAX_OFFSET_DIGITS = 19
@@ -28,6 +43,76 @@ class PubSubClosedError(RuntimeError):
 def new_epoch() -> str:
     """A fresh epoch token: 8 URL-safe characters from the OS's random source."""
     return secrets.token_urlsafe(6)
+
+
+def check_channel(channel: object) -> str:
+    """``channel`` if every engine can carry it as a channel name.
+
+    A name is a non-empty str of at most `MAX_CHANNEL_BYTES` bytes in UTF-8
+    (its presence channel, `presence_channel`, that much plus the suffix),
+    encodable in UTF-8 (no lone surrogate such as ``"\\ud800"``, which JSON
+    may carry but no broker can). Any other character, control characters
+    and NUL included, is carried by every engine (Redis channels are bytes,
+    NATS subjects carry the name in base64).
+
+    Raises:
+        TypeError: ``channel`` is not a str.
+        ValueError: it is empty, too long or not encodable (the message says which).
+    """
+    if not isinstance(channel, str):
+        raise TypeError(f"channel must be a str, not {type(channel).__name__}")
+    if not channel:
+        raise ValueError("a channel name must not be empty")
+    if len(channel) <= MAX_CHANNEL_BYTES and channel.isascii():
+        return channel
+    limit = MAX_CHANNEL_BYTES
+    if channel.endswith(PRESENCE_SUFFIX):
+        limit += len(PRESENCE_SUFFIX)
+    # A character is at least one byte: a name longer in characters is too long.
+    size = len(channel)
+    if size <= limit:
+        try:
+            size = len(channel.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"channel name {channel[:60]!r}: character {exc.start} "
+                f"({channel[exc.start]!r}) cannot be encoded in UTF-8 (a lone surrogate)"
+            ) from None
+    if size > limit:
+        raise ValueError(
+            f"channel name {channel[:40]!r}... is too long: at least {size} bytes in UTF-8, "
+            f"where a channel name is at most {MAX_CHANNEL_BYTES}"
+        )
+    return channel
+
+
+def check_message(message: object) -> str:
+    """``message`` if every engine and transport can carry it: a str encodable in UTF-8.
+
+    Raises:
+        TypeError: ``message`` is not a str.
+        ValueError: it holds a lone surrogate (the message says where).
+    """
+    if not isinstance(message, str):
+        raise TypeError(f"message must be a str, not {type(message).__name__}")
+    return check_utf8("message", message)
+
+
+def check_utf8(what: str, text: str) -> str:
+    """``text`` if it can be encoded in UTF-8.
+
+    Raises:
+        ValueError: naming ``what`` and where its lone surrogate is.
+    """
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{what}: character {exc.start} ({text[exc.start]!r}) cannot be encoded "
+                "in UTF-8 (a lone surrogate)"
+            ) from None
+    return text
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

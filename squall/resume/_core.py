@@ -19,7 +19,28 @@ from typing import Optional, Union
 
 from squall.pubsub import Position, Publication, PubSub, PubSubClosedError, Subscription
 
-__all__ = ["Reset", "ResumedSubscription", "resume", "parse_position", "position_text"]
+__all__ = [
+    "Reset",
+    "ResumedSubscription",
+    "resume",
+    "parse_position",
+    "position_text",
+    "require_positions",
+]
+
+
+def require_positions(pubsub: PubSub) -> None:
+    """Refuses an engine whose publications carry no positions (core NATS).
+
+    Raises:
+        TypeError: saying which engine and what to use instead.
+    """
+    if not pubsub.has_positions:
+        raise TypeError(
+            f"squall.resume needs a pub/sub engine that gives positions; "
+            f"{type(pubsub).__name__} gives none (core NATS keeps no offsets and no "
+            "history, so nothing can resume): use memory://, redis:// or redis+cluster://"
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -189,7 +210,10 @@ async def resume(
         max_pending: the subscription's bound (see `squall.pubsub.PubSub.subscribe`).
 
     Raises:
+        TypeError: ``pubsub`` gives no positions (`require_positions`).
+        ValueError: ``channel`` is not a channel name (`squall.pubsub.check_channel`).
         ConnectionError: the broker is unreachable.
     """
+    require_positions(pubsub)
     sub = await pubsub.subscribe(channel, max_pending, since=since)
     return ResumedSubscription(pubsub, channel, sub, max_pending)

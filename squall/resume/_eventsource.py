@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any, ClassVar, Optional
 
-from squall.pubsub import Position, Publication, PubSub
+from squall.pubsub import Position, Publication, PubSub, check_channel
 from squall.resume._core import ResumedSubscription, parse_position, position_text, resume
 from squall.web import EventSourceHandler, HTTPError
 
@@ -94,6 +94,10 @@ class ChannelEventSource(EventSourceHandler):
     async def open_stream(self, *args: Any, **kwargs: Any) -> None:
         since = self.since
         channel = self.channel(*args, **kwargs)
+        try:
+            check_channel(channel)
+        except ValueError as exc:
+            raise HTTPError(400, "%s", exc, reason="Bad channel") from None
         try:
             self._stream = await resume(self.pubsub, channel, since, max_pending=self.max_pending)
         except ConnectionError as exc:

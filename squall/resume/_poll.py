@@ -13,8 +13,8 @@ import asyncio
 import dataclasses
 from typing import Any, ClassVar, Optional
 
-from squall.pubsub import Position, Publication, PubSub
-from squall.resume._core import parse_position, position_text
+from squall.pubsub import Position, Publication, PubSub, check_channel
+from squall.resume._core import parse_position, position_text, require_positions
 from squall.web import HTTPError, RequestHandler
 
 __all__ = ["PollResult", "poll", "ChannelPollHandler"]
@@ -55,8 +55,10 @@ async def poll(
 
     Raises:
         ConnectionError: the broker is unreachable.
-        ValueError: ``limit`` is less than 1.
+        TypeError: ``pubsub`` gives no positions (see `squall.resume.resume`).
+        ValueError: ``limit`` is less than 1, or ``channel`` is not a channel name.
     """
+    require_positions(pubsub)
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     # Subscribing from the cursor reads history and joins the live stream
@@ -126,6 +128,10 @@ class ChannelPollHandler(RequestHandler):
         except ValueError as exc:
             raise HTTPError(400, "%s", exc, reason="Bad cursor") from None
         channel = self.channel(*args, **kwargs)
+        try:
+            check_channel(channel)
+        except ValueError as exc:
+            raise HTTPError(400, "%s", exc, reason="Bad channel") from None
         # wait=0: answer at once (a client checking that polling gets through).
         timeout = 0.0 if self.get_query_argument("wait", None) == "0" else self.poll_timeout
         self._waiting = asyncio.ensure_future(

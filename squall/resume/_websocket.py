@@ -44,8 +44,14 @@ import json
 from typing import Any, ClassVar, Optional
 
 from squall.log import app_log
-from squall.pubsub import Publication, PubSub
-from squall.resume._core import ResumedSubscription, parse_position, position_text, resume
+from squall.pubsub import Publication, PubSub, check_channel
+from squall.resume._core import (
+    ResumedSubscription,
+    parse_position,
+    position_text,
+    require_positions,
+    resume,
+)
 from squall.websocket import WebSocketClosedError, WebSocketHandler
 
 __all__ = ["ChannelWebSocket", "ERROR_CODES"]
@@ -126,6 +132,12 @@ class ChannelWebSocket(WebSocketHandler):
         channel = request["subscribe"]
         if not isinstance(channel, str) or not channel:
             self._error(None, '"subscribe" must be a channel name (a non-empty string)', 400)
+            return
+        try:
+            check_channel(channel)
+            require_positions(self.pubsub)
+        except (TypeError, ValueError) as exc:
+            self._error(channel[:64], str(exc))
             return
         since_text = request.get("since")
         if since_text is not None and not isinstance(since_text, str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -355,5 +356,87 @@ def test_the_watchdog_cancelled_as_its_ping_fails_ends_cancelled() -> None:
             link.task.cancel()
             pubsub._links.clear()
             await pubsub.close()
+
+    run(main())
+
+
+def _fail_once(error: BaseException, original: Any) -> Any:
+    """``original``, except that its first call raises ``error``; counts calls."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        wrapper.calls += 1  # type: ignore[attr-defined]
+        if wrapper.calls == 1:  # type: ignore[attr-defined]
+            raise error
+        return original(*args, **kwargs)
+
+    wrapper.calls = 0  # type: ignore[attr-defined]
+    return wrapper
+
+
+def test_the_manager_survives_an_unexpected_exception(
+    cluster: RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py raises AttributeError from a connection closed under a
+    command: the manager caught only connection and reply errors, ended, and
+    every later subscribe failed ("did not confirm"); close() re-raised it
+    (issue 71, item 10)."""
+
+    async def main() -> None:
+        pubsub = RedisClusterPubSub(cluster.url, subscribe_timeout=3, reconnect_delay=0.01)
+        try:
+            reconcile = _fail_once(
+                AttributeError("'NoneType' object has no attribute 'writelines'"),
+                pubsub._reconcile,
+            )
+            pubsub._reconcile = reconcile  # type: ignore[method-assign]
+            sub = await pubsub.subscribe("room:1")
+            await pubsub.publish("room:1", "delivered")
+            assert await asyncio.wait_for(sub.get(), 2) == "delivered"
+            assert reconcile.calls >= 2 and pubsub.healthy
+        finally:
+            await pubsub.close()  # raises nothing the manager raised
+
+    with caplog.at_level(logging.ERROR, logger="squall.general"):
+        run(main())
+    assert any("re-subscription manager failed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_ping_watch_survives_an_unexpected_exception(
+    cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One exception the watch did not expect ended it: no link was PINGed
+    any more, and a stopped node was never left."""
+    import redis.asyncio.client
+
+    ping = _fail_once(ValueError("injected"), redis.asyncio.client.PubSub.ping)
+    monkeypatch.setattr(redis.asyncio.client.PubSub, "ping", ping)
+
+    async def main() -> None:
+        async with RedisClusterPubSub(cluster.url, health_interval=0.05) as pubsub:
+            sub = await pubsub.subscribe("room:1")
+            deadline = time.monotonic() + 3
+            while ping.calls < 4:
+                assert time.monotonic() < deadline, f"PINGs sent: {ping.calls}"
+                await asyncio.sleep(0.02)
+            await pubsub.wait_until(lambda: pubsub.healthy, 3)
+            await pubsub.publish("room:1", "still delivered")
+            assert await asyncio.wait_for(sub.get(), 2) == "still delivered"
+
+    run(main())
+
+
+def test_a_link_reader_that_raises_is_made_again(cluster: RedisCluster) -> None:
+    """An exception other than a lost connection ended the link's reader and
+    left the link in place, subscribed and unread: nothing more delivered."""
+
+    async def main() -> None:
+        async with RedisClusterPubSub(cluster.url, history_size=10) as pubsub:
+            sub = await pubsub.subscribe("room:1")
+            dispatch = _fail_once(KeyError("injected"), pubsub._dispatch)
+            pubsub._dispatch = dispatch  # type: ignore[method-assign]
+            await pubsub.publish("room:1", "hit by the exception")
+            await pubsub.publish("room:1", "after")
+            got = [await asyncio.wait_for(sub.get(), 3) for _ in range(2)]
+            assert got == ["hit by the exception", "after"]  # the first from history
 
     run(main())

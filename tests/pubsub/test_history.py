@@ -226,7 +226,7 @@ def test_memory_history_expires_by_age_and_forgotten_channels_get_a_new_epoch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr("squall.pubsub.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("squall.pubsub._base.time.monotonic", lambda: now[0])
 
     async def main() -> None:
         pubsub = LocalPubSub(history_size=10, history_ttl=30, max_channels=2)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,16 +19,6 @@ pytestmark = pytest.mark.skipif(
 
 def run(coro: Any, limit: float = 5.0) -> None:
     asyncio.run(asyncio.wait_for(coro, limit))
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_delivery_between_two_processes_objects_at_most_once(nats_server: NatsServer) -> None:

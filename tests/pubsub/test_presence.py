@@ -85,7 +85,7 @@ def test_entries_of_a_process_that_stops_refreshing_expire(make: Any) -> None:
             assert await staying.presence_count("room") == 2
             # The ghost's process "dies": nobody refreshes its entry any more,
             # nothing says goodbye (on memory:// both are one object).
-            del gone._present[("room", "ghost")]
+            gone._roster.forget("room", "ghost")
 
             async def ghost_gone() -> bool:
                 return await staying.presence_count("room") == 1

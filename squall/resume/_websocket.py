@@ -64,6 +64,8 @@ ERROR_CODES: dict[int, bool] = {
     409: False,
     429: False,
     500: True,
+    # The server's engine cannot resume (core NATS): no retry helps.
+    501: False,
     503: True,
 }
 
@@ -135,9 +137,13 @@ class ChannelWebSocket(WebSocketHandler):
             return
         try:
             check_channel(channel)
+        except ValueError as exc:
+            self._error(channel[:64], str(exc), 400)
+            return
+        try:
             require_positions(self.pubsub)
-        except (TypeError, ValueError) as exc:
-            self._error(channel[:64], str(exc))
+        except TypeError as exc:
+            self._error(channel, str(exc), 501)
             return
         since_text = request.get("since")
         if since_text is not None and not isinstance(since_text, str):

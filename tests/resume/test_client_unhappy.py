@@ -95,6 +95,8 @@ REQUESTS = {"n": 0}
 class Broker:
     """The application's PubSub, but unreachable while MODE["away"]."""
 
+    has_positions = True
+
     def __init__(self, pubsub: PubSub) -> None:
         self.inner = pubsub
 

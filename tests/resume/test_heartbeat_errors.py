@@ -26,6 +26,8 @@ AWAY = {"on": False}
 class Broker:
     """The memory engine, but away while AWAY says so."""
 
+    has_positions = True
+
     def __init__(self, pubsub: PubSub) -> None:
         self.inner = pubsub
 
@@ -164,6 +166,8 @@ class FakeSub:
 
 
 class FakePubSub:
+    has_positions = True
+
     def __init__(self, sub: FakeSub) -> None:
         self.sub = sub
 

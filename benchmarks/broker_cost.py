@@ -13,6 +13,8 @@ lab's publisher does), in three ways, alternated, ``--rounds`` times:
 * ``plain``: redis-py's ``PUBLISH`` (one Redis) or ``SPUBLISH`` (a cluster)
   of the same message to the broker channel the node listens on: what a
   pub/sub adapter without positions (Socket.IO's) asks of Redis;
+* ``lua``: the same message PUBLISHed by a Lua script that does nothing
+  else (``EVALSHA``, one ``redis.call``): the floor of any script;
 * ``off``: ``squall.pubsub`` with history off (positions, each publish
   applied once through a failover);
 * ``on``: the same with ``history_size=--history``.
@@ -26,6 +28,9 @@ Redis spent in the command itself (``publish``, ``spublish`` or
 ``evalsha``, summed over the nodes), which leaves out reading the request
 and writing the replies. Medians over the rounds, and each configuration's
 ratio to ``plain``. Redis runs on CPU 0, this process on CPU 1.
+
+``--callgrind`` counts instead the instructions one Redis runs per publish
+(under callgrind: not moved by the machine's load; user space only).
 
 ``--tree PATH`` imports squall from another checkout (to measure a commit
 before a change: ``git archive COMMIT | tar -x -C /tmp/before``).
@@ -41,7 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 ARGS = sys.argv[1:]
@@ -50,9 +55,14 @@ sys.path.insert(0, TREE)
 sys.path.insert(1, str(HERE.parent))
 
 import squall.pubsub  # noqa: E402
-from tests.pubsub._servers import RedisCluster, RedisServer  # noqa: E402
+from tests.pubsub._redis_server import start_logged  # noqa: E402
+from tests.pubsub._servers import REDIS_SERVER, RedisCluster, RedisServer  # noqa: E402
 
-MODES = ("plain", "off", "on")
+MODES = ("plain", "lua", "off", "on")
+# The least a Lua script can do for a publication with a position: build
+# the message and PUBLISH it (no offset kept, nothing checked): what any
+# script costs Redis beyond the command it runs.
+FLOOR_LUA = "return redis.call(ARGV[1], ARGV[2], '\\30' .. '1 ' .. ARGV[3] .. ' ' .. ARGV[4])"
 CHANNEL = "room:42"
 
 
@@ -90,10 +100,20 @@ class Broker:
             self.server = RedisCluster(workdir, primaries=shards, node_timeout=15000)
         self.nodes: list[Any] = []
 
-    def start(self) -> None:
+    def start(self, callgrind: Optional[Path] = None) -> None:
+        """Starts the servers; ``callgrind``: one Redis under callgrind,
+        its counts written there when it exits (`shutdown`)."""
         import redis
 
-        self.server.start()
+        if callgrind is None:
+            self.server.start(timeout=5.0 if self.shards == 1 else 90.0)
+        else:
+            assert self.shards == 1 and REDIS_SERVER is not None
+            command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind}"]
+            command += [REDIS_SERVER, "--port", str(self.server.port), "--bind", "127.0.0.1"]
+            # hz 1: the once-a-tick work, counted too, a tenth of the default.
+            command += ["--save", "", "--appendonly", "no", "--hz", "1"]
+            self.server.proc = start_logged(command, b"Ready to accept connections", 120)
         procs = [self.server.proc] if self.shards == 1 else list(self.server.procs.values())
         self.pids = [p.pid for p in procs]
         for pid in self.pids:
@@ -122,24 +142,48 @@ class Broker:
             node.close()
         self.server.stop()
 
+    def shutdown(self) -> None:
+        """Has the one Redis exit by itself (callgrind then writes its counts)."""
+        import redis
+
+        try:
+            self.nodes[0].shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # the server closed the connection as it exited
+        self.server.proc.wait(60)
+
 
 async def plain_publisher(broker: Broker, node: Any) -> Any:
-    """An awaitable maker for one plain PUBLISH/SPUBLISH to the node's broker channel."""
+    """A client, and the ``plain`` and ``lua`` senders to the node's broker channel."""
     if broker.shards == 1:
         import redis.asyncio
 
         client = redis.asyncio.Redis.from_url(broker.url)
-        return client, lambda message: client.publish(CHANNEL, message)
+        floor = client.register_script(FLOOR_LUA)
+        return client, {
+            "plain": lambda message: client.publish(CHANNEL, message),
+            "lua": lambda message: floor(
+                keys=[], args=["PUBLISH", CHANNEL, "abcdefgh", f"{len(CHANNEL)} {CHANNEL}{message}"]
+            ),
+        }
     from redis.asyncio.cluster import ClusterNode
     from redis.asyncio.cluster import RedisCluster as Cluster
 
     client = Cluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in broker.server.procs])
     await client.initialize()
     tag = f"{{sq.{node.partition(CHANNEL)}}}"
-    return client, lambda message: client.spublish(tag, message)
+    floor = client.register_script(FLOOR_LUA)
+    return client, {
+        "plain": lambda message: client.spublish(tag, message),
+        "lua": lambda message: floor(
+            keys=[tag], args=["SPUBLISH", tag, "abcdefgh", f"{len(CHANNEL)} {CHANNEL}{message}"]
+        ),
+    }
 
 
-async def measure(broker: Broker, args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]:
+async def measure(
+    broker: Broker, args: argparse.Namespace, modes: tuple[str, ...] = MODES, idle: bool = True
+) -> dict[str, list[tuple[float, float]]]:
     node = squall.pubsub.connect(broker.url, max_pending=args.publishes + 1000)
     sub = await node.subscribe(CHANNEL)
     received = 0
@@ -154,19 +198,20 @@ async def measure(broker: Broker, args: argparse.Namespace) -> dict[str, list[tu
     off = squall.pubsub.connect(broker.url)
     on = squall.pubsub.connect(broker.url, history_size=args.history)
     senders = {
-        "plain": plain,
+        **plain,
         "off": lambda message: off.publish(CHANNEL, message),
         "on": lambda message: on.publish(CHANNEL, message),
     }
     pad = "x" * max(0, args.size - 30)
-    results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
+    results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
     try:
         for _ in range(args.rounds):
             # Idle: what the processes spend with nothing published.
             idle0, t0 = cpu_seconds(broker.pids), time.monotonic()
-            await asyncio.sleep(1.0)
-            idle = (cpu_seconds(broker.pids) - idle0) / (time.monotonic() - t0)
-            for mode in MODES:
+            await asyncio.sleep(1.0 if idle else 0.0)
+            spent = cpu_seconds(broker.pids) - idle0
+            rate = spent / (time.monotonic() - t0) if idle else 0.0
+            for mode in modes:
                 send = senders[mode]
                 for i in range(200):  # connections made, scripts loaded
                     await send(f"warm {i} {pad}")
@@ -174,9 +219,10 @@ async def measure(broker: Broker, args: argparse.Namespace) -> dict[str, list[tu
                 cpu0, t0 = cpu_seconds(broker.pids), time.monotonic()
                 for i in range(args.publishes):
                     await send(f"{i} {time.time():.6f} {pad}")
-                cpu = cpu_seconds(broker.pids) - cpu0 - idle * (time.monotonic() - t0)
+                cpu = cpu_seconds(broker.pids) - cpu0 - rate * (time.monotonic() - t0)
                 usec = await asyncio.to_thread(broker.command_usec)
-                results[mode].append((cpu / args.publishes * 1e6, usec / args.publishes))
+                n = max(1, args.publishes)
+                results[mode].append((cpu / n * 1e6, usec / n))
     finally:
         reader.cancel()
         await off.close()
@@ -184,6 +230,40 @@ async def measure(broker: Broker, args: argparse.Namespace) -> dict[str, list[tu
         await node.close()
         await plain_client.aclose()
     return results
+
+
+def instructions(mode: str, publishes: int, args: argparse.Namespace) -> int:
+    """Redis' instructions (callgrind) from its start to its exit, with
+    ``publishes`` publishes of ``mode`` (after the warm-up)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        broker = Broker(1, Path(tmp))
+        broker.start(callgrind=out)
+        try:
+            run = argparse.Namespace(**{**vars(args), "publishes": publishes, "rounds": 1})
+            asyncio.run(measure(broker, run, modes=(mode,), idle=False))
+            broker.shutdown()
+        finally:
+            broker.stop()
+        for line in out.read_text().splitlines():
+            if line.startswith(("totals:", "summary:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in callgrind's output for {mode}")
+
+
+def count(args: argparse.Namespace) -> None:
+    """One Redis under callgrind: user-space instructions per publish, each
+    mode's run less the same run without the publishes (start, warm-up,
+    exit). The kernel's part (the same three socket calls a publish in
+    every mode) is not in it."""
+    print(f"one Redis under callgrind, {args.publishes} publishes; instructions per publish")
+    plain = 0.0
+    for mode in MODES:
+        per = (
+            instructions(mode, args.publishes, args) - instructions(mode, 0, args)
+        ) / args.publishes
+        plain = plain or per
+        print(f"{mode:>6}: {per:9.0f} ({per / plain:.2f}x)", flush=True)
 
 
 def main() -> None:
@@ -194,8 +274,14 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=100, help="history_size of 'on'")
     parser.add_argument("--size", type=int, default=70, help="message bytes")
     parser.add_argument("--tree", default=TREE, help="import squall from this checkout")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="instructions per publish, one Redis, instead"
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
+    if args.callgrind:
+        count(args)
+        return
     load = os.getloadavg()
     print(
         f"squall from {Path(squall.pubsub.__file__).parents[1]}; load {load[0]:.1f} {load[1]:.1f}"

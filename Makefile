@@ -346,20 +346,58 @@ demo-cluster-local: $(DEMO_STAMP)
 # After the table, the churn rows (CHURN=0.1: 10% of subscribers reconnect
 # each second with recovery; missing, duplicated, CPU per recovery); alone:
 # `make bench-cluster-churn`.
-# Both run the compiled build (the bench venv), as the other benchmarks do.
-bench-cluster: $(BENCH_SPEEDUPS) cluster-deps
-	$(BENCH_VENV)/bin/python benchmarks/cluster/bench.py $(BENCH_ARGS)
+CLUSTER_VENV := .venv-cluster
+CLUSTER_SPEEDUPS := $(CLUSTER_VENV)/.speedups
 
-bench-cluster-faults: $(BENCH_SPEEDUPS) cluster-deps
-	$(BENCH_VENV)/bin/python benchmarks/cluster/bench.py --faults $(BENCH_ARGS)
+# They run the compiled build, in a venv of their own (.venv-cluster) that
+# holds only what the lab runs: squall compiled with its speedups, redis-py
+# and uvloop (not the other frameworks' servers nor the forum's drivers).
+# System packages, each only when a row that runs uses it: redis-server and
+# iproute2 always, node and npm (Socket.IO, installed from npm into
+# benchmarks/cluster/sio/node_modules) when FRAMEWORKS names socketio (the
+# default), nginx for the fault table.
+bench-cluster: $(CLUSTER_SPEEDUPS)
+	$(call lab_deps,)
+	$(CLUSTER_VENV)/bin/python benchmarks/cluster/bench.py $(BENCH_ARGS)
 
-bench-cluster-churn: $(BENCH_SPEEDUPS) cluster-deps
-	$(BENCH_VENV)/bin/python benchmarks/cluster/bench.py --churn-only $(BENCH_ARGS)
+bench-cluster-faults: $(CLUSTER_SPEEDUPS)
+	$(call lab_deps,nginx)
+	$(CLUSTER_VENV)/bin/python benchmarks/cluster/bench.py --faults $(BENCH_ARGS)
 
-cluster-deps:
-	$(CLUSTER_DEPS)
-	command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
-	cd benchmarks/cluster/sio && ([ -d node_modules/@socket.io/redis-adapter ] || npm ci --no-audit --no-fund --cache ./.npm-cache)
+bench-cluster-churn: $(CLUSTER_SPEEDUPS)
+	$(call lab_deps,)
+	$(CLUSTER_VENV)/bin/python benchmarks/cluster/bench.py --churn-only $(BENCH_ARGS)
+
+# Everything any lab row may use (the fault table's nginx, Socket.IO).
+cluster-deps: $(CLUSTER_SPEEDUPS)
+	$(call lab_deps,nginx)
+
+# $(1): "nginx" when the fault table runs. Socket.IO is needed unless
+# FRAMEWORKS (environment or make's command line) leaves it out.
+define lab_deps
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
+	if [ -n "$(1)" ]; then command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; fi; \
+	case ",$${FRAMEWORKS:-squall,socketio}," in *,socketio,*) command -v node >/dev/null || missing="$$missing nodejs npm";; esac; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi; \
+	case ",$${FRAMEWORKS:-squall,socketio}," in *,socketio,*) cd benchmarks/cluster/sio && ([ -d node_modules/@socket.io/redis-adapter ] || npm ci --no-audit --no-fund --cache ./.npm-cache);; esac
+endef
+
+$(CLUSTER_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(CLUSTER_VENV)
+	$(CLUSTER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CLUSTER_VENV)/bin/python -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(x["speedups"] + x["redis"]))' > $(CLUSTER_VENV)/requirements.txt
+	$(CLUSTER_VENV)/bin/python -m pip install -q $(BUILD_REQUIRES) -r $(CLUSTER_VENV)/requirements.txt
+	touch $@
+
+# Compiled, and built again when a source or the build changes (as the
+# bench venv's squall is).
+$(CLUSTER_SPEEDUPS): $(CLUSTER_VENV)/.installed setup.py speedups/squall_build.py $(wildcard speedups/c/*.c) $(SQUALL_SOURCES)
+	$(CLUSTER_VENV)/bin/python -m pip install -q --force-reinstall --no-deps --no-build-isolation .
+	cd /tmp && env -u PYTHONPATH $(abspath $(CLUSTER_VENV))/bin/python -m squall.speedups
+	cd /tmp && env -u PYTHONPATH $(abspath $(CLUSTER_VENV))/bin/python $(abspath speedups/check_built.py)
+	touch $@
 
 .PHONY: demo-cluster demo-cluster-local bench-cluster bench-cluster-faults bench-cluster-churn cluster-deps
 

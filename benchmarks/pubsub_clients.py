@@ -20,17 +20,21 @@ from tests.pubsub._servers import RedisCluster  # noqa: E402
 N = 3000
 
 
+SCRIPT = S.publish_lua(0, 300000, 3000, "SPUBLISH")
+
+
 def args(i):
     tag = f"{{sq.{i % 128}}}"
-    return S.keys(tag, f"c{i % 128}"), [
-        f"c{i % 128}",
+    channel = f"c{i % 128}"
+    return S.keys(tag, channel)[:1], [
+        f"{len(channel)} {channel}",
         "hello",
-        0,
-        300000,
         "ep0123",
-        "SPUBLISH",
+        "p:bench",
+        i + 1,
+        0,
         tag,
-        S.MARKER,
+        10000,
     ]
 
 
@@ -40,7 +44,7 @@ async def redispy(ports, conc):
 
     c = RC(startup_nodes=[ClusterNode("127.0.0.1", p) for p in ports])
     await c.initialize()
-    script = c.register_script(S.PUBLISH_LUA)
+    script = c.register_script(SCRIPT)
     await script(keys=args(0)[0], args=args(0)[1])
     sem = asyncio.Semaphore(conc)
 
@@ -63,7 +67,7 @@ async def core(ports, conc):
         startup_nodes=[coredis.connection.TCPLocation("127.0.0.1", p) for p in ports]
     )
     async with c:
-        script = c.register_script(S.PUBLISH_LUA)
+        script = c.register_script(SCRIPT)
         k, a = args(0)
         await script(keys=k, args=a)
         sem = asyncio.Semaphore(conc)

@@ -207,14 +207,18 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         )
         self._tags = [f"{{sq.{n}}}" for n in range(partitions)]
         self._tag_part = {tag.encode(): n for n, tag in enumerate(self._tags)}
-        self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
+        self._ttl_ms = max(1, int(self.history_ttl * 1000))
+        self._publish_command = "SPUBLISH" if sharded else "PUBLISH"
         self._start_publishing(command_timeout)
+        self._publish_script = self._client.register_script(
+            scripts.publish_lua(
+                self.history_size, self._ttl_ms, self._stale_ms, self._publish_command
+            )
+        )
         self._read_script = self._client.register_script(scripts.READ_LUA)
         self._use_presence(
             scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
         )
-        self._ttl_ms = max(1, int(self.history_ttl * 1000))
-        self._publish_command = "SPUBLISH" if sharded else "PUBLISH"
         # Partition -> how many locally subscribed channels map to it.
         self._want: dict[int, int] = {}
         self._links: dict[_Addr, _Link] = {}

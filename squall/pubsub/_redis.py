@@ -208,13 +208,15 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         self._lost_at = 0.0
         #: Times the subscriber connection was established again after a loss.
         self.reconnects = 0
-        self._publish_script = self._client.register_script(scripts.PUBLISH_LUA)
+        self._ttl_ms = max(1, int(self.history_ttl * 1000))
         self._start_publishing(self.command_timeout)
+        self._publish_script = self._client.register_script(
+            scripts.publish_lua(self.history_size, self._ttl_ms, self._stale_ms, "PUBLISH")
+        )
         self._read_script = self._client.register_script(scripts.READ_LUA)
         self._use_presence(
             scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
         )
-        self._ttl_ms = max(1, int(self.history_ttl * 1000))
 
     def _target(self, channel: str) -> tuple[str, str, str]:
         return "squall.ps", "PUBLISH", channel

@@ -492,13 +492,13 @@ def test_a_publish_waits_out_a_stopped_redis_and_is_applied_once(
     run(main(), limit=8)
 
 
-def test_the_same_publish_id_is_applied_once_and_ids_are_bounded_by_age(
+def test_the_same_publish_count_is_applied_once_and_quiet_publishers_are_forgotten(
     redis_server: RedisServer,
 ) -> None:
-    """The script itself: a second call with an id it applied answers the
-    first call's position and publishes nothing; ids older than the keep
-    window (60 s here) are dropped at the next checkpoint, so the set stays
-    small."""
+    """The script itself: a second call with the count it applied answers
+    the first call's position and publishes nothing; a publisher quiet for longer than the keep
+    window (60 s here) is dropped from the channel's hash at the next
+    checkpoint, so the hash holds the publishers of the last window."""
     from squall.pubsub import _redis_scripts as scripts
 
     async def main() -> None:
@@ -506,33 +506,34 @@ def test_the_same_publish_id_is_applied_once_and_ids_are_bounded_by_age(
         try:
             sub = await pubsub.subscribe("ids")
             script = pubsub._publish_script
-            meta, stream, ids = scripts.keys("squall.ps", "ids")
+            meta, stream = scripts.keys("squall.ps", "ids")
 
-            async def call(pid: str, data: str, sent: int = 0) -> list[Any]:
-                args = ["ids", data, 10, 60_000, "ep", "PUBLISH", "ids", scripts.MARKER]
-                args += [pid, 60_000, sent, 1000]
-                return list(await script(keys=[meta, stream, ids], args=args))
+            async def call(who: str, count: int, data: str, sent: int = 0) -> list[Any]:
+                args = ["3 ids", data, "ep", f"p:{who}", count, sent, "ids", 60_000]
+                return list(await script(keys=[meta, stream], args=args))
 
-            first = await call("p.1", "x")  # the subscription made the epoch
+            first = await call("a", 1, "x")  # the subscription made the epoch
             assert first[0] == 1 and first[2] == 0 and len(first) == 4
-            assert await call("p.1", "x") == [1, first[1], 1]  # applied already
-            # An attempt dated more than 1,000 ms before Redis reads it is
-            # not applied (nor its id kept): Redis says so, with its clock.
-            stale = await call("p.2", "y", sent=int(first[3]) - 60_000)
+            assert await call("a", 1, "x") == [1, first[1], 1]  # applied already
+            # An attempt dated more than the stale limit before Redis reads
+            # it is not applied (nor its count kept): Redis says so, with its clock.
+            stale = await call("a", 2, "y", sent=int(first[3]) - 60_000)
             assert stale[:3] == [0, b"", 2] and int(stale[3]) >= int(first[3])
-            assert (await call("p.2", "y", sent=int(stale[3])))[:3] == [2, first[1], 0]
-            assert [await sub.get() for _ in range(2)] == ["x", "y"]
+            assert (await call("a", 2, "y", sent=int(stale[3])))[:3] == [2, first[1], 0]
+            assert (await call("b", 1, "z"))[:3] == [3, first[1], 0]  # another publisher
+            assert await call("b", 1, "z") == [3, first[1], 1]
+            assert [await sub.get() for _ in range(3)] == ["x", "y", "z"]
             kept = await pubsub.history("ids")
-            assert [p.data for p in kept.publications] == ["x", "y"]
-            # A checkpoint as old as the keep window (its time set back):
-            # the next call drops the ids up to the previous checkpoint's.
+            assert [p.data for p in kept.publications] == ["x", "y", "z"]
+            # Publisher b last published a minute and more ago, and the
+            # checkpoint is due (its time set back): b is forgotten, a kept.
             client = pubsub._client
-            for n in range(3, 8):
-                await client.hset(meta, "ct", 0)
-                await call(f"p.{n}", str(n))
-            assert await client.zrange(ids, 0, -1) == [b"p.7"]
-            assert 0 < await client.pttl(ids) <= 120_000  # twice the keep window
-            assert await call("p.7", "7") == [7, first[1], 1]
+            await client.hset(meta, mapping={"p:b": "1 3 1000000000", "ct": 0})
+            await call("a", 3, "w")
+            fields = await client.hkeys(meta)
+            assert b"p:a" in fields and b"p:b" not in fields
+            assert 300_000 < await client.pttl(meta) <= 330_000  # history_ttl and a tenth
+            assert await call("a", 3, "w") == [4, first[1], 1]
         finally:
             await pubsub.close()
 

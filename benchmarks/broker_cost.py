@@ -1,0 +1,315 @@
+"""What a publish costs the broker: Redis CPU per publish, plain against Squall.
+
+    python benchmarks/broker_cost.py [--shards 1,3,6] [--publishes 20000] [--rounds 5]
+                                     [--history 100] [--tree PATH]
+
+Starts its own brokers on free 127.0.0.1 ports (tests/pubsub/_servers.py):
+one redis-server (``1``) and Redis Clusters of 3 and 6 primaries, a replica
+each (``3``, ``6``), and stops them. For each, one node (a Squall engine
+in this process) subscribes to one channel, and one publisher sends
+``--publishes`` messages to it, one at a time (each awaited, as the cluster
+lab's publisher does), in three ways, alternated, ``--rounds`` times:
+
+* ``plain``: redis-py's ``PUBLISH`` (one Redis) or ``SPUBLISH`` (a cluster)
+  of the same message to the broker channel the node listens on: what a
+  pub/sub adapter without positions (Socket.IO's) asks of Redis;
+* ``lua``: the same message PUBLISHed by a Lua script that does nothing
+  else (``EVALSHA``, one ``redis.call``): the floor of any script;
+* ``off``: ``squall.pubsub`` with history off (positions, each publish
+  applied once through a failover);
+* ``on``: the same with ``history_size=--history``.
+
+Counted: the CPU of every redis-server process (utime + stime, read at
+nanosecond resolution from /proc/PID/task/*/schedstat: what the broker's
+operator pays), less what they spend
+idle (cluster bus, cron; measured for a second before each round), per
+publish; and beside it ``INFO commandstats``: the microseconds per publish
+Redis spent in the command itself (``publish``, ``spublish`` or
+``evalsha``, summed over the nodes), which leaves out reading the request
+and writing the replies. Medians over the rounds, and each configuration's
+ratio to ``plain``. Redis runs on CPU 0, this process on CPU 1.
+
+``--callgrind`` counts instead the instructions one Redis runs per publish
+(under callgrind: not moved by the machine's load; user space only).
+
+``--tree PATH`` imports squall from another checkout (to measure a commit
+before a change: ``git archive COMMIT | tar -x -C /tmp/before``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+ARGS = sys.argv[1:]
+TREE = ARGS[ARGS.index("--tree") + 1] if "--tree" in ARGS else str(HERE.parent)
+sys.path.insert(0, TREE)
+sys.path.insert(1, str(HERE.parent))
+
+import squall.pubsub  # noqa: E402
+from tests.pubsub._redis_server import start_logged  # noqa: E402
+from tests.pubsub._servers import REDIS_SERVER, RedisCluster, RedisServer  # noqa: E402
+
+MODES = ("plain", "lua", "off", "on")
+# The least a Lua script can do for a publication with a position: build
+# the message and PUBLISH it (no offset kept, nothing checked): what any
+# script costs Redis beyond the command it runs.
+FLOOR_LUA = "return redis.call(ARGV[1], ARGV[2], '\\30' .. '1 ' .. ARGV[3] .. ' ' .. ARGV[4])"
+CHANNEL = "room:42"
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of ``pid`` to ``cpu``."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), {cpu})
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of every thread of ``pids``, in seconds.
+
+    Read from /proc/PID/task/TID/schedstat (the time on a CPU, in ns: the
+    same time /proc/PID/stat gives in clock ticks of 10 ms), so that a
+    round of a few thousand publishes is counted to better than a percent.
+    """
+    total = 0
+    for pid in pids:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+    return total / 1e9
+
+
+class Broker:
+    """The Redis processes of one configuration, and a client to each node."""
+
+    def __init__(self, shards: int, workdir: Path) -> None:
+        self.shards = shards
+        if shards == 1:
+            self.server: Any = RedisServer(workdir=workdir)
+        else:
+            # A long node timeout: twelve nodes on one loaded CPU must not
+            # fail each other over while they are measured.
+            self.server = RedisCluster(workdir, primaries=shards, node_timeout=15000)
+        self.nodes: list[Any] = []
+
+    def start(self, callgrind: Optional[Path] = None) -> None:
+        """Starts the servers; ``callgrind``: one Redis under callgrind,
+        its counts written there when it exits (`shutdown`)."""
+        import redis
+
+        if callgrind is None:
+            self.server.start(timeout=5.0 if self.shards == 1 else 90.0)
+        else:
+            assert self.shards == 1 and REDIS_SERVER is not None
+            command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind}"]
+            command += [REDIS_SERVER, "--port", str(self.server.port), "--bind", "127.0.0.1"]
+            # hz 1: the once-a-tick work, counted too, a tenth of the default.
+            command += ["--save", "", "--appendonly", "no", "--hz", "1"]
+            self.server.proc = start_logged(command, b"Ready to accept connections", 120)
+        procs = [self.server.proc] if self.shards == 1 else list(self.server.procs.values())
+        self.pids = [p.pid for p in procs]
+        for pid in self.pids:
+            pin(pid, 0)
+        ports = [self.server.port] if self.shards == 1 else list(self.server.procs)
+        self.nodes = [redis.Redis(port=p, socket_timeout=10) for p in ports]
+
+    @property
+    def url(self) -> str:
+        return str(self.server.url)
+
+    def reset_stats(self) -> None:
+        for node in self.nodes:
+            node.config_resetstat()
+
+    def command_usec(self) -> float:
+        total = 0.0
+        for node in self.nodes:
+            stats = node.info("commandstats")
+            for name in ("cmdstat_publish", "cmdstat_spublish", "cmdstat_evalsha"):
+                total += float(stats.get(name, {}).get("usec", 0))
+        return total
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.close()
+        self.server.stop()
+
+    def shutdown(self) -> None:
+        """Has the one Redis exit by itself (callgrind then writes its counts)."""
+        import redis
+
+        try:
+            self.nodes[0].shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # the server closed the connection as it exited
+        self.server.proc.wait(60)
+
+
+async def plain_publisher(broker: Broker, node: Any) -> Any:
+    """A client, and the ``plain`` and ``lua`` senders to the node's broker channel."""
+    if broker.shards == 1:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(broker.url)
+        floor = client.register_script(FLOOR_LUA)
+        return client, {
+            "plain": lambda message: client.publish(CHANNEL, message),
+            "lua": lambda message: floor(
+                keys=[], args=["PUBLISH", CHANNEL, "abcdefgh", f"{len(CHANNEL)} {CHANNEL}{message}"]
+            ),
+        }
+    from redis.asyncio.cluster import ClusterNode
+    from redis.asyncio.cluster import RedisCluster as Cluster
+
+    client = Cluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in broker.server.procs])
+    await client.initialize()
+    tag = f"{{sq.{node.partition(CHANNEL)}}}"
+    floor = client.register_script(FLOOR_LUA)
+    return client, {
+        "plain": lambda message: client.spublish(tag, message),
+        "lua": lambda message: floor(
+            keys=[tag], args=["SPUBLISH", tag, "abcdefgh", f"{len(CHANNEL)} {CHANNEL}{message}"]
+        ),
+    }
+
+
+async def measure(
+    broker: Broker, args: argparse.Namespace, modes: tuple[str, ...] = MODES, idle: bool = True
+) -> dict[str, list[tuple[float, float]]]:
+    node = squall.pubsub.connect(broker.url, max_pending=args.publishes + 1000)
+    sub = await node.subscribe(CHANNEL)
+    received = 0
+
+    async def drain() -> None:
+        nonlocal received
+        async for _ in sub:
+            received += 1
+
+    reader = asyncio.ensure_future(drain())
+    plain_client, plain = await plain_publisher(broker, node)
+    off = squall.pubsub.connect(broker.url)
+    on = squall.pubsub.connect(broker.url, history_size=args.history)
+    senders = {
+        **plain,
+        "off": lambda message: off.publish(CHANNEL, message),
+        "on": lambda message: on.publish(CHANNEL, message),
+    }
+    pad = "x" * max(0, args.size - 30)
+    results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
+    try:
+        for _ in range(args.rounds):
+            # Idle: what the processes spend with nothing published.
+            idle0, t0 = cpu_seconds(broker.pids), time.monotonic()
+            await asyncio.sleep(1.0 if idle else 0.0)
+            spent = cpu_seconds(broker.pids) - idle0
+            rate = spent / (time.monotonic() - t0) if idle else 0.0
+            for mode in modes:
+                send = senders[mode]
+                for i in range(200):  # connections made, scripts loaded
+                    await send(f"warm {i} {pad}")
+                await asyncio.to_thread(broker.reset_stats)
+                cpu0, t0 = cpu_seconds(broker.pids), time.monotonic()
+                for i in range(args.publishes):
+                    await send(f"{i} {time.time():.6f} {pad}")
+                cpu = cpu_seconds(broker.pids) - cpu0 - rate * (time.monotonic() - t0)
+                usec = await asyncio.to_thread(broker.command_usec)
+                n = max(1, args.publishes)
+                results[mode].append((cpu / n * 1e6, usec / n))
+    finally:
+        reader.cancel()
+        await off.close()
+        await on.close()
+        await node.close()
+        await plain_client.aclose()
+    return results
+
+
+def instructions(mode: str, publishes: int, args: argparse.Namespace) -> int:
+    """Redis' instructions (callgrind) from its start to its exit, with
+    ``publishes`` publishes of ``mode`` (after the warm-up)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        broker = Broker(1, Path(tmp))
+        broker.start(callgrind=out)
+        try:
+            run = argparse.Namespace(**{**vars(args), "publishes": publishes, "rounds": 1})
+            asyncio.run(measure(broker, run, modes=(mode,), idle=False))
+            broker.shutdown()
+        finally:
+            broker.stop()
+        for line in out.read_text().splitlines():
+            if line.startswith(("totals:", "summary:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in callgrind's output for {mode}")
+
+
+def count(args: argparse.Namespace) -> None:
+    """One Redis under callgrind: user-space instructions per publish, each
+    mode's run less the same run without the publishes (start, warm-up,
+    exit). The kernel's part (the same three socket calls a publish in
+    every mode) is not in it."""
+    print(f"one Redis under callgrind, {args.publishes} publishes; instructions per publish")
+    plain = 0.0
+    for mode in MODES:
+        per = (
+            instructions(mode, args.publishes, args) - instructions(mode, 0, args)
+        ) / args.publishes
+        plain = plain or per
+        print(f"{mode:>6}: {per:9.0f} ({per / plain:.2f}x)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shards", default="1,3,6", help="1: one Redis; N: a cluster of N")
+    parser.add_argument("--publishes", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--history", type=int, default=100, help="history_size of 'on'")
+    parser.add_argument("--size", type=int, default=70, help="message bytes")
+    parser.add_argument("--tree", default=TREE, help="import squall from this checkout")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="instructions per publish, one Redis, instead"
+    )
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {1})
+    if args.callgrind:
+        count(args)
+        return
+    load = os.getloadavg()
+    print(
+        f"squall from {Path(squall.pubsub.__file__).parents[1]}; load {load[0]:.1f} {load[1]:.1f}"
+    )
+    print(
+        f"{args.publishes} publishes a round, {args.rounds} rounds, modes alternated; "
+        "Redis CPU us/publish (ratio to plain) | commandstats us/publish"
+    )
+    header = f"{'primaries':>9} | " + " | ".join(f"{m:>15}" for m in MODES)
+    header += " | " + " | ".join(f"{'cmd ' + m:>9}" for m in MODES)
+    print(header)
+    for shards in (int(s) for s in args.shards.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            broker = Broker(shards, Path(tmp))
+            broker.start()
+            try:
+                results = asyncio.run(measure(broker, args))
+            finally:
+                broker.stop()
+        cpu = {m: statistics.median(r[0] for r in results[m]) for m in MODES}
+        cmd = {m: statistics.median(r[1] for r in results[m]) for m in MODES}
+        cells = [f"{cpu[m]:7.1f} ({cpu[m] / cpu['plain']:.2f}x)" for m in MODES]
+        row = f"{shards:>9} | " + " | ".join(f"{c:>15}" for c in cells)
+        row += " | " + " | ".join(f"{cmd[m]:9.2f}" for m in MODES)
+        print(row, flush=True)
+        rounds = {m: [round(r[0], 1) for r in results[m]] for m in MODES}
+        print(f"{'':>9}   rounds: {rounds}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -64,7 +64,11 @@ nitpick_ignore_regex = [(r"py:.*", r"(.+\.)?_\w+(\..+)?")]
 nitpick_ignore = [("py:class", "socket.AddressFamily"), ("py:class", "re.Pattern")]
 # Type aliases in annotations (Union, Literal and Callable spelled out in
 # the text of the functions that take them): autodoc gives aliases no entry.
-nitpick_ignore += [("py:class", name) for name in ("ASGIApp", "LifespanMode", "MessageType")]
+nitpick_ignore += [
+    ("py:class", name) for name in ("ASGIApp", "LifespanMode", "MessageType", "Leave")
+]
+# squall.pubsub's Roster (presence's owner) is internal; PubSub's signatures name it.
+nitpick_ignore += [("py:class", "Roster")]
 # RequestHandler's mixins: their members are documented on RequestHandler.
 nitpick_ignore += [
     ("py:class", f"squall.web.{name}") for name in ("rendering.RenderMixin", "cookies.CookieMixin")

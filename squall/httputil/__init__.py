@@ -17,7 +17,7 @@ Layout (all names are re-exported here):
 * ``_delegates``: the delegate interfaces
 * ``_request``: `HTTPServerRequest` (compiled in the speedups build)
 * ``_qs``: query strings to arguments (compiled in the speedups build)
-* ``_drivers``: what the HTTP/1.1 drivers share (`HTTP1ConnectionParameters` included)
+* ``_drivers``: what the HTTP/1.1 drivers share (``HTTP1ConnectionParameters`` included)
 * ``_webtransport``: whether a WebTransport session may be had, for both its owners
 """
 

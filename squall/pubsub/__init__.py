@@ -33,7 +33,7 @@ The engines share the API:
 
 When the connection to the broker is lost, it is retried with backoff,
 channels are subscribed again, and both the loss and the recovery are logged
-on ``squall.general`` and counted in `PubSub.status`; local subscribers stay
+on ``squall.general`` and counted in ``PubSub.status``; local subscribers stay
 subscribed throughout, and a reader resubscribing with its position gets
 what was published meanwhile (within the history kept).
 
@@ -43,7 +43,7 @@ per message for all of them, slow readers skipped and counted (and closed
 past the limits given).
 
 Channel names are bounded the same on every engine: a non-empty str of at
-most `MAX_CHANNEL_BYTES` (1,024) bytes in UTF-8, with no lone surrogate;
+most ``MAX_CHANNEL_BYTES`` (1,024) bytes in UTF-8, with no lone surrogate;
 `check_channel` says why a name is refused, and every method that takes a
 channel raises that ValueError. Messages must be encodable in UTF-8 too
 (`check_message`).

@@ -186,7 +186,7 @@ class PubSub(_Closing):
         Raises:
             TypeError: ``channel`` or ``message`` is not a str.
             ValueError: ``channel`` is not a channel name every engine can
-                carry (empty, over `MAX_CHANNEL_BYTES` bytes of UTF-8, a lone
+                carry (empty, over ``MAX_CHANNEL_BYTES`` bytes of UTF-8, a lone
                 surrogate: see `check_channel`), or ``message`` holds a lone
                 surrogate.
             PubSubClosedError: this `PubSub` was closed.

@@ -15,7 +15,7 @@ tag, so the partition's slot is fixed), and a process:
   a replica) or a ``MOVED`` reply makes it read the slot map again and
   subscribe the partitions where they now are, with backoff; the time from
   the loss to the last partition subscribed again is logged on
-  ``squall.general`` and kept in `PubSub.status`.
+  ``squall.general`` and kept in ``PubSub.status``.
 
 A channel's offset, epoch and history keys carry its partition's hash tag,
 so the publish script (offset, history, ``SPUBLISH``) runs atomically on the

@@ -18,7 +18,7 @@ new one and subscribes every channel again (a supervised loop, with
 jittered backoff). ``squall.resume`` refuses this engine (no positions to
 resume from: ``has_positions`` is False).
 nats-py reconnects and resubscribes by itself; the loss and the resumption
-are logged on ``squall.general`` and counted in `PubSub.status`.
+are logged on ``squall.general`` and counted in ``PubSub.status``.
 
 Bounds: a publish while disconnected is buffered by nats-py up to
 ``pending_size`` bytes (then it fails); each subject's subscription holds at
@@ -266,7 +266,7 @@ class NatsPubSub(PubSub):
         return NATS_POSITION
 
     async def ping(self) -> bool:
-        """True when NATS answers a flush; the round trip goes into `PubSub.status`."""
+        """True when NATS answers a flush; the round trip goes into ``PubSub.status``."""
         start = time.monotonic()
         try:
             nc = await self._client()

@@ -48,7 +48,7 @@ def new_epoch() -> str:
 def check_channel(channel: object) -> str:
     """``channel`` if every engine can carry it as a channel name.
 
-    A name is a non-empty str of at most `MAX_CHANNEL_BYTES` bytes in UTF-8
+    A name is a non-empty str of at most ``MAX_CHANNEL_BYTES`` bytes in UTF-8
     (its presence channel, `presence_channel`, that much plus the suffix),
     encodable in UTF-8 (no lone surrogate such as ``"\\ud800"``, which JSON
     may carry but no broker can). Any other character, control characters

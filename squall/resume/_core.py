@@ -210,7 +210,7 @@ async def resume(
         max_pending: the subscription's bound (see `squall.pubsub.PubSub.subscribe`).
 
     Raises:
-        TypeError: ``pubsub`` gives no positions (`require_positions`).
+        TypeError: ``pubsub`` gives no positions (``require_positions``).
         ValueError: ``channel`` is not a channel name (`squall.pubsub.check_channel`).
         ConnectionError: the broker is unreachable.
     """

@@ -1,0 +1,495 @@
+"""C1M: WebSockets held by one server process, ramped in steps (issue 75).
+
+``python benchmarks/c1m/run.py [--steps 100000,250000,500000,1000000]
+[--rate 5000] [--idle 60] [--ping 0] [--out FILE]``
+
+The server (server.py: squall.websocket in the chat pattern, uvloop) runs
+pinned to CPU 0 and the load client (client.c, compiled here with gcc)
+to CPU 1, both under ``nice -n 10``, on loopback: the client's sockets bind
+to 127.1.0.1 ... (``--addrs`` of them) so that each source address has its
+own 64k ports. For each step the connections are opened at ``--rate`` per
+second, then the server is left idle for ``--idle`` seconds, then sent one
+message to each of the 100 channels and one to all, then 10% of the
+clients drop and reconnect at once. Figures per step go to stdout as a
+table and, with ``--out``, to a JSON file.
+
+The harness sets, for its run only, and puts back when it ends (also on
+an error or Ctrl-C):
+- ``fs.nr_open`` (the highest RLIMIT_NOFILE a process may have) and
+  RLIMIT_NOFILE of the server and client (their own, set at their start);
+- ``fs.file-max`` (files open on the machine: both ends of every
+  connection);
+- ``net.ipv4.ip_local_port_range`` (ports per source address);
+- ``net.core.somaxconn`` and ``net.ipv4.tcp_max_syn_backlog`` (the
+  accept queue the server asks for, 65535, and half-open connections
+  during a storm);
+- ``net.core.netdev_max_backlog`` (loopback hands every packet to the
+  per-CPU backlog queue: a storm's SYNs past it are dropped and retried a
+  second later);
+- ``net.ipv4.tcp_mem`` (pages of socket buffers the kernel allows in all:
+  a broadcast to all puts one frame in each of a million receive queues);
+- ``net.ipv4.tcp_max_tw_buckets`` (sockets in TIME_WAIT after the
+  reconnect storm).
+Conntrack: when ``nf_conntrack`` is loaded, its count is recorded at every
+step (it stays 0 when no rule asks for tracking; if it grows,
+``nf_conntrack_max`` is raised and put back too).
+
+The machine is shared: before each chunk of connections the harness reads
+``MemAvailable`` and stops the ramp, saying so, when it would fall under
+``--floor-gib`` (5 GiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+GiB = 1 << 30
+
+
+# -- the machine
+
+
+def meminfo() -> dict[str, int]:
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            name, rest = line.split(":", 1)
+            out[name] = int(rest.split()[0]) * 1024
+    return out
+
+
+def slabinfo() -> dict[str, int]:
+    """Bytes per slab cache (objects allocated x object size)."""
+    out = {}
+    with open("/proc/slabinfo") as f:
+        for line in f.readlines()[2:]:
+            parts = line.split()
+            out[parts[0]] = int(parts[2]) * int(parts[3])
+    return out
+
+
+def sockstat() -> str:
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                return line.strip()
+    return ""
+
+
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def conntrack_count() -> Optional[int]:
+    try:
+        return int(Path("/proc/sys/net/netfilter/nf_conntrack_count").read_text())
+    except OSError:
+        return None
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid``, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Sysctls:
+    """Sets kernel settings for this run and puts every one back."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, str] = {}
+
+    def path(self, name: str) -> Path:
+        return Path("/proc/sys") / name.replace(".", "/")
+
+    def get(self, name: str) -> str:
+        return self.path(name).read_text().strip()
+
+    def set(self, name: str, value: str) -> None:
+        if name not in self.saved:
+            self.saved[name] = self.get(name)
+        self.path(name).write_text(value)
+
+    def at_least(self, name: str, value: int) -> None:
+        if int(self.get(name).split()[0]) < value:
+            self.set(name, str(value))
+
+    def restore(self) -> None:
+        for name, value in reversed(list(self.saved.items())):
+            try:
+                self.path(name).write_text(value)
+            except OSError as exc:
+                print(f"could not put back {name}={value}: {exc}", file=sys.stderr)
+        self.saved.clear()
+
+
+# -- the two processes
+
+
+def nofile_for_child(limit: int) -> Any:
+    def set_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return set_limit
+
+
+class Client:
+    """The compiled load client, driven by lines on its stdin."""
+
+    def __init__(self, binary: Path, port: int, addrs: int, nofile: int) -> None:
+        self.proc = subprocess.Popen(
+            ["nice", "-n", "10", "taskset", "-c", "1", str(binary)]
+            + ["127.0.0.1", str(port), str(addrs), "100"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=nofile_for_child(nofile),
+        )
+
+    def ask(self, line: str, timeout: float = 900.0) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError(f"client did not answer {line!r} in {timeout} s")
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"client exited ({self.proc.poll()}) on {line!r}")
+        return json.loads(answer)  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Server:
+    def __init__(self, python: str, port: int, ping: float, kind: str, nofile: int) -> None:
+        cmd = ["nice", "-n", "10", "taskset", "-c", "0", python, str(HERE / "server.py"), str(port)]
+        cmd += ["--ping", str(ping), "--kind", kind]
+        self.port = port
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, text=True, preexec_fn=nofile_for_child(nofile)
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if ready else ""
+        if "ready" not in line:
+            self.stop()
+            raise RuntimeError(f"server did not start: {line!r}")
+        # The pid of the Python process itself (under nice and taskset, which exec).
+        self.pid = self.proc.pid
+
+    def call(self, method: str, path: str, timeout: float = 900.0) -> Any:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            method=method,
+            data=b"" if method == "POST" else None,
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read()
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body.decode()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# -- a step
+
+
+class Ramp:
+    def __init__(self, args: argparse.Namespace, server: Server, client: Client) -> None:
+        self.args = args
+        self.server = server
+        self.client = client
+        self.open = 0
+        self.base_mem = meminfo()
+        self.base_slab = slabinfo()
+        self.base_rss = proc_rss(server.pid)
+        self.stopped: Optional[str] = None
+
+    def floor(self) -> int:
+        return int(self.args.floor_gib * GiB)
+
+    def per_conn_machine(self) -> float:
+        """Bytes of the machine's memory each connection has taken so far (both ends)."""
+        if self.open < 1000:
+            return 40_000.0  # a guess until measured: generous
+        used = self.base_mem["MemAvailable"] - meminfo()["MemAvailable"]
+        return max(used / self.open, 5_000.0)
+
+    def open_to(self, target: int) -> dict[str, Any]:
+        """Opens connections up to ``target`` in chunks, watching the machine's memory."""
+        t0 = time.monotonic()
+        failed = 0
+        errors: dict[str, int] = {}
+        chunk = max(1000, int(self.args.rate * 2))
+        while self.open < target:
+            avail = meminfo()["MemAvailable"]
+            n = min(chunk, target - self.open)
+            need = n * self.per_conn_machine() * 1.5
+            if avail - need < self.floor():
+                self.stopped = (
+                    f"MemAvailable {avail / GiB:.2f} GiB at {self.open} connections: "
+                    f"{n} more (~{self.per_conn_machine():.0f} B each on this machine) "
+                    f"would take it under {self.args.floor_gib} GiB"
+                )
+                break
+            got = self.client.ask(f"open {n} {self.args.rate}")
+            failed += got["failed"]
+            for k, v in got["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+            self.open = got["open"]
+            if got["failed"] > n // 100 + 10:
+                self.stopped = f"{got['failed']} of {n} connects failed at {self.open}: {got['errors']}"
+                break
+        return {
+            "open_s": round(time.monotonic() - t0, 1),
+            "failed": failed,
+            "errors": errors,
+        }
+
+    def wait_deliveries(self, expected: int) -> dict[str, Any]:
+        """Polls the client until ``expected`` deliveries arrived or none came for a while."""
+        last = -1
+        last_change = time.monotonic()
+        deadline = time.monotonic() + 600
+        report: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            report = self.client.ask("report")
+            if report["delivered"] >= expected:
+                break
+            if report["delivered"] != last:
+                last = report["delivered"]
+                last_change = time.monotonic()
+            elif time.monotonic() - last_change > 20:
+                break
+            time.sleep(0.5)
+        return {
+            "expected": expected,
+            "delivered": report.get("delivered", 0),
+            "lost": expected - report.get("delivered", 0),
+            "p50_ms": report.get("p50_ms"),
+            "p99_ms": report.get("p99_ms"),
+            "max_ms": report.get("max_ms"),
+        }
+
+    def broadcast(self, kind: str, ident: int, subs: int) -> dict[str, Any]:
+        self.client.ask("reset")
+        self.server.call("POST", "/admin/gc-reset")
+        cpu0 = proc_cpu(self.server.pid)
+        answer = self.server.call("POST", f"/admin/{kind}?id={ident}")
+        got = self.wait_deliveries(subs)
+        got["server_call_s"] = round(answer["secs"], 3)
+        got["skipped"] = answer["skipped"]
+        got["server_cpu_s"] = round(proc_cpu(self.server.pid) - cpu0, 2)
+        got["gc"] = self.server.call("GET", "/admin/stats")["gc"]
+        return got
+
+    def step(self, target: int, ident: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"target": target, "load_before": loadavg()}
+        self.server.call("POST", "/admin/gc-reset")
+        cpu0 = proc_cpu(self.server.pid)
+        opened_before = self.open
+        row.update(self.open_to(target))
+        row["server_cpu_open_s"] = round(proc_cpu(self.server.pid) - cpu0, 1)
+        row["server_cpu_per_open_us"] = round(
+            1e6 * row["server_cpu_open_s"] / max(1, self.open - opened_before)
+        )
+        row["open_gc"] = self.server.call("GET", "/admin/stats")["gc"]
+        n = self.open
+        row["held"] = n
+        if n == 0:
+            return row
+        mem = meminfo()
+        slab = slabinfo()
+        rss = proc_rss(self.server.pid)
+        row["server_rss_mb"] = round(rss / 2**20)
+        row["server_rss_per_conn"] = round((rss - self.base_rss) / n)
+        slab_delta = (mem["Slab"] - self.base_mem["Slab"]) / n
+        row["slab_per_conn_both_ends"] = round(slab_delta)
+        deltas = {k: v - self.base_slab.get(k, 0) for k, v in slab.items()}
+        top = sorted(deltas.items(), key=lambda kv: -kv[1])[:8]
+        row["slab_top_per_conn"] = {k: round(v / n) for k, v in top}
+        row["mem_available_gib"] = round(mem["MemAvailable"] / GiB, 2)
+        row["machine_used_per_conn"] = round(
+            (self.base_mem["MemAvailable"] - mem["MemAvailable"]) / n
+        )
+        row["sockstat"] = sockstat()
+        row["conntrack"] = conntrack_count()
+        stat = self.client.ask("stat")
+        row["client_rss_mb"] = round(stat["rss_kb"] / 1024)
+        row["client_cpu_s"] = stat["cpu_s"]
+        # Idle.
+        self.server.call("POST", "/admin/gc-reset")
+        cpu0 = proc_cpu(self.server.pid)
+        t0 = time.monotonic()
+        time.sleep(self.args.idle)
+        row["idle_s"] = round(time.monotonic() - t0, 1)
+        row["idle_cpu_pct"] = round(100 * (proc_cpu(self.server.pid) - cpu0) / row["idle_s"], 2)
+        idle_stats = self.server.call("GET", "/admin/stats?objects=1")
+        row["idle_gc"] = idle_stats["gc"]
+        row["gc_tracked"] = idle_stats.get("gc_tracked")
+        row["load_idle"] = loadavg()
+        # Broadcasts: one message to each channel, then one to all.
+        subs = idle_stats["subs"]
+        row["subs"] = subs
+        row["channels"] = self.broadcast("channels", ident, subs)
+        row["all"] = self.broadcast("all", ident + 100, subs)
+        row["load_broadcast"] = loadavg()
+        # The reconnect storm: 10% drop and reconnect at once.
+        k = n // 10
+        cpu0 = proc_cpu(self.server.pid)
+        storm = self.client.ask(f"drop {k}")
+        row["storm"] = {
+            "n": storm["n"],
+            "secs": storm["secs"],
+            "failed": storm["failed"],
+            "pending": storm["pending"],
+            "errors": storm["errors"],
+            "server_cpu_s": round(proc_cpu(self.server.pid) - cpu0, 1),
+        }
+        self.open = storm["open"]
+        row["mem_available_after_gib"] = round(meminfo()["MemAvailable"] / GiB, 2)
+        return row
+
+
+def build_client(out: Path) -> Path:
+    subprocess.run(
+        ["gcc", "-O2", "-Wall", "-o", str(out), str(HERE / "client.c")], check=True
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", default="100000,250000,500000,1000000")
+    parser.add_argument("--rate", type=float, default=5000.0, help="connections opened per second")
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds idle per step")
+    parser.add_argument("--ping", type=float, default=0.0, help="server ping interval (0: off)")
+    parser.add_argument("--kind", default="squall")
+    parser.add_argument("--addrs", type=int, default=64, help="client source addresses")
+    parser.add_argument("--port", type=int, default=18750)
+    parser.add_argument("--floor-gib", type=float, default=5.0)
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    top = max(steps)
+    nofile = top + top // 5 + 1000
+
+    def stop_on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop_on_term)
+    signal.signal(signal.SIGHUP, stop_on_term)
+    sysctls = Sysctls()
+    server: Optional[Server] = None
+    client: Optional[Client] = None
+    rows: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"kind": args.kind, "ping": args.ping, "rate": args.rate}
+    try:
+        sysctls.at_least("fs.nr_open", nofile)
+        sysctls.at_least("fs.file-max", int(sysctls.get("fs.file-max")) + 2 * nofile)
+        sysctls.set("net.ipv4.ip_local_port_range", "10000\t65000")
+        sysctls.at_least("net.core.somaxconn", 65535)
+        sysctls.at_least("net.ipv4.tcp_max_syn_backlog", 65535)
+        sysctls.at_least("net.core.netdev_max_backlog", 65535)
+        sysctls.at_least("net.ipv4.tcp_max_tw_buckets", 2 * top)
+        low, pressure, high = (int(x) for x in sysctls.get("net.ipv4.tcp_mem").split())
+        pages = 3 * top  # room for one queued frame's page per connection, at both ends
+        if high < pages:
+            sysctls.set("net.ipv4.tcp_mem", f"{max(low, pages // 2)} {max(pressure, pages)} {pages * 2}")
+        result["sysctl_set"] = {k: sysctls.get(k) for k in sysctls.saved}
+        result["sysctl_before"] = dict(sysctls.saved)
+        result["conntrack_loaded"] = conntrack_count() is not None
+        binary = build_client(Path("/tmp") / f"c1m-client-{os.getpid()}")
+        server = Server(args.python, args.port, args.ping, args.kind, nofile)
+        client = Client(binary, args.port, args.addrs, nofile)
+        ramp = Ramp(args, server, client)
+        result["base_server_rss_mb"] = round(ramp.base_rss / 2**20, 1)
+        for i, target in enumerate(steps):
+            row = ramp.step(target, 1 + 200 * i)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if ramp.stopped:
+                result["stopped"] = ramp.stopped
+                print(f"stopped: {ramp.stopped}", flush=True)
+                break
+    finally:
+        if client is not None:
+            client.stop()
+        if server is not None:
+            server.stop()
+        sysctls.restore()
+        result["steps"] = rows
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print_table(rows)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = (
+        "held", "open_s", "rss/conn", "slab/conn", "idle%", "bc-all p50", "p99", "max",
+        "lost", "storm_s", "load",
+    )
+    print(" | ".join(head))
+    for r in rows:
+        if "all" not in r:
+            print(f"{r['held']} | {r['open_s']} | (stopped before measuring)")
+            continue
+        a = r["all"]
+        print(
+            " | ".join(
+                str(x)
+                for x in (
+                    r["held"], r["open_s"], r["server_rss_per_conn"], r["slab_per_conn_both_ends"],
+                    r["idle_cpu_pct"], a["p50_ms"], a["p99_ms"], a["max_ms"], a["lost"],
+                    r["storm"]["secs"], r["load_idle"],
+                )
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

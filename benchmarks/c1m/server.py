@@ -1,0 +1,198 @@
+"""The server of benchmarks/c1m: the chat pattern on ``squall.websocket``.
+
+``python server.py PORT [--ping SECONDS] [--kind squall|aiohttp]``
+
+Each WebSocket at ``/ws`` sends ``s CH`` once: it joins channel CH (one of
+the 100 sets ``CHANNELS``) and is answered ``k``. Admin endpoints, on the
+same port:
+
+- ``POST /admin/channels?id=N``: one message to each channel (ids N to
+  N+99), each sent with ``broadcast()``; answers the seconds it took;
+- ``POST /admin/all?id=N``: one message to every subscriber, the channels
+  one after another (a broadcast per channel set, the same frame);
+- ``GET /admin/stats``: subscribers, the collector's passes and time per
+  generation since the last ``POST /admin/gc-reset``, objects it tracks
+  (``?objects=1``: counting them walks every one), RSS;
+- ``POST /admin/freeze``: ``gc.freeze()`` (moves what is tracked now out
+  of the collector's sight: an application's choice after a ramp).
+
+A message is ``"ID T"``: T is ``time.monotonic_ns()`` when the broadcast
+began (the client reads CLOCK_MONOTONIC too, on the same machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import resource
+import time
+from typing import Any
+
+NCHANNELS = 100
+
+
+class GCWatch:
+    """The collector's passes and time per generation, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.reset()
+        gc.callbacks.append(self.callback)
+
+    def reset(self) -> None:
+        self.passes = [0, 0, 0]
+        self.secs = [0.0, 0.0, 0.0]
+        self.max_secs = 0.0
+        self.collected = 0
+
+    def callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        took = time.perf_counter() - self.started
+        gen = info["generation"]
+        self.passes[gen] += 1
+        self.secs[gen] += took
+        self.max_secs = max(self.max_secs, took)
+        self.collected += info.get("collected", 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passes": self.passes,
+            "secs": [round(s, 4) for s in self.secs],
+            "max_pass_s": round(self.max_secs, 4),
+            "collected": self.collected,
+        }
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def stats(watch: GCWatch, count_objects: bool, subs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "subs": subs,
+        "rss_kb": rss_kb(),
+        "gc": watch.as_dict(),
+        "gc_counts": gc.get_count(),
+        "gc_frozen": gc.get_freeze_count(),
+    }
+    if count_objects:
+        t0 = time.perf_counter()
+        out["gc_tracked"] = len(gc.get_objects())
+        out["gc_tracked_count_s"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def run_squall(port: int, ping: float) -> None:
+    import uvloop
+
+    from squall import web
+    from squall.websocket import WebSocketHandler, broadcast
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    channels: list[set[Any]] = [set() for _ in range(NCHANNELS)]
+    watch = GCWatch()
+
+    class Sub(WebSocketHandler):
+        channel: set[Any] | None = None
+
+        def check_origin(self, origin: str) -> bool:
+            return True
+
+        def on_message(self, message: Any) -> None:
+            if self.channel is None and message[:2] == "s ":
+                ch = channels[int(message[2:]) % NCHANNELS]
+                ch.add(self)
+                self.channel = ch
+                self.write_message("k")
+
+        def on_close(self) -> None:
+            if self.channel is not None:
+                self.channel.discard(self)
+
+    def subs() -> int:
+        return sum(len(c) for c in channels)
+
+    class Channels(web.RequestHandler):
+        def post(self) -> None:
+            first = int(self.get_argument("id"))
+            t0 = time.perf_counter()
+            sent = skipped = 0
+            for i, ch in enumerate(channels):
+                r = broadcast(ch, f"{first + i} {time.monotonic_ns()}")
+                sent += r.sent
+                skipped += r.skipped
+            self.write({"secs": time.perf_counter() - t0, "sent": sent, "skipped": skipped})
+
+    class All(web.RequestHandler):
+        def post(self) -> None:
+            ident = int(self.get_argument("id"))
+            t0 = time.perf_counter()
+            message = f"{ident} {time.monotonic_ns()}"
+            sent = skipped = 0
+            for ch in channels:
+                r = broadcast(ch, message)
+                sent += r.sent
+                skipped += r.skipped
+            self.write({"secs": time.perf_counter() - t0, "sent": sent, "skipped": skipped})
+
+    class Stats(web.RequestHandler):
+        def get(self) -> None:
+            self.write(stats(watch, self.get_argument("objects", "") == "1", subs()))
+
+    class GCReset(web.RequestHandler):
+        def post(self) -> None:
+            watch.reset()
+            self.write("ok")
+
+    class Freeze(web.RequestHandler):
+        def post(self) -> None:
+            gc.freeze()
+            self.write({"frozen": gc.get_freeze_count()})
+
+    settings: dict[str, Any] = {}
+    if ping > 0:
+        settings["websocket_ping_interval"] = ping
+    app = web.Application(
+        [
+            ("/ws", Sub),
+            ("/admin/channels", Channels),
+            ("/admin/all", All),
+            ("/admin/stats", Stats),
+            ("/admin/gc-reset", GCReset),
+            ("/admin/freeze", Freeze),
+        ],
+        **settings,
+    )
+
+    async def main() -> None:
+        app.listen(port, "127.0.0.1", backlog=65535)
+        print(json.dumps({"ready": port}), flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--ping", type=float, default=0.0)
+    parser.add_argument("--kind", default="squall")
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.kind == "squall":
+        run_squall(args.port, args.ping)
+    else:
+        raise SystemExit(f"unknown kind {args.kind!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,11 @@
  * text frame "s CH" (subscribe to channel CH), and counts as open when the
  * server's "k" frame comes back.
  *
+ * Several clients run side by side (a process may hold only as many
+ * sockets as its RLIMIT_NOFILE allows): each is given its own range of
+ * source addresses, ADDR_FIRST to ADDR_FIRST + NADDR - 1 (address i is
+ * 127.1.0.0 + i).
+ *
  * Per connection the client keeps 16 bytes in a table indexed by fd (plus
  * a buffer malloc'd only while a frame is split across reads), so what a
  * connection costs here is mostly the kernel's socket.
@@ -21,7 +26,7 @@
  *   open N RATE    open N more connections at RATE per second; answers when
  *                  each is open (acknowledged) or has failed
  *   report         deliveries since the last reset: total, per ID, latency
- *                  p50/p99/max (ms)
+ *                  p50/p99/max (ms) and the histogram (ms bucket, count)
  *   reset          zero the delivery counters and the histogram
  *   drop K         close K open connections (every tenth first) and open K
  *                  at once; answers when all are open again (or failed)
@@ -29,7 +34,7 @@
  *   quit           exit
  *
  * Build: gcc -O2 -o client client.c
- * Usage: client HOST PORT NADDR CHANNELS
+ * Usage: client HOST PORT ADDR_FIRST NADDR CHANNELS
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -68,7 +73,7 @@ static struct conn *conns;
 static int max_fd;
 static int ep;
 static struct sockaddr_in server;
-static int naddr, nchannels;
+static int addr_first, naddr, nchannels;
 static char upgrade[512];
 static int upgrade_len;
 
@@ -127,8 +132,8 @@ static void start_one(void) {
     setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     struct sockaddr_in src = {0};
     src.sin_family = AF_INET;
-    /* 127.1.x.y, x.y from 0.1 up */
-    uint32_t a = (127u << 24) | (1u << 16) | (uint32_t)(1 + k % naddr);
+    /* 127.1.0.0 + i: 127.1.x.y */
+    uint32_t a = (127u << 24) | (1u << 16) | (uint32_t)(addr_first + k % naddr);
     src.sin_addr.s_addr = htonl(a);
     if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
         failed_total++; errs[err_slot(errno)]++; close(fd); return;
@@ -371,7 +376,14 @@ static void do_report(void) {
         printf("%s\"%d\": %ld", first ? "" : ", ", i, per_id[i]);
         first = 0;
     }
-    printf("}}\n");
+    printf("}, \"hist\": [");
+    first = 1;
+    for (long i = 0; i < HIST_MS; i++) {
+        if (!hist[i]) continue;
+        printf("%s[%ld, %u]", first ? "" : ", ", i, hist[i]);
+        first = 0;
+    }
+    printf("]}\n");
     fflush(stdout);
 }
 
@@ -395,16 +407,19 @@ static void do_stat(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s HOST PORT NADDR CHANNELS\n", argv[0]);
+    if (argc != 6) {
+        fprintf(stderr, "usage: %s HOST PORT ADDR_FIRST NADDR CHANNELS\n", argv[0]);
         return 2;
     }
     server.sin_family = AF_INET;
     server.sin_port = htons(atoi(argv[2]));
     inet_pton(AF_INET, argv[1], &server.sin_addr);
-    naddr = atoi(argv[3]);
-    nchannels = atoi(argv[4]);
-    if (nchannels < 1 || nchannels > 250 || naddr < 1 || naddr > 60000) return 2;
+    addr_first = atoi(argv[3]);
+    naddr = atoi(argv[4]);
+    nchannels = atoi(argv[5]);
+    if (nchannels < 1 || nchannels > 250 || naddr < 1 || addr_first < 1 ||
+        addr_first + naddr > 65000)
+        return 2;
     upgrade_len = snprintf(upgrade, sizeof upgrade,
                            "GET /ws HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
                            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"

@@ -51,6 +51,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -147,73 +148,128 @@ class Sysctls:
         self.saved.clear()
 
 
-# -- the two processes
+# -- the processes
 
 
 def nofile_for_child(limit: int) -> Any:
     def set_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
 
     return set_limit
 
 
-class Client:
-    """The compiled load client, driven by lines on its stdin."""
+def nofile_hard() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 
-    def __init__(self, binary: Path, port: int, addrs: int, nofile: int) -> None:
-        self.proc = subprocess.Popen(
-            ["nice", "-n", "10", "taskset", "-c", "1", str(binary)]
-            + ["127.0.0.1", str(port), str(addrs), "100"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            preexec_fn=nofile_for_child(nofile),
-        )
 
-    def ask(self, line: str, timeout: float = 900.0) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError(f"client did not answer {line!r} in {timeout} s")
-        answer = self.proc.stdout.readline()
-        if not answer:
-            raise RuntimeError(f"client exited ({self.proc.poll()}) on {line!r}")
-        return json.loads(answer)  # type: ignore[no-any-return]
+def send_line(proc: subprocess.Popen[str], line: str) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+
+
+def read_json(proc: subprocess.Popen[str], timeout: float, what: str) -> dict[str, Any]:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise TimeoutError(f"no answer to {what!r} in {timeout} s")
+    answer = proc.stdout.readline()
+    if not answer:
+        raise RuntimeError(f"process exited ({proc.poll()}) on {what!r}")
+    return json.loads(answer)  # type: ignore[no-any-return]
+
+
+class Clients:
+    """The compiled load clients, each driven by lines on its stdin.
+
+    A process holds at most RLIMIT_NOFILE sockets, so there are as many
+    as it takes; each has one source address of its own (127.1.0.1 + i).
+    """
+
+    def __init__(self, binary: Path, port: int, count: int, nofile: int) -> None:
+        self.procs = [
+            subprocess.Popen(
+                ["nice", "-n", "10", "taskset", "-c", "1", str(binary)]
+                + ["127.0.0.1", str(port), str(1 + i), "1", "100"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                preexec_fn=nofile_for_child(nofile),
+            )
+            for i in range(count)
+        ]
+
+    def ask(self, lines: list[str], timeout: float = 900.0) -> list[dict[str, Any]]:
+        """Sends each client its line (all at once), then reads every answer."""
+        for proc, line in zip(self.procs, lines, strict=True):
+            send_line(proc, line)
+        return [read_json(p, timeout, line) for p, line in zip(self.procs, lines, strict=True)]
+
+    def ask_all(self, line: str, timeout: float = 900.0) -> list[dict[str, Any]]:
+        return self.ask([line] * len(self.procs), timeout)
+
+    def split(self, n: int) -> list[int]:
+        """``n`` spread over the clients."""
+        c = len(self.procs)
+        return [n // c + (1 if i < n % c else 0) for i in range(c)]
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    send_line(proc, "quit")
+                except OSError:
+                    pass
+        for proc in self.procs:
             try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                self.proc.wait(30)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
-class Server:
-    def __init__(self, python: str, port: int, ping: float, kind: str, nofile: int) -> None:
-        cmd = ["nice", "-n", "10", "taskset", "-c", "0", python, str(HERE / "server.py"), str(port)]
-        cmd += ["--ping", str(ping), "--kind", kind]
+def merge_errors(answers: list[dict[str, Any]]) -> dict[str, int]:
+    errors: dict[str, int] = {}
+    for a in answers:
+        for k, v in a["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    return errors
+
+
+class Servers:
+    """Server processes sharing the port (SO_REUSEPORT), each with an admin port."""
+
+    def __init__(
+        self, python: str, port: int, count: int, ping: float, kind: str, nofile: int
+    ) -> None:
         self.port = port
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, text=True, preexec_fn=nofile_for_child(nofile)
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline() if ready else ""
-        if "ready" not in line:
-            self.stop()
-            raise RuntimeError(f"server did not start: {line!r}")
-        # The pid of the Python process itself (under nice and taskset, which exec).
-        self.pid = self.proc.pid
+        self.procs = []
+        self.admin_ports = []
+        for i in range(count):
+            admin = port + 1 + i
+            cmd = ["nice", "-n", "10", "taskset", "-c", "0", python, str(HERE / "server.py")]
+            cmd += [str(port), str(admin), "--ping", str(ping), "--kind", kind]
+            if count > 1:
+                cmd.append("--reuse-port")
+            self.procs.append(
+                subprocess.Popen(
+                    cmd, stdout=subprocess.PIPE, text=True, preexec_fn=nofile_for_child(nofile)
+                )
+            )
+            self.admin_ports.append(admin)
+        for proc in self.procs:
+            if "ready" not in read_json(proc, 120, "start"):
+                raise RuntimeError("a server did not start")
+        # nice and taskset exec: each Popen's pid is the Python process's.
+        self.pids = [p.pid for p in self.procs]
 
-    def call(self, method: str, path: str, timeout: float = 900.0) -> Any:
+    def call_one(self, admin: int, method: str, path: str, timeout: float = 900.0) -> Any:
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
+            f"http://127.0.0.1:{admin}{path}",
             method=method,
             data=b"" if method == "POST" else None,
         )
@@ -224,28 +280,71 @@ class Server:
         except ValueError:
             return body.decode()
 
+    def call(self, method: str, path: str) -> list[Any]:
+        """The same admin request to every server at once (a thread each)."""
+        with ThreadPoolExecutor(len(self.admin_ports)) as pool:
+            return list(pool.map(lambda a: self.call_one(a, method, path), self.admin_ports))
+
+    def cpu(self) -> float:
+        return sum(proc_cpu(p) for p in self.pids)
+
+    def rss(self) -> int:
+        return sum(proc_rss(p) for p in self.pids)
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
             try:
-                self.proc.wait(60)
+                proc.wait(60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
+
+
+def merge_gc(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    gcs = [a["gc"] for a in answers]
+    return {
+        "passes": [sum(g["passes"][i] for g in gcs) for i in range(3)],
+        "secs": [round(sum(g["secs"][i] for g in gcs), 3) for i in range(3)],
+        "max_pass_s": max(g["max_pass_s"] for g in gcs),
+    }
+
+
+def merge_hist(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    hist: dict[int, int] = {}
+    for r in reports:
+        for ms, count in r["hist"]:
+            hist[ms] = hist.get(ms, 0) + count
+    total = sum(hist.values())
+    out: dict[str, Any] = {
+        "delivered": total,
+        "max_ms": max((r["max_ms"] for r in reports), default=0),
+    }
+    for name, q in (("p50_ms", 0.5), ("p99_ms", 0.99)):
+        target = min(int(q * total), total - 1)
+        seen = 0
+        for ms in sorted(hist):
+            seen += hist[ms]
+            if seen > target:
+                out[name] = ms + 0.5
+                break
+    return out
 
 
 # -- a step
 
 
 class Ramp:
-    def __init__(self, args: argparse.Namespace, server: Server, client: Client) -> None:
+    def __init__(self, args: argparse.Namespace, servers: Servers, clients: Clients) -> None:
         self.args = args
-        self.server = server
-        self.client = client
+        self.servers = servers
+        self.clients = clients
         self.open = 0
         self.base_mem = meminfo()
         self.base_slab = slabinfo()
-        self.base_rss = proc_rss(server.pid)
+        self.base_rss = servers.rss()
         self.stopped: Optional[str] = None
 
     def floor(self) -> int:
@@ -253,17 +352,18 @@ class Ramp:
 
     def per_conn_machine(self) -> float:
         """Bytes of the machine's memory each connection has taken so far (both ends)."""
-        if self.open < 1000:
+        if self.open < 10000:
             return 40_000.0  # a guess until measured: generous
         used = self.base_mem["MemAvailable"] - meminfo()["MemAvailable"]
-        return max(used / self.open, 5_000.0)
+        return max(used / self.open, 10_000.0)
 
     def open_to(self, target: int) -> dict[str, Any]:
         """Opens connections up to ``target`` in chunks, watching the machine's memory."""
         t0 = time.monotonic()
         failed = 0
         errors: dict[str, int] = {}
-        chunk = max(1000, int(self.args.rate * 2))
+        chunk = max(1000, int(self.args.rate * 4))
+        nclients = len(self.clients.procs)
         while self.open < target:
             avail = meminfo()["MemAvailable"]
             n = min(chunk, target - self.open)
@@ -275,79 +375,75 @@ class Ramp:
                     f"would take it under {self.args.floor_gib} GiB"
                 )
                 break
-            got = self.client.ask(f"open {n} {self.args.rate}")
-            failed += got["failed"]
-            for k, v in got["errors"].items():
+            rate = self.args.rate / nclients
+            got = self.clients.ask([f"open {k} {rate}" for k in self.clients.split(n)])
+            nfailed = sum(a["failed"] for a in got)
+            failed += nfailed
+            for k, v in merge_errors(got).items():
                 errors[k] = errors.get(k, 0) + v
-            self.open = got["open"]
-            if got["failed"] > n // 100 + 10:
-                self.stopped = f"{got['failed']} of {n} connects failed at {self.open}: {got['errors']}"
+            self.open = sum(a["open"] for a in got)
+            if nfailed > n // 100 + 10:
+                self.stopped = (
+                    f"{nfailed} of {n} connects failed at {self.open}: {merge_errors(got)}"
+                )
                 break
-        return {
-            "open_s": round(time.monotonic() - t0, 1),
-            "failed": failed,
-            "errors": errors,
-        }
+        return {"open_s": round(time.monotonic() - t0, 1), "failed": failed, "errors": errors}
 
     def wait_deliveries(self, expected: int) -> dict[str, Any]:
-        """Polls the client until ``expected`` deliveries arrived or none came for a while."""
+        """Polls the clients until ``expected`` deliveries arrived or none came for a while."""
         last = -1
         last_change = time.monotonic()
         deadline = time.monotonic() + 600
-        report: dict[str, Any] = {}
+        merged: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            report = self.client.ask("report")
-            if report["delivered"] >= expected:
+            merged = merge_hist(self.clients.ask_all("report"))
+            if merged["delivered"] >= expected:
                 break
-            if report["delivered"] != last:
-                last = report["delivered"]
+            if merged["delivered"] != last:
+                last = merged["delivered"]
                 last_change = time.monotonic()
             elif time.monotonic() - last_change > 20:
                 break
             time.sleep(0.5)
-        return {
-            "expected": expected,
-            "delivered": report.get("delivered", 0),
-            "lost": expected - report.get("delivered", 0),
-            "p50_ms": report.get("p50_ms"),
-            "p99_ms": report.get("p99_ms"),
-            "max_ms": report.get("max_ms"),
-        }
+        merged["expected"] = expected
+        merged["lost"] = expected - merged.get("delivered", 0)
+        return merged
 
     def broadcast(self, kind: str, ident: int, subs: int) -> dict[str, Any]:
-        self.client.ask("reset")
-        self.server.call("POST", "/admin/gc-reset")
-        cpu0 = proc_cpu(self.server.pid)
-        answer = self.server.call("POST", f"/admin/{kind}?id={ident}")
+        self.clients.ask_all("reset")
+        self.servers.call("POST", "/admin/gc-reset")
+        cpu0 = self.servers.cpu()
+        t0 = time.monotonic()
+        answers = self.servers.call("POST", f"/admin/{kind}?id={ident}&t={time.monotonic_ns()}")
+        calls_s = time.monotonic() - t0
         got = self.wait_deliveries(subs)
-        got["server_call_s"] = round(answer["secs"], 3)
-        got["skipped"] = answer["skipped"]
-        got["server_cpu_s"] = round(proc_cpu(self.server.pid) - cpu0, 2)
-        got["gc"] = self.server.call("GET", "/admin/stats")["gc"]
+        got["server_calls_s"] = round(calls_s, 3)
+        got["skipped"] = sum(a["skipped"] for a in answers)
+        got["server_cpu_s"] = round(self.servers.cpu() - cpu0, 2)
+        got["gc"] = merge_gc(self.servers.call("GET", "/admin/stats"))
         return got
 
     def step(self, target: int, ident: int) -> dict[str, Any]:
         row: dict[str, Any] = {"target": target, "load_before": loadavg()}
-        self.server.call("POST", "/admin/gc-reset")
-        cpu0 = proc_cpu(self.server.pid)
+        self.servers.call("POST", "/admin/gc-reset")
+        cpu0 = self.servers.cpu()
         opened_before = self.open
         row.update(self.open_to(target))
-        row["server_cpu_open_s"] = round(proc_cpu(self.server.pid) - cpu0, 1)
+        row["server_cpu_open_s"] = round(self.servers.cpu() - cpu0, 1)
         row["server_cpu_per_open_us"] = round(
             1e6 * row["server_cpu_open_s"] / max(1, self.open - opened_before)
         )
-        row["open_gc"] = self.server.call("GET", "/admin/stats")["gc"]
+        row["open_gc"] = merge_gc(self.servers.call("GET", "/admin/stats"))
         n = self.open
         row["held"] = n
         if n == 0:
             return row
         mem = meminfo()
         slab = slabinfo()
-        rss = proc_rss(self.server.pid)
+        rss = self.servers.rss()
         row["server_rss_mb"] = round(rss / 2**20)
         row["server_rss_per_conn"] = round((rss - self.base_rss) / n)
-        slab_delta = (mem["Slab"] - self.base_mem["Slab"]) / n
-        row["slab_per_conn_both_ends"] = round(slab_delta)
+        row["slab_per_conn_both_ends"] = round((mem["Slab"] - self.base_mem["Slab"]) / n)
         deltas = {k: v - self.base_slab.get(k, 0) for k, v in slab.items()}
         top = sorted(deltas.items(), key=lambda kv: -kv[1])[:8]
         row["slab_top_per_conn"] = {k: round(v / n) for k, v in top}
@@ -357,47 +453,48 @@ class Ramp:
         )
         row["sockstat"] = sockstat()
         row["conntrack"] = conntrack_count()
-        stat = self.client.ask("stat")
-        row["client_rss_mb"] = round(stat["rss_kb"] / 1024)
-        row["client_cpu_s"] = stat["cpu_s"]
+        stats = self.clients.ask_all("stat")
+        row["client_rss_mb"] = round(sum(s["rss_kb"] for s in stats) / 1024)
+        row["client_cpu_s"] = round(sum(s["cpu_s"] for s in stats), 2)
         # Idle.
-        self.server.call("POST", "/admin/gc-reset")
-        cpu0 = proc_cpu(self.server.pid)
+        self.servers.call("POST", "/admin/gc-reset")
+        cpu0 = self.servers.cpu()
         t0 = time.monotonic()
         time.sleep(self.args.idle)
         row["idle_s"] = round(time.monotonic() - t0, 1)
-        row["idle_cpu_pct"] = round(100 * (proc_cpu(self.server.pid) - cpu0) / row["idle_s"], 2)
-        idle_stats = self.server.call("GET", "/admin/stats?objects=1")
-        row["idle_gc"] = idle_stats["gc"]
-        row["gc_tracked"] = idle_stats.get("gc_tracked")
+        row["idle_cpu_pct"] = round(100 * (self.servers.cpu() - cpu0) / row["idle_s"], 2)
+        idle_stats = self.servers.call("GET", "/admin/stats?objects=1")
+        row["idle_gc"] = merge_gc(idle_stats)
+        row["gc_tracked"] = sum(s.get("gc_tracked", 0) for s in idle_stats)
         row["load_idle"] = loadavg()
         # Broadcasts: one message to each channel, then one to all.
-        subs = idle_stats["subs"]
+        subs = sum(s["subs"] for s in idle_stats)
         row["subs"] = subs
+        row["subs_per_server"] = [
+            min(s["subs"] for s in idle_stats),
+            max(s["subs"] for s in idle_stats),
+        ]
         row["channels"] = self.broadcast("channels", ident, subs)
         row["all"] = self.broadcast("all", ident + 100, subs)
         row["load_broadcast"] = loadavg()
         # The reconnect storm: 10% drop and reconnect at once.
-        k = n // 10
-        cpu0 = proc_cpu(self.server.pid)
-        storm = self.client.ask(f"drop {k}")
+        cpu0 = self.servers.cpu()
+        storm = self.clients.ask([f"drop {k}" for k in self.clients.split(n // 10)])
         row["storm"] = {
-            "n": storm["n"],
-            "secs": storm["secs"],
-            "failed": storm["failed"],
-            "pending": storm["pending"],
-            "errors": storm["errors"],
-            "server_cpu_s": round(proc_cpu(self.server.pid) - cpu0, 1),
+            "n": sum(a["n"] for a in storm),
+            "secs": max(a["secs"] for a in storm),
+            "failed": sum(a["failed"] for a in storm),
+            "pending": sum(a["pending"] for a in storm),
+            "errors": merge_errors(storm),
+            "server_cpu_s": round(self.servers.cpu() - cpu0, 1),
         }
-        self.open = storm["open"]
+        self.open = sum(a["open"] for a in storm)
         row["mem_available_after_gib"] = round(meminfo()["MemAvailable"] / GiB, 2)
         return row
 
 
 def build_client(out: Path) -> Path:
-    subprocess.run(
-        ["gcc", "-O2", "-Wall", "-o", str(out), str(HERE / "client.c")], check=True
-    )
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(HERE / "client.c")], check=True)
     return out
 
 
@@ -408,7 +505,16 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=60.0, help="seconds idle per step")
     parser.add_argument("--ping", type=float, default=0.0, help="server ping interval (0: off)")
     parser.add_argument("--kind", default="squall")
-    parser.add_argument("--addrs", type=int, default=64, help="client source addresses")
+    parser.add_argument(
+        "--per-process",
+        type=int,
+        default=0,
+        help="connections a server or client process holds at most "
+        "(default: its RLIMIT_NOFILE hard limit less a fifth)",
+    )
+    parser.add_argument(
+        "--servers", type=int, default=0, help="server processes (default: as --per-process needs)"
+    )
     parser.add_argument("--port", type=int, default=18750)
     parser.add_argument("--floor-gib", type=float, default=5.0)
     parser.add_argument("--python", default=sys.executable)
@@ -416,7 +522,12 @@ def main() -> None:
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     top = max(steps)
-    nofile = top + top // 5 + 1000
+    hard = nofile_hard()
+    per_process = args.per_process or hard - hard // 5
+    nservers = args.servers or -(-top // per_process)
+    nclients = -(-top // per_process)
+    # What a server process may need: its share, the storm's overlap, the hash's spread.
+    nofile = min(hard, max(1024, top // nservers + top // nservers // 4 + 1000))
 
     def stop_on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -424,13 +535,22 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop_on_term)
     signal.signal(signal.SIGHUP, stop_on_term)
     sysctls = Sysctls()
-    server: Optional[Server] = None
-    client: Optional[Client] = None
+    servers: Optional[Servers] = None
+    clients: Optional[Clients] = None
     rows: list[dict[str, Any]] = []
-    result: dict[str, Any] = {"kind": args.kind, "ping": args.ping, "rate": args.rate}
+    result: dict[str, Any] = {
+        "kind": args.kind,
+        "ping": args.ping,
+        "rate": args.rate,
+        "idle_s": args.idle,
+        "servers": nservers,
+        "clients": nclients,
+        "nofile_hard": hard,
+        "per_process": per_process,
+    }
     try:
         sysctls.at_least("fs.nr_open", nofile)
-        sysctls.at_least("fs.file-max", int(sysctls.get("fs.file-max")) + 2 * nofile)
+        sysctls.at_least("fs.file-max", int(sysctls.get("fs.file-max")) + 3 * top)
         sysctls.set("net.ipv4.ip_local_port_range", "10000\t65000")
         sysctls.at_least("net.core.somaxconn", 65535)
         sysctls.at_least("net.ipv4.tcp_max_syn_backlog", 65535)
@@ -439,15 +559,19 @@ def main() -> None:
         low, pressure, high = (int(x) for x in sysctls.get("net.ipv4.tcp_mem").split())
         pages = 3 * top  # room for one queued frame's page per connection, at both ends
         if high < pages:
-            sysctls.set("net.ipv4.tcp_mem", f"{max(low, pages // 2)} {max(pressure, pages)} {pages * 2}")
+            sysctls.set(
+                "net.ipv4.tcp_mem", f"{max(low, pages // 2)} {max(pressure, pages)} {pages * 2}"
+            )
         result["sysctl_set"] = {k: sysctls.get(k) for k in sysctls.saved}
         result["sysctl_before"] = dict(sysctls.saved)
         result["conntrack_loaded"] = conntrack_count() is not None
         binary = build_client(Path("/tmp") / f"c1m-client-{os.getpid()}")
-        server = Server(args.python, args.port, args.ping, args.kind, nofile)
-        client = Client(binary, args.port, args.addrs, nofile)
-        ramp = Ramp(args, server, client)
+        servers = Servers(args.python, args.port, nservers, args.ping, args.kind, nofile)
+        clients = Clients(binary, args.port, nclients, nofile)
+        ramp = Ramp(args, servers, clients)
         result["base_server_rss_mb"] = round(ramp.base_rss / 2**20, 1)
+        result["load_start"] = loadavg()
+        print(json.dumps(result), flush=True)
         for i, target in enumerate(steps):
             row = ramp.step(target, 1 + 200 * i)
             rows.append(row)
@@ -457,10 +581,10 @@ def main() -> None:
                 print(f"stopped: {ramp.stopped}", flush=True)
                 break
     finally:
-        if client is not None:
-            client.stop()
-        if server is not None:
-            server.stop()
+        if clients is not None:
+            clients.stop()
+        if servers is not None:
+            servers.stop()
         sysctls.restore()
         result["steps"] = rows
         if args.out:
@@ -470,8 +594,17 @@ def main() -> None:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
-        "held", "open_s", "rss/conn", "slab/conn", "idle%", "bc-all p50", "p99", "max",
-        "lost", "storm_s", "load",
+        "held",
+        "open_s",
+        "rss/conn",
+        "slab/conn",
+        "idle%",
+        "bc-all p50",
+        "p99",
+        "max",
+        "lost",
+        "storm_s",
+        "load",
     )
     print(" | ".join(head))
     for r in rows:
@@ -483,9 +616,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             " | ".join(
                 str(x)
                 for x in (
-                    r["held"], r["open_s"], r["server_rss_per_conn"], r["slab_per_conn_both_ends"],
-                    r["idle_cpu_pct"], a["p50_ms"], a["p99_ms"], a["max_ms"], a["lost"],
-                    r["storm"]["secs"], r["load_idle"],
+                    r["held"],
+                    r["open_s"],
+                    r["server_rss_per_conn"],
+                    r["slab_per_conn_both_ends"],
+                    r["idle_cpu_pct"],
+                    a["p50_ms"],
+                    a["p99_ms"],
+                    a["max_ms"],
+                    a["lost"],
+                    r["storm"]["secs"],
+                    r["load_idle"],
                 )
             )
         )

@@ -1,14 +1,15 @@
 """The server of benchmarks/c1m: the chat pattern on ``squall.websocket``.
 
-``python server.py PORT [--ping SECONDS] [--kind squall|aiohttp]``
+``python server.py PORT ADMIN_PORT [--ping SECONDS] [--reuse-port]``
 
 Each WebSocket at ``/ws`` sends ``s CH`` once: it joins channel CH (one of
-the 100 sets ``CHANNELS``) and is answered ``k``. Admin endpoints, on the
-same port:
+the 100 sets ``CHANNELS``) and is answered ``k``. With ``--reuse-port``
+several of these processes share PORT (SO_REUSEPORT: the kernel spreads
+the connections), each with an ADMIN_PORT of its own, where:
 
-- ``POST /admin/channels?id=N``: one message to each channel (ids N to
+- ``POST /admin/channels?id=N&t=T``: one message to each channel (ids N to
   N+99), each sent with ``broadcast()``; answers the seconds it took;
-- ``POST /admin/all?id=N``: one message to every subscriber, the channels
+- ``POST /admin/all?id=N&t=T``: one message to every subscriber, the channels
   one after another (a broadcast per channel set, the same frame);
 - ``GET /admin/stats``: subscribers, the collector's passes and time per
   generation since the last ``POST /admin/gc-reset``, objects it tracks
@@ -16,8 +17,9 @@ same port:
 - ``POST /admin/freeze``: ``gc.freeze()`` (moves what is tracked now out
   of the collector's sight: an application's choice after a ramp).
 
-A message is ``"ID T"``: T is ``time.monotonic_ns()`` when the broadcast
-began (the client reads CLOCK_MONOTONIC too, on the same machine).
+A message is ``"ID T"``: T is the harness's ``time.monotonic_ns()`` when
+it asked every process to publish (the client reads CLOCK_MONOTONIC too,
+on the same machine), so latency counts from the publish.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def stats(watch: GCWatch, count_objects: bool, subs: int) -> dict[str, Any]:
     return out
 
 
-def run_squall(port: int, ping: float) -> None:
+def run_squall(port: int, admin_port: int, ping: float, reuse_port: bool) -> None:
     import uvloop
 
     from squall import web
@@ -123,10 +125,11 @@ def run_squall(port: int, ping: float) -> None:
     class Channels(web.RequestHandler):
         def post(self) -> None:
             first = int(self.get_argument("id"))
+            stamp = int(self.get_argument("t"))
             t0 = time.perf_counter()
             sent = skipped = 0
             for i, ch in enumerate(channels):
-                r = broadcast(ch, f"{first + i} {time.monotonic_ns()}")
+                r = broadcast(ch, f"{first + i} {stamp}")
                 sent += r.sent
                 skipped += r.skipped
             self.write({"secs": time.perf_counter() - t0, "sent": sent, "skipped": skipped})
@@ -135,7 +138,7 @@ def run_squall(port: int, ping: float) -> None:
         def post(self) -> None:
             ident = int(self.get_argument("id"))
             t0 = time.perf_counter()
-            message = f"{ident} {time.monotonic_ns()}"
+            message = f"{ident} {self.get_argument('t')}"
             sent = skipped = 0
             for ch in channels:
                 r = broadcast(ch, message)
@@ -160,20 +163,20 @@ def run_squall(port: int, ping: float) -> None:
     settings: dict[str, Any] = {}
     if ping > 0:
         settings["websocket_ping_interval"] = ping
-    app = web.Application(
+    app = web.Application([("/ws", Sub)], **settings)
+    admin = web.Application(
         [
-            ("/ws", Sub),
             ("/admin/channels", Channels),
             ("/admin/all", All),
             ("/admin/stats", Stats),
             ("/admin/gc-reset", GCReset),
             ("/admin/freeze", Freeze),
-        ],
-        **settings,
+        ]
     )
 
     async def main() -> None:
-        app.listen(port, "127.0.0.1", backlog=65535)
+        app.listen(port, "127.0.0.1", backlog=65535, reuse_port=reuse_port)
+        admin.listen(admin_port, "127.0.0.1")
         print(json.dumps({"ready": port}), flush=True)
         await asyncio.Event().wait()
 
@@ -183,13 +186,15 @@ def run_squall(port: int, ping: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
+    parser.add_argument("admin_port", type=int)
+    parser.add_argument("--reuse-port", action="store_true")
     parser.add_argument("--ping", type=float, default=0.0)
     parser.add_argument("--kind", default="squall")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.kind == "squall":
-        run_squall(args.port, args.ping)
+        run_squall(args.port, args.admin_port, args.ping, args.reuse_port)
     else:
         raise SystemExit(f"unknown kind {args.kind!r}")
 

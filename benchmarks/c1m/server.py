@@ -87,8 +87,21 @@ def stats(watch: GCWatch, count_objects: bool, subs: int) -> dict[str, Any]:
     }
     if count_objects:
         t0 = time.perf_counter()
-        out["gc_tracked"] = len(gc.get_objects())
+        objects = gc.get_objects()
+        out["gc_tracked"] = len(objects)
         out["gc_tracked_count_s"] = round(time.perf_counter() - t0, 3)
+        if subs:
+            kinds: dict[str, int] = {}
+            for o in objects:
+                name = type(o).__qualname__
+                kinds[name] = kinds.get(name, 0) + 1
+            # The kinds of which there are about one or more per connection.
+            out["gc_tracked_kinds"] = {
+                k: round(v / subs, 2)
+                for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])
+                if v >= subs // 2
+            }
+        del objects
     return out
 
 

@@ -316,10 +316,13 @@ static void do_open(long n, double rate) {
     long started = 0;
     long failed0 = failed_total;
     while (started < n) {
-        long due = (long)((now_s() - t0) * rate) + 1;
+        double elapsed = now_s() - t0;
+        long due = (long)(elapsed * rate) + 1;
         if (due > n) due = n;
         while (started < due) { start_one(); started++; }
-        pump(1);
+        /* sleep in epoll until the next one is due (not a busy 1 ms tick) */
+        int wait_ms = (int)(((double)started / rate - (now_s() - t0)) * 1000.0);
+        pump(wait_ms < 1 ? 1 : wait_ms > 50 ? 50 : wait_ms);
     }
     double secs = settle(t0, n / rate + 120.0);
     printf("{\"ev\": \"opened\", \"n\": %ld, \"open\": %ld, \"failed\": %ld, \"pending\": %ld, "

@@ -5,7 +5,7 @@
 
 The server (server.py: squall.websocket in the chat pattern, uvloop) runs
 pinned to CPU 0 and the load client (client.c, compiled here with gcc)
-to CPU 1, both under ``nice -n 10``, on loopback: the client's sockets bind
+to CPU 1, both at niceness 10, on loopback: the client's sockets bind
 to 127.1.0.1 ... (``--addrs`` of them) so that each source address has its
 own 64k ports. For each step the connections are opened at ``--rate`` per
 second, then the server is left idle for ``--idle`` seconds, then sent one
@@ -151,10 +151,15 @@ class Sysctls:
 # -- the processes
 
 
+# Server and client processes run at this niceness (whatever the harness's own).
+NICE = 10
+
+
 def nofile_for_child(limit: int) -> Any:
     def set_limit() -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+        os.nice(NICE - os.nice(0))
 
     return set_limit
 
@@ -190,7 +195,7 @@ class Clients:
     def __init__(self, binary: Path, port: int, count: int, nofile: int) -> None:
         self.procs = [
             subprocess.Popen(
-                ["nice", "-n", "10", "taskset", "-c", "1", str(binary)]
+                ["taskset", "-c", "1", str(binary)]
                 + ["127.0.0.1", str(port), str(1 + i), "1", "100"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -251,7 +256,7 @@ class Servers:
         self.admin_ports = []
         for i in range(count):
             admin = port + 1 + i
-            cmd = ["nice", "-n", "10", "taskset", "-c", "0", python, str(HERE / "server.py")]
+            cmd = ["taskset", "-c", "0", python, str(HERE / "server.py")]
             cmd += [str(port), str(admin), "--ping", str(ping), "--kind", kind]
             if count > 1:
                 cmd.append("--reuse-port")
@@ -264,7 +269,7 @@ class Servers:
         for proc in self.procs:
             if "ready" not in read_json(proc, 120, "start"):
                 raise RuntimeError("a server did not start")
-        # nice and taskset exec: each Popen's pid is the Python process's.
+        # taskset execs: each Popen's pid is the Python process's.
         self.pids = [p.pid for p in self.procs]
 
     def call_one(self, admin: int, method: str, path: str, timeout: float = 900.0) -> Any:

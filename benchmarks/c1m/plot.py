@@ -60,8 +60,7 @@ def panel(
             f'<text x="{x0 + LEFT - 4}" y="{py(yv) + 4:.1f}" text-anchor="end">{yv:g}</text>'
         )
         out.append(
-            f'<text x="{px(xv):.1f}" y="{TOP + ph + 14}" text-anchor="middle">'
-            f"{xv / 1000:g}k</text>"
+            f'<text x="{px(xv):.1f}" y="{TOP + ph + 14}" text-anchor="middle">{xv / 1000:g}k</text>'
         )
     out.append(
         f'<text x="{x0 + LEFT + pw / 2}" y="{H - 8}" text-anchor="middle">connections held</text>'
@@ -75,7 +74,9 @@ def panel(
             continue
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
         dash = ' stroke-dasharray="5 3"' if label.endswith("(dashed)") else ""
-        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         for x, y in pts:
             out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{colour}"/>')
         out.append(

@@ -1,6 +1,6 @@
 """C1M: WebSockets held by one server process, ramped in steps (issue 75).
 
-``python benchmarks/c1m/run.py [--steps 100000,250000,500000,1000000]
+``python benchmarks/c1m/run.py [--steps 100000,250000,500000,1000000] [--kind squall|aiohttp|node]
 [--rate 5000] [--idle 60] [--ping 0] [--out FILE]``
 
 The server (server.py: squall.websocket in the chat pattern, uvloop) runs
@@ -57,6 +57,8 @@ from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Where `npm install ws` put it (C1M_NODE_PATH to change): not committed.
+NODE_PATH = "/tmp/c1m-node/node_modules"
 TICK = os.sysconf("SC_CLK_TCK")
 GiB = 1 << 30
 
@@ -254,6 +256,9 @@ class Servers:
         self.port = port
         self.procs = []
         self.admin_ports = []
+        if kind == "node":
+            self.start_node(port, count, ping, nofile)
+            return
         for i in range(count):
             admin = port + 1 + i
             cmd = ["taskset", "-c", "0", python, str(HERE / "server.py")]
@@ -271,6 +276,19 @@ class Servers:
                 raise RuntimeError("a server did not start")
         # taskset execs: each Popen's pid is the Python process's.
         self.pids = [p.pid for p in self.procs]
+
+    def start_node(self, port: int, count: int, ping: float, nofile: int) -> None:
+        """Node's ``ws``: one primary forking ``count`` workers that share the port."""
+        cmd = ["taskset", "-c", "0", "node", str(HERE / "server.js")]
+        cmd += [str(port), str(port + 1), str(count), str(ping)]
+        env = dict(os.environ, NODE_PATH=os.environ.get("C1M_NODE_PATH", NODE_PATH))
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, text=True, env=env, preexec_fn=nofile_for_child(nofile)
+        )
+        self.procs.append(proc)
+        ready = read_json(proc, 120, "start")
+        self.admin_ports = [port + 1 + i for i in range(count)]
+        self.pids = [proc.pid] + list(ready["pids"])
 
     def call_one(self, admin: int, method: str, path: str, timeout: float = 900.0) -> Any:
         req = urllib.request.Request(

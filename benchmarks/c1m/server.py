@@ -1,6 +1,10 @@
 """The server of benchmarks/c1m: the chat pattern on ``squall.websocket``.
 
-``python server.py PORT ADMIN_PORT [--ping SECONDS] [--reuse-port]``
+``python server.py PORT ADMIN_PORT [--ping SECONDS] [--reuse-port] [--kind squall|aiohttp]``
+
+(``--kind aiohttp``: the same program in aiohttp.web, a ``send_str`` per
+subscriber as its documentation's broadcast does; server.js is Node's
+``ws``.)
 
 Each WebSocket at ``/ws`` sends ``s CH`` once: it joins channel CH (one of
 the 100 sets ``CHANNELS``) and is answered ``k``. With ``--reuse-port``
@@ -200,6 +204,85 @@ def run_squall(port: int, admin_port: int, ping: float, reuse_port: bool) -> Non
     asyncio.run(main())
 
 
+def run_aiohttp(port: int, admin_port: int, ping: float, reuse_port: bool) -> None:
+    """The same program in aiohttp.web on uvloop, as its documentation writes it."""
+    import uvloop
+    from aiohttp import WSMsgType, web
+
+    channels: list[set[Any]] = [set() for _ in range(NCHANNELS)]
+    watch = GCWatch()
+
+    async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=ping or None)
+        await ws.prepare(request)
+        channel: set[Any] | None = None
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT and channel is None and msg.data[:2] == "s ":
+                    channel = channels[int(msg.data[2:]) % NCHANNELS]
+                    channel.add(ws)
+                    await ws.send_str("k")
+        finally:
+            if channel is not None:
+                channel.discard(ws)
+        return ws
+
+    async def send_all(sockets: set[Any], message: str) -> tuple[int, int]:
+        sent = 0
+        for ws in list(sockets):
+            try:
+                await ws.send_str(message)
+                sent += 1
+            except ConnectionError:
+                pass
+        return sent, 0
+
+    async def channels_handler(request: web.Request) -> web.Response:
+        first = int(request.query["id"])
+        stamp = request.query["t"]
+        t0 = time.perf_counter()
+        sent = 0
+        for i, ch in enumerate(channels):
+            sent += (await send_all(ch, f"{first + i} {stamp}"))[0]
+        return web.json_response({"secs": time.perf_counter() - t0, "sent": sent, "skipped": 0})
+
+    async def all_handler(request: web.Request) -> web.Response:
+        message = f"{request.query['id']} {request.query['t']}"
+        t0 = time.perf_counter()
+        sent = 0
+        for ch in channels:
+            sent += (await send_all(ch, message))[0]
+        return web.json_response({"secs": time.perf_counter() - t0, "sent": sent, "skipped": 0})
+
+    async def stats_handler(request: web.Request) -> web.Response:
+        subs = sum(len(c) for c in channels)
+        return web.json_response(stats(watch, request.query.get("objects") == "1", subs))
+
+    async def gc_reset(request: web.Request) -> web.Response:
+        watch.reset()
+        return web.Response(text="ok")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/ws", ws_handler)
+        admin = web.Application()
+        admin.router.add_post("/admin/channels", channels_handler)
+        admin.router.add_post("/admin/all", all_handler)
+        admin.router.add_get("/admin/stats", stats_handler)
+        admin.router.add_post("/admin/gc-reset", gc_reset)
+        runners = []
+        for application, p, reuse in ((app, port, reuse_port), (admin, admin_port, False)):
+            runner = web.AppRunner(application, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", p, backlog=65535, reuse_port=reuse or None)
+            await site.start()
+            runners.append(runner)
+        print(json.dumps({"ready": port}), flush=True)
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
@@ -212,6 +295,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.kind == "squall":
         run_squall(args.port, args.admin_port, args.ping, args.reuse_port)
+    elif args.kind == "aiohttp":
+        run_aiohttp(args.port, args.admin_port, args.ping, args.reuse_port)
     else:
         raise SystemExit(f"unknown kind {args.kind!r}")
 

@@ -1,6 +1,7 @@
 """Draws the C1M figure (an SVG, no plotting library) from a run's JSON.
 
 ``python benchmarks/c1m/plot.py RESULT.json [MORE.json ...] --out docs/figures/c1m.svg``
+(``--markdown``: print the table of steps the guide quotes, too)
 
 Two panels against connections held: the servers' RSS (MB; with the
 kernel's slab beside it, both ends of every connection) and the broadcast
@@ -21,8 +22,8 @@ COLOURS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d68910")
 
 
 def nice_max(value: float) -> float:
-    for step in (1, 2, 2.5, 5):
-        for power in range(-2, 9):
+    for power in range(-2, 9):
+        for step in (1, 2, 2.5, 5):
             top = step * 10**power
             if top >= value:
                 return float(top)
@@ -90,10 +91,41 @@ def measured(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in result["steps"] if "all" in s]
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The table of steps of one run."""
+    head = (
+        "| held | open (s) | server CPU per open (µs) | server RSS per conn (B) "
+        "| kernel slab per conn, both ends (B) | idle CPU (% of a core) "
+        "| to each channel p50 / p99 / max (s) | to all p50 / p99 / max (s) "
+        "| server CPU for all (s) | lost | storm (10%) (s) | gc passes gen 2 (open / idle / bc) "
+        "| MemAvailable (GiB) | load |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for s in result["steps"]:
+        if "all" not in s:
+            lines.append(f"| {s['held']:,} | {s['open_s']} | (stopped before measuring) |")
+            continue
+        c, a = s["channels"], s["all"]
+
+        def three(d: dict[str, Any]) -> str:
+            return f"{d['p50_ms'] / 1000:.1f} / {d['p99_ms'] / 1000:.1f} / {d['max_ms'] / 1000:.1f}"
+
+        lines.append(
+            f"| {s['held']:,} | {s['open_s']} | {s['server_cpu_per_open_us']} "
+            f"| {s['server_rss_per_conn']:,} | {s['slab_per_conn_both_ends']:,} "
+            f"| {s['idle_cpu_pct']} | {three(c)} | {three(a)} | {a['server_cpu_s']} "
+            f"| {c['lost'] + a['lost']} | {s['storm']['secs']:.1f} "
+            f"| {s['open_gc']['passes'][2]} / {s['idle_gc']['passes'][2]} / {a['gc']['passes'][2]} "
+            f"| {s['mem_available_gib']} | {s['load_idle']} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("results", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     rss: list[tuple[str, str, list[tuple[float, float]]]] = []
     p99: list[tuple[str, str, list[tuple[float, float]]]] = []
@@ -129,6 +161,9 @@ def main() -> None:
         '<rect width="100%" height="100%" fill="white"/>' + "".join(body) + "</svg>\n"
     )
     args.out.write_text(svg)
+    if args.markdown:
+        for path in args.results:
+            print(path, "\n" + markdown(json.loads(path.read_text())) + "\n")
 
 
 if __name__ == "__main__":

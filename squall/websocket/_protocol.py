@@ -15,6 +15,7 @@ from squall.httputil._websocket_link import WebSocketCarrier
 from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
+from squall.websocket._pings import PingWheel, wheel_for
 
 if TYPE_CHECKING:
     from squall.iostream import BaseIOStream
@@ -71,7 +72,8 @@ class _PingsAndClose:
 
     __slots__ = (
         "close_timer",
-        "ping_timer",
+        "ping_wheel",
+        "ping_slot",
         "last_ping",
         "pings_sent",
         "pings_answered",
@@ -82,7 +84,10 @@ class _PingsAndClose:
 
     def __init__(self) -> None:
         self.close_timer: Optional[object] = None
-        self.ping_timer: Optional[object] = None
+        # The wheel that pings this connection, and its slot there.
+        self.ping_wheel: Optional[PingWheel] = None
+        self.ping_slot = 0
+        # When the oldest ping not answered yet was sent.
         self.last_ping = 0.0
         self.pings_sent = 0
         self.pings_answered = 0
@@ -278,8 +283,9 @@ class WebSocketProtocol13(WebSocketProtocol):
                 if carrier.writing_paused():
                     self.set_write_paused(True)
         if self.ping_interval:
-            self._pings_and_close().last_ping = IOLoop.current().time()
-            self._schedule_ping(self.ping_interval)
+            state = self._pings_and_close()
+            wheel = state.ping_wheel = wheel_for(self.ping_interval, self.ping_timeout)
+            state.ping_slot = wheel.add(self)
 
     @property
     def failure(self) -> Optional[tuple[int, str]]:
@@ -742,34 +748,28 @@ class WebSocketProtocol13(WebSocketProtocol):
         """Seconds to wait before the next ping (never negative)."""
         return max(0.0, last_ping_time + interval - now)
 
-    def _schedule_ping(self, delay: float) -> None:
-        self._pings_and_close().ping_timer = IOLoop.current().call_later(
-            delay, self._send_periodic_ping
-        )
-
-    def _send_periodic_ping(self) -> None:
+    def send_periodic_ping(self, now: float) -> None:
+        """Sends the periodic ping (this connection's `PingWheel` calls it)."""
         state = self._pings_and_close()
-        state.ping_timer = None
-        if self.is_closing() or not self.ping_interval:
+        if self.is_closing():
             return
-        loop = IOLoop.current()
-        now = loop.time()
-        state.last_ping = now
+        if state.pings_answered == state.pings_sent:
+            state.last_ping = now
         state.pings_sent += 1
         try:
             self._write_frame(True, 0x9, b"")
         except WebSocketClosedError:
             return
-        if self.ping_timeout:
-            loop.call_later(self.ping_timeout, self._check_pong, state.pings_sent)
-        self._schedule_ping(
-            self.ping_sleep_time(
-                last_ping_time=state.last_ping, interval=self.ping_interval, now=loop.time()
-            )
-        )
 
-    def _check_pong(self, ping_number: int) -> None:
-        if self._pings_and_close().pings_answered < ping_number and not self.is_closing():
+    def check_pong(self, now: float, timeout: float) -> None:
+        """Closes the connection if a ping has waited ``timeout`` for its pong."""
+        state = self._timers
+        if (
+            state is not None
+            and state.pings_answered < state.pings_sent
+            and now - state.last_ping >= timeout
+            and not self.is_closing()
+        ):
             self.close(1000, "ping timed out")
 
     # -- closing
@@ -858,14 +858,16 @@ class WebSocketProtocol13(WebSocketProtocol):
         self._closed = True
         self._sink = self._plain = None
         state = self._timers
-        if state is not None and (state.close_timer is not None or state.ping_timer is not None):
-            # (IOLoop.current() only then: a peer that closes first leaves
-            # no timer, and the lookup was a tenth of the close's cost.)
-            loop = IOLoop.current()
-            for timer in (state.close_timer, state.ping_timer):
-                if timer is not None:
-                    loop.remove_timeout(timer)
-            state.close_timer = state.ping_timer = None
+        if state is not None:
+            # (IOLoop.current() only for a timer: a peer that closes first
+            # leaves none, and the lookup was a tenth of the close's cost.)
+            if state.close_timer is not None:
+                IOLoop.current().remove_timeout(state.close_timer)
+                state.close_timer = None
+            wheel = state.ping_wheel
+            if wheel is not None:
+                state.ping_wheel = None
+                wheel.remove(self, state.ping_slot)
         task = self._task
         if task is not None and task is not asyncio.current_task():
             task.cancel()

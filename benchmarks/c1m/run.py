@@ -247,6 +247,10 @@ def merge_errors(answers: list[dict[str, Any]]) -> dict[str, int]:
     return errors
 
 
+def minus(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
 class Servers:
     """Server processes sharing the port (SO_REUSEPORT), each with an admin port."""
 
@@ -384,6 +388,8 @@ class Ramp:
         """Opens connections up to ``target`` in chunks, watching the machine's memory."""
         t0 = time.monotonic()
         failed = 0
+        # (The clients count errors since they started: this call's are the difference.)
+        errors_before = merge_errors(self.clients.ask_all("stat"))
         errors: dict[str, int] = {}
         chunk = max(1000, int(self.args.rate * 4))
         nclients = len(self.clients.procs)
@@ -402,8 +408,7 @@ class Ramp:
             got = self.clients.ask([f"open {k} {rate}" for k in self.clients.split(n)])
             nfailed = sum(a["failed"] for a in got)
             failed += nfailed
-            for k, v in merge_errors(got).items():
-                errors[k] = errors.get(k, 0) + v
+            errors = minus(merge_errors(got), errors_before)
             self.open = sum(a["open"] for a in got)
             if nfailed > n // 100 + 10:
                 self.stopped = (
@@ -502,13 +507,14 @@ class Ramp:
         row["load_broadcast"] = loadavg()
         # The reconnect storm: 10% drop and reconnect at once.
         cpu0 = self.servers.cpu()
+        errors_before = merge_errors(self.clients.ask_all("stat"))
         storm = self.clients.ask([f"drop {k}" for k in self.clients.split(n // 10)])
         row["storm"] = {
             "n": sum(a["n"] for a in storm),
             "secs": max(a["secs"] for a in storm),
             "failed": sum(a["failed"] for a in storm),
             "pending": sum(a["pending"] for a in storm),
-            "errors": merge_errors(storm),
+            "errors": minus(merge_errors(storm), errors_before),
             "server_cpu_s": round(self.servers.cpu() - cpu0, 1),
         }
         self.open = sum(a["open"] for a in storm)

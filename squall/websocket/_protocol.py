@@ -749,7 +749,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         return max(0.0, last_ping_time + interval - now)
 
     def send_periodic_ping(self, now: float) -> None:
-        """Sends the periodic ping (this connection's `PingWheel` calls it)."""
+        """Sends the periodic ping (the ping wheel of this connection calls it)."""
         state = self._pings_and_close()
         if self.is_closing():
             return

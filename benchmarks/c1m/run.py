@@ -275,9 +275,13 @@ class Servers:
                 )
             )
             self.admin_ports.append(admin)
-        for proc in self.procs:
-            if "ready" not in read_json(proc, 120, "start"):
-                raise RuntimeError("a server did not start")
+        try:
+            for proc in self.procs:
+                if "ready" not in read_json(proc, 120, "start"):
+                    raise RuntimeError("a server did not start")
+        except BaseException:
+            self.stop()  # the ones that did start, or they outlive the harness
+            raise
         # taskset execs: each Popen's pid is the Python process's.
         self.pids = [p.pid for p in self.procs]
 
@@ -290,7 +294,11 @@ class Servers:
             cmd, stdout=subprocess.PIPE, text=True, env=env, preexec_fn=nofile_for_child(nofile)
         )
         self.procs.append(proc)
-        ready = read_json(proc, 120, "start")
+        try:
+            ready = read_json(proc, 120, "start")
+        except BaseException:
+            self.stop()
+            raise
         self.admin_ports = [port + 1 + i for i in range(count)]
         self.pids = [proc.pid] + list(ready["pids"])
 

@@ -4,8 +4,10 @@
 //
 // NODE_PATH must find `ws` (the harness installs it with npm into a
 // temporary directory; nothing of it is committed). The primary forks
-// WORKERS workers that share PORT (cluster, SCHED_NONE: each worker
-// accepts on the shared socket itself), worker i answers the admin
+// WORKERS workers that share PORT (cluster, SCHED_RR: the primary accepts
+// and hands the connections round, so that each stays under its file
+// limit; with SCHED_NONE a worker stopped answering during the 100,000
+// step, cause not found), worker i answers the admin
 // requests of run.py on ADMIN_FIRST + i: POST /admin/channels?id=N&t=T,
 // POST /admin/all?id=N&t=T, GET /admin/stats, POST /admin/gc-reset.
 // A broadcast is ws.send() to each subscriber (the `ws` README's way).
@@ -19,7 +21,7 @@ const [port, adminFirst, workers, ping] = process.argv.slice(2).map(Number);
 const NCHANNELS = 100;
 
 if (cluster.isPrimary) {
-  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.schedulingPolicy = cluster.SCHED_RR;
   let ready = 0;
   const pids = [];
   for (let i = 0; i < workers; i++) {

@@ -1,13 +1,16 @@
-"""C1M: WebSockets held by one server process, ramped in steps (issue 75).
+"""C1M: WebSockets on one machine, ramped in steps (issue 75).
 
 ``python benchmarks/c1m/run.py [--steps 100000,250000,500000,1000000] [--kind squall|aiohttp|node]
 [--rate 5000] [--idle 60] [--ping 0] [--out FILE]``
 
 The server (server.py: squall.websocket in the chat pattern, uvloop) runs
 pinned to CPU 0 and the load client (client.c, compiled here with gcc)
-to CPU 1, both at niceness 10, on loopback: the client's sockets bind
-to 127.1.0.1 ... (``--addrs`` of them) so that each source address has its
-own 64k ports. For each step the connections are opened at ``--rate`` per
+to CPU 1, both at niceness 10, on loopback. A process holds at most its
+RLIMIT_NOFILE hard limit of sockets (which only CAP_SYS_RESOURCE can
+raise), so there are as many server processes as a step needs at
+``--per-process`` connections each, sharing the port (SO_REUSEPORT), and
+as many clients, each binding its sockets to a source address of its own
+(127.1.0.1 + i) so that each has its own ports. For each step the connections are opened at ``--rate`` per
 second, then the server is left idle for ``--idle`` seconds, then sent one
 message to each of the 100 channels and one to all, then 10% of the
 clients drop and reconnect at once. Figures per step go to stdout as a

@@ -495,6 +495,23 @@ bench-longpoll: $(BENCH_SPEEDUPS)
 
 .PHONY: bench-c10k bench-longpoll
 
+# C1M (issue 75, not in CI): WebSockets in the chat pattern (100 channels,
+# squall.websocket.broadcast) ramped in steps (C1M_STEPS) at C1M_RATE
+# connections a second from a load client in C (benchmarks/c1m/client.c,
+# compiled with gcc at run time) on loopback source addresses; per step:
+# server RSS and kernel slab per connection, idle CPU, the collector's
+# passes, broadcast to each channel and to all (p50/p99/max, lost), a 10%
+# reconnect storm. The harness sets the sysctls it needs and puts them
+# back; it stops the ramp before MemAvailable falls under 5 GiB. Servers
+# on CPU 0, clients on CPU 1, both under nice. C1M_ARGS: e.g.
+# "--ping 30", "--idle 300", "--out benchmarks/results/c1m.json".
+C1M_STEPS ?= 100000,250000,500000,1000000
+C1M_RATE ?= 3000
+bench-c1m: $(BENCH_SPEEDUPS)
+	$(BENCH_VENV)/bin/python benchmarks/c1m/run.py --steps $(C1M_STEPS) --rate $(C1M_RATE) $(C1M_ARGS)
+
+.PHONY: bench-c1m
+
 # HTTP/3 (issue 37): Squall against Hypercorn[h3] (in a venv of its own,
 # HC_VENV) over QUIC, and Squall's HTTP/3 against its HTTP/2 and HTTP/1.1
 # over TLS; servers on CPU 0, the generators (benchmarks/h3load.py on

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Final, Optional, Union, cast
 
 from squall import _ws
 from squall.concurrent import Future
@@ -15,6 +15,7 @@ from squall.httputil._websocket_link import WebSocketCarrier
 from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
+from squall.websocket._pings import PingWheel, wheel_for
 
 if TYPE_CHECKING:
     from squall.iostream import BaseIOStream
@@ -71,7 +72,8 @@ class _PingsAndClose:
 
     __slots__ = (
         "close_timer",
-        "ping_timer",
+        "ping_wheel",
+        "ping_slot",
         "last_ping",
         "pings_sent",
         "pings_answered",
@@ -82,7 +84,10 @@ class _PingsAndClose:
 
     def __init__(self) -> None:
         self.close_timer: Optional[object] = None
-        self.ping_timer: Optional[object] = None
+        # The wheel that pings this connection, and its slot there.
+        self.ping_wheel: Optional[PingWheel] = None
+        self.ping_slot = 0
+        # When the oldest ping not answered yet was sent.
         self.last_ping = 0.0
         self.pings_sent = 0
         self.pings_answered = 0
@@ -278,8 +283,9 @@ class WebSocketProtocol13(WebSocketProtocol):
                 if carrier.writing_paused():
                     self.set_write_paused(True)
         if self.ping_interval:
-            self._pings_and_close().last_ping = IOLoop.current().time()
-            self._schedule_ping(self.ping_interval)
+            state = self._pings_and_close()
+            wheel = state.ping_wheel = wheel_for(self.ping_interval, self.ping_timeout)
+            state.ping_slot = wheel.add(self)
 
     @property
     def failure(self) -> Optional[tuple[int, str]]:
@@ -316,7 +322,8 @@ class WebSocketProtocol13(WebSocketProtocol):
             return
         # Callbacks see the context reading started in, as they would in a
         # task created here. An empty one (the usual case) is made when a
-        # read first needs it: an idle connection keeps none.
+        # read needs it and kept only once a callback sets a variable in it
+        # (see receive_bytes): an idle connection keeps none.
         context = contextvars.copy_context()
         self._context = context if len(context) else _EMPTY_CONTEXT
         self._direct = True
@@ -331,10 +338,34 @@ class WebSocketProtocol13(WebSocketProtocol):
     def receive_bytes(self, data: bytes) -> None:
         """Bytes read from the peer, handed over by the stream (see `start_reading`)."""
         context = self._context
-        if context is not None:
-            if context is _EMPTY_CONTEXT:
-                context = self._context = contextvars.Context()
-            context.run(self._receive_in_context, data)
+        if context is not _EMPTY_CONTEXT:
+            if context is not None:
+                context.run(self._receive_in_context, data)
+            return
+        # No callback of this connection has set a variable yet: the read
+        # runs in the shared empty context, and the connection keeps it
+        # only if a callback sets one (later reads then see it, as in a
+        # task). A connection that has read and gone idle holds no
+        # Context (64 bytes, one object the collector walks). The shared
+        # one is taken out while it runs, so a read within a read gets a
+        # fresh one rather than enter it twice.
+        scratch = _SCRATCH
+        context = scratch.context or contextvars.Context()
+        scratch.context = None
+        context.run(self._receive_in_context, data)
+        if not len(context):
+            if scratch.context is None:
+                scratch.context = context
+        elif self._context is _EMPTY_CONTEXT:
+            self._context = context
+
+    def _keep_context(self, context: contextvars.Context) -> None:
+        # What a run in the shared empty context leaves (as in receive_bytes).
+        if len(context):
+            if self._context is _EMPTY_CONTEXT:
+                self._context = context
+        elif _SCRATCH.context is None:
+            _SCRATCH.context = context
 
     def _receive_in_context(self, data: bytes) -> None:
         conn = self.conn
@@ -397,7 +428,14 @@ class WebSocketProtocol13(WebSocketProtocol):
         context = self._context
         if self._closed or context is None or not self._direct:
             return
-        if context.run(self._run_events, events, index):
+        if context is _EMPTY_CONTEXT:
+            context = _SCRATCH.context or contextvars.Context()
+            _SCRATCH.context = None
+            done = context.run(self._run_events, events, index)
+            self._keep_context(context)
+        else:
+            done = context.run(self._run_events, events, index)
+        if done:
             self._set_receiving(True)
 
     def _set_receiving(self, receiving: bool) -> None:
@@ -710,34 +748,28 @@ class WebSocketProtocol13(WebSocketProtocol):
         """Seconds to wait before the next ping (never negative)."""
         return max(0.0, last_ping_time + interval - now)
 
-    def _schedule_ping(self, delay: float) -> None:
-        self._pings_and_close().ping_timer = IOLoop.current().call_later(
-            delay, self._send_periodic_ping
-        )
-
-    def _send_periodic_ping(self) -> None:
+    def send_periodic_ping(self, now: float) -> None:
+        """Sends the periodic ping (the ping wheel of this connection calls it)."""
         state = self._pings_and_close()
-        state.ping_timer = None
-        if self.is_closing() or not self.ping_interval:
+        if self.is_closing():
             return
-        loop = IOLoop.current()
-        now = loop.time()
-        state.last_ping = now
+        if state.pings_answered == state.pings_sent:
+            state.last_ping = now
         state.pings_sent += 1
         try:
             self._write_frame(True, 0x9, b"")
         except WebSocketClosedError:
             return
-        if self.ping_timeout:
-            loop.call_later(self.ping_timeout, self._check_pong, state.pings_sent)
-        self._schedule_ping(
-            self.ping_sleep_time(
-                last_ping_time=state.last_ping, interval=self.ping_interval, now=loop.time()
-            )
-        )
 
-    def _check_pong(self, ping_number: int) -> None:
-        if self._pings_and_close().pings_answered < ping_number and not self.is_closing():
+    def check_pong(self, now: float, timeout: float) -> None:
+        """Closes the connection if a ping has waited ``timeout`` for its pong."""
+        state = self._timers
+        if (
+            state is not None
+            and state.pings_answered < state.pings_sent
+            and now - state.last_ping >= timeout
+            and not self.is_closing()
+        ):
             self.close(1000, "ping timed out")
 
     # -- closing
@@ -826,14 +858,16 @@ class WebSocketProtocol13(WebSocketProtocol):
         self._closed = True
         self._sink = self._plain = None
         state = self._timers
-        if state is not None and (state.close_timer is not None or state.ping_timer is not None):
-            # (IOLoop.current() only then: a peer that closes first leaves
-            # no timer, and the lookup was a tenth of the close's cost.)
-            loop = IOLoop.current()
-            for timer in (state.close_timer, state.ping_timer):
-                if timer is not None:
-                    loop.remove_timeout(timer)
-            state.close_timer = state.ping_timer = None
+        if state is not None:
+            # (IOLoop.current() only for a timer: a peer that closes first
+            # leaves none, and the lookup was a tenth of the close's cost.)
+            if state.close_timer is not None:
+                IOLoop.current().remove_timeout(state.close_timer)
+                state.close_timer = None
+            wheel = state.ping_wheel
+            if wheel is not None:
+                state.ping_wheel = None
+                wheel.remove(self, state.ping_slot)
         task = self._task
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -860,6 +894,21 @@ def _loop_done() -> Future[None]:
 
 # Stands for an empty context not made yet (see start_reading); never run.
 _EMPTY_CONTEXT = contextvars.Context()
+
+
+class _Scratch:
+    """The empty context reads run in until a callback sets a variable.
+
+    (None while a read runs in it; see WebSocketProtocol13.receive_bytes.)
+    """
+
+    __slots__ = ("context",)
+
+    def __init__(self) -> None:
+        self.context: Optional[contextvars.Context] = contextvars.Context()
+
+
+_SCRATCH: Final = _Scratch()
 
 
 def _translate_write(source: Future[None], target: Future[None]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from squall import _ws
 from squall.concurrent import Future
@@ -322,8 +322,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             return
         # Callbacks see the context reading started in, as they would in a
         # task created here. An empty one (the usual case) is made when a
-        # read needs it and kept only once a callback sets a variable in it
-        # (see receive_bytes): an idle connection keeps none.
+        # read first needs it: an idle connection keeps none.
         context = contextvars.copy_context()
         self._context = context if len(context) else _EMPTY_CONTEXT
         self._direct = True
@@ -338,34 +337,10 @@ class WebSocketProtocol13(WebSocketProtocol):
     def receive_bytes(self, data: bytes) -> None:
         """Bytes read from the peer, handed over by the stream (see `start_reading`)."""
         context = self._context
-        if context is not _EMPTY_CONTEXT:
-            if context is not None:
-                context.run(self._receive_in_context, data)
-            return
-        # No callback of this connection has set a variable yet: the read
-        # runs in the shared empty context, and the connection keeps it
-        # only if a callback sets one (later reads then see it, as in a
-        # task). A connection that has read and gone idle holds no
-        # Context (64 bytes, one object the collector walks). The shared
-        # one is taken out while it runs, so a read within a read gets a
-        # fresh one rather than enter it twice.
-        scratch = _SCRATCH
-        context = scratch.context or contextvars.Context()
-        scratch.context = None
-        context.run(self._receive_in_context, data)
-        if not len(context):
-            if scratch.context is None:
-                scratch.context = context
-        elif self._context is _EMPTY_CONTEXT:
-            self._context = context
-
-    def _keep_context(self, context: contextvars.Context) -> None:
-        # What a run in the shared empty context leaves (as in receive_bytes).
-        if len(context):
-            if self._context is _EMPTY_CONTEXT:
-                self._context = context
-        elif _SCRATCH.context is None:
-            _SCRATCH.context = context
+        if context is not None:
+            if context is _EMPTY_CONTEXT:
+                context = self._context = contextvars.Context()
+            context.run(self._receive_in_context, data)
 
     def _receive_in_context(self, data: bytes) -> None:
         conn = self.conn
@@ -428,14 +403,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         context = self._context
         if self._closed or context is None or not self._direct:
             return
-        if context is _EMPTY_CONTEXT:
-            context = _SCRATCH.context or contextvars.Context()
-            _SCRATCH.context = None
-            done = context.run(self._run_events, events, index)
-            self._keep_context(context)
-        else:
-            done = context.run(self._run_events, events, index)
-        if done:
+        if context.run(self._run_events, events, index):
             self._set_receiving(True)
 
     def _set_receiving(self, receiving: bool) -> None:
@@ -894,21 +862,6 @@ def _loop_done() -> Future[None]:
 
 # Stands for an empty context not made yet (see start_reading); never run.
 _EMPTY_CONTEXT = contextvars.Context()
-
-
-class _Scratch:
-    """The empty context reads run in until a callback sets a variable.
-
-    (None while a read runs in it; see WebSocketProtocol13.receive_bytes.)
-    """
-
-    __slots__ = ("context",)
-
-    def __init__(self) -> None:
-        self.context: Optional[contextvars.Context] = contextvars.Context()
-
-
-_SCRATCH: Final = _Scratch()
 
 
 def _translate_write(source: Future[None], target: Future[None]) -> None:

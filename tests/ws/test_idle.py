@@ -253,20 +253,6 @@ def test_an_idle_connection_keeps_no_buffer_of_its_last_read() -> None:
     assert _NO_PARSER.fragments is None
 
 
-def reading_from_an_empty_context(peer: Any) -> WebSocketProtocol13:
-    """A server connection's protocol reading (as from a detached stream) in an empty context."""
-
-    class Stream:
-        def set_receiver(self, receiver: Any) -> bytes:
-            return b""
-
-    protocol = WebSocketProtocol13(peer, client=False)
-    protocol.stream = Stream()  # type: ignore[assignment]
-    protocol.conn = WSConnection(client=False)
-    contextvars.Context().run(protocol.start_reading)
-    return protocol
-
-
 def test_a_connection_started_in_an_empty_context_makes_its_own_at_the_first_read() -> None:
     class Peer:
         def __init__(self) -> None:
@@ -276,8 +262,15 @@ def test_a_connection_started_in_an_empty_context_makes_its_own_at_the_first_rea
             COUNT.set(COUNT.get() + 1)
             self.seen.append(COUNT.get())
 
+    class Stream:
+        def set_receiver(self, receiver: Any) -> bytes:
+            return b""
+
     peer = Peer()
-    protocol = reading_from_an_empty_context(peer)
+    protocol = WebSocketProtocol13(peer, client=False)  # type: ignore[arg-type]
+    protocol.stream = Stream()  # type: ignore[assignment]
+    protocol.conn = WSConnection(client=False)
+    contextvars.Context().run(protocol.start_reading)
     assert protocol._context is _EMPTY_CONTEXT
     frame = build_frame(1, b"a", True, False, KEY)
     protocol.receive_bytes(frame)
@@ -330,24 +323,3 @@ def test_a_handler_class_that_defines_a_path_argument_keeps_its_own() -> None:
 
     assert Reader._lazy_arguments and WebSocketHandler._lazy_arguments
     assert not Own._lazy_arguments and not Below._lazy_arguments
-
-
-def test_a_connection_whose_callbacks_set_nothing_keeps_no_context_after_a_read() -> None:
-    class Peer:
-        def __init__(self) -> None:
-            self.seen: list[Any] = []
-
-        def on_message(self, message: Any) -> None:
-            if message == "count":
-                COUNT.set(COUNT.get() + 1)
-            self.seen.append((message, COUNT.get()))
-
-    peer = Peer()
-    protocol = reading_from_an_empty_context(peer)
-    protocol.receive_bytes(build_frame(1, b"hello", True, False, KEY))
-    # Read in a context of its own that no callback changed: none is kept.
-    assert peer.seen == [("hello", 0)] and protocol._context is _EMPTY_CONTEXT
-    protocol.receive_bytes(build_frame(1, b"count", True, False, KEY))
-    protocol.receive_bytes(build_frame(1, b"again", True, False, KEY))
-    assert peer.seen[1:] == [("count", 1), ("again", 1)]
-    assert protocol._context is not _EMPTY_CONTEXT and len(_EMPTY_CONTEXT) == 0

@@ -395,6 +395,35 @@ _SKIP = {
     "__set__",
     "__repr__",
 }
+
+
+def _compared_with_stock() -> set[int]:
+    """Functions squall compares with what a class has now, to choose a path:
+    the module-level ``_stock_*`` names (HTTPServer.start_request,
+    Application.find_handler, ...) and the hooks of every traits class (see
+    squall._traits). A probe in place of one reads as a patch or an override
+    (an instrumentation's, a subclass's): HTTPServer.start_request probed sends
+    every request through squall.httpserver._intask's TaskedDelegate, a
+    probed hook makes the handler call it. Never wrapped: a profile of the
+    path users run."""
+    ids: set[int] = set()
+    for name, module in list(sys.modules.items()):
+        if name.startswith("squall") and module is not None:
+            for key, value in list(vars(module).items()):
+                if key.startswith("_stock_"):
+                    ids.add(id(value))
+    try:
+        from squall._traits import Traits
+    except ImportError:  # a tree from before the traits (406f920)
+        return ids
+    kinds: list[type] = [Traits]
+    while kinds:
+        kind = kinds.pop()
+        kinds.extend(kind.__subclasses__())
+        ids.update(id(func) for func in vars(kind).get("stock", {}).values())
+    return ids
+
+
 _PROFILED = (
     "squall._h1",
     "squall.httpserver",
@@ -471,7 +500,7 @@ class Probes:
         import squall
 
         root = os.path.dirname(os.path.abspath(squall.__file__))
-        seen: set[int] = set()
+        seen: set[int] = _compared_with_stock()
 
         def ours(func: Any) -> bool:
             return isinstance(func, FunctionType) and func.__code__.co_filename.startswith(root)

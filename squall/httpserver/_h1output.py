@@ -160,11 +160,14 @@ class _H1Output(asyncio.Protocol):
         assert out is not None  # (None only once detached)
         out.append(data)
         if not self.in_feed:
-            if sum(map(len, out)) >= _WRITE_NOW:
+            if self.h1.body_sent() or sum(map(len, out)) >= _WRITE_NOW:
                 # Written now, not a round later: the transport's high-water
                 # mark then decides (pause_writing) whether the future
                 # returned waits, and a handler that awaits its flushes
-                # cannot queue megabytes in between.
+                # cannot queue megabytes in between. A body now whole (a
+                # response's last bytes, from its Task) goes too: the end
+                # of the response would flush it at once anyway (_emit_end),
+                # and queued it cost a loop callback for nothing (issue 77).
                 self.flush()
             elif not self.flow & _QUEUED:
                 self._writes.add(self)

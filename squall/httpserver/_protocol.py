@@ -379,12 +379,16 @@ class _HTTPProtocol(_H1Lifecycle):
                 # connection is idle then (a 101's is detached by then).
                 self._arm_next_turn()
             if not self.in_feed:
-                if self.flow & _WRITE_PAUSED and self.h1.has_input():
+                more = self.h1.has_input()
+                if more and self.flow & _WRITE_PAUSED:
                     # As in _process: a pipelined request waits.
                     self._hold()
                     return
                 self._resume_reading()
-                self._process()
+                if more:
+                    # (Without input the parser can only say NEED_DATA: the
+                    # usual end of a response from the request's Task.)
+                    self._process()
 
     def _block(self, awaitable: Awaitable[None], head: bool) -> None:
         """Hand no more events on until ``awaitable`` is done (``head``: it

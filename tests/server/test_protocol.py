@@ -14,8 +14,9 @@ from typing import Any, Optional
 
 import pytest
 
-from squall.httpserver._protocol import _PIPELINE_HIGH_WATER
+from squall.httpserver._protocol import _PIPELINE_HIGH_WATER, _HTTPProtocol
 from squall.httputil import (
+    HTTPConnection,
     HTTPHeaders,
     HTTPMessageDelegate,
     HTTPOutputError,
@@ -1024,3 +1025,69 @@ def test_output_is_written_once_when_flushed_before_its_round(
     assert len(t.writes) == 1
     run_soon(loop)
     assert len(t.writes) == 1
+
+
+# -- a response ended outside data_received (from its request's Task) --
+
+
+def _request_left_pending(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[_HTTPProtocol, FakeTransport, list[HTTPServerRequest], HTTPConnection]:
+    """A connection whose request is read and left unanswered: its
+    protocol, transport, the requests so far and the first one's connection."""
+    pending: list[HTTPServerRequest] = []
+    _, proto, t = make(loop, pending.append)
+    proto.data_received(GET)
+    conn = pending[0].connection
+    assert conn is not None
+    return proto, t, pending, conn
+
+
+def test_a_whole_body_written_outside_data_received_leaves_at_once(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # Its end adds no bytes: queued for the next round, it would only cost
+    # a loop callback before finish() writes it anyway (issue 77).
+    proto, t, pending, conn = _request_left_pending(loop)
+    callbacks_before = len(loop._ready)  # type: ignore[attr-defined]
+    conn.write_headers(
+        ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "2"}), b"hi"
+    )
+    assert t.writes == [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"]
+    assert len(loop._ready) == callbacks_before  # type: ignore[attr-defined]
+    conn.finish()
+    run_soon(loop)
+    assert len(t.writes) == 1 and not t.closed
+    # The connection goes on: the next request is answered.
+    proto.data_received(GET)
+    respond(pending[1])
+    run_soon(loop)
+    assert responses(t.data)[1] == b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nGET /a "
+
+
+def test_the_chunk_that_completes_a_body_takes_the_queued_head_along(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    _, t, _, conn = _request_left_pending(loop)
+    conn.write_headers(
+        ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "4"})
+    )
+    conn.write(b"ab")
+    # Not whole yet: queued for the round, as any other output.
+    assert t.writes == []
+    conn.write(b"cd")
+    assert t.writes == [b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd"]
+    conn.finish()
+    run_soon(loop)
+    assert len(t.writes) == 1
+
+
+def test_eof_during_a_response_closes_once_it_is_written(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    proto, t, pending, _ = _request_left_pending(loop)
+    proto.eof_received()
+    assert not t.closed
+    respond(pending[0])
+    assert wait_closed(t)
+    assert responses(t.data) == [b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nGET /a "]

@@ -928,15 +928,6 @@ CIRCLES_KNOWN: list[set[str]] = [
         "squall.web.static",
         "squall.web.ui",
     },
-    {
-        "squall.pubsub",
-        "squall.pubsub._cluster",
-        "squall.pubsub._local",
-        "squall.pubsub._nats",
-        "squall.pubsub._presence",
-        "squall.pubsub._redis",
-        "squall.pubsub._redis_scripts",
-    },
 ]
 
 

@@ -31,8 +31,8 @@ typecheck: $(STAMP)
 
 # Tests drive Debian's chromium (the demos' browser tests), h2load (HTTP/2),
 # nginx (squall run behind a proxy), redis-server (squall.pubsub), ss
-# (iproute2: listen backlogs), and mariadb-server and postgresql (the
-# forum's tests on each database); the
+# (iproute2: listen backlogs), mariadb-server and postgresql (the
+# forum's tests on each database), and valgrind (the gate's counts); the
 # missing ones are installed in one apt run. Where they cannot be installed, their tests skip, saying why.
 system-deps:
 	@missing=""; \
@@ -44,6 +44,7 @@ system-deps:
 	command -v ss >/dev/null || [ -x /usr/sbin/ss ] || missing="$$missing iproute2"; \
 	[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing="$$missing mariadb-server"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "could not install$$missing: their tests will skip"; \
@@ -197,7 +198,7 @@ test-compiled: $(COMPILED_VENV)/.compiled system-deps
 # A record is raised only by gate-record: the raise and its reason show in
 # the diff of benchmarks/gate/records.
 GATE_RUNS ?= 3.11:compiled 3.11:pure 3.13:compiled 3.13:pure
-GATE_RUNS_CI ?= 3.11:compiled 3.11:pure 3.13:pure
+GATE_RUNS_CI ?= $(GATE_RUNS)
 GATE_DIR := build/gate
 find_python = $(firstword $(shell ls -d $(PYENV_ROOT)/versions/$(1).*/bin/python$(1) 2>/dev/null | sort -V | tail -n 1) $(shell command -v python$(1)))
 gate_py = $(firstword $(subst :, ,$(1)))
@@ -218,7 +219,9 @@ $(GATE_DIR)/venv-%/.installed: pyproject.toml $(GATE_CONSTRAINTS) $(BUILD_SOURCE
 gate-own-venvs: $(call gate_own,$(GATE_RUNS))
 
 valgrind:
-	@command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind >/dev/null)
+	@# (make test's system-deps may hold apt's lock meanwhile: wait for it.)
+	@command -v valgrind >/dev/null || (apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  apt-get -o DPkg::Lock::Timeout=600 install -y -qq valgrind >/dev/null)
 
 gate: $(STAMP) valgrind $(sort $(foreach r,$(GATE_RUNS),$(call gate_stamp,$(r),$(GATE_RUNS))))
 	$(call summarized,gate,SQUALL_GATE="$(call gate_pairs,$(GATE_RUNS))" $(PY) -m pytest -p no:cacheprovider -rfEs tests/test_perf_gate.py)

@@ -10,7 +10,7 @@
 # SQUALL_NO_EXTENSIONS=1 asked for a pure install (no compiler run: the
 # pure build's gate alone, in a minute).
 set -euo pipefail
-python=$1 src=$(cd "$2" && pwd) venv=$3
+python=$1 src=$(cd "$2" && pwd) venv=$(realpath -m "$3")
 shift 3
 here=$(cd "$(dirname "$0")" && pwd)
 constraints=$here/constraints.txt

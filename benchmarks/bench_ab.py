@@ -275,19 +275,17 @@ def wall_clock(contenders: list[tuple[str, Path]], args: argparse.Namespace) -> 
 def counts(contenders: list[tuple[str, Path]], args: argparse.Namespace) -> dict[str, Any]:
     """The gate's counts (benchmarks/gate.py count) with each contender's interpreter."""
     results: dict[str, Any] = {}
-    procs = {}
     builds = args.build or ["compiled"]
     with tempfile.TemporaryDirectory() as tmp:
+        # One after the other: both count from the same paths (gate.py).
         for label, venv in contenders:
-            out = os.path.join(tmp, f"{len(procs)}.json")
+            out = os.path.join(tmp, "counts.json")
             cmd = [str(venv / "bin" / "python"), str(HERE / "gate.py"), "count", "--json", out]
             for build in builds:
                 cmd += ["--build", build]
             for name in args.workload or []:
                 cmd += ["--workload", name]
-            procs[label] = (subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL), out)
-        for label, (proc, out) in procs.items():
-            if proc.wait() != 0:
+            if subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL).returncode != 0:
                 raise SystemExit(f"{label}: gate.py count failed")
             results[label] = json.loads(Path(out).read_text())
     (ref_label, _), (tree_label, _) = contenders

@@ -59,6 +59,7 @@ BUILDS = ("compiled", "pure")
 BELOW = 0.02
 # The largest threshold the gate allows (issue 77: 2% at most).
 MAX_THRESHOLD = 0.02
+COMPILED_THRESHOLD = 0.01
 # One valgrind run of every workload takes 1-2 minutes of one core.
 TIMEOUT = 1800
 
@@ -79,10 +80,11 @@ class Workload:
     units: Callable[[dict[str, Any], dict[str, Any]], tuple[int, int]] = lambda r, c: (0, 0)
     # B alone counts (callgrind_h3: run A is the clients', collection off).
     b_only: bool = False
-    # The threshold (copied into the record by ``record``): counts repeat to
-    # the instruction (gate.py spread), so it is set by what it must catch:
-    # 0.1% is one Python function call more per hello request.
-    threshold: float = 0.001
+    # The pure build's threshold (copied into the record by ``record``),
+    # from the measured run-to-run spread: most workloads repeat to the
+    # instruction or within 0.05% there. The compiled build's is
+    # COMPILED_THRESHOLD: on uvloop counts moved by up to 0.53% (h2).
+    threshold: float = 0.002
     servers: tuple[str, str] = ("squall", "squall-pure")
 
 
@@ -167,7 +169,7 @@ WORKLOADS = [
         {"n": 40, "at_once": 0, "open": 0, "profile": False},
         {"WARMUP": 20, "FIRST": 20},
         _counts,
-        # Measured: within 0.3% from run to run (the others to 0.05%).
+        # Measured: within 0.3% from run to run.
         threshold=0.005,
     ),
     Workload(
@@ -618,6 +620,13 @@ def _names(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def threshold_of(name: str, build: str) -> float:
+    """The threshold ``record`` gives a workload: its own on the pure build, and
+    on the compiled one (uvloop's libuv timers) at least COMPILED_THRESHOLD."""
+    own = BY_NAME[name].threshold
+    return own if build == "pure" else max(own, COMPILED_THRESHOLD)
+
+
 def load_record(build: str, py_tag: Optional[str] = None) -> dict[str, Any]:
     path = record_path(build, py_tag)
     if not path.exists():
@@ -722,7 +731,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                 "count": got["count"],
                 "unit": got["unit"],
                 "loop": got["loop"],
-                "threshold": BY_NAME[name].threshold,
+                "threshold": threshold_of(name, build),
                 "about": BY_NAME[name].about,
                 "recorded": today,
                 "reason": args.reason,

@@ -80,12 +80,12 @@ class Workload:
     units: Callable[[dict[str, Any], dict[str, Any]], tuple[int, int]] = lambda r, c: (0, 0)
     # B alone counts (callgrind_h3: run A is the clients', collection off).
     b_only: bool = False
-    # The pure build's threshold (copied into the record by ``record``),
-    # from the measured run-to-run spread: most workloads repeat to the
-    # instruction or within 0.05% there (0.1% catches one Python function
-    # call more per hello request: +0.17%). The compiled build's is
-    # COMPILED_THRESHOLD: on uvloop counts moved by up to 0.53% (h2).
-    threshold: float = 0.001
+    # The threshold (copied into the record by ``record``), from the
+    # run-to-run spread measured: repeated counts of one build moved by up
+    # to 0.53% (h2 compiled, hello pure 0.43%), the handshake's by 1.1% and
+    # HTTP/3's by 0.45%. (Most repeat to the instruction most of the time:
+    # what still moves them is not found; see the report of issue 77.)
+    threshold: float = 0.01
     servers: tuple[str, str] = ("squall", "squall-pure")
 
 
@@ -170,8 +170,7 @@ WORKLOADS = [
         {"n": 40, "at_once": 0, "open": 0, "profile": False},
         {"WARMUP": 20, "FIRST": 20},
         _counts,
-        # Measured: within 0.3% from run to run.
-        threshold=0.005,
+        threshold=0.02,
     ),
     Workload(
         "h2",
@@ -191,8 +190,7 @@ WORKLOADS = [
         {"WARMUP": 64},
         _n,
         b_only=True,
-        # Measured: within 0.45% from run to run (QUIC's own timers).
-        threshold=0.01,
+        threshold=0.02,
     ),
     Workload(
         "pubsub",

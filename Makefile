@@ -32,8 +32,8 @@ typecheck: $(STAMP)
 
 # Tests drive Debian's chromium (the demos' browser tests), h2load (HTTP/2),
 # nginx (squall run behind a proxy), redis-server (squall.pubsub), ss
-# (iproute2: listen backlogs), and mariadb-server and postgresql (the
-# forum's tests on each database); the
+# (iproute2: listen backlogs), mariadb-server and postgresql (the
+# forum's tests on each database), and valgrind (the gate's counts); the
 # missing ones are installed in one apt run. Where they cannot be installed, their tests skip, saying why.
 system-deps:
 	@missing=""; \
@@ -45,6 +45,7 @@ system-deps:
 	command -v ss >/dev/null || [ -x /usr/sbin/ss ] || missing="$$missing iproute2"; \
 	[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing="$$missing mariadb-server"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "could not install$$missing: their tests will skip"; \
@@ -88,7 +89,9 @@ pytest: $(STAMP) system-deps
 # The compile waits for .venv's editable install: pip builds both in the
 # tree, and both write build/squall.egg-info.
 # Both suites run even when the first fails; the closing lines give each
-# stage's time and each build's summary.
+# stage's time and each build's summary. Beside them, the instruction-count
+# gate (make gate, on GATE_RUNS_CI): its own venvs at once, its counts once
+# the compiled build is done (3.11's gate runs on it).
 test:
 	@rm -rf $(TEST_OUT); mkdir -p $(TEST_OUT); status=0; \
 	stage() { name=$$1; shift; start=$$(date +%s); "$$@"; rc=$$?; \
@@ -96,13 +99,16 @@ test:
 	m="$(MAKE) --no-print-directory"; \
 	( stage "compiled venv" $$m $(COMPILED_VENV)/.installed && \
 	  until [ -e $(TEST_OUT)/venv-done ]; do sleep 1; done && \
-	  stage "compiled build" $$m compiled-build || exit 1; \
+	  stage "compiled build" $$m compiled-build && touch $(TEST_OUT)/compiled-built || { touch $(TEST_OUT)/compiled-failed; exit 1; }; \
 	  until [ -e $(TEST_OUT)/checks-done ]; do sleep 1; done; \
 	  [ -e $(TEST_OUT)/checks-passed ] || exit 1; \
 	  stage "pytest, compiled" $$m test-compiled ) > $(TEST_OUT)/compiled-build.log 2>&1 & compiled=$$!; \
 	( stage "Python $(NEWER_PYTHON) venv" $$m newer-venv || exit 1; \
 	  until [ -e $(TEST_OUT)/checks-done ]; do sleep 1; done; \
 	  stage "pytest, Python $(NEWER_PYTHON)" $$m test-newer-python ) > $(TEST_OUT)/newer.log 2>&1 & newer=$$!; \
+	( stage "gate venvs" $$m gate-own-venvs GATE_RUNS="$(GATE_RUNS_CI)" && \
+	  until [ -e $(TEST_OUT)/compiled-built ] || [ -e $(TEST_OUT)/compiled-failed ]; do sleep 1; done && \
+	  [ -e $(TEST_OUT)/compiled-built ] && stage gate $$m gate GATE_RUNS="$(GATE_RUNS_CI)" ) > $(TEST_OUT)/gate-stage.log 2>&1 & gate=$$!; \
 	stage venv $$m venv && touch $(TEST_OUT)/venv-done && stage "Debian packages" $$m system-deps && \
 	  stage lint $$m lint && stage typecheck $$m typecheck && stage docs $$m docs && \
 	  touch $(TEST_OUT)/checks-passed || status=1; \
@@ -110,9 +116,11 @@ test:
 	[ $$status = 0 ] && { stage "pytest, pure" $$m pytest || status=1; }; \
 	wait $$compiled || status=1; \
 	wait $$newer || status=1; \
+	wait $$gate || status=1; \
 	echo "== the compiled build and suite ($(TEST_OUT)/compiled-build.log):"; cat $(TEST_OUT)/compiled-build.log; \
 	echo "== Python $(NEWER_PYTHON) ($(TEST_OUT)/newer.log):"; tail -n 40 $(TEST_OUT)/newer.log; \
-	echo; cat $(TEST_OUT)/stages; cat $(TEST_OUT)/pure.summary $(TEST_OUT)/compiled.summary $(TEST_OUT)/newer.summary 2>/dev/null; exit $$status
+	echo "== the instruction-count gate ($(TEST_OUT)/gate-stage.log):"; cat $(TEST_OUT)/gate-stage.log; \
+	echo; cat $(TEST_OUT)/stages; cat $(TEST_OUT)/pure.summary $(TEST_OUT)/compiled.summary $(TEST_OUT)/newer.summary $(TEST_OUT)/gate.summary 2>/dev/null; exit $$status
 
 # The documentation site (docs/, Sphinx): API reference generated from the
 # docstrings, the `squall run` reference from its argument parser; warnings
@@ -138,23 +146,26 @@ TREE_FOR_TESTS := tests demos benchmarks compat fuzz docs speedups pyproject.tom
 # for most users), with a C compiler (the hot modules compiled by mypyc, and
 # the C passes over request heads and HTML escaping), then pytest with
 # SQUALL_EXPECT_COMPILED=1 (a test fails unless the compiled modules are the
-# ones loaded). Without coverage. The venv gets the dev and speedups extras
+# ones loaded). Without coverage. The versions that move instruction counts
+# (the build's mypy included) are pinned by $(GATE_CONSTRAINTS): this venv is
+# also the 3.11 gate's (make gate). The venv gets the dev and speedups extras
 # first, without squall, so that squall is built once, by compiled-build,
 # and again only when its sources or its build change.
 COMPILED_VENV := .venv-compiled
+GATE_CONSTRAINTS := benchmarks/gate/constraints.txt
 BUILD_REQUIRES := 'setuptools>=77' 'mypy>=1.11'
 SQUALL_SOURCES := $(shell find squall -type f -not -path '*/__pycache__/*' -not -name '*.so' 2>/dev/null)
 BUILD_SOURCES := pyproject.toml setup.py MANIFEST.in speedups/squall_build.py $(wildcard speedups/c/*.c)
 
-$(COMPILED_VENV)/.installed: pyproject.toml
+$(COMPILED_VENV)/.installed: pyproject.toml $(GATE_CONSTRAINTS)
 	$(PYTHON) -m venv $(COMPILED_VENV)
 	$(COMPILED_VENV)/bin/python -m pip install -q --upgrade pip
 	$(COMPILED_VENV)/bin/python -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(x["dev"] + x["speedups"]))' > $(COMPILED_VENV)/requirements.txt
-	$(COMPILED_VENV)/bin/python -m pip install -q -r $(COMPILED_VENV)/requirements.txt
+	$(COMPILED_VENV)/bin/python -m pip install -q -c $(GATE_CONSTRAINTS) -r $(COMPILED_VENV)/requirements.txt
 	touch $@
 
 $(COMPILED_VENV)/.compiled: $(COMPILED_VENV)/.installed $(BUILD_SOURCES) $(SQUALL_SOURCES)
-	start=$$(date +%s); env -u SQUALL_NO_EXTENSIONS $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps . && \
+	start=$$(date +%s); PIP_CONSTRAINT=$(abspath $(GATE_CONSTRAINTS)) env -u SQUALL_NO_EXTENSIONS $(COMPILED_VENV)/bin/python -m pip install -q --force-reinstall --no-deps . && \
 	  echo "== squall built and installed in $$(( $$(date +%s) - start ))s"
 	@# Stamped only when the install is compiled: one that fell back to pure
 	@# Python (two builds of this tree at once share build/) is built again by
@@ -174,6 +185,79 @@ test-compiled: $(COMPILED_VENV)/.compiled system-deps
 	rm -rf $(COMPILED_VENV)/tree && mkdir -p $(COMPILED_VENV)/tree && cp -a $(TREE_FOR_TESTS) $(COMPILED_VENV)/tree/
 	$(call summarized,compiled,$(call pytest_installed,$(COMPILED_VENV),SQUALL_EXPECT_COMPILED=1 SQUALL_QUIC=qh3))
 	@cat $(TEST_OUT)/compiled.summary
+
+# The instruction-count gate (issue 77, benchmarks/gate.py): each workload
+# (hello, JSON, Starlette, FastAPI, long-poll wake, write_message, broadcast,
+# WebSocket handshake, HTTP/2, HTTP/3, pubsub) counted by callgrind on the
+# compiled build (uvloop) and the pure one (asyncio), against its record in
+# benchmarks/gate/records/cpXY-BUILD.json; tests/test_perf_gate.py fails on
+# a count above its record by more than the workload's threshold. GATE_RUNS
+# lists PYTHON:BUILD pairs. Each Python's venv is built by
+# benchmarks/gate/venv.sh at the versions pinned in $(GATE_CONSTRAINTS) (a
+# pure install when only its pure build is gated); 3.11's is make test's
+# compiled venv. make test runs the gate as a stage beside the suites, on
+# GATE_RUNS_CI: 3.13's compiled build (about 6 CPU-minutes to compile) does
+# not fit CI's time beside the two suites, so CI gates 3.13 pure only, and
+# `make gate` everything.
+#   make gate [GATE_RUNS="3.13:compiled"]
+#   make gate-record REASON="why" [WORKLOAD="hello json"] [GATE_RUNS=...]
+# A record is raised only by gate-record: the raise and its reason show in
+# the diff of benchmarks/gate/records.
+GATE_RUNS ?= 3.11:compiled 3.11:pure 3.13:compiled 3.13:pure
+GATE_RUNS_CI ?= $(GATE_RUNS)
+GATE_DIR := build/gate
+find_python = $(firstword $(shell ls -d $(PYENV_ROOT)/versions/$(1).*/bin/python$(1) 2>/dev/null | sort -V | tail -n 1) $(shell command -v python$(1)))
+gate_py = $(firstword $(subst :, ,$(1)))
+gate_build = $(lastword $(subst :, ,$(1)))
+# The venv of run $(1) among the runs $(2), and the stamp that makes it.
+gate_venv = $(if $(filter 3.11,$(call gate_py,$(1))),$(COMPILED_VENV),$(GATE_DIR)/venv-$(call gate_py,$(1))$(if $(filter $(call gate_py,$(1)):compiled,$(2)),,-pure))
+gate_stamp = $(if $(filter 3.11,$(call gate_py,$(1))),$(COMPILED_VENV)/.compiled,$(call gate_venv,$(1),$(2))/.installed)
+gate_pairs = $(foreach r,$(1),$(abspath $(call gate_venv,$(r),$(1)))/bin/python:$(call gate_build,$(r)))
+# The venvs the gate builds itself (not make test's compiled one).
+gate_own = $(sort $(foreach r,$(1),$(if $(filter 3.11,$(call gate_py,$(r))),,$(call gate_stamp,$(r),$(1)))))
+
+$(GATE_DIR)/venv-%-pure/.installed: pyproject.toml $(GATE_CONSTRAINTS) $(SQUALL_SOURCES)
+	SQUALL_NO_EXTENSIONS=1 benchmarks/gate/venv.sh "$(call find_python,$*)" . $(GATE_DIR)/venv-$*-pure
+
+$(GATE_DIR)/venv-%/.installed: pyproject.toml $(GATE_CONSTRAINTS) $(BUILD_SOURCES) $(SQUALL_SOURCES)
+	benchmarks/gate/venv.sh "$(call find_python,$*)" . $(GATE_DIR)/venv-$*
+
+gate-own-venvs: $(call gate_own,$(GATE_RUNS))
+
+valgrind:
+	@# (make test's system-deps may hold apt's lock meanwhile: wait for it.)
+	@command -v valgrind >/dev/null || (apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  apt-get -o DPkg::Lock::Timeout=600 install -y -qq valgrind >/dev/null)
+
+gate: $(STAMP) valgrind $(sort $(foreach r,$(GATE_RUNS),$(call gate_stamp,$(r),$(GATE_RUNS))))
+	$(call summarized,gate,SQUALL_GATE="$(call gate_pairs,$(GATE_RUNS))" $(PY) -m pytest -p no:cacheprovider -rfEs tests/test_perf_gate.py)
+
+# Every run recorded at once, each in a process of its own.
+gate-record: valgrind $(sort $(foreach r,$(GATE_RUNS),$(call gate_stamp,$(r),$(GATE_RUNS))))
+	@[ -n "$(REASON)" ] || { echo 'make gate-record REASON="why" [WORKLOAD="hello json"] [GATE_RUNS="3.13:pure"]'; exit 2; }
+	@pids=""; for run in $(call gate_pairs,$(GATE_RUNS)); do \
+	  $${run%:*} benchmarks/gate.py record --build $${run##*:} --reason "$(REASON)" $(foreach w,$(WORKLOAD),--workload $(w)) & pids="$$pids $$!"; \
+	done; status=0; for p in $$pids; do wait $$p || status=1; done; exit $$status
+
+.PHONY: gate gate-record gate-own-venvs valgrind
+
+# This tree against an earlier Squall (issue 77): REF and the working tree
+# each built into a venv of its own (build/ab/, cached by commit or by the
+# tree's content, and by Python) as `pip install '.[speedups]'` builds them,
+# then hello, Starlette under squall run, the long-poll wake, the
+# write_message loop and the WebSocket handshake, contenders alternated,
+# servers on CPU 0 and load on CPU 1, medians of ROUNDS: one table of ratios
+# tree / REF with the load average (benchmarks/bench_ab.py). COUNTS=1: the
+# gate's instruction counts of both instead (BUILD=pure for the pure build).
+#   make bench-ab REF=406f920 [PY=python3.13] [ROUNDS=5] [COUNTS=1] [AB_ARGS=...]
+ROUNDS ?= 5
+AB_PYTHON = $(if $(filter command line,$(origin PY)),$(PY),$(PYTHON))
+bench-ab: valgrind
+	@[ -n "$(REF)" ] || { echo 'make bench-ab REF=<git ref> [PY=python3.13] [ROUNDS=5] [COUNTS=1]'; exit 2; }
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PYTHON) benchmarks/bench_ab.py $(REF) --python $(AB_PYTHON) --rounds $(ROUNDS) $(if $(COUNTS),--counts) $(if $(BUILD),--build $(BUILD)) $(AB_ARGS)
+
+.PHONY: bench-ab
 
 # The release files, checked: `python -m build` makes the sdist and then the
 # wheel from that sdist (compiled: timed), auditwheel (from PyPI) makes the

@@ -169,34 +169,35 @@ def table() -> str:
     memory per connection, server CPU per handshake or per woken waiter),
     each in its own table. Their ratios read in opposite directions (work
     done per second against what a unit of work costs), so each header says
-    which way is better; both say on which machine, since CPU time per unit
-    depends on it as throughput does.
+    which way is better; both say on which machine and Python, since CPU
+    time per unit depends on them as throughput does.
     """
     ratios = [
         "| workload (Squall / other: higher is better) | ratio per server CPU-second "
-        "| ratio of requests per second | measured | commit | machine | squall build |",
-        "|---|---:|---:|---|---|---|---|",
+        "| ratio of requests per second | measured | commit | machine | Python | squall build |",
+        "|---|---:|---:|---|---|---|---|---|",
     ]
     quantities = [
         "| cost measured (Squall / other: lower is better) | Squall | other | Squall / other "
-        "| measured | commit | machine | squall build |",
-        "|---|---:|---:|---:|---|---|---|---|",
+        "| measured | commit | machine | Python | squall build |",
+        "|---|---:|---:|---:|---|---|---|---|---|",
     ]
     for rec in records():
         when = f"{rec['date']} | `{rec['commit']}`"
         build = rec["squall_build"].split(":")[0]
+        python = f"CPython {rec['python']}" if rec.get("python") else "not recorded"
         for row in rec["rows"]:
             if "ratio_cpu" in row:
                 ratios.append(
                     f"| {row['label']} | {row['ratio_cpu']:.2f}x | {row['ratio_rps']:.2f}x "
-                    f"| {when} | {rec['machine']} | {build} |"
+                    f"| {when} | {rec['machine']} | {python} | {build} |"
                 )
             else:
                 unit = row["unit"]
                 quantities.append(
                     f"| {row['label']} | {_fmt(row['squall'], unit)} "
                     f"| {_fmt(row['other'], unit)} | {row['squall'] / row['other']:.2f}x "
-                    f"| {when} | {rec['machine']} | {build} |"
+                    f"| {when} | {rec['machine']} | {python} | {build} |"
                 )
     lines = ratios if len(ratios) > 2 else []
     if len(quantities) > 2:

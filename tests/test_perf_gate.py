@@ -1,0 +1,195 @@
+"""The instruction-count gate (benchmarks/gate.py, issue 77).
+
+The comparison itself is tested here on made-up records; the committed
+records are checked for what makes them comparable (every workload, both
+builds, 3.11 and 3.13, the pinned versions). The gate proper runs the
+workloads under callgrind: in ``make test``'s gate stage, which names the
+venvs to gate in ``SQUALL_GATE`` ("PYTHON:BUILD ..."); elsewhere it skips,
+saying so (``make gate`` runs it alone).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GATE_SCRIPT = ROOT / "benchmarks" / "gate.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_bench_gate", GATE_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_bench_gate"] = module  # (dataclasses look their module up)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["_bench_gate"]
+    return module
+
+
+gate = _load()
+ENV = {
+    "python": "3.11.7",
+    "versions": {name: "1.0" for name in gate.COMPARED},
+}
+
+
+def _record(**workloads: tuple[float, float]) -> dict[str, Any]:
+    return {
+        "file": "benchmarks/gate/records/cp311-compiled.json",
+        "env": ENV,
+        "workloads": {
+            name: {"count": count, "unit": "request", "threshold": threshold}
+            for name, (count, threshold) in workloads.items()
+        },
+    }
+
+
+def _counted(**counts: float) -> dict[str, Any]:
+    return {
+        "env": ENV,
+        "workloads": {name: {"count": c, "unit": "request"} for name, c in counts.items()},
+    }
+
+
+def test_a_count_above_its_threshold_fails_naming_workload_record_count_and_ratio() -> None:
+    verdict = gate.compare(_record(hello=(100_000.0, 0.005)), _counted(hello=100_600.0))
+    assert len(verdict.failures) == 1
+    failure = verdict.failures[0]
+    assert failure.startswith("hello costs more than its record")
+    assert "100,600.0" in failure and "100,000.0" in failure
+    assert "ratio 1.0060" in failure
+    assert "cp311-compiled.json" in failure
+
+
+def test_a_count_within_its_threshold_passes() -> None:
+    verdict = gate.compare(_record(hello=(100_000.0, 0.005)), _counted(hello=100_450.0))
+    assert verdict.failures == []
+    assert "ratio 1.0045" in verdict.lines[0]
+
+
+def test_a_count_far_below_its_record_is_reported_not_failed() -> None:
+    verdict = gate.compare(_record(hello=(100_000.0, 0.005)), _counted(hello=90_000.0))
+    assert verdict.failures == []
+    assert len(verdict.notes) == 1 and "re-record" in verdict.notes[0]
+    assert "hello" in verdict.notes[0] and "0.9000" in verdict.notes[0]
+
+
+def test_a_threshold_above_two_percent_is_held_at_two() -> None:
+    verdict = gate.compare(_record(hello=(100_000.0, 0.10)), _counted(hello=102_500.0))
+    assert [f.split(":")[0] for f in verdict.failures] == ["hello costs more than its record"]
+
+
+def test_a_workload_without_a_record_fails_and_says_how_to_record_it() -> None:
+    verdict = gate.compare(_record(), _counted(h2=50_000.0))
+    assert len(verdict.failures) == 1
+    assert "h2: no record" in verdict.failures[0]
+    assert "gate.py record --workload h2" in verdict.failures[0]
+
+
+def test_other_versions_than_the_recorded_ones_fail() -> None:
+    counted = _counted(hello=100_000.0)
+    counted["env"] = {"python": "3.11.9", "versions": dict(ENV["versions"], uvloop="0.99")}
+    verdict = gate.compare(_record(hello=(100_000.0, 0.005)), counted)
+    problems = " ".join(verdict.failures)
+    assert "Python 3.11.7 recorded, 3.11.9 running" in problems
+    assert "uvloop 1.0 recorded, 0.99 running" in problems
+
+
+def test_a_failed_workload_fails_the_gate() -> None:
+    counted = _counted()
+    counted["workloads"]["h3"] = {"error": "RuntimeError: boom", "trace": ""}
+    verdict = gate.compare(_record(h3=(1.0, 0.01)), counted)
+    assert verdict.failures and verdict.failures[0].startswith("h3: the workload failed")
+
+
+def test_recording_needs_a_reason() -> None:
+    args = gate.argparse.Namespace(reason="", build=["pure"], workload=None)
+    with pytest.raises(SystemExit, match="--reason is required"):
+        gate.cmd_record(args)
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "benchmarks" / "gate" / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[name.replace("-", "_").lower()] = version
+    return pins
+
+
+@pytest.mark.parametrize("py_tag", ["cp311", "cp313"])
+@pytest.mark.parametrize("build", ["compiled", "pure"])
+def test_the_records_cover_every_workload_at_the_pinned_versions(py_tag: str, build: str) -> None:
+    record = gate.load_record(build, py_tag)
+    assert record, f"no record {gate.record_path(build, py_tag)}"
+    assert record["env"]["python"].startswith(f"{py_tag[2]}.{py_tag[3:]}.")
+    assert record["env"]["platform"] and record["env"]["versions"]["gcc"] != "-"
+    assert set(record["workloads"]) == set(gate.BY_NAME)
+    for name, rec in record["workloads"].items():
+        assert 0 < rec["threshold"] <= gate.MAX_THRESHOLD, name
+        assert rec["count"] > 0 and rec["reason"], name
+    if build == "compiled":
+        assert record["env"]["compiled_modules"] > 0
+    pins = _pins()
+    for name, version in record["env"]["versions"].items():
+        # ("-": not in the venv, as setuptools in 3.13's: pip's isolated
+        # build brings it, pinned by PIP_CONSTRAINT.)
+        if name in pins and version != "-":
+            assert version == pins[name], f"{name}: recorded on {version}, pinned {pins[name]}"
+
+
+# -- the gate proper ----------------------------------------------------------------------------
+
+RUNS = [tuple(item.rsplit(":", 1)) for item in os.environ.get("SQUALL_GATE", "").split()]
+
+
+@pytest.fixture(scope="module")
+def gate_runs() -> Iterator[dict[tuple[str, str], subprocess.Popen[str]]]:
+    """Every gated (python, build) started at once: one valgrind process each."""
+    procs = {
+        (python, build): subprocess.Popen(
+            [python, str(GATE_SCRIPT), "check", "--build", build],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
+        for python, build in RUNS
+    }
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    "python, build",
+    RUNS
+    or [
+        pytest.param(
+            "-",
+            "-",
+            marks=pytest.mark.skip(reason="the gate runs in make test's gate stage (make gate)"),
+        )
+    ],
+)
+def test_no_workload_costs_more_than_its_record(
+    gate_runs: dict[tuple[str, str], subprocess.Popen[str]], python: str, build: str
+) -> None:
+    proc = gate_runs[(python, build)]
+    out, _ = proc.communicate(timeout=1800)
+    print(out)
+    assert proc.returncode == 0, out

@@ -498,6 +498,13 @@ def mismatches(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
     out = []
     if recorded.get("python") != now.get("python"):
         out.append(f"Python {recorded.get('python')} recorded, {now.get('python')} running")
+    # A compiled build that left modules out (pip -q hides why) counts
+    # ~30% more: it is another build, not a slowdown of this one.
+    if recorded.get("compiled_modules") != now.get("compiled_modules"):
+        out.append(
+            f"{recorded.get('compiled_modules')} compiled modules recorded, "
+            f"{now.get('compiled_modules')} running"
+        )
     rv, nv = recorded.get("versions", {}), now.get("versions", {})
     for name in COMPARED:
         if rv.get(name) != nv.get(name):

@@ -40,6 +40,7 @@ def _load() -> ModuleType:
 gate = _load()
 ENV = {
     "python": "3.11.7",
+    "compiled_modules": 47,
     "versions": {name: "1.0" for name in gate.COMPARED},
 }
 
@@ -104,6 +105,13 @@ def test_other_versions_than_the_recorded_ones_fail() -> None:
     problems = " ".join(verdict.failures)
     assert "Python 3.11.7 recorded, 3.11.9 running" in problems
     assert "uvloop 1.0 recorded, 0.99 running" in problems
+
+
+def test_a_build_that_left_modules_out_fails_as_another_build() -> None:
+    counted = _counted(hello=100_000.0)
+    counted["env"] = dict(ENV, compiled_modules=31)
+    verdict = gate.compare(_record(hello=(100_000.0, 0.005)), counted)
+    assert "47 compiled modules recorded, 31 running" in " ".join(verdict.failures)
 
 
 def test_a_failed_workload_fails_the_gate() -> None:

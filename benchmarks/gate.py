@@ -59,7 +59,11 @@ BUILDS = ("compiled", "pure")
 BELOW = 0.02
 # The largest threshold the gate allows (issue 77: 2% at most).
 MAX_THRESHOLD = 0.02
-COMPILED_THRESHOLD = 0.01
+# On a compiled build, 2%: two builds of one source by mypyc count apart by
+# more than one build counted twice (the 3.13 JSON row: 1.27% between the
+# build recorded and a fresh build of the same tree, session 56), and CI
+# counts a fresh build.
+COMPILED_THRESHOLD = 0.02
 # One valgrind run of every workload takes 1-2 minutes of one core.
 TIMEOUT = 1800
 

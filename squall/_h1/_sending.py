@@ -646,11 +646,6 @@ class _Sender:
         self._out = out - n
         return True
 
-    def body_sent(self) -> bool:
-        """Whether the body being sent is whole: its Content-Length is met,
-        so that `send_end` will add no bytes (the message can go out now)."""
-        return self._out == 0 and self._sstate == _S_BODY and not self._out_chunked
-
     def send_end(self, trailers: Iterable[tuple[str, str]] | None = None) -> bytes:
         """Serialize the end of the message being sent: ``0\\r\\n`` plus
         trailers and CRLF for a chunked body, nothing otherwise.

@@ -109,7 +109,10 @@ class _WriteQueue:
     each response woke the client for itself; under wrk (50 connections,
     varied requests, pure Python) that cost 10.8 microseconds of kernel time
     per request against about 5.5 batched, more than parse and routing
-    together.
+    together. The same holds for responses ended from their requests'
+    Tasks, one after another in a round (`_H1Output.flush_with_round`):
+    written each at its end, compiled 3.11 served 15% fewer requests per
+    CPU-second (issue 77).
     """
 
     __slots__ = ("_pending",)
@@ -434,8 +437,12 @@ class _RequestConnection(Exchange):
             out.append(data)
         if not p.h1.keep_alive:
             p.state = _CLOSING
-        if not p.in_feed:
-            p.flush()
+            if not p.in_feed:
+                p.flush()
+        elif not p.in_feed:
+            # Ended from the request's Task (every request on 3.11): it
+            # leaves with the round's other responses, as one read's do.
+            p.flush_with_round()
         if p.delegate is None:
             # The request was read to its end: the exchange is over.
             p.end_exchange()

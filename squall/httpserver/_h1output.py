@@ -160,14 +160,11 @@ class _H1Output(asyncio.Protocol):
         assert out is not None  # (None only once detached)
         out.append(data)
         if not self.in_feed:
-            if self.h1.body_sent() or sum(map(len, out)) >= _WRITE_NOW:
+            if sum(map(len, out)) >= _WRITE_NOW:
                 # Written now, not a round later: the transport's high-water
                 # mark then decides (pause_writing) whether the future
                 # returned waits, and a handler that awaits its flushes
-                # cannot queue megabytes in between. A body now whole (a
-                # response's last bytes, from its Task) goes too: the end
-                # of the response would flush it at once anyway (_emit_end),
-                # and queued it cost a loop callback for nothing (issue 77).
+                # cannot queue megabytes in between.
                 self.flush()
             elif not self.flow & _QUEUED:
                 self._writes.add(self)
@@ -211,6 +208,12 @@ class _H1Output(asyncio.Protocol):
         waiters = self._drain_waiters
         if waiters is not None and waiter in waiters:
             waiters.remove(waiter)
+
+    def flush_with_round(self) -> None:
+        """Write the queued output with the rest of this loop round's (see
+        `_WriteQueue`): the end of a response from its request's Task."""
+        if self.output and not self.flow & _QUEUED:
+            self._writes.add(self)
 
     def flush(self) -> None:
         self.flow &= ~_QUEUED

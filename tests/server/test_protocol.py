@@ -97,7 +97,7 @@ def test_pipelined_requests_wait_for_a_slow_response(loop: asyncio.AbstractEvent
         b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHost: a\r\n\r\n"
     )
     assert t.data == b"" and len(pending) == 1
-    respond(pending[0])  # outside data_received: flushed at once
+    respond(pending[0])  # outside data_received: written with the round
     run_soon(loop)
     bodies = [r.split(b"\r\n\r\n")[1] for r in responses(t.data)]
     assert bodies == [b"GET /slow ", b"GET /fast "]
@@ -115,7 +115,8 @@ def test_pipelined_bytes_over_high_water_pause_reading(loop: asyncio.AbstractEve
     while not t.reading:
         respond(pending[-1])
     assert proto.h1.buffered <= _PIPELINE_HIGH_WATER
-    assert len(t.writes) == len(pending) - 1
+    run_soon(loop)
+    assert len(responses(t.data)) == len(pending) - 1
 
 
 def test_pipelined_requests_wait_while_the_output_is_over_high_water(
@@ -580,7 +581,9 @@ def test_writes_outside_data_received_are_batched(loop: asyncio.AbstractEventLoo
     run_soon(loop)
     assert len(t.writes) == 1
     conn.finish()
-    assert t.data.endswith(b"0\r\n\r\n")
+    assert t.data.endswith(b"1\r\na\r\n")  # the end waits for the round too
+    run_soon(loop)
+    assert t.data.endswith(b"0\r\n\r\n") and len(t.writes) == 2
 
 
 def test_body_timeout(loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture) -> None:
@@ -1043,29 +1046,43 @@ def _request_left_pending(
     return proto, t, pending, conn
 
 
-def test_a_whole_body_written_outside_data_received_leaves_at_once(
+def test_responses_ended_from_their_tasks_in_one_round_leave_together(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    # Its end adds no bytes: queued for the next round, it would only cost
-    # a loop callback before finish() writes it anyway (issue 77).
-    proto, t, pending, conn = _request_left_pending(loop)
-    callbacks_before = len(loop._ready)  # type: ignore[attr-defined]
-    conn.write_headers(
-        ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "2"}), b"hi"
-    )
-    assert t.writes == [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"]
-    assert len(loop._ready) == callbacks_before  # type: ignore[attr-defined]
-    conn.finish()
+    # Two connections whose responses end one after the other, outside
+    # data_received (as from their requests' Tasks): neither is written at
+    # its end; both leave in the round's write, one write each (issue 77:
+    # written each at its end, the client was woken once per response).
+    first, t1, pending1, conn1 = _request_left_pending(loop)
+    second, t2, pending2, conn2 = _request_left_pending(loop)
+    respond(pending1[0])
+    respond(pending2[0])
+    assert t1.writes == [] and t2.writes == []
     run_soon(loop)
-    assert len(t.writes) == 1 and not t.closed
-    # The connection goes on: the next request is answered.
-    proto.data_received(GET)
-    respond(pending[1])
+    assert t1.writes == [b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nGET /a "]
+    assert t2.writes == t1.writes
+    assert not t1.closed and not t2.closed
+    # Each connection goes on: its next request is answered.
+    first.data_received(GET)
+    respond(pending1[1])
     run_soon(loop)
-    assert responses(t.data)[1] == b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nGET /a "
+    assert len(responses(t1.data)) == 2
 
 
-def test_the_chunk_that_completes_a_body_takes_the_queued_head_along(
+def test_a_response_that_closes_the_connection_is_written_at_its_end(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    pending: list[HTTPServerRequest] = []
+    _, proto, t = make(loop, pending.append)
+    proto.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    respond(pending[0])
+    assert responses(t.data) == [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nGET /a "
+    ]
+    assert wait_closed(t)
+
+
+def test_the_chunks_of_a_body_ended_from_its_task_leave_in_one_write(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     _, t, _, conn = _request_left_pending(loop)
@@ -1073,13 +1090,11 @@ def test_the_chunk_that_completes_a_body_takes_the_queued_head_along(
         ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "4"})
     )
     conn.write(b"ab")
-    # Not whole yet: queued for the round, as any other output.
-    assert t.writes == []
     conn.write(b"cd")
-    assert t.writes == [b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd"]
     conn.finish()
+    assert t.writes == []
     run_soon(loop)
-    assert len(t.writes) == 1
+    assert t.writes == [b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd"]
 
 
 def test_eof_during_a_response_closes_once_it_is_written(

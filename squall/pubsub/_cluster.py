@@ -33,8 +33,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
+from squall.pubsub._publisher import RedisEngine, RetriedPublisher
 from squall.pubsub._redis import _LOST, _redis
 from squall.pubsub._supervise import Backoff, Supervised
 from squall.pubsub._types import HistoryResult, Position, new_epoch
@@ -94,7 +95,7 @@ def _parse(url: str) -> tuple[list[_Addr], dict[str, str], Optional[str], Option
     return addrs, dict(parse_qsl(parts.query)), user, password
 
 
-class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
+class RedisClusterPubSub(RedisEngine):
     """Channels shared by every process connected to one Redis Cluster (``redis+cluster://``).
 
     Args:
@@ -179,8 +180,8 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         redis = _redis()
 
         self.url = url
+        # None: the cluster's node timeout plus a margin, once a node says it.
         self._publish_timeout = None if publish_timeout is None else float(publish_timeout)
-        self.publish_timeout = self._publish_timeout or _FAILOVER_UNKNOWN + _FAILOVER_MARGIN
         self.partitions = partitions
         self.sharded = sharded
         self.subscribe_timeout = subscribe_timeout
@@ -208,16 +209,23 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         self._tags = [f"{{sq.{n}}}" for n in range(partitions)]
         self._tag_part = {tag.encode(): n for n, tag in enumerate(self._tags)}
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
-        self._publish_command = "SPUBLISH" if sharded else "PUBLISH"
-        self._start_publishing(command_timeout)
-        self._publish_script = self._client.register_script(
-            scripts.publish_lua(
-                self.history_size, self._ttl_ms, self._stale_ms, self._publish_command
-            )
+        self._publisher = RetriedPublisher(
+            self._client,
+            "SPUBLISH" if sharded else "PUBLISH",
+            history_size=self.history_size,
+            ttl_ms=self._ttl_ms,
+            command_timeout=command_timeout,
+            timeout=self._publish_timeout or _FAILOVER_UNKNOWN + _FAILOVER_MARGIN,
+            status=self.status,
+            route=self._route,
+            where="the Redis Cluster",
+            lost=self._lost_errors,
+            before=self._before,
+            retried=self._changed,
         )
         self._read_script = self._client.register_script(scripts.READ_LUA)
         self._use_presence(
-            scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
+            scripts.RedisPresence(self._client, self._tag, self._lost_errors, self._before)
         )
         # Partition -> how many locally subscribed channels map to it.
         self._want: dict[int, int] = {}
@@ -264,7 +272,7 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
                     raise ConnectionError(f"cannot reach the Redis Cluster: {exc}") from exc
                 self._initialized = True
                 if self._publish_timeout is None:
-                    self.publish_timeout = await self._node_timeout() + _FAILOVER_MARGIN
+                    self._publisher.timeout = await self._node_timeout() + _FAILOVER_MARGIN
 
     async def _node_timeout(self) -> float:
         """The cluster's ``cluster-node-timeout`` in seconds, as a node says
@@ -277,12 +285,9 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         except (*self._lost_errors, self._redis.exceptions.ResponseError, KeyError, ValueError):
             return _FAILOVER_UNKNOWN
 
-    def _target(self, channel: str) -> tuple[str, str, str]:
+    def _route(self, channel: str) -> tuple[str, str]:
         tag = self._tags[self.partition(channel)]
-        return tag, self._publish_command, tag
-
-    def _where(self) -> str:
-        return "the Redis Cluster"
+        return tag, tag
 
     async def _read(
         self, channel: str, since: Optional[Position], limit: int, strict: bool

@@ -10,8 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
+from squall.pubsub._publisher import RedisEngine, RetriedPublisher
 from squall.pubsub._supervise import Backoff, Supervised
 from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 
@@ -82,7 +83,7 @@ class _Watchdog:
         return time.monotonic() - self.ping_at if self.ping_at else 0.0
 
 
-class RedisPubSub(scripts.RetriedPublish, PubSub):
+class RedisPubSub(RedisEngine):
     """Channels shared by every process connected to one Redis (``redis://``).
 
     Each publish is one Lua script on Redis that increments the channel's
@@ -160,7 +161,6 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         self.url = url
         self.health_interval = float(health_interval)
         self.command_timeout = float(command_timeout)
-        self.publish_timeout = float(publish_timeout)
         self.subscribe_timeout = subscribe_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -176,7 +176,7 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
             "socket_connect_timeout": self.command_timeout,
         }
         # redis-py does not try a command again by itself: a publish is
-        # tried again by RetriedPublish, with its id, until publish_timeout.
+        # tried again by RetriedPublisher, with its id, until publish_timeout.
         self._client = redis.asyncio.Redis.from_url(
             url, retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0), **timeouts
         )
@@ -209,20 +209,25 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         #: Times the subscriber connection was established again after a loss.
         self.reconnects = 0
         self._ttl_ms = max(1, int(self.history_ttl * 1000))
-        self._start_publishing(self.command_timeout)
-        self._publish_script = self._client.register_script(
-            scripts.publish_lua(self.history_size, self._ttl_ms, self._stale_ms, "PUBLISH")
+        self._publisher = RetriedPublisher(
+            self._client,
+            "PUBLISH",
+            history_size=self.history_size,
+            ttl_ms=self._ttl_ms,
+            command_timeout=self.command_timeout,
+            timeout=float(publish_timeout),
+            status=self.status,
+            route=self._route,
+            where=f"Redis at {_safe_url(url)}",
+            lost=self._lost_errors,
+            down_since=self._down_since,
+            retried=self._changed,
         )
         self._read_script = self._client.register_script(scripts.READ_LUA)
-        self._use_presence(
-            scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
-        )
+        self._use_presence(scripts.RedisPresence(self._client, self._tag, self._lost_errors))
 
-    def _target(self, channel: str) -> tuple[str, str, str]:
-        return "squall.ps", "PUBLISH", channel
-
-    def _where(self) -> str:
-        return f"Redis at {_safe_url(self.url)}"
+    def _route(self, channel: str) -> tuple[str, str]:
+        return "squall.ps", channel
 
     async def _read(
         self, channel: str, since: Optional[Position], limit: int, strict: bool

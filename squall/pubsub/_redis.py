@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, client_library
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._publisher import RedisEngine, RetriedPublisher
 from squall.pubsub._supervise import Backoff, Supervised
@@ -22,17 +22,16 @@ _LOST: tuple[type[BaseException], ...] = (OSError, asyncio.IncompleteReadError)
 
 
 def _redis() -> Any:
-    try:
-        import redis.asyncio
-        import redis.asyncio.cluster
-        import redis.asyncio.retry
-        import redis.backoff
-        import redis.exceptions
-    except ImportError as exc:  # pragma: no cover - the redis extra is in dev
-        raise ImportError(
-            "squall.pubsub's Redis backend needs the redis package: pip install 'squall[redis]'"
-        ) from exc
-    return redis
+    return client_library(
+        "Redis backend",
+        "redis",
+        "redis",
+        "redis.asyncio",
+        "redis.asyncio.cluster",
+        "redis.asyncio.retry",
+        "redis.backoff",
+        "redis.exceptions",
+    )
 
 
 def _safe_url(url: str) -> str:

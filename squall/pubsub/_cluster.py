@@ -35,10 +35,9 @@ from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
 from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
-from squall.pubsub._publisher import RedisEngine, RetriedPublisher
+from squall.pubsub._publisher import RedisEngine
 from squall.pubsub._redis import _LOST, _redis
 from squall.pubsub._supervise import Backoff, Supervised
-from squall.pubsub._types import HistoryResult, Position, new_epoch
 
 __all__ = ["RedisClusterPubSub"]
 
@@ -208,24 +207,14 @@ class RedisClusterPubSub(RedisEngine):
         )
         self._tags = [f"{{sq.{n}}}" for n in range(partitions)]
         self._tag_part = {tag.encode(): n for n, tag in enumerate(self._tags)}
-        self._ttl_ms = max(1, int(self.history_ttl * 1000))
-        self._publisher = RetriedPublisher(
-            self._client,
+        self._use_redis(
+            scripts.RedisSite(
+                self._client, "the Redis Cluster", self._lost_errors, self._tag, self._before
+            ),
             "SPUBLISH" if sharded else "PUBLISH",
-            history_size=self.history_size,
-            ttl_ms=self._ttl_ms,
+            self._route,
             command_timeout=command_timeout,
-            timeout=self._publish_timeout or _FAILOVER_UNKNOWN + _FAILOVER_MARGIN,
-            status=self.status,
-            route=self._route,
-            where="the Redis Cluster",
-            lost=self._lost_errors,
-            before=self._before,
-            retried=self._changed,
-        )
-        self._read_script = self._client.register_script(scripts.READ_LUA)
-        self._use_presence(
-            scripts.RedisPresence(self._client, self._tag, self._lost_errors, self._before)
+            publish_timeout=self._publish_timeout or _FAILOVER_UNKNOWN + _FAILOVER_MARGIN,
         )
         # Partition -> how many locally subscribed channels map to it.
         self._want: dict[int, int] = {}
@@ -285,30 +274,15 @@ class RedisClusterPubSub(RedisEngine):
         except (*self._lost_errors, self._redis.exceptions.ResponseError, KeyError, ValueError):
             return _FAILOVER_UNKNOWN
 
-    def _route(self, channel: str) -> tuple[str, str]:
-        tag = self._tags[self.partition(channel)]
-        return tag, tag
-
-    async def _read(
-        self, channel: str, since: Optional[Position], limit: int, strict: bool
-    ) -> HistoryResult:
-        tag = self._tags[self.partition(channel)]
-        count = scripts.read_args(since, limit, strict, self.history_size)
-        await self._before()
-        try:
-            reply = await self._read_script(
-                keys=scripts.keys(tag, channel),
-                args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
-            )
-        except self._lost_errors as exc:
-            raise ConnectionError(f"cannot read history from the Redis Cluster: {exc}") from exc
-        return scripts.window(channel, reply, since, limit)
+    # A channel's keys carry its partition's hash tag, which is also its
+    # broker channel.
 
     def _tag(self, channel: str) -> str:
         return self._tags[self.partition(channel)]
 
-    async def _top(self, channel: str) -> Position:
-        return (await self._read(channel, None, 0, True)).position
+    def _route(self, channel: str) -> tuple[str, str]:
+        tag = self._tags[self.partition(channel)]
+        return tag, tag
 
     async def ping(self) -> bool:
         """True when every primary answers."""

@@ -1,17 +1,19 @@
-"""Publishing through a failover, for the Redis engines: `RetriedPublisher`,
-and `RedisEngine`, the base of both engines, which owns one."""
+"""Publishing through a failover, for the Redis engines: `RetriedPublisher`;
+and `RedisEngine`, the base of both engines, which owns one, with the
+engine's `~squall.pubsub._redis_scripts.RedisHistory` and
+`~squall.pubsub._redis_scripts.RedisPresence`."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Optional
 
 from squall.pubsub import _redis_scripts as scripts
 from squall.pubsub._base import PubSub
-from squall.pubsub._types import Position, Status, new_epoch
+from squall.pubsub._types import HistoryResult, Position, Status, new_epoch
 
 __all__ = ["RetriedPublisher", "RedisEngine"]
 
@@ -65,9 +67,10 @@ class RetriedPublisher:
     have begun, and a publish has the whole window again.
 
     Args:
-        client: the engine's redis-py client; the publish script is
-            registered on it.
+        site: the engine's client (the publish script is registered on it),
+            its broker's name and errors, and what comes before a command.
         command: the broker's publish command (``PUBLISH`` or ``SPUBLISH``).
+        route: a channel's hash tag and broker channel.
         history_size: publications the script keeps per channel (0: the
             offsets only).
         ttl_ms: how long a channel's keys outlive its last publication.
@@ -76,11 +79,6 @@ class RetriedPublisher:
             `timeout` again once it learns the failover's time).
         status: the engine's `Status`, whose ``round_trip`` each publish
             sets.
-        route: a channel's hash tag and broker channel.
-        where: the broker, for error messages ("Redis at ...").
-        lost: the exceptions that mean the broker is out of reach.
-        before: awaited before each attempt (the cluster engine initialises
-            its client there).
         down_since: `time.monotonic` when the engine's own watch on the
             broker (a subscriber connection) found it out of reach, if it
             still is; None when it is in reach or the engine has no such
@@ -93,11 +91,9 @@ class RetriedPublisher:
         "timeout",
         "retries",
         "script",
+        "_site",
         "_status",
         "_route",
-        "_where",
-        "_lost",
-        "_before",
         "_down_since",
         "_retried",
         "_keys",
@@ -112,18 +108,15 @@ class RetriedPublisher:
 
     def __init__(
         self,
-        client: Any,
+        site: scripts.RedisSite,
         command: str,
+        route: Callable[[str], tuple[str, str]],
         *,
         history_size: int,
         ttl_ms: int,
         command_timeout: float,
         timeout: float,
         status: Status,
-        route: Callable[[str], tuple[str, str]],
-        where: str,
-        lost: tuple[type[BaseException], ...],
-        before: Callable[[], Awaitable[None]] = scripts.no_preparation,
         down_since: Callable[[], Optional[float]] = _never_down,
         retried: Callable[[], None],
     ) -> None:
@@ -133,14 +126,12 @@ class RetriedPublisher:
         self.retries = 0
         self._stale_ms = int(command_timeout * 1000) + 1000
         #: The publish script (`scripts.publish_lua`), registered on ``client``.
-        self.script: Any = client.register_script(
+        self.script: Any = site.client.register_script(
             scripts.publish_lua(history_size, ttl_ms, self._stale_ms, command)
         )
+        self._site = site
         self._status = status
         self._route = route
-        self._where = where
-        self._lost = lost
-        self._before = before
         self._down_since = down_since
         self._retried = retried
         self._keys = 2 if history_size else 1  # the meta hash, and the stream
@@ -217,6 +208,7 @@ class RetriedPublisher:
             max(1, int(self.timeout * 1000)),
         ]
         names = scripts.keys(tag, channel)[: self._keys]
+        site = self._site
         loop = asyncio.get_running_loop()
         # What is left of the failover's time (see the class): all of it,
         # unless the node is already known out of reach; none, once it has
@@ -232,7 +224,7 @@ class RetriedPublisher:
             args[5] = self._sent_ms(tag)
             try:
                 async with asyncio.timeout_at(deadline) as scope:
-                    await self._before()
+                    await site.before()
                     reply = await self.script(keys=names, args=args)
                 self._unanswered.pop(tag, None)
                 if len(reply) > 3:
@@ -243,23 +235,23 @@ class RetriedPublisher:
                 # drifted): sent again at once, dated anew.
                 if loop.time() >= deadline:
                     raise ConnectionError(
-                        f"cannot publish to {self._where}: each attempt was older than "
+                        f"cannot publish to {site.where}: each attempt was older than "
                         f"{self._stale_ms} ms when Redis read it, within "
                         f"publish_timeout={self.timeout}s"
                     )
                 self.retries += 1
                 continue
-            except self._lost as exc:
+            except site.lost as exc:
                 self._no_answer(tag, began, time.monotonic())
                 if once:
                     raise ConnectionError(
-                        f"cannot publish to {self._where}: out of reach for {away or 0.0:.1f}s, "
+                        f"cannot publish to {site.where}: out of reach for {away or 0.0:.1f}s, "
                         f"longer than publish_timeout={self.timeout}s (the time a "
                         f"failover is given), and no answer now ({exc or type(exc).__name__})"
                     ) from exc
                 if scope.expired() or loop.time() + delay >= deadline:
                     raise ConnectionError(
-                        f"cannot publish to {self._where}: no answer within "
+                        f"cannot publish to {site.where}: no answer within "
                         f"publish_timeout={self.timeout}s ({exc or type(exc).__name__})"
                     ) from exc
             except (RuntimeError, AttributeError) as exc:
@@ -278,10 +270,41 @@ class RetriedPublisher:
 
 
 class RedisEngine(PubSub):
-    """The base of the Redis engines: what they publish goes through the
-    `RetriedPublisher` each makes in its constructor."""
+    """The base of the Redis engines: they publish through a `RetriedPublisher`,
+    read history through a `~squall.pubsub._redis_scripts.RedisHistory` and
+    keep presence in a `~squall.pubsub._redis_scripts.RedisPresence`, all
+    three made by `_use_redis` (each engine calls it once, at setup)."""
 
     _publisher: RetriedPublisher
+    _history: scripts.RedisHistory
+
+    def _use_redis(
+        self,
+        site: scripts.RedisSite,
+        command: str,
+        route: Callable[[str], tuple[str, str]],
+        *,
+        command_timeout: float,
+        publish_timeout: float,
+        down_since: Callable[[], Optional[float]] = _never_down,
+    ) -> None:
+        """Makes the engine's publisher, history and presence on ``site``
+        (the arguments are `RetriedPublisher`'s)."""
+        ttl_ms = max(1, int(self.history_ttl * 1000))
+        self._publisher = RetriedPublisher(
+            site,
+            command,
+            route,
+            history_size=self.history_size,
+            ttl_ms=ttl_ms,
+            command_timeout=command_timeout,
+            timeout=publish_timeout,
+            status=self.status,
+            down_since=down_since,
+            retried=self._changed,
+        )
+        self._history = scripts.RedisHistory(site, self.history_size, ttl_ms)
+        self._use_presence(scripts.RedisPresence(site))
 
     @property
     def publish_timeout(self) -> float:
@@ -296,3 +319,11 @@ class RedisEngine(PubSub):
 
     async def _publish(self, channel: str, message: str) -> Position:
         return await self._publisher.publish(channel, message)
+
+    async def _read(
+        self, channel: str, since: Optional[Position], limit: int, strict: bool
+    ) -> HistoryResult:
+        return await self._history.read(channel, since, limit, strict)
+
+    async def _top(self, channel: str) -> Position:
+        return await self._history.top(channel)

@@ -12,9 +12,9 @@ from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
 from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, client_library
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
-from squall.pubsub._publisher import RedisEngine, RetriedPublisher
+from squall.pubsub._publisher import RedisEngine
 from squall.pubsub._supervise import Backoff, Supervised
-from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
+from squall.pubsub._types import Position, Publication
 
 # Errors that mean "the connection to Redis is gone", as raised by redis-py
 # (its ConnectionError and TimeoutError) and by the transport under it.
@@ -207,53 +207,31 @@ class RedisPubSub(RedisEngine):
         self._lost_at = 0.0
         #: Times the subscriber connection was established again after a loss.
         self.reconnects = 0
-        self._ttl_ms = max(1, int(self.history_ttl * 1000))
-        self._publisher = RetriedPublisher(
-            self._client,
+        self._use_redis(
+            scripts.RedisSite(
+                self._client, f"Redis at {_safe_url(url)}", self._lost_errors, self._tag
+            ),
             "PUBLISH",
-            history_size=self.history_size,
-            ttl_ms=self._ttl_ms,
+            self._route,
             command_timeout=self.command_timeout,
-            timeout=float(publish_timeout),
-            status=self.status,
-            route=self._route,
-            where=f"Redis at {_safe_url(url)}",
-            lost=self._lost_errors,
+            publish_timeout=float(publish_timeout),
             down_since=self._down_since,
-            retried=self._changed,
         )
-        self._read_script = self._client.register_script(scripts.READ_LUA)
-        self._use_presence(scripts.RedisPresence(self._client, self._tag, self._lost_errors))
 
-    def _route(self, channel: str) -> tuple[str, str]:
-        return "squall.ps", channel
-
-    async def _read(
-        self, channel: str, since: Optional[Position], limit: int, strict: bool
-    ) -> HistoryResult:
-        count = scripts.read_args(since, limit, strict, self.history_size)
-        try:
-            reply = await self._read_script(
-                keys=scripts.keys("squall.ps", channel),
-                args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
-            )
-        except self._lost_errors as exc:
-            raise ConnectionError(
-                f"cannot read history from Redis at {_safe_url(self.url)}: {exc}"
-            ) from exc
-        return scripts.window(channel, reply, since, limit)
+    # One hash tag for every channel's keys (a single Redis holds them all);
+    # a channel's broker channel is its name.
 
     def _tag(self, channel: str) -> str:
         return "squall.ps"
+
+    def _route(self, channel: str) -> tuple[str, str]:
+        return "squall.ps", channel
 
     def _down_since(self) -> Optional[float]:
         # The subscriber connection's watch (reconnecting with backoff, a
         # PING per quiet health_interval) says when Redis went out of reach.
         status = self.status
         return None if status.healthy else status.since
-
-    async def _top(self, channel: str) -> Position:
-        return (await self._read(channel, None, 0, True)).position
 
     @property
     def connected(self) -> bool:

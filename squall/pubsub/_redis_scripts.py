@@ -27,10 +27,11 @@ publish or read starts a new epoch at offset 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 
-from squall.pubsub._types import HistoryResult, Position, Publication
+from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 
 
 def cut_under(exc: BaseException) -> ConnectionError:
@@ -251,44 +252,49 @@ def presence_keys(tag: str, channel: str) -> list[str]:
     return [f"{tag}:p:{channel}", f"{tag}:i:{channel}"]
 
 
+@dataclasses.dataclass(frozen=True)
+class RedisSite:
+    """What a Redis engine's publisher, history and presence run their
+    scripts on, given by the engine."""
+
+    #: The engine's redis-py client (``Redis`` or ``RedisCluster``).
+    client: Any
+    #: The broker, for error messages ("Redis at ...").
+    where: str
+    #: The exceptions that mean the broker is out of reach (raised as
+    #: ConnectionError).
+    lost: tuple[type[BaseException], ...]
+    #: The hash tag of a channel's keys.
+    tag: Callable[[str], str]
+    #: Awaited before each command (the cluster engine initialises its
+    #: client there).
+    before: Callable[[], Awaitable[None]] = no_preparation
+
+
 class RedisPresence:
     """The presence entries of the Redis engines, a `PresenceStore`: per channel
     a sorted set (client id by expiry) and a hash (client id -> info) under
-    the channel's hash tag, each call one script.
-
-    Args:
-        client: the engine's redis-py client (``Redis`` or ``RedisCluster``).
-        tag: the hash tag of a channel.
-        lost: the exceptions that mean the broker is out of reach (raised
-            as ConnectionError).
-        before: awaited before each command (the cluster engine initialises
-            its client there).
+    the channel's hash tag, each call one script on ``site``.
     """
 
-    __slots__ = ("_scripts", "_tag", "_before", "_lost")
+    __slots__ = ("_scripts", "_site")
 
-    def __init__(
-        self,
-        client: Any,
-        tag: Callable[[str], str],
-        lost: tuple[type[BaseException], ...],
-        before: Callable[[], Awaitable[None]] = no_preparation,
-    ) -> None:
+    def __init__(self, site: RedisSite) -> None:
+        client = site.client
         self._scripts = (
             client.register_script(PRESENCE_SET_LUA),
             client.register_script(PRESENCE_REMOVE_LUA),
             client.register_script(PRESENCE_GET_LUA),
         )
-        self._tag = tag
-        self._before = before
-        self._lost = lost
+        self._site = site
 
     async def _run(self, which: int, channel: str, args: list[Any]) -> Any:
-        await self._before()
+        site = self._site
+        await site.before()
         script = self._scripts[which]
         try:
-            return await script(keys=presence_keys(self._tag(channel), channel), args=args)
-        except self._lost as exc:
+            return await script(keys=presence_keys(site.tag(channel), channel), args=args)
+        except site.lost as exc:
             raise ConnectionError(f"presence on Redis failed: {exc}") from exc
 
     async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
@@ -378,3 +384,48 @@ def window(
     from squall.pubsub._local import _window
 
     return _window(entries_of(channel, reply), top_of(reply), since, limit)
+
+
+class RedisHistory:
+    """The kept publications and the positions of the Redis engines'
+    channels: each read one script (`READ_LUA`) on ``site``.
+
+    Args:
+        site: the engine's client and what goes with it.
+        history_size: publications kept per channel.
+        ttl_ms: how long a channel's keys outlive its last publication (a
+            read that starts a new epoch writes it).
+    """
+
+    __slots__ = ("_site", "_script", "_history_size", "_ttl_ms")
+
+    def __init__(self, site: RedisSite, history_size: int, ttl_ms: int) -> None:
+        self._site = site
+        self._script = site.client.register_script(READ_LUA)
+        self._history_size = history_size
+        self._ttl_ms = ttl_ms
+
+    async def read(
+        self, channel: str, since: Optional[Position], limit: int, strict: bool
+    ) -> HistoryResult:
+        """What `PubSub`'s ``_read`` returns (see there).
+
+        Raises:
+            ConnectionError: the broker could not be reached.
+        """
+        site = self._site
+        count = read_args(since, limit, strict, self._history_size)
+        await site.before()
+        try:
+            reply = await self._script(
+                keys=keys(site.tag(channel), channel),
+                args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
+            )
+        except site.lost as exc:
+            raise ConnectionError(f"cannot read history from {site.where}: {exc}") from exc
+        return window(channel, reply, since, limit)
+
+    async def top(self, channel: str) -> Position:
+        """``channel``'s top: its last offset and its epoch (a new epoch, at
+        offset 0, when its state is gone)."""
+        return (await self.read(channel, None, 0, True)).position

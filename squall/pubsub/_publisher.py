@@ -125,7 +125,7 @@ class RetriedPublisher:
         #: Publish attempts made again after the broker refused or did not answer.
         self.retries = 0
         self._stale_ms = int(command_timeout * 1000) + 1000
-        #: The publish script (`scripts.publish_lua`), registered on ``client``.
+        #: The publish script (`scripts.publish_lua`), registered on the site's client.
         self.script: Any = site.client.register_script(
             scripts.publish_lua(history_size, ttl_ms, self._stale_ms, command)
         )

@@ -1,5 +1,8 @@
 """What the Redis engines share: the Lua scripts that keep positions and
-history beside each publish, the wire format of a publication, and the keys.
+history beside each publish, the wire format of a publication, the keys,
+and the objects that run the history and presence scripts on an engine's
+`RedisSite` (`RedisHistory`, `RedisPresence`; the publisher, which retries
+through a failover, is ``_publisher``'s `RetriedPublisher`).
 
 A channel's state is two keys that share a hash tag (so that one script
 may touch both on a Redis Cluster, on the shard that also carries the

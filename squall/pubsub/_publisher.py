@@ -306,16 +306,27 @@ class RedisEngine(PubSub):
         self._history = scripts.RedisHistory(site, self.history_size, ttl_ms)
         self._use_presence(scripts.RedisPresence(site))
 
+    # The publisher's, read and written here as the engine's attributes
+    # they were before it was an object of its own.
+
     @property
     def publish_timeout(self) -> float:
         """Seconds a publish keeps trying while the broker refuses or does
         not answer (see the engine's ``publish_timeout`` argument)."""
         return self._publisher.timeout
 
+    @publish_timeout.setter
+    def publish_timeout(self, seconds: float) -> None:
+        self._publisher.timeout = seconds
+
     @property
     def publish_retries(self) -> int:
         """Publish attempts made again after the broker refused or did not answer."""
         return self._publisher.retries
+
+    @publish_retries.setter
+    def publish_retries(self, count: int) -> None:
+        self._publisher.retries = count
 
     async def _publish(self, channel: str, message: str) -> Position:
         return await self._publisher.publish(channel, message)

@@ -23,7 +23,7 @@ stream's write future, pending while the transport is over its high-water
 mark, so a client that does not read holds the application, and what is
 buffered for it stays at that mark plus about one message; the connection's
 ``write_timeout`` ends a client that reads nothing at all. Incoming
-messages are held up to `_INBOX_HIGH_WATER`, then frames are not read.
+messages are held up to `INBOX_HIGH_WATER`, then frames are not read.
 """
 
 from __future__ import annotations
@@ -31,19 +31,20 @@ from __future__ import annotations
 __all__: list[str] = []  # private to the ASGI server
 
 import asyncio
-from collections import deque
 from typing import TYPE_CHECKING, Optional
 
 from squall import _ws
-from squall.asgi._scope import _websocket_scope
-from squall.asgi._types import (
-    ASGIProtocolError,
-    ClientDisconnected,
-    Message,
-    Scope,
-    expected,
-    resolve,
+from squall.asgi._cycle import (
+    CLOSED,
+    CONNECTING,
+    INBOX_HIGH_WATER,
+    LAST_STATE,
+    OPEN,
+    SessionCycle,
+    header_pairs,
 )
+from squall.asgi._scope import _websocket_scope
+from squall.asgi._types import ASGIProtocolError, ClientDisconnected, Message, expected, resolve
 from squall.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -51,18 +52,17 @@ from squall.httputil import (
     ResponseStartLine,
     responses,
 )
-from squall.log import app_log
 from squall.websocket._protocol import MessageType, WebSocketProtocol13, _Peer
 
 if TYPE_CHECKING:
     from squall.asgi._host import CycleHost
 
 
-# Messages held for an application that is not receiving; past this many,
-# the protocol stops reading frames until it catches up.
-_INBOX_HIGH_WATER = 16
-
-_CONNECTING, _DENYING, _DENY_BODY, _OPEN, _CLOSED = range(5)
+# After CONNECTING, instead of OPEN: the application answers with a response
+# of its own (the websocket.http.response extension), its head given, then
+# its body begun.
+_DENYING = LAST_STATE + 1
+_DENY_BODY = LAST_STATE + 2
 
 
 def _check_tunnel(headers: HTTPHeaders) -> None:
@@ -83,23 +83,11 @@ def _check_tunnel(headers: HTTPHeaders) -> None:
 _UPGRADE_FIELDS = frozenset({"upgrade", "connection", "sec-websocket-accept"})
 
 
-def header_pairs(message: Message, what: str) -> list[tuple[str, str]]:
-    pairs = []
-    try:
-        for name, value in message.get("headers", ()):
-            pairs.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
-    except (TypeError, ValueError):
-        raise ASGIProtocolError(
-            f"{what} 'headers' must be an iterable of [name, value] byte pairs"
-        ) from None
-    for name, value in pairs:
-        if not name or ":" in name or any(c in value for c in "\r\n\0"):
-            raise ASGIProtocolError(f"invalid header {name!r}: {value!r}")
-    return pairs
-
-
-class _WebSocketCycle(_Peer):
+class _WebSocketCycle(SessionCycle, _Peer):
     """One WebSocket: the application's receive/send, and the protocol's peer."""
+
+    _ACCEPTED = "WebSocket"
+    _UNANSWERED = "ASGI callable returned without sending handshake"
 
     def __init__(
         self,
@@ -108,21 +96,15 @@ class _WebSocketCycle(_Peer):
         start_line: RequestStartLine,
         headers: HTTPHeaders,
     ) -> None:
-        self._server = server
-        self._conn = conn
+        # An extended CONNECT (HTTP/2, 3) rather than HTTP/1.1's upgrade.
+        self._tunnel = start_line.method == "CONNECT"
+        # (Its answers are written as HTTP/1.1's: a stream's ignore the version.)
+        super().__init__(server, conn, "HTTP/1.1", ends_connection=not self._tunnel)
         self._headers = headers
-        self._loop = asyncio.get_running_loop()
-        self._inbox: deque[Message] = deque()
-        self._waiter: Optional[asyncio.Future[None]] = None
-        self._space: Optional[asyncio.Future[None]] = None
-        self._request_done: Optional[asyncio.Future[None]] = self._loop.create_future()
-        self._state = _CONNECTING
         self._proto: Optional[WebSocketProtocol13] = None
         self._close_code: Optional[int] = None
         self._deny_head: Optional[tuple[int, HTTPHeaders]] = None
         self._key = ""
-        # An extended CONNECT (HTTP/2, 3) rather than HTTP/1.1's upgrade.
-        self._tunnel = start_line.method == "CONNECT"
         try:
             if self._tunnel:
                 _check_tunnel(headers)
@@ -130,7 +112,7 @@ class _WebSocketCycle(_Peer):
                 self._key = _ws.check_request(start_line.method, headers)
         except _ws.HandshakeError as exc:
             # Not a valid upgrade: answered here, the application never sees it.
-            self._state = _CLOSED
+            self._state = CLOSED
             fields = HTTPHeaders({"Content-Type": "text/plain; charset=utf-8"})
             for name, value in exc.headers:
                 fields.add(name, value)
@@ -146,14 +128,9 @@ class _WebSocketCycle(_Peer):
 
     # -- the HTTP driver's side ------------------------------------------------------
 
-    def request_finished(self) -> None:
-        done = self._request_done
-        self._request_done = None
-        resolve(done)
-
     def on_connection_close(self) -> None:
         """The connection closed before the handshake completed."""
-        if self._state in (_CONNECTING, _DENYING, _DENY_BODY):
+        if self._state in (CONNECTING, _DENYING, _DENY_BODY):
             self._disconnected(1006, "")
         self.request_finished()
 
@@ -165,7 +142,7 @@ class _WebSocketCycle(_Peer):
         else:
             self._inbox.append({"type": "websocket.receive", "bytes": bytes(message)})
         self._wake()
-        if len(self._inbox) >= _INBOX_HIGH_WATER:
+        if len(self._inbox) >= INBOX_HIGH_WATER:
             space = self._space = self._loop.create_future()
             return space
         return None
@@ -190,14 +167,9 @@ class _WebSocketCycle(_Peer):
         if self._close_code is not None:
             return
         self._close_code = code
-        self._state = _CLOSED
+        self._state = CLOSED
         self._inbox.append({"type": "websocket.disconnect", "code": code, "reason": reason})
         self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        self._waiter = None
-        resolve(waiter)
 
     # -- the application's side ------------------------------------------------------
 
@@ -208,7 +180,7 @@ class _WebSocketCycle(_Peer):
             if inbox:
                 message = inbox.popleft()
                 space = self._space
-                if space is not None and len(inbox) < _INBOX_HIGH_WATER // 2:
+                if space is not None and len(inbox) < INBOX_HIGH_WATER // 2:
                     self._space = None
                     resolve(space)
                 return message
@@ -226,21 +198,21 @@ class _WebSocketCycle(_Peer):
         """
         kind = message.get("type")
         state = self._state
-        if state == _OPEN:
+        if state == OPEN:
             if kind == "websocket.send":
                 await self._send_message(message)
             elif kind == "websocket.close":
-                self._state = _CLOSED
+                self._state = CLOSED
                 proto = self._proto
                 assert proto is not None
                 proto.close(int(message.get("code") or 1000), message.get("reason") or None)
             else:
                 raise expected("'websocket.send' or 'websocket.close'", message)
-        elif state == _CONNECTING:
+        elif state == CONNECTING:
             if kind == "websocket.accept":
                 await self._accept(message)
             elif kind == "websocket.close":
-                self._state = _CLOSED
+                self._state = CLOSED
                 self._respond(403, HTTPHeaders(), b"")
             elif kind == "websocket.http.response.start":
                 status = message.get("status")
@@ -288,11 +260,7 @@ class _WebSocketCycle(_Peer):
             raise
 
     async def _accept(self, message: Message) -> None:
-        done = self._request_done
-        if done is not None:
-            await done
-        if self._state != _CONNECTING:
-            raise ClientDisconnected("the client went away before the WebSocket was accepted")
+        await self._request_read()
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and not isinstance(subprotocol, str):
             raise ASGIProtocolError("websocket.accept 'subprotocol' must be a str or None")
@@ -323,7 +291,7 @@ class _WebSocketCycle(_Peer):
         conn.write_headers(line, HTTPHeaders._from_pairs(fields))
         conn.finish()
         stream = conn.detach()
-        self._state = _OPEN
+        self._state = OPEN
         proto = self._proto = WebSocketProtocol13(
             self,
             client=False,
@@ -353,58 +321,32 @@ class _WebSocketCycle(_Peer):
         elif body:
             conn.write(bytes(body))
         if not more:
-            self._state = _CLOSED
+            self._state = CLOSED
             conn.finish()
             self._disconnected(1000, "")
-
-    def _respond(self, status: int, headers: HTTPHeaders, body: bytes) -> None:
-        """A whole HTTP response instead of the upgrade; the connection (over
-        HTTP/1.1) or the stream closes after it."""
-        headers["Content-Length"] = str(len(body))
-        if not self._tunnel:
-            headers["Connection"] = "close"
-        line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
-        try:
-            self._conn.write_headers(line, headers, body)
-            self._conn.finish()
-        except Exception:
-            self._abort()
 
     def _abort(self) -> None:
         proto = self._proto
         if proto is not None:
             proto._abort()
             return
-        close = getattr(self._conn, "close", None)
-        if close is not None:
-            close()
+        self._drop_connection()
 
-    async def _run_app(self, scope: Scope) -> None:
-        try:
-            await self._server.app(scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            self._abort()
-            raise
-        except Exception:
-            app_log.error("Exception in ASGI application", exc_info=True)
-            self._end(500, 1011)
-            return
-        finally:
-            self._server.untrack_current()
-        if self._state == _CONNECTING:
-            app_log.error("ASGI callable returned without sending handshake")
-        self._end(500, 1000)
+    # -- the application's end -------------------------------------------------------
 
-    def _end(self, status: int, code: int) -> None:
+    def _app_cancelled(self) -> None:
+        self._abort()
+
+    def _app_done(self, failed: bool) -> None:
         state = self._state
-        if state == _CONNECTING:
-            self._state = _CLOSED
-            self._respond(status, HTTPHeaders(), b"")
-        elif state == _OPEN:
-            self._state = _CLOSED
+        if state == CONNECTING:
+            self._state = CLOSED
+            self._respond(500, HTTPHeaders(), b"")
+        elif state == OPEN:
+            self._state = CLOSED
             proto = self._proto
             assert proto is not None
-            proto.close(code)
+            proto.close(1011 if failed else 1000)
         elif state in (_DENYING, _DENY_BODY):
-            self._state = _CLOSED
+            self._state = CLOSED
             self._abort()

@@ -30,7 +30,7 @@ Where they stop short, the additions (see docs/guide/http3.md) are:
 * ``webtransport.stream.reset``, both ways: a stream aborted (its unread
   data dropped), by the client or by the application (``code``);
 * back-pressure, which the prototype has none of. In: messages are held
-  up to `_INBOX_HIGH_WATER`; past it, streams are not read (their bytes
+  up to `INBOX_HIGH_WATER`; past it, streams are not read (their bytes
   wait in the session, up to its unread limit, beyond which the stream is
   reset) and datagrams are dropped and counted (they are unreliable by
   definition; a browser drops them too). Out: ``webtransport.stream.send``
@@ -46,42 +46,23 @@ from __future__ import annotations
 __all__: list[str] = []  # private to the ASGI server
 
 import asyncio
-from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
-from squall.asgi._types import (
-    ASGIProtocolError,
-    ClientDisconnected,
-    Message,
-    Scope,
-    expected,
-    resolve,
+from squall.asgi._cycle import (
+    CLOSED,
+    CONNECTING,
+    INBOX_HIGH_WATER,
+    OPEN,
+    SessionCycle,
+    header_pairs,
 )
-from squall.asgi._websocket import header_pairs
-from squall.httputil import (
-    HTTPConnection,
-    HTTPHeaders,
-    RequestStartLine,
-    ResponseStartLine,
-    responses,
-)
+from squall.asgi._types import ASGIProtocolError, ClientDisconnected, Message, expected, resolve
+from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, ResponseStartLine
 from squall.httputil._headers import fields_of
-from squall.httputil._webtransport import (
-    DRAFT_FIELD,
-    Session,
-    SessionRequest,
-    SessionStream,
-)
-from squall.log import app_log
+from squall.httputil._webtransport import DRAFT_FIELD, Session, SessionRequest, SessionStream
 
 if TYPE_CHECKING:
     from squall.asgi._host import CycleHost
-
-
-# Messages held for an application that is not receiving (see the module).
-_INBOX_HIGH_WATER = 16
-
-_CONNECTING, _OPEN, _CLOSED = range(3)
 
 
 def _stream_id(message: Message) -> int:
@@ -98,9 +79,12 @@ def _payload(message: Message) -> bytes:
     return bytes(data)
 
 
-class WebTransportCycle:
+class WebTransportCycle(SessionCycle):
     """One WebTransport session: the application's receive/send, and the
     session's `SessionOwner` (as a `WebTransportHandler` is)."""
+
+    _ACCEPTED = "session"
+    _UNANSWERED = "ASGI callable returned without accepting or refusing the session"
 
     def __init__(
         self,
@@ -109,17 +93,9 @@ class WebTransportCycle:
         start_line: RequestStartLine,
         headers: HTTPHeaders,
     ) -> None:
-        self._server = server
-        self._conn = conn
-        self._version = start_line.version
-        self._loop = asyncio.get_running_loop()
-        self._inbox: deque[Message] = deque()
+        super().__init__(server, conn, start_line.version, ends_connection=False)
         # Stream bytes in the inbox (bounded by the server's wt_max_stream_buffer).
         self._held = 0
-        self._waiter: Optional[asyncio.Future[None]] = None
-        self._space: Optional[asyncio.Future[None]] = None
-        self._request_done: Optional[asyncio.Future[None]] = self._loop.create_future()
-        self._state = _CONNECTING
         self._session: Optional[Session] = None
         self._streams: dict[int, SessionStream] = {}
         self._readers: dict[int, asyncio.Task[None]] = {}
@@ -134,8 +110,9 @@ class WebTransportCycle:
         self._asked = asked = SessionRequest(conn, server.wt_limits)
         refusal = asked.refusal
         if refusal is not None:
-            self._state = _CLOSED
-            self._respond(refusal[0], refusal[1].encode())
+            self._state = CLOSED
+            text = HTTPHeaders({"Content-Type": "text/plain; charset=utf-8"})
+            self._respond(refusal[0], text, refusal[1].encode())
             return
         set_close = getattr(conn, "set_close_callback", None)
         if set_close is not None:
@@ -153,14 +130,9 @@ class WebTransportCycle:
 
     # -- the HTTP driver's side ------------------------------------------------------
 
-    def request_finished(self) -> None:
-        done = self._request_done
-        self._request_done = None
-        resolve(done)
-
     def on_connection_close(self) -> None:
         """The CONNECT stream closed before the session was accepted."""
-        if self._state == _CONNECTING:
+        if self._state == CONNECTING:
             self._ended(0, "")
         self.request_finished()
 
@@ -182,7 +154,7 @@ class WebTransportCycle:
         """The server drains: the session closes (the application hears it)."""
         session = self._session
         if session is not None:
-            self._state = _CLOSED
+            self._state = CLOSED
             session.close(0, "server shutting down")
 
     def on_session_close(self, code: int, reason: str) -> None:
@@ -229,7 +201,7 @@ class WebTransportCycle:
 
     def _full(self) -> bool:
         return (
-            len(self._inbox) >= _INBOX_HIGH_WATER or self._held >= self._server.wt_max_stream_buffer
+            len(self._inbox) >= INBOX_HIGH_WATER or self._held >= self._server.wt_max_stream_buffer
         )
 
     def _forget(self, sid: int) -> None:
@@ -238,16 +210,14 @@ class WebTransportCycle:
 
     def _put(self, message: Message) -> None:
         self._inbox.append(message)
-        waiter = self._waiter
-        self._waiter = None
-        resolve(waiter)
+        self._wake()
 
     def _ended(self, code: int, reason: str) -> None:
         if self._close is not None:
             return
         self._asked.release()  # not had: refused, failed, gone (nothing once open)
         self._close = (code, reason)
-        self._state = _CLOSED
+        self._state = CLOSED
         self._put({"type": "webtransport.disconnect", "code": code, "reason": reason})
         for task in list(self._readers.values()):
             task.cancel()
@@ -288,7 +258,7 @@ class WebTransportCycle:
         """
         kind = message.get("type")
         state = self._state
-        if state == _OPEN:
+        if state == OPEN:
             session = self._session
             assert session is not None
             if kind == "webtransport.datagram.send":
@@ -317,7 +287,7 @@ class WebTransportCycle:
                 self._forget(sid)
                 target.reset(code)
             elif kind == "webtransport.close":
-                self._state = _CLOSED
+                self._state = CLOSED
                 reason = message.get("reason") or ""
                 if not isinstance(reason, str):
                     raise ASGIProtocolError("webtransport.close 'reason' must be a str")
@@ -329,7 +299,7 @@ class WebTransportCycle:
                     "'webtransport.close'",
                     message,
                 )
-        elif state == _CONNECTING:
+        elif state == CONNECTING:
             if kind == "webtransport.accept":
                 await self._accept(message)
             elif kind == "webtransport.close":
@@ -338,8 +308,8 @@ class WebTransportCycle:
                     raise ASGIProtocolError(
                         f"webtransport.close 'status' (a refusal) must be 4xx or 5xx, not {status!r}"
                     )
-                self._state = _CLOSED
-                self._respond(status, b"")
+                self._state = CLOSED
+                self._respond(status, HTTPHeaders(), b"")
                 self._ended(0, "")
             else:
                 raise expected("'webtransport.accept' or 'webtransport.close'", message)
@@ -393,11 +363,7 @@ class WebTransportCycle:
             self._writes.pop(sid, None)
 
     async def _accept(self, message: Message) -> None:
-        done = self._request_done
-        if done is not None:
-            await done
-        if self._state != _CONNECTING:
-            raise ClientDisconnected("the client went away before the session was accepted")
+        await self._request_read()
         fields = HTTPHeaders()
         for name, value in header_pairs(message, "webtransport.accept"):
             fields.add(name, value)
@@ -406,44 +372,20 @@ class WebTransportCycle:
         conn.write_headers(ResponseStartLine(self._version, 200, "OK"), fields)
         conn.finish()
         tunnel = conn.detach()
-        self._state = _OPEN
+        self._state = OPEN
         self._session = self._asked.open(self, tunnel)
 
-    def _respond(self, status: int, body: bytes) -> None:
-        """A whole response instead of the session."""
-        fields = HTTPHeaders({"Content-Length": str(len(body))})
-        if body:
-            fields["Content-Type"] = "text/plain; charset=utf-8"
-        line = ResponseStartLine(self._version, status, responses.get(status, "Unknown"))
-        try:
-            self._conn.write_headers(line, fields, body)
-            self._conn.finish()
-        except Exception:
-            self._conn.close()
+    # -- the application's end -------------------------------------------------------
 
-    async def _run_app(self, scope: Scope) -> None:
-        try:
-            await self._server.app(scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            self._end(500, "")
-            raise
-        except Exception:
-            app_log.error("Exception in ASGI application", exc_info=True)
-            self._end(500, "internal server error")
-            return
-        finally:
-            self._server.untrack_current()
-        if self._state == _CONNECTING:
-            app_log.error("ASGI callable returned without accepting or refusing the session")
-        self._end(500, "")
+    def _app_cancelled(self) -> None:
+        self._app_done(failed=False)
 
-    def _end(self, status: int, reason: str) -> None:
-        """The application is done: refuse a session it did not answer,
-        close one it left open."""
+    def _app_done(self, failed: bool) -> None:
+        """Refuses a session the application did not answer, closes one it left open."""
         state = self._state
-        self._state = _CLOSED
-        if state == _CONNECTING:
-            self._respond(status, b"")
+        self._state = CLOSED
+        if state == CONNECTING:
+            self._respond(500, HTTPHeaders(), b"")
             self._ended(0, "")
-        elif state == _OPEN and self._session is not None:
-            self._session.close(0, reason)
+        elif state == OPEN and self._session is not None:
+            self._session.close(0, "internal server error" if failed else "")

@@ -10,7 +10,7 @@ application learns nothing else (``request.version`` is ``"HTTP/2.0"``).
 How a connection gets here (see `HTTPServer`'s ``http2`` argument): TLS
 with ALPN ``h2``; a plain connection whose first bytes are the HTTP/2
 preface (prior knowledge); or an HTTP/1.1 request with ``Upgrade: h2c``.
-The HTTP/1.1 protocol object hands its transport over with `_take_over`
+The HTTP/1.1 protocol object hands its transport over with `take_over`
 (`squall.httpserver._negotiate` decides when).
 
 Back-pressure: a write's Future resolves once its bytes fit in the
@@ -90,10 +90,10 @@ class _H2Protocol(_H2Session):
 
     __slots__ = ()
 
-    # -- taking a transport over ----------------------------------------------------
+    # -- taking a transport over (what the HTTP/1.1 sniffers call: _negotiate) -----
 
     @classmethod
-    def _take_over(
+    def take_over(
         cls,
         old: _HTTPProtocol,
         transport: asyncio.Transport,
@@ -123,7 +123,7 @@ class _H2Protocol(_H2Session):
         return proto
 
     def start(self, data: bytes, upgrade: Optional[H1Request]) -> None:
-        """Serve the transport taken over (`_take_over`): ``data`` is what
+        """Serve the transport taken over (`take_over`): ``data`` is what
         was received and not parsed yet; ``upgrade`` the ``Upgrade: h2c``
         request, if the connection came that way."""
         transport = self.transport
@@ -441,19 +441,6 @@ class _H2Protocol(_H2Session):
             stream.drain(self._deliver, self._on_end)
         finally:
             self._end_round()
-
-    # -- what the HTTP/1.1 sniffers call (_negotiate) ----------------------------------
-
-    @classmethod
-    def take_over(
-        cls,
-        old: _HTTPProtocol,
-        transport: asyncio.Transport,
-        data: bytes,
-        upgrade: Optional[H1Request] = None,
-    ) -> _H2Protocol:
-        """Serve ``old``'s transport as HTTP/2 from now on (see `_take_over`)."""
-        return cls._take_over(old, transport, data, upgrade)
 
 
 if TYPE_CHECKING:

@@ -117,7 +117,7 @@ class _H2Session(asyncio.Protocol):
     # -- asyncio callbacks ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Only reached through _take_over, which sets the transport itself.
+        # Only reached through take_over, which sets the transport itself.
         self.transport = self._reading.transport = cast(asyncio.Transport, transport)
 
     def eof_received(self) -> Optional[bool]:

@@ -4,6 +4,7 @@ resubscription, and fan-out to the local `Subscription` and `Relay` objects."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 import weakref
 from collections.abc import Callable, Collection
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_MAX_RECOVERY",
     "DEFAULT_HISTORY_TTL",
     "CATCH_UP_READS",
+    "client_library",
 ]
 
 DEFAULT_MAX_PENDING = 1000
@@ -44,6 +46,23 @@ DEFAULT_MAX_RECOVERY = 1000
 DEFAULT_HISTORY_TTL = 300.0
 # History reads at once when channels catch up after a resubscription.
 CATCH_UP_READS = 16
+
+
+def client_library(engine: str, package: str, extra: str, *modules: str) -> Any:
+    """The top package of an engine's client library, with ``modules`` imported.
+
+    Raises:
+        ImportError: one of them is missing: the message names the package
+            and the extra of squall's that installs it.
+    """
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    except ImportError as exc:  # pragma: no cover - the extras are in dev
+        raise ImportError(
+            f"squall.pubsub's {engine} needs the {package} package: pip install 'squall[{extra}]'"
+        ) from exc
+    return importlib.import_module(modules[0].partition(".")[0])
 
 
 class PubSub(_Closing):

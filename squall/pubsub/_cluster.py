@@ -33,11 +33,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
+from squall.pubsub._publisher import RedisEngine
 from squall.pubsub._redis import _LOST, _redis
 from squall.pubsub._supervise import Backoff, Supervised
-from squall.pubsub._types import HistoryResult, Position, new_epoch
 
 __all__ = ["RedisClusterPubSub"]
 
@@ -94,7 +94,7 @@ def _parse(url: str) -> tuple[list[_Addr], dict[str, str], Optional[str], Option
     return addrs, dict(parse_qsl(parts.query)), user, password
 
 
-class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
+class RedisClusterPubSub(RedisEngine):
     """Channels shared by every process connected to one Redis Cluster (``redis+cluster://``).
 
     Args:
@@ -179,8 +179,8 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         redis = _redis()
 
         self.url = url
+        # None: the cluster's node timeout plus a margin, once a node says it.
         self._publish_timeout = None if publish_timeout is None else float(publish_timeout)
-        self.publish_timeout = self._publish_timeout or _FAILOVER_UNKNOWN + _FAILOVER_MARGIN
         self.partitions = partitions
         self.sharded = sharded
         self.subscribe_timeout = subscribe_timeout
@@ -207,17 +207,14 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         )
         self._tags = [f"{{sq.{n}}}" for n in range(partitions)]
         self._tag_part = {tag.encode(): n for n, tag in enumerate(self._tags)}
-        self._ttl_ms = max(1, int(self.history_ttl * 1000))
-        self._publish_command = "SPUBLISH" if sharded else "PUBLISH"
-        self._start_publishing(command_timeout)
-        self._publish_script = self._client.register_script(
-            scripts.publish_lua(
-                self.history_size, self._ttl_ms, self._stale_ms, self._publish_command
-            )
-        )
-        self._read_script = self._client.register_script(scripts.READ_LUA)
-        self._use_presence(
-            scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
+        self._use_redis(
+            scripts.RedisSite(
+                self._client, "the Redis Cluster", self._lost_errors, self._tag, self._before
+            ),
+            "SPUBLISH" if sharded else "PUBLISH",
+            self._route,
+            command_timeout=command_timeout,
+            publish_timeout=self._publish_timeout or _FAILOVER_UNKNOWN + _FAILOVER_MARGIN,
         )
         # Partition -> how many locally subscribed channels map to it.
         self._want: dict[int, int] = {}
@@ -264,7 +261,7 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
                     raise ConnectionError(f"cannot reach the Redis Cluster: {exc}") from exc
                 self._initialized = True
                 if self._publish_timeout is None:
-                    self.publish_timeout = await self._node_timeout() + _FAILOVER_MARGIN
+                    self._publisher.timeout = await self._node_timeout() + _FAILOVER_MARGIN
 
     async def _node_timeout(self) -> float:
         """The cluster's ``cluster-node-timeout`` in seconds, as a node says
@@ -277,33 +274,15 @@ class RedisClusterPubSub(scripts.RetriedPublish, PubSub):
         except (*self._lost_errors, self._redis.exceptions.ResponseError, KeyError, ValueError):
             return _FAILOVER_UNKNOWN
 
-    def _target(self, channel: str) -> tuple[str, str, str]:
-        tag = self._tags[self.partition(channel)]
-        return tag, self._publish_command, tag
-
-    def _where(self) -> str:
-        return "the Redis Cluster"
-
-    async def _read(
-        self, channel: str, since: Optional[Position], limit: int, strict: bool
-    ) -> HistoryResult:
-        tag = self._tags[self.partition(channel)]
-        count = scripts.read_args(since, limit, strict, self.history_size)
-        await self._before()
-        try:
-            reply = await self._read_script(
-                keys=scripts.keys(tag, channel),
-                args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
-            )
-        except self._lost_errors as exc:
-            raise ConnectionError(f"cannot read history from the Redis Cluster: {exc}") from exc
-        return scripts.window(channel, reply, since, limit)
+    # A channel's keys carry its partition's hash tag, which is also its
+    # broker channel.
 
     def _tag(self, channel: str) -> str:
         return self._tags[self.partition(channel)]
 
-    async def _top(self, channel: str) -> Position:
-        return (await self._read(channel, None, 0, True)).position
+    def _route(self, channel: str) -> tuple[str, str]:
+        tag = self._tags[self.partition(channel)]
+        return tag, tag
 
     async def ping(self) -> bool:
         """True when every primary answers."""

@@ -34,7 +34,7 @@ import time
 from typing import Any, Optional
 
 from squall.log import gen_log
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub, client_library
 from squall.pubsub._supervise import Backoff, Supervised
 from squall.pubsub._types import HistoryResult, Position, Publication
 
@@ -44,14 +44,7 @@ NATS_POSITION = Position(0, "nats")
 
 
 def _nats() -> Any:
-    try:
-        import nats
-        import nats.errors
-    except ImportError as exc:  # pragma: no cover - the nats extra is in dev
-        raise ImportError(
-            "squall.pubsub's NATS engine needs the nats-py package: pip install 'squall[nats]'"
-        ) from exc
-    return nats
+    return client_library("NATS engine", "nats-py", "nats", "nats", "nats.errors")
 
 
 def subject(channel: str) -> str:

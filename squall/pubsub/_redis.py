@@ -10,10 +10,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, client_library
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
+from squall.pubsub._publisher import RedisEngine
 from squall.pubsub._supervise import Backoff, Supervised
-from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
+from squall.pubsub._types import Position, Publication
 
 # Errors that mean "the connection to Redis is gone", as raised by redis-py
 # (its ConnectionError and TimeoutError) and by the transport under it.
@@ -21,17 +22,16 @@ _LOST: tuple[type[BaseException], ...] = (OSError, asyncio.IncompleteReadError)
 
 
 def _redis() -> Any:
-    try:
-        import redis.asyncio
-        import redis.asyncio.cluster
-        import redis.asyncio.retry
-        import redis.backoff
-        import redis.exceptions
-    except ImportError as exc:  # pragma: no cover - the redis extra is in dev
-        raise ImportError(
-            "squall.pubsub's Redis backend needs the redis package: pip install 'squall[redis]'"
-        ) from exc
-    return redis
+    return client_library(
+        "Redis backend",
+        "redis",
+        "redis",
+        "redis.asyncio",
+        "redis.asyncio.cluster",
+        "redis.asyncio.retry",
+        "redis.backoff",
+        "redis.exceptions",
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -82,7 +82,7 @@ class _Watchdog:
         return time.monotonic() - self.ping_at if self.ping_at else 0.0
 
 
-class RedisPubSub(scripts.RetriedPublish, PubSub):
+class RedisPubSub(RedisEngine):
     """Channels shared by every process connected to one Redis (``redis://``).
 
     Each publish is one Lua script on Redis that increments the channel's
@@ -160,7 +160,6 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         self.url = url
         self.health_interval = float(health_interval)
         self.command_timeout = float(command_timeout)
-        self.publish_timeout = float(publish_timeout)
         self.subscribe_timeout = subscribe_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -176,7 +175,7 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
             "socket_connect_timeout": self.command_timeout,
         }
         # redis-py does not try a command again by itself: a publish is
-        # tried again by RetriedPublish, with its id, until publish_timeout.
+        # tried again by RetriedPublisher, with its id, until publish_timeout.
         self._client = redis.asyncio.Redis.from_url(
             url, retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0), **timeouts
         )
@@ -208,48 +207,31 @@ class RedisPubSub(scripts.RetriedPublish, PubSub):
         self._lost_at = 0.0
         #: Times the subscriber connection was established again after a loss.
         self.reconnects = 0
-        self._ttl_ms = max(1, int(self.history_ttl * 1000))
-        self._start_publishing(self.command_timeout)
-        self._publish_script = self._client.register_script(
-            scripts.publish_lua(self.history_size, self._ttl_ms, self._stale_ms, "PUBLISH")
+        self._use_redis(
+            scripts.RedisSite(
+                self._client, f"Redis at {_safe_url(url)}", self._lost_errors, self._tag
+            ),
+            "PUBLISH",
+            self._route,
+            command_timeout=self.command_timeout,
+            publish_timeout=float(publish_timeout),
+            down_since=self._down_since,
         )
-        self._read_script = self._client.register_script(scripts.READ_LUA)
-        self._use_presence(
-            scripts.RedisPresence(self._client, self._tag, self._before, self._lost_errors)
-        )
 
-    def _target(self, channel: str) -> tuple[str, str, str]:
-        return "squall.ps", "PUBLISH", channel
-
-    def _where(self) -> str:
-        return f"Redis at {_safe_url(self.url)}"
-
-    async def _read(
-        self, channel: str, since: Optional[Position], limit: int, strict: bool
-    ) -> HistoryResult:
-        count = scripts.read_args(since, limit, strict, self.history_size)
-        try:
-            reply = await self._read_script(
-                keys=scripts.keys("squall.ps", channel),
-                args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
-            )
-        except self._lost_errors as exc:
-            raise ConnectionError(
-                f"cannot read history from Redis at {_safe_url(self.url)}: {exc}"
-            ) from exc
-        return scripts.window(channel, reply, since, limit)
+    # One hash tag for every channel's keys (a single Redis holds them all);
+    # a channel's broker channel is its name.
 
     def _tag(self, channel: str) -> str:
         return "squall.ps"
+
+    def _route(self, channel: str) -> tuple[str, str]:
+        return "squall.ps", channel
 
     def _down_since(self) -> Optional[float]:
         # The subscriber connection's watch (reconnecting with backoff, a
         # PING per quiet health_interval) says when Redis went out of reach.
         status = self.status
         return None if status.healthy else status.since
-
-    async def _top(self, channel: str) -> Position:
-        return (await self._read(channel, None, 0, True)).position
 
     @property
     def connected(self) -> bool:

@@ -1,5 +1,8 @@
 """What the Redis engines share: the Lua scripts that keep positions and
-history beside each publish, the wire format of a publication, and the keys.
+history beside each publish, the wire format of a publication, the keys,
+and the objects that run the history and presence scripts on an engine's
+`RedisSite` (`RedisHistory`, `RedisPresence`; the publisher, which retries
+through a failover, is ``_publisher``'s `RetriedPublisher`).
 
 A channel's state is two keys that share a hash tag (so that one script
 may touch both on a Redis Cluster, on the shard that also carries the
@@ -27,8 +30,7 @@ publish or read starts a new epoch at offset 0.
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 
@@ -65,7 +67,7 @@ def cut_under(exc: BaseException) -> ConnectionError:
 # it is not applied.
 #
 # A publisher has at most one publish in flight per channel (see
-# RetriedPublish), so its last applied count on the channel, kept in the
+# squall.pubsub._publisher), so its last applied count on the channel, kept in the
 # meta hash beside the offset ("<count> <offset> <unix second>"), is all that is
 # needed to apply each publish once: no set of ids. Each redis.call costs
 # Redis 6,000 to 8,000 instructions (callgrind, Redis 7.0), about its whole
@@ -238,6 +240,11 @@ return {here, redis.call('HMGET', KEYS[2], unpack(here))}
 MARKER = b"\x1e"
 
 
+async def no_preparation() -> None:
+    """What the Redis engine's client needs before a command: nothing (the
+    cluster engine initialises its client instead)."""
+
+
 def keys(tag: str, channel: str) -> list[str]:
     """The meta and stream keys of ``channel`` under hash tag ``tag``."""
     return [f"{tag}:m:{channel}", f"{tag}:h:{channel}"]
@@ -248,44 +255,49 @@ def presence_keys(tag: str, channel: str) -> list[str]:
     return [f"{tag}:p:{channel}", f"{tag}:i:{channel}"]
 
 
+@dataclasses.dataclass(frozen=True)
+class RedisSite:
+    """What a Redis engine's publisher, history and presence run their
+    scripts on, given by the engine."""
+
+    #: The engine's redis-py client (``Redis`` or ``RedisCluster``).
+    client: Any
+    #: The broker, for error messages ("Redis at ...").
+    where: str
+    #: The exceptions that mean the broker is out of reach (raised as
+    #: ConnectionError).
+    lost: tuple[type[BaseException], ...]
+    #: The hash tag of a channel's keys.
+    tag: Callable[[str], str]
+    #: Awaited before each command (the cluster engine initialises its
+    #: client there).
+    before: Callable[[], Awaitable[None]] = no_preparation
+
+
 class RedisPresence:
     """The presence entries of the Redis engines, a `PresenceStore`: per channel
     a sorted set (client id by expiry) and a hash (client id -> info) under
-    the channel's hash tag, each call one script.
-
-    Args:
-        client: the engine's redis-py client (``Redis`` or ``RedisCluster``).
-        tag: the hash tag of a channel.
-        before: awaited before each command (the cluster engine initialises
-            its client there).
-        lost: the exceptions that mean the broker is out of reach (raised
-            as ConnectionError).
+    the channel's hash tag, each call one script on ``site``.
     """
 
-    __slots__ = ("_scripts", "_tag", "_before", "_lost")
+    __slots__ = ("_scripts", "_site")
 
-    def __init__(
-        self,
-        client: Any,
-        tag: Callable[[str], str],
-        before: Callable[[], Awaitable[None]],
-        lost: tuple[type[BaseException], ...],
-    ) -> None:
+    def __init__(self, site: RedisSite) -> None:
+        client = site.client
         self._scripts = (
             client.register_script(PRESENCE_SET_LUA),
             client.register_script(PRESENCE_REMOVE_LUA),
             client.register_script(PRESENCE_GET_LUA),
         )
-        self._tag = tag
-        self._before = before
-        self._lost = lost
+        self._site = site
 
     async def _run(self, which: int, channel: str, args: list[Any]) -> Any:
-        await self._before()
+        site = self._site
+        await site.before()
         script = self._scripts[which]
         try:
-            return await script(keys=presence_keys(self._tag(channel), channel), args=args)
-        except self._lost as exc:
+            return await script(keys=presence_keys(site.tag(channel), channel), args=args)
+        except site.lost as exc:
             raise ConnectionError(f"presence on Redis failed: {exc}") from exc
 
     async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
@@ -309,210 +321,6 @@ class RedisPresence:
 
     async def count(self, channel: str) -> int:
         return int(await self._run(2, channel, [0]))
-
-
-class RetriedPublish:
-    """Publishing through a failover, for the Redis engines (mixed in before `PubSub`).
-
-    Publishes to one channel go one at a time, in the order `publish` was
-    called (a lane per channel: the next is sent once the one before was
-    applied or given up), so that subscribers see one publisher's messages
-    in that order even when they were made concurrently and a failover
-    made them wait and try again. Each publish gets a count (this
-    process's token and a number that grows) that every attempt carries:
-    the script keeps the publisher's last applied count on the channel and
-    applies a count once, so a publish whose reply was lost (the primary
-    killed or stopped after applying it, a timeout) may be tried again
-    without being delivered twice. While the
-    shard refuses or does not answer, attempts go on with backoff until
-    ``publish_timeout`` seconds have passed since the publish began; then
-    `ConnectionError` says so.
-
-    The id does not cover one case: a primary stopped (SIGSTOP, a long
-    pause) while an attempt waited in its socket, whose replica took over
-    and applied the attempt sent again. When the old primary resumes, it
-    runs what waited before it learns it was replaced, and its SPUBLISH
-    reaches the shard's new primary over the cluster bus: the publication
-    twice, with the same offset but late. So each attempt also carries its
-    time on Redis' clock, as reckoned from the last reply of the same hash
-    tag's node (the difference between the clocks is taken from each reply,
-    per tag: the nodes' clocks may differ), and the script does not apply
-    an attempt older than ``command_timeout`` plus a second: by then its
-    client gave it up. An attempt found too old because the clocks moved is
-    sent again at once, dated anew. The first publish on a tag, before any
-    reply, is not so dated.
-
-    ``publish_timeout`` is the time a failover is given, counted from when
-    the broker was first found out of reach (by this engine's own watch, or
-    by a publish that got no answer), not from each publish: a publish made
-    when it has been out of reach for longer is tried once, not again (a
-    refused connection fails at once, an unanswered one within
-    ``command_timeout``), so that callers are told at once while the broker
-    is down, and a publish made during a failover is still tried until the
-    failover's time is up. What publishes found is trusted while they keep
-    finding it: after ``command_timeout`` plus a second without a publish
-    that got no answer, a new failover may have begun, and a publish has
-    the whole window again.
-    """
-
-    publish_timeout: float
-    #: Publish attempts made again after the broker refused or did not answer.
-    publish_retries: int
-    _ttl_ms: int
-    _publish_script: Any
-    _publisher_token: str
-    _publish_count: int
-    _stale_ms: int
-    # Per channel with a publish under way: the lock that keeps them in
-    # call order, and how many publishes hold or wait for it.
-    _lanes: dict[str, tuple[asyncio.Lock, list[int]]]
-    _clock_skews: dict[str, float]  # per hash tag: Redis' clock minus ours, in ms
-    _attempt_timeout: float
-    # Per hash tag, while its publishes get no answer: time.monotonic() when
-    # the first of them began, and when the last was given up.
-    _unanswered: dict[str, tuple[float, float]]
-
-    async def _before(self) -> None:
-        """Called before each command (the cluster engine initialises its client)."""
-
-    def _start_publishing(self, command_timeout: float) -> None:
-        self.publish_retries = 0
-        self._publisher_token = secrets.token_hex(6)
-        self._publish_count = 0
-        self._lanes = {}
-        self._stale_ms = int(command_timeout * 1000) + 1000
-        self._clock_skews = {}
-        self._attempt_timeout = command_timeout
-        self._unanswered = {}
-
-    def _down_since(self) -> Optional[float]:
-        """`time.monotonic` when the engine's own watch on the broker (a
-        subscriber connection) found it out of reach, if it still is; None
-        when it is in reach or the engine has no such watch."""
-        return None
-
-    def _out_of_reach(self, tag: str, now: float) -> Optional[float]:
-        """How long ``tag``'s node has been known out of reach, or None."""
-        began = self._down_since()
-        seen = self._unanswered.get(tag)
-        if seen is not None:
-            if now - seen[1] > self._attempt_timeout + 1.0:
-                del self._unanswered[tag]  # not looked at since: may be back
-            elif began is None or seen[0] < began:
-                began = seen[0]
-        return None if began is None else now - began
-
-    def _no_answer(self, tag: str, began: float, now: float) -> None:
-        """An attempt begun at ``began`` got no answer (`time.monotonic`)."""
-        first = self._unanswered.get(tag, (began, 0.0))[0]
-        self._unanswered[tag] = (first, now)
-
-    def _target(self, channel: str) -> tuple[str, str, str]:
-        """The hash tag of ``channel``'s keys, the publish command, its broker channel."""
-        raise NotImplementedError
-
-    def _where(self) -> str:
-        """The broker, for error messages."""
-        raise NotImplementedError
-
-    def _sent_ms(self, tag: str) -> int:
-        """Now on the clock of ``tag``'s node, as its last reply says it runs
-        (0: no reply yet)."""
-        skew = self._clock_skews.get(tag)
-        return 0 if skew is None else max(1, int(time.time() * 1000 + skew))
-
-    async def _publish(self, channel: str, message: str) -> Position:
-        lane = self._lanes.get(channel)
-        if lane is None:
-            lane = self._lanes[channel] = (asyncio.Lock(), [0])
-        lock, users = lane
-        users[0] += 1
-        try:
-            # asyncio.Lock wakes its waiters first in, first out, and lets
-            # none jump the queue: publishes go in call order.
-            async with lock:
-                return await self._publish_in_lane(channel, message)
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._lanes[channel]
-
-    async def _publish_in_lane(self, channel: str, message: str) -> Position:
-        self._publish_count += 1
-        tag, command, broker_channel = self._target(channel)
-        head = f"{len(channel.encode('utf-8'))} {channel}"
-        args = [
-            head,
-            message,
-            new_epoch(),
-            f"p:{self._publisher_token}",
-            self._publish_count,
-            0,
-            broker_channel,
-            max(1, int(self.publish_timeout * 1000)),
-        ]
-        names = keys(tag, channel)
-        if not self.history_size:  # type: ignore[attr-defined]
-            names = names[:1]
-        lost: tuple[type[BaseException], ...] = self._lost_errors  # type: ignore[attr-defined]
-        loop = asyncio.get_running_loop()
-        # What is left of the failover's time (see the class): all of it,
-        # unless the node is already known out of reach; none, once it has
-        # been for longer (then one attempt, not tried again).
-        away = self._out_of_reach(tag, time.monotonic())
-        left = self.publish_timeout - (away or 0.0)
-        once = away is not None and left <= 0
-        deadline = loop.time() + max(left, self._attempt_timeout)
-        delay = 0.02
-        while True:
-            start = loop.time()
-            began = time.monotonic()
-            args[5] = self._sent_ms(tag)
-            try:
-                async with asyncio.timeout_at(deadline) as scope:
-                    await self._before()
-                    reply = await self._publish_script(keys=names, args=args)
-                self._unanswered.pop(tag, None)
-                if len(reply) > 3:
-                    self._clock_skews[tag] = int(reply[3]) - time.time() * 1000
-                if int(reply[2]) != 2:
-                    break
-                # Too old when Redis read it (a slow Redis, or clocks that
-                # drifted): sent again at once, dated anew.
-                if loop.time() >= deadline:
-                    raise ConnectionError(
-                        f"cannot publish to {self._where()}: each attempt was older than "
-                        f"{self._stale_ms} ms when Redis read it, within "
-                        f"publish_timeout={self.publish_timeout}s"
-                    )
-                self.publish_retries += 1
-                continue
-            except lost as exc:
-                self._no_answer(tag, began, time.monotonic())
-                if once:
-                    raise ConnectionError(
-                        f"cannot publish to {self._where()}: out of reach for {away or 0.0:.1f}s, "
-                        f"longer than publish_timeout={self.publish_timeout}s (the time a "
-                        f"failover is given), and no answer now ({exc or type(exc).__name__})"
-                    ) from exc
-                if scope.expired() or loop.time() + delay >= deadline:
-                    raise ConnectionError(
-                        f"cannot publish to {self._where()}: no answer within "
-                        f"publish_timeout={self.publish_timeout}s ({exc or type(exc).__name__})"
-                    ) from exc
-            except (RuntimeError, AttributeError) as exc:
-                # redis-py's connection closed under the command (see
-                # cut_under; a cancellation stays one).
-                error = cut_under(exc)
-                self._no_answer(tag, began, time.monotonic())
-                if once or loop.time() + delay >= deadline:
-                    raise error from exc
-            self.publish_retries += 1
-            self._changed()  # type: ignore[attr-defined]  # wait_until sees the count
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-        self.status.round_trip = loop.time() - start  # type: ignore[attr-defined]
-        return top_of(reply)
 
 
 def decode(raw: bytes) -> Optional[Publication]:
@@ -579,3 +387,48 @@ def window(
     from squall.pubsub._local import _window
 
     return _window(entries_of(channel, reply), top_of(reply), since, limit)
+
+
+class RedisHistory:
+    """The kept publications and the positions of the Redis engines'
+    channels: each read one script (`READ_LUA`) on ``site``.
+
+    Args:
+        site: the engine's client and what goes with it.
+        history_size: publications kept per channel.
+        ttl_ms: how long a channel's keys outlive its last publication (a
+            read that starts a new epoch writes it).
+    """
+
+    __slots__ = ("_site", "_script", "_history_size", "_ttl_ms")
+
+    def __init__(self, site: RedisSite, history_size: int, ttl_ms: int) -> None:
+        self._site = site
+        self._script = site.client.register_script(READ_LUA)
+        self._history_size = history_size
+        self._ttl_ms = ttl_ms
+
+    async def read(
+        self, channel: str, since: Optional[Position], limit: int, strict: bool
+    ) -> HistoryResult:
+        """What `PubSub`'s ``_read`` returns (see there).
+
+        Raises:
+            ConnectionError: the broker could not be reached.
+        """
+        site = self._site
+        count = read_args(since, limit, strict, self._history_size)
+        await site.before()
+        try:
+            reply = await self._script(
+                keys=keys(site.tag(channel), channel),
+                args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
+            )
+        except site.lost as exc:
+            raise ConnectionError(f"cannot read history from {site.where}: {exc}") from exc
+        return window(channel, reply, since, limit)
+
+    async def top(self, channel: str) -> Position:
+        """``channel``'s top: its last offset and its epoch (a new epoch, at
+        offset 0, when its state is gone)."""
+        return (await self.read(channel, None, 0, True)).position

@@ -505,7 +505,7 @@ def test_the_same_publish_count_is_applied_once_and_quiet_publishers_are_forgott
         pubsub = RedisPubSub(redis_server.url, history_size=10)
         try:
             sub = await pubsub.subscribe("ids")
-            script = pubsub._publish_script
+            script = pubsub._publisher.script
             meta, stream = scripts.keys("squall.ps", "ids")
 
             async def call(who: str, count: int, data: str, sent: int = 0) -> list[Any]:
@@ -552,11 +552,15 @@ def test_a_publish_dated_by_a_wrong_clock_estimate_is_sent_again_and_applied_onc
         try:
             sub = await pubsub.subscribe("clock")
             await pubsub.publish("clock", "a")
-            assert abs(pubsub._clock_skews["squall.ps"]) < 5_000  # one machine, one clock
-            pubsub._clock_skews["squall.ps"] = -60_000.0
+            assert (
+                abs(pubsub._publisher._clock_skews["squall.ps"]) < 5_000
+            )  # one machine, one clock
+            pubsub._publisher._clock_skews["squall.ps"] = -60_000.0
             second = await pubsub.publish("clock", "b")
             assert pubsub.publish_retries == 1 and second.offset == 2
-            assert abs(pubsub._clock_skews["squall.ps"]) < 5_000  # read again from the reply
+            assert (
+                abs(pubsub._publisher._clock_skews["squall.ps"]) < 5_000
+            )  # read again from the reply
             assert [await sub.get() for _ in range(2)] == ["a", "b"]
             kept = await pubsub.history("clock")
             assert [p.data for p in kept.publications] == ["a", "b"]
@@ -623,13 +627,14 @@ def test_what_publishes_found_out_of_reach_holds_while_they_keep_finding_it() ->
     async def main() -> None:
         pubsub = RedisPubSub("redis://127.0.0.1:1/0", command_timeout=0.5)
         try:
-            assert pubsub._out_of_reach("t", 100.0) is None
-            pubsub._no_answer("t", 100.0, 100.5)
-            pubsub._no_answer("t", 100.6, 101.1)  # the outage still began at 100.0
-            assert pubsub._out_of_reach("t", 102.0) == pytest.approx(2.0)
-            assert pubsub._out_of_reach("other", 102.0) is None
-            assert pubsub._out_of_reach("t", 102.7) is None  # 1.6 s unlooked at
-            assert pubsub._out_of_reach("t", 102.0) is None  # and forgotten
+            publisher = pubsub._publisher
+            assert publisher._out_of_reach("t", 100.0) is None
+            publisher._no_answer("t", 100.0, 100.5)
+            publisher._no_answer("t", 100.6, 101.1)  # the outage still began at 100.0
+            assert publisher._out_of_reach("t", 102.0) == pytest.approx(2.0)
+            assert publisher._out_of_reach("other", 102.0) is None
+            assert publisher._out_of_reach("t", 102.7) is None  # 1.6 s unlooked at
+            assert publisher._out_of_reach("t", 102.0) is None  # and forgotten
         finally:
             await pubsub.close()
 

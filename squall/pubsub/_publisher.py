@@ -1,0 +1,340 @@
+"""Publishing through a failover, for the Redis engines: `RetriedPublisher`;
+and `RedisEngine`, the base of both engines, which owns one, with the
+engine's `~squall.pubsub._redis_scripts.RedisHistory` and
+`~squall.pubsub._redis_scripts.RedisPresence`."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+from squall.pubsub import _redis_scripts as scripts
+from squall.pubsub._base import PubSub
+from squall.pubsub._types import HistoryResult, Position, Status, new_epoch
+
+__all__ = ["RetriedPublisher", "RedisEngine"]
+
+
+def _never_down() -> Optional[float]:
+    """No watch of the engine's own on the broker."""
+    return None
+
+
+class RetriedPublisher:
+    """Publishes to one Redis (or Redis Cluster) through a failover; an engine owns one.
+
+    Publishes to one channel go one at a time, in the order `publish` was
+    called (a lane per channel: the next is sent once the one before was
+    applied or given up), so that subscribers see one publisher's messages
+    in that order even when they were made concurrently and a failover
+    made them wait and try again. Each publish gets a count (this
+    process's token and a number that grows) that every attempt carries:
+    the script keeps the publisher's last applied count on the channel and
+    applies a count once, so a publish whose reply was lost (the primary
+    killed or stopped after applying it, a timeout) may be tried again
+    without being delivered twice. While the
+    shard refuses or does not answer, attempts go on with backoff until
+    ``timeout`` seconds have passed since the publish began; then
+    `ConnectionError` says so.
+
+    The id does not cover one case: a primary stopped (SIGSTOP, a long
+    pause) while an attempt waited in its socket, whose replica took over
+    and applied the attempt sent again. When the old primary resumes, it
+    runs what waited before it learns it was replaced, and its SPUBLISH
+    reaches the shard's new primary over the cluster bus: the publication
+    twice, with the same offset but late. So each attempt also carries its
+    time on Redis' clock, as reckoned from the last reply of the same hash
+    tag's node (the difference between the clocks is taken from each reply,
+    per tag: the nodes' clocks may differ), and the script does not apply
+    an attempt older than ``command_timeout`` plus a second: by then its
+    client gave it up. An attempt found too old because the clocks moved is
+    sent again at once, dated anew. The first publish on a tag, before any
+    reply, is not so dated.
+
+    ``timeout`` (the engine's ``publish_timeout``) is the time a failover is
+    given, counted from when the broker was first found out of reach (by
+    the engine's own watch, ``down_since``, or by a publish that got no
+    answer), not from each publish: a publish made when it has been out of
+    reach for longer is tried once, not again (a refused connection fails
+    at once, an unanswered one within ``command_timeout``), so that callers
+    are told at once while the broker is down, and a publish made during a
+    failover is still tried until the failover's time is up. What publishes
+    found is trusted while they keep finding it: after ``command_timeout``
+    plus a second without a publish that got no answer, a new failover may
+    have begun, and a publish has the whole window again.
+
+    Args:
+        site: the engine's client (the publish script is registered on it),
+            its broker's name and errors, and what comes before a command.
+        command: the broker's publish command (``PUBLISH`` or ``SPUBLISH``).
+        route: a channel's hash tag and broker channel.
+        history_size: publications the script keeps per channel (0: the
+            offsets only).
+        ttl_ms: how long a channel's keys outlive its last publication.
+        command_timeout: seconds one attempt waits for Redis.
+        timeout: the engine's ``publish_timeout`` (the engine may set
+            `timeout` again once it learns the failover's time).
+        status: the engine's `Status`, whose ``round_trip`` each publish
+            sets.
+        down_since: `time.monotonic` when the engine's own watch on the
+            broker (a subscriber connection) found it out of reach, if it
+            still is; None when it is in reach or the engine has no such
+            watch.
+        retried: called after each attempt that will be made again (the
+            engine wakes its ``wait_until`` callers: `retries` changed).
+    """
+
+    __slots__ = (
+        "timeout",
+        "retries",
+        "script",
+        "_site",
+        "_status",
+        "_route",
+        "_down_since",
+        "_retried",
+        "_keys",
+        "_token",
+        "_count",
+        "_stale_ms",
+        "_attempt_timeout",
+        "_lanes",
+        "_clock_skews",
+        "_unanswered",
+    )
+
+    def __init__(
+        self,
+        site: scripts.RedisSite,
+        command: str,
+        route: Callable[[str], tuple[str, str]],
+        *,
+        history_size: int,
+        ttl_ms: int,
+        command_timeout: float,
+        timeout: float,
+        status: Status,
+        down_since: Callable[[], Optional[float]] = _never_down,
+        retried: Callable[[], None],
+    ) -> None:
+        #: Seconds a failover is given (see the class).
+        self.timeout = timeout
+        #: Publish attempts made again after the broker refused or did not answer.
+        self.retries = 0
+        self._stale_ms = int(command_timeout * 1000) + 1000
+        #: The publish script (`scripts.publish_lua`), registered on the site's client.
+        self.script: Any = site.client.register_script(
+            scripts.publish_lua(history_size, ttl_ms, self._stale_ms, command)
+        )
+        self._site = site
+        self._status = status
+        self._route = route
+        self._down_since = down_since
+        self._retried = retried
+        self._keys = 2 if history_size else 1  # the meta hash, and the stream
+        self._token = secrets.token_hex(6)
+        self._count = 0
+        self._attempt_timeout = command_timeout
+        # Per channel with a publish under way: the lock that keeps them in
+        # call order, and how many publishes hold or wait for it.
+        self._lanes: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._clock_skews: dict[str, float] = {}  # per hash tag: Redis' clock minus ours, in ms
+        # Per hash tag, while its publishes get no answer: time.monotonic() when
+        # the first of them began, and when the last was given up.
+        self._unanswered: dict[str, tuple[float, float]] = {}
+
+    def _out_of_reach(self, tag: str, now: float) -> Optional[float]:
+        """How long ``tag``'s node has been known out of reach, or None."""
+        began = self._down_since()
+        seen = self._unanswered.get(tag)
+        if seen is not None:
+            if now - seen[1] > self._attempt_timeout + 1.0:
+                del self._unanswered[tag]  # not looked at since: may be back
+            elif began is None or seen[0] < began:
+                began = seen[0]
+        return None if began is None else now - began
+
+    def _no_answer(self, tag: str, began: float, now: float) -> None:
+        """An attempt begun at ``began`` got no answer (`time.monotonic`)."""
+        first = self._unanswered.get(tag, (began, 0.0))[0]
+        self._unanswered[tag] = (first, now)
+
+    def _sent_ms(self, tag: str) -> int:
+        """Now on the clock of ``tag``'s node, as its last reply says it runs
+        (0: no reply yet)."""
+        skew = self._clock_skews.get(tag)
+        return 0 if skew is None else max(1, int(time.time() * 1000 + skew))
+
+    async def publish(self, channel: str, message: str) -> Position:
+        """Publishes ``message`` on ``channel``, in call order, applied once.
+
+        Returns:
+            The publication's position.
+
+        Raises:
+            ConnectionError: the broker did not apply it within `timeout`
+                (or was out of reach for longer than that already).
+        """
+        lane = self._lanes.get(channel)
+        if lane is None:
+            lane = self._lanes[channel] = (asyncio.Lock(), [0])
+        lock, users = lane
+        users[0] += 1
+        try:
+            # asyncio.Lock wakes its waiters first in, first out, and lets
+            # none jump the queue: publishes go in call order.
+            async with lock:
+                return await self._publish_in_lane(channel, message)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._lanes[channel]
+
+    async def _publish_in_lane(self, channel: str, message: str) -> Position:
+        self._count += 1
+        tag, broker_channel = self._route(channel)
+        head = f"{len(channel.encode('utf-8'))} {channel}"
+        args = [
+            head,
+            message,
+            new_epoch(),
+            f"p:{self._token}",
+            self._count,
+            0,
+            broker_channel,
+            max(1, int(self.timeout * 1000)),
+        ]
+        names = scripts.keys(tag, channel)[: self._keys]
+        site = self._site
+        loop = asyncio.get_running_loop()
+        # What is left of the failover's time (see the class): all of it,
+        # unless the node is already known out of reach; none, once it has
+        # been for longer (then one attempt, not tried again).
+        away = self._out_of_reach(tag, time.monotonic())
+        left = self.timeout - (away or 0.0)
+        once = away is not None and left <= 0
+        deadline = loop.time() + max(left, self._attempt_timeout)
+        delay = 0.02
+        while True:
+            start = loop.time()
+            began = time.monotonic()
+            args[5] = self._sent_ms(tag)
+            try:
+                async with asyncio.timeout_at(deadline) as scope:
+                    await site.before()
+                    reply = await self.script(keys=names, args=args)
+                self._unanswered.pop(tag, None)
+                if len(reply) > 3:
+                    self._clock_skews[tag] = int(reply[3]) - time.time() * 1000
+                if int(reply[2]) != 2:
+                    break
+                # Too old when Redis read it (a slow Redis, or clocks that
+                # drifted): sent again at once, dated anew.
+                if loop.time() >= deadline:
+                    raise ConnectionError(
+                        f"cannot publish to {site.where}: each attempt was older than "
+                        f"{self._stale_ms} ms when Redis read it, within "
+                        f"publish_timeout={self.timeout}s"
+                    )
+                self.retries += 1
+                continue
+            except site.lost as exc:
+                self._no_answer(tag, began, time.monotonic())
+                if once:
+                    raise ConnectionError(
+                        f"cannot publish to {site.where}: out of reach for {away or 0.0:.1f}s, "
+                        f"longer than publish_timeout={self.timeout}s (the time a "
+                        f"failover is given), and no answer now ({exc or type(exc).__name__})"
+                    ) from exc
+                if scope.expired() or loop.time() + delay >= deadline:
+                    raise ConnectionError(
+                        f"cannot publish to {site.where}: no answer within "
+                        f"publish_timeout={self.timeout}s ({exc or type(exc).__name__})"
+                    ) from exc
+            except (RuntimeError, AttributeError) as exc:
+                # redis-py's connection closed under the command (see
+                # cut_under; a cancellation stays one).
+                error = scripts.cut_under(exc)
+                self._no_answer(tag, began, time.monotonic())
+                if once or loop.time() + delay >= deadline:
+                    raise error from exc
+            self.retries += 1
+            self._retried()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        self._status.round_trip = loop.time() - start
+        return scripts.top_of(reply)
+
+
+class RedisEngine(PubSub):
+    """The base of the Redis engines: they publish through a `RetriedPublisher`,
+    read history through a `~squall.pubsub._redis_scripts.RedisHistory` and
+    keep presence in a `~squall.pubsub._redis_scripts.RedisPresence`, all
+    three made by `_use_redis` (each engine calls it once, at setup)."""
+
+    _publisher: RetriedPublisher
+    _history: scripts.RedisHistory
+
+    def _use_redis(
+        self,
+        site: scripts.RedisSite,
+        command: str,
+        route: Callable[[str], tuple[str, str]],
+        *,
+        command_timeout: float,
+        publish_timeout: float,
+        down_since: Callable[[], Optional[float]] = _never_down,
+    ) -> None:
+        """Makes the engine's publisher, history and presence on ``site``
+        (the arguments are `RetriedPublisher`'s)."""
+        ttl_ms = max(1, int(self.history_ttl * 1000))
+        self._publisher = RetriedPublisher(
+            site,
+            command,
+            route,
+            history_size=self.history_size,
+            ttl_ms=ttl_ms,
+            command_timeout=command_timeout,
+            timeout=publish_timeout,
+            status=self.status,
+            down_since=down_since,
+            retried=self._changed,
+        )
+        self._history = scripts.RedisHistory(site, self.history_size, ttl_ms)
+        self._use_presence(scripts.RedisPresence(site))
+
+    # The publisher's, read and written here as the engine's attributes
+    # they were before it was an object of its own.
+
+    @property
+    def publish_timeout(self) -> float:
+        """Seconds a publish keeps trying while the broker refuses or does
+        not answer (see the engine's ``publish_timeout`` argument)."""
+        return self._publisher.timeout
+
+    @publish_timeout.setter
+    def publish_timeout(self, seconds: float) -> None:
+        self._publisher.timeout = seconds
+
+    @property
+    def publish_retries(self) -> int:
+        """Publish attempts made again after the broker refused or did not answer."""
+        return self._publisher.retries
+
+    @publish_retries.setter
+    def publish_retries(self, count: int) -> None:
+        self._publisher.retries = count
+
+    async def _publish(self, channel: str, message: str) -> Position:
+        return await self._publisher.publish(channel, message)
+
+    async def _read(
+        self, channel: str, since: Optional[Position], limit: int, strict: bool
+    ) -> HistoryResult:
+        return await self._history.read(channel, since, limit, strict)
+
+    async def _top(self, channel: str) -> Position:
+        return await self._history.top(channel)

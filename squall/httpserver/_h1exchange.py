@@ -16,9 +16,9 @@ __all__: list[str] = []  # private to the driver
 import asyncio
 import contextvars
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from http.client import responses
-from typing import IO, TYPE_CHECKING, Final, Optional
+from typing import IO, TYPE_CHECKING, Any, Final, Optional
 
 from squall._h1 import LocalProtocolError
 from squall.httpserver._sendfile import send_file
@@ -294,6 +294,14 @@ class _RequestConnection(Exchange):
         self.loop = proto.loop
         self._proto = proto
         self._body_timeout: Optional[float] = None
+
+    def adopt(self, coro: Coroutine[Any, Any, None]) -> Optional[asyncio.Task[None]]:
+        """The Task this request is being read in (Python 3.11), which runs
+        ``coro`` next; see `_HTTPProtocol.adopt`."""
+        p = self._proto
+        if p.exchange is not self:
+            return None
+        return p.adopt(coro)
 
     def write_headers(
         self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None

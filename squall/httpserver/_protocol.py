@@ -20,8 +20,8 @@ __all__: list[str] = []  # private to the driver
 import asyncio
 import socket
 import ssl
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Final, Optional, cast
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, Optional, cast
 
 from squall._compiled import mypyc_attr
 from squall._h1 import (
@@ -33,6 +33,7 @@ from squall._h1 import (
     RemoteProtocolError,
     Request,
 )
+from squall._request_task import start as start_task
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._flow import (
     BAD_REQUEST,
@@ -79,7 +80,6 @@ if TYPE_CHECKING:
 
 # Pipelined bytes held while a response is in progress before reading pauses.
 _PIPELINE_HIGH_WATER: Final = 256 * 1024
-
 
 # The connection states (_IDLE .. _CLOSED) and flow bits are documented in
 # _h1exchange, beside the request connection that reads them; the fields,
@@ -176,7 +176,19 @@ class _HTTPProtocol(_H1Lifecycle):
                 stream.feed_data(data)
             return
         self.h1.receive_data(data)
+        if self.serving is not None:
+            return  # (the step of the Task waiting to read reads this too)
         if not self.flow & _STALLED and self._tls_task is None:
+            if (
+                self._adopts
+                and self.state == _IDLE
+                and self.loop.is_running()
+                and self.loop.get_task_factory() is None
+            ):
+                # (With a task factory the request's own coroutine is what it
+                # is handed, as on every Python: tracers look at it.)
+                self.serving = start_task(self.loop, self.serve())
+                return
             self._process()
 
     def eof_received(self) -> Optional[bool]:
@@ -187,9 +199,37 @@ class _HTTPProtocol(_H1Lifecycle):
                 stream.feed_eof()
             return None
         self.h1.receive_data(b"")
-        if not self.flow & _STALLED:
+        if not self.flow & _STALLED and self.serving is None:
             self._process()
         return None
+
+    async def serve(self) -> None:
+        """Python 3.11: read the request whose head has arrived, and run the
+        coroutine its delegate hands over (`adopt`), in this Task: one Task
+        per request, as the delegate would have made, made before the
+        request is read."""
+        try:
+            self._process()
+        finally:
+            self.serving = None
+        coro = self._adopted
+        if coro is not None:
+            self._adopted = None
+            await coro
+        elif self.state == _RESPONSE:
+            # The delegate started its request another way (its own Task, a
+            # callback): this connection's requests are read at once again.
+            self._adopts = False
+
+    def adopt(self, coro: Coroutine[Any, Any, None]) -> Optional[asyncio.Task[None]]:
+        """The Task reading the current request, which will run ``coro``
+        once reading is done; None if the request is not read in a Task of
+        its own (then the caller starts one)."""
+        task = self.serving
+        if task is None or self._adopted is not None:
+            return None
+        self._adopted = coro
+        return task
 
     # -- the request cycle ---------------------------------------------------------
 

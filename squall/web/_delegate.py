@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__: list[str] = []
 
 import asyncio
+import sys
 import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Optional
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Optional
 from squall._request_task import start as start_task
 from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
-from squall.httputil._exchange import loop_of
+from squall.httputil._exchange import Exchange, loop_of
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._request import HTTPServerRequest
 from squall.httputil._startline import RequestStartLine, StartLine
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 # Final: the compiled build keeps these in C variables, read without the
 # dictionary lookup of a module global (two per request).
 _CoroutineType: Final = types.CoroutineType
+# Python 3.11: a driver may have made the Task its request is read in (see
+# Exchange.adopt); 3.12+ starts the request's own Task eagerly instead.
+_ADOPTS: Final = sys.version_info < (3, 12)
 
 
 # Filled in by squall.web.application (see _bind): Application's own
@@ -273,7 +277,13 @@ class _HandlerDelegate(HTTPMessageDelegate):
             if loop is None:
                 task = asyncio.ensure_future(running)
             else:
-                task = start_task(loop, running)
+                # The Task the driver made to read this request, if it made
+                # one (HTTP/1.1 on Python 3.11, see Exchange.adopt).
+                conn = self.request_conn
+                if _ADOPTS and isinstance(conn, Exchange):
+                    task = conn.adopt(running)
+                if task is None:
+                    task = start_task(loop, running)
         elif running is not None:
             # What a wrapper of _execute may return: a Future, an awaitable.
             task = asyncio.ensure_future(running)

@@ -296,12 +296,15 @@ class _RequestConnection(Exchange):
         self._body_timeout: Optional[float] = None
 
     def adopt(self, coro: Coroutine[Any, Any, None]) -> Optional[asyncio.Task[None]]:
-        """The Task this request is being read in (Python 3.11), which runs
-        ``coro`` next; see `_HTTPProtocol.adopt`."""
+        """The Task this request is being read in (Python 3.11, see
+        `_HTTPProtocol.serve`), which runs ``coro`` once the read is done;
+        None if there is none (the caller then starts a Task of its own)."""
         p = self._proto
-        if p.exchange is not self:
+        task = p.serving
+        if task is None or p.exchange is not self or p.handed is not None:
             return None
-        return p.adopt(coro)
+        p.handed = coro
+        return task
 
     def write_headers(
         self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None

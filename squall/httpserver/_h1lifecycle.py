@@ -119,7 +119,7 @@ class _H1Lifecycle(_H1Output):
         # has run; the coroutine a delegate handed it to run in that Task;
         # whether this connection's delegates take the offer.
         self.serving = None
-        self._adopted = None
+        self.handed = None
         self._adopts = server.adopts_request_tasks
 
     @property

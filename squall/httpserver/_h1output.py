@@ -100,7 +100,7 @@ class _H1Output(asyncio.Protocol):
         "_good_host",
         "_start_request",
         "serving",
-        "_adopted",
+        "handed",
         "_adopts",
     )
 
@@ -137,7 +137,7 @@ class _H1Output(asyncio.Protocol):
     _closed_event: Optional[asyncio.Future[None]]
     _tls_task: Optional[asyncio.Task[None]]
     serving: Optional[asyncio.Task[None]]
-    _adopted: Optional[Coroutine[Any, Any, None]]
+    handed: Optional[Coroutine[Any, Any, None]]
     _adopts: bool
     _good_host: Optional[str]
     _start_request: Callable[[object, HTTPConnection], HTTPMessageDelegate]

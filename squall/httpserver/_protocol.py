@@ -20,8 +20,8 @@ __all__: list[str] = []  # private to the driver
 import asyncio
 import socket
 import ssl
-from collections.abc import Awaitable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, Optional, cast
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Final, Optional, cast
 
 from squall._compiled import mypyc_attr
 from squall._h1 import (
@@ -205,31 +205,21 @@ class _HTTPProtocol(_H1Lifecycle):
 
     async def serve(self) -> None:
         """Python 3.11: read the request whose head has arrived, and run the
-        coroutine its delegate hands over (`adopt`), in this Task: one Task
-        per request, as the delegate would have made, made before the
-        request is read."""
+        coroutine its delegate hands over (`_RequestConnection.adopt`), in
+        this Task: one Task per request, as the delegate would have made,
+        made before the request is read."""
         try:
             self._process()
         finally:
             self.serving = None
-        coro = self._adopted
+        coro = self.handed
         if coro is not None:
-            self._adopted = None
+            self.handed = None
             await coro
         elif self.state == _RESPONSE:
             # The delegate started its request another way (its own Task, a
             # callback): this connection's requests are read at once again.
             self._adopts = False
-
-    def adopt(self, coro: Coroutine[Any, Any, None]) -> Optional[asyncio.Task[None]]:
-        """The Task reading the current request, which will run ``coro``
-        once reading is done; None if the request is not read in a Task of
-        its own (then the caller starts one)."""
-        task = self.serving
-        if task is None or self._adopted is not None:
-            return None
-        self._adopted = coro
-        return task
 
     # -- the request cycle ---------------------------------------------------------
 

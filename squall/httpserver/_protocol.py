@@ -33,7 +33,6 @@ from squall._h1 import (
     RemoteProtocolError,
     Request,
 )
-from squall._request_task import start as start_task
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._flow import (
     BAD_REQUEST,
@@ -77,6 +76,10 @@ from squall.platform.asyncio import _bound_reads
 if TYPE_CHECKING:
     from squall.httpserver._h1driver import H1Driver
 
+
+# The Task a request is read in (see serve), made as squall._request_task
+# makes one on 3.11 when the loop has no task factory.
+_Task: Final = asyncio.Task
 
 # Pipelined bytes held while a response is in progress before reading pauses.
 _PIPELINE_HIGH_WATER: Final = 256 * 1024
@@ -182,12 +185,11 @@ class _HTTPProtocol(_H1Lifecycle):
             if (
                 self._adopts
                 and self.state == _IDLE
-                and self.loop.is_running()
                 and self.loop.get_task_factory() is None
             ):
                 # (With a task factory the request's own coroutine is what it
                 # is handed, as on every Python: tracers look at it.)
-                self.serving = start_task(self.loop, self.serve())
+                self.serving = _Task(self.serve(), loop=self.loop)
                 return
             self._process()
 

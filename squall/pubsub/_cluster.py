@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_PENDING, DEFAULT_MAX_RECOVERY
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._publisher import RedisEngine
 from squall.pubsub._redis import _redis, lost_errors
@@ -138,7 +138,7 @@ class RedisClusterPubSub(RedisEngine):
         *,
         partitions: Optional[int] = None,
         sharded: Optional[bool] = None,
-        max_pending: int = 1000,
+        max_pending: int = DEFAULT_MAX_PENDING,
         history_size: int = 0,
         history_ttl: float = DEFAULT_HISTORY_TTL,
         max_recovery: int = DEFAULT_MAX_RECOVERY,

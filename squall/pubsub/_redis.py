@@ -10,7 +10,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, client_library
+from squall.pubsub._base import (
+    DEFAULT_HISTORY_TTL,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_RECOVERY,
+    client_library,
+)
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._publisher import RedisEngine
 from squall.pubsub._supervise import Backoff, Supervised
@@ -139,7 +144,7 @@ class RedisPubSub(RedisEngine):
         self,
         url: str = "redis://127.0.0.1:6379/0",
         *,
-        max_pending: int = 1000,
+        max_pending: int = DEFAULT_MAX_PENDING,
         history_size: int = 0,
         history_ttl: float = DEFAULT_HISTORY_TTL,
         max_recovery: int = DEFAULT_MAX_RECOVERY,

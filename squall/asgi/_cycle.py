@@ -2,11 +2,14 @@
 
 Both answer a request that asks for more than a response (an HTTP/1.1
 upgrade, an extended CONNECT) and arrived through the HTTP delegate seam
-like any other. Each holds what the client sent in an inbox until the
-application calls ``receive()``, runs the application as a task the server
-tracks, accepts once the request was read, and decides, when the
-application returns, raises or is cancelled, what the client is told: that
-decision, and the messages, are the subclass's.
+like any other. Both start the same way, in `SessionCycle`'s constructor:
+the subclass checks the request (`SessionCycle._take`); one it refuses is
+answered there with a plain-text response, and the application never sees
+it; otherwise the application runs as a task the server tracks, its first
+message the ``connect``. Each holds what the client sent in an inbox until
+the application calls ``receive()``, accepts once the request was read,
+and decides, when the application returns, raises or is cancelled, what
+the client is told: that decision, and the messages, are the subclass's.
 """
 
 from __future__ import annotations
@@ -15,10 +18,17 @@ __all__: list[str] = []  # private to the ASGI server
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar, Optional
 
 from squall.asgi._types import ASGIProtocolError, ClientDisconnected, Message, Scope, resolve
-from squall.httputil import HTTPConnection, HTTPHeaders, ResponseStartLine, responses
+from squall.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    RequestStartLine,
+    ResponseStartLine,
+    responses,
+)
 from squall.log import app_log
 
 if TYPE_CHECKING:
@@ -59,26 +69,38 @@ def header_pairs(message: Message, what: str) -> list[tuple[str, str]]:
 class SessionCycle:
     """One request the application takes over (see the module).
 
+    The constructor starts every cycle: what all of them hold, then the
+    subclass's own state and its check of the request (`_take`), then the
+    refusal or the application's task.
+
     Args:
         server: the ASGI server (its settings, its tracked tasks).
         conn: the request's connection (or stream).
-        version: the HTTP version of the responses written.
-        ends_connection: a response instead of what was asked ends the
-            connection, not only the stream (HTTP/1.1's upgrade).
+        start_line: the request's start line.
+        headers: the request's header fields.
     """
 
     #: What the application accepts, for "went away before the ... was accepted".
     _ACCEPTED: ClassVar[str]
     #: Logged when the application returned without answering the request.
     _UNANSWERED: ClassVar[str]
+    #: The type of the application's first message.
+    _CONNECT: ClassVar[str]
 
     def __init__(
-        self, server: CycleHost, conn: HTTPConnection, version: str, ends_connection: bool
+        self,
+        server: CycleHost,
+        conn: HTTPConnection,
+        start_line: RequestStartLine,
+        headers: HTTPHeaders,
     ) -> None:
         self._server = server
         self._conn = conn
-        self._version = version
-        self._ends_connection = ends_connection
+        # An extended CONNECT (HTTP/2, 3) is a stream of its own: a response
+        # instead of what was asked ends the stream only. HTTP/1.1's upgrade
+        # is answered in HTTP/1.1, and such a response ends the connection.
+        self._tunnel = start_line.method == "CONNECT"
+        self._version = start_line.version if self._tunnel else "HTTP/1.1"
         self._loop = asyncio.get_running_loop()
         self._inbox: deque[Message] = deque()
         # The application's receive() waiting for the inbox.
@@ -87,6 +109,14 @@ class SessionCycle:
         self._space: Optional[asyncio.Future[None]] = None
         self._request_done: Optional[asyncio.Future[None]] = self._loop.create_future()
         self._state = CONNECTING
+        scope = self._take(start_line, headers)
+        if scope is None:
+            return
+        set_close = getattr(conn, "set_close_callback", None)
+        if set_close is not None:
+            set_close(self.on_connection_close)
+        self._inbox.append({"type": self._CONNECT})
+        server.run_tracked(self._run_app(scope))
 
     # -- the HTTP driver's side ------------------------------------------------------
 
@@ -117,11 +147,20 @@ class SessionCycle:
                 f"the client went away before the {self._ACCEPTED} was accepted"
             )
 
+    def _refuse(self, status: int, text: str, fields: Iterable[tuple[str, str]] = ()) -> None:
+        """Answers the request with ``status``, ``fields`` and ``text`` (plain
+        text) instead of what was asked: the application never sees it."""
+        self._state = CLOSED
+        headers = HTTPHeaders({"Content-Type": "text/plain; charset=utf-8"})
+        for name, value in fields:
+            headers.add(name, value)
+        self._respond(status, headers, text.encode("utf-8"))
+
     def _respond(self, status: int, headers: HTTPHeaders, body: bytes) -> None:
         """A whole response (``headers`` and its Content-Length) instead of
         what was asked; the stream, or the connection, ends after it."""
         headers["Content-Length"] = str(len(body))
-        if self._ends_connection:
+        if not self._tunnel:
             headers["Connection"] = "close"
         line = ResponseStartLine(self._version, status, responses.get(status, "Unknown"))
         try:
@@ -154,6 +193,17 @@ class SessionCycle:
         self._app_done(failed=False)
 
     # -- the subclass's ----------------------------------------------------------------
+
+    def _take(self, start_line: RequestStartLine, headers: HTTPHeaders) -> Optional[Scope]:
+        """Sets up the subclass's own state and checks the request (called
+        once, by the constructor): the application's scope, or None when
+        the request was refused (`_refuse`)."""
+        raise NotImplementedError
+
+    def on_connection_close(self) -> None:
+        """The connection (or the stream) closed; registered once the
+        application has the request."""
+        raise NotImplementedError
 
     async def receive(self) -> Message:
         """The application's next message."""

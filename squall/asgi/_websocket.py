@@ -45,18 +45,12 @@ from squall.asgi._cycle import (
 )
 from squall.asgi._scope import _websocket_scope
 from squall.asgi._types import ASGIProtocolError, ClientDisconnected, Message, expected, resolve
-from squall.httputil import (
-    HTTPConnection,
-    HTTPHeaders,
-    RequestStartLine,
-    ResponseStartLine,
-    responses,
-)
+from squall.httputil import HTTPHeaders, RequestStartLine, ResponseStartLine, responses
+from squall.httputil._headers import fields_of
 from squall.websocket._protocol import MessageType, WebSocketProtocol13, _Peer
 
 if TYPE_CHECKING:
-    from squall.asgi._host import CycleHost
-
+    from squall.asgi._types import Scope  # the hook's annotation only
 
 # After CONNECTING, instead of OPEN: the application answers with a response
 # of its own (the websocket.http.response extension), its head given, then
@@ -88,22 +82,19 @@ class _WebSocketCycle(SessionCycle, _Peer):
 
     _ACCEPTED = "WebSocket"
     _UNANSWERED = "ASGI callable returned without sending handshake"
+    _CONNECT = "websocket.connect"
 
-    def __init__(
-        self,
-        server: CycleHost,
-        conn: HTTPConnection,
-        start_line: RequestStartLine,
-        headers: HTTPHeaders,
-    ) -> None:
-        # An extended CONNECT (HTTP/2, 3) rather than HTTP/1.1's upgrade.
-        self._tunnel = start_line.method == "CONNECT"
-        # (Its answers are written as HTTP/1.1's: a stream's ignore the version.)
-        super().__init__(server, conn, "HTTP/1.1", ends_connection=not self._tunnel)
+    _headers: HTTPHeaders
+    _proto: Optional[WebSocketProtocol13]
+    _close_code: Optional[int]
+    _deny_head: Optional[tuple[int, HTTPHeaders]]
+    _key: str
+
+    def _take(self, start_line: RequestStartLine, headers: HTTPHeaders) -> Optional[Scope]:
         self._headers = headers
-        self._proto: Optional[WebSocketProtocol13] = None
-        self._close_code: Optional[int] = None
-        self._deny_head: Optional[tuple[int, HTTPHeaders]] = None
+        self._proto = None
+        self._close_code = None
+        self._deny_head = None
         self._key = ""
         try:
             if self._tunnel:
@@ -111,20 +102,13 @@ class _WebSocketCycle(SessionCycle, _Peer):
             else:
                 self._key = _ws.check_request(start_line.method, headers)
         except _ws.HandshakeError as exc:
-            # Not a valid upgrade: answered here, the application never sees it.
-            self._state = CLOSED
-            fields = HTTPHeaders({"Content-Type": "text/plain; charset=utf-8"})
-            for name, value in exc.headers:
-                fields.add(name, value)
-            self._respond(exc.status_hint, fields, str(exc).encode("utf-8"))
-            return
-        set_close = getattr(conn, "set_close_callback", None)
-        if set_close is not None:
-            set_close(self.on_connection_close)
-        scope = _websocket_scope(server.http_scope(start_line, headers._as_list, conn))
+            # Not a valid upgrade.
+            self._refuse(exc.status_hint, str(exc), exc.headers)
+            return None
+        server = self._server
+        scope = _websocket_scope(server.http_scope(start_line, fields_of(headers), self._conn))
         scope["subprotocols"] = _ws.parse_subprotocols(headers.get("Sec-WebSocket-Protocol"))
-        self._inbox.append({"type": "websocket.connect"})
-        server.run_tracked(self._run_app(scope))
+        return scope
 
     # -- the HTTP driver's side ------------------------------------------------------
 
@@ -281,11 +265,11 @@ class _WebSocketCycle(SessionCycle, _Peer):
             if extension_header:
                 fields.append(("Sec-WebSocket-Extensions", extension_header))
             reserved = {*_UPGRADE_FIELDS, *(name.lower() for name, _ in fields)}
-            line = ResponseStartLine("HTTP/1.1", 200, "OK")
+            line = ResponseStartLine(self._version, 200, "OK")
         else:
             fields = _ws.server_headers(self._key, subprotocol, extension_header)
             reserved = {name.lower() for name, _ in fields}
-            line = ResponseStartLine("HTTP/1.1", 101, "Switching Protocols")
+            line = ResponseStartLine(self._version, 101, "Switching Protocols")
         fields += [(n, v) for n, v in pairs if n.lower() not in reserved]
         conn = self._conn
         conn.write_headers(line, HTTPHeaders._from_pairs(fields))
@@ -315,7 +299,7 @@ class _WebSocketCycle(SessionCycle, _Peer):
                 headers["Connection"] = "close"
             if not more and "Content-Length" not in headers:
                 headers["Content-Length"] = str(len(body))
-            line = ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown"))
+            line = ResponseStartLine(self._version, status, responses.get(status, "Unknown"))
             conn.write_headers(line, headers, bytes(body))
             self._state = _DENY_BODY
         elif body:

@@ -57,12 +57,12 @@ from squall.asgi._cycle import (
     header_pairs,
 )
 from squall.asgi._types import ASGIProtocolError, ClientDisconnected, Message, expected, resolve
-from squall.httputil import HTTPConnection, HTTPHeaders, RequestStartLine, ResponseStartLine
+from squall.httputil import HTTPHeaders, RequestStartLine, ResponseStartLine
 from squall.httputil._headers import fields_of
 from squall.httputil._webtransport import DRAFT_FIELD, Session, SessionRequest, SessionStream
 
 if TYPE_CHECKING:
-    from squall.asgi._host import CycleHost
+    from squall.asgi._types import Scope  # the hook's annotation only
 
 
 def _stream_id(message: Message) -> int:
@@ -85,39 +85,39 @@ class WebTransportCycle(SessionCycle):
 
     _ACCEPTED = "session"
     _UNANSWERED = "ASGI callable returned without accepting or refusing the session"
+    _CONNECT = "webtransport.connect"
 
-    def __init__(
-        self,
-        server: CycleHost,
-        conn: HTTPConnection,
-        start_line: RequestStartLine,
-        headers: HTTPHeaders,
-    ) -> None:
-        super().__init__(server, conn, start_line.version, ends_connection=False)
+    _held: int
+    _session: Optional[Session]
+    _streams: dict[int, SessionStream]
+    _readers: dict[int, asyncio.Task[None]]
+    _writes: dict[int, asyncio.Future[None]]
+    _ended_out: set[int]
+    _close: Optional[tuple[int, str]]
+    _asked: SessionRequest
+    #: Datagrams from the client dropped while the application was not
+    #: receiving (the session counts those over the size limit).
+    dropped_datagrams: int
+
+    def _take(self, start_line: RequestStartLine, headers: HTTPHeaders) -> Optional[Scope]:
         # Stream bytes in the inbox (bounded by the server's wt_max_stream_buffer).
         self._held = 0
-        self._session: Optional[Session] = None
-        self._streams: dict[int, SessionStream] = {}
-        self._readers: dict[int, asyncio.Task[None]] = {}
-        self._writes: dict[int, asyncio.Future[None]] = {}
+        self._session = None
+        self._streams = {}
+        self._readers = {}
+        self._writes = {}
         # Streams the application ended (FIN sent): forgotten once read too.
-        self._ended_out: set[int] = set()
-        self._close: Optional[tuple[int, str]] = None
-        #: Datagrams from the client dropped while the application was not
-        #: receiving (the session counts those over the size limit).
+        self._ended_out = set()
+        self._close = None
         self.dropped_datagrams = 0
+        server = self._server
         # A seat is held from here until the session opens or is not had.
-        self._asked = asked = SessionRequest(conn, server.wt_limits)
+        self._asked = asked = SessionRequest(self._conn, server.wt_limits)
         refusal = asked.refusal
         if refusal is not None:
-            self._state = CLOSED
-            text = HTTPHeaders({"Content-Type": "text/plain; charset=utf-8"})
-            self._respond(refusal[0], text, refusal[1].encode())
-            return
-        set_close = getattr(conn, "set_close_callback", None)
-        if set_close is not None:
-            set_close(self.on_connection_close)
-        scope = server.http_scope(start_line, fields_of(headers), conn)
+            self._refuse(*refusal)
+            return None
+        scope = server.http_scope(start_line, fields_of(headers), self._conn)
         del scope["method"]
         scope["type"] = "webtransport"
         extensions: dict[str, Any] = {"webtransport": {}}
@@ -125,8 +125,7 @@ class WebTransportCycle(SessionCycle):
         if tls is not None:
             extensions["tls"] = tls
         scope["extensions"] = extensions
-        self._inbox.append({"type": "webtransport.connect"})
-        server.run_tracked(self._run_app(scope))
+        return scope
 
     # -- the HTTP driver's side ------------------------------------------------------
 

@@ -29,6 +29,7 @@ from squall.pubsub._types import (
     Status,
     check_channel,
     check_message,
+    check_seconds,
 )
 
 __all__ = [
@@ -106,15 +107,11 @@ class PubSub(_Closing):
             raise ValueError(f"max_pending must be at least 1, not {max_pending!r}")
         if not isinstance(history_size, int) or history_size < 0:
             raise ValueError(f"history_size must be 0 or more, not {history_size!r}")
-        if not isinstance(history_ttl, (int, float)) or not history_ttl > 0:
-            raise ValueError(
-                f"history_ttl must be a number of seconds above 0, not {history_ttl!r}"
-            )
         if not isinstance(max_recovery, int) or max_recovery < 1:
             raise ValueError(f"max_recovery must be at least 1, not {max_recovery!r}")
         self.max_pending = max_pending
         self.history_size = history_size
-        self.history_ttl = float(history_ttl)
+        self.history_ttl = check_seconds("history_ttl", history_ttl)
         self.max_recovery = max_recovery
         #: Health and counters (see `Status`).
         self.status = Status()

@@ -33,11 +33,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY
+from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_PENDING, DEFAULT_MAX_RECOVERY
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._publisher import RedisEngine
-from squall.pubsub._redis import _LOST, _redis
+from squall.pubsub._redis import _redis, lost_errors
 from squall.pubsub._supervise import Backoff, Supervised
+from squall.pubsub._types import check_seconds
 
 __all__ = ["RedisClusterPubSub"]
 
@@ -137,7 +138,7 @@ class RedisClusterPubSub(RedisEngine):
         *,
         partitions: Optional[int] = None,
         sharded: Optional[bool] = None,
-        max_pending: int = 1000,
+        max_pending: int = DEFAULT_MAX_PENDING,
         history_size: int = 0,
         history_ttl: float = DEFAULT_HISTORY_TTL,
         max_recovery: int = DEFAULT_MAX_RECOVERY,
@@ -170,17 +171,15 @@ class RedisClusterPubSub(RedisEngine):
             if flag not in ("0", "1"):
                 raise ValueError(f"Redis Cluster URL {url!r}: sharded must be 0 or 1")
             sharded = flag == "1"
-        if publish_timeout is not None and (
-            not isinstance(publish_timeout, (int, float)) or not publish_timeout > 0
-        ):
-            raise ValueError(
-                f"publish_timeout must be a number of seconds above 0, not {publish_timeout!r}"
-            )
+        health_interval = check_seconds("health_interval", health_interval)
+        command_timeout = check_seconds("command_timeout", command_timeout)
+        # None: the cluster's node timeout plus a margin, once a node says it.
+        if publish_timeout is not None:
+            publish_timeout = check_seconds("publish_timeout", publish_timeout)
         redis = _redis()
 
         self.url = url
-        # None: the cluster's node timeout plus a margin, once a node says it.
-        self._publish_timeout = None if publish_timeout is None else float(publish_timeout)
+        self._publish_timeout = publish_timeout
         self.partitions = partitions
         self.sharded = sharded
         self.subscribe_timeout = subscribe_timeout
@@ -188,9 +187,8 @@ class RedisClusterPubSub(RedisEngine):
         self.max_reconnect_delay = max_reconnect_delay
         self.health_interval = health_interval
         self._redis = redis
-        self._lost_errors = _LOST + (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
+        self._lost_errors = lost_errors(
+            redis,
             redis.exceptions.ClusterError,
             redis.exceptions.ClusterDownError,
             redis.exceptions.SlotNotCoveredError,
@@ -456,7 +454,7 @@ class RedisClusterPubSub(RedisEngine):
         try:
             await link.ps.aclose()
             await link.client.aclose()
-        except (*self._lost_errors, RuntimeError):
+        except self._lost_errors + (RuntimeError,):
             pass
 
     async def _read_link(self, link: _Link) -> None:

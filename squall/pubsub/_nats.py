@@ -34,7 +34,14 @@ import time
 from typing import Any, Optional
 
 from squall.log import gen_log
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, PubSub, client_library
+from squall.pubsub._base import (
+    DEFAULT_HISTORY_TTL,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_RECOVERY,
+    PubSub,
+    client_library,
+)
+from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._supervise import Backoff, Supervised
 from squall.pubsub._types import HistoryResult, Position, Publication
 
@@ -71,7 +78,7 @@ class NatsPubSub(PubSub):
         self,
         url: str = "nats://127.0.0.1:4222",
         *,
-        max_pending: int = 1000,
+        max_pending: int = DEFAULT_MAX_PENDING,
         history_size: int = 0,
         history_ttl: float = DEFAULT_HISTORY_TTL,
         max_recovery: int = DEFAULT_MAX_RECOVERY,
@@ -79,7 +86,7 @@ class NatsPubSub(PubSub):
         reconnect_delay: float = 0.1,
         pending_size: int = 2 * 1024 * 1024,
         pending_bytes: int = 8 * 1024 * 1024,
-        presence_ttl: float = 30.0,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
     ) -> None:
         if history_size:
             raise ValueError(

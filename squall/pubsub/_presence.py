@@ -37,7 +37,7 @@ from typing import Optional, Protocol
 from squall.log import gen_log
 from squall.pubsub._subscription import _Closing
 from squall.pubsub._supervise import Backoff, Supervised
-from squall.pubsub._types import PRESENCE_SUFFIX, check_channel, check_utf8
+from squall.pubsub._types import PRESENCE_SUFFIX, check_channel, check_seconds, check_utf8
 
 __all__ = [
     "Presence",
@@ -157,10 +157,8 @@ class Roster:
     __slots__ = ("store", "ttl", "_announce", "_present", "_heartbeat", "_stopped")
 
     def __init__(self, store: PresenceStore, ttl: float, announce: Announce, owner: str) -> None:
-        if not isinstance(ttl, (int, float)) or not ttl > 0:
-            raise ValueError(f"presence_ttl must be seconds above 0, not {ttl!r}")
+        self.ttl = check_seconds("presence_ttl", ttl)
         self.store = store
-        self.ttl = float(ttl)
         self._announce = announce
         self._present: dict[tuple[str, str], Presence] = {}
         self._stopped = False

@@ -10,15 +10,29 @@ from urllib.parse import urlsplit, urlunsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
-from squall.pubsub._base import DEFAULT_HISTORY_TTL, DEFAULT_MAX_RECOVERY, client_library
+from squall.pubsub._base import (
+    DEFAULT_HISTORY_TTL,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_RECOVERY,
+    client_library,
+)
 from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
 from squall.pubsub._publisher import RedisEngine
 from squall.pubsub._supervise import Backoff, Supervised
-from squall.pubsub._types import Position, Publication
+from squall.pubsub._types import Position, Publication, check_seconds
 
-# Errors that mean "the connection to Redis is gone", as raised by redis-py
-# (its ConnectionError and TimeoutError) and by the transport under it.
-_LOST: tuple[type[BaseException], ...] = (OSError, asyncio.IncompleteReadError)
+
+def lost_errors(redis: Any, *more: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """The errors that mean "Redis is out of reach": the transport's under
+    redis-py, redis-py's ConnectionError and TimeoutError, and ``more``
+    (what a Redis Cluster client adds)."""
+    return (
+        OSError,
+        asyncio.IncompleteReadError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        *more,
+    )
 
 
 def _redis() -> Any:
@@ -130,7 +144,7 @@ class RedisPubSub(RedisEngine):
         self,
         url: str = "redis://127.0.0.1:6379/0",
         *,
-        max_pending: int = 1000,
+        max_pending: int = DEFAULT_MAX_PENDING,
         history_size: int = 0,
         history_ttl: float = DEFAULT_HISTORY_TTL,
         max_recovery: int = DEFAULT_MAX_RECOVERY,
@@ -149,25 +163,16 @@ class RedisPubSub(RedisEngine):
             max_recovery=max_recovery,
             presence_ttl=presence_ttl,
         )
-        for name, value in (
-            ("health_interval", health_interval),
-            ("command_timeout", command_timeout),
-            ("publish_timeout", publish_timeout),
-        ):
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{name} must be a number of seconds above 0, not {value!r}")
+        self.health_interval = check_seconds("health_interval", health_interval)
+        self.command_timeout = check_seconds("command_timeout", command_timeout)
+        publish_timeout = check_seconds("publish_timeout", publish_timeout)
         redis = _redis()
         self.url = url
-        self.health_interval = float(health_interval)
-        self.command_timeout = float(command_timeout)
         self.subscribe_timeout = subscribe_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self._redis = redis
-        self._lost_errors = _LOST + (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-        )
+        self._lost_errors = lost_errors(redis)
         # A Redis that stops reading keeps its connections open: every
         # wait for it is bounded, so nothing piles up behind it.
         timeouts = {
@@ -214,7 +219,7 @@ class RedisPubSub(RedisEngine):
             "PUBLISH",
             self._route,
             command_timeout=self.command_timeout,
-            publish_timeout=float(publish_timeout),
+            publish_timeout=publish_timeout,
             down_since=self._down_since,
         )
 

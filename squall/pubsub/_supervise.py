@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Optional
 
 from squall.log import gen_log
+from squall.pubsub._types import check_seconds
 
 __all__ = ["Backoff", "Supervised"]
 
@@ -40,11 +41,9 @@ class Backoff:
     __slots__ = ("base", "cap", "attempts", "_draw")
 
     def __init__(self, base: float, cap: float, draw: Callable[[], float] = random.random) -> None:
-        if not isinstance(base, (int, float)) or not base > 0:
-            raise ValueError(f"a reconnect delay must be seconds above 0, not {base!r}")
+        self.base = check_seconds("a reconnect delay", base)
         if not isinstance(cap, (int, float)) or cap < base:
             raise ValueError(f"a longest reconnect delay must be at least {base}, not {cap!r}")
-        self.base = float(base)
         self.cap = float(cap)
         #: Delays drawn since the last `reset`.
         self.attempts = 0

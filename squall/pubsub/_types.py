@@ -115,6 +115,17 @@ def check_utf8(what: str, text: str) -> str:
     return text
 
 
+def check_seconds(what: str, value: object) -> float:
+    """``value`` as a float, if it is a number of seconds above 0.
+
+    Raises:
+        ValueError: naming ``what`` and the value refused.
+    """
+    if not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{what} must be a number of seconds above 0, not {value!r}")
+    return float(value)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Position:
     """Where a publication stands in its channel's stream.

@@ -157,6 +157,15 @@ def test_bad_cluster_urls_get_clear_errors() -> None:
         RedisClusterPubSub("redis+cluster://127.0.0.1:1?sharded=yes")
 
 
+@pytest.mark.parametrize("name", ["health_interval", "command_timeout", "publish_timeout"])
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "2"])
+def test_timeouts_must_be_seconds_above_0(name: str, bad: object) -> None:
+    # As RedisPubSub refuses them: a PING loop or a socket timeout of 0
+    # (or less) would spin or fail every command.
+    with pytest.raises(ValueError, match=f"{name} must be a number of seconds above 0, not"):
+        RedisClusterPubSub("redis+cluster://127.0.0.1:1", **{name: bad})
+
+
 def test_publish_timeout_defaults_to_the_node_timeout_plus_5_s(cluster: RedisCluster) -> None:
     async def main() -> None:
         async with RedisClusterPubSub(cluster.url) as pubsub:

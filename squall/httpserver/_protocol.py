@@ -185,10 +185,13 @@ class _HTTPProtocol(_H1Lifecycle):
             if (
                 self._adopts
                 and self.state == _IDLE
+                and self.h1.buffered == len(data)
                 and self.loop.get_task_factory() is None
             ):
-                # (With a task factory the request's own coroutine is what it
-                # is handed, as on every Python: tracers look at it.)
+                # Not for the rest of a head begun in an earlier read (a head
+                # sent a byte at a time gets one Task, not one per byte); not
+                # with a task factory (the request's own coroutine is what it
+                # is handed, as on every Python: tracers look at it).
                 self.serving = _Task(self.serve(), loop=self.loop)
                 return
             self._process()

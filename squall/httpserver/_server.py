@@ -131,7 +131,7 @@ class ConnectionTable:
 
 # Python 3.11: a head that arrives whole on an idle connection is read in a
 # Task made for its request (`_HTTPProtocol.serve`), which then runs the
-# request's coroutine too (`_HTTPProtocol.adopt`). 3.11 cannot start a Task
+# request's coroutine too (`_RequestConnection.adopt`). 3.11 cannot start a Task
 # eagerly, so a request read at once would wait for its Task's first step
 # holding what reading made of it (the request, its headers, the handler,
 # about 22 objects the cycle collector tracks): under 50 concurrent

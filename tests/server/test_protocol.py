@@ -1167,3 +1167,31 @@ def test_requests_read_in_one_turn_on_many_connections_set_off_no_collections() 
         loop.close()
     assert all(t.data.count(b"200 OK") == 20 for t in transports)
     assert len(passes) <= 2, f"{len(passes)} collections in 20 rounds of 50 requests"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ starts a request's Task eagerly")
+def test_a_head_sent_a_byte_at_a_time_is_read_in_at_most_one_task_of_its_own() -> None:
+    # Only a read that finds nothing buffered before it is read in a Task made
+    # for it: the rest of a head begun earlier is read at once, so that a
+    # client trickling a head does not cost a Task per byte.
+    loop = asyncio.new_event_loop()
+    _, proto, transport = make(loop, Application([("/", _CrowdHello)]))
+    head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    made: list[bool] = []
+
+    async def trickle() -> None:
+        for i in range(len(head)):
+            proto.data_received(head[i : i + 1])
+            made.append(proto.serving is not None)
+            await asyncio.sleep(0)
+        deadline = loop.time() + 5
+        while b"hello" not in transport.data:
+            assert loop.time() < deadline, "no answer in 5 s"
+            await asyncio.sleep(0)
+
+    try:
+        loop.run_until_complete(trickle())
+    finally:
+        loop.close()
+    assert made[0] and not any(made[1:]), made
+    assert transport.data.startswith(b"HTTP/1.1 200 OK")

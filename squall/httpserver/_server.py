@@ -272,7 +272,6 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self.adopts_request_tasks = (
             _SERVE_IN_TASK
             and self._is_delegate
-            and not xheaders
             and type(self).start_request is _stock_start_request
             and getattr(request_callback, "adopts_request_tasks", False) is True
         )

@@ -1116,7 +1116,10 @@ class _CrowdHello(RequestHandler):
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ starts a request's Task eagerly")
-def test_requests_read_in_one_turn_on_many_connections_set_off_no_collections() -> None:
+@pytest.mark.parametrize("xheaders", [False, True])
+def test_requests_read_in_one_turn_on_many_connections_set_off_no_collections(
+    xheaders: bool,
+) -> None:
     # 50 connections, each with a head ready in the same loop turn (a busy
     # server's epoll). Read at once, each request would wait for its Task
     # holding about 22 objects the cycle collector tracks: 1,100 in all,
@@ -1133,7 +1136,7 @@ def test_requests_read_in_one_turn_on_many_connections_set_off_no_collections() 
     served: list[_HTTPProtocol] = []
     transports: list[FakeTransport] = []
     for _ in range(50):
-        _, proto, transport = make(loop, app)
+        _, proto, transport = make(loop, app, xheaders=xheaders)
         served.append(proto)
         transports.append(transport)
     # A browser's head: each header's values are a list the collector tracks.

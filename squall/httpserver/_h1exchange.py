@@ -18,7 +18,7 @@ import contextvars
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from http.client import responses
-from typing import IO, TYPE_CHECKING, Any, Final, Optional
+from typing import IO, TYPE_CHECKING, Any, Final, Optional, cast
 
 from squall._h1 import LocalProtocolError
 from squall.httpserver._sendfile import send_file
@@ -99,7 +99,35 @@ _STALLED: Final = _BLOCKED | _HELD
 _LINGER: Final = 64  # an error answer: close in stages (_linger)
 
 
-class _WriteQueue:
+class _NextTurn:
+    """Connections of one loop with something to do on the loop's next turn,
+    done for all of them in one callback; what, the subclass says (`_each`)."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        # No reference to the loop: the queues are kept on the loop (see
+        # _LoopShared), and a loop that refers to itself through one would
+        # be freed only by the cycle collector.
+        self._pending: list[_H1Output] = []
+
+    def _push(self, proto: _H1Output) -> None:
+        pending = self._pending
+        if not pending:
+            proto.loop.call_soon(self._run)
+        pending.append(proto)
+
+    def _run(self) -> None:
+        pending = self._pending
+        self._pending = []
+        for proto in pending:
+            self._each(proto)
+
+    def _each(self, proto: _H1Output) -> None:
+        raise NotImplementedError
+
+
+class _WriteQueue(_NextTurn):
     """The connections of one loop whose output waits to be written.
 
     What a connection's requests produce is written one loop round later,
@@ -121,36 +149,24 @@ class _WriteQueue:
     lets happen.
     """
 
-    __slots__ = ("_pending",)
-
-    def __init__(self) -> None:
-        # No reference to the loop: the queue is kept on the loop (see
-        # _LoopShared), and a loop that refers to itself through it would
-        # be freed only by the cycle collector.
-        self._pending: list[_H1Output] = []
+    __slots__ = ()
 
     def add(self, proto: _H1Output) -> None:
         """Writes ``proto``'s output with the rest of this round's."""
         proto.flow |= _QUEUED
-        pending = self._pending
-        if not pending:
-            proto.loop.call_soon(self._run)
-        pending.append(proto)
+        self._push(proto)
 
-    def _run(self) -> None:
-        pending = self._pending
-        self._pending = []
-        for proto in pending:
-            # A connection flushed or lost meanwhile has dropped its mark.
-            if proto.flow & _QUEUED:
-                try:
-                    proto.flush()
-                except Exception:
-                    app_log.error("Uncaught exception writing a response", exc_info=True)
-                    proto.abort()
+    def _each(self, proto: _H1Output) -> None:
+        # A connection flushed or lost meanwhile has dropped its mark.
+        if proto.flow & _QUEUED:
+            try:
+                proto.flush()
+            except Exception:
+                app_log.error("Uncaught exception writing a response", exc_info=True)
+                proto.abort()
 
 
-class _ArmQueue:
+class _ArmQueue(_NextTurn):
     """The new connections of one loop whose first idle timer waits a turn.
 
     A connection owes its first head from its accept, and most send it at
@@ -164,24 +180,14 @@ class _ArmQueue:
     --crowd).
     """
 
-    __slots__ = ("_pending",)
-
-    def __init__(self) -> None:
-        # (No reference to the loop, as _WriteQueue.)
-        self._pending: list[_H1Lifecycle] = []
+    __slots__ = ()
 
     def add(self, proto: _H1Lifecycle) -> None:
         """Arms ``proto``'s idle timer on the next turn if it is idle then."""
-        pending = self._pending
-        if not pending:
-            proto.loop.call_soon(self._run)
-        pending.append(proto)
+        self._push(proto)
 
-    def _run(self) -> None:
-        pending = self._pending
-        self._pending = []
-        for proto in pending:
-            proto.arm_if_idle()
+    def _each(self, proto: _H1Output) -> None:
+        cast("_H1Lifecycle", proto).arm_if_idle()
 
 
 # Shared by the connections of one loop (per-connection ones would cost

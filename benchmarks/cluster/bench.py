@@ -18,6 +18,12 @@ missing and duplicated deliveries. Squall and Socket.IO alternate.
 primaries (a replica each): Redis CPU per publish as shards are added, also
 net of Redis's idle work (measured over the settle window before publishing).
 Servers and Redis are pinned to CPU 0, clients and publisher to CPU 1.
+Beside the server CPU per delivery, ``own us/d`` is the nodes' own: their
+CPU less the NET_RX softirqs that ran as them (traced with ftrace,
+ktrace.py; as root, ``--no-trace`` to leave it out). Without steering
+(``STEER=0``) that is the clients' receive path, which a node does not
+pay between machines; with it, the kicks steering costs the sender stay
+in both columns.
 
 ``--faults`` runs the fault table instead: clients through nginx (they
 reconnect), and during publishing a Redis primary SIGKILLed, a primary
@@ -43,6 +49,7 @@ divided by the reconnections made; the medians over the rounds are given.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -57,6 +64,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ktrace import NetRxTrace  # noqa: E402
 from netlab import Lab, LabError  # noqa: E402
 from services import (  # noqa: E402
     HERE,
@@ -122,6 +130,12 @@ class Bench:
         self.single: Optional[Service] = None
         self.cluster: Optional[RedisCluster] = None
         self.killed_cpu: dict[int, float] = {}
+        # The nodes' own work, as between machines: their CPU less the
+        # NET_RX softirqs that ran as them (the clients' receive path when
+        # not steered; ktrace.py). None where ftrace cannot be used.
+        self.netrx = NetRxTrace.open() if args.trace else None
+        if self.netrx is not None:
+            atexit.register(self.netrx.close)
 
     # Brokers.
 
@@ -361,6 +375,8 @@ class Bench:
             node_cpu0 = {pid: cpu_seconds([pid]) for pid in node_pids}
             cpu0 = sum(node_cpu0.values()), run_seconds(redis_pids)
             split0 = cpu_split(node_pids)
+            if self.netrx is not None and not fault:
+                self.netrx.start()
             load0 = os.getloadavg()[0]
             started = time.monotonic()
             pub = self.publisher(framework, url, a.seconds)
@@ -388,6 +404,11 @@ class Bench:
                 split1 = cpu_split(node_pids)
                 row["server_user_s"] = round(split1[0] - split0[0], 2)
                 row["server_system_s"] = round(split1[1] - split0[1], 2)
+                if self.netrx is not None:
+                    traced = self.netrx.stop()
+                    row["server_netrx_s"] = round(
+                        sum(traced.get(tid, 0.0) for tid in threads(node_pids)), 3
+                    )
             redis_net = cpu1[1] - cpu0[1] - idle * (time.monotonic() - started)
             reports = []
             for c in clients:
@@ -401,6 +422,9 @@ class Bench:
                         file=sys.stderr,
                     )
             self.summarize(row, reports, published, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
+            if "server_netrx_s" in row and row["received"]:
+                own = cpu1[0] - cpu0[0] - row["server_netrx_s"]
+                row["server_own_us_per_delivery"] = round(own / row["received"] * 1e6, 2)
             if row["published"]:
                 row["redis_net_us_per_publish"] = round(redis_net / row["published"] * 1e6, 1)
             if churning:
@@ -500,6 +524,7 @@ COLUMNS = [
     ("p99_ms", 7),
     ("max_ms", 7),
     ("server_us_per_delivery", 9),
+    ("server_own_us_per_delivery", 9),
     ("redis_us_per_publish", 9),
     ("redis_net_us_per_publish", 9),
     ("missing", 8),
@@ -512,6 +537,7 @@ COLUMNS = [
 HEADS = {
     "deliveries_per_s": "deliv/s",
     "server_us_per_delivery": "srv us/d",
+    "server_own_us_per_delivery": "own us/d",
     "redis_us_per_publish": "redis us/p",
     "redis_net_us_per_publish": "net us/p",
     "duplicated": "dups",
@@ -519,6 +545,17 @@ HEADS = {
     "server_system_s": "sys s",
     "node_idle_ms_per_s": "idle ms/s",
 }
+
+
+def threads(pids: list[int]) -> set[int]:
+    """Every thread id of ``pids`` and the processes below them (ftrace names threads)."""
+    found: set[int] = set()
+    for pid in descendants(pids):
+        try:
+            found.update(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            continue
+    return found
 
 
 def wait_idle(pids: list[int], least: float, most: float) -> float:
@@ -588,6 +625,7 @@ def medians(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (framework, broker, nodes, shards), rows in groups.items():
         cpu = [r["server_us_per_delivery"] for r in rows if r.get("server_us_per_delivery")]
+        own = [r["server_own_us_per_delivery"] for r in rows if r.get("server_own_us_per_delivery")]
         out.append(
             {
                 "framework": framework,
@@ -598,6 +636,17 @@ def medians(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "held": min(r["held"] for r in rows),
                 "server_us_per_delivery": round(statistics.median(cpu), 2) if cpu else None,
                 "server_us_per_delivery_rounds": cpu,
+                # Less the NET_RX softirqs traced as the nodes (None: not traced).
+                "server_own_us_per_delivery": round(statistics.median(own), 2) if own else None,
+                "server_own_us_per_delivery_rounds": own,
+                "steered": all(r.get("steered") for r in rows),
+                # The machine's 1-minute load over the rounds (it is shared).
+                "load": [
+                    min(min(r["load"]) for r in rows if r.get("load")),
+                    max(max(r["load"]) for r in rows if r.get("load")),
+                ]
+                if any(r.get("load") for r in rows)
+                else None,
                 "p99_ms": round(statistics.median(r["p99_ms"] for r in rows), 1),
                 "redis_us_per_publish": round(
                     statistics.median(r["redis_us_per_publish"] or 0 for r in rows), 1
@@ -613,8 +662,8 @@ def save(measured: dict[str, list[dict[str, Any]]], isolation: str) -> Path:
     """Records each key's rows (``table``, ``faults``, ``churn``) in benchmarks/results/cluster.json.
 
     benchmarks/figures.py's format: the README's figures get one row per
-    configuration measured with both frameworks: server CPU per delivery,
-    Squall's and Socket.IO's. The other keys' rows are kept when they were
+    configuration measured with both frameworks: the nodes' own CPU per
+    delivery, Squall's and Socket.IO's, the total in the label (`pair`). The other keys' rows are kept when they were
     measured by this same source. Each key keeps the stamp (date, commit,
     squall build, command) of the run that measured it, under ``parts``:
     recording the fault table does not relabel the table; each row also
@@ -660,7 +709,15 @@ def save(measured: dict[str, list[dict[str, Any]]], isolation: str) -> Path:
         kept[key] = [r for r in kept.get(key, []) if ident(r) not in fresh] + rows
     kept["isolation"] = isolation
     table = kept["medians"] = medians(kept.get("table", []))
-    pairs = []
+    pairs = [pair(row, other) for row, other in paired(table)]
+    return figures.record(
+        "cluster", me, now["squall_build"], {"rows": pairs, **kept}, parts, "table"
+    )
+
+
+def paired(table: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The medians measured with both frameworks: (Squall's, Socket.IO's) per configuration."""
+    out = []
     for row in table:
         if row["framework"] != "squall" or not row.get("server_us_per_delivery"):
             continue
@@ -672,22 +729,50 @@ def save(measured: dict[str, list[dict[str, Any]]], isolation: str) -> Path:
                 and (other["broker"], row["broker"])
                 in {("redis", "redis"), ("cluster-sharded", "cluster-sharded")}
             ):
-                pairs.append(
-                    {
-                        "label": (
-                            f"Server CPU per WebSocket delivery, {row['nodes']} node(s), "
-                            f"{'one Redis' if row['broker'] == 'redis' else 'Redis Cluster, sharded'}, "
-                            f"{row['held']:,} subscribers, vs Socket.IO 4.8 + redis-adapter (sharded)"
-                            f", median of {min(row['rounds'], other['rounds'])} rounds"
-                        ),
-                        "squall": row["server_us_per_delivery"],
-                        "other": other["server_us_per_delivery"],
-                        "unit": "us",
-                    }
-                )
-    return figures.record(
-        "cluster", me, now["squall_build"], {"rows": pairs, **kept}, parts, "table"
+                out.append((row, other))
+    return out
+
+
+def pair(row: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """The README's figure for one configuration (benchmarks/figures.py's measured kind).
+
+    Headline: the nodes' own CPU per delivery, their CPU less the NET_RX
+    softirqs traced as them (what a node pays between machines, counted the
+    same way for both frameworks); the total beside it in the label, with
+    the steering and the machine's load. The total alone where not traced.
+    """
+    where = (
+        f"{row['nodes']} node(s), "
+        f"{'one Redis' if row['broker'] == 'redis' else 'Redis Cluster, sharded'}, "
+        f"{row['held']:,} subscribers, vs Socket.IO 4.8 + redis-adapter (sharded)"
+        f", median of {min(row['rounds'], other['rounds'])} rounds"
     )
+    loads = [m["load"] for m in (row, other) if m.get("load")]
+    if loads:
+        where += f", load {min(x[0] for x in loads):.1f} to {max(x[1] for x in loads):.1f}"
+    own = "server_own_us_per_delivery"
+    if not (row.get(own) and other.get(own)):
+        return {
+            "label": f"Server CPU per WebSocket delivery (total), {where}",
+            "squall": row["server_us_per_delivery"],
+            "other": other["server_us_per_delivery"],
+            "unit": "us",
+        }
+    steering = "steered" if row.get("steered") and other.get("steered") else "not steered"
+    total = (
+        f"total {steering} {row['server_us_per_delivery']:g} against "
+        f"{other['server_us_per_delivery']:g} us"
+        f" ({row['server_us_per_delivery'] / other['server_us_per_delivery']:.2f}x)"
+    )
+    return {
+        "label": (
+            f"Nodes' own CPU per WebSocket delivery (less the NET_RX softirqs traced as them;"
+            f" {total}), {where}"
+        ),
+        "squall": row[own],
+        "other": other[own],
+        "unit": "us",
+    }
 
 
 def run_churn(bench: Bench, args: argparse.Namespace, header: bool) -> list[dict[str, Any]]:
@@ -773,6 +858,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         action="store_false",
         default=os.environ.get("STEER", "1") != "0",
         help="leave the clients' receive work of what the nodes send on the nodes' CPU",
+    )
+    parser.add_argument(
+        "--no-trace",
+        dest="trace",
+        action="store_false",
+        help="do not trace the NET_RX softirqs billed to the nodes (ftrace, root)",
     )
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--drain", type=float, default=1.5)
@@ -894,7 +985,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(
                     f"== median of {m['rounds']} round(s): {m['framework']} {m['broker']}"
                     f" {m['nodes']} node(s) {m['held']} held: {m['server_us_per_delivery']} us"
-                    f" per delivery, p99 {m['p99_ms']} ms, missing {m['missing']} (all rounds)",
+                    f" per delivery ({m['server_own_us_per_delivery']} its own, less NET_RX),"
+                    f" p99 {m['p99_ms']} ms, missing {m['missing']} (all rounds)",
                     flush=True,
                 )
         if not args.faults and args.churn > 0:

@@ -16,9 +16,20 @@ SKIP_REASON = "redis-server is not installed (apt-get install redis-server)"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: every socket is held open until all are
+    bound (ports asked for one at a time may come back twice)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def start_logged(args: list[str], ready: bytes, timeout: float = 5.0) -> subprocess.Popen[bytes]:

@@ -29,12 +29,20 @@ from types import TracebackType
 from typing import Optional
 
 try:  # imported as tests.pubsub._servers or run from a benchmark's path
-    from ._redis_server import REDIS_SERVER, RedisServer, free_port, start_logged, stop_logged
+    from ._redis_server import (
+        REDIS_SERVER,
+        RedisServer,
+        free_port,
+        free_ports,
+        start_logged,
+        stop_logged,
+    )
 except ImportError:  # pragma: no cover
     from _redis_server import (  # type: ignore[no-redef]
         REDIS_SERVER,
         RedisServer,
         free_port,
+        free_ports,
         start_logged,
         stop_logged,
     )
@@ -93,7 +101,12 @@ class RedisCluster:
         self.workdir = Path(workdir)
         self.primaries = primaries
         self.node_timeout = node_timeout
-        self.ports = [free_port() for _ in range(primaries * 2)]
+        # The nodes' ports and their cluster buses' (by default port + 10000,
+        # which may be taken, or past 65535 for an ephemeral port), all
+        # distinct: one asked for later could be a node's not yet started.
+        ports = free_ports(primaries * 4)
+        self.ports = ports[: primaries * 2]
+        self._bus = dict(zip(self.ports, ports[primaries * 2 :], strict=True))
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         # The nodes log to pipes read by threads: each line bumps `_lines`
         # and wakes whoever waits on `_logged` for the cluster to change.
@@ -119,9 +132,7 @@ class RedisCluster:
         args += ["--logfile", "", "--loglevel", "notice"]
         args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         args += ["--cluster-node-timeout", str(self.node_timeout)]
-        # The bus on a free port of its own (by default port + 10000, which
-        # may be taken, or past 65535 for an ephemeral port).
-        args += ["--cluster-port", str(free_port())]
+        args += ["--cluster-port", str(self._bus[port])]
         # A replica may take over however long its link was down: in a test
         # the replica of a killed primary must always be eligible.
         args += ["--cluster-replica-validity-factor", "0"]

@@ -179,6 +179,8 @@ class Supervisor:
     # -- workers ---------------------------------------------------------------------
 
     async def _spawn(self) -> Optional[_Worker]:
+        if self.stopping:
+            return None  # (the listening sockets are closed)
         loop = asyncio.get_running_loop()
         rfd, wfd = os.pipe()
         fds = [s.fileno() for s in self.sockets]
@@ -475,6 +477,14 @@ class Supervisor:
         self.stopping = True
         if self._watcher is not None:
             self._watcher.stop()
+        # No new connections from here. The workers close their copies of
+        # the listening sockets as they start to drain; a connection the
+        # kernel queued on a socket that this process alone still held
+        # would wait for an accept that never comes, and be reset when the
+        # supervisor exits, its request lost. Closed everywhere, the
+        # socket refuses it at once, which a client can act on.
+        for sock in self.sockets:
+            sock.close()
         log.info("Stopping %d worker(s)", len(self.workers))
         for worker in list(self.workers.values()):
             self._retire(worker)

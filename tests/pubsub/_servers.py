@@ -29,19 +29,11 @@ from types import TracebackType
 from typing import Optional
 
 try:  # imported as tests.pubsub._servers or run from a benchmark's path
-    from ._redis_server import (
-        REDIS_SERVER,
-        RedisServer,
-        free_port,
-        free_ports,
-        start_logged,
-        stop_logged,
-    )
+    from ._redis_server import REDIS_SERVER, RedisServer, free_ports, start_logged, stop_logged
 except ImportError:  # pragma: no cover
     from _redis_server import (  # type: ignore[no-redef]
         REDIS_SERVER,
         RedisServer,
-        free_port,
         free_ports,
         start_logged,
         stop_logged,
@@ -54,7 +46,6 @@ __all__ = [
     "RedisServer",
     "RedisCluster",
     "NatsServer",
-    "free_port",
 ]
 
 REDIS_CLI = shutil.which("redis-cli")
@@ -312,7 +303,7 @@ class NatsServer:
     """One nats-server (``-js`` for JetStream when asked)."""
 
     def __init__(self, workdir: Path, jetstream: bool = False) -> None:
-        self.port = free_port()
+        (self.port,) = free_ports(1)
         self.workdir = Path(workdir)
         self.jetstream = jetstream
         self.proc: Optional[subprocess.Popen[bytes]] = None

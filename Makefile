@@ -500,11 +500,14 @@ bench-forum: $(BENCH_SPEEDUPS)
 
 .PHONY: bench-forum
 
-BENCH_VENV := .venv-bench
+# `make bench PY=python3.13` (any bench-* target): the benchmarks in a venv
+# of that Python's own, .venv-bench-python3.13; records say the Python
+# (benchmarks/figures.py), so each Python's figures are kept side by side.
+BENCH_VENV := $(if $(filter command line,$(origin PY)),.venv-bench-$(notdir $(PY)),.venv-bench)
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
 $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
-	$(PYTHON) -m venv $(BENCH_VENV)
+	$(AB_PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install -q $(BUILD_REQUIRES) -r benchmarks/requirements.txt '.[speedups,forum]'
 	touch $(BENCH_STAMP)

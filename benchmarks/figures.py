@@ -114,6 +114,7 @@ def record(
     figures: dict[str, Any],
     parts: dict[str, dict[str, str]] | None = None,
     rows_from: str | None = None,
+    per_python: bool = False,
 ) -> Path:
     """Write ``benchmarks/results/NAME.json`` for a run that just ended.
 
@@ -130,6 +131,8 @@ def record(
             ``parts`` so that recording one does not relabel the others.
         rows_from: the part ``rows`` are made from: the record's own
             date, commit and build are that part's (this run's otherwise).
+        per_python: one record per Python version, ``NAME-py3.13.json``:
+            a run on one Python leaves the other's figures in place.
     """
     now = stamp(script, build)
     top = (parts or {}).get(rows_from or "", now)
@@ -144,14 +147,25 @@ def record(
     if parts:
         data["parts"] = parts
     RESULTS.mkdir(exist_ok=True)
+    if per_python:
+        name = f"{name}-py{sys.version_info[0]}.{sys.version_info[1]}"
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return path
 
 
+def _order(path: Path) -> tuple[str, tuple[int, ...]]:
+    # By name; the records of one benchmark per Python newest Python first
+    # (the README's headline is the newest CPython's, the others beside it).
+    base, sep, version = path.stem.rpartition("-py")
+    if sep and version.replace(".", "").isdigit():
+        return base, tuple(-int(part) for part in version.split("."))
+    return path.stem, ()
+
+
 def records() -> list[dict[str, Any]]:
-    """Every recorded run, by file name."""
-    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    """Every recorded run, by file name (per Python: the newest first)."""
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"), key=_order)]
 
 
 def _fmt(value: float, unit: str) -> str:

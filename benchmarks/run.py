@@ -287,7 +287,7 @@ CONTENDER_LABELS = {
 
 
 def record(results: list[tuple[Scenario, Ratios]], args: Any) -> None:
-    """Writes benchmarks/results/wrk.json and regenerates the README's tables.
+    """Writes benchmarks/results/wrk-py3.X.json (this Python's) and regenerates the README's tables.
 
     Only the headline scenarios (varied requests, and the WebSocket echo) are
     recorded; a secondary one (one request repeated) never is.
@@ -319,6 +319,7 @@ def record(results: list[tuple[Scenario, Ratios]], args: Any) -> None:
             "duration_s": args.duration,
             "connections": args.connections,
         },
+        per_python=True,
     )
     figures.main_update()
     print(f"recorded in {path}")
@@ -334,7 +335,7 @@ def main() -> int:
     ap.add_argument(
         "--record",
         action="store_true",
-        help="write benchmarks/results/wrk.json and regenerate the README's tables",
+        help="write benchmarks/results/wrk-py3.X.json and regenerate the README's tables",
     )
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None

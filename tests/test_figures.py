@@ -101,6 +101,37 @@ def test_quantities_get_their_own_table(tmp_path: Path, monkeypatch: pytest.Monk
     assert "| insns | 96.4k | 192.8k | 0.50x |" in quantities
 
 
+def test_a_record_per_python_keeps_the_other_pythons_and_comes_first_when_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "bench.py"
+    script.write_text("print('v1')\n")
+    monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(figures, "ROOT", tmp_path)
+    for version, ratio in (((3, 11), 2), ((3, 13), 3), ((3, 9), 1)):
+        monkeypatch.setattr(sys, "version_info", (*version, 0, "final", 0))
+        monkeypatch.setattr(platform, "python_version", lambda v=version: f"{v[0]}.{v[1]}.0")
+        path = figures.record(
+            "w",
+            script,
+            "pure",
+            {"rows": [{"label": "hello", "ratio_cpu": ratio, "ratio_rps": 1}]},
+            per_python=True,
+        )
+        assert path.name == f"w-py{version[0]}.{version[1]}.json"
+    figures.record(
+        "a", script, "pure", {"rows": [{"label": "first", "ratio_cpu": 4, "ratio_rps": 1}]}
+    )
+    figures.record(
+        "x", script, "pure", {"rows": [{"label": "last", "ratio_cpu": 5, "ratio_rps": 1}]}
+    )
+    rows = [
+        line for line in figures.table().splitlines() if line.startswith("| ") and "x |" in line
+    ]
+    assert [row.split(" | ")[1] for row in rows] == ["4.00x", "3.00x", "2.00x", "1.00x", "5.00x"]
+    assert "CPython 3.13.0" in rows[1] and "CPython 3.11.0" in rows[2]
+
+
 def test_each_table_says_which_way_is_better_and_where(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,14 +35,13 @@ c_module, py_module = _cext.twins(squall._wswrite, "write_method", "wswrite.c")
 
 
 class Sink:
-    """A transport's write method (what a protocol's _sink holds): keeps
-    what it is called with; raises ``fail`` once, if set."""
+    """A transport: keeps what is written; raises ``fail`` once, if set."""
 
     def __init__(self, fail: Optional[BaseException] = None) -> None:
         self.written: list[bytes] = []
         self.fail = fail
 
-    def __call__(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         if self.fail is not None:
             fail, self.fail = self.fail, None
             raise fail
@@ -248,9 +247,9 @@ def over(c_module: ModuleType, sink: Any) -> Any:
     return handler
 
 
-def test_the_sink_is_read_from_the_protocol_on_each_call(c_module: ModuleType) -> None:
-    # The sink is a callable (a transport's bound write method), read from
-    # the connection on every call: one set in its place is the one called.
+def test_a_method_replaced_on_the_transport_class_is_the_one_called(
+    c_module: ModuleType,
+) -> None:
     written: list[bytes] = []
 
     class Transport:
@@ -259,11 +258,30 @@ def test_the_sink_is_read_from_the_protocol_on_each_call(c_module: ModuleType) -
         def write(self, data: bytes) -> None:
             written.append(b"first:" + data)
 
-    handler = over(c_module, Transport().write)
+    handler = over(c_module, Transport())
     handler.write_message("a")
-    handler.ws_connection._sink = lambda data: written.append(b"second:" + data)
+
+    def second(self: Transport, data: bytes) -> None:
+        written.append(b"second:" + data)
+
+    Transport.write = second  # type: ignore[method-assign]
     handler.write_message("b")
     assert written == [b"first:\x81\x01a", b"second:\x81\x01b"]
+
+
+def test_an_instance_attribute_hides_the_class_method(c_module: ModuleType) -> None:
+    written: list[str] = []
+
+    class Transport:  # instances with a __dict__: looked up on each call
+        def write(self, data: bytes) -> None:
+            written.append("class")
+
+    transport = Transport()
+    handler = over(c_module, transport)
+    handler.write_message("a")
+    transport.write = lambda data: written.append("instance")  # type: ignore[method-assign]
+    handler.write_message("b")
+    assert written == ["class", "instance"]
 
 
 MESSAGES: list[Any] = [
@@ -422,23 +440,26 @@ def test_only_what_the_native_method_cannot_do_reaches_the_python_one(
     assert reached == [({"e": 1},), ("f",)]
 
 
-def test_a_write_that_changes_the_sinks_and_writes_again_completes(c_module: ModuleType) -> None:
-    # The sink called may run code that calls write_message again and
-    # changes what the native method reads (here: both connections' sinks
-    # replaced, then used by a nested call).
+def test_a_write_that_changes_the_class_and_writes_again_completes(c_module: ModuleType) -> None:
+    # The method called may run code that calls write_message again and
+    # changes what the native method kept (here: the transport class's
+    # write replaced, then used by a nested call).
     written: list[bytes] = []
 
-    def first(data: bytes) -> None:
-        if data.endswith(b"outer"):
-            inner.ws_connection._sink = outer.ws_connection._sink = later
-            inner.write_message("inner")
-        written.append(b"first:" + data[2:])
+    class Transport:
+        __slots__ = ()
 
-    def later(data: bytes) -> None:
+        def write(self, data: bytes) -> None:
+            if data.endswith(b"outer"):
+                Transport.write = later  # type: ignore[method-assign]
+                inner.write_message("inner")
+            written.append(b"first:" + data[2:])
+
+    def later(self: Transport, data: bytes) -> None:
         written.append(b"later:" + data[2:])
 
-    inner = over(c_module, first)
-    outer = over(c_module, first)
+    inner = over(c_module, Transport())
+    outer = over(c_module, Transport())
     assert outer.write_message("outer") is DONE
     outer.write_message("again")
     assert written == [b"later:inner", b"first:outer", b"later:again"]

@@ -13,9 +13,9 @@
  *   - the message is exactly a str or bytes, passed as write_message(m),
  *     write_message(m, b) or write_message(m, binary=b);
  *   - the handler's ws_connection is exactly a protocol_class whose _sink
- *     (the transport's write method, which a frame may go straight to: set
- *     only while the connection is open, uncompressed and on the server
- *     side) is set: sink(frame), then the protocol's _done, where frame is what
+ *     (the transport a frame may go straight to: set only while the
+ *     connection is open, uncompressed and on the server side) is set:
+ *     sink.write(frame), then the protocol's _done, where frame is what
  *     squall._ws.server_frame(message, binary) gives (made here, and kept
  *     for the next call with the same message object, as server_frame keeps
  *     its own; not counted in the connection's tallies, as there); a
@@ -35,8 +35,8 @@
  * gives a bound method, from the class itself. __wrapped__ is fallback, so
  * inspect.signature and help() show the Python method's.
  *
- * Only CPython's public API: the connection's _sink and _done are looked
- * up by name on every call (no class version
+ * Only CPython's public API: the connection's _sink and _done and the
+ * transport's write are looked up by name on every call (no class version
  * tags, no slot offsets read from member descriptors), so a class changed
  * after the first call is read as it now is. It needs the GIL (Py_mod_gil):
  * the frame kept for the next call is a field that calls replace, with no
@@ -66,6 +66,7 @@ typedef struct {
 static PyObject *str_ws_connection;
 static PyObject *str_sink;
 static PyObject *str_done;
+static PyObject *str_write;
 static PyObject *str_write_message;
 static PyObject *str_binary;
 
@@ -176,7 +177,8 @@ static PyObject *write_call(PyObject *callable, PyObject *const *args, size_t na
     }
     PyObject *frame = message_frame(wm, message, binary);
     if (frame == NULL) goto error_sink;
-    PyObject *written = PyObject_CallOneArg(sink, frame);
+    PyObject *write_args[2] = {sink, frame};
+    PyObject *written = PyObject_VectorcallMethod(str_write, write_args, 2, NULL);
     Py_DECREF(frame);
     if (written == NULL) goto refused;
     Py_DECREF(written);
@@ -314,7 +316,7 @@ static int intern(PyObject **slot, const char *text) {
 
 static int module_exec(PyObject *module) {
     if (intern(&str_ws_connection, "ws_connection") < 0 || intern(&str_sink, "_sink") < 0 ||
-        intern(&str_done, "_done") < 0 ||
+        intern(&str_done, "_done") < 0 || intern(&str_write, "write") < 0 ||
         intern(&str_write_message, "write_message") < 0 || intern(&str_binary, "binary") < 0)
         return -1;
     if (PyType_Ready(&WriteMethodType) < 0) return -1;

@@ -147,7 +147,7 @@ def broadcast(
         try:
             sink = item.ws_connection._sink
             if sink is not None:
-                sink(frame)
+                sink.write(frame)
                 continue
             protocol = item.ws_connection
         except AttributeError:

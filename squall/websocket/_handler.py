@@ -589,7 +589,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         sink = protocol._sink if type(protocol) is WebSocketProtocol13 else None
         if sink is not None and (type(message) is str or type(message) is bytes):
             try:
-                sink(_ws.server_frame(message, binary))
+                sink.write(_ws.server_frame(message, binary))
                 return protocol._done
             except RuntimeError:
                 pass  # a transport closed under a stream not told yet

@@ -224,17 +224,15 @@ class WebSocketProtocol13(WebSocketProtocol):
         self._direct = False
         self._context: Optional[contextvars.Context] = None
         # For squall.websocket.broadcast, whose loop reads only this: the
-        # write method of the transport under the stream of a server
-        # connection without compression while a shared frame may be
-        # written straight to it (open, not inside its own callbacks, whose
-        # writes are held in _cork, and its transport not paused, so that
-        # nothing is queued in the stream either); None otherwise. Bound
-        # once, when the connection starts: a loop over subscribers calls
-        # it without looking the method up on each transport. _plain is
-        # that method until the connection starts closing, the sink's value
-        # whenever it is set (see _uncork, set_write_paused).
-        self._sink: Optional[Callable[[bytes], object]] = None
-        self._plain: Optional[Callable[[bytes], object]] = None
+        # transport under the stream of a server connection without
+        # compression while a shared frame may be written straight to it
+        # (open, not inside its own callbacks, whose writes are held in
+        # _cork, and its transport not paused, so that nothing is queued in
+        # the stream either); None otherwise. _plain is that transport
+        # until the connection starts closing, the sink's value whenever
+        # it is set (see _uncork, set_write_paused).
+        self._sink: Optional[asyncio.WriteTransport] = None
+        self._plain: Optional[asyncio.WriteTransport] = None
         # Whether the transport is over its high-water mark (told by the
         # server's stream, see set_write_paused).
         self._paused = False
@@ -280,7 +278,7 @@ class WebSocketProtocol13(WebSocketProtocol):
                 # Its transport takes writes directly while nothing is
                 # queued in either of them (see _sink).
                 carrier = cast(WebSocketCarrier, stream)
-                self._sink = self._plain = carrier.transport.write
+                self._sink = self._plain = carrier.transport
                 self._done = _loop_done()
                 if carrier.writing_paused():
                     self.set_write_paused(True)
@@ -677,7 +675,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         sink = self._sink
         if sink is not None:
             try:
-                sink(frame)
+                sink.write(frame)
                 return self._done
             except RuntimeError:
                 # A transport closed under a stream not told yet.

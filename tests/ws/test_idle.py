@@ -157,14 +157,14 @@ class IdleTest(AsyncHTTPTestCase):
         await self.seen.wait_for(1)
         protocol = self.seen.handlers[0].ws_connection
         transport = protocol.stream.transport
-        assert protocol._sink == transport.write
+        assert protocol._sink is transport
         # As the transport calls them past its high- and low-water marks.
         server_protocol = protocol.stream._proto
         server_protocol.pause_writing()
         assert protocol._sink is None
         assert broadcast(self.seen.handlers, "x").skipped == 1
         server_protocol.resume_writing()
-        assert protocol._sink == transport.write
+        assert protocol._sink is transport
         assert broadcast(self.seen.handlers, "y").sent == 1
         assert await client.read_message() == "y"
         protocol.close()
@@ -183,7 +183,7 @@ class IdleTest(AsyncHTTPTestCase):
         protocol._uncork()
         assert protocol._sink is None
         server_protocol.resume_writing()
-        assert protocol._sink == protocol.stream.transport.write
+        assert protocol._sink is protocol.stream.transport
         client.close()
 
     @gen_test

@@ -156,11 +156,12 @@ class RedisPubSub(RedisEngine):
             together do not come back in lock-step).
         max_reconnect_delay: the largest step.
         health_interval: seconds of silence on the subscriber connection
-            after which it is sent a PING; one unanswered for as long again
-            means Redis stopped reading (SIGSTOP, a partition): the
-            connection is dropped, ``status.healthy`` turns False, and it
-            is made again. A Redis that stops answering is so noticed within
-            about two intervals.
+            after which it is sent a PING (looked at every quarter
+            interval); one unanswered for as long again means Redis stopped
+            reading (SIGSTOP, a partition): the connection is dropped,
+            ``status.healthy`` turns False, and it is made again. A Redis
+            that stops answering is so noticed within two and a half
+            intervals.
         command_timeout: seconds a publish, a history read or a new
             connection's handshake waits for Redis.
         publish_timeout: seconds a publish keeps trying while Redis refuses
@@ -219,7 +220,7 @@ class RedisPubSub(RedisEngine):
         # The subscriber connection never retries by itself: the reader task
         # reconnects, subscribes every channel again and logs it. Its
         # socket_timeout bounds the handshake and command replies; reading
-        # messages is bounded by health_interval instead (_next_message).
+        # messages is watched by the PING watchdog instead (_Watchdog).
         # RESP2 (redis-py's default is RESP3): a message is then a plain
         # reply, where RESP3's push went through redis-py's push handler,
         # which formats each for a debug log whether logged or not (8,000

@@ -425,7 +425,14 @@ class RedisPubSub(RedisEngine):
     def _cut(self, ps: Any) -> None:
         """Closes the subscriber connection under its reader (the watchdog's
         PING went unanswered): the read waiting on it fails."""
-        self._track(asyncio.ensure_future(ps.connection.disconnect(nowait=True)))
+
+        async def cut() -> None:
+            try:
+                await ps.connection.disconnect(nowait=True)
+            except self._lost_errors:
+                pass  # closed either way: the read fails
+
+        self._track(asyncio.ensure_future(cut()))
 
     def _up(self, sent: set[str]) -> None:
         """The subscriber connection is made and its control channel confirmed."""

@@ -26,7 +26,6 @@ subscribes on one node of the cluster (for comparison).
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import zlib
 from typing import Any, Optional
@@ -414,8 +413,10 @@ class RedisClusterPubSub(RedisEngine):
                     ssl=self._ssl,
                     retry=self._redis.asyncio.retry.Retry(self._redis.backoff.NoBackoff(), 0),
                     socket_connect_timeout=2.0,
-                    # RESP2: see RedisPubSub's subscriber connection.
+                    # RESP2, and no timeout on a read (redis-py 8's default
+                    # is 5 s): see RedisPubSub's subscriber connection.
                     protocol=2,
+                    socket_timeout=None,
                     **self._auth,
                 ),
             )
@@ -468,7 +469,7 @@ class RedisClusterPubSub(RedisEngine):
             # work per message.
             read = link.ps.connection.read_response
             while True:
-                reply = await read(timeout=math.inf, disconnect_on_error=False, push_request=True)
+                reply = await read(disconnect_on_error=False, push_request=True)
                 # A push (RESP3) or an array (RESP2) of three; a PING's
                 # answer is "PONG" (RESP3) or ["pong", ""] (RESP2).
                 if not isinstance(reply, list) or len(reply) != 3:

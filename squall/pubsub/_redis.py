@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import secrets
 import time
 from collections.abc import Callable
@@ -218,9 +217,11 @@ class RedisPubSub(RedisEngine):
             url, retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0), **timeouts
         )
         # The subscriber connection never retries by itself: the reader task
-        # reconnects, subscribes every channel again and logs it. Its
-        # socket_timeout bounds the handshake and command replies; reading
-        # messages is watched by the PING watchdog instead (_Watchdog).
+        # reconnects, subscribes every channel again and logs it. It has no
+        # socket_timeout: a read waits for the next message however long,
+        # watched by the PING watchdog (_Watchdog) rather than by a timer
+        # per read, and what else waits on it is bounded by command_timeout
+        # (the subscription that makes it, each command, closing it).
         # RESP2 (redis-py's default is RESP3): a message is then a plain
         # reply, where RESP3's push went through redis-py's push handler,
         # which formats each for a debug log whether logged or not (8,000
@@ -229,7 +230,8 @@ class RedisPubSub(RedisEngine):
             url,
             retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
             protocol=2,
-            **timeouts,
+            socket_connect_timeout=self.command_timeout,
+            socket_timeout=None,  # redis-py 8's default is 5 s
         )
         # Always subscribed, so that the connection is in pub/sub mode even
         # with no channel of ours, and its confirmation says "connected".
@@ -336,7 +338,7 @@ class RedisPubSub(RedisEngine):
             if ps is not self._ps or _gone(ps):
                 return
             try:
-                await getattr(ps, name)(*channels)
+                await asyncio.wait_for(getattr(ps, name)(*channels), self.command_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -386,7 +388,7 @@ class RedisPubSub(RedisEngine):
             # lost connection is made again by this reader, not by redis-py.
             read = ps.connection.read_response
             while True:
-                reply = await read(timeout=math.inf, disconnect_on_error=False, push_request=True)
+                reply = await read(disconnect_on_error=False, push_request=True)
                 watch.heard = True
                 # A push (RESP3: a list, hiredis's subclass of it) or an
                 # array (RESP2) of three; else a PING's answer.

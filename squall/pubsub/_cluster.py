@@ -413,6 +413,10 @@ class RedisClusterPubSub(RedisEngine):
                     ssl=self._ssl,
                     retry=self._redis.asyncio.retry.Retry(self._redis.backoff.NoBackoff(), 0),
                     socket_connect_timeout=2.0,
+                    # RESP2, and no timeout on a read (redis-py 8's default
+                    # is 5 s): see RedisPubSub's subscriber connection.
+                    protocol=2,
+                    socket_timeout=None,
                     **self._auth,
                 ),
             )
@@ -458,34 +462,38 @@ class RedisClusterPubSub(RedisEngine):
             pass
 
     async def _read_link(self, link: _Link) -> None:
-        data_kinds = ("smessage", "message")
+        data_kinds = (b"smessage", b"message")
         try:
+            # The connection's own read (see RedisPubSub._connection): the
+            # PubSub object's get_message cost a node most of its fixed
+            # work per message.
+            read = link.ps.connection.read_response
             while True:
-                message = await link.ps.get_message(timeout=None)
-                if message is None:
+                reply = await read(disconnect_on_error=False, push_request=True)
+                # A push (RESP3) or an array (RESP2) of three; a PING's
+                # answer is "PONG" (RESP3) or ["pong", ""] (RESP2).
+                if not isinstance(reply, list) or len(reply) != 3:
+                    link.pong_seen = time.monotonic()
                     continue
-                kind = message["type"]
+                kind, channel, data = reply
                 if kind in data_kinds:
-                    pub = scripts.decode(message["data"])
+                    pub = scripts.decode(data)
                     if pub is not None:
                         self._dispatch(pub)
                     continue
-                if kind == "pong":
-                    link.pong_seen = time.monotonic()
-                    continue
-                part = self._tag_part.get(message["channel"])
+                part = self._tag_part.get(channel)
                 if part is None:
                     continue
-                if kind in ("ssubscribe", "subscribe"):
+                if kind in (b"ssubscribe", b"subscribe"):
                     if part in link.subscribed:
                         link.confirmed.add(part)
                         self._partition_confirmed(part)
-                elif kind in ("sunsubscribe", "unsubscribe") and part in link.subscribed:
+                elif kind in (b"sunsubscribe", b"unsubscribe") and part in link.subscribed:
                     # Not asked for: the server pushed it (the slot moved,
                     # or this node is a replica now).
                     link.subscribed.discard(part)
                     link.confirmed.discard(part)
-                    self._lose([part], f"{kind} pushed by {link.addr[0]}:{link.addr[1]}")
+                    self._lose([part], f"{kind.decode()} pushed by {link.addr[0]}:{link.addr[1]}")
                     self._stale = True
                     self._kick.set()
         except asyncio.CancelledError:

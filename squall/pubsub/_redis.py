@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -68,32 +69,62 @@ def _gone(ps: Any) -> bool:
 
 
 class _Watchdog:
-    """When a subscriber connection last heard from Redis, and whether a PING waits."""
+    """Watches one subscriber connection from a timer, a look every quarter
+    ``interval``: once nothing was heard for an interval it sends a PING
+    (``ping``), and when that goes unanswered for an interval more it cuts
+    the connection (``cut``), so that the read waiting on it fails;
+    ``failure`` then says why. The reader only sets ``heard`` at each
+    reply: a message costs no timer of its own."""
 
-    __slots__ = ("interval", "heard_at", "ping_at")
+    __slots__ = (
+        "interval",
+        "heard",
+        "failure",
+        "_loop",
+        "_ping",
+        "_cut",
+        "_heard_at",
+        "_ping_at",
+        "_handle",
+    )
 
-    def __init__(self, interval: float) -> None:
+    def __init__(
+        self,
+        interval: float,
+        ping: Callable[[], None],
+        cut: Callable[[], None],
+    ) -> None:
         self.interval = interval
-        self.heard_at = time.monotonic()
-        self.ping_at = 0.0  # 0: no PING waiting for its answer
+        self.heard = False
+        self.failure: Optional[TimeoutError] = None
+        self._loop = asyncio.get_running_loop()
+        self._ping = ping
+        self._cut = cut
+        self._heard_at = self._loop.time()
+        self._ping_at = 0.0  # 0: no PING waiting for its answer
+        self._handle = self._loop.call_later(interval / 4, self.look)
 
-    def heard(self) -> None:
-        self.heard_at = time.monotonic()
-        self.ping_at = 0.0
+    def look(self) -> None:
+        now = self._loop.time()
+        if self.heard:
+            self.heard = False
+            self._heard_at = now
+            self._ping_at = 0.0
+        elif self._ping_at:
+            if now - self._ping_at >= self.interval:
+                waited = now - self._ping_at
+                self.failure = TimeoutError(
+                    f"no answer to PING for {waited:.1f}s: Redis is not reading"
+                )
+                self._cut()
+                return
+        elif now - self._heard_at >= self.interval:
+            self._ping_at = now
+            self._ping()
+        self._handle = self._loop.call_later(self.interval / 4, self.look)
 
-    def pinged(self) -> None:
-        self.ping_at = time.monotonic()
-
-    def quiet(self) -> bool:
-        """Nothing heard for an interval and no PING waiting: time to send one."""
-        return not self.ping_at and time.monotonic() - self.heard_at >= self.interval
-
-    def overdue(self) -> bool:
-        """A PING waited an interval without an answer."""
-        return bool(self.ping_at) and self.waited() >= self.interval
-
-    def waited(self) -> float:
-        return time.monotonic() - self.ping_at if self.ping_at else 0.0
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
 class RedisPubSub(RedisEngine):
@@ -124,11 +155,12 @@ class RedisPubSub(RedisEngine):
             together do not come back in lock-step).
         max_reconnect_delay: the largest step.
         health_interval: seconds of silence on the subscriber connection
-            after which it is sent a PING; one unanswered for as long again
-            means Redis stopped reading (SIGSTOP, a partition): the
-            connection is dropped, ``status.healthy`` turns False, and it
-            is made again. A Redis that stops answering is so noticed within
-            about two intervals.
+            after which it is sent a PING (looked at every quarter
+            interval); one unanswered for as long again means Redis stopped
+            reading (SIGSTOP, a partition): the connection is dropped,
+            ``status.healthy`` turns False, and it is made again. A Redis
+            that stops answering is so noticed within two and a half
+            intervals.
         command_timeout: seconds a publish, a history read or a new
             connection's handshake waits for Redis.
         publish_timeout: seconds a publish keeps trying while Redis refuses
@@ -185,11 +217,21 @@ class RedisPubSub(RedisEngine):
             url, retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0), **timeouts
         )
         # The subscriber connection never retries by itself: the reader task
-        # reconnects, subscribes every channel again and logs it. Its
-        # socket_timeout bounds the handshake and command replies; reading
-        # messages is bounded by health_interval instead (_next_message).
+        # reconnects, subscribes every channel again and logs it. It has no
+        # socket_timeout: a read waits for the next message however long,
+        # watched by the PING watchdog (_Watchdog) rather than by a timer
+        # per read, and what else waits on it is bounded by command_timeout
+        # (the subscription that makes it, each command, closing it).
+        # RESP2 (redis-py's default is RESP3): a message is then a plain
+        # reply, where RESP3's push went through redis-py's push handler,
+        # which formats each for a debug log whether logged or not (8,000
+        # instructions a message).
         self._sub_client = redis.asyncio.Redis.from_url(
-            url, retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0), **timeouts
+            url,
+            retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
+            protocol=2,
+            socket_connect_timeout=self.command_timeout,
+            socket_timeout=None,  # redis-py 8's default is 5 s
         )
         # Always subscribed, so that the connection is in pub/sub mode even
         # with no channel of ours, and its confirmation says "connected".
@@ -283,7 +325,9 @@ class RedisPubSub(RedisEngine):
         if self._connected.is_set():
             self._command("unsubscribe", channel)
 
-    def _command(self, name: str, channel: str) -> None:
+    def _command(self, name: str, *channels: str) -> None:
+        """Sends SUBSCRIBE, UNSUBSCRIBE or PING (``name``) on the subscriber
+        connection, in a task of its own (the reader reads the answer)."""
         ps = self._ps
 
         async def send() -> None:
@@ -294,7 +338,7 @@ class RedisPubSub(RedisEngine):
             if ps is not self._ps or _gone(ps):
                 return
             try:
-                await getattr(ps, name)(channel)
+                await asyncio.wait_for(getattr(ps, name)(*channels), self.command_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -306,14 +350,17 @@ class RedisPubSub(RedisEngine):
                 # resubscribes. Anything else on a live connection is logged.
                 if not isinstance(exc, self._lost_errors) and ps is self._ps and not _gone(ps):
                     gen_log.warning(
-                        "pubsub: %s %r on Redis at %s failed: %r",
+                        "pubsub: %s %s on Redis at %s failed: %r",
                         name.upper(),
-                        channel,
+                        " ".join(map(repr, channels)),
                         _safe_url(self.url),
                         exc,
                     )
 
-        task = asyncio.ensure_future(send())
+        self._track(asyncio.ensure_future(send()))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """Keeps ``task`` (a command) until it ends; `close` cancels it."""
         self._commands.add(task)
         task.add_done_callback(self._commands.discard)
 
@@ -323,6 +370,7 @@ class RedisPubSub(RedisEngine):
         and runs again after a jittered delay)."""
         ps = self._sub_client.pubsub()
         self._ps = ps
+        watch: Optional[_Watchdog] = None
         try:
             # Channels whose first subscriber arrives while this connection
             # is being made are in neither this command nor a command of
@@ -330,22 +378,32 @@ class RedisPubSub(RedisEngine):
             # once the control channel is confirmed.
             sent = set(self._channels)
             await asyncio.wait_for(ps.subscribe(self._control, *sent), self.command_timeout)
-            watch = _Watchdog(self.health_interval)
+            watch = _Watchdog(
+                self.health_interval, lambda: self._command("ping"), lambda: self._cut(ps)
+            )
+            # The connection's own read, not the PubSub object's get_message:
+            # what that adds per message (a retry wrapper, a health check, a
+            # dict, a metrics hook, handlers looked up) and a timeout of its
+            # own per read were most of a node's fixed cost per message. A
+            # lost connection is made again by this reader, not by redis-py.
+            read = ps.connection.read_response
             while True:
-                message = await self._next_message(ps, watch)
-                if message is None:
+                reply = await read(disconnect_on_error=False, push_request=True)
+                watch.heard = True
+                # A push (RESP3: a list, hiredis's subclass of it) or an
+                # array (RESP2) of three; else a PING's answer.
+                if not isinstance(reply, list) or len(reply) != 3:
                     continue
-                kind = message["type"]
-                if kind == "pong":
-                    continue
-                channel = message["channel"].decode("utf-8", "replace")
-                if kind == "message":
-                    data = message["data"]
+                kind, name, data = reply
+                if kind == b"message":
                     pub = scripts.decode(data) or Publication(
-                        channel, data.decode("utf-8", "replace"), Position(0, "")
+                        name.decode("utf-8", "replace"),
+                        data.decode("utf-8", "replace"),
+                        Position(0, ""),
                     )
                     self._dispatch(pub)
-                elif kind == "subscribe":
+                elif kind == b"subscribe":
+                    channel = name.decode("utf-8", "replace")
                     if channel == self._control:
                         self._up(sent)
                     else:
@@ -353,12 +411,30 @@ class RedisPubSub(RedisEngine):
                         if future is not None and not future.done():
                             future.set_result(None)
         except Exception as exc:
-            self._mark_down(exc)  # before _disconnected is set (the connection is dropped)
+            # Cut by the watchdog: its reason, not the read's.
+            failure = watch.failure if watch is not None and watch.failure else exc
+            self._mark_down(failure)  # before _disconnected is set (the connection is dropped)
+            if failure is not exc:
+                raise failure from exc
             raise
         finally:
+            if watch is not None:
+                watch.stop()
             self._connected.clear()
             self._disconnected.set()
             await self._drop(ps)
+
+    def _cut(self, ps: Any) -> None:
+        """Closes the subscriber connection under its reader (the watchdog's
+        PING went unanswered): the read waiting on it fails."""
+
+        async def cut() -> None:
+            try:
+                await ps.connection.disconnect(nowait=True)
+            except self._lost_errors:
+                pass  # closed either way: the read fails
+
+        self._track(asyncio.ensure_future(cut()))
 
     def _up(self, sent: set[str]) -> None:
         """The subscriber connection is made and its control channel confirmed."""
@@ -408,29 +484,6 @@ class RedisPubSub(RedisEngine):
             old = self._confirmed.get(channel)
             if old is None or old.done():
                 self._confirmed[channel] = asyncio.get_running_loop().create_future()
-
-    async def _next_message(self, ps: Any, watch: _Watchdog) -> Any:
-        """The subscriber connection's next message, or None after a quiet
-        ``health_interval`` (a PING sent then).
-
-        Raises:
-            TimeoutError: a PING went unanswered for ``health_interval``
-                (Redis is not reading).
-            ConnectionError: the connection was closed under the PING.
-        """
-        message = await ps.get_message(timeout=self.health_interval)
-        if message is not None:
-            watch.heard()
-            return message
-        if watch.overdue():
-            raise TimeoutError(f"no answer to PING for {watch.waited():.1f}s: Redis is not reading")
-        if watch.quiet():
-            try:
-                await asyncio.wait_for(ps.ping(), self.command_timeout)
-            except (RuntimeError, AttributeError) as exc:
-                raise scripts.cut_under(exc) from exc
-            watch.pinged()
-        return None
 
     async def _drop(self, ps: Any) -> None:
         # Bounded: closing a connection to a Redis that does not read may

@@ -405,26 +405,63 @@ def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
     assert any("reconnected to Redis" in m for m in messages), messages
 
 
-def test_a_connection_cut_under_the_watchdog_s_ping_is_a_lost_connection() -> None:
-    """redis-py raises AttributeError for a PING on a connection closed under
-    it: the reader must see a lost connection (and reconnect), not die."""
-    from squall.pubsub._redis import _Watchdog
-
-    class Cut:
-        async def get_message(self, timeout: float) -> None:
-            return None  # silence
-
-        async def ping(self) -> None:
-            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+def test_a_ping_that_fails_under_the_watchdog_ends_in_a_new_connection(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py raises AttributeError for a PING on a connection closed
+    under it: the watchdog's PING task swallows it, the PING is never
+    answered, and the watchdog cuts the connection: the reader makes a new
+    one (it neither dies nor waits forever on a silent connection)."""
 
     async def main() -> None:
-        pubsub = RedisPubSub("redis://127.0.0.1:1/0", health_interval=0.01)
+        pubsub = RedisPubSub(redis_server.url, health_interval=0.1, max_reconnect_delay=0.1)
         try:
-            watch = _Watchdog(0.0)  # quiet already: the next look sends a PING
-            with pytest.raises(ConnectionError, match="closed under a command"):
-                await pubsub._next_message(Cut(), watch)
+            sub = await pubsub.subscribe("quiet")
+            first = pubsub._ps
+
+            async def cut_ping(*args: Any) -> None:
+                raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+            first.ping = cut_ping
+            await pubsub.wait_until(lambda: pubsub._ps is not first and pubsub.connected, 3.0)
+            assert pubsub.reconnects == 1
+            await pubsub.publish("quiet", "after")
+            assert await sub.get() == "after"
         finally:
             await pubsub.close()
+
+    with caplog.at_level(logging.WARNING, logger="squall.general"):
+        run(main())
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no answer to PING" in m for m in messages), messages
+
+
+def test_the_watchdog_pings_a_quiet_connection_and_cuts_one_that_stays_silent() -> None:
+    """By the loop's clock: a PING once nothing was heard for an interval,
+    nothing while replies come, and the cut (with its reason) once a PING
+    waited an interval unanswered."""
+    from squall.pubsub._redis import _Watchdog
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pings: list[float] = []
+        cut = loop.create_future()
+        watch = _Watchdog(0.08, lambda: pings.append(loop.time()), lambda: cut.set_result(None))
+        try:
+            # Replies keep it quiet: no PING for three intervals.
+            for _ in range(12):
+                watch.heard = True
+                last_reply = loop.time()
+                await asyncio.sleep(0.02)
+            assert pings == []
+            await asyncio.wait_for(cut, 2.0)
+        finally:
+            watch.stop()
+        assert len(pings) == 1
+        # Silence for an interval, then the PING unanswered for one more.
+        assert pings[0] - last_reply >= 0.08
+        assert loop.time() - pings[0] >= 0.08
+        assert watch.failure is not None and "no answer to PING" in str(watch.failure)
 
     run(main())
 

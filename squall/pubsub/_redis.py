@@ -93,35 +93,39 @@ class _Watchdog:
         interval: float,
         ping: Callable[[], None],
         cut: Callable[[], None],
+        loop: Optional[asyncio.AbstractEventLoop] = None,
     ) -> None:
         self.interval = interval
         self.heard = False
         self.failure: Optional[TimeoutError] = None
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._ping = ping
         self._cut = cut
         self._heard_at = self._loop.time()
-        self._ping_at = 0.0  # 0: no PING waiting for its answer
+        self._ping_at: Optional[float] = None  # when the PING waiting for its answer went
         self._handle = self._loop.call_later(interval / 4, self.look)
 
     def look(self) -> None:
+        # The next look is armed first: whatever this one raises (a PING or
+        # a cut that fails, reported by the loop), the watch goes on; only
+        # a cut made ends it.
+        self._handle = self._loop.call_later(self.interval / 4, self.look)
         now = self._loop.time()
         if self.heard:
             self.heard = False
             self._heard_at = now
-            self._ping_at = 0.0
-        elif self._ping_at:
-            if now - self._ping_at >= self.interval:
-                waited = now - self._ping_at
+            self._ping_at = None
+        elif self._ping_at is not None:
+            waited = now - self._ping_at
+            if waited >= self.interval:
                 self.failure = TimeoutError(
                     f"no answer to PING for {waited:.1f}s: Redis is not reading"
                 )
                 self._cut()
-                return
+                self._handle.cancel()
         elif now - self._heard_at >= self.interval:
             self._ping_at = now
             self._ping()
-        self._handle = self._loop.call_later(self.interval / 4, self.look)
 
     def stop(self) -> None:
         self._handle.cancel()

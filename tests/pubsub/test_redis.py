@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -436,34 +436,115 @@ def test_a_ping_that_fails_under_the_watchdog_ends_in_a_new_connection(
     assert any("no answer to PING" in m for m in messages), messages
 
 
+class _Clock:
+    """The part of a loop the PING watchdog uses (time, call_later), on a
+    clock that moves only when told to: looks happen at known times."""
+
+    class Handle:
+        def __init__(self) -> None:
+            self.cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.timers: list[tuple[float, int, Any, _Clock.Handle]] = []
+        self.raised: list[BaseException] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Any) -> _Clock.Handle:
+        handle = _Clock.Handle()
+        self.timers.append((self.now + delay, len(self.timers), callback, handle))
+        return handle
+
+    def run_until(self, when: float) -> None:
+        """Runs the timers due by ``when`` in order (at most 1,000); what
+        one raises is kept, as a loop reports it and goes on."""
+        for _ in range(1000):
+            due = [t for t in self.timers if t[0] <= when and not t[3].cancelled]
+            if not due:
+                break
+            timer = min(due)
+            self.timers.remove(timer)
+            self.now = timer[0]
+            try:
+                timer[2]()
+            except Exception as exc:
+                self.raised.append(exc)
+        self.now = when
+
+    def armed(self) -> int:
+        return sum(not t[3].cancelled for t in self.timers)
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """This clock where a loop is asked for (it has what is used of one)."""
+        return cast(asyncio.AbstractEventLoop, self)
+
+
 def test_the_watchdog_pings_a_quiet_connection_and_cuts_one_that_stays_silent() -> None:
-    """By the loop's clock: a PING once nothing was heard for an interval,
-    nothing while replies come, and the cut (with its reason) once a PING
-    waited an interval unanswered."""
+    """A PING once nothing was heard for an interval, nothing while replies
+    come, and the cut (with its reason) once a PING waited an interval
+    unanswered; no look after the cut."""
     from squall.pubsub._redis import _Watchdog
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        pings: list[float] = []
-        cut = loop.create_future()
-        watch = _Watchdog(0.08, lambda: pings.append(loop.time()), lambda: cut.set_result(None))
-        try:
-            # Replies keep it quiet: no PING for three intervals.
-            for _ in range(12):
-                watch.heard = True
-                last_reply = loop.time()
-                await asyncio.sleep(0.02)
-            assert pings == []
-            await asyncio.wait_for(cut, 2.0)
-        finally:
-            watch.stop()
-        assert len(pings) == 1
-        # Silence for an interval, then the PING unanswered for one more.
-        assert pings[0] - last_reply >= 0.08
-        assert loop.time() - pings[0] >= 0.08
-        assert watch.failure is not None and "no answer to PING" in str(watch.failure)
+    clock = _Clock()
+    pings: list[float] = []
+    cuts: list[float] = []
+    watch = _Watchdog(
+        1.0, lambda: pings.append(clock.now), lambda: cuts.append(clock.now), loop=clock.loop()
+    )
+    # Replies keep it quiet: no PING for three intervals.
+    for step in range(12):
+        watch.heard = True
+        clock.run_until(100.0 + 0.25 * (step + 1))
+    assert pings == [] and cuts == []
+    clock.run_until(110.0)
+    # The last reply was seen at the look of 103.0: silence for an interval,
+    # then the PING unanswered for one more.
+    assert pings == [104.0]
+    assert cuts == [105.0]
+    assert watch.failure is not None and "no answer to PING for 1.0s" in str(watch.failure)
+    assert clock.armed() == 0 and clock.raised == []
 
-    run(main())
+
+def test_the_watchdog_goes_on_looking_when_a_ping_fails() -> None:
+    """A PING that raises (reported, as the loop reports a callback's
+    error) does not end the watch: the next look is armed, and the
+    connection is cut when no answer came."""
+    from squall.pubsub._redis import _Watchdog
+
+    clock = _Clock()
+    cuts: list[float] = []
+
+    def failing_ping() -> None:
+        raise RuntimeError("the PING could not be sent")
+
+    watch = _Watchdog(1.0, failing_ping, lambda: cuts.append(clock.now), loop=clock.loop())
+    clock.run_until(103.0)
+    assert [str(exc) for exc in clock.raised] == ["the PING could not be sent"]
+    assert cuts == [102.0]
+    assert watch.failure is not None and clock.armed() == 0
+
+
+def test_the_watchdog_tries_the_cut_again_when_it_fails() -> None:
+    from squall.pubsub._redis import _Watchdog
+
+    clock = _Clock()
+    cuts: list[float] = []
+
+    def cut() -> None:
+        cuts.append(clock.now)
+        if len(cuts) == 1:
+            raise RuntimeError("the connection could not be closed")
+
+    _Watchdog(1.0, lambda: None, cut, loop=clock.loop())
+    clock.run_until(105.0)
+    assert cuts == [102.0, 102.25]
+    assert [str(exc) for exc in clock.raised] == ["the connection could not be closed"]
+    assert clock.armed() == 0
 
 
 def test_history_options_in_a_redis_url_are_squall_s_not_redis_py_s(

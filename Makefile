@@ -146,7 +146,10 @@ TREE_FOR_TESTS := tests demos benchmarks compat fuzz docs speedups pyproject.tom
 # for most users), with a C compiler (the hot modules compiled by mypyc, and
 # the C passes over request heads and HTML escaping), then pytest with
 # SQUALL_EXPECT_COMPILED=1 (a test fails unless the compiled modules are the
-# ones loaded). Without coverage. The versions that move instruction counts
+# ones loaded). Without coverage. It has the redis extra too (redis-py with
+# hiredis, as squall[redis] installs it): squall.pubsub's Redis engines are
+# tested with hiredis's reply parser here and with redis-py's own in the
+# pure suite. The versions that move instruction counts
 # (the build's mypy included) are pinned by $(GATE_CONSTRAINTS): this venv is
 # also the 3.11 gate's (make gate). The venv gets the dev and speedups extras
 # first, without squall, so that squall is built once, by compiled-build,
@@ -160,7 +163,7 @@ BUILD_SOURCES := pyproject.toml setup.py MANIFEST.in speedups/squall_build.py $(
 $(COMPILED_VENV)/.installed: pyproject.toml $(GATE_CONSTRAINTS)
 	$(PYTHON) -m venv $(COMPILED_VENV)
 	$(COMPILED_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COMPILED_VENV)/bin/python -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(x["dev"] + x["speedups"]))' > $(COMPILED_VENV)/requirements.txt
+	$(COMPILED_VENV)/bin/python -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(x["dev"] + x["speedups"] + x["redis"]))' > $(COMPILED_VENV)/requirements.txt
 	$(COMPILED_VENV)/bin/python -m pip install -q -c $(GATE_CONSTRAINTS) -r $(COMPILED_VENV)/requirements.txt
 	touch $@
 

@@ -183,6 +183,7 @@ class RedisClusterPubSub(RedisEngine):
         self.partitions = partitions
         self.sharded = sharded
         self.subscribe_timeout = subscribe_timeout
+        self.command_timeout = command_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self.health_interval = health_interval
@@ -440,6 +441,13 @@ class RedisClusterPubSub(RedisEngine):
                 link.task = asyncio.ensure_future(self._read_link(link))
 
     async def _send(self, link: _Link, verb: str, parts: set[int]) -> None:
+        # Bounded by command_timeout: a link's connection has no timeout on
+        # a read (a quiet link is watched by PINGs instead), and the first
+        # command makes the connection, whose handshake waits for the node's
+        # answer (CLIENT SETINFO), which a stopped node never gives.
+        await asyncio.wait_for(self._send_now(link, verb, parts), self.command_timeout)
+
+    async def _send_now(self, link: _Link, verb: str, parts: set[int]) -> None:
         name = ("s" + verb) if self.sharded else verb
         command = getattr(link.ps, name)
         if not self.sharded:

@@ -232,17 +232,22 @@ valgrind:
 	@command -v valgrind >/dev/null || (apt-get -o DPkg::Lock::Timeout=600 update -qq && \
 	  apt-get -o DPkg::Lock::Timeout=600 install -y -qq valgrind >/dev/null)
 
-gate: $(STAMP) valgrind $(sort $(foreach r,$(GATE_RUNS),$(call gate_stamp,$(r),$(GATE_RUNS))))
+# The gate's relay workload relays PUBLISHes from a redis-server of its own.
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server >/dev/null)
+
+gate: $(STAMP) valgrind redis-server $(sort $(foreach r,$(GATE_RUNS),$(call gate_stamp,$(r),$(GATE_RUNS))))
 	$(call summarized,gate,SQUALL_GATE="$(call gate_pairs,$(GATE_RUNS))" $(PY) -m pytest -p no:cacheprovider -rfEs tests/test_perf_gate.py)
 
 # Every run recorded at once, each in a process of its own.
-gate-record: valgrind $(sort $(foreach r,$(GATE_RUNS),$(call gate_stamp,$(r),$(GATE_RUNS))))
+gate-record: valgrind redis-server $(sort $(foreach r,$(GATE_RUNS),$(call gate_stamp,$(r),$(GATE_RUNS))))
 	@[ -n "$(REASON)" ] || { echo 'make gate-record REASON="why" [WORKLOAD="hello json"] [GATE_RUNS="3.13:pure"]'; exit 2; }
 	@pids=""; for run in $(call gate_pairs,$(GATE_RUNS)); do \
 	  $${run%:*} benchmarks/gate.py record --build $${run##*:} --reason "$(REASON)" $(foreach w,$(WORKLOAD),--workload $(w)) & pids="$$pids $$!"; \
 	done; status=0; for p in $$pids; do wait $$p || status=1; done; exit $$status
 
-.PHONY: gate gate-record gate-own-venvs valgrind
+.PHONY: gate gate-record gate-own-venvs valgrind redis-server
 
 # This tree against an earlier Squall (issue 77): REF and the working tree
 # each built into a venv of its own (build/ab/, cached by commit or by the
@@ -255,7 +260,7 @@ gate-record: valgrind $(sort $(foreach r,$(GATE_RUNS),$(call gate_stamp,$(r),$(G
 #   make bench-ab REF=406f920 [PY=python3.13] [ROUNDS=5] [COUNTS=1] [AB_ARGS=...]
 ROUNDS ?= 5
 AB_PYTHON = $(if $(filter command line,$(origin PY)),$(PY),$(PYTHON))
-bench-ab: valgrind
+bench-ab: valgrind redis-server
 	@[ -n "$(REF)" ] || { echo 'make bench-ab REF=<git ref> [PY=python3.13] [ROUNDS=5] [COUNTS=1]'; exit 2; }
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) benchmarks/bench_ab.py $(REF) --python $(AB_PYTHON) --rounds $(ROUNDS) $(if $(COUNTS),--counts) $(if $(BUILD),--build $(BUILD)) $(AB_ARGS)

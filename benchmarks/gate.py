@@ -107,6 +107,8 @@ def _counts(result: dict[str, Any], cfg: dict[str, Any]) -> tuple[int, int]:
 
 
 HOT = {"WARMUP": 60, "FIRST": 40}
+# The messages relayed before the first count of the relay workload.
+RELAY_K1 = 20
 WORKLOADS = [
     Workload(
         "hello",
@@ -224,6 +226,19 @@ WORKLOADS = [
         {"subscribers": 20, "k1": 4, "k2": 16},
         {},
         lambda r, c: (c["k1"] * c["subscribers"], c["k2"] * c["subscribers"]),
+    ),
+    # A node's work per message from Redis, the cluster lab's (issue 76): the
+    # subscriber connection's read, the decode, the relay to 50 WebSockets.
+    # Last: the other counts do not depend on it (it starts a redis-server).
+    Workload(
+        "relay",
+        "cluster.callgrind_relay",
+        "message",
+        "squall.pubsub's Redis engine: PUBLISHes from a redis-server relayed to 50 "
+        "WebSockets (fake transports), one message at a time",
+        {"sockets": 50, "n": 40, "profile": False},
+        {"WARMUP": 20, "K1": RELAY_K1},
+        lambda r, c: (RELAY_K1, RELAY_K1 + c["n"]),
     ),
 ]
 BY_NAME = {w.name: w for w in WORKLOADS}
@@ -520,6 +535,8 @@ PACKAGES = (
     "hpack",
     "qh3",
     "aioquic",
+    "redis",
+    "hiredis",
 )
 
 

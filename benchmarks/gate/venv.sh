@@ -24,7 +24,7 @@ rm -rf "$venv.src/build" "$venv.src/speedups/build"
 find "$venv.src" -name '*.so' -delete
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -c "$constraints" uvloop httptools starlette fastapi h2 qh3 aioquic mypy "$@"
+"$venv/bin/python" -m pip install -q -c "$constraints" uvloop httptools starlette fastapi h2 qh3 aioquic mypy 'redis[hiredis]' "$@"
 PIP_CONSTRAINT=$constraints "$venv/bin/python" -m pip install -q --no-deps "$venv.src"
 rm -rf "$venv.src"
 if [ "${SQUALL_NO_EXTENSIONS:-}" = 1 ]; then

@@ -66,13 +66,18 @@ def test_each_record_matches_the_benchmark_source(path: Path) -> None:
         assert part["date"] and part["commit"] and part["squall_build"], name
 
 
-def test_a_stale_record_or_a_hand_edit_is_caught(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    script = tmp_path / "bench.py"
-    script.write_text("print('v1')\n")
+@pytest.fixture
+def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A benchmark's source, whose records (and the root they name) are
+    kept under ``tmp_path``."""
+    path = tmp_path / "bench.py"
+    path.write_text("print('v1')\n")
     monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(figures, "ROOT", tmp_path)
+    return path
+
+
+def test_a_stale_record_or_a_hand_edit_is_caught(tmp_path: Path, script: Path) -> None:
     figures.record("x", script, "pure", {"rows": [{"label": "w", "ratio_cpu": 2, "ratio_rps": 1}]})
     saved = json.loads((tmp_path / "results" / "x.json").read_text())
     assert saved["source_sha256"] == figures.source_hash(script)
@@ -84,11 +89,7 @@ def test_a_stale_record_or_a_hand_edit_is_caught(
     assert figures.render(page.replace("2.00x", "3.00x")) == page
 
 
-def test_quantities_get_their_own_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script = tmp_path / "bench.py"
-    script.write_text("print('v1')\n")
-    monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(figures, "ROOT", tmp_path)
+def test_quantities_get_their_own_table(script: Path) -> None:
     figures.record("r", script, "pure", {"rows": [{"label": "w", "ratio_cpu": 2, "ratio_rps": 1}]})
     figures.record(
         "q",
@@ -102,12 +103,8 @@ def test_quantities_get_their_own_table(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_a_record_per_python_keeps_the_other_pythons_and_comes_first_when_newest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, script: Path
 ) -> None:
-    script = tmp_path / "bench.py"
-    script.write_text("print('v1')\n")
-    monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(figures, "ROOT", tmp_path)
     for version, ratio in (((3, 11), 2), ((3, 13), 3), ((3, 9), 1)):
         monkeypatch.setattr(sys, "version_info", (*version, 0, "final", 0))
         monkeypatch.setattr(platform, "python_version", lambda v=version: f"{v[0]}.{v[1]}.0")
@@ -133,14 +130,10 @@ def test_a_record_per_python_keeps_the_other_pythons_and_comes_first_when_newest
 
 
 def test_each_table_says_which_way_is_better_and_where(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, script: Path
 ) -> None:
     # A throughput ratio is better high, a cost ratio low: the headers say
     # so, and a cost in CPU time names its machine as a throughput does.
-    script = tmp_path / "bench.py"
-    script.write_text("print('v1')\n")
-    monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(figures, "ROOT", tmp_path)
     monkeypatch.setattr(figures, "_machine", lambda: "x86_64, 2 CPUs, Test CPU")
     figures.record("r", script, "pure", {"rows": [{"label": "w", "ratio_cpu": 2, "ratio_rps": 1}]})
     figures.record(
@@ -158,13 +151,7 @@ def test_each_table_says_which_way_is_better_and_where(
     assert f"| x86_64, 2 CPUs, Test CPU | CPython {platform.python_version()} | pure |" in row
 
 
-def test_parts_keep_the_stamp_of_the_run_that_measured_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    script = tmp_path / "bench.py"
-    script.write_text("print('v1')\n")
-    monkeypatch.setattr(figures, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(figures, "ROOT", tmp_path)
+def test_parts_keep_the_stamp_of_the_run_that_measured_them(tmp_path: Path, script: Path) -> None:
     # A record from before parts had stamps: each part gets the file's.
     legacy = {"date": "2026-01-01 10:00 UTC", "commit": "aaa", "squall_build": "pure", "table": []}
     legacy |= {"faults": [], "source_sha256": "x", "command": "bench.py"}

@@ -259,7 +259,11 @@ gate-record: valgrind redis-server $(sort $(foreach r,$(GATE_RUNS),$(call gate_s
 # gate's instruction counts of both instead (BUILD=pure for the pure build).
 #   make bench-ab REF=406f920 [PY=python3.13] [ROUNDS=5] [COUNTS=1] [AB_ARGS=...]
 ROUNDS ?= 5
-AB_PYTHON = $(if $(filter command line,$(origin PY)),$(PY),$(PYTHON))
+# PY on the command line: a path, or a name (python3.13) found as the gate
+# finds its Pythons (pyenv's versions, then PATH), so that it works where
+# pyenv's shims do not offer that version.
+PY_ASKED = $(if $(filter command line,$(origin PY)),$(PY))
+AB_PYTHON = $(if $(PY_ASKED),$(or $(if $(findstring /,$(PY_ASKED)),,$(call find_python,$(patsubst python%,%,$(PY_ASKED)))),$(PY_ASKED)),$(PYTHON))
 bench-ab: valgrind redis-server
 	@[ -n "$(REF)" ] || { echo 'make bench-ab REF=<git ref> [PY=python3.13] [ROUNDS=5] [COUNTS=1]'; exit 2; }
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -84,7 +84,7 @@ class Subscription(_Closing):
         "_leave",
         "_dropped",
         "_queue",
-        "_ready",
+        "_waiters",
         "_closed",
         "_hold",
         "_extra",
@@ -113,7 +113,11 @@ class Subscription(_Closing):
         self._leave = leave
         self._dropped = dropped
         self._queue: collections.deque[Publication] = collections.deque()
-        self._ready = asyncio.Event()
+        # The futures of the readers waiting in get, all resolved by the
+        # next delivery or the close: one each, so that cancelling one
+        # reader cancels no other's (as asyncio.Event keeps them; not an
+        # Event itself, whose wait is one more coroutine per message).
+        self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
         # Live publications that arrive before the start is known (history
         # being read) wait here, to be merged in by offset.
@@ -157,7 +161,32 @@ class Subscription(_Closing):
             self._pop()
             self._count_drop()
         self._queue.append(pub)
-        self._ready.set()
+        if self._waiters:
+            self._wake()
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():  # (a reader cancelled meanwhile)
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    def _more(self) -> asyncio.Future[None]:
+        """What a reader that found the queue empty awaits: resolved at the
+        next delivery or close.
+
+        Raises:
+            PubSubClosedError: the subscription is closed.
+        """
+        if self._closed:
+            raise PubSubClosedError(f"subscription to {self.channel!r} is closed")
+        waiters = self._waiters
+        if waiters:
+            # Those of readers cancelled since the last wake go (bounded by
+            # the readers waiting now, however often a reader times out).
+            waiters[:] = [w for w in waiters if not w.done()]
+        waiter = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
+        return waiter
 
     def _pop(self) -> Publication:
         pub = self._queue.popleft()
@@ -199,7 +228,7 @@ class Subscription(_Closing):
             if top is None:
                 self._queue.extend(held)
                 if held:
-                    self._ready.set()
+                    self._wake()
                 return
             epoch, last = top.epoch, top.offset
             # Without since, the position given is just before the first
@@ -216,7 +245,7 @@ class Subscription(_Closing):
                 epoch = pub.position.epoch
         self._floor = Position(last, epoch)
         if self._queue:
-            self._ready.set()
+            self._wake()
 
     async def get_publication(self) -> Publication:
         """The next publication, with its channel and position, waiting for one.
@@ -226,13 +255,8 @@ class Subscription(_Closing):
                 pending are returned first).
         """
         while not self._queue:
-            if self._closed:
-                raise PubSubClosedError(f"subscription to {self.channel!r} is closed")
-            self._ready.clear()
-            await self._ready.wait()
-        pub = self._queue.popleft()
-        if self._extra:
-            self._extra -= 1  # a recovered one read: the bound comes back down
+            await self._more()
+        pub = self._pop()
         self.position = pub.position
         return pub
 
@@ -243,15 +267,21 @@ class Subscription(_Closing):
             PubSubClosedError: the subscription was closed (messages still
                 pending are returned first).
         """
-        return (await self.get_publication()).data
+        # get_publication's body again, with _pop inline: every reader's
+        # hot path, a coroutine and a call less per message.
+        while not self._queue:
+            await self._more()
+        pub = self._queue.popleft()
+        if self._extra:
+            self._extra -= 1  # as _pop does
+        self.position = pub.position
+        return pub.data
 
     def get_nowait(self) -> Optional[str]:
         """The next message if one is pending, else None."""
         if not self._queue:
             return None
-        pub = self._queue.popleft()
-        if self._extra:
-            self._extra -= 1  # a recovered one read: the bound comes back down
+        pub = self._pop()
         self.position = pub.position
         return pub.data
 
@@ -260,7 +290,7 @@ class Subscription(_Closing):
         if self._closed:
             return
         self._closed = True
-        self._ready.set()
+        self._wake()
         self._leave(self)
 
     def __aiter__(self) -> AsyncIterator[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -39,6 +40,68 @@ def test_a_waiting_reader_is_woken_by_publish() -> None:
         assert not reader.done()
         await pubsub.publish("c", "hello")
         assert await reader == "hello"
+
+    run(main())
+
+
+def test_readers_waiting_on_one_subscription_wake_and_a_cancelled_one_leaves_the_others() -> None:
+    async def main() -> None:
+        pubsub = LocalPubSub()
+        sub = await pubsub.subscribe("c")
+        first = asyncio.ensure_future(sub.get())
+        cancelled = asyncio.ensure_future(sub.get_publication())
+        third = asyncio.ensure_future(sub.get())
+        await asyncio.sleep(0)  # all three wait (no time passes)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        assert cancelled.cancelled()
+        assert not first.done() and not third.done()
+        await pubsub.publish("c", "one")
+        await pubsub.publish("c", "two")
+        assert sorted(await asyncio.gather(first, third)) == ["one", "two"]
+        await pubsub.close()
+
+    run(main())
+
+
+def test_close_wakes_the_waiting_readers_with_the_closed_error() -> None:
+    async def main() -> None:
+        pubsub = LocalPubSub()
+        sub = await pubsub.subscribe("c")
+        readers = [asyncio.ensure_future(sub.get()), asyncio.ensure_future(sub.get_publication())]
+        await asyncio.sleep(0)
+        assert not any(r.done() for r in readers)
+        sub.close()
+        for reader in readers:
+            with pytest.raises(PubSubClosedError, match="subscription to 'c' is closed"):
+                await reader
+        await pubsub.close()
+
+    run(main())
+
+
+def test_a_reader_cancelled_again_and_again_on_a_quiet_channel_leaves_nothing_behind() -> None:
+    # A reader polling with a timeout on a channel where nothing is
+    # published: each cancelled wait must go, not pile up until a message.
+    def futures() -> int:
+        gc.collect()
+        return sum(isinstance(o, asyncio.Future) for o in gc.get_objects())
+
+    async def main() -> None:
+        pubsub = LocalPubSub()
+        sub = await pubsub.subscribe("c")
+        before = futures()
+        for _ in range(300):
+            reader = asyncio.ensure_future(sub.get())
+            await asyncio.sleep(0)
+            reader.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reader
+        del reader
+        assert futures() - before < 10
+        await pubsub.publish("c", "still heard")
+        assert await sub.get() == "still heard"
+        await pubsub.close()
 
     run(main())
 

@@ -216,6 +216,9 @@ class RetriedPublisher:
         away = self._out_of_reach(tag, time.monotonic())
         left = self.timeout - (away or 0.0)
         once = away is not None and left <= 0
+        # Tried again until what is left is up; an attempt made by then
+        # still has its whole command_timeout.
+        retry_until = loop.time() + left
         deadline = loop.time() + max(left, self._attempt_timeout)
         delay = 0.02
         while True:
@@ -249,7 +252,7 @@ class RetriedPublisher:
                         f"longer than publish_timeout={self.timeout}s (the time a "
                         f"failover is given), and no answer now ({exc or type(exc).__name__})"
                     ) from exc
-                if scope.expired() or loop.time() + delay >= deadline:
+                if scope.expired() or loop.time() >= retry_until:
                     raise ConnectionError(
                         f"cannot publish to {site.where}: no answer within "
                         f"publish_timeout={self.timeout}s ({exc or type(exc).__name__})"
@@ -259,11 +262,12 @@ class RetriedPublisher:
                 # cut_under; a cancellation stays one).
                 error = scripts.cut_under(exc)
                 self._no_answer(tag, began, time.monotonic())
-                if once or loop.time() + delay >= deadline:
+                if once or loop.time() >= retry_until:
                     raise error from exc
             self.retries += 1
             self._retried()
-            await asyncio.sleep(delay)
+            # (The last wait ends when the time is up: one more attempt then.)
+            await asyncio.sleep(min(delay, retry_until - loop.time()))
             delay = min(delay * 2, 0.5)
         self._status.round_trip = loop.time() - start
         return scripts.top_of(reply)

@@ -736,6 +736,27 @@ def test_a_publish_is_tried_once_when_redis_has_been_down_longer_than_publish_ti
     run(main(), limit=8)
 
 
+def test_a_refused_publish_is_tried_again_for_publish_timeout_not_command_timeout() -> None:
+    """A shorter publish_timeout than command_timeout: a refused publish is
+    given up once publish_timeout is up (an attempt gets command_timeout;
+    trying again does not)."""
+
+    async def main() -> None:
+        pubsub = RedisPubSub(
+            f"redis://127.0.0.1:{free_port()}/0", publish_timeout=0.3, command_timeout=5.0
+        )
+        try:
+            began = time.monotonic()
+            with pytest.raises(ConnectionError, match="no answer within publish_timeout=0.3s"):
+                await pubsub.publish("live", "refused")
+            assert time.monotonic() - began < 2.5
+            assert pubsub.publish_retries >= 1
+        finally:
+            await pubsub.close()
+
+    run(main(), limit=10)
+
+
 def test_what_publishes_found_out_of_reach_holds_while_they_keep_finding_it() -> None:
     """Without the subscriber connection's watch, publishes that got no
     answer say how long the node has been out of reach, while one comes at

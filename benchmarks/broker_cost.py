@@ -1,14 +1,14 @@
 """What a publish costs the broker: Redis CPU per publish, plain against Squall.
 
     python benchmarks/broker_cost.py [--shards 1,3,6] [--publishes 20000] [--rounds 5]
-                                     [--history 100] [--tree PATH]
+                                     [--history 100] [--tree PATH] [--modes plain,off,...]
 
 Starts its own brokers on free 127.0.0.1 ports (tests/pubsub/_servers.py):
 one redis-server (``1``) and Redis Clusters of 3 and 6 primaries, a replica
 each (``3``, ``6``), and stops them. For each, one node (a Squall engine
 in this process) subscribes to one channel, and one publisher sends
 ``--publishes`` messages to it, one at a time (each awaited, as the cluster
-lab's publisher does), in three ways, alternated, ``--rounds`` times:
+lab's publisher does), in these ways (``--modes``), alternated, ``--rounds`` times:
 
 * ``plain``: redis-py's ``PUBLISH`` (one Redis) or ``SPUBLISH`` (a cluster)
   of the same message to the broker channel the node listens on: what a
@@ -17,7 +17,11 @@ lab's publisher does), in three ways, alternated, ``--rounds`` times:
   else (``EVALSHA``, one ``redis.call``): the floor of any script;
 * ``off``: ``squall.pubsub`` with history off (positions, each publish
   applied once through a failover);
-* ``on``: the same with ``history_size=--history``.
+* ``on``: the same with ``history_size=--history``;
+* ``nopos``: ``squall.pubsub`` with ``positions=False`` (``?positions=0``:
+  a plain ``PUBLISH``/``SPUBLISH`` carrying the publisher's token and
+  count, copies dropped by the subscribing process; no offsets, no
+  history).
 
 Counted: the CPU of every redis-server process (utime + stime, read at
 nanosecond resolution from /proc/PID/task/*/schedstat: what the broker's
@@ -58,7 +62,7 @@ import squall.pubsub  # noqa: E402
 from tests.pubsub._redis_server import start_logged  # noqa: E402
 from tests.pubsub._servers import REDIS_SERVER, RedisCluster, RedisServer  # noqa: E402
 
-MODES = ("plain", "lua", "off", "on")
+MODES = ("plain", "lua", "off", "on", "nopos")
 # The least a Lua script can do for a publication with a position: build
 # the message and PUBLISH it (no offset kept, nothing checked): what any
 # script costs Redis beyond the command it runs.
@@ -197,10 +201,13 @@ async def measure(
     plain_client, plain = await plain_publisher(broker, node)
     off = squall.pubsub.connect(broker.url)
     on = squall.pubsub.connect(broker.url, history_size=args.history)
+    # (Not made for a tree from before positions=False: --modes without it.)
+    nopos = squall.pubsub.connect(broker.url, positions=False) if "nopos" in modes else on
     senders = {
         **plain,
         "off": lambda message: off.publish(CHANNEL, message),
         "on": lambda message: on.publish(CHANNEL, message),
+        "nopos": lambda message: nopos.publish(CHANNEL, message),
     }
     pad = "x" * max(0, args.size - 30)
     results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
@@ -227,6 +234,7 @@ async def measure(
         reader.cancel()
         await off.close()
         await on.close()
+        await nopos.close()
         await node.close()
         await plain_client.aclose()
     return results
@@ -258,7 +266,7 @@ def count(args: argparse.Namespace) -> None:
     every mode) is not in it."""
     print(f"one Redis under callgrind, {args.publishes} publishes; instructions per publish")
     plain = 0.0
-    for mode in MODES:
+    for mode in args.modes:
         per = (
             instructions(mode, args.publishes, args) - instructions(mode, 0, args)
         ) / args.publishes
@@ -277,7 +285,11 @@ def main() -> None:
     parser.add_argument(
         "--callgrind", action="store_true", help="instructions per publish, one Redis, instead"
     )
+    parser.add_argument("--modes", default=",".join(MODES), help="plain first")
     args = parser.parse_args()
+    args.modes = tuple(args.modes.split(","))
+    if args.modes[0] != "plain" or not set(args.modes) <= set(MODES):
+        parser.error(f"--modes: plain first, then any of {', '.join(MODES)}")
     os.sched_setaffinity(0, {1})
     if args.callgrind:
         count(args)
@@ -290,24 +302,25 @@ def main() -> None:
         f"{args.publishes} publishes a round, {args.rounds} rounds, modes alternated; "
         "Redis CPU us/publish (ratio to plain) | commandstats us/publish"
     )
-    header = f"{'primaries':>9} | " + " | ".join(f"{m:>15}" for m in MODES)
-    header += " | " + " | ".join(f"{'cmd ' + m:>9}" for m in MODES)
+    modes = args.modes
+    header = f"{'primaries':>9} | " + " | ".join(f"{m:>15}" for m in modes)
+    header += " | " + " | ".join(f"{'cmd ' + m:>9}" for m in modes)
     print(header)
     for shards in (int(s) for s in args.shards.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             broker = Broker(shards, Path(tmp))
             broker.start()
             try:
-                results = asyncio.run(measure(broker, args))
+                results = asyncio.run(measure(broker, args, modes))
             finally:
                 broker.stop()
-        cpu = {m: statistics.median(r[0] for r in results[m]) for m in MODES}
-        cmd = {m: statistics.median(r[1] for r in results[m]) for m in MODES}
-        cells = [f"{cpu[m]:7.1f} ({cpu[m] / cpu['plain']:.2f}x)" for m in MODES]
+        cpu = {m: statistics.median(r[0] for r in results[m]) for m in modes}
+        cmd = {m: statistics.median(r[1] for r in results[m]) for m in modes}
+        cells = [f"{cpu[m]:7.1f} ({cpu[m] / cpu['plain']:.2f}x)" for m in modes]
         row = f"{shards:>9} | " + " | ".join(f"{c:>15}" for c in cells)
-        row += " | " + " | ".join(f"{cmd[m]:9.2f}" for m in MODES)
+        row += " | " + " | ".join(f"{cmd[m]:9.2f}" for m in modes)
         print(row, flush=True)
-        rounds = {m: [round(r[0], 1) for r in results[m]] for m in MODES}
+        rounds = {m: [round(r[0], 1) for r in results[m]] for m in modes}
         print(f"{'':>9}   rounds: {rounds}", flush=True)
 
 

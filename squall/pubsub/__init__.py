@@ -58,6 +58,7 @@ the offsets it was given jump over those it lost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -113,11 +114,19 @@ __all__ = [
     "instances",
 ]
 
-_OPTIONS = {
+
+def _flag(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError(text)
+    return text == "1"
+
+
+_OPTIONS: dict[str, Callable[[str], Any]] = {
     "history_size": int,
     "history_ttl": float,
     "max_recovery": int,
     "presence_ttl": float,
+    "positions": _flag,
 }
 
 
@@ -129,9 +138,11 @@ def connect(
     ``memory://`` (the default), ``redis://host:port/db`` (also ``rediss://``,
     ``unix://``), ``redis+cluster://host:port[,host:port...]`` (query:
     ``partitions=128``, ``sharded=1``; ``sharded=0`` uses classic
-    ``PUBLISH``) or ``nats://host:port``. ``history_size``, ``history_ttl``
-    and ``max_recovery`` may be given in the query or as keyword arguments
-    (these win); other keyword arguments go to the engine's class.
+    ``PUBLISH``) or ``nats://host:port``. ``history_size``, ``history_ttl``,
+    ``max_recovery``, ``presence_ttl`` and ``positions`` (``0`` or ``1``:
+    the Redis engines' plain publishes) may be given in the query or as
+    keyword arguments (these win); other keyword arguments go to the
+    engine's class.
 
     Raises:
         ValueError: the URL's scheme is not one of those, or an option is malformed.
@@ -143,7 +154,8 @@ def connect(
             try:
                 options[name] = kind(query.pop(name))
             except ValueError:
-                raise ValueError(f"pub/sub URL {url!r}: {name} must be a number") from None
+                what = "0 or 1" if kind is _flag else "a number"
+                raise ValueError(f"pub/sub URL {url!r}: {name} must be {what}") from None
         query.pop(name, None)
     if url and len(query) < len(parse_qsl(parts.query, keep_blank_values=True)):
         # The engine's client gets the URL without ours (redis-py would

@@ -8,7 +8,7 @@ import importlib
 import time
 import weakref
 from collections.abc import Callable, Collection
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 from squall.log import gen_log
 from squall.pubsub._presence import (
@@ -82,10 +82,10 @@ class PubSub(_Closing):
             process refreshes its own every third of it).
     """
 
-    #: False for an engine whose publications carry no offsets (NATS core:
-    #: every position is the same): nothing can resume from a position, and
-    #: `squall.resume` refuses it.
-    has_positions: ClassVar[bool] = True
+    #: False for an engine whose publications carry no offsets (NATS core,
+    #: Redis made with ``positions=False``: every position is the same):
+    #: nothing can resume from a position, and `squall.resume` refuses it.
+    has_positions: bool = True
     #: Seconds `subscribe` waits for the broker (engines take it as an argument).
     subscribe_timeout: float = 10.0
 

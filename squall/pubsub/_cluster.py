@@ -130,6 +130,15 @@ class RedisClusterPubSub(RedisEngine):
             or 20 s when the cluster does not say (``CONFIG`` refused).
             Counted from when the shard was found out of reach: once it has
             been for longer, a publish is tried once, not again.
+        positions: False: each publish is a plain ``SPUBLISH`` (or
+            ``PUBLISH``) of the message on its partition (no script, no
+            offset: every position is ``0-redis``, `has_positions` is
+            False); a copy of a publish tried again is dropped by each
+            subscribing process instead of by the shard. Needs
+            ``history_size=0``. URL: ``?positions=0``.
+
+    Raises:
+        ValueError: ``positions`` is False and ``history_size`` is not 0.
     """
 
     def __init__(
@@ -150,6 +159,7 @@ class RedisClusterPubSub(RedisEngine):
         health_interval: float = 1.0,
         command_timeout: float = 2.0,
         publish_timeout: Optional[float] = None,
+        positions: bool = True,
     ) -> None:
         super().__init__(
             max_pending,
@@ -214,6 +224,7 @@ class RedisClusterPubSub(RedisEngine):
             self._route,
             command_timeout=command_timeout,
             publish_timeout=self._publish_timeout or _FAILOVER_UNKNOWN + _FAILOVER_MARGIN,
+            positions=positions,
         )
         # Partition -> how many locally subscribed channels map to it.
         self._want: dict[int, int] = {}
@@ -485,9 +496,10 @@ class RedisClusterPubSub(RedisEngine):
                     continue
                 kind, channel, data = reply
                 if kind in data_kinds:
-                    pub = scripts.decode(data)
-                    if pub is not None:
-                        self._dispatch(pub)
+                    if data[:1] != scripts.PLAIN_MARKER or not self._dispatch_plain(data):
+                        pub = scripts.decode(data)
+                        if pub is not None:
+                            self._dispatch(pub)
                     continue
                 part = self._tag_part.get(channel)
                 if part is None:

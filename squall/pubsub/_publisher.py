@@ -54,6 +54,14 @@ class RetriedPublisher:
     sent again at once, dated anew. The first publish on a tag, before any
     reply, is not so dated.
 
+    With ``positions=False`` there is no script: a publish is a plain
+    ``PUBLISH``/``SPUBLISH`` of the message with the publisher's token and
+    count (`scripts.plain_payload`), what Redis does for any pub/sub client,
+    and each subscribing process drops a copy it already had
+    (`scripts.Once`); the publication has no offset
+    (`scripts.PLAIN_POSITION`). Order, the retries and the failover's time
+    are as above.
+
     ``timeout`` (the engine's ``publish_timeout``) is the time a failover is
     given, counted from when the broker was first found out of reach (by
     the engine's own watch, ``down_since``, or by a publish that got no
@@ -73,6 +81,8 @@ class RetriedPublisher:
         route: a channel's hash tag and broker channel.
         history_size: publications the script keeps per channel (0: the
             offsets only).
+        positions: False: no script, no offsets (see the class); needs
+            ``history_size=0``.
         ttl_ms: how long a channel's keys outlive its last publication.
         command_timeout: seconds one attempt waits for Redis.
         timeout: the engine's ``publish_timeout`` (the engine may set
@@ -91,6 +101,7 @@ class RetriedPublisher:
         "timeout",
         "retries",
         "script",
+        "_command",
         "_site",
         "_status",
         "_route",
@@ -119,16 +130,21 @@ class RetriedPublisher:
         status: Status,
         down_since: Callable[[], Optional[float]] = _never_down,
         retried: Callable[[], None],
+        positions: bool = True,
     ) -> None:
         #: Seconds a failover is given (see the class).
         self.timeout = timeout
         #: Publish attempts made again after the broker refused or did not answer.
         self.retries = 0
         self._stale_ms = int(command_timeout * 1000) + 1000
-        #: The publish script (`scripts.publish_lua`), registered on the site's client.
-        self.script: Any = site.client.register_script(
-            scripts.publish_lua(history_size, ttl_ms, self._stale_ms, command)
-        )
+        #: The publish script (`scripts.publish_lua`), registered on the
+        #: site's client; None with ``positions=False``.
+        self.script: Any = None
+        if positions:
+            self.script = site.client.register_script(
+                scripts.publish_lua(history_size, ttl_ms, self._stale_ms, command)
+            )
+        self._command = command
         self._site = site
         self._status = status
         self._route = route
@@ -196,18 +212,24 @@ class RetriedPublisher:
     async def _publish_in_lane(self, channel: str, message: str) -> Position:
         self._count += 1
         tag, broker_channel = self._route(channel)
-        head = f"{len(channel.encode('utf-8'))} {channel}"
-        args = [
-            head,
-            message,
-            new_epoch(),
-            f"p:{self._token}",
-            self._count,
-            0,
-            broker_channel,
-            max(1, int(self.timeout * 1000)),
-        ]
-        names = scripts.keys(tag, channel)[: self._keys]
+        # Without a script: the message as a plain publish (see the class).
+        plain: Optional[str] = None
+        args: list[Any] = []
+        names: list[str] = []
+        if self.script is None:
+            plain = scripts.plain_payload(self._token, self._count, channel, message)
+        else:
+            args = [
+                f"{len(channel.encode('utf-8'))} {channel}",
+                message,
+                new_epoch(),
+                f"p:{self._token}",
+                self._count,
+                0,
+                broker_channel,
+                max(1, int(self.timeout * 1000)),
+            ]
+            names = scripts.keys(tag, channel)[: self._keys]
         site = self._site
         loop = asyncio.get_running_loop()
         # What is left of the failover's time (see the class): all of it,
@@ -224,12 +246,18 @@ class RetriedPublisher:
         while True:
             start = loop.time()
             began = time.monotonic()
-            args[5] = self._sent_ms(tag)
             try:
                 async with asyncio.timeout_at(deadline) as scope:
                     await site.before()
-                    reply = await self.script(keys=names, args=args)
+                    if plain is not None:
+                        await site.client.execute_command(self._command, broker_channel, plain)
+                        reply = None
+                    else:
+                        args[5] = self._sent_ms(tag)
+                        reply = await self.script(keys=names, args=args)
                 self._unanswered.pop(tag, None)
+                if reply is None:
+                    break
                 if len(reply) > 3:
                     self._clock_skews[tag] = int(reply[3]) - time.time() * 1000
                 if int(reply[2]) != 2:
@@ -270,7 +298,7 @@ class RetriedPublisher:
             await asyncio.sleep(min(delay, retry_until - loop.time()))
             delay = min(delay * 2, 0.5)
         self._status.round_trip = loop.time() - start
-        return scripts.top_of(reply)
+        return scripts.PLAIN_POSITION if reply is None else scripts.top_of(reply)
 
 
 class RedisEngine(PubSub):
@@ -281,6 +309,7 @@ class RedisEngine(PubSub):
 
     _publisher: RetriedPublisher
     _history: scripts.RedisHistory
+    _once: scripts.Once
 
     def _use_redis(
         self,
@@ -291,9 +320,22 @@ class RedisEngine(PubSub):
         command_timeout: float,
         publish_timeout: float,
         down_since: Callable[[], Optional[float]] = _never_down,
+        positions: bool = True,
     ) -> None:
         """Makes the engine's publisher, history and presence on ``site``
-        (the arguments are `RetriedPublisher`'s)."""
+        (the arguments are `RetriedPublisher`'s).
+
+        Raises:
+            ValueError: ``positions`` is False and ``history_size`` is not 0.
+        """
+        if not positions and self.history_size:
+            raise ValueError(
+                "positions=False publishes without offsets, so no history can be kept: "
+                f"history_size must be 0, not {self.history_size}"
+            )
+        #: False when made with ``positions=False`` (see `RetriedPublisher`).
+        self.has_positions = positions
+        self._once = scripts.Once()
         ttl_ms = max(1, int(self.history_ttl * 1000))
         self._publisher = RetriedPublisher(
             site,
@@ -306,6 +348,7 @@ class RedisEngine(PubSub):
             status=self.status,
             down_since=down_since,
             retried=self._changed,
+            positions=positions,
         )
         self._history = scripts.RedisHistory(site, self.history_size, ttl_ms)
         self._use_presence(scripts.RedisPresence(site))
@@ -338,7 +381,22 @@ class RedisEngine(PubSub):
     async def _read(
         self, channel: str, since: Optional[Position], limit: int, strict: bool
     ) -> HistoryResult:
+        if not self.has_positions:
+            return HistoryResult([], scripts.PLAIN_POSITION, False)
         return await self._history.read(channel, since, limit, strict)
 
     async def _top(self, channel: str) -> Position:
+        if not self.has_positions:
+            return scripts.PLAIN_POSITION
         return await self._history.top(channel)
+
+    def _dispatch_plain(self, raw: bytes) -> bool:
+        """Hands on a publication sent without a script (`scripts.PLAIN_MARKER`),
+        unless this process had it already; False when ``raw`` is not one."""
+        try:
+            pub = self._once.decode(raw)
+        except ValueError:
+            return False
+        if pub is not None:
+            self._dispatch(pub)
+        return True

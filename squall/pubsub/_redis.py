@@ -174,6 +174,14 @@ class RedisPubSub(RedisEngine):
             was found out of reach: once it has been for longer, a publish
             is tried once and fails at once (refused) or within
             ``command_timeout`` (unanswered), instead of waiting again.
+        positions: False: each publish is a plain ``PUBLISH`` (no script, no
+            offset: every position is ``0-redis``, `has_positions` is
+            False), what it costs Redis for any client; a copy of a publish
+            tried again is dropped by each subscribing process instead of
+            by Redis. Needs ``history_size=0``. URL: ``?positions=0``.
+
+    Raises:
+        ValueError: ``positions`` is False and ``history_size`` is not 0.
     """
 
     def __init__(
@@ -191,6 +199,7 @@ class RedisPubSub(RedisEngine):
         health_interval: float = 1.0,
         command_timeout: float = 2.0,
         publish_timeout: float = 10.0,
+        positions: bool = True,
     ) -> None:
         super().__init__(
             max_pending,
@@ -267,6 +276,7 @@ class RedisPubSub(RedisEngine):
             command_timeout=self.command_timeout,
             publish_timeout=publish_timeout,
             down_since=self._down_since,
+            positions=positions,
         )
 
     # One hash tag for every channel's keys (a single Redis holds them all);
@@ -400,12 +410,13 @@ class RedisPubSub(RedisEngine):
                     continue
                 kind, name, data = reply
                 if kind == b"message":
-                    pub = scripts.decode(data) or Publication(
-                        name.decode("utf-8", "replace"),
-                        data.decode("utf-8", "replace"),
-                        Position(0, ""),
-                    )
-                    self._dispatch(pub)
+                    if data[:1] != scripts.PLAIN_MARKER or not self._dispatch_plain(data):
+                        pub = scripts.decode(data) or Publication(
+                            name.decode("utf-8", "replace"),
+                            data.decode("utf-8", "replace"),
+                            Position(0, ""),
+                        )
+                        self._dispatch(pub)
                 elif kind == b"subscribe":
                     channel = name.decode("utf-8", "replace")
                     if channel == self._control:

@@ -239,6 +239,66 @@ return {here, redis.call('HMGET', KEYS[2], unpack(here))}
 # PUBLISHed by something else (redis-cli, an older Squall) is told apart.
 MARKER = b"\x1e"
 
+# A publication sent with a plain PUBLISH/SPUBLISH (an engine made with
+# ``positions=False``: no script, no offset) starts with this one instead:
+# "\x1f<token> <count> <length of channel in bytes> <channel><data>", the
+# publisher's token and count in place of the offset and epoch, so that
+# each subscribing process applies it once (`Once`).
+PLAIN_MARKER = b"\x1f"
+
+#: The position of every publication sent without a script.
+PLAIN_POSITION = Position(0, "redis")
+
+
+def plain_payload(token: str, count: int, channel: str, message: str) -> str:
+    """The wire form of a publication sent without a script (`PLAIN_MARKER`)."""
+    return f"\x1f{token} {count} {len(channel.encode('utf-8'))} {channel}{message}"
+
+
+class Once:
+    """The subscribing side of a publish sent without a script: each
+    publisher's last count per channel, so that a copy of a publication
+    (a publish tried again after its reply was lost, or one a stopped
+    primary runs late) is dropped, and so is one older than what the
+    publisher already got through (it gave that one up and raised).
+
+    A publisher sends one publish at a time per channel (`RetriedPublisher`'s
+    lanes), so on a channel its counts arrive growing. At most ``limit``
+    (channel, publisher) pairs are remembered, the least recently heard from
+    forgotten first; a copy that arrives after its pair was forgotten is
+    delivered again.
+    """
+
+    __slots__ = ("_last", "limit")
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._last: dict[tuple[str, bytes], int] = {}
+        self.limit = limit
+
+    def decode(self, raw: bytes) -> Optional[Publication]:
+        """The publication in ``raw`` (it starts with `PLAIN_MARKER`), or None
+        for a copy or an older one from the same publisher.
+
+        Raises:
+            ValueError: ``raw`` is not such a publication.
+        """
+        try:
+            token, count, size, rest = raw[1:].split(b" ", 3)
+            n = int(size)
+            number = int(count)
+            channel = rest[:n].decode("utf-8")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not a publication sent without a script: {raw[:60]!r}") from exc
+        key = (channel, token)
+        last = self._last.pop(key, None)
+        if last is not None and number <= last:
+            self._last[key] = last
+            return None
+        self._last[key] = number
+        if len(self._last) > self.limit:
+            del self._last[next(iter(self._last))]
+        return Publication(channel, rest[n:].decode("utf-8", "replace"), PLAIN_POSITION)
+
 
 async def no_preparation() -> None:
     """What the Redis engine's client needs before a command: nothing (the

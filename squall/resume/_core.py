@@ -30,16 +30,22 @@ __all__ = [
 
 
 def require_positions(pubsub: PubSub) -> None:
-    """Refuses an engine whose publications carry no positions (core NATS).
+    """Refuses an engine whose publications carry no positions (core NATS, a
+    Redis engine made with ``positions=False``).
 
     Raises:
         TypeError: saying which engine and what to use instead.
     """
     if not pubsub.has_positions:
+        if type(pubsub).__name__ == "NatsPubSub":
+            why = "core NATS keeps no offsets and no history, so nothing can resume"
+            instead = "use memory://, redis:// or redis+cluster://"
+        else:
+            why = "it was made with positions=False: its publishes carry no offsets"
+            instead = "leave positions on (drop ?positions=0)"
         raise TypeError(
             f"squall.resume needs a pub/sub engine that gives positions; "
-            f"{type(pubsub).__name__} gives none (core NATS keeps no offsets and no "
-            "history, so nothing can resume): use memory://, redis:// or redis+cluster://"
+            f"{type(pubsub).__name__} gives none ({why}): {instead}"
         )
 
 

@@ -129,6 +129,47 @@ def test_classic_publish_on_a_cluster(cluster: RedisCluster) -> None:
     run(main())
 
 
+def test_plain_publishes_on_a_cluster_run_no_script_and_reach_every_shard(
+    cluster: RedisCluster,
+) -> None:
+    """``?positions=0``: each publish is one SPUBLISH on its partition's
+    shard (no EVALSHA on any primary), delivered with the plain position to
+    a node with positions and to one without; classic PUBLISH the same."""
+
+    async def evalsha_calls(pubsub: RedisClusterPubSub) -> int:
+        stats = await pubsub._client.info("commandstats", target_nodes="primaries")
+        return sum(int(info.get("cmdstat_evalsha", {}).get("calls", 0)) for info in stats.values())
+
+    async def main() -> None:
+        for query in ("?positions=0", "?positions=0&sharded=0&partitions=8"):
+            publisher = connect(cluster.url + query)
+            plain_reader = connect(cluster.url + query)
+            reader = connect(cluster.url + query.replace("positions=0", "positions=1"))
+            assert isinstance(publisher, RedisClusterPubSub)
+            try:
+                assert not publisher.has_positions and reader.has_positions
+                channels = spread(publisher, 6)
+                subs = [await r.subscribe(c) for r in (plain_reader, reader) for c in channels]
+                before = await evalsha_calls(publisher)
+                positions = [await publisher.publish(c, f"to {c}") for c in channels]
+                assert await evalsha_calls(publisher) == before
+                # (The count counts: a scripted publish, its first on the
+                # shard two EVALSHAs, the first answered NOSCRIPT.)
+                await reader.publish(channels[0], "scripted")
+                assert await evalsha_calls(publisher) > before
+                assert {str(p) for p in positions} == {"0-redis"}
+                got = [await s.get_publication() for s in subs]
+                assert [(p.channel, p.data) for p in got] == [(c, f"to {c}") for c in channels] * 2
+                assert {p.position for p in got} == {Position(0, "redis")}
+                assert [await s.get() for s in (subs[0], subs[len(channels)])] == ["scripted"] * 2
+                assert not (await plain_reader.history(channels[0])).recovered
+            finally:
+                for pubsub in (publisher, plain_reader, reader):
+                    await pubsub.close()
+
+    run(main(), limit=20)
+
+
 def test_presence_across_two_nodes_on_the_cluster(cluster: RedisCluster) -> None:
     async def main() -> None:
         async with (

@@ -778,3 +778,130 @@ def test_what_publishes_found_out_of_reach_holds_while_they_keep_finding_it() ->
             await pubsub.close()
 
     run(main())
+
+
+def test_plain_publishes_run_no_script_and_a_copy_is_delivered_once(
+    redis_server: RedisServer,
+) -> None:
+    """``?positions=0``: a publish is one PUBLISH (Redis counts no EVALSHA),
+    its position the plain one, heard by a process with positions too. A
+    copy of a publication (the same publisher and count, as a publish tried
+    again sends), or an older one from the same publisher, is dropped by
+    each subscribing process; another publisher's same count is not."""
+    from squall.pubsub import _redis_scripts as scripts
+    from squall.pubsub import connect
+
+    async def main() -> None:
+        plain = connect(f"{redis_server.url}?positions=0")
+        scripted = connect(redis_server.url)
+        try:
+            assert isinstance(plain, RedisPubSub) and plain.url == redis_server.url
+            assert not plain.has_positions and scripted.has_positions
+            mine = await plain.subscribe("p")
+            theirs = await scripted.subscribe("p")
+            client = plain._client
+            before = await client.info("commandstats")
+            position = await plain.publish("p", "héllo")
+            after = await client.info("commandstats")
+            assert position == Position(0, "redis") and str(position) == "0-redis"
+            assert after.get("cmdstat_evalsha") == before.get("cmdstat_evalsha")
+            publishes = [s.get("cmdstat_publish", {}).get("calls", 0) for s in (before, after)]
+            assert publishes[1] == publishes[0] + 1
+            for raw in (
+                scripts.plain_payload("t1", 7, "p", "one"),
+                scripts.plain_payload("t1", 7, "p", "one"),  # a copy
+                scripts.plain_payload("t1", 6, "p", "older"),
+                scripts.plain_payload("t2", 7, "p", "two"),
+                scripts.plain_payload("t1", 8, "p", "three"),
+            ):
+                await client.publish("p", raw)
+            expected = ["héllo", "one", "two", "three"]
+            for sub in (mine, theirs):
+                got = [await sub.get_publication() for _ in expected]
+                assert [p.data for p in got] == expected
+                assert {p.position for p in got} == {Position(0, "redis")}
+                assert sub.pending == 0
+            # Nothing to read back or resume from.
+            from squall.resume._core import require_positions
+
+            with pytest.raises(TypeError, match="made with positions=False"):
+                require_positions(plain)
+            require_positions(scripted)
+            assert await plain.position("p") == Position(0, "redis")
+            result = await plain.history("p")
+            assert result.publications == [] and not result.recovered
+        finally:
+            await plain.close()
+            await scripted.close()
+
+    run(main())
+
+
+def test_a_plain_publish_through_a_stopped_redis_is_delivered_once(
+    redis_server: RedisServer,
+) -> None:
+    """Without a script Redis cannot tell an attempt it applied: a publish
+    sent to a stopped Redis is tried again until it answers, Redis then runs
+    each attempt that reached it, and the subscribing process drops the
+    copies."""
+
+    async def main() -> None:
+        pubsub = RedisPubSub(
+            redis_server.url, command_timeout=0.2, publish_timeout=4.0, positions=False
+        )
+        assert redis_server.proc is not None
+        try:
+            sub = await pubsub.subscribe("once")
+            await pubsub.publish("once", "a")
+            client = pubsub._client
+            calls = (await client.info("commandstats"))["cmdstat_publish"]["calls"]
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                publishing = asyncio.ensure_future(pubsub.publish("once", "b"))
+                await pubsub.wait_until(lambda: pubsub.publish_retries >= 3, 3)
+                assert not publishing.done()
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            assert await publishing == Position(0, "redis")
+            await pubsub.publish("once", "c")
+            assert [await sub.get() for _ in range(3)] == ["a", "b", "c"]
+            # Redis published "b" more than once: the first attempt, sent on
+            # the connection "a" went by, and the one that got through.
+            now = (await client.info("commandstats"))["cmdstat_publish"]["calls"]
+            assert now - calls >= 3
+            assert sub.pending == 0
+            await pubsub.publish("once", "d")
+            assert await sub.get() == "d"
+        finally:
+            await pubsub.close()
+
+    run(main(), limit=8)
+
+
+def test_plain_publishes_refuse_history_and_bad_flags() -> None:
+    from squall.pubsub import connect
+
+    with pytest.raises(ValueError, match="history_size must be 0, not 10"):
+        RedisPubSub("redis://127.0.0.1:1/0", positions=False, history_size=10)
+    with pytest.raises(ValueError, match="history_size must be 0"):
+        connect("redis://127.0.0.1:1/0?positions=0&history_size=5")
+    with pytest.raises(ValueError, match="positions must be 0 or 1"):
+        connect("redis://127.0.0.1:1/0?positions=no")
+
+
+def test_the_once_check_forgets_the_least_recently_heard_publisher_first() -> None:
+    from squall.pubsub import _redis_scripts as scripts
+
+    once = scripts.Once(limit=2)
+
+    def heard(token: str, count: int, channel: str = "c") -> bool:
+        return once.decode(scripts.plain_payload(token, count, channel, "x").encode()) is not None
+
+    assert heard("a", 1) and heard("b", 1)
+    assert heard("a", 2)  # a is now the more recent of the two
+    assert heard("c", 1)  # over the limit: b is forgotten, a kept
+    assert not heard("a", 2)
+    assert heard("b", 1)  # forgotten, so a copy gets through
+    assert heard("a", 1, channel="other")  # counted per channel
+    with pytest.raises(ValueError, match="not a publication sent without a script"):
+        once.decode(b"\x1fno spaces")

@@ -132,7 +132,7 @@ class RedisClusterPubSub(RedisEngine):
             been for longer, a publish is tried once, not again.
         positions: False: each publish is a plain ``SPUBLISH`` (or
             ``PUBLISH``) of the message on its partition (no script, no
-            offset: every position is ``0-redis``, `has_positions` is
+            offset: every position is ``0-redis``, ``has_positions`` is
             False); a copy of a publish tried again is dropped by each
             subscribing process instead of by the shard. Needs
             ``history_size=0``. URL: ``?positions=0``.

@@ -175,7 +175,7 @@ class RedisPubSub(RedisEngine):
             is tried once and fails at once (refused) or within
             ``command_timeout`` (unanswered), instead of waiting again.
         positions: False: each publish is a plain ``PUBLISH`` (no script, no
-            offset: every position is ``0-redis``, `has_positions` is
+            offset: every position is ``0-redis``, ``has_positions`` is
             False), what it costs Redis for any client; a copy of a publish
             tried again is dropped by each subscribing process instead of
             by Redis. Needs ``history_size=0``. URL: ``?positions=0``.

@@ -543,12 +543,35 @@ class PubSub(_Closing):
 
         await asyncio.gather(*(reader() for _ in range(min(CATCH_UP_READS, len(channels)))))
 
+    async def _catch_up_read(self, channel: str, since: Position) -> HistoryResult:
+        """The history read that fills ``channel``'s gap, tried again with
+        backoff while the broker refuses it, for up to ``subscribe_timeout``:
+        right after a failover the subscription may be back before the
+        commands' route to the new primary is (a stale slot map, CLUSTERDOWN
+        for a moment), and one refusal must not give up the publications
+        made during the failover.
+
+        Raises:
+            ConnectionError: still refused when ``subscribe_timeout`` is up.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.subscribe_timeout
+        delay = 0.02
+        while True:
+            try:
+                return await self._read(channel, since, self.max_recovery, strict=True)
+            except ConnectionError:
+                if self._closed or loop.time() + delay > give_up:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
     async def _fill_one(self, channel: str) -> None:
         last = self._last.get(channel)
         result: Optional[HistoryResult] = None
         try:
             if last is not None and not self._closed:
-                result = await self._read(channel, last, self.max_recovery, strict=True)
+                result = await self._catch_up_read(channel, last)
         except (ConnectionError, PubSubClosedError):
             pass  # counted as missed when the live ones jump
         except Exception as exc:

@@ -284,3 +284,57 @@ def test_a_live_copy_arriving_after_the_catch_up_read_is_not_given_twice() -> No
             assert sub.pending == 0 and pubsub.status.missed == 0
 
     asyncio.run(asyncio.wait_for(main(), 2))
+
+
+def test_a_catch_up_read_refused_for_a_moment_is_tried_again() -> None:
+    """After a failover the subscription can be back before the route of the
+    history read is (a stale slot map, CLUSTERDOWN for a moment): a refused
+    read is tried again, live ones held meanwhile, so what was published
+    during the failover is still delivered, once and in order; a broker
+    that keeps refusing for longer than subscribe_timeout is given up."""
+
+    async def main() -> None:
+        async with LocalPubSub(history_size=10) as pubsub:
+            pubsub.subscribe_timeout = 1.0
+            sub = await pubsub.subscribe("c")
+            await pubsub.publish("c", "1")
+            deliver = pubsub._dispatch
+            pubsub._dispatch = lambda pub: None  # type: ignore[method-assign]  # down
+            await pubsub.publish("c", "2")
+            await pubsub.publish("c", "3")
+            pubsub._dispatch = deliver  # type: ignore[method-assign]  # resubscribed
+            read = pubsub._read
+            refusals = [0]
+
+            async def refused_twice(*args: Any, **kwargs: Any) -> Any:
+                if refusals[0] < 2:
+                    refusals[0] += 1
+                    raise ConnectionError("CLUSTERDOWN for a moment")
+                return await read(*args, **kwargs)
+
+            pubsub._read = refused_twice  # type: ignore[method-assign]
+            pubsub._catch_up(["c"])
+            await pubsub.publish("c", "4")  # live, held behind the catch-up
+            await asyncio.gather(*pubsub._catching_up)
+            assert refusals[0] == 2
+            assert [await sub.get() for _ in range(4)] == ["1", "2", "3", "4"]
+            assert sub.pending == 0 and pubsub.status.missed == 0
+
+            # Refused for longer than subscribe_timeout: given up, counted missed.
+            pubsub.subscribe_timeout = 0.1
+            pubsub._dispatch = lambda pub: None  # type: ignore[method-assign]
+            await pubsub.publish("c", "5")
+            pubsub._dispatch = deliver  # type: ignore[method-assign]
+
+            async def always_refused(*args: Any, **kwargs: Any) -> Any:
+                refusals[0] += 1
+                raise ConnectionError("down")
+
+            pubsub._read = always_refused  # type: ignore[method-assign]
+            pubsub._catch_up(["c"])
+            await asyncio.gather(*pubsub._catching_up)
+            assert refusals[0] > 3
+            await pubsub.publish("c", "6")
+            assert await sub.get() == "6" and pubsub.status.missed == 1
+
+    asyncio.run(asyncio.wait_for(main(), 3))

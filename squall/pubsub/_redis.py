@@ -141,8 +141,9 @@ class RedisPubSub(RedisEngine):
     Redis refuses or does not answer (a restart, a failover, a stop) is
     tried again until ``publish_timeout``; it carries an id that Redis
     remembers, so one tried again after it was applied is not applied twice.
-    The Redis
-    channel is the channel's own name; a message PUBLISHed there by
+    (With ``positions=False`` a publish is a plain PUBLISH instead, and each
+    subscribing process drops the copies: see ``positions`` below.) The
+    Redis channel is the channel's own name; a message PUBLISHed there by
     something else is delivered too, with offset 0 and an empty epoch.
 
     Args:

@@ -20,6 +20,7 @@ from squall.pubsub._presence import (
     Roster,
 )
 from squall.pubsub._subscription import Listener, Relay, Subscription, _Closing
+from squall.pubsub._supervise import Backoff
 from squall.pubsub._types import (
     MAX_CHANNEL_BYTES,
     HistoryResult,
@@ -556,15 +557,15 @@ class PubSub(_Closing):
         """
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.subscribe_timeout
-        delay = 0.02
+        backoff = Backoff(0.02, 0.5)
         while True:
             try:
                 return await self._read(channel, since, self.max_recovery, strict=True)
             except ConnectionError:
+                delay = backoff.next()
                 if self._closed or loop.time() + delay > give_up:
                     raise
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
 
     async def _fill_one(self, channel: str) -> None:
         last = self._last.get(channel)

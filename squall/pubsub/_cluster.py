@@ -496,10 +496,7 @@ class RedisClusterPubSub(RedisEngine):
                     continue
                 kind, channel, data = reply
                 if kind in data_kinds:
-                    if data[:1] != scripts.PLAIN_MARKER or not self._dispatch_plain(data):
-                        pub = scripts.decode(data)
-                        if pub is not None:
-                            self._dispatch(pub)
+                    self._dispatch_wire(data)
                     continue
                 part = self._tag_part.get(channel)
                 if part is None:

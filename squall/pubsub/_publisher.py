@@ -390,13 +390,20 @@ class RedisEngine(PubSub):
             return scripts.PLAIN_POSITION
         return await self._history.top(channel)
 
-    def _dispatch_plain(self, raw: bytes) -> bool:
-        """Hands on a publication sent without a script (`scripts.PLAIN_MARKER`),
-        unless this process had it already; False when ``raw`` is not one."""
-        try:
-            pub = self._once.decode(raw)
-        except ValueError:
+    def _dispatch_wire(self, raw: bytes) -> bool:
+        """Hands on the publication in ``raw``, as the publish script or a
+        plain publish (`scripts.PLAIN_MARKER`) wrote it, unless it is a copy
+        this process had already; False when ``raw`` is neither."""
+        if raw[:1] == scripts.PLAIN_MARKER:
+            try:
+                pub = self._once.decode(raw)
+            except ValueError:
+                return False
+            if pub is not None:
+                self._dispatch(pub)
+            return True
+        scripted = scripts.decode(raw)
+        if scripted is None:
             return False
-        if pub is not None:
-            self._dispatch(pub)
+        self._dispatch(scripted)
         return True

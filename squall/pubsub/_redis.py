@@ -411,13 +411,15 @@ class RedisPubSub(RedisEngine):
                     continue
                 kind, name, data = reply
                 if kind == b"message":
-                    if data[:1] != scripts.PLAIN_MARKER or not self._dispatch_plain(data):
-                        pub = scripts.decode(data) or Publication(
-                            name.decode("utf-8", "replace"),
-                            data.decode("utf-8", "replace"),
-                            Position(0, ""),
+                    if not self._dispatch_wire(data):
+                        # PUBLISHed by something else (redis-cli): as it is.
+                        self._dispatch(
+                            Publication(
+                                name.decode("utf-8", "replace"),
+                                data.decode("utf-8", "replace"),
+                                Position(0, ""),
+                            )
                         )
-                        self._dispatch(pub)
                 elif kind == b"subscribe":
                     channel = name.decode("utf-8", "replace")
                     if channel == self._control:

@@ -34,7 +34,9 @@ an error or Ctrl-C):
 - ``net.ipv4.tcp_max_tw_buckets`` (sockets in TIME_WAIT after the
   reconnect storm);
 - with ``--steer``, loopback's receive packet steering
-  (``/sys/class/net/lo/queues/rx-0/rps_cpus``) to the clients' CPU.
+  (``/sys/class/net/lo/queues/rx-0/rps_cpus``) to the clients' CPU
+  (``--steer-cpus 3``: spread over both CPUs, each flow to one by its
+  hash, so that each core carries about half of the receive work).
 
 ``--steer``: on loopback the sender's CPU also runs the receiver's TCP
 input (the packet is handed over in the sender's softirq), so without
@@ -593,6 +595,13 @@ def main() -> None:
         action="store_true",
         help="loopback's receive work on the clients' CPU (see the module's text)",
     )
+    parser.add_argument(
+        "--steer-cpus",
+        default="",
+        metavar="MASK",
+        help="loopback's receive work spread over these CPUs (a hex mask: 3 for both; "
+        "implies --steer)",
+    )
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--out", type=Path)
     parser.add_argument(
@@ -646,9 +655,12 @@ def main() -> None:
             sysctls.set(
                 "net.ipv4.tcp_mem", f"{max(low, pages // 2)} {max(pressure, pages)} {pages * 2}"
             )
-        if args.steer:
-            sysctls.set(STEER_FILE, CLIENT_CPU_MASK)
-        result["steered"] = args.steer
+        steer_mask = args.steer_cpus or (CLIENT_CPU_MASK if args.steer else "")
+        if steer_mask:
+            int(steer_mask, 16)  # a bad mask is refused here, before anything is set
+            sysctls.set(STEER_FILE, steer_mask)
+        result["steered"] = bool(steer_mask)
+        result["steer_mask"] = steer_mask
         result["cpus"] = dict(CPUS)
         result["sysctl_set"] = {k: sysctls.get(k) for k in sysctls.saved}
         result["sysctl_before"] = dict(sysctls.saved)

@@ -573,6 +573,17 @@ class PubSub(_Closing):
         try:
             if last is not None and not self._closed:
                 result = await self._catch_up_read(channel, last)
+                epoch = result.position.epoch
+                if not result.recovered and epoch and epoch != last.epoch:
+                    # The broker lost the channel's state while we were away
+                    # (a failover to a replica that had none of it, an
+                    # expiry) and began a new epoch: what the old one held
+                    # after `last` is gone, but what was published in the
+                    # new one before this resubscription is kept. Read that
+                    # from its start.
+                    start = Position(0, epoch)
+                    self._last[channel] = start
+                    result = await self._catch_up_read(channel, start)
         except (ConnectionError, PubSubClosedError):
             pass  # counted as missed when the live ones jump
         except Exception as exc:

@@ -338,3 +338,37 @@ def test_a_catch_up_read_refused_for_a_moment_is_tried_again() -> None:
             assert await sub.get() == "6" and pubsub.status.missed == 1
 
     asyncio.run(asyncio.wait_for(main(), 3))
+
+
+def test_a_catch_up_into_a_new_epoch_delivers_what_the_new_epoch_kept() -> None:
+    """A failover to a replica that had none of the channel's state starts
+    a new epoch on the new primary, and publications are made in it before
+    the subscriber is back: the catch-up reads the new epoch from its start
+    and delivers them, once and in order, before the live ones it held
+    (the subscriber lost all of them, 122 in a row, and counted none
+    missed, when only a read from the old position was made)."""
+
+    async def main() -> None:
+        async with LocalPubSub(history_size=10) as pubsub:
+            sub = await pubsub.subscribe("c")
+            await pubsub.publish("c", "1")
+            await pubsub.publish("c", "2")
+            old = await pubsub.position("c")
+            deliver = pubsub._dispatch
+            pubsub._dispatch = lambda pub: None  # type: ignore[method-assign]  # down
+            # The broker lost the channel (a new epoch), then three publishes.
+            del pubsub._streams["c"]
+            for text in ("3", "4", "5"):
+                await pubsub.publish("c", text)
+            pubsub._dispatch = deliver  # type: ignore[method-assign]  # resubscribed
+            pubsub._catch_up(["c"])
+            await pubsub.publish("c", "6")  # live, held behind the catch-up
+            await asyncio.gather(*pubsub._catching_up)
+            assert [await sub.get() for _ in range(6)] == ["1", "2", "3", "4", "5", "6"]
+            assert sub.pending == 0
+            now = await pubsub.position("c")
+            assert now.epoch != old.epoch and now.offset == 4
+            await pubsub.publish("c", "7")
+            assert await sub.get() == "7" and pubsub.status.missed == 0
+
+    asyncio.run(asyncio.wait_for(main(), 3))

@@ -53,7 +53,11 @@ class Lab(Received):
         self.nodes = nodes
         self.ports: list[int] = []
         self.pids: list[int] = []
-        self.publisher = RedisClusterPubSub(cluster.url, history_size=1000)
+        # A failover is given as long as wait_failover waits for it (10 s):
+        # under make test's load (two suites on two cores beside the six
+        # redis-servers) one took longer than the default 5.5 s, and the
+        # publishes made into it gave up.
+        self.publisher = RedisClusterPubSub(cluster.url, history_size=1000, publish_timeout=10.0)
         self.name, self.owner = self._room()
 
     def _room(self) -> tuple[str, int]:
@@ -113,7 +117,7 @@ def run(test: Callable[[Lab], Awaitable[None]], cluster: RedisCluster, nodes: No
         finally:
             await lab.close()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    asyncio.run(asyncio.wait_for(main(), 40))
 
 
 def test_websocket_reader_resumes_across_a_primary_kill(

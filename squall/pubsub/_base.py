@@ -581,9 +581,7 @@ class PubSub(_Closing):
                     # after `last` is gone, but what was published in the
                     # new one before this resubscription is kept. Read that
                     # from its start.
-                    start = Position(0, epoch)
-                    self._last[channel] = start
-                    result = await self._catch_up_read(channel, start)
+                    result = await self._catch_up_read(channel, Position(0, epoch))
         except (ConnectionError, PubSubClosedError):
             pass  # counted as missed when the live ones jump
         except Exception as exc:

@@ -7,7 +7,7 @@ import asyncio
 import importlib
 import time
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Optional
 
 from squall.log import gen_log
@@ -31,6 +31,7 @@ from squall.pubsub._types import (
     check_channel,
     check_message,
     check_seconds,
+    new_epoch,
 )
 
 __all__ = [
@@ -127,6 +128,11 @@ class PubSub(_Closing):
         # A live copy of one of those can still be on its way (the history
         # read and the subscription are two connections): it is dropped.
         self._floors: dict[str, Position] = {}
+        # Per channel whose broker gave an offset again in the epoch it had
+        # been handed out in: that epoch and the one that replaced it (see
+        # _renew_epoch). Publications still labelled with the old one are
+        # handed out in the new one.
+        self._renamed: dict[str, tuple[str, str]] = {}
         self._catching_up: set[asyncio.Task[None]] = set()
         # Futures of wait_until callers, woken at each change of state.
         self._watchers: set[asyncio.Future[None]] = set()
@@ -471,6 +477,12 @@ class PubSub(_Closing):
     async def _top(self, channel: str) -> Position:
         raise NotImplementedError
 
+    async def _renew(self, channel: str, epoch: str) -> str:
+        """Begins a new epoch on ``channel`` if it is still in ``epoch``, its
+        offsets going on from where they are and its history kept (now in
+        the new epoch); returns the channel's epoch after."""
+        raise NotImplementedError
+
     async def _listen(self, channel: str) -> None:
         """Called when ``channel`` gets its first local subscriber."""
 
@@ -482,6 +494,8 @@ class PubSub(_Closing):
         subs = self._channels.get(channel)
         if not subs:
             return
+        if self._renamed:
+            pub = self._relabelled(pub)
         held = self._held.get(channel)
         if held is not None:
             # Catching up after a resubscription: live ones wait for history.
@@ -498,17 +512,16 @@ class PubSub(_Closing):
                     return
                 del self._floors[channel]
         last = self._last.get(channel)
-        if (
-            last is not None
-            and position.epoch == last.epoch
-            and position.offset > last.offset + 1
-            and last.offset
-        ):
-            self.status.missed += position.offset - last.offset - 1
-        # Not deduplicated here: a broker delivers each publication once per
-        # subscription, and an offset given again (a failover that lost
-        # writes) must still reach the readers. Overlaps come only from a
-        # catch-up, which _fill trims.
+        if last is not None and position.epoch == last.epoch:
+            if position.offset > last.offset + 1 and last.offset:
+                self.status.missed += position.offset - last.offset - 1
+            elif 0 < position.offset <= last.offset:
+                # A broker delivers each publication once per subscription
+                # (overlaps come only from a catch-up, which _fill trims):
+                # this offset was given again, to a new publication.
+                self._held[channel] = [pub]
+                self._start(self._go_on_renamed(channel, last.epoch))
+                return
         self._last[channel] = position
         self.status.delivered += 1
         if len(subs) == 1:
@@ -528,9 +541,66 @@ class PubSub(_Closing):
             return
         for channel in wanted:
             self._held[channel] = []
-        task = asyncio.ensure_future(self._fill(wanted))
+        self._start(self._fill(wanted))
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs ``work`` (a catch-up) in a task that `close` cancels."""
+        task = asyncio.ensure_future(work)
         self._catching_up.add(task)
         task.add_done_callback(self._catching_up.discard)
+
+    def _relabelled(self, pub: Publication) -> Publication:
+        renamed = self._renamed.get(pub.channel)
+        if renamed is None or pub.position.epoch != renamed[0]:
+            return pub
+        return Publication(pub.channel, pub.data, Position(pub.position.offset, renamed[1]))
+
+    async def _renew_epoch(self, channel: str, old: str) -> str:
+        """Leaves ``channel``'s epoch ``old``, whose offsets the broker gives
+        again: a failover to a replica that had not yet received the last
+        publications lost them, and the next publications take their
+        offsets. Every reader holding a later position in ``old`` (a
+        `squall.resume` stream, a browser's client) would drop those as
+        seen, so the broker is asked for a new epoch (`_renew`) and from
+        here on publications labelled ``old`` are handed out in it: readers
+        see the epoch change and say that some may be lost. When the broker
+        cannot be asked, a new epoch of this process's own stands in.
+        """
+        try:
+            epoch = await self._renew(channel, old)
+        except Exception as exc:  # out of reach, an error reply, an engine without it
+            epoch = new_epoch()
+            gen_log.warning(
+                "pubsub: channel %r: the broker gave offsets of epoch %s again "
+                "(a failover lost writes) and no new epoch could be begun there (%r): "
+                "its publications are handed out in epoch %s of this process",
+                channel,
+                old,
+                exc,
+                epoch,
+            )
+        else:
+            gen_log.warning(
+                "pubsub: channel %r: the broker gave offsets of epoch %s again "
+                "(a failover lost writes): it goes on in epoch %s",
+                channel,
+                old,
+                epoch,
+            )
+        if channel in self._channels:
+            self._renamed[channel] = (old, epoch)
+        return epoch
+
+    async def _go_on_renamed(self, channel: str, old: str) -> None:
+        """A live publication came with an offset already handed out in
+        epoch ``old`` (`_dispatch` holds the channel): a new epoch, then
+        what was held, in it."""
+        try:
+            await self._renew_epoch(channel, old)
+        finally:
+            held = self._held.pop(channel, [])
+        for pub in held:
+            self._dispatch(pub)
 
     async def _fill(self, channels: list[str]) -> None:
         # Up to CATCH_UP_READS history reads at once: a process with
@@ -582,6 +652,12 @@ class PubSub(_Closing):
                     # new one before this resubscription is kept. Read that
                     # from its start.
                     result = await self._catch_up_read(channel, Position(0, epoch))
+                elif not result.recovered and epoch and result.position.offset < last.offset:
+                    # Its top is below what was handed out: a failover lost
+                    # the last writes, and their offsets are given again.
+                    below = result.position.offset
+                    epoch = await self._renew_epoch(channel, epoch)
+                    result = await self._catch_up_read(channel, Position(below, epoch))
         except (ConnectionError, PubSubClosedError):
             pass  # counted as missed when the live ones jump
         except Exception as exc:
@@ -599,6 +675,8 @@ class PubSub(_Closing):
                 self._floors[channel] = result.publications[-1].position
         top = self._last.get(channel)
         for pub in held:
+            if self._renamed:
+                pub = self._relabelled(pub)
             # Those the history already gave are not given twice.
             if (
                 top is None
@@ -617,6 +695,7 @@ class PubSub(_Closing):
             self._last.pop(sub.channel, None)
             self._held.pop(sub.channel, None)
             self._floors.pop(sub.channel, None)
+            self._renamed.pop(sub.channel, None)
             if not self._closed:
                 self._forget(sub.channel)
 

@@ -166,3 +166,13 @@ class LocalPubSub(PubSub):
     async def _top(self, channel: str) -> Position:
         stream = self._stream(channel)
         return Position(stream.offset, stream.epoch)
+
+    async def _renew(self, channel: str, epoch: str) -> str:
+        stream = self._stream(channel)
+        if stream.epoch == epoch:
+            stream.epoch = epoch = new_epoch()
+            stream.kept = collections.deque(
+                (when, Publication(pub.channel, pub.data, Position(pub.position.offset, epoch)))
+                for when, pub in stream.kept
+            )
+        return stream.epoch

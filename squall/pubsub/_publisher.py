@@ -390,6 +390,9 @@ class RedisEngine(PubSub):
             return scripts.PLAIN_POSITION
         return await self._history.top(channel)
 
+    async def _renew(self, channel: str, epoch: str) -> str:
+        return await self._history.renew(channel, epoch)
+
     def _dispatch_wire(self, raw: bytes) -> bool:
         """Hands on the publication in ``raw``, as the publish script or a
         plain publish (`scripts.PLAIN_MARKER`) wrote it, unless it is a copy

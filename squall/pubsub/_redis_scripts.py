@@ -192,6 +192,27 @@ end
 return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)}
 """
 
+# Begin a new epoch after a failover that lost writes. KEYS: meta, stream.
+# ARGV: the epoch whose offsets were given again, a new epoch, ttl_ms.
+# Returns the channel's epoch after: the new one, or the one another node
+# began first (the first to ask wins; the rest follow it). The offsets go
+# on from where they are and the stream is kept: its entries carry no
+# epoch, so what a read returns is in the new epoch from now on.
+RENEW_LUA = """
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if epoch and epoch ~= ARGV[1] then
+  return epoch
+end
+if epoch then
+  redis.call('HSET', KEYS[1], 'e', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'e', ARGV[2], 'o', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('DEL', KEYS[2])
+end
+return ARGV[2]
+"""
+
 # Presence: a sorted set (client -> expiry ms) and a hash (client -> info).
 # KEYS: zset, hash. ARGV: ttl_ms, then client, info pairs.
 PRESENCE_SET_LUA = """
@@ -460,11 +481,12 @@ class RedisHistory:
             read that starts a new epoch writes it).
     """
 
-    __slots__ = ("_site", "_script", "_history_size", "_ttl_ms")
+    __slots__ = ("_site", "_script", "_renew", "_history_size", "_ttl_ms")
 
     def __init__(self, site: RedisSite, history_size: int, ttl_ms: int) -> None:
         self._site = site
         self._script = site.client.register_script(READ_LUA)
+        self._renew = site.client.register_script(RENEW_LUA)
         self._history_size = history_size
         self._ttl_ms = ttl_ms
 
@@ -492,3 +514,20 @@ class RedisHistory:
         """``channel``'s top: its last offset and its epoch (a new epoch, at
         offset 0, when its state is gone)."""
         return (await self.read(channel, None, 0, True)).position
+
+    async def renew(self, channel: str, epoch: str) -> str:
+        """Begins a new epoch on ``channel`` if it is still in ``epoch``
+        (`RENEW_LUA`); the channel's epoch after.
+
+        Raises:
+            ConnectionError: the broker could not be reached.
+        """
+        site = self._site
+        await site.before()
+        try:
+            reply = await self._renew(
+                keys=keys(site.tag(channel), channel), args=[epoch, new_epoch(), self._ttl_ms]
+            )
+        except site.lost as exc:
+            raise ConnectionError(f"cannot begin a new epoch on {site.where}: {exc}") from exc
+        return reply.decode("ascii") if isinstance(reply, bytes) else str(reply)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from squall.pubsub import LocalPubSub, Position, PubSub, RedisPubSub, connect
+from squall.resume import Reset, resume
 
 from ._redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
 
@@ -372,3 +373,65 @@ def test_a_catch_up_into_a_new_epoch_delivers_what_the_new_epoch_kept() -> None:
             assert await sub.get() == "7" and pubsub.status.missed == 0
 
     asyncio.run(asyncio.wait_for(main(), 3))
+
+
+async def lose_last_writes(pubsub: PubSub, channel: str, keep: int) -> None:
+    """What a failover to a replica that had received only the first ``keep``
+    publications of ``channel`` leaves: the broker's top and history back at
+    ``keep``, the epoch unchanged."""
+    if isinstance(pubsub, LocalPubSub):
+        stream = pubsub._streams[channel]
+        stream.offset = keep
+        while stream.kept and stream.kept[-1][1].position.offset > keep:
+            stream.kept.pop()
+        return
+    assert isinstance(pubsub, RedisPubSub)
+    client = pubsub._client
+    await client.hset(f"squall.ps:m:{channel}", "o", keep)
+    for entry, fields in await client.xrange(f"squall.ps:h:{channel}"):
+        if int(fields[b"o"]) > keep:
+            await client.xdel(f"squall.ps:h:{channel}", entry)
+
+
+@pytest.mark.parametrize("history_size", [0, 10])
+def test_offsets_given_again_after_lost_writes_go_on_in_a_new_epoch(
+    engine: Factory, history_size: int
+) -> None:
+    """A failover to a replica that had not yet received the last three
+    publications: the broker's top goes back from 5 to 2 in the same epoch
+    and the next two publications take offsets 3 and 4 again. A reader at 5
+    (a `squall.resume` stream, as the browser's client) dropped them as
+    seen; they now come in a new epoch, after a Reset, and the broker's top
+    and history are in that epoch too."""
+
+    async def main() -> None:
+        async with engine(history_size=history_size) as pubsub:
+            stream = await resume(pubsub, "c")
+            for text in "12345":
+                await pubsub.publish("c", text)
+            assert [(await stream.next()).data for _ in range(5)] == list("12345")  # type: ignore[union-attr]
+            old = stream.position
+            assert old is not None and old.offset == 5
+            await lose_last_writes(pubsub, "c", keep=2)
+            made = [await pubsub.publish("c", text) for text in "67"]
+            assert [p.offset for p in made] == [3, 4]  # given again
+            reset = await stream.next()
+            assert isinstance(reset, Reset) and reset.position.epoch != old.epoch
+            new = reset.position.epoch
+            after = [await stream.next() for _ in range(2)]
+            assert [(p.data, p.position) for p in after] == [  # type: ignore[union-attr]
+                ("6", Position(3, new)),
+                ("7", Position(4, new)),
+            ]
+            assert await pubsub.position("c") == Position(4, new)
+            assert await pubsub.publish("c", "8") == Position(5, new)
+            assert (await stream.next()).position == Position(5, new)  # type: ignore[union-attr]
+            assert pubsub.status.missed == 0
+            assert not (await pubsub.history("c", since=old)).recovered
+            if history_size:
+                kept = await pubsub.history("c", since=Position(2, new))
+                assert kept.recovered
+                assert [p.data for p in kept.publications] == ["6", "7", "8"]
+            stream.close()
+
+    run(main())

@@ -342,6 +342,44 @@ def test_a_dropped_subscriber_connection_catches_up_from_history(
     run(main())
 
 
+def test_lost_writes_found_by_the_catch_up_go_on_in_a_new_epoch(
+    redis_server: RedisServer,
+) -> None:
+    """The subscriber connection is away while a failover loses the last
+    three writes and two publications take their offsets again: the
+    catch-up finds the broker's top below what it handed out and goes on in
+    a new epoch, so a reader at 5 says it may have lost some (a Reset) and
+    gets the publications after it (it got none of them: each came with an
+    offset it had seen)."""
+    from squall.resume import Reset, resume
+
+    from .test_history import lose_last_writes
+
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url, history_size=100, reconnect_delay=0.3) as pubsub:
+            stream = await resume(pubsub, "c")
+            for text in "12345":
+                await pubsub.publish("c", text)
+            assert [(await stream.next()).data for _ in range(5)] == list("12345")  # type: ignore[union-attr]
+            old = stream.position
+            assert old is not None
+            await pubsub._client.client_kill_filter(_type="pubsub")
+            await pubsub.wait_connected(timeout=3, connected=False)
+            await lose_last_writes(pubsub, "c", keep=2)
+            assert [(await pubsub.publish("c", t)).offset for t in "67"] == [3, 4]
+            await pubsub.wait_connected(timeout=3)
+            await pubsub.publish("c", "8")
+            reset = await stream.next()
+            assert isinstance(reset, Reset) and reset.position.epoch != old.epoch
+            pub = await stream.next()
+            assert pub.data == "8"  # type: ignore[union-attr]
+            assert pub.position == Position(5, reset.position.epoch)
+            assert await pubsub.position("c") == pub.position
+            stream.close()
+
+    run(main())
+
+
 def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -215,6 +215,14 @@ class RedisCluster:
         """``master`` or ``slave``, as the node says ("" when it does not answer)."""
         return _fields(_command(port, "INFO", "replication")).get("role", "")
 
+    def replica_of(self, primary: int) -> int:
+        """The port of ``primary``'s replica, as the primary says."""
+        info = _fields(_command(primary, "INFO", "replication"))
+        for key, value in info.items():
+            if key.startswith("slave") and "port=" in value:
+                return int(value.split("port=")[1].split(",")[0])
+        raise AssertionError(f"node {primary} has no replica: {info}")
+
     def primary_ports(self) -> list[int]:
         return [p for p in self.alive if self.role(p) == "master"]
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from squall.pubsub import Position, RedisClusterPubSub
+from squall.resume import Reset, resume
 
-from ._servers import REDIS_CLI, REDIS_SERVER, RedisCluster
+from ._servers import REDIS_CLI, REDIS_SERVER, RedisCluster, _command
 
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None or REDIS_CLI is None,
@@ -94,6 +95,56 @@ def test_one_publisher_s_concurrent_publishes_keep_their_order_through_a_failove
             for epoch in runs:
                 offsets = [p.offset for p in positions if p.epoch == epoch]
                 assert offsets == sorted(offsets), f"out of order in epoch {epoch}: {offsets}"
+
+    cluster = RedisCluster(tmp_path)
+    cluster.start()
+    try:
+        asyncio.run(asyncio.wait_for(main(cluster), 30))
+    finally:
+        cluster.stop()
+
+
+def test_a_failover_that_loses_writes_moves_readers_to_a_new_epoch(tmp_path: Path) -> None:
+    """The channel's replica is cut off (stopped, its link killed by the
+    primary) while three publications are acknowledged, so they never reach
+    it; the primary is SIGKILLed and the replica takes over with the
+    channel's top at 5, while the subscriber's process handed out 8. The
+    next publications take offsets 6 and 7 again: a `squall.resume` reader
+    at 8 dropped them as seen and waited for 9. Now its process moves the
+    channel to a new epoch, and the reader gets a Reset, then them."""
+
+    async def main(cluster: RedisCluster) -> None:
+        async with (
+            RedisClusterPubSub(cluster.url, history_size=100, reconnect_delay=0.02) as node_a,
+            RedisClusterPubSub(cluster.url, history_size=100) as node_b,
+        ):
+            channel = "lossy"
+            stream = await resume(node_a, channel)
+            owner = cluster.owner(f"{{sq.{node_a.partition(channel)}}}")
+            replica = cluster.replica_of(owner)
+            for text in "12345":
+                await node_b.publish(channel, text)
+            cluster.pause(replica)
+            assert _command(owner, "CLIENT", "KILL", "TYPE", "replica").strip() == "1"
+            for text in "678":
+                await node_b.publish(channel, text)
+            got = [await stream.next() for _ in range(8)]
+            assert [p.data for p in got] == list("12345678")  # type: ignore[union-attr]
+            old = stream.position
+            assert old is not None and old.offset == 8
+            await asyncio.to_thread(cluster.kill, owner)
+            cluster.resume(replica)
+            await asyncio.to_thread(cluster.wait_failover, owner)
+            await node_a.wait_until(lambda: node_a.status.resubscribes > 0, timeout=10)
+            made = [await node_b.publish(channel, text) for text in ("9", "10")]
+            assert [p.offset for p in made] == [6, 7]  # the replica had 5
+            reset = await stream.next()
+            assert isinstance(reset, Reset) and reset.position.epoch != old.epoch
+            after = [await stream.next() for _ in range(2)]
+            assert [p.data for p in after] == ["9", "10"]  # type: ignore[union-attr]
+            assert {p.position.epoch for p in after} == {reset.position.epoch}  # type: ignore[union-attr]
+            assert (await node_b.position(channel)).epoch == reset.position.epoch
+            stream.close()
 
     cluster = RedisCluster(tmp_path)
     cluster.start()

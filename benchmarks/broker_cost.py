@@ -253,6 +253,8 @@ def instructions(mode: str, publishes: int, args: argparse.Namespace) -> int:
             broker.shutdown()
         finally:
             broker.stop()
+        if args.keep:
+            (Path(args.keep) / f"callgrind.{mode}.{publishes}").write_bytes(out.read_bytes())
         for line in out.read_text().splitlines():
             if line.startswith(("totals:", "summary:")):
                 return int(line.split()[1])
@@ -282,6 +284,9 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=100, help="history_size of 'on'")
     parser.add_argument("--size", type=int, default=70, help="message bytes")
     parser.add_argument("--tree", default=TREE, help="import squall from this checkout")
+    parser.add_argument(
+        "--keep", default="", help="with --callgrind: keep callgrind's files in this directory"
+    )
     parser.add_argument(
         "--callgrind", action="store_true", help="instructions per publish, one Redis, instead"
     )

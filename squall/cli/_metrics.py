@@ -68,6 +68,7 @@ _PUBSUB_COUNTERS = {
     "dropped": "Publications a slow local subscriber discarded.",
     "missed": "Publications never received (a broker outage past the history kept).",
     "resubscribes": "Times squall.pubsub subscribed again after losing its broker.",
+    "renewed": "Channels moved to a new epoch after a failover lost writes.",
 }
 # Handler classes named by class name (not one of the application's
 # routes): a few for the 404 and redirect handlers, "other" past these.

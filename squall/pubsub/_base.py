@@ -587,6 +587,7 @@ class PubSub(_Closing):
                 old,
                 epoch,
             )
+        self.status.renewed += 1
         if channel in self._channels:
             self._renamed[channel] = (old, epoch)
         return epoch
@@ -655,9 +656,14 @@ class PubSub(_Closing):
                 elif not result.recovered and epoch and result.position.offset < last.offset:
                     # Its top is below what was handed out: a failover lost
                     # the last writes, and their offsets are given again.
-                    below = result.position.offset
-                    epoch = await self._renew_epoch(channel, epoch)
-                    result = await self._catch_up_read(channel, Position(below, epoch))
+                    below = Position(
+                        result.position.offset, await self._renew_epoch(channel, epoch)
+                    )
+                    # Handed out up to there, in the new epoch's terms (a
+                    # second resubscription reads from it, not from 0).
+                    if channel in self._channels:
+                        self._last[channel] = below
+                    result = await self._catch_up_read(channel, below)
         except (ConnectionError, PubSubClosedError):
             pass  # counted as missed when the live ones jump
         except Exception as exc:

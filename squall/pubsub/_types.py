@@ -213,6 +213,9 @@ class Status:
             the history kept, or no history).
         resubscribes: times the engine subscribed again after losing the
             broker (a failover, a slot move, a restart).
+        renewed: channels moved to a new epoch because the broker gave
+            offsets this process had handed out again (a failover that lost
+            writes: see the pubsub guide's limits).
         last_resume: seconds the last resubscription took, from noticing the
             loss to being subscribed again.
         round_trip: seconds of the last publish's round trip to the broker.
@@ -225,6 +228,7 @@ class Status:
     dropped: int = 0
     missed: int = 0
     resubscribes: int = 0
+    renewed: int = 0
     last_resume: float = 0.0
     round_trip: float = 0.0
     since: float = dataclasses.field(default_factory=time.monotonic)

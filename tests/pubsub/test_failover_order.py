@@ -144,6 +144,7 @@ def test_a_failover_that_loses_writes_moves_readers_to_a_new_epoch(tmp_path: Pat
             assert [p.data for p in after] == ["9", "10"]  # type: ignore[union-attr]
             assert {p.position.epoch for p in after} == {reset.position.epoch}  # type: ignore[union-attr]
             assert (await node_b.position(channel)).epoch == reset.position.epoch
+            assert node_a.status.renewed == 1 and node_b.status.renewed == 0
             stream.close()
 
     cluster = RedisCluster(tmp_path)

@@ -45,6 +45,7 @@ def test_worker_metrics_sum_the_pubsub_counters_and_count_the_unhealthy() -> Non
             assert after["published"] - before["published"] == 4 == a.status.published
             assert after["delivered"] - before["delivered"] == 3 == a.status.delivered
             assert after["dropped"] - before["dropped"] == 2 == sub.dropped
+            assert after["renewed"] - before["renewed"] == 0 == a.status.renewed
             assert after["unhealthy"] - before["unhealthy"] == 1
             assert after["round_trip"] == max(p.status.round_trip for p in instances())
             sub.close()

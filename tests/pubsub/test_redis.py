@@ -375,6 +375,7 @@ def test_lost_writes_found_by_the_catch_up_go_on_in_a_new_epoch(
             assert pub.data == "8"  # type: ignore[union-attr]
             assert pub.position == Position(5, reset.position.epoch)
             assert await pubsub.position("c") == pub.position
+            assert pubsub.status.renewed == 1
             stream.close()
 
     run(main())

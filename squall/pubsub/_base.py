@@ -641,6 +641,7 @@ class PubSub(_Closing):
     async def _fill_one(self, channel: str) -> None:
         last = self._last.get(channel)
         result: Optional[HistoryResult] = None
+        renewed: Optional[Position] = None
         try:
             if last is not None and not self._closed:
                 result = await self._catch_up_read(channel, last)
@@ -656,14 +657,15 @@ class PubSub(_Closing):
                 elif not result.recovered and epoch and result.position.offset < last.offset:
                     # Its top is below what was handed out: a failover lost
                     # the last writes, and their offsets are given again.
-                    below = Position(
-                        result.position.offset, await self._renew_epoch(channel, epoch)
-                    )
-                    # Handed out up to there, in the new epoch's terms (a
-                    # second resubscription reads from it, not from 0).
-                    if channel in self._channels:
-                        self._last[channel] = below
-                    result = await self._catch_up_read(channel, below)
+                    # Nothing is read: what the history holds up to its top
+                    # was either handed out already or published into a
+                    # reused offset while we were away, and the two cannot
+                    # be told apart (the guide's limits); what came after
+                    # the resubscription is held, and goes out in the new
+                    # epoch below.
+                    reached = result.position.offset
+                    result = None
+                    renewed = Position(reached, await self._renew_epoch(channel, epoch))
         except (ConnectionError, PubSubClosedError):
             pass  # counted as missed when the live ones jump
         except Exception as exc:
@@ -679,6 +681,17 @@ class PubSub(_Closing):
                 self._dispatch(pub)
             if result.publications:
                 self._floors[channel] = result.publications[-1].position
+        if renewed is not None and channel in self._channels:
+            # Every held one goes out (none was given by a history read),
+            # and without a last position, none is taken for an offset
+            # given again. With none held, the broker's top in the new
+            # epoch stands as the last one given, so that a later
+            # resubscription reads on from it, not from 0.
+            del self._last[channel]
+            for pub in held:
+                self._dispatch(self._relabelled(pub))
+            self._last.setdefault(channel, renewed)
+            return
         top = self._last.get(channel)
         for pub in held:
             if self._renamed:

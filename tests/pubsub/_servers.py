@@ -215,6 +215,21 @@ class RedisCluster:
         """``master`` or ``slave``, as the node says ("" when it does not answer)."""
         return _fields(_command(port, "INFO", "replication")).get("role", "")
 
+    def wait_replicated(self, primary: int, key: str, timeout: float = 5.0) -> None:
+        """Waits until ``primary``'s replica has applied everything the
+        primary applied so far: a write under ``key``'s slot, then Redis'
+        WAIT for it on the same connection (replication keeps order)."""
+        assert REDIS_CLI is not None
+        done = subprocess.run(
+            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(primary)],
+            input=f"SET {key} 1\nWAIT 1 {int(timeout * 1000)}\n".encode(),
+            capture_output=True,
+            timeout=timeout + 5,
+            check=False,
+        )
+        if done.stdout.split() != [b"OK", b"1"]:
+            raise AssertionError(f"node {primary}'s replica did not catch up: {done.stdout!r}")
+
     def replica_of(self, primary: int) -> int:
         """The port of ``primary``'s replica, as the primary says."""
         info = _fields(_command(primary, "INFO", "replication"))

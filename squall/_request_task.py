@@ -7,8 +7,9 @@ fresh Task, as Tornado gives it: its name, its context (a copy of the
 caller's) and its done callbacks are the request's alone, and ``prepare()``,
 the HTTP method and ``on_finish()`` all see it as `asyncio.current_task`.
 
-* Python 3.12+: `asyncio.eager_task_factory`, when the loop has no task
-  factory of its own. The coroutine's first step runs at once, inside the
+* Python 3.12+: an eager Task (``asyncio.Task(..., eager_start=True)``, as
+  `asyncio.eager_task_factory` makes it), when the loop has no task factory
+  of its own. The coroutine's first step runs at once, inside the
   Task (so `asyncio.current_task` already names it), and a request that
   answers without waiting is done before `start` returns, with no loop turn.
 * Python 3.11: the Task made as the loop's ``create_task`` makes it when
@@ -31,8 +32,9 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, Final, Optional
 
+_Task: Final = asyncio.Task
+
 if sys.version_info >= (3, 12):
-    _eager_task: Final = asyncio.eager_task_factory
 
     def start(
         loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
@@ -47,7 +49,10 @@ if sys.version_info >= (3, 12):
         """
         task: asyncio.Task[None]
         if loop.get_task_factory() is None:
-            task = _eager_task(loop, coro)
+            # What asyncio.eager_task_factory makes, without its Python
+            # frame and its two keyword arguments more (3.13: 1.5k
+            # instructions a Task, 1.5% of the compiled hello request).
+            task = _Task(coro, loop=loop, eager_start=True)
         else:
             task = loop.create_task(coro)
         if not task.done():
@@ -59,7 +64,6 @@ if sys.version_info >= (3, 12):
         return None
 
 else:
-    _Task: Final = asyncio.Task
 
     def start(
         loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]

@@ -31,7 +31,7 @@ class ArgumentsMixin:
     """The argument methods of `RequestHandler`."""
 
     request: HTTPServerRequest
-    _hook_traits: HandlerTraits
+    _traits: HandlerTraits
 
     @overload
     def get_argument(self, name: str, default: str, strip: bool = True) -> str: ...
@@ -54,7 +54,7 @@ class ArgumentsMixin:
             strip: strip surrounding whitespace from the value.
         """
         source = self.request.arguments
-        if strip is True and not self._hook_traits.decode_argument:
+        if strip is True and not self._traits.decode_argument:
             # The usual call (a value present, the stock decoding), in this
             # frame: two Python calls fewer than _get_argument's way.
             values = _decoded_arguments(source.get(name), True)
@@ -118,7 +118,7 @@ class ArgumentsMixin:
     def _get_arguments(self, name: str, source: dict[str, list[bytes]], strip: bool) -> list[str]:
         if not isinstance(strip, bool):
             raise TypeError(f"strip must be a bool, got {strip!r}")
-        if not self._hook_traits.decode_argument:
+        if not self._traits.decode_argument:
             # The stock decoding, compiled (None: a value it leaves to us).
             decoded = _decoded_arguments(source.get(name), strip)
             if decoded is not None:

@@ -64,7 +64,7 @@ class StatusMixin:
     _write_buffer: list[bytes]
     _status_code: int
     _reason: str
-    _hook_traits: HandlerTraits
+    _traits: HandlerTraits
 
     if TYPE_CHECKING:
         # Provided by RequestHandler.
@@ -159,7 +159,7 @@ class StatusMixin:
         # RFC 9110 section 15.4.5: a 304 carries no representation metadata
         # beyond what a 200 would have had for caching.
         headers = self._headers
-        if type(headers) is _ResponseHeaders and not self._hook_traits.clear_header:
+        if type(headers) is _ResponseHeaders and not self._traits.clear_header:
             # (Every 101 comes here: the WebSocket handshake.)
             fields = headers._as_list
             for name in _REPRESENTATION_HEADERS:

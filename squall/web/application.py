@@ -368,7 +368,7 @@ class Application(ReversibleRouter):
             log_function(handler)
             return
         # get_status() is rarely overridden; read the field when it is not.
-        if not handler._hook_traits.get_status:
+        if not handler._traits.get_status:
             status = handler._status_code
         else:
             status = handler.get_status()

@@ -141,8 +141,10 @@ class WebSocketHandler(RequestHandler, _Peer):
     # method by name, not through super(), whose lookup cost more than the
     # call (issue 22, the handshake).
     _base_next = True
-    # RequestHandler's and the handshake's hooks (see squall._traits).
+    # RequestHandler's and the handshake's hooks (see squall._traits): the
+    # class's, and the handler's own (RequestHandler.__init__ sets it).
     _hook_traits: WebSocketTraits
+    _traits: WebSocketTraits
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -246,7 +248,7 @@ class WebSocketHandler(RequestHandler, _Peer):
             self.finish(str(exc))
             return
         cls = type(self)
-        traits = self._hook_traits
+        traits = self._traits
         offer = (
             headers.get("Sec-WebSocket-Protocol")
             if fields is None
@@ -341,7 +343,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         # headers are set, they go straight into the response's fields (the
         # values are ours: base64 and tokens) instead of through set_header.
         headers = self._headers
-        traits = self._hook_traits
+        traits = self._traits
         if type(headers) is _ResponseHeaders and not (traits.set_header or traits.set_status):
             as_list = fields_of(headers)
             # (Shared value lists, as the default fields': replaced, never
@@ -379,7 +381,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         if extensions:
             self.set_header("Sec-WebSocket-Extensions", extensions)
         self.set_status(200)
-        if self._hook_traits.finish:  # (as in _write_101)
+        if self._traits.finish:  # (as in _write_101)
             self.finish()
         else:
             RequestHandler.finish(self)
@@ -431,7 +433,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         if (version or "").strip() != "13":
             return None
         settings = self.application.settings
-        if not self._hook_traits.max_message_size:
+        if not self._traits.max_message_size:
             max_message_size = settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE)
         else:
             max_message_size = self.max_message_size

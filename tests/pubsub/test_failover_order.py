@@ -57,7 +57,6 @@ def test_one_publisher_s_concurrent_publishes_keep_their_order_through_a_failove
                     await asyncio.to_thread(cluster.kill, owner)
                 await asyncio.sleep(0.002)  # the publisher's pace, not a wait for a server
             positions = await asyncio.gather(*publishes)
-            assert node_b.publish_retries > 0  # the failover was seen
             # Read until the last publish arrives (made long after the
             # failover). A failover may lose what the old primary
             # acknowledged but had not replicated (asynchronous replication,
@@ -70,6 +69,10 @@ def test_one_publisher_s_concurrent_publishes_keep_their_order_through_a_failove
             while seen[-1] != total - 1:
                 seen.append(int(await sub.get()))
             assert inversions(seen) == 0, f"{inversions(seen)} out of order: {seen}"
+            # The failover was seen, by the subscriber (the publisher's own
+            # retries were none in 2 of 6 loaded runs: redis-py's retry
+            # inside one attempt outlasted the failover).
+            assert node_a.status.resubscribes > 0
             # Only what was acknowledged before the kill can be lost (one
             # publish at a time per channel: none after it was applied by
             # the dead primary).

@@ -437,6 +437,15 @@ def test_offsets_given_again_after_lost_writes_go_on_in_a_new_epoch(
     run(main())
 
 
+async def eight_delivered(pubsub: PubSub) -> Any:
+    """A subscription to "c" that has read publications "1" to "8"."""
+    sub = await pubsub.subscribe("c")
+    for text in "12345678":
+        await pubsub.publish("c", text)
+    assert [await sub.get() for _ in range(8)] == list("12345678")
+    return sub
+
+
 def test_a_second_resubscription_after_lost_writes_gives_nothing_twice() -> None:
     """The catch-up that finds lost writes moves the channel to a new epoch
     and takes the broker's top as where its subscribers are in it: a second
@@ -447,10 +456,7 @@ def test_a_second_resubscription_after_lost_writes_gives_nothing_twice() -> None
 
     async def main() -> None:
         async with LocalPubSub(history_size=10) as pubsub:
-            sub = await pubsub.subscribe("c")
-            for text in "12345678":
-                await pubsub.publish("c", text)
-            assert [await sub.get() for _ in range(8)] == list("12345678")
+            sub = await eight_delivered(pubsub)
             deliver = pubsub._dispatch
             pubsub._dispatch = lambda pub: None  # type: ignore[method-assign]  # down
             await lose_last_writes(pubsub, "c", keep=5)
@@ -476,10 +482,7 @@ def test_one_published_between_the_resubscription_and_the_catch_up_read_is_deliv
 
     async def main() -> None:
         async with LocalPubSub(history_size=10) as pubsub:
-            sub = await pubsub.subscribe("c")
-            for text in "12345678":
-                await pubsub.publish("c", text)
-            assert [await sub.get() for _ in range(8)] == list("12345678")
+            sub = await eight_delivered(pubsub)
             old = await pubsub.position("c")
             await lose_last_writes(pubsub, "c", keep=5)
             pubsub._catch_up(["c"])  # resubscribed: the read is not made yet

@@ -687,9 +687,9 @@ class PubSub(_Closing):
             # given again. With none held, the broker's top in the new
             # epoch stands as the last one given, so that a later
             # resubscription reads on from it, not from 0.
-            del self._last[channel]
+            self._last.pop(channel, None)
             for pub in held:
-                self._dispatch(self._relabelled(pub))
+                self._dispatch(pub)  # relabelled there
             self._last.setdefault(channel, renewed)
             return
         top = self._last.get(channel)

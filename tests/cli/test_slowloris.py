@@ -21,6 +21,10 @@ HEADER_TIMEOUT = 1.0
 
 
 def _trickle(address: tuple[str, int], started: threading.Event, result: dict[str, object]) -> None:
+    # How late this client's own loop wakes (a wait of a quarter second that
+    # took longer): on a starved machine it notices a close that much late.
+    lateness = [0.0]
+
     async def one(lifetimes: list[float]) -> None:
         # Before connecting: the server's clock starts later, never earlier.
         t0 = time.monotonic()
@@ -29,7 +33,10 @@ def _trickle(address: tuple[str, int], started: threading.Event, result: dict[st
         closed = asyncio.ensure_future(reader.read())
         while not closed.done():
             writer.write(b"X")  # a header name that never ends
+            asked = time.monotonic()
             await asyncio.wait([closed], timeout=0.25)  # the trickle's pace
+            if not closed.done():
+                lateness[0] = max(lateness[0], time.monotonic() - asked - 0.25)
             if time.monotonic() - t0 > HEADER_TIMEOUT * 4:
                 break
         # An end of stream or a reset (our byte raced the close): closed either way.
@@ -51,6 +58,7 @@ def _trickle(address: tuple[str, int], started: threading.Event, result: dict[st
         started.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         result["lifetimes"] = lifetimes
+        result["lateness"] = lateness[0]
         result["errors"] = [t.exception() for t in tasks if t.exception() is not None]
 
     asyncio.run(main())
@@ -103,13 +111,23 @@ def test_slowloris_connections_close_at_the_header_timeout_while_live_clients_ar
         assert isinstance(lifetimes, list)
         assert result["errors"] == []
         assert len(lifetimes) == TRICKLERS
-        # Closed by the server at its header timeout, not before nor much after.
+        # Closed by the server at its header timeout, not before nor much
+        # after: after by at most twice the timeout, plus how late this
+        # client's loop woke and how late the server answered a live request
+        # during the attack (seconds on a starved machine, milliseconds on a
+        # calm one). A server that never closes them gives inf.
+        lateness = result["lateness"]
+        assert isinstance(lateness, float)
         assert min(lifetimes) > HEADER_TIMEOUT * 0.9
-        assert max(lifetimes) < HEADER_TIMEOUT * 3
+        assert max(lifetimes) < HEADER_TIMEOUT * 3 + lateness + max(latencies), (
+            max(lifetimes),
+            lateness,
+            max(latencies),
+        )
         latencies.sort()
         p99 = latencies[int(len(latencies) * 0.99)]
         print(
-            f"slowloris: {len(latencies)} live requests, p50 {latencies[len(latencies) // 2] * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, max {latencies[-1] * 1000:.2f} ms; tricklers closed after {min(lifetimes):.2f}..{max(lifetimes):.2f} s"
+            f"slowloris: {len(latencies)} live requests, p50 {latencies[len(latencies) // 2] * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, max {latencies[-1] * 1000:.2f} ms; tricklers closed after {min(lifetimes):.2f}..{max(lifetimes):.2f} s, client late by up to {lateness:.2f} s"
         )
         # The bound (measured 5-13 ms on a loaded 2-core machine), or
         # on a machine so busy that requests with no attack at all are slow,

@@ -67,6 +67,10 @@ class Deaf(WebTransportHandler):
 
     def on_stream(self, stream: WebTransportStream) -> None:
         self.application.settings["deaf"].append(stream)
+        # A test waiting for this stream is woken by its client's events,
+        # and no event of the client's follows a stream it opened.
+        for poke in self.application.settings["pokes"]:
+            poke()
 
 
 class _WTProtocol(H3Client):
@@ -145,6 +149,7 @@ class WebTransportTest(H3TestCase):
         return Application(
             [("/wt", Echo), ("/deaf", Deaf)],
             deaf=[],
+            pokes=[],
             opened=0,
             closed=[],
             closed_event=asyncio.Event(),
@@ -258,6 +263,7 @@ class WebTransportTest(H3TestCase):
     async def test_a_handler_that_stops_reading(self) -> None:
         await self.started()
         async with wt_client(self.get_http_port()) as client:
+            self._app.settings["pokes"].append(client.poke)
             session = await self._session(client, "/deaf")
             sid = client.open_stream(session)
             client._quic.send_stream_data(sid, b"a" * 5000)

@@ -11,11 +11,17 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
+from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
 from squall.pubsub._base import PubSub
 from squall.pubsub._types import HistoryResult, Position, Status, new_epoch
 
 __all__ = ["RetriedPublisher", "RedisEngine"]
+
+
+# The channels whose last applied publish a publisher remembers (see
+# RetriedPublisher._applied): about 150 bytes each.
+_APPLIED_KEPT = 10_000
 
 
 def _never_down() -> Optional[float]:
@@ -53,6 +59,19 @@ class RetriedPublisher:
     client gave it up. An attempt found too old because the clocks moved is
     sent again at once, dated anew. The first publish on a tag, before any
     reply, is not so dated.
+
+    A failover to a replica that had not yet received the last writes
+    takes the channel's top back, and the next publishes would be given
+    the lost offsets again, in the same epoch: a reader past them (a
+    `squall.resume` stream, the browser's client) would drop them as seen.
+    Each attempt carries the position of this publisher's last applied
+    publish on the channel (of the last 10,000 channels it published to),
+    and the script, finding the top below it in that epoch, begins a new
+    epoch there (offsets go on from the top; the history, all of the old
+    epoch, is dropped), logs a warning here and counts it in the status's
+    ``renewed``. A subscribing
+    process finds the same from what it handed out (`PubSub`), for
+    publishers that do not remember (another process, one restarted).
 
     With ``positions=False`` there is no script: a publish is a plain
     ``PUBLISH``/``SPUBLISH`` of the message with the publisher's token and
@@ -113,6 +132,7 @@ class RetriedPublisher:
         "_stale_ms",
         "_attempt_timeout",
         "_lanes",
+        "_applied",
         "_clock_skews",
         "_unanswered",
     )
@@ -157,6 +177,10 @@ class RetriedPublisher:
         # Per channel with a publish under way: the lock that keeps them in
         # call order, and how many publishes hold or wait for it.
         self._lanes: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        # Per channel, the position of this publisher's last applied publish
+        # (at most _APPLIED_KEPT channels, the oldest dropped first): the
+        # script begins a new epoch when the channel's top is found below it.
+        self._applied: dict[str, Position] = {}
         self._clock_skews: dict[str, float] = {}  # per hash tag: Redis' clock minus ours, in ms
         # Per hash tag, while its publishes get no answer: time.monotonic() when
         # the first of them began, and when the last was given up.
@@ -214,15 +238,22 @@ class RetriedPublisher:
         tag, broker_channel = self._route(channel)
         # Without a script: the message as a plain publish (see the class).
         plain: Optional[str] = None
+        applied: Optional[Position] = None
         args: list[Any] = []
         names: list[str] = []
         if self.script is None:
             plain = scripts.plain_payload(self._token, self._count, channel, message)
         else:
+            # A new epoch, followed by the last applied position when
+            # remembered (see the script: eight arguments, no more).
+            fresh = new_epoch()
+            applied = self._applied.get(channel)
+            if applied is not None and len(applied.epoch) == len(fresh):
+                fresh = f"{fresh}{applied.epoch}{applied.offset}"
             args = [
                 f"{len(channel.encode('utf-8'))} {channel}",
                 message,
-                new_epoch(),
+                fresh,
                 f"p:{self._token}",
                 self._count,
                 0,
@@ -298,7 +329,24 @@ class RetriedPublisher:
             await asyncio.sleep(min(delay, retry_until - loop.time()))
             delay = min(delay * 2, 0.5)
         self._status.round_trip = loop.time() - start
-        return scripts.PLAIN_POSITION if reply is None else scripts.top_of(reply)
+        if reply is None:
+            return scripts.PLAIN_POSITION
+        position = scripts.top_of(reply)
+        if int(reply[2]) == 3 and applied is not None:
+            gen_log.warning(
+                "pubsub: channel %r: the broker's top was below offset %d of epoch %s, "
+                "this publisher's last (a failover lost writes): it goes on in epoch %s",
+                channel,
+                applied.offset,
+                applied.epoch,
+                position.epoch,
+            )
+            self._status.renewed += 1
+        remembered = self._applied
+        if channel not in remembered and len(remembered) >= _APPLIED_KEPT:
+            del remembered[next(iter(remembered))]
+        remembered[channel] = position
+        return position
 
 
 class RedisEngine(PubSub):

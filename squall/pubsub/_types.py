@@ -214,8 +214,9 @@ class Status:
         resubscribes: times the engine subscribed again after losing the
             broker (a failover, a slot move, a restart).
         renewed: channels moved to a new epoch because the broker gave
-            offsets this process had handed out again (a failover that lost
-            writes: see the pubsub guide's limits).
+            offsets this process had handed out again, or had its top below
+            this process's last publish (a failover that lost writes: see
+            the pubsub guide's limits).
         last_resume: seconds the last resubscription took, from noticing the
             loss to being subscribed again.
         round_trip: seconds of the last publish's round trip to the broker.

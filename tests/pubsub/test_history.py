@@ -375,10 +375,16 @@ def test_a_catch_up_into_a_new_epoch_delivers_what_the_new_epoch_kept() -> None:
     asyncio.run(asyncio.wait_for(main(), 3))
 
 
-async def lose_last_writes(pubsub: PubSub, channel: str, keep: int) -> None:
+async def lose_last_writes(
+    pubsub: PubSub, channel: str, keep: int, publisher_remembers: bool = False
+) -> None:
     """What a failover to a replica that had received only the first ``keep``
     publications of ``channel`` leaves: the broker's top and history back at
-    ``keep``, the epoch unchanged."""
+    ``keep``, the epoch unchanged. Unless ``publisher_remembers``, a Redis
+    engine's publisher forgets its last offsets too (as a restarted process
+    would), so that what notices is the subscribing side's check."""
+    if isinstance(pubsub, RedisPubSub) and not publisher_remembers:
+        pubsub._publisher._applied.clear()
     if isinstance(pubsub, LocalPubSub):
         stream = pubsub._streams[channel]
         stream.offset = keep

@@ -381,6 +381,105 @@ def test_lost_writes_found_by_the_catch_up_go_on_in_a_new_epoch(
     run(main())
 
 
+def test_a_publisher_that_remembers_a_later_offset_begins_a_new_epoch(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failover loses the last three of five publications, and no
+    subscribing process handed any of them out (a reader's browser holds
+    5 from before). The publisher that made them remembers offset 5: its
+    next publish finds the top at 2 and goes into a new epoch, so the
+    reader, moving to a process that joined only now, is told it may have
+    lost some (a Reset) instead of taking offsets 3-5, given again, for
+    ones it had."""
+    from squall.resume import Reset, resume
+
+    from .test_history import lose_last_writes
+
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url, history_size=100) as publisher:
+            made = [await publisher.publish("c", text) for text in "12345"]
+            held = made[-1]
+            await lose_last_writes(publisher, "c", keep=2, publisher_remembers=True)
+            with caplog.at_level(logging.WARNING, logger="squall.general"):
+                again = [await publisher.publish("c", text) for text in "678"]
+            assert [p.offset for p in again] == [3, 4, 5]
+            new = again[0].epoch
+            assert new != held.epoch and {p.epoch for p in again} == {new}
+            assert publisher.status.renewed == 1
+            assert [r.getMessage() for r in caplog.records if "lost writes" in r.getMessage()] == [
+                f"pubsub: channel 'c': the broker's top was below offset 5 of epoch "
+                f"{held.epoch}, this publisher's last (a failover lost writes): it goes on "
+                f"in epoch {new}"
+            ]
+            async with RedisPubSub(redis_server.url, history_size=100) as joined:
+                stream = await resume(joined, "c", since=held)
+                reset = await stream.next()
+                assert isinstance(reset, Reset) and reset.position == Position(5, new)
+                # The new epoch's history holds its own publications only.
+                kept = await joined.history("c", since=Position(0, new))
+                assert [p.data for p in kept.publications] == ["6", "7", "8"]
+                await publisher.publish("c", "9")
+                pub = await stream.next()
+                assert (pub.data, pub.position) == ("9", Position(6, new))  # type: ignore[union-attr]
+                stream.close()
+
+    run(main())
+
+
+def test_a_publisher_begins_a_new_epoch_only_when_the_top_is_below_its_last(
+    redis_server: RedisServer,
+) -> None:
+    """The script compares offsets as text: by length, then by characters.
+    Two publishers on a channel, each behind the other's publishes, never
+    begin an epoch; a loss is found across a change in the number of
+    digits (10 -> 9) and within one (12 -> 11)."""
+    from .test_history import lose_last_writes
+
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url) as a, RedisPubSub(redis_server.url) as b:
+            for i in range(9):
+                await a.publish("c", str(i))
+            mine = await a.publish("c", "9")  # a's last: 10
+            for _ in range(5):
+                assert (await b.publish("c", "b")).epoch == mine.epoch  # 11 to 15
+            assert await a.publish("c", "a") == Position(16, mine.epoch)
+            assert a.status.renewed == b.status.renewed == 0
+            await lose_last_writes(a, "c", keep=9, publisher_remembers=True)
+            renewed = await a.publish("c", "a")  # its last 16, the top 9
+            assert renewed.offset == 10 and renewed.epoch != mine.epoch
+            for _ in range(2):
+                await a.publish("c", "a")  # 11, 12
+            await lose_last_writes(a, "c", keep=11, publisher_remembers=True)
+            again = await a.publish("c", "a")
+            assert again.offset == 12 and again.epoch not in (mine.epoch, renewed.epoch)
+            assert a.status.renewed == 2 and b.status.renewed == 0
+            # b remembers offset 15 of the first epoch: another epoch now,
+            # so nothing to compare.
+            assert await b.publish("c", "b") == Position(13, again.epoch)
+            assert b.status.renewed == 0
+
+    run(main())
+
+
+def test_a_publisher_remembers_the_last_offset_of_a_bounded_number_of_channels(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from squall.pubsub import _publisher
+
+    monkeypatch.setattr(_publisher, "_APPLIED_KEPT", 3)
+
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url) as pubsub:
+            for channel in "abcde":
+                await pubsub.publish(channel, "x")
+            await pubsub.publish("e", "y")
+            remembered = pubsub._publisher._applied
+            assert list(remembered) == ["c", "d", "e"]
+            assert remembered["e"].offset == 2
+
+    run(main())
+
+
 def test_a_redis_that_stops_reading_is_noticed_and_resubscribed(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

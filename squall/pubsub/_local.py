@@ -19,18 +19,26 @@ from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 
 
 def _window(
-    kept: list[Publication], top: Position, since: Optional[Position], limit: int
+    kept: list[Publication],
+    top: Position,
+    since: Optional[Position],
+    limit: int,
+    start: int = 0,
 ) -> HistoryResult:
     """What `PubSub.history` returns, from ``kept`` (oldest first; at least the
-    publications after ``since`` that are still kept) and the channel's top."""
+    publications after ``since`` that are still kept) and the channel's top;
+    ``start``: the offset the top's epoch began after (a position below it
+    in that epoch reads from it)."""
     if since is None:
         chosen = kept[-limit:] if limit else []
-        complete = top.offset == 0 or (
-            len(chosen) == len(kept) and bool(kept) and kept[0].position.offset == 1
+        complete = top.offset == start or (
+            len(chosen) == len(kept) and bool(kept) and kept[0].position.offset == start + 1
         )
         return HistoryResult(chosen, top, complete)
     if since.epoch != top.epoch or since.offset > top.offset:
         return HistoryResult([], top, False)
+    if since.offset < start:
+        since = Position(start, since.epoch)
     missed = top.offset - since.offset
     after = [p for p in kept if p.position.offset > since.offset] if missed else []
     complete = len(after) == missed and (not after or after[0].position.offset == since.offset + 1)

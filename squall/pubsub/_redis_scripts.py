@@ -8,7 +8,9 @@ A channel's state is two keys that share a hash tag (so that one script
 may touch both on a Redis Cluster, on the shard that also carries the
 channel's broker channel):
 
-* ``<tag>:m:<channel>``, a hash: ``o`` the last offset, ``e`` the epoch;
+* ``<tag>:m:<channel>``, a hash: ``o`` the last offset, ``e`` the epoch,
+  ``b`` the offset the epoch began after when not 0 (a publisher began it
+  after a failover lost writes: see the publish script);
 * ``<tag>:h:<channel>``, a stream of ``o`` (offset) and ``d`` (data)
   entries, trimmed by count (``MAXLEN ~``: a whole node at a time, so up
   to 100 more than ``history_size`` may be held, never read) and by age
@@ -113,7 +115,7 @@ if epoch then
     if #top < #last or #top == #last and top < last then
       epoch = string.sub(ARGV[3], 1, 8)
       done = 3
-      redis.call('HSET', KEYS[1], 'e', epoch)
+      redis.call('HSET', KEYS[1], 'e', epoch, 'b', top)
 @NEW_EPOCH@
     end
   end
@@ -184,8 +186,12 @@ def publish_lua(history_size: int, ttl_ms: int, stale_ms: int, command: str) -> 
 
 # Read the top and, when asked, the newest entries. KEYS: meta, stream.
 # ARGV: since offset (-1: none), how many at most, new epoch, ttl_ms.
+# Returns {top, epoch}, or {top, epoch, entries, start}: ``start`` is the
+# offset the epoch began after ('b', 0 unless a publisher began it after a
+# failover lost writes, at the top it found), and a since below it reads
+# from it, so that a reader moving into that epoch gets all of it.
 READ_LUA = """
-local meta = redis.call('HMGET', KEYS[1], 'o', 'e')
+local meta = redis.call('HMGET', KEYS[1], 'o', 'e', 'b')
 local epoch = meta[2]
 if not epoch then
   epoch = ARGV[3]
@@ -195,24 +201,28 @@ if not epoch then
   return {0, epoch}
 end
 local top = tonumber(meta[1])
+local start = tonumber(meta[3]) or 0
 local since = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local n = cap
 if since >= 0 then
+  if since < start then
+    since = start
+  end
   n = top - since
   if n > cap then
     n = 0
   end
 end
 if n <= 0 then
-  return {top, epoch}
+  return {top, epoch, {}, start}
 end
 local now = redis.call('TIME')
 local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
 if minid > 0 then
   redis.call('XTRIM', KEYS[2], 'MINID', minid)
 end
-return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)}
+return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n), start}
 """
 
 # Begin a new epoch after a failover that lost writes. KEYS: meta, stream.
@@ -490,7 +500,8 @@ def window(
     """A `HistoryResult` from a read script's reply."""
     from squall.pubsub._local import _window
 
-    return _window(entries_of(channel, reply), top_of(reply), since, limit)
+    start = int(reply[3]) if len(reply) > 3 else 0
+    return _window(entries_of(channel, reply), top_of(reply), since, limit, start)
 
 
 class RedisHistory:

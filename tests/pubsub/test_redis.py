@@ -418,10 +418,58 @@ def test_a_publisher_that_remembers_a_later_offset_begins_a_new_epoch(
                 # The new epoch's history holds its own publications only.
                 kept = await joined.history("c", since=Position(0, new))
                 assert [p.data for p in kept.publications] == ["6", "7", "8"]
+                assert kept.recovered  # the epoch began at 2
+                whole = await joined.history("c")
+                assert [p.data for p in whole.publications] == ["6", "7", "8"]
+                assert whole.recovered
                 await publisher.publish("c", "9")
                 pub = await stream.next()
                 assert (pub.data, pub.position) == ("9", Position(6, new))  # type: ignore[union-attr]
                 stream.close()
+
+    run(main())
+
+
+def test_a_reader_away_while_a_publisher_began_a_new_epoch_gets_all_of_it(
+    redis_server: RedisServer,
+) -> None:
+    """The subscriber's process is away (its connection killed) while a
+    failover loses three of five publications and the publisher, which
+    remembers offset 5, begins a new epoch at the top it found (2) with
+    the next two. The catch-up reads that epoch from where it began: the
+    reader at 5 gets a Reset, then both, then what follows."""
+    from squall.resume import Reset, resume
+
+    from .test_history import lose_last_writes
+
+    async def main() -> None:
+        async with (
+            RedisPubSub(redis_server.url, history_size=100) as publisher,
+            RedisPubSub(redis_server.url, history_size=100, reconnect_delay=0.3) as node,
+        ):
+            stream = await resume(node, "c")
+            for text in "12345":
+                await publisher.publish("c", text)
+            assert [(await stream.next()).data for _ in range(5)] == list("12345")  # type: ignore[union-attr]
+            await node._client.client_kill_filter(_type="pubsub")
+            await node.wait_connected(timeout=3, connected=False)
+            await lose_last_writes(publisher, "c", keep=2, publisher_remembers=True)
+            made = [await publisher.publish("c", text) for text in "67"]
+            new = made[0].epoch
+            assert made == [Position(3, new), Position(4, new)]
+            await node.wait_connected(timeout=3)
+            reset = await stream.next()
+            assert isinstance(reset, Reset) and reset.position == Position(2, new)
+            got = [await stream.next() for _ in range(2)]
+            assert [(p.data, p.position) for p in got] == [  # type: ignore[union-attr]
+                ("6", Position(3, new)),
+                ("7", Position(4, new)),
+            ]
+            await publisher.publish("c", "8")
+            pub = await stream.next()
+            assert (pub.data, pub.position) == ("8", Position(5, new))  # type: ignore[union-attr]
+            assert publisher.status.renewed == 1 and node.status.renewed == 0
+            stream.close()
 
     run(main())
 

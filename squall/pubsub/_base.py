@@ -477,10 +477,12 @@ class PubSub(_Closing):
     async def _top(self, channel: str) -> Position:
         raise NotImplementedError
 
-    async def _renew(self, channel: str, epoch: str) -> str:
+    async def _renew(self, channel: str, epoch: str, after: int) -> str:
         """Begins a new epoch on ``channel`` if it is still in ``epoch``, its
         offsets going on from where they are and its history kept (now in
-        the new epoch); returns the channel's epoch after."""
+        the new epoch) from offset ``after`` on: the new epoch begins after
+        it, and a read from below it reads from it. Returns the channel's
+        epoch after."""
         raise NotImplementedError
 
     async def _listen(self, channel: str) -> None:
@@ -520,7 +522,7 @@ class PubSub(_Closing):
                 # (overlaps come only from a catch-up, which _fill trims):
                 # this offset was given again, to a new publication.
                 self._held[channel] = [pub]
-                self._start(self._go_on_renamed(channel, last.epoch))
+                self._start(self._go_on_renamed(channel, last.epoch, position.offset - 1))
                 return
         self._last[channel] = position
         self.status.delivered += 1
@@ -555,7 +557,7 @@ class PubSub(_Closing):
             return pub
         return Publication(pub.channel, pub.data, Position(pub.position.offset, renamed[1]))
 
-    async def _renew_epoch(self, channel: str, old: str) -> str:
+    async def _renew_epoch(self, channel: str, old: str, after: int) -> str:
         """Leaves ``channel``'s epoch ``old``, whose offsets the broker gives
         again: a failover to a replica that had not yet received the last
         publications lost them, and the next publications take their
@@ -567,7 +569,7 @@ class PubSub(_Closing):
         cannot be asked, a new epoch of this process's own stands in.
         """
         try:
-            epoch = await self._renew(channel, old)
+            epoch = await self._renew(channel, old, after)
         except Exception as exc:  # out of reach, an error reply, an engine without it
             epoch = new_epoch()
             gen_log.warning(
@@ -592,12 +594,13 @@ class PubSub(_Closing):
             self._renamed[channel] = (old, epoch)
         return epoch
 
-    async def _go_on_renamed(self, channel: str, old: str) -> None:
+    async def _go_on_renamed(self, channel: str, old: str, after: int) -> None:
         """A live publication came with an offset already handed out in
-        epoch ``old`` (`_dispatch` holds the channel): a new epoch, then
-        what was held, in it."""
+        epoch ``old``, the first given again being ``after`` + 1
+        (`_dispatch` holds the channel): a new epoch, beginning after it,
+        then what was held, in it."""
         try:
-            await self._renew_epoch(channel, old)
+            await self._renew_epoch(channel, old, after)
         finally:
             held = self._held.pop(channel, [])
         for pub in held:
@@ -665,7 +668,7 @@ class PubSub(_Closing):
                     # epoch below.
                     reached = result.position.offset
                     result = None
-                    renewed = Position(reached, await self._renew_epoch(channel, epoch))
+                    renewed = Position(reached, await self._renew_epoch(channel, epoch, reached))
         except (ConnectionError, PubSubClosedError):
             pass  # counted as missed when the live ones jump
         except Exception as exc:

@@ -29,6 +29,8 @@ def _window(
     publications after ``since`` that are still kept) and the channel's top;
     ``start``: the offset the top's epoch began after (a position below it
     in that epoch reads from it)."""
+    if start:
+        kept = [p for p in kept if p.position.offset > start]
     if since is None:
         chosen = kept[-limit:] if limit else []
         complete = top.offset == start or (
@@ -48,11 +50,12 @@ def _window(
 class _Stream:
     """One channel's offsets and kept publications, in `LocalPubSub`."""
 
-    __slots__ = ("offset", "epoch", "kept", "touched")
+    __slots__ = ("offset", "epoch", "start", "kept", "touched")
 
     def __init__(self, now: float) -> None:
         self.offset = 0
         self.epoch = new_epoch()
+        self.start = 0  # the offset the epoch began after
         self.kept: collections.deque[tuple[float, Publication]] = collections.deque()
         self.touched = now
 
@@ -169,16 +172,17 @@ class LocalPubSub(PubSub):
     ) -> HistoryResult:
         stream = self._stream(channel)
         kept = [pub for _, pub in stream.kept]
-        return _window(kept, Position(stream.offset, stream.epoch), since, limit)
+        return _window(kept, Position(stream.offset, stream.epoch), since, limit, stream.start)
 
     async def _top(self, channel: str) -> Position:
         stream = self._stream(channel)
         return Position(stream.offset, stream.epoch)
 
-    async def _renew(self, channel: str, epoch: str) -> str:
+    async def _renew(self, channel: str, epoch: str, after: int) -> str:
         stream = self._stream(channel)
         if stream.epoch == epoch:
             stream.epoch = epoch = new_epoch()
+            stream.start = after
             stream.kept = collections.deque(
                 (when, Publication(pub.channel, pub.data, Position(pub.position.offset, epoch)))
                 for when, pub in stream.kept

@@ -226,18 +226,21 @@ return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n), star
 """
 
 # Begin a new epoch after a failover that lost writes. KEYS: meta, stream.
-# ARGV: the epoch whose offsets were given again, a new epoch, ttl_ms.
-# Returns the channel's epoch after: the new one, or the one another node
-# began first (the first to ask wins; the rest follow it). The offsets go
-# on from where they are and the stream is kept: its entries carry no
-# epoch, so what a read returns is in the new epoch from now on.
+# ARGV: the epoch whose offsets were given again, a new epoch, ttl_ms, the
+# offset the new epoch begins after (``b``: the last before the first given
+# again, when known, else the top found). Returns the channel's epoch
+# after: the new one, or the one another node began first (the first to
+# ask wins; the rest follow it). The offsets go on from where they are and
+# the stream is kept: its entries carry no epoch, so what a read returns
+# is in the new epoch from now on, from ``b`` (those up to it were handed
+# out in the old one).
 RENEW_LUA = """
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if epoch and epoch ~= ARGV[1] then
   return epoch
 end
 if epoch then
-  redis.call('HSET', KEYS[1], 'e', ARGV[2])
+  redis.call('HSET', KEYS[1], 'e', ARGV[2], 'b', ARGV[4])
 else
   redis.call('HSET', KEYS[1], 'e', ARGV[2], 'o', 0)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -549,9 +552,10 @@ class RedisHistory:
         offset 0, when its state is gone)."""
         return (await self.read(channel, None, 0, True)).position
 
-    async def renew(self, channel: str, epoch: str) -> str:
-        """Begins a new epoch on ``channel`` if it is still in ``epoch``
-        (`RENEW_LUA`); the channel's epoch after.
+    async def renew(self, channel: str, epoch: str, after: int) -> str:
+        """Begins a new epoch on ``channel`` if it is still in ``epoch``,
+        beginning after offset ``after`` (`RENEW_LUA`); the channel's epoch
+        after.
 
         Raises:
             ConnectionError: the broker could not be reached.
@@ -560,7 +564,8 @@ class RedisHistory:
         await site.before()
         try:
             reply = await self._renew(
-                keys=keys(site.tag(channel), channel), args=[epoch, new_epoch(), self._ttl_ms]
+                keys=keys(site.tag(channel), channel),
+                args=[epoch, new_epoch(), self._ttl_ms, after],
             )
         except site.lost as exc:
             raise ConnectionError(f"cannot begin a new epoch on {site.where}: {exc}") from exc

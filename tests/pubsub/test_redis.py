@@ -474,6 +474,61 @@ def test_a_reader_away_while_a_publisher_began_a_new_epoch_gets_all_of_it(
     run(main())
 
 
+def test_a_process_away_while_another_renewed_the_epoch_gets_nothing_twice(
+    redis_server: RedisServer,
+) -> None:
+    """A failover loses three of five publications; the publisher
+    remembers nothing (restarted) and the next two take offsets 3 and 4
+    again. The process that handed out 5 sees 3 come again and begins a new
+    epoch after 2; another, away meanwhile, catches up in that epoch from
+    where it began: its reader gets a Reset, then the two, not 1 and 2
+    again (read from the epoch's offset 0, they came after the Reset)."""
+    from squall.resume import Reset, resume
+
+    from .test_history import lose_last_writes
+
+    async def main() -> None:
+        async with (
+            RedisPubSub(redis_server.url, history_size=100) as present,
+            RedisPubSub(redis_server.url, history_size=100) as away,
+        ):
+            here = await present.subscribe("c")
+            stream = await resume(away, "c")
+            for text in "12345":
+                await present.publish("c", text)
+            assert [(await stream.next()).data for _ in range(5)] == list("12345")  # type: ignore[union-attr]
+            assert [await here.get() for _ in range(5)] == list("12345")
+            old = stream.position
+            assert old is not None and old.offset == 5
+            deliver = away._dispatch
+            away._dispatch = lambda pub: None  # type: ignore[method-assign]  # away
+            await lose_last_writes(present, "c", keep=2)
+            for text in "67":
+                await present.publish("c", text)
+            assert [await here.get() for _ in range(2)] == ["6", "7"]
+            await present.wait_until(lambda: present.status.renewed == 1, timeout=3)
+            away._dispatch = deliver  # type: ignore[method-assign]  # resubscribed
+            away._catch_up(["c"])
+            await asyncio.gather(*away._catching_up)
+            reset = await stream.next()
+            assert isinstance(reset, Reset) and reset.position.epoch != old.epoch
+            new = reset.position.epoch
+            got = [await stream.next() for _ in range(2)]
+            assert [(p.data, p.position) for p in got] == [  # type: ignore[union-attr]
+                ("6", Position(3, new)),
+                ("7", Position(4, new)),
+            ]
+            kept = await away.history("c")
+            assert [p.data for p in kept.publications] == ["6", "7"] and kept.recovered
+            await present.publish("c", "8")
+            pub = await stream.next()
+            assert (pub.data, pub.position) == ("8", Position(5, new))  # type: ignore[union-attr]
+            assert away.status.renewed == 0
+            stream.close()
+
+    run(main())
+
+
 def test_a_publisher_begins_a_new_epoch_only_when_the_top_is_below_its_last(
     redis_server: RedisServer,
 ) -> None:

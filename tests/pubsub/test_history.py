@@ -375,6 +375,17 @@ def test_a_catch_up_into_a_new_epoch_delivers_what_the_new_epoch_kept() -> None:
     asyncio.run(asyncio.wait_for(main(), 3))
 
 
+async def reset_then(stream: Any, old: str, expected: list[tuple[str, int]]) -> str:
+    """Reads from a `squall.resume` stream a Reset out of epoch ``old``, then
+    publications (data, offset) ``expected`` in the new epoch; returns it."""
+    reset = await stream.next()
+    assert isinstance(reset, Reset) and reset.position.epoch != old
+    new: str = reset.position.epoch
+    got = [await stream.next() for _ in expected]
+    assert [(p.data, p.position) for p in got] == [(d, Position(o, new)) for d, o in expected]
+    return new
+
+
 async def lose_last_writes(
     pubsub: PubSub, channel: str, keep: int, publisher_remembers: bool = False
 ) -> None:
@@ -421,14 +432,7 @@ def test_offsets_given_again_after_lost_writes_go_on_in_a_new_epoch(
             await lose_last_writes(pubsub, "c", keep=2)
             made = [await pubsub.publish("c", text) for text in "67"]
             assert [p.offset for p in made] == [3, 4]  # given again
-            reset = await stream.next()
-            assert isinstance(reset, Reset) and reset.position.epoch != old.epoch
-            new = reset.position.epoch
-            after = [await stream.next() for _ in range(2)]
-            assert [(p.data, p.position) for p in after] == [  # type: ignore[union-attr]
-                ("6", Position(3, new)),
-                ("7", Position(4, new)),
-            ]
+            new = await reset_then(stream, old.epoch, [("6", 3), ("7", 4)])
             assert await pubsub.position("c") == Position(4, new)
             assert await pubsub.publish("c", "8") == Position(5, new)
             assert (await stream.next()).position == Position(5, new)  # type: ignore[union-attr]

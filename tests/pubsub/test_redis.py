@@ -483,9 +483,9 @@ def test_a_process_away_while_another_renewed_the_epoch_gets_nothing_twice(
     epoch after 2; another, away meanwhile, catches up in that epoch from
     where it began: its reader gets a Reset, then the two, not 1 and 2
     again (read from the epoch's offset 0, they came after the Reset)."""
-    from squall.resume import Reset, resume
+    from squall.resume import resume
 
-    from .test_history import lose_last_writes
+    from .test_history import lose_last_writes, reset_then
 
     async def main() -> None:
         async with (
@@ -510,14 +510,7 @@ def test_a_process_away_while_another_renewed_the_epoch_gets_nothing_twice(
             away._dispatch = deliver  # type: ignore[method-assign]  # resubscribed
             away._catch_up(["c"])
             await asyncio.gather(*away._catching_up)
-            reset = await stream.next()
-            assert isinstance(reset, Reset) and reset.position.epoch != old.epoch
-            new = reset.position.epoch
-            got = [await stream.next() for _ in range(2)]
-            assert [(p.data, p.position) for p in got] == [  # type: ignore[union-attr]
-                ("6", Position(3, new)),
-                ("7", Position(4, new)),
-            ]
+            new = await reset_then(stream, old.epoch, [("6", 3), ("7", 4)])
             kept = await away.history("c")
             assert [p.data for p in kept.publications] == ["6", "7"] and kept.recovered
             await present.publish("c", "8")

@@ -590,6 +590,7 @@ class PubSub(_Closing):
                 epoch,
             )
         self.status.renewed += 1
+        self._changed()
         if channel in self._channels:
             self._renamed[channel] = (old, epoch)
         return epoch

@@ -112,8 +112,10 @@ class RetriedPublisher:
             broker (a subscriber connection) found it out of reach, if it
             still is; None when it is in reach or the engine has no such
             watch.
-        retried: called after each attempt that will be made again (the
-            engine wakes its ``wait_until`` callers: `retries` changed).
+        retried: called after each attempt that will be made again, and
+            after a publish that began a new epoch (the engine wakes its
+            ``wait_until`` callers: `retries` or the status's ``renewed``
+            changed).
     """
 
     __slots__ = (
@@ -342,6 +344,7 @@ class RetriedPublisher:
                 position.epoch,
             )
             self._status.renewed += 1
+            self._retried()
         remembered = self._applied
         if channel not in remembered and len(remembered) >= _APPLIED_KEPT:
             del remembered[next(iter(remembered))]

@@ -69,9 +69,9 @@ class RetriedPublisher:
     and the script, finding the top below it in that epoch, begins a new
     epoch there (offsets go on from the top; the history, all of the old
     epoch, is dropped), logs a warning here and counts it in the status's
-    ``renewed``. A subscribing
-    process finds the same from what it handed out (`PubSub`), for
-    publishers that do not remember (another process, one restarted).
+    ``renewed``. A subscribing process finds the same from what it handed
+    out (`PubSub`), for publishers that do not remember (another process,
+    one restarted).
 
     With ``positions=False`` there is no script: a publish is a plain
     ``PUBLISH``/``SPUBLISH`` of the message with the publisher's token and

@@ -9,8 +9,8 @@ may touch both on a Redis Cluster, on the shard that also carries the
 channel's broker channel):
 
 * ``<tag>:m:<channel>``, a hash: ``o`` the last offset, ``e`` the epoch,
-  ``b`` the offset the epoch began after when not 0 (a publisher began it
-  after a failover lost writes: see the publish script);
+  ``b`` the offset the epoch began after when not 0 (it was begun after
+  a failover lost writes: see the publish script and `RENEW_LUA`);
 * ``<tag>:h:<channel>``, a stream of ``o`` (offset) and ``d`` (data)
   entries, trimmed by count (``MAXLEN ~``: a whole node at a time, so up
   to 100 more than ``history_size`` may be held, never read) and by age

@@ -124,10 +124,11 @@ class PubSub(_Closing):
         # after a resubscription: see _catch_up).
         self._last: dict[str, Position] = {}
         self._held: dict[str, list[Publication]] = {}
-        # Per channel just caught up: the top of the history it was given.
-        # A live copy of one of those can still be on its way (the history
-        # read and the subscription are two connections): it is dropped.
-        self._floors: dict[str, Position] = {}
+        # Per channel just caught up: the offsets the history read gave
+        # (above the first, up to the position). A live copy of one of those
+        # can still be on its way (the history read and the subscription are
+        # two connections): it is dropped.
+        self._floors: dict[str, tuple[int, Position]] = {}
         # Per channel whose broker gave an offset again in the epoch it had
         # been handed out in: that epoch and the one that replaced it (see
         # _renew_epoch). Publications still labelled with the old one are
@@ -508,9 +509,10 @@ class PubSub(_Closing):
             return
         position = pub.position
         if self._floors:
-            floor = self._floors.get(channel)
-            if floor is not None:
-                if position.epoch == floor.epoch and 0 < position.offset <= floor.offset:
+            given = self._floors.get(channel)
+            if given is not None:
+                low, floor = given
+                if position.epoch == floor.epoch and low < position.offset <= floor.offset:
                     return
                 del self._floors[channel]
         last = self._last.get(channel)
@@ -680,11 +682,18 @@ class PubSub(_Closing):
             )
         finally:
             held = self._held.pop(channel, [])
+        # The history read gives the offsets above `last` (in a new epoch,
+        # above 0): held or late live copies of those are not given twice.
+        # A live one at or below it came after the resubscription with an
+        # offset handed out before: given again, which _dispatch sees.
+        low = 0
+        if last is not None and (result is None or result.position.epoch == last.epoch):
+            low = last.offset
         if result is not None and result.recovered:
             for pub in result.publications:
                 self._dispatch(pub)
             if result.publications:
-                self._floors[channel] = result.publications[-1].position
+                self._floors[channel] = (low, result.publications[-1].position)
         if renewed is not None and channel in self._channels:
             # Every held one goes out (none was given by a history read),
             # and without a last position, none is taken for an offset
@@ -704,7 +713,7 @@ class PubSub(_Closing):
             if (
                 top is None
                 or pub.position.epoch != top.epoch
-                or not 0 < pub.position.offset <= top.offset
+                or not low < pub.position.offset <= top.offset
             ):
                 self._dispatch(pub)
 

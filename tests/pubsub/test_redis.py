@@ -342,6 +342,30 @@ def test_a_dropped_subscriber_connection_catches_up_from_history(
     run(main())
 
 
+async def read_five(pubsub: RedisPubSub) -> tuple[Any, Position]:
+    """A resume stream on "c" that read publications 1 to 5, and its position."""
+    from squall.resume import resume
+
+    stream = await resume(pubsub, "c")
+    for text in "12345":
+        await pubsub.publish("c", text)
+    assert [(await stream.next()).data for _ in range(5)] == list("12345")  # type: ignore[union-attr]
+    assert stream.position is not None
+    return stream, stream.position
+
+
+async def away_while_writes_are_lost(pubsub: RedisPubSub) -> None:
+    """The subscriber connection is cut; while it is away a failover loses
+    the last three of five writes, and 6 and 7 take offsets 3 and 4."""
+    from .test_history import lose_last_writes
+
+    await pubsub._client.client_kill_filter(_type="pubsub")
+    await pubsub.wait_connected(timeout=3, connected=False)
+    await lose_last_writes(pubsub, "c", keep=2)
+    assert [(await pubsub.publish("c", t)).offset for t in "67"] == [3, 4]
+    await pubsub.wait_connected(timeout=3)
+
+
 def test_lost_writes_found_by_the_catch_up_go_on_in_a_new_epoch(
     redis_server: RedisServer,
 ) -> None:
@@ -351,23 +375,12 @@ def test_lost_writes_found_by_the_catch_up_go_on_in_a_new_epoch(
     a new epoch, so a reader at 5 says it may have lost some (a Reset) and
     gets the publications after it (it got none of them: each came with an
     offset it had seen)."""
-    from squall.resume import Reset, resume
-
-    from .test_history import lose_last_writes
+    from squall.resume import Reset
 
     async def main() -> None:
         async with RedisPubSub(redis_server.url, history_size=100, reconnect_delay=0.3) as pubsub:
-            stream = await resume(pubsub, "c")
-            for text in "12345":
-                await pubsub.publish("c", text)
-            assert [(await stream.next()).data for _ in range(5)] == list("12345")  # type: ignore[union-attr]
-            old = stream.position
-            assert old is not None
-            await pubsub._client.client_kill_filter(_type="pubsub")
-            await pubsub.wait_connected(timeout=3, connected=False)
-            await lose_last_writes(pubsub, "c", keep=2)
-            assert [(await pubsub.publish("c", t)).offset for t in "67"] == [3, 4]
-            await pubsub.wait_connected(timeout=3)
+            stream, old = await read_five(pubsub)
+            await away_while_writes_are_lost(pubsub)
             await pubsub.publish("c", "8")
             reset = await stream.next()
             assert isinstance(reset, Reset) and reset.position.epoch != old.epoch
@@ -375,6 +388,42 @@ def test_lost_writes_found_by_the_catch_up_go_on_in_a_new_epoch(
             assert pub.data == "8"  # type: ignore[union-attr]
             assert pub.position == Position(5, reset.position.epoch)
             assert await pubsub.position("c") == pub.position
+            assert pubsub.status.renewed == 1
+            stream.close()
+
+    run(main())
+
+
+def test_an_offset_given_again_before_the_catch_up_reads_is_not_taken_for_a_copy(
+    redis_server: RedisServer,
+) -> None:
+    """As above, but publication 8 reaches the broker before the catch-up's
+    history read: the read finds the top at 5, where the reader was, and
+    gives nothing; 8, held meanwhile, came after the resubscription with an
+    offset handed out before it, so it is an offset given again (a Reset,
+    then 8), not a late copy of one the history gave."""
+    from squall.resume import Reset
+
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url, history_size=100, reconnect_delay=0.3) as pubsub:
+            stream, old = await read_five(pubsub)
+            read = pubsub._catch_up_read
+            reads: list[Position] = []
+
+            async def publish_first(channel: str, since: Position) -> Any:
+                if not reads:
+                    assert (await pubsub.publish("c", "8")).offset == 5
+                reads.append(since)
+                return await read(channel, since)
+
+            pubsub._catch_up_read = publish_first  # type: ignore[method-assign]
+            await away_while_writes_are_lost(pubsub)
+            reset = await stream.next()
+            assert reads == [old]
+            assert isinstance(reset, Reset) and reset.position.epoch != old.epoch
+            pub = await stream.next()
+            assert pub.data == "8"  # type: ignore[union-attr]
+            assert pub.position == Position(5, reset.position.epoch)
             assert pubsub.status.renewed == 1
             stream.close()
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import statistics
 import sys
@@ -65,8 +66,13 @@ from tests.pubsub._servers import REDIS_SERVER, RedisCluster, RedisServer  # noq
 MODES = ("plain", "lua", "off", "on", "nopos")
 # The least a Lua script can do for a publication with a position: build
 # the message and PUBLISH it (no offset kept, nothing checked): what any
-# script costs Redis beyond the command it runs.
-FLOOR_LUA = "return redis.call(ARGV[1], ARGV[2], '\\30' .. '1 ' .. ARGV[3] .. ' ' .. ARGV[4])"
+# script costs Redis beyond the command it runs. The offset (ARGV[5]) is
+# the sender's count: a constant one would be an offset given again at
+# every message, and the node would ask Redis for a new epoch each time
+# (a script of its own, counted in this mode's cost).
+FLOOR_LUA = (
+    "return redis.call(ARGV[1], ARGV[2], '\\30' .. ARGV[5] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])"
+)
 CHANNEL = "room:42"
 
 
@@ -159,6 +165,7 @@ class Broker:
 
 async def plain_publisher(broker: Broker, node: Any) -> Any:
     """A client, and the ``plain`` and ``lua`` senders to the node's broker channel."""
+    offsets = itertools.count(1)
     if broker.shards == 1:
         import redis.asyncio
 
@@ -167,7 +174,14 @@ async def plain_publisher(broker: Broker, node: Any) -> Any:
         return client, {
             "plain": lambda message: client.publish(CHANNEL, message),
             "lua": lambda message: floor(
-                keys=[], args=["PUBLISH", CHANNEL, "abcdefgh", f"{len(CHANNEL)} {CHANNEL}{message}"]
+                keys=[],
+                args=[
+                    "PUBLISH",
+                    CHANNEL,
+                    "abcdefgh",
+                    f"{len(CHANNEL)} {CHANNEL}{message}",
+                    next(offsets),
+                ],
             ),
         }
     from redis.asyncio.cluster import ClusterNode
@@ -180,7 +194,8 @@ async def plain_publisher(broker: Broker, node: Any) -> Any:
     return client, {
         "plain": lambda message: client.spublish(tag, message),
         "lua": lambda message: floor(
-            keys=[tag], args=["SPUBLISH", tag, "abcdefgh", f"{len(CHANNEL)} {CHANNEL}{message}"]
+            keys=[tag],
+            args=["SPUBLISH", tag, "abcdefgh", f"{len(CHANNEL)} {CHANNEL}{message}", next(offsets)],
         ),
     }
 

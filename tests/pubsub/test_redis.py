@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -317,7 +319,6 @@ def test_a_dropped_subscriber_connection_catches_up_from_history(
 
     async def main() -> None:
         async with (
-            # Reconnecting waits 0.3 s: the three publishes fall in the gap.
             RedisPubSub(redis_server.url, history_size=100, reconnect_delay=0.3) as kept,
             RedisPubSub(redis_server.url, reconnect_delay=0.3) as bare,
         ):
@@ -325,11 +326,13 @@ def test_a_dropped_subscriber_connection_catches_up_from_history(
             b = await bare.subscribe("c")
             await kept.publish("c", "0")
             assert await a.get() == "0" and await b.get() == "0"
-            await kept._client.client_kill_filter(_type="pubsub")
-            await kept.wait_connected(timeout=3, connected=False)
-            await bare.wait_connected(timeout=3, connected=False)
-            for i in range(1, 4):
-                await kept.publish("c", str(i))
+            # The three publishes fall in the gap.
+            async with reconnects_held(kept, bare):
+                await kept._client.client_kill_filter(_type="pubsub")
+                await kept.wait_connected(timeout=3, connected=False)
+                await bare.wait_connected(timeout=3, connected=False)
+                for i in range(1, 4):
+                    await kept.publish("c", str(i))
             await kept.wait_connected(timeout=3)
             await bare.wait_connected(timeout=3)
             await kept.publish("c", "4")
@@ -354,15 +357,42 @@ async def read_five(pubsub: RedisPubSub) -> tuple[Any, Position]:
     return stream, stream.position
 
 
+@contextlib.asynccontextmanager
+async def reconnects_held(*engines: RedisPubSub) -> AsyncIterator[None]:
+    """While inside, the engines' subscriber connections, once lost, are not
+    made again: what a test publishes meanwhile falls in the gap however
+    slow the machine (a reconnect delay alone races the publishes)."""
+    back = asyncio.Event()
+    bodies = []
+    for engine in engines:
+        reader = engine._reader
+        body = reader._body
+
+        async def held(body: Callable[[], Awaitable[None]] = body) -> None:
+            await back.wait()
+            await body()
+
+        reader._body = held
+        bodies.append((reader, body))
+    try:
+        yield
+        assert not any(engine.connected for engine in engines)
+    finally:
+        for reader, body in bodies:
+            reader._body = body
+        back.set()
+
+
 async def away_while_writes_are_lost(pubsub: RedisPubSub) -> None:
     """The subscriber connection is cut; while it is away a failover loses
     the last three of five writes, and 6 and 7 take offsets 3 and 4."""
     from .test_history import lose_last_writes
 
-    await pubsub._client.client_kill_filter(_type="pubsub")
-    await pubsub.wait_connected(timeout=3, connected=False)
-    await lose_last_writes(pubsub, "c", keep=2)
-    assert [(await pubsub.publish("c", t)).offset for t in "67"] == [3, 4]
+    async with reconnects_held(pubsub):
+        await pubsub._client.client_kill_filter(_type="pubsub")
+        await pubsub.wait_connected(timeout=3, connected=False)
+        await lose_last_writes(pubsub, "c", keep=2)
+        assert [(await pubsub.publish("c", t)).offset for t in "67"] == [3, 4]
     await pubsub.wait_connected(timeout=3)
 
 
@@ -500,10 +530,11 @@ def test_a_reader_away_while_a_publisher_began_a_new_epoch_gets_all_of_it(
             for text in "12345":
                 await publisher.publish("c", text)
             assert [(await stream.next()).data for _ in range(5)] == list("12345")  # type: ignore[union-attr]
-            await node._client.client_kill_filter(_type="pubsub")
-            await node.wait_connected(timeout=3, connected=False)
-            await lose_last_writes(publisher, "c", keep=2, publisher_remembers=True)
-            made = [await publisher.publish("c", text) for text in "67"]
+            async with reconnects_held(node):
+                await node._client.client_kill_filter(_type="pubsub")
+                await node.wait_connected(timeout=3, connected=False)
+                await lose_last_writes(publisher, "c", keep=2, publisher_remembers=True)
+                made = [await publisher.publish("c", text) for text in "67"]
             new = made[0].epoch
             assert made == [Position(3, new), Position(4, new)]
             await node.wait_connected(timeout=3)

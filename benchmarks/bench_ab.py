@@ -13,8 +13,10 @@ the server pinned to CPU 0 and the load to CPU 1 (the runners' own pinning):
   per server CPU-second, compiled build on uvloop;
 * ``starlette``: benchmarks/asgi_bench.py's Starlette hello under
   ``squall run``, requests per CPU-second of the server's process tree;
-* ``longpoll``: benchmarks/c10k/longpoll.py, Tornado's chat (the older form)
-  under ``python -m squall.compat`` on uvloop: server CPU per woken waiter;
+* ``longpoll``: benchmarks/c10k/longpoll.py, Tornado's own ``demos/chat``
+  (checked out by c10k/real_chat.py; the stand-in of its shape,
+  c10k/tornado_chat, where no git copy of Tornado can be had) under
+  ``python -m squall.compat`` on uvloop: server CPU per woken waiter;
 * ``write_message`` and ``handshake``: benchmarks/c10k/run.py with Squall's
   server: server CPU per delivered 100-byte message of a ``write_message``
   loop over the subscribers, and per WebSocket handshake.
@@ -166,6 +168,19 @@ class Runners:
         sys.path.insert(0, str(HERE / "c10k"))
         self.longpoll = _load("c10k_longpoll", HERE / "c10k" / "longpoll.py")
         self.c10k = _load("c10k_run", HERE / "c10k" / "run.py")
+        # The long poll on Tornado's own demos/chat, checked out from a git
+        # copy of Tornado (real_chat.py: $SQUALL_TORNADO_REPO, or a clone
+        # made once in the cache); without one (no network), the stand-in
+        # of its shape, and the table says which.
+        try:
+            self.chat = str(self.longpoll.real_chat.demo_dir() / "chatdemo.py")
+            self.chat_args = ["--debug=false"]
+            self.chat_name = "Tornado's demos/chat"
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"Tornado's demos/chat cannot be checked out ({exc}): the stand-in runs")
+            self.chat = str(self.longpoll.TORNADO_CHAT)
+            self.chat_args = []
+            self.chat_name = "c10k/tornado_chat (the demo's shape)"
 
     def hello(self, args: argparse.Namespace) -> float:
         run = self.run
@@ -182,7 +197,7 @@ class Runners:
         ns = argparse.Namespace(
             polls=args.polls, wakes=1, batch=500, repoll=False, verbose=False, server_args=""
         )
-        command = ["uvloop", "-m", "squall.compat", str(lp.TORNADO_CHAT)]
+        command = ["uvloop", "-m", "squall.compat", self.chat, *self.chat_args]
         got = lp.measure("compat-compiled-uvloop", command, {}, "tornado-chat", ns)
         return float(got["cpu_us"])
 
@@ -213,7 +228,7 @@ C10K_ARGS: dict[str, Any] = {
 WORKLOADS: dict[str, tuple[str, str, bool]] = {
     "hello": ("hello through RequestHandler, varied, per server CPU-second", "req/CPU-s", True),
     "starlette": ("Starlette hello under squall run, per server CPU-second", "req/CPU-s", True),
-    "longpoll": ("long-poll wake, Tornado's chat via squall.compat: CPU per waiter", "us", False),
+    "longpoll": ("long-poll wake, {chat} via squall.compat: CPU per waiter", "us", False),
     "write_message": ("write_message loop: server CPU per delivery", "us", False),
     "handshake": ("WebSocket handshake: server CPU per handshake", "us", False),
 }
@@ -264,6 +279,7 @@ def wall_clock(contenders: list[tuple[str, Path]], args: argparse.Namespace) -> 
     table = {}
     for name in wanted:
         what, unit, higher = WORKLOADS[name]
+        what = what.format(chat=runners.chat_name)
         ref = statistics.median(g[name] for g in rounds[ref_label])
         tree = statistics.median(g[name] for g in rounds[tree_label])
         speed = tree / ref if higher else ref / tree

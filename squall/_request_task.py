@@ -20,7 +20,9 @@ the HTTP method and ``on_finish()`` all see it as `asyncio.current_task`.
   the loop's next turn. 3.11 has no public way to run a step
   of a coroutine inside a Task before the loop schedules it: a step run
   outside one sees no current task (``asyncio.timeout`` and anyio's scopes
-  refuse it) and could not be handed to a Task later as the same task.
+  refuse it). `squall.web` runs a handler that cannot wait without a Task
+  at all, and hands one to a Task before it awaits anything (see
+  squall.web._delegate._first_step).
 """
 
 from __future__ import annotations

@@ -46,14 +46,12 @@ def first_step_watches() -> Iterator[list[str]]:
     """Records the request path of each handler whose close watch a loop
     callback sets once its Task's first step has returned (3.11, or a
     loop with a task factory: see ``RequestHandler._watch_first_wait``)."""
-    import squall.web.handler
-
     paths: list[str] = []
-    original = squall.web.handler.watch_after_first_step
+    original = RequestHandler._watch_after_step
 
     def counted(handler: Any, task: Any) -> None:
         paths.append(handler.request.path)
         original(handler, task)
 
-    with mock.patch.object(squall.web.handler, "watch_after_first_step", counted):
+    with mock.patch.object(RequestHandler, "_watch_after_step", counted):
         yield paths

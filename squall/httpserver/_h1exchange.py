@@ -16,9 +16,9 @@ __all__: list[str] = []  # private to the driver
 import asyncio
 import contextvars
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from http.client import responses
-from typing import IO, TYPE_CHECKING, Any, Final, Optional, cast
+from typing import IO, TYPE_CHECKING, Final, Optional, cast
 
 from squall._h1 import LocalProtocolError
 from squall.httpserver._sendfile import send_file
@@ -300,17 +300,6 @@ class _RequestConnection(Exchange):
         self.loop = proto.loop
         self._proto = proto
         self._body_timeout: Optional[float] = None
-
-    def adopt(self, coro: Coroutine[Any, Any, None]) -> Optional[asyncio.Task[None]]:
-        """The Task this request is being read in (Python 3.11, see
-        `_HTTPProtocol.serve`), which runs ``coro`` once the read is done;
-        None if there is none (the caller then starts a Task of its own)."""
-        p = self._proto
-        task = p.serving
-        if task is None or p.exchange is not self or p.handed is not None:
-            return None
-        p.handed = coro
-        return task
 
     def write_headers(
         self, start_line: StartLine, headers: HTTPHeaders, chunk: Optional[bytes] = None

@@ -114,13 +114,6 @@ class _H1Lifecycle(_H1Output):
         self._tls_task = None
         self._good_host = None
         self._start_request = server._request_starter(in_task=self._in_task)
-        # Python 3.11 (see _HTTPProtocol.data_received): the Task that will
-        # read the head just received and serve its request, until its step
-        # has run; the coroutine a delegate handed it to run in that Task;
-        # whether this connection's delegates take the offer.
-        self.serving = None
-        self.handed = None
-        self._adopts = server.adopts_request_tasks
 
     @property
     def detached(self) -> bool:
@@ -183,9 +176,9 @@ class _H1Lifecycle(_H1Output):
 
     def arm_if_idle(self) -> None:
         """The turn after the accept (`_ArmQueue`): the idle timer, unless an
-        exchange has begun (or a Task is about to read one), one is armed
-        already, or the connection is done."""
-        if self.state == _IDLE and self._idle_timer is None and self.serving is None:
+        exchange has begun, one is armed already, or the connection is
+        done."""
+        if self.state == _IDLE and self._idle_timer is None:
             self._arm_idle_timer(self._idle_deadline(self.loop.time()))
 
     def _head_started(self) -> None:

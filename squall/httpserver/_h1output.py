@@ -19,8 +19,8 @@ __all__: list[str] = []  # private to the driver
 import asyncio
 import contextvars
 import ssl
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Optional
 
 from squall._compiled import mypyc_attr
 from squall._h1 import H1Connection
@@ -99,9 +99,6 @@ class _H1Output(asyncio.Protocol):
         "_tls_task",
         "_good_host",
         "_start_request",
-        "serving",
-        "handed",
-        "_adopts",
     )
 
     # Set by _H1Lifecycle.__init__, which says what each holds.
@@ -136,9 +133,6 @@ class _H1Output(asyncio.Protocol):
     _write_timer: Optional[asyncio.TimerHandle]
     _closed_event: Optional[asyncio.Future[None]]
     _tls_task: Optional[asyncio.Task[None]]
-    serving: Optional[asyncio.Task[None]]
-    handed: Optional[Coroutine[Any, Any, None]]
-    _adopts: bool
     _good_host: Optional[str]
     _start_request: Callable[[object, HTTPConnection], HTTPMessageDelegate]
 

@@ -77,10 +77,6 @@ if TYPE_CHECKING:
     from squall.httpserver._h1driver import H1Driver
 
 
-# The Task a request is read in (see serve), made as squall._request_task
-# makes one on 3.11 when the loop has no task factory.
-_Task: Final = asyncio.Task
-
 # Pipelined bytes held while a response is in progress before reading pauses.
 _PIPELINE_HIGH_WATER: Final = 256 * 1024
 
@@ -179,21 +175,7 @@ class _HTTPProtocol(_H1Lifecycle):
                 stream.feed_data(data)
             return
         self.h1.receive_data(data)
-        if self.serving is not None:
-            return  # (the step of the Task waiting to read reads this too)
         if not self.flow & _STALLED and self._tls_task is None:
-            if (
-                self._adopts
-                and self.state == _IDLE
-                and self.h1.buffered == len(data)
-                and self.loop.get_task_factory() is None
-            ):
-                # Not for the rest of a head begun in an earlier read (a head
-                # sent a byte at a time gets one Task, not one per byte); not
-                # with a task factory (the request's own coroutine is what it
-                # is handed, as on every Python: tracers look at it).
-                self.serving = _Task(self.serve(), loop=self.loop)
-                return
             self._process()
 
     def eof_received(self) -> Optional[bool]:
@@ -204,27 +186,9 @@ class _HTTPProtocol(_H1Lifecycle):
                 stream.feed_eof()
             return None
         self.h1.receive_data(b"")
-        if not self.flow & _STALLED and self.serving is None:
+        if not self.flow & _STALLED:
             self._process()
         return None
-
-    async def serve(self) -> None:
-        """Python 3.11: read the request whose head has arrived, and run the
-        coroutine its delegate hands over (`_RequestConnection.adopt`), in
-        this Task: one Task per request, as the delegate would have made,
-        made before the request is read."""
-        try:
-            self._process()
-        finally:
-            self.serving = None
-        coro = self.handed
-        if coro is not None:
-            self.handed = None
-            await coro
-        elif self.state == _RESPONSE:
-            # The delegate started its request another way (its own Task, a
-            # callback): this connection's requests are read at once again.
-            self._adopts = False
 
     # -- the request cycle ---------------------------------------------------------
 

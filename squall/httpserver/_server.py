@@ -6,9 +6,8 @@ import asyncio
 import copy
 import socket
 import ssl
-import sys
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Final, Optional, Protocol, Union, runtime_checkable
+from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 from squall.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
 from squall.httpserver._context import _CallableAdapter, _HTTPRequestContext, _ProxyAdapter
@@ -127,19 +126,6 @@ class ConnectionTable:
         waiter = self.detached_waiter
         if waiter is not None and not detached and not waiter.done():
             waiter.set_result(None)
-
-
-# Python 3.11: a head that arrives whole on an idle connection is read in a
-# Task made for its request (`_HTTPProtocol.serve`), which then runs the
-# request's coroutine too (`_RequestConnection.adopt`). 3.11 cannot start a Task
-# eagerly, so a request read at once would wait for its Task's first step
-# holding what reading made of it (the request, its headers, the handler,
-# about 22 objects the cycle collector tracks): under 50 concurrent
-# connections the loop reads 50 requests before any is served, and those
-# 1,100 objects set off collections that cost more than serving them
-# (benchmarks/gate.py's crowd workload; 3.12+ starts a Task eagerly and
-# holds none of this).
-_SERVE_IN_TASK: Final = sys.version_info < (3, 12)
 
 
 class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
@@ -264,17 +250,6 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self._servers: list[asyncio.AbstractServer] = []
         self.trusted_downstream = trusted_downstream
         self._is_delegate = isinstance(request_callback, HTTPServerConnectionDelegate)
-        # Python 3.11: whether HTTP/1.1 connections read a request in a Task
-        # made for it, which the delegate then runs the request in (see
-        # _HTTPProtocol.serve): for a delegate that says it takes that Task
-        # (squall.web.Application), when the server starts its requests
-        # with the delegate's own start_request.
-        self.adopts_request_tasks = (
-            _SERVE_IN_TASK
-            and self._is_delegate
-            and type(self).start_request is _stock_start_request
-            and getattr(request_callback, "adopts_request_tasks", False) is True
-        )
         self._protocol_class: type[_HTTPProtocol] = _HTTPProtocol
         self._h2_limits: Any = None
         # Set by reload_ssl: the context new TLS connections are served with.

@@ -45,7 +45,7 @@ more goes out, and writes return a future failed with `.StreamClosedError`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Optional
 
 from squall._compiled import mypyc_attr
@@ -347,14 +347,6 @@ class Exchange(HTTPConnection):
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
         """Call ``callback`` if the exchange is lost before the response is finished."""
         self.close_callback = callback
-
-    def adopt(self, coro: Coroutine[Any, Any, None]) -> Optional[asyncio.Task[None]]:
-        """The Task the driver made for this request, which will run
-        ``coro`` (the request's coroutine, not yet started) once the
-        driver's current step is done; None when the driver made none (the
-        caller then starts ``coro`` in a Task of its own). The HTTP/1.1
-        driver makes one on Python 3.11, see ``httpserver._protocol``."""
-        return None
 
     # -- for the driver ---------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__: list[str] = []
 
 import asyncio
+import inspect
 import sys
 import types
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Final, Optional
 from squall._request_task import start as start_task
 from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
 from squall.httputil._delegates import HTTPConnection, HTTPMessageDelegate
-from squall.httputil._exchange import Exchange, loop_of
+from squall.httputil._exchange import loop_of
 from squall.httputil._headers import HTTPHeaders
 from squall.httputil._request import HTTPServerRequest
 from squall.httputil._startline import RequestStartLine, StartLine
+from squall.log import app_log
 
 if TYPE_CHECKING:
     from squall.web.application import Application
@@ -33,9 +35,12 @@ if TYPE_CHECKING:
 # Final: the compiled build keeps these in C variables, read without the
 # dictionary lookup of a module global (two per request).
 _CoroutineType: Final = types.CoroutineType
-# Python 3.11: a driver may have made the Task its request is read in (see
-# Exchange.adopt); 3.12+ starts the request's own Task eagerly instead.
-_ADOPTS: Final = sys.version_info < (3, 12)
+_FunctionType: Final = types.FunctionType
+# Python 3.11, which cannot start a Task eagerly: a handler that cannot wait
+# runs outside any (see _first_step); 3.12+ starts every request's Task
+# eagerly instead.
+_OUTSIDE: Final = sys.version_info < (3, 12)
+_Task: Final = asyncio.Task
 
 
 # Filled in by squall.web.application (see _bind): Application's own
@@ -97,6 +102,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
         "path_kwargs",
         "chunks",
         "stream_request_body",
+        "body_future",
         "handler",
     )
 
@@ -120,6 +126,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
         self.path_kwargs: Optional[dict[str, bytes]] = None
         self.chunks: Optional[list[bytes]] = None
         self.stream_request_body = False
+        self.body_future: Optional[Future[None]] = None
         self.handler: Optional[RequestHandler] = None
 
     def headers_received(
@@ -165,9 +172,10 @@ class _HandlerDelegate(HTTPMessageDelegate):
             self.delegate = delegate
             return delegate.headers_received(start_line, headers)
         if self.stream_request_body:
-            # An attribute of this request's own (in its __dict__).
+            # An attribute of this request's own (in its __dict__), which
+            # the handler awaits; resolved by finish().
             open_request: Any = request
-            open_request._body_future = Future()
+            open_request._body_future = self.body_future = Future()
             return self.execute()
         return None
 
@@ -194,9 +202,9 @@ class _HandlerDelegate(HTTPMessageDelegate):
             return
         request = self.request
         assert request is not None
-        if self.stream_request_body:
-            body_request: Any = request
-            future_set_result_unless_cancelled(body_request._body_future, None)
+        body_future = self.body_future
+        if body_future is not None:
+            future_set_result_unless_cancelled(body_future, None)
             return
         chunks = self.chunks
         if chunks:
@@ -241,26 +249,34 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 from squall.web.static import StaticFileHandler
 
                 StaticFileHandler.reset()
-        kwargs = self.handler_kwargs
-        if kwargs:
-            handler = handler_class(app, request, **kwargs)
-        else:
-            handler = handler_class(app, request)
-        self.handler = handler
+        plan = GENERAL
+        own: Optional[asyncio.AbstractEventLoop] = None
+        if (
+            _OUTSIDE
+            and not self.stream_request_body
+            and getattr(handler_class._execute, "__code__", None) is _app_parts.stock_execute_code
+        ):
+            known = _plans_of(handler_class).get(request.method)
+            plan = _plan(handler_class, request) if known is None else known
+            own = self.loop_for_steps()
+            if own is None:
+                plan = GENERAL
+            elif plan == WAITS:
+                # Python 3.11: made in its Task's first step, which runs its
+                # own first step (see _made_in_task).
+                _held_tasks.add(_Task(_made_in_task(self, own), loop=own))
+                return None
+        running = self.start_handler()
+        handler: Any = self.handler
+        if plan == AT_ONCE:
+            # Python 3.11: a Task only if it awaits after all.
+            handler._step_at_once(own, running)
+            return None
         # Only a handler that streams its body has a prepare() to wait for
         # (the whole body of any other is in already).
         prepared: Optional[Awaitable[None]] = None
         if self.stream_request_body:
             prepared = handler._prepared_future = Future()
-        transforms = app.transforms
-        # No list per request when the application has no transforms.
-        applied: Sequence[Any] = [t(request) for t in transforms] if transforms else ()
-        path_args = self.path_args
-        path_kwargs = self.path_kwargs
-        if path_args or path_kwargs:
-            running = handler._execute(applied, *(path_args or ()), **(path_kwargs or {}))
-        else:
-            running = handler._execute(applied)
         task: Optional[asyncio.Future[Any]] = None
         if type(running) is _CoroutineType:
             # The usual case: a Task of the request's own (on 3.12+ started
@@ -277,13 +293,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
             if loop is None:
                 task = asyncio.ensure_future(running)
             else:
-                # The Task the driver made to read this request, if it made
-                # one (HTTP/1.1 on Python 3.11, see Exchange.adopt).
-                conn = self.request_conn
-                if _ADOPTS and isinstance(conn, Exchange):
-                    task = conn.adopt(running)
-                if task is None:
-                    task = start_task(loop, running)
+                task = start_task(loop, running)
         elif running is not None:
             # What a wrapper of _execute may return: a Future, an awaitable.
             task = asyncio.ensure_future(running)
@@ -301,11 +311,10 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 task.add_done_callback(_surface_error)
             else:
                 handler._held_task = task
-            if type(running) is _CoroutineType and running.cr_suspended:
-                # Its first step ran (an eager start) and it waits: a close
-                # from now on reaches it.
-                handler._watch_close()
-            elif not stock:
+            # Its first step ran (an eager start) and it waits: a close from
+            # now on reaches it.
+            watch = type(running) is _CoroutineType and running.cr_suspended
+            if not watch and not stock:
                 # Its first step runs on the loop's next turn (3.11, a loop
                 # with a task factory): it hears of a close once that step
                 # has returned, as after an eager start, not in the middle
@@ -316,12 +325,148 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 # step, arranges this itself, see
                 # RequestHandler._watch_first_wait: a loop callback only for
                 # a handler that waits, none for one done in that step.)
-                task.get_loop().call_soon(watch_after_first_step, handler, task)
-        elif not handler._finished:
+                task.get_loop().call_soon(handler._watch_after_step, task)
+        else:
             # Done with its step but not finished (auto_finish off): a close
             # must still reach it.
+            watch = not handler._finished
+        if watch:
             handler._watch_close()
         return prepared
+
+    def start_handler(self) -> Any:
+        """Makes the handler (``self.handler``) and returns what its
+        ``_execute`` returns, not started."""
+        app: Any = self.application
+        request = self.request
+        handler_class: Any = self.handler_class
+        kwargs = self.handler_kwargs
+        if kwargs:
+            handler = handler_class(app, request, **kwargs)
+        else:
+            handler = handler_class(app, request)
+        self.handler = handler
+        transforms = app.transforms
+        # No list per request when the application has no transforms.
+        applied: Sequence[Any] = [t(request) for t in transforms] if transforms else ()
+        path_args = self.path_args
+        path_kwargs = self.path_kwargs
+        if path_args or path_kwargs:
+            return handler._execute(applied, *(path_args or ()), **(path_kwargs or {}))
+        return handler._execute(applied)
+
+    def loop_for_steps(self) -> Optional[asyncio.AbstractEventLoop]:
+        """The connection's loop, when it has no task factory; else None."""
+        try:
+            loop: Optional[asyncio.AbstractEventLoop] = loop_of(self.request_conn)
+        except RuntimeError:
+            return None
+        if loop is None or loop.get_task_factory() is not None:
+            return None
+        return loop
+
+
+async def _made_in_task(delegate: _HandlerDelegate, loop: asyncio.AbstractEventLoop) -> None:
+    """Python 3.11: the Task of a request whose handler waits, made when
+    the request is read. The handler is made in the Task's first step, and
+    its first step follows at once, as on 3.12+ (an eager Task) and as for a
+    handler that answers at once: CPython gives instances of a class their
+    attributes in place only while the class's first instances set them
+    before more are made, and a crowd of handlers made in one loop turn and
+    run in the next (a WebSocket server's clients all back at once) would
+    have left every later handler of the class with a dictionary instead."""
+    # (Of the loop given: asyncio would ask for the running loop, a getpid
+    # system call on 3.11, see squall.httputil._exchange.loop_of.)
+    task = asyncio.current_task(loop)
+    assert task is not None
+    try:
+        running = delegate.start_handler()
+    except Exception:
+        # As the server answers an error raised when it made the handler.
+        _held_tasks.discard(task)
+        app_log.error("Uncaught exception", exc_info=True)
+        close = getattr(delegate.request_conn, "close", None)
+        if close is not None:
+            close()
+        return
+    handler: Any = delegate.handler
+    handler._held_task = task
+    await running
+
+
+# Python 3.11: how a handler class serves a request method (see _plan).
+GENERAL: Final = 0  # a Task from the start, as on every Python (not planned)
+AT_ONCE: Final = 1  # its first step at once, outside a Task
+WAITS: Final = 2  # made in its Task (_made_in_task)
+
+# By handler class, by request method: its plan. Bounded (classes made at
+# run time, by tests say, are let go when it is full).
+_plans: Final[dict[Any, dict[str, int]]] = {}
+_PLANS_MAX: Final = 1024
+
+# A function with one of these flags can suspend (async def, a generator
+# function, @types.coroutine).
+_SUSPENDS: Final = (
+    inspect.CO_COROUTINE
+    | inspect.CO_ITERABLE_COROUTINE
+    | inspect.CO_GENERATOR
+    | inspect.CO_ASYNC_GENERATOR
+)
+
+
+def _plans_of(handler_class: Any) -> dict[str, int]:
+    plans = _plans.get(handler_class)
+    if plans is None:
+        if len(_plans) >= _PLANS_MAX:
+            _plans.clear()
+        plans = _plans[handler_class] = {}
+    return plans
+
+
+def _plan(handler_class: Any, request: HTTPServerRequest) -> int:
+    """How ``handler_class`` (with the stock ``_execute``) serves
+    ``request``'s method on Python 3.11 (kept in `_plans`): at once when
+    its ``prepare()`` and its method for the request are Python functions
+    that are neither coroutine nor generator functions, nor wrap one
+    (``functools.wraps``): all its hooks then run outside a Task, as none
+    can wait (what one returns to be awaited is, in a Task made then: see
+    ``RequestHandler._step_at_once``); else in a Task made before the
+    handler, so that all its hooks see that Task."""
+    method = request.method
+    prepare = getattr(handler_class, "prepare", None)
+    served = getattr(handler_class, method.lower(), None)
+    plan = AT_ONCE if _plain(prepare) and _plain(served) else WAITS
+    plans = _plans_of(handler_class)
+    if len(plans) < 16:  # (bounded: a client names the method)
+        plans[method] = plan
+    return plan
+
+
+def _plain(function: Any) -> bool:
+    # None (no such method: the handler answers 405) counts as plain.
+    for _ in range(32):
+        if function is None:
+            return True
+        if type(function) is not _FunctionType or function.__code__.co_flags & _SUSPENDS:
+            return False
+        function = getattr(function, "__wrapped__", None)
+    return False
+
+
+class _IntoTask:
+    """What `RequestHandler._execute` awaits, in a first step run outside a
+    Task, just before it awaits anything else (see its ``_step_at_once``)."""
+
+    __slots__ = ("once",)
+
+    def __init__(self) -> None:
+        self.once = (self,)
+
+    def __await__(self) -> Any:
+        return iter(self.once)
+
+
+INTO_TASK: Final = _IntoTask()
 
 
 def new_delegate(
@@ -331,13 +476,6 @@ def new_delegate(
     the application): a compiled function takes its arguments off the stack, where
     the class itself, called from Python, parses a tuple of them."""
     return _HandlerDelegate(application, server_conn, request_conn)
-
-
-def watch_after_first_step(handler: Any, task: asyncio.Future[Any]) -> None:
-    """Called once the first step of ``handler``'s Task has returned: a
-    close from now on reaches the handler, unless it is done."""
-    if not task.done() or not handler._finished:
-        handler._watch_close()
 
 
 def _surface_error(task: asyncio.Future[Any]) -> None:

@@ -148,11 +148,6 @@ class Application(ReversibleRouter):
             described in the documentation; kept in ``settings``.
     """
 
-    # Its delegates run a request's coroutine in the Task the HTTP/1.1
-    # driver made to read that request, when there is one (Python 3.11:
-    # squall.httpserver._server's _SERVE_IN_TASK, Exchange.adopt).
-    adopts_request_tasks = True
-
     def __init__(
         self,
         handlers: Optional[list[_RuleLike]] = None,

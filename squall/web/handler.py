@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
 
 from squall import escape
@@ -37,7 +38,7 @@ from squall.log import app_log
 from squall.util import ObjectDict
 from squall.web._arguments import _ARG_DEFAULT as _ARG_DEFAULT  # squall.web's
 from squall.web._arguments import ArgumentsMixin
-from squall.web._delegate import watch_after_first_step
+from squall.web._delegate import INTO_TASK
 from squall.web._etag import EtagMixin
 from squall.web._failure import ErrorPageMixin
 from squall.web._identity import IdentityMixin
@@ -63,6 +64,10 @@ _METHOD_ATTRS = {m: m.lower() for m in ("GET", "HEAD", "POST", "DELETE", "PATCH"
 # are (a str() and a list fewer per response); at most _LENGTHS_MAX lengths kept.
 _LENGTHS: dict[int, list[str]] = {}
 _LENGTHS_MAX = 4096
+
+# The Task a handler that answers at once hands the rest of its _execute to
+# when it awaits after all (see _step_at_once).
+_Task = asyncio.Task
 
 # A handler's transforms when the application has none (a tuple: shared by
 # every handler, so it must not be appendable).
@@ -207,6 +212,9 @@ class RequestHandler(
     _held_task: Optional[asyncio.Future[Any]] = None
     # Whether _execute reached a wait (see _watch_first_wait).
     _waited = False
+    # Python 3.11: set while _execute's first step runs outside a Task (see
+    # squall.web._delegate): before it awaits anything it asks for its Task.
+    _outside = False
 
     @property
     def ui(self) -> ObjectDict:
@@ -584,7 +592,10 @@ class RequestHandler(
         the application's delegate runs what it returns (or what a wrapper
         returns) in a Task of the request's own (see `squall._request_task`).
         So ``prepare()``, the method and ``on_finish()`` share one Task and
-        one context, which no other request sees.
+        one context, which no other request sees. On Python 3.11 a handler
+        whose ``prepare()`` and method are plain functions runs without a
+        Task, in a context of its own (see `_step_at_once`), and asks for
+        one (``_into_task``) before it awaits anything.
         """
         self._transforms = transforms
         try:
@@ -601,6 +612,8 @@ class RequestHandler(
                 self._start(*args, **kwargs)
             result = self.prepare()
             if result is not None:
+                if self._outside:
+                    await self._into_task()
                 await self._watch_first_wait(result)
             if self._prepared_future is not None:
                 future_set_result_unless_cancelled(self._prepared_future, None)
@@ -625,6 +638,8 @@ class RequestHandler(
             else:
                 result = method()
             if result is not None:
+                if self._outside:
+                    await self._into_task()
                 await self._watch_first_wait(result)
             if self._auto_finish and not self._finished:
                 self.finish()
@@ -645,6 +660,39 @@ class RequestHandler(
                 self._held_task = None
                 _held_tasks.discard(held)
 
+    def _step_at_once(self, loop: asyncio.AbstractEventLoop, running: Any) -> None:
+        # Python 3.11, which cannot start a Task eagerly, for a handler
+        # whose prepare() and method are plain functions (see
+        # squall.web._delegate's plans): ``running``, this handler's
+        # _execute, takes its first step at once, outside any Task, in a
+        # copy of the caller's context. Done then, the request needed no
+        # Task (nor a loop turn). Before it awaits anything (what a method
+        # returned to be awaited) _execute yields INTO_TASK (_into_task),
+        # and the rest is handed to a Task of its own in the same context,
+        # whose first step resumes it there: what is awaited runs in that
+        # Task, as on Tornado (asyncio.current_task, asyncio.timeout).
+        context = copy_context()
+        self._outside = True
+        try:
+            context.run(running.send, None)
+        except StopIteration:
+            if not self._finished:
+                # Done with its step, not finished (auto_finish off): a
+                # close must still reach it.
+                self._watch_close()
+            return
+        task = _Task(running, loop=loop, context=context)
+        # Held as the delegate holds a request's Task (see _execute).
+        _held_tasks.add(task)
+        self._held_task = task
+
+    def _into_task(self) -> Any:
+        # The first step ran outside a Task and is about to await: yield to
+        # _step_at_once, which hands the rest of this coroutine to a Task
+        # (its next step resumes here), so that what is awaited runs in it.
+        self._outside = False
+        return INTO_TASK
+
     def _watch_first_wait(self, awaited: Any) -> Any:
         # What _execute is about to await, passed through. The first time:
         # if the delegate held this Task before its first step ran (the step
@@ -658,8 +706,14 @@ class RequestHandler(
             self._waited = True
             task = self._held_task
             if task is not None:
-                task.get_loop().call_soon(watch_after_first_step, self, task)
+                task.get_loop().call_soon(self._watch_after_step, task)
         return awaited
+
+    def _watch_after_step(self, task: asyncio.Future[Any]) -> None:
+        # Called once the first step of this handler's Task has returned: a
+        # close from now on reaches the handler, unless it is done.
+        if not task.done() or not self._finished:
+            self._watch_close()
 
     def _watch_close(self) -> None:
         # The handler goes on after its first step: a connection with the

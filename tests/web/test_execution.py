@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
+import sys
 from typing import Any, Optional
 from unittest import mock
 
+import pytest
+
 from squall import gen
+from squall.simple_httpclient import HTTPStreamClosedError
 from squall.testing import AsyncHTTPTestCase, ExpectLog
 from squall.web import Application, RequestHandler
 from squall.web._delegate import _surface_error
 from squall.websocket import WebSocketHandler
+
+# Python 3.12+ starts a request's Task eagerly (squall._request_task).
+_EAGER = sys.version_info >= (3, 12)
 
 _request_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
     "_request_id", default=None
@@ -84,19 +92,90 @@ class ExecutionTest(AsyncHTTPTestCase):
         super().setUp()
         _Observed.seen = []
 
-    def _hooks_share_one_task_and_context(self, path: str, body: bytes, hooks: list[str]) -> None:
+    def _hooks_share_one_task_and_context(
+        self, path: str, body: bytes, hooks: list[str], in_task: bool = True
+    ) -> None:
         response = self.fetch(path + "?id=" + path.strip("/"))
         assert response.code == 200 and response.body == body
         assert [hook for hook, _, _ in _Observed.seen] == hooks
         tasks = {id(task) for _, task, _ in _Observed.seen}
-        assert None not in [task for _, task, _ in _Observed.seen]
         assert len(tasks) == 1
+        if in_task:
+            assert None not in [task for _, task, _ in _Observed.seen]
+        else:
+            assert {task for _, task, _ in _Observed.seen} == {None}
         assert {value for _, _, value in _Observed.seen} == {path.strip("/")}
         # The request's context did not leak into the server's.
         assert _request_id.get() is None
 
     def test_a_plain_handler(self) -> None:
-        self._hooks_share_one_task_and_context("/plain", b"plain", ["prepare", "get", "on_finish"])
+        # 3.12+ starts its Task eagerly; 3.11 answers a handler whose
+        # prepare() and method are plain functions without one (see
+        # squall.web._delegate._first_step), in a context of its own.
+        self._hooks_share_one_task_and_context(
+            "/plain", b"plain", ["prepare", "get", "on_finish"], in_task=_EAGER
+        )
+
+    def test_a_plain_class_and_a_waiting_one_have_plans_of_their_own(self) -> None:
+        # _Plain and _Waiting share their hook traits: what one's GET does
+        # is not taken for the other's.
+        self._hooks_share_one_task_and_context(
+            "/plain", b"plain", ["prepare", "get", "on_finish"], in_task=_EAGER
+        )
+        _Observed.seen = []
+        self._hooks_share_one_task_and_context(
+            "/waiting", b"waited", ["prepare", "get", "get, resumed", "on_finish"]
+        )
+
+    def test_what_a_plain_method_returns_is_awaited_in_a_task(self) -> None:
+        # A decorator that does not say what it wraps: the plan takes the
+        # method for a plain one, and the coroutine it returns runs in a
+        # Task all the same (asyncio.timeout refuses to run outside one).
+        seen: list[Any] = []
+
+        async def body(handler: RequestHandler) -> None:
+            async with asyncio.timeout(5):
+                await asyncio.sleep(0)
+            seen.append(asyncio.current_task())
+            handler.write("wrapped")
+
+        class Undeclared(RequestHandler):
+            def get(self) -> Any:
+                seen.append(asyncio.current_task())
+                return body(self)
+
+        self._app.add_handlers(".*", [("/undeclared", Undeclared)])
+        response = self.fetch("/undeclared")
+        assert response.code == 200 and response.body == b"wrapped"
+        assert len(seen) == 2 and seen[1] is not None
+        assert (seen[0] is seen[1]) if _EAGER else seen[0] is None
+
+    def test_a_wrapped_coroutine_method_runs_in_its_task_from_the_start(self) -> None:
+        # functools.wraps (web.authenticated, a tracer's decorator) says
+        # what it wraps: a coroutine method, so prepare() sees the Task too.
+        seen: list[Any] = []
+
+        def traced(method: Any) -> Any:
+            @functools.wraps(method)
+            def wrapper(self: RequestHandler) -> Any:
+                return method(self)
+
+            return wrapper
+
+        class Wrapped(RequestHandler):
+            def prepare(self) -> None:
+                seen.append(asyncio.current_task())
+
+            @traced
+            async def get(self) -> None:
+                await asyncio.sleep(0)
+                seen.append(asyncio.current_task())
+                self.write("w")
+
+        self._app.add_handlers(".*", [("/wrapped", Wrapped)])
+        response = self.fetch("/wrapped")
+        assert response.code == 200 and response.body == b"w"
+        assert len(seen) == 2 and seen[0] is not None and seen[0] is seen[1]
 
     def test_a_handler_that_waits(self) -> None:
         self._hooks_share_one_task_and_context(
@@ -220,3 +299,33 @@ class ExecutionTest(AsyncHTTPTestCase):
         response = self.fetch("/failing")
         assert response.code == 500
         assert reported == [(ZeroDivisionError, True)]
+
+
+class _FailsToStart(RequestHandler):
+    def initialize(self) -> None:
+        raise ZeroDivisionError("no handler")
+
+    def get(self) -> None:
+        self.write("never")
+
+
+class _WaitingFailsToStart(_FailsToStart):
+    async def get(self) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        self.write("never")
+
+
+class HandlerMadeTest(AsyncHTTPTestCase):
+    # A handler that cannot be made (its initialize() raises) is logged and
+    # its connection closed, whether it would have waited or not (on 3.11 a
+    # waiting one is made in its Task, see squall.web._delegate._made_in_task).
+    def get_app(self) -> Application:
+        return Application([("/plain", _FailsToStart), ("/waiting", _WaitingFailsToStart)])
+
+    def test_a_handler_that_cannot_be_made(self) -> None:
+        from squall.log import app_log
+
+        for path in ("/plain", "/waiting"):
+            with ExpectLog(app_log, "Uncaught exception"):
+                with pytest.raises(HTTPStreamClosedError):
+                    self.fetch(path, raise_error=True)

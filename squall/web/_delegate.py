@@ -435,20 +435,33 @@ def _plan(handler_class: Any, request: HTTPServerRequest) -> int:
     method = request.method
     prepare = getattr(handler_class, "prepare", None)
     served = getattr(handler_class, method.lower(), None)
-    plan = AT_ONCE if _plain(prepare) and _plain(served) else WAITS
+    plan = AT_ONCE if _plain(prepare) and _plain(served, handler_class) else WAITS
     plans = _plans_of(handler_class)
     if len(plans) < 16:  # (bounded: a client names the method)
         plans[method] = plan
     return plan
 
 
-def _plain(function: Any) -> bool:
+# Coroutine functions of squall's own that wait only if a hook of their
+# class does not answer at once (the hook's name, by the function's code),
+# and ask for their Task themselves before they do: WebSocketHandler.get,
+# which awaits what open() returns. The handler's
+# ``_into_task_for`` lets them run outside a Task.
+AT_ONCE_UNLESS: Final[dict[Any, str]] = {}
+
+
+def _plain(function: Any, handler_class: Any = None) -> bool:
     # None (no such method: the handler answers 405) counts as plain.
     for _ in range(32):
         if function is None:
             return True
-        if type(function) is not _FunctionType or function.__code__.co_flags & _SUSPENDS:
+        if type(function) is not _FunctionType:
             return False
+        if function.__code__.co_flags & _SUSPENDS:
+            hook = AT_ONCE_UNLESS.get(function.__code__)
+            if hook is None or handler_class is None:
+                return False
+            return _plain(getattr(handler_class, hook, None))
         function = getattr(function, "__wrapped__", None)
     return False
 
@@ -467,6 +480,19 @@ class _IntoTask:
 
 
 INTO_TASK: Final = _IntoTask()
+
+
+class _NoWait:
+    """An awaitable that is done at once (what ``_into_task_for`` gives for a
+    coroutine that asks for its Task itself)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+NO_WAIT: Final = _NoWait()
 
 
 def new_delegate(

@@ -38,7 +38,9 @@ from squall.log import app_log
 from squall.util import ObjectDict
 from squall.web._arguments import _ARG_DEFAULT as _ARG_DEFAULT  # squall.web's
 from squall.web._arguments import ArgumentsMixin
+from squall.web._delegate import AT_ONCE_UNLESS as AT_ONCE_UNLESS  # squall.websocket's
 from squall.web._delegate import INTO_TASK
+from squall.web._delegate import NO_WAIT as NO_WAIT  # squall.websocket's
 from squall.web._etag import EtagMixin
 from squall.web._failure import ErrorPageMixin
 from squall.web._identity import IdentityMixin
@@ -613,7 +615,7 @@ class RequestHandler(
             result = self.prepare()
             if result is not None:
                 if self._outside:
-                    await self._into_task()
+                    await self._into_task_for(result)
                 await self._watch_first_wait(result)
             if self._prepared_future is not None:
                 future_set_result_unless_cancelled(self._prepared_future, None)
@@ -639,7 +641,7 @@ class RequestHandler(
                 result = method()
             if result is not None:
                 if self._outside:
-                    await self._into_task()
+                    await self._into_task_for(result)
                 await self._watch_first_wait(result)
             if self._auto_finish and not self._finished:
                 self.finish()
@@ -674,13 +676,17 @@ class RequestHandler(
         context = copy_context()
         self._outside = True
         try:
-            context.run(running.send, None)
+            yielded = context.run(running.send, None)
         except StopIteration:
             if not self._finished:
                 # Done with its step, not finished (auto_finish off): a
                 # close must still reach it.
                 self._watch_close()
             return
+        if yielded is not INTO_TASK:
+            # (A wait that did not ask for its Task first: squall's bug.)
+            running.close()
+            raise RuntimeError(f"{type(self).__name__}._execute waited outside a Task")
         task = _Task(running, loop=loop, context=context)
         # Held as the delegate holds a request's Task (see _execute).
         _held_tasks.add(task)
@@ -692,6 +698,13 @@ class RequestHandler(
         # (its next step resumes here), so that what is awaited runs in it.
         self._outside = False
         return INTO_TASK
+
+    def _into_task_for(self, awaited: Any) -> Any:
+        # What _execute awaits, outside a Task, before it awaits ``awaited``
+        # (what prepare() or the method returned): _into_task's, unless a
+        # subclass knows ``awaited`` asks for the Task itself before it
+        # waits (see squall.web._delegate.AT_ONCE_UNLESS).
+        return self._into_task()
 
     def _watch_first_wait(self, awaited: Any) -> Any:
         # What _execute is about to await, passed through. The first time:

@@ -20,7 +20,7 @@ from squall.httputil import responses
 from squall.httputil._headers import HTTPHeaders, fields_of
 from squall.httputil._response import _ResponseHeaders
 from squall.web import RequestHandler
-from squall.web.handler import HandlerTraits
+from squall.web.handler import AT_ONCE_UNLESS, NO_WAIT, HandlerTraits
 from squall.websocket._idle import (
     _OPEN_KWARGS,
     _PATH_ARGS,
@@ -293,6 +293,10 @@ class WebSocketHandler(RequestHandler, _Peer):
         try:
             result = self.open(*self.open_args, **self.open_kwargs)
             if result is not None:
+                if self._outside:
+                    # Python 3.11, a first step outside a Task (see
+                    # RequestHandler._step_at_once): asks for its Task now.
+                    await self._into_task()
                 if asyncio.iscoroutine(result):
                     # Run as a task of its own, so that a connection lost
                     # while open() waits can cancel it (on_ws_connection_close):
@@ -335,6 +339,18 @@ class WebSocketHandler(RequestHandler, _Peer):
         ):
             return awaited
         return super()._watch_first_wait(awaited)
+
+    def _into_task_for(self, awaited: Any) -> Any:
+        # The stock get() of an HTTP/1.1 upgrade asks for its Task itself,
+        # only if open() returns something to await (AT_ONCE_UNLESS): a
+        # handler whose open() is a plain function opens without a Task.
+        if (
+            type(awaited) is CoroutineType
+            and awaited.cr_code is _STOCK_GET_CODE
+            and self.request.method == "GET"
+        ):
+            return NO_WAIT
+        return super()._into_task_for(awaited)
 
     def _write_101(self, key: str, subprotocol: Optional[str], extensions: Optional[str]) -> None:
         # RFC 6455 section 4.2.2: the 101 with the handshake's headers, after
@@ -665,6 +681,9 @@ class WebSocketHandler(RequestHandler, _Peer):
 
 # What the stock get()'s coroutine runs (see _watch_first_wait).
 _STOCK_GET_CODE = WebSocketHandler.get.__code__
+# Python 3.11: a handler whose open() is a plain function answers its
+# upgrade outside a Task (squall.web._delegate's plans).
+AT_ONCE_UNLESS[_STOCK_GET_CODE] = "open"
 
 # The handshake's hooks as defined here (see get, _write_101,
 # get_websocket_protocol); RequestHandler's stay RequestHandler's.

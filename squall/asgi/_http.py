@@ -493,7 +493,17 @@ class _HTTPCycle(HTTPMessageDelegate):
     def _end(self) -> None:
         """The response is complete: finish it on the connection."""
         self._state = _DONE
-        self._conn.finish()
+        conn = self._conn
+        conn.finish()
+        if self._task is not None:
+            # receive() says http.disconnect from now on, whatever the
+            # client does: the close callback set for the running app is
+            # let go, and with it the cycle it made (this object, the
+            # connection, the bound method), which only the cycle
+            # collector would otherwise free, once per request.
+            set_close = getattr(conn, "set_close_callback", None)
+            if set_close is not None:
+                set_close(None)
         if self._waiter is not None:
             self._wake()
         if self._gate is not None or self._drain is not None:

@@ -332,11 +332,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         # callback per handshake on 3.11: callgrind_handshake.py). Anything
         # else awaited here (a prepare(), a subclass's get(), an extended
         # CONNECT's stream) is watched as usual.
-        if (
-            type(awaited) is CoroutineType
-            and awaited.cr_code is _STOCK_GET_CODE
-            and self.request.method == "GET"
-        ):
+        if self._is_stock_upgrade(awaited):
             return awaited
         return super()._watch_first_wait(awaited)
 
@@ -344,13 +340,18 @@ class WebSocketHandler(RequestHandler, _Peer):
         # The stock get() of an HTTP/1.1 upgrade asks for its Task itself,
         # only if open() returns something to await (AT_ONCE_UNLESS): a
         # handler whose open() is a plain function opens without a Task.
-        if (
+        if self._is_stock_upgrade(awaited):
+            return NO_WAIT
+        return super()._into_task_for(awaited)
+
+    def _is_stock_upgrade(self, awaited: Any) -> bool:
+        # Whether ``awaited`` is the stock get()'s coroutine for an HTTP/1.1
+        # upgrade (not a subclass's get(), nor an extended CONNECT's).
+        return (
             type(awaited) is CoroutineType
             and awaited.cr_code is _STOCK_GET_CODE
             and self.request.method == "GET"
-        ):
-            return NO_WAIT
-        return super()._into_task_for(awaited)
+        )
 
     def _write_101(self, key: str, subprotocol: Optional[str], extensions: Optional[str]) -> None:
         # RFC 6455 section 4.2.2: the 101 with the handshake's headers, after

@@ -22,7 +22,7 @@ the HTTP method and ``on_finish()`` all see it as `asyncio.current_task`.
   outside one sees no current task (``asyncio.timeout`` and anyio's scopes
   refuse it). `squall.web` runs a handler that cannot wait without a Task
   at all, and hands one to a Task before it awaits anything (see
-  squall.web._delegate._first_step).
+  squall.web.handler.RequestHandler._step_at_once).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 _CoroutineType: Final = types.CoroutineType
 _FunctionType: Final = types.FunctionType
 # Python 3.11, which cannot start a Task eagerly: a handler that cannot wait
-# runs outside any (see _first_step); 3.12+ starts every request's Task
+# runs outside any (see RequestHandler._step_at_once); 3.12+ starts every request's Task
 # eagerly instead.
 _OUTSIDE: Final = sys.version_info < (3, 12)
 _Task: Final = asyncio.Task

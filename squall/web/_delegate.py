@@ -251,10 +251,17 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 StaticFileHandler.reset()
         plan = GENERAL
         own: Optional[asyncio.AbstractEventLoop] = None
+        execute = handler_class._execute
+        # The stock _execute itself, a function: a wrapper an agent put in
+        # its place is served as Tornado serves it, its handler made where
+        # the request was read (New Relic names its transaction there).
+        # wrapt's wrappers are not functions, and their __code__ is the
+        # wrapped function's.
         if (
             _OUTSIDE
             and not self.stream_request_body
-            and getattr(handler_class._execute, "__code__", None) is _app_parts.stock_execute_code
+            and type(execute) is _FunctionType
+            and execute.__code__ is _app_parts.stock_execute_code
         ):
             known = _plans_of(handler_class).get(request.method)
             plan = _plan(handler_class, request) if known is None else known

@@ -206,6 +206,47 @@ class ExecutionTest(AsyncHTTPTestCase):
                 assert response.code == 200 and response.body == body
                 assert events == ["enter", "exit finished=True"]
 
+    def test_a_wrapper_object_of_execute_is_served_as_any_wrapper(self) -> None:
+        # wrapt's wrappers (New Relic's, OpenTelemetry's) are objects that
+        # hand on what they do not have, __code__ too: one in _execute's
+        # place must not be taken for the stock function. Served as any
+        # wrapper, the handler is made where the request was read, before
+        # its Task (New Relic names its transaction in __init__ by the
+        # Task it runs in); taken for the stock one on 3.11, a waiting
+        # handler would be made in its request's Task.
+        class Proxy:
+            def __init__(self, wrapped: Any) -> None:
+                self.__wrapped__ = wrapped
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.__wrapped__, name)
+
+            def __get__(self, instance: Any, owner: Any = None) -> Any:
+                return self if instance is None else functools.partial(self, instance)
+
+            def __call__(self, *args: Any, **kwargs: Any) -> Any:
+                return self.__wrapped__(*args, **kwargs)
+
+        seen: dict[str, Any] = {}
+
+        class Traced(RequestHandler):
+            def initialize(self) -> None:
+                seen["initialize"] = asyncio.current_task()
+
+            async def get(self) -> None:
+                await asyncio.sleep(0)
+                seen["get"] = asyncio.current_task()
+                self.write("traced")
+
+        self._app.add_handlers(".*", [("/traced", Traced)])
+        proxy = Proxy(RequestHandler._execute)
+        assert proxy.__code__ is RequestHandler._execute.__code__
+        with mock.patch.object(RequestHandler, "_execute", proxy):
+            response = self.fetch("/traced")
+        assert response.code == 200 and response.body == b"traced"
+        assert seen["get"] is not None
+        assert seen["initialize"] is not seen["get"]
+
     def test_a_wrapper_returning_a_future_is_awaited(self) -> None:
         # The shape of a pre-Tornado-6 instrumentation: a gen.coroutine.
         original = RequestHandler._execute

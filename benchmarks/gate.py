@@ -710,6 +710,13 @@ def count(build: str, names: list[str]) -> dict[str, Any]:
             raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
         report = json.loads(Path(spec["out"]).read_text())
         incl = annotate(cg, True)
+        if LAYOUT not in incl:
+            # (Collected outside the probes: entered there, the toggle turns
+            # collection on.) Not seen: a libpython without the symbol, where
+            # the toggle does nothing and the counts move with the layout.
+            raise RuntimeError(
+                f"valgrind saw no {LAYOUT} in {python}'s run: its symbols are needed"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out: dict[str, Any] = {"env": report.pop("_env"), "build": build, "workloads": {}}

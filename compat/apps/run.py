@@ -117,6 +117,17 @@ def fetch_sdist(app: App, cache: Path) -> Path:
     return unpacked
 
 
+def clone_in(directory: Path, repo: str) -> Optional[Path]:
+    """The clone of ``repo`` ("owner/name") kept in ``directory`` as
+    ``owner+name`` or ``owner+name/repo`` (a bare git directory or a work
+    tree), or None."""
+    base = directory / repo.replace("/", "+")
+    for candidate in (base / "repo", base):
+        if (candidate / "HEAD").is_file() or (candidate / ".git").exists():
+            return candidate
+    return None
+
+
 def fetch_tests(app: App, cache: Path, local: dict[str, str]) -> Path:
     """Check the tests out of the app's repository at its tag; return that directory.
 
@@ -883,6 +894,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--ids", type=int, default=15, help="ids printed per cause (all are in report.md)"
     )
     parser.add_argument(
+        "--tests-repos",
+        default=os.environ.get("SQUALL_APPS_REPOS"),
+        metavar="DIR",
+        help="a directory of local clones named OWNER+NAME (a bare git directory, a work "
+        "tree, or either as OWNER+NAME/repo), for every app whose --tests-repo is not "
+        "given (default: $SQUALL_APPS_REPOS)",
+    )
+    parser.add_argument(
         "--tests-repo",
         action="append",
         default=[],
@@ -893,6 +912,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     _interruptible()
     tests_repos = dict(item.split("=", 1) for item in args.tests_repo)
+    if args.tests_repos:
+        for app in APPS.values():
+            if app.tests_repo and app.tests_repo not in tests_repos:
+                found = clone_in(Path(args.tests_repos), app.tests_repo)
+                if found is not None:
+                    tests_repos[app.tests_repo] = str(found)
 
     cache = Path(args.cache).expanduser().resolve()
     squall_src = Path(args.squall_src).resolve()

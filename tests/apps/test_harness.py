@@ -251,3 +251,39 @@ def test_an_app_that_cannot_be_fetched_does_not_stop_the_others(
     assert tried == names
     err = capsys.readouterr()
     assert f"not run (sources not fetched): {', '.join(names)}" in err.out + err.err
+
+
+def test_tests_repos_names_a_directory_of_clones_for_every_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # One directory of clones, as a mirror keeps them (owner+name, bare or
+    # with the git directory in repo/): each app with a tests_repo is given
+    # its clone, one given by --tests-repo wins, one not there is cloned.
+    run = _harness(monkeypatch)
+    with_repo = sorted({app.tests_repo for app in run.APPS.values() if app.tests_repo})
+    assert len(with_repo) >= 3
+    bare, tree, given = with_repo[:3]
+    repos = tmp_path / "repos"
+    subprocess.run(
+        ["git", "init", "-q", "--bare", str(repos / bare.replace("/", "+") / "repo")], check=True
+    )
+    subprocess.run(["git", "init", "-q", str(repos / tree.replace("/", "+"))], check=True)
+    (repos / given.replace("/", "+")).mkdir(parents=True)
+    (repos / "not-a-clone+at-all").mkdir()
+    seen: dict[str, dict[str, str]] = {}
+
+    def fetched(app: Any, cache: Path, local: dict[str, str]) -> Path:
+        seen[app.name] = dict(local)
+        raise SystemExit("stop here")
+
+    monkeypatch.setattr(run, "fetch_tests", fetched)
+    monkeypatch.setattr(run, "fetch_sdist", fetched)
+    app = next(a for a in run.APPS.values() if a.tests_repo == bare)
+    argv = ["--squall-only", "--cache", str(tmp_path / "cache"), "--app", app.name]
+    argv += ["--tests-repos", str(repos), "--tests-repo", f"{given}=/elsewhere"]
+    assert run.main(argv) == 1
+    local = seen[app.name]
+    assert local[bare] == str(repos / bare.replace("/", "+") / "repo")
+    assert local[tree] == str(repos / tree.replace("/", "+"))
+    assert local[given] == "/elsewhere"
+    assert len(local) == 3

@@ -251,18 +251,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 StaticFileHandler.reset()
         plan = GENERAL
         own: Optional[asyncio.AbstractEventLoop] = None
-        execute = handler_class._execute
-        # The stock _execute itself, a function: a wrapper an agent put in
-        # its place is served as Tornado serves it, its handler made where
-        # the request was read (New Relic names its transaction there).
-        # wrapt's wrappers are not functions, and their __code__ is the
-        # wrapped function's.
-        if (
-            _OUTSIDE
-            and not self.stream_request_body
-            and type(execute) is _FunctionType
-            and execute.__code__ is _app_parts.stock_execute_code
-        ):
+        if _OUTSIDE and not self.stream_request_body and _is_stock_execute(handler_class._execute):
             known = _plans_of(handler_class).get(request.method)
             plan = _plan(handler_class, request) if known is None else known
             own = self.loop_for_steps()
@@ -455,6 +444,14 @@ def _plan(handler_class: Any, request: HTTPServerRequest) -> int:
 # which awaits what open() returns. The handler's
 # ``_into_task_for`` lets them run outside a Task.
 AT_ONCE_UNLESS: Final[dict[Any, str]] = {}
+
+
+def _is_stock_execute(execute: Any) -> bool:
+    # RequestHandler's _execute itself, a function: a wrapper an agent put
+    # in its place is served as Tornado serves it, its handler made where
+    # the request was read (New Relic names its transaction there). wrapt's
+    # wrappers are not functions, and their __code__ is the wrapped one's.
+    return type(execute) is _FunctionType and execute.__code__ is _app_parts.stock_execute_code
 
 
 def _plain(function: Any, handler_class: Any = None) -> bool:

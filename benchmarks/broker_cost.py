@@ -15,6 +15,11 @@ lab's publisher does), in these ways (``--modes``), alternated, ``--rounds`` tim
   pub/sub adapter without positions (Socket.IO's) asks of Redis;
 * ``lua``: the same message PUBLISHed by a Lua script that does nothing
   else (``EVALSHA``, one ``redis.call``): the floor of any script;
+* ``state``: a Lua script that keeps the least a position and the
+  once-only rule need: ``HMGET`` of the channel's offset and the
+  publisher's last count, nothing done when the count was applied, else
+  ``HSET`` of both and the ``PUBLISH`` (no clock: no refusal of a late
+  attempt; no epochs, no expiry): the floor of any script with state;
 * ``off``: ``squall.pubsub`` with history off (positions, each publish
   applied once through a failover);
 * ``on``: the same with ``history_size=--history``;
@@ -63,7 +68,7 @@ import squall.pubsub  # noqa: E402
 from tests.pubsub._redis_server import start_logged  # noqa: E402
 from tests.pubsub._servers import REDIS_SERVER, RedisCluster, RedisServer  # noqa: E402
 
-MODES = ("plain", "lua", "off", "on", "nopos")
+MODES = ("plain", "lua", "state", "off", "on", "nopos")
 # The least a Lua script can do for a publication with a position: build
 # the message and PUBLISH it (no offset kept, nothing checked): what any
 # script costs Redis beyond the command it runs. The offset (ARGV[5]) is
@@ -73,6 +78,19 @@ MODES = ("plain", "lua", "off", "on", "nopos")
 FLOOR_LUA = (
     "return redis.call(ARGV[1], ARGV[2], '\\30' .. ARGV[5] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])"
 )
+# The least a script keeping positions does (the ``state`` mode). KEYS: a
+# hash of its own. ARGV as FLOOR_LUA's, 5 the publisher's count, 6 its
+# field. Its own epoch, so that its offsets (from the hash) are not taken
+# for FLOOR_LUA's given again.
+STATE_LUA = """
+local m = redis.call('HMGET', KEYS[1], 'o', ARGV[6])
+if m[2] == ARGV[5] then
+  return 0
+end
+local o = (m[1] or 0) + 1
+redis.call('HSET', KEYS[1], 'o', o, ARGV[6], ARGV[5])
+return redis.call(ARGV[1], ARGV[2], '\\30' .. o .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+"""
 CHANNEL = "room:42"
 
 
@@ -164,13 +182,15 @@ class Broker:
 
 
 async def plain_publisher(broker: Broker, node: Any) -> Any:
-    """A client, and the ``plain`` and ``lua`` senders to the node's broker channel."""
+    """A client, and the ``plain``, ``lua`` and ``state`` senders to the node's broker channel."""
     offsets = itertools.count(1)
+    counts = itertools.count(1)
     if broker.shards == 1:
         import redis.asyncio
 
         client = redis.asyncio.Redis.from_url(broker.url)
         floor = client.register_script(FLOOR_LUA)
+        state = client.register_script(STATE_LUA)
         return client, {
             "plain": lambda message: client.publish(CHANNEL, message),
             "lua": lambda message: floor(
@@ -183,6 +203,17 @@ async def plain_publisher(broker: Broker, node: Any) -> Any:
                     next(offsets),
                 ],
             ),
+            "state": lambda message: state(
+                keys=["floor:state"],
+                args=[
+                    "PUBLISH",
+                    CHANNEL,
+                    "stateabc",
+                    f"{len(CHANNEL)} {CHANNEL}{message}",
+                    next(counts),
+                    "p:publisher",
+                ],
+            ),
         }
     from redis.asyncio.cluster import ClusterNode
     from redis.asyncio.cluster import RedisCluster as Cluster
@@ -191,11 +222,23 @@ async def plain_publisher(broker: Broker, node: Any) -> Any:
     await client.initialize()
     tag = f"{{sq.{node.partition(CHANNEL)}}}"
     floor = client.register_script(FLOOR_LUA)
+    state = client.register_script(STATE_LUA)
     return client, {
         "plain": lambda message: client.spublish(tag, message),
         "lua": lambda message: floor(
             keys=[tag],
             args=["SPUBLISH", tag, "abcdefgh", f"{len(CHANNEL)} {CHANNEL}{message}", next(offsets)],
+        ),
+        "state": lambda message: state(
+            keys=[f"{tag}:floor:state"],
+            args=[
+                "SPUBLISH",
+                tag,
+                "stateabc",
+                f"{len(CHANNEL)} {CHANNEL}{message}",
+                next(counts),
+                "p:publisher",
+            ],
         ),
     }
 

@@ -20,6 +20,9 @@ lab's publisher does), in these ways (``--modes``), alternated, ``--rounds`` tim
   publisher's last count, nothing done when the count was applied, else
   ``HSET`` of both and the ``PUBLISH`` (no clock: no refusal of a late
   attempt; no epochs, no expiry): the floor of any script with state;
+* ``stream``: ``state`` and the history's entry (``XADD`` to a stream
+  trimmed to ``--history``, as ``on`` keeps it): the floor of any script
+  keeping history;
 * ``off``: ``squall.pubsub`` with history off (positions, each publish
   applied once through a failover);
 * ``on``: the same with ``history_size=--history``;
@@ -68,7 +71,7 @@ import squall.pubsub  # noqa: E402
 from tests.pubsub._redis_server import start_logged  # noqa: E402
 from tests.pubsub._servers import REDIS_SERVER, RedisCluster, RedisServer  # noqa: E402
 
-MODES = ("plain", "lua", "state", "off", "on", "nopos")
+MODES = ("plain", "lua", "state", "stream", "off", "on", "nopos")
 # The least a Lua script can do for a publication with a position: build
 # the message and PUBLISH it (no offset kept, nothing checked): what any
 # script costs Redis beyond the command it runs. The offset (ARGV[5]) is
@@ -91,6 +94,13 @@ local o = (m[1] or 0) + 1
 redis.call('HSET', KEYS[1], 'o', o, ARGV[6], ARGV[5])
 return redis.call(ARGV[1], ARGV[2], '\\30' .. o .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
 """
+# ``state`` with the history's entry (KEYS[2], a stream; ARGV[7] the
+# message, ARGV[8] how many entries are kept): the ``stream`` mode.
+STREAM_LUA = STATE_LUA.replace(
+    "return redis.call(ARGV[1]",
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'o', o, 'd', ARGV[7])\n"
+    "return redis.call(ARGV[1]",
+)
 CHANNEL = "room:42"
 
 
@@ -181,65 +191,52 @@ class Broker:
         self.server.proc.wait(60)
 
 
-async def plain_publisher(broker: Broker, node: Any) -> Any:
-    """A client, and the ``plain``, ``lua`` and ``state`` senders to the node's broker channel."""
-    offsets = itertools.count(1)
-    counts = itertools.count(1)
+async def plain_publisher(broker: Broker, node: Any, history: int) -> Any:
+    """A client, and the ``plain``, ``lua``, ``state`` and ``stream`` senders
+    to the node's broker channel."""
     if broker.shards == 1:
         import redis.asyncio
 
-        client = redis.asyncio.Redis.from_url(broker.url)
-        floor = client.register_script(FLOOR_LUA)
-        state = client.register_script(STATE_LUA)
-        return client, {
-            "plain": lambda message: client.publish(CHANNEL, message),
-            "lua": lambda message: floor(
-                keys=[],
-                args=[
-                    "PUBLISH",
-                    CHANNEL,
-                    "abcdefgh",
-                    f"{len(CHANNEL)} {CHANNEL}{message}",
-                    next(offsets),
-                ],
-            ),
-            "state": lambda message: state(
-                keys=["floor:state"],
-                args=[
-                    "PUBLISH",
-                    CHANNEL,
-                    "stateabc",
-                    f"{len(CHANNEL)} {CHANNEL}{message}",
-                    next(counts),
-                    "p:publisher",
-                ],
-            ),
-        }
-    from redis.asyncio.cluster import ClusterNode
-    from redis.asyncio.cluster import RedisCluster as Cluster
+        client: Any = redis.asyncio.Redis.from_url(broker.url)
+        command, target, prefix = "PUBLISH", CHANNEL, ""
+        plain = client.publish
+    else:
+        from redis.asyncio.cluster import ClusterNode
+        from redis.asyncio.cluster import RedisCluster as Cluster
 
-    client = Cluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in broker.server.procs])
-    await client.initialize()
-    tag = f"{{sq.{node.partition(CHANNEL)}}}"
+        client = Cluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in broker.server.procs])
+        await client.initialize()
+        # The node's broker channel, and a prefix that puts the scripts'
+        # keys in its slot.
+        command, target = "SPUBLISH", f"{{sq.{node.partition(CHANNEL)}}}"
+        prefix = f"{target}:"
+        plain = client.spublish
     floor = client.register_script(FLOOR_LUA)
     state = client.register_script(STATE_LUA)
+    stream = client.register_script(STREAM_LUA)
+    offsets = itertools.count(1)
+    counts = {"state": itertools.count(1), "stream": itertools.count(1)}
+
+    def body(message: str) -> str:
+        return f"{len(CHANNEL)} {CHANNEL}{message}"
+
+    def with_state(mode: str, message: str) -> Any:
+        # Each its own hash, and its own epoch: its offsets are its own.
+        epoch = {"state": "stateabc", "stream": "streamab"}[mode]
+        args = [command, target, epoch, body(message), next(counts[mode]), "p:1"]
+        if mode == "state":
+            return state(keys=[f"{prefix}floor:state"], args=args)
+        keys = [f"{prefix}floor:stream", f"{prefix}floor:entries"]
+        return stream(keys=keys, args=[*args, message, history])
+
     return client, {
-        "plain": lambda message: client.spublish(tag, message),
+        "plain": lambda message: plain(target, message),
         "lua": lambda message: floor(
-            keys=[tag],
-            args=["SPUBLISH", tag, "abcdefgh", f"{len(CHANNEL)} {CHANNEL}{message}", next(offsets)],
+            keys=[target] if prefix else [],
+            args=[command, target, "abcdefgh", body(message), next(offsets)],
         ),
-        "state": lambda message: state(
-            keys=[f"{tag}:floor:state"],
-            args=[
-                "SPUBLISH",
-                tag,
-                "stateabc",
-                f"{len(CHANNEL)} {CHANNEL}{message}",
-                next(counts),
-                "p:publisher",
-            ],
-        ),
+        "state": lambda message: with_state("state", message),
+        "stream": lambda message: with_state("stream", message),
     }
 
 
@@ -256,7 +253,7 @@ async def measure(
             received += 1
 
     reader = asyncio.ensure_future(drain())
-    plain_client, plain = await plain_publisher(broker, node)
+    plain_client, plain = await plain_publisher(broker, node, args.history)
     off = squall.pubsub.connect(broker.url)
     on = squall.pubsub.connect(broker.url, history_size=args.history)
     # (Not made for a tree from before positions=False: --modes without it.)

@@ -212,22 +212,24 @@ async def plain_publisher(broker: Broker, node: Any, history: int) -> Any:
         prefix = f"{target}:"
         plain = client.spublish
     floor = client.register_script(FLOOR_LUA)
-    state = client.register_script(STATE_LUA)
-    stream = client.register_script(STREAM_LUA)
     offsets = itertools.count(1)
-    counts = {"state": itertools.count(1), "stream": itertools.count(1)}
 
     def body(message: str) -> str:
         return f"{len(CHANNEL)} {CHANNEL}{message}"
 
-    def with_state(mode: str, message: str) -> Any:
-        # Each its own hash, and its own epoch: its offsets are its own.
-        epoch = {"state": "stateabc", "stream": "streamab"}[mode]
-        args = [command, target, epoch, body(message), next(counts[mode]), "p:1"]
-        if mode == "state":
-            return state(keys=[f"{prefix}floor:state"], args=args)
-        keys = [f"{prefix}floor:stream", f"{prefix}floor:entries"]
-        return stream(keys=keys, args=[*args, message, history])
+    def stateful(text: str, epoch: str, keys: list[str]) -> Any:
+        # A sender with its own keys, count and epoch: its offsets are its
+        # own. With a stream among its keys, the message is its entry too.
+        script = client.register_script(text)
+        counts = itertools.count(1)
+
+        def send(message: str) -> Any:
+            args = [command, target, epoch, body(message), next(counts), "p:1"]
+            if len(keys) > 1:
+                args += [message, history]
+            return script(keys=keys, args=args)
+
+        return send
 
     return client, {
         "plain": lambda message: plain(target, message),
@@ -235,8 +237,10 @@ async def plain_publisher(broker: Broker, node: Any, history: int) -> Any:
             keys=[target] if prefix else [],
             args=[command, target, "abcdefgh", body(message), next(offsets)],
         ),
-        "state": lambda message: with_state("state", message),
-        "stream": lambda message: with_state("stream", message),
+        "state": stateful(STATE_LUA, "stateabc", [f"{prefix}floor:state"]),
+        "stream": stateful(
+            STREAM_LUA, "streamab", [f"{prefix}floor:stream", f"{prefix}floor:entries"]
+        ),
     }
 
 

@@ -688,7 +688,7 @@ fuzz: .venv-fuzz/.installed fuzz-c
 
 # Each hand-written C module (speedups/c) against its pure twin, built plain
 # and under ASan/UBSan (speedups/fuzz_<module>.py), FUZZ_SECONDS each.
-FUZZ_C ?= quick xhtml jsonenc wswrite
+FUZZ_C ?= quick xhtml jsonenc wswrite fastpaths
 
 fuzz-c: .venv-fuzz/.installed
 	for m in $(FUZZ_C); do .venv-fuzz/bin/python speedups/fuzz_$$m.py --seconds $(FUZZ_SECONDS) || exit 1; done

@@ -4,7 +4,8 @@ squall's sans-I/O cores and a few per-request modules are compiled by mypyc
 from the very same ``.py`` files, and the hand-written C modules of
 ``C_MODULES`` replace pure twins (``c/quick.c``: the request head's common
 case in one pass; ``c/xhtml.c``: HTML escaping; ``c/jsonenc.c``: JSON of
-plain values; ``c/wswrite.c``: ``WebSocketHandler.write_message``). The
+plain values; ``c/wswrite.c``: ``WebSocketHandler.write_message``; ``c/fastpaths.c``: a
+coroutine's step and a bare instance through the C API). The
 sources are copied into ``build/mypyc-src``, type-checked and compiled
 there, and the extension modules land in the package as
 ``squall/_native/...`` beside a ``manifest.json``: the squall version, the extension suffix, and the SHA-256
@@ -224,6 +225,7 @@ C_MODULES = {
     "squall._xhtml": "speedups/c/xhtml.c",
     "squall._jsonenc": "speedups/c/jsonenc.c",
     "squall._wswrite": "speedups/c/wswrite.c",
+    "squall._fastpaths": "speedups/c/fastpaths.c",
 }
 
 

@@ -47,6 +47,7 @@ for level, names in enumerate(
             "_jsonenc",
             "_typetags",
             "_wswrite",
+            "_fastpaths",
             "_qpack",
             "_sse",
         ],
@@ -187,6 +188,7 @@ CORES = [
     "_jsonenc",
     "_typetags",
     "_wswrite",
+    "_fastpaths",
     "_sse",
 ]
 # Beyond "no I/O": what a core may import at all, where that is kept explicit

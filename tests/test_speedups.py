@@ -66,7 +66,8 @@ def test_compiled_run_is_compiled() -> None:
 
 
 def bound_names(source: Path) -> set[str]:
-    """Names a module's source binds at top level (defs, classes, assignments), and
+    """Names a module's source binds at top level (defs, classes, assignments,
+    in either branch of a top-level if), and
     the names it imports anywhere: mypyc makes a function-level import (a lazy
     import in the pure module) a module global, so those may show up compiled."""
     tree = ast.parse(source.read_text())
@@ -74,8 +75,14 @@ def bound_names(source: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+    body = list(tree.body)
+    while body:
+        node = body.pop()
+        if isinstance(node, ast.If):
+            # Either branch of a top-level if (``if TYPE_CHECKING``, a
+            # version check) binds at top level.
+            body.extend(node.body + node.orelse)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -98,6 +105,7 @@ def bound_names(source: Path) -> set[str]:
         "squall._xhtml",
         "squall._typetags",
         "squall._wswrite",
+        "squall._fastpaths",
         "squall.httpserver._protocol",
         "squall.httpserver._h1output",
         "squall.httpserver._h1lifecycle",

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Optional, Union
 
+from squall._fastpaths import new_instance
 from squall._h1._rules import STR_TOKEN_RE
 from squall._request_task import start
 from squall.asgi._scope import _date_cache, _http_date, _http_scope, _is_websocket
@@ -98,7 +99,7 @@ _SPECIAL_PREFIXES: Final[dict[str, bytes]] = {
 }
 _PREFIXES: Final[dict[Any, bytes]] = {}
 
-_new_headers: Final = object.__new__
+_new_headers: Final = new_instance
 
 # RFC 9110 §5.5: the octets a field value may hold (HTAB, VCHAR, SP,
 # obs-text) map to themselves, every other octet (CR and LF among them) to

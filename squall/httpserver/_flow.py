@@ -43,6 +43,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Optional
 
+from squall._fastpaths import new_instance
 from squall.concurrent import _held_future
 from squall.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from squall.httputil._drivers import _check_host, _GzipMessageDelegate
@@ -73,7 +74,7 @@ __all__ = [
 ]
 
 # C variables in the compiled build (a module global is a dict lookup).
-_new_object: Final[Any] = object.__new__
+_new_object: Final[Any] = new_instance
 _new_tuple: Final[Any] = tuple.__new__
 _HTTPHeaders: Final = HTTPHeaders
 _RequestStartLine: Final = RequestStartLine

@@ -7,13 +7,14 @@ __all__: list[str] = []
 import re
 from typing import Any
 
+from squall._fastpaths import new_instance
 from squall.httputil._headers import HTTPHeaders, _normalize_header
 
 # RFC 9110 section 5.5: a field value may hold HTAB but no other control
 # character (CR and LF above all: they would start a field of their own).
 UNSAFE_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
-_new_object = object.__new__
+_new_object = new_instance
 
 
 class _ResponseHeaders(HTTPHeaders):

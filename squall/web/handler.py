@@ -24,6 +24,7 @@ from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
 
 from squall import escape
+from squall._fastpaths import step
 from squall._traits import Traits, declare, traits_of
 from squall.concurrent import Future, _held_tasks, future_set_result_unless_cancelled
 from squall.escape import utf8
@@ -70,6 +71,9 @@ _LENGTHS_MAX = 4096
 # The Task a handler that answers at once hands the rest of its _execute to
 # when it awaits after all (see _step_at_once).
 _Task = asyncio.Task
+
+# What step() returns for a first step that ended the request's coroutine.
+_DONE = object()
 
 # A handler's transforms when the application has none (a tuple: shared by
 # every handler, so it must not be appendable).
@@ -675,9 +679,8 @@ class RequestHandler(
         # Task, as on Tornado (asyncio.current_task, asyncio.timeout).
         context = copy_context()
         self._outside = True
-        try:
-            yielded = context.run(running.send, None)
-        except StopIteration:
+        yielded = step(context, running, _DONE)
+        if yielded is _DONE:
             if not self._finished:
                 # Done with its step, not finished (auto_finish off): a
                 # close must still reach it.

@@ -16,7 +16,10 @@
 
 The compiled build loads ``speedups/c/fastpaths.c`` under this module's name
 instead (see `squall._compiled`), with the same results and errors for every
-input. Imports nothing from squall.
+coroutine, context and class, but two misuses: a first argument to `step`
+that is not a Context (TypeError there, AttributeError here) and more than
+one argument to `new_instance` (refused there, passed to ``object.__new__``
+here). Imports nothing from squall.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def fuzz(ext: str, flags: list[str]) -> None:
                 log.append(("raised", "refused" if how == 3 else (type(exc), message)))
             log.append(state(running))
         log.append(kept.get(var, None))
-        if state(running) != "CORO_CLOSED" and state(running) != "GEN_CLOSED":
+        if state(running) not in ("CORO_CLOSED", "GEN_CLOSED"):
             running.close()
         return log
 

@@ -14,8 +14,6 @@ from squall.httputil._headers import HTTPHeaders, _normalize_header
 # character (CR and LF above all: they would start a field of their own).
 UNSAFE_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
-_new_object = new_instance
-
 
 class _ResponseHeaders(HTTPHeaders):
     """`HTTPHeaders` that know whether every value they hold was checked.
@@ -46,7 +44,7 @@ class _ResponseHeaders(HTTPHeaders):
     def of_fields(cls, fields: dict[str, list[str]]) -> _ResponseHeaders:
         """Headers that hold ``fields`` as they are: the caller's own,
         valid by construction (nothing is checked or copied)."""
-        self = _new_object(cls)
+        self = new_instance(cls)
         self._as_list = fields
         self._unchecked = False
         return self

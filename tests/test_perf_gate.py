@@ -40,6 +40,7 @@ def _load() -> ModuleType:
 gate = _load()
 ENV = {
     "python": "3.11.7",
+    "interpreter": "shared libpython, GCC 12.2.0",
     "compiled_modules": 47,
     "versions": {name: "1.0" for name in gate.COMPARED},
 }
@@ -114,6 +115,26 @@ def test_a_build_that_left_modules_out_fails_as_another_build() -> None:
     assert "47 compiled modules recorded, 31 running" in " ".join(verdict.failures)
 
 
+def test_an_interpreter_built_another_way_fails_as_another_build() -> None:
+    counted = _counted(hello=100_000.0)
+    counted["env"] = dict(ENV, interpreter="static libpython, GCC 12.2.0, --enable-optimizations")
+    verdict = gate.compare(_record(hello=(100_000.0, 0.005)), counted)
+    assert (
+        "an interpreter built as shared libpython, GCC 12.2.0 recorded, "
+        "static libpython, GCC 12.2.0, --enable-optimizations running"
+    ) in " ".join(verdict.failures)
+
+
+def test_the_interpreter_build_names_how_libpython_is_linked() -> None:
+    build = gate.interpreter_build()
+    linked = (
+        "shared libpython"
+        if "libpython" in Path("/proc/self/maps").read_text()
+        else "static libpython"
+    )
+    assert build.split(", ")[0] == linked
+
+
 def test_a_failed_workload_fails_the_gate() -> None:
     counted = _counted()
     counted["workloads"]["h3"] = {"error": "RuntimeError: boom", "trace": ""}
@@ -144,6 +165,7 @@ def test_the_records_cover_every_workload_at_the_pinned_versions(py_tag: str, bu
     assert record, f"no record {gate.record_path(build, py_tag)}"
     assert record["env"]["python"].startswith(f"{py_tag[2]}.{py_tag[3:]}.")
     assert record["env"]["platform"] and record["env"]["versions"]["gcc"] != "-"
+    assert record["env"]["interpreter"].split(", ")[0] in ("shared libpython", "static libpython")
     assert set(record["workloads"]) == set(gate.BY_NAME)
     for name, rec in record["workloads"].items():
         assert 0 < rec["threshold"] <= gate.MAX_THRESHOLD, name

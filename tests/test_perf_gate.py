@@ -135,6 +135,28 @@ def test_the_interpreter_build_names_how_libpython_is_linked() -> None:
     assert build.split(", ")[0] == linked
 
 
+def test_a_scripts_own_probes_never_share_a_slot_with_a_workloads_runs() -> None:
+    # callgrind_h2 wraps the harness's FakeTransport.write in a probe of
+    # its own, numbered from 0: in the gate's process that number must not
+    # be a measuring probe's (slot 0 was hello's run A, which then counted
+    # h2's warm-up writes).
+    asked: list[int] = []
+
+    class Real:
+        def probe(self, fn: Any, slot: int) -> Any:
+            asked.append(slot)
+            return fn
+
+    measuring = {2 * i + k for i in range(len(gate.WORKLOADS)) for k in (0, 1)}
+    shims = [gate._Measures(Real(), 2 * i) for i in range(len(gate.WORKLOADS))]
+    for shim in shims:
+        for label in range(3):
+            shim.probe(lambda: None, label)
+    assert asked and not measuring & set(asked)
+    shims[0].measure_a(lambda: None)
+    assert asked[-1] == 0
+
+
 def test_a_failed_workload_fails_the_gate() -> None:
     counted = _counted()
     counted["workloads"]["h3"] = {"error": "RuntimeError: boom", "trace": ""}

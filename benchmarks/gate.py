@@ -19,6 +19,13 @@ install's Python sources, asyncio's loop). HTTP/3 runs on asyncio's loop
 with a virtual clock in both, its QUIC stack qh3 (compiled Rust, so that the
 count is mostly Squall's own).
 
+Python operations: the same workloads run a second time, in a process of
+their own without valgrind, and every bytecode instruction run inside the
+measured runs is counted (`_OpCounter`), per unit as the instructions are.
+They repeat exactly, so a record's operations fail ``check`` on any rise
+(one attribute read more is three): what the instructions' threshold is
+too coarse to see. Work done in C is seen by the instructions alone.
+
 Records: benchmarks/gate/records/cpXY-BUILD.json, one per Python and build,
 with the full Python version and the versions of what moves the counts
 (pinned for the gate's venvs in benchmarks/gate/constraints.txt). A count
@@ -75,6 +82,10 @@ COMPILED_THRESHOLD = 0.02
 LAYOUT = "find_name_in_mro"
 # One valgrind run of every workload takes 1-2 minutes of one core.
 TIMEOUT = 1800
+# Python operations (bytecode instructions executed) per unit repeat
+# exactly from run to run, machine to machine: a count above its record by
+# more than this (the rounding of a record to two decimals) fails.
+OPS_SLACK = 0.01
 
 
 @dataclass
@@ -322,6 +333,112 @@ class _Measures:
         return self._call(self.slot + 1, fn)
 
 
+class _OpCounter:
+    """Stands in for _probe.load()'s module in the Python operations run:
+    a probe runs its function with every Python operation (bytecode
+    instruction) that runs meanwhile, in any Python frame of the thread,
+    counted for its slot (``sys.settrace`` with opcode events). A probe
+    called inside a counted one is not counted, as callgrind's toggle leaves
+    it out of the instructions (the harness's writes, h3's clients)."""
+
+    SLOTS = 1 << 16
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.slot: Optional[int] = None  # counting for, or None
+
+    def reset(self) -> None:
+        pass
+
+    def edges(self) -> list[Any]:
+        return []
+
+    def probe(self, fn: Callable[..., Any], slot: int) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            outer = self.slot
+            if outer is not None:
+                self.slot = None
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.slot = outer
+            return self._count(slot, fn, args, kwargs)
+
+        return run
+
+    def _count(self, slot: int, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        counts = self.counts
+        counts.setdefault(slot, 0)
+        skipped = _UNCOUNTED_CODE
+        self.slot = slot
+        if sys.version_info >= (3, 12):
+            # sys.monitoring's instruction events (settrace's opcode events
+            # miss the first call of each function there).
+            monitoring = sys.monitoring
+            tool = _monitoring_tool()
+
+            def instruction(code: Any, offset: int) -> Any:
+                if code in skipped:
+                    return monitoring.DISABLE  # the probes' own frames
+                now = self.slot
+                if now is not None:
+                    counts[now] += 1
+                return None
+
+            monitoring.register_callback(tool, monitoring.events.INSTRUCTION, instruction)
+            monitoring.set_events(tool, monitoring.events.INSTRUCTION)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                monitoring.set_events(tool, 0)
+                self.slot = None
+
+        def each(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                now = self.slot
+                if now is not None:
+                    counts[now] += 1
+            return each
+
+        def enter(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code in skipped:
+                return None  # the probes' own frames (callgrind's are C)
+            frame.f_trace_opcodes = True
+            return each
+
+        sys.settrace(enter)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sys.settrace(None)
+            self.slot = None
+
+
+def _monitoring_tool() -> int:
+    """A sys.monitoring tool id of the gate's own (3.12+)."""
+    monitoring = sys.monitoring
+    for tool in (4, 3, 5):
+        name = monitoring.get_tool(tool)
+        if name == "squall-gate":
+            return tool
+        if name is None:
+            monitoring.use_tool_id(tool, "squall-gate")
+            return tool
+    raise RuntimeError("no sys.monitoring tool id free for the gate's operation count")
+
+
+# The frames of the probes themselves, not counted.
+_UNCOUNTED_CODE = frozenset(
+    (
+        next(c for c in _OpCounter.probe.__code__.co_consts if getattr(c, "co_name", "") == "run"),
+        _Measures._call.__code__,
+        _Measures.measure_a.__code__,
+        _Measures.measure_b.__code__,
+        _Measures.probe.__code__,
+    )
+)
+
+
 def fanout_inner(cfg: dict[str, Any]) -> None:
     """One message to ``count`` open WebSockets, by a ``write_message`` loop
     or by ``broadcast()``, then one loop turn; callgrind_handshake.py's
@@ -477,7 +594,9 @@ def inner(spec: dict[str, Any]) -> None:
 
     import _probe
 
-    real = _probe.load()
+    # Instructions (under callgrind, through _probe's C entry points) or
+    # Python operations (_OpCounter, without valgrind).
+    real: Any = _OpCounter() if spec.get("metric") == "ops" else _probe.load()
     real.reset()
     # The wall clock stands still: the Date header (formatted once a second
     # by squall.web._status, squall.asgi and squall run's server) would be
@@ -537,6 +656,8 @@ def inner(spec: dict[str, Any]) -> None:
         # A thread beside the measured one would be counted by the wall clock.
         report[name]["threads"] = sorted(t.name for t in threading.enumerate())
     _probe.load = lambda: real  # type: ignore[assignment]
+    if isinstance(real, _OpCounter):
+        report["_ops"] = {str(slot): n for slot, n in real.counts.items()}
     report["_env"] = environment()
     Path(spec["out"]).write_text(json.dumps(report))
 
@@ -752,6 +873,7 @@ def count(build: str, names: list[str]) -> dict[str, Any]:
         if proc.returncode != 0 or not os.path.exists(spec["out"]):
             raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
         report = json.loads(Path(spec["out"]).read_text())
+        ops_report = _count_ops(python, script, spec, env, tmp)
         incl = annotate(cg, True)
         if LAYOUT not in incl:
             # (Collected outside the probes: entered there, the toggle turns
@@ -781,7 +903,46 @@ def count(build: str, names: list[str]) -> dict[str, Any]:
             "unit": w.unit,
             "loop": result.get("loop"),
         }
+        ops_result = ops_report[name]
+        if "error" in ops_result:
+            out["workloads"][name] = {
+                "error": f"(Python operations run) {ops_result['error']}",
+                "trace": ops_result.get("trace", ""),
+            }
+            continue
+        a_units, b_units = w.units(ops_result, cfg)
+        ops = ops_report["_ops"]
+        a = ops.get(str(2 * i), 0)
+        b = ops.get(str(2 * i + 1), 0)
+        per = b / b_units if w.b_only else (b - a) / (b_units - a_units)
+        out["workloads"][name]["ops"] = round(per, 2)
     return out
+
+
+def _count_ops(
+    python: str, script: str, spec: dict[str, Any], env: dict[str, str], tmp: str
+) -> dict[str, Any]:
+    """The same workloads run again, without valgrind, counting Python
+    operations (`_OpCounter`) instead of instructions: the inner process's
+    report, with each probe slot's operations under ``_ops``."""
+    ops_spec = dict(spec, metric="ops", out=os.path.join(tmp, "report-ops.json"))
+    spec_file = os.path.join(tmp, "spec-ops.json")
+    Path(spec_file).write_text(json.dumps(ops_spec))
+    try:
+        proc = subprocess.run(
+            [python, script, "--inner", spec_file],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp,
+            timeout=TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"the Python operations run did not end in {TIMEOUT} s") from exc
+    if proc.returncode != 0 or not os.path.exists(ops_spec["out"]):
+        raise RuntimeError(f"the Python operations run failed:\n{proc.stderr[-3000:]}")
+    report: dict[str, Any] = json.loads(Path(ops_spec["out"]).read_text())
+    return report
 
 
 def _names(args: argparse.Namespace) -> list[str]:
@@ -856,7 +1017,47 @@ def compare(record: dict[str, Any], counted: dict[str, Any]) -> Verdict:
                 f"{rec['count']:,.1f}): re-record it to keep the gain "
                 f"(make gate-record WORKLOAD={name} REASON=...)"
             )
+        if "ops" in got:
+            _compare_ops(name, rec, got, where, failures, notes, lines)
     return Verdict(failures, notes, lines)
+
+
+def _compare_ops(
+    name: str,
+    rec: dict[str, Any],
+    got: dict[str, Any],
+    where: str,
+    failures: list[str],
+    notes: list[str],
+    lines: list[str],
+) -> None:
+    # Python operations repeat exactly: any rise is work added (one
+    # attribute read more a request is three), any fall is work taken away.
+    recorded = rec.get("ops")
+    if recorded is None:
+        failures.append(
+            f"{name}: no Python operations recorded in {where} (counted {got['ops']:,.2f} per "
+            f"{got['unit']}; record them: make gate-record WORKLOAD={name} REASON=...)"
+        )
+        return
+    change = got["ops"] - recorded
+    lines.append(
+        f"{name:<14} record {recorded:>11,.2f}  ops   {got['ops']:>11,.2f} "
+        f"per {got['unit']:<13} change {change:+,.2f}"
+    )
+    if change > OPS_SLACK:
+        failures.append(
+            f"{name} runs more Python operations than its record: {got['ops']:,.2f} per "
+            f"{got['unit']} against {recorded:,.2f} recorded in {where} ({change:+,.2f}; they "
+            f"repeat exactly, so this is work added: record it with its reason, "
+            f"make gate-record WORKLOAD={name} REASON=...)"
+        )
+    elif change < -OPS_SLACK:
+        notes.append(
+            f"{name} runs fewer Python operations than its record ({got['ops']:,.2f} against "
+            f"{recorded:,.2f}): re-record it to keep the gain "
+            f"(make gate-record WORKLOAD={name} REASON=...)"
+        )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -901,6 +1102,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             before = workloads.get(name, {})
             workloads[name] = {
                 "count": got["count"],
+                "ops": got["ops"],
                 "unit": got["unit"],
                 "loop": got["loop"],
                 "threshold": threshold_of(name, build),
@@ -909,7 +1111,10 @@ def cmd_record(args: argparse.Namespace) -> int:
                 "reason": args.reason,
                 "previous": before.get("count"),
             }
-            print(f"  {name:<14} {before.get('count', 0):>11,.1f} -> {got['count']:>11,.1f}")
+            print(
+                f"  {name:<14} {before.get('count', 0):>11,.1f} -> {got['count']:>11,.1f} "
+                f"instructions, {before.get('ops', 0):>10,.2f} -> {got['ops']:>10,.2f} operations"
+            )
         record["workloads"] = {n: workloads[n] for n in BY_NAME if n in workloads}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=1) + "\n")
@@ -924,7 +1129,12 @@ def cmd_count(args: argparse.Namespace) -> int:
         results[build] = counted
         print(f"== counts, {build} build, Python {counted['env']['python']}")
         for name, got in counted["workloads"].items():
-            shown = f"{got['count']:>11,.1f} per {got['unit']}" if "count" in got else got["error"]
+            shown = (
+                f"{got['count']:>11,.1f} instructions, {got['ops']:>10,.2f} Python operations "
+                f"per {got['unit']}"
+                if "count" in got
+                else got["error"]
+            )
             print(f"  {name:<14} {shown}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

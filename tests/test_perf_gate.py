@@ -157,6 +157,72 @@ def test_a_scripts_own_probes_never_share_a_slot_with_a_workloads_runs() -> None
     assert asked[-1] == 0
 
 
+def _with_ops(recorded: float, counted: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    record = _record(hello=(100_000.0, 0.01))
+    record["workloads"]["hello"]["ops"] = recorded
+    counted_ = _counted(hello=100_000.0)
+    counted_["workloads"]["hello"]["ops"] = counted
+    return record, counted_
+
+
+def test_three_python_operations_more_fail_naming_the_change() -> None:
+    verdict = gate.compare(*_with_ops(3531.03, 3534.03))
+    assert len(verdict.failures) == 1
+    failure = verdict.failures[0]
+    assert failure.startswith("hello runs more Python operations than its record")
+    assert "3,534.03 per request against 3,531.03" in failure and "+3.00" in failure
+
+
+def test_the_same_python_operations_pass_and_fewer_are_a_note() -> None:
+    same = gate.compare(*_with_ops(3531.03, 3531.03))
+    assert same.failures == [] and same.notes == []
+    fewer = gate.compare(*_with_ops(3531.03, 3528.03))
+    assert fewer.failures == []
+    assert len(fewer.notes) == 1 and "fewer Python operations" in fewer.notes[0]
+
+
+def test_python_operations_without_a_record_fail() -> None:
+    record, counted = _with_ops(1.0, 3531.03)
+    del record["workloads"]["hello"]["ops"]
+    verdict = gate.compare(record, counted)
+    assert any("no Python operations recorded" in f for f in verdict.failures)
+
+
+def _reads(obj: Any, times: int) -> int:
+    total = 0
+    for _ in range(times):
+        total += obj.real
+    return total
+
+
+def _reads_and_one_more(obj: Any, times: int) -> int:
+    total = 0
+    for _ in range(times):
+        total += obj.real
+    obj.real  # noqa: B018  (the attribute read the gate must see)
+    return total
+
+
+def test_the_op_counter_sees_one_attribute_read_more() -> None:
+    counter = gate._OpCounter()
+    counter.probe(lambda: _reads(3, 10), 0)()
+    counter.probe(lambda: _reads(3, 10), 1)()
+    counter.probe(lambda: _reads_and_one_more(3, 10), 2)()
+    assert counter.counts[0] == counter.counts[1] > 10
+    # LOAD_FAST, LOAD_ATTR, POP_TOP.
+    assert counter.counts[2] - counter.counts[0] == 3
+
+
+def test_a_probe_inside_a_counted_one_is_left_out() -> None:
+    counter = gate._OpCounter()
+    inner = counter.probe(lambda: _reads(3, 50), 7)
+    counter.probe(lambda: _reads(3, 10), 0)()
+    counter.probe(lambda: (_reads(3, 10), inner())[0], 1)()
+    assert counter.counts[1] - counter.counts[0] < 10
+    assert 7 not in counter.counts or counter.counts[7] == 0
+    assert sys.gettrace() is None
+
+
 def test_a_failed_workload_fails_the_gate() -> None:
     counted = _counted()
     counted["workloads"]["h3"] = {"error": "RuntimeError: boom", "trace": ""}
@@ -191,6 +257,7 @@ def test_the_records_cover_every_workload_at_the_pinned_versions(py_tag: str, bu
     assert set(record["workloads"]) == set(gate.BY_NAME)
     for name, rec in record["workloads"].items():
         assert 0 < rec["threshold"] <= gate.MAX_THRESHOLD, name
+        assert rec["ops"] > 0, name
         assert rec["count"] > 0 and rec["reason"], name
     if build == "compiled":
         assert record["env"]["compiled_modules"] > 0

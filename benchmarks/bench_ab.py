@@ -24,8 +24,9 @@ the server pinned to CPU 0 and the load to CPU 1 (the runners' own pinning):
 Prints one table: each workload's median per contender over the rounds and
 the speed ratio tree / REF (rates divided, CPU costs inverted: above 1.00x
 the tree is faster), beside the machine's load average at the start and
-the end. ``--counts`` instead runs the gate's instruction counts
-(benchmarks/gate.py) with each contender's interpreter, side by side.
+the end. ``--counts`` instead runs the gate's instruction counts and
+Python operations (benchmarks/gate.py) with each contender's interpreter,
+side by side.
 
 Usage:
   python benchmarks/bench_ab.py REF [--python python3.13] [--rounds 5]
@@ -312,19 +313,29 @@ def counts(contenders: list[tuple[str, Path]], args: argparse.Namespace) -> dict
             f"Python {tree['env']['python']}; {ref['env']['compiled_modules']} and "
             f"{tree['env']['compiled_modules']} compiled modules"
         )
-        print(f"| workload | {ref_label} | {tree_label} | tree / REF |")
-        print("|---|---:|---:|---:|")
+        print(
+            f"| workload | {ref_label} | {tree_label} | tree / REF | Python operations, "
+            f"{ref_label} | tree | tree - REF |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for name, got in tree["workloads"].items():
             before = ref["workloads"].get(name, {})
             if "count" in got and "count" in before:
                 ratio = got["count"] / before["count"]
+                # (The Python operations of each side's interpreted code:
+                # what the tree runs in Python that REF did not, or in C.)
+                ops = (
+                    f"{before['ops']:,.2f} | {got['ops']:,.2f} | {got['ops'] - before['ops']:+,.2f}"
+                    if "ops" in got and "ops" in before
+                    else "- | - | -"
+                )
                 print(
                     f"| {name} (per {got['unit']}) | {before['count']:,.0f} | "
-                    f"{got['count']:,.0f} | {ratio:.3f} |"
+                    f"{got['count']:,.0f} | {ratio:.3f} | {ops} |"
                 )
             else:
                 why = before.get("error") or got.get("error") or "-"
-                print(f"| {name} | - | - | failed: {why[:80]} |")
+                print(f"| {name} | - | - | failed: {why[:80]} | - | - | - |")
     return results
 
 

@@ -83,8 +83,9 @@ LAYOUT = "find_name_in_mro"
 # One valgrind run of every workload takes 1-2 minutes of one core.
 TIMEOUT = 1800
 # Python operations (bytecode instructions executed) per unit repeat
-# exactly from run to run, machine to machine: a count above its record by
-# more than this (the rounding of a record to two decimals) fails.
+# exactly from run to run, machine to machine, where no real socket feeds
+# the stream (Workload.exact_ops): a count above its record by more than
+# this (the rounding of a record to two decimals) fails.
 OPS_SLACK = 0.01
 
 
@@ -115,6 +116,11 @@ class Workload:
     # collection): for a workload whose cost includes the passes its own
     # objects in flight bring about.
     collector: bool = False
+    # Whether the Python operations repeat exactly: not where the stream
+    # comes over a real socket (the relay's redis-server), whose reads a
+    # loaded machine splits otherwise (+0.88 operations a message under
+    # make test's load); those are held to the instructions' threshold.
+    exact_ops: bool = True
 
 
 def _n(result: dict[str, Any], cfg: dict[str, Any]) -> tuple[int, int]:
@@ -259,6 +265,7 @@ WORKLOADS = [
         {"sockets": 50, "n": 40, "profile": False},
         {"WARMUP": 20, "K1": RELAY_K1},
         lambda r, c: (RELAY_K1, RELAY_K1 + c["n"]),
+        exact_ops=False,
     ),
 ]
 BY_NAME = {w.name: w for w in WORKLOADS}
@@ -1018,7 +1025,11 @@ def compare(record: dict[str, Any], counted: dict[str, Any]) -> Verdict:
                 f"(make gate-record WORKLOAD={name} REASON=...)"
             )
         if "ops" in got:
-            _compare_ops(name, rec, got, where, failures, notes, lines)
+            workload = BY_NAME.get(name)
+            slack = OPS_SLACK
+            if workload is not None and not workload.exact_ops:
+                slack = max(OPS_SLACK, float(rec.get("ops") or 0) * threshold)
+            _compare_ops(name, rec, got, where, slack, failures, notes, lines)
     return Verdict(failures, notes, lines)
 
 
@@ -1027,12 +1038,15 @@ def _compare_ops(
     rec: dict[str, Any],
     got: dict[str, Any],
     where: str,
+    slack: float,
     failures: list[str],
     notes: list[str],
     lines: list[str],
 ) -> None:
     # Python operations repeat exactly: any rise is work added (one
-    # attribute read more a request is three), any fall is work taken away.
+    # attribute read more a request is three), any fall is work taken away
+    # (``slack``: OPS_SLACK, or the threshold's share of the record where
+    # they do not repeat exactly).
     recorded = rec.get("ops")
     if recorded is None:
         failures.append(
@@ -1045,14 +1059,14 @@ def _compare_ops(
         f"{name:<14} record {recorded:>11,.2f}  ops   {got['ops']:>11,.2f} "
         f"per {got['unit']:<13} change {change:+,.2f}"
     )
-    if change > OPS_SLACK:
+    if change > slack:
         failures.append(
             f"{name} runs more Python operations than its record: {got['ops']:,.2f} per "
-            f"{got['unit']} against {recorded:,.2f} recorded in {where} ({change:+,.2f}; they "
-            f"repeat exactly, so this is work added: record it with its reason, "
+            f"{got['unit']} against {recorded:,.2f} recorded in {where} ({change:+,.2f}, "
+            f"more than {slack:,.2f}: work added; record it with its reason, "
             f"make gate-record WORKLOAD={name} REASON=...)"
         )
-    elif change < -OPS_SLACK:
+    elif change < -slack:
         notes.append(
             f"{name} runs fewer Python operations than its record ({got['ops']:,.2f} against "
             f"{recorded:,.2f}): re-record it to keep the gain "

@@ -413,11 +413,14 @@ class _OpCounter:
             frame.f_trace_opcodes = True
             return each
 
+        # (A tracer already there, coverage's in the test suite, is put
+        # back afterwards: left off, it would see nothing more.)
+        previous = sys.gettrace()
         sys.settrace(enter)
         try:
             return fn(*args, **kwargs)
         finally:
-            sys.settrace(None)
+            sys.settrace(previous)
             self.slot = None
 
 

@@ -233,7 +233,21 @@ def test_a_probe_inside_a_counted_one_is_left_out() -> None:
     counter.probe(lambda: (_reads(3, 10), inner())[0], 1)()
     assert counter.counts[1] - counter.counts[0] < 10
     assert 7 not in counter.counts or counter.counts[7] == 0
-    assert sys.gettrace() is None
+
+
+def test_a_tracer_already_set_is_put_back() -> None:
+    # Coverage traces the suite through sys.settrace on 3.11: counting
+    # must not leave it off for the tests after.
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    before = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        gate._OpCounter().probe(lambda: _reads(3, 5), 0)()
+        assert sys.gettrace() is tracer
+    finally:
+        sys.settrace(before)
 
 
 def test_a_failed_workload_fails_the_gate() -> None:

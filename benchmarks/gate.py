@@ -344,9 +344,11 @@ class _OpCounter:
     """Stands in for _probe.load()'s module in the Python operations run:
     a probe runs its function with every Python operation (bytecode
     instruction) that runs meanwhile, in any Python frame of the thread,
-    counted for its slot (``sys.settrace`` with opcode events). A probe
-    called inside a counted one is not counted, as callgrind's toggle leaves
-    it out of the instructions (the harness's writes, h3's clients)."""
+    counted for its slot (``sys.settrace``'s opcode events on 3.11,
+    ``sys.monitoring``'s instruction events on 3.12+). A probe called inside
+    a counted one is not counted, as callgrind's toggle leaves it out of
+    the instructions (the harness's writes, h3's clients), nor are the
+    probes' own frames (callgrind's probes are C)."""
 
     SLOTS = 1 << 16
 
@@ -437,10 +439,12 @@ def _monitoring_tool() -> int:
     raise RuntimeError("no sys.monitoring tool id free for the gate's operation count")
 
 
-# The frames of the probes themselves, not counted.
+# The frames of the probes themselves, not counted (``run`` is the
+# function each _OpCounter.probe returns).
 _UNCOUNTED_CODE = frozenset(
     (
         next(c for c in _OpCounter.probe.__code__.co_consts if getattr(c, "co_name", "") == "run"),
+        _OpCounter._count.__code__,
         _Measures._call.__code__,
         _Measures.measure_a.__code__,
         _Measures.measure_b.__code__,

@@ -17,13 +17,40 @@ left it, and undoes it so that the tests after run as they would alone.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 settings.register_profile("squall", deadline=None)
 settings.load_profile("squall")
+
+
+def _chromium_sharing_the_network() -> None:
+    # The suite's Chromium runs through tests/chromium_shared_net, which
+    # holds the root network namespace's lock shared while the browser
+    # lives: a namespace lab of a parallel stage adding its bridge or veth
+    # links during a page load made Chromium drop it (ERR_NETWORK_CHANGED).
+    # Set before the test modules read CHROMIUM at their import.
+    wrapper = str(Path(__file__).with_name("chromium_shared_net"))
+    real = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
+    if real is None or real == wrapper or shutil.which("flock") is None:
+        return
+    os.environ["SQUALL_REAL_CHROMIUM"] = real
+    # benchmarks/cluster/netlab.py's ROOT_NETNS_LOCK (tests/test_cluster_lab.py
+    # checks that they agree).
+    os.environ["SQUALL_ROOT_NETNS_LOCK"] = os.path.join(
+        tempfile.gettempdir(), "squall-root-netns.lock"
+    )
+    os.environ["CHROMIUM"] = wrapper
+
+
+_chromium_sharing_the_network()
 
 _ALIAS_ENV = "SQUALL_TORNADO_ALIAS"  # squall.cli.TORNADO_ALIAS_ENV
 

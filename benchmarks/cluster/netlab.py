@@ -26,6 +26,7 @@ takes the loopback path even where namespaces can be made (to test it).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import ipaddress
 import os
@@ -35,13 +36,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 BENCH_RANGE = ipaddress.ip_network("198.18.0.0/15")
 LOOPBACK_RANGE = ipaddress.ip_network("127.77.0.0/16")
 IP = shutil.which("ip") or "/usr/sbin/ip"
+# Chromium drops a page load when a link or an address of its network
+# namespace changes (net::ERR_NETWORK_CHANGED), and a lab's bridge and veth
+# ends are links of the root namespace: the test suite runs Chromium holding
+# this file shared (tests/chromium_shared_net), and a lab changes the root
+# namespace holding it alone, so that neither lands in the middle of the
+# other (the suites run in parallel stages).
+ROOT_NETNS_LOCK = os.path.join(tempfile.gettempdir(), "squall-root-netns.lock")
+# How long a lab waits for the browsers holding the lock before it goes on
+# without it.
+ROOT_NETNS_WAIT = 120.0
 
 # Inside each namespace: room for many connections (each namespace has its
 # own copy of these; the host's are untouched).
@@ -55,6 +66,26 @@ NAMESPACE_SYSCTLS = {
 
 class LabError(RuntimeError):
     """The lab cannot be made, or was asked to act outside what it made."""
+
+
+@contextlib.contextmanager
+def changing_root_namespace() -> Iterator[None]:
+    """Held while the lab adds or removes links of the root namespace (see
+    ROOT_NETNS_LOCK)."""
+    fd = os.open(ROOT_NETNS_LOCK, os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        deadline = time.monotonic() + ROOT_NETNS_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break  # (a browser has run for two minutes: go on)
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _run(args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -207,10 +238,11 @@ class Lab:
 
     def _make_bridge(self) -> None:
         gateway = f"{self.network[1]}/{self.network.prefixlen}"
-        _run([IP, "link", "add", self.bridge, "type", "bridge"])
-        self._made_bridge = True
-        _run([IP, "addr", "add", gateway, "dev", self.bridge])
-        _run([IP, "link", "set", self.bridge, "up"])
+        with changing_root_namespace():
+            _run([IP, "link", "add", self.bridge, "type", "bridge"])
+            self._made_bridge = True
+            _run([IP, "addr", "add", gateway, "dev", self.bridge])
+            _run([IP, "link", "set", self.bridge, "up"])
 
     @property
     def gateway(self) -> str:
@@ -242,9 +274,12 @@ class Lab:
         host = Host(self, name, netns, addrs)
         self.hosts[name] = host  # from here on, close() removes it
         outside = host.link = f"{self.tag}v{len(self.hosts)}"
-        _run([IP, "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", netns])
-        self._links.append(outside)
-        _run([IP, "link", "set", outside, "master", self.bridge, "up"])
+        with changing_root_namespace():
+            _run(
+                [IP, "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", netns]
+            )
+            self._links.append(outside)
+            _run([IP, "link", "set", outside, "master", self.bridge, "up"])
         inside = [IP, "netns", "exec", netns]
         _run(inside + [IP, "link", "set", "lo", "up"])
         for address in addrs:
@@ -403,10 +438,11 @@ class Lab:
         # Deleting a namespace frees its devices later, in the kernel's own
         # time: the veth ends and the bridge are deleted now, so that they
         # are gone when close() returns.
-        for link in self._links:
-            _run([IP, "link", "del", link], check=False)
-        if self._made_bridge:
-            _run([IP, "link", "del", self.bridge], check=False)
+        with changing_root_namespace():
+            for link in self._links:
+                _run([IP, "link", "del", link], check=False)
+            if self._made_bridge:
+                _run([IP, "link", "del", self.bridge], check=False)
         self._release()
         for sig, handler in self._previous.items():
             try:

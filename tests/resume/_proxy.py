@@ -41,8 +41,17 @@ class CutProxy:
             writer.transport.abort()
             return
         self.accepted += 1
+        # Linked at once: a cut while the connection to the server is
+        # being made must drop this one too (it used to slip through and
+        # carry the page's retries on, kept alive, with nothing refused).
+        self.links.add(writer)
         up_reader, up_writer = await asyncio.open_connection(self.host, self.target)
-        self.links.update((writer, up_writer))
+        if not self.up or writer not in self.links:
+            up_writer.transport.abort()
+            writer.transport.abort()
+            self.links.discard(writer)
+            return
+        self.links.add(up_writer)
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         self.links.difference_update((writer, up_writer))
         self.frozen.difference_update((writer, up_writer))
@@ -60,6 +69,7 @@ class CutProxy:
         self.up = False
         for writer in list(self.links):
             writer.transport.abort()
+        self.links.clear()
 
     def freeze(self) -> int:
         """Carries nothing more on the connections open now; how many there are."""

@@ -122,6 +122,10 @@ class Workload:
     # make test's load); those are held to the instructions' threshold.
     exact_ops: bool = True
 
+    def per_unit(self, a: float, b: float, a_units: int, b_units: int) -> float:
+        """Run A's and run B's totals (instructions or operations) per unit."""
+        return b / b_units if self.b_only else (b - a) / (b_units - a_units)
+
 
 def _n(result: dict[str, Any], cfg: dict[str, Any]) -> tuple[int, int]:
     return 0, cfg["n"]
@@ -363,17 +367,22 @@ class _OpCounter:
         return []
 
     def probe(self, fn: Callable[..., Any], slot: int) -> Callable[..., Any]:
+        # A function, so that it binds as a method where a script puts it
+        # on a class (as _probe's C probes do).
         def run(*args: Any, **kwargs: Any) -> Any:
-            outer = self.slot
-            if outer is not None:
-                self.slot = None
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    self.slot = outer
-            return self._count(slot, fn, args, kwargs)
+            return self._through(slot, fn, args, kwargs)
 
         return run
+
+    def _through(self, slot: int, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        outer = self.slot
+        if outer is None:
+            return self._count(slot, fn, args, kwargs)
+        self.slot = None
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.slot = outer
 
     def _count(self, slot: int, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         counts = self.counts
@@ -439,11 +448,15 @@ def _monitoring_tool() -> int:
     raise RuntimeError("no sys.monitoring tool id free for the gate's operation count")
 
 
-# The frames of the probes themselves, not counted (``run`` is the
-# function each _OpCounter.probe returns).
+def _nothing() -> None:
+    pass
+
+
+# The frames of the probes themselves, not counted.
 _UNCOUNTED_CODE = frozenset(
     (
-        next(c for c in _OpCounter.probe.__code__.co_consts if getattr(c, "co_name", "") == "run"),
+        _OpCounter().probe(_nothing, 0).__code__,
+        _OpCounter._through.__code__,
         _OpCounter._count.__code__,
         _Measures._call.__code__,
         _Measures.measure_a.__code__,
@@ -911,9 +924,8 @@ def count(build: str, names: list[str]) -> dict[str, Any]:
         a_units, b_units = w.units(result, cfg)
         a = incl.get(f"sq_probe_{2 * i:04d}", 0)
         b = incl.get(f"sq_probe_{2 * i + 1:04d}", 0)
-        per = b / b_units if w.b_only else (b - a) / (b_units - a_units)
         out["workloads"][name] = {
-            "count": round(per, 1),
+            "count": round(w.per_unit(a, b, a_units, b_units), 1),
             "unit": w.unit,
             "loop": result.get("loop"),
         }
@@ -928,8 +940,7 @@ def count(build: str, names: list[str]) -> dict[str, Any]:
         ops = ops_report["_ops"]
         a = ops.get(str(2 * i), 0)
         b = ops.get(str(2 * i + 1), 0)
-        per = b / b_units if w.b_only else (b - a) / (b_units - a_units)
-        out["workloads"][name]["ops"] = round(per, 2)
+        out["workloads"][name]["ops"] = round(w.per_unit(a, b, a_units, b_units), 2)
     return out
 
 

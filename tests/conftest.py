@@ -42,7 +42,7 @@ def _chromium_sharing_the_network() -> None:
     if real is None or real == wrapper or shutil.which("flock") is None:
         return
     os.environ["SQUALL_REAL_CHROMIUM"] = real
-    # benchmarks/cluster/netlab.py's ROOT_NETNS_LOCK (tests/test_cluster_lab.py
+    # benchmarks/cluster/netlab.py's ROOT_NETNS_LOCK (tests/test_root_netns_lock.py
     # checks that they agree).
     os.environ["SQUALL_ROOT_NETNS_LOCK"] = os.path.join(
         tempfile.gettempdir(), "squall-root-netns.lock"

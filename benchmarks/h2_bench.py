@@ -62,6 +62,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import cpuclock  # noqa: E402
+
 SERVERS = HERE / "servers"
 BARE = "asgi_starlette:bare"
 
@@ -179,16 +183,13 @@ def _tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` and its descendants, all threads (/proc/PID/stat sums them)."""
-    ticks = os.sysconf("SC_CLK_TCK")
+    """CPU time of ``pid`` and its descendants, all threads, to the nanosecond."""
     total = 0.0
     for p in _tree(pid):
         try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            total += cpuclock.cpu_seconds(p)
         except OSError:
             continue  # exited meanwhile
-        total += (int(fields[11]) + int(fields[12])) / ticks
     return total
 
 

@@ -136,14 +136,22 @@ async def _command(child: Any, line: str) -> None:
         raise RuntimeError(f"client said {answer!r}")
 
 
+# A container of more than this many objects is the server's shared state
+# (a table of every connection, say), not one connection's.
+_HUB = 64
+
+
 def _walk(root: Any, stop: set[int]) -> dict[int, Any]:
-    """Objects reachable from ``root``, not through ``stop``, types, modules or functions."""
+    """Objects reachable from ``root``, not through ``stop``, types, modules,
+    functions or a container of more than `_HUB` objects."""
     seen: dict[int, Any] = {}
     stack = [root]
     while stack:
         obj = stack.pop()
         key = id(obj)
         if key in seen or key in stop or isinstance(obj, (type, _ModuleType, _FunctionType)):
+            continue
+        if isinstance(obj, (dict, set, frozenset, list, tuple)) and len(obj) > _HUB:
             continue
         seen[key] = obj
         stack.extend(gc.get_referents(obj))

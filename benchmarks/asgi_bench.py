@@ -16,9 +16,9 @@ Each server is pinned to CPU 0 with taskset (its threads and children
 inherit it) and wrk (one thread, benchmarks/varied.lua: every request has its
 own query string, cookie and user agent) to CPU 1. Per app, contender and
 round: a 1 s warm-up, then the measured run; requests per second, and
-requests per CPU-second of the server's process tree (utime+stime of every
-process under it from /proc/PID/stat, which sums all of a process's threads,
-around the measured run). Rounds alternate the contenders' order; the ratios
+requests per CPU-second of the server's process tree (the CPU clock of every
+process under it, benchmarks/cpuclock.py, which sums all of a process's
+threads, around the measured run). Rounds alternate the contenders' order; the ratios
 squall/uvicorn and squall/granian are taken within each round and their
 medians reported, next to each contender's medians.
 

@@ -20,8 +20,8 @@ thread) to core 1, h2c by prior knowledge (h2load's default for
 ``--rounds`` rounds; per round and contender a fresh server, ``--warmup``
 requests (20,000), then ``--requests`` measured ones (100,000), each an
 h2load run of that exact count: requests per second as h2load reports it,
-and requests per server CPU-second (the measured count over the utime +
-stime of the server's process tree from /proc/PID/stat, every process and
+and requests per server CPU-second (the measured count over the CPU clock
+of the server's process tree, benchmarks/cpuclock.py, every process and
 thread, read before and after the run), with the share of core 0 the
 server used (``busy``: CPU over wall time; below 1 the server waited, for
 the load or for its core, and its CPU per request is not that of a

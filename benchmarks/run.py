@@ -9,7 +9,7 @@ such, and no headline rests on it.
 Each server runs in its own process pinned to CPU 0 and the load generator
 (wrk, or the WebSocket client of ws_echo.py) pinned to CPU 1. Two figures per
 contender: requests per second, and requests per CPU-second of the server
-process (its utime+stime from /proc/PID/stat, read before and after each
+process (its CPU clock, benchmarks/cpuclock.py, read before and after each
 round), which time spent waiting for a core on a shared machine does not
 disturb. Rounds alternate the contenders (rotating who goes first); each
 ratio is taken within a round and the median round is reported.

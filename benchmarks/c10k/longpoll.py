@@ -4,7 +4,7 @@ P clients (bare uvloop protocols, one process pinned to CPU 1) each hold a
 long poll on ``/a/message/updates`` of a chat server (pinned to CPU 0);
 one POST to ``/a/message/new`` wakes them all. Per wake, two figures:
 
-* server CPU per woken waiter: the server's utime+stime (/proc/PID/stat)
+* server CPU per woken waiter: the server's CPU clock (benchmarks/cpuclock.py)
   from just before the POST until it has gone quiet after the last answer,
   divided by P. Connecting and parking the polls are outside it;
 * the time from sending the POST until the last client has its answer.
@@ -29,9 +29,11 @@ BUILD is ``compiled`` (the bench venv's squall) or ``pure``
 launcher, with_loop.py, before the program starts; the programs themselves
 call ``asyncio.run``).
 
-"Quiet" is no CPU tick for 150 ms (the kernel counts CPU in 10 ms ticks, so
-the figure per waiter is exact to 10 ms / P). The machine's load disturbs
-the time column, less the CPU one.
+"Quiet" is 150 ms in which the server used no more than an idle one does
+(`IDLE_CPU` per 25 ms reading): its CPU clock counts nanoseconds, where
+/proc's ticks made the figure per waiter exact to 10 ms / P only (2 us at
+5,000 waiters). The machine's load disturbs the time column, less the CPU
+one.
 
 Usage: python benchmarks/c10k/longpoll.py [--polls 5000] [--rounds 5]
        [--wakes 3] [--only tornado,compat-compiled-uvloop,...] [--json]

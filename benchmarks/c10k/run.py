@@ -13,8 +13,9 @@ Protocol writing one pre-built frame to every transport). Broadcast figures
 are given for a loop over the subscribers (what a new user writes) and, for
 Squall, for ``squall.websocket.broadcast``.
 
-CPU figures are the server process's utime+stime (/proc/PID/stat), which a
-busy machine disturbs little; times are wall clock and are not. The server
+CPU figures are the server process's CPU clock (benchmarks/cpuclock.py:
+nanoseconds, not /proc's 10 ms ticks), which a busy machine disturbs little;
+times are wall clock and are not. The server
 is told ``--backlog`` (default 2048) so that the storm measures accepting,
 not a short default queue; ``--backlog 0`` keeps each server's own default.
 
@@ -233,9 +234,9 @@ def main() -> None:
         "--messages",
         type=int,
         default=40,
-        help="messages per subscriber for the CPU-per-delivery rows (40): the CPU "
-        "figure moves in clock ticks (10 ms), so at 5,000 subscribers 10 messages "
-        "gave 0.2 us steps on a 6-7 us figure, 40 give 0.05 us",
+        help="messages per subscriber for the CPU-per-delivery rows (40; when CPU "
+        "was read in 10 ms clock ticks, 10 messages to 5,000 subscribers gave 0.2 us "
+        "steps on a 6-7 us figure)",
     )
     parser.add_argument(
         "--crowd",

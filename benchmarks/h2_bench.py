@@ -20,8 +20,8 @@ thread) to core 1, h2c by prior knowledge (h2load's default for
 ``--rounds`` rounds; per round and contender a fresh server, ``--warmup``
 requests (20,000), then ``--requests`` measured ones (100,000), each an
 h2load run of that exact count: requests per second as h2load reports it,
-and requests per server CPU-second (the measured count over the CPU clock
-of the server's process tree, benchmarks/cpuclock.py, every process and
+and requests per server CPU-second (the measured count over the utime +
+stime of the server's process tree from /proc/PID/stat, every process and
 thread, read before and after the run), with the share of core 0 the
 server used (``busy``: CPU over wall time; below 1 the server waited, for
 the load or for its core, and its CPU per request is not that of a
@@ -62,10 +62,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import cpuclock  # noqa: E402
-
 SERVERS = HERE / "servers"
 BARE = "asgi_starlette:bare"
 
@@ -183,13 +179,16 @@ def _tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` and its descendants, all threads, to the nanosecond."""
+    """CPU time of ``pid`` and its descendants, all threads (/proc/PID/stat sums them)."""
+    ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for p in _tree(pid):
         try:
-            total += cpuclock.cpu_seconds(p)
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited meanwhile
+        total += (int(fields[11]) + int(fields[12])) / ticks
     return total
 
 

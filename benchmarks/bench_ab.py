@@ -21,9 +21,10 @@ the server pinned to CPU 0 and the load to CPU 1 (the runners' own pinning):
   server: server CPU per delivered 100-byte message of a ``write_message``
   loop over the subscribers, and per WebSocket handshake.
 
-Prints one table: each workload's median per contender over the rounds and
-the speed ratio tree / REF (rates divided, CPU costs inverted: above 1.00x
-the tree is faster), beside the machine's load average at the start and
+Prints one table: each workload's median per contender over the rounds, the
+speed ratio tree / REF (rates divided, CPU costs inverted: above 1.00x the
+tree is faster), the ratio of each round's pair, and how many of those
+pairs the tree won, beside the machine's load average at the start and
 the end. ``--counts`` instead runs the gate's instruction counts and
 Python operations (benchmarks/gate.py) with each contender's interpreter,
 side by side.
@@ -275,18 +276,46 @@ def wall_clock(contenders: list[tuple[str, Path]], args: argparse.Namespace) -> 
         f"medians of {args.rounds} alternated rounds; servers on CPU 0, load on CPU 1; "
         f"load average {load_start} at the start, {loadavg()} at the end"
     )
-    print(f"| workload | {ref_label} | {tree_label} | speed tree / REF |")
-    print("|---|---:|---:|---:|")
+    print(
+        f"| workload | {ref_label} | {tree_label} | speed tree / REF | "
+        "each round's speed | rounds faster |"
+    )
+    print("|---|---:|---:|---:|---|---:|")
     table = {}
     for name in wanted:
         what, unit, higher = WORKLOADS[name]
         what = what.format(chat=runners.chat_name)
-        ref = statistics.median(g[name] for g in rounds[ref_label])
-        tree = statistics.median(g[name] for g in rounds[tree_label])
-        speed = tree / ref if higher else ref / tree
-        table[name] = {"ref": ref, "tree": tree, "speed": speed, "unit": unit}
-        print(f"| {what} | {ref:,.1f} {unit} | {tree:,.1f} {unit} | {speed:.2f}x |")
+        row = summary(
+            [g[name] for g in rounds[ref_label]], [g[name] for g in rounds[tree_label]], higher
+        )
+        table[name] = dict(row, unit=unit)
+        each = " ".join(f"{speed:.2f}" for speed in row["paired"])
+        faster = sum(speed > 1.0 for speed in row["paired"])
+        print(
+            f"| {what} | {row['ref']:,.1f} {unit} | {row['tree']:,.1f} {unit} | "
+            f"{row['speed']:.2f}x | {each} | {faster} of {len(row['paired'])} |"
+        )
     return {"rounds": rounds, "table": table, "load": [load_start, loadavg()]}
+
+
+def summary(ref: list[float], tree: list[float], higher: bool) -> dict[str, Any]:
+    """One workload's rounds: each side's median, the speed ratio of the
+    medians (tree / REF, above 1 the tree is faster: rates divided, costs
+    inverted), and the same ratio round by round (the contenders of a
+    round ran back to back), which says whether the medians' ratio is the
+    rounds' or a few rounds' (a median of 0.94x from rounds spread from
+    0.80 to 1.05 is not one from rounds all near 0.94)."""
+
+    def speed(r: float, t: float) -> float:
+        return t / r if higher else r / t
+
+    ref_median, tree_median = statistics.median(ref), statistics.median(tree)
+    return {
+        "ref": ref_median,
+        "tree": tree_median,
+        "speed": speed(ref_median, tree_median),
+        "paired": [speed(r, t) for r, t in zip(ref, tree, strict=True)],
+    }
 
 
 def counts(contenders: list[tuple[str, Path]], args: argparse.Namespace) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from squall.log import app_log
 from squall.testing import AsyncTestCase, ExpectLog, gen_test
 from squall.websocket import WebSocketClosedError, WebSocketProtocol, WebSocketProtocol13
 from squall.websocket._protocol import _Peer
+from tests._clock import LoopClock
 from tests._wait import until
 
 KEY = b"abcd"
@@ -393,20 +394,36 @@ class ProtocolTest(AsyncTestCase):
         stream.close()
         await peer.closed
 
-    @gen_test
+    @gen_test(timeout=60)  # (on the clock the test moves 30 s)
     async def test_answered_pings_keep_the_connection(self) -> None:
-        proto, stream, peer = self.make(ping_interval=0.01)
-        self.assertEqual(proto.ping_timeout, 0.01)
-        for _ in range(3):
-            count = len(stream.written)
-            await until(lambda: len(stream.written) != count)  # noqa: B023 (awaited here)
-            stream.feed(frame(10, b""))
-        while len(peer.pongs) < 3:
-            await asyncio.sleep(0)
-        self.assertFalse(proto.is_closing())
-        proto.close(1000)
-        stream.close()
-        await peer.closed
+        # Pings every 10 s of a clock the test moves, each answered before
+        # the next is due: with 10 ms of real time, a loaded machine's
+        # stall between a ping and its answer timed the connection out.
+        # (The ping wheel reads IOLoop.time(), the wall clock: it reads the
+        # moved one here.)
+        clock = LoopClock(asyncio.get_running_loop())
+        self.io_loop.time = clock.loop.time  # type: ignore[method-assign]
+        try:
+            proto, stream, peer = self.make(ping_interval=10)
+            self.assertEqual(proto.ping_timeout, 10)
+            for answered in range(1, 4):
+                count = len(stream.written)
+                # A tick of the ping wheel (a hundredth of the interval) at
+                # a time, for up to two intervals.
+                for _ in range(200):
+                    if len(stream.written) != count:
+                        break
+                    await clock.advance(0.1)
+                self.assertEqual(server_frames(stream.written[-1]), [(9, b"")])
+                stream.feed(frame(10, b""))
+                await until(lambda: len(peer.pongs) == answered)  # noqa: B023 (awaited here)
+            self.assertFalse(proto.is_closing())
+            proto.close(1000)
+            stream.close()
+            await peer.closed
+        finally:
+            del self.io_loop.time
+            clock.close()
 
     def test_ping_sleep_time(self) -> None:
         self.assertEqual(

@@ -467,11 +467,11 @@ def _call_later_held(
 ) -> Any:
     """uvloop's ``call_later`` on the gate's loops (whose ``time()`` stands
     still): a timer with a delay is held past any run. libuv times it on its
-    own clock, which does not stand still, so squall run's 5 s keep-alive
-    timer fired in the middle of a run that valgrind, the operation count or
-    a busy machine made longer than that, and added its callback to some
-    runs and not to others (FastAPI's operations on 3.13 under make test:
-    +0.06 a request). uvloop's ``call_at`` comes here too."""
+    own clock, which does not stand still, so a timer (squall run's 5 s
+    keep-alive timer, say) fired in the middle of a run that valgrind or a
+    busy machine made longer than its delay, and its callback's work was
+    counted in some runs and not in others. uvloop's ``call_at`` comes here
+    too."""
     if delay > 0:
         delay += _HELD
     return super(type(self), self).call_later(delay, callback, *args, context=context)

@@ -23,10 +23,14 @@ class LoopClock:
 
     Args:
         loop: an asyncio (not uvloop) event loop.
+        io_loop: its IOLoop, whose ``time()`` (the wall clock, which
+            ``call_at`` deadlines and the WebSocket ping wheel read) moves
+            with it too; None leaves it alone.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, io_loop: Any = None) -> None:
         self.loop: Any = loop
+        self.io_loop = io_loop
         self.offset = 0.0
         real = type(loop).time
 
@@ -36,6 +40,13 @@ class LoopClock:
         # The instance attribute shadows the method: asyncio's own
         # scheduling calls self.time(), and so does every reader of it.
         self.loop.time = time
+        if io_loop is not None:
+            wall = type(io_loop).time
+
+            def io_time() -> float:
+                return float(wall(io_loop)) + self.offset
+
+            io_loop.time = io_time
 
     async def advance(self, seconds: float) -> None:
         """Move the clock ``seconds`` on, then let the timers now due run."""
@@ -47,3 +58,5 @@ class LoopClock:
 
     def close(self) -> None:
         del self.loop.time
+        if self.io_loop is not None:
+            del self.io_loop.time

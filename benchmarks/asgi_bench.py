@@ -32,7 +32,11 @@ from a disturbed run says so.
 
 Usage: python benchmarks/asgi_bench.py [--app starlette --app fastapi] [--rounds 5]
        [--duration 5] [--connections 50] [--servers squall,uvicorn,granian] [--json FILE]
-``make bench-asgi`` runs it in the bench venv (compiled squall). Needs wrk,
+       [--record]
+``make bench-asgi`` runs it in the bench venv (compiled squall); ``make
+bench-asgi PY=python3.13`` in 3.13's. ``--record`` writes this Python's
+figures (benchmarks/results/asgi-py3.X.json) and regenerates the README's
+table. Needs wrk,
 taskset, starlette, fastapi, uvicorn, httptools, uvloop and granian.
 """
 
@@ -291,7 +295,7 @@ def main() -> int:
     ap.add_argument(
         "--record",
         action="store_true",
-        help="write benchmarks/results/asgi.json and regenerate the README's table",
+        help="write benchmarks/results/asgi-py3.X.json (this Python's) and regenerate the README's table",
     )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -346,6 +350,8 @@ def _record(
             "connections": args.connections,
             "summaries": summaries,
         },
+        # 3.13's figures beside 3.11's (the README's headline is the newest).
+        per_python=True,
     )
     figures.main_update()
     print(f"recorded in {path}")

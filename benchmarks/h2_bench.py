@@ -1,6 +1,7 @@
 """HTTP/2 benchmark: h2load against Squall, Granian and Hypercorn over h2c.
 
-Contenders (``make bench-h2`` runs them from the bench venv, compiled squall):
+Contenders (``make bench-h2`` runs them from the bench venv, compiled squall;
+``make bench-h2 PY=python3.13`` from 3.13's):
 
 * ``squall run``: ``python -m squall run asgi_starlette:bare --http2`` (one
   process, uvloop, no access log), the bare ASGI callable of
@@ -272,8 +273,8 @@ def main() -> int:
     parser.add_argument(
         "--record",
         action="store_true",
-        help="write benchmarks/results/h2.json (each Squall path against each other "
-        "server) and regenerate the README's tables",
+        help="write benchmarks/results/h2-py3.X.json (this Python's: each Squall path "
+        "against each other server) and regenerate the README's tables",
     )
     args = parser.parse_args()
     if shutil.which("h2load") is None:
@@ -404,6 +405,8 @@ def record(
             "clients": args.clients,
             "streams": args.streams,
         },
+        # 3.13's figures beside 3.11's (the README's headline is the newest).
+        per_python=True,
     )
     figures.main_update()
     print(f"recorded in {path}")

@@ -4,8 +4,8 @@
   whether it returned or what it yielded. Here through ``Context.run`` and
   ``coroutine.send``, which raises StopIteration when the coroutine returns;
   the C module returns ``done`` instead (``PyIter_Send``), with no exception
-  made, caught and traced back. Python 3.11 runs the first step of every
-  request whose handler cannot wait this way (see
+  made, caught and traced back. The first step of every request whose
+  handler cannot wait runs this way (see
   ``RequestHandler._step_at_once``): 2.2k instructions a step less, counted
   in-process with callgrind.
 - `new_instance` is ``object.__new__`` for a class whose ``__new__`` is

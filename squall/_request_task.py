@@ -20,9 +20,14 @@ the HTTP method and ``on_finish()`` all see it as `asyncio.current_task`.
   the loop's next turn. 3.11 has no public way to run a step
   of a coroutine inside a Task before the loop schedules it: a step run
   outside one sees no current task (``asyncio.timeout`` and anyio's scopes
-  refuse it). `squall.web` runs a handler that cannot wait without a Task
-  at all, and hands one to a Task before it awaits anything (see
-  squall.web.handler.RequestHandler._step_at_once).
+  refuse it).
+
+On every Python, `squall.web` runs a handler that cannot wait (plain
+``prepare()`` and method) without a Task at all, and hands it to a Task
+before it awaits anything (see
+squall.web.handler.RequestHandler._step_at_once): on 3.13 the eager Task
+costs about 3k instructions a hello request more (gate counts, compiled:
+110,044 against 107,000).
 """
 
 from __future__ import annotations

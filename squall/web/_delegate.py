@@ -36,10 +36,9 @@ if TYPE_CHECKING:
 # dictionary lookup of a module global (two per request).
 _CoroutineType: Final = types.CoroutineType
 _FunctionType: Final = types.FunctionType
-# Python 3.11, which cannot start a Task eagerly: a handler that cannot wait
-# runs outside any (see RequestHandler._step_at_once); 3.12+ starts every request's Task
-# eagerly instead.
-_OUTSIDE: Final = sys.version_info < (3, 12)
+# Python 3.12+ starts a request's Task eagerly; 3.11 makes the Task of a
+# handler that waits before the handler (see _made_in_task).
+_EAGER: Final = sys.version_info >= (3, 12)
 _Task: Final = asyncio.Task
 
 
@@ -251,11 +250,12 @@ class _HandlerDelegate(HTTPMessageDelegate):
                 StaticFileHandler.reset()
         plan = GENERAL
         own: Optional[asyncio.AbstractEventLoop] = None
-        if _OUTSIDE and not self.stream_request_body and _is_stock_execute(handler_class._execute):
+        if not self.stream_request_body and _is_stock_execute(handler_class._execute):
             known = _plans_of(handler_class).get(request.method)
             plan = _plan(handler_class, request) if known is None else known
             own = self.loop_for_steps()
-            if own is None:
+            if own is None or (plan == WAITS and _EAGER):
+                # (3.12+: a handler that waits gets its Task eagerly.)
                 plan = GENERAL
             elif plan == WAITS:
                 # Python 3.11: made in its Task's first step, which runs its
@@ -265,7 +265,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
         running = self.start_handler()
         handler: Any = self.handler
         if plan == AT_ONCE:
-            # Python 3.11: a Task only if it awaits after all.
+            # A Task only if it awaits after all.
             handler._step_at_once(own, running)
             return None
         # Only a handler that streams its body has a prepare() to wait for
@@ -390,10 +390,10 @@ async def _made_in_task(delegate: _HandlerDelegate, loop: asyncio.AbstractEventL
     await running
 
 
-# Python 3.11: how a handler class serves a request method (see _plan).
-GENERAL: Final = 0  # a Task from the start, as on every Python (not planned)
+# How a handler class serves a request method (see _plan).
+GENERAL: Final = 0  # a Task from the start (not planned; 3.12+: one that waits)
 AT_ONCE: Final = 1  # its first step at once, outside a Task
-WAITS: Final = 2  # made in its Task (_made_in_task)
+WAITS: Final = 2  # 3.11: made in its Task (_made_in_task); 3.12+: GENERAL
 
 # By handler class, by request method: its plan. Bounded (classes made at
 # run time, by tests say, are let go when it is full).
@@ -421,13 +421,14 @@ def _plans_of(handler_class: Any) -> dict[str, int]:
 
 def _plan(handler_class: Any, request: HTTPServerRequest) -> int:
     """How ``handler_class`` (with the stock ``_execute``) serves
-    ``request``'s method on Python 3.11 (kept in `_plans`): at once when
+    ``request``'s method (kept in `_plans`): at once when
     its ``prepare()`` and its method for the request are Python functions
     that are neither coroutine nor generator functions, nor wrap one
     (``functools.wraps``): all its hooks then run outside a Task, as none
     can wait (what one returns to be awaited is, in a Task made then: see
-    ``RequestHandler._step_at_once``); else in a Task made before the
-    handler, so that all its hooks see that Task."""
+    ``RequestHandler._step_at_once``); else in a Task of its own that all
+    its hooks see (on 3.11 made before the handler, see `_made_in_task`; on
+    3.12+ started eagerly)."""
     method = request.method
     prepare = getattr(handler_class, "prepare", None)
     served = getattr(handler_class, method.lower(), None)

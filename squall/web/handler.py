@@ -11,8 +11,10 @@ error page and exception log from `ErrorPageMixin` (``_failure.py``).
 
 ``_execute`` is a coroutine function, as in Tornado, and the application's
 delegate runs it in a Task of the request's own (see `squall._request_task`:
-on Python 3.12+ started eagerly, so a handler that never waits is done
-inside the server's callback, with no loop turn).
+on Python 3.12+ started eagerly), or, for a handler whose ``prepare()`` and
+method are plain functions, without a Task at all (see
+``RequestHandler._step_at_once``): either way a handler that never waits is
+done inside the server's callback, with no loop turn.
 """
 
 from __future__ import annotations
@@ -218,7 +220,7 @@ class RequestHandler(
     _held_task: Optional[asyncio.Future[Any]] = None
     # Whether _execute reached a wait (see _watch_first_wait).
     _waited = False
-    # Python 3.11: set while _execute's first step runs outside a Task (see
+    # Set while _execute's first step runs outside a Task (see
     # squall.web._delegate): before it awaits anything it asks for its Task.
     _outside = False
 
@@ -598,10 +600,10 @@ class RequestHandler(
         the application's delegate runs what it returns (or what a wrapper
         returns) in a Task of the request's own (see `squall._request_task`).
         So ``prepare()``, the method and ``on_finish()`` share one Task and
-        one context, which no other request sees. On Python 3.11 a handler
-        whose ``prepare()`` and method are plain functions runs without a
-        Task, in a context of its own (see `_step_at_once`), and asks for
-        one (``_into_task``) before it awaits anything.
+        one context, which no other request sees. A handler whose
+        ``prepare()`` and method are plain functions runs without a Task, in
+        a context of its own (see `_step_at_once`), and asks for one
+        (``_into_task``) before it awaits anything.
         """
         self._transforms = transforms
         try:
@@ -667,8 +669,7 @@ class RequestHandler(
                 _held_tasks.discard(held)
 
     def _step_at_once(self, loop: asyncio.AbstractEventLoop, running: Any) -> None:
-        # Python 3.11, which cannot start a Task eagerly, for a handler
-        # whose prepare() and method are plain functions (see
+        # For a handler whose prepare() and method are plain functions (see
         # squall.web._delegate's plans): ``running``, this handler's
         # _execute, takes its first step at once, outside any Task, in a
         # copy of the caller's context. Done then, the request needed no

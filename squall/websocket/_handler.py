@@ -294,7 +294,7 @@ class WebSocketHandler(RequestHandler, _Peer):
             result = self.open(*self.open_args, **self.open_kwargs)
             if result is not None:
                 if self._outside:
-                    # Python 3.11, a first step outside a Task (see
+                    # A first step outside a Task (see
                     # RequestHandler._step_at_once): asks for its Task now.
                     await self._into_task()
                 if asyncio.iscoroutine(result):
@@ -682,8 +682,8 @@ class WebSocketHandler(RequestHandler, _Peer):
 
 # What the stock get()'s coroutine runs (see _watch_first_wait).
 _STOCK_GET_CODE = WebSocketHandler.get.__code__
-# Python 3.11: a handler whose open() is a plain function answers its
-# upgrade outside a Task (squall.web._delegate's plans).
+# A handler whose open() is a plain function answers its upgrade outside a
+# Task (squall.web._delegate's plans).
 AT_ONCE_UNLESS[_STOCK_GET_CODE] = "open"
 
 # The handshake's hooks as defined here (see get, _write_101,

@@ -12,7 +12,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import sys
 from typing import Any, Optional
 from unittest import mock
 
@@ -24,9 +23,6 @@ from squall.testing import AsyncHTTPTestCase, ExpectLog
 from squall.web import Application, RequestHandler
 from squall.web._delegate import _surface_error
 from squall.websocket import WebSocketHandler
-
-# Python 3.12+ starts a request's Task eagerly (squall._request_task).
-_EAGER = sys.version_info >= (3, 12)
 
 _request_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
     "_request_id", default=None
@@ -109,18 +105,18 @@ class ExecutionTest(AsyncHTTPTestCase):
         assert _request_id.get() is None
 
     def test_a_plain_handler(self) -> None:
-        # 3.12+ starts its Task eagerly; 3.11 answers a handler whose
-        # prepare() and method are plain functions without one (see
-        # squall.web._delegate._first_step), in a context of its own.
+        # A handler whose prepare() and method are plain functions is
+        # answered without a Task, on every Python (see
+        # RequestHandler._step_at_once), in a context of its own.
         self._hooks_share_one_task_and_context(
-            "/plain", b"plain", ["prepare", "get", "on_finish"], in_task=_EAGER
+            "/plain", b"plain", ["prepare", "get", "on_finish"], in_task=False
         )
 
     def test_a_plain_class_and_a_waiting_one_have_plans_of_their_own(self) -> None:
         # _Plain and _Waiting share their hook traits: what one's GET does
         # is not taken for the other's.
         self._hooks_share_one_task_and_context(
-            "/plain", b"plain", ["prepare", "get", "on_finish"], in_task=_EAGER
+            "/plain", b"plain", ["prepare", "get", "on_finish"], in_task=False
         )
         _Observed.seen = []
         self._hooks_share_one_task_and_context(
@@ -148,7 +144,7 @@ class ExecutionTest(AsyncHTTPTestCase):
         response = self.fetch("/undeclared")
         assert response.code == 200 and response.body == b"wrapped"
         assert len(seen) == 2 and seen[1] is not None
-        assert (seen[0] is seen[1]) if _EAGER else seen[0] is None
+        assert seen[0] is None
 
     def test_a_wrapped_coroutine_method_runs_in_its_task_from_the_start(self) -> None:
         # functools.wraps (web.authenticated, a tracer's decorator) says

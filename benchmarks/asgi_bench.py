@@ -16,9 +16,9 @@ Each server is pinned to CPU 0 with taskset (its threads and children
 inherit it) and wrk (one thread, benchmarks/varied.lua: every request has its
 own query string, cookie and user agent) to CPU 1. Per app, contender and
 round: a 1 s warm-up, then the measured run; requests per second, and
-requests per CPU-second of the server's process tree (utime+stime of every
-process under it from /proc/PID/stat, which sums all of a process's threads,
-around the measured run). Rounds alternate the contenders' order; the ratios
+requests per CPU-second of the server's process tree (the CPU clock of every
+process under it, all threads: benchmarks/cpuclock.py, around the measured
+run). Rounds alternate the contenders' order; the ratios
 squall/uvicorn and squall/granian are taken within each round and their
 medians reported, next to each contender's medians.
 
@@ -59,6 +59,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from cpuclock import tree_cpu_seconds  # noqa: E402
 from h2_bench import unpinned  # noqa: E402
 
 SERVERS = HERE / "servers"
@@ -157,33 +158,6 @@ def pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() != 1 else []
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found += [int(c) for c in f.read().split()]
-    except OSError:
-        pass  # gone meanwhile
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process tree, all threads (Linux /proc)."""
-    total = 0.0
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        todo += _children(current)
-    return total
-
-
 def run_wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
     cmd = pin(1) + ["wrk", "-t1", f"-c{connections}", f"-d{round(duration)}s", "-s", str(LUA)]
     cmd.append(f"http://127.0.0.1:{port}/")
@@ -222,10 +196,10 @@ def measure(name: str, app: str, duration: float, connections: int) -> tuple[flo
         loose = unpinned(proc.pid) if pin(0) else []
         if loose:
             raise RuntimeError(f"{name}: threads not pinned to core 0: {loose}")
-        before = cpu_seconds(proc.pid)
+        before = tree_cpu_seconds(proc.pid)
         t0 = time.monotonic()
         rps, total = run_wrk(port, duration, connections)
-        used = cpu_seconds(proc.pid) - before
+        used = tree_cpu_seconds(proc.pid) - before
         busy = used / (time.monotonic() - t0)
         return rps, (total / used if used > 0 else float("nan")), busy
     except (RuntimeError, subprocess.CalledProcessError):
@@ -350,7 +324,7 @@ def _record(
             "connections": args.connections,
             "summaries": summaries,
         },
-        # 3.13's figures beside 3.11's (the README's headline is the newest).
+        # A record per Python, each beside the others (the README's headline is the newest).
         per_python=True,
     )
     figures.main_update()

@@ -59,7 +59,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from run import SCENARIOS, cpu_seconds, free_port, pin, run_wrk, wait_listening
+from cpuclock import cpu_seconds
+from run import SCENARIOS, free_port, pin, run_wrk, wait_listening
 
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "servers" / "squall_web.py"

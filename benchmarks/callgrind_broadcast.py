@@ -307,7 +307,7 @@ def inner(cfg: dict[str, Any]) -> None:
     else:
         rounds = cfg["rounds"]
         before = bench.delivered
-        from run import cpu_seconds  # benchmarks/run.py's (this folder is on sys.path)
+        from cpuclock import cpu_seconds  # (this folder is on sys.path)
 
         client_before = cpu_seconds(child.pid)
         usage = resource.getrusage(resource.RUSAGE_SELF)

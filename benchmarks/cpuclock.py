@@ -14,9 +14,13 @@ nanoseconds for any process the caller can see (Linux encodes a process's
 clock id from its pid: ``~pid << 3``, and 2 for the scheduler's clock). It
 falls back to the ticks where the clock cannot be read.
 
+`tree_cpu_seconds` sums that clock over a process and its descendants
+(`process_tree`): servers that serve from a child (Granian, Hypercorn, a
+pre-forked Squall) are charged every process of their side.
+
 Read by benchmarks/c10k (the handshake, delivery and long-poll rows, which
-``make bench-ab`` reports too). The wrk benchmarks (run.py, asgi_bench.py,
-h2_bench.py) keep the ticks: seconds of CPU a run, where 10 ms is under 1%.
+``make bench-ab`` reports too) and by the wrk benchmarks (run.py,
+asgi_bench.py, h2_bench.py).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["cpu_seconds", "tick_cpu_seconds"]
+__all__ = ["cpu_seconds", "process_tree", "tick_cpu_seconds", "tree_cpu_seconds"]
 
 _SCHED = 2  # CPUCLOCK_SCHED: the time the scheduler ran the process
 
@@ -52,3 +56,34 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         # Not Linux's encoding, or a kernel that refuses it: the ticks.
         return tick_cpu_seconds(pid)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, parents before their children; a
+    process that ends while the tree is read is left out (``pid`` too)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        children: list[int] = []
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    children += [int(child) for child in f.read().split()]
+        except OSError:
+            continue  # ended meanwhile
+        found.append(current)
+        todo += children
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used by ``pid`` and its descendants now alive, every
+    thread (`cpu_seconds` of each; one that ends meanwhile counts 0)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            continue  # ended meanwhile
+    return total

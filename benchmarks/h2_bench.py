@@ -21,9 +21,9 @@ thread) to core 1, h2c by prior knowledge (h2load's default for
 ``--rounds`` rounds; per round and contender a fresh server, ``--warmup``
 requests (20,000), then ``--requests`` measured ones (100,000), each an
 h2load run of that exact count: requests per second as h2load reports it,
-and requests per server CPU-second (the measured count over the utime +
-stime of the server's process tree from /proc/PID/stat, every process and
-thread, read before and after the run), with the share of core 0 the
+and requests per server CPU-second (the measured count over the CPU clock
+of the server's process tree, every process and thread, benchmarks/cpuclock.py,
+read before and after the run), with the share of core 0 the
 server used (``busy``: CPU over wall time; below 1 the server waited, for
 the load or for its core, and its CPU per request is not that of a
 saturated server). The
@@ -63,6 +63,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from cpuclock import process_tree, tree_cpu_seconds  # noqa: E402
+
 SERVERS = HERE / "servers"
 BARE = "asgi_starlette:bare"
 
@@ -162,41 +166,10 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], deadline: float = 1
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (Hypercorn and Granian serve from a child)."""
-    found = []
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-            for task in tasks:
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            continue  # exited meanwhile
-        found.append(p)
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` and its descendants, all threads (/proc/PID/stat sums them)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in _tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
 def unpinned(pid: int, cpu: int = 0) -> list[str]:
     """Threads of ``pid``'s process tree allowed any core but ``cpu``, as "PID/TID name"."""
     loose = []
-    for p in _tree(pid):
+    for p in process_tree(pid):
         try:
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/status") as f:
@@ -320,12 +293,12 @@ def main() -> int:
                 loose = unpinned(server.proc.pid)
                 if loose:
                     raise RuntimeError(f"{name}: threads not pinned to core 0: {loose}")
-                before = cpu_seconds(server.proc.pid)
+                before = tree_cpu_seconds(server.proc.pid)
                 t0 = time.monotonic()
                 requests = args.requests // scale
                 rate = h2load(server.port, requests, args.clients, args.streams)
                 elapsed = time.monotonic() - t0
-                cpu = cpu_seconds(server.proc.pid) - before
+                cpu = tree_cpu_seconds(server.proc.pid) - before
             finally:
                 server.stop()
             rates[name].append(rate)
@@ -405,7 +378,7 @@ def record(
             "clients": args.clients,
             "streams": args.streams,
         },
-        # 3.13's figures beside 3.11's (the README's headline is the newest).
+        # A record per Python, each beside the others (the README's headline is the newest).
         per_python=True,
     )
     figures.main_update()

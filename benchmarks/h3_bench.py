@@ -30,7 +30,8 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from h2_bench import cpu_seconds, free_port, wait_listening  # noqa: E402
+from cpuclock import tree_cpu_seconds as cpu_seconds  # noqa: E402
+from h2_bench import free_port, wait_listening  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CERT = os.path.join(ROOT, "squall", "_certs", "test.crt")

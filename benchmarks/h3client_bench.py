@@ -36,7 +36,8 @@ from typing import Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from h2_bench import cpu_seconds, free_port, wait_listening  # noqa: E402
+from cpuclock import tree_cpu_seconds as cpu_seconds  # noqa: E402
+from h2_bench import free_port, wait_listening  # noqa: E402
 from h3_bench import CERT, KEY, ROOT, SQUALL_SERVER  # noqa: E402
 
 

@@ -9,7 +9,7 @@ such, and no headline rests on it.
 Each server runs in its own process pinned to CPU 0 and the load generator
 (wrk, or the WebSocket client of ws_echo.py) pinned to CPU 1. Two figures per
 contender: requests per second, and requests per CPU-second of the server
-process (its utime+stime from /proc/PID/stat, read before and after each
+process (its CPU clock, benchmarks/cpuclock.py, read before and after each
 round), which time spent waiting for a core on a shared machine does not
 disturb. Rounds alternate the contenders (rotating who goes first); each
 ratio is taken within a round and the median round is reported.
@@ -43,6 +43,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from cpuclock import cpu_seconds  # noqa: E402
+
 SERVERS = HERE / "servers"
 PURE = {"SQUALL_NO_SPEEDUPS": "1"}
 UVLOOP = {"SQUALL_BENCH_UVLOOP": "1"}
@@ -142,13 +146,6 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], deadline: float) ->
 
 def pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() != 1 else []
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(port: int, scenario: Scenario, duration: float, connections: int) -> tuple[float, int]:

@@ -34,7 +34,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import cpu_seconds, free_port, pin, wait_listening  # noqa: E402
+from cpuclock import cpu_seconds  # noqa: E402
+from run import free_port, pin, wait_listening  # noqa: E402
 
 SERVERS = HERE / "servers"
 CONTENDERS = [

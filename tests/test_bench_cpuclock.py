@@ -78,3 +78,50 @@ def test_a_process_that_is_gone_is_an_error():
     child.wait()
     with pytest.raises(OSError):
         cpuclock.cpu_seconds(child.pid)
+
+
+# A parent that spends CPU, starts a spender child (sharing its stdin and
+# stdout), says so and waits for it.
+_PARENT = """
+import subprocess, sys, time
+while time.process_time() < 0.08:
+    pass
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], "0.13"])
+print("child", child.pid, flush=True)
+print("parent", repr(time.process_time()), flush=True)
+child.wait()
+"""
+
+
+def test_a_tree_is_charged_for_the_parent_and_its_child():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, _SPENDER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [parent.stdout.readline().split() for _ in range(3)]
+        said = {line[0]: line[1] for line in lines if len(line) == 2}
+        child_own = float([line[0] for line in lines if len(line) == 1][0])
+        child_pid = int(said["child"])
+        parent_own = float(said["parent"])
+        assert cpuclock.process_tree(parent.pid) == [parent.pid, child_pid]
+        assert cpuclock.process_tree(child_pid) == [child_pid]
+        alone = cpuclock.cpu_seconds(parent.pid)
+        tree = cpuclock.tree_cpu_seconds(parent.pid)
+        assert abs(alone - parent_own) < 0.005, (alone, parent_own)
+        assert abs(tree - (parent_own + child_own)) < 0.01, (tree, parent_own, child_own)
+    finally:
+        parent.stdin.write("\n")
+        parent.stdin.flush()
+        parent.wait(10)
+        parent.stdin.close()
+        parent.stdout.close()
+
+
+def test_a_tree_that_is_gone_is_empty_and_costs_nothing():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert cpuclock.process_tree(child.pid) == []
+    assert cpuclock.tree_cpu_seconds(child.pid) == 0.0

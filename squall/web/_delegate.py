@@ -254,12 +254,11 @@ class _HandlerDelegate(HTTPMessageDelegate):
             known = _plans_of(handler_class).get(request.method)
             plan = _plan(handler_class, request) if known is None else known
             own = self.loop_for_steps()
-            if own is None or (plan == WAITS and _EAGER):
-                # (3.12+: a handler that waits gets its Task eagerly.)
+            if own is None:
                 plan = GENERAL
             elif plan == WAITS:
-                # Python 3.11: made in its Task's first step, which runs its
-                # own first step (see _made_in_task).
+                # Python 3.11 (see _plan): made in its Task's first step,
+                # which runs its own first step (see _made_in_task).
                 _held_tasks.add(_Task(_made_in_task(self, own), loop=own))
                 return None
         running = self.start_handler()
@@ -391,9 +390,9 @@ async def _made_in_task(delegate: _HandlerDelegate, loop: asyncio.AbstractEventL
 
 
 # How a handler class serves a request method (see _plan).
-GENERAL: Final = 0  # a Task from the start (not planned; 3.12+: one that waits)
+GENERAL: Final = 0  # a Task from the start (3.12+: a handler that waits)
 AT_ONCE: Final = 1  # its first step at once, outside a Task
-WAITS: Final = 2  # 3.11: made in its Task (_made_in_task); 3.12+: GENERAL
+WAITS: Final = 2  # 3.11, a handler that waits: made in its Task (_made_in_task)
 
 # By handler class, by request method: its plan. Bounded (classes made at
 # run time, by tests say, are let go when it is full).
@@ -432,7 +431,11 @@ def _plan(handler_class: Any, request: HTTPServerRequest) -> int:
     method = request.method
     prepare = getattr(handler_class, "prepare", None)
     served = getattr(handler_class, method.lower(), None)
-    plan = AT_ONCE if _plain(prepare) and _plain(served, handler_class) else WAITS
+    if _plain(prepare) and _plain(served, handler_class):
+        plan = AT_ONCE
+    else:
+        # 3.12+ starts its Task eagerly, with the handler made in the read.
+        plan = GENERAL if _EAGER else WAITS
     plans = _plans_of(handler_class)
     if len(plans) < 16:  # (bounded: a client names the method)
         plans[method] = plan

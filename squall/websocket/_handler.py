@@ -118,10 +118,13 @@ class WebSocketHandler(RequestHandler, _Peer):
     # instance: an idle connection's handler keeps fewer attributes.
     _upgraded = False
 
-    # The per-connection state starts as these class defaults (no __init__
-    # of its own: one Python frame and eight stores fewer per handshake);
-    # each is set on the instance when it changes.
-    ws_connection: Optional[WebSocketProtocol13] = None
+    # The per-connection state starts as these class defaults (rather
+    # than stores in __init__: an idle connection's handler keeps fewer
+    # attributes); each is set on the instance when it changes.
+    # ws_connection, which every open connection sets, is set by __init__:
+    # CPython 3.12+ does not specialize the read of an instance attribute
+    # that a class attribute shadows (broadcast() reads it per connection).
+    ws_connection: Optional[WebSocketProtocol13]
     close_code: Optional[int] = None
     close_reason: Optional[str] = None
     _on_close_called = False
@@ -145,6 +148,10 @@ class WebSocketHandler(RequestHandler, _Peer):
     # class's, and the handler's own (RequestHandler.__init__ sets it).
     _hook_traits: WebSocketTraits
     _traits: WebSocketTraits
+
+    def __init__(self, application: Any, request: Any, **kwargs: Any) -> None:
+        self.ws_connection = None
+        super().__init__(application, request, **kwargs)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -202,6 +202,30 @@ class FlushSeen(RequestHandler):
         super().set_header(name, value)
 
 
+class SeesItsConnection(Echo):
+    """Records ``ws_connection`` where Tornado's handlers may read it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # A subclass's own __init__ (allowed, if rare) still gets the field.
+        super().__init__(*args, **kwargs)
+        self.rec.events.append(("__init__", self.ws_connection))
+
+    def initialize(self, rec: Recorder, options: Optional[dict[str, Any]] = None) -> None:
+        super().initialize(rec, options)
+        rec.events.append(("initialize", self.ws_connection))
+
+    def prepare(self) -> None:
+        self.rec.events.append(("prepare", self.ws_connection))
+
+    def open(self) -> None:
+        self.rec.events.append(("open", type(self.ws_connection).__name__))
+        self.rec.opened.set_result(self)
+
+    def on_close(self) -> None:
+        self.rec.events.append(("on_close", self.ws_connection))
+        self.rec.closed.set_result((self.close_code, self.close_reason))
+
+
 class MixedIn(Echo, FlushSeen):
     def prepare(self) -> None:
         self.set_header("X-Mixed-In", "yes")
@@ -229,6 +253,7 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
                 ("/failing_open", FailingOpen, args),
                 ("/error_after_upgrade", ErrorAfterUpgrade, args),
                 ("/mixed_in", MixedIn, args),
+                ("/sees_connection", SeesItsConnection, args),
             ]
         )
 
@@ -254,6 +279,27 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         self.assertEqual(await ws.read_message(), big)
         self.assertIsNone(ws.selected_subprotocol)
         self.assertEqual(ws.headers["Upgrade"].lower(), "websocket")
+
+    @gen_test
+    async def test_ws_connection_is_none_until_the_upgrade_and_after_the_close(self) -> None:
+        # Set on each handler when it is made (not a class default, which
+        # CPython 3.12+ would not specialize reads of), as Tornado's is.
+        ws = await self.connect("/sees_connection")
+        handler = await self.rec.opened
+        assert "ws_connection" in vars(handler)
+        assert not hasattr(WebSocketHandler, "ws_connection")
+        await ws.write_message("echoed")
+        assert await ws.read_message() == "echoed"
+        ws.close()
+        await self.rec.closed
+        assert self.rec.events == [
+            ("initialize", None),
+            ("__init__", None),
+            ("prepare", None),
+            ("open", "WebSocketProtocol13"),
+            ("on_close", None),
+        ]
+        assert handler.ws_connection is None
 
     @gen_test
     async def test_a_mixin_after_the_handler_class_still_sees_the_101_flushed(self) -> None:

@@ -30,7 +30,7 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cpuclock import tree_cpu_seconds as cpu_seconds  # noqa: E402
+from cpuclock import tree_cpu_seconds  # noqa: E402
 from h2_bench import free_port, wait_listening  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,12 +147,12 @@ def measure(
     server = Server(full, port, cwd)
     try:
         time.sleep(0.5)  # the UDP endpoint starts on the loop's first turns
-        before = cpu_seconds(server.proc.pid)
+        before = tree_cpu_seconds(server.proc.pid)
         if name.endswith("h3"):
             requests, seconds = h3load(port, args)
         else:
             requests, seconds = h2load(port, args, h1=name.endswith("h1"))
-        used = cpu_seconds(server.proc.pid) - before
+        used = tree_cpu_seconds(server.proc.pid) - before
     finally:
         server.stop()
     return requests / seconds, requests / used if used else 0.0

@@ -36,7 +36,7 @@ from typing import Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from cpuclock import tree_cpu_seconds as cpu_seconds  # noqa: E402
+from cpuclock import tree_cpu_seconds  # noqa: E402
 from h2_bench import free_port, wait_listening  # noqa: E402
 from h3_bench import CERT, KEY, ROOT, SQUALL_SERVER  # noqa: E402
 
@@ -111,7 +111,7 @@ def main() -> int:
             )
             for name, python, path, client in order:
                 for attempt in range(3):
-                    before = cpu_seconds(server.pid)
+                    before = tree_cpu_seconds(server.pid)
                     try:
                         result = client_run(python, path, client, port, args)
                     except RuntimeError as exc:
@@ -123,7 +123,7 @@ def main() -> int:
                         print(f"round {round_no + 1} {name}: run failed, again", file=sys.stderr)
                         continue
                     break
-                server_cpu = cpu_seconds(server.pid) - before
+                server_cpu = tree_cpu_seconds(server.pid) - before
                 n = result["requests"]
                 rows[name].append(
                     (result["cpu"] / n * 1e6, n / result["seconds"], server_cpu / n * 1e6)

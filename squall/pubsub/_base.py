@@ -478,12 +478,12 @@ class PubSub(_Closing):
     async def _top(self, channel: str) -> Position:
         raise NotImplementedError
 
-    async def _renew(self, channel: str, epoch: str, after: int) -> str:
-        """Begins a new epoch on ``channel`` if it is still in ``epoch``, its
+    async def _renew(self, channel: str, epoch: str, after: int, new: str) -> str:
+        """Begins epoch ``new`` on ``channel`` if it is still in ``epoch``, its
         offsets going on from where they are and its history kept (now in
         the new epoch) from offset ``after`` on: the new epoch begins after
         it, and a read from below it reads from it. Returns the channel's
-        epoch after."""
+        epoch after: ``new``, or the one another process began first."""
         raise NotImplementedError
 
     async def _listen(self, channel: str) -> None:
@@ -570,10 +570,11 @@ class PubSub(_Closing):
         see the epoch change and say that some may be lost. When the broker
         cannot be asked, a new epoch of this process's own stands in.
         """
+        proposed = new_epoch()
         try:
-            epoch = await self._renew(channel, old, after)
+            epoch = await self._renew(channel, old, after, proposed)
         except Exception as exc:  # out of reach, an error reply, an engine without it
-            epoch = new_epoch()
+            epoch = proposed
             gen_log.warning(
                 "pubsub: channel %r: the broker gave offsets of epoch %s again "
                 "(a failover lost writes) and no new epoch could be begun there (%r): "
@@ -586,12 +587,16 @@ class PubSub(_Closing):
         else:
             gen_log.warning(
                 "pubsub: channel %r: the broker gave offsets of epoch %s again "
-                "(a failover lost writes): it goes on in epoch %s",
+                "(a failover lost writes): it goes on in epoch %s%s",
                 channel,
                 old,
                 epoch,
+                "" if epoch == proposed else ", which another process began",
             )
-        self.status.renewed += 1
+        if epoch == proposed:
+            # Counted by the process that began it: when a publisher's or
+            # another reader's process was first, its status says so.
+            self.status.renewed += 1
         self._changed()
         if channel in self._channels:
             self._renamed[channel] = (old, epoch)

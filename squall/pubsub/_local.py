@@ -178,10 +178,10 @@ class LocalPubSub(PubSub):
         stream = self._stream(channel)
         return Position(stream.offset, stream.epoch)
 
-    async def _renew(self, channel: str, epoch: str, after: int) -> str:
+    async def _renew(self, channel: str, epoch: str, after: int, new: str) -> str:
         stream = self._stream(channel)
         if stream.epoch == epoch:
-            stream.epoch = epoch = new_epoch()
+            stream.epoch = epoch = new
             stream.start = after
             stream.kept = collections.deque(
                 (when, Publication(pub.channel, pub.data, Position(pub.position.offset, epoch)))

@@ -441,8 +441,8 @@ class RedisEngine(PubSub):
             return scripts.PLAIN_POSITION
         return await self._history.top(channel)
 
-    async def _renew(self, channel: str, epoch: str, after: int) -> str:
-        return await self._history.renew(channel, epoch, after)
+    async def _renew(self, channel: str, epoch: str, after: int, new: str) -> str:
+        return await self._history.renew(channel, epoch, after, new)
 
     def _dispatch_wire(self, raw: bytes) -> bool:
         """Hands on the publication in ``raw``, as the publish script or a

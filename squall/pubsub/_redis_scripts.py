@@ -552,10 +552,10 @@ class RedisHistory:
         offset 0, when its state is gone)."""
         return (await self.read(channel, None, 0, True)).position
 
-    async def renew(self, channel: str, epoch: str, after: int) -> str:
-        """Begins a new epoch on ``channel`` if it is still in ``epoch``,
+    async def renew(self, channel: str, epoch: str, after: int, new: str) -> str:
+        """Begins epoch ``new`` on ``channel`` if it is still in ``epoch``,
         beginning after offset ``after`` (`RENEW_LUA`); the channel's epoch
-        after.
+        after (``new``, or the one another process began first).
 
         Raises:
             ConnectionError: the broker could not be reached.
@@ -565,7 +565,7 @@ class RedisHistory:
         try:
             reply = await self._renew(
                 keys=keys(site.tag(channel), channel),
-                args=[epoch, new_epoch(), self._ttl_ms, after],
+                args=[epoch, new, self._ttl_ms, after],
             )
         except site.lost as exc:
             raise ConnectionError(f"cannot begin a new epoch on {site.where}: {exc}") from exc

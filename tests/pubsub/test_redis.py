@@ -602,6 +602,50 @@ def test_a_process_away_while_another_renewed_the_epoch_gets_nothing_twice(
     run(main())
 
 
+def test_the_process_that_began_the_new_epoch_is_the_one_that_counts_it(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failover loses three of five publications. The subscriber's
+    process found the top (2) below what it handed out (5), but the
+    publisher's next publish reached Redis before the subscriber's request
+    for a new epoch did, and began one itself. The subscriber's request
+    then finds the channel in that epoch already and follows it: the
+    status counts one renewal across the two processes (the publisher's),
+    and the subscriber's log says another process began it."""
+    from .test_history import lose_last_writes
+
+    async def main() -> None:
+        async with (
+            RedisPubSub(redis_server.url, history_size=100) as publisher,
+            RedisPubSub(redis_server.url, history_size=100) as node,
+        ):
+            sub = await node.subscribe("c")
+            made = [await publisher.publish("c", text) for text in "12345"]
+            assert [await sub.get() for _ in range(5)] == list("12345")
+            old = made[-1].epoch
+            await lose_last_writes(publisher, "c", keep=2, publisher_remembers=True)
+            first = await publisher.publish("c", "6")
+            assert first.offset == 3 and first.epoch != old
+            with caplog.at_level(logging.WARNING, logger="squall.general"):
+                followed = await node._renew_epoch("c", old, 2)
+            assert followed == first.epoch
+            assert publisher.status.renewed == 1 and node.status.renewed == 0
+            said = [r.getMessage() for r in caplog.records if "again" in r.getMessage()]
+            assert said == [
+                f"pubsub: channel 'c': the broker gave offsets of epoch {old} again "
+                f"(a failover lost writes): it goes on in epoch {first.epoch}, "
+                "which another process began"
+            ]
+            # Begun by this process when it asks first.
+            await lose_last_writes(publisher, "c", keep=3)
+            began = await node._renew_epoch("c", first.epoch, 3)
+            assert began != first.epoch and node.status.renewed == 1
+            assert (await publisher.publish("c", "7")).epoch == began
+            sub.close()
+
+    run(main())
+
+
 def test_a_publisher_begins_a_new_epoch_only_when_the_top_is_below_its_last(
     redis_server: RedisServer,
 ) -> None:

@@ -149,6 +149,8 @@ def frame_stream(kind: str, batches: int, batch: int, seed: int = SEED) -> list[
 class FakeTransport(_HotpathTransport):
     """Reads the server's frames; calls ``on_response()`` per stream ended."""
 
+    __slots__ = ("protocol", "statuses")  # see callgrind_hotpath.FakeTransport
+
     def __init__(self, on_response: Any) -> None:
         super().__init__(on_response)
         self.protocol: Any = None

@@ -158,6 +158,8 @@ class Meter:
 class ServerTransport(asyncio.DatagramTransport):
     """The server's socket: each datagram reaches its client after DELAY."""
 
+    __slots__ = ("loop", "clients", "delivers", "sent", "sent_bytes")  # see callgrind_hotpath
+
     def __init__(self, loop: asyncio.AbstractEventLoop, clients: dict[Any, Any]) -> None:
         super().__init__()
         self.loop = loop
@@ -188,6 +190,8 @@ class ServerTransport(asyncio.DatagramTransport):
 
 
 class ClientTransport(asyncio.DatagramTransport):
+    __slots__ = ("loop", "endpoint", "deliver", "addr", "sent")  # see callgrind_hotpath
+
     def __init__(self, loop: asyncio.AbstractEventLoop, endpoint: Any, addr: Any) -> None:
         super().__init__()
         self.loop = loop

@@ -92,6 +92,8 @@ class _PeerTransport(h3.ClientTransport):
     """callgrind_h3's client transport, saying whom it is connected to (the
     client's QUIC connection takes its network path from it)."""
 
+    __slots__ = ()
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": h3.SERVER_ADDR, "sockname": self.addr}.get(name, default)
 

@@ -112,6 +112,14 @@ class FakeTransport(asyncio.Transport):
     Every complete response calls ``on_response(status, body)``.
     """
 
+    # Slots, not an instance dict, here and in every harness transport:
+    # CPython 3.13 specializes no attribute or method read on an instance
+    # whose class adds a dict to a base that has slots (asyncio's
+    # BaseTransport has one), and the server's writes to the transport
+    # would pay that generic read where uvloop's C transports do not
+    # (docs/figures.md, "What 3.12 and 3.13 do not specialize").
+    __slots__ = ("buf", "on_response", "closed", "extra")
+
     def __init__(self, on_response: Any) -> None:
         super().__init__()
         self.buf = b""

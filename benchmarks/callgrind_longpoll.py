@@ -75,6 +75,8 @@ SECRET = "callgrind-longpoll"
 class Transport(FakeTransport):
     """Takes what the server writes and counts complete responses (each a 200)."""
 
+    __slots__ = ("harness", "last")  # see callgrind_hotpath.FakeTransport
+
     def __init__(self, harness: Harness) -> None:
         super().__init__(self._answered)
         self.harness = harness

@@ -126,6 +126,9 @@ class FakeTransport(_HotpathTransport):
     every server (aiohttp writes a frame per call, Squall a batch).
     """
 
+    # See callgrind_hotpath.FakeTransport.
+    __slots__ = ("upgraded", "on_messages", "payload_bytes", "checking", "expected", "batch")
+
     def __init__(self, on_messages: Any) -> None:
         asyncio.Transport.__init__(self)  # not the HTTP transport's: another sink
         self.buf = bytearray()

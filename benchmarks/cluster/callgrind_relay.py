@@ -121,7 +121,7 @@ def _run(cfg: dict[str, Any], mod: Any, port: int, make_driver: Any, pubsub_mod:
         else:
             state["done"].set_result(None)
 
-    watched.write = seen
+    watched.watch = seen
     pubsub = pubsub_mod.connect(f"redis://127.0.0.1:{port}/0")
 
     async def setup() -> Any:

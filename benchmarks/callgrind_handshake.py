@@ -104,13 +104,9 @@ def requests() -> Iterator[bytes]:
 
 
 class Transport(asyncio.Transport):
-    """Takes what the server writes; tells the driver when the 101 is complete.
+    """Takes what the server writes; tells the driver when the 101 is complete."""
 
-    After the 101 it drops what it is given, or hands it to ``watch`` if
-    that is set (the relay workload's last socket).
-    """
-
-    __slots__ = ("driver", "proto", "head", "closing", "extra", "watch")  # see callgrind_hotpath
+    __slots__ = ("driver", "proto", "head", "closing", "extra")  # see callgrind_hotpath
 
     def __init__(self, driver: Driver, proto: Any) -> None:
         super().__init__()
@@ -119,12 +115,9 @@ class Transport(asyncio.Transport):
         self.head = b""
         self.closing = False
         self.extra = {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8888)}
-        self.watch: Any = None
 
     def write(self, data: Any) -> None:
         if self.head is None:
-            if self.watch is not None:
-                self.watch(data)
             return
         self.head += bytes(data)
         if b"\r\n\r\n" in self.head:

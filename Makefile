@@ -315,7 +315,7 @@ NEWER_PYTHON ?= 3.13
 NEWER_VENV := .venv-newer
 NEWER_TESTS ?= tests/test_docs_commands.py tests/h1 tests/web tests/ws tests/test_gen.py \
 	tests/test_ioloop.py tests/test_locks.py tests/test_queues.py tests/test_concurrent.py \
-	tests/test_docs.py tests/test_readme.py
+	tests/test_docs.py tests/test_readme.py tests/test_bench_unspecialized.py
 
 newer-venv:
 	@py=$$(ls -d $(PYENV_ROOT)/versions/$(NEWER_PYTHON).*/bin/python$(NEWER_PYTHON) 2>/dev/null | sort -V | tail -n 1); \

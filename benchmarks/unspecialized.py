@@ -141,6 +141,8 @@ def listed(
         if ran <= 0:
             continue
         path = site["key"][0]
+        if path.endswith("unspecialized.py"):
+            continue  # the probes' stand-ins, above
         if not everywhere and f"{os.sep}squall{os.sep}" not in path:
             continue
         rows.append(dict(site, per_unit=ran / units))

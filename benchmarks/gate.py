@@ -855,6 +855,14 @@ def record_path(build: str, py_tag: Optional[str] = None) -> Path:
     return RECORDS / f"{py_tag or tag()}-{build}.json"
 
 
+def stage(tmp: str) -> None:
+    """Copies into ``tmp`` what the workloads read from the tree:
+    benchmarks/ (the scripts, servers and streams) and squall/_certs."""
+    ignore = shutil.ignore_patterns("__pycache__", "results", "node_modules")
+    shutil.copytree(HERE, os.path.join(tmp, "benchmarks"), ignore=ignore)
+    shutil.copytree(HERE.parent / "squall" / "_certs", os.path.join(tmp, "squall", "_certs"))
+
+
 def count(build: str, names: list[str]) -> dict[str, Any]:
     """One valgrind run on ``build``: {name: per unit} of the named workloads, and the env.
 
@@ -878,9 +886,7 @@ def count(build: str, names: list[str]) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        ignore = shutil.ignore_patterns("__pycache__", "results", "node_modules")
-        shutil.copytree(HERE, os.path.join(tmp, "benchmarks"), ignore=ignore)
-        shutil.copytree(HERE.parent / "squall" / "_certs", os.path.join(tmp, "squall", "_certs"))
+        stage(tmp)
         os.symlink(sys.prefix, os.path.join(tmp, "py"))
         python = os.path.join(tmp, "py", "bin", os.path.basename(sys.executable))
         script = os.path.join(tmp, "benchmarks", "gate.py")

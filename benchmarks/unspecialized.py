@@ -219,11 +219,12 @@ def inner(mode: str, name: str, build: str, out: str) -> None:
 
 
 def run_workload(name: str, build: str, everywhere: bool) -> list[dict[str, Any]]:
+    sys.path.insert(0, str(HERE))
+    import gate
+
     tmp = tempfile.mkdtemp(prefix="squall-unspecialized-")
     try:
-        ignore = shutil.ignore_patterns("__pycache__", "results", "node_modules")
-        shutil.copytree(HERE, os.path.join(tmp, "benchmarks"), ignore=ignore)
-        shutil.copytree(HERE.parent / "squall" / "_certs", os.path.join(tmp, "squall", "_certs"))
+        gate.stage(tmp)
         env = dict(os.environ, PYTHONHASHSEED="0", SQUALL_QUIC="qh3")
         env.pop("SQUALL_NO_SPEEDUPS", None)
         if build == "pure":

@@ -256,7 +256,9 @@ gate-record: valgrind redis-server $(sort $(foreach r,$(GATE_RUNS),$(call gate_s
 # write_message loop and the WebSocket handshake, contenders alternated,
 # servers on CPU 0 and load on CPU 1, medians of ROUNDS: one table of ratios
 # tree / REF with the load average (benchmarks/bench_ab.py). COUNTS=1: the
-# gate's instruction counts of both instead (BUILD=pure for the pure build).
+# gate's instruction counts of both instead (BUILD=pure for the pure build;
+# AB_ARGS=--by-function adds, per workload, the functions whose Python
+# operations moved).
 #   make bench-ab REF=406f920 [PY=python3.13] [ROUNDS=5] [COUNTS=1] [AB_ARGS=...]
 ROUNDS ?= 5
 # PY on the command line: a path, or a name (python3.13) found as the gate
@@ -315,7 +317,7 @@ NEWER_PYTHON ?= 3.13
 NEWER_VENV := .venv-newer
 NEWER_TESTS ?= tests/test_docs_commands.py tests/h1 tests/web tests/ws tests/test_gen.py \
 	tests/test_ioloop.py tests/test_locks.py tests/test_queues.py tests/test_concurrent.py \
-	tests/test_docs.py tests/test_readme.py tests/test_bench_unspecialized.py
+	tests/test_docs.py tests/test_readme.py tests/test_bench_unspecialized.py tests/test_perf_gate.py
 
 newer-venv:
 	@py=$$(ls -d $(PYENV_ROOT)/versions/$(NEWER_PYTHON).*/bin/python$(NEWER_PYTHON) 2>/dev/null | sort -V | tail -n 1); \

@@ -331,6 +331,8 @@ def counts(contenders: list[tuple[str, Path]], args: argparse.Namespace) -> dict
                 cmd += ["--build", build]
             for name in args.workload or []:
                 cmd += ["--workload", name]
+            if args.by_function:
+                cmd.append("--by-function")
             if subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL).returncode != 0:
                 raise SystemExit(f"{label}: gate.py count failed")
             results[label] = json.loads(Path(out).read_text())
@@ -365,7 +367,59 @@ def counts(contenders: list[tuple[str, Path]], args: argparse.Namespace) -> dict
             else:
                 why = before.get("error") or got.get("error") or "-"
                 print(f"| {name} | - | - | failed: {why[:80]} | - | - | - |")
+        if args.by_function:
+            print_function_moves(ref["workloads"], tree["workloads"], ref_label, tree_label)
     return results
+
+
+def function_moves(
+    before: dict[str, float], after: dict[str, float], top: int = 20
+) -> list[tuple[str, float, float]]:
+    """The functions whose Python operations per unit differ most between
+    ``before`` and ``after`` ({function_key: operations}): (function,
+    before, after), largest difference first, at most ``top``, none under
+    half an operation. A function that one side runs under another key (a
+    method moved to a mixin, a function to another module: the one key of
+    its name on each side that the other side lacks) is one row, named
+    ``old -> new``."""
+
+    def name(key: str) -> str:
+        return key.rpartition(":")[2].rpartition(".")[2]
+
+    gone = [k for k in before if k not in after]
+    new = [k for k in after if k not in before]
+    renamed: dict[str, str] = {}
+    for old in gone:
+        same = [k for k in new if name(k) == name(old)]
+        if len(same) == 1 and [k for k in gone if name(k) == name(old)] == [old]:
+            renamed[old] = same[0]
+    rows = [(k, before[k], after.get(k, 0.0)) for k in before if k not in renamed]
+    rows += [(f"{old} -> {moved}", before[old], after[moved]) for old, moved in renamed.items()]
+    taken = set(renamed.values())
+    rows += [(k, 0.0, after[k]) for k in new if k not in taken]
+    moved_rows = [row for row in rows if abs(row[2] - row[1]) >= 0.5]
+    moved_rows.sort(key=lambda row: (-abs(row[2] - row[1]), row[0]))
+    return moved_rows[:top]
+
+
+def print_function_moves(
+    ref: dict[str, Any], tree: dict[str, Any], ref_label: str, tree_label: str
+) -> None:
+    """Per workload, where the Python operations went (gate.py count --by-function)."""
+    for name, got in tree.items():
+        before = ref.get(name, {}).get("ops_by_function")
+        after = got.get("ops_by_function")
+        if before is None or after is None:
+            continue
+        rows = function_moves(before, after)
+        print(f"\n== {name}: Python operations per {got['unit']} by function, where they moved")
+        if not rows:
+            print("(no function moved by half an operation or more)")
+            continue
+        print(f"| function | {ref_label} | {tree_label} | tree - REF |")
+        print("|---|---:|---:|---:|")
+        for key, a, b in rows:
+            print(f"| `{key}` | {a:,.2f} | {b:,.2f} | {b - a:+,.2f} |")
 
 
 def main() -> int:
@@ -379,6 +433,11 @@ def main() -> int:
     ap.add_argument("--workload", action="append", help="of " + ", ".join(WORKLOADS))
     ap.add_argument("--counts", action="store_true", help="the gate's instruction counts")
     ap.add_argument("--build", action="append", choices=["compiled", "pure"])
+    ap.add_argument(
+        "--by-function",
+        action="store_true",
+        help="with --counts: which functions' Python operations moved",
+    )
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     python = find_python(args.python)

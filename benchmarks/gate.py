@@ -358,13 +358,27 @@ class _OpCounter:
     ``sys.monitoring``'s instruction events on 3.12+). A probe called inside
     a counted one is not counted, as callgrind's toggle leaves it out of
     the instructions (the harness's writes, h3's clients), nor are the
-    probes' own frames (callgrind's probes are C)."""
+    probes' own frames (callgrind's probes are C). With ``by_function``
+    it also counts them per slot and code object (`by_function`), to find
+    which functions an added operation ran in."""
 
     SLOTS = 1 << 16
 
-    def __init__(self) -> None:
+    def __init__(self, by_function: bool = False) -> None:
         self.counts: dict[int, int] = {}
         self.slot: Optional[int] = None  # counting for, or None
+        # {(slot, code object): operations}, when asked for.
+        self.functions: Optional[dict[tuple[int, Any], int]] = {} if by_function else None
+
+    def by_function(self) -> dict[int, dict[str, int]]:
+        """{slot: {function_key: operations}}: the functions counted, by name
+        (two code objects of one name, a function defined twice, add up)."""
+        out: dict[int, dict[str, int]] = {}
+        for (slot, code), n in (self.functions or {}).items():
+            named = out.setdefault(slot, {})
+            key = function_key(code)
+            named[key] = named.get(key, 0) + n
+        return out
 
     def reset(self) -> None:
         pass
@@ -393,6 +407,7 @@ class _OpCounter:
     def _count(self, slot: int, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         counts = self.counts
         counts.setdefault(slot, 0)
+        functions = self.functions
         skipped = _UNCOUNTED_CODE
         self.slot = slot
         if sys.version_info >= (3, 12):
@@ -407,6 +422,9 @@ class _OpCounter:
                 now = self.slot
                 if now is not None:
                     counts[now] += 1
+                    if functions is not None:
+                        at = (now, code)
+                        functions[at] = functions.get(at, 0) + 1
                 return None
 
             monitoring.register_callback(tool, monitoring.events.INSTRUCTION, instruction)
@@ -422,6 +440,9 @@ class _OpCounter:
                 now = self.slot
                 if now is not None:
                     counts[now] += 1
+                    if functions is not None:
+                        at = (now, frame.f_code)
+                        functions[at] = functions.get(at, 0) + 1
             return each
 
         def enter(frame: Any, event: str, arg: Any) -> Any:
@@ -475,6 +496,28 @@ def _call_later_held(
     if delay > 0:
         delay += _HELD
     return super(type(self), self).call_later(delay, callback, *args, context=context)
+
+
+def function_key(code: Any) -> str:
+    """``path:qualified name`` of a code object, the path the same for any
+    venv or copy: from the package (``squall/web/handler.py``), from
+    benchmarks/ or tests/, or from the standard library's directory
+    (``asyncio/tasks.py``)."""
+    path = code.co_filename
+    name = f"{code.co_qualname}"
+    for marker, prefix in (
+        ("/site-packages/", ""),
+        ("/benchmarks/", "benchmarks/"),
+        ("/tests/", "tests/"),
+        ("/squall/", "squall/"),
+    ):
+        _head, found, tail = path.rpartition(marker)
+        if found:
+            return f"{prefix}{tail}:{name}"
+    _head, found, tail = path.partition("/lib/python3")
+    if found and "/" in tail:
+        return f"{tail.partition('/')[2]}:{name}"
+    return f"{os.path.basename(path)}:{name}"
 
 
 # The frames of the probes themselves, not counted.
@@ -649,7 +692,11 @@ def inner(spec: dict[str, Any]) -> None:
 
     # Instructions (under callgrind, through _probe's C entry points) or
     # Python operations (_OpCounter, without valgrind).
-    real: Any = _OpCounter() if spec.get("metric") == "ops" else _probe.load()
+    real: Any = (
+        _OpCounter(by_function=spec.get("by_function", False))
+        if spec.get("metric") == "ops"
+        else _probe.load()
+    )
     real.reset()
     # The wall clock stands still: the Date header (formatted once a second
     # by squall.web._status, squall.asgi and squall run's server) would be
@@ -713,6 +760,10 @@ def inner(spec: dict[str, Any]) -> None:
     _probe.load = lambda: real  # type: ignore[assignment]
     if isinstance(real, _OpCounter):
         report["_ops"] = {str(slot): n for slot, n in real.counts.items()}
+        if real.functions is not None:
+            report["_ops_by_function"] = {
+                str(slot): named for slot, named in real.by_function().items()
+            }
     report["_env"] = environment()
     Path(spec["out"]).write_text(json.dumps(report))
 
@@ -863,8 +914,12 @@ def stage(tmp: str) -> None:
     shutil.copytree(HERE.parent / "squall" / "_certs", os.path.join(tmp, "squall", "_certs"))
 
 
-def count(build: str, names: list[str]) -> dict[str, Any]:
+def count(build: str, names: list[str], by_function: bool = False) -> dict[str, Any]:
     """One valgrind run on ``build``: {name: per unit} of the named workloads, and the env.
+
+    With ``by_function``, each workload's Python operations per unit are
+    also given per function (``ops_by_function``: {`function_key`: per
+    unit}, largest first).
 
     Every workload runs, whichever are named: a count depends on what ran
     before it in the process (a workload's count alone is not its count in
@@ -934,7 +989,7 @@ def count(build: str, names: list[str]) -> dict[str, Any]:
         if proc.returncode != 0 or not os.path.exists(spec["out"]):
             raise RuntimeError(f"valgrind run failed:\n{proc.stderr[-3000:]}")
         report = json.loads(Path(spec["out"]).read_text())
-        ops_report = _count_ops(python, script, spec, env, tmp)
+        ops_report = _count_ops(python, script, spec, env, tmp, by_function)
         incl = annotate(cg, True)
         if LAYOUT not in incl:
             # (Collected outside the probes: entered there, the toggle turns
@@ -975,16 +1030,35 @@ def count(build: str, names: list[str]) -> dict[str, Any]:
         a = ops.get(str(2 * i), 0)
         b = ops.get(str(2 * i + 1), 0)
         out["workloads"][name]["ops"] = round(w.per_unit(a, b, a_units, b_units), 2)
+        if by_function:
+            named = ops_report.get("_ops_by_function", {})
+            in_a, in_b = named.get(str(2 * i), {}), named.get(str(2 * i + 1), {})
+            per = {}
+            for key in in_a.keys() | in_b.keys():
+                value = w.per_unit(in_a.get(key, 0), in_b.get(key, 0), a_units, b_units)
+                if round(value, 2):
+                    per[key] = round(value, 2)
+            out["workloads"][name]["ops_by_function"] = dict(
+                sorted(per.items(), key=lambda kv: (-abs(kv[1]), kv[0]))
+            )
     return out
 
 
 def _count_ops(
-    python: str, script: str, spec: dict[str, Any], env: dict[str, str], tmp: str
+    python: str,
+    script: str,
+    spec: dict[str, Any],
+    env: dict[str, str],
+    tmp: str,
+    by_function: bool = False,
 ) -> dict[str, Any]:
     """The same workloads run again, without valgrind, counting Python
     operations (`_OpCounter`) instead of instructions: the inner process's
-    report, with each probe slot's operations under ``_ops``."""
-    ops_spec = dict(spec, metric="ops", out=os.path.join(tmp, "report-ops.json"))
+    report, with each probe slot's operations under ``_ops`` (and per
+    function under ``_ops_by_function``, when asked)."""
+    ops_spec = dict(
+        spec, metric="ops", by_function=by_function, out=os.path.join(tmp, "report-ops.json")
+    )
     spec_file = os.path.join(tmp, "spec-ops.json")
     Path(spec_file).write_text(json.dumps(ops_spec))
     try:
@@ -1191,7 +1265,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_count(args: argparse.Namespace) -> int:
     results = {}
     for build in args.build or BUILDS:
-        counted = count(build, _names(args))
+        counted = count(build, _names(args), args.by_function)
         results[build] = counted
         print(f"== counts, {build} build, Python {counted['env']['python']}")
         for name, got in counted["workloads"].items():
@@ -1202,6 +1276,8 @@ def cmd_count(args: argparse.Namespace) -> int:
                 else got["error"]
             )
             print(f"  {name:<14} {shown}")
+            for key, ops in list(got.get("ops_by_function", {}).items())[: args.top]:
+                print(f"      {ops:>10,.2f}  {key}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
@@ -1241,6 +1317,12 @@ def main() -> int:
             p.add_argument("--reason", default="")
         if name == "count":
             p.add_argument("--json")
+            p.add_argument(
+                "--by-function",
+                action="store_true",
+                help="each workload's Python operations per function too",
+            )
+            p.add_argument("--top", type=int, default=25, help="functions shown per workload")
         if name == "spread":
             p.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()

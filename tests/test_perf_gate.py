@@ -229,6 +229,47 @@ def test_the_op_counter_sees_one_attribute_read_more() -> None:
     assert counter.counts[2] - counter.counts[0] == 3
 
 
+def test_the_op_counter_tells_the_functions_apart() -> None:
+    counter = gate._OpCounter(by_function=True)
+    counter.probe(lambda: _reads(3, 10), 0)()
+    counter.probe(lambda: _reads_and_one_more(3, 10), 1)()
+    named = counter.by_function()
+    # Every operation of a slot is in one of its functions.
+    assert sum(named[0].values()) == counter.counts[0]
+    assert sum(named[1].values()) == counter.counts[1]
+    reads = "tests/test_perf_gate.py:_reads"
+    one_more = "tests/test_perf_gate.py:_reads_and_one_more"
+    assert named[1][one_more] - named[0][reads] == 3
+    assert one_more not in named[0] and reads not in named[1]
+
+
+def test_functions_are_named_the_same_from_any_venv() -> None:
+    def code(path: str, qualname: str) -> Any:
+        return (lambda: None).__code__.replace(co_filename=path, co_qualname=qualname)
+
+    key = gate.function_key
+    assert (
+        key(code("/a/venv/lib/python3.11/site-packages/squall/web/handler.py", "R.finish"))
+        == "squall/web/handler.py:R.finish"
+    )
+    assert key(code("/work/tree/squall/web/handler.py", "R.finish")) == (
+        "squall/web/handler.py:R.finish"
+    )
+    assert key(code("/root/.pyenv/versions/3.13.0/lib/python3.13/asyncio/tasks.py", "f")) == (
+        "asyncio/tasks.py:f"
+    )
+    assert key(code("/tmp/squall-gate-cp311-pure/benchmarks/gate.py", "fanout_inner")) == (
+        "benchmarks/gate.py:fanout_inner"
+    )
+    assert key(code("<string>", "g")) == "<string>:g"
+
+
+def test_the_counts_without_functions_keep_none() -> None:
+    counter = gate._OpCounter()
+    counter.probe(lambda: _reads(3, 10), 0)()
+    assert counter.functions is None and counter.by_function() == {}
+
+
 def test_a_probe_inside_a_counted_one_is_left_out() -> None:
     counter = gate._OpCounter()
     inner = counter.probe(lambda: _reads(3, 50), 7)

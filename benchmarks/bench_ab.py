@@ -383,20 +383,23 @@ def function_moves(
     its name on each side that the other side lacks) is one row, named
     ``old -> new``."""
 
-    def name(key: str) -> str:
-        return key.rpartition(":")[2].rpartition(".")[2]
+    def by_name(keys: list[str]) -> dict[str, list[str]]:
+        named: dict[str, list[str]] = {}
+        for key in keys:
+            named.setdefault(key.rpartition(":")[2].rpartition(".")[2], []).append(key)
+        return named
 
-    gone = [k for k in before if k not in after]
-    new = [k for k in after if k not in before]
-    renamed: dict[str, str] = {}
-    for old in gone:
-        same = [k for k in new if name(k) == name(old)]
-        if len(same) == 1 and [k for k in gone if name(k) == name(old)] == [old]:
-            renamed[old] = same[0]
+    gone = by_name([k for k in before if k not in after])
+    new = by_name([k for k in after if k not in before])
+    renamed = {
+        olds[0]: new[name][0]
+        for name, olds in gone.items()
+        if len(olds) == 1 and len(new.get(name, ())) == 1
+    }
     rows = [(k, before[k], after.get(k, 0.0)) for k in before if k not in renamed]
     rows += [(f"{old} -> {moved}", before[old], after[moved]) for old, moved in renamed.items()]
     taken = set(renamed.values())
-    rows += [(k, 0.0, after[k]) for k in new if k not in taken]
+    rows += [(k, 0.0, after[k]) for k in after if k not in before and k not in taken]
     moved_rows = [row for row in rows if abs(row[2] - row[1]) >= 0.5]
     moved_rows.sort(key=lambda row: (-abs(row[2] - row[1]), row[0]))
     return moved_rows[:top]

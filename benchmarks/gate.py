@@ -359,8 +359,8 @@ class _OpCounter:
     a counted one is not counted, as callgrind's toggle leaves it out of
     the instructions (the harness's writes, h3's clients), nor are the
     probes' own frames (callgrind's probes are C). With ``by_function``
-    it also counts them per slot and code object (`by_function`), to find
-    which functions an added operation ran in."""
+    it also counts them per slot and code object, to find which functions
+    an added operation ran in."""
 
     SLOTS = 1 << 16
 
@@ -504,7 +504,7 @@ def function_key(code: Any) -> str:
     benchmarks/ or tests/, or from the standard library's directory
     (``asyncio/tasks.py``)."""
     path = code.co_filename
-    name = f"{code.co_qualname}"
+    name = code.co_qualname
     for marker, prefix in (
         ("/site-packages/", ""),
         ("/benchmarks/", "benchmarks/"),

@@ -147,20 +147,24 @@ class Reader:
     last: Optional[str] = None  # its last position
     seen: list[Seen] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
+    on_change: Callable[[], None] = lambda: None
 
     def item(self, text: str, position: Optional[str]) -> None:
         self.seen.append(Seen(now(), "item", text, position))
         if position:
             self.last = position
+        self.on_change()
 
     def reset(self, position: Optional[str], why: str) -> None:
         self.seen.append(Seen(now(), "reset", None, position, why))
         if position:
             self.last = position
+        self.on_change()
 
     def subscribed(self) -> None:
         if self.first is None:
             self.first = now()
+        self.on_change()
 
 
 @dataclasses.dataclass
@@ -499,7 +503,10 @@ async def http(port: int, method: str, path: str, body: bytes = b"", timeout: fl
         finally:
             writer.transport.abort()
         head, _, rest = raw.partition(b"\r\n\r\n")
-        return int(head.split()[1]), rest
+        words = head.split()
+        if len(words) < 2 or not words[1].isdigit():
+            raise ConnectionError(f"no HTTP answer from {port}: {raw[:80]!r}")
+        return int(words[1]), rest
 
     return await asyncio.wait_for(exchange(), timeout)
 
@@ -551,14 +558,16 @@ class WsClient(Client):
     async def session(self, port: int) -> None:
         import websockets
 
-        async with websockets.connect(
+        ws = await websockets.connect(
             f"ws://127.0.0.1:{port}/ws", open_timeout=3, ping_interval=None, close_timeout=1
-        ) as ws:
-            self._cut = ws.transport.abort
+        )
+        self._cut = ws.transport.abort
+        try:
             await ws.send(json.dumps({"subscribe": self.reader.channel, "since": self.reader.last}))
             for _ in range(MAX_STEPS):
                 await self.lag()
-                message = json.loads(await asyncio.wait_for(ws.recv(), 3.0))
+                async with asyncio.timeout(3.0):  # two heartbeats missed: dead
+                    message = json.loads(await ws.recv())
                 kind = message.get("type")
                 if kind == "subscribed":
                     self.reader.subscribed()
@@ -572,6 +581,8 @@ class WsClient(Client):
                     if not message.get("temporary"):
                         self.reader.errors.append(str(message))
                     return  # reconnect (after the backoff)
+        finally:
+            ws.transport.abort()  # no closing handshake: a cut, as at a fault
 
 
 class SseClient(Client):
@@ -626,11 +637,13 @@ class PollClient(Client):
             else:
                 path = f"/poll/{channel}?cursor={self.reader.last}"
             asking = asyncio.ensure_future(http(port, "GET", path, timeout=6.0))
+            asking.add_done_callback(lambda t: t.cancelled() or t.exception())
             cutting = asyncio.ensure_future(closed.wait())
             await asyncio.wait([asking, cutting], return_when=asyncio.FIRST_COMPLETED)
             cutting.cancel()
             if not asking.done():
                 asking.cancel()
+                await asyncio.gather(asking, return_exceptions=True)
                 return
             status, body = asking.result()
             if status != 200:
@@ -1008,6 +1021,8 @@ class Run:
                 break
             self.schedule.append((at, order[n % len(order)], rng.randrange(2**32)))
             at += rng.uniform(1.5, 3.0)
+        for reader in self.readers.values():
+            reader.on_change = self.changed
         self.clients = [CLIENTS[r.kind](self, r) for r in self.readers.values() if r.kind in CLIENTS]
 
     def changed(self) -> None:
@@ -1062,21 +1077,29 @@ class Run:
                 return False
         return True
 
+    def phase(self, what: str) -> None:
+        if os.environ.get("CHAOS_VERBOSE"):
+            print(f"   [{time.monotonic() - self.began:6.1f}s] {what}", flush=True)
+
     async def execute(self) -> Verdict:
+        self.began = time.monotonic()
         try:
             await self.world.start()
-            tasks = [asyncio.ensure_future(c.go()) for c in self.clients]
+            self.phase("world started")
+            tasks = [asyncio.get_running_loop().create_task(c.go(), name=c.reader.id) for c in self.clients]
             for client, task in zip(self.clients, tasks, strict=True):
                 client.task = task
             # Every reader subscribed before the first publication (a hang guard).
             await self.wait(lambda: all(r.first is not None for r in self.readers.values()), START_TIMEOUT)
             start = now()
+            self.phase("readers subscribed")
             publishing = [
                 asyncio.ensure_future(self._publisher(i, node, ch, pace, start + self.duration))
                 for i, node, ch, pace in self.publishers
             ]
             faults = asyncio.ensure_future(self._faults(start))
             await asyncio.wait_for(asyncio.gather(*publishing, faults), self.duration + 120)
+            self.phase("publishing done")
             # Healed: each publisher's last publication, then wait for it everywhere.
             finals: dict[int, Pub] = {}
             for i, node, ch, _ in self.publishers:
@@ -1085,14 +1108,25 @@ class Run:
                     if await self.publish(i, seq, node, ch):
                         finals[i] = self.pubs[f"P{i}.{seq}"]
                         break
+            self.phase("last publications made")
             try:
                 await self.wait(lambda: self._drained(finals), DRAIN_TIMEOUT)
             except TimeoutError:
                 self.node_log.append(f"drain: not every reader had the last publications in {DRAIN_TIMEOUT}s")
             self.stopping = True
+            self.phase("drained")
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            done, pending = await asyncio.wait(tasks, timeout=START_TIMEOUT)
+            for task in pending:
+                coro: Any = task.get_coro()
+                for _ in range(30):
+                    if coro is None:
+                        break
+                    frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+                    print("   pending:", task.get_name(), coro, frame and frame.f_lineno)
+                    coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+            self.phase("readers stopped")
         finally:
             self.stopping = True
             await self.world.close()

@@ -183,11 +183,14 @@ class Verdict:
     counts: dict[tuple[str, str], int]  # (fault kind, outcome) -> count
     examples: list[str]
     unsubscribed: list[str]
+    by_reader: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     @property
     def violations(self) -> int:
         return sum(
-            n for (_, outcome), n in self.counts.items() if outcome not in ("due", "delivered", "counted")
+            n
+            for (_, outcome), n in self.counts.items()
+            if outcome not in ("due", "delivered", "counted")
         )
 
 
@@ -209,9 +212,14 @@ def check(pubs: Iterable[Pub], readers: Iterable[Reader], faults: list[Fault]) -
     for pub in pubs:
         by_channel.setdefault(pub.channel, []).append(pub)
 
+    by_reader: dict[str, dict[str, int]] = {}
+    reader: Reader
+
     def count(at: float, outcome: str) -> None:
         key = (fault_at(faults, at), outcome)
         counts[key] = counts.get(key, 0) + 1
+        kinds = by_reader.setdefault(reader.kind, dict.fromkeys(OUTCOMES, 0))
+        kinds[outcome] += 1
 
     def example(text: str) -> None:
         if len(examples) < 40:
@@ -270,7 +278,7 @@ def check(pubs: Iterable[Pub], readers: Iterable[Reader], faults: list[Fault]) -
                         f"{reader.id} ({reader.kind}): {pub.text} (acknowledged at {pub.position}) "
                         f"silently lost; next of its publisher: {after}"
                     )
-    return Verdict(counts, examples, unsubscribed)
+    return Verdict(counts, examples, unsubscribed, by_reader)
 
 
 def _next_of(reader: Reader, pub: Pub) -> int:
@@ -494,7 +502,9 @@ class Forwarder:
 # -- HTTP and the external readers ---------------------------------------------
 
 
-async def http(port: int, method: str, path: str, body: bytes = b"", timeout: float = 10.0) -> tuple[int, bytes]:
+async def http(
+    port: int, method: str, path: str, body: bytes = b"", timeout: float = 10.0
+) -> tuple[int, bytes]:
     """One HTTP/1.0 exchange (the answer ends with the connection)."""
 
     async def exchange() -> tuple[int, bytes]:
@@ -544,9 +554,10 @@ class Client:
             try:
                 await self.session(self.port())
             except (OSError, TimeoutError, ValueError, EOFError, Exception) as exc:  # noqa: BLE001
-                if not isinstance(exc, (OSError, TimeoutError, EOFError)) and "Connection" not in type(
-                    exc
-                ).__name__:
+                if (
+                    not isinstance(exc, (OSError, TimeoutError, EOFError))
+                    and "Connection" not in type(exc).__name__
+                ):
                     self.reader.errors.append(f"{type(exc).__name__}: {exc}")
             self._cut = None
             await asyncio.sleep(min(0.05 * 2 ** min(attempt % 6, 4), 0.5) * self.rng.random())
@@ -597,7 +608,9 @@ class SseClient(Client):
         self._cut = writer.transport.abort
         try:
             channel = self.reader.channel
-            head = f"GET /sse/{channel} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+            head = (
+                f"GET /sse/{channel} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+            )
             if self.reader.last:
                 head += f"Last-Event-ID: {self.reader.last}\r\n"
             writer.write((head + "\r\n").encode())
@@ -771,7 +784,12 @@ class World:
                 return target.reader.id
             node = self.nodes[target.node]
             try:
-                await http(node.port, "POST", "/slow", json.dumps({"reader": target.id, "seconds": seconds}).encode())
+                await http(
+                    node.port,
+                    "POST",
+                    "/slow",
+                    json.dumps({"reader": target.id, "seconds": seconds}).encode(),
+                )
             except (OSError, TimeoutError):
                 pass
             await asyncio.sleep(seconds)  # the fault's length
@@ -868,11 +886,14 @@ class ReplicaWorld(World):
     async def fault(self, kind: str, rng: random.Random) -> str:
         assert self.primary is not None and self.stable is not None and self.link is not None
         if kind in ("lossy", "clean", "kill-primary"):
-            paused = rng.choice(self.nodes) if kind != "kill-primary" and rng.random() < 0.7 else None
+            paused = (
+                rng.choice(self.nodes) if kind != "kill-primary" and rng.random() < 0.8 else None
+            )
             window = rng.uniform(0.3, 1.2)
             hold = rng.uniform(0.5, 2.0)
-            quiet = kind == "lossy" and paused is not None and rng.random() < 0.5
+            quiet = kind == "lossy" and paused is not None and rng.random() < 0.6
             if quiet:
+                paused = self.nodes[self.run.lone_node]
                 # Only the paused node's publishers publish what is lost: the
                 # others, remembering nothing of it, publish first after.
                 assert paused is not None
@@ -892,7 +913,9 @@ class ReplicaWorld(World):
             self.run.changed()
             lost = list(self.stable.lost)
             self.stable.lost.clear()
-            await asyncio.sleep(hold)  # publications into the promoted replica while the node sleeps
+            await asyncio.sleep(
+                hold
+            )  # publications into the promoted replica while the node sleeps
             if paused is not None:
                 paused.logged.signal(signal.SIGCONT)
             await self._new_replica()
@@ -1032,12 +1055,22 @@ class Run:
         rng = self.rng
         nodes = self.world.nodes_count
         self.publishers = [
-            (i, i % nodes, rng.choice(self.channels), rng.uniform(0.02, 0.06)) for i in range(publishers)
+            (i, i % nodes, rng.choice(self.channels), rng.uniform(0.02, 0.06))
+            for i in range(publishers)
         ]
+        # "lone": a channel read on one node only (its in-node readers) and
+        # published to from every node: a quiet lossy failover pauses that
+        # node, so no other node has handed out the offsets it loses.
+        self.lone_node = rng.randrange(nodes)
+        for node in range(nodes):
+            self.publishers.append((len(self.publishers), node, "lone", rng.uniform(0.04, 0.08)))
         for node in range(nodes):
             for kind in ("sub", "resume", "slow"):
                 rid = f"n{node}-{kind}"
                 self.readers[rid] = Reader(rid, kind, rng.choice(self.channels), node=node)
+        for kind in ("sub", "resume"):
+            rid = f"n{self.lone_node}-{kind}-lone"
+            self.readers[rid] = Reader(rid, kind, "lone", node=self.lone_node)
         for kind, many in (("ws", 2), ("sse", 1), ("poll", 1)):
             for n in range(many):
                 rid = f"{kind}{n}"
@@ -1053,12 +1086,16 @@ class Run:
             at += rng.uniform(1.5, 3.0)
         for reader in self.readers.values():
             reader.on_change = self.changed
-        self.clients = [CLIENTS[r.kind](self, r) for r in self.readers.values() if r.kind in CLIENTS]
+        self.clients = [
+            CLIENTS[r.kind](self, r) for r in self.readers.values() if r.kind in CLIENTS
+        ]
 
     def changed(self) -> None:
         self._changed.set()
 
-    async def _publisher(self, index: int, node: int, channel: str, pace: float, until: float) -> None:
+    async def _publisher(
+        self, index: int, node: int, channel: str, pace: float, until: float
+    ) -> None:
         rng = random.Random(f"{self.seed}:P{index}")
         for seq in range(MAX_STEPS):
             if now() >= until:
@@ -1074,7 +1111,11 @@ class Run:
         port = self.world.nodes[node].port
         try:
             status, body = await http(
-                port, "POST", "/publish", json.dumps({"channel": channel, "text": text}).encode(), 15.0
+                port,
+                "POST",
+                "/publish",
+                json.dumps({"channel": channel, "text": text}).encode(),
+                15.0,
             )
         except (OSError, TimeoutError, IndexError, ValueError):
             return pub.acked
@@ -1118,11 +1159,16 @@ class Run:
         try:
             await self.world.start()
             self.phase("world started")
-            tasks = [asyncio.get_running_loop().create_task(c.go(), name=c.reader.id) for c in self.clients]
+            tasks = [
+                asyncio.get_running_loop().create_task(c.go(), name=c.reader.id)
+                for c in self.clients
+            ]
             for client, task in zip(self.clients, tasks, strict=True):
                 client.task = task
             # Every reader subscribed before the first publication (a hang guard).
-            await self.wait(lambda: all(r.first is not None for r in self.readers.values()), START_TIMEOUT)
+            await self.wait(
+                lambda: all(r.first is not None for r in self.readers.values()), START_TIMEOUT
+            )
             start = now()
             self.phase("readers subscribed")
             publishing = [
@@ -1144,7 +1190,9 @@ class Run:
             try:
                 await self.wait(lambda: self._drained(finals), DRAIN_TIMEOUT)
             except TimeoutError:
-                self.node_log.append(f"drain: not every reader had the last publications in {DRAIN_TIMEOUT}s")
+                self.node_log.append(
+                    f"drain: not every reader had the last publications in {DRAIN_TIMEOUT}s"
+                )
             self.stopping = True
             self.phase("drained")
             for task in tasks:
@@ -1190,7 +1238,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run_one(seed: int, engine: str, duration: float, faults: Optional[tuple[str, ...]]) -> dict[str, Any]:
+def run_one(
+    seed: int, engine: str, duration: float, faults: Optional[tuple[str, ...]]
+) -> dict[str, Any]:
     """Runs one seed; its result as JSON-ready data."""
     with tempfile.TemporaryDirectory(prefix=f"chaos-{engine}-{seed}-") as tmp:
         began = time.monotonic()
@@ -1211,8 +1261,14 @@ def run_one(seed: int, engine: str, duration: float, faults: Optional[tuple[str,
         "violations": verdict.violations,
         "examples": verdict.examples,
         "unsubscribed": verdict.unsubscribed,
+        "by_reader": verdict.by_reader,
         "faults": [
-            {"kind": f.kind, "at": round(f.begin, 2), "took": round(f.end - f.begin, 2), "note": f.note}
+            {
+                "kind": f.kind,
+                "at": round(f.begin, 2),
+                "took": round(f.end - f.begin, 2),
+                "note": f.note,
+            }
             for f in run.fault_log
         ],
         "reader_errors": {r.id: r.errors[:3] for r in run.readers.values() if r.errors},
@@ -1228,21 +1284,27 @@ def table(results: list[dict[str, Any]]) -> str:
     totals: dict[str, dict[str, int]] = {}
     for result in results:
         for fault, row in sorted(result["rows"].items()):
-            lines.append((str(result["seed"]), result["engine"], fault, *(str(row[o]) for o in OUTCOMES)))
+            lines.append(
+                (str(result["seed"]), result["engine"], fault, *(str(row[o]) for o in OUTCOMES))
+            )
             total = totals.setdefault(result["engine"], dict.fromkeys(OUTCOMES, 0))
             for outcome in OUTCOMES:
                 total[outcome] += row[outcome]
     for engine, total in totals.items():
         lines.append(("all", engine, "all", *(str(total[o]) for o in OUTCOMES)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0-3", help="e.g. 0-3 or 1,5,9")
     parser.add_argument("--engine", default="redis-replica", help=f"one of {ENGINES}, or all")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of publishing per seed")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds of publishing per seed"
+    )
     parser.add_argument("--faults", default=None, help="comma-separated fault kinds (default: all)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
@@ -1259,15 +1321,23 @@ def main(argv: Optional[list[str]] = None) -> int:
                 flush=True,
             )
             for fault in result["faults"]:
-                print(f"   {fault['at']:>8} {fault['kind']:<13} {fault['took']:>5}s {fault['note']}")
+                print(
+                    f"   {fault['at']:>8} {fault['kind']:<13} {fault['took']:>5}s {fault['note']}"
+                )
             for line in result["examples"][:10] + result["log"][-5:]:
                 print("   " + line)
             for rid, errors in result["reader_errors"].items():
                 print(f"   {rid} errors: {errors}")
+            for kind, row in sorted(result["by_reader"].items()):
+                if any(row[o] for o in ("duplicated", "out_of_order", "lost")):
+                    print(f"   {kind} readers: " + ", ".join(f"{o} {row[o]}" for o in OUTCOMES))
             if result["unsubscribed"]:
                 print(f"   never subscribed: {result['unsubscribed']}")
             if result["violations"]:
-                print(f"   replay: python benchmarks/chaos.py --seeds {seed} --engine {engine}", flush=True)
+                print(
+                    f"   replay: python benchmarks/chaos.py --seeds {seed} --engine {engine}",
+                    flush=True,
+                )
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

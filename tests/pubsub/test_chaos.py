@@ -1,0 +1,91 @@
+"""The chaos checker's short run (``benchmarks/chaos.py``; ``make chaos`` is
+the long one): a few seeds on a Redis primary with a replica behind a
+forwarder, with the faults that found issue 96's bugs (lossy failovers with
+a node paused and a reply lost, a foreign PUBLISH then a resubscription, a
+publish whose reply is lost, cut readers, a node killed and restarted).
+Any duplicate, reordering or silent loss fails, with the seed that replays
+it."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._redis_server import REDIS_SERVER
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = (0, 1, 2)
+#: Seconds of publishing per seed (about 5 s more each to start and drain).
+DURATION = 20.0
+FAULTS = ("lossy", "foreign", "lost-reply", "cut-reader", "kill-node")
+
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+
+
+def _chaos(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """benchmarks/chaos.py, with ``sys.path`` as it was again after the test."""
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install squall[redis])")
+    pytest.importorskip("websockets")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("chaos")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_every_acknowledged_publication_is_delivered_once_in_order_or_counted(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chaos = _chaos(monkeypatch)
+    result = chaos.run_one(seed, "redis-replica", DURATION, FAULTS)
+    assert result["unsubscribed"] == [], result
+    assert result["acknowledged"] > 100, result
+    replay = (
+        f"python benchmarks/chaos.py --seeds {seed} --engine redis-replica "
+        f"--duration {DURATION:g} --faults {','.join(FAULTS)}"
+    )
+    assert result["violations"] == 0, (
+        f"seed {seed}: {result['violations']} duplicated, out of order or silently lost "
+        f"(replay: {replay})\n"
+        + chaos.table([result])
+        + "\nfaults: "
+        + "; ".join(f"{f['kind']} ({f['note']})" for f in result["faults"])
+        + "\n"
+        + "\n".join(result["examples"][:15])
+    )
+
+
+def test_the_checker_tells_each_outcome_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checker alone, on a made-up history: one of each outcome."""
+    chaos = _chaos(monkeypatch)
+    pubs = [chaos.Pub(f"P0.{n}", 0, n, "c", start=float(n), acked=True) for n in range(1, 8)]
+    pubs.append(chaos.Pub("P0.8", 0, 8, "c", start=8.0, acked=False))  # not acknowledged: not due
+    reader = chaos.Reader("r", "ws", "c", first=0.5)
+    history = [
+        ("item", "P0.1", 1.5),
+        ("item", "P0.2", 2.5),
+        ("item", "P0.2", 2.6),  # duplicated
+        ("item", "F1", 2.7),  # foreign: not due
+        ("reset", None, 3.5),  # counts P0.3
+        ("item", "P0.4", 4.5),
+        ("item", "P0.6", 6.5),  # P0.5 silently lost
+        ("item", "P0.8", 8.5),
+        ("item", "P0.7", 8.6),  # out of order
+    ]
+    for kind, text, at in history:
+        reader.seen.append(chaos.Seen(at, kind, text))
+    verdict = chaos.check(pubs, [reader], [chaos.Fault("cut-reader", 2.0, 2.1)])
+    outcomes = {
+        o: sum(n for (_, out), n in verdict.counts.items() if out == o) for o in chaos.OUTCOMES
+    }
+    assert outcomes == {
+        "due": 7,
+        "delivered": 3,
+        "counted": 1,
+        "duplicated": 1,
+        "out_of_order": 1,
+        "lost": 1,
+    }, verdict
+    assert verdict.counts[("calm", "delivered")] == 1  # P0.1, before the fault
+    assert verdict.violations == 3

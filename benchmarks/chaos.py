@@ -553,10 +553,11 @@ class Client:
             self.connections += 1
             try:
                 await self.session(self.port())
-            except (OSError, TimeoutError, ValueError, EOFError, Exception) as exc:  # noqa: BLE001
-                if (
-                    not isinstance(exc, (OSError, TimeoutError, EOFError))
-                    and "Connection" not in type(exc).__name__
+            except Exception as exc:  # noqa: BLE001 - a reader reconnects whatever ended it
+                # A cut, a dead node, a refused handshake: expected. Anything else is kept.
+                expected = ("Connection", "Invalid", "Timeout", "EOF")
+                if not isinstance(exc, OSError) and not any(
+                    word in type(exc).__name__ for word in expected
                 ):
                     self.reader.errors.append(f"{type(exc).__name__}: {exc}")
             self._cut = None
@@ -989,11 +990,19 @@ class ClusterWorld(World):
 
         if kind in ("lossy", "kill-primary"):
             channel = rng.choice(self.run.channels)
-            paused = rng.choice(self.nodes) if kind == "lossy" and rng.random() < 0.7 else None
+            paused = rng.choice(self.nodes) if kind == "lossy" and rng.random() < 0.8 else None
             window = rng.uniform(0.3, 1.2)
             hold = rng.uniform(0.5, 2.0)
+            quiet = paused is not None and rng.random() < 0.6
+            if quiet:
+                # As on redis-replica: the lone channel, its node paused, the
+                # other node's publishers holding through the lossy window.
+                channel, paused = "lone", self.nodes[self.run.lone_node]
             owner = await asyncio.to_thread(self._owner, channel)
             replica = await asyncio.to_thread(self.cluster.replica_of, owner)
+            if quiet:
+                assert paused is not None
+                self.run.quiet = paused.index
             if kind == "lossy":
                 self.cluster.pause(replica)
                 await asyncio.to_thread(_command, owner, "CLIENT", "KILL", "TYPE", "replica")
@@ -1004,12 +1013,16 @@ class ClusterWorld(World):
             if kind == "lossy":
                 self.cluster.resume(replica)
             await asyncio.to_thread(self.cluster.wait_failover, owner, START_TIMEOUT)
+            self.run.quiet = None
+            self.run.changed()
             await asyncio.sleep(hold)  # publications into the new primary while the node sleeps
             if paused is not None:
                 paused.logged.signal(signal.SIGCONT)
             await asyncio.to_thread(self.cluster._spawn, owner)  # back, as a replica
             await asyncio.to_thread(self.cluster.wait_role, owner, "slave", START_TIMEOUT)
-            return f"{channel} on {owner}; node {paused.index if paused else '-'} paused"
+            return f"{channel} on {owner}; node {paused.index if paused else '-'} paused" + (
+                " (quiet)" if quiet else ""
+            )
         return await super().fault(kind, rng)
 
 

@@ -60,6 +60,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -682,6 +683,63 @@ class PollClient(Client):
 
 
 CLIENTS: dict[str, type[Client]] = {"ws": WsClient, "sse": SseClient, "poll": PollClient}
+NODE_JS = shutil.which("node")
+JS_CLIENT = str(Path(__file__).resolve().parent / "chaos_client.mjs")
+
+
+class JsClient:
+    """squall-resume.js under node (`chaos_client.mjs`) on one node's endpoint,
+    reconnecting by itself; a cut is a page reload: the process killed and
+    started again with the last position as the one the page was rendered at."""
+
+    def __init__(self, run: Run, reader: Reader) -> None:
+        self.run = run
+        self.reader = reader
+        self.rng = random.Random(f"{run.seed}:{reader.id}")
+        self.logged = Logged(f"js {reader.id}", self._line)
+        self.reloads: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        assert NODE_JS is not None
+        node = self.run.world.nodes[self.rng.randrange(len(self.run.world.nodes))]
+        transport = "websocket" if self.reader.kind == "js-ws" else "poll"
+        args = [NODE_JS, "--experimental-websocket", "--no-warnings", JS_CLIENT]
+        args += [f"127.0.0.1:{node.port}", self.reader.channel, transport]
+        if self.reader.last:
+            args.append(self.reader.last)
+        await self.logged.start(args, b'"ev":"ready"')
+
+    def _line(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            self.run.node_log.append(
+                f"{self.logged.name}: {line.decode(errors='replace').rstrip()}"
+            )
+            return
+        kind = event.get("ev")
+        if kind == "item":
+            self.reader.item(event["t"], event["p"])
+        elif kind == "reset":
+            self.reader.reset(event["pos"], "onreset")
+        elif kind == "sub":
+            self.reader.subscribed()
+        elif kind == "error":
+            self.reader.errors.append(event["error"])
+
+    def cut(self) -> None:
+        task = asyncio.ensure_future(self.reload())
+        self.reloads.add(task)
+        task.add_done_callback(self.reloads.discard)
+
+    async def reload(self) -> None:
+        await self.logged.kill()
+        if not self.run.stopping:
+            await self.start()
+
+    async def close(self) -> None:
+        await asyncio.gather(*self.reloads, return_exceptions=True)
+        await self.logged.kill()
 
 
 # -- the worlds -----------------------------------------------------------------
@@ -771,7 +829,8 @@ class World:
             await node.start()
             return f"node {node.index}"
         if kind == "cut-reader":
-            clients = rng.sample(self.run.clients, rng.randint(1, len(self.run.clients)))
+            every: list[Any] = [*self.run.clients, *self.run.js]
+            clients = rng.sample(every, rng.randint(1, len(every)))
             for client in clients:
                 client.cut()
             return ",".join(c.reader.id for c in clients)
@@ -1047,6 +1106,7 @@ class Run:
         faults: Optional[tuple[str, ...]],
         workdir: Path,
         publishers: int = 4,
+        js_readers: bool = True,
     ) -> None:
         self.seed = seed
         self.engine = engine
@@ -1084,7 +1144,8 @@ class Run:
         for kind in ("sub", "resume"):
             rid = f"n{self.lone_node}-{kind}-lone"
             self.readers[rid] = Reader(rid, kind, "lone", node=self.lone_node)
-        for kind, many in (("ws", 2), ("sse", 1), ("poll", 1)):
+        js = (("js-ws", 1), ("js-poll", 1)) if NODE_JS and js_readers else ()
+        for kind, many in (("ws", 2), ("sse", 1), ("poll", 1), *js):
             for n in range(many):
                 rid = f"{kind}{n}"
                 self.readers[rid] = Reader(rid, kind, rng.choice(self.channels))
@@ -1102,6 +1163,7 @@ class Run:
         self.clients = [
             CLIENTS[r.kind](self, r) for r in self.readers.values() if r.kind in CLIENTS
         ]
+        self.js = [JsClient(self, r) for r in self.readers.values() if r.kind.startswith("js-")]
 
     def changed(self) -> None:
         self._changed.set()
@@ -1178,6 +1240,7 @@ class Run:
             ]
             for client, task in zip(self.clients, tasks, strict=True):
                 client.task = task
+            await asyncio.gather(*(js.start() for js in self.js))
             # Every reader subscribed before the first publication (a hang guard).
             await self.wait(
                 lambda: all(r.first is not None for r in self.readers.values()), START_TIMEOUT
@@ -1222,6 +1285,8 @@ class Run:
             self.phase("readers stopped")
         finally:
             self.stopping = True
+            for js in self.js:
+                await js.close()
             await self.world.close()
         return check(self.pubs.values(), self.readers.values(), self.fault_log)
 
@@ -1311,6 +1376,23 @@ def table(results: list[dict[str, Any]]) -> str:
     )
 
 
+def reader_table(results: list[dict[str, Any]]) -> str:
+    """The same outcomes by engine and kind of reader, over every seed."""
+    sums: dict[tuple[str, str], dict[str, int]] = {}
+    for result in results:
+        for kind, row in result["by_reader"].items():
+            total = sums.setdefault((result["engine"], kind), dict.fromkeys(OUTCOMES, 0))
+            for outcome in OUTCOMES:
+                total[outcome] += row[outcome]
+    lines = [("engine", "reader", *OUTCOMES)]
+    for (engine, kind), row in sorted(sums.items()):
+        lines.append((engine, kind, *(str(row[o]) for o in OUTCOMES)))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines
+    )
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0-3", help="e.g. 0-3 or 1,5,9")
@@ -1352,6 +1434,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     flush=True,
                 )
     print(table(results))
+    print()
+    print(reader_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     failed = [f"{r['engine']}:{r['seed']}" for r in results if r["violations"]]

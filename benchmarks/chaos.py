@@ -1206,8 +1206,12 @@ class Run:
                 await asyncio.sleep(wait)  # the schedule
             fault = Fault(kind, now())
             self.fault_log.append(fault)
-            fault.note = await self.world.fault(kind, random.Random(fault_seed))
-            fault.end = now()
+            try:
+                fault.note = await self.world.fault(kind, random.Random(fault_seed))
+            finally:
+                fault.end = now()
+                self.quiet = None  # (a fault that failed half-way holds no publisher)
+                self.changed()
 
     def _drained(self, finals: dict[int, Pub]) -> bool:
         """Every reader has each publisher's last publication on its channel, or a reset after it."""

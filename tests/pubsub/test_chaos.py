@@ -22,7 +22,10 @@ SEEDS = (0, 1, 2)
 DURATION = 20.0
 FAULTS = ("lossy", "foreign", "lost-reply", "cut-reader", "kill-node")
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+pytestmark = [
+    pytest.mark.chaos,  # not "slow": make test runs it (about 75 s on two cores)
+    pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed"),
+]
 
 
 def _chaos(monkeypatch: pytest.MonkeyPatch) -> Any:

@@ -95,7 +95,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # tests/test_docs_commands.py: -m "not slow" leaves it out of a local run.
     config.addinivalue_line("markers", "slow: minutes long (a fresh venv and servers)")
     # tests/pubsub/test_chaos.py: not slow, so make test runs it; -m chaos alone.
-    config.addinivalue_line("markers", "chaos: the delivery checker's short run (benchmarks/chaos.py)")
+    config.addinivalue_line(
+        "markers", "chaos: the delivery checker's short run (benchmarks/chaos.py)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -410,6 +410,7 @@ class Forwarder:
         self._thawed.set()
         self._lose: Optional[tuple[re.Pattern[bytes], Optional[float]]] = None
         self.lost: list[bytes] = []
+        self.hit = asyncio.Event()  # set when `lose_reply` took a connection
         self._server: Optional[asyncio.Server] = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -439,6 +440,7 @@ class Forwarder:
 
     def lose_reply(self, pattern: bytes, cut_after: Optional[float]) -> None:
         self._lose = (re.compile(pattern), cut_after)
+        self.hit.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
@@ -482,6 +484,7 @@ class Forwarder:
                         self._lose = None
                         pipe.swallow = True
                         self.lost.append(lose[0].search(data)[0])  # type: ignore[index]
+                        self.hit.set()
                         if lose[1] is not None:
                             asyncio.get_running_loop().call_later(lose[1], pipe.cut)
                 elif pipe.swallow:
@@ -562,6 +565,7 @@ class Client:
                 ):
                     self.reader.errors.append(f"{type(exc).__name__}: {exc}")
             self._cut = None
+            # Backoff before reconnecting (full jitter), as a browser's client does.
             await asyncio.sleep(min(0.05 * 2 ** min(attempt % 6, 4), 0.5) * self.rng.random())
 
     async def session(self, port: int) -> None:
@@ -1010,7 +1014,10 @@ class ReplicaWorld(World):
             return ""
         if kind == "lost-reply":
             self.stable.lose_reply(rb"P\d+\.\d+", rng.uniform(0.05, 0.5))
-            await asyncio.sleep(1.0)  # the publish it takes comes
+            try:  # the next publish through it
+                await asyncio.wait_for(self.stable.hit.wait(), START_TIMEOUT)
+            except TimeoutError:
+                pass
             lost = list(self.stable.lost)
             self.stable.lost.clear()
             return f"reply lost: {lost}"

@@ -447,9 +447,8 @@ class Forwarder:
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", self.target), 5
-            )
+            async with asyncio.timeout(5):
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         except (OSError, TimeoutError):
             writer.transport.abort()
             return
@@ -528,7 +527,10 @@ async def http(
             raise ConnectionError(f"no HTTP answer from {port}: {raw[:80]!r}")
         return int(words[1]), rest
 
-    return await asyncio.wait_for(exchange(), timeout)
+    # (asyncio.timeout rather than wait_for: 3.11's wait_for, cancelled as
+    # its stream read ends, can be left waiting: a reader that never stops.)
+    async with asyncio.timeout(timeout):
+        return await exchange()
 
 
 class Client:
@@ -610,7 +612,8 @@ class WsClient(Client):
 
 class SseClient(Client):
     async def session(self, port: int) -> None:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 3)
+        async with asyncio.timeout(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
         self._cut = writer.transport.abort
         try:
             channel = self.reader.channel
@@ -620,16 +623,20 @@ class SseClient(Client):
             if self.reader.last:
                 head += f"Last-Event-ID: {self.reader.last}\r\n"
             writer.write((head + "\r\n").encode())
-            status = await asyncio.wait_for(reader.readline(), 3)
+            async with asyncio.timeout(3):
+                status = await reader.readline()
             if b" 200 " not in status:
                 return
             for _ in range(100):
-                if (await asyncio.wait_for(reader.readline(), 3)).strip() == b"":
+                async with asyncio.timeout(3):
+                    header = await reader.readline()
+                if header.strip() == b"":
                     break
             event: dict[str, str] = {}
             for _ in range(MAX_STEPS):
                 await self.lag()
-                line = await asyncio.wait_for(reader.readline(), 3.0)
+                async with asyncio.timeout(3.0):  # three heartbeats missed: dead
+                    line = await reader.readline()
                 if not line:
                     return
                 text = line.decode().rstrip("\r\n")

@@ -90,5 +90,7 @@ def test_the_checker_tells_each_outcome_apart(monkeypatch: pytest.MonkeyPatch) -
         "out_of_order": 1,
         "lost": 1,
     }, verdict
-    assert verdict.counts[("calm", "delivered")] == 1  # P0.1, before the fault
+    # Under the fault (from its start to TAIL after its end): P0.2 to P0.4.
+    assert verdict.counts[("calm", "delivered")] == 2  # P0.1 before it, P0.6 after
+    assert verdict.counts[("cut-reader", "counted")] == 1
     assert verdict.violations == 3

@@ -213,7 +213,9 @@ class Subscription(_Closing):
         if history is not None and since is not None and history.recovered:
             self.recovered = True
             self.position = since
-            epoch = since.epoch
+            # The history's epoch: since's, or one that goes on from it
+            # (begun at a failover: `HistoryResult.continues`).
+            epoch = history.position.epoch
             last = (
                 history.publications[-1].position.offset if history.publications else since.offset
             )

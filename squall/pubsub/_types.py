@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from typing import Optional
 
 __all__ = [
     "Position",
@@ -173,11 +174,25 @@ class Position:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Publication:
-    """One message as published on a channel, with its position."""
+    """One message as published on a channel, with its position.
+
+    Attributes:
+        channel: the channel.
+        data: the message.
+        position: where it stands in the channel's stream.
+        origin: which publish made it (``"<publisher>.<count>"``) where the
+            engine says so (the Redis engines), else ``""``. A copy of one
+            publish (applied again after a failover lost the record that it
+            had been) has the same origin at another position: a
+            subscribing process hands out the first it gets, not the copy.
+            Not compared: two publications are equal by channel, data and
+            position.
+    """
 
     channel: str
     data: str
     position: Position
+    origin: str = dataclasses.field(default="", compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -191,11 +206,17 @@ class HistoryResult:
             position asked for; False when that position is older than the
             kept window, from another epoch or from the future, or when the
             limit cut the list.
+        continues: when the top's epoch was begun at a failover and goes on
+            from another's offsets, the last of them (its offset and that
+            epoch): a reader at or below it in that epoch reads on without a
+            reset, and its publications come in the new epoch. None
+            otherwise.
     """
 
     publications: list[Publication]
     position: Position
     recovered: bool
+    continues: Optional[Position] = None
 
 
 @dataclasses.dataclass(slots=True)

@@ -163,6 +163,8 @@ def test_a_failover_that_loses_writes_moves_readers_to_a_new_epoch(tmp_path: Pat
                 ("10", reset.position.epoch),
             ], said
             assert (await node_b.position(channel)).epoch == reset.position.epoch
+            # Begun once, by the first script to find the channel's state
+            # written under the lost primary's replication history.
             assert node_a.status.renewed + node_b.status.renewed == 1, said
             stream.close()
 

@@ -985,7 +985,8 @@ def test_the_same_publish_count_is_applied_once_and_quiet_publishers_are_forgott
             meta, stream = scripts.keys("squall.ps", "ids")
 
             async def call(who: str, count: int, data: str, sent: int = 0) -> list[Any]:
-                args = ["3 ids", data, "ep", f"p:{who}", count, sent, "ids", 60_000]
+                head = scripts.wire_head(who, count, "ids")
+                args = [head, data, "ep", f"p:{who}", count, sent, "ids", 60_000]
                 return list(await script(keys=[meta, stream], args=args))
 
             first = await call("a", 1, "x")  # the subscription made the epoch

@@ -46,7 +46,7 @@ class Received:
         start = offsets[0] if first_offset is None else first_offset
         assert offsets == list(range(start, start + total))
         seen = [p.split("-", 1)[1] for _, p in self.got]
-        changes = sum(1 for a, b in zip(seen, seen[1:]) if a != b)
+        changes = sum(1 for a, b in zip(seen[:-1], seen[1:], strict=True) if a != b)
         assert changes == epochs - 1, seen
 
 

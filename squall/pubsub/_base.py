@@ -142,10 +142,6 @@ class PubSub(_Closing):
         # publication handed out here (see _copy), the least recently heard
         # from first.
         self._origins: dict[tuple[str, str], int] = {}
-        # Per channel whose epoch was begun at a failover and goes on from
-        # the old one's offsets: that epoch, and the last offset of the old
-        # one it goes on from (see `continuation`).
-        self._continues: dict[str, tuple[str, Position]] = {}
         # Futures of wait_until callers, woken at each change of state.
         self._watchers: set[asyncio.Future[None]] = set()
         _INSTANCES.add(self)
@@ -557,22 +553,6 @@ class PubSub(_Closing):
         for sub in list(subs):
             sub.deliver(pub)
 
-    def continuation(self, channel: str, epoch: str) -> Optional[Position]:
-        """Where ``epoch`` of ``channel`` goes on from, if this process learned
-        that it was begun at a failover after the last offset of the old
-        epoch that the new primary had (`HistoryResult.continues`): a
-        reader at or below that position reads on into ``epoch`` with
-        nothing missed. None when unknown or not so."""
-        known = self._continues.get(channel)
-        if known is None or known[0] != epoch:
-            return None
-        return known[1]
-
-    def _continued(self, channel: str, epoch: str, after: Position) -> None:
-        """A history read said that ``channel``'s ``epoch`` goes on from ``after``."""
-        if channel in self._channels or len(self._continues) < ORIGINS_KEPT:
-            self._continues[channel] = (epoch, after)
-
     def _copy(self, channel: str, origin: str) -> bool:
         """True when the publication of ``origin`` (``"<token>.<count>"``) on
         ``channel`` is a copy of one handed out here already, or older than
@@ -799,7 +779,6 @@ class PubSub(_Closing):
             self._held.pop(sub.channel, None)
             self._floors.pop(sub.channel, None)
             self._renamed.pop(sub.channel, None)
-            self._continues.pop(sub.channel, None)
             if not self._closed:
                 self._forget(sub.channel)
 

@@ -458,10 +458,7 @@ class RedisEngine(PubSub):
     ) -> HistoryResult:
         if not self.has_positions:
             return HistoryResult([], scripts.PLAIN_POSITION, False)
-        result = await self._history.read(channel, since, limit, strict)
-        if result.continues is not None:
-            self._continued(channel, result.position.epoch, result.continues)
-        return result
+        return await self._history.read(channel, since, limit, strict)
 
     async def _top(self, channel: str) -> Position:
         if not self.has_positions:

@@ -85,11 +85,7 @@ def cut_under(exc: BaseException) -> ConnectionError:
 # now_ms} when it was applied in a new epoch because the channel's state
 # was written under another replication history (``r``: a failover or a
 # restart, see the module's docstring), begun after the top found with the
-# history kept, and continuing the old epoch (``pe``, see `READ_LUA`)
-# unless this publisher's last publish was past that top (the failover
-# lost it; a publisher whose last publish is in the epoch the channel's
-# epoch continues, past where it continues it, ends that continuation
-# too); {offset, epoch, 3, now_ms}
+# history kept; {offset, epoch, 3, now_ms}
 # when it was applied in a new epoch because the channel's top was below
 # the publisher's last offset in the same epoch (a failover to a replica
 # that had not received the last writes: their offsets would be given
@@ -135,28 +131,14 @@ local last = ARGV[3]
 if epoch and m[5] and m[5] ~= rid then
   local top = m[2]
   offset = top + 1
-  local pe = epoch
   epoch = string.sub(last, 1, 8)
   done = 4
-  local mine = string.sub(last, 17)
-  if #last > 8 and string.sub(last, 9, 16) == pe and (#top < #mine or #top == #mine and top < mine) then
-    redis.call('HSET', KEYS[1], 'e', epoch, 'b', top, 'r', rid)
-    redis.call('HDEL', KEYS[1], 'pe')
-  else
-    redis.call('HSET', KEYS[1], 'e', epoch, 'b', top, 'r', rid, 'pe', pe)
-  end
+  redis.call('HSET', KEYS[1], 'e', epoch, 'b', top, 'r', rid)
 elseif epoch then
   local top = m[2]
   offset = top + 1
   if m[5] ~= rid then
     redis.call('HSET', KEYS[1], 'r', rid)
-  end
-  if #last > 8 and string.sub(last, 9, 16) ~= epoch then
-    local c = redis.call('HMGET', KEYS[1], 'pe', 'b')
-    local mine = string.sub(last, 17)
-    if c[1] and string.sub(last, 9, 16) == c[1] and (#c[2] < #mine or #c[2] == #mine and c[2] < mine) then
-      redis.call('HDEL', KEYS[1], 'pe')
-    end
   end
   if #last > 8 and string.sub(last, 9, 16) == epoch then
     last = string.sub(last, 17)
@@ -164,7 +146,6 @@ elseif epoch then
       epoch = string.sub(ARGV[3], 1, 8)
       done = 3
       redis.call('HSET', KEYS[1], 'e', epoch, 'b', top)
-      redis.call('HDEL', KEYS[1], 'pe')
 @NEW_EPOCH@
     end
   end
@@ -238,22 +219,15 @@ def publish_lua(history_size: int, ttl_ms: int, stale_ms: int, command: str) -> 
 
 
 # Read the top and, when asked, the newest entries. KEYS: meta, stream.
-# ARGV: since offset (-1: none), how many at most, new epoch, ttl_ms,
-# since's epoch. Returns {top, epoch}, or {top, epoch, entries, start,
-# began, pe}: ``start`` is the offset the epoch began after ('b', 0 unless
-# it was begun after a failover, at the top found), and a since below it
-# reads from it, so that a reader moving into that epoch gets all of it;
-# ``began`` is 1 when this read began the epoch, having found the channel's
-# state written under another replication history (see the publish
-# script's ``r``); ``pe`` is the epoch this one continues ('' for none):
-# begun at a failover, it goes on from the old epoch's offsets up to
-# ``start``, which the new primary has, so that a reader at or below
-# ``start`` in ``pe`` reads on from its offset. A reader above it holds an
-# offset the new primary never had (the failover lost writes): ``pe`` is
-# dropped for good, and from then on every reader of the old epoch is
-# told it may have missed some.
+# ARGV: since offset (-1: none), how many at most, new epoch, ttl_ms.
+# Returns {top, epoch}, or {top, epoch, entries, start, began}: ``start`` is
+# the offset the epoch began after ('b', 0 unless it was begun after a
+# failover, at the top found), and a since below it reads from it, so that
+# a reader moving into that epoch gets all of it; ``began`` is 1 when this
+# read began the epoch, having found the channel's state written under
+# another replication history (see the publish script's ``r``).
 READ_LUA = """
-local meta = redis.call('HMGET', KEYS[1], 'o', 'e', 'b', 'r', 'pe')
+local meta = redis.call('HMGET', KEYS[1], 'o', 'e', 'b', 'r')
 local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
 local epoch = meta[2]
 if not epoch then
@@ -265,15 +239,13 @@ if not epoch then
 end
 local top = tonumber(meta[1])
 local start = tonumber(meta[3]) or 0
-local pe = meta[5]
 local began = 0
 if meta[4] ~= rid then
   if meta[4] then
-    pe = epoch
     epoch = ARGV[3]
     start = top
     began = 1
-    redis.call('HSET', KEYS[1], 'e', epoch, 'b', top, 'r', rid, 'pe', pe)
+    redis.call('HSET', KEYS[1], 'e', epoch, 'b', top, 'r', rid)
   else
     redis.call('HSET', KEYS[1], 'r', rid)
   end
@@ -281,20 +253,8 @@ end
 local since = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local n = cap
-local on = false
-if since >= 0 and pe and ARGV[5] == pe then
-  if since > start then
-    -- The reader was given an offset of the old epoch that the new
-    -- primary never had: the failover lost writes, so no reader may go on
-    -- from the old epoch without being told.
-    redis.call('HDEL', KEYS[1], 'pe')
-    pe = false
-  else
-    on = true
-  end
-end
 if since >= 0 then
-  if since < start and not on then
+  if since < start then
     since = start
   end
   n = top - since
@@ -303,15 +263,14 @@ if since >= 0 then
   end
 end
 if n <= 0 then
-  return {top, epoch, {}, start, began, pe or ''}
+  return {top, epoch, {}, start, began}
 end
 local now = redis.call('TIME')
 local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
 if minid > 0 then
   redis.call('XTRIM', KEYS[2], 'MINID', minid)
 end
-local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)
-return {top, epoch, entries, start, began, pe or ''}
+return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n), start, began}
 """
 
 # Begin a new epoch after a failover that lost writes. KEYS: meta, stream.
@@ -331,7 +290,6 @@ end
 local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
 if epoch then
   redis.call('HSET', KEYS[1], 'e', ARGV[2], 'b', ARGV[4], 'r', rid)
-  redis.call('HDEL', KEYS[1], 'pe')
 else
   redis.call('HSET', KEYS[1], 'e', ARGV[2], 'o', 0, 'r', rid)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -618,21 +576,7 @@ def window(
     from squall.pubsub._local import _window
 
     start = int(reply[3]) if len(reply) > 3 else 0
-    top = top_of(reply)
-    pe = reply[5] if len(reply) > 5 else b""
-    pe = pe.decode("ascii") if isinstance(pe, bytes) else str(pe)
-    continues = Position(start, pe) if pe else None
-    kept = entries_of(channel, reply)
-    if continues is not None and since is not None and since.epoch == pe:
-        if since.offset <= start:
-            # Read on from the old epoch's offset: those up to ``start``
-            # are the old epoch's, which the new primary has.
-            since = Position(since.offset, top.epoch)
-            start = 0
-    result = _window(kept, top, since, limit, start)
-    if continues is not None:
-        result = dataclasses.replace(result, continues=continues)
-    return result
+    return _window(entries_of(channel, reply), top_of(reply), since, limit, start)
 
 
 class RedisHistory:
@@ -679,13 +623,7 @@ class RedisHistory:
         try:
             reply = await self._script(
                 keys=keys(site.tag(channel), channel),
-                args=[
-                    -1 if since is None else since.offset,
-                    count,
-                    new_epoch(),
-                    self._ttl_ms,
-                    "" if since is None else since.epoch,
-                ],
+                args=[-1 if since is None else since.offset, count, new_epoch(), self._ttl_ms],
             )
         except site.lost as exc:
             raise ConnectionError(f"cannot read history from {site.where}: {exc}") from exc

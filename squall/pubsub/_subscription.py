@@ -213,9 +213,7 @@ class Subscription(_Closing):
         if history is not None and since is not None and history.recovered:
             self.recovered = True
             self.position = since
-            # The history's epoch: since's, or one that goes on from it
-            # (begun at a failover: `HistoryResult.continues`).
-            epoch = history.position.epoch
+            epoch = since.epoch
             last = (
                 history.publications[-1].position.offset if history.publications else since.offset
             )

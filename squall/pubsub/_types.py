@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from typing import Optional
 
 __all__ = [
     "Position",
@@ -206,17 +205,11 @@ class HistoryResult:
             position asked for; False when that position is older than the
             kept window, from another epoch or from the future, or when the
             limit cut the list.
-        continues: when the top's epoch was begun at a failover and goes on
-            from another's offsets, the last of them (its offset and that
-            epoch): a reader at or below it in that epoch reads on without a
-            reset, and its publications come in the new epoch. None
-            otherwise.
     """
 
     publications: list[Publication]
     position: Position
     recovered: bool
-    continues: Optional[Position] = None
 
 
 @dataclasses.dataclass(slots=True)

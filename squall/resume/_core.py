@@ -156,17 +156,6 @@ class ResumedSubscription:
                 self.position = pos
                 return pub
             if pos.epoch != last.epoch:
-                follows = self._pubsub.continuation(self.channel, pos.epoch)
-                if (
-                    follows is not None
-                    and follows.epoch == last.epoch
-                    and last.offset <= follows.offset
-                    and pos.offset == last.offset + 1
-                ):
-                    # An epoch begun at a failover, going on from the old
-                    # one's offsets that the new primary had: nothing missed.
-                    self.position = pos
-                    return pub
                 # The broker lost the channel's history (a new epoch): what
                 # was published in between is gone. Say so, then go on.
                 self.position = Position(max(pos.offset - 1, 0), pos.epoch)

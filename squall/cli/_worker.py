@@ -180,7 +180,8 @@ def build_server(
     extra: dict[str, Any] = {}
     if config.http2:
         extra["http2"] = True
-        # Behind a proxy, an h2c upgrade would tunnel past it (issue 36).
+        # Behind a proxy, an h2c upgrade would tunnel past it: the proxy
+        # would pass on bytes it no longer parses as HTTP/1.1.
         upgrade = config.h2c_upgrade
         extra["h2c_upgrade"] = not config.proxy_headers if upgrade is None else upgrade
     if config.http3:

@@ -406,9 +406,13 @@ $(DEMO_STAMP): pyproject.toml
 	echo "== installing squall and the forum's packages ($(DEMO_EXTRA) extra) into $(VENV)" && \
 	PYTHONWARNINGS=ignore SQUALL_NO_EXTENSIONS=1 $(PY) -m pip install -q -e '.[$(DEMO_EXTRA)]' && touch $@
 
+# PORT on the command line (make demo PORT=9000): the forum's port, 8888
+# otherwise (an environment's PORT, set for something else, is not taken).
+DEMO_PORT = $(if $(filter command line,$(origin PORT)),$(PORT),8888)
+
 demo: $(DEMO_STAMP)
-	@echo "== starting the forum (SQLite in demos/forum/forum.sqlite3)"
-	@$(PY) demos/run.py
+	@echo "== starting the forum on port $(DEMO_PORT) (SQLite in demos/forum/forum.sqlite3)"
+	@$(PY) demos/run.py --port=$(DEMO_PORT)
 
 CLUSTER_DEPS = @missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \

@@ -57,20 +57,6 @@ async def seed_if_empty(db: Database) -> int:
     for number, (slug, title, body) in enumerate(TOPICS):
         board = await db.fetchone("SELECT id FROM boards WHERE slug = ?", slug)
         assert board is not None, slug
-        when = now + number  # in order, oldest first
-        topic_id = await db.insert(
-            "topics",
-            board_id=board["id"],
-            user_id=user_id,
-            title=title,
-            posts=1,
-            created=when,
-            last_post=when,
-            last_user_id=user_id,
-        )
-        post_id = await db.insert(
-            "posts", topic_id=topic_id, user_id=user_id, body=body, created=when
-        )
-        await db.execute("UPDATE topics SET last_post_id = ? WHERE id = ?", post_id, topic_id)
-        await db.index_post(post_id, title + "\n" + body)
+        # In order, oldest first.
+        await db.new_topic(board["id"], user_id, title, body, now + number)
     return len(TOPICS)

@@ -6,7 +6,8 @@ and the SHA-256 of the benchmark's own source. Two blocks are generated
 from those files, never typed: every recorded row, in docs/figures.md
 between the ``figures`` markers, and the README's headline (one row per
 question a newcomer asks, CPython 3.13 beside 3.11) between the
-``headline`` markers. ``python benchmarks/figures.py`` rewrites both,
+``headline`` markers; and the docs site's front-page chart,
+docs/figures/speed.svg. ``python benchmarks/figures.py`` rewrites them,
 ``--check`` fails when one differs. tests/test_figures.py checks both that
 the blocks are the generated ones and that each record's source hash is
 the current benchmark's, so a figure goes stale loudly when the code that
@@ -383,22 +384,137 @@ def render(text: str, start: str = START, end: str = END, block: Any = None) -> 
     return f"{head}{start}\n{(block or table)()}\n{end}{tail}"
 
 
+# The docs site's front-page chart, drawn from the same records.
+CHART = ROOT / "docs" / "figures" / "speed.svg"
+# (label, record, row label): requests per server CPU-second, Squall over each.
+CHART_RATIOS = (
+    (
+        "Tornado 6.6.1 (hello)",
+        "wrk",
+        "hello world through `RequestHandler`, Squall / Tornado 6.6.1",
+    ),
+    ("aiohttp (hello)", "wrk", "hello world through `RequestHandler`, Squall / aiohttp on uvloop"),
+    ("uvicorn (Starlette)", "asgi", "ASGI: Starlette hello world, `squall run` / uvicorn"),
+    ("Granian (Starlette)", "asgi", "ASGI: Starlette hello world, `squall run` / granian"),
+)
+# (label, record, row label, the other's name): server CPU per delivered message.
+CHART_COSTS = (
+    ("5,000 WebSockets, one process", "c10k", HEADLINE[6][2], "aiohttp"),
+    ("4 nodes over Redis Cluster", "cluster", HEADLINE[9][2], "Socket.IO 4.8"),
+)
+_COLORS = {"3.13": "#1f6feb", "3.11": "#8fb8f7", "other": "#b0b0b0"}
+
+
+def _svg_text(x: float, y: float, text: str, anchor: str = "start", size: int = 13) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}">{text}</text>'
+
+
+def _bar(x: float, y: float, width: float, height: float, color: str) -> str:
+    return (
+        f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}" fill="{color}"/>'
+    )
+
+
+def chart() -> str:
+    """Two panels as SVG: requests per server CPU-second over four servers
+    (CPython 3.13 and 3.11), and server CPU per delivered message against
+    the other server's. Every bar is a recorded row (`records`)."""
+    # Bars start at ``left`` and leave room on the right for their labels.
+    left, width, scale_to = 220.0, 380.0, 14.0
+    height = 48 + 44 * len(CHART_RATIOS) + 48 + 44 * len(CHART_COSTS) + 30
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" '
+        'font-family="sans-serif" role="img">',
+        "<title>Squall against other servers, from benchmarks/results/</title>",
+        f'<rect width="760" height="{height}" fill="white"/>',
+        _svg_text(
+            20, 28, "Requests per server CPU-second: Squall over each (1x: as fast)", size=15
+        ),
+    ]
+    y = 48.0
+    one = left + width / scale_to
+    out.append(
+        f'<line x1="{one:.1f}" y1="{y - 4:.1f}" x2="{one:.1f}" y2="{y + 4 * 44:.1f}" '
+        'stroke="#555" stroke-dasharray="4 3"/>'
+    )
+    out.append(_svg_text(one + 4, y + 4 * 44 + 12, "1x", size=11))
+    for label, name, row_label in CHART_RATIOS:
+        recs = _by_python(name)
+        out.append(_svg_text(20, y + 20, label))
+        for offset, version in ((0.0, "3.13"), (18.0, "3.11")):
+            row = _row(recs[version], row_label) if version in recs else None
+            if row is None:
+                raise ValueError(f"the chart's {label!r} has no {version} record")
+            ratio = row["ratio_cpu"]
+            length = width * min(ratio, scale_to) / scale_to
+            out.append(_bar(left, y + offset, length, 16, _COLORS[version]))
+            out.append(
+                _svg_text(left + length + 6, y + offset + 13, f"{ratio:.2f}x ({version})", size=12)
+            )
+        y += 44
+    y += 34
+    out.append(
+        _svg_text(20, y, "Server CPU per delivered WebSocket message (lower is better)", size=15)
+    )
+    y += 14
+    costs = _chart_costs()
+    top = max(row["other"] for row in costs)
+    for (label, _name, _row_label, other), row in zip(CHART_COSTS, costs, strict=True):
+        out.append(_svg_text(20, y + 20, label))
+        for offset, who, value, color in (
+            (0.0, f"Squall, CPython {row['python']}", row["squall"], _COLORS["3.11"]),
+            (18.0, other, row["other"], _COLORS["other"]),
+        ):
+            length = width * value / top
+            out.append(_bar(left, y + offset, length, 16, color))
+            out.append(
+                _svg_text(left + length + 6, y + offset + 13, f"{value:.1f} µs, {who}", size=12)
+            )
+        y += 44
+    out.append(
+        _svg_text(
+            20, height - 10, "Drawn by benchmarks/figures.py from benchmarks/results/", size=11
+        )
+    )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _chart_costs() -> list[dict[str, Any]]:
+    """The cost rows of the chart, each with the Python of its record."""
+    found = []
+    for label, name, row_label, _other in CHART_COSTS:
+        ((version, rec),) = _by_python(name).items()
+        row = _row(rec, row_label)
+        if row is None:
+            raise ValueError(f"the chart's {label!r} has no record")
+        found.append({**row, "python": version})
+    return found
+
+
 def stale() -> list[Path]:
-    """The target files whose generated block is not the generated one."""
-    return [
+    """The files whose generated part is not the generated one (the chart's included)."""
+    found = [
         path
         for path, start, end, block in TARGETS
         if render(path.read_text(), start, end, block) != path.read_text()
     ]
+    if not CHART.exists() or CHART.read_text() != chart():
+        found.append(CHART)
+    return found
 
 
 def main_update() -> None:
-    """Rewrite the generated blocks in every target file."""
+    """Rewrite the generated blocks in every target file, and the chart."""
     for path, start, end, block in TARGETS:
         text = path.read_text()
         new = render(text, start, end, block)
         if new != text:
             path.write_text(new)
+    drawn = chart()
+    if not CHART.exists() or CHART.read_text() != drawn:
+        CHART.write_text(drawn)
 
 
 def main() -> int:

@@ -293,3 +293,23 @@ def test_the_compiled_module_lists_are_complete(page: str) -> None:
     text = (ROOT / page).read_text()
     missing = [name for name in _compiled_modules() if f"`{name}`" not in text]
     assert not missing, f"{page} does not name {missing}"
+
+
+def test_the_front_page_chart_is_drawn_from_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = figures.chart()
+    label, name, row_label = figures.CHART_RATIOS[0]
+    row = figures._row(figures._by_python(name)["3.13"], row_label)
+    assert row is not None and f"{row['ratio_cpu']:.2f}x (3.13)" in drawn
+    assert drawn.count("<rect ") == 1 + 2 * len(figures.CHART_RATIOS) + 2 * len(
+        figures.CHART_COSTS
+    )
+    assert "figures/speed.svg" in (ROOT / "docs" / "index.md").read_text()
+    # Missing or hand-edited, it is stale; the generator draws it again.
+    monkeypatch.setattr(figures, "CHART", tmp_path / "speed.svg")
+    assert figures.CHART in figures.stale()
+    figures.main_update()
+    assert figures.CHART not in figures.stale()
+    figures.CHART.write_text(drawn.replace(f"{row['ratio_cpu']:.2f}x", "99.00x"))
+    assert figures.CHART in figures.stale()

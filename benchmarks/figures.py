@@ -387,15 +387,15 @@ def render(text: str, start: str = START, end: str = END, block: Any = None) -> 
 # The docs site's front-page chart, drawn from the same records.
 CHART = ROOT / "docs" / "figures" / "speed.svg"
 # (label, record, row label): requests per server CPU-second, Squall over each.
-CHART_RATIOS = (
-    (
-        "Tornado 6.6.1 (hello)",
-        "wrk",
-        "hello world through `RequestHandler`, Squall / Tornado 6.6.1",
-    ),
-    ("aiohttp (hello)", "wrk", "hello world through `RequestHandler`, Squall / aiohttp on uvloop"),
-    ("uvicorn (Starlette)", "asgi", "ASGI: Starlette hello world, `squall run` / uvicorn"),
-    ("Granian (Starlette)", "asgi", "ASGI: Starlette hello world, `squall run` / granian"),
+# The headline's rows (`HEADLINE`), by the name each bar has.
+CHART_RATIOS = tuple(
+    (label, HEADLINE[row][1], HEADLINE[row][2])
+    for label, row in (
+        ("Tornado 6.6.1 (hello)", 0),
+        ("aiohttp (hello)", 1),
+        ("uvicorn (Starlette)", 2),
+        ("Granian (Starlette)", 3),
+    )
 )
 # (label, record, row label, the other's name): server CPU per delivered message.
 CHART_COSTS = (

@@ -302,9 +302,7 @@ def test_the_front_page_chart_is_drawn_from_the_records(
     label, name, row_label = figures.CHART_RATIOS[0]
     row = figures._row(figures._by_python(name)["3.13"], row_label)
     assert row is not None and f"{row['ratio_cpu']:.2f}x (3.13)" in drawn
-    assert drawn.count("<rect ") == 1 + 2 * len(figures.CHART_RATIOS) + 2 * len(
-        figures.CHART_COSTS
-    )
+    assert drawn.count("<rect ") == 1 + 2 * len(figures.CHART_RATIOS) + 2 * len(figures.CHART_COSTS)
     assert "figures/speed.svg" in (ROOT / "docs" / "index.md").read_text()
     # Missing or hand-edited, it is stale; the generator draws it again.
     monkeypatch.setattr(figures, "CHART", tmp_path / "speed.svg")

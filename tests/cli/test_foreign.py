@@ -203,3 +203,15 @@ def test_the_resume_examples_make_app_reads_pubsub_url(
     monkeypatch.delenv("PUBSUB_URL")
     load(name).make_app()
     assert asked == ["redis://broker.example:6379/0", "memory://"]
+
+
+def test_the_startup_line_says_how_to_get_http2_on_a_plain_port() -> None:
+    from ._proc import Squall
+
+    with Squall("sample_apps:app", "--bind", "127.0.0.1:0", "--http2", "--ws", "wsproto") as squall:
+        squall.expect(r"--ws wsproto: ignored", timeout=60)
+        squall.expect(r"Listening on http://127\.0\.0\.1:\d+", timeout=60)
+        squall.expect(r"curl --http2-prior-knowledge\).*--h2c-upgrade takes it", timeout=60)
+        squall.expect(r"Worker \d+ serving", timeout=60)  # its signal handlers are set
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0

@@ -182,7 +182,7 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def table() -> str:
-    """The Markdown block the README carries between the markers.
+    """Every recorded row: the Markdown block docs/figures.md carries between the markers.
 
     Two kinds of row: a throughput ratio (``ratio_cpu`` and ``ratio_rps``:
     Squall over another server, medians of alternated rounds) and a measured

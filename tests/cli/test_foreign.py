@@ -42,6 +42,7 @@ from .test_serving import fetch, run, start
 def test_options_with_no_meaning_here_are_taken_with_a_note(argv: list[str], note: str) -> None:
     config = parse_config(["m:app", *argv], environ={})
     assert len(config.notes) == 1 and config.notes[0].startswith(note), config.notes
+    assert not config.http2  # "--http ..." is uvicorn's option, not an abbreviation
 
 
 @pytest.mark.parametrize("argv", [[], ["--http", "auto"], ["--ws", "auto"], ["--loop", "auto"]])

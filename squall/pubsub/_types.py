@@ -227,12 +227,14 @@ class Status:
             the history kept, or no history).
         resubscribes: times the engine subscribed again after losing the
             broker (a failover, a slot move, a restart).
-        renewed: new epochs this process began on a channel because the
-            broker gave offsets this process had handed out again, or had
-            its top below this process's last publish (a failover that lost
-            writes: see the pubsub guide's limits). When another process
-            began the channel's new epoch first, this one follows it and
-            does not count it.
+        renewed: new epochs this process began on a channel: its publish
+            or history read found the channel's state written under another
+            replication history (a failover or a restart of the broker), or
+            the broker gave offsets this process had handed out again, or
+            had its top below this process's last publish (see the pubsub
+            guide's "Through a failover"). When another process began the
+            channel's new epoch first, this one follows it and does not
+            count it.
         last_resume: seconds the last resubscription took, from noticing the
             loss to being subscribed again.
         round_trip: seconds of the last publish's round trip to the broker.

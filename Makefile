@@ -433,6 +433,17 @@ demo-cluster-local: $(DEMO_STAMP)
 	$(CLUSTER_DEPS)
 	@$(PY) demos/forum/cluster.py $(CLUSTER_VERBOSE) $(CLUSTER_ARGS)
 
+# The delivery checker's long run (benchmarks/chaos.py): dozens of
+# seeds on every engine, each a schedule of publications, readers and
+# faults drawn from the seed; its table (seeds x engines x fault kinds: due,
+# delivered once in order, counted missed, duplicated, out of order,
+# silently lost) goes to benchmarks/results/chaos.json. Exits 1 on any
+# duplicate, reordering or silent loss, naming the seed that replays it.
+# CHAOS_ARGS="--seeds 0-3 --engine redis-replica" narrows it.
+CHAOS_ARGS ?= --seeds 0-23 --engine all --duration 30
+chaos: $(STAMP) system-deps
+	$(PY) benchmarks/chaos.py $(CHAOS_ARGS) --json benchmarks/results/chaos.json
+
 # Broadcasts across nodes: K WebSocket subscribers over 1, 2 and
 # 4 Squall nodes in network namespaces, one Redis and a Redis Cluster
 # (classic and sharded pub/sub), beside Socket.IO 4.8 with
@@ -458,17 +469,6 @@ CLUSTER_SPEEDUPS := $(CLUSTER_VENV)/.speedups
 # iproute2 always, node and npm (Socket.IO, installed from npm into
 # benchmarks/cluster/sio/node_modules) when FRAMEWORKS names socketio (the
 # default), nginx for the fault table.
-# The delivery checker's long run (benchmarks/chaos.py, issue 96): dozens of
-# seeds on every engine, each a schedule of publications, readers and
-# faults drawn from the seed; its table (seeds x engines x fault kinds: due,
-# delivered once in order, counted missed, duplicated, out of order,
-# silently lost) goes to benchmarks/results/chaos.json. Exits 1 on any
-# duplicate, reordering or silent loss, naming the seed that replays it.
-# CHAOS_ARGS="--seeds 0-3 --engine redis-replica" narrows it.
-CHAOS_ARGS ?= --seeds 0-23 --engine all --duration 30
-chaos: $(STAMP) system-deps
-	$(PY) benchmarks/chaos.py $(CHAOS_ARGS) --json benchmarks/results/chaos.json
-
 bench-cluster: $(CLUSTER_SPEEDUPS)
 	$(call lab_deps,)
 	$(CLUSTER_VENV)/bin/python benchmarks/cluster/bench.py $(BENCH_ARGS)

@@ -1,8 +1,9 @@
 """The chaos checker's short run (``benchmarks/chaos.py``; ``make chaos`` is
 the long one): a few seeds on a Redis primary with a replica behind a
-forwarder, with the faults that found issue 96's bugs (lossy failovers with
-a node paused and a reply lost, a foreign PUBLISH then a resubscription, a
-publish whose reply is lost, cut readers, a node killed and restarted).
+forwarder, with the faults that found silent losses and second copies on
+the code before (lossy failovers with a node paused and a reply lost, a
+foreign PUBLISH then a resubscription, a publish whose reply is lost), cut
+readers and a node killed and restarted.
 Any duplicate, reordering or silent loss fails, with the seed that replays
 it."""
 

@@ -255,9 +255,11 @@ def check(pubs: Iterable[Pub], readers: Iterable[Reader], faults: list[Fault]) -
                 at = second.at if second.at > pub.start + 5.0 else pub.start
                 count(at, "due")
                 count(at, "duplicated")
+                between = any(arrivals[0] < i < arrivals[1] for i in resets)
                 example(
                     f"{reader.id} ({reader.kind}): {pub.text} (acknowledged at {pub.position}) "
                     f"twice: at {reader.seen[arrivals[0]].position} and {second.position}"
+                    + (" (a reset between)" if between else "")
                 )
             elif arrivals and pub.text in late:
                 at = reader.seen[late[pub.text]].at

@@ -1413,6 +1413,26 @@ def reader_table(results: list[dict[str, Any]]) -> str:
     )
 
 
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The guide's table: per engine and fault kind, summed over the seeds."""
+    sums: dict[tuple[str, str], dict[str, int]] = {}
+    seeds: dict[str, set[int]] = {}
+    for result in results:
+        seeds.setdefault(result["engine"], set()).add(result["seed"])
+        for fault, row in result["rows"].items():
+            total = sums.setdefault((result["engine"], fault), dict.fromkeys(OUTCOMES, 0))
+            for outcome in OUTCOMES:
+                total[outcome] += row[outcome]
+    names = ("due", "delivered once in order", "counted missed", "duplicated")
+    names += ("out of order", "silently lost")
+    lines = ["| engine (seeds) | fault | " + " | ".join(names) + " |"]
+    lines.append("|---|---|" + "---:|" * len(OUTCOMES))
+    for (engine, fault), row in sorted(sums.items()):
+        cells = " | ".join(f"{row[o]:,}" for o in OUTCOMES)
+        lines.append(f"| {engine} ({len(seeds[engine])}) | {fault} | {cells} |")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0-3", help="e.g. 0-3 or 1,5,9")
@@ -1422,7 +1442,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument("--faults", default=None, help="comma-separated fault kinds (default: all)")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument(
+        "--markdown", default=None, help="print the table of a --json file for the guide, and exit"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
     engines = ENGINES if args.engine == "all" else tuple(args.engine.split(","))
     faults = tuple(args.faults.split(",")) if args.faults else None
     results = []

@@ -248,6 +248,10 @@ def check(pubs: Iterable[Pub], readers: Iterable[Reader], faults: list[Fault]) -
         for pub in by_channel.get(reader.channel, []):
             if not pub.acked or pub.start <= reader.first:
                 continue
+            if reader.kind == "relay" and pub.text not in where:
+                # `PubSub.relay` keeps nothing and tells nothing: what it did
+                # not send is neither due nor counted, only copies and order are judged.
+                continue
             arrivals = where.get(pub.text, [])
             if len(arrivals) >= 2:
                 second = reader.seen[arrivals[1]]
@@ -695,7 +699,37 @@ class PollClient(Client):
                 self.reader.last = answer["position"]
 
 
-CLIENTS: dict[str, type[Client]] = {"ws": WsClient, "sse": SseClient, "poll": PollClient}
+class RelayClient(Client):
+    """A WebSocket of `PubSub.relay`: texts only, no position, no resumption, so
+    the checker judges only duplicates and order for it."""
+
+    async def session(self, port: int) -> None:
+        import websockets
+
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{port}/relay/{self.reader.channel}",
+            open_timeout=3,
+            ping_interval=None,
+            close_timeout=1,
+        )
+        self._cut = ws.transport.abort
+        try:
+            self.reader.subscribed()
+            for _ in range(MAX_STEPS):
+                await self.lag()
+                async with asyncio.timeout(3.0):  # publications stopped: the node is away
+                    text = await ws.recv()
+                self.reader.item(str(text), None)
+        finally:
+            ws.transport.abort()
+
+
+CLIENTS: dict[str, type[Client]] = {
+    "ws": WsClient,
+    "sse": SseClient,
+    "poll": PollClient,
+    "relay": RelayClient,
+}
 NODE_JS = shutil.which("node")
 JS_CLIENT = str(Path(__file__).resolve().parent / "chaos_client.mjs")
 
@@ -774,7 +808,7 @@ class Node:
             if r.node == self.index
         ]
         args = [sys.executable, NODE_SCRIPT, "--url", self.run.world.url, "--port", str(self.port)]
-        args += ["--readers", json.dumps(readers)]
+        args += ["--readers", json.dumps(readers), "--relay", ",".join(self.run.channels)]
         await self.logged.start(args, b'"ev":"ready"')
 
     def _line(self, line: bytes) -> None:
@@ -842,7 +876,7 @@ class World:
             await node.start()
             return f"node {node.index}"
         if kind == "cut-reader":
-            every: list[Any] = [*self.run.clients, *self.run.js]
+            every: list[Any] = [*self.run.cuttable, *self.run.js]
             clients = rng.sample(every, rng.randint(1, len(every)))
             for client in clients:
                 client.cut()
@@ -850,7 +884,7 @@ class World:
         if kind == "slow-reader":
             seconds = rng.uniform(0.5, 3.0)
             slow = [r for r in self.run.readers.values() if r.kind == "slow"]
-            targets: list[Any] = [*self.run.clients, *slow]
+            targets: list[Any] = [*self.run.cuttable, *slow]
             target = rng.choice(targets)
             if isinstance(target, Client):
                 target.slow_until = now() + seconds
@@ -1165,6 +1199,9 @@ class Run:
             for n in range(many):
                 rid = f"{kind}{n}"
                 self.readers[rid] = Reader(rid, kind, rng.choice(self.channels))
+        # (Its own generator: the schedule of a seed stays what it was before it.)
+        relay = random.Random(f"{seed}:relay").choice(self.channels)
+        self.readers["relay0"] = Reader("relay0", "relay", relay)
         order = list(kinds)
         rng.shuffle(order)
         self.schedule: list[tuple[float, str, int]] = []
@@ -1180,6 +1217,9 @@ class Run:
             CLIENTS[r.kind](self, r) for r in self.readers.values() if r.kind in CLIENTS
         ]
         self.js = [JsClient(self, r) for r in self.readers.values() if r.kind.startswith("js-")]
+        # The readers a fault cuts or slows (not the relay's, added later: a
+        # seed's draws stay what they were).
+        self.cuttable = [c for c in self.clients if c.reader.kind != "relay"]
 
     def changed(self) -> None:
         self._changed.set()
@@ -1232,7 +1272,7 @@ class Run:
     def _drained(self, finals: dict[int, Pub]) -> bool:
         """Every reader has each publisher's last publication on its channel, or a reset after it."""
         for reader in self.readers.values():
-            if reader.first is None:
+            if reader.first is None or reader.kind == "relay":
                 continue
             texts = {s.text for s in reader.seen if s.kind == "item"}
             for pub in finals.values():

@@ -10,6 +10,8 @@ It serves, on 127.0.0.1:PORT:
 * ``POST /publish`` (``{"channel": C, "text": T}``): ``publish`` and its
   position, also written to stdout as an ``ack`` line once publish()
   returned (acknowledged even if the HTTP answer is then lost);
+* ``/relay/CHANNEL``: a WebSocket that `PubSub.relay` sends the channel's
+  messages to (``--relay`` names the channels);
 * ``POST /slow`` (``{"reader": R, "seconds": S}``): an in-node reader
   reads slowly for S seconds;
 * ``GET /health``.
@@ -37,7 +39,7 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import squall.pubsub
 import squall.web
@@ -49,6 +51,7 @@ from squall.resume import (
     Reset,
     resume,
 )
+from squall.websocket import WebSocketHandler
 
 #: Bound of every reader loop (items, retries): a run is seconds long.
 MAX_STEPS = 1_000_000
@@ -78,6 +81,20 @@ class Updates(ChannelPollHandler):
 
     def channel(self, name: str) -> str:  # type: ignore[override]
         return name
+
+
+class Relayed(WebSocketHandler):
+    """``/relay/CHANNEL``: the channel's messages as `PubSub.relay` sends them
+    (text only, no position, no resumption)."""
+
+    sockets: ClassVar[dict[str, set[WebSocketHandler]]] = {}
+
+    def open(self, channel: str) -> None:  # type: ignore[override]
+        self.channel_name = channel
+        self.sockets.setdefault(channel, set()).add(self)
+
+    def on_close(self) -> None:
+        self.sockets.get(getattr(self, "channel_name", ""), set()).discard(self)
 
 
 class Publish(squall.web.RequestHandler):
@@ -173,6 +190,7 @@ async def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--history-size", type=int, default=1000)
     parser.add_argument("--readers", default="[]")
+    parser.add_argument("--relay", default="", help="channels relayed to /relay/CHANNEL")
     args = parser.parse_args()
     options: dict[str, Any] = {"history_size": args.history_size, "history_ttl": 600}
     if args.url.startswith("redis"):
@@ -190,6 +208,7 @@ async def main() -> None:
             (r"/ws", Live),
             (r"/sse/(\w+)", Events),
             (r"/poll/(\w+)", Updates),
+            (r"/relay/(\w+)", Relayed),
             (r"/publish", Publish),
             (r"/slow", Slow),
             (r"/health", Health),
@@ -199,6 +218,14 @@ async def main() -> None:
     )
     app.listen(args.port, address="127.0.0.1")
     emit(ev="ready", port=args.port)
+    for channel in filter(None, args.relay.split(",")):
+        for attempt in range(MAX_STEPS):
+            try:
+                await pubsub.relay(channel, Relayed.sockets.setdefault(channel, set()))
+                break
+            except ConnectionError:
+                await asyncio.sleep(min(0.05 * (attempt + 1), 0.5))  # backoff, the broker is away
+    emit(ev="relaying")
     tasks = [asyncio.ensure_future(reader(pubsub, spec, slow)) for spec in json.loads(args.readers)]
     await asyncio.gather(*tasks)
     await asyncio.Event().wait()  # until killed by the checker

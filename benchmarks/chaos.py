@@ -1515,10 +1515,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             if result["unsubscribed"]:
                 print(f"   never subscribed: {result['unsubscribed']}")
             if result["violations"]:
-                print(
-                    f"   replay: python benchmarks/chaos.py --seeds {seed} --engine {engine}",
-                    flush=True,
-                )
+                replay = f"--seeds {seed} --engine {engine} --duration {args.duration:g}"
+                if args.faults:
+                    replay += f" --faults {args.faults}"
+                print(f"   replay: python benchmarks/chaos.py {replay}", flush=True)
     print(table(results))
     print()
     print(reader_table(results))

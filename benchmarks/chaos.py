@@ -259,11 +259,15 @@ def check(pubs: Iterable[Pub], readers: Iterable[Reader], faults: list[Fault]) -
                 at = second.at if second.at > pub.start + 5.0 else pub.start
                 count(at, "due")
                 count(at, "duplicated")
-                between = any(arrivals[0] < i < arrivals[1] for i in resets)
+                between = [
+                    f"{reader.seen[i].why} at {reader.seen[i].position}"
+                    for i in resets
+                    if arrivals[0] < i < arrivals[1]
+                ]
                 example(
                     f"{reader.id} ({reader.kind}): {pub.text} (acknowledged at {pub.position}) "
                     f"twice: at {reader.seen[arrivals[0]].position} and {second.position}"
-                    + (" (a reset between)" if between else "")
+                    + (f" (between them: {', '.join(between[:3])})" if between else "")
                 )
             elif arrivals and pub.text in late:
                 at = reader.seen[late[pub.text]].at

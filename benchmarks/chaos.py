@@ -20,17 +20,23 @@ The world (one per seed and engine):
 
 Two node processes (``benchmarks/chaos_node.py``, one for memory) serve the
 readers' endpoints and publish for the publishers; each has in-node readers
-(a plain `Subscription`, a `squall.resume.resume` stream, a slow one). This
-process runs the publishers (one publish at a time each, unique texts
+(a plain `Subscription`, a `squall.resume.resume` stream, a slow one with
+``max_pending`` 3; and on one node, the "lone" channel's: a channel read
+on that node only, which a quiet lossy failover aims at). This process
+runs the publishers (one publish at a time each, unique texts
 ``P<publisher>.<n>``; acknowledged once the node's publish() returned a
 position) and the external readers: WebSocket (`ChannelWebSocket`, the
 ``websockets`` library), Server-Sent Events (Last-Event-ID) and long
 polling, which reconnect with their last position, each time to a node
-drawn from the seed.
+drawn from the seed; squall-resume.js under node (``chaos_client.mjs``,
+WebSocket and long polling, reconnecting by itself; a cut reloads the
+"page" at its last position) when node is installed; and a `PubSub.relay`
+WebSocket, judged on duplicates and order only (nothing resumes it).
 
 Faults, drawn from the seed (``--faults`` narrows them): ``lossy`` (a lossy
-failover with a publish whose reply is lost until the kill, and a node
-SIGSTOPped through it), ``clean`` (writes held, the replica caught up,
+failover with a publish whose reply is lost until the kill, and often a
+node SIGSTOPped through it; "quiet": only that node's publishers publish
+what is lost, the others publish first after it), ``clean`` (writes held, the replica caught up,
 then the same), ``kill-primary``, ``stop-primary``, ``stop-node``,
 ``kill-node`` (restarted; its in-node readers resume from their last
 position), ``cut-reader``, ``slow-reader``, ``foreign`` (a plain-text
@@ -44,8 +50,9 @@ delivered (once, in order), counted (missing, and a reset signal came
 after it was published and before the reader got a later publication of
 the same publisher), duplicated (its text twice), out of order (after a
 later one of the same publisher) or silently lost. Each outcome is put
-under the fault in effect when it was published (a duplicate or a
-reordering: when the wrong copy arrived), "calm" when none. Any duplicate,
+under the fault in effect when it was published (from the fault's start to
+TAIL seconds after its end; a copy arriving over 5 s after the publish, or
+a reordering: when the wrong copy arrived), "calm" when none. Any duplicate,
 reordering or silent loss makes the exit status 1 and names the seed that
 replays it: the same seed draws the same schedule of publications,
 readers, reconnections and faults.

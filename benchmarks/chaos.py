@@ -1388,9 +1388,14 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def run_one(
-    seed: int, engine: str, duration: float, faults: Optional[tuple[str, ...]]
+    seed: int,
+    engine: str,
+    duration: float,
+    faults: Optional[tuple[str, ...]],
+    dump: Optional[Path] = None,
 ) -> dict[str, Any]:
-    """Runs one seed; its result as JSON-ready data."""
+    """Runs one seed; its result as JSON-ready data (``dump``: a directory
+    that gets the whole history, ``<engine>-<seed>.json``)."""
     with tempfile.TemporaryDirectory(prefix=f"chaos-{engine}-{seed}-") as tmp:
         began = time.monotonic()
 
@@ -1399,6 +1404,22 @@ def run_one(
             return run, await run.execute()
 
         run, verdict = asyncio.run(main())
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        history = {
+            "publications": [dataclasses.asdict(p) for p in run.pubs.values()],
+            "faults": [dataclasses.asdict(f) for f in run.fault_log],
+            "readers": {
+                r.id: {
+                    "kind": r.kind,
+                    "channel": r.channel,
+                    "first": r.first,
+                    "seen": [dataclasses.astuple(s) for s in r.seen],
+                }
+                for r in run.readers.values()
+            },
+        }
+        (dump / f"{engine}-{seed}.json").write_text(json.dumps(history))
     rows: dict[str, dict[str, int]] = {}
     for (fault, outcome), n in verdict.counts.items():
         rows.setdefault(fault, dict.fromkeys(OUTCOMES, 0))[outcome] += n
@@ -1493,6 +1514,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument("--faults", default=None, help="comma-separated fault kinds (default: all)")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--dump", default=None, help="a directory for every run's whole history")
     parser.add_argument(
         "--markdown", default=None, help="print the table of a --json file for the guide, and exit"
     )
@@ -1505,7 +1527,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = []
     for engine in engines:
         for seed in parse_seeds(args.seeds):
-            result = run_one(seed, engine, args.duration, faults)
+            dump = Path(args.dump) if args.dump else None
+            result = run_one(seed, engine, args.duration, faults, dump)
             results.append(result)
             print(
                 f"== seed {seed} {engine}: {result['acknowledged']}/{result['published']} acknowledged, "

@@ -81,7 +81,7 @@ sys.path.insert(0, str(ROOT / "tests" / "pubsub"))
 from _redis_server import REDIS_SERVER, free_ports  # noqa: E402
 
 NODE_SCRIPT = str(Path(__file__).resolve().parent / "chaos_node.py")
-ENGINES = ("redis-replica", "memory", "redis-cluster")
+ENGINES = ("redis-replica", "memory", "redis-cluster", "redis-sentinel")
 FAULTS: dict[str, tuple[str, ...]] = {
     "redis-replica": (
         "lossy",
@@ -105,6 +105,15 @@ FAULTS: dict[str, tuple[str, ...]] = {
         "slow-reader",
     ),
     "memory": ("stop-node", "kill-node", "cut-reader", "slow-reader"),
+    "redis-sentinel": (
+        "lossy",
+        "sentinel-failover",
+        "kill-primary",
+        "stop-node",
+        "kill-node",
+        "cut-reader",
+        "slow-reader",
+    ),
 }
 OUTCOMES = ("due", "delivered", "counted", "duplicated", "out_of_order", "lost")
 #: A publication's text: publisher and number (``F<n>`` for foreign ones).
@@ -1146,8 +1155,93 @@ class ClusterWorld(World):
         return await super().fault(kind, rng)
 
 
+class SentinelWorld(World):
+    """A primary, its replica and a Sentinel (tests/pubsub/_sentinel.py); the
+    nodes on ``redis+sentinel://``, following the primary the Sentinel names."""
+
+    def __init__(self, run: Run, workdir: Path) -> None:
+        super().__init__(run, workdir)
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from tests.pubsub._sentinel import RedisSentinel
+
+        self.sentinel = RedisSentinel(workdir)
+
+    @property
+    def url(self) -> str:
+        return str(self.sentinel.url())
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.sentinel.start, START_TIMEOUT)
+        await super().start()
+
+    async def close(self) -> None:
+        await super().close()
+        await asyncio.to_thread(self.sentinel.stop)
+
+    def _replace(self, old: int, new: int) -> None:
+        """``old`` (killed) back as ``new``'s replica, in sync and known to the Sentinel."""
+        s = self.sentinel
+        s._server(old, "--replicaof", "127.0.0.1", str(new))
+        s.wait(f"{old} replicating {new}", lambda: s._synced(new, old), START_TIMEOUT)
+        s.wait("the Sentinel knows it", lambda: s._sentinel_sees_replica(old), START_TIMEOUT)
+        s.primary, s.replica = new, old
+
+    async def fault(self, kind: str, rng: random.Random) -> str:
+        s = self.sentinel
+        if kind == "sentinel-failover":
+            old = s.primary
+            new = await asyncio.to_thread(s.failover, START_TIMEOUT)
+            await asyncio.to_thread(
+                s.wait, f"{old} replicating {new}", lambda: s._synced(new, old), START_TIMEOUT
+            )
+            await asyncio.to_thread(
+                s.wait,
+                "the Sentinel knows it",
+                lambda: s._sentinel_sees_replica(old),
+                START_TIMEOUT,
+            )
+            return f"{old} -> {new}"
+        if kind in ("lossy", "kill-primary"):
+            from _servers import _command
+
+            old, new = s.primary, s.replica
+            paused = rng.choice(self.nodes) if kind == "lossy" and rng.random() < 0.8 else None
+            window = rng.uniform(0.3, 1.2)
+            quiet = paused is not None and rng.random() < 0.6
+            if quiet:
+                paused = self.nodes[self.run.lone_node]
+                self.run.quiet = paused.index
+            if kind == "lossy":
+                s.procs[new].send_signal(signal.SIGSTOP)
+                await asyncio.to_thread(_command, old, "CLIENT", "KILL", "TYPE", "replica")
+                await asyncio.sleep(window)  # the lossy window: publishers go on
+            if paused is not None:
+                paused.logged.signal(signal.SIGSTOP)
+            s.procs[old].kill()
+            await asyncio.to_thread(s.procs[old].wait, START_TIMEOUT)
+            if kind == "lossy":
+                s.procs[new].send_signal(signal.SIGCONT)
+            await asyncio.to_thread(
+                s.wait,
+                f"{new} named primary",
+                lambda: s.named() == new and s.role(new) == "master",
+                START_TIMEOUT,
+            )
+            self.run.quiet = None
+            self.run.changed()
+            if paused is not None:
+                paused.logged.signal(signal.SIGCONT)
+            await asyncio.to_thread(self._replace, old, new)
+            return f"{old} -> {new}; node {paused.index if paused else '-'} paused" + (
+                " (quiet)" if quiet else ""
+            )
+        return await super().fault(kind, rng)
+
+
 WORLDS: dict[str, type[World]] = {
     "redis-replica": ReplicaWorld,
+    "redis-sentinel": SentinelWorld,
     "memory": MemoryWorld,
     "redis-cluster": ClusterWorld,
 }

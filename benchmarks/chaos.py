@@ -1362,6 +1362,8 @@ class Run:
 
     async def _faults(self, start: float) -> None:
         for at, kind, fault_seed in self.schedule:
+            if now() >= start + self.duration - 1.0:
+                return  # a long fault pushed the rest past the publishing
             wait = start + at - now()
             if wait > 0:
                 await asyncio.sleep(wait)  # the schedule

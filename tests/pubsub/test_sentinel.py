@@ -1,0 +1,114 @@
+"""``redis+sentinel://``: the Redis engine on the primary Redis Sentinel
+names, followed through a failover."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from squall.pubsub import Position, RedisPubSub, connect
+from squall.pubsub._redis import SentinelURL, _safe_url, parse_sentinel_url
+
+from ._sentinel import RedisSentinel
+from ._servers import REDIS_CLI, REDIS_SERVER, _command
+
+
+def test_a_sentinel_url_names_the_sentinels_the_primary_and_the_database() -> None:
+    assert parse_sentinel_url("redis+sentinel://s1,s2:26380/mymaster/2") == SentinelURL(
+        (("s1", 26379), ("s2", 26380)), "mymaster", 2
+    )
+    # The user info is the primary's; the Sentinels' own are in the query.
+    url = parse_sentinel_url(
+        "rediss+sentinel://app:s%3Acret@[::1]:5000/m?sentinel_password=pw&sentinel_username=se"
+    )
+    assert url == SentinelURL((("::1", 5000),), "m", 0, "app", "s:cret", "se", "pw", ssl=True)
+    # Centrifugo's form: the name in the query (the path then holds the database).
+    assert parse_sentinel_url("redis+sentinel://h?sentinel_master_name=m").master == "m"
+    assert parse_sentinel_url("redis+sentinel://h/3?sentinel_master_name=m").db == 3
+    assert parse_sentinel_url("redis+sentinel://h/m/3?sentinel_master_name=m").db == 3
+    for bad, why in [
+        ("redis+sentinel://h", "no master name"),
+        ("redis+sentinel:///m", "no Sentinel host"),
+        ("redis+sentinel://h:port/m", "not host"),
+        ("redis+sentinel://h:0/m", "not host"),
+        ("redis+sentinel://h/m/x", "database must be a number"),
+        ("redis+sentinel://h/m/1/2", "database must be a number"),
+        ("redis+sentinel://h/m?socket_timeout=1", "unknown option"),
+        ("redis+sentinel://h/a?sentinel_master_name=b", "two master names"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            parse_sentinel_url(bad)
+    # Log lines hide both passwords.
+    safe = _safe_url("redis+sentinel://u:secret@h/m?sentinel_password=other")
+    assert "secret" not in safe and "other" not in safe
+
+
+def test_connect_gives_a_redis_engine_for_a_sentinel_url() -> None:
+    pytest.importorskip("redis")
+
+    async def main() -> None:
+        async with connect("redis+sentinel://127.0.0.1:1,127.0.0.1:2/m/0?history_size=5") as node:
+            assert isinstance(node, RedisPubSub)
+            assert node.history_size == 5
+
+    asyncio.run(main())
+    with pytest.raises(ValueError, match="unknown option"):
+        connect("redis+sentinel://127.0.0.1:1/m?bogus=1")
+
+
+@pytest.mark.skipif(
+    REDIS_SERVER is None or REDIS_CLI is None,
+    reason="redis-server and redis-cli are not installed (apt-get install redis-server)",
+)
+def test_a_sentinel_failover_moves_publishes_and_the_subscriber_to_the_new_primary(
+    tmp_path: Path,
+) -> None:
+    """A primary, its replica and one Sentinel; ``SENTINEL FAILOVER`` promotes
+    the replica. The old primary still takes writes until the Sentinel next
+    looks at it (10 s on), so an engine that kept its connections there
+    would publish to it and lose what it published when it is made a
+    replica. The engine follows the Sentinel's ``+switch-master``: the
+    publishes made after it land on the new primary, the subscriber
+    subscribes there, and it gets every publication once, in order, with
+    no gap and no reset."""
+
+    async def main(setup: RedisSentinel) -> None:
+        channel = "followed"
+        async with connect(setup.url("history_size=100"), reconnect_delay=0.02) as node:
+            assert isinstance(node, RedisPubSub)
+            followed = asyncio.Event()
+            follow = node._follow
+
+            async def spy(primary: tuple[str, int]) -> None:
+                await follow(primary)
+                if node.primary_switches:
+                    followed.set()
+
+            node._follow = spy  # type: ignore[method-assign]
+            sub = await node.subscribe(channel, max_pending=100)
+            positions = [await node.publish(channel, f"m{i}") for i in range(5)]
+            got = [await sub.get_publication() for _ in range(5)]
+            await asyncio.to_thread(setup.wait_replicated)
+            new = await asyncio.to_thread(setup.failover)
+            await followed.wait()
+            positions += [await node.publish(channel, f"m{i}") for i in range(5, 10)]
+            got += [await sub.get_publication() for _ in range(5)]
+
+            assert [p.data for p in got] == [f"m{i}" for i in range(10)]
+            assert [p.position for p in got] == positions
+            epoch = positions[0].epoch
+            assert positions == [Position(i, epoch) for i in range(1, 11)]
+            assert node.status.missed == 0 and node.status.renewed == 0
+            # Where they went: the new primary has all ten and the
+            # subscriber; the old one (not yet a replica) neither.
+            assert _command(new, "PUBSUB", "NUMSUB", channel).split()[-1] == "1"
+            assert _command(setup.replica, "PUBSUB", "NUMSUB", channel).split()[-1] == "0"
+            async with RedisPubSub(f"redis://127.0.0.1:{new}/0", history_size=100) as direct:
+                kept = await direct.history(channel)
+            assert [p.data for p in kept.publications] == [f"m{i}" for i in range(10)]
+            assert node.primary_switches == 1
+
+    with RedisSentinel(tmp_path) as setup:
+        asyncio.run(asyncio.wait_for(main(setup), 60))

@@ -280,7 +280,13 @@ class RedisPubSub(RedisEngine):
     something else is delivered too, with offset 0 and an empty epoch.
 
     Args:
-        url: a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``).
+        url: a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``),
+            or ``redis+sentinel://[user:password@]host[:port][,...]/name[/db]``:
+            the primary the Sentinels name ``name`` (`parse_sentinel_url`),
+            followed through a failover: the idle command connections are
+            closed, one in use is made again when next taken, and the
+            subscriber connection is cut and made again on the new primary
+            (whose catch-up fills the gap from history).
         max_pending: default bound of each `Subscription` (drop-oldest past it).
         history_size: publications kept per channel, in a Redis stream.
         history_ttl: seconds they are kept; also how long a channel's offset

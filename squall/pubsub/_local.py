@@ -61,6 +61,16 @@ class _Stream:
         self.touched = now
 
 
+def _live(entry: Optional[tuple[str, dict[str, float]]], now: float) -> dict[str, float]:
+    """The holds of ``entry`` (None: no entry) not expired by ``now``."""
+    if entry is None:
+        return {}
+    owners = entry[1]
+    for owner in [o for o, expires in owners.items() if expires <= now]:
+        del owners[owner]
+    return owners
+
+
 class LocalPresence:
     """The presence entries of `LocalPubSub`: channel -> client -> (info,
     holds: owner -> expiry); an entry lives while one of its holds does."""
@@ -72,21 +82,19 @@ class LocalPresence:
 
     async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
         now = time.monotonic()
-        here = self._alive(channel, now)
+        here = self._entries.setdefault(channel, {})
         back = []
         for client, owner, info in holds:
-            _, owners = here.get(client) or ("", {})
+            owners = _live(here.get(client), now)
             if not owners:
                 back.append(client)
             owners[owner] = now + ttl
             here[client] = (info, owners)
-        if here:
-            self._entries[channel] = here
         return back
 
     async def remove(self, channel: str, client: str, owner: str) -> bool:
-        here = self._alive(channel, time.monotonic())
-        _, owners = here.get(client) or ("", {})
+        here = self._entries.get(channel, {})
+        owners = _live(here.get(client), time.monotonic())
         owners.pop(owner, None)
         if owners:
             return False
@@ -99,10 +107,8 @@ class LocalPresence:
         """``channel``'s entries, their expired holds (and entries left without
         one) dropped."""
         here = self._entries.get(channel, {})
-        for client, (_, owners) in list(here.items()):
-            for owner in [o for o, expires in owners.items() if expires <= now]:
-                del owners[owner]
-            if not owners:
+        for client, entry in list(here.items()):
+            if not _live(entry, now):
                 del here[client]
         if not here:
             self._entries.pop(channel, None)

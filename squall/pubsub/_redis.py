@@ -433,6 +433,7 @@ class RedisPubSub(RedisEngine):
         # moves every connection to a new one (_follow).
         self._watch: Optional[Supervised] = None
         self._watch_turn = 0  # which Sentinel the watch listens to next
+        self._watched = ""  # host:port of the Sentinel it listens to
         self._watch_down = False  # True from a failure of the watch to its next look
         #: Times the Sentinels named another primary and the engine moved to it.
         self.primary_switches = 0
@@ -506,6 +507,8 @@ class RedisPubSub(RedisEngine):
         sentinels = self._sentinel.sentinels
         sentinel = sentinels[self._watch_turn % len(sentinels)]
         self._watch_turn += 1
+        kwargs = sentinel.connection_pool.connection_kwargs
+        self._watched = f"{kwargs.get('host')}:{kwargs.get('port')}"
         ps = sentinel.pubsub()
         try:
             await asyncio.wait_for(ps.subscribe("+switch-master"), self.command_timeout)
@@ -534,11 +537,15 @@ class RedisPubSub(RedisEngine):
             await self._drop(ps)
 
     def _watch_failed(self, exc: BaseException) -> bool:
+        """The watch's Sentinel is out of reach (``exc``): logged once per
+        outage; the supervisor runs the watch again on the next Sentinel."""
         if not self._watch_down:
             self._watch_down = True
             gen_log.warning(
-                "pubsub: Sentinel watch of %s: %r; trying the next Sentinel",
+                "pubsub: Sentinel watch of %s: Sentinel %s: %s: %s; trying the next Sentinel",
                 _safe_url(self.url),
+                self._watched,
+                type(exc).__name__,
                 exc,
             )
         return isinstance(exc, self._lost_errors)

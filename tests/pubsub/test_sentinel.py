@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from squall.pubsub import Position, RedisPubSub, connect
-from squall.pubsub._redis import SentinelURL, _safe_url, parse_sentinel_url
+from squall.pubsub._redis import SentinelURL, _safe_url, _sentinel_pool, parse_sentinel_url
 
+from ._redis_server import free_port
 from ._sentinel import RedisSentinel
 from ._servers import REDIS_CLI, REDIS_SERVER, _command
 
@@ -76,7 +77,11 @@ def test_a_sentinel_failover_moves_publishes_and_the_subscriber_to_the_new_prima
 
     async def main(setup: RedisSentinel) -> None:
         channel = "followed"
-        async with connect(setup.url("history_size=100"), reconnect_delay=0.02) as node:
+        # The URL's first Sentinel is away: the engine asks the next one,
+        # and its watch moves on to it.
+        dead = free_port()
+        url = setup.url("history_size=100").replace("//", f"//127.0.0.1:{dead},", 1)
+        async with connect(url, reconnect_delay=0.02) as node:
             assert isinstance(node, RedisPubSub)
             followed = asyncio.Event()
             follow = node._follow
@@ -88,6 +93,7 @@ def test_a_sentinel_failover_moves_publishes_and_the_subscriber_to_the_new_prima
 
             node._follow = spy  # type: ignore[method-assign]
             sub = await node.subscribe(channel, max_pending=100)
+            here = await node.join(channel, "ann", "A")
             positions = [await node.publish(channel, f"m{i}") for i in range(5)]
             got = [await sub.get_publication() for _ in range(5)]
             await asyncio.to_thread(setup.wait_replicated)
@@ -109,6 +115,62 @@ def test_a_sentinel_failover_moves_publishes_and_the_subscriber_to_the_new_prima
                 kept = await direct.history(channel)
             assert [p.data for p in kept.publications] == [f"m{i}" for i in range(10)]
             assert node.primary_switches == 1
+            # History and presence through the engine's own client, moved too.
+            mine = await node.history(channel)
+            assert [p.data for p in mine.publications] == [f"m{i}" for i in range(10)]
+            assert await node.presence(channel) == {"ann": "A"}
+            await here.leave()
+            assert _command(new, "EXISTS", f"squall.ps:p:{channel}").strip() == "0"
 
     with RedisSentinel(tmp_path) as setup:
         asyncio.run(asyncio.wait_for(main(setup), 60))
+
+
+def test_a_connection_taken_from_the_pool_is_remade_on_the_primary_named() -> None:
+    """A command connection in use when the engine moved to another primary
+    goes back to the pool still on the old one: the next time it is taken
+    it is made again (asking the Sentinels), not used there."""
+
+    class Conn:
+        def __init__(self) -> None:
+            self.host, self.port = "127.0.0.1", 1
+            self.calls: list[str] = []
+
+        async def disconnect(self) -> None:
+            self.calls.append("disconnect")
+
+        async def connect(self) -> None:
+            self.calls.append("connect")
+            self.host, self.port = "127.0.0.1", 2
+
+    class Base:
+        def __init__(self) -> None:
+            self.master_address: object = None
+            self.conn = Conn()
+            self.released: list[Conn] = []
+
+        async def get_connection(self, *args: object, **kwargs: object) -> Conn:
+            return self.conn
+
+        async def release(self, conn: Conn) -> None:
+            self.released.append(conn)
+
+    async def main() -> None:
+        pool = _sentinel_pool(Base)()
+        assert (await pool.get_connection("EVALSHA")).calls == []  # nothing named yet
+        pool.master_address = ("127.0.0.1", 1)
+        assert (await pool.get_connection("EVALSHA")).calls == []  # on it
+        pool.master_address = ("127.0.0.1", 2)
+        conn = await pool.get_connection("EVALSHA")
+        assert conn.calls == ["disconnect", "connect"] and conn.port == 2
+
+        async def refused() -> None:
+            raise ConnectionRefusedError
+
+        pool.master_address = ("127.0.0.1", 3)
+        conn.connect = refused  # type: ignore[method-assign]
+        with pytest.raises(ConnectionRefusedError):
+            await pool.get_connection("EVALSHA")
+        assert pool.released == [conn]  # given back, not lost
+
+    asyncio.run(main())

@@ -192,6 +192,27 @@ def _sentinel_pool(base: type) -> type:
     return SentinelPool
 
 
+@functools.cache
+def _sentinel_connection(base: type, refused: type[BaseException], lost: type) -> type:
+    """redis-py's Sentinel-managed connection class (``base``) that takes a
+    ``NOREPLICAS`` reply for a primary out of reach (``lost``): a primary
+    configured with ``min-replicas-to-write`` refuses writes so once its
+    replica left it, which is what a Sentinel failover does first, and the
+    publish is then tried again (on the new primary once it is named)
+    instead of failing. ``refused``: redis-py's ResponseError."""
+
+    class SentinelConnection(base):  # type: ignore[misc]
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await super().read_response(*args, **kwargs)
+            except refused as exc:
+                if not str(exc).startswith("NOREPLICAS"):
+                    raise
+                raise lost(f"the primary refuses writes ({exc}): a failover?") from exc
+
+    return SentinelConnection
+
+
 def _gone(ps: Any) -> bool:
     """True when a redis-py PubSub's connection is closed or closing under it."""
     conn = ps.connection
@@ -286,7 +307,10 @@ class RedisPubSub(RedisEngine):
             followed through a failover: the idle command connections are
             closed, one in use is made again when next taken, and the
             subscriber connection is cut and made again on the new primary
-            (whose catch-up fills the gap from history).
+            (whose catch-up fills the gap from history). There a
+            ``NOREPLICAS`` reply (``min-replicas-to-write``: the primary's
+            replica left it, as a failover begins) is tried again like a
+            primary out of reach, until ``publish_timeout``.
         max_pending: default bound of each `Subscription` (drop-oldest past it).
         history_size: publications kept per channel, in a Redis stream.
         history_ttl: seconds they are kept; also how long a channel's offset
@@ -393,8 +417,16 @@ class RedisPubSub(RedisEngine):
                 ssl=target.ssl,
             )
             pool = _sentinel_pool(redis.asyncio.sentinel.SentinelConnectionPool)
+            sentinel = redis.asyncio.sentinel
+            connection = _sentinel_connection(
+                sentinel.SentinelManagedSSLConnection
+                if target.ssl
+                else sentinel.SentinelManagedConnection,
+                redis.exceptions.ResponseError,
+                redis.exceptions.ConnectionError,
+            )
             self._client = self._sentinel.master_for(
-                target.master, connection_pool_class=pool, **timeouts
+                target.master, connection_pool_class=pool, connection_class=connection, **timeouts
             )
         # The subscriber connection never retries by itself: the reader task
         # reconnects, subscribes every channel again and logs it. It has no

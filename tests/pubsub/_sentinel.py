@@ -28,12 +28,14 @@ class RedisSentinel(LoggedProcesses):
 
     Args:
         workdir: a directory for the processes' files and logs.
+        primary_options: redis-server arguments of the first primary alone.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, primary_options: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.workdir = Path(workdir)
         self.primary, self.replica, self.sentinel = free_ports(3)
+        self.primary_options = primary_options  # the first primary's extra arguments
 
     def url(self, query: str = "") -> str:
         """The ``redis+sentinel://`` URL of the primary, database 0."""
@@ -101,8 +103,11 @@ class RedisSentinel(LoggedProcesses):
             raise RuntimeError(
                 "redis-server and redis-cli are needed (apt-get install redis-server)"
             )
-        self._server(self.primary)
+        self._server(self.primary, *self.primary_options)
         self._server(self.replica, "--replicaof", "127.0.0.1", str(self.primary))
+        # The Sentinel learns of replicas from the primary's INFO, read at
+        # once and then every 10 s: it starts once the replica is there.
+        self.wait("the replica in sync", lambda: self._synced(self.primary, self.replica), timeout)
         conf = self.workdir / "sentinel.conf"
         conf.write_text(
             f"port {self.sentinel}\nbind 127.0.0.1\ndir {self.workdir}\n"
@@ -110,11 +115,9 @@ class RedisSentinel(LoggedProcesses):
             f"sentinel down-after-milliseconds {MASTER} 1000\n"
             f"sentinel failover-timeout {MASTER} 5000\n"
         )
-        self.sentinel_dir = self.workdir / str(self.sentinel)
         self._spawn(
             self.sentinel, [str(conf), "--sentinel", "--logfile", "", "--loglevel", "notice"]
         )
-        self.wait("the replica in sync", lambda: self._synced(self.primary, self.replica), timeout)
         self.wait(
             "the Sentinel knows the replica",
             lambda: self._sentinel_sees_replica(self.replica),

@@ -174,3 +174,68 @@ def test_a_connection_taken_from_the_pool_is_remade_on_the_primary_named() -> No
         assert pool.released == [conn]  # given back, not lost
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(
+    REDIS_SERVER is None or REDIS_CLI is None,
+    reason="redis-server and redis-cli are not installed (apt-get install redis-server)",
+)
+@pytest.mark.parametrize("min_replicas", [0, 1])
+def test_a_publisher_running_through_a_sentinel_failover_loses_nothing_silently(
+    tmp_path: Path, min_replicas: int
+) -> None:
+    """One process publishes every 2 ms while ``SENTINEL FAILOVER`` runs,
+    another subscribes. Every acknowledged publication reaches the
+    subscriber once and in order, or the subscriber counts it missed.
+
+    Sentinel promotes the replica about a second before it names it: the
+    old primary takes the publishes made meanwhile (100 to 300 here), the
+    subscriber on it gets them live, and the new primary never has them;
+    the publisher finds its offsets above the new primary's top and begins
+    a new epoch (readers away get a reset). With ``min-replicas-to-write 1``
+    on the primary, it refuses them once its replica has left (NOREPLICAS,
+    which failed the publish before), the engine tries them again until the
+    new primary is named, and what the old primary can still lose is what
+    was on its way to the replica at the promotion (0 or 1 here)."""
+
+    async def main(setup: RedisSentinel) -> None:
+        url = setup.url("history_size=2000")
+        async with (
+            connect(url, reconnect_delay=0.02) as publisher,
+            connect(url, reconnect_delay=0.02) as reader,
+        ):
+            assert isinstance(publisher, RedisPubSub) and isinstance(reader, RedisPubSub)
+            sub = await reader.subscribe("busy", max_pending=5000)
+            acked: list[Position] = []
+            after = -1  # acknowledged publications counted once the publisher moved
+
+            async def publish() -> None:
+                nonlocal after
+                while after < 50:
+                    acked.append(await publisher.publish("busy", str(len(acked))))
+                    if publisher.primary_switches:
+                        after += 1
+                    await asyncio.sleep(0.002)  # the publisher's pace, not a wait for a server
+
+            task = asyncio.ensure_future(publish())
+            assert int(await sub.get()) == 0
+            await asyncio.to_thread(setup.failover)
+            await task
+            got = [0]
+            while got[-1] != len(acked) - 1:
+                got.append(int(await sub.get()))
+            lost = sorted(set(range(len(acked))) - set(got))
+            assert got == sorted(set(got)), "delivered twice or out of order"
+            assert not lost or reader.status.missed, f"lost silently: {lost}"
+            assert reader.primary_switches == 1 and publisher.primary_switches == 1
+            if min_replicas:
+                # Refused (NOREPLICAS) between the promotion and the switch,
+                # tried again, applied on the new primary: none failed.
+                assert publisher.publish_retries > 0
+                moved = [p for p in acked if p.epoch == acked[0].epoch]
+                stayed = len(moved) - len({p.offset for p in moved})
+                assert stayed <= 2, f"{stayed} offsets given twice"
+
+    options = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
+    with RedisSentinel(tmp_path, options if min_replicas else ()) as setup:
+        asyncio.run(asyncio.wait_for(main(setup), 60))

@@ -466,6 +466,7 @@ class RedisPubSub(RedisEngine):
         self._watch: Optional[Supervised] = None
         self._watch_turn = 0  # which Sentinel the watch listens to next
         self._watched = ""  # host:port of the Sentinel it listens to
+        self._moved_from: Any = None  # the subscriber connection _follow last cut
         self._watch_down = False  # True from a failure of the watch to its next look
         #: Times the Sentinels named another primary and the engine moved to it.
         self.primary_switches = 0
@@ -591,8 +592,13 @@ class RedisPubSub(RedisEngine):
         pool = self._client.connection_pool
         old = pool.master_address
         ps = self._ps
-        conn = None if ps is None else ps.connection
-        on_old = conn is not None and (conn.host, conn.port) != primary
+        # (One cut already, its reader not yet back, is left to it.)
+        on_old = (
+            ps is not None
+            and ps is not self._moved_from
+            and not _gone(ps)
+            and (ps.connection.host, ps.connection.port) != primary
+        )
         if (old is None or tuple(old) == primary) and not on_old:
             return
         self.primary_switches += 1
@@ -609,6 +615,7 @@ class RedisPubSub(RedisEngine):
         except self._lost_errors:
             pass  # closed either way
         if on_old and ps is self._ps:
+            self._moved_from = ps
             self._cut(ps)
 
     async def wait_connected(self, timeout: float = 10.0, connected: bool = True) -> None:
@@ -762,8 +769,11 @@ class RedisPubSub(RedisEngine):
         PING went unanswered): the read waiting on it fails."""
 
         async def cut() -> None:
+            conn = ps.connection
+            if conn is None:
+                return  # dropped meanwhile
             try:
-                await ps.connection.disconnect(nowait=True)
+                await conn.disconnect(nowait=True)
             except self._lost_errors:
                 pass  # closed either way: the read fails
 

@@ -189,7 +189,7 @@ test-compiled: $(COMPILED_VENV)/.compiled system-deps
 	$(call summarized,compiled,$(call pytest_installed,$(COMPILED_VENV),SQUALL_EXPECT_COMPILED=1 SQUALL_QUIC=qh3))
 	@cat $(TEST_OUT)/compiled.summary
 
-# The instruction-count gate (issue 77, benchmarks/gate.py): each workload
+# The instruction-count gate (benchmarks/gate.py: a slowdown is caught by a count, not by chance): each workload
 # (hello, JSON, Starlette, FastAPI, long-poll wake, write_message, broadcast,
 # WebSocket handshake, HTTP/2, HTTP/3, the crowd of 50 connections, pubsub)
 # counted by callgrind on the
@@ -249,7 +249,7 @@ gate-record: valgrind redis-server $(sort $(foreach r,$(GATE_RUNS),$(call gate_s
 
 .PHONY: gate gate-record gate-own-venvs valgrind redis-server
 
-# This tree against an earlier Squall (issue 77): REF and the working tree
+# This tree against an earlier Squall (wall-clock, where the gate counts): REF and the working tree
 # each built into a venv of its own (build/ab/, cached by commit or by the
 # tree's content, and by Python) as `pip install '.[speedups]'` builds them,
 # then hello, Starlette under squall run, the long-poll wake, the
@@ -306,7 +306,7 @@ dist: $(DIST_TOOLS)/.installed
 
 .PHONY: dist
 
-# `make test`'s newer Python (issue 74): the documents' commands
+# `make test`'s newer Python (the guides are followed on it): the documents' commands
 # (tests/test_docs_commands.py, marked slow: a fresh copy, a fresh venv and
 # its servers; the pure suite leaves it out) and the async core, HTTP/1.1,
 # web and WebSocket tests, on CPython $(NEWER_PYTHON), beside the other stages
@@ -406,9 +406,13 @@ $(DEMO_STAMP): pyproject.toml
 	echo "== installing squall and the forum's packages ($(DEMO_EXTRA) extra) into $(VENV)" && \
 	PYTHONWARNINGS=ignore SQUALL_NO_EXTENSIONS=1 $(PY) -m pip install -q -e '.[$(DEMO_EXTRA)]' && touch $@
 
+# PORT on the command line (make demo PORT=9000): the forum's port, 8888
+# otherwise (an environment's PORT, set for something else, is not taken).
+DEMO_PORT = $(if $(filter command line,$(origin PORT)),$(PORT),8888)
+
 demo: $(DEMO_STAMP)
-	@echo "== starting the forum (SQLite in demos/forum/forum.sqlite3)"
-	@$(PY) demos/run.py
+	@echo "== starting the forum on port $(DEMO_PORT) (SQLite in demos/forum/forum.sqlite3)"
+	@$(PY) demos/run.py --port=$(DEMO_PORT)
 
 CLUSTER_DEPS = @missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
@@ -429,7 +433,7 @@ demo-cluster-local: $(DEMO_STAMP)
 	$(CLUSTER_DEPS)
 	@$(PY) demos/forum/cluster.py $(CLUSTER_VERBOSE) $(CLUSTER_ARGS)
 
-# Broadcasts across nodes (issue 62): K WebSocket subscribers over 1, 2 and
+# Broadcasts across nodes: K WebSocket subscribers over 1, 2 and
 # 4 Squall nodes in network namespaces, one Redis and a Redis Cluster
 # (classic and sharded pub/sub), beside Socket.IO 4.8 with
 # @socket.io/redis-adapter's sharded adapter on Node (installed from npm into
@@ -499,7 +503,7 @@ $(CLUSTER_SPEEDUPS): $(CLUSTER_VENV)/.installed setup.py speedups/squall_build.p
 
 .PHONY: demo-cluster demo-cluster-local bench-cluster bench-cluster-faults bench-cluster-churn cluster-deps
 
-# The forum under load (issue 22): FORUM_READERS WebSocket readers on one
+# The forum under load: FORUM_READERS WebSocket readers on one
 # topic, posts at FORUM_RATE/s; post-to-delivery p50/p99, missing deliveries
 # and server CPU per delivery for one process and for two `squall run`
 # workers sharing the port over Redis (FORUM_CONFIGS adds `nginx`). Server
@@ -544,7 +548,7 @@ bench: $(BENCH_SPEEDUPS)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
-# The compiled build against the pure one on asyncio's own loop (issue 40):
+# The compiled build against the pure one on asyncio's own loop (where a compiled build without uvloop stands):
 # 12 runs of hello each, every run on a fresh server, builds alternated, every
 # run's figures (req per CPU-second, page faults, context switches, run-queue
 # wait, gc) printed, then medians, ratio and the largest deviation from the
@@ -578,10 +582,10 @@ callgrind: bench-callgrind
 bench-rss: $(BENCH_SPEEDUPS)
 	$(BENCH_VENV)/bin/python benchmarks/idle_rss.py $(BENCH_ARGS)
 
-# Many long-lived connections (issue 22): WebSocket subscribers, broadcast,
+# Many long-lived connections: WebSocket subscribers, broadcast,
 # long polls and a connection storm, Squall against aiohttp, Tornado and a
 # bare uvloop floor, one table of medians (benchmarks/c10k/run.py); then the
-# chat programs' long polls (issue 40): 5,000 waiters woken by one POST,
+# chat programs' long polls: 5,000 waiters woken by one POST,
 # server CPU per woken waiter and time to the last answer, Squall compiled
 # and pure on both loops against Tornado (benchmarks/c10k/longpoll.py,
 # options in LONGPOLL_ARGS; `make bench-longpoll` runs only that table).
@@ -596,7 +600,7 @@ bench-longpoll: $(BENCH_SPEEDUPS)
 
 .PHONY: bench-c10k bench-longpoll
 
-# C1M (issue 75, not in CI): WebSockets in the chat pattern (100 channels,
+# C1M (a million connections, not in CI): WebSockets in the chat pattern (100 channels,
 # squall.websocket.broadcast) ramped in steps (C1M_STEPS) at C1M_RATE
 # connections a second from a load client in C (benchmarks/c1m/client.c,
 # compiled with gcc at run time) on loopback source addresses; per step:
@@ -613,7 +617,7 @@ bench-c1m: $(BENCH_SPEEDUPS)
 
 .PHONY: bench-c1m
 
-# HTTP/3 (issue 37): Squall against Hypercorn[h3] (in a venv of its own,
+# HTTP/3: Squall against Hypercorn[h3] (in a venv of its own,
 # HC_VENV) over QUIC, and Squall's HTTP/3 against its HTTP/2 and HTTP/1.1
 # over TLS; servers on CPU 0, the generators (benchmarks/h3load.py on
 # aioquic, h2load) on CPU 1; req/s and req per server CPU-second.
@@ -626,7 +630,7 @@ bench-h3: $(BENCH_SPEEDUPS)
 
 .PHONY: bench-h3
 
-# HTTP/3 client (issue 60): client CPU per request, Squall's H3AsyncHTTPClient
+# HTTP/3 client: client CPU per request, Squall's H3AsyncHTTPClient
 # (this tree) against aioquic's example-client shape and niquests (over qh3,
 # in a venv of its own, NIQ_VENV), one Squall server on CPU 0, each client on
 # CPU 1, alternated rounds (benchmarks/h3client_bench.py); then the client's

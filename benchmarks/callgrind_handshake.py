@@ -15,7 +15,7 @@ run of M) / N, in one process after a warm-up; beside it, the cycle
 collector's passes in that difference, by generation (gen0/gen1/gen2).
 ``--profile`` lists the hottest Python functions of squall (self instructions per handshake).
 
-``--crowd M,K`` counts a handshake in a crowd (issue 64): M connections
+``--crowd M,K`` counts a handshake in a crowd (a reconnect storm): M connections
 open first (not counted), then the runs' handshakes arriving K at a time
 (the K connections made, then the K requests fed, as a loop hands over a
 burst of accepts and then a burst of reads) and kept open, no close

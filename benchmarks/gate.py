@@ -64,7 +64,7 @@ RECORDS = HERE / "gate" / "records"
 BUILDS = ("compiled", "pure")
 # A count this far below its record is reported as a prompt to re-record.
 BELOW = 0.02
-# The largest threshold the gate allows (issue 77: 2% at most).
+# The largest threshold the gate allows (2% at most: a larger one would hide a real slowdown).
 MAX_THRESHOLD = 0.02
 # On a compiled build, 2%: two builds of one source by mypyc count apart by
 # more than one build counted twice (the 3.13 JSON row: 1.27% between the
@@ -110,7 +110,7 @@ class Workload:
     # run-to-run spread measured: repeated counts of one build moved by up
     # to 0.53% (h2 compiled, hello pure 0.43%), the handshake's by 1.1% and
     # HTTP/3's by 0.45%. (Most repeat to the instruction most of the time:
-    # what still moves them is not found; see the report of issue 77.)
+    # what still moves them is not found; see docs/figures.md, "Squall against its own past".)
     threshold: float = 0.01
     servers: tuple[str, str] = ("squall", "squall-pure")
     # The collector left on through the measured runs (after a full
@@ -241,7 +241,7 @@ WORKLOADS = [
     # The one workload with the collector on and many connections at once:
     # every other stream sends a request once the last is answered, with the
     # collector off, and cannot see what piles up while requests wait for
-    # their Tasks (on 3.11 the collector then ran once a round, issue 77),
+    # their Tasks (on 3.11 the collector then ran once a round),
     # nor what a round's write shares among connections.
     Workload(
         "crowd",
@@ -263,7 +263,7 @@ WORKLOADS = [
         {},
         lambda r, c: (c["k1"] * c["subscribers"], c["k2"] * c["subscribers"]),
     ),
-    # A node's work per message from Redis, the cluster lab's (issue 76): the
+    # A node's work per message from Redis, the cluster lab's: the
     # subscriber connection's read, the decode, the relay to 50 WebSockets.
     # Last: the other counts do not depend on it (it starts a redis-server).
     Workload(

@@ -115,7 +115,7 @@ def main() -> int:
                     try:
                         result = client_run(python, path, client, port, args)
                     except RuntimeError as exc:
-                        # (Before issue 60's fix, one first QUIC connection in
+                        # (Before the client's connection fix, one first QUIC connection in
                         # three under uvloop lost its handshake: that run is
                         # made again, and said.)
                         if attempt == 2:

@@ -8,7 +8,8 @@ asks `tags_hold` first and, when it says False, reads the methods again.
 Pure Python cannot read CPython's class version tags, so `tags_hold` is
 always False, which the contract allows: False only means "look again".
 A C twin that read ``tp_version_tag`` (outside CPython's public API) saved
-under 2% of a logged request and was removed (issue 59); this module is the
+under 2% of a logged request and was removed (C that reads private state
+must save more than that to be kept); this module is the
 answer in every build.
 Imports nothing from squall.
 """

@@ -36,14 +36,69 @@ def _load(name: str, path: Path) -> ModuleType:
 figures = _load("_bench_figures", ROOT / "benchmarks" / "figures.py")
 
 
-def test_the_readme_table_is_the_generated_one() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert figures.render(readme) == readme, "run: python benchmarks/figures.py"
+def test_the_tables_are_the_generated_ones() -> None:
+    # Every recorded row in docs/figures.md, the headline in the README.
+    assert [path.name for path, *_ in figures.TARGETS] == ["figures.md", "README.md"]
+    assert not figures.stale(), "run: python benchmarks/figures.py"
+
+
+def test_a_hand_edit_of_either_table_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets = []
+    for path, start, end, block in figures.TARGETS:
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text().replace("| 1.64x |", "| 9.99x |", 1))
+        targets.append((copy, start, end, block))
+    monkeypatch.setattr(figures, "TARGETS", tuple(targets))
+    assert [path.name for path in figures.stale()] == ["figures.md", "README.md"]
+    figures.main_update()
+    assert not figures.stale()
 
 
 def test_there_are_recorded_figures() -> None:
     assert figures.records(), "benchmarks/results/ has no record"
     assert "| ASGI: Starlette hello world" in figures.table()
+
+
+def test_the_headline_answers_each_question_on_3_13_beside_3_11() -> None:
+    head, rule, *rows = figures.headline().splitlines()
+    assert head == "| the question | CPython 3.13 | CPython 3.11 |"
+    assert len(rows) <= 10
+    for row in rows:
+        assert row.count("|") == rule.count("|") == 4, row
+    questions = [row.split(" | ")[0] for row in rows]
+    for asked in ("Tornado", "aiohttp", "uvicorn", "Granian", "HTTP/2", "HTTP/3"):
+        assert any(asked in question for question in questions), asked
+    for asked in ("fan-out", "idle", "million", "Socket.IO"):
+        assert any(asked in question for question in questions), asked
+    # The throughput rows have both Pythons: none is a dash.
+    assert all(" - " not in row for row in rows[:5])
+
+
+def test_a_headline_row_no_record_has_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = (("a question", "wrk", "a workload no run measured", figures._ratio),)
+    monkeypatch.setattr(figures, "HEADLINE", spec)
+    with pytest.raises(ValueError, match="a workload no run measured"):
+        figures.headline()
+
+
+def test_a_headline_row_takes_each_python_from_its_own_record(script: Path) -> None:
+    rows = {"3.13": 3.0, "3.11": 2.0}
+    for version, ratio in rows.items():
+        record = {"python": f"{version}.0", "rows": [{"label": "w", "ratio_cpu": ratio}]}
+        path = figures.RESULTS / f"x-py{version}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(record))
+    (figures.RESULTS / "y.json").write_text(
+        json.dumps({"python": "3.11.7", "rows": [{"label": "q", "ratio_cpu": 4.0}]})
+    )
+    spec = (("x", "x", "w", figures._ratio), ("y", "y", "*", figures._ratio))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "HEADLINE", spec)
+        _head, _rule, x, y = figures.headline().splitlines()
+    assert x == "| x | 3.00x | 2.00x |"
+    assert y == "| y | - | 4.00x |"
 
 
 @pytest.mark.parametrize(
@@ -238,3 +293,21 @@ def test_the_compiled_module_lists_are_complete(page: str) -> None:
     text = (ROOT / page).read_text()
     missing = [name for name in _compiled_modules() if f"`{name}`" not in text]
     assert not missing, f"{page} does not name {missing}"
+
+
+def test_the_front_page_chart_is_drawn_from_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = figures.chart()
+    label, name, row_label = figures.CHART_RATIOS[0]
+    row = figures._row(figures._by_python(name)["3.13"], row_label)
+    assert row is not None and f"{row['ratio_cpu']:.2f}x (3.13)" in drawn
+    assert drawn.count("<rect ") == 1 + 2 * len(figures.CHART_RATIOS) + 2 * len(figures.CHART_COSTS)
+    assert "figures/speed.svg" in (ROOT / "docs" / "index.md").read_text()
+    # Missing or hand-edited, it is stale; the generator draws it again.
+    monkeypatch.setattr(figures, "CHART", tmp_path / "speed.svg")
+    assert figures.CHART in figures.stale()
+    figures.main_update()
+    assert figures.CHART not in figures.stale()
+    figures.CHART.write_text(drawn.replace(f"{row['ratio_cpu']:.2f}x", "99.00x"))
+    assert figures.CHART in figures.stale()

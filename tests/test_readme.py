@@ -63,3 +63,60 @@ def test_the_program_passes_its_tests() -> None:
 def test_the_tests_catch_a_changed_program() -> None:
     with pytest.raises(AssertionError):
         _check(_blocks()[0].replace("you said: ", "you typed: "))
+
+
+# -- the front door: short, in a newcomer's order, its figures the table's
+
+_TEXT = README.read_text()
+
+
+def _sections(text: str) -> list[str]:
+    return re.findall(r"^## (.+)$", text, re.M)
+
+
+def test_the_readme_reads_in_five_minutes() -> None:
+    assert len(_TEXT.splitlines()) <= 180
+
+
+def test_the_readme_goes_from_what_to_how_fast() -> None:
+    assert _sections(_TEXT)[:6] == [
+        "Install",
+        "A complete program",
+        "Run it",
+        "Deploy it",
+        "Test it",
+        "How fast",
+    ]
+    intro = _TEXT.split("\n## ")[0]
+    for reader in ("If you run Tornado", "If you run ASGI", "If you build something realtime"):
+        assert reader in intro, reader
+    install = _TEXT.split("## Install")[1].split("\n## ")[0]
+    assert "python3 -m venv .venv" in install
+
+
+def _quoted_figures(text: str) -> list[str]:
+    return re.findall(r"\b\d+\.\d\dx\b", text)
+
+
+def _not_in_table(intro: str, readme: str) -> list[str]:
+    """The introduction's figures that the headline table does not show."""
+    table = readme.split("<!-- headline:start")[1].split("<!-- headline:end")[0]
+    return [f for f in _quoted_figures(intro) if not re.search(rf"[ (]{re.escape(f)}", table)]
+
+
+def test_the_introductions_figures_are_the_tables() -> None:
+    intro = _TEXT.split("\n## ")[0]
+    assert len(_quoted_figures(intro)) == 3, _quoted_figures(intro)
+    assert not _not_in_table(intro, _TEXT), "the introduction quotes a figure the table lacks"
+    # and each paragraph names the Python its figure was measured on
+    for paragraph in intro.split("\n\n")[2:]:
+        assert re.search(r"CPython 3\.1[13]", paragraph), paragraph[:60]
+
+
+def test_a_stale_figure_in_the_introduction_is_caught() -> None:
+    intro = _TEXT.split("\n## ")[0]
+    assert _not_in_table(intro.replace("10.91x", "10.92x"), _TEXT) == ["10.92x"]
+
+
+def test_make_test_says_how_long_it_takes() -> None:
+    assert re.search(r"`make test` takes\s+about \d+ to \d+ minutes on 2 cores", _TEXT)

@@ -312,7 +312,7 @@ class Bench:
             await self.deliver(f"/publish?n={args.messages}&style={style}", args.messages)
             cpu1 = cpu_seconds(self.pid)
             out[f"deliver_{style}_cpu_us"] = (cpu1 - cpu0) / (args.messages * len(self.subs)) * 1e6
-        # 2b. Handshakes in a crowd (issue 64).
+        # 2b. Handshakes in a crowd (a reconnect storm).
         if args.crowd:
             await self.crowd(args, out)
         for sub in self.subs:

@@ -1,4 +1,4 @@
-"""C1M: WebSockets on one machine, ramped in steps (issue 75).
+"""C1M: WebSockets on one machine, ramped in steps, to a million.
 
 ``python benchmarks/c1m/run.py [--steps 100000,250000,500000,1000000] [--kind squall|aiohttp|node]
 [--rate 5000] [--idle 60] [--ping 0] [--steer] [--shared] [--out FILE]``

@@ -211,6 +211,7 @@ def parse_options(argv: list[str]) -> squall.options.OptionParser:
     parser.define("data_dir", default=HERE, help="where the cookie secret is kept")
     parser.define("admins", default="", help="comma-separated names of administrators")
     parser.define("debug", default=False, type=bool, help="reload templates and static files")
+    parser.define("seed", default=False, type=bool, help="post a few topics if there are none")
     parser.parse_command_line(argv, final=False)
     return parser
 
@@ -246,6 +247,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             debug=opts.debug,
         )
         await app.settings["db"].ready()
+        if opts.seed:
+            from forumlib.seed import seed_if_empty
+
+            await seed_if_empty(app.settings["db"])
         _, url = listen(app, opts.port, opts.address)
         # The address last and alone, where a newcomer looks for it.
         print(f"== the forum demo is serving; Ctrl-C stops\n\n    {url}\n", flush=True)

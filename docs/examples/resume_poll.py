@@ -31,7 +31,10 @@ class Publish(squall.web.RequestHandler):
         self.write({"position": str(position)})
 
 
-def make_app(pubsub_url: str = "memory://") -> squall.web.Application:
+def make_app(pubsub_url: str = "") -> squall.web.Application:
+    # The broker from PUBSUB_URL when none is given: `squall run
+    # resume_poll:make_app --workers 2` shares channels over it too.
+    pubsub_url = pubsub_url or os.environ.get("PUBSUB_URL", "memory://")
     pubsub = squall.pubsub.connect(pubsub_url, history_size=200, history_ttl=120)
     return squall.web.Application(
         [(r"/updates/(\w+)", Updates), (r"/publish/(\w+)", Publish)], pubsub=pubsub
@@ -63,7 +66,7 @@ async def follow(base: str, name: str) -> None:
 
 
 async def main() -> None:
-    app = make_app(os.environ.get("PUBSUB_URL", "memory://"))
+    app = make_app()
     app.listen(8000, address="127.0.0.1")
     await asyncio.Event().wait()
 

@@ -59,7 +59,10 @@ class Page(squall.web.RequestHandler):
         self.write(PAGE)
 
 
-def make_app(pubsub_url: str = "memory://") -> squall.web.Application:
+def make_app(pubsub_url: str = "") -> squall.web.Application:
+    # The broker from PUBSUB_URL when none is given: `squall run
+    # resume_sse:make_app --workers 2` shares channels over it too.
+    pubsub_url = pubsub_url or os.environ.get("PUBSUB_URL", "memory://")
     # Keep the last 500 messages of each room for 5 minutes: a client away
     # for less than that resumes without losing any.
     pubsub = squall.pubsub.connect(pubsub_url, history_size=500, history_ttl=300)
@@ -75,7 +78,7 @@ def make_app(pubsub_url: str = "memory://") -> squall.web.Application:
 
 
 async def main() -> None:
-    app = make_app(os.environ.get("PUBSUB_URL", "memory://"))
+    app = make_app()
     app.listen(8000, address="127.0.0.1")
     await asyncio.Event().wait()
 

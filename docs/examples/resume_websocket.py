@@ -54,7 +54,10 @@ class Score(squall.web.RequestHandler):
         self.set_status(204)
 
 
-def make_app(pubsub_url: str = "memory://") -> squall.web.Application:
+def make_app(pubsub_url: str = "") -> squall.web.Application:
+    # The broker from PUBSUB_URL when none is given: `squall run
+    # resume_websocket:make_app --workers 2` shares channels over it too.
+    pubsub_url = pubsub_url or os.environ.get("PUBSUB_URL", "memory://")
     pubsub = squall.pubsub.connect(pubsub_url, history_size=1000, history_ttl=600)
     return squall.web.Application(
         [
@@ -68,7 +71,7 @@ def make_app(pubsub_url: str = "memory://") -> squall.web.Application:
 
 
 async def main() -> None:
-    app = make_app(os.environ.get("PUBSUB_URL", "memory://"))
+    app = make_app()
     app.listen(8000, address="127.0.0.1")
     await asyncio.Event().wait()
 

@@ -206,7 +206,7 @@ class _MessageReader(FrameParser):
     """A connection's frame parser and the message it is assembling.
 
     Made by the connection's first read (`WSConnection.receive_data`): an
-    idle connection keeps none of this state (issue 22).
+    idle connection keeps none of this state (memory per idle WebSocket).
     """
 
     __slots__ = (
@@ -355,7 +355,7 @@ class WSConnection:
             # reason, nothing before it: how a browser leaving the page
             # ends a connection (1001). Its code, unmasked, without the
             # frame parser's round (what next_frame and _handle_control
-            # would find; issue 22, the handshake).
+            # would find: a reconnect storm is mostly such closes).
             code = ((data[6] ^ data[2]) << 8) | (data[7] ^ data[3])
             if code in _VALID_CLOSE_CODES or 3000 <= code <= 4999:
                 parser.wire_bytes += 8

@@ -11,8 +11,9 @@ be had is ``httputil/_webtransport``'s `SessionRequest`'s (400, 429, the
 seat held while the application decides, the draft's header) for both:
 this object is the session's owner, as a handler is, and translates.
 
-ASGI has no WebTransport specification yet (asgiref issue 280 is open).
-The messages follow the prototype that issue points to (aioquic's
+ASGI has no WebTransport specification yet (the proposal is open at
+https://github.com/django/asgiref/issues/280). The messages follow the
+prototype that proposal points to (aioquic's
 ``examples/demo.py``) and Hypercorn's pull request 341: ``connect``,
 ``accept``, ``close``, ``datagram.receive``/``send``, and
 ``stream.receive``/``send`` keyed by the QUIC stream ID ``stream``.

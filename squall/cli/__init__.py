@@ -116,6 +116,28 @@ def _raise_descriptor_limit() -> None:
         log.debug("descriptor limit raised from %d to %d", soft, target)
 
 
+def h2c_note(config: Config) -> str:
+    """Why ``curl --http2`` gets HTTP/1.1 from this server, or ``""``.
+
+    With ``--http2`` on a plain port, HTTP/2 is taken by prior knowledge
+    always, but the ``Upgrade: h2c`` that ``curl --http2`` sends only with
+    ``--no-proxy-headers`` or ``--h2c-upgrade``: behind a proxy, the upgrade
+    would make the proxied connection a tunnel the proxy no longer reads.
+    """
+    if not config.http2 or config.certfile:
+        return ""
+    upgrade = config.h2c_upgrade
+    if upgrade is None:
+        upgrade = not config.proxy_headers
+    if upgrade:
+        return ""
+    return (
+        "HTTP/2 without TLS: by prior knowledge only (curl --http2-prior-knowledge); "
+        "Upgrade: h2c (curl --http2) is answered in HTTP/1.1 because proxy headers are "
+        "trusted; --h2c-upgrade takes it"
+    )
+
+
 def run(config: Config) -> int:
     """Serve ``config.target`` as ``squall run`` does; returns the exit status.
 
@@ -142,6 +164,9 @@ def run(config: Config) -> int:
         for sock in sockets:
             # Tests and scripts read this line for the address (port 0 included).
             log.info("Listening on %s", describe(sock, tls))
+        why = h2c_note(config)
+        if why:
+            log.info("%s", why)
         sys.stderr.flush()
 
     try:
@@ -201,6 +226,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         config = parse_config(args[1:])
         _setup_logging(config.log_level, config.log_config)
+        for note in config.notes:
+            log.info("%s", note)
         tornado_alias()
         return run(config)
     except UsageError as exc:

@@ -15,8 +15,8 @@ status class. Every label value comes from a fixed set, so the number of
 series is bounded however the clients behave: a method outside RFC 9110's
 and RFC 5789's is counted as ``other``, a handler class that is none of
 the application's routes (a 404's) by its class name, with at most
-`_MAX_OTHER_ROUTES` such names and ``other`` beyond (issue 36: 5,000
-made-up methods made 85,000 lines and 76 MB before). It counts and its duration into the histogram's buckets, in plain
+`_MAX_OTHER_ROUTES` such names and ``other`` beyond (unbounded, 5,000
+made-up methods made 85,000 lines and 76 MB). It counts and its duration into the histogram's buckets, in plain
 Python lists; once a second these go to prometheus_client, and
 connections by protocol and requests in flight are sampled from the
 server. Nothing of this exists unless

@@ -8,6 +8,13 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, TypeVar
 
+from squall.cli._foreign import (
+    add_foreign_options,
+    apply_foreign_options,
+    foreign_environment,
+    gunicorn_arguments,
+)
+
 __all__ = ["Config", "StartupError", "UsageError", "build_parser", "parse_config", "read_env_file"]
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -83,6 +90,11 @@ class Config:
     metrics_bind: Optional[str] = None
     request_id: bool = False
     opentelemetry: bool = False
+    loop: str = "auto"  # auto: uvloop's when installed; asyncio; uvloop
+    server_header: bool = True
+    headers: list[str] = dataclasses.field(default_factory=list)  # "name:value", added
+    # One line each, logged at startup: foreign options taken without effect.
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def to_env(self) -> str:
         """The config as JSON, to hand to a worker process."""
@@ -178,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
             "{size} {duration_ms} {user_agent} {referer} {host} {request_id}; the format json\n"
             "writes them as one JSON object per line, every value escaped.\n\n"
             "Aliases of uvicorn and gunicorn spellings with the same meaning are accepted\n"
-            "(--uds, --fd, --ssl-certfile, --limit-max-requests, --timeout, --graceful-timeout...).\n\n"
+            "(--uds, --fd, --ssl-certfile, --limit-max-requests, --timeout, --graceful-timeout...),\n"
+            "and their other options are listed above.\n\n"
             "Signals: TERM/INT stop gracefully; HUP restarts the workers one by one (new\n"
             "before old); TTIN/TTOU add or remove one worker."
         ),
@@ -309,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --http2 on a plain port, also take 'Upgrade: h2c' (prior knowledge is "
         "always taken); default: only with --no-proxy-headers, since behind a proxy the "
-        "upgrade would make the proxied connection a tunnel [SQUALL_H2C_UPGRADE]",
+        "upgrade would make the proxied connection a tunnel. So `curl --http2` (which "
+        "upgrades) gets HTTP/1.1 by default, `curl --http2-prior-knowledge` HTTP/2 "
+        "[SQUALL_H2C_UPGRADE]",
     )
     add(
         "--http3",
@@ -541,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics (/metrics) and health (/livez, /readyz) on this "
         "host:port, apart from the application; needs squall[metrics] [SQUALL_METRICS_BIND]",
     )
+    add_foreign_options(parser)
     return parser
 
 
@@ -621,6 +637,9 @@ _KINDS = {
     "metrics_bind": "str",
     "request_id": "bool",
     "opentelemetry": "bool",
+    "loop": "str",
+    "server_header": "bool",
+    "headers": "str",
 }
 
 
@@ -631,8 +650,9 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
         UsageError: a missing target, a bad environment value, or options
             that cannot go together.
     """
-    env = dict(os.environ if environ is None else environ)
-    args = build_parser().parse_args(list(argv))
+    env = foreign_environment(dict(os.environ if environ is None else environ))
+    # gunicorn's variable: options before the command line's, which win.
+    args = build_parser().parse_args([*gunicorn_arguments(env), *argv])
     env_file = args.env_file or env.get("SQUALL_ENV_FILE")
     if env_file:
         for key, value in read_env_file(env_file).items():
@@ -648,6 +668,7 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
     ):
         if ours not in env and theirs in env:
             env[ours] = env[theirs]
+    env = foreign_environment(env)  # an --env-file's UVICORN_* too
     values: dict[str, Any] = {}
     for dest, kind in _KINDS.items():
         value = getattr(args, dest)
@@ -655,6 +676,10 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
             value = _from_env(dest, kind, env)
         if value is not None:
             values[dest] = value
+    try:
+        notes = apply_foreign_options(args, values)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if "forwarded_allow_ips" in values and isinstance(values["forwarded_allow_ips"], str):
         values["forwarded_allow_ips"] = _split(values["forwarded_allow_ips"])
     uds = values.pop("uds", None)
@@ -670,7 +695,7 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         values.setdefault("bind", []).append(f"{host}:{8000 if port is None else port}")
-    config = Config(**values)
+    config = Config(**values, notes=notes)
     if not config.target:
         raise UsageError("missing TARGET (module:attribute), e.g. squall run myapp:app")
     if not config.bind:
@@ -706,9 +731,20 @@ def parse_config(argv: Sequence[str], environ: Optional[dict[str, str]] = None) 
             "--ssl-ca-certs, --ssl-ciphers and --ssl-keyfile-password need --certfile and --keyfile"
         )
     _check_webtransport(config)
+    _check_loop(config)
     if config.log_config and not os.path.isfile(config.log_config):
         raise UsageError(f"--log-config {config.log_config!r}: no such file")
     return config
+
+
+def _check_loop(config: Config) -> None:
+    if config.loop not in ("auto", "asyncio", "uvloop"):
+        raise UsageError(f"--loop {config.loop!r}: expected auto, asyncio or uvloop")
+    if config.loop == "uvloop":
+        import importlib.util
+
+        if importlib.util.find_spec("uvloop") is None:
+            raise UsageError("--loop uvloop: uvloop is not installed (pip install uvloop)")
 
 
 def _check_webtransport(config: Config) -> None:

@@ -4,10 +4,11 @@ Squall's `~squall.web.RequestHandler` is Tornado's, so OpenTelemetry's
 Tornado instrumentation (``opentelemetry-instrumentation-tornado``) traces
 it as it is: a server span per request (method, route handler, status,
 client) and a client span per `~squall.httpclient.AsyncHTTPClient` fetch.
-It only refuses to start, because no distribution named ``tornado`` is
-installed; ``import tornado`` resolving to Squall (`squall.compat`, which
-``squall run`` sets up) is all it needs, so it is started here without that
-check. ASGI applications are wrapped in ``opentelemetry-instrumentation-asgi``'s
+It needs ``import tornado`` to resolve to Squall (`squall.compat`, which
+``squall run`` sets up); the alias also answers its check of the installed
+``tornado`` distribution (6.6.1); the check is skipped here all the same,
+as it would tell nothing more.
+ASGI applications are wrapped in ``opentelemetry-instrumentation-asgi``'s
 middleware instead.
 
 The SDK (exporter, sampler, resource) is configured the usual way: by

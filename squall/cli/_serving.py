@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any, Optional, Union
 
 from squall.httpserver._context import _CallableAdapter
@@ -225,6 +225,49 @@ class RequestIdTransform:
         return chunk
 
 
+def header_editor(
+    added: Sequence[str], server_header: bool
+) -> Optional[Callable[[HTTPHeaders], None]]:
+    """What ``--header`` and ``--no-server-header`` do to a response's head, or None.
+
+    Args:
+        added: ``"name:value"`` headers added to every response.
+        server_header: False to drop the ``Server`` header.
+    """
+    fields = [(h.partition(":")[0], h.partition(":")[2]) for h in added]
+    if not fields and server_header:
+        return None
+
+    def edit(headers: HTTPHeaders) -> None:
+        if not server_header and "Server" in headers:
+            del headers["Server"]
+        for name, value in fields:
+            headers.add(name, value)
+
+    return edit
+
+
+def headers_transform(edit: Callable[[HTTPHeaders], None]) -> type:
+    """An Application transform (see `RequestIdTransform`) that applies ``edit``."""
+
+    class HeadersTransform:
+        __slots__ = ()
+
+        def __init__(self, request: HTTPServerRequest) -> None:
+            pass
+
+        def transform_first_chunk(
+            self, status_code: int, headers: HTTPHeaders, chunk: bytes, finishing: bool
+        ) -> tuple[int, HTTPHeaders, bytes]:
+            edit(headers)
+            return status_code, headers, chunk
+
+        def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+            return chunk
+
+    return HeadersTransform
+
+
 class _Tracked(_Front):
     """A `_Front` that also follows the response (through `_AppConnection`):
     status and size for the access log, the end for the concurrency limit
@@ -289,6 +332,9 @@ class _AppConnection(WrappedConnection):
         exchange.size += len(chunk)
         if exchange.request_id and "X-Request-ID" not in headers:
             headers["X-Request-ID"] = exchange.request_id
+        edit = exchange.serving.edit_head
+        if edit is not None:
+            edit(headers)
         return super()._emit_head(start_line, headers, chunk)
 
     def _emit_body(self, chunk: bytes) -> asyncio.Future[None]:
@@ -336,6 +382,7 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         request_ids: give each request an ``X-Request-ID`` (see `RequestIds`).
         metrics: the worker's `squall.cli._metrics.WorkerMetrics`, told of
             each finished request.
+        edit_head: applied to each response's headers (`header_editor`); needs ``track``.
     """
 
     def __init__(
@@ -349,8 +396,10 @@ class ServingDelegate(HTTPServerConnectionDelegate):
         track: bool = True,
         request_ids: Optional[RequestIds] = None,
         metrics: Any = None,
+        edit_head: Optional[Callable[[HTTPHeaders], None]] = None,
     ) -> None:
         self.app = app
+        self.edit_head = edit_head
         self.request_ids = request_ids
         self.metrics = metrics
         self.track = track

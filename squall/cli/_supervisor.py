@@ -119,6 +119,8 @@ class Supervisor:
         self.on_change: Optional[Callable[[], None]] = None
         #: Workers started to replace others (for the metrics).
         self.restarts = 0
+        # Workers started so far: the first says once what all of them would.
+        self.spawned = 0
         #: Whether any worker has served yet.
         self.ever_ready = False
         self.metrics: Optional[object] = None
@@ -189,6 +191,9 @@ class Supervisor:
         if slot is not None:
             env["SQUALL_WORKER_QUIC"] = f"{slot[0]}:" + ",".join(map(str, slot[1]))
         env["SQUALL_WORKER_CONFIG"] = self.config.to_env()
+        self.spawned += 1
+        if self.spawned == 1:
+            env["SQUALL_WORKER_FIRST"] = "1"
         env["SQUALL_WORKER_FDS"] = ",".join(map(str, fds))
         env["SQUALL_WORKER_READY_FD"] = str(wfd)
         env["SQUALL_WORKER_LOG_LEVEL"] = self.config.log_level

@@ -198,6 +198,17 @@ _EXPECTED = (
 )
 
 
+def _async_factory(spec: str) -> str:
+    """The error for an async TARGET: most often a program's own ``main()``."""
+    module = spec.partition(":")[0]
+    return (
+        f"TARGET {spec!r} is an async function. squall run serves an application, or a "
+        "plain function returning one. If it is a program's own main() that starts its "
+        "server (app.listen() inside asyncio.run), run the program instead: "
+        f"python -m squall.compat {module.replace('.', '/')}.py"
+    )
+
+
 def serve_target(
     obj: Any,
     spec: str,
@@ -229,10 +240,7 @@ def serve_target(
     """
     if factory or (factory is None and _is_factory(obj)):
         if inspect.iscoroutinefunction(_call_target(obj)):
-            raise UsageError(
-                f"TARGET {spec!r}: the factory is async; make it a plain function "
-                "returning the application"
-            )
+            raise UsageError(_async_factory(spec))
         try:
             made = obj()
         except TypeError as exc:
@@ -241,10 +249,7 @@ def serve_target(
             close = getattr(made, "close", None)
             if close is not None:
                 close()
-            raise UsageError(
-                f"TARGET {spec!r}: the factory is async; make it a plain function "
-                "returning the application"
-            )
+            raise UsageError(_async_factory(spec))
         return serve_target(
             made,
             spec + "()",

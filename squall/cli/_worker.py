@@ -9,6 +9,7 @@ import random
 import signal
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, Optional
 
@@ -21,6 +22,8 @@ from squall.cli._serving import (
     RequestIdTransform,
     ServingDelegate,
     TrustedPeers,
+    header_editor,
+    headers_transform,
     request_logger,
     wsgi_logger,
 )
@@ -147,12 +150,18 @@ def build_server(
     if ids is not None and served.kind == "squall" and isinstance(app, Application):
         app.transforms.append(RequestIdTransform)  # type: ignore[arg-type]  # duck-typed
         track_ids = False
+    # --header, --no-server-header: an Application's transform, else the exchange.
+    edit_head = header_editor(config.headers, config.server_header)
+    if edit_head is not None and served.kind == "squall" and isinstance(app, Application):
+        app.transforms.append(headers_transform(edit_head))
+        edit_head = None
     track = (
         track_fmt is not None
         or track_done is not None
         or config.limit_concurrency is not None
         or track_ids
         or track_metrics is not None
+        or edit_head is not None
     )
     if trusted is not None and not track and ids is None and served.kind == "asgi":
         from squall.asgi import ASGIServerDelegate
@@ -175,12 +184,14 @@ def build_server(
             track=track,
             request_ids=ids,
             metrics=track_metrics,
+            edit_head=edit_head,
         )
         callback = serving
     extra: dict[str, Any] = {}
     if config.http2:
         extra["http2"] = True
-        # Behind a proxy, an h2c upgrade would tunnel past it (issue 36).
+        # Behind a proxy, an h2c upgrade would tunnel past it: the proxy
+        # would pass on bytes it no longer parses as HTTP/1.1.
         upgrade = config.h2c_upgrade
         extra["h2c_upgrade"] = not config.proxy_headers if upgrade is None else upgrade
     if config.http3:
@@ -208,6 +219,30 @@ def build_server(
             raise
         raise UsageError(f"--http3: {exc}") from None
     return server, serving
+
+
+def warn_process_local_pubsub(app: Any, workers: int) -> bool:
+    """Log one warning when ``app`` keeps a process-local pub/sub (``memory://``).
+
+    Each worker would have a channel of its own: a publication reaches the
+    subscribers of one worker, and positions alternate between epochs.
+    Returns whether it warned.
+    """
+    settings = getattr(app, "settings", None)
+    if not isinstance(settings, dict) or "squall.pubsub" not in sys.modules:
+        return False
+    from squall.pubsub import LocalPubSub
+
+    for name, value in settings.items():
+        if isinstance(value, LocalPubSub):
+            log.warning(
+                "settings[%r] is a process-local pub/sub (memory://) under --workers %d: "
+                "each worker has its own channels; give a broker (redis://...) to share them",
+                name,
+                workers,
+            )
+            return True
+    return False
 
 
 def _no_log(*args: Any) -> None:
@@ -256,6 +291,8 @@ async def serve(
         asgi_wrapper=asgi_wrapper,
         webtransport=webtransport_limits(config),
     )
+    if config.workers > 1 and os.environ.get("SQUALL_WORKER_FIRST") == "1":
+        warn_process_local_pubsub(served.app, config.workers)
     if served.startup is not None:
         try:
             await served.startup()
@@ -410,11 +447,12 @@ def run_worker(
     # every traceback the worker prints (a handler's 500, the debug page, a
     # failed import) would begin with uvloop's ModuleNotFoundError as its
     # context, which reads as if uvloop were required.
-    runner: Callable[[Coroutine[Any, Any, int]], int]
-    try:
-        import uvloop
-    except ImportError:
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
+    runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
+    if config.loop != "asyncio":  # auto or uvloop (parse_config checked it is there)
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            runner = uvloop.run
     return runner(serve(config, sockets, link, announce))

@@ -48,7 +48,7 @@ def _call_at(
     asyncio's call_later calls its call_at; uvloop's call_at calls its
     call_later, through a Python-level call that cost 2.2k instructions
     more per timer (callgrind, arm and cancel). Every connection arms one
-    (the idle timer) as it is made (issue 22, the handshake).
+    (the idle timer) as it is made, so a handshake pays it too.
     """
     if isinstance(loop, asyncio.BaseEventLoop):
         return loop.call_at(when, callback, context=context)
@@ -140,7 +140,7 @@ class _WriteQueue(_NextTurn):
     together. The same holds for responses ended from their requests'
     Tasks, one after another in a round (`_H1Output.flush_with_round`).
     Compiled 3.11 on uvloop, wrk's varied hello, requests per server
-    CPU-second, 3 alternated rounds (issue 77): under 50 connections
+    CPU-second, 3 alternated rounds (2026-11): under 50 connections
     64,264 written each at its end, 75,843 with the round; under 8, 60,837
     and 55,627, under 1, 19,273 and 18,276 (a loop turn per response that
     few share). Going at once while fewer than 16 requests were open kept

@@ -338,7 +338,8 @@ class _H1Lifecycle(_H1Output):
         stream = self._stream
         if stream is not None:
             # The stream refers back to this protocol: let the pair go by
-            # reference counting, not the cycle collector (issue 22).
+            # reference counting, not the cycle collector (which a
+            # storm of short connections would otherwise keep busy).
             self._stream = None
             stream.connection_lost(exc)
         req = self.exchange

@@ -120,7 +120,7 @@ class ConnectionTable:
         detached = self.detached
         detached.discard(proto)
         # (Each waiter tested here: a call to check_drained per closed
-        # WebSocket cost more than the test, issue 22.)
+        # WebSocket cost more than the test, in a storm of closes.)
         if self.drain_waiter is not None:
             self.check_drained()
         waiter = self.detached_waiter

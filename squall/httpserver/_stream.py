@@ -306,7 +306,7 @@ class _TransportStream(BaseIOStream):
         # on_connection_close is scheduled by _signal_closed above); each
         # refers to the stream's owner, a WebSocket protocol that holds the
         # stream: dropped, the pair is freed by reference counting, not left
-        # for the cycle collector (issue 22, the handshake).
+        # for the cycle collector (a collection per handshake otherwise).
         self._receiver = None
         if self._on_drain is not None:
             self._on_drain = None
@@ -330,7 +330,8 @@ class _TransportStream(BaseIOStream):
                 # add_callback's effect (run a loop turn later by the IOLoop's
                 # _run_callback, which logs an exception), without its
                 # thread test and partial: this runs on the loop's thread, in
-                # a transport callback or a close() made there (issue 22).
+                # a transport callback or a close() made there (one fewer
+                # call per closed WebSocket).
                 try:
                     aloop.call_soon(self.io_loop._run_callback, ws.on_connection_close)
                 except RuntimeError:

@@ -33,7 +33,7 @@ _SLICE = 2048
 
 # Read once, when squall is imported, as squall._compiled reads it to choose
 # the compiled modules: os.environ.get of an absent name raises and catches a
-# KeyError inside, 8,500 instructions per connection (issue 22's handshake).
+# KeyError inside, 8,500 instructions per connection (and per handshake).
 _PARSER_CHOICE = "python" if os.environ.get("SQUALL_NO_SPEEDUPS") == "1" else "auto"
 
 

@@ -558,7 +558,7 @@ class BaseIOStream(_Reading):
     def _signal_closed(self) -> None:
         if self._read_future is not None or self._write_futures or self._connect_future is not None:
             # (Tested first: most streams close with nothing pending, and
-            # a closed WebSocket's is one per handshake, issue 22.)
+            # a closed WebSocket's is one per handshake.)
             self._fail_pending()
         self._fail_setup_futures()
         # Release the callers' large buffers now rather than when we are collected.

@@ -123,7 +123,7 @@ class _NoWrites(_StreamBuffer):
     buffer of its own first, see `BaseIOStream.write`) and `clear` has
     nothing to drop. A stream that writes mostly straight to its transport
     (the server's detached connections: `_TransportStream`) starts with it,
-    and an idle one keeps no buffer of its own (issue 22).
+    and an idle one keeps no buffer of its own (memory per idle connection).
     """
 
     __slots__ = ()

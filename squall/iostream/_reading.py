@@ -106,7 +106,7 @@ def _scratch_view(size: int) -> memoryview:
 # A stream whose reads usually go elsewhere (the server's detached
 # connection, whose WebSocket takes the bytes as they arrive) then holds
 # them in its instance dict, made by its first read: an idle one keeps
-# none (issue 22).
+# none (idle connections are what a server of many holds most).
 READ_SLOTS = (
     "_read_kind",
     "_read_bytes",

@@ -47,6 +47,9 @@ __all__ = [
 DEFAULT_MAX_PENDING = 1000
 DEFAULT_MAX_RECOVERY = 1000
 DEFAULT_HISTORY_TTL = 300.0
+# The (channel, publisher) pairs whose last count a process remembers to
+# drop copies (see PubSub._copy): about 200 bytes each.
+ORIGINS_KEPT = 10_000
 # History reads at once when channels catch up after a resubscription.
 CATCH_UP_READS = 16
 
@@ -135,6 +138,10 @@ class PubSub(_Closing):
         # handed out in the new one.
         self._renamed: dict[str, tuple[str, str]] = {}
         self._catching_up: set[asyncio.Task[None]] = set()
+        # Per (channel, publisher token): the count of that publisher's last
+        # publication handed out here (see _copy), the least recently heard
+        # from first.
+        self._origins: dict[tuple[str, str], int] = {}
         # Futures of wait_until callers, woken at each change of state.
         self._watchers: set[asyncio.Future[None]] = set()
         _INSTANCES.add(self)
@@ -508,6 +515,15 @@ class PubSub(_Closing):
             held.append(pub)
             return
         position = pub.position
+        if not position.epoch:
+            # No position (a message PUBLISHed to the broker by another
+            # program): passed on as it is. It moves nothing: taken for the
+            # channel's last position, it would make the next catch-up read
+            # the whole history again, as if the epoch had been lost.
+            self.status.delivered += 1
+            for sub in list(subs):
+                sub.deliver(pub)
+            return
         if self._floors:
             given = self._floors.get(channel)
             if given is not None:
@@ -527,6 +543,8 @@ class PubSub(_Closing):
                 self._start(self._go_on_renamed(channel, last.epoch, position.offset - 1))
                 return
         self._last[channel] = position
+        if pub.origin and self._copy(channel, pub.origin):
+            return
         self.status.delivered += 1
         if len(subs) == 1:
             for sub in subs:
@@ -534,6 +552,32 @@ class PubSub(_Closing):
             return
         for sub in list(subs):
             sub.deliver(pub)
+
+    def _copy(self, channel: str, origin: str) -> bool:
+        """True when the publication of ``origin`` (``"<token>.<count>"``) on
+        ``channel`` is a copy of one handed out here already, or older than
+        it: a publish whose reply was lost, applied by a primary that then
+        died before its replica had it, and applied again by the replica
+        when tried again (at another position, in a new epoch). A
+        publisher makes one publish at a time per channel, so its counts
+        on a channel come growing; what one below the last means is a copy,
+        or a publish given up (its publisher raised) that a stopped
+        primary applied late."""
+        token, _, count = origin.rpartition(".")
+        try:
+            number = int(count)
+        except ValueError:
+            return False
+        key = (channel, token)
+        origins = self._origins
+        last = origins.pop(key, None)
+        if last is not None and number <= last:
+            origins[key] = last
+            return True
+        origins[key] = number
+        if len(origins) > ORIGINS_KEPT:
+            del origins[next(iter(origins))]
+        return False
 
     def _catch_up(self, channels: Collection[str]) -> None:
         """After a resubscription: fills, from history, what ``channels`` missed
@@ -557,7 +601,9 @@ class PubSub(_Closing):
         renamed = self._renamed.get(pub.channel)
         if renamed is None or pub.position.epoch != renamed[0]:
             return pub
-        return Publication(pub.channel, pub.data, Position(pub.position.offset, renamed[1]))
+        return Publication(
+            pub.channel, pub.data, Position(pub.position.offset, renamed[1]), pub.origin
+        )
 
     async def _renew_epoch(self, channel: str, old: str, after: int) -> str:
         """Leaves ``channel``'s epoch ``old``, whose offsets the broker gives

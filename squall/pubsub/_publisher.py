@@ -116,6 +116,9 @@ class RetriedPublisher:
             after a publish that began a new epoch (the engine wakes its
             ``wait_until`` callers: `retries` or the status's ``renewed``
             changed).
+        began: called with a channel and its new epoch when a publish
+            began it because the channel's state was written under another
+            replication history (a failover: see `scripts`).
     """
 
     __slots__ = (
@@ -128,6 +131,7 @@ class RetriedPublisher:
         "_route",
         "_down_since",
         "_retried",
+        "_began",
         "_keys",
         "_token",
         "_count",
@@ -152,6 +156,7 @@ class RetriedPublisher:
         status: Status,
         down_since: Callable[[], Optional[float]] = _never_down,
         retried: Callable[[], None],
+        began: Callable[[str, str], None] = lambda channel, epoch: None,
         positions: bool = True,
     ) -> None:
         #: Seconds a failover is given (see the class).
@@ -172,6 +177,7 @@ class RetriedPublisher:
         self._route = route
         self._down_since = down_since
         self._retried = retried
+        self._began = began
         self._keys = 2 if history_size else 1  # the meta hash, and the stream
         self._token = secrets.token_hex(6)
         self._count = 0
@@ -253,7 +259,7 @@ class RetriedPublisher:
             if applied is not None and len(applied.epoch) == len(fresh):
                 fresh = f"{fresh}{applied.epoch}{applied.offset}"
             args = [
-                f"{len(channel.encode('utf-8'))} {channel}",
+                scripts.wire_head(self._token, self._count, channel),
                 message,
                 fresh,
                 f"p:{self._token}",
@@ -345,6 +351,8 @@ class RetriedPublisher:
             )
             self._status.renewed += 1
             self._retried()
+        elif int(reply[2]) == 4:
+            self._began(channel, position.epoch)
         remembered = self._applied
         if channel not in remembered and len(remembered) >= _APPLIED_KEPT:
             del remembered[next(iter(remembered))]
@@ -399,10 +407,26 @@ class RedisEngine(PubSub):
             status=self.status,
             down_since=down_since,
             retried=self._changed,
+            began=self._began_after_failover,
             positions=positions,
         )
-        self._history = scripts.RedisHistory(site, self.history_size, ttl_ms)
+        self._history = scripts.RedisHistory(
+            site, self.history_size, ttl_ms, began=self._began_after_failover
+        )
         self._use_presence(scripts.RedisPresence(site))
+
+    def _began_after_failover(self, channel: str, epoch: str) -> None:
+        """A publish or a history read of this process began ``channel``'s
+        epoch ``epoch``: its state had been written under another
+        replication history."""
+        gen_log.info(
+            "pubsub: channel %r: the broker's replication history changed (a failover, "
+            "or a restart) since its state was written: it goes on in epoch %s",
+            channel,
+            epoch,
+        )
+        self.status.renewed += 1
+        self._changed()
 
     # The publisher's, read and written here as the engine's attributes
     # they were before it was an object of its own.

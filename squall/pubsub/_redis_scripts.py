@@ -10,9 +10,10 @@ channel's broker channel):
 
 * ``<tag>:m:<channel>``, a hash: ``o`` the last offset, ``e`` the epoch,
   ``b`` the offset the epoch began after when not 0 (it was begun after
-  a failover lost writes: see the publish script and `RENEW_LUA`);
-* ``<tag>:h:<channel>``, a stream of ``o`` (offset) and ``d`` (data)
-  entries, trimmed by count (``MAXLEN ~``: a whole node at a time, so up
+  a failover: see the publish script and `RENEW_LUA`), ``r`` the
+  replication ID (``master_replid``) of the primary that wrote it last;
+* ``<tag>:h:<channel>``, a stream of ``o`` (offset), ``d`` (data) and
+  ``i`` (origin: the publisher's token and the publish's count) entries, trimmed by count (``MAXLEN ~``: a whole node at a time, so up
   to 100 more than ``history_size`` may be held, never read) and by age
   (``MINID``, the entries' IDs being Redis' clock).
 
@@ -27,6 +28,19 @@ publishers of the last window, whatever the rate.
 Both expire ``history_ttl`` (up to a tenth more) after the last publication. A missing hash means
 the history is gone (expired, flushed, a failover that lost writes): the next
 publish or read starts a new epoch at offset 0.
+
+A channel's epoch lasts no longer than the replication history that wrote
+it. Redis replicates asynchronously: a primary acknowledges a write, and
+PUBLISHes it to live subscribers, before its replica has it, so a failover
+may lose the last publications of a channel and leave its top below offsets
+readers were given. Nothing on the promoted replica tells which, so every
+script that gives or reads positions compares the server's ``master_replid``
+(which a promotion, or a restart without the old data, changes) with the
+``r`` the channel's state was written under, and on a difference begins a
+new epoch after the top found: a reader coming back from the old epoch is
+told it cannot be sure it has everything (``recovered`` False, a `Reset`),
+never handed the reused offsets as if it had seen them. That costs one
+``INFO replication`` per publish (see the pubsub guide's table).
 """
 
 from __future__ import annotations
@@ -66,7 +80,13 @@ def cut_under(exc: BaseException) -> ConnectionError:
 # time on Redis' clock as the client reckons it; 0: unknown), 7 the broker
 # channel, 8 keep_ms. Eight, no more: Redis puts them in a Lua table, and
 # a ninth grows it (5,000 instructions a publish, 6%, counted with two
-# more). Returns {offset, epoch, 0, now_ms}; {offset, epoch, 3, now_ms}
+# more). ARGV[1] carries the publication's origin too ("<token>.<count>
+# <length> <channel>": `wire_head`), which the PUBLISH and the stream
+# entry repeat. Returns {offset, epoch, 0, now_ms}; {offset, epoch, 4,
+# now_ms} when it was applied in a new epoch because the channel's state
+# was written under another replication history (``r``: a failover or a
+# restart, see the module's docstring), begun after the top found with the
+# history kept; {offset, epoch, 3, now_ms}
 # when it was applied in a new epoch because the channel's top was below
 # the publisher's last offset in the same epoch (a failover to a replica
 # that had not received the last writes: their offsets would be given
@@ -92,13 +112,14 @@ def cut_under(exc: BaseException) -> ConnectionError:
 # for longer than keep_ms are done at a checkpoint, once per
 # min(keep_ms, ttl / 10) ms whatever the rate.
 _PUBLISH_LUA = """
-local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'ct', ARGV[4])
+local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'ct', ARGV[4], 'r')
 local now = redis.call('TIME')
 local epoch = m[1]
 local mine = ARGV[5] .. ' '
 if epoch and m[4] and string.sub(m[4], 1, #mine) == mine then
   return {tonumber(string.match(m[4], ' (%d+) ')), epoch, 1}
 end
+local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
 local second = tonumber(now[1])
 local ms = second * 1000 + math.floor(now[2] / 1000)
 local sent = tonumber(ARGV[6])
@@ -108,9 +129,18 @@ end
 local offset = 1
 local done = 0
 local last = ARGV[3]
-if epoch then
+if epoch and m[5] and m[5] ~= rid then
   local top = m[2]
   offset = top + 1
+  epoch = string.sub(last, 1, 8)
+  done = 4
+  redis.call('HSET', KEYS[1], 'e', epoch, 'b', top, 'r', rid)
+elseif epoch then
+  local top = m[2]
+  offset = top + 1
+  if m[5] ~= rid then
+    redis.call('HSET', KEYS[1], 'r', rid)
+  end
   if #last > 8 and string.sub(last, 9, 16) == epoch then
     last = string.sub(last, 17)
     if #top < #last or #top == #last and top < last then
@@ -122,6 +152,7 @@ if epoch then
   end
 else
   epoch = string.sub(last, 1, 8)
+  redis.call('HSET', KEYS[1], 'r', rid)
 @NEW_EPOCH@
 end
 local o = offset .. ''
@@ -145,7 +176,7 @@ if ms - (tonumber(m[3]) or 0) >= every then
 else
   redis.call('HSET', KEYS[1], 'o', o, ARGV[4], mine)
 end
-redis.call('@COMMAND@', ARGV[7], '\\30' .. o .. ' ' .. epoch .. ' ' .. ARGV[1] .. ARGV[2])
+redis.call('@COMMAND@', ARGV[7], '\\29' .. o .. ' ' .. epoch .. ' ' .. ARGV[1] .. ARGV[2])
 return {offset, epoch, done, ms}
 """
 
@@ -153,7 +184,10 @@ _HISTORY_PARTS = {
     # A new epoch: what the stream held belongs to the old one.
     "@NEW_EPOCH@": "  redis.call('DEL', KEYS[2])",
     # Trimmed a whole node at a time: readers see history_size (read_args).
-    "@APPEND@": "redis.call('XADD', KEYS[2], 'MAXLEN', '~', @SIZE@, '*', 'o', o, 'd', ARGV[2])",
+    "@APPEND@": (
+        "redis.call('XADD', KEYS[2], 'MAXLEN', '~', @SIZE@, '*', 'o', o, 'd', ARGV[2], "
+        "'i', string.match(ARGV[1], '^%S+'))"
+    ),
     "@CHECKPOINT@": (
         "  if ms > @TTL@ then\n"
         "    redis.call('XTRIM', KEYS[2], 'MINID', ms - @TTL@)\n"
@@ -187,22 +221,36 @@ def publish_lua(history_size: int, ttl_ms: int, stale_ms: int, command: str) -> 
 
 # Read the top and, when asked, the newest entries. KEYS: meta, stream.
 # ARGV: since offset (-1: none), how many at most, new epoch, ttl_ms.
-# Returns {top, epoch}, or {top, epoch, entries, start}: ``start`` is the
-# offset the epoch began after ('b', 0 unless a publisher began it after a
-# failover lost writes, at the top it found), and a since below it reads
-# from it, so that a reader moving into that epoch gets all of it.
+# Returns {top, epoch}, or {top, epoch, entries, start, began}: ``start`` is
+# the offset the epoch began after ('b', 0 unless it was begun after a
+# failover, at the top found), and a since below it reads from it, so that
+# a reader moving into that epoch gets all of it; ``began`` is 1 when this
+# read began the epoch, having found the channel's state written under
+# another replication history (see the publish script's ``r``).
 READ_LUA = """
-local meta = redis.call('HMGET', KEYS[1], 'o', 'e', 'b')
+local meta = redis.call('HMGET', KEYS[1], 'o', 'e', 'b', 'r')
+local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
 local epoch = meta[2]
 if not epoch then
   epoch = ARGV[3]
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', rid)
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('DEL', KEYS[2])
   return {0, epoch}
 end
 local top = tonumber(meta[1])
 local start = tonumber(meta[3]) or 0
+local began = 0
+if meta[4] ~= rid then
+  if meta[4] then
+    epoch = ARGV[3]
+    start = top
+    began = 1
+    redis.call('HSET', KEYS[1], 'e', epoch, 'b', top, 'r', rid)
+  else
+    redis.call('HSET', KEYS[1], 'r', rid)
+  end
+end
 local since = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local n = cap
@@ -216,14 +264,14 @@ if since >= 0 then
   end
 end
 if n <= 0 then
-  return {top, epoch, {}, start}
+  return {top, epoch, {}, start, began}
 end
 local now = redis.call('TIME')
 local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
 if minid > 0 then
   redis.call('XTRIM', KEYS[2], 'MINID', minid)
 end
-return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n), start}
+return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n), start, began}
 """
 
 # Begin a new epoch after a failover that lost writes. KEYS: meta, stream.
@@ -240,10 +288,11 @@ local epoch = redis.call('HGET', KEYS[1], 'e')
 if epoch and epoch ~= ARGV[1] then
   return epoch
 end
+local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
 if epoch then
-  redis.call('HSET', KEYS[1], 'e', ARGV[2], 'b', ARGV[4])
+  redis.call('HSET', KEYS[1], 'e', ARGV[2], 'b', ARGV[4], 'r', rid)
 else
-  redis.call('HSET', KEYS[1], 'e', ARGV[2], 'o', 0)
+  redis.call('HSET', KEYS[1], 'e', ARGV[2], 'o', 0, 'r', rid)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('DEL', KEYS[2])
 end
@@ -353,8 +402,14 @@ return {here, redis.call('HMGET', KEYS[2], unpack(here))}
 """
 
 # A publication on the wire starts with this byte, so that a message
-# PUBLISHed by something else (redis-cli, an older Squall) is told apart.
-MARKER = b"\x1e"
+# PUBLISHed by something else (redis-cli) is told apart:
+# "\x1d<offset> <epoch> <origin> <length of channel in bytes> <channel><data>",
+# the origin being the publisher's token and the publish's count
+# ("<token>.<count>"), which lets each subscribing process drop a copy
+# (see `PubSub`'s origins). Squall before origins wrote `OLD_MARKER` and
+# no origin; such publications are still read.
+MARKER = b"\x1d"
+OLD_MARKER = b"\x1e"
 
 # A publication sent with a plain PUBLISH/SPUBLISH (an engine made with
 # ``positions=False``: no script, no offset) starts with this one instead:
@@ -505,18 +560,34 @@ class RedisPresence:
 
 def decode(raw: bytes) -> Optional[Publication]:
     """A publication from its wire form; None for a message not ours."""
-    if raw[:1] != MARKER:
-        return None
+    first = raw[:1]
     try:
-        offset, epoch, size, rest = raw[1:].split(b" ", 3)
-        n = int(size)
-        return Publication(
-            rest[:n].decode("utf-8"),
-            rest[n:].decode("utf-8", "replace"),
-            Position(int(offset), epoch.decode("ascii")),
-        )
+        if first == MARKER:
+            offset, epoch, origin, size, rest = raw[1:].split(b" ", 4)
+            n = int(size)
+            return Publication(
+                rest[:n].decode("utf-8"),
+                rest[n:].decode("utf-8", "replace"),
+                Position(int(offset), epoch.decode("ascii")),
+                origin.decode("ascii"),
+            )
+        if first == OLD_MARKER:
+            offset, epoch, size, rest = raw[1:].split(b" ", 3)
+            n = int(size)
+            return Publication(
+                rest[:n].decode("utf-8"),
+                rest[n:].decode("utf-8", "replace"),
+                Position(int(offset), epoch.decode("ascii")),
+            )
     except (ValueError, UnicodeDecodeError):
-        return None
+        pass
+    return None
+
+
+def wire_head(token: str, count: int, channel: str) -> str:
+    """What the publish script puts between a publication's epoch and its
+    data: its origin, then the channel with its length in bytes."""
+    return f"{token}.{count} {len(channel.encode('utf-8'))} {channel}"
 
 
 def top_of(reply: Any) -> Position:
@@ -538,6 +609,7 @@ def entries_of(channel: str, reply: Any) -> list[Publication]:
                 channel,
                 values[b"d"].decode("utf-8", "replace"),
                 Position(int(values[b"o"]), epoch),
+                values.get(b"i", b"").decode("ascii", "replace"),
             )
         )
     return pubs
@@ -579,11 +651,21 @@ class RedisHistory:
         history_size: publications kept per channel.
         ttl_ms: how long a channel's keys outlive its last publication (a
             read that starts a new epoch writes it).
+        began: called with a channel and its new epoch when a read began
+            it (the channel's state was written under another replication
+            history).
     """
 
-    __slots__ = ("_site", "_script", "_renew", "_history_size", "_ttl_ms")
+    __slots__ = ("_site", "_script", "_renew", "_history_size", "_ttl_ms", "_began")
 
-    def __init__(self, site: RedisSite, history_size: int, ttl_ms: int) -> None:
+    def __init__(
+        self,
+        site: RedisSite,
+        history_size: int,
+        ttl_ms: int,
+        began: Callable[[str, str], None] = lambda channel, epoch: None,
+    ) -> None:
+        self._began = began
         self._site = site
         self._script = site.client.register_script(READ_LUA)
         self._renew = site.client.register_script(RENEW_LUA)
@@ -608,6 +690,8 @@ class RedisHistory:
             )
         except site.lost as exc:
             raise ConnectionError(f"cannot read history from {site.where}: {exc}") from exc
+        if len(reply) > 4 and int(reply[4]):
+            self._began(channel, top_of(reply).epoch)
         return window(channel, reply, since, limit)
 
     async def top(self, channel: str) -> Position:

@@ -173,11 +173,25 @@ class Position:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Publication:
-    """One message as published on a channel, with its position."""
+    """One message as published on a channel, with its position.
+
+    Attributes:
+        channel: the channel.
+        data: the message.
+        position: where it stands in the channel's stream.
+        origin: which publish made it (``"<publisher>.<count>"``) where the
+            engine says so (the Redis engines), else ``""``. A copy of one
+            publish (applied again after a failover lost the record that it
+            had been) has the same origin at another position: a
+            subscribing process hands out the first it gets, not the copy.
+            Not compared: two publications are equal by channel, data and
+            position.
+    """
 
     channel: str
     data: str
     position: Position
+    origin: str = dataclasses.field(default="", compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -213,12 +227,14 @@ class Status:
             the history kept, or no history).
         resubscribes: times the engine subscribed again after losing the
             broker (a failover, a slot move, a restart).
-        renewed: new epochs this process began on a channel because the
-            broker gave offsets this process had handed out again, or had
-            its top below this process's last publish (a failover that lost
-            writes: see the pubsub guide's limits). When another process
-            began the channel's new epoch first, this one follows it and
-            does not count it.
+        renewed: new epochs this process began on a channel: its publish
+            or history read found the channel's state written under another
+            replication history (a failover or a restart of the broker), or
+            the broker gave offsets this process had handed out again, or
+            had its top below this process's last publish (see the pubsub
+            guide's "Through a failover"). When another process began the
+            channel's new epoch first, this one follows it and does not
+            count it.
         last_resume: seconds the last resubscription took, from noticing the
             loss to being subscribed again.
         round_trip: seconds of the last publish's round trip to the broker.

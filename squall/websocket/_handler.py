@@ -142,7 +142,7 @@ class WebSocketHandler(RequestHandler, _Peer):
     # Whether RequestHandler comes right after WebSocketHandler in the
     # class's MRO: flush (called by every 101's finish) then calls its
     # method by name, not through super(), whose lookup cost more than the
-    # call (issue 22, the handshake).
+    # call (once per handshake).
     _base_next = True
     # RequestHandler's and the handshake's hooks (see squall._traits): the
     # class's, and the handler's own (RequestHandler.__init__ sets it).

@@ -67,7 +67,7 @@ class _PingsAndClose:
 
     The close's timer and the state of pings, made by the first of those
     (`WebSocketProtocol13._pings_and_close`): an idle connection that does
-    neither keeps none of it (issue 22).
+    neither keeps none of it (memory per idle WebSocket).
     """
 
     __slots__ = (

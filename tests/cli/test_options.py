@@ -208,8 +208,13 @@ def test_an_async_factory_is_refused() -> None:
     async def factory() -> Application:
         return Application()
 
-    with pytest.raises(UsageError, match="the factory is async"):
+    with pytest.raises(UsageError, match="is an async function") as refused:
         serve_target(factory, "m:factory")
+    # Most often a Tornado program's own main(): the error names the command
+    # that runs it.
+    assert "python -m squall.compat m.py" in str(refused.value)
+    with pytest.raises(UsageError, match=r"python -m squall\.compat pkg/app\.py"):
+        serve_target(factory, "pkg.app:main")
 
 
 def test_a_factory_is_found_by_shape_from_the_command_line() -> None:

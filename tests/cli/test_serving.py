@@ -20,13 +20,13 @@ from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler
 from tests._first_step import ResetsItself
 from tests._paths import CERTS
-from tests._wait import until
+from tests._wait import HANG_GUARD, until
 
 from . import sample_apps
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(body(), 5))
+    asyncio.run(asyncio.wait_for(body(), HANG_GUARD))
 
 
 async def fetch(port: int, path: str = "/", headers: str = "") -> tuple[int, dict[str, str], bytes]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from squall.httpclient import AsyncHTTPClient, HTTPRequest
 from squall.websocket import websocket_connect
 
+from .._wait import HANG_GUARD
 from ._util import DEMOS, run, stop
 from .test_chat import Browser, read_json
 
@@ -77,4 +78,4 @@ def test_tornado_chat_runs_unmodified_under_compat(tmp_path: Path) -> None:
         finally:
             await stop(process)
 
-    run(main(), limit=10)
+    run(main(), limit=HANG_GUARD)

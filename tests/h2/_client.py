@@ -15,7 +15,9 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-DEADLINE = 5.0
+# A hang guard, not a property: a loaded machine (make test's stages side
+# by side on two cores) must not decide a test.
+DEADLINE = 30.0
 
 
 class Response:
@@ -174,7 +176,9 @@ class RawH2:
                 raise TimeoutError("server did not close")
             try:
                 await self.read_once(left)
-            except ConnectionResetError:
+            except ConnectionError:
+                # Reset, or a broken pipe: a write of ours after the server
+                # closed fails the transport, and its reader with it.
                 self.closed = True
 
     async def fetch(self, path: str = "/", **kwargs: Any) -> Response:

@@ -17,6 +17,8 @@ from tests._paths import CERTS
 from tests.cli import sample_apps
 from tests.cli._proc import Squall
 
+from .._wait import HANG_GUARD
+
 CERT, KEY = str(CERTS / "test.crt"), str(CERTS / "test.key")
 
 
@@ -80,7 +82,7 @@ def test_workers_serve_http3_and_log_it() -> None:
             async with h3_client(port) as client:
                 return await client.fetch("/")
 
-        r = asyncio.run(asyncio.wait_for(fetch(), 10))
+        r = asyncio.run(asyncio.wait_for(fetch(), HANG_GUARD))
         assert r.status == 200
         assert json.loads(r.body)["protocol"] == "https"
         squall.expect(r'"GET / HTTP/3" 200')

@@ -21,6 +21,7 @@ from squall.httpclient import HTTPClientError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 
+from .._wait import HANG_GUARD  # noqa: E402
 from ..h2.test_client import Gzipped, Missing, Redirect  # noqa: E402
 from ._stack import only_on  # noqa: E402
 
@@ -244,10 +245,10 @@ class StreamsTest(H3ServerCase):
         meanwhile = await self.http_client.fetch(self.get_url("/info?q=meanwhile"))
         assert '"q": "meanwhile"' in meanwhile.body.decode()
         with pytest.raises(HTTPClientError, match="Timeout during request"):
-            await asyncio.wait_for(early, 5)
+            await asyncio.wait_for(early, HANG_GUARD)
         early_at = loop.time() - start
         with pytest.raises(HTTPClientError, match="Timeout during request"):
-            await asyncio.wait_for(late, 5)
+            await asyncio.wait_for(late, HANG_GUARD)
         late_at = loop.time() - start
         assert 0.1 <= early_at < 0.9 and late_at >= 1.0, (early_at, late_at)
         assert not self.http_client._timed  # type: ignore[attr-defined]
@@ -278,12 +279,12 @@ class StreamsTest(H3ServerCase):
             self.get_url("/trickle"), streaming_callback=lambda piece: arrived.set()
         )
         others = [self.http_client.fetch(self.get_url("/stall")) for _ in range(3)]
-        await asyncio.wait_for(arrived.wait(), 5)
+        await asyncio.wait_for(arrived.wait(), HANG_GUARD)
         (server_conn,) = self.http_server._connections
         await server_conn.close()  # type: ignore[attr-defined]
         for future in [waiting, *others]:
             with pytest.raises(HTTPClientError) as info:
-                await asyncio.wait_for(future, 5)
+                await asyncio.wait_for(future, HANG_GUARD)
             assert info.value.code == 599
             assert "HTTP/3 connection closed" in str(info.value)
         assert not self.http_client._h2_conns
@@ -435,7 +436,7 @@ async def _handshake_before_waiting() -> None:
             proto.transmit()
             if proto.handshake.done():
                 break
-        await asyncio.wait_for(proto.handshake, 1)
+        await asyncio.wait_for(proto.handshake, HANG_GUARD)
     finally:
         client.close()
 

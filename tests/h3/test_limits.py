@@ -17,6 +17,7 @@ from squall._h2 import H2Limits  # noqa: E402
 from squall.testing import ExpectLog, gen_test  # noqa: E402
 from squall.web import Application  # noqa: E402
 
+from .._wait import HANG_GUARD  # noqa: E402
 from ._client import h3_client  # noqa: E402
 from ._stack import only_on  # noqa: E402
 from .test_server import H3TestCase, make_app  # noqa: E402
@@ -91,7 +92,7 @@ class H3StreamLimitTest(H3TestCase):
         release, held = Settings.hold(self)  # type: ignore[arg-type]
         async with h3_client(self.get_http_port()) as client:
             first = client.request("/hold")
-            await asyncio.wait_for(held, 5)
+            await asyncio.wait_for(held, HANG_GUARD)
             second = client.request("/?name=2")
             with pytest.raises(TimeoutError):
                 await client.until(lambda: client.responses[second].ended, timeout=0.3)
@@ -109,7 +110,7 @@ class H3StreamLimitTest(H3TestCase):
         release, held = Settings.hold(self)  # type: ignore[arg-type]
         async with h3_client(self.get_http_port()) as client:
             first = client.request("/hold")
-            await asyncio.wait_for(held, 5)
+            await asyncio.wait_for(held, HANG_GUARD)
             refused = await client.fetch("/?name=2")
             assert refused.reset == 0x10B  # H3_REQUEST_REJECTED
             assert refused.status == 0
@@ -132,8 +133,8 @@ class H3DrainTest(H3TestCase):
         release, held = Settings.hold(self)  # type: ignore[arg-type]
         async with h3_client(self.get_http_port()) as client:
             sid = client.request("/hold")
-            await asyncio.wait_for(held, 5)
-            drained = asyncio.ensure_future(self.http_server.drain(timeout=5))
+            await asyncio.wait_for(held, HANG_GUARD)
+            drained = asyncio.ensure_future(self.http_server.drain(timeout=HANG_GUARD))
             goaway = encode_frame(FrameType.GOAWAY, encode_uint_var(sid + 4))
             await client.until(lambda: goaway in client.control)
             release.set_result(None)

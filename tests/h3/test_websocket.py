@@ -15,6 +15,7 @@ from squall.testing import gen_test  # noqa: E402
 from squall.web import Application  # noqa: E402
 from squall.websocket import WebSocketHandler  # noqa: E402
 
+from .._wait import HANG_GUARD  # noqa: E402
 from ._client import H3Client, h3_client  # noqa: E402
 from .test_server import H3TestCase  # noqa: E402
 
@@ -98,7 +99,7 @@ class H3WebSocketTest(H3TestCase):
             assert frame[0] == 0x8
             assert struct.unpack("!H", frame[1][:2]) == (1001,)
             client.send_body(sid, client_frame(0x8, struct.pack("!H", 1001)))
-            assert await asyncio.wait_for(drained, 10) is True
+            assert await asyncio.wait_for(drained, HANG_GUARD) is True
 
     @gen_test
     async def test_connect_without_protocol_is_refused(self) -> None:

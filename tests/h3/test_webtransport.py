@@ -26,6 +26,7 @@ from squall.testing import gen_test  # noqa: E402
 from squall.web import Application  # noqa: E402
 from squall.webtransport import WebTransportHandler, WebTransportStream  # noqa: E402
 
+from .._wait import HANG_GUARD  # noqa: E402
 from ._client import H3Client, client_configuration  # noqa: E402
 from .test_server import H3TestCase  # noqa: E402
 
@@ -170,7 +171,7 @@ class WebTransportTest(H3TestCase):
             session = await self._session(client)
             assert self._app.settings["opened"] == 1
             await echo_then_close(client, session, [b"hello"])
-            await asyncio.wait_for(self._app.settings["closed_event"].wait(), 5)
+            await asyncio.wait_for(self._app.settings["closed_event"].wait(), HANG_GUARD)
             assert self._app.settings["closed"] == [(42, "done")]
 
     @gen_test
@@ -289,7 +290,7 @@ class WebTransportTest(H3TestCase):
             client._quic.reset_stream(other, 0)
             client.transmit()
             with pytest.raises(ConnectionResetError):
-                await asyncio.wait_for(reading, 5)
+                await asyncio.wait_for(reading, HANG_GUARD)
 
 
 class ServedWebTransportTest(H3TestCase):

@@ -25,6 +25,7 @@ from squall.httpserver._h3webtransport import (  # noqa: E402
 )
 from squall.testing import ExpectLog, gen_test  # noqa: E402
 
+from .._wait import HANG_GUARD  # noqa: E402
 from .test_server import H3TestCase  # noqa: E402
 from .test_webtransport import (  # noqa: E402
     _capsules,
@@ -48,7 +49,7 @@ class Recorder:
     def note(self) -> None:
         self.changed.set()
 
-    async def until(self, predicate: Any, timeout: float = 5) -> None:
+    async def until(self, predicate: Any, timeout: float = HANG_GUARD) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not predicate():

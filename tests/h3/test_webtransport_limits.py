@@ -25,6 +25,7 @@ from squall.testing import ExpectLog, gen_test  # noqa: E402
 from squall.web import Application  # noqa: E402
 from squall.webtransport import WebTransportHandler  # noqa: E402
 
+from .._wait import HANG_GUARD  # noqa: E402
 from ._client import client_configuration  # noqa: E402
 from .test_server import H3TestCase  # noqa: E402
 from .test_webtransport import _WTProtocol  # noqa: E402
@@ -68,7 +69,7 @@ async def flood_is_reset(
     client.h3.send_datagram(session, kind)
     client.transmit()
     with ExpectLog("squall.general", ".*took nothing for", level=logging.INFO):
-        result, sid = await asyncio.wait_for(outcome, 5)
+        result, sid = await asyncio.wait_for(outcome, HANG_GUARD)
     await client.until(
         lambda: client.responses.get(sid) is not None and client.responses[sid].reset is not None
     )
@@ -137,7 +138,7 @@ class FloodChecks:
     def get_httpserver_options(self) -> dict[str, Any]:
         return {**super().get_httpserver_options(), "write_timeout": WRITE_TIMEOUT}  # type: ignore[misc]
 
-    @gen_test(timeout=20)
+    @gen_test(timeout=HANG_GUARD)
     async def test_a_stream_the_client_does_not_read_is_reset(self) -> None:
         case: Any = self
         await case.started()

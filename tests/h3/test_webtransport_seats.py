@@ -27,6 +27,7 @@ from squall.testing import ExpectLog, gen_test  # noqa: E402
 from squall.web import Application  # noqa: E402
 from squall.webtransport import WebTransportHandler  # noqa: E402
 
+from .._wait import HANG_GUARD  # noqa: E402
 from .test_server import H3TestCase  # noqa: E402
 from .test_webtransport import _WTProtocol, wt_client  # noqa: E402
 
@@ -190,11 +191,11 @@ class HandlerSeatsTest(SeatChecks):
         self.crowd = Crowd()
         return Application([(r"/wt/(\w+)", Gated)], crowd=self.crowd)
 
-    @gen_test(timeout=20)
+    @gen_test(timeout=HANG_GUARD)
     async def test_the_limit_holds_while_prepare_session_awaits(self) -> None:
         await self.the_limit_holds_while_the_application_decides()
 
-    @gen_test(timeout=20)
+    @gen_test(timeout=HANG_GUARD)
     async def test_refused_failed_and_cancelled_give_their_seat_back(self) -> None:
         with ExpectLog("squall.access", ".*", level=logging.WARNING, required=False):
             await self.refused_failed_and_cancelled_give_their_seat_back()
@@ -205,11 +206,11 @@ class ASGISeatsTest(SeatChecks):
         self.crowd = Crowd()
         return ASGIServerDelegate(gated_app(self.crowd), wt_max_sessions=LIMIT)
 
-    @gen_test(timeout=20)
+    @gen_test(timeout=HANG_GUARD)
     async def test_the_limit_holds_while_the_app_awaits_before_accepting(self) -> None:
         await self.the_limit_holds_while_the_application_decides()
 
-    @gen_test(timeout=20)
+    @gen_test(timeout=HANG_GUARD)
     async def test_refused_failed_and_cancelled_give_their_seat_back(self) -> None:
         await self.refused_failed_and_cancelled_give_their_seat_back()
 
@@ -239,7 +240,7 @@ class HeldTasksTest(H3TestCase):
         self.ends: list[str] = []
         return Application([("/wt", Parked)], crowd=self.crowd, parked=self.parked, ends=self.ends)
 
-    @gen_test(timeout=20)
+    @gen_test(timeout=HANG_GUARD)
     async def test_the_owners_tasks_are_held_and_end_with_the_session(self) -> None:
         await self.started()
         async with wt_client(self.get_http_port()) as client:

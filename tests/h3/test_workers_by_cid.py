@@ -28,6 +28,7 @@ pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installe
 
 from aioquic.quic.connection import QuicConnection  # noqa: E402
 
+from .._wait import HANG_GUARD  # noqa: E402
 from ._client import H3Client, client_configuration  # noqa: E402
 from ._stack import only_on  # noqa: E402
 
@@ -170,7 +171,7 @@ def test_migrating_client_keeps_its_connection_and_worker() -> None:
             transport, relay = await _relay(client)
             client.connection_made(transport)
             client.connect(("127.0.0.1", port))
-            await asyncio.wait_for(client.wait_connected(), 5)
+            await asyncio.wait_for(client.wait_connected(), HANG_GUARD)
             pids: set[int] = set()
             ports: set[int] = set()
             received: list[int] = []
@@ -213,7 +214,7 @@ def test_rolling_restart_lets_a_download_finish() -> None:
             transport, _ = await _relay(client)
             client.connection_made(transport)
             client.connect(("127.0.0.1", port))
-            await asyncio.wait_for(client.wait_connected(), 5)
+            await asyncio.wait_for(client.wait_connected(), HANG_GUARD)
             sid = client.request(f"/download?chunks={chunks}")
             r = client.responses[sid]
             await client.until(lambda: len(r.body) >= 65536)
@@ -243,7 +244,7 @@ def test_rolling_restart_lets_a_download_finish() -> None:
             t2, _ = await _relay(fresh)
             fresh.connection_made(t2)
             fresh.connect(("127.0.0.1", port))
-            await asyncio.wait_for(fresh.wait_connected(), 5)
+            await asyncio.wait_for(fresh.wait_connected(), HANG_GUARD)
             answer = await fresh.fetch("/")
             assert json.loads(answer.body)["pid"] in new_workers
             fresh.close()

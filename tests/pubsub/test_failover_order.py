@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from squall.pubsub import Position, RedisClusterPubSub
+from squall.pubsub import _redis_scripts as scripts
+from squall.pubsub._types import new_epoch
 from squall.resume import Reset, resume
 
 from ._servers import REDIS_CLI, REDIS_SERVER, RedisCluster, _command
@@ -163,6 +165,8 @@ def test_a_failover_that_loses_writes_moves_readers_to_a_new_epoch(tmp_path: Pat
                 ("10", reset.position.epoch),
             ], said
             assert (await node_b.position(channel)).epoch == reset.position.epoch
+            # Begun once, by the first script to find the channel's state
+            # written under the lost primary's replication history.
             assert node_a.status.renewed + node_b.status.renewed == 1, said
             stream.close()
 
@@ -170,5 +174,89 @@ def test_a_failover_that_loses_writes_moves_readers_to_a_new_epoch(tmp_path: Pat
     cluster.start()
     try:
         asyncio.run(asyncio.wait_for(main(cluster), 40))
+    finally:
+        cluster.stop()
+
+
+def test_a_lossy_failover_gives_no_silent_gap_and_no_second_copy(tmp_path: Path) -> None:
+    """The replica is cut off while three publications are acknowledged
+    (the third by a publish whose reply the publisher never read), the
+    primary dies and the replica takes over with the channel's top at 5.
+    The publish is tried again there, and a process that never published on
+    the channel publishes twelve more. Before, they took offsets 6 onward
+    in the same epoch: a reader coming back from 8 was told it had missed
+    nothing and skipped three, and the publish tried again reached every
+    reader twice. Now the new primary's replication history begins a new
+    epoch: the reader from 8 is told (recovered False), a live reader gets
+    a Reset and every one of the twelve, and the copy is dropped."""
+
+    async def main(cluster: RedisCluster) -> None:
+        async with (
+            RedisClusterPubSub(cluster.url, history_size=100, reconnect_delay=0.02) as node_a,
+            RedisClusterPubSub(cluster.url, history_size=100) as node_b,
+        ):
+            channel = "lossy-copy"
+            stream = await resume(node_a, channel)
+            tag, broker_channel = node_b._route(channel)
+            owner = cluster.owner(tag)
+            replica = cluster.replica_of(owner)
+            script = node_b._publisher.script
+            names = scripts.keys(tag, channel)
+            # A publish by publisher "x", count 1, as RetriedPublisher sends it.
+            retried = [
+                scripts.wire_head("x", 1, channel),
+                "copy",
+                new_epoch(),
+                "p:x",
+                1,
+                0,
+                broker_channel,
+                60_000,
+            ]
+            for text in "12345":
+                await node_b.publish(channel, text)
+            await asyncio.to_thread(cluster.wait_replicated, owner, f"{tag}:probe")
+            cluster.pause(replica)
+            assert _command(owner, "CLIENT", "KILL", "TYPE", "replica").strip() == "1"
+            for text in "67":
+                await node_b.publish(channel, text)
+            first = await script(keys=names, args=retried)
+            assert int(first[0]) == 8
+            got = [await stream.next() for _ in range(8)]
+            assert [p.data for p in got] == [*"1234567", "copy"]  # type: ignore[union-attr]
+            old = stream.position
+            assert old is not None and old.offset == 8
+            await asyncio.to_thread(cluster.kill, owner)
+            cluster.resume(replica)
+            await asyncio.to_thread(cluster.wait_failover, owner)
+            # Tried again on the new primary, which never had it: applied.
+            again = await script(keys=names, args=retried)
+            assert int(again[0]) == 6 and again[1].decode() != old.epoch
+            async with RedisClusterPubSub(cluster.url, history_size=100) as node_c:
+                made = [await node_c.publish(channel, f"b{i}") for i in range(1, 13)]
+                assert [p.offset for p in made] == list(range(7, 19))
+                # A reader coming back from 8 through another process.
+                async with RedisClusterPubSub(cluster.url, history_size=100) as node_d:
+                    back = await node_d.subscribe(channel, since=old)
+                    assert back.recovered is False and back.position == made[-1]
+                    # From the new epoch's start: the copy, then the twelve.
+                    fresh = await node_d.subscribe(channel, since=Position(0, made[0].epoch))
+                    assert fresh.recovered is True
+                    assert [(await fresh.get_publication()).data for _ in range(13)] == [
+                        "copy",
+                        *(f"b{i}" for i in range(1, 13)),
+                    ]
+            items: list[object] = []
+            while len(items) < 13:
+                items.append(await asyncio.wait_for(stream.next(), 10))
+            said = f"read {items}; node_a {node_a.status}"
+            assert isinstance(items[0], Reset), said
+            assert [p.data for p in items[1:]] == [f"b{i}" for i in range(1, 13)], said  # type: ignore[attr-defined]
+            stream.close()
+
+    cluster = RedisCluster(tmp_path)
+    cluster.start()
+    try:
+        asyncio.run(asyncio.wait_for(main(cluster), 60))
     finally:
         cluster.stop()

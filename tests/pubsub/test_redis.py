@@ -310,6 +310,31 @@ def test_a_foreign_publish_is_delivered_without_a_position(redis_server: RedisSe
     run(main())
 
 
+def test_a_foreign_publish_moves_no_position_and_no_history_is_replayed(
+    redis_server: RedisServer,
+) -> None:
+    """A message PUBLISHed by another program on a channel with history:
+    taken for the channel's last position (one with no epoch), it made the
+    catch-up after the next lost subscriber connection read the channel
+    from its start and hand m1 to m5 out again."""
+
+    async def main() -> None:
+        async with RedisPubSub(redis_server.url, history_size=100) as pubsub:
+            sub = await pubsub.subscribe("c")
+            for i in range(1, 6):
+                await pubsub.publish("c", f"m{i}")
+            await pubsub._client.publish("c", b"from redis-cli")
+            got = [(await sub.get_publication()).data for _ in range(6)]
+            assert got == ["m1", "m2", "m3", "m4", "m5", "from redis-cli"]
+            await pubsub._client.client_kill_filter(_type="pubsub")
+            await pubsub.wait_until(lambda: pubsub.status.resubscribes == 1, timeout=30)
+            await pubsub.publish("c", "m6")
+            assert await sub.get() == "m6"
+            assert pubsub.status.missed == 0
+
+    run(main())
+
+
 def test_a_dropped_subscriber_connection_catches_up_from_history(
     redis_server: RedisServer,
 ) -> None:
@@ -985,7 +1010,8 @@ def test_the_same_publish_count_is_applied_once_and_quiet_publishers_are_forgott
             meta, stream = scripts.keys("squall.ps", "ids")
 
             async def call(who: str, count: int, data: str, sent: int = 0) -> list[Any]:
-                args = ["3 ids", data, "ep", f"p:{who}", count, sent, "ids", 60_000]
+                head = scripts.wire_head(who, count, "ids")
+                args = [head, data, "ep", f"p:{who}", count, sent, "ids", 60_000]
                 return list(await script(keys=[meta, stream], args=args))
 
             first = await call("a", 1, "x")  # the subscription made the epoch

@@ -36,14 +36,18 @@ class Received:
     def last(self) -> str:
         return self.got[-1][1]
 
-    def check(self, total: int, first_offset: int | None = None) -> None:
+    def check(self, total: int, first_offset: int | None = None, epochs: int = 1) -> None:
         """Messages ``m0`` to ``m<total-1>``, each once and in order, at
-        consecutive offsets (from ``first_offset`` if given), one epoch."""
+        consecutive offsets (from ``first_offset`` if given), in ``epochs``
+        epochs one after the other (a failover begins one that goes on
+        from the old one's offsets)."""
         assert [d for d, _ in self.got] == [f"m{n}" for n in range(total)]
         offsets = [int(p.split("-")[0]) for _, p in self.got]
         start = offsets[0] if first_offset is None else first_offset
         assert offsets == list(range(start, start + total))
-        assert len({p.split("-", 1)[1] for _, p in self.got}) == 1  # one epoch
+        seen = [p.split("-", 1)[1] for _, p in self.got]
+        changes = sum(1 for a, b in zip(seen[:-1], seen[1:], strict=True) if a != b)
+        assert changes == epochs - 1, seen
 
 
 class Nodes:

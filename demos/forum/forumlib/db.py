@@ -406,6 +406,27 @@ class Database:
             )
         await self.execute(sql, user_id, topic_id, post_id)
 
+    async def new_topic(
+        self, board_id: int, user_id: int, title: str, body: str, when: float
+    ) -> tuple[int, int]:
+        """Creates a topic with its first post (searchable); returns their ids."""
+        topic_id = await self.insert(
+            "topics",
+            board_id=board_id,
+            user_id=user_id,
+            title=title,
+            posts=1,
+            created=when,
+            last_post=when,
+            last_user_id=user_id,
+        )
+        post_id = await self.insert(
+            "posts", topic_id=topic_id, user_id=user_id, body=body, created=when
+        )
+        await self.execute("UPDATE topics SET last_post_id = ? WHERE id = ?", post_id, topic_id)
+        await self.index_post(post_id, title + "\n" + body)
+        return topic_id, post_id
+
     async def index_post(self, post_id: int, text: str) -> None:
         """Stores what search finds ``post_id`` by (replacing what it had)."""
         await self.execute("UPDATE posts SET search = ? WHERE id = ?", text, post_id)

@@ -140,24 +140,9 @@ class BoardHandler(PostWriter):
         title = self.text_argument("title", MAX_TITLE)
         body = self.text_argument("body", MAX_BODY)
         await self.refuse_if_writing_too_fast()
-        now = time.time()
         user_id = self.current_user["id"]
-        topic_id = await self.db.insert(
-            "topics",
-            board_id=board["id"],
-            user_id=user_id,
-            title=title,
-            posts=1,
-            created=now,
-            last_post=now,
-            last_user_id=user_id,
-        )
-        post_id = await self.db.insert(
-            "posts", topic_id=topic_id, user_id=user_id, body=body, created=now
-        )
-        await self.db.execute("UPDATE topics SET last_post_id = ? WHERE id = ?", post_id, topic_id)
+        topic_id, post_id = await self.db.new_topic(board["id"], user_id, title, body, time.time())
         await self.db.mark_read(user_id, topic_id, post_id)  # one's own post is not news
-        await self.db.index_post(post_id, title + "\n" + body)
         await self.mention(body, post_id, topic_id, title)
         self.redirect(self.reverse_url("topic", topic_id))
 

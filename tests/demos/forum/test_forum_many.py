@@ -26,6 +26,7 @@ import pytest
 from squall.httpclient import HTTPRequest
 from squall.websocket import websocket_connect
 
+from ..._wait import HANG_GUARD
 from .._util import load, run
 from ._client import LIMIT_REQUEST, Visitor, client
 from .test_forum_cluster import open_topic
@@ -76,7 +77,7 @@ def test_a_reply_through_one_node_reaches_a_reader_on_another(lab_kind: str) -> 
                 assert [p["id"] for p in pushed["posts"]] == [reply]
                 conn.close()
 
-        run(main(), limit=20)
+        run(main(), limit=HANG_GUARD)
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not any(ns in listed for ns in namespaces)
 

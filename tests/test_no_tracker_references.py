@@ -1,0 +1,81 @@
+"""No reference to the project's private tracker in what a reader sees.
+
+"Issue 77" means nothing to someone reading the README, the docs or the
+code: the reason it stood for belongs in the sentence itself. The
+CHANGELOG keeps its own history and is not read here; tests/ may name an
+issue only as test data (this file's own examples).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# "issue 77", "Issue 22's", "issues 22 and 36", "issue #5".
+REFERENCE = re.compile(r"\bissues? #?[0-9]", re.IGNORECASE)
+# What a reader (of the README, the docs site, the code) reads.
+READ = ("README.md", "docs", "squall", "Makefile", "demos")
+# Generated or fetched files that are not ours to word.
+LEFT_OUT = ("docs/_build/", "/node_modules/")
+
+
+def tracked_text_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *READ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    files = []
+    for name in listed:
+        path = ROOT / name
+        if any(part in f"/{name}" for part in LEFT_OUT) or not path.is_file():
+            continue
+        if path.suffix in {".png", ".jpg", ".so", ".ico", ".woff", ".woff2", ".gz"}:
+            continue
+        files.append(path)
+    return files
+
+
+def references(text: str) -> list[str]:
+    return [match.group(0) for match in REFERENCE.finditer(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("as issue 77 showed", ["issue 7"]),
+        ("Issue 22's handshake", ["Issue 2"]),
+        ("issues 22 and 36", ["issues 2"]),
+        ("see issue #5", ["issue #5"]),
+        ("https://github.com/django/asgiref/issues/280", []),
+        ("an issue with 3 workers", []),
+    ],
+)
+def test_the_pattern_finds_a_reference(text: str, found: list[str]) -> None:
+    assert references(text) == found
+
+
+def test_the_files_read_are_found() -> None:
+    names = {str(path.relative_to(ROOT)) for path in tracked_text_files()}
+    assert "README.md" in names and "squall/__init__.py" in names
+    assert any(name.startswith("docs/guide/") for name in names)
+
+
+def test_no_tracker_reference_in_what_readers_read() -> None:
+    found = []
+    for path in tracked_text_files():
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if REFERENCE.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "say the reason, not the issue's number:\n" + "\n".join(found)

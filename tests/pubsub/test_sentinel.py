@@ -71,9 +71,9 @@ def test_a_sentinel_failover_moves_publishes_and_the_subscriber_to_the_new_prima
     looks at it (10 s on), so an engine that kept its connections there
     would publish to it and lose what it published when it is made a
     replica. The engine follows the Sentinel's ``+switch-master``: the
-    publishes made after it land on the new primary, the subscriber
-    subscribes there, and it gets every publication once, in order, with
-    no gap and no reset."""
+    publishes made after it land on the new primary (in a new epoch,
+    offsets going on), the subscriber subscribes there, and it gets every
+    publication once, in order, with no gap."""
 
     async def main(setup: RedisSentinel) -> None:
         channel = "followed"
@@ -107,20 +107,28 @@ def test_a_sentinel_failover_moves_publishes_and_the_subscriber_to_the_new_prima
 
             assert [p.data for p in got] == [f"m{i}" for i in range(10)]
             assert [p.position for p in got] == positions
-            epoch = positions[0].epoch
-            assert positions == [Position(i, epoch) for i in range(1, 11)]
-            assert node.status.missed == 0 and node.status.renewed == 0
-            # Where they went: the new primary has all ten and the
-            # subscriber; the old one (not yet a replica) neither.
+            # The failover begins a new epoch (another replication history),
+            # after the top the new primary has: offsets go on, none skipped.
+            before, after = positions[0].epoch, positions[5].epoch
+            assert after != before
+            assert positions == [Position(i, before) for i in range(1, 6)] + [
+                Position(i, after) for i in range(6, 11)
+            ]
+            assert node.status.missed == 0 and node.status.renewed == 1
+            # Where they went: the new primary has the publications made
+            # after it and the subscriber; the old one (not yet a replica)
+            # neither.
             assert _command(new, "PUBSUB", "NUMSUB", channel).split()[-1] == "1"
             assert _command(setup.replica, "PUBSUB", "NUMSUB", channel).split()[-1] == "0"
             async with RedisPubSub(f"redis://127.0.0.1:{new}/0", history_size=100) as direct:
                 kept = await direct.history(channel)
-            assert [p.data for p in kept.publications] == [f"m{i}" for i in range(10)]
+            assert [p.position for p in kept.publications] == positions[5:]
             assert node.primary_switches == 1
             # History and presence through the engine's own client, moved too.
-            mine = await node.history(channel)
-            assert [p.data for p in mine.publications] == [f"m{i}" for i in range(10)]
+            mine = await node.history(channel, since=Position(5, before))
+            assert mine.recovered is False  # across the failover: the reader is told
+            mine = await node.history(channel, since=Position(0, after))
+            assert [p.data for p in mine.publications] == [f"m{i}" for i in range(5, 10)]
             assert await node.presence(channel) == {"ann": "A"}
             await here.leave()
             assert _command(new, "EXISTS", f"squall.ps:p:{channel}").strip() == "0"
@@ -192,10 +200,10 @@ def test_a_publisher_running_through_a_sentinel_failover_loses_nothing_silently(
     subscriber once and in order, or the subscriber counts it missed.
 
     Sentinel promotes the replica about a second before it names it: the
-    old primary takes the publishes made meanwhile (100 to 300 here), the
-    subscriber on it gets them live, and the new primary never has them;
-    the publisher finds its offsets above the new primary's top and begins
-    a new epoch (readers away get a reset). With ``min-replicas-to-write 1``
+    old primary takes the publishes made meanwhile (140 to 280 here), the
+    subscriber on it gets them live, and the new primary never has them
+    (the failover's new epoch tells readers that were away). With
+    ``min-replicas-to-write 1``
     on the primary, it refuses them once its replica has left (NOREPLICAS,
     which failed the publish before), the engine tries them again until the
     new primary is named, and what the old primary can still lose is what
@@ -235,9 +243,11 @@ def test_a_publisher_running_through_a_sentinel_failover_loses_nothing_silently(
                 # Refused (NOREPLICAS) between the promotion and the switch,
                 # tried again, applied on the new primary: none failed.
                 assert publisher.publish_retries > 0
-                moved = [p for p in acked if p.epoch == acked[0].epoch]
-                stayed = len(moved) - len({p.offset for p in moved})
-                assert stayed <= 2, f"{stayed} offsets given twice"
+                # The new epoch begins after the new primary's top: the old
+                # epoch's offsets past it were the old primary's alone.
+                first = next(p.offset for p in acked if p.epoch != acked[0].epoch)
+                alone = [p for p in acked if p.epoch == acked[0].epoch and p.offset >= first]
+                assert len(alone) <= 2, f"{len(alone)} acknowledged by the old primary alone"
 
     options = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
     with RedisSentinel(tmp_path, options if min_replicas else ()) as setup:

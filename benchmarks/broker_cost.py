@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import statistics
 import sys
@@ -71,7 +72,7 @@ import squall.pubsub  # noqa: E402
 from tests.pubsub._redis_server import start_logged  # noqa: E402
 from tests.pubsub._servers import REDIS_SERVER, RedisCluster, RedisServer  # noqa: E402
 
-MODES = ("plain", "lua", "state", "stream", "off", "on", "nopos")
+MODES = ("plain", "lua", "info", "replid", "state", "stream", "off", "on", "nopos")
 # The least a Lua script can do for a publication with a position: build
 # the message and PUBLISH it (no offset kept, nothing checked): what any
 # script costs Redis beyond the command it runs. The offset (ARGV[5]) is
@@ -101,6 +102,14 @@ STREAM_LUA = STATE_LUA.replace(
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'o', o, 'd', ARGV[7])\n"
     "return redis.call(ARGV[1]",
 )
+# FLOOR_LUA after ``INFO replication`` (its reply thrown away): what that
+# call alone costs a script (the ``info`` mode); and after reading the
+# server's replication ID from it as the publish script does (``replid``).
+INFO_LUA = "redis.call('INFO', 'replication')\n" + FLOOR_LUA
+REPLID_LUA = (
+    "local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')\n"
+    + FLOOR_LUA.replace("ARGV[3]", "string.sub(rid, 1, 0) .. ARGV[3]")
+)
 CHANNEL = "room:42"
 
 
@@ -110,19 +119,26 @@ def pin(pid: int, cpu: int) -> None:
         os.sched_setaffinity(int(task), {cpu})
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of every thread of ``pids``, in seconds.
+def cpu_seconds(pids: list[int]) -> tuple[float, float, float]:
+    """The CPU time of every thread of ``pids``, in seconds: on a CPU in
+    all, in user space, in the kernel.
 
-    Read from /proc/PID/task/TID/schedstat (the time on a CPU, in ns: the
-    same time /proc/PID/stat gives in clock ticks of 10 ms), so that a
-    round of a few thousand publishes is counted to better than a percent.
+    The whole is read from /proc/PID/task/TID/schedstat (the time on a
+    CPU, in ns), so that a round of a few thousand publishes is counted to
+    better than a percent. Its split (utime, stime from
+    /proc/PID/task/TID/stat) is sampled at the clock tick: good to a few
+    percent over a round of 10,000 publishes, not over a short one.
     """
-    total = 0
+    total = user = kernel = 0
     for pid in pids:
         for task in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{task}/schedstat") as f:
                 total += int(f.read().split()[0])
-    return total / 1e9
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user, kernel = user + int(fields[11]), kernel + int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return total / 1e9, user / tick, kernel / tick
 
 
 class Broker:
@@ -167,11 +183,19 @@ class Broker:
         for node in self.nodes:
             node.config_resetstat()
 
-    def command_usec(self) -> float:
+    def command_usec(self, mode: str) -> float:
+        """The microseconds Redis spent in the command each publish of
+        ``mode`` sends (the script's ``EVALSHA``, or the plain
+        ``PUBLISH``/``SPUBLISH``), summed over the nodes. Only that one:
+        a script's own ``PUBLISH`` is counted in ``cmdstat_publish`` too,
+        and is already in its ``EVALSHA``'s time."""
+        names = ("cmdstat_publish", "cmdstat_spublish")
+        if mode not in ("plain", "nopos"):
+            names = ("cmdstat_evalsha",)
         total = 0.0
         for node in self.nodes:
             stats = node.info("commandstats")
-            for name in ("cmdstat_publish", "cmdstat_spublish", "cmdstat_evalsha"):
+            for name in names:
                 total += float(stats.get(name, {}).get("usec", 0))
         return total
 
@@ -211,11 +235,20 @@ async def plain_publisher(broker: Broker, node: Any, history: int) -> Any:
         command, target = "SPUBLISH", f"{{sq.{node.partition(CHANNEL)}}}"
         prefix = f"{target}:"
         plain = client.spublish
-    floor = client.register_script(FLOOR_LUA)
-    offsets = itertools.count(1)
 
     def body(message: str) -> str:
         return f"{len(CHANNEL)} {CHANNEL}{message}"
+
+    # The floor scripts share an epoch, so their offsets go on from one
+    # another's.
+    offsets = itertools.count(1)
+
+    def floor(text: str) -> Any:
+        script = client.register_script(text)
+        return lambda message: script(
+            keys=[target] if prefix else [],
+            args=[command, target, "abcdefgh", body(message), next(offsets)],
+        )
 
     def stateful(text: str, epoch: str, keys: list[str]) -> Any:
         # A sender with its own keys, count and epoch: its offsets are its
@@ -233,10 +266,9 @@ async def plain_publisher(broker: Broker, node: Any, history: int) -> Any:
 
     return client, {
         "plain": lambda message: plain(target, message),
-        "lua": lambda message: floor(
-            keys=[target] if prefix else [],
-            args=[command, target, "abcdefgh", body(message), next(offsets)],
-        ),
+        "lua": floor(FLOOR_LUA),
+        "info": floor(INFO_LUA),
+        "replid": floor(REPLID_LUA),
         "state": stateful(STATE_LUA, "stateabc", [f"{prefix}floor:state"]),
         "stream": stateful(
             STREAM_LUA, "streamab", [f"{prefix}floor:stream", f"{prefix}floor:entries"]
@@ -246,7 +278,9 @@ async def plain_publisher(broker: Broker, node: Any, history: int) -> Any:
 
 async def measure(
     broker: Broker, args: argparse.Namespace, modes: tuple[str, ...] = MODES, idle: bool = True
-) -> dict[str, list[tuple[float, float]]]:
+) -> dict[str, list[tuple[float, ...]]]:
+    """Per mode, per round, in us per publish: the CPU (all, user, kernel)
+    less idle, the command's own time (commandstats), the wall-clock time."""
     node = squall.pubsub.connect(broker.url, max_pending=args.publishes + 1000)
     sub = await node.subscribe(CHANNEL)
     received = 0
@@ -269,14 +303,14 @@ async def measure(
         "nopos": lambda message: nopos.publish(CHANNEL, message),
     }
     pad = "x" * max(0, args.size - 30)
-    results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
+    results: dict[str, list[tuple[float, ...]]] = {mode: [] for mode in modes}
     try:
         for _ in range(args.rounds):
             # Idle: what the processes spend with nothing published.
             idle0, t0 = cpu_seconds(broker.pids), time.monotonic()
             await asyncio.sleep(1.0 if idle else 0.0)
-            spent = cpu_seconds(broker.pids) - idle0
-            rate = spent / (time.monotonic() - t0) if idle else 0.0
+            spent = [b - a for a, b in zip(idle0, cpu_seconds(broker.pids), strict=True)]
+            rates = [s / (time.monotonic() - t0) if idle else 0.0 for s in spent]
             for mode in modes:
                 send = senders[mode]
                 for i in range(200):  # connections made, scripts loaded
@@ -285,10 +319,14 @@ async def measure(
                 cpu0, t0 = cpu_seconds(broker.pids), time.monotonic()
                 for i in range(args.publishes):
                     await send(f"{i} {time.time():.6f} {pad}")
-                cpu = cpu_seconds(broker.pids) - cpu0 - rate * (time.monotonic() - t0)
-                usec = await asyncio.to_thread(broker.command_usec)
+                wall = time.monotonic() - t0
+                cpu = [
+                    b - a - rate * wall
+                    for a, b, rate in zip(cpu0, cpu_seconds(broker.pids), rates, strict=True)
+                ]
+                usec = await asyncio.to_thread(broker.command_usec, mode)
                 n = max(1, args.publishes)
-                results[mode].append((cpu / n * 1e6, usec / n))
+                results[mode].append((*(c / n * 1e6 for c in cpu), usec / n, wall / n * 1e6))
     finally:
         reader.cancel()
         await off.close()
@@ -350,6 +388,7 @@ def main() -> None:
         "--callgrind", action="store_true", help="instructions per publish, one Redis, instead"
     )
     parser.add_argument("--modes", default=",".join(MODES), help="plain first")
+    parser.add_argument("--json", default="", help="also write every round's figures here")
     args = parser.parse_args()
     args.modes = tuple(args.modes.split(","))
     if args.modes[0] != "plain" or not set(args.modes) <= set(MODES):
@@ -363,13 +402,12 @@ def main() -> None:
         f"squall from {Path(squall.pubsub.__file__).parents[1]}; load {load[0]:.1f} {load[1]:.1f}"
     )
     print(
-        f"{args.publishes} publishes a round, {args.rounds} rounds, modes alternated; "
-        "Redis CPU us/publish (ratio to plain) | commandstats us/publish"
+        f"{args.publishes} publishes a round, {args.rounds} rounds, modes alternated; medians, "
+        "us per publish: Redis CPU (ratio to plain), its user and kernel parts, the command's "
+        "own time (commandstats; ratio to plain), CPU less command, wall-clock"
     )
     modes = args.modes
-    header = f"{'primaries':>9} | " + " | ".join(f"{m:>15}" for m in modes)
-    header += " | " + " | ".join(f"{'cmd ' + m:>9}" for m in modes)
-    print(header)
+    saved: dict[str, Any] = {"load": load, "publishes": args.publishes, "runs": {}}
     for shards in (int(s) for s in args.shards.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             broker = Broker(shards, Path(tmp))
@@ -378,14 +416,25 @@ def main() -> None:
                 results = asyncio.run(measure(broker, args, modes))
             finally:
                 broker.stop()
-        cpu = {m: statistics.median(r[0] for r in results[m]) for m in modes}
-        cmd = {m: statistics.median(r[1] for r in results[m]) for m in modes}
-        cells = [f"{cpu[m]:7.1f} ({cpu[m] / cpu['plain']:.2f}x)" for m in modes]
-        row = f"{shards:>9} | " + " | ".join(f"{c:>15}" for c in cells)
-        row += " | " + " | ".join(f"{cmd[m]:9.2f}" for m in modes)
-        print(row, flush=True)
+        saved["runs"][shards] = results
+        print(
+            f"{shards} primar{'y' if shards == 1 else 'ies'}: {'mode':>6} | {'CPU':>15} | "
+            f"{'user':>6} | {'kernel':>6} | {'command':>14} | {'CPU-cmd':>7} | {'wall':>7}"
+        )
+        med = {m: [statistics.median(r[k] for r in results[m]) for k in range(5)] for m in modes}
+        for m in modes:
+            cpu, user, kernel, cmd, wall = med[m]
+            base = med["plain"]
+            print(
+                f"{'':>11}{m:>6} | {cpu:7.1f} ({cpu / base[0]:5.2f}x) | {user:6.1f} | "
+                f"{kernel:6.1f} | {cmd:6.2f} ({cmd / base[3]:4.1f}x) | {cpu - cmd:7.1f} | "
+                f"{wall:7.1f}",
+                flush=True,
+            )
         rounds = {m: [round(r[0], 1) for r in results[m]] for m in modes}
-        print(f"{'':>9}   rounds: {rounds}", flush=True)
+        print(f"{'':>11}CPU rounds: {rounds}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(saved))
 
 
 if __name__ == "__main__":

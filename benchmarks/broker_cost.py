@@ -2,6 +2,7 @@
 
     python benchmarks/broker_cost.py [--shards 1,3,6] [--publishes 20000] [--rounds 5]
                                      [--history 100] [--tree PATH] [--modes plain,off,...]
+                                     [--period 2000] [--json PATH] [--callgrind]
 
 Starts its own brokers on free 127.0.0.1 ports (tests/pubsub/_servers.py):
 one redis-server (``1``) and Redis Clusters of 3 and 6 primaries, a replica
@@ -15,6 +16,12 @@ lab's publisher does), in these ways (``--modes``), alternated, ``--rounds`` tim
   pub/sub adapter without positions (Socket.IO's) asks of Redis;
 * ``lua``: the same message PUBLISHed by a Lua script that does nothing
   else (``EVALSHA``, one ``redis.call``): the floor of any script;
+* ``info``: ``lua`` after an ``INFO replication`` whose reply is thrown
+  away: what that call costs inside a script;
+* ``replid``: ``lua`` after reading the server's replication ID from
+  ``INFO replication`` with a pattern (``string.match``), as Squall's
+  scripts do; ``findid``: the same read with a plain search for the
+  field's name and the 40 characters after it;
 * ``state``: a Lua script that keeps the least a position and the
   once-only rule need: ``HMGET`` of the channel's offset and the
   publisher's last count, nothing done when the count was applied, else
@@ -31,18 +38,48 @@ lab's publisher does), in these ways (``--modes``), alternated, ``--rounds`` tim
   count, copies dropped by the subscribing process; no offsets, no
   history).
 
-Counted: the CPU of every redis-server process (utime + stime, read at
-nanosecond resolution from /proc/PID/task/*/schedstat: what the broker's
-operator pays), less what they spend
-idle (cluster bus, cron; measured for a second before each round), per
-publish; and beside it ``INFO commandstats``: the microseconds per publish
-Redis spent in the command itself (``publish``, ``spublish`` or
-``evalsha``, summed over the nodes), which leaves out reading the request
-and writing the replies. Medians over the rounds, and each configuration's
-ratio to ``plain``. Redis runs on CPU 0, this process on CPU 1.
+Three measures, each counting something else:
 
-``--callgrind`` counts instead the instructions one Redis runs per publish
-(under callgrind: not moved by the machine's load; user space only).
+* **CPU** (``CPU``, with ``user`` and ``kernel``): every redis-server
+  thread's time on a CPU, user space and kernel (the whole read at
+  nanosecond resolution from /proc/PID/task/*/schedstat, its split
+  sampled at the clock tick from /proc/PID/task/*/stat), less what the
+  processes spend idle (cluster bus, cron; measured for a second before
+  each round), per publish: what the broker's operator pays. Besides the
+  command it holds what every request costs whatever it asks: waking
+  from ``epoll_wait``, reading the request, writing the reply and the
+  message to the subscriber (on 127.0.0.1 the kernel delivers it to the
+  receiver inside the sender's system call), and the caches refilled
+  after Redis slept. That part is most of a plain publish's CPU (on a
+  2-core VM 40 to 60 of its 45 to 80 us), and it grows with the time
+  Redis sleeps between publishes (one publish per 1.5 ms against back to
+  back: a plain publish's CPU 47 against 79 us, a script's own time 23
+  against 39 us, at load 5 to 8).
+* **command** (``INFO commandstats``): the microseconds Redis spent in
+  the command each publish sends (``publish``/``spublish`` or
+  ``evalsha``, summed over the nodes; a script's own ``PUBLISH``, which
+  Redis counts under ``publish`` too, is not added again). None of the
+  above is in it.
+* **instructions** (``--callgrind``): the user-space instructions one
+  Redis runs per publish, the event loop and the request's parsing
+  included, the kernel's part not, each instruction counted once however
+  many cycles it took (not moved by the machine's load).
+
+So the three agree on the *difference* between two ways of publishing
+(a script's extra commands: about as many us more in ``CPU`` as in
+``command``, and its instructions at the machine's rate), not on the
+*ratio* to ``plain``: the part every request pays is all of ``CPU``'s
+denominator but the kernel's share, none of ``command``'s. A ratio of CPU
+of 2x and one of instructions of 15x are the same script.
+
+Every mode is paced alike (``--period``, one publish started every 2 ms
+by default): run back to back, each mode would go at its publisher's
+speed (redis-py's ``PUBLISH`` twice as many a second as Squall's
+publisher here), Redis would sleep between publishes for a different
+time in each, and part of the difference in CPU would be that. The
+``wall`` column says whether the period was held (under load a slow
+publish takes longer). Medians over the rounds, and each configuration's
+ratio to ``plain``. Redis runs on CPU 0, this process on CPU 1.
 
 ``--tree PATH`` imports squall from another checkout (to measure a commit
 before a change: ``git archive COMMIT | tar -x -C /tmp/before``).
@@ -72,7 +109,7 @@ import squall.pubsub  # noqa: E402
 from tests.pubsub._redis_server import start_logged  # noqa: E402
 from tests.pubsub._servers import REDIS_SERVER, RedisCluster, RedisServer  # noqa: E402
 
-MODES = ("plain", "lua", "info", "replid", "state", "stream", "off", "on", "nopos")
+MODES = ("plain", "lua", "info", "replid", "findid", "state", "stream", "off", "on", "nopos")
 # The least a Lua script can do for a publication with a position: build
 # the message and PUBLISH it (no offset kept, nothing checked): what any
 # script costs Redis beyond the command it runs. The offset (ARGV[5]) is
@@ -104,11 +141,18 @@ STREAM_LUA = STATE_LUA.replace(
 )
 # FLOOR_LUA after ``INFO replication`` (its reply thrown away): what that
 # call alone costs a script (the ``info`` mode); and after reading the
-# server's replication ID from it as the publish script does (``replid``).
+# server's replication ID from it as the publish script does (``replid``:
+# a pattern, tried at each place of INFO's text in turn), or with a plain
+# search for the field's name and the 40 characters after it (``findid``).
 INFO_LUA = "redis.call('INFO', 'replication')\n" + FLOOR_LUA
+USE_RID = FLOOR_LUA.replace("ARGV[3]", "string.sub(rid, 1, 0) .. ARGV[3]")
 REPLID_LUA = (
-    "local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')\n"
-    + FLOOR_LUA.replace("ARGV[3]", "string.sub(rid, 1, 0) .. ARGV[3]")
+    "local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')\n" + USE_RID
+)
+FINDID_LUA = (
+    "local info = redis.call('INFO', 'replication')\n"
+    "local at = string.find(info, 'master_replid:', 1, true)\n"
+    "local rid = string.sub(info, at + 14, at + 53)\n" + USE_RID
 )
 CHANNEL = "room:42"
 
@@ -269,6 +313,7 @@ async def plain_publisher(broker: Broker, node: Any, history: int) -> Any:
         "lua": floor(FLOOR_LUA),
         "info": floor(INFO_LUA),
         "replid": floor(REPLID_LUA),
+        "findid": floor(FINDID_LUA),
         "state": stateful(STATE_LUA, "stateabc", [f"{prefix}floor:state"]),
         "stream": stateful(
             STREAM_LUA, "streamab", [f"{prefix}floor:stream", f"{prefix}floor:entries"]
@@ -303,6 +348,7 @@ async def measure(
         "nopos": lambda message: nopos.publish(CHANNEL, message),
     }
     pad = "x" * max(0, args.size - 30)
+    period = args.period / 1e6 if idle else 0.0
     results: dict[str, list[tuple[float, ...]]] = {mode: [] for mode in modes}
     try:
         for _ in range(args.rounds):
@@ -318,6 +364,11 @@ async def measure(
                 await asyncio.to_thread(broker.reset_stats)
                 cpu0, t0 = cpu_seconds(broker.pids), time.monotonic()
                 for i in range(args.publishes):
+                    # Paced: the i-th publish starts no sooner than i
+                    # periods after the first, in every mode alike.
+                    ahead = t0 + i * period - time.monotonic()
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
                     await send(f"{i} {time.time():.6f} {pad}")
                 wall = time.monotonic() - t0
                 cpu = [
@@ -388,6 +439,12 @@ def main() -> None:
         "--callgrind", action="store_true", help="instructions per publish, one Redis, instead"
     )
     parser.add_argument("--modes", default=",".join(MODES), help="plain first")
+    parser.add_argument(
+        "--period",
+        type=float,
+        default=2000,
+        help="us from one publish's start to the next's, in every mode (0: back to back)",
+    )
     parser.add_argument("--json", default="", help="also write every round's figures here")
     args = parser.parse_args()
     args.modes = tuple(args.modes.split(","))
@@ -402,7 +459,8 @@ def main() -> None:
         f"squall from {Path(squall.pubsub.__file__).parents[1]}; load {load[0]:.1f} {load[1]:.1f}"
     )
     print(
-        f"{args.publishes} publishes a round, {args.rounds} rounds, modes alternated; medians, "
+        f"{args.publishes} publishes a round, one every {args.period:.0f} us, {args.rounds} "
+        "rounds, modes alternated; medians, "
         "us per publish: Redis CPU (ratio to plain), its user and kernel parts, the command's "
         "own time (commandstats; ratio to plain), CPU less command, wall-clock"
     )

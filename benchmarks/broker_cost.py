@@ -2,7 +2,7 @@
 
     python benchmarks/broker_cost.py [--shards 1,3,6] [--publishes 20000] [--rounds 5]
                                      [--history 100] [--tree PATH] [--modes plain,off,...]
-                                     [--period 2000] [--json PATH] [--callgrind]
+                                     [--period 4000] [--json PATH] [--callgrind]
 
 Starts its own brokers on free 127.0.0.1 ports (tests/pubsub/_servers.py):
 one redis-server (``1``) and Redis Clusters of 3 and 6 primaries, a replica
@@ -51,10 +51,11 @@ Three measures, each counting something else:
   message to the subscriber (on 127.0.0.1 the kernel delivers it to the
   receiver inside the sender's system call), and the caches refilled
   after Redis slept. That part is most of a plain publish's CPU (on a
-  2-core VM 40 to 60 of its 45 to 80 us), and it grows with the time
-  Redis sleeps between publishes (one publish per 1.5 ms against back to
-  back: a plain publish's CPU 47 against 79 us, a script's own time 23
-  against 39 us, at load 5 to 8).
+  loaded 2-core VM, 40 to 105 of its 42 to 111 us, the ``PUBLISH``
+  itself 1 to 6), and it grows with the time Redis sleeps between
+  publishes (one publish per 1.5 ms against back to back: a plain
+  publish's CPU 79 against 47 us, a script's own time 39 against 23 us,
+  at load 5 to 8).
 * **command** (``INFO commandstats``): the microseconds Redis spent in
   the command each publish sends (``publish``/``spublish`` or
   ``evalsha``, summed over the nodes; a script's own ``PUBLISH``, which
@@ -68,9 +69,11 @@ Three measures, each counting something else:
 So the three agree on the *difference* between two ways of publishing
 (a script's extra commands: about as many us more in ``CPU`` as in
 ``command``, and its instructions at the machine's rate), not on the
-*ratio* to ``plain``: the part every request pays is all of ``CPU``'s
-denominator but the kernel's share, none of ``command``'s. A ratio of CPU
-of 2x and one of instructions of 15x are the same script.
+*ratio* to ``plain``: the part every request pays is nearly all of a
+plain publish's CPU, its user-space share is all of a plain publish's
+instructions (8,000), and none of it is in ``command``. A CPU ratio of
+1.7x, an instruction ratio of 15x and a ``command`` ratio of 19x are the
+same script (history off, Redis 7.0).
 
 Every mode is paced alike (``--period``, one publish started every 4 ms
 by default): run back to back, each mode would go at its publisher's

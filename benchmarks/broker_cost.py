@@ -238,7 +238,7 @@ class Broker:
         ``PUBLISH``/``SPUBLISH``), summed over the nodes. Only that one:
         a script's own ``PUBLISH`` is counted in ``cmdstat_publish`` too,
         and is already in its ``EVALSHA``'s time."""
-        names = ("cmdstat_publish", "cmdstat_spublish")
+        names: tuple[str, ...] = ("cmdstat_publish", "cmdstat_spublish")
         if mode not in ("plain", "nopos"):
             names = ("cmdstat_evalsha",)
         total = 0.0

@@ -743,7 +743,11 @@ class RequestHandler(
         # (set_close_callback(), without the call; see __init__).
         connection = self.request.connection
         assert connection is not None
-        if self._close_by_attribute:
+        if self._close_by_attribute and connection.close_callback is None:
+            # Unless the handler chose a callback of its own meanwhile
+            # (set_close_callback() in prepare() or in its method before
+            # it waited; None is then a callback that does nothing): as
+            # the one Tornado's handler sets as it starts, it stands.
             connection.close_callback = self._connection_closed
 
     def _on_cancelled(self, exc: asyncio.CancelledError) -> None:

@@ -252,7 +252,21 @@ class _HandlerDelegate(HTTPMessageDelegate):
         own: Optional[asyncio.AbstractEventLoop] = None
         if not self.stream_request_body and _is_stock_execute(handler_class._execute):
             known = _plans_of(handler_class).get(request.method)
-            plan = _plan(handler_class, request) if known is None else known
+            # The functions the plan was decided from are still the class's
+            # (by identity: a patch after the class served is seen, a
+            # wrapper that compares equal to the function too).
+            if (
+                known is None
+                or getattr(handler_class, "prepare", None) is not known.prepare
+                or getattr(handler_class, known.name, None) is not known.served
+                or (
+                    known.hook is not None
+                    and getattr(handler_class, known.hook, None) is not known.hooked
+                )
+            ):
+                plan = _plan(handler_class, request)
+            else:
+                plan = known.plan
             own = self.loop_for_steps()
             if own is None:
                 plan = GENERAL
@@ -394,9 +408,28 @@ GENERAL: Final = 0  # a Task from the start (3.12+: a handler that waits)
 AT_ONCE: Final = 1  # its first step at once, outside a Task
 WAITS: Final = 2  # 3.11, a handler that waits: made in its Task (_made_in_task)
 
+
+class _Plan:
+    """A handler class's plan for a request method, with the functions it
+    was decided from (`_plan`): its ``prepare``, its method (``name``), and
+    the hook that method defers to (`AT_ONCE_UNLESS`), if any. A class
+    whose functions are no longer these (a wrapper patched after it served)
+    is planned again."""
+
+    def __init__(
+        self, plan: int, prepare: Any, name: str, served: Any, hook: Optional[str], hooked: Any
+    ) -> None:
+        self.plan = plan
+        self.prepare = prepare
+        self.name = name
+        self.served = served
+        self.hook = hook
+        self.hooked = hooked
+
+
 # By handler class, by request method: its plan. Bounded (classes made at
 # run time, by tests say, are let go when it is full).
-_plans: Final[dict[Any, dict[str, int]]] = {}
+_plans: Final[dict[Any, dict[str, _Plan]]] = {}
 _PLANS_MAX: Final = 1024
 
 # A function with one of these flags can suspend (async def, a generator
@@ -409,7 +442,7 @@ _SUSPENDS: Final = (
 )
 
 
-def _plans_of(handler_class: Any) -> dict[str, int]:
+def _plans_of(handler_class: Any) -> dict[str, _Plan]:
     plans = _plans.get(handler_class)
     if plans is None:
         if len(_plans) >= _PLANS_MAX:
@@ -429,17 +462,27 @@ def _plan(handler_class: Any, request: HTTPServerRequest) -> int:
     its hooks see (on 3.11 made before the handler, see `_made_in_task`; on
     3.12+ started eagerly)."""
     method = request.method
+    name = method.lower()
     prepare = getattr(handler_class, "prepare", None)
-    served = getattr(handler_class, method.lower(), None)
+    served = getattr(handler_class, name, None)
     if _plain(prepare) and _plain(served, handler_class):
         plan = AT_ONCE
     else:
         # 3.12+ starts its Task eagerly, with the handler made in the read.
         plan = GENERAL if _EAGER else WAITS
+    hook = _deferred_hook(served)
+    hooked = None if hook is None else getattr(handler_class, hook, None)
     plans = _plans_of(handler_class)
     if len(plans) < 16:  # (bounded: a client names the method)
-        plans[method] = plan
+        plans[method] = _Plan(plan, prepare, name, served, hook, hooked)
     return plan
+
+
+def _deferred_hook(function: Any) -> Optional[str]:
+    # The hook whose answer decides whether ``function`` waits (see
+    # AT_ONCE_UNLESS), if it is one of those coroutine functions.
+    code = getattr(function, "__code__", None)
+    return None if code is None else AT_ONCE_UNLESS.get(code)
 
 
 # Coroutine functions of squall's own that wait only if a hook of their

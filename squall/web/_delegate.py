@@ -53,6 +53,7 @@ _Task: Final = asyncio.Task
 # compiled class's field is read directly.
 class _ApplicationParts:
     stock_find_handler: Any = None
+    stock_get_handler_delegate: Any = None
     router_class: Any = None
     route_fallback: Any = None
     clear_template_loaders: Any = None
@@ -65,6 +66,7 @@ _RequestStartLine: Final = RequestStartLine
 
 def _bind(
     stock_find_handler: Any,
+    stock_get_handler_delegate: Any,
     router_class: Any,
     route_fallback: Callable[[Application, HTTPServerRequest, Optional[HTTPConnection], Any], Any],
     clear_template_loaders: Callable[[], None],
@@ -72,6 +74,7 @@ def _bind(
 ) -> None:
     parts = _app_parts
     parts.stock_find_handler = stock_find_handler
+    parts.stock_get_handler_delegate = stock_get_handler_delegate
     parts.router_class = router_class
     parts.route_fallback = route_fallback
     parts.clear_template_loaders = clear_template_loaders
@@ -150,10 +153,14 @@ class _HandlerDelegate(HTTPMessageDelegate):
             app: Any = self.application
             # The wildcard router when it routes every request (no host
             # rules, and the application's class answers with Application's
-            # own find_handler), else None; the fallback is told which.
+            # own find_handler and get_handler_delegate, by identity: a
+            # wrapper patched on either, even after the class served, is
+            # called), else None; the fallback is told which.
             router: Any = app.wildcard_router
+            cls: Any = type(app)
             if not (
-                type(app).find_handler is _app_parts.stock_find_handler
+                cls.find_handler is _app_parts.stock_find_handler
+                and cls.get_handler_delegate is _app_parts.stock_get_handler_delegate
                 and type(router) is _app_parts.router_class
                 and len(app.default_router._rules) == 1
             ):

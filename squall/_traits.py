@@ -106,5 +106,6 @@ def changed(now: tuple[Any, ...], hooks: tuple[Any, ...]) -> bool:
     """Whether any of the functions ``now`` is not the one in ``hooks``
     at its place. By identity: ``now != hooks`` compares with ``==``, and a
     wrapt ``FunctionWrapper`` equals the function it wraps. (RequestHandler's
-    ``__init__`` has this line in place of the call.)"""
+    ``__init__`` asks squall.web._delegate.hooks_changed, the same test
+    compiled, for every request.)"""
     return any(map(_is_not, now, hooks))

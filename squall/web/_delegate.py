@@ -264,7 +264,7 @@ class _HandlerDelegate(HTTPMessageDelegate):
             # wrapper that compares equal to the function too).
             if (
                 known is None
-                or getattr(handler_class, "prepare", None) is not known.prepare
+                or handler_class.prepare is not known.prepare
                 or getattr(handler_class, known.name, None) is not known.served
                 or (
                     known.hook is not None
@@ -470,7 +470,7 @@ def _plan(handler_class: Any, request: HTTPServerRequest) -> int:
     3.12+ started eagerly)."""
     method = request.method
     name = method.lower()
-    prepare = getattr(handler_class, "prepare", None)
+    prepare = handler_class.prepare
     served = getattr(handler_class, name, None)
     if _plain(prepare) and _plain(served, handler_class):
         plan = AT_ONCE
@@ -498,6 +498,21 @@ def _deferred_hook(function: Any) -> Optional[str]:
 # which awaits what open() returns. The handler's
 # ``_into_task_for`` lets them run outside a Task.
 AT_ONCE_UNLESS: Final[dict[Any, str]] = {}
+
+
+def hooks_changed(traits: Any, cls: Any) -> bool:
+    """Whether any hook ``traits`` were worked out from is no longer
+    ``cls``'s (see `squall._traits`), by identity: a wrapt wrapper compares
+    equal to the function it wraps. RequestHandler's ``__init__`` asks it
+    for every request; here, it runs compiled (a loop of pointer
+    comparisons, where ``any(map(operator.is_not, ...))`` in the
+    interpreted handler cost about 3k instructions a request)."""
+    now: tuple[Any, ...] = traits.read(cls)
+    hooks: tuple[Any, ...] = traits.hooks
+    for i in range(len(hooks)):
+        if now[i] is not hooks[i]:
+            return True
+    return False
 
 
 def _is_stock_execute(execute: Any) -> bool:

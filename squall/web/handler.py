@@ -20,7 +20,6 @@ done inside the server's callback, with no loop turn.
 from __future__ import annotations
 
 import asyncio
-import operator
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import copy_context
@@ -43,7 +42,7 @@ from squall.util import ObjectDict
 from squall.web._arguments import _ARG_DEFAULT as _ARG_DEFAULT  # squall.web's
 from squall.web._arguments import ArgumentsMixin
 from squall.web._delegate import AT_ONCE_UNLESS as AT_ONCE_UNLESS  # squall.websocket's
-from squall.web._delegate import INTO_TASK
+from squall.web._delegate import INTO_TASK, hooks_changed
 from squall.web._delegate import NO_WAIT as NO_WAIT  # squall.websocket's
 from squall.web._etag import EtagMixin
 from squall.web._failure import ErrorPageMixin
@@ -74,8 +73,6 @@ _LENGTHS_MAX = 4096
 # The Task a handler that answers at once hands the rest of its _execute to
 # when it awaits after all (see _step_at_once).
 _Task = asyncio.Task
-
-_is_not = operator.is_not
 
 # What step() returns for a first step that ended the request's coroutine.
 _DONE = object()
@@ -180,9 +177,7 @@ class RequestHandler(
         # of the request (not as _hook_traits: see _close_by_attribute).
         cls = self.__class__
         traits = cls._hook_traits
-        # By identity (squall._traits.changed, inlined): a wrapper may
-        # compare equal to the function it wraps.
-        if any(map(_is_not, traits.read(cls), traits.hooks)):
+        if hooks_changed(traits, cls):
             traits = traits_of(cls)
         self._traits = traits
         if traits.set_default_headers:

@@ -368,6 +368,11 @@ class Application(ReversibleRouter):
         if not handler._traits.get_status:
             status = handler._status_code
         else:
+            # Asked as Tornado's log_request asks it (a tracer's wrapper
+            # counts the calls): once per comparison that chooses the level
+            # (one below 400, two from 400), once more for the line.
+            if handler.get_status() >= 400:
+                handler.get_status()
             status = handler.get_status()
         # Written from a function of a file named web.py: the record says
         # where as Tornado's does (squall/web/_records/web.py).

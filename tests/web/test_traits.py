@@ -169,6 +169,21 @@ class TraitsServed(AsyncHTTPTestCase):
                     self.check_http(path, name, True)
                 self.check_http(path, name, False)
 
+    def test_log_request_asks_a_replaced_get_status_as_tornado_does(self) -> None:
+        # Once per comparison that chooses the log level, once for the line.
+        class Failing(Plain):
+            def get(self) -> None:
+                self.set_status(404)
+
+        for made, calls in ((Plain, 2), (Failing, 3)):
+            path = self.serve(type("Status", (made,), {}))
+            CALLS.clear()
+            with mock.patch.object(
+                RequestHandler, "get_status", wrapped(RequestHandler, "get_status")
+            ):
+                self.fetch(path + "?a=x")
+            assert CALLS.count("get_status") == calls, (made, CALLS)
+
     @gen_test
     async def test_websocket_wrapt_wrappers_after_serving(self) -> None:
         for name in WS_HOOKS:

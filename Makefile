@@ -717,6 +717,25 @@ surface: $(STAMP) $(SURFACE_VENV)/.installed
 
 .PHONY: differential fuzz fuzz-c autobahn surface
 
+# `make hooks-diff`: the hooks differential (compat/hooks): one program that
+# patches every hook each way agents do, run under Tornado 6.6.1 (in a venv
+# of its own, with wrapt) and under Squall (this tree's .venv, pure; the
+# compiled build's venv as well when it is built), traces compared; a
+# difference fails unless tests/COMPAT.md lists it. tests/test_hooks_diff.py
+# runs the same comparison in make test, with the interpreter of its suite.
+HOOKS_TORNADO := build/hooks-diff/venv-tornado
+
+$(HOOKS_TORNADO)/.installed:
+	$(PYTHON) -m venv $(HOOKS_TORNADO)
+	$(HOOKS_TORNADO)/bin/python -m pip install -q tornado==6.6.1 'wrapt>=1.16'
+	touch $@
+
+hooks-diff: $(STAMP) $(HOOKS_TORNADO)/.installed
+	$(PY) compat/hooks/run.py --tornado-python $(HOOKS_TORNADO)/bin/python --squall-python $(abspath $(PY)):pure \
+	  $(if $(wildcard $(COMPILED_VENV)/.compiled),--squall-python $(abspath $(COMPILED_VENV))/bin/python:compiled)
+
+.PHONY: hooks-diff
+
 # h2spec --strict (HTTP/2 conformance) against HTTPServer(http2=True), h2c
 # and TLS; the same module runs in `make test`, skipping where h2spec cannot
 # be built (it is found as $H2SPEC, on PATH, or ../shared/tools/h2spec).

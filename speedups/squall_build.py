@@ -430,12 +430,21 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
         modules[name] = hashlib.sha256(pure.read_bytes()).hexdigest()
         c_exts.append(Extension(f"{NATIVE}.{name}", sources=[source], extra_compile_args=["-O2"]))
     target = ROOT / "build" / "mypyc"
+    # --no-site-packages: mypy would otherwise read the types of whatever is
+    # installed where squall is being installed (httptools, uvloop, an earlier
+    # squall), so that the C it writes, and the objects ObjectCache reuses,
+    # would depend on that: a first install into a fresh venv and the next
+    # one (pip install '.[redis]' after it) differed in every module's C file.
+    # Without them, every build of the same sources writes the same C, the
+    # one a fresh venv's first install gets.
+    options = ["--no-site-packages", "--config-file", "mypy.ini"]
+    options += ["--cache-dir", str(root / ".mypy_cache")]
     cwd = os.getcwd()
     os.chdir(root)  # mypy derives module names from paths relative to here
     try:
         try:
             exts = mypycify(
-                ["--config-file", "mypy.ini", "--cache-dir", str(root / ".mypy_cache"), *paths],
+                [*options, *paths],
                 target_dir=str(target),
                 group_name=GROUP,
                 multi_file=True,
@@ -454,7 +463,7 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
                 _say(f"retrying without {name}")
             shutil.rmtree(target, ignore_errors=True)
             exts = mypycify(
-                ["--config-file", "mypy.ini", "--cache-dir", str(root / ".mypy_cache"), *paths],
+                [*options, *paths],
                 target_dir=str(target),
                 group_name=GROUP,
                 multi_file=True,

@@ -142,6 +142,13 @@ def run(config: Config) -> int:
         for sock in sockets:
             # Tests and scripts read this line for the address (port 0 included).
             log.info("Listening on %s", describe(sock, tls))
+        if config.http3:
+            try:
+                from squall._quicstack import describe as quic_stack
+            except ImportError:  # the worker says so, naming the extra
+                pass
+            else:
+                log.info("HTTP/3 on %s (SQUALL_QUIC=aioquic or qh3 picks the stack)", quic_stack())
         sys.stderr.flush()
 
     try:

@@ -67,12 +67,14 @@ JOBS_VARIABLE = "SQUALL_BUILD_JOBS"
 # The shared library that holds every compiled module's code (mypyc's "group").
 # mypyc writes it as one C file per module (multi_file), which the build
 # compiles as many at a time as there are CPUs (see ObjectCache and
-# BuildExt.build_extensions), where one file of 23 MB took one gcc 70 s:
+# BuildExt.build_extensions), where one file of 23 MB took one gcc process
+# most of the install's 94-105 s of CPU (61-70 s in all now):
 # the instruction-count gate (benchmarks/gate.py, 3.11, compiled) counted the
-# same within its run-to-run noise on every workload (hello 95,363 -> 95,354
-# instructions per request, handshake 297,768 -> 297,646, write_message
-# 2,372.1 -> 2,372.1 per delivery): the modules still call each other's
-# native functions directly, in one shared library.
+# same within its run-to-run noise on every workload (hello 95,363 -> 95,266
+# instructions per request, handshake 297,768 -> 296,892, write_message
+# 2,372.1 -> 2,372.0 per delivery, with --no-site-packages below): the
+# modules still call each other's native functions directly, in one shared
+# library.
 GROUP = NATIVE + ".hotpath"
 # The packages compiled whole: no asyncio, no I/O, strictly typed, and no
 # class in them is meant to be subclassed by users. Measured (callgrind,

@@ -402,6 +402,16 @@ APPS_ARGS ?=
 apps:
 	$(PYTHON) compat/apps/run.py $(APPS_ARGS)
 
+# Real applications' own request paths on Tornado and on Squall, per server
+# CPU-second (benchmarks/apps_bench.py): Jupyter Server's REST API so far
+# (status, a folder's listing, a notebook's content), its venv under
+# $SQUALL_APPS_CACHE/bench with Squall installed from this checkout.
+#   make bench-apps [BENCH_ARGS="--rounds 5 --duration 10"]
+.PHONY: bench-apps
+bench-apps:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PYTHON) benchmarks/apps_bench.py $(BENCH_ARGS)
+
 # The forum demo: one process on SQLite (`make demo`), or the forum on many
 # machines (`make demo-cluster NODES=4`): N `squall run` nodes, each in a
 # network namespace of its own with its own address (198.18.0.0/15), behind

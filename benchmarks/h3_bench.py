@@ -33,7 +33,7 @@ from typing import Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cpuclock import tree_cpu_seconds  # noqa: E402
-from h2_bench import free_port, wait_listening  # noqa: E402
+from h2_bench import free_port, stop_process, wait_listening  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CERT = os.path.join(ROOT, "squall", "_certs", "test.crt")
@@ -101,12 +101,7 @@ class Server:
         wait_listening(port, self.proc)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def h3load(port: int, args: argparse.Namespace) -> tuple[float, float]:

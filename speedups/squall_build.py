@@ -619,7 +619,13 @@ class ObjectCache:
         """The digest of what the object of ``source`` is built from."""
         key = hashlib.sha256(
             json.dumps(
-                [self.compiler.compiler_so, sys.version, sysconfig.get_paths()["include"], *args],
+                [
+                    # (unix compilers have compiler_so; others: their class)
+                    getattr(self.compiler, "compiler_so", type(self.compiler).__name__),
+                    sys.version,
+                    sysconfig.get_paths()["include"],
+                    *args,
+                ],
                 default=repr,
             ).encode()
         )

@@ -77,7 +77,7 @@ pytest: $(STAMP) system-deps
 
 # The HTTP/3 tests (every file that drives a QUIC stack) against the tree,
 # on each stack in turn: make test runs them on aioquic in the pure suite and
-# on qh3 (the default) in the compiled one; this runs both stacks on the
+# on qh3 in the compiled one; this runs both stacks on the
 # pure build, for a change to HTTP/3. H3_STACKS="aioquic" runs one.
 H3_STACKS ?= qh3 aioquic
 H3_TESTS := tests/h3 tests/hostile/test_h3.py tests/hostile/test_h3_client.py \

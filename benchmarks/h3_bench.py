@@ -1,7 +1,7 @@
 """HTTP/3 benchmark (``make bench-h3``): Squall against Hypercorn over HTTP/3,
 and Squall's HTTP/3 against its own HTTP/2 and HTTP/1.1 (over TLS). Squall's
-HTTP/3 runs on each QUIC stack: its default (qh3 when installed, the row
-"squall h3") and aioquic ("squall h3 aioquic").
+HTTP/3 runs on each QUIC stack: its default (aioquic when installed, the row
+"squall h3") and qh3 ("squall h3 qh3").
 
 Each server runs pinned to core 0 and the load generator to core 1: for
 HTTP/3 ``benchmarks/h3load.py`` (aioquic; h2load here has no QUIC), for
@@ -141,8 +141,8 @@ def measure(
 ) -> tuple[float, float]:
     """One run: (requests per second, requests per server CPU-second).
 
-    ``name`` is "SERVER PROTOCOL [QUIC STACK]": "squall h3 aioquic" runs
-    Squall's HTTP/3 on aioquic (SQUALL_QUIC), "squall h3" on its default.
+    ``name`` is "SERVER PROTOCOL [QUIC STACK]": "squall h3 qh3" runs
+    Squall's HTTP/3 on qh3 (SQUALL_QUIC), "squall h3" on its default.
     """
     server_name, protocol, *stack = name.split()
     env = dict(os.environ, SQUALL_QUIC=stack[0]) if stack else None
@@ -176,11 +176,11 @@ def main() -> int:
     # Squall's servers run outside the source tree: `python -c` puts the
     # working directory first on the path, and from the tree it would run
     # the pure modules, not the compiled ones installed in this interpreter.
-    # "squall h3" runs on the default QUIC stack (qh3 when installed), and
-    # "squall h3 aioquic" on the other, so that both stacks have a row.
+    # "squall h3" runs on the default QUIC stack (aioquic when installed), and
+    # "squall h3 qh3" on the other, so that both stacks have a row.
     contenders: list[tuple[str, list[str], Optional[str]]] = [
         ("squall h3", [sys.executable, "-c", SQUALL_SERVER], appdir),
-        ("squall h3 aioquic", [sys.executable, "-c", SQUALL_SERVER], appdir),
+        ("squall h3 qh3", [sys.executable, "-c", SQUALL_SERVER], appdir),
     ]
     # The servers run in appdir: a relative interpreter path (the Makefile's
     # .venv-hypercorn/bin/python) would not be found there.

@@ -2,18 +2,19 @@
 
 Every HTTP/3 module of Squall (server, client, WebTransport) imports the
 stack from here and nowhere else. ``SQUALL_QUIC=qh3`` or
-``SQUALL_QUIC=aioquic`` picks one (read once, at import); without it, qh3
-if it is installed, else aioquic.
+``SQUALL_QUIC=aioquic`` picks one (read once, at import); without it,
+aioquic if it is installed, else qh3.
 
-qh3 is the default: it costs about 30% fewer instructions a request
-(benchmarks/callgrind_h3.py), and serves about twice the requests per
-CPU-second. What it cannot do, aioquic does (SQUALL_QUIC=aioquic): qh3
-2.1.0's server does not complete a handshake with Chromium 156 (a bare qh3
-server neither), stalls on each handshake with an aioquic client (its first
-flight fails with "packet builder capacity exhausted" until its
-retransmission timer, about 0.3 s), loses a connection at a client's fourth
-address change, and has no way to set the stream credit or the later
-connection IDs (see below).
+aioquic is the default although qh3 costs about 30% fewer instructions a
+request (benchmarks/callgrind_h3.py) and serves about twice the requests
+per CPU-second: qh3 2.1.0's server does not complete a handshake with
+Chromium 156 (a bare qh3 server neither), so a default of qh3 would give
+Chrome's users no HTTP/3 at all. It also stalls on each handshake with an
+aioquic client (its first flight fails with "packet builder capacity
+exhausted" until its retransmission timer, about 0.3 s), loses a
+connection at a client's fourth address change, and has no way to set the
+stream credit or the later connection IDs (see below). Once a qh3 server
+completes tests/h3/test_chromium.py, PREFERENCE puts it first.
 
 Both stacks have aioquic's public API (qh3 is a fork with its packet
 processing, TLS record protection and QPACK in Rust). What Squall needs
@@ -78,14 +79,14 @@ __all__ = [
 
 
 #: The stacks in the order they are tried when SQUALL_QUIC is not set.
-PREFERENCE = ("qh3", "aioquic")
+PREFERENCE = ("aioquic", "qh3")
 
 
 def _choose() -> str:
     forced = os.environ.get("SQUALL_QUIC", "").strip().lower()
     if forced not in ("", "aioquic", "qh3"):
         raise ImportError(f"SQUALL_QUIC={forced!r}: it is 'qh3' or 'aioquic'")
-    # qh3 first when both are there: see the module's docstring.
+    # aioquic first when both are there: see the module's docstring.
     order = [forced] if forced else list(PREFERENCE)
     for name in order:
         try:
@@ -93,8 +94,9 @@ def _choose() -> str:
         except ImportError:
             continue
         return name
-    wanted = forced or "qh3 or aioquic"
-    raise ImportError(f"HTTP/3 needs a QUIC stack ({wanted}): pip install 'squall[http3]'")
+    wanted = forced or "aioquic or qh3"
+    extra = "http3-qh3" if forced == "qh3" else "http3"
+    raise ImportError(f"HTTP/3 needs a QUIC stack ({wanted}): pip install 'squall[{extra}]'")
 
 
 #: The stack in use: "qh3" or "aioquic".

@@ -303,7 +303,8 @@ class RedisPubSub(RedisEngine):
     Args:
         url: a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``),
             or ``redis+sentinel://[user:password@]host[:port][,...]/name[/db]``:
-            the primary the Sentinels name ``name`` (`parse_sentinel_url`),
+            the primary the Sentinels name ``name`` (the pubsub guide's "Redis
+            Sentinel" says what the URL may hold),
             followed through a failover: the idle command connections are
             closed, one in use is made again when next taken, and the
             subscriber connection is cut and made again on the new primary

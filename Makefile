@@ -348,7 +348,7 @@ newer-venv:
 	echo "== making $(NEWER_VENV) with $$py"; rm -rf $(NEWER_VENV) && $$py -m venv $(NEWER_VENV) && \
 	$(NEWER_VENV)/bin/python -m pip install -q --upgrade pip && \
 	$(NEWER_VENV)/bin/python -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(x["speedups"] + x["forum"]))' > $(NEWER_VENV)/requirements.txt && \
-	$(NEWER_VENV)/bin/python -m pip install -q -r $(NEWER_VENV)/requirements.txt pytest hypothesis websockets h2 brotli && \
+	$(NEWER_VENV)/bin/python -m pip install -q -r $(NEWER_VENV)/requirements.txt pytest hypothesis websockets h2 brotli wrapt && \
 	echo "$$py" > $(NEWER_VENV)/.installed
 
 test-newer-python: newer-venv

@@ -7,14 +7,15 @@ import subprocess
 import sys
 import tomllib
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from squall import extras
-from tests._paths import SQUALL_DIR
 
-PYPROJECT = SQUALL_DIR.parent / "pyproject.toml"
+# The tree's (a copy of it beside an installed squall has it too).
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 
 def _declared() -> dict[str, list[str]]:

@@ -75,6 +75,24 @@ pytest: $(STAMP) system-deps
 	@sed -i -E "s/ \(exit 0\)$$/, coverage $$(awk '$$1 == "TOTAL" {print $$NF}' $(TEST_OUT)/coverage.log) (exit 0)/" $(TEST_OUT)/pure.summary
 	@cat $(TEST_OUT)/pure.summary
 
+# The HTTP/3 tests (every file that drives a QUIC stack) against the tree,
+# on each stack in turn: make test runs them on aioquic in the pure suite and
+# on qh3 in the compiled one; this runs both stacks on the
+# pure build, for a change to HTTP/3. H3_STACKS="aioquic" runs one.
+H3_STACKS ?= qh3 aioquic
+H3_TESTS := tests/h3 tests/hostile/test_h3.py tests/hostile/test_h3_client.py \
+  tests/hostile/test_limits.py tests/hostile/test_mux_slots.py tests/asgi/test_websocket_mux.py \
+  tests/cli/test_quic_log.py tests/httputil/test_exchange_conformance.py \
+  tests/resume/test_eventsource.py tests/resume/test_resume_sse.py \
+  tests/resume/test_resume_ws_mux.py tests/server/test_flow.py tests/test_qpack.py
+test-h3-stacks: $(STAMP) system-deps
+	@for stack in $(H3_STACKS); do \
+	  echo "== HTTP/3 tests on $$stack"; \
+	  SQUALL_QUIC=$$stack $(PY) -m pytest -W error -rfEs -m "not slow" $(PYTEST_FLAGS) $(H3_TESTS) || exit 1; \
+	done
+
+.PHONY: test-h3-stacks
+
 # Every check, then the whole suite twice: against the pure sources (above)
 # and against the compiled build as `pip install .` makes it (test-compiled,
 # below), the two side by side. The compiled venv and build (3-8 minutes,
@@ -330,7 +348,7 @@ newer-venv:
 	echo "== making $(NEWER_VENV) with $$py"; rm -rf $(NEWER_VENV) && $$py -m venv $(NEWER_VENV) && \
 	$(NEWER_VENV)/bin/python -m pip install -q --upgrade pip && \
 	$(NEWER_VENV)/bin/python -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(x["speedups"] + x["forum"]))' > $(NEWER_VENV)/requirements.txt && \
-	$(NEWER_VENV)/bin/python -m pip install -q -r $(NEWER_VENV)/requirements.txt pytest hypothesis websockets h2 brotli && \
+	$(NEWER_VENV)/bin/python -m pip install -q -r $(NEWER_VENV)/requirements.txt pytest hypothesis websockets h2 brotli wrapt && \
 	echo "$$py" > $(NEWER_VENV)/.installed
 
 test-newer-python: newer-venv
@@ -383,6 +401,16 @@ APPS_ARGS ?=
 
 apps:
 	$(PYTHON) compat/apps/run.py $(APPS_ARGS)
+
+# Real applications' own request paths on Tornado and on Squall, per server
+# CPU-second (benchmarks/apps_bench.py): Jupyter Server's REST API so far
+# (status, a folder's listing, a notebook's content), its venv under
+# $SQUALL_APPS_CACHE/bench with Squall installed from this checkout.
+#   make bench-apps [BENCH_ARGS="--rounds 5 --duration 10"]
+.PHONY: bench-apps
+bench-apps:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PYTHON) benchmarks/apps_bench.py $(BENCH_ARGS)
 
 # The forum demo: one process on SQLite (`make demo`), or the forum on many
 # machines (`make demo-cluster NODES=4`): N `squall run` nodes, each in a
@@ -727,6 +755,25 @@ surface: $(STAMP) $(SURFACE_VENV)/.installed
 	$(PY) compat/surface/run.py --tornado-python $(SURFACE_VENV)/bin/python --squall-python $(PY)
 
 .PHONY: differential fuzz fuzz-c autobahn surface
+
+# `make hooks-diff`: the hooks differential (compat/hooks): one program that
+# patches every hook each way agents do, run under Tornado 6.6.1 (in a venv
+# of its own, with wrapt) and under Squall (this tree's .venv, pure; the
+# compiled build's venv as well when it is built), traces compared; a
+# difference fails unless tests/COMPAT.md lists it. tests/test_hooks_diff.py
+# runs the same comparison in make test, with the interpreter of its suite.
+HOOKS_TORNADO := build/hooks-diff/venv-tornado
+
+$(HOOKS_TORNADO)/.installed:
+	$(PYTHON) -m venv $(HOOKS_TORNADO)
+	$(HOOKS_TORNADO)/bin/python -m pip install -q tornado==6.6.1 'wrapt>=1.16'
+	touch $@
+
+hooks-diff: $(STAMP) $(HOOKS_TORNADO)/.installed
+	$(PY) compat/hooks/run.py --tornado-python $(HOOKS_TORNADO)/bin/python --squall-python $(abspath $(PY)):pure \
+	  $(if $(wildcard $(COMPILED_VENV)/.compiled),--squall-python $(abspath $(COMPILED_VENV))/bin/python:compiled)
+
+.PHONY: hooks-diff
 
 # h2spec --strict (HTTP/2 conformance) against HTTPServer(http2=True), h2c
 # and TLS; the same module runs in `make test`, skipping where h2spec cannot

@@ -1,5 +1,7 @@
 """HTTP/3 benchmark (``make bench-h3``): Squall against Hypercorn over HTTP/3,
-and Squall's HTTP/3 against its own HTTP/2 and HTTP/1.1 (over TLS).
+and Squall's HTTP/3 against its own HTTP/2 and HTTP/1.1 (over TLS). Squall's
+HTTP/3 runs on each QUIC stack: its default (aioquic when installed, the row
+"squall h3") and qh3 ("squall h3 qh3").
 
 Each server runs pinned to core 0 and the load generator to core 1: for
 HTTP/3 ``benchmarks/h3load.py`` (aioquic; h2load here has no QUIC), for
@@ -31,7 +33,7 @@ from typing import Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cpuclock import tree_cpu_seconds  # noqa: E402
-from h2_bench import free_port, wait_listening  # noqa: E402
+from h2_bench import free_port, stop_process, wait_listening  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CERT = os.path.join(ROOT, "squall", "_certs", "test.crt")
@@ -85,10 +87,13 @@ async def app(scope, receive, send):
 
 
 class Server:
-    def __init__(self, argv: list[str], port: int, cwd: Optional[str]) -> None:
+    def __init__(
+        self, argv: list[str], port: int, cwd: Optional[str], env: Optional[dict[str, str]]
+    ) -> None:
         self.proc = subprocess.Popen(
             ["taskset", "-c", "0", *argv],
             cwd=cwd,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -96,12 +101,7 @@ class Server:
         wait_listening(port, self.proc)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def h3load(port: int, args: argparse.Namespace) -> tuple[float, float]:
@@ -139,19 +139,25 @@ def h2load(port: int, args: argparse.Namespace, h1: bool) -> tuple[float, float]
 def measure(
     name: str, argv: list[str], cwd: Optional[str], args: argparse.Namespace
 ) -> tuple[float, float]:
-    """One run: (requests per second, requests per server CPU-second)."""
+    """One run: (requests per second, requests per server CPU-second).
+
+    ``name`` is "SERVER PROTOCOL [QUIC STACK]": "squall h3 qh3" runs
+    Squall's HTTP/3 on qh3 (SQUALL_QUIC), "squall h3" on its default.
+    """
+    server_name, protocol, *stack = name.split()
+    env = dict(os.environ, SQUALL_QUIC=stack[0]) if stack else None
     port = free_port()
     full = [*argv, "--bind", f"127.0.0.1:{port}", "--quic-bind", f"127.0.0.1:{port}"]
-    if name.startswith("squall"):
+    if server_name == "squall":
         full = [*argv, str(port), CERT, KEY]
-    server = Server(full, port, cwd)
+    server = Server(full, port, cwd, env)
     try:
         time.sleep(0.5)  # the UDP endpoint starts on the loop's first turns
         before = tree_cpu_seconds(server.proc.pid)
-        if name.endswith("h3"):
+        if protocol == "h3":
             requests, seconds = h3load(port, args)
         else:
-            requests, seconds = h2load(port, args, h1=name.endswith("h1"))
+            requests, seconds = h2load(port, args, h1=protocol == "h1")
         used = tree_cpu_seconds(server.proc.pid) - before
     finally:
         server.stop()
@@ -170,8 +176,11 @@ def main() -> int:
     # Squall's servers run outside the source tree: `python -c` puts the
     # working directory first on the path, and from the tree it would run
     # the pure modules, not the compiled ones installed in this interpreter.
+    # "squall h3" runs on the default QUIC stack (aioquic when installed), and
+    # "squall h3 qh3" on the other, so that both stacks have a row.
     contenders: list[tuple[str, list[str], Optional[str]]] = [
         ("squall h3", [sys.executable, "-c", SQUALL_SERVER], appdir),
+        ("squall h3 qh3", [sys.executable, "-c", SQUALL_SERVER], appdir),
     ]
     # The servers run in appdir: a relative interpreter path (the Makefile's
     # .venv-hypercorn/bin/python) would not be found there.
@@ -215,10 +224,10 @@ def main() -> int:
     base = medians["squall h3"]
     # The last column: squall h3's requests per CPU-second over this
     # server's (above 1: squall h3 does more with a CPU-second).
-    print(f"\n{'server':<14} {'req/s':>9} {'req/CPU-s':>10} {'squall h3 / this':>18}")
+    print(f"\n{'server':<18} {'req/s':>9} {'req/CPU-s':>10} {'squall h3 / this':>18}")
     for name, (rate, per_cpu) in medians.items():
         ratio = base[1] / per_cpu if per_cpu else float("nan")
-        print(f"{name:<14} {rate:>9.0f} {per_cpu:>10.0f} {ratio:>18.2f}")
+        print(f"{name:<18} {rate:>9.0f} {per_cpu:>10.0f} {ratio:>18.2f}")
     return 0
 
 

@@ -24,6 +24,12 @@ saying why, and a manifest that says ``"compiled": false`` and why:
 - the C build failing (a hand-written C module that does not build is left
   out alone).
 
+The C files are compiled ``SQUALL_BUILD_JOBS`` at a time (the CPUs the
+build may use, by default), and an object file is reused when what it was
+built from has not changed since the last build in this tree (pip builds a
+checkout in its ``build/``): a rebuild after an edit compiles the edited
+modules' C files, not all of them.
+
 ``SQUALL_SPEEDUPS_FAIL=1`` takes the mypyc failure path on purpose,
 ``SQUALL_SPEEDUPS_FAIL=c`` the C module's.
 """
@@ -39,7 +45,10 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import traceback
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Any, Optional
@@ -47,11 +56,25 @@ from typing import Any, Optional
 from setuptools import Extension
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+from setuptools.errors import CCompilerError, CompileError
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NATIVE = "squall._native"
+# The compiler runs this many at once over the C sources (SQUALL_BUILD_JOBS,
+# else the CPUs this process may run on).
+JOBS_VARIABLE = "SQUALL_BUILD_JOBS"
 # The shared library that holds every compiled module's code (mypyc's "group").
+# mypyc writes it as one C file per module (multi_file), which the build
+# compiles as many at a time as there are CPUs (see ObjectCache and
+# BuildExt.build_extensions), where one file of 23 MB took one gcc process
+# most of the install's 94-105 s of CPU (61-70 s in all now):
+# the instruction-count gate (benchmarks/gate.py, 3.11, compiled) counted the
+# same within its run-to-run noise on every workload (hello 95,363 -> 95,266
+# instructions per request, handshake 297,768 -> 296,892, write_message
+# 2,372.1 -> 2,372.0 per delivery, with --no-site-packages below): the
+# modules still call each other's native functions directly, in one shared
+# library.
 GROUP = NATIVE + ".hotpath"
 # The packages compiled whole: no asyncio, no I/O, strictly typed, and no
 # class in them is meant to be subclassed by users. Measured (callgrind,
@@ -409,14 +432,24 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
         modules[name] = hashlib.sha256(pure.read_bytes()).hexdigest()
         c_exts.append(Extension(f"{NATIVE}.{name}", sources=[source], extra_compile_args=["-O2"]))
     target = ROOT / "build" / "mypyc"
+    # --no-site-packages: mypy would otherwise read the types of whatever is
+    # installed where squall is being installed (httptools, uvloop, an earlier
+    # squall), so that the C it writes, and the objects ObjectCache reuses,
+    # would depend on that: a first install into a fresh venv and the next
+    # one (pip install '.[redis]' after it) differed in every module's C file.
+    # Without them, every build of the same sources writes the same C, the
+    # one a fresh venv's first install gets.
+    options = ["--no-site-packages", "--config-file", "mypy.ini"]
+    options += ["--cache-dir", str(root / ".mypy_cache")]
     cwd = os.getcwd()
     os.chdir(root)  # mypy derives module names from paths relative to here
     try:
         try:
             exts = mypycify(
-                ["--config-file", "mypy.ini", "--cache-dir", str(root / ".mypy_cache"), *paths],
+                [*options, *paths],
                 target_dir=str(target),
                 group_name=GROUP,
+                multi_file=True,
             )
         except BaseException as exc:  # SystemExit too: mypy exits on a type error
             singles = [name for name in COMPILED_MODULES if name in modules]
@@ -432,12 +465,17 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
                 _say(f"retrying without {name}")
             shutil.rmtree(target, ignore_errors=True)
             exts = mypycify(
-                ["--config-file", "mypy.ini", "--cache-dir", str(root / ".mypy_cache"), *paths],
+                [*options, *paths],
                 target_dir=str(target),
                 group_name=GROUP,
+                multi_file=True,
             )
     finally:
         os.chdir(cwd)
+    # multi_file writes each module's C file at the top of the target and
+    # the group's headers beside the group's own file (squall/_native/),
+    # where a module's file includes them from.
+    headers = sorted({str(h.parent) for h in target.rglob("__native*.h")})
     for ext in exts:
         # Sources relative to the project (egg_info refuses absolute ones;
         # mypyc wrote them relative to the staging root), and the shims moved
@@ -445,6 +483,8 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
         # names, squall._h1._connection and so on.
         ext.sources = [os.path.relpath(Path(root, s), ROOT) for s in ext.sources]
         ext.include_dirs = [str(Path(root, d)) for d in ext.include_dirs]
+        if len(ext.sources) > 1:
+            ext.include_dirs.extend(h for h in headers if h not in ext.include_dirs)
         if not ext.name.startswith(NATIVE):
             ext.name = f"{NATIVE}.{ext.name}"
     exts.extend(c_exts)
@@ -523,6 +563,120 @@ def _write_manifest(build_lib: str, manifest: dict[str, Any]) -> None:
     out.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
+def build_jobs() -> int:
+    """How many C compilers the build runs at once: ``SQUALL_BUILD_JOBS``, else
+    the CPUs this process may run on."""
+    value = os.environ.get(JOBS_VARIABLE, "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            _say(f"{JOBS_VARIABLE}={value!r} is not a number: ignored")
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+class ObjectCache:
+    """A compiler's ``compile``, one source at a time, that reuses an object
+    file built from the same input.
+
+    The input is the source's bytes, the headers of its include directories
+    and of its own directory (names relative to each, and contents: pip's
+    build environment is a new temporary directory each time), the
+    compiler's command, the other arguments and the Python; its digest is
+    kept beside the object (``OBJECT.key``). pip builds a checkout in its
+    ``build/``, so that a rebuild after an edit compiles only the C files
+    the edit changed (mypyc rewrites a C file only when its text changes,
+    and a module's file holds that module's code alone), and a rebuild of
+    the same sources compiles none. Threads may call it at once for
+    different sources.
+    """
+
+    def __init__(self, compiler: Any) -> None:
+        self.compiler = compiler
+        self.stock = compiler.compile
+        self.lock = threading.Lock()
+        self.headers: dict[str, str] = {}
+        self.built: set[str] = set()
+        self.reused: set[str] = set()
+
+    def _headers(self, directory: str) -> str:
+        with self.lock:
+            known = self.headers.get(directory)
+        if known is None:
+            digest = hashlib.sha256()
+            for header in sorted(Path(directory).rglob("*.h")):
+                name = header.relative_to(directory).as_posix()
+                digest.update(name.encode() + b"\0" + header.read_bytes())
+            known = digest.hexdigest()
+            with self.lock:
+                self.headers[directory] = known
+        return known
+
+    def key(self, source: str, include_dirs: Sequence[str], *args: Any) -> str:
+        """The digest of what the object of ``source`` is built from."""
+        key = hashlib.sha256(
+            json.dumps(
+                [
+                    # (unix compilers have compiler_so; others: their class)
+                    getattr(self.compiler, "compiler_so", type(self.compiler).__name__),
+                    sys.version,
+                    sysconfig.get_paths()["include"],
+                    *args,
+                ],
+                default=repr,
+            ).encode()
+        )
+        for directory in [*include_dirs, os.path.dirname(os.path.abspath(source))]:
+            key.update(self._headers(directory).encode())
+        key.update(Path(source).read_bytes())
+        return key.hexdigest()
+
+    def __call__(
+        self,
+        sources: Sequence[str],
+        output_dir: Optional[str] = None,
+        macros: Any = None,
+        include_dirs: Optional[Sequence[str]] = None,
+        debug: bool = False,
+        extra_preargs: Optional[Sequence[str]] = None,
+        extra_postargs: Optional[Sequence[str]] = None,
+        depends: Optional[Sequence[str]] = None,
+    ) -> list[str]:
+        objects = []
+        for source in sources:
+            digest = self.key(
+                source, include_dirs or (), macros, debug, extra_preargs, extra_postargs
+            )
+            [obj] = self.compiler.object_filenames([source], output_dir=output_dir)
+            stamp = Path(obj + ".key")
+            if Path(obj).is_file() and stamp.is_file() and stamp.read_text() == digest:
+                with self.lock:
+                    if obj not in self.built:
+                        self.reused.add(obj)
+                objects.append(obj)
+                continue
+            stamp.unlink(missing_ok=True)
+            objects.extend(
+                self.stock(
+                    [source],
+                    output_dir=output_dir,
+                    macros=macros,
+                    include_dirs=include_dirs,
+                    debug=debug,
+                    extra_preargs=extra_preargs,
+                    extra_postargs=extra_postargs,
+                    depends=depends,
+                )
+            )
+            stamp.write_text(digest)
+            with self.lock:
+                self.built.add(obj)
+        return objects
+
+
 def setup_arguments(argv: Optional[list[str]] = None) -> dict[str, Any]:
     """``setup()``'s ext_modules and cmdclass for this run (``sys.argv`` by default)."""
     ext_modules, manifest = _plan(sys.argv if argv is None else argv)
@@ -562,6 +716,45 @@ def setup_arguments(argv: Optional[list[str]] = None) -> dict[str, Any]:
                 _say(f"{name} not built; its Python module stays")
                 manifest.get("modules", {}).pop(name, None)
                 manifest.setdefault("skipped", {})[name] = f"C build failed: {exc!r}"[:300]
+
+        def build_extensions(self) -> None:
+            # mypyc writes one C file per module (multi_file), and each shim
+            # is one more: every source of every extension goes to a pool of
+            # compilers first, the largest first, then the extensions are
+            # built one by one as usual, linking the objects already made
+            # (their compile finds each one in the cache).
+            cache = ObjectCache(self.compiler)
+            self.compiler.compile = cache
+            jobs = build_jobs()
+            work = [(source, ext) for ext in self.extensions for source in ext.sources]
+            work.sort(key=lambda item: -os.path.getsize(item[0]))
+            if jobs > 1 and len(work) > 1:
+                with ThreadPoolExecutor(jobs) as pool:
+                    list(pool.map(self._precompile, work))
+            super().build_extensions()
+            _say(
+                f"{len(cache.built)} C files compiled, {jobs} at a time;"
+                f" {len(cache.reused)} unchanged since the last build in this tree"
+            )
+
+        def _precompile(self, item: tuple[str, Any]) -> None:
+            source, ext = item
+            macros = [*ext.define_macros, *((name,) for name in ext.undef_macros)]
+            try:
+                self.compiler.compile(
+                    [source],
+                    output_dir=self.build_temp,
+                    macros=macros,
+                    include_dirs=ext.include_dirs,
+                    debug=self.debug,
+                    extra_postargs=ext.extra_compile_args or [],
+                    depends=ext.depends,
+                )
+            except (CCompilerError, CompileError, OSError):
+                # Left for the extension's own build, which compiles the
+                # source again and handles the failure as it does (a C
+                # module is left out alone, anything else falls back).
+                pass
 
         def run(self) -> None:
             try:

@@ -1,17 +1,20 @@
-"""The QUIC stack HTTP/3 runs on: aioquic, or qh3.
+"""The QUIC stack HTTP/3 runs on: qh3, or aioquic.
 
 Every HTTP/3 module of Squall (server, client, WebTransport) imports the
-stack from here and nowhere else. ``SQUALL_QUIC=aioquic`` or
-``SQUALL_QUIC=qh3`` picks one (read once, at import); without it, aioquic
-if it is installed, else qh3.
+stack from here and nowhere else. ``SQUALL_QUIC=qh3`` or
+``SQUALL_QUIC=aioquic`` picks one (read once, at import); without it,
+aioquic if it is installed, else qh3.
 
 aioquic is the default although qh3 costs about 30% fewer instructions a
-request (benchmarks/callgrind_h3.py): qh3 2.1.0's server does not complete
-a handshake with Chromium 156 (a bare qh3 server neither), stalls on each
-handshake with an aioquic client (its first flight fails with "packet
-builder capacity exhausted" until its retransmission timer, about 0.3 s),
-loses a connection at a client's fourth address change, and has no way to
-set the stream credit or the later connection IDs (see below).
+request (benchmarks/callgrind_h3.py) and serves about twice the requests
+per CPU-second: qh3 2.1.0's server does not complete a handshake with
+Chromium 156 (a bare qh3 server neither), so a default of qh3 would give
+Chrome's users no HTTP/3 at all. It also stalls on each handshake with an
+aioquic client (its first flight fails with "packet builder capacity
+exhausted" until its retransmission timer, about 0.3 s), loses a
+connection at a client's fourth address change, and has no way to set the
+stream credit or the later connection IDs (see below). Once a qh3 server
+completes tests/h3/test_chromium.py, PREFERENCE puts it first.
 
 Both stacks have aioquic's public API (qh3 is a fork with its packet
 processing, TLS record protection and QPACK in Rust). What Squall needs
@@ -27,6 +30,7 @@ import os
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 __all__ = [
+    "PREFERENCE",
     "STACK",
     "Buffer",
     "BufferReadError",
@@ -64,6 +68,7 @@ __all__ = [
     "ends_unacknowledged",
     "datagram_backlog",
     "datagram_stream_id",
+    "describe",
     "pull_header",
     "qpack_decoder",
     "retry_packet",
@@ -73,24 +78,40 @@ __all__ = [
 ]
 
 
+#: The stacks in the order they are tried when SQUALL_QUIC is not set.
+PREFERENCE = ("aioquic", "qh3")
+
+
 def _choose() -> str:
     forced = os.environ.get("SQUALL_QUIC", "").strip().lower()
     if forced not in ("", "aioquic", "qh3"):
         raise ImportError(f"SQUALL_QUIC={forced!r}: it is 'qh3' or 'aioquic'")
     # aioquic first when both are there: see the module's docstring.
-    order = [forced] if forced else ["aioquic", "qh3"]
+    order = [forced] if forced else list(PREFERENCE)
     for name in order:
         try:
             __import__(f"{name}.h3.connection")
         except ImportError:
             continue
         return name
-    wanted = forced or "qh3 or aioquic"
-    raise ImportError(f"HTTP/3 needs a QUIC stack ({wanted}): pip install 'squall[http3]'")
+    wanted = forced or "aioquic or qh3"
+    extra = "http3-qh3" if forced == "qh3" else "http3"
+    raise ImportError(f"HTTP/3 needs a QUIC stack ({wanted}): pip install 'squall[{extra}]'")
 
 
 #: The stack in use: "qh3" or "aioquic".
 STACK = _choose()
+
+
+def describe() -> str:
+    """The stack in use and its version (``qh3 2.1.0``), for a log line."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{STACK} {version(STACK)}"
+    except PackageNotFoundError:  # imported from a tree, not installed
+        return STACK
+
 
 # mypy checks against aioquic's names (it is typed and both have its API).
 if TYPE_CHECKING or STACK == "aioquic":

@@ -17,13 +17,16 @@ Patches may come after the class was made and after it served requests, so
 the traits keep the functions they were worked out from, and `traits_of`
 compares those with the class's current ones (one C call reads them all)
 before they are used; a class whose functions differ gets traits of its own.
+The comparison is by identity (`changed`), never ``==``: a wrapper may
+compare equal to the function it wraps (wrapt's proxies do), and it is
+still a replacement to call.
 Traits depend on those functions alone, so a subclass that changes none of
 them shares its base class's.
 """
 
 from __future__ import annotations
 
-__all__ = ["Traits", "declare", "traits_of"]
+__all__ = ["Traits", "changed", "declare", "traits_of"]
 
 import operator
 from typing import Any, ClassVar
@@ -91,6 +94,18 @@ def traits_of(cls: Any) -> Any:
         own = vars(base).get("_hook_traits")
         if own is not None and issubclass(type(own), kind):
             kind = type(own)
-    if type(traits) is not kind or traits.read(cls) != traits.hooks:
+    if type(traits) is not kind or changed(traits.read(cls), traits.hooks):
         traits = cls._hook_traits = kind(cls)
     return traits
+
+
+_is_not = operator.is_not
+
+
+def changed(now: tuple[Any, ...], hooks: tuple[Any, ...]) -> bool:
+    """Whether any of the functions ``now`` is not the one in ``hooks``
+    at its place. By identity: ``now != hooks`` compares with ``==``, and a
+    wrapt ``FunctionWrapper`` equals the function it wraps. (RequestHandler's
+    ``__init__`` asks squall.web._delegate.hooks_changed, the same test
+    compiled, for every request.)"""
+    return any(map(_is_not, now, hooks))

@@ -113,6 +113,7 @@ PLAN: dict[str, str] = {
     # README.md
     "pip install '.[speedups]'": RUN,
     "python -m squall.speedups": RUN,
+    "python -m squall.extras --install redis": RUN,
     "squall run app:app": RUN,
     "curl 'http://127.0.0.1:8000/?name=squall'": RUN,
     "python -m squall.compat app.py --port=8888": RUN,
@@ -154,8 +155,7 @@ PLAN: dict[str, str] = {
     "10.0.0.15:6379 10.0.0.16:6379 --cluster-replicas 1": "six machines (as above)",
     "redis-cli -h 10.0.0.11 cluster info": "six machines (as above)",
     "make demo-cluster NODES=4": RUN,
-    # docs/guide/resuming.md
-    "pip install 'redis[hiredis]'": RUN,
+    # docs/guide/resuming.md (python -m squall.extras --install redis, above)
     "redis-server --port 6379 --save ''": RUN,
     "PUBSUB_URL=redis://127.0.0.1:6379/0 python docs/examples/resume_sse.py": RUN,
     "curl -d text=hello http://127.0.0.1:8000/rooms/lobby": RUN,
@@ -538,7 +538,7 @@ def test_the_documents_commands_on_a_fresh_copy(tmp_path: Path) -> None:
     skipped = set() if have_redis and have_nginx else {"make demo-cluster NODES=4"}
     if not have_redis:
         skipped |= {
-            "pip install 'redis[hiredis]'",
+            "python -m squall.extras --install redis",
             "redis-server --port 6379 --save ''",
             "PUBSUB_URL=redis://127.0.0.1:6379/0 python docs/examples/resume_sse.py",
         }
@@ -640,7 +640,10 @@ def run_all(s: Session, have_redis: bool, have_nginx: bool) -> None:
 
 def resumes_across_a_restart(s: Session, env: dict[str, str]) -> None:
     """The resuming guide: over Redis a restart keeps the history; memory:// keeps nothing."""
-    s.run("pip install 'redis[hiredis]'", env, timeout=600)
+    # The extra's requirements alone: squall itself is not built again.
+    out = s.run("python -m squall.extras --install redis", env, timeout=600)
+    assert not re.search(r"\bsquall-\d|wheel for squall", out), out
+    assert s.run("python -c 'import redis, hiredis'", env) == ""
     redis, took = s.serve("redis-server --port 6379 --save ''", env, "Ready to accept connections")
     with_redis = "PUBSUB_URL=redis://127.0.0.1:6379/0 python docs/examples/resume_sse.py"
     for command, survives in ((with_redis, True), ("python docs/examples/resume_sse.py", False)):

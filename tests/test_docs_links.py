@@ -12,7 +12,17 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# The links are to a checkout's files: the suite run against an installed
+# squall (make test-compiled, make dist) runs from a copy without squall/,
+# and the pure suite has checked the checkout.
+pytestmark = pytest.mark.skipif(
+    not (ROOT / "squall").is_dir() or not (ROOT / ".git").exists(),
+    reason="checks a checkout's links (the pure suite runs it); this is a copy beside an install",
+)
 
 
 def documents() -> list[Path]:

@@ -51,7 +51,7 @@ for level, names in enumerate(
             "_qpack",
             "_sse",
         ],
-        ["util", "escape", "log", "options", "speedups", "_traits"],
+        ["util", "escape", "log", "options", "speedups", "extras", "_traits"],
         [
             "concurrent",
             "ioloop",

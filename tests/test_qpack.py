@@ -7,7 +7,7 @@ import pytest
 
 from squall._qpack import ENTRY_OVERHEAD, STATIC_ENTRY_MAX, STATIC_NAME_MAX, section_cost
 
-pylsqpack = pytest.importorskip("pylsqpack", reason="the http3 extra is not installed")
+pylsqpack = pytest.importorskip("pylsqpack", reason="pylsqpack (aioquic's QPACK) is not installed")
 
 
 def static_entry(index: int) -> tuple[bytes, bytes]:

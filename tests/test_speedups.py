@@ -212,7 +212,7 @@ def imports_of(source: Path) -> set[str]:
 
 def test_build_ignores_type_errors_only_in_modules_of_optional_extras() -> None:
     # pip builds in an environment holding only the build requirements, so
-    # aioquic (squall[http3]) is missing there: its names are Any, which strict
+    # aioquic (a QUIC stack, squall[http3-aioquic]) is missing there: its names are Any, which strict
     # mypy refuses in the modules built on it. Unless the build ignores their
     # errors, mypyc refuses the whole build and every module runs pure.
     build = load_build()

@@ -167,6 +167,13 @@ def run(config: Config) -> int:
         why = h2c_note(config)
         if why:
             log.info("%s", why)
+        if config.http3:
+            try:
+                from squall._quicstack import describe as quic_stack
+            except ImportError:  # the worker says so, naming the extra
+                pass
+            else:
+                log.info("HTTP/3 on %s (SQUALL_QUIC=aioquic or qh3 picks the stack)", quic_stack())
         sys.stderr.flush()
 
     try:

@@ -331,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also serve HTTP/3 over QUIC on UDP at each TLS port, advertised by Alt-Svc; "
-        "needs --certfile/--keyfile and squall[http3] (aioquic, or qh3) [SQUALL_HTTP3]",
+        "needs --certfile/--keyfile and squall[http3]; runs on qh3 when installed, else "
+        "aioquic (SQUALL_QUIC=aioquic or qh3 picks one) [SQUALL_HTTP3]",
     )
     add(
         "--http3-retry-threshold",

@@ -36,10 +36,13 @@ class HTTPConnection:
     #: (`.RequestHandler`) instead of testing for a concrete class. ``True``
     #: promises two things: the close callback is the plain attribute
     #: `close_callback` (``set_close_callback(cb)`` only assigns it, so the
-    #: application may assign it directly), and the application may leave
-    #: it unset until its synchronous part has returned, setting it only if
-    #: it is still running then: a close that comes while the attribute is
-    #: unset and the response unfinished (from the event loop, or from the
+    #: application may assign it directly; ``set_close_callback(None)``
+    #: assigns a callback that does nothing, so that ``None`` means unset),
+    #: and the application may leave it unset until its synchronous part
+    #: has returned, setting it only if it is still running and the
+    #: attribute still unset then (a callback chosen in that part stands):
+    #: a close that comes while the attribute is unset and the response
+    #: unfinished (from the event loop, or from the
     #: application's own calls, such as a stream reset by ``close()``) is
     #: reported again on the next loop turn, to the callback set by then.
     #: ``False``

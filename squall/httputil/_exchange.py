@@ -73,6 +73,7 @@ __all__ = [
     "closed_future",
     "loop_of",
     "report_closed",
+    "silenced",
 ]
 
 IDLE: Final = 0  # nothing written
@@ -141,6 +142,15 @@ def closed_future() -> asyncio.Future[None]:
     future.set_exception(StreamClosedError())
     future.exception()  # nobody has to look at a write to a closed connection
     return future
+
+
+def silenced() -> None:
+    """What ``set_close_callback(None)`` leaves in ``close_callback``: a
+    callback that does nothing. ``None`` there means that no one has chosen
+    yet, and an application relying on the close_callback_attribute
+    capability then sets its own once its first step has returned (see
+    `HTTPConnection.close_callback_attribute`): a choice of no callback made
+    in that step (Tornado's way to silence the notification) must stand."""
 
 
 def report_closed(
@@ -345,8 +355,9 @@ class Exchange(HTTPConnection):
         return self._phase != IDLE
 
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
-        """Call ``callback`` if the exchange is lost before the response is finished."""
-        self.close_callback = callback
+        """Call ``callback`` if the exchange is lost before the response is
+        finished; ``None``: call nothing (`silenced` is kept in its place)."""
+        self.close_callback = silenced if callback is None else callback
 
     # -- for the driver ---------------------------------------------------------------
 

@@ -23,7 +23,9 @@ The engines share the API:
 * `RedisPubSub` (``redis://host:port/db``, needs ``pip install squall[redis]``):
   every process connected to the same Redis sees every message. One Redis
   subscription per channel per process fans out to local subscribers;
-  history lives in a Redis stream per channel.
+  history lives in a Redis stream per channel. With
+  ``redis+sentinel://host:port[,host:port]/name[/db]`` it uses the primary
+  that Redis Sentinel names, and follows it through a failover.
 * `RedisClusterPubSub` (``redis+cluster://host:port[,host:port]``): a Redis
   Cluster with sharded pub/sub. Channels map to a fixed number of
   hash-tagged partitions, a process holds one subscription connection per
@@ -136,7 +138,9 @@ def connect(
     """A `PubSub` for ``url``.
 
     ``memory://`` (the default), ``redis://host:port/db`` (also ``rediss://``,
-    ``unix://``), ``redis+cluster://host:port[,host:port...]`` (query:
+    ``unix://``), ``redis+sentinel://host:port[,host:port...]/name[/db]``
+    (the primary the Sentinels name ``name``; see `RedisPubSub`),
+    ``redis+cluster://host:port[,host:port...]`` (query:
     ``partitions=128``, ``sharded=1``; ``sharded=0`` uses classic
     ``PUBLISH``) or ``nats://host:port``. ``history_size``, ``history_ttl``,
     ``max_recovery``, ``presence_ttl`` and ``positions`` (``0`` or ``1``:
@@ -164,14 +168,15 @@ def connect(
     scheme = parts.scheme
     if scheme == "memory":
         return LocalPubSub(max_pending, **options)
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"):
         return RedisPubSub(url or "", max_pending=max_pending, **options)
     if scheme in ("redis+cluster", "rediss+cluster"):
         return RedisClusterPubSub(url or "", max_pending=max_pending, **options)
     if scheme in ("nats", "tls"):
         return NatsPubSub(url or "", max_pending=max_pending, **options)
     raise ValueError(
-        f"pub/sub URL {url!r}: scheme must be memory, redis, rediss, unix, redis+cluster or nats"
+        f"pub/sub URL {url!r}: scheme must be memory, redis, rediss, unix, redis+sentinel, "
+        "redis+cluster or nats"
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Sequence
 from typing import Optional
 
 from squall.pubsub._base import (
@@ -14,7 +15,7 @@ from squall.pubsub._base import (
     DEFAULT_MAX_RECOVERY,
     PubSub,
 )
-from squall.pubsub._presence import DEFAULT_PRESENCE_TTL
+from squall.pubsub._presence import DEFAULT_PRESENCE_TTL, Hold
 from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 
 
@@ -60,39 +61,65 @@ class _Stream:
         self.touched = now
 
 
+def _live(entry: Optional[tuple[str, dict[str, float]]], now: float) -> dict[str, float]:
+    """The holds of ``entry`` (None: no entry) not expired by ``now``."""
+    if entry is None:
+        return {}
+    owners = entry[1]
+    for owner in [o for o, expires in owners.items() if expires <= now]:
+        del owners[owner]
+    return owners
+
+
 class LocalPresence:
-    """The presence entries of `LocalPubSub`: channel -> client -> (info, expiry)."""
+    """The presence entries of `LocalPubSub`: channel -> client -> (info,
+    holds: owner -> expiry); an entry lives while one of its holds does."""
 
     __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        self._entries: dict[str, dict[str, tuple[str, float]]] = {}
+        self._entries: dict[str, dict[str, tuple[str, dict[str, float]]]] = {}
 
-    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
-        expires = time.monotonic() + ttl
-        here = self._entries.setdefault(channel, {})
-        for client, info in entries.items():
-            here[client] = (info, expires)
-
-    async def remove(self, channel: str, client: str) -> None:
-        here = self._entries.get(channel)
-        if here is not None:
-            here.pop(client, None)
-            if not here:
-                del self._entries[channel]
-
-    def _alive(self, channel: str) -> dict[str, tuple[str, float]]:
-        here = self._entries.get(channel, {})
+    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
         now = time.monotonic()
-        for client in [c for c, (_, expires) in here.items() if expires <= now]:
-            del here[client]
+        here = self._entries.setdefault(channel, {})
+        back = []
+        for client, owner, info in holds:
+            owners = _live(here.get(client), now)
+            if not owners:
+                back.append(client)
+            owners[owner] = now + ttl
+            here[client] = (info, owners)
+        return back
+
+    async def remove(self, channel: str, client: str, owner: str) -> bool:
+        here = self._entries.get(channel, {})
+        owners = _live(here.get(client), time.monotonic())
+        owners.pop(owner, None)
+        if owners:
+            return False
+        here.pop(client, None)
+        if not here:
+            self._entries.pop(channel, None)
+        return True
+
+    def _alive(self, channel: str, now: float) -> dict[str, tuple[str, dict[str, float]]]:
+        """``channel``'s entries, their expired holds (and entries left without
+        one) dropped."""
+        here = self._entries.get(channel, {})
+        for client, entry in list(here.items()):
+            if not _live(entry, now):
+                del here[client]
+        if not here:
+            self._entries.pop(channel, None)
         return here
 
     async def get(self, channel: str, limit: int) -> dict[str, str]:
-        return {c: info for c, (info, _) in list(self._alive(channel).items())[:limit]}
+        here = self._alive(channel, time.monotonic())
+        return {c: info for c, (info, _) in list(here.items())[:limit]}
 
     async def count(self, channel: str) -> int:
-        return len(self._alive(channel))
+        return len(self._alive(channel, time.monotonic()))
 
 
 class LocalPubSub(PubSub):

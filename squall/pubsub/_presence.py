@@ -9,9 +9,19 @@ leave (an explicit `Presence.leave`, not an expiry) are published as JSON
 ``{"event": "join"|"leave", "client": ..., "info": ...}`` on
 `presence_channel(channel)`, which anyone may subscribe to.
 
+One client id may be joined several times (two tabs of one user, on one
+process or on several): the entry is held by each `Presence` handle that
+joined it, each with its own expiry, and lasts while one of them does. A
+handle's `Presence.leave` lets go of its own hold only; the entry goes, and
+"leave" is announced, when the last live hold goes. Each join is announced
+(its info becomes the entry's), and so is an entry a refresh puts back
+after it expired (the broker out of reach for longer than the TTL): no
+entry appears without a "join".
+
 Where it is kept: in the `LocalPubSub` object; on Redis, a sorted set per
-channel (member: client id, score: expiry time in ms) and a hash beside it
-(client id -> info), both with the channel's hash tag, expired entries
+channel (member: client id, score: expiry time in ms), a hash beside it
+(client id -> info) and one of the holds (client id -> "handle expiry ..."),
+all with the channel's hash tag, expired entries
 removed as they are read. Counting is ``ZCARD`` after dropping the expired:
 cheap at any size. Listing is bounded by ``limit``. What does not scale: each
 process refreshes every entry it holds every ``presence_ttl / 3`` seconds (one
@@ -30,9 +40,11 @@ to be refreshed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import Awaitable, Callable
-from typing import Optional, Protocol
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from squall.log import gen_log
 from squall.pubsub._subscription import _Closing
@@ -73,14 +85,24 @@ def _check(client: str, info: str) -> None:
     check_utf8("presence info", info)
 
 
+#: One hold on a presence entry: (client id, the holding handle's id, info).
+Hold = tuple[str, str, str]
+
+
 class PresenceStore(Protocol):
-    """Where an engine keeps presence entries (memory, a Redis sorted set and hash)."""
+    """Where an engine keeps presence entries (memory, Redis sorted sets and hashes).
 
-    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
-        """Writes (or refreshes) ``entries`` (client id -> info) for ``ttl`` seconds."""
+    An entry (a client id on a channel) is held by one or more handles
+    (`Presence.owner`), each hold with its own expiry; it lives while one does.
+    """
 
-    async def remove(self, channel: str, client: str) -> None:
-        """Removes one entry."""
+    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
+        """Writes (or refreshes) ``holds`` for ``ttl`` seconds; each sets its
+        entry's info. Returns the client ids that had no live entry before."""
+
+    async def remove(self, channel: str, client: str, owner: str) -> bool:
+        """Lets go of ``owner``'s hold on ``client``'s entry; True when no live
+        hold is left and the entry was removed."""
 
     async def get(self, channel: str, limit: int) -> dict[str, str]:
         """At most ``limit`` live entries (client id -> info)."""
@@ -100,10 +122,10 @@ class NoPresence:
     def _refuse(self) -> NotImplementedError:
         return NotImplementedError(f"{self.engine} has no presence")
 
-    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
         raise self._refuse()
 
-    async def remove(self, channel: str, client: str) -> None:
+    async def remove(self, channel: str, client: str, owner: str) -> bool:
         raise self._refuse()
 
     async def get(self, channel: str, limit: int) -> dict[str, str]:
@@ -114,22 +136,26 @@ class NoPresence:
 
 
 class Presence(_Closing):
-    """One client's entry on one channel, refreshed until `leave` (or the `PubSub` closes).
+    """One join of a client on one channel: a hold on the client's entry,
+    refreshed until `leave` (or the `PubSub` closes).
 
     ``async with entry:`` leaves on the way out.
     """
 
-    __slots__ = ("channel", "client", "info", "_roster", "_left")
+    __slots__ = ("channel", "client", "info", "owner", "_roster", "_left")
 
-    def __init__(self, roster: Roster, channel: str, client: str, info: str) -> None:
+    def __init__(self, roster: Roster, channel: str, client: str, info: str, owner: str) -> None:
         self.channel = channel
         self.client = client
         self.info = info
+        #: This handle's id, unique across processes: what holds the entry.
+        self.owner = owner
         self._roster = roster
         self._left = False
 
     async def leave(self) -> None:
-        """Removes the entry and publishes a leave event (once)."""
+        """Lets go of this handle's hold (once); when no other handle holds the
+        client's entry, removes it and publishes a leave event."""
         if self._left:
             return
         self._left = True
@@ -147,21 +173,34 @@ Announce = Callable[[str, str], Awaitable[object]]
 class Roster:
     """The entries this process joined, kept refreshed in a `PresenceStore`.
 
-    Owns the entries (channel, client) -> `Presence` and the heartbeat that
-    refreshes them every ``ttl / 3`` seconds (a supervised loop), and
-    announces joins and leaves with ``announce`` on `presence_channel`.
-    `PubSub.join`, `PubSub.presence` and `PubSub.presence_count` are its
-    `join`, `list` and `count`.
+    Owns the handles this process joined (owner id -> `Presence`) and the
+    heartbeat that refreshes their holds every ``ttl / 3`` seconds (a
+    supervised loop), and announces joins and leaves with ``announce`` on
+    `presence_channel`. `PubSub.join`, `PubSub.presence` and
+    `PubSub.presence_count` are its `join`, `list` and `count`.
     """
 
-    __slots__ = ("store", "ttl", "_announce", "_present", "_heartbeat", "_stopped")
+    __slots__ = (
+        "store",
+        "ttl",
+        "_announce",
+        "_present",
+        "_heartbeat",
+        "_stopped",
+        "_token",
+        "_count",
+    )
 
     def __init__(self, store: PresenceStore, ttl: float, announce: Announce, owner: str) -> None:
         self.ttl = check_seconds("presence_ttl", ttl)
         self.store = store
         self._announce = announce
-        self._present: dict[tuple[str, str], Presence] = {}
+        self._present: dict[str, Presence] = {}
         self._stopped = False
+        # Handle ids: this roster's random token and a count (unique across
+        # the processes sharing a broker, and never reused here).
+        self._token = secrets.token_hex(8)
+        self._count = itertools.count(1)
         self._heartbeat = Supervised(
             f"presence heartbeat of {owner}",
             self._beat,
@@ -170,67 +209,59 @@ class Roster:
 
     @property
     def entries(self) -> int:
-        """How many entries this process holds (and refreshes)."""
+        """How many holds (joined handles) this process refreshes."""
         return len(self._present)
 
     def forget(self, channel: str, client: str) -> None:
-        """Stops refreshing an entry without removing it (it expires within the TTL)."""
-        self._present.pop((channel, client), None)
+        """Stops refreshing a client's holds without removing them (the entry
+        expires within the TTL, unless another process holds it)."""
+        for owner, entry in list(self._present.items()):
+            if entry.channel == channel and entry.client == client:
+                del self._present[owner]
 
     async def join(self, channel: str, client: str, info: str) -> Presence:
         """See `PubSub.join`."""
         check_channel(channel)
         _check(client, info)
-        entry = Presence(self, channel, client, info)
-        key = (channel, client)
-        before = self._present.get(key)
-        await self.store.put(channel, {client: info}, self.ttl)
-        self._present[key] = entry
+        entry = Presence(self, channel, client, info, f"{self._token}.{next(self._count)}")
+        await self.store.put(channel, [(client, entry.owner, info)], self.ttl)
+        self._present[entry.owner] = entry
         self._heartbeat.start()
         try:
-            await self._announce(
-                presence_channel(channel),
-                json.dumps({"event": "join", "client": client, "info": info}),
-            )
+            await self._announce_event("join", entry)
         except BaseException as exc:
-            await self._unjoin(key, entry, before, exc)
+            await self._unjoin(entry, exc)
             raise
         return entry
 
-    async def _unjoin(
-        self,
-        key: tuple[str, str],
-        entry: Presence,
-        before: Optional[Presence],
-        exc: BaseException,
-    ) -> None:
-        """Undoes a `join` that raises ``exc``: the entry it wrote is not refreshed,
-        and removed (unless the caller is being cancelled: it then expires)."""
-        if self._present.get(key) is not entry:
-            return  # joined again meanwhile
-        if before is not None:
-            self._present[key] = before  # the earlier join stands
+    def _announce_event(self, event: str, entry: Presence) -> Awaitable[object]:
+        return self._announce(
+            presence_channel(entry.channel),
+            json.dumps({"event": event, "client": entry.client, "info": entry.info}),
+        )
+
+    async def _unjoin(self, entry: Presence, exc: BaseException) -> None:
+        """Undoes a `join` that raises ``exc``: the hold it wrote is not
+        refreshed, and let go (unless the caller is being cancelled: it then
+        expires). Another handle's hold on the entry stands."""
+        if self._present.pop(entry.owner, None) is None:
             return
-        del self._present[key]
         if isinstance(exc, asyncio.CancelledError) or self._stopped:
             return
         try:
-            await self.store.remove(*key)
+            await self.store.remove(entry.channel, entry.client, entry.owner)
         except Exception as error:
-            gen_log.info("pubsub: removing the failed join of %r failed: %r", key[0], error)
+            gen_log.info("pubsub: removing the failed join of %r failed: %r", entry.channel, error)
 
     async def remove(self, entry: Presence) -> None:
-        """Removes ``entry`` and announces it left (`Presence.leave`)."""
-        key = (entry.channel, entry.client)
-        if self._present.get(key) is entry:
-            del self._present[key]
+        """Lets go of ``entry``'s hold (`Presence.leave`), and announces the
+        client left when no live hold is left (another tab's, another
+        process's): a stale handle's leave leaves the live one's entry."""
+        self._present.pop(entry.owner, None)
         if self._stopped:
             return
-        await self.store.remove(entry.channel, entry.client)
-        await self._announce(
-            presence_channel(entry.channel),
-            json.dumps({"event": "leave", "client": entry.client, "info": entry.info}),
-        )
+        if await self.store.remove(entry.channel, entry.client, entry.owner):
+            await self._announce_event("leave", entry)
 
     async def list(self, channel: str, limit: int) -> dict[str, str]:
         """See `PubSub.presence`."""
@@ -248,12 +279,15 @@ class Roster:
         """Refreshes this process's entries until none is left (supervised)."""
         while self._present and not self._stopped:
             await asyncio.sleep(self.ttl / 3)
-            by_channel: dict[str, dict[str, str]] = {}
-            for (channel, client), entry in list(self._present.items()):
-                by_channel.setdefault(channel, {})[client] = entry.info
+            by_channel: dict[str, list[Presence]] = {}
+            for entry in list(self._present.values()):
+                by_channel.setdefault(entry.channel, []).append(entry)
             for channel, entries in by_channel.items():
                 try:
-                    await self.store.put(channel, entries, self.ttl)
+                    holds = [(e.client, e.owner, e.info) for e in entries]
+                    back = await self.store.put(channel, holds, self.ttl)
+                    if back:
+                        await self._announce_back(entries, back)
                 except ConnectionError as exc:
                     # Refreshed at the next beat; the entries live a TTL.
                     gen_log.info("pubsub: presence refresh of %r failed: %s", channel, exc)
@@ -267,6 +301,15 @@ class Roster:
                         exc,
                     )
             self._heartbeat.backoff.reset()
+
+    async def _announce_back(self, entries: Sequence[Presence], back: Sequence[str]) -> None:
+        """Announces "join" for the entries a refresh put back (they had expired:
+        no entry appears without a join), once per client, with the info written."""
+        infos = {e.client: e for e in entries if e.owner in self._present}
+        for client in dict.fromkeys(back):
+            entry = infos.get(client)
+            if entry is not None:
+                await self._announce_event("join", entry)
 
     async def stop(self) -> None:
         """Stops refreshing (the `PubSub` closes); leave() then publishes nothing."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
@@ -44,19 +46,171 @@ def _redis() -> Any:
         "redis.asyncio",
         "redis.asyncio.cluster",
         "redis.asyncio.retry",
+        "redis.asyncio.sentinel",
         "redis.backoff",
         "redis.exceptions",
     )
 
 
 def _safe_url(url: str) -> str:
-    """``url`` without its password, for log lines."""
+    """``url`` without its passwords, for log lines (a Sentinel's too)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if "sentinel_password=" in parts.query:
+        query = "&".join(
+            "sentinel_password=***" if item.startswith("sentinel_password=") else item
+            for item in parts.query.split("&")
+        )
+        parts = parts._replace(query=query)
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        parts = parts._replace(netloc=f"{user}:***@{netloc}")
+    return urlunsplit(parts)
+
+
+#: The schemes of a primary named by Redis Sentinel (``rediss+``: TLS).
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+#: Sentinel's port when a URL gives none.
+SENTINEL_PORT = 26379
+_SENTINEL_QUERY = ("sentinel_master_name", "sentinel_username", "sentinel_password")
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelURL:
+    """What a ``redis+sentinel://`` URL says (`parse_sentinel_url`)."""
+
+    #: The Sentinels' (host, port), asked in this order.
+    sentinels: tuple[tuple[str, int], ...]
+    #: The name the Sentinels know the primary by (``sentinel monitor <name> ...``).
+    master: str
+    #: The database on the primary.
+    db: int = 0
+    #: Credentials for the primary (and its replicas): the URL's user info.
+    username: Optional[str] = None
+    password: Optional[str] = None
+    #: Credentials for the Sentinels themselves (``?sentinel_username=``,
+    #: ``?sentinel_password=``): a Sentinel's ``requirepass`` is its own.
+    sentinel_username: Optional[str] = None
+    sentinel_password: Optional[str] = None
+    #: TLS to the primary and to the Sentinels (``rediss+sentinel://``).
+    ssl: bool = False
+
+
+def _host_port(text: str, url: str) -> tuple[str, int]:
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host or (port and not port.isdigit()) or not 0 < int(port or SENTINEL_PORT) < 65536:
+        raise ValueError(f"Sentinel URL {_safe_url(url)!r}: {text!r} is not host[:port]")
+    return host, int(port or SENTINEL_PORT)
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Reads ``redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db]``.
+
+    Each host is a Sentinel (port 26379 unless given); the path names the
+    primary as the Sentinels know it, then the database (0 unless given).
+    The name may instead be given as ``?sentinel_master_name=`` (Centrifugo's
+    form). The user info is the primary's credentials; the Sentinels' own are
+    ``?sentinel_username=`` and ``?sentinel_password=``.
+    ``rediss+sentinel://`` speaks TLS to both.
+
+    Raises:
+        ValueError: the URL is not of that form (no Sentinel, no name, a bad
+            port or database, an unknown query option).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in SENTINEL_SCHEMES:
+        raise ValueError(f"Sentinel URL {_safe_url(url)!r}: the scheme must be redis+sentinel")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username: Optional[str] = None
+    password: Optional[str] = None
+    if userinfo:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    sentinels = tuple(_host_port(h.strip(), url) for h in hosts.split(",") if h.strip())
+    if not sentinels:
+        raise ValueError(f"Sentinel URL {_safe_url(url)!r}: no Sentinel host")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(query.keys() - set(_SENTINEL_QUERY))
+    if unknown:
+        raise ValueError(
+            f"Sentinel URL {_safe_url(url)!r}: unknown option(s) {', '.join(unknown)} "
+            f"(known: {', '.join(_SENTINEL_QUERY)})"
+        )
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    master = query.get("sentinel_master_name", "")
+    if master and path and path[0] != master and not path[0].isdigit():
+        raise ValueError(
+            f"Sentinel URL {_safe_url(url)!r}: two master names ({path[0]!r} and {master!r})"
+        )
+    if not master and path:
+        master = path.pop(0)
+    elif path and path[0] == master:
+        path.pop(0)
+    if not master:
+        raise ValueError(
+            f"Sentinel URL {_safe_url(url)!r}: no master name "
+            "(redis+sentinel://host:port/<master name>[/db])"
+        )
+    if len(path) > 1 or (path and not path[0].isdigit()):
+        raise ValueError(f"Sentinel URL {_safe_url(url)!r}: the database must be a number")
+    return SentinelURL(
+        sentinels,
+        master,
+        int(path[0]) if path else 0,
+        username,
+        password,
+        query.get("sentinel_username") or None,
+        query.get("sentinel_password") or None,
+        parts.scheme == "rediss+sentinel",
+    )
+
+
+@functools.cache
+def _sentinel_pool(base: type) -> type:
+    """redis-py's ``SentinelConnectionPool`` (``base``), where a connection
+    taken that is not on the primary last named is made again, so asking
+    the Sentinels (it was in use when the watch moved to another primary)."""
+
+    class SentinelPool(base):  # type: ignore[misc]
+        async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+            conn = await super().get_connection(*args, **kwargs)
+            named = self.master_address
+            if named is not None and (conn.host, conn.port) != tuple(named):
+                try:
+                    await conn.disconnect()
+                    await conn.connect()
+                except BaseException:
+                    await self.release(conn)
+                    raise
+            return conn
+
+    return SentinelPool
+
+
+@functools.cache
+def _sentinel_connection(base: type, refused: type[BaseException], lost: type) -> type:
+    """redis-py's Sentinel-managed connection class (``base``) that takes a
+    ``NOREPLICAS`` reply for a primary out of reach (``lost``): a primary
+    configured with ``min-replicas-to-write`` refuses writes so once its
+    replica left it, which is what a Sentinel failover does first, and the
+    publish is then tried again (on the new primary once it is named)
+    instead of failing. ``refused``: redis-py's ResponseError."""
+
+    class SentinelConnection(base):  # type: ignore[misc]
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await super().read_response(*args, **kwargs)
+            except refused as exc:
+                if not str(exc).startswith("NOREPLICAS"):
+                    raise
+                raise lost(f"the primary refuses writes ({exc}): a failover?") from exc
+
+    return SentinelConnection
 
 
 def _gone(ps: Any) -> bool:
@@ -147,7 +301,17 @@ class RedisPubSub(RedisEngine):
     something else is delivered too, with offset 0 and an empty epoch.
 
     Args:
-        url: a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``).
+        url: a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``),
+            or ``redis+sentinel://[user:password@]host[:port][,...]/name[/db]``:
+            the primary the Sentinels name ``name`` (the pubsub guide's "Redis
+            Sentinel" says what the URL may hold),
+            followed through a failover: the idle command connections are
+            closed, one in use is made again when next taken, and the
+            subscriber connection is cut and made again on the new primary
+            (whose catch-up fills the gap from history). There a
+            ``NOREPLICAS`` reply (``min-replicas-to-write``: the primary's
+            replica left it, as a failover begins) is tried again like a
+            primary out of reach, until ``publish_timeout``.
         max_pending: default bound of each `Subscription` (drop-oldest past it).
         history_size: publications kept per channel, in a Redis stream.
         history_ttl: seconds they are kept; also how long a channel's offset
@@ -227,9 +391,44 @@ class RedisPubSub(RedisEngine):
         }
         # redis-py does not try a command again by itself: a publish is
         # tried again by RetriedPublisher, with its id, until publish_timeout.
-        self._client = redis.asyncio.Redis.from_url(
-            url, retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0), **timeouts
-        )
+        no_retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
+        self._sentinel: Any = None
+        self._master = ""
+        target = parse_sentinel_url(url) if urlsplit(url).scheme in SENTINEL_SCHEMES else None
+        if target is None:
+            self._client = redis.asyncio.Redis.from_url(url, retry=no_retry, **timeouts)
+        else:
+            # Both clients ask the Sentinels for the primary at each new
+            # connection (redis-py's SentinelConnectionPool); the Sentinel
+            # watch (_watch_sentinels) drops the connections to an old one.
+            self._master = target.master
+            self._sentinel = redis.asyncio.sentinel.Sentinel(
+                list(target.sentinels),
+                sentinel_kwargs={
+                    "retry": no_retry,
+                    "username": target.sentinel_username,
+                    "password": target.sentinel_password,
+                    "ssl": target.ssl,
+                    **timeouts,
+                },
+                retry=no_retry,
+                db=target.db,
+                username=target.username,
+                password=target.password,
+                ssl=target.ssl,
+            )
+            pool = _sentinel_pool(redis.asyncio.sentinel.SentinelConnectionPool)
+            sentinel = redis.asyncio.sentinel
+            connection = _sentinel_connection(
+                sentinel.SentinelManagedSSLConnection
+                if target.ssl
+                else sentinel.SentinelManagedConnection,
+                redis.exceptions.ResponseError,
+                redis.exceptions.ConnectionError,
+            )
+            self._client = self._sentinel.master_for(
+                target.master, connection_pool_class=pool, connection_class=connection, **timeouts
+            )
         # The subscriber connection never retries by itself: the reader task
         # reconnects, subscribes every channel again and logs it. It has no
         # socket_timeout: a read waits for the next message however long,
@@ -240,13 +439,17 @@ class RedisPubSub(RedisEngine):
         # reply, where RESP3's push went through redis-py's push handler,
         # which formats each for a debug log whether logged or not (8,000
         # instructions a message).
-        self._sub_client = redis.asyncio.Redis.from_url(
-            url,
-            retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
-            protocol=2,
-            socket_connect_timeout=self.command_timeout,
-            socket_timeout=None,  # redis-py 8's default is 5 s
-        )
+        sub_options: dict[str, Any] = {
+            "protocol": 2,
+            "socket_connect_timeout": self.command_timeout,
+            "socket_timeout": None,  # redis-py 8's default is 5 s
+        }
+        if self._sentinel is None:
+            self._sub_client = redis.asyncio.Redis.from_url(url, retry=no_retry, **sub_options)
+        else:
+            self._sub_client = self._sentinel.master_for(
+                self._master, connection_pool_class=pool, **sub_options
+            )
         # Always subscribed, so that the connection is in pub/sub mode even
         # with no channel of ours, and its confirmation says "connected".
         self._control = f"squall.pubsub:{secrets.token_hex(8)}"
@@ -259,6 +462,22 @@ class RedisPubSub(RedisEngine):
             Backoff(reconnect_delay, max_reconnect_delay),
             self._reader_failed,
         )
+        # Under Sentinel: the watch of the primary the Sentinels name, which
+        # moves every connection to a new one (_follow).
+        self._watch: Optional[Supervised] = None
+        self._watch_turn = 0  # which Sentinel the watch listens to next
+        self._watched = ""  # host:port of the Sentinel it listens to
+        self._moved_from: Any = None  # the subscriber connection _follow last cut
+        self._watch_down = False  # True from a failure of the watch to its next look
+        #: Times the Sentinels named another primary and the engine moved to it.
+        self.primary_switches = 0
+        if self._sentinel is not None:
+            self._watch = Supervised(
+                f"Sentinel watch of {_safe_url(url)}",
+                self._watch_sentinels,
+                Backoff(reconnect_delay, max_reconnect_delay),
+                self._watch_failed,
+            )
         self._down = False  # True from a failure to the next connection made (then logged)
         self._connected = asyncio.Event()
         self._disconnected = asyncio.Event()
@@ -270,7 +489,11 @@ class RedisPubSub(RedisEngine):
         self.reconnects = 0
         self._use_redis(
             scripts.RedisSite(
-                self._client, f"Redis at {_safe_url(url)}", self._lost_errors, self._tag
+                self._client,
+                f"Redis at {_safe_url(url)}",
+                self._lost_errors,
+                self._tag,
+                *(() if self._watch is None else (self._watching,)),
             ),
             "PUBLISH",
             self._route,
@@ -300,6 +523,102 @@ class RedisPubSub(RedisEngine):
         """True while the subscriber connection to Redis is up."""
         return self._connected.is_set()
 
+    # Sentinel: the watch of the primary the Sentinels name.
+
+    async def _watching(self) -> None:
+        """Before each command of a Sentinel engine: the watch runs."""
+        assert self._watch is not None
+        if not self._watch.running:
+            self._watch.start()
+
+    async def _watch_sentinels(self) -> None:
+        """Listens to one Sentinel's ``+switch-master`` events (the next
+        Sentinel of the URL at each run) and follows the primary named:
+        asked at once (a switch while the watch was away), at each event,
+        and after each quiet ``health_interval`` (an event this Sentinel did
+        not see). Raises when that Sentinel is out of reach (supervised)."""
+        assert self._watch is not None and self._sentinel is not None
+        sentinels = self._sentinel.sentinels
+        sentinel = sentinels[self._watch_turn % len(sentinels)]
+        self._watch_turn += 1
+        kwargs = sentinel.connection_pool.connection_kwargs
+        self._watched = f"{kwargs.get('host')}:{kwargs.get('port')}"
+        ps = sentinel.pubsub()
+        try:
+            await asyncio.wait_for(ps.subscribe("+switch-master"), self.command_timeout)
+            while True:
+                try:
+                    named = await asyncio.wait_for(
+                        self._sentinel.discover_master(self._master), self.command_timeout
+                    )
+                except self._redis.asyncio.sentinel.MasterNotFoundError:
+                    named = None  # mid-failover: its event comes
+                if named is not None:
+                    await self._follow((str(named[0]), int(named[1])))
+                if self._watch_down:
+                    self._watch_down = False
+                    gen_log.warning("pubsub: Sentinel watch of %s back", _safe_url(self.url))
+                self._watch.backoff.reset()
+                # "<name> <old ip> <old port> <new ip> <new port>"
+                message = await ps.get_message(
+                    ignore_subscribe_messages=True, timeout=self.health_interval
+                )
+                if message is not None and message.get("type") == "message":
+                    fields = bytes(message["data"]).decode("utf-8", "replace").split()
+                    if len(fields) == 5 and fields[0] == self._master and fields[4].isdigit():
+                        await self._follow((fields[3], int(fields[4])))
+        finally:
+            await self._drop(ps)
+
+    def _watch_failed(self, exc: BaseException) -> bool:
+        """The watch's Sentinel is out of reach (``exc``): logged once per
+        outage; the supervisor runs the watch again on the next Sentinel."""
+        if not self._watch_down:
+            self._watch_down = True
+            gen_log.warning(
+                "pubsub: Sentinel watch of %s: Sentinel %s: %s: %s; trying the next Sentinel",
+                _safe_url(self.url),
+                self._watched,
+                type(exc).__name__,
+                exc,
+            )
+        return isinstance(exc, self._lost_errors)
+
+    async def _follow(self, primary: tuple[str, int]) -> None:
+        """Moves every connection to ``primary``, the primary the Sentinels name
+        (new connections ask them; these are those made before): the idle
+        command connections are closed, one in use is made again when next
+        taken (`_SentinelPool`), and the subscriber connection is cut, so
+        that the reader subscribes again on the new primary and catches up."""
+        pool = self._client.connection_pool
+        old = pool.master_address
+        ps = self._ps
+        # (One cut already, its reader not yet back, is left to it.)
+        on_old = (
+            ps is not None
+            and ps is not self._moved_from
+            and not _gone(ps)
+            and (ps.connection.host, ps.connection.port) != primary
+        )
+        if (old is None or tuple(old) == primary) and not on_old:
+            return
+        self.primary_switches += 1
+        gen_log.warning(
+            "pubsub: Sentinel names %s:%d the primary of %r (was %s); moving there",
+            primary[0],
+            primary[1],
+            self._master,
+            "unknown" if old is None else f"{old[0]}:{old[1]}",
+        )
+        pool.master_address = primary
+        try:
+            await asyncio.wait_for(pool.disconnect(inuse_connections=False), self.command_timeout)
+        except self._lost_errors:
+            pass  # closed either way
+        if on_old and ps is self._ps:
+            self._moved_from = ps
+            self._cut(ps)
+
     async def wait_connected(self, timeout: float = 10.0, connected: bool = True) -> None:
         """Waits until the subscriber connection is up (or down, with ``connected=False``).
 
@@ -307,6 +626,8 @@ class RedisPubSub(RedisEngine):
             TimeoutError: that did not happen within ``timeout`` seconds.
         """
         self._reader.start()
+        if self._watch is not None:
+            self._watch.start()
         event = self._connected if connected else self._disconnected
         await asyncio.wait_for(event.wait(), timeout)
 
@@ -324,6 +645,8 @@ class RedisPubSub(RedisEngine):
             future = self._confirmed[channel] = loop.create_future()
         if not self._reader.running:
             self._reader.start()
+            if self._watch is not None:
+                self._watch.start()
         elif self._connected.is_set():
             self._command("subscribe", channel)
         # else: the reader subscribes every channel when it (re)connects.
@@ -447,8 +770,11 @@ class RedisPubSub(RedisEngine):
         PING went unanswered): the read waiting on it fails."""
 
         async def cut() -> None:
+            conn = ps.connection
+            if conn is None:
+                return  # dropped meanwhile
             try:
-                await ps.connection.disconnect(nowait=True)
+                await conn.disconnect(nowait=True)
             except self._lost_errors:
                 pass  # closed either way: the read fails
 
@@ -515,9 +841,13 @@ class RedisPubSub(RedisEngine):
         """Unsubscribes everything and closes both Redis connections."""
         await super().close()
         await self._reader.stop()
+        if self._watch is not None:
+            await self._watch.stop()
         for task in list(self._commands):
             task.cancel()
         for future in self._confirmed.values():
             future.cancel()
         await self._client.aclose()
         await self._sub_client.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()

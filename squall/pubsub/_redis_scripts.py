@@ -47,9 +47,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Optional
 
+from squall.pubsub._presence import Hold
 from squall.pubsub._types import HistoryResult, Position, Publication, new_epoch
 
 
@@ -68,6 +69,18 @@ def cut_under(exc: BaseException) -> ConnectionError:
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc
     return ConnectionError(f"the connection to Redis was closed under a command: {exc!r}")
+
+
+# The server's replication ID (``master_replid``: 40 characters, new at a
+# promotion or a restart) read from ``INFO replication``, which is what a
+# script can ask (ROLE, CONFIG and the like are refused in scripts): a plain
+# search, a third cheaper than a Lua pattern (10,000 instructions a
+# publish). A server whose INFO lacked it (Redis has had it since 4.0, and
+# Valkey) would give '?' every time, and so never begin an epoch this way.
+_REPLID_LUA = """local info = redis.call('INFO', 'replication')
+local at = string.find(info, 'master_replid:', 1, true)
+local rid = at and string.sub(info, at + 14, at + 53) or '?'
+"""
 
 
 # Publish: one atomic step on the channel's shard. KEYS: meta (and, with
@@ -118,8 +131,7 @@ local mine = ARGV[5] .. ' '
 if epoch and m[4] and string.sub(m[4], 1, #mine) == mine then
   return {tonumber(string.match(m[4], ' (%d+) ')), epoch, 1}
 end
-local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
-local second = tonumber(now[1])
+@REPLID@local second = tonumber(now[1])
 local ms = second * 1000 + math.floor(now[2] / 1000)
 local sent = tonumber(ARGV[6])
 if sent > 0 and ms - sent > @STALE@ then
@@ -213,6 +225,7 @@ def publish_lua(history_size: int, ttl_ms: int, stale_ms: int, command: str) -> 
         ("@EVERY@", max(1, ttl_ms // 10)),
         ("@STALE@", stale_ms),
         ("@COMMAND@", command),
+        ("@REPLID@", _REPLID_LUA),
     ):
         text = text.replace(mark, str(value))
     return text
@@ -228,8 +241,7 @@ def publish_lua(history_size: int, ttl_ms: int, stale_ms: int, command: str) -> 
 # another replication history (see the publish script's ``r``).
 READ_LUA = """
 local meta = redis.call('HMGET', KEYS[1], 'o', 'e', 'b', 'r')
-local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
-local epoch = meta[2]
+@REPLID@local epoch = meta[2]
 if not epoch then
   epoch = ARGV[3]
   redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', rid)
@@ -271,7 +283,7 @@ if minid > 0 then
   redis.call('XTRIM', KEYS[2], 'MINID', minid)
 end
 return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n), start, began}
-"""
+""".replace("@REPLID@", _REPLID_LUA)
 
 # Begin a new epoch after a failover that lost writes. KEYS: meta, stream.
 # ARGV: the epoch whose offsets were given again, a new epoch, ttl_ms, the
@@ -287,8 +299,7 @@ local epoch = redis.call('HGET', KEYS[1], 'e')
 if epoch and epoch ~= ARGV[1] then
   return epoch
 end
-local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
-if epoch then
+@REPLID@if epoch then
   redis.call('HSET', KEYS[1], 'e', ARGV[2], 'b', ARGV[4], 'r', rid)
 else
   redis.call('HSET', KEYS[1], 'e', ARGV[2], 'o', 0, 'r', rid)
@@ -296,32 +307,90 @@ else
   redis.call('DEL', KEYS[2])
 end
 return ARGV[2]
-"""
+""".replace("@REPLID@", _REPLID_LUA)
 
-# Presence: a sorted set (client -> expiry ms) and a hash (client -> info).
-# KEYS: zset, hash. ARGV: ttl_ms, then client, info pairs.
-PRESENCE_SET_LUA = """
-local now = redis.call('TIME')
-local ttl = tonumber(ARGV[1])
-local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + ttl
-for i = 2, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], expires, ARGV[i])
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+# Presence: a sorted set (client -> expiry ms), a hash (client -> info) and
+# a hash of the holds on each entry (client -> "owner expiry owner expiry
+# ..."): an entry lives while one of its holds does (each `Presence` handle
+# holds its own), and its score is the latest expiry of its live holds.
+# `live_holds` is the holds in ``held`` not expired by ``now``, without
+# ``skip``'s, and their latest expiry.
+_HOLDS_LUA = """
+local function live_holds(held, now, skip)
+  local kept, top = {}, 0
+  if not held then
+    return kept, top
+  end
+  local words = {}
+  for word in string.gmatch(held, '%S+') do
+    words[#words + 1] = word
+  end
+  for j = 1, #words - 1, 2 do
+    local expires = tonumber(words[j + 1])
+    if words[j] ~= skip and expires and expires > now then
+      kept[#kept + 1] = words[j]
+      kept[#kept + 1] = words[j + 1]
+      if expires > top then
+        top = expires
+      end
+    end
+  end
+  return kept, top
 end
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
-return 1
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: zset, hash. ARGV: client.
-PRESENCE_REMOVE_LUA = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
+# KEYS: zset, info hash, holds hash. ARGV: ttl_ms, then (client, owner,
+# info) triples. Returns the clients that had no live entry before.
+PRESENCE_SET_LUA = (
+    _HOLDS_LUA
+    + """
+local ttl = tonumber(ARGV[1])
+local back = {}
+for i = 2, #ARGV, 3 do
+  local client = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[1], client)
+  if not score or tonumber(score) <= now then
+    back[#back + 1] = client
+  end
+  local kept, top = live_holds(redis.call('HGET', KEYS[3], client), now, ARGV[i + 1])
+  kept[#kept + 1] = ARGV[i + 1]
+  kept[#kept + 1] = now + ttl
+  redis.call('ZADD', KEYS[1], math.max(top, now + ttl), client)
+  redis.call('HSET', KEYS[2], client, ARGV[i + 2])
+  redis.call('HSET', KEYS[3], client, table.concat(kept, ' '))
+end
+for k = 1, 3 do
+  if redis.call('PTTL', KEYS[k]) < ttl then
+    redis.call('PEXPIRE', KEYS[k], ttl)
+  end
+end
+return back
 """
+)
 
-# KEYS: zset, hash. ARGV: limit (0: count only). Drops up to 1000 expired
-# entries on the way, so that a channel whose process died shrinks.
+# KEYS: zset, info hash, holds hash. ARGV: client, owner. Returns 1 when no
+# live hold is left and the entry was removed, else 0.
+PRESENCE_REMOVE_LUA = (
+    _HOLDS_LUA
+    + """
+local kept, top = live_holds(redis.call('HGET', KEYS[3], ARGV[1]), now, ARGV[2])
+if #kept == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  return 1
+end
+redis.call('ZADD', KEYS[1], top, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], table.concat(kept, ' '))
+return 0
+"""
+)
+
+# KEYS: zset, info hash, holds hash. ARGV: limit (0: count only). Drops up
+# to 1000 expired entries on the way, so that a channel whose process died
+# shrinks.
 PRESENCE_GET_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -329,6 +398,7 @@ local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
 if #gone > 0 then
   redis.call('ZREM', KEYS[1], unpack(gone))
   redis.call('HDEL', KEYS[2], unpack(gone))
+  redis.call('HDEL', KEYS[3], unpack(gone))
 end
 local limit = tonumber(ARGV[1])
 if limit == 0 then
@@ -423,8 +493,9 @@ def keys(tag: str, channel: str) -> list[str]:
 
 
 def presence_keys(tag: str, channel: str) -> list[str]:
-    """The presence sorted set and hash of ``channel`` under hash tag ``tag``."""
-    return [f"{tag}:p:{channel}", f"{tag}:i:{channel}"]
+    """The presence sorted set, info hash and holds hash of ``channel`` under
+    hash tag ``tag``."""
+    return [f"{tag}:p:{channel}", f"{tag}:i:{channel}", f"{tag}:o:{channel}"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -448,8 +519,9 @@ class RedisSite:
 
 class RedisPresence:
     """The presence entries of the Redis engines, a `PresenceStore`: per channel
-    a sorted set (client id by expiry) and a hash (client id -> info) under
-    the channel's hash tag, each call one script on ``site``.
+    a sorted set (client id by expiry), a hash (client id -> info) and a hash
+    of each entry's holds under the channel's hash tag, each call one script
+    on ``site``.
     """
 
     __slots__ = ("_scripts", "_site")
@@ -472,17 +544,18 @@ class RedisPresence:
         except site.lost as exc:
             raise ConnectionError(f"presence on Redis failed: {exc}") from exc
 
-    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
         ttl_ms = max(1, int(ttl * 1000))
-        items = list(entries.items())
-        for start in range(0, len(items), 500):  # bounded script arguments
+        back: list[str] = []
+        for start in range(0, len(holds), 500):  # bounded script arguments
             args: list[Any] = [ttl_ms]
-            for client, info in items[start : start + 500]:
-                args += [client, info]
-            await self._run(0, channel, args)
+            for hold in holds[start : start + 500]:
+                args += hold
+            back += (c.decode("utf-8", "replace") for c in await self._run(0, channel, args))
+        return back
 
-    async def remove(self, channel: str, client: str) -> None:
-        await self._run(1, channel, [client])
+    async def remove(self, channel: str, client: str, owner: str) -> bool:
+        return bool(await self._run(1, channel, [client, owner]))
 
     async def get(self, channel: str, limit: int) -> dict[str, str]:
         here, infos = await self._run(2, channel, [limit])

@@ -1,4 +1,4 @@
-"""`H3AsyncHTTPClient`: HTTP/3 over QUIC (aioquic, ``squall[http3]``) for the
+"""`H3AsyncHTTPClient`: HTTP/3 over QUIC (qh3 or aioquic, ``squall[http3]``) for the
 ``https`` origins that offer it, HTTP/2 or HTTP/1.1 over TCP for the rest
 (its public home, and what it does, are in `squall.h3client`).
 

@@ -53,6 +53,7 @@ _Task: Final = asyncio.Task
 # compiled class's field is read directly.
 class _ApplicationParts:
     stock_find_handler: Any = None
+    stock_get_handler_delegate: Any = None
     router_class: Any = None
     route_fallback: Any = None
     clear_template_loaders: Any = None
@@ -65,6 +66,7 @@ _RequestStartLine: Final = RequestStartLine
 
 def _bind(
     stock_find_handler: Any,
+    stock_get_handler_delegate: Any,
     router_class: Any,
     route_fallback: Callable[[Application, HTTPServerRequest, Optional[HTTPConnection], Any], Any],
     clear_template_loaders: Callable[[], None],
@@ -72,6 +74,7 @@ def _bind(
 ) -> None:
     parts = _app_parts
     parts.stock_find_handler = stock_find_handler
+    parts.stock_get_handler_delegate = stock_get_handler_delegate
     parts.router_class = router_class
     parts.route_fallback = route_fallback
     parts.clear_template_loaders = clear_template_loaders
@@ -150,10 +153,14 @@ class _HandlerDelegate(HTTPMessageDelegate):
             app: Any = self.application
             # The wildcard router when it routes every request (no host
             # rules, and the application's class answers with Application's
-            # own find_handler), else None; the fallback is told which.
+            # own find_handler and get_handler_delegate, by identity: a
+            # wrapper patched on either, even after the class served, is
+            # called), else None; the fallback is told which.
             router: Any = app.wildcard_router
+            cls: Any = type(app)
             if not (
-                type(app).find_handler is _app_parts.stock_find_handler
+                cls.find_handler is _app_parts.stock_find_handler
+                and cls.get_handler_delegate is _app_parts.stock_get_handler_delegate
                 and type(router) is _app_parts.router_class
                 and len(app.default_router._rules) == 1
             ):
@@ -252,7 +259,21 @@ class _HandlerDelegate(HTTPMessageDelegate):
         own: Optional[asyncio.AbstractEventLoop] = None
         if not self.stream_request_body and _is_stock_execute(handler_class._execute):
             known = _plans_of(handler_class).get(request.method)
-            plan = _plan(handler_class, request) if known is None else known
+            # The functions the plan was decided from are still the class's
+            # (by identity: a patch after the class served is seen, a
+            # wrapper that compares equal to the function too).
+            if (
+                known is None
+                or handler_class.prepare is not known.prepare
+                or getattr(handler_class, known.name, None) is not known.served
+                or (
+                    known.hook is not None
+                    and getattr(handler_class, known.hook, None) is not known.hooked
+                )
+            ):
+                plan = _plan(handler_class, request)
+            else:
+                plan = known.plan
             own = self.loop_for_steps()
             if own is None:
                 plan = GENERAL
@@ -394,9 +415,28 @@ GENERAL: Final = 0  # a Task from the start (3.12+: a handler that waits)
 AT_ONCE: Final = 1  # its first step at once, outside a Task
 WAITS: Final = 2  # 3.11, a handler that waits: made in its Task (_made_in_task)
 
+
+class _Plan:
+    """A handler class's plan for a request method, with the functions it
+    was decided from (`_plan`): its ``prepare``, its method (``name``), and
+    the hook that method defers to (`AT_ONCE_UNLESS`), if any. A class
+    whose functions are no longer these (a wrapper patched after it served)
+    is planned again."""
+
+    def __init__(
+        self, plan: int, prepare: Any, name: str, served: Any, hook: Optional[str], hooked: Any
+    ) -> None:
+        self.plan = plan
+        self.prepare = prepare
+        self.name = name
+        self.served = served
+        self.hook = hook
+        self.hooked = hooked
+
+
 # By handler class, by request method: its plan. Bounded (classes made at
 # run time, by tests say, are let go when it is full).
-_plans: Final[dict[Any, dict[str, int]]] = {}
+_plans: Final[dict[Any, dict[str, _Plan]]] = {}
 _PLANS_MAX: Final = 1024
 
 # A function with one of these flags can suspend (async def, a generator
@@ -409,7 +449,7 @@ _SUSPENDS: Final = (
 )
 
 
-def _plans_of(handler_class: Any) -> dict[str, int]:
+def _plans_of(handler_class: Any) -> dict[str, _Plan]:
     plans = _plans.get(handler_class)
     if plans is None:
         if len(_plans) >= _PLANS_MAX:
@@ -429,17 +469,27 @@ def _plan(handler_class: Any, request: HTTPServerRequest) -> int:
     its hooks see (on 3.11 made before the handler, see `_made_in_task`; on
     3.12+ started eagerly)."""
     method = request.method
-    prepare = getattr(handler_class, "prepare", None)
-    served = getattr(handler_class, method.lower(), None)
+    name = method.lower()
+    prepare = handler_class.prepare
+    served = getattr(handler_class, name, None)
     if _plain(prepare) and _plain(served, handler_class):
         plan = AT_ONCE
     else:
         # 3.12+ starts its Task eagerly, with the handler made in the read.
         plan = GENERAL if _EAGER else WAITS
+    hook = _deferred_hook(served)
+    hooked = None if hook is None else getattr(handler_class, hook, None)
     plans = _plans_of(handler_class)
     if len(plans) < 16:  # (bounded: a client names the method)
-        plans[method] = plan
+        plans[method] = _Plan(plan, prepare, name, served, hook, hooked)
     return plan
+
+
+def _deferred_hook(function: Any) -> Optional[str]:
+    # The hook whose answer decides whether ``function`` waits (see
+    # AT_ONCE_UNLESS), if it is one of those coroutine functions.
+    code = getattr(function, "__code__", None)
+    return None if code is None else AT_ONCE_UNLESS.get(code)
 
 
 # Coroutine functions of squall's own that wait only if a hook of their
@@ -448,6 +498,21 @@ def _plan(handler_class: Any, request: HTTPServerRequest) -> int:
 # which awaits what open() returns. The handler's
 # ``_into_task_for`` lets them run outside a Task.
 AT_ONCE_UNLESS: Final[dict[Any, str]] = {}
+
+
+def hooks_changed(traits: Any, cls: Any) -> bool:
+    """Whether any hook ``traits`` were worked out from is no longer
+    ``cls``'s (see `squall._traits`), by identity: a wrapt wrapper compares
+    equal to the function it wraps. RequestHandler's ``__init__`` asks it
+    for every request; here, it runs compiled (a loop of pointer
+    comparisons, where ``any(map(operator.is_not, ...))`` in the
+    interpreted handler cost about 3k instructions a request)."""
+    now: tuple[Any, ...] = traits.read(cls)
+    hooks: tuple[Any, ...] = traits.hooks
+    for i in range(len(hooks)):
+        if now[i] is not hooks[i]:
+            return True
+    return False
 
 
 def _is_stock_execute(execute: Any) -> bool:

@@ -54,7 +54,7 @@ class _ApplicationRouter(ReversibleRuleRouter):
         direct = {}
         if (
             type(self).get_target_delegate is _ApplicationRouter.get_target_delegate
-            and type(self.application).get_handler_delegate is Application.get_handler_delegate
+            and type(self.application).get_handler_delegate is _stock_get_handler_delegate
         ):
             first_other = self._others[0][0] if self._others else len(self._rules)
             for path, index in self._literals.items():
@@ -83,7 +83,9 @@ class _ApplicationRouter(ReversibleRuleRouter):
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> Optional[httputil.HTTPMessageDelegate]:
         hit = self.direct_target(request.path)
-        if hit is not None:
+        if hit is not None and (
+            type(self.application).get_handler_delegate is _stock_get_handler_delegate
+        ):
             # What the general path would produce, without its calls.
             return _for_handler(self.application, request, hit[0], hit[1], None, None)
         return super().find_handler(request, **kwargs)
@@ -366,6 +368,11 @@ class Application(ReversibleRouter):
         if not handler._traits.get_status:
             status = handler._status_code
         else:
+            # Asked as Tornado's log_request asks it (a tracer's wrapper
+            # counts the calls): once per comparison that chooses the level
+            # (one below 400, two from 400), once more for the line.
+            if handler.get_status() >= 400:
+                handler.get_status()
             status = handler.get_status()
         # Written from a function of a file named web.py: the record says
         # where as Tornado's does (squall/web/_records/web.py).
@@ -375,6 +382,8 @@ class Application(ReversibleRouter):
 # Application's own find_handler: any other answer from the class (an
 # override, or a wrapper an agent or a profiler put on Application) is called.
 _stock_find_handler = Application.find_handler
+# And its own get_handler_delegate (the direct routes skip its call).
+_stock_get_handler_delegate = Application.get_handler_delegate
 
 
 def _route_fallback(
@@ -406,6 +415,7 @@ def _clear_template_loaders() -> None:
 
 _bind(
     _stock_find_handler,
+    _stock_get_handler_delegate,
     _ApplicationRouter,
     _route_fallback,
     _clear_template_loaders,

@@ -42,7 +42,7 @@ from squall.util import ObjectDict
 from squall.web._arguments import _ARG_DEFAULT as _ARG_DEFAULT  # squall.web's
 from squall.web._arguments import ArgumentsMixin
 from squall.web._delegate import AT_ONCE_UNLESS as AT_ONCE_UNLESS  # squall.websocket's
-from squall.web._delegate import INTO_TASK
+from squall.web._delegate import INTO_TASK, hooks_changed
 from squall.web._delegate import NO_WAIT as NO_WAIT  # squall.websocket's
 from squall.web._etag import EtagMixin
 from squall.web._failure import ErrorPageMixin
@@ -177,7 +177,7 @@ class RequestHandler(
         # of the request (not as _hook_traits: see _close_by_attribute).
         cls = self.__class__
         traits = cls._hook_traits
-        if traits.read(cls) != traits.hooks:
+        if hooks_changed(traits, cls):
             traits = traits_of(cls)
         self._traits = traits
         if traits.set_default_headers:
@@ -738,7 +738,11 @@ class RequestHandler(
         # (set_close_callback(), without the call; see __init__).
         connection = self.request.connection
         assert connection is not None
-        if self._close_by_attribute:
+        if self._close_by_attribute and connection.close_callback is None:
+            # Unless the handler chose a callback of its own meanwhile
+            # (set_close_callback() in prepare() or in its method before
+            # it waited; None is then a callback that does nothing): as
+            # the one Tornado's handler sets as it starts, it stands.
             connection.close_callback = self._connection_closed
 
     def _on_cancelled(self, exc: asyncio.CancelledError) -> None:

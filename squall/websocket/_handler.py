@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import sys
@@ -297,6 +298,11 @@ class WebSocketHandler(RequestHandler, _Peer):
         self._write_buffer = _SPENT_OUTPUT
         protocol.selected_subprotocol = selected
         protocol.start(stream, _ws.WSConnection(False, extension, protocol.max_message_size))
+        # The context open()'s coroutine runs in, if it has one: reading
+        # starts in it, so that what open() set in context variables is seen
+        # by on_message() and on_close(), as where open() is awaited in the
+        # request's own Task.
+        opened_in: Optional[contextvars.Context] = None
         try:
             result = self.open(*self.open_args, **self.open_kwargs)
             if result is not None:
@@ -309,7 +315,9 @@ class WebSocketHandler(RequestHandler, _Peer):
                     # while open() waits can cancel it (on_ws_connection_close):
                     # its cleanup then runs while the loop is alive, instead of
                     # a coroutine left pending forever.
-                    opening = self._opening = asyncio.ensure_future(result)
+                    opened_in = contextvars.copy_context()
+                    loop = asyncio.get_running_loop()
+                    opening = self._opening = loop.create_task(result, context=opened_in)
                     try:
                         await opening
                     except asyncio.CancelledError:
@@ -328,7 +336,10 @@ class WebSocketHandler(RequestHandler, _Peer):
         release_request(request)
         if cls._lazy_arguments:
             release_arguments(self)
-        protocol.start_reading()
+        if opened_in is None:
+            protocol.start_reading()
+        else:
+            opened_in.run(protocol.start_reading)
 
     def _watch_first_wait(self, awaited: Any) -> Any:
         # The stock get() of an HTTP/1.1 upgrade waits only after its 101,

@@ -520,7 +520,7 @@ class ChromiumOverH2Test(AsyncHTTPSTestCase):
         assert self.seen.disconnects == [1000]
 
 
-@pytest.mark.skipif(Setting is None, reason="the http3 extra (aioquic) is not installed")
+@pytest.mark.skipif(Setting is None, reason="aioquic (the tests' QUIC peer) is not installed")
 class ASGIWebSocketOverH3Test(_Tests, H3TestCase):
     version = "3"
     scheme = "wss"

@@ -54,6 +54,9 @@ def test_the_notes_are_logged_at_startup(monkeypatch: pytest.MonkeyPatch) -> Non
     ran: list[Config] = []
     monkeypatch.setattr(squall.cli, "run", lambda config: ran.append(config) or 0)
     monkeypatch.setattr(squall.cli, "tornado_alias", lambda: None)
+    # main() would set the process's logging up for good (handlers on
+    # squall.access that later tests' records would go to instead).
+    monkeypatch.setattr(squall.cli, "_setup_logging", lambda *args: None)
     with ExpectLog("squall.general", "--preload: ignored", level=logging.INFO):
         assert squall.cli.main(["run", "m:app", "--preload"]) == 0
     assert ran[0].notes == ["--preload: ignored, each worker imports TARGET itself"]

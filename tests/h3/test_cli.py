@@ -18,6 +18,7 @@ from tests.cli import sample_apps
 from tests.cli._proc import Squall
 
 from .._wait import HANG_GUARD
+from ._stack import STACK
 
 CERT, KEY = str(CERTS / "test.crt"), str(CERTS / "test.key")
 
@@ -28,7 +29,7 @@ def test_http3_needs_a_certificate() -> None:
 
 
 def test_flood_limits_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+    pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
     monkeypatch.setenv("SQUALL_HTTP3_MAX_HALF_OPEN", "500")
     args = ["t:app", "--http3", "--certfile", CERT, "--keyfile", KEY]
     config = parse_config([*args, "--http3-retry-threshold", "0"])
@@ -59,7 +60,7 @@ def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_workers_serve_http3_and_log_it() -> None:
-    pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+    pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
     from ._client import h3_client
 
     with Squall(
@@ -75,6 +76,8 @@ def test_workers_serve_http3_and_log_it() -> None:
         "2",
     ) as squall:
         _, port = squall.address()
+        # The stack is named at start (SQUALL_QUIC, if set, reaches the server too).
+        squall.expect(rf"HTTP/3 on {STACK} ")
         squall.expect("Worker .* serving")
         squall.expect("Worker .* serving")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 from squall.h3client import H3AsyncHTTPClient, parse_alt_svc  # noqa: E402
 from squall.httpclient import HTTPClientError  # noqa: E402

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import pytest
 
-pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 from squall.testing import gen_test  # noqa: E402
 from squall.web import Application  # noqa: E402

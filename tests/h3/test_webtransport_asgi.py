@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 
 from squall.asgi import ASGIProtocolError, ASGIServerDelegate, ClientDisconnected  # noqa: E402

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import pytest
 
-pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 from aioquic.asyncio.client import connect  # noqa: E402
 

@@ -24,7 +24,7 @@ from tests._paths import CERTS
 from tests.cli._proc import Squall
 from tests.cli.sample_apps import download_chunk
 
-pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 from aioquic.quic.connection import QuicConnection  # noqa: E402
 

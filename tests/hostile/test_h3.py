@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 from aioquic.buffer import Buffer, encode_uint_var  # noqa: E402
 from aioquic.h3.connection import FrameType, Setting, encode_frame  # noqa: E402

@@ -31,7 +31,7 @@ from squall.web import Application, RequestHandler
 
 from ._serve import connect, read_response, run, serving
 
-aioquic = pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+aioquic = pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 from aioquic.buffer import encode_uint_var  # noqa: E402
 from aioquic.h3.connection import FrameType, encode_frame  # noqa: E402

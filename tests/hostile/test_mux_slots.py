@@ -134,7 +134,7 @@ def h3_options(**extra: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_h3_uploads_reset_by_the_body_timeout_give_their_slots_back(loop: str) -> None:
-    pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+    pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
     from tests.h3._client import h3_client
 
     async def main() -> None:

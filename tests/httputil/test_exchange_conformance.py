@@ -161,7 +161,7 @@ class H3Stream(Harness):
     line = ResponseStartLine("HTTP/3", 200, "OK")
 
     async def open(self) -> HTTPConnection:
-        pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+        pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
         import contextlib
 
         from squall.testing import AsyncHTTPSTestCase, bind_unused_port
@@ -690,7 +690,7 @@ def test_one_request_gets_one_answer_over_every_protocol(protocol: str, case: st
     from squall.testing import AsyncHTTPSTestCase, bind_unused_port
 
     if protocol == "h3":
-        pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+        pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
     else:
         pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
 

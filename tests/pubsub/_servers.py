@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Optional
+from typing import Optional, Self
 
 try:  # imported as tests.pubsub._servers or run from a benchmark's path
     from ._redis_server import REDIS_SERVER, RedisServer, free_ports, start_logged, stop_logged
@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover
     )
 
 __all__ = [
+    "LoggedProcesses",
     "REDIS_SERVER",
     "REDIS_CLI",
     "NATS_SERVER",
@@ -78,7 +79,89 @@ def _fields(info: str) -> dict[str, str]:
     return out
 
 
-class RedisCluster:
+def wait_replicated(primary: int, key: str, timeout: float = 5.0) -> None:
+    """Waits until ``primary``'s replica has applied everything the primary
+    applied so far: a write under ``key``, then Redis' WAIT for it on the
+    same connection (replication keeps order)."""
+    assert REDIS_CLI is not None
+    done = subprocess.run(
+        [REDIS_CLI, "-h", "127.0.0.1", "-p", str(primary)],
+        input=f"SET {key} 1\nWAIT 1 {int(timeout * 1000)}\n".encode(),
+        capture_output=True,
+        timeout=timeout + 5,
+        check=False,
+    )
+    if done.stdout.split() != [b"OK", b"1"]:
+        raise AssertionError(f"node {primary}'s replica did not catch up: {done.stdout!r}")
+
+
+class LoggedProcesses:
+    """Server processes whose logs are read by threads into files: each line
+    bumps ``_lines`` and wakes whoever waits on ``_logged`` for a change."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._logged = threading.Condition()
+        self._lines = 0
+        self._readers: list[threading.Thread] = []
+
+    def _popen(self, port: int, args: list[str], log: Path) -> None:
+        """Starts ``args`` as the process known by ``port``, its log to ``log``."""
+        proc = self.procs[port] = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        reader = threading.Thread(target=self._read_log, args=(proc, log), daemon=True)
+        reader.start()
+        self._readers.append(reader)
+
+    def _read_log(self, proc: subprocess.Popen[bytes], path: Path) -> None:
+        assert proc.stdout is not None
+        with open(path, "ab") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                with self._logged:
+                    self._lines += 1
+                    self._logged.notify_all()
+        proc.stdout.close()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused process could not exit
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for reader in self._readers:
+            reader.join(5)  # each ends at its pipe's end, with its process
+        self._readers.clear()
+        self.procs.clear()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+
+class RedisCluster(LoggedProcesses):
     """3 primaries + 3 replicas (``replicas=1``) on free ports, no persistence.
 
     Args:
@@ -98,12 +181,8 @@ class RedisCluster:
         ports = free_ports(primaries * 4)
         self.ports = ports[: primaries * 2]
         self._bus = dict(zip(self.ports, ports[primaries * 2 :], strict=True))
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        # The nodes log to pipes read by threads: each line bumps `_lines`
-        # and wakes whoever waits on `_logged` for the cluster to change.
-        self._logged = threading.Condition()
-        self._lines = 0
-        self._readers: list[threading.Thread] = []
+        # The nodes log to pipes read by threads (LoggedProcesses).
+        super().__init__()
 
     @property
     def url(self) -> str:
@@ -127,25 +206,7 @@ class RedisCluster:
         # A replica may take over however long its link was down: in a test
         # the replica of a killed primary must always be eligible.
         args += ["--cluster-replica-validity-factor", "0"]
-        proc = self.procs[port] = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        reader = threading.Thread(
-            target=self._read_log, args=(proc, node_dir / "redis.log"), daemon=True
-        )
-        reader.start()
-        self._readers.append(reader)
-
-    def _read_log(self, proc: subprocess.Popen[bytes], path: Path) -> None:
-        assert proc.stdout is not None
-        with open(path, "ab") as log:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                with self._logged:
-                    self._lines += 1
-                    self._logged.notify_all()
-        proc.stdout.close()
+        self._popen(port, args, node_dir / "redis.log")
 
     def _wait(self, what: str, ready: object, timeout: float) -> None:
         """Waits until ``ready()``: asked now and after each line a node logs
@@ -217,18 +278,8 @@ class RedisCluster:
 
     def wait_replicated(self, primary: int, key: str, timeout: float = 5.0) -> None:
         """Waits until ``primary``'s replica has applied everything the
-        primary applied so far: a write under ``key``'s slot, then Redis'
-        WAIT for it on the same connection (replication keeps order)."""
-        assert REDIS_CLI is not None
-        done = subprocess.run(
-            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(primary)],
-            input=f"SET {key} 1\nWAIT 1 {int(timeout * 1000)}\n".encode(),
-            capture_output=True,
-            timeout=timeout + 5,
-            check=False,
-        )
-        if done.stdout.split() != [b"OK", b"1"]:
-            raise AssertionError(f"node {primary}'s replica did not catch up: {done.stdout!r}")
+        primary applied so far (`wait_replicated`, with a key in the slot)."""
+        wait_replicated(primary, key, timeout)
 
     def replica_of(self, primary: int) -> int:
         """The port of ``primary``'s replica, as the primary says."""
@@ -292,34 +343,6 @@ class RedisCluster:
     def wait_role(self, port: int, role: str, timeout: float = 10.0) -> None:
         """Waits until the node on ``port`` says it is ``role`` (``master``, ``slave``)."""
         self._wait(f"node {port} a {role}", lambda: self.role(port) == role, timeout)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)  # a paused node could not exit
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        for reader in self._readers:
-            reader.join(5)  # each ends at its pipe's end, with its process
-        self._readers.clear()
-        self.procs.clear()
-
-    def __enter__(self) -> RedisCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.stop()
 
 
 class NatsServer:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from squall.pubsub import (
     presence_channel,
 )
 from squall.pubsub._local import LocalPresence
+from squall.pubsub._presence import Hold
 from squall.pubsub._supervise import Backoff, Supervised
 
 from ._redis_server import REDIS_SERVER, RedisServer
@@ -208,14 +209,14 @@ class RefusingOnce:
         self.store = LocalPresence()
         self.puts = 0
 
-    async def put(self, channel: str, entries: dict[str, str], ttl: float) -> None:
+    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
         self.puts += 1
         if self.puts == 2:
             raise RuntimeError("OOM command not allowed when used memory > 'maxmemory'")
-        await self.store.put(channel, entries, ttl)
+        return await self.store.put(channel, holds, ttl)
 
-    async def remove(self, channel: str, client: str) -> None:
-        await self.store.remove(channel, client)
+    async def remove(self, channel: str, client: str, owner: str) -> bool:
+        return await self.store.remove(channel, client, owner)
 
     async def get(self, channel: str, limit: int) -> dict[str, str]:
         return await self.store.get(channel, limit)

@@ -117,3 +117,63 @@ def test_bad_presence_input_gets_clear_errors(make: Any) -> None:
             await pubsub.close()
 
     run(main())
+
+
+@pytest.mark.parametrize("where", ["one process", "two processes"])
+def test_a_client_joined_twice_stays_until_its_last_handle_leaves(make: Any, where: str) -> None:
+    """Two tabs of one client id, each with its own `Presence` handle (on one
+    process, or on two sharing the broker): the first tab's leave must not
+    remove the second's entry nor announce "leave" (it did both, and the
+    second tab's heartbeat then put the entry back with no join); the last
+    leave removes it and announces it once."""
+
+    async def main() -> None:
+        node_a = make(presence_ttl=0.3)
+        node_b = node_a if where == "one process" else make(presence_ttl=0.3)
+        try:
+            events = await node_a.subscribe(presence_channel("room"))
+            first = await node_a.join("room", "ann", "tab 1")
+            second = await node_b.join("room", "ann", "tab 2")
+            await first.leave()
+            assert await node_a.presence("room") == {"ann": "tab 2"}
+            assert await node_b.presence_count("room") == 1
+            # Gone at once with the second: the first tab's hold was let go,
+            # not left to expire.
+            await second.leave()
+            assert await node_a.presence("room") == {}
+            seen = [json.loads(await events.get()) for _ in range(3)]
+            assert [(e["event"], e["info"]) for e in seen] == [
+                ("join", "tab 1"),
+                ("join", "tab 2"),
+                ("leave", "tab 2"),
+            ]
+            assert events.get_nowait() is None
+        finally:
+            await node_a.close()
+            if node_b is not node_a:
+                await node_b.close()
+
+    run(main())
+
+
+def test_an_entry_a_refresh_puts_back_is_announced(make: Any) -> None:
+    """An entry that expired while its process could not refresh it (the
+    broker out of reach for longer than the TTL: here removed under it) and
+    that the heartbeat writes again is announced as a join: no entry appears
+    without one."""
+
+    async def main() -> None:
+        node = make(presence_ttl=0.3)
+        try:
+            events = await node.subscribe(presence_channel("room"))
+            entry = await node.join("room", "bob", "b")
+            assert json.loads(await events.get())["event"] == "join"
+            # Gone from the store as if expired; the roster still holds it.
+            assert await node._roster.store.remove("room", "bob", entry.owner)
+            back = json.loads(await asyncio.wait_for(events.get(), 3))
+            assert (back["event"], back["client"], back["info"]) == ("join", "bob", "b")
+            assert await node.presence("room") == {"bob": "b"}
+        finally:
+            await node.close()
+
+    run(main())

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-CLIENT = Path(__file__).resolve().parents[2] / "squall" / "resume" / "client"
+from tests._paths import SQUALL_DIR
+
+CLIENT = SQUALL_DIR / "resume" / "client"
 
 
 def relative_links(markdown: str) -> list[str]:
@@ -44,7 +46,7 @@ def test_npm_pack_makes_the_package_the_guide_installs(tmp_path: Path) -> None:
     (found,) = json.loads(packed.stdout)
     version = json.loads((CLIENT / "package.json").read_text())["version"]
     assert found["filename"] == f"squall-resume-{version}.tgz"
-    guide = (CLIENT.parents[2] / "docs" / "guide" / "resuming.md").read_text()
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guide" / "resuming.md").read_text()
     assert f"npm install ./squall-resume-{version}.tgz" in guide
     with tarfile.open(tmp_path / found["filename"]) as tar:
         names = sorted(tar.getnames())

@@ -331,11 +331,15 @@ def test_presence_join_list_count_leave_and_events(make: Any) -> None:
             events = await node_b.subscribe(presence_channel(channel))
             ann = await node_a.join(channel, "ann", '{"name": "Ann"}')
             bob = await node_b.join(channel, "bob")
-            await node_a.join(channel, "ann", "again")  # the same id: the info replaced
+            # The same id joined again (another tab): the info replaced, the
+            # entry held by both handles.
+            again = await node_a.join(channel, "ann", "again")
             assert await node_b.presence(channel) == {"ann": "again", "bob": ""}
             assert await node_a.presence_count(channel) == 2
             assert len(await node_a.presence(channel, limit=1)) == 1
-            await ann.leave()
+            await ann.leave()  # the other tab still holds it: no leave yet
+            assert await node_b.presence(channel) == {"ann": "again", "bob": ""}
+            await again.leave()
             await bob.leave()
             assert await node_b.presence_count(channel) == 0
             seen = [json.loads(await asyncio.wait_for(events.get(), 3)) for _ in range(5)]

@@ -189,7 +189,8 @@ class H2Test(Cases, AsyncHTTPTestCase):
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("aioquic") is None, reason="aioquic (the http3 extra) is not installed"
+    importlib.util.find_spec("aioquic") is None,
+    reason="aioquic (the tests' QUIC peer) is not installed",
 )
 class H3Test(Cases, AsyncHTTPSTestCase):
     protocol = "h3"

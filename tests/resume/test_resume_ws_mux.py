@@ -14,7 +14,7 @@ from typing import Any, Optional
 import pytest
 
 pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
-pytest.importorskip("aioquic", reason="the http3 extra (aioquic) is not installed")
+pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 from squall.pubsub import PubSub, connect  # noqa: E402
 from squall.resume import ChannelWebSocket  # noqa: E402

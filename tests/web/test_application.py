@@ -9,6 +9,7 @@ from typing import Any, Optional
 from unittest import mock
 
 import pytest
+import wrapt
 
 from squall import httputil
 from squall.concurrent import Future
@@ -702,3 +703,33 @@ def test_start_request_read_from_an_application_or_from_the_class() -> None:
     with mock.patch.object(app, "start_request") as patched:
         app.start_request("server", conn)
     assert patched.call_count == 1
+
+
+class PatchedDelegateTest(Quiet):
+    """A wrapper put on Application.get_handler_delegate (as tracers do) is
+    called for every request it routes, before start-up or after the
+    application served; removed, it is not."""
+
+    def get_app(self) -> Application:
+        return Application([("/", Reply)])
+
+    def test_a_wrapper_on_get_handler_delegate_is_called(self) -> None:
+        calls: list[str] = []
+        original = Application.get_handler_delegate
+
+        def plain(self: Application, *args: Any, **kwargs: Any) -> Any:
+            calls.append("plain")
+            return original(self, *args, **kwargs)
+
+        def around(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            calls.append("wrapt")
+            return wrapped(*args, **kwargs)
+
+        assert self.fetch("/").code == 200
+        for name, wrapper in (("plain", plain), ("wrapt", wrapt.FunctionWrapper(original, around))):
+            calls.clear()
+            with mock.patch.object(Application, "get_handler_delegate", wrapper):
+                assert self.fetch("/").code == 200
+            assert calls == [name]
+            assert self.fetch("/").code == 200
+            assert calls == [name]

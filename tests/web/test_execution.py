@@ -16,6 +16,7 @@ from typing import Any, Optional
 from unittest import mock
 
 import pytest
+import wrapt
 
 from squall import gen
 from squall.simple_httpclient import HTTPStreamClosedError
@@ -172,6 +173,35 @@ class ExecutionTest(AsyncHTTPTestCase):
         response = self.fetch("/wrapped")
         assert response.code == 200 and response.body == b"w"
         assert len(seen) == 2 and seen[0] is not None and seen[0] is seen[1]
+
+    def test_a_wrapper_patched_after_the_class_served_is_planned_for(self) -> None:
+        # An agent's wrapt wrapper on prepare() (not a plain function: the
+        # class is served in a Task) sees the Task whether it came before
+        # the class's first request or after the class served without it;
+        # removed, the class is served at once again.
+        seen: list[Any] = []
+
+        def agent(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            seen.append(asyncio.current_task())
+            return wrapped(*args, **kwargs)
+
+        class Served(RequestHandler):
+            def get(self) -> None:
+                seen.append(asyncio.current_task())
+                self.write("s")
+
+        self._app.add_handlers(".*", [("/served", Served)])
+        assert self.fetch("/served").body == b"s"
+        assert seen == [None]
+        for target in (Served, RequestHandler):
+            seen.clear()
+            wrapper = wrapt.FunctionWrapper(RequestHandler.prepare, agent)
+            with mock.patch.object(target, "prepare", wrapper):
+                assert self.fetch("/served").body == b"s"
+            assert len(seen) == 2 and seen[0] is not None and seen[0] is seen[1], target
+            seen.clear()
+            assert self.fetch("/served").body == b"s"
+            assert seen == [None]
 
     def test_a_handler_that_waits(self) -> None:
         self._hooks_share_one_task_and_context(

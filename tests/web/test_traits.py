@@ -9,6 +9,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import wrapt
 
 from squall._traits import traits_of
 from squall.testing import AsyncHTTPTestCase, gen_test
@@ -57,6 +58,20 @@ class PlainSocket(WebSocketHandler):
         self.write_message(message)
 
 
+def wrapped(base: type, name: str) -> Any:
+    """``base.name`` inside a wrapt ``FunctionWrapper`` that records its
+    call (as APM agents patch): the wrapper compares equal to the function."""
+    original = base.__dict__.get(name) or getattr(base, name)
+
+    def record(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        CALLS.append(name)
+        return wrapped(*args, **kwargs)
+
+    proxy = wrapt.FunctionWrapper(original, record)
+    assert proxy == original
+    return proxy
+
+
 def subclass(base: type, name: str) -> type:
     # A subclass that overrides the hook (delegating to the base class's).
     return type(f"Over_{name}", (base,), {name: recording(base, name)})
@@ -83,11 +98,13 @@ def test_a_class_that_changes_no_hook_shares_its_base_class_traits() -> None:
     assert type(traits_of(type("S", (PlainSocket,), {}))) is WebSocketTraits
 
 
+# (wrapped: a wrapt wrapper, equal to the function it wraps: told apart by identity.)
+@pytest.mark.parametrize("wrapper", [recording, wrapped])
 @pytest.mark.parametrize("base", [Plain, RequestHandler])
-def test_traits_follow_a_patch_and_its_undoing(base: type) -> None:
+def test_traits_follow_a_patch_and_its_undoing(base: type, wrapper: Any) -> None:
     made = type("Made", (Plain,), {})
     assert not traits_of(made).decode_argument
-    with mock.patch.object(base, "decode_argument", recording(RequestHandler, "decode_argument")):
+    with mock.patch.object(base, "decode_argument", wrapper(RequestHandler, "decode_argument")):
         assert traits_of(made).decode_argument
     assert not traits_of(made).decode_argument
 
@@ -135,6 +152,49 @@ class TraitsServed(AsyncHTTPTestCase):
                 with mock.patch.object(patched, name, recording(RequestHandler, name)):
                     self.check_http(path, name, True)
                 self.check_http(path, name, False)
+
+    def test_wrapt_wrappers_before_and_after_serving(self) -> None:
+        # A wrapt wrapper compares equal to the function it wraps: each is
+        # still called, whether patched before the class's first request
+        # or after it served, and not once removed again.
+        for name in HTTP_HOOKS:
+            for target in ("class", "base"):
+                made = type("Wrapped", (Plain,), {})
+                path = self.serve(made)
+                patched = made if target == "class" else RequestHandler
+                with mock.patch.object(patched, name, wrapped(RequestHandler, name)):
+                    self.check_http(path, name, True)
+                self.check_http(path, name, False)
+                with mock.patch.object(patched, name, wrapped(RequestHandler, name)):
+                    self.check_http(path, name, True)
+                self.check_http(path, name, False)
+
+    def test_log_request_asks_a_replaced_get_status_as_tornado_does(self) -> None:
+        # Once per comparison that chooses the log level, once for the line.
+        class Failing(Plain):
+            def get(self) -> None:
+                self.set_status(404)
+
+        for made, calls in ((Plain, 2), (Failing, 3)):
+            path = self.serve(type("Status", (made,), {}))
+            CALLS.clear()
+            with mock.patch.object(
+                RequestHandler, "get_status", wrapped(RequestHandler, "get_status")
+            ):
+                self.fetch(path + "?a=x")
+            assert CALLS.count("get_status") == calls, (made, CALLS)
+
+    @gen_test
+    async def test_websocket_wrapt_wrappers_after_serving(self) -> None:
+        for name in WS_HOOKS:
+            if isinstance(getattr(WebSocketHandler, name), property):
+                continue  # (wrapt wraps functions)
+            made = type("Socket", (PlainSocket,), {})
+            path = self.serve(made)
+            await self.check_ws(path, name, False)
+            with mock.patch.object(made, name, wrapped(WebSocketHandler, name)):
+                await self.check_ws(path, name, True)
+            await self.check_ws(path, name, False)
 
     @gen_test
     async def test_websocket_overrides_and_mixins(self) -> None:

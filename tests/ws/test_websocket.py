@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
 import struct
 from typing import Any, Optional
@@ -231,6 +232,26 @@ class MixedIn(Echo, FlushSeen):
         self.set_header("X-Mixed-In", "yes")
 
 
+_opened_as: contextvars.ContextVar[str] = contextvars.ContextVar("opened_as", default="unset")
+
+
+class ContextFromOpen(Base):
+    """A coroutine open() sets a context variable; its callbacks read it."""
+
+    async def open(self, *args: Any) -> None:
+        _opened_as.set("opener")
+        await gen.moment
+        super().open(*args)
+
+    def on_message(self, message: Any) -> None:
+        self.rec.events.append(("on_message", _opened_as.get()))
+        self.write_message(message)
+
+    def on_close(self) -> None:
+        self.rec.events.append(("on_close", _opened_as.get()))
+        super().on_close()
+
+
 class WebSocketEndToEnd(AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.rec = Recorder()
@@ -254,6 +275,7 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
                 ("/error_after_upgrade", ErrorAfterUpgrade, args),
                 ("/mixed_in", MixedIn, args),
                 ("/sees_connection", SeesItsConnection, args),
+                ("/context_from_open", ContextFromOpen, args),
             ]
         )
 
@@ -279,6 +301,17 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         self.assertEqual(await ws.read_message(), big)
         self.assertIsNone(ws.selected_subprotocol)
         self.assertEqual(ws.headers["Upgrade"].lower(), "websocket")
+
+    @gen_test
+    async def test_callbacks_see_what_a_coroutine_open_set_in_the_context(self) -> None:
+        # As where Tornado awaits open() in the request's Task and reads
+        # frames in that Task after it.
+        ws = await self.connect("/context_from_open")
+        await ws.write_message("m")
+        assert await ws.read_message() == "m"
+        ws.close()
+        await self.rec.closed
+        assert self.rec.events == [("on_message", "opener"), ("on_close", "opener")]
 
     @gen_test
     async def test_ws_connection_is_none_until_the_upgrade_and_after_the_close(self) -> None:

@@ -40,7 +40,7 @@ import asyncio
 import json
 import re
 import secrets
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 import squall.escape
 import squall.log
@@ -142,28 +142,21 @@ class Attendance:
         reader: the page's id (`reader_id`): a fresh one per rendered page,
             so two tabs of one user are two readers, and a page that
             reconnects (to this worker or another) is still one.
+
+    Each stream holds the page's entry with its own handle: an older stream
+    of the same page that ends after its successor joined (a late close)
+    lets go of its own hold only, so the page stays counted.
     """
 
-    __slots__ = ("_joined", "_key")
-
-    # The newest attendance of each (topic, reader) in this process: an
-    # older stream of the same page that ends after its successor joined
-    # (a late close) leaves nothing, so the page stays counted.
-    _current: ClassVar[dict[tuple[int, str], Attendance]] = {}
+    __slots__ = ("_joined",)
 
     def __init__(self, pubsub: Any, topic_id: int, reader: str, transport: str) -> None:
-        self._key = (topic_id, reader)
-        self._current[self._key] = self
         self._joined: asyncio.Future[Any] = asyncio.ensure_future(
             pubsub.join(topic_channel(topic_id), reader, transport)
         )
         _hold(self._joined)
 
     def leave(self) -> None:
-        if self._current.get(self._key) is not self:
-            return
-        del self._current[self._key]
-
         def leave(joined: asyncio.Future[Any]) -> None:
             if not joined.cancelled() and joined.exception() is None:
                 _hold(asyncio.ensure_future(joined.result().leave()))

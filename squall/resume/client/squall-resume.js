@@ -45,6 +45,15 @@
     maxUpgradeDelay: 600000, // the longest wait between two WebSocket tries
   });
 
+  // The longest delay a timer holds: browsers and node run a setTimeout
+  // given more than 2^31-1 ms (about 24.8 days) after 1 ms instead.
+  const MAX_TIMER = 2147483647;
+
+  /** setTimeout with its delay bounded by MAX_TIMER (a server's heartbeat, an option). */
+  function later(callback, ms) {
+    return setTimeout(callback, Math.min(ms, MAX_TIMER));
+  }
+
   /** The position as {offset, epoch} (offset a decimal string), or null if it is not one. */
   function parsePosition(position) {
     if (typeof position !== 'string') return null;
@@ -168,7 +177,7 @@
       let heard = 0;
       const arm = (ms) => {
         if (silence !== null) clearTimeout(silence);
-        silence = ms === null ? null : setTimeout(() => {
+        silence = ms === null ? null : later(() => {
           silence = null;
           if (live()) lost(conn, new ResumeError('nothing heard for ' + ms + ' ms', 0, true, conn.kind));
           else if (conn === probe) probeFailed(conn);
@@ -186,7 +195,9 @@
         confirmed(position, missed, seconds) {
           if (conn.confirmed) return;
           conn.confirmed = true;
-          heartbeat = typeof seconds === 'number' && seconds > 0 ? seconds * 1000 : null;
+          // A heartbeat too long for a timer (or JSON's 1e999, Infinity) is
+          // watched for the longest one: never taken for silence at once.
+          heartbeat = typeof seconds === 'number' && seconds > 0 ? Math.min(seconds * 1000, MAX_TIMER) : null;
           hear();
           if (conn === probe) { adopt(conn, position, missed); return; }
           if (!live()) return;
@@ -260,13 +271,13 @@
       const ceiling = Math.min(opts.maxDelay, opts.minDelay * Math.pow(2, attempt));
       attempt += 1;
       setState('retrying');
-      timer = setTimeout(connect, Math.random() * ceiling);
+      timer = later(connect, Math.random() * ceiling);
     }
 
     // A WebSocket tried beside the fallback in use; taken when it confirms.
     function scheduleProbe() {
       if (probeTimer !== null || probe !== null) return;
-      probeTimer = setTimeout(() => {
+      probeTimer = later(() => {
         probeTimer = null;
         if (feed.closed || !current || current.kind === 'websocket') return;
         probe = {kind: 'websocket'};

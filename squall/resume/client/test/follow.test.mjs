@@ -244,6 +244,45 @@ describe('heartbeat', () => {
     assert.equal(feed.state, 'retrying');
   });
 
+  test('a heartbeat longer than a timer holds is never taken for silence at once', () => {
+    // Browsers and node run a setTimeout given more than 2^31-1 ms after
+    // 1 ms: the mock clock does the same here, and records every delay.
+    const delays = [];
+    const mocked = globalThis.setTimeout;
+    globalThis.setTimeout = (callback, ms, ...rest) => {
+      delays.push(ms);
+      return mocked(callback, ms > 2 ** 31 - 1 ? 1 : ms, ...rest);
+    };
+    try {
+      for (const heartbeat of ['2147484', '1e12', '1e999']) {  // 1e999: Infinity once parsed
+        delays.length = 0;
+        const {socket, WebSocket, feed} = setup();
+        socket().accept();
+        socket().onmessage({data: '{"type": "subscribed", "channel": "room:a", "position": "1-e", ' +
+                                  `"recovered": null, "missed": 0, "heartbeat": ${heartbeat}}`});
+        mock.timers.tick(6000);
+        assert.equal(feed.state, 'open', `heartbeat ${heartbeat} s`);
+        assert.equal(WebSocket.sockets.length, 1, `heartbeat ${heartbeat} s`);
+        assert.ok(delays.every((ms) => ms <= 2 ** 31 - 1), `delays ${delays}`);
+        // Still watched: silent for the longest timer, it is given up.
+        mock.timers.tick(2 ** 31 - 1);
+        assert.equal(feed.state, 'retrying');
+        feed.close();
+      }
+      // The same bound on the options' delays.
+      delays.length = 0;
+      const {socket, feed} = setup({minDelay: 2 ** 40, maxDelay: 2 ** 41});
+      socket().drop();
+      assert.equal(feed.state, 'retrying');
+      assert.ok(delays.every((ms) => ms <= 2 ** 31 - 1), `delays ${delays}`);
+      mock.timers.tick(6000);
+      assert.equal(feed.state, 'retrying');
+      feed.close();
+    } finally {
+      globalThis.setTimeout = mocked;
+    }
+  });
+
   test('a connection that never confirms is given up after connectTimeout', () => {
     const {socket, feed} = setup({connectTimeout: 3000});
     socket().accept();

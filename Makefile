@@ -462,7 +462,8 @@ demo-cluster-local: $(DEMO_STAMP)
 	@$(PY) demos/forum/cluster.py $(CLUSTER_VERBOSE) $(CLUSTER_ARGS)
 
 # The delivery checker's long run (benchmarks/chaos.py): dozens of
-# seeds on every engine, each a schedule of publications, readers and
+# seeds on every engine (memory://, Redis with a replica, Redis Cluster,
+# Redis Sentinel), each a schedule of publications, readers and
 # faults drawn from the seed; its table (seeds x engines x fault kinds: due,
 # delivered once in order, counted missed, duplicated, out of order,
 # silently lost) goes to benchmarks/results/chaos.json. Exits 1 on any

@@ -1087,26 +1087,33 @@ class ReplicaWorld(World):
         return await super().fault(kind, rng)
 
 
-class ClusterWorld(World):
+class HelperWorld(World):
+    """A world whose brokers are one of the tests' helpers (``helper``: its
+    ``start(timeout)`` and ``stop()`` run in a thread)."""
+
+    helper: Any
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.helper.start, START_TIMEOUT)
+        await super().start()
+
+    async def close(self) -> None:
+        await super().close()
+        await asyncio.to_thread(self.helper.stop)
+
+
+class ClusterWorld(HelperWorld):
     """A Redis Cluster (tests/pubsub/_servers.py) of 3 primaries and 3 replicas."""
 
     def __init__(self, run: Run, workdir: Path) -> None:
         super().__init__(run, workdir)
         from _servers import RedisCluster
 
-        self.cluster = RedisCluster(workdir)
+        self.cluster = self.helper = RedisCluster(workdir)
 
     @property
     def url(self) -> str:
         return self.cluster.url + "?partitions=16"
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self.cluster.start, START_TIMEOUT)
-        await super().start()
-
-    async def close(self) -> None:
-        await super().close()
-        await asyncio.to_thread(self.cluster.stop)
 
     def _owner(self, channel: str) -> int:
         from squall.pubsub import RedisClusterPubSub
@@ -1155,7 +1162,7 @@ class ClusterWorld(World):
         return await super().fault(kind, rng)
 
 
-class SentinelWorld(World):
+class SentinelWorld(HelperWorld):
     """A primary, its replica and a Sentinel (tests/pubsub/_sentinel.py); the
     nodes on ``redis+sentinel://``, following the primary the Sentinel names."""
 
@@ -1165,19 +1172,11 @@ class SentinelWorld(World):
             sys.path.insert(0, str(ROOT))
         from tests.pubsub._sentinel import RedisSentinel
 
-        self.sentinel = RedisSentinel(workdir)
+        self.sentinel = self.helper = RedisSentinel(workdir)
 
     @property
     def url(self) -> str:
         return str(self.sentinel.url())
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self.sentinel.start, START_TIMEOUT)
-        await super().start()
-
-    async def close(self) -> None:
-        await super().close()
-        await asyncio.to_thread(self.sentinel.stop)
 
     def _replace(self, old: int, new: int) -> None:
         """``old`` (killed) back as ``new``'s replica, in sync and known to the Sentinel."""

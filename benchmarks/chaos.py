@@ -1660,6 +1660,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    # SIGTERM (timeout(1), a CI's cancel) as Ctrl-C: the run's finally
+    # blocks stop every process it started.
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGTERM, _interrupted)
     sys.exit(main())

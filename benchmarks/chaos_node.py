@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any, ClassVar, Optional
 
@@ -117,6 +118,14 @@ class Slow(squall.web.RequestHandler):
 class Health(squall.web.RequestHandler):
     def get(self) -> None:
         self.write("ok")
+
+
+def watch_parent(parent: int) -> None:
+    """Exits once the checker that started this node is gone (killed before
+    it could stop its processes): no node outlives its run."""
+    if os.getppid() != parent:
+        os._exit(0)
+    asyncio.get_running_loop().call_later(1.0, watch_parent, parent)
 
 
 def _pos(position: Optional[Position]) -> Optional[str]:
@@ -218,6 +227,7 @@ async def main() -> None:
     )
     app.listen(args.port, address="127.0.0.1")
     emit(ev="ready", port=args.port)
+    watch_parent(os.getppid())
     for channel in filter(None, args.relay.split(",")):
         for attempt in range(MAX_STEPS):
             try:

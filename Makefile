@@ -466,12 +466,12 @@ demo-cluster-local: $(DEMO_STAMP)
 # Redis Sentinel), each a schedule of publications, readers and
 # faults drawn from the seed; its table (seeds x engines x fault kinds: due,
 # delivered once in order, counted missed, duplicated, out of order,
-# silently lost) goes to benchmarks/results/chaos.json. Exits 1 on any
+# silently lost) goes to benchmarks/results/chaos/chaos.json. Exits 1 on any
 # duplicate, reordering or silent loss, naming the seed that replays it.
 # CHAOS_ARGS="--seeds 0-3 --engine redis-replica" narrows it.
 CHAOS_ARGS ?= --seeds 0-23 --engine all --duration 30
 chaos: $(STAMP) system-deps
-	$(PY) benchmarks/chaos.py $(CHAOS_ARGS) --json benchmarks/results/chaos.json
+	$(PY) benchmarks/chaos.py $(CHAOS_ARGS) --json benchmarks/results/chaos/chaos.json
 
 # Broadcasts across nodes: K WebSocket subscribers over 1, 2 and
 # 4 Squall nodes in network namespaces, one Redis and a Redis Cluster

@@ -76,6 +76,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Optional
 
+import squall
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "pubsub"))
 from _redis_server import REDIS_SERVER, free_ports  # noqa: E402
@@ -752,6 +754,11 @@ CLIENTS: dict[str, type[Client]] = {
 }
 NODE_JS = shutil.which("node")
 JS_CLIENT = str(Path(__file__).resolve().parent / "chaos_client.mjs")
+# The browser client of the squall under test (an installed one too: the
+# compiled suite runs from a copy of the tree without squall/).
+RESUME_CLIENT = (
+    Path(squall.__file__).resolve().parent / "resume" / "client" / "squall-resume.mjs"
+).as_uri()
 
 
 class JsClient:
@@ -770,7 +777,7 @@ class JsClient:
         assert NODE_JS is not None
         node = self.run.world.nodes[self.rng.randrange(len(self.run.world.nodes))]
         transport = "websocket" if self.reader.kind == "js-ws" else "poll"
-        args = [NODE_JS, "--experimental-websocket", "--no-warnings", JS_CLIENT]
+        args = [NODE_JS, "--experimental-websocket", "--no-warnings", JS_CLIENT, RESUME_CLIENT]
         args += [f"127.0.0.1:{node.port}", self.reader.channel, transport]
         if self.reader.last:
             args.append(self.reader.last)

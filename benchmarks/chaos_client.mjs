@@ -5,11 +5,12 @@
 //   {"ev": "item", "t": DATA, "p": POSITION or null}
 //   {"ev": "reset", "pos": POSITION}
 //   {"ev": "error", "error": MESSAGE}   the feed stopped (not temporary)
-// Usage: node --experimental-websocket chaos_client.mjs HOST:PORT CHANNEL websocket|poll [SINCE]
-// (SINCE: the position a page was rendered at, when the checker "reloads" it.)
-import {follow} from '../squall/resume/client/squall-resume.mjs';
-
-const [where, channel, transport, since] = process.argv.slice(2);
+// Usage: node --experimental-websocket chaos_client.mjs CLIENT HOST:PORT CHANNEL websocket|poll [SINCE]
+// (CLIENT: the file URL of the squall-resume.mjs of the squall under test,
+// which may be an installed one; SINCE: the position a page was rendered
+// at, when the checker "reloads" it.)
+const [client, where, channel, transport, since] = process.argv.slice(2);
+const {follow} = await import(client);
 const out = (fields) => process.stdout.write(JSON.stringify(fields) + '\n');
 const options = {
   channel,

@@ -55,17 +55,14 @@ def _redis() -> Any:
 def _safe_url(url: str) -> str:
     """``url`` without its passwords, for log lines (a Sentinel's too)."""
     parts = urlsplit(url)
-    if "sentinel_password=" in parts.query:
-        query = "&".join(
-            "sentinel_password=***" if item.startswith("sentinel_password=") else item
-            for item in parts.query.split("&")
-        )
-        parts = parts._replace(query=query)
+    query = "&".join(
+        "sentinel_password=***" if item.startswith("sentinel_password=") else item
+        for item in parts.query.split("&")
+    )
+    netloc = parts.netloc
     if parts.password is not None:
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        parts = parts._replace(netloc=f"{user}:***@{netloc}")
-    return urlunsplit(parts)
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 #: The schemes of a primary named by Redis Sentinel (``rediss+``: TLS).

@@ -207,7 +207,8 @@ def test_a_publisher_running_through_a_sentinel_failover_loses_nothing_silently(
     on the primary, it refuses them once its replica has left (NOREPLICAS,
     which failed the publish before), the engine tries them again until the
     new primary is named, and what the old primary can still lose is what
-    was on its way to the replica at the promotion (0 or 1 here)."""
+    was on its way to the replica, or taken before the old primary saw its
+    replica leave, at the promotion."""
 
     async def main(setup: RedisSentinel) -> None:
         url = setup.url("history_size=2000")
@@ -242,12 +243,11 @@ def test_a_publisher_running_through_a_sentinel_failover_loses_nothing_silently(
             if min_replicas:
                 # Refused (NOREPLICAS) between the promotion and the switch,
                 # tried again, applied on the new primary: none failed.
+                # (How many the old primary still took before it saw its
+                # replica leave is timing: 0 to 2 on a quiet machine, 85
+                # once under a benchmark's load; the guide quotes it as
+                # measured, and nothing here may depend on it.)
                 assert publisher.publish_retries > 0
-                # The new epoch begins after the new primary's top: the old
-                # epoch's offsets past it were the old primary's alone.
-                first = next(p.offset for p in acked if p.epoch != acked[0].epoch)
-                alone = [p for p in acked if p.epoch == acked[0].epoch and p.offset >= first]
-                assert len(alone) <= 2, f"{len(alone)} acknowledged by the old primary alone"
 
     options = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
     with RedisSentinel(tmp_path, options if min_replicas else ()) as setup:

@@ -101,12 +101,8 @@ def test_one_publisher_s_concurrent_publishes_keep_their_order_through_a_failove
                 offsets = [p.offset for p in positions if p.epoch == epoch]
                 assert offsets == sorted(offsets), f"out of order in epoch {epoch}: {offsets}"
 
-    cluster = RedisCluster(tmp_path)
-    cluster.start()
-    try:
+    with RedisCluster(tmp_path) as cluster:
         asyncio.run(asyncio.wait_for(main(cluster), 30))
-    finally:
-        cluster.stop()
 
 
 def test_a_failover_that_loses_writes_moves_readers_to_a_new_epoch(tmp_path: Path) -> None:
@@ -170,12 +166,8 @@ def test_a_failover_that_loses_writes_moves_readers_to_a_new_epoch(tmp_path: Pat
             assert node_a.status.renewed + node_b.status.renewed == 1, said
             stream.close()
 
-    cluster = RedisCluster(tmp_path)
-    cluster.start()
-    try:
+    with RedisCluster(tmp_path) as cluster:
         asyncio.run(asyncio.wait_for(main(cluster), 40))
-    finally:
-        cluster.stop()
 
 
 def test_a_lossy_failover_gives_no_silent_gap_and_no_second_copy(tmp_path: Path) -> None:
@@ -254,9 +246,5 @@ def test_a_lossy_failover_gives_no_silent_gap_and_no_second_copy(tmp_path: Path)
             assert [p.data for p in items[1:]] == [f"b{i}" for i in range(1, 13)], said  # type: ignore[attr-defined]
             stream.close()
 
-    cluster = RedisCluster(tmp_path)
-    cluster.start()
-    try:
+    with RedisCluster(tmp_path) as cluster:
         asyncio.run(asyncio.wait_for(main(cluster), 60))
-    finally:
-        cluster.stop()

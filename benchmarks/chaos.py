@@ -145,6 +145,8 @@ class Pub:
     start: float
     acked: bool = False
     position: Optional[str] = None
+    # The publisher was told it may have been applied (PublishUncertainError).
+    uncertain: bool = False
 
 
 @dataclasses.dataclass
@@ -264,7 +266,16 @@ def check(pubs: Iterable[Pub], readers: Iterable[Reader], faults: list[Fault]) -
             top[publisher] = max(top.get(publisher, -1), number)
         resets = [i for i, seen in enumerate(reader.seen) if seen.kind == "reset"]
         for pub in by_channel.get(reader.channel, []):
-            if not pub.acked or pub.start <= reader.first:
+            if pub.start <= reader.first:
+                continue
+            if not pub.acked:
+                # Not due (the publisher was not told it was applied), but
+                # never twice: a publish tried again after a lost reply.
+                twice = where.get(pub.text, [])[1:2]
+                if twice:
+                    count(reader.seen[twice[0]].at, "due")
+                    count(reader.seen[twice[0]].at, "duplicated")
+                    example(f"{reader.id} ({reader.kind}): {pub.text} (not acknowledged) twice")
                 continue
             if reader.kind == "relay" and pub.text not in where:
                 # `PubSub.relay` keeps nothing and tells nothing: what it did
@@ -849,6 +860,10 @@ class Node:
             pub = self.run.pubs.get(event["t"])
             if pub is not None:
                 pub.acked, pub.position = True, event["p"]
+        elif kind == "uncertain":
+            pub = self.run.pubs.get(event["t"])
+            if pub is not None:
+                pub.uncertain = True
         elif kind in ("item", "reset", "sub", "error"):
             reader = self.run.readers[event["r"]]
             if kind == "item":
@@ -1547,6 +1562,7 @@ def run_one(
         "log": run.node_log[-20:],
         "published": len(run.pubs),
         "acknowledged": sum(p.acked for p in run.pubs.values()),
+        "uncertain": sorted(p.text for p in run.pubs.values() if p.uncertain),
     }
 
 
@@ -1633,7 +1649,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             result = run_one(seed, engine, args.duration, faults, dump)
             results.append(result)
             print(
-                f"== seed {seed} {engine}: {result['acknowledged']}/{result['published']} acknowledged, "
+                f"== seed {seed} {engine}: {result['acknowledged']}/{result['published']} acknowledged "
+                f"({len(result['uncertain'])} told uncertain), "
                 f"{result['violations']} violations, {result['seconds']}s",
                 flush=True,
             )

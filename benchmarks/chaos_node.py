@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Optional
 
 import squall.pubsub
 import squall.web
-from squall.pubsub import Position, PubSub
+from squall.pubsub import Position, PublishUncertainError, PubSub
 from squall.resume import (
     ChannelEventSource,
     ChannelPollHandler,
@@ -102,7 +102,12 @@ class Publish(squall.web.RequestHandler):
     async def post(self) -> None:
         body = json.loads(self.request.body)
         pubsub: PubSub = self.settings["pubsub"]
-        position = await pubsub.publish(body["channel"], body["text"])
+        try:
+            position = await pubsub.publish(body["channel"], body["text"])
+        except PublishUncertainError as exc:
+            # Not acknowledged: the publisher was told it may have been applied.
+            emit(ev="uncertain", t=body["text"])
+            raise squall.web.HTTPError(503, str(exc)) from exc
         emit(ev="ack", t=body["text"], p=str(position))
         self.write({"position": str(position)})
 

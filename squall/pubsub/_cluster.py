@@ -206,12 +206,17 @@ class RedisClusterPubSub(RedisEngine):
         )
         self._auth = {"username": user, "password": password}
         self._ssl = url.startswith("rediss")
+        # redis-py does not try a command again by itself (by default it
+        # would, ten times, on a lost connection): a publish is tried again
+        # by RetriedPublisher, which must know of each attempt that may
+        # have been applied, and every other caller has its own retries.
         self._client = redis.asyncio.cluster.RedisCluster(
             startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in addrs],
             max_connections=max_connections,
             socket_timeout=command_timeout,
             socket_connect_timeout=command_timeout,
             ssl=self._ssl,
+            retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
             **self._auth,
         )
         self._tags = [f"{{sq.{n}}}" for n in range(partitions)]

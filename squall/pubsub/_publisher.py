@@ -14,7 +14,13 @@ from typing import Any, Optional
 from squall.log import gen_log
 from squall.pubsub import _redis_scripts as scripts
 from squall.pubsub._base import PubSub
-from squall.pubsub._types import HistoryResult, Position, Status, new_epoch
+from squall.pubsub._types import (
+    HistoryResult,
+    Position,
+    PublishUncertainError,
+    Status,
+    new_epoch,
+)
 
 __all__ = ["RetriedPublisher", "RedisEngine"]
 
@@ -22,6 +28,25 @@ __all__ = ["RetriedPublisher", "RedisEngine"]
 # The channels whose last applied publish a publisher remembers (see
 # RetriedPublisher._applied): about 150 bytes each.
 _APPLIED_KEPT = 10_000
+
+
+# redis-py's errors for a command no server ran: no primary named by the
+# Sentinels, a cluster that answered CLUSTERDOWN, a slot no node serves.
+_REFUSALS = frozenset(("MasterNotFoundError", "ClusterDownError", "SlotNotCoveredError"))
+
+
+def _not_applied(exc: BaseException) -> bool:
+    """True when ``exc``, raised by an attempt, says the script did not run:
+    no connection could be made (redis-py's "Error ... connecting to",
+    "Timeout connecting to server"), or the primary refused writes
+    (``NOREPLICAS``, which the Sentinel engine raises as out of reach)."""
+    text = str(exc)
+    return (
+        "connecting to" in text
+        or text.startswith("Timeout connecting")
+        or str(exc.__cause__).startswith("NOREPLICAS")
+        or type(exc).__name__ in _REFUSALS
+    )
 
 
 def _never_down() -> Optional[float]:
@@ -59,6 +84,28 @@ class RetriedPublisher:
     client gave it up. An attempt found too old because the clocks moved is
     sent again at once, dated anew. The first publish on a tag, before any
     reply, is not so dated.
+
+    Nor does the count cover a publish applied by a primary that is then
+    lost with its replica not having it (a lossy failover): the count's
+    record goes with it, and the attempt made again on the promoted
+    replica would be applied a second time, under another position, after
+    subscribers had the first live. So each reply carries the server's
+    replication ID (``master_replid``, new at every promotion), kept per
+    hash tag; an attempt made again after one that may have been applied
+    names the ID known when that one was sent, and the script, finding the
+    count not applied under another ID, does not apply it:
+    `PublishUncertainError` (a `ConnectionError`) says so, and the caller
+    decides. A failover that lost nothing, which replicated the count,
+    still answers "applied". An attempt may have been applied when it got
+    no answer once sent, unless no connection could be made, the server
+    refused it, or the node was already known out of reach when it was
+    sent (by the engine's watch, or a publish that got no answer before):
+    then it reached no live server, or the one that took over, which
+    answers for it when it is tried again (only a second failover before
+    that answer could lose it). Pooled connections the server had closed
+    are dropped before each attempt (`scripts.drop_closed`), so that an
+    attempt is not written to a socket no server reads, which would fail
+    as one applied by a server that died before answering does.
 
     A failover to a replica that had not yet received the last writes
     takes the channel's top back, and the next publishes would be given
@@ -141,6 +188,7 @@ class RetriedPublisher:
         "_applied",
         "_clock_skews",
         "_unanswered",
+        "_replids",
     )
 
     def __init__(
@@ -193,6 +241,10 @@ class RetriedPublisher:
         # Per hash tag, while its publishes get no answer: time.monotonic() when
         # the first of them began, and when the last was given up.
         self._unanswered: dict[str, tuple[float, float]] = {}
+        # Per hash tag, the replication ID its node's last reply gave (see
+        # the class: an attempt that may have been applied is tried again
+        # only under the same one).
+        self._replids: dict[str, str] = {}
 
     def _out_of_reach(self, tag: str, now: float) -> Optional[float]:
         """How long ``tag``'s node has been known out of reach, or None."""
@@ -223,6 +275,8 @@ class RetriedPublisher:
             The publication's position.
 
         Raises:
+            PublishUncertainError: an attempt got no answer and a failover
+                followed: it may have been applied (see the class).
             ConnectionError: the broker did not apply it within `timeout`
                 (or was out of reach for longer than that already).
         """
@@ -282,23 +336,38 @@ class RetriedPublisher:
         retry_until = loop.time() + left
         deadline = loop.time() + max(left, self._attempt_timeout)
         delay = 0.02
+        # The replication ID an attempt that may have been applied was sent
+        # under, as known then ('?': no reply from the node yet), once one was.
+        maybe_under: Optional[str] = None
         while True:
             start = loop.time()
             began = time.monotonic()
+            # An attempt made while the node is known out of reach is sent to
+            # no live server, or to one that took over (see the class).
+            sending = False
+            gone = self._out_of_reach(tag, began) is not None
             try:
                 async with asyncio.timeout_at(deadline) as scope:
                     await site.before()
+                    sending = True
                     if plain is not None:
                         await site.client.execute_command(self._command, broker_channel, plain)
                         reply = None
                     else:
-                        args[5] = self._sent_ms(tag)
+                        await scripts.drop_closed(site.client)
+                        sent_ms = self._sent_ms(tag)
+                        # Padded: the script finds the ID by the argument's length.
+                        args[5] = (
+                            sent_ms if maybe_under is None else f"{sent_ms:013d} {maybe_under}"
+                        )
                         reply = await self.script(keys=names, args=args)
                 self._unanswered.pop(tag, None)
                 if reply is None:
                     break
-                if len(reply) > 3:
+                if len(reply) > 4:
                     self._clock_skews[tag] = int(reply[3]) - time.time() * 1000
+                    rid = reply[4]
+                    self._replids[tag] = rid.decode("ascii") if isinstance(rid, bytes) else rid
                 if int(reply[2]) != 2:
                     break
                 # Too old when Redis read it (a slow Redis, or clocks that
@@ -313,6 +382,8 @@ class RetriedPublisher:
                 continue
             except site.lost as exc:
                 self._no_answer(tag, began, time.monotonic())
+                if maybe_under is None and sending and not gone and not _not_applied(exc):
+                    maybe_under = self._replids.get(tag, "?")
                 if once:
                     raise ConnectionError(
                         f"cannot publish to {site.where}: out of reach for {away or 0.0:.1f}s, "
@@ -329,6 +400,8 @@ class RetriedPublisher:
                 # cut_under; a cancellation stays one).
                 error = scripts.cut_under(exc)
                 self._no_answer(tag, began, time.monotonic())
+                if maybe_under is None and sending and not gone:
+                    maybe_under = self._replids.get(tag, "?")
                 if once or loop.time() >= retry_until:
                     raise error from exc
             self.retries += 1
@@ -339,6 +412,15 @@ class RetriedPublisher:
         self._status.round_trip = loop.time() - start
         if reply is None:
             return scripts.PLAIN_POSITION
+        if int(reply[2]) == 5:
+            raise PublishUncertainError(
+                f"cannot tell whether the publish on channel {channel!r} was applied: an "
+                f"attempt got no answer from {site.where}, and the broker's replication "
+                "history changed before it could be tried again (a failover; the primary "
+                "that may have applied it, and delivered it to subscribers, is gone with "
+                "what it had not replicated). It was not tried again, which could deliver "
+                "it twice; publish it again if a second copy is acceptable"
+            )
         position = scripts.top_of(reply)
         if int(reply[2]) == 3 and applied is not None:
             gen_log.warning(

@@ -89,16 +89,21 @@ local rid = at and string.sub(info, at + 14, at + 53) or '?'
 # remembers its last applied publish on the channel, by that publish's
 # epoch (8 characters) and offset; 4 the publisher's field ("p:<token>"), 5
 # the publish's count (the publisher's, growing), 6 sent_ms (the attempt's
-# time on Redis' clock as the client reckons it; 0: unknown), 7 the broker
+# time on Redis' clock as the client reckons it; 0: unknown), followed, on
+# an attempt made again after one that may have been applied (it got no
+# answer), by a space and the replication ID that attempt was sent under
+# as the publisher knew it ('?': unknown), 7 the broker
 # channel, 8 keep_ms. Eight, no more: Redis puts them in a Lua table, and
 # a ninth grows it (5,000 instructions a publish, 6%, counted with two
 # more). ARGV[1] carries the publication's origin too ("<token>.<count>
 # <length> <channel>": `wire_head`), which the PUBLISH and the stream
-# entry repeat. Returns {offset, epoch, 0, now_ms}; {offset, epoch, 4,
-# now_ms} when it was applied in a new epoch because the channel's state
+# entry repeat. Every reply but the already-applied one ends with the
+# server's replication ID (``rid``: the publisher keeps it, for the attempt
+# made again). Returns {offset, epoch, 0, now_ms, rid}; {offset, epoch, 4,
+# now_ms, rid} when it was applied in a new epoch because the channel's state
 # was written under another replication history (``r``: a failover or a
 # restart, see the module's docstring), begun after the top found with the
-# history kept; {offset, epoch, 3, now_ms}
+# history kept; {offset, epoch, 3, now_ms, rid}
 # when it was applied in a new epoch because the channel's top was below
 # the publisher's last offset in the same epoch (a failover to a replica
 # that had not received the last writes: their offsets would be given
@@ -107,10 +112,15 @@ local rid = at and string.sub(info, at + 14, at + 53) or '?'
 # dropped, so that the new epoch's holds only its own publications; the
 # offsets are compared as text, without a conversion); {offset, epoch, 1}
 # when this count was applied already (nothing done again); {0, '', 2,
-# now_ms} when the attempt is older than the stale limit: its client gave
+# now_ms, rid} when the attempt is older than the stale limit: its client gave
 # it up and may have sent it again elsewhere (a primary stopped, resumed
 # after its replica took over, reads what was waiting in its sockets), so
-# it is not applied.
+# it is not applied; {0, '', 5, now_ms, rid} when an attempt made again
+# names a replication ID other than the server's and this count is not
+# found applied: the attempt that got no answer may have been applied by a
+# primary since lost with what it had not replicated (a lossy failover), and
+# readers may have had it live; applied now it would reach them twice,
+# under two positions, so it is not applied and the publisher is told.
 #
 # A publisher has at most one publish in flight per channel (see
 # squall.pubsub._publisher), so its last applied count on the channel, kept in the
@@ -133,9 +143,18 @@ if epoch and m[4] and string.sub(m[4], 1, #mine) == mine then
 end
 @REPLID@local second = tonumber(now[1])
 local ms = second * 1000 + math.floor(now[2] / 1000)
-local sent = tonumber(ARGV[6])
+local sent = ARGV[6]
+local was = false
+if #sent > 14 then
+  was = string.match(sent, ' (.*)$')
+  sent = string.match(sent, '^%d+')
+end
+sent = tonumber(sent)
 if sent > 0 and ms - sent > @STALE@ then
-  return {0, '', 2, ms}
+  return {0, '', 2, ms, rid}
+end
+if was and was ~= rid then
+  return {0, '', 5, ms, rid}
 end
 local offset = 1
 local done = 0
@@ -188,7 +207,7 @@ else
   redis.call('HSET', KEYS[1], 'o', o, ARGV[4], mine)
 end
 redis.call('@COMMAND@', ARGV[7], '\\29' .. o .. ' ' .. epoch .. ' ' .. ARGV[1] .. ARGV[2])
-return {offset, epoch, done, ms}
+return {offset, epoch, done, ms, rid}
 """
 
 _HISTORY_PARTS = {
@@ -480,6 +499,35 @@ class Once:
         if len(self._last) > self.limit:
             del self._last[next(iter(self._last))]
         return Publication(channel, rest[n:].decode("utf-8", "replace"), PLAIN_POSITION)
+
+
+def _idle_connections(client: Any) -> list[Any]:
+    """The connections waiting in a redis-py client's pools (a ``Redis``'s
+    pool, or each node's of a ``RedisCluster``); none when the client keeps
+    them otherwise (the names are redis-py's own, read where they are)."""
+    idle = list(getattr(getattr(client, "connection_pool", None), "_available_connections", ()))
+    nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None) or {}
+    for node in nodes.values():
+        idle.extend(getattr(node, "_free", ()))
+    return idle
+
+
+async def drop_closed(client: Any) -> None:
+    """Disconnects the idle pooled connections of ``client`` that the server
+    closed (their end read: a restart, a killed primary), so that the next
+    command opens a new one instead of being written to a socket no server
+    reads. A command sent on such a connection is received by no one, but
+    fails as one the server took and died under would ("Connection closed
+    by server"); the publisher needs to tell the two apart (see
+    `squall.pubsub._publisher.RetriedPublisher`). Two turns of the loop
+    first, so that a close already received is read (a task woken in a
+    turn runs before that turn's I/O callbacks)."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    for connection in _idle_connections(client):
+        reader = getattr(connection, "_reader", None)
+        if reader is not None and reader.at_eof():
+            await connection.disconnect(nowait=True)
 
 
 async def no_preparation() -> None:

@@ -40,6 +40,22 @@ class PubSubClosedError(RuntimeError):
     """The subscription or the `PubSub` it belongs to was closed."""
 
 
+class PublishUncertainError(ConnectionError):
+    """A publish may or may not have been applied, and was not tried again.
+
+    Raised by the Redis engines' ``publish`` when an attempt got no answer
+    (the primary killed or cut off after it was sent) and the broker's
+    replication history changed before the attempt could be made again (a
+    failover): the lost primary may have applied it, and handed it to
+    subscribers live, without its replica receiving it. Made again on the
+    promoted replica it would be a second copy under another position,
+    which readers resuming from history would get twice; so the publish is
+    given up, and the caller decides (publishing again accepts a second
+    copy; a message with its own id lets the page drop one). A subclass of
+    `ConnectionError`, which the other publish failures raise.
+    """
+
+
 def new_epoch() -> str:
     """A fresh epoch token: 8 URL-safe characters from the OS's random source."""
     return secrets.token_urlsafe(6)

@@ -71,6 +71,7 @@ def test_the_checker_tells_each_outcome_apart(monkeypatch: pytest.MonkeyPatch) -
     chaos = _chaos(monkeypatch)
     pubs = [chaos.Pub(f"P0.{n}", 0, n, "c", start=float(n), acked=True) for n in range(1, 8)]
     pubs.append(chaos.Pub("P0.8", 0, 8, "c", start=8.0, acked=False))  # not acknowledged: not due
+    pubs.append(chaos.Pub("P0.9", 0, 9, "c", start=9.0, acked=False))  # ...but never twice
     reader = chaos.Reader("r", "ws", "c", first=0.5)
     history = [
         ("item", "P0.1", 1.5),
@@ -82,6 +83,8 @@ def test_the_checker_tells_each_outcome_apart(monkeypatch: pytest.MonkeyPatch) -
         ("item", "P0.6", 6.5),  # P0.5 silently lost
         ("item", "P0.8", 8.5),
         ("item", "P0.7", 8.6),  # out of order
+        ("item", "P0.9", 9.5),
+        ("item", "P0.9", 9.6),  # duplicated, though not acknowledged
     ]
     for kind, text, at in history:
         reader.seen.append(chaos.Seen(at, kind, text))
@@ -90,14 +93,15 @@ def test_the_checker_tells_each_outcome_apart(monkeypatch: pytest.MonkeyPatch) -
         o: sum(n for (_, out), n in verdict.counts.items() if out == o) for o in chaos.OUTCOMES
     }
     assert outcomes == {
-        "due": 7,
+        "due": 8,
         "delivered": 3,
         "counted": 1,
-        "duplicated": 1,
+        "duplicated": 2,
         "out_of_order": 1,
         "lost": 1,
     }, verdict
     # Under the fault (from its start to TAIL after its end): P0.2 to P0.4.
     assert verdict.counts[("calm", "delivered")] == 2  # P0.1 before it, P0.6 after
     assert verdict.counts[("cut-reader", "counted")] == 1
-    assert verdict.violations == 3
+    assert verdict.counts[("calm", "duplicated")] == 1  # P0.9's copy
+    assert verdict.violations == 4

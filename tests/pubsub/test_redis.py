@@ -1009,19 +1009,32 @@ def test_the_same_publish_count_is_applied_once_and_quiet_publishers_are_forgott
             script = pubsub._publisher.script
             meta, stream = scripts.keys("squall.ps", "ids")
 
-            async def call(who: str, count: int, data: str, sent: int = 0) -> list[Any]:
+            async def call(who: str, count: int, data: str, sent: Any = 0) -> list[Any]:
                 head = scripts.wire_head(who, count, "ids")
                 args = [head, data, "ep", f"p:{who}", count, sent, "ids", 60_000]
                 return list(await script(keys=[meta, stream], args=args))
 
             first = await call("a", 1, "x")  # the subscription made the epoch
-            assert first[0] == 1 and first[2] == 0 and len(first) == 4
+            assert first[0] == 1 and first[2] == 0 and len(first) == 5
+            replid = first[4]
+            assert len(replid) == 40 and replid == (await pubsub._client.info("replication"))[
+                "master_replid"
+            ].encode("ascii")
             assert await call("a", 1, "x") == [1, first[1], 1]  # applied already
+            # Made again after an attempt that may have been applied under
+            # another replication ID (or one not known): the count applied
+            # is still answered as applied; one not applied is refused.
+            assert await call("a", 1, "x", sent=f"{0:013d} {'f' * 40}") == [1, first[1], 1]
+            for other in ("f" * 40, "?"):
+                refused = await call("a", 2, "y", sent=f"{0:013d} {other}")
+                assert refused[:3] == [0, b"", 5] and refused[4] == replid
             # An attempt dated more than the stale limit before Redis reads
             # it is not applied (nor its count kept): Redis says so, with its clock.
             stale = await call("a", 2, "y", sent=int(first[3]) - 60_000)
             assert stale[:3] == [0, b"", 2] and int(stale[3]) >= int(first[3])
-            assert (await call("a", 2, "y", sent=int(stale[3])))[:3] == [2, first[1], 0]
+            # Under the same ID it is applied (the count's record is on this server).
+            same = f"{int(stale[3]):013d} {replid.decode('ascii')}"
+            assert (await call("a", 2, "y", sent=same))[:3] == [2, first[1], 0]
             assert (await call("b", 1, "z"))[:3] == [3, first[1], 0]  # another publisher
             assert await call("b", 1, "z") == [3, first[1], 1]
             assert [await sub.get() for _ in range(3)] == ["x", "y", "z"]

@@ -629,8 +629,8 @@ bench-rss: $(BENCH_SPEEDUPS)
 # server CPU per woken waiter and time to the last answer, Squall compiled
 # and pure on both loops against Tornado (benchmarks/c10k/longpoll.py,
 # options in LONGPOLL_ARGS; `make bench-longpoll` runs only that table).
-# --record in BENCH_ARGS / LONGPOLL_ARGS writes benchmarks/results/c10k.json /
-# longpoll.json and the README's tables, as for bench-h2 and bench-asgi.
+# --record in BENCH_ARGS / LONGPOLL_ARGS writes benchmarks/results/c10k-py3.X.json
+# (this Python's) / longpoll.json and the README's tables, as for bench-h2 and bench-asgi.
 bench-c10k: $(BENCH_SPEEDUPS)
 	$(BENCH_VENV)/bin/python benchmarks/c10k/run.py $(BENCH_ARGS)
 	$(BENCH_VENV)/bin/python benchmarks/c10k/longpoll.py $(LONGPOLL_ARGS)
@@ -658,13 +658,15 @@ bench-c1m: $(BENCH_SPEEDUPS)
 .PHONY: bench-c1m
 
 # HTTP/3: Squall against Hypercorn[h3] (in a venv of its own,
-# HC_VENV) over QUIC, and Squall's HTTP/3 against its HTTP/2 and HTTP/1.1
-# over TLS; servers on CPU 0, the generators (benchmarks/h3load.py on
-# aioquic, h2load) on CPU 1; req/s and req per server CPU-second.
-HC_VENV ?= .venv-hypercorn
+# HC_VENV, on the same Python as the bench venv) over QUIC, and Squall's
+# HTTP/3 against its HTTP/2 and HTTP/1.1 over TLS; servers on CPU 0, the
+# generators (benchmarks/h3load.py on aioquic, h2load) on CPU 1; req/s and
+# req per server CPU-second. BENCH_ARGS=--record writes
+# benchmarks/results/h3-py3.X.json (PY=python3.13: 3.13's, beside 3.11's).
+HC_VENV ?= $(if $(PY_ASKED),.venv-hypercorn-$(notdir $(PY)),.venv-hypercorn)
 bench-h3: $(BENCH_SPEEDUPS)
 	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
-	test -x $(HC_VENV)/bin/python || ($(PYTHON) -m venv $(HC_VENV) && $(HC_VENV)/bin/pip install -q 'hypercorn[h3]' uvloop)
+	test -x $(HC_VENV)/bin/python || ($(AB_PYTHON) -m venv $(HC_VENV) && $(HC_VENV)/bin/pip install -q 'hypercorn[h3]' uvloop)
 	$(BENCH_VENV)/bin/pip install -q 'aioquic>=1.2' 'qh3>=2.1'
 	$(BENCH_VENV)/bin/python benchmarks/h3_bench.py --hypercorn-python $(HC_VENV)/bin/python $(BENCH_ARGS)
 

@@ -6,15 +6,26 @@ HTTP/3 runs on each QUIC stack: its default (aioquic when installed, the row
 Each server runs pinned to core 0 and the load generator to core 1: for
 HTTP/3 ``benchmarks/h3load.py`` (aioquic; h2load here has no QUIC), for
 HTTP/2 and HTTP/1.1 h2load over TLS. The contenders alternate over
-``--rounds`` rounds; the report gives medians of requests per second and
-per server CPU-second (the server's user+system time over the run), and
-their ratios. The generators differ between protocols, so compare the
+``--rounds`` rounds, the order turning by one each round (no contender
+always follows the same one); the report gives medians of requests per
+second and per server CPU-second (the CPU clock of the server's process
+tree over the run), and their ratios, with the load average at the start
+and the end. The generators differ between protocols, so compare the
 per-CPU-second column across protocols, not the rate.
 
     python benchmarks/h3_bench.py [--rounds 5] [--duration 5] [--hypercorn-python PATH]
+                                  [--record]
 
 Hypercorn comes from ``--hypercorn-python`` (an interpreter with
 ``hypercorn[h3]``), and is left out, saying why, without it.
+
+``--record`` writes this Python's benchmarks/results/h3-py3.X.json
+(benchmarks/figures.py): Squall's HTTP/3 on each QUIC stack against
+Hypercorn's, requests per server CPU-second and per second, the medians'
+ratios; and regenerates the README's tables. ``make bench-h3
+PY=python3.13 BENCH_ARGS=--record`` records 3.13's beside 3.11's, with
+Hypercorn on the same Python (the Makefile gives each Python its own
+Hypercorn venv); a Hypercorn on another Python is refused.
 """
 
 from __future__ import annotations
@@ -22,18 +33,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cpuclock import tree_cpu_seconds  # noqa: E402
-from h2_bench import free_port, stop_process, wait_listening  # noqa: E402
+from figures import loadavg  # noqa: E402
+from h2_bench import free_port, wait_listening  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CERT = os.path.join(ROOT, "squall", "_certs", "test.crt")
@@ -84,6 +98,16 @@ async def app(scope, receive, send):
     })
     await send({"type": "http.response.body", "body": body})
 """
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; returns once it exited."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class Server:
@@ -171,6 +195,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--hypercorn-python", default=sys.executable)
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write benchmarks/results/h3-py3.X.json (this Python's: Squall's HTTP/3 "
+        "against Hypercorn's) and regenerate the README's tables",
+    )
     args = parser.parse_args()
     appdir = tempfile.mkdtemp(prefix="h3bench-")
     # Squall's servers run outside the source tree: `python -c` puts the
@@ -188,8 +218,20 @@ def main() -> int:
     with open(os.path.join(appdir, "hc_app.py"), "w") as f:
         f.write(HYPERCORN_APP)
     probe = subprocess.run(
-        [args.hypercorn_python, "-c", "import hypercorn, aioquic"], capture_output=True
+        [
+            args.hypercorn_python,
+            "-c",
+            "import platform, hypercorn, aioquic; print(platform.python_version())",
+        ],
+        capture_output=True,
+        text=True,
     )
+    hypercorn_python = probe.stdout.strip()
+    if args.record and probe.returncode == 0 and _minor(hypercorn_python) != _minor():
+        raise SystemExit(
+            f"--record: Hypercorn runs on Python {hypercorn_python}, this run on "
+            f"{platform.python_version()}: give --hypercorn-python one of this Python"
+        )
     if probe.returncode == 0:
         contenders.append(
             (
@@ -209,11 +251,18 @@ def main() -> int:
     else:
         print("h2load is not installed: HTTP/2 and HTTP/1.1 left out", file=sys.stderr)
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in contenders}
+    load = {"start": loadavg()}
     for round_no in range(args.rounds):
-        for name, argv, cwd in contenders:
+        turn = round_no % len(contenders)
+        for name, argv, cwd in contenders[turn:] + contenders[:turn]:
             rate, per_cpu = measure(name, argv, cwd, args)
             results[name].append((rate, per_cpu))
-            print(f"round {round_no + 1} {name}: {rate:.0f} req/s, {per_cpu:.0f} req/CPU-s")
+            print(
+                f"round {round_no + 1} {name}: {rate:.0f} req/s, {per_cpu:.0f} req/CPU-s"
+                f"  (load {loadavg()})",
+                flush=True,
+            )
+    load["end"] = loadavg()
     medians = {
         name: (
             statistics.median(r for r, _ in runs),
@@ -228,7 +277,88 @@ def main() -> int:
     for name, (rate, per_cpu) in medians.items():
         ratio = base[1] / per_cpu if per_cpu else float("nan")
         print(f"{name:<18} {rate:>9.0f} {per_cpu:>10.0f} {ratio:>18.2f}")
+    print(f"load average {load['start']} at the start, {load['end']} at the end")
+    if args.record:
+        record(args, medians, results, load, hypercorn_python)
     return 0
+
+
+def _minor(version: str = "") -> str:
+    """X.Y of a Python version (this Python's when none is given)."""
+    return ".".join((version or platform.python_version()).split(".")[:2])
+
+
+# What the recorded rows call Squall's HTTP/3 on each stack (squall/_quicstack.py).
+RECORD_LABELS = {
+    "squall h3": "HTTP/3, hello world through `Application` (Squall on aioquic)",
+    "squall h3 qh3": "HTTP/3, hello world through `Application` (Squall on qh3)",
+}
+HYPERCORN = "Hypercorn (a bare ASGI app, aioquic, uvloop)"
+
+
+def record_rows(medians: dict[str, tuple[float, float]]) -> list[dict[str, float | str]]:
+    """Each Squall stack's ratios to Hypercorn: requests per server CPU-second and per second."""
+    theirs = medians.get("hypercorn h3")
+    if theirs is None or not theirs[0] or not theirs[1]:
+        return []
+    return [
+        {
+            "label": f"{label} / {HYPERCORN}",
+            "ratio_cpu": round(medians[ours][1] / theirs[1], 3),
+            "ratio_rps": round(medians[ours][0] / theirs[0], 3),
+        }
+        for ours, label in RECORD_LABELS.items()
+        if ours in medians
+    ]
+
+
+def record(
+    args: argparse.Namespace,
+    medians: dict[str, tuple[float, float]],
+    results: dict[str, list[tuple[float, float]]],
+    load: dict[str, str],
+    hypercorn_python: str,
+) -> None:
+    """Writes this Python's benchmarks/results/h3-py3.X.json and regenerates the README's tables."""
+    import figures
+
+    rows = record_rows(medians)
+    if not rows:
+        raise SystemExit("--record: Squall's HTTP/3 and Hypercorn's did not both run")
+    # Which QUIC stack "squall h3" ran on: the servers' default, asked of
+    # this interpreter from outside the tree, as the servers run.
+    stack = subprocess.run(
+        [sys.executable, "-c", "from squall._quicstack import STACK; print(STACK)"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=False,
+    ).stdout.strip()
+    if stack != "aioquic":
+        raise SystemExit(f"--record: Squall's default QUIC stack here is {stack!r}, not aioquic")
+    path = figures.record(
+        "h3",
+        Path(__file__).resolve(),
+        figures.squall_build(),
+        {
+            "rows": rows,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "streams": args.streams,
+            "hypercorn_python": hypercorn_python,
+            # Every contender's medians: requests per second, per server CPU-second.
+            "medians": {
+                name: {"rps": rps, "per_cpu_s": cpu} for name, (rps, cpu) in medians.items()
+            },
+            "rounds_measured": results,
+            "load_average": load,
+        },
+        # A record per Python, each beside the others (the README's headline is the newest).
+        per_python=True,
+    )
+    figures.main_update()
+    print(f"recorded in {path}")
 
 
 if __name__ == "__main__":

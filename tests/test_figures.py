@@ -9,6 +9,7 @@ build's own list.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import importlib.util
 import json
 import platform
@@ -259,9 +260,48 @@ def test_the_c10k_rows_pair_each_squall_build_with_each_other_server(
     ours = "Squall (compiled, uvloop)"
     assert rows == {
         f"{alone}, {ours} / aiohttp on uvloop, median of 3 round(s)": (60.0, 120.0),
-        f"{alone}, {ours} / a bare uvloop Protocol, median of 3 round(s)": (60.0, 40.0),
+        f"{alone}, {ours} / the floor (a bare uvloop Protocol, no framework), "
+        "median of 3 round(s)": (60.0, 40.0),
         f"{crowd}, {ours} / aiohttp on uvloop, median of 3 round(s)": (90.0, 150.0),
     }
+
+
+def test_the_c10k_fan_out_rows_put_squall_against_the_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The headline's fan-out row is Squall's loop against the floor's; the
+    # broadcast() row sets Squall's helper against the floor's one loop.
+    c10k = _bench("_bench_c10k", "benchmarks/c10k/run.py", monkeypatch)
+    args = argparse.Namespace(subscribers=5000, batch=500, crowd=5000, broadcast_per=200, rounds=5)
+    medians = {
+        "squall": {"deliver_loop_cpu_us": 7.0, "deliver_helper_cpu_us": 6.0},
+        "floor": {"deliver_loop_cpu_us": 6.5},
+        "aiohttp-uvloop": {"deliver_loop_cpu_us": 8.0},
+    }
+    rows = {r["label"]: (r["squall"], r["other"]) for r in c10k.record_rows(medians, args)}
+    label, fmt = next((q[2], q[3]) for q in figures.HEADLINE if "fan-out" in q[0])
+    (headline,) = [name for name in rows if fnmatch.fnmatchcase(name, label)]
+    assert rows[headline] == (7.0, 6.5)
+    assert fmt({"squall": 7.0, "other": 6.5, "unit": "us"}) == "7.0 us against 6.5 us (1.08x)"
+    helper = [name for name in rows if "`squall.websocket.broadcast`" in name]
+    assert sorted(rows[name] for name in helper) == [(6.0, 6.5), (6.0, 8.0)]
+    assert len(rows) == 4
+
+
+def test_the_h3_rows_put_each_quic_stack_against_hypercorn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h3 = _bench("_bench_h3", "benchmarks/h3_bench.py", monkeypatch)
+    medians = {"squall h3": (1000.0, 4000.0), "squall h3 qh3": (2000.0, 9000.0)}
+    medians |= {"hypercorn h3": (400.0, 1000.0), "squall h2": (9000.0, 30000.0)}
+    rows = {r["label"]: (r["ratio_cpu"], r["ratio_rps"]) for r in h3.record_rows(medians)}
+    label = next(q[2] for q in figures.HEADLINE if q[0].startswith("HTTP/3"))
+    (headline,) = [name for name in rows if fnmatch.fnmatchcase(name, label)]
+    assert "aioquic" in headline and rows[headline] == (4.0, 2.5)
+    assert sorted(rows.values()) == [(4.0, 2.5), (9.0, 5.0)]
+    # Without Hypercorn's run there is nothing to record.
+    del medians["hypercorn h3"]
+    assert h3.record_rows(medians) == []
 
 
 def test_the_longpoll_rows_compare_each_program_with_its_own_tornado_run(

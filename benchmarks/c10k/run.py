@@ -28,10 +28,14 @@ Usage: python benchmarks/c10k/run.py [--subscribers 15000] [--polls 10000]
        [--storm 2000] [--rounds 5] [--messages 40] [--only squall,floor] [--backlog N]
        [--crowd 5000] [--broadcast-per 200] [--record]
 
-``--record`` writes benchmarks/results/c10k.json (benchmarks/figures.py) and
-regenerates the README's tables: for Squall and each other contender that
-ran, server CPU per handshake (alone, in a crowd, in a crowd while
-broadcasting) and per delivered message, the medians over the rounds.
+``--record`` writes this Python's benchmarks/results/c10k-py3.X.json
+(benchmarks/figures.py; ``make bench-c10k PY=python3.13`` records 3.13's
+beside 3.11's) and regenerates the README's tables: for Squall and each
+other contender that ran, server CPU per handshake (alone, in a crowd, in a
+crowd while broadcasting) and per delivered message, the medians over the
+rounds, and ``squall.websocket.broadcast``'s CPU per delivered message
+against each other contender's loop (the floor has no other way to fan
+out); with the load average at the start and the end of the run.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from figures import loadavg  # noqa: E402
 from run import free_port, pin, wait_listening  # noqa: E402
 
 # name, server kind, environment, broadcast styles
@@ -83,8 +88,10 @@ ROWS: list[tuple[str, str, str]] = [
 ]
 
 
-# Recorded rows: key, what was measured (formatted with the run's arguments).
-RECORD_ROWS: list[tuple[str, str]] = [
+# Recorded rows: key, what was measured (formatted with the run's arguments),
+# and the other contender's key when it is not the same (Squall's broadcast()
+# against each other server's own loop).
+RECORD_ROWS: list[tuple[str, str] | tuple[str, str, str]] = [
     (
         "handshake_cpu_us",
         "server CPU per WebSocket handshake, {n:,} subscribers opened {batch} at a time",
@@ -102,13 +109,19 @@ RECORD_ROWS: list[tuple[str, str]] = [
         "deliver_loop_cpu_us",
         "server CPU per delivered 100-byte WebSocket message, a loop over {n:,} subscribers",
     ),
+    (
+        "deliver_helper_cpu_us",
+        "server CPU per delivered 100-byte WebSocket message to {n:,} subscribers, "
+        "`squall.websocket.broadcast` against the other's loop",
+        "deliver_loop_cpu_us",
+    ),
 ]
 RECORD_NAMES = {
     "squall": "Squall (compiled, uvloop)",
     "squall-pure": "pure Squall (asyncio's loop)",
     "aiohttp-uvloop": "aiohttp on uvloop",
     "tornado": "Tornado 6.6.1",
-    "floor": "a bare uvloop Protocol",
+    "floor": "the floor (a bare uvloop Protocol, no framework)",
 }
 
 
@@ -119,10 +132,15 @@ def record_rows(
     rows = []
     what = {"n": args.subscribers, "batch": args.batch, "crowd": args.crowd}
     what["per"] = args.broadcast_per
-    for key, label in RECORD_ROWS:
+    for key, label, *theirs in RECORD_ROWS:
+        other_key = theirs[0] if theirs else key
         for ours in ("squall", "squall-pure"):
             for other, got in medians.items():
-                if other.startswith("squall") or key not in got or key not in medians.get(ours, {}):
+                if (
+                    other.startswith("squall")
+                    or other_key not in got
+                    or key not in medians.get(ours, {})
+                ):
                     continue
                 rows.append(
                     {
@@ -130,15 +148,17 @@ def record_rows(
                         f"{RECORD_NAMES[ours]} / {RECORD_NAMES[other]}, "
                         f"median of {args.rounds} round(s)",
                         "squall": round(medians[ours][key], 2),
-                        "other": round(got[key], 2),
+                        "other": round(got[other_key], 2),
                         "unit": "us",
                     }
                 )
     return rows
 
 
-def record(medians: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
-    """Writes benchmarks/results/c10k.json and regenerates the README's tables."""
+def record(
+    medians: dict[str, dict[str, float]], args: argparse.Namespace, load: dict[str, str]
+) -> None:
+    """Writes this Python's benchmarks/results/c10k-py3.X.json and regenerates the README's tables."""
     import figures
 
     rows = record_rows(medians, args)
@@ -158,7 +178,10 @@ def record(medians: dict[str, dict[str, float]], args: argparse.Namespace) -> No
             "messages": args.messages,
             "backlog": args.backlog,
             "medians": medians,
+            "load_average": load,
         },
+        # A record per Python, each beside the others (the README's headline is the newest).
+        per_python=True,
     )
     figures.main_update()
     print(f"recorded in {path}")
@@ -242,7 +265,7 @@ def main() -> None:
         "--crowd",
         type=int,
         default=5000,
-        help="subscribers connecting at once beside the N open (issue 64), alone and "
+        help="subscribers connecting at once beside the N open (a reconnect storm), alone and "
         "while a broadcast goes out each --broadcast-per new subscribers; 0: no crowd rows",
     )
     parser.add_argument("--broadcast-per", type=int, default=200)
@@ -253,25 +276,33 @@ def main() -> None:
     parser.add_argument(
         "--record",
         action="store_true",
-        help="write benchmarks/results/c10k.json and regenerate the README's tables",
+        help="write benchmarks/results/c10k-py3.X.json (this Python's) and regenerate "
+        "the README's tables",
     )
     args = parser.parse_args()
     raise_nofile()
     wanted = [c for c in CONTENDERS if not args.only or c[0] in args.only.split(",")]
     rounds: dict[str, list[dict[str, Any]]] = {c[0]: [] for c in wanted}
+    load = {"start": loadavg()}
     for r in range(args.rounds):
         order = wanted[r % len(wanted) :] + wanted[: r % len(wanted)]
         for name, kind, env, styles in order:
             got = measure(kind, env, styles, args)
             rounds[name].append(got)
-            print(f"round {r + 1} {name}: {json.dumps(got)}", file=sys.stderr, flush=True)
+            print(
+                f"round {r + 1} {name} (load {loadavg()}): {json.dumps(got)}",
+                file=sys.stderr,
+                flush=True,
+            )
+    load["end"] = loadavg()
     names = [c[0] for c in wanted]
     label_width = 52
     print(
         f"\nc10k: N={args.subscribers} WebSockets, P={args.polls} long polls, "
         f"S={args.storm} storm; {args.messages} messages per subscriber for CPU per "
         f"delivery; backlog {args.backlog or 'default'}; "
-        f"median of {args.rounds} round(s); server on CPU 0, client on CPU 1"
+        f"median of {args.rounds} round(s); server on CPU 0, client on CPU 1; "
+        f"load average {load['start']} at the start, {load['end']} at the end"
     )
     print(f"{'':{label_width}}" + "".join(f"{n:>16}" for n in names))
     medians: dict[str, dict[str, float]] = {n: {} for n in names}
@@ -287,7 +318,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(rounds))
     if args.record:
-        record(medians, args)
+        record(medians, args, load)
 
 
 if __name__ == "__main__":

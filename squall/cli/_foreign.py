@@ -17,11 +17,15 @@ import shlex
 from typing import Any
 
 __all__ = [
+    "INTERFACES",
     "add_foreign_options",
     "apply_foreign_options",
     "foreign_environment",
     "gunicorn_arguments",
 ]
+
+#: uvicorn's ``--interface`` values (`Config.interface`).
+INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 
 # uvicorn's environment variables are UVICORN_ and the option's name, as
 # ours are SQUALL_ and its name; these name the same option under another
@@ -69,9 +73,11 @@ def add_foreign_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--interface",
-        dest="foreign_interface",
-        choices=("auto", "asgi3", "asgi2", "wsgi"),
-        help="(uvicorn) accepted: the interface is found from TARGET's shape",
+        choices=INTERFACES,
+        help="(uvicorn) asgi2: TARGET is an ASGI 2 app (TARGET(scope) returns an async "
+        "callable of receive, send), served through an adapter; a class of that shape is "
+        "found without it. auto, asgi3, wsgi: the interface is found from TARGET's shape "
+        "[SQUALL_INTERFACE]",
     )
     add(
         "--server-header",
@@ -161,9 +167,12 @@ def apply_foreign_options(args: argparse.Namespace, values: dict[str, Any]) -> l
         notes.append(f"--ws {args.foreign_ws}: ignored, Squall serves WebSockets itself")
     if args.foreign_use_colors is not None:
         notes.append("--use-colors: ignored, Squall's log lines have no colors")
-    if args.foreign_interface not in (None, "auto"):
+    interface = values.get("interface", "auto")
+    if interface not in INTERFACES:  # SQUALL_INTERFACE, UVICORN_INTERFACE
+        raise ValueError(f"--interface {interface!r}: expected one of {', '.join(INTERFACES)}")
+    if interface in ("asgi3", "wsgi"):
         notes.append(
-            f"--interface {args.foreign_interface}: ignored, the interface is found "
+            f"--interface {interface}: ignored, the interface is found "
             "from TARGET's shape (ASGI 3, WSGI, or an Application)"
         )
     logfile = args.foreign_access_logfile

@@ -91,6 +91,9 @@ class Config:
     request_id: bool = False
     opentelemetry: bool = False
     loop: str = "auto"  # auto: uvloop's when installed; asyncio; uvloop
+    # uvicorn's --interface: asgi2 serves TARGET through an ASGI 2 adapter;
+    # auto, asgi3 and wsgi leave it to TARGET's shape.
+    interface: str = "auto"
     server_header: bool = True
     headers: list[str] = dataclasses.field(default_factory=list)  # "name:value", added
     # One line each, logged at startup: foreign options taken without effect.
@@ -639,6 +642,7 @@ _KINDS = {
     "request_id": "bool",
     "opentelemetry": "bool",
     "loop": "str",
+    "interface": "str",
     "server_header": "bool",
     "headers": "str",
 }

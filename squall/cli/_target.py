@@ -12,7 +12,7 @@ from typing import Any, Optional
 from squall.cli._options import UsageError
 from squall.httputil import HTTPServerConnectionDelegate
 
-__all__ = ["Served", "check_importable", "load", "serve_target"]
+__all__ = ["ASGI2Adapter", "Served", "check_importable", "is_asgi2_class", "load", "serve_target"]
 
 
 class Served:
@@ -175,6 +175,44 @@ def is_wsgi(obj: Any) -> bool:
     )
 
 
+def is_asgi2_class(obj: Any) -> bool:
+    """An ASGI 2 application class: made with the scope, its instances
+    async callables of (receive, send)."""
+    if not inspect.isclass(obj):
+        return False
+    call = getattr(obj, "__call__", None)  # noqa: B004 - the instances' method
+    made = _positional(obj)
+    return (
+        call is not None
+        and inspect.iscoroutinefunction(call)
+        and made is not None
+        and made[0] <= 1 <= made[1]
+        and _takes(call, 3)  # self, receive, send
+    )
+
+
+class ASGI2Adapter:
+    """An ASGI 2 application served as ASGI 3.
+
+    ASGI 2 splits the call in two: ``app(scope)`` gives an instance, and
+    ``await instance(receive, send)`` runs the connection; ASGI 3 is the one
+    call ``app(scope, receive, send)``. The scope says version 2.0, as it
+    would to the application under a server of ASGI 2.
+    """
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        versions = scope.get("asgi")
+        if isinstance(versions, dict):
+            versions["version"] = "2.0"
+        instance = self.app(scope)
+        await instance(receive, send)
+
+
 def _is_factory(obj: Any) -> bool:
     if not callable(obj) or inspect.isclass(obj):
         return False
@@ -194,7 +232,8 @@ def _describe(obj: Any) -> str:
 _EXPECTED = (
     "expected a squall/Tornado Application (or HTTPServerConnectionDelegate), an ASGI app "
     "(async callable of scope, receive, send), a WSGI app (callable of environ, "
-    "start_response), or a factory returning one"
+    "start_response), or a factory returning one; an ASGI 2 app (a callable of scope "
+    "returning an async callable of receive, send) with --interface asgi2"
 )
 
 
@@ -219,6 +258,7 @@ def serve_target(
     ws_ping_interval: Optional[float] = None,
     asgi_wrapper: Optional[Callable[[Any], Any]] = None,
     webtransport: Optional[dict[str, int]] = None,
+    interface: str = "auto",
 ) -> Served:
     """Wrap what TARGET named into something `HTTPServer` serves.
 
@@ -234,6 +274,9 @@ def serve_target(
         asgi_wrapper: applied to an ASGI app (a middleware), if given.
         webtransport: an ASGI app's WebTransport limits (`ASGIServerDelegate`'s
             ``wt_*`` arguments), those given.
+        interface: ``asgi2``: ``obj`` (once a factory is called) is an ASGI 2
+            app, served through `ASGI2Adapter`; else its shape decides (an
+            ASGI 2 class is found by its shape too).
 
     Raises:
         UsageError: ``obj`` has none of the shapes, or ASGI is unavailable.
@@ -260,10 +303,18 @@ def serve_target(
             ws_ping_interval,
             asgi_wrapper,
             webtransport,
+            interface,
         )
     if isinstance(obj, HTTPServerConnectionDelegate):
+        if interface == "asgi2":
+            raise UsageError(f"--interface asgi2: TARGET {spec!r} is {_describe(obj)}")
         return Served("squall", obj, obj)
-    if is_asgi(obj):
+    asgi3 = obj
+    if interface == "asgi2" or (interface == "auto" and is_asgi2_class(obj)):
+        if not callable(obj):
+            raise UsageError(f"--interface asgi2: TARGET {spec!r} is {_describe(obj)}")
+        asgi3 = ASGI2Adapter(obj)
+    if is_asgi(asgi3):
         try:
             from squall.asgi import ASGIServerDelegate
         except ImportError as exc:
@@ -276,7 +327,7 @@ def serve_target(
         if ws_ping_interval is not None:
             options["ws_ping_interval"] = ws_ping_interval or None
         options.update(webtransport or {})
-        wrapped = obj if asgi_wrapper is None else asgi_wrapper(obj)
+        wrapped = asgi3 if asgi_wrapper is None else asgi_wrapper(asgi3)
         delegate = ASGIServerDelegate(wrapped, root_path=root_path, **options)
         return Served("asgi", delegate, obj, delegate.startup, delegate.shutdown)
     if is_wsgi(obj):

@@ -290,6 +290,7 @@ async def serve(
         ws_ping_interval=config.ws_ping_interval,
         asgi_wrapper=asgi_wrapper,
         webtransport=webtransport_limits(config),
+        interface=config.interface,
     )
     if config.workers > 1 and os.environ.get("SQUALL_WORKER_FIRST") == "1":
         warn_process_local_pubsub(served.app, config.workers)

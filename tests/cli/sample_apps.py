@@ -190,6 +190,33 @@ async def failing_lifespan_app(
         await send({"type": "lifespan.startup.failed", "message": "no database"})
 
 
+class ASGI2App:
+    """An ASGI 2 application (uvicorn's ``--interface asgi2``): made with the
+    scope, then awaited with receive and send. It answers the version its
+    scope says, and takes no part in the lifespan (it returns at once)."""
+
+    def __init__(self, scope: dict[str, Any]) -> None:
+        self.scope = scope
+
+    async def __call__(self, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if self.scope["type"] != "http":
+            return
+        body = f"asgi2 {self.scope['path']} version={self.scope['asgi']['version']}".encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def asgi2_function(scope: dict[str, Any]) -> Callable[..., Any]:
+    """An ASGI 2 application as a function of the scope: only --interface asgi2 says so."""
+    return ASGI2App(scope)
+
+
 not_an_app = 42
 
 

@@ -13,9 +13,10 @@ import pytest
 import squall.cli
 from squall.cli import h2c_note
 from squall.cli._options import Config, UsageError, build_parser, parse_config
-from squall.cli._worker import run_worker, warn_process_local_pubsub
+from squall.cli._target import ASGI2Adapter, serve_target
+from squall.cli._worker import build_server, run_worker, warn_process_local_pubsub
 from squall.pubsub import LocalPubSub
-from squall.testing import ExpectLog
+from squall.testing import ExpectLog, bind_unused_port
 from squall.web import Application
 
 from . import sample_apps
@@ -219,3 +220,67 @@ def test_the_startup_line_says_how_to_get_http2_on_a_plain_port() -> None:
         squall.expect(r"Worker \d+ serving", timeout=60)  # its signal handlers are set
         squall.signal(signal.SIGTERM)
         assert squall.wait() == 0
+
+
+def test_interface_asgi2_is_taken_from_the_command_line_and_uvicorns_environment() -> None:
+    config = parse_config(["m:app", "--interface", "asgi2"], environ={})
+    assert (config.interface, config.notes) == ("asgi2", [])
+    assert parse_config(["m:app"], environ={"UVICORN_INTERFACE": "asgi2"}).interface == "asgi2"
+    assert parse_config(["m:app"], environ={}).interface == "auto"
+    with pytest.raises(UsageError, match="--interface 'asgi4': expected one of auto, asgi3"):
+        parse_config(["m:app"], environ={"SQUALL_INTERFACE": "asgi4"})
+
+
+@pytest.mark.parametrize(
+    ("target", "interface"),
+    [
+        (sample_apps.asgi2_function, "asgi2"),
+        (sample_apps.ASGI2App, "asgi2"),
+        # A class of ASGI 2's shape is found without the option, as uvicorn finds it.
+        (sample_apps.ASGI2App, "auto"),
+    ],
+    ids=["function", "class", "class-by-shape"],
+)
+def test_an_asgi2_app_is_served_through_the_adapter(target: Any, interface: str) -> None:
+    served = serve_target(target, "t:app", interface=interface)
+    assert served.kind == "asgi" and served.app is target
+
+    async def body() -> None:
+        assert served.startup is not None and served.shutdown is not None
+        await served.startup()  # an app that ignores the lifespan starts all the same
+        server, _ = build_server(Config(target="t:app"), served)
+        sock, port = bind_unused_port()
+        server.add_sockets([sock])
+        status, _, got = await fetch(port, "/two")
+        server.stop()
+        await served.shutdown()
+        assert (status, got) == (200, b"asgi2 /two version=2.0")
+
+    run(body)
+
+
+def test_an_asgi2_function_without_the_option_or_an_application_with_it_is_refused() -> None:
+    # A function of one argument could be anything: only --interface says it is ASGI 2.
+    with pytest.raises(UsageError, match="with --interface asgi2"):
+        serve_target(sample_apps.asgi2_function, "t:asgi2_function")
+    with pytest.raises(UsageError, match="--interface asgi2: TARGET 't:app' is a squall"):
+        serve_target(sample_apps.make_app(), "t:app", interface="asgi2")
+    with pytest.raises(UsageError, match="--interface asgi2: TARGET 't:n' is a builtins.int"):
+        serve_target(42, "t:n", interface="asgi2")
+    # An ASGI 3 app or a WSGI app is served as before.
+    assert serve_target(sample_apps.asgi_app, "t:a").callback.app is sample_apps.asgi_app
+    assert serve_target(sample_apps.wsgi_app, "t:w").kind == "wsgi"
+    assert not isinstance(serve_target(sample_apps.asgi_app, "t:a").callback.app, ASGI2Adapter)
+
+
+def test_squall_run_interface_asgi2_serves_uvicorns_command_line() -> None:
+    from ._proc import Squall, get
+
+    args = ("sample_apps:asgi2_function", "--interface", "asgi2", "--bind", "127.0.0.1:0")
+    with Squall(*args) as squall:
+        address = squall.address()
+        squall.expect(r"Worker \d+ serving", timeout=60)  # its signal handlers are set
+        assert get(address, "/x") == (200, b"asgi2 /x version=2.0")
+        squall.signal(signal.SIGTERM)
+        assert squall.wait() == 0
+    assert not [line for line in squall.seen if "--interface" in line], squall.seen

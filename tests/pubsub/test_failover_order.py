@@ -32,6 +32,27 @@ def inversions(seen: list[int]) -> int:
     return count
 
 
+async def cut_off_replica(
+    cluster: RedisCluster, node: RedisClusterPubSub, channel: str
+) -> tuple[int, int]:
+    """Publishes 1 to 5 on ``channel`` from ``node``, waits until the
+    channel's replica has them, then stops that replica and has its
+    primary drop the link: what the primary acknowledges next never
+    reaches it. Returns the primary's and the replica's ports."""
+    tag, _ = node._route(channel)
+    owner = cluster.owner(tag)
+    replica = cluster.replica_of(owner)
+    for text in "12345":
+        await node.publish(channel, text)
+    # The replica has these five (else it takes over with none of the
+    # channel's state: a new epoch, the case test_history covers; seen when
+    # the test began right after the replica's first sync).
+    await asyncio.to_thread(cluster.wait_replicated, owner, f"{tag}:probe")
+    cluster.pause(replica)
+    assert _command(owner, "CLIENT", "KILL", "TYPE", "replica").strip() == "1"
+    return owner, replica
+
+
 def test_one_publisher_s_concurrent_publishes_keep_their_order_through_a_failover(
     tmp_path: Path,
 ) -> None:
@@ -131,17 +152,7 @@ def test_a_failover_that_loses_writes_moves_readers_to_a_new_epoch(tmp_path: Pat
         ):
             channel = "lossy"
             stream = await resume(node_a, channel)
-            tag = f"{{sq.{node_a.partition(channel)}}}"
-            owner = cluster.owner(tag)
-            replica = cluster.replica_of(owner)
-            for text in "12345":
-                await node_b.publish(channel, text)
-            # The replica has these five (else it takes over with none of
-            # the channel's state: a new epoch, the case test_history covers;
-            # seen when the test began right after the replica's first sync).
-            await asyncio.to_thread(cluster.wait_replicated, owner, f"{tag}:probe")
-            cluster.pause(replica)
-            assert _command(owner, "CLIENT", "KILL", "TYPE", "replica").strip() == "1"
+            owner, replica = await cut_off_replica(cluster, node_b, channel)
             for text in "678":
                 await node_b.publish(channel, text)
             got = [await stream.next() for _ in range(8)]
@@ -198,8 +209,6 @@ def test_a_lossy_failover_gives_no_silent_gap_and_no_second_copy(tmp_path: Path)
             channel = "lossy-copy"
             stream = await resume(node_a, channel)
             tag, broker_channel = node_b._route(channel)
-            owner = cluster.owner(tag)
-            replica = cluster.replica_of(owner)
             script = node_b._publisher.script
             names = scripts.keys(tag, channel)
             # A publish by publisher "x", count 1, as RetriedPublisher sends it.
@@ -213,11 +222,7 @@ def test_a_lossy_failover_gives_no_silent_gap_and_no_second_copy(tmp_path: Path)
                 broker_channel,
                 60_000,
             ]
-            for text in "12345":
-                await node_b.publish(channel, text)
-            await asyncio.to_thread(cluster.wait_replicated, owner, f"{tag}:probe")
-            cluster.pause(replica)
-            assert _command(owner, "CLIENT", "KILL", "TYPE", "replica").strip() == "1"
+            owner, replica = await cut_off_replica(cluster, node_b, channel)
             for text in "67":
                 await node_b.publish(channel, text)
             first = await script(keys=names, args=retried)
@@ -294,14 +299,7 @@ def test_a_publish_whose_reply_was_lost_in_a_lossy_failover_is_not_applied_twice
         ):
             channel = "lossy-reply"
             stream = await resume(node_a, channel)
-            tag, _ = node_b._route(channel)
-            owner = cluster.owner(tag)
-            replica = cluster.replica_of(owner)
-            for text in "12345":
-                await node_b.publish(channel, text)
-            await asyncio.to_thread(cluster.wait_replicated, owner, f"{tag}:probe")
-            cluster.pause(replica)
-            assert _command(owner, "CLIENT", "KILL", "TYPE", "replica").strip() == "1"
+            owner, replica = await cut_off_replica(cluster, node_b, channel)
             publisher = node_b._publisher
             script = publisher.script
             attempts: list[Any] = []

@@ -50,10 +50,18 @@ def _resp(*parts: bytes) -> bytes:
     return b"".join(out)
 
 
-def wire(offset: int, epoch: str, channel: str, data: str) -> bytes:
-    """A publication as the publish script PUBLISHes it (squall.pubsub._redis_scripts.decode)."""
+def wire(offset: int, epoch: str, origin: str, channel: str, data: str) -> bytes:
+    """A publication as the publish script PUBLISHes it, with its origin
+    (the publisher's token and count: squall.pubsub._redis_scripts.decode)."""
     name = channel.encode()
-    return b"\x1e%d %s %d %s%s" % (offset, epoch.encode(), len(name), name, data.encode())
+    return b"\x1d%d %s %s %d %s%s" % (
+        offset,
+        epoch.encode(),
+        origin.encode(),
+        len(name),
+        name,
+        data.encode(),
+    )
 
 
 def _redis(port: int, tmp: str) -> subprocess.Popen[bytes]:
@@ -112,7 +120,9 @@ def _run(cfg: dict[str, Any], mod: Any, port: int, make_driver: Any, pubsub_mod:
         state["offset"] += 1
         n = state["offset"]
         data = f"0 {n} {1_800_000_000 + n / 100:.6f} {'x' * 40}"
-        return _resp(b"PUBLISH", CHANNEL.encode(), wire(n, "e1", CHANNEL, data))
+        return _resp(
+            b"PUBLISH", CHANNEL.encode(), wire(n, "e1", f"a1b2c3d4e5f6.{n}", CHANNEL, data)
+        )
 
     def seen(data: Any) -> None:
         queue = state["queue"]

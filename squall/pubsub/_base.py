@@ -138,6 +138,11 @@ class PubSub(_Closing):
         # handed out in the new one.
         self._renamed: dict[str, tuple[str, str]] = {}
         self._catching_up: set[asyncio.Task[None]] = set()
+        # The channels resubscribed again while a catch-up of theirs was
+        # reading history: its read may have been made before the live
+        # publications that the second loss of the subscription took, so
+        # it reads again (see _fill_one).
+        self._again: set[str] = set()
         # Per (channel, publisher token): the count of that publisher's last
         # publication handed out here (see _copy), the least recently heard
         # from first.
@@ -584,6 +589,7 @@ class PubSub(_Closing):
         while the broker was away (nothing to do without history)."""
         if not self.history_size or self._closed:
             return
+        self._again.update(c for c in channels if c in self._held)
         wanted = [c for c in channels if c in self._last and c not in self._held]
         if not wanted:
             return
@@ -701,17 +707,31 @@ class PubSub(_Closing):
         renewed: Optional[Position] = None
         try:
             if last is not None and not self._closed:
-                result = await self._catch_up_read(channel, last)
-                epoch = result.position.epoch
-                if not result.recovered and epoch and epoch != last.epoch:
-                    # The broker lost the channel's state while we were away
-                    # (a failover to a replica that had none of it, an
-                    # expiry) and began a new epoch: what the old one held
-                    # after `last` is gone, but what was published in the
-                    # new one before this resubscription is kept. Read that
-                    # from its start.
-                    result = await self._catch_up_read(channel, Position(0, epoch))
-                elif not result.recovered and epoch and result.position.offset < last.offset:
+                while True:
+                    self._again.discard(channel)
+                    result = await self._catch_up_read(channel, last)
+                    epoch = result.position.epoch
+                    moved = not result.recovered and bool(epoch) and epoch != last.epoch
+                    if moved:
+                        # The broker lost the channel's state while we were
+                        # away (a failover to a replica that had none of
+                        # it, an expiry) and began a new epoch: what the old
+                        # one held after `last` is gone, but what was
+                        # published in the new one before this
+                        # resubscription is kept. Read that from its start.
+                        result = await self._catch_up_read(channel, Position(0, epoch))
+                    if channel not in self._again:
+                        break
+                    # Resubscribed again while reading: what the broker
+                    # published between this read and that resubscription
+                    # reached no subscription, so the read is made again
+                    # (nothing was handed out yet; the live ones wait).
+                if (
+                    not moved
+                    and not result.recovered
+                    and epoch
+                    and result.position.offset < last.offset
+                ):
                     # Its top is below what was handed out: a failover lost
                     # the last writes, and their offsets are given again.
                     # Nothing is read: what the history holds up to its top
@@ -733,6 +753,7 @@ class PubSub(_Closing):
             )
         finally:
             held = self._held.pop(channel, [])
+            self._again.discard(channel)
         # The history read gives the offsets above `last` (in a new epoch,
         # above 0): held or late live copies of those are not given twice.
         # A live one at or below it came after the resubscription with an
@@ -779,6 +800,7 @@ class PubSub(_Closing):
             self._held.pop(sub.channel, None)
             self._floors.pop(sub.channel, None)
             self._renamed.pop(sub.channel, None)
+            self._again.discard(sub.channel)
             if not self._closed:
                 self._forget(sub.channel)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Union
 
-from squall.pubsub import Position, Publication, PubSub, check_channel
+from squall.pubsub import Position, Publication, PubSub, Subscription, check_channel
 from squall.resume._core import parse_position, position_text, require_positions
 from squall.web import HTTPError, RequestHandler
 
@@ -38,6 +38,12 @@ class PollResult:
     recovered: bool
 
 
+#: How many times one poll reads history again when its subscription hands
+#: it a publication that does not follow the last one (a gap; see `poll`)
+#: before it answers that publications were lost.
+REFILLS = 2
+
+
 async def poll(
     pubsub: PubSub,
     channel: str,
@@ -53,6 +59,14 @@ async def poll(
     at once). A poll without a cursor waits for what comes after the
     channel's current position.
 
+    An answer never moves the cursor over a publication it did not carry,
+    as `squall.resume.resume` never does: it ends before a gap in the
+    offsets (the subscription missed some: a catch-up after the broker
+    connection was made again could not read them) and before a
+    publication of another epoch. A gap right after the cursor is read
+    again from history; a new epoch right after it is ``recovered`` False,
+    whose position is just before that publication.
+
     Raises:
         ConnectionError: the broker is unreachable.
         TypeError: ``pubsub`` gives no positions (see `squall.resume.resume`).
@@ -61,31 +75,69 @@ async def poll(
     require_positions(pubsub)
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
-    # Subscribing from the cursor reads history and joins the live stream
-    # in one step, so nothing published meanwhile falls between them.
-    sub = await pubsub.subscribe(channel, since=cursor)
-    try:
-        start = sub.position if sub.position is not None else cursor
-        if sub.recovered is False:
-            return PollResult([], start, False)
+    deadline = asyncio.get_running_loop().time() + timeout
+    since = cursor
+    gap = Position(0, "")
+    for _ in range(REFILLS + 1):
+        # Subscribing from the cursor reads history and joins the live stream
+        # in one step, so nothing published meanwhile falls between them.
+        sub = await pubsub.subscribe(channel, since=since)
+        try:
+            start = sub.position if sub.position is not None else since
+            if sub.recovered is False:
+                return PollResult([], start, False)
+            answer = await _take(sub, start, deadline, limit)
+        finally:
+            sub.close()
+        if isinstance(answer, PollResult):
+            return answer
+        # A gap right after the start: history is read again from it.
+        gap, since = answer, start
+    # History still does not fill it: those publications are lost.
+    return PollResult([], Position(max(gap.offset - 1, 0), gap.epoch), False)
+
+
+async def _take(
+    sub: Subscription, start: Optional[Position], deadline: float, limit: int
+) -> Union[PollResult, Position]:
+    """One poll's answer from ``sub``, whose stream begins after ``start``;
+    or the position of its first publication when that one does not follow
+    ``start`` in its epoch (a gap: the caller reads history again)."""
+    loop = asyncio.get_running_loop()
+    publications: list[Publication] = []
+    last = start
+    while len(publications) < limit:
         if sub.pending:
-            first = await sub.get_publication()
-        elif timeout <= 0:
-            return PollResult([], start, True)
+            pub = await sub.get_publication()
+        elif publications or deadline <= loop.time():
+            break
         else:
             try:
-                first = await asyncio.wait_for(sub.get_publication(), timeout)
+                pub = await asyncio.wait_for(sub.get_publication(), deadline - loop.time())
             except TimeoutError:
-                return PollResult([], start, True)
-        publications = [first]
-        while len(publications) < limit and sub.pending:
-            publications.append(await sub.get_publication())
-        # The cursor is the last position known: a publication without one
-        # (published by another program) does not move it.
-        placed = [pub.position for pub in publications if pub.position.epoch]
-        return PollResult(publications, placed[-1] if placed else start, True)
-    finally:
-        sub.close()
+                break
+        position = pub.position
+        if not position.epoch:
+            # No position (published by another program): passed on, and
+            # it does not move the cursor.
+            publications.append(pub)
+            continue
+        if last is not None and last.epoch:
+            if position.epoch == last.epoch and position.offset <= last.offset:
+                continue  # given already
+            if position.epoch != last.epoch or position.offset != last.offset + 1:
+                # A gap, or a new epoch (what the old one held after the
+                # cursor may be lost). The answer ends before it, so that
+                # the next poll's history read starts from the last one
+                # given; right after the start, this poll says so now.
+                if publications:
+                    break
+                if position.epoch == last.epoch:
+                    return position
+                return PollResult([], Position(max(position.offset - 1, 0), position.epoch), False)
+        publications.append(pub)
+        last = position
+    return PollResult(publications, last, True)
 
 
 class ChannelPollHandler(RequestHandler):
@@ -96,6 +148,8 @@ class ChannelPollHandler(RequestHandler):
     cursor, or after ``poll_timeout`` seconds with an empty list; the client
     polls again with ``cursor=CURSOR``. ``recovered`` false means
     publications were lost: reload the state, then poll from ``position``.
+    As `poll`, an answer ends before a gap in the offsets or a publication of
+    a new epoch, so ``CURSOR`` never passes one it did not carry.
     ``heartbeat`` is ``poll_timeout``: a client that has no answer after it
     (plus a grace) takes the connection for dead and polls again.
     With ``wait=0`` it answers at once (what a client sends first, to know

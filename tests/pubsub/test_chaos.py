@@ -27,7 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 2)
 #: Seconds of publishing per seed (about 5 s more each to start and drain).
 DURATION = 20.0
-FAULTS = ("foreign", "clean", "cut-reader", "stop-node", "kill-node")
+FAULTS = (
+    "foreign",
+    "clean",
+    "lossy",
+    "lost-reply",
+    "kill-primary",
+    "cut-broker",
+    "cut-reader",
+    "stop-node",
+    "kill-node",
+)
 
 pytestmark = [
     pytest.mark.chaos,  # not "slow": make test runs it (about 75 s on two cores)

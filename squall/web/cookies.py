@@ -217,7 +217,8 @@ class CookieMixin:
         """
         text = value.decode("utf-8") if isinstance(value, bytes) else value
         if expires is None and expires_days is not None:
-            expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=expires_days)
+            # A timestamp: formatted as the same HTTP date a datetime would be, without one.
+            expires = time.time() + expires_days * 86400
         attributes: dict[str, Any] = {
             "domain": domain,
             "expires": expires,

@@ -604,6 +604,10 @@ def summarize(
                 row[f"{key}_share"] = profile.share
                 row[f"{key}_self_share"] = profile.self_share
                 row[f"{key}_top"] = [[fn, round(share, 4)] for fn, share in profile.top]
+        if "tornado_share" in row:
+            # What the application's own code allows: Squall's ratio were
+            # the framework's work free and the application's the same on both.
+            row["ceiling"] = 1 / (1 - row["tornado_share"])
         rows.append(row)
     return rows
 
@@ -612,19 +616,21 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     nan = float("nan")
     print(
         f"{'workload':<18} {'unit':<8} {'Tornado':>9} {'Squall':>9} {'ratio':>7} "
-        f"{'Squall share':>13} {'(pure)':>7} {'Tornado share':>14}"
+        f"{'Squall share':>13} {'(pure)':>7} {'Tornado share':>14} {'ceiling':>8}"
     )
     for row in rows:
         print(
             f"{row['workload']:<18} {row['unit']:<8} {row['tornado_per_cpu_s']:>9,.0f} "
             f"{row['squall_per_cpu_s']:>9,.0f} {row['ratio_cpu']:>6.2f}x "
             f"{row.get('squall_compiled_share', nan):>13.1%} "
-            f"{row.get('squall_pure_share', nan):>7.1%} {row.get('tornado_share', nan):>14.1%}"
+            f"{row.get('squall_pure_share', nan):>7.1%} {row.get('tornado_share', nan):>14.1%} "
+            f"{row.get('ceiling', nan):>7.2f}x"
         )
     print(
         "(units per CPU-second of the server process, medians of the rounds; shares of the\n"
         " server's sampled CPU in squall/ (compiled build, native frames; pure build) and in\n"
-        " tornado/: the standard library a framework calls counts as the framework's)"
+        " tornado/: the standard library a framework calls counts as the framework's;\n"
+        " ceiling: 1 / (1 - Tornado's share), Squall's ratio were its own work free)"
     )
 
 

@@ -32,18 +32,20 @@ of units per CPU-second and Squall's ratio, with the load average (read the
 ratios on a loaded machine, not the figures).
 
 The framework's share: after the rounds, each framework serves each
-workload once more under py-spy (sampling at 250 Hz, idle samples left
-out), Squall as its pure build (``SQUALL_NO_SPEEDUPS=1``: the compiled
-build's functions make no Python frames, so a sampler would charge their
-time to whichever Python frame called them, often the application's). A
-sample is the framework's when the innermost frame that is not the
-standard library's is in ``squall/`` (``tornado/`` for Tornado's row): so
-the standard library a framework calls (asyncio's loop under
-``IOLoop.start``, ``logging`` under ``log_request``, ``json`` under
-``write``) is the framework's, and what the application calls is the
-application's. ``self`` is the narrower count (the innermost frame itself
-in the framework). The pure build's share is an upper bound for the
-compiled build's.
+workload once more under py-spy (sampling at 250 Hz; samples of threads
+blocked in a wait left out, `IDLE_FRAMES`): Tornado and Squall's pure
+build (``SQUALL_NO_SPEEDUPS=1``) by their Python frames, then Squall's
+compiled build with ``--native`` (its compiled functions make no Python
+frames, but their C functions are named after their modules,
+``__native_squall___web____delegate.c``). A sample is the framework's when
+the innermost frame that is neither the standard library's nor another C
+function is in ``squall/`` (``tornado/`` for Tornado's row): so the
+standard library a framework calls (asyncio's loop under ``IOLoop.start``,
+``logging`` under ``log_request``, ``json`` under ``write``) is the
+framework's, and what the application calls is the application's.
+``self`` is the narrower count (that frame is the innermost of all). The
+row's ceiling, 1 / (1 - Tornado's share), is Squall's ratio were its own
+work free and the application's the same on both.
 
     python benchmarks/apps_bench.py [--rounds 5] [--duration 5] [--connections 8]
         [--only NAME ...] [--no-profile] [--record]
@@ -397,11 +399,24 @@ def is_stdlib(file: str) -> bool:
     return top.removesuffix(".py") in sys.stdlib_module_names
 
 
-# py-spy, pausing the process to sample it, also samples a thread blocked in
-# epoll_wait now and then (an idle Jupyter Server: 42 samples in 3 s at 250
-# Hz): a sample whose innermost frame is a selector's ``select`` is taken as
-# idle and left out. (The syscall's own CPU is little: it only returns the
-# events ready.)
+# py-spy, pausing the process to sample it, also samples threads that are
+# blocked (an idle Jupyter Server: 42 samples in 3 s at 250 Hz in
+# epoll_wait; Jupyter's file handlers: two thirds of a notebook run's
+# samples in anyio's idle worker threads, waiting on their queue): a sample
+# whose innermost Python frame is one of these waits is taken as idle and
+# left out. (A wait's own CPU is little: the syscall returns what is ready.)
+IDLE_FRAMES = {
+    ("selectors.py", "select"),
+    ("threading.py", "wait"),
+    ("threading.py", "_wait_for_tstate_lock"),
+}
+
+
+def is_idle(name: str, file: str) -> bool:
+    """Whether a sample whose innermost Python frame is ``name`` in ``file`` is a wait."""
+    return (file, name.rpartition(".")[2]) in IDLE_FRAMES
+
+
 FRAME_RE = re.compile(r"^(.*) \((.*):\d+\)$")
 
 
@@ -449,8 +464,8 @@ def read_profile(stacks: str, framework: str) -> Profile:
             name, file = (match.group(1), match.group(2)) if match else (frame, "")
             frames.append((name, file, frame_owner(file, own)))
         python = [f for f in frames if f[1].endswith(".py")]
-        if python and python[0][1] == "selectors.py" and python[0][0].endswith(".select"):
-            continue  # waiting for events: idle (see above)
+        if python and is_idle(python[0][0], python[0][1]):
+            continue
         samples += count
         placed = [f for f in frames if f[2] != "native"]
         if placed and placed[0][2] == "framework":

@@ -51,6 +51,20 @@ def test_a_wait_in_the_selector_is_idle() -> None:
     assert profile.share == 1.0
 
 
+def test_a_thread_waiting_for_work_is_idle() -> None:
+    worker = (
+        "Thread._bootstrap (threading.py:995);WorkerThread.run (anyio/_backends/_asyncio.py:1113)"
+    )
+    profile = read(
+        f"{worker};Queue.get (queue.py:171);Condition.wait (threading.py:320) 60",
+        f"{worker};Thread.join (threading.py:1119);"
+        "Thread._wait_for_tstate_lock (threading.py:1139) 5",
+        f"{worker};from_dict (nbformat/notebooknode.py:83) 9",
+        f"{LOOP};RequestHandler.finish (squall/web/handler.py:509) 1",
+    )
+    assert (profile.samples, profile.framework) == (10, 1)
+
+
 def test_native_frames_are_their_callers_unless_compiled_squall() -> None:
     compiled = (
         f"{LOOP};CPyDef__delegate____HandlerDelegate___execute "

@@ -1,32 +1,65 @@
-"""Real applications' own request paths on Tornado and on Squall, per server
-CPU-second (``make bench-apps``).
+"""Real applications' own workloads on Tornado and on Squall, per server
+CPU-second, with the share of the server's CPU that runs in the framework
+(``make bench-apps``).
 
-So far Jupyter Server's REST API: ``GET /api/status``, ``GET /api/contents``
-(a folder of 42 entries) and ``GET /api/contents/nb.ipynb?content=1`` (a
-notebook of 30 cells with outputs). One venv under the cache directory
-holds jupyter_server and Tornado at the pinned versions, and Squall
-installed from this checkout (``pip install '.[speedups]'``, compiled where
-a compiler is; reinstalled each run, which the build's object cache makes
-a relink). The same server runs as ``python -m jupyter_server`` (Tornado)
-and ``python -m squall.compat -m jupyter_server`` (Squall), pinned to CPU 0;
-wrk on CPU 1 sends the token header over ``--connections`` connections.
-The two alternate over ``--rounds`` rounds; the table gives medians of
-requests per CPU-second of the server's process tree and Squall's ratio,
-with the load average (read the ratios on a loaded machine, not the
-figures).
+Workloads:
+- Jupyter Server's REST API: ``GET /api/status``, ``GET /api/contents`` (a
+  folder of 42 entries) and ``GET /api/contents/nb.ipynb?content=1`` (a
+  notebook of 30 cells with outputs), by wrk over ``--connections``
+  connections with the token header; requests per CPU-second.
+- A Jupyter kernel's messages over its WebSocket: a kernel started by
+  ``POST /api/kernels``, its ``/api/kernels/ID/channels`` socket (Jupyter's
+  JSON protocol), 4 executions of ``a = 1`` in flight; each execution is 5
+  messages through the server (the request; busy, execute_input,
+  execute_reply, idle). Messages per CPU-second of the *server process
+  alone*: the kernel (a child process, the same ipykernel on both sides) is
+  not charged, and is moved to CPU 1 once started so that it does not share
+  the server's core.
+- Bokeh server: one visit is a browser's (``GET /slider``, which makes a
+  session and its document; the session's WebSocket; ``PULL-DOC-REQ``; one
+  slider change sent as ``PATCH-DOC`` and the answer the app's callback
+  makes), 4 visitors at once; visits per CPU-second.
+The WebSocket clients are benchmarks/apps_clients.py, in the venv.
 
-    python benchmarks/apps_bench.py [--rounds 3] [--duration 5] [--connections 8]
+One venv under the cache directory holds the applications and Tornado at
+the pinned versions (`PINS`), and Squall installed from this checkout
+(``pip install '.[speedups]'``, compiled where a compiler is; reinstalled
+each run, which the build's object cache makes a relink). The same server
+runs as ``python -m APP`` (Tornado) and ``python -m squall.compat -m APP``
+(Squall), pinned to CPU 0; the load (wrk, the WebSocket clients) runs on
+CPU 1. The two alternate over ``--rounds`` rounds; the table gives medians
+of units per CPU-second and Squall's ratio, with the load average (read the
+ratios on a loaded machine, not the figures).
 
-Not yet: a kernel's messages over its WebSocket, Bokeh, and the share of
-the server's CPU that runs in ``squall/`` (a profile per workload).
+The framework's share: after the rounds, each framework serves each
+workload once more under py-spy (sampling at 250 Hz; samples of threads
+blocked in a wait left out, `IDLE_FRAMES`): Tornado and Squall's pure
+build (``SQUALL_NO_SPEEDUPS=1``) by their Python frames, then Squall's
+compiled build with ``--native`` (its compiled functions make no Python
+frames, but their C functions are named after their modules,
+``__native_squall___web____delegate.c``). A sample is the framework's when
+the innermost frame that is neither the standard library's nor another C
+function is in ``squall/`` (``tornado/`` for Tornado's row): so the
+standard library a framework calls (asyncio's loop under ``IOLoop.start``,
+``logging`` under ``log_request``, ``json`` under ``write``) is the
+framework's, and what the application calls is the application's.
+``self`` is the narrower count (that frame is the innermost of all). The
+row's ceiling, 1 / (1 - Tornado's share), is Squall's ratio were its own
+work free and the application's the same on both.
 
-Standard library only; the cache directory is ``$SQUALL_APPS_CACHE/bench``
-or ``~/.cache/squall-apps/bench``.
+    python benchmarks/apps_bench.py [--rounds 5] [--duration 5] [--connections 8]
+        [--only NAME ...] [--no-profile] [--record]
+
+``--record`` writes benchmarks/results/apps.json (then ``python
+benchmarks/figures.py`` puts its rows into docs/figures.md). Standard
+library only; the cache directory is ``$SQUALL_APPS_CACHE/bench`` or
+``~/.cache/squall-apps/bench``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -37,27 +70,63 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cpuclock import tree_cpu_seconds  # noqa: E402
+from cpuclock import cpu_seconds, process_tree  # noqa: E402
 from h2_bench import free_port, wait_listening  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-PINS = ["jupyter_server==2.21.1", "tornado==6.6.1"]
-TOKEN = "squall-bench-apps"
-# (name, path): the requests each framework is measured on.
-ENDPOINTS = [
-    ("jupyter status", "/api/status"),
-    ("jupyter contents", "/api/contents"),
-    ("jupyter notebook", "/api/contents/nb.ipynb?content=1"),
+HERE = Path(__file__).resolve().parent
+PINS = [
+    "jupyter_server==2.21.1",
+    "tornado==6.6.1",
+    "ipykernel==7.4.0",
+    "bokeh==3.9.0",
+    "py-spy==0.4.3",
 ]
-FRAMEWORKS = {
-    "tornado": ["-m", "jupyter_server"],
-    "squall": ["-m", "squall.compat", "-m", "jupyter_server"],
-}
+TOKEN = "squall-bench-apps"
+FRAMEWORKS = ("tornado", "squall")
+# Where each framework's own frames are (py-spy names files from their import root).
+FRAMEWORK_DIR = {"tornado": "tornado/", "squall": "squall/"}
+SAMPLE_RATE = 250
+BOKEH_APP = """\
+from bokeh.io import curdoc
+from bokeh.layouts import column
+from bokeh.models import Div, Slider
+
+slider = Slider(start=0, end=100, value=0, step=1, title="x", name="slider")
+out = Div(text="x is 0", name="out")
+
+
+def changed(attr, old, new):
+    out.text = f"x is {new}"
+
+
+slider.on_change("value", changed)
+curdoc().add_root(column(slider, out))
+"""
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    app: str  # "jupyter" or "bokeh": which server
+    kind: str  # "http" (wrk), "kernel" or "bokeh" (apps_clients.py)
+    target: str  # the path wrk asks for, or the Bokeh app's name
+    unit: str
+
+
+WORKLOADS = [
+    Workload("jupyter status", "jupyter", "http", "/api/status", "request"),
+    Workload("jupyter contents", "jupyter", "http", "/api/contents", "request"),
+    Workload("jupyter notebook", "jupyter", "http", "/api/contents/nb.ipynb?content=1", "request"),
+    Workload("kernel messages", "jupyter", "kernel", "", "message"),
+    Workload("bokeh visit", "bokeh", "bokeh", "slider", "visit"),
+]
 
 
 def stop_process(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
@@ -81,11 +150,12 @@ def venv_python(cache: Path) -> str:
     installed from this checkout every time, then its speedups extra."""
     venv = cache / "venv-jupyter"
     python = venv / "bin" / "python"
-    if not (venv / ".installed").is_file():
+    stamp = venv / ".installed"
+    if not stamp.is_file() or stamp.read_text() != "\n".join(PINS) + "\n":
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS], check=True)
-        (venv / ".installed").write_text("\n".join(PINS) + "\n")
+        stamp.write_text("\n".join(PINS) + "\n")
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(ROOT)],
         check=True,
@@ -135,10 +205,15 @@ def pin(cpu: int) -> list[str]:
 
 
 class Server:
-    """One Jupyter Server on CPU 0, its configuration and runtime files kept
-    in ``work`` (nothing of the user's Jupyter is read or written)."""
+    """One application server on CPU 0 (Jupyter Server, or Bokeh serving
+    `BOKEH_APP` from ``work``), its configuration and runtime files kept in
+    ``work`` (nothing of the user's Jupyter is read or written). ``pure``:
+    Squall's pure build."""
 
-    def __init__(self, python: str, framework: str, root: Path, work: Path) -> None:
+    def __init__(
+        self, python: str, app: str, framework: str, root: Path, work: Path, pure: bool = False
+    ) -> None:
+        self.python, self.app, self.framework = python, app, framework
         self.port = free_port()
         env = dict(
             os.environ,
@@ -147,31 +222,75 @@ class Server:
             JUPYTER_RUNTIME_DIR=str(work / "runtime"),
             JUPYTER_PLATFORM_DIRS="1",
         )
-        argv = [
-            *pin(0), python, *FRAMEWORKS[framework],
-            f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
-            "--ServerApp.open_browser=False", f"--IdentityProvider.token={TOKEN}",
-            f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-            "--ServerApp.allow_root=True",
-        ]  # fmt: skip
+        if pure:
+            env["SQUALL_NO_SPEEDUPS"] = "1"
+        compat = ["-m", "squall.compat"] if framework == "squall" else []
+        if app == "jupyter":
+            argv = [
+                "-m", "jupyter_server",
+                f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
+                "--ServerApp.open_browser=False", f"--IdentityProvider.token={TOKEN}",
+                f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+                "--ServerApp.allow_root=True",
+            ]  # fmt: skip
+        else:
+            (work / "slider.py").write_text(BOKEH_APP)
+            argv = [
+                "-m", "bokeh", "serve", str(work / "slider.py"), "--port", str(self.port),
+                "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{self.port}",
+            ]  # fmt: skip
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(
+            [*pin(0), python, *compat, *argv], env=env, stdout=self.log, stderr=self.log
+        )
+        self.kernel = ""
         try:
             wait_listening(self.port, self.proc, deadline=60.0)
         except RuntimeError as exc:
-            self.log.seek(0)
-            said = self.log.read().decode(errors="replace")[-3000:]
             raise RuntimeError(
-                f"{framework}'s Jupyter Server did not start: {exc}\n{said}"
+                f"{framework}'s {app} server did not start: {exc}\n{self.said()}"
             ) from None
 
-    def get(self, path: str) -> bytes:
+    def said(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-3000:]
+
+    def request(self, path: str, body: Optional[bytes] = None) -> bytes:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"token {TOKEN}"}
+            f"http://127.0.0.1:{self.port}{path}",
+            data=body,
+            headers={"Authorization": f"token {TOKEN}"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
-            body: bytes = response.read()
-            return body
+            data: bytes = response.read()
+            return data
+
+    def check(self) -> None:
+        """Each workload answers what the application means before it is timed."""
+        if self.app == "jupyter":
+            assert json.loads(self.request("/api/status"))["started"]
+            assert len(json.loads(self.request("/api/contents"))["content"]) == 42
+            notebook = json.loads(self.request(WORKLOADS[2].target))
+            assert len(notebook["content"]["cells"]) == 30
+        else:
+            assert b'"token"' in self.request("/slider")
+
+    def start_kernel(self) -> str:
+        """A kernel of this server's (one per server), moved to CPU 1 with its threads."""
+        if not self.kernel:
+            reply = json.loads(
+                self.request("/api/kernels", json.dumps({"name": "python3"}).encode())
+            )
+            self.kernel = reply["id"]
+            for pid in process_tree(self.proc.pid)[1:]:
+                subprocess.run(
+                    ["taskset", "-a", "-p", "-c", "1", str(pid)], capture_output=True, check=False
+                )
+        return self.kernel
+
+    def cpu(self) -> float:
+        """CPU seconds of the server process itself (not its kernels)."""
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         stop_process(self.proc, grace=10.0)
@@ -192,61 +311,342 @@ def run_wrk(port: int, path: str, duration: float, connections: int) -> int:
     return int(total.group(1))
 
 
-def measure(server: Server, path: str, duration: float, connections: int) -> float:
-    """Requests per CPU-second of the server's process tree over one wrk run."""
-    run_wrk(server.port, path, 1, connections)  # warm-up
-    before = tree_cpu_seconds(server.proc.pid)
-    requests = run_wrk(server.port, path, duration, connections)
-    used = tree_cpu_seconds(server.proc.pid) - before
-    return requests / used if used else 0.0
+class Sampler:
+    """py-spy recording the server for ``seconds`` (on CPU 1), from start()."""
+
+    def __init__(
+        self, python: str, pid: int, seconds: float, out: Path, native: bool = False
+    ) -> None:
+        spy = Path(python).parent / "py-spy"
+        self.out = out
+        self.argv = [
+            *pin(1), str(spy), "record", "-p", str(pid), "-r", str(SAMPLE_RATE),
+            "-f", "raw", "-o", str(out), "-d", str(max(1, round(seconds))),
+            *(["--native"] if native else []),
+        ]  # fmt: skip
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stacks(self) -> str:
+        assert self.proc is not None
+        _, err = self.proc.communicate(timeout=120)
+        if self.proc.returncode:
+            raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')}")
+        return self.out.read_text()
+
+
+@dataclass
+class Run:
+    units: int
+    messages: int
+    seconds: float  # wall time of the load
+    cpu: float  # the server process's CPU seconds meanwhile
+
+
+def run_load(
+    server: Server, w: Workload, duration: float, connections: int, sampler: Optional[Sampler]
+) -> Run:
+    """One timed run of ``w`` against ``server`` (after a warm-up)."""
+    if w.kind == "http":
+        run_wrk(server.port, w.target, 1, connections)  # warm-up
+        before = server.cpu()
+        if sampler:
+            sampler.start()
+        requests = run_wrk(server.port, w.target, duration, connections)
+        used = server.cpu() - before
+        return Run(requests, requests, round(duration), used)
+    if w.kind == "kernel":
+        what = ["kernel", "--token", TOKEN, "--kernel", server.start_kernel()]
+    else:
+        what = ["bokeh", "--app", w.target]
+    client = subprocess.Popen(
+        [*pin(1), server.python, str(HERE / "apps_clients.py"), *what,
+         "--port", str(server.port), "--duration", str(duration)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert client.stdin is not None and client.stdout is not None
+    try:
+        if client.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{w.name}'s client did not warm up:\n{server.said()}")
+        before = server.cpu()
+        if sampler:
+            sampler.start()
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        line = client.stdout.readline()
+        used = server.cpu() - before
+        if not line:
+            raise RuntimeError(f"{w.name}'s client failed:\n{server.said()}")
+        result = json.loads(line)
+    finally:
+        stop_process(client)
+    return Run(result["units"], result["messages"], result["seconds"], used)
+
+
+def per_cpu(w: Workload, run: Run) -> float:
+    """The workload's units per server CPU-second (messages for the kernel)."""
+    count = run.messages if w.unit == "message" else run.units
+    return count / run.cpu if run.cpu else 0.0
+
+
+def is_stdlib(file: str) -> bool:
+    """Whether py-spy's file name (relative to its import root) is the standard library's."""
+    if file.startswith("<frozen "):
+        return True
+    top = file.split("/", 1)[0]
+    return top.removesuffix(".py") in sys.stdlib_module_names
+
+
+# py-spy, pausing the process to sample it, also samples threads that are
+# blocked (an idle Jupyter Server: 42 samples in 3 s at 250 Hz in
+# epoll_wait; Jupyter's file handlers: two thirds of a notebook run's
+# samples in anyio's idle worker threads, waiting on their queue): a sample
+# whose innermost Python frame is one of these waits is taken as idle and
+# left out. (A wait's own CPU is little: the syscall returns what is ready.)
+IDLE_FRAMES = {
+    ("selectors.py", "select"),
+    ("threading.py", "wait"),
+    ("threading.py", "_wait_for_tstate_lock"),
+}
+
+
+def is_idle(name: str, file: str) -> bool:
+    """Whether a sample whose innermost Python frame is ``name`` in ``file`` is a wait."""
+    return (file, name.rpartition(".")[2]) in IDLE_FRAMES
+
+
+FRAME_RE = re.compile(r"^(.*) \((.*):\d+\)$")
+
+
+@dataclass
+class Profile:
+    samples: int
+    framework: int  # the innermost frame outside the standard library is the framework's
+    self_: int  # the innermost frame itself is the framework's
+    top: list[tuple[str, float]]  # the framework's functions by their share (as ``framework``)
+
+    @property
+    def share(self) -> float:
+        return self.framework / self.samples if self.samples else float("nan")
+
+    @property
+    def self_share(self) -> float:
+        return self.self_ / self.samples if self.samples else float("nan")
+
+
+def frame_owner(file: str, own: str) -> str:
+    """Whose a frame is: "framework", "app", "stdlib", or "native" (a C frame
+    of the interpreter, a C library or an extension that is not the
+    framework's: charged to the frame that called it)."""
+    if file.startswith(own):
+        return "framework"
+    if file.endswith(".py") or file.startswith("<frozen "):
+        return "stdlib" if is_stdlib(file) else "app"
+    # py-spy --native: a compiled module's C file, "__native_squall___web____delegate.c".
+    return "framework" if own.rstrip("/") in file else "native"
+
+
+def read_profile(stacks: str, framework: str) -> Profile:
+    """A py-spy raw profile (one ``frame;frame;... count`` line per stack, root first)."""
+    own = FRAMEWORK_DIR[framework]
+    samples = mine = leaf_mine = 0
+    by_function: collections.Counter[str] = collections.Counter()
+    for line in stacks.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = []  # innermost first: (name, file, owner)
+        for frame in reversed(stack.split(";")):
+            match = FRAME_RE.match(frame)
+            name, file = (match.group(1), match.group(2)) if match else (frame, "")
+            frames.append((name, file, frame_owner(file, own)))
+        python = [f for f in frames if f[1].endswith(".py")]
+        if python and is_idle(python[0][0], python[0][1]):
+            continue
+        samples += count
+        placed = [f for f in frames if f[2] != "native"]
+        if placed and placed[0][2] == "framework":
+            leaf_mine += count
+        for name, file, owner in placed:
+            if owner == "stdlib":
+                continue
+            if owner == "framework":
+                mine += count
+                by_function[f"{name} ({file.split(':')[0]})"] += count
+            break
+    top = [(name, n / samples) for name, n in by_function.most_common(12)]
+    return Profile(samples, mine, leaf_mine, top)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--only", action="append", default=[], help="a workload's name (repeatable)"
+    )
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--profile-duration", type=float, default=8.0)
+    parser.add_argument("--record", action="store_true", help="write benchmarks/results/apps.json")
+    parser.add_argument("--keep-profiles", type=Path, help="a directory for py-spy's raw stacks")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (make bench-apps installs it)", file=sys.stderr)
         return 2
+    workloads = [w for w in WORKLOADS if not args.only or w.name in args.only]
     python = venv_python(cache_dir())
     build = subprocess.run(
         [python, "-m", "squall.speedups"], capture_output=True, text=True, cwd=tempfile.gettempdir()
     ).stdout.splitlines()
-    print(f"Squall: {build[0] if build else 'unknown build'}")
-    results: dict[tuple[str, str], list[float]] = {}
+    build_line = build[0] if build else "unknown build"
+    print(f"Squall: {build_line}")
+    results: dict[tuple[str, str], list[Run]] = {}
+    profiles: dict[tuple[str, str, str], Profile] = {}
     loads = [os.getloadavg()[0]]
+    apps = [app for app in ("jupyter", "bokeh") if any(w.app == app for w in workloads)]
     with tempfile.TemporaryDirectory(prefix="squall-bench-apps-") as tmp:
         root, work = Path(tmp, "root"), Path(tmp, "work")
         root.mkdir()
+        work.mkdir()
         make_root(root)
-        for round_no in range(args.rounds):
-            for framework in FRAMEWORKS:
-                server = Server(python, framework, root, work)
-                try:
-                    # Each endpoint answers what the application means before it is timed.
-                    assert json.loads(server.get("/api/status"))["started"]
-                    assert len(json.loads(server.get("/api/contents"))["content"]) == 42
-                    assert len(json.loads(server.get(ENDPOINTS[2][1]))["content"]["cells"]) == 30
-                    for name, path in ENDPOINTS:
-                        per_cpu = measure(server, path, args.duration, args.connections)
-                        results.setdefault((name, framework), []).append(per_cpu)
-                        print(
-                            f"round {round_no + 1} {framework:<8} {name}: {per_cpu:,.0f} req/CPU-s"
-                        )
-                finally:
-                    server.stop()
+        # (label, frameworks, profile: None, "pure" or "compiled")
+        passes: list[tuple[str, tuple[str, ...], Optional[str]]] = [
+            (f"round {n + 1}", FRAMEWORKS, None) for n in range(args.rounds)
+        ]
+        if not args.no_profile:
+            passes += [("profile", FRAMEWORKS, "pure"), ("profile", ("squall",), "compiled")]
+        for label, frameworks, profiling in passes:
+            for framework in frameworks:
+                for app in apps:
+                    pure = profiling == "pure"
+                    server = Server(python, app, framework, root, work, pure=pure)
+                    try:
+                        server.check()
+                        for w in workloads:
+                            if w.app != app:
+                                continue
+                            sampler = None
+                            if profiling:
+                                name = f"{framework}-{profiling}-{w.name.replace(' ', '-')}.txt"
+                                sampler = Sampler(
+                                    python,
+                                    server.proc.pid,
+                                    args.profile_duration,
+                                    Path(tmp, name),
+                                    native=profiling == "compiled",
+                                )
+                            duration = args.profile_duration if profiling else args.duration
+                            run = run_load(server, w, duration, args.connections, sampler)
+                            if sampler:
+                                stacks = sampler.stacks()
+                                if args.keep_profiles:
+                                    args.keep_profiles.mkdir(parents=True, exist_ok=True)
+                                    shutil.copy(sampler.out, args.keep_profiles)
+                                profile = read_profile(stacks, framework)
+                                profiles[(w.name, framework, profiling)] = profile
+                                print(
+                                    f"profile {framework:<8} {profiling:<8} {w.name}: "
+                                    f"{profile.share:.1%} in {FRAMEWORK_DIR[framework]} "
+                                    f"({profile.self_share:.1%} self), {profile.samples} samples"
+                                )
+                                continue
+                            results.setdefault((w.name, framework), []).append(run)
+                            print(
+                                f"{label} {framework:<8} {w.name}: "
+                                f"{per_cpu(w, run):,.0f} {w.unit}s/CPU-s"
+                            )
+                    finally:
+                        server.stop()
             loads.append(os.getloadavg()[0])
     print(f"\nload average (1 min) over the run: {min(loads):.2f} to {max(loads):.2f}")
-    print(f"{'workload':<18} {'Tornado':>10} {'Squall':>10} {'Squall / Tornado':>17}")
-    for name, _ in ENDPOINTS:
-        tornado = statistics.median(results[(name, "tornado")])
-        squall = statistics.median(results[(name, "squall")])
-        ratio = squall / tornado if tornado else float("nan")
-        print(f"{name:<18} {tornado:>10,.0f} {squall:>10,.0f} {ratio:>16.2f}x")
-    print("(requests per server CPU-second, medians; Squall's own share: not measured yet)")
+    rows = summarize(workloads, results, profiles)
+    print_table(rows)
+    if args.record:
+        sys.path.insert(0, str(HERE))
+        import figures
+
+        path = figures.record(
+            "apps",
+            Path(__file__),
+            build_line,
+            {
+                "rows": rows,
+                "rounds": args.rounds,
+                "duration_s": args.duration,
+                "load_average": [min(loads), max(loads)],
+                "pins": PINS,
+            },
+        )
+        print(f"recorded {path.relative_to(ROOT)}")
     return 0
+
+
+def summarize(
+    workloads: list[Workload],
+    results: dict[tuple[str, str], list[Run]],
+    profiles: dict[tuple[str, str, str], Profile],
+) -> list[dict[str, Any]]:
+    """One row per workload: medians, ratios and the framework's shares."""
+    rows = []
+    for w in workloads:
+        runs = {f: results.get((w.name, f), []) for f in FRAMEWORKS}
+        if not all(runs.values()):
+            continue
+        cpu = {f: statistics.median(per_cpu(w, r) for r in runs[f]) for f in FRAMEWORKS}
+        rate = {
+            f: statistics.median(
+                (r.messages if w.unit == "message" else r.units) / r.seconds for r in runs[f]
+            )
+            for f in FRAMEWORKS
+        }
+        row: dict[str, Any] = {
+            "label": f"bench-apps {w.name}: {w.unit}s, Squall / Tornado 6.6.1",
+            "workload": w.name,
+            "unit": w.unit,
+            "tornado_per_cpu_s": cpu["tornado"],
+            "squall_per_cpu_s": cpu["squall"],
+            "ratio_cpu": cpu["squall"] / cpu["tornado"],
+            "ratio_rps": rate["squall"] / rate["tornado"],
+            "per_cpu_s_rounds": {f: [round(per_cpu(w, r), 1) for r in runs[f]] for f in FRAMEWORKS},
+        }
+        for (name, f, build), profile in profiles.items():
+            if name == w.name:
+                key = f"{f}_{build}" if f == "squall" else f
+                row[f"{key}_share"] = profile.share
+                row[f"{key}_self_share"] = profile.self_share
+                row[f"{key}_top"] = [[fn, round(share, 4)] for fn, share in profile.top]
+        if "tornado_share" in row:
+            # What the application's own code allows: Squall's ratio were
+            # the framework's work free and the application's the same on both.
+            row["ceiling"] = 1 / (1 - row["tornado_share"])
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    nan = float("nan")
+    print(
+        f"{'workload':<18} {'unit':<8} {'Tornado':>9} {'Squall':>9} {'ratio':>7} "
+        f"{'Squall share':>13} {'(pure)':>7} {'Tornado share':>14} {'ceiling':>8}"
+    )
+    for row in rows:
+        print(
+            f"{row['workload']:<18} {row['unit']:<8} {row['tornado_per_cpu_s']:>9,.0f} "
+            f"{row['squall_per_cpu_s']:>9,.0f} {row['ratio_cpu']:>6.2f}x "
+            f"{row.get('squall_compiled_share', nan):>13.1%} "
+            f"{row.get('squall_pure_share', nan):>7.1%} {row.get('tornado_share', nan):>14.1%} "
+            f"{row.get('ceiling', nan):>7.2f}x"
+        )
+    print(
+        "(units per CPU-second of the server process, medians of the rounds; shares of the\n"
+        " server's sampled CPU in squall/ (compiled build, native frames; pure build) and in\n"
+        " tornado/: the standard library a framework calls counts as the framework's;\n"
+        " ceiling: 1 / (1 - Tornado's share), Squall's ratio were its own work free)"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import math
 import time
 from typing import Optional, Union
 
@@ -13,6 +14,11 @@ __all__ = ["format_timestamp"]
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+# The seconds formatted lately: a cookie's expiry (say 30 days from now) or a
+# file's Last-Modified asks for the same second request after request.
+_FORMATTED: dict[int, str] = {}
+_FORMATTED_MAX = 64
 
 _Timestamp = Union[float, tuple[int, ...], time.struct_time, datetime.datetime]
 
@@ -32,17 +38,25 @@ def format_timestamp(ts: _Timestamp) -> str:
     """
     if isinstance(ts, (int, float)):
         seconds: float = ts
+    elif isinstance(ts, datetime.datetime):
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=datetime.UTC)
+        seconds = ts.timestamp()
     elif isinstance(ts, (tuple, time.struct_time)):
         seconds = calendar.timegm(ts)
-    elif isinstance(ts, datetime.datetime):
-        seconds = calendar.timegm(ts.utctimetuple())
     else:
         raise TypeError(f"unknown timestamp type: {ts!r}")
-    t = time.gmtime(seconds)
-    return (
-        f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    )
+    second = math.floor(seconds)
+    text = _FORMATTED.get(second)
+    if text is None:
+        if len(_FORMATTED) >= _FORMATTED_MAX:
+            _FORMATTED.clear()
+        t = time.gmtime(second)
+        text = _FORMATTED[second] = (
+            f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+        )
+    return text
 
 
 def _int_or_none(text: str) -> Optional[int]:

@@ -16,6 +16,8 @@ from squall.routing import (
     AnyMatches,
     DefaultHostMatches,
     HostMatches,
+    Matcher,
+    PathMatches,
     ReversibleRouter,
     ReversibleRuleRouter,
     Rule,
@@ -43,10 +45,14 @@ class _ApplicationRouter(ReversibleRuleRouter):
 
     def __init__(self, application: Application, rules: Optional[list[_RuleLike]] = None) -> None:
         self.application = application
-        # Literal paths whose rule comes before any pattern rule and whose
-        # target is a RequestHandler that does not stream its body (that
-        # one's delegate differs): path -> (class, initialize kwargs).
+        # Literal paths that no earlier rule can match (each earlier rule a
+        # literal or a pattern of PathMatches' own, none matching the path)
+        # and whose target is a RequestHandler that does not stream its
+        # body (that one's delegate differs): path -> (class, initialize kwargs).
         self._direct: dict[str, tuple[type[RequestHandler], Optional[dict[str, Any]]]] = {}
+        # Whether no rule of this router can match a path (`matches_no_rule`),
+        # for the direct paths of the application's wildcard router only.
+        self._unmatched: dict[str, bool] = {}
         super().__init__(rules)
 
     def _reindex(self) -> None:
@@ -56,18 +62,39 @@ class _ApplicationRouter(ReversibleRuleRouter):
             type(self).get_target_delegate is _ApplicationRouter.get_target_delegate
             and type(self.application).get_handler_delegate is _stock_get_handler_delegate
         ):
-            first_other = self._others[0][0] if self._others else len(self._rules)
             for path, index in self._literals.items():
                 rule = self._rules[index]
                 target = rule.target
                 if (
-                    index < first_other
-                    and isinstance(target, type)
+                    isinstance(target, type)
                     and issubclass(target, RequestHandler)
                     and not target._stream_request_body
+                    and not self._shadowed(path, index)
                 ):
                     direct[path] = (target, rule.target_kwargs or None)
         self._direct = direct
+        self._unmatched = {}
+
+    def _shadowed(self, path: str, index: int) -> bool:
+        # Whether a rule before ``index`` that is not a literal may match ``path``.
+        for other_index, rule in self._others:
+            if other_index > index:
+                return False
+            if _may_match(rule.matcher, path):
+                return True
+        return False
+
+    def matches_no_rule(self, path: str) -> bool:
+        """Whether no rule of this router can match a request for ``path``,
+        whatever else the request holds. Asked only for the direct paths of
+        the application's wildcard router, so the answers kept are few."""
+        if self._rules.stale:
+            self._reindex()
+        unmatched = self._unmatched.get(path)
+        if unmatched is None:
+            unmatched = not any(_may_match(rule.matcher, path) for rule in self._rules)
+            self._unmatched[path] = unmatched
+        return unmatched
 
     def direct_target(
         self, path: str
@@ -102,6 +129,17 @@ class _ApplicationRouter(ReversibleRuleRouter):
         if isinstance(target, type) and issubclass(target, RequestHandler):
             return self.application.get_handler_delegate(request, target, **target_params)
         return super().get_target_delegate(target, request, **target_params)
+
+
+def _may_match(matcher: Matcher, path: str) -> bool:
+    """Whether a rule's ``matcher`` could match a request for ``path``: not
+    when it is PathMatches' own and its path does not match (it reads the
+    request's path and nothing else); any other matcher may."""
+    if type(matcher) is not PathMatches:
+        return True
+    path_matches: PathMatches = matcher
+    # A literal's pattern is the literal, anchored: it matches it too.
+    return path_matches.regex.match(path) is not None
 
 
 def _start_request(
@@ -303,14 +341,33 @@ class Application(ReversibleRouter):
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
         default_router = self.default_router
-        if len(default_router._rules) == 1:
-            # No host-specific routes: skip the AnyMatches layer.
+        if len(default_router._rules) == 1 or self._past_host_rules(request.path):
+            # No host-specific routes, or none that can route this path:
+            # skip the AnyMatches layer.
             delegate = self.wildcard_router.find_handler(request)
         else:
             delegate = default_router.find_handler(request)
         if delegate is not None:
             return delegate  # type: ignore[return-value]
         return self._unrouted(request)
+
+    def _past_host_rules(self, path: str) -> bool:
+        """Whether ``path``, a direct path of the wildcard router, goes past
+        every host rule (`add_handlers`) to it: each host's routes can match
+        no request for it, whatever the host (Jupyter's extensions add theirs
+        for every host; its own routes are in the wildcard router)."""
+        wildcard = self.wildcard_router
+        if type(wildcard) is not _ApplicationRouter or wildcard.direct_target(path) is None:
+            return False
+        *hosts, last = self.default_router.rules
+        if last.target is not wildcard or type(last.matcher) is not AnyMatches:
+            return False
+        return all(
+            type(rule.matcher) is HostMatches
+            and type(rule.target) is _ApplicationRouter
+            and rule.target.matches_no_rule(path)
+            for rule in hosts
+        )
 
     def _unrouted(self, request: httputil.HTTPServerRequest) -> _HandlerDelegate:
         # The delegate for a request no rule matched.

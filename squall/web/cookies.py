@@ -58,6 +58,25 @@ _BREAKING_CHARS = frozenset([chr(c) for c in range(0x20)] + ["\x7f", ";"])
 # value_encode is SimpleCookie's quoting: values outside the token set are
 # wrapped in double quotes with backslash and octal escapes.
 _VALUE_ENCODER = http.cookies.SimpleCookie()
+# Its two common outcomes without its per-character translation (a signed
+# value, base64 with "=" padding, is quoted): a value of name characters is
+# sent as it is; one whose other characters need no escape inside the
+# quotes (" ()/<=>?@[]{}") is quoted as it is. Told apart by deleting those
+# characters (bytes.translate: one pass in C).
+_NAME_BYTES = "".join(sorted(_NAME_CHARS)).encode("ascii")
+_QUOTED_AS_IS = b" ()/<=>?@[]{}"
+
+
+def _quote_value(value: str) -> str:
+    """``value`` as SimpleCookie's value_encode spells it."""
+    if value.isascii():
+        rest = value.encode("ascii").translate(None, _NAME_BYTES)
+        if not rest:
+            return value if value else '""'
+        if not rest.translate(None, _QUOTED_AS_IS):
+            return f'"{value}"'
+    encoded: str = _VALUE_ENCODER.value_encode(value)[1]
+    return encoded
 
 
 def _check_attribute(label: str, value: str) -> None:
@@ -95,7 +114,7 @@ def format_set_cookie(name: str, value: str, attributes: dict[str, Any]) -> str:
         raise http.cookies.CookieError(f"Invalid cookie attribute name: {name!r}")
     if not name or not _NAME_CHARS.issuperset(name):
         raise http.cookies.CookieError(f"Illegal cookie name {name!r}")
-    encoded = _VALUE_ENCODER.value_encode(value)[1]
+    encoded = _quote_value(value)
     if not encoded.isascii():
         # Only Latin-1 is octal-escaped; anything else could not be sent in a header.
         raise ValueError(
@@ -198,7 +217,8 @@ class CookieMixin:
         """
         text = value.decode("utf-8") if isinstance(value, bytes) else value
         if expires is None and expires_days is not None:
-            expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=expires_days)
+            # A timestamp: formatted as the same HTTP date a datetime would be, without one.
+            expires = time.time() + expires_days * 86400
         attributes: dict[str, Any] = {
             "domain": domain,
             "expires": expires,

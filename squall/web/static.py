@@ -130,6 +130,11 @@ class StaticFileHandler(RequestHandler):
     """File name suffix of the sibling for each content coding."""
 
     _static_hashes: ClassVar[OrderedDict[str, Optional[str]]] = OrderedDict()
+    # (absolute path, allowed directories) that get_version found inside
+    # them: resolved once while the path's version stays cached (a page
+    # asks for the same few versions on every render, and resolving walks
+    # every component of the path); forgotten when a version is evicted.
+    _confined: ClassVar[dict[tuple[str, tuple[str, ...]], None]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     root: str
@@ -172,6 +177,7 @@ class StaticFileHandler(RequestHandler):
         """Forgets every cached version hash (of this class and its subclasses that share it)."""
         with cls._lock:
             cls._static_hashes = OrderedDict()
+            cls._confined = {}
 
     def head(self, path: str) -> Any:
         """Like GET without the body: the same status and headers."""
@@ -482,10 +488,15 @@ class StaticFileHandler(RequestHandler):
         allowed = _allowed_directories(
             root, settings.get("static_handler_args", {}).get("allowed_symlink_directory")
         )
+        confined = (abs_path, tuple(allowed))
+        if confined in cls._confined:
+            return cls._get_cached_version(abs_path)
         resolved = os.path.realpath(abs_path)
         if os.path.isfile(resolved) and not _within(resolved, allowed):
             raise HTTPError(403, "%s is not in root static directory", path)
-        return cls._get_cached_version(abs_path)
+        version = cls._get_cached_version(abs_path)
+        cls._confined[confined] = None
+        return version
 
     @classmethod
     def _get_cached_version(cls, abs_path: str) -> Optional[str]:
@@ -505,4 +516,5 @@ class StaticFileHandler(RequestHandler):
             hashes.move_to_end(abs_path)
             while len(hashes) > cls.MAX_CACHED_VERSIONS:
                 hashes.popitem(last=False)
+                cls._confined.clear()
         return version

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime
+import math
 import time
 import unittest
 
@@ -178,6 +180,30 @@ class TestFormatTimestamp:
     def test_bad_type(self) -> None:
         with pytest.raises(TypeError, match="unknown timestamp type"):
             format_timestamp("yesterday")  # type: ignore[arg-type]
+
+    @settings(max_examples=300)
+    @given(st.floats(min_value=-2e9, max_value=4e9, allow_nan=False))
+    def test_any_second_as_email_utils_says(self, ts: float) -> None:
+        # Fractions are dropped toward the past, as time.gmtime drops them;
+        # a second formatted before (the recent ones are kept) reads the same.
+        import email.utils
+
+        expected = email.utils.formatdate(math.floor(ts), usegmt=True)
+        assert format_timestamp(ts) == expected
+        assert format_timestamp(ts) == expected
+        # A datetime holds microseconds: its own second, as its time tuple has it.
+        naive = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=ts)
+        expected = email.utils.formatdate(calendar.timegm(naive.utctimetuple()), usegmt=True)
+        assert format_timestamp(naive) == expected
+        assert format_timestamp(naive.replace(tzinfo=datetime.UTC)) == expected
+
+    def test_many_seconds_then_an_early_one_again(self) -> None:
+        # More seconds than are kept: each still formats as its own.
+        import email.utils
+
+        seconds = [1_700_000_000 + 37 * n for n in range(200)]
+        for ts in [*seconds, *seconds[:5]]:
+            assert format_timestamp(ts) == email.utils.formatdate(ts, usegmt=True)
 
 
 def test_encode_username_password() -> None:

@@ -540,6 +540,62 @@ def test_literal_route_found_directly_keeps_rule_order() -> None:
     assert app.find_handler(_get("/d")).handler_class is Other
 
 
+def test_literal_route_after_patterns_that_cannot_match_it_is_direct() -> None:
+    # Jupyter's order: a few patterns, then its literal API routes.
+    app = Application(
+        [
+            (r"/(robots\.txt)", Other),
+            (r"/static/(.*)", Other),
+            ("/api/spec.yaml", Other),
+            ("/api/status", Reply, {"reply": "status"}),
+            (r"/api/(\w+)", Other),
+            ("/api/kernels", Reply),
+        ]
+    )
+    router = app.wildcard_router
+    assert router.direct_target("/api/status") == (Reply, {"reply": "status"})
+    # A pattern before it that matches the path: routed in order, not directly.
+    assert router.direct_target("/api/kernels") is None
+    assert app.find_handler(_get("/api/kernels")).handler_class is Other
+    delegate = app.find_handler(_get("/api/status"))
+    assert delegate.handler_class is Reply and delegate.handler_kwargs == {"reply": "status"}
+    # A rule added later that matches the path takes it back.
+    router.rules.insert(0, Rule(PathMatches(r"/api/stat(us)"), Other))
+    assert router.direct_target("/api/status") is None
+    assert app.find_handler(_get("/api/status")).handler_class is Other
+
+
+def test_a_matcher_not_of_paths_before_a_literal_route_keeps_it_routed_in_order() -> None:
+    app = Application([(HostMatches("other.example"), [("/a", Other)]), ("/a", Reply)])
+    assert app.wildcard_router.direct_target("/a") is None
+    assert app.find_handler(_get("/a")).handler_class is Reply
+
+
+def test_host_rules_that_cannot_route_a_path_are_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Jupyter's extensions add their routes for every host (".*$").
+    app = Application([("/x", Reply, {"reply": "wildcard"})])
+    app.add_handlers(".*$", [(r"/ext/(\w+)", Other), ("/ext", Other)])
+    tried: list[str] = []
+    through = app.default_router.find_handler
+
+    def counting(request: Any, **kwargs: Any) -> Any:
+        tried.append(request.path)
+        return through(request, **kwargs)
+
+    monkeypatch.setattr(app.default_router, "find_handler", counting)
+    assert app.find_handler(_get("/x")).handler_kwargs == {"reply": "wildcard"}
+    assert tried == []  # straight to the wildcard router
+    assert app.find_handler(_get("/ext/a")).handler_class is Other
+    assert tried == ["/ext/a"]
+    # A host rule added later, or a route added to one, that can match the path wins.
+    app.add_handlers(".*$", [("/x", Other)])
+    assert app.find_handler(_get("/x")).handler_class is Other
+    app.default_router.rules.pop(1)
+    assert app.find_handler(_get("/x")).handler_class is Reply
+    app.default_router.rules[0].target.add_rules([(r"/(x)", Other)])
+    assert app.find_handler(_get("/x")).handler_class is Other
+
+
 def test_literal_route_honours_an_overridden_get_handler_delegate() -> None:
     seen: list[str] = []
 

@@ -7,6 +7,8 @@ import email.utils
 import http.cookies
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from squall.httputil import format_timestamp
 from squall.testing import AsyncHTTPTestCase
@@ -20,6 +22,17 @@ from tests.web._extras_stub import StubHandler
 
 def test_plain_cookie() -> None:
     assert format_set_cookie("a", "b", {}) == "a=b"
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.characters(max_codepoint=0x17F), max_size=12))
+def test_value_quoted_as_simplecookie_quotes_it(value: str) -> None:
+    encoded = http.cookies.SimpleCookie().value_encode(value)[1]
+    if encoded.isascii():
+        assert format_set_cookie("a", value, {}) == f"a={encoded}"
+    else:
+        with pytest.raises(ValueError, match="beyond Latin-1"):
+            format_set_cookie("a", value, {})
 
 
 def test_attributes_come_in_morsel_order() -> None:
@@ -66,6 +79,10 @@ def test_expires_accepts_strings_tuples_and_datetimes() -> None:
         ("", '""'),
         ("a b", '"a b"'),
         ("é", '"\\351"'),
+        ("a b()/<=>?@[]{}", '"a b()/<=>?@[]{}"'),
+        ("a,b", '"a\\054b"'),
+        # A signed value: base64's "=" padding makes it quoted.
+        ("2|1:0|10:1700000000|1:a|4:YQ==|ab12", '"2|1:0|10:1700000000|1:a|4:YQ==|ab12"'),
     ],
 )
 def test_values_are_quoted_like_simplecookie(value: str, encoded: str) -> None:

@@ -316,6 +316,53 @@ class VersionTest:
         allowed = {"static_handler_args": {"allowed_symlink_directory": self.tmp}}
         assert self.version("link", **allowed) == hashlib.sha512(b"secret").hexdigest()
 
+    @pytest.mark.skipif(os.name != "posix", reason="symlinks")
+    def test_a_cached_version_is_not_resolved_again(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        resolved: list[str] = []
+        realpath = os.path.realpath
+
+        def counting(path: str) -> str:
+            resolved.append(path)
+            return realpath(path)
+
+        monkeypatch.setattr(os.path, "realpath", counting)
+        for _ in range(3):
+            assert self.version("a") == hashlib.sha512(b"aaa").hexdigest()
+        first = len(resolved)
+        assert first > 0
+        assert self.version("a") == hashlib.sha512(b"aaa").hexdigest()
+        assert len(resolved) == first
+        # Another set of allowed directories is checked on its own.
+        self.version("a", static_handler_args={"allowed_symlink_directory": self.tmp})
+        assert len(resolved) > first
+
+    @pytest.mark.skipif(os.name != "posix", reason="symlinks")
+    def test_a_link_allowed_for_one_app_is_refused_for_another(self) -> None:
+        os.symlink(os.path.join(self.tmp, "secret"), os.path.join(self.static, "link"))
+        allowed = {"static_handler_args": {"allowed_symlink_directory": self.tmp}}
+        assert self.version("link", **allowed) == hashlib.sha512(b"secret").hexdigest()
+        with pytest.raises(HTTPError) as info:
+            self.version("link")  # its version is cached, for the other settings
+        assert info.value.status_code == 403
+
+    @pytest.mark.skipif(os.name != "posix", reason="symlinks")
+    def test_an_evicted_version_is_checked_again(self) -> None:
+        class Small(StaticFileHandler):
+            MAX_CACHED_VERSIONS = 2
+
+        Small.reset()
+        link = os.path.join(self.static, "link")
+        os.symlink(os.path.join(self.static, "a"), link)
+        assert self.version("link", Small) == hashlib.sha512(b"aaa").hexdigest()
+        # Two more versions evict the link's; then the link leads outside.
+        self.version("b", Small)
+        self.version("c", Small)
+        os.remove(link)
+        os.symlink(os.path.join(self.tmp, "secret"), link)
+        with pytest.raises(HTTPError) as info:
+            self.version("link", Small)
+        assert info.value.status_code == 403
+
     def test_directory_has_no_version(self, caplog: pytest.LogCaptureFixture) -> None:
         with caplog.at_level(logging.ERROR):
             assert self.version("dir") is None

@@ -1643,11 +1643,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     engines = ENGINES if args.engine == "all" else tuple(args.engine.split(","))
     faults = tuple(args.faults.split(",")) if args.faults else None
     results = []
+    broken: list[str] = []
     for engine in engines:
         for seed in parse_seeds(args.seeds):
             dump = Path(args.dump) if args.dump else None
-            result = run_one(seed, engine, args.duration, faults, dump)
+            try:
+                result = run_one(seed, engine, args.duration, faults, dump)
+            except (AssertionError, TimeoutError, OSError, RuntimeError) as exc:
+                # The world itself failed (a server that did not start or
+                # replicate in time on a loaded machine): no verdict on the
+                # promise, said and counted, and the other seeds still run.
+                broken.append(f"{engine}:{seed}")
+                print(f"== seed {seed} {engine}: the world could not be run: {exc!r}", flush=True)
+                continue
             results.append(result)
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=1))
             print(
                 f"== seed {seed} {engine}: {result['acknowledged']}/{result['published']} acknowledged "
                 f"({len(result['uncertain'])} told uncertain), "
@@ -1681,6 +1692,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if failed:
         print(f"FAILED: duplicates, reorderings or silent losses in {', '.join(failed)}")
         return 1
+    if broken:
+        print(f"NOT RUN: the world could not be set up for {', '.join(broken)}")
+        return 2
     return 0
 
 

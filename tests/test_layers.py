@@ -417,6 +417,16 @@ GETATTR_KNOWN = {
         "Tornado's name for the peer before proxy headers (_HTTPRequestContext)"
     ),
     ("pubsub/_redis.py", "getattr(conn, '_writer')"): "redis-py's connection",
+    (
+        "pubsub/_redis_scripts.py",
+        "getattr(getattr(client, 'connection_pool', None), '_available_connections')",
+    ): "redis-py's idle pooled connections, whose server may have closed them",
+    ("pubsub/_redis_scripts.py", "getattr(node, '_free')"): (
+        "redis-py's idle connections of a cluster node, whose server may have closed them"
+    ),
+    ("pubsub/_redis_scripts.py", "getattr(connection, '_reader')"): (
+        "redis-py's connection: whether its server closed it (the reader at EOF)"
+    ),
     ("websocket/_idle.py", "getattr(request, '_cookies')"): (
         "Tornado's lazily parsed cookie cache on HTTPServerRequest"
     ),

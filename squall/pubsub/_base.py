@@ -424,7 +424,12 @@ class PubSub(_Closing):
         the handlers add themselves to in ``open`` and leave in
         ``on_close``. Nothing is queued: a message is relayed while it is
         dispatched, so a slow socket never delays the channel's other
-        subscribers.
+        subscribers. A connection carries no position: after a
+        resubscription the process relays what it missed (read from
+        history) to the connections it has then, those added while it was
+        away included, so a client that moved from another process can
+        get again what that one relayed. Where that matters, use
+        `squall.resume` (positions, and a resume without copies).
 
         Args:
             channel: the channel name.

@@ -31,7 +31,11 @@ polling, which reconnect with their last position, each time to a node
 drawn from the seed; squall-resume.js under node (``chaos_client.mjs``,
 WebSocket and long polling, reconnecting by itself; a cut reloads the
 "page" at its last position) when node is installed; and a `PubSub.relay`
-WebSocket, judged on duplicates and order only (nothing resumes it).
+WebSocket, judged on duplicates and order only, and per connection: nothing
+resumes it, so a connection to another node gets what that node relays
+from then on, which can be what the last one relayed already (a node
+catching up after a resubscription hands what it missed to the
+connections it has by then); such copies are reported, not judged.
 
 Faults, drawn from the seed (``--faults`` narrows them): ``lossy`` (a lossy
 failover with a publish whose reply is lost until the kill, and often a
@@ -152,7 +156,7 @@ class Pub:
 @dataclasses.dataclass
 class Seen:
     at: float
-    kind: str  # "item" or "reset"
+    kind: str  # "item", "reset", or "connect" (an external reader's new connection)
     text: Optional[str] = None
     position: Optional[str] = None
     why: str = ""
@@ -182,6 +186,10 @@ class Reader:
             self.last = position
         self.on_change()
 
+    def connecting(self, node: int) -> None:
+        """An external reader opens a new connection, to ``node``."""
+        self.seen.append(Seen(now(), "connect", why=f"node {node}"))
+
     def subscribed(self) -> None:
         if self.first is None:
             self.first = now()
@@ -205,6 +213,9 @@ class Verdict:
     examples: list[str]
     unsubscribed: list[str]
     by_reader: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # Per relay reader: the publications it got again over a later
+    # connection (not judged: see `check`).
+    replayed: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def violations(self) -> int:
@@ -234,6 +245,7 @@ def check(pubs: Iterable[Pub], readers: Iterable[Reader], faults: list[Fault]) -
         by_channel.setdefault(pub.channel, []).append(pub)
 
     by_reader: dict[str, dict[str, int]] = {}
+    replayed: dict[str, int] = {}
     reader: Reader
 
     def count(at: float, outcome: str) -> None:
@@ -253,12 +265,32 @@ def check(pubs: Iterable[Pub], readers: Iterable[Reader], faults: list[Fault]) -
         where: dict[str, list[int]] = {}
         top: dict[int, int] = {}  # publisher -> highest number seen so far
         late: dict[str, int] = {}  # text -> index of an arrival after a later one
+        # A relay's connections (see below): the current one, and the one
+        # each text last came over.
+        connection = 0
+        over: dict[str, int] = {}
         for index, seen in enumerate(reader.seen):
+            if seen.kind == "connect" and reader.kind == "relay":
+                # A relay's connection carries no position: the node it
+                # reaches hands it what that node relays from then on,
+                # which can be what the last node relayed already (this
+                # node catching up after a resubscription of its own hands
+                # out what it missed to the connections it has by then) or
+                # older. Copies and order are judged per connection.
+                connection += 1
+                top = {}
+                continue
             if seen.kind != "item" or seen.text is None:
                 continue
             match = TEXT.fullmatch(seen.text)
             if match is None:
                 continue  # a foreign message: not due, no order
+            if reader.kind == "relay":
+                if over.get(seen.text, connection) != connection:
+                    replayed[reader.id] = replayed.get(reader.id, 0) + 1
+                    over[seen.text] = connection
+                    continue
+                over[seen.text] = connection
             where.setdefault(seen.text, []).append(index)
             publisher, number = int(match[1]), int(match[2])
             if number < top.get(publisher, -1) and len(where[seen.text]) == 1:
@@ -318,7 +350,7 @@ def check(pubs: Iterable[Pub], readers: Iterable[Reader], faults: list[Fault]) -
                         f"{reader.id} ({reader.kind}): {pub.text} (acknowledged at {pub.position}) "
                         f"silently lost; next of its publisher: {after}"
                     )
-    return Verdict(counts, examples, unsubscribed, by_reader)
+    return Verdict(counts, examples, unsubscribed, by_reader, replayed)
 
 
 def _next_of(reader: Reader, pub: Pub) -> int:
@@ -589,7 +621,9 @@ class Client:
             self._cut()
 
     def port(self) -> int:
-        return self.run.world.nodes[self.rng.randrange(len(self.run.world.nodes))].port
+        node = self.rng.randrange(len(self.run.world.nodes))
+        self.reader.connecting(node)
+        return self.run.world.nodes[node].port
 
     async def go(self) -> None:
         for attempt in range(MAX_STEPS):
@@ -1526,6 +1560,7 @@ def run_one(
         history = {
             "publications": [dataclasses.asdict(p) for p in run.pubs.values()],
             "faults": [dataclasses.asdict(f) for f in run.fault_log],
+            "log": run.node_log,
             "readers": {
                 r.id: {
                     "kind": r.kind,
@@ -1549,6 +1584,7 @@ def run_one(
         "examples": verdict.examples,
         "unsubscribed": verdict.unsubscribed,
         "by_reader": verdict.by_reader,
+        "replayed": verdict.replayed,
         "faults": [
             {
                 "kind": f.kind,
@@ -1676,6 +1712,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             for kind, row in sorted(result["by_reader"].items()):
                 if any(row[o] for o in ("duplicated", "out_of_order", "lost")):
                     print(f"   {kind} readers: " + ", ".join(f"{o} {row[o]}" for o in OUTCOMES))
+            for rid, n in result["replayed"].items():
+                print(f"   {rid}: {n} publication(s) again over a later connection (not judged)")
             if result["unsubscribed"]:
                 print(f"   never subscribed: {result['unsubscribed']}")
             if result["violations"]:

@@ -424,7 +424,12 @@ class PubSub(_Closing):
         the handlers add themselves to in ``open`` and leave in
         ``on_close``. Nothing is queued: a message is relayed while it is
         dispatched, so a slow socket never delays the channel's other
-        subscribers.
+        subscribers. A connection carries no position: after a
+        resubscription the process relays what it missed (read from
+        history) to the connections it has then, those added while it was
+        away included, so a client that moved from another process can
+        get again what that one relayed. Where that matters, use
+        `squall.resume` (positions, and a resume without copies).
 
         Args:
             channel: the channel name.
@@ -541,6 +546,13 @@ class PubSub(_Closing):
             if position.offset > last.offset + 1 and last.offset:
                 self.status.missed += position.offset - last.offset - 1
             elif 0 < position.offset <= last.offset:
+                if pub.origin and self._had(channel, pub.origin):
+                    # A copy of one handed out here (or older than it): two
+                    # subscription connections carried it (a partition's
+                    # old link and its new one around a failover), not a
+                    # new publication in a reused offset. Renewing the
+                    # epoch for it would only reset every reader.
+                    return
                 # A broker delivers each publication once per subscription
                 # (overlaps come only from a catch-up, which _fill trims):
                 # this offset was given again, to a new publication.
@@ -557,6 +569,16 @@ class PubSub(_Closing):
             return
         for sub in list(subs):
             sub.deliver(pub)
+
+    def _had(self, channel: str, origin: str) -> bool:
+        """True when `_copy` would drop the publication of ``origin`` on
+        ``channel`` (nothing is recorded)."""
+        token, _, count = origin.rpartition(".")
+        last = self._origins.get((channel, token))
+        try:
+            return last is not None and int(count) <= last
+        except ValueError:
+            return False
 
     def _copy(self, channel: str, origin: str) -> bool:
         """True when the publication of ``origin`` (``"<token>.<count>"``) on

@@ -115,3 +115,45 @@ def test_the_checker_tells_each_outcome_apart(monkeypatch: pytest.MonkeyPatch) -
     assert verdict.counts[("cut-reader", "counted")] == 1
     assert verdict.counts[("calm", "duplicated")] == 1  # P0.9's copy
     assert verdict.violations == 4
+
+
+def test_the_checker_judges_a_relay_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relay's reader has no position: a connection to another node gets
+    what that node relays from then on, which may be what the last node
+    relayed already (that node catching up after a resubscription of its
+    own, as when the reader's node was killed right after the other node
+    came back from a pause), or older. Copies and order are judged per
+    connection."""
+    chaos = _chaos(monkeypatch)
+    pubs = [chaos.Pub(f"P0.{n}", 0, n, "c", start=float(n), acked=True) for n in range(1, 8)]
+    reader = chaos.Reader("relay0", "relay", "c", first=0.5)
+    history = [
+        ("connect", None, 0.6),
+        ("item", "P0.1", 1.5),
+        ("item", "P0.3", 3.5),
+        ("connect", None, 3.6),  # another node, catching up
+        ("item", "P0.3", 3.7),  # again over this connection: not judged
+        ("item", "P0.2", 3.7),  # first here, older than P0.3: not out of order
+        ("item", "P0.4", 4.5),
+        ("item", "P0.4", 4.6),  # twice over one connection: duplicated
+        ("connect", None, 4.7),
+        ("item", "P0.6", 6.5),
+        ("item", "P0.5", 6.6),  # after a later one over one connection: out of order
+    ]  # P0.7 never relayed: not due
+    for kind, text, at in history:
+        reader.seen.append(chaos.Seen(at, kind, text))
+    verdict = chaos.check(pubs, [reader], [])
+    assert verdict.by_reader["relay"] == {
+        "due": 6,
+        "delivered": 4,
+        "counted": 0,
+        "duplicated": 1,
+        "out_of_order": 1,
+        "lost": 0,
+    }, verdict
+    assert verdict.replayed == {"relay0": 1}
+    assert verdict.violations == 2
+    assert sorted(verdict.examples) == [
+        "relay0 (relay): P0.4 (acknowledged at None) twice: at None and None",
+        "relay0 (relay): P0.5 after a later one",
+    ]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from squall.pubsub import LocalPubSub, Position, PubSub, RedisPubSub, connect
+from squall.pubsub import LocalPubSub, Position, Publication, PubSub, RedisPubSub, connect
 from squall.resume import Reset, resume
 
 from ._redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
@@ -285,6 +285,42 @@ def test_a_live_copy_arriving_after_the_catch_up_read_is_not_given_twice() -> No
             assert sub.pending == 0 and pubsub.status.missed == 0
 
     asyncio.run(asyncio.wait_for(main(), 2))
+
+
+def test_a_copy_from_a_second_connection_is_dropped_and_begins_no_new_epoch() -> None:
+    """Around a failover a process can hear a partition on two connections
+    (its old link and its new one): a publication handed out already comes
+    again at its own offset and epoch, with its origin. It reaches no
+    listener twice (a relay, which keeps nothing, included), and it is not
+    taken for an offset given again to a new publication: the epoch stays.
+    A new publication in a handed-out offset still begins one."""
+
+    async def main() -> None:
+        async with LocalPubSub(history_size=10) as pubsub:
+            sub = await pubsub.subscribe("c")
+            relay = await pubsub.relay("c", set())
+            top = await pubsub.publish("c", "1")
+            pubs = [
+                Publication("c", text, Position(top.offset + n, top.epoch), f"t.{n}")
+                for n, text in enumerate("234", start=1)
+            ]
+            for pub in pubs:  # the new link
+                pubsub._dispatch(pub)
+            for pub in pubs:  # the old one, late
+                pubsub._dispatch(pub)
+            assert [await sub.get() for _ in range(4)] == list("1234")
+            assert sub.pending == 0 and relay.messages == 4
+            assert pubsub.status.renewed == 0 and not pubsub._held
+            assert pubsub.status.delivered == 4 and pubsub.status.missed == 0
+            # Another publication in offset 4 (writes lost): a new epoch.
+            pubsub._dispatch(Publication("c", "5", pubs[-1].position, "u.1"))
+            await asyncio.gather(*pubsub._catching_up)
+            assert pubsub.status.renewed == 1
+            got = await sub.get_publication()
+            assert got.data == "5" and got.position.epoch != top.epoch
+            assert relay.messages == 5
+
+    asyncio.run(asyncio.wait_for(main(), 30))
 
 
 def test_a_catch_up_read_refused_for_a_moment_is_tried_again() -> None:

@@ -12,6 +12,7 @@ import pytest
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, gen_test
 from squall.web import Application, EventSourceHandler, EventStreamError
 
+from .._wait import HANG_GUARD
 from ._clients import Stream, open_stream
 
 
@@ -76,7 +77,7 @@ class Cases:
         port = self.get_http_port()  # type: ignore[attr-defined]
         return await open_stream(self.protocol, port, path, headers)
 
-    @gen_test
+    @gen_test(timeout=HANG_GUARD)
     async def test_headers_retry_and_each_event_flushed_as_sent(self) -> None:
         stream = await self.open(**{"Accept-Encoding": "gzip"})
         assert stream.status == 200
@@ -98,7 +99,7 @@ class Cases:
         await stream.until(lambda: stream.ended)
         await stream.leave()
 
-    @gen_test
+    @gen_test(timeout=HANG_GUARD)
     async def test_named_events_and_injection_refused(self) -> None:
         stream = await self.open()
         self.state["queue"].put_nowait({"data": "x", "event": "post\ndata: evil"})
@@ -110,21 +111,21 @@ class Cases:
         assert len(self.state["refused"]) == 2
         await stream.leave()
 
-    @gen_test
+    @gen_test(timeout=HANG_GUARD)
     async def test_pings_keep_the_stream_alive(self) -> None:
         stream = await self.open("/pinged")
         await stream.until(lambda: stream.body.count(b": ping\n\n") >= 3)
         assert stream.events() == []  # comments dispatch nothing
         await stream.leave()
 
-    @gen_test
+    @gen_test(timeout=HANG_GUARD)
     async def test_last_event_id_is_read(self) -> None:
         stream = await self.open(**{"Last-Event-ID": "17-abc"})
         await stream.until(lambda: bool(self.state["handlers"]))
         assert self.state["last_event_id"] == "17-abc"
         await stream.leave()
 
-    @gen_test
+    @gen_test(timeout=HANG_GUARD)
     async def test_overlong_last_event_id_is_a_400(self) -> None:
         stream = await self.open(**{"Last-Event-ID": "9" * 300})
         assert stream.status == 400
@@ -133,7 +134,7 @@ class Cases:
         assert self.state["handlers"] == []
         await stream.leave()
 
-    @gen_test
+    @gen_test(timeout=HANG_GUARD)
     async def test_client_leaving_cancels_the_stream(self) -> None:
         stream = await self.open()
         await stream.until(lambda: bool(self.state["handlers"]))
@@ -142,7 +143,7 @@ class Cases:
         handler = self.state["handlers"][0]
         assert not handler.stream_open
 
-    @gen_test
+    @gen_test(timeout=HANG_GUARD)
     async def test_end_all_ends_the_response_cleanly(self) -> None:
         stream = await self.open()
         await stream.until(lambda: bool(self.state["handlers"]))
@@ -154,7 +155,7 @@ class Cases:
         assert Feed.end_all() == 0
         await stream.leave()
 
-    @gen_test
+    @gen_test(timeout=HANG_GUARD)
     async def test_nothing_is_sent_after_the_end_was_asked_for(self) -> None:
         stream = await self.open()
         await stream.until(lambda: bool(self.state["handlers"]))
@@ -166,7 +167,7 @@ class Cases:
         assert stream.events() == []
         await stream.leave()
 
-    @gen_test
+    @gen_test(timeout=HANG_GUARD)
     async def test_a_bug_in_stream_ends_the_stream(self) -> None:
         from squall.testing import ExpectLog
 

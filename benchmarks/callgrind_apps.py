@@ -10,7 +10,7 @@ interpreter of the bench-apps venv (it needs jupyter_server), which holds
 Squall installed from this checkout:
 
     $SQUALL_APPS_CACHE/bench/venv-jupyter/bin/python benchmarks/callgrind_apps.py \\
-        [--path /api/status] [--build compiled|pure] [-n 200] [--top 25]
+        [--path /api/status] [--build compiled|pure] [--loop asyncio|uvloop] [-n 200] [--top 25]
 
 Prints instructions per request (the difference of a run of FIRST and one
 of FIRST + n requests, over n) and, with ``--top``, the functions with the
@@ -76,7 +76,12 @@ def inner(cfg: dict[str, Any]) -> None:
         JUPYTER_RUNTIME_DIR=str(work / "runtime"),
         JUPYTER_PLATFORM_DIRS="1",
     )
-    loop = asyncio.new_event_loop()
+    if cfg.get("loop") == "uvloop":  # what `python -m squall.compat --loop uvloop` runs on
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app = ServerApp()
     app.initialize(
@@ -109,6 +114,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--path", default="/api/status")
     parser.add_argument("--build", choices=("compiled", "pure"), default="compiled")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("-n", type=int, default=200)
     parser.add_argument("--top", type=int, default=0)
     parser.add_argument("--inner", help=argparse.SUPPRESS)
@@ -122,14 +128,21 @@ def main() -> int:
         import apps_bench
 
         apps_bench.make_root(root)
-        cfg = {"path": args.path, "build": args.build, "n": args.n, "root": str(root), "work": tmp}
+        cfg = {
+            "path": args.path,
+            "build": args.build,
+            "loop": args.loop,
+            "n": args.n,
+            "root": str(root),
+            "work": tmp,
+        }
         result, incl, _ = run_inner(__file__, cfg)
     if set(result["statuses"]) != {"200"}:
         raise SystemExit(f"not every answer was 200: {result['statuses']} {result['bodies']}")
     a = incl.get("sq_measure_a", 0)
     b = incl.get("sq_measure_b", 0)
     per = (b - a) / args.n
-    print(f"{args.path} ({args.build}): {per:,.0f} instructions per request")
+    print(f"{args.path} ({args.build}, {args.loop}): {per:,.0f} instructions per request")
     if args.top:
         per_request = {
             name: cost / (args.n + 2 * FIRST)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import json
@@ -266,6 +267,72 @@ def test_parse_args() -> None:
     for bad, message in (([], "required"), (["-m"], "needs a module"), (["-x"], "unknown option")):
         with pytest.raises(ValueError, match=message):
             parse(bad)
+
+
+def test_take_loop() -> None:
+    take = squall.compat._take_loop
+    uvloop_installed = importlib.util.find_spec("uvloop") is not None
+    assert take(["app.py", "--loop", "uvloop"], {}) == ("asyncio", ["app.py", "--loop", "uvloop"])
+    assert take(["-m", "x"], {"SQUALL_LOOP": "asyncio"}) == ("asyncio", ["-m", "x"])
+    auto = "uvloop" if uvloop_installed else "asyncio"
+    assert take(["--loop=auto", "a.py"], {}) == (auto, ["a.py"])
+    assert take(["a.py"], {"SQUALL_LOOP": "auto"}) == (auto, ["a.py"])
+    # The option wins over the environment.
+    assert take(["--loop", "asyncio", "a.py"], {"SQUALL_LOOP": "uvloop"}) == ("asyncio", ["a.py"])
+    for args, environ, message in (
+        (["--loop"], {}, "--loop needs a value"),
+        (["--loop", "fast", "a.py"], {}, "--loop 'fast': expected asyncio, uvloop or auto"),
+        (["a.py"], {"SQUALL_LOOP": "fast"}, "SQUALL_LOOP 'fast': expected"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            take(args, environ)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed")
+def test_main_runs_the_program_on_the_loop_asked_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "prog_loop.py"
+    script.write_text(
+        "import asyncio, tornado.ioloop\n"
+        "async def main():\n"
+        "    print(type(asyncio.get_running_loop()).__module__)\n"
+        "asyncio.run(main())\n"
+        "loop = tornado.ioloop.IOLoop(make_current=False)\n"
+        "print(type(loop.asyncio_loop).__module__)\n"
+        "loop.close()\n"
+    )
+    monkeypatch.setattr(autoreload, "_wrapper_argv", None)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    sys.modules["__main__"].__spec__ = importlib.util.find_spec("squall.compat")
+    policy = asyncio.get_event_loop_policy()
+    try:
+        monkeypatch.setattr(sys, "argv", ["/x/compat.py", "--loop", "uvloop", str(script)])
+        squall.compat.main()
+        assert capsys.readouterr().out == "uvloop\nuvloop\n"
+        # A reload comes back through the runner with the same loop.
+        assert autoreload._wrapper_argv == ["-m", "squall.compat", "--loop", "uvloop", str(script)]
+    finally:
+        asyncio.set_event_loop_policy(policy)
+        squall.compat.uninstall()
+    monkeypatch.setenv("SQUALL_LOOP", "asyncio")
+    monkeypatch.setattr(sys, "argv", ["/x/compat.py", str(script)])
+    try:
+        squall.compat.main()
+        assert capsys.readouterr().out == "asyncio.unix_events\nasyncio.unix_events\n"
+    finally:
+        squall.compat.uninstall()
+
+
+def test_main_refuses_an_unknown_loop(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["compat.py", "--loop", "fast", "app.py"])
+    with pytest.raises(SystemExit) as info:
+        squall.compat.main()
+    assert info.value.code == 2
+    assert "--loop 'fast': expected asyncio, uvloop or auto" in capsys.readouterr().err
 
 
 def test_main_usage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

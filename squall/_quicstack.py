@@ -7,14 +7,61 @@ aioquic if it is installed, else qh3.
 
 aioquic is the default although qh3 costs about 30% fewer instructions a
 request (benchmarks/callgrind_h3.py) and serves about twice the requests
-per CPU-second: qh3 2.1.0's server does not complete a handshake with
-Chromium 156 (a bare qh3 server neither), so a default of qh3 would give
-Chrome's users no HTTP/3 at all. It also stalls on each handshake with an
-aioquic client (its first flight fails with "packet builder capacity
-exhausted" until its retransmission timer, about 0.3 s), loses a
+per CPU-second: qh3 2.1.0's server completes no handshake with Chromium
+(156), so a default of qh3 would give Chrome's users no HTTP/3 at all.
+It also stalls on each handshake with an aioquic client, loses a
 connection at a client's fourth address change, and has no way to set the
 stream credit or the later connection IDs (see below). Once a qh3 server
 completes tests/h3/test_chromium.py, PREFERENCE puts it first.
+
+Why Chromium fails: its client's source connection ID is zero-length
+(RFC 9000 section 5.1 allows it; Chromium needs none), so its Initial
+packets carry an empty Source Connection ID and its transport parameters
+an empty ``initial_source_connection_id``. qh3 2.1.0 treats an empty ID
+as no ID, twice:
+
+- its Python connection learns the client's ID from a packet's header
+  only when it is not empty (``QuicConnection._learn_remote_source_cid``,
+  ``if header[4]:``), so the TLS layer compares the client's empty
+  parameter with None and closes with TRANSPORT_PARAMETER_ERROR
+  ("initial_source_connection_id does not match", in
+  ``QuicTlsBridge.parse_transport_parameters``) on the client's first
+  ClientHello. Chromium never sees that close (see the next point) and
+  times out ("No recent network activity", ERR_QUIC_PROTOCOL_ERROR);
+- its Rust core addresses the client by the client's first Destination
+  Connection ID until a non-empty Source Connection ID replaces it (the
+  first-flight branch of ``ConnectionCore::receive_one`` skips an empty
+  one, and its peer ID store refuses zero-length IDs:
+  ``PeerCidStore::replace_initial``, ``ConnectionId::for_new_connection_id``).
+  Past the first point (tried with it mended), the server answers the
+  ClientHello with its whole flight and derives its 1-RTT keys, but every
+  packet it sends carries an 8-byte Destination Connection ID that
+  Chromium does not know: it drops the long-header ones and cannot
+  decrypt the short-header ones (its log counts them "undecryptable"),
+  and times out the same way.
+
+Nothing Squall passes to qh3 changes this (the certificate, the key
+groups, the ClientHello over two Initial packets, ALPN and the transport
+parameters all go through once the first point is mended; the packet
+headers are authenticated, so the endpoint cannot rewrite them): qh3
+needs to take a zero-length client ID as the peer's ID, in its core and
+its Python connection. tests/h3/test_chromium.py checks it without
+Chromium too, with a client that has a zero-length ID.
+
+Why an aioquic client stalls: aioquic (1.7) pads its first Initial
+datagram to 1,200 bytes with zeros after the packet (a 500-byte packet,
+700 zero bytes). qh3's core counts only the packets it decrypts against
+the anti-amplification limit (RFC 9000 section 8.1 counts the whole
+datagram), so it may send 1,500 bytes, not 3,600. Its first flight (a
+1,280-byte Initial with the ServerHello, then the Handshake packets with
+the certificate) does not fit: the next packet is built in what is left
+(about 220 bytes), which cannot hold its first CRYPTO frame, and the core
+fails ("packet builder capacity exhausted"); qh3's ``datagrams_to_send``
+raises and loses the Initial it had already built (the ServerHello), so
+nothing leaves until the client's retransmission timer sends its Initial
+again and so lifts the limit (about 0.3 s). The certificate's size is not
+the cause (an ECDSA P-256 one stalls the same); Chromium, which pads
+inside its Initial packets, is not affected.
 
 Both stacks have aioquic's public API (qh3 is a fork with its packet
 processing, TLS record protection and QPACK in Rust). What Squall needs
@@ -200,7 +247,8 @@ if _QH3:
 if _QH3:
     #: What a stack raises when it fails to build its datagrams (qh3 2.1's
     #: core: "packet builder capacity exhausted", on a server's first
-    #: flight to some clients; the next datagram in lets it go on).
+    #: flight past its anti-amplification limit, see the module's
+    #: docstring; the next datagram in lets it go on).
     TransmitError: type[Exception] = importlib.import_module(
         "qh3.quic.connection"
     ).QuicConnectionError

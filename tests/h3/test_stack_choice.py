@@ -36,7 +36,8 @@ def _chosen(
 
 
 def test_aioquic_is_the_default_when_both_are_installed() -> None:
-    """qh3 2.1.0's server completes no handshake with Chromium."""
+    """qh3 2.1.0's server completes no handshake with Chromium (its
+    zero-length connection ID: squall/_quicstack.py)."""
     done = _chosen(None)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["aioquic", f"aioquic {version('aioquic')}"]

@@ -30,7 +30,7 @@ from squall.netutil import bind_sockets  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from squall.webtransport import WebTransportHandler, WebTransportStream  # noqa: E402
 from tests._chromium import end as end_browser  # noqa: E402
-from tests.h3._stack import only_on  # noqa: E402
+from tests.h3._stack import NO_ZERO_LENGTH_CID, only_on  # noqa: E402
 
 from ..demos._util import load  # noqa: E402
 
@@ -110,7 +110,7 @@ async def echo_in_chromium(delegate: HTTPServerConnectionDelegate, closing: asyn
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
-@only_on("aioquic", "qh3 2.1's server does not complete Chromium 156's handshake")
+@only_on("aioquic", NO_ZERO_LENGTH_CID)
 def test_chromium_datagram_and_stream_echo() -> None:
     async def main() -> tuple[Any, list[tuple[int, str]]]:
         closed: list[tuple[int, str]] = []
@@ -124,7 +124,7 @@ def test_chromium_datagram_and_stream_echo() -> None:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
-@only_on("aioquic", "qh3 2.1's server does not complete Chromium 156's handshake")
+@only_on("aioquic", NO_ZERO_LENGTH_CID)
 def test_chromium_with_the_asgi_demo() -> None:
     async def main() -> tuple[Any, list[tuple[int, str]]]:
         closed: list[tuple[int, str]] = []

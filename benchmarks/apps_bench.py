@@ -87,6 +87,7 @@ PINS = [
     "ipykernel==7.4.0",
     "bokeh==3.9.0",
     "py-spy==0.4.3",
+    "jupyterhub==6.1.1",
 ]
 TOKEN = "squall-bench-apps"
 FRAMEWORKS = ("tornado", "squall")
@@ -111,22 +112,138 @@ curdoc().add_root(column(slider, out))
 """
 
 
+def notebook(cells: int) -> dict[str, object]:
+    """An nbformat 4.5 notebook of ``cells`` code cells, each with a stream output."""
+    return {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": i + 1,
+                "id": f"cell-{i:04d}",
+                "metadata": {},
+                "outputs": [
+                    {
+                        "name": "stdout",
+                        "output_type": "stream",
+                        "text": [f"{i} squared is {i * i}\n"],
+                    }
+                ],
+                "source": [f"x = {i}\n", "print(x, 'squared is', x * x)"],
+            }
+            for i in range(cells)
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def save_body(cells: int = 30) -> bytes:
+    """What Jupyter's frontend sends to save a notebook: its model, the
+    notebook (the one the content row reads) as JSON."""
+    model = {"type": "notebook", "format": "json", "content": notebook(cells)}
+    return json.dumps(model).encode()
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str
-    app: str  # "jupyter" or "bokeh": which server
+    app: str  # "jupyter", "bokeh" or "jupyterhub": which server
     kind: str  # "http" (wrk), "kernel" or "bokeh" (apps_clients.py)
-    target: str  # the path wrk asks for, or the Bokeh app's name
+    # The path wrk asks for (``%d``: each connection's number, a file of its
+    # own), or the Bokeh app's name.
+    target: str
     unit: str
+    method: str = "GET"
+    body: bytes = b""  # the body of each request (JSON)
 
 
 WORKLOADS = [
     Workload("jupyter status", "jupyter", "http", "/api/status", "request"),
     Workload("jupyter contents", "jupyter", "http", "/api/contents", "request"),
     Workload("jupyter notebook", "jupyter", "http", "/api/contents/nb.ipynb?content=1", "request"),
+    Workload(
+        "jupyter save", "jupyter", "http", "/api/contents/saved/nb-%d.ipynb", "request",
+        method="PUT", body=save_body(),
+    ),  # fmt: skip
     Workload("kernel messages", "jupyter", "kernel", "", "message"),
     Workload("bokeh visit", "bokeh", "bokeh", "slider", "visit"),
+    Workload("hub users", "jupyterhub", "http", "/hub/api/users", "request"),
 ]
+APPS = ("jupyter", "bokeh", "jupyterhub")
+HUB_USERS = 20
+# JupyterHub in front of no proxy: its REST API is the hub's own port, and
+# the proxy (configurable-http-proxy, a Node.js program) only routes the
+# users' servers, which this workload starts none of. The routes the hub
+# sets are kept in memory.
+HUB_CONFIG = """\
+from jupyterhub.proxy import Proxy
+
+
+class RoutesInMemory(Proxy):
+    should_start = False
+    routes = {{}}
+
+    async def add_route(self, routespec, target, data):
+        self.routes[routespec] = {{"routespec": routespec, "target": target, "data": data}}
+
+    async def delete_route(self, routespec):
+        self.routes.pop(routespec, None)
+
+    async def get_all_routes(self):
+        return dict(self.routes)
+
+
+c.JupyterHub.proxy_class = RoutesInMemory
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{port}"
+c.JupyterHub.bind_url = "http://127.0.0.1:{public_port}"
+c.JupyterHub.db_url = "sqlite:///{work}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{work}/jupyterhub_cookie_secret"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allowed_users = {users!r}
+c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
+c.JupyterHub.load_roles = [
+    {{"name": "bench", "scopes": ["list:users", "read:users"], "services": ["bench"]}}
+]
+"""
+# wrk's script for a request with a body (``wrk URL -- BODY_FILE METHOD
+# PATH``): each thread, one connection, sends to PATH with its number for
+# ``%d``, and counts the answers outside 2xx (wrk's own count starts at 400).
+WRK_SEND = """\
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local file = assert(io.open(args[1], "rb"))
+  wrk.body = file:read("*a")
+  file:close()
+  wrk.method = args[2]
+  wrk.path = string.format(args[3], id)
+  wrk.headers["Content-Type"] = "application/json"
+  outside = 0
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    outside = outside + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local n = 0
+  for _, thread in ipairs(threads) do
+    n = n + thread:get("outside")
+  end
+  io.write(string.format("answers outside 2xx: %d\\n", n))
+end
+"""
 
 
 def stop_process(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
@@ -164,39 +281,12 @@ def venv_python(cache: Path) -> str:
     return str(python)
 
 
-def notebook(cells: int) -> dict[str, object]:
-    """An nbformat 4.5 notebook of ``cells`` code cells, each with a stream output."""
-    return {
-        "cells": [
-            {
-                "cell_type": "code",
-                "execution_count": i + 1,
-                "id": f"cell-{i:04d}",
-                "metadata": {},
-                "outputs": [
-                    {
-                        "name": "stdout",
-                        "output_type": "stream",
-                        "text": [f"{i} squared is {i * i}\n"],
-                    }
-                ],
-                "source": [f"x = {i}\n", "print(x, 'squared is', x * x)"],
-            }
-            for i in range(cells)
-        ],
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
 def make_root(path: Path, entries: int = 42, cells: int = 30) -> None:
-    """The server's root: ``nb.ipynb`` and files up to ``entries`` entries."""
+    """The server's root: ``nb.ipynb``, the folder the save row writes to
+    (``saved/``), and files up to ``entries`` entries."""
     (path / "nb.ipynb").write_text(json.dumps(notebook(cells), indent=1))
-    for i in range(entries - 1):
+    (path / "saved").mkdir()
+    for i in range(entries - 2):
         (path / f"notes-{i:02d}.txt").write_text(f"file {i}\n" * 20)
 
 
@@ -213,7 +303,7 @@ class Server:
     def __init__(
         self, python: str, app: str, framework: str, root: Path, work: Path, pure: bool = False
     ) -> None:
-        self.python, self.app, self.framework = python, app, framework
+        self.python, self.app, self.framework, self.work = python, app, framework, work
         self.port = free_port()
         env = dict(
             os.environ,
@@ -233,17 +323,30 @@ class Server:
                 f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
                 "--ServerApp.allow_root=True",
             ]  # fmt: skip
-        else:
+        elif app == "bokeh":
             (work / "slider.py").write_text(BOKEH_APP)
             argv = [
                 "-m", "bokeh", "serve", str(work / "slider.py"), "--port", str(self.port),
                 "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{self.port}",
             ]  # fmt: skip
+        else:
+            config = work / "jupyterhub_config.py"
+            config.write_text(
+                HUB_CONFIG.format(
+                    port=self.port,
+                    public_port=free_port(),
+                    work=work,
+                    token=TOKEN,
+                    users={f"user-{i:02d}" for i in range(HUB_USERS)},
+                )
+            )
+            argv = ["-m", "jupyterhub", "-f", str(config)]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [*pin(0), python, *compat, *argv], env=env, stdout=self.log, stderr=self.log
+            [*pin(0), python, *compat, *argv], env=env, stdout=self.log, stderr=self.log, cwd=work
         )
         self.kernel = ""
+        self.status = 0  # of the last answer to request()
         try:
             wait_listening(self.port, self.proc, deadline=60.0)
         except RuntimeError as exc:
@@ -255,32 +358,43 @@ class Server:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")[-3000:]
 
-    def request(self, path: str, body: Optional[bytes] = None) -> bytes:
+    def request(self, path: str, body: Optional[bytes] = None, method: str = "") -> Any:
+        """The answer's body, as JSON when the answer says so."""
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}",
             data=body,
-            headers={"Authorization": f"token {TOKEN}"},
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+            method=method or None,
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             data: bytes = response.read()
+            self.status = response.status
+            if response.headers.get_content_type() == "application/json":
+                return json.loads(data)
             return data
 
     def check(self) -> None:
         """Each workload answers what the application means before it is timed."""
         if self.app == "jupyter":
-            assert json.loads(self.request("/api/status"))["started"]
-            assert len(json.loads(self.request("/api/contents"))["content"]) == 42
-            notebook = json.loads(self.request(WORKLOADS[2].target))
-            assert len(notebook["content"]["cells"]) == 30
-        else:
+            assert self.request("/api/status")["started"]
+            assert len(self.request("/api/contents")["content"]) == 42
+            assert len(self.request(WORKLOADS[2].target)["content"]["cells"]) == 30
+            save = WORKLOADS[3]
+            path = save.target % 0
+            for statuses in ((200, 201), (200,)):  # made (or saved over), then saved over
+                saved = self.request(path, save.body, save.method)
+                assert self.status in statuses and saved["type"] == "notebook", saved
+            assert len(self.request(f"{path}?content=1")["content"]["cells"]) == 30
+        elif self.app == "bokeh":
             assert b'"token"' in self.request("/slider")
+        else:
+            users = self.request("/hub/api/users")
+            assert sorted(u["name"] for u in users) == [f"user-{i:02d}" for i in range(HUB_USERS)]
 
     def start_kernel(self) -> str:
         """A kernel of this server's (one per server), moved to CPU 1 with its threads."""
         if not self.kernel:
-            reply = json.loads(
-                self.request("/api/kernels", json.dumps({"name": "python3"}).encode())
-            )
+            reply = self.request("/api/kernels", json.dumps({"name": "python3"}).encode())
             self.kernel = reply["id"]
             for pid in process_tree(self.proc.pid)[1:]:
                 subprocess.run(
@@ -297,16 +411,32 @@ class Server:
         self.log.close()
 
 
-def run_wrk(port: int, path: str, duration: float, connections: int) -> int:
-    """Requests wrk completed (all 2xx, no socket errors, else RuntimeError)."""
+def run_wrk(port: int, w: Workload, duration: float, connections: int, work: Path) -> int:
+    """Requests wrk completed (all 2xx, no socket errors, else RuntimeError).
+    A workload with a body is sent by `WRK_SEND` (its files written in
+    ``work``), one thread a connection."""
+    if w.body:
+        (work / "send.lua").write_text(WRK_SEND)
+        (work / "body.json").write_bytes(w.body)
+        url = f"http://127.0.0.1:{port}/"
+        send = ["-s", str(work / "send.lua"), url, "--", str(work / "body.json"), w.method, w.target]
+        threads = connections
+    else:
+        send, threads = [f"http://127.0.0.1:{port}{w.target}"], 1
     cmd = [
-        *pin(1), "wrk", "-t1", f"-c{connections}", f"-d{round(duration)}s",
-        "-H", f"Authorization: token {TOKEN}", f"http://127.0.0.1:{port}{path}",
+        *pin(1), "wrk", f"-t{threads}", f"-c{connections}", f"-d{round(duration)}s",
+        "-H", f"Authorization: token {TOKEN}", *send,
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     total = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if not total or "Non-2xx" in out or (errors and any(int(g) for g in errors.groups())):
+    outside = re.search(r"answers outside 2xx: (\d+)", out)
+    if (
+        not total
+        or "Non-2xx" in out
+        or (errors and any(int(g) for g in errors.groups()))
+        or (w.body and (not outside or int(outside.group(1))))
+    ):
         raise RuntimeError(f"wrk output not usable:\n{out}")
     return int(total.group(1))
 
@@ -350,11 +480,11 @@ def run_load(
 ) -> Run:
     """One timed run of ``w`` against ``server`` (after a warm-up)."""
     if w.kind == "http":
-        run_wrk(server.port, w.target, 1, connections)  # warm-up
+        run_wrk(server.port, w, 1, connections, server.work)  # warm-up
         before = server.cpu()
         if sampler:
             sampler.start()
-        requests = run_wrk(server.port, w.target, duration, connections)
+        requests = run_wrk(server.port, w, duration, connections, server.work)
         used = server.cpu() - before
         return Run(requests, requests, round(duration), used)
     if w.kind == "kernel":
@@ -507,7 +637,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     results: dict[tuple[str, str], list[Run]] = {}
     profiles: dict[tuple[str, str, str], Profile] = {}
     loads = [os.getloadavg()[0]]
-    apps = [app for app in ("jupyter", "bokeh") if any(w.app == app for w in workloads)]
+    apps = [app for app in APPS if any(w.app == app for w in workloads)]
     with tempfile.TemporaryDirectory(prefix="squall-bench-apps-") as tmp:
         root, work = Path(tmp, "root"), Path(tmp, "work")
         root.mkdir()

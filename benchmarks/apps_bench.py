@@ -7,6 +7,13 @@ Workloads:
   folder of 42 entries) and ``GET /api/contents/nb.ipynb?content=1`` (a
   notebook of 30 cells with outputs), by wrk over ``--connections``
   connections with the token header; requests per CPU-second.
+- Saving a notebook: ``PUT /api/contents/saved/nb-N.ipynb`` with the model
+  Jupyter's frontend sends (type notebook, format json, the content row's
+  notebook), each connection saving a file of its own over and over (by
+  wrk's script `WRK_SEND`, which counts every answer outside 2xx: one
+  fails the run). Jupyter validates the notebook, signs it (its SQLite
+  notary) and writes it atomically with an fsync: its server waits on the
+  disk much of the time, which CPU-seconds leave out.
 - A Jupyter kernel's messages over its WebSocket: a kernel started by
   ``POST /api/kernels``, its ``/api/kernels/ID/channels`` socket (Jupyter's
   JSON protocol), 4 executions of ``a = 1`` in flight; each execution is 5
@@ -19,6 +26,12 @@ Workloads:
   session and its document; the session's WebSocket; ``PULL-DOC-REQ``; one
   slider change sent as ``PATCH-DOC`` and the answer the app's callback
   makes), 4 visitors at once; visits per CPU-second.
+- JupyterHub's REST API: ``GET /hub/api/users`` (20 users), with a
+  service's token allowed to list and read them, what the idle culler and
+  the admin page ask the hub over and over; by wrk as Jupyter's rows. The
+  hub runs with its own configuration (`HUB_CONFIG`) and an in-memory
+  proxy: its API is the hub's own port, the proxy only routes to users'
+  servers, and none is started.
 The WebSocket clients are benchmarks/apps_clients.py, in the venv.
 
 One venv under the cache directory holds the applications and Tornado at
@@ -29,7 +42,16 @@ runs as ``python -m APP`` (Tornado) and ``python -m squall.compat -m APP``
 (Squall), pinned to CPU 0; the load (wrk, the WebSocket clients) runs on
 CPU 1. The two alternate over ``--rounds`` rounds; the table gives medians
 of units per CPU-second and Squall's ratio, with the load average (read the
-ratios on a loaded machine, not the figures).
+ratios on a loaded machine, not the figures). Beside them, Squall's ratio
+of units per wall-second, and the share of its core each server used
+(``busy``): a server that waits answers fewer a second for the same CPU.
+On the WebSocket rows, Tornado's server waits on its client's delayed
+acknowledgements: Tornado turns TCP_NODELAY off once a response is sent,
+so a WebSocket (Jupyter and Bokeh leave it as it is) sends with Nagle's
+algorithm, and a second small frame written before the first is
+acknowledged waits for the client's delayed ACK (40 ms on Linux); Squall's
+connections (asyncio transports) have TCP_NODELAY on. ``--tornado-nodelay``
+runs Tornado with it always on, as a control (not recorded).
 
 The framework's share: after the rounds, each framework serves each
 workload once more under py-spy (sampling at 250 Hz; samples of threads
@@ -48,7 +70,7 @@ row's ceiling, 1 / (1 - Tornado's share), is Squall's ratio were its own
 work free and the application's the same on both.
 
     python benchmarks/apps_bench.py [--rounds 5] [--duration 5] [--connections 8]
-        [--only NAME ...] [--no-profile] [--record]
+        [--only NAME ...] [--no-profile] [--record] [--tornado-nodelay]
 
 ``--record`` writes benchmarks/results/apps.json (then ``python
 benchmarks/figures.py`` puts its rows into docs/figures.md). Standard
@@ -166,9 +188,14 @@ WORKLOADS = [
     Workload("jupyter contents", "jupyter", "http", "/api/contents", "request"),
     Workload("jupyter notebook", "jupyter", "http", "/api/contents/nb.ipynb?content=1", "request"),
     Workload(
-        "jupyter save", "jupyter", "http", "/api/contents/saved/nb-%d.ipynb", "request",
-        method="PUT", body=save_body(),
-    ),  # fmt: skip
+        "jupyter save",
+        "jupyter",
+        "http",
+        "/api/contents/saved/nb-%d.ipynb",
+        "request",
+        method="PUT",
+        body=save_body(),
+    ),
     Workload("kernel messages", "jupyter", "kernel", "", "message"),
     Workload("bokeh visit", "bokeh", "bokeh", "slider", "visit"),
     Workload("hub users", "jupyterhub", "http", "/hub/api/users", "request"),
@@ -209,6 +236,16 @@ c.JupyterHub.load_roles = [
     {{"name": "bench", "scopes": ["list:users", "read:users"], "services": ["bench"]}}
 ]
 """
+# ``--tornado-nodelay``: the application's module run with Tornado's
+# streams' TCP_NODELAY always on (Tornado turns it off after each response,
+# so a WebSocket, which Jupyter and Bokeh leave as it is, keeps Nagle's
+# algorithm; Squall's connections, asyncio transports, never have it).
+NODELAY_PRELUDE = (
+    "import runpy, sys, tornado.iostream as io; "
+    "setter = io.IOStream.set_nodelay; "
+    "io.IOStream.set_nodelay = lambda stream, value: setter(stream, True); "
+    "del sys.argv[0]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
 # wrk's script for a request with a body (``wrk URL -- BODY_FILE METHOD
 # PATH``): each thread, one connection, sends to PATH with its number for
 # ``%d``, and counts the answers outside 2xx (wrk's own count starts at 400).
@@ -298,10 +335,18 @@ class Server:
     """One application server on CPU 0 (Jupyter Server, or Bokeh serving
     `BOKEH_APP` from ``work``), its configuration and runtime files kept in
     ``work`` (nothing of the user's Jupyter is read or written). ``pure``:
-    Squall's pure build."""
+    Squall's pure build; ``nodelay``: Tornado's streams with TCP_NODELAY
+    always (`NODELAY_PRELUDE`)."""
 
     def __init__(
-        self, python: str, app: str, framework: str, root: Path, work: Path, pure: bool = False
+        self,
+        python: str,
+        app: str,
+        framework: str,
+        root: Path,
+        work: Path,
+        pure: bool = False,
+        nodelay: bool = False,
     ) -> None:
         self.python, self.app, self.framework, self.work = python, app, framework, work
         self.port = free_port()
@@ -315,9 +360,10 @@ class Server:
         if pure:
             env["SQUALL_NO_SPEEDUPS"] = "1"
         compat = ["-m", "squall.compat"] if framework == "squall" else []
+        run = ["-c", NODELAY_PRELUDE] if nodelay and framework == "tornado" else ["-m"]
         if app == "jupyter":
             argv = [
-                "-m", "jupyter_server",
+                "jupyter_server",
                 f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
                 "--ServerApp.open_browser=False", f"--IdentityProvider.token={TOKEN}",
                 f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
@@ -326,7 +372,7 @@ class Server:
         elif app == "bokeh":
             (work / "slider.py").write_text(BOKEH_APP)
             argv = [
-                "-m", "bokeh", "serve", str(work / "slider.py"), "--port", str(self.port),
+                "bokeh", "serve", str(work / "slider.py"), "--port", str(self.port),
                 "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{self.port}",
             ]  # fmt: skip
         else:
@@ -340,10 +386,14 @@ class Server:
                     users={f"user-{i:02d}" for i in range(HUB_USERS)},
                 )
             )
-            argv = ["-m", "jupyterhub", "-f", str(config)]
+            argv = ["jupyterhub", "-f", str(config)]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [*pin(0), python, *compat, *argv], env=env, stdout=self.log, stderr=self.log, cwd=work
+            [*pin(0), python, *compat, *run, *argv],
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+            cwd=work,
         )
         self.kernel = ""
         self.status = 0  # of the last answer to request()
@@ -419,7 +469,15 @@ def run_wrk(port: int, w: Workload, duration: float, connections: int, work: Pat
         (work / "send.lua").write_text(WRK_SEND)
         (work / "body.json").write_bytes(w.body)
         url = f"http://127.0.0.1:{port}/"
-        send = ["-s", str(work / "send.lua"), url, "--", str(work / "body.json"), w.method, w.target]
+        send = [
+            "-s",
+            str(work / "send.lua"),
+            url,
+            "--",
+            str(work / "body.json"),
+            w.method,
+            w.target,
+        ]
         threads = connections
     else:
         send, threads = [f"http://127.0.0.1:{port}{w.target}"], 1
@@ -623,7 +681,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--profile-duration", type=float, default=8.0)
     parser.add_argument("--record", action="store_true", help="write benchmarks/results/apps.json")
     parser.add_argument("--keep-profiles", type=Path, help="a directory for py-spy's raw stacks")
+    parser.add_argument(
+        "--tornado-nodelay",
+        action="store_true",
+        help="Tornado's streams with TCP_NODELAY always on (a control, not recorded)",
+    )
     args = parser.parse_args(argv)
+    unknown = set(args.only) - {w.name for w in WORKLOADS}
+    if unknown:
+        names = ", ".join(repr(w.name) for w in WORKLOADS)
+        parser.error(
+            f"no workload named {', '.join(map(repr, sorted(unknown)))} (there are {names})"
+        )
+    if args.tornado_nodelay and args.record:
+        parser.error("--tornado-nodelay changes Tornado's sockets: its figures are not recorded")
     if shutil.which("wrk") is None:
         print("wrk is not installed (make bench-apps installs it)", file=sys.stderr)
         return 2
@@ -653,7 +724,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             for framework in frameworks:
                 for app in apps:
                     pure = profiling == "pure"
-                    server = Server(python, app, framework, root, work, pure=pure)
+                    server = Server(
+                        python, app, framework, root, work, pure=pure, nodelay=args.tornado_nodelay
+                    )
                     try:
                         server.check()
                         for w in workloads:
@@ -733,6 +806,7 @@ def summarize(
             )
             for f in FRAMEWORKS
         }
+        busy = {f: statistics.median(r.cpu / r.seconds for r in runs[f]) for f in FRAMEWORKS}
         row: dict[str, Any] = {
             "label": f"bench-apps {w.name}: {w.unit}s, Squall / Tornado 6.6.1",
             "workload": w.name,
@@ -740,7 +814,14 @@ def summarize(
             "tornado_per_cpu_s": cpu["tornado"],
             "squall_per_cpu_s": cpu["squall"],
             "ratio_cpu": cpu["squall"] / cpu["tornado"],
+            # Per wall-second, and the share of its core each server used
+            # meanwhile: a server that waits (on the disk, on its clients'
+            # acknowledgements) answers fewer a second for the same cost.
+            "tornado_per_s": rate["tornado"],
+            "squall_per_s": rate["squall"],
             "ratio_rps": rate["squall"] / rate["tornado"],
+            "tornado_busy": busy["tornado"],
+            "squall_busy": busy["squall"],
             "per_cpu_s_rounds": {f: [round(per_cpu(w, r), 1) for r in runs[f]] for f in FRAMEWORKS},
         }
         for (name, f, build), profile in profiles.items():
@@ -761,7 +842,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     nan = float("nan")
     print(
         f"{'workload':<18} {'unit':<8} {'Tornado':>9} {'Squall':>9} {'ratio':>7} "
-        f"{'Squall share':>13} {'(pure)':>7} {'Tornado share':>14} {'ceiling':>8}"
+        f"{'Squall share':>13} {'(pure)':>7} {'Tornado share':>14} {'ceiling':>8} "
+        f"{'per s':>7} {'busy T/S':>9}"
     )
     for row in rows:
         print(
@@ -769,13 +851,16 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['squall_per_cpu_s']:>9,.0f} {row['ratio_cpu']:>6.2f}x "
             f"{row.get('squall_compiled_share', nan):>13.1%} "
             f"{row.get('squall_pure_share', nan):>7.1%} {row.get('tornado_share', nan):>14.1%} "
-            f"{row.get('ceiling', nan):>7.2f}x"
+            f"{row.get('ceiling', nan):>7.2f}x {row['ratio_rps']:>6.2f}x "
+            f"{row['tornado_busy']:>4.0%}/{row['squall_busy']:<4.0%}"
         )
     print(
         "(units per CPU-second of the server process, medians of the rounds; shares of the\n"
         " server's sampled CPU in squall/ (compiled build, native frames; pure build) and in\n"
         " tornado/: the standard library a framework calls counts as the framework's;\n"
-        " ceiling: 1 / (1 - Tornado's share), Squall's ratio were its own work free)"
+        " ceiling: 1 / (1 - Tornado's share), Squall's ratio were its own work free;\n"
+        " per s: Squall's ratio of units per wall-second; busy: the share of its core\n"
+        " each server used, Tornado/Squall)"
     )
 
 

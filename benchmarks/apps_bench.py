@@ -9,7 +9,7 @@ Workloads:
   connections with the token header; requests per CPU-second.
 - Saving a notebook: ``PUT /api/contents/saved/nb-N.ipynb`` with the model
   Jupyter's frontend sends (type notebook, format json, the content row's
-  notebook), each connection saving a file of its own over and over (by
+  notebook with one line added to its first cell), each connection saving a file of its own over and over (by
   wrk's script `WRK_SEND`, which counts every answer outside 2xx: one
   fails the run). Jupyter validates the notebook, signs it (its SQLite
   notary) and writes it atomically with an fsync: its server waits on the
@@ -165,8 +165,14 @@ def notebook(cells: int) -> dict[str, object]:
 
 def save_body(cells: int = 30) -> bytes:
     """What Jupyter's frontend sends to save a notebook: its model, the
-    notebook (the one the content row reads) as JSON."""
-    model = {"type": "notebook", "format": "json", "content": notebook(cells)}
+    notebook (the one the content row reads) as JSON, its first cell edited.
+    (Saved unedited, the content row's notebook would be trusted: Jupyter's
+    notary keeps the signatures of what it saved, and reading a trusted
+    notebook writes its database, four fdatasyncs a request.)"""
+    content = notebook(cells)
+    first = content["cells"][0]  # type: ignore[index]
+    first["source"] = [*first["source"], "\nx += 1"]
+    model = {"type": "notebook", "format": "json", "content": content}
     return json.dumps(model).encode()
 
 

@@ -405,10 +405,11 @@ apps:
 # Real applications' own workloads on Tornado and on Squall, per server
 # CPU-second, and the share of the server's CPU in the framework (a py-spy
 # profile per workload) (benchmarks/apps_bench.py): Jupyter Server's REST
-# API (status, a folder's listing, a notebook's content), a kernel's
-# messages over its WebSocket, a Bokeh document's session and one change;
-# its venv under $SQUALL_APPS_CACHE/bench with Squall installed from this
-# checkout. --record writes benchmarks/results/apps.json.
+# API (status, a folder's listing, a notebook's content, a notebook's
+# save), a kernel's messages over its WebSocket, a Bokeh document's session
+# and one change, JupyterHub's users API; its venv under
+# $SQUALL_APPS_CACHE/bench with Squall installed from this checkout.
+# --record writes benchmarks/results/apps.json.
 #   make bench-apps [BENCH_ARGS="--rounds 5 --duration 10"]
 .PHONY: bench-apps
 bench-apps:

@@ -7,6 +7,13 @@ Workloads:
   folder of 42 entries) and ``GET /api/contents/nb.ipynb?content=1`` (a
   notebook of 30 cells with outputs), by wrk over ``--connections``
   connections with the token header; requests per CPU-second.
+- Saving a notebook: ``PUT /api/contents/saved/nb-N.ipynb`` with the model
+  Jupyter's frontend sends (type notebook, format json, the content row's
+  notebook with one line added to its first cell), each connection saving a file of its own over and over (by
+  wrk's script `WRK_SEND`, which counts every answer outside 2xx: one
+  fails the run). Jupyter validates the notebook, signs it (its SQLite
+  notary) and writes it atomically with an fsync: its server waits on the
+  disk much of the time, which CPU-seconds leave out.
 - A Jupyter kernel's messages over its WebSocket: a kernel started by
   ``POST /api/kernels``, its ``/api/kernels/ID/channels`` socket (Jupyter's
   JSON protocol), 4 executions of ``a = 1`` in flight; each execution is 5
@@ -19,6 +26,12 @@ Workloads:
   session and its document; the session's WebSocket; ``PULL-DOC-REQ``; one
   slider change sent as ``PATCH-DOC`` and the answer the app's callback
   makes), 4 visitors at once; visits per CPU-second.
+- JupyterHub's REST API: ``GET /hub/api/users`` (20 users), with a
+  service's token allowed to list and read them, what the idle culler and
+  the admin page ask the hub over and over; by wrk as Jupyter's rows. The
+  hub runs with its own configuration (`HUB_CONFIG`) and an in-memory
+  proxy: its API is the hub's own port, the proxy only routes to users'
+  servers, and none is started.
 The WebSocket clients are benchmarks/apps_clients.py, in the venv.
 
 One venv under the cache directory holds the applications and Tornado at
@@ -29,7 +42,16 @@ runs as ``python -m APP`` (Tornado) and ``python -m squall.compat -m APP``
 (Squall), pinned to CPU 0; the load (wrk, the WebSocket clients) runs on
 CPU 1. The two alternate over ``--rounds`` rounds; the table gives medians
 of units per CPU-second and Squall's ratio, with the load average (read the
-ratios on a loaded machine, not the figures).
+ratios on a loaded machine, not the figures). Beside them, Squall's ratio
+of units per wall-second, and the share of its core each server used
+(``busy``): a server that waits answers fewer a second for the same CPU.
+On the WebSocket rows, Tornado's server waits on its client's delayed
+acknowledgements: Tornado turns TCP_NODELAY off once a response is sent,
+so a WebSocket (Jupyter and Bokeh leave it as it is) sends with Nagle's
+algorithm, and a second small frame written before the first is
+acknowledged waits for the client's delayed ACK (40 ms on Linux); Squall's
+connections (asyncio transports) have TCP_NODELAY on. ``--tornado-nodelay``
+runs Tornado with it always on, as a control (not recorded).
 
 The framework's share: after the rounds, each framework serves each
 workload once more under py-spy (sampling at 250 Hz; samples of threads
@@ -48,7 +70,7 @@ row's ceiling, 1 / (1 - Tornado's share), is Squall's ratio were its own
 work free and the application's the same on both.
 
     python benchmarks/apps_bench.py [--rounds 5] [--duration 5] [--connections 8]
-        [--only NAME ...] [--no-profile] [--record]
+        [--only NAME ...] [--no-profile] [--record] [--tornado-nodelay]
 
 ``--record`` writes benchmarks/results/apps.json (then ``python
 benchmarks/figures.py`` puts its rows into docs/figures.md). Standard
@@ -87,6 +109,7 @@ PINS = [
     "ipykernel==7.4.0",
     "bokeh==3.9.0",
     "py-spy==0.4.3",
+    "jupyterhub==6.1.1",
 ]
 TOKEN = "squall-bench-apps"
 FRAMEWORKS = ("tornado", "squall")
@@ -111,22 +134,159 @@ curdoc().add_root(column(slider, out))
 """
 
 
+def notebook(cells: int) -> dict[str, object]:
+    """An nbformat 4.5 notebook of ``cells`` code cells, each with a stream output."""
+    return {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": i + 1,
+                "id": f"cell-{i:04d}",
+                "metadata": {},
+                "outputs": [
+                    {
+                        "name": "stdout",
+                        "output_type": "stream",
+                        "text": [f"{i} squared is {i * i}\n"],
+                    }
+                ],
+                "source": [f"x = {i}\n", "print(x, 'squared is', x * x)"],
+            }
+            for i in range(cells)
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def save_body(cells: int = 30) -> bytes:
+    """What Jupyter's frontend sends to save a notebook: its model, the
+    notebook (the one the content row reads) as JSON, its first cell edited.
+    (Saved unedited, the content row's notebook would be trusted: Jupyter's
+    notary keeps the signatures of what it saved, and reading a trusted
+    notebook writes its database, four fdatasyncs a request.)"""
+    content = notebook(cells)
+    first = content["cells"][0]  # type: ignore[index]
+    first["source"] = [*first["source"], "\nx += 1"]
+    model = {"type": "notebook", "format": "json", "content": content}
+    return json.dumps(model).encode()
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str
-    app: str  # "jupyter" or "bokeh": which server
+    app: str  # "jupyter", "bokeh" or "jupyterhub": which server
     kind: str  # "http" (wrk), "kernel" or "bokeh" (apps_clients.py)
-    target: str  # the path wrk asks for, or the Bokeh app's name
+    # The path wrk asks for (``%d``: each connection's number, a file of its
+    # own), or the Bokeh app's name.
+    target: str
     unit: str
+    method: str = "GET"
+    body: bytes = b""  # the body of each request (JSON)
 
 
 WORKLOADS = [
     Workload("jupyter status", "jupyter", "http", "/api/status", "request"),
     Workload("jupyter contents", "jupyter", "http", "/api/contents", "request"),
     Workload("jupyter notebook", "jupyter", "http", "/api/contents/nb.ipynb?content=1", "request"),
+    Workload(
+        "jupyter save",
+        "jupyter",
+        "http",
+        "/api/contents/saved/nb-%d.ipynb",
+        "request",
+        method="PUT",
+        body=save_body(),
+    ),
     Workload("kernel messages", "jupyter", "kernel", "", "message"),
     Workload("bokeh visit", "bokeh", "bokeh", "slider", "visit"),
+    Workload("hub users", "jupyterhub", "http", "/hub/api/users", "request"),
 ]
+APPS = ("jupyter", "bokeh", "jupyterhub")
+HUB_USERS = 20
+# JupyterHub in front of no proxy: its REST API is the hub's own port, and
+# the proxy (configurable-http-proxy, a Node.js program) only routes the
+# users' servers, which this workload starts none of. The routes the hub
+# sets are kept in memory.
+HUB_CONFIG = """\
+from jupyterhub.proxy import Proxy
+
+
+class RoutesInMemory(Proxy):
+    should_start = False
+    routes = {{}}
+
+    async def add_route(self, routespec, target, data):
+        self.routes[routespec] = {{"routespec": routespec, "target": target, "data": data}}
+
+    async def delete_route(self, routespec):
+        self.routes.pop(routespec, None)
+
+    async def get_all_routes(self):
+        return dict(self.routes)
+
+
+c.JupyterHub.proxy_class = RoutesInMemory
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{port}"
+c.JupyterHub.bind_url = "http://127.0.0.1:{public_port}"
+c.JupyterHub.db_url = "sqlite:///{work}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{work}/jupyterhub_cookie_secret"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allowed_users = {users!r}
+c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
+c.JupyterHub.load_roles = [
+    {{"name": "bench", "scopes": ["list:users", "read:users"], "services": ["bench"]}}
+]
+"""
+# ``--tornado-nodelay``: the application's module run with Tornado's
+# streams' TCP_NODELAY always on (Tornado turns it off after each response,
+# so a WebSocket, which Jupyter and Bokeh leave as it is, keeps Nagle's
+# algorithm; Squall's connections, asyncio transports, never have it).
+NODELAY_PRELUDE = (
+    "import runpy, sys, tornado.iostream as io; "
+    "setter = io.IOStream.set_nodelay; "
+    "io.IOStream.set_nodelay = lambda stream, value: setter(stream, True); "
+    "del sys.argv[0]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+# wrk's script for a request with a body (``wrk URL -- BODY_FILE METHOD
+# PATH``): each thread, one connection, sends to PATH with its number for
+# ``%d``, and counts the answers outside 2xx (wrk's own count starts at 400).
+WRK_SEND = """\
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local file = assert(io.open(args[1], "rb"))
+  wrk.body = file:read("*a")
+  file:close()
+  wrk.method = args[2]
+  wrk.path = string.format(args[3], id)
+  wrk.headers["Content-Type"] = "application/json"
+  outside = 0
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    outside = outside + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local n = 0
+  for _, thread in ipairs(threads) do
+    n = n + thread:get("outside")
+  end
+  io.write(string.format("answers outside 2xx: %d\\n", n))
+end
+"""
 
 
 def stop_process(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
@@ -164,39 +324,12 @@ def venv_python(cache: Path) -> str:
     return str(python)
 
 
-def notebook(cells: int) -> dict[str, object]:
-    """An nbformat 4.5 notebook of ``cells`` code cells, each with a stream output."""
-    return {
-        "cells": [
-            {
-                "cell_type": "code",
-                "execution_count": i + 1,
-                "id": f"cell-{i:04d}",
-                "metadata": {},
-                "outputs": [
-                    {
-                        "name": "stdout",
-                        "output_type": "stream",
-                        "text": [f"{i} squared is {i * i}\n"],
-                    }
-                ],
-                "source": [f"x = {i}\n", "print(x, 'squared is', x * x)"],
-            }
-            for i in range(cells)
-        ],
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
 def make_root(path: Path, entries: int = 42, cells: int = 30) -> None:
-    """The server's root: ``nb.ipynb`` and files up to ``entries`` entries."""
+    """The server's root: ``nb.ipynb``, the folder the save row writes to
+    (``saved/``), and files up to ``entries`` entries."""
     (path / "nb.ipynb").write_text(json.dumps(notebook(cells), indent=1))
-    for i in range(entries - 1):
+    (path / "saved").mkdir()
+    for i in range(entries - 2):
         (path / f"notes-{i:02d}.txt").write_text(f"file {i}\n" * 20)
 
 
@@ -208,12 +341,20 @@ class Server:
     """One application server on CPU 0 (Jupyter Server, or Bokeh serving
     `BOKEH_APP` from ``work``), its configuration and runtime files kept in
     ``work`` (nothing of the user's Jupyter is read or written). ``pure``:
-    Squall's pure build."""
+    Squall's pure build; ``nodelay``: Tornado's streams with TCP_NODELAY
+    always (`NODELAY_PRELUDE`)."""
 
     def __init__(
-        self, python: str, app: str, framework: str, root: Path, work: Path, pure: bool = False
+        self,
+        python: str,
+        app: str,
+        framework: str,
+        root: Path,
+        work: Path,
+        pure: bool = False,
+        nodelay: bool = False,
     ) -> None:
-        self.python, self.app, self.framework = python, app, framework
+        self.python, self.app, self.framework, self.work = python, app, framework, work
         self.port = free_port()
         env = dict(
             os.environ,
@@ -225,25 +366,43 @@ class Server:
         if pure:
             env["SQUALL_NO_SPEEDUPS"] = "1"
         compat = ["-m", "squall.compat"] if framework == "squall" else []
+        run = ["-c", NODELAY_PRELUDE] if nodelay and framework == "tornado" else ["-m"]
         if app == "jupyter":
             argv = [
-                "-m", "jupyter_server",
+                "jupyter_server",
                 f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
                 "--ServerApp.open_browser=False", f"--IdentityProvider.token={TOKEN}",
                 f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
                 "--ServerApp.allow_root=True",
             ]  # fmt: skip
-        else:
+        elif app == "bokeh":
             (work / "slider.py").write_text(BOKEH_APP)
             argv = [
-                "-m", "bokeh", "serve", str(work / "slider.py"), "--port", str(self.port),
+                "bokeh", "serve", str(work / "slider.py"), "--port", str(self.port),
                 "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{self.port}",
             ]  # fmt: skip
+        else:
+            config = work / "jupyterhub_config.py"
+            config.write_text(
+                HUB_CONFIG.format(
+                    port=self.port,
+                    public_port=free_port(),
+                    work=work,
+                    token=TOKEN,
+                    users={f"user-{i:02d}" for i in range(HUB_USERS)},
+                )
+            )
+            argv = ["jupyterhub", "-f", str(config)]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [*pin(0), python, *compat, *argv], env=env, stdout=self.log, stderr=self.log
+            [*pin(0), python, *compat, *run, *argv],
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+            cwd=work,
         )
         self.kernel = ""
+        self.status = 0  # of the last answer to request()
         try:
             wait_listening(self.port, self.proc, deadline=60.0)
         except RuntimeError as exc:
@@ -255,32 +414,43 @@ class Server:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")[-3000:]
 
-    def request(self, path: str, body: Optional[bytes] = None) -> bytes:
+    def request(self, path: str, body: Optional[bytes] = None, method: str = "") -> Any:
+        """The answer's body, as JSON when the answer says so."""
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}",
             data=body,
-            headers={"Authorization": f"token {TOKEN}"},
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+            method=method or None,
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             data: bytes = response.read()
+            self.status = response.status
+            if response.headers.get_content_type() == "application/json":
+                return json.loads(data)
             return data
 
     def check(self) -> None:
         """Each workload answers what the application means before it is timed."""
         if self.app == "jupyter":
-            assert json.loads(self.request("/api/status"))["started"]
-            assert len(json.loads(self.request("/api/contents"))["content"]) == 42
-            notebook = json.loads(self.request(WORKLOADS[2].target))
-            assert len(notebook["content"]["cells"]) == 30
-        else:
+            assert self.request("/api/status")["started"]
+            assert len(self.request("/api/contents")["content"]) == 42
+            assert len(self.request(WORKLOADS[2].target)["content"]["cells"]) == 30
+            save = WORKLOADS[3]
+            path = save.target % 0
+            for statuses in ((200, 201), (200,)):  # made (or saved over), then saved over
+                saved = self.request(path, save.body, save.method)
+                assert self.status in statuses and saved["type"] == "notebook", saved
+            assert len(self.request(f"{path}?content=1")["content"]["cells"]) == 30
+        elif self.app == "bokeh":
             assert b'"token"' in self.request("/slider")
+        else:
+            users = self.request("/hub/api/users")
+            assert sorted(u["name"] for u in users) == [f"user-{i:02d}" for i in range(HUB_USERS)]
 
     def start_kernel(self) -> str:
         """A kernel of this server's (one per server), moved to CPU 1 with its threads."""
         if not self.kernel:
-            reply = json.loads(
-                self.request("/api/kernels", json.dumps({"name": "python3"}).encode())
-            )
+            reply = self.request("/api/kernels", json.dumps({"name": "python3"}).encode())
             self.kernel = reply["id"]
             for pid in process_tree(self.proc.pid)[1:]:
                 subprocess.run(
@@ -297,16 +467,40 @@ class Server:
         self.log.close()
 
 
-def run_wrk(port: int, path: str, duration: float, connections: int) -> int:
-    """Requests wrk completed (all 2xx, no socket errors, else RuntimeError)."""
+def run_wrk(port: int, w: Workload, duration: float, connections: int, work: Path) -> int:
+    """Requests wrk completed (all 2xx, no socket errors, else RuntimeError).
+    A workload with a body is sent by `WRK_SEND` (its files written in
+    ``work``), one thread a connection."""
+    if w.body:
+        (work / "send.lua").write_text(WRK_SEND)
+        (work / "body.json").write_bytes(w.body)
+        url = f"http://127.0.0.1:{port}/"
+        send = [
+            "-s",
+            str(work / "send.lua"),
+            url,
+            "--",
+            str(work / "body.json"),
+            w.method,
+            w.target,
+        ]
+        threads = connections
+    else:
+        send, threads = [f"http://127.0.0.1:{port}{w.target}"], 1
     cmd = [
-        *pin(1), "wrk", "-t1", f"-c{connections}", f"-d{round(duration)}s",
-        "-H", f"Authorization: token {TOKEN}", f"http://127.0.0.1:{port}{path}",
+        *pin(1), "wrk", f"-t{threads}", f"-c{connections}", f"-d{round(duration)}s",
+        "-H", f"Authorization: token {TOKEN}", *send,
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     total = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if not total or "Non-2xx" in out or (errors and any(int(g) for g in errors.groups())):
+    outside = re.search(r"answers outside 2xx: (\d+)", out)
+    if (
+        not total
+        or "Non-2xx" in out
+        or (errors and any(int(g) for g in errors.groups()))
+        or (w.body and (not outside or int(outside.group(1))))
+    ):
         raise RuntimeError(f"wrk output not usable:\n{out}")
     return int(total.group(1))
 
@@ -350,11 +544,11 @@ def run_load(
 ) -> Run:
     """One timed run of ``w`` against ``server`` (after a warm-up)."""
     if w.kind == "http":
-        run_wrk(server.port, w.target, 1, connections)  # warm-up
+        run_wrk(server.port, w, 1, connections, server.work)  # warm-up
         before = server.cpu()
         if sampler:
             sampler.start()
-        requests = run_wrk(server.port, w.target, duration, connections)
+        requests = run_wrk(server.port, w, duration, connections, server.work)
         used = server.cpu() - before
         return Run(requests, requests, round(duration), used)
     if w.kind == "kernel":
@@ -493,7 +687,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--profile-duration", type=float, default=8.0)
     parser.add_argument("--record", action="store_true", help="write benchmarks/results/apps.json")
     parser.add_argument("--keep-profiles", type=Path, help="a directory for py-spy's raw stacks")
+    parser.add_argument(
+        "--tornado-nodelay",
+        action="store_true",
+        help="Tornado's streams with TCP_NODELAY always on (a control, not recorded)",
+    )
     args = parser.parse_args(argv)
+    unknown = set(args.only) - {w.name for w in WORKLOADS}
+    if unknown:
+        names = ", ".join(repr(w.name) for w in WORKLOADS)
+        parser.error(
+            f"no workload named {', '.join(map(repr, sorted(unknown)))} (there are {names})"
+        )
+    if args.tornado_nodelay and args.record:
+        parser.error("--tornado-nodelay changes Tornado's sockets: its figures are not recorded")
     if shutil.which("wrk") is None:
         print("wrk is not installed (make bench-apps installs it)", file=sys.stderr)
         return 2
@@ -507,7 +714,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     results: dict[tuple[str, str], list[Run]] = {}
     profiles: dict[tuple[str, str, str], Profile] = {}
     loads = [os.getloadavg()[0]]
-    apps = [app for app in ("jupyter", "bokeh") if any(w.app == app for w in workloads)]
+    apps = [app for app in APPS if any(w.app == app for w in workloads)]
     with tempfile.TemporaryDirectory(prefix="squall-bench-apps-") as tmp:
         root, work = Path(tmp, "root"), Path(tmp, "work")
         root.mkdir()
@@ -523,7 +730,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             for framework in frameworks:
                 for app in apps:
                     pure = profiling == "pure"
-                    server = Server(python, app, framework, root, work, pure=pure)
+                    server = Server(
+                        python, app, framework, root, work, pure=pure, nodelay=args.tornado_nodelay
+                    )
                     try:
                         server.check()
                         for w in workloads:
@@ -603,6 +812,7 @@ def summarize(
             )
             for f in FRAMEWORKS
         }
+        busy = {f: statistics.median(r.cpu / r.seconds for r in runs[f]) for f in FRAMEWORKS}
         row: dict[str, Any] = {
             "label": f"bench-apps {w.name}: {w.unit}s, Squall / Tornado 6.6.1",
             "workload": w.name,
@@ -610,7 +820,14 @@ def summarize(
             "tornado_per_cpu_s": cpu["tornado"],
             "squall_per_cpu_s": cpu["squall"],
             "ratio_cpu": cpu["squall"] / cpu["tornado"],
+            # Per wall-second, and the share of its core each server used
+            # meanwhile: a server that waits (on the disk, on its clients'
+            # acknowledgements) answers fewer a second for the same cost.
+            "tornado_per_s": rate["tornado"],
+            "squall_per_s": rate["squall"],
             "ratio_rps": rate["squall"] / rate["tornado"],
+            "tornado_busy": busy["tornado"],
+            "squall_busy": busy["squall"],
             "per_cpu_s_rounds": {f: [round(per_cpu(w, r), 1) for r in runs[f]] for f in FRAMEWORKS},
         }
         for (name, f, build), profile in profiles.items():
@@ -631,7 +848,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     nan = float("nan")
     print(
         f"{'workload':<18} {'unit':<8} {'Tornado':>9} {'Squall':>9} {'ratio':>7} "
-        f"{'Squall share':>13} {'(pure)':>7} {'Tornado share':>14} {'ceiling':>8}"
+        f"{'Squall share':>13} {'(pure)':>7} {'Tornado share':>14} {'ceiling':>8} "
+        f"{'per s':>7} {'busy T/S':>9}"
     )
     for row in rows:
         print(
@@ -639,13 +857,16 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['squall_per_cpu_s']:>9,.0f} {row['ratio_cpu']:>6.2f}x "
             f"{row.get('squall_compiled_share', nan):>13.1%} "
             f"{row.get('squall_pure_share', nan):>7.1%} {row.get('tornado_share', nan):>14.1%} "
-            f"{row.get('ceiling', nan):>7.2f}x"
+            f"{row.get('ceiling', nan):>7.2f}x {row['ratio_rps']:>6.2f}x "
+            f"{row['tornado_busy']:>4.0%}/{row['squall_busy']:<4.0%}"
         )
     print(
         "(units per CPU-second of the server process, medians of the rounds; shares of the\n"
         " server's sampled CPU in squall/ (compiled build, native frames; pure build) and in\n"
         " tornado/: the standard library a framework calls counts as the framework's;\n"
-        " ceiling: 1 / (1 - Tornado's share), Squall's ratio were its own work free)"
+        " ceiling: 1 / (1 - Tornado's share), Squall's ratio were its own work free;\n"
+        " per s: Squall's ratio of units per wall-second; busy: the share of its core\n"
+        " each server used, Tornado/Squall)"
     )
 
 

@@ -7,11 +7,13 @@ From the command line, like ``python``::
     python -m squall.compat --loop uvloop -m package.module [args...]
 
 The program runs on asyncio's own event loop, as it would on Tornado;
-``--loop uvloop`` (or ``SQUALL_LOOP=uvloop``) runs it on uvloop's, which
-costs the server less per request (Jupyter Server's ``/api/status``: 4.5%
-fewer instructions, benchmarks/callgrind_apps.py ``--loop uvloop``), for
-programs that do not depend on asyncio's own loop; ``auto`` takes uvloop's
-when it is installed.
+``--loop uvloop`` (or ``SQUALL_LOOP=uvloop``) runs it on uvloop's, as
+``squall run`` does, for programs that do not depend on asyncio's own
+loop; ``auto`` takes uvloop's when it is installed. What it saves is the
+loop's own work: Jupyter Server's ``/api/status`` counted 4.5% fewer
+instructions a request (benchmarks/callgrind_apps.py ``--loop uvloop``),
+which ``make bench-apps`` could not tell from its noise (1.99x Tornado
+per CPU-second on uvloop, 2.05x on asyncio's loop, in two runs).
 
 or from code, before the first ``import tornado``::
 

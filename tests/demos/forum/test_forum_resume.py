@@ -200,19 +200,18 @@ def test_a_cut_reader_sees_every_missed_reply_once_in_order(
 
 def test_reset_fetches_from_the_database(tmp_path: Path) -> None:
     # History too short for what was missed: the page is told (a reset) and
-    # its catch-up source, the database poll with wait=0, answers at once.
+    # its catch-up source, the database poll with wait=0, answers at once:
+    # the long poll it skips is held for an hour here, far past the
+    # request's own hang guard (LIMIT_REQUEST, after which it is a 599).
     async def main() -> None:
-        async with forum_server(tmp_path, poll_timeout=5) as (_, base), client() as http:
+        async with forum_server(tmp_path, poll_timeout=3600) as (_, base), client() as http:
             ann = Visitor(base, http)
             await ann.signup("ann")
             topic = await ann.new_topic("general", "Catch up", "first")
             first, _ = await ann.reply(topic, "second")
-            loop = asyncio.get_running_loop()
-            started = loop.time()
             response = await ann.fetch(f"/t/{topic}/poll?wait=0&after={first}")
             assert response.code == 200 and json.loads(response.body)["posts"] == []
-            assert loop.time() - started < 2
             response = await ann.fetch(f"/t/{topic}/poll?wait=0&after={first - 1}")
             assert [p["id"] for p in json.loads(response.body)["posts"]] == [first]
 
-    run(main(), limit=10)
+    run(main())

@@ -90,7 +90,7 @@ def test_entries_of_a_process_that_stops_refreshing_expire(make: Any) -> None:
             async def ghost_gone() -> bool:
                 return await staying.presence_count("room") == 1
 
-            await until_answer(ghost_gone, limit=3)
+            await until_answer(ghost_gone)
             # The heartbeat (every 0.1 s) kept "alive" past several TTLs.
             assert await staying.presence("room") == {"alive": ""}
         finally:

@@ -114,9 +114,9 @@ class HeartbeatAndErrorsTest(Base):
             hello = await self.ask(ws, {"subscribe": "room:a"})
             assert hello["type"] == "subscribed"
             assert await self.read(ws) == {"type": "ping"}  # and pongs, by itself
-            await until(lambda: len(Live.readers) == 1, limit=5)
+            await until(lambda: len(Live.readers) == 1)
             proxy.freeze()
-            await until(lambda: not Live.readers, limit=15)
+            await until(lambda: not Live.readers)
             ws.close()
         finally:
             await proxy.close()

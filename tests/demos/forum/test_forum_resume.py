@@ -89,7 +89,7 @@ async def until_count(pubsub: Any, channel: str, n: int) -> None:
         return await pubsub.presence_count(channel) == n
 
     try:
-        await until_answer(counted, limit=10)
+        await until_answer(counted)
     except AssertionError:
         raise AssertionError(
             f"presence never counted {n}: {await pubsub.presence(channel)}"

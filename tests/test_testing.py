@@ -328,7 +328,7 @@ def test_gen_test_runs_generators_and_coroutines() -> None:
             await gen.moment
             seen.append("native")
 
-        @gen_test(timeout=1)
+        @gen_test(timeout=30)
         def test_args(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, None]:
             yield gen.moment
             seen.append((args, kwargs))

@@ -59,7 +59,7 @@ class ProxyTest(AsyncTestCase):
     def via(self, port: int, **extra: Any) -> dict[str, Any]:
         return dict(proxy_host="127.0.0.1", proxy_port=port, **extra)
 
-    @gen_test(timeout=10)
+    @gen_test
     async def test_http_through_proxy_absolute_form(self) -> None:
         origin = await self.origin()
         proc, port = start_proxy()
@@ -81,7 +81,7 @@ class ProxyTest(AsyncTestCase):
         # One connection to the proxy served all three requests.
         self.assertEqual(len(self.client.pool), 1)
 
-    @gen_test(timeout=10)
+    @gen_test
     async def test_https_through_connect_tunnel_with_auth(self) -> None:
         origin = await self.origin(tls=True)
         proc, port = start_proxy("user:secret")

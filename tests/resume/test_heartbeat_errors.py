@@ -103,7 +103,7 @@ class HeartbeatAndErrorsTest(Base):
             assert await self.read(ws) == {"type": "ping"}
         ws.close()
 
-    @gen_test(timeout=20)
+    @gen_test
     async def test_a_reader_that_answers_no_ping_is_closed(self) -> None:
         # Between the client and the server, a connection that carries
         # nothing more and closes nothing (a NAT that forgot it).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from squall.pubsub import Position, PublishUncertainError, RedisClusterPubSub, connect
+from tests._wait import HANG_GUARD, until
 
 from ._servers import REDIS_CLI, REDIS_SERVER, RedisCluster
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run(coro: Any, limit: float = 10.0) -> None:
+def run(coro: Any, limit: float = HANG_GUARD) -> None:
     asyncio.run(asyncio.wait_for(coro, limit))
 
 
@@ -100,7 +100,7 @@ def test_partitions_are_subscribed_only_while_needed(cluster: RedisCluster) -> N
             assert pubsub.partition(one) in pubsub.subscribed_partitions  # `same` needs it
             b.close()
             c.close()
-            await pubsub.wait_until(lambda: not pubsub.subscribed_partitions, 3)
+            await pubsub.wait_until(lambda: not pubsub.subscribed_partitions, HANG_GUARD)
             assert pubsub.subscribed_partitions == set() and pubsub.links == 0
             # The cluster agrees: nobody listens on those partition channels.
             tag = f"{{sq.{pubsub.partition(one)}}}"
@@ -354,10 +354,9 @@ def test_a_stopped_primary_is_left_by_the_watchdog_and_nothing_is_lost(tmp_path:
                 await node_b.publish(channel, "1")
             for i in range(2, 6):
                 await node_b.publish(channel, str(i))
-            paused_for = loop.time() - stopped
             assert [await live.get() for _ in range(4)] == ["2", "3", "4", "5"]
             assert node_a.status.resubscribes >= 1 and node_a.status.missed == 0
-            assert paused_for < 10 and node_a.healthy
+            assert node_a.healthy
             # The old primary resumes, runs what waited in its sockets (the
             # attempts to publish "1", sent again elsewhere since) and only
             # then hears it was replaced: its SPUBLISH would reach the new
@@ -458,7 +457,7 @@ def test_the_manager_survives_an_unexpected_exception(
             pubsub._reconcile = reconcile  # type: ignore[method-assign]
             sub = await pubsub.subscribe("room:1")
             await pubsub.publish("room:1", "delivered")
-            assert await asyncio.wait_for(sub.get(), 2) == "delivered"
+            assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "delivered"
             assert reconcile.calls >= 2 and pubsub.healthy
         finally:
             await pubsub.close()  # raises nothing the manager raised
@@ -481,13 +480,10 @@ def test_the_ping_watch_survives_an_unexpected_exception(
     async def main() -> None:
         async with RedisClusterPubSub(cluster.url, health_interval=0.05) as pubsub:
             sub = await pubsub.subscribe("room:1")
-            deadline = time.monotonic() + 3
-            while ping.calls < 4:
-                assert time.monotonic() < deadline, f"PINGs sent: {ping.calls}"
-                await asyncio.sleep(0.02)
-            await pubsub.wait_until(lambda: pubsub.healthy, 3)
+            await until(lambda: ping.calls >= 4)  # the watch went on after the failure
+            await pubsub.wait_until(lambda: pubsub.healthy, HANG_GUARD)
             await pubsub.publish("room:1", "still delivered")
-            assert await asyncio.wait_for(sub.get(), 2) == "still delivered"
+            assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "still delivered"
 
     run(main())
 

@@ -136,11 +136,16 @@ class DeadlineTest(ClientTestCase):
 
         server = await self.serve(handler)
         slow = asyncio.ensure_future(
-            self.fetch(server.url("/hang"), request_timeout=10 * HANG_GUARD)
+            self.fetch(
+                server.url("/hang"),
+                connect_timeout=10 * HANG_GUARD,
+                request_timeout=10 * HANG_GUARD,
+            )
         )
         await asyncio.sleep(0)
-        # Were the client's one timer left armed for the slow deadline, this
-        # fetch would outlive gen_test's own limit: no clock to read here.
+        # Were the client's one timer left armed for the slow deadlines (its
+        # connect's and its request's), this fetch would outlive gen_test's
+        # own limit: no clock to read here.
         with self.assertRaises(HTTPTimeoutError) as caught:
             await self.fetch(server.url("/hang"), request_timeout=0.05)
         self.assertEqual(str(caught.exception), "Timeout during request")

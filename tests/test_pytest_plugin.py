@@ -293,7 +293,7 @@ def pytest_addhooks(pluginmanager):
                 ws = await ws_connect("/ws")
                 await ws.write_message("x")
                 return await ws.read_message()
-            assert io_loop.run_sync(talk, timeout=5) == "echo x"
+            assert io_loop.run_sync(talk, timeout=30) == "echo x"
         """
     )
     result = pytester.runpytest(*PLUGIN, *STRICT)

@@ -344,7 +344,7 @@ class _Tests:
     @gen_test
     async def test_drain_closes_with_1001(self) -> None:
         c, sid = await self.open_ws()
-        drained = asyncio.ensure_future(self.http_server.drain(timeout=10, idle_grace=0.0))
+        drained = asyncio.ensure_future(self.http_server.drain(timeout=HANG_GUARD, idle_grace=0.0))
         assert await c.message(sid) == (0x8, close_payload(1001, b"server shutting down"))
         code = await self.answer_drain(c, sid)
         assert await asyncio.wait_for(drained, DEADLINE) is True

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from squall.simple_httpclient import SimpleAsyncHTTPClient
 from squall.testing import AsyncTestCase, gen_test
 from tests._paths import CERTS
+from tests._wait import HANG_GUARD
 from tests.client._server import MiniServer, Reply
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -31,7 +32,7 @@ def stop_proxy(proc: subprocess.Popen[str]) -> list[str]:
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.close()
     lines = proc.stdout.read().splitlines()
-    proc.wait(timeout=5)
+    proc.wait(timeout=HANG_GUARD)
     proc.stdout.close()
     return lines
 

@@ -205,6 +205,6 @@ class TLSTest(AsyncHTTPSTestCase):
                 "--virtual-time-budget=5000",
                 "--dump-dom",
                 self.get_url("/page"),
-                timeout=25,
+                timeout=HANG_GUARD,
             )
         assert "protocols:h2,h2,h2" in out, out[-2000:]

@@ -284,7 +284,7 @@ def run_check(name: str, check: Check) -> None:
         finally:
             await harness.close()
 
-    asyncio.run(asyncio.wait_for(main(), 5))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
 
 
 def length(n: Any) -> HTTPHeaders:
@@ -725,7 +725,7 @@ def test_one_request_gets_one_answer_over_every_protocol(protocol: str, case: st
     for log, _ in saved:
         log.disabled = True
     try:
-        status = asyncio.run(asyncio.wait_for(main(), 10))
+        status = asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
     finally:
         for log, disabled in saved:
             log.disabled = disabled

@@ -413,7 +413,7 @@ def test_the_watchdog_cancelled_as_its_ping_fails_ends_cancelled() -> None:
         pubsub._links[link.addr] = link
         watch = asyncio.ensure_future(pubsub._watch())
         try:
-            await asyncio.wait_for(hung.pinged.wait(), 2)
+            await asyncio.wait_for(hung.pinged.wait(), HANG_GUARD)
             hung.cut.set()  # the PING fails ...
             watch.cancel()  # ... in the turn the watchdog is cancelled
             with pytest.raises(asyncio.CancelledError):
@@ -499,7 +499,7 @@ def test_a_link_reader_that_raises_is_made_again(cluster: RedisCluster) -> None:
             pubsub._dispatch = dispatch  # type: ignore[method-assign]
             await pubsub.publish("room:1", "hit by the exception")
             await pubsub.publish("room:1", "after")
-            got = [await asyncio.wait_for(sub.get(), 3) for _ in range(2)]
+            got = [await asyncio.wait_for(sub.get(), HANG_GUARD) for _ in range(2)]
             assert got == ["hit by the exception", "after"]  # the first from history
 
     run(main())

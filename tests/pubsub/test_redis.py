@@ -829,7 +829,9 @@ def test_a_ping_that_fails_under_the_watchdog_ends_in_a_new_connection(
                 raise AttributeError("'NoneType' object has no attribute 'writelines'")
 
             first.ping = cut_ping
-            await pubsub.wait_until(lambda: pubsub._ps is not first and pubsub.connected, 3.0)
+            await pubsub.wait_until(
+                lambda: pubsub._ps is not first and pubsub.connected, HANG_GUARD
+            )
             assert pubsub.reconnects == 1
             await pubsub.publish("quiet", "after")
             assert await sub.get() == "after"
@@ -995,7 +997,7 @@ def test_a_publish_waits_out_a_stopped_redis_and_is_applied_once(
             try:
                 publishing = asyncio.ensure_future(pubsub.publish("once", "b"))
                 # Two attempts timed out: three sent, all waiting in Redis.
-                await pubsub.wait_until(lambda: pubsub.publish_retries >= 2, 3)
+                await pubsub.wait_until(lambda: pubsub.publish_retries >= 2, HANG_GUARD)
                 assert not publishing.done()
             finally:
                 redis_server.proc.send_signal(signal.SIGCONT)
@@ -1283,7 +1285,7 @@ def test_a_plain_publish_through_a_stopped_redis_is_delivered_once(
             redis_server.proc.send_signal(signal.SIGSTOP)
             try:
                 publishing = asyncio.ensure_future(pubsub.publish("once", "b"))
-                await pubsub.wait_until(lambda: pubsub.publish_retries >= 3, 3)
+                await pubsub.wait_until(lambda: pubsub.publish_retries >= 3, HANG_GUARD)
                 assert not publishing.done()
             finally:
                 redis_server.proc.send_signal(signal.SIGCONT)

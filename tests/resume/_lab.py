@@ -68,7 +68,7 @@ class Nodes:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(f"{url}\n".encode())
         self.proc.stdin.flush()
-        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 15)
+        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), HANG_GUARD)
         port, pid = line.split()
         return int(port), int(pid)
 

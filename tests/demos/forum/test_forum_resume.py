@@ -21,7 +21,7 @@ import pytest
 
 from squall.websocket import WebSocketClientConnection, websocket_connect
 
-from ..._wait import until_answer
+from ..._wait import HANG_GUARD, until_answer
 from ...resume._proxy import CutProxy
 from .._util import run
 from ..test_chat_browser import BROKEN_WEBSOCKET, CHROMIUM, DevTools, Tab, launch, shut
@@ -146,7 +146,7 @@ async def cut_and_resume(tmp_path: Path, blocked: str, expected: str) -> None:
                     await author.reply(topic, text)
                 # The page tried to come back while the replies were posted.
                 for _ in range(2):
-                    await asyncio.wait_for(proxy.refusals.get(), 10)
+                    await asyncio.wait_for(proxy.refusals.get(), HANG_GUARD)
                 assert await reader.evaluate("window.forum.received") == 1
                 # The page says it is offline, on a line that stays in sight.
                 line = await reader.evaluate(LIVE_LINE)

@@ -391,7 +391,7 @@ class GracefulTest(AsyncHTTPTestCase):
 
 
 def test_gen_test_limits_here_are_hang_guards() -> None:
-    # tests/h2/conftest.py: a loaded machine must not decide these tests.
+    # tests/conftest.py: a loaded machine must not decide these tests.
     from squall.testing import get_async_test_timeout
 
     assert get_async_test_timeout() >= 30
